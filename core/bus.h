@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The message bus: requests with exactly one reply, and events fanned out to
+ * every subscriber, consumed by a pool of worker threads.
+ *
+ * Ordering: every message carries a lane key (the connection id for
+ * requests, the tenant id for events). Messages of one lane are handled one
+ * at a time, in the order they were sent; different lanes run in parallel.
+ *
+ * The bus knows nothing about plugins: whoever creates it passes the handler
+ * that serves requests (the router) and registers event subscribers.
+ */
+#ifndef AH_BUS_H
+#define AH_BUS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+typedef struct ah_bus ah_bus;
+
+/** The one reply every request gets. */
+typedef struct ah_reply {
+    bool ok;
+    cJSON *body;      /* ok: the reply body (owned by the reply) */
+    char code[64];    /* !ok: stable error code */
+    int http_status;  /* !ok: suggested HTTP status */
+    char *message;    /* !ok: malloc'd human message */
+} ah_reply;
+
+void ah_reply_free(ah_reply *r);
+/** Makes r an error reply (message formatted). */
+void ah_reply_error(ah_reply *r, const char *code, int http_status,
+                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/** A request as the handler sees it. Borrowed for the handler's duration. */
+typedef struct ah_msg {
+    const char *topic;
+    uint64_t lane;        /* ordering key */
+    void *target;         /* opaque for the bus (the connection) */
+    const char *correlation_id;
+    const cJSON *body;
+} ah_msg;
+
+/** Serves one request on a worker thread; must fill *reply exactly once. */
+typedef void (*ah_bus_handler)(void *arg, const ah_msg *msg, ah_reply *reply);
+/** Receives a published event on a worker thread. Borrowed arguments. */
+typedef void (*ah_event_handler)(void *arg, uint64_t lane, const char *topic,
+                                 const cJSON *body);
+/** Completion of an asynchronous request, on a worker thread; the callee
+ *  owns *reply (free with ah_reply_free). */
+typedef void (*ah_reply_cb)(void *arg, ah_reply *reply);
+
+typedef struct ah_bus_opts {
+    int workers;         /* >= 1 */
+    ah_bus_handler handler;
+    void *handler_arg;
+    int default_timeout_ms; /* for ah_bus_request with timeout_ms 0 */
+    unsigned max_queue;  /* messages queued in all, 0: 1<<20; beyond it sends fail */
+} ah_bus_opts;
+
+ah_bus *ah_bus_new(const ah_bus_opts *opts);
+/** Stops accepting, lets the workers finish what is queued, joins them and
+ *  frees the bus. Pending synchronous callers get a "shutting_down" error. */
+void ah_bus_free(ah_bus *bus);
+
+/** Subscribes to events whose topic equals `pattern`, or starts with its
+ *  prefix when it ends in ".*" ("event.*" for all). Call before sending. */
+int ah_bus_subscribe(ah_bus *bus, const char *pattern, ah_event_handler fn, void *arg);
+
+/** Sends a request and waits for its reply, at most timeout_ms (0: the
+ *  default). `body` is transferred (NULL: {}). On timeout the reply is an
+ *  error with code "timeout" (504); the late reply is discarded. Always
+ *  fills *reply; returns 0 when reply->ok. */
+int ah_bus_request(ah_bus *bus, uint64_t lane, void *target, const char *topic,
+                   cJSON *body, int timeout_ms, ah_reply *reply);
+
+/** Sends a request; cb runs once with the reply (on a worker thread, or on
+ *  the caller's thread when the bus refuses the message). 0 when queued. */
+int ah_bus_request_async(ah_bus *bus, uint64_t lane, void *target, const char *topic,
+                         cJSON *body, ah_reply_cb cb, void *cb_arg);
+
+/** Publishes an event on `lane`: every matching subscriber is called, in
+ *  subscription order, on one worker. `body` transferred. 0 when queued. */
+int ah_bus_publish(ah_bus *bus, uint64_t lane, const char *topic, cJSON *body);
+
+/** Blocks until every queued message has been handled (tests, shutdown). */
+void ah_bus_drain(ah_bus *bus);
+
+/** Messages queued and not yet handled (metrics). */
+unsigned long ah_bus_depth(ah_bus *bus);
+
+#endif

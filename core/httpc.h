@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Outbound HTTP on libcurl, for plugins (through the host API) and the core.
+ * Timeouts, retries with exponential backoff and full jitter on 429, 5xx and
+ * connection errors, Retry-After honoured (seconds or HTTP date, capped),
+ * TLS verification always on. Each attempt is reported to an optional
+ * observer (the integration log) with secrets redacted.
+ */
+#ifndef AH_HTTPC_H
+#define AH_HTTPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <atshub/plugin.h> /* ah_http_request, ah_http_response */
+
+typedef struct ah_httpc ah_httpc;
+
+typedef struct ah_httpc_attempt {
+    const char *method;
+    const char *url;      /* query values that look secret are redacted */
+    long status;          /* 0: no response */
+    const char *error;    /* curl's message when no response, else NULL */
+    double duration_s;
+    int attempt;          /* 1-based */
+    long retry_in_ms;     /* 0: no further attempt */
+    const char *request_body;  /* redacted copy, may be NULL */
+    const char *response_body; /* may be NULL */
+} ah_httpc_attempt;
+
+typedef void (*ah_httpc_observer)(void *arg, const ah_httpc_attempt *a);
+
+typedef struct ah_httpc_opts {
+    long timeout_ms;      /* default per attempt */
+    int max_attempts;     /* default */
+    long backoff_ms;      /* first backoff */
+    long backoff_max_ms;  /* cap for backoff and for Retry-After */
+    size_t max_response;  /* bytes; larger responses fail (default 64 MiB) */
+    uint64_t seed;        /* jitter PRNG seed (0: random) */
+    const char *ca_file;  /* extra CA bundle (tests), NULL: system */
+} ah_httpc_opts;
+
+ah_httpc *ah_httpc_new(const ah_httpc_opts *opts);
+void ah_httpc_free(ah_httpc *c);
+
+/**
+ * Performs req. `base_url` (may be NULL) prefixes a url that starts with '/'.
+ * `secrets` (NULL-terminated, may be NULL) are strings redacted from what the
+ * observer sees. Fills *resp (free with ah_http_response_free). Returns 0
+ * when a response was received (any status), -1 when none could be had
+ * (err says why, e.g. "connection refused after 4 attempts").
+ */
+int ah_httpc_perform(ah_httpc *c, const ah_http_request *req, const char *base_url,
+                     const char *const *secrets, ah_httpc_observer obs, void *obs_arg,
+                     ah_http_response *resp, char *err, size_t errlen);
+void ah_http_response_free(ah_http_response *resp);
+
+/** Parses a Retry-After value (delta seconds or IMF-fixdate) relative to
+ *  now_epoch; milliseconds to wait, or -1 when unparsable. */
+long ah_retry_after_ms(const char *value, long now_epoch);
+
+/** Replaces every occurrence of each secret in s (in place) with "***" and
+ *  returns a malloc'd copy. */
+char *ah_redact(const char *s, const char *const *secrets);
+
+#endif

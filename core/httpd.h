@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The inbound HTTP server on libmicrohttpd 0.9.75.
+ *
+ * The server reads request bodies itself (no post processor), refuses
+ * bodies over the limit with 413 before reading them, refuses requests whose
+ * Content-Length and Transfer-Encoding conflict (400), and dispatches by
+ * method and path through a route table that the core and plugins register
+ * into. Handlers run on the server's threads and answer synchronously.
+ * Every error is {"error":{"code":"...","message":"..."}}.
+ */
+#ifndef AH_HTTPD_H
+#define AH_HTTPD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+typedef struct ah_httpd ah_httpd;
+/* One request/response; the SDK names it too (opaque there). */
+typedef struct ah_http_exchange ah_http_exchange;
+
+/** Handles one request; must answer with one of the ah_ex_respond* calls. */
+typedef void (*ah_http_handler)(void *arg, ah_http_exchange *ex);
+
+typedef struct ah_httpd_opts {
+    const char *host;  /* bind address, "127.0.0.1" */
+    uint16_t port;     /* 0: any free port (see ah_httpd_port) */
+    size_t max_body;   /* bytes */
+    int threads;       /* worker threads of the server */
+    const char *tls_cert_pem; /* PEM text (not paths), both or neither */
+    const char *tls_key_pem;
+    /** Called after every answered request (for the metrics and the log);
+     *  may be NULL. */
+    void (*on_done)(void *arg, const ah_http_exchange *ex);
+    void *on_done_arg;
+} ah_httpd_opts;
+
+enum {
+    AH_ROUTE_EXACT = 0,
+    AH_HTTPD_PREFIX = 1u << 0, /* path is a prefix ("/v1/jobs/" serves "/v1/jobs/x") */
+};
+
+ah_httpd *ah_httpd_new(const ah_httpd_opts *opts, char *err, size_t errlen);
+/** Registers a route; later registrations of the same method+path replace
+ *  earlier ones. Method "*" matches any. Thread-safe, also while running. */
+int ah_httpd_route(ah_httpd *h, const char *method, const char *path,
+                   unsigned flags, ah_http_handler fn, void *arg);
+/** Removes every route registered with this arg (plugin unload). */
+void ah_httpd_unroute_arg(ah_httpd *h, void *arg);
+int ah_httpd_start(ah_httpd *h, char *err, size_t errlen);
+/** The bound port (useful with port 0). */
+uint16_t ah_httpd_port(const ah_httpd *h);
+/** Stops accepting, finishes in-flight requests, frees. */
+void ah_httpd_free(ah_httpd *h);
+
+/* --- the exchange, for handlers -------------------------------------- */
+const char *ah_ex_method(const ah_http_exchange *ex);
+const char *ah_ex_path(const ah_http_exchange *ex);
+/** Path remainder after a prefix route's prefix ("" for exact routes). */
+const char *ah_ex_subpath(const ah_http_exchange *ex);
+const char *ah_ex_header(ah_http_exchange *ex, const char *name);
+const char *ah_ex_query(ah_http_exchange *ex, const char *name);
+const char *ah_ex_client_ip(const ah_http_exchange *ex);
+const char *ah_ex_body(const ah_http_exchange *ex, size_t *len);
+/** Parses the body as JSON (depth and size limited); on failure answers 400
+ *  invalid_json itself and returns NULL. Owned by the exchange. */
+const cJSON *ah_ex_json(ah_http_exchange *ex);
+/** The status answered so far (0: none yet). */
+int ah_ex_status(const ah_http_exchange *ex);
+/** Microseconds since the request arrived. */
+double ah_ex_elapsed_s(const ah_http_exchange *ex);
+/** Handler-owned scratch pointer (e.g. the authenticated tenant). */
+void ah_ex_set_user(ah_http_exchange *ex, void *p);
+void *ah_ex_user(const ah_http_exchange *ex);
+
+/** Answers with `body` serialised (transferred; NULL: no body). */
+int ah_ex_respond_json(ah_http_exchange *ex, int status, cJSON *body);
+/** Answers with raw bytes (copied). */
+int ah_ex_respond(ah_http_exchange *ex, int status, const char *content_type,
+                  const char *body, size_t len);
+/** Answers {"error":{"code":code,"message":...}}. */
+int ah_ex_error(ah_http_exchange *ex, int status, const char *code,
+                const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/** Adds a response header (before responding). */
+int ah_ex_add_header(ah_http_exchange *ex, const char *name, const char *value);
+
+/** Maps a stable error code to its HTTP status (unsupported_capability ->
+ *  501, invalid_request -> 400, ...); 500 when unknown. */
+int ah_http_status_for_code(const char *code);
+
+/** JSON limits for everything that comes from outside. */
+#define AH_JSON_MAX_DEPTH 32
+/** Parses JSON text of `len` bytes, refusing nesting deeper than
+ *  AH_JSON_MAX_DEPTH and trailing garbage. NULL on error. */
+cJSON *ah_json_parse_limited(const char *text, size_t len);
+
+#endif

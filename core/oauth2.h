@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* OAuth2 token cache: client-credentials and refresh-token grants, cached
+ * per (connection, token URL, client id, scope), renewed 5 minutes before
+ * expiry, one fetch at a time per key. */
+#ifndef AH_OAUTH2_H
+#define AH_OAUTH2_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "httpc.h"
+
+#define AH_OAUTH2_REFRESH_MARGIN_S 300
+
+typedef struct ah_oauth2 ah_oauth2;
+
+/** now_fn (may be NULL: time(NULL)) lets tests move the clock. */
+ah_oauth2 *ah_oauth2_new(ah_httpc *httpc, time_t (*now_fn)(void *), void *now_arg);
+void ah_oauth2_free(ah_oauth2 *o);
+
+/**
+ * Copies a valid access token into out. Fetches one (POST
+ * application/x-www-form-urlencoded grant_type=client_credentials, or
+ * refresh_token when p->refresh_token is set, with client_id and
+ * client_secret) when none is cached or the cached one expires within
+ * AH_OAUTH2_REFRESH_MARGIN_S. A refresh_token in the answer replaces the
+ * one used for later refreshes. 0 on success, -1 with err filled.
+ */
+int ah_oauth2_token(ah_oauth2 *o, int64_t conn_id, const ah_oauth2_params *p,
+                    const char *base_url, ah_httpc_observer obs, void *obs_arg,
+                    char *out, size_t out_len, char *err, size_t errlen);
+void ah_oauth2_invalidate(ah_oauth2 *o, int64_t conn_id, const ah_oauth2_params *p);
+/** Forgets every token of a connection (settings changed, disabled). */
+void ah_oauth2_forget_conn(ah_oauth2 *o, int64_t conn_id);
+
+#endif

@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Plugin loader and registry.
+ *
+ * A generation is one loaded copy of a plugin's .so: its dl handle, its
+ * descriptor and its plugin state. The registry maps a plugin name to its
+ * current generation. Callers acquire the current generation for the
+ * duration of a call and release it afterwards; a generation replaced by a
+ * newer one is finalised and dlclose()d when its last reference is dropped.
+ */
+#ifndef AH_REGISTRY_H
+#define AH_REGISTRY_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <atshub/plugin.h>
+
+typedef struct ah_registry ah_registry;
+
+typedef struct ah_generation {
+    char *name;       /* descriptor name */
+    char *path;       /* the file as configured */
+    char *loaded_path; /* the file dlopen()ed (a private copy when swapping) */
+    unsigned number;  /* 1, 2, ... per plugin name */
+    void *dl;
+    const ah_plugin_descriptor *desc;
+    void *plugin_state;
+    atomic_long refs;     /* registry's own + one per acquire */
+    atomic_long inflight; /* calls currently running */
+    struct ah_registry *reg;
+} ah_generation;
+
+/**
+ * Loads a plugin file: dlopen(RTLD_NOW|RTLD_LOCAL), look up AH_ENTRY_SYMBOL,
+ * call it, check the descriptor's size and ABI (same major, minor not newer
+ * than the host's) before anything else, check that the tables carry sane
+ * sizes and that required parts are present, then run init. Every failure
+ * dlclose()s the handle and writes its own message into err:
+ *   "PATH: cannot open: <dlerror> (check the path; use ldd(1) for missing libraries)"
+ *   "PATH: no entry symbol atshub_plugin_entry_v1 (...)"
+ *   "PATH: built for ABI 2.x, this host speaks ABI 1.0"
+ *   "PATH: built for ABI 1.5, this host speaks ABI 1.0: upgrade the host"
+ *   "PATH: descriptor has no name" / "...: table 'applications' has struct_size N, ..."
+ *   "PATH: init failed: <the plugin's message>"
+ * `host` is the host API table handed to the plugin. Returns NULL on failure.
+ * The generation starts with refs = 1 (the caller's).
+ */
+ah_generation *ah_plugin_load(const char *path, const ah_host_api *host,
+                              char *err, size_t errlen);
+/** Checks a file without running init (for `atshub plugin check`). */
+int ah_plugin_check(const char *path, const ah_host_api *host, char *err, size_t errlen);
+
+ah_registry *ah_registry_new(const ah_host_api *host);
+/** Releases every generation (waits for none: call when no calls run). */
+void ah_registry_free(ah_registry *reg);
+
+/** Loads `path` and installs it as the current generation of its plugin
+ *  name (the descriptor's); when `expect_name` is not NULL the descriptor's
+ *  name must equal it. Replaces an existing generation atomically (the old
+ *  one is released when its last call returns). On failure the old
+ *  generation keeps serving. Returns the new generation number, or -1. */
+int ah_registry_load(ah_registry *reg, const char *expect_name, const char *path,
+                     char *err, size_t errlen);
+/** Removes a plugin; its generation is released when its last call returns. */
+int ah_registry_unload(ah_registry *reg, const char *name);
+
+/** The current generation of `name` with a reference taken, or NULL.
+ *  Pair with ah_generation_release. Thread-safe, lock-light. */
+ah_generation *ah_registry_acquire(ah_registry *reg, const char *name);
+void ah_generation_release(ah_generation *gen);
+
+typedef void (*ah_generation_cb)(void *arg, const ah_generation *gen);
+/** Calls cb for each plugin's current generation, in name order. */
+void ah_registry_each(ah_registry *reg, ah_generation_cb cb, void *arg);
+size_t ah_registry_count(ah_registry *reg);
+
+#endif

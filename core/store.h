@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The store interface: one set of operations, several engines (SQLite now,
+ * PostgreSQL later). Everything the host keeps lives behind it: tenants,
+ * connections, unified records, sync cursors, the events outbox, the
+ * integration log and named sequences.
+ *
+ * Thread safety: every function may be called from any thread; an engine
+ * serialises internally as it must. Strings passed in are borrowed; strings
+ * handed out through rows are owned by the row and freed by its *_free.
+ * Every function returns 0 on success and a negative AH_STORE_* code on
+ * failure, unless documented otherwise; the engine logs the underlying
+ * database error through the store's logger (never with secret values).
+ */
+#ifndef AH_STORE_H
+#define AH_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct ah_store ah_store;
+struct ah_logger;
+
+/* Distinguished results. */
+#define AH_STORE_OK 0
+#define AH_STORE_ERR (-1)
+#define AH_STORE_NOT_FOUND (-2)
+#define AH_STORE_EXISTS (-3)
+
+typedef struct ah_tenant_row {
+    int64_t id;
+    char *name;
+    char *key_hash; /* SHA-256 hex of the API key */
+    char *created_at;
+} ah_tenant_row;
+
+typedef struct ah_connection_row {
+    int64_t id;
+    int64_t tenant_id;
+    char *tenant;   /* tenant name */
+    char *plugin;
+    char *name;
+    bool enabled;
+    /* JSON object text: key -> value. Values of secret settings are already
+     * sealed (crypto.h) by the caller: the store never sees plaintext
+     * secrets. */
+    char *settings;
+    char *created_at;
+    char *updated_at;
+} ah_connection_row;
+
+/** A record to upsert. Strings borrowed. */
+typedef struct ah_record_in {
+    const char *type;
+    const char *remote_id;
+    const char *updated_at; /* ISO-8601 UTC; may be NULL */
+    const char *raw;        /* JSON text */
+    const char *fields;     /* JSON text */
+} ah_record_in;
+
+/** What an upsert did to one record. */
+typedef enum ah_upsert_result {
+    AH_REC_UNCHANGED = 0,
+    AH_REC_CREATED = 1,
+    AH_REC_UPDATED = 2,
+} ah_upsert_result;
+
+typedef struct ah_record_row {
+    char *id; /* stable atshub id */
+    int64_t connection_id;
+    char *type;
+    char *remote_id;
+    char *updated_at;
+    char *raw;
+    char *fields;
+    char *created_at; /* when atshub first stored it */
+    char *stored_at;  /* last change */
+} ah_record_row;
+
+typedef struct ah_record_query {
+    int64_t tenant_id;     /* required */
+    int64_t connection_id; /* 0: all of the tenant's connections */
+    const char *type;      /* required */
+    const char *updated_after; /* NULL: no filter */
+    const char *after_id;  /* paging cursor: the last id of the previous page */
+    int limit;             /* 1..1000 */
+    /* Optional equality filter on a normalised field: fields->>field_key */
+    const char *field_key;
+    const char *field_value;
+    bool field_nocase; /* compare trimmed, case-insensitively */
+} ah_record_query;
+
+typedef struct ah_log_entry {
+    int64_t id;
+    char *at;         /* ISO-8601 UTC with milliseconds */
+    char *tenant;     /* may be NULL */
+    char *source;     /* connection name or "core" */
+    char *plugin;     /* may be NULL */
+    char *action;     /* REQUEST | RESPONSE | ERROR | OUTBOUND ... */
+    char *method;     /* may be NULL */
+    char *path;       /* may be NULL */
+    int status;       /* HTTP status, 0 when none */
+    double duration_s; /* processing time */
+    char *body;       /* redacted body text, may be NULL */
+    char *correlation_id;
+} ah_log_entry;
+
+typedef struct ah_log_filter {
+    const char *tenant;
+    const char *source;
+    const char *action;
+    int status; /* 0: any */
+    const char *since; /* ISO-8601, inclusive; NULL: any */
+    const char *until; /* ISO-8601, exclusive; NULL: any */
+    int limit;         /* 0: 100 */
+} ah_log_filter;
+
+typedef struct ah_outbox_row {
+    int64_t id;
+    int64_t tenant_id;
+    char *topic;
+    char *body;
+    char *created_at;
+} ah_outbox_row;
+
+typedef void (*ah_tenant_cb)(void *arg, const ah_tenant_row *row);
+typedef void (*ah_connection_cb)(void *arg, const ah_connection_row *row);
+typedef void (*ah_record_cb)(void *arg, const ah_record_row *row);
+typedef void (*ah_log_cb)(void *arg, const ah_log_entry *row);
+typedef void (*ah_outbox_cb)(void *arg, const ah_outbox_row *row);
+
+/** The engine vtable. Each engine fills one constant instance. */
+typedef struct ah_store_ops {
+    const char *name; /* "sqlite" */
+    void (*close)(ah_store *s);
+    /** Brings the schema to the newest version, one transaction per step;
+     *  safe on an existing database. */
+    int (*migrate)(ah_store *s);
+    int (*schema_version)(ah_store *s);
+    /** Cheap liveness probe (health checks): 0 when the store answers. */
+    int (*ping)(ah_store *s);
+    /** Changes whenever another process committed (for reloading caches). */
+    int64_t (*data_version)(ah_store *s);
+
+    /* tenants */
+    int (*tenant_add)(ah_store *s, const char *name, const char *key_hash,
+                      int64_t *id_out); /* AH_STORE_EXISTS on duplicate */
+    int (*tenant_get)(ah_store *s, const char *name, ah_tenant_row *out);
+    int (*tenant_by_key_hash)(ah_store *s, const char *key_hash, ah_tenant_row *out);
+    int (*tenant_list)(ah_store *s, ah_tenant_cb cb, void *arg);
+    int (*tenant_remove)(ah_store *s, const char *name); /* removes its connections too */
+
+    /* connections */
+    int (*connection_add)(ah_store *s, int64_t tenant_id, const char *plugin,
+                          const char *name, const char *settings_json,
+                          int64_t *id_out);
+    int (*connection_get)(ah_store *s, const char *tenant, const char *name,
+                          ah_connection_row *out);
+    /** tenant NULL: all tenants. */
+    int (*connection_list)(ah_store *s, const char *tenant, ah_connection_cb cb, void *arg);
+    int (*connection_update)(ah_store *s, int64_t id, const char *settings_json);
+    int (*connection_set_enabled)(ah_store *s, int64_t id, bool enabled);
+    int (*connection_remove)(ah_store *s, int64_t id);
+
+    /* records and cursors: one page and its cursor in one transaction */
+    /** Upserts n records for connection_id and, when cursor_key is not NULL,
+     *  sets that cursor to cursor_value, all in one transaction: either all
+     *  of it is committed or none. results[i] (may be NULL) tells what
+     *  happened to in[i]; ids_out[i] (may be NULL) receives a malloc'd atshub
+     *  id. A record whose raw and fields are byte-identical to the stored
+     *  ones is AH_REC_UNCHANGED. */
+    int (*records_upsert)(ah_store *s, int64_t connection_id,
+                          const ah_record_in *in, size_t n,
+                          const char *cursor_key, const char *cursor_value,
+                          ah_upsert_result *results, char **ids_out);
+    int (*record_get)(ah_store *s, int64_t connection_id, const char *type,
+                      const char *remote_id, ah_record_row *out);
+    int (*record_get_by_id)(ah_store *s, int64_t tenant_id, const char *id,
+                            ah_record_row *out);
+    /** Rows in id order, at most q->limit. */
+    int (*record_query)(ah_store *s, const ah_record_query *q, ah_record_cb cb, void *arg);
+    int64_t (*record_count)(ah_store *s, int64_t connection_id, const char *type);
+    /** *value_out is malloc'd, or NULL when unset. */
+    int (*cursor_get)(ah_store *s, int64_t connection_id, const char *key, char **value_out);
+    int (*cursor_set)(ah_store *s, int64_t connection_id, const char *key, const char *value);
+
+    /* named sequences: atomically returns the next value (1, 2, ...) */
+    int (*sequence_next)(ah_store *s, int64_t tenant_id, const char *name, int64_t *out);
+
+    /* events outbox */
+    int (*outbox_add)(ah_store *s, int64_t tenant_id, const char *topic,
+                      const char *body, int64_t *id_out);
+    int (*outbox_pending)(ah_store *s, int limit, ah_outbox_cb cb, void *arg);
+    int (*outbox_done)(ah_store *s, int64_t id);
+
+    /* integration log */
+    int (*log_add)(ah_store *s, const ah_log_entry *e);
+    /** Newest first. */
+    int (*log_query)(ah_store *s, const ah_log_filter *f, ah_log_cb cb, void *arg);
+} ah_store_ops;
+
+struct ah_store {
+    const ah_store_ops *ops;
+    const struct ah_logger *lg; /* may be NULL; set by the opener */
+};
+
+/** Opens a store by URL: "sqlite:PATH" (creates the file and its folder) or
+ *  "postgresql://..." (not yet available: fails with a clear message).
+ *  Does not migrate. On failure returns NULL and writes the reason. */
+ah_store *ah_store_open(const char *url, const struct ah_logger *lg, char *err,
+                        size_t errlen);
+/** Opens the SQLite engine on `path`. */
+ah_store *ah_store_sqlite_open(const char *path, const struct ah_logger *lg,
+                               char *err, size_t errlen);
+
+void ah_tenant_row_free(ah_tenant_row *r);
+void ah_connection_row_free(ah_connection_row *r);
+void ah_record_row_free(ah_record_row *r);
+
+/** Current time as ISO-8601 UTC with milliseconds: "2026-11-24T03:31:57.123Z". */
+void ah_now_iso(char out[32]);
+
+#endif

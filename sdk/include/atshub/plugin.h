@@ -1,0 +1,538 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * atshub plugin SDK: the whole contract between the host and a provider plugin.
+ *
+ * A plugin is a shared object that exports exactly one symbol, AH_ENTRY_SYMBOL
+ * (use AH_PLUGIN_ENTRY to define it). The host dlopen()s the file with
+ * RTLD_NOW | RTLD_LOCAL, looks the symbol up, calls it with the host API table
+ * and reads the constant descriptor it returns. Before it calls anything else
+ * it checks the descriptor's ABI: the major must equal AH_ABI_MAJOR of the
+ * host, the minor must not be newer than the host's.
+ *
+ * Growing the ABI: every struct below starts with `struct_size` (set it with
+ * sizeof). New members are only ever appended, with a "@since 1.N" note; a
+ * reader checks AH_HAS(ptr, member) before touching a member that may be newer
+ * than the peer that filled the struct. Removing or reordering a member is a
+ * major version change.
+ *
+ * Threads: the host calls a plugin from its worker threads. Calls for one
+ * connection are serialised (never two at once for the same connection);
+ * calls for different connections run concurrently. A plugin therefore keeps
+ * its mutable state in the per-connection context made by `open`, never in
+ * globals, and never starts threads, opens files or links libcurl: everything
+ * that reaches the world goes through the host API.
+ *
+ * JSON: bodies are cJSON trees (Debian's libcjson). A body handed to a plugin
+ * is borrowed for the duration of the call; a reply or event body a plugin
+ * hands to the host is transferred (the host frees it).
+ */
+#ifndef AH_PLUGIN_H
+#define AH_PLUGIN_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Versions                                                                 */
+/* ------------------------------------------------------------------------ */
+
+#define AH_ABI_MAJOR 1
+#define AH_ABI_MINOR 0
+
+#define AH_STR_(x) #x
+#define AH_STR(x) AH_STR_(x)
+#define AH_CAT_(a, b) a##b
+#define AH_CAT(a, b) AH_CAT_(a, b)
+
+/** Name of the one exported symbol; it carries the ABI major. */
+#define AH_ENTRY_NAME AH_CAT(atshub_plugin_entry_v, AH_ABI_MAJOR)
+#define AH_ENTRY_SYMBOL "atshub_plugin_entry_v" AH_STR(AH_ABI_MAJOR)
+
+/** True when the struct at `p` (which starts with struct_size) is large
+ *  enough to contain `member`. Use before reading a member that was appended
+ *  after the peer that filled the struct was built. */
+#define AH_HAS(p, member)                                                      \
+    ((p) != NULL &&                                                            \
+     (size_t)(p)->struct_size >=                                               \
+         offsetof(__typeof__(*(p)), member) + sizeof((p)->member))
+
+#if defined(__GNUC__)
+#define AH_EXPORT __attribute__((visibility("default")))
+#define AH_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define AH_EXPORT
+#define AH_PRINTF(fmt, args)
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Results and errors                                                       */
+/* ------------------------------------------------------------------------ */
+
+/** What every plugin callback returns. On AH_ERR the callback has described
+ *  the failure with ah_host_api.fail(); if it did not, the host reports
+ *  `plugin_error`. */
+typedef enum ah_result {
+    AH_OK = 0,
+    AH_ERR = -1,
+} ah_result;
+
+/* Stable error codes shared by the host and plugins. Plugins may add their
+ * own (lower_snake_case); these are the ones the host itself produces. */
+#define AH_E_UNSUPPORTED "unsupported_capability" /* HTTP 501 */
+#define AH_E_INVALID "invalid_request"            /* HTTP 400 */
+#define AH_E_NOT_FOUND "not_found"                /* HTTP 404 */
+#define AH_E_CONFLICT "conflict"                  /* HTTP 409 */
+#define AH_E_UPSTREAM "upstream_error"            /* HTTP 502 */
+#define AH_E_UNAVAILABLE "upstream_unavailable"   /* HTTP 503 */
+#define AH_E_TIMEOUT "timeout"                    /* HTTP 504 */
+#define AH_E_INTERNAL "internal_error"            /* HTTP 500 */
+#define AH_E_PLUGIN "plugin_error"                /* HTTP 500 */
+
+/* ------------------------------------------------------------------------ */
+/* Opaque host objects                                                      */
+/* ------------------------------------------------------------------------ */
+
+typedef struct ah_host_api ah_host_api;
+/** A connection as the host sees it: one provider enabled for one tenant.
+ *  Owned by the host; valid for the duration of the callback it is passed to. */
+typedef struct ah_conn ah_conn;
+/** One inbound HTTP request on a plugin route. Owned by the host. */
+typedef struct ah_http_exchange ah_http_exchange;
+
+/* ------------------------------------------------------------------------ */
+/* The call context handed to every callback                                */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Everything a callback needs to know about the call it serves. Filled by
+ * the host, read-only for the plugin, valid until the callback returns.
+ */
+typedef struct ah_call {
+    uint32_t struct_size;
+    const ah_host_api *host;  /**< the host API (same table as at init) */
+    void *plugin_state;       /**< what init() stored, or NULL */
+    void *conn_ctx;           /**< what open() stored, or NULL */
+    ah_conn *conn;            /**< the connection; NULL in init/fini */
+    const char *tenant;       /**< tenant name; NULL in init/fini */
+    const char *connection;   /**< connection name; NULL in init/fini */
+    const char *topic;        /**< bus topic being served, or NULL */
+    const char *correlation_id; /**< request id, for log lines */
+} ah_call;
+
+/* ------------------------------------------------------------------------ */
+/* Connection settings, declared as data                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef enum ah_setting_type {
+    AH_SET_STRING = 1,
+    AH_SET_INT = 2,
+    AH_SET_BOOL = 3, /* true/false, yes/no, on/off, 1/0 */
+    AH_SET_URL = 4,  /* http:// or https:// URL */
+    AH_SET_LIST = 5, /* comma-separated list */
+} ah_setting_type;
+
+enum {
+    AH_SETTING_REQUIRED = 1u << 0, /**< must be set for the connection to open */
+    AH_SETTING_SECRET = 1u << 1,   /**< encrypted at rest, never printed */
+    AH_SETTING_GENERATED = 1u << 2, /**< the host generates a random value when
+                                        the connection is created and prints it
+                                        once (implies SECRET) */
+    AH_SETTING_HASHED = 1u << 3, /**< only a SHA-256 hash is kept; readable by
+                                      the plugin only through conn_by_secret()
+                                      (implies SECRET) */
+};
+
+/** One connection setting. A plugin declares a constant array of these,
+ *  terminated by an entry whose key is NULL. The host validates a
+ *  connection's settings against it, fills defaults and prints it for
+ *  `atshub plugins --settings NAME`. */
+typedef struct ah_setting_spec {
+    const char *key;           /**< lower_snake_case */
+    ah_setting_type type;
+    const char *default_value; /**< NULL: no default */
+    unsigned flags;            /**< AH_SETTING_* */
+    const char *help;          /**< one line for operators */
+} ah_setting_spec;
+
+/* ------------------------------------------------------------------------ */
+/* Capability tables                                                        */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Every capability operation has this shape. `body` is the request body
+ * (borrowed, never NULL: an empty object when the caller sent none). On
+ * success the plugin stores a new JSON value in *reply (transferred to the
+ * host; NULL means `{}`) and returns AH_OK. On failure it calls
+ * call->host->fail() and returns AH_ERR.
+ * Runs on a host worker thread; calls for one connection are serialised.
+ */
+typedef ah_result (*ah_op_fn)(ah_call *call, const cJSON *body, cJSON **reply);
+
+/** Streaming: topics jobs.stream, applications.stream, candidates.stream.
+ *  Body: {"updated_after": "ISO-8601 UTC" | absent, "cursor": string | absent,
+ *  ...type-specific filters}. The plugin fetches one page, hands each record
+ *  to host->emit_record() and replies {"next_cursor": string|null}. A null
+ *  next_cursor ends the stream. */
+typedef struct ah_streaming_ops {
+    uint32_t struct_size;
+    ah_op_fn jobs;         /**< jobs.stream; filter "statuses": [..] */
+    ah_op_fn applications; /**< applications.stream; filter "job_ids": [..] */
+    ah_op_fn candidates;   /**< candidates.stream */
+    /** Hours the sync engine steps its cursor back so that records stamped
+     *  in a provider's local time are not missed (ERecruit: 2). */
+    uint32_t backfill_hours;
+} ah_streaming_ops;
+
+typedef struct ah_applications_ops {
+    uint32_t struct_size;
+    ah_op_fn move_to_stage; /**< applications.move_to_stage */
+    ah_op_fn reject;        /**< applications.reject */
+    ah_op_fn bulk_reject;   /**< applications.bulk_reject */
+    ah_op_fn create;        /**< applications.create */
+    ah_op_fn list_stages;   /**< applications.list_stages */
+} ah_applications_ops;
+
+typedef struct ah_dispositions_ops {
+    uint32_t struct_size;
+    ah_op_fn list; /**< dispositions.list */
+} ah_dispositions_ops;
+
+typedef struct ah_jobs_ops {
+    uint32_t struct_size;
+    ah_op_fn get;            /**< jobs.get */
+    ah_op_fn get_enhanced;   /**< jobs.get_enhanced */
+    ah_op_fn enhanced_batch; /**< jobs.enhanced_batch */
+    ah_op_fn create_posting; /**< jobs.create_posting */
+    ah_op_fn update_posting; /**< jobs.update_posting */
+} ah_jobs_ops;
+
+typedef struct ah_candidates_ops {
+    uint32_t struct_size;
+    ah_op_fn get;    /**< candidates.get */
+    ah_op_fn find;   /**< candidates.find */
+    ah_op_fn resume; /**< candidates.resume */
+} ah_candidates_ops;
+
+typedef struct ah_notes_ops {
+    uint32_t struct_size;
+    ah_op_fn add_to_application; /**< notes.add_to_application */
+    ah_op_fn add_to_candidate;   /**< notes.add_to_candidate */
+} ah_notes_ops;
+
+typedef struct ah_attachments_ops {
+    uint32_t struct_size;
+    ah_op_fn add_to_application; /**< attachments.add_to_application */
+    ah_op_fn add_to_candidate;   /**< attachments.add_to_candidate */
+} ah_attachments_ops;
+
+/** Custom fields; every body carries "entity": application|candidate|job. */
+typedef struct ah_custom_fields_ops {
+    uint32_t struct_size;
+    ah_op_fn list;   /**< custom_fields.list: definitions */
+    ah_op_fn values; /**< custom_fields.values */
+    ah_op_fn update; /**< custom_fields.update */
+} ah_custom_fields_ops;
+
+/** CareerBuilder-style candidate statuses. */
+typedef struct ah_statuses_ops {
+    uint32_t struct_size;
+    ah_op_fn put;   /**< statuses.put */
+    ah_op_fn get;   /**< statuses.get */
+    ah_op_fn query; /**< statuses.query */
+} ah_statuses_ops;
+
+/** LinkedIn-style customer onboarding. */
+typedef struct ah_onboarding_ops {
+    uint32_t struct_size;
+    ah_op_fn provision; /**< onboarding.provision */
+    ah_op_fn request;   /**< onboarding.request */
+    ah_op_fn enable;    /**< onboarding.enable */
+    ah_op_fn verify;    /**< onboarding.verify */
+    ah_op_fn disable;   /**< onboarding.disable */
+} ah_onboarding_ops;
+
+/** Job-board postings (TopCV). */
+typedef struct ah_postings_ops {
+    uint32_t struct_size;
+    ah_op_fn publish; /**< postings.publish */
+    ah_op_fn update;  /**< postings.update */
+    ah_op_fn link;    /**< postings.link */
+    ah_op_fn list;    /**< postings.list */
+} ah_postings_ops;
+
+/* ------------------------------------------------------------------------ */
+/* Inbound routes and event subscriptions                                   */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Handler of an inbound HTTP route a plugin declares. `call->conn` is NULL
+ * unless the route has AH_ROUTE_CONN_TOKEN (then it is the connection the
+ * token in the path names, already checked to be enabled). The handler reads
+ * the request and answers through the host API (http_* functions); it must
+ * answer exactly once. Runs on an HTTP server thread.
+ */
+typedef ah_result (*ah_route_fn)(ah_call *call, ah_http_exchange *ex);
+
+enum {
+    /** The path ends in "{token}": the host resolves the token (the
+     *  connection's `webhook_token` setting) to a connection. */
+    AH_ROUTE_CONN_TOKEN = 1u << 0,
+    /** The path is a prefix: every path under it is served. */
+    AH_ROUTE_PREFIX = 1u << 1,
+};
+
+typedef struct ah_route {
+    const char *method; /**< "GET", "POST", ... */
+    const char *path;   /**< absolute path, e.g. "/recruitment/integration/erp/create-job/" */
+    ah_route_fn handler;
+    unsigned flags;     /**< AH_ROUTE_* */
+    const char *action; /**< name recorded in the integration log */
+} ah_route;
+
+/** Called for every event whose topic matches the subscription, once per
+ *  connection of this plugin that belongs to the event's tenant (and is
+ *  enabled), with that connection's call context. `body` is borrowed. */
+typedef void (*ah_event_fn)(ah_call *call, const char *topic, const cJSON *body);
+
+typedef struct ah_subscription {
+    /** "event.application.stage_changed", or a prefix ending in ".*" such as
+     *  "event.application.*". */
+    const char *pattern;
+    ah_event_fn handler;
+} ah_subscription;
+
+/* ------------------------------------------------------------------------ */
+/* The descriptor                                                           */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * What the entry function returns: constant data with static storage, the
+ * same on every call. Tables a plugin does not support are NULL; a NULL slot
+ * in a present table means that one operation is not supported.
+ */
+typedef struct ah_plugin_descriptor {
+    uint32_t struct_size;
+    uint16_t abi_major; /**< AH_ABI_MAJOR the plugin was built with */
+    uint16_t abi_minor; /**< AH_ABI_MINOR the plugin was built with */
+    const char *name;        /**< [a-z0-9_]+, unique in a host */
+    const char *version;     /**< semantic version, "1.4.2" */
+    const char *description; /**< one line */
+
+    /** Connection settings, terminated by {NULL}. May be NULL: none. */
+    const ah_setting_spec *settings;
+
+    /** Optional. Called once per load, before anything else (after the ABI
+     *  check). May store plugin-wide immutable state in *plugin_state.
+     *  Return AH_ERR (after host->fail()) to refuse the load. */
+    ah_result (*init)(ah_call *call, void **plugin_state);
+    /** Optional. Called once when the generation is released, after its last
+     *  call returned. */
+    void (*fini)(void *plugin_state);
+
+    /** Optional. Called before the first call for a connection (and again
+     *  after its settings change or a new generation takes over). Settings
+     *  are readable through call->host->setting(). Stores the per-connection
+     *  context in *conn_ctx. */
+    ah_result (*open)(ah_call *call, void **conn_ctx);
+    /** Optional. Frees what open() made. */
+    void (*close)(void *plugin_state, void *conn_ctx);
+
+    const ah_streaming_ops *streaming;
+    const ah_applications_ops *applications;
+    const ah_dispositions_ops *dispositions;
+    const ah_jobs_ops *jobs;
+    const ah_candidates_ops *candidates;
+    const ah_notes_ops *notes;
+    const ah_attachments_ops *attachments;
+    const ah_custom_fields_ops *custom_fields;
+    const ah_statuses_ops *statuses;
+    const ah_onboarding_ops *onboarding;
+    const ah_postings_ops *postings;
+
+    /** Inbound routes, terminated by {NULL}. May be NULL. */
+    const ah_route *routes;
+    /** Event subscriptions, terminated by {NULL}. May be NULL. */
+    const ah_subscription *subscriptions;
+} ah_plugin_descriptor;
+
+/** Type of the entry function. It must do nothing but return the descriptor:
+ *  the host calls it before it has checked the ABI. */
+typedef const ah_plugin_descriptor *(*ah_entry_fn)(const ah_host_api *host);
+
+/** Defines the entry function: AH_PLUGIN_ENTRY { return &my_descriptor; } */
+#define AH_PLUGIN_ENTRY                                                        \
+    AH_EXPORT const ah_plugin_descriptor *AH_ENTRY_NAME(                       \
+        const ah_host_api *host);                                              \
+    AH_EXPORT const ah_plugin_descriptor *AH_ENTRY_NAME(                       \
+        const ah_host_api *host)
+
+/* ------------------------------------------------------------------------ */
+/* Host services                                                            */
+/* ------------------------------------------------------------------------ */
+
+typedef enum ah_log_level {
+    AH_LOG_ERROR = 0,
+    AH_LOG_WARN = 1,
+    AH_LOG_INFO = 2,
+    AH_LOG_DEBUG = 3,
+} ah_log_level;
+
+/** An outbound HTTP request. Strings are borrowed for the call. */
+typedef struct ah_http_request {
+    uint32_t struct_size;
+    const char *method; /**< "GET", "POST", "PUT", ... */
+    /** Absolute URL, or a path starting with '/' that the host appends to the
+     *  connection's `base_url` setting. Query values must already be
+     *  escaped (see host->url_escape). */
+    const char *url;
+    const char *const *headers; /**< "Name: value" strings, NULL-terminated; may be NULL */
+    const char *body;           /**< may be NULL */
+    size_t body_len;
+    long timeout_ms;  /**< whole-transfer limit per attempt; 0: host default */
+    int max_attempts; /**< 0: host default; 1: no retries */
+    /** Bearer token to send as "Authorization: Bearer ..."; may be NULL.
+     *  The host redacts it from the integration log. */
+    const char *bearer;
+} ah_http_request;
+
+/** An outbound HTTP response. Filled by the host; release with
+ *  host->http_response_free(). */
+typedef struct ah_http_response {
+    uint32_t struct_size;
+    long status;       /**< HTTP status of the last attempt */
+    char *body;        /**< NUL-terminated (body_len excludes the NUL) */
+    size_t body_len;
+    char *content_type; /**< may be NULL */
+    int attempts;       /**< how many attempts were made */
+} ah_http_response;
+
+/** OAuth2 token request, for the host's token cache. Strings borrowed. */
+typedef struct ah_oauth2_params {
+    uint32_t struct_size;
+    const char *token_url;     /**< absolute, or '/'-path under base_url */
+    const char *client_id;
+    const char *client_secret;
+    const char *scope;         /**< may be NULL */
+    const char *refresh_token; /**< NULL: client_credentials grant */
+} ah_oauth2_params;
+
+/** A streamed record, handed to the host by a streaming operation. */
+typedef struct ah_record {
+    uint32_t struct_size;
+    const char *type;       /**< "job", "application", "candidate", ... */
+    const char *remote_id;  /**< the provider's id */
+    const char *updated_at; /**< ISO-8601 UTC, as normalised by the plugin */
+    const cJSON *raw;       /**< the provider's payload (borrowed, copied) */
+    const cJSON *fields;    /**< normalised unified fields (borrowed, copied) */
+} ah_record;
+
+/**
+ * The host API. One constant table, handed to the entry function and
+ * reachable as call->host from every callback. All functions are
+ * thread-safe. `call` is always the context the host passed to the current
+ * callback.
+ */
+struct ah_host_api {
+    uint32_t struct_size;
+    uint16_t abi_major;
+    uint16_t abi_minor;
+
+    /* --- logging ------------------------------------------------------- */
+    /** Logs a line prefixed with plugin, tenant and connection names. Never
+     *  pass a secret: the host redacts known secret values, but only those. */
+    void (*log)(const ah_call *call, ah_log_level level, const char *fmt, ...)
+        AH_PRINTF(3, 4);
+
+    /* --- errors -------------------------------------------------------- */
+    /** Describes why the current callback fails: a stable lower_snake_case
+     *  `code`, the HTTP status the REST API should answer (0: derive from
+     *  the code) and a message for humans. Returns AH_ERR so that a plugin
+     *  can write `return host->fail(call, ...)`. */
+    ah_result (*fail)(ah_call *call, const char *code, int http_status,
+                      const char *fmt, ...) AH_PRINTF(4, 5);
+
+    /* --- connection settings ------------------------------------------- */
+    /** The connection's value for `key` (defaults filled), or NULL when
+     *  unset. Secrets come back decrypted. Borrowed: valid until the
+     *  callback returns. HASHED settings always return NULL. */
+    const char *(*setting)(const ah_call *call, const char *key);
+
+    /* --- outbound HTTP ------------------------------------------------- */
+    /** Performs `req` with timeouts, retries with exponential backoff and
+     *  jitter on 429, 5xx and connection errors (honouring Retry-After), TLS
+     *  verification always on, and records it in the integration log with
+     *  secrets redacted. Returns AH_OK when a response was received (any
+     *  status: check resp->status); AH_ERR (with the failure described) when
+     *  no response could be had. Fill `resp` and free it with
+     *  http_response_free either way. */
+    ah_result (*http)(ah_call *call, const ah_http_request *req,
+                      ah_http_response *resp);
+    void (*http_response_free)(ah_http_response *resp);
+    /** Percent-escapes `s` for a URL; the result is host-allocated, release
+     *  with host->free(). NULL on allocation failure. */
+    char *(*url_escape)(const char *s);
+
+    /* --- OAuth2 -------------------------------------------------------- */
+    /** Copies a valid access token for `p` into `out` (NUL-terminated).
+     *  Tokens are cached per connection and endpoint and renewed 5 minutes
+     *  before they expire. Returns AH_ERR when no token could be had or it
+     *  does not fit `out_len`. */
+    ah_result (*oauth2_token)(ah_call *call, const ah_oauth2_params *p,
+                              char *out, size_t out_len);
+    /** Forgets the cached token (after the provider refused it). */
+    void (*oauth2_invalidate)(ah_call *call, const ah_oauth2_params *p);
+
+    /* --- JSON helpers --------------------------------------------------- */
+    /** Parses `len` bytes as JSON with the host's depth and size limits.
+     *  NULL on error. Release with cJSON_Delete. */
+    cJSON *(*json_parse)(const char *text, size_t len);
+    /** The string member `key` of `obj` when it is a string no longer than
+     *  max_len bytes; NULL otherwise (absent, wrong type or too long). */
+    const char *(*json_string)(const cJSON *obj, const char *key, size_t max_len);
+
+    /* --- events and records --------------------------------------------- */
+    /** Publishes an event for the call's tenant. `body` is transferred. */
+    ah_result (*publish)(ah_call *call, const char *topic, cJSON *body);
+    /** Hands one streamed record to the host (only inside a streaming op). */
+    ah_result (*emit_record)(ah_call *call, const ah_record *rec);
+
+    /* --- memory --------------------------------------------------------- */
+    /** Frees memory the host allocated for the plugin (url_escape, ...). */
+    void (*free)(void *p);
+
+    /* --- inbound HTTP exchanges ---------------------------------------- */
+    /** Request line and headers of an inbound exchange. Borrowed. */
+    const char *(*http_method)(ah_http_exchange *ex);
+    const char *(*http_path)(ah_http_exchange *ex);
+    /** Header value (case-insensitive name) or NULL. */
+    const char *(*http_header)(ah_http_exchange *ex, const char *name);
+    /** Query parameter value (unescaped) or NULL. */
+    const char *(*http_query)(ah_http_exchange *ex, const char *name);
+    /** The peer's address as text ("127.0.0.1", "::1"). */
+    const char *(*http_client_ip)(ah_http_exchange *ex);
+    /** The request body (already size-limited by the host) and its length. */
+    const char *(*http_body)(ah_http_exchange *ex, size_t *len);
+    /** Sends the response: status and a JSON body (transferred). */
+    ah_result (*http_respond_json)(ah_http_exchange *ex, int status, cJSON *body);
+
+    /** Finds the enabled connection of this plugin whose HASHED setting
+     *  `key` hashes to the hash of `presented`, compared in constant time.
+     *  On success fills `out` as a full call context for that connection
+     *  (opening it if needed) that stays valid until the route handler
+     *  returns, and returns AH_OK. Returns AH_ERR when none matches. */
+    ah_result (*conn_by_secret)(ah_call *route_call, const char *key,
+                                const char *presented, ah_call *out);
+};
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* AH_PLUGIN_H */

@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The template plugin: the smallest complete atshub plugin. Copy this
+ * folder to start a provider plugin. It declares its settings as data, keeps
+ * per-connection state made by open(), serves two capability operations and
+ * one event subscription, and uses nothing but <atshub/plugin.h>.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <atshub/plugin.h>
+
+#ifndef TEMPLATE_VERSION
+#define TEMPLATE_VERSION "1.0.0"
+#endif
+
+/* Per-connection context: everything a connection needs between calls. */
+typedef struct tpl_conn {
+    char greeting[64];
+    unsigned long calls; /* calls served on this connection, this generation */
+} tpl_conn;
+
+static const ah_setting_spec tpl_settings[] = {
+    {"greeting", AH_SET_STRING, "hello", 0, "Word the template puts in its replies"},
+    {"api_key", AH_SET_STRING, NULL, AH_SETTING_SECRET, "Example of a secret setting"},
+    {NULL, 0, NULL, 0, NULL},
+};
+
+static ah_result tpl_open(ah_call *call, void **conn_ctx)
+{
+    const char *greeting = call->host->setting(call, "greeting");
+    tpl_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return call->host->fail(call, AH_E_INTERNAL, 0, "out of memory");
+    if (greeting != NULL && strlen(greeting) >= sizeof(c->greeting))
+        return free(c), call->host->fail(call, AH_E_INVALID, 0,
+                                         "greeting is longer than %zu bytes",
+                                         sizeof(c->greeting) - 1);
+    strcpy(c->greeting, greeting != NULL ? greeting : "hello");
+    *conn_ctx = c;
+    return AH_OK;
+}
+
+static void tpl_close(void *plugin_state, void *conn_ctx)
+{
+    free(conn_ctx);
+}
+
+/* jobs.get: {"job_id": "..."} -> {"job_id", "greeting", "version", "calls"} */
+static ah_result tpl_job_get(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    tpl_conn *c = call->conn_ctx;
+    const char *id = call->host->json_string(body, "job_id", 256);
+    if (id == NULL)
+        return call->host->fail(call, AH_E_INVALID, 400,
+                                "job_id must be a string of at most 256 bytes");
+    cJSON *r = cJSON_CreateObject();
+    if (r == NULL)
+        return call->host->fail(call, AH_E_INTERNAL, 0, "out of memory");
+    c->calls++;
+    cJSON_AddStringToObject(r, "job_id", id);
+    cJSON_AddStringToObject(r, "greeting", c->greeting);
+    cJSON_AddStringToObject(r, "version", TEMPLATE_VERSION);
+    cJSON_AddNumberToObject(r, "calls", (double)c->calls);
+    *reply = r;
+    return AH_OK;
+}
+
+/* dispositions.list: a fixed list, as a provider without an API would. */
+static ah_result tpl_dispositions(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    static const char *const reasons[] = {"Not qualified", "Withdrew", "Hired elsewhere"};
+    cJSON *list = cJSON_CreateArray();
+    if (list == NULL)
+        return call->host->fail(call, AH_E_INTERNAL, 0, "out of memory");
+    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "id", (double)(i + 1));
+        cJSON_AddStringToObject(o, "name", reasons[i]);
+        cJSON_AddItemToArray(list, o);
+    }
+    *reply = list;
+    return AH_OK;
+}
+
+/* Echoes every job event back as a template event, so tests can see that
+ * plugins receive events. */
+static void tpl_on_job_event(ah_call *call, const char *topic, const cJSON *body)
+{
+    cJSON *e = cJSON_CreateObject();
+    if (e == NULL)
+        return;
+    cJSON_AddStringToObject(e, "seen", topic);
+    call->host->publish(call, "event.template.seen", e);
+}
+
+static const ah_jobs_ops tpl_jobs = {
+    .struct_size = sizeof(ah_jobs_ops),
+    .get = tpl_job_get,
+};
+
+static const ah_dispositions_ops tpl_dispositions_ops = {
+    .struct_size = sizeof(ah_dispositions_ops),
+    .list = tpl_dispositions,
+};
+
+static const ah_subscription tpl_subscriptions[] = {
+    {"event.job.*", tpl_on_job_event},
+    {NULL, NULL},
+};
+
+static const ah_plugin_descriptor tpl_descriptor = {
+    .struct_size = sizeof(ah_plugin_descriptor),
+    .abi_major = AH_ABI_MAJOR,
+    .abi_minor = AH_ABI_MINOR,
+    .name = "template",
+    .version = TEMPLATE_VERSION,
+    .description = "Template plugin: copy it to start a provider",
+    .settings = tpl_settings,
+    .open = tpl_open,
+    .close = tpl_close,
+    .jobs = &tpl_jobs,
+    .dispositions = &tpl_dispositions_ops,
+    .subscriptions = tpl_subscriptions,
+};
+
+AH_PLUGIN_ENTRY
+{
+    (void)host;
+    return &tpl_descriptor;
+}

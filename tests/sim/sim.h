@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Provider simulator framework: a small libmicrohttpd server that provider
+ * simulators extend with their documented endpoints, with seeded fault
+ * injection so runs are reproducible. Listens on 127.0.0.1 only.
+ *
+ * Faults are drawn per request from a PRNG seeded with opts.seed, in this
+ * order: 429 with Retry-After, 5xx (500/502/503 in turn), dropped connection
+ * (closed without a response), slow response (delayed by slow_ms), truncated
+ * JSON (the handler's body cut in half with a matching Content-Length).
+ * Paths listed in opts.no_fault_prefix (e.g. the token endpoint) are exempt
+ * when set.
+ */
+#ifndef AH_SIM_H
+#define AH_SIM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+typedef struct ah_sim ah_sim;
+
+typedef struct ah_sim_opts {
+    uint16_t port;      /* 0: any free port */
+    uint64_t seed;      /* PRNG seed for faults */
+    size_t data_size;   /* provider-defined: how many records to generate */
+    double p_429;       /* probability of 429 + Retry-After */
+    int retry_after_s;  /* value of Retry-After (default 1) */
+    double p_5xx;
+    double p_drop;
+    double p_slow;
+    int slow_ms;        /* default 200 */
+    double p_truncate;
+    const char *no_fault_prefix; /* may be NULL */
+    int threads;        /* default 2 */
+} ah_sim_opts;
+
+typedef struct ah_sim_req {
+    const char *method;
+    const char *path;
+    const char *body;   /* NUL-terminated, may be "" */
+    size_t body_len;
+    void *conn;         /* libmicrohttpd connection (for header/query look-ups) */
+} ah_sim_req;
+
+typedef struct ah_sim_resp {
+    int status;         /* default 200 */
+    char *body;         /* malloc'd; the framework frees it */
+    const char *content_type; /* default application/json */
+    char *headers[8];   /* malloc'd "Name: value" strings, freed by the framework */
+} ah_sim_resp;
+
+typedef void (*ah_sim_handler)(void *arg, const ah_sim_req *req, ah_sim_resp *resp);
+
+ah_sim *ah_sim_new(const ah_sim_opts *opts);
+/** Routes method+path prefix to fn ("*" any method). Longest prefix wins. */
+int ah_sim_route(ah_sim *s, const char *method, const char *prefix,
+                 ah_sim_handler fn, void *arg);
+int ah_sim_start(ah_sim *s);
+uint16_t ah_sim_port(const ah_sim *s);
+/** "http://127.0.0.1:PORT" (owned by the sim). */
+const char *ah_sim_url(const ah_sim *s);
+void ah_sim_stop(ah_sim *s); /* stops and frees */
+
+const char *ah_sim_header(const ah_sim_req *req, const char *name);
+const char *ah_sim_query(const ah_sim_req *req, const char *name);
+
+/** Convenience: sets resp to status + JSON (transferred). */
+void ah_sim_json(ah_sim_resp *resp, int status, cJSON *body);
+/** Convenience: adds a response header. */
+void ah_sim_header_add(ah_sim_resp *resp, const char *name, const char *value);
+
+/** Counters (for tests): requests seen, faults injected by kind. */
+typedef struct ah_sim_stats {
+    unsigned long requests, f429, f5xx, fdrop, fslow, ftrunc;
+} ah_sim_stats;
+void ah_sim_get_stats(ah_sim *s, ah_sim_stats *out);
+/** Changes fault probabilities at run time (thread-safe). */
+void ah_sim_set_faults(ah_sim *s, double p_429, double p_5xx, double p_drop,
+                       double p_slow, double p_truncate);
+
+#endif
