@@ -1,1 +1,798 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Design: each lane key with messages has a lane (a FIFO) in a hash table.
+ * A lane that becomes non-empty while no worker holds it goes on the run
+ * queue; a worker takes the lane off the run queue, detaches up to
+ * BUS_BATCH of its messages, handles them without the lock, then puts the
+ * lane back at the tail of the run queue if more arrived (so one busy lane
+ * cannot starve the others) or recycles it. A lane is thus held by at most
+ * one worker at a time, which is what keeps per-lane order.
+ *
+ * One mutex guards the scheduler. Producers take it once per message, a
+ * worker once per batch. Message nodes and lanes are recycled through
+ * bounded free lists so that the steady state does not call malloc.
+ */
+#include "bus.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+enum {
+    BUS_BATCH = 64,
+    BUS_TOPIC_INLINE = 56,
+    BUS_FREE_MSGS_MAX = 4096,
+    BUS_FREE_LANES_MAX = 1024,
+    BUS_BUCKETS_MIN = 256,
+    BUS_WORKERS_MAX = 1024,
+    BUS_DEFAULT_TIMEOUT_MS = 30000,
+    BUS_CORR_LEN = 8 + 1 + 16,
+};
+
+typedef enum bus_kind { BUS_ASYNC, BUS_SYNC, BUS_EVENT } bus_kind;
+
+/* Shared by a synchronous caller and the worker that answers it; the last
+ * of the two to let go frees it, so a reply arriving after the caller gave
+ * up is dropped safely. */
+typedef struct bus_completion {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int refs;
+    bool done;
+    ah_reply reply;
+} bus_completion;
+
+typedef struct bus_msg {
+    struct bus_msg *next;
+    bus_kind kind;
+    uint64_t lane;
+    uint64_t seq;
+    void *target;
+    cJSON *body;
+    char *topic; /* topic_buf, or malloc'd when longer */
+    ah_reply_cb cb;
+    void *cb_arg;
+    bus_completion *comp;
+    char topic_buf[BUS_TOPIC_INLINE];
+} bus_msg;
+
+typedef struct bus_lane {
+    uint64_t key;
+    struct bus_lane *hnext; /* hash chain */
+    struct bus_lane *rnext; /* run queue, or free list */
+    bus_msg *head, *tail;
+} bus_lane;
+
+typedef struct bus_sub {
+    /* Appended while workers may read the list: published with release. */
+    _Atomic(struct bus_sub *) next;
+    ah_event_handler fn;
+    void *arg;
+    bool prefix;
+    size_t match_len; /* prefix: bytes of the pattern that must match */
+    char pattern[];
+} bus_sub;
+
+struct ah_bus {
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv; /* workers wait for lanes */
+    pthread_cond_t idle_cv; /* ah_bus_drain waits for an empty bus */
+
+    ah_bus_handler handler;
+    void *handler_arg;
+    int default_timeout_ms;
+    unsigned long max_queue;
+
+    /* Everything below is guarded by mu. */
+    unsigned long queued; /* in lanes, not yet taken by a worker */
+    unsigned long active; /* taken by a worker, not yet finished */
+    bool stopping;
+    int idle;    /* workers blocked on work_cv */
+    int wakeups; /* signals sent and not yet consumed by a worker */
+    int drain_waiters;
+    bus_lane **buckets;
+    size_t nbuckets; /* a power of two */
+    size_t nlanes;
+    bus_lane *runq_head, *runq_tail;
+    bus_lane *free_lanes;
+    size_t nfree_lanes;
+    bus_msg *free_msgs;
+    size_t nfree_msgs;
+    uint64_t next_seq;
+
+    _Atomic(bus_sub *) subs;
+    bus_sub *subs_tail; /* guarded by mu */
+
+    char corr_prefix[9];
+    int nworkers;
+    pthread_t *threads;
+};
+
+/* ------------------------------------------------------------------------ */
+/* Replies                                                                  */
+/* ------------------------------------------------------------------------ */
+
+void ah_reply_free(ah_reply *r)
+{
+    if (r == NULL)
+        return;
+    cJSON_Delete(r->body);
+    free(r->message);
+    memset(r, 0, sizeof *r);
+}
+
+void ah_reply_error(ah_reply *r, const char *code, int http_status,
+                    const char *fmt, ...)
+{
+    if (r == NULL)
+        return;
+    /* r is treated as output only: callers often pass an uninitialised
+     * struct, so its previous contents are not freed. */
+    memset(r, 0, sizeof *r);
+    r->ok = false;
+    snprintf(r->code, sizeof r->code, "%s", code != NULL ? code : "internal_error");
+    r->http_status = http_status;
+    if (fmt != NULL) {
+        va_list ap;
+        va_start(ap, fmt);
+        char *msg = NULL;
+        if (vasprintf(&msg, fmt, ap) < 0)
+            msg = NULL;
+        va_end(ap);
+        r->message = msg;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Lanes                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static size_t lane_hash(uint64_t k)
+{
+    k ^= k >> 30;
+    k *= 0xbf58476d1ce4e5b9ULL;
+    k ^= k >> 27;
+    k *= 0x94d049bb133111ebULL;
+    k ^= k >> 31;
+    return (size_t)k;
+}
+
+/* Growth is best effort: a failed calloc leaves longer chains, not errors. */
+static void lanes_grow(ah_bus *b)
+{
+    size_t n = b->nbuckets * 2;
+    bus_lane **nb = calloc(n, sizeof *nb);
+    if (nb == NULL)
+        return;
+    for (size_t i = 0; i < b->nbuckets; i++) {
+        bus_lane *l = b->buckets[i];
+        while (l != NULL) {
+            bus_lane *next = l->hnext;
+            size_t h = lane_hash(l->key) & (n - 1);
+            l->hnext = nb[h];
+            nb[h] = l;
+            l = next;
+        }
+    }
+    free(b->buckets);
+    b->buckets = nb;
+    b->nbuckets = n;
+}
+
+/* The lane for `key`, made if absent; NULL when out of memory. */
+static bus_lane *lane_get(ah_bus *b, uint64_t key, bool *fresh)
+{
+    size_t h = lane_hash(key) & (b->nbuckets - 1);
+    for (bus_lane *l = b->buckets[h]; l != NULL; l = l->hnext) {
+        if (l->key == key) {
+            *fresh = false;
+            return l;
+        }
+    }
+    bus_lane *l = b->free_lanes;
+    if (l != NULL) {
+        b->free_lanes = l->rnext;
+        b->nfree_lanes--;
+    } else {
+        l = malloc(sizeof *l);
+        if (l == NULL)
+            return NULL;
+    }
+    memset(l, 0, sizeof *l);
+    l->key = key;
+    l->hnext = b->buckets[h];
+    b->buckets[h] = l;
+    b->nlanes++;
+    if (b->nlanes > b->nbuckets)
+        lanes_grow(b);
+    *fresh = true;
+    return l;
+}
+
+static void lane_remove(ah_bus *b, bus_lane *l)
+{
+    bus_lane **pp = &b->buckets[lane_hash(l->key) & (b->nbuckets - 1)];
+    while (*pp != l)
+        pp = &(*pp)->hnext;
+    *pp = l->hnext;
+    b->nlanes--;
+    if (b->nfree_lanes < BUS_FREE_LANES_MAX) {
+        l->rnext = b->free_lanes;
+        b->free_lanes = l;
+        b->nfree_lanes++;
+    } else {
+        free(l);
+    }
+}
+
+static void runq_push(ah_bus *b, bus_lane *l)
+{
+    l->rnext = NULL;
+    if (b->runq_tail != NULL)
+        b->runq_tail->rnext = l;
+    else
+        b->runq_head = l;
+    b->runq_tail = l;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Handling                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static void corr_format(const ah_bus *b, uint64_t seq, char out[BUS_CORR_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    memcpy(out, b->corr_prefix, 8);
+    out[8] = '-';
+    for (int i = 0; i < 16; i++)
+        out[9 + i] = hex[(seq >> (60 - 4 * i)) & 0xf];
+    out[BUS_CORR_LEN] = '\0';
+}
+
+static bool sub_matches(const bus_sub *s, const char *topic)
+{
+    if (s->prefix)
+        return strncmp(topic, s->pattern, s->match_len) == 0;
+    return strcmp(topic, s->pattern) == 0;
+}
+
+static void completion_release(bus_completion *c)
+{
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+/* Hands *r to the waiting caller, or frees it when the caller gave up. */
+static void completion_finish(bus_completion *c, ah_reply *r)
+{
+    pthread_mutex_lock(&c->mu);
+    if (c->refs == 2)
+        c->reply = *r;
+    else
+        ah_reply_free(r);
+    c->done = true;
+    pthread_cond_signal(&c->cv);
+    bool last = --c->refs == 0;
+    pthread_mutex_unlock(&c->mu);
+    if (last)
+        completion_release(c);
+}
+
+static void bus_handle(ah_bus *b, bus_msg *m)
+{
+    /* Handlers get {} for a missing body; a zeroed cJSON of type object is
+     * a valid empty object and costs no allocation. */
+    cJSON empty;
+    memset(&empty, 0, sizeof empty);
+    empty.type = cJSON_Object;
+    const cJSON *body = m->body != NULL ? m->body : &empty;
+
+    if (m->kind == BUS_EVENT) {
+        for (bus_sub *s = atomic_load_explicit(&b->subs, memory_order_acquire);
+             s != NULL; s = atomic_load_explicit(&s->next, memory_order_acquire)) {
+            if (sub_matches(s, m->topic))
+                s->fn(s->arg, m->lane, m->topic, body);
+        }
+        return;
+    }
+
+    char corr[BUS_CORR_LEN + 1];
+    corr_format(b, m->seq, corr);
+    ah_msg msg = {
+        .topic = m->topic,
+        .lane = m->lane,
+        .target = m->target,
+        .correlation_id = corr,
+        .body = body,
+    };
+    ah_reply reply;
+    memset(&reply, 0, sizeof reply);
+    if (b->handler != NULL)
+        b->handler(b->handler_arg, &msg, &reply);
+    else
+        ah_reply_error(&reply, "unsupported_capability", 501,
+                       "this bus serves no requests (topic %s)", m->topic);
+    if (!reply.ok && reply.code[0] == '\0') {
+        ah_reply_free(&reply);
+        ah_reply_error(&reply, "internal_error", 500,
+                       "the handler of %s gave no reply", m->topic);
+    }
+    if (m->kind == BUS_SYNC)
+        completion_finish(m->comp, &reply);
+    else if (m->cb != NULL)
+        m->cb(m->cb_arg, &reply);
+    else
+        ah_reply_free(&reply);
+}
+
+/* Frees what a message node owns, keeping the node. */
+static void msg_clear(bus_msg *m)
+{
+    cJSON_Delete(m->body);
+    m->body = NULL;
+    if (m->topic != m->topic_buf)
+        free(m->topic);
+    m->topic = NULL;
+    m->comp = NULL;
+}
+
+static void *bus_worker(void *arg)
+{
+    ah_bus *b = arg;
+    pthread_mutex_lock(&b->mu);
+    for (;;) {
+        bus_lane *l = b->runq_head;
+        if (l == NULL) {
+            if (b->stopping)
+                break;
+            b->idle++;
+            pthread_cond_wait(&b->work_cv, &b->mu);
+            b->idle--;
+            if (b->wakeups > 0)
+                b->wakeups--;
+            continue;
+        }
+        b->runq_head = l->rnext;
+        if (b->runq_head == NULL)
+            b->runq_tail = NULL;
+
+        bus_msg *first = l->head, *last = first;
+        unsigned long n = 1;
+        while (n < BUS_BATCH && last->next != NULL) {
+            last = last->next;
+            n++;
+        }
+        l->head = last->next;
+        if (l->head == NULL)
+            l->tail = NULL;
+        last->next = NULL;
+        b->queued -= n;
+        b->active += n;
+        pthread_mutex_unlock(&b->mu);
+
+        for (bus_msg *m = first; m != NULL; m = m->next) {
+            bus_handle(b, m);
+            msg_clear(m);
+        }
+
+        pthread_mutex_lock(&b->mu);
+        if (b->nfree_msgs + n <= BUS_FREE_MSGS_MAX) {
+            last->next = b->free_msgs;
+            b->free_msgs = first;
+            b->nfree_msgs += n;
+        } else {
+            while (first != NULL) {
+                bus_msg *next = first->next;
+                free(first);
+                first = next;
+            }
+        }
+        b->active -= n;
+        if (l->head != NULL)
+            runq_push(b, l);
+        else
+            lane_remove(b, l);
+        if (b->drain_waiters > 0 && b->queued == 0 && b->active == 0)
+            pthread_cond_broadcast(&b->idle_cv);
+    }
+    pthread_mutex_unlock(&b->mu);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sending                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static bool on_worker(const ah_bus *b)
+{
+    pthread_t self = pthread_self();
+    for (int i = 0; i < b->nworkers; i++)
+        if (pthread_equal(self, b->threads[i]))
+            return true;
+    return false;
+}
+
+/* Queues a message. Returns NULL when queued, else the error code of the
+ * refusal. `body` is consumed either way. */
+static const char *bus_enqueue(ah_bus *b, bus_kind kind, uint64_t lane,
+                               void *target, const char *topic, cJSON *body,
+                               ah_reply_cb cb, void *cb_arg, bus_completion *comp)
+{
+    size_t tlen = strlen(topic);
+    char *long_topic = NULL;
+    if (tlen >= BUS_TOPIC_INLINE) {
+        long_topic = strdup(topic);
+        if (long_topic == NULL) {
+            cJSON_Delete(body);
+            return "internal_error";
+        }
+    }
+
+    const char *why = NULL;
+    bool wake = false;
+    pthread_mutex_lock(&b->mu);
+    /* While shutting down, the handlers being drained may still publish
+     * and send asynchronously; a synchronous send could never be answered
+     * in time, and nobody else may send at all. */
+    if (b->stopping && (kind == BUS_SYNC || !on_worker(b))) {
+        why = "shutting_down";
+        goto refuse;
+    }
+    if (b->queued + b->active >= b->max_queue) {
+        why = "overloaded";
+        goto refuse;
+    }
+    bus_msg *m = b->free_msgs;
+    if (m != NULL) {
+        b->free_msgs = m->next;
+        b->nfree_msgs--;
+    } else if ((m = malloc(sizeof *m)) == NULL) {
+        why = "internal_error";
+        goto refuse;
+    }
+    bool fresh;
+    bus_lane *l = lane_get(b, lane, &fresh);
+    if (l == NULL) {
+        m->next = b->free_msgs;
+        b->free_msgs = m;
+        b->nfree_msgs++;
+        why = "internal_error";
+        goto refuse;
+    }
+    m->next = NULL;
+    m->kind = kind;
+    m->lane = lane;
+    m->seq = b->next_seq++;
+    m->target = target;
+    m->body = body;
+    if (long_topic != NULL) {
+        m->topic = long_topic;
+    } else {
+        memcpy(m->topic_buf, topic, tlen + 1);
+        m->topic = m->topic_buf;
+    }
+    m->cb = cb;
+    m->cb_arg = cb_arg;
+    m->comp = comp;
+
+    if (l->tail != NULL)
+        l->tail->next = m;
+    else
+        l->head = m;
+    l->tail = m;
+    b->queued++;
+    /* A fresh lane is neither queued nor held by a worker; an existing one
+     * is, and whoever holds it will see the new message. */
+    if (fresh) {
+        runq_push(b, l);
+        if (b->idle > b->wakeups) {
+            b->wakeups++;
+            wake = true;
+        }
+    }
+    pthread_mutex_unlock(&b->mu);
+    if (wake)
+        pthread_cond_signal(&b->work_cv);
+    return NULL;
+
+refuse:
+    pthread_mutex_unlock(&b->mu);
+    free(long_topic);
+    cJSON_Delete(body);
+    return why;
+}
+
+static void refusal_reply(ah_reply *r, const char *why)
+{
+    if (strcmp(why, "overloaded") == 0)
+        ah_reply_error(r, why, 503, "the message bus is full, try again later");
+    else if (strcmp(why, "shutting_down") == 0)
+        ah_reply_error(r, why, 503, "the message bus is shutting down");
+    else
+        ah_reply_error(r, why, 500, "out of memory queueing a message");
+}
+
+int ah_bus_request(ah_bus *bus, uint64_t lane, void *target, const char *topic,
+                   cJSON *body, int timeout_ms, ah_reply *reply)
+{
+    memset(reply, 0, sizeof *reply);
+    if (bus == NULL || topic == NULL) {
+        cJSON_Delete(body);
+        ah_reply_error(reply, "invalid_request", 400, "a request needs a bus and a topic");
+        return -1;
+    }
+    if (timeout_ms <= 0)
+        timeout_ms = bus->default_timeout_ms;
+
+    bus_completion *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        cJSON_Delete(body);
+        refusal_reply(reply, "internal_error");
+        return -1;
+    }
+    pthread_condattr_t ca;
+    bool ok = false;
+    if (pthread_condattr_init(&ca) == 0) {
+        ok = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+             pthread_cond_init(&c->cv, &ca) == 0;
+        pthread_condattr_destroy(&ca);
+    }
+    if (ok && pthread_mutex_init(&c->mu, NULL) != 0) {
+        pthread_cond_destroy(&c->cv);
+        ok = false;
+    }
+    if (!ok) {
+        free(c);
+        cJSON_Delete(body);
+        refusal_reply(reply, "internal_error");
+        return -1;
+    }
+    c->refs = 2;
+
+    const char *why = bus_enqueue(bus, BUS_SYNC, lane, target, topic, body,
+                                  NULL, NULL, c);
+    if (why != NULL) {
+        completion_release(c);
+        refusal_reply(reply, why);
+        return -1;
+    }
+
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+
+    pthread_mutex_lock(&c->mu);
+    while (!c->done) {
+        if (pthread_cond_timedwait(&c->cv, &c->mu, &deadline) == ETIMEDOUT)
+            break;
+    }
+    if (c->done)
+        *reply = c->reply;
+    else
+        ah_reply_error(reply, "timeout", 504, "no reply to %s within %d ms",
+                       topic, timeout_ms);
+    bool last = --c->refs == 0;
+    pthread_mutex_unlock(&c->mu);
+    if (last)
+        completion_release(c);
+    return reply->ok ? 0 : -1;
+}
+
+int ah_bus_request_async(ah_bus *bus, uint64_t lane, void *target, const char *topic,
+                         cJSON *body, ah_reply_cb cb, void *cb_arg)
+{
+    const char *why;
+    if (bus == NULL || topic == NULL) {
+        cJSON_Delete(body);
+        why = "invalid_request";
+    } else {
+        why = bus_enqueue(bus, BUS_ASYNC, lane, target, topic, body, cb, cb_arg, NULL);
+        if (why == NULL)
+            return 0;
+    }
+    ah_reply r;
+    if (strcmp(why, "invalid_request") == 0)
+        ah_reply_error(&r, why, 400, "a request needs a bus and a topic");
+    else
+        refusal_reply(&r, why);
+    if (cb != NULL)
+        cb(cb_arg, &r);
+    else
+        ah_reply_free(&r);
+    return -1;
+}
+
+int ah_bus_publish(ah_bus *bus, uint64_t lane, const char *topic, cJSON *body)
+{
+    if (bus == NULL || topic == NULL) {
+        cJSON_Delete(body);
+        return -1;
+    }
+    return bus_enqueue(bus, BUS_EVENT, lane, NULL, topic, body, NULL, NULL, NULL) == NULL
+               ? 0
+               : -1;
+}
+
+int ah_bus_subscribe(ah_bus *bus, const char *pattern, ah_event_handler fn, void *arg)
+{
+    if (bus == NULL || pattern == NULL || fn == NULL)
+        return -1;
+    size_t len = strlen(pattern);
+    bus_sub *s = malloc(sizeof *s + len + 1);
+    if (s == NULL)
+        return -1;
+    atomic_init(&s->next, NULL);
+    s->fn = fn;
+    s->arg = arg;
+    memcpy(s->pattern, pattern, len + 1);
+    if (strcmp(pattern, "*") == 0) {
+        s->prefix = true;
+        s->match_len = 0;
+    } else if (len >= 2 && pattern[len - 2] == '.' && pattern[len - 1] == '*') {
+        s->prefix = true;
+        s->match_len = len - 1; /* keep the dot: "a.*" must not match "ab" */
+    } else {
+        s->prefix = false;
+        s->match_len = len;
+    }
+    pthread_mutex_lock(&bus->mu);
+    if (bus->subs_tail != NULL)
+        atomic_store_explicit(&bus->subs_tail->next, s, memory_order_release);
+    else
+        atomic_store_explicit(&bus->subs, s, memory_order_release);
+    bus->subs_tail = s;
+    pthread_mutex_unlock(&bus->mu);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Life cycle                                                               */
+/* ------------------------------------------------------------------------ */
+
+void ah_bus_drain(ah_bus *bus)
+{
+    if (bus == NULL)
+        return;
+    pthread_mutex_lock(&bus->mu);
+    bus->drain_waiters++;
+    while (bus->queued > 0 || bus->active > 0)
+        pthread_cond_wait(&bus->idle_cv, &bus->mu);
+    bus->drain_waiters--;
+    pthread_mutex_unlock(&bus->mu);
+}
+
+unsigned long ah_bus_depth(ah_bus *bus)
+{
+    if (bus == NULL)
+        return 0;
+    pthread_mutex_lock(&bus->mu);
+    unsigned long n = bus->queued + bus->active;
+    pthread_mutex_unlock(&bus->mu);
+    return n;
+}
+
+static void corr_prefix_init(ah_bus *b)
+{
+    uint32_t r;
+    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        r = (uint32_t)ts.tv_nsec ^ (uint32_t)ts.tv_sec ^ (uint32_t)(uintptr_t)b;
+    }
+    snprintf(b->corr_prefix, sizeof b->corr_prefix, "%08x", (unsigned)r);
+}
+
+static void bus_destroy(ah_bus *b)
+{
+    for (size_t i = 0; i < b->nbuckets; i++) {
+        bus_lane *l = b->buckets[i];
+        while (l != NULL) {
+            bus_lane *next = l->hnext;
+            free(l);
+            l = next;
+        }
+    }
+    free(b->buckets);
+    while (b->free_lanes != NULL) {
+        bus_lane *next = b->free_lanes->rnext;
+        free(b->free_lanes);
+        b->free_lanes = next;
+    }
+    while (b->free_msgs != NULL) {
+        bus_msg *next = b->free_msgs->next;
+        free(b->free_msgs);
+        b->free_msgs = next;
+    }
+    bus_sub *s = atomic_load(&b->subs);
+    while (s != NULL) {
+        bus_sub *next = atomic_load(&s->next);
+        free(s);
+        s = next;
+    }
+    free(b->threads);
+    pthread_cond_destroy(&b->idle_cv);
+    pthread_cond_destroy(&b->work_cv);
+    pthread_mutex_destroy(&b->mu);
+    free(b);
+}
+
+static void bus_stop(ah_bus *b)
+{
+    pthread_mutex_lock(&b->mu);
+    b->stopping = true;
+    pthread_cond_broadcast(&b->work_cv);
+    pthread_mutex_unlock(&b->mu);
+    for (int i = 0; i < b->nworkers; i++)
+        pthread_join(b->threads[i], NULL);
+}
+
+ah_bus *ah_bus_new(const ah_bus_opts *opts)
+{
+    if (opts == NULL || opts->workers < 1 || opts->workers > BUS_WORKERS_MAX)
+        return NULL;
+    ah_bus *b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return NULL;
+    if (pthread_mutex_init(&b->mu, NULL) != 0) {
+        free(b);
+        return NULL;
+    }
+    if (pthread_cond_init(&b->work_cv, NULL) != 0) {
+        pthread_mutex_destroy(&b->mu);
+        free(b);
+        return NULL;
+    }
+    if (pthread_cond_init(&b->idle_cv, NULL) != 0) {
+        pthread_cond_destroy(&b->work_cv);
+        pthread_mutex_destroy(&b->mu);
+        free(b);
+        return NULL;
+    }
+    atomic_init(&b->subs, NULL);
+    b->handler = opts->handler;
+    b->handler_arg = opts->handler_arg;
+    b->default_timeout_ms =
+        opts->default_timeout_ms > 0 ? opts->default_timeout_ms : BUS_DEFAULT_TIMEOUT_MS;
+    b->max_queue = opts->max_queue != 0 ? opts->max_queue : 1UL << 20;
+    corr_prefix_init(b);
+    b->nbuckets = BUS_BUCKETS_MIN;
+    b->buckets = calloc(b->nbuckets, sizeof *b->buckets);
+    b->threads = calloc((size_t)opts->workers, sizeof *b->threads);
+    if (b->buckets == NULL || b->threads == NULL) {
+        bus_destroy(b);
+        return NULL;
+    }
+    for (int i = 0; i < opts->workers; i++) {
+        if (pthread_create(&b->threads[i], NULL, bus_worker, b) != 0) {
+            bus_stop(b);
+            bus_destroy(b);
+            return NULL;
+        }
+        b->nworkers = i + 1;
+    }
+    return b;
+}
+
+void ah_bus_free(ah_bus *bus)
+{
+    if (bus == NULL)
+        return;
+    /* Workers leave only once the run queue is empty, so joining them
+     * drains everything queued; synchronous callers who send from now on
+     * get "shutting_down". */
+    bus_stop(bus);
+    bus_destroy(bus);
+}

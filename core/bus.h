@@ -91,4 +91,21 @@ void ah_bus_drain(ah_bus *bus);
 /** Messages queued and not yet handled (metrics). */
 unsigned long ah_bus_depth(ah_bus *bus);
 
+/*
+ * Details of the contract above (bus.c):
+ * - ah_reply_error treats *r as output only: it overwrites every member
+ *   without freeing what was there.
+ * - Correlation ids are "<8 hex, random per bus>-<16 hex counter>".
+ * - The pattern "*" matches every event topic; "a.*" matches "a.b" but
+ *   neither "a" nor "ab".
+ * - A request handler that fills nothing yields an "internal_error" (500)
+ *   reply; a bus made without a handler answers every request with
+ *   "unsupported_capability" (501).
+ * - While ah_bus_free drains, handlers may still publish and send
+ *   asynchronously (those messages are drained too); every other send, and
+ *   every synchronous request, is refused with "shutting_down" (503).
+ * - ah_bus_drain and ah_bus_free wait for the workers: never call them from
+ *   a handler or callback.
+ */
+
 #endif

@@ -31,4 +31,18 @@ const char *const *ah_router_capabilities(size_t *n);
 void ah_router_coverage(const ah_plugin_descriptor *d, const char *capability,
                         int *served, int *total);
 
+/*
+ * Details (router.c):
+ * - ah_router_topics() lists topics sorted by strcmp(); ah_router_topic()
+ *   bisects that table.
+ * - jobs.stream, applications.stream and candidates.stream belong to the
+ *   capability "streaming" (the table serving them); their operation is the
+ *   slot's name ("jobs", "applications", "candidates").
+ * - ah_router_resolve also returns NULL when the descriptor's own
+ *   struct_size ends before the table pointer (a descriptor older than the
+ *   table), and when d or t is NULL.
+ * - ah_router_coverage gives 0/0 for an unknown capability and 0/total for
+ *   a NULL descriptor.
+ */
+
 #endif

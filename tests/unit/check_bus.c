@@ -1,0 +1,671 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <check.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bus.h"
+
+/* State shared by the test handlers; one per test, never global. */
+typedef struct fx {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    ah_bus *bus;
+
+    /* ordering */
+    long next_seq[16];
+    long seen[16];
+    int out_of_order;
+
+    /* correlation ids */
+    char **corr;
+    int ncorr;
+
+    /* gates */
+    bool gate_open;
+    bool blocked_started;
+    bool flag_set;
+    bool flag_seen;
+
+    /* counters */
+    long handled;
+    long late_replies;
+
+    /* events */
+    int ev_count[4];
+    char ev_log[64][48];
+    int ev_n;
+
+    /* async completions */
+    long replies;
+    char last_code[64];
+    pthread_t cb_thread;
+} fx;
+
+static void fx_init(fx *f)
+{
+    memset(f, 0, sizeof *f);
+    ck_assert_int_eq(pthread_mutex_init(&f->mu, NULL), 0);
+    ck_assert_int_eq(pthread_cond_init(&f->cv, NULL), 0);
+}
+
+static void fx_destroy(fx *f)
+{
+    for (int i = 0; i < f->ncorr; i++)
+        free(f->corr[i]);
+    free(f->corr);
+    pthread_cond_destroy(&f->cv);
+    pthread_mutex_destroy(&f->mu);
+}
+
+static ah_bus *bus_make(fx *f, int workers, unsigned max_queue, ah_bus_handler h)
+{
+    ah_bus_opts o = {
+        .workers = workers,
+        .handler = h,
+        .handler_arg = f,
+        .default_timeout_ms = 10000,
+        .max_queue = max_queue,
+    };
+    ah_bus *b = ah_bus_new(&o);
+    ck_assert_ptr_nonnull(b);
+    f->bus = b;
+    return b;
+}
+
+/* Waits for `*flag` under f->mu, giving up after 10 s so that a broken bus
+ * fails the test instead of hanging it. Returns the flag. */
+static bool wait_flag(fx *f, const bool *flag)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 10;
+    while (!*flag) {
+        if (pthread_cond_timedwait(&f->cv, &f->mu, &dl) != 0)
+            break;
+    }
+    return *flag;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+}
+
+/* The test router: behaviour chosen by topic. */
+static void handler(void *arg, const ah_msg *m, ah_reply *r)
+{
+    fx *f = arg;
+    if (strcmp(m->topic, "echo") == 0) {
+        cJSON *o = cJSON_Duplicate(m->body, 1);
+        ck_assert_ptr_nonnull(o);
+        cJSON_AddStringToObject(o, "topic", m->topic);
+        cJSON_AddStringToObject(o, "correlation_id", m->correlation_id);
+        cJSON_AddNumberToObject(o, "lane", (double)m->lane);
+        r->ok = true;
+        r->body = o;
+    } else if (strcmp(m->topic, "seq") == 0) {
+        long seq = (long)(uintptr_t)m->target;
+        pthread_mutex_lock(&f->mu);
+        if (seq != f->next_seq[m->lane])
+            f->out_of_order++;
+        f->next_seq[m->lane] = seq + 1;
+        f->seen[m->lane]++;
+        pthread_mutex_unlock(&f->mu);
+        r->ok = true;
+    } else if (strcmp(m->topic, "corr") == 0) {
+        pthread_mutex_lock(&f->mu);
+        f->corr[f->ncorr++] = strdup(m->correlation_id);
+        pthread_mutex_unlock(&f->mu);
+        r->ok = true;
+    } else if (strcmp(m->topic, "wait_flag") == 0) {
+        pthread_mutex_lock(&f->mu);
+        f->blocked_started = true;
+        pthread_cond_broadcast(&f->cv);
+        f->flag_seen = wait_flag(f, &f->flag_set);
+        pthread_mutex_unlock(&f->mu);
+        r->ok = true;
+    } else if (strcmp(m->topic, "set_flag") == 0) {
+        pthread_mutex_lock(&f->mu);
+        f->flag_set = true;
+        pthread_cond_broadcast(&f->cv);
+        pthread_mutex_unlock(&f->mu);
+        r->ok = true;
+    } else if (strcmp(m->topic, "gate") == 0) {
+        pthread_mutex_lock(&f->mu);
+        f->blocked_started = true;
+        pthread_cond_broadcast(&f->cv);
+        wait_flag(f, &f->gate_open);
+        pthread_mutex_unlock(&f->mu);
+        r->ok = true;
+    } else if (strcmp(m->topic, "slow") == 0) {
+        sleep_ms(300);
+        pthread_mutex_lock(&f->mu);
+        f->late_replies++;
+        pthread_mutex_unlock(&f->mu);
+        r->ok = true;
+        r->body = cJSON_CreateString("too late");
+    } else if (strcmp(m->topic, "count") == 0) {
+        pthread_mutex_lock(&f->mu);
+        f->handled++;
+        pthread_mutex_unlock(&f->mu);
+        r->ok = true;
+    } else if (strcmp(m->topic, "log") == 0) {
+        pthread_mutex_lock(&f->mu);
+        snprintf(f->ev_log[f->ev_n++], sizeof f->ev_log[0], "req:%s",
+                 cJSON_GetStringValue(cJSON_GetObjectItem(m->body, "id")));
+        pthread_mutex_unlock(&f->mu);
+        r->ok = true;
+    } else if (strcmp(m->topic, "silent") == 0) {
+        /* fills nothing: the bus must answer for it */
+    } else {
+        ah_reply_error(r, "unknown_topic", 404, "no topic %s", m->topic);
+    }
+}
+
+static void count_reply(void *arg, ah_reply *r)
+{
+    fx *f = arg;
+    pthread_mutex_lock(&f->mu);
+    f->replies++;
+    snprintf(f->last_code, sizeof f->last_code, "%s", r->ok ? "ok" : r->code);
+    f->cb_thread = pthread_self();
+    pthread_mutex_unlock(&f->mu);
+    ah_reply_free(r);
+}
+
+/* ------------------------------------------------------------------------ */
+
+START_TEST(test_reply_helpers)
+{
+    ah_reply r;
+    ah_reply_error(&r, "not_found", 404, "no job %d", 42);
+    ck_assert(!r.ok);
+    ck_assert_str_eq(r.code, "not_found");
+    ck_assert_int_eq(r.http_status, 404);
+    ck_assert_str_eq(r.message, "no job 42");
+    ah_reply_free(&r);
+    ck_assert_ptr_null(r.message);
+    ck_assert_ptr_null(r.body);
+    ah_reply_free(NULL);
+}
+END_TEST
+
+START_TEST(test_round_trip)
+{
+    fx f;
+    fx_init(&f);
+    ah_bus *b = bus_make(&f, 2, 0, handler);
+
+    cJSON *body = cJSON_CreateObject();
+    cJSON_AddStringToObject(body, "hello", "world");
+    ah_reply r;
+    ck_assert_int_eq(ah_bus_request(b, 7, NULL, "echo", body, 0, &r), 0);
+    ck_assert(r.ok);
+    ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(r.body, "hello")), "world");
+    ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(r.body, "topic")), "echo");
+    ck_assert_int_eq((int)cJSON_GetNumberValue(cJSON_GetObjectItem(r.body, "lane")), 7);
+    const char *cid = cJSON_GetStringValue(cJSON_GetObjectItem(r.body, "correlation_id"));
+    ck_assert_ptr_nonnull(cid);
+    ck_assert_int_gt((int)strlen(cid), 0);
+    ah_reply_free(&r);
+
+    /* NULL body reaches the handler as {} */
+    ck_assert_int_eq(ah_bus_request(b, 7, NULL, "echo", NULL, 0, &r), 0);
+    ck_assert(cJSON_IsObject(r.body));
+    ck_assert_int_eq(cJSON_GetArraySize(r.body), 3);
+    ah_reply_free(&r);
+
+    /* errors pass through */
+    ck_assert_int_eq(ah_bus_request(b, 7, NULL, "nope", NULL, 0, &r), -1);
+    ck_assert(!r.ok);
+    ck_assert_str_eq(r.code, "unknown_topic");
+    ck_assert_int_eq(r.http_status, 404);
+    ah_reply_free(&r);
+
+    /* a handler that fills nothing still yields exactly one reply */
+    ck_assert_int_eq(ah_bus_request(b, 7, NULL, "silent", NULL, 0, &r), -1);
+    ck_assert_str_eq(r.code, "internal_error");
+    ah_reply_free(&r);
+
+    /* a topic longer than the inline buffer */
+    char longt[200];
+    memset(longt, 'x', sizeof longt - 1);
+    longt[sizeof longt - 1] = '\0';
+    ck_assert_int_eq(ah_bus_request(b, 1, NULL, longt, NULL, 0, &r), -1);
+    ck_assert_str_eq(r.code, "unknown_topic");
+    ck_assert_ptr_nonnull(strstr(r.message, longt));
+    ah_reply_free(&r);
+
+    ah_bus_free(b);
+    fx_destroy(&f);
+}
+END_TEST
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+START_TEST(test_correlation_ids_unique)
+{
+    enum { N = 3000 };
+    fx f;
+    fx_init(&f);
+    f.corr = calloc(N, sizeof *f.corr);
+    ck_assert_ptr_nonnull(f.corr);
+    ah_bus *b = bus_make(&f, 4, 0, handler);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(ah_bus_request_async(b, (uint64_t)(i % 13), NULL, "corr",
+                                              NULL, count_reply, &f), 0);
+    ah_bus_drain(b);
+    ck_assert_int_eq(f.ncorr, N);
+    ck_assert_int_eq(f.replies, N);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_gt((int)strlen(f.corr[i]), 0);
+    qsort(f.corr, N, sizeof *f.corr, cmp_str);
+    for (int i = 1; i < N; i++)
+        ck_assert_str_ne(f.corr[i - 1], f.corr[i]);
+    ah_bus_free(b);
+    fx_destroy(&f);
+}
+END_TEST
+
+START_TEST(test_lane_ordering)
+{
+    enum { LANES = 8, PER = 2000 };
+    fx f;
+    fx_init(&f);
+    ah_bus *b = bus_make(&f, 4, 0, handler);
+    /* interleave lanes so that every lane is queued and re-queued often */
+    for (long i = 0; i < PER; i++)
+        for (uint64_t l = 0; l < LANES; l++)
+            ck_assert_int_eq(ah_bus_request_async(b, l, (void *)(uintptr_t)i, "seq",
+                                                  NULL, count_reply, &f), 0);
+    ah_bus_drain(b);
+    ck_assert_int_eq(ah_bus_depth(b), 0);
+    ck_assert_int_eq(f.out_of_order, 0);
+    for (int l = 0; l < LANES; l++)
+        ck_assert_int_eq(f.seen[l], PER);
+    ck_assert_int_eq(f.replies, LANES * PER);
+    ah_bus_free(b);
+    fx_destroy(&f);
+}
+END_TEST
+
+START_TEST(test_lanes_run_in_parallel)
+{
+    fx f;
+    fx_init(&f);
+    ah_bus *b = bus_make(&f, 2, 0, handler);
+    /* lane 1 blocks until lane 2 sets the flag: only possible when the two
+     * lanes run at the same time */
+    ck_assert_int_eq(ah_bus_request_async(b, 1, NULL, "wait_flag", NULL, count_reply, &f), 0);
+    ah_reply r;
+    ck_assert_int_eq(ah_bus_request(b, 2, NULL, "set_flag", NULL, 0, &r), 0);
+    ah_reply_free(&r);
+    ah_bus_drain(b);
+    ck_assert(f.flag_seen);
+    ck_assert_int_eq(f.replies, 1);
+    ah_bus_free(b);
+    fx_destroy(&f);
+}
+END_TEST
+
+START_TEST(test_same_lane_serialized)
+{
+    fx f;
+    fx_init(&f);
+    ah_bus *b = bus_make(&f, 4, 0, handler);
+    /* lane 1 holds the gate; lane 1's next message must wait for it even
+     * though three workers are idle, while lane 2 is served */
+    ck_assert_int_eq(ah_bus_request_async(b, 1, NULL, "gate", NULL, count_reply, &f), 0);
+    pthread_mutex_lock(&f.mu);
+    ck_assert(wait_flag(&f, &f.blocked_started));
+    pthread_mutex_unlock(&f.mu);
+    ck_assert_int_eq(ah_bus_request_async(b, 1, NULL, "count", NULL, count_reply, &f), 0);
+    ah_reply r;
+    ck_assert_int_eq(ah_bus_request(b, 2, NULL, "count", NULL, 0, &r), 0);
+    ah_reply_free(&r);
+    pthread_mutex_lock(&f.mu);
+    ck_assert_int_eq(f.handled, 1); /* lane 2 only */
+    f.gate_open = true;
+    pthread_cond_broadcast(&f.cv);
+    pthread_mutex_unlock(&f.mu);
+    ah_bus_drain(b);
+    ck_assert_int_eq(f.handled, 2);
+    ah_bus_free(b);
+    fx_destroy(&f);
+}
+END_TEST
+
+START_TEST(test_timeout)
+{
+    fx f;
+    fx_init(&f);
+    ah_bus *b = bus_make(&f, 2, 0, handler);
+    ah_reply r;
+    ck_assert_int_eq(ah_bus_request(b, 3, NULL, "slow", NULL, 100, &r), -1);
+    ck_assert(!r.ok);
+    ck_assert_str_eq(r.code, "timeout");
+    ck_assert_int_eq(r.http_status, 504);
+    ah_reply_free(&r);
+    /* the late reply is dropped by the worker (ASan/LSan check the rest) */
+    ah_bus_drain(b);
+    ck_assert_int_eq(f.late_replies, 1);
+
+    /* the bus still works afterwards, and a timeout freed on bus free */
+    ck_assert_int_eq(ah_bus_request(b, 3, NULL, "echo", NULL, 0, &r), 0);
+    ah_reply_free(&r);
+    ck_assert_int_eq(ah_bus_request(b, 4, NULL, "slow", NULL, 50, &r), -1);
+    ck_assert_str_eq(r.code, "timeout");
+    ah_reply_free(&r);
+    ah_bus_free(b); /* drains the slow handler, whose reply nobody awaits */
+    ck_assert_int_eq(f.late_replies, 2);
+    fx_destroy(&f);
+}
+END_TEST
+
+/* Event subscribers: index in arg. */
+typedef struct ev_sub {
+    fx *f;
+    int idx;
+} ev_sub;
+
+static void on_event(void *arg, uint64_t lane, const char *topic, const cJSON *body)
+{
+    ev_sub *s = arg;
+    fx *f = s->f;
+    pthread_mutex_lock(&f->mu);
+    f->ev_count[s->idx]++;
+    if (f->ev_n < 64) {
+        const cJSON *id = cJSON_GetObjectItem(body, "id");
+        snprintf(f->ev_log[f->ev_n++], sizeof f->ev_log[0], "%d:%s:%s:%llu", s->idx,
+                 topic, cJSON_IsString(id) ? id->valuestring : "-",
+                 (unsigned long long)lane);
+    }
+    pthread_mutex_unlock(&f->mu);
+}
+
+static cJSON *id_body(const char *id)
+{
+    cJSON *o = cJSON_CreateObject();
+    ck_assert_ptr_nonnull(o);
+    ck_assert_ptr_nonnull(cJSON_AddStringToObject(o, "id", id));
+    return o;
+}
+
+START_TEST(test_event_fanout)
+{
+    fx f;
+    fx_init(&f);
+    ah_bus *b = bus_make(&f, 3, 0, handler);
+    ev_sub s[4] = {{&f, 0}, {&f, 1}, {&f, 2}, {&f, 3}};
+    ck_assert_int_eq(ah_bus_subscribe(b, "event.application.stage_changed", on_event, &s[0]), 0);
+    ck_assert_int_eq(ah_bus_subscribe(b, "event.application.*", on_event, &s[1]), 0);
+    ck_assert_int_eq(ah_bus_subscribe(b, "*", on_event, &s[2]), 0);
+    ck_assert_int_eq(ah_bus_subscribe(b, "event.*", on_event, &s[3]), 0);
+    ck_assert_int_eq(ah_bus_subscribe(b, NULL, on_event, &s[3]), -1);
+
+    ck_assert_int_eq(ah_bus_publish(b, 1, "event.application.stage_changed", id_body("a")), 0);
+    ck_assert_int_eq(ah_bus_publish(b, 1, "event.application.created", id_body("b")), 0);
+    ck_assert_int_eq(ah_bus_publish(b, 1, "event.applications", id_body("c")), 0);
+    ck_assert_int_eq(ah_bus_publish(b, 1, "event.candidate.created", NULL), 0);
+    ck_assert_int_eq(ah_bus_publish(b, 1, "other", id_body("e")), 0);
+    ah_bus_drain(b);
+
+    ck_assert_int_eq(f.ev_count[0], 1);
+    ck_assert_int_eq(f.ev_count[1], 2);
+    ck_assert_int_eq(f.ev_count[2], 5);
+    ck_assert_int_eq(f.ev_count[3], 4);
+    /* one lane: events in publish order, subscribers in subscription order */
+    static const char *const want[] = {
+        "0:event.application.stage_changed:a:1",
+        "1:event.application.stage_changed:a:1",
+        "2:event.application.stage_changed:a:1",
+        "3:event.application.stage_changed:a:1",
+        "1:event.application.created:b:1",
+        "2:event.application.created:b:1",
+        "3:event.application.created:b:1",
+        "2:event.applications:c:1",
+        "3:event.applications:c:1",
+        "2:event.candidate.created:-:1",
+        "3:event.candidate.created:-:1",
+        "2:other:e:1",
+    };
+    ck_assert_int_eq(f.ev_n, (int)(sizeof want / sizeof want[0]));
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        ck_assert_str_eq(f.ev_log[i], want[i]);
+    ah_bus_free(b);
+    fx_destroy(&f);
+}
+END_TEST
+
+START_TEST(test_events_and_requests_share_lane)
+{
+    fx f;
+    fx_init(&f);
+    ah_bus *b = bus_make(&f, 4, 0, handler);
+    ev_sub s = {&f, 0};
+    ck_assert_int_eq(ah_bus_subscribe(b, "event.*", on_event, &s), 0);
+    char id[16];
+    for (int i = 0; i < 20; i++) {
+        snprintf(id, sizeof id, "%d", i);
+        if (i % 2 == 0)
+            ck_assert_int_eq(ah_bus_publish(b, 9, "event.x", id_body(id)), 0);
+        else
+            ck_assert_int_eq(ah_bus_request_async(b, 9, NULL, "log", id_body(id),
+                                                  count_reply, &f), 0);
+    }
+    ah_bus_drain(b);
+    ck_assert_int_eq(f.ev_n, 20);
+    for (int i = 0; i < 20; i++) {
+        char want[48];
+        if (i % 2 == 0)
+            snprintf(want, sizeof want, "0:event.x:%d:9", i);
+        else
+            snprintf(want, sizeof want, "req:%d", i);
+        ck_assert_str_eq(f.ev_log[i], want);
+    }
+    ah_bus_free(b);
+    fx_destroy(&f);
+}
+END_TEST
+
+START_TEST(test_overload)
+{
+    fx f;
+    fx_init(&f);
+    ah_bus *b = bus_make(&f, 1, 4, handler);
+    ck_assert_int_eq(ah_bus_request_async(b, 1, NULL, "gate", NULL, count_reply, &f), 0);
+    pthread_mutex_lock(&f.mu);
+    ck_assert(wait_flag(&f, &f.blocked_started));
+    pthread_mutex_unlock(&f.mu);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(ah_bus_request_async(b, 2, NULL, "count", NULL, count_reply, &f), 0);
+    ck_assert_int_eq(ah_bus_depth(b), 4);
+
+    /* the refusal runs the callback on this thread */
+    ck_assert_int_eq(ah_bus_request_async(b, 2, NULL, "count", cJSON_CreateObject(),
+                                          count_reply, &f), -1);
+    pthread_mutex_lock(&f.mu);
+    ck_assert_int_eq(f.replies, 1);
+    ck_assert_str_eq(f.last_code, "overloaded");
+    ck_assert(pthread_equal(f.cb_thread, pthread_self()));
+    pthread_mutex_unlock(&f.mu);
+
+    ck_assert_int_eq(ah_bus_publish(b, 2, "event.x", cJSON_CreateObject()), -1);
+    ah_reply r;
+    ck_assert_int_eq(ah_bus_request(b, 2, NULL, "count", NULL, 0, &r), -1);
+    ck_assert_str_eq(r.code, "overloaded");
+    ck_assert_int_eq(r.http_status, 503);
+    ah_reply_free(&r);
+
+    pthread_mutex_lock(&f.mu);
+    f.gate_open = true;
+    pthread_cond_broadcast(&f.cv);
+    pthread_mutex_unlock(&f.mu);
+    ah_bus_drain(b);
+    ck_assert_int_eq(f.handled, 3);
+    ck_assert_int_eq(f.replies, 5);
+    /* room again */
+    ck_assert_int_eq(ah_bus_request(b, 2, NULL, "count", NULL, 0, &r), 0);
+    ah_reply_free(&r);
+    ah_bus_free(b);
+    fx_destroy(&f);
+}
+END_TEST
+
+static void *free_thread(void *arg)
+{
+    ah_bus_free(arg);
+    return NULL;
+}
+
+START_TEST(test_free_drains_queue)
+{
+    enum { N = 200 };
+    fx f;
+    fx_init(&f);
+    ah_bus *b = bus_make(&f, 1, 0, handler);
+    ck_assert_int_eq(ah_bus_request_async(b, 1, NULL, "gate", NULL, count_reply, &f), 0);
+    pthread_mutex_lock(&f.mu);
+    ck_assert(wait_flag(&f, &f.blocked_started));
+    pthread_mutex_unlock(&f.mu);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(ah_bus_request_async(b, (uint64_t)(i % 5), NULL, "count",
+                                              NULL, count_reply, &f), 0);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(ah_bus_publish(b, 7, "event.x", NULL), 0);
+
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, free_thread, b), 0);
+    /* The gate holds the only worker, so the bus cannot be gone yet: probe
+     * until ah_bus_free has stopped accepting. */
+    long accepted = 0;
+    for (;;) {
+        ah_reply r;
+        int rc = ah_bus_request(b, 3, NULL, "count", NULL, 1, &r);
+        bool stopped = !r.ok && strcmp(r.code, "shutting_down") == 0;
+        if (rc != 0 && !stopped)
+            ck_assert_str_eq(r.code, "timeout"); /* queued behind the gate */
+        ah_reply_free(&r);
+        if (stopped)
+            break;
+        accepted++;
+    }
+    ck_assert_int_eq(ah_bus_publish(b, 7, "event.x", NULL), -1);
+    long before = f.replies;
+    ck_assert_int_eq(ah_bus_request_async(b, 3, NULL, "count", NULL, count_reply, &f), -1);
+    ck_assert_str_eq(f.last_code, "shutting_down");
+    ck_assert_int_eq(f.replies, before + 1);
+
+    pthread_mutex_lock(&f.mu);
+    f.gate_open = true;
+    pthread_cond_broadcast(&f.cv);
+    pthread_mutex_unlock(&f.mu);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert_int_eq(f.handled, N + accepted);
+    ck_assert_int_eq(f.replies, 1 + N + 1);
+    fx_destroy(&f);
+}
+END_TEST
+
+START_TEST(test_drain)
+{
+    enum { N = 500 };
+    fx f;
+    fx_init(&f);
+    ah_bus *b = bus_make(&f, 3, 0, handler);
+    ah_bus_drain(b); /* empty bus: returns at once */
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(ah_bus_request_async(b, (uint64_t)i, NULL, "count", NULL,
+                                              count_reply, &f), 0);
+    ah_bus_drain(b);
+    ck_assert_int_eq(f.handled, N);
+    ck_assert_int_eq(f.replies, N);
+    ck_assert_int_eq(ah_bus_depth(b), 0);
+    ah_bus_free(b);
+    fx_destroy(&f);
+}
+END_TEST
+
+START_TEST(test_many_lanes)
+{
+    enum { N = 50000 };
+    fx f;
+    fx_init(&f);
+    ah_bus *b = bus_make(&f, 2, 0, handler);
+    /* every message on its own lane: lanes are created, grown and recycled */
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < N; i++)
+            ck_assert_int_eq(ah_bus_request_async(b, (uint64_t)i * 7919u + (uint64_t)round,
+                                                  NULL, "count", NULL, NULL, NULL), 0);
+        ah_bus_drain(b);
+    }
+    ck_assert_int_eq(f.handled, 2 * N);
+    ah_bus_free(b);
+    fx_destroy(&f);
+}
+END_TEST
+
+START_TEST(test_bad_args)
+{
+    ah_bus_opts o = {.workers = 0};
+    ck_assert_ptr_null(ah_bus_new(&o));
+    ck_assert_ptr_null(ah_bus_new(NULL));
+    ah_bus_free(NULL);
+
+    fx f;
+    fx_init(&f);
+    ah_bus *b = bus_make(&f, 1, 0, NULL);
+    ah_reply r;
+    /* no handler: requests still get one reply */
+    ck_assert_int_eq(ah_bus_request(b, 1, NULL, "x", NULL, 0, &r), -1);
+    ck_assert_str_eq(r.code, "unsupported_capability");
+    ah_reply_free(&r);
+    ck_assert_int_eq(ah_bus_request(b, 1, NULL, NULL, cJSON_CreateObject(), 0, &r), -1);
+    ck_assert_str_eq(r.code, "invalid_request");
+    ah_reply_free(&r);
+    ck_assert_int_eq(ah_bus_publish(b, 1, NULL, cJSON_CreateObject()), -1);
+    ah_bus_free(b);
+    fx_destroy(&f);
+}
+END_TEST
+
+static Suite *bus_suite(void)
+{
+    Suite *s = suite_create("bus");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_reply_helpers);
+    tcase_add_test(tc, test_round_trip);
+    tcase_add_test(tc, test_correlation_ids_unique);
+    tcase_add_test(tc, test_lane_ordering);
+    tcase_add_test(tc, test_lanes_run_in_parallel);
+    tcase_add_test(tc, test_same_lane_serialized);
+    tcase_add_test(tc, test_timeout);
+    tcase_add_test(tc, test_event_fanout);
+    tcase_add_test(tc, test_events_and_requests_share_lane);
+    tcase_add_test(tc, test_overload);
+    tcase_add_test(tc, test_free_drains_queue);
+    tcase_add_test(tc, test_drain);
+    tcase_add_test(tc, test_many_lanes);
+    tcase_add_test(tc, test_bad_args);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(bus_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
