@@ -1,1 +1,793 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ini.h>
+
+#include "log.h"
+
+#define AH_MAX_BODY_MIN 1024L
+#define AH_MAX_BODY_MAX (64L * 1024 * 1024)
+
+enum section { SEC_CORE, SEC_HTTP, SEC_STORE, SEC_OUTBOUND, SEC_SYNC, SEC_PLUGINS, SEC_N };
+
+static const char *const section_names[SEC_N] = {"core", "http", "store",
+                                                 "outbound", "sync", "plugins"};
+
+enum key {
+    K_WORKERS,
+    K_REQUEST_TIMEOUT,
+    K_KEY_FILE,
+    K_LOG_LEVEL,
+    K_LOG_FORMAT,
+    K_LISTEN,
+    K_MAX_BODY,
+    K_HTTP_THREADS,
+    K_TLS_CERT,
+    K_TLS_KEY,
+    K_STORE_URL,
+    K_OUT_TIMEOUT,
+    K_OUT_ATTEMPTS,
+    K_OUT_BACKOFF,
+    K_OUT_BACKOFF_MAX,
+    K_SYNC_INTERVAL,
+    K_N
+};
+
+/* Integer keys carry their range; min > max marks a non-integer key. */
+typedef struct key_def {
+    enum section section;
+    const char *name;
+    long min, max;
+} key_def;
+
+static const key_def keys[K_N] = {
+    [K_WORKERS] = {SEC_CORE, "workers", 1, 64},
+    [K_REQUEST_TIMEOUT] = {SEC_CORE, "request_timeout_ms", 100, 600000},
+    [K_KEY_FILE] = {SEC_CORE, "key_file", 1, 0},
+    [K_LOG_LEVEL] = {SEC_CORE, "log_level", 1, 0},
+    [K_LOG_FORMAT] = {SEC_CORE, "log_format", 1, 0},
+    [K_LISTEN] = {SEC_HTTP, "listen", 1, 0},
+    [K_MAX_BODY] = {SEC_HTTP, "max_body", 1, 0},
+    [K_HTTP_THREADS] = {SEC_HTTP, "threads", 1, 64},
+    [K_TLS_CERT] = {SEC_HTTP, "tls_cert", 1, 0},
+    [K_TLS_KEY] = {SEC_HTTP, "tls_key", 1, 0},
+    [K_STORE_URL] = {SEC_STORE, "url", 1, 0},
+    [K_OUT_TIMEOUT] = {SEC_OUTBOUND, "timeout_ms", 100, 600000},
+    [K_OUT_ATTEMPTS] = {SEC_OUTBOUND, "max_attempts", 1, 10},
+    [K_OUT_BACKOFF] = {SEC_OUTBOUND, "backoff_ms", 1, 60000},
+    [K_OUT_BACKOFF_MAX] = {SEC_OUTBOUND, "backoff_max_ms", 1, 600000},
+    [K_SYNC_INTERVAL] = {SEC_SYNC, "interval_s", 0, 86400},
+};
+
+#define AH_LISTEN_HINT "expected host:port (e.g. 127.0.0.1:8080 or [::1]:8080)"
+
+/* Everything the inih callbacks need; lives on ah_config_load's stack. */
+typedef struct parse_state {
+    ah_config *cfg;
+    FILE *fp;
+    const char *file; /* as given, for messages */
+    int line;         /* line of the text last handed to inih */
+    bool at_line_start;
+    bool indented;       /* that line starts with blanks */
+    char last_name[64];  /* key of the previous name = value */
+    int last_line;       /* and its line */
+    int key_line[K_N]; /* where each key was set, 0 = not set */
+    bool failed;
+    int err_line;
+    char err[2 * PATH_MAX];
+} parse_state;
+
+/* ---- paths --------------------------------------------------------------- */
+
+/* Collapses "//", "." and ".." of an absolute path textually: the files may
+ * not exist yet, so realpath(3) is no option. */
+static char *normalize_abs(const char *p)
+{
+    size_t o = 0;
+    char *out = malloc(strlen(p) + 2);
+
+    if (out == NULL)
+        return NULL;
+    while (*p != '\0') {
+        while (*p == '/')
+            p++;
+        if (*p == '\0')
+            break;
+        const char *e = strchrnul(p, '/');
+        size_t len = (size_t)(e - p);
+        if (len == 1 && p[0] == '.') {
+            /* nothing */
+        } else if (len == 2 && p[0] == '.' && p[1] == '.') {
+            while (o > 0 && out[o - 1] != '/')
+                o--;
+            if (o > 0)
+                o--;
+        } else {
+            out[o++] = '/';
+            memcpy(out + o, p, len);
+            o += len;
+        }
+        p = e;
+    }
+    if (o == 0)
+        out[o++] = '/';
+    out[o] = '\0';
+    return out;
+}
+
+/* Joins rel onto base (or onto the working directory when base is NULL). */
+static char *resolve_against(const char *base, const char *rel)
+{
+    char *cwd = NULL, *joined = NULL, *res;
+
+    if (rel == NULL)
+        return NULL;
+    if (rel[0] == '/')
+        return normalize_abs(rel);
+    if (base == NULL) {
+        cwd = getcwd(NULL, 0);
+        if (cwd == NULL)
+            return NULL;
+        base = cwd;
+    }
+    if (asprintf(&joined, "%s/%s", base, rel) < 0) {
+        free(cwd);
+        return NULL;
+    }
+    res = normalize_abs(joined);
+    free(joined);
+    free(cwd);
+    return res;
+}
+
+char *ah_config_resolve(const ah_config *cfg, const char *rel)
+{
+    return resolve_against(cfg != NULL ? cfg->dir : NULL, rel);
+}
+
+/* The absolute folder of the INI file `path`. */
+static char *ini_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *folder, *res;
+
+    if (slash == NULL)
+        return resolve_against(NULL, ".");
+    folder = strndup(path, slash == path ? 1 : (size_t)(slash - path));
+    if (folder == NULL)
+        return NULL;
+    res = resolve_against(NULL, folder);
+    free(folder);
+    return res;
+}
+
+static char *sqlite_url(const char *base, const char *rel)
+{
+    char *abs = resolve_against(base, rel), *url = NULL;
+
+    if (abs == NULL)
+        return NULL;
+    if (asprintf(&url, "sqlite:%s", abs) < 0)
+        url = NULL;
+    free(abs);
+    return url;
+}
+
+/* ---- defaults ------------------------------------------------------------ */
+
+/* key_rel and db_rel are relative to cfg->dir (the INI's folder, or the
+ * working directory when there is no file). */
+static int fill_defaults(ah_config *cfg, const char *key_rel, const char *db_rel)
+{
+    cfg->workers = 2;
+    cfg->request_timeout_ms = 30000;
+    cfg->log_level = AH_LOG_INFO;
+    cfg->log_json = false;
+    cfg->listen_port = 8080;
+    cfg->max_body = 1024 * 1024;
+    cfg->http_threads = 2;
+    cfg->http_timeout_ms = 10000;
+    cfg->http_max_attempts = 4;
+    cfg->http_backoff_ms = 200;
+    cfg->http_backoff_max_ms = 10000;
+    cfg->sync_interval_s = 300;
+    cfg->key_file = ah_config_resolve(cfg, key_rel);
+    cfg->listen_host = strdup("127.0.0.1");
+    cfg->store_url = sqlite_url(cfg->dir, db_rel);
+    return cfg->key_file != NULL && cfg->listen_host != NULL && cfg->store_url != NULL ? 0
+                                                                                      : -1;
+}
+
+void ah_config_defaults(ah_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->dir = getcwd(NULL, 0);
+    (void)fill_defaults(cfg, "var/host.key", "var/atshub.db");
+}
+
+void ah_config_free(ah_config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    free(cfg->path);
+    free(cfg->dir);
+    free(cfg->key_file);
+    free(cfg->listen_host);
+    free(cfg->tls_cert);
+    free(cfg->tls_key);
+    free(cfg->store_url);
+    for (size_t i = 0; i < cfg->nplugins; i++) {
+        free(cfg->plugins[i].name);
+        free(cfg->plugins[i].path);
+    }
+    free(cfg->plugins);
+    memset(cfg, 0, sizeof *cfg);
+}
+
+/* ---- value parsers ------------------------------------------------------- */
+
+static bool parse_long(const char *s, long min, long max, long *out)
+{
+    char *end;
+    long v;
+
+    if (s == NULL || *s == '\0' || isspace((unsigned char)*s))
+        return false;
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* "1048576", "512K", "1M" (K = 1024). */
+static bool parse_size(const char *s, long *out)
+{
+    char *end;
+    long v, mult = 1;
+
+    if (s == NULL || !isdigit((unsigned char)*s))
+        return false;
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno != 0)
+        return false;
+    if (*end == 'K' || *end == 'k')
+        mult = 1024, end++;
+    else if (*end == 'M' || *end == 'm')
+        mult = 1024 * 1024, end++;
+    if (*end != '\0' || v > AH_MAX_BODY_MAX / mult)
+        return false;
+    v *= mult;
+    if (v < AH_MAX_BODY_MIN)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* "host:port" or "[v6]:port". *host is malloc'd, without brackets. */
+static bool parse_listen(const char *s, char **host, uint16_t *port)
+{
+    const char *colon, *h = s;
+    size_t hlen;
+    long p;
+    char *dup;
+
+    if (s == NULL)
+        return false;
+    if (*s == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':')
+            return false;
+        h = s + 1;
+        hlen = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strchr(s, ':');
+        if (colon == NULL || strchr(colon + 1, ':') != NULL)
+            return false;
+        hlen = (size_t)(colon - s);
+    }
+    if (hlen == 0 || !isdigit((unsigned char)colon[1]) || strlen(colon + 1) > 5 ||
+        !parse_long(colon + 1, 0, 65535, &p))
+        return false;
+    dup = strndup(h, hlen);
+    if (dup == NULL)
+        return false;
+    if (*s == '[') {
+        struct in6_addr a6;
+        if (inet_pton(AF_INET6, dup, &a6) != 1)
+            goto bad;
+    } else {
+        for (const char *c = dup; *c != '\0'; c++) {
+            if (!isalnum((unsigned char)*c) && *c != '.' && *c != '-' && *c != '_')
+                goto bad;
+        }
+    }
+    *host = dup;
+    *port = (uint16_t)p;
+    return true;
+bad:
+    free(dup);
+    return false;
+}
+
+/* ---- inih callbacks ------------------------------------------------------ */
+
+static int fail(parse_state *st, const char *fmt, ...) AH_PRINTF(2, 3);
+static int fail(parse_state *st, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (st->failed)
+        return 0;
+    st->failed = true;
+    st->err_line = st->line;
+    n = snprintf(st->err, sizeof st->err, "%s:%d: ", st->file, st->line);
+    if (n < 0 || (size_t)n >= sizeof st->err)
+        return 0;
+    va_start(ap, fmt);
+    vsnprintf(st->err + n, sizeof st->err - (size_t)n, fmt, ap);
+    va_end(ap);
+    return 0;
+}
+
+static int oom(parse_state *st)
+{
+    return fail(st, "out of memory");
+}
+
+static int find_section(const char *name)
+{
+    for (int i = 0; i < SEC_N; i++) {
+        if (strcmp(name, section_names[i]) == 0)
+            return i;
+    }
+    return -1;
+}
+
+/* inih reads through this so that the handler knows its line number (libinih
+ * 55 has no line in the handler) and so that unknown sections are reported
+ * at their header even when they hold no key. */
+static char *read_line(char *str, int num, void *stream)
+{
+    parse_state *st = stream;
+    size_t n;
+    char *p;
+
+    if (fgets(str, num, st->fp) == NULL)
+        return NULL;
+    if (st->at_line_start)
+        st->line++;
+    n = strlen(str);
+    st->at_line_start = n > 0 && str[n - 1] == '\n';
+    if (!st->at_line_start && !feof(st->fp)) {
+        /* inih would cut the line and parse the rest as a line of its own. */
+        fail(st, "line too long (at most %d characters)", num - 2);
+        return NULL;
+    }
+    st->indented = *str == ' ' || *str == '\t';
+    p = str;
+    if (st->line == 1 && strncmp(p, "\xEF\xBB\xBF", 3) == 0)
+        p += 3;
+    while (isspace((unsigned char)*p))
+        p++;
+    if (*p == '[') {
+        char *close = strchr(p, ']');
+        if (close != NULL) {
+            char name[64];
+            snprintf(name, sizeof name, "%.*s", (int)(close - p - 1), p + 1);
+            if (find_section(name) < 0)
+                fail(st, "unknown section [%s]", name);
+        }
+    }
+    return str;
+}
+
+static int set_int(parse_state *st, enum key k, const char *value, long *out)
+{
+    const key_def *d = &keys[k];
+
+    if (!parse_long(value, d->min, d->max, out))
+        return fail(st, "[%s] %s: expected an integer between %ld and %ld, got '%s'",
+                    section_names[d->section], d->name, d->min, d->max, value);
+    return 1;
+}
+
+/* A file the host reads at start (key, certificate): must be given. */
+static int set_path(parse_state *st, enum key k, const char *value, char **out)
+{
+    char *abs;
+
+    if (*value == '\0')
+        return fail(st, "[%s] %s: expected a file path, got ''",
+                    section_names[keys[k].section], keys[k].name);
+    abs = ah_config_resolve(st->cfg, value);
+    if (abs == NULL)
+        return oom(st);
+    free(*out);
+    *out = abs;
+    return 1;
+}
+
+static int check_readable_file(parse_state *st, enum key k, const char *path)
+{
+    struct stat sb;
+
+    if (stat(path, &sb) != 0)
+        return fail(st, "[http] %s: %s: %s", keys[k].name, path, strerror(errno));
+    if (!S_ISREG(sb.st_mode))
+        return fail(st, "[http] %s: %s is not a regular file", keys[k].name, path);
+    if (access(path, R_OK) != 0)
+        return fail(st, "[http] %s: cannot read %s: %s", keys[k].name, path, strerror(errno));
+    return 1;
+}
+
+static int set_store(parse_state *st, const char *value)
+{
+    char *url;
+
+    if (strncmp(value, "sqlite:", 7) == 0 && value[7] != '\0') {
+        url = sqlite_url(st->cfg->dir, value + 7);
+    } else if (strncmp(value, "postgresql://", 13) == 0 ||
+               strncmp(value, "postgres://", 11) == 0) {
+        url = strdup(value);
+    } else {
+        /* The value is not echoed: a mistyped URL may carry a password. */
+        return fail(st, "[store] url: expected 'sqlite:PATH' or a 'postgresql://' URL");
+    }
+    if (url == NULL)
+        return oom(st);
+    free(st->cfg->store_url);
+    st->cfg->store_url = url;
+    return 1;
+}
+
+static int set_value(parse_state *st, enum key k, const char *value)
+{
+    ah_config *cfg = st->cfg;
+    long v;
+    int lvl;
+
+    switch (k) {
+    case K_WORKERS:
+        if (!set_int(st, k, value, &v))
+            return 0;
+        cfg->workers = (int)v;
+        return 1;
+    case K_REQUEST_TIMEOUT:
+        if (!set_int(st, k, value, &v))
+            return 0;
+        cfg->request_timeout_ms = (int)v;
+        return 1;
+    case K_KEY_FILE:
+        return set_path(st, k, value, &cfg->key_file);
+    case K_LOG_LEVEL:
+        lvl = ah_log_level_parse(value);
+        if (lvl < 0)
+            return fail(st, "[core] log_level: expected error, warn, info or debug, got '%s'",
+                        value);
+        cfg->log_level = lvl;
+        return 1;
+    case K_LOG_FORMAT:
+        if (strcmp(value, "plain") == 0)
+            cfg->log_json = false;
+        else if (strcmp(value, "json") == 0)
+            cfg->log_json = true;
+        else
+            return fail(st, "[core] log_format: expected plain or json, got '%s'", value);
+        return 1;
+    case K_LISTEN: {
+        char *host = NULL;
+        uint16_t port;
+        if (!parse_listen(value, &host, &port))
+            return fail(st, "[http] listen: " AH_LISTEN_HINT ", got '%s'", value);
+        free(cfg->listen_host);
+        cfg->listen_host = host;
+        cfg->listen_port = port;
+        return 1;
+    }
+    case K_MAX_BODY:
+        if (!parse_size(value, &v))
+            return fail(st,
+                        "[http] max_body: expected a size between 1K and 64M "
+                        "(bytes, or with suffix K or M), got '%s'",
+                        value);
+        cfg->max_body = (size_t)v;
+        return 1;
+    case K_HTTP_THREADS:
+        if (!set_int(st, k, value, &v))
+            return 0;
+        cfg->http_threads = (int)v;
+        return 1;
+    case K_TLS_CERT:
+    case K_TLS_KEY: {
+        char **slot = k == K_TLS_CERT ? &cfg->tls_cert : &cfg->tls_key;
+        if (!set_path(st, k, value, slot))
+            return 0;
+        return check_readable_file(st, k, *slot);
+    }
+    case K_STORE_URL:
+        return set_store(st, value);
+    case K_OUT_TIMEOUT:
+        if (!set_int(st, k, value, &v))
+            return 0;
+        cfg->http_timeout_ms = v;
+        return 1;
+    case K_OUT_ATTEMPTS:
+        if (!set_int(st, k, value, &v))
+            return 0;
+        cfg->http_max_attempts = (int)v;
+        return 1;
+    case K_OUT_BACKOFF:
+        if (!set_int(st, k, value, &v))
+            return 0;
+        cfg->http_backoff_ms = v;
+        return 1;
+    case K_OUT_BACKOFF_MAX:
+        if (!set_int(st, k, value, &v))
+            return 0;
+        cfg->http_backoff_max_ms = v;
+        return 1;
+    case K_SYNC_INTERVAL:
+        if (!set_int(st, k, value, &v))
+            return 0;
+        cfg->sync_interval_s = (int)v;
+        return 1;
+    case K_N:
+        break;
+    }
+    return fail(st, "internal error: unhandled key");
+}
+
+static bool valid_plugin_name(const char *s)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s != '\0'; s++) {
+        if (!(*s >= 'a' && *s <= 'z') && !(*s >= '0' && *s <= '9') && *s != '_')
+            return false;
+    }
+    return true;
+}
+
+static int add_plugin(parse_state *st, const char *name, const char *value)
+{
+    ah_config *cfg = st->cfg;
+    ah_plugin_conf *grown, *pc;
+    struct stat sb;
+    char *path;
+
+    if (!valid_plugin_name(name))
+        return fail(st, "[plugins] '%s': a plugin name is made of a-z, 0-9 and _", name);
+    for (size_t i = 0; i < cfg->nplugins; i++) {
+        if (strcmp(cfg->plugins[i].name, name) == 0)
+            return fail(st, "plugin '%s' declared twice (first at line %d)", name,
+                        cfg->plugins[i].line);
+    }
+    if (*value == '\0')
+        return fail(st, "plugin '%s': expected the path of a .so file, got ''", name);
+    path = ah_config_resolve(cfg, value);
+    if (path == NULL)
+        return oom(st);
+    if (stat(path, &sb) != 0) {
+        int e = errno;
+        if (e == ENOENT)
+            fail(st, "plugin '%s': no such file %s (build first: cmake --build build)", name,
+                 path);
+        else
+            fail(st, "plugin '%s': cannot stat %s: %s", name, path, strerror(e));
+        free(path);
+        return 0;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        fail(st, "plugin '%s': %s is not a regular file", name, path);
+        free(path);
+        return 0;
+    }
+    if (access(path, R_OK) != 0) {
+        fail(st, "plugin '%s': cannot read %s: %s", name, path, strerror(errno));
+        free(path);
+        return 0;
+    }
+    grown = realloc(cfg->plugins, (cfg->nplugins + 1) * sizeof *grown);
+    if (grown == NULL) {
+        free(path);
+        return oom(st);
+    }
+    cfg->plugins = grown;
+    pc = &cfg->plugins[cfg->nplugins];
+    pc->name = strdup(name);
+    if (pc->name == NULL) {
+        free(path);
+        return oom(st);
+    }
+    pc->path = path;
+    pc->line = st->line;
+    cfg->nplugins++;
+    return 1;
+}
+
+static int on_value(void *user, const char *section, const char *name, const char *value)
+{
+    parse_state *st = user;
+    int sec;
+
+    if (st->failed)
+        return 0; /* report the first problem only */
+    /* inih joins an indented line to the value before it and hands it over
+     * as the same key again; say so rather than "duplicate key". */
+    if (st->indented && st->last_line != 0 && strcmp(name, st->last_name) == 0)
+        return fail(st, "indented line continues '%s' of line %d: multi-line values are "
+                        "not supported",
+                    name, st->last_line);
+    snprintf(st->last_name, sizeof st->last_name, "%s", name);
+    st->last_line = st->line;
+    if (*section == '\0')
+        return fail(st, "key '%s' outside any section", name);
+    sec = find_section(section);
+    if (sec < 0)
+        return fail(st, "unknown section [%s]", section);
+    if (sec == SEC_PLUGINS)
+        return add_plugin(st, name, value);
+    for (int k = 0; k < K_N; k++) {
+        if ((int)keys[k].section != sec || strcmp(keys[k].name, name) != 0)
+            continue;
+        if (st->key_line[k] != 0)
+            return fail(st, "duplicate key '%s' in [%s] (first at line %d)", name, section,
+                        st->key_line[k]);
+        st->key_line[k] = st->line;
+        return set_value(st, (enum key)k, value);
+    }
+    return fail(st, "unknown key '%s' in [%s]", name, section);
+}
+
+/* ---- load ---------------------------------------------------------------- */
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...) AH_PRINTF(3, 4);
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* Checks that need the whole file. */
+static int check_after_parse(parse_state *st, char *err, size_t errlen)
+{
+    ah_config *cfg = st->cfg;
+
+    if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {
+        set_err(err, errlen, "%s: tls_cert and tls_key must be given together", st->file);
+        return -1;
+    }
+    if (cfg->http_backoff_max_ms < cfg->http_backoff_ms) {
+        int a = st->key_line[K_OUT_BACKOFF], b = st->key_line[K_OUT_BACKOFF_MAX];
+        set_err(err, errlen,
+                "%s:%d: [outbound] backoff_max_ms (%ld) must be >= backoff_ms (%ld)", st->file,
+                a > b ? a : b, cfg->http_backoff_max_ms, cfg->http_backoff_ms);
+        return -1;
+    }
+    return 0;
+}
+
+static int apply_env(ah_config *cfg, char *err, size_t errlen)
+{
+    const char *listen = getenv("ATSHUB_LISTEN");
+    const char *store = getenv("ATSHUB_STORE");
+
+    if (listen != NULL && *listen != '\0') {
+        char *host = NULL;
+        uint16_t port;
+        if (!parse_listen(listen, &host, &port)) {
+            set_err(err, errlen, "ATSHUB_LISTEN: " AH_LISTEN_HINT ", got '%s'", listen);
+            return -1;
+        }
+        free(cfg->listen_host);
+        cfg->listen_host = host;
+        cfg->listen_port = port;
+    }
+    if (store != NULL && *store != '\0') {
+        char *url;
+        if (strncmp(store, "sqlite:", 7) == 0 && store[7] != '\0') {
+            url = sqlite_url(NULL, store + 7); /* the operator's working directory */
+        } else if (strncmp(store, "postgresql://", 13) == 0 ||
+                   strncmp(store, "postgres://", 11) == 0) {
+            url = strdup(store);
+        } else {
+            set_err(err, errlen, "ATSHUB_STORE: expected 'sqlite:PATH' or a 'postgresql://' URL");
+            return -1;
+        }
+        if (url == NULL) {
+            set_err(err, errlen, "ATSHUB_STORE: out of memory");
+            return -1;
+        }
+        free(cfg->store_url);
+        cfg->store_url = url;
+    }
+    return 0;
+}
+
+int ah_config_load(const char *path, ah_config *out, char *err, size_t errlen)
+{
+    parse_state st;
+    struct stat sb;
+    FILE *fp;
+    int rc;
+
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    memset(out, 0, sizeof *out);
+    if (path == NULL || *path == '\0') {
+        set_err(err, errlen, "no configuration file given");
+        return -1;
+    }
+    fp = fopen(path, "re");
+    if (fp == NULL) {
+        set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        set_err(err, errlen, "%s: cannot open: not a regular file", path);
+        fclose(fp);
+        return -1;
+    }
+    out->path = strdup(path);
+    out->dir = ini_dir(path);
+    if (out->path == NULL || out->dir == NULL ||
+        fill_defaults(out, "../var/host.key", "../var/atshub.db") != 0) {
+        set_err(err, errlen, "%s: out of memory", path);
+        fclose(fp);
+        goto fail;
+    }
+
+    memset(&st, 0, sizeof st);
+    st.cfg = out;
+    st.fp = fp;
+    st.file = path;
+    st.at_line_start = true;
+    rc = ini_parse_stream(read_line, &st, on_value, &st);
+    if (ferror(fp) && !st.failed) {
+        set_err(err, errlen, "%s: read error", path);
+        fclose(fp);
+        goto fail;
+    }
+    fclose(fp);
+    /* inih reports the first failing line, be it its own syntax error or a
+     * value we refused; ours carries a message, its own does not. */
+    if (st.failed && (rc == 0 || rc >= st.err_line)) {
+        set_err(err, errlen, "%s", st.err);
+        goto fail;
+    }
+    if (rc > 0) {
+        set_err(err, errlen, "%s:%d: syntax error", path, rc);
+        goto fail;
+    }
+    if (rc < 0) {
+        set_err(err, errlen, "%s: cannot parse (%d)", path, rc);
+        goto fail;
+    }
+    if (check_after_parse(&st, err, errlen) != 0 || apply_env(out, err, errlen) != 0)
+        goto fail;
+    return 0;
+fail:
+    ah_config_free(out);
+    return -1;
+}

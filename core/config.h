@@ -20,7 +20,8 @@ typedef struct ah_config {
     /* [core] */
     int workers;            /* bus worker threads (default 2) */
     int request_timeout_ms; /* bus request timeout (default 30000) */
-    char *key_file;         /* host encryption key (default var/host.key) */
+    char *key_file;         /* host encryption key, absolute (default
+                               ../var/host.key from the INI's folder) */
     int log_level;          /* ah_log_level (default info) */
     bool log_json;
 
@@ -51,12 +52,28 @@ typedef struct ah_config {
 
 /** Parses `path`. On failure returns -1 and writes "file:line: why" (or
  *  "file: why" for errors without a line) into err. Applies the environment
- *  overrides ATSHUB_LISTEN (host:port) and ATSHUB_STORE. */
+ *  overrides ATSHUB_LISTEN (host:port) and ATSHUB_STORE.
+ *
+ *  Details: the first problem in the file is reported (inih's own syntax
+ *  errors as "file:line: syntax error"); env errors start with the variable's
+ *  name. An empty env variable counts as unset; a relative sqlite: PATH in
+ *  ATSHUB_STORE is resolved against the working directory. A line may hold
+ *  at most 198 characters (libinih's fixed line buffer). Plugin, tls_cert and
+ *  tls_key files must exist (checked while parsing). On failure *out holds
+ *  nothing (zeroed; ah_config_free on it is harmless); on success the caller
+ *  owns *out and frees it with ah_config_free. err may be NULL. */
 int ah_config_load(const char *path, ah_config *out, char *err, size_t errlen);
-/** Fills defaults only (used by tests and by a missing file). */
+/** Fills defaults only (used by tests and by a missing file): dir is the
+ *  working directory, path NULL, key_file "<cwd>/var/host.key", store_url
+ *  "sqlite:<cwd>/var/atshub.db". Overwrites *cfg without freeing it. On out
+ *  of memory the string fields may be NULL. */
 void ah_config_defaults(ah_config *cfg);
+/** Frees every member and zeroes *cfg (safe to call twice). */
 void ah_config_free(ah_config *cfg);
-/** Resolves `rel` against the config folder; malloc'd. */
+/** Resolves `rel` against the config folder (the working directory when cfg
+ *  or cfg->dir is NULL) unless it is absolute, then normalises ".", ".." and
+ *  "//" textually (no realpath: the file may not exist yet). malloc'd; NULL
+ *  when rel is NULL or out of memory. */
 char *ah_config_resolve(const ah_config *cfg, const char *rel);
 
 #endif
