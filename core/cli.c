@@ -1,1 +1,814 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The atshub command line. Every command takes -c FILE and --json anywhere
+ * on the line. Exit codes: 0 ok, 1 runtime error, 2 usage error.
+ * State-changing commands write the store directly; a running daemon picks
+ * the change up within a second (it watches the store's data version).
+ */
+#include <ctype.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core.h"
+
+#define EXIT_USAGE 2
+
+typedef struct cli {
+    const char *config;
+    bool json;
+    bool help;
+    int argc;    /* positional arguments after global options are removed */
+    char **argv;
+    /* command options */
+    const char *settings_of;
+    const char *sets[64];
+    int nsets;
+    ah_log_filter filter;
+} cli;
+
+typedef struct cmd {
+    const char *name;
+    int (*run)(cli *c);
+    const char *usage;
+    const char *help;
+} cmd;
+
+/* ------------------------------------------------------------------------ */
+
+static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("atshub: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs(" (see: atshub --help)\n", stderr);
+}
+
+static int fail(cli *c, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(cli *c, const char *code, const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (c->json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON *e = cJSON_AddObjectToObject(o, "error");
+        cJSON_AddStringToObject(e, "code", code);
+        cJSON_AddStringToObject(e, "message", msg);
+        char *t = cJSON_PrintUnformatted(o);
+        if (t != NULL)
+            puts(t);
+        free(t);
+        cJSON_Delete(o);
+    } else {
+        fprintf(stderr, "atshub: %s\n", msg);
+    }
+    return 1;
+}
+
+static void print_json(cJSON *o)
+{
+    char *t = cJSON_Print(o);
+    if (t != NULL)
+        puts(t);
+    free(t);
+}
+
+static bool valid_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64)
+        return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-' && *s != '.')
+            return false;
+    return true;
+}
+
+static const char *default_config(void)
+{
+    static const char *const candidates[] = {AH_SOURCE_DIR "/etc/atshub.ini",
+                                             "/etc/atshub/atshub.ini"};
+    for (size_t i = 0; i < 2; i++)
+        if (access(candidates[i], R_OK) == 0)
+            return candidates[i];
+    return candidates[0];
+}
+
+static ah_core *open_core(cli *c, bool plugins, bool bus)
+{
+    ah_config cfg;
+    char err[1024];
+    if (ah_config_load(c->config, &cfg, err, sizeof err) != 0) {
+        fail(c, "config_error", "%s", err);
+        return NULL;
+    }
+    ah_core_opts o = {.load_plugins = plugins, .start_bus = bus};
+    ah_core *core = ah_core_open(&cfg, &o, err, sizeof err);
+    if (core == NULL) {
+        ah_config_free(&cfg);
+        fail(c, "startup_error", "%s", err);
+    }
+    return core;
+}
+
+/* ------------------------------------------------------------------------ */
+/* serve                                                                     */
+/* ------------------------------------------------------------------------ */
+
+static int cmd_serve(cli *c)
+{
+    if (c->argc != 0) {
+        usage_error("serve takes no arguments");
+        return EXIT_USAGE;
+    }
+    ah_core *core = open_core(c, true, true);
+    if (core == NULL)
+        return 1;
+    int rc = ah_core_serve(core);
+    ah_core_close(core);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* plugins, plugin check                                                     */
+/* ------------------------------------------------------------------------ */
+
+static int cmd_plugins(cli *c)
+{
+    if (c->argc != 0) {
+        usage_error("plugins takes no arguments besides --settings NAME");
+        return EXIT_USAGE;
+    }
+    ah_core *core = open_core(c, true, false);
+    if (core == NULL)
+        return 1;
+    cJSON *list = ah_core_plugins_json(core, c->settings_of);
+    if (list == NULL) {
+        ah_core_close(core);
+        return fail(c, "not_found", "no plugin named '%s' is loaded", c->settings_of);
+    }
+    if (c->json) {
+        print_json(list);
+    } else if (c->settings_of != NULL) {
+        const cJSON *p = cJSON_GetArrayItem(list, 0);
+        printf("%s %s: %s\n\n", cJSON_GetObjectItem(p, "name")->valuestring,
+               cJSON_GetObjectItem(p, "version")->valuestring,
+               cJSON_GetObjectItem(p, "description")->valuestring);
+        printf("%-22s %-7s %-10s %-9s %-7s %s\n", "SETTING", "TYPE", "DEFAULT", "REQUIRED",
+               "SECRET", "HELP");
+        const cJSON *s;
+        cJSON_ArrayForEach(s, cJSON_GetObjectItem(p, "settings")) {
+            const cJSON *d = cJSON_GetObjectItem(s, "default");
+            printf("%-22s %-7s %-10s %-9s %-7s %s\n", cJSON_GetObjectItem(s, "key")->valuestring,
+                   cJSON_GetObjectItem(s, "type")->valuestring,
+                   cJSON_IsString(d) ? d->valuestring : "-",
+                   cJSON_IsTrue(cJSON_GetObjectItem(s, "required")) ? "yes" : "no",
+                   cJSON_IsTrue(cJSON_GetObjectItem(s, "generated"))
+                       ? "generated"
+                       : (cJSON_IsTrue(cJSON_GetObjectItem(s, "secret")) ? "yes" : "no"),
+                   cJSON_GetObjectItem(s, "help")->valuestring);
+        }
+    } else {
+        size_t ncap;
+        const char *const *caps = ah_router_capabilities(&ncap);
+        printf("%-14s %-9s %-5s %-4s %s\n", "NAME", "VERSION", "ABI", "GEN", "PATH");
+        const cJSON *p;
+        cJSON_ArrayForEach(p, list) {
+            printf("%-14s %-9s %-5s %-4d %s\n", cJSON_GetObjectItem(p, "name")->valuestring,
+                   cJSON_GetObjectItem(p, "version")->valuestring,
+                   cJSON_GetObjectItem(p, "abi")->valuestring,
+                   cJSON_GetObjectItem(p, "generation")->valueint,
+                   cJSON_GetObjectItem(p, "path")->valuestring);
+        }
+        printf("\nCOVERAGE (operations served / operations in the capability)\n%-14s", "PLUGIN");
+        for (size_t i = 0; i < ncap; i++)
+            printf(" %-*s", (int)(strlen(caps[i]) > 5 ? strlen(caps[i]) : 5), caps[i]);
+        putchar('\n');
+        cJSON_ArrayForEach(p, list) {
+            printf("%-14s", cJSON_GetObjectItem(p, "name")->valuestring);
+            const cJSON *cov = cJSON_GetObjectItem(p, "coverage");
+            for (size_t i = 0; i < ncap; i++) {
+                const char *v = cJSON_GetObjectItem(cov, caps[i])->valuestring;
+                printf(" %-*s", (int)(strlen(caps[i]) > 5 ? strlen(caps[i]) : 5),
+                       v[0] == '0' ? "-" : v);
+            }
+            putchar('\n');
+        }
+    }
+    cJSON_Delete(list);
+    ah_core_close(core);
+    return 0;
+}
+
+static int cmd_plugin(cli *c)
+{
+    if (c->argc == 2 && strcmp(c->argv[0], "check") == 0) {
+        char err[1024];
+        ah_host_api api;
+        ah_host_api_init(&api);
+        if (ah_plugin_check(c->argv[1], &api, err, sizeof err) != 0)
+            return fail(c, "plugin_refused", "%s", err);
+        if (c->json) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "path", c->argv[1]);
+            cJSON_AddBoolToObject(o, "ok", true);
+            print_json(o);
+            cJSON_Delete(o);
+        } else {
+            printf("%s: ok\n", c->argv[1]);
+        }
+        return 0;
+    }
+    usage_error("usage: atshub plugin check FILE.so");
+    return EXIT_USAGE;
+}
+
+/* ------------------------------------------------------------------------ */
+/* tenant                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static void tenant_row_json(void *arg, const ah_tenant_row *r)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", r->name);
+    cJSON_AddNumberToObject(o, "id", (double)r->id);
+    cJSON_AddStringToObject(o, "created_at", r->created_at ? r->created_at : "");
+    cJSON_AddItemToArray(arg, o);
+}
+
+static int cmd_tenant(cli *c)
+{
+    if (c->argc < 1) {
+        usage_error("usage: atshub tenant add NAME | list | remove NAME");
+        return EXIT_USAGE;
+    }
+    const char *sub = c->argv[0];
+    bool add = strcmp(sub, "add") == 0, rm = strcmp(sub, "remove") == 0;
+    if ((add || rm) && c->argc != 2) {
+        usage_error("usage: atshub tenant %s NAME", sub);
+        return EXIT_USAGE;
+    }
+    if (!add && !rm && !(strcmp(sub, "list") == 0 && c->argc == 1)) {
+        usage_error("usage: atshub tenant add NAME | list | remove NAME");
+        return EXIT_USAGE;
+    }
+    if ((add || rm) && !valid_name(c->argv[1])) {
+        usage_error("tenant names are 1-64 characters of letters, digits, '_', '-', '.'");
+        return EXIT_USAGE;
+    }
+    ah_core *core = open_core(c, false, false);
+    if (core == NULL)
+        return 1;
+    ah_store *s = core->store;
+    int rc = 0;
+    if (add) {
+        char key[4 + 40 + 1] = "ahk_", hash[AH_SHA256_HEX_LEN + 1];
+        int64_t id = 0;
+        if (ah_random_hex(key + 4, 20) != 0) {
+            rc = fail(c, "internal_error", "cannot generate a key");
+        } else {
+            ah_sha256_hex(key, strlen(key), hash);
+            int r = s->ops->tenant_add(s, c->argv[1], hash, &id);
+            if (r == AH_STORE_EXISTS)
+                rc = fail(c, "conflict", "tenant '%s' already exists", c->argv[1]);
+            else if (r != 0)
+                rc = fail(c, "store_error", "cannot add tenant '%s'", c->argv[1]);
+            else if (c->json) {
+                cJSON *o = cJSON_CreateObject();
+                cJSON_AddStringToObject(o, "tenant", c->argv[1]);
+                cJSON_AddNumberToObject(o, "id", (double)id);
+                cJSON_AddStringToObject(o, "api_key", key);
+                print_json(o);
+                cJSON_Delete(o);
+            } else {
+                printf("tenant '%s' added\napi_key: %s\n", c->argv[1], key);
+                fprintf(stderr, "The API key is shown once: store it now. atshub keeps only its hash.\n");
+            }
+        }
+        explicit_bzero(key, sizeof key);
+    } else if (rm) {
+        int r = s->ops->tenant_remove(s, c->argv[1]);
+        if (r == AH_STORE_NOT_FOUND)
+            rc = fail(c, "not_found", "no tenant '%s'", c->argv[1]);
+        else if (r != 0)
+            rc = fail(c, "store_error", "cannot remove tenant '%s'", c->argv[1]);
+        else if (c->json)
+            printf("{\"removed\":\"%s\"}\n", c->argv[1]);
+        else
+            printf("tenant '%s' removed, with its connections and records\n", c->argv[1]);
+    } else {
+        cJSON *list = cJSON_CreateArray();
+        if (s->ops->tenant_list(s, tenant_row_json, list) != 0) {
+            rc = fail(c, "store_error", "cannot list tenants");
+        } else if (c->json) {
+            print_json(list);
+        } else {
+            printf("%-6s %-32s %s\n", "ID", "TENANT", "CREATED");
+            const cJSON *t;
+            cJSON_ArrayForEach(t, list)
+                printf("%-6d %-32s %s\n", cJSON_GetObjectItem(t, "id")->valueint,
+                       cJSON_GetObjectItem(t, "name")->valuestring,
+                       cJSON_GetObjectItem(t, "created_at")->valuestring);
+        }
+        cJSON_Delete(list);
+    }
+    ah_core_close(core);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* connection                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* KEY=VALUE pairs into a JSON object of strings; -1 on a malformed one. */
+static int parse_sets(const char *const *sets, int n, cJSON *out)
+{
+    for (int i = 0; i < n; i++) {
+        const char *eq = strchr(sets[i], '=');
+        if (eq == NULL || eq == sets[i]) {
+            usage_error("'%s' is not KEY=VALUE", sets[i]);
+            return -1;
+        }
+        char key[128];
+        snprintf(key, sizeof key, "%.*s", (int)(eq - sets[i]), sets[i]);
+        cJSON_DeleteItemFromObjectCaseSensitive(out, key);
+        cJSON_AddStringToObject(out, key, eq + 1);
+    }
+    return 0;
+}
+
+/* Settings for display: secrets are never printed. */
+static cJSON *settings_display(const ah_connection_row *r)
+{
+    cJSON *in = cJSON_Parse(r->settings ? r->settings : "{}");
+    cJSON *out = cJSON_CreateObject();
+    const cJSON *it;
+    cJSON_ArrayForEach(it, in) {
+        bool secret = cJSON_IsString(it) &&
+                      (ah_is_sealed(it->valuestring) || strncmp(it->valuestring, "sha256:", 7) == 0);
+        cJSON_AddItemToObject(out, it->string,
+                              secret ? cJSON_CreateString("(secret)") : cJSON_Duplicate(it, 1));
+    }
+    cJSON_Delete(in);
+    return out;
+}
+
+static void connection_row_json(void *arg, const ah_connection_row *r)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "tenant", r->tenant);
+    cJSON_AddStringToObject(o, "name", r->name);
+    cJSON_AddStringToObject(o, "plugin", r->plugin);
+    cJSON_AddBoolToObject(o, "enabled", r->enabled);
+    cJSON_AddItemToObject(o, "settings", settings_display(r));
+    cJSON_AddItemToArray(arg, o);
+}
+
+static const ah_setting_spec *plugin_settings(ah_core *core, const char *plugin, ah_generation **gen)
+{
+    *gen = ah_registry_acquire(core->registry, plugin);
+    return *gen != NULL ? (*gen)->desc->settings : NULL;
+}
+
+static int connection_add(cli *c, ah_core *core)
+{
+    const char *tenant = c->argv[1], *plugin = c->argv[2], *name = c->argv[3];
+    ah_store *s = core->store;
+    ah_tenant_row t = {0};
+    if (s->ops->tenant_get(s, tenant, &t) != 0)
+        return fail(c, "not_found", "no tenant '%s' (add it first: atshub tenant add %s)", tenant, tenant);
+    ah_generation *gen;
+    const ah_setting_spec *spec = plugin_settings(core, plugin, &gen);
+    if (gen == NULL) {
+        ah_tenant_row_free(&t);
+        return fail(c, "not_found", "no plugin '%s' is loaded (see: atshub plugins)", plugin);
+    }
+    cJSON *input = cJSON_CreateObject(), *generated = cJSON_CreateObject();
+    char err[512], *text = NULL;
+    int rc = 0;
+    if (parse_sets(c->sets, c->nsets, input) != 0) {
+        rc = EXIT_USAGE;
+    } else if (ah_settings_build(core, spec, plugin, NULL, input, true, generated, &text, err,
+                                 sizeof err) != 0) {
+        rc = fail(c, "invalid_settings", "%s", err);
+    } else {
+        int64_t id = 0;
+        int r = s->ops->connection_add(s, t.id, plugin, name, text, &id);
+        if (r == AH_STORE_EXISTS) {
+            rc = fail(c, "conflict", "tenant '%s' already has a connection '%s'", tenant, name);
+        } else if (r != 0) {
+            rc = fail(c, "store_error", "cannot add connection '%s'", name);
+        } else if (c->json) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "tenant", tenant);
+            cJSON_AddStringToObject(o, "connection", name);
+            cJSON_AddStringToObject(o, "plugin", plugin);
+            cJSON_AddNumberToObject(o, "id", (double)id);
+            const cJSON *g;
+            cJSON_ArrayForEach(g, generated)
+                cJSON_AddStringToObject(o, g->string, g->valuestring);
+            print_json(o);
+            cJSON_Delete(o);
+        } else {
+            printf("connection '%s' (%s) added to tenant '%s'\n", name, plugin, tenant);
+            const cJSON *g;
+            cJSON_ArrayForEach(g, generated)
+                printf("%s: %s\n", g->string, g->valuestring);
+            if (cJSON_GetArraySize(generated) > 0)
+                fprintf(stderr, "Generated secrets are shown once: store them now.\n");
+        }
+    }
+    free(text);
+    cJSON_Delete(input);
+    cJSON_Delete(generated);
+    ah_generation_release(gen);
+    ah_tenant_row_free(&t);
+    return rc;
+}
+
+static int connection_set(cli *c, ah_core *core, const ah_connection_row *row)
+{
+    ah_generation *gen;
+    const ah_setting_spec *spec = plugin_settings(core, row->plugin, &gen);
+    if (gen == NULL)
+        return fail(c, "not_found", "plugin '%s' is not loaded: cannot check settings", row->plugin);
+    cJSON *input = cJSON_CreateObject(), *existing = cJSON_Parse(row->settings ? row->settings : "{}");
+    char err[512], *text = NULL;
+    int rc = 0;
+    if (parse_sets((const char *const *)c->argv + 3, c->argc - 3, input) != 0)
+        rc = EXIT_USAGE;
+    else if (ah_settings_build(core, spec, row->plugin, existing, input, false, NULL, &text, err,
+                               sizeof err) != 0)
+        rc = fail(c, "invalid_settings", "%s", err);
+    else if (core->store->ops->connection_update(core->store, row->id, text) != 0)
+        rc = fail(c, "store_error", "cannot update connection '%s'", row->name);
+    else if (c->json)
+        printf("{\"updated\":\"%s\"}\n", row->name);
+    else
+        printf("connection '%s' of tenant '%s' updated\n", row->name, row->tenant);
+    free(text);
+    cJSON_Delete(input);
+    cJSON_Delete(existing);
+    ah_generation_release(gen);
+    return rc;
+}
+
+static int cmd_connection(cli *c)
+{
+    static const char *const usage =
+        "usage: atshub connection add TENANT PLUGIN NAME [--set KEY=VALUE]... | list [TENANT] |\n"
+        "       set TENANT NAME KEY=VALUE... | enable TENANT NAME | disable TENANT NAME | remove TENANT NAME";
+    if (c->argc < 1) {
+        usage_error("%s", usage);
+        return EXIT_USAGE;
+    }
+    const char *sub = c->argv[0];
+    bool ok = (strcmp(sub, "add") == 0 && c->argc == 4) || (strcmp(sub, "list") == 0 && c->argc <= 2) ||
+              (strcmp(sub, "set") == 0 && c->argc >= 4) ||
+              ((strcmp(sub, "enable") == 0 || strcmp(sub, "disable") == 0 ||
+                strcmp(sub, "remove") == 0) && c->argc == 3);
+    if (!ok) {
+        usage_error("%s", usage);
+        return EXIT_USAGE;
+    }
+    if (strcmp(sub, "add") == 0 && !valid_name(c->argv[3])) {
+        usage_error("connection names are 1-64 characters of letters, digits, '_', '-', '.'");
+        return EXIT_USAGE;
+    }
+    if (strcmp(sub, "add") != 0 && c->nsets > 0) {
+        usage_error("--set goes with 'connection add'; use 'connection set TENANT NAME KEY=VALUE'");
+        return EXIT_USAGE;
+    }
+    bool needs_plugins = strcmp(sub, "add") == 0 || strcmp(sub, "set") == 0;
+    ah_core *core = open_core(c, needs_plugins, false);
+    if (core == NULL)
+        return 1;
+    ah_store *s = core->store;
+    int rc = 0;
+    if (strcmp(sub, "add") == 0) {
+        rc = connection_add(c, core);
+    } else if (strcmp(sub, "list") == 0) {
+        cJSON *list = cJSON_CreateArray();
+        if (s->ops->connection_list(s, c->argc == 2 ? c->argv[1] : NULL, connection_row_json, list) != 0) {
+            rc = fail(c, "store_error", "cannot list connections");
+        } else if (c->json) {
+            print_json(list);
+        } else {
+            printf("%-20s %-20s %-14s %-8s %s\n", "TENANT", "CONNECTION", "PLUGIN", "ENABLED", "SETTINGS");
+            const cJSON *o;
+            cJSON_ArrayForEach(o, list) {
+                char *set = cJSON_PrintUnformatted(cJSON_GetObjectItem(o, "settings"));
+                printf("%-20s %-20s %-14s %-8s %s\n", cJSON_GetObjectItem(o, "tenant")->valuestring,
+                       cJSON_GetObjectItem(o, "name")->valuestring,
+                       cJSON_GetObjectItem(o, "plugin")->valuestring,
+                       cJSON_IsTrue(cJSON_GetObjectItem(o, "enabled")) ? "yes" : "no", set ? set : "");
+                free(set);
+            }
+        }
+        cJSON_Delete(list);
+    } else {
+        ah_connection_row row = {0};
+        int r = s->ops->connection_get(s, c->argv[1], c->argv[2], &row);
+        if (r != 0) {
+            rc = fail(c, "not_found", "tenant '%s' has no connection '%s'", c->argv[1], c->argv[2]);
+        } else if (strcmp(sub, "set") == 0) {
+            rc = connection_set(c, core, &row);
+        } else if (strcmp(sub, "remove") == 0) {
+            if (s->ops->connection_remove(s, row.id) != 0)
+                rc = fail(c, "store_error", "cannot remove connection '%s'", row.name);
+            else if (c->json)
+                printf("{\"removed\":\"%s\"}\n", row.name);
+            else
+                printf("connection '%s' of tenant '%s' removed\n", row.name, row.tenant);
+        } else {
+            bool en = strcmp(sub, "enable") == 0;
+            if (s->ops->connection_set_enabled(s, row.id, en) != 0)
+                rc = fail(c, "store_error", "cannot %s connection '%s'", sub, row.name);
+            else if (c->json)
+                printf("{\"connection\":\"%s\",\"enabled\":%s}\n", row.name, en ? "true" : "false");
+            else
+                printf("connection '%s' of tenant '%s' %sd\n", row.name, row.tenant, sub);
+        }
+        ah_connection_row_free(&row);
+    }
+    ah_core_close(core);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* call                                                                      */
+/* ------------------------------------------------------------------------ */
+
+static int cmd_call(cli *c)
+{
+    if (c->argc != 3 && c->argc != 4) {
+        usage_error("usage: atshub call TENANT CONNECTION TOPIC [JSON]");
+        return EXIT_USAGE;
+    }
+    cJSON *body = NULL;
+    if (c->argc == 4) {
+        body = ah_json_parse_limited(c->argv[3], strlen(c->argv[3]));
+        if (!cJSON_IsObject(body)) {
+            cJSON_Delete(body);
+            usage_error("the request body must be a JSON object");
+            return EXIT_USAGE;
+        }
+    }
+    if (ah_router_topic(c->argv[2]) == NULL) {
+        cJSON_Delete(body);
+        usage_error("unknown topic '%s'", c->argv[2]);
+        return EXIT_USAGE;
+    }
+    ah_core *core = open_core(c, true, true);
+    if (core == NULL) {
+        cJSON_Delete(body);
+        return 1;
+    }
+    ah_reply r;
+    memset(&r, 0, sizeof r);
+    int rc = 0;
+    ah_core_request(core, c->argv[0], c->argv[1], c->argv[2], body, &r);
+    if (r.ok) {
+        if (c->json) {
+            char *t = cJSON_PrintUnformatted(r.body);
+            if (t != NULL)
+                puts(t);
+            free(t);
+        } else {
+            print_json(r.body);
+        }
+    } else {
+        rc = fail(c, r.code, "%s: %s", r.code, r.message ? r.message : "");
+    }
+    ah_reply_free(&r);
+    ah_core_close(core);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* log                                                                       */
+/* ------------------------------------------------------------------------ */
+
+static void log_row(void *arg, const ah_log_entry *e)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "id", (double)e->id);
+    cJSON_AddStringToObject(o, "at", e->at ? e->at : "");
+    if (e->tenant)
+        cJSON_AddStringToObject(o, "tenant", e->tenant);
+    cJSON_AddStringToObject(o, "source", e->source ? e->source : "");
+    if (e->plugin)
+        cJSON_AddStringToObject(o, "plugin", e->plugin);
+    cJSON_AddStringToObject(o, "action", e->action ? e->action : "");
+    if (e->method)
+        cJSON_AddStringToObject(o, "method", e->method);
+    if (e->path)
+        cJSON_AddStringToObject(o, "path", e->path);
+    cJSON_AddNumberToObject(o, "status", e->status);
+    cJSON_AddNumberToObject(o, "processing_time", e->duration_s);
+    if (e->body)
+        cJSON_AddStringToObject(o, "body", e->body);
+    cJSON_AddItemToArray(arg, o);
+}
+
+static int cmd_log(cli *c)
+{
+    if (c->argc != 0) {
+        usage_error("usage: atshub log [--tenant T] [--source S] [--action A] [--status N] [--since T] [--until T] [--limit N]");
+        return EXIT_USAGE;
+    }
+    ah_core *core = open_core(c, false, false);
+    if (core == NULL)
+        return 1;
+    cJSON *list = cJSON_CreateArray();
+    int rc = 0;
+    if (core->store->ops->log_query(core->store, &c->filter, log_row, list) != 0) {
+        rc = fail(c, "store_error", "cannot read the integration log");
+    } else if (c->json) {
+        print_json(list);
+    } else {
+        const cJSON *o;
+        cJSON_ArrayForEach(o, list) {
+            const cJSON *m = cJSON_GetObjectItem(o, "method"), *p = cJSON_GetObjectItem(o, "path");
+            printf("%s %-8s %-16s %3d %8.4fs %s %s\n", cJSON_GetObjectItem(o, "at")->valuestring,
+                   cJSON_GetObjectItem(o, "action")->valuestring,
+                   cJSON_GetObjectItem(o, "source")->valuestring,
+                   cJSON_GetObjectItem(o, "status")->valueint,
+                   cJSON_GetObjectItem(o, "processing_time")->valuedouble,
+                   m ? m->valuestring : "", p ? p->valuestring : "");
+        }
+    }
+    cJSON_Delete(list);
+    ah_core_close(core);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+
+static int cmd_help(cli *c);
+
+static const cmd commands[] = {
+    {"serve", cmd_serve, "atshub serve [-c FILE]",
+     "Runs the daemon: the REST API, plugin routes, the bus and its workers.\n"
+     "Stops cleanly on SIGINT or SIGTERM."},
+    {"plugins", cmd_plugins, "atshub plugins [--settings NAME]",
+     "Lists the plugins the configuration loads: version, ABI, generation, path and\n"
+     "capability coverage. With --settings NAME, prints that plugin's connection settings."},
+    {"plugin", cmd_plugin, "atshub plugin check FILE.so",
+     "Checks a plugin file before deploying it: loads it, checks its ABI, descriptor and\n"
+     "tables, and unloads it. Exit 0 when the host would accept it."},
+    {"tenant", cmd_tenant, "atshub tenant add NAME | list | remove NAME",
+     "Manages tenants. 'add' prints the tenant's API key once (JSON: api_key); atshub\n"
+     "keeps only its hash. 'remove' deletes the tenant with its connections and records."},
+    {"connection", cmd_connection,
+     "atshub connection add TENANT PLUGIN NAME [--set KEY=VALUE]...\n"
+     "       atshub connection list [TENANT] | set TENANT NAME KEY=VALUE... |\n"
+     "       enable TENANT NAME | disable TENANT NAME | remove TENANT NAME",
+     "Manages connections (one provider enabled for one tenant). Settings are checked\n"
+     "against the plugin's settings table (atshub plugins --settings PLUGIN); secrets are\n"
+     "encrypted at rest and never printed; generated secrets are printed once.\n"
+     "A running daemon applies changes within a second."},
+    {"call", cmd_call, "atshub call TENANT CONNECTION TOPIC [JSON]",
+     "Sends one bus request to a connection's plugin and prints the reply.\n"
+     "Example: atshub call acme main jobs.get '{\"job_id\":\"42\"}'"},
+    {"log", cmd_log,
+     "atshub log [--tenant T] [--source S] [--action A] [--status N] [--since T] [--until T] [--limit N]",
+     "Prints the integration log, newest first. --since/--until take ISO-8601 times or\n"
+     "dates (YYYY-MM-DD); --action is REQUEST, RESPONSE, ERROR, OUTBOUND or OUTBOUND_ERROR."},
+    {"help", cmd_help, "atshub help [COMMAND]", "Shows help."},
+};
+
+static const cmd *find_cmd(const char *name)
+{
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+static void print_main_help(FILE *f)
+{
+    fprintf(f, "atshub %s: integration host for recruiting software\n\n"
+               "usage: atshub [-c FILE] [--json] COMMAND [ARGS]\n\n"
+               "commands:\n", AH_VERSION);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %s\n", commands[i].usage);
+    fprintf(f, "\noptions (anywhere on the line):\n"
+               "  -c, --config FILE  configuration (default: %s)\n"
+               "  --json             one JSON document on stdout, nothing else\n"
+               "  -h, --help         help; 'atshub COMMAND --help' for one command\n"
+               "  --version          print the version\n\n"
+               "environment: ATSHUB_LISTEN=host:port, ATSHUB_STORE=sqlite:PATH | postgresql://...\n"
+               "exit codes: 0 ok, 1 runtime error, 2 usage error\n", default_config());
+}
+
+static int cmd_help(cli *c)
+{
+    if (c->argc == 1) {
+        const cmd *k = find_cmd(c->argv[0]);
+        if (k == NULL) {
+            usage_error("no command '%s'", c->argv[0]);
+            return EXIT_USAGE;
+        }
+        printf("usage: %s\n\n%s\n", k->usage, k->help);
+        return 0;
+    }
+    print_main_help(stdout);
+    return 0;
+}
+
+int ah_cli_main(int argc, char **argv)
+{
+    cli c = {.config = NULL};
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
+        {"settings", required_argument, NULL, 's'}, {"set", required_argument, NULL, 'S'},
+        {"tenant", required_argument, NULL, 1},   {"source", required_argument, NULL, 2},
+        {"action", required_argument, NULL, 3},   {"status", required_argument, NULL, 4},
+        {"since", required_argument, NULL, 5},    {"until", required_argument, NULL, 6},
+        {"limit", required_argument, NULL, 7},    {NULL, 0, NULL, 0},
+    };
+    int o;
+    opterr = 0;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1 || optind < argc) {
+        if (o == -1) {
+            /* A positional argument: keep it and go on parsing options that
+             * follow it ("atshub tenant list --json"). */
+            argv[c.argc++] = argv[optind++];
+            continue;
+        }
+        char *end;
+        switch (o) {
+        case 'c': c.config = optarg; break;
+        case 'j': c.json = true; break;
+        case 'h': c.help = true; break;
+        case 'V': printf("atshub %s (plugin ABI %d.%d)\n", AH_VERSION, AH_ABI_MAJOR, AH_ABI_MINOR); return 0;
+        case 's': c.settings_of = optarg; break;
+        case 'S':
+            if (c.nsets == (int)(sizeof c.sets / sizeof c.sets[0])) {
+                usage_error("too many --set options");
+                return EXIT_USAGE;
+            }
+            c.sets[c.nsets++] = optarg;
+            break;
+        case 1: c.filter.tenant = optarg; break;
+        case 2: c.filter.source = optarg; break;
+        case 3: c.filter.action = optarg; break;
+        case 4:
+            c.filter.status = (int)strtol(optarg, &end, 10);
+            if (*end != '\0' || c.filter.status < 100 || c.filter.status > 599) {
+                usage_error("--status takes an HTTP status code");
+                return EXIT_USAGE;
+            }
+            break;
+        case 5: c.filter.since = optarg; break;
+        case 6: c.filter.until = optarg; break;
+        case 7:
+            c.filter.limit = (int)strtol(optarg, &end, 10);
+            if (*end != '\0' || c.filter.limit < 1 || c.filter.limit > 100000) {
+                usage_error("--limit takes a number from 1 to 100000");
+                return EXIT_USAGE;
+            }
+            break;
+        case '?':
+        default:
+            if (optopt != 0)
+                usage_error("option -%c needs a value or is unknown", optopt);
+            else
+                usage_error("unknown option '%s'", argv[optind - 1]);
+            return EXIT_USAGE;
+        }
+    }
+    if (c.argc == 0) {
+        if (c.help) {
+            print_main_help(stdout);
+            return 0;
+        }
+        print_main_help(stderr);
+        return EXIT_USAGE;
+    }
+    const cmd *k = find_cmd(argv[0]);
+    if (k == NULL) {
+        usage_error("no command '%s'", argv[0]);
+        return EXIT_USAGE;
+    }
+    if (c.help) {
+        printf("usage: %s\n\n%s\n", k->usage, k->help);
+        return 0;
+    }
+    if (c.config == NULL)
+        c.config = default_config();
+    c.argv = argv + 1;
+    c.argc -= 1;
+    return k->run(&c);
+}

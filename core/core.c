@@ -1,1 +1,615 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The host context: opens the modules in order, routes bus requests to
+ * plugins, fans events out to subscribers, and runs the ticker that keeps
+ * the connection table in step with the store.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core.h"
+
+/* ------------------------------------------------------------------------ */
+/* Calls into plugins                                                        */
+/* ------------------------------------------------------------------------ */
+
+void ah_core_call_init(ah_core_call *cc, ah_core *core, ah_generation *gen, ah_conn *c,
+                       const char *topic, const char *correlation_id)
+{
+    memset(cc, 0, sizeof(*cc));
+    cc->core = core;
+    cc->gen = gen;
+    ah_call *call = &cc->ext.call;
+    call->struct_size = sizeof(ah_call);
+    call->host = &core->host;
+    call->plugin_state = gen != NULL ? gen->plugin_state : NULL;
+    call->conn = c;
+    call->conn_ctx = c != NULL ? c->ctx : NULL;
+    call->tenant = c != NULL ? c->tenant : NULL;
+    call->connection = c != NULL ? c->name : NULL;
+    snprintf(cc->topic_buf, sizeof cc->topic_buf, "%s", topic != NULL ? topic : "call");
+    call->topic = cc->topic_buf;
+    call->correlation_id = correlation_id;
+}
+
+void ah_core_call_done(ah_core_call *cc)
+{
+    for (int i = 0; i < cc->n_extra; i++) {
+        ah_core_call *x = cc->extra[i];
+        ah_conn *c = x->ext.call.conn;
+        ah_core_call_done(x);
+        pthread_mutex_unlock(&c->call_lock);
+        ah_conn_release(c);
+        free(x);
+    }
+    cc->n_extra = 0;
+    cJSON_Delete(cc->records);
+    cc->records = NULL;
+    free(cc->response_log);
+    cc->response_log = NULL;
+}
+
+int ah_conn_ensure_open(ah_core *core, ah_conn *c, ah_generation *gen, ah_call_ext *ext)
+{
+    if (c->ctx_gen == gen) {
+        if (!c->ctx_failed)
+            return 0;
+        snprintf(ext->err_code, sizeof ext->err_code, "connection_unavailable");
+        snprintf(ext->err_msg, sizeof ext->err_msg, "%s", c->ctx_error);
+        ext->err_status = 503;
+        return -1;
+    }
+    /* A new generation took over (or first use): close the old context on
+     * the generation that made it, then open on the new one. */
+    if (c->ctx_gen != NULL) {
+        if (c->ctx != NULL && c->ctx_gen->desc->close != NULL)
+            c->ctx_gen->desc->close(c->ctx_gen->plugin_state, c->ctx);
+        ah_generation_release(c->ctx_gen);
+        c->ctx_gen = NULL;
+        c->ctx = NULL;
+    }
+    atomic_fetch_add(&gen->refs, 1);
+    c->ctx_gen = gen;
+    c->ctx_failed = false;
+    if (gen->desc->open == NULL)
+        return 0;
+    ah_core_call cc;
+    ah_core_call_init(&cc, core, gen, c, "connection.open", NULL);
+    void *ctx = NULL;
+    ah_result r = gen->desc->open(&cc.ext.call, &ctx);
+    ah_core_call_done(&cc);
+    if (r != AH_OK) {
+        c->ctx_failed = true;
+        snprintf(c->ctx_error, sizeof c->ctx_error, "%.40s: cannot open connection %.64s/%.64s: %.300s",
+                 gen->name, c->tenant, c->name,
+                 cc.ext.err_msg[0] ? cc.ext.err_msg : "open() failed without a reason");
+        ah_log(&core->log, AH_LOG_WARN, "core", "%s", c->ctx_error);
+        snprintf(ext->err_code, sizeof ext->err_code, "%s",
+                 cc.ext.err_code[0] ? cc.ext.err_code : "connection_unavailable");
+        snprintf(ext->err_msg, sizeof ext->err_msg, "%s", c->ctx_error);
+        ext->err_status = cc.ext.err_status ? cc.ext.err_status : 503;
+        return -1;
+    }
+    c->ctx = ctx;
+    return 0;
+}
+
+static void reply_from_ext(ah_reply *r, const ah_call_ext *ext)
+{
+    const char *code = ext->err_code[0] ? ext->err_code : AH_E_PLUGIN;
+    int status = ext->err_status ? ext->err_status : ah_http_status_for_code(code);
+    ah_reply_error(r, code, status, "%s",
+                   ext->err_msg[0] ? ext->err_msg : "the plugin failed without a reason");
+}
+
+static bool topic_is_stream(const ah_topic *t)
+{
+    return strcmp(t->capability, "streaming") == 0;
+}
+
+/* The bus handler: the router. Runs on a worker; the lane is the
+ * connection id, so calls for one connection arrive in order. */
+static void core_dispatch(void *arg, const ah_msg *m, ah_reply *r)
+{
+    ah_core *core = arg;
+    const ah_topic *t = ah_router_topic(m->topic);
+    if (t == NULL) {
+        ah_reply_error(r, "unknown_topic", 404, "no such topic '%s'", m->topic);
+        return;
+    }
+    ah_conn *c = ah_conn_by_id(core, (int64_t)m->lane);
+    if (c == NULL) {
+        ah_reply_error(r, AH_E_NOT_FOUND, 404, "connection no longer exists");
+        return;
+    }
+    if (!c->enabled) {
+        ah_reply_error(r, "connection_disabled", 409, "connection %s/%s is disabled",
+                       c->tenant, c->name);
+        ah_conn_release(c);
+        return;
+    }
+    ah_generation *gen = ah_registry_acquire(core->registry, c->plugin);
+    if (gen == NULL) {
+        ah_reply_error(r, "plugin_not_loaded", 503, "plugin '%s' is not loaded", c->plugin);
+        ah_conn_release(c);
+        return;
+    }
+    ah_op_fn fn = ah_router_resolve(gen->desc, t);
+    if (fn == NULL) {
+        ah_reply_error(r, AH_E_UNSUPPORTED, 501, "plugin '%s' does not support %s",
+                       c->plugin, m->topic);
+        ah_generation_release(gen);
+        ah_conn_release(c);
+        return;
+    }
+    pthread_mutex_lock(&c->call_lock);
+    ah_core_call cc;
+    ah_core_call_init(&cc, core, gen, c, m->topic, m->correlation_id);
+    if (ah_conn_ensure_open(core, c, gen, &cc.ext) != 0) {
+        reply_from_ext(r, &cc.ext);
+    } else {
+        cc.ext.call.conn_ctx = c->ctx;
+        if (topic_is_stream(t))
+            cc.records = cJSON_CreateArray();
+        cJSON *out = NULL;
+        atomic_fetch_add(&gen->inflight, 1);
+        ah_result res = fn(&cc.ext.call, m->body, &out);
+        atomic_fetch_sub(&gen->inflight, 1);
+        if (res == AH_OK) {
+            r->ok = true;
+            r->body = out != NULL ? out : cJSON_CreateObject();
+            if (cc.records != NULL && cJSON_IsObject(r->body)) {
+                cJSON_AddItemToObject(r->body, "records", cc.records);
+                cc.records = NULL;
+            }
+        } else {
+            cJSON_Delete(out);
+            reply_from_ext(r, &cc.ext);
+        }
+    }
+    ah_core_call_done(&cc);
+    pthread_mutex_unlock(&c->call_lock);
+    ah_generation_release(gen);
+    ah_conn_release(c);
+}
+
+int ah_core_request(ah_core *core, const char *tenant, const char *connection,
+                    const char *topic, cJSON *body, ah_reply *reply)
+{
+    ah_conn *c = ah_conn_find(core, tenant, connection);
+    if (c == NULL) {
+        cJSON_Delete(body);
+        memset(reply, 0, sizeof(*reply));
+        ah_reply_error(reply, AH_E_NOT_FOUND, 404, "tenant '%s' has no connection '%s'",
+                       tenant, connection);
+        return -1;
+    }
+    uint64_t lane = (uint64_t)c->id;
+    ah_conn_release(c);
+    return ah_bus_request(core->bus, lane, NULL, topic, body, 0, reply);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Events                                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct event_fan {
+    ah_core *core;
+    ah_generation *gen;
+    ah_event_fn fn;
+    const char *topic;
+    const cJSON *body;
+} event_fan;
+
+static bool pattern_matches(const char *pattern, const char *topic)
+{
+    size_t n = strlen(pattern);
+    if (n >= 2 && strcmp(pattern + n - 2, ".*") == 0)
+        return strncmp(pattern, topic, n - 1) == 0;
+    return strcmp(pattern, topic) == 0;
+}
+
+static void event_to_conn(void *arg, ah_conn *c)
+{
+    event_fan *f = arg;
+    pthread_mutex_lock(&c->call_lock);
+    ah_core_call cc;
+    ah_core_call_init(&cc, f->core, f->gen, c, f->topic, NULL);
+    if (ah_conn_ensure_open(f->core, c, f->gen, &cc.ext) == 0) {
+        cc.ext.call.conn_ctx = c->ctx;
+        atomic_fetch_add(&f->gen->inflight, 1);
+        f->fn(&cc.ext.call, f->topic, f->body);
+        atomic_fetch_sub(&f->gen->inflight, 1);
+    }
+    ah_core_call_done(&cc);
+    pthread_mutex_unlock(&c->call_lock);
+}
+
+typedef struct event_walk {
+    ah_core *core;
+    uint64_t tenant_id;
+    const char *topic;
+    const cJSON *body;
+    const char **names;
+    size_t n, cap;
+} event_walk;
+
+static void collect_subscribers(void *arg, const ah_generation *gen)
+{
+    event_walk *w = arg;
+    const ah_subscription *s = gen->desc->subscriptions;
+    for (; s != NULL && s->pattern != NULL; s++) {
+        if (!pattern_matches(s->pattern, w->topic))
+            continue;
+        if (w->n == w->cap) {
+            size_t nc = w->cap ? w->cap * 2 : 8;
+            const char **nn = realloc(w->names, nc * sizeof(*nn));
+            if (nn == NULL)
+                return;
+            w->names = nn;
+            w->cap = nc;
+        }
+        w->names[w->n++] = gen->name;
+        return;
+    }
+}
+
+/* Bus subscriber for every event: delivers it to each plugin subscribed to
+ * it, once per enabled connection of that plugin in the event's tenant. */
+static void core_on_event(void *arg, uint64_t lane, const char *topic, const cJSON *body)
+{
+    ah_core *core = arg;
+    event_walk w = {.core = core, .tenant_id = lane, .topic = topic, .body = body};
+    /* Collect names first: calling plugins while iterating the registry
+     * would hold its lock across plugin code. */
+    ah_registry_each(core->registry, collect_subscribers, &w);
+    for (size_t i = 0; i < w.n; i++) {
+        ah_generation *gen = ah_registry_acquire(core->registry, w.names[i]);
+        if (gen == NULL)
+            continue;
+        for (const ah_subscription *s = gen->desc->subscriptions; s && s->pattern; s++) {
+            if (!pattern_matches(s->pattern, topic))
+                continue;
+            event_fan f = {core, gen, s->handler, topic, body};
+            ah_conns_each_in_tenant(core, (int64_t)lane, gen->name, event_to_conn, &f);
+        }
+        ah_generation_release(gen);
+    }
+    free(w.names);
+}
+
+int ah_core_publish(ah_core *core, int64_t tenant_id, const char *topic, cJSON *body)
+{
+    if (body == NULL)
+        body = cJSON_CreateObject();
+    if (body == NULL)
+        return -1;
+    char *text = cJSON_PrintUnformatted(body);
+    int64_t id = 0;
+    int rc = text != NULL ? core->store->ops->outbox_add(core->store, tenant_id, topic, text, &id)
+                          : -1;
+    free(text);
+    if (rc != 0) {
+        ah_log(&core->log, AH_LOG_ERROR, "core", "cannot store event %s", topic);
+        cJSON_Delete(body);
+        return -1;
+    }
+    return ah_bus_publish(core->bus, (uint64_t)tenant_id, topic, body);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Life cycle                                                                */
+/* ------------------------------------------------------------------------ */
+
+ah_core *ah_core_of_host(const ah_host_api *host)
+{
+    return (ah_core *)((char *)host - offsetof(ah_core, host));
+}
+
+ah_core *ah_core_open(ah_config *cfg, const ah_core_opts *opts, char *err, size_t errlen)
+{
+    ah_core *core = calloc(1, sizeof(*core));
+    if (core == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    core->cfg = *cfg;
+    memset(cfg, 0, sizeof(*cfg));
+    core->log.level = (ah_log_level)core->cfg.log_level;
+    core->log.json = core->cfg.log_json;
+    pthread_mutex_init(&core->tick_lock, NULL);
+    pthread_cond_init(&core->tick_cond, NULL);
+    ah_host_api_init(&core->host);
+
+    if (ah_host_key_load(core->cfg.key_file, core->host_key, err, errlen) != 0)
+        goto fail;
+    core->store = ah_store_open(core->cfg.store_url, &core->log, err, errlen);
+    if (core->store == NULL)
+        goto fail;
+    if (core->store->ops->migrate(core->store) != 0) {
+        snprintf(err, errlen, "%s: schema migration failed (see the log above)",
+                 core->cfg.store_url);
+        goto fail;
+    }
+    core->conns = ah_conns_new();
+    core->registry = ah_registry_new(&core->host);
+    ah_httpc_opts ho = {
+        .timeout_ms = core->cfg.http_timeout_ms,
+        .max_attempts = core->cfg.http_max_attempts,
+        .backoff_ms = core->cfg.http_backoff_ms,
+        .backoff_max_ms = core->cfg.http_backoff_max_ms,
+    };
+    core->httpc = ah_httpc_new(&ho);
+    core->oauth2 = core->httpc != NULL ? ah_oauth2_new(core->httpc, NULL, NULL) : NULL;
+    if (core->conns == NULL || core->registry == NULL || core->httpc == NULL ||
+        core->oauth2 == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if (opts->load_plugins) {
+        for (size_t i = 0; i < core->cfg.nplugins; i++) {
+            const ah_plugin_conf *p = &core->cfg.plugins[i];
+            char lerr[1024];
+            if (ah_registry_load(core->registry, p->name, p->path, lerr, sizeof lerr) < 0) {
+                snprintf(err, errlen, "%s:%d: plugin '%s': %s", core->cfg.path ? core->cfg.path : "config",
+                         p->line, p->name, lerr);
+                goto fail;
+            }
+        }
+    }
+    if (ah_conns_reload(core) != 0) {
+        snprintf(err, errlen, "cannot load tenants and connections from the store");
+        goto fail;
+    }
+    if (opts->start_bus) {
+        ah_bus_opts bo = {
+            .workers = core->cfg.workers,
+            .handler = core_dispatch,
+            .handler_arg = core,
+            .default_timeout_ms = core->cfg.request_timeout_ms,
+        };
+        core->bus = ah_bus_new(&bo);
+        if (core->bus == NULL || ah_bus_subscribe(core->bus, "*", core_on_event, core) != 0) {
+            snprintf(err, errlen, "cannot start the message bus");
+            goto fail;
+        }
+    }
+    return core;
+fail:
+    ah_core_close(core);
+    return NULL;
+}
+
+static void *ticker_main(void *arg)
+{
+    ah_core *core = arg;
+    pthread_mutex_lock(&core->tick_lock);
+    while (!core->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&core->tick_cond, &core->tick_lock, &ts);
+        if (core->stopping)
+            break;
+        /* Another process (the CLI) committed: pick up its changes. */
+        if (core->store->ops->data_version(core->store) != core->seen_data_version)
+            ah_conns_reload(core);
+    }
+    pthread_mutex_unlock(&core->tick_lock);
+    return NULL;
+}
+
+int ah_core_start(ah_core *core, char *err, size_t errlen)
+{
+    char *cert = NULL, *key = NULL;
+    if (core->cfg.tls_cert != NULL) {
+        FILE *f;
+        size_t n;
+        cert = calloc(1, 1 << 16);
+        key = calloc(1, 1 << 16);
+        if (cert == NULL || key == NULL)
+            goto tls_fail;
+        if ((f = fopen(core->cfg.tls_cert, "r")) == NULL)
+            goto tls_fail;
+        n = fread(cert, 1, (1 << 16) - 1, f);
+        fclose(f);
+        if (n == 0 || (f = fopen(core->cfg.tls_key, "r")) == NULL)
+            goto tls_fail;
+        n = fread(key, 1, (1 << 16) - 1, f);
+        fclose(f);
+        if (n == 0)
+            goto tls_fail;
+    }
+    ah_httpd_opts o = {
+        .host = core->cfg.listen_host,
+        .port = core->cfg.listen_port,
+        .max_body = core->cfg.max_body,
+        .threads = core->cfg.http_threads,
+        .tls_cert_pem = cert,
+        .tls_key_pem = key,
+    };
+    core->httpd = ah_httpd_new(&o, err, errlen);
+    if (cert != NULL) {
+        explicit_bzero(key, 1 << 16);
+        free(cert);
+        free(key);
+    }
+    if (core->httpd == NULL)
+        return -1;
+    if (ah_rest_register(core) != 0) {
+        snprintf(err, errlen, "cannot register routes");
+        return -1;
+    }
+    if (ah_httpd_start(core->httpd, err, errlen) != 0)
+        return -1;
+    core->stopping = false;
+    if (pthread_create(&core->ticker, NULL, ticker_main, core) != 0) {
+        snprintf(err, errlen, "cannot start the ticker thread");
+        return -1;
+    }
+    core->ticker_running = true;
+    return 0;
+tls_fail:
+    snprintf(err, errlen, "cannot read tls_cert / tls_key");
+    free(cert);
+    free(key);
+    return -1;
+}
+
+void ah_core_stop(ah_core *core)
+{
+    if (core->ticker_running) {
+        pthread_mutex_lock(&core->tick_lock);
+        core->stopping = true;
+        pthread_cond_broadcast(&core->tick_cond);
+        pthread_mutex_unlock(&core->tick_lock);
+        pthread_join(core->ticker, NULL);
+        core->ticker_running = false;
+    }
+    if (core->httpd != NULL) {
+        ah_httpd_free(core->httpd);
+        core->httpd = NULL;
+    }
+    ah_rest_unregister(core);
+}
+
+int ah_core_serve(ah_core *core)
+{
+    char err[512];
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    /* Block before any thread starts so that only sigwait sees them. */
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    if (ah_core_start(core, err, sizeof err) != 0) {
+        ah_log(&core->log, AH_LOG_ERROR, "core", "%s", err);
+        ah_core_stop(core);
+        return 1;
+    }
+    ah_log(&core->log, AH_LOG_INFO, "core", "atshub %s listening on %s://%s:%u (%zu plugins, store %s)",
+           AH_VERSION, core->cfg.tls_cert ? "https" : "http", core->cfg.listen_host,
+           (unsigned)ah_httpd_port(core->httpd), ah_registry_count(core->registry),
+           core->store->ops->name);
+    int sig = 0;
+    sigwait(&set, &sig);
+    ah_log(&core->log, AH_LOG_INFO, "core", "signal %d: stopping", sig);
+    ah_core_stop(core);
+    if (core->bus != NULL)
+        ah_bus_drain(core->bus);
+    return 0;
+}
+
+void ah_core_close(ah_core *core)
+{
+    if (core == NULL)
+        return;
+    ah_core_stop(core);
+    if (core->bus != NULL)
+        ah_bus_free(core->bus);
+    /* Connections hold plugin contexts: close them before the plugins go. */
+    ah_conns_free(core->conns);
+    ah_registry_free(core->registry);
+    ah_oauth2_free(core->oauth2);
+    ah_httpc_free(core->httpc);
+    if (core->store != NULL)
+        core->store->ops->close(core->store);
+    explicit_bzero(core->host_key, sizeof core->host_key);
+    pthread_mutex_destroy(&core->tick_lock);
+    pthread_cond_destroy(&core->tick_cond);
+    ah_config_free(&core->cfg);
+    free(core);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Plugin listing                                                            */
+/* ------------------------------------------------------------------------ */
+
+static const char *setting_type_name(ah_setting_type t)
+{
+    switch (t) {
+    case AH_SET_STRING: return "string";
+    case AH_SET_INT: return "int";
+    case AH_SET_BOOL: return "bool";
+    case AH_SET_URL: return "url";
+    case AH_SET_LIST: return "list";
+    }
+    return "?";
+}
+
+typedef struct plugins_walk {
+    cJSON *list;
+    const char *only;
+} plugins_walk;
+
+static void plugin_json(void *arg, const ah_generation *gen)
+{
+    plugins_walk *w = arg;
+    const ah_plugin_descriptor *d = gen->desc;
+    if (w->only != NULL && strcmp(w->only, gen->name) != 0)
+        return;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", d->name);
+    cJSON_AddStringToObject(o, "version", d->version);
+    char abi[32];
+    snprintf(abi, sizeof abi, "%u.%u", (unsigned)d->abi_major, (unsigned)d->abi_minor);
+    cJSON_AddStringToObject(o, "abi", abi);
+    cJSON_AddNumberToObject(o, "generation", gen->number);
+    cJSON_AddNumberToObject(o, "inflight", (double)atomic_load(&gen->inflight));
+    cJSON_AddStringToObject(o, "path", gen->path);
+    cJSON_AddStringToObject(o, "description", d->description ? d->description : "");
+    cJSON *cov = cJSON_AddObjectToObject(o, "coverage");
+    size_t ncap;
+    const char *const *caps = ah_router_capabilities(&ncap);
+    for (size_t i = 0; i < ncap; i++) {
+        int served, total;
+        ah_router_coverage(d, caps[i], &served, &total);
+        char v[16];
+        snprintf(v, sizeof v, "%d/%d", served, total);
+        cJSON_AddStringToObject(cov, caps[i], v);
+    }
+    cJSON *routes = cJSON_AddArrayToObject(o, "routes");
+    for (const ah_route *r = d->routes; r != NULL && r->method != NULL; r++) {
+        char v[600];
+        snprintf(v, sizeof v, "%s %s", r->method, r->path);
+        cJSON_AddItemToArray(routes, cJSON_CreateString(v));
+    }
+    cJSON *subs = cJSON_AddArrayToObject(o, "subscriptions");
+    for (const ah_subscription *s = d->subscriptions; s != NULL && s->pattern != NULL; s++)
+        cJSON_AddItemToArray(subs, cJSON_CreateString(s->pattern));
+    if (w->only != NULL) {
+        cJSON *set = cJSON_AddArrayToObject(o, "settings");
+        for (const ah_setting_spec *s = d->settings; s != NULL && s->key != NULL; s++) {
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddStringToObject(e, "key", s->key);
+            cJSON_AddStringToObject(e, "type", setting_type_name(s->type));
+            if (s->default_value != NULL)
+                cJSON_AddStringToObject(e, "default", s->default_value);
+            else
+                cJSON_AddNullToObject(e, "default");
+            cJSON_AddBoolToObject(e, "required", (s->flags & AH_SETTING_REQUIRED) != 0);
+            cJSON_AddBoolToObject(e, "secret", (s->flags & (AH_SETTING_SECRET | AH_SETTING_GENERATED |
+                                                            AH_SETTING_HASHED)) != 0);
+            cJSON_AddBoolToObject(e, "generated", (s->flags & AH_SETTING_GENERATED) != 0);
+            cJSON_AddStringToObject(e, "help", s->help ? s->help : "");
+            cJSON_AddItemToArray(set, e);
+        }
+    }
+    cJSON_AddItemToArray(w->list, o);
+}
+
+cJSON *ah_core_plugins_json(ah_core *core, const char *settings_of)
+{
+    plugins_walk w = {cJSON_CreateArray(), settings_of};
+    if (w.list == NULL)
+        return NULL;
+    ah_registry_each(core->registry, plugin_json, &w);
+    if (settings_of != NULL && cJSON_GetArraySize(w.list) == 0) {
+        cJSON_Delete(w.list);
+        return NULL;
+    }
+    return w.list;
+}

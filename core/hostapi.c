@@ -1,1 +1,328 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The host API table handed to plugins: every service a plugin may use,
+ * each a thin, checked bridge to a core module. A plugin's ah_call is always
+ * the first member of the core's ah_core_call (see core.h), except for the
+ * loader's init call (topic == NULL), which is a bare ah_call_ext.
+ */
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+#include "intlog.h"
+
+static ah_core *core_of(const ah_call *call)
+{
+    return ah_core_of_host(call->host);
+}
+
+/* NULL for the loader's init call, which is not a core call. */
+static ah_core_call *core_call(const ah_call *call)
+{
+    return call->topic != NULL ? (ah_core_call *)call : NULL;
+}
+
+static const char *plugin_name(const ah_call *call)
+{
+    ah_core_call *cc = core_call(call);
+    return cc != NULL && cc->gen != NULL ? cc->gen->name : "plugin";
+}
+
+static const ah_setting_spec *setting_spec(const ah_call *call, const char *key)
+{
+    ah_core_call *cc = core_call(call);
+    if (cc == NULL || cc->gen == NULL)
+        return NULL;
+    for (const ah_setting_spec *s = cc->gen->desc->settings; s != NULL && s->key != NULL; s++)
+        if (strcmp(s->key, key) == 0)
+            return s;
+    return NULL;
+}
+
+/* The secret values a call's connection holds, for redaction. */
+static size_t call_secrets(const ah_call *call, const char **out, size_t max)
+{
+    ah_core_call *cc = core_call(call);
+    size_t n = 0;
+    if (cc == NULL || cc->gen == NULL || call->conn == NULL)
+        return 0;
+    for (const ah_setting_spec *s = cc->gen->desc->settings; s && s->key && n + 1 < max; s++) {
+        if (!(s->flags & (AH_SETTING_SECRET | AH_SETTING_GENERATED)))
+            continue;
+        const char *v = ah_conn_setting(call->conn, s->key);
+        if (v != NULL && *v != '\0')
+            out[n++] = v;
+    }
+    out[n] = NULL;
+    return n;
+}
+
+static void host_log(const ah_call *call, ah_log_level level, const char *fmt, ...)
+{
+    ah_core *core = core_of(call);
+    if (level > core->log.level)
+        return;
+    char msg[2048], scope[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    const char *secrets[17];
+    call_secrets(call, secrets, 17);
+    char *clean = ah_redact(msg, secrets);
+    snprintf(scope, sizeof scope, "%s%s%s%s%s", plugin_name(call),
+             call->tenant ? " tenant=" : "", call->tenant ? call->tenant : "",
+             call->connection ? " conn=" : "", call->connection ? call->connection : "");
+    ah_log(&core->log, level, scope, "%s", clean != NULL ? clean : msg);
+    free(clean);
+}
+
+static ah_result host_fail(ah_call *call, const char *code, int http_status, const char *fmt,
+                           ...)
+{
+    ah_call_ext *ext = (ah_call_ext *)call;
+    snprintf(ext->err_code, sizeof ext->err_code, "%s", code != NULL ? code : AH_E_PLUGIN);
+    ext->err_status = http_status;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ext->err_msg, sizeof ext->err_msg, fmt, ap);
+    va_end(ap);
+    return AH_ERR;
+}
+
+static const char *host_setting(const ah_call *call, const char *key)
+{
+    if (call->conn == NULL || key == NULL)
+        return NULL;
+    const char *v = ah_conn_setting(call->conn, key);
+    if (v != NULL)
+        return v;
+    const ah_setting_spec *s = setting_spec(call, key);
+    return s != NULL && !(s->flags & AH_SETTING_HASHED) ? s->default_value : NULL;
+}
+
+typedef struct outbound_ctx {
+    ah_core *core;
+    const ah_call *call;
+} outbound_ctx;
+
+/* Records each outbound attempt in the integration log (already redacted
+ * by the HTTP client). */
+static void observe_outbound(void *arg, const ah_httpc_attempt *a)
+{
+    outbound_ctx *o = arg;
+    char path[1024];
+    snprintf(path, sizeof path, "%s", a->url);
+    ah_intlog_rec r = {
+        .tenant = o->call->tenant,
+        .source = o->call->connection,
+        .plugin = plugin_name(o->call),
+        .action = a->status >= 200 && a->status < 400 ? "OUTBOUND" : "OUTBOUND_ERROR",
+        .method = a->method,
+        .path = path,
+        .status = (int)a->status,
+        .duration_s = a->duration_s,
+        .body = a->error != NULL ? a->error : a->response_body,
+        .correlation_id = o->call->correlation_id,
+    };
+    ah_intlog_write(o->core, &r);
+}
+
+static ah_result host_http(ah_call *call, const ah_http_request *req, ah_http_response *resp)
+{
+    ah_core *core = core_of(call);
+    memset(resp, 0, sizeof(*resp));
+    resp->struct_size = sizeof(*resp);
+    if (req == NULL || req->url == NULL || req->method == NULL)
+        return host_fail(call, AH_E_INTERNAL, 500, "http: method and url are required");
+    const char *base = host_setting(call, "base_url");
+    if (req->url[0] == '/' && base == NULL)
+        return host_fail(call, "configuration_error", 500,
+                         "http: relative url '%s' but the connection has no base_url", req->url);
+    const char *secrets[18];
+    size_t n = call_secrets(call, secrets, 17);
+    if (req->bearer != NULL)
+        secrets[n++] = req->bearer;
+    secrets[n] = NULL;
+    outbound_ctx o = {core, call};
+    char err[512];
+    if (ah_httpc_perform(core->httpc, req, base, secrets, observe_outbound, &o, resp, err,
+                         sizeof err) != 0)
+        return host_fail(call, AH_E_UNAVAILABLE, 503, "%s", err);
+    return AH_OK;
+}
+
+static void host_http_response_free(ah_http_response *resp)
+{
+    ah_http_response_free(resp);
+}
+
+static char *host_url_escape(const char *s)
+{
+    if (s == NULL)
+        return NULL;
+    char *e = curl_easy_escape(NULL, s, 0);
+    if (e == NULL)
+        return NULL;
+    char *out = strdup(e);
+    curl_free(e);
+    return out;
+}
+
+static ah_result host_oauth2_token(ah_call *call, const ah_oauth2_params *p, char *out,
+                                   size_t out_len)
+{
+    ah_core *core = core_of(call);
+    if (call->conn == NULL)
+        return host_fail(call, AH_E_INTERNAL, 500, "oauth2: no connection in this call");
+    outbound_ctx o = {core, call};
+    char err[512];
+    if (ah_oauth2_token(core->oauth2, call->conn->id, p, host_setting(call, "base_url"),
+                        observe_outbound, &o, out, out_len, err, sizeof err) != 0)
+        return host_fail(call, "auth_failed", 502, "%s", err);
+    return AH_OK;
+}
+
+static void host_oauth2_invalidate(ah_call *call, const ah_oauth2_params *p)
+{
+    if (call->conn != NULL)
+        ah_oauth2_invalidate(core_of(call)->oauth2, call->conn->id, p);
+}
+
+static cJSON *host_json_parse(const char *text, size_t len)
+{
+    return text != NULL ? ah_json_parse_limited(text, len) : NULL;
+}
+
+static const char *host_json_string(const cJSON *obj, const char *key, size_t max_len)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsString(v) || v->valuestring == NULL || strlen(v->valuestring) > max_len)
+        return NULL;
+    return v->valuestring;
+}
+
+static ah_result host_publish(ah_call *call, const char *topic, cJSON *body)
+{
+    ah_core *core = core_of(call);
+    if (topic == NULL || strncmp(topic, "event.", 6) != 0 || strlen(topic) > 128) {
+        cJSON_Delete(body);
+        return host_fail(call, AH_E_INVALID, 500, "event topics start with 'event.'");
+    }
+    if (call->conn == NULL) {
+        cJSON_Delete(body);
+        return host_fail(call, AH_E_INTERNAL, 500, "publish needs a connection (tenant)");
+    }
+    if (ah_core_publish(core, call->conn->tenant_id, topic, body) != 0)
+        return host_fail(call, AH_E_INTERNAL, 500, "cannot publish %s", topic);
+    return AH_OK;
+}
+
+static ah_result host_emit_record(ah_call *call, const ah_record *rec)
+{
+    ah_core_call *cc = core_call(call);
+    if (cc == NULL || cc->records == NULL)
+        return host_fail(call, AH_E_INTERNAL, 500, "emit_record outside a streaming operation");
+    if (rec == NULL || rec->type == NULL || rec->remote_id == NULL || *rec->remote_id == '\0' ||
+        strlen(rec->remote_id) > 256)
+        return host_fail(call, AH_E_PLUGIN, 500, "emit_record: type and remote_id are required");
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return host_fail(call, AH_E_INTERNAL, 500, "out of memory");
+    cJSON_AddStringToObject(o, "type", rec->type);
+    cJSON_AddStringToObject(o, "remote_id", rec->remote_id);
+    if (rec->updated_at != NULL)
+        cJSON_AddStringToObject(o, "updated_at", rec->updated_at);
+    cJSON_AddItemToObject(o, "raw", rec->raw ? cJSON_Duplicate(rec->raw, 1) : cJSON_CreateNull());
+    cJSON_AddItemToObject(o, "fields",
+                          rec->fields ? cJSON_Duplicate(rec->fields, 1) : cJSON_CreateObject());
+    cJSON_AddItemToArray(cc->records, o);
+    return AH_OK;
+}
+
+static void host_free(void *p)
+{
+    free(p);
+}
+
+static const char *host_http_method(ah_http_exchange *ex) { return ah_ex_method(ex); }
+static const char *host_http_path(ah_http_exchange *ex) { return ah_ex_path(ex); }
+static const char *host_http_header(ah_http_exchange *ex, const char *n) { return ah_ex_header(ex, n); }
+static const char *host_http_query(ah_http_exchange *ex, const char *n) { return ah_ex_query(ex, n); }
+static const char *host_http_client_ip(ah_http_exchange *ex) { return ah_ex_client_ip(ex); }
+static const char *host_http_body(ah_http_exchange *ex, size_t *len) { return ah_ex_body(ex, len); }
+
+static ah_result host_http_respond_json(ah_http_exchange *ex, int status, cJSON *body)
+{
+    ah_core_call *cc = ah_ex_user(ex);
+    if (cc != NULL && body != NULL && cc->response_log == NULL)
+        cc->response_log = ah_intlog_redact_json(body);
+    return ah_ex_respond_json(ex, status, body) == 0 ? AH_OK : AH_ERR;
+}
+
+static ah_call *host_conn_by_secret(ah_call *route_call, const char *key, const char *presented)
+{
+    ah_core_call *rc = core_call(route_call);
+    if (rc == NULL || rc->ex == NULL || rc->gen == NULL || key == NULL || presented == NULL)
+        return NULL;
+    if (rc->n_extra >= (int)(sizeof rc->extra / sizeof rc->extra[0]))
+        return NULL;
+    ah_core *core = rc->core;
+    ah_conn *c = ah_conns_by_secret(core, rc->gen->name, key, presented);
+    if (c == NULL)
+        return NULL;
+    ah_core_call *x = calloc(1, sizeof(*x));
+    if (x == NULL) {
+        ah_conn_release(c);
+        return NULL;
+    }
+    pthread_mutex_lock(&c->call_lock);
+    ah_core_call_init(x, core, rc->gen, c, rc->ext.call.topic, rc->ext.call.correlation_id);
+    x->ex = rc->ex;
+    if (ah_conn_ensure_open(core, c, rc->gen, &x->ext) != 0) {
+        /* Say why in the route's own context, so the handler can report it. */
+        rc->ext = (ah_call_ext){.call = rc->ext.call};
+        memcpy(rc->ext.err_code, x->ext.err_code, sizeof rc->ext.err_code);
+        memcpy(rc->ext.err_msg, x->ext.err_msg, sizeof rc->ext.err_msg);
+        rc->ext.err_status = x->ext.err_status;
+        pthread_mutex_unlock(&c->call_lock);
+        ah_conn_release(c);
+        free(x);
+        return NULL;
+    }
+    x->ext.call.conn_ctx = c->ctx;
+    rc->extra[rc->n_extra++] = x;
+    return &x->ext.call;
+}
+
+void ah_host_api_init(ah_host_api *api)
+{
+    *api = (ah_host_api){
+        .struct_size = sizeof(ah_host_api),
+        .abi_major = AH_ABI_MAJOR,
+        .abi_minor = AH_ABI_MINOR,
+        .log = host_log,
+        .fail = host_fail,
+        .setting = host_setting,
+        .http = host_http,
+        .http_response_free = host_http_response_free,
+        .url_escape = host_url_escape,
+        .oauth2_token = host_oauth2_token,
+        .oauth2_invalidate = host_oauth2_invalidate,
+        .json_parse = host_json_parse,
+        .json_string = host_json_string,
+        .publish = host_publish,
+        .emit_record = host_emit_record,
+        .free = host_free,
+        .http_method = host_http_method,
+        .http_path = host_http_path,
+        .http_header = host_http_header,
+        .http_query = host_http_query,
+        .http_client_ip = host_http_client_ip,
+        .http_body = host_http_body,
+        .http_respond_json = host_http_respond_json,
+        .conn_by_secret = host_conn_by_secret,
+    };
+}

@@ -1,1 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include "core.h"
+
+int main(int argc, char **argv)
+{
+    return ah_cli_main(argc, argv);
+}

@@ -1,1 +1,278 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The HTTP surfaces of the host: the unified REST API under /v1 (tenant
+ * authentication by bearer API key) and the inbound routes plugins declare,
+ * each call recorded in the integration log.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+#include "intlog.h"
+
+/* ------------------------------------------------------------------------ */
+/* /v1                                                                       */
+/* ------------------------------------------------------------------------ */
+
+/* Authenticates the bearer key; answers 401 itself on failure. */
+static int64_t rest_tenant(ah_core *core, ah_http_exchange *ex, char *name, size_t len)
+{
+    const char *auth = ah_ex_header(ex, "Authorization");
+    if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0 || auth[7] == '\0') {
+        ah_ex_add_header(ex, "WWW-Authenticate", "Bearer");
+        ah_ex_error(ex, 401, "unauthorized", "send the tenant API key as 'Authorization: Bearer <key>'");
+        return -1;
+    }
+    int64_t id = ah_conns_tenant_by_key(core, auth + 7, name, len);
+    if (id < 0) {
+        ah_ex_add_header(ex, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
+        ah_ex_error(ex, 401, "unauthorized", "the API key is not valid");
+    }
+    return id;
+}
+
+static void rest_health(void *arg, ah_http_exchange *ex)
+{
+    ah_core *core = arg;
+    bool store_ok = core->store->ops->ping(core->store) == 0;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", store_ok ? "ok" : "degraded");
+    cJSON_AddStringToObject(o, "version", AH_VERSION);
+    cJSON_AddStringToObject(o, "store", store_ok ? "connected" : "unreachable");
+    cJSON_AddNumberToObject(o, "plugins", (double)ah_registry_count(core->registry));
+    cJSON_AddNumberToObject(o, "bus_depth", core->bus ? (double)ah_bus_depth(core->bus) : 0);
+    ah_ex_respond_json(ex, store_ok ? 200 : 503, o);
+}
+
+static void rest_plugins(void *arg, ah_http_exchange *ex)
+{
+    ah_core *core = arg;
+    char tenant[128];
+    if (rest_tenant(core, ex, tenant, sizeof tenant) < 0)
+        return;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "data", ah_core_plugins_json(core, NULL));
+    ah_ex_respond_json(ex, 200, o);
+}
+
+/* POST /v1/bus/{topic}: one bus request to the connection named by the
+ * X-Connection header, body as the request body. */
+static void rest_bus(void *arg, ah_http_exchange *ex)
+{
+    ah_core *core = arg;
+    char tenant[128];
+    if (rest_tenant(core, ex, tenant, sizeof tenant) < 0)
+        return;
+    const char *topic = ah_ex_subpath(ex);
+    if (topic == NULL || *topic == '\0' || ah_router_topic(topic) == NULL) {
+        ah_ex_error(ex, 404, "unknown_topic", "no such topic '%s'", topic ? topic : "");
+        return;
+    }
+    const char *cname = ah_ex_header(ex, "X-Connection");
+    if (cname == NULL || *cname == '\0') {
+        ah_ex_error(ex, 400, "missing_connection", "name the connection in the X-Connection header");
+        return;
+    }
+    cJSON *body;
+    size_t len = 0;
+    ah_ex_body(ex, &len);
+    if (len == 0) {
+        body = cJSON_CreateObject();
+    } else {
+        const cJSON *j = ah_ex_json(ex);
+        if (j == NULL)
+            return; /* answered 400 */
+        if (!cJSON_IsObject(j)) {
+            ah_ex_error(ex, 400, AH_E_INVALID, "the request body must be a JSON object");
+            return;
+        }
+        body = cJSON_Duplicate(j, 1);
+    }
+    ah_reply r;
+    memset(&r, 0, sizeof r);
+    ah_core_request(core, tenant, cname, topic, body, &r);
+    if (r.ok) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddItemToObject(o, "data", r.body);
+        r.body = NULL;
+        ah_ex_respond_json(ex, 200, o);
+    } else {
+        int status = r.http_status ? r.http_status : ah_http_status_for_code(r.code);
+        ah_ex_error(ex, status, r.code, "%s", r.message ? r.message : r.code);
+    }
+    ah_reply_free(&r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Plugin routes                                                             */
+/* ------------------------------------------------------------------------ */
+
+typedef struct ah_route_binding {
+    ah_core *core;
+    char *plugin;
+    char *method;
+    char *path; /* as declared */
+} ah_route_binding;
+
+static const ah_route *find_route(const ah_generation *gen, const ah_route_binding *b)
+{
+    for (const ah_route *r = gen->desc->routes; r != NULL && r->method != NULL; r++)
+        if (strcmp(r->method, b->method) == 0 && strcmp(r->path, b->path) == 0)
+            return r;
+    return NULL;
+}
+
+static void log_route_call(ah_core *core, const ah_core_call *cc, ah_http_exchange *ex,
+                           const ah_route *r, const ah_conn *c)
+{
+    size_t len = 0;
+    const char *body = ah_ex_body(ex, &len);
+    char *req = ah_intlog_redact(body, len);
+    int status = ah_ex_status(ex);
+    const char *action = r->action != NULL ? r->action : r->path;
+    ah_intlog_rec rec = {
+        .tenant = c != NULL ? c->tenant : NULL,
+        .source = c != NULL ? c->name : "unauthenticated",
+        .plugin = cc->gen->name,
+        .action = "REQUEST",
+        .method = ah_ex_method(ex),
+        .path = ah_ex_path(ex),
+        .status = 0,
+        .duration_s = 0,
+        .body = req,
+        .correlation_id = action,
+    };
+    ah_intlog_write(core, &rec);
+    rec.action = status >= 400 ? "ERROR" : "RESPONSE";
+    rec.status = status;
+    rec.duration_s = ah_ex_elapsed_s(ex);
+    rec.body = cc->response_log;
+    ah_intlog_write(core, &rec);
+    free(req);
+}
+
+static void plugin_route(void *arg, ah_http_exchange *ex)
+{
+    ah_route_binding *b = arg;
+    ah_core *core = b->core;
+    ah_generation *gen = ah_registry_acquire(core->registry, b->plugin);
+    const ah_route *r = gen != NULL ? find_route(gen, b) : NULL;
+    if (r == NULL) {
+        ah_ex_error(ex, 404, AH_E_NOT_FOUND, "no route %s %s", ah_ex_method(ex), ah_ex_path(ex));
+        if (gen != NULL)
+            ah_generation_release(gen);
+        return;
+    }
+    ah_conn *c = NULL;
+    if (r->flags & AH_ROUTE_CONN_TOKEN) {
+        c = ah_conns_by_secret(core, gen->name, "webhook_token", ah_ex_subpath(ex));
+        if (c == NULL) {
+            ah_ex_error(ex, 404, AH_E_NOT_FOUND, "unknown or disabled endpoint");
+            ah_generation_release(gen);
+            return;
+        }
+        pthread_mutex_lock(&c->call_lock);
+    }
+    char topic[96];
+    snprintf(topic, sizeof topic, "route:%s", r->action != NULL ? r->action : r->path);
+    ah_core_call cc;
+    ah_core_call_init(&cc, core, gen, c, topic, NULL);
+    cc.ex = ex;
+    ah_ex_set_user(ex, &cc);
+    ah_result res = AH_OK;
+    if (c != NULL && ah_conn_ensure_open(core, c, gen, &cc.ext) != 0) {
+        ah_ex_error(ex, cc.ext.err_status ? cc.ext.err_status : 503, cc.ext.err_code, "%s",
+                    cc.ext.err_msg);
+    } else {
+        if (c != NULL)
+            cc.ext.call.conn_ctx = c->ctx;
+        atomic_fetch_add(&gen->inflight, 1);
+        res = r->handler(&cc.ext.call, ex);
+        atomic_fetch_sub(&gen->inflight, 1);
+    }
+    if (ah_ex_status(ex) == 0) {
+        if (res != AH_OK && cc.ext.err_code[0])
+            ah_ex_error(ex, cc.ext.err_status ? cc.ext.err_status : ah_http_status_for_code(cc.ext.err_code),
+                        cc.ext.err_code, "%s", cc.ext.err_msg);
+        else
+            ah_ex_error(ex, 500, AH_E_PLUGIN, "the plugin did not answer");
+    }
+    const ah_conn *who = c != NULL ? c : (cc.n_extra > 0 ? cc.extra[0]->ext.call.conn : NULL);
+    log_route_call(core, &cc, ex, r, who);
+    ah_ex_set_user(ex, NULL);
+    ah_core_call_done(&cc);
+    if (c != NULL) {
+        pthread_mutex_unlock(&c->call_lock);
+        ah_conn_release(c);
+    }
+    ah_generation_release(gen);
+}
+
+typedef struct route_walk {
+    ah_core *core;
+    int rc;
+} route_walk;
+
+static void register_plugin_routes(void *arg, const ah_generation *gen)
+{
+    route_walk *w = arg;
+    ah_core *core = w->core;
+    for (const ah_route *r = gen->desc->routes; r != NULL && r->method != NULL; r++) {
+        ah_route_binding *b = calloc(1, sizeof(*b));
+        ah_route_binding **nb = realloc(core->bindings, (core->nbindings + 1) * sizeof(*nb));
+        if (b == NULL || nb == NULL) {
+            free(b);
+            if (nb != NULL)
+                core->bindings = nb;
+            w->rc = -1;
+            return;
+        }
+        core->bindings = nb;
+        b->core = core;
+        b->plugin = strdup(gen->name);
+        b->method = strdup(r->method);
+        b->path = strdup(r->path);
+        core->bindings[core->nbindings++] = b;
+        char path[1024];
+        snprintf(path, sizeof path, "%s", r->path);
+        unsigned flags = 0;
+        char *tok = strstr(path, "{token}");
+        if ((r->flags & AH_ROUTE_CONN_TOKEN) && tok != NULL) {
+            *tok = '\0'; /* serve everything under the prefix; the rest is the token */
+            flags |= AH_HTTPD_PREFIX;
+        }
+        if (r->flags & AH_ROUTE_PREFIX)
+            flags |= AH_HTTPD_PREFIX;
+        if (ah_httpd_route(core->httpd, r->method, path, flags, plugin_route, b) != 0)
+            w->rc = -1;
+    }
+}
+
+void ah_rest_unregister(ah_core *core)
+{
+    for (size_t i = 0; i < core->nbindings; i++) {
+        ah_route_binding *b = core->bindings[i];
+        if (core->httpd != NULL)
+            ah_httpd_unroute_arg(core->httpd, b);
+        free(b->plugin);
+        free(b->method);
+        free(b->path);
+        free(b);
+    }
+    free(core->bindings);
+    core->bindings = NULL;
+    core->nbindings = 0;
+}
+
+int ah_rest_register(ah_core *core)
+{
+    ah_httpd *h = core->httpd;
+    if (ah_httpd_route(h, "GET", "/v1/health", 0, rest_health, core) != 0 ||
+        ah_httpd_route(h, "GET", "/v1/plugins", 0, rest_plugins, core) != 0 ||
+        ah_httpd_route(h, "POST", "/v1/bus/", AH_HTTPD_PREFIX, rest_bus, core) != 0)
+        return -1;
+    route_walk w = {core, 0};
+    ah_registry_each(core->registry, register_plugin_routes, &w);
+    return w.rc;
+}

@@ -523,12 +523,14 @@ struct ah_host_api {
     ah_result (*http_respond_json)(ah_http_exchange *ex, int status, cJSON *body);
 
     /** Finds the enabled connection of this plugin whose HASHED setting
-     *  `key` hashes to the hash of `presented`, compared in constant time.
-     *  On success fills `out` as a full call context for that connection
-     *  (opening it if needed) that stays valid until the route handler
-     *  returns, and returns AH_OK. Returns AH_ERR when none matches. */
-    ah_result (*conn_by_secret)(ah_call *route_call, const char *key,
-                                const char *presented, ah_call *out);
+     *  `key` hashes to the hash of `presented` (hashes compared in constant
+     *  time), opens it if needed and returns a call context for it: calls on
+     *  that connection are serialised with its other calls until the route
+     *  handler returns, when the host releases the context. NULL when no
+     *  connection matches. Only valid inside a route handler; `route_call`
+     *  is the handler's own call. */
+    ah_call *(*conn_by_secret)(ah_call *route_call, const char *key,
+                               const char *presented);
 };
 
 #ifdef __cplusplus

@@ -1,0 +1,328 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The host end to end, in process: configuration, store, plugins, bus,
+ * router, REST API and plugin calls, with the template plugin.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+#include "support/harness.h"
+
+typedef struct fixture {
+    char *dir;
+    ah_core *core;
+    char base[64];
+    char api_key[64];
+    char auth[96];
+} fixture;
+
+static ah_core *open_core_in(const char *dir, const char *extra, bool start)
+{
+    char *ini = ah_t_write_ini(dir, extra);
+    ck_assert_ptr_nonnull(ini);
+    ah_config cfg;
+    char err[1024];
+    ck_assert_msg(ah_config_load(ini, &cfg, err, sizeof err) == 0, "%s", err);
+    free(ini);
+    ah_core_opts o = {.load_plugins = true, .start_bus = true};
+    ah_core *core = ah_core_open(&cfg, &o, err, sizeof err);
+    ck_assert_msg(core != NULL, "%s", err);
+    if (start)
+        ck_assert_msg(ah_core_start(core, err, sizeof err) == 0, "%s", err);
+    return core;
+}
+
+/* Adds a tenant with a known key and a template connection. */
+static void add_tenant_and_conn(ah_core *core, const char *tenant, const char *key,
+                                const char *conn, const char *settings_json)
+{
+    char hash[AH_SHA256_HEX_LEN + 1];
+    int64_t tid, cid;
+    ah_sha256_hex(key, strlen(key), hash);
+    ck_assert_int_eq(core->store->ops->tenant_add(core->store, tenant, hash, &tid), 0);
+    ah_generation *gen = ah_registry_acquire(core->registry, "template");
+    ck_assert_ptr_nonnull(gen);
+    cJSON *in = cJSON_Parse(settings_json != NULL ? settings_json : "{}");
+    char *text = NULL, err[512];
+    ck_assert_msg(ah_settings_build(core, gen->desc->settings, "template", NULL, in, true, NULL,
+                                    &text, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(core->store->ops->connection_add(core->store, tid, "template", conn, text, &cid), 0);
+    free(text);
+    cJSON_Delete(in);
+    ah_generation_release(gen);
+    ck_assert_int_eq(ah_conns_reload(core), 0);
+}
+
+static void setup(fixture *f, bool start)
+{
+    f->dir = ah_t_tmpdir();
+    ck_assert_ptr_nonnull(f->dir);
+    f->core = open_core_in(f->dir, NULL, start);
+    snprintf(f->api_key, sizeof f->api_key, "ahk_testkey_0123456789");
+    snprintf(f->auth, sizeof f->auth, "Authorization: Bearer %s", f->api_key);
+    add_tenant_and_conn(f->core, "acme", f->api_key, "main",
+                        "{\"greeting\":\"hej\",\"api_key\":\"TOP-SECRET-VALUE-42\"}");
+    if (start)
+        snprintf(f->base, sizeof f->base, "http://127.0.0.1:%u", (unsigned)ah_httpd_port(f->core->httpd));
+}
+
+static void teardown(fixture *f)
+{
+    ah_core_close(f->core);
+    ah_t_rmrf(f->dir);
+    free(f->dir);
+}
+
+START_TEST(test_request_reaches_template)
+{
+    fixture f;
+    setup(&f, false);
+    ah_reply r;
+    cJSON *body = cJSON_Parse("{\"job_id\":\"J-7\"}");
+    ck_assert_int_eq(ah_core_request(f.core, "acme", "main", "jobs.get", body, &r), 0);
+    ck_assert(r.ok);
+    ck_assert_str_eq(cJSON_GetObjectItem(r.body, "job_id")->valuestring, "J-7");
+    ck_assert_str_eq(cJSON_GetObjectItem(r.body, "greeting")->valuestring, "hej");
+    ah_reply_free(&r);
+    /* The connection context made by open() lives across calls. */
+    ah_core_request(f.core, "acme", "main", "jobs.get", cJSON_Parse("{\"job_id\":\"J-8\"}"), &r);
+    ck_assert_int_eq(cJSON_GetObjectItem(r.body, "calls")->valueint, 2);
+    ah_reply_free(&r);
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(test_plugin_error_is_reported)
+{
+    fixture f;
+    setup(&f, false);
+    ah_reply r;
+    ck_assert_int_ne(ah_core_request(f.core, "acme", "main", "jobs.get", cJSON_Parse("{}"), &r), 0);
+    ck_assert(!r.ok);
+    ck_assert_str_eq(r.code, "invalid_request");
+    ck_assert_int_eq(r.http_status, 400);
+    ck_assert_ptr_nonnull(strstr(r.message, "job_id"));
+    ah_reply_free(&r);
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(test_unsupported_capability)
+{
+    fixture f;
+    setup(&f, false);
+    ah_reply r;
+    ck_assert_int_ne(ah_core_request(f.core, "acme", "main", "applications.reject", NULL, &r), 0);
+    ck_assert_str_eq(r.code, "unsupported_capability");
+    ck_assert_int_eq(r.http_status, 501);
+    ah_reply_free(&r);
+    ck_assert_int_ne(ah_core_request(f.core, "acme", "nope", "jobs.get", NULL, &r), 0);
+    ck_assert_str_eq(r.code, "not_found");
+    ah_reply_free(&r);
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(test_disabled_connection_refused)
+{
+    fixture f;
+    setup(&f, false);
+    ah_connection_row row;
+    ck_assert_int_eq(f.core->store->ops->connection_get(f.core->store, "acme", "main", &row), 0);
+    ck_assert_int_eq(f.core->store->ops->connection_set_enabled(f.core->store, row.id, false), 0);
+    ah_connection_row_free(&row);
+    ck_assert_int_eq(ah_conns_reload(f.core), 0);
+    ah_reply r;
+    ck_assert_int_ne(ah_core_request(f.core, "acme", "main", "jobs.get",
+                                     cJSON_Parse("{\"job_id\":\"1\"}"), &r), 0);
+    ck_assert_str_eq(r.code, "connection_disabled");
+    ah_reply_free(&r);
+    teardown(&f);
+}
+END_TEST
+
+static void count_events(void *arg, const ah_outbox_row *row)
+{
+    int *c = arg;
+    if (strcmp(row->topic, "event.job.created") == 0)
+        c[0]++;
+    if (strcmp(row->topic, "event.template.seen") == 0)
+        c[1]++;
+}
+
+START_TEST(test_events_reach_plugin_subscribers)
+{
+    fixture f;
+    setup(&f, false);
+    /* A second template connection of the same tenant: both get the event. */
+    ah_tenant_row t;
+    ck_assert_int_eq(f.core->store->ops->tenant_get(f.core->store, "acme", &t), 0);
+    int64_t cid;
+    ck_assert_int_eq(f.core->store->ops->connection_add(f.core->store, t.id, "template", "second", "{}", &cid), 0);
+    ck_assert_int_eq(ah_conns_reload(f.core), 0);
+    cJSON *ev = cJSON_Parse("{\"job_id\":\"J-1\"}");
+    ck_assert_int_eq(ah_core_publish(f.core, t.id, "event.job.created", ev), 0);
+    ah_bus_drain(f.core->bus);
+    ah_bus_drain(f.core->bus); /* the plugins' own events, published from handlers */
+    /* The outbox holds the event and, from each connection, the template's
+     * echo of it. */
+    int counts[2] = {0, 0}; /* event.job.created, event.template.seen */
+    ck_assert_int_eq(f.core->store->ops->outbox_pending(f.core->store, 100, count_events, counts), 0);
+    ck_assert_int_eq(counts[0], 1);
+    ck_assert_int_eq(counts[1], 2);
+    ah_tenant_row_free(&t);
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(test_secrets_unreadable_in_db)
+{
+    fixture f;
+    setup(&f, false);
+    char path[512];
+    /* Everything the store wrote: the file and its WAL. */
+    ah_core_close(f.core);
+    f.core = NULL;
+    const char *files[] = {"atshub.db", "atshub.db-wal"};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", f.dir, files[i]);
+        size_t len = 0;
+        char *data = ah_t_read_file(path, &len);
+        if (data == NULL)
+            continue;
+        ck_assert_ptr_null(memmem(data, len, "TOP-SECRET-VALUE-42", 19));
+        ck_assert_ptr_null(memmem(data, len, f.api_key, strlen(f.api_key)));
+        free(data);
+    }
+    /* ...and the value still opens with the host key. */
+    f.core = open_core_in(f.dir, NULL, false);
+    ah_conn *c = ah_conn_find(f.core, "acme", "main");
+    ck_assert_ptr_nonnull(c);
+    ck_assert_str_eq(ah_conn_setting(c, "api_key"), "TOP-SECRET-VALUE-42");
+    ah_conn_release(c);
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(test_settings_validated)
+{
+    fixture f;
+    setup(&f, false);
+    ah_generation *gen = ah_registry_acquire(f.core->registry, "template");
+    char *text = NULL, err[512];
+    cJSON *in = cJSON_Parse("{\"nope\":\"1\"}");
+    ck_assert_int_ne(ah_settings_build(f.core, gen->desc->settings, "template", NULL, in, true,
+                                       NULL, &text, err, sizeof err), 0);
+    ck_assert_ptr_nonnull(strstr(err, "no setting 'nope'"));
+    cJSON_Delete(in);
+    ah_generation_release(gen);
+    teardown(&f);
+}
+END_TEST
+
+/* ---- REST ---------------------------------------------------------------- */
+
+START_TEST(test_rest_health_and_auth)
+{
+    fixture f;
+    setup(&f, true);
+    char url[256], *body = NULL;
+    snprintf(url, sizeof url, "%s/v1/health", f.base);
+    ck_assert_int_eq(ah_t_http("GET", url, NULL, NULL, &body), 200);
+    ck_assert_ptr_nonnull(strstr(body, "\"status\":\"ok\""));
+    free(body);
+
+    snprintf(url, sizeof url, "%s/v1/plugins", f.base);
+    ck_assert_int_eq(ah_t_http("GET", url, NULL, NULL, &body), 401);
+    ck_assert_ptr_nonnull(strstr(body, "\"code\":\"unauthorized\""));
+    free(body);
+    const char *bad[] = {"Authorization: Bearer ahk_wrong", NULL};
+    ck_assert_int_eq(ah_t_http("GET", url, bad, NULL, &body), 401);
+    free(body);
+    const char *good[] = {f.auth, NULL};
+    ck_assert_int_eq(ah_t_http("GET", url, good, NULL, &body), 200);
+    ck_assert_ptr_nonnull(strstr(body, "\"name\":\"template\""));
+    free(body);
+
+    snprintf(url, sizeof url, "%s/v1/nothing-here", f.base);
+    ck_assert_int_eq(ah_t_http("GET", url, good, NULL, &body), 404);
+    ck_assert_ptr_nonnull(strstr(body, "\"code\":\"not_found\""));
+    free(body);
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(test_rest_bus_request)
+{
+    fixture f;
+    setup(&f, true);
+    char url[256], *body = NULL;
+    const char *h[] = {f.auth, "X-Connection: main", "Content-Type: application/json", NULL};
+    snprintf(url, sizeof url, "%s/v1/bus/jobs.get", f.base);
+    ck_assert_int_eq(ah_t_http("POST", url, h, "{\"job_id\":\"X1\"}", &body), 200);
+    ck_assert_ptr_nonnull(strstr(body, "\"job_id\":\"X1\""));
+    free(body);
+    /* 501 for a capability the plugin lacks. */
+    snprintf(url, sizeof url, "%s/v1/bus/applications.reject", f.base);
+    ck_assert_int_eq(ah_t_http("POST", url, h, "{}", &body), 501);
+    ck_assert_ptr_nonnull(strstr(body, "\"code\":\"unsupported_capability\""));
+    free(body);
+    /* 400 invalid JSON, 400 wrong type. */
+    snprintf(url, sizeof url, "%s/v1/bus/jobs.get", f.base);
+    ck_assert_int_eq(ah_t_http("POST", url, h, "{\"job_id\":", &body), 400);
+    ck_assert_ptr_nonnull(strstr(body, "\"code\":\"invalid_json\""));
+    free(body);
+    ck_assert_int_eq(ah_t_http("POST", url, h, "[1,2]", &body), 400);
+    free(body);
+    /* 413 over the configured 64K limit. */
+    size_t n = 70 * 1024;
+    char *big = malloc(n + 1);
+    memset(big, ' ', n);
+    big[0] = '{';
+    big[n - 1] = '}';
+    big[n] = '\0';
+    ck_assert_int_eq(ah_t_http("POST", url, h, big, &body), 413);
+    ck_assert_ptr_nonnull(strstr(body, "payload_too_large"));
+    free(body);
+    free(big);
+    /* A connection of another tenant is not reachable. */
+    add_tenant_and_conn(f.core, "other", "ahk_other_key_987654321", "theirs", "{}");
+    const char *h2[] = {f.auth, "X-Connection: theirs", NULL};
+    ck_assert_int_eq(ah_t_http("POST", url, h2, "{\"job_id\":\"1\"}", &body), 404);
+    free(body);
+    teardown(&f);
+}
+END_TEST
+
+static Suite *host_suite(void)
+{
+    Suite *s = suite_create("host");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_request_reaches_template);
+    tcase_add_test(tc, test_plugin_error_is_reported);
+    tcase_add_test(tc, test_unsupported_capability);
+    tcase_add_test(tc, test_disabled_connection_refused);
+    tcase_add_test(tc, test_events_reach_plugin_subscribers);
+    tcase_add_test(tc, test_secrets_unreadable_in_db);
+    tcase_add_test(tc, test_settings_validated);
+    suite_add_tcase(s, tc);
+    TCase *rest = tcase_create("rest");
+    tcase_set_timeout(rest, 60);
+    tcase_add_test(rest, test_rest_health_and_auth);
+    tcase_add_test(rest, test_rest_bus_request);
+    suite_add_tcase(s, rest);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(host_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

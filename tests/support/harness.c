@@ -1,0 +1,295 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "harness.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *ah_t_env(const char *name)
+{
+    const char *v = getenv(name);
+    return v != NULL && *v != '\0' ? v : NULL;
+}
+
+char *ah_t_tmpdir(void)
+{
+    char *d = strdup("/tmp/atshub-test-XXXXXX");
+    if (d == NULL || mkdtemp(d) == NULL) {
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+void ah_t_rmrf(const char *dir)
+{
+    if (dir != NULL)
+        nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int ah_t_write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return -1;
+    int rc = fputs(text, f) < 0 ? -1 : 0;
+    return fclose(f) != 0 ? -1 : rc;
+}
+
+char *ah_t_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    size_t r;
+    while (buf != NULL && (r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (cap - n < 2) {
+            char *nb = realloc(buf, cap * 2);
+            if (nb == NULL) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    if (buf != NULL) {
+        buf[n] = '\0';
+        if (len != NULL)
+            *len = n;
+    }
+    return buf;
+}
+
+char *ah_t_write_ini(const char *dir, const char *extra)
+{
+    const char *plugins = ah_t_env("AH_PLUGIN_DIR");
+    char *path = NULL, *text = NULL;
+    if (asprintf(&path, "%s/atshub.ini", dir) < 0)
+        return NULL;
+    if (asprintf(&text,
+                 "[core]\nworkers = 2\nkey_file = host.key\nrequest_timeout_ms = 5000\nlog_level = warn\n"
+                 "[http]\nlisten = 127.0.0.1:0\nmax_body = 64K\n"
+                 "[store]\nurl = sqlite:atshub.db\n"
+                 "[outbound]\ntimeout_ms = 2000\nmax_attempts = 3\nbackoff_ms = 10\nbackoff_max_ms = 2000\n"
+                 "[sync]\ninterval_s = 0\n"
+                 "[plugins]\ntemplate = %s/template.so\n%s",
+                 plugins != NULL ? plugins : "plugins", extra != NULL ? extra : "") < 0) {
+        free(path);
+        return NULL;
+    }
+    int rc = ah_t_write_file(path, text);
+    free(text);
+    if (rc != 0) {
+        free(path);
+        return NULL;
+    }
+    return path;
+}
+
+typedef struct buf {
+    char *p;
+    size_t n;
+} buf;
+
+static size_t on_data(char *d, size_t sz, size_t nm, void *arg)
+{
+    buf *b = arg;
+    size_t add = sz * nm;
+    char *np = realloc(b->p, b->n + add + 1);
+    if (np == NULL)
+        return 0;
+    memcpy(np + b->n, d, add);
+    b->n += add;
+    np[b->n] = '\0';
+    b->p = np;
+    return add;
+}
+
+long ah_t_http(const char *method, const char *url, const char *const *headers,
+               const char *body, char **body_out)
+{
+    CURL *c = curl_easy_init();
+    if (c == NULL)
+        return 0;
+    struct curl_slist *h = NULL;
+    for (size_t i = 0; headers != NULL && headers[i] != NULL; i++)
+        h = curl_slist_append(h, headers[i]);
+    buf b = {NULL, 0};
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (body != NULL) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    }
+    long status = 0;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    if (body_out != NULL)
+        *body_out = b.p != NULL ? b.p : strdup("");
+    else
+        free(b.p);
+    return status;
+}
+
+static void child_exec(const char *const *argv, const char *const *env)
+{
+    for (size_t i = 0; env != NULL && env[i] != NULL; i++)
+        putenv((char *)env[i]);
+    execv(argv[0], (char *const *)argv);
+    _exit(127);
+}
+
+int ah_t_run(const char *const *argv, const char *const *env, char **out, char **err)
+{
+    int po[2], pe[2];
+    if (pipe(po) != 0)
+        return -1;
+    if (pipe(pe) != 0) {
+        close(po[0]);
+        close(po[1]);
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(po[1], 1);
+        dup2(pe[1], 2);
+        close(po[0]);
+        close(pe[0]);
+        int devnull = open("/dev/null", O_RDONLY);
+        if (devnull >= 0)
+            dup2(devnull, 0);
+        child_exec(argv, env);
+    }
+    close(po[1]);
+    close(pe[1]);
+    if (pid < 0) {
+        close(po[0]);
+        close(pe[0]);
+        return -1;
+    }
+    /* stderr is small; read stdout fully first, then stderr. A child that
+     * fills the stderr pipe first would block, so make stderr non-blocking
+     * via poll on both. */
+    buf bo = {NULL, 0}, be = {NULL, 0};
+    struct pollfd fds[2] = {{po[0], POLLIN, 0}, {pe[0], POLLIN, 0}};
+    int open_fds = 2;
+    while (open_fds > 0) {
+        if (poll(fds, 2, -1) < 0 && errno != EINTR)
+            break;
+        for (int i = 0; i < 2; i++) {
+            if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            char tmp[4096];
+            ssize_t r = read(fds[i].fd, tmp, sizeof tmp);
+            if (r > 0) {
+                on_data(tmp, 1, (size_t)r, i == 0 ? &bo : &be);
+            } else if (r == 0 || errno != EINTR) {
+                close(fds[i].fd);
+                fds[i].fd = -1;
+                open_fds--;
+            }
+        }
+    }
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    if (out != NULL)
+        *out = bo.p != NULL ? bo.p : strdup("");
+    else
+        free(bo.p);
+    if (err != NULL)
+        *err = be.p != NULL ? be.p : strdup("");
+    else
+        free(be.p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+pid_t ah_t_spawn(const char *const *argv, const char *const *env, int *err_fd)
+{
+    int pe[2];
+    if (pipe(pe) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(pe[1], 2);
+        close(pe[0]);
+        int devnull = open("/dev/null", O_RDWR);
+        if (devnull >= 0) {
+            dup2(devnull, 0);
+            dup2(devnull, 1);
+        }
+        child_exec(argv, env);
+    }
+    close(pe[1]);
+    if (pid < 0) {
+        close(pe[0]);
+        return -1;
+    }
+    *err_fd = pe[0];
+    return pid;
+}
+
+char *ah_t_wait_line(int fd, const char *needle, int timeout_s)
+{
+    buf b = {NULL, 0};
+    time_t end = time(NULL) + timeout_s;
+    while (time(NULL) < end) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 200) <= 0)
+            continue;
+        char c;
+        ssize_t r = read(fd, &c, 1);
+        if (r <= 0)
+            break;
+        if (c != '\n') {
+            on_data(&c, 1, 1, &b);
+            continue;
+        }
+        if (b.p != NULL && strstr(b.p, needle) != NULL)
+            return b.p;
+        free(b.p);
+        b.p = NULL;
+        b.n = 0;
+    }
+    free(b.p);
+    return NULL;
+}
+
+int ah_t_stop(pid_t pid, int sig)
+{
+    int st = 0;
+    kill(pid, sig);
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Helpers for the integration suites: temp dirs, config files, an HTTP
+ * client and child processes. */
+#ifndef AH_HARNESS_H
+#define AH_HARNESS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/** Environment set by ctest (see tests/CMakeLists.txt), or NULL. */
+const char *ah_t_env(const char *name);
+/** Fresh temp dir ("/tmp/atshub-test-XXXXXX"); malloc'd. */
+char *ah_t_tmpdir(void);
+/** rm -rf dir (best effort). */
+void ah_t_rmrf(const char *dir);
+/** Writes dir/atshub.ini: store and key under dir, listen 127.0.0.1:0, the
+ *  template plugin, `extra` appended verbatim (may be NULL). malloc'd path. */
+char *ah_t_write_ini(const char *dir, const char *extra);
+/** Writes `text` to path. 0 on success. */
+int ah_t_write_file(const char *path, const char *text);
+/** Reads a whole file; malloc'd, *len set. NULL on error. */
+char *ah_t_read_file(const char *path, size_t *len);
+
+/** One HTTP request with libcurl. headers NULL-terminated ("Name: v").
+ *  Returns the status (0: no response); *body_out (may be NULL) receives
+ *  the malloc'd body. */
+long ah_t_http(const char *method, const char *url, const char *const *headers,
+               const char *body, char **body_out);
+
+/** Runs argv (argv[0] a path) with `env` extra "K=V" entries (may be NULL),
+ *  waits, captures stdout/stderr (malloc'd, may be NULL). Returns the exit
+ *  status, or -1. */
+int ah_t_run(const char *const *argv, const char *const *env, char **out, char **err);
+
+/** Starts argv in the background with stderr piped; returns the pid and
+ *  the read end of stderr in *err_fd. */
+pid_t ah_t_spawn(const char *const *argv, const char *const *env, int *err_fd);
+/** Reads from fd until a line contains `needle` (or timeout_s passes);
+ *  returns that line malloc'd, or NULL. */
+char *ah_t_wait_line(int fd, const char *needle, int timeout_s);
+/** Sends sig and waits; returns the exit status (or 128+signal). */
+int ah_t_stop(pid_t pid, int sig);
+
+#endif
