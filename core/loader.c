@@ -1,1 +1,506 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The plugin loader: opens a plugin file, checks its ABI and descriptor, runs
+ * its init and wraps the result in a generation. Everything a plugin declares
+ * is checked here, once, so that the rest of the host can trust a descriptor
+ * it got from the registry. Every refusal names the file and what is wrong,
+ * and leaves nothing open or allocated behind.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "registry.h"
+
+/* A table larger than this is a corrupt or foreign struct, not a newer one. */
+#define AH_TABLE_SIZE_MAX 4096u
+/* Bounds walks over {NULL}-terminated lists, so a missing terminator is an
+ * error message rather than a walk through the plugin's data segment. */
+#define AH_LIST_MAX 1024u
+#define AH_NAME_MAX 64u
+
+/* The smallest table that can hold anything: its size and one slot. */
+typedef struct min_table {
+    uint32_t struct_size;
+    ah_op_fn first;
+} min_table;
+#define AH_TABLE_SIZE_MIN (offsetof(min_table, first) + sizeof(ah_op_fn))
+
+/* Everything up to the last member that existed in ABI 1.0. */
+#define AH_DESC_SIZE_MIN                                                       \
+    (offsetof(ah_plugin_descriptor, subscriptions) + sizeof(const ah_subscription *))
+#define AH_DESC_ABI_END (offsetof(ah_plugin_descriptor, abi_minor) + sizeof(uint16_t))
+
+typedef struct table_info {
+    const char *name;
+    size_t offset;   /* of the table pointer in the descriptor */
+    size_t size;     /* sizeof the host's struct */
+    size_t nslots;
+    size_t slots[5]; /* offsets of its ah_op_fn members */
+} table_info;
+
+#define T(cap, type) #cap, offsetof(ah_plugin_descriptor, cap), sizeof(type)
+#define S(type, m) offsetof(type, m)
+static const table_info tables[] = {
+    {T(streaming, ah_streaming_ops), 3,
+     {S(ah_streaming_ops, jobs), S(ah_streaming_ops, applications),
+      S(ah_streaming_ops, candidates)}},
+    {T(applications, ah_applications_ops), 5,
+     {S(ah_applications_ops, move_to_stage), S(ah_applications_ops, reject),
+      S(ah_applications_ops, bulk_reject), S(ah_applications_ops, create),
+      S(ah_applications_ops, list_stages)}},
+    {T(dispositions, ah_dispositions_ops), 1, {S(ah_dispositions_ops, list)}},
+    {T(jobs, ah_jobs_ops), 5,
+     {S(ah_jobs_ops, get), S(ah_jobs_ops, get_enhanced), S(ah_jobs_ops, enhanced_batch),
+      S(ah_jobs_ops, create_posting), S(ah_jobs_ops, update_posting)}},
+    {T(candidates, ah_candidates_ops), 3,
+     {S(ah_candidates_ops, get), S(ah_candidates_ops, find), S(ah_candidates_ops, resume)}},
+    {T(notes, ah_notes_ops), 2,
+     {S(ah_notes_ops, add_to_application), S(ah_notes_ops, add_to_candidate)}},
+    {T(attachments, ah_attachments_ops), 2,
+     {S(ah_attachments_ops, add_to_application), S(ah_attachments_ops, add_to_candidate)}},
+    {T(custom_fields, ah_custom_fields_ops), 3,
+     {S(ah_custom_fields_ops, list), S(ah_custom_fields_ops, values),
+      S(ah_custom_fields_ops, update)}},
+    {T(statuses, ah_statuses_ops), 3,
+     {S(ah_statuses_ops, put), S(ah_statuses_ops, get), S(ah_statuses_ops, query)}},
+    {T(onboarding, ah_onboarding_ops), 5,
+     {S(ah_onboarding_ops, provision), S(ah_onboarding_ops, request),
+      S(ah_onboarding_ops, enable), S(ah_onboarding_ops, verify),
+      S(ah_onboarding_ops, disable)}},
+    {T(postings, ah_postings_ops), 4,
+     {S(ah_postings_ops, publish), S(ah_postings_ops, update), S(ah_postings_ops, link),
+      S(ah_postings_ops, list)}},
+};
+#undef T
+#undef S
+
+AH_PRINTF(4, 5)
+static int refuse(char *err, size_t errlen, const char *path, const char *fmt, ...)
+{
+    if (err == NULL || errlen == 0)
+        return -1;
+    int n = snprintf(err, errlen, "%s: ", path);
+    if (n < 0 || (size_t)n >= errlen)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int copy_fd(int in, int out)
+{
+    char buf[65536];
+    for (;;) {
+        ssize_t r = read(in, buf, sizeof(buf));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            return 0;
+        for (ssize_t off = 0; off < r;) {
+            ssize_t w = write(out, buf + off, (size_t)(r - off));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0)
+                return -1;
+            off += w;
+        }
+    }
+}
+
+/* dlopen() hands back the handle it already has for a path it has opened,
+ * so a second version of a loaded plugin must come from a file of its own. */
+static int private_copy(const char *path, char **out, char *err, size_t errlen)
+{
+    const char *dir = getenv("TMPDIR");
+    if (dir == NULL || dir[0] == '\0')
+        dir = "/tmp";
+    const char *base = strrchr(path, '/');
+    base = base != NULL ? base + 1 : path;
+    size_t blen = strlen(base);
+    if (blen > 3 && strcmp(base + blen - 3, ".so") == 0)
+        blen -= 3;
+    if (blen > 64)
+        blen = 64;
+    char *tmpl = NULL;
+    if (asprintf(&tmpl, "%s/atshub-%.*s-XXXXXX.so", dir, (int)blen, base) < 0)
+        return refuse(err, errlen, path, "cannot make a private copy: out of memory");
+    int in = open(path, O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+        int e = errno;
+        free(tmpl);
+        return refuse(err, errlen, path,
+                      "cannot open: %s (it is loaded already; a second version needs "
+                      "a private copy)", strerror(e));
+    }
+    int outfd = mkostemps(tmpl, 3, O_CLOEXEC);
+    if (outfd < 0) {
+        int e = errno;
+        close(in);
+        refuse(err, errlen, path, "cannot make a private copy in %s: %s", dir, strerror(e));
+        free(tmpl);
+        return -1;
+    }
+    int rc = copy_fd(in, outfd);
+    int e = errno;
+    close(in);
+    if (close(outfd) != 0 && rc == 0) {
+        rc = -1;
+        e = errno;
+    }
+    if (rc != 0) {
+        refuse(err, errlen, path, "cannot make a private copy %s: %s", tmpl, strerror(e));
+        unlink(tmpl);
+        free(tmpl);
+        return -1;
+    }
+    *out = tmpl;
+    return 0;
+}
+
+/* An opened, checked plugin file, not yet initialised. */
+typedef struct opened {
+    void *dl;
+    char *copy; /* the private copy dlopen()ed, or NULL */
+    const ah_plugin_descriptor *desc;
+} opened;
+
+static void opened_close(opened *o)
+{
+    if (o->dl != NULL)
+        dlclose(o->dl);
+    if (o->copy != NULL) {
+        unlink(o->copy);
+        free(o->copy);
+    }
+    o->dl = NULL;
+    o->copy = NULL;
+    o->desc = NULL;
+}
+
+static int open_file(const char *path, opened *o, char *err, size_t errlen)
+{
+    /* dlopen() searches the library path for a name without a slash; a
+     * configured plugin file is always a file, never a library name. */
+    char *dotslash = NULL;
+    const char *target = path;
+    if (strchr(path, '/') == NULL) {
+        if (asprintf(&dotslash, "./%s", path) < 0)
+            return refuse(err, errlen, path, "out of memory");
+        target = dotslash;
+    }
+    void *already = dlopen(target, RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
+    if (already != NULL) {
+        dlclose(already);
+        if (private_copy(target, &o->copy, err, errlen) != 0) {
+            free(dotslash);
+            return -1;
+        }
+        target = o->copy;
+    }
+    o->dl = dlopen(target, RTLD_NOW | RTLD_LOCAL);
+    free(dotslash);
+    if (o->dl == NULL) {
+        const char *e = dlerror();
+        refuse(err, errlen, path,
+               "cannot open: %s (check the path; use ldd(1) to find missing libraries)",
+               e != NULL ? e : "unknown error");
+        opened_close(o);
+        return -1;
+    }
+    return 0;
+}
+
+static int find_entry(const char *path, opened *o, ah_entry_fn *entry, char *err,
+                      size_t errlen)
+{
+    dlerror();
+    void *sym = dlsym(o->dl, AH_ENTRY_SYMBOL);
+    if (sym != NULL) {
+        *entry = (ah_entry_fn)sym;
+        return 0;
+    }
+    /* Tell a plugin built for another ABI from a file that is no plugin. */
+    for (int v = 0; v <= 9; v++) {
+        char name[32];
+        if (v == AH_ABI_MAJOR)
+            continue;
+        snprintf(name, sizeof(name), "atshub_plugin_entry_v%d", v);
+        if (dlsym(o->dl, name) != NULL)
+            return refuse(err, errlen, path,
+                          "built for ABI major %d (exports %s), this host speaks ABI %d.%d",
+                          v, name, AH_ABI_MAJOR, AH_ABI_MINOR);
+    }
+    return refuse(err, errlen, path,
+                  "no entry symbol %s: not an atshub plugin, or built without "
+                  "AH_PLUGIN_ENTRY",
+                  AH_ENTRY_SYMBOL);
+}
+
+static int check_abi(const char *path, const ah_plugin_descriptor *d, char *err,
+                     size_t errlen)
+{
+    if (d->struct_size < AH_DESC_ABI_END)
+        return refuse(err, errlen, path,
+                      "descriptor has struct_size %u; expected at least %zu (built "
+                      "against a different SDK?)",
+                      (unsigned)d->struct_size, AH_DESC_SIZE_MIN);
+    if (d->abi_major != AH_ABI_MAJOR)
+        return refuse(err, errlen, path, "built for ABI %u.%u, this host speaks ABI %d.%d",
+                      (unsigned)d->abi_major, (unsigned)d->abi_minor, AH_ABI_MAJOR,
+                      AH_ABI_MINOR);
+    if (d->abi_minor > AH_ABI_MINOR)
+        return refuse(err, errlen, path,
+                      "built for ABI %u.%u, this host speaks ABI %d.%d: upgrade atshub "
+                      "to load it",
+                      (unsigned)d->abi_major, (unsigned)d->abi_minor, AH_ABI_MAJOR,
+                      AH_ABI_MINOR);
+    if (d->struct_size < AH_DESC_SIZE_MIN)
+        return refuse(err, errlen, path,
+                      "descriptor has struct_size %u; expected at least %zu (built "
+                      "against a different SDK?)",
+                      (unsigned)d->struct_size, AH_DESC_SIZE_MIN);
+    return 0;
+}
+
+static int check_name(const char *path, const ah_plugin_descriptor *d, char *err,
+                      size_t errlen)
+{
+    if (d->name == NULL || d->name[0] == '\0')
+        return refuse(err, errlen, path, "descriptor has no name");
+    size_t len = strnlen(d->name, AH_NAME_MAX + 1);
+    if (len > AH_NAME_MAX)
+        return refuse(err, errlen, path, "plugin name is longer than %u bytes",
+                      AH_NAME_MAX);
+    for (size_t i = 0; i < len; i++) {
+        char c = d->name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
+            return refuse(err, errlen, path,
+                          "plugin name '%s' is not lower_snake_case ([a-z0-9_]+)", d->name);
+    }
+    if (d->version == NULL || d->version[0] == '\0')
+        return refuse(err, errlen, path, "plugin '%s' has no version", d->name);
+    return 0;
+}
+
+static int check_tables(const char *path, const ah_plugin_descriptor *d, char *err,
+                        size_t errlen)
+{
+    for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
+        const table_info *ti = &tables[i];
+        const unsigned char *t;
+        memcpy(&t, (const unsigned char *)d + ti->offset, sizeof(t));
+        if (t == NULL)
+            continue;
+        uint32_t size;
+        memcpy(&size, t, sizeof(size));
+        if (size < AH_TABLE_SIZE_MIN || size > AH_TABLE_SIZE_MAX)
+            return refuse(err, errlen, path,
+                          "table '%s' has struct_size %u; expected between %zu and %u "
+                          "(built against a different SDK?)",
+                          ti->name, (unsigned)size, AH_TABLE_SIZE_MIN, AH_TABLE_SIZE_MAX);
+        bool any = false;
+        for (size_t s = 0; s < ti->nslots && !any; s++) {
+            /* An older plugin's table ends early: its missing slots are NULL. */
+            if (ti->slots[s] + sizeof(ah_op_fn) > size)
+                break;
+            ah_op_fn fn;
+            memcpy(&fn, t + ti->slots[s], sizeof(fn));
+            any = fn != NULL;
+        }
+        if (!any)
+            return refuse(err, errlen, path,
+                          "table '%s' is present but has no operation (every slot is "
+                          "NULL; leave the table NULL instead)",
+                          ti->name);
+    }
+    return 0;
+}
+
+static int check_settings(const char *path, const ah_setting_spec *s, char *err,
+                          size_t errlen)
+{
+    if (s == NULL)
+        return 0;
+    for (size_t i = 0; i < AH_LIST_MAX; i++) {
+        if (s[i].key == NULL)
+            return 0;
+        if (s[i].key[0] == '\0')
+            return refuse(err, errlen, path, "setting #%zu has an empty key", i + 1);
+        int type = (int)s[i].type;
+        if (type < AH_SET_STRING || type > AH_SET_LIST)
+            return refuse(err, errlen, path, "setting '%s' has unknown type %d", s[i].key,
+                          type);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(s[j].key, s[i].key) == 0)
+                return refuse(err, errlen, path, "setting '%s' is declared twice",
+                              s[i].key);
+    }
+    return refuse(err, errlen, path,
+                  "settings list has more than %u entries (missing {NULL} terminator?)",
+                  AH_LIST_MAX);
+}
+
+static int check_routes(const char *path, const ah_route *r, char *err, size_t errlen)
+{
+    if (r == NULL)
+        return 0;
+    for (size_t i = 0; i < AH_LIST_MAX; i++) {
+        if (r[i].method == NULL)
+            return 0;
+        if (r[i].method[0] == '\0')
+            return refuse(err, errlen, path, "route #%zu has an empty method", i + 1);
+        if (r[i].path == NULL || r[i].path[0] != '/')
+            return refuse(err, errlen, path,
+                          "route %s %s: path must be absolute (start with '/')",
+                          r[i].method, r[i].path != NULL ? r[i].path : "(null)");
+        if (r[i].handler == NULL)
+            return refuse(err, errlen, path, "route %s %s has no handler", r[i].method,
+                          r[i].path);
+    }
+    return refuse(err, errlen, path,
+                  "route list has more than %u entries (missing {NULL} terminator?)",
+                  AH_LIST_MAX);
+}
+
+static int check_subscriptions(const char *path, const ah_subscription *s, char *err,
+                               size_t errlen)
+{
+    if (s == NULL)
+        return 0;
+    for (size_t i = 0; i < AH_LIST_MAX; i++) {
+        if (s[i].pattern == NULL)
+            return 0;
+        if (s[i].pattern[0] == '\0')
+            return refuse(err, errlen, path, "subscription #%zu has an empty pattern",
+                          i + 1);
+        if (s[i].handler == NULL)
+            return refuse(err, errlen, path, "subscription '%s' has no handler",
+                          s[i].pattern);
+    }
+    return refuse(err, errlen, path,
+                  "subscription list has more than %u entries (missing {NULL} "
+                  "terminator?)",
+                  AH_LIST_MAX);
+}
+
+static int check_descriptor(const char *path, const ah_plugin_descriptor *d, char *err,
+                            size_t errlen)
+{
+    if (check_abi(path, d, err, errlen) != 0 || check_name(path, d, err, errlen) != 0 ||
+        check_tables(path, d, err, errlen) != 0 ||
+        check_settings(path, d->settings, err, errlen) != 0 ||
+        check_routes(path, d->routes, err, errlen) != 0 ||
+        check_subscriptions(path, d->subscriptions, err, errlen) != 0)
+        return -1;
+    if (d->close != NULL && d->open == NULL)
+        return refuse(err, errlen, path,
+                      "plugin '%s' sets close but not open (close would have nothing "
+                      "to free)",
+                      d->name);
+    return 0;
+}
+
+/* Opens and checks `path`; on failure nothing stays open. */
+static int open_checked(const char *path, const ah_host_api *host, opened *o, char *err,
+                        size_t errlen)
+{
+    memset(o, 0, sizeof(*o));
+    if (path == NULL || host == NULL)
+        return refuse(err, errlen, path != NULL ? path : "(null)",
+                      "no path or no host API");
+    if (open_file(path, o, err, errlen) != 0)
+        return -1;
+    ah_entry_fn entry = NULL;
+    if (find_entry(path, o, &entry, err, errlen) != 0)
+        goto fail;
+    o->desc = entry(host);
+    if (o->desc == NULL) {
+        refuse(err, errlen, path, "entry function %s returned no descriptor",
+               AH_ENTRY_SYMBOL);
+        goto fail;
+    }
+    if (check_descriptor(path, o->desc, err, errlen) != 0)
+        goto fail;
+    return 0;
+fail:
+    opened_close(o);
+    return -1;
+}
+
+int ah_plugin_check(const char *path, const ah_host_api *host, char *err, size_t errlen)
+{
+    opened o;
+    if (open_checked(path, host, &o, err, errlen) != 0)
+        return -1;
+    opened_close(&o);
+    return 0;
+}
+
+static void gen_free_parts(ah_generation *g)
+{
+    free(g->name);
+    free(g->path);
+    free(g->loaded_path);
+    free(g);
+}
+
+ah_generation *ah_plugin_load_ctx(const char *path, const ah_host_api *host,
+                                  void *host_ctx, char *err, size_t errlen)
+{
+    opened o;
+    if (open_checked(path, host, &o, err, errlen) != 0)
+        return NULL;
+    /* Allocate before init, so that a successful init never needs undoing. */
+    ah_generation *g = calloc(1, sizeof(*g));
+    if (g == NULL || (g->name = strdup(o.desc->name)) == NULL ||
+        (g->path = strdup(path)) == NULL ||
+        (g->loaded_path = strdup(o.copy != NULL ? o.copy : path)) == NULL) {
+        refuse(err, errlen, path, "out of memory");
+        if (g != NULL)
+            gen_free_parts(g);
+        opened_close(&o);
+        return NULL;
+    }
+    if (o.desc->init != NULL) {
+        ah_call_ext ext;
+        memset(&ext, 0, sizeof(ext));
+        ext.call.struct_size = sizeof(ext.call);
+        ext.call.host = host;
+        ext.host_ctx = host_ctx;
+        void *state = NULL;
+        if (o.desc->init(&ext.call, &state) != AH_OK) {
+            refuse(err, errlen, path, "init failed: %s",
+                   ext.err_msg[0] != '\0' ? ext.err_msg
+                                          : "init returned an error without calling "
+                                            "host->fail()");
+            gen_free_parts(g);
+            opened_close(&o);
+            return NULL;
+        }
+        g->plugin_state = state;
+    }
+    g->dl = o.dl;
+    g->desc = o.desc;
+    atomic_init(&g->refs, 1);
+    atomic_init(&g->inflight, 0);
+    /* The copy's name now lives in g->loaded_path; release() unlinks it. */
+    free(o.copy);
+    return g;
+}
+
+ah_generation *ah_plugin_load(const char *path, const ah_host_api *host, char *err,
+                              size_t errlen)
+{
+    return ah_plugin_load_ctx(path, host, NULL, err, errlen);
+}

@@ -38,18 +38,25 @@ typedef struct ah_generation {
  * than the host's) before anything else, check that the tables carry sane
  * sizes and that required parts are present, then run init. Every failure
  * dlclose()s the handle and writes its own message into err:
- *   "PATH: cannot open: <dlerror> (check the path; use ldd(1) for missing libraries)"
- *   "PATH: no entry symbol atshub_plugin_entry_v1 (...)"
- *   "PATH: built for ABI 2.x, this host speaks ABI 1.0"
- *   "PATH: built for ABI 1.5, this host speaks ABI 1.0: upgrade the host"
- *   "PATH: descriptor has no name" / "...: table 'applications' has struct_size N, ..."
+ *   "PATH: cannot open: <dlerror> (check the path; use ldd(1) to find missing libraries)"
+ *   "PATH: no entry symbol atshub_plugin_entry_v1: not an atshub plugin, or ..."
+ *   "PATH: built for ABI major 2 (exports atshub_plugin_entry_v2), this host speaks ABI 1.0"
+ *   "PATH: built for ABI 2.0, this host speaks ABI 1.0"
+ *   "PATH: built for ABI 1.5, this host speaks ABI 1.0: upgrade atshub to load it"
+ *   "PATH: descriptor has no name" / "...: table 'applications' has struct_size N; ..."
+ *   "PATH: route POST /x has no handler" / "PATH: subscription 'e.x' has no handler"
  *   "PATH: init failed: <the plugin's message>"
+ * When the same file is already loaded in this process (dlopen would hand
+ * back the same handle), a private copy is made under $TMPDIR (or /tmp) and
+ * opened instead, so that two versions can be live side by side; the copy is
+ * unlinked when the generation is released.
  * `host` is the host API table handed to the plugin. Returns NULL on failure.
  * The generation starts with refs = 1 (the caller's).
  */
 ah_generation *ah_plugin_load(const char *path, const ah_host_api *host,
                               char *err, size_t errlen);
-/** Checks a file without running init (for `atshub plugin check`). */
+/** Checks a file without running init (for `atshub plugin check`): every
+ *  check of ah_plugin_load but init. Returns 0, or -1 with err filled. */
 int ah_plugin_check(const char *path, const ah_host_api *host, char *err, size_t errlen);
 
 ah_registry *ah_registry_new(const ah_host_api *host);
@@ -75,5 +82,35 @@ typedef void (*ah_generation_cb)(void *arg, const ah_generation *gen);
 /** Calls cb for each plugin's current generation, in name order. */
 void ah_registry_each(ah_registry *reg, ah_generation_cb cb, void *arg);
 size_t ah_registry_count(ah_registry *reg);
+
+/* ------------------------------------------------------------------------ */
+/* Appended: the host's call context                                        */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * The host's full call context. `call` is its first member, so a host API
+ * function that receives an ah_call * the host made can cast it to
+ * ah_call_ext * : host->fail(call, ...) records the failure in err_code,
+ * err_msg and err_status, and the rest of the host API finds its own state
+ * through host_ctx. Every ah_call the host (or the loader, for init) hands to
+ * a plugin must be the `call` member of one of these.
+ */
+typedef struct ah_call_ext {
+    ah_call call;
+    char err_code[64];  /* "" until fail() is called */
+    char err_msg[512];
+    int err_status;     /* the HTTP status fail() was given (0: derive) */
+    /** The host's own per-call pointer (the core, or the test's fake host);
+     *  the loader sets it from ah_plugin_load_ctx / ah_registry_new_ctx. */
+    void *host_ctx;
+} ah_call_ext;
+
+/** ah_plugin_load, with `host_ctx` stored in the ah_call_ext that init
+ *  receives (ah_plugin_load passes NULL). */
+ah_generation *ah_plugin_load_ctx(const char *path, const ah_host_api *host,
+                                  void *host_ctx, char *err, size_t errlen);
+
+/** ah_registry_new, with the host_ctx every load passes to init. */
+ah_registry *ah_registry_new_ctx(const ah_host_api *host, void *host_ctx);
 
 #endif
