@@ -461,18 +461,69 @@ static int connection_set(cli *c, ah_core *core, const ah_connection_row *row)
     return rc;
 }
 
+/* Regenerates one GENERATED setting and prints the new value once. */
+static int connection_rotate(cli *c, ah_core *core, const ah_connection_row *row, const char *key)
+{
+    ah_generation *gen;
+    const ah_setting_spec *spec = plugin_settings(core, row->plugin, &gen);
+    if (gen == NULL)
+        return fail(c, "not_found", "plugin '%s' is not loaded", row->plugin);
+    const ah_setting_spec *sp = spec;
+    while (sp != NULL && sp->key != NULL && strcmp(sp->key, key) != 0)
+        sp++;
+    int rc = 0;
+    if (sp == NULL || sp->key == NULL || !(sp->flags & AH_SETTING_GENERATED)) {
+        rc = fail(c, "invalid_settings", "'%s' is not a generated secret of plugin '%s'", key, row->plugin);
+        ah_generation_release(gen);
+        return rc;
+    }
+    cJSON *existing = cJSON_Parse(row->settings ? row->settings : "{}");
+    cJSON_DeleteItemFromObjectCaseSensitive(existing, key);
+    cJSON *generated = cJSON_CreateObject(), *none = cJSON_CreateObject();
+    char err[512], *text = NULL;
+    /* "creating" regenerates whatever generated setting is absent: only the
+     * one removed above. */
+    if (ah_settings_build(core, spec, row->plugin, existing, none, true, generated, &text, err,
+                          sizeof err) != 0)
+        rc = fail(c, "invalid_settings", "%s", err);
+    else if (core->store->ops->connection_update(core->store, row->id, text) != 0)
+        rc = fail(c, "store_error", "cannot update connection '%s'", row->name);
+    else if (c->json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "tenant", row->tenant);
+        cJSON_AddStringToObject(o, "connection", row->name);
+        const cJSON *g;
+        cJSON_ArrayForEach(g, generated)
+            cJSON_AddStringToObject(o, g->string, g->valuestring);
+        print_json(o);
+        cJSON_Delete(o);
+    } else {
+        const cJSON *g;
+        cJSON_ArrayForEach(g, generated)
+            printf("%s: %s\n", g->string, g->valuestring);
+        fprintf(stderr, "The new value is shown once: store it now. The old one no longer works.\n");
+    }
+    free(text);
+    cJSON_Delete(existing);
+    cJSON_Delete(generated);
+    cJSON_Delete(none);
+    ah_generation_release(gen);
+    return rc;
+}
+
 static int cmd_connection(cli *c)
 {
     static const char *const usage =
         "usage: atshub connection add TENANT PLUGIN NAME [--set KEY=VALUE]... | list [TENANT] |\n"
-        "       set TENANT NAME KEY=VALUE... | enable TENANT NAME | disable TENANT NAME | remove TENANT NAME";
+        "       set TENANT NAME KEY=VALUE... | rotate TENANT NAME KEY | enable TENANT NAME |\n"
+        "       disable TENANT NAME | remove TENANT NAME";
     if (c->argc < 1) {
         usage_error("%s", usage);
         return EXIT_USAGE;
     }
     const char *sub = c->argv[0];
     bool ok = (strcmp(sub, "add") == 0 && c->argc == 4) || (strcmp(sub, "list") == 0 && c->argc <= 2) ||
-              (strcmp(sub, "set") == 0 && c->argc >= 4) ||
+              (strcmp(sub, "set") == 0 && c->argc >= 4) || (strcmp(sub, "rotate") == 0 && c->argc == 4) ||
               ((strcmp(sub, "enable") == 0 || strcmp(sub, "disable") == 0 ||
                 strcmp(sub, "remove") == 0) && c->argc == 3);
     if (!ok) {
@@ -487,7 +538,7 @@ static int cmd_connection(cli *c)
         usage_error("--set goes with 'connection add'; use 'connection set TENANT NAME KEY=VALUE'");
         return EXIT_USAGE;
     }
-    bool needs_plugins = strcmp(sub, "add") == 0 || strcmp(sub, "set") == 0;
+    bool needs_plugins = strcmp(sub, "add") == 0 || strcmp(sub, "set") == 0 || strcmp(sub, "rotate") == 0;
     ah_core *core = open_core(c, needs_plugins, false);
     if (core == NULL)
         return 1;
@@ -521,6 +572,8 @@ static int cmd_connection(cli *c)
             rc = fail(c, "not_found", "tenant '%s' has no connection '%s'", c->argv[1], c->argv[2]);
         } else if (strcmp(sub, "set") == 0) {
             rc = connection_set(c, core, &row);
+        } else if (strcmp(sub, "rotate") == 0) {
+            rc = connection_rotate(c, core, &row, c->argv[3]);
         } else if (strcmp(sub, "remove") == 0) {
             if (s->ops->connection_remove(s, row.id) != 0)
                 rc = fail(c, "store_error", "cannot remove connection '%s'", row.name);
@@ -671,10 +724,11 @@ static const cmd commands[] = {
     {"connection", cmd_connection,
      "atshub connection add TENANT PLUGIN NAME [--set KEY=VALUE]...\n"
      "       atshub connection list [TENANT] | set TENANT NAME KEY=VALUE... |\n"
-     "       enable TENANT NAME | disable TENANT NAME | remove TENANT NAME",
+     "       rotate TENANT NAME KEY | enable TENANT NAME | disable TENANT NAME | remove TENANT NAME",
      "Manages connections (one provider enabled for one tenant). Settings are checked\n"
      "against the plugin's settings table (atshub plugins --settings PLUGIN); secrets are\n"
-     "encrypted at rest and never printed; generated secrets are printed once.\n"
+     "encrypted at rest and never printed; generated secrets are printed once, and\n"
+     "'rotate' replaces one with a new value (printed once).\n"
      "A running daemon applies changes within a second."},
     {"call", cmd_call, "atshub call TENANT CONNECTION TOPIC [JSON]",
      "Sends one bus request to a connection's plugin and prints the reply.\n"

@@ -438,7 +438,7 @@ ah_conn *ah_conns_by_secret(ah_core *core, const char *plugin, const char *key,
     snapshot *s = cs->snap;
     secret_ent *e = s->ns ? bsearch(&probe, s->secrets, s->ns, sizeof(secret_ent), cmp_secret)
                           : NULL;
-    if (e != NULL && ah_ct_streq(e->hash, hash))
+    if (e != NULL && ah_ct_streq(e->hash, hash) && e->conn->enabled)
         found = conn_ref(e->conn);
     pthread_rwlock_unlock(&cs->lock);
     return found;

@@ -297,6 +297,121 @@ static ah_call *host_conn_by_secret(ah_call *route_call, const char *key, const 
     return &x->ext.call;
 }
 
+/* --- records ------------------------------------------------------------- */
+
+static cJSON *record_json(const ah_record_row *r)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return NULL;
+    cJSON_AddStringToObject(o, "id", r->id);
+    cJSON_AddStringToObject(o, "type", r->type);
+    cJSON_AddStringToObject(o, "remote_id", r->remote_id);
+    if (r->updated_at != NULL)
+        cJSON_AddStringToObject(o, "updated_at", r->updated_at);
+    else
+        cJSON_AddNullToObject(o, "updated_at");
+    cJSON *raw = r->raw != NULL ? cJSON_Parse(r->raw) : NULL;
+    cJSON *fields = r->fields != NULL ? cJSON_Parse(r->fields) : NULL;
+    cJSON_AddItemToObject(o, "raw", raw != NULL ? raw : cJSON_CreateNull());
+    cJSON_AddItemToObject(o, "fields", fields != NULL ? fields : cJSON_CreateObject());
+    if (r->created_at != NULL)
+        cJSON_AddStringToObject(o, "created_at", r->created_at);
+    if (r->stored_at != NULL)
+        cJSON_AddStringToObject(o, "stored_at", r->stored_at);
+    return o;
+}
+
+static ah_result host_record_put(ah_call *call, const ah_record *rec, char *id_out, size_t id_len,
+                                 int *changed_out)
+{
+    ah_core *core = core_of(call);
+    if (call->conn == NULL)
+        return host_fail(call, AH_E_INTERNAL, 500, "record_put needs a connection");
+    if (rec == NULL || rec->type == NULL || rec->remote_id == NULL || *rec->remote_id == '\0')
+        return host_fail(call, AH_E_PLUGIN, 500, "record_put: type and remote_id are required");
+    char *raw = rec->raw != NULL ? cJSON_PrintUnformatted(rec->raw) : strdup("null");
+    char *fields = rec->fields != NULL ? cJSON_PrintUnformatted(rec->fields) : strdup("{}");
+    ah_record_in in = {rec->type, rec->remote_id, rec->updated_at, raw, fields};
+    ah_upsert_result res = AH_REC_UNCHANGED;
+    char *id = NULL;
+    int rc = raw != NULL && fields != NULL
+                 ? core->store->ops->records_upsert(core->store, call->conn->id, &in, 1, NULL, NULL,
+                                                    &res, &id)
+                 : -1;
+    free(raw);
+    free(fields);
+    if (rc != 0) {
+        free(id);
+        return host_fail(call, "store_unavailable", 500, "the store could not save the record");
+    }
+    if (id_out != NULL && id_len > 0)
+        snprintf(id_out, id_len, "%s", id != NULL ? id : "");
+    if (changed_out != NULL)
+        *changed_out = (int)res;
+    free(id);
+    return AH_OK;
+}
+
+static cJSON *host_record_get(ah_call *call, const char *type, const char *remote_id)
+{
+    ah_core *core = core_of(call);
+    if (call->conn == NULL || type == NULL || remote_id == NULL)
+        return NULL;
+    ah_record_row row;
+    memset(&row, 0, sizeof row);
+    if (core->store->ops->record_get(core->store, call->conn->id, type, remote_id, &row) != 0)
+        return NULL;
+    cJSON *o = record_json(&row);
+    ah_record_row_free(&row);
+    return o;
+}
+
+static void collect_record(void *arg, const ah_record_row *row)
+{
+    cJSON *o = record_json(row);
+    if (o != NULL)
+        cJSON_AddItemToArray(arg, o);
+}
+
+static cJSON *host_record_find(ah_call *call, const char *type, const char *field,
+                               const char *value, int nocase, int limit)
+{
+    ah_core *core = core_of(call);
+    if (call->conn == NULL || type == NULL || field == NULL || value == NULL)
+        return NULL;
+    cJSON *list = cJSON_CreateArray();
+    ah_record_query q = {
+        .tenant_id = call->conn->tenant_id,
+        .type = type,
+        .limit = limit < 1 ? 1 : (limit > 1000 ? 1000 : limit),
+        .field_key = field,
+        .field_value = value,
+        .field_nocase = nocase != 0,
+    };
+    if (list == NULL || core->store->ops->record_query(core->store, &q, collect_record, list) != 0) {
+        cJSON_Delete(list);
+        return NULL;
+    }
+    return list;
+}
+
+static ah_result host_sequence_next(ah_call *call, const char *name, int64_t *out)
+{
+    ah_core *core = core_of(call);
+    if (call->conn == NULL || name == NULL)
+        return host_fail(call, AH_E_INTERNAL, 500, "sequence_next needs a connection");
+    if (core->store->ops->sequence_next(core->store, call->conn->tenant_id, name, out) != 0)
+        return host_fail(call, "store_unavailable", 500, "the store could not allocate from '%s'", name);
+    return AH_OK;
+}
+
+static ah_result host_store_ping(ah_call *call)
+{
+    ah_core *core = core_of(call);
+    return core->store->ops->ping(core->store) == 0 ? AH_OK : AH_ERR;
+}
+
 void ah_host_api_init(ah_host_api *api)
 {
     *api = (ah_host_api){
@@ -324,5 +439,10 @@ void ah_host_api_init(ah_host_api *api)
         .http_body = host_http_body,
         .http_respond_json = host_http_respond_json,
         .conn_by_secret = host_conn_by_secret,
+        .record_put = host_record_put,
+        .record_get = host_record_get,
+        .record_find = host_record_find,
+        .sequence_next = host_sequence_next,
+        .store_ping = host_store_ping,
     };
 }

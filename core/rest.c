@@ -56,6 +56,71 @@ static void rest_plugins(void *arg, ah_http_exchange *ex)
     ah_ex_respond_json(ex, 200, o);
 }
 
+static void log_entry_json(void *arg, const ah_log_entry *e)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "id", (double)e->id);
+    cJSON_AddStringToObject(o, "at", e->at ? e->at : "");
+    cJSON_AddStringToObject(o, "source", e->source ? e->source : "");
+    if (e->plugin)
+        cJSON_AddStringToObject(o, "plugin", e->plugin);
+    cJSON_AddStringToObject(o, "action", e->action ? e->action : "");
+    if (e->method)
+        cJSON_AddStringToObject(o, "method", e->method);
+    if (e->path)
+        cJSON_AddStringToObject(o, "path", e->path);
+    cJSON_AddNumberToObject(o, "status", e->status);
+    cJSON_AddNumberToObject(o, "processing_time", e->duration_s);
+    if (e->body)
+        cJSON_AddStringToObject(o, "body", e->body);
+    cJSON_AddItemToArray(arg, o);
+}
+
+/* GET /v1/log?source=&action=&status=&since=&until=&limit=: the calling
+ * tenant's integration log, newest first. */
+static void rest_log(void *arg, ah_http_exchange *ex)
+{
+    ah_core *core = arg;
+    char tenant[128];
+    if (rest_tenant(core, ex, tenant, sizeof tenant) < 0)
+        return;
+    ah_log_filter f = {
+        .tenant = tenant,
+        .source = ah_ex_query(ex, "source"),
+        .action = ah_ex_query(ex, "action"),
+        .since = ah_ex_query(ex, "since"),
+        .until = ah_ex_query(ex, "until"),
+        .limit = 100,
+    };
+    const char *st = ah_ex_query(ex, "status"), *lim = ah_ex_query(ex, "limit");
+    char *end;
+    if (st != NULL) {
+        long v = strtol(st, &end, 10);
+        if (*st == '\0' || *end != '\0' || v < 100 || v > 599) {
+            ah_ex_error(ex, 400, AH_E_INVALID, "status must be an HTTP status code");
+            return;
+        }
+        f.status = (int)v;
+    }
+    if (lim != NULL) {
+        long v = strtol(lim, &end, 10);
+        if (*lim == '\0' || *end != '\0' || v < 1 || v > 1000) {
+            ah_ex_error(ex, 400, AH_E_INVALID, "limit must be between 1 and 1000");
+            return;
+        }
+        f.limit = (int)v;
+    }
+    cJSON *list = cJSON_CreateArray();
+    if (core->store->ops->log_query(core->store, &f, log_entry_json, list) != 0) {
+        cJSON_Delete(list);
+        ah_ex_error(ex, 500, AH_E_INTERNAL, "cannot read the integration log");
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "data", list);
+    ah_ex_respond_json(ex, 200, o);
+}
+
 /* POST /v1/bus/{topic}: one bus request to the connection named by the
  * X-Connection header, body as the request body. */
 static void rest_bus(void *arg, ah_http_exchange *ex)
@@ -270,6 +335,7 @@ int ah_rest_register(ah_core *core)
     ah_httpd *h = core->httpd;
     if (ah_httpd_route(h, "GET", "/v1/health", 0, rest_health, core) != 0 ||
         ah_httpd_route(h, "GET", "/v1/plugins", 0, rest_plugins, core) != 0 ||
+        ah_httpd_route(h, "GET", "/v1/log", 0, rest_log, core) != 0 ||
         ah_httpd_route(h, "POST", "/v1/bus/", AH_HTTPD_PREFIX, rest_bus, core) != 0)
         return -1;
     route_walk w = {core, 0};

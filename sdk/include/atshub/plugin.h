@@ -531,6 +531,31 @@ struct ah_host_api {
      *  is the handler's own call. */
     ah_call *(*conn_by_secret)(ah_call *route_call, const char *key,
                                const char *presented);
+
+    /* --- the unified record store (for plugins whose provider pushes
+     *     records to atshub instead of being streamed) --------------------- */
+    /** Inserts or updates one record of the call's connection, keyed by
+     *  (type, remote_id). Copies the record. When id_out is not NULL it
+     *  receives the stable atshub id (at least 64 bytes). *changed_out (may
+     *  be NULL) is 0 unchanged, 1 created, 2 updated. */
+    ah_result (*record_put)(ah_call *call, const ah_record *rec, char *id_out,
+                            size_t id_len, int *changed_out);
+    /** The record of the call's connection with that type and remote id, as
+     *  {"id","type","remote_id","updated_at","raw","fields","created_at"}
+     *  (transferred), or NULL when there is none. */
+    cJSON *(*record_get)(ah_call *call, const char *type, const char *remote_id);
+    /** Records of the call's TENANT (all its connections) of `type` whose
+     *  normalised field `field` equals `value` (trimmed and
+     *  case-insensitive when nocase), at most `limit` (1..1000), as an
+     *  array of the objects record_get returns (transferred). NULL on
+     *  error. */
+    cJSON *(*record_find)(ah_call *call, const char *type, const char *field,
+                          const char *value, int nocase, int limit);
+    /** Next value (1, 2, ...) of the named per-tenant sequence; atomic
+     *  across threads and processes sharing the store. */
+    ah_result (*sequence_next)(ah_call *call, const char *name, int64_t *out);
+    /** AH_OK when the store answers (health checks). */
+    ah_result (*store_ping)(ah_call *call);
 };
 
 #ifdef __cplusplus

@@ -1,0 +1,360 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The atshub command line, run as a child process the way operators run
+ * it: exit codes, --json output, tenants, connections, calls, plugin
+ * listing and checks, a daemon that picks up CLI changes, and the template
+ * plugin built out of the tree against sdk/include alone.
+ */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "support/harness.h"
+
+typedef struct env {
+    char *dir;
+    char *ini;
+    char atshub[512];
+} env;
+
+static void env_setup(env *e, const char *extra)
+{
+    e->dir = ah_t_tmpdir();
+    ck_assert_ptr_nonnull(e->dir);
+    e->ini = ah_t_write_ini(e->dir, extra);
+    ck_assert_ptr_nonnull(e->ini);
+    snprintf(e->atshub, sizeof e->atshub, "%s/atshub", ah_t_env("AH_BUILD_DIR"));
+}
+
+static void env_teardown(env *e)
+{
+    ah_t_rmrf(e->dir);
+    free(e->dir);
+    free(e->ini);
+}
+
+/* Runs atshub -c INI ARGS...; returns the exit code. */
+static int run(env *e, char **out, char **err, const char *const *args)
+{
+    const char *argv[24] = {e->atshub, "-c", e->ini};
+    int n = 3;
+    for (size_t i = 0; args[i] != NULL && n < 23; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    return ah_t_run(argv, NULL, out, err);
+}
+
+#define RUN(e, out, err, ...) run(e, out, err, (const char *const[]){__VA_ARGS__, NULL})
+
+static char *add_tenant(env *e, const char *name)
+{
+    char *out, *err;
+    ck_assert_int_eq(RUN(e, &out, &err, "--json", "tenant", "add", name), 0);
+    cJSON *j = cJSON_Parse(out);
+    ck_assert_msg(j != NULL, "not JSON: %s", out);
+    const cJSON *k = cJSON_GetObjectItem(j, "api_key");
+    ck_assert(cJSON_IsString(k));
+    ck_assert_int_eq(strncmp(k->valuestring, "ahk_", 4), 0);
+    char *key = strdup(k->valuestring);
+    cJSON_Delete(j);
+    free(out);
+    free(err);
+    return key;
+}
+
+START_TEST(test_usage_and_help)
+{
+    env e;
+    env_setup(&e, NULL);
+    char *out, *err;
+    ck_assert_int_eq(RUN(&e, &out, &err, "--help"), 0);
+    ck_assert_ptr_nonnull(strstr(out, "atshub connection add"));
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "tenant", "--help"), 0);
+    ck_assert_ptr_nonnull(strstr(out, "usage: atshub tenant"));
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "frobnicate"), 2);
+    ck_assert_ptr_nonnull(strstr(err, "no command 'frobnicate'"));
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "tenant"), 2);
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "call", "acme"), 2);
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "call", "acme", "main", "no.such.topic"), 2);
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "tenant", "add", "bad name!"), 2);
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "--bogus-option"), 2);
+    free(out), free(err);
+    env_teardown(&e);
+}
+END_TEST
+
+START_TEST(test_config_error_names_file_and_line)
+{
+    env e;
+    env_setup(&e, NULL);
+    ck_assert_int_eq(ah_t_write_file(e.ini, "[core]\nworkers = many\n"), 0);
+    char *out, *err;
+    ck_assert_int_eq(RUN(&e, &out, &err, "tenant", "list"), 1);
+    char want[600];
+    snprintf(want, sizeof want, "%s:2:", e.ini);
+    ck_assert_msg(strstr(err, want) != NULL, "stderr: %s", err);
+    free(out), free(err);
+    /* --json: the error is the one JSON document on stdout. */
+    ck_assert_int_eq(RUN(&e, &out, &err, "--json", "tenant", "list"), 1);
+    cJSON *j = cJSON_Parse(out);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "code")->valuestring,
+                     "config_error");
+    cJSON_Delete(j);
+    free(out), free(err);
+    env_teardown(&e);
+}
+END_TEST
+
+START_TEST(test_tenants)
+{
+    env e;
+    env_setup(&e, NULL);
+    char *key = add_tenant(&e, "acme");
+    char *out, *err;
+    ck_assert_int_eq(RUN(&e, &out, &err, "tenant", "add", "acme"), 1);
+    ck_assert_ptr_nonnull(strstr(err, "already exists"));
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "--json", "tenant", "list"), 0);
+    ck_assert_ptr_nonnull(strstr(out, "\"acme\""));
+    ck_assert_ptr_null(strstr(out, key)); /* the key is printed once only */
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "tenant", "remove", "acme"), 0);
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "tenant", "remove", "acme"), 1);
+    free(out), free(err);
+    free(key);
+    env_teardown(&e);
+}
+END_TEST
+
+START_TEST(test_connections_and_call)
+{
+    env e;
+    env_setup(&e, NULL);
+    free(add_tenant(&e, "acme"));
+    char *out, *err;
+    ck_assert_int_eq(RUN(&e, &out, &err, "connection", "add", "acme", "template", "main",
+                         "--set", "greeting=howdy", "--set=api_key=VERY-SECRET-123"), 0);
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "connection", "add", "acme", "template", "x", "--set",
+                         "colour=blue"), 1);
+    ck_assert_ptr_nonnull(strstr(err, "no setting 'colour'"));
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "connection", "add", "nobody", "template", "x"), 1);
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "--json", "connection", "list"), 0);
+    ck_assert_ptr_nonnull(strstr(out, "howdy"));
+    ck_assert_ptr_null(strstr(out, "VERY-SECRET-123"));
+    free(out), free(err);
+
+    ck_assert_int_eq(RUN(&e, &out, &err, "--json", "call", "acme", "main", "jobs.get",
+                         "{\"job_id\":\"J9\"}"), 0);
+    cJSON *j = cJSON_Parse(out);
+    ck_assert_msg(j != NULL, "%s", out);
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "greeting")->valuestring, "howdy");
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "job_id")->valuestring, "J9");
+    cJSON_Delete(j);
+    free(out), free(err);
+
+    ck_assert_int_eq(RUN(&e, &out, &err, "--json", "call", "acme", "main", "applications.reject"), 1);
+    ck_assert_ptr_nonnull(strstr(out, "unsupported_capability"));
+    free(out), free(err);
+
+    ck_assert_int_eq(RUN(&e, &out, &err, "connection", "set", "acme", "main", "greeting=hey"), 0);
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "--json", "call", "acme", "main", "jobs.get",
+                         "{\"job_id\":\"1\"}"), 0);
+    ck_assert_ptr_nonnull(strstr(out, "\"hey\""));
+    free(out), free(err);
+
+    ck_assert_int_eq(RUN(&e, &out, &err, "connection", "disable", "acme", "main"), 0);
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "call", "acme", "main", "jobs.get", "{\"job_id\":\"1\"}"), 1);
+    ck_assert_ptr_nonnull(strstr(err, "connection_disabled"));
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "connection", "enable", "acme", "main"), 0);
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "call", "acme", "main", "jobs.get", "{\"job_id\":\"1\"}"), 0);
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "connection", "remove", "acme", "main"), 0);
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "call", "acme", "main", "jobs.get", "{\"job_id\":\"1\"}"), 1);
+    free(out), free(err);
+    env_teardown(&e);
+}
+END_TEST
+
+START_TEST(test_plugins_listing)
+{
+    env e;
+    env_setup(&e, NULL);
+    char *out, *err;
+    ck_assert_int_eq(RUN(&e, &out, &err, "plugins"), 0);
+    ck_assert_ptr_nonnull(strstr(out, "template"));
+    ck_assert_ptr_nonnull(strstr(out, "COVERAGE"));
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "--json", "plugins"), 0);
+    cJSON *j = cJSON_Parse(out);
+    ck_assert_ptr_nonnull(j);
+    const cJSON *p = cJSON_GetArrayItem(j, 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(p, "name")->valuestring, "template");
+    ck_assert_str_eq(cJSON_GetObjectItem(p, "abi")->valuestring, "1.0");
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(p, "coverage"), "jobs")->valuestring, "1/5");
+    cJSON_Delete(j);
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "plugins", "--settings", "template"), 0);
+    ck_assert_ptr_nonnull(strstr(out, "greeting"));
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "plugins", "--settings", "nope"), 1);
+    free(out), free(err);
+    env_teardown(&e);
+}
+END_TEST
+
+START_TEST(test_plugin_check_and_broken_plugins)
+{
+    env e;
+    char extra[1024];
+    snprintf(extra, sizeof extra, "broken = %s/init_fails.so\n", ah_t_env("AH_FIXTURE_DIR"));
+    env_setup(&e, extra);
+    char *out, *err, path[600];
+    ck_assert_int_eq(RUN(&e, &out, &err, "plugins"), 1);
+    ck_assert_msg(strstr(err, "init failed") != NULL, "%s", err);
+    free(out), free(err);
+    snprintf(path, sizeof path, "%s/template.so", ah_t_env("AH_PLUGIN_DIR"));
+    ck_assert_int_eq(RUN(&e, &out, &err, "plugin", "check", path), 0);
+    free(out), free(err);
+    snprintf(path, sizeof path, "%s/abi_major.so", ah_t_env("AH_FIXTURE_DIR"));
+    ck_assert_int_eq(RUN(&e, &out, &err, "plugin", "check", path), 1);
+    ck_assert_msg(strstr(err, "ABI") != NULL, "%s", err);
+    free(out), free(err);
+    env_teardown(&e);
+}
+END_TEST
+
+/* The template built out of the tree with nothing but sdk/include. */
+START_TEST(test_template_out_of_tree)
+{
+    env e;
+    env_setup(&e, NULL);
+    char cmd[4096];
+    const char *src = ah_t_env("AH_SOURCE_DIR");
+    snprintf(cmd, sizeof cmd,
+             "cp -r '%s/sdk/template' '%s/tpl' && cp -r '%s/sdk/include' '%s/sdkinc' && "
+             "env -u CFLAGS -u LDFLAGS cmake -S '%s/tpl' -B '%s/tplbuild' "
+             "-DATSHUB_SDK_INCLUDE_DIR='%s/sdkinc' >'%s/cmake.log' 2>&1 && "
+             "cmake --build '%s/tplbuild' >>'%s/cmake.log' 2>&1",
+             src, e.dir, src, e.dir, e.dir, e.dir, e.dir, e.dir, e.dir, e.dir);
+    ck_assert_msg(system(cmd) == 0, "out-of-tree build failed, see %s/cmake.log", e.dir);
+    char ini[2048];
+    snprintf(ini, sizeof ini,
+             "[core]\nkey_file = host.key\n[http]\nlisten = 127.0.0.1:0\n[store]\nurl = sqlite:a.db\n"
+             "[plugins]\ntemplate = tplbuild/template.so\n");
+    ck_assert_int_eq(ah_t_write_file(e.ini, ini), 0);
+    free(add_tenant(&e, "acme"));
+    char *out, *err;
+    ck_assert_int_eq(RUN(&e, &out, &err, "connection", "add", "acme", "template", "main"), 0);
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "--json", "call", "acme", "main", "jobs.get",
+                         "{\"job_id\":\"OOT-1\"}"), 0);
+    ck_assert_msg(strstr(out, "\"job_id\":\"OOT-1\"") != NULL, "%s", out);
+    free(out), free(err);
+    /* Only the entry symbol is exported. */
+    snprintf(cmd, sizeof cmd,
+             "test \"$(nm -D --defined-only '%s/tplbuild/template.so' | awk '$2 ~ /[TD]/ {print $3}' "
+             "| grep -v '^_' | tr '\\n' ' ')\" = 'atshub_plugin_entry_v1 '", e.dir);
+    ck_assert_msg(system(cmd) == 0, "the template exports more than its entry symbol");
+    env_teardown(&e);
+}
+END_TEST
+
+/* `atshub serve` as operators run it: picks up CLI changes without a
+ * restart and stops cleanly on SIGTERM. */
+START_TEST(test_serve_daemon)
+{
+    env e;
+    env_setup(&e, NULL);
+    /* The "listening on" line is logged at info. */
+    char *text = ah_t_read_file(e.ini, NULL);
+    ck_assert_ptr_nonnull(text);
+    char *lvl = strstr(text, "log_level = warn");
+    ck_assert_ptr_nonnull(lvl);
+    memcpy(lvl, "log_level = info", 16);
+    ck_assert_int_eq(ah_t_write_file(e.ini, text), 0);
+    free(text);
+    const char *argv[] = {e.atshub, "serve", "-c", e.ini, NULL};
+    const char *envv[] = {"ATSHUB_LISTEN=127.0.0.1:0", NULL};
+    int errfd;
+    pid_t pid = ah_t_spawn(argv, envv, &errfd);
+    ck_assert_int_gt(pid, 0);
+    char *line = ah_t_wait_line(errfd, "listening on", 30);
+    ck_assert_msg(line != NULL, "the daemon did not start");
+    const char *p = strstr(line, "127.0.0.1:");
+    ck_assert_ptr_nonnull(p);
+    int port = atoi(p + strlen("127.0.0.1:"));
+    free(line);
+    ck_assert_int_gt(port, 0);
+    char url[256], *body;
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/health", port);
+    ck_assert_int_eq(ah_t_http("GET", url, NULL, NULL, &body), 200);
+    free(body);
+
+    /* A tenant added by the CLI works against the running daemon. */
+    char *key = add_tenant(&e, "acme");
+    char auth[128];
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
+    const char *h[] = {auth, NULL};
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/plugins", port);
+    long status = 0;
+    for (int i = 0; i < 100 && status != 200; i++) {
+        status = ah_t_http("GET", url, h, NULL, &body);
+        free(body);
+        if (status != 200)
+            usleep(100 * 1000);
+    }
+    ck_assert_int_eq(status, 200);
+    free(key);
+    ck_assert_int_eq(ah_t_stop(pid, SIGTERM), 0);
+    close(errfd);
+    env_teardown(&e);
+}
+END_TEST
+
+static Suite *cli_suite(void)
+{
+    Suite *s = suite_create("cli");
+    TCase *tc = tcase_create("cli");
+    tcase_set_timeout(tc, 240);
+    tcase_add_test(tc, test_usage_and_help);
+    tcase_add_test(tc, test_config_error_names_file_and_line);
+    tcase_add_test(tc, test_tenants);
+    tcase_add_test(tc, test_connections_and_call);
+    tcase_add_test(tc, test_plugins_listing);
+    tcase_add_test(tc, test_plugin_check_and_broken_plugins);
+    tcase_add_test(tc, test_template_out_of_tree);
+    tcase_add_test(tc, test_serve_daemon);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(cli_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
