@@ -1,1 +1,1103 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include "httpd.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <microhttpd.h>
+
+#define AH_HTTPD_MAX_PATH 2048
+#define AH_HTTPD_DEFAULT_MAX_BODY ((size_t)1 << 20)
+/* Past the limit a chunked body is drained (so that the client reads the 413)
+ * only up to this many more bytes; beyond it the connection is dropped. */
+#define AH_HTTPD_DRAIN_MAX ((size_t)1 << 20)
+#define AH_HTTPD_CONN_TIMEOUT_S 60u
+#define AH_HTTPD_INITIAL_BUCKETS 64u
+
+typedef struct ah_route {
+    struct ah_route *next; /* hash chain, or the retired list */
+    uint64_t hash;
+    unsigned flags;
+    ah_http_handler fn;
+    void *arg;
+    /* Handlers run outside the table lock; these let unroute wait for the
+     * calls still running on a removed route. */
+    atomic_int inflight;
+    atomic_bool removed;
+    size_t pathlen;
+    const char *method;
+    const char *path;
+    char mem[];
+} ah_route;
+
+typedef struct ah_hdr {
+    struct ah_hdr *next;
+    char *name;
+    char *value;
+} ah_hdr;
+
+struct ah_httpd {
+    char *host;
+    uint16_t port;
+    uint16_t bound_port;
+    size_t max_body;
+    int threads;
+    char *tls_cert;
+    char *tls_key;
+    void (*on_done)(void *arg, const ah_http_exchange *ex);
+    void *on_done_arg;
+    struct MHD_Daemon *daemon;
+
+    pthread_rwlock_t lock; /* guards the route table below */
+    ah_route **buckets;    /* exact routes, hashed by path */
+    size_t nbuckets;       /* power of two */
+    size_t nexact;
+    ah_route **prefixes; /* prefix routes, longest first */
+    size_t nprefix;
+    size_t prefix_cap;
+    ah_route *retired; /* replaced routes that may still be running */
+
+    pthread_mutex_t drain_mu;
+    pthread_cond_t drain_cv;
+};
+
+struct ah_http_exchange {
+    ah_httpd *h;
+    struct MHD_Connection *conn;
+    struct timespec t0;
+    int status;
+    bool started;   /* the access handler saw this request */
+    bool too_large; /* stop buffering; answer 413 at the end */
+    bool json_tried;
+    bool ip_done;
+    bool nul_in_path; /* an escaped NUL, seen in the raw URI */
+    size_t path_cap;
+    char *body;
+    size_t body_len;
+    size_t body_cap;
+    size_t drained;
+    cJSON *json;
+    ah_hdr *headers;
+    void *user;
+    const char *subpath;
+    char ip[INET6_ADDRSTRLEN];
+    char method[24];
+    char path[]; /* sized from the raw URI, which the unescaped path never exceeds */
+};
+
+/* --- small helpers ------------------------------------------------------ */
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err == NULL || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static uint64_t path_hash(const char *p, size_t n)
+{
+    uint64_t x = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) {
+        x ^= (unsigned char)p[i];
+        x *= 1099511628211ull;
+    }
+    return x;
+}
+
+static bool is_star(const char *method)
+{
+    return method[0] == '*' && method[1] == '\0';
+}
+
+static void *dupz(const char *s)
+{
+    return s == NULL ? NULL : strdup(s);
+}
+
+/* --- status codes and JSON limits ---------------------------------------- */
+
+int ah_http_status_for_code(const char *code)
+{
+    static const struct {
+        const char *code;
+        int status;
+    } map[] = {
+        {"unsupported_capability", 501},
+        {"invalid_request", 400},
+        {"invalid_json", 400},
+        {"bad_path", 400},
+        {"conflicting_length", 400},
+        {"not_found", 404},
+        {"method_not_allowed", 405},
+        {"conflict", 409},
+        {"unauthorized", 401},
+        {"forbidden", 403},
+        {"payload_too_large", 413},
+        {"upstream_error", 502},
+        {"upstream_unavailable", 503},
+        {"timeout", 504},
+        {"overloaded", 503},
+        {"shutting_down", 503},
+        {"internal_error", 500},
+        {"plugin_error", 500},
+    };
+    if (code == NULL)
+        return 500;
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (strcmp(code, map[i].code) == 0)
+            return map[i].status;
+    return 500;
+}
+
+/* Counting brackets before cJSON sees the text keeps its recursion (limit
+ * 1000) from ever running deep on hostile input. */
+static bool json_depth_ok(const char *t, size_t n)
+{
+    int depth = 0;
+    bool in_str = false;
+    for (size_t i = 0; i < n; i++) {
+        char c = t[i];
+        if (in_str) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_str = false;
+            continue;
+        }
+        switch (c) {
+        case '"':
+            in_str = true;
+            break;
+        case '[':
+        case '{':
+            if (++depth > AH_JSON_MAX_DEPTH)
+                return false;
+            break;
+        case ']':
+        case '}':
+            depth--;
+            break;
+        default:
+            break;
+        }
+    }
+    return true;
+}
+
+cJSON *ah_json_parse_limited(const char *text, size_t len)
+{
+    if (text == NULL || len == 0 || !json_depth_ok(text, len))
+        return NULL;
+    const char *end = NULL;
+    /* cJSON's require_null_terminated refuses a buffer that ends exactly at
+     * `len`, so the trailing bytes are checked here instead. */
+    cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, false);
+    if (j == NULL)
+        return NULL;
+    for (const char *p = end; p < text + len; p++) {
+        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
+            cJSON_Delete(j);
+            return NULL;
+        }
+    }
+    return j;
+}
+
+/* --- responding ---------------------------------------------------------- */
+
+static int ex_queue(ah_http_exchange *ex, int status, const char *ctype, void *buf, size_t len,
+                    enum MHD_ResponseMemoryMode mode, bool close)
+{
+    if (ex->status != 0) {
+        assert(!"ah_httpd: responded twice");
+        if (mode == MHD_RESPMEM_MUST_FREE)
+            free(buf);
+        return -1;
+    }
+    if (buf == NULL) {
+        buf = (void *)"";
+        len = 0;
+        mode = MHD_RESPMEM_PERSISTENT;
+    }
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, buf, mode);
+    if (r == NULL) {
+        if (mode == MHD_RESPMEM_MUST_FREE)
+            free(buf);
+        return -1;
+    }
+    bool ok = true;
+    if (ctype != NULL)
+        ok = MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype) == MHD_YES;
+    for (ah_hdr *hd = ex->headers; ok && hd != NULL; hd = hd->next)
+        ok = MHD_add_response_header(r, hd->name, hd->value) == MHD_YES;
+    if (ok && close)
+        ok = MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close") == MHD_YES;
+    if (ok)
+        ok = MHD_queue_response(ex->conn, (unsigned)status, r) == MHD_YES;
+    MHD_destroy_response(r);
+    if (!ok)
+        return -1;
+    ex->status = status;
+    return 0;
+}
+
+static int ex_json(ah_http_exchange *ex, int status, cJSON *body, bool close)
+{
+    if (body == NULL)
+        return ex_queue(ex, status, NULL, NULL, 0, MHD_RESPMEM_PERSISTENT, close);
+    /* Printed with cJSON's allocator, which is malloc unless hooks were set. */
+    char *s = cJSON_PrintUnformatted(body);
+    cJSON_Delete(body);
+    if (s == NULL)
+        return -1;
+    return ex_queue(ex, status, "application/json", s, strlen(s), MHD_RESPMEM_MUST_FREE, close);
+}
+
+static int ex_verror(ah_http_exchange *ex, int status, bool close, const char *code,
+                     const char *fmt, va_list ap)
+{
+    char msg[512];
+    if (fmt != NULL)
+        vsnprintf(msg, sizeof msg, fmt, ap);
+    else
+        msg[0] = '\0';
+    cJSON *root = cJSON_CreateObject();
+    cJSON *e = cJSON_AddObjectToObject(root, "error");
+    if (e == NULL || cJSON_AddStringToObject(e, "code", code) == NULL ||
+        cJSON_AddStringToObject(e, "message", msg) == NULL) {
+        cJSON_Delete(root);
+        return -1;
+    }
+    return ex_json(ex, status, root, close);
+}
+
+static int ex_error_close(ah_http_exchange *ex, int status, bool close, const char *code,
+                          const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static int ex_error_close(ah_http_exchange *ex, int status, bool close, const char *code,
+                          const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = ex_verror(ex, status, close, code, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int ah_ex_error(ah_http_exchange *ex, int status, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = ex_verror(ex, status, false, code, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int ah_ex_respond_json(ah_http_exchange *ex, int status, cJSON *body)
+{
+    return ex_json(ex, status, body, false);
+}
+
+int ah_ex_respond(ah_http_exchange *ex, int status, const char *content_type, const char *body,
+                  size_t len)
+{
+    return ex_queue(ex, status, content_type, (void *)body, body == NULL ? 0 : len,
+                    MHD_RESPMEM_MUST_COPY, false);
+}
+
+int ah_ex_add_header(ah_http_exchange *ex, const char *name, const char *value)
+{
+    if (ex->status != 0 || name == NULL || value == NULL)
+        return -1;
+    ah_hdr *hd = calloc(1, sizeof *hd);
+    if (hd == NULL)
+        return -1;
+    hd->name = strdup(name);
+    hd->value = strdup(value);
+    if (hd->name == NULL || hd->value == NULL) {
+        free(hd->name);
+        free(hd->value);
+        free(hd);
+        return -1;
+    }
+    /* Appended so that repeated headers keep their order. */
+    ah_hdr **pp = &ex->headers;
+    while (*pp != NULL)
+        pp = &(*pp)->next;
+    *pp = hd;
+    return 0;
+}
+
+/* --- exchange accessors -------------------------------------------------- */
+
+const char *ah_ex_method(const ah_http_exchange *ex)
+{
+    return ex->method;
+}
+
+const char *ah_ex_path(const ah_http_exchange *ex)
+{
+    return ex->path;
+}
+
+const char *ah_ex_subpath(const ah_http_exchange *ex)
+{
+    return ex->subpath != NULL ? ex->subpath : "";
+}
+
+const char *ah_ex_header(ah_http_exchange *ex, const char *name)
+{
+    return MHD_lookup_connection_value(ex->conn, MHD_HEADER_KIND, name);
+}
+
+const char *ah_ex_query(ah_http_exchange *ex, const char *name)
+{
+    return MHD_lookup_connection_value(ex->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *ah_ex_client_ip(const ah_http_exchange *cex)
+{
+    /* Formatted on first use; every exchange is allocated non-const. */
+    ah_http_exchange *ex = (ah_http_exchange *)cex;
+    if (ex->ip_done)
+        return ex->ip;
+    ex->ip_done = true;
+    ex->ip[0] = '\0';
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(ex->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci == NULL || ci->client_addr == NULL)
+        return ex->ip;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)(const void *)sa;
+        if (inet_ntop(AF_INET, &s4->sin_addr, ex->ip, sizeof ex->ip) == NULL)
+            ex->ip[0] = '\0';
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)(const void *)sa;
+        const void *a = &s6->sin6_addr;
+        int fam = AF_INET6;
+        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+            a = &s6->sin6_addr.s6_addr[12];
+            fam = AF_INET;
+        }
+        if (inet_ntop(fam, a, ex->ip, sizeof ex->ip) == NULL)
+            ex->ip[0] = '\0';
+    }
+    return ex->ip;
+}
+
+const char *ah_ex_body(const ah_http_exchange *ex, size_t *len)
+{
+    if (len != NULL)
+        *len = ex->body_len;
+    return ex->body != NULL ? ex->body : "";
+}
+
+const cJSON *ah_ex_json(ah_http_exchange *ex)
+{
+    if (ex->json_tried)
+        return ex->json;
+    ex->json_tried = true;
+    if (ex->body_len == 0) {
+        ah_ex_error(ex, 400, "invalid_json", "the request body is empty");
+        return NULL;
+    }
+    ex->json = ah_json_parse_limited(ex->body, ex->body_len);
+    if (ex->json == NULL)
+        ah_ex_error(ex, 400, "invalid_json",
+                    "the request body is not valid JSON (or nests deeper than %d)",
+                    AH_JSON_MAX_DEPTH);
+    return ex->json;
+}
+
+int ah_ex_status(const ah_http_exchange *ex)
+{
+    return ex->status;
+}
+
+double ah_ex_elapsed_s(const ah_http_exchange *ex)
+{
+    struct timespec now;
+    if (clock_gettime(CLOCK_MONOTONIC, &now) != 0)
+        return 0.0;
+    return (double)(now.tv_sec - ex->t0.tv_sec) + (double)(now.tv_nsec - ex->t0.tv_nsec) / 1e9;
+}
+
+void ah_ex_set_user(ah_http_exchange *ex, void *p)
+{
+    ex->user = p;
+}
+
+void *ah_ex_user(const ah_http_exchange *ex)
+{
+    return ex->user;
+}
+
+/* --- the route table ----------------------------------------------------- */
+
+static ah_route *route_new(const char *method, const char *path, unsigned flags, ah_http_handler fn,
+                           void *arg)
+{
+    size_t ml = strlen(method), pl = strlen(path);
+    ah_route *r = calloc(1, sizeof *r + ml + pl + 2);
+    if (r == NULL)
+        return NULL;
+    memcpy(r->mem, method, ml + 1);
+    memcpy(r->mem + ml + 1, path, pl + 1);
+    r->method = r->mem;
+    r->path = r->mem + ml + 1;
+    r->pathlen = pl;
+    r->hash = path_hash(path, pl);
+    r->flags = flags;
+    r->fn = fn;
+    r->arg = arg;
+    atomic_init(&r->inflight, 0);
+    atomic_init(&r->removed, false);
+    return r;
+}
+
+/* Caller holds the write lock. */
+static void retire(ah_httpd *h, ah_route *r)
+{
+    atomic_store(&r->removed, true);
+    r->next = h->retired;
+    h->retired = r;
+}
+
+/* Frees retired routes nobody runs any more. Caller holds the write lock. */
+static void sweep_retired(ah_httpd *h)
+{
+    ah_route **pp = &h->retired;
+    while (*pp != NULL) {
+        ah_route *r = *pp;
+        if (atomic_load(&r->inflight) == 0) {
+            *pp = r->next;
+            free(r);
+        } else {
+            pp = &r->next;
+        }
+    }
+}
+
+static int grow_buckets(ah_httpd *h)
+{
+    size_t n = h->nbuckets * 2;
+    ah_route **nb = calloc(n, sizeof *nb);
+    if (nb == NULL)
+        return -1;
+    for (size_t i = 0; i < h->nbuckets; i++) {
+        ah_route *r = h->buckets[i];
+        while (r != NULL) {
+            ah_route *next = r->next;
+            r->next = nb[r->hash & (n - 1)];
+            nb[r->hash & (n - 1)] = r;
+            r = next;
+        }
+    }
+    free(h->buckets);
+    h->buckets = nb;
+    h->nbuckets = n;
+    return 0;
+}
+
+static int insert_exact(ah_httpd *h, ah_route *r)
+{
+    ah_route **pp = &h->buckets[r->hash & (h->nbuckets - 1)];
+    for (; *pp != NULL; pp = &(*pp)->next) {
+        ah_route *o = *pp;
+        if (o->hash == r->hash && o->pathlen == r->pathlen && strcmp(o->path, r->path) == 0 &&
+            strcmp(o->method, r->method) == 0) {
+            r->next = o->next;
+            *pp = r;
+            retire(h, o);
+            return 0;
+        }
+    }
+    if (h->nexact + 1 > h->nbuckets && grow_buckets(h) != 0)
+        return -1;
+    pp = &h->buckets[r->hash & (h->nbuckets - 1)];
+    r->next = *pp;
+    *pp = r;
+    h->nexact++;
+    return 0;
+}
+
+static int insert_prefix(ah_httpd *h, ah_route *r)
+{
+    for (size_t i = 0; i < h->nprefix; i++) {
+        ah_route *o = h->prefixes[i];
+        if (o->pathlen == r->pathlen && strcmp(o->path, r->path) == 0 &&
+            strcmp(o->method, r->method) == 0) {
+            h->prefixes[i] = r;
+            retire(h, o);
+            return 0;
+        }
+    }
+    if (h->nprefix == h->prefix_cap) {
+        size_t cap = h->prefix_cap ? h->prefix_cap * 2 : 8;
+        ah_route **np = realloc(h->prefixes, cap * sizeof *np);
+        if (np == NULL)
+            return -1;
+        h->prefixes = np;
+        h->prefix_cap = cap;
+    }
+    size_t at = 0;
+    while (at < h->nprefix && h->prefixes[at]->pathlen >= r->pathlen)
+        at++;
+    memmove(&h->prefixes[at + 1], &h->prefixes[at], (h->nprefix - at) * sizeof *h->prefixes);
+    h->prefixes[at] = r;
+    h->nprefix++;
+    return 0;
+}
+
+int ah_httpd_route(ah_httpd *h, const char *method, const char *path, unsigned flags,
+                   ah_http_handler fn, void *arg)
+{
+    if (h == NULL || method == NULL || method[0] == '\0' || path == NULL || path[0] != '/' ||
+        fn == NULL || strlen(path) > AH_HTTPD_MAX_PATH)
+        return -1;
+    ah_route *r = route_new(method, path, flags, fn, arg);
+    if (r == NULL)
+        return -1;
+    if (pthread_rwlock_wrlock(&h->lock) != 0) {
+        free(r);
+        return -1;
+    }
+    sweep_retired(h);
+    int rc = (flags & AH_HTTPD_PREFIX) ? insert_prefix(h, r) : insert_exact(h, r);
+    pthread_rwlock_unlock(&h->lock);
+    if (rc != 0)
+        free(r);
+    return rc;
+}
+
+void ah_httpd_unroute_arg(ah_httpd *h, void *arg)
+{
+    if (h == NULL || pthread_rwlock_wrlock(&h->lock) != 0)
+        return;
+    ah_route *gone = NULL;
+    for (size_t i = 0; i < h->nbuckets; i++) {
+        ah_route **pp = &h->buckets[i];
+        while (*pp != NULL) {
+            ah_route *r = *pp;
+            if (r->arg == arg) {
+                *pp = r->next;
+                h->nexact--;
+                atomic_store(&r->removed, true);
+                r->next = gone;
+                gone = r;
+            } else {
+                pp = &r->next;
+            }
+        }
+    }
+    size_t keep = 0;
+    for (size_t i = 0; i < h->nprefix; i++) {
+        ah_route *r = h->prefixes[i];
+        if (r->arg == arg) {
+            atomic_store(&r->removed, true);
+            r->next = gone;
+            gone = r;
+        } else {
+            h->prefixes[keep++] = r;
+        }
+    }
+    h->nprefix = keep;
+    /* Replaced routes of this arg must be drained too before arg dies. */
+    ah_route **pp = &h->retired;
+    while (*pp != NULL) {
+        ah_route *r = *pp;
+        if (r->arg == arg) {
+            *pp = r->next;
+            r->next = gone;
+            gone = r;
+        } else {
+            pp = &r->next;
+        }
+    }
+    pthread_rwlock_unlock(&h->lock);
+
+    /* The caller is about to free arg (plugin unload): wait for the calls
+     * still running on these routes. */
+    pthread_mutex_lock(&h->drain_mu);
+    for (ah_route *r = gone; r != NULL; r = r->next)
+        while (atomic_load(&r->inflight) > 0)
+            pthread_cond_wait(&h->drain_cv, &h->drain_mu);
+    pthread_mutex_unlock(&h->drain_mu);
+    while (gone != NULL) {
+        ah_route *next = gone->next;
+        free(gone);
+        gone = next;
+    }
+}
+
+static bool method_matches(const ah_route *r, const char *method)
+{
+    return is_star(r->method) || strcmp(r->method, method) == 0;
+}
+
+static void allow_add(char *allow, size_t cap, const char *m)
+{
+    size_t ml = strlen(m), al = strlen(allow);
+    /* Skip duplicates: find m as a whole element of the list. */
+    for (const char *p = allow; (p = strstr(p, m)) != NULL; p += ml)
+        if ((p == allow || p[-1] == ' ') && (p[ml] == ',' || p[ml] == '\0'))
+            return;
+    if (al + ml + 3 > cap)
+        return;
+    if (al > 0) {
+        memcpy(allow + al, ", ", 2);
+        al += 2;
+    }
+    memcpy(allow + al, m, ml + 1);
+}
+
+/* Finds the route and takes an in-flight reference on it. On a miss, fills
+ * `allow` with the methods the path does serve ("" if none). */
+static ah_route *route_find(ah_httpd *h, const char *method, const char *path, size_t len,
+                            char *allow, size_t allow_cap)
+{
+    allow[0] = '\0';
+    if (pthread_rwlock_rdlock(&h->lock) != 0)
+        return NULL;
+    ah_route *best = NULL;
+    uint64_t hash = path_hash(path, len);
+    for (ah_route *r = h->buckets[hash & (h->nbuckets - 1)]; r != NULL; r = r->next) {
+        if (r->hash != hash || r->pathlen != len || memcmp(r->path, path, len) != 0)
+            continue;
+        if (strcmp(r->method, method) == 0) {
+            best = r;
+            break;
+        }
+        if (is_star(r->method))
+            best = r;
+    }
+    /* Longest prefix first; at equal length a named method beats "*". */
+    for (size_t i = 0; best == NULL && i < h->nprefix; i++) {
+        ah_route *r = h->prefixes[i];
+        if (r->pathlen > len || memcmp(r->path, path, r->pathlen) != 0 || !method_matches(r, method))
+            continue;
+        best = r;
+        for (size_t j = i + 1; j < h->nprefix && h->prefixes[j]->pathlen == r->pathlen; j++) {
+            ah_route *o = h->prefixes[j];
+            if (strcmp(o->method, method) == 0 && memcmp(o->path, path, o->pathlen) == 0) {
+                best = o;
+                break;
+            }
+        }
+    }
+    if (best != NULL) {
+        atomic_fetch_add(&best->inflight, 1);
+    } else {
+        for (ah_route *r = h->buckets[hash & (h->nbuckets - 1)]; r != NULL; r = r->next)
+            if (r->hash == hash && r->pathlen == len && memcmp(r->path, path, len) == 0)
+                allow_add(allow, allow_cap, r->method);
+        for (size_t i = 0; i < h->nprefix; i++) {
+            ah_route *r = h->prefixes[i];
+            if (r->pathlen <= len && memcmp(r->path, path, r->pathlen) == 0)
+                allow_add(allow, allow_cap, r->method);
+        }
+    }
+    pthread_rwlock_unlock(&h->lock);
+    return best;
+}
+
+static void route_release(ah_httpd *h, ah_route *r)
+{
+    if (atomic_fetch_sub(&r->inflight, 1) == 1 && atomic_load(&r->removed)) {
+        pthread_mutex_lock(&h->drain_mu);
+        pthread_cond_broadcast(&h->drain_cv);
+        pthread_mutex_unlock(&h->drain_mu);
+    }
+}
+
+/* --- MHD callbacks ------------------------------------------------------- */
+
+/* Called with the raw request target before MHD unescapes it: the place to
+ * allocate the exchange (one allocation, path storage inline) and to catch
+ * an escaped NUL, which the unescaped C string can no longer show. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    ah_httpd *h = cls;
+    size_t ulen = strlen(uri);
+    ah_http_exchange *ex = malloc(sizeof *ex + ulen + 1);
+    if (ex == NULL)
+        return NULL;
+    memset(ex, 0, sizeof *ex);
+    ex->path[0] = '\0';
+    ex->h = h;
+    ex->conn = conn;
+    ex->path_cap = ulen;
+    if (clock_gettime(CLOCK_MONOTONIC, &ex->t0) != 0)
+        memset(&ex->t0, 0, sizeof ex->t0);
+    size_t plen = strcspn(uri, "?");
+    ex->nul_in_path = memmem(uri, plen, "%00", 3) != NULL;
+    return ex;
+}
+
+typedef struct length_scan {
+    unsigned n_cl;
+    unsigned n_te;
+    bool cl_bad;
+    bool cl_differ;
+    bool te_unsupported;
+    uint64_t cl;
+} length_scan;
+
+static bool parse_decimal(const char *s, uint64_t *out)
+{
+    if (s == NULL || *s == '\0')
+        return false;
+    uint64_t v = 0;
+    for (; *s != '\0'; s++) {
+        if (*s < '0' || *s > '9')
+            return false;
+        unsigned d = (unsigned)(*s - '0');
+        v = v > (UINT64_MAX - d) / 10 ? UINT64_MAX : v * 10 + d; /* saturates: still too large */
+    }
+    *out = v;
+    return true;
+}
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    length_scan *s = cls;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        uint64_t v = 0;
+        if (!parse_decimal(value, &v))
+            s->cl_bad = true;
+        else if (s->n_cl > 0 && v != s->cl)
+            s->cl_differ = true;
+        s->cl = v;
+        s->n_cl++;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        if (value == NULL || strcasecmp(value, "chunked") != 0)
+            s->te_unsupported = true;
+        s->n_te++;
+    }
+    return MHD_YES;
+}
+
+static void finish_request(ah_httpd *h, ah_http_exchange *ex)
+{
+    if (ex->too_large) {
+        ex_error_close(ex, 413, true, "payload_too_large", "the body exceeds %zu bytes",
+                       h->max_body);
+        return;
+    }
+    size_t len = strlen(ex->path);
+    char allow[256];
+    ah_route *r = route_find(h, ex->method, ex->path, len, allow, sizeof allow);
+    if (r == NULL) {
+        if (allow[0] == '\0') {
+            ah_ex_error(ex, 404, "not_found", "no route for %s", ex->path);
+        } else if (ah_ex_add_header(ex, MHD_HTTP_HEADER_ALLOW, allow) == 0) {
+            ah_ex_error(ex, 405, "method_not_allowed", "%s is not allowed here", ex->method);
+        }
+        return;
+    }
+    ex->subpath = (r->flags & AH_HTTPD_PREFIX) ? ex->path + r->pathlen : "";
+    r->fn(r->arg, ex);
+    route_release(h, r);
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version,
+                                 const char *upload_data, size_t *upload_data_size,
+                                 void **con_cls)
+{
+    ah_httpd *h = cls;
+    ah_http_exchange *ex = *con_cls;
+    if (ex == NULL)
+        return MHD_NO; /* out of memory in on_uri */
+
+    if (!ex->started) {
+        ex->started = true;
+        size_t mlen = strlen(method);
+        size_t plen = strlen(url);
+        if (mlen >= sizeof ex->method) {
+            strcpy(ex->method, "?");
+            ex_error_close(ex, 400, true, "invalid_request", "the method is too long");
+            return MHD_YES;
+        }
+        memcpy(ex->method, method, mlen + 1);
+        if (ex->nul_in_path || plen > AH_HTTPD_MAX_PATH || plen > ex->path_cap ||
+            strstr(url, "..") != NULL) {
+            size_t keep = plen < ex->path_cap ? plen : ex->path_cap;
+            memcpy(ex->path, url, keep);
+            ex->path[keep] = '\0';
+            ex_error_close(ex, 400, true, "bad_path", "the path is malformed or too long");
+            return MHD_YES;
+        }
+        memcpy(ex->path, url, plen + 1);
+
+        length_scan s = {0};
+        MHD_get_connection_values(conn, MHD_HEADER_KIND, scan_header, &s);
+        if ((s.n_cl > 0 && s.n_te > 0) || s.cl_bad || s.cl_differ) {
+            ex_error_close(ex, 400, true, "conflicting_length",
+                           "conflicting or malformed Content-Length / Transfer-Encoding");
+            return MHD_YES;
+        }
+        if (s.te_unsupported || s.n_te > 1) {
+            ex_error_close(ex, 400, true, "invalid_request", "unsupported Transfer-Encoding");
+            return MHD_YES;
+        }
+        if (s.n_cl > 0 && s.cl > h->max_body) {
+            ex_error_close(ex, 413, true, "payload_too_large", "the body exceeds %zu bytes",
+                           h->max_body);
+            return MHD_YES;
+        }
+        if (s.n_cl > 0 && s.cl > 0) {
+            /* Known size: one exact allocation instead of growing. */
+            ex->body = malloc((size_t)s.cl + 1);
+            if (ex->body == NULL) {
+                ex_error_close(ex, 503, true, "overloaded", "out of memory");
+                return MHD_YES;
+            }
+            ex->body_cap = (size_t)s.cl;
+        }
+        return MHD_YES;
+    }
+
+    if (ex->status != 0) {
+        /* Answered early; whatever MHD still hands us is dropped. */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+
+    size_t n = *upload_data_size;
+    if (n > 0) {
+        *upload_data_size = 0;
+        if (ex->too_large) {
+            ex->drained += n;
+            return ex->drained > AH_HTTPD_DRAIN_MAX ? MHD_NO : MHD_YES;
+        }
+        if (n > h->max_body - ex->body_len) {
+            ex->too_large = true;
+            ex->drained = n;
+            free(ex->body);
+            ex->body = NULL;
+            ex->body_len = ex->body_cap = 0;
+            return MHD_YES;
+        }
+        if (ex->body_len + n > ex->body_cap) {
+            size_t cap = ex->body_cap ? ex->body_cap : 4096;
+            while (cap < ex->body_len + n)
+                cap = cap > h->max_body / 2 ? h->max_body : cap * 2;
+            if (cap > h->max_body)
+                cap = h->max_body;
+            char *nb = realloc(ex->body, cap + 1);
+            if (nb == NULL)
+                return MHD_NO;
+            ex->body = nb;
+            ex->body_cap = cap;
+        }
+        memcpy(ex->body + ex->body_len, upload_data, n);
+        ex->body_len += n;
+        ex->body[ex->body_len] = '\0';
+        return MHD_YES;
+    }
+
+    finish_request(h, ex);
+    if (ex->status == 0 &&
+        ah_ex_error(ex, 500, "internal_error", "the handler did not respond") != 0)
+        return MHD_NO; /* cannot answer: close rather than hang */
+    return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    ah_httpd *h = cls;
+    ah_http_exchange *ex = *con_cls;
+    if (ex == NULL)
+        return;
+    *con_cls = NULL;
+    if (ex->status != 0 && h->on_done != NULL)
+        h->on_done(h->on_done_arg, ex);
+    cJSON_Delete(ex->json);
+    free(ex->body);
+    while (ex->headers != NULL) {
+        ah_hdr *next = ex->headers->next;
+        free(ex->headers->name);
+        free(ex->headers->value);
+        free(ex->headers);
+        ex->headers = next;
+    }
+    free(ex);
+}
+
+/* --- lifecycle ----------------------------------------------------------- */
+
+ah_httpd *ah_httpd_new(const ah_httpd_opts *opts, char *err, size_t errlen)
+{
+    if (opts == NULL) {
+        set_err(err, errlen, "httpd: no options");
+        return NULL;
+    }
+    if ((opts->tls_cert_pem == NULL) != (opts->tls_key_pem == NULL)) {
+        set_err(err, errlen, "httpd: tls_cert and tls_key must be given together");
+        return NULL;
+    }
+    ah_httpd *h = calloc(1, sizeof *h);
+    if (h == NULL) {
+        set_err(err, errlen, "httpd: out of memory");
+        return NULL;
+    }
+    bool lock_ok = false, mu_ok = false, cv_ok = false;
+    h->host = strdup(opts->host != NULL && opts->host[0] != '\0' ? opts->host : "127.0.0.1");
+    h->tls_cert = dupz(opts->tls_cert_pem);
+    h->tls_key = dupz(opts->tls_key_pem);
+    h->nbuckets = AH_HTTPD_INITIAL_BUCKETS;
+    h->buckets = calloc(h->nbuckets, sizeof *h->buckets);
+    if (h->host == NULL || h->buckets == NULL || (opts->tls_cert_pem && !h->tls_cert) ||
+        (opts->tls_key_pem && !h->tls_key)) {
+        set_err(err, errlen, "httpd: out of memory");
+        goto fail;
+    }
+    lock_ok = pthread_rwlock_init(&h->lock, NULL) == 0;
+    mu_ok = lock_ok && pthread_mutex_init(&h->drain_mu, NULL) == 0;
+    cv_ok = mu_ok && pthread_cond_init(&h->drain_cv, NULL) == 0;
+    if (!cv_ok) {
+        set_err(err, errlen, "httpd: cannot create locks");
+        goto fail;
+    }
+    h->port = opts->port;
+    h->max_body = opts->max_body > 0 ? opts->max_body : AH_HTTPD_DEFAULT_MAX_BODY;
+    h->threads = opts->threads > 0 ? opts->threads : 1;
+    h->on_done = opts->on_done;
+    h->on_done_arg = opts->on_done_arg;
+    return h;
+fail:
+    if (mu_ok)
+        pthread_mutex_destroy(&h->drain_mu);
+    if (lock_ok)
+        pthread_rwlock_destroy(&h->lock);
+    free(h->buckets);
+    free(h->host);
+    free(h->tls_cert);
+    if (h->tls_key != NULL) {
+        explicit_bzero(h->tls_key, strlen(h->tls_key));
+        free(h->tls_key);
+    }
+    free(h);
+    return NULL;
+}
+
+int ah_httpd_start(ah_httpd *h, char *err, size_t errlen)
+{
+    if (h == NULL) {
+        set_err(err, errlen, "httpd: no server");
+        return -1;
+    }
+    if (h->daemon != NULL) {
+        set_err(err, errlen, "httpd: already started");
+        return -1;
+    }
+    char port[8];
+    snprintf(port, sizeof port, "%u", (unsigned)h->port);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo *ai = NULL;
+    int gai = getaddrinfo(h->host, port, &hints, &ai);
+    if (gai != 0 || ai == NULL) {
+        set_err(err, errlen, "httpd: cannot resolve listen host %s: %s", h->host,
+                gai != 0 ? gai_strerror(gai) : "no address");
+        if (ai != NULL)
+            freeaddrinfo(ai);
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    memcpy(&ss, ai->ai_addr, ai->ai_addrlen < sizeof ss ? ai->ai_addrlen : sizeof ss);
+    int family = ai->ai_family;
+    freeaddrinfo(ai);
+
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL;
+    if (family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    if (h->tls_cert != NULL)
+        flags |= MHD_USE_TLS;
+    /* MHD_USE_ERROR_LOG stays off: MHD's messages would go to stderr. */
+    struct MHD_OptionItem ops[8];
+    size_t n = 0;
+    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
+    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, h};
+    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, h};
+    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, AH_HTTPD_CONN_TIMEOUT_S, NULL};
+    if (h->threads > 1)
+        ops[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, h->threads, NULL};
+    if (h->tls_cert != NULL) {
+        ops[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, h->tls_cert};
+        ops[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key};
+    }
+    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+
+    h->daemon = MHD_start_daemon(flags, h->port, NULL, NULL, on_access, h, MHD_OPTION_ARRAY, ops,
+                                 MHD_OPTION_END);
+    if (h->daemon == NULL) {
+        set_err(err, errlen, "httpd: cannot listen on %s:%u (%s%s)", h->host, (unsigned)h->port,
+                errno != 0 ? strerror(errno) : "unknown error",
+                h->tls_cert != NULL ? "; check the TLS certificate and key" : "");
+        return -1;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    h->bound_port = di != NULL ? di->port : h->port;
+    return 0;
+}
+
+uint16_t ah_httpd_port(const ah_httpd *h)
+{
+    return h != NULL && h->daemon != NULL ? h->bound_port : 0;
+}
+
+void ah_httpd_free(ah_httpd *h)
+{
+    if (h == NULL)
+        return;
+    if (h->daemon != NULL)
+        MHD_stop_daemon(h->daemon);
+    for (size_t i = 0; i < h->nbuckets; i++) {
+        ah_route *r = h->buckets[i];
+        while (r != NULL) {
+            ah_route *next = r->next;
+            free(r);
+            r = next;
+        }
+    }
+    for (size_t i = 0; i < h->nprefix; i++)
+        free(h->prefixes[i]);
+    while (h->retired != NULL) {
+        ah_route *next = h->retired->next;
+        free(h->retired);
+        h->retired = next;
+    }
+    free(h->prefixes);
+    free(h->buckets);
+    pthread_cond_destroy(&h->drain_cv);
+    pthread_mutex_destroy(&h->drain_mu);
+    pthread_rwlock_destroy(&h->lock);
+    free(h->host);
+    free(h->tls_cert);
+    if (h->tls_key != NULL) {
+        explicit_bzero(h->tls_key, strlen(h->tls_key));
+        free(h->tls_key);
+    }
+    free(h);
+}

@@ -28,12 +28,15 @@ typedef void (*ah_http_handler)(void *arg, ah_http_exchange *ex);
 typedef struct ah_httpd_opts {
     const char *host;  /* bind address, "127.0.0.1" */
     uint16_t port;     /* 0: any free port (see ah_httpd_port) */
-    size_t max_body;   /* bytes */
-    int threads;       /* worker threads of the server */
-    const char *tls_cert_pem; /* PEM text (not paths), both or neither */
+    size_t max_body;   /* bytes; 0: 1 MiB */
+    int threads;       /* worker threads of the server; < 1: 1 */
+    /* PEM text (not paths), both or neither; copied by ah_httpd_new. */
+    const char *tls_cert_pem;
     const char *tls_key_pem;
-    /** Called after every answered request (for the metrics and the log);
-     *  may be NULL. */
+    /** Called after every answered request (for the metrics and the log),
+     *  on a server thread, once the response is sent or the connection
+     *  ended; the exchange (status, method, path, elapsed) is readable but
+     *  must not be answered. May be NULL. */
     void (*on_done)(void *arg, const ah_http_exchange *ex);
     void *on_done_arg;
 } ah_httpd_opts;
@@ -43,45 +46,70 @@ enum {
     AH_HTTPD_PREFIX = 1u << 0, /* path is a prefix ("/v1/jobs/" serves "/v1/jobs/x") */
 };
 
+/** Creates a stopped server (copies what it needs from opts). NULL with a
+ *  message in err on error. */
 ah_httpd *ah_httpd_new(const ah_httpd_opts *opts, char *err, size_t errlen);
 /** Registers a route; later registrations of the same method+path replace
- *  earlier ones. Method "*" matches any. Thread-safe, also while running. */
+ *  earlier ones. Method "*" matches any. Thread-safe, also while running.
+ *  Matching: an exact route for the path first (a named method before "*"),
+ *  then prefix routes, longest first. A path some route serves under other
+ *  methods gets 405 with Allow; any other path 404. path must start with
+ *  '/'; method and path are copied. 0 on success, -1 on error. */
 int ah_httpd_route(ah_httpd *h, const char *method, const char *path,
                    unsigned flags, ah_http_handler fn, void *arg);
-/** Removes every route registered with this arg (plugin unload). */
+/** Removes every route registered with this arg (plugin unload) and waits
+ *  until no handler call with that arg is still running, so arg may be
+ *  freed once it returns. Must not be called from such a handler. */
 void ah_httpd_unroute_arg(ah_httpd *h, void *arg);
+/** Binds opts->host:port (host only) and starts the worker threads.
+ *  0, or -1 with a message in err. */
 int ah_httpd_start(ah_httpd *h, char *err, size_t errlen);
-/** The bound port (useful with port 0). */
+/** The bound port (useful with port 0); 0 before a successful start. */
 uint16_t ah_httpd_port(const ah_httpd *h);
-/** Stops accepting, finishes in-flight requests, frees. */
+/** Stops accepting, lets running handler calls return, closes the
+ *  connections and frees. NULL is allowed. */
 void ah_httpd_free(ah_httpd *h);
 
 /* --- the exchange, for handlers -------------------------------------- */
+/* An exchange is owned by the server and valid until the handler returns
+ * (and during on_done). Returned strings are borrowed for as long. */
+/** The request method ("GET"). */
 const char *ah_ex_method(const ah_http_exchange *ex);
+/** The request path, unescaped, without the query string. */
 const char *ah_ex_path(const ah_http_exchange *ex);
 /** Path remainder after a prefix route's prefix ("" for exact routes). */
 const char *ah_ex_subpath(const ah_http_exchange *ex);
+/** Request header (name case-insensitive) or NULL. */
 const char *ah_ex_header(ah_http_exchange *ex, const char *name);
+/** Query parameter, unescaped, or NULL. */
 const char *ah_ex_query(ah_http_exchange *ex, const char *name);
+/** The peer address as text ("127.0.0.1", "::1"; v4-mapped v6 as v4). */
 const char *ah_ex_client_ip(const ah_http_exchange *ex);
+/** The body (NUL-terminated for convenience, may hold NULs; "" if none). */
 const char *ah_ex_body(const ah_http_exchange *ex, size_t *len);
 /** Parses the body as JSON (depth and size limited); on failure answers 400
  *  invalid_json itself and returns NULL. Owned by the exchange. */
 const cJSON *ah_ex_json(ah_http_exchange *ex);
+/* After NULL from ah_ex_json the exchange is answered: just return. */
 /** The status answered so far (0: none yet). */
 int ah_ex_status(const ah_http_exchange *ex);
-/** Microseconds since the request arrived. */
+/** Seconds since the request line arrived. */
 double ah_ex_elapsed_s(const ah_http_exchange *ex);
 /** Handler-owned scratch pointer (e.g. the authenticated tenant). */
 void ah_ex_set_user(ah_http_exchange *ex, void *p);
 void *ah_ex_user(const ah_http_exchange *ex);
 
-/** Answers with `body` serialised (transferred; NULL: no body). */
+/* Responding: a handler answers exactly once; a second answer is refused
+ * (-1; an assert in debug builds). A handler that returns without answering
+ * gets 500 internal_error sent for it. All return 0 or -1. */
+/** Answers with `body` serialised as application/json (transferred, also
+ *  on error; NULL: no body). */
 int ah_ex_respond_json(ah_http_exchange *ex, int status, cJSON *body);
-/** Answers with raw bytes (copied). */
+/** Answers with raw bytes (copied); content_type NULL: no Content-Type. */
 int ah_ex_respond(ah_http_exchange *ex, int status, const char *content_type,
                   const char *body, size_t len);
-/** Answers {"error":{"code":code,"message":...}}. */
+/** Answers {"error":{"code":code,"message":...}} (message printf-style,
+ *  truncated to 511 bytes). */
 int ah_ex_error(ah_http_exchange *ex, int status, const char *code,
                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /** Adds a response header (before responding). */

@@ -1,0 +1,1074 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <arpa/inet.h>
+#include <check.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "httpd.h"
+
+/* --- client side helpers ------------------------------------------------- */
+
+typedef struct buf {
+    char *p;
+    size_t n;
+} buf;
+
+static size_t on_write(char *data, size_t sz, size_t nm, void *ud)
+{
+    buf *b = ud;
+    size_t n = sz * nm;
+    char *np = realloc(b->p, b->n + n + 1);
+    if (np == NULL)
+        return 0;
+    memcpy(np + b->n, data, n);
+    b->p = np;
+    b->n += n;
+    b->p[b->n] = '\0';
+    return n;
+}
+
+typedef struct reply {
+    long status;
+    char *body;
+    char ctype[128];
+    char allow[128];
+    CURLcode rc;
+} reply;
+
+static void reply_free(reply *r)
+{
+    free(r->body);
+    r->body = NULL;
+}
+
+typedef struct chunk_src {
+    size_t left;
+} chunk_src;
+
+static size_t on_read(char *dst, size_t sz, size_t nm, void *ud)
+{
+    chunk_src *s = ud;
+    size_t n = sz * nm;
+    if (n > 512)
+        n = 512; /* several chunks */
+    if (n > s->left)
+        n = s->left;
+    memset(dst, 'x', n);
+    s->left -= n;
+    return n;
+}
+
+typedef struct req {
+    const char *method;
+    const char *url_path; /* with the query */
+    const char *body;
+    long body_len; /* -1: strlen(body) */
+    size_t chunked_len; /* > 0: send that many bytes chunked */
+    const char *header; /* one extra request header */
+    bool tls;
+    const char *cainfo;
+} req;
+
+static reply do_req_on(CURL *c, uint16_t port, const req *q)
+{
+    reply r = {0};
+    buf b = {0};
+    char url[4096];
+    snprintf(url, sizeof url, "%s://127.0.0.1:%u%s", q->tls ? "https" : "http", (unsigned)port,
+             q->url_path);
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (q->cainfo != NULL)
+        curl_easy_setopt(c, CURLOPT_CAINFO, q->cainfo);
+    struct curl_slist *hl = NULL;
+    if (q->header != NULL)
+        hl = curl_slist_append(hl, q->header);
+    chunk_src src = {q->chunked_len};
+    if (q->chunked_len > 0) {
+        hl = curl_slist_append(hl, "Transfer-Encoding: chunked");
+        curl_easy_setopt(c, CURLOPT_POST, 1L);
+        curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(c, CURLOPT_READDATA, &src);
+    } else if (q->body != NULL) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, q->body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE,
+                         q->body_len >= 0 ? q->body_len : (long)strlen(q->body));
+    }
+    if (q->method != NULL)
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, q->method);
+    if (hl != NULL)
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+    r.rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    char *ct = NULL;
+    if (curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct != NULL)
+        snprintf(r.ctype, sizeof r.ctype, "%s", ct);
+    struct curl_header *h = NULL;
+    if (curl_easy_header(c, "Allow", 0, CURLH_HEADER, -1, &h) == CURLHE_OK)
+        snprintf(r.allow, sizeof r.allow, "%s", h->value);
+    curl_slist_free_all(hl);
+    r.body = b.p != NULL ? b.p : strdup("");
+    return r;
+}
+
+static reply do_req(uint16_t port, const req *q)
+{
+    CURL *c = curl_easy_init();
+    ck_assert_ptr_nonnull(c);
+    reply r = do_req_on(c, port, q);
+    curl_easy_cleanup(c);
+    return r;
+}
+
+static reply get(uint16_t port, const char *path)
+{
+    req q = {.url_path = path};
+    return do_req(port, &q);
+}
+
+/* The error code of an error envelope, or "" (the result is static text of
+ * the reply, copied into out). */
+static const char *err_code(const reply *r, char *out, size_t cap)
+{
+    out[0] = '\0';
+    cJSON *j = cJSON_Parse(r->body);
+    const cJSON *code = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "error"), "code");
+    if (cJSON_IsString(code))
+        snprintf(out, cap, "%s", code->valuestring);
+    cJSON_Delete(j);
+    return out;
+}
+
+#define ck_assert_error(r, st, code)                                                           \
+    do {                                                                                       \
+        char code_buf_[64];                                                                    \
+        ck_assert_int_eq((r).rc, CURLE_OK);                                                    \
+        ck_assert_int_eq((r).status, (st));                                                    \
+        ck_assert_str_eq(err_code(&(r), code_buf_, sizeof code_buf_), (code));                 \
+        ck_assert_str_eq((r).ctype, "application/json");                                      \
+    } while (0)
+
+/* Sends raw bytes and reads until the server closes or 10 s pass. */
+static char *raw(uint16_t port, const char *data, size_t len, bool shut_wr)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = send(fd, data + off, len - off, MSG_NOSIGNAL);
+        ck_assert_int_gt(n, 0);
+        off += (size_t)n;
+    }
+    if (shut_wr)
+        shutdown(fd, SHUT_WR);
+    buf b = {0};
+    char tmp[4096];
+    for (;;) {
+        ssize_t n = recv(fd, tmp, sizeof tmp, 0);
+        if (n <= 0)
+            break;
+        ck_assert_uint_eq(on_write(tmp, 1, (size_t)n, &b), (size_t)n);
+    }
+    close(fd);
+    return b.p != NULL ? b.p : strdup("");
+}
+
+/* --- server side --------------------------------------------------------- */
+
+typedef struct done_log {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int count;
+    int last_status;
+    char last_path[256];
+    char last_method[16];
+    double last_elapsed;
+} done_log;
+
+static void on_done(void *arg, const ah_http_exchange *ex)
+{
+    done_log *d = arg;
+    pthread_mutex_lock(&d->mu);
+    d->count++;
+    d->last_status = ah_ex_status(ex);
+    snprintf(d->last_path, sizeof d->last_path, "%s", ah_ex_path(ex));
+    snprintf(d->last_method, sizeof d->last_method, "%s", ah_ex_method(ex));
+    d->last_elapsed = ah_ex_elapsed_s(ex);
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+}
+
+static ah_httpd *start_full(size_t max_body, int threads, const char *cert, const char *key,
+                            done_log *d)
+{
+    char err[256] = "";
+    ah_httpd_opts o = {
+        .host = "127.0.0.1",
+        .port = 0,
+        .max_body = max_body,
+        .threads = threads,
+        .tls_cert_pem = cert,
+        .tls_key_pem = key,
+        .on_done = d != NULL ? on_done : NULL,
+        .on_done_arg = d,
+    };
+    ah_httpd *h = ah_httpd_new(&o, err, sizeof err);
+    ck_assert_msg(h != NULL, "%s", err);
+    return h;
+}
+
+static void start_or_die(ah_httpd *h)
+{
+    char err[256] = "";
+    ck_assert_msg(ah_httpd_start(h, err, sizeof err) == 0, "%s", err);
+    ck_assert_uint_ne(ah_httpd_port(h), 0);
+}
+
+static void h_hello(void *arg, ah_http_exchange *ex)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddBoolToObject(o, "ok", 1);
+    cJSON_AddStringToObject(o, "method", ah_ex_method(ex));
+    cJSON_AddStringToObject(o, "path", ah_ex_path(ex));
+    cJSON_AddStringToObject(o, "subpath", ah_ex_subpath(ex));
+    cJSON_AddStringToObject(o, "tag", arg != NULL ? (const char *)arg : "");
+    ah_ex_respond_json(ex, 200, o);
+}
+
+static void h_echo_json(void *arg, ah_http_exchange *ex)
+{
+    const cJSON *j = ah_ex_json(ex);
+    if (j == NULL)
+        return;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "got", cJSON_Duplicate(j, 1));
+    ah_ex_respond_json(ex, 200, o);
+}
+
+static void h_body_len(void *arg, ah_http_exchange *ex)
+{
+    size_t n = 0;
+    const char *b = ah_ex_body(ex, &n);
+    char out[64];
+    int k = snprintf(out, sizeof out, "%zu:%.3s", n, b);
+    ah_ex_respond(ex, 200, "text/plain", out, (size_t)k);
+}
+
+static void h_info(void *arg, ah_http_exchange *ex)
+{
+    const char *hv = ah_ex_header(ex, "x-test-header");
+    const char *qv = ah_ex_query(ex, "q");
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "header", hv != NULL ? hv : "(null)");
+    cJSON_AddStringToObject(o, "query", qv != NULL ? qv : "(null)");
+    cJSON_AddStringToObject(o, "ip", ah_ex_client_ip(ex));
+    cJSON_AddStringToObject(o, "path", ah_ex_path(ex));
+    ah_ex_add_header(ex, "X-Reply", "yes");
+    ah_ex_respond_json(ex, 200, o);
+}
+
+static void h_silent(void *arg, ah_http_exchange *ex)
+{
+}
+
+static void h_error(void *arg, ah_http_exchange *ex)
+{
+    ah_ex_error(ex, ah_http_status_for_code("conflict"), "conflict", "already %s", "there");
+}
+
+/* A string field of a JSON reply, copied into out. */
+static const char *field(const reply *r, const char *name, char *out, size_t cap)
+{
+    out[0] = '\0';
+    cJSON *j = cJSON_Parse(r->body);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, name);
+    if (cJSON_IsString(v))
+        snprintf(out, cap, "%s", v->valuestring);
+    cJSON_Delete(j);
+    return out;
+}
+
+/* --- tests ---------------------------------------------------------------- */
+
+START_TEST(test_route_json_200)
+{
+    done_log d = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    ah_httpd *h = start_full(1024, 2, NULL, NULL, &d);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/hello", 0, h_hello, NULL), 0);
+    start_or_die(h);
+    reply r = get(ah_httpd_port(h), "/hello?x=1");
+    ck_assert_int_eq(r.rc, CURLE_OK);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.ctype, "application/json");
+    char v[64];
+    ck_assert_str_eq(field(&r, "path", v, sizeof v), "/hello");
+    ck_assert_str_eq(field(&r, "subpath", v, sizeof v), "");
+    ck_assert_str_eq(field(&r, "method", v, sizeof v), "GET");
+    reply_free(&r);
+
+    /* on_done sees the answered exchange. */
+    pthread_mutex_lock(&d.mu);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 10;
+    while (d.count < 1 && pthread_cond_timedwait(&d.cv, &d.mu, &dl) == 0)
+        ;
+    ck_assert_int_eq(d.count, 1);
+    ck_assert_int_eq(d.last_status, 200);
+    ck_assert_str_eq(d.last_path, "/hello");
+    ck_assert_str_eq(d.last_method, "GET");
+    ck_assert(d.last_elapsed >= 0.0);
+    pthread_mutex_unlock(&d.mu);
+    ah_httpd_free(h);
+}
+END_TEST
+
+START_TEST(test_not_found)
+{
+    ah_httpd *h = start_full(1024, 1, NULL, NULL, NULL);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/hello", 0, h_hello, NULL), 0);
+    start_or_die(h);
+    reply r = get(ah_httpd_port(h), "/nope");
+    ck_assert_error(r, 404, "not_found");
+    /* The envelope is exactly {"error":{"code","message"}}. */
+    cJSON *j = cJSON_Parse(r.body);
+    ck_assert_int_eq(cJSON_GetArraySize(j), 1);
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
+    ck_assert_int_eq(cJSON_GetArraySize(e), 2);
+    ck_assert(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(e, "message")));
+    cJSON_Delete(j);
+    reply_free(&r);
+    ah_httpd_free(h);
+}
+END_TEST
+
+START_TEST(test_method_not_allowed)
+{
+    ah_httpd *h = start_full(1024, 1, NULL, NULL, NULL);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/thing", 0, h_hello, NULL), 0);
+    ck_assert_int_eq(ah_httpd_route(h, "PUT", "/thing", 0, h_hello, NULL), 0);
+    start_or_die(h);
+    req q = {.method = "DELETE", .url_path = "/thing"};
+    reply r = do_req(ah_httpd_port(h), &q);
+    ck_assert_error(r, 405, "method_not_allowed");
+    ck_assert(strstr(r.allow, "GET") != NULL);
+    ck_assert(strstr(r.allow, "PUT") != NULL);
+    reply_free(&r);
+    ah_httpd_free(h);
+}
+END_TEST
+
+START_TEST(test_body_too_large_content_length)
+{
+    ah_httpd *h = start_full(1024, 1, NULL, NULL, NULL);
+    ck_assert_int_eq(ah_httpd_route(h, "POST", "/body", 0, h_body_len, NULL), 0);
+    start_or_die(h);
+    uint16_t port = ah_httpd_port(h);
+    char *big = malloc(4096);
+    memset(big, 'a', 4096);
+    req q = {.url_path = "/body", .body = big, .body_len = 4096};
+    reply r = do_req(port, &q);
+    ck_assert_error(r, 413, "payload_too_large");
+    reply_free(&r);
+    /* Exactly at the limit is accepted. */
+    q.body_len = 1024;
+    r = do_req(port, &q);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "1024:aaa");
+    reply_free(&r);
+    free(big);
+    ah_httpd_free(h);
+}
+END_TEST
+
+START_TEST(test_body_too_large_chunked)
+{
+    ah_httpd *h = start_full(1024, 1, NULL, NULL, NULL);
+    ck_assert_int_eq(ah_httpd_route(h, "POST", "/body", 0, h_body_len, NULL), 0);
+    start_or_die(h);
+    uint16_t port = ah_httpd_port(h);
+    req q = {.url_path = "/body", .chunked_len = 4096};
+    reply r = do_req(port, &q);
+    ck_assert_error(r, 413, "payload_too_large");
+    reply_free(&r);
+    /* A chunked body under the limit is read whole. */
+    q.chunked_len = 1000;
+    r = do_req(port, &q);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "1000:xxx");
+    reply_free(&r);
+    ah_httpd_free(h);
+}
+END_TEST
+
+START_TEST(test_invalid_json)
+{
+    ah_httpd *h = start_full(1 << 16, 1, NULL, NULL, NULL);
+    ck_assert_int_eq(ah_httpd_route(h, "POST", "/json", 0, h_echo_json, NULL), 0);
+    start_or_die(h);
+    uint16_t port = ah_httpd_port(h);
+    const char *bad[] = {"{\"a\":", "{} x", "nope", "[1,2]]"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        req q = {.url_path = "/json", .body = bad[i], .body_len = -1};
+        reply r = do_req(port, &q);
+        ck_assert_error(r, 400, "invalid_json");
+        reply_free(&r);
+    }
+    req q = {.url_path = "/json", .body = "", .body_len = 0};
+    reply r = do_req(port, &q);
+    ck_assert_error(r, 400, "invalid_json");
+    reply_free(&r);
+    q.body = " {\"a\": [1, \"]]]\"]}\n ";
+    q.body_len = -1;
+    r = do_req(port, &q);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "{\"got\":{\"a\":[1,\"]]]\"]}}");
+    reply_free(&r);
+    ah_httpd_free(h);
+}
+END_TEST
+
+static char *nested(int depth)
+{
+    char *s = malloc((size_t)depth * 2 + 1);
+    for (int i = 0; i < depth; i++) {
+        s[i] = '[';
+        s[depth * 2 - 1 - i] = ']';
+    }
+    s[depth * 2] = '\0';
+    return s;
+}
+
+START_TEST(test_json_too_deep)
+{
+    ah_httpd *h = start_full(1 << 16, 1, NULL, NULL, NULL);
+    ck_assert_int_eq(ah_httpd_route(h, "POST", "/json", 0, h_echo_json, NULL), 0);
+    start_or_die(h);
+    char *s = nested(40);
+    req q = {.url_path = "/json", .body = s, .body_len = -1};
+    reply r = do_req(ah_httpd_port(h), &q);
+    ck_assert_error(r, 400, "invalid_json");
+    reply_free(&r);
+    free(s);
+    s = nested(AH_JSON_MAX_DEPTH);
+    q.body = s;
+    r = do_req(ah_httpd_port(h), &q);
+    ck_assert_int_eq(r.status, 200);
+    reply_free(&r);
+    free(s);
+    ah_httpd_free(h);
+}
+END_TEST
+
+START_TEST(test_json_parse_limited)
+{
+    char *s = nested(AH_JSON_MAX_DEPTH);
+    cJSON *j = ah_json_parse_limited(s, strlen(s));
+    ck_assert_ptr_nonnull(j);
+    cJSON_Delete(j);
+    free(s);
+    s = nested(AH_JSON_MAX_DEPTH + 1);
+    ck_assert_ptr_null(ah_json_parse_limited(s, strlen(s)));
+    free(s);
+    s = nested(5000); /* far past cJSON's own limit: refused, no deep recursion */
+    ck_assert_ptr_null(ah_json_parse_limited(s, strlen(s)));
+    free(s);
+    /* Brackets inside strings do not count, escaped quotes do not end them. */
+    const char *str = "{\"k\":\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\\"[[[[\"}";
+    j = ah_json_parse_limited(str, strlen(str));
+    ck_assert_ptr_nonnull(j);
+    cJSON_Delete(j);
+    /* Length-limited: the bytes past len are not read. */
+    j = ah_json_parse_limited("{\"a\":1}garbage", 7);
+    ck_assert_ptr_nonnull(j);
+    cJSON_Delete(j);
+    ck_assert_ptr_null(ah_json_parse_limited("{\"a\":1}garbage", 14));
+    ck_assert_ptr_null(ah_json_parse_limited("{\"a\":1}\0", 8));
+    j = ah_json_parse_limited("\t[true] \r\n", 10);
+    ck_assert_ptr_nonnull(j);
+    cJSON_Delete(j);
+    ck_assert_ptr_null(ah_json_parse_limited("", 0));
+    ck_assert_ptr_null(ah_json_parse_limited(NULL, 3));
+    ck_assert_ptr_null(ah_json_parse_limited("{\"a\":", 5));
+}
+END_TEST
+
+START_TEST(test_status_for_code)
+{
+    ck_assert_int_eq(ah_http_status_for_code("unsupported_capability"), 501);
+    ck_assert_int_eq(ah_http_status_for_code("invalid_request"), 400);
+    ck_assert_int_eq(ah_http_status_for_code("invalid_json"), 400);
+    ck_assert_int_eq(ah_http_status_for_code("not_found"), 404);
+    ck_assert_int_eq(ah_http_status_for_code("conflict"), 409);
+    ck_assert_int_eq(ah_http_status_for_code("unauthorized"), 401);
+    ck_assert_int_eq(ah_http_status_for_code("forbidden"), 403);
+    ck_assert_int_eq(ah_http_status_for_code("payload_too_large"), 413);
+    ck_assert_int_eq(ah_http_status_for_code("upstream_error"), 502);
+    ck_assert_int_eq(ah_http_status_for_code("upstream_unavailable"), 503);
+    ck_assert_int_eq(ah_http_status_for_code("timeout"), 504);
+    ck_assert_int_eq(ah_http_status_for_code("overloaded"), 503);
+    ck_assert_int_eq(ah_http_status_for_code("shutting_down"), 503);
+    ck_assert_int_eq(ah_http_status_for_code("internal_error"), 500);
+    ck_assert_int_eq(ah_http_status_for_code("plugin_error"), 500);
+    ck_assert_int_eq(ah_http_status_for_code("no_such_code"), 500);
+    ck_assert_int_eq(ah_http_status_for_code(NULL), 500);
+}
+END_TEST
+
+static void assert_starts(const char *got, const char *prefix)
+{
+    ck_assert_msg(strncmp(got, prefix, strlen(prefix)) == 0, "expected %s..., got: %.200s", prefix,
+                  got);
+}
+
+static void assert_alive(uint16_t port)
+{
+    reply r = get(port, "/hello");
+    ck_assert_int_eq(r.rc, CURLE_OK);
+    ck_assert_int_eq(r.status, 200);
+    reply_free(&r);
+}
+
+START_TEST(test_conflicting_length_raw)
+{
+    ah_httpd *h = start_full(1024, 2, NULL, NULL, NULL);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/hello", 0, h_hello, NULL), 0);
+    ck_assert_int_eq(ah_httpd_route(h, "POST", "/body", 0, h_body_len, NULL), 0);
+    start_or_die(h);
+    uint16_t port = ah_httpd_port(h);
+    const char *reqs[] = {
+        "POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        "POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        "Content-Length: 5\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        "POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        "POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\nhello",
+        "POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 5x\r\n\r\nhello",
+        "POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nhello",
+    };
+    for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
+        char *out = raw(port, reqs[i], strlen(reqs[i]), false);
+        assert_starts(out, "HTTP/1.1 400");
+        free(out);
+        assert_alive(port);
+    }
+    /* Repeated equal Content-Length values are harmless. */
+    const char *same =
+        "POST /body HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 5\r\n"
+        "Content-Length: 5\r\n\r\nhello";
+    char *out = raw(port, same, strlen(same), false);
+    assert_starts(out, "HTTP/1.1 200");
+    ck_assert(strstr(out, "5:hel") != NULL);
+    free(out);
+    ah_httpd_free(h);
+}
+END_TEST
+
+START_TEST(test_lying_content_length)
+{
+    ah_httpd *h = start_full(1024, 1, NULL, NULL, NULL);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/hello", 0, h_hello, NULL), 0);
+    ck_assert_int_eq(ah_httpd_route(h, "POST", "/body", 0, h_body_len, NULL), 0);
+    start_or_die(h);
+    uint16_t port = ah_httpd_port(h);
+    /* Fewer bytes than announced, then EOF: no answer, no hang, no crash. */
+    const char *shortb = "POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nhello";
+    char *out = raw(port, shortb, strlen(shortb), true);
+    ck_assert(strstr(out, "HTTP/1.1 200") == NULL);
+    free(out);
+    assert_alive(port);
+    /* More bytes than announced: the extra is a (broken) next request. */
+    const char *longb = "POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n"
+                        "helloGARBAGE\r\n\r\n";
+    out = raw(port, longb, strlen(longb), true);
+    assert_starts(out, "HTTP/1.1 200");
+    ck_assert(strstr(out, "5:hel") != NULL);
+    free(out);
+    assert_alive(port);
+    ah_httpd_free(h);
+}
+END_TEST
+
+START_TEST(test_bad_path)
+{
+    ah_httpd *h = start_full(1024, 1, NULL, NULL, NULL);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/files/", AH_HTTPD_PREFIX, h_hello, NULL), 0);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/hello", 0, h_hello, NULL), 0);
+    start_or_die(h);
+    uint16_t port = ah_httpd_port(h);
+    const char *paths[] = {"/files/%2e%2e/etc", "/files/a%00b", "/files/..%2fx"};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        reply r = get(port, paths[i]);
+        ck_assert_error(r, 400, "bad_path");
+        reply_free(&r);
+    }
+    /* "..": sent raw, since curl would normalise it away. */
+    const char *dots = "GET /files/../hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    char *out = raw(port, dots, strlen(dots), false);
+    assert_starts(out, "HTTP/1.1 400");
+    ck_assert(strstr(out, "bad_path") != NULL);
+    free(out);
+    char longp[2100];
+    strcpy(longp, "/files/");
+    memset(longp + 7, 'a', 2060);
+    longp[2067] = '\0';
+    reply r = get(port, longp);
+    ck_assert_error(r, 400, "bad_path");
+    reply_free(&r);
+    assert_alive(port);
+    ah_httpd_free(h);
+}
+END_TEST
+
+START_TEST(test_prefix_route)
+{
+    ah_httpd *h = start_full(1024, 1, NULL, NULL, NULL);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/v1/", AH_HTTPD_PREFIX, h_hello, "short"), 0);
+    ck_assert_int_eq(ah_httpd_route(h, "*", "/v1/jobs/", AH_HTTPD_PREFIX, h_hello, "long"), 0);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/v1/jobs/special", 0, h_hello, "exact"), 0);
+    start_or_die(h);
+    uint16_t port = ah_httpd_port(h);
+    char v[64];
+    reply r = get(port, "/v1/jobs/42/notes?x=y");
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(field(&r, "subpath", v, sizeof v), "42/notes");
+    ck_assert_str_eq(field(&r, "tag", v, sizeof v), "long");
+    reply_free(&r);
+    r = get(port, "/v1/candidates/7");
+    ck_assert_str_eq(field(&r, "subpath", v, sizeof v), "candidates/7");
+    ck_assert_str_eq(field(&r, "tag", v, sizeof v), "short");
+    reply_free(&r);
+    r = get(port, "/v1/jobs/special");
+    ck_assert_str_eq(field(&r, "tag", v, sizeof v), "exact");
+    ck_assert_str_eq(field(&r, "subpath", v, sizeof v), "");
+    reply_free(&r);
+    /* "*" serves any method. */
+    req q = {.method = "PATCH", .url_path = "/v1/jobs/1"};
+    r = do_req(port, &q);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(field(&r, "method", v, sizeof v), "PATCH");
+    reply_free(&r);
+    /* Prefix known, method not: 405. */
+    q.url_path = "/v1/other";
+    r = do_req(port, &q);
+    ck_assert_error(r, 405, "method_not_allowed");
+    ck_assert_str_eq(r.allow, "GET");
+    reply_free(&r);
+    r = get(port, "/v2/x");
+    ck_assert_error(r, 404, "not_found");
+    reply_free(&r);
+    ah_httpd_free(h);
+}
+END_TEST
+
+START_TEST(test_header_query_ip)
+{
+    ah_httpd *h = start_full(1024, 1, NULL, NULL, NULL);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/info", 0, h_info, NULL), 0);
+    start_or_die(h);
+    req q = {.url_path = "/info?q=a%20b%26c&z=1", .header = "X-TEST-Header: hi there"};
+    reply r = do_req(ah_httpd_port(h), &q);
+    ck_assert_int_eq(r.status, 200);
+    char v[64];
+    ck_assert_str_eq(field(&r, "header", v, sizeof v), "hi there");
+    ck_assert_str_eq(field(&r, "query", v, sizeof v), "a b&c");
+    ck_assert_str_eq(field(&r, "ip", v, sizeof v), "127.0.0.1");
+    ck_assert_str_eq(field(&r, "path", v, sizeof v), "/info");
+    reply_free(&r);
+    q.url_path = "/info";
+    q.header = NULL;
+    r = do_req(ah_httpd_port(h), &q);
+    ck_assert_str_eq(field(&r, "header", v, sizeof v), "(null)");
+    ck_assert_str_eq(field(&r, "query", v, sizeof v), "(null)");
+    reply_free(&r);
+    /* The extra header reaches the client. */
+    const char *rq = "GET /info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    char *out = raw(ah_httpd_port(h), rq, strlen(rq), false);
+    ck_assert(strstr(out, "X-Reply: yes\r\n") != NULL);
+    ck_assert(strstr(out, "Content-Type: application/json\r\n") != NULL);
+    free(out);
+    ah_httpd_free(h);
+}
+END_TEST
+
+START_TEST(test_handler_no_response)
+{
+    ah_httpd *h = start_full(1024, 1, NULL, NULL, NULL);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/silent", 0, h_silent, NULL), 0);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/err", 0, h_error, NULL), 0);
+    start_or_die(h);
+    reply r = get(ah_httpd_port(h), "/silent");
+    ck_assert_error(r, 500, "internal_error");
+    reply_free(&r);
+    r = get(ah_httpd_port(h), "/err");
+    ck_assert_error(r, 409, "conflict");
+    ck_assert(strstr(r.body, "\"message\":\"already there\"") != NULL);
+    reply_free(&r);
+    ah_httpd_free(h);
+}
+END_TEST
+
+typedef struct worker {
+    uint16_t port;
+    int ok;
+} worker;
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    CURL *c = curl_easy_init();
+    if (c == NULL)
+        return NULL;
+    for (int i = 0; i < 50; i++) {
+        char body[64];
+        snprintf(body, sizeof body, "{\"i\":%d}", i);
+        req q = {.url_path = "/json", .body = body, .body_len = -1};
+        reply r = do_req_on(c, w->port, &q); /* one handle: a persistent connection */
+        char want[64];
+        snprintf(want, sizeof want, "{\"got\":{\"i\":%d}}", i);
+        if (r.rc == CURLE_OK && r.status == 200 && strcmp(r.body, want) == 0)
+            w->ok++;
+        reply_free(&r);
+    }
+    curl_easy_cleanup(c);
+    return NULL;
+}
+
+START_TEST(test_concurrent)
+{
+    ah_httpd *h = start_full(4096, 4, NULL, NULL, NULL);
+    ck_assert_int_eq(ah_httpd_route(h, "POST", "/json", 0, h_echo_json, NULL), 0);
+    start_or_die(h);
+    enum { N = 8 };
+    pthread_t t[N];
+    worker w[N];
+    for (int i = 0; i < N; i++) {
+        w[i] = (worker){.port = ah_httpd_port(h)};
+        ck_assert_int_eq(pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        ck_assert_int_eq(w[i].ok, 50);
+    }
+    ah_httpd_free(h);
+}
+END_TEST
+
+START_TEST(test_route_replace)
+{
+    ah_httpd *h = start_full(1024, 1, NULL, NULL, NULL);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/r", 0, h_hello, "one"), 0);
+    start_or_die(h);
+    char v[64];
+    reply r = get(ah_httpd_port(h), "/r");
+    ck_assert_str_eq(field(&r, "tag", v, sizeof v), "one");
+    reply_free(&r);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/r", 0, h_hello, "two"), 0);
+    r = get(ah_httpd_port(h), "/r");
+    ck_assert_str_eq(field(&r, "tag", v, sizeof v), "two");
+    reply_free(&r);
+    /* Many routes: the table grows and every one still resolves. */
+    for (int i = 0; i < 300; i++) {
+        char p[32];
+        snprintf(p, sizeof p, "/many/%d", i);
+        ck_assert_int_eq(ah_httpd_route(h, "GET", p, 0, h_hello, "many"), 0);
+    }
+    r = get(ah_httpd_port(h), "/many/299");
+    ck_assert_str_eq(field(&r, "tag", v, sizeof v), "many");
+    reply_free(&r);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "no-slash", 0, h_hello, NULL), -1);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/x", 0, NULL, NULL), -1);
+    ah_httpd_free(h);
+}
+END_TEST
+
+/* A handler that holds its call open until the test lets it go. */
+typedef struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool entered;
+    bool release;
+    bool finished;
+    bool unrouted;
+    bool finished_at_unroute;
+    ah_httpd *h;
+    uint16_t port;
+    reply r;
+} gate;
+
+static void h_gated(void *arg, ah_http_exchange *ex)
+{
+    gate *g = arg;
+    pthread_mutex_lock(&g->mu);
+    g->entered = true;
+    pthread_cond_broadcast(&g->cv);
+    while (!g->release)
+        pthread_cond_wait(&g->cv, &g->mu);
+    g->finished = true;
+    pthread_mutex_unlock(&g->mu);
+    ah_ex_respond_json(ex, 200, cJSON_CreateObject());
+}
+
+static void *gated_client(void *arg)
+{
+    gate *g = arg;
+    g->r = get(g->port, "/gated");
+    return NULL;
+}
+
+static void *unrouter(void *arg)
+{
+    gate *g = arg;
+    ah_httpd_unroute_arg(g->h, g);
+    pthread_mutex_lock(&g->mu);
+    g->unrouted = true;
+    g->finished_at_unroute = g->finished;
+    pthread_mutex_unlock(&g->mu);
+    return NULL;
+}
+
+START_TEST(test_unroute_arg)
+{
+    ah_httpd *h = start_full(1024, 2, NULL, NULL, NULL);
+    gate g = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .h = h};
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/gated", 0, h_gated, &g), 0);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/a/", AH_HTTPD_PREFIX, h_hello, &g), 0);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/b", 0, h_hello, "b"), 0);
+    start_or_die(h);
+    g.port = ah_httpd_port(h);
+
+    pthread_t client, un;
+    ck_assert_int_eq(pthread_create(&client, NULL, gated_client, &g), 0);
+    pthread_mutex_lock(&g.mu);
+    while (!g.entered)
+        pthread_cond_wait(&g.cv, &g.mu);
+    pthread_mutex_unlock(&g.mu);
+    /* Unroute while the handler runs: it must wait for the call to end. */
+    ck_assert_int_eq(pthread_create(&un, NULL, unrouter, &g), 0);
+    pthread_mutex_lock(&g.mu);
+    ck_assert(!g.unrouted);
+    g.release = true;
+    pthread_cond_broadcast(&g.cv);
+    pthread_mutex_unlock(&g.mu);
+    pthread_join(un, NULL);
+    pthread_join(client, NULL);
+    ck_assert(g.finished_at_unroute);
+    ck_assert_int_eq(g.r.status, 200);
+    reply_free(&g.r);
+
+    reply r = get(g.port, "/gated");
+    ck_assert_error(r, 404, "not_found");
+    reply_free(&r);
+    r = get(g.port, "/a/x");
+    ck_assert_error(r, 404, "not_found");
+    reply_free(&r);
+    r = get(g.port, "/b");
+    ck_assert_int_eq(r.status, 200);
+    reply_free(&r);
+    ah_httpd_free(h);
+}
+END_TEST
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    char *s = calloc(1, 65536);
+    size_t n = s != NULL ? fread(s, 1, 65535, f) : 0;
+    fclose(f);
+    if (n == 0) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+START_TEST(test_tls)
+{
+    char dir[] = "/tmp/ah_httpd_tls_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char cmd[1024], cpath[256], kpath[256];
+    snprintf(cpath, sizeof cpath, "%s/c.pem", dir);
+    snprintf(kpath, sizeof kpath, "%s/k.pem", dir);
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 "
+             "-addext subjectAltName=IP:127.0.0.1 -days 1 -keyout %s -out %s >/dev/null 2>&1",
+             kpath, cpath);
+    ck_assert_int_eq(system(cmd), 0);
+    char *cert = slurp(cpath), *key = slurp(kpath);
+    ck_assert_ptr_nonnull(cert);
+    ck_assert_ptr_nonnull(key);
+
+    ah_httpd *h = start_full(1024, 2, cert, key, NULL);
+    free(cert); /* copied by ah_httpd_new */
+    free(key);
+    ck_assert_int_eq(ah_httpd_route(h, "POST", "/json", 0, h_echo_json, NULL), 0);
+    start_or_die(h);
+    req q = {.url_path = "/json", .body = "{\"tls\":true}", .body_len = -1, .tls = true,
+             .cainfo = cpath};
+    reply r = do_req(ah_httpd_port(h), &q);
+    ck_assert_msg(r.rc == CURLE_OK, "curl: %s", curl_easy_strerror(r.rc));
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "{\"got\":{\"tls\":true}}");
+    reply_free(&r);
+    /* Plain HTTP to the TLS port gets no HTTP answer. */
+    q.tls = false;
+    r = do_req(ah_httpd_port(h), &q);
+    ck_assert_int_ne(r.status, 200);
+    reply_free(&r);
+    ah_httpd_free(h);
+    unlink(cpath);
+    unlink(kpath);
+    rmdir(dir);
+}
+END_TEST
+
+#ifdef NDEBUG
+/* Debug builds assert on a second answer; release builds refuse it. */
+static void h_twice(void *arg, ah_http_exchange *ex)
+{
+    int *rcs = arg;
+    rcs[0] = ah_ex_respond(ex, 201, "text/plain", "first", 5);
+    rcs[1] = ah_ex_error(ex, 500, "internal_error", "second");
+    rcs[2] = ah_ex_add_header(ex, "X-Late", "1");
+    rcs[3] = ah_ex_status(ex);
+}
+
+START_TEST(test_respond_twice)
+{
+    ah_httpd *h = start_full(1024, 1, NULL, NULL, NULL);
+    int rcs[4] = {9, 9, 9, 9};
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/twice", 0, h_twice, rcs), 0);
+    start_or_die(h);
+    reply r = get(ah_httpd_port(h), "/twice");
+    ck_assert_int_eq(r.status, 201);
+    ck_assert_str_eq(r.body, "first");
+    ck_assert_str_eq(r.ctype, "text/plain");
+    reply_free(&r);
+    ck_assert_int_eq(rcs[0], 0);
+    ck_assert_int_eq(rcs[1], -1);
+    ck_assert_int_eq(rcs[2], -1);
+    ck_assert_int_eq(rcs[3], 201);
+    ah_httpd_free(h);
+}
+END_TEST
+#endif
+
+START_TEST(test_ipv6)
+{
+    char err[256] = "";
+    ah_httpd_opts o = {.host = "::1", .max_body = 1024, .threads = 1};
+    ah_httpd *h = ah_httpd_new(&o, err, sizeof err);
+    ck_assert_ptr_nonnull(h);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/info", 0, h_info, NULL), 0);
+    if (ah_httpd_start(h, err, sizeof err) != 0) {
+        /* No IPv6 loopback here (some containers): nothing to check. */
+        ah_httpd_free(h);
+        return;
+    }
+    CURL *c = curl_easy_init();
+    buf b = {0};
+    char url[128];
+    snprintf(url, sizeof url, "http://[::1]:%u/info", (unsigned)ah_httpd_port(h));
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    ck_assert_int_eq(curl_easy_perform(c), CURLE_OK);
+    curl_easy_cleanup(c);
+    reply r = {.body = b.p};
+    char v[64];
+    ck_assert_str_eq(field(&r, "ip", v, sizeof v), "::1");
+    reply_free(&r);
+    ah_httpd_free(h);
+}
+END_TEST
+
+START_TEST(test_opts_errors)
+{
+    char err[256] = "";
+    ah_httpd_opts o = {.host = "127.0.0.1", .tls_cert_pem = "x"};
+    ck_assert_ptr_null(ah_httpd_new(&o, err, sizeof err));
+    ck_assert(err[0] != '\0');
+    /* A bad certificate fails at start with a message. */
+    o.tls_key_pem = "y";
+    ah_httpd *h = ah_httpd_new(&o, err, sizeof err);
+    ck_assert_ptr_nonnull(h);
+    err[0] = '\0';
+    ck_assert_int_ne(ah_httpd_start(h, err, sizeof err), 0);
+    ck_assert(err[0] != '\0');
+    ck_assert_uint_eq(ah_httpd_port(h), 0);
+    ah_httpd_free(h);
+    ah_httpd_free(NULL);
+    /* Starting twice is refused. */
+    h = start_full(0, 0, NULL, NULL, NULL);
+    start_or_die(h);
+    ck_assert_int_ne(ah_httpd_start(h, err, sizeof err), 0);
+    ah_httpd_free(h);
+}
+END_TEST
+
+static Suite *httpd_suite(void)
+{
+    Suite *s = suite_create("httpd");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_route_json_200);
+    tcase_add_test(tc, test_not_found);
+    tcase_add_test(tc, test_method_not_allowed);
+    tcase_add_test(tc, test_body_too_large_content_length);
+    tcase_add_test(tc, test_body_too_large_chunked);
+    tcase_add_test(tc, test_invalid_json);
+    tcase_add_test(tc, test_json_too_deep);
+    tcase_add_test(tc, test_json_parse_limited);
+    tcase_add_test(tc, test_status_for_code);
+    tcase_add_test(tc, test_conflicting_length_raw);
+    tcase_add_test(tc, test_lying_content_length);
+    tcase_add_test(tc, test_bad_path);
+    tcase_add_test(tc, test_prefix_route);
+    tcase_add_test(tc, test_header_query_ip);
+    tcase_add_test(tc, test_handler_no_response);
+    tcase_add_test(tc, test_concurrent);
+    tcase_add_test(tc, test_route_replace);
+    tcase_add_test(tc, test_unroute_arg);
+    tcase_add_test(tc, test_tls);
+    tcase_add_test(tc, test_opts_errors);
+    tcase_add_test(tc, test_ipv6);
+#ifdef NDEBUG
+    tcase_add_test(tc, test_respond_twice);
+#endif
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
+        return 1;
+    SRunner *sr = srunner_create(httpd_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    curl_global_cleanup();
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
