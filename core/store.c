@@ -1,1 +1,205 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include "store.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+ah_store *ah_store_open(const char *url, const struct ah_logger *lg, char *err,
+                        size_t errlen)
+{
+    char dummy[1];
+    if (err == NULL) {
+        err = dummy;
+        errlen = sizeof dummy;
+    }
+    if (url == NULL || *url == '\0') {
+        snprintf(err, errlen, "no store URL given (expected sqlite:PATH or postgresql://...)");
+        return NULL;
+    }
+    if (strncmp(url, "sqlite:", 7) == 0) {
+        const char *path = url + 7;
+        /* Accept the URL-ish spelling "sqlite://PATH" as well: "sqlite:///abs"
+         * is an absolute path, "sqlite://rel" a relative one. */
+        if (strncmp(path, "//", 2) == 0)
+            path += 2;
+        if (*path == '\0') {
+            snprintf(err, errlen, "store URL '%s' names no file", url);
+            return NULL;
+        }
+        return ah_store_sqlite_open(path, lg, err, errlen);
+    }
+    if (strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0) {
+        snprintf(err, errlen,
+                 "PostgreSQL engine not built yet: use a sqlite:PATH store for now");
+        return NULL;
+    }
+    snprintf(err, errlen, "unknown store URL '%s' (expected sqlite:PATH or postgresql://...)",
+             url);
+    return NULL;
+}
+
+void ah_tenant_row_free(ah_tenant_row *r)
+{
+    if (r == NULL)
+        return;
+    free(r->name);
+    free(r->key_hash);
+    free(r->created_at);
+    memset(r, 0, sizeof *r);
+}
+
+void ah_connection_row_free(ah_connection_row *r)
+{
+    if (r == NULL)
+        return;
+    free(r->tenant);
+    free(r->plugin);
+    free(r->name);
+    free(r->settings);
+    free(r->created_at);
+    free(r->updated_at);
+    memset(r, 0, sizeof *r);
+}
+
+void ah_record_row_free(ah_record_row *r)
+{
+    if (r == NULL)
+        return;
+    free(r->id);
+    free(r->type);
+    free(r->remote_id);
+    free(r->updated_at);
+    free(r->raw);
+    free(r->fields);
+    free(r->created_at);
+    free(r->stored_at);
+    memset(r, 0, sizeof *r);
+}
+
+void ah_now_iso(char out[32])
+{
+    struct timespec ts;
+    struct tm tm;
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0 || gmtime_r(&ts.tv_sec, &tm) == NULL) {
+        snprintf(out, 32, "1970-01-01T00:00:00.000Z");
+        return;
+    }
+    char base[24];
+    if (strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
+        snprintf(out, 32, "1970-01-01T00:00:00.000Z");
+        return;
+    }
+    snprintf(out, 32, "%s.%03dZ", base, (int)(ts.tv_nsec / 1000000));
+}
+
+/* Reads exactly n decimal digits at *p. */
+static bool take_digits(const char **p, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)(*p)[i]))
+            return false;
+        v = v * 10 + ((*p)[i] - '0');
+    }
+    *p += n;
+    *out = v;
+    return true;
+}
+
+static bool take_char(const char **p, char c)
+{
+    if (**p != c)
+        return false;
+    (*p)++;
+    return true;
+}
+
+static int days_in_month(int y, int m)
+{
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+        return 29;
+    return days[m - 1];
+}
+
+int ah_iso_normalize(const char *in, char out[32])
+{
+    if (in == NULL)
+        return -1;
+    const char *p = in;
+    int y, mo, d, h = 0, mi = 0, sec = 0, ms = 0, off = 0;
+    if (!take_digits(&p, 4, &y) || !take_char(&p, '-') || !take_digits(&p, 2, &mo) ||
+        !take_char(&p, '-') || !take_digits(&p, 2, &d))
+        return -1;
+    if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo))
+        return -1;
+    if (*p == 'T' || *p == 't' || *p == ' ') {
+        p++;
+        if (!take_digits(&p, 2, &h) || !take_char(&p, ':') || !take_digits(&p, 2, &mi))
+            return -1;
+        if (take_char(&p, ':')) {
+            if (!take_digits(&p, 2, &sec))
+                return -1;
+            if (take_char(&p, '.') || take_char(&p, ',')) {
+                int ndig = 0;
+                while (isdigit((unsigned char)*p)) {
+                    if (ndig < 3)
+                        ms = ms * 10 + (*p - '0');
+                    ndig++;
+                    p++;
+                }
+                if (ndig == 0)
+                    return -1;
+                for (; ndig < 3; ndig++)
+                    ms *= 10;
+            }
+        }
+        if (h > 23 || mi > 59 || sec > 60)
+            return -1;
+        if (*p == 'Z' || *p == 'z') {
+            p++;
+        } else if (*p == '+' || *p == '-') {
+            int sign = *p == '-' ? -1 : 1, oh, om = 0;
+            p++;
+            if (!take_digits(&p, 2, &oh))
+                return -1;
+            if (take_char(&p, ':')) {
+                if (!take_digits(&p, 2, &om))
+                    return -1;
+            } else if (isdigit((unsigned char)*p)) {
+                if (!take_digits(&p, 2, &om))
+                    return -1;
+            }
+            if (oh > 23 || om > 59)
+                return -1;
+            off = sign * (oh * 3600 + om * 60);
+        }
+    }
+    if (*p != '\0')
+        return -1;
+    struct tm tm = {0};
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = sec;
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1 && !(y == 1969 && mo == 12 && d == 31))
+        return -1;
+    t -= off;
+    struct tm u;
+    if (gmtime_r(&t, &u) == NULL || u.tm_year + 1900 > 9999 || u.tm_year + 1900 < 0)
+        return -1;
+    char buf[96]; /* ample for any int values, so the compiler sees no truncation */
+    int n = snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                     u.tm_year + 1900, u.tm_mon + 1, u.tm_mday, u.tm_hour, u.tm_min,
+                     u.tm_sec, ms);
+    if (n != 24)
+        return -1;
+    memcpy(out, buf, 25);
+    return 0;
+}

@@ -221,4 +221,33 @@ void ah_record_row_free(ah_record_row *r);
 /** Current time as ISO-8601 UTC with milliseconds: "2026-11-24T03:31:57.123Z". */
 void ah_now_iso(char out[32]);
 
+/* ------------------------------------------------------------------------ */
+/* Additions (appended after the first version of this header).             */
+
+/** Normalises an ISO-8601 date or date-time into the store's canonical UTC
+ *  form "YYYY-MM-DDTHH:MM:SS.mmmZ", the form every timestamp the store
+ *  writes has (so that they compare as strings). Accepts "YYYY-MM-DD"
+ *  (midnight UTC), "YYYY-MM-DDTHH:MM[:SS[.fff...]]" with 'T' or a space,
+ *  followed by "Z", "+HH:MM", "-HH:MM", "+HHMM" or nothing (UTC). Returns 0,
+ *  or -1 (out untouched) when `in` is not such a time. Thread-safe. */
+int ah_iso_normalize(const char *in, char out[32]);
+
+/** The newest schema version the SQLite engine knows (its number of
+ *  migration steps). */
+int ah_store_sqlite_latest_version(void);
+
+/** TEST HOOK, never used by the daemon: applies the SQLite engine's
+ *  migration steps up to `version` only (1 = the first schema), so that a
+ *  test can build an "old" database and then migrate it to the newest.
+ *  AH_STORE_ERR when `s` is not a SQLite store or version is out of range. */
+int ah_store_sqlite_migrate_to(ah_store *s, int version);
+
+/** TEST HOOK, never used by the daemon: makes the NEXT records_upsert on this
+ *  SQLite store fail (AH_STORE_ERR, transaction rolled back) after it has
+ *  written n records of the page (n == page size: fails just before the
+ *  cursor is written; n > page size: that call does not fail). One-shot:
+ *  the next call consumes it either way; a negative n cancels it. Ignored
+ *  when `s` is not a SQLite store. */
+void ah_store_sqlite_fail_after(ah_store *s, int n);
+
 #endif

@@ -1,0 +1,1016 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <check.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "crypto.h"
+#include "log.h"
+#include "store.h"
+
+/* Quiet logger: the failure-path tests log errors on purpose. */
+static const ah_logger quiet = {.level = AH_LOG_ERROR, .json = false};
+
+/* Per-test fixture: a private temp folder holding the database. Lives on
+ * the test's stack; no globals. */
+typedef struct fx {
+    char dir[64];
+    char path[128];
+    ah_store *s;
+} fx;
+
+static ah_store *open_store(const char *path)
+{
+    char err[256] = "";
+    ah_store *s = ah_store_sqlite_open(path, &quiet, err, sizeof err);
+    ck_assert_msg(s != NULL, "open %s: %s", path, err);
+    return s;
+}
+
+static void fx_init(fx *f, bool migrate)
+{
+    snprintf(f->dir, sizeof f->dir, "/tmp/ah_store_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(f->dir));
+    /* A sub-folder that does not exist yet: the opener creates it. */
+    snprintf(f->path, sizeof f->path, "%s/var/db/atshub.db", f->dir);
+    f->s = open_store(f->path);
+    if (migrate)
+        ck_assert_int_eq(f->s->ops->migrate(f->s), AH_STORE_OK);
+}
+
+static void fx_done(fx *f)
+{
+    if (f->s != NULL)
+        f->s->ops->close(f->s);
+    f->s = NULL;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* Reads one integer with a side connection, to check what the engine does
+ * not expose (migration rows, indexes). */
+static int64_t sql_int(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static int64_t add_tenant(ah_store *s, const char *name)
+{
+    char hash[AH_SHA256_HEX_LEN + 1];
+    ah_sha256_hex(name, strlen(name), hash);
+    int64_t id = 0;
+    ck_assert_int_eq(s->ops->tenant_add(s, name, hash, &id), AH_STORE_OK);
+    ck_assert_int_gt(id, 0);
+    return id;
+}
+
+static int64_t add_conn(ah_store *s, int64_t tenant_id, const char *name)
+{
+    int64_t id = 0;
+    ck_assert_int_eq(s->ops->connection_add(s, tenant_id, "erecruit", name,
+                                            "{\"base_url\":\"http://x\"}", &id),
+                     AH_STORE_OK);
+    ck_assert_int_gt(id, 0);
+    return id;
+}
+
+/* ---- migrations ---------------------------------------------------------------- */
+
+START_TEST(test_migrate_fresh)
+{
+    fx f;
+    fx_init(&f, false);
+    int latest = ah_store_sqlite_latest_version();
+    ck_assert_int_ge(latest, 2);
+    ck_assert_int_eq(f.s->ops->schema_version(f.s), 0);
+    ck_assert_int_eq(f.s->ops->migrate(f.s), AH_STORE_OK);
+    ck_assert_int_eq(f.s->ops->schema_version(f.s), latest);
+    /* Re-running is a no-op. */
+    ck_assert_int_eq(f.s->ops->migrate(f.s), AH_STORE_OK);
+    ck_assert_int_eq(f.s->ops->schema_version(f.s), latest);
+    ck_assert_int_eq(sql_int(f.path, "SELECT count(*) FROM schema_migrations"), latest);
+    ck_assert_str_eq(f.s->ops->name, "sqlite");
+    ck_assert_int_eq(f.s->ops->ping(f.s), AH_STORE_OK);
+    /* WAL mode persists in the file. */
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open(f.path, &db), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), "wal");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(test_migrate_existing_v1)
+{
+    fx f;
+    fx_init(&f, false);
+    ck_assert_int_eq(ah_store_sqlite_migrate_to(f.s, 1), AH_STORE_OK);
+    ck_assert_int_eq(f.s->ops->schema_version(f.s), 1);
+    ck_assert_int_eq(sql_int(f.path, "SELECT count(*) FROM sqlite_master WHERE type='index' "
+                                     "AND name='records_paging'"),
+                     0);
+    /* Data written at version 1. */
+    int64_t t = add_tenant(f.s, "acme");
+    int64_t c = add_conn(f.s, t, "main");
+    ah_record_in recs[2] = {
+        {"job", "J1", "2026-01-01T00:00:00Z", "{\"id\":1}", "{\"title\":\"A\"}"},
+        {"job", "J2", "2026-01-02T00:00:00Z", "{\"id\":2}", "{\"title\":\"B\"}"},
+    };
+    char *ids[2];
+    ck_assert_int_eq(f.s->ops->records_upsert(f.s, c, recs, 2, "jobs", "c1", NULL, ids),
+                     AH_STORE_OK);
+    f.s->ops->close(f.s);
+
+    /* A later binary opens it and migrates: only 2..latest are applied. */
+    f.s = open_store(f.path);
+    ck_assert_int_eq(f.s->ops->schema_version(f.s), 1);
+    ck_assert_int_eq(f.s->ops->migrate(f.s), AH_STORE_OK);
+    int latest = ah_store_sqlite_latest_version();
+    ck_assert_int_eq(f.s->ops->schema_version(f.s), latest);
+    ck_assert_int_eq(sql_int(f.path, "SELECT count(*) FROM schema_migrations"), latest);
+    ck_assert_int_eq(sql_int(f.path, "SELECT count(*) FROM sqlite_master WHERE type='index' "
+                                     "AND name='records_paging'"),
+                     1);
+    /* Step 1 was not re-run: its applied_at is older or equal to step 2's. */
+    ck_assert_int_eq(sql_int(f.path, "SELECT (SELECT applied_at FROM schema_migrations WHERE "
+                                     "version=1) <= (SELECT applied_at FROM "
+                                     "schema_migrations WHERE version=2)"),
+                     1);
+    /* Nothing lost. */
+    ah_tenant_row tr;
+    ck_assert_int_eq(f.s->ops->tenant_get(f.s, "acme", &tr), AH_STORE_OK);
+    ck_assert_int_eq(tr.id, t);
+    ah_tenant_row_free(&tr);
+    ck_assert_int_eq(f.s->ops->record_count(f.s, c, "job"), 2);
+    ah_record_row rr;
+    ck_assert_int_eq(f.s->ops->record_get(f.s, c, "job", "J2", &rr), AH_STORE_OK);
+    ck_assert_str_eq(rr.id, ids[1]);
+    ck_assert_str_eq(rr.raw, "{\"id\":2}");
+    ah_record_row_free(&rr);
+    char *cur = NULL;
+    ck_assert_int_eq(f.s->ops->cursor_get(f.s, c, "jobs", &cur), AH_STORE_OK);
+    ck_assert_str_eq(cur, "c1");
+    free(cur);
+    free(ids[0]);
+    free(ids[1]);
+    ck_assert_int_eq(f.s->ops->migrate(f.s), AH_STORE_OK);
+    ck_assert_int_eq(sql_int(f.path, "SELECT count(*) FROM schema_migrations"), latest);
+    /* Out-of-range requests to the hook are refused. */
+    ck_assert_int_eq(ah_store_sqlite_migrate_to(f.s, 0), AH_STORE_ERR);
+    ck_assert_int_eq(ah_store_sqlite_migrate_to(f.s, latest + 1), AH_STORE_ERR);
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(test_migrate_newer_db_refused)
+{
+    fx f;
+    fx_init(&f, true);
+    f.s->ops->close(f.s);
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open(f.path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db,
+                                  "INSERT INTO schema_migrations VALUES(999, "
+                                  "'2030-01-01T00:00:00.000Z')",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    f.s = open_store(f.path);
+    ck_assert_int_eq(f.s->ops->migrate(f.s), AH_STORE_ERR);
+    fx_done(&f);
+}
+END_TEST
+
+/* ---- store URL and helpers --------------------------------------------------- */
+
+START_TEST(test_open_url)
+{
+    char dir[64] = "/tmp/ah_store_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char url[160], err[256];
+    snprintf(url, sizeof url, "sqlite:%s/a/b.db", dir);
+    ah_store *s = ah_store_open(url, &quiet, err, sizeof err);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_str_eq(s->ops->name, "sqlite");
+    ck_assert_ptr_eq(s->lg, &quiet);
+    s->ops->close(s);
+
+    err[0] = '\0';
+    ck_assert_ptr_null(ah_store_open("postgresql://u@localhost/atshub", &quiet, err,
+                                     sizeof err));
+    ck_assert_ptr_nonnull(strstr(err, "PostgreSQL engine not built yet"));
+    err[0] = '\0';
+    ck_assert_ptr_null(ah_store_open("mysql://x", &quiet, err, sizeof err));
+    ck_assert_ptr_nonnull(strstr(err, "unknown store URL"));
+    ck_assert_ptr_null(ah_store_open("sqlite:", &quiet, err, sizeof err));
+    ck_assert_ptr_null(ah_store_open(NULL, &quiet, err, sizeof err));
+    /* A folder that cannot be created. */
+    err[0] = '\0';
+    ck_assert_ptr_null(ah_store_open("sqlite:/proc/no/such/x.db", &quiet, err, sizeof err));
+    ck_assert_str_ne(err, "");
+
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+START_TEST(test_iso_normalize)
+{
+    char out[32];
+    ah_now_iso(out);
+    ck_assert_uint_eq(strlen(out), 24);
+    ck_assert_int_eq(out[10], 'T');
+    ck_assert_int_eq(out[23], 'Z');
+    char again[32];
+    ck_assert_int_eq(ah_iso_normalize(out, again), 0);
+    ck_assert_str_eq(again, out);
+
+    ck_assert_int_eq(ah_iso_normalize("2026-03-04", out), 0);
+    ck_assert_str_eq(out, "2026-03-04T00:00:00.000Z");
+    ck_assert_int_eq(ah_iso_normalize("2026-03-04T05:06:07Z", out), 0);
+    ck_assert_str_eq(out, "2026-03-04T05:06:07.000Z");
+    ck_assert_int_eq(ah_iso_normalize("2026-03-04 05:06", out), 0);
+    ck_assert_str_eq(out, "2026-03-04T05:06:00.000Z");
+    ck_assert_int_eq(ah_iso_normalize("2026-03-04T05:06:07.5+02:00", out), 0);
+    ck_assert_str_eq(out, "2026-03-04T03:06:07.500Z");
+    ck_assert_int_eq(ah_iso_normalize("2026-03-04T23:30:00.123456-0100", out), 0);
+    ck_assert_str_eq(out, "2026-03-05T00:30:00.123Z");
+    const char *bad[] = {"", "2026", "2026-13-01", "2026-02-30", "2026-03-04T25:00",
+                         "2026-03-04X", "2026-03-04T05:06:07.", "yesterday",
+                         "2026-03-04T05:06:07Z junk"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(ah_iso_normalize(bad[i], out) != 0, "accepted '%s'", bad[i]);
+}
+END_TEST
+
+/* ---- tenants ---------------------------------------------------------------- */
+
+typedef struct names {
+    char buf[512];
+    int n;
+} names;
+
+static void tenant_cb(void *arg, const ah_tenant_row *r)
+{
+    names *nm = arg;
+    strncat(nm->buf, r->name, sizeof nm->buf - strlen(nm->buf) - 2);
+    strcat(nm->buf, ",");
+    nm->n++;
+}
+
+static void conn_cb(void *arg, const ah_connection_row *r)
+{
+    names *nm = arg;
+    char one[128];
+    snprintf(one, sizeof one, "%s/%s%s,", r->tenant, r->name, r->enabled ? "" : "(off)");
+    strncat(nm->buf, one, sizeof nm->buf - strlen(nm->buf) - 1);
+    nm->n++;
+}
+
+START_TEST(test_tenants)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t acme = add_tenant(s, "acme");
+    int64_t beta = add_tenant(s, "beta");
+    ck_assert_int_ne(acme, beta);
+    int64_t id = 0;
+    ck_assert_int_eq(s->ops->tenant_add(s, "acme", "otherhash", &id), AH_STORE_EXISTS);
+    char hash[AH_SHA256_HEX_LEN + 1];
+    ah_sha256_hex("beta", 4, hash);
+    ck_assert_int_eq(s->ops->tenant_add(s, "gamma", hash, &id), AH_STORE_EXISTS);
+
+    ah_tenant_row r;
+    ck_assert_int_eq(s->ops->tenant_get(s, "acme", &r), AH_STORE_OK);
+    ck_assert_int_eq(r.id, acme);
+    ck_assert_str_eq(r.name, "acme");
+    ck_assert_uint_eq(strlen(r.created_at), 24);
+    ah_tenant_row_free(&r);
+    ck_assert_int_eq(s->ops->tenant_get(s, "nobody", &r), AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(s->ops->tenant_by_key_hash(s, hash, &r), AH_STORE_OK);
+    ck_assert_str_eq(r.name, "beta");
+    ck_assert_str_eq(r.key_hash, hash);
+    ah_tenant_row_free(&r);
+    ck_assert_int_eq(s->ops->tenant_by_key_hash(s, "nope", &r), AH_STORE_NOT_FOUND);
+
+    names nm = {{0}, 0};
+    ck_assert_int_eq(s->ops->tenant_list(s, tenant_cb, &nm), AH_STORE_OK);
+    ck_assert_str_eq(nm.buf, "acme,beta,");
+
+    /* Removing a tenant removes its connections, records, cursors and
+     * sequences, and nothing of the other tenant. */
+    int64_t c1 = add_conn(s, acme, "main");
+    int64_t c2 = add_conn(s, beta, "main");
+    ah_record_in rec = {"job", "J1", NULL, "{}", "{}"};
+    ck_assert_int_eq(s->ops->records_upsert(s, c1, &rec, 1, "k", "v", NULL, NULL), 0);
+    ck_assert_int_eq(s->ops->records_upsert(s, c2, &rec, 1, "k", "v", NULL, NULL), 0);
+    int64_t seq = 0;
+    ck_assert_int_eq(s->ops->sequence_next(s, acme, "job", &seq), 0);
+    ck_assert_int_eq(s->ops->sequence_next(s, acme, "job", &seq), 0);
+    ck_assert_int_eq(seq, 2);
+    ck_assert_int_eq(s->ops->tenant_remove(s, "acme"), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->tenant_remove(s, "acme"), AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(s->ops->tenant_get(s, "acme", &r), AH_STORE_NOT_FOUND);
+    ah_connection_row cr;
+    ck_assert_int_eq(s->ops->connection_get(s, "acme", "main", &cr), AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(s->ops->record_count(s, c1, NULL), 0);
+    ck_assert_int_eq(s->ops->record_count(s, c2, NULL), 1);
+    ck_assert_int_eq(sql_int(f.path, "SELECT count(*) FROM cursors"), 1);
+    ck_assert_int_eq(sql_int(f.path, "SELECT count(*) FROM sequences"), 0);
+    /* A re-created tenant never inherits the old one's id. */
+    int64_t acme2 = add_tenant(s, "acme");
+    ck_assert_int_ne(acme2, acme);
+    ck_assert_int_eq(s->ops->sequence_next(s, acme2, "job", &seq), 0);
+    ck_assert_int_eq(seq, 1);
+    fx_done(&f);
+}
+END_TEST
+
+/* ---- connections ------------------------------------------------------------- */
+
+START_TEST(test_connections)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t acme = add_tenant(s, "acme");
+    int64_t beta = add_tenant(s, "beta");
+    int64_t c1 = add_conn(s, acme, "main");
+    int64_t c2 = add_conn(s, acme, "backup");
+    int64_t c3 = add_conn(s, beta, "main"); /* same name, other tenant: fine */
+    int64_t id = 0;
+    ck_assert_int_eq(s->ops->connection_add(s, acme, "erp", "main", NULL, &id),
+                     AH_STORE_EXISTS);
+    ck_assert_int_eq(s->ops->connection_add(s, 9999, "erp", "x", NULL, &id),
+                     AH_STORE_NOT_FOUND);
+
+    ah_connection_row r;
+    ck_assert_int_eq(s->ops->connection_get(s, "acme", "main", &r), AH_STORE_OK);
+    ck_assert_int_eq(r.id, c1);
+    ck_assert_int_eq(r.tenant_id, acme);
+    ck_assert_str_eq(r.tenant, "acme");
+    ck_assert_str_eq(r.plugin, "erecruit");
+    ck_assert_str_eq(r.name, "main");
+    ck_assert(r.enabled);
+    ck_assert_str_eq(r.settings, "{\"base_url\":\"http://x\"}");
+    ah_connection_row_free(&r);
+    ck_assert_int_eq(s->ops->connection_get(s, "acme", "nope", &r), AH_STORE_NOT_FOUND);
+
+    names nm = {{0}, 0};
+    ck_assert_int_eq(s->ops->connection_list(s, "acme", conn_cb, &nm), AH_STORE_OK);
+    ck_assert_str_eq(nm.buf, "acme/backup,acme/main,");
+    memset(&nm, 0, sizeof nm);
+    ck_assert_int_eq(s->ops->connection_list(s, NULL, conn_cb, &nm), AH_STORE_OK);
+    ck_assert_str_eq(nm.buf, "acme/backup,acme/main,beta/main,");
+
+    ck_assert_int_eq(s->ops->connection_update(s, c1, "{\"base_url\":\"http://y\"}"),
+                     AH_STORE_OK);
+    ck_assert_int_eq(s->ops->connection_set_enabled(s, c2, false), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->connection_get(s, "acme", "main", &r), AH_STORE_OK);
+    ck_assert_str_eq(r.settings, "{\"base_url\":\"http://y\"}");
+    ah_connection_row_free(&r);
+    memset(&nm, 0, sizeof nm);
+    ck_assert_int_eq(s->ops->connection_list(s, "acme", conn_cb, &nm), AH_STORE_OK);
+    ck_assert_str_eq(nm.buf, "acme/backup(off),acme/main,");
+    ck_assert_int_eq(s->ops->connection_set_enabled(s, c2, true), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->connection_get(s, "acme", "backup", &r), AH_STORE_OK);
+    ck_assert(r.enabled);
+    ah_connection_row_free(&r);
+    ck_assert_int_eq(s->ops->connection_update(s, 9999, "{}"), AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(s->ops->connection_set_enabled(s, 9999, true), AH_STORE_NOT_FOUND);
+
+    /* Removing a connection removes its records and cursors. */
+    ah_record_in rec = {"job", "J1", NULL, "{}", "{}"};
+    ck_assert_int_eq(s->ops->records_upsert(s, c1, &rec, 1, "k", "v", NULL, NULL), 0);
+    ck_assert_int_eq(s->ops->connection_remove(s, c1), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->connection_remove(s, c1), AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(s->ops->record_count(s, c1, NULL), 0);
+    ck_assert_int_eq(sql_int(f.path, "SELECT count(*) FROM cursors"), 0);
+    ck_assert_int_eq(s->ops->connection_get(s, "beta", "main", &r), AH_STORE_OK);
+    ck_assert_int_eq(r.id, c3);
+    ah_connection_row_free(&r);
+    fx_done(&f);
+}
+END_TEST
+
+/* ---- records ------------------------------------------------------------------ */
+
+#define PAGE 50
+
+typedef struct page {
+    char rid[PAGE][16], raw[PAGE][64], fields[PAGE][64];
+    ah_record_in in[PAGE];
+} page;
+
+static void make_page(page *p, int from, const char *tag)
+{
+    for (int i = 0; i < PAGE; i++) {
+        snprintf(p->rid[i], sizeof p->rid[i], "R%d", from + i);
+        snprintf(p->raw[i], sizeof p->raw[i], "{\"id\":%d,\"tag\":\"%s\"}", from + i, tag);
+        snprintf(p->fields[i], sizeof p->fields[i], "{\"title\":\"T%d\"}", from + i);
+        p->in[i] = (ah_record_in){"application", p->rid[i], "2026-01-01T00:00:00Z",
+                                  p->raw[i], p->fields[i]};
+    }
+}
+
+static void free_ids(char **ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+}
+
+START_TEST(test_records_idempotent)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme");
+    int64_t c = add_conn(s, t, "main");
+    page *p = calloc(1, sizeof *p);
+    make_page(p, 0, "a");
+    ah_upsert_result res[PAGE];
+    char *ids1[PAGE], *ids2[PAGE];
+    ck_assert_int_eq(s->ops->records_upsert(s, c, p->in, PAGE, "applications", "cur1", res,
+                                            ids1),
+                     AH_STORE_OK);
+    for (int i = 0; i < PAGE; i++) {
+        ck_assert_int_eq(res[i], AH_REC_CREATED);
+        ck_assert_uint_eq(strlen(ids1[i]), 28);
+        ck_assert(strncmp(ids1[i], "rec_", 4) == 0);
+    }
+    ck_assert_str_ne(ids1[0], ids1[1]);
+    ck_assert_int_eq(s->ops->record_count(s, c, "application"), PAGE);
+
+    /* The same page again: nothing changes, ids stay. */
+    ah_record_row before;
+    ck_assert_int_eq(s->ops->record_get(s, c, "application", "R7", &before), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->records_upsert(s, c, p->in, PAGE, "applications", "cur2", res,
+                                            ids2),
+                     AH_STORE_OK);
+    for (int i = 0; i < PAGE; i++) {
+        ck_assert_int_eq(res[i], AH_REC_UNCHANGED);
+        ck_assert_str_eq(ids1[i], ids2[i]);
+    }
+    ck_assert_int_eq(s->ops->record_count(s, c, "application"), PAGE);
+    ah_record_row after;
+    ck_assert_int_eq(s->ops->record_get(s, c, "application", "R7", &after), AH_STORE_OK);
+    ck_assert_str_eq(after.stored_at, before.stored_at); /* not rewritten */
+    ah_record_row_free(&after);
+    free_ids(ids2, PAGE);
+
+    /* One changed raw: UPDATED, same id, created_at kept. */
+    snprintf(p->raw[7], sizeof p->raw[7], "{\"id\":7,\"tag\":\"changed\"}");
+    ck_assert_int_eq(s->ops->records_upsert(s, c, p->in, PAGE, NULL, NULL, res, ids2),
+                     AH_STORE_OK);
+    for (int i = 0; i < PAGE; i++)
+        ck_assert_int_eq(res[i], i == 7 ? AH_REC_UPDATED : AH_REC_UNCHANGED);
+    ck_assert_str_eq(ids2[7], ids1[7]);
+    ck_assert_int_eq(s->ops->record_get(s, c, "application", "R7", &after), AH_STORE_OK);
+    ck_assert_str_eq(after.id, ids1[7]);
+    ck_assert_str_eq(after.raw, "{\"id\":7,\"tag\":\"changed\"}");
+    ck_assert_str_eq(after.created_at, before.created_at);
+    ck_assert_str_eq(after.type, "application");
+    ck_assert_str_eq(after.remote_id, "R7");
+    ck_assert_str_eq(after.updated_at, "2026-01-01T00:00:00Z");
+    ck_assert_int_eq(after.connection_id, c);
+    ah_record_row_free(&after);
+    ah_record_row_free(&before);
+    free_ids(ids2, PAGE);
+
+    /* A changed fields alone is a change too. */
+    snprintf(p->fields[3], sizeof p->fields[3], "{\"title\":\"new\"}");
+    ck_assert_int_eq(s->ops->records_upsert(s, c, &p->in[3], 1, NULL, NULL, res, NULL),
+                     AH_STORE_OK);
+    ck_assert_int_eq(res[0], AH_REC_UPDATED);
+
+    /* A page mixing known and new records, alternating. */
+    {
+        char rid[8][8];
+        ah_record_in mix[8];
+        ah_upsert_result mres[8];
+        for (int i = 0; i < 8; i++) {
+            snprintf(rid[i], sizeof rid[i], "%s%d", i % 2 ? "N" : "R", i);
+            mix[i] = i % 2 ? (ah_record_in){"application", rid[i], NULL, "{}", "{}"}
+                           : p->in[i];
+        }
+        ck_assert_int_eq(s->ops->records_upsert(s, c, mix, 8, NULL, NULL, mres, NULL), 0);
+        for (int i = 0; i < 8; i++)
+            ck_assert_int_eq(mres[i], i % 2 ? AH_REC_CREATED : AH_REC_UNCHANGED);
+        ck_assert_int_eq(s->ops->record_count(s, c, "application"), PAGE + 4);
+    }
+
+    /* Same remote id under another type is another record. */
+    ah_record_in other = {"candidate", "R7", NULL, "{}", "{}"};
+    ck_assert_int_eq(s->ops->records_upsert(s, c, &other, 1, NULL, NULL, res, NULL), 0);
+    ck_assert_int_eq(res[0], AH_REC_CREATED);
+    ck_assert_int_eq(s->ops->record_count(s, c, NULL), PAGE + 5);
+
+    char *cur = NULL;
+    ck_assert_int_eq(s->ops->cursor_get(s, c, "applications", &cur), AH_STORE_OK);
+    ck_assert_str_eq(cur, "cur2");
+    free(cur);
+    ck_assert_int_eq(s->ops->cursor_get(s, c, "unset", &cur), AH_STORE_OK);
+    ck_assert_ptr_null(cur);
+    ck_assert_int_eq(s->ops->cursor_set(s, c, "unset", "x"), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->cursor_get(s, c, "unset", &cur), AH_STORE_OK);
+    ck_assert_str_eq(cur, "x");
+    free(cur);
+
+    /* By id, scoped to the tenant. */
+    ah_record_row r;
+    ck_assert_int_eq(s->ops->record_get_by_id(s, t, ids1[0], &r), AH_STORE_OK);
+    ck_assert_str_eq(r.remote_id, "R0");
+    ah_record_row_free(&r);
+    int64_t other_tenant = add_tenant(s, "beta");
+    ck_assert_int_eq(s->ops->record_get_by_id(s, other_tenant, ids1[0], &r),
+                     AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(s->ops->record_get(s, c, "application", "nope", &r),
+                     AH_STORE_NOT_FOUND);
+
+    /* Records for an unknown connection are refused, nothing written. */
+    ck_assert_int_ne(s->ops->records_upsert(s, 4242, p->in, 2, "k", "v", NULL, NULL),
+                     AH_STORE_OK);
+    ck_assert_int_eq(s->ops->record_count(s, 4242, NULL), 0);
+    free_ids(ids1, PAGE);
+    free(p);
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(test_records_page_atomic)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t c = add_conn(s, add_tenant(s, "acme"), "main");
+    page *p1 = calloc(1, sizeof *p1), *p2 = calloc(1, sizeof *p2);
+    make_page(p1, 0, "v1");
+    ck_assert_int_eq(s->ops->records_upsert(s, c, p1->in, PAGE, "apps", "cursor-1", NULL,
+                                            NULL),
+                     AH_STORE_OK);
+
+    /* Page 2 overlaps page 1 (updates) and adds new records. */
+    make_page(p2, PAGE / 2, "v2");
+    int fail_points[] = {0, 1, PAGE / 2, PAGE - 1, PAGE};
+    for (size_t k = 0; k < sizeof fail_points / sizeof fail_points[0]; k++) {
+        ah_store_sqlite_fail_after(s, fail_points[k]);
+        char *ids[PAGE];
+        ah_upsert_result res[PAGE];
+        ck_assert_int_eq(s->ops->records_upsert(s, c, p2->in, PAGE, "apps", "cursor-2", res,
+                                                ids),
+                         AH_STORE_ERR);
+        for (int i = 0; i < PAGE; i++)
+            ck_assert_ptr_null(ids[i]);
+        /* Neither the records nor the cursor moved. */
+        ck_assert_int_eq(s->ops->record_count(s, c, "application"), PAGE);
+        char *cur = NULL;
+        ck_assert_int_eq(s->ops->cursor_get(s, c, "apps", &cur), AH_STORE_OK);
+        ck_assert_str_eq(cur, "cursor-1");
+        free(cur);
+        ah_record_row r;
+        ck_assert_int_eq(s->ops->record_get(s, c, "application", "R30", &r), AH_STORE_OK);
+        ck_assert_ptr_nonnull(strstr(r.raw, "\"v1\""));
+        ah_record_row_free(&r);
+        ck_assert_int_eq(s->ops->record_get(s, c, "application", "R60", &r),
+                         AH_STORE_NOT_FOUND);
+    }
+
+    /* The hook is one-shot: the retry commits everything. */
+    ah_upsert_result res2[PAGE];
+    ck_assert_int_eq(s->ops->records_upsert(s, c, p2->in, PAGE, "apps", "cursor-2", res2,
+                                            NULL),
+                     AH_STORE_OK);
+    for (int i = 0; i < PAGE; i++)
+        ck_assert_int_eq(res2[i], i < PAGE / 2 ? AH_REC_UPDATED : AH_REC_CREATED);
+    ck_assert_int_eq(s->ops->record_count(s, c, "application"), PAGE + PAGE / 2);
+    char *cur = NULL;
+    ck_assert_int_eq(s->ops->cursor_get(s, c, "apps", &cur), AH_STORE_OK);
+    ck_assert_str_eq(cur, "cursor-2");
+    free(cur);
+
+    /* A bad record in the middle of a page rolls the whole page back too. */
+    page *p3 = calloc(1, sizeof *p3);
+    make_page(p3, 1000, "v3");
+    p3->in[10].remote_id = NULL;
+    ck_assert_int_eq(s->ops->records_upsert(s, c, p3->in, PAGE, "apps", "cursor-3", NULL,
+                                            NULL),
+                     AH_STORE_ERR);
+    ck_assert_int_eq(s->ops->record_count(s, c, "application"), PAGE + PAGE / 2);
+    ck_assert_int_eq(s->ops->cursor_get(s, c, "apps", &cur), AH_STORE_OK);
+    ck_assert_str_eq(cur, "cursor-2");
+    free(cur);
+    free(p1);
+    free(p2);
+    free(p3);
+    fx_done(&f);
+}
+END_TEST
+
+typedef struct collected {
+    char ids[64][32];
+    char remote[64][16];
+    int n;
+} collected;
+
+static void rec_cb(void *arg, const ah_record_row *r)
+{
+    collected *c = arg;
+    ck_assert_int_lt(c->n, 64);
+    snprintf(c->ids[c->n], sizeof c->ids[c->n], "%s", r->id);
+    snprintf(c->remote[c->n], sizeof c->remote[c->n], "%s", r->remote_id);
+    c->n++;
+}
+
+START_TEST(test_record_query)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme");
+    int64_t t2 = add_tenant(s, "beta");
+    int64_t c1 = add_conn(s, t, "main");
+    int64_t c2 = add_conn(s, t, "second");
+    int64_t c3 = add_conn(s, t2, "main");
+    ah_record_in recs[] = {
+        {"job", "J1", "2026-01-01T00:00:00Z", "{}", "{\"title\":\"  Nurse \",\"n\":5}"},
+        {"job", "J2", "2026-01-02T10:00:00.500Z", "{}", "{\"title\":\"Engineer\"}"},
+        {"job", "J3", "2026-01-03T00:00:00+02:00", "{}", "{\"title\":\"nurse\"}"},
+        {"job", "J4", NULL, "{}", "{\"title\":\"Driver\"}"},
+        {"job", "J5", "2026-01-05T00:00:00Z", "{}", "{\"title\":\"NURSE\"}"},
+        {"candidate", "C1", "2026-01-05T00:00:00Z", "{}", "{\"title\":\"nurse\"}"},
+    };
+    ck_assert_int_eq(s->ops->records_upsert(s, c1, recs, 4, NULL, NULL, NULL, NULL), 0);
+    ck_assert_int_eq(s->ops->records_upsert(s, c2, &recs[4], 2, NULL, NULL, NULL, NULL), 0);
+    ck_assert_int_eq(s->ops->records_upsert(s, c3, recs, 1, NULL, NULL, NULL, NULL), 0);
+
+    /* Keyset paging over the tenant's jobs (both connections), 2 per page. */
+    collected all = {.n = 0};
+    ah_record_query q = {.tenant_id = t, .type = "job", .limit = 2};
+    char after[32] = "";
+    for (int pages = 0; pages < 10; pages++) {
+        collected pg = {.n = 0};
+        q.after_id = after[0] ? after : NULL;
+        ck_assert_int_eq(s->ops->record_query(s, &q, rec_cb, &pg), AH_STORE_OK);
+        ck_assert_int_le(pg.n, 2);
+        for (int i = 0; i < pg.n; i++)
+            snprintf(all.ids[all.n++], sizeof all.ids[0], "%s", pg.ids[i]);
+        if (pg.n < 2)
+            break;
+        snprintf(after, sizeof after, "%s", pg.ids[pg.n - 1]);
+    }
+    ck_assert_int_eq(all.n, 5);
+    for (int i = 1; i < all.n; i++)
+        ck_assert(strcmp(all.ids[i - 1], all.ids[i]) < 0); /* id order, no repeats */
+
+    /* One connection only. */
+    collected one = {.n = 0};
+    q = (ah_record_query){.tenant_id = t, .connection_id = c2, .type = "job", .limit = 100};
+    ck_assert_int_eq(s->ops->record_query(s, &q, rec_cb, &one), AH_STORE_OK);
+    ck_assert_int_eq(one.n, 1);
+    ck_assert_str_eq(one.remote[0], "J5");
+
+    /* Exact field match is case-sensitive. */
+    collected ex = {.n = 0};
+    q = (ah_record_query){.tenant_id = t, .type = "job", .limit = 100, .field_key = "title",
+                          .field_value = "nurse"};
+    ck_assert_int_eq(s->ops->record_query(s, &q, rec_cb, &ex), AH_STORE_OK);
+    ck_assert_int_eq(ex.n, 1);
+    ck_assert_str_eq(ex.remote[0], "J3");
+
+    /* Case-insensitive, trimmed. */
+    collected nc = {.n = 0};
+    q.field_nocase = true;
+    q.field_value = " Nurse";
+    ck_assert_int_eq(s->ops->record_query(s, &q, rec_cb, &nc), AH_STORE_OK);
+    ck_assert_int_eq(nc.n, 3); /* J1, J3, J5; not the candidate, not tenant beta */
+
+    /* Numbers compare as their text. */
+    collected num = {.n = 0};
+    q = (ah_record_query){.tenant_id = t, .type = "job", .limit = 100, .field_key = "n",
+                          .field_value = "5"};
+    ck_assert_int_eq(s->ops->record_query(s, &q, rec_cb, &num), AH_STORE_OK);
+    ck_assert_int_eq(num.n, 1);
+
+    /* updated_after compares times, whatever their spelling. */
+    collected ua = {.n = 0};
+    q = (ah_record_query){.tenant_id = t, .type = "job", .limit = 100,
+                          .updated_after = "2026-01-02T10:00:00Z"};
+    ck_assert_int_eq(s->ops->record_query(s, &q, rec_cb, &ua), AH_STORE_OK);
+    /* J2 (10:00:00.5), J3 (00:00+02:00 is 2026-01-02T22:00Z) and J5; J4 has no
+     * time. */
+    ck_assert_int_eq(ua.n, 3);
+
+    /* A key that is not a plain name is refused, never spliced into SQL. */
+    q = (ah_record_query){.tenant_id = t, .type = "job", .limit = 100,
+                          .field_key = "title') OR 1=1 --", .field_value = "x"};
+    ck_assert_int_eq(s->ops->record_query(s, &q, rec_cb, &ua), AH_STORE_ERR);
+    q = (ah_record_query){.tenant_id = t, .type = "job", .limit = 100,
+                          .updated_after = "not a date"};
+    ck_assert_int_eq(s->ops->record_query(s, &q, rec_cb, &ua), AH_STORE_ERR);
+    fx_done(&f);
+}
+END_TEST
+
+/* ---- sequences, outbox ------------------------------------------------------- */
+
+START_TEST(test_sequences)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t a = add_tenant(s, "acme"), b = add_tenant(s, "beta"), v = 0;
+    for (int i = 1; i <= 5; i++) {
+        ck_assert_int_eq(s->ops->sequence_next(s, a, "job", &v), AH_STORE_OK);
+        ck_assert_int_eq(v, i);
+    }
+    ck_assert_int_eq(s->ops->sequence_next(s, a, "candidate", &v), AH_STORE_OK);
+    ck_assert_int_eq(v, 1);
+    ck_assert_int_eq(s->ops->sequence_next(s, b, "job", &v), AH_STORE_OK);
+    ck_assert_int_eq(v, 1);
+    ck_assert_int_eq(s->ops->sequence_next(s, a, "job", &v), AH_STORE_OK);
+    ck_assert_int_eq(v, 6);
+    fx_done(&f);
+}
+END_TEST
+
+typedef struct seq_arg {
+    ah_store *s;
+    int64_t tenant;
+    int64_t got[200];
+} seq_arg;
+
+static void *seq_thread(void *p)
+{
+    seq_arg *a = p;
+    for (int i = 0; i < 200; i++)
+        if (a->s->ops->sequence_next(a->s, a->tenant, "shared", &a->got[i]) != 0)
+            a->got[i] = -1;
+    return NULL;
+}
+
+static int cmp_i64(const void *x, const void *y)
+{
+    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+    return (a > b) - (a < b);
+}
+
+/* Several threads on one store, and a second store (another "process")
+ * on the same file: every value handed out once. */
+START_TEST(test_sequences_concurrent)
+{
+    fx f;
+    fx_init(&f, true);
+    int64_t t = add_tenant(f.s, "acme");
+    ah_store *other = open_store(f.path);
+    seq_arg args[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        args[i].s = i < 3 ? f.s : other;
+        args[i].tenant = t;
+        ck_assert_int_eq(pthread_create(&th[i], NULL, seq_thread, &args[i]), 0);
+    }
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+    int64_t *all = malloc(800 * sizeof *all);
+    for (int i = 0; i < 4; i++)
+        memcpy(all + 200 * i, args[i].got, sizeof args[i].got);
+    qsort(all, 800, sizeof *all, cmp_i64);
+    for (int i = 0; i < 800; i++)
+        ck_assert_int_eq(all[i], i + 1);
+    free(all);
+    other->ops->close(other);
+    fx_done(&f);
+}
+END_TEST
+
+typedef struct outbox_seen {
+    int64_t ids[16];
+    char topics[16][64];
+    int n;
+} outbox_seen;
+
+static void outbox_cb(void *arg, const ah_outbox_row *r)
+{
+    outbox_seen *o = arg;
+    o->ids[o->n] = r->id;
+    snprintf(o->topics[o->n], sizeof o->topics[o->n], "%s", r->topic);
+    o->n++;
+}
+
+START_TEST(test_outbox)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme");
+    int64_t id1 = 0, id2 = 0, id3 = 0;
+    ck_assert_int_eq(s->ops->outbox_add(s, t, "event.job.created", "{\"id\":1}", &id1), 0);
+    ck_assert_int_eq(s->ops->outbox_add(s, t, "event.job.updated", "{\"id\":1}", &id2), 0);
+    ck_assert_int_eq(s->ops->outbox_add(s, t, "event.job.closed", "{}", &id3), 0);
+    ck_assert(id1 < id2 && id2 < id3);
+    outbox_seen o = {.n = 0};
+    ck_assert_int_eq(s->ops->outbox_pending(s, 2, outbox_cb, &o), AH_STORE_OK);
+    ck_assert_int_eq(o.n, 2);
+    ck_assert_int_eq(o.ids[0], id1);
+    ck_assert_str_eq(o.topics[1], "event.job.updated");
+    ck_assert_int_eq(s->ops->outbox_done(s, id1), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->outbox_done(s, id1), AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(s->ops->outbox_done(s, 999), AH_STORE_NOT_FOUND);
+    memset(&o, 0, sizeof o);
+    ck_assert_int_eq(s->ops->outbox_pending(s, 0, outbox_cb, &o), AH_STORE_OK);
+    ck_assert_int_eq(o.n, 2);
+    ck_assert_int_eq(o.ids[0], id2);
+    ck_assert_int_eq(o.ids[1], id3);
+    fx_done(&f);
+}
+END_TEST
+
+/* ---- integration log ---------------------------------------------------------- */
+
+typedef struct log_seen {
+    char corr[32][16];
+    int n;
+} log_seen;
+
+static void log_cb(void *arg, const ah_log_entry *e)
+{
+    log_seen *l = arg;
+    snprintf(l->corr[l->n], sizeof l->corr[l->n], "%s",
+             e->correlation_id ? e->correlation_id : "");
+    l->n++;
+}
+
+static int log_count(ah_store *s, const ah_log_filter *flt, log_seen *l)
+{
+    memset(l, 0, sizeof *l);
+    ck_assert_int_eq(s->ops->log_query(s, flt, log_cb, l), AH_STORE_OK);
+    return l->n;
+}
+
+START_TEST(test_log)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    ah_log_entry es[] = {
+        {0, "2026-03-01T10:00:00.000Z", "acme", "erp", "erp", "REQUEST", "POST", "/jobs", 0,
+         0.0, "{}", "c1"},
+        {0, "2026-03-01T10:00:00.120Z", "acme", "erp", "erp", "RESPONSE", "POST", "/jobs",
+         201, 0.12, "{}", "c2"},
+        {0, "2026-03-02T08:00:00Z", "acme", "main", "erecruit", "OUTBOUND", "GET", "/apps",
+         500, 1.5, NULL, "c3"},
+        {0, "2026-03-03T00:00:00.000Z", "beta", "core", NULL, "ERROR", NULL, NULL, 0, 0,
+         NULL, "c4"},
+        {0, NULL, NULL, "core", NULL, "ERROR", NULL, NULL, 0, 0, NULL, "c5"}, /* now */
+    };
+    for (size_t i = 0; i < sizeof es / sizeof es[0]; i++)
+        ck_assert_int_eq(s->ops->log_add(s, &es[i]), AH_STORE_OK);
+    ah_log_entry badat = {.at = "yesterday", .source = "core", .action = "ERROR"};
+    ck_assert_int_eq(s->ops->log_add(s, &badat), AH_STORE_ERR);
+
+    log_seen l;
+    ah_log_filter flt = {0};
+    ck_assert_int_eq(log_count(s, &flt, &l), 5);
+    ck_assert_str_eq(l.corr[0], "c5"); /* newest first */
+    ck_assert_str_eq(l.corr[4], "c1");
+    ck_assert_int_eq(log_count(s, NULL, &l), 5);
+
+    flt = (ah_log_filter){.source = "erp"};
+    ck_assert_int_eq(log_count(s, &flt, &l), 2);
+    ck_assert_str_eq(l.corr[0], "c2");
+    flt = (ah_log_filter){.action = "ERROR"};
+    ck_assert_int_eq(log_count(s, &flt, &l), 2);
+    flt = (ah_log_filter){.status = 500};
+    ck_assert_int_eq(log_count(s, &flt, &l), 1);
+    ck_assert_str_eq(l.corr[0], "c3");
+    flt = (ah_log_filter){.tenant = "acme"};
+    ck_assert_int_eq(log_count(s, &flt, &l), 3);
+    flt = (ah_log_filter){.tenant = "acme", .action = "RESPONSE", .status = 201};
+    ck_assert_int_eq(log_count(s, &flt, &l), 1);
+
+    /* since inclusive, until exclusive; a bare date means midnight. */
+    flt = (ah_log_filter){.since = "2026-03-01T10:00:00.120Z", .until = "2026-03-03"};
+    ck_assert_int_eq(log_count(s, &flt, &l), 2); /* c2, c3 */
+    ck_assert_str_eq(l.corr[0], "c3");
+    ck_assert_str_eq(l.corr[1], "c2");
+    flt = (ah_log_filter){.since = "2026-03-01", .until = "2026-03-02"};
+    ck_assert_int_eq(log_count(s, &flt, &l), 2); /* c1, c2 */
+    flt = (ah_log_filter){.since = "2026-03-03"};
+    ck_assert_int_eq(log_count(s, &flt, &l), 2); /* c4 at midnight exactly, c5 */
+    flt = (ah_log_filter){.until = "2026-03-01T10:00:00Z"};
+    ck_assert_int_eq(log_count(s, &flt, &l), 0);
+    flt = (ah_log_filter){.since = "2026-03-01T11:00:00+01:00"}; /* = 10:00Z */
+    ck_assert_int_eq(log_count(s, &flt, &l), 5);
+    flt = (ah_log_filter){.limit = 2};
+    ck_assert_int_eq(log_count(s, &flt, &l), 2);
+    flt = (ah_log_filter){.since = "last week"};
+    ck_assert_int_eq(s->ops->log_query(s, &flt, log_cb, &l), AH_STORE_ERR);
+    fx_done(&f);
+}
+END_TEST
+
+/* ---- two handles on one file: CLI next to the daemon --------------------------- */
+
+START_TEST(test_shared_file)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *daemon = f.s;
+    ah_store *cli = open_store(f.path);
+    ck_assert_int_eq(cli->ops->migrate(cli), AH_STORE_OK); /* no-op, no lock-up */
+    int64_t v0 = daemon->ops->data_version(daemon);
+    ck_assert_int_ge(v0, 0);
+    add_tenant(cli, "acme");
+    int64_t v1 = daemon->ops->data_version(daemon);
+    ck_assert_int_ne(v0, v1);
+    ah_tenant_row r;
+    ck_assert_int_eq(daemon->ops->tenant_get(daemon, "acme", &r), AH_STORE_OK);
+    ah_tenant_row_free(&r);
+    /* The daemon's own writes do not count as "another process". */
+    add_tenant(daemon, "beta");
+    ck_assert_int_eq(daemon->ops->data_version(daemon), v1);
+    cli->ops->close(cli);
+    fx_done(&f);
+}
+END_TEST
+
+/* A callback may call the store again (no deadlock). */
+typedef struct reenter {
+    ah_store *s;
+    int n;
+} reenter;
+
+static void reenter_cb(void *arg, const ah_tenant_row *row)
+{
+    reenter *re = arg;
+    ah_tenant_row r;
+    ck_assert_int_eq(re->s->ops->tenant_get(re->s, row->name, &r), AH_STORE_OK);
+    ah_tenant_row_free(&r);
+    re->n++;
+}
+
+START_TEST(test_callback_reentry)
+{
+    fx f;
+    fx_init(&f, true);
+    add_tenant(f.s, "a");
+    add_tenant(f.s, "b");
+    reenter re = {f.s, 0};
+    ck_assert_int_eq(f.s->ops->tenant_list(f.s, reenter_cb, &re), AH_STORE_OK);
+    ck_assert_int_eq(re.n, 2);
+    fx_done(&f);
+}
+END_TEST
+
+static Suite *store_suite(void)
+{
+    Suite *s = suite_create("store");
+    TCase *tc = tcase_create("sqlite");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_migrate_fresh);
+    tcase_add_test(tc, test_migrate_existing_v1);
+    tcase_add_test(tc, test_migrate_newer_db_refused);
+    tcase_add_test(tc, test_open_url);
+    tcase_add_test(tc, test_iso_normalize);
+    tcase_add_test(tc, test_tenants);
+    tcase_add_test(tc, test_connections);
+    tcase_add_test(tc, test_records_idempotent);
+    tcase_add_test(tc, test_records_page_atomic);
+    tcase_add_test(tc, test_record_query);
+    tcase_add_test(tc, test_sequences);
+    tcase_add_test(tc, test_sequences_concurrent);
+    tcase_add_test(tc, test_outbox);
+    tcase_add_test(tc, test_log);
+    tcase_add_test(tc, test_shared_file);
+    tcase_add_test(tc, test_callback_reentry);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(store_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
