@@ -193,114 +193,6 @@ int ah_core_request(ah_core *core, const char *tenant, const char *connection,
 }
 
 /* ------------------------------------------------------------------------ */
-/* Events                                                                    */
-/* ------------------------------------------------------------------------ */
-
-typedef struct event_fan {
-    ah_core *core;
-    ah_generation *gen;
-    ah_event_fn fn;
-    const char *topic;
-    const cJSON *body;
-} event_fan;
-
-static bool pattern_matches(const char *pattern, const char *topic)
-{
-    size_t n = strlen(pattern);
-    if (n >= 2 && strcmp(pattern + n - 2, ".*") == 0)
-        return strncmp(pattern, topic, n - 1) == 0;
-    return strcmp(pattern, topic) == 0;
-}
-
-static void event_to_conn(void *arg, ah_conn *c)
-{
-    event_fan *f = arg;
-    pthread_mutex_lock(&c->call_lock);
-    ah_core_call cc;
-    ah_core_call_init(&cc, f->core, f->gen, c, f->topic, NULL);
-    if (ah_conn_ensure_open(f->core, c, f->gen, &cc.ext) == 0) {
-        cc.ext.call.conn_ctx = c->ctx;
-        atomic_fetch_add(&f->gen->inflight, 1);
-        f->fn(&cc.ext.call, f->topic, f->body);
-        atomic_fetch_sub(&f->gen->inflight, 1);
-    }
-    ah_core_call_done(&cc);
-    pthread_mutex_unlock(&c->call_lock);
-}
-
-typedef struct event_walk {
-    ah_core *core;
-    uint64_t tenant_id;
-    const char *topic;
-    const cJSON *body;
-    const char **names;
-    size_t n, cap;
-} event_walk;
-
-static void collect_subscribers(void *arg, const ah_generation *gen)
-{
-    event_walk *w = arg;
-    const ah_subscription *s = gen->desc->subscriptions;
-    for (; s != NULL && s->pattern != NULL; s++) {
-        if (!pattern_matches(s->pattern, w->topic))
-            continue;
-        if (w->n == w->cap) {
-            size_t nc = w->cap ? w->cap * 2 : 8;
-            const char **nn = realloc(w->names, nc * sizeof(*nn));
-            if (nn == NULL)
-                return;
-            w->names = nn;
-            w->cap = nc;
-        }
-        w->names[w->n++] = gen->name;
-        return;
-    }
-}
-
-/* Bus subscriber for every event: delivers it to each plugin subscribed to
- * it, once per enabled connection of that plugin in the event's tenant. */
-static void core_on_event(void *arg, uint64_t lane, const char *topic, const cJSON *body)
-{
-    ah_core *core = arg;
-    event_walk w = {.core = core, .tenant_id = lane, .topic = topic, .body = body};
-    /* Collect names first: calling plugins while iterating the registry
-     * would hold its lock across plugin code. */
-    ah_registry_each(core->registry, collect_subscribers, &w);
-    for (size_t i = 0; i < w.n; i++) {
-        ah_generation *gen = ah_registry_acquire(core->registry, w.names[i]);
-        if (gen == NULL)
-            continue;
-        for (const ah_subscription *s = gen->desc->subscriptions; s && s->pattern; s++) {
-            if (!pattern_matches(s->pattern, topic))
-                continue;
-            event_fan f = {core, gen, s->handler, topic, body};
-            ah_conns_each_in_tenant(core, (int64_t)lane, gen->name, event_to_conn, &f);
-        }
-        ah_generation_release(gen);
-    }
-    free(w.names);
-}
-
-int ah_core_publish(ah_core *core, int64_t tenant_id, const char *topic, cJSON *body)
-{
-    if (body == NULL)
-        body = cJSON_CreateObject();
-    if (body == NULL)
-        return -1;
-    char *text = cJSON_PrintUnformatted(body);
-    int64_t id = 0;
-    int rc = text != NULL ? core->store->ops->outbox_add(core->store, tenant_id, topic, text, &id)
-                          : -1;
-    free(text);
-    if (rc != 0) {
-        ah_log(&core->log, AH_LOG_ERROR, "core", "cannot store event %s", topic);
-        cJSON_Delete(body);
-        return -1;
-    }
-    return ah_bus_publish(core->bus, (uint64_t)tenant_id, topic, body);
-}
-
-/* ------------------------------------------------------------------------ */
 /* Life cycle                                                                */
 /* ------------------------------------------------------------------------ */
 
@@ -372,7 +264,7 @@ ah_core *ah_core_open(ah_config *cfg, const ah_core_opts *opts, char *err, size_
             .default_timeout_ms = core->cfg.request_timeout_ms,
         };
         core->bus = ah_bus_new(&bo);
-        if (core->bus == NULL || ah_bus_subscribe(core->bus, "*", core_on_event, core) != 0) {
+        if (core->bus == NULL || ah_events_init(core) != 0) {
             snprintf(err, errlen, "cannot start the message bus");
             goto fail;
         }
@@ -397,6 +289,7 @@ static void *ticker_main(void *arg)
         /* Another process (the CLI) committed: pick up its changes. */
         if (core->store->ops->data_version(core->store) != core->seen_data_version)
             ah_conns_reload(core);
+        ah_events_tick(core);
     }
     pthread_mutex_unlock(&core->tick_lock);
     return NULL;

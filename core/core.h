@@ -122,9 +122,17 @@ void ah_core_stop(ah_core *core);
 int ah_core_request(ah_core *core, const char *tenant, const char *connection,
                     const char *topic, cJSON *body, ah_reply *reply);
 
-/** Publishes an event for a tenant: stored in the outbox, then fanned out
- *  on the bus. `body` transferred. */
+/* --- events (events.c) --------------------------------------------------- */
+/** Publishes an event for a tenant: stored in the outbox with a pending
+ *  delivery for every enabled connection whose plugin subscribes to it, in
+ *  one transaction; deliveries then run on each connection's bus lane, in
+ *  order, retried with backoff until the plugin handles them. `body`
+ *  transferred. 0 when stored. */
 int ah_core_publish(ah_core *core, int64_t tenant_id, const char *topic, cJSON *body);
+/** Subscribes the delivery handler on the bus (at open). */
+int ah_events_init(ah_core *core);
+/** Kicks connections whose deliveries are due (the ticker, every second). */
+void ah_events_tick(ah_core *core);
 
 /* --- connections (conns.c) ------------------------------------------- */
 ah_conns *ah_conns_new(void);

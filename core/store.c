@@ -64,6 +64,16 @@ void ah_connection_row_free(ah_connection_row *r)
     memset(r, 0, sizeof *r);
 }
 
+void ah_delivery_row_free(ah_delivery_row *r)
+{
+    if (r == NULL)
+        return;
+    free(r->topic);
+    free(r->body);
+    free(r->next_at);
+    memset(r, 0, sizeof *r);
+}
+
 void ah_record_row_free(ah_record_row *r)
 {
     if (r == NULL)

@@ -124,6 +124,17 @@ typedef struct ah_outbox_row {
     char *created_at;
 } ah_outbox_row;
 
+/** An event waiting to be delivered to one connection's plugin. */
+typedef struct ah_delivery_row {
+    int64_t connection_id;
+    int64_t outbox_id;
+    int64_t tenant_id;
+    char *topic;
+    char *body;
+    int attempts;   /* failed attempts so far */
+    char *next_at;  /* ISO-8601 UTC: not before */
+} ah_delivery_row;
+
 typedef void (*ah_tenant_cb)(void *arg, const ah_tenant_row *row);
 typedef void (*ah_connection_cb)(void *arg, const ah_connection_row *row);
 typedef void (*ah_record_cb)(void *arg, const ah_record_row *row);
@@ -198,6 +209,25 @@ typedef struct ah_store_ops {
     int (*log_add)(ah_store *s, const ah_log_entry *e);
     /** Newest first. */
     int (*log_query)(ah_store *s, const ah_log_filter *f, ah_log_cb cb, void *arg);
+
+    /* per-connection event deliveries (at least once, in order) */
+    /** Adds an outbox event and, in the same transaction, one pending
+     *  delivery of it for each of the n connections (the subscribers). */
+    int (*outbox_add_for)(ah_store *s, int64_t tenant_id, const char *topic,
+                          const char *body, const int64_t *conn_ids, size_t n,
+                          int64_t *id_out);
+    /** The oldest pending delivery of a connection (whether due or not):
+     *  deliveries of one connection are made in outbox order.
+     *  AH_STORE_NOT_FOUND when none. Free with ah_delivery_row_free. */
+    int (*delivery_next)(ah_store *s, int64_t conn_id, ah_delivery_row *out);
+    int (*delivery_done)(ah_store *s, int64_t conn_id, int64_t outbox_id);
+    /** Records a failed attempt: attempts + 1, not before next_at. */
+    int (*delivery_retry)(ah_store *s, int64_t conn_id, int64_t outbox_id,
+                          const char *next_at, const char *error);
+    /** Connections with at least one delivery due at `now` (at most max);
+     *  *n receives the count. */
+    int (*delivery_due)(ah_store *s, const char *now, int64_t *conn_ids, size_t max,
+                        size_t *n);
 } ah_store_ops;
 
 struct ah_store {
@@ -217,6 +247,7 @@ ah_store *ah_store_sqlite_open(const char *path, const struct ah_logger *lg,
 void ah_tenant_row_free(ah_tenant_row *r);
 void ah_connection_row_free(ah_connection_row *r);
 void ah_record_row_free(ah_record_row *r);
+void ah_delivery_row_free(ah_delivery_row *r);
 
 /** Current time as ISO-8601 UTC with milliseconds: "2026-11-24T03:31:57.123Z". */
 void ah_now_iso(char out[32]);

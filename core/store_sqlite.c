@@ -109,6 +109,17 @@ static const char *const migrations[] = {
     "CREATE INDEX records_paging ON records(connection_id, type, id);"
     "CREATE INDEX outbox_pending ON outbox(id) WHERE delivered_at IS NULL;"
     "CREATE INDEX integration_log_tenant ON integration_log(tenant);",
+
+    /* v3: per-connection deliveries of events to subscribed plugins, kept
+     * until the plugin handled them (at least once, in outbox order). */
+    "CREATE TABLE deliveries ("
+    "  connection_id INTEGER NOT NULL REFERENCES connections(id) ON DELETE CASCADE,"
+    "  outbox_id INTEGER NOT NULL,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  next_at TEXT NOT NULL,"
+    "  last_error TEXT,"
+    "  PRIMARY KEY (connection_id, outbox_id));"
+    "CREATE INDEX deliveries_due ON deliveries(next_at);",
 };
 
 #define AH_SQ_LATEST ((int)(sizeof migrations / sizeof migrations[0]))
@@ -149,6 +160,11 @@ typedef enum {
     Q_OUT_PENDING,
     Q_OUT_DONE,
     Q_LOG_ADD,
+    Q_DEL_ADD,
+    Q_DEL_NEXT,
+    Q_DEL_DONE,
+    Q_DEL_RETRY,
+    Q_DEL_DUE,
     Q_COUNT
 } qid;
 
@@ -218,6 +234,15 @@ static const char *const q_sql[Q_COUNT] = {
     [Q_LOG_ADD] = "INSERT INTO integration_log(at, tenant, source, plugin, action, method, "
                   "path, status, duration_s, body, correlation_id) "
                   "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    [Q_DEL_ADD] = "INSERT OR IGNORE INTO deliveries(connection_id, outbox_id, attempts, next_at) "
+                  "VALUES(?1, ?2, 0, ?3)",
+    [Q_DEL_NEXT] = "SELECT d.connection_id, d.outbox_id, o.tenant_id, o.topic, o.body, "
+                   "d.attempts, d.next_at FROM deliveries d JOIN outbox o ON o.id = d.outbox_id "
+                   "WHERE d.connection_id = ?1 ORDER BY d.outbox_id LIMIT 1",
+    [Q_DEL_DONE] = "DELETE FROM deliveries WHERE connection_id = ?1 AND outbox_id = ?2",
+    [Q_DEL_RETRY] = "UPDATE deliveries SET attempts = attempts + 1, next_at = ?3, last_error = ?4 "
+                    "WHERE connection_id = ?1 AND outbox_id = ?2",
+    [Q_DEL_DUE] = "SELECT DISTINCT connection_id FROM deliveries WHERE next_at <= ?1 LIMIT ?2",
 };
 
 /* record_query and log_query compose their WHERE clause from constant
@@ -1705,6 +1730,147 @@ static int sq_log_query(ah_store *st, const ah_log_filter *f, ah_log_cb cb, void
 
 /* ---- the vtable and the opener -------------------------------------------------- */
 
+/* ---- event deliveries -------------------------------------------------------- */
+
+static int sq_outbox_add_for(ah_store *st, int64_t tenant_id, const char *topic,
+                             const char *body, const int64_t *conn_ids, size_t n,
+                             int64_t *id_out)
+{
+    sq_store *s = SQ(st);
+    if (topic == NULL || (n > 0 && conn_ids == NULL))
+        return AH_STORE_ERR;
+    char now[32];
+    ah_now_iso(now);
+    lock(s);
+    int rc = tx_begin(s);
+    int64_t id = 0;
+    sqlite3_stmt *q = rc == AH_STORE_OK ? get(s, Q_OUT_ADD) : NULL;
+    if (q == NULL) {
+        rc = AH_STORE_ERR;
+    } else {
+        sqlite3_bind_int64(q, 1, tenant_id);
+        bind_text(q, 2, topic);
+        bind_text(q, 3, body != NULL ? body : "{}");
+        bind_text(q, 4, now);
+        rc = run(s, q, "outbox_add_for");
+        id = sqlite3_last_insert_rowid(s->db);
+        done(q);
+    }
+    for (size_t i = 0; rc == AH_STORE_OK && i < n; i++) {
+        q = get(s, Q_DEL_ADD);
+        if (q == NULL) {
+            rc = AH_STORE_ERR;
+            break;
+        }
+        sqlite3_bind_int64(q, 1, conn_ids[i]);
+        sqlite3_bind_int64(q, 2, id);
+        bind_text(q, 3, now);
+        rc = run(s, q, "outbox_add_for");
+        done(q);
+    }
+    if (rc == AH_STORE_OK)
+        rc = tx_commit(s);
+    else if (!sqlite3_get_autocommit(s->db))
+        tx_rollback(s);
+    unlock(s);
+    if (rc == AH_STORE_OK && id_out != NULL)
+        *id_out = id;
+    return rc;
+}
+
+static bool fill_delivery(sqlite3_stmt *st, void *row)
+{
+    ah_delivery_row *r = row;
+    bool oom = false;
+    memset(r, 0, sizeof *r);
+    r->connection_id = sqlite3_column_int64(st, 0);
+    r->outbox_id = sqlite3_column_int64(st, 1);
+    r->tenant_id = sqlite3_column_int64(st, 2);
+    r->topic = col_dup(st, 3, &oom);
+    r->body = col_dup(st, 4, &oom);
+    r->attempts = sqlite3_column_int(st, 5);
+    r->next_at = col_dup(st, 6, &oom);
+    return !oom;
+}
+
+static void delivery_free_v(void *row)
+{
+    ah_delivery_row_free(row);
+}
+
+static int sq_delivery_next(ah_store *st, int64_t conn_id, ah_delivery_row *out)
+{
+    sq_store *s = SQ(st);
+    lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = get(s, Q_DEL_NEXT);
+    if (q != NULL) {
+        sqlite3_bind_int64(q, 1, conn_id);
+        rc = get_one(s, q, out, fill_delivery, delivery_free_v, "delivery_next");
+        done(q);
+    }
+    unlock(s);
+    return rc;
+}
+
+static int sq_delivery_done(ah_store *st, int64_t conn_id, int64_t outbox_id)
+{
+    sq_store *s = SQ(st);
+    lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = get(s, Q_DEL_DONE);
+    if (q != NULL) {
+        sqlite3_bind_int64(q, 1, conn_id);
+        sqlite3_bind_int64(q, 2, outbox_id);
+        rc = change_by_id(s, q, "delivery_done");
+    }
+    unlock(s);
+    return rc;
+}
+
+static int sq_delivery_retry(ah_store *st, int64_t conn_id, int64_t outbox_id,
+                             const char *next_at, const char *error)
+{
+    sq_store *s = SQ(st);
+    if (next_at == NULL)
+        return AH_STORE_ERR;
+    lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = get(s, Q_DEL_RETRY);
+    if (q != NULL) {
+        sqlite3_bind_int64(q, 1, conn_id);
+        sqlite3_bind_int64(q, 2, outbox_id);
+        bind_text(q, 3, next_at);
+        bind_text(q, 4, error);
+        rc = change_by_id(s, q, "delivery_retry");
+    }
+    unlock(s);
+    return rc;
+}
+
+static int sq_delivery_due(ah_store *st, const char *now, int64_t *conn_ids, size_t max,
+                           size_t *n)
+{
+    sq_store *s = SQ(st);
+    *n = 0;
+    if (now == NULL || conn_ids == NULL || max == 0)
+        return AH_STORE_ERR;
+    lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = get(s, Q_DEL_DUE);
+    if (q != NULL) {
+        bind_text(q, 1, now);
+        sqlite3_bind_int64(q, 2, (sqlite3_int64)max);
+        int r;
+        while ((r = sqlite3_step(q)) == SQLITE_ROW && *n < max)
+            conn_ids[(*n)++] = sqlite3_column_int64(q, 0);
+        rc = r == SQLITE_DONE || r == SQLITE_ROW ? AH_STORE_OK : step_error(s, r, "delivery_due");
+        done(q);
+    }
+    unlock(s);
+    return rc;
+}
+
 static const ah_store_ops sq_ops = {
     .name = "sqlite",
     .close = sq_close,
@@ -1736,6 +1902,11 @@ static const ah_store_ops sq_ops = {
     .outbox_done = sq_outbox_done,
     .log_add = sq_log_add,
     .log_query = sq_log_query,
+    .outbox_add_for = sq_outbox_add_for,
+    .delivery_next = sq_delivery_next,
+    .delivery_done = sq_delivery_done,
+    .delivery_retry = sq_delivery_retry,
+    .delivery_due = sq_delivery_due,
 };
 
 static int journal_mode_cb(void *arg, int ncol, char **vals, char **names)

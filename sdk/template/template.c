@@ -85,13 +85,13 @@ static ah_result tpl_dispositions(ah_call *call, const cJSON *body, cJSON **repl
 
 /* Echoes every job event back as a template event, so tests can see that
  * plugins receive events. */
-static void tpl_on_job_event(ah_call *call, const char *topic, const cJSON *body)
+static ah_result tpl_on_job_event(ah_call *call, const char *topic, const cJSON *body)
 {
     cJSON *e = cJSON_CreateObject();
     if (e == NULL)
-        return;
+        return call->host->fail(call, AH_E_INTERNAL, 0, "out of memory");
     cJSON_AddStringToObject(e, "seen", topic);
-    call->host->publish(call, "event.template.seen", e);
+    return call->host->publish(call, "event.template.seen", e);
 }
 
 static const ah_jobs_ops tpl_jobs = {

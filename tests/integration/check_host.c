@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core.h"
 #include "support/harness.h"
@@ -223,6 +224,66 @@ START_TEST(test_settings_validated)
 }
 END_TEST
 
+typedef struct handled {
+    int n;
+    int seq[64];
+} handled;
+
+static void collect_handled(void *arg, const ah_outbox_row *row)
+{
+    handled *h = arg;
+    if (strcmp(row->topic, "event.flaky.handled") != 0 || h->n == 64)
+        return;
+    cJSON *b = cJSON_Parse(row->body);
+    h->seq[h->n++] = cJSON_GetObjectItem(b, "seq")->valueint;
+    cJSON_Delete(b);
+}
+
+/* While a subscriber's provider is down its events wait; when it is back
+ * they arrive once each, in order. */
+START_TEST(test_event_delivery_waits_for_subscriber)
+{
+    char *dir = ah_t_tmpdir();
+    char extra[600];
+    snprintf(extra, sizeof extra, "flaky = %s/flaky.so\n", ah_t_env("AH_FIXTURE_DIR"));
+    ah_core *core = open_core_in(dir, extra, false);
+    int64_t tid, cid;
+    ck_assert_int_eq(core->store->ops->tenant_add(core->store, "acme", "h", &tid), 0);
+    ck_assert_int_eq(core->store->ops->connection_add(core->store, tid, "flaky", "f",
+                                                      "{\"down\":\"true\"}", &cid), 0);
+    ck_assert_int_eq(ah_conns_reload(core), 0);
+    for (int i = 1; i <= 20; i++) {
+        cJSON *b = cJSON_CreateObject();
+        cJSON_AddNumberToObject(b, "seq", i);
+        ck_assert_int_eq(ah_core_publish(core, tid, "event.status.changed", b), 0);
+    }
+    ah_bus_drain(core->bus);
+    handled h = {0};
+    core->store->ops->outbox_pending(core->store, 1000, collect_handled, &h);
+    ck_assert_int_eq(h.n, 0);
+    /* The provider comes back. */
+    ck_assert_int_eq(core->store->ops->connection_update(core->store, cid, "{\"down\":\"false\"}"), 0);
+    ck_assert_int_eq(ah_conns_reload(core), 0);
+    for (int i = 0; i < 100 && h.n < 20; i++) {
+        ah_events_tick(core);
+        ah_bus_drain(core->bus);
+        h.n = 0;
+        core->store->ops->outbox_pending(core->store, 1000, collect_handled, &h);
+        if (h.n < 20)
+            usleep(100 * 1000);
+    }
+    ck_assert_int_eq(h.n, 20);
+    for (int i = 0; i < 20; i++)
+        ck_assert_int_eq(h.seq[i], i + 1);
+    /* Nothing is left to deliver. */
+    ah_delivery_row d;
+    ck_assert_int_eq(core->store->ops->delivery_next(core->store, cid, &d), AH_STORE_NOT_FOUND);
+    ah_core_close(core);
+    ah_t_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
 /* ---- REST ---------------------------------------------------------------- */
 
 START_TEST(test_rest_health_and_auth)
@@ -309,6 +370,7 @@ static Suite *host_suite(void)
     tcase_add_test(tc, test_events_reach_plugin_subscribers);
     tcase_add_test(tc, test_secrets_unreadable_in_db);
     tcase_add_test(tc, test_settings_validated);
+    tcase_add_test(tc, test_event_delivery_waits_for_subscriber);
     suite_add_tcase(s, tc);
     TCase *rest = tcase_create("rest");
     tcase_set_timeout(rest, 60);

@@ -298,8 +298,13 @@ typedef struct ah_route {
 
 /** Called for every event whose topic matches the subscription, once per
  *  connection of this plugin that belongs to the event's tenant (and is
- *  enabled), with that connection's call context. `body` is borrowed. */
-typedef void (*ah_event_fn)(ah_call *call, const char *topic, const cJSON *body);
+ *  enabled), with that connection's call context. `body` is borrowed.
+ *  Return AH_OK when the event is handled. Return AH_ERR (after
+ *  host->fail()) when it could not be handled now — for example the
+ *  provider is down: the host then keeps the event for this connection and
+ *  delivers it again later, in order (events for one connection are never
+ *  delivered out of order: later ones wait behind it). */
+typedef ah_result (*ah_event_fn)(ah_call *call, const char *topic, const cJSON *body);
 
 typedef struct ah_subscription {
     /** "event.application.stage_changed", or a prefix ending in ".*" such as

@@ -1,0 +1,252 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Events: publishing them and delivering them to the plugins that
+ * subscribe, at least once and in order per connection.
+ *
+ * Publishing stores the event in the outbox and, in the same transaction,
+ * one pending delivery for every enabled connection whose plugin
+ * subscribes to the topic. Deliveries of a connection run on that
+ * connection's bus lane (so they are serialised with its requests), oldest
+ * first; a handler that fails leaves its delivery in place with a backoff,
+ * and the ones behind it wait. The ticker re-kicks connections whose
+ * deliveries are due, so events published before a crash or while a
+ * provider was down are delivered when it comes back.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core.h"
+
+#define DELIVERY_TOPIC "core.deliver"
+#define DELIVERY_BATCH 256
+
+static bool pattern_matches(const char *pattern, const char *topic)
+{
+    size_t n = strlen(pattern);
+    if (strcmp(pattern, "*") == 0)
+        return true;
+    if (n >= 2 && strcmp(pattern + n - 2, ".*") == 0)
+        return strncmp(pattern, topic, n - 1) == 0;
+    return strcmp(pattern, topic) == 0;
+}
+
+static const ah_subscription *subscription_for(const ah_generation *gen, const char *topic)
+{
+    for (const ah_subscription *s = gen->desc->subscriptions; s != NULL && s->pattern != NULL; s++)
+        if (pattern_matches(s->pattern, topic))
+            return s;
+    return NULL;
+}
+
+/* --- who subscribes -------------------------------------------------------- */
+
+typedef struct sub_walk {
+    const char *topic;
+    char **plugins;
+    size_t n, cap;
+} sub_walk;
+
+static void collect_plugin(void *arg, const ah_generation *gen)
+{
+    sub_walk *w = arg;
+    if (subscription_for(gen, w->topic) == NULL)
+        return;
+    if (w->n == w->cap) {
+        size_t nc = w->cap ? w->cap * 2 : 8;
+        char **np = realloc(w->plugins, nc * sizeof(*np));
+        if (np == NULL)
+            return;
+        w->plugins = np;
+        w->cap = nc;
+    }
+    w->plugins[w->n] = strdup(gen->name);
+    if (w->plugins[w->n] != NULL)
+        w->n++;
+}
+
+typedef struct id_list {
+    int64_t *ids;
+    size_t n, cap;
+} id_list;
+
+static void collect_conn(void *arg, ah_conn *c)
+{
+    id_list *l = arg;
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 8;
+        int64_t *ni = realloc(l->ids, nc * sizeof(*ni));
+        if (ni == NULL)
+            return;
+        l->ids = ni;
+        l->cap = nc;
+    }
+    l->ids[l->n++] = c->id;
+}
+
+int ah_core_publish(ah_core *core, int64_t tenant_id, const char *topic, cJSON *body)
+{
+    if (body == NULL)
+        body = cJSON_CreateObject();
+    char *text = body != NULL ? cJSON_PrintUnformatted(body) : NULL;
+    cJSON_Delete(body);
+    if (text == NULL)
+        return -1;
+    sub_walk w = {.topic = topic};
+    ah_registry_each(core->registry, collect_plugin, &w);
+    id_list subs = {0};
+    for (size_t i = 0; i < w.n; i++) {
+        ah_conns_each_in_tenant(core, tenant_id, w.plugins[i], collect_conn, &subs);
+        free(w.plugins[i]);
+    }
+    free(w.plugins);
+    int64_t id = 0;
+    int rc = core->store->ops->outbox_add_for(core->store, tenant_id, topic, text, subs.ids,
+                                              subs.n, &id);
+    free(text);
+    if (rc != 0) {
+        ah_log(&core->log, AH_LOG_ERROR, "events", "cannot store event %s", topic);
+        free(subs.ids);
+        return -1;
+    }
+    /* Kick each subscriber's lane; if the bus refuses (overloaded, no bus in
+     * this process), the ticker delivers later: the deliveries are stored. */
+    for (size_t i = 0; core->bus != NULL && i < subs.n; i++)
+        ah_bus_publish(core->bus, (uint64_t)subs.ids[i], DELIVERY_TOPIC, NULL);
+    free(subs.ids);
+    return 0;
+}
+
+/* --- delivering -------------------------------------------------------------- */
+
+static long backoff_ms(const ah_core *core, int attempts)
+{
+    long base = core->cfg.http_backoff_ms > 0 ? core->cfg.http_backoff_ms : 200;
+    long cap = core->cfg.http_backoff_max_ms > base ? core->cfg.http_backoff_max_ms : base;
+    long d = base;
+    for (int i = 0; i < attempts && d < cap; i++)
+        d *= 2;
+    return d < cap ? d : cap;
+}
+
+static void iso_in(long ms, char out[32])
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long long total = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + ms;
+    time_t secs = (time_t)(total / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char base[24];
+    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, 32, "%.19s.%03dZ", base, (int)(total % 1000));
+}
+
+/* Delivers one event to one connection. 0 delivered (or nothing to do for
+ * it), -1 failed with the reason in err. */
+static int deliver_one(ah_core *core, ah_conn *c, const ah_delivery_row *d, char *err,
+                       size_t errlen)
+{
+    ah_generation *gen = ah_registry_acquire(core->registry, c->plugin);
+    if (gen == NULL) {
+        snprintf(err, errlen, "plugin '%s' is not loaded", c->plugin);
+        return -1;
+    }
+    const ah_subscription *sub = subscription_for(gen, d->topic);
+    if (sub == NULL) {
+        /* The plugin (a newer generation) no longer subscribes. */
+        ah_generation_release(gen);
+        return 0;
+    }
+    cJSON *body = cJSON_Parse(d->body);
+    if (body == NULL)
+        body = cJSON_CreateObject();
+    int rc = 0;
+    pthread_mutex_lock(&c->call_lock);
+    ah_core_call cc;
+    ah_core_call_init(&cc, core, gen, c, d->topic, NULL);
+    if (ah_conn_ensure_open(core, c, gen, &cc.ext) != 0) {
+        snprintf(err, errlen, "%s", cc.ext.err_msg);
+        rc = -1;
+    } else {
+        cc.ext.call.conn_ctx = c->ctx;
+        atomic_fetch_add(&gen->inflight, 1);
+        ah_result r = sub->handler(&cc.ext.call, d->topic, body);
+        atomic_fetch_sub(&gen->inflight, 1);
+        if (r != AH_OK) {
+            snprintf(err, errlen, "%s: %s", cc.ext.err_code[0] ? cc.ext.err_code : AH_E_PLUGIN,
+                     cc.ext.err_msg[0] ? cc.ext.err_msg : "the handler failed without a reason");
+            rc = -1;
+        }
+    }
+    ah_core_call_done(&cc);
+    pthread_mutex_unlock(&c->call_lock);
+    cJSON_Delete(body);
+    ah_generation_release(gen);
+    return rc;
+}
+
+/* Delivers a connection's due events in order, stopping at the first that
+ * fails or is not due. Runs on the connection's bus lane. */
+static void deliver_pending(ah_core *core, int64_t conn_id)
+{
+    ah_conn *c = ah_conn_by_id(core, conn_id);
+    if (c == NULL)
+        return;
+    if (!c->enabled) { /* kept until the connection is enabled again */
+        ah_conn_release(c);
+        return;
+    }
+    for (int i = 0; i < DELIVERY_BATCH; i++) {
+        ah_delivery_row d;
+        memset(&d, 0, sizeof d);
+        if (core->store->ops->delivery_next(core->store, conn_id, &d) != 0)
+            break;
+        char now[32];
+        ah_now_iso(now);
+        if (strcmp(d.next_at, now) > 0) {
+            ah_delivery_row_free(&d);
+            break;
+        }
+        char err[600];
+        if (deliver_one(core, c, &d, err, sizeof err) == 0) {
+            core->store->ops->delivery_done(core->store, conn_id, d.outbox_id);
+        } else {
+            char next[32];
+            iso_in(backoff_ms(core, d.attempts), next);
+            core->store->ops->delivery_retry(core->store, conn_id, d.outbox_id, next, err);
+            ah_log(&core->log, AH_LOG_WARN, "events",
+                   "%s/%s: %s not delivered (attempt %d, retry at %s): %s", c->tenant, c->name,
+                   d.topic, d.attempts + 1, next, err);
+            ah_delivery_row_free(&d);
+            break;
+        }
+        ah_delivery_row_free(&d);
+    }
+    ah_conn_release(c);
+}
+
+static void on_deliver(void *arg, uint64_t lane, const char *topic, const cJSON *body)
+{
+    deliver_pending(arg, (int64_t)lane);
+}
+
+int ah_events_init(ah_core *core)
+{
+    return ah_bus_subscribe(core->bus, DELIVERY_TOPIC, on_deliver, core);
+}
+
+void ah_events_tick(ah_core *core)
+{
+    if (core->bus == NULL)
+        return;
+    int64_t ids[256];
+    size_t n = 0;
+    char now[32];
+    ah_now_iso(now);
+    if (core->store->ops->delivery_due(core->store, now, ids, 256, &n) != 0)
+        return;
+    for (size_t i = 0; i < n; i++)
+        ah_bus_publish(core->bus, (uint64_t)ids[i], DELIVERY_TOPIC, NULL);
+}
