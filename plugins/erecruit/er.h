@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The ERecruit plugin's internal interface, shared by its source files (and
+ * by tests/unit/check_erecruit_map.c, which compiles them in). Nothing here
+ * is exported from the .so: only the entry symbol is visible.
+ *
+ * Every function that takes an ah_call runs inside a capability callback on
+ * a host worker thread, with call->conn_ctx the er_conn made by open().
+ */
+#ifndef ER_H
+#define ER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <atshub/plugin.h>
+
+#define ER_VERSION "1.0.0"
+/** Longest id (remote id, stage id, ...) accepted, in bytes. */
+#define ER_ID_MAX 128
+/** Paths of the ERecruit API, relative to base_url. */
+#define ER_API "/api/v2"
+
+/** Per-connection context made by open(): parsed, validated settings. The
+ *  plugin changes nothing in it after open(), so calls need no lock. */
+typedef struct er_conn {
+    char token_url[2048];
+    char client_id[512];
+    char client_secret[1024];
+    int per_page;              /**< 1..500 */
+    char job_statuses[128];    /**< comma-separated, each a known status */
+    long long note_action_id;  /**< default action of notes (seed: 496) */
+    long long screened_tag_id; /**< tag of screened contacts (seed: 65880) */
+    long long screened_status_id; /**< status of screened submissions (seed: 101) */
+} er_conn;
+
+/* ------------------------------------------------------------------ */
+/* er_http.c: authenticated requests and error mapping                 */
+/* ------------------------------------------------------------------ */
+
+/** Why a request failed, in atshub's terms. */
+typedef struct er_error {
+    char code[48];     /**< stable atshub code (not_found, invalid_request, ...) */
+    int http_status;   /**< status the REST API should answer */
+    long upstream;     /**< ERecruit's HTTP status, 0 when none */
+    char message[512];
+    /** The host already described the failure with fail() (no response,
+     *  no token): its message is more precise than ours, keep it. */
+    bool host_failed;
+} er_error;
+
+/**
+ * One call to ERecruit: `method` on `path` (relative to base_url, already
+ * escaped, e.g. "/api/v2/positions/12"), with `body` sent as JSON when not
+ * NULL (borrowed). Gets the bearer token from the host's cache; on a 401
+ * invalid_token invalidates it and retries once. On success *out is the
+ * parsed reply (transferred; NULL for an empty body). On failure fills *err
+ * and returns AH_ERR without calling fail() itself.
+ */
+ah_result er_call(ah_call *call, const char *method, const char *path, const cJSON *body,
+                  cJSON **out, er_error *err);
+/** er_call, describing a failure with host->fail(). */
+ah_result er_do(ah_call *call, const char *method, const char *path, const cJSON *body,
+                cJSON **out);
+/** Describes *err with host->fail() (unless the host already did). */
+ah_result er_fail(ah_call *call, const er_error *err);
+/** Maps an ERecruit HTTP status and error body to *err (exposed for tests). */
+void er_map_error(long status, const cJSON *body, int attempts, er_error *err);
+
+/* ------------------------------------------------------------------ */
+/* er_args.c: request validation and path building                     */
+/* ------------------------------------------------------------------ */
+
+/** Result of reading an id member. */
+typedef enum er_id_rc { ER_ID_OK = 0, ER_ID_ABSENT = -1, ER_ID_BAD = -2 } er_id_rc;
+
+/** Reads an id: a non-empty string of at most ER_ID_MAX-1 bytes without
+ *  control characters, or an integral number (written in decimal). */
+er_id_rc er_id_value(const cJSON *v, char out[ER_ID_MAX]);
+/** The id member `key` of `body`; fails invalid_request ("KEY is
+ *  required" / "KEY must be a string or an integer") otherwise. */
+ah_result er_require_id(ah_call *call, const cJSON *body, const char *key,
+                        char out[ER_ID_MAX]);
+/** Like er_require_id but an absent member is fine (*present = false). */
+ah_result er_optional_id(ah_call *call, const cJSON *body, const char *key,
+                         char out[ER_ID_MAX], bool *present);
+/** The JSON ERecruit wants for an id: a number when it is a decimal
+ *  integer that fits a double exactly, else the string. NULL on ENOMEM. */
+cJSON *er_id_json(const char *id);
+/** Optional string member of at most max bytes; fails invalid_request when
+ *  it is present with another type or too long. *out NULL when absent. */
+ah_result er_optional_string(ah_call *call, const cJSON *body, const char *key,
+                             size_t max, const char **out);
+/** Optional integer member in [lo, hi]; *out untouched when absent. */
+ah_result er_optional_int(ah_call *call, const cJSON *body, const char *key, long lo,
+                          long hi, long *out);
+
+/** A growable string for paths and query strings. */
+typedef struct er_buf {
+    char *s;
+    size_t len, cap;
+    bool oom;
+} er_buf;
+/** Appends n bytes of s. */
+void er_buf_append(er_buf *b, const char *s, size_t n);
+/** Appends printf-style; sets oom on failure (checked once at the end). */
+void er_buf_printf(er_buf *b, const char *fmt, ...) AH_PRINTF(2, 3);
+/** Appends host->url_escape(value). */
+void er_buf_escaped(er_buf *b, ah_call *call, const char *value);
+/** Appends "&key=escaped(value)" (or "?key=..." when the buffer has no '?'
+ *  yet); nothing when value is NULL. */
+void er_buf_query(er_buf *b, ah_call *call, const char *key, const char *value);
+void er_buf_free(er_buf *b);
+/** Fails internal_error when the buffer ran out of memory. */
+ah_result er_buf_check(ah_call *call, const er_buf *b);
+
+/** "/api/v2/<collection>/<escaped id><suffix>" into *b. */
+void er_path_id(er_buf *b, ah_call *call, const char *collection, const char *id,
+                const char *suffix);
+
+/* ------------------------------------------------------------------ */
+/* er_map.c: ERecruit <-> unified fields                               */
+/* ------------------------------------------------------------------ */
+
+/** The setting-dependent part of the mapping (screened markers). */
+typedef struct er_map_opts {
+    long long screened_tag_id;
+    long long screened_status_id;
+} er_map_opts;
+
+/** A scalar id member as a string ("123"), or NULL when absent/null/other. */
+bool er_map_id(const cJSON *obj, const char *key, char out[ER_ID_MAX]);
+/** Position -> unified job fields; NULL when it has no id or on ENOMEM.
+ *  With `enhanced`, custom_fields and hiring_team are mapped too. */
+cJSON *er_map_job(const cJSON *position, bool enhanced);
+/** Submission -> unified application fields (NULL as above). */
+cJSON *er_map_application(const cJSON *submission, const er_map_opts *o);
+/** Contact -> unified candidate fields (NULL as above). */
+cJSON *er_map_candidate(const cJSON *contact, const er_map_opts *o);
+/** Unified job status of an ERecruit position status ("other" if unknown). */
+const char *er_map_job_status(const char *status);
+/** Unified job_type of an ERecruit employment_type ("OTHER" if unknown). */
+const char *er_map_job_type(const char *employment_type);
+/** True when `s` is one of ERecruit's position statuses. */
+bool er_known_job_status(const char *s);
+/** {"id","name","order"} of a stage; NULL when it has no id. */
+cJSON *er_map_stage(const cJSON *stage);
+/** {"id","name"} of a disposition reason; NULL when it has no id. */
+cJSON *er_map_reason(const cJSON *reason);
+/** {"key","label","type","options"?} of a custom field definition. */
+cJSON *er_map_field_def(const cJSON *def);
+/** {"id","body_html","note_action_type","created_at"} of a created note. */
+cJSON *er_map_note(const cJSON *note);
+/** {"id","filename","size"} of an uploaded document. */
+cJSON *er_map_document(const cJSON *doc);
+
+/** ERecruit's word for a unified entity ("application" -> "submission"),
+ *  and its collection ("submissions"); NULL for an unknown entity. */
+const char *er_entity_remote(const char *entity);
+const char *er_entity_collection(const char *entity);
+
+/** True when `note` is already HTML (it starts with '<' and ends with '>'
+ *  once blanks are trimmed). */
+bool er_note_is_html(const char *note);
+/** Plain text -> "<p>escaped</p>", newlines as <br>. Caller frees. */
+char *er_note_html(const char *text);
+
+/* ------------------------------------------------------------------ */
+/* Capability operations (ah_op_fn)                                    */
+/* ------------------------------------------------------------------ */
+
+/* er_stream.c */
+ah_result er_stream_jobs(ah_call *call, const cJSON *body, cJSON **reply);
+ah_result er_stream_applications(ah_call *call, const cJSON *body, cJSON **reply);
+ah_result er_stream_candidates(ah_call *call, const cJSON *body, cJSON **reply);
+/* er_apps.c */
+ah_result er_app_move_to_stage(ah_call *call, const cJSON *body, cJSON **reply);
+ah_result er_app_reject(ah_call *call, const cJSON *body, cJSON **reply);
+ah_result er_app_bulk_reject(ah_call *call, const cJSON *body, cJSON **reply);
+ah_result er_app_create(ah_call *call, const cJSON *body, cJSON **reply);
+ah_result er_app_list_stages(ah_call *call, const cJSON *body, cJSON **reply);
+ah_result er_dispositions_list(ah_call *call, const cJSON *body, cJSON **reply);
+/* er_jobs.c */
+ah_result er_job_get(ah_call *call, const cJSON *body, cJSON **reply);
+ah_result er_job_get_enhanced(ah_call *call, const cJSON *body, cJSON **reply);
+ah_result er_job_enhanced_batch(ah_call *call, const cJSON *body, cJSON **reply);
+/* er_candidates.c */
+ah_result er_cand_get(ah_call *call, const cJSON *body, cJSON **reply);
+ah_result er_cand_find(ah_call *call, const cJSON *body, cJSON **reply);
+ah_result er_cand_resume(ah_call *call, const cJSON *body, cJSON **reply);
+/* er_notes.c */
+ah_result er_note_to_application(ah_call *call, const cJSON *body, cJSON **reply);
+ah_result er_note_to_candidate(ah_call *call, const cJSON *body, cJSON **reply);
+ah_result er_attach_to_application(ah_call *call, const cJSON *body, cJSON **reply);
+ah_result er_attach_to_candidate(ah_call *call, const cJSON *body, cJSON **reply);
+/* er_custom.c */
+ah_result er_custom_list(ah_call *call, const cJSON *body, cJSON **reply);
+ah_result er_custom_values(ah_call *call, const cJSON *body, cJSON **reply);
+ah_result er_custom_update(ah_call *call, const cJSON *body, cJSON **reply);
+
+/** The mapping options of the call's connection. */
+er_map_opts er_opts(const ah_call *call);
+/** fail(internal_error, "out of memory") */
+ah_result er_oom(ah_call *call);
+
+#endif

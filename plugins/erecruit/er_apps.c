@@ -1,0 +1,283 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Applications (ERecruit submissions): stage moves, rejection, bulk
+ * rejection, creation, the stage list, and disposition reasons. */
+#include <stdio.h>
+#include <string.h>
+
+#include "er.h"
+
+/* One request body is one batch; larger batches are the caller's to split. */
+#define ER_BULK_MAX 500
+
+/* The unified application ERecruit answered with, or `fallback` (taken)
+ * when its answer carries no submission (an empty 200). */
+static ah_result app_reply(ah_call *call, const cJSON *resp, cJSON *fallback, cJSON **reply)
+{
+    char id[ER_ID_MAX];
+    if (cJSON_IsObject(resp) && er_map_id(resp, "id", id)) {
+        er_map_opts o = er_opts(call);
+        cJSON *a = er_map_application(resp, &o);
+        if (a == NULL) {
+            cJSON_Delete(fallback);
+            return er_oom(call);
+        }
+        cJSON_Delete(fallback);
+        *reply = a;
+        return AH_OK;
+    }
+    if (fallback == NULL)
+        return er_oom(call);
+    *reply = fallback;
+    return AH_OK;
+}
+
+/* POST `path` with {"<key>": id}; *resp is ERecruit's answer. */
+static ah_result post_id(ah_call *call, const char *path, const char *key, const char *id,
+                         cJSON **resp, er_error *err)
+{
+    cJSON *b = cJSON_CreateObject();
+    cJSON *v = er_id_json(id);
+    if (b == NULL || v == NULL || !cJSON_AddItemToObject(b, key, v)) {
+        cJSON_Delete(b);
+        cJSON_Delete(v);
+        memset(err, 0, sizeof *err);
+        snprintf(err->code, sizeof err->code, "%s", AH_E_INTERNAL);
+        err->http_status = 500;
+        snprintf(err->message, sizeof err->message, "out of memory");
+        return AH_ERR;
+    }
+    ah_result rc = er_call(call, "POST", path, b, resp, err);
+    cJSON_Delete(b);
+    return rc;
+}
+
+/* POST /submissions/{id}/<suffix> with {"<key>": value}. */
+static ah_result post_to_submission(ah_call *call, const char *app_id, const char *suffix,
+                                    const char *key, const char *value, cJSON **resp,
+                                    er_error *err)
+{
+    er_buf path = {0};
+    er_path_id(&path, call, "submissions", app_id, suffix);
+    if (path.oom) {
+        er_buf_free(&path);
+        memset(err, 0, sizeof *err);
+        snprintf(err->code, sizeof err->code, "%s", AH_E_INTERNAL);
+        err->http_status = 500;
+        snprintf(err->message, sizeof err->message, "out of memory");
+        return AH_ERR;
+    }
+    ah_result rc = post_id(call, path.s, key, value, resp, err);
+    er_buf_free(&path);
+    return rc;
+}
+
+static cJSON *minimal_app(const char *id)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL || cJSON_AddStringToObject(o, "remote_id", id) == NULL) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+ah_result er_app_move_to_stage(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    char app[ER_ID_MAX], stage[ER_ID_MAX];
+    if (er_require_id(call, body, "application_id", app) != AH_OK ||
+        er_require_id(call, body, "stage_id", stage) != AH_OK)
+        return AH_ERR;
+    cJSON *resp = NULL;
+    er_error err;
+    if (post_to_submission(call, app, "/stage", "stage_id", stage, &resp, &err) != AH_OK)
+        return er_fail(call, &err);
+    cJSON *fb = minimal_app(app);
+    if (fb != NULL && cJSON_AddStringToObject(fb, "stage_id", stage) == NULL) {
+        cJSON_Delete(fb);
+        fb = NULL;
+    }
+    ah_result rc = app_reply(call, resp, fb, reply);
+    cJSON_Delete(resp);
+    return rc;
+}
+
+ah_result er_app_reject(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    char app[ER_ID_MAX], reason[ER_ID_MAX];
+    if (er_require_id(call, body, "application_id", app) != AH_OK ||
+        er_require_id(call, body, "reason_id", reason) != AH_OK)
+        return AH_ERR;
+    cJSON *resp = NULL;
+    er_error err;
+    if (post_to_submission(call, app, "/reject", "reason_id", reason, &resp, &err) != AH_OK)
+        return er_fail(call, &err);
+    cJSON *fb = minimal_app(app);
+    if (fb != NULL && (cJSON_AddStringToObject(fb, "status", "rejected") == NULL ||
+                       cJSON_AddTrueToObject(fb, "rejected") == NULL ||
+                       cJSON_AddStringToObject(fb, "reject_reason_id", reason) == NULL)) {
+        cJSON_Delete(fb);
+        fb = NULL;
+    }
+    ah_result rc = app_reply(call, resp, fb, reply);
+    cJSON_Delete(resp);
+    return rc;
+}
+
+/* One result of bulk_reject; false on ENOMEM. */
+static bool add_result(cJSON *results, const char *id, const er_error *err)
+{
+    cJSON *r = cJSON_CreateObject();
+    if (r == NULL || !cJSON_AddItemToArray(results, r)) {
+        cJSON_Delete(r);
+        return false;
+    }
+    if (cJSON_AddStringToObject(r, "application_id", id) == NULL ||
+        cJSON_AddBoolToObject(r, "ok", err == NULL) == NULL)
+        return false;
+    if (err == NULL)
+        return true;
+    cJSON *e = cJSON_AddObjectToObject(r, "error");
+    return e != NULL && cJSON_AddStringToObject(e, "code", err->code) != NULL &&
+           cJSON_AddStringToObject(e, "message", err->message) != NULL;
+}
+
+ah_result er_app_bulk_reject(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    const ah_host_api *h = call->host;
+    char reason[ER_ID_MAX];
+    const cJSON *ids = cJSON_GetObjectItemCaseSensitive(body, "application_ids");
+    if (ids == NULL)
+        return h->fail(call, AH_E_INVALID, 400, "application_ids is required");
+    int n = cJSON_GetArraySize(ids);
+    if (!cJSON_IsArray(ids) || n < 1 || n > ER_BULK_MAX)
+        return h->fail(call, AH_E_INVALID, 400,
+                       "application_ids must be an array of 1..%d ids", ER_BULK_MAX);
+    if (er_require_id(call, body, "reason_id", reason) != AH_OK)
+        return AH_ERR;
+    /* Check every id before touching ERecruit: malformed input changes nothing. */
+    const cJSON *v;
+    int i = 0;
+    cJSON_ArrayForEach(v, ids)
+    {
+        char id[ER_ID_MAX];
+        if (er_id_value(v, id) != ER_ID_OK)
+            return h->fail(call, AH_E_INVALID, 400,
+                           "application_ids[%d] must be a non-empty string or an integer", i);
+        i++;
+    }
+    cJSON *out = cJSON_CreateObject();
+    cJSON *results = out != NULL ? cJSON_AddArrayToObject(out, "results") : NULL;
+    if (results == NULL) {
+        cJSON_Delete(out);
+        return er_oom(call);
+    }
+    int ok = 0, failed = 0;
+    cJSON_ArrayForEach(v, ids)
+    {
+        char id[ER_ID_MAX];
+        er_id_value(v, id);
+        cJSON *resp = NULL;
+        er_error err;
+        bool done = post_to_submission(call, id, "/reject", "reason_id", reason, &resp, &err) ==
+                    AH_OK;
+        cJSON_Delete(resp);
+        if (!add_result(results, id, done ? NULL : &err)) {
+            cJSON_Delete(out);
+            return er_oom(call);
+        }
+        if (done) {
+            ok++;
+            continue;
+        }
+        failed++;
+        h->log(call, AH_LOG_INFO, "bulk reject: application %s: %s", id, err.message);
+    }
+    if (cJSON_AddNumberToObject(out, "succeeded", ok) == NULL ||
+        cJSON_AddNumberToObject(out, "failed", failed) == NULL) {
+        cJSON_Delete(out);
+        return er_oom(call);
+    }
+    *reply = out;
+    return AH_OK;
+}
+
+ah_result er_app_create(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    char cand[ER_ID_MAX], job[ER_ID_MAX], stage[ER_ID_MAX];
+    bool has_stage = false;
+    if (er_require_id(call, body, "candidate_id", cand) != AH_OK ||
+        er_require_id(call, body, "job_id", job) != AH_OK ||
+        er_optional_id(call, body, "stage_id", stage, &has_stage) != AH_OK)
+        return AH_ERR;
+    cJSON *b = cJSON_CreateObject();
+    if (b == NULL || !cJSON_AddItemToObject(b, "contact_id", er_id_json(cand)) ||
+        !cJSON_AddItemToObject(b, "position_id", er_id_json(job)) ||
+        (has_stage && !cJSON_AddItemToObject(b, "stage_id", er_id_json(stage)))) {
+        cJSON_Delete(b);
+        return er_oom(call);
+    }
+    cJSON *resp = NULL;
+    ah_result rc = er_do(call, "POST", ER_API "/submissions", b, &resp);
+    cJSON_Delete(b);
+    if (rc != AH_OK)
+        return AH_ERR;
+    char id[ER_ID_MAX];
+    if (!er_map_id(resp, "id", id)) {
+        cJSON_Delete(resp);
+        return call->host->fail(call, AH_E_UPSTREAM, 502,
+                                "ERecruit created a submission but did not return it");
+    }
+    rc = app_reply(call, resp, NULL, reply);
+    cJSON_Delete(resp);
+    return rc;
+}
+
+typedef cJSON *(*er_item_fn)(const cJSON *item);
+
+/* GET `path` ({"data":[...]}) -> {"<key>": [mapped items]}. */
+static ah_result list_of(ah_call *call, const char *path, const char *key, er_item_fn map,
+                         cJSON **reply)
+{
+    cJSON *resp = NULL;
+    if (er_do(call, "GET", path, NULL, &resp) != AH_OK)
+        return AH_ERR;
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(resp, "data");
+    if (!cJSON_IsArray(data)) {
+        cJSON_Delete(resp);
+        return call->host->fail(call, AH_E_UPSTREAM, 502, "ERecruit sent no data array for %s",
+                                path);
+    }
+    cJSON *out = cJSON_CreateObject();
+    cJSON *arr = out != NULL ? cJSON_AddArrayToObject(out, key) : NULL;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, data)
+    {
+        if (arr == NULL)
+            break;
+        char id[ER_ID_MAX];
+        if (!er_map_id(it, "id", id))
+            continue;
+        cJSON *m = map(it);
+        if (m == NULL || !cJSON_AddItemToArray(arr, m)) {
+            cJSON_Delete(m);
+            arr = NULL;
+        }
+    }
+    cJSON_Delete(resp);
+    if (arr == NULL) {
+        cJSON_Delete(out);
+        return er_oom(call);
+    }
+    *reply = out;
+    return AH_OK;
+}
+
+ah_result er_app_list_stages(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return list_of(call, ER_API "/stages", "stages", er_map_stage, reply);
+}
+
+ah_result er_dispositions_list(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return list_of(call, ER_API "/disposition-reasons", "reasons", er_map_reason, reply);
+}

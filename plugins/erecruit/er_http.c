@@ -1,0 +1,233 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Authenticated requests to ERecruit and the mapping of its errors to
+ * atshub's stable codes. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "er.h"
+
+/* Generous for a JWT; the host refuses a token that does not fit. */
+#define ER_TOKEN_MAX 8192
+/* How much of ERecruit's own message we repeat to the caller. */
+#define ER_MSG_MAX 300
+
+static void set_err(er_error *err, const char *code, int http_status, long upstream,
+                    const char *fmt, ...) AH_PRINTF(5, 6);
+
+static void set_err(er_error *err, const char *code, int http_status, long upstream,
+                    const char *fmt, ...)
+{
+    snprintf(err->code, sizeof err->code, "%s", code);
+    err->http_status = http_status;
+    err->upstream = upstream;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+}
+
+/* ERecruit's "message" (or, lacking one, its "error" code), cut short and
+ * stripped of control characters so that it is safe in a log line. */
+static void provider_message(const cJSON *body, char *out, size_t n)
+{
+    out[0] = '\0';
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(body, "message");
+    if (!cJSON_IsString(m) || m->valuestring[0] == '\0')
+        m = cJSON_GetObjectItemCaseSensitive(body, "error");
+    if (!cJSON_IsString(m))
+        return;
+    size_t w = 0;
+    for (const char *s = m->valuestring; *s != '\0' && w + 1 < n && w < ER_MSG_MAX; s++)
+        out[w++] = (unsigned char)*s < 0x20 ? ' ' : *s;
+    out[w] = '\0';
+}
+
+void er_map_error(long status, const cJSON *body, int attempts, er_error *err)
+{
+    char msg[ER_MSG_MAX + 1];
+    provider_message(body, msg, sizeof msg);
+    const char *shown = msg[0] != '\0' ? msg : "no details";
+    switch (status) {
+    case 400:
+        set_err(err, AH_E_INVALID, 400, status, "ERecruit rejected the request: %s", shown);
+        return;
+    case 401:
+    case 403:
+        set_err(err, "auth_failed", 502, status,
+                "ERecruit refused the credentials (HTTP %ld): %s", status, shown);
+        return;
+    case 404:
+        set_err(err, AH_E_NOT_FOUND, 404, status, "ERecruit: %s",
+                msg[0] != '\0' ? msg : "not found");
+        return;
+    case 409:
+        set_err(err, AH_E_CONFLICT, 409, status, "ERecruit: %s",
+                msg[0] != '\0' ? msg : "conflict");
+        return;
+    case 422:
+        set_err(err, AH_E_INVALID, 422, status, "ERecruit: %s",
+                msg[0] != '\0' ? msg : "validation failed");
+        return;
+    default:
+        break;
+    }
+    if (status == 429 || status >= 500)
+        set_err(err, AH_E_UNAVAILABLE, 503, status,
+                "ERecruit answered HTTP %ld after %d attempt%s: %s", status, attempts,
+                attempts == 1 ? "" : "s", shown);
+    else
+        set_err(err, AH_E_UPSTREAM, 502, status, "ERecruit answered HTTP %ld: %s", status,
+                shown);
+}
+
+static bool blank(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
+            return false;
+    return true;
+}
+
+/* A 401 is worth one retry with a fresh token unless ERecruit says the
+ * client itself is unknown (a new token would not help). */
+static bool token_refused(const cJSON *body)
+{
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(body, "error");
+    return !cJSON_IsString(e) || strcmp(e->valuestring, "invalid_client") != 0;
+}
+
+/* Turns a received response into *out or *err. */
+static ah_result interpret(ah_call *call, const ah_http_response *resp, cJSON **out,
+                           er_error *err)
+{
+    const ah_host_api *h = call->host;
+    bool empty = resp->body == NULL || blank(resp->body, resp->body_len);
+    cJSON *j = empty ? NULL : h->json_parse(resp->body, resp->body_len);
+    if (resp->status >= 200 && resp->status < 300) {
+        if (!empty && j == NULL) {
+            set_err(err, AH_E_UPSTREAM, 502, resp->status,
+                    "ERecruit sent malformed JSON (HTTP %ld, %zu bytes)", resp->status,
+                    resp->body_len);
+            return AH_ERR;
+        }
+        *out = j;
+        return AH_OK;
+    }
+    er_map_error(resp->status, j, resp->attempts > 0 ? resp->attempts : 1, err);
+    cJSON_Delete(j);
+    return AH_ERR;
+}
+
+ah_result er_call(ah_call *call, const char *method, const char *path, const cJSON *body,
+                  cJSON **out, er_error *err)
+{
+    const ah_host_api *h = call->host;
+    const er_conn *c = call->conn_ctx;
+    memset(err, 0, sizeof *err);
+    *out = NULL;
+    if (c == NULL) {
+        set_err(err, AH_E_INTERNAL, 500, 0, "erecruit: connection is not open");
+        return AH_ERR;
+    }
+    char *json = NULL;
+    if (body != NULL && (json = cJSON_PrintUnformatted(body)) == NULL) {
+        set_err(err, AH_E_INTERNAL, 500, 0, "out of memory");
+        return AH_ERR;
+    }
+    const char *const headers_json[] = {"Accept: application/json",
+                                        "Content-Type: application/json", NULL};
+    const char *const headers_plain[] = {"Accept: application/json", NULL};
+    ah_oauth2_params p = {
+        .struct_size = sizeof p,
+        .token_url = c->token_url,
+        .client_id = c->client_id,
+        .client_secret = c->client_secret,
+    };
+    char *token = malloc(ER_TOKEN_MAX);
+    if (token == NULL) {
+        free(json);
+        set_err(err, AH_E_INTERNAL, 500, 0, "out of memory");
+        return AH_ERR;
+    }
+    ah_result rc = AH_ERR;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (h->oauth2_token(call, &p, token, ER_TOKEN_MAX) != AH_OK) {
+            set_err(err, "auth_failed", 502, 0, "cannot get an ERecruit access token");
+            err->host_failed = true;
+            break;
+        }
+        ah_http_request req = {
+            .struct_size = sizeof req,
+            .method = method,
+            .url = path,
+            .headers = json != NULL ? headers_json : headers_plain,
+            .body = json,
+            .body_len = json != NULL ? strlen(json) : 0,
+            .bearer = token,
+        };
+        ah_http_response resp;
+        memset(&resp, 0, sizeof resp);
+        resp.struct_size = sizeof resp;
+        if (h->http(call, &req, &resp) != AH_OK) {
+            h->http_response_free(&resp);
+            set_err(err, AH_E_UNAVAILABLE, 503, 0, "no response from ERecruit (%s %s)",
+                    method, path);
+            err->host_failed = true;
+            break;
+        }
+        if (resp.status == 401 && attempt == 0) {
+            cJSON *eb = resp.body != NULL ? h->json_parse(resp.body, resp.body_len) : NULL;
+            bool retry = token_refused(eb);
+            cJSON_Delete(eb);
+            if (retry) {
+                h->oauth2_invalidate(call, &p);
+                h->http_response_free(&resp);
+                h->log(call, AH_LOG_INFO, "ERecruit refused the token; retrying %s %s once",
+                       method, path);
+                continue;
+            }
+        }
+        rc = interpret(call, &resp, out, err);
+        h->http_response_free(&resp);
+        break;
+    }
+    memset(token, 0, ER_TOKEN_MAX);
+    free(token);
+    free(json);
+    return rc;
+}
+
+ah_result er_fail(ah_call *call, const er_error *err)
+{
+    if (err->host_failed)
+        return AH_ERR;
+    return call->host->fail(call, err->code[0] != '\0' ? err->code : AH_E_PLUGIN,
+                            err->http_status, "%s", err->message);
+}
+
+ah_result er_do(ah_call *call, const char *method, const char *path, const cJSON *body,
+                cJSON **out)
+{
+    er_error err;
+    if (er_call(call, method, path, body, out, &err) != AH_OK)
+        return er_fail(call, &err);
+    return AH_OK;
+}
+
+ah_result er_oom(ah_call *call)
+{
+    return call->host->fail(call, AH_E_INTERNAL, 500, "out of memory");
+}
+
+er_map_opts er_opts(const ah_call *call)
+{
+    const er_conn *c = call->conn_ctx;
+    er_map_opts o = {0, 0};
+    if (c != NULL) {
+        o.screened_tag_id = c->screened_tag_id;
+        o.screened_status_id = c->screened_status_id;
+    }
+    return o;
+}

@@ -1,0 +1,264 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Notes (HTML, seed) and attachments on submissions and contacts, and the
+ * seed's screening markers: a note sent with "screened": true also sets the
+ * submission's status to screened_status_id (101) and tags the contact with
+ * screened_tag_id (65880). Those two steps are idempotent and run before
+ * the note, which is not: a caller that retries after a failure gets the
+ * markers again (harmless) and the note once.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "er.h"
+
+#define ER_NOTE_MAX (256u * 1024u)
+#define ER_FILENAME_MAX 255
+#define ER_DOC_MAX (64u * 1024u * 1024u)
+
+/* POST `path` with {"<key>": <id as JSON>}; the answer is dropped. */
+static ah_result post_marker(ah_call *call, const char *path, const char *key, long long value)
+{
+    cJSON *b = cJSON_CreateObject();
+    if (b == NULL || cJSON_AddNumberToObject(b, key, (double)value) == NULL) {
+        cJSON_Delete(b);
+        return er_oom(call);
+    }
+    cJSON *resp = NULL;
+    ah_result rc = er_do(call, "POST", path, b, &resp);
+    cJSON_Delete(b);
+    cJSON_Delete(resp);
+    return rc;
+}
+
+static ah_result tag_contact(ah_call *call, const char *contact_id)
+{
+    const er_conn *c = call->conn_ctx;
+    er_buf path = {0};
+    er_path_id(&path, call, "contacts", contact_id, "/tags");
+    ah_result rc = er_buf_check(call, &path);
+    if (rc == AH_OK)
+        rc = post_marker(call, path.s, "tag_id", c->screened_tag_id);
+    er_buf_free(&path);
+    return rc;
+}
+
+/* Sets the screened status of a submission and tags its contact, whose id
+ * goes to contact_out. */
+static ah_result screen_application(ah_call *call, const char *app_id,
+                                    char contact_out[ER_ID_MAX])
+{
+    const er_conn *c = call->conn_ctx;
+    er_buf path = {0};
+    er_path_id(&path, call, "submissions", app_id, NULL);
+    if (er_buf_check(call, &path) != AH_OK) {
+        er_buf_free(&path);
+        return AH_ERR;
+    }
+    cJSON *sub = NULL;
+    ah_result rc = er_do(call, "GET", path.s, NULL, &sub);
+    if (rc == AH_OK && !er_map_id(sub, "contact_id", contact_out))
+        rc = call->host->fail(call, AH_E_UPSTREAM, 502,
+                              "ERecruit sent submission %s without a contact_id", app_id);
+    cJSON_Delete(sub);
+    if (rc == AH_OK) {
+        er_buf_printf(&path, "/status");
+        rc = er_buf_check(call, &path);
+    }
+    if (rc == AH_OK)
+        rc = post_marker(call, path.s, "status_id", c->screened_status_id);
+    er_buf_free(&path);
+    if (rc == AH_OK)
+        rc = tag_contact(call, contact_out);
+    return rc;
+}
+
+/* The note as HTML (caller frees), from body.note and body.format. */
+static ah_result note_html(ah_call *call, const cJSON *body, char **out)
+{
+    const char *note = NULL, *format = NULL;
+    if (er_optional_string(call, body, "note", ER_NOTE_MAX, &note) != AH_OK ||
+        er_optional_string(call, body, "format", 16, &format) != AH_OK)
+        return AH_ERR;
+    if (note == NULL || note[0] == '\0')
+        return call->host->fail(call, AH_E_INVALID, 400, "note is required");
+    if (format != NULL && strcmp(format, "html") != 0 && strcmp(format, "text") != 0)
+        return call->host->fail(call, AH_E_INVALID, 400, "format must be html or text");
+    bool html = format != NULL ? strcmp(format, "html") == 0 : er_note_is_html(note);
+    *out = html ? strdup(note) : er_note_html(note);
+    return *out != NULL ? AH_OK : er_oom(call);
+}
+
+/* Common part of the two note operations. `collection` is "submissions"
+ * or "contacts"; `id_key` the request's id member. */
+static ah_result add_note(ah_call *call, const cJSON *body, const char *collection,
+                          const char *id_key, cJSON **reply)
+{
+    const er_conn *c = call->conn_ctx;
+    char id[ER_ID_MAX], action[ER_ID_MAX], contact[ER_ID_MAX] = "";
+    bool has_action = false;
+    const cJSON *scr = cJSON_GetObjectItemCaseSensitive(body, "screened");
+    if (er_require_id(call, body, id_key, id) != AH_OK ||
+        er_optional_id(call, body, "note_action_type", action, &has_action) != AH_OK)
+        return AH_ERR;
+    if (scr != NULL && !cJSON_IsBool(scr) && !cJSON_IsNull(scr))
+        return call->host->fail(call, AH_E_INVALID, 400, "screened must be true or false");
+    if (!has_action)
+        snprintf(action, sizeof action, "%lld", c->note_action_id);
+    char *html = NULL;
+    if (note_html(call, body, &html) != AH_OK)
+        return AH_ERR;
+    bool screened = cJSON_IsTrue(scr);
+    bool is_app = strcmp(collection, "submissions") == 0;
+    ah_result rc = AH_OK;
+    if (screened) {
+        if (is_app) {
+            rc = screen_application(call, id, contact);
+        } else {
+            snprintf(contact, sizeof contact, "%s", id);
+            rc = tag_contact(call, id);
+        }
+    }
+    cJSON *b = rc == AH_OK ? cJSON_CreateObject() : NULL;
+    if (rc == AH_OK && (b == NULL || cJSON_AddStringToObject(b, "body_html", html) == NULL ||
+                        !cJSON_AddItemToObject(b, "action_id", er_id_json(action))))
+        rc = er_oom(call);
+    free(html);
+    er_buf path = {0};
+    if (rc == AH_OK) {
+        er_path_id(&path, call, collection, id, "/notes");
+        rc = er_buf_check(call, &path);
+    }
+    cJSON *resp = NULL;
+    if (rc == AH_OK)
+        rc = er_do(call, "POST", path.s, b, &resp);
+    er_buf_free(&path);
+    cJSON_Delete(b);
+    if (rc != AH_OK) {
+        cJSON_Delete(resp);
+        return AH_ERR;
+    }
+    cJSON *note = er_map_note(resp);
+    cJSON_Delete(resp);
+    if (note == NULL)
+        note = cJSON_CreateObject(); /* created, but ERecruit did not echo it */
+    bool ok = note != NULL && cJSON_AddStringToObject(note, id_key, id) != NULL &&
+              cJSON_AddBoolToObject(note, "screened", screened) != NULL &&
+              (!screened || cJSON_AddStringToObject(note, "candidate_id", contact) != NULL);
+    if (!ok) {
+        cJSON_Delete(note);
+        return er_oom(call);
+    }
+    *reply = note;
+    return AH_OK;
+}
+
+ah_result er_note_to_application(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return add_note(call, body, "submissions", "application_id", reply);
+}
+
+ah_result er_note_to_candidate(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return add_note(call, body, "contacts", "candidate_id", reply);
+}
+
+/* --- attachments --------------------------------------------------------- */
+
+static bool good_filename(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > ER_FILENAME_MAX || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == '/' || s[i] == '\\' || (unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return false;
+    return true;
+}
+
+static bool good_base64(const char *s)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\r\n";
+    return s[0] != '\0' && strspn(s, alphabet) == strlen(s);
+}
+
+static bool good_token(const char *s, const char *extra)
+{
+    for (; *s != '\0'; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              strchr(extra, *s) != NULL))
+            return false;
+    return true;
+}
+
+static ah_result add_document(ah_call *call, const cJSON *body, const char *collection,
+                              const char *id_key, bool with_kind, cJSON **reply)
+{
+    const ah_host_api *h = call->host;
+    char id[ER_ID_MAX];
+    const char *filename = NULL, *data = NULL, *type = NULL, *kind = NULL;
+    if (er_require_id(call, body, id_key, id) != AH_OK ||
+        er_optional_string(call, body, "filename", ER_FILENAME_MAX, &filename) != AH_OK ||
+        er_optional_string(call, body, "data_base64", ER_DOC_MAX, &data) != AH_OK ||
+        er_optional_string(call, body, "content_type", 100, &type) != AH_OK ||
+        (with_kind && er_optional_string(call, body, "kind", 32, &kind) != AH_OK))
+        return AH_ERR;
+    if (filename == NULL)
+        return h->fail(call, AH_E_INVALID, 400, "filename is required");
+    if (!good_filename(filename))
+        return h->fail(call, AH_E_INVALID, 400,
+                       "filename must be 1..%d bytes without '/', '\\' or control characters",
+                       ER_FILENAME_MAX);
+    if (data == NULL || data[0] == '\0')
+        return h->fail(call, AH_E_INVALID, 400, "data_base64 is required");
+    if (!good_base64(data))
+        return h->fail(call, AH_E_INVALID, 400, "data_base64 is not base64");
+    if (type != NULL && (strchr(type, '/') == NULL || !good_token(type, "/.+-")))
+        return h->fail(call, AH_E_INVALID, 400, "content_type must be a media type");
+    if (kind != NULL && (kind[0] == '\0' || !good_token(kind, "_-")))
+        return h->fail(call, AH_E_INVALID, 400, "kind must be a word such as resume");
+    cJSON *b = cJSON_CreateObject();
+    bool ok = b != NULL && cJSON_AddStringToObject(b, "filename", filename) != NULL &&
+              cJSON_AddStringToObject(b, "content_type",
+                                      type != NULL ? type : "application/pdf") != NULL &&
+              cJSON_AddStringToObject(b, "data_base64", data) != NULL &&
+              (kind == NULL || cJSON_AddStringToObject(b, "kind", kind) != NULL);
+    er_buf path = {0};
+    if (ok) {
+        er_path_id(&path, call, collection, id, "/documents");
+        ok = !path.oom;
+    }
+    if (!ok) {
+        cJSON_Delete(b);
+        er_buf_free(&path);
+        return er_oom(call);
+    }
+    cJSON *resp = NULL;
+    ah_result rc = er_do(call, "POST", path.s, b, &resp);
+    er_buf_free(&path);
+    cJSON_Delete(b);
+    if (rc != AH_OK)
+        return AH_ERR;
+    cJSON *doc = er_map_document(resp);
+    cJSON_Delete(resp);
+    if (doc == NULL)
+        doc = cJSON_CreateObject();
+    if (doc == NULL || cJSON_AddStringToObject(doc, id_key, id) == NULL) {
+        cJSON_Delete(doc);
+        return er_oom(call);
+    }
+    *reply = doc;
+    return AH_OK;
+}
+
+ah_result er_attach_to_application(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return add_document(call, body, "submissions", "application_id", false, reply);
+}
+
+ah_result er_attach_to_candidate(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return add_document(call, body, "contacts", "candidate_id", true, reply);
+}

@@ -1,0 +1,197 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Streaming: one page of positions, submissions or contacts per call, each
+ * record handed to host->emit_record() with its unified fields. ERecruit
+ * pages by keyset ((updated_at, id) ascending, opaque cursor), so a record
+ * updated while the sync engine pages is seen again later, never skipped.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "er.h"
+
+#define ER_CURSOR_MAX 2048
+#define ER_TIME_MAX 64
+/* Keeps the query string (and ERecruit's IN list) reasonable. */
+#define ER_JOB_IDS_MAX 100
+
+typedef cJSON *(*er_map_fn)(const cJSON *item, const er_map_opts *o);
+
+static cJSON *map_job(const cJSON *item, const er_map_opts *o)
+{
+    (void)o;
+    return er_map_job(item, false);
+}
+
+/* updated_after is passed to ERecruit as given (its local time, as the sync
+ * engine got it from earlier records): only the characters of a date-time
+ * are allowed, so that nothing else travels in the query. */
+static ah_result read_time(ah_call *call, const cJSON *body, const char **out)
+{
+    if (er_optional_string(call, body, "updated_after", ER_TIME_MAX, out) != AH_OK)
+        return AH_ERR;
+    if (*out == NULL)
+        return AH_OK;
+    if (strlen(*out) < 10 || strspn(*out, "0123456789-T:.+Z ") != strlen(*out))
+        return call->host->fail(call, AH_E_INVALID, 400,
+                                "updated_after must be a date-time such as 2025-10-06T16:30:00");
+    return AH_OK;
+}
+
+/* Common part of the three streams: query, fetch, emit, reply. `filter`
+ * is an already escaped "&name=value" suffix or NULL. */
+static ah_result stream_page(ah_call *call, const cJSON *body, const char *collection,
+                             const char *type, er_map_fn map, const char *filter,
+                             cJSON **reply)
+{
+    const ah_host_api *h = call->host;
+    const er_conn *c = call->conn_ctx;
+    const char *after = NULL, *cursor = NULL;
+    long per_page = c->per_page;
+    if (read_time(call, body, &after) != AH_OK ||
+        er_optional_string(call, body, "cursor", ER_CURSOR_MAX, &cursor) != AH_OK ||
+        er_optional_int(call, body, "per_page", 1, 500, &per_page) != AH_OK)
+        return AH_ERR;
+    er_buf path = {0};
+    er_buf_printf(&path, "%s/%s?per_page=%ld", ER_API, collection, per_page);
+    er_buf_query(&path, call, "updated_after", after);
+    er_buf_query(&path, call, "cursor", cursor != NULL && *cursor ? cursor : NULL);
+    if (filter != NULL)
+        er_buf_printf(&path, "%s", filter);
+    if (er_buf_check(call, &path) != AH_OK) {
+        er_buf_free(&path);
+        return AH_ERR;
+    }
+    cJSON *page = NULL;
+    ah_result rc = er_do(call, "GET", path.s, NULL, &page);
+    er_buf_free(&path);
+    if (rc != AH_OK)
+        return AH_ERR;
+
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(page, "data");
+    const cJSON *next = cJSON_GetObjectItemCaseSensitive(page, "next_cursor");
+    if (!cJSON_IsArray(data) || (next != NULL && !cJSON_IsNull(next) && !cJSON_IsString(next))) {
+        cJSON_Delete(page);
+        return h->fail(call, AH_E_UPSTREAM, 502,
+                       "ERecruit sent a %s page without a data array or with a bad next_cursor",
+                       collection);
+    }
+    er_map_opts o = er_opts(call);
+    const cJSON *item;
+    unsigned skipped = 0;
+    cJSON_ArrayForEach(item, data)
+    {
+        char id[ER_ID_MAX];
+        if (!cJSON_IsObject(item) || !er_map_id(item, "id", id)) {
+            skipped++; /* cannot be stored without an id; one bad record must not stall sync */
+            continue;
+        }
+        cJSON *fields = map(item, &o);
+        if (fields == NULL) {
+            cJSON_Delete(page);
+            return er_oom(call);
+        }
+        const cJSON *upd = cJSON_GetObjectItemCaseSensitive(item, "updated_at");
+        ah_record rec = {
+            .struct_size = sizeof rec,
+            .type = type,
+            .remote_id = id,
+            .updated_at = cJSON_IsString(upd) ? upd->valuestring : NULL,
+            .raw = item,
+            .fields = fields,
+        };
+        rc = h->emit_record(call, &rec);
+        cJSON_Delete(fields);
+        if (rc != AH_OK) {
+            cJSON_Delete(page);
+            return AH_ERR;
+        }
+    }
+    if (skipped > 0)
+        h->log(call, AH_LOG_WARN, "skipped %u %s without an id", skipped, collection);
+    cJSON *r = cJSON_CreateObject();
+    if (r == NULL ||
+        !cJSON_AddItemToObject(r, "next_cursor",
+                               cJSON_IsString(next) && next->valuestring[0] != '\0'
+                                   ? cJSON_CreateString(next->valuestring)
+                                   : cJSON_CreateNull())) {
+        cJSON_Delete(r);
+        cJSON_Delete(page);
+        return er_oom(call);
+    }
+    cJSON_Delete(page);
+    *reply = r;
+    return AH_OK;
+}
+
+ah_result er_stream_jobs(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    const er_conn *c = call->conn_ctx;
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(body, "statuses");
+    er_buf filter = {0};
+    er_buf_printf(&filter, "&status=");
+    if (st == NULL || cJSON_IsNull(st) || (cJSON_IsArray(st) && cJSON_GetArraySize(st) == 0)) {
+        er_buf_printf(&filter, "%s", c->job_statuses);
+    } else if (cJSON_IsArray(st)) {
+        const cJSON *s;
+        bool first = true;
+        cJSON_ArrayForEach(s, st)
+        {
+            if (!cJSON_IsString(s) || !er_known_job_status(s->valuestring)) {
+                er_buf_free(&filter);
+                return call->host->fail(call, AH_E_INVALID, 400,
+                                        "statuses may hold only draft, open, closed, filled");
+            }
+            er_buf_printf(&filter, "%s%s", first ? "" : ",", s->valuestring);
+            first = false;
+        }
+    } else {
+        er_buf_free(&filter);
+        return call->host->fail(call, AH_E_INVALID, 400, "statuses must be an array of strings");
+    }
+    if (er_buf_check(call, &filter) != AH_OK) {
+        er_buf_free(&filter);
+        return AH_ERR;
+    }
+    ah_result rc = stream_page(call, body, "positions", "job", map_job, filter.s, reply);
+    er_buf_free(&filter);
+    return rc;
+}
+
+ah_result er_stream_applications(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    const cJSON *ids = cJSON_GetObjectItemCaseSensitive(body, "job_ids");
+    er_buf filter = {0};
+    if (ids != NULL && !cJSON_IsNull(ids)) {
+        if (!cJSON_IsArray(ids) || cJSON_GetArraySize(ids) > ER_JOB_IDS_MAX)
+            return call->host->fail(call, AH_E_INVALID, 400,
+                                    "job_ids must be an array of at most %d ids", ER_JOB_IDS_MAX);
+        const cJSON *v;
+        bool first = true;
+        cJSON_ArrayForEach(v, ids)
+        {
+            char id[ER_ID_MAX];
+            if (er_id_value(v, id) != ER_ID_OK) {
+                er_buf_free(&filter);
+                return call->host->fail(call, AH_E_INVALID, 400,
+                                        "job_ids must hold strings or integers");
+            }
+            er_buf_printf(&filter, "%s", first ? "&position_id=" : ",");
+            er_buf_escaped(&filter, call, id);
+            first = false;
+        }
+        if (!first && er_buf_check(call, &filter) != AH_OK) {
+            er_buf_free(&filter);
+            return AH_ERR;
+        }
+    }
+    ah_result rc = stream_page(call, body, "submissions", "application", er_map_application,
+                               filter.s, reply);
+    er_buf_free(&filter);
+    return rc;
+}
+
+ah_result er_stream_candidates(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return stream_page(call, body, "contacts", "candidate", er_map_candidate, NULL, reply);
+}

@@ -1,0 +1,236 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The ERecruit provider plugin: ERecruit API 2.0 (WIRE.md) behind every
+ * capability table the seed names. This file holds the descriptor, the
+ * settings and the per-connection context; the operations live in
+ * er_*.c, one file per responsibility.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "er.h"
+
+#define ER_URL_MAX 2048
+
+static const ah_setting_spec er_settings[] = {
+    {"base_url", AH_SET_URL, NULL, AH_SETTING_REQUIRED,
+     "Customer-specific ERecruit base URL, e.g. https://acme.erecruit.example.com"},
+    {"token_url", AH_SET_STRING, "/t/token", 0,
+     "OAuth2 token endpoint: a path under base_url or an absolute URL"},
+    {"client_id", AH_SET_STRING, NULL, AH_SETTING_REQUIRED, "OAuth2 client id"},
+    {"client_secret", AH_SET_STRING, NULL, AH_SETTING_REQUIRED | AH_SETTING_SECRET,
+     "OAuth2 client secret"},
+    {"per_page", AH_SET_INT, "100", 0, "Records per streamed page (1..500)"},
+    {"job_statuses", AH_SET_LIST, "open,closed,draft,filled", 0,
+     "Position statuses jobs.stream fetches when the request names none"},
+    {"note_action_id", AH_SET_INT, "496", 0,
+     "Note action of notes sent without note_action_type (atshub prescreen note)"},
+    {"screened_tag_id", AH_SET_INT, "65880", 0, "Tag put on screened contacts"},
+    {"screened_status_id", AH_SET_INT, "101", 0, "Status put on screened submissions"},
+    {NULL, 0, NULL, 0, NULL},
+};
+
+static ah_result bad_setting(ah_call *call, er_conn *c, const char *key, const char *why)
+{
+    free(c);
+    return call->host->fail(call, "configuration_error", 500, "setting %s: %s", key, why);
+}
+
+static const char *setting_or(const ah_call *call, const char *key, const char *def)
+{
+    const char *v = call->host->setting(call, key);
+    return v != NULL ? v : def;
+}
+
+static bool parse_ll(const char *s, long long lo, long long hi, long long *out)
+{
+    if (s == NULL || *s == '\0')
+        return false;
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool http_url(const char *s)
+{
+    return strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
+}
+
+static bool copy_setting(char *dst, size_t n, const char *v)
+{
+    if (v == NULL || v[0] == '\0' || strlen(v) >= n)
+        return false;
+    memcpy(dst, v, strlen(v) + 1);
+    return true;
+}
+
+/* "open, closed" -> "open,closed"; false on an unknown or empty list. */
+static bool parse_statuses(const char *list, char *out, size_t n)
+{
+    out[0] = '\0';
+    size_t w = 0;
+    const char *p = list;
+    while (*p != '\0') {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        const char *end = strchr(p, ',');
+        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        char word[16];
+        if (len == 0 || len >= sizeof word)
+            return false;
+        memcpy(word, p, len);
+        word[len] = '\0';
+        if (!er_known_job_status(word) || w + len + 2 > n)
+            return false;
+        w += (size_t)snprintf(out + w, n - w, "%s%s", w > 0 ? "," : "", word);
+        if (end == NULL)
+            break;
+        p = end + 1;
+    }
+    return w > 0;
+}
+
+static ah_result er_open(ah_call *call, void **conn_ctx)
+{
+    const ah_host_api *h = call->host;
+    er_conn *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return er_oom(call);
+    const char *base = h->setting(call, "base_url");
+    if (base == NULL || base[0] == '\0')
+        return bad_setting(call, c, "base_url", "is required (the customer's ERecruit URL)");
+    if (strlen(base) >= ER_URL_MAX || !http_url(base))
+        return bad_setting(call, c, "base_url", "must be an http(s) URL shorter than 2048 bytes");
+    const char *token_url = setting_or(call, "token_url", "/t/token");
+    if (!copy_setting(c->token_url, sizeof c->token_url, token_url) ||
+        (token_url[0] != '/' && !http_url(token_url)))
+        return bad_setting(call, c, "token_url", "must be a /path under base_url or an http(s) URL");
+    if (!copy_setting(c->client_id, sizeof c->client_id, h->setting(call, "client_id")))
+        return bad_setting(call, c, "client_id", "is required (at most 511 bytes)");
+    if (!copy_setting(c->client_secret, sizeof c->client_secret,
+                      h->setting(call, "client_secret")))
+        return bad_setting(call, c, "client_secret", "is required (at most 1023 bytes)");
+    long long per_page = 0;
+    if (!parse_ll(setting_or(call, "per_page", "100"), 1, 500, &per_page))
+        return bad_setting(call, c, "per_page", "must be an integer in 1..500");
+    c->per_page = (int)per_page;
+    if (!parse_statuses(setting_or(call, "job_statuses", "open,closed,draft,filled"),
+                        c->job_statuses, sizeof c->job_statuses))
+        return bad_setting(call, c, "job_statuses",
+                           "must list some of open, closed, draft, filled");
+    static const struct {
+        const char *key, *def;
+        size_t offset;
+    } ids[] = {
+        {"note_action_id", "496", offsetof(er_conn, note_action_id)},
+        {"screened_tag_id", "65880", offsetof(er_conn, screened_tag_id)},
+        {"screened_status_id", "101", offsetof(er_conn, screened_status_id)},
+    };
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+        long long *dst = (long long *)(void *)((char *)c + ids[i].offset);
+        if (!parse_ll(setting_or(call, ids[i].key, ids[i].def), 1, 999999999999LL, dst))
+            return bad_setting(call, c, ids[i].key, "must be a positive integer");
+    }
+    *conn_ctx = c;
+    return AH_OK;
+}
+
+static void er_close(void *plugin_state, void *conn_ctx)
+{
+    er_conn *c = conn_ctx;
+    if (c == NULL)
+        return;
+    /* The secret should not linger in freed memory. */
+    memset(c->client_secret, 0, sizeof c->client_secret);
+    free(c);
+}
+
+static const ah_streaming_ops er_streaming = {
+    .struct_size = sizeof(ah_streaming_ops),
+    .jobs = er_stream_jobs,
+    .applications = er_stream_applications,
+    .candidates = er_stream_candidates,
+    .backfill_hours = 2, /* seed: ERecruit stamps records in local time */
+};
+
+static const ah_applications_ops er_applications = {
+    .struct_size = sizeof(ah_applications_ops),
+    .move_to_stage = er_app_move_to_stage,
+    .reject = er_app_reject,
+    .bulk_reject = er_app_bulk_reject,
+    .create = er_app_create,
+    .list_stages = er_app_list_stages,
+};
+
+static const ah_dispositions_ops er_dispositions = {
+    .struct_size = sizeof(ah_dispositions_ops),
+    .list = er_dispositions_list,
+};
+
+static const ah_jobs_ops er_jobs = {
+    .struct_size = sizeof(ah_jobs_ops),
+    .get = er_job_get,
+    .get_enhanced = er_job_get_enhanced,
+    .enhanced_batch = er_job_enhanced_batch,
+};
+
+static const ah_candidates_ops er_candidates = {
+    .struct_size = sizeof(ah_candidates_ops),
+    .get = er_cand_get,
+    .find = er_cand_find,
+    .resume = er_cand_resume,
+};
+
+static const ah_notes_ops er_notes = {
+    .struct_size = sizeof(ah_notes_ops),
+    .add_to_application = er_note_to_application,
+    .add_to_candidate = er_note_to_candidate,
+};
+
+static const ah_attachments_ops er_attachments = {
+    .struct_size = sizeof(ah_attachments_ops),
+    .add_to_application = er_attach_to_application,
+    .add_to_candidate = er_attach_to_candidate,
+};
+
+static const ah_custom_fields_ops er_custom_fields = {
+    .struct_size = sizeof(ah_custom_fields_ops),
+    .list = er_custom_list,
+    .values = er_custom_values,
+    .update = er_custom_update,
+};
+
+static const ah_plugin_descriptor er_descriptor = {
+    .struct_size = sizeof(ah_plugin_descriptor),
+    .abi_major = AH_ABI_MAJOR,
+    .abi_minor = AH_ABI_MINOR,
+    .name = "erecruit",
+    .version = ER_VERSION,
+    .description = "ERecruit ATS (API 2.0, OAuth2): jobs, applications, candidates, notes, "
+                   "attachments, custom fields",
+    .settings = er_settings,
+    .open = er_open,
+    .close = er_close,
+    .streaming = &er_streaming,
+    .applications = &er_applications,
+    .dispositions = &er_dispositions,
+    .jobs = &er_jobs,
+    .candidates = &er_candidates,
+    .notes = &er_notes,
+    .attachments = &er_attachments,
+    .custom_fields = &er_custom_fields,
+};
+
+AH_PLUGIN_ENTRY
+{
+    (void)host;
+    return &er_descriptor;
+}
