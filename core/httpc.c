@@ -1,1 +1,689 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include "httpc.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#define HTTPC_DEFAULT_TIMEOUT_MS 30000L
+#define HTTPC_DEFAULT_ATTEMPTS 4
+#define HTTPC_DEFAULT_BACKOFF_MS 500L
+#define HTTPC_DEFAULT_BACKOFF_MAX_MS 30000L
+#define HTTPC_DEFAULT_MAX_RESPONSE (64u * 1024u * 1024u)
+#define HTTPC_MAX_CONNECT_MS 5000L
+/* Idle easy handles kept for connection reuse; more are cleaned up. */
+#define HTTPC_POOL_MAX 16
+/* The observer gets at most this much of each body (it is a log). */
+#define HTTPC_OBSERVED_BODY_MAX (64u * 1024u)
+
+struct ah_httpc {
+    ah_httpc_opts opts;
+    char *ca_file;
+    pthread_mutex_t mu; /* guards pool and rng */
+    CURL *pool[HTTPC_POOL_MAX];
+    size_t npool;
+    uint64_t rng;
+};
+
+/* Response body being received, with the size cap. */
+typedef struct httpc_buf {
+    char *data;
+    size_t len, cap, max;
+    bool too_large;
+} httpc_buf;
+
+static uint64_t splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+ah_httpc *ah_httpc_new(const ah_httpc_opts *opts)
+{
+    ah_httpc *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    if (opts)
+        c->opts = *opts;
+    if (c->opts.timeout_ms <= 0)
+        c->opts.timeout_ms = HTTPC_DEFAULT_TIMEOUT_MS;
+    if (c->opts.max_attempts <= 0)
+        c->opts.max_attempts = HTTPC_DEFAULT_ATTEMPTS;
+    if (c->opts.backoff_ms <= 0)
+        c->opts.backoff_ms = HTTPC_DEFAULT_BACKOFF_MS;
+    if (c->opts.backoff_max_ms <= 0)
+        c->opts.backoff_max_ms = HTTPC_DEFAULT_BACKOFF_MAX_MS;
+    if (c->opts.backoff_max_ms < c->opts.backoff_ms)
+        c->opts.backoff_max_ms = c->opts.backoff_ms;
+    if (c->opts.max_response == 0)
+        c->opts.max_response = HTTPC_DEFAULT_MAX_RESPONSE;
+    if (c->opts.ca_file) {
+        c->ca_file = strdup(c->opts.ca_file);
+        if (!c->ca_file) {
+            free(c);
+            return NULL;
+        }
+    }
+    c->opts.ca_file = c->ca_file;
+    c->rng = c->opts.seed;
+    if (c->rng == 0 && getrandom(&c->rng, sizeof(c->rng), 0) != (ssize_t)sizeof(c->rng))
+        c->rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    if (pthread_mutex_init(&c->mu, NULL) != 0) {
+        free(c->ca_file);
+        free(c);
+        return NULL;
+    }
+    /* Reference-counted and thread-safe in the libcurl we require. */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        pthread_mutex_destroy(&c->mu);
+        free(c->ca_file);
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void ah_httpc_free(ah_httpc *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->npool; i++)
+        curl_easy_cleanup(c->pool[i]);
+    pthread_mutex_destroy(&c->mu);
+    free(c->ca_file);
+    free(c);
+    curl_global_cleanup();
+}
+
+static CURL *handle_get(ah_httpc *c)
+{
+    CURL *h = NULL;
+    pthread_mutex_lock(&c->mu);
+    if (c->npool > 0)
+        h = c->pool[--c->npool];
+    pthread_mutex_unlock(&c->mu);
+    if (h) {
+        /* Keeps live connections, which is the point of the pool. */
+        curl_easy_reset(h);
+        return h;
+    }
+    return curl_easy_init();
+}
+
+static void handle_put(ah_httpc *c, CURL *h)
+{
+    if (!h)
+        return;
+    pthread_mutex_lock(&c->mu);
+    if (c->npool < HTTPC_POOL_MAX) {
+        c->pool[c->npool++] = h;
+        h = NULL;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (h)
+        curl_easy_cleanup(h);
+}
+
+static long rand_below(ah_httpc *c, long n)
+{
+    if (n <= 0)
+        return 0;
+    pthread_mutex_lock(&c->mu);
+    uint64_t r = splitmix64(&c->rng);
+    pthread_mutex_unlock(&c->mu);
+    return (long)(r % ((uint64_t)n + 1));
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    httpc_buf *b = userdata;
+    size_t n = size * nmemb;
+    if (n > b->max - b->len) {
+        b->too_large = true;
+        return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+    }
+    if (b->len + n + 1 > b->cap) {
+        size_t ncap = b->cap ? b->cap : 16384;
+        while (ncap < b->len + n + 1)
+            ncap *= 2;
+        char *nd = realloc(b->data, ncap);
+        if (!nd)
+            return 0;
+        b->data = nd;
+        b->cap = ncap;
+    }
+    memcpy(b->data + b->len, ptr, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return n;
+}
+
+static char *str_replace_all(char *s, const char *needle, const char *with)
+{
+    size_t nl = strlen(needle), wl = strlen(with);
+    if (nl == 0)
+        return s;
+    size_t count = 0;
+    for (const char *p = strstr(s, needle); p; p = strstr(p + nl, needle))
+        count++;
+    if (count == 0)
+        return s;
+    size_t sl = strlen(s);
+    char *out = malloc(sl - count * nl + count * wl + 1);
+    if (!out) {
+        free(s);
+        return NULL;
+    }
+    char *o = out;
+    const char *p = s, *m;
+    while ((m = strstr(p, needle)) != NULL) {
+        memcpy(o, p, (size_t)(m - p));
+        o += m - p;
+        memcpy(o, with, wl);
+        o += wl;
+        p = m + nl;
+    }
+    strcpy(o, p);
+    free(s);
+    return out;
+}
+
+char *ah_redact(const char *s, const char *const *secrets)
+{
+    if (!s)
+        return NULL;
+    char *out = strdup(s);
+    for (size_t i = 0; out && secrets && secrets[i]; i++) {
+        if (!secrets[i][0])
+            continue;
+        out = str_replace_all(out, secrets[i], "***");
+        /* Secrets also travel percent-escaped (form bodies, query strings). */
+        char *esc = out ? curl_easy_escape(NULL, secrets[i], 0) : NULL;
+        if (esc && strcmp(esc, secrets[i]) != 0)
+            out = str_replace_all(out, esc, "***");
+        curl_free(esc);
+    }
+    return out;
+}
+
+static bool secret_param_name(const char *name, size_t len)
+{
+    static const char *const words[] = {"token", "secret", "password", "passwd", "key",
+                                        "signature", "auth", "code", "sig"};
+    char buf[64];
+    if (len >= sizeof(buf))
+        len = sizeof(buf) - 1;
+    for (size_t i = 0; i < len; i++)
+        buf[i] = (char)tolower((unsigned char)name[i]);
+    buf[len] = '\0';
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (strstr(buf, words[i]))
+            return true;
+    return false;
+}
+
+/* Masks the values of query parameters whose names look secret. */
+static char *redact_query(char *url)
+{
+    if (!url)
+        return NULL;
+    char *q = strchr(url, '?');
+    if (!q)
+        return url;
+    size_t ulen = strlen(url);
+    char *out = malloc(ulen + 1 + 3 * (ulen / 2 + 1));
+    if (!out) {
+        free(url);
+        return NULL;
+    }
+    size_t o = (size_t)(q - url) + 1;
+    memcpy(out, url, o);
+    const char *p = q + 1;
+    while (*p) {
+        const char *end = p + strcspn(p, "&#");
+        const char *eq = memchr(p, '=', (size_t)(end - p));
+        if (eq && secret_param_name(p, (size_t)(eq - p))) {
+            size_t nl = (size_t)(eq - p) + 1;
+            memcpy(out + o, p, nl);
+            o += nl;
+            memcpy(out + o, "***", 3);
+            o += 3;
+        } else {
+            memcpy(out + o, p, (size_t)(end - p));
+            o += (size_t)(end - p);
+        }
+        p = end;
+        if (*p == '#') {
+            strcpy(out + o, p);
+            o += strlen(p);
+            break;
+        }
+        if (*p == '&')
+            out[o++] = *p++;
+    }
+    out[o] = '\0';
+    free(url);
+    return out;
+}
+
+/* Redacts before cutting to the observed size, so no secret is left half. */
+static char *redact_body(const char *s, size_t len, const char *const *secrets)
+{
+    if (!s)
+        return NULL;
+    char *copy = strndup(s, len); /* request bodies need not be NUL-terminated */
+    if (!copy)
+        return NULL;
+    char *r = ah_redact(copy, secrets);
+    explicit_bzero(copy, strlen(copy));
+    free(copy);
+    if (r && strlen(r) > HTTPC_OBSERVED_BODY_MAX)
+        r[HTTPC_OBSERVED_BODY_MAX] = '\0';
+    return r;
+}
+
+long ah_retry_after_ms(const char *value, long now_epoch)
+{
+    if (!value)
+        return -1;
+    while (*value == ' ' || *value == '\t')
+        value++;
+    if (!*value)
+        return -1;
+    if (isdigit((unsigned char)*value)) {
+        const char *p = value;
+        long secs = 0;
+        while (isdigit((unsigned char)*p)) {
+            if (secs > 86400L * 365)
+                secs = 86400L * 365; /* absurd values clamp; the caller caps anyway */
+            else
+                secs = secs * 10 + (*p - '0');
+            p++;
+        }
+        while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+            p++;
+        if (*p == '\0')
+            return secs * 1000;
+    }
+    time_t t = curl_getdate(value, NULL);
+    if (t == (time_t)-1)
+        return -1;
+    if ((long)t <= now_epoch)
+        return 0;
+    long d = (long)t - now_epoch;
+    if (d > 86400L * 365)
+        d = 86400L * 365;
+    return d * 1000;
+}
+
+void ah_http_response_free(ah_http_response *resp)
+{
+    if (!resp)
+        return;
+    uint32_t sz = resp->struct_size;
+    free(resp->body);
+    free(resp->content_type);
+    memset(resp, 0, sizeof(*resp));
+    resp->struct_size = sz;
+}
+
+static bool retryable_status(long st)
+{
+    return st == 429 || st == 500 || st == 502 || st == 503 || st == 504;
+}
+
+static bool retryable_curl(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static const char *curl_short(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_COULDNT_CONNECT: return "connection refused";
+    case CURLE_OPERATION_TIMEDOUT: return "timed out";
+    case CURLE_RECV_ERROR: return "connection reset while receiving";
+    case CURLE_SEND_ERROR: return "connection reset while sending";
+    case CURLE_GOT_NOTHING: return "connection closed without a response";
+    case CURLE_PARTIAL_FILE: return "truncated response";
+    case CURLE_COULDNT_RESOLVE_HOST: return "host not found";
+    case CURLE_PEER_FAILED_VERIFICATION: return "TLS certificate verification failed";
+    case CURLE_SSL_CONNECT_ERROR: return "TLS handshake failed";
+    case CURLE_UNSUPPORTED_PROTOCOL: return "unsupported protocol (http and https only)";
+    case CURLE_URL_MALFORMAT: return "malformed URL";
+    default: return curl_easy_strerror(rc);
+    }
+}
+
+static char *join_url(const char *base, const char *url)
+{
+    char *out = NULL;
+    if (url[0] != '/')
+        return strdup(url);
+    if (!base || !*base)
+        return NULL;
+    size_t bl = strlen(base);
+    while (bl > 0 && base[bl - 1] == '/')
+        bl--;
+    if (asprintf(&out, "%.*s%s", (int)bl, base, url) < 0)
+        return NULL;
+    return out;
+}
+
+static struct curl_slist *build_headers(const ah_http_request *req, bool *ok)
+{
+    struct curl_slist *list = NULL, *n;
+    *ok = false;
+    for (size_t i = 0; req->headers && req->headers[i]; i++) {
+        n = curl_slist_append(list, req->headers[i]);
+        if (!n)
+            goto fail;
+        list = n;
+    }
+    if (req->bearer && req->bearer[0]) {
+        char *h = NULL;
+        if (asprintf(&h, "Authorization: Bearer %s", req->bearer) < 0)
+            goto fail;
+        n = curl_slist_append(list, h);
+        explicit_bzero(h, strlen(h));
+        free(h);
+        if (!n)
+            goto fail;
+        list = n;
+    }
+    /* No 100-continue round trip: providers answer small POSTs directly. */
+    n = curl_slist_append(list, "Expect:");
+    if (!n)
+        goto fail;
+    *ok = true;
+    return n;
+fail:
+    curl_slist_free_all(list);
+    return NULL;
+}
+
+/* One attempt's outcome. */
+typedef struct httpc_result {
+    CURLcode rc;
+    long status;
+    httpc_buf body;
+    char *content_type;
+    long retry_after_ms; /* -1: none */
+    char errbuf[CURL_ERROR_SIZE];
+} httpc_result;
+
+static void result_clear(httpc_result *r)
+{
+    free(r->body.data);
+    free(r->content_type);
+    memset(r, 0, sizeof(*r));
+}
+
+#define SETOPT(h, o, v)                                                                    \
+    do {                                                                                   \
+        if (curl_easy_setopt((h), (o), (v)) != CURLE_OK)                                   \
+            return CURLE_FAILED_INIT;                                                      \
+    } while (0)
+
+static CURLcode setup(ah_httpc *c, CURL *h, const ah_http_request *req, const char *url,
+                      struct curl_slist *headers, long timeout_ms, httpc_result *r)
+{
+    SETOPT(h, CURLOPT_URL, url);
+    SETOPT(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    SETOPT(h, CURLOPT_FOLLOWLOCATION, 0L);
+    SETOPT(h, CURLOPT_NOSIGNAL, 1L);
+    SETOPT(h, CURLOPT_TIMEOUT_MS, timeout_ms);
+    SETOPT(h, CURLOPT_CONNECTTIMEOUT_MS,
+           timeout_ms < HTTPC_MAX_CONNECT_MS ? timeout_ms : HTTPC_MAX_CONNECT_MS);
+    /* Never configurable: TLS is always verified. */
+    SETOPT(h, CURLOPT_SSL_VERIFYPEER, 1L);
+    SETOPT(h, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (c->ca_file)
+        SETOPT(h, CURLOPT_CAINFO, c->ca_file);
+    SETOPT(h, CURLOPT_HTTPHEADER, headers);
+    SETOPT(h, CURLOPT_USERAGENT, "atshub/0.1");
+    SETOPT(h, CURLOPT_WRITEFUNCTION, on_write);
+    SETOPT(h, CURLOPT_WRITEDATA, &r->body);
+    SETOPT(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->opts.max_response);
+    SETOPT(h, CURLOPT_ERRORBUFFER, r->errbuf);
+
+    const char *m = req->method && req->method[0] ? req->method : "GET";
+    if (strcmp(m, "GET") == 0) {
+        SETOPT(h, CURLOPT_HTTPGET, 1L);
+    } else if (strcmp(m, "HEAD") == 0) {
+        SETOPT(h, CURLOPT_NOBODY, 1L);
+    } else {
+        if (strcmp(m, "POST") != 0)
+            SETOPT(h, CURLOPT_CUSTOMREQUEST, m);
+        if (req->body || strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 ||
+            strcmp(m, "PATCH") == 0) {
+            SETOPT(h, CURLOPT_POSTFIELDSIZE_LARGE,
+                   (curl_off_t)(req->body ? req->body_len : 0));
+            SETOPT(h, CURLOPT_POSTFIELDS, req->body ? req->body : "");
+        }
+    }
+    return CURLE_OK;
+}
+
+static void attempt_once(ah_httpc *c, CURL *h, const ah_http_request *req, const char *url,
+                         struct curl_slist *headers, long timeout_ms, size_t max,
+                         httpc_result *r)
+{
+    r->retry_after_ms = -1;
+    r->body.max = max;
+    r->rc = setup(c, h, req, url, headers, timeout_ms, r);
+    if (r->rc != CURLE_OK)
+        return;
+    r->rc = curl_easy_perform(h);
+    if (r->rc != CURLE_OK)
+        return;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
+    char *ct = NULL;
+    if (curl_easy_getinfo(h, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct)
+        r->content_type = strdup(ct);
+    struct curl_header *hdr = NULL;
+    if (curl_easy_header(h, "Retry-After", 0, CURLH_HEADER, -1, &hdr) == CURLHE_OK && hdr)
+        r->retry_after_ms = ah_retry_after_ms(hdr->value, (long)time(NULL));
+}
+
+int ah_httpc_perform(ah_httpc *c, const ah_http_request *req, const char *base_url,
+                     const char *const *secrets, ah_httpc_observer obs, void *obs_arg,
+                     ah_http_response *resp, char *err, size_t errlen)
+{
+    if (err && errlen)
+        err[0] = '\0';
+    if (resp) {
+        uint32_t sz = resp->struct_size;
+        memset(resp, 0, sizeof(*resp));
+        resp->struct_size = sz ? sz : (uint32_t)sizeof(*resp);
+    }
+    if (!c || !req || !req->url || !resp) {
+        if (err)
+            snprintf(err, errlen, "invalid request");
+        return -1;
+    }
+    const char *method = req->method && req->method[0] ? req->method : "GET";
+    char *url = join_url(base_url, req->url);
+    if (!url) {
+        if (err && req->url[0] == '/')
+            snprintf(err, errlen, "relative URL %s without base_url", req->url);
+        else if (err)
+            snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+
+    /* Everything the observer sees goes through the same secret list. */
+    size_t nsec = 0;
+    while (secrets && secrets[nsec])
+        nsec++;
+    const char **all = calloc(nsec + 2, sizeof(*all));
+    char *shown_url = NULL, *shown_req = NULL;
+    bool hdr_ok = false;
+    struct curl_slist *headers = NULL;
+    CURL *h = NULL;
+    int ret = -1;
+    if (!all)
+        goto oom;
+    for (size_t i = 0; i < nsec; i++)
+        all[i] = secrets[i];
+    if (req->bearer && req->bearer[0])
+        all[nsec] = req->bearer;
+    shown_url = redact_query(ah_redact(url, all));
+    if (!shown_url)
+        goto oom;
+    if (obs && req->body) {
+        shown_req = redact_body(req->body, req->body_len, all);
+        if (!shown_req)
+            goto oom;
+    }
+    headers = build_headers(req, &hdr_ok);
+    if (!hdr_ok)
+        goto oom;
+    h = handle_get(c);
+    if (!h)
+        goto oom;
+
+    long timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : c->opts.timeout_ms;
+    int max_attempts = req->max_attempts > 0 ? req->max_attempts : c->opts.max_attempts;
+    httpc_result last = {.rc = CURLE_OK};
+    bool have_response = false;
+    char last_err[CURL_ERROR_SIZE] = "";
+    int attempt;
+    for (attempt = 1; attempt <= max_attempts; attempt++) {
+        httpc_result r;
+        memset(&r, 0, sizeof(r));
+        double t0 = now_s();
+        attempt_once(c, h, req, url, headers, timeout_ms, c->opts.max_response, &r);
+        double dur = now_s() - t0;
+
+        bool got = r.rc == CURLE_OK;
+        bool retry = attempt < max_attempts &&
+                     (got ? retryable_status(r.status) : retryable_curl(r.rc));
+        long delay = 0;
+        if (retry) {
+            long cap = c->opts.backoff_ms;
+            for (int i = 1; i < attempt && cap < c->opts.backoff_max_ms; i++)
+                cap *= 2;
+            if (cap > c->opts.backoff_max_ms)
+                cap = c->opts.backoff_max_ms;
+            delay = rand_below(c, cap);
+            if (got && r.retry_after_ms >= 0)
+                delay = r.retry_after_ms < c->opts.backoff_max_ms ? r.retry_after_ms
+                                                                  : c->opts.backoff_max_ms;
+        }
+
+        if (obs) {
+            char *shown_resp = got ? redact_body(r.body.data, r.body.len, all) : NULL;
+            const char *msg = NULL;
+            if (!got)
+                msg = r.body.too_large ? "response too large"
+                                       : (r.errbuf[0] ? r.errbuf : curl_easy_strerror(r.rc));
+            ah_httpc_attempt a = {
+                .method = method,
+                .url = shown_url,
+                .status = got ? r.status : 0,
+                .error = msg,
+                .duration_s = dur,
+                .attempt = attempt,
+                .retry_in_ms = retry ? (delay > 0 ? delay : 1) : 0,
+                .request_body = shown_req,
+                .response_body = shown_resp,
+            };
+            obs(obs_arg, &a);
+            free(shown_resp);
+        }
+
+        if (got) {
+            result_clear(&last);
+            last = r;
+            have_response = true;
+        } else {
+            if (r.body.too_large || r.rc == CURLE_FILESIZE_EXCEEDED)
+                snprintf(last_err, sizeof(last_err), "response larger than %zu bytes",
+                         c->opts.max_response);
+            else
+                snprintf(last_err, sizeof(last_err), "%s", curl_short(r.rc));
+            result_clear(&r);
+        }
+        if (!retry)
+            break;
+        if (delay > 0)
+            sleep_ms(delay);
+    }
+    if (attempt > max_attempts)
+        attempt = max_attempts;
+
+    if (have_response) {
+        resp->status = last.status;
+        resp->body = last.body.data;
+        resp->body_len = last.body.len;
+        if (!resp->body) {
+            resp->body = strdup("");
+            if (!resp->body) {
+                result_clear(&last);
+                goto oom;
+            }
+        }
+        resp->content_type = last.content_type;
+        resp->attempts = attempt;
+        last.body.data = NULL;
+        last.content_type = NULL;
+        result_clear(&last);
+        ret = 0;
+    } else {
+        resp->attempts = attempt;
+        if (err)
+            snprintf(err, errlen, "%s %s: %s after %d attempt%s", method, shown_url, last_err,
+                     attempt, attempt == 1 ? "" : "s");
+    }
+    goto out;
+
+oom:
+    if (err)
+        snprintf(err, errlen, "out of memory");
+    ret = -1;
+out:
+    handle_put(c, h);
+    curl_slist_free_all(headers);
+    free(shown_req);
+    free(shown_url);
+    free(all);
+    free(url);
+    return ret;
+}

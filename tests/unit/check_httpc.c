@@ -1,0 +1,742 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The outbound HTTP client against simulators on 127.0.0.1. */
+#include <check.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "httpc.h"
+#include "sim.h"
+
+/* Per-route state; the sim's threads and the test share it. */
+typedef struct route_state {
+    pthread_mutex_t mu;
+    int calls;
+    int fail_first;          /* answer fail_status this many times */
+    int fail_status;
+    const char *retry_after; /* header on failures, may be NULL */
+    int sleep_ms_first;      /* delay before the first answer */
+    struct timespec arrivals[8];
+    char last_auth[256];
+    char last_body[512];
+} route_state;
+
+static void rs_init(route_state *rs)
+{
+    memset(rs, 0, sizeof(*rs));
+    pthread_mutex_init(&rs->mu, NULL);
+}
+
+static int rs_calls(route_state *rs)
+{
+    pthread_mutex_lock(&rs->mu);
+    int n = rs->calls;
+    pthread_mutex_unlock(&rs->mu);
+    return n;
+}
+
+static void h_flaky(void *arg, const ah_sim_req *req, ah_sim_resp *resp)
+{
+    route_state *rs = arg;
+    pthread_mutex_lock(&rs->mu);
+    int n = rs->calls++;
+    if (n < 8)
+        clock_gettime(CLOCK_MONOTONIC, &rs->arrivals[n]);
+    pthread_mutex_unlock(&rs->mu);
+    if (n == 0 && rs->sleep_ms_first > 0)
+        usleep((useconds_t)rs->sleep_ms_first * 1000);
+    cJSON *o = cJSON_CreateObject();
+    if (n < rs->fail_first) {
+        cJSON_AddStringToObject(o, "error", "failing");
+        ah_sim_json(resp, rs->fail_status, o);
+        if (rs->retry_after)
+            ah_sim_header_add(resp, "Retry-After", rs->retry_after);
+        return;
+    }
+    cJSON_AddNumberToObject(o, "call", n + 1);
+    ah_sim_json(resp, 200, o);
+}
+
+static void h_echo(void *arg, const ah_sim_req *req, ah_sim_resp *resp)
+{
+    route_state *rs = arg;
+    const char *auth = ah_sim_header(req, "Authorization");
+    const char *xt = ah_sim_header(req, "X-Test");
+    const char *ct = ah_sim_header(req, "Content-Type");
+    pthread_mutex_lock(&rs->mu);
+    rs->calls++;
+    snprintf(rs->last_auth, sizeof(rs->last_auth), "%s", auth ? auth : "");
+    snprintf(rs->last_body, sizeof(rs->last_body), "%s", req->body);
+    pthread_mutex_unlock(&rs->mu);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "method", req->method);
+    cJSON_AddStringToObject(o, "path", req->path);
+    cJSON_AddStringToObject(o, "body", req->body);
+    cJSON_AddStringToObject(o, "x_test", xt ? xt : "");
+    cJSON_AddStringToObject(o, "content_type", ct ? ct : "");
+    const char *q = ah_sim_query(req, "q");
+    cJSON_AddStringToObject(o, "q", q ? q : "");
+    ah_sim_json(resp, 200, o);
+}
+
+static void h_big(void *arg, const ah_sim_req *req, ah_sim_resp *resp)
+{
+    size_t n = 100000;
+    char *b = malloc(n + 3);
+    ck_assert_ptr_nonnull(b);
+    b[0] = '"';
+    memset(b + 1, 'x', n);
+    b[n + 1] = '"';
+    b[n + 2] = '\0';
+    resp->body = b;
+}
+
+static void h_status(void *arg, const ah_sim_req *req, ah_sim_resp *resp)
+{
+    route_state *rs = arg;
+    pthread_mutex_lock(&rs->mu);
+    rs->calls++;
+    pthread_mutex_unlock(&rs->mu);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "error", "nope");
+    ah_sim_json(resp, rs->fail_status, o);
+}
+
+static ah_sim *sim_with(const ah_sim_opts *o, const char *method, const char *prefix,
+                        ah_sim_handler fn, void *arg)
+{
+    ah_sim *s = ah_sim_new(o);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(ah_sim_route(s, method, prefix, fn, arg), 0);
+    ck_assert_int_eq(ah_sim_start(s), 0);
+    return s;
+}
+
+/* Short backoffs keep the suite fast; the seed keeps jitter reproducible. */
+static ah_httpc *client(int max_attempts)
+{
+    ah_httpc_opts o = {.timeout_ms = 5000, .max_attempts = max_attempts, .backoff_ms = 10,
+                       .backoff_max_ms = 50, .seed = 1};
+    ah_httpc *c = ah_httpc_new(&o);
+    ck_assert_ptr_nonnull(c);
+    return c;
+}
+
+static ah_http_request get(const char *url)
+{
+    ah_http_request r = {.struct_size = sizeof(r), .method = "GET", .url = url};
+    return r;
+}
+
+START_TEST(get_json_200)
+{
+    route_state rs;
+    rs_init(&rs);
+    ah_sim *s = sim_with(NULL, "GET", "/ok", h_flaky, &rs);
+    ah_httpc *c = client(3);
+    char url[128], err[256];
+    snprintf(url, sizeof(url), "%s/ok", ah_sim_url(s));
+    ah_http_request req = get(url);
+    ah_http_response resp = {.struct_size = sizeof(resp)};
+    ck_assert_int_eq(ah_httpc_perform(c, &req, NULL, NULL, NULL, NULL, &resp, err, sizeof(err)),
+                     0);
+    ck_assert_int_eq(resp.status, 200);
+    ck_assert_int_eq(resp.attempts, 1);
+    ck_assert_ptr_nonnull(resp.content_type);
+    ck_assert_str_eq(resp.content_type, "application/json");
+    cJSON *j = cJSON_ParseWithLength(resp.body, resp.body_len);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_int_eq(cJSON_GetObjectItem(j, "call")->valueint, 1);
+    cJSON_Delete(j);
+    ah_http_response_free(&resp);
+    ck_assert_ptr_null(resp.body);
+    ck_assert_int_eq(resp.status, 0);
+    ah_httpc_free(c);
+    ah_sim_stop(s);
+}
+END_TEST
+
+START_TEST(post_body_headers_base_url)
+{
+    route_state rs;
+    rs_init(&rs);
+    ah_sim *s = sim_with(NULL, "*", "/echo", h_echo, &rs);
+    ah_httpc *c = client(1);
+    char base[128], err[256];
+    snprintf(base, sizeof(base), "%s/", ah_sim_url(s)); /* trailing '/' is stripped */
+    const char *hdrs[] = {"X-Test: yes", "Content-Type: application/json", NULL};
+    const char body[] = "{\"a\":1}";
+    ah_http_request req = {.struct_size = sizeof(req), .method = "POST", .url = "/echo/x?q=1",
+                           .headers = hdrs, .body = body, .body_len = strlen(body),
+                           .bearer = "tok-abc"};
+    ah_http_response resp = {.struct_size = sizeof(resp)};
+    ck_assert_int_eq(ah_httpc_perform(c, &req, base, NULL, NULL, NULL, &resp, err, sizeof(err)),
+                     0);
+    ck_assert_int_eq(resp.status, 200);
+    cJSON *j = cJSON_ParseWithLength(resp.body, resp.body_len);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "method")->valuestring, "POST");
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "path")->valuestring, "/echo/x");
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "q")->valuestring, "1");
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "body")->valuestring, body);
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "x_test")->valuestring, "yes");
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "content_type")->valuestring, "application/json");
+    cJSON_Delete(j);
+    ah_http_response_free(&resp);
+    ck_assert_str_eq(rs.last_auth, "Bearer tok-abc");
+
+    /* A PUT with a body not NUL-terminated at body_len. */
+    req.method = "PUT";
+    req.body = "partXXXX";
+    req.body_len = 4;
+    req.bearer = NULL;
+    ck_assert_int_eq(ah_httpc_perform(c, &req, base, NULL, NULL, NULL, &resp, err, sizeof(err)),
+                     0);
+    j = cJSON_ParseWithLength(resp.body, resp.body_len);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "method")->valuestring, "PUT");
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "body")->valuestring, "part");
+    cJSON_Delete(j);
+    ah_http_response_free(&resp);
+    ck_assert_str_eq(rs.last_auth, "");
+
+    /* A relative URL without a base_url is refused. */
+    ck_assert_int_eq(ah_httpc_perform(c, &req, NULL, NULL, NULL, NULL, &resp, err, sizeof(err)),
+                     -1);
+    ck_assert_ptr_nonnull(strstr(err, "base_url"));
+    ah_httpc_free(c);
+    ah_sim_stop(s);
+}
+END_TEST
+
+typedef struct obs_log {
+    int n;
+    long status[16];
+    long retry_in[16];
+    char *urls[16];
+    char *req_bodies[16];
+    char *resp_bodies[16];
+    int had_error[16];
+} obs_log;
+
+static void record(void *arg, const ah_httpc_attempt *a)
+{
+    obs_log *l = arg;
+    if (l->n >= 16)
+        return;
+    int i = l->n++;
+    ck_assert_int_eq(a->attempt, i + 1);
+    l->status[i] = a->status;
+    l->retry_in[i] = a->retry_in_ms;
+    l->urls[i] = strdup(a->url);
+    l->req_bodies[i] = a->request_body ? strdup(a->request_body) : NULL;
+    l->resp_bodies[i] = a->response_body ? strdup(a->response_body) : NULL;
+    l->had_error[i] = a->error != NULL;
+}
+
+static void log_free(obs_log *l)
+{
+    for (int i = 0; i < l->n; i++) {
+        free(l->urls[i]);
+        free(l->req_bodies[i]);
+        free(l->resp_bodies[i]);
+    }
+}
+
+START_TEST(retry_503_then_success)
+{
+    route_state rs;
+    rs_init(&rs);
+    rs.fail_first = 2;
+    rs.fail_status = 503;
+    ah_sim *s = sim_with(NULL, "GET", "/flaky", h_flaky, &rs);
+    ah_httpc *c = client(4);
+    char err[256];
+    ah_http_request req = get("/flaky");
+    ah_http_response resp = {.struct_size = sizeof(resp)};
+    obs_log log = {0};
+    ck_assert_int_eq(ah_httpc_perform(c, &req, ah_sim_url(s), NULL, record, &log, &resp, err,
+                                      sizeof(err)),
+                     0);
+    ck_assert_int_eq(resp.status, 200);
+    ck_assert_int_eq(resp.attempts, 3);
+    ck_assert_int_eq(rs_calls(&rs), 3);
+    ck_assert_int_eq(log.n, 3);
+    ck_assert_int_eq(log.status[0], 503);
+    ck_assert_int_eq(log.status[1], 503);
+    ck_assert_int_eq(log.status[2], 200);
+    ck_assert_int_gt(log.retry_in[0], 0);
+    ck_assert_int_le(log.retry_in[0], 50);
+    ck_assert_int_eq(log.retry_in[2], 0);
+    log_free(&log);
+    ah_http_response_free(&resp);
+    ah_httpc_free(c);
+    ah_sim_stop(s);
+}
+END_TEST
+
+static double elapsed_s(const struct timespec *a, const struct timespec *b)
+{
+    return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
+}
+
+START_TEST(retry_after_honoured)
+{
+    route_state rs;
+    rs_init(&rs);
+    rs.fail_first = 1;
+    rs.fail_status = 429;
+    rs.retry_after = "1";
+    ah_sim *s = sim_with(NULL, "GET", "/limited", h_flaky, &rs);
+    /* backoff_max well above 1 s so that the server's 1 s is what counts. */
+    ah_httpc_opts o = {.timeout_ms = 5000, .max_attempts = 3, .backoff_ms = 10,
+                       .backoff_max_ms = 5000, .seed = 1};
+    ah_httpc *c = ah_httpc_new(&o);
+    ck_assert_ptr_nonnull(c);
+    char err[256];
+    ah_http_request req = get("/limited");
+    ah_http_response resp = {.struct_size = sizeof(resp)};
+    obs_log log = {0};
+    ck_assert_int_eq(ah_httpc_perform(c, &req, ah_sim_url(s), NULL, record, &log, &resp, err,
+                                      sizeof(err)),
+                     0);
+    ck_assert_int_eq(resp.status, 200);
+    ck_assert_int_eq(resp.attempts, 2);
+    ck_assert_int_eq(log.retry_in[0], 1000);
+    ck_assert_int_eq(rs_calls(&rs), 2);
+    /* Behaviour, seen by the server: the second request came after the wait. */
+    ck_assert(elapsed_s(&rs.arrivals[0], &rs.arrivals[1]) >= 0.95);
+    log_free(&log);
+    ah_http_response_free(&resp);
+    ah_httpc_free(c);
+    ah_sim_stop(s);
+}
+END_TEST
+
+START_TEST(retry_after_capped)
+{
+    route_state rs;
+    rs_init(&rs);
+    rs.fail_first = 1;
+    rs.fail_status = 503;
+    rs.retry_after = "3600";
+    ah_sim *s = sim_with(NULL, "GET", "/limited", h_flaky, &rs);
+    ah_httpc *c = client(3); /* backoff_max 50 ms */
+    char err[256];
+    ah_http_request req = get("/limited");
+    ah_http_response resp = {.struct_size = sizeof(resp)};
+    obs_log log = {0};
+    ck_assert_int_eq(ah_httpc_perform(c, &req, ah_sim_url(s), NULL, record, &log, &resp, err,
+                                      sizeof(err)),
+                     0);
+    ck_assert_int_eq(resp.status, 200);
+    ck_assert_int_eq(resp.attempts, 2);
+    ck_assert_int_eq(log.retry_in[0], 50);
+    log_free(&log);
+    ah_http_response_free(&resp);
+    ah_httpc_free(c);
+    ah_sim_stop(s);
+}
+END_TEST
+
+START_TEST(no_retry_on_404)
+{
+    route_state rs;
+    rs_init(&rs);
+    rs.fail_status = 404;
+    ah_sim *s = sim_with(NULL, "GET", "/missing", h_status, &rs);
+    ah_httpc *c = client(4);
+    char err[256];
+    ah_http_request req = get("/missing");
+    ah_http_response resp = {.struct_size = sizeof(resp)};
+    ck_assert_int_eq(ah_httpc_perform(c, &req, ah_sim_url(s), NULL, NULL, NULL, &resp, err,
+                                      sizeof(err)),
+                     0);
+    ck_assert_int_eq(resp.status, 404);
+    ck_assert_int_eq(resp.attempts, 1);
+    ck_assert_int_eq(rs_calls(&rs), 1);
+    ah_http_response_free(&resp);
+    ah_httpc_free(c);
+    ah_sim_stop(s);
+}
+END_TEST
+
+START_TEST(persistent_500_exhausts)
+{
+    route_state rs;
+    rs_init(&rs);
+    rs.fail_status = 500;
+    ah_sim *s = sim_with(NULL, "GET", "/broken", h_status, &rs);
+    ah_httpc *c = client(3);
+    char err[256];
+    ah_http_request req = get("/broken");
+    ah_http_response resp = {.struct_size = sizeof(resp)};
+    ck_assert_int_eq(ah_httpc_perform(c, &req, ah_sim_url(s), NULL, NULL, NULL, &resp, err,
+                                      sizeof(err)),
+                     0);
+    ck_assert_int_eq(resp.status, 500);
+    ck_assert_int_eq(resp.attempts, 3);
+    ck_assert_int_eq(rs_calls(&rs), 3);
+    ck_assert_ptr_nonnull(strstr(resp.body, "nope"));
+    ah_http_response_free(&resp);
+
+    /* The request's own max_attempts wins over the client default. */
+    req.max_attempts = 1;
+    ck_assert_int_eq(ah_httpc_perform(c, &req, ah_sim_url(s), NULL, NULL, NULL, &resp, err,
+                                      sizeof(err)),
+                     0);
+    ck_assert_int_eq(resp.attempts, 1);
+    ck_assert_int_eq(rs_calls(&rs), 4);
+    ah_http_response_free(&resp);
+    ah_httpc_free(c);
+    ah_sim_stop(s);
+}
+END_TEST
+
+START_TEST(connection_refused)
+{
+    route_state rs;
+    rs_init(&rs);
+    ah_sim *s = sim_with(NULL, "GET", "/ok", h_flaky, &rs);
+    char url[128];
+    snprintf(url, sizeof(url), "%s/ok", ah_sim_url(s));
+    ah_sim_stop(s); /* nothing listens on that port any more */
+    ah_httpc *c = client(2);
+    char err[256];
+    ah_http_request req = get(url);
+    ah_http_response resp = {.struct_size = sizeof(resp)};
+    obs_log log = {0};
+    ck_assert_int_eq(ah_httpc_perform(c, &req, NULL, NULL, record, &log, &resp, err, sizeof(err)),
+                     -1);
+    ck_assert_ptr_nonnull(strstr(err, "connection refused"));
+    ck_assert_ptr_nonnull(strstr(err, "2 attempts"));
+    ck_assert_int_eq(resp.attempts, 2);
+    ck_assert_ptr_null(resp.body);
+    ck_assert_int_eq(log.n, 2);
+    ck_assert_int_eq(log.status[0], 0);
+    ck_assert(log.had_error[0]);
+    log_free(&log);
+    ah_http_response_free(&resp);
+    ah_httpc_free(c);
+}
+END_TEST
+
+START_TEST(timeout_is_retried)
+{
+    route_state rs;
+    rs_init(&rs);
+    rs.sleep_ms_first = 1000;
+    ah_sim_opts so = {.threads = 4};
+    ah_sim *s = sim_with(&so, "GET", "/slow", h_flaky, &rs);
+    ah_httpc *c = client(3);
+    char err[256];
+    ah_http_request req = get("/slow");
+    req.timeout_ms = 200;
+    ah_http_response resp = {.struct_size = sizeof(resp)};
+    obs_log log = {0};
+    ck_assert_int_eq(ah_httpc_perform(c, &req, ah_sim_url(s), NULL, record, &log, &resp, err,
+                                      sizeof(err)),
+                     0);
+    ck_assert_int_eq(resp.status, 200);
+    ck_assert_int_eq(resp.attempts, 2);
+    ck_assert_int_eq(log.status[0], 0);
+    ck_assert(log.had_error[0]);
+    ck_assert_int_gt(log.retry_in[0], 0);
+    log_free(&log);
+    ah_http_response_free(&resp);
+
+    /* Every attempt slow: no response at all. */
+    ah_sim_stop(s);
+    ah_sim_opts slow = {.p_slow = 1.0, .slow_ms = 1000, .threads = 4};
+    s = sim_with(&slow, "GET", "/slow", h_flaky, &rs);
+    req.max_attempts = 2;
+    ck_assert_int_eq(ah_httpc_perform(c, &req, ah_sim_url(s), NULL, NULL, NULL, &resp, err,
+                                      sizeof(err)),
+                     -1);
+    ck_assert_ptr_nonnull(strstr(err, "timed out"));
+    ck_assert_int_eq(resp.attempts, 2);
+    ah_httpc_free(c);
+    ah_sim_stop(s);
+}
+END_TEST
+
+START_TEST(truncated_delivered_drop_retried)
+{
+    route_state rs;
+    rs_init(&rs);
+    ah_sim_opts so = {.seed = 3, .p_truncate = 1.0};
+    ah_sim *s = sim_with(&so, "GET", "/items", h_echo, &rs);
+    ah_httpc *c = client(3);
+    char err[256];
+    ah_http_request req = get("/items");
+    /* Fresh connections only: on a reused one libcurl resends once by itself
+     * when it dies, which would blur the attempt count below. */
+    static const char *const close_hdr[] = {"Connection: close", NULL};
+    req.headers = close_hdr;
+    ah_http_response resp = {.struct_size = sizeof(resp)};
+    ck_assert_int_eq(ah_httpc_perform(c, &req, ah_sim_url(s), NULL, NULL, NULL, &resp, err,
+                                      sizeof(err)),
+                     0);
+    ck_assert_int_eq(resp.status, 200);
+    ck_assert_int_eq(resp.attempts, 1);
+    ck_assert_uint_gt(resp.body_len, 0);
+    cJSON *j = cJSON_ParseWithLength(resp.body, resp.body_len);
+    ck_assert_ptr_null(j); /* the caller's parser sees the damage */
+    ah_http_response_free(&resp);
+
+    /* Dropped connections are retried until attempts run out. */
+    ah_sim_set_faults(s, 0, 0, 1.0, 0, 0);
+    ck_assert_int_eq(ah_httpc_perform(c, &req, ah_sim_url(s), NULL, NULL, NULL, &resp, err,
+                                      sizeof(err)),
+                     -1);
+    ck_assert_int_eq(resp.attempts, 3);
+    ah_sim_stats st;
+    ah_sim_get_stats(s, &st);
+    ck_assert_uint_eq(st.fdrop, 3);
+    ah_http_response_free(&resp);
+    ah_sim_stop(s);
+
+    /* Fixed seed: some requests are dropped, and each retry eventually lands. */
+    ah_sim_opts half = {.seed = 11, .p_drop = 0.5};
+    s = sim_with(&half, "GET", "/items", h_echo, &rs);
+    ah_httpc_opts co = {.timeout_ms = 5000, .max_attempts = 20, .backoff_ms = 1,
+                        .backoff_max_ms = 5, .seed = 1};
+    ah_httpc *c2 = ah_httpc_new(&co);
+    ck_assert_ptr_nonnull(c2);
+    int total_attempts = 0;
+    for (int i = 0; i < 10; i++) {
+        ck_assert_int_eq(ah_httpc_perform(c2, &req, ah_sim_url(s), NULL, NULL, NULL, &resp, err,
+                                          sizeof(err)),
+                         0);
+        ck_assert_int_eq(resp.status, 200);
+        total_attempts += resp.attempts;
+        ah_http_response_free(&resp);
+    }
+    ah_sim_get_stats(s, &st);
+    ck_assert_uint_gt(st.fdrop, 0);
+    ck_assert_int_eq(total_attempts, 10 + (int)st.fdrop);
+    ah_httpc_free(c2);
+    ah_httpc_free(c);
+    ah_sim_stop(s);
+}
+END_TEST
+
+START_TEST(response_size_cap)
+{
+    route_state rs;
+    rs_init(&rs);
+    ah_sim *s = sim_with(NULL, "GET", "/big", h_big, &rs);
+    ah_httpc_opts o = {.max_attempts = 3, .max_response = 1000, .seed = 1};
+    ah_httpc *c = ah_httpc_new(&o);
+    ck_assert_ptr_nonnull(c);
+    char err[256];
+    ah_http_request req = get("/big");
+    ah_http_response resp = {.struct_size = sizeof(resp)};
+    ck_assert_int_eq(ah_httpc_perform(c, &req, ah_sim_url(s), NULL, NULL, NULL, &resp, err,
+                                      sizeof(err)),
+                     -1);
+    ck_assert_ptr_nonnull(strstr(err, "larger than 1000"));
+    ck_assert_int_eq(resp.attempts, 1); /* not retried: it would not shrink */
+    ah_http_response_free(&resp);
+    ah_httpc_free(c);
+
+    o.max_response = 200000; /* fits */
+    c = ah_httpc_new(&o);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(ah_httpc_perform(c, &req, ah_sim_url(s), NULL, NULL, NULL, &resp, err,
+                                      sizeof(err)),
+                     0);
+    ck_assert_uint_eq(resp.body_len, 100002);
+    ah_http_response_free(&resp);
+    ah_httpc_free(c);
+    ah_sim_stop(s);
+}
+END_TEST
+
+START_TEST(observer_sees_no_secret)
+{
+    route_state rs;
+    rs_init(&rs);
+    rs.fail_first = 1;
+    rs.fail_status = 502;
+    ah_sim *s = sim_with(NULL, "*", "/login", h_flaky, &rs);
+    ah_httpc *c = client(3);
+    char err[256];
+    const char body[] = "user=bob&password=hunter2&secret=s%2Fx%20y";
+    ah_http_request req = {.struct_size = sizeof(req), .method = "POST",
+                           .url = "/login?api_key=KEY123&page=2&x=hunter2", .body = body,
+                           .body_len = strlen(body), .bearer = "BEARER-TOKEN-XYZ"};
+    const char *const secrets[] = {"hunter2", "s/x y", NULL};
+    ah_http_response resp = {.struct_size = sizeof(resp)};
+    obs_log log = {0};
+    ck_assert_int_eq(ah_httpc_perform(c, &req, ah_sim_url(s), secrets, record, &log, &resp, err,
+                                      sizeof(err)),
+                     0);
+    ck_assert_int_eq(resp.status, 200);
+    ck_assert_int_eq(log.n, 2);
+    for (int i = 0; i < log.n; i++) {
+        ck_assert_ptr_null(strstr(log.urls[i], "hunter2"));
+        ck_assert_ptr_null(strstr(log.urls[i], "KEY123"));
+        ck_assert_ptr_null(strstr(log.urls[i], "BEARER-TOKEN-XYZ"));
+        ck_assert_ptr_nonnull(strstr(log.urls[i], "page=2"));
+        ck_assert_ptr_nonnull(log.req_bodies[i]);
+        ck_assert_ptr_null(strstr(log.req_bodies[i], "hunter2"));
+        ck_assert_ptr_null(strstr(log.req_bodies[i], "s%2Fx%20y"));
+        ck_assert_ptr_nonnull(strstr(log.req_bodies[i], "user=bob"));
+        ck_assert_ptr_nonnull(log.resp_bodies[i]);
+    }
+    log_free(&log);
+    ah_http_response_free(&resp);
+
+    /* The bearer is redacted even where the caller echoes it in the body. */
+    rs.fail_first = 0;
+    req.body = "token BEARER-TOKEN-XYZ";
+    req.body_len = strlen(req.body);
+    obs_log log2 = {0};
+    ck_assert_int_eq(ah_httpc_perform(c, &req, ah_sim_url(s), NULL, record, &log2, &resp, err,
+                                      sizeof(err)),
+                     0);
+    ck_assert_int_eq(log2.n, 1);
+    ck_assert_ptr_null(strstr(log2.req_bodies[0], "BEARER-TOKEN-XYZ"));
+    log_free(&log2);
+    ah_http_response_free(&resp);
+    ah_httpc_free(c);
+    ah_sim_stop(s);
+}
+END_TEST
+
+START_TEST(redact_function)
+{
+    const char *const secrets[] = {"abc", "", "x y", NULL};
+    char *r = ah_redact("abc-abcd x y x%20y", secrets);
+    ck_assert_str_eq(r, "***-***d *** ***");
+    free(r);
+    r = ah_redact("nothing", NULL);
+    ck_assert_str_eq(r, "nothing");
+    free(r);
+    ck_assert_ptr_null(ah_redact(NULL, secrets));
+}
+END_TEST
+
+START_TEST(retry_after_parse)
+{
+    ck_assert_int_eq(ah_retry_after_ms("5", 0), 5000);
+    ck_assert_int_eq(ah_retry_after_ms(" 0", 0), 0);
+    ck_assert_int_eq(ah_retry_after_ms("soon", 0), -1);
+    ck_assert_int_eq(ah_retry_after_ms("", 0), -1);
+    ck_assert_int_eq(ah_retry_after_ms(NULL, 0), -1);
+    ck_assert_int_eq(ah_retry_after_ms("5x", 0), -1);
+    /* 1994-11-06 08:49:37 UTC is 784111777. */
+    ck_assert_int_eq(ah_retry_after_ms("Sun, 06 Nov 1994 08:49:37 GMT", 784111777 - 30), 30000);
+    ck_assert_int_eq(ah_retry_after_ms("Sun, 06 Nov 1994 08:49:37 GMT", 784111777 + 30), 0);
+}
+END_TEST
+
+/* A plain-TCP server that answers whatever arrives with a cleartext HTTP
+ * response, so that a client which fell back to plaintext would "succeed".
+ * (libmicrohttpd 0.9.75 is not used here: it crashed when stopped while a
+ * TLS ClientHello was still queued.) */
+typedef struct plain_srv {
+    int lfd;
+    pthread_t th;
+} plain_srv;
+
+static void *plain_main(void *arg)
+{
+    plain_srv *ps = arg;
+    int fd = accept(ps->lfd, NULL, NULL);
+    if (fd < 0)
+        return NULL;
+    char buf[4096];
+    if (recv(fd, buf, sizeof(buf), 0) > 0) {
+        static const char ans[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+                                  "Connection: close\r\n\r\nok";
+        if (send(fd, ans, sizeof(ans) - 1, MSG_NOSIGNAL) < 0)
+            (void)0; /* the client may already have given up */
+    }
+    close(fd);
+    return NULL;
+}
+
+static uint16_t plain_start(plain_srv *ps)
+{
+    ps->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(ps->lfd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(ps->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(listen(ps->lfd, 4), 0);
+    socklen_t sl = sizeof(sa);
+    ck_assert_int_eq(getsockname(ps->lfd, (struct sockaddr *)&sa, &sl), 0);
+    ck_assert_int_eq(pthread_create(&ps->th, NULL, plain_main, ps), 0);
+    return ntohs(sa.sin_port);
+}
+
+START_TEST(tls_always_verified)
+{
+    /* ah_httpc_opts has no switch to disable verification (only an extra CA
+     * bundle). Behaviour checked here: https never falls back to plaintext. */
+    plain_srv ps;
+    uint16_t port = plain_start(&ps);
+    ah_httpc_opts o = {.max_attempts = 1, .timeout_ms = 5000, .seed = 1};
+    ah_httpc *c = ah_httpc_new(&o);
+    ck_assert_ptr_nonnull(c);
+    char url[128], err[256];
+    snprintf(url, sizeof(url), "https://127.0.0.1:%u/ok", (unsigned)port);
+    ah_http_request req = get(url);
+    ah_http_response resp = {.struct_size = sizeof(resp)};
+    ck_assert_int_eq(ah_httpc_perform(c, &req, NULL, NULL, NULL, NULL, &resp, err, sizeof(err)),
+                     -1);
+    ck_assert_ptr_null(resp.body);
+    ck_assert_ptr_nonnull(strstr(err, "TLS"));
+    ah_http_response_free(&resp);
+    pthread_join(ps.th, NULL);
+    close(ps.lfd);
+
+    /* Other schemes are refused outright. */
+    req.url = "file:///etc/passwd";
+    ck_assert_int_eq(ah_httpc_perform(c, &req, NULL, NULL, NULL, NULL, &resp, err, sizeof(err)),
+                     -1);
+    ck_assert_ptr_nonnull(strstr(err, "unsupported protocol"));
+    ah_httpc_free(c);
+}
+END_TEST
+
+static Suite *httpc_suite(void)
+{
+    Suite *s = suite_create("httpc");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, get_json_200);
+    tcase_add_test(tc, post_body_headers_base_url);
+    tcase_add_test(tc, retry_503_then_success);
+    tcase_add_test(tc, retry_after_honoured);
+    tcase_add_test(tc, retry_after_capped);
+    tcase_add_test(tc, no_retry_on_404);
+    tcase_add_test(tc, persistent_500_exhausts);
+    tcase_add_test(tc, connection_refused);
+    tcase_add_test(tc, timeout_is_retried);
+    tcase_add_test(tc, truncated_delivered_drop_retried);
+    tcase_add_test(tc, response_size_cap);
+    tcase_add_test(tc, observer_sees_no_secret);
+    tcase_add_test(tc, redact_function);
+    tcase_add_test(tc, retry_after_parse);
+    tcase_add_test(tc, tls_always_verified);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(httpc_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
