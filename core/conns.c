@@ -33,6 +33,7 @@ typedef struct snapshot {
     size_t nt;
     secret_ent *secrets; /* sorted by hash */
     size_t ns;
+    char *token_hashes; /* hex hashes of sealed webhook tokens (see reload) */
 } snapshot;
 
 struct ah_conns {
@@ -41,6 +42,10 @@ struct ah_conns {
 };
 
 #define HASH_PREFIX "sha256:"
+/* The setting AH_ROUTE_CONN_TOKEN routes resolve. Kept sealed (not hashed)
+ * by plugins that must show their webhook URL again (TopCV): such a value
+ * is indexed by the hash of its plaintext, so lookups stay hash-based. */
+#define WEBHOOK_TOKEN_KEY "webhook_token"
 #define SEAL_AAD_PREFIX "atshub:setting:"
 
 /* ------------------------------------------------------------------------ */
@@ -187,6 +192,7 @@ static void snapshot_free(snapshot *s)
     free(s->by_name);
     free(s->tenants);
     free(s->secrets);
+    free(s->token_hashes);
     free(s);
 }
 
@@ -319,11 +325,20 @@ int ah_conns_reload(ah_core *core)
             if (cJSON_IsString(it) && strncmp(it->valuestring, HASH_PREFIX, strlen(HASH_PREFIX)) == 0)
                 nsecret++;
     }
-    s->secrets = calloc(nsecret ? nsecret : 1, sizeof(secret_ent));
-    if (s->by_name == NULL || s->secrets == NULL) {
+    size_t ntokens = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(s->by_id[i]->settings, WEBHOOK_TOKEN_KEY);
+        if (cJSON_IsString(t) && *t->valuestring != '\0' &&
+            strncmp(t->valuestring, HASH_PREFIX, strlen(HASH_PREFIX)) != 0)
+            ntokens++;
+    }
+    s->secrets = calloc(nsecret + ntokens ? nsecret + ntokens : 1, sizeof(secret_ent));
+    s->token_hashes = calloc(ntokens ? ntokens : 1, AH_SHA256_HEX_LEN + 1);
+    if (s->by_name == NULL || s->secrets == NULL || s->token_hashes == NULL) {
         snapshot_free(s);
         return -1;
     }
+    size_t nt = 0;
     for (size_t i = 0; i < s->n; i++) {
         ah_conn *c = s->by_id[i];
         s->by_name[i] = c;
@@ -333,11 +348,23 @@ int ah_conns_reload(ah_core *core)
                 s->secrets[s->ns++] = (secret_ent){c->plugin, it->string,
                                                    it->valuestring + strlen(HASH_PREFIX), c};
         }
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(c->settings, WEBHOOK_TOKEN_KEY);
+        if (cJSON_IsString(t) && *t->valuestring != '\0' &&
+            strncmp(t->valuestring, HASH_PREFIX, strlen(HASH_PREFIX)) != 0 && nt < ntokens) {
+            char *h = s->token_hashes + nt++ * (AH_SHA256_HEX_LEN + 1);
+            ah_sha256_hex(t->valuestring, strlen(t->valuestring), h);
+            s->secrets[s->ns++] = (secret_ent){c->plugin, t->string, h, c};
+        }
     }
-    qsort(s->by_id, s->n, sizeof(ah_conn *), cmp_id);
-    qsort(s->by_name, s->n, sizeof(ah_conn *), cmp_name);
-    qsort(s->tenants, s->nt, sizeof(tenant_ent), cmp_tenant_hash);
-    qsort(s->secrets, s->ns, sizeof(secret_ent), cmp_secret);
+    /* qsort's pointer must not be NULL even for 0 elements (UBSan). */
+    if (s->n > 0) {
+        qsort(s->by_id, s->n, sizeof(ah_conn *), cmp_id);
+        qsort(s->by_name, s->n, sizeof(ah_conn *), cmp_name);
+    }
+    if (s->nt > 0)
+        qsort(s->tenants, s->nt, sizeof(tenant_ent), cmp_tenant_hash);
+    if (s->ns > 0)
+        qsort(s->secrets, s->ns, sizeof(secret_ent), cmp_secret);
 
     pthread_rwlock_wrlock(&cs->lock);
     snapshot *old = cs->snap;

@@ -236,8 +236,9 @@ ah_core *ah_core_open(ah_config *cfg, const ah_core_opts *opts, char *err, size_
     };
     core->httpc = ah_httpc_new(&ho);
     core->oauth2 = core->httpc != NULL ? ah_oauth2_new(core->httpc, NULL, NULL) : NULL;
+    core->sync = ah_sync_new();
     if (core->conns == NULL || core->registry == NULL || core->httpc == NULL ||
-        core->oauth2 == NULL) {
+        core->oauth2 == NULL || core->sync == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -344,6 +345,8 @@ int ah_core_start(ah_core *core, char *err, size_t errlen)
         return -1;
     }
     core->ticker_running = true;
+    if (ah_sync_scheduler_start(core, err, errlen) != 0)
+        return -1;
     return 0;
 tls_fail:
     snprintf(err, errlen, "cannot read tls_cert / tls_key");
@@ -354,6 +357,8 @@ tls_fail:
 
 void ah_core_stop(ah_core *core)
 {
+    /* First: a sync under way ends after its current page. */
+    ah_sync_scheduler_stop(core);
     if (core->ticker_running) {
         pthread_mutex_lock(&core->tick_lock);
         core->stopping = true;
@@ -403,6 +408,7 @@ void ah_core_close(ah_core *core)
     ah_core_stop(core);
     if (core->bus != NULL)
         ah_bus_free(core->bus);
+    ah_sync_free(core->sync);
     /* Connections hold plugin contexts: close them before the plugins go. */
     ah_conns_free(core->conns);
     ah_registry_free(core->registry);

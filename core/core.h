@@ -25,6 +25,7 @@
 #include "registry.h"
 #include "router.h"
 #include "store.h"
+#include "sync.h"
 
 typedef struct ah_core ah_core;
 typedef struct ah_conns ah_conns;
@@ -96,6 +97,8 @@ struct ah_core {
     pthread_cond_t tick_cond;
     bool stopping;
     int64_t seen_data_version;
+
+    ah_sync *sync; /* sync engine: running syncs, scheduler thread (sync.c) */
 };
 
 /** Options for ah_core_open. */
@@ -110,9 +113,10 @@ typedef struct ah_core_opts {
 ah_core *ah_core_open(ah_config *cfg, const ah_core_opts *opts, char *err, size_t errlen);
 void ah_core_close(ah_core *core);
 
-/** Serves: HTTP listener, ticker, blocks until SIGINT/SIGTERM. */
+/** Serves: HTTP listener, ticker, sync scheduler; blocks until SIGINT/SIGTERM. */
 int ah_core_serve(ah_core *core);
-/** Starts the HTTP server and ticker without blocking (tests). */
+/** Starts the HTTP server, ticker and sync scheduler (when
+ *  [sync] interval_s > 0) without blocking (tests). */
 int ah_core_start(ah_core *core, char *err, size_t errlen);
 /** Stops what ah_core_start started. */
 void ah_core_stop(ah_core *core);
@@ -152,7 +156,9 @@ int64_t ah_conns_tenant_by_key(ah_core *core, const char *api_key, char *name_ou
 void ah_conns_each_in_tenant(ah_core *core, int64_t tenant_id, const char *plugin,
                              void (*cb)(void *arg, ah_conn *c), void *arg);
 /** Finds an enabled connection of `plugin` whose HASHED setting `key` is
- *  the hash of `presented` (constant-time compare). Ref taken. */
+ *  the hash of `presented` (constant-time compare). A sealed (not hashed)
+ *  `webhook_token` setting is matched the same way, by the hash of its
+ *  plaintext. Ref taken. */
 ah_conn *ah_conns_by_secret(ah_core *core, const char *plugin, const char *key,
                             const char *presented);
 /** The plaintext value of a setting, or NULL. Borrowed from the conn. */
@@ -194,6 +200,16 @@ cJSON *ah_core_plugins_json(ah_core *core, const char *settings_of);
 int ah_rest_register(ah_core *core);
 /** Frees the plugin route bindings (after the server stopped). */
 void ah_rest_unregister(ah_core *core);
+
+/* --- unified resources (api.c) ------------------------------------------ */
+/** Registers the unified REST resources under /v1 (jobs, candidates,
+ *  applications, stages, disposition reasons, custom fields; docs/api.md)
+ *  on core->httpd, with core as the handlers' argument. Called by
+ *  ah_rest_register. 0, or -1 when a route cannot be added. */
+int ah_api_register(ah_core *core);
+/** Registers the CareerBuilder status routes (api_statuses.c): PUT
+ *  /v1/statuses, GET /v1/statuses/{email}, POST /v1/statuses/query. 0 or -1. */
+int ah_api_statuses_register(ah_core *core);
 
 /* --- CLI (cli.c) --------------------------------------------------------- */
 int ah_cli_main(int argc, char **argv);

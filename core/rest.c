@@ -336,7 +336,8 @@ int ah_rest_register(ah_core *core)
     if (ah_httpd_route(h, "GET", "/v1/health", 0, rest_health, core) != 0 ||
         ah_httpd_route(h, "GET", "/v1/plugins", 0, rest_plugins, core) != 0 ||
         ah_httpd_route(h, "GET", "/v1/log", 0, rest_log, core) != 0 ||
-        ah_httpd_route(h, "POST", "/v1/bus/", AH_HTTPD_PREFIX, rest_bus, core) != 0)
+        ah_httpd_route(h, "POST", "/v1/bus/", AH_HTTPD_PREFIX, rest_bus, core) != 0 ||
+        ah_api_register(core) != 0 || ah_api_statuses_register(core) != 0)
         return -1;
     route_walk w = {core, 0};
     ah_registry_each(core->registry, register_plugin_routes, &w);

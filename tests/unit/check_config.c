@@ -388,11 +388,25 @@ START_TEST(test_shipped_ini)
 
     /* Without the built plugin the error says where it is looked for. */
     ck_assert_int_eq(ah_config_load(ini, &cfg, err, sizeof err), -1);
-    ck_assert_msg(strstr(err, "plugin 'template': no such file ") != NULL, "%s", err);
-    snprintf(want, sizeof want, "%s/build/plugins/template.so (build first", t.dir);
+    ck_assert_msg(strstr(err, "': no such file ") != NULL, "%s", err);
+    snprintf(want, sizeof want, "%s/build/plugins/", t.dir);
     ck_assert_msg(strstr(err, want) != NULL, "%s", err);
+    ck_assert_msg(strstr(err, ".so (build first") != NULL, "%s", err);
 
-    put_file(&t, "build/plugins/template.so", "", buf, sizeof buf);
+    /* Every plugin the shipped file names gets a stand-in file: the
+     * config only checks that they exist. */
+    for (int guard = 0; guard < 32; guard++) {
+        if (ah_config_load(ini, &cfg, err, sizeof err) == 0)
+            break;
+        const char *miss = strstr(err, "no such file ");
+        ck_assert_msg(miss != NULL, "%s", err);
+        char rel[512];
+        const char *abs = miss + strlen("no such file ");
+        size_t dl = strlen(t.dir);
+        ck_assert_msg(strncmp(abs, t.dir, dl) == 0, "%s", err);
+        snprintf(rel, sizeof rel, "%.*s", (int)strcspn(abs + dl + 1, " "), abs + dl + 1);
+        put_file(&t, rel, "", buf, sizeof buf);
+    }
     ck_assert_msg(ah_config_load(ini, &cfg, err, sizeof err) == 0, "%s", err);
     snprintf(want, sizeof want, "%s/var/host.key", t.dir);
     ck_assert_str_eq(cfg.key_file, want);

@@ -1,0 +1,1266 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The unified REST resources under /v1 (docs/api.md): jobs, candidates and
+ * applications read from the store, and the write actions, which become bus
+ * requests to the plugin of the connection the record belongs to.
+ *
+ * Records are addressed by their atshub id; the plugin only ever sees the
+ * provider's remote ids. Every body is validated before anything is sent,
+ * and a validation error names the offending field.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core.h"
+
+#define API_LIMIT_DEFAULT 100
+#define API_LIMIT_MAX 500
+#define API_BULK_MAX 1000
+#define API_NOTE_MAX (100 * 1024)
+#define API_FILENAME_MAX 255
+#define API_REF_MAX 128     /* stage, reason, action ids */
+#define API_SHORT_MAX 255   /* kind, content_type */
+#define API_SEARCH_MAX 256  /* candidate search terms */
+#define API_PCURSOR_MAX 1024 /* a provider's opaque cursor */
+#define API_ID_MAX 64       /* an atshub record id */
+#define API_SEG_MAX 128     /* a path segment */
+
+enum {
+    K_JOB = 1u << 0,
+    K_CANDIDATE = 1u << 1,
+    K_APPLICATION = 1u << 2,
+    K_ALL = K_JOB | K_CANDIDATE | K_APPLICATION,
+};
+
+/* A record collection: its path, store type and the key its id goes under
+ * in a plugin body. The store type doubles as the custom-fields entity. */
+typedef struct api_kind {
+    unsigned bit;
+    const char *prefix;
+    const char *type;
+    const char *id_key;
+} api_kind;
+
+static const api_kind api_kinds[] = {
+    {K_JOB, "/v1/jobs", "job", "job_id"},
+    {K_CANDIDATE, "/v1/candidates", "candidate", "candidate_id"},
+    {K_APPLICATION, "/v1/applications", "application", "application_id"},
+};
+#define API_NKINDS (sizeof api_kinds / sizeof api_kinds[0])
+
+/* One request being served. */
+typedef struct api_req {
+    ah_core *core;
+    ah_http_exchange *ex;
+    char tenant[128];
+    int64_t tenant_id;
+    const api_kind *kind;
+    const char *id; /* the {id} segment, when the route has one */
+    char seg[2][API_SEG_MAX];
+    int nseg;
+    cJSON *empty; /* stands for an empty request body */
+} api_req;
+
+/* ------------------------------------------------------------------------ */
+/* Helpers: authentication, answers, parameters                              */
+/* ------------------------------------------------------------------------ */
+
+/* Authenticates the bearer key (as rest.c does); answers 401 itself. */
+static int api_auth(api_req *rq)
+{
+    const char *auth = ah_ex_header(rq->ex, "Authorization");
+    if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0 || auth[7] == '\0') {
+        ah_ex_add_header(rq->ex, "WWW-Authenticate", "Bearer");
+        ah_ex_error(rq->ex, 401, "unauthorized",
+                    "send the tenant API key as 'Authorization: Bearer <key>'");
+        return -1;
+    }
+    rq->tenant_id = ah_conns_tenant_by_key(rq->core, auth + 7, rq->tenant, sizeof rq->tenant);
+    if (rq->tenant_id < 0) {
+        ah_ex_add_header(rq->ex, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
+        ah_ex_error(rq->ex, 401, "unauthorized", "the API key is not valid");
+        return -1;
+    }
+    return 0;
+}
+
+static void api_oom(api_req *rq)
+{
+    ah_ex_error(rq->ex, 500, AH_E_INTERNAL, "out of memory");
+}
+
+/* Answers 200 {"data": data} (data transferred). */
+static void respond_data(api_req *rq, cJSON *data)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL || data == NULL || !cJSON_AddItemToObject(o, "data", data)) {
+        cJSON_Delete(o);
+        cJSON_Delete(data);
+        api_oom(rq);
+        return;
+    }
+    ah_ex_respond_json(rq->ex, 200, o);
+}
+
+/* Sends one bus request to the tenant's connection `conn` and answers with
+ * its reply, or its error mapped to HTTP. `body` transferred (NULL: out of
+ * memory while building it). */
+static void api_send(api_req *rq, const char *conn, const char *topic, cJSON *body)
+{
+    if (body == NULL) {
+        api_oom(rq);
+        return;
+    }
+    ah_reply r;
+    memset(&r, 0, sizeof r);
+    ah_core_request(rq->core, rq->tenant, conn, topic, body, &r);
+    if (r.ok) {
+        cJSON *data = r.body != NULL ? r.body : cJSON_CreateObject();
+        r.body = NULL;
+        respond_data(rq, data);
+    } else {
+        int status = r.http_status ? r.http_status : ah_http_status_for_code(r.code);
+        ah_ex_error(rq->ex, status, r.code[0] ? r.code : AH_E_INTERNAL, "%s",
+                    r.message != NULL ? r.message : r.code);
+    }
+    ah_reply_free(&r);
+}
+
+static bool is_integral(double d)
+{
+    return d >= -9007199254740992.0 && d <= 9007199254740992.0 && d == (double)(long long)d;
+}
+
+/* A query parameter as an integer in lo..hi; absent: def. Answers 400. */
+static int query_int(api_req *rq, const char *key, long lo, long hi, long def, long *out)
+{
+    const char *s = ah_ex_query(rq->ex, key);
+    *out = def;
+    if (s == NULL)
+        return 0;
+    char *end = NULL;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < lo || v > hi) {
+        ah_ex_error(rq->ex, 400, AH_E_INVALID, "%s must be an integer between %ld and %ld",
+                    key, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static bool has_control(const char *s)
+{
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return true;
+    return false;
+}
+
+/* "rec_" and lower-case hex digits: the form of every atshub record id. */
+static bool valid_record_id(const char *s)
+{
+    size_t n = strlen(s);
+    if (n <= 4 || n >= API_ID_MAX || strncmp(s, "rec_", 4) != 0)
+        return false;
+    for (size_t i = 4; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return true;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Bodies                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* The request body as a JSON object whose members are all in `allowed`
+ * (NULL-terminated); an empty body is {}. Answers 400 itself (NULL). */
+static const cJSON *body_object(api_req *rq, const char *const *allowed)
+{
+    size_t len = 0;
+    ah_ex_body(rq->ex, &len);
+    if (len == 0) {
+        if (rq->empty == NULL)
+            rq->empty = cJSON_CreateObject();
+        if (rq->empty == NULL)
+            api_oom(rq);
+        return rq->empty;
+    }
+    const cJSON *j = ah_ex_json(rq->ex);
+    if (j == NULL)
+        return NULL; /* answered */
+    if (!cJSON_IsObject(j)) {
+        ah_ex_error(rq->ex, 400, AH_E_INVALID, "the request body must be a JSON object");
+        return NULL;
+    }
+    const cJSON *m;
+    cJSON_ArrayForEach(m, j) {
+        bool known = false;
+        for (size_t i = 0; !known && allowed[i] != NULL; i++)
+            known = m->string != NULL && strcmp(m->string, allowed[i]) == 0;
+        if (!known) {
+            ah_ex_error(rq->ex, 400, AH_E_INVALID, "unknown field '%s'",
+                        m->string != NULL ? m->string : "");
+            return NULL;
+        }
+    }
+    return j;
+}
+
+static const cJSON *member(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return v != NULL && !cJSON_IsNull(v) ? v : NULL;
+}
+
+/* A provider reference (stage, reason, action id): a non-empty string of at
+ * most API_REF_MAX bytes without control characters, or an integer. *out is
+ * NULL when absent and optional. Answers 400 itself. */
+static int body_ref(api_req *rq, const cJSON *o, const char *key, bool required,
+                    const cJSON **out)
+{
+    const cJSON *v = member(o, key);
+    *out = v;
+    if (v == NULL) {
+        if (!required)
+            return 0;
+        ah_ex_error(rq->ex, 400, AH_E_INVALID, "%s is required", key);
+        return -1;
+    }
+    bool ok = cJSON_IsNumber(v) ? is_integral(v->valuedouble)
+              : cJSON_IsString(v) && v->valuestring[0] != '\0' &&
+                    strlen(v->valuestring) <= API_REF_MAX && !has_control(v->valuestring);
+    if (!ok) {
+        ah_ex_error(rq->ex, 400, AH_E_INVALID,
+                    "%s must be an integer or a non-empty string of at most %d bytes", key,
+                    API_REF_MAX);
+        return -1;
+    }
+    return 0;
+}
+
+/* A string member of 1..max bytes. *out is NULL when absent and optional.
+ * Answers 400 itself. */
+static int body_string(api_req *rq, const cJSON *o, const char *key, bool required,
+                       size_t max, const char **out)
+{
+    const cJSON *v = member(o, key);
+    *out = NULL;
+    if (v == NULL) {
+        if (!required)
+            return 0;
+        ah_ex_error(rq->ex, 400, AH_E_INVALID, "%s is required", key);
+        return -1;
+    }
+    if (!cJSON_IsString(v)) {
+        ah_ex_error(rq->ex, 400, AH_E_INVALID, "%s must be a string", key);
+        return -1;
+    }
+    size_t n = strlen(v->valuestring);
+    if (n == 0 || n > max) {
+        ah_ex_error(rq->ex, 400, AH_E_INVALID, "%s must be between 1 and %zu bytes long", key,
+                    max);
+        return -1;
+    }
+    *out = v->valuestring;
+    return 0;
+}
+
+static bool add_str(cJSON *o, const char *key, const char *v)
+{
+    return cJSON_AddStringToObject(o, key, v) != NULL;
+}
+
+/* Adds a copy of v (when not NULL). */
+static bool add_copy(cJSON *o, const char *key, const cJSON *v)
+{
+    if (v == NULL)
+        return true;
+    cJSON *c = cJSON_Duplicate(v, 1);
+    if (c == NULL || !cJSON_AddItemToObject(o, key, c)) {
+        cJSON_Delete(c);
+        return false;
+    }
+    return true;
+}
+
+/* {key: value} or NULL on OOM. */
+static cJSON *obj1(const char *key, const char *value)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL || !add_str(o, key, value)) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Records and connections                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* The connection a request names, by ?connection= or X-Connection (they
+ * must agree when both are sent). Returns 1 with *out NULL when none is
+ * named, 0 with *out set (ref taken), -1 when answered (400/404). */
+static int named_conn(api_req *rq, bool required, ah_conn **out)
+{
+    const char *q = ah_ex_query(rq->ex, "connection");
+    const char *h = ah_ex_header(rq->ex, "X-Connection");
+    *out = NULL;
+    if (q != NULL && *q == '\0')
+        q = NULL;
+    if (h != NULL && *h == '\0')
+        h = NULL;
+    if (q != NULL && h != NULL && strcmp(q, h) != 0) {
+        ah_ex_error(rq->ex, 400, AH_E_INVALID,
+                    "connection: the query parameter and the X-Connection header disagree");
+        return -1;
+    }
+    const char *name = q != NULL ? q : h;
+    if (name == NULL) {
+        if (!required)
+            return 1;
+        ah_ex_error(rq->ex, 400, AH_E_INVALID,
+                    "connection is required: send the X-Connection header or ?connection=");
+        return -1;
+    }
+    *out = ah_conn_find(rq->core, rq->tenant, name);
+    if (*out == NULL) {
+        ah_ex_error(rq->ex, 404, AH_E_NOT_FOUND, "no connection '%s'", name);
+        return -1;
+    }
+    return 0;
+}
+
+/* The tenant's record `id` of `type` and its connection (ref taken).
+ * AH_STORE_NOT_FOUND also when the id is malformed, the record has another
+ * type, its connection is gone, or X-Connection / ?connection= names
+ * another connection. */
+static int find_record(api_req *rq, const char *id, const char *type, ah_record_row *row,
+                       ah_conn **conn)
+{
+    memset(row, 0, sizeof *row);
+    *conn = NULL;
+    if (!valid_record_id(id))
+        return AH_STORE_NOT_FOUND;
+    int rc = rq->core->store->ops->record_get_by_id(rq->core->store, rq->tenant_id, id, row);
+    if (rc != AH_STORE_OK)
+        return rc == AH_STORE_NOT_FOUND ? rc : AH_STORE_ERR;
+    const char *h = ah_ex_header(rq->ex, "X-Connection");
+    const char *q = ah_ex_query(rq->ex, "connection");
+    ah_conn *c = NULL;
+    if (strcmp(row->type, type) == 0)
+        c = ah_conn_by_id(rq->core, row->connection_id);
+    if (c != NULL && (c->tenant_id != rq->tenant_id ||
+                      (h != NULL && *h != '\0' && strcmp(h, c->name) != 0) ||
+                      (q != NULL && *q != '\0' && strcmp(q, c->name) != 0))) {
+        ah_conn_release(c);
+        c = NULL;
+    }
+    if (c == NULL) {
+        ah_record_row_free(row);
+        memset(row, 0, sizeof *row);
+        return AH_STORE_NOT_FOUND;
+    }
+    *conn = c;
+    return AH_STORE_OK;
+}
+
+/* find_record, answering 404/500 itself (-1). `what` names the id. */
+static int load_record(api_req *rq, const char *id, const char *type, const char *what,
+                       ah_record_row *row, ah_conn **conn)
+{
+    int rc = find_record(rq, id, type, row, conn);
+    if (rc == AH_STORE_NOT_FOUND) {
+        ah_ex_error(rq->ex, 404, AH_E_NOT_FOUND, "%s: no %s '%s'", what, type, id);
+        return -1;
+    }
+    if (rc != AH_STORE_OK) {
+        ah_ex_error(rq->ex, 500, AH_E_INTERNAL, "cannot read the store");
+        return -1;
+    }
+    return 0;
+}
+
+static cJSON *parse_stored(const char *text)
+{
+    cJSON *j = text != NULL ? cJSON_ParseWithLength(text, strlen(text)) : NULL;
+    return j != NULL ? j : cJSON_CreateNull();
+}
+
+/* {"id","type","connection","remote_id","updated_at","fields",("raw")} */
+static cJSON *record_json(api_req *rq, const ah_record_row *row, bool raw)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return NULL;
+    ah_conn *c = ah_conn_by_id(rq->core, row->connection_id);
+    bool ok = add_str(o, "id", row->id) && add_str(o, "type", row->type) &&
+              (c != NULL ? add_str(o, "connection", c->name)
+                         : cJSON_AddNullToObject(o, "connection") != NULL) &&
+              add_str(o, "remote_id", row->remote_id) &&
+              (row->updated_at != NULL ? add_str(o, "updated_at", row->updated_at)
+                                       : cJSON_AddNullToObject(o, "updated_at") != NULL);
+    if (c != NULL)
+        ah_conn_release(c);
+    cJSON *f = ok ? parse_stored(row->fields) : NULL;
+    ok = f != NULL && cJSON_AddItemToObject(o, "fields", f);
+    if (!ok)
+        cJSON_Delete(f);
+    if (ok && raw) {
+        cJSON *r = parse_stored(row->raw);
+        ok = r != NULL && cJSON_AddItemToObject(o, "raw", r);
+        if (!ok)
+            cJSON_Delete(r);
+    }
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* include=raw (a comma-separated list; "raw" is the only member). */
+static int include_raw(api_req *rq, bool *raw)
+{
+    const char *inc = ah_ex_query(rq->ex, "include");
+    *raw = false;
+    if (inc == NULL || *inc == '\0')
+        return 0;
+    const char *p = inc;
+    while (*p != '\0') {
+        size_t n = strcspn(p, ",");
+        if (n == 3 && strncmp(p, "raw", 3) == 0) {
+            *raw = true;
+        } else if (n != 0) {
+            ah_ex_error(rq->ex, 400, AH_E_INVALID, "include: only 'raw' is supported");
+            return -1;
+        }
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reads from the store                                                      */
+/* ------------------------------------------------------------------------ */
+
+typedef struct list_walk {
+    api_req *rq;
+    cJSON *data;
+    int limit;
+    int n;
+    bool raw;
+    bool more;
+    bool oom;
+    char last[API_ID_MAX];
+} list_walk;
+
+static void list_row(void *arg, const ah_record_row *row)
+{
+    list_walk *w = arg;
+    if (w->oom || w->more)
+        return;
+    if (w->n == w->limit) {
+        w->more = true; /* the extra row only tells that a next page exists */
+        return;
+    }
+    cJSON *o = record_json(w->rq, row, w->raw);
+    if (o == NULL || !cJSON_AddItemToArray(w->data, o)) {
+        cJSON_Delete(o);
+        w->oom = true;
+        return;
+    }
+    snprintf(w->last, sizeof w->last, "%s", row->id);
+    w->n++;
+}
+
+/* GET /v1/{jobs|candidates|applications} */
+static void op_list(api_req *rq)
+{
+    ah_conn *c = NULL;
+    bool raw = false;
+    long limit = 0;
+    if (include_raw(rq, &raw) != 0 ||
+        query_int(rq, "limit", 1, API_LIMIT_MAX, API_LIMIT_DEFAULT, &limit) != 0)
+        return;
+    const char *ua = ah_ex_query(rq->ex, "updated_after");
+    char norm[32];
+    if (ua != NULL && ah_iso_normalize(ua, norm) != 0) {
+        ah_ex_error(rq->ex, 400, AH_E_INVALID,
+                    "updated_after must be an ISO-8601 date or date-time");
+        return;
+    }
+    const char *cursor = ah_ex_query(rq->ex, "cursor");
+    if (cursor != NULL && !valid_record_id(cursor)) {
+        ah_ex_error(rq->ex, 400, AH_E_INVALID,
+                    "cursor is not valid: pass next_cursor of the previous page unchanged");
+        return;
+    }
+    if (named_conn(rq, false, &c) < 0)
+        return;
+    ah_record_query q = {
+        .tenant_id = rq->tenant_id,
+        .connection_id = c != NULL ? c->id : 0,
+        .type = rq->kind->type,
+        .updated_after = ua != NULL ? norm : NULL,
+        .after_id = cursor,
+        .limit = (int)limit + 1,
+    };
+    if (c != NULL)
+        ah_conn_release(c);
+    list_walk w = {.rq = rq, .data = cJSON_CreateArray(), .limit = (int)limit, .raw = raw};
+    if (w.data == NULL) {
+        api_oom(rq);
+        return;
+    }
+    if (rq->core->store->ops->record_query(rq->core->store, &q, list_row, &w) != 0) {
+        cJSON_Delete(w.data);
+        ah_ex_error(rq->ex, 500, AH_E_INTERNAL, "cannot read the store");
+        return;
+    }
+    cJSON *o = w.oom ? NULL : cJSON_CreateObject();
+    if (o == NULL || !cJSON_AddItemToObject(o, "data", w.data)) {
+        cJSON_Delete(o);
+        cJSON_Delete(w.data);
+        api_oom(rq);
+        return;
+    }
+    if ((w.more ? cJSON_AddStringToObject(o, "next_cursor", w.last)
+                : cJSON_AddNullToObject(o, "next_cursor")) == NULL) {
+        cJSON_Delete(o);
+        api_oom(rq);
+        return;
+    }
+    ah_ex_respond_json(rq->ex, 200, o);
+}
+
+/* GET /v1/{kind}/{id} */
+static void op_get(api_req *rq)
+{
+    bool raw = false;
+    if (include_raw(rq, &raw) != 0)
+        return;
+    ah_record_row row;
+    ah_conn *c = NULL;
+    if (load_record(rq, rq->id, rq->kind->type, "id", &row, &c) != 0)
+        return;
+    ah_conn_release(c);
+    cJSON *o = record_json(rq, &row, raw);
+    ah_record_row_free(&row);
+    if (o == NULL)
+        api_oom(rq);
+    else
+        respond_data(rq, o);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Writes and live reads on one record                                       */
+/* ------------------------------------------------------------------------ */
+
+/* Loads the path's record, makes {id_key: remote_id} and hands it to
+ * `fill` (may be NULL) to complete, then sends it. */
+typedef bool (*body_fill)(cJSON *out, const cJSON *in);
+
+static void send_for_record(api_req *rq, const char *topic, body_fill fill, const cJSON *in,
+                            bool entity)
+{
+    ah_record_row row;
+    ah_conn *c = NULL;
+    if (load_record(rq, rq->id, rq->kind->type, "id", &row, &c) != 0)
+        return;
+    cJSON *b = cJSON_CreateObject();
+    bool ok = b != NULL;
+    if (ok && entity)
+        ok = add_str(b, "entity", rq->kind->type) && add_str(b, "id", row.remote_id);
+    else if (ok)
+        ok = add_str(b, rq->kind->id_key, row.remote_id);
+    if (ok && fill != NULL)
+        ok = fill(b, in);
+    if (!ok) {
+        cJSON_Delete(b);
+        b = NULL;
+    }
+    api_send(rq, c->name, topic, b);
+    ah_record_row_free(&row);
+    ah_conn_release(c);
+}
+
+static bool fill_stage(cJSON *out, const cJSON *in)
+{
+    return add_copy(out, "stage_id", member(in, "stage_id"));
+}
+
+/* POST /v1/applications/{id}/stage {"stage_id"} */
+static void op_app_stage(api_req *rq)
+{
+    static const char *const allowed[] = {"stage_id", NULL};
+    const cJSON *in = body_object(rq, allowed), *v;
+    if (in == NULL || body_ref(rq, in, "stage_id", true, &v) != 0)
+        return;
+    send_for_record(rq, "applications.move_to_stage", fill_stage, in, false);
+}
+
+static bool fill_reason(cJSON *out, const cJSON *in)
+{
+    return add_copy(out, "reason_id", member(in, "reason_id"));
+}
+
+/* POST /v1/applications/{id}/reject {"reason_id"} */
+static void op_app_reject(api_req *rq)
+{
+    static const char *const allowed[] = {"reason_id", NULL};
+    const cJSON *in = body_object(rq, allowed), *v;
+    if (in == NULL || body_ref(rq, in, "reason_id", true, &v) != 0)
+        return;
+    send_for_record(rq, "applications.reject", fill_reason, in, false);
+}
+
+static bool fill_note(cJSON *out, const cJSON *in)
+{
+    return add_copy(out, "note", member(in, "note")) &&
+           add_copy(out, "note_action_type", member(in, "note_action_type"));
+}
+
+/* POST /v1/{applications|candidates}/{id}/notes {"note","note_action_type"?} */
+static void op_notes(api_req *rq)
+{
+    static const char *const allowed[] = {"note", "note_action_type", NULL};
+    const cJSON *in = body_object(rq, allowed), *v;
+    const char *s;
+    if (in == NULL || body_string(rq, in, "note", true, API_NOTE_MAX, &s) != 0 ||
+        body_ref(rq, in, "note_action_type", false, &v) != 0)
+        return;
+    send_for_record(rq,
+                    rq->kind->bit == K_APPLICATION ? "notes.add_to_application"
+                                                   : "notes.add_to_candidate",
+                    fill_note, in, false);
+}
+
+static bool fill_attachment(cJSON *out, const cJSON *in)
+{
+    return add_copy(out, "filename", member(in, "filename")) &&
+           add_copy(out, "data_base64", member(in, "data_base64")) &&
+           add_copy(out, "kind", member(in, "kind")) &&
+           add_copy(out, "content_type", member(in, "content_type"));
+}
+
+/* POST /v1/{applications|candidates}/{id}/attachments
+ * {"filename","data_base64","kind"?,"content_type"?} */
+static void op_attachments(api_req *rq)
+{
+    static const char *const allowed[] = {"filename", "data_base64", "kind", "content_type",
+                                          NULL};
+    const cJSON *in = body_object(rq, allowed);
+    const char *name, *data, *kind, *ctype;
+    if (in == NULL || body_string(rq, in, "filename", true, API_FILENAME_MAX, &name) != 0)
+        return;
+    if (strchr(name, '/') != NULL || strchr(name, '\\') != NULL || has_control(name) ||
+        strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+        ah_ex_error(rq->ex, 400, AH_E_INVALID,
+                    "filename must be a plain file name (no '/', '\\' or control characters)");
+        return;
+    }
+    if (body_string(rq, in, "data_base64", true, rq->core->cfg.max_body, &data) != 0 ||
+        body_string(rq, in, "kind", false, API_SHORT_MAX, &kind) != 0 ||
+        body_string(rq, in, "content_type", false, API_SHORT_MAX, &ctype) != 0)
+        return;
+    size_t n = 0;
+    unsigned char *bytes = ah_base64_decode(data, &n);
+    if (bytes == NULL) {
+        ah_ex_error(rq->ex, 400, AH_E_INVALID, "data_base64 is not valid base64");
+        return;
+    }
+    free(bytes);
+    if (n > rq->core->cfg.max_body) {
+        ah_ex_error(rq->ex, 400, AH_E_INVALID, "data_base64 decodes to more than %zu bytes",
+                    rq->core->cfg.max_body);
+        return;
+    }
+    send_for_record(rq,
+                    rq->kind->bit == K_APPLICATION ? "attachments.add_to_application"
+                                                   : "attachments.add_to_candidate",
+                    fill_attachment, in, false);
+}
+
+/* GET /v1/candidates/{id}/resume */
+static void op_resume(api_req *rq)
+{
+    send_for_record(rq, "candidates.resume", NULL, NULL, false);
+}
+
+/* GET /v1/jobs/{id}/enhanced */
+static void op_job_enhanced(api_req *rq)
+{
+    send_for_record(rq, "jobs.get_enhanced", NULL, NULL, false);
+}
+
+/* GET /v1/{kind}/{id}/custom-fields */
+static void op_cf_values(api_req *rq)
+{
+    send_for_record(rq, "custom_fields.values", NULL, NULL, true);
+}
+
+static bool fill_values(cJSON *out, const cJSON *in)
+{
+    return add_copy(out, "values", member(in, "values"));
+}
+
+/* PATCH /v1/{kind}/{id}/custom-fields {"values":{...}} */
+static void op_cf_update(api_req *rq)
+{
+    static const char *const allowed[] = {"values", NULL};
+    const cJSON *in = body_object(rq, allowed);
+    if (in == NULL)
+        return;
+    const cJSON *v = member(in, "values");
+    if (v == NULL) {
+        ah_ex_error(rq->ex, 400, AH_E_INVALID, "values is required");
+        return;
+    }
+    if (!cJSON_IsObject(v) || v->child == NULL) {
+        ah_ex_error(rq->ex, 400, AH_E_INVALID, "values must be a non-empty object");
+        return;
+    }
+    send_for_record(rq, "custom_fields.update", fill_values, in, true);
+}
+
+/* POST /v1/applications {"candidate_id","job_id","stage_id"?} */
+static void op_app_create(api_req *rq)
+{
+    static const char *const allowed[] = {"candidate_id", "job_id", "stage_id", NULL};
+    const cJSON *in = body_object(rq, allowed), *stage;
+    const char *cand_id, *job_id;
+    if (in == NULL || body_string(rq, in, "candidate_id", true, API_ID_MAX, &cand_id) != 0 ||
+        body_string(rq, in, "job_id", true, API_ID_MAX, &job_id) != 0 ||
+        body_ref(rq, in, "stage_id", false, &stage) != 0)
+        return;
+    ah_record_row cand, job;
+    ah_conn *cc = NULL, *jc = NULL;
+    if (load_record(rq, cand_id, "candidate", "candidate_id", &cand, &cc) != 0)
+        return;
+    if (load_record(rq, job_id, "job", "job_id", &job, &jc) != 0) {
+        ah_record_row_free(&cand);
+        ah_conn_release(cc);
+        return;
+    }
+    if (cc->id != jc->id) {
+        ah_ex_error(rq->ex, 400, AH_E_INVALID,
+                    "candidate_id and job_id belong to different connections ('%s' and '%s')",
+                    cc->name, jc->name);
+    } else {
+        cJSON *b = cJSON_CreateObject();
+        if (b == NULL || !add_str(b, "candidate_id", cand.remote_id) ||
+            !add_str(b, "job_id", job.remote_id) || !add_copy(b, "stage_id", stage)) {
+            cJSON_Delete(b);
+            b = NULL;
+        }
+        api_send(rq, cc->name, "applications.create", b);
+    }
+    ah_record_row_free(&cand);
+    ah_record_row_free(&job);
+    ah_conn_release(cc);
+    ah_conn_release(jc);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Bulk reject                                                               */
+/* ------------------------------------------------------------------------ */
+
+typedef struct bulk_item {
+    const char *id;  /* borrowed from the request body */
+    int64_t conn_id; /* 0: settled without a plugin call */
+    char *conn_name;
+    char *remote;
+    bool sent;
+    bool ok;
+    char code[64];
+    char *message;
+} bulk_item;
+
+static void bulk_settle(bulk_item *it, bool ok, const char *code, const char *msg)
+{
+    it->ok = ok;
+    it->sent = true;
+    if (!ok) {
+        snprintf(it->code, sizeof it->code, "%s", code != NULL && *code ? code : AH_E_PLUGIN);
+        free(it->message);
+        it->message = strdup(msg != NULL ? msg : it->code);
+    }
+}
+
+/* The plugin's result for `remote` in {"results":[{"application_id", "ok",
+ * "error"}]}; NULL when it reported none. */
+static const cJSON *bulk_result_for(const cJSON *results, const char *remote)
+{
+    const cJSON *r;
+    cJSON_ArrayForEach(r, results) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(r, "application_id");
+        if (id == NULL)
+            id = cJSON_GetObjectItemCaseSensitive(r, "id");
+        char num[32];
+        const char *s = NULL;
+        if (cJSON_IsString(id)) {
+            s = id->valuestring;
+        } else if (cJSON_IsNumber(id) && is_integral(id->valuedouble)) {
+            snprintf(num, sizeof num, "%.0f", id->valuedouble);
+            s = num;
+        }
+        if (s != NULL && strcmp(s, remote) == 0)
+            return r;
+    }
+    return NULL;
+}
+
+static void bulk_apply_result(bulk_item *it, const cJSON *results)
+{
+    if (!cJSON_IsArray(results)) {
+        bulk_settle(it, true, NULL, NULL); /* the plugin accepted the whole batch */
+        return;
+    }
+    const cJSON *r = bulk_result_for(results, it->remote);
+    if (r == NULL) {
+        bulk_settle(it, false, AH_E_PLUGIN, "the plugin reported no result for this application");
+        return;
+    }
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "ok"))) {
+        bulk_settle(it, true, NULL, NULL);
+        return;
+    }
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(r, "error");
+    const char *code = NULL, *msg = NULL;
+    if (cJSON_IsObject(e)) {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "code");
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "message");
+        code = cJSON_IsString(c) ? c->valuestring : NULL;
+        msg = cJSON_IsString(m) ? m->valuestring : NULL;
+    } else if (cJSON_IsString(e)) {
+        msg = e->valuestring;
+    }
+    bulk_settle(it, false, code, msg != NULL ? msg : "the plugin could not reject it");
+}
+
+/* One applications.bulk_reject for the items of items[first]'s connection. */
+static int bulk_send_group(api_req *rq, bulk_item *items, size_t n, size_t first,
+                           const cJSON *reason)
+{
+    int64_t cid = items[first].conn_id;
+    cJSON *b = cJSON_CreateObject();
+    cJSON *ids = b != NULL ? cJSON_AddArrayToObject(b, "application_ids") : NULL;
+    if (ids == NULL || !add_copy(b, "reason_id", reason)) {
+        cJSON_Delete(b);
+        return -1;
+    }
+    for (size_t i = first; i < n; i++) {
+        if (items[i].sent || items[i].conn_id != cid)
+            continue;
+        bool dup = false;
+        for (size_t j = first; !dup && j < i; j++)
+            dup = items[j].conn_id == cid && strcmp(items[j].remote, items[i].remote) == 0;
+        cJSON *s = dup ? NULL : cJSON_CreateString(items[i].remote);
+        if (!dup && (s == NULL || !cJSON_AddItemToArray(ids, s))) {
+            cJSON_Delete(s);
+            cJSON_Delete(b);
+            return -1;
+        }
+    }
+    ah_reply r;
+    memset(&r, 0, sizeof r);
+    ah_core_request(rq->core, rq->tenant, items[first].conn_name, "applications.bulk_reject", b,
+                    &r);
+    const cJSON *results = r.ok ? cJSON_GetObjectItemCaseSensitive(r.body, "results") : NULL;
+    for (size_t i = first; i < n; i++) {
+        if (items[i].sent || items[i].conn_id != cid)
+            continue;
+        if (r.ok)
+            bulk_apply_result(&items[i], results);
+        else
+            bulk_settle(&items[i], false, r.code, r.message);
+    }
+    ah_reply_free(&r);
+    return 0;
+}
+
+static cJSON *bulk_reply(const bulk_item *items, size_t n)
+{
+    cJSON *d = cJSON_CreateObject();
+    cJSON *res = d != NULL ? cJSON_AddArrayToObject(d, "results") : NULL;
+    if (res == NULL) {
+        cJSON_Delete(d);
+        return NULL;
+    }
+    int ok = 0, failed = 0;
+    for (size_t i = 0; i < n; i++) {
+        cJSON *o = cJSON_CreateObject();
+        if (o == NULL || !cJSON_AddItemToArray(res, o)) {
+            cJSON_Delete(o);
+            cJSON_Delete(d);
+            return NULL;
+        }
+        bool good = add_str(o, "id", items[i].id) &&
+                    cJSON_AddBoolToObject(o, "ok", items[i].ok) != NULL;
+        if (good && !items[i].ok) {
+            cJSON *e = cJSON_AddObjectToObject(o, "error");
+            good = e != NULL && add_str(e, "code", items[i].code) &&
+                   add_str(e, "message", items[i].message != NULL ? items[i].message : "");
+        }
+        if (!good) {
+            cJSON_Delete(d);
+            return NULL;
+        }
+        if (items[i].ok)
+            ok++;
+        else
+            failed++;
+    }
+    if (cJSON_AddNumberToObject(d, "succeeded", ok) == NULL ||
+        cJSON_AddNumberToObject(d, "failed", failed) == NULL) {
+        cJSON_Delete(d);
+        return NULL;
+    }
+    return d;
+}
+
+/* POST /v1/applications/bulk-reject {"application_ids":[...],"reason_id"} */
+static void op_app_bulk_reject(api_req *rq)
+{
+    static const char *const allowed[] = {"application_ids", "reason_id", NULL};
+    const cJSON *in = body_object(rq, allowed), *reason;
+    if (in == NULL)
+        return;
+    const cJSON *ids = member(in, "application_ids");
+    if (ids == NULL) {
+        ah_ex_error(rq->ex, 400, AH_E_INVALID, "application_ids is required");
+        return;
+    }
+    int n = cJSON_IsArray(ids) ? cJSON_GetArraySize(ids) : -1;
+    if (n < 1 || n > API_BULK_MAX) {
+        ah_ex_error(rq->ex, 400, AH_E_INVALID,
+                    "application_ids must be a list of 1 to %d application ids", API_BULK_MAX);
+        return;
+    }
+    int i = 0;
+    const cJSON *v;
+    cJSON_ArrayForEach(v, ids) {
+        if (!cJSON_IsString(v) || v->valuestring[0] == '\0' ||
+            strlen(v->valuestring) > API_ID_MAX) {
+            ah_ex_error(rq->ex, 400, AH_E_INVALID, "application_ids[%d] must be an id string", i);
+            return;
+        }
+        i++;
+    }
+    if (body_ref(rq, in, "reason_id", true, &reason) != 0)
+        return;
+    bulk_item *items = calloc((size_t)n, sizeof *items);
+    if (items == NULL) {
+        api_oom(rq);
+        return;
+    }
+    bool failed = false;
+    i = 0;
+    cJSON_ArrayForEach(v, ids) {
+        bulk_item *it = &items[i++];
+        it->id = v->valuestring;
+        ah_record_row row;
+        ah_conn *c = NULL;
+        int rc = find_record(rq, it->id, "application", &row, &c);
+        if (rc == AH_STORE_NOT_FOUND) {
+            bulk_settle(it, false, AH_E_NOT_FOUND, "no such application");
+            continue;
+        }
+        if (rc != AH_STORE_OK) {
+            bulk_settle(it, false, AH_E_INTERNAL, "cannot read the store");
+            continue;
+        }
+        it->conn_id = c->id;
+        it->conn_name = strdup(c->name);
+        it->remote = strdup(row.remote_id);
+        ah_record_row_free(&row);
+        ah_conn_release(c);
+        if (it->conn_name == NULL || it->remote == NULL)
+            failed = true;
+    }
+    for (size_t k = 0; !failed && k < (size_t)n; k++)
+        if (!items[k].sent && bulk_send_group(rq, items, (size_t)n, k, reason) != 0)
+            failed = true;
+    cJSON *d = failed ? NULL : bulk_reply(items, (size_t)n);
+    for (size_t k = 0; k < (size_t)n; k++) {
+        free(items[k].conn_name);
+        free(items[k].remote);
+        free(items[k].message);
+    }
+    free(items);
+    if (d == NULL)
+        api_oom(rq);
+    else
+        respond_data(rq, d);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Live reads on one connection                                              */
+/* ------------------------------------------------------------------------ */
+
+/* Sends `body` (transferred) to the connection the request names. */
+static void send_named(api_req *rq, const char *topic, cJSON *body)
+{
+    ah_conn *c = NULL;
+    if (named_conn(rq, true, &c) != 0) {
+        cJSON_Delete(body);
+        return;
+    }
+    api_send(rq, c->name, topic, body);
+    ah_conn_release(c);
+}
+
+/* GET /v1/candidates/search?first_name&last_name&email&phone */
+static void op_cand_search(api_req *rq)
+{
+    static const char *const keys[] = {"first_name", "last_name", "email", "phone"};
+    cJSON *b = cJSON_CreateObject();
+    if (b == NULL) {
+        api_oom(rq);
+        return;
+    }
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const char *v = ah_ex_query(rq->ex, keys[i]);
+        if (v == NULL || *v == '\0')
+            continue;
+        if (strlen(v) > API_SEARCH_MAX || has_control(v)) {
+            cJSON_Delete(b);
+            ah_ex_error(rq->ex, 400, AH_E_INVALID, "%s must be at most %d bytes of text",
+                        keys[i], API_SEARCH_MAX);
+            return;
+        }
+        if (!add_str(b, keys[i], v)) {
+            cJSON_Delete(b);
+            api_oom(rq);
+            return;
+        }
+    }
+    if (b->child == NULL) {
+        cJSON_Delete(b);
+        ah_ex_error(rq->ex, 400, AH_E_INVALID,
+                    "first_name, last_name, email or phone: give at least one");
+        return;
+    }
+    send_named(rq, "candidates.find", b);
+}
+
+/* GET /v1/jobs/enhanced?limit&cursor: the provider's own paging. */
+static void op_jobs_enhanced_batch(api_req *rq)
+{
+    long limit;
+    if (query_int(rq, "limit", 1, API_LIMIT_MAX, API_LIMIT_DEFAULT, &limit) != 0)
+        return;
+    const char *cursor = ah_ex_query(rq->ex, "cursor");
+    if (cursor != NULL && (*cursor == '\0' || strlen(cursor) > API_PCURSOR_MAX ||
+                           has_control(cursor))) {
+        ah_ex_error(rq->ex, 400, AH_E_INVALID, "cursor must be 1 to %d bytes of text",
+                    API_PCURSOR_MAX);
+        return;
+    }
+    cJSON *b = cJSON_CreateObject();
+    if (b == NULL || cJSON_AddNumberToObject(b, "limit", (double)limit) == NULL ||
+        (cursor != NULL && !add_str(b, "cursor", cursor))) {
+        cJSON_Delete(b);
+        b = NULL;
+    }
+    if (b == NULL) {
+        api_oom(rq);
+        return;
+    }
+    send_named(rq, "jobs.enhanced_batch", b);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Dispatch                                                                  */
+/* ------------------------------------------------------------------------ */
+
+#define SEG_ID "{id}"
+
+typedef void (*api_fn)(api_req *rq);
+
+/* One route under a record collection: the collections it exists for, its
+ * method, and its segments after the collection (NULL: fewer; SEG_ID: a
+ * record id; anything else: that literal). */
+typedef struct api_op {
+    unsigned kinds;
+    const char *method;
+    const char *s0;
+    const char *s1;
+    api_fn fn;
+} api_op;
+
+static const api_op api_ops[] = {
+    {K_ALL, "GET", NULL, NULL, op_list},
+    {K_APPLICATION, "POST", NULL, NULL, op_app_create},
+    {K_JOB, "GET", "enhanced", NULL, op_jobs_enhanced_batch},
+    {K_CANDIDATE, "GET", "search", NULL, op_cand_search},
+    {K_APPLICATION, "POST", "bulk-reject", NULL, op_app_bulk_reject},
+    {K_ALL, "GET", SEG_ID, NULL, op_get},
+    {K_APPLICATION, "POST", SEG_ID, "stage", op_app_stage},
+    {K_APPLICATION, "POST", SEG_ID, "reject", op_app_reject},
+    {K_APPLICATION | K_CANDIDATE, "POST", SEG_ID, "notes", op_notes},
+    {K_APPLICATION | K_CANDIDATE, "POST", SEG_ID, "attachments", op_attachments},
+    {K_CANDIDATE, "GET", SEG_ID, "resume", op_resume},
+    {K_ALL, "GET", SEG_ID, "custom-fields", op_cf_values},
+    {K_ALL, "PATCH", SEG_ID, "custom-fields", op_cf_update},
+    {K_JOB, "GET", SEG_ID, "enhanced", op_job_enhanced},
+};
+#define API_NOPS (sizeof api_ops / sizeof api_ops[0])
+
+/* Splits "/a/b" into rq->seg; -1 for anything else (empty segments, too
+ * many or too long). "" has no segment. */
+static int split_segments(api_req *rq, const char *p)
+{
+    rq->nseg = 0;
+    while (*p != '\0') {
+        if (*p != '/' || rq->nseg == 2)
+            return -1;
+        p++;
+        size_t n = strcspn(p, "/");
+        if (n == 0 || n >= API_SEG_MAX)
+            return -1;
+        memcpy(rq->seg[rq->nseg], p, n);
+        rq->seg[rq->nseg][n] = '\0';
+        rq->nseg++;
+        p += n;
+    }
+    return 0;
+}
+
+static bool seg_matches(const char *want, const char *have, bool reserved)
+{
+    if (strcmp(want, SEG_ID) == 0)
+        return !reserved;
+    return strcmp(want, have) == 0;
+}
+
+static bool op_matches(const api_op *op, const api_req *rq, bool reserved0)
+{
+    if (!(op->kinds & rq->kind->bit))
+        return false;
+    int n = op->s0 == NULL ? 0 : op->s1 == NULL ? 1 : 2;
+    if (n != rq->nseg)
+        return false;
+    return (n < 1 || seg_matches(op->s0, rq->seg[0], reserved0)) &&
+           (n < 2 || seg_matches(op->s1, rq->seg[1], false));
+}
+
+/* Answers 405 with the methods the path has. */
+static void method_not_allowed(api_req *rq, const char *allow)
+{
+    ah_ex_add_header(rq->ex, "Allow", allow);
+    ah_ex_error(rq->ex, 405, "method_not_allowed", "%s is not allowed here; use %s",
+                ah_ex_method(rq->ex), allow);
+}
+
+static void allow_add(char *allow, size_t cap, const char *method)
+{
+    if (strstr(allow, method) != NULL)
+        return;
+    size_t n = strlen(allow);
+    snprintf(allow + n, cap - n, "%s%s", n ? ", " : "", method);
+}
+
+static void dispatch_kind(api_req *rq, const char *rest)
+{
+    if (split_segments(rq, rest) != 0) {
+        ah_ex_error(rq->ex, 404, AH_E_NOT_FOUND, "no route for %s", ah_ex_path(rq->ex));
+        return;
+    }
+    /* A literal first segment ("search", "enhanced", ...) is never an id. */
+    bool reserved0 = false;
+    for (size_t i = 0; rq->nseg > 0 && i < API_NOPS; i++)
+        if ((api_ops[i].kinds & rq->kind->bit) && api_ops[i].s0 != NULL &&
+            strcmp(api_ops[i].s0, SEG_ID) != 0 && strcmp(api_ops[i].s0, rq->seg[0]) == 0)
+            reserved0 = true;
+    char allow[64] = "";
+    const char *method = ah_ex_method(rq->ex);
+    for (size_t i = 0; i < API_NOPS; i++) {
+        const api_op *op = &api_ops[i];
+        if (!op_matches(op, rq, reserved0))
+            continue;
+        if (strcmp(op->method, method) == 0) {
+            if (op->s0 != NULL && strcmp(op->s0, SEG_ID) == 0)
+                rq->id = rq->seg[0];
+            op->fn(rq);
+            return;
+        }
+        allow_add(allow, sizeof allow, op->method);
+    }
+    if (allow[0] != '\0')
+        method_not_allowed(rq, allow);
+    else
+        ah_ex_error(rq->ex, 404, AH_E_NOT_FOUND, "no route for %s", ah_ex_path(rq->ex));
+}
+
+/* GET /v1/stages, /v1/disposition-reasons, /v1/custom-fields/{entity} */
+static void dispatch_conn_resource(api_req *rq, const char *path)
+{
+    const char *topic = NULL, *entity = NULL;
+    if (strcmp(path, "/v1/stages") == 0) {
+        topic = "applications.list_stages";
+    } else if (strcmp(path, "/v1/disposition-reasons") == 0) {
+        topic = "dispositions.list";
+    } else if (strncmp(path, "/v1/custom-fields/", 18) == 0) {
+        for (size_t i = 0; i < API_NKINDS; i++)
+            if (strcmp(path + 18, api_kinds[i].type) == 0)
+                entity = api_kinds[i].type;
+        if (entity != NULL)
+            topic = "custom_fields.list";
+    }
+    if (topic == NULL) {
+        ah_ex_error(rq->ex, 404, AH_E_NOT_FOUND, "no route for %s", path);
+        return;
+    }
+    if (strcmp(ah_ex_method(rq->ex), "GET") != 0) {
+        method_not_allowed(rq, "GET");
+        return;
+    }
+    cJSON *b = entity != NULL ? obj1("entity", entity) : cJSON_CreateObject();
+    if (b == NULL) {
+        api_oom(rq);
+        return;
+    }
+    send_named(rq, topic, b);
+}
+
+static void api_handler(void *arg, ah_http_exchange *ex)
+{
+    api_req rq;
+    memset(&rq, 0, sizeof rq);
+    rq.core = arg;
+    rq.ex = ex;
+    if (api_auth(&rq) != 0)
+        return;
+    const char *path = ah_ex_path(ex);
+    for (size_t i = 0; i < API_NKINDS; i++) {
+        size_t n = strlen(api_kinds[i].prefix);
+        if (strncmp(path, api_kinds[i].prefix, n) == 0 && (path[n] == '\0' || path[n] == '/')) {
+            rq.kind = &api_kinds[i];
+            dispatch_kind(&rq, path + n);
+            cJSON_Delete(rq.empty);
+            return;
+        }
+    }
+    dispatch_conn_resource(&rq, path);
+    cJSON_Delete(rq.empty);
+}
+
+int ah_api_register(ah_core *core)
+{
+    ah_httpd *h = core->httpd;
+    for (size_t i = 0; i < API_NKINDS; i++)
+        if (ah_httpd_route(h, "*", api_kinds[i].prefix, AH_HTTPD_PREFIX, api_handler, core) != 0)
+            return -1;
+    if (ah_httpd_route(h, "*", "/v1/stages", 0, api_handler, core) != 0 ||
+        ah_httpd_route(h, "*", "/v1/disposition-reasons", 0, api_handler, core) != 0 ||
+        ah_httpd_route(h, "*", "/v1/custom-fields/", AH_HTTPD_PREFIX, api_handler, core) != 0)
+        return -1;
+    return 0;
+}

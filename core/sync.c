@@ -1,0 +1,822 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The sync engine (see sync.h): per (connection, type) a loop of page
+ * requests over the bus, each page committed with its cursor in one store
+ * transaction before its events go out; and the scheduler thread.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core.h"
+#include "sync.h"
+
+typedef struct sync_type {
+    const char *name;  /* "jobs": --type, cursor key */
+    const char *topic; /* bus topic */
+} sync_type;
+
+static const sync_type k_types[] = {
+    {"jobs", "jobs.stream"},
+    {"applications", "applications.stream"},
+    {"candidates", "candidates.stream"},
+};
+#define NTYPES (sizeof k_types / sizeof k_types[0])
+
+typedef struct run_key {
+    int64_t conn_id;
+    size_t type;
+} run_key;
+
+struct ah_sync {
+    pthread_mutex_t lock; /* guards everything below */
+    pthread_cond_t cond;  /* signalled on stop */
+    bool stopping;
+    bool thread_running;
+    pthread_t thread;
+    run_key *running;
+    size_t nrunning, caprunning;
+};
+
+/* ------------------------------------------------------------------------ */
+/* Provider times                                                            */
+/* ------------------------------------------------------------------------ */
+
+typedef struct ptime {
+    struct tm tm;   /* the fields as written (no zone applied) */
+    char sep;       /* 'T' or ' ' */
+    char frac[16];  /* ".123" as written, or "" */
+    long frac_ns;
+    char zone[8];   /* "Z", "+03:00", or "" */
+    long off_s;     /* seconds east of UTC */
+} ptime;
+
+static bool digits(const char *s, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+static bool ptime_parse(const char *s, ptime *p)
+{
+    if (s == NULL)
+        return false;
+    memset(p, 0, sizeof *p);
+    int y, mo, d, h, mi, se;
+    if (strlen(s) < 19 || !digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) ||
+        s[7] != '-' || !digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != ' ') ||
+        !digits(s + 11, 2, &h) || s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' ||
+        !digits(s + 17, 2, &se))
+        return false;
+    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
+        return false;
+    p->sep = s[10];
+    const char *q = s + 19;
+    if (*q == '.') {
+        size_t n = 1;
+        while (q[n] >= '0' && q[n] <= '9')
+            n++;
+        if (n == 1 || n >= sizeof p->frac)
+            return false;
+        memcpy(p->frac, q, n);
+        p->frac[n] = '\0';
+        long ns = 0;
+        for (size_t i = 1; i < 10; i++)
+            ns = ns * 10 + (i < n ? q[i] - '0' : 0);
+        p->frac_ns = ns;
+        q += n;
+    }
+    if (*q == 'Z' && q[1] == '\0') {
+        strcpy(p->zone, "Z");
+    } else if ((*q == '+' || *q == '-') && strlen(q) == 6 && q[3] == ':') {
+        int oh, om;
+        if (!digits(q + 1, 2, &oh) || !digits(q + 4, 2, &om) || oh > 23 || om > 59)
+            return false;
+        p->off_s = (*q == '-' ? -1L : 1L) * (oh * 3600L + om * 60L);
+        memcpy(p->zone, q, 7);
+    } else if (*q != '\0') {
+        return false;
+    }
+    p->tm.tm_year = y - 1900;
+    p->tm.tm_mon = mo - 1;
+    p->tm.tm_mday = d;
+    p->tm.tm_hour = h;
+    p->tm.tm_min = mi;
+    p->tm.tm_sec = se;
+    return true;
+}
+
+int ah_sync_time_cmp(const char *a, const char *b, int *cmp)
+{
+    ptime pa, pb;
+    if (!ptime_parse(a, &pa) || !ptime_parse(b, &pb))
+        return -1;
+    time_t ta = timegm(&pa.tm) - pa.off_s, tb = timegm(&pb.tm) - pb.off_s;
+    if (ta != tb)
+        *cmp = ta < tb ? -1 : 1;
+    else
+        *cmp = pa.frac_ns < pb.frac_ns ? -1 : (pa.frac_ns > pb.frac_ns ? 1 : 0);
+    return 0;
+}
+
+int ah_sync_time_minus_hours(const char *t, unsigned hours, char *out, size_t outlen)
+{
+    ptime p;
+    if (!ptime_parse(t, &p))
+        return -1;
+    /* Arithmetic on the fields as written: the result stays in the
+     * provider's own zone (or lack of one). */
+    time_t v = timegm(&p.tm) - (time_t)hours * 3600;
+    struct tm r;
+    if (gmtime_r(&v, &r) == NULL)
+        return -1;
+    char base[32];
+    if (strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &r) == 0)
+        return -1;
+    base[10] = p.sep;
+    int n = snprintf(out, outlen, "%s%s%s", base, p.frac, p.zone);
+    return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Engine state                                                              */
+/* ------------------------------------------------------------------------ */
+
+ah_sync *ah_sync_new(void)
+{
+    ah_sync *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
+    if (pthread_mutex_init(&s->lock, NULL) != 0) {
+        free(s);
+        return NULL;
+    }
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0) {
+        pthread_mutex_destroy(&s->lock);
+        free(s);
+        return NULL;
+    }
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(&s->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    if (rc != 0) {
+        pthread_mutex_destroy(&s->lock);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void ah_sync_free(ah_sync *s)
+{
+    if (s == NULL)
+        return;
+    pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->lock);
+    free(s->running);
+    free(s);
+}
+
+bool ah_sync_type_valid(const char *type)
+{
+    for (size_t i = 0; type != NULL && i < NTYPES; i++)
+        if (strcmp(k_types[i].name, type) == 0)
+            return true;
+    return false;
+}
+
+const char *ah_sync_code(int rc)
+{
+    switch (rc) {
+    case AH_SYNC_OK: return "ok";
+    case AH_SYNC_NOT_FOUND: return "not_found";
+    case AH_SYNC_RUNNING: return "sync_running";
+    case AH_SYNC_INVALID: return "invalid_request";
+    case AH_SYNC_STOPPED: return "shutting_down";
+    default: return "sync_failed";
+    }
+}
+
+static bool claim(ah_sync *s, int64_t conn_id, size_t type)
+{
+    bool ok = true;
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < s->nrunning; i++)
+        if (s->running[i].conn_id == conn_id && s->running[i].type == type)
+            ok = false;
+    if (ok && s->nrunning == s->caprunning) {
+        size_t nc = s->caprunning ? s->caprunning * 2 : 8;
+        run_key *nr = realloc(s->running, nc * sizeof *nr);
+        if (nr == NULL) {
+            ok = false;
+        } else {
+            s->running = nr;
+            s->caprunning = nc;
+        }
+    }
+    if (ok)
+        s->running[s->nrunning++] = (run_key){conn_id, type};
+    pthread_mutex_unlock(&s->lock);
+    return ok;
+}
+
+static void unclaim(ah_sync *s, int64_t conn_id, size_t type)
+{
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < s->nrunning; i++)
+        if (s->running[i].conn_id == conn_id && s->running[i].type == type) {
+            s->running[i] = s->running[--s->nrunning];
+            break;
+        }
+    pthread_mutex_unlock(&s->lock);
+}
+
+static bool is_stopping(ah_sync *s)
+{
+    pthread_mutex_lock(&s->lock);
+    bool v = s->stopping;
+    pthread_mutex_unlock(&s->lock);
+    return v;
+}
+
+/* Waits ms milliseconds unless the engine stops first; false when it did. */
+static bool sleep_unless_stopped(ah_sync *s, long ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&s->lock);
+    while (!s->stopping)
+        if (pthread_cond_timedwait(&s->cond, &s->lock, &ts) == ETIMEDOUT)
+            break;
+    bool stopped = s->stopping;
+    pthread_mutex_unlock(&s->lock);
+    return !stopped;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ------------------------------------------------------------------------ */
+/* One type                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static bool retryable(const char *code)
+{
+    static const char *const codes[] = {AH_E_UNAVAILABLE, AH_E_UPSTREAM, AH_E_TIMEOUT,
+                                        "overloaded", "connection_unavailable"};
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+        if (strcmp(code, codes[i]) == 0)
+            return true;
+    return false;
+}
+
+/* The cursor state of one (connection, type); strings malloc'd or NULL. */
+typedef struct cursor {
+    char *updated_after;
+    char *page_cursor;
+    char *run_max;
+} cursor;
+
+static void cursor_clear(cursor *c)
+{
+    free(c->updated_after);
+    free(c->page_cursor);
+    free(c->run_max);
+    memset(c, 0, sizeof *c);
+}
+
+static char *dup_string_member(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? strdup(v->valuestring) : NULL;
+}
+
+static int cursor_load(ah_core *core, int64_t cid, const char *key, cursor *out)
+{
+    memset(out, 0, sizeof *out);
+    char *text = NULL;
+    if (core->store->ops->cursor_get(core->store, cid, key, &text) != 0)
+        return -1;
+    if (text == NULL)
+        return 0;
+    cJSON *o = cJSON_Parse(text);
+    if (!cJSON_IsObject(o)) {
+        /* Not ours to guess at: start over, which duplicates nothing. */
+        ah_log(&core->log, AH_LOG_WARN, "sync", "cursor %s of connection %lld is not JSON; "
+               "syncing from the start", key, (long long)cid);
+    } else {
+        out->updated_after = dup_string_member(o, "updated_after");
+        out->page_cursor = dup_string_member(o, "page_cursor");
+        out->run_max = dup_string_member(o, "run_max");
+    }
+    cJSON_Delete(o);
+    free(text);
+    return 0;
+}
+
+static void add_str_or_null(cJSON *o, const char *key, const char *v)
+{
+    if (v != NULL)
+        cJSON_AddStringToObject(o, key, v);
+    else
+        cJSON_AddNullToObject(o, key);
+}
+
+static char *cursor_text(const char *ua, const char *pc, const char *rmax)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return NULL;
+    add_str_or_null(o, "updated_after", ua);
+    add_str_or_null(o, "page_cursor", pc);
+    add_str_or_null(o, "run_max", rmax);
+    char *t = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return t;
+}
+
+typedef struct run_ctx {
+    ah_core *core;
+    ah_conn *conn;
+    const sync_type *type;
+    unsigned backfill_hours;
+    ah_sync_progress cb;
+    void *cb_arg;
+    ah_sync_stats *st;
+    char *err;
+    size_t errlen;
+} run_ctx;
+
+/* Asks for one page, retrying retryable failures. 0 with *r ok, or an
+ * AH_SYNC_* failure with err filled (r freed). */
+static int request_page(run_ctx *x, const cursor *cur, ah_reply *r)
+{
+    ah_core *core = x->core;
+    long backoff = core->cfg.http_backoff_ms > 0 ? core->cfg.http_backoff_ms : 200;
+    long cap = core->cfg.http_backoff_max_ms > 0 ? core->cfg.http_backoff_max_ms : 10000;
+    for (int attempt = 1;; attempt++) {
+        if (is_stopping(core->sync)) {
+            snprintf(x->err, x->errlen, "the host is stopping");
+            return AH_SYNC_STOPPED;
+        }
+        cJSON *body = cJSON_CreateObject();
+        if (body == NULL || (cur->updated_after != NULL &&
+                             cJSON_AddStringToObject(body, "updated_after", cur->updated_after) == NULL) ||
+            (cur->page_cursor != NULL &&
+             cJSON_AddStringToObject(body, "cursor", cur->page_cursor) == NULL)) {
+            cJSON_Delete(body);
+            snprintf(x->err, x->errlen, "out of memory");
+            return AH_SYNC_FAILED;
+        }
+        memset(r, 0, sizeof *r);
+        if (ah_bus_request(core->bus, (uint64_t)x->conn->id, NULL, x->type->topic, body, 0, r) == 0)
+            return 0;
+        bool again = retryable(r->code) && attempt < AH_SYNC_PAGE_ATTEMPTS;
+        if (!again) {
+            snprintf(x->err, x->errlen, "%s: %s%s", r->code, r->message ? r->message : "",
+                     retryable(r->code) ? " (gave up after the page's last attempt)" : "");
+            ah_reply_free(r);
+            return AH_SYNC_FAILED;
+        }
+        ah_log(&core->log, AH_LOG_DEBUG, "sync", "%s/%s %s: page failed (%s: %s), attempt %d",
+               x->conn->tenant, x->conn->name, x->type->name, r->code,
+               r->message ? r->message : "", attempt);
+        ah_reply_free(r);
+        x->st->retries++;
+        long delay = backoff;
+        for (int i = 1; i < attempt && delay < cap; i++)
+            delay *= 2;
+        if (delay > cap)
+            delay = cap;
+        if (!sleep_unless_stopped(core->sync, delay)) {
+            snprintf(x->err, x->errlen, "the host is stopping");
+            return AH_SYNC_STOPPED;
+        }
+    }
+}
+
+static void publish_change(run_ctx *x, const ah_record_in *in, const char *id, bool created)
+{
+    char topic[96];
+    snprintf(topic, sizeof topic, "event.%.40s.%s", in->type, created ? "created" : "updated");
+    cJSON *b = cJSON_CreateObject();
+    if (b == NULL)
+        return;
+    cJSON_AddStringToObject(b, "id", id != NULL ? id : "");
+    cJSON_AddStringToObject(b, "remote_id", in->remote_id);
+    cJSON_AddStringToObject(b, "type", in->type);
+    cJSON_AddStringToObject(b, "connection", x->conn->name);
+    add_str_or_null(b, "updated_at", in->updated_at);
+    /* A lost event is logged by the core; the record itself is committed. */
+    ah_core_publish(x->core, x->conn->tenant_id, topic, b);
+}
+
+/* Commits one page (records + the cursor that follows) and publishes its
+ * changes. Advances *cur on success. */
+static int commit_page(run_ctx *x, const char *key, cursor *cur, const cJSON *recs,
+                       const char *next)
+{
+    ah_core *core = x->core;
+    size_t n = (size_t)cJSON_GetArraySize(recs);
+    ah_record_in *in = calloc(n ? n : 1, sizeof *in);
+    char **texts = calloc(n ? 2 * n : 1, sizeof *texts);
+    char **ids = calloc(n ? n : 1, sizeof *ids);
+    ah_upsert_result *res = calloc(n ? n : 1, sizeof *res);
+    char *ctext = NULL, *newmax = cur->run_max != NULL ? strdup(cur->run_max) : NULL;
+    int rc = AH_SYNC_FAILED;
+    if (in == NULL || texts == NULL || ids == NULL || res == NULL ||
+        (cur->run_max != NULL && newmax == NULL)) {
+        snprintf(x->err, x->errlen, "out of memory");
+        goto out;
+    }
+    size_t i = 0;
+    const cJSON *rec;
+    cJSON_ArrayForEach(rec, recs) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(rec, "type");
+        const cJSON *rid = cJSON_GetObjectItemCaseSensitive(rec, "remote_id");
+        const cJSON *up = cJSON_GetObjectItemCaseSensitive(rec, "updated_at");
+        if (!cJSON_IsString(t) || !cJSON_IsString(rid)) {
+            snprintf(x->err, x->errlen, "plugin_error: a streamed record without type or remote_id");
+            goto out;
+        }
+        in[i].type = t->valuestring;
+        in[i].remote_id = rid->valuestring;
+        in[i].updated_at = cJSON_IsString(up) ? up->valuestring : NULL;
+        texts[2 * i] = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(rec, "raw"));
+        texts[2 * i + 1] = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(rec, "fields"));
+        in[i].raw = texts[2 * i];
+        in[i].fields = texts[2 * i + 1];
+        /* An updated_at that is no provider time cannot move the window. */
+        int cmp = 0;
+        bool valid = in[i].updated_at != NULL &&
+                     ah_sync_time_cmp(in[i].updated_at, in[i].updated_at, &cmp) == 0;
+        /* A saved run_max that is no provider time (hand-edited cursor)
+         * gives way to any valid one. */
+        if (valid && (newmax == NULL || ah_sync_time_cmp(in[i].updated_at, newmax, &cmp) != 0 ||
+                      cmp > 0)) {
+            char *m = strdup(in[i].updated_at);
+            if (m == NULL) {
+                snprintf(x->err, x->errlen, "out of memory");
+                goto out;
+            }
+            free(newmax);
+            newmax = m;
+        }
+        i++;
+    }
+    if (next != NULL) {
+        ctext = cursor_text(cur->updated_after, next, newmax);
+    } else {
+        /* The run is complete: the next one starts backfill_hours before
+         * the newest record seen, but never before where this one started. */
+        char ua[64];
+        const char *nua = cur->updated_after;
+        int cmp = 0;
+        if (newmax != NULL &&
+            ah_sync_time_minus_hours(newmax, x->backfill_hours, ua, sizeof ua) == 0 &&
+            (nua == NULL || ah_sync_time_cmp(ua, nua, &cmp) != 0 || cmp > 0))
+            nua = ua;
+        ctext = cursor_text(nua, NULL, NULL);
+        if (ctext != NULL) {
+            char *keep = nua != NULL ? strdup(nua) : NULL;
+            free(cur->updated_after);
+            cur->updated_after = keep;
+        }
+    }
+    if (ctext == NULL) {
+        snprintf(x->err, x->errlen, "out of memory");
+        goto out;
+    }
+    if (core->store->ops->records_upsert(core->store, x->conn->id, in, n, key, ctext, res, ids) != 0) {
+        snprintf(x->err, x->errlen, "store_error: cannot commit page %ld (see the log)",
+                 x->st->pages + 1);
+        goto out;
+    }
+    for (size_t k = 0; k < n; k++) {
+        if (res[k] == AH_REC_CREATED) {
+            x->st->created++;
+            publish_change(x, &in[k], ids[k], true);
+        } else if (res[k] == AH_REC_UPDATED) {
+            x->st->updated++;
+            publish_change(x, &in[k], ids[k], false);
+        } else {
+            x->st->unchanged++;
+        }
+    }
+    x->st->pages++;
+    x->st->records += (long)n;
+    snprintf(x->st->last_cursor, sizeof x->st->last_cursor, "%s", next != NULL ? next : "");
+    free(cur->page_cursor);
+    cur->page_cursor = next != NULL ? strdup(next) : NULL;
+    free(cur->run_max);
+    cur->run_max = next != NULL ? newmax : NULL;
+    if (next == NULL)
+        free(newmax);
+    newmax = NULL;
+    rc = AH_SYNC_OK;
+out:
+    for (size_t k = 0; texts != NULL && k < 2 * n; k++)
+        free(texts[k]);
+    for (size_t k = 0; ids != NULL && k < n; k++)
+        free(ids[k]);
+    free(texts);
+    free(ids);
+    free(res);
+    free(in);
+    free(ctext);
+    free(newmax);
+    return rc;
+}
+
+static int run_type(run_ctx *x)
+{
+    ah_core *core = x->core;
+    char key[64];
+    snprintf(key, sizeof key, "sync.%s", x->type->name);
+    cursor cur;
+    if (cursor_load(core, x->conn->id, key, &cur) != 0) {
+        snprintf(x->err, x->errlen, "store_error: cannot read the cursor");
+        return AH_SYNC_FAILED;
+    }
+    double t0 = now_s();
+    int rc;
+    for (;;) {
+        ah_reply r;
+        rc = request_page(x, &cur, &r);
+        if (rc != 0)
+            break;
+        const cJSON *recs = cJSON_GetObjectItemCaseSensitive(r.body, "records");
+        const cJSON *nx = cJSON_GetObjectItemCaseSensitive(r.body, "next_cursor");
+        const char *next = cJSON_IsString(nx) ? nx->valuestring : NULL;
+        if ((nx != NULL && !cJSON_IsNull(nx) && !cJSON_IsString(nx)) ||
+            (recs != NULL && !cJSON_IsArray(recs))) {
+            snprintf(x->err, x->errlen, "plugin_error: the reply's next_cursor or records "
+                     "have the wrong type");
+            rc = AH_SYNC_FAILED;
+        } else if (next != NULL && cur.page_cursor != NULL && strcmp(next, cur.page_cursor) == 0) {
+            snprintf(x->err, x->errlen, "plugin_error: the stream did not advance "
+                     "(next_cursor equals the cursor asked for)");
+            rc = AH_SYNC_FAILED;
+        } else {
+            cJSON *empty = recs == NULL ? cJSON_CreateArray() : NULL;
+            rc = commit_page(x, key, &cur, recs != NULL ? recs : empty, next);
+            cJSON_Delete(empty);
+        }
+        bool last = next == NULL;
+        ah_reply_free(&r);
+        if (rc != 0)
+            break;
+        x->st->seconds = now_s() - t0;
+        if (x->cb != NULL)
+            x->cb(x->cb_arg, x->type->name, x->st);
+        if (last)
+            break;
+    }
+    x->st->seconds = now_s() - t0;
+    cursor_clear(&cur);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Runs                                                                      */
+/* ------------------------------------------------------------------------ */
+
+static void stats_add(ah_sync_stats *t, const ah_sync_stats *s)
+{
+    t->pages += s->pages;
+    t->records += s->records;
+    t->created += s->created;
+    t->updated += s->updated;
+    t->unchanged += s->unchanged;
+    t->retries += s->retries;
+    t->seconds += s->seconds;
+    snprintf(t->last_cursor, sizeof t->last_cursor, "%s", s->last_cursor);
+}
+
+int ah_sync_run(ah_core *core, const char *tenant, const char *connection, const char *type,
+                ah_sync_progress cb, void *arg, ah_sync_stats *total, char *err, size_t errlen)
+{
+    char scratch[8];
+    if (err == NULL) {
+        err = scratch;
+        errlen = sizeof scratch;
+    }
+    err[0] = '\0';
+    if (total != NULL)
+        memset(total, 0, sizeof *total);
+    if (type != NULL && !ah_sync_type_valid(type)) {
+        snprintf(err, errlen, "unknown type '%s' (jobs, applications or candidates)", type);
+        return AH_SYNC_INVALID;
+    }
+    if (core->bus == NULL || core->sync == NULL) {
+        snprintf(err, errlen, "the core was opened without its bus");
+        return AH_SYNC_FAILED;
+    }
+    ah_conn *c = ah_conn_find(core, tenant, connection);
+    if (c == NULL) {
+        snprintf(err, errlen, "tenant '%s' has no connection '%s'", tenant, connection);
+        return AH_SYNC_NOT_FOUND;
+    }
+    ah_generation *gen = ah_registry_acquire(core->registry, c->plugin);
+    if (gen == NULL) {
+        snprintf(err, errlen, "plugin '%s' is not loaded", c->plugin);
+        ah_conn_release(c);
+        return AH_SYNC_FAILED;
+    }
+    bool streams[NTYPES];
+    size_t nstreams = 0;
+    for (size_t i = 0; i < NTYPES; i++) {
+        streams[i] = ah_router_resolve(gen->desc, ah_router_topic(k_types[i].topic)) != NULL &&
+                     (type == NULL || strcmp(type, k_types[i].name) == 0);
+        nstreams += streams[i];
+    }
+    const ah_streaming_ops *so = gen->desc->streaming;
+    unsigned backfill = AH_HAS(so, backfill_hours) ? so->backfill_hours : 0;
+    ah_generation_release(gen);
+    if (nstreams == 0) {
+        snprintf(err, errlen, "plugin '%s' does not stream %s", c->plugin,
+                 type != NULL ? type : "anything");
+        ah_conn_release(c);
+        return AH_SYNC_INVALID;
+    }
+    int rc = AH_SYNC_OK;
+    for (size_t i = 0; i < NTYPES && rc == AH_SYNC_OK; i++) {
+        if (!streams[i])
+            continue;
+        if (!claim(core->sync, c->id, i)) {
+            snprintf(err, errlen, "%s: a sync of %s/%s %s is already running", k_types[i].name,
+                     tenant, connection, k_types[i].name);
+            rc = AH_SYNC_RUNNING;
+            break;
+        }
+        ah_sync_stats st;
+        memset(&st, 0, sizeof st);
+        char why[1024] = "";
+        run_ctx x = {core, c, &k_types[i], backfill, cb, arg, &st, why, sizeof why};
+        rc = run_type(&x);
+        unclaim(core->sync, c->id, i);
+        st.done = true;
+        st.failed = rc != AH_SYNC_OK;
+        if (rc != AH_SYNC_OK)
+            snprintf(err, errlen, "%s: %s; the cursor was kept at the last committed page "
+                     "(%ld pages committed in this run)", k_types[i].name, why, st.pages);
+        if (cb != NULL)
+            cb(arg, k_types[i].name, &st);
+        if (total != NULL)
+            stats_add(total, &st);
+    }
+    if (total != NULL) {
+        total->done = true;
+        total->failed = rc != AH_SYNC_OK;
+    }
+    ah_conn_release(c);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Scheduler                                                                 */
+/* ------------------------------------------------------------------------ */
+
+typedef struct conn_name {
+    char *tenant;
+    char *name;
+} conn_name;
+
+typedef struct conn_list {
+    conn_name *v;
+    size_t n, cap;
+} conn_list;
+
+static void collect_enabled(void *arg, const ah_connection_row *row)
+{
+    conn_list *l = arg;
+    if (!row->enabled || row->tenant == NULL || row->name == NULL)
+        return;
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 16;
+        conn_name *nv = realloc(l->v, nc * sizeof *nv);
+        if (nv == NULL)
+            return;
+        l->v = nv;
+        l->cap = nc;
+    }
+    conn_name e = {strdup(row->tenant), strdup(row->name)};
+    if (e.tenant == NULL || e.name == NULL) {
+        free(e.tenant);
+        free(e.name);
+        return;
+    }
+    l->v[l->n++] = e;
+}
+
+static void sched_pass(ah_core *core)
+{
+    conn_list l = {NULL, 0, 0};
+    if (core->store->ops->connection_list(core->store, NULL, collect_enabled, &l) != 0)
+        ah_log(&core->log, AH_LOG_WARN, "sync", "scheduler: cannot list connections");
+    for (size_t i = 0; i < l.n && !is_stopping(core->sync); i++) {
+        /* The in-memory table is what requests are served from: a
+         * connection disabled there would only answer connection_disabled. */
+        ah_conn *c = ah_conn_find(core, l.v[i].tenant, l.v[i].name);
+        bool enabled = c != NULL && c->enabled;
+        ah_conn_release(c);
+        for (size_t t = 0; enabled && t < NTYPES && !is_stopping(core->sync); t++) {
+            ah_sync_stats st;
+            char err[1024];
+            int rc = ah_sync_run(core, l.v[i].tenant, l.v[i].name, k_types[t].name, NULL, NULL,
+                                 &st, err, sizeof err);
+            if (rc == AH_SYNC_OK)
+                ah_log(&core->log, AH_LOG_INFO, "sync",
+                       "%s/%s %s: %ld pages, %ld records (%ld new, %ld updated, %ld unchanged), "
+                       "%ld retries, %.2f s", l.v[i].tenant, l.v[i].name, k_types[t].name,
+                       st.pages, st.records, st.created, st.updated, st.unchanged, st.retries,
+                       st.seconds);
+            else if (rc == AH_SYNC_FAILED)
+                ah_log(&core->log, AH_LOG_WARN, "sync", "%s/%s %s", l.v[i].tenant,
+                       l.v[i].name, err);
+            else if (rc == AH_SYNC_RUNNING)
+                ah_log(&core->log, AH_LOG_DEBUG, "sync", "%s/%s %s", l.v[i].tenant,
+                       l.v[i].name, err);
+            /* AH_SYNC_INVALID: the plugin does not stream that type. */
+        }
+    }
+    for (size_t i = 0; i < l.n; i++) {
+        free(l.v[i].tenant);
+        free(l.v[i].name);
+    }
+    free(l.v);
+}
+
+static void *sched_main(void *arg)
+{
+    ah_core *core = arg;
+    ah_sync *s = core->sync;
+    long interval_ms = (long)core->cfg.sync_interval_s * 1000L;
+    while (!is_stopping(s)) {
+        sched_pass(core);
+        if (!sleep_unless_stopped(s, interval_ms))
+            break;
+    }
+    return NULL;
+}
+
+int ah_sync_scheduler_start(ah_core *core, char *err, size_t errlen)
+{
+    ah_sync *s = core->sync;
+    if (s == NULL) {
+        snprintf(err, errlen, "the sync engine is not initialised");
+        return -1;
+    }
+    pthread_mutex_lock(&s->lock);
+    s->stopping = false;
+    bool running = s->thread_running;
+    pthread_mutex_unlock(&s->lock);
+    if (running || core->cfg.sync_interval_s <= 0)
+        return 0;
+    if (core->bus == NULL) {
+        snprintf(err, errlen, "the sync scheduler needs the bus");
+        return -1;
+    }
+    if (pthread_create(&s->thread, NULL, sched_main, core) != 0) {
+        snprintf(err, errlen, "cannot start the sync scheduler thread");
+        return -1;
+    }
+    s->thread_running = true;
+    return 0;
+}
+
+void ah_sync_scheduler_stop(ah_core *core)
+{
+    ah_sync *s = core->sync;
+    if (s == NULL)
+        return;
+    /* Stays set until the next start: runs on other threads (admin API)
+     * end too, so that the server can stop. */
+    pthread_mutex_lock(&s->lock);
+    s->stopping = true;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    if (s->thread_running) {
+        pthread_join(s->thread, NULL);
+        s->thread_running = false;
+    }
+}

@@ -1,0 +1,783 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The sync engine end to end: the streamer fixture plugin against a test
+ * provider served by the simulator framework (keyset paging, provider-local
+ * times, updated_after, seeded faults), in process and through the real
+ * `atshub sync` binary (crash and resume).
+ */
+#include <check.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core.h"
+#include "sim/sim.h"
+#include "support/harness.h"
+
+/* ------------------------------------------------------------------------ */
+/* The test provider                                                         */
+/* ------------------------------------------------------------------------ */
+
+typedef struct item {
+    long id;
+    time_t ts; /* provider-local wall clock, written without an offset */
+    int version;
+} item;
+
+typedef struct list {
+    item *v;
+    size_t n;
+} list;
+
+typedef struct prov {
+    pthread_mutex_t mu;
+    list items;  /* /items (jobs), kept sorted by (ts, id) */
+    list people; /* /people (candidates) */
+    int delay_ms;
+    int status; /* 0: normal; else every list answers this status */
+} prov;
+
+#define BASE_TS 1759276800L /* 2025-10-01T00:00:00 */
+
+static void fmt_ts(time_t t, char out[32])
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+}
+
+static int cmp_item(const void *a, const void *b)
+{
+    const item *x = a, *y = b;
+    if (x->ts != y->ts)
+        return x->ts < y->ts ? -1 : 1;
+    return x->id < y->id ? -1 : (x->id > y->id);
+}
+
+static void list_fill(list *l, size_t n)
+{
+    l->v = calloc(n ? n : 1, sizeof(item));
+    ck_assert_ptr_nonnull(l->v);
+    l->n = n;
+    for (size_t i = 0; i < n; i++)
+        l->v[i] = (item){(long)i + 1, BASE_TS + (time_t)i * 60, 1};
+}
+
+static void bad_request(ah_sim_resp *resp, const char *why)
+{
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "error", "bad_request");
+    cJSON_AddStringToObject(e, "message", why);
+    ah_sim_json(resp, 400, e);
+}
+
+static void serve_list(prov *p, list *l, const ah_sim_req *req, ah_sim_resp *resp)
+{
+    const char *pp = ah_sim_query(req, "per_page");
+    const char *cur = ah_sim_query(req, "cursor");
+    const char *ua = ah_sim_query(req, "updated_after");
+    long per_page = pp != NULL ? strtol(pp, NULL, 10) : 100;
+    if (per_page < 1 || per_page > 1000)
+        return bad_request(resp, "per_page");
+    long cts = 0, cid = 0;
+    if (cur != NULL && sscanf(cur, "%ld:%ld", &cts, &cid) != 2)
+        return bad_request(resp, "cursor");
+    time_t after = 0;
+    if (ua != NULL) {
+        struct tm tm;
+        memset(&tm, 0, sizeof tm);
+        const char *end = strptime(ua, "%Y-%m-%dT%H:%M:%S", &tm);
+        if (end == NULL || *end != '\0')
+            return bad_request(resp, "updated_after");
+        after = timegm(&tm);
+    }
+    pthread_mutex_lock(&p->mu);
+    int delay = p->delay_ms;
+    pthread_mutex_unlock(&p->mu);
+    if (delay > 0)
+        usleep((useconds_t)delay * 1000);
+    pthread_mutex_lock(&p->mu);
+    if (p->status != 0) {
+        int st = p->status;
+        pthread_mutex_unlock(&p->mu);
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "error", "refused");
+        ah_sim_json(resp, st, e);
+        return;
+    }
+    cJSON *root = cJSON_CreateObject();
+    cJSON *data = cJSON_AddArrayToObject(root, "data");
+    size_t i = 0;
+    while (i < l->n && ((ua != NULL && l->v[i].ts <= after) ||
+                        (cur != NULL && (l->v[i].ts < cts || (l->v[i].ts == cts && l->v[i].id <= cid)))))
+        i++;
+    long taken = 0;
+    const item *last = NULL;
+    for (; i < l->n && taken < per_page; i++, taken++) {
+        const item *it = &l->v[i];
+        char ts[32], title[64];
+        fmt_ts(it->ts, ts);
+        snprintf(title, sizeof title, "Item %ld v%d", it->id, it->version);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "id", (double)it->id);
+        cJSON_AddStringToObject(o, "title", title);
+        cJSON_AddStringToObject(o, "updated_at", ts);
+        cJSON_AddItemToArray(data, o);
+        last = it;
+    }
+    if (i < l->n && last != NULL) {
+        char next[64];
+        snprintf(next, sizeof next, "%ld:%ld", (long)last->ts, last->id);
+        cJSON_AddStringToObject(root, "next_cursor", next);
+    } else {
+        cJSON_AddNullToObject(root, "next_cursor");
+    }
+    pthread_mutex_unlock(&p->mu);
+    ah_sim_json(resp, 200, root);
+}
+
+static void on_items(void *arg, const ah_sim_req *req, ah_sim_resp *resp)
+{
+    prov *p = arg;
+    serve_list(p, &p->items, req, resp);
+}
+
+static void on_people(void *arg, const ah_sim_req *req, ah_sim_resp *resp)
+{
+    prov *p = arg;
+    serve_list(p, &p->people, req, resp);
+}
+
+/* Gives item `id` a new version stamped `ts`. */
+static void prov_touch(prov *p, long id, time_t ts)
+{
+    pthread_mutex_lock(&p->mu);
+    for (size_t i = 0; i < p->items.n; i++)
+        if (p->items.v[i].id == id) {
+            p->items.v[i].ts = ts;
+            p->items.v[i].version++;
+        }
+    qsort(p->items.v, p->items.n, sizeof(item), cmp_item);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void prov_set(prov *p, int *field, int v)
+{
+    pthread_mutex_lock(&p->mu);
+    *field = v;
+    pthread_mutex_unlock(&p->mu);
+}
+
+static time_t prov_newest(prov *p)
+{
+    pthread_mutex_lock(&p->mu);
+    time_t t = p->items.n ? p->items.v[p->items.n - 1].ts : 0;
+    pthread_mutex_unlock(&p->mu);
+    return t;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Fixture                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct fixture {
+    char *dir;
+    char *ini;
+    ah_core *core;
+    ah_sim *sim;
+    prov p;
+    int64_t tenant_id;
+} fixture;
+
+static void sim_up(fixture *f, size_t nitems, size_t npeople, const ah_sim_opts *o)
+{
+    memset(&f->p, 0, sizeof f->p);
+    pthread_mutex_init(&f->p.mu, NULL);
+    list_fill(&f->p.items, nitems);
+    list_fill(&f->p.people, npeople);
+    ah_sim_opts def = {.seed = 1};
+    f->sim = ah_sim_new(o != NULL ? o : &def);
+    ck_assert_ptr_nonnull(f->sim);
+    ck_assert_int_eq(ah_sim_route(f->sim, "GET", "/items", on_items, &f->p), 0);
+    ck_assert_int_eq(ah_sim_route(f->sim, "GET", "/people", on_people, &f->p), 0);
+    ck_assert_int_eq(ah_sim_start(f->sim), 0);
+}
+
+static ah_core *core_open(fixture *f)
+{
+    ah_config cfg;
+    char err[1024];
+    ck_assert_msg(ah_config_load(f->ini, &cfg, err, sizeof err) == 0, "%s", err);
+    ah_core_opts o = {.load_plugins = true, .start_bus = true};
+    ah_core *core = ah_core_open(&cfg, &o, err, sizeof err);
+    ck_assert_msg(core != NULL, "%s", err);
+    return core;
+}
+
+static int64_t add_conn(fixture *f, const char *name, const char *base_url, const char *per_page)
+{
+    ah_generation *gen = ah_registry_acquire(f->core->registry, "streamer");
+    ck_assert_ptr_nonnull(gen);
+    cJSON *in = cJSON_CreateObject();
+    cJSON_AddStringToObject(in, "base_url", base_url);
+    cJSON_AddStringToObject(in, "per_page", per_page);
+    char *text = NULL, err[512];
+    ck_assert_msg(ah_settings_build(f->core, gen->desc->settings, "streamer", NULL, in, true, NULL,
+                                    &text, err, sizeof err) == 0, "%s", err);
+    int64_t cid;
+    ck_assert_int_eq(f->core->store->ops->connection_add(f->core->store, f->tenant_id, "streamer",
+                                                         name, text, &cid), 0);
+    free(text);
+    cJSON_Delete(in);
+    ah_generation_release(gen);
+    ck_assert_int_eq(ah_conns_reload(f->core), 0);
+    return cid;
+}
+
+/* Provider with nitems jobs and npeople candidates, a core, tenant "acme"
+ * and connection "main" (per_page records a page). */
+static int64_t setup(fixture *f, size_t nitems, size_t npeople, const char *per_page,
+                     const ah_sim_opts *o)
+{
+    memset(f, 0, sizeof *f);
+    f->dir = ah_t_tmpdir();
+    ck_assert_ptr_nonnull(f->dir);
+    char extra[1024];
+    snprintf(extra, sizeof extra, "streamer = %s/streamer.so\n", ah_t_env("AH_FIXTURE_DIR"));
+    f->ini = ah_t_write_ini(f->dir, extra);
+    ck_assert_ptr_nonnull(f->ini);
+    sim_up(f, nitems, npeople, o);
+    f->core = core_open(f);
+    ck_assert_int_eq(f->core->store->ops->tenant_add(f->core->store, "acme", "00", &f->tenant_id), 0);
+    return add_conn(f, "main", ah_sim_url(f->sim), per_page);
+}
+
+static void teardown(fixture *f)
+{
+    ah_core_close(f->core);
+    if (f->sim != NULL)
+        ah_sim_stop(f->sim);
+    free(f->p.items.v);
+    free(f->p.people.v);
+    pthread_mutex_destroy(&f->p.mu);
+    ah_t_rmrf(f->dir);
+    free(f->dir);
+    free(f->ini);
+}
+
+typedef struct ev_count {
+    long created, updated;
+} ev_count;
+
+static void count_ev(void *arg, const ah_outbox_row *row)
+{
+    ev_count *c = arg;
+    if (strcmp(row->topic, "event.job.created") == 0)
+        c->created++;
+    else if (strcmp(row->topic, "event.job.updated") == 0)
+        c->updated++;
+}
+
+static ev_count events(ah_core *core)
+{
+    ah_bus_drain(core->bus);
+    ev_count c = {0, 0};
+    ck_assert_int_eq(core->store->ops->outbox_pending(core->store, 1000000, count_ev, &c), 0);
+    return c;
+}
+
+static cJSON *cursor_of(ah_core *core, int64_t cid, const char *key)
+{
+    char *text = NULL;
+    ck_assert_int_eq(core->store->ops->cursor_get(core->store, cid, key, &text), 0);
+    if (text == NULL)
+        return NULL;
+    cJSON *o = cJSON_Parse(text);
+    free(text);
+    ck_assert_ptr_nonnull(o);
+    return o;
+}
+
+static int sync_jobs(fixture *f, ah_sync_stats *st, char *err, size_t errlen)
+{
+    return ah_sync_run(f->core, "acme", "main", "jobs", NULL, NULL, st, err, errlen);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Provider times                                                            */
+/* ------------------------------------------------------------------------ */
+
+START_TEST(test_provider_times)
+{
+    char out[64];
+    int cmp = 9;
+    ck_assert_int_eq(ah_sync_time_minus_hours("2025-10-06T16:30:00", 2, out, sizeof out), 0);
+    ck_assert_str_eq(out, "2025-10-06T14:30:00");
+    ck_assert_int_eq(ah_sync_time_minus_hours("2025-10-01T01:00:00.250Z", 2, out, sizeof out), 0);
+    ck_assert_str_eq(out, "2025-09-30T23:00:00.250Z");
+    ck_assert_int_eq(ah_sync_time_minus_hours("2024-03-01 01:00:00+03:00", 2, out, sizeof out), 0);
+    ck_assert_str_eq(out, "2024-02-29 23:00:00+03:00");
+    ck_assert_int_eq(ah_sync_time_minus_hours("2025-10-06", 2, out, sizeof out), -1);
+    ck_assert_int_eq(ah_sync_time_minus_hours("2025-13-06T00:00:00", 2, out, sizeof out), -1);
+    ck_assert_int_eq(ah_sync_time_minus_hours("2025-10-06T00:00:00+3", 2, out, sizeof out), -1);
+    ck_assert_int_eq(ah_sync_time_minus_hours("2025-10-06T00:00:00", 2, out, 10), -1);
+
+    ck_assert_int_eq(ah_sync_time_cmp("2025-10-06T16:30:00", "2025-10-06T16:30:01", &cmp), 0);
+    ck_assert_int_lt(cmp, 0);
+    ck_assert_int_eq(ah_sync_time_cmp("2025-10-06T16:30:00.5", "2025-10-06T16:30:00.25", &cmp), 0);
+    ck_assert_int_gt(cmp, 0);
+    /* Same instant written in two zones. */
+    ck_assert_int_eq(ah_sync_time_cmp("2025-10-06T16:30:00+03:00", "2025-10-06T13:30:00Z", &cmp), 0);
+    ck_assert_int_eq(cmp, 0);
+    ck_assert_int_eq(ah_sync_time_cmp("yesterday", "2025-10-06T13:30:00Z", &cmp), -1);
+    ck_assert_int_eq(ah_sync_time_cmp(NULL, "2025-10-06T13:30:00Z", &cmp), -1);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Full, incremental and backfill                                            */
+/* ------------------------------------------------------------------------ */
+
+START_TEST(test_full_then_incremental)
+{
+    fixture f;
+    const size_t n = 2000;
+    int64_t cid = setup(&f, n, 0, "100", NULL);
+    ah_sync_stats st;
+    char err[1024];
+    ck_assert_msg(sync_jobs(&f, &st, err, sizeof err) == AH_SYNC_OK, "%s", err);
+    ck_assert_int_eq(st.pages, 20);
+    ck_assert_int_eq(st.records, (long)n);
+    ck_assert_int_eq(st.created, (long)n);
+    ck_assert_int_eq(st.updated, 0);
+    ck_assert_int_eq(st.retries, 0);
+    ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, cid, "job"), (int64_t)n);
+    ev_count ev = events(f.core);
+    ck_assert_int_eq(ev.created, (long)n);
+    ck_assert_int_eq(ev.updated, 0);
+
+    /* The cursor: the newest provider time minus 2 hours, in the
+     * provider's own style; no page in progress. */
+    char newest[32], want[32];
+    fmt_ts(prov_newest(&f.p), newest);
+    fmt_ts(prov_newest(&f.p) - 2 * 3600, want);
+    cJSON *c = cursor_of(f.core, cid, "sync.jobs");
+    ck_assert_ptr_nonnull(c);
+    ck_assert_str_eq(cJSON_GetObjectItem(c, "updated_after")->valuestring, want);
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(c, "page_cursor")));
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(c, "run_max")));
+    cJSON_Delete(c);
+
+    /* Nothing changed: the backfill window is read again, nothing stored,
+     * no event. */
+    ck_assert_msg(sync_jobs(&f, &st, err, sizeof err) == AH_SYNC_OK, "%s", err);
+    ck_assert_int_eq(st.created, 0);
+    ck_assert_int_eq(st.updated, 0);
+    ck_assert_int_eq(st.unchanged, 120); /* one item a minute, 2 hours */
+    ev = events(f.core);
+    ck_assert_int_eq(ev.created, (long)n);
+    ck_assert_int_eq(ev.updated, 0);
+
+    /* A record stamped 1 hour before the newest one (a writer whose clock
+     * is behind): inside the window, picked up. */
+    time_t top = prov_newest(&f.p);
+    prov_touch(&f.p, 5, top - 3600);
+    ck_assert_msg(sync_jobs(&f, &st, err, sizeof err) == AH_SYNC_OK, "%s", err);
+    ck_assert_int_eq(st.created, 0);
+    ck_assert_int_eq(st.updated, 1);
+    ev = events(f.core);
+    ck_assert_int_eq(ev.updated, 1);
+    ah_record_row row;
+    ck_assert_int_eq(f.core->store->ops->record_get(f.core->store, cid, "job", "5", &row), 0);
+    ck_assert_ptr_nonnull(strstr(row.raw, "Item 5 v2"));
+    ah_record_row_free(&row);
+
+    /* 3 hours before: outside the window, not read again (the window's
+     * documented limit). */
+    prov_touch(&f.p, 6, top - 3 * 3600);
+    ck_assert_msg(sync_jobs(&f, &st, err, sizeof err) == AH_SYNC_OK, "%s", err);
+    ck_assert_int_eq(st.updated, 0);
+    ck_assert_int_eq(f.core->store->ops->record_get(f.core->store, cid, "job", "6", &row), 0);
+    ck_assert_ptr_nonnull(strstr(row.raw, "Item 6 v1"));
+    ah_record_row_free(&row);
+    ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, cid, "job"), (int64_t)n);
+    teardown(&f);
+}
+END_TEST
+
+/* Every type the plugin streams (type NULL), and the errors for types it
+ * does not stream or that do not exist. */
+START_TEST(test_all_types_and_bad_requests)
+{
+    fixture f;
+    int64_t cid = setup(&f, 150, 30, "50", NULL);
+    ah_sync_stats st;
+    char err[1024];
+    ck_assert_msg(ah_sync_run(f.core, "acme", "main", NULL, NULL, NULL, &st, err, sizeof err) ==
+                  AH_SYNC_OK, "%s", err);
+    ck_assert_int_eq(st.created, 180);
+    ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, cid, "job"), 150);
+    ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, cid, "candidate"), 30);
+    cJSON *c = cursor_of(f.core, cid, "sync.candidates");
+    ck_assert_ptr_nonnull(c);
+    cJSON_Delete(c);
+
+    ck_assert_int_eq(ah_sync_run(f.core, "acme", "main", "applications", NULL, NULL, &st, err,
+                                 sizeof err), AH_SYNC_INVALID);
+    ck_assert_ptr_nonnull(strstr(err, "does not stream applications"));
+    ck_assert_int_eq(ah_sync_run(f.core, "acme", "main", "widgets", NULL, NULL, &st, err,
+                                 sizeof err), AH_SYNC_INVALID);
+    ck_assert_int_eq(ah_sync_run(f.core, "acme", "nope", "jobs", NULL, NULL, &st, err, sizeof err),
+                     AH_SYNC_NOT_FOUND);
+    ck_assert_str_eq(ah_sync_code(AH_SYNC_NOT_FOUND), "not_found");
+    ck_assert_str_eq(ah_sync_code(AH_SYNC_RUNNING), "sync_running");
+    teardown(&f);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Faults                                                                    */
+/* ------------------------------------------------------------------------ */
+
+START_TEST(test_faults_lose_nothing)
+{
+    fixture f;
+    const size_t n = 20000;
+    ah_sim_opts o = {
+        .seed = 42,
+        .p_429 = 0.02,
+        .retry_after_s = 1,
+        .p_5xx = 0.03,
+        .p_drop = 0.02,
+        .p_slow = 0.02,
+        .slow_ms = 50,
+        .p_truncate = 0.03,
+        .threads = 2,
+    };
+    int64_t cid = setup(&f, n, 0, "200", &o);
+    ah_sync_stats st;
+    char err[1024];
+    ck_assert_msg(sync_jobs(&f, &st, err, sizeof err) == AH_SYNC_OK, "%s", err);
+    ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, cid, "job"), (int64_t)n);
+    ck_assert_int_eq(st.created, (long)n);
+    ah_sim_stats ss;
+    ah_sim_get_stats(f.sim, &ss);
+    ck_assert_uint_gt(ss.f429 + ss.f5xx + ss.fdrop + ss.ftrunc, 0);
+    /* A truncated page reaches the plugin as a parse failure: the engine
+     * asks for that page again. */
+    if (ss.ftrunc > 0)
+        ck_assert_int_gt(st.retries, 0);
+    ev_count ev = events(f.core);
+    ck_assert_int_eq(ev.created, (long)n);
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(test_non_retryable_error_keeps_cursor)
+{
+    fixture f;
+    int64_t cid = setup(&f, 300, 0, "100", NULL);
+    ah_sync_stats st;
+    char err[1024];
+    ck_assert_msg(sync_jobs(&f, &st, err, sizeof err) == AH_SYNC_OK, "%s", err);
+    cJSON *before = cursor_of(f.core, cid, "sync.jobs");
+    prov_set(&f.p, &f.p.status, 401);
+    ck_assert_int_eq(sync_jobs(&f, &st, err, sizeof err), AH_SYNC_FAILED);
+    ck_assert_ptr_nonnull(strstr(err, "jobs: auth_failed"));
+    ck_assert_ptr_nonnull(strstr(err, "cursor was kept"));
+    ck_assert_int_eq(st.retries, 0);
+    cJSON *after = cursor_of(f.core, cid, "sync.jobs");
+    ck_assert(cJSON_Compare(before, after, true));
+    cJSON_Delete(before);
+    cJSON_Delete(after);
+    teardown(&f);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Store failure mid-run, one run at a time                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct fail_ctx {
+    fixture *f;
+    int64_t cid;
+    char *cursor_after_2; /* cursor text after page 2 */
+    int nested_rc;
+} fail_ctx;
+
+static void fail_on_third(void *arg, const char *type, const ah_sync_stats *s)
+{
+    fail_ctx *x = arg;
+    if (s->done || s->pages != 2)
+        return;
+    ck_assert_int_eq(x->f->core->store->ops->cursor_get(x->f->core->store, x->cid, "sync.jobs",
+                                                        &x->cursor_after_2), 0);
+    /* Page 3 fails half way through its records. */
+    ah_store_sqlite_fail_after(x->f->core->store, 50);
+}
+
+START_TEST(test_store_failure_mid_run)
+{
+    fixture f;
+    const size_t n = 1000;
+    int64_t cid = setup(&f, n, 0, "100", NULL);
+    fail_ctx x = {&f, cid, NULL, 0};
+    ah_sync_stats st;
+    char err[1024];
+    ck_assert_int_eq(ah_sync_run(f.core, "acme", "main", "jobs", fail_on_third, &x, &st, err,
+                                 sizeof err), AH_SYNC_FAILED);
+    ck_assert_ptr_nonnull(strstr(err, "store_error"));
+    ck_assert_int_eq(st.pages, 2);
+    ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, cid, "job"), 200);
+    char *now = NULL;
+    ck_assert_int_eq(f.core->store->ops->cursor_get(f.core->store, cid, "sync.jobs", &now), 0);
+    ck_assert_ptr_nonnull(x.cursor_after_2);
+    ck_assert_str_eq(now, x.cursor_after_2);
+    free(now);
+    free(x.cursor_after_2);
+    ck_assert_int_eq(events(f.core).created, 200);
+
+    /* Resumes from page 3: nothing twice. */
+    ck_assert_msg(sync_jobs(&f, &st, err, sizeof err) == AH_SYNC_OK, "%s", err);
+    ck_assert_int_eq(st.created, (long)n - 200);
+    ck_assert_int_eq(st.records, (long)n - 200);
+    ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, cid, "job"), (int64_t)n);
+    ck_assert_int_eq(events(f.core).created, (long)n);
+    teardown(&f);
+}
+END_TEST
+
+static void nested_run(void *arg, const char *type, const ah_sync_stats *s)
+{
+    fail_ctx *x = arg;
+    if (s->done || s->pages != 1)
+        return;
+    char err[256];
+    x->nested_rc = ah_sync_run(x->f->core, "acme", "main", "jobs", NULL, NULL, NULL, err, sizeof err);
+}
+
+START_TEST(test_one_run_at_a_time)
+{
+    fixture f;
+    int64_t cid = setup(&f, 300, 0, "100", NULL);
+    fail_ctx x = {&f, cid, NULL, 0};
+    char err[1024];
+    ck_assert_msg(ah_sync_run(f.core, "acme", "main", "jobs", nested_run, &x, NULL, err,
+                              sizeof err) == AH_SYNC_OK, "%s", err);
+    ck_assert_int_eq(x.nested_rc, AH_SYNC_RUNNING);
+    /* The key is free again once the run ended. */
+    ck_assert_msg(sync_jobs(&f, NULL, err, sizeof err) == AH_SYNC_OK, "%s", err);
+    teardown(&f);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Scheduler                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static bool wait_count(ah_core *core, int64_t cid, int64_t want, int timeout_s)
+{
+    for (int i = 0; i < timeout_s * 20; i++) {
+        if (core->store->ops->record_count(core->store, cid, "job") == want)
+            return true;
+        usleep(50 * 1000);
+    }
+    return false;
+}
+
+START_TEST(test_scheduler)
+{
+    fixture f;
+    int64_t cid = setup(&f, 300, 0, "100", NULL);
+    int64_t off = add_conn(&f, "off", ah_sim_url(f.sim), "100");
+    ck_assert_int_eq(f.core->store->ops->connection_set_enabled(f.core->store, off, false), 0);
+    ck_assert_int_eq(ah_conns_reload(f.core), 0);
+    f.core->cfg.sync_interval_s = 1;
+    char err[512];
+    ck_assert_msg(ah_core_start(f.core, err, sizeof err) == 0, "%s", err);
+    ck_assert(wait_count(f.core, cid, 300, 10));
+    /* A scheduled pass has synced main: off was skipped in it. */
+    ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, off, "job"), 0);
+    /* Enabled again: the scheduler picks it up by itself. */
+    ck_assert_int_eq(f.core->store->ops->connection_set_enabled(f.core->store, off, true), 0);
+    ck_assert_int_eq(ah_conns_reload(f.core), 0);
+    ck_assert(wait_count(f.core, off, 300, 10));
+    ah_core_stop(f.core);
+    teardown(&f);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* The CLI                                                                   */
+/* ------------------------------------------------------------------------ */
+
+static char *atshub_path(void)
+{
+    char *p = NULL;
+    ck_assert_int_ge(asprintf(&p, "%s/atshub", ah_t_env("AH_BUILD_DIR")), 0);
+    return p;
+}
+
+START_TEST(test_cli_json_and_exit_codes)
+{
+    fixture f;
+    int64_t cid = setup(&f, 250, 20, "100", NULL);
+    ah_core_close(f.core);
+    f.core = NULL;
+    char *bin = atshub_path();
+    char *out = NULL, *errs = NULL;
+
+    const char *a1[] = {bin, "-c", f.ini, "--json", "sync", "acme", "main", NULL};
+    ck_assert_int_eq(ah_t_run(a1, NULL, &out, &errs), 0);
+    cJSON *doc = cJSON_Parse(out);
+    ck_assert_msg(doc != NULL, "%s", out);
+    ck_assert_str_eq(cJSON_GetObjectItem(doc, "connection")->valuestring, "main");
+    cJSON *types = cJSON_GetObjectItem(doc, "types");
+    ck_assert_int_eq(cJSON_GetArraySize(types), 2);
+    cJSON *jobs = cJSON_GetArrayItem(types, 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(jobs, "type")->valuestring, "jobs");
+    ck_assert_int_eq(cJSON_GetObjectItem(jobs, "pages")->valueint, 3);
+    ck_assert_int_eq(cJSON_GetObjectItem(jobs, "records")->valueint, 250);
+    ck_assert_int_eq(cJSON_GetObjectItem(jobs, "created")->valueint, 250);
+    ck_assert_int_eq(cJSON_GetObjectItem(jobs, "updated")->valueint, 0);
+    ck_assert_int_eq(cJSON_GetObjectItem(jobs, "unchanged")->valueint, 0);
+    ck_assert_int_eq(cJSON_GetObjectItem(jobs, "retries")->valueint, 0);
+    ck_assert(cJSON_IsNumber(cJSON_GetObjectItem(jobs, "seconds")));
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(types, 1), "type")->valuestring,
+                     "candidates");
+    ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(types, 1), "created")->valueint, 20);
+    ck_assert_ptr_nonnull(strstr(errs, "jobs: 1 pages")); /* progress, not a TTY */
+    cJSON_Delete(doc);
+    free(out);
+    free(errs);
+
+    /* Human summary, one type. */
+    const char *a2[] = {bin, "-c", f.ini, "sync", "acme", "main", "--type", "jobs", NULL};
+    ck_assert_int_eq(ah_t_run(a2, NULL, &out, &errs), 0);
+    ck_assert_ptr_nonnull(strstr(out, "acme/main jobs: 2 pages, 120 records (0 new, 0 updated, 120 unchanged)"));
+    ck_assert_ptr_null(strstr(out, "candidates"));
+    free(out);
+    free(errs);
+
+    const char *a3[] = {bin, "-c", f.ini, "sync", "acme", "nope", NULL};
+    ck_assert_int_eq(ah_t_run(a3, NULL, &out, &errs), 1);
+    ck_assert_ptr_nonnull(strstr(errs, "no connection 'nope'"));
+    free(out);
+    free(errs);
+    const char *a4[] = {bin, "-c", f.ini, "sync", "acme", "main", "--type", "widgets", NULL};
+    ck_assert_int_eq(ah_t_run(a4, NULL, &out, &errs), 2);
+    free(out);
+    free(errs);
+    const char *a5[] = {bin, "-c", f.ini, "sync", "acme", NULL};
+    ck_assert_int_eq(ah_t_run(a5, NULL, &out, &errs), 2);
+    free(out);
+    free(errs);
+
+    /* The provider goes away: exit 1, saying which type, why, and that the
+     * cursor was kept. */
+    ah_sim_stop(f.sim);
+    f.sim = NULL;
+    const char *a6[] = {bin, "-c", f.ini, "--json", "sync", "acme", "main", "--type", "jobs", NULL};
+    ck_assert_int_eq(ah_t_run(a6, NULL, &out, &errs), 1);
+    doc = cJSON_Parse(out);
+    ck_assert_msg(doc != NULL, "%s", out);
+    const char *msg = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "error"), "message")->valuestring;
+    ck_assert_ptr_nonnull(strstr(msg, "jobs: upstream_unavailable"));
+    ck_assert_ptr_nonnull(strstr(msg, "cursor was kept"));
+    cJSON_Delete(doc);
+    free(out);
+    free(errs);
+    (void)cid;
+    free(bin);
+    f.core = core_open(&f); /* teardown closes one */
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(test_cli_crash_resume)
+{
+    fixture f;
+    const size_t n = 2000;
+    int64_t cid = setup(&f, n, 0, "100", NULL);
+    prov_set(&f.p, &f.p.delay_ms, 150); /* 20 pages, ~3 s: time to kill it mid-run */
+    ah_core_close(f.core);
+    f.core = NULL;
+    char *bin = atshub_path();
+    const char *a[] = {bin, "-c", f.ini, "sync", "acme", "main", "--type", "jobs", NULL};
+    int efd = -1;
+    pid_t pid = ah_t_spawn(a, NULL, &efd);
+    ck_assert_int_gt(pid, 0);
+    long pages = 0;
+    for (int i = 0; i < 10 && pages < 2; i++) {
+        char *line = ah_t_wait_line(efd, "jobs: ", 20);
+        ck_assert_msg(line != NULL, "no progress line from atshub sync");
+        const char *p = strstr(line, "jobs: ");
+        pages = strtol(p + 6, NULL, 10);
+        free(line);
+    }
+    ck_assert_int_ge(pages, 2);
+    ck_assert_int_eq(ah_t_stop(pid, SIGKILL), 128 + SIGKILL);
+    close(efd);
+
+    f.core = core_open(&f);
+    int64_t committed = f.core->store->ops->record_count(f.core->store, cid, "job");
+    ck_assert_int_ge(committed, 200);
+    ck_assert_int_lt(committed, (int64_t)n);
+    ck_assert_int_eq(committed % 100, 0); /* whole pages only */
+    ah_core_close(f.core);
+    f.core = NULL;
+
+    prov_set(&f.p, &f.p.delay_ms, 0);
+    const char *b[] = {bin, "-c", f.ini, "--json", "sync", "acme", "main", "--type", "jobs", NULL};
+    char *out = NULL, *errs = NULL;
+    ck_assert_int_eq(ah_t_run(b, NULL, &out, &errs), 0);
+    cJSON *doc = cJSON_Parse(out);
+    ck_assert_msg(doc != NULL, "%s", out);
+    cJSON *jobs = cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "types"), 0);
+    ck_assert_int_eq(cJSON_GetObjectItem(jobs, "created")->valueint, (int)(n - (size_t)committed));
+    ck_assert_int_eq(cJSON_GetObjectItem(jobs, "records")->valueint, (int)(n - (size_t)committed));
+    cJSON_Delete(doc);
+    free(out);
+    free(errs);
+
+    f.core = core_open(&f);
+    ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, cid, "job"), (int64_t)n);
+    free(bin);
+    teardown(&f);
+}
+END_TEST
+
+static Suite *sync_suite(void)
+{
+    Suite *s = suite_create("sync");
+    TCase *t = tcase_create("engine");
+    tcase_set_timeout(t, 60);
+    tcase_add_test(t, test_provider_times);
+    tcase_add_test(t, test_full_then_incremental);
+    tcase_add_test(t, test_all_types_and_bad_requests);
+    tcase_add_test(t, test_faults_lose_nothing);
+    tcase_add_test(t, test_non_retryable_error_keeps_cursor);
+    tcase_add_test(t, test_store_failure_mid_run);
+    tcase_add_test(t, test_one_run_at_a_time);
+    tcase_add_test(t, test_scheduler);
+    suite_add_tcase(s, t);
+    TCase *c = tcase_create("cli");
+    tcase_set_timeout(c, 60);
+    tcase_add_test(c, test_cli_json_and_exit_codes);
+    tcase_add_test(c, test_cli_crash_resume);
+    suite_add_tcase(s, c);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *r = srunner_create(sync_suite());
+    srunner_run_all(r, CK_NORMAL);
+    int failed = srunner_ntests_failed(r);
+    srunner_free(r);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
