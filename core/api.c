@@ -67,23 +67,11 @@ typedef struct api_req {
 /* Helpers: authentication, answers, parameters                              */
 /* ------------------------------------------------------------------------ */
 
-/* Authenticates the bearer key (as rest.c does); answers 401 itself. */
+/* Authenticates the bearer key; answers 401 itself. */
 static int api_auth(api_req *rq)
 {
-    const char *auth = ah_ex_header(rq->ex, "Authorization");
-    if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0 || auth[7] == '\0') {
-        ah_ex_add_header(rq->ex, "WWW-Authenticate", "Bearer");
-        ah_ex_error(rq->ex, 401, "unauthorized",
-                    "send the tenant API key as 'Authorization: Bearer <key>'");
-        return -1;
-    }
-    rq->tenant_id = ah_conns_tenant_by_key(rq->core, auth + 7, rq->tenant, sizeof rq->tenant);
-    if (rq->tenant_id < 0) {
-        ah_ex_add_header(rq->ex, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
-        ah_ex_error(rq->ex, 401, "unauthorized", "the API key is not valid");
-        return -1;
-    }
-    return 0;
+    rq->tenant_id = ah_rest_tenant(rq->core, rq->ex, rq->tenant, sizeof rq->tenant);
+    return rq->tenant_id < 0 ? -1 : 0;
 }
 
 static void api_oom(api_req *rq)

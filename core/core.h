@@ -196,6 +196,10 @@ ah_core *ah_core_of_host(const ah_host_api *host);
 cJSON *ah_core_plugins_json(ah_core *core, const char *settings_of);
 
 /* --- REST (rest.c) ------------------------------------------------------- */
+/** Authenticates a request's bearer tenant key (the hash compared in
+ *  constant time). Returns the tenant id and copies its name, or answers
+ *  401 itself and returns -1. */
+int64_t ah_rest_tenant(ah_core *core, ah_http_exchange *ex, char *name, size_t len);
 /** Registers /v1 routes and the plugins' inbound routes. */
 int ah_rest_register(ah_core *core);
 /** Frees the plugin route bindings (after the server stopped). */

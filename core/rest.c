@@ -15,8 +15,7 @@
 /* /v1                                                                       */
 /* ------------------------------------------------------------------------ */
 
-/* Authenticates the bearer key; answers 401 itself on failure. */
-static int64_t rest_tenant(ah_core *core, ah_http_exchange *ex, char *name, size_t len)
+int64_t ah_rest_tenant(ah_core *core, ah_http_exchange *ex, char *name, size_t len)
 {
     const char *auth = ah_ex_header(ex, "Authorization");
     if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0 || auth[7] == '\0') {
@@ -49,7 +48,7 @@ static void rest_plugins(void *arg, ah_http_exchange *ex)
 {
     ah_core *core = arg;
     char tenant[128];
-    if (rest_tenant(core, ex, tenant, sizeof tenant) < 0)
+    if (ah_rest_tenant(core, ex, tenant, sizeof tenant) < 0)
         return;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddItemToObject(o, "data", ah_core_plugins_json(core, NULL));
@@ -82,7 +81,7 @@ static void rest_log(void *arg, ah_http_exchange *ex)
 {
     ah_core *core = arg;
     char tenant[128];
-    if (rest_tenant(core, ex, tenant, sizeof tenant) < 0)
+    if (ah_rest_tenant(core, ex, tenant, sizeof tenant) < 0)
         return;
     ah_log_filter f = {
         .tenant = tenant,
@@ -127,7 +126,7 @@ static void rest_bus(void *arg, ah_http_exchange *ex)
 {
     ah_core *core = arg;
     char tenant[128];
-    if (rest_tenant(core, ex, tenant, sizeof tenant) < 0)
+    if (ah_rest_tenant(core, ex, tenant, sizeof tenant) < 0)
         return;
     const char *topic = ah_ex_subpath(ex);
     if (topic == NULL || *topic == '\0' || ah_router_topic(topic) == NULL) {
