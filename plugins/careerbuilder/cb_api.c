@@ -1,0 +1,382 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * statuses.put, statuses.get and statuses.query, and the HTTP exchange with
+ * CareerBuilder behind them (wire choices: README.md).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cb.h"
+
+#define CB_PATH "/corporate/CandidateStatus"
+/* A server that ignores `page` would make the walk endless. */
+#define CB_MAX_PAGES 1000
+
+static const char *const json_headers[] = {"Content-Type: application/json",
+                                           "Accept: application/json", NULL};
+
+bool cb_apply_defaults(const cb_conn *c, cJSON *st)
+{
+    static const char *const keys[] = {"account", "vendor_key", "client"};
+    const char *vals[] = {c->account, c->vendor_key, c->client};
+    for (size_t i = 0; i < 3; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(st, keys[i]);
+        if (v != NULL && !cJSON_IsNull(v))
+            continue;
+        cJSON_DeleteItemFromObjectCaseSensitive(st, keys[i]);
+        if (cJSON_AddStringToObject(st, keys[i], vals[i]) == NULL)
+            return false;
+    }
+    cJSON *level = cJSON_GetObjectItemCaseSensitive(st, "status_level");
+    if (cJSON_IsString(level))
+        for (char *p = level->valuestring; *p; p++)
+            *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+    /* null optional members are left off the wire, as the seed asks for a
+     * candidate's requisition fields. */
+    cJSON *m = st->child;
+    while (m != NULL) {
+        cJSON *next = m->next;
+        if (cJSON_IsNull(m))
+            cJSON_Delete(cJSON_DetachItemViaPointer(st, m));
+        m = next;
+    }
+    return true;
+}
+
+/* --- tokens and requests -------------------------------------------------- */
+
+static void oauth_params(ah_call *call, ah_oauth2_params *p)
+{
+    *p = (ah_oauth2_params){
+        .struct_size = sizeof(*p),
+        .token_url = call->host->setting(call, "token_url"),
+        .client_id = call->host->setting(call, "client_id"),
+        .client_secret = call->host->setting(call, "client_secret"),
+    };
+    if (p->token_url == NULL || *p->token_url == '\0')
+        p->token_url = "/oauth/token";
+}
+
+/* CareerBuilder's error list ({"errors":[{"field","message"}]}) as one line. */
+static void describe_errors(const ah_http_response *r, char *out, size_t len)
+{
+    cJSON *j = r->body != NULL ? cJSON_Parse(r->body) : NULL;
+    const cJSON *errs = cJSON_GetObjectItemCaseSensitive(j, "errors"), *e;
+    size_t used = 0;
+    out[0] = '\0';
+    cJSON_ArrayForEach(e, errs)
+    {
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "message");
+        if (!cJSON_IsString(m) || used + 1 >= len)
+            continue;
+        int w = snprintf(out + used, len - used, "%s%s", used ? "; " : "", m->valuestring);
+        used = w > 0 && (size_t)w < len - used ? used + (size_t)w : len - 1;
+    }
+    if (out[0] == '\0')
+        snprintf(out, len, "%.200s", r->body != NULL && r->body_len ? r->body : "no details");
+    cJSON_Delete(j);
+}
+
+static bool transient_status(long s)
+{
+    return s == 408 || s == 429 || s >= 500;
+}
+
+/* Describes a non-2xx answer with host->fail. */
+static ah_result fail_from_response(ah_call *call, const ah_http_response *r)
+{
+    char msg[768];
+    describe_errors(r, msg, sizeof msg);
+    if (r->status == 400 || r->status == 422)
+        return call->host->fail(call, AH_E_INVALID, 400, "CareerBuilder refused the request: %s",
+                                msg);
+    if (r->status == 404)
+        return call->host->fail(call, AH_E_NOT_FOUND, 404, "CareerBuilder: %s", msg);
+    if (r->status == 401 || r->status == 403)
+        return call->host->fail(call, "auth_failed", 502,
+                                "CareerBuilder refused the credentials (HTTP %ld): %s", r->status,
+                                msg);
+    if (transient_status(r->status))
+        return call->host->fail(call, AH_E_UNAVAILABLE, 503,
+                                "CareerBuilder is unavailable (HTTP %ld): %s", r->status, msg);
+    return call->host->fail(call, AH_E_UPSTREAM, 502, "CareerBuilder answered HTTP %ld: %s",
+                            r->status, msg);
+}
+
+/*
+ * One authorised request. AH_OK with *resp filled whatever the status
+ * (check it); AH_ERR when no answer or no token could be had (described).
+ * A 401 renews the token once.
+ */
+static ah_result cb_request(ah_call *call, const char *method, const char *url,
+                            const char *body, int max_attempts, ah_http_response *resp)
+{
+    ah_oauth2_params p;
+    oauth_params(call, &p);
+    for (int round = 0; round < 2; round++) {
+        char token[2048];
+        memset(resp, 0, sizeof(*resp));
+        if (call->host->oauth2_token(call, &p, token, sizeof token) != AH_OK)
+            return AH_ERR;
+        ah_http_request req = {
+            .struct_size = sizeof(req),
+            .method = method,
+            .url = url,
+            .headers = json_headers,
+            .body = body,
+            .body_len = body != NULL ? strlen(body) : 0,
+            .max_attempts = max_attempts,
+            .bearer = token,
+        };
+        if (call->host->http(call, &req, resp) != AH_OK) {
+            call->host->http_response_free(resp);
+            return AH_ERR;
+        }
+        if (resp->status != 401 || round == 1)
+            return AH_OK;
+        call->host->http_response_free(resp);
+        call->host->oauth2_invalidate(call, &p);
+    }
+    return AH_ERR; /* not reached */
+}
+
+cb_send_result cb_send_status(ah_call *call, const cJSON *status, int max_attempts,
+                              char **answer)
+{
+    char *text = cJSON_PrintUnformatted(status);
+    if (text == NULL) {
+        call->host->fail(call, AH_E_INTERNAL, 0, "out of memory");
+        return CB_TRANSIENT;
+    }
+    ah_http_response r;
+    ah_result rc = cb_request(call, "PUT", CB_PATH, text, max_attempts, &r);
+    free(text);
+    if (rc != AH_OK)
+        return CB_TRANSIENT;
+    cb_send_result out = CB_SENT;
+    if (r.status >= 200 && r.status < 300) {
+        if (answer != NULL) {
+            cJSON *j = r.body != NULL ? cJSON_Parse(r.body) : NULL;
+            *answer = strdup(cJSON_IsString(j) ? j->valuestring
+                                               : (r.body != NULL ? r.body : ""));
+            cJSON_Delete(j);
+        }
+    } else {
+        fail_from_response(call, &r);
+        out = transient_status(r.status) || r.status == 401 || r.status == 403 ? CB_TRANSIENT
+                                                                               : CB_REFUSED;
+    }
+    call->host->http_response_free(&r);
+    return out;
+}
+
+/* --- statuses.put -------------------------------------------------------------- */
+
+static ah_result check_account(ah_call *call, const cb_conn *c, const cJSON *body)
+{
+    const cJSON *acc = cJSON_GetObjectItemCaseSensitive(body, "account");
+    if (cJSON_IsString(acc) && cb_utf8_len(acc->valuestring) <= CB_MAX_ACCOUNT &&
+        acc->valuestring[0] != '\0' && strcmp(acc->valuestring, c->account) != 0)
+        return call->host->fail(call, AH_E_INVALID, 400,
+                                "account must be this connection's CareerBuilder account");
+    return AH_OK;
+}
+
+ah_result cb_op_put(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    cb_conn *c = call->conn_ctx;
+    if (check_account(call, c, body) != AH_OK)
+        return AH_ERR;
+    cJSON *st = cJSON_Duplicate(body, 1);
+    if (st == NULL || !cb_apply_defaults(c, st)) {
+        cJSON_Delete(st);
+        return call->host->fail(call, AH_E_INTERNAL, 0, "out of memory");
+    }
+    char err[1024];
+    if (cb_validate_status(st, err, sizeof err) != 0) {
+        cJSON_Delete(st);
+        return call->host->fail(call, AH_E_INVALID, 400, "%s", err);
+    }
+    char *answer = NULL;
+    if (cb_send_status(call, st, 0, &answer) != CB_SENT) {
+        cJSON_Delete(st);
+        return AH_ERR;
+    }
+    cJSON *out = cJSON_CreateObject();
+    if (out == NULL || cJSON_AddStringToObject(out, "message", answer ? answer : "") == NULL ||
+        !cJSON_AddItemToObject(out, "status", st)) {
+        free(answer);
+        cJSON_Delete(out);
+        cJSON_Delete(st);
+        return call->host->fail(call, AH_E_INTERNAL, 0, "out of memory");
+    }
+    free(answer);
+    *reply = out;
+    return AH_OK;
+}
+
+/* --- reading ---------------------------------------------------------------------- */
+
+/* Parses a 2xx answer that must be a JSON array and moves its items to dst.
+ * Returns the number of items, or -1 (described). */
+static int take_array(ah_call *call, ah_http_response *r, cJSON *dst)
+{
+    if (r->status < 200 || r->status >= 300) {
+        fail_from_response(call, r);
+        return -1;
+    }
+    cJSON *arr = call->host->json_parse(r->body, r->body_len);
+    if (!cJSON_IsArray(arr)) {
+        cJSON_Delete(arr);
+        call->host->fail(call, AH_E_UPSTREAM, 502, "CareerBuilder's answer is not a JSON list");
+        return -1;
+    }
+    int n = 0;
+    cJSON *it;
+    while ((it = cJSON_DetachItemFromArray(arr, 0)) != NULL) {
+        cJSON_AddItemToArray(dst, it);
+        n++;
+    }
+    cJSON_Delete(arr);
+    return n;
+}
+
+static char *escaped(ah_call *call, const char *s)
+{
+    return call->host->url_escape(s);
+}
+
+ah_result cb_op_get(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    cb_conn *c = call->conn_ctx;
+    const cJSON *email = cJSON_GetObjectItemCaseSensitive(body, "candidate_email");
+    if (!cJSON_IsString(email) || email->valuestring[0] == '\0')
+        return call->host->fail(call, AH_E_INVALID, 400, "candidate_email is required");
+    if (cb_utf8_len(email->valuestring) > CB_MAX_EMAIL)
+        return call->host->fail(call, AH_E_INVALID, 400,
+                                "candidate_email is longer than %d characters", CB_MAX_EMAIL);
+    if (check_account(call, c, body) != AH_OK)
+        return AH_ERR;
+    long per_page = 10; /* the seed's default */
+    const cJSON *rpp = cJSON_GetObjectItemCaseSensitive(body, "results_per_page");
+    if (rpp != NULL && !cJSON_IsNull(rpp)) {
+        char *end = NULL;
+        if (cJSON_IsNumber(rpp) && rpp->valuedouble == (double)(long)rpp->valuedouble)
+            per_page = (long)rpp->valuedouble;
+        else if (cJSON_IsString(rpp))
+            per_page = strtol(rpp->valuestring, &end, 10);
+        if ((cJSON_IsString(rpp) && (*rpp->valuestring == '\0' || *end != '\0')) ||
+            (!cJSON_IsNumber(rpp) && !cJSON_IsString(rpp)) || per_page < 1 ||
+            per_page > CB_MAX_PER_PAGE)
+            return call->host->fail(call, AH_E_INVALID, 400,
+                                    "results_per_page must be a whole number from 1 to %d",
+                                    CB_MAX_PER_PAGE);
+    }
+    const cJSON *date = cJSON_GetObjectItemCaseSensitive(body, "status_date");
+    if (date != NULL && !cJSON_IsNull(date) &&
+        (!cJSON_IsString(date) || !cb_date_parse(date->valuestring, NULL)))
+        return call->host->fail(call, AH_E_INVALID, 400,
+                                "status_date must be a UTC date and time as "
+                                "YYYY-MM-DDTHH:MM:SSZ, e.g. 1776-07-04T19:04:01Z");
+    char *acc = escaped(call, c->account), *em = escaped(call, email->valuestring);
+    char *dt = cJSON_IsString(date) ? escaped(call, date->valuestring) : NULL;
+    cJSON *all = cJSON_CreateArray();
+    ah_result rc = AH_OK;
+    if (acc == NULL || em == NULL || all == NULL || (cJSON_IsString(date) && dt == NULL)) {
+        rc = call->host->fail(call, AH_E_INTERNAL, 0, "out of memory");
+        goto done;
+    }
+    int page = 1;
+    for (;; page++) {
+        if (page > CB_MAX_PAGES) {
+            rc = call->host->fail(call, AH_E_UPSTREAM, 502,
+                                  "CareerBuilder returned more than %d pages", CB_MAX_PAGES);
+            goto done;
+        }
+        char *url = NULL;
+        if (asprintf(&url, CB_PATH "/%s/%s?results_per_page=%ld&page=%d%s%s", acc, em, per_page,
+                     page, dt ? "&status_date=" : "", dt ? dt : "") < 0) {
+            rc = call->host->fail(call, AH_E_INTERNAL, 0, "out of memory");
+            goto done;
+        }
+        ah_http_response r;
+        rc = cb_request(call, "GET", url, NULL, 0, &r);
+        free(url);
+        if (rc != AH_OK)
+            goto done;
+        int n = take_array(call, &r, all);
+        call->host->http_response_free(&r);
+        if (n < 0) {
+            rc = AH_ERR;
+            goto done;
+        }
+        /* A short page is the last; so is one larger than asked for (a
+         * server that does not page). */
+        if (n != per_page)
+            break;
+    }
+    cJSON *out = cJSON_CreateObject();
+    if (out == NULL || !cJSON_AddItemToObject(out, "data", all) ||
+        cJSON_AddNumberToObject(out, "pages", page) == NULL) {
+        if (out != NULL && cJSON_GetObjectItemCaseSensitive(out, "data") == all)
+            all = NULL;
+        cJSON_Delete(out);
+        rc = call->host->fail(call, AH_E_INTERNAL, 0, "out of memory");
+        goto done;
+    }
+    all = NULL;
+    *reply = out;
+done:
+    cJSON_Delete(all);
+    call->host->free(acc);
+    call->host->free(em);
+    call->host->free(dt);
+    return rc;
+}
+
+ah_result cb_op_query(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    cb_conn *c = call->conn_ctx;
+    const char *key = NULL;
+    const cJSON *list = NULL;
+    char err[1024];
+    if (cb_validate_query(body, &key, &list, err, sizeof err) != 0)
+        return call->host->fail(call, AH_E_INVALID, 400, "%s", err);
+    if (check_account(call, c, body) != AH_OK)
+        return AH_ERR;
+    cJSON *q = cJSON_CreateObject();
+    cJSON *items = cJSON_Duplicate(list, 1);
+    const cJSON *date = cJSON_GetObjectItemCaseSensitive(body, "status_date");
+    bool ok = q != NULL && items != NULL && cJSON_AddStringToObject(q, "account", c->account);
+    ok = ok && cJSON_AddItemToObject(q, key, items);
+    if (!ok)
+        cJSON_Delete(items);
+    if (ok && cJSON_IsString(date))
+        ok = cJSON_AddStringToObject(q, "status_date", date->valuestring) != NULL;
+    char *text = ok ? cJSON_PrintUnformatted(q) : NULL;
+    cJSON_Delete(q);
+    if (text == NULL)
+        return call->host->fail(call, AH_E_INTERNAL, 0, "out of memory");
+    ah_http_response r;
+    ah_result rc = cb_request(call, "POST", CB_PATH, text, 0, &r);
+    free(text);
+    if (rc != AH_OK)
+        return AH_ERR;
+    cJSON *all = cJSON_CreateArray();
+    int n = all != NULL ? take_array(call, &r, all) : -1;
+    call->host->http_response_free(&r);
+    if (n < 0) {
+        cJSON_Delete(all);
+        return all != NULL ? AH_ERR : call->host->fail(call, AH_E_INTERNAL, 0, "out of memory");
+    }
+    cJSON *out = cJSON_CreateObject();
+    if (out == NULL || !cJSON_AddItemToObject(out, "data", all)) {
+        cJSON_Delete(out);
+        cJSON_Delete(all);
+        return call->host->fail(call, AH_E_INTERNAL, 0, "out of memory");
+    }
+    *reply = out;
+    return AH_OK;
+}
