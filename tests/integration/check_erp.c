@@ -1,0 +1,1267 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The ERP plugin end to end: the ERP Integration Guide's own curl examples
+ * against a spawned `atshub serve`, and every status and error code, the
+ * trusted-IP rules, concurrency, the integration log, a store outage and
+ * HTTPS against an in-process core.
+ */
+#include <check.h>
+#include <curl/curl.h>
+#include <pthread.h>
+#include <regex.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core.h"
+#include "support/harness.h"
+
+#define ERP "/recruitment/integration/erp/"
+
+/* ------------------------------------------------------------------------ */
+/* Fixture                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct env {
+    char *dir;
+    char *ini;
+    ah_core *core;
+    char base[96];
+    char key[80]; /* Main_ERP's API key */
+    ah_store_ops broken; /* a store whose every call fails (outage test) */
+} env;
+
+static const char *build_dir(void)
+{
+    const char *b = ah_t_env("AH_BUILD_DIR");
+    return b != NULL ? b : ".";
+}
+
+static const char *plugin_dir(void)
+{
+    const char *p = ah_t_env("AH_PLUGIN_DIR");
+    return p != NULL ? p : "plugins";
+}
+
+/* Writes dir/atshub.ini with the erp plugin; `http_extra` goes into [http]. */
+static char *write_ini(const char *dir, const char *log_level, const char *http_extra)
+{
+    char *path = NULL, *text = NULL;
+    ck_assert_int_ge(asprintf(&path, "%s/atshub.ini", dir), 0);
+    ck_assert_int_ge(asprintf(&text,
+                              "[core]\nworkers = 2\nkey_file = host.key\nrequest_timeout_ms = 5000\n"
+                              "log_level = %s\n"
+                              "[http]\nlisten = 127.0.0.1:0\nmax_body = 64K\nthreads = 4\n%s"
+                              "[store]\nurl = sqlite:atshub.db\n"
+                              "[sync]\ninterval_s = 0\n"
+                              "[plugins]\nerp = %s/erp.so\n",
+                              log_level, http_extra != NULL ? http_extra : "", plugin_dir()),
+                     0);
+    ck_assert_int_eq(ah_t_write_file(path, text), 0);
+    free(text);
+    return path;
+}
+
+/* Adds (or reuses) a tenant and adds an erp source with `settings` (a JSON
+ * object of strings); copies its generated API key into key_out. */
+static void add_source(ah_core *core, const char *tenant, const char *name, const char *settings,
+                       char *key_out, size_t key_len)
+{
+    ah_store *s = core->store;
+    ah_tenant_row t = {0};
+    int64_t tid = 0, cid = 0;
+    if (s->ops->tenant_get(s, tenant, &t) == 0) {
+        tid = t.id;
+        ah_tenant_row_free(&t);
+    } else {
+        char hash[AH_SHA256_HEX_LEN + 1];
+        ah_sha256_hex(tenant, strlen(tenant), hash);
+        ck_assert_int_eq(s->ops->tenant_add(s, tenant, hash, &tid), 0);
+    }
+    ah_generation *gen = ah_registry_acquire(core->registry, "erp");
+    ck_assert_ptr_nonnull(gen);
+    cJSON *in = cJSON_Parse(settings), *generated = cJSON_CreateObject();
+    ck_assert_ptr_nonnull(in);
+    char *text = NULL, err[512];
+    ck_assert_msg(ah_settings_build(core, gen->desc->settings, "erp", NULL, in, true, generated,
+                                    &text, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(s->ops->connection_add(s, tid, "erp", name, text, &cid), 0);
+    const cJSON *k = cJSON_GetObjectItem(generated, "api_key");
+    ck_assert(cJSON_IsString(k));
+    ck_assert_ptr_nonnull(cJSON_GetObjectItem(generated, "api_secret"));
+    snprintf(key_out, key_len, "%s", k->valuestring);
+    free(text);
+    cJSON_Delete(in);
+    cJSON_Delete(generated);
+    ah_generation_release(gen);
+    ck_assert_int_eq(ah_conns_reload(core), 0);
+}
+
+static void env_open_with(env *e, const char *http_extra, const char *scheme)
+{
+    memset(e, 0, sizeof *e);
+    e->dir = ah_t_tmpdir();
+    ck_assert_ptr_nonnull(e->dir);
+    e->ini = write_ini(e->dir, "warn", http_extra);
+    ah_config cfg;
+    char err[1024];
+    ck_assert_msg(ah_config_load(e->ini, &cfg, err, sizeof err) == 0, "%s", err);
+    ah_core_opts o = {.load_plugins = true, .start_bus = true};
+    e->core = ah_core_open(&cfg, &o, err, sizeof err);
+    ck_assert_msg(e->core != NULL, "%s", err);
+    ck_assert_msg(ah_core_start(e->core, err, sizeof err) == 0, "%s", err);
+    snprintf(e->base, sizeof e->base, "%s://127.0.0.1:%u", scheme,
+             (unsigned)ah_httpd_port(e->core->httpd));
+    add_source(e->core, "acme", "Main_ERP",
+               "{\"trusted_ips\":\"127.0.0.1\",\"job_id_prefix\":\"KAAUH\"}", e->key, sizeof e->key);
+}
+
+static void env_open(env *e)
+{
+    env_open_with(e, NULL, "http");
+}
+
+static void env_close(env *e)
+{
+    ah_core_close(e->core);
+    ah_t_rmrf(e->dir);
+    free(e->dir);
+    free(e->ini);
+}
+
+/* POST to an ERP endpoint with the key in X-API-Key (NULL: no key). */
+static long post(const env *e, const char *endpoint, const char *key, const char *body,
+                 cJSON **out)
+{
+    char url[256], hdr[160], *resp = NULL;
+    snprintf(url, sizeof url, "%s" ERP "%s", e->base, endpoint);
+    snprintf(hdr, sizeof hdr, "X-API-Key: %s", key != NULL ? key : "");
+    const char *h[] = {"Content-Type: application/json", key != NULL ? hdr : NULL, NULL};
+    long st = ah_t_http("POST", url, h, body, &resp);
+    if (out != NULL) {
+        *out = cJSON_Parse(resp);
+        ck_assert_msg(*out != NULL, "not JSON: %s", resp);
+    }
+    free(resp);
+    return st;
+}
+
+static const char *sget(const cJSON *o, const char *path)
+{
+    /* "data.job_id": one level of nesting is enough here. */
+    char first[64];
+    const char *dot = strchr(path, '.');
+    if (dot != NULL) {
+        snprintf(first, sizeof first, "%.*s", (int)(dot - path), path);
+        o = cJSON_GetObjectItemCaseSensitive(o, first);
+        path = dot + 1;
+    }
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, path);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* Checks the guide's error envelope. */
+static void check_error(cJSON *r, const char *code, const char *field)
+{
+    char *t = cJSON_PrintUnformatted(r);
+    ck_assert_msg(sget(r, "status") != NULL && strcmp(sget(r, "status"), "error") == 0, "%s", t);
+    ck_assert_msg(sget(r, "error_code") != NULL && strcmp(sget(r, "error_code"), code) == 0,
+                  "want %s: %s", code, t);
+    ck_assert_msg(sget(r, "message") != NULL && *sget(r, "message") != '\0', "%s", t);
+    ck_assert_msg(cJSON_IsNumber(cJSON_GetObjectItem(r, "processing_time")), "%s", t);
+    ck_assert_ptr_null(cJSON_GetObjectItem(r, "data"));
+    if (field != NULL)
+        ck_assert_msg(sget(r, "field") != NULL && strcmp(sget(r, "field"), field) == 0,
+                      "want field %s: %s", field, t);
+    free(t);
+}
+
+static void expect_error(const env *e, const char *endpoint, const char *key, const char *body,
+                         long status, const char *code, const char *field)
+{
+    cJSON *r = NULL;
+    long st = post(e, endpoint, key, body, &r);
+    char *t = cJSON_PrintUnformatted(r);
+    ck_assert_msg(st == status, "want %ld, got %ld: %s (body %s)", status, st, t, body);
+    free(t);
+    check_error(r, code, field);
+    cJSON_Delete(r);
+}
+
+/* Creates a job and returns its job_id (malloc'd). */
+static char *create(const env *e, const char *key, const char *title, const char *extra)
+{
+    char body[2048];
+    snprintf(body, sizeof body,
+             "{\"action\":\"create_job\",\"source_name\":\"Main_ERP\",\"title\":\"%s\","
+             "\"application_url\":\"https://careers.example.com/job/1\"%s%s}",
+             title, extra != NULL ? "," : "", extra != NULL ? extra : "");
+    cJSON *r = NULL;
+    long st = post(e, "create-job/", key, body, &r);
+    char *t = cJSON_PrintUnformatted(r);
+    ck_assert_msg(st == 200, "create %s: %ld %s", title, st, t);
+    free(t);
+    char *id = strdup(sget(r, "data.job_id"));
+    cJSON_Delete(r);
+    return id;
+}
+
+/* The stored record of a job (fields), via the store; NULL when none. */
+static cJSON *stored_job(const env *e, const char *source, const char *job_id)
+{
+    ah_conn *c = ah_conn_find(e->core, "acme", source);
+    ck_assert_ptr_nonnull(c);
+    ah_record_row row = {0};
+    cJSON *out = NULL;
+    if (e->core->store->ops->record_get(e->core->store, c->id, "job", job_id, &row) == 0) {
+        out = cJSON_CreateObject();
+        cJSON_AddItemToObject(out, "fields", cJSON_Parse(row.fields));
+        cJSON_AddItemToObject(out, "raw", cJSON_Parse(row.raw));
+        cJSON_AddStringToObject(out, "id", row.id);
+        ah_record_row_free(&row);
+    }
+    ah_conn_release(c);
+    return out;
+}
+
+static bool matches(const char *re, const char *s)
+{
+    regex_t r;
+    ck_assert_int_eq(regcomp(&r, re, REG_EXTENDED | REG_NOSUB), 0);
+    bool ok = s != NULL && regexec(&r, s, 0, NULL, 0) == 0;
+    regfree(&r);
+    return ok;
+}
+
+/* Runs the atshub CLI on the env's INI; returns stdout parsed as JSON. */
+static cJSON *cli_json(const char *ini, const char *const *args)
+{
+    char exe[512];
+    snprintf(exe, sizeof exe, "%s/atshub", build_dir());
+    const char *argv[24] = {exe, "-c", ini, "--json"};
+    size_t n = 4;
+    for (size_t i = 0; args[i] != NULL && n + 1 < 24; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    char *out = NULL, *err = NULL;
+    int rc = ah_t_run(argv, NULL, &out, &err);
+    ck_assert_msg(rc == 0, "atshub %s: exit %d: %s %s", args[0], rc, out, err);
+    cJSON *j = cJSON_Parse(out);
+    ck_assert_msg(j != NULL, "not JSON: %s", out);
+    free(out);
+    free(err);
+    return j;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The guide, verbatim, against `atshub serve`                               */
+/* ------------------------------------------------------------------------ */
+
+/* The guide's example request bodies, copied from its "Example Request"
+ * sections (only the host and the key in the curl command line change). */
+static const char guide_create[] = "{\n"
+                                   "\"action\": \"create_job\",\n"
+                                   "\"source_name\": \"Main_ERP\",\n"
+                                   "\"title\": \"Senior Software Engineer\",\n"
+                                   "\"department\": \"Information Technology\",\n"
+                                   "\"job_type\": \"full-time\",\n"
+                                   "\"workplace_type\": \"hybrid\",\n"
+                                   "\"location_city\": \"Riyadh\",\n"
+                                   "\"location_country\": \"Saudi Arabia\",\n"
+                                   "\"description\": \"We are looking for an experienced software engineer...\",\n"
+                                   "\"application_url\": \"https://careers.yourcompany.com/job/12345\",\n"
+                                   "\"auto_publish\": true\n"
+                                   "}";
+
+/* The update example names KAAUH-2025-0001, the id the guide's create
+ * returned in 2025; the test sends the id its own create returned. */
+static const char guide_update_fmt[] = "{\n"
+                                       "\"action\": \"update_job\",\n"
+                                       "\"source_name\": \"Main_ERP\",\n"
+                                       "\"job_id\": \"%s\",\n"
+                                       "\"salary_range\": \"SAR 20,000 - 28,000\",\n"
+                                       "\"application_deadline\": \"2026-01-15\"\n"
+                                       "}";
+
+static cJSON *curl_json(const char *const *argv)
+{
+    char *out = NULL, *err = NULL;
+    int rc = ah_t_run(argv, NULL, &out, &err);
+    ck_assert_msg(rc == 0, "curl exit %d: %s", rc, err);
+    cJSON *j = cJSON_Parse(out);
+    ck_assert_msg(j != NULL, "curl: not JSON: %s", out);
+    free(out);
+    free(err);
+    return j;
+}
+
+/* Waits until the running daemon has picked up a CLI change (it polls the
+ * store's data version every second): `key` gets `want` on create-job. */
+static long wait_status(const char *base, const char *key, long want)
+{
+    char url[256], hdr[160];
+    snprintf(url, sizeof url, "%s" ERP "create-job/", base);
+    snprintf(hdr, sizeof hdr, "X-API-Key: %s", key);
+    const char *h[] = {hdr, NULL};
+    long st = 0;
+    for (int i = 0; i < 100; i++) {
+        st = ah_t_http("POST", url, h, "{}", NULL);
+        if (st == want)
+            break;
+        usleep(100 * 1000);
+    }
+    return st;
+}
+
+START_TEST(test_guide_examples_verbatim)
+{
+    ck_assert_msg(access("/usr/bin/curl", X_OK) == 0, "this test runs /usr/bin/curl");
+    char *dir = ah_t_tmpdir();
+    char *ini = write_ini(dir, "info", NULL);
+    const char *tadd[] = {"tenant", "add", "acme", NULL};
+    cJSON *t = cli_json(ini, tadd);
+    ck_assert_ptr_nonnull(sget(t, "api_key"));
+    cJSON_Delete(t);
+    const char *cadd[] = {"connection", "add", "acme", "erp", "Main_ERP", "--set",
+                          "trusted_ips=127.0.0.1", "--set", "job_id_prefix=KAAUH", NULL};
+    cJSON *c = cli_json(ini, cadd);
+    ck_assert_ptr_nonnull(sget(c, "api_key"));
+    ck_assert_ptr_nonnull(sget(c, "api_secret"));
+    char key[128], hdr[160];
+    snprintf(key, sizeof key, "%s", sget(c, "api_key"));
+    snprintf(hdr, sizeof hdr, "X-API-Key: %s", key);
+    cJSON_Delete(c);
+
+    char exe[512];
+    snprintf(exe, sizeof exe, "%s/atshub", build_dir());
+    const char *argv[] = {exe, "-c", ini, "serve", NULL};
+    int err_fd = -1;
+    pid_t pid = ah_t_spawn(argv, NULL, &err_fd);
+    ck_assert_int_gt(pid, 0);
+    char *line = ah_t_wait_line(err_fd, "listening on http://127.0.0.1:", 15);
+    ck_assert_msg(line != NULL, "atshub serve did not start");
+    unsigned port = 0;
+    ck_assert_int_eq(sscanf(strstr(line, "127.0.0.1:") + 10, "%u", &port), 1);
+    free(line);
+    char base[96], url[512];
+    snprintf(base, sizeof base, "http://127.0.0.1:%u", port);
+
+    /* curl -X GET https://your-ats-domain.com/recruitment/integration/erp/health/ */
+    snprintf(url, sizeof url, "%s/recruitment/integration/erp/health/", base);
+    const char *health[] = {"/usr/bin/curl", "-s", "-X", "GET", url, NULL};
+    cJSON *h = curl_json(health);
+    ck_assert_str_eq(sget(h, "status"), "healthy");
+    ck_assert(matches("^20[0-9]{2}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-5][0-9]Z$",
+                      sget(h, "timestamp")));
+    ck_assert_str_eq(sget(h, "services.erp_integration"), "available");
+    ck_assert_str_eq(sget(h, "services.database"), "connected");
+    cJSON_Delete(h);
+
+    /* The create example. */
+    snprintf(url, sizeof url, "%s/recruitment/integration/erp/create-job/", base);
+    const char *cr[] = {"/usr/bin/curl", "-s", "-X", "POST", url, "-H", "Content-Type: application/json",
+                        "-H", hdr, "-d", guide_create, NULL};
+    cJSON *r = curl_json(cr);
+    ck_assert_str_eq(sget(r, "status"), "success");
+    ck_assert_str_eq(sget(r, "message"), "Job created successfully");
+    ck_assert_msg(matches("^KAAUH-20[0-9]{2}-0001$", sget(r, "data.job_id")), "%s",
+                  sget(r, "data.job_id"));
+    ck_assert_str_eq(sget(r, "data.title"), "Senior Software Engineer");
+    ck_assert_str_eq(sget(r, "data.status"), "PUBLISHED");
+    ck_assert(matches("^20[0-9]{2}-[01][0-9]-[0-3][0-9]T[0-9:]{8}Z$", sget(r, "data.created_at")));
+    const cJSON *pt = cJSON_GetObjectItem(r, "processing_time");
+    ck_assert(cJSON_IsNumber(pt) && pt->valuedouble >= 0);
+    char job_id[64];
+    snprintf(job_id, sizeof job_id, "%s", sget(r, "data.job_id"));
+    cJSON_Delete(r);
+
+    /* The update example, key as a query parameter this time. */
+    char body[1024];
+    snprintf(body, sizeof body, guide_update_fmt, job_id);
+    snprintf(url, sizeof url, "%s/recruitment/integration/erp/update-job/?api_key=%s", base, key);
+    const char *up[] = {"/usr/bin/curl", "-s", "-X", "POST", url, "-H", "Content-Type: application/json",
+                        "-d", body, NULL};
+    r = curl_json(up);
+    ck_assert_str_eq(sget(r, "status"), "success");
+    ck_assert_str_eq(sget(r, "message"), "Job updated successfully");
+    ck_assert_str_eq(sget(r, "data.job_id"), job_id);
+    ck_assert_str_eq(sget(r, "data.title"), "Senior Software Engineer");
+    ck_assert_str_eq(sget(r, "data.status"), "PUBLISHED");
+    ck_assert(matches("^20[0-9]{2}-[01][0-9]-[0-3][0-9]T[0-9:]{8}Z$", sget(r, "data.updated_at")));
+    ck_assert(cJSON_IsNumber(cJSON_GetObjectItem(r, "processing_time")));
+    cJSON_Delete(r);
+
+    /* The log: the guide's filters through the CLI, and no key anywhere. */
+    const char *lg[] = {"log", "--source", "Main_ERP", "--action", "RESPONSE", "--status", "200", NULL};
+    cJSON *l = cli_json(ini, lg);
+    ck_assert_int_eq(cJSON_GetArraySize(l), 2);
+    char *all = cJSON_PrintUnformatted(l);
+    ck_assert_ptr_null(strstr(all, key));
+    ck_assert_ptr_null(strstr(all, "api_key="));
+    free(all);
+    cJSON_Delete(l);
+
+    /* Rotating the key: the old one stops working, the new one works. */
+    const char *rot[] = {"connection", "rotate", "acme", "Main_ERP", "api_key", NULL};
+    cJSON *nk = cli_json(ini, rot);
+    char newkey[128];
+    ck_assert_ptr_nonnull(sget(nk, "api_key"));
+    snprintf(newkey, sizeof newkey, "%s", sget(nk, "api_key"));
+    cJSON_Delete(nk);
+    ck_assert_str_ne(newkey, key);
+    ck_assert_int_eq(wait_status(base, key, 401), 401);
+    ck_assert_int_eq(wait_status(base, newkey, 400), 400); /* authenticated; {} is invalid */
+
+    /* Deactivating the source (is_active = false) refuses its key; re-activating restores it. */
+    const char *dis[] = {"connection", "disable", "acme", "Main_ERP", NULL};
+    cJSON_Delete(cli_json(ini, dis));
+    ck_assert_int_eq(wait_status(base, newkey, 401), 401);
+    const char *en[] = {"connection", "enable", "acme", "Main_ERP", NULL};
+    cJSON_Delete(cli_json(ini, en));
+    ck_assert_int_eq(wait_status(base, newkey, 400), 400);
+
+    ck_assert_int_eq(ah_t_stop(pid, SIGTERM), 0);
+    close(err_fd);
+    ah_t_rmrf(dir);
+    free(dir);
+    free(ini);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* In-process                                                                */
+/* ------------------------------------------------------------------------ */
+
+START_TEST(test_health_and_info)
+{
+    env e;
+    env_open(&e);
+    char url[256], *body = NULL;
+    snprintf(url, sizeof url, "%s" ERP "health/", e.base);
+    ck_assert_int_eq(ah_t_http("GET", url, NULL, NULL, &body), 200);
+    cJSON *h = cJSON_Parse(body);
+    ck_assert_str_eq(sget(h, "status"), "healthy");
+    ck_assert_str_eq(sget(h, "services.database"), "connected");
+    cJSON_Delete(h);
+    free(body);
+    snprintf(url, sizeof url, "%s" ERP, e.base);
+    ck_assert_int_eq(ah_t_http("GET", url, NULL, NULL, &body), 200);
+    cJSON *i = cJSON_Parse(body);
+    ck_assert_str_eq(sget(i, "status"), "success");
+    const cJSON *d = cJSON_GetObjectItem(i, "data");
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(d, "endpoints")), 4);
+    ck_assert_str_eq(sget(cJSON_GetObjectItem(d, "health"), "status"), "healthy");
+    ck_assert(cJSON_IsNumber(cJSON_GetObjectItem(i, "processing_time")));
+    cJSON_Delete(i);
+    free(body);
+    /* Without the trailing slash too. */
+    snprintf(url, sizeof url, "%s/recruitment/integration/erp/health", e.base);
+    ck_assert_int_eq(ah_t_http("GET", url, NULL, NULL, NULL), 200);
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_auth_styles)
+{
+    env e;
+    env_open(&e);
+    char url[512], *body = NULL;
+    /* Header. */
+    char *id = create(&e, e.key, "Header Job", NULL);
+    free(id);
+    /* Query parameter. */
+    snprintf(url, sizeof url, "%s" ERP "create-job/?api_key=%s", e.base, e.key);
+    const char *h[] = {"Content-Type: application/json", NULL};
+    ck_assert_int_eq(ah_t_http("POST", url, h,
+                               "{\"action\":\"create_job\",\"source_name\":\"Main_ERP\",\"title\":\"Query Job\","
+                               "\"application_url\":\"https://a.example/x\"}",
+                               &body),
+                     200);
+    free(body);
+    /* Missing and wrong keys: 401 in the envelope. */
+    expect_error(&e, "create-job/", NULL, "{}", 401, "INVALID_API_KEY", NULL);
+    expect_error(&e, "create-job/", "not-the-key", "{}", 401, "INVALID_API_KEY", NULL);
+    expect_error(&e, "update-job/", "not-the-key", "{}", 401, "INVALID_API_KEY", NULL);
+    snprintf(url, sizeof url, "%s" ERP "create-job/?api_key=wrong", e.base);
+    ck_assert_int_eq(ah_t_http("POST", url, h, "{}", NULL), 401);
+    /* A key in the body is no authentication, and is not kept. */
+    char b2[512];
+    snprintf(b2, sizeof b2, "{\"api_key\":\"%s\",\"action\":\"create_job\"}", e.key);
+    expect_error(&e, "create-job/", NULL, b2, 401, "INVALID_API_KEY", NULL);
+    id = create(&e, e.key, "Body Key Job", "\"api_key\":\"should-not-be-stored\"");
+    cJSON *rec = stored_job(&e, "Main_ERP", id);
+    ck_assert_ptr_null(cJSON_GetObjectItem(cJSON_GetObjectItem(rec, "raw"), "api_key"));
+    cJSON_Delete(rec);
+    free(id);
+    /* The log never holds the key: paths are logged without the query,
+     * bodies with key fields redacted. */
+    const char *args[] = {"log", "--limit", "1000", NULL};
+    cJSON *l = cli_json(e.ini, args);
+    ck_assert_int_ge(cJSON_GetArraySize(l), 10);
+    char *all = cJSON_PrintUnformatted(l);
+    ck_assert_ptr_null(strstr(all, e.key));
+    ck_assert_ptr_null(strstr(all, "should-not-be-stored"));
+    ck_assert_ptr_null(strstr(all, "?api_key"));
+    free(all);
+    cJSON_Delete(l);
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_trusted_ips)
+{
+    env e;
+    env_open(&e);
+    static const struct {
+        const char *name, *ips;
+        long status;
+    } cases[] = {
+        {"Cidr8", "127.0.0.0/8", 400},
+        {"Plain", "127.0.0.1", 400},
+        {"Slash32", "192.168.1.100, 127.0.0.1/32", 400},
+        {"V6AndV4", "::1,127.0.0.1", 400},
+        {"OnlyV6", "::1, ::/0", 403},
+        {"TenNet", "10.0.0.0/8", 403},
+        {"GarbageThenOk", "not-an-ip, 300.1.1.1, 127.0.0.1/33, 127.0.0.1", 400},
+        {"OnlyGarbage", "localhost", 403},
+        {"Empty", "", 403},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char settings[256], key[128];
+        snprintf(settings, sizeof settings, "{\"trusted_ips\":\"%s\"}", cases[i].ips);
+        add_source(e.core, "acme", cases[i].name, settings, key, sizeof key);
+        cJSON *r = NULL;
+        long st = post(&e, "create-job/", key, "{}", &r);
+        ck_assert_msg(st == cases[i].status, "%s (%s): %ld", cases[i].name, cases[i].ips, st);
+        check_error(r, cases[i].status == 403 ? "IP_NOT_ALLOWED" : "MISSING_FIELD", NULL);
+        cJSON_Delete(r);
+    }
+    /* The 403 is logged against the source the key belongs to. */
+    const char *args[] = {"log", "--source", "TenNet", "--action", "ERROR", "--status", "403", NULL};
+    cJSON *l = cli_json(e.ini, args);
+    ck_assert_int_eq(cJSON_GetArraySize(l), 1);
+    ck_assert_str_eq(sget(cJSON_GetArrayItem(l, 0), "source"), "TenNet");
+    cJSON_Delete(l);
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_invalid_source)
+{
+    env e;
+    env_open(&e);
+    expect_error(&e, "create-job/", e.key,
+                 "{\"action\":\"create_job\",\"source_name\":\"Other_ERP\",\"title\":\"T\","
+                 "\"application_url\":\"https://a.example/x\"}",
+                 404, "INVALID_SOURCE", "source_name");
+    expect_error(&e, "update-job/", e.key,
+                 "{\"action\":\"update_job\",\"source_name\":\"main_erp\",\"job_id\":\"KAAUH-2025-0001\"}",
+                 404, "INVALID_SOURCE", "source_name");
+    const char *args[] = {"log", "--source", "Main_ERP", "--action", "ERROR", "--status", "404", NULL};
+    cJSON *l = cli_json(e.ini, args);
+    ck_assert_int_eq(cJSON_GetArraySize(l), 2);
+    cJSON_Delete(l);
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_validation_errors)
+{
+    env e;
+    env_open(&e);
+#define C "\"action\":\"create_job\",\"source_name\":\"Main_ERP\""
+#define OK_FIELDS "\"title\":\"T1\",\"application_url\":\"https://a.example/x\""
+    static const struct {
+        const char *body, *code, *field;
+    } cases[] = {
+        {"{\"source_name\":\"Main_ERP\"," OK_FIELDS "}", "MISSING_FIELD", "action"},
+        {"{\"action\":\"create_job\"," OK_FIELDS "}", "MISSING_FIELD", "source_name"},
+        {"{" C ",\"application_url\":\"https://a.example/x\"}", "MISSING_FIELD", "title"},
+        {"{" C ",\"title\":\"   \",\"application_url\":\"https://a.example/x\"}", "MISSING_FIELD", "title"},
+        {"{" C ",\"title\":\"T\"}", "MISSING_FIELD", "application_url"},
+        {"{\"action\":\"update_job\",\"source_name\":\"Main_ERP\"," OK_FIELDS "}", "INVALID_ACTION", "action"},
+        {"{\"action\":7,\"source_name\":\"Main_ERP\"," OK_FIELDS "}", "INVALID_TYPE", "action"},
+        {"{\"action\":\"create_job\",\"source_name\":[\"Main_ERP\"]," OK_FIELDS "}", "INVALID_TYPE", "source_name"},
+        {"{" C ",\"title\":42,\"application_url\":\"https://a.example/x\"}", "INVALID_TYPE", "title"},
+        {"{" C "," OK_FIELDS ",\"department\":{\"x\":1}}", "INVALID_TYPE", "department"},
+        {"{" C "," OK_FIELDS ",\"auto_publish\":\"true\"}", "INVALID_TYPE", "auto_publish"},
+        {"{" C "," OK_FIELDS ",\"auto_publish\":1}", "INVALID_TYPE", "auto_publish"},
+        {"{" C "," OK_FIELDS ",\"job_type\":\"gig\"}", "INVALID_TYPE", "job_type"},
+        {"{" C "," OK_FIELDS ",\"workplace_type\":\"moon\"}", "INVALID_TYPE", "workplace_type"},
+        {"{" C "," OK_FIELDS ",\"status\":\"PUBLISHED\"}", "INVALID_FIELD", "status"},
+        {"{" C "," OK_FIELDS ",\"job_id\":\"X-1\"}", "INVALID_FIELD", "job_id"},
+        {"{" C ",\"title\":\"T\",\"application_url\":\"careers.example.com/job\"}", "INVALID_URL", "application_url"},
+        {"{" C ",\"title\":\"T\",\"application_url\":\"javascript:alert(1)\"}", "INVALID_URL", "application_url"},
+        {"{" C ",\"title\":\"T\",\"application_url\":\"https://\"}", "INVALID_URL", "application_url"},
+        {"{" C ",\"title\":\"T\",\"application_url\":\"https://a b.com/\"}", "INVALID_URL", "application_url"},
+        {"{" C ",\"title\":\"T\",\"application_url\":\"https://u@evil.com/\"}", "INVALID_URL", "application_url"},
+        {"{" C ",\"title\":\"T\",\"application_url\":\"https://a.com:99999/\"}", "INVALID_URL", "application_url"},
+        {"{" C "," OK_FIELDS ",\"application_deadline\":\"2025-02-30\"}", "INVALID_DATE", "application_deadline"},
+        {"{" C "," OK_FIELDS ",\"application_deadline\":\"31/12/2025\"}", "INVALID_DATE", "application_deadline"},
+        {"{" C "," OK_FIELDS ",\"application_deadline\":\"2025-12-31T00:00:00Z\"}", "INVALID_DATE", "application_deadline"},
+        {"{" C "," OK_FIELDS ",\"application_deadline\":20251231}", "INVALID_TYPE", "application_deadline"},
+        {"not json", "INVALID_JSON", NULL},
+        {"[1,2,3]", "INVALID_JSON", NULL},
+        {"", "INVALID_JSON", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        expect_error(&e, "create-job/", e.key, cases[i].body, 400, cases[i].code, cases[i].field);
+    /* Limits: title 255 characters (not bytes), description 20000. */
+    char *big = malloc(30000);
+    memset(big, 'x', 256);
+    big[256] = '\0';
+    char *body = NULL;
+    ck_assert_int_ge(asprintf(&body, "{" C ",\"title\":\"%s\",\"application_url\":\"https://a.example/x\"}", big), 0);
+    expect_error(&e, "create-job/", e.key, body, 400, "FIELD_TOO_LONG", "title");
+    free(body);
+    /* 255 two-byte characters are 510 bytes but only 255 characters. */
+    big[0] = '\0';
+    for (int i = 0; i < 255; i++)
+        strcat(big, "\xd8\xb9");
+    ck_assert_int_ge(asprintf(&body, "{" C ",\"title\":\"%s\",\"application_url\":\"https://a.example/x\"}", big), 0);
+    cJSON *r = NULL;
+    ck_assert_int_eq(post(&e, "create-job/", e.key, body, &r), 200);
+    cJSON_Delete(r);
+    free(body);
+    memset(big, 'd', 20001);
+    big[20001] = '\0';
+    ck_assert_int_ge(asprintf(&body, "{" C "," OK_FIELDS ",\"description\":\"%s\"}", big), 0);
+    expect_error(&e, "create-job/", e.key, body, 400, "FIELD_TOO_LONG", "description");
+    free(body);
+    free(big);
+    /* Update: auto_publish is refused by name, status must be one of four. */
+    char *id = create(&e, e.key, "Valid Job", NULL);
+    char b[512];
+    snprintf(b, sizeof b, "{\"action\":\"update_job\",\"source_name\":\"Main_ERP\",\"job_id\":\"%s\",\"auto_publish\":true}", id);
+    expect_error(&e, "update-job/", e.key, b, 400, "INVALID_FIELD", "auto_publish");
+    snprintf(b, sizeof b, "{\"action\":\"update_job\",\"source_name\":\"Main_ERP\",\"job_id\":\"%s\",\"status\":\"DELETED\"}", id);
+    expect_error(&e, "update-job/", e.key, b, 400, "INVALID_TYPE", "status");
+    snprintf(b, sizeof b, "{\"action\":\"create_job\",\"source_name\":\"Main_ERP\",\"job_id\":\"%s\"}", id);
+    expect_error(&e, "update-job/", e.key, b, 400, "INVALID_ACTION", "action");
+    expect_error(&e, "update-job/", e.key, "{\"action\":\"update_job\",\"source_name\":\"Main_ERP\"}", 400,
+                 "MISSING_FIELD", "job_id");
+    snprintf(b, sizeof b, "{\"action\":\"update_job\",\"source_name\":\"Main_ERP\",\"job_id\":\"%s\",\"application_url\":\"ftp://x\"}", id);
+    expect_error(&e, "update-job/", e.key, b, 400, "INVALID_URL", "application_url");
+    free(id);
+#undef C
+#undef OK_FIELDS
+    env_close(&e);
+}
+END_TEST
+
+static void count_topics(void *arg, const ah_outbox_row *row)
+{
+    int *c = arg;
+    if (strcmp(row->topic, "event.job.created") == 0)
+        c[0]++;
+    else if (strcmp(row->topic, "event.job.updated") == 0)
+        c[1]++;
+}
+
+START_TEST(test_create_defaults_and_record)
+{
+    env e;
+    env_open(&e);
+    cJSON *r = NULL;
+    ck_assert_int_eq(post(&e, "create-job/", e.key,
+                          "{\"action\":\"create_job\",\"source_name\":\"Main_ERP\",\"title\":\"  Nurse  \","
+                          "\"application_url\":\"https://careers.example.com/job/9\",\"extra\":\"ignored\"}",
+                          &r),
+                     200);
+    ck_assert_str_eq(sget(r, "data.status"), "DRAFT");
+    ck_assert_str_eq(sget(r, "data.title"), "Nurse");
+    char id1[64];
+    snprintf(id1, sizeof id1, "%s", sget(r, "data.job_id"));
+    ck_assert(matches("^KAAUH-20[0-9]{2}-0001$", id1));
+    cJSON_Delete(r);
+    cJSON *rec = stored_job(&e, "Main_ERP", id1);
+    ck_assert_ptr_nonnull(rec);
+    const cJSON *f = cJSON_GetObjectItem(rec, "fields");
+    ck_assert_str_eq(sget(f, "job_id"), id1);
+    ck_assert_str_eq(sget(f, "title"), "Nurse");
+    ck_assert_str_eq(sget(f, "title_key"), "nurse");
+    ck_assert_str_eq(sget(f, "job_type"), "FULL_TIME");
+    ck_assert_str_eq(sget(f, "workplace_type"), "ON_SITE");
+    ck_assert_str_eq(sget(f, "location.country"), "United States");
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(cJSON_GetObjectItem(f, "location"), "city")));
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(f, "department")));
+    ck_assert_str_eq(sget(f, "status"), "DRAFT");
+    ck_assert_str_eq(sget(f, "source_name"), "Main_ERP");
+    ck_assert_ptr_nonnull(sget(f, "created_at"));
+    ck_assert_ptr_null(cJSON_GetObjectItem(f, "extra")); /* unknown: not a unified field */
+    ck_assert_str_eq(sget(cJSON_GetObjectItem(rec, "raw"), "extra"), "ignored"); /* but kept raw */
+    cJSON_Delete(rec);
+    /* The guide's spellings normalise to the enums. */
+    static const char *const spell[][3] = {
+        {"full-time", "on-site", "FULL_TIME|ON_SITE"}, {"part_time", "Hybrid", "PART_TIME|HYBRID"},
+        {"Contract", "remote", "CONTRACT|REMOTE"},     {"internship", "ONSITE", "INTERNSHIP|ON_SITE"},
+        {"FACULTY", "on site", "FACULTY|ON_SITE"},     {" temporary ", "HYBRID", "TEMPORARY|HYBRID"},
+    };
+    for (size_t i = 0; i < 6; i++) {
+        char title[32], extra[128];
+        snprintf(title, sizeof title, "Spelling %zu", i);
+        snprintf(extra, sizeof extra, "\"job_type\":\"%s\",\"workplace_type\":\"%s\",\"auto_publish\":true",
+                 spell[i][0], spell[i][1]);
+        char *id = create(&e, e.key, title, extra);
+        rec = stored_job(&e, "Main_ERP", id);
+        char got[64];
+        snprintf(got, sizeof got, "%s|%s", sget(cJSON_GetObjectItem(rec, "fields"), "job_type"),
+                 sget(cJSON_GetObjectItem(rec, "fields"), "workplace_type"));
+        ck_assert_str_eq(got, spell[i][2]);
+        ck_assert_str_eq(sget(cJSON_GetObjectItem(rec, "fields"), "status"), "PUBLISHED");
+        cJSON_Delete(rec);
+        free(id);
+    }
+    /* Ids count up per tenant and year. */
+    char *id8 = create(&e, e.key, "Eighth", NULL);
+    ck_assert(matches("^KAAUH-20[0-9]{2}-0008$", id8));
+    free(id8);
+    /* One event.job.created per job. */
+    ah_bus_drain(e.core->bus);
+    int counts[2] = {0, 0};
+    ck_assert_int_eq(e.core->store->ops->outbox_pending(e.core->store, 1000, count_topics, counts), 0);
+    ck_assert_int_eq(counts[0], 8);
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_job_exists)
+{
+    env e;
+    env_open(&e);
+    char *id = create(&e, e.key, "Data Analyst", NULL);
+    const char *dup = "{\"action\":\"create_job\",\"source_name\":\"Main_ERP\",\"title\":\"  data   ANALYST \","
+                      "\"application_url\":\"https://a.example/x\"}";
+    expect_error(&e, "create-job/", e.key, dup, 409, "JOB_EXISTS", "title");
+    /* Another source of the same tenant sees the same jobs. */
+    char key2[128];
+    add_source(e.core, "acme", "Second_ERP", "{\"trusted_ips\":\"127.0.0.1\",\"job_id_prefix\":\"KAAUH\"}",
+               key2, sizeof key2);
+    expect_error(&e, "create-job/", key2,
+                 "{\"action\":\"create_job\",\"source_name\":\"Second_ERP\",\"title\":\"Data Analyst\","
+                 "\"application_url\":\"https://a.example/x\"}",
+                 409, "JOB_EXISTS", "title");
+    /* Another tenant does not. */
+    char key3[128];
+    add_source(e.core, "globex", "Globex_ERP", "{\"trusted_ips\":\"127.0.0.1\"}", key3, sizeof key3);
+    cJSON *r = NULL;
+    ck_assert_int_eq(post(&e, "create-job/", key3,
+                          "{\"action\":\"create_job\",\"source_name\":\"Globex_ERP\",\"title\":\"Data Analyst\","
+                          "\"application_url\":\"https://a.example/x\"}",
+                          &r),
+                     200);
+    ck_assert(matches("^JOB-20[0-9]{2}-0001$", sget(r, "data.job_id"))); /* default prefix, own sequence */
+    cJSON_Delete(r);
+    /* Closing the job frees the title. */
+    char b[512];
+    snprintf(b, sizeof b, "{\"action\":\"update_job\",\"source_name\":\"Main_ERP\",\"job_id\":\"%s\",\"status\":\"closed\"}", id);
+    ck_assert_int_eq(post(&e, "update-job/", e.key, b, &r), 200);
+    ck_assert_str_eq(sget(r, "data.status"), "CLOSED");
+    cJSON_Delete(r);
+    ck_assert_int_eq(post(&e, "create-job/", e.key, dup, &r), 200);
+    ck_assert_str_eq(sget(r, "data.title"), "data   ANALYST");
+    cJSON_Delete(r);
+    /* ...and re-opening the closed one now conflicts. */
+    snprintf(b, sizeof b, "{\"action\":\"update_job\",\"source_name\":\"Main_ERP\",\"job_id\":\"%s\",\"status\":\"PUBLISHED\"}", id);
+    expect_error(&e, "update-job/", e.key, b, 409, "JOB_EXISTS", "title");
+    free(id);
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_update_job)
+{
+    env e;
+    env_open(&e);
+    char *id = create(&e, e.key, "Senior Software Engineer",
+                      "\"department\":\"IT\",\"location_city\":\"Riyadh\",\"description\":\"Long text\"");
+    char b[1024];
+    snprintf(b, sizeof b,
+             "{\"action\":\"update_job\",\"source_name\":\"Main_ERP\",\"job_id\":\"%s\","
+             "\"title\":\"Senior Software Engineer (Updated)\",\"department\":\"Information Technology\","
+             "\"salary_range\":\"SAR 20,000 - 28,000\",\"status\":\"PUBLISHED\",\"job_type\":\"contract\","
+             "\"location_state\":\"Riyadh Province\",\"application_deadline\":\"2028-02-29\"}",
+             id);
+    cJSON *r = NULL;
+    ck_assert_int_eq(post(&e, "update-job/", e.key, b, &r), 200);
+    ck_assert_str_eq(sget(r, "message"), "Job updated successfully");
+    ck_assert_str_eq(sget(r, "data.job_id"), id);
+    ck_assert_str_eq(sget(r, "data.title"), "Senior Software Engineer (Updated)");
+    ck_assert_str_eq(sget(r, "data.status"), "PUBLISHED");
+    ck_assert_ptr_nonnull(sget(r, "data.updated_at"));
+    cJSON_Delete(r);
+    cJSON *rec = stored_job(&e, "Main_ERP", id);
+    const cJSON *f = cJSON_GetObjectItem(rec, "fields");
+    ck_assert_str_eq(sget(f, "title_key"), "senior software engineer (updated)");
+    ck_assert_str_eq(sget(f, "department"), "Information Technology");
+    ck_assert_str_eq(sget(f, "salary_range"), "SAR 20,000 - 28,000");
+    ck_assert_str_eq(sget(f, "job_type"), "CONTRACT");
+    ck_assert_str_eq(sget(f, "location.city"), "Riyadh"); /* untouched */
+    ck_assert_str_eq(sget(f, "location.state"), "Riyadh Province");
+    ck_assert_str_eq(sget(f, "description"), "Long text");
+    ck_assert_str_eq(sget(f, "application_deadline"), "2028-02-29");
+    cJSON_Delete(rec);
+    /* Every status of the guide, in any order. */
+    static const char *const st[] = {"ARCHIVED", "draft", "Closed", "published"};
+    static const char *const want[] = {"ARCHIVED", "DRAFT", "CLOSED", "PUBLISHED"};
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(b, sizeof b, "{\"action\":\"update_job\",\"source_name\":\"Main_ERP\",\"job_id\":\"%s\",\"status\":\"%s\"}",
+                 id, st[i]);
+        ck_assert_int_eq(post(&e, "update-job/", e.key, b, &r), 200);
+        ck_assert_str_eq(sget(r, "data.status"), want[i]);
+        cJSON_Delete(r);
+    }
+    /* Renaming onto another open job's title. */
+    char *id2 = create(&e, e.key, "Nurse", NULL);
+    snprintf(b, sizeof b, "{\"action\":\"update_job\",\"source_name\":\"Main_ERP\",\"job_id\":\"%s\",\"title\":\"NURSE\"}", id);
+    expect_error(&e, "update-job/", e.key, b, 409, "JOB_EXISTS", "title");
+    /* Renaming a job to its own title (case change) is fine. */
+    snprintf(b, sizeof b, "{\"action\":\"update_job\",\"source_name\":\"Main_ERP\",\"job_id\":\"%s\",\"title\":\"NURSE\"}", id2);
+    ck_assert_int_eq(post(&e, "update-job/", e.key, b, &r), 200);
+    cJSON_Delete(r);
+    /* Unknown job. */
+    expect_error(&e, "update-job/", e.key,
+                 "{\"action\":\"update_job\",\"source_name\":\"Main_ERP\",\"job_id\":\"KAAUH-1999-0001\"}",
+                 404, "JOB_NOT_FOUND", "job_id");
+    /* Two events: created + updated ones. */
+    ah_bus_drain(e.core->bus);
+    int counts[2] = {0, 0};
+    ck_assert_int_eq(e.core->store->ops->outbox_pending(e.core->store, 1000, count_topics, counts), 0);
+    ck_assert_int_eq(counts[0], 2);
+    ck_assert_int_eq(counts[1], 6);
+    free(id);
+    free(id2);
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_other_source_and_tenant)
+{
+    env e;
+    env_open(&e);
+    char *id = create(&e, e.key, "Owned Job", NULL);
+    char key2[128], key3[128], b[512];
+    add_source(e.core, "acme", "Second_ERP", "{\"trusted_ips\":\"127.0.0.1\"}", key2, sizeof key2);
+    add_source(e.core, "globex", "Globex_ERP", "{\"trusted_ips\":\"127.0.0.1\"}", key3, sizeof key3);
+    /* Same tenant, other source: refused by name (see README: the host API
+     * cannot yet update another connection's record). */
+    snprintf(b, sizeof b, "{\"action\":\"update_job\",\"source_name\":\"Second_ERP\",\"job_id\":\"%s\",\"status\":\"CLOSED\"}", id);
+    expect_error(&e, "update-job/", key2, b, 409, "JOB_NOT_OWNED", "job_id");
+    /* Other tenant: the job does not exist for it. */
+    snprintf(b, sizeof b, "{\"action\":\"update_job\",\"source_name\":\"Globex_ERP\",\"job_id\":\"%s\",\"status\":\"CLOSED\"}", id);
+    expect_error(&e, "update-job/", key3, b, 404, "JOB_NOT_FOUND", "job_id");
+    cJSON *rec = stored_job(&e, "Main_ERP", id);
+    ck_assert_str_eq(sget(cJSON_GetObjectItem(rec, "fields"), "status"), "DRAFT");
+    cJSON_Delete(rec);
+    free(id);
+    env_close(&e);
+}
+END_TEST
+
+typedef struct worker {
+    const env *e;
+    int index;
+    bool same_title;
+    int ok, conflict, other;
+    char ids[25][32];
+} worker;
+
+static void *create_worker(void *arg)
+{
+    worker *w = arg;
+    for (int i = 0; i < 25; i++) {
+        char body[512];
+        if (w->same_title)
+            snprintf(body, sizeof body,
+                     "{\"action\":\"create_job\",\"source_name\":\"Main_ERP\",\"title\":\"The Same Title\","
+                     "\"application_url\":\"https://a.example/x\"}");
+        else
+            snprintf(body, sizeof body,
+                     "{\"action\":\"create_job\",\"source_name\":\"Main_ERP\",\"title\":\"Job %d-%d\","
+                     "\"application_url\":\"https://a.example/x\"}",
+                     w->index, i);
+        char url[256], hdr[160], *resp = NULL;
+        snprintf(url, sizeof url, "%s" ERP "create-job/", w->e->base);
+        snprintf(hdr, sizeof hdr, "X-API-Key: %s", w->e->key);
+        const char *h[] = {"Content-Type: application/json", hdr, NULL};
+        long st = ah_t_http("POST", url, h, body, &resp);
+        cJSON *r = cJSON_Parse(resp);
+        free(resp);
+        if (st == 200) {
+            const char *id = sget(r, "data.job_id");
+            snprintf(w->ids[w->ok], sizeof w->ids[0], "%s", id != NULL ? id : "");
+            w->ok++;
+        } else if (st == 409 && sget(r, "error_code") != NULL && strcmp(sget(r, "error_code"), "JOB_EXISTS") == 0) {
+            w->conflict++;
+        } else {
+            w->other++;
+        }
+        cJSON_Delete(r);
+        if (w->same_title && i == 0)
+            break; /* one attempt per thread at the same title */
+    }
+    return NULL;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+START_TEST(test_concurrent_creates)
+{
+    env e;
+    env_open(&e);
+    worker w[8];
+    pthread_t th[8];
+    for (int i = 0; i < 8; i++) {
+        w[i] = (worker){.e = &e, .index = i};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, create_worker, &w[i]), 0);
+    }
+    char (*all)[32] = calloc(200, 32);
+    int n = 0;
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_int_eq(w[i].ok, 25);
+        ck_assert_int_eq(w[i].other, 0);
+        for (int k = 0; k < w[i].ok; k++)
+            memcpy(all[n++], w[i].ids[k], 32);
+    }
+    ck_assert_int_eq(n, 200);
+    qsort(all, 200, 32, cmp_str);
+    for (int i = 1; i < 200; i++)
+        ck_assert_str_ne(all[i - 1], all[i]);
+    ck_assert(matches("-0001$", all[0]));
+    ck_assert(matches("-0200$", all[199]));
+    free(all);
+    ah_conn *c = ah_conn_find(e.core, "acme", "Main_ERP");
+    ck_assert_int_eq(e.core->store->ops->record_count(e.core->store, c->id, "job"), 200);
+    ah_conn_release(c);
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_concurrent_same_title)
+{
+    env e;
+    env_open(&e);
+    worker w[8];
+    pthread_t th[8];
+    for (int i = 0; i < 8; i++) {
+        w[i] = (worker){.e = &e, .index = i, .same_title = true};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, create_worker, &w[i]), 0);
+    }
+    int ok = 0, conflict = 0, other = 0;
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        ok += w[i].ok;
+        conflict += w[i].conflict;
+        other += w[i].other;
+    }
+    ck_assert_int_eq(ok, 1);
+    ck_assert_int_eq(conflict, 7);
+    ck_assert_int_eq(other, 0);
+    env_close(&e);
+}
+END_TEST
+
+static void set_enabled(env *e, const char *name, bool en)
+{
+    ah_connection_row row = {0};
+    ck_assert_int_eq(e->core->store->ops->connection_get(e->core->store, "acme", name, &row), 0);
+    ck_assert_int_eq(e->core->store->ops->connection_set_enabled(e->core->store, row.id, en), 0);
+    ah_connection_row_free(&row);
+    ck_assert_int_eq(ah_conns_reload(e->core), 0);
+}
+
+START_TEST(test_inactive_source)
+{
+    env e;
+    env_open(&e);
+    char *id = create(&e, e.key, "Before", NULL);
+    set_enabled(&e, "Main_ERP", false);
+    expect_error(&e, "create-job/", e.key,
+                 "{\"action\":\"create_job\",\"source_name\":\"Main_ERP\",\"title\":\"During\","
+                 "\"application_url\":\"https://a.example/x\"}",
+                 401, "INVALID_API_KEY", NULL);
+    set_enabled(&e, "Main_ERP", true);
+    char *id2 = create(&e, e.key, "After", NULL);
+    /* Nothing was lost while it was inactive. */
+    cJSON *rec = stored_job(&e, "Main_ERP", id);
+    ck_assert_ptr_nonnull(rec);
+    cJSON_Delete(rec);
+    free(id);
+    free(id2);
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_log_filters)
+{
+    env e;
+    env_open(&e);
+    char before[32], mid[32], after[32];
+    ah_now_iso(before);
+    usleep(5 * 1000);
+    char *id = create(&e, e.key, "Logged Job", NULL);
+    free(id);
+    expect_error(&e, "create-job/", e.key, "{}", 400, "MISSING_FIELD", "action");
+    usleep(5 * 1000);
+    ah_now_iso(mid);
+    usleep(5 * 1000);
+    char key2[128];
+    add_source(e.core, "acme", "Locked_ERP", "{\"trusted_ips\":\"10.0.0.0/8\"}", key2, sizeof key2);
+    expect_error(&e, "create-job/", key2, "{}", 403, "IP_NOT_ALLOWED", NULL);
+    expect_error(&e, "create-job/", "wrong", "{}", 401, "INVALID_API_KEY", NULL);
+    usleep(5 * 1000);
+    ah_now_iso(after);
+
+    const char *a1[] = {"log", "--source", "Main_ERP", "--action", "REQUEST", NULL};
+    cJSON *l = cli_json(e.ini, a1);
+    ck_assert_int_eq(cJSON_GetArraySize(l), 2);
+    cJSON_Delete(l);
+    const char *a2[] = {"log", "--source", "Main_ERP", "--action", "RESPONSE", "--status", "200", NULL};
+    l = cli_json(e.ini, a2);
+    ck_assert_int_eq(cJSON_GetArraySize(l), 1);
+    const cJSON *pt = cJSON_GetObjectItem(cJSON_GetArrayItem(l, 0), "processing_time");
+    ck_assert(cJSON_IsNumber(pt) && pt->valuedouble > 0);
+    ck_assert_str_eq(sget(cJSON_GetArrayItem(l, 0), "path"), ERP "create-job/");
+    cJSON_Delete(l);
+    const char *a3[] = {"log", "--source", "Main_ERP", "--action", "ERROR", "--status", "400", NULL};
+    l = cli_json(e.ini, a3);
+    ck_assert_int_eq(cJSON_GetArraySize(l), 1);
+    ck_assert_ptr_nonnull(strstr(sget(cJSON_GetArrayItem(l, 0), "body"), "MISSING_FIELD"));
+    cJSON_Delete(l);
+    const char *a4[] = {"log", "--source", "Locked_ERP", "--action", "ERROR", "--status", "403", NULL};
+    l = cli_json(e.ini, a4);
+    ck_assert_int_eq(cJSON_GetArraySize(l), 1);
+    cJSON_Delete(l);
+    const char *a5[] = {"log", "--source", "unauthenticated", "--status", "401", NULL};
+    l = cli_json(e.ini, a5);
+    ck_assert_int_eq(cJSON_GetArraySize(l), 1);
+    cJSON_Delete(l);
+    const char *a6[] = {"log", "--tenant", "acme", "--since", before, "--until", mid, NULL};
+    l = cli_json(e.ini, a6);
+    ck_assert_int_eq(cJSON_GetArraySize(l), 4); /* two calls, REQUEST + RESPONSE/ERROR each */
+    cJSON_Delete(l);
+    const char *a7[] = {"log", "--tenant", "acme", "--since", mid, "--until", after, NULL};
+    l = cli_json(e.ini, a7);
+    ck_assert_int_eq(cJSON_GetArraySize(l), 2); /* Locked_ERP's call; 401 has no tenant */
+    cJSON_Delete(l);
+    const char *a8[] = {"log", "--since", after, NULL};
+    l = cli_json(e.ini, a8);
+    ck_assert_int_eq(cJSON_GetArraySize(l), 0);
+    cJSON_Delete(l);
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_payload_too_large)
+{
+    env e;
+    env_open(&e);
+    char key2[128];
+    add_source(e.core, "acme", "Small_ERP", "{\"trusted_ips\":\"127.0.0.1\",\"max_body_bytes\":\"1024\"}",
+               key2, sizeof key2);
+    char *body = NULL, *pad = malloc(2000);
+    memset(pad, 'p', 1999);
+    pad[1999] = '\0';
+    ck_assert_int_ge(asprintf(&body, "{\"action\":\"create_job\",\"source_name\":\"Small_ERP\",\"title\":\"T\","
+                                     "\"application_url\":\"https://a.example/x\",\"description\":\"%s\"}", pad), 0);
+    expect_error(&e, "create-job/", key2, body, 413, "PAYLOAD_TOO_LARGE", NULL);
+    free(body);
+    /* Over the host's [http] max_body the host answers before the plugin
+     * runs, in the host's envelope (see README). */
+    char *big = malloc(70 * 1024 + 1);
+    memset(big, ' ', 70 * 1024);
+    big[0] = '{';
+    big[70 * 1024 - 1] = '}';
+    big[70 * 1024] = '\0';
+    char url[256], *resp = NULL, hdr[160];
+    snprintf(url, sizeof url, "%s" ERP "create-job/", e.base);
+    snprintf(hdr, sizeof hdr, "X-API-Key: %s", e.key);
+    const char *h[] = {hdr, NULL};
+    ck_assert_int_eq(ah_t_http("POST", url, h, big, &resp), 413);
+    ck_assert_ptr_nonnull(strstr(resp, "payload_too_large"));
+    free(resp);
+    free(big);
+    free(pad);
+    env_close(&e);
+}
+END_TEST
+
+static int broken_ping(ah_store *s)
+{
+    (void)s;
+    return AH_STORE_ERR;
+}
+
+static int broken_query(ah_store *s, const ah_record_query *q, ah_record_cb cb, void *arg)
+{
+    (void)s, (void)q, (void)cb, (void)arg;
+    return AH_STORE_ERR;
+}
+
+static int broken_seq(ah_store *s, int64_t t, const char *n, int64_t *out)
+{
+    (void)s, (void)t, (void)n, (void)out;
+    return AH_STORE_ERR;
+}
+
+START_TEST(test_store_outage)
+{
+    env e;
+    env_open(&e);
+    char *first = create(&e, e.key, "First", NULL);
+    /* 1. The store does not answer at all: the engine's calls are swapped
+     *    for failing ones (the log writes still go through, so that the
+     *    errors are visible in the log afterwards). */
+    const ah_store_ops *real = e.core->store->ops;
+    e.broken = *real;
+    e.broken.ping = broken_ping;
+    e.broken.record_query = broken_query;
+    e.broken.sequence_next = broken_seq;
+    e.core->store->ops = &e.broken;
+    char url[256], *resp = NULL;
+    snprintf(url, sizeof url, "%s" ERP "health/", e.base);
+    ck_assert_int_eq(ah_t_http("GET", url, NULL, NULL, &resp), 503);
+    cJSON *h = cJSON_Parse(resp);
+    ck_assert_str_eq(sget(h, "status"), "unhealthy");
+    ck_assert_str_eq(sget(h, "services.database"), "disconnected");
+    cJSON_Delete(h);
+    free(resp);
+    snprintf(url, sizeof url, "%s" ERP, e.base);
+    ck_assert_int_eq(ah_t_http("GET", url, NULL, NULL, &resp), 503);
+    h = cJSON_Parse(resp);
+    ck_assert_str_eq(sget(h, "status"), "error");
+    ck_assert_str_eq(sget(h, "error_code"), "SERVICE_UNAVAILABLE");
+    ck_assert_str_eq(sget(cJSON_GetObjectItem(h, "data"), "health.status"), "unhealthy");
+    cJSON_Delete(h);
+    free(resp);
+    const char *job = "{\"action\":\"create_job\",\"source_name\":\"Main_ERP\",\"title\":\"During Outage\","
+                      "\"application_url\":\"https://a.example/x\"}";
+    expect_error(&e, "create-job/", e.key, job, 500, "INTERNAL_ERROR", NULL);
+    e.core->store->ops = real;
+    snprintf(url, sizeof url, "%s" ERP "health/", e.base);
+    ck_assert_int_eq(ah_t_http("GET", url, NULL, NULL, NULL), 200);
+
+    /* 2. The write itself fails (the SQLite engine's test hook: the record
+     *    transaction rolls back): 500, and no half-written job. */
+    ah_store_sqlite_fail_after(e.core->store, 0);
+    expect_error(&e, "create-job/", e.key, job, 500, "INTERNAL_ERROR", NULL);
+    ah_conn *c = ah_conn_find(e.core, "acme", "Main_ERP");
+    ck_assert_int_eq(e.core->store->ops->record_count(e.core->store, c->id, "job"), 1);
+    ah_conn_release(c);
+    ah_bus_drain(e.core->bus);
+    int counts[2] = {0, 0};
+    ck_assert_int_eq(e.core->store->ops->outbox_pending(e.core->store, 1000, count_topics, counts), 0);
+    ck_assert_int_eq(counts[0], 1); /* no event for the job that was not saved */
+    /* The retry succeeds; the sequence number the failed attempt drew is
+     * not reused (ids may have gaps, never duplicates). */
+    cJSON *r = NULL;
+    ck_assert_int_eq(post(&e, "create-job/", e.key, job, &r), 200);
+    ck_assert(matches("-0003$", sget(r, "data.job_id")));
+    cJSON_Delete(r);
+    free(first);
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_https)
+{
+    char *dir = ah_t_tmpdir();
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 "
+             "-addext subjectAltName=IP:127.0.0.1 -days 1 -keyout k.pem -out c.pem >/dev/null 2>&1",
+             dir);
+    ck_assert_int_eq(system(cmd), 0);
+    char http[1024], cafile[512];
+    snprintf(http, sizeof http, "tls_cert = %s/c.pem\ntls_key = %s/k.pem\n", dir, dir);
+    snprintf(cafile, sizeof cafile, "%s/c.pem", dir);
+    env e;
+    env_open_with(&e, http, "https");
+    char url[256];
+    snprintf(url, sizeof url, "%s" ERP "health/", e.base);
+    CURL *c = curl_easy_init();
+    ck_assert_ptr_nonnull(c);
+    FILE *sink = fopen("/dev/null", "w");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CAINFO, cafile);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, sink);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+    CURLcode rc = curl_easy_perform(c);
+    ck_assert_msg(rc == CURLE_OK, "%s", curl_easy_strerror(rc));
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    ck_assert_int_eq(status, 200);
+    /* Plain HTTP to the TLS port gets no answer. */
+    char plain[256];
+    snprintf(plain, sizeof plain, "http://127.0.0.1:%u" ERP "health/", (unsigned)ah_httpd_port(e.core->httpd));
+    ck_assert_int_ne(ah_t_http("GET", plain, NULL, NULL, NULL), 200);
+    /* Without the CA the certificate is refused (verification is on). */
+    CURL *c2 = curl_easy_init();
+    curl_easy_setopt(c2, CURLOPT_URL, url);
+    curl_easy_setopt(c2, CURLOPT_CAINFO, "/dev/null");
+    curl_easy_setopt(c2, CURLOPT_WRITEDATA, sink);
+    curl_easy_setopt(c2, CURLOPT_TIMEOUT, 20L);
+    ck_assert_int_ne(curl_easy_perform(c2), CURLE_OK);
+    curl_easy_cleanup(c2);
+    curl_easy_cleanup(c);
+    fclose(sink);
+    env_close(&e);
+    ah_t_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
+static Suite *erp_suite(void)
+{
+    Suite *s = suite_create("erp");
+    TCase *guide = tcase_create("guide");
+    tcase_set_timeout(guide, 60);
+    tcase_add_test(guide, test_guide_examples_verbatim);
+    suite_add_tcase(s, guide);
+    TCase *tc = tcase_create("endpoints");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_health_and_info);
+    tcase_add_test(tc, test_auth_styles);
+    tcase_add_test(tc, test_trusted_ips);
+    tcase_add_test(tc, test_invalid_source);
+    tcase_add_test(tc, test_validation_errors);
+    tcase_add_test(tc, test_create_defaults_and_record);
+    tcase_add_test(tc, test_job_exists);
+    tcase_add_test(tc, test_update_job);
+    tcase_add_test(tc, test_other_source_and_tenant);
+    tcase_add_test(tc, test_inactive_source);
+    tcase_add_test(tc, test_log_filters);
+    tcase_add_test(tc, test_payload_too_large);
+    tcase_add_test(tc, test_store_outage);
+    suite_add_tcase(s, tc);
+    TCase *conc = tcase_create("concurrency");
+    tcase_set_timeout(conc, 60);
+    tcase_add_test(conc, test_concurrent_creates);
+    tcase_add_test(conc, test_concurrent_same_title);
+    suite_add_tcase(s, conc);
+    TCase *tls = tcase_create("https");
+    tcase_set_timeout(tls, 60);
+    tcase_add_test(tls, test_https);
+    suite_add_tcase(s, tls);
+    return s;
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    SRunner *sr = srunner_create(erp_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    curl_global_cleanup();
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
