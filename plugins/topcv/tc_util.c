@@ -1,0 +1,254 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Helpers shared by the TopCV plugin's files (see topcv.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "topcv.h"
+
+const char *tc_str(const cJSON *obj, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+const char *tc_text(const cJSON *obj, const char *key, char *buf, size_t len)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (cJSON_IsString(v))
+        return v->valuestring;
+    if (cJSON_IsNumber(v)) {
+        double d = v->valuedouble;
+        if (d == (double)(long long)d)
+            snprintf(buf, len, "%lld", (long long)d);
+        else
+            snprintf(buf, len, "%g", d);
+        return buf;
+    }
+    return NULL;
+}
+
+void tc_now_iso(char out[32])
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+bool tc_configured(const ah_call *call)
+{
+    const char *k = call->host->setting(call, "api_key");
+    const char *s = call->host->setting(call, "secret_key");
+    return k != NULL && *k != '\0' && s != NULL && *s != '\0';
+}
+
+bool tc_host_ok(ah_call *call)
+{
+    if (AH_HAS(call->host, settings_update) && call->host->hmac_sha256_hex != NULL &&
+        call->host->ct_equal != NULL && call->host->settings_update != NULL)
+        return true;
+    call->host->fail(call, AH_E_UNSUPPORTED, 501,
+                     "this host is too old for the TopCV plugin (needs hmac_sha256_hex, ct_equal "
+                     "and settings_update)");
+    return false;
+}
+
+/* The path part of base_url ("" for "https://host"), so that the signature
+ * covers the path TopCV receives. */
+static const char *base_path(const char *base)
+{
+    const char *p = base != NULL ? strstr(base, "://") : NULL;
+    if (p == NULL)
+        return "";
+    p = strchr(p + 3, '/');
+    return p != NULL ? p : "";
+}
+
+ah_result tc_api_with(ah_call *call, const char *token, const char *secret, const char *method,
+                      const char *path, const cJSON *body, int attempts, long *status,
+                      cJSON **out)
+{
+    const ah_host_api *h = call->host;
+    if (out != NULL)
+        *out = NULL;
+    char *text = body != NULL ? cJSON_PrintUnformatted(body) : NULL;
+    if (body != NULL && text == NULL)
+        return h->fail(call, AH_E_INTERNAL, 500, "out of memory");
+    const char *payload = text != NULL ? text : "";
+    char ts[24];
+    snprintf(ts, sizeof ts, "%lld", (long long)time(NULL));
+    const char *bp = base_path(h->setting(call, "base_url"));
+    size_t bl = strlen(bp);
+    while (bl > 0 && bp[bl - 1] == '/')
+        bl--;
+    size_t n = strlen(ts) + strlen(method) + bl + strlen(path) + strlen(payload) + 4;
+    char *signed_text = malloc(n);
+    char mac[65];
+    if (signed_text == NULL) {
+        free(text);
+        return h->fail(call, AH_E_INTERNAL, 500, "out of memory");
+    }
+    snprintf(signed_text, n, "%s.%s.%.*s%s.%s", ts, method, (int)bl, bp, path, payload);
+    ah_result r = h->hmac_sha256_hex(secret, strlen(secret), signed_text, strlen(signed_text), mac);
+    free(signed_text);
+    if (r != AH_OK) {
+        free(text);
+        return h->fail(call, AH_E_INTERNAL, 500, "cannot sign the request");
+    }
+    char h_ts[64], h_sig[96];
+    snprintf(h_ts, sizeof h_ts, "X-TopCV-Timestamp: %s", ts);
+    snprintf(h_sig, sizeof h_sig, "X-TopCV-Signature: sha256=%s", mac);
+    const char *headers[] = {"Accept: application/json", "Content-Type: application/json", h_ts,
+                             h_sig, NULL};
+    ah_http_request req = {
+        .struct_size = sizeof req,
+        .method = method,
+        .url = path,
+        .headers = headers,
+        .body = text,
+        .body_len = text != NULL ? strlen(text) : 0,
+        .max_attempts = attempts,
+        .bearer = token,
+    };
+    ah_http_response resp;
+    r = h->http(call, &req, &resp);
+    free(text);
+    if (r == AH_OK) {
+        *status = resp.status;
+        if (out != NULL && resp.body != NULL && resp.body_len > 0)
+            *out = h->json_parse(resp.body, resp.body_len);
+    }
+    h->http_response_free(&resp);
+    return r;
+}
+
+ah_result tc_api(ah_call *call, const char *method, const char *path, const cJSON *body,
+                 int attempts, long *status, cJSON **out)
+{
+    if (!tc_configured(call))
+        return call->host->fail(call, "not_configured", 409,
+                                "TopCV is not configured for this connection: save the Employer "
+                                "API Key and Secret Key with postings.configure");
+    return tc_api_with(call, call->host->setting(call, "api_key"),
+                       call->host->setting(call, "secret_key"), method, path, body, attempts,
+                       status, out);
+}
+
+ah_result tc_api_error(ah_call *call, const char *what, long status, const cJSON *answer)
+{
+    const char *msg = tc_str(answer, "message");
+    if (status == 401 || status == 403)
+        return call->host->fail(call, "invalid_credentials", 502,
+                                "%s: TopCV refused the saved credentials (HTTP %ld)%s%s", what,
+                                status, msg ? ": " : "", msg ? msg : "");
+    if (status == 404)
+        return call->host->fail(call, AH_E_NOT_FOUND, 404, "%s: TopCV has no such job%s%s", what,
+                                msg ? ": " : "", msg ? msg : "");
+    return call->host->fail(call, AH_E_UPSTREAM, 502, "%s: TopCV answered HTTP %ld%s%s", what,
+                            status, msg ? ": " : "", msg ? msg : "");
+}
+
+ah_result tc_put(ah_call *call, const char *type, const char *remote_id, const cJSON *raw,
+                 const cJSON *fields, char *id_out, int *changed)
+{
+    char now[32];
+    tc_now_iso(now);
+    ah_record rec = {
+        .struct_size = sizeof rec,
+        .type = type,
+        .remote_id = remote_id,
+        .updated_at = now,
+        .raw = raw,
+        .fields = fields,
+    };
+    return call->host->record_put(call, &rec, id_out, id_out != NULL ? TC_ID_LEN : 0, changed);
+}
+
+cJSON *tc_list(ah_call *call, const char *type)
+{
+    cJSON *l = call->host->record_find(call, type, "connection", call->connection, 0, 1000);
+    if (l == NULL)
+        call->host->fail(call, "store_unavailable", 500, "cannot read %s records", type);
+    return l;
+}
+
+cJSON *tc_by_id(ah_call *call, const char *type, const char *id)
+{
+    if (id == NULL || *id == '\0' || !AH_HAS(call->host, record_by_id) ||
+        call->host->record_by_id == NULL)
+        return NULL;
+    cJSON *r = call->host->record_by_id(call, id);
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(r, "fields");
+    const char *t = tc_str(r, "type"), *conn = tc_str(f, "connection");
+    bool mine = strcmp(type, "job") == 0 || (conn != NULL && strcmp(conn, call->connection) == 0);
+    if (r == NULL || t == NULL || strcmp(t, type) != 0 || !mine) {
+        cJSON_Delete(r);
+        return NULL;
+    }
+    return r;
+}
+
+cJSON *tc_job(ah_call *call, const char *id)
+{
+    cJSON *job = tc_by_id(call, "job", id);
+    if (job != NULL)
+        return job;
+    cJSON *l = call->host->record_find(call, "job", "job_id", id, 0, 1);
+    if (cJSON_GetArraySize(l) > 0)
+        job = cJSON_DetachItemFromArray(l, 0);
+    cJSON_Delete(l);
+    return job;
+}
+
+ah_result tc_notice(ah_call *call, const char *event_id, const char *kind, const char *message,
+                    const char *topcv_id, const char *ref)
+{
+    char now[32];
+    tc_now_iso(now);
+    cJSON *f = cJSON_CreateObject();
+    if (f == NULL)
+        return call->host->fail(call, AH_E_INTERNAL, 500, "out of memory");
+    cJSON_AddStringToObject(f, "connection", call->connection);
+    cJSON_AddStringToObject(f, "kind", kind);
+    cJSON_AddStringToObject(f, "message", message);
+    if (topcv_id != NULL)
+        cJSON_AddStringToObject(f, "topcv_id", topcv_id);
+    if (ref != NULL)
+        cJSON_AddStringToObject(f, "ref", ref);
+    cJSON_AddStringToObject(f, "received_at", now);
+    cJSON_AddBoolToObject(f, "read", 0);
+    /* A redelivered event finds its notice stored: keep the first one. */
+    cJSON *old = call->host->record_get(call, TC_NOTICE, event_id);
+    ah_result r = AH_OK;
+    if (old == NULL)
+        r = tc_put(call, TC_NOTICE, event_id, NULL, f, NULL, NULL);
+    cJSON_Delete(old);
+    cJSON_Delete(f);
+    return r;
+}
+
+void tc_publish(ah_call *call, const char *topic, const char *id, const char *remote_id,
+                const char *type, cJSON *extra)
+{
+    cJSON *ev = cJSON_CreateObject();
+    if (ev == NULL) {
+        cJSON_Delete(extra);
+        return;
+    }
+    cJSON_AddStringToObject(ev, "id", id);
+    cJSON_AddStringToObject(ev, "remote_id", remote_id);
+    cJSON_AddStringToObject(ev, "type", type);
+    cJSON_AddStringToObject(ev, "connection", call->connection);
+    cJSON_AddStringToObject(ev, "source", "topcv");
+    cJSON *it = extra != NULL ? extra->child : NULL;
+    while (it != NULL) {
+        cJSON *next = it->next;
+        cJSON_AddItemToObject(ev, it->string, cJSON_DetachItemViaPointer(extra, it));
+        it = next;
+    }
+    cJSON_Delete(extra);
+    if (call->host->publish(call, topic, ev) != AH_OK)
+        call->host->log(call, AH_LOG_WARN, "cannot publish %s for %s", topic, id);
+}
