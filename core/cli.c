@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core.h"
+#include "intlog.h"
 
 #define EXIT_USAGE 2
 
@@ -758,28 +759,6 @@ static int cmd_sync(cli *c)
 /* log                                                                       */
 /* ------------------------------------------------------------------------ */
 
-static void log_row(void *arg, const ah_log_entry *e)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "id", (double)e->id);
-    cJSON_AddStringToObject(o, "at", e->at ? e->at : "");
-    if (e->tenant)
-        cJSON_AddStringToObject(o, "tenant", e->tenant);
-    cJSON_AddStringToObject(o, "source", e->source ? e->source : "");
-    if (e->plugin)
-        cJSON_AddStringToObject(o, "plugin", e->plugin);
-    cJSON_AddStringToObject(o, "action", e->action ? e->action : "");
-    if (e->method)
-        cJSON_AddStringToObject(o, "method", e->method);
-    if (e->path)
-        cJSON_AddStringToObject(o, "path", e->path);
-    cJSON_AddNumberToObject(o, "status", e->status);
-    cJSON_AddNumberToObject(o, "processing_time", e->duration_s);
-    if (e->body)
-        cJSON_AddStringToObject(o, "body", e->body);
-    cJSON_AddItemToArray(arg, o);
-}
-
 static int cmd_log(cli *c)
 {
     if (c->argc != 0) {
@@ -791,7 +770,7 @@ static int cmd_log(cli *c)
         return 1;
     cJSON *list = cJSON_CreateArray();
     int rc = 0;
-    if (core->store->ops->log_query(core->store, &c->filter, log_row, list) != 0) {
+    if (core->store->ops->log_query(core->store, &c->filter, ah_intlog_entry_json, list) != 0) {
         rc = fail(c, "store_error", "cannot read the integration log");
     } else if (c->json) {
         print_json(list);

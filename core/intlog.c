@@ -88,3 +88,27 @@ char *ah_intlog_redact(const char *text, size_t len)
     cJSON_Delete(j);
     return out;
 }
+
+void ah_intlog_entry_json(void *arg, const ah_log_entry *e)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return;
+    cJSON_AddNumberToObject(o, "id", (double)e->id);
+    cJSON_AddStringToObject(o, "at", e->at ? e->at : "");
+    if (e->tenant)
+        cJSON_AddStringToObject(o, "tenant", e->tenant);
+    cJSON_AddStringToObject(o, "source", e->source ? e->source : "");
+    if (e->plugin)
+        cJSON_AddStringToObject(o, "plugin", e->plugin);
+    cJSON_AddStringToObject(o, "action", e->action ? e->action : "");
+    if (e->method)
+        cJSON_AddStringToObject(o, "method", e->method);
+    if (e->path)
+        cJSON_AddStringToObject(o, "path", e->path);
+    cJSON_AddNumberToObject(o, "status", e->status);
+    cJSON_AddNumberToObject(o, "processing_time", e->duration_s);
+    if (e->body)
+        cJSON_AddStringToObject(o, "body", e->body);
+    cJSON_AddItemToArray(arg, o);
+}

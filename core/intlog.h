@@ -34,4 +34,9 @@ char *ah_intlog_redact(const char *text, size_t len);
 /** Same for a parsed body. */
 char *ah_intlog_redact_json(const cJSON *body);
 
+struct ah_log_entry;
+/** An ah_log_cb that appends the entry as a JSON object to the cJSON
+ *  array `arg` (for `atshub log --json` and GET /v1/log). */
+void ah_intlog_entry_json(void *arg, const struct ah_log_entry *e);
+
 #endif
