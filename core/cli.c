@@ -13,7 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "core.h"
+#include "ops.h"
 #include "intlog.h"
 
 #define EXIT_USAGE 2
@@ -30,6 +32,7 @@ typedef struct cli {
     int nsets;
     ah_log_filter filter;
     const char *type; /* sync --type */
+    const char *path; /* plugin reload --path */
 } cli;
 
 typedef struct cmd {
@@ -84,17 +87,6 @@ static void print_json(cJSON *o)
     free(t);
 }
 
-static bool valid_name(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 64)
-        return false;
-    for (; *s; s++)
-        if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-' && *s != '.')
-            return false;
-    return true;
-}
-
 static const char *default_config(void)
 {
     static const char *const candidates[] = {AH_SOURCE_DIR "/etc/atshub.ini",
@@ -144,16 +136,62 @@ static int cmd_serve(cli *c)
 /* plugins, plugin check                                                     */
 /* ------------------------------------------------------------------------ */
 
+/* One admin API request to the daemon the configuration names. 0 with the
+ * parsed reply (status in *status), or -1 with err when no daemon answers
+ * or the configuration cannot be read. */
+static int daemon_call(cli *c, const char *method, const char *path, const char *body,
+                       long *status, cJSON **reply, char *err, size_t errlen)
+{
+    ah_config cfg;
+    if (ah_config_load(c->config, &cfg, err, errlen) != 0)
+        return -1;
+    char *text = NULL;
+    int rc = ah_admin_call(&cfg, method, path, body, status, &text, err, errlen);
+    ah_config_free(&cfg);
+    if (rc != 0)
+        return -1;
+    *reply = cJSON_Parse(text != NULL ? text : "");
+    free(text);
+    if (*reply == NULL) {
+        snprintf(err, errlen, "the daemon answered %ld without a JSON body", *status);
+        return -1;
+    }
+    return 0;
+}
+
+/* The running daemon's plugin list, or NULL when none answers. */
+static cJSON *daemon_plugins(cli *c)
+{
+    char err[1024];
+    long status = 0;
+    cJSON *reply = NULL;
+    if (daemon_call(c, "GET", "/admin/plugins", NULL, &status, &reply, err, sizeof err) != 0)
+        return NULL;
+    cJSON *data = status == 200 ? cJSON_DetachItemFromObject(reply, "data") : NULL;
+    cJSON_Delete(reply);
+    if (!cJSON_IsArray(data)) {
+        cJSON_Delete(data);
+        return NULL;
+    }
+    return data;
+}
+
 static int cmd_plugins(cli *c)
 {
     if (c->argc != 0) {
         usage_error("plugins takes no arguments besides --settings NAME");
         return EXIT_USAGE;
     }
-    ah_core *core = open_core(c, true, false);
-    if (core == NULL)
-        return 1;
-    cJSON *list = ah_core_plugins_json(core, c->settings_of);
+    /* A running daemon's live view first (generations, in-flight calls);
+     * without one, what this process loads from the configuration. */
+    ah_core *core = NULL;
+    cJSON *list = c->settings_of == NULL ? daemon_plugins(c) : NULL;
+    if (list == NULL) {
+        core = open_core(c, true, false);
+        if (core == NULL)
+            return 1;
+        list = ah_core_plugins_json(core, c->settings_of);
+    }
     if (list == NULL) {
         ah_core_close(core);
         return fail(c, "not_found", "no plugin named '%s' is loaded", c->settings_of);
@@ -182,13 +220,15 @@ static int cmd_plugins(cli *c)
     } else {
         size_t ncap;
         const char *const *caps = ah_router_capabilities(&ncap);
-        printf("%-14s %-9s %-5s %-4s %s\n", "NAME", "VERSION", "ABI", "GEN", "PATH");
+        printf("%-14s %-9s %-5s %-4s %-9s %s\n", "NAME", "VERSION", "ABI", "GEN", "IN-FLIGHT",
+               "PATH");
         const cJSON *p;
         cJSON_ArrayForEach(p, list) {
-            printf("%-14s %-9s %-5s %-4d %s\n", cJSON_GetObjectItem(p, "name")->valuestring,
+            printf("%-14s %-9s %-5s %-4d %-9d %s\n", cJSON_GetObjectItem(p, "name")->valuestring,
                    cJSON_GetObjectItem(p, "version")->valuestring,
                    cJSON_GetObjectItem(p, "abi")->valuestring,
                    cJSON_GetObjectItem(p, "generation")->valueint,
+                   cJSON_GetObjectItem(p, "inflight")->valueint,
                    cJSON_GetObjectItem(p, "path")->valuestring);
         }
         printf("\nCOVERAGE (operations served / operations in the capability)\n%-14s", "PLUGIN");
@@ -211,26 +251,97 @@ static int cmd_plugins(cli *c)
     return 0;
 }
 
+/* The error envelope of an admin API reply, as fail() prints it. */
+static int fail_reply(cli *c, const cJSON *reply, long status)
+{
+    const cJSON *e = cJSON_GetObjectItem(reply, "error");
+    const cJSON *code = cJSON_GetObjectItem(e, "code"), *msg = cJSON_GetObjectItem(e, "message");
+    return fail(c, cJSON_IsString(code) ? code->valuestring : "daemon_error", "%s",
+                cJSON_IsString(msg) ? msg->valuestring : "the daemon refused the request");
+    (void)status;
+}
+
+static int plugin_reload(cli *c, const char *name)
+{
+    cJSON *body = cJSON_CreateObject();
+    char *path = c->path != NULL ? realpath(c->path, NULL) : NULL;
+    if (c->path != NULL && path == NULL) {
+        cJSON_Delete(body);
+        return fail(c, "not_found", "%s: %m", c->path);
+    }
+    if (path != NULL)
+        cJSON_AddStringToObject(body, "path", path);
+    char *text = cJSON_PrintUnformatted(body);
+    cJSON_Delete(body);
+    free(path);
+    char escaped[256], url[320], err[1024];
+    snprintf(escaped, sizeof escaped, "%s", name);
+    snprintf(url, sizeof url, "/admin/plugins/%s/reload", escaped);
+    long status = 0;
+    cJSON *reply = NULL;
+    int rc = daemon_call(c, "POST", url, text, &status, &reply, err, sizeof err);
+    free(text);
+    if (rc != 0)
+        return fail(c, "no_daemon", "plugin reload acts on the running daemon: %s", err);
+    if (status != 200) {
+        rc = fail_reply(c, reply, status);
+        cJSON_Delete(reply);
+        return rc;
+    }
+    const cJSON *d = cJSON_GetObjectItem(reply, "data");
+    if (c->json)
+        print_json((cJSON *)d);
+    else
+        printf("%s %s now serves as generation %d (generation %d retires when its last call "
+               "returns)\n", name, cJSON_GetObjectItem(d, "version")->valuestring,
+               cJSON_GetObjectItem(d, "generation")->valueint,
+               cJSON_GetObjectItem(d, "previous_generation")->valueint);
+    cJSON_Delete(reply);
+    return 0;
+}
+
+#define AH_CHECK_CYCLES 100
+
+static int plugin_check(cli *c, const char *path)
+{
+    char err[1024];
+    cJSON *report = cJSON_CreateObject();
+    if (report == NULL)
+        return fail(c, "internal_error", "out of memory");
+    cJSON_AddStringToObject(report, "path", path);
+    int rc = 0;
+    if (ah_plugin_check_full(path, AH_CHECK_CYCLES, report, err, sizeof err) != 0) {
+        rc = fail(c, "plugin_refused", "%s", err);
+    } else if (c->json) {
+        cJSON_AddBoolToObject(report, "ok", true);
+        print_json(report);
+    } else {
+        printf("%s: ok\n  %s %s, ABI %s; %d settings, %d routes, %d subscriptions\n"
+               "  %d load/open/close/unload cycles: no file descriptor, mapping or heap left "
+               "behind\n", path, cJSON_GetObjectItem(report, "name")->valuestring,
+               cJSON_GetObjectItem(report, "version")->valuestring,
+               cJSON_GetObjectItem(report, "abi")->valuestring,
+               cJSON_GetObjectItem(report, "settings")->valueint,
+               cJSON_GetObjectItem(report, "routes")->valueint,
+               cJSON_GetObjectItem(report, "subscriptions")->valueint,
+               cJSON_GetObjectItem(report, "cycles")->valueint);
+    }
+    cJSON_Delete(report);
+    return rc;
+}
+
 static int cmd_plugin(cli *c)
 {
-    if (c->argc == 2 && strcmp(c->argv[0], "check") == 0) {
-        char err[1024];
-        ah_host_api api;
-        ah_host_api_init(&api);
-        if (ah_plugin_check(c->argv[1], &api, err, sizeof err) != 0)
-            return fail(c, "plugin_refused", "%s", err);
-        if (c->json) {
-            cJSON *o = cJSON_CreateObject();
-            cJSON_AddStringToObject(o, "path", c->argv[1]);
-            cJSON_AddBoolToObject(o, "ok", true);
-            print_json(o);
-            cJSON_Delete(o);
-        } else {
-            printf("%s: ok\n", c->argv[1]);
+    if (c->argc == 2 && strcmp(c->argv[0], "check") == 0)
+        return plugin_check(c, c->argv[1]);
+    if (c->argc == 2 && strcmp(c->argv[0], "reload") == 0) {
+        if (!ah_ops_valid_name(c->argv[1])) {
+            usage_error("'%s' is not a plugin name", c->argv[1]);
+            return EXIT_USAGE;
         }
-        return 0;
+        return plugin_reload(c, c->argv[1]);
     }
-    usage_error("usage: atshub plugin check FILE.so");
+    usage_error("usage: atshub plugin check FILE.so | plugin reload NAME [--path FILE.so]");
     return EXIT_USAGE;
 }
 
@@ -238,13 +349,10 @@ static int cmd_plugin(cli *c)
 /* tenant                                                                    */
 /* ------------------------------------------------------------------------ */
 
-static void tenant_row_json(void *arg, const ah_tenant_row *r)
+/* An ops error, as fail() prints it. */
+static int fail_ops(cli *c, const ah_ops_err *e)
 {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "name", r->name);
-    cJSON_AddNumberToObject(o, "id", (double)r->id);
-    cJSON_AddStringToObject(o, "created_at", r->created_at ? r->created_at : "");
-    cJSON_AddItemToArray(arg, o);
+    return fail(c, e->code, "%s", e->msg);
 }
 
 static int cmd_tenant(cli *c)
@@ -263,66 +371,53 @@ static int cmd_tenant(cli *c)
         usage_error("usage: atshub tenant add NAME | list | remove NAME");
         return EXIT_USAGE;
     }
-    if ((add || rm) && !valid_name(c->argv[1])) {
+    if ((add || rm) && !ah_ops_valid_name(c->argv[1])) {
         usage_error("tenant names are 1-64 characters of letters, digits, '_', '-', '.'");
         return EXIT_USAGE;
     }
     ah_core *core = open_core(c, false, false);
     if (core == NULL)
         return 1;
-    ah_store *s = core->store;
     int rc = 0;
+    ah_ops_err e;
+    cJSON *out = NULL;
     if (add) {
-        char key[4 + 40 + 1] = "ahk_", hash[AH_SHA256_HEX_LEN + 1];
-        int64_t id = 0;
-        if (ah_random_hex(key + 4, 20) != 0) {
-            rc = fail(c, "internal_error", "cannot generate a key");
+        if (ah_ops_tenant_add(core, c->argv[1], &out, &e) != 0) {
+            rc = fail_ops(c, &e);
+        } else if (c->json) {
+            print_json(out);
         } else {
-            ah_sha256_hex(key, strlen(key), hash);
-            int r = s->ops->tenant_add(s, c->argv[1], hash, &id);
-            if (r == AH_STORE_EXISTS)
-                rc = fail(c, "conflict", "tenant '%s' already exists", c->argv[1]);
-            else if (r != 0)
-                rc = fail(c, "store_error", "cannot add tenant '%s'", c->argv[1]);
-            else if (c->json) {
-                cJSON *o = cJSON_CreateObject();
-                cJSON_AddStringToObject(o, "tenant", c->argv[1]);
-                cJSON_AddNumberToObject(o, "id", (double)id);
-                cJSON_AddStringToObject(o, "api_key", key);
-                print_json(o);
-                cJSON_Delete(o);
-            } else {
-                printf("tenant '%s' added\napi_key: %s\n", c->argv[1], key);
-                fprintf(stderr, "The API key is shown once: store it now. atshub keeps only its hash.\n");
-            }
+            printf("tenant '%s' added\napi_key: %s\n", c->argv[1],
+                   cJSON_GetObjectItem(out, "api_key")->valuestring);
+            fprintf(stderr, "The API key is shown once: store it now. atshub keeps only its hash.\n");
         }
-        explicit_bzero(key, sizeof key);
     } else if (rm) {
-        int r = s->ops->tenant_remove(s, c->argv[1]);
-        if (r == AH_STORE_NOT_FOUND)
-            rc = fail(c, "not_found", "no tenant '%s'", c->argv[1]);
-        else if (r != 0)
-            rc = fail(c, "store_error", "cannot remove tenant '%s'", c->argv[1]);
+        if (ah_ops_tenant_remove(core, c->argv[1], &e) != 0)
+            rc = fail_ops(c, &e);
         else if (c->json)
             printf("{\"removed\":\"%s\"}\n", c->argv[1]);
         else
             printf("tenant '%s' removed, with its connections and records\n", c->argv[1]);
     } else {
-        cJSON *list = cJSON_CreateArray();
-        if (s->ops->tenant_list(s, tenant_row_json, list) != 0) {
-            rc = fail(c, "store_error", "cannot list tenants");
+        if (ah_ops_tenant_list(core, &out, &e) != 0) {
+            rc = fail_ops(c, &e);
         } else if (c->json) {
-            print_json(list);
+            print_json(out);
         } else {
             printf("%-6s %-32s %s\n", "ID", "TENANT", "CREATED");
             const cJSON *t;
-            cJSON_ArrayForEach(t, list)
+            cJSON_ArrayForEach(t, out)
                 printf("%-6d %-32s %s\n", cJSON_GetObjectItem(t, "id")->valueint,
                        cJSON_GetObjectItem(t, "name")->valuestring,
                        cJSON_GetObjectItem(t, "created_at")->valuestring);
         }
-        cJSON_Delete(list);
     }
+    if (out != NULL) {
+        cJSON *k = cJSON_GetObjectItem(out, "api_key");
+        if (cJSON_IsString(k))
+            explicit_bzero(k->valuestring, strlen(k->valuestring));
+    }
+    cJSON_Delete(out);
     ah_core_close(core);
     return rc;
 }
@@ -348,170 +443,49 @@ static int parse_sets(const char *const *sets, int n, cJSON *out)
     return 0;
 }
 
-/* Settings for display: secrets are never printed. */
-static cJSON *settings_display(const ah_connection_row *r)
+/* Prints an add/rotate result: generated secrets, once. */
+static void print_generated(cli *c, const cJSON *out, const char *skip_keys, const char *note)
 {
-    cJSON *in = cJSON_Parse(r->settings ? r->settings : "{}");
-    cJSON *out = cJSON_CreateObject();
-    const cJSON *it;
-    cJSON_ArrayForEach(it, in) {
-        bool secret = cJSON_IsString(it) &&
-                      (ah_is_sealed(it->valuestring) || strncmp(it->valuestring, "sha256:", 7) == 0);
-        cJSON_AddItemToObject(out, it->string,
-                              secret ? cJSON_CreateString("(secret)") : cJSON_Duplicate(it, 1));
+    if (c->json) {
+        print_json((cJSON *)out);
+        return;
     }
-    cJSON_Delete(in);
-    return out;
-}
-
-static void connection_row_json(void *arg, const ah_connection_row *r)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "tenant", r->tenant);
-    cJSON_AddStringToObject(o, "name", r->name);
-    cJSON_AddStringToObject(o, "plugin", r->plugin);
-    cJSON_AddBoolToObject(o, "enabled", r->enabled);
-    cJSON_AddItemToObject(o, "settings", settings_display(r));
-    cJSON_AddItemToArray(arg, o);
-}
-
-static const ah_setting_spec *plugin_settings(ah_core *core, const char *plugin, ah_generation **gen)
-{
-    *gen = ah_registry_acquire(core->registry, plugin);
-    return *gen != NULL ? (*gen)->desc->settings : NULL;
-}
-
-static int connection_add(cli *c, ah_core *core)
-{
-    const char *tenant = c->argv[1], *plugin = c->argv[2], *name = c->argv[3];
-    ah_store *s = core->store;
-    ah_tenant_row t = {0};
-    if (s->ops->tenant_get(s, tenant, &t) != 0)
-        return fail(c, "not_found", "no tenant '%s' (add it first: atshub tenant add %s)", tenant, tenant);
-    ah_generation *gen;
-    const ah_setting_spec *spec = plugin_settings(core, plugin, &gen);
-    if (gen == NULL) {
-        ah_tenant_row_free(&t);
-        return fail(c, "not_found", "no plugin '%s' is loaded (see: atshub plugins)", plugin);
+    int n = 0;
+    const cJSON *g;
+    cJSON_ArrayForEach(g, out) {
+        char k[80];
+        snprintf(k, sizeof k, ",%s,", g->string);
+        if (strstr(skip_keys, k) != NULL || !cJSON_IsString(g))
+            continue;
+        printf("%s: %s\n", g->string, g->valuestring);
+        n++;
     }
-    cJSON *input = cJSON_CreateObject(), *generated = cJSON_CreateObject();
-    char err[512], *text = NULL;
-    int rc = 0;
-    if (parse_sets(c->sets, c->nsets, input) != 0) {
-        rc = EXIT_USAGE;
-    } else if (ah_settings_build(core, spec, plugin, NULL, input, true, generated, &text, err,
-                                 sizeof err) != 0) {
-        rc = fail(c, "invalid_settings", "%s", err);
+    if (n > 0)
+        fprintf(stderr, "%s\n", note);
+}
+
+static int connection_list(cli *c, ah_core *core)
+{
+    ah_ops_err e;
+    cJSON *list = NULL;
+    if (ah_ops_connection_list(core, c->argc == 2 ? c->argv[1] : NULL, &list, &e) != 0)
+        return fail_ops(c, &e);
+    if (c->json) {
+        print_json(list);
     } else {
-        int64_t id = 0;
-        int r = s->ops->connection_add(s, t.id, plugin, name, text, &id);
-        if (r == AH_STORE_EXISTS) {
-            rc = fail(c, "conflict", "tenant '%s' already has a connection '%s'", tenant, name);
-        } else if (r != 0) {
-            rc = fail(c, "store_error", "cannot add connection '%s'", name);
-        } else if (c->json) {
-            cJSON *o = cJSON_CreateObject();
-            cJSON_AddStringToObject(o, "tenant", tenant);
-            cJSON_AddStringToObject(o, "connection", name);
-            cJSON_AddStringToObject(o, "plugin", plugin);
-            cJSON_AddNumberToObject(o, "id", (double)id);
-            const cJSON *g;
-            cJSON_ArrayForEach(g, generated)
-                cJSON_AddStringToObject(o, g->string, g->valuestring);
-            print_json(o);
-            cJSON_Delete(o);
-        } else {
-            printf("connection '%s' (%s) added to tenant '%s'\n", name, plugin, tenant);
-            const cJSON *g;
-            cJSON_ArrayForEach(g, generated)
-                printf("%s: %s\n", g->string, g->valuestring);
-            if (cJSON_GetArraySize(generated) > 0)
-                fprintf(stderr, "Generated secrets are shown once: store them now.\n");
+        printf("%-20s %-20s %-14s %-8s %s\n", "TENANT", "CONNECTION", "PLUGIN", "ENABLED", "SETTINGS");
+        const cJSON *o;
+        cJSON_ArrayForEach(o, list) {
+            char *set = cJSON_PrintUnformatted(cJSON_GetObjectItem(o, "settings"));
+            printf("%-20s %-20s %-14s %-8s %s\n", cJSON_GetObjectItem(o, "tenant")->valuestring,
+                   cJSON_GetObjectItem(o, "name")->valuestring,
+                   cJSON_GetObjectItem(o, "plugin")->valuestring,
+                   cJSON_IsTrue(cJSON_GetObjectItem(o, "enabled")) ? "yes" : "no", set ? set : "");
+            free(set);
         }
     }
-    free(text);
-    cJSON_Delete(input);
-    cJSON_Delete(generated);
-    ah_generation_release(gen);
-    ah_tenant_row_free(&t);
-    return rc;
-}
-
-static int connection_set(cli *c, ah_core *core, const ah_connection_row *row)
-{
-    ah_generation *gen;
-    const ah_setting_spec *spec = plugin_settings(core, row->plugin, &gen);
-    if (gen == NULL)
-        return fail(c, "not_found", "plugin '%s' is not loaded: cannot check settings", row->plugin);
-    cJSON *input = cJSON_CreateObject(), *existing = cJSON_Parse(row->settings ? row->settings : "{}");
-    char err[512], *text = NULL;
-    int rc = 0;
-    if (parse_sets((const char *const *)c->argv + 3, c->argc - 3, input) != 0)
-        rc = EXIT_USAGE;
-    else if (ah_settings_build(core, spec, row->plugin, existing, input, false, NULL, &text, err,
-                               sizeof err) != 0)
-        rc = fail(c, "invalid_settings", "%s", err);
-    else if (core->store->ops->connection_update(core->store, row->id, text) != 0)
-        rc = fail(c, "store_error", "cannot update connection '%s'", row->name);
-    else if (c->json)
-        printf("{\"updated\":\"%s\"}\n", row->name);
-    else
-        printf("connection '%s' of tenant '%s' updated\n", row->name, row->tenant);
-    free(text);
-    cJSON_Delete(input);
-    cJSON_Delete(existing);
-    ah_generation_release(gen);
-    return rc;
-}
-
-/* Regenerates one GENERATED setting and prints the new value once. */
-static int connection_rotate(cli *c, ah_core *core, const ah_connection_row *row, const char *key)
-{
-    ah_generation *gen;
-    const ah_setting_spec *spec = plugin_settings(core, row->plugin, &gen);
-    if (gen == NULL)
-        return fail(c, "not_found", "plugin '%s' is not loaded", row->plugin);
-    const ah_setting_spec *sp = spec;
-    while (sp != NULL && sp->key != NULL && strcmp(sp->key, key) != 0)
-        sp++;
-    int rc = 0;
-    if (sp == NULL || sp->key == NULL || !(sp->flags & AH_SETTING_GENERATED)) {
-        rc = fail(c, "invalid_settings", "'%s' is not a generated secret of plugin '%s'", key, row->plugin);
-        ah_generation_release(gen);
-        return rc;
-    }
-    cJSON *existing = cJSON_Parse(row->settings ? row->settings : "{}");
-    cJSON_DeleteItemFromObjectCaseSensitive(existing, key);
-    cJSON *generated = cJSON_CreateObject(), *none = cJSON_CreateObject();
-    char err[512], *text = NULL;
-    /* "creating" regenerates whatever generated setting is absent: only the
-     * one removed above. */
-    if (ah_settings_build(core, spec, row->plugin, existing, none, true, generated, &text, err,
-                          sizeof err) != 0)
-        rc = fail(c, "invalid_settings", "%s", err);
-    else if (core->store->ops->connection_update(core->store, row->id, text) != 0)
-        rc = fail(c, "store_error", "cannot update connection '%s'", row->name);
-    else if (c->json) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "tenant", row->tenant);
-        cJSON_AddStringToObject(o, "connection", row->name);
-        const cJSON *g;
-        cJSON_ArrayForEach(g, generated)
-            cJSON_AddStringToObject(o, g->string, g->valuestring);
-        print_json(o);
-        cJSON_Delete(o);
-    } else {
-        const cJSON *g;
-        cJSON_ArrayForEach(g, generated)
-            printf("%s: %s\n", g->string, g->valuestring);
-        fprintf(stderr, "The new value is shown once: store it now. The old one no longer works.\n");
-    }
-    free(text);
-    cJSON_Delete(existing);
-    cJSON_Delete(generated);
-    cJSON_Delete(none);
-    ah_generation_release(gen);
-    return rc;
+    cJSON_Delete(list);
+    return 0;
 }
 
 static int cmd_connection(cli *c)
@@ -533,7 +507,7 @@ static int cmd_connection(cli *c)
         usage_error("%s", usage);
         return EXIT_USAGE;
     }
-    if (strcmp(sub, "add") == 0 && !valid_name(c->argv[3])) {
+    if (strcmp(sub, "add") == 0 && !ah_ops_valid_name(c->argv[3])) {
         usage_error("connection names are 1-64 characters of letters, digits, '_', '-', '.'");
         return EXIT_USAGE;
     }
@@ -541,60 +515,67 @@ static int cmd_connection(cli *c)
         usage_error("--set goes with 'connection add'; use 'connection set TENANT NAME KEY=VALUE'");
         return EXIT_USAGE;
     }
+    cJSON *input = cJSON_CreateObject();
+    if (input == NULL)
+        return fail(c, "internal_error", "out of memory");
+    if ((strcmp(sub, "add") == 0 && parse_sets(c->sets, c->nsets, input) != 0) ||
+        (strcmp(sub, "set") == 0 &&
+         parse_sets((const char *const *)c->argv + 3, c->argc - 3, input) != 0)) {
+        cJSON_Delete(input);
+        return EXIT_USAGE;
+    }
     bool needs_plugins = strcmp(sub, "add") == 0 || strcmp(sub, "set") == 0 || strcmp(sub, "rotate") == 0;
     ah_core *core = open_core(c, needs_plugins, false);
-    if (core == NULL)
+    if (core == NULL) {
+        cJSON_Delete(input);
         return 1;
-    ah_store *s = core->store;
+    }
+    const char *t = c->argc > 1 ? c->argv[1] : NULL, *n = c->argc > 2 ? c->argv[2] : NULL;
+    ah_ops_err e;
+    cJSON *out = NULL;
     int rc = 0;
     if (strcmp(sub, "add") == 0) {
-        rc = connection_add(c, core);
+        if (ah_ops_connection_add(core, t, n, c->argv[3], input, &out, &e) != 0) {
+            rc = fail_ops(c, &e);
+        } else {
+            if (!c->json)
+                printf("connection '%s' (%s) added to tenant '%s'\n", c->argv[3], n, t);
+            print_generated(c, out, ",tenant,connection,plugin,id,",
+                            "Generated secrets are shown once: store them now.");
+        }
     } else if (strcmp(sub, "list") == 0) {
-        cJSON *list = cJSON_CreateArray();
-        if (s->ops->connection_list(s, c->argc == 2 ? c->argv[1] : NULL, connection_row_json, list) != 0) {
-            rc = fail(c, "store_error", "cannot list connections");
-        } else if (c->json) {
-            print_json(list);
-        } else {
-            printf("%-20s %-20s %-14s %-8s %s\n", "TENANT", "CONNECTION", "PLUGIN", "ENABLED", "SETTINGS");
-            const cJSON *o;
-            cJSON_ArrayForEach(o, list) {
-                char *set = cJSON_PrintUnformatted(cJSON_GetObjectItem(o, "settings"));
-                printf("%-20s %-20s %-14s %-8s %s\n", cJSON_GetObjectItem(o, "tenant")->valuestring,
-                       cJSON_GetObjectItem(o, "name")->valuestring,
-                       cJSON_GetObjectItem(o, "plugin")->valuestring,
-                       cJSON_IsTrue(cJSON_GetObjectItem(o, "enabled")) ? "yes" : "no", set ? set : "");
-                free(set);
-            }
-        }
-        cJSON_Delete(list);
+        rc = connection_list(c, core);
+    } else if (strcmp(sub, "set") == 0) {
+        if (ah_ops_connection_set(core, t, n, input, &e) != 0)
+            rc = fail_ops(c, &e);
+        else if (c->json)
+            printf("{\"updated\":\"%s\"}\n", n);
+        else
+            printf("connection '%s' of tenant '%s' updated\n", n, t);
+    } else if (strcmp(sub, "rotate") == 0) {
+        if (ah_ops_connection_rotate(core, t, n, c->argv[3], &out, &e) != 0)
+            rc = fail_ops(c, &e);
+        else
+            print_generated(c, out, ",tenant,connection,",
+                            "The new value is shown once: store it now. The old one no longer works.");
+    } else if (strcmp(sub, "remove") == 0) {
+        if (ah_ops_connection_remove(core, t, n, &e) != 0)
+            rc = fail_ops(c, &e);
+        else if (c->json)
+            printf("{\"removed\":\"%s\"}\n", n);
+        else
+            printf("connection '%s' of tenant '%s' removed\n", n, t);
     } else {
-        ah_connection_row row = {0};
-        int r = s->ops->connection_get(s, c->argv[1], c->argv[2], &row);
-        if (r != 0) {
-            rc = fail(c, "not_found", "tenant '%s' has no connection '%s'", c->argv[1], c->argv[2]);
-        } else if (strcmp(sub, "set") == 0) {
-            rc = connection_set(c, core, &row);
-        } else if (strcmp(sub, "rotate") == 0) {
-            rc = connection_rotate(c, core, &row, c->argv[3]);
-        } else if (strcmp(sub, "remove") == 0) {
-            if (s->ops->connection_remove(s, row.id) != 0)
-                rc = fail(c, "store_error", "cannot remove connection '%s'", row.name);
-            else if (c->json)
-                printf("{\"removed\":\"%s\"}\n", row.name);
-            else
-                printf("connection '%s' of tenant '%s' removed\n", row.name, row.tenant);
-        } else {
-            bool en = strcmp(sub, "enable") == 0;
-            if (s->ops->connection_set_enabled(s, row.id, en) != 0)
-                rc = fail(c, "store_error", "cannot %s connection '%s'", sub, row.name);
-            else if (c->json)
-                printf("{\"connection\":\"%s\",\"enabled\":%s}\n", row.name, en ? "true" : "false");
-            else
-                printf("connection '%s' of tenant '%s' %sd\n", row.name, row.tenant, sub);
-        }
-        ah_connection_row_free(&row);
+        bool en = strcmp(sub, "enable") == 0;
+        if (ah_ops_connection_enable(core, t, n, en, &e) != 0)
+            rc = fail_ops(c, &e);
+        else if (c->json)
+            printf("{\"connection\":\"%s\",\"enabled\":%s}\n", n, en ? "true" : "false");
+        else
+            printf("connection '%s' of tenant '%s' %sd\n", n, t, sub);
     }
+    cJSON_Delete(out);
+    cJSON_Delete(input);
     ah_core_close(core);
     return rc;
 }
@@ -795,6 +776,13 @@ static int cmd_log(cli *c)
 
 static int cmd_help(cli *c);
 
+/* webhook: core/cli_webhooks.c */
+int ah_cli_webhook(const char *config, bool json, int argc, char **argv, const char *types);
+static int cmd_webhook(cli *c)
+{
+    return ah_cli_webhook(c->config, c->json, c->argc, c->argv, c->type);
+}
+
 static const cmd commands[] = {
     {"serve", cmd_serve, "atshub serve [-c FILE]",
      "Runs the daemon: the REST API, plugin routes, the bus and its workers.\n"
@@ -802,9 +790,15 @@ static const cmd commands[] = {
     {"plugins", cmd_plugins, "atshub plugins [--settings NAME]",
      "Lists the plugins the configuration loads: version, ABI, generation, path and\n"
      "capability coverage. With --settings NAME, prints that plugin's connection settings."},
-    {"plugin", cmd_plugin, "atshub plugin check FILE.so",
-     "Checks a plugin file before deploying it: loads it, checks its ABI, descriptor and\n"
-     "tables, and unloads it. Exit 0 when the host would accept it."},
+    {"plugin", cmd_plugin, "atshub plugin check FILE.so | plugin reload NAME [--path FILE.so]",
+     "check: checks a plugin file before deploying it: its ABI (both ways), descriptor,\n"
+     "settings table, tables' sizes and callbacks, its init, then 100 load/open/close/unload\n"
+     "cycles on a scratch host and connection (default settings) without a file\n"
+     "descriptor, mapping or heap left behind. Exit 0 when the host would accept it.\n"
+     "reload: hot swap on the running daemon (over its admin socket): loads FILE.so (default:\n"
+     "the configured path) as the plugin's next generation; calls already running finish on\n"
+     "the old one. A file that fails to load leaves the old version serving; the error says\n"
+     "why. Needs a running daemon (atshub serve)."},
     {"tenant", cmd_tenant, "atshub tenant add NAME | list | remove NAME",
      "Manages tenants. 'add' prints the tenant's API key once (JSON: api_key); atshub\n"
      "keeps only its hash. 'remove' deletes the tenant with its connections and records."},
@@ -833,6 +827,13 @@ static const cmd commands[] = {
      "atshub log [--tenant T] [--source S] [--action A] [--status N] [--since T] [--until T] [--limit N]",
      "Prints the integration log, newest first. --since/--until take ISO-8601 times or\n"
      "dates (YYYY-MM-DD); --action is REQUEST, RESPONSE, ERROR, OUTBOUND or OUTBOUND_ERROR."},
+    {"webhook", cmd_webhook,
+     "atshub webhook add TENANT URL [--types a,b] | list [TENANT] | enable ID | disable ID |\n"
+     "       deliveries ID",
+     "Outbound webhooks to the product. 'add' prints the signing secret once (whsec_...);\n"
+     "deliveries are signed as Standard Webhooks do, in order, retried with backoff; an\n"
+     "endpoint failing [webhooks] max_failures times in a row is disabled ('enable' resumes\n"
+     "it where it stopped). 'deliveries' prints an endpoint's delivery log."},
     {"help", cmd_help, "atshub help [COMMAND]", "Shows help."},
 };
 
@@ -886,6 +887,7 @@ int ah_cli_main(int argc, char **argv)
         {"action", required_argument, NULL, 3},   {"status", required_argument, NULL, 4},
         {"since", required_argument, NULL, 5},    {"until", required_argument, NULL, 6},
         {"limit", required_argument, NULL, 7},    {"type", required_argument, NULL, 8},
+        {"path", required_argument, NULL, 9},     {"types", required_argument, NULL, 8},
         {NULL, 0, NULL, 0},
     };
     int o;
@@ -932,6 +934,7 @@ int ah_cli_main(int argc, char **argv)
             }
             break;
         case 8: c.type = optarg; break;
+        case 9: c.path = optarg; break;
         case '?':
         default:
             if (optopt != 0)

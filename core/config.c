@@ -19,10 +19,12 @@
 #define AH_MAX_BODY_MIN 1024L
 #define AH_MAX_BODY_MAX (64L * 1024 * 1024)
 
-enum section { SEC_CORE, SEC_HTTP, SEC_STORE, SEC_OUTBOUND, SEC_SYNC, SEC_PLUGINS, SEC_N };
+enum section { SEC_CORE, SEC_HTTP, SEC_STORE, SEC_OUTBOUND, SEC_SYNC, SEC_PLUGINS, SEC_ADMIN,
+               SEC_WEBHOOKS, SEC_EVENTS, SEC_N };
 
 static const char *const section_names[SEC_N] = {"core", "http", "store",
-                                                 "outbound", "sync", "plugins"};
+                                                 "outbound", "sync", "plugins", "admin",
+                                                 "webhooks", "events"};
 
 enum key {
     K_WORKERS,
@@ -41,6 +43,14 @@ enum key {
     K_OUT_BACKOFF,
     K_OUT_BACKOFF_MAX,
     K_SYNC_INTERVAL,
+    K_ADMIN_SOCKET,
+    K_ADMIN_LISTEN,
+    K_ADMIN_TOKEN_FILE,
+    K_WH_MAX_FAILURES,
+    K_WH_BACKOFF,
+    K_WH_BACKOFF_MAX,
+    K_WH_TIMEOUT,
+    K_EV_RETENTION,
     K_N
 };
 
@@ -68,6 +78,14 @@ static const key_def keys[K_N] = {
     [K_OUT_BACKOFF] = {SEC_OUTBOUND, "backoff_ms", 1, 60000},
     [K_OUT_BACKOFF_MAX] = {SEC_OUTBOUND, "backoff_max_ms", 1, 600000},
     [K_SYNC_INTERVAL] = {SEC_SYNC, "interval_s", 0, 86400},
+    [K_ADMIN_SOCKET] = {SEC_ADMIN, "socket", 1, 0},
+    [K_ADMIN_LISTEN] = {SEC_ADMIN, "listen", 1, 0},
+    [K_WH_MAX_FAILURES] = {SEC_WEBHOOKS, "max_failures", 1, 1000},
+    [K_WH_BACKOFF] = {SEC_WEBHOOKS, "backoff_ms", 0, 3600000},
+    [K_WH_BACKOFF_MAX] = {SEC_WEBHOOKS, "backoff_max_ms", 0, 86400000},
+    [K_WH_TIMEOUT] = {SEC_WEBHOOKS, "timeout_ms", 100, 600000},
+    [K_EV_RETENTION] = {SEC_EVENTS, "retention_days", 1, 3650},
+    [K_ADMIN_TOKEN_FILE] = {SEC_ADMIN, "token_file", 1, 0},
 };
 
 #define AH_LISTEN_HINT "expected host:port (e.g. 127.0.0.1:8080 or [::1]:8080)"
@@ -202,6 +220,11 @@ static int fill_defaults(ah_config *cfg, const char *key_rel, const char *db_rel
     cfg->http_backoff_ms = 200;
     cfg->http_backoff_max_ms = 10000;
     cfg->sync_interval_s = 300;
+    cfg->webhook_max_failures = 20;
+    cfg->webhook_backoff_ms = 1000;
+    cfg->webhook_backoff_max_ms = 3600000;
+    cfg->webhook_timeout_ms = 10000;
+    cfg->events_retention_days = 30;
     cfg->key_file = ah_config_resolve(cfg, key_rel);
     cfg->listen_host = strdup("127.0.0.1");
     cfg->store_url = sqlite_url(cfg->dir, db_rel);
@@ -227,6 +250,9 @@ void ah_config_free(ah_config *cfg)
     free(cfg->tls_cert);
     free(cfg->tls_key);
     free(cfg->store_url);
+    free(cfg->admin_socket);
+    free(cfg->admin_host);
+    free(cfg->admin_token_file);
     for (size_t i = 0; i < cfg->nplugins; i++) {
         free(cfg->plugins[i].name);
         free(cfg->plugins[i].path);
@@ -428,11 +454,14 @@ static int check_readable_file(parse_state *st, enum key k, const char *path)
     struct stat sb;
 
     if (stat(path, &sb) != 0)
-        return fail(st, "[http] %s: %s: %s", keys[k].name, path, strerror(errno));
+        return fail(st, "[%s] %s: %s: %s", section_names[keys[k].section], keys[k].name, path,
+                    strerror(errno));
     if (!S_ISREG(sb.st_mode))
-        return fail(st, "[http] %s: %s is not a regular file", keys[k].name, path);
+        return fail(st, "[%s] %s: %s is not a regular file", section_names[keys[k].section],
+                    keys[k].name, path);
     if (access(path, R_OK) != 0)
-        return fail(st, "[http] %s: cannot read %s: %s", keys[k].name, path, strerror(errno));
+        return fail(st, "[%s] %s: cannot read %s: %s", section_names[keys[k].section],
+                    keys[k].name, path, strerror(errno));
     return 1;
 }
 
@@ -547,6 +576,60 @@ static int set_value(parse_state *st, enum key k, const char *value)
             return 0;
         cfg->sync_interval_s = (int)v;
         return 1;
+    case K_WH_MAX_FAILURES:
+        if (!set_int(st, k, value, &v))
+            return 0;
+        cfg->webhook_max_failures = (int)v;
+        return 1;
+    case K_WH_BACKOFF:
+        if (!set_int(st, k, value, &v))
+            return 0;
+        cfg->webhook_backoff_ms = v;
+        return 1;
+    case K_WH_BACKOFF_MAX:
+        if (!set_int(st, k, value, &v))
+            return 0;
+        cfg->webhook_backoff_max_ms = v;
+        return 1;
+    case K_WH_TIMEOUT:
+        if (!set_int(st, k, value, &v))
+            return 0;
+        cfg->webhook_timeout_ms = v;
+        return 1;
+    case K_EV_RETENTION:
+        if (!set_int(st, k, value, &v))
+            return 0;
+        cfg->events_retention_days = (int)v;
+        return 1;
+    case K_ADMIN_SOCKET:
+        /* "off" (or empty) turns the Unix socket off. */
+        if (*value == '\0' || strcmp(value, "off") == 0) {
+            free(cfg->admin_socket);
+            cfg->admin_socket = NULL;
+            cfg->admin_socket_off = true;
+            return 1;
+        }
+        cfg->admin_socket_off = false;
+        if (!set_path(st, k, value, &cfg->admin_socket))
+            return 0;
+        if (strlen(cfg->admin_socket) >= 108)
+            return fail(st, "[admin] socket: the path '%s' is longer than a Unix socket "
+                        "path may be (107 bytes)", cfg->admin_socket);
+        return 1;
+    case K_ADMIN_LISTEN: {
+        char *host = NULL;
+        uint16_t port;
+        if (!parse_listen(value, &host, &port))
+            return fail(st, "[admin] listen: " AH_LISTEN_HINT ", got '%s'", value);
+        free(cfg->admin_host);
+        cfg->admin_host = host;
+        cfg->admin_port = port;
+        return 1;
+    }
+    case K_ADMIN_TOKEN_FILE:
+        if (!set_path(st, k, value, &cfg->admin_token_file))
+            return 0;
+        return check_readable_file(st, k, cfg->admin_token_file);
     case K_N:
         break;
     }
@@ -676,6 +759,11 @@ static int check_after_parse(parse_state *st, char *err, size_t errlen)
 
     if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {
         set_err(err, errlen, "%s: tls_cert and tls_key must be given together", st->file);
+        return -1;
+    }
+    if (cfg->admin_host != NULL && cfg->admin_token_file == NULL) {
+        set_err(err, errlen, "%s:%d: [admin] listen needs token_file (the admin API is "
+                "refused without a token on a TCP port)", st->file, st->key_line[K_ADMIN_LISTEN]);
         return -1;
     }
     if (cfg->http_backoff_max_ms < cfg->http_backoff_ms) {

@@ -45,6 +45,23 @@ typedef struct ah_config {
     /* [sync] */
     int sync_interval_s; /* 0 = no schedule (default 300) */
 
+    /* [admin]: the operators' listener (core/admin.c) */
+    char *admin_socket;     /* Unix socket path, absolute; NULL: the default,
+                               atshub.sock in key_file's folder */
+    bool admin_socket_off;  /* socket = off */
+    char *admin_host;       /* listen = host:port (TCP; NULL: none) */
+    uint16_t admin_port;
+    char *admin_token_file; /* required with listen: the bearer token */
+
+    /* [webhooks]: outbound webhooks to the product (core/webhooks.c) */
+    int webhook_max_failures;    /* consecutive failures that disable an endpoint (20) */
+    long webhook_backoff_ms;     /* first retry delay, doubled per failure (1000) */
+    long webhook_backoff_max_ms; /* cap (3600000) */
+    long webhook_timeout_ms;     /* one delivery attempt (10000) */
+
+    /* [events]: the replayable event log (core/eventlog.c) */
+    int events_retention_days; /* events older than this are pruned (30) */
+
     /* [plugins] name = path.so */
     ah_plugin_conf *plugins;
     size_t nplugins;

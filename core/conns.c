@@ -419,8 +419,9 @@ int64_t ah_conns_tenant_by_key(ah_core *core, const char *api_key, char *name_ou
     return id;
 }
 
-void ah_conns_each_in_tenant(ah_core *core, int64_t tenant_id, const char *plugin,
-                             void (*cb)(void *arg, ah_conn *c), void *arg)
+/* tenant_id < 0: every tenant, disabled connections included. */
+static void conns_each(ah_core *core, int64_t tenant_id, const char *plugin,
+                       void (*cb)(void *arg, ah_conn *c), void *arg)
 {
     ah_conns *cs = core->conns;
     size_t cap = 8, n = 0;
@@ -431,7 +432,7 @@ void ah_conns_each_in_tenant(ah_core *core, int64_t tenant_id, const char *plugi
     snapshot *s = cs->snap;
     for (size_t i = 0; i < s->n; i++) {
         ah_conn *c = s->by_id[i];
-        if (c->tenant_id != tenant_id || !c->enabled ||
+        if ((tenant_id >= 0 && (c->tenant_id != tenant_id || !c->enabled)) ||
             (plugin != NULL && strcmp(c->plugin, plugin) != 0))
             continue;
         if (n == cap) {
@@ -449,6 +450,19 @@ void ah_conns_each_in_tenant(ah_core *core, int64_t tenant_id, const char *plugi
         ah_conn_release(list[i]);
     }
     free(list);
+}
+
+void ah_conns_each_in_tenant(ah_core *core, int64_t tenant_id, const char *plugin,
+                             void (*cb)(void *arg, ah_conn *c), void *arg)
+{
+    if (tenant_id >= 0)
+        conns_each(core, tenant_id, plugin, cb, arg);
+}
+
+void ah_conns_each(ah_core *core, const char *plugin, void (*cb)(void *arg, ah_conn *c),
+                   void *arg)
+{
+    conns_each(core, -1, plugin, cb, arg);
 }
 
 ah_conn *ah_conns_by_secret(ah_core *core, const char *plugin, const char *key,

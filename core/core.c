@@ -10,7 +10,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "admin.h"
 #include "core.h"
+#include "trust.h"
+#include "metrics.h"
+#include "ops.h"
 
 /* ------------------------------------------------------------------------ */
 /* Calls into plugins                                                        */
@@ -155,9 +159,14 @@ static void core_dispatch(void *arg, const ah_msg *m, ah_reply *r)
         if (topic_is_stream(t))
             cc.records = cJSON_CreateArray();
         cJSON *out = NULL;
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         atomic_fetch_add(&gen->inflight, 1);
         ah_result res = fn(&cc.ext.call, m->body, &out);
         atomic_fetch_sub(&gen->inflight, 1);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        ah_metrics_call(core->metrics, gen->name, m->topic, res == AH_OK,
+                        (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
         if (res == AH_OK) {
             r->ok = true;
             r->body = out != NULL ? out : cJSON_CreateObject();
@@ -214,7 +223,9 @@ ah_core *ah_core_open(ah_config *cfg, const ah_core_opts *opts, char *err, size_
     core->log.json = core->cfg.log_json;
     pthread_mutex_init(&core->tick_lock, NULL);
     pthread_cond_init(&core->tick_cond, NULL);
+    pthread_mutex_init(&core->ops_lock, NULL);
     ah_host_api_init(&core->host);
+    core->metrics = ah_metrics_new();
 
     if (ah_host_key_load(core->cfg.key_file, core->host_key, err, errlen) != 0)
         goto fail;
@@ -237,8 +248,10 @@ ah_core *ah_core_open(ah_config *cfg, const ah_core_opts *opts, char *err, size_
     core->httpc = ah_httpc_new(&ho);
     core->oauth2 = core->httpc != NULL ? ah_oauth2_new(core->httpc, NULL, NULL) : NULL;
     core->sync = ah_sync_new();
+    core->trust = ah_trust_new();
     if (core->conns == NULL || core->registry == NULL || core->httpc == NULL ||
-        core->oauth2 == NULL || core->sync == NULL) {
+        core->oauth2 == NULL || core->sync == NULL || core->metrics == NULL ||
+        core->trust == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -290,7 +303,11 @@ static void *ticker_main(void *arg)
         /* Another process (the CLI) committed: pick up its changes. */
         if (core->store->ops->data_version(core->store) != core->seen_data_version)
             ah_conns_reload(core);
+        /* Idle connections still holding a context of a swapped-out
+         * generation would keep it loaded forever. */
+        ah_ops_retire_contexts(core);
         ah_events_tick(core);
+        ah_trust_tick(core);
     }
     pthread_mutex_unlock(&core->tick_lock);
     return NULL;
@@ -324,6 +341,8 @@ int ah_core_start(ah_core *core, char *err, size_t errlen)
         .threads = core->cfg.http_threads,
         .tls_cert_pem = cert,
         .tls_key_pem = key,
+        .on_done = ah_metrics_http_done,
+        .on_done_arg = core->metrics,
     };
     core->httpd = ah_httpd_new(&o, err, errlen);
     if (cert != NULL) {
@@ -333,11 +352,13 @@ int ah_core_start(ah_core *core, char *err, size_t errlen)
     }
     if (core->httpd == NULL)
         return -1;
-    if (ah_rest_register(core) != 0) {
+    if (ah_rest_register(core) != 0 || ah_trust_register(core) != 0) {
         snprintf(err, errlen, "cannot register routes");
         return -1;
     }
     if (ah_httpd_start(core->httpd, err, errlen) != 0)
+        return -1;
+    if (ah_admin_start(core, err, errlen) != 0)
         return -1;
     core->stopping = false;
     if (pthread_create(&core->ticker, NULL, ticker_main, core) != 0) {
@@ -346,6 +367,8 @@ int ah_core_start(ah_core *core, char *err, size_t errlen)
     }
     core->ticker_running = true;
     if (ah_sync_scheduler_start(core, err, errlen) != 0)
+        return -1;
+    if (ah_trust_start(core, err, errlen) != 0)
         return -1;
     return 0;
 tls_fail:
@@ -357,8 +380,11 @@ tls_fail:
 
 void ah_core_stop(ah_core *core)
 {
-    /* First: a sync under way ends after its current page. */
+    /* Operators' requests act on the parts below: they go first. */
+    ah_admin_stop(core);
+    /* Then: a sync under way ends after its current page. */
     ah_sync_scheduler_stop(core);
+    ah_trust_stop(core);
     if (core->ticker_running) {
         pthread_mutex_lock(&core->tick_lock);
         core->stopping = true;
@@ -374,6 +400,42 @@ void ah_core_stop(ah_core *core)
     ah_rest_unregister(core);
 }
 
+/* SIGTERM: stop accepting, let accepted requests and queued bus work finish
+ * within AH_DRAIN_MS, then stop everything (the scheduler first, so a sync
+ * ends after the page it is committing). */
+#define AH_DRAIN_MS 10000L
+
+static void drain(ah_core *core)
+{
+    ah_sd_notify("STOPPING=1");
+    ah_admin_quiesce(core);
+    ah_httpd_quiesce(core->httpd);
+    if (!ah_httpd_wait_idle(core->httpd, AH_DRAIN_MS))
+        ah_log(&core->log, AH_LOG_WARN, "core", "%ld requests still running after %ld ms: "
+               "stopping anyway", ah_httpd_inflight(core->httpd), AH_DRAIN_MS);
+    ah_core_stop(core);
+    if (core->bus != NULL)
+        ah_bus_drain(core->bus);
+}
+
+static void reconcile(ah_core *core)
+{
+    ah_sd_notify("RELOADING=1");
+    ah_ops_err e;
+    cJSON *out = NULL;
+    int rc = ah_ops_reconcile(core, &out, &e);
+    char *text = out != NULL ? cJSON_PrintUnformatted(out) : NULL;
+    if (rc == 0)
+        ah_log(&core->log, AH_LOG_INFO, "core", "SIGHUP: %s reconciled: %s", core->cfg.path,
+               text != NULL ? text : "");
+    else
+        ah_log(&core->log, AH_LOG_ERROR, "core", "SIGHUP: %s%s%s", e.msg, text ? ": " : "",
+               text ? text : "");
+    free(text);
+    cJSON_Delete(out);
+    ah_sd_notify("READY=1");
+}
+
 int ah_core_serve(ah_core *core)
 {
     char err[512];
@@ -381,6 +443,7 @@ int ah_core_serve(ah_core *core)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     /* Block before any thread starts so that only sigwait sees them. */
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     if (ah_core_start(core, err, sizeof err) != 0) {
@@ -392,12 +455,20 @@ int ah_core_serve(ah_core *core)
            AH_VERSION, core->cfg.tls_cert ? "https" : "http", core->cfg.listen_host,
            (unsigned)ah_httpd_port(core->httpd), ah_registry_count(core->registry),
            core->store->ops->name);
-    int sig = 0;
-    sigwait(&set, &sig);
-    ah_log(&core->log, AH_LOG_INFO, "core", "signal %d: stopping", sig);
-    ah_core_stop(core);
-    if (core->bus != NULL)
-        ah_bus_drain(core->bus);
+    ah_sd_notify("READY=1");
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            reconcile(core);
+            continue;
+        }
+        ah_log(&core->log, AH_LOG_INFO, "core", "signal %d: draining (up to %ld ms), then stopping",
+               sig, AH_DRAIN_MS);
+        break;
+    }
+    drain(core);
     return 0;
 }
 
@@ -409,6 +480,7 @@ void ah_core_close(ah_core *core)
     if (core->bus != NULL)
         ah_bus_free(core->bus);
     ah_sync_free(core->sync);
+    ah_trust_free(core->trust);
     /* Connections hold plugin contexts: close them before the plugins go. */
     ah_conns_free(core->conns);
     ah_registry_free(core->registry);
@@ -419,6 +491,8 @@ void ah_core_close(ah_core *core)
     explicit_bzero(core->host_key, sizeof core->host_key);
     pthread_mutex_destroy(&core->tick_lock);
     pthread_cond_destroy(&core->tick_cond);
+    ah_metrics_free(core->metrics);
+    pthread_mutex_destroy(&core->ops_lock);
     ah_config_free(&core->cfg);
     free(core);
 }

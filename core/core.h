@@ -99,6 +99,11 @@ struct ah_core {
     int64_t seen_data_version;
 
     ah_sync *sync; /* sync engine: running syncs, scheduler thread (sync.c) */
+
+    struct ah_metrics *metrics; /* counters for /metrics (metrics.c) */
+    struct ah_admin *admin;     /* the operators' listener (admin.c); NULL unless serving */
+    pthread_mutex_t ops_lock;   /* one plugin reload / reconcile at a time (ops.c) */
+    struct ah_trust *trust;     /* webhooks, rate budgets, bulk jobs (trust.h) */
 };
 
 /** Options for ah_core_open. */
@@ -155,6 +160,11 @@ int64_t ah_conns_tenant_by_key(ah_core *core, const char *api_key, char *name_ou
  *  with a reference held for the duration of the callback. */
 void ah_conns_each_in_tenant(ah_core *core, int64_t tenant_id, const char *plugin,
                              void (*cb)(void *arg, ah_conn *c), void *arg);
+/** Calls cb for every connection (enabled or not) of `plugin` (NULL: of
+ *  every plugin), each with a reference held for the duration of the
+ *  callback; cb runs without the table's lock. */
+void ah_conns_each(ah_core *core, const char *plugin, void (*cb)(void *arg, ah_conn *c),
+                   void *arg);
 /** Finds an enabled connection of `plugin` whose HASHED setting `key` is
  *  the hash of `presented` (constant-time compare). A sealed (not hashed)
  *  `webhook_token` setting is matched the same way, by the hash of its
@@ -204,6 +214,12 @@ int64_t ah_rest_tenant(ah_core *core, ah_http_exchange *ex, char *name, size_t l
 int ah_rest_register(ah_core *core);
 /** Frees the plugin route bindings (after the server stopped). */
 void ah_rest_unregister(ah_core *core);
+/** Makes `plugin`'s inbound routes on the running server follow its current
+ *  generation (after a load, swap or unload): registers the routes it
+ *  declares now, then removes the ones only the previous version declared
+ *  (waiting for their running calls). One caller at a time (ops_lock).
+ *  0, or -1 when a route cannot be added. */
+int ah_rest_plugin_routes(ah_core *core, const char *plugin);
 
 /* --- unified resources (api.c) ------------------------------------------ */
 /** Registers the unified REST resources under /v1 (jobs, candidates,

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core.h"
+#include "trust.h"
 #include "intlog.h"
 
 static ah_core *core_of(const ah_call *call)
@@ -128,6 +129,8 @@ static void observe_outbound(void *arg, const ah_httpc_attempt *a)
         .correlation_id = o->call->correlation_id,
     };
     ah_intlog_write(o->core, &r);
+    if (a->status == 429 && o->call->conn != NULL)
+        ah_ratelimit_throttled(o->core, o->call->conn->id);
 }
 
 static ah_result host_http(ah_call *call, const ah_http_request *req, ah_http_response *resp)
@@ -148,6 +151,9 @@ static ah_result host_http(ah_call *call, const ah_http_request *req, ah_http_re
     secrets[n] = NULL;
     outbound_ctx o = {core, call};
     char err[512];
+    /* The connection's request budget, shared by syncs, bulk jobs and writes. */
+    const ah_core_call *cc = (const ah_core_call *)call;
+    ah_ratelimit_take(core, call->conn, cc->gen != NULL ? cc->gen->desc : NULL);
     if (ah_httpc_perform(core->httpc, req, base, secrets, observe_outbound, &o, resp, err,
                          sizeof err) != 0)
         return host_fail(call, AH_E_UNAVAILABLE, 503, "%s", err);
@@ -260,6 +266,21 @@ static ah_result host_http_respond_json(ah_http_exchange *ex, int status, cJSON 
     if (cc != NULL && body != NULL && cc->response_log == NULL)
         cc->response_log = ah_intlog_redact_json(body);
     return ah_ex_respond_json(ex, status, body) == 0 ? AH_OK : AH_ERR;
+}
+
+/* The integration log keeps a note of a raw answer, not the bytes: pages
+ * can be large and are not JSON. */
+static ah_result host_http_respond(ah_http_exchange *ex, int status, const char *content_type,
+                                   const char *body, size_t len)
+{
+    ah_core_call *cc = ah_ex_user(ex);
+    if (cc != NULL && cc->response_log == NULL &&
+        asprintf(&cc->response_log, "(%s, %zu bytes)",
+                 content_type != NULL ? content_type : "no content type", len) < 0)
+        cc->response_log = NULL;
+    return ah_ex_respond(ex, status, content_type, body != NULL ? body : "", body != NULL ? len : 0) == 0
+               ? AH_OK
+               : AH_ERR;
 }
 
 static ah_call *host_conn_by_secret(ah_call *route_call, const char *key, const char *presented)
@@ -412,6 +433,101 @@ static ah_result host_store_ping(ah_call *call)
     return core->store->ops->ping(core->store) == 0 ? AH_OK : AH_ERR;
 }
 
+static cJSON *host_record_by_id(ah_call *call, const char *id)
+{
+    ah_core *core = core_of(call);
+    if (call->conn == NULL || id == NULL || *id == '\0')
+        return NULL;
+    ah_record_row row;
+    memset(&row, 0, sizeof row);
+    if (core->store->ops->record_get_by_id(core->store, call->conn->tenant_id, id, &row) != 0)
+        return NULL;
+    cJSON *o = record_json(&row);
+    ah_record_row_free(&row);
+    return o;
+}
+
+/* --- crypto and settings (appended to the ABI) ------------------------- */
+
+static ah_result host_hmac_sha256_hex(const void *key, size_t key_len, const void *data,
+                                      size_t len, char out[65])
+{
+    if (key == NULL || out == NULL || (data == NULL && len > 0))
+        return AH_ERR;
+    return ah_hmac_sha256_hex(key, key_len, data != NULL ? data : "", len, out) == 0 ? AH_OK
+                                                                                  : AH_ERR;
+}
+
+static int host_ct_equal(const char *a, const char *b)
+{
+    return a != NULL && b != NULL && ah_ct_streq(a, b) ? 1 : 0;
+}
+
+/* Like `atshub connection set` (and `rotate` for null on a generated key),
+ * from inside a plugin call: the stored row is re-read so that a concurrent
+ * operator change is not overwritten with this call's older view. */
+static ah_result host_settings_update(ah_call *call, const cJSON *changes)
+{
+    ah_core_call *cc = core_call(call);
+    if (cc == NULL || cc->gen == NULL || call->conn == NULL || cc->ex != NULL)
+        return host_fail(call, AH_E_INTERNAL, 500, "settings_update needs a bus call on a connection");
+    if (!cJSON_IsObject(changes))
+        return host_fail(call, AH_E_INTERNAL, 500, "settings_update: changes must be an object");
+    ah_core *core = cc->core;
+    const ah_conn *c = call->conn;
+    ah_connection_row row;
+    memset(&row, 0, sizeof row);
+    if (core->store->ops->connection_get(core->store, c->tenant, c->name, &row) != 0)
+        return host_fail(call, "store_unavailable", 500, "cannot read connection %s", c->name);
+    cJSON *existing = cJSON_Parse(row.settings != NULL ? row.settings : "{}");
+    cJSON *input = cJSON_CreateObject();
+    char err[512] = "", *text = NULL;
+    int rc = existing != NULL && input != NULL ? 0 : -1;
+    if (rc != 0)
+        snprintf(err, sizeof err, "out of memory");
+    const cJSON *it;
+    cJSON_ArrayForEach(it, changes) {
+        if (rc != 0)
+            break;
+        const ah_setting_spec *sp = setting_spec(call, it->string);
+        if (sp == NULL) {
+            snprintf(err, sizeof err, "plugin '%s' has no setting '%s'", cc->gen->name, it->string);
+            rc = -1;
+        } else if (cJSON_IsNull(it)) {
+            cJSON_DeleteItemFromObjectCaseSensitive(existing, it->string);
+        } else if (cJSON_IsString(it)) {
+            cJSON_AddItemToObject(input, it->string, cJSON_CreateString(it->valuestring));
+        } else {
+            snprintf(err, sizeof err, "setting '%s' must be a string or null", it->string);
+            rc = -1;
+        }
+    }
+    /* "creating" regenerates the generated settings that are absent: only
+     * the ones removed above. */
+    if (rc == 0)
+        rc = ah_settings_build(core, cc->gen->desc->settings, cc->gen->name, existing, input,
+                               true, NULL, &text, err, sizeof err);
+    if (rc == 0 && core->store->ops->connection_update(core->store, row.id, text) != 0) {
+        snprintf(err, sizeof err, "the store could not save the settings");
+        rc = -2;
+    }
+    free(text);
+    cJSON_Delete(existing);
+    cJSON_Delete(input);
+    ah_connection_row_free(&row);
+    if (rc != 0)
+        return host_fail(call, rc == -2 ? "store_unavailable" : AH_E_INVALID, rc == -2 ? 500 : 400,
+                         "%s", err);
+    /* This process made the change, so the store's data version does not
+     * move for it: reload now, serialised with the ticker's reloads. */
+    pthread_mutex_lock(&core->tick_lock);
+    int rl = ah_conns_reload(core);
+    pthread_mutex_unlock(&core->tick_lock);
+    if (rl != 0)
+        host_log(call, AH_LOG_WARN, "settings saved; the connection table reloads on the next tick");
+    return AH_OK;
+}
+
 void ah_host_api_init(ah_host_api *api)
 {
     *api = (ah_host_api){
@@ -444,5 +560,10 @@ void ah_host_api_init(ah_host_api *api)
         .record_find = host_record_find,
         .sequence_next = host_sequence_next,
         .store_ping = host_store_ping,
+        .record_by_id = host_record_by_id,
+        .hmac_sha256_hex = host_hmac_sha256_hex,
+        .ct_equal = host_ct_equal,
+        .settings_update = host_settings_update,
+        .http_respond = host_http_respond,
     };
 }

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -15,6 +16,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 
@@ -58,7 +60,13 @@ struct ah_httpd {
     char *tls_key;
     void (*on_done)(void *arg, const ah_http_exchange *ex);
     void *on_done_arg;
+    ah_http_before before; /* ah_httpd_set_hooks */
+    ah_http_after after;
+    void *hooks_arg;
     struct MHD_Daemon *daemon;
+    int listen_fd;       /* caller's listening socket, or -1 */
+    atomic_long inflight; /* requests started and not yet completed */
+    bool quiesced;
 
     pthread_rwlock_t lock; /* guards the route table below */
     ah_route **buckets;    /* exact routes, hashed by path */
@@ -92,6 +100,9 @@ struct ah_http_exchange {
     ah_hdr *headers;
     void *user;
     const char *subpath;
+    bool capture;    /* keep a copy of the answered body (ah_ex_capture_response) */
+    char *resp_body; /* that copy */
+    size_t resp_len;
     char ip[INET6_ADDRSTRLEN];
     char method[24];
     char path[]; /* sized from the raw URI, which the unescaped path never exceeds */
@@ -255,6 +266,15 @@ static int ex_queue(ah_http_exchange *ex, int status, const char *ctype, void *b
     if (!ok)
         return -1;
     ex->status = status;
+    if (ex->capture && ex->resp_body == NULL) {
+        /* MHD may own buf now but frees it only after sending: copy it now. */
+        ex->resp_body = malloc(len + 1);
+        if (ex->resp_body != NULL) {
+            memcpy(ex->resp_body, buf, len);
+            ex->resp_body[len] = '\0';
+            ex->resp_len = len;
+        }
+    }
     return 0;
 }
 
@@ -814,7 +834,13 @@ static void finish_request(ah_httpd *h, ah_http_exchange *ex)
         return;
     }
     ex->subpath = (r->flags & AH_HTTPD_PREFIX) ? ex->path + r->pathlen : "";
+    if (h->before != NULL && h->before(h->hooks_arg, ex)) {
+        route_release(h, r);
+        return;
+    }
     r->fn(r->arg, ex);
+    if (h->after != NULL)
+        h->after(h->hooks_arg, ex);
     route_release(h, r);
 }
 
@@ -830,6 +856,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 
     if (!ex->started) {
         ex->started = true;
+        atomic_fetch_add(&h->inflight, 1);
         size_t mlen = strlen(method);
         size_t plen = strlen(url);
         if (mlen >= sizeof ex->method) {
@@ -932,8 +959,14 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
     if (ex->status != 0 && h->on_done != NULL)
         h->on_done(h->on_done_arg, ex);
+    if (ex->started && atomic_fetch_sub(&h->inflight, 1) == 1) {
+        pthread_mutex_lock(&h->drain_mu);
+        pthread_cond_broadcast(&h->drain_cv);
+        pthread_mutex_unlock(&h->drain_mu);
+    }
     cJSON_Delete(ex->json);
     free(ex->body);
+    free(ex->resp_body);
     while (ex->headers != NULL) {
         ah_hdr *next = ex->headers->next;
         free(ex->headers->name);
@@ -984,6 +1017,7 @@ ah_httpd *ah_httpd_new(const ah_httpd_opts *opts, char *err, size_t errlen)
     h->threads = opts->threads > 0 ? opts->threads : 1;
     h->on_done = opts->on_done;
     h->on_done_arg = opts->on_done_arg;
+    h->listen_fd = opts->use_listen_fd ? opts->listen_fd : -1;
     return h;
 fail:
     if (mu_ok)
@@ -998,7 +1032,33 @@ fail:
         free(h->tls_key);
     }
     free(h);
+    if (opts->use_listen_fd && opts->listen_fd >= 0)
+        close(opts->listen_fd);
     return NULL;
+}
+
+/* Serves on the caller's listening socket (the admin Unix socket). */
+static int start_on_fd(ah_httpd *h, char *err, size_t errlen)
+{
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC;
+    struct MHD_OptionItem ops[6];
+    size_t n = 0;
+    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, h->listen_fd, NULL};
+    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, h};
+    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, h};
+    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, AH_HTTPD_CONN_TIMEOUT_S, NULL};
+    if (h->threads > 1)
+        ops[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, h->threads, NULL};
+    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    h->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_access, h, MHD_OPTION_ARRAY, ops,
+                                 MHD_OPTION_END);
+    if (h->daemon == NULL) {
+        set_err(err, errlen, "httpd: cannot serve on the given socket (%s)",
+                errno != 0 ? strerror(errno) : "unknown error");
+        return -1;
+    }
+    h->bound_port = 0;
+    return 0;
 }
 
 int ah_httpd_start(ah_httpd *h, char *err, size_t errlen)
@@ -1011,6 +1071,8 @@ int ah_httpd_start(ah_httpd *h, char *err, size_t errlen)
         set_err(err, errlen, "httpd: already started");
         return -1;
     }
+    if (h->listen_fd >= 0)
+        return start_on_fd(h, err, errlen);
     char port[8];
     snprintf(port, sizeof port, "%u", (unsigned)h->port);
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
@@ -1029,7 +1091,8 @@ int ah_httpd_start(ah_httpd *h, char *err, size_t errlen)
     int family = ai->ai_family;
     freeaddrinfo(ai);
 
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL;
+    /* MHD_USE_ITC: MHD_quiesce_daemon needs it with internal threads. */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC;
     if (family == AF_INET6)
         flags |= MHD_USE_IPv6;
     if (h->tls_cert != NULL)
@@ -1062,6 +1125,61 @@ int ah_httpd_start(ah_httpd *h, char *err, size_t errlen)
     return 0;
 }
 
+int ah_httpd_quiesce(ah_httpd *h)
+{
+    if (h == NULL || h->daemon == NULL || h->quiesced)
+        return -1;
+    MHD_socket fd = MHD_quiesce_daemon(h->daemon);
+    if (fd == MHD_INVALID_SOCKET)
+        return -1;
+    /* Connections the kernel completed but MHD did not accept yet would be
+     * reset by the close: hand them to MHD so that they get an answer. */
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0 && fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0) {
+        for (;;) {
+            struct sockaddr_storage ss;
+            socklen_t sl = sizeof ss;
+            int c = accept4(fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+            if (c < 0 && errno == EINTR)
+                continue;
+            if (c < 0)
+                break;
+            (void)MHD_add_connection(h->daemon, c, (struct sockaddr *)&ss, sl); /* closes c on failure */
+        }
+    }
+    close(fd);
+    if (fd == h->listen_fd)
+        h->listen_fd = -1;
+    h->quiesced = true;
+    return 0;
+}
+
+long ah_httpd_inflight(const ah_httpd *h)
+{
+    return h != NULL ? atomic_load(&h->inflight) : 0;
+}
+
+bool ah_httpd_wait_idle(ah_httpd *h, long timeout_ms)
+{
+    if (h == NULL)
+        return true;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&h->drain_mu);
+    int rc = 0;
+    while (atomic_load(&h->inflight) > 0 && rc == 0)
+        rc = pthread_cond_timedwait(&h->drain_cv, &h->drain_mu, &until);
+    bool idle = atomic_load(&h->inflight) == 0;
+    pthread_mutex_unlock(&h->drain_mu);
+    return idle;
+}
+
 uint16_t ah_httpd_port(const ah_httpd *h)
 {
     return h != NULL && h->daemon != NULL ? h->bound_port : 0;
@@ -1071,8 +1189,15 @@ void ah_httpd_free(ah_httpd *h)
 {
     if (h == NULL)
         return;
-    if (h->daemon != NULL)
+    if (h->daemon != NULL) {
+        /* Quiescing hands the caller's socket back, so that exactly one
+         * close happens (ours); if that fails, MHD_stop_daemon closes it. */
+        if (h->listen_fd >= 0 && !h->quiesced && ah_httpd_quiesce(h) != 0)
+            h->listen_fd = -1;
         MHD_stop_daemon(h->daemon);
+    }
+    if (h->listen_fd >= 0)
+        close(h->listen_fd); /* never started */
     for (size_t i = 0; i < h->nbuckets; i++) {
         ah_route *r = h->buckets[i];
         while (r != NULL) {
@@ -1100,4 +1225,44 @@ void ah_httpd_free(ah_httpd *h)
         free(h->tls_key);
     }
     free(h);
+}
+
+/* --- additions: hooks, route listing, answered body --------------------- */
+
+void ah_httpd_set_hooks(ah_httpd *h, ah_http_before before, ah_http_after after, void *arg)
+{
+    if (h == NULL)
+        return;
+    pthread_rwlock_wrlock(&h->lock);
+    h->before = before;
+    h->after = after;
+    h->hooks_arg = arg;
+    pthread_rwlock_unlock(&h->lock);
+}
+
+void ah_httpd_each_route(ah_httpd *h,
+                         void (*cb)(void *arg, const char *method, const char *path,
+                                    unsigned flags),
+                         void *arg)
+{
+    if (h == NULL || pthread_rwlock_rdlock(&h->lock) != 0)
+        return;
+    for (size_t i = 0; i < h->nbuckets; i++)
+        for (ah_route *r = h->buckets[i]; r != NULL; r = r->next)
+            cb(arg, r->method, r->path, r->flags);
+    for (size_t i = 0; i < h->nprefix; i++)
+        cb(arg, h->prefixes[i]->method, h->prefixes[i]->path, h->prefixes[i]->flags);
+    pthread_rwlock_unlock(&h->lock);
+}
+
+void ah_ex_capture_response(ah_http_exchange *ex)
+{
+    ex->capture = true;
+}
+
+const char *ah_ex_response_body(const ah_http_exchange *ex, size_t *len)
+{
+    if (len != NULL)
+        *len = ex->resp_body != NULL ? ex->resp_len : 0;
+    return ex->resp_body;
 }

@@ -39,6 +39,12 @@ typedef struct ah_httpd_opts {
      *  must not be answered. May be NULL. */
     void (*on_done)(void *arg, const ah_http_exchange *ex);
     void *on_done_arg;
+    /** @since admin listener: with use_listen_fd, listen_fd is a socket the
+     *  caller created, bound and put in listening state (e.g. AF_UNIX); host
+     *  and port are then ignored and the server owns the fd from
+     *  ah_httpd_new on (closed by ah_httpd_free, also when never started). */
+    bool use_listen_fd;
+    int listen_fd;
 } ah_httpd_opts;
 
 enum {
@@ -66,6 +72,15 @@ void ah_httpd_unroute_arg(ah_httpd *h, void *arg);
 int ah_httpd_start(ah_httpd *h, char *err, size_t errlen);
 /** The bound port (useful with port 0); 0 before a successful start. */
 uint16_t ah_httpd_port(const ah_httpd *h);
+/** Stops accepting new connections (the listening socket is closed) while
+ *  the connections already accepted are still served; for a graceful stop,
+ *  follow with ah_httpd_wait_idle and ah_httpd_free. 0, or -1 when the
+ *  server is not running. */
+int ah_httpd_quiesce(ah_httpd *h);
+/** Requests whose handling started and whose answer is not yet sent. */
+long ah_httpd_inflight(const ah_httpd *h);
+/** Waits until ah_httpd_inflight is 0 or timeout_ms passes; true when idle. */
+bool ah_httpd_wait_idle(ah_httpd *h, long timeout_ms);
 /** Stops accepting, lets running handler calls return, closes the
  *  connections and frees. NULL is allowed. */
 void ah_httpd_free(ah_httpd *h);
@@ -124,5 +139,30 @@ int ah_http_status_for_code(const char *code);
 /** Parses JSON text of `len` bytes, refusing nesting deeper than
  *  AH_JSON_MAX_DEPTH and trailing garbage. NULL on error. */
 cJSON *ah_json_parse_limited(const char *text, size_t len);
+
+/* --- additions ------------------------------------------------------- */
+/** Runs before a matched route's handler (server thread); returns true when
+ *  it answered the exchange itself, and the handler is then skipped. */
+typedef bool (*ah_http_before)(void *arg, ah_http_exchange *ex);
+/** Runs right after a matched route's handler returned (the exchange is
+ *  answered: ah_ex_status, ah_ex_response_body). */
+typedef void (*ah_http_after)(void *arg, ah_http_exchange *ex);
+/** Installs one pair of request hooks (either may be NULL; replaces the
+ *  previous pair). Used by the idempotency keys (idempotency.c). Set it
+ *  before ah_httpd_start; arg must outlive the server. */
+void ah_httpd_set_hooks(ah_httpd *h, ah_http_before before, ah_http_after after, void *arg);
+/** Calls cb for every registered route (exact ones in no particular order,
+ *  then prefix routes, longest first) under the table's read lock: cb must
+ *  not register routes. flags is AH_HTTPD_PREFIX or 0. */
+void ah_httpd_each_route(ah_httpd *h,
+                         void (*cb)(void *arg, const char *method, const char *path,
+                                    unsigned flags),
+                         void *arg);
+/** Asks the server to keep a copy of the body this exchange answers with
+ *  (call before the handler answers, e.g. from a before hook). */
+void ah_ex_capture_response(ah_http_exchange *ex);
+/** The answered body kept by ah_ex_capture_response (NUL-terminated), or
+ *  NULL (not captured, not answered yet, or no memory). */
+const char *ah_ex_response_body(const ah_http_exchange *ex, size_t *len);
 
 #endif

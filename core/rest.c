@@ -55,26 +55,6 @@ static void rest_plugins(void *arg, ah_http_exchange *ex)
     ah_ex_respond_json(ex, 200, o);
 }
 
-static void log_entry_json(void *arg, const ah_log_entry *e)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "id", (double)e->id);
-    cJSON_AddStringToObject(o, "at", e->at ? e->at : "");
-    cJSON_AddStringToObject(o, "source", e->source ? e->source : "");
-    if (e->plugin)
-        cJSON_AddStringToObject(o, "plugin", e->plugin);
-    cJSON_AddStringToObject(o, "action", e->action ? e->action : "");
-    if (e->method)
-        cJSON_AddStringToObject(o, "method", e->method);
-    if (e->path)
-        cJSON_AddStringToObject(o, "path", e->path);
-    cJSON_AddNumberToObject(o, "status", e->status);
-    cJSON_AddNumberToObject(o, "processing_time", e->duration_s);
-    if (e->body)
-        cJSON_AddStringToObject(o, "body", e->body);
-    cJSON_AddItemToArray(arg, o);
-}
-
 /* GET /v1/log?source=&action=&status=&since=&until=&limit=: the calling
  * tenant's integration log, newest first. */
 static void rest_log(void *arg, ah_http_exchange *ex)
@@ -110,7 +90,7 @@ static void rest_log(void *arg, ah_http_exchange *ex)
         f.limit = (int)v;
     }
     cJSON *list = cJSON_CreateArray();
-    if (core->store->ops->log_query(core->store, &f, log_entry_json, list) != 0) {
+    if (core->store->ops->log_query(core->store, &f, ah_intlog_entry_json, list) != 0) {
         cJSON_Delete(list);
         ah_ex_error(ex, 500, AH_E_INTERNAL, "cannot read the integration log");
         return;
@@ -327,6 +307,39 @@ void ah_rest_unregister(ah_core *core)
     free(core->bindings);
     core->bindings = NULL;
     core->nbindings = 0;
+}
+
+int ah_rest_plugin_routes(ah_core *core, const char *plugin)
+{
+    size_t nold = 0, keep = 0;
+    ah_route_binding **old = malloc((core->nbindings ? core->nbindings : 1) * sizeof(*old));
+    if (old == NULL)
+        return -1;
+    for (size_t i = 0; i < core->nbindings; i++) {
+        ah_route_binding *b = core->bindings[i];
+        if (strcmp(b->plugin, plugin) == 0)
+            old[nold++] = b;
+        else
+            core->bindings[keep++] = b;
+    }
+    core->nbindings = keep;
+    /* New routes first: one that both versions declare is replaced in
+     * place, so no request in between gets a 404. */
+    route_walk w = {core, 0};
+    ah_generation *gen = ah_registry_acquire(core->registry, plugin);
+    if (gen != NULL) {
+        register_plugin_routes(&w, gen);
+        ah_generation_release(gen);
+    }
+    for (size_t i = 0; i < nold; i++) {
+        ah_httpd_unroute_arg(core->httpd, old[i]); /* waits for its running calls */
+        free(old[i]->plugin);
+        free(old[i]->method);
+        free(old[i]->path);
+        free(old[i]);
+    }
+    free(old);
+    return w.rc;
 }
 
 int ah_rest_register(ah_core *core)

@@ -11,7 +11,9 @@
 #include <time.h>
 
 #include "core.h"
+#include "metrics.h"
 #include "sync.h"
+#include "trust.h"
 
 typedef struct sync_type {
     const char *name;  /* "jobs": --type, cursor key */
@@ -364,6 +366,7 @@ typedef struct run_ctx {
     ah_sync_stats *st;
     char *err;
     size_t errlen;
+    ah_seen *seen; /* a full run: the ids it was given (remote deletions) */
 } run_ctx;
 
 /* Asks for one page, retrying retryable failures. 0 with *r ok, or an
@@ -506,12 +509,14 @@ static int commit_page(run_ctx *x, const char *key, cursor *cur, const cJSON *re
         snprintf(x->err, x->errlen, "out of memory");
         goto out;
     }
+    ah_tracking_stage_changes(core, x->conn, in, n);
     if (core->store->ops->records_upsert(core->store, x->conn->id, in, n, key, ctext, res, ids) != 0) {
         snprintf(x->err, x->errlen, "store_error: cannot commit page %ld (see the log)",
                  x->st->pages + 1);
         goto out;
     }
     for (size_t k = 0; k < n; k++) {
+        ah_seen_add(x->seen, ids[k]);
         if (res[k] == AH_REC_CREATED) {
             x->st->created++;
             publish_change(x, &in[k], ids[k], true);
@@ -559,6 +564,10 @@ static int run_type(run_ctx *x)
     }
     double t0 = now_s();
     int rc;
+    /* No cursor at all: this run sees the whole list, so it can tell which
+     * stored records the provider no longer returns. */
+    if (cur.updated_after == NULL && cur.page_cursor == NULL)
+        x->seen = ah_seen_new();
     for (;;) {
         ah_reply r;
         rc = request_page(x, &cur, &r);
@@ -592,6 +601,16 @@ static int run_type(run_ctx *x)
             break;
     }
     x->st->seconds = now_s() - t0;
+    if (rc == AH_SYNC_OK && x->seen != NULL) {
+        char type[32];
+        snprintf(type, sizeof type, "%s", x->type->name);
+        size_t tl = strlen(type);
+        if (tl > 1 && type[tl - 1] == 's')
+            type[tl - 1] = '\0'; /* "applications" -> the records' "application" */
+        ah_tracking_sweep(core, x->conn, type, x->seen);
+    }
+    ah_seen_free(x->seen);
+    x->seen = NULL;
     cursor_clear(&cur);
     return rc;
 }
@@ -671,7 +690,7 @@ int ah_sync_run(ah_core *core, const char *tenant, const char *connection, const
         ah_sync_stats st;
         memset(&st, 0, sizeof st);
         char why[1024] = "";
-        run_ctx x = {core, c, &k_types[i], backfill, cb, arg, &st, why, sizeof why};
+        run_ctx x = {core, c, &k_types[i], backfill, cb, arg, &st, why, sizeof why, NULL};
         rc = run_type(&x);
         unclaim(core->sync, c->id, i);
         st.done = true;
@@ -744,6 +763,9 @@ static void sched_pass(ah_core *core)
             char err[1024];
             int rc = ah_sync_run(core, l.v[i].tenant, l.v[i].name, k_types[t].name, NULL, NULL,
                                  &st, err, sizeof err);
+            if (rc == AH_SYNC_OK || rc == AH_SYNC_FAILED)
+                ah_metrics_sync(core->metrics, l.v[i].tenant, l.v[i].name, k_types[t].name,
+                                st.records, rc == AH_SYNC_OK);
             if (rc == AH_SYNC_OK)
                 ah_log(&core->log, AH_LOG_INFO, "sync",
                        "%s/%s %s: %ld pages, %ld records (%ld new, %ld updated, %ld unchanged), "

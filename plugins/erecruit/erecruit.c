@@ -29,6 +29,8 @@ static const ah_setting_spec er_settings[] = {
      "Note action of notes sent without note_action_type (atshub prescreen note)"},
     {"screened_tag_id", AH_SET_INT, "65880", 0, "Tag put on screened contacts"},
     {"screened_status_id", AH_SET_INT, "101", 0, "Status put on screened submissions"},
+    {"rate_limit_rps", AH_SET_INT, NULL, 0,
+     "Lower the connection's request rate (requests/second; at most the plugin's 200)"},
     {NULL, 0, NULL, 0, NULL},
 };
 
@@ -227,6 +229,9 @@ static const ah_plugin_descriptor er_descriptor = {
     .notes = &er_notes,
     .attachments = &er_attachments,
     .custom_fields = &er_custom_fields,
+    /* A ceiling for one tenant's API user; the host paces every request of
+     * a connection under it and slows down on 429. */
+    .rate_limit_rps = 200,
 };
 
 AH_PLUGIN_ENTRY

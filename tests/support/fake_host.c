@@ -9,6 +9,7 @@
 
 #include <curl/curl.h>
 
+#include "crypto.h"
 #include "fake_host.h"
 
 /* Large enough for any test, small enough to catch a runaway plugin. */
@@ -330,6 +331,16 @@ static ah_result fake_http_respond_json(ah_http_exchange *ex, int status, cJSON 
     return fx->responses == 1 ? AH_OK : AH_ERR;
 }
 
+/* A raw answer is kept as a JSON string, so tests read it like the rest. */
+static ah_result fake_http_respond(ah_http_exchange *ex, int status, const char *content_type,
+                                   const char *body, size_t len)
+{
+    char *copy = body != NULL ? strndup(body, len) : strdup("");
+    cJSON *s = copy != NULL ? cJSON_CreateString(copy) : NULL;
+    free(copy);
+    return fake_http_respond_json(ex, status, s);
+}
+
 /* A call context conn_by_secret() handed out; freed with the fake host (the
  * real host frees it when the route handler returns, which the fake cannot
  * see). */
@@ -591,6 +602,56 @@ static ah_result fake_store_ping(ah_call *call)
     return AH_OK;
 }
 
+static cJSON *fake_record_by_id(ah_call *call, const char *id)
+{
+    ah_fake_host *fh = fake_of(call);
+    if (fh == NULL || id == NULL)
+        return NULL;
+    pthread_mutex_lock(&fh->mu);
+    cJSON *v = NULL;
+    const cJSON *r;
+    cJSON_ArrayForEach(r, fh->records)
+    {
+        if (member_is(r, "tenant", call->tenant) && member_is(r, "id", id)) {
+            v = record_view(r);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&fh->mu);
+    return v;
+}
+
+/* The real HMAC and comparison (core/crypto.c): plugins' signature code
+ * is tested against the same primitives the host gives them. */
+static ah_result fake_hmac_sha256_hex(const void *key, size_t key_len, const void *data,
+                                      size_t len, char out[65])
+{
+    return ah_hmac_sha256_hex(key, key_len, data, len, out) == 0 ? AH_OK : AH_ERR;
+}
+
+static int fake_ct_equal(const char *a, const char *b)
+{
+    return a != NULL && b != NULL && ah_ct_streq(a, b);
+}
+
+/* Applies {"key": "value" | null} to the fake connection's settings; null
+ * removes a value (the fake does not regenerate generated secrets). */
+static ah_result fake_settings_update(ah_call *call, const cJSON *changes)
+{
+    if (call == NULL || call->conn == NULL || !cJSON_IsObject(changes))
+        return fake_fail(call, AH_E_INTERNAL, 0, "settings_update: no connection or changes");
+    ah_fake_conn *c = (ah_fake_conn *)(void *)call->conn;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, changes) {
+        if (!cJSON_IsString(it) && !cJSON_IsNull(it))
+            return fake_fail(call, AH_E_INVALID, 0, "settings_update: '%s' must be a string or null",
+                             it->string);
+        if (ah_fake_conn_set(c, it->string, cJSON_IsString(it) ? it->valuestring : NULL) != 0)
+            return fake_fail(call, AH_E_INTERNAL, 0, "settings_update: out of memory");
+    }
+    return AH_OK;
+}
+
 static const ah_host_api fake_api = {
     .struct_size = sizeof(ah_host_api),
     .abi_major = AH_ABI_MAJOR,
@@ -621,6 +682,11 @@ static const ah_host_api fake_api = {
     .record_find = fake_record_find,
     .sequence_next = fake_sequence_next,
     .store_ping = fake_store_ping,
+    .record_by_id = fake_record_by_id,
+    .http_respond = fake_http_respond,
+    .hmac_sha256_hex = fake_hmac_sha256_hex,
+    .ct_equal = fake_ct_equal,
+    .settings_update = fake_settings_update,
 };
 
 const ah_host_api *ah_fake_host_api(void)

@@ -20,7 +20,8 @@ static const char *const contract[] = {
     "statuses.put", "statuses.get", "statuses.query", "onboarding.provision",
     "onboarding.request", "onboarding.enable", "onboarding.verify",
     "onboarding.disable", "postings.publish", "postings.update", "postings.link",
-    "postings.list",
+    "postings.list", "postings.configure", "postings.disconnect", "postings.status",
+    "postings.notices", "postings.pending", "postings.assign",
 };
 #define NCONTRACT (sizeof contract / sizeof contract[0])
 
@@ -38,7 +39,8 @@ FAKE(0) FAKE(1) FAKE(2) FAKE(3) FAKE(4) FAKE(5) FAKE(6) FAKE(7) FAKE(8)
 FAKE(9) FAKE(10) FAKE(11) FAKE(12) FAKE(13) FAKE(14) FAKE(15) FAKE(16)
 FAKE(17) FAKE(18) FAKE(19) FAKE(20) FAKE(21) FAKE(22) FAKE(23) FAKE(24)
 FAKE(25) FAKE(26) FAKE(27) FAKE(28) FAKE(29) FAKE(30) FAKE(31) FAKE(32)
-FAKE(33) FAKE(34) FAKE(35)
+FAKE(33) FAKE(34) FAKE(35) FAKE(36) FAKE(37) FAKE(38) FAKE(39) FAKE(40)
+FAKE(41)
 
 /* In contract[] order. */
 static const ah_op_fn fakes[NCONTRACT] = {
@@ -46,7 +48,8 @@ static const ah_op_fn fakes[NCONTRACT] = {
     fake_9, fake_10, fake_11, fake_12, fake_13, fake_14, fake_15, fake_16,
     fake_17, fake_18, fake_19, fake_20, fake_21, fake_22, fake_23, fake_24,
     fake_25, fake_26, fake_27, fake_28, fake_29, fake_30, fake_31, fake_32,
-    fake_33, fake_34, fake_35,
+    fake_33, fake_34, fake_35, fake_36, fake_37, fake_38, fake_39, fake_40,
+    fake_41,
 };
 
 /* A plugin that serves everything, filled by name (not through the router)
@@ -84,7 +87,8 @@ static void full_fill(full_plugin *p)
     p->onboarding = (ah_onboarding_ops){sizeof p->onboarding, fakes[27], fakes[28],
                                         fakes[29], fakes[30], fakes[31]};
     p->postings = (ah_postings_ops){sizeof p->postings, fakes[32], fakes[33],
-                                    fakes[34], fakes[35]};
+                                    fakes[34], fakes[35], fakes[36], fakes[37],
+                                    fakes[38], fakes[39], fakes[40], fakes[41]};
     p->d.struct_size = sizeof p->d;
     p->d.abi_major = AH_ABI_MAJOR;
     p->d.abi_minor = AH_ABI_MINOR;

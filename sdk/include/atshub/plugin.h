@@ -265,6 +265,14 @@ typedef struct ah_postings_ops {
     ah_op_fn update;  /**< postings.update */
     ah_op_fn link;    /**< postings.link */
     ah_op_fn list;    /**< postings.list */
+    /* Appended after 1.0 (check AH_HAS(table, slot)): the job-board
+     * connection's life cycle and inbox, for operators and products. */
+    ah_op_fn configure;  /**< postings.configure: verify and save credentials */
+    ah_op_fn disconnect; /**< postings.disconnect: forget credentials */
+    ah_op_fn status;     /**< postings.status: state and webhook URL */
+    ah_op_fn notices;    /**< postings.notices: notifications received */
+    ah_op_fn pending;    /**< postings.pending: candidates with no job */
+    ah_op_fn assign;     /**< postings.assign: pending candidate to a job */
 } ah_postings_ops;
 
 /* ------------------------------------------------------------------------ */
@@ -282,7 +290,8 @@ typedef ah_result (*ah_route_fn)(ah_call *call, ah_http_exchange *ex);
 
 enum {
     /** The path ends in "{token}": the host resolves the token (the
-     *  connection's `webhook_token` setting) to a connection. */
+     *  connection's `webhook_token` setting, HASHED or sealed) to a
+     *  connection. */
     AH_ROUTE_CONN_TOKEN = 1u << 0,
     /** The path is a prefix: every path under it is served. */
     AH_ROUTE_PREFIX = 1u << 1,
@@ -365,6 +374,15 @@ typedef struct ah_plugin_descriptor {
     const ah_route *routes;
     /** Event subscriptions, terminated by {NULL}. May be NULL. */
     const ah_subscription *subscriptions;
+
+    /** @since 1.0 (appended; the host checks AH_HAS(desc, rate_limit_rps)).
+     *  The provider's request limit per connection, in requests per second
+     *  (0: none declared). The host paces every outbound request of a
+     *  connection (syncs, bulk jobs, writes) under it, slows down after a
+     *  429, and lets operators lower it per connection with the setting
+     *  `rate_limit_rps`, which a plugin that declares a limit should list
+     *  in its settings table (AH_SET_INT, no default). */
+    uint32_t rate_limit_rps;
 } ah_plugin_descriptor;
 
 /** Type of the entry function. It must do nothing but return the descriptor:
@@ -561,6 +579,40 @@ struct ah_host_api {
     ah_result (*sequence_next)(ah_call *call, const char *name, int64_t *out);
     /** AH_OK when the store answers (health checks). */
     ah_result (*store_ping)(ah_call *call);
+
+    /** @since 1.0 (appended; check AH_HAS(call->host, record_by_id)). The
+     *  record of the call's TENANT (any of its connections) with the stable
+     *  atshub id `id` (the "id" of the sync engine's change events), as
+     *  record_get returns it (transferred), or NULL when there is none. */
+    cJSON *(*record_by_id)(ah_call *call, const char *id);
+
+    /** @since 1.0 (appended; check AH_HAS(call->host, hmac_sha256_hex)).
+     *  HMAC-SHA256 of `data` keyed with `key`, as 64 lowercase hex digits
+     *  and a NUL in `out`. AH_ERR only when the crypto library fails. */
+    ah_result (*hmac_sha256_hex)(const void *key, size_t key_len, const void *data,
+                                 size_t len, char out[65]);
+    /** @since 1.0 (appended). 1 when the two NUL-terminated strings are
+     *  equal, compared in time independent of where they differ (for
+     *  signatures and tokens); 0 otherwise or when either is NULL. */
+    int (*ct_equal)(const char *a, const char *b);
+    /** @since 1.0 (appended). Changes settings of the call's connection, as
+     *  `atshub connection set` would: `changes` (borrowed) maps a declared
+     *  key to a string (the new value, validated against the plugin's
+     *  table; secrets sealed) or to null (removed; a GENERATED setting gets
+     *  a fresh random value instead). Stored in one update and applied to
+     *  the connection table at once; the current call keeps reading the
+     *  old values, the next call on the connection sees the new ones (its
+     *  context is reopened). Only from bus operations and event handlers
+     *  (not init, not routes). AH_ERR (failure described) when a key is
+     *  unknown, a value invalid or the store fails: nothing changes. */
+    ah_result (*settings_update)(ah_call *call, const cJSON *changes);
+    /** @since 1.0 (appended; check AH_HAS(call->host, http_respond)).
+     *  Answers an inbound exchange with `len` raw bytes of `body` (copied)
+     *  and `content_type` (e.g. "text/html; charset=utf-8"; NULL: none),
+     *  for routes that serve something other than JSON (a page). Exactly
+     *  one answer per exchange, as with http_respond_json. */
+    ah_result (*http_respond)(ah_http_exchange *ex, int status, const char *content_type,
+                              const char *body, size_t len);
 };
 
 #ifdef __cplusplus

@@ -1,0 +1,610 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The operators' listener and its client (admin.h). The listener is an
+ * ah_httpd of its own so that the product's API and the operators' API
+ * never share a port, a thread pool or a body limit; on the Unix socket,
+ * file permissions (0600) are the authentication.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <openssl/crypto.h>
+
+#include "admin.h"
+#include "core.h"
+#include "metrics.h"
+#include "ops.h"
+
+#define AH_ADMIN_TOKEN_MAX 256
+
+/* What each listener's handlers get: the core, and the token its requests
+ * must carry ("" on the Unix socket). */
+typedef struct admin_ctx {
+    ah_core *core;
+    char token[AH_ADMIN_TOKEN_MAX];
+} admin_ctx;
+
+struct ah_admin {
+    ah_httpd *unix_h;
+    ah_httpd *tcp_h;
+    char sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    admin_ctx unix_ctx;
+    admin_ctx tcp_ctx;
+};
+
+int ah_admin_socket_path(const ah_config *cfg, char *out, size_t outlen)
+{
+    if (cfg->admin_socket_off)
+        return -1;
+    int n;
+    if (cfg->admin_socket != NULL) {
+        n = snprintf(out, outlen, "%s", cfg->admin_socket);
+    } else {
+        const char *kf = cfg->key_file != NULL ? cfg->key_file : "var/host.key";
+        const char *slash = strrchr(kf, '/');
+        if (slash == NULL)
+            n = snprintf(out, outlen, "atshub.sock");
+        else
+            n = snprintf(out, outlen, "%.*s/atshub.sock", (int)(slash - kf), kf);
+    }
+    size_t max = sizeof(((struct sockaddr_un *)0)->sun_path);
+    return n < 0 || (size_t)n >= outlen || (size_t)n >= max ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Handlers                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static int status_for(const char *code)
+{
+    static const struct {
+        const char *code;
+        int status;
+    } map[] = {{"not_found", 404},       {"conflict", 409},       {"invalid_request", 400},
+               {"invalid_settings", 400}, {"plugin_refused", 422}, {"config_error", 422}};
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (strcmp(map[i].code, code) == 0)
+            return map[i].status;
+    return ah_http_status_for_code(code);
+}
+
+static void answer_err(ah_http_exchange *ex, const ah_ops_err *e)
+{
+    ah_ex_error(ex, status_for(e->code), e->code, "%s", e->msg);
+}
+
+/* {"data": data} with 200 (data transferred). */
+static void answer_data(ah_http_exchange *ex, int status, cJSON *data)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "data", data != NULL ? data : cJSON_CreateObject());
+    ah_ex_respond_json(ex, status, o);
+}
+
+/* Answers 401 itself when the listener needs a token and the request does
+ * not carry it. */
+static bool authorized(const admin_ctx *ctx, ah_http_exchange *ex)
+{
+    if (ctx->token[0] == '\0')
+        return true;
+    const char *auth = ah_ex_header(ex, "Authorization");
+    if (auth != NULL && strncasecmp(auth, "Bearer ", 7) == 0) {
+        char a[AH_SHA256_HEX_LEN + 1], b[AH_SHA256_HEX_LEN + 1];
+        ah_sha256_hex(auth + 7, strlen(auth + 7), a);
+        ah_sha256_hex(ctx->token, strlen(ctx->token), b);
+        if (CRYPTO_memcmp(a, b, AH_SHA256_HEX_LEN) == 0)
+            return true;
+    }
+    ah_ex_add_header(ex, "WWW-Authenticate", "Bearer");
+    ah_ex_error(ex, 401, "unauthorized", "send the admin token as 'Authorization: Bearer <token>'");
+    return false;
+}
+
+/* The request body as a JSON object (an empty body is {}); NULL when it
+ * was answered with 400. Owned by the exchange, or `*empty` (freed by the
+ * caller) for an empty body. */
+static const cJSON *body_object(ah_http_exchange *ex, cJSON **empty)
+{
+    size_t len = 0;
+    ah_ex_body(ex, &len);
+    *empty = NULL;
+    if (len == 0) {
+        *empty = cJSON_CreateObject();
+        return *empty;
+    }
+    const cJSON *j = ah_ex_json(ex);
+    if (j == NULL)
+        return NULL;
+    if (!cJSON_IsObject(j)) {
+        ah_ex_error(ex, 400, "invalid_request", "the request body must be a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+static const char *str_field(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static void h_plugins(void *arg, ah_http_exchange *ex)
+{
+    admin_ctx *ctx = arg;
+    if (!authorized(ctx, ex))
+        return;
+    answer_data(ex, 200, ah_core_plugins_json(ctx->core, NULL));
+}
+
+/* POST /admin/plugins/{name}/reload */
+static void h_plugin_action(void *arg, ah_http_exchange *ex)
+{
+    admin_ctx *ctx = arg;
+    if (!authorized(ctx, ex))
+        return;
+    const char *sub = ah_ex_subpath(ex);
+    const char *slash = strchr(sub, '/');
+    char name[128];
+    if (slash == NULL || strcmp(slash, "/reload") != 0 || slash == sub ||
+        (size_t)(slash - sub) >= sizeof name) {
+        ah_ex_error(ex, 404, "not_found", "no admin route %s %s", ah_ex_method(ex), ah_ex_path(ex));
+        return;
+    }
+    snprintf(name, sizeof name, "%.*s", (int)(slash - sub), sub);
+    cJSON *empty;
+    const cJSON *body = body_object(ex, &empty);
+    if (body == NULL)
+        return;
+    const cJSON *pv = cJSON_GetObjectItemCaseSensitive(body, "path");
+    if (pv != NULL && !cJSON_IsString(pv)) {
+        cJSON_Delete(empty);
+        ah_ex_error(ex, 400, "invalid_request", "path must be a string");
+        return;
+    }
+    ah_ops_err e;
+    cJSON *out = NULL;
+    if (ah_ops_plugin_reload(ctx->core, name, pv != NULL ? pv->valuestring : NULL, &out, &e) != 0)
+        answer_err(ex, &e);
+    else
+        answer_data(ex, 200, out);
+    cJSON_Delete(empty);
+}
+
+static void h_reconcile(void *arg, ah_http_exchange *ex)
+{
+    admin_ctx *ctx = arg;
+    if (!authorized(ctx, ex))
+        return;
+    ah_ops_err e;
+    cJSON *out = NULL;
+    int rc = ah_ops_reconcile(ctx->core, &out, &e);
+    if (rc == 0) {
+        answer_data(ex, 200, out);
+    } else if (out != NULL) {
+        /* Some plugins were reconciled: say which failed and why. */
+        cJSON *o = cJSON_CreateObject();
+        cJSON *err = cJSON_AddObjectToObject(o, "error");
+        cJSON_AddStringToObject(err, "code", e.code);
+        cJSON_AddStringToObject(err, "message", e.msg);
+        cJSON_AddItemToObject(o, "data", out);
+        ah_ex_respond_json(ex, 422, o);
+    } else {
+        answer_err(ex, &e);
+    }
+}
+
+static void h_tenants(void *arg, ah_http_exchange *ex)
+{
+    admin_ctx *ctx = arg;
+    if (!authorized(ctx, ex))
+        return;
+    ah_ops_err e;
+    cJSON *out = NULL;
+    if (strcmp(ah_ex_method(ex), "GET") == 0) {
+        if (ah_ops_tenant_list(ctx->core, &out, &e) != 0)
+            answer_err(ex, &e);
+        else
+            answer_data(ex, 200, out);
+        return;
+    }
+    cJSON *empty;
+    const cJSON *body = body_object(ex, &empty);
+    if (body == NULL)
+        return;
+    const char *name = str_field(body, "name");
+    if (name == NULL)
+        ah_ex_error(ex, 400, "invalid_request", "name the tenant: {\"name\":\"...\"}");
+    else if (ah_ops_tenant_add(ctx->core, name, &out, &e) != 0)
+        answer_err(ex, &e);
+    else {
+        ah_ops_refresh(ctx->core);
+        answer_data(ex, 201, out);
+    }
+    cJSON_Delete(empty);
+}
+
+static void h_tenant_delete(void *arg, ah_http_exchange *ex)
+{
+    admin_ctx *ctx = arg;
+    if (!authorized(ctx, ex))
+        return;
+    ah_ops_err e;
+    if (ah_ops_tenant_remove(ctx->core, ah_ex_subpath(ex), &e) != 0) {
+        answer_err(ex, &e);
+        return;
+    }
+    ah_ops_refresh(ctx->core);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "removed", ah_ex_subpath(ex));
+    answer_data(ex, 200, o);
+}
+
+static void h_connections(void *arg, ah_http_exchange *ex)
+{
+    admin_ctx *ctx = arg;
+    if (!authorized(ctx, ex))
+        return;
+    ah_ops_err e;
+    cJSON *out = NULL;
+    if (strcmp(ah_ex_method(ex), "GET") == 0) {
+        if (ah_ops_connection_list(ctx->core, ah_ex_query(ex, "tenant"), &out, &e) != 0)
+            answer_err(ex, &e);
+        else
+            answer_data(ex, 200, out);
+        return;
+    }
+    cJSON *empty;
+    const cJSON *body = body_object(ex, &empty);
+    if (body == NULL)
+        return;
+    const char *tenant = str_field(body, "tenant"), *plugin = str_field(body, "plugin"),
+               *name = str_field(body, "name");
+    if (tenant == NULL || plugin == NULL || name == NULL)
+        ah_ex_error(ex, 400, "invalid_request", "give tenant, plugin and name (strings)");
+    else if (ah_ops_connection_add(ctx->core, tenant, plugin, name,
+                                   cJSON_GetObjectItemCaseSensitive(body, "settings"), &out,
+                                   &e) != 0)
+        answer_err(ex, &e);
+    else {
+        ah_ops_refresh(ctx->core);
+        answer_data(ex, 201, out);
+    }
+    cJSON_Delete(empty);
+}
+
+/* /admin/connections/{tenant}/{name}[/{action}] */
+static void h_connection(void *arg, ah_http_exchange *ex)
+{
+    admin_ctx *ctx = arg;
+    if (!authorized(ctx, ex))
+        return;
+    char tenant[128] = "", name[128] = "", action[32] = "";
+    const char *sub = ah_ex_subpath(ex), *method = ah_ex_method(ex);
+    int n = sscanf(sub, "%127[^/]/%127[^/]/%31[^/]", tenant, name, action);
+    if (n < 2) {
+        ah_ex_error(ex, 404, "not_found", "expected /admin/connections/TENANT/NAME[/ACTION]");
+        return;
+    }
+    cJSON *empty;
+    const cJSON *body = body_object(ex, &empty);
+    if (body == NULL)
+        return;
+    ah_ops_err e;
+    cJSON *out = NULL;
+    int rc;
+    if (n == 2 && strcmp(method, "DELETE") == 0) {
+        rc = ah_ops_connection_remove(ctx->core, tenant, name, &e);
+    } else if (n == 2 && strcmp(method, "PATCH") == 0) {
+        rc = ah_ops_connection_set(ctx->core, tenant, name,
+                                   cJSON_GetObjectItemCaseSensitive(body, "settings"), &e);
+    } else if (n == 3 && strcmp(method, "POST") == 0 &&
+               (strcmp(action, "enable") == 0 || strcmp(action, "disable") == 0)) {
+        rc = ah_ops_connection_enable(ctx->core, tenant, name, strcmp(action, "enable") == 0, &e);
+    } else if (n == 3 && strcmp(method, "POST") == 0 && strcmp(action, "rotate") == 0) {
+        const char *key = str_field(body, "key");
+        if (key == NULL) {
+            cJSON_Delete(empty);
+            ah_ex_error(ex, 400, "invalid_request", "name the setting: {\"key\":\"...\"}");
+            return;
+        }
+        rc = ah_ops_connection_rotate(ctx->core, tenant, name, key, &out, &e);
+    } else {
+        cJSON_Delete(empty);
+        ah_ex_error(ex, 404, "not_found", "no admin route %s %s", method, ah_ex_path(ex));
+        return;
+    }
+    cJSON_Delete(empty);
+    if (rc != 0) {
+        answer_err(ex, &e);
+        return;
+    }
+    /* Immediate effect: the next request and the next scheduled sync see it. */
+    ah_ops_refresh(ctx->core);
+    if (out == NULL) {
+        out = cJSON_CreateObject();
+        cJSON_AddStringToObject(out, "tenant", tenant);
+        cJSON_AddStringToObject(out, "connection", name);
+        if (n == 3)
+            cJSON_AddBoolToObject(out, "enabled", strcmp(action, "enable") == 0);
+    }
+    answer_data(ex, 200, out);
+}
+
+static void h_metrics(void *arg, ah_http_exchange *ex)
+{
+    admin_ctx *ctx = arg;
+    if (!authorized(ctx, ex))
+        return;
+    char *text = ah_metrics_render(ctx->core);
+    if (text == NULL) {
+        ah_ex_error(ex, 500, "internal_error", "cannot render the metrics");
+        return;
+    }
+    ah_ex_respond(ex, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text));
+    free(text);
+}
+
+static int register_routes(ah_httpd *h, admin_ctx *ctx)
+{
+    static const struct {
+        const char *method, *path;
+        unsigned flags;
+        ah_http_handler fn;
+    } routes[] = {
+        {"GET", "/admin/plugins", 0, h_plugins},
+        {"POST", "/admin/plugins/", AH_HTTPD_PREFIX, h_plugin_action},
+        {"POST", "/admin/reconcile", 0, h_reconcile},
+        {"GET", "/admin/tenants", 0, h_tenants},
+        {"POST", "/admin/tenants", 0, h_tenants},
+        {"DELETE", "/admin/tenants/", AH_HTTPD_PREFIX, h_tenant_delete},
+        {"GET", "/admin/connections", 0, h_connections},
+        {"POST", "/admin/connections", 0, h_connections},
+        {"*", "/admin/connections/", AH_HTTPD_PREFIX, h_connection},
+        {"GET", "/metrics", 0, h_metrics},
+    };
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+        if (ah_httpd_route(h, routes[i].method, routes[i].path, routes[i].flags, routes[i].fn,
+                           ctx) != 0)
+            return -1;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Listeners                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* A bound, listening AF_UNIX socket at path (mode 0600), or -1 with err. */
+static int unix_listen(const char *path, char *err, size_t errlen)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            snprintf(err, errlen, "[admin] socket %s exists and is not a socket", path);
+            return -1;
+        }
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        bool live = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0;
+        if (probe >= 0)
+            close(probe);
+        if (live) {
+            snprintf(err, errlen, "[admin] socket %s: another atshub daemon is running there "
+                     "(stop it first, or set [admin] socket)", path);
+            return -1;
+        }
+        unlink(path); /* left by a daemon that did not stop cleanly */
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "[admin] socket: %s", strerror(errno));
+        return -1;
+    }
+    /* chmod before listen: nobody can connect in between. */
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || chmod(path, 0600) != 0 ||
+        listen(fd, 64) != 0) {
+        snprintf(err, errlen, "[admin] socket %s: %s", path, strerror(errno));
+        close(fd);
+        unlink(path);
+        return -1;
+    }
+    return fd;
+}
+
+static int read_token(const char *file, char *out, size_t outlen, char *err, size_t errlen)
+{
+    size_t len = 0;
+    FILE *f = fopen(file, "r");
+    if (f != NULL) {
+        len = fread(out, 1, outlen - 1, f);
+        fclose(f);
+    }
+    out[len] = '\0';
+    while (len > 0 && (out[len - 1] == '\n' || out[len - 1] == '\r' || out[len - 1] == ' '))
+        out[--len] = '\0';
+    if (len < 16) {
+        snprintf(err, errlen, "[admin] token_file %s: %s", file,
+                 f == NULL ? strerror(errno) : "the token must be at least 16 characters");
+        explicit_bzero(out, outlen);
+        return -1;
+    }
+    return 0;
+}
+
+int ah_admin_start(ah_core *core, char *err, size_t errlen)
+{
+    ah_admin *a = calloc(1, sizeof *a);
+    if (a == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    core->admin = a;
+    a->unix_ctx.core = core;
+    a->tcp_ctx.core = core;
+    if (ah_admin_socket_path(&core->cfg, a->sock_path, sizeof a->sock_path) == 0) {
+        int fd = unix_listen(a->sock_path, err, errlen);
+        if (fd < 0) {
+            a->sock_path[0] = '\0';
+            return -1;
+        }
+        ah_httpd_opts o = {.threads = 1, .use_listen_fd = true, .listen_fd = fd,
+                           .on_done = ah_metrics_admin_http_done, .on_done_arg = core->metrics};
+        a->unix_h = ah_httpd_new(&o, err, errlen); /* owns fd from here on */
+        if (a->unix_h == NULL || register_routes(a->unix_h, &a->unix_ctx) != 0 ||
+            ah_httpd_start(a->unix_h, err, errlen) != 0) {
+            if (a->unix_h != NULL && err[0] == '\0')
+                snprintf(err, errlen, "cannot register the admin routes");
+            return -1;
+        }
+    } else if (!core->cfg.admin_socket_off) {
+        snprintf(err, errlen, "[admin] socket: the path is too long for a Unix socket");
+        return -1;
+    }
+    if (core->cfg.admin_host != NULL) {
+        if (read_token(core->cfg.admin_token_file, a->tcp_ctx.token, sizeof a->tcp_ctx.token,
+                       err, errlen) != 0)
+            return -1;
+        ah_httpd_opts o = {.host = core->cfg.admin_host, .port = core->cfg.admin_port,
+                           .threads = 1, .on_done = ah_metrics_admin_http_done,
+                           .on_done_arg = core->metrics};
+        a->tcp_h = ah_httpd_new(&o, err, errlen);
+        if (a->tcp_h == NULL || register_routes(a->tcp_h, &a->tcp_ctx) != 0 ||
+            ah_httpd_start(a->tcp_h, err, errlen) != 0)
+            return -1;
+        ah_log(&core->log, AH_LOG_INFO, "admin", "admin API on http://%s:%u (token required)",
+               core->cfg.admin_host, (unsigned)ah_httpd_port(a->tcp_h));
+    }
+    if (a->sock_path[0] != '\0')
+        ah_log(&core->log, AH_LOG_INFO, "admin", "admin API on unix:%s", a->sock_path);
+    return 0;
+}
+
+void ah_admin_quiesce(ah_core *core)
+{
+    if (core->admin == NULL)
+        return;
+    ah_httpd_quiesce(core->admin->unix_h);
+    ah_httpd_quiesce(core->admin->tcp_h);
+}
+
+void ah_admin_stop(ah_core *core)
+{
+    ah_admin *a = core->admin;
+    if (a == NULL)
+        return;
+    ah_httpd_free(a->unix_h);
+    ah_httpd_free(a->tcp_h);
+    if (a->sock_path[0] != '\0')
+        unlink(a->sock_path);
+    explicit_bzero(a->tcp_ctx.token, sizeof a->tcp_ctx.token);
+    free(a);
+    core->admin = NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Client                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static size_t collect(char *data, size_t size, size_t n, void *arg)
+{
+    FILE *f = arg;
+    return fwrite(data, size, n, f);
+}
+
+int ah_admin_call(const ah_config *cfg, const char *method, const char *path,
+                  const char *body, long *status, char **resp, char *err, size_t errlen)
+{
+    char sock[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    bool use_sock = ah_admin_socket_path(cfg, sock, sizeof sock) == 0;
+    char url[512], token[AH_ADMIN_TOKEN_MAX] = "", auth[AH_ADMIN_TOKEN_MAX + 32] = "";
+    if (use_sock) {
+        snprintf(url, sizeof url, "http://localhost%s", path);
+    } else if (cfg->admin_host != NULL) {
+        if (read_token(cfg->admin_token_file, token, sizeof token, err, errlen) != 0)
+            return -1;
+        bool v6 = strchr(cfg->admin_host, ':') != NULL;
+        snprintf(url, sizeof url, "http://%s%s%s:%u%s", v6 ? "[" : "", cfg->admin_host,
+                 v6 ? "]" : "", (unsigned)cfg->admin_port, path);
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+    } else {
+        snprintf(err, errlen, "the admin listener is off ([admin] socket = off and no listen): "
+                 "cannot reach a running daemon");
+        return -1;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    CURL *c = curl_easy_init();
+    struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+    if (auth[0] != '\0' && hdrs != NULL) {
+        struct curl_slist *h2 = curl_slist_append(hdrs, auth);
+        hdrs = h2 != NULL ? h2 : hdrs;
+    }
+    int rc = -1;
+    if (f == NULL || c == NULL || hdrs == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    if (use_sock)
+        curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, sock);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    if (body != NULL)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, f);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
+    /* A reload runs init and may wait for a file copy: be generous. */
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 120000L);
+    CURLcode cr = curl_easy_perform(c);
+    if (cr == CURLE_COULDNT_CONNECT) {
+        snprintf(err, errlen, "no atshub daemon is running (nothing answers on %s%s): start "
+                 "one with 'atshub serve -c %s'", use_sock ? "unix:" : "", use_sock ? sock : url,
+                 cfg->path != NULL ? cfg->path : "FILE");
+    } else if (cr != CURLE_OK) {
+        snprintf(err, errlen, "the daemon did not answer (%s%s): %s", use_sock ? "unix:" : "",
+                 use_sock ? sock : url, curl_easy_strerror(cr));
+    } else {
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+        rc = 0;
+    }
+done:
+    if (f != NULL)
+        fclose(f);
+    if (rc == 0)
+        *resp = text;
+    else
+        free(text);
+    curl_slist_free_all(hdrs);
+    if (c != NULL)
+        curl_easy_cleanup(c);
+    explicit_bzero(token, sizeof token);
+    explicit_bzero(auth, sizeof auth);
+    return rc;
+}
+
+void ah_sd_notify(const char *state)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    if (path == NULL || (path[0] != '/' && path[0] != '@') || strlen(path) >= 108)
+        return;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    memcpy(sa.sun_path, path, strlen(path));
+    if (sa.sun_path[0] == '@')
+        sa.sun_path[0] = '\0'; /* abstract namespace */
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    socklen_t sl = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
+    (void)sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa, sl);
+    close(fd);
+}

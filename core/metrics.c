@@ -1,0 +1,374 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Metrics: labelled counters and histograms kept in one table, rendered in
+ * the Prometheus text format. A label set is at most four strings; lookups
+ * are linear because the number of series is small (routes x statuses,
+ * plugins x topics, connections x types) and bounded by AH_METRICS_MAX.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core.h"
+#include "metrics.h"
+
+/* Past this many series, new label sets are counted under one overflow
+ * series per kind rather than growing without bound. */
+#define AH_METRICS_MAX 4096
+#define NLABELS 4
+
+static const double bucket_le[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+#define NBUCKETS (sizeof bucket_le / sizeof bucket_le[0])
+
+enum kind {
+    M_HTTP_COUNT, /* listener, method, route, status */
+    M_HTTP_TIME,  /* listener, method, route */
+    M_CALL_COUNT, /* plugin, topic, result */
+    M_CALL_TIME,  /* plugin, topic */
+    M_SWAP,       /* plugin, result */
+    M_SYNC_RUNS,  /* tenant, connection, type, result */
+    M_SYNC_RECS,  /* tenant, connection, type */
+    M_SYNC_LAST,  /* tenant, connection: time of the last good end */
+    M_KINDS
+};
+
+typedef struct series {
+    enum kind kind;
+    char *label[NLABELS];
+    unsigned long long count;
+    double sum;
+    unsigned long long bucket[NBUCKETS];
+    double value;
+} series;
+
+struct ah_metrics {
+    pthread_mutex_t mu;
+    series *v;
+    size_t n, cap;
+};
+
+typedef struct kind_info {
+    const char *name;
+    const char *type;
+    const char *help;
+    const char *labels[NLABELS];
+} kind_info;
+
+static const kind_info kinds[M_KINDS] = {
+    [M_HTTP_COUNT] = {"atshub_http_requests_total", "counter", "HTTP requests answered",
+                      {"listener", "method", "route", "status"}},
+    [M_HTTP_TIME] = {"atshub_http_request_seconds", "histogram",
+                     "HTTP request latency, request line to response sent",
+                     {"listener", "method", "route", NULL}},
+    [M_CALL_COUNT] = {"atshub_plugin_calls_total", "counter", "Bus requests handled by plugins",
+                      {"plugin", "topic", "result", NULL}},
+    [M_CALL_TIME] = {"atshub_plugin_call_seconds", "histogram", "Plugin call latency",
+                     {"plugin", "topic", NULL, NULL}},
+    [M_SWAP] = {"atshub_plugin_swaps_total", "counter",
+                "Plugin loads that add or replace a generation", {"plugin", "result", NULL, NULL}},
+    [M_SYNC_RUNS] = {"atshub_sync_runs_total", "counter", "Scheduled sync runs",
+                     {"tenant", "connection", "type", "result"}},
+    [M_SYNC_RECS] = {"atshub_sync_records_total", "counter", "Records fetched by sync runs",
+                     {"tenant", "connection", "type", NULL}},
+    [M_SYNC_LAST] = {"atshub_sync_lag_seconds", "gauge",
+                     "Seconds since the last successful sync of the connection ended",
+                     {"tenant", "connection", NULL, NULL}},
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+ah_metrics *ah_metrics_new(void)
+{
+    ah_metrics *m = calloc(1, sizeof *m);
+    if (m == NULL)
+        return NULL;
+    if (pthread_mutex_init(&m->mu, NULL) != 0) {
+        free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void ah_metrics_free(ah_metrics *m)
+{
+    if (m == NULL)
+        return;
+    for (size_t i = 0; i < m->n; i++)
+        for (int j = 0; j < NLABELS; j++)
+            free(m->v[i].label[j]);
+    free(m->v);
+    pthread_mutex_destroy(&m->mu);
+    free(m);
+}
+
+static bool labels_eq(const series *s, const char *const *l)
+{
+    for (int j = 0; j < NLABELS; j++) {
+        const char *a = s->label[j], *b = l[j];
+        if ((a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0))
+            return false;
+    }
+    return true;
+}
+
+/* The series for kind+labels, created when missing; NULL when out of
+ * memory. Caller holds m->mu. */
+static series *get(ah_metrics *m, enum kind k, const char *l0, const char *l1, const char *l2,
+                   const char *l3)
+{
+    const char *l[NLABELS] = {l0, l1, l2, l3};
+    static const char *const overflow[NLABELS] = {"(overflow)", "(overflow)", "(overflow)",
+                                                  "(overflow)"};
+    for (size_t i = 0; i < m->n; i++)
+        if (m->v[i].kind == k && labels_eq(&m->v[i], l))
+            return &m->v[i];
+    if (m->n >= AH_METRICS_MAX) {
+        for (int j = 0; j < NLABELS; j++)
+            l[j] = kinds[k].labels[j] != NULL ? overflow[j] : NULL;
+        for (size_t i = 0; i < m->n; i++)
+            if (m->v[i].kind == k && labels_eq(&m->v[i], l))
+                return &m->v[i];
+    }
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 32;
+        series *v = realloc(m->v, cap * sizeof *v);
+        if (v == NULL)
+            return NULL;
+        m->v = v;
+        m->cap = cap;
+    }
+    series *s = &m->v[m->n];
+    memset(s, 0, sizeof *s);
+    s->kind = k;
+    for (int j = 0; j < NLABELS; j++) {
+        if (l[j] == NULL)
+            continue;
+        s->label[j] = strdup(l[j]);
+        if (s->label[j] == NULL) {
+            for (int i = 0; i < j; i++)
+                free(s->label[i]);
+            return NULL;
+        }
+    }
+    m->n++;
+    return s;
+}
+
+static void observe(series *s, double seconds)
+{
+    if (s == NULL)
+        return;
+    s->count++;
+    s->sum += seconds;
+    for (size_t b = 0; b < NBUCKETS; b++)
+        if (seconds <= bucket_le[b])
+            s->bucket[b]++;
+}
+
+static void http_done(ah_metrics *m, const char *listener, const ah_http_exchange *ex)
+{
+    const char *path = ah_ex_path(ex), *sub = ah_ex_subpath(ex);
+    int status = ah_ex_status(ex);
+    char route[256], st[8];
+    size_t plen = strlen(path), slen = strlen(sub);
+    if (slen > 0 && slen <= plen)
+        snprintf(route, sizeof route, "%.*s*", (int)(plen - slen), path);
+    else if (status == 404 || status == 405)
+        snprintf(route, sizeof route, "(unmatched)");
+    else
+        snprintf(route, sizeof route, "%s", path);
+    snprintf(st, sizeof st, "%d", status);
+    double secs = ah_ex_elapsed_s(ex);
+    pthread_mutex_lock(&m->mu);
+    series *c = get(m, M_HTTP_COUNT, listener, ah_ex_method(ex), route, st);
+    if (c != NULL)
+        c->count++;
+    observe(get(m, M_HTTP_TIME, listener, ah_ex_method(ex), route, NULL), secs);
+    pthread_mutex_unlock(&m->mu);
+}
+
+void ah_metrics_http_done(void *arg, const ah_http_exchange *ex)
+{
+    if (arg != NULL)
+        http_done(arg, "api", ex);
+}
+
+void ah_metrics_admin_http_done(void *arg, const ah_http_exchange *ex)
+{
+    if (arg != NULL)
+        http_done(arg, "admin", ex);
+}
+
+void ah_metrics_call(ah_metrics *m, const char *plugin, const char *topic, bool ok,
+                     double seconds)
+{
+    if (m == NULL)
+        return;
+    pthread_mutex_lock(&m->mu);
+    series *c = get(m, M_CALL_COUNT, plugin, topic, ok ? "ok" : "error", NULL);
+    if (c != NULL)
+        c->count++;
+    observe(get(m, M_CALL_TIME, plugin, topic, NULL, NULL), seconds);
+    pthread_mutex_unlock(&m->mu);
+}
+
+void ah_metrics_swap(ah_metrics *m, const char *plugin, bool ok)
+{
+    if (m == NULL)
+        return;
+    pthread_mutex_lock(&m->mu);
+    series *c = get(m, M_SWAP, plugin, ok ? "ok" : "failed", NULL, NULL);
+    if (c != NULL)
+        c->count++;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void ah_metrics_sync(ah_metrics *m, const char *tenant, const char *connection,
+                     const char *type, long records, bool ok)
+{
+    if (m == NULL)
+        return;
+    pthread_mutex_lock(&m->mu);
+    series *c = get(m, M_SYNC_RUNS, tenant, connection, type, ok ? "ok" : "failed");
+    if (c != NULL)
+        c->count++;
+    c = get(m, M_SYNC_RECS, tenant, connection, type, NULL);
+    if (c != NULL && records > 0)
+        c->count += (unsigned long long)records;
+    if (ok) {
+        c = get(m, M_SYNC_LAST, tenant, connection, NULL, NULL);
+        if (c != NULL)
+            c->value = now_s();
+    }
+    pthread_mutex_unlock(&m->mu);
+}
+
+/* --- rendering --------------------------------------------------------- */
+
+/* A label value with \, " and newline escaped as the format requires. */
+static void put_value(FILE *f, const char *v)
+{
+    for (; *v != '\0'; v++) {
+        if (*v == '\\' || *v == '"')
+            fputc('\\', f), fputc(*v, f);
+        else if (*v == '\n')
+            fputs("\\n", f);
+        else
+            fputc(*v, f);
+    }
+}
+
+/* {a="x",b="y"[,le="..."]} */
+static void put_labels(FILE *f, const kind_info *k, const series *s, const char *le)
+{
+    bool any = false;
+    fputc('{', f);
+    for (int j = 0; j < NLABELS; j++) {
+        if (k->labels[j] == NULL || s->label[j] == NULL)
+            continue;
+        fprintf(f, "%s%s=\"", any ? "," : "", k->labels[j]);
+        put_value(f, s->label[j]);
+        fputc('"', f);
+        any = true;
+    }
+    if (le != NULL)
+        fprintf(f, "%sle=\"%s\"", any ? "," : "", le);
+    fputc('}', f);
+}
+
+static void render_kind(FILE *f, const ah_metrics *m, enum kind kd, double now)
+{
+    const kind_info *k = &kinds[kd];
+    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", k->name, k->help, k->name, k->type);
+    for (size_t i = 0; i < m->n; i++) {
+        const series *s = &m->v[i];
+        if (s->kind != kd)
+            continue;
+        if (kd == M_SYNC_LAST) {
+            fputs(k->name, f);
+            put_labels(f, k, s, NULL);
+            fprintf(f, " %.3f\n", now - s->value);
+        } else if (strcmp(k->type, "histogram") == 0) {
+            for (size_t b = 0; b < NBUCKETS; b++) {
+                char le[32];
+                snprintf(le, sizeof le, "%g", bucket_le[b]);
+                fprintf(f, "%s_bucket", k->name);
+                put_labels(f, k, s, le);
+                fprintf(f, " %llu\n", s->bucket[b]);
+            }
+            fprintf(f, "%s_bucket", k->name);
+            put_labels(f, k, s, "+Inf");
+            fprintf(f, " %llu\n%s_sum", s->count, k->name);
+            put_labels(f, k, s, NULL);
+            fprintf(f, " %.6f\n%s_count", s->sum, k->name);
+            put_labels(f, k, s, NULL);
+            fprintf(f, " %llu\n", s->count);
+        } else {
+            fputs(k->name, f);
+            put_labels(f, k, s, NULL);
+            fprintf(f, " %llu\n", s->count);
+        }
+    }
+}
+
+static void render_generation(void *arg, const ah_generation *gen)
+{
+    FILE *f = arg;
+    fputs("atshub_plugin_generation{plugin=\"", f);
+    put_value(f, gen->name);
+    fputs("\",version=\"", f);
+    put_value(f, gen->desc->version != NULL ? gen->desc->version : "");
+    fprintf(f, "\"} %u\n", gen->number);
+}
+
+static void render_inflight(void *arg, const ah_generation *gen)
+{
+    FILE *f = arg;
+    fputs("atshub_plugin_inflight{plugin=\"", f);
+    put_value(f, gen->name);
+    fprintf(f, "\"} %ld\n", atomic_load(&gen->inflight));
+}
+
+char *ah_metrics_render(ah_core *core)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (f == NULL)
+        return NULL;
+    ah_metrics *m = core->metrics;
+    if (m != NULL) {
+        double now = now_s();
+        pthread_mutex_lock(&m->mu);
+        for (enum kind k = 0; k < M_KINDS; k++)
+            render_kind(f, m, k, now);
+        pthread_mutex_unlock(&m->mu);
+    }
+    fputs("# HELP atshub_plugin_generation Current generation of each loaded plugin\n"
+          "# TYPE atshub_plugin_generation gauge\n", f);
+    ah_registry_each(core->registry, render_generation, f);
+    fputs("# HELP atshub_plugin_inflight Calls running on the current generation\n"
+          "# TYPE atshub_plugin_inflight gauge\n", f);
+    ah_registry_each(core->registry, render_inflight, f);
+    fprintf(f, "# HELP atshub_plugins_loaded Plugins with a current generation\n"
+               "# TYPE atshub_plugins_loaded gauge\natshub_plugins_loaded %zu\n",
+            ah_registry_count(core->registry));
+    fprintf(f, "# HELP atshub_bus_queue_depth Bus messages queued or running\n"
+               "# TYPE atshub_bus_queue_depth gauge\natshub_bus_queue_depth %zu\n",
+            core->bus != NULL ? (size_t)ah_bus_depth(core->bus) : (size_t)0);
+    fprintf(f, "# HELP atshub_http_inflight Requests being handled on the API listener\n"
+               "# TYPE atshub_http_inflight gauge\natshub_http_inflight %ld\n",
+            ah_httpd_inflight(core->httpd));
+    if (fclose(f) != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}

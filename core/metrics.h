@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Counters and latency histograms for GET /metrics (Prometheus text format
+ * 0.0.4). One ah_metrics lives in the ah_core; every function is
+ * thread-safe (one mutex; the tables are small and updates are short).
+ *
+ * Series:
+ *   atshub_http_requests_total{listener,method,route,status}   counter
+ *   atshub_http_request_seconds{listener,method,route}         histogram
+ *   atshub_plugin_calls_total{plugin,topic,result}             counter
+ *   atshub_plugin_call_seconds{plugin,topic}                   histogram
+ *   atshub_plugin_swaps_total{plugin,result}                   counter
+ *   atshub_plugin_generation{plugin,version}                   gauge (render time)
+ *   atshub_plugin_inflight{plugin}                             gauge (render time)
+ *   atshub_sync_runs_total{tenant,connection,type,result}      counter
+ *   atshub_sync_records_total{tenant,connection,type}          counter
+ *   atshub_sync_lag_seconds{tenant,connection}                 gauge: now - end of
+ *                                                              the last good sync
+ *   atshub_bus_queue_depth, atshub_http_inflight               gauges (render time)
+ * `route` is the registered pattern, never the raw path (paths carry ids
+ * and webhook tokens): a prefix route is "PREFIX*"; a request no route
+ * matched is "(unmatched)".
+ */
+#ifndef AH_METRICS_H
+#define AH_METRICS_H
+
+#include <stdbool.h>
+
+#include "httpd.h"
+
+typedef struct ah_metrics ah_metrics;
+typedef struct ah_core ah_core;
+
+/** NULL when out of memory. */
+ah_metrics *ah_metrics_new(void);
+void ah_metrics_free(ah_metrics *m);
+
+/** The httpd on_done hook for the main listener (arg: the ah_metrics). */
+void ah_metrics_http_done(void *arg, const ah_http_exchange *ex);
+/** The same for the admin listener (listener="admin"). */
+void ah_metrics_admin_http_done(void *arg, const ah_http_exchange *ex);
+/** One bus request handled by a plugin (core_dispatch). */
+void ah_metrics_call(ah_metrics *m, const char *plugin, const char *topic, bool ok,
+                     double seconds);
+/** One plugin load attempt that replaces (or adds) a generation. */
+void ah_metrics_swap(ah_metrics *m, const char *plugin, bool ok);
+/** One sync run of one record type ended (ok or not) with `records` records. */
+void ah_metrics_sync(ah_metrics *m, const char *tenant, const char *connection,
+                     const char *type, long records, bool ok);
+
+/** Everything above plus the gauges read from the core now, as Prometheus
+ *  text. malloc'd; NULL when out of memory. */
+char *ah_metrics_render(ah_core *core);
+
+#endif

@@ -1,0 +1,520 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Operator actions, shared by the CLI and the admin API (ops.h), and the
+ * daemon-side plugin life cycle: hot swap, SIGHUP reconcile, retiring the
+ * connection contexts that pin old generations.
+ */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+#include "metrics.h"
+#include "ops.h"
+
+static int ops_fail(ah_ops_err *e, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int ops_fail(ah_ops_err *e, const char *code, const char *fmt, ...)
+{
+    snprintf(e->code, sizeof e->code, "%s", code);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+bool ah_ops_valid_name(const char *s)
+{
+    size_t n = s != NULL ? strlen(s) : 0;
+    if (n == 0 || n > 64)
+        return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-' && *s != '.')
+            return false;
+    return true;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Tenants                                                                   */
+/* ------------------------------------------------------------------------ */
+
+int ah_ops_tenant_add(ah_core *core, const char *name, cJSON **out, ah_ops_err *e)
+{
+    if (!ah_ops_valid_name(name))
+        return ops_fail(e, "invalid_request",
+                        "tenant names are 1-64 characters of letters, digits, '_', '-', '.'");
+    ah_store *s = core->store;
+    char key[4 + 40 + 1] = "ahk_", hash[AH_SHA256_HEX_LEN + 1];
+    int64_t id = 0;
+    int rc = 0;
+    if (ah_random_hex(key + 4, 20) != 0) {
+        rc = ops_fail(e, "internal_error", "cannot generate a key");
+    } else {
+        ah_sha256_hex(key, strlen(key), hash);
+        int r = s->ops->tenant_add(s, name, hash, &id);
+        if (r == AH_STORE_EXISTS)
+            rc = ops_fail(e, "conflict", "tenant '%s' already exists", name);
+        else if (r != 0)
+            rc = ops_fail(e, "store_error", "cannot add tenant '%s'", name);
+        else {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "tenant", name);
+            cJSON_AddNumberToObject(o, "id", (double)id);
+            cJSON_AddStringToObject(o, "api_key", key);
+            *out = o;
+        }
+    }
+    explicit_bzero(key, sizeof key);
+    return rc;
+}
+
+int ah_ops_tenant_remove(ah_core *core, const char *name, ah_ops_err *e)
+{
+    int r = core->store->ops->tenant_remove(core->store, name);
+    if (r == AH_STORE_NOT_FOUND)
+        return ops_fail(e, "not_found", "no tenant '%s'", name);
+    if (r != 0)
+        return ops_fail(e, "store_error", "cannot remove tenant '%s'", name);
+    return 0;
+}
+
+static void tenant_row_json(void *arg, const ah_tenant_row *r)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", r->name);
+    cJSON_AddNumberToObject(o, "id", (double)r->id);
+    cJSON_AddStringToObject(o, "created_at", r->created_at ? r->created_at : "");
+    cJSON_AddItemToArray(arg, o);
+}
+
+int ah_ops_tenant_list(ah_core *core, cJSON **out, ah_ops_err *e)
+{
+    cJSON *list = cJSON_CreateArray();
+    if (list == NULL || core->store->ops->tenant_list(core->store, tenant_row_json, list) != 0) {
+        cJSON_Delete(list);
+        return ops_fail(e, "store_error", "cannot list tenants");
+    }
+    *out = list;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Connections                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* Settings for display: secrets are never printed. */
+static cJSON *settings_display(const ah_connection_row *r)
+{
+    cJSON *in = cJSON_Parse(r->settings ? r->settings : "{}");
+    cJSON *out = cJSON_CreateObject();
+    const cJSON *it;
+    cJSON_ArrayForEach(it, in) {
+        bool secret = cJSON_IsString(it) &&
+                      (ah_is_sealed(it->valuestring) || strncmp(it->valuestring, "sha256:", 7) == 0);
+        cJSON_AddItemToObject(out, it->string,
+                              secret ? cJSON_CreateString("(secret)") : cJSON_Duplicate(it, 1));
+    }
+    cJSON_Delete(in);
+    return out;
+}
+
+static void connection_row_json(void *arg, const ah_connection_row *r)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "tenant", r->tenant);
+    cJSON_AddStringToObject(o, "name", r->name);
+    cJSON_AddStringToObject(o, "plugin", r->plugin);
+    cJSON_AddBoolToObject(o, "enabled", r->enabled);
+    cJSON_AddItemToObject(o, "settings", settings_display(r));
+    cJSON_AddItemToArray(arg, o);
+}
+
+int ah_ops_connection_list(ah_core *core, const char *tenant, cJSON **out, ah_ops_err *e)
+{
+    cJSON *list = cJSON_CreateArray();
+    if (list == NULL ||
+        core->store->ops->connection_list(core->store, tenant, connection_row_json, list) != 0) {
+        cJSON_Delete(list);
+        return ops_fail(e, "store_error", "cannot list connections");
+    }
+    *out = list;
+    return 0;
+}
+
+/* Settings input must be an object of strings (the CLI's KEY=VALUE). */
+static int check_input(const cJSON *in, ah_ops_err *e)
+{
+    if (in == NULL)
+        return 0;
+    if (!cJSON_IsObject(in))
+        return ops_fail(e, "invalid_settings", "settings must be an object of strings");
+    const cJSON *it;
+    cJSON_ArrayForEach(it, in)
+        if (!cJSON_IsString(it))
+            return ops_fail(e, "invalid_settings", "setting '%s' must be a string", it->string);
+    return 0;
+}
+
+int ah_ops_connection_add(ah_core *core, const char *tenant, const char *plugin,
+                          const char *name, const cJSON *settings, cJSON **out, ah_ops_err *e)
+{
+    if (!ah_ops_valid_name(name))
+        return ops_fail(e, "invalid_request",
+                        "connection names are 1-64 characters of letters, digits, '_', '-', '.'");
+    if (check_input(settings, e) != 0)
+        return -1;
+    ah_store *s = core->store;
+    ah_tenant_row t = {0};
+    if (s->ops->tenant_get(s, tenant, &t) != 0)
+        return ops_fail(e, "not_found", "no tenant '%s' (add it first: atshub tenant add %s)",
+                        tenant, tenant);
+    ah_generation *gen = ah_registry_acquire(core->registry, plugin);
+    if (gen == NULL) {
+        ah_tenant_row_free(&t);
+        return ops_fail(e, "not_found", "no plugin '%s' is loaded (see: atshub plugins)", plugin);
+    }
+    cJSON *input = settings != NULL ? cJSON_Duplicate(settings, 1) : cJSON_CreateObject();
+    cJSON *generated = cJSON_CreateObject();
+    char err[512], *text = NULL;
+    int rc = 0;
+    if (ah_settings_build(core, gen->desc->settings, plugin, NULL, input, true, generated, &text,
+                          err, sizeof err) != 0) {
+        rc = ops_fail(e, "invalid_settings", "%s", err);
+    } else {
+        int64_t id = 0;
+        int r = s->ops->connection_add(s, t.id, plugin, name, text, &id);
+        if (r == AH_STORE_EXISTS) {
+            rc = ops_fail(e, "conflict", "tenant '%s' already has a connection '%s'", tenant, name);
+        } else if (r != 0) {
+            rc = ops_fail(e, "store_error", "cannot add connection '%s'", name);
+        } else {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "tenant", tenant);
+            cJSON_AddStringToObject(o, "connection", name);
+            cJSON_AddStringToObject(o, "plugin", plugin);
+            cJSON_AddNumberToObject(o, "id", (double)id);
+            const cJSON *g;
+            cJSON_ArrayForEach(g, generated)
+                cJSON_AddStringToObject(o, g->string, g->valuestring);
+            *out = o;
+        }
+    }
+    free(text);
+    cJSON_Delete(input);
+    cJSON_Delete(generated);
+    ah_generation_release(gen);
+    ah_tenant_row_free(&t);
+    return rc;
+}
+
+/* The row of tenant/name, or -1 with e filled. */
+static int get_row(ah_core *core, const char *tenant, const char *name, ah_connection_row *row,
+                   ah_ops_err *e)
+{
+    memset(row, 0, sizeof *row);
+    if (core->store->ops->connection_get(core->store, tenant, name, row) != 0)
+        return ops_fail(e, "not_found", "tenant '%s' has no connection '%s'", tenant, name);
+    return 0;
+}
+
+/* Builds and stores new settings text for row. `creating` regenerates the
+ * generated settings absent from `existing` into `generated`. */
+static int store_settings(ah_core *core, const ah_connection_row *row, cJSON *existing,
+                          const cJSON *input, bool creating, cJSON *generated, ah_ops_err *e)
+{
+    ah_generation *gen = ah_registry_acquire(core->registry, row->plugin);
+    if (gen == NULL)
+        return ops_fail(e, "not_found", "plugin '%s' is not loaded: cannot check settings",
+                        row->plugin);
+    char err[512], *text = NULL;
+    int rc = 0;
+    if (ah_settings_build(core, gen->desc->settings, row->plugin, existing, input, creating,
+                          generated, &text, err, sizeof err) != 0)
+        rc = ops_fail(e, "invalid_settings", "%s", err);
+    else if (core->store->ops->connection_update(core->store, row->id, text) != 0)
+        rc = ops_fail(e, "store_error", "cannot update connection '%s'", row->name);
+    free(text);
+    ah_generation_release(gen);
+    return rc;
+}
+
+int ah_ops_connection_set(ah_core *core, const char *tenant, const char *name,
+                          const cJSON *settings, ah_ops_err *e)
+{
+    if (check_input(settings, e) != 0)
+        return -1;
+    ah_connection_row row;
+    if (get_row(core, tenant, name, &row, e) != 0)
+        return -1;
+    cJSON *existing = cJSON_Parse(row.settings ? row.settings : "{}");
+    cJSON *none = settings == NULL ? cJSON_CreateObject() : NULL;
+    int rc = store_settings(core, &row, existing, settings != NULL ? settings : none, false,
+                            NULL, e);
+    cJSON_Delete(none);
+    cJSON_Delete(existing);
+    ah_connection_row_free(&row);
+    return rc;
+}
+
+int ah_ops_connection_rotate(ah_core *core, const char *tenant, const char *name,
+                             const char *key, cJSON **out, ah_ops_err *e)
+{
+    ah_connection_row row;
+    if (get_row(core, tenant, name, &row, e) != 0)
+        return -1;
+    ah_generation *gen = ah_registry_acquire(core->registry, row.plugin);
+    const ah_setting_spec *sp = gen != NULL ? gen->desc->settings : NULL;
+    while (sp != NULL && sp->key != NULL && strcmp(sp->key, key) != 0)
+        sp++;
+    bool generated_key = sp != NULL && sp->key != NULL && (sp->flags & AH_SETTING_GENERATED);
+    int rc = 0;
+    if (gen == NULL)
+        rc = ops_fail(e, "not_found", "plugin '%s' is not loaded", row.plugin);
+    else if (!generated_key)
+        rc = ops_fail(e, "invalid_settings", "'%s' is not a generated secret of plugin '%s'", key,
+                      row.plugin);
+    ah_generation_release(gen);
+    if (rc != 0) {
+        ah_connection_row_free(&row);
+        return rc;
+    }
+    cJSON *existing = cJSON_Parse(row.settings ? row.settings : "{}");
+    cJSON_DeleteItemFromObjectCaseSensitive(existing, key);
+    cJSON *generated = cJSON_CreateObject(), *none = cJSON_CreateObject();
+    /* "creating" regenerates whatever generated setting is absent: only the
+     * one removed above. */
+    rc = store_settings(core, &row, existing, none, true, generated, e);
+    if (rc == 0) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "tenant", row.tenant);
+        cJSON_AddStringToObject(o, "connection", row.name);
+        const cJSON *g;
+        cJSON_ArrayForEach(g, generated)
+            cJSON_AddStringToObject(o, g->string, g->valuestring);
+        *out = o;
+    }
+    cJSON_Delete(existing);
+    cJSON_Delete(generated);
+    cJSON_Delete(none);
+    ah_connection_row_free(&row);
+    return rc;
+}
+
+int ah_ops_connection_enable(ah_core *core, const char *tenant, const char *name, bool enabled,
+                             ah_ops_err *e)
+{
+    ah_connection_row row;
+    if (get_row(core, tenant, name, &row, e) != 0)
+        return -1;
+    int rc = 0;
+    if (core->store->ops->connection_set_enabled(core->store, row.id, enabled) != 0)
+        rc = ops_fail(e, "store_error", "cannot %s connection '%s'", enabled ? "enable" : "disable",
+                      name);
+    ah_connection_row_free(&row);
+    return rc;
+}
+
+int ah_ops_connection_remove(ah_core *core, const char *tenant, const char *name,
+                             ah_ops_err *e)
+{
+    ah_connection_row row;
+    if (get_row(core, tenant, name, &row, e) != 0)
+        return -1;
+    int rc = 0;
+    if (core->store->ops->connection_remove(core->store, row.id) != 0)
+        rc = ops_fail(e, "store_error", "cannot remove connection '%s'", name);
+    ah_connection_row_free(&row);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Plugins                                                                   */
+/* ------------------------------------------------------------------------ */
+
+void ah_ops_refresh(ah_core *core)
+{
+    /* Reloads are serialised by tick_lock (conns.c relies on it). */
+    pthread_mutex_lock(&core->tick_lock);
+    ah_conns_reload(core);
+    pthread_mutex_unlock(&core->tick_lock);
+}
+
+static void retire_one(void *arg, ah_conn *c)
+{
+    ah_core *core = arg;
+    /* A busy connection moves to the new generation on its next call. */
+    if (pthread_mutex_trylock(&c->call_lock) != 0)
+        return;
+    if (c->ctx_gen != NULL) {
+        ah_generation *cur = ah_registry_acquire(core->registry, c->plugin);
+        if (cur != c->ctx_gen) {
+            ah_generation *old = c->ctx_gen;
+            if (c->ctx != NULL && old->desc->close != NULL)
+                old->desc->close(old->plugin_state, c->ctx);
+            c->ctx = NULL;
+            c->ctx_gen = NULL;
+            c->ctx_failed = false;
+            ah_generation_release(old);
+        }
+        ah_generation_release(cur);
+    }
+    pthread_mutex_unlock(&c->call_lock);
+}
+
+void ah_ops_retire_contexts(ah_core *core)
+{
+    ah_conns_each(core, NULL, retire_one, core);
+}
+
+/* The [plugins] path configured for name, or NULL. */
+static const char *configured_path(const ah_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->nplugins; i++)
+        if (strcmp(cfg->plugins[i].name, name) == 0)
+            return cfg->plugins[i].path;
+    return NULL;
+}
+
+/* Loads path as name's next generation; caller holds ops_lock. */
+static int reload_locked(ah_core *core, const char *name, const char *path, cJSON **out,
+                         ah_ops_err *e)
+{
+    ah_generation *old = ah_registry_acquire(core->registry, name);
+    unsigned prev = old != NULL ? old->number : 0;
+    char *from = NULL;
+    if (path != NULL)
+        from = strdup(path);
+    else if (configured_path(&core->cfg, name) != NULL)
+        from = strdup(configured_path(&core->cfg, name));
+    else if (old != NULL)
+        from = strdup(old->path);
+    ah_generation_release(old);
+    if (from == NULL)
+        return ops_fail(e, "not_found", "no plugin '%s' is loaded or configured: give --path", name);
+    char err[1024];
+    int number = ah_registry_load(core->registry, name, from, err, sizeof err);
+    ah_metrics_swap(core->metrics, name, number >= 0);
+    if (number < 0) {
+        ah_log(&core->log, AH_LOG_WARN, "plugins", "reload of '%s' refused, generation %u keeps "
+               "serving: %s", name, prev, err);
+        ops_fail(e, "plugin_refused", "%s%s", err,
+                 prev != 0 ? " (the previous generation keeps serving)" : "");
+        free(from);
+        return -1;
+    }
+    ah_generation *gen = ah_registry_acquire(core->registry, name);
+    if (core->httpd != NULL && ah_rest_plugin_routes(core, name) != 0)
+        ah_log(&core->log, AH_LOG_WARN, "plugins", "'%s': cannot register every route", name);
+    ah_ops_retire_contexts(core);
+    ah_log(&core->log, AH_LOG_INFO, "plugins", "'%s' %s now serves as generation %d (was %u), from %s",
+           name, gen != NULL ? gen->desc->version : "?", number, prev, from);
+    if (out != NULL) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "plugin", name);
+        cJSON_AddStringToObject(o, "version", gen != NULL ? gen->desc->version : "");
+        cJSON_AddNumberToObject(o, "generation", number);
+        cJSON_AddNumberToObject(o, "previous_generation", prev);
+        cJSON_AddStringToObject(o, "path", from);
+        *out = o;
+    }
+    ah_generation_release(gen);
+    free(from);
+    return 0;
+}
+
+int ah_ops_plugin_reload(ah_core *core, const char *name, const char *path, cJSON **out,
+                         ah_ops_err *e)
+{
+    pthread_mutex_lock(&core->ops_lock);
+    int rc = reload_locked(core, name, path, out, e);
+    pthread_mutex_unlock(&core->ops_lock);
+    return rc;
+}
+
+static void add_error(cJSON *errors, const char *plugin, const char *msg)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "plugin", plugin);
+    cJSON_AddStringToObject(o, "error", msg);
+    cJSON_AddItemToArray(errors, o);
+}
+
+typedef struct names {
+    char **v;
+    size_t n;
+} names;
+
+static void collect_name(void *arg, const ah_generation *gen)
+{
+    names *l = arg;
+    char **v = realloc(l->v, (l->n + 1) * sizeof *v);
+    if (v == NULL)
+        return;
+    l->v = v;
+    if ((v[l->n] = strdup(gen->name)) != NULL)
+        l->n++;
+}
+
+int ah_ops_reconcile(ah_core *core, cJSON **out, ah_ops_err *e)
+{
+    if (core->cfg.path == NULL)
+        return ops_fail(e, "config_error", "the host was not started from a file: nothing to re-read");
+    ah_config cfg;
+    char err[1024];
+    if (ah_config_load(core->cfg.path, &cfg, err, sizeof err) != 0)
+        return ops_fail(e, "config_error", "%s (nothing changed)", err);
+    cJSON *o = cJSON_CreateObject();
+    cJSON *loaded = cJSON_AddArrayToObject(o, "loaded");
+    cJSON *swapped = cJSON_AddArrayToObject(o, "swapped");
+    cJSON *unloaded = cJSON_AddArrayToObject(o, "unloaded");
+    cJSON *errors = cJSON_AddArrayToObject(o, "errors");
+    pthread_mutex_lock(&core->ops_lock);
+    for (size_t i = 0; i < cfg.nplugins; i++) {
+        const ah_plugin_conf *p = &cfg.plugins[i];
+        ah_generation *cur = ah_registry_acquire(core->registry, p->name);
+        bool same = cur != NULL && strcmp(cur->path, p->path) == 0;
+        bool present = cur != NULL;
+        ah_generation_release(cur);
+        if (same)
+            continue;
+        ah_ops_err pe;
+        if (reload_locked(core, p->name, p->path, NULL, &pe) != 0)
+            add_error(errors, p->name, pe.msg);
+        else
+            cJSON_AddItemToArray(present ? swapped : loaded, cJSON_CreateString(p->name));
+    }
+    names l = {NULL, 0};
+    ah_registry_each(core->registry, collect_name, &l);
+    for (size_t i = 0; i < l.n; i++) {
+        if (configured_path(&cfg, l.v[i]) == NULL &&
+            ah_registry_unload(core->registry, l.v[i]) == 0) {
+            if (core->httpd != NULL)
+                ah_rest_plugin_routes(core, l.v[i]);
+            ah_log(&core->log, AH_LOG_INFO, "plugins", "'%s' unloaded (no longer in %s)", l.v[i],
+                   core->cfg.path);
+            cJSON_AddItemToArray(unloaded, cJSON_CreateString(l.v[i]));
+        }
+        free(l.v[i]);
+    }
+    free(l.v);
+    ah_ops_retire_contexts(core);
+    /* The new [plugins] becomes the one `plugin reload NAME` falls back to.
+     * Other sections need a restart. */
+    ah_plugin_conf *tmp = core->cfg.plugins;
+    size_t tn = core->cfg.nplugins;
+    core->cfg.plugins = cfg.plugins;
+    core->cfg.nplugins = cfg.nplugins;
+    cfg.plugins = tmp;
+    cfg.nplugins = tn;
+    pthread_mutex_unlock(&core->ops_lock);
+    ah_config_free(&cfg);
+    int nerr = cJSON_GetArraySize(errors);
+    *out = o;
+    if (nerr > 0)
+        return ops_fail(e, "plugin_refused", "%d plugin(s) could not be loaded; the others were "
+                        "reconciled", nerr);
+    return 0;
+}

@@ -1,0 +1,528 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Operators and hot swapping: a plugin swapped 20 times under load without
+ * a failed request, broken versions refused while the old one serves,
+ * SIGHUP reconciling [plugins] on a running daemon, connections disabled
+ * and re-enabled through the admin API with immediate effect, SIGTERM
+ * draining a loaded daemon, and the SDK installed into a prefix, a plugin
+ * built from it out of the tree, checked and hot-loaded.
+ */
+#include <check.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <sqlite3.h>
+
+#include "admin.h"
+#include "core.h"
+#include "ops.h"
+#include "support/harness.h"
+
+typedef struct env {
+    char *dir;
+    char *ini;
+    ah_core *core;
+} env;
+
+static void fixture(char *out, size_t len, const char *file)
+{
+    snprintf(out, len, "%s/%s", ah_t_env("AH_FIXTURE_DIR"), file);
+}
+
+/* An in-process host with fixture_good (v1) and one connection acme/main. */
+static void env_open(env *e, bool start)
+{
+    char extra[1024], v1[512];
+    fixture(v1, sizeof v1, "good_v1.so");
+    snprintf(extra, sizeof extra, "fixture_good = %s\n", v1);
+    e->dir = ah_t_tmpdir();
+    ck_assert_ptr_nonnull(e->dir);
+    e->ini = ah_t_write_ini(e->dir, extra);
+    ck_assert_ptr_nonnull(e->ini);
+    ah_config cfg;
+    char err[1024];
+    ck_assert_msg(ah_config_load(e->ini, &cfg, err, sizeof err) == 0, "%s", err);
+    ah_core_opts o = {.load_plugins = true, .start_bus = true};
+    e->core = ah_core_open(&cfg, &o, err, sizeof err);
+    ck_assert_msg(e->core != NULL, "%s", err);
+    ah_ops_err oe;
+    cJSON *out = NULL;
+    ck_assert_msg(ah_ops_tenant_add(e->core, "acme", &out, &oe) == 0, "%s", oe.msg);
+    cJSON_Delete(out);
+    out = NULL;
+    ck_assert_msg(ah_ops_connection_add(e->core, "acme", "fixture_good", "main", NULL, &out, &oe) == 0,
+                  "%s", oe.msg);
+    cJSON_Delete(out);
+    ck_assert_int_eq(ah_conns_reload(e->core), 0);
+    if (start)
+        ck_assert_msg(ah_core_start(e->core, err, sizeof err) == 0, "%s", err);
+}
+
+static void env_close(env *e)
+{
+    ah_core_close(e->core);
+    ah_t_rmrf(e->dir);
+    free(e->dir);
+    free(e->ini);
+}
+
+/* jobs.get on acme/main: the version that answered, or "" on failure. */
+static int version_of(ah_core *core, char *out, size_t len)
+{
+    ah_reply r;
+    memset(&r, 0, sizeof r);
+    ah_core_request(core, "acme", "main", "jobs.get", cJSON_CreateObject(), &r);
+    const cJSON *v = r.ok ? cJSON_GetObjectItem(r.body, "version") : NULL;
+    snprintf(out, len, "%s", cJSON_IsString(v) ? v->valuestring : "");
+    int status = r.ok ? 200 : r.http_status;
+    if (!r.ok)
+        snprintf(out, len, "%s", r.code[0] ? r.code : "error");
+    ah_reply_free(&r);
+    return status;
+}
+
+/* Mappings of fixture_good files (the originals or private copies). */
+static int good_mappings(char names[][256], int max)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    ck_assert_ptr_nonnull(f);
+    char line[4096];
+    int n = 0;
+    while (fgets(line, sizeof line, f) != NULL) {
+        char *p = strchr(line, '/');
+        if (p == NULL || (strstr(p, "good_v") == NULL))
+            continue;
+        p[strcspn(p, "\n")] = '\0';
+        bool seen = false;
+        for (int i = 0; i < n; i++)
+            seen |= strcmp(names[i], p) == 0;
+        if (!seen && n < max)
+            snprintf(names[n++], 256, "%s", p);
+    }
+    fclose(f);
+    return n;
+}
+
+/* --- load + 20 swaps ------------------------------------------------------ */
+
+typedef struct load {
+    ah_core *core;
+    atomic_bool stop;
+    atomic_long requests, failures, v1, v2;
+    char last_failure[256];
+} load;
+
+static void *load_main(void *arg)
+{
+    load *l = arg;
+    while (!atomic_load(&l->stop)) {
+        char v[64];
+        int st = version_of(l->core, v, sizeof v);
+        atomic_fetch_add(&l->requests, 1);
+        if (st != 200) {
+            atomic_fetch_add(&l->failures, 1);
+            snprintf(l->last_failure, sizeof l->last_failure, "%d %s", st, v);
+        } else if (strcmp(v, "1.0.0") == 0) {
+            atomic_fetch_add(&l->v1, 1);
+        } else if (strcmp(v, "2.0.0") == 0) {
+            atomic_fetch_add(&l->v2, 1);
+        }
+    }
+    return NULL;
+}
+
+START_TEST(test_swap_under_load)
+{
+    env e;
+    env_open(&e, false);
+    load l = {.core = e.core};
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, load_main, &l), 0);
+    char v1[512], v2[512];
+    fixture(v1, sizeof v1, "good_v1.so");
+    fixture(v2, sizeof v2, "good_v2.so");
+    for (int i = 0; i < 20; i++) {
+        usleep(20 * 1000);
+        ah_ops_err oe;
+        cJSON *out = NULL;
+        ck_assert_msg(ah_ops_plugin_reload(e.core, "fixture_good", i % 2 == 0 ? v2 : v1, &out, &oe) == 0,
+                      "swap %d: %s", i, oe.msg);
+        ck_assert_int_eq(cJSON_GetObjectItem(out, "generation")->valueint, i + 2);
+        cJSON_Delete(out);
+    }
+    usleep(20 * 1000);
+    atomic_store(&l.stop, true);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    ck_assert_msg(atomic_load(&l.failures) == 0, "%ld of %ld requests failed (last: %s)",
+                  atomic_load(&l.failures), atomic_load(&l.requests), l.last_failure);
+    ck_assert_int_gt(atomic_load(&l.v1), 0);
+    ck_assert_int_gt(atomic_load(&l.v2), 0);
+
+    /* Old generations are released: only the current one is still mapped. */
+    ah_ops_retire_contexts(e.core);
+    char names[8][256];
+    int n = good_mappings(names, 8);
+    ck_assert_msg(n == 1, "%d fixture_good files still mapped (first: %s)", n, n > 0 ? names[0] : "");
+    cJSON *list = ah_core_plugins_json(e.core, "fixture_good");
+    const cJSON *p = cJSON_GetArrayItem(list, 0);
+    ck_assert_int_eq(cJSON_GetObjectItem(p, "generation")->valueint, 21);
+    ck_assert_str_eq(cJSON_GetObjectItem(p, "version")->valuestring, "1.0.0");
+    ck_assert_int_eq(cJSON_GetObjectItem(p, "inflight")->valueint, 0);
+    cJSON_Delete(list);
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_broken_swap_keeps_old_version)
+{
+    env e;
+    env_open(&e, false);
+    char path[512], v[64];
+    ck_assert_int_eq(version_of(e.core, v, sizeof v), 200);
+    ck_assert_str_eq(v, "1.0.0");
+    static const struct {
+        const char *file, *why;
+    } broken[] = {{"abi_major.so", "ABI"}, {"init_fails_good.so", "init failed"},
+                  {"no_such_file.so", "cannot open"}};
+    for (size_t i = 0; i < 3; i++) {
+        fixture(path, sizeof path, broken[i].file);
+        ah_ops_err oe;
+        cJSON *out = NULL;
+        ck_assert_int_eq(ah_ops_plugin_reload(e.core, "fixture_good", path, &out, &oe), -1);
+        ck_assert_ptr_null(out);
+        ck_assert_msg(strstr(oe.msg, broken[i].why) != NULL, "%s", oe.msg);
+        ck_assert_msg(strstr(oe.msg, "keeps serving") != NULL, "%s", oe.msg);
+        ck_assert_int_eq(version_of(e.core, v, sizeof v), 200);
+        ck_assert_str_eq(v, "1.0.0");
+    }
+    cJSON *list = ah_core_plugins_json(e.core, "fixture_good");
+    ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(list, 0), "generation")->valueint, 1);
+    cJSON_Delete(list);
+    env_close(&e);
+}
+END_TEST
+
+/* --- the admin API in process: enable / disable ----------------------- */
+
+static long admin(env *e, const char *method, const char *path, const char *body, cJSON **reply)
+{
+    char err[1024], *text = NULL;
+    long status = 0;
+    int rc = ah_admin_call(&e->core->cfg, method, path, body, &status, &text, err, sizeof err);
+    ck_assert_msg(rc == 0, "%s", err);
+    if (reply != NULL)
+        *reply = cJSON_Parse(text);
+    free(text);
+    return status;
+}
+
+START_TEST(test_admin_disable_enable)
+{
+    env e;
+    env_open(&e, true);
+    char v[64];
+    ck_assert_int_eq(version_of(e.core, v, sizeof v), 200);
+    ck_assert_int_eq(admin(&e, "POST", "/admin/connections/acme/main/disable", NULL, NULL), 200);
+    /* The next request: no waiting for the ticker. */
+    ck_assert_int_eq(version_of(e.core, v, sizeof v), 409);
+    ck_assert_str_eq(v, "connection_disabled");
+    ck_assert_int_eq(admin(&e, "POST", "/admin/connections/acme/main/enable", NULL, NULL), 200);
+    ck_assert_int_eq(version_of(e.core, v, sizeof v), 200);
+
+    cJSON *reply = NULL;
+    ck_assert_int_eq(admin(&e, "GET", "/admin/connections?tenant=acme", NULL, &reply), 200);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(reply, "data")), 1);
+    cJSON_Delete(reply);
+    ck_assert_int_eq(admin(&e, "POST", "/admin/connections/acme/nope/disable", NULL, &reply), 404);
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(reply, "error"), "code")->valuestring,
+                     "not_found");
+    cJSON_Delete(reply);
+    ck_assert_int_eq(admin(&e, "POST", "/admin/tenants", "{\"name\":\"beta\"}", &reply), 201);
+    ck_assert_ptr_nonnull(cJSON_GetObjectItem(cJSON_GetObjectItem(reply, "data"), "api_key"));
+    cJSON_Delete(reply);
+
+    /* A swap through the admin API; a broken one answers why. */
+    char path[512], body[700];
+    fixture(path, sizeof path, "good_v2.so");
+    snprintf(body, sizeof body, "{\"path\":\"%s\"}", path);
+    ck_assert_int_eq(admin(&e, "POST", "/admin/plugins/fixture_good/reload", body, NULL), 200);
+    ck_assert_int_eq(version_of(e.core, v, sizeof v), 200);
+    ck_assert_str_eq(v, "2.0.0");
+    fixture(path, sizeof path, "abi_major.so");
+    snprintf(body, sizeof body, "{\"path\":\"%s\"}", path);
+    ck_assert_int_eq(admin(&e, "POST", "/admin/plugins/fixture_good/reload", body, &reply), 422);
+    const char *msg = cJSON_GetObjectItem(cJSON_GetObjectItem(reply, "error"), "message")->valuestring;
+    ck_assert_msg(strstr(msg, "ABI") != NULL, "%s", msg);
+    cJSON_Delete(reply);
+
+    /* Metrics in Prometheus text. */
+    char err[1024], *text = NULL;
+    long status = 0;
+    ck_assert_int_eq(ah_admin_call(&e.core->cfg, "GET", "/metrics", NULL, &status, &text, err,
+                                   sizeof err), 0);
+    ck_assert_int_eq(status, 200);
+    ck_assert_ptr_nonnull(strstr(text, "atshub_plugin_calls_total{plugin=\"fixture_good\",topic=\"jobs.get\",result=\"ok\"}"));
+    ck_assert_ptr_nonnull(strstr(text, "atshub_plugin_swaps_total{plugin=\"fixture_good\",result=\"failed\"} 1"));
+    ck_assert_ptr_nonnull(strstr(text, "atshub_plugin_generation{plugin=\"fixture_good\",version=\"2.0.0\"} 2"));
+    ck_assert_ptr_nonnull(strstr(text, "atshub_bus_queue_depth "));
+    free(text);
+    env_close(&e);
+}
+END_TEST
+
+/* --- the daemon as a child process ---------------------------------------- */
+
+typedef struct daemon_env {
+    char *dir;
+    char *ini;
+    char atshub[512];
+    pid_t pid;
+    int errfd;
+    int port;
+} daemon_env;
+
+static void daemon_start(daemon_env *d, const char *extra)
+{
+    d->dir = ah_t_tmpdir();
+    d->ini = ah_t_write_ini(d->dir, extra);
+    ck_assert_ptr_nonnull(d->ini);
+    char *text = ah_t_read_file(d->ini, NULL);
+    char *lvl = strstr(text, "log_level = warn");
+    memcpy(lvl, "log_level = info", 16);
+    ck_assert_int_eq(ah_t_write_file(d->ini, text), 0);
+    free(text);
+    snprintf(d->atshub, sizeof d->atshub, "%s/atshub", ah_t_env("AH_BUILD_DIR"));
+    const char *argv[] = {d->atshub, "serve", "-c", d->ini, NULL};
+    d->pid = ah_t_spawn(argv, NULL, &d->errfd);
+    ck_assert_int_gt(d->pid, 0);
+    char *line = ah_t_wait_line(d->errfd, "listening on", 30);
+    ck_assert_msg(line != NULL, "the daemon did not start");
+    d->port = atoi(strstr(line, "127.0.0.1:") + strlen("127.0.0.1:"));
+    free(line);
+}
+
+static void daemon_done(daemon_env *d)
+{
+    close(d->errfd);
+    ah_t_rmrf(d->dir);
+    free(d->dir);
+    free(d->ini);
+}
+
+/* The daemon's plugins (GET /admin/plugins), as "name@generation " text. */
+static void daemon_plugins(daemon_env *d, char *out, size_t len)
+{
+    ah_config cfg;
+    char err[1024], *text = NULL;
+    ck_assert_msg(ah_config_load(d->ini, &cfg, err, sizeof err) == 0, "%s", err);
+    long status = 0;
+    int rc = ah_admin_call(&cfg, "GET", "/admin/plugins", NULL, &status, &text, err, sizeof err);
+    ah_config_free(&cfg);
+    ck_assert_msg(rc == 0, "%s", err);
+    ck_assert_int_eq(status, 200);
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    out[0] = '\0';
+    const cJSON *p;
+    cJSON_ArrayForEach(p, cJSON_GetObjectItem(j, "data")) {
+        size_t n = strlen(out);
+        snprintf(out + n, len - n, "%s@%d ", cJSON_GetObjectItem(p, "name")->valuestring,
+                 cJSON_GetObjectItem(p, "generation")->valueint);
+    }
+    cJSON_Delete(j);
+}
+
+START_TEST(test_sighup_reconciles_plugins)
+{
+    daemon_env d;
+    daemon_start(&d, NULL);
+    char list[1024];
+    daemon_plugins(&d, list, sizeof list);
+    ck_assert_str_eq(list, "template@1 ");
+    /* Edit: add fixture_good, remove template. */
+    char *text = ah_t_read_file(d.ini, NULL);
+    char *tpl = strstr(text, "template = ");
+    ck_assert_ptr_nonnull(tpl);
+    *tpl = '\0';
+    char v1[512], *edited = NULL;
+    fixture(v1, sizeof v1, "good_v1.so");
+    ck_assert_int_ge(asprintf(&edited, "%sfixture_good = %s\n", text, v1), 0);
+    ck_assert_int_eq(ah_t_write_file(d.ini, edited), 0);
+    free(text);
+    free(edited);
+    ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
+    char *line = ah_t_wait_line(d.errfd, "reconciled", 30);
+    ck_assert_msg(line != NULL, "no reconcile logged");
+    free(line);
+    daemon_plugins(&d, list, sizeof list);
+    ck_assert_str_eq(list, "fixture_good@1 ");
+    /* The CLI's live view goes to the daemon too. */
+    const char *argv[] = {d.atshub, "-c", d.ini, "plugins", NULL};
+    char *out = NULL, *err = NULL;
+    ck_assert_int_eq(ah_t_run(argv, NULL, &out, &err), 0);
+    ck_assert_msg(strstr(out, "IN-FLIGHT") != NULL && strstr(out, "fixture_good") != NULL, "%s", out);
+    free(out);
+    free(err);
+    ck_assert_int_eq(ah_t_stop(d.pid, SIGTERM), 0);
+    daemon_done(&d);
+}
+END_TEST
+
+/* --- SIGTERM under load ---------------------------------------------------- */
+
+typedef struct hload {
+    int port;
+    atomic_bool stop;
+    atomic_long answered, refused, broken;
+    char last[256];
+} hload;
+
+static size_t sink(char *p, size_t s, size_t n, void *a)
+{
+    (void)p, (void)a;
+    return s * n;
+}
+
+static void *hload_main(void *arg)
+{
+    hload *l = arg;
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/health", l->port);
+    while (!atomic_load(&l->stop)) {
+        CURL *c = curl_easy_init();
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 20000L);
+        CURLcode rc = curl_easy_perform(c);
+        long status = 0;
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_cleanup(c);
+        if (rc == CURLE_OK && status > 0) {
+            atomic_fetch_add(&l->answered, 1);
+        } else if (rc == CURLE_COULDNT_CONNECT) {
+            /* Not accepted: the listener is closed. The load is over. */
+            atomic_fetch_add(&l->refused, 1);
+            break;
+        } else {
+            atomic_fetch_add(&l->broken, 1);
+            snprintf(l->last, sizeof l->last, "%s", curl_easy_strerror(rc));
+        }
+    }
+    return NULL;
+}
+
+START_TEST(test_sigterm_drains)
+{
+    daemon_env d;
+    daemon_start(&d, NULL);
+    hload l = {.port = d.port};
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, hload_main, &l), 0);
+    while (atomic_load(&l.answered) < 200)
+        usleep(5 * 1000);
+    /* Requests under way when SIGTERM arrives must all be answered; the
+     * clients start no new ones (those could meet a closed listener). */
+    atomic_store(&l.stop, true);
+    ck_assert_int_eq(kill(d.pid, SIGTERM), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    ck_assert_int_eq(ah_t_stop(d.pid, 0), 0);
+    ck_assert_msg(atomic_load(&l.broken) == 0, "%ld accepted requests got no answer (%s)",
+                  atomic_load(&l.broken), l.last);
+    /* The store is consistent. */
+    char db[600];
+    snprintf(db, sizeof db, "%s/atshub.db", d.dir);
+    sqlite3 *h = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    ck_assert_int_eq(sqlite3_prepare_v2(h, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), "ok");
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    /* The admin socket is gone with the daemon. */
+    char sock[600];
+    snprintf(sock, sizeof sock, "%s/atshub.sock", d.dir);
+    ck_assert_int_ne(access(sock, F_OK), 0);
+    daemon_done(&d);
+}
+END_TEST
+
+/* --- the SDK as a product ------------------------------------------------- */
+
+START_TEST(test_sdk_install_and_hot_load)
+{
+    daemon_env d;
+    daemon_start(&d, NULL);
+    const char *bld = ah_t_env("AH_BUILD_DIR"), *src = ah_t_env("AH_SOURCE_DIR");
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "cmake --install '%s' --prefix '%s/prefix' >'%s/sdk.log' 2>&1 && "
+             "cp -r '%s/sdk/template' '%s/tpl' && "
+             "env -u CFLAGS -u LDFLAGS PKG_CONFIG_PATH='%s/prefix/lib/pkgconfig' "
+             "cmake -S '%s/tpl' -B '%s/tplbuild' >>'%s/sdk.log' 2>&1 && "
+             "cmake --build '%s/tplbuild' >>'%s/sdk.log' 2>&1 && "
+             "test -f '%s/prefix/include/atshub/plugin.h' && "
+             "test -f '%s/prefix/lib/cmake/atshub-sdk/atshub-sdkConfig.cmake' && "
+             "PKG_CONFIG_PATH='%s/prefix/lib/pkgconfig' pkg-config --cflags atshub-sdk >>'%s/sdk.log'",
+             bld, d.dir, d.dir, src, d.dir, d.dir, d.dir, d.dir, d.dir, d.dir, d.dir, d.dir, d.dir,
+             d.dir, d.dir);
+    ck_assert_msg(system(cmd) == 0, "SDK install or out-of-tree build failed, see %s/sdk.log", d.dir);
+    char so[600];
+    snprintf(so, sizeof so, "%s/tplbuild/template.so", d.dir);
+    const char *check[] = {d.atshub, "plugin", "check", so, NULL};
+    char *out = NULL, *err = NULL;
+    ck_assert_msg(ah_t_run(check, NULL, &out, &err) == 0, "%s", err);
+    ck_assert_ptr_nonnull(strstr(out, "100 load/open/close/unload cycles"));
+    free(out), free(err);
+    const char *reload[] = {d.atshub, "-c", d.ini, "plugin", "reload", "template", "--path", so, NULL};
+    ck_assert_msg(ah_t_run(reload, NULL, &out, &err) == 0, "%s", err);
+    ck_assert_msg(strstr(out, "generation 2") != NULL, "%s", out);
+    free(out), free(err);
+    char list[1024];
+    daemon_plugins(&d, list, sizeof list);
+    ck_assert_str_eq(list, "template@2 ");
+    ck_assert_int_eq(ah_t_stop(d.pid, SIGTERM), 0);
+    /* Without a daemon, reload says so. */
+    ck_assert_int_eq(ah_t_run(reload, NULL, &out, &err), 1);
+    ck_assert_msg(strstr(err, "no atshub daemon is running") != NULL, "%s", err);
+    free(out), free(err);
+    daemon_done(&d);
+}
+END_TEST
+
+static Suite *swap_suite(void)
+{
+    Suite *s = suite_create("swap");
+    TCase *tc = tcase_create("swap");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_swap_under_load);
+    tcase_add_test(tc, test_broken_swap_keeps_old_version);
+    tcase_add_test(tc, test_admin_disable_enable);
+    tcase_add_test(tc, test_sighup_reconciles_plugins);
+    tcase_add_test(tc, test_sigterm_drains);
+    tcase_add_test(tc, test_sdk_install_and_hot_load);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    SRunner *sr = srunner_create(swap_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    curl_global_cleanup();
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
