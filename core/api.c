@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "core.h"
+#include "trust.h"
 
 #define API_LIMIT_DEFAULT 100
 #define API_LIMIT_MAX 500
@@ -437,6 +438,60 @@ static int include_raw(api_req *rq, bool *raw)
 /* Reads from the store                                                      */
 /* ------------------------------------------------------------------------ */
 
+/* include_deleted=true|false (default false): also records the provider no
+ * longer returns (remote_deleted_at). Answers 400. */
+static int include_deleted(api_req *rq, bool *out)
+{
+    const char *v = ah_ex_query(rq->ex, "include_deleted");
+    *out = v != NULL && strcmp(v, "true") == 0;
+    if (v != NULL && strcmp(v, "true") != 0 && strcmp(v, "false") != 0) {
+        ah_ex_error(rq->ex, 400, AH_E_INVALID, "include_deleted must be true or false");
+        return -1;
+    }
+    return 0;
+}
+
+/* GET /v1/applications?stage_changed_after=T: applications whose stage
+ * changed after T, oldest change first, each with its stage_history. */
+static void op_list_stage_changed(api_req *rq, const char *after, bool raw, long limit)
+{
+    char norm[32];
+    if (ah_iso_normalize(after, norm) != 0) {
+        ah_ex_error(rq->ex, 400, AH_E_INVALID,
+                    "stage_changed_after must be an ISO-8601 date or date-time");
+        return;
+    }
+    cJSON *ids = ah_stage_changed_since(rq->core, rq->tenant_id, norm, (int)limit);
+    cJSON *data = cJSON_CreateArray();
+    if (ids == NULL || data == NULL) {
+        cJSON_Delete(ids);
+        cJSON_Delete(data);
+        ah_ex_error(rq->ex, 500, AH_E_INTERNAL, "cannot read the store");
+        return;
+    }
+    const cJSON *r;
+    cJSON_ArrayForEach(r, ids) {
+        const cJSON *id = cJSON_GetArrayItem(r, 0), *at = cJSON_GetArrayItem(r, 1);
+        ah_record_row row;
+        if (!cJSON_IsString(id) ||
+            rq->core->store->ops->record_get_by_id(rq->core->store, rq->tenant_id,
+                                                   id->valuestring, &row) != AH_STORE_OK)
+            continue;
+        cJSON *o = record_json(rq, &row, raw);
+        ah_record_row_free(&row);
+        if (o == NULL)
+            continue;
+        if (cJSON_IsString(at))
+            cJSON_AddStringToObject(o, "stage_changed_at", at->valuestring);
+        cJSON *h = ah_stage_history(rq->core, id->valuestring);
+        if (h != NULL)
+            cJSON_AddItemToObject(o, "stage_history", h);
+        cJSON_AddItemToArray(data, o);
+    }
+    cJSON_Delete(ids);
+    respond_data(rq, data);
+}
+
 typedef struct list_walk {
     api_req *rq;
     cJSON *data;
@@ -473,9 +528,15 @@ static void op_list(api_req *rq)
     ah_conn *c = NULL;
     bool raw = false;
     long limit = 0;
-    if (include_raw(rq, &raw) != 0 ||
+    bool deleted = false;
+    if (include_raw(rq, &raw) != 0 || include_deleted(rq, &deleted) != 0 ||
         query_int(rq, "limit", 1, API_LIMIT_MAX, API_LIMIT_DEFAULT, &limit) != 0)
         return;
+    const char *sca = ah_ex_query(rq->ex, "stage_changed_after");
+    if (sca != NULL && rq->kind->bit == K_APPLICATION) {
+        op_list_stage_changed(rq, sca, raw, limit);
+        return;
+    }
     const char *ua = ah_ex_query(rq->ex, "updated_after");
     char norm[32];
     if (ua != NULL && ah_iso_normalize(ua, norm) != 0) {
@@ -498,6 +559,7 @@ static void op_list(api_req *rq)
         .updated_after = ua != NULL ? norm : NULL,
         .after_id = cursor,
         .limit = (int)limit + 1,
+        .include_deleted = deleted,
     };
     if (c != NULL)
         ah_conn_release(c);
@@ -530,14 +592,20 @@ static void op_list(api_req *rq)
 /* GET /v1/{kind}/{id} */
 static void op_get(api_req *rq)
 {
-    bool raw = false;
-    if (include_raw(rq, &raw) != 0)
+    bool raw = false, deleted = false;
+    if (include_raw(rq, &raw) != 0 || include_deleted(rq, &deleted) != 0)
         return;
     ah_record_row row;
     ah_conn *c = NULL;
     if (load_record(rq, rq->id, rq->kind->type, "id", &row, &c) != 0)
         return;
     ah_conn_release(c);
+    if (!deleted && ah_record_deleted(rq->core, row.id)) {
+        ah_record_row_free(&row);
+        ah_ex_error(rq->ex, 404, AH_E_NOT_FOUND, "id: the provider no longer has this record "
+                    "(add include_deleted=true to read it)");
+        return;
+    }
     cJSON *o = record_json(rq, &row, raw);
     ah_record_row_free(&row);
     if (o == NULL)
@@ -916,6 +984,12 @@ static cJSON *bulk_reply(const bulk_item *items, size_t n)
 /* POST /v1/applications/bulk-reject {"application_ids":[...],"reason_id"} */
 static void op_app_bulk_reject(api_req *rq)
 {
+    /* A job (202, GET /v1/bulk/{id}) unless the caller waits for the result. */
+    const char *wait = ah_ex_query(rq->ex, "wait");
+    if (wait == NULL || strcmp(wait, "true") != 0) {
+        ah_bulk_submit(rq->core, rq->ex, rq->tenant_id, "reject");
+        return;
+    }
     static const char *const allowed[] = {"application_ids", "reason_id", NULL};
     const cJSON *in = body_object(rq, allowed), *reason;
     if (in == NULL)
@@ -986,6 +1060,12 @@ static void op_app_bulk_reject(api_req *rq)
         api_oom(rq);
     else
         respond_data(rq, d);
+}
+
+/* POST /v1/applications/bulk-stage {"application_ids":[...],"stage_id"}: a job. */
+static void op_app_bulk_stage(api_req *rq)
+{
+    ah_bulk_submit(rq->core, rq->ex, rq->tenant_id, "stage");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1089,6 +1169,7 @@ static const api_op api_ops[] = {
     {K_JOB, "GET", "enhanced", NULL, op_jobs_enhanced_batch},
     {K_CANDIDATE, "GET", "search", NULL, op_cand_search},
     {K_APPLICATION, "POST", "bulk-reject", NULL, op_app_bulk_reject},
+    {K_APPLICATION, "POST", "bulk-stage", NULL, op_app_bulk_stage},
     {K_ALL, "GET", SEG_ID, NULL, op_get},
     {K_APPLICATION, "POST", SEG_ID, "stage", op_app_stage},
     {K_APPLICATION, "POST", SEG_ID, "reject", op_app_reject},

@@ -89,6 +89,9 @@ typedef struct ah_record_query {
     const char *field_key;
     const char *field_value;
     bool field_nocase; /* compare trimmed, case-insensitively */
+    /* Also rows flagged remote_deleted_at (the provider no longer returns
+     * them, seen by a full sync); false: they are left out. */
+    bool include_deleted;
 } ah_record_query;
 
 typedef struct ah_log_entry {
@@ -140,6 +143,9 @@ typedef void (*ah_connection_cb)(void *arg, const ah_connection_row *row);
 typedef void (*ah_record_cb)(void *arg, const ah_record_row *row);
 typedef void (*ah_log_cb)(void *arg, const ah_log_entry *row);
 typedef void (*ah_outbox_cb)(void *arg, const ah_outbox_row *row);
+/** One result row of the generic `sql` op: ncol values as text (NULL for
+ *  SQL NULL), borrowed for the call. */
+typedef void (*ah_sql_row_cb)(void *arg, int ncol, const char *const *vals);
 
 /** The engine vtable. Each engine fills one constant instance. */
 typedef struct ah_store_ops {
@@ -228,6 +234,22 @@ typedef struct ah_store_ops {
      *  *n receives the count. */
     int (*delivery_due)(ah_store *s, const char *now, int64_t *conn_ids, size_t max,
                         size_t *n);
+
+    /* --- appended: generic statements ------------------------------------ */
+    /** Runs one parameterised statement written in the SQL both engines
+     *  speak, for the small core modules that own their tables (webhooks,
+     *  idempotency keys, bulk jobs, the event log, stage history) instead of
+     *  a dozen ops each. Placeholders are $1..$nparams; each value is bound
+     *  as text, or as an integer when it is a canonical decimal integer;
+     *  NULL binds NULL. With nrows > 1, params holds nrows rows of nparams
+     *  values and the statement runs once per row in one transaction (no
+     *  rows are reported). cb (may be NULL) is called after the statement
+     *  finished, outside the engine's lock, once per result row with the
+     *  column values as text (NULL for SQL NULL; borrowed for the call).
+     *  *changes (may be NULL) receives the rows changed. AH_STORE_EXISTS on
+     *  a unique violation. */
+    int (*sql)(ah_store *s, const char *sql, const char *const *params, size_t nparams,
+               size_t nrows, ah_sql_row_cb cb, void *arg, int64_t *changes);
 } ah_store_ops;
 
 struct ah_store {

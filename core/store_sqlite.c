@@ -120,6 +120,68 @@ static const char *const migrations[] = {
     "  last_error TEXT,"
     "  PRIMARY KEY (connection_id, outbox_id));"
     "CREATE INDEX deliveries_due ON deliveries(next_at);",
+
+    /* v4: events and writes the product can trust: records the provider no
+     * longer returns, stage history, the replayable event log's scan,
+     * outbound webhooks and their delivery log, idempotency keys, bulk jobs. */
+    "ALTER TABLE records ADD COLUMN remote_deleted_at TEXT;"
+    "CREATE TABLE stage_history ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  record_id TEXT NOT NULL REFERENCES records(id) ON DELETE CASCADE,"
+    "  tenant_id INTEGER NOT NULL,"
+    "  from_stage TEXT,"
+    "  to_stage TEXT,"
+    "  changed_at TEXT NOT NULL);"
+    "CREATE INDEX stage_history_changed ON stage_history(tenant_id, changed_at);"
+    "CREATE INDEX stage_history_record ON stage_history(record_id, id);"
+    "CREATE INDEX outbox_tenant ON outbox(tenant_id, id);"
+    "CREATE TABLE webhook_endpoints ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,"
+    "  url TEXT NOT NULL,"
+    "  secret TEXT NOT NULL,"
+    "  event_types TEXT NOT NULL DEFAULT '*',"
+    "  enabled INTEGER NOT NULL DEFAULT 1,"
+    "  failures INTEGER NOT NULL DEFAULT 0,"
+    "  disabled_at TEXT,"
+    "  cursor INTEGER NOT NULL DEFAULT 0,"
+    "  next_at TEXT NOT NULL,"
+    "  created_at TEXT NOT NULL);"
+    "CREATE TABLE webhook_deliveries ("
+    "  endpoint_id INTEGER NOT NULL REFERENCES webhook_endpoints(id) ON DELETE CASCADE,"
+    "  outbox_id INTEGER NOT NULL,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  next_at TEXT,"
+    "  status TEXT NOT NULL,"
+    "  last_status INTEGER,"
+    "  last_error TEXT,"
+    "  delivered_at TEXT,"
+    "  PRIMARY KEY (endpoint_id, outbox_id));"
+    "CREATE TABLE idempotency ("
+    "  tenant_id INTEGER NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  body_hash TEXT NOT NULL,"
+    "  status INTEGER NOT NULL DEFAULT 0,"
+    "  response TEXT,"
+    "  created_at TEXT NOT NULL,"
+    "  PRIMARY KEY (tenant_id, key));"
+    "CREATE TABLE bulk_jobs ("
+    "  id TEXT PRIMARY KEY,"
+    "  tenant_id INTEGER NOT NULL,"
+    "  action TEXT NOT NULL,"
+    "  params TEXT NOT NULL,"
+    "  status TEXT NOT NULL,"
+    "  total INTEGER NOT NULL,"
+    "  created_at TEXT NOT NULL,"
+    "  finished_at TEXT);"
+    "CREATE TABLE bulk_items ("
+    "  job_id TEXT NOT NULL REFERENCES bulk_jobs(id) ON DELETE CASCADE,"
+    "  idx INTEGER NOT NULL,"
+    "  record_id TEXT NOT NULL,"
+    "  status TEXT NOT NULL DEFAULT 'queued',"
+    "  error_code TEXT,"
+    "  error_message TEXT,"
+    "  PRIMARY KEY (job_id, idx));",
 };
 
 #define AH_SQ_LATEST ((int)(sizeof migrations / sizeof migrations[0]))
@@ -248,8 +310,8 @@ static const char *const q_sql[Q_COUNT] = {
 /* record_query and log_query compose their WHERE clause from constant
  * fragments chosen by which filters are set; each combination is prepared
  * once and cached under its bit mask. */
-enum { RQ_CONN = 1, RQ_UPDATED = 2, RQ_AFTER = 4, RQ_FIELD = 8, RQ_NOCASE = 16 };
-#define RQ_VARIANTS 32
+enum { RQ_CONN = 1, RQ_UPDATED = 2, RQ_AFTER = 4, RQ_FIELD = 8, RQ_NOCASE = 16, RQ_DELETED = 32 };
+#define RQ_VARIANTS 64
 enum { LQ_TENANT = 1, LQ_SOURCE = 2, LQ_ACTION = 4, LQ_STATUS = 8, LQ_SINCE = 16,
        LQ_UNTIL = 32 };
 #define LQ_VARIANTS 64
@@ -1374,8 +1436,9 @@ static sqlite3_stmt *record_query_stmt(sq_store *s, unsigned mask)
      * 5 matches the filter "5". */
     snprintf(sql, sizeof sql,
              "SELECT " REC_COLS " FROM records r JOIN connections c "
-             "ON c.id = r.connection_id WHERE c.tenant_id = ?1 AND r.type = ?2%s%s%s%s "
+             "ON c.id = r.connection_id WHERE c.tenant_id = ?1 AND r.type = ?2%s%s%s%s%s "
              "ORDER BY r.id LIMIT ?8",
+             (mask & RQ_DELETED) ? "" : " AND r.remote_deleted_at IS NULL",
              (mask & RQ_CONN) ? " AND r.connection_id = ?3" : "",
              (mask & RQ_UPDATED) ? " AND julianday(r.updated_at) > julianday(?4)" : "",
              (mask & RQ_AFTER) ? " AND r.id > ?5" : "",
@@ -1407,6 +1470,8 @@ static int sq_record_query(ah_store *st, const ah_record_query *qy, ah_record_cb
     }
     if (qy->after_id != NULL)
         mask |= RQ_AFTER;
+    if (qy->include_deleted)
+        mask |= RQ_DELETED;
     if (qy->field_key != NULL) {
         if (!valid_field_key(qy->field_key) || qy->field_value == NULL) {
             ah_log(s->base.lg, AH_LOG_ERROR, "store",
@@ -1871,6 +1936,111 @@ static int sq_delivery_due(ah_store *st, const char *now, int64_t *conn_ids, siz
     return rc;
 }
 
+/* ---- generic statements (store.h: sql) ---------------------------------- */
+
+/* "$N" placeholders are SQLite named parameters: bind each by its name so
+ * that the order they appear in does not matter. A canonical integer is
+ * bound as one, so that comparisons with INTEGER columns and LIMIT work. */
+static int sql_bind_row(sqlite3_stmt *st, const char *const *params, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char name[24];
+        snprintf(name, sizeof name, "$%zu", i + 1);
+        int idx = sqlite3_bind_parameter_index(st, name);
+        if (idx == 0)
+            continue;
+        const char *v = params[i];
+        bool integer = v != NULL && *v != '\0' && strlen(v) <= 18;
+        for (const char *p = v != NULL && *v == '-' ? v + 1 : v; integer && *p; p++)
+            integer = *p >= '0' && *p <= '9';
+        if (integer && (v[0] == '-' ? v[1] == '\0' || (v[1] == '0' && v[2] != '\0')
+                                    : (v[0] == '0' && v[1] != '\0')))
+            integer = false;
+        int rc = integer ? sqlite3_bind_int64(st, idx, strtoll(v, NULL, 10))
+                         : bind_text(st, idx, v);
+        if (rc != SQLITE_OK)
+            return -1;
+    }
+    return 0;
+}
+
+static int sq_sql(ah_store *stp, const char *sql, const char *const *params, size_t nparams,
+                  size_t nrows, ah_sql_row_cb cb, void *arg, int64_t *changes)
+{
+    sq_store *s = SQ(stp);
+    if (changes != NULL)
+        *changes = 0;
+    if (sql == NULL || (nparams > 0 && params == NULL))
+        return AH_STORE_ERR;
+    if (nrows == 0)
+        nrows = 1;
+    rowvec v = {.elem = sizeof(char **)};
+    int ncol = 0, rc = AH_STORE_OK;
+    bool oom = false;
+    lock(s);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        sq_log_db(s, "prepare");
+        unlock(s);
+        return AH_STORE_ERR;
+    }
+    ncol = sqlite3_column_count(st);
+    if (nrows > 1 && tx_begin(s) != AH_STORE_OK)
+        rc = AH_STORE_ERR;
+    for (size_t r = 0; rc == AH_STORE_OK && r < nrows; r++) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        if (sql_bind_row(st, params + r * nparams, nparams) != 0) {
+            rc = AH_STORE_ERR;
+            break;
+        }
+        int sr;
+        while ((sr = sqlite3_step(st)) == SQLITE_ROW) {
+            if (cb == NULL || nrows > 1)
+                continue;
+            char ***slot = rowvec_push(&v);
+            char **row = slot != NULL ? calloc((size_t)ncol + 1, sizeof *row) : NULL;
+            if (row == NULL) {
+                if (slot != NULL)
+                    v.n--;
+                oom = true;
+                break;
+            }
+            *slot = row;
+            for (int c = 0; c < ncol; c++)
+                row[c] = col_dup(st, c, &oom);
+        }
+        if (oom) {
+            rc = AH_STORE_ERR;
+            break;
+        }
+        if (sr != SQLITE_DONE) {
+            rc = step_error(s, sr, "sql");
+            break;
+        }
+        if (changes != NULL)
+            *changes += sqlite3_changes(s->db);
+    }
+    sqlite3_finalize(st);
+    if (nrows > 1) {
+        if (rc == AH_STORE_OK)
+            rc = tx_commit(s);
+        else
+            tx_rollback(s);
+    }
+    unlock(s);
+    for (size_t i = 0; i < v.n; i++) {
+        char **row = ((char ***)v.items)[i];
+        if (rc == AH_STORE_OK)
+            cb(arg, ncol, (const char *const *)row);
+        for (int c = 0; c < ncol; c++)
+            free(row[c]);
+        free(row);
+    }
+    free(v.items);
+    return rc;
+}
+
 static const ah_store_ops sq_ops = {
     .name = "sqlite",
     .close = sq_close,
@@ -1907,6 +2077,7 @@ static const ah_store_ops sq_ops = {
     .delivery_done = sq_delivery_done,
     .delivery_retry = sq_delivery_retry,
     .delivery_due = sq_delivery_due,
+    .sql = sq_sql,
 };
 
 static int journal_mode_cb(void *arg, int ncol, char **vals, char **names)

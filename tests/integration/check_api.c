@@ -708,7 +708,7 @@ START_TEST(test_bulk_reject)
              "\"%s\",\"%s\",\"%s\"],\"reason_id\":42}",
              f.app[0], f.app[2], f.app9, f.gapp, f.app[0], f.job[0]);
     cJSON *o = NULL;
-    ck_assert_int_eq(req(&f, "POST", "/v1/applications/bulk-reject", NULL, body, &o), 200);
+    ck_assert_int_eq(req(&f, "POST", "/v1/applications/bulk-reject?wait=true", NULL, body, &o), 200);
     const cJSON *res = jget(o, "data.results");
     ck_assert_int_eq(cJSON_GetArraySize(res), 7);
     const char *want_id[] = {f.app[0], "rec_000000000000000000000000", f.app[2], f.app9,
@@ -734,7 +734,7 @@ START_TEST(test_bulk_reject)
     ck_assert_int_eq(ah_conns_reload(f.core), 0);
     snprintf(body, sizeof body, "{\"application_ids\":[\"%s\",\"%s\"],\"reason_id\":\"r\"}",
              f.app9, f.app[1]);
-    ck_assert_int_eq(req(&f, "POST", "/v1/applications/bulk-reject", NULL, body, &o), 200);
+    ck_assert_int_eq(req(&f, "POST", "/v1/applications/bulk-reject?wait=true", NULL, body, &o), 200);
     ck_jstr(o, "data.results.0.error.code", "connection_disabled");
     ck_assert(cJSON_IsTrue(jget(o, "data.results.1.ok")));
     ck_assert_int_eq(jget(o, "data.succeeded")->valueint, 1);

@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Idempotency keys on every write under /v1 (POST, PUT, PATCH, DELETE),
+ * as two httpd hooks around the route handlers, so that every write route,
+ * present and future, gets them without code of its own.
+ *
+ * Before the handler: a request with an Idempotency-Key header (1..255
+ * printable characters) and a valid tenant key reserves (tenant, key) with
+ * the hash of its method, path, X-Connection and body. If the key was
+ * already used within 24 hours: the same hash replays the first response
+ * (status and body, with Idempotent-Replayed: true) without running the
+ * handler; another hash is refused with 422 idempotency_key_reused; a
+ * first request still running makes this one 409 idempotency_in_progress
+ * (retry later): concurrent duplicates never wait on each other.
+ *
+ * After the handler: its status and body are stored with the key. A 429 or
+ * 5xx answer is not remembered (the key is released) so that a retry may
+ * try the write again. Requests without a valid tenant key pass through
+ * untouched (the handler answers 401).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "trust.h"
+
+#define IDEM_KEY_MAX 255
+#define IDEM_TTL_MS (24L * 3600 * 1000)
+#define IDEM_RESPONSE_MAX (1024 * 1024)
+
+static bool is_write(const char *m)
+{
+    return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0 ||
+           strcmp(m, "DELETE") == 0;
+}
+
+/* The key and tenant of a write that carries one; false otherwise. */
+static bool idem_applies(ah_core *core, ah_http_exchange *ex, const char **key, char tid[24])
+{
+    if (!is_write(ah_ex_method(ex)) || strncmp(ah_ex_path(ex), "/v1/", 4) != 0)
+        return false;
+    *key = ah_ex_header(ex, "Idempotency-Key");
+    if (*key == NULL)
+        return false;
+    const char *auth = ah_ex_header(ex, "Authorization");
+    if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0 || auth[7] == '\0')
+        return false;
+    int64_t t = ah_conns_tenant_by_key(core, auth + 7, NULL, 0);
+    if (t < 0)
+        return false;
+    snprintf(tid, 24, "%lld", (long long)t);
+    return true;
+}
+
+static bool valid_key(const char *k)
+{
+    size_t n = strlen(k);
+    if (n == 0 || n > IDEM_KEY_MAX)
+        return false;
+    for (const char *p = k; *p; p++)
+        if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e)
+            return false;
+    return true;
+}
+
+static void request_hash(ah_http_exchange *ex, char out[AH_SHA256_HEX_LEN + 1])
+{
+    size_t blen = 0;
+    const char *body = ah_ex_body(ex, &blen);
+    const char *conn = ah_ex_header(ex, "X-Connection");
+    const char *method = ah_ex_method(ex), *path = ah_ex_path(ex);
+    size_t n = strlen(method) + strlen(path) + (conn ? strlen(conn) : 0) + blen + 4;
+    char *buf = malloc(n);
+    if (buf == NULL) {
+        ah_sha256_hex(path, strlen(path), out);
+        return;
+    }
+    int h = snprintf(buf, n, "%s\n%s\n%s\n", method, path, conn ? conn : "");
+    memcpy(buf + h, body, blen);
+    ah_sha256_hex(buf, (size_t)h + blen, out);
+    free(buf);
+}
+
+bool ah_idem_before(void *arg, ah_http_exchange *ex)
+{
+    ah_core *core = arg;
+    const char *key;
+    char tid[24];
+    if (!idem_applies(core, ex, &key, tid))
+        return false;
+    if (!valid_key(key)) {
+        ah_ex_error(ex, 400, AH_E_INVALID,
+                    "Idempotency-Key must be 1 to %d printable characters", IDEM_KEY_MAX);
+        return true;
+    }
+    char hash[AH_SHA256_HEX_LEN + 1], now[32], expired[32];
+    request_hash(ex, hash);
+    ah_now_iso(now);
+    ah_trust_iso_in(-IDEM_TTL_MS, expired);
+    /* A key older than 24 hours is forgotten: the request is new. */
+    const char *pe[] = {tid, key, expired};
+    ah_trust_sql(core, "DELETE FROM idempotency WHERE tenant_id = $1 AND key = $2 "
+                       "AND created_at < $3", pe, 3, NULL, NULL, NULL);
+    const char *p[] = {tid, key, hash, now};
+    int64_t reserved = 0;
+    if (ah_trust_sql(core, "INSERT INTO idempotency(tenant_id, key, body_hash, status, "
+                           "created_at) VALUES($1, $2, $3, 0, $4) ON CONFLICT DO NOTHING",
+                     p, 4, NULL, NULL, &reserved) != 0) {
+        ah_ex_error(ex, 500, AH_E_INTERNAL, "cannot read the store");
+        return true;
+    }
+    if (reserved == 1) {
+        ah_ex_capture_response(ex);
+        return false; /* first use: run the handler, ah_idem_after stores it */
+    }
+    cJSON *rows = cJSON_CreateArray();
+    if (rows == NULL ||
+        ah_trust_sql(core, "SELECT body_hash, status, response FROM idempotency "
+                           "WHERE tenant_id = $1 AND key = $2",
+                     p, 2, ah_trust_rows_json, rows, NULL) != 0 ||
+        cJSON_GetArraySize(rows) != 1) {
+        cJSON_Delete(rows);
+        ah_ex_error(ex, 409, "idempotency_in_progress",
+                    "a request with this Idempotency-Key is being handled; retry later");
+        return true;
+    }
+    const cJSON *row = cJSON_GetArrayItem(rows, 0);
+    const cJSON *h = cJSON_GetArrayItem(row, 0), *st = cJSON_GetArrayItem(row, 1);
+    const cJSON *resp = cJSON_GetArrayItem(row, 2);
+    int status = cJSON_IsString(st) ? atoi(st->valuestring) : 0;
+    if (!cJSON_IsString(h) || strcmp(h->valuestring, hash) != 0) {
+        ah_ex_error(ex, 422, "idempotency_key_reused",
+                    "this Idempotency-Key was used with another request (method, path, "
+                    "connection or body) in the last 24 hours");
+    } else if (status == 0) {
+        ah_ex_error(ex, 409, "idempotency_in_progress",
+                    "a request with this Idempotency-Key is being handled; retry later");
+    } else {
+        const char *body = cJSON_IsString(resp) ? resp->valuestring : "";
+        ah_ex_add_header(ex, "Idempotent-Replayed", "true");
+        ah_ex_respond(ex, status, *body ? "application/json" : NULL, body, strlen(body));
+    }
+    cJSON_Delete(rows);
+    return true;
+}
+
+void ah_idem_after(void *arg, ah_http_exchange *ex)
+{
+    ah_core *core = arg;
+    const char *key;
+    char tid[24];
+    if (!idem_applies(core, ex, &key, tid) || !valid_key(key))
+        return;
+    int status = ah_ex_status(ex);
+    size_t len = 0;
+    const char *body = ah_ex_response_body(ex, &len);
+    const char *p[] = {tid, key, NULL, NULL};
+    if (status == 0 || status == 429 || status >= 500 || len > IDEM_RESPONSE_MAX ||
+        (body == NULL && len > 0)) {
+        ah_trust_sql(core, "DELETE FROM idempotency WHERE tenant_id = $1 AND key = $2 "
+                           "AND status = 0", p, 2, NULL, NULL, NULL);
+        return;
+    }
+    char st[16];
+    snprintf(st, sizeof st, "%d", status);
+    p[2] = st;
+    p[3] = body != NULL ? body : "";
+    ah_trust_sql(core, "UPDATE idempotency SET status = $3, response = $4 "
+                       "WHERE tenant_id = $1 AND key = $2 AND status = 0",
+                 p, 4, NULL, NULL, NULL);
+}

@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Per-connection request budgets: one token bucket per connection, taken
+ * by every outbound request a plugin makes through the host's http
+ * function (so syncs, bulk jobs and single writes share it).
+ *
+ * The rate is what the plugin declares (ah_plugin_descriptor's
+ * rate_limit_rps: the provider's documented limit); an operator lowers it
+ * per connection with the setting rate_limit_rps (plugins that declare a
+ * rate list that setting); a value above the declaration is ignored. The
+ * bucket holds one token (no bursts): requests are spaced 1/rate apart, so
+ * the provider never sees more than its limit in any second. A 429 halves
+ * the rate (down to 1/16 of it) for 30 seconds from the last 429.
+ *
+ * Waiters reserve their slot under the lock (the balance may go negative)
+ * and sleep outside it, so concurrent callers are served in order.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "trust.h"
+#include "trust_state.h"
+
+#define RL_PENALTY_S 30.0
+#define RL_MIN_FACTOR (1.0 / 16)
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The bucket of conn_id (created on demand); lock held. */
+static ah_bucket *bucket_for(ah_trust *t, int64_t conn_id)
+{
+    for (size_t i = 0; i < t->nbuckets; i++)
+        if (t->buckets[i].conn_id == conn_id)
+            return &t->buckets[i];
+    if (t->nbuckets == t->capbuckets) {
+        size_t nc = t->capbuckets ? t->capbuckets * 2 : 8;
+        ah_bucket *nb = realloc(t->buckets, nc * sizeof *nb);
+        if (nb == NULL)
+            return NULL;
+        t->buckets = nb;
+        t->capbuckets = nc;
+    }
+    ah_bucket *b = &t->buckets[t->nbuckets++];
+    memset(b, 0, sizeof *b);
+    b->conn_id = conn_id;
+    b->factor = 1.0;
+    b->tokens = 1.0;
+    b->last = mono_s();
+    return b;
+}
+
+static double configured_rate(const ah_conn *c, const ah_plugin_descriptor *desc)
+{
+    double declared = desc != NULL && AH_HAS(desc, rate_limit_rps) ? desc->rate_limit_rps : 0;
+    const char *s = ah_conn_setting(c, "rate_limit_rps");
+    double op = 0;
+    if (s != NULL && *s != '\0') {
+        char *end = NULL;
+        errno = 0;
+        op = strtod(s, &end);
+        if (errno != 0 || end == s || *end != '\0' || !(op > 0) || !isfinite(op))
+            op = 0;
+    }
+    if (declared > 0 && op > 0)
+        return op < declared ? op : declared;
+    return declared > 0 ? declared : op;
+}
+
+void ah_ratelimit_take(ah_core *core, const ah_conn *c, const ah_plugin_descriptor *desc)
+{
+    ah_trust *t = core->trust;
+    if (t == NULL || c == NULL)
+        return;
+    double rate = configured_rate(c, desc);
+    if (!(rate > 0))
+        return;
+    double wait = 0;
+    pthread_mutex_lock(&t->mu);
+    ah_bucket *b = bucket_for(t, c->id);
+    if (b != NULL) {
+        double now = mono_s();
+        if (b->factor < 1.0 && now >= b->penalty_until)
+            b->factor = 1.0;
+        b->rate = rate * b->factor;
+        b->tokens += (now - b->last) * b->rate;
+        if (b->tokens > 1.0)
+            b->tokens = 1.0;
+        b->last = now;
+        b->tokens -= 1.0;
+        if (b->tokens < 0)
+            wait = -b->tokens / b->rate;
+    }
+    pthread_mutex_unlock(&t->mu);
+    if (wait > 0) {
+        struct timespec ts = {(time_t)wait, (long)((wait - floor(wait)) * 1e9)};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+    }
+}
+
+void ah_ratelimit_throttled(ah_core *core, int64_t conn_id)
+{
+    ah_trust *t = core->trust;
+    if (t == NULL)
+        return;
+    pthread_mutex_lock(&t->mu);
+    ah_bucket *b = bucket_for(t, conn_id);
+    if (b != NULL) {
+        b->factor = b->factor / 2 < RL_MIN_FACTOR ? RL_MIN_FACTOR : b->factor / 2;
+        b->penalty_until = mono_s() + RL_PENALTY_S;
+        ah_log(&core->log, AH_LOG_WARN, "ratelimit",
+               "connection %lld: the provider answered 429; rate lowered to %.0f%% for %.0f s",
+               (long long)conn_id, b->factor * 100, RL_PENALTY_S);
+    }
+    pthread_mutex_unlock(&t->mu);
+}
+
+double ah_ratelimit_rate(ah_core *core, int64_t conn_id)
+{
+    ah_trust *t = core->trust;
+    double r = 0;
+    if (t == NULL)
+        return 0;
+    pthread_mutex_lock(&t->mu);
+    for (size_t i = 0; i < t->nbuckets; i++)
+        if (t->buckets[i].conn_id == conn_id)
+            r = t->buckets[i].rate;
+    pthread_mutex_unlock(&t->mu);
+    return r;
+}

@@ -1,0 +1,228 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The REST surface and life cycle of trust.h's modules: GET /v1/events,
+ * POST/GET /v1/webhooks, POST /v1/webhooks/{id}/enable|disable, GET
+ * /v1/webhooks/{id}/deliveries, GET /v1/bulk/{id}; the idempotency hooks;
+ * the ticker's share.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "trust.h"
+#include "trust_state.h"
+
+#define PRUNE_EVERY_S 60
+
+ah_trust *ah_trust_new(void)
+{
+    ah_trust *t = calloc(1, sizeof *t);
+    if (t == NULL)
+        return NULL;
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->bulk_cond, NULL);
+    t->last_prune_s = -PRUNE_EVERY_S;
+    return t;
+}
+
+void ah_trust_free(ah_trust *t)
+{
+    if (t == NULL)
+        return;
+    pthread_mutex_destroy(&t->mu);
+    pthread_cond_destroy(&t->bulk_cond);
+    free(t->buckets);
+    free(t);
+}
+
+void ah_trust_tick(ah_core *core)
+{
+    ah_webhooks_tick(core);
+    ah_trust *t = core->trust;
+    if (t == NULL)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if ((long)ts.tv_sec - t->last_prune_s >= PRUNE_EVERY_S) {
+        t->last_prune_s = (long)ts.tv_sec;
+        ah_eventlog_prune(core);
+    }
+}
+
+static void respond_data(ah_http_exchange *ex, int status, cJSON *data)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL || data == NULL || !cJSON_AddItemToObject(o, "data", data)) {
+        cJSON_Delete(o);
+        cJSON_Delete(data);
+        ah_ex_error(ex, 500, AH_E_INTERNAL, "out of memory");
+        return;
+    }
+    ah_ex_respond_json(ex, status, o);
+}
+
+static void rest_events(void *arg, ah_http_exchange *ex)
+{
+    ah_core *core = arg;
+    char tenant[128];
+    int64_t tid = ah_rest_tenant(core, ex, tenant, sizeof tenant);
+    if (tid < 0)
+        return;
+    ah_events_api(core, ex, tid);
+}
+
+/* POST /v1/webhooks {"url","types":[...]|"a,b"} and GET /v1/webhooks */
+static void rest_webhooks(void *arg, ah_http_exchange *ex)
+{
+    ah_core *core = arg;
+    char tenant[128];
+    int64_t tid = ah_rest_tenant(core, ex, tenant, sizeof tenant);
+    if (tid < 0)
+        return;
+    if (strcmp(ah_ex_method(ex), "GET") == 0) {
+        respond_data(ex, 200, ah_webhook_list(core, tid));
+        return;
+    }
+    if (strcmp(ah_ex_method(ex), "POST") != 0) {
+        ah_ex_add_header(ex, "Allow", "GET, POST");
+        ah_ex_error(ex, 405, "method_not_allowed", "use GET or POST");
+        return;
+    }
+    const cJSON *in = ah_ex_json(ex);
+    if (in == NULL)
+        return;
+    const cJSON *url = cJSON_GetObjectItemCaseSensitive(in, "url");
+    const cJSON *types = cJSON_GetObjectItemCaseSensitive(in, "types");
+    if (!cJSON_IsString(url)) {
+        ah_ex_error(ex, 400, AH_E_INVALID, "url is required (a string)");
+        return;
+    }
+    char tl[1100] = "";
+    if (cJSON_IsArray(types)) {
+        const cJSON *t;
+        cJSON_ArrayForEach(t, types) {
+            size_t n = strlen(tl);
+            if (!cJSON_IsString(t) || strchr(t->valuestring, ',') != NULL ||
+                n + strlen(t->valuestring) + 2 > 1024) {
+                ah_ex_error(ex, 400, AH_E_INVALID, "types must be a list of event types");
+                return;
+            }
+            snprintf(tl + n, sizeof tl - n, "%s%s", n ? "," : "", t->valuestring);
+        }
+    } else if (cJSON_IsString(types)) {
+        snprintf(tl, sizeof tl, "%s", types->valuestring);
+    } else if (types != NULL && !cJSON_IsNull(types)) {
+        ah_ex_error(ex, 400, AH_E_INVALID, "types must be a list of event types");
+        return;
+    }
+    int64_t id = 0;
+    char secret[96], err[256];
+    if (ah_webhook_add(core, tid, url->valuestring, tl, &id, secret, sizeof secret, err,
+                       sizeof err) != 0) {
+        ah_ex_error(ex, 400, AH_E_INVALID, "%s", err);
+        return;
+    }
+    cJSON *d = cJSON_CreateObject();
+    if (d != NULL) {
+        cJSON_AddNumberToObject(d, "id", (double)id);
+        cJSON_AddStringToObject(d, "url", url->valuestring);
+        cJSON_AddStringToObject(d, "types", tl[0] ? tl : "*");
+        cJSON_AddBoolToObject(d, "enabled", true);
+        cJSON_AddStringToObject(d, "secret", secret);
+    }
+    explicit_bzero(secret, sizeof secret);
+    respond_data(ex, 201, d);
+}
+
+/* /v1/webhooks/{id}/enable|disable (POST), /v1/webhooks/{id}/deliveries (GET) */
+static void rest_webhook_one(void *arg, ah_http_exchange *ex)
+{
+    ah_core *core = arg;
+    char tenant[128];
+    int64_t tid = ah_rest_tenant(core, ex, tenant, sizeof tenant);
+    if (tid < 0)
+        return;
+    const char *sub = ah_ex_subpath(ex);
+    char *end = NULL;
+    long long id = strtoll(sub, &end, 10);
+    if (end == sub || id <= 0 || *end != '/') {
+        ah_ex_error(ex, 404, AH_E_NOT_FOUND, "no route for %s", ah_ex_path(ex));
+        return;
+    }
+    const char *action = end + 1, *method = ah_ex_method(ex);
+    bool enable = strcmp(action, "enable") == 0, disable = strcmp(action, "disable") == 0;
+    if (enable || disable) {
+        if (strcmp(method, "POST") != 0) {
+            ah_ex_add_header(ex, "Allow", "POST");
+            ah_ex_error(ex, 405, "method_not_allowed", "use POST");
+            return;
+        }
+        int rc = ah_webhook_set_enabled(core, tid, id, enable);
+        if (rc == AH_STORE_NOT_FOUND) {
+            ah_ex_error(ex, 404, AH_E_NOT_FOUND, "no webhook endpoint %lld", id);
+            return;
+        }
+        if (rc != 0) {
+            ah_ex_error(ex, 500, AH_E_INTERNAL, "cannot update the store");
+            return;
+        }
+        cJSON *d = cJSON_CreateObject();
+        if (d != NULL) {
+            cJSON_AddNumberToObject(d, "id", (double)id);
+            cJSON_AddBoolToObject(d, "enabled", enable);
+        }
+        respond_data(ex, 200, d);
+        return;
+    }
+    if (strcmp(action, "deliveries") == 0) {
+        if (strcmp(method, "GET") != 0) {
+            ah_ex_add_header(ex, "Allow", "GET");
+            ah_ex_error(ex, 405, "method_not_allowed", "use GET");
+            return;
+        }
+        const char *l = ah_ex_query(ex, "limit");
+        cJSON *d = ah_webhook_deliveries(core, tid, id, l != NULL ? atoi(l) : 100);
+        if (d == NULL) {
+            ah_ex_error(ex, 404, AH_E_NOT_FOUND, "no webhook endpoint %lld", id);
+            return;
+        }
+        respond_data(ex, 200, d);
+        return;
+    }
+    ah_ex_error(ex, 404, AH_E_NOT_FOUND, "no route for %s", ah_ex_path(ex));
+}
+
+/* GET /v1/bulk/{id} */
+static void rest_bulk(void *arg, ah_http_exchange *ex)
+{
+    ah_core *core = arg;
+    char tenant[128];
+    int64_t tid = ah_rest_tenant(core, ex, tenant, sizeof tenant);
+    if (tid < 0)
+        return;
+    const char *id = ah_ex_subpath(ex);
+    if (strchr(id, '/') != NULL || strlen(id) > 64) {
+        ah_ex_error(ex, 404, AH_E_NOT_FOUND, "no route for %s", ah_ex_path(ex));
+        return;
+    }
+    cJSON *r = ah_bulk_report(core, tid, id);
+    if (r == NULL) {
+        ah_ex_error(ex, 404, AH_E_NOT_FOUND, "no bulk job '%s'", id);
+        return;
+    }
+    respond_data(ex, 200, r);
+}
+
+int ah_trust_register(ah_core *core)
+{
+    ah_httpd *h = core->httpd;
+    if (ah_httpd_route(h, "GET", "/v1/events", 0, rest_events, core) != 0 ||
+        ah_httpd_route(h, "GET", "/v1/webhooks", 0, rest_webhooks, core) != 0 ||
+        ah_httpd_route(h, "POST", "/v1/webhooks", 0, rest_webhooks, core) != 0 ||
+        ah_httpd_route(h, "*", "/v1/webhooks/", AH_HTTPD_PREFIX, rest_webhook_one, core) != 0 ||
+        ah_httpd_route(h, "GET", "/v1/bulk/", AH_HTTPD_PREFIX, rest_bulk, core) != 0)
+        return -1;
+    ah_httpd_set_hooks(h, ah_idem_before, ah_idem_after, core);
+    return 0;
+}

@@ -1,0 +1,696 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Events and writes the product can trust, end to end against the ERecruit
+ * simulator: signed webhooks delivered exactly once in order to a receiver
+ * that fails 5 times first, the event log replaying the same events from
+ * any cursor, idempotency keys, a rate-limited bulk reject of 1,000
+ * applications, remote deletions, stage history, and the OpenAPI document
+ * against the routes the server registers.
+ */
+#include <check.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core.h"
+#include "sim/erecruit.h"
+#include "sim/sim.h"
+#include "support/harness.h"
+#include "trust.h"
+
+#define KEY_ACME "ahk_acme_events_0123456789"
+#define RATE 200
+#define MAX_EVENTS 4096
+
+typedef struct receiver {
+    pthread_mutex_t mu;
+    int calls;
+    int fail_first;
+    char secret[96];
+    bool bad_signature;
+    int duplicates;
+    long long ids[MAX_EVENTS]; /* first-seen order */
+    int n;
+} receiver;
+
+typedef struct fixture {
+    char *dir;
+    char *ini;
+    ah_core *core;
+    ah_sim *sim;
+    ah_erecruit_sim *er;
+    ah_sim *hook_sim;
+    receiver rcv;
+    int64_t tenant_id;
+    int64_t cid;
+    char base[64];
+} fixture;
+
+/* ---- the webhook receiver ------------------------------------------------- */
+
+static bool verify(const char *secret, const char *id, const char *ts, const char *body,
+                   size_t len, const char *sig)
+{
+    const char *b64 = secret + 6; /* after "whsec_" */
+    unsigned char key[64];
+    int klen = EVP_DecodeBlock(key, (const unsigned char *)b64, (int)strlen(b64));
+    if (klen < 0)
+        return false;
+    size_t pad = strlen(b64) > 0 && b64[strlen(b64) - 1] == '=' ? 1 : 0;
+    pad += strlen(b64) > 1 && b64[strlen(b64) - 2] == '=' ? 1 : 0;
+    klen -= (int)pad;
+    char *msg = NULL;
+    int mlen = asprintf(&msg, "%s.%s.%.*s", id, ts, (int)len, body);
+    if (mlen < 0)
+        return false;
+    unsigned char mac[32];
+    unsigned int maclen = 0;
+    HMAC(EVP_sha256(), key, klen, (unsigned char *)msg, (size_t)mlen, mac, &maclen);
+    free(msg);
+    unsigned char enc[64];
+    EVP_EncodeBlock(enc, mac, (int)maclen);
+    char want[80];
+    snprintf(want, sizeof want, "v1,%s", enc);
+    return strcmp(want, sig) == 0;
+}
+
+static void on_hook(void *arg, const ah_sim_req *req, ah_sim_resp *resp)
+{
+    receiver *r = arg;
+    pthread_mutex_lock(&r->mu);
+    r->calls++;
+    if (r->calls <= r->fail_first) {
+        pthread_mutex_unlock(&r->mu);
+        resp->status = 500;
+        resp->body = strdup("{\"error\":\"down\"}");
+        return;
+    }
+    const char *id = ah_sim_header(req, "webhook-id");
+    const char *ts = ah_sim_header(req, "webhook-timestamp");
+    const char *sig = ah_sim_header(req, "webhook-signature");
+    if (id == NULL || ts == NULL || sig == NULL ||
+        !verify(r->secret, id, ts, req->body, req->body_len, sig)) {
+        r->bad_signature = true;
+    } else {
+        long long n = strtoll(id + 4, NULL, 10);
+        bool seen = false;
+        for (int i = 0; i < r->n && !seen; i++)
+            seen = r->ids[i] == n;
+        if (seen)
+            r->duplicates++;
+        else if (r->n < MAX_EVENTS)
+            r->ids[r->n++] = n;
+    }
+    pthread_mutex_unlock(&r->mu);
+    resp->status = 200;
+    resp->body = strdup("{}");
+}
+
+/* ---- setup ------------------------------------------------------------------ */
+
+static int64_t add_conn(fixture *f)
+{
+    ah_generation *gen = ah_registry_acquire(f->core->registry, "erecruit");
+    ck_assert_ptr_nonnull(gen);
+    cJSON *in = cJSON_CreateObject();
+    cJSON_AddStringToObject(in, "base_url", ah_sim_url(f->sim));
+    cJSON_AddStringToObject(in, "client_id", "atshub");
+    cJSON_AddStringToObject(in, "client_secret", "s3cret");
+    cJSON_AddStringToObject(in, "per_page", "500");
+    char *text = NULL, err[512];
+    ck_assert_msg(ah_settings_build(f->core, gen->desc->settings, "erecruit", NULL, in, true,
+                                    NULL, &text, err, sizeof err) == 0, "%s", err);
+    int64_t cid;
+    ck_assert_int_eq(f->core->store->ops->connection_add(f->core->store, f->tenant_id,
+                                                         "erecruit", "main", text, &cid), 0);
+    free(text);
+    cJSON_Delete(in);
+    ah_generation_release(gen);
+    ck_assert_int_eq(ah_conns_reload(f->core), 0);
+    return cid;
+}
+
+static void setup(fixture *f, size_t submissions)
+{
+    memset(f, 0, sizeof *f);
+    pthread_mutex_init(&f->rcv.mu, NULL);
+    f->dir = ah_t_tmpdir();
+    ck_assert_ptr_nonnull(f->dir);
+    char extra[1024];
+    snprintf(extra, sizeof extra,
+             "erecruit = %s/erecruit.so\n[webhooks]\nbackoff_ms = 0\nmax_failures = 20\n"
+             "timeout_ms = 2000\n",
+             ah_t_env("AH_PLUGIN_DIR"));
+    f->ini = ah_t_write_ini(f->dir, extra);
+    ck_assert_ptr_nonnull(f->ini);
+    ah_sim_opts so = {0};
+    f->sim = ah_sim_new(&so);
+    ck_assert_ptr_nonnull(f->sim);
+    ah_erecruit_opts eo = {.seed = 7, .positions = 5, .contacts = 20,
+                           .submissions = submissions, .rate_limit_rps = RATE};
+    f->er = ah_erecruit_sim_attach(f->sim, &eo);
+    ck_assert_ptr_nonnull(f->er);
+    ck_assert_int_eq(ah_sim_start(f->sim), 0);
+    f->hook_sim = ah_sim_new(&so);
+    ck_assert_ptr_nonnull(f->hook_sim);
+    f->rcv.fail_first = 5;
+    ck_assert_int_eq(ah_sim_route(f->hook_sim, "POST", "/hook", on_hook, &f->rcv), 0);
+    ck_assert_int_eq(ah_sim_start(f->hook_sim), 0);
+
+    ah_config cfg;
+    char err[1024];
+    ck_assert_msg(ah_config_load(f->ini, &cfg, err, sizeof err) == 0, "%s", err);
+    ah_core_opts o = {.load_plugins = true, .start_bus = true};
+    f->core = ah_core_open(&cfg, &o, err, sizeof err);
+    ck_assert_msg(f->core != NULL, "%s", err);
+    ck_assert_msg(ah_core_start(f->core, err, sizeof err) == 0, "%s", err);
+    snprintf(f->base, sizeof f->base, "http://127.0.0.1:%u",
+             (unsigned)ah_httpd_port(f->core->httpd));
+    char hash[AH_SHA256_HEX_LEN + 1];
+    ah_sha256_hex(KEY_ACME, strlen(KEY_ACME), hash);
+    ck_assert_int_eq(f->core->store->ops->tenant_add(f->core->store, "acme", hash,
+                                                     &f->tenant_id), 0);
+    f->cid = add_conn(f);
+}
+
+static void teardown(fixture *f)
+{
+    ah_core_close(f->core);
+    ah_sim_stop(f->sim);
+    ah_sim_stop(f->hook_sim);
+    ah_erecruit_sim_free(f->er);
+    ah_t_rmrf(f->dir);
+    free(f->dir);
+    free(f->ini);
+    pthread_mutex_destroy(&f->rcv.mu);
+}
+
+/* One REST request as acme; extra: one more header or NULL. */
+static long req(fixture *f, const char *method, const char *path, const char *extra,
+                const char *body, cJSON **out)
+{
+    char url[2048];
+    const char *h[5];
+    int n = 0;
+    snprintf(url, sizeof url, "%s%s", f->base, path);
+    h[n++] = "Authorization: Bearer " KEY_ACME;
+    if (extra != NULL)
+        h[n++] = extra;
+    if (body != NULL)
+        h[n++] = "Content-Type: application/json";
+    h[n] = NULL;
+    char *text = NULL;
+    long st = ah_t_http(method, url, h, body, &text);
+    if (out != NULL) {
+        *out = text != NULL ? cJSON_Parse(text) : NULL;
+        ck_assert_msg(*out != NULL, "%s %s -> %ld: not JSON: %s", method, path, st,
+                      text ? text : "(none)");
+    }
+    free(text);
+    return st;
+}
+
+static const cJSON *jget(const cJSON *o, const char *path)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", path);
+    const cJSON *cur = o;
+    for (char *tok = strtok(buf, "."); tok != NULL && cur != NULL; tok = strtok(NULL, ".")) {
+        if (cJSON_IsArray(cur))
+            cur = cJSON_GetArrayItem(cur, atoi(tok));
+        else
+            cur = cJSON_GetObjectItemCaseSensitive(cur, tok);
+    }
+    return cur;
+}
+
+static void sync_all(fixture *f)
+{
+    char err[1024];
+    ck_assert_msg(ah_sync_run(f->core, "acme", "main", NULL, NULL, NULL, NULL, err,
+                              sizeof err) == AH_SYNC_OK, "%s", err);
+}
+
+static char *rec_id(fixture *f, const char *type, long remote)
+{
+    char rid[32];
+    snprintf(rid, sizeof rid, "%ld", remote);
+    ah_record_row row;
+    ck_assert_int_eq(f->core->store->ops->record_get(f->core->store, f->cid, type, rid, &row), 0);
+    char *id = strdup(row.id);
+    ah_record_row_free(&row);
+    return id;
+}
+
+/* Every event of the log after `after` (paging by `page`), as cursors. */
+static int replay(fixture *f, long long after, int page, long long *out, int max)
+{
+    int n = 0;
+    for (;;) {
+        char path[256];
+        snprintf(path, sizeof path, "/v1/events?after=%lld&limit=%d", after, page);
+        cJSON *o = NULL;
+        ck_assert_int_eq(req(f, "GET", path, NULL, NULL, &o), 200);
+        const cJSON *e;
+        int got = 0;
+        cJSON_ArrayForEach(e, jget(o, "data")) {
+            ck_assert_int_lt(n, max);
+            out[n++] = (long long)jget(e, "cursor")->valuedouble;
+            got++;
+        }
+        const cJSON *nc = jget(o, "next_cursor");
+        ck_assert(cJSON_IsString(nc));
+        after = strtoll(nc->valuestring, NULL, 10);
+        bool more = cJSON_IsTrue(jget(o, "has_more"));
+        cJSON_Delete(o);
+        if (!more || got == 0)
+            break;
+    }
+    return n;
+}
+
+/* ---- webhooks and the event log -------------------------------------------------- */
+
+START_TEST(test_webhooks_and_replay)
+{
+    fixture f;
+    setup(&f, 30);
+    char body[512];
+    snprintf(body, sizeof body, "{\"url\":\"%s/hook\"}", ah_sim_url(f.hook_sim));
+    cJSON *o = NULL;
+    ck_assert_int_eq(req(&f, "POST", "/v1/webhooks", NULL, body, &o), 201);
+    const cJSON *sec = jget(o, "data.secret");
+    ck_assert(cJSON_IsString(sec));
+    ck_assert(strncmp(sec->valuestring, "whsec_", 6) == 0);
+    pthread_mutex_lock(&f.rcv.mu);
+    snprintf(f.rcv.secret, sizeof f.rcv.secret, "%s", sec->valuestring);
+    pthread_mutex_unlock(&f.rcv.mu);
+    int64_t eid = (int64_t)jget(o, "data.id")->valuedouble;
+    cJSON_Delete(o);
+
+    sync_all(&f); /* 5 jobs, 20 candidates, 30 applications: created events */
+    static long long log_ids[MAX_EVENTS];
+    int nlog = replay(&f, 0, 1000, log_ids, MAX_EVENTS);
+    ck_assert_int_ge(nlog, 55);
+    for (int i = 1; i < nlog; i++)
+        ck_assert_int_gt(log_ids[i], log_ids[i - 1]);
+
+    /* The receiver fails 5 times, then gets everything. */
+    int got = 0;
+    for (int i = 0; i < 600 && got < nlog; i++) {
+        usleep(100 * 1000);
+        pthread_mutex_lock(&f.rcv.mu);
+        got = f.rcv.n;
+        pthread_mutex_unlock(&f.rcv.mu);
+    }
+    pthread_mutex_lock(&f.rcv.mu);
+    ck_assert_int_eq(f.rcv.n, nlog);
+    ck_assert_int_ge(f.rcv.calls, nlog + 5);
+    ck_assert(!f.rcv.bad_signature);
+    ck_assert_int_eq(f.rcv.duplicates, 0);
+    for (int i = 0; i < nlog; i++)
+        ck_assert_int_eq(f.rcv.ids[i], log_ids[i]);
+    pthread_mutex_unlock(&f.rcv.mu);
+
+    /* Replays from several cursors and page sizes match the webhook sequence. */
+    static long long part[MAX_EVENTS];
+    const int starts[] = {0, 1, 17, nlog - 1};
+    for (size_t s = 0; s < sizeof starts / sizeof starts[0]; s++) {
+        long long after = starts[s] == 0 ? 0 : log_ids[starts[s] - 1];
+        int n = replay(&f, after, 7, part, MAX_EVENTS);
+        ck_assert_int_eq(n, nlog - starts[s]);
+        for (int i = 0; i < n; i++)
+            ck_assert_int_eq(part[i], log_ids[starts[s] + i]);
+    }
+    /* types filter: exact and prefix patterns. */
+    ck_assert_int_eq(req(&f, "GET", "/v1/events?types=event.job.*&limit=1000", NULL, NULL, &o),
+                     200);
+    ck_assert_int_eq(cJSON_GetArraySize(jget(o, "data")), 5);
+    ck_assert_str_eq(jget(o, "data.0.type")->valuestring, "event.job.created");
+    cJSON_Delete(o);
+    ck_assert_int_eq(req(&f, "GET", "/v1/events?after=x", NULL, NULL, &o), 400);
+    cJSON_Delete(o);
+
+    /* The delivery log and disabling / enabling. */
+    char path[128];
+    snprintf(path, sizeof path, "/v1/webhooks/%lld/deliveries?limit=1000", (long long)eid);
+    ck_assert_int_eq(req(&f, "GET", path, NULL, NULL, &o), 200);
+    ck_assert_int_eq(cJSON_GetArraySize(jget(o, "data")), nlog);
+    const cJSON *first = cJSON_GetArrayItem(jget(o, "data"), nlog - 1);
+    ck_assert_int_eq(jget(first, "attempts")->valueint, 6);
+    ck_assert_str_eq(jget(first, "status")->valuestring, "delivered");
+    cJSON_Delete(o);
+    snprintf(path, sizeof path, "/v1/webhooks/%lld/disable", (long long)eid);
+    ck_assert_int_eq(req(&f, "POST", path, NULL, "{}", &o), 200);
+    cJSON_Delete(o);
+    ck_assert_int_eq(req(&f, "GET", "/v1/webhooks", NULL, NULL, &o), 200);
+    ck_assert(cJSON_IsFalse(jget(o, "data.0.enabled")));
+    ck_assert_ptr_null(jget(o, "data.0.secret"));
+    cJSON_Delete(o);
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(test_webhook_disabled_after_failures)
+{
+    fixture f;
+    setup(&f, 3);
+    f.rcv.fail_first = 1000000;
+    int64_t id = 0;
+    char secret[96], err[256];
+    /* Two failures disable it in this test ([webhooks] max_failures). */
+    f.core->cfg.webhook_max_failures = 2;
+    ck_assert_int_eq(ah_webhook_add(f.core, f.tenant_id, "http://127.0.0.1:1/x", "event.job.*",
+                                    &id, secret, sizeof secret, err, sizeof err), 0);
+    ck_assert_int_eq(ah_core_publish(f.core, f.tenant_id, "event.job.created", NULL), 0);
+    bool disabled = false;
+    for (int i = 0; i < 100 && !disabled; i++) {
+        usleep(100 * 1000);
+        cJSON *l = ah_webhook_list(f.core, f.tenant_id);
+        disabled = cJSON_IsFalse(jget(l, "0.enabled"));
+        cJSON_Delete(l);
+    }
+    ck_assert(disabled);
+    cJSON *o = NULL;
+    ck_assert_int_eq(req(&f, "GET", "/v1/events?types=event.webhook.disabled", NULL, NULL, &o),
+                     200);
+    ck_assert_int_eq(cJSON_GetArraySize(jget(o, "data")), 1);
+    ck_assert_int_eq(jget(o, "data.0.data.endpoint_id")->valueint, (int)id);
+    cJSON_Delete(o);
+    ck_assert_int_eq(ah_webhook_set_enabled(f.core, 0, id, true), 0);
+    cJSON *l = ah_webhook_list(f.core, f.tenant_id);
+    ck_assert(cJSON_IsTrue(jget(l, "0.enabled")));
+    ck_assert_int_eq(jget(l, "0.failures")->valueint, 0);
+    cJSON_Delete(l);
+    teardown(&f);
+}
+END_TEST
+
+/* ---- idempotency --------------------------------------------------------------- */
+
+START_TEST(test_idempotency)
+{
+    fixture f;
+    setup(&f, 5);
+    sync_all(&f);
+    long *cids = NULL, *jids = NULL;
+    ck_assert_uint_gt(ah_erecruit_sim_ids(f.er, "contact", &cids), 0);
+    ck_assert_uint_gt(ah_erecruit_sim_ids(f.er, "position", &jids), 0);
+    char *cand = rec_id(&f, "candidate", cids[0]), *job = rec_id(&f, "job", jids[0]);
+    free(cids);
+    free(jids);
+    char body[256], body2[256];
+    snprintf(body, sizeof body, "{\"candidate_id\":\"%s\",\"job_id\":\"%s\"}", cand, job);
+    snprintf(body2, sizeof body2, "{\"candidate_id\":\"%s\",\"job_id\":\"%s\",\"stage_id\":1}",
+             cand, job);
+    unsigned long before = ah_erecruit_sim_requests(f.er, "POST", "/api/v2/submissions");
+    char *first = NULL;
+    for (int i = 0; i < 3; i++) {
+        cJSON *o = NULL;
+        long st = req(&f, "POST", "/v1/applications", "Idempotency-Key: create-1", body, &o);
+        ck_assert_msg(st == 200 || st == 201, "status %ld", st);
+        char *t = cJSON_PrintUnformatted(o);
+        if (first == NULL)
+            first = t;
+        else {
+            ck_assert_str_eq(t, first);
+            free(t);
+        }
+        cJSON_Delete(o);
+    }
+    free(first);
+    ck_assert_uint_eq(ah_erecruit_sim_requests(f.er, "POST", "/api/v2/submissions") - before, 1);
+    cJSON *o = NULL;
+    ck_assert_int_eq(req(&f, "POST", "/v1/applications", "Idempotency-Key: create-1", body2, &o),
+                     422);
+    ck_assert_str_eq(jget(o, "error.code")->valuestring, "idempotency_key_reused");
+    cJSON_Delete(o);
+    ck_assert_uint_eq(ah_erecruit_sim_requests(f.er, "POST", "/api/v2/submissions") - before, 1);
+    /* Another key is another write. */
+    ck_assert_int_lt(req(&f, "POST", "/v1/applications", "Idempotency-Key: create-2", body, &o),
+                     300);
+    cJSON_Delete(o);
+    ck_assert_uint_eq(ah_erecruit_sim_requests(f.er, "POST", "/api/v2/submissions") - before, 2);
+    free(cand);
+    free(job);
+    teardown(&f);
+}
+END_TEST
+
+/* ---- deletions and stage history ------------------------------------------------- */
+
+static bool list_has(fixture *f, const char *path, const char *id)
+{
+    cJSON *o = NULL;
+    ck_assert_int_eq(req(f, "GET", path, NULL, NULL, &o), 200);
+    bool found = false;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, jget(o, "data"))
+        found = found || strcmp(jget(e, "id")->valuestring, id) == 0;
+    cJSON_Delete(o);
+    return found;
+}
+
+START_TEST(test_deletions_and_stage_history)
+{
+    fixture f;
+    setup(&f, 10);
+    sync_all(&f);
+    long *ids = NULL;
+    size_t n = ah_erecruit_sim_ids(f.er, "submission", &ids);
+    ck_assert_uint_ge(n, 3);
+    char *gone = rec_id(&f, "application", ids[0]);
+    char *moved = rec_id(&f, "application", ids[1]);
+    ck_assert_int_eq(ah_erecruit_sim_delete(f.er, "submission", ids[0]), 0);
+
+    /* An incremental sync cannot tell; a full one flags it. */
+    sync_all(&f);
+    ck_assert(list_has(&f, "/v1/applications?limit=500", gone));
+    ck_assert_int_eq(ah_sync_reset_cursor(f.core, f.cid, "applications"), 0);
+    sync_all(&f);
+    ck_assert(!list_has(&f, "/v1/applications?limit=500", gone));
+    ck_assert(list_has(&f, "/v1/applications?limit=500&include_deleted=true", gone));
+    ck_assert(list_has(&f, "/v1/applications?limit=500", moved));
+    char path[256];
+    cJSON *o = NULL;
+    snprintf(path, sizeof path, "/v1/applications/%s", gone);
+    ck_assert_int_eq(req(&f, "GET", path, NULL, NULL, &o), 404);
+    cJSON_Delete(o);
+    snprintf(path, sizeof path, "/v1/applications/%s?include_deleted=true", gone);
+    ck_assert_int_eq(req(&f, "GET", path, NULL, NULL, &o), 200);
+    cJSON_Delete(o);
+    ck_assert_int_eq(req(&f, "GET", "/v1/events?types=event.application.deleted", NULL, NULL,
+                         &o), 200);
+    ck_assert_int_eq(cJSON_GetArraySize(jget(o, "data")), 1);
+    ck_assert_str_eq(jget(o, "data.0.data.id")->valuestring, gone);
+    cJSON_Delete(o);
+
+    /* A stage move seen by the next sync is recorded. */
+    char before[32];
+    ah_now_iso(before);
+    char *cur = ah_erecruit_sim_get(f.er, "submission", ids[1]);
+    cJSON *sub = cJSON_Parse(cur);
+    free(cur);
+    long stage = (long)jget(sub, "stage_id")->valuedouble;
+    cJSON_Delete(sub);
+    char put[128];
+    snprintf(put, sizeof put, "{\"id\":%ld,\"stage_id\":%ld}", ids[1], stage == 2 ? 3L : 2L);
+    ck_assert_int_eq(ah_erecruit_sim_put(f.er, "submission", put), ids[1]);
+    sync_all(&f);
+    snprintf(path, sizeof path, "/v1/applications?stage_changed_after=%s", before);
+    ck_assert_int_eq(req(&f, "GET", path, NULL, NULL, &o), 200);
+    ck_assert_int_eq(cJSON_GetArraySize(jget(o, "data")), 1);
+    ck_assert_str_eq(jget(o, "data.0.id")->valuestring, moved);
+    ck_assert_int_eq(cJSON_GetArraySize(jget(o, "data.0.stage_history")), 1);
+    cJSON_Delete(o);
+    ck_assert_int_eq(req(&f, "GET", "/v1/applications?stage_changed_after=2999-01-01", NULL, NULL,
+                         &o), 200);
+    ck_assert_int_eq(cJSON_GetArraySize(jget(o, "data")), 0);
+    cJSON_Delete(o);
+    free(ids);
+    free(gone);
+    free(moved);
+    teardown(&f);
+}
+END_TEST
+
+/* ---- bulk reject under a rate limit ----------------------------------------------- */
+
+START_TEST(test_bulk_reject_paced)
+{
+    fixture f;
+    setup(&f, 1000);
+    sync_all(&f);
+    long *ids = NULL;
+    size_t n = ah_erecruit_sim_ids(f.er, "submission", &ids);
+    ck_assert_uint_eq(n, 1000);
+    size_t cap = 64 + 1000 * 48;
+    char *body = malloc(cap);
+    ck_assert_ptr_nonnull(body);
+    size_t len = (size_t)snprintf(body, cap, "{\"reason_id\":12,\"application_ids\":[");
+    static bool was_rejected[1000];
+    int already = 0;
+    for (size_t i = 0; i < 999; i++) {
+        char *t = ah_erecruit_sim_get(f.er, "submission", ids[i]);
+        cJSON *sj = cJSON_Parse(t);
+        free(t);
+        was_rejected[i] = cJSON_IsTrue(cJSON_GetObjectItem(sj, "rejected"));
+        already += was_rejected[i];
+        cJSON_Delete(sj);
+        char *id = rec_id(&f, "application", ids[i]);
+        len += (size_t)snprintf(body + len, cap - len, "\"%s\",", id);
+        free(id);
+    }
+    len += (size_t)snprintf(body + len, cap - len, "\"rec_bad\"]}");
+    ah_erecruit_stats st0;
+    ah_erecruit_sim_stats(f.er, &st0);
+    cJSON *o = NULL;
+    ck_assert_int_eq(req(&f, "POST", "/v1/applications/bulk-reject", NULL, body, &o), 202);
+    char job[64];
+    snprintf(job, sizeof job, "%s", jget(o, "data.id")->valuestring);
+    cJSON_Delete(o);
+    char path[128];
+    snprintf(path, sizeof path, "/v1/bulk/%s", job);
+    bool done = false;
+    for (int i = 0; i < 600 && !done; i++) {
+        usleep(100 * 1000);
+        ck_assert_int_eq(req(&f, "GET", path, NULL, NULL, &o), 200);
+        done = strcmp(jget(o, "data.status")->valuestring, "done") == 0;
+        if (!done)
+            cJSON_Delete(o);
+    }
+    ck_assert(done);
+    ck_assert_int_eq(jget(o, "data.total")->valueint, 1000);
+    /* Submissions the generator made rejected already fail alone (conflict). */
+    ck_assert_int_eq(jget(o, "data.succeeded")->valueint, 999 - already);
+    ck_assert_int_eq(jget(o, "data.failed")->valueint, 1 + already);
+    for (int i = 0; i < 999; i++) {
+        const cJSON *it = cJSON_GetArrayItem(jget(o, "data.items"), i);
+        ck_assert_str_eq(jget(it, "status")->valuestring,
+                         was_rejected[i] ? "failed" : "succeeded");
+        if (was_rejected[i])
+            ck_assert_str_eq(jget(it, "error.code")->valuestring, "conflict");
+    }
+    ck_assert_int_eq(cJSON_GetArraySize(jget(o, "data.items")), 1000);
+    ck_assert_str_eq(jget(o, "data.items.999.status")->valuestring, "failed");
+    ck_assert_str_eq(jget(o, "data.items.999.error.code")->valuestring, "not_found");
+    cJSON_Delete(o);
+    /* The provider never saw more than its limit: its own bucket never refused. */
+    ah_erecruit_stats st1;
+    ah_erecruit_sim_stats(f.er, &st1);
+    ck_assert_uint_eq(st1.rate_limited, st0.rate_limited);
+    ck_assert_uint_eq(st0.rate_limited, 0);
+    ck_assert_uint_ge(ah_erecruit_sim_requests(f.er, "POST", "/api/v2/submissions/{id}/reject"),
+                      999);
+    char *t500 = ah_erecruit_sim_get(f.er, "submission", ids[500]);
+    cJSON *s = cJSON_Parse(t500);
+    free(t500);
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(s, "rejected")));
+    cJSON_Delete(s);
+    /* A bad body is refused before any job exists. */
+    ck_assert_int_eq(req(&f, "POST", "/v1/applications/bulk-stage", NULL,
+                         "{\"application_ids\":[\"a\"]}", &o), 400);
+    cJSON_Delete(o);
+    free(body);
+    free(ids);
+    teardown(&f);
+}
+END_TEST
+
+/* ---- OpenAPI coverage --------------------------------------------------------------- */
+
+typedef struct route_set {
+    char path[256][256];
+    unsigned flags[256];
+    int n;
+} route_set;
+
+static void collect_route(void *arg, const char *method, const char *path, unsigned flags)
+{
+    route_set *r = arg;
+    if (strncmp(path, "/v1", 3) != 0 || r->n == 256)
+        return;
+    snprintf(r->path[r->n], sizeof r->path[r->n], "%s", path);
+    (void)method;
+    r->flags[r->n] = flags;
+    r->n++;
+}
+
+START_TEST(test_openapi_routes)
+{
+    fixture f;
+    setup(&f, 1);
+    static route_set rs;
+    memset(&rs, 0, sizeof rs);
+    ah_httpd_each_route(f.core->httpd, collect_route, &rs);
+    ck_assert_int_gt(rs.n, 5);
+    char yaml_path[1024];
+    snprintf(yaml_path, sizeof yaml_path, "%s/docs/openapi.yaml", ah_t_env("AH_SOURCE_DIR"));
+    size_t len = 0;
+    char *yaml = ah_t_read_file(yaml_path, &len);
+    ck_assert_msg(yaml != NULL, "cannot read %s", yaml_path);
+    /* Our own layout: "paths:" then two-space-indented "  /v1/...:" keys. */
+    static char paths[256][256];
+    int np = 0;
+    bool in_paths = false;
+    for (char *line = strtok(yaml, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        if (line[0] != ' ' && line[0] != '#')
+            in_paths = strncmp(line, "paths:", 6) == 0;
+        else if (in_paths && strncmp(line, "  /", 3) == 0 && np < 256) {
+            char *colon = strrchr(line, ':');
+            ck_assert_ptr_nonnull(colon);
+            snprintf(paths[np++], sizeof paths[0], "%.*s", (int)(colon - line - 2), line + 2);
+        }
+    }
+    free(yaml);
+    ck_assert_int_gt(np, 10);
+    /* Every registered route is documented... */
+    for (int i = 0; i < rs.n; i++) {
+        bool found = false;
+        for (int j = 0; j < np && !found; j++)
+            found = (rs.flags[i] & AH_HTTPD_PREFIX) ? strncmp(paths[j], rs.path[i],
+                                                              strlen(rs.path[i])) == 0
+                                                    : strcmp(paths[j], rs.path[i]) == 0;
+        ck_assert_msg(found, "route %s is not in docs/openapi.yaml", rs.path[i]);
+    }
+    /* ...and every documented path is served. */
+    for (int j = 0; j < np; j++) {
+        bool found = false;
+        for (int i = 0; i < rs.n && !found; i++)
+            found = (rs.flags[i] & AH_HTTPD_PREFIX) ? strncmp(paths[j], rs.path[i],
+                                                              strlen(rs.path[i])) == 0
+                                                    : strcmp(paths[j], rs.path[i]) == 0;
+        ck_assert_msg(found, "docs/openapi.yaml has %s, which no route serves", paths[j]);
+    }
+    teardown(&f);
+}
+END_TEST
+
+static Suite *events_suite(void)
+{
+    Suite *s = suite_create("events_api");
+    TCase *tc = tcase_create("trust");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_webhooks_and_replay);
+    tcase_add_test(tc, test_webhook_disabled_after_failures);
+    tcase_add_test(tc, test_idempotency);
+    tcase_add_test(tc, test_deletions_and_stage_history);
+    tcase_add_test(tc, test_bulk_reject_paced);
+    tcase_add_test(tc, test_openapi_routes);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(events_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
