@@ -679,18 +679,31 @@ static void op_app_reject(api_req *rq)
 static bool fill_note(cJSON *out, const cJSON *in)
 {
     return add_copy(out, "note", member(in, "note")) &&
-           add_copy(out, "note_action_type", member(in, "note_action_type"));
+           add_copy(out, "note_action_type", member(in, "note_action_type")) &&
+           add_copy(out, "format", member(in, "format")) &&
+           add_copy(out, "screened", member(in, "screened"));
 }
 
 /* POST /v1/{applications|candidates}/{id}/notes {"note","note_action_type"?} */
 static void op_notes(api_req *rq)
 {
-    static const char *const allowed[] = {"note", "note_action_type", NULL};
+    static const char *const allowed[] = {"note", "note_action_type", "format", "screened",
+                                          NULL};
     const cJSON *in = body_object(rq, allowed), *v;
-    const char *s;
+    const char *s, *fmt = NULL;
     if (in == NULL || body_string(rq, in, "note", true, API_NOTE_MAX, &s) != 0 ||
-        body_ref(rq, in, "note_action_type", false, &v) != 0)
+        body_ref(rq, in, "note_action_type", false, &v) != 0 ||
+        body_string(rq, in, "format", false, API_SHORT_MAX, &fmt) != 0)
         return;
+    if (fmt != NULL && strcmp(fmt, "html") != 0 && strcmp(fmt, "text") != 0) {
+        ah_ex_error(rq->ex, 400, AH_E_INVALID, "format must be \"html\" or \"text\"");
+        return;
+    }
+    v = member(in, "screened");
+    if (v != NULL && !cJSON_IsBool(v)) {
+        ah_ex_error(rq->ex, 400, AH_E_INVALID, "screened must be a boolean");
+        return;
+    }
     send_for_record(rq,
                     rq->kind->bit == K_APPLICATION ? "notes.add_to_application"
                                                    : "notes.add_to_candidate",

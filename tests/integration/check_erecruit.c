@@ -534,8 +534,8 @@ static void check_notes(fixture *f, long app_remote)
     free(cand);
 }
 
-/* The screened note: not reachable through REST (its body takes no
- * "screened"), so it goes on the bus as the API would send it. */
+/* The screened note through REST: status 101 on the submission, tag
+ * 65880 on the contact, and the note itself. */
 static void check_screened(fixture *f, long app_remote)
 {
     cJSON *before = sim_get(f, "submission", app_remote);
@@ -543,18 +543,13 @@ static void check_screened(fixture *f, long app_remote)
     cJSON_Delete(before);
     ck_assert(!has_tag(f, contact, 65880));
 
-    cJSON *b = cJSON_CreateObject();
-    ck_assert_ptr_nonnull(b);
-    char rid[32];
-    snprintf(rid, sizeof rid, "%ld", app_remote);
-    cJSON_AddStringToObject(b, "application_id", rid);
-    cJSON_AddStringToObject(b, "note", "Screened by phone");
-    cJSON_AddBoolToObject(b, "screened", true);
-    ah_reply r;
-    int rc = ah_core_request(f->core, "acme", "main", "notes.add_to_application", b, &r);
-    ck_assert_msg(rc == 0, "%s: %s", r.code, r.message ? r.message : "");
-    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(r.body, "screened")));
-    ah_reply_free(&r);
+    char path[256];
+    char *app = rec_id(f, "application", app_remote);
+    snprintf(path, sizeof path, "/v1/applications/%s/notes", app);
+    cJSON *o = ok(f, "POST", path, NULL, "{\"note\":\"Screened by phone\",\"screened\":true}");
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "data"), "screened")));
+    cJSON_Delete(o);
+    free(app);
 
     cJSON *s = sim_get(f, "submission", app_remote);
     ck_assert_int_eq(jnum(s, "status_id"), 101);
