@@ -112,7 +112,11 @@ void ah_ratelimit_throttled(ah_core *core, int64_t conn_id)
     if (t == NULL)
         return;
     pthread_mutex_lock(&t->mu);
-    ah_bucket *b = bucket_for(t, conn_id);
+    ah_bucket *b = NULL;
+    /* Only a paced connection (one that took a token) can be slowed. */
+    for (size_t i = 0; i < t->nbuckets && b == NULL; i++)
+        if (t->buckets[i].conn_id == conn_id)
+            b = &t->buckets[i];
     if (b != NULL) {
         b->factor = b->factor / 2 < RL_MIN_FACTOR ? RL_MIN_FACTOR : b->factor / 2;
         b->penalty_until = mono_s() + RL_PENALTY_S;

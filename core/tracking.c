@@ -71,6 +71,8 @@ static int cmp_str(const void *a, const void *b)
 
 static bool seen_has(const ah_seen *s, const char *id)
 {
+    if (s->n == 0)
+        return false;
     return bsearch(&id, s->ids, s->n, sizeof *s->ids, cmp_str) != NULL;
 }
 
@@ -85,7 +87,7 @@ long ah_tracking_sweep(ah_core *core, const ah_conn *c, const char *type, const 
     if (seen == NULL || seen->oom)
         return 0;
     ah_seen *s = (ah_seen *)seen;
-    if (!s->sorted) {
+    if (!s->sorted && s->n > 1) {
         qsort(s->ids, s->n, sizeof *s->ids, cmp_str);
         s->sorted = true;
     }
