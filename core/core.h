@@ -138,6 +138,10 @@ int ah_core_request(ah_core *core, const char *tenant, const char *connection,
  *  order, retried with backoff until the plugin handles them. `body`
  *  transferred. 0 when stored. */
 int ah_core_publish(ah_core *core, int64_t tenant_id, const char *topic, cJSON *body);
+/** Publishes n events of one tenant in one store transaction (all or
+ *  nothing). Every bodies[i] is transferred (and set to NULL). */
+int ah_core_publish_batch(ah_core *core, int64_t tenant_id, const char *const *topics,
+                          cJSON **bodies, size_t n);
 /** Subscribes the delivery handler on the bus (at open). */
 int ah_events_init(ah_core *core);
 /** Kicks connections whose deliveries are due (the ticker, every second). */

@@ -85,37 +85,77 @@ static void collect_conn(void *arg, ah_conn *c)
     l->ids[l->n++] = c->id;
 }
 
+/* The enabled connections of the tenant whose plugin subscribes to topic. */
+static void subscribers_of(ah_core *core, int64_t tenant_id, const char *topic, id_list *out)
+{
+    sub_walk w = {.topic = topic};
+    ah_registry_each(core->registry, collect_plugin, &w);
+    for (size_t i = 0; i < w.n; i++) {
+        ah_conns_each_in_tenant(core, tenant_id, w.plugins[i], collect_conn, out);
+        free(w.plugins[i]);
+    }
+    free(w.plugins);
+}
+
+int ah_core_publish_batch(ah_core *core, int64_t tenant_id, const char *const *topics,
+                          cJSON **bodies, size_t n)
+{
+    ah_outbox_in *ev = calloc(n ? n : 1, sizeof *ev);
+    char **texts = calloc(n ? n : 1, sizeof *texts);
+    id_list *subs = calloc(n ? n : 1, sizeof *subs);
+    int rc = ev != NULL && texts != NULL && subs != NULL ? 0 : -1;
+    for (size_t i = 0; i < n; i++) {
+        if (rc == 0) {
+            texts[i] = bodies[i] != NULL ? cJSON_PrintUnformatted(bodies[i]) : strdup("{}");
+            if (texts[i] == NULL)
+                rc = -1;
+        }
+        cJSON_Delete(bodies[i]);
+        bodies[i] = NULL;
+        if (rc != 0)
+            continue;
+        /* Events of one batch mostly share a topic: reuse the previous
+         * event's subscribers rather than walking the registry again. */
+        if (i > 0 && strcmp(topics[i], topics[i - 1]) == 0) {
+            ev[i].conn_ids = ev[i - 1].conn_ids;
+            ev[i].nconn = ev[i - 1].nconn;
+        } else {
+            subscribers_of(core, tenant_id, topics[i], &subs[i]);
+            ev[i].conn_ids = subs[i].ids;
+            ev[i].nconn = subs[i].n;
+        }
+        ev[i].topic = topics[i];
+        ev[i].body = texts[i];
+    }
+    if (rc == 0 && n > 0 &&
+        core->store->ops->outbox_add_batch(core->store, tenant_id, ev, n) != 0) {
+        ah_log(&core->log, AH_LOG_ERROR, "events", "cannot store %zu event(s) (%s, ...)", n,
+               topics[0]);
+        rc = -1;
+    }
+    /* Kick each subscriber's lane once; if the bus refuses (overloaded, no
+     * bus in this process), the ticker delivers later: the deliveries are
+     * stored. */
+    for (size_t i = 0; rc == 0 && core->bus != NULL && i < n; i++)
+        for (size_t k = 0; k < subs[i].n; k++)
+            ah_bus_publish(core->bus, (uint64_t)subs[i].ids[k], DELIVERY_TOPIC, NULL);
+    for (size_t i = 0; texts != NULL && i < n; i++)
+        free(texts[i]);
+    for (size_t i = 0; subs != NULL && i < n; i++)
+        free(subs[i].ids);
+    free(texts);
+    free(subs);
+    free(ev);
+    return rc;
+}
+
 int ah_core_publish(ah_core *core, int64_t tenant_id, const char *topic, cJSON *body)
 {
     if (body == NULL)
         body = cJSON_CreateObject();
-    char *text = body != NULL ? cJSON_PrintUnformatted(body) : NULL;
-    cJSON_Delete(body);
-    if (text == NULL)
+    if (body == NULL)
         return -1;
-    sub_walk w = {.topic = topic};
-    ah_registry_each(core->registry, collect_plugin, &w);
-    id_list subs = {0};
-    for (size_t i = 0; i < w.n; i++) {
-        ah_conns_each_in_tenant(core, tenant_id, w.plugins[i], collect_conn, &subs);
-        free(w.plugins[i]);
-    }
-    free(w.plugins);
-    int64_t id = 0;
-    int rc = core->store->ops->outbox_add_for(core->store, tenant_id, topic, text, subs.ids,
-                                              subs.n, &id);
-    free(text);
-    if (rc != 0) {
-        ah_log(&core->log, AH_LOG_ERROR, "events", "cannot store event %s", topic);
-        free(subs.ids);
-        return -1;
-    }
-    /* Kick each subscriber's lane; if the bus refuses (overloaded, no bus in
-     * this process), the ticker delivers later: the deliveries are stored. */
-    for (size_t i = 0; core->bus != NULL && i < subs.n; i++)
-        ah_bus_publish(core->bus, (uint64_t)subs.ids[i], DELIVERY_TOPIC, NULL);
-    free(subs.ids);
-    return 0;
+    return ah_core_publish_batch(core, tenant_id, &topic, &body, 1);
 }
 
 /* --- delivering -------------------------------------------------------------- */

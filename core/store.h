@@ -138,6 +138,16 @@ typedef struct ah_delivery_row {
     char *next_at;  /* ISO-8601 UTC: not before */
 } ah_delivery_row;
 
+/** One event to add to the outbox (outbox_add_batch). Strings and the id
+ *  list are borrowed. */
+typedef struct ah_outbox_in {
+    const char *topic;
+    const char *body;
+    const int64_t *conn_ids; /* subscribers to deliver it to */
+    size_t nconn;
+    int64_t id; /* out: the event's outbox id */
+} ah_outbox_in;
+
 typedef void (*ah_tenant_cb)(void *arg, const ah_tenant_row *row);
 typedef void (*ah_connection_cb)(void *arg, const ah_connection_row *row);
 typedef void (*ah_record_cb)(void *arg, const ah_record_row *row);
@@ -217,11 +227,11 @@ typedef struct ah_store_ops {
     int (*log_query)(ah_store *s, const ah_log_filter *f, ah_log_cb cb, void *arg);
 
     /* per-connection event deliveries (at least once, in order) */
-    /** Adds an outbox event and, in the same transaction, one pending
-     *  delivery of it for each of the n connections (the subscribers). */
-    int (*outbox_add_for)(ah_store *s, int64_t tenant_id, const char *topic,
-                          const char *body, const int64_t *conn_ids, size_t n,
-                          int64_t *id_out);
+    /** Adds n outbox events of one tenant and, in the same transaction,
+     *  one pending delivery of each for every connection it lists (its
+     *  subscribers). events[i].id receives the event's outbox id. All or
+     *  nothing. */
+    int (*outbox_add_batch)(ah_store *s, int64_t tenant_id, ah_outbox_in *events, size_t n);
     /** The oldest pending delivery of a connection (whether due or not):
      *  deliveries of one connection are made in outbox order.
      *  AH_STORE_NOT_FOUND when none. Free with ah_delivery_row_free. */

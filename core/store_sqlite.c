@@ -1797,49 +1797,49 @@ static int sq_log_query(ah_store *st, const ah_log_filter *f, ah_log_cb cb, void
 
 /* ---- event deliveries -------------------------------------------------------- */
 
-static int sq_outbox_add_for(ah_store *st, int64_t tenant_id, const char *topic,
-                             const char *body, const int64_t *conn_ids, size_t n,
-                             int64_t *id_out)
+static int sq_outbox_add_batch(ah_store *st, int64_t tenant_id, ah_outbox_in *events, size_t n)
 {
     sq_store *s = SQ(st);
-    if (topic == NULL || (n > 0 && conn_ids == NULL))
+    if (events == NULL && n > 0)
         return AH_STORE_ERR;
     char now[32];
     ah_now_iso(now);
     lock(s);
     int rc = tx_begin(s);
-    int64_t id = 0;
-    sqlite3_stmt *q = rc == AH_STORE_OK ? get(s, Q_OUT_ADD) : NULL;
-    if (q == NULL) {
-        rc = AH_STORE_ERR;
-    } else {
-        sqlite3_bind_int64(q, 1, tenant_id);
-        bind_text(q, 2, topic);
-        bind_text(q, 3, body != NULL ? body : "{}");
-        bind_text(q, 4, now);
-        rc = run(s, q, "outbox_add_for");
-        id = sqlite3_last_insert_rowid(s->db);
-        done(q);
-    }
-    for (size_t i = 0; rc == AH_STORE_OK && i < n; i++) {
-        q = get(s, Q_DEL_ADD);
+    for (size_t e = 0; rc == AH_STORE_OK && e < n; e++) {
+        ah_outbox_in *ev = &events[e];
+        sqlite3_stmt *q = ev->topic != NULL && (ev->nconn == 0 || ev->conn_ids != NULL)
+                              ? get(s, Q_OUT_ADD)
+                              : NULL;
         if (q == NULL) {
             rc = AH_STORE_ERR;
             break;
         }
-        sqlite3_bind_int64(q, 1, conn_ids[i]);
-        sqlite3_bind_int64(q, 2, id);
-        bind_text(q, 3, now);
-        rc = run(s, q, "outbox_add_for");
+        sqlite3_bind_int64(q, 1, tenant_id);
+        bind_text(q, 2, ev->topic);
+        bind_text(q, 3, ev->body != NULL ? ev->body : "{}");
+        bind_text(q, 4, now);
+        rc = run(s, q, "outbox_add_batch");
+        ev->id = sqlite3_last_insert_rowid(s->db);
         done(q);
+        for (size_t i = 0; rc == AH_STORE_OK && i < ev->nconn; i++) {
+            q = get(s, Q_DEL_ADD);
+            if (q == NULL) {
+                rc = AH_STORE_ERR;
+                break;
+            }
+            sqlite3_bind_int64(q, 1, ev->conn_ids[i]);
+            sqlite3_bind_int64(q, 2, ev->id);
+            bind_text(q, 3, now);
+            rc = run(s, q, "outbox_add_batch");
+            done(q);
+        }
     }
     if (rc == AH_STORE_OK)
         rc = tx_commit(s);
     else if (!sqlite3_get_autocommit(s->db))
         tx_rollback(s);
     unlock(s);
-    if (rc == AH_STORE_OK && id_out != NULL)
-        *id_out = id;
     return rc;
 }
 
@@ -2072,7 +2072,7 @@ static const ah_store_ops sq_ops = {
     .outbox_done = sq_outbox_done,
     .log_add = sq_log_add,
     .log_query = sq_log_query,
-    .outbox_add_for = sq_outbox_add_for,
+    .outbox_add_batch = sq_outbox_add_batch,
     .delivery_next = sq_delivery_next,
     .delivery_done = sq_delivery_done,
     .delivery_retry = sq_delivery_retry,

@@ -417,20 +417,43 @@ static int request_page(run_ctx *x, const cursor *cur, ah_reply *r)
     }
 }
 
-static void publish_change(run_ctx *x, const ah_record_in *in, const char *id, bool created)
+static cJSON *change_body(run_ctx *x, const ah_record_in *in, const char *id)
 {
-    char topic[96];
-    snprintf(topic, sizeof topic, "event.%.40s.%s", in->type, created ? "created" : "updated");
     cJSON *b = cJSON_CreateObject();
     if (b == NULL)
-        return;
+        return NULL;
     cJSON_AddStringToObject(b, "id", id != NULL ? id : "");
     cJSON_AddStringToObject(b, "remote_id", in->remote_id);
     cJSON_AddStringToObject(b, "type", in->type);
     cJSON_AddStringToObject(b, "connection", x->conn->name);
     add_str_or_null(b, "updated_at", in->updated_at);
-    /* A lost event is logged by the core; the record itself is committed. */
-    ah_core_publish(x->core, x->conn->tenant_id, topic, b);
+    return b;
+}
+
+/* Publishes a committed page's changes in one transaction. A lost batch is
+ * logged by the core; the records themselves are committed. */
+static void publish_changes(run_ctx *x, const ah_record_in *in, char **ids,
+                            const ah_upsert_result *res, size_t n)
+{
+    char (*topics)[96] = calloc(n ? n : 1, sizeof *topics);
+    const char **tp = calloc(n ? n : 1, sizeof *tp);
+    cJSON **bodies = calloc(n ? n : 1, sizeof *bodies);
+    size_t m = 0;
+    for (size_t k = 0; topics != NULL && tp != NULL && bodies != NULL && k < n; k++) {
+        if (res[k] != AH_REC_CREATED && res[k] != AH_REC_UPDATED)
+            continue;
+        snprintf(topics[m], sizeof topics[m], "event.%.40s.%s", in[k].type,
+                 res[k] == AH_REC_CREATED ? "created" : "updated");
+        tp[m] = topics[m];
+        bodies[m] = change_body(x, &in[k], ids[k]);
+        if (bodies[m] != NULL)
+            m++;
+    }
+    if (m > 0)
+        ah_core_publish_batch(x->core, x->conn->tenant_id, tp, bodies, m);
+    free(topics);
+    free(tp);
+    free(bodies);
 }
 
 /* Commits one page (records + the cursor that follows) and publishes its
@@ -517,16 +540,14 @@ static int commit_page(run_ctx *x, const char *key, cursor *cur, const cJSON *re
     }
     for (size_t k = 0; k < n; k++) {
         ah_seen_add(x->seen, ids[k]);
-        if (res[k] == AH_REC_CREATED) {
+        if (res[k] == AH_REC_CREATED)
             x->st->created++;
-            publish_change(x, &in[k], ids[k], true);
-        } else if (res[k] == AH_REC_UPDATED) {
+        else if (res[k] == AH_REC_UPDATED)
             x->st->updated++;
-            publish_change(x, &in[k], ids[k], false);
-        } else {
+        else
             x->st->unchanged++;
-        }
     }
+    publish_changes(x, in, ids, res, n);
     x->st->pages++;
     x->st->records += (long)n;
     snprintf(x->st->last_cursor, sizeof x->st->last_cursor, "%s", next != NULL ? next : "");
