@@ -41,11 +41,24 @@ typedef enum bus_kind { BUS_ASYNC, BUS_SYNC, BUS_EVENT } bus_kind;
 /* Shared by a synchronous caller and the worker that answers it; the last
  * of the two to let go frees it, so a reply arriving after the caller gave
  * up is dropped safely. */
+/* Iterations a worker, or a synchronous caller, spins before it sleeps. */
+#define BUS_SPIN 2000
+
+static inline void bus_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 typedef struct bus_completion {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int refs;
     bool done;
+    atomic_bool done_hint; /* done, readable without mu (for spinning) */
     ah_reply reply;
 } bus_completion;
 
@@ -101,6 +114,10 @@ struct ah_bus {
     size_t nbuckets; /* a power of two */
     size_t nlanes;
     bus_lane *runq_head, *runq_tail;
+    /* Lanes on the run queue, readable without mu: a worker about to sleep
+     * spins on it briefly first, since on a busy bus a futex sleep and
+     * wake-up cost more than the work (see BUS_SPIN). */
+    atomic_long runnable;
     bus_lane *free_lanes;
     size_t nfree_lanes;
     bus_msg *free_msgs;
@@ -234,6 +251,7 @@ static void lane_remove(ah_bus *b, bus_lane *l)
 
 static void runq_push(ah_bus *b, bus_lane *l)
 {
+    atomic_fetch_add_explicit(&b->runnable, 1, memory_order_relaxed);
     l->rnext = NULL;
     if (b->runq_tail != NULL)
         b->runq_tail->rnext = l;
@@ -279,6 +297,7 @@ static void completion_finish(bus_completion *c, ah_reply *r)
     else
         ah_reply_free(r);
     c->done = true;
+    atomic_store_explicit(&c->done_hint, true, memory_order_release);
     pthread_cond_signal(&c->cv);
     bool last = --c->refs == 0;
     pthread_mutex_unlock(&c->mu);
@@ -353,6 +372,17 @@ static void *bus_worker(void *arg)
         if (l == NULL) {
             if (b->stopping)
                 break;
+            /* Spin a little before sleeping: work usually arrives within
+             * microseconds on a busy bus. Spinning workers are not counted
+             * as idle, so senders do not signal them. */
+            pthread_mutex_unlock(&b->mu);
+            for (int i = 0; i < BUS_SPIN && atomic_load_explicit(&b->runnable,
+                                                                  memory_order_relaxed) == 0;
+                 i++)
+                bus_cpu_relax();
+            pthread_mutex_lock(&b->mu);
+            if (b->runq_head != NULL || b->stopping)
+                continue;
             b->idle++;
             pthread_cond_wait(&b->work_cv, &b->mu);
             b->idle--;
@@ -361,6 +391,7 @@ static void *bus_worker(void *arg)
             continue;
         }
         b->runq_head = l->rnext;
+        atomic_fetch_sub_explicit(&b->runnable, 1, memory_order_relaxed);
         if (b->runq_head == NULL)
             b->runq_tail = NULL;
 
@@ -538,6 +569,7 @@ int ah_bus_request(ah_bus *bus, uint64_t lane, void *target, const char *topic,
         refusal_reply(reply, "internal_error");
         return -1;
     }
+    atomic_init(&c->done_hint, false);
     pthread_condattr_t ca;
     bool ok = false;
     if (pthread_condattr_init(&ca) == 0) {
@@ -574,6 +606,9 @@ int ah_bus_request(ah_bus *bus, uint64_t lane, void *target, const char *topic,
         deadline.tv_nsec -= 1000000000L;
     }
 
+    for (int i = 0; i < BUS_SPIN && !atomic_load_explicit(&c->done_hint, memory_order_acquire);
+         i++)
+        bus_cpu_relax();
     pthread_mutex_lock(&c->mu);
     while (!c->done) {
         if (pthread_cond_timedwait(&c->cv, &c->mu, &deadline) == ETIMEDOUT)
@@ -762,6 +797,7 @@ ah_bus *ah_bus_new(const ah_bus_opts *opts)
         return NULL;
     }
     atomic_init(&b->subs, NULL);
+    atomic_init(&b->runnable, 0);
     b->handler = opts->handler;
     b->handler_arg = opts->handler_arg;
     b->default_timeout_ms =

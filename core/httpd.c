@@ -66,6 +66,7 @@ struct ah_httpd {
     struct MHD_Daemon *daemon;
     int listen_fd;       /* caller's listening socket, or -1 */
     atomic_long inflight; /* requests started and not yet completed */
+    atomic_long fresh;    /* connections accepted whose first request has not begun */
     bool quiesced;
 
     pthread_rwlock_t lock; /* guards the route table below */
@@ -752,9 +753,53 @@ static void route_release(ah_httpd *h, ah_route *r)
 /* Called with the raw request target before MHD unescapes it: the place to
  * allocate the exchange (one allocation, path storage inline) and to catch
  * an escaped NUL, which the unescaped C string can no longer show. */
+/* Per-connection state (MHD's socket context): whether the connection has
+ * begun a request yet. A drain waits for fresh connections too, so a
+ * connection accepted just before the listener closed still gets its
+ * answer rather than a reset. */
+typedef struct conn_state {
+    bool fresh;
+} conn_state;
+
+static void fresh_done(ah_httpd *h)
+{
+    if (atomic_fetch_sub(&h->fresh, 1) == 1) {
+        pthread_mutex_lock(&h->drain_mu);
+        pthread_cond_broadcast(&h->drain_cv);
+        pthread_mutex_unlock(&h->drain_mu);
+    }
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    ah_httpd *h = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        conn_state *cs = calloc(1, sizeof *cs);
+        if (cs != NULL) {
+            cs->fresh = true;
+            atomic_fetch_add(&h->fresh, 1);
+        }
+        *socket_context = cs;
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        conn_state *cs = *socket_context;
+        if (cs != NULL && cs->fresh)
+            fresh_done(h);
+        free(cs);
+        *socket_context = NULL;
+    }
+}
+
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     ah_httpd *h = cls;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    conn_state *cs = ci != NULL ? ci->socket_context : NULL;
+    if (cs != NULL && cs->fresh) {
+        cs->fresh = false;
+        fresh_done(h);
+    }
     size_t ulen = strlen(uri);
     ah_http_exchange *ex = malloc(sizeof *ex + ulen + 1);
     if (ex == NULL)
@@ -1041,11 +1086,12 @@ fail:
 static int start_on_fd(ah_httpd *h, char *err, size_t errlen)
 {
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC;
-    struct MHD_OptionItem ops[6];
+    struct MHD_OptionItem ops[10];
     size_t n = 0;
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, h->listen_fd, NULL};
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, h};
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, h};
+    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, h};
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, AH_HTTPD_CONN_TIMEOUT_S, NULL};
     if (h->threads > 1)
         ops[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, h->threads, NULL};
@@ -1098,11 +1144,12 @@ int ah_httpd_start(ah_httpd *h, char *err, size_t errlen)
     if (h->tls_cert != NULL)
         flags |= MHD_USE_TLS;
     /* MHD_USE_ERROR_LOG stays off: MHD's messages would go to stderr. */
-    struct MHD_OptionItem ops[8];
+    struct MHD_OptionItem ops[10];
     size_t n = 0;
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, h};
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, h};
+    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, h};
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, AH_HTTPD_CONN_TIMEOUT_S, NULL};
     if (h->threads > 1)
         ops[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, h->threads, NULL};
@@ -1173,9 +1220,9 @@ bool ah_httpd_wait_idle(ah_httpd *h, long timeout_ms)
     }
     pthread_mutex_lock(&h->drain_mu);
     int rc = 0;
-    while (atomic_load(&h->inflight) > 0 && rc == 0)
+    while ((atomic_load(&h->inflight) > 0 || atomic_load(&h->fresh) > 0) && rc == 0)
         rc = pthread_cond_timedwait(&h->drain_cv, &h->drain_mu, &until);
-    bool idle = atomic_load(&h->inflight) == 0;
+    bool idle = atomic_load(&h->inflight) == 0 && atomic_load(&h->fresh) == 0;
     pthread_mutex_unlock(&h->drain_mu);
     return idle;
 }

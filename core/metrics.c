@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Metrics: labelled counters and histograms kept in one table, rendered in
- * the Prometheus text format. A label set is at most four strings; lookups
- * are linear because the number of series is small (routes x statuses,
- * plugins x topics, connections x types) and bounded by AH_METRICS_MAX.
+ * the Prometheus text format. A label set is at most four strings. Series
+ * are found through a hash index (they are looked up on every plugin call
+ * and HTTP request, and sync series grow with connections), bounded by
+ * AH_METRICS_MAX.
  */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +49,8 @@ struct ah_metrics {
     pthread_mutex_t mu;
     series *v;
     size_t n, cap;
+    size_t *index;    /* open addressing: position in v + 1, 0 = empty */
+    size_t index_cap; /* power of two, kept at least twice n */
 };
 
 typedef struct kind_info {
@@ -104,6 +108,7 @@ void ah_metrics_free(ah_metrics *m)
         for (int j = 0; j < NLABELS; j++)
             free(m->v[i].label[j]);
     free(m->v);
+    free(m->index);
     pthread_mutex_destroy(&m->mu);
     free(m);
 }
@@ -118,6 +123,59 @@ static bool labels_eq(const series *s, const char *const *l)
     return true;
 }
 
+static uint64_t labels_hash(enum kind k, const char *const *l)
+{
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)k;
+    for (int j = 0; j < NLABELS; j++) {
+        for (const char *p = l[j]; p != NULL && *p != '\0'; p++)
+            h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+        h = (h ^ 0xff) * 1099511628211ULL; /* separates ("ab","") from ("a","b") */
+    }
+    return h;
+}
+
+/* Index position of kind+labels: the slot holding it, or the empty slot
+ * where it would go. Caller holds m->mu; index_cap > 0. */
+static size_t index_slot(const ah_metrics *m, enum kind k, const char *const *l)
+{
+    size_t mask = m->index_cap - 1, i = (size_t)labels_hash(k, l) & mask;
+    while (m->index[i] != 0) {
+        const series *s = &m->v[m->index[i] - 1];
+        if (s->kind == k && labels_eq(s, l))
+            break;
+        i = (i + 1) & mask;
+    }
+    return i;
+}
+
+static int index_grow(ah_metrics *m)
+{
+    size_t cap = m->index_cap ? m->index_cap * 2 : 64;
+    size_t *old = m->index, ocap = m->index_cap;
+    m->index = calloc(cap, sizeof *m->index);
+    if (m->index == NULL) {
+        m->index = old;
+        return -1;
+    }
+    m->index_cap = cap;
+    for (size_t i = 0; i < ocap; i++) {
+        if (old[i] == 0)
+            continue;
+        const series *s = &m->v[old[i] - 1];
+        m->index[index_slot(m, s->kind, (const char *const *)s->label)] = old[i];
+    }
+    free(old);
+    return 0;
+}
+
+static series *find(ah_metrics *m, enum kind k, const char *const *l)
+{
+    if (m->index_cap == 0)
+        return NULL;
+    size_t i = index_slot(m, k, l);
+    return m->index[i] != 0 ? &m->v[m->index[i] - 1] : NULL;
+}
+
 /* The series for kind+labels, created when missing; NULL when out of
  * memory. Caller holds m->mu. */
 static series *get(ah_metrics *m, enum kind k, const char *l0, const char *l1, const char *l2,
@@ -126,16 +184,17 @@ static series *get(ah_metrics *m, enum kind k, const char *l0, const char *l1, c
     const char *l[NLABELS] = {l0, l1, l2, l3};
     static const char *const overflow[NLABELS] = {"(overflow)", "(overflow)", "(overflow)",
                                                   "(overflow)"};
-    for (size_t i = 0; i < m->n; i++)
-        if (m->v[i].kind == k && labels_eq(&m->v[i], l))
-            return &m->v[i];
+    series *hit = find(m, k, l);
+    if (hit != NULL)
+        return hit;
     if (m->n >= AH_METRICS_MAX) {
         for (int j = 0; j < NLABELS; j++)
             l[j] = kinds[k].labels[j] != NULL ? overflow[j] : NULL;
-        for (size_t i = 0; i < m->n; i++)
-            if (m->v[i].kind == k && labels_eq(&m->v[i], l))
-                return &m->v[i];
+        if ((hit = find(m, k, l)) != NULL)
+            return hit;
     }
+    if (2 * (m->n + 1) > m->index_cap && index_grow(m) != 0)
+        return NULL;
     if (m->n == m->cap) {
         size_t cap = m->cap ? m->cap * 2 : 32;
         series *v = realloc(m->v, cap * sizeof *v);
@@ -158,6 +217,7 @@ static series *get(ah_metrics *m, enum kind k, const char *l0, const char *l1, c
         }
     }
     m->n++;
+    m->index[index_slot(m, k, l)] = m->n;
     return s;
 }
 

@@ -27,7 +27,7 @@ typedef struct reg_entry {
 struct ah_registry {
     const ah_host_api *host;
     void *host_ctx;
-    pthread_mutex_t mu;      /* guards entries; held only for lookups and swaps */
+    pthread_rwlock_t mu;     /* guards entries: read for lookups, write for swaps */
     pthread_mutex_t load_mu; /* one load at a time: numbers, private copies */
     reg_entry *entries;      /* sorted by name */
     size_t n, cap;
@@ -42,12 +42,12 @@ ah_registry *ah_registry_new_ctx(const ah_host_api *host, void *host_ctx)
         return NULL;
     reg->host = host;
     reg->host_ctx = host_ctx;
-    if (pthread_mutex_init(&reg->mu, NULL) != 0) {
+    if (pthread_rwlock_init(&reg->mu, NULL) != 0) {
         free(reg);
         return NULL;
     }
     if (pthread_mutex_init(&reg->load_mu, NULL) != 0) {
-        pthread_mutex_destroy(&reg->mu);
+        pthread_rwlock_destroy(&reg->mu);
         free(reg);
         return NULL;
     }
@@ -69,7 +69,7 @@ void ah_registry_free(ah_registry *reg)
     }
     free(reg->entries);
     pthread_mutex_destroy(&reg->load_mu);
-    pthread_mutex_destroy(&reg->mu);
+    pthread_rwlock_destroy(&reg->mu);
     free(reg);
 }
 
@@ -141,10 +141,10 @@ int ah_registry_load(ah_registry *reg, const char *expect_name, const char *path
         ah_generation_release(gen);
         return -1;
     }
-    pthread_mutex_lock(&reg->mu);
+    pthread_rwlock_wrlock(&reg->mu);
     reg_entry *e = entry_for(reg, gen->name);
     if (e == NULL) {
-        pthread_mutex_unlock(&reg->mu);
+        pthread_rwlock_unlock(&reg->mu);
         pthread_mutex_unlock(&reg->load_mu);
         if (err != NULL && errlen > 0)
             snprintf(err, errlen, "%s: out of memory", path);
@@ -156,7 +156,7 @@ int ah_registry_load(ah_registry *reg, const char *expect_name, const char *path
     ah_generation *old = e->gen;
     e->gen = gen; /* the registry's reference is the one the loader gave us */
     int number = (int)gen->number;
-    pthread_mutex_unlock(&reg->mu);
+    pthread_rwlock_unlock(&reg->mu);
     pthread_mutex_unlock(&reg->load_mu);
     /* Outside the locks: this may run the old generation's fini. */
     ah_generation_release(old);
@@ -167,13 +167,13 @@ int ah_registry_unload(ah_registry *reg, const char *name)
 {
     if (reg == NULL || name == NULL)
         return -1;
-    pthread_mutex_lock(&reg->mu);
+    pthread_rwlock_wrlock(&reg->mu);
     bool found;
     size_t i = find(reg, name, &found);
     ah_generation *old = found ? reg->entries[i].gen : NULL;
     if (old != NULL)
         reg->entries[i].gen = NULL;
-    pthread_mutex_unlock(&reg->mu);
+    pthread_rwlock_unlock(&reg->mu);
     if (old == NULL)
         return -1;
     ah_generation_release(old);
@@ -184,13 +184,13 @@ ah_generation *ah_registry_acquire(ah_registry *reg, const char *name)
 {
     if (reg == NULL || name == NULL)
         return NULL;
-    pthread_mutex_lock(&reg->mu);
+    pthread_rwlock_rdlock(&reg->mu);
     bool found;
     size_t i = find(reg, name, &found);
     ah_generation *gen = found ? reg->entries[i].gen : NULL;
     if (gen != NULL)
         atomic_fetch_add(&gen->refs, 1);
-    pthread_mutex_unlock(&reg->mu);
+    pthread_rwlock_unlock(&reg->mu);
     return gen;
 }
 
@@ -217,7 +217,7 @@ void ah_generation_release(ah_generation *gen)
 static ah_generation *acquire_next(ah_registry *reg, const char *after)
 {
     ah_generation *gen = NULL;
-    pthread_mutex_lock(&reg->mu);
+    pthread_rwlock_rdlock(&reg->mu);
     size_t i = 0;
     if (after != NULL) {
         bool found;
@@ -229,7 +229,7 @@ static ah_generation *acquire_next(ah_registry *reg, const char *after)
         gen = reg->entries[i].gen;
     if (gen != NULL)
         atomic_fetch_add(&gen->refs, 1);
-    pthread_mutex_unlock(&reg->mu);
+    pthread_rwlock_unlock(&reg->mu);
     return gen;
 }
 
@@ -255,9 +255,9 @@ size_t ah_registry_count(ah_registry *reg)
     if (reg == NULL)
         return 0;
     size_t n = 0;
-    pthread_mutex_lock(&reg->mu);
+    pthread_rwlock_rdlock(&reg->mu);
     for (size_t i = 0; i < reg->n; i++)
         n += reg->entries[i].gen != NULL;
-    pthread_mutex_unlock(&reg->mu);
+    pthread_rwlock_unlock(&reg->mu);
     return n;
 }

@@ -360,11 +360,16 @@ START_TEST(test_list_filters)
     ck_assert_int_eq(req_as(&f, KEY_GLOBEX, "GET", "/v1/jobs?connection=ats2", NULL, NULL, &o),
                      404);
     cJSON_Delete(o);
-    /* A cursor from another tenant's id space reveals nothing either. */
+    /* A cursor from another tenant's id space reveals nothing either: the
+     * page holds globex's own job or nothing (ids that start in the same
+     * millisecond may sort either side of the cursor), never acme's. */
     char path[256];
     snprintf(path, sizeof path, "/v1/jobs?cursor=%s", f.job[0]);
     ck_assert_int_eq(req_as(&f, KEY_GLOBEX, "GET", path, NULL, NULL, &o), 200);
-    ck_assert_int_eq(cJSON_GetArraySize(jget(o, "data")), 1);
+    ck_assert_int_le(cJSON_GetArraySize(jget(o, "data")), 1);
+    const cJSON *only;
+    cJSON_ArrayForEach(only, jget(o, "data"))
+        ck_assert_str_eq(cJSON_GetObjectItem(only, "id")->valuestring, f.gjob);
     cJSON_Delete(o);
 
     /* Bad parameters. */
