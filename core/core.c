@@ -39,6 +39,13 @@ void ah_core_call_init(ah_core_call *cc, ah_core *core, ah_generation *gen, ah_c
     call->correlation_id = correlation_id;
 }
 
+void ah_core_call_scope(ah_core_call *cc)
+{
+    ah_store *st = cc->core->store;
+    if (!cc->scoped && st->ops->scope_begin != NULL && st->ops->scope_begin(st) == 0)
+        cc->scoped = true;
+}
+
 void ah_core_call_done(ah_core_call *cc)
 {
     for (int i = 0; i < cc->n_extra; i++) {

@@ -71,6 +71,8 @@ typedef struct ah_core_call {
     struct ah_core_call *extra[4];
     int n_extra;
     char *response_log; /* redacted copy of what a route answered */
+    bool atomic_route; /* the route has AH_ROUTE_ATOMIC */
+    bool scoped;       /* a store scope is open for it (ah_core_call_scope) */
     char topic_buf[96];
 } ah_core_call;
 
@@ -196,6 +198,8 @@ int ah_conn_ensure_open(ah_core *core, ah_conn *c, ah_generation *gen, ah_call_e
 /** Fills a core call context for conn (which may be NULL) and gen. */
 void ah_core_call_init(ah_core_call *cc, ah_core *core, ah_generation *gen, ah_conn *c,
                        const char *topic, const char *correlation_id);
+/** Opens the store scope of an atomic route call (its connection locked). */
+void ah_core_call_scope(ah_core_call *cc);
 /** Releases what a core call acquired (extra connections). */
 void ah_core_call_done(ah_core_call *cc);
 

@@ -291,6 +291,13 @@ static ah_call *host_conn_by_secret(ah_call *route_call, const char *key, const 
     if (rc->n_extra >= (int)(sizeof rc->extra / sizeof rc->extra[0]))
         return NULL;
     ah_core *core = rc->core;
+    if (rc->atomic_route && rc->scoped) {
+        /* A second connection locked inside a store scope could deadlock
+         * with a call that holds that connection and waits for the store. */
+        host_fail(route_call, AH_E_PLUGIN, 500,
+                  "an AH_ROUTE_ATOMIC route may look up one connection only");
+        return NULL;
+    }
     ah_conn *c = ah_conns_by_secret(core, rc->gen->name, key, presented);
     if (c == NULL)
         return NULL;
@@ -315,6 +322,8 @@ static ah_call *host_conn_by_secret(ah_call *route_call, const char *key, const 
     }
     x->ext.call.conn_ctx = c->ctx;
     rc->extra[rc->n_extra++] = x;
+    if (rc->atomic_route)
+        ah_core_call_scope(rc);
     return &x->ext.call;
 }
 

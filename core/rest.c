@@ -223,6 +223,13 @@ static void plugin_route(void *arg, ah_http_exchange *ex)
     ah_core_call cc;
     ah_core_call_init(&cc, core, gen, c, topic, NULL);
     cc.ex = ex;
+    /* An atomic route's writes and its log entries commit together. The
+     * scope opens once the route's connection is locked (here for token
+     * routes, in conn_by_secret otherwise), so locks are always taken
+     * connection first, then store. */
+    cc.atomic_route = (r->flags & AH_ROUTE_ATOMIC) != 0;
+    if (cc.atomic_route && c != NULL)
+        ah_core_call_scope(&cc);
     ah_ex_set_user(ex, &cc);
     ah_result res = AH_OK;
     if (c != NULL && ah_conn_ensure_open(core, c, gen, &cc.ext) != 0) {
@@ -244,6 +251,9 @@ static void plugin_route(void *arg, ah_http_exchange *ex)
     }
     const ah_conn *who = c != NULL ? c : (cc.n_extra > 0 ? cc.extra[0]->ext.call.conn : NULL);
     log_route_call(core, &cc, ex, r, who);
+    if (cc.scoped && core->store->ops->scope_end(core->store, true) != 0)
+        ah_log(&core->log, AH_LOG_ERROR, "rest", "%s %s: the call's writes could not be committed",
+               ah_ex_method(ex), ah_ex_path(ex));
     ah_ex_set_user(ex, NULL);
     ah_core_call_done(&cc);
     if (c != NULL) {

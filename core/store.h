@@ -260,6 +260,16 @@ typedef struct ah_store_ops {
      *  a unique violation. */
     int (*sql)(ah_store *s, const char *sql, const char *const *params, size_t nparams,
                size_t nrows, ah_sql_row_cb cb, void *arg, int64_t *changes);
+
+    /** A scope: every operation the calling thread makes until scope_end
+     *  commits in one transaction (each operation's own atomicity is kept:
+     *  a failing operation undoes only its writes). Other threads' store
+     *  calls wait while a scope is open, so keep scopes short and free of
+     *  network I/O. Scopes nest. Optional: NULL when an engine has none. */
+    int (*scope_begin)(ah_store *s);
+    /** Ends the scope begun last: commits (commit true) or rolls back the
+     *  whole scope's writes. */
+    int (*scope_end)(ah_store *s, bool commit);
 } ah_store_ops;
 
 struct ah_store {

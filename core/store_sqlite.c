@@ -192,6 +192,9 @@ typedef enum {
     Q_BEGIN,
     Q_COMMIT,
     Q_ROLLBACK,
+    Q_SAVEPOINT,
+    Q_RELEASE,
+    Q_ROLLBACK_TO,
     Q_PING,
     Q_DATA_VERSION,
     Q_TENANT_ADD,
@@ -244,6 +247,9 @@ static const char *const q_sql[Q_COUNT] = {
     [Q_BEGIN] = "BEGIN IMMEDIATE",
     [Q_COMMIT] = "COMMIT",
     [Q_ROLLBACK] = "ROLLBACK",
+    [Q_SAVEPOINT] = "SAVEPOINT ah_op",
+    [Q_RELEASE] = "RELEASE ah_op",
+    [Q_ROLLBACK_TO] = "ROLLBACK TO ah_op",
     [Q_PING] = "SELECT 1",
     [Q_DATA_VERSION] = "PRAGMA data_version",
     [Q_TENANT_ADD] = "INSERT INTO tenants(name, key_hash, created_at) VALUES(?1, ?2, ?3)",
@@ -324,6 +330,8 @@ typedef struct sq_store {
     sqlite3_stmt *rq[RQ_VARIANTS];
     sqlite3_stmt *lq[LQ_VARIANTS];
     int fail_after; /* test hook: < 0 off */
+    int scope_depth; /* scope_begin nesting; mu is held while > 0 */
+    bool sp_active;  /* an operation's savepoint is open inside the scope */
     char *scratch;  /* content-hash input buffer, reused across rows */
     size_t scratch_cap;
 } sq_store;
@@ -410,25 +418,50 @@ static int exec_q(sq_store *s, qid id, const char *what)
     return rc;
 }
 
+/* Inside a scope (scope_begin .. scope_end) an operation's transaction is a
+ * savepoint of the scope's transaction: its failure undoes only its own
+ * writes, and everything commits together at scope_end. */
 static int tx_begin(sq_store *s)
 {
+    if (s->scope_depth > 0) {
+        if (exec_q(s, Q_SAVEPOINT, "savepoint") != AH_STORE_OK)
+            return AH_STORE_ERR;
+        s->sp_active = true;
+        return AH_STORE_OK;
+    }
     return exec_q(s, Q_BEGIN, "begin") == AH_STORE_OK ? AH_STORE_OK : AH_STORE_ERR;
+}
+
+static void tx_rollback(sq_store *s)
+{
+    if (s->scope_depth > 0) {
+        if (s->sp_active) {
+            exec_q(s, Q_ROLLBACK_TO, "rollback to savepoint");
+            exec_q(s, Q_RELEASE, "release savepoint");
+            s->sp_active = false;
+        }
+        return;
+    }
+    /* SQLite may already have rolled back by itself (e.g. after SQLITE_FULL). */
+    if (!sqlite3_get_autocommit(s->db))
+        exec_q(s, Q_ROLLBACK, "rollback");
 }
 
 static int tx_commit(sq_store *s)
 {
+    if (s->scope_depth > 0) {
+        if (exec_q(s, Q_RELEASE, "release savepoint") == AH_STORE_OK) {
+            s->sp_active = false;
+            return AH_STORE_OK;
+        }
+        tx_rollback(s);
+        return AH_STORE_ERR;
+    }
     if (exec_q(s, Q_COMMIT, "commit") == AH_STORE_OK)
         return AH_STORE_OK;
     if (!sqlite3_get_autocommit(s->db))
         exec_q(s, Q_ROLLBACK, "rollback");
     return AH_STORE_ERR;
-}
-
-static void tx_rollback(sq_store *s)
-{
-    /* SQLite may already have rolled back by itself (e.g. after SQLITE_FULL). */
-    if (!sqlite3_get_autocommit(s->db))
-        exec_q(s, Q_ROLLBACK, "rollback");
 }
 
 static char *col_dup(sqlite3_stmt *st, int i, bool *oom)
@@ -2041,6 +2074,36 @@ static int sq_sql(ah_store *stp, const char *sql, const char *const *params, siz
     return rc;
 }
 
+/* ---- scopes ---------------------------------------------------------------- */
+
+static int sq_scope_begin(ah_store *st)
+{
+    sq_store *s = SQ(st);
+    lock(s);
+    if (s->scope_depth == 0 && exec_q(s, Q_BEGIN, "scope begin") != AH_STORE_OK) {
+        unlock(s);
+        return AH_STORE_ERR;
+    }
+    s->scope_depth++;
+    return AH_STORE_OK;
+}
+
+static int sq_scope_end(ah_store *st, bool commit)
+{
+    sq_store *s = SQ(st);
+    int rc = AH_STORE_OK;
+    if (s->scope_depth <= 0)
+        return AH_STORE_ERR;
+    if (--s->scope_depth == 0) {
+        if (commit && exec_q(s, Q_COMMIT, "scope commit") != AH_STORE_OK)
+            rc = AH_STORE_ERR;
+        if ((!commit || rc != AH_STORE_OK) && !sqlite3_get_autocommit(s->db))
+            exec_q(s, Q_ROLLBACK, "scope rollback");
+    }
+    unlock(s);
+    return rc;
+}
+
 static const ah_store_ops sq_ops = {
     .name = "sqlite",
     .close = sq_close,
@@ -2077,6 +2140,8 @@ static const ah_store_ops sq_ops = {
     .delivery_done = sq_delivery_done,
     .delivery_retry = sq_delivery_retry,
     .delivery_due = sq_delivery_due,
+    .scope_begin = sq_scope_begin,
+    .scope_end = sq_scope_end,
     .sql = sq_sql,
 };
 
@@ -2112,7 +2177,14 @@ ah_store *ah_store_sqlite_open(const char *path, const struct ah_logger *lg, cha
     s->base.ops = &sq_ops;
     s->base.lg = lg;
     s->fail_after = -1;
-    if (pthread_mutex_init(&s->mu, NULL) != 0) {
+    /* Recursive: a scope (scope_begin) holds mu while the operations inside
+     * it take it again. */
+    pthread_mutexattr_t ma;
+    bool mu_ok = pthread_mutexattr_init(&ma) == 0 &&
+                 pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE) == 0 &&
+                 pthread_mutex_init(&s->mu, &ma) == 0;
+    pthread_mutexattr_destroy(&ma);
+    if (!mu_ok) {
         snprintf(err, errlen, "cannot create a mutex");
         free(s);
         return NULL;

@@ -581,10 +581,10 @@ static const ah_route erp_routes[] = {
     {"GET", "/recruitment/integration/erp", route_info, 0, "erp.info"},
     {"GET", ERP_BASE "health/", route_health, 0, "erp.health"},
     {"GET", ERP_BASE "health", route_health, 0, "erp.health"},
-    {"POST", ERP_BASE "create-job/", route_create, 0, "erp.create_job"},
-    {"POST", ERP_BASE "create-job", route_create, 0, "erp.create_job"},
-    {"POST", ERP_BASE "update-job/", route_update, 0, "erp.update_job"},
-    {"POST", ERP_BASE "update-job", route_update, 0, "erp.update_job"},
+    {"POST", ERP_BASE "create-job/", route_create, AH_ROUTE_ATOMIC, "erp.create_job"},
+    {"POST", ERP_BASE "create-job", route_create, AH_ROUTE_ATOMIC, "erp.create_job"},
+    {"POST", ERP_BASE "update-job/", route_update, AH_ROUTE_ATOMIC, "erp.update_job"},
+    {"POST", ERP_BASE "update-job", route_update, AH_ROUTE_ATOMIC, "erp.update_job"},
     {NULL, NULL, NULL, 0, NULL},
 };
 

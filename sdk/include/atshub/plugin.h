@@ -295,6 +295,12 @@ enum {
     AH_ROUTE_CONN_TOKEN = 1u << 0,
     /** The path is a prefix: every path under it is served. */
     AH_ROUTE_PREFIX = 1u << 1,
+    /** @since 1.0: everything the handler writes to the store (records,
+     *  sequences, events) and the host's integration-log entries for the
+     *  call commit in one transaction. For handlers that make no outbound
+     *  HTTP calls and wait on nothing: other store users wait while the
+     *  handler runs. */
+    AH_ROUTE_ATOMIC = 1u << 2,
 };
 
 typedef struct ah_route {
