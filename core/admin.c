@@ -296,6 +296,32 @@ static void h_connection(void *arg, ah_http_exchange *ex)
     const cJSON *body = body_object(ex, &empty);
     if (body == NULL)
         return;
+    if (n == 3 && strcmp(method, "POST") == 0 && strcmp(action, "call") == 0) {
+        /* /admin/connections/TENANT/NAME/call/TOPIC: one bus request, the
+         * operator's form of `atshub call` (LinkedIn provisioning, the TopCV
+         * webhook URL, ...). */
+        const char *topic = sub;
+        for (int slashes = 0; *topic != '\0' && slashes < 3; topic++)
+            slashes += *topic == '/';
+        if (ah_router_topic(topic) == NULL) {
+            cJSON_Delete(empty);
+            ah_ex_error(ex, 404, "unknown_topic", "no such topic '%s'", topic);
+            return;
+        }
+        ah_reply r;
+        memset(&r, 0, sizeof r);
+        ah_core_request(ctx->core, tenant, name, topic, cJSON_Duplicate(body, 1), &r);
+        cJSON_Delete(empty);
+        if (r.ok) {
+            answer_data(ex, 200, r.body);
+            r.body = NULL;
+        } else {
+            ah_ex_error(ex, r.http_status ? r.http_status : ah_http_status_for_code(r.code), r.code,
+                        "%s", r.message != NULL ? r.message : r.code);
+        }
+        ah_reply_free(&r);
+        return;
+    }
     ah_ops_err e;
     cJSON *out = NULL;
     int rc;

@@ -294,7 +294,8 @@ START_TEST(test_webhooks_and_replay)
     cJSON_Delete(o);
 
     sync_all(&f); /* 5 jobs, 20 candidates, 30 applications: created events */
-    static long long log_ids[MAX_EVENTS];
+    long long *log_ids = calloc(MAX_EVENTS, sizeof *log_ids);
+    ck_assert_ptr_nonnull(log_ids);
     int nlog = replay(&f, 0, 1000, log_ids, MAX_EVENTS);
     ck_assert_int_ge(nlog, 55);
     for (int i = 1; i < nlog; i++)
@@ -318,7 +319,8 @@ START_TEST(test_webhooks_and_replay)
     pthread_mutex_unlock(&f.rcv.mu);
 
     /* Replays from several cursors and page sizes match the webhook sequence. */
-    static long long part[MAX_EVENTS];
+    long long *part = calloc(MAX_EVENTS, sizeof *part);
+    ck_assert_ptr_nonnull(part);
     const int starts[] = {0, 1, 17, nlog - 1};
     for (size_t s = 0; s < sizeof starts / sizeof starts[0]; s++) {
         long long after = starts[s] == 0 ? 0 : log_ids[starts[s] - 1];
@@ -352,6 +354,8 @@ START_TEST(test_webhooks_and_replay)
     ck_assert(cJSON_IsFalse(jget(o, "data.0.enabled")));
     ck_assert_ptr_null(jget(o, "data.0.secret"));
     cJSON_Delete(o);
+    free(part);
+    free(log_ids);
     teardown(&f);
 }
 END_TEST
@@ -533,7 +537,8 @@ START_TEST(test_bulk_reject_paced)
     char *body = malloc(cap);
     ck_assert_ptr_nonnull(body);
     size_t len = (size_t)snprintf(body, cap, "{\"reason_id\":12,\"application_ids\":[");
-    static bool was_rejected[1000];
+    bool *was_rejected = calloc(1000, sizeof *was_rejected);
+    ck_assert_ptr_nonnull(was_rejected);
     int already = 0;
     for (size_t i = 0; i < 999; i++) {
         char *t = ah_erecruit_sim_get(f.er, "submission", ids[i]);
@@ -598,6 +603,7 @@ START_TEST(test_bulk_reject_paced)
     cJSON_Delete(o);
     free(body);
     free(ids);
+    free(was_rejected);
     teardown(&f);
 }
 END_TEST
@@ -625,17 +631,18 @@ START_TEST(test_openapi_routes)
 {
     fixture f;
     setup(&f, 1);
-    static route_set rs;
-    memset(&rs, 0, sizeof rs);
-    ah_httpd_each_route(f.core->httpd, collect_route, &rs);
-    ck_assert_int_gt(rs.n, 5);
+    route_set *rsp = calloc(1, sizeof *rsp);
+    ck_assert_ptr_nonnull(rsp);
+    ah_httpd_each_route(f.core->httpd, collect_route, rsp);
+    ck_assert_int_gt(rsp->n, 5);
     char yaml_path[1024];
     snprintf(yaml_path, sizeof yaml_path, "%s/docs/openapi.yaml", ah_t_env("AH_SOURCE_DIR"));
     size_t len = 0;
     char *yaml = ah_t_read_file(yaml_path, &len);
     ck_assert_msg(yaml != NULL, "cannot read %s", yaml_path);
     /* Our own layout: "paths:" then two-space-indented "  /v1/...:" keys. */
-    static char paths[256][256];
+    char (*paths)[256] = calloc(256, sizeof *paths);
+    ck_assert_ptr_nonnull(paths);
     int np = 0;
     bool in_paths = false;
     for (char *line = strtok(yaml, "\n"); line != NULL; line = strtok(NULL, "\n")) {
@@ -650,23 +657,25 @@ START_TEST(test_openapi_routes)
     free(yaml);
     ck_assert_int_gt(np, 10);
     /* Every registered route is documented... */
-    for (int i = 0; i < rs.n; i++) {
+    for (int i = 0; i < rsp->n; i++) {
         bool found = false;
         for (int j = 0; j < np && !found; j++)
-            found = (rs.flags[i] & AH_HTTPD_PREFIX) ? strncmp(paths[j], rs.path[i],
-                                                              strlen(rs.path[i])) == 0
-                                                    : strcmp(paths[j], rs.path[i]) == 0;
-        ck_assert_msg(found, "route %s is not in docs/openapi.yaml", rs.path[i]);
+            found = (rsp->flags[i] & AH_HTTPD_PREFIX) ? strncmp(paths[j], rsp->path[i],
+                                                              strlen(rsp->path[i])) == 0
+                                                    : strcmp(paths[j], rsp->path[i]) == 0;
+        ck_assert_msg(found, "route %s is not in docs/openapi.yaml", rsp->path[i]);
     }
     /* ...and every documented path is served. */
     for (int j = 0; j < np; j++) {
         bool found = false;
-        for (int i = 0; i < rs.n && !found; i++)
-            found = (rs.flags[i] & AH_HTTPD_PREFIX) ? strncmp(paths[j], rs.path[i],
-                                                              strlen(rs.path[i])) == 0
-                                                    : strcmp(paths[j], rs.path[i]) == 0;
+        for (int i = 0; i < rsp->n && !found; i++)
+            found = (rsp->flags[i] & AH_HTTPD_PREFIX) ? strncmp(paths[j], rsp->path[i],
+                                                              strlen(rsp->path[i])) == 0
+                                                    : strcmp(paths[j], rsp->path[i]) == 0;
         ck_assert_msg(found, "docs/openapi.yaml has %s, which no route serves", paths[j]);
     }
+    free(paths);
+    free(rsp);
     teardown(&f);
 }
 END_TEST

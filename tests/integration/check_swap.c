@@ -249,6 +249,21 @@ START_TEST(test_admin_disable_enable)
     ck_assert_ptr_nonnull(cJSON_GetObjectItem(cJSON_GetObjectItem(reply, "data"), "api_key"));
     cJSON_Delete(reply);
 
+    /* Any bus request through the admin API (the operator's `atshub call`). */
+    ck_assert_int_eq(admin(&e, "POST", "/admin/connections/acme/main/call/jobs.get",
+                           "{\"job_id\":\"A-1\"}", &reply), 200);
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(reply, "data"), "version")->valuestring,
+                     "1.0.0");
+    cJSON_Delete(reply);
+    ck_assert_int_eq(admin(&e, "POST", "/admin/connections/acme/main/call/no.such", "{}", &reply),
+                     404);
+    cJSON_Delete(reply);
+    ck_assert_int_eq(admin(&e, "POST", "/admin/connections/acme/main/call/applications.reject",
+                           "{}", &reply), 501);
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(reply, "error"), "code")->valuestring,
+                     "unsupported_capability");
+    cJSON_Delete(reply);
+
     /* A swap through the admin API; a broken one answers why. */
     char path[512], body[700];
     fixture(path, sizeof path, "good_v2.so");
