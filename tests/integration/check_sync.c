@@ -39,6 +39,10 @@ typedef struct prov {
     list people; /* /people (candidates) */
     int delay_ms;
     int status; /* 0: normal; else every list answers this status */
+    /* The updated_after of every /items request, in arrival order ("" when
+     * absent): shows where a run started. */
+    char ua_log[256][32];
+    int n_ua;
 } prov;
 
 #define BASE_TS 1759276800L /* 2025-10-01T00:00:00 */
@@ -80,6 +84,12 @@ static void serve_list(prov *p, list *l, const ah_sim_req *req, ah_sim_resp *res
     const char *pp = ah_sim_query(req, "per_page");
     const char *cur = ah_sim_query(req, "cursor");
     const char *ua = ah_sim_query(req, "updated_after");
+    if (l == &p->items) {
+        pthread_mutex_lock(&p->mu);
+        if (p->n_ua < 256)
+            snprintf(p->ua_log[p->n_ua++], sizeof p->ua_log[0], "%s", ua != NULL ? ua : "");
+        pthread_mutex_unlock(&p->mu);
+    }
     long per_page = pp != NULL ? strtol(pp, NULL, 10) : 100;
     if (per_page < 1 || per_page > 1000)
         return bad_request(resp, "per_page");
@@ -615,6 +625,73 @@ END_TEST
 /* The CLI                                                                   */
 /* ------------------------------------------------------------------------ */
 
+static bool stored_title_is(ah_core *core, int64_t cid, const char *remote_id, const char *title)
+{
+    ah_record_row row;
+    memset(&row, 0, sizeof row);
+    if (core->store->ops->record_get(core->store, cid, "job", remote_id, &row) != 0)
+        return false;
+    bool same = row.raw != NULL && strstr(row.raw, title) != NULL;
+    ah_record_row_free(&row);
+    return same;
+}
+
+/* Disabling a connection takes effect on the next scheduled sync; enabling
+ * it again resumes from the cursor it had saved, not from scratch. */
+START_TEST(test_disable_then_resume_from_cursor)
+{
+    fixture f;
+    int64_t cid = setup(&f, 300, 0, "100", NULL);
+    ah_sync_stats st;
+    char err[512];
+    ck_assert_int_eq(sync_jobs(&f, &st, err, sizeof err), 0);
+    ck_assert_int_eq(st.created, 300);
+    cJSON *cur = cursor_of(f.core, cid, "sync.jobs");
+    char saved[32];
+    snprintf(saved, sizeof saved, "%s", cJSON_GetObjectItem(cur, "updated_after")->valuestring);
+    cJSON_Delete(cur);
+
+    ck_assert_int_eq(f.core->store->ops->connection_set_enabled(f.core->store, cid, false), 0);
+    ck_assert_int_eq(ah_conns_reload(f.core), 0);
+    prov_touch(&f.p, 10, prov_newest(&f.p) + 60); /* item 10 becomes v2 */
+    /* A witness connection shows that a scheduled pass did run. */
+    int64_t witness = add_conn(&f, "witness", ah_sim_url(f.sim), "100");
+    f.core->cfg.sync_interval_s = 1;
+    ck_assert_msg(ah_core_start(f.core, err, sizeof err) == 0, "%s", err);
+    ck_assert(wait_count(f.core, witness, 300, 10));
+    ck_assert(stored_title_is(f.core, cid, "10", "Item 10 v1"));
+    cur = cursor_of(f.core, cid, "sync.jobs");
+    ck_assert_str_eq(cJSON_GetObjectItem(cur, "updated_after")->valuestring, saved);
+    cJSON_Delete(cur);
+
+    pthread_mutex_lock(&f.p.mu);
+    int mark = f.p.n_ua;
+    pthread_mutex_unlock(&f.p.mu);
+    ck_assert_int_eq(f.core->store->ops->connection_set_enabled(f.core->store, cid, true), 0);
+    ck_assert_int_eq(ah_conns_reload(f.core), 0);
+    bool updated = false;
+    for (int i = 0; i < 200 && !updated; i++) {
+        updated = stored_title_is(f.core, cid, "10", "Item 10 v2");
+        if (!updated)
+            usleep(50 * 1000);
+    }
+    ck_assert(updated);
+    ah_core_stop(f.core);
+    /* The resumed run asked for what changed after the saved cursor; no run
+     * after the enable started from scratch. */
+    bool from_saved = false;
+    pthread_mutex_lock(&f.p.mu);
+    for (int i = mark; i < f.p.n_ua; i++) {
+        from_saved |= strcmp(f.p.ua_log[i], saved) == 0;
+        ck_assert_msg(f.p.ua_log[i][0] != '\0', "a run after the enable started from scratch");
+    }
+    pthread_mutex_unlock(&f.p.mu);
+    ck_assert(from_saved);
+    ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, cid, "job"), 300);
+    teardown(&f);
+}
+END_TEST
+
 static char *atshub_path(void)
 {
     char *p = NULL;
@@ -764,6 +841,7 @@ static Suite *sync_suite(void)
     tcase_add_test(t, test_store_failure_mid_run);
     tcase_add_test(t, test_one_run_at_a_time);
     tcase_add_test(t, test_scheduler);
+    tcase_add_test(t, test_disable_then_resume_from_cursor);
     suite_add_tcase(s, t);
     TCase *c = tcase_create("cli");
     tcase_set_timeout(c, 60);
