@@ -432,9 +432,10 @@ static cJSON *change_body(run_ctx *x, const ah_record_in *in, const char *id)
 
 /* Publishes a committed page's changes in one transaction. A lost batch is
  * logged by the core; the records themselves are committed. */
-static void publish_changes(run_ctx *x, const ah_record_in *in, char **ids,
-                            const ah_upsert_result *res, size_t n)
+static int publish_changes(run_ctx *x, const ah_record_in *in, char **ids,
+                           const ah_upsert_result *res, size_t n)
 {
+    int rc = 0;
     char (*topics)[96] = calloc(n ? n : 1, sizeof *topics);
     const char **tp = calloc(n ? n : 1, sizeof *tp);
     cJSON **bodies = calloc(n ? n : 1, sizeof *bodies);
@@ -449,11 +450,14 @@ static void publish_changes(run_ctx *x, const ah_record_in *in, char **ids,
         if (bodies[m] != NULL)
             m++;
     }
-    if (m > 0)
-        ah_core_publish_batch(x->core, x->conn->tenant_id, tp, bodies, m);
+    if (topics == NULL || tp == NULL || bodies == NULL)
+        rc = -1;
+    else if (m > 0)
+        rc = ah_core_publish_batch(x->core, x->conn->tenant_id, tp, bodies, m);
     free(topics);
     free(tp);
     free(bodies);
+    return rc;
 }
 
 /* Commits one page (records + the cursor that follows) and publishes its
@@ -532,8 +536,26 @@ static int commit_page(run_ctx *x, const char *key, cursor *cur, const cJSON *re
         snprintf(x->err, x->errlen, "out of memory");
         goto out;
     }
+    /* The page, its cursor, its stage transitions and its change events
+     * commit in one transaction: a crash loses none of them alone. */
+    ah_store *store = core->store;
+    bool scoped = store->ops->scope_begin != NULL && store->ops->scope_begin(store) == 0;
     ah_tracking_stage_changes(core, x->conn, in, n);
-    if (core->store->ops->records_upsert(core->store, x->conn->id, in, n, key, ctext, res, ids) != 0) {
+    if (store->ops->records_upsert(store, x->conn->id, in, n, key, ctext, res, ids) != 0) {
+        if (scoped)
+            store->ops->scope_end(store, false);
+        snprintf(x->err, x->errlen, "store_error: cannot commit page %ld (see the log)",
+                 x->st->pages + 1);
+        goto out;
+    }
+    if (publish_changes(x, in, ids, res, n) != 0) {
+        if (scoped)
+            store->ops->scope_end(store, false);
+        snprintf(x->err, x->errlen, "store_error: cannot store the events of page %ld",
+                 x->st->pages + 1);
+        goto out;
+    }
+    if (scoped && store->ops->scope_end(store, true) != 0) {
         snprintf(x->err, x->errlen, "store_error: cannot commit page %ld (see the log)",
                  x->st->pages + 1);
         goto out;
@@ -547,7 +569,6 @@ static int commit_page(run_ctx *x, const char *key, cursor *cur, const cJSON *re
         else
             x->st->unchanged++;
     }
-    publish_changes(x, in, ids, res, n);
     x->st->pages++;
     x->st->records += (long)n;
     snprintf(x->st->last_cursor, sizeof x->st->last_cursor, "%s", next != NULL ? next : "");
