@@ -2,7 +2,9 @@
 /*
  * atshub-sim: runs one provider simulator on 127.0.0.1 until SIGINT/SIGTERM
  * or --max-seconds elapse. Providers are entries of a constant table: a name,
- * a one-line description and a registration function that adds its routes.
+ * a one-line description, the credentials it accepts and a registration
+ * function that adds its routes. The provider simulators are the libraries in
+ * this folder, shared with the test suites.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -17,12 +19,18 @@
 
 #include <microhttpd.h>
 
+#include "careerbuilder.h"
+#include "erecruit.h"
+#include "linkedin.h"
 #include "sim.h"
+#include "topcv.h"
 
 /* Settings a provider may use besides the fault options. */
 typedef struct sim_cfg {
+    uint64_t seed;          /* data generator seed (same as the fault seed) */
     size_t data_size;
     long token_ttl_s;
+    int tz_offset_minutes;  /* provider's local zone, for providers with local times */
 } sim_cfg;
 
 /* A provider registers its routes on s and may allocate state, released with
@@ -30,6 +38,7 @@ typedef struct sim_cfg {
 typedef struct sim_provider {
     const char *name;
     const char *description;
+    const char *credentials;     /* what --help tells an operator to configure */
     const char *no_fault_prefix; /* exempt from faults, e.g. the token endpoint */
     int (*register_routes)(ah_sim *s, const sim_cfg *cfg, void **state);
     void (*free_state)(void *state);
@@ -156,11 +165,83 @@ static void echo_free(void *state)
     free(st);
 }
 
+/* --- library providers ------------------------------------------------ */
+
+/* The libraries take an int TTL; out-of-range values fall back to their default. */
+static int ttl_int(long ttl)
+{
+    return ttl > 0 && ttl <= INT_MAX ? (int)ttl : 0;
+}
+
+static int erecruit_register(ah_sim *s, const sim_cfg *cfg, void **state)
+{
+    return ah_erecruit_sim_register(s, cfg->seed, cfg->data_size, cfg->token_ttl_s,
+                                    cfg->tz_offset_minutes, state);
+}
+
+static int cb_register(ah_sim *s, const sim_cfg *cfg, void **state)
+{
+    ah_cb_sim_opts o = {.token_ttl_s = ttl_int(cfg->token_ttl_s)};
+    *state = ah_cb_sim_attach(s, &o);
+    return *state ? 0 : -1;
+}
+
+static void cb_free(void *state)
+{
+    ah_cb_sim_free(state);
+}
+
+static int li_register(ah_sim *s, const sim_cfg *cfg, void **state)
+{
+    ah_li_sim_opts o = {.token_ttl_s = ttl_int(cfg->token_ttl_s)};
+    *state = ah_li_sim_attach(s, &o);
+    return *state ? 0 : -1;
+}
+
+static void li_free(void *state)
+{
+    ah_li_sim_free(state);
+}
+
+static int topcv_register(ah_sim *s, const sim_cfg *cfg, void **state)
+{
+    (void)cfg;
+    *state = ah_topcv_sim_attach(s, NULL);
+    return *state ? 0 : -1;
+}
+
+static void topcv_free(void *state)
+{
+    ah_topcv_sim_free(state);
+}
+
 /* --- provider table ---------------------------------------------------- */
 
 static const sim_provider providers[] = {
-    {"echo", "GET /echo, GET /items?page=N&per_page=M, POST /oauth/token", "/oauth/token",
+    {"echo", "GET /echo, GET /items?page=N&per_page=M, POST /oauth/token",
+     "any client; POST /oauth/token always issues a token", "/oauth/token",
      echo_register, echo_free},
+    {"erecruit",
+     "ERecruit API 2.0: POST /t/token, /api/v2/positions|contacts|submissions "
+     "(--data-size of each, local times at --tz-offset-minutes)",
+     "OAuth2 client_id \"atshub\", client_secret \"s3cret\" (token_url /t/token)", "/t/token",
+     erecruit_register, ah_erecruit_sim_free_state},
+    {"careerbuilder",
+     "CareerBuilder Candidate Status: POST /oauth/token, PUT|POST /corporate/CandidateStatus, "
+     "GET /corporate/CandidateStatus/{account}/{email}",
+     "OAuth2 client_id \"atshub\", client_secret \"s3cret\" (token_url /oauth/token); any account",
+     "/oauth/token", cb_register, cb_free},
+    {"linkedin",
+     "LinkedIn Middleware Platform: POST /oauth/v2/accessToken, /v2/provisionedApplications, "
+     "/v2/atsIntegrations, GET /uas/in.js, /widget/v1/...",
+     "partner client_id \"atshub-partner\", secret \"partner-s3cret\" "
+     "(token_url /oauth/v2/accessToken)",
+     "/oauth/v2/accessToken", li_register, li_free},
+    {"topcv",
+     "TopCV employer API: GET /api/employer/me, POST /api/jobs, GET|PUT /api/jobs/{id} "
+     "(webhooks are sent only by the test API)",
+     "access token \"tcv-access-token\", secret key \"tcv-secret-key\" (HMAC-signed requests)",
+     NULL, topcv_register, topcv_free},
 };
 
 static const sim_provider *find_provider(const char *name)
@@ -181,8 +262,10 @@ static void usage(FILE *f, const char *argv0)
             "\n"
             "  --provider NAME     provider to simulate (default echo)\n"
             "  --port N            TCP port (default 0: any free port)\n"
-            "  --seed S            PRNG seed for fault injection (default 1)\n"
+            "  --seed S            PRNG seed for fault injection and generated data (default 1)\n"
             "  --data-size N       records the provider generates (default 100)\n"
+            "  --tz-offset-minutes N  provider's UTC offset for local times, -840..840\n"
+            "                      (default 180; erecruit)\n"
             "  --fault-429 P       probability of 429 with Retry-After (0..1)\n"
             "  --retry-after S     Retry-After seconds on 429 (default 1)\n"
             "  --fault-5xx P       probability of 500/502/503\n"
@@ -197,10 +280,12 @@ static void usage(FILE *f, const char *argv0)
             "\n"
             "Prints \"listening on http://127.0.0.1:PORT\" once ready.\n"
             "The token endpoint is exempt from faults.\n"
+            "Exit status: 0 after SIGINT/SIGTERM or --max-seconds, 1 on errors, 2 on bad usage.\n"
             "\nproviders:\n",
             argv0);
     for (size_t i = 0; i < sizeof(providers) / sizeof(providers[0]); i++)
-        fprintf(f, "  %-10s %s\n", providers[i].name, providers[i].description);
+        fprintf(f, "  %-13s %s\n  %-13s accepts: %s\n", providers[i].name,
+                providers[i].description, "", providers[i].credentials);
 }
 
 static int parse_ulong(const char *s, unsigned long long max, unsigned long long *out)
@@ -213,6 +298,19 @@ static int parse_ulong(const char *s, unsigned long long max, unsigned long long
     if (errno || *end || v > max)
         return -1;
     *out = v;
+    return 0;
+}
+
+static int parse_int(const char *s, long min, long max, int *out)
+{
+    char *end;
+    errno = 0;
+    if (!s || !*s)
+        return -1;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < min || v > max)
+        return -1;
+    *out = (int)v;
     return 0;
 }
 
@@ -230,7 +328,7 @@ static int parse_prob(const char *s, double *out)
 enum {
     OPT_PROVIDER = 1000, OPT_PORT, OPT_SEED, OPT_DATA_SIZE, OPT_F429, OPT_RETRY_AFTER,
     OPT_F5XX, OPT_FDROP, OPT_FSLOW, OPT_SLOW_MS, OPT_FTRUNC, OPT_TOKEN_TTL, OPT_THREADS,
-    OPT_MAX_SECONDS, OPT_HELP,
+    OPT_MAX_SECONDS, OPT_TZ_OFFSET, OPT_HELP,
 };
 
 static const struct option long_opts[] = {
@@ -248,6 +346,7 @@ static const struct option long_opts[] = {
     {"token-ttl", required_argument, NULL, OPT_TOKEN_TTL},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"max-seconds", required_argument, NULL, OPT_MAX_SECONDS},
+    {"tz-offset-minutes", required_argument, NULL, OPT_TZ_OFFSET},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -255,7 +354,7 @@ static const struct option long_opts[] = {
 int main(int argc, char **argv)
 {
     ah_sim_opts opts = {.seed = 1, .retry_after_s = 1, .slow_ms = 200, .threads = 2};
-    sim_cfg cfg = {.data_size = 100, .token_ttl_s = 3600};
+    sim_cfg cfg = {.seed = 1, .data_size = 100, .token_ttl_s = 3600, .tz_offset_minutes = 180};
     const char *provider_name = "echo";
     unsigned long long max_seconds = 600, v;
     int c;
@@ -276,6 +375,7 @@ int main(int argc, char **argv)
             bad = parse_ulong(optarg, 100000000ull, &v);
             cfg.data_size = (size_t)v;
             break;
+        case OPT_TZ_OFFSET: bad = parse_int(optarg, -840, 840, &cfg.tz_offset_minutes); break;
         case OPT_F429: bad = parse_prob(optarg, &opts.p_429); break;
         case OPT_RETRY_AFTER:
             bad = parse_ulong(optarg, 86400, &v) || v == 0;
@@ -319,6 +419,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: unknown provider: %s (see --help)\n", argv[0], provider_name);
         return 2;
     }
+    cfg.seed = opts.seed;
     opts.data_size = cfg.data_size;
     opts.no_fault_prefix = prov->no_fault_prefix;
 
