@@ -135,6 +135,15 @@ static const char *str_field(const cJSON *o, const char *key)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+/* The ops call's error, or its data `out` with `status`. */
+static void answer_ops(ah_http_exchange *ex, int rc, const ah_ops_err *e, int status, cJSON *out)
+{
+    if (rc != 0)
+        answer_err(ex, e);
+    else
+        answer_data(ex, status, out);
+}
+
 static void h_plugins(void *arg, ah_http_exchange *ex)
 {
     admin_ctx *ctx = arg;
@@ -170,10 +179,8 @@ static void h_plugin_action(void *arg, ah_http_exchange *ex)
     }
     ah_ops_err e;
     cJSON *out = NULL;
-    if (ah_ops_plugin_reload(ctx->core, name, pv != NULL ? pv->valuestring : NULL, &out, &e) != 0)
-        answer_err(ex, &e);
-    else
-        answer_data(ex, 200, out);
+    int rc = ah_ops_plugin_reload(ctx->core, name, pv != NULL ? pv->valuestring : NULL, &out, &e);
+    answer_ops(ex, rc, &e, 200, out);
     cJSON_Delete(empty);
 }
 
@@ -200,34 +207,60 @@ static void h_reconcile(void *arg, ah_http_exchange *ex)
     }
 }
 
-static void h_tenants(void *arg, ah_http_exchange *ex)
+/* A request the handler refuses before calling ops, described like an ops
+ * error (answer_err makes it a 400). */
+static int invalid_request(ah_ops_err *e, const char *msg)
 {
-    admin_ctx *ctx = arg;
+    snprintf(e->code, sizeof e->code, "invalid_request");
+    snprintf(e->msg, sizeof e->msg, "%s", msg);
+    return -1;
+}
+
+/* What a collection route lists on GET and adds (from the JSON body) on
+ * POST: 0, or -1 with *e. */
+typedef int (*list_fn)(ah_core *core, ah_http_exchange *ex, cJSON **out, ah_ops_err *e);
+typedef int (*add_fn)(ah_core *core, const cJSON *body, cJSON **out, ah_ops_err *e);
+
+/* /admin/tenants and /admin/connections: GET lists, POST adds (201). */
+static void collection(admin_ctx *ctx, ah_http_exchange *ex, list_fn list, add_fn add)
+{
     if (!authorized(ctx, ex))
         return;
     ah_ops_err e;
     cJSON *out = NULL;
     if (strcmp(ah_ex_method(ex), "GET") == 0) {
-        if (ah_ops_tenant_list(ctx->core, &out, &e) != 0)
-            answer_err(ex, &e);
-        else
-            answer_data(ex, 200, out);
+        int rc = list(ctx->core, ex, &out, &e);
+        answer_ops(ex, rc, &e, 200, out);
         return;
     }
     cJSON *empty;
     const cJSON *body = body_object(ex, &empty);
     if (body == NULL)
         return;
+    int rc = add(ctx->core, body, &out, &e);
+    if (rc == 0) /* immediate effect: the next request and scheduled sync see it */
+        ah_ops_refresh(ctx->core);
+    answer_ops(ex, rc, &e, 201, out);
+    cJSON_Delete(empty);
+}
+
+static int tenant_list(ah_core *core, ah_http_exchange *ex, cJSON **out, ah_ops_err *e)
+{
+    (void)ex;
+    return ah_ops_tenant_list(core, out, e);
+}
+
+static int tenant_add(ah_core *core, const cJSON *body, cJSON **out, ah_ops_err *e)
+{
     const char *name = str_field(body, "name");
     if (name == NULL)
-        ah_ex_error(ex, 400, "invalid_request", "name the tenant: {\"name\":\"...\"}");
-    else if (ah_ops_tenant_add(ctx->core, name, &out, &e) != 0)
-        answer_err(ex, &e);
-    else {
-        ah_ops_refresh(ctx->core);
-        answer_data(ex, 201, out);
-    }
-    cJSON_Delete(empty);
+        return invalid_request(e, "name the tenant: {\"name\":\"...\"}");
+    return ah_ops_tenant_add(core, name, out, e);
+}
+
+static void h_tenants(void *arg, ah_http_exchange *ex)
+{
+    collection(arg, ex, tenant_list, tenant_add);
 }
 
 static void h_tenant_delete(void *arg, ah_http_exchange *ex)
@@ -246,37 +279,24 @@ static void h_tenant_delete(void *arg, ah_http_exchange *ex)
     answer_data(ex, 200, o);
 }
 
-static void h_connections(void *arg, ah_http_exchange *ex)
+static int connection_list(ah_core *core, ah_http_exchange *ex, cJSON **out, ah_ops_err *e)
 {
-    admin_ctx *ctx = arg;
-    if (!authorized(ctx, ex))
-        return;
-    ah_ops_err e;
-    cJSON *out = NULL;
-    if (strcmp(ah_ex_method(ex), "GET") == 0) {
-        if (ah_ops_connection_list(ctx->core, ah_ex_query(ex, "tenant"), &out, &e) != 0)
-            answer_err(ex, &e);
-        else
-            answer_data(ex, 200, out);
-        return;
-    }
-    cJSON *empty;
-    const cJSON *body = body_object(ex, &empty);
-    if (body == NULL)
-        return;
+    return ah_ops_connection_list(core, ah_ex_query(ex, "tenant"), out, e);
+}
+
+static int connection_add(ah_core *core, const cJSON *body, cJSON **out, ah_ops_err *e)
+{
     const char *tenant = str_field(body, "tenant"), *plugin = str_field(body, "plugin"),
                *name = str_field(body, "name");
     if (tenant == NULL || plugin == NULL || name == NULL)
-        ah_ex_error(ex, 400, "invalid_request", "give tenant, plugin and name (strings)");
-    else if (ah_ops_connection_add(ctx->core, tenant, plugin, name,
-                                   cJSON_GetObjectItemCaseSensitive(body, "settings"), &out,
-                                   &e) != 0)
-        answer_err(ex, &e);
-    else {
-        ah_ops_refresh(ctx->core);
-        answer_data(ex, 201, out);
-    }
-    cJSON_Delete(empty);
+        return invalid_request(e, "give tenant, plugin and name (strings)");
+    return ah_ops_connection_add(core, tenant, plugin, name,
+                                 cJSON_GetObjectItemCaseSensitive(body, "settings"), out, e);
+}
+
+static void h_connections(void *arg, ah_http_exchange *ex)
+{
+    collection(arg, ex, connection_list, connection_add);
 }
 
 /* /admin/connections/{tenant}/{name}[/{action}] */

@@ -76,12 +76,6 @@ static bool seen_has(const ah_seen *s, const char *id)
     return bsearch(&id, s->ids, s->n, sizeof *s->ids, cmp_str) != NULL;
 }
 
-static const char *col(const cJSON *row, int i)
-{
-    const cJSON *v = cJSON_GetArrayItem(row, i);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 long ah_tracking_sweep(ah_core *core, const ah_conn *c, const char *type, const ah_seen *seen)
 {
     if (seen == NULL || seen->oom)
@@ -95,18 +89,16 @@ long ah_tracking_sweep(ah_core *core, const ah_conn *c, const char *type, const 
     snprintf(cid, sizeof cid, "%lld", (long long)c->id);
     ah_now_iso(now);
     const char *p[] = {cid, type};
-    cJSON *rows = cJSON_CreateArray();
-    if (rows == NULL ||
-        ah_trust_sql(core, "SELECT id, remote_id, remote_deleted_at FROM records "
-                           "WHERE connection_id = $1 AND type = $2",
-                     p, 2, ah_trust_rows_json, rows, NULL) != 0) {
-        cJSON_Delete(rows);
+    cJSON *rows = ah_trust_rows(core, "SELECT id, remote_id, remote_deleted_at FROM records "
+                                      "WHERE connection_id = $1 AND type = $2",
+                                p, 2);
+    if (rows == NULL)
         return 0;
-    }
     long flagged = 0;
     const cJSON *row;
     cJSON_ArrayForEach(row, rows) {
-        const char *id = col(row, 0), *remote = col(row, 1), *del = col(row, 2);
+        const char *id = ah_trust_col(row, 0), *remote = ah_trust_col(row, 1),
+                   *del = ah_trust_col(row, 2);
         if (id == NULL)
             continue;
         bool was_seen = seen_has(s, id);
@@ -185,11 +177,8 @@ void ah_tracking_stage_changes(ah_core *core, const ah_conn *c, const ah_record_
 bool ah_record_deleted(ah_core *core, const char *record_id)
 {
     const char *p[] = {record_id};
-    cJSON *rows = cJSON_CreateArray();
-    bool del = rows != NULL &&
-               ah_trust_sql(core, "SELECT remote_deleted_at FROM records WHERE id = $1", p, 1,
-                            ah_trust_rows_json, rows, NULL) == 0 &&
-               col(cJSON_GetArrayItem(rows, 0), 0) != NULL;
+    cJSON *rows = ah_trust_rows(core, "SELECT remote_deleted_at FROM records WHERE id = $1", p, 1);
+    bool del = rows != NULL && ah_trust_col(cJSON_GetArrayItem(rows, 0), 0) != NULL;
     cJSON_Delete(rows);
     return del;
 }
@@ -214,46 +203,35 @@ cJSON *ah_stage_changed_since(ah_core *core, int64_t tenant_id, const char *afte
     snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
     snprintf(lim, sizeof lim, "%d", limit);
     const char *p[] = {tid, after, lim};
-    cJSON *rows = cJSON_CreateArray();
-    if (rows == NULL ||
-        ah_trust_sql(core, "SELECT h.record_id, max(h.changed_at) AS last FROM stage_history h "
-                           "WHERE h.tenant_id = $1 AND h.changed_at > $2 GROUP BY h.record_id "
-                           "ORDER BY last, h.record_id LIMIT $3",
-                     p, 3, ah_trust_rows_json, rows, NULL) != 0) {
-        cJSON_Delete(rows);
+    return ah_trust_rows(core,
+                         "SELECT h.record_id, max(h.changed_at) AS last FROM stage_history h "
+                         "WHERE h.tenant_id = $1 AND h.changed_at > $2 GROUP BY h.record_id "
+                         "ORDER BY last, h.record_id LIMIT $3",
+                         p, 3);
+}
+
+static cJSON *stage_change_json(const cJSON *row)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
         return NULL;
-    }
-    return rows;
+    if (ah_trust_col(row, 0) != NULL)
+        cJSON_AddStringToObject(o, "from_stage", ah_trust_col(row, 0));
+    else
+        cJSON_AddNullToObject(o, "from_stage");
+    if (ah_trust_col(row, 1) != NULL)
+        cJSON_AddStringToObject(o, "to_stage", ah_trust_col(row, 1));
+    else
+        cJSON_AddNullToObject(o, "to_stage");
+    cJSON_AddStringToObject(o, "changed_at", ah_trust_col(row, 2) ? ah_trust_col(row, 2) : "");
+    return o;
 }
 
 cJSON *ah_stage_history(ah_core *core, const char *record_id)
 {
     const char *p[] = {record_id};
-    cJSON *rows = cJSON_CreateArray(), *out = cJSON_CreateArray();
-    if (rows == NULL || out == NULL ||
-        ah_trust_sql(core, "SELECT from_stage, to_stage, changed_at FROM stage_history "
-                           "WHERE record_id = $1 ORDER BY id",
-                     p, 1, ah_trust_rows_json, rows, NULL) != 0) {
-        cJSON_Delete(rows);
-        cJSON_Delete(out);
-        return NULL;
-    }
-    const cJSON *row;
-    cJSON_ArrayForEach(row, rows) {
-        cJSON *o = cJSON_CreateObject();
-        if (o == NULL)
-            break;
-        if (col(row, 0) != NULL)
-            cJSON_AddStringToObject(o, "from_stage", col(row, 0));
-        else
-            cJSON_AddNullToObject(o, "from_stage");
-        if (col(row, 1) != NULL)
-            cJSON_AddStringToObject(o, "to_stage", col(row, 1));
-        else
-            cJSON_AddNullToObject(o, "to_stage");
-        cJSON_AddStringToObject(o, "changed_at", col(row, 2) ? col(row, 2) : "");
-        cJSON_AddItemToArray(out, o);
-    }
-    cJSON_Delete(rows);
-    return out;
+    return ah_trust_map_rows(core,
+                             "SELECT from_stage, to_stage, changed_at FROM stage_history "
+                             "WHERE record_id = $1 ORDER BY id",
+                             p, 1, stage_change_json);
 }

@@ -51,6 +51,41 @@ void ah_trust_rows_json(void *arg, int ncol, const char *const *vals)
     cJSON_AddItemToArray(rows, row);
 }
 
+cJSON *ah_trust_rows(ah_core *core, const char *sql, const char *const *params, size_t n)
+{
+    cJSON *rows = cJSON_CreateArray();
+    if (rows == NULL || ah_trust_sql(core, sql, params, n, ah_trust_rows_json, rows, NULL) != 0) {
+        cJSON_Delete(rows);
+        return NULL;
+    }
+    return rows;
+}
+
+cJSON *ah_trust_map_rows(ah_core *core, const char *sql, const char *const *params, size_t n,
+                         cJSON *(*fn)(const cJSON *row))
+{
+    cJSON *rows = ah_trust_rows(core, sql, params, n), *out = cJSON_CreateArray();
+    if (rows == NULL || out == NULL) {
+        cJSON_Delete(rows);
+        cJSON_Delete(out);
+        return NULL;
+    }
+    const cJSON *row;
+    cJSON_ArrayForEach(row, rows) {
+        cJSON *o = fn(row);
+        if (o != NULL)
+            cJSON_AddItemToArray(out, o);
+    }
+    cJSON_Delete(rows);
+    return out;
+}
+
+const char *ah_trust_col(const cJSON *row, int i)
+{
+    const cJSON *v = cJSON_GetArrayItem(row, i);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
 void ah_trust_iso_in(long ms, char out[32])
 {
     struct timespec ts;
@@ -64,15 +99,9 @@ void ah_trust_iso_in(long ms, char out[32])
     snprintf(out, 32, "%.19s.%03dZ", base, (int)(total % 1000));
 }
 
-static const char *col(const cJSON *row, int i)
-{
-    const cJSON *v = cJSON_GetArrayItem(row, i);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 static long long col_ll(const cJSON *row, int i)
 {
-    const char *s = col(row, i);
+    const char *s = ah_trust_col(row, i);
     return s != NULL ? strtoll(s, NULL, 10) : 0;
 }
 
@@ -188,15 +217,13 @@ int ah_webhook_add(ah_core *core, int64_t tenant_id, const char *url, const char
     snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
     ah_now_iso(now);
     const char *p[] = {tid, url, types != NULL && *types ? types : "*", sealed, now};
-    cJSON *rows = cJSON_CreateArray();
-    int rc = rows == NULL ? -1
-             : ah_trust_sql(core,
-                            "INSERT INTO webhook_endpoints(tenant_id, url, event_types, secret, "
-                            "next_at, created_at, cursor) VALUES($1, $2, $3, $4, $5, $5, "
-                            "(SELECT coalesce(max(id), 0) FROM outbox)) RETURNING id",
-                            p, 5, ah_trust_rows_json, rows, NULL);
+    cJSON *rows = ah_trust_rows(core,
+                                "INSERT INTO webhook_endpoints(tenant_id, url, event_types, "
+                                "secret, next_at, created_at, cursor) VALUES($1, $2, $3, $4, "
+                                "$5, $5, (SELECT coalesce(max(id), 0) FROM outbox)) RETURNING id",
+                                p, 5);
     free(sealed);
-    if (rc != 0 || cJSON_GetArraySize(rows) != 1) {
+    if (rows == NULL || cJSON_GetArraySize(rows) != 1) {
         cJSON_Delete(rows);
         explicit_bzero(secret, sizeof secret);
         snprintf(err, errlen, "cannot store the endpoint (see the log)");
@@ -217,16 +244,16 @@ static cJSON *endpoint_json(const cJSON *row)
         return NULL;
     cJSON_AddNumberToObject(o, "id", (double)col_ll(row, 0));
     cJSON_AddNumberToObject(o, "tenant_id", (double)col_ll(row, 1));
-    cJSON_AddStringToObject(o, "url", col(row, 2) ? col(row, 2) : "");
-    cJSON_AddStringToObject(o, "types", col(row, 3) ? col(row, 3) : "*");
+    cJSON_AddStringToObject(o, "url", ah_trust_col(row, 2) ? ah_trust_col(row, 2) : "");
+    cJSON_AddStringToObject(o, "types", ah_trust_col(row, 3) ? ah_trust_col(row, 3) : "*");
     cJSON_AddBoolToObject(o, "enabled", col_ll(row, 4) != 0);
     cJSON_AddNumberToObject(o, "failures", (double)col_ll(row, 5));
-    if (col(row, 6) != NULL)
-        cJSON_AddStringToObject(o, "disabled_at", col(row, 6));
+    if (ah_trust_col(row, 6) != NULL)
+        cJSON_AddStringToObject(o, "disabled_at", ah_trust_col(row, 6));
     else
         cJSON_AddNullToObject(o, "disabled_at");
     cJSON_AddNumberToObject(o, "cursor", (double)col_ll(row, 7));
-    cJSON_AddStringToObject(o, "created_at", col(row, 8) ? col(row, 8) : "");
+    cJSON_AddStringToObject(o, "created_at", ah_trust_col(row, 8) ? ah_trust_col(row, 8) : "");
     return o;
 }
 
@@ -235,25 +262,11 @@ cJSON *ah_webhook_list(ah_core *core, int64_t tenant_id)
     char tid[24];
     snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
     const char *p[] = {tid};
-    cJSON *rows = cJSON_CreateArray(), *out = cJSON_CreateArray();
-    if (rows == NULL || out == NULL ||
-        ah_trust_sql(core,
-                     "SELECT id, tenant_id, url, event_types, enabled, failures, disabled_at, "
-                     "cursor, created_at FROM webhook_endpoints "
-                     "WHERE $1 = 0 OR tenant_id = $1 ORDER BY id",
-                     p, 1, ah_trust_rows_json, rows, NULL) != 0) {
-        cJSON_Delete(rows);
-        cJSON_Delete(out);
-        return NULL;
-    }
-    const cJSON *row;
-    cJSON_ArrayForEach(row, rows) {
-        cJSON *o = endpoint_json(row);
-        if (o != NULL)
-            cJSON_AddItemToArray(out, o);
-    }
-    cJSON_Delete(rows);
-    return out;
+    return ah_trust_map_rows(core,
+                             "SELECT id, tenant_id, url, event_types, enabled, failures, "
+                             "disabled_at, cursor, created_at FROM webhook_endpoints "
+                             "WHERE $1 = 0 OR tenant_id = $1 ORDER BY id",
+                             p, 1, endpoint_json);
 }
 
 int ah_webhook_set_enabled(ah_core *core, int64_t tenant_id, int64_t id, bool enabled)
@@ -276,6 +289,29 @@ int ah_webhook_set_enabled(ah_core *core, int64_t tenant_id, int64_t id, bool en
     return changed > 0 ? AH_STORE_OK : AH_STORE_NOT_FOUND;
 }
 
+static cJSON *delivery_json(const cJSON *row)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return NULL;
+    char evid[40];
+    snprintf(evid, sizeof evid, "evt_%lld", col_ll(row, 0));
+    cJSON_AddStringToObject(o, "event_id", evid);
+    cJSON_AddNumberToObject(o, "cursor", (double)col_ll(row, 0));
+    if (ah_trust_col(row, 1) != NULL)
+        cJSON_AddStringToObject(o, "type", ah_trust_col(row, 1));
+    cJSON_AddNumberToObject(o, "attempts", (double)col_ll(row, 2));
+    cJSON_AddStringToObject(o, "status", ah_trust_col(row, 3) ? ah_trust_col(row, 3) : "");
+    cJSON_AddNumberToObject(o, "last_status", (double)col_ll(row, 4));
+    if (ah_trust_col(row, 5) != NULL)
+        cJSON_AddStringToObject(o, "last_error", ah_trust_col(row, 5));
+    if (ah_trust_col(row, 6) != NULL)
+        cJSON_AddStringToObject(o, "next_at", ah_trust_col(row, 6));
+    if (ah_trust_col(row, 7) != NULL)
+        cJSON_AddStringToObject(o, "delivered_at", ah_trust_col(row, 7));
+    return o;
+}
+
 cJSON *ah_webhook_deliveries(ah_core *core, int64_t tenant_id, int64_t id, int limit)
 {
     char tid[24], eid[24], lim[16];
@@ -283,53 +319,20 @@ cJSON *ah_webhook_deliveries(ah_core *core, int64_t tenant_id, int64_t id, int l
     snprintf(eid, sizeof eid, "%lld", (long long)id);
     snprintf(lim, sizeof lim, "%d", limit > 0 && limit <= 1000 ? limit : 100);
     const char *p[] = {eid, tid, lim};
-    cJSON *rows = cJSON_CreateArray();
-    if (rows == NULL ||
-        ah_trust_sql(core, "SELECT id FROM webhook_endpoints WHERE id = $1 AND "
-                           "($2 = 0 OR tenant_id = $2)",
-                     p, 2, ah_trust_rows_json, rows, NULL) != 0 ||
-        cJSON_GetArraySize(rows) != 1) {
+    cJSON *rows = ah_trust_rows(core, "SELECT id FROM webhook_endpoints WHERE id = $1 AND "
+                                      "($2 = 0 OR tenant_id = $2)",
+                                p, 2);
+    if (rows == NULL || cJSON_GetArraySize(rows) != 1) {
         cJSON_Delete(rows);
         return NULL;
     }
     cJSON_Delete(rows);
-    rows = cJSON_CreateArray();
-    cJSON *out = cJSON_CreateArray();
-    if (rows == NULL || out == NULL ||
-        ah_trust_sql(core,
-                     "SELECT d.outbox_id, o.topic, d.attempts, d.status, d.last_status, "
-                     "d.last_error, d.next_at, d.delivered_at FROM webhook_deliveries d "
-                     "LEFT JOIN outbox o ON o.id = d.outbox_id WHERE d.endpoint_id = $1 "
-                     "ORDER BY d.outbox_id DESC LIMIT $3",
-                     p, 3, ah_trust_rows_json, rows, NULL) != 0) {
-        cJSON_Delete(rows);
-        cJSON_Delete(out);
-        return NULL;
-    }
-    const cJSON *row;
-    cJSON_ArrayForEach(row, rows) {
-        cJSON *o = cJSON_CreateObject();
-        if (o == NULL)
-            break;
-        char evid[40];
-        snprintf(evid, sizeof evid, "evt_%lld", col_ll(row, 0));
-        cJSON_AddStringToObject(o, "event_id", evid);
-        cJSON_AddNumberToObject(o, "cursor", (double)col_ll(row, 0));
-        if (col(row, 1) != NULL)
-            cJSON_AddStringToObject(o, "type", col(row, 1));
-        cJSON_AddNumberToObject(o, "attempts", (double)col_ll(row, 2));
-        cJSON_AddStringToObject(o, "status", col(row, 3) ? col(row, 3) : "");
-        cJSON_AddNumberToObject(o, "last_status", (double)col_ll(row, 4));
-        if (col(row, 5) != NULL)
-            cJSON_AddStringToObject(o, "last_error", col(row, 5));
-        if (col(row, 6) != NULL)
-            cJSON_AddStringToObject(o, "next_at", col(row, 6));
-        if (col(row, 7) != NULL)
-            cJSON_AddStringToObject(o, "delivered_at", col(row, 7));
-        cJSON_AddItemToArray(out, o);
-    }
-    cJSON_Delete(rows);
-    return out;
+    return ah_trust_map_rows(core,
+                             "SELECT d.outbox_id, o.topic, d.attempts, d.status, d.last_status, "
+                             "d.last_error, d.next_at, d.delivered_at FROM webhook_deliveries d "
+                             "LEFT JOIN outbox o ON o.id = d.outbox_id WHERE d.endpoint_id = $1 "
+                             "ORDER BY d.outbox_id DESC LIMIT $3",
+                             p, 3, delivery_json);
 }
 
 /* --- delivering -------------------------------------------------------------- */
@@ -439,7 +442,7 @@ static void set_cursor(ah_core *core, const char *eid, int64_t cursor)
 /* A failed attempt: backoff, or disable after max_failures in a row. */
 static void endpoint_failed(ah_core *core, const cJSON *ep, long failures, const char *why)
 {
-    const char *eid = col(ep, 0), *url = col(ep, 2);
+    const char *eid = ah_trust_col(ep, 0), *url = ah_trust_col(ep, 2);
     int64_t tenant_id = col_ll(ep, 1);
     char next[32], nf[24], now[32];
     ah_trust_iso_in(wh_backoff(core, failures), next);
@@ -475,8 +478,9 @@ static void endpoint_failed(ah_core *core, const cJSON *ep, long failures, const
  * event_types, failures, cursor), stopping at the first failure. */
 static void deliver_endpoint(ah_core *core, const cJSON *ep)
 {
-    const char *eid = col(ep, 0), *url = col(ep, 2), *sealed = col(ep, 3);
-    const char *types = col(ep, 4);
+    const char *eid = ah_trust_col(ep, 0), *url = ah_trust_col(ep, 2),
+               *sealed = ah_trust_col(ep, 3);
+    const char *types = ah_trust_col(ep, 4);
     long failures = (long)col_ll(ep, 5);
     int64_t cursor = col_ll(ep, 6);
     char *secret = sealed != NULL ? ah_open_sealed(core->host_key, sealed, WH_SEAL_AAD) : NULL;
@@ -489,12 +493,10 @@ static void deliver_endpoint(ah_core *core, const cJSON *ep)
     snprintf(tid, sizeof tid, "%lld", col_ll(ep, 1));
     snprintf(cur, sizeof cur, "%lld", (long long)cursor);
     const char *p[] = {tid, cur};
-    cJSON *rows = cJSON_CreateArray();
-    if (rows == NULL ||
-        ah_trust_sql(core, "SELECT id, topic, body, created_at FROM outbox "
-                           "WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT 100",
-                     p, 2, ah_trust_rows_json, rows, NULL) != 0) {
-        cJSON_Delete(rows);
+    cJSON *rows = ah_trust_rows(core, "SELECT id, topic, body, created_at FROM outbox "
+                                      "WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT 100",
+                                p, 2);
+    if (rows == NULL) {
         explicit_bzero(secret, strlen(secret));
         free(secret);
         return;
@@ -503,12 +505,12 @@ static void deliver_endpoint(ah_core *core, const cJSON *ep)
     const cJSON *ev;
     cJSON_ArrayForEach(ev, rows) {
         int64_t oid = col_ll(ev, 0);
-        const char *topic = col(ev, 1);
+        const char *topic = ah_trust_col(ev, 1);
         if (topic == NULL || !ah_topic_matches_list(types, topic)) {
             moved = oid;
             continue;
         }
-        char *payload = ah_event_envelope(oid, topic, col(ev, 2), col(ev, 3));
+        char *payload = ah_event_envelope(oid, topic, ah_trust_col(ev, 2), ah_trust_col(ev, 3));
         long status = 0;
         char err[512] = "out of memory";
         int rc = payload != NULL ? post_event(core, url, secret, oid, payload, &status, err,
@@ -543,15 +545,13 @@ void ah_webhooks_tick(ah_core *core)
     char now[32];
     ah_now_iso(now);
     const char *p[] = {now};
-    cJSON *eps = cJSON_CreateArray();
-    if (eps == NULL ||
-        ah_trust_sql(core, "SELECT id, tenant_id, url, secret, event_types, failures, cursor "
-                           "FROM webhook_endpoints WHERE enabled = 1 AND next_at <= $1 "
-                           "ORDER BY id",
-                     p, 1, ah_trust_rows_json, eps, NULL) != 0) {
-        cJSON_Delete(eps);
+    cJSON *eps = ah_trust_rows(core,
+                               "SELECT id, tenant_id, url, secret, event_types, failures, cursor "
+                               "FROM webhook_endpoints WHERE enabled = 1 AND next_at <= $1 "
+                               "ORDER BY id",
+                               p, 1);
+    if (eps == NULL)
         return;
-    }
     const cJSON *ep;
     cJSON_ArrayForEach(ep, eps)
         deliver_endpoint(core, ep);

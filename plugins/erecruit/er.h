@@ -166,6 +166,38 @@ bool er_note_is_html(const char *note);
 char *er_note_html(const char *text);
 
 /* ------------------------------------------------------------------ */
+/* er_http.c: requests on built paths, and their replies               */
+/* ------------------------------------------------------------------ */
+
+/** er_do on path->s, failing internal_error instead when building the path
+ *  ran out of memory. Frees *path in every case. */
+ah_result er_send(ah_call *call, const char *method, er_buf *path, const cJSON *body,
+                  cJSON **out);
+/** er_send GET whose reply must carry a "data" array: on success *resp is
+ *  the reply (transferred) and *data its array; a reply without one fails
+ *  upstream 502 "ERecruit sent <what> without a data array". */
+ah_result er_get_data(ah_call *call, er_buf *path, const char *what, cJSON **resp,
+                      const cJSON **data);
+/** GET "/api/v2/<collection>/<id><suffix>" where id is the required id
+ *  member `key` of `body` (see er_require_id); *out as er_do. */
+ah_result er_get_by_id(ah_call *call, const cJSON *body, const char *key,
+                       const char *collection, const char *suffix, cJSON **out);
+/** Replies `mapped` (transferred), the unified form of `resp`. A NULL
+ *  `mapped` fails: out of memory when resp has an id, else upstream 502
+ *  "ERecruit sent a <what> without an id". */
+ah_result er_reply_mapped(ah_call *call, const cJSON *resp, cJSON *mapped, const char *what,
+                          cJSON **reply);
+/** Maps one ERecruit item to unified fields (NULL on ENOMEM). */
+typedef cJSON *(*er_map_fn)(const cJSON *item, const er_map_opts *o);
+/** Appends map(item, o) to `arr` for each item of `data` that has an id
+ *  (see er_map_id; the others are skipped). False when arr is NULL or
+ *  memory ran out. */
+bool er_map_items(cJSON *arr, const cJSON *data, er_map_fn map, const er_map_opts *o);
+/** The "data" array and "next_cursor" (absent, null or a string) of a
+ *  page; false when the page does not have that shape. */
+bool er_page_parts(const cJSON *page, const cJSON **data, const cJSON **next);
+
+/* ------------------------------------------------------------------ */
 /* Capability operations (ah_op_fn)                                    */
 /* ------------------------------------------------------------------ */
 

@@ -232,10 +232,20 @@ ah_result er_app_create(ah_call *call, const cJSON *body, cJSON **reply)
     return rc;
 }
 
-typedef cJSON *(*er_item_fn)(const cJSON *item);
+static cJSON *map_stage(const cJSON *item, const er_map_opts *o)
+{
+    (void)o;
+    return er_map_stage(item);
+}
+
+static cJSON *map_reason(const cJSON *item, const er_map_opts *o)
+{
+    (void)o;
+    return er_map_reason(item);
+}
 
 /* GET `path` ({"data":[...]}) -> {"<key>": [mapped items]}. */
-static ah_result list_of(ah_call *call, const char *path, const char *key, er_item_fn map,
+static ah_result list_of(ah_call *call, const char *path, const char *key, er_map_fn map,
                          cJSON **reply)
 {
     cJSON *resp = NULL;
@@ -248,23 +258,9 @@ static ah_result list_of(ah_call *call, const char *path, const char *key, er_it
                                 path);
     }
     cJSON *out = cJSON_CreateObject();
-    cJSON *arr = out != NULL ? cJSON_AddArrayToObject(out, key) : NULL;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, data)
-    {
-        if (arr == NULL)
-            break;
-        char id[ER_ID_MAX];
-        if (!er_map_id(it, "id", id))
-            continue;
-        cJSON *m = map(it);
-        if (m == NULL || !cJSON_AddItemToArray(arr, m)) {
-            cJSON_Delete(m);
-            arr = NULL;
-        }
-    }
+    bool ok = out != NULL && er_map_items(cJSON_AddArrayToObject(out, key), data, map, NULL);
     cJSON_Delete(resp);
-    if (arr == NULL) {
+    if (!ok) {
         cJSON_Delete(out);
         return er_oom(call);
     }
@@ -274,10 +270,10 @@ static ah_result list_of(ah_call *call, const char *path, const char *key, er_it
 
 ah_result er_app_list_stages(ah_call *call, const cJSON *body, cJSON **reply)
 {
-    return list_of(call, ER_API "/stages", "stages", er_map_stage, reply);
+    return list_of(call, ER_API "/stages", "stages", map_stage, reply);
 }
 
 ah_result er_dispositions_list(ah_call *call, const cJSON *body, cJSON **reply)
 {
-    return list_of(call, ER_API "/disposition-reasons", "reasons", er_map_reason, reply);
+    return list_of(call, ER_API "/disposition-reasons", "reasons", map_reason, reply);
 }

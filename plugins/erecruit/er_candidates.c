@@ -9,31 +9,13 @@
 
 ah_result er_cand_get(ah_call *call, const cJSON *body, cJSON **reply)
 {
-    char id[ER_ID_MAX];
-    if (er_require_id(call, body, "candidate_id", id) != AH_OK)
-        return AH_ERR;
-    er_buf path = {0};
-    er_path_id(&path, call, "contacts", id, NULL);
-    if (er_buf_check(call, &path) != AH_OK) {
-        er_buf_free(&path);
-        return AH_ERR;
-    }
     cJSON *resp = NULL;
-    ah_result rc = er_do(call, "GET", path.s, NULL, &resp);
-    er_buf_free(&path);
-    if (rc != AH_OK)
+    if (er_get_by_id(call, body, "candidate_id", "contacts", NULL, &resp) != AH_OK)
         return AH_ERR;
-    char got[ER_ID_MAX];
-    bool has_id = er_map_id(resp, "id", got);
     er_map_opts o = er_opts(call);
-    cJSON *cand = er_map_candidate(resp, &o);
+    ah_result rc = er_reply_mapped(call, resp, er_map_candidate(resp, &o), "contact", reply);
     cJSON_Delete(resp);
-    if (cand == NULL)
-        return has_id ? er_oom(call)
-                      : call->host->fail(call, AH_E_UPSTREAM, 502,
-                                         "ERecruit sent a contact without an id");
-    *reply = cand;
-    return AH_OK;
+    return rc;
 }
 
 ah_result er_cand_find(ah_call *call, const cJSON *body, cJSON **reply)
@@ -58,40 +40,16 @@ ah_result er_cand_find(ah_call *call, const cJSON *body, cJSON **reply)
         return call->host->fail(call, AH_E_INVALID, 400,
                                 "one of first_name, last_name, email, phone is required");
     }
-    if (er_buf_check(call, &path) != AH_OK) {
-        er_buf_free(&path);
+    cJSON *resp;
+    const cJSON *data;
+    if (er_get_data(call, &path, "a contact search", &resp, &data) != AH_OK)
         return AH_ERR;
-    }
-    cJSON *resp = NULL;
-    ah_result rc = er_do(call, "GET", path.s, NULL, &resp);
-    er_buf_free(&path);
-    if (rc != AH_OK)
-        return AH_ERR;
-    const cJSON *data = cJSON_GetObjectItemCaseSensitive(resp, "data");
-    if (!cJSON_IsArray(data)) {
-        cJSON_Delete(resp);
-        return call->host->fail(call, AH_E_UPSTREAM, 502,
-                                "ERecruit sent a contact search without a data array");
-    }
     er_map_opts o = er_opts(call);
     cJSON *out = cJSON_CreateObject();
-    cJSON *arr = out != NULL ? cJSON_AddArrayToObject(out, "candidates") : NULL;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, data)
-    {
-        char id[ER_ID_MAX];
-        if (arr == NULL)
-            break;
-        if (!er_map_id(it, "id", id))
-            continue;
-        cJSON *c = er_map_candidate(it, &o);
-        if (c == NULL || !cJSON_AddItemToArray(arr, c)) {
-            cJSON_Delete(c);
-            arr = NULL;
-        }
-    }
+    bool ok = out != NULL && er_map_items(cJSON_AddArrayToObject(out, "candidates"), data,
+                                          er_map_candidate, &o);
     cJSON_Delete(resp);
-    if (arr == NULL) {
+    if (!ok) {
         cJSON_Delete(out);
         return er_oom(call);
     }
@@ -101,19 +59,8 @@ ah_result er_cand_find(ah_call *call, const cJSON *body, cJSON **reply)
 
 ah_result er_cand_resume(ah_call *call, const cJSON *body, cJSON **reply)
 {
-    char id[ER_ID_MAX];
-    if (er_require_id(call, body, "candidate_id", id) != AH_OK)
-        return AH_ERR;
-    er_buf path = {0};
-    er_path_id(&path, call, "contacts", id, "/resume");
-    if (er_buf_check(call, &path) != AH_OK) {
-        er_buf_free(&path);
-        return AH_ERR;
-    }
     cJSON *resp = NULL;
-    ah_result rc = er_do(call, "GET", path.s, NULL, &resp);
-    er_buf_free(&path);
-    if (rc != AH_OK)
+    if (er_get_by_id(call, body, "candidate_id", "contacts", "/resume", &resp) != AH_OK)
         return AH_ERR;
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(resp, "data_base64");
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(resp, "filename");

@@ -29,21 +29,10 @@ ah_result er_custom_list(ah_call *call, const cJSON *body, cJSON **reply)
     er_buf path = {0};
     er_buf_printf(&path, "%s/custom-fields", ER_API);
     er_buf_query(&path, call, "entity", er_entity_remote(entity));
-    if (er_buf_check(call, &path) != AH_OK) {
-        er_buf_free(&path);
+    cJSON *resp;
+    const cJSON *data;
+    if (er_get_data(call, &path, "custom field definitions", &resp, &data) != AH_OK)
         return AH_ERR;
-    }
-    cJSON *resp = NULL;
-    ah_result rc = er_do(call, "GET", path.s, NULL, &resp);
-    er_buf_free(&path);
-    if (rc != AH_OK)
-        return AH_ERR;
-    const cJSON *data = cJSON_GetObjectItemCaseSensitive(resp, "data");
-    if (!cJSON_IsArray(data)) {
-        cJSON_Delete(resp);
-        return call->host->fail(call, AH_E_UPSTREAM, 502,
-                                "ERecruit sent custom field definitions without a data array");
-    }
     cJSON *out = cJSON_CreateObject();
     cJSON *fields = NULL;
     if (out != NULL && cJSON_AddStringToObject(out, "entity", entity) != NULL)
@@ -92,17 +81,6 @@ static ah_result values_reply(ah_call *call, const char *entity, const char *id,
     return AH_OK;
 }
 
-static ah_result values_path(ah_call *call, const char *collection, const char *id,
-                             er_buf *path)
-{
-    er_path_id(path, call, collection, id, "/custom-fields");
-    if (er_buf_check(call, path) != AH_OK) {
-        er_buf_free(path);
-        return AH_ERR;
-    }
-    return AH_OK;
-}
-
 ah_result er_custom_values(ah_call *call, const cJSON *body, cJSON **reply)
 {
     const char *entity, *collection;
@@ -111,11 +89,9 @@ ah_result er_custom_values(ah_call *call, const cJSON *body, cJSON **reply)
         er_require_id(call, body, "id", id) != AH_OK)
         return AH_ERR;
     er_buf path = {0};
-    if (values_path(call, collection, id, &path) != AH_OK)
-        return AH_ERR;
+    er_path_id(&path, call, collection, id, "/custom-fields");
     cJSON *resp = NULL;
-    ah_result rc = er_do(call, "GET", path.s, NULL, &resp);
-    er_buf_free(&path);
+    ah_result rc = er_send(call, "GET", &path, NULL, &resp);
     if (rc == AH_OK)
         rc = values_reply(call, entity, id, resp, NULL, reply);
     cJSON_Delete(resp);
@@ -176,13 +152,9 @@ ah_result er_custom_update(ah_call *call, const cJSON *body, cJSON **reply)
         return er_oom(call);
     }
     er_buf path = {0};
-    if (values_path(call, collection, id, &path) != AH_OK) {
-        cJSON_Delete(b);
-        return AH_ERR;
-    }
+    er_path_id(&path, call, collection, id, "/custom-fields");
     cJSON *resp = NULL;
-    ah_result rc = er_do(call, "PATCH", path.s, b, &resp);
-    er_buf_free(&path);
+    ah_result rc = er_send(call, "PATCH", &path, b, &resp);
     cJSON_Delete(b);
     if (rc == AH_OK)
         rc = values_reply(call, entity, id, resp, values, reply);

@@ -231,3 +231,82 @@ er_map_opts er_opts(const ah_call *call)
     }
     return o;
 }
+
+ah_result er_send(ah_call *call, const char *method, er_buf *path, const cJSON *body,
+                  cJSON **out)
+{
+    ah_result rc = er_buf_check(call, path);
+    if (rc == AH_OK)
+        rc = er_do(call, method, path->s, body, out);
+    er_buf_free(path);
+    return rc;
+}
+
+ah_result er_get_data(ah_call *call, er_buf *path, const char *what, cJSON **resp,
+                      const cJSON **data)
+{
+    *resp = NULL;
+    if (er_send(call, "GET", path, NULL, resp) != AH_OK)
+        return AH_ERR;
+    *data = cJSON_GetObjectItemCaseSensitive(*resp, "data");
+    if (!cJSON_IsArray(*data)) {
+        cJSON_Delete(*resp);
+        *resp = NULL;
+        return call->host->fail(call, AH_E_UPSTREAM, 502,
+                                "ERecruit sent %s without a data array", what);
+    }
+    return AH_OK;
+}
+
+ah_result er_get_by_id(ah_call *call, const cJSON *body, const char *key,
+                       const char *collection, const char *suffix, cJSON **out)
+{
+    char id[ER_ID_MAX];
+    if (er_require_id(call, body, key, id) != AH_OK)
+        return AH_ERR;
+    er_buf path = {0};
+    er_path_id(&path, call, collection, id, suffix);
+    return er_send(call, "GET", &path, NULL, out);
+}
+
+ah_result er_reply_mapped(ah_call *call, const cJSON *resp, cJSON *mapped, const char *what,
+                          cJSON **reply)
+{
+    if (mapped == NULL) {
+        /* No id is ERecruit's fault; with an id only the allocation failed. */
+        char got[ER_ID_MAX];
+        return er_map_id(resp, "id", got)
+                   ? er_oom(call)
+                   : call->host->fail(call, AH_E_UPSTREAM, 502,
+                                      "ERecruit sent a %s without an id", what);
+    }
+    *reply = mapped;
+    return AH_OK;
+}
+
+bool er_map_items(cJSON *arr, const cJSON *data, er_map_fn map, const er_map_opts *o)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, data)
+    {
+        char id[ER_ID_MAX];
+        if (arr == NULL)
+            break;
+        if (!er_map_id(it, "id", id))
+            continue;
+        cJSON *m = map(it, o);
+        if (m == NULL || !cJSON_AddItemToArray(arr, m)) {
+            cJSON_Delete(m);
+            arr = NULL;
+        }
+    }
+    return arr != NULL;
+}
+
+bool er_page_parts(const cJSON *page, const cJSON **data, const cJSON **next)
+{
+    *data = cJSON_GetObjectItemCaseSensitive(page, "data");
+    *next = cJSON_GetObjectItemCaseSensitive(page, "next_cursor");
+    return cJSON_IsArray(*data) &&
+           (*next == NULL || cJSON_IsNull(*next) || cJSON_IsString(*next));
+}

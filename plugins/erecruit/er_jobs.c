@@ -11,30 +11,13 @@
 
 static ah_result get_position(ah_call *call, const cJSON *body, bool enhanced, cJSON **reply)
 {
-    char id[ER_ID_MAX];
-    if (er_require_id(call, body, "job_id", id) != AH_OK)
-        return AH_ERR;
-    er_buf path = {0};
-    er_path_id(&path, call, "positions", id, enhanced ? "?" ER_EXPAND : NULL);
-    if (er_buf_check(call, &path) != AH_OK) {
-        er_buf_free(&path);
-        return AH_ERR;
-    }
     cJSON *resp = NULL;
-    ah_result rc = er_do(call, "GET", path.s, NULL, &resp);
-    er_buf_free(&path);
-    if (rc != AH_OK)
+    if (er_get_by_id(call, body, "job_id", "positions", enhanced ? "?" ER_EXPAND : NULL,
+                     &resp) != AH_OK)
         return AH_ERR;
-    cJSON *job = er_map_job(resp, enhanced);
-    char got[ER_ID_MAX];
-    bool has_id = er_map_id(resp, "id", got);
+    ah_result rc = er_reply_mapped(call, resp, er_map_job(resp, enhanced), "position", reply);
     cJSON_Delete(resp);
-    if (job == NULL)
-        return has_id ? er_oom(call)
-                      : call->host->fail(call, AH_E_UPSTREAM, 502,
-                                         "ERecruit sent a position without an id");
-    *reply = job;
-    return AH_OK;
+    return rc;
 }
 
 ah_result er_job_get(ah_call *call, const cJSON *body, cJSON **reply)
@@ -45,6 +28,12 @@ ah_result er_job_get(ah_call *call, const cJSON *body, cJSON **reply)
 ah_result er_job_get_enhanced(ah_call *call, const cJSON *body, cJSON **reply)
 {
     return get_position(call, body, true, reply);
+}
+
+static cJSON *enhanced_job(const cJSON *item, const er_map_opts *o)
+{
+    (void)o;
+    return er_map_job(item, true);
 }
 
 ah_result er_job_enhanced_batch(ah_call *call, const cJSON *body, cJSON **reply)
@@ -58,39 +47,18 @@ ah_result er_job_enhanced_batch(ah_call *call, const cJSON *body, cJSON **reply)
     er_buf path = {0};
     er_buf_printf(&path, "%s/positions?" ER_EXPAND "&per_page=%ld", ER_API, limit);
     er_buf_query(&path, call, "cursor", cursor != NULL && *cursor ? cursor : NULL);
-    if (er_buf_check(call, &path) != AH_OK) {
-        er_buf_free(&path);
-        return AH_ERR;
-    }
     cJSON *page = NULL;
-    ah_result rc = er_do(call, "GET", path.s, NULL, &page);
-    er_buf_free(&path);
-    if (rc != AH_OK)
+    if (er_send(call, "GET", &path, NULL, &page) != AH_OK)
         return AH_ERR;
-    const cJSON *data = cJSON_GetObjectItemCaseSensitive(page, "data");
-    const cJSON *next = cJSON_GetObjectItemCaseSensitive(page, "next_cursor");
-    if (!cJSON_IsArray(data) || (next != NULL && !cJSON_IsNull(next) && !cJSON_IsString(next))) {
+    const cJSON *data, *next;
+    if (!er_page_parts(page, &data, &next)) {
         cJSON_Delete(page);
         return call->host->fail(call, AH_E_UPSTREAM, 502,
                                 "ERecruit sent a positions page without a data array");
     }
     cJSON *out = cJSON_CreateObject();
-    cJSON *jobs = out != NULL ? cJSON_AddArrayToObject(out, "jobs") : NULL;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, data)
-    {
-        char id[ER_ID_MAX];
-        if (jobs == NULL)
-            break;
-        if (!er_map_id(it, "id", id))
-            continue;
-        cJSON *j = er_map_job(it, true);
-        if (j == NULL || !cJSON_AddItemToArray(jobs, j)) {
-            cJSON_Delete(j);
-            jobs = NULL;
-        }
-    }
-    bool ok = jobs != NULL &&
+    bool ok = out != NULL &&
+              er_map_items(cJSON_AddArrayToObject(out, "jobs"), data, enhanced_job, NULL) &&
               cJSON_AddItemToObject(out, "next_cursor",
                                     cJSON_IsString(next) && next->valuestring[0] != '\0'
                                         ? cJSON_CreateString(next->valuestring)

@@ -15,8 +15,6 @@
 /* Keeps the query string (and ERecruit's IN list) reasonable. */
 #define ER_JOB_IDS_MAX 100
 
-typedef cJSON *(*er_map_fn)(const cJSON *item, const er_map_opts *o);
-
 static cJSON *map_job(const cJSON *item, const er_map_opts *o)
 {
     (void)o;
@@ -58,19 +56,13 @@ static ah_result stream_page(ah_call *call, const cJSON *body, const char *colle
     er_buf_query(&path, call, "cursor", cursor != NULL && *cursor ? cursor : NULL);
     if (filter != NULL)
         er_buf_printf(&path, "%s", filter);
-    if (er_buf_check(call, &path) != AH_OK) {
-        er_buf_free(&path);
-        return AH_ERR;
-    }
     cJSON *page = NULL;
-    ah_result rc = er_do(call, "GET", path.s, NULL, &page);
-    er_buf_free(&path);
+    ah_result rc = er_send(call, "GET", &path, NULL, &page);
     if (rc != AH_OK)
         return AH_ERR;
 
-    const cJSON *data = cJSON_GetObjectItemCaseSensitive(page, "data");
-    const cJSON *next = cJSON_GetObjectItemCaseSensitive(page, "next_cursor");
-    if (!cJSON_IsArray(data) || (next != NULL && !cJSON_IsNull(next) && !cJSON_IsString(next))) {
+    const cJSON *data, *next;
+    if (!er_page_parts(page, &data, &next)) {
         cJSON_Delete(page);
         return h->fail(call, AH_E_UPSTREAM, 502,
                        "ERecruit sent a %s page without a data array or with a bad next_cursor",

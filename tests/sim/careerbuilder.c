@@ -12,7 +12,6 @@
 #include <strings.h>
 #include <time.h>
 
-#include <microhttpd.h>
 #include <openssl/rand.h>
 
 #define CB_TOKEN_PATH "/oauth/token"
@@ -158,28 +157,6 @@ static bool same(const char *a, const char *b)
 
 /* --- tokens ---------------------------------------------------------------- */
 
-static char *form_value(const char *body, const char *key)
-{
-    size_t klen = strlen(key);
-    const char *p = body;
-    while (p && *p) {
-        const char *end = strchr(p, '&');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (len > klen && strncmp(p, key, klen) == 0 && p[klen] == '=') {
-            char *v = strndup(p + klen + 1, len - klen - 1);
-            if (!v)
-                return NULL;
-            for (char *c = v; *c; c++)
-                if (*c == '+')
-                    *c = ' ';
-            MHD_http_unescape(v);
-            return v;
-        }
-        p = end ? end + 1 : NULL;
-    }
-    return NULL;
-}
-
 static void h_token(void *arg, const ah_sim_req *req, ah_sim_resp *resp)
 {
     ah_cb_sim *cb = arg;
@@ -195,9 +172,9 @@ static void h_token(void *arg, const ah_sim_req *req, ah_sim_resp *resp)
         secret = sget(j, "client_secret") ? strdup(sget(j, "client_secret")) : NULL;
         cJSON_Delete(j);
     } else {
-        grant = form_value(req->body, "grant_type");
-        id = form_value(req->body, "client_id");
-        secret = form_value(req->body, "client_secret");
+        grant = ah_sim_form_value(req->body, "grant_type");
+        id = ah_sim_form_value(req->body, "client_id");
+        secret = ah_sim_form_value(req->body, "client_secret");
     }
     if (grant == NULL || strcmp(grant, "client_credentials") != 0) {
         single_error(cb, resp, 400, "grant_type", "grant_type must be client_credentials");

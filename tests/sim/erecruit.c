@@ -13,7 +13,6 @@
 #include <strings.h>
 #include <time.h>
 
-#include <microhttpd.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
@@ -1060,29 +1059,6 @@ static bool token_valid(ah_erecruit_sim *e, const char *auth)
 
 /* --- /t/token ------------------------------------------------------------------- */
 
-/* Value of key in an application/x-www-form-urlencoded body (malloc'd) or NULL. */
-static char *form_value(const char *body, const char *key)
-{
-    size_t klen = strlen(key);
-    const char *p = body;
-    while (p && *p) {
-        const char *end = strchr(p, '&');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (len > klen && strncmp(p, key, klen) == 0 && p[klen] == '=') {
-            char *v = strndup(p + klen + 1, len - klen - 1);
-            if (!v)
-                return NULL;
-            for (char *c = v; *c; c++)
-                if (*c == '+')
-                    *c = ' ';
-            MHD_http_unescape(v);
-            return v;
-        }
-        p = end ? end + 1 : NULL;
-    }
-    return NULL;
-}
-
 static char *json_value(const cJSON *o, const char *key)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
@@ -1108,9 +1084,9 @@ static void h_token(void *arg, const ah_sim_req *req, ah_sim_resp *resp)
         secret = json_value(j, "client_secret");
         cJSON_Delete(j);
     } else {
-        grant = form_value(body, "grant_type");
-        id = form_value(body, "client_id");
-        secret = form_value(body, "client_secret");
+        grant = ah_sim_form_value(body, "grant_type");
+        id = ah_sim_form_value(body, "client_id");
+        secret = ah_sim_form_value(body, "client_secret");
     }
     /* client_secret_basic, the other standard way of sending credentials. */
     const char *auth = ah_sim_header(req, "Authorization");

@@ -108,31 +108,6 @@ static void random_hex(char *out, size_t nbytes)
         sprintf(out + 2 * i, "%02x", b[i]);
 }
 
-static char *pct_decode(const char *s, size_t len)
-{
-    char *v = strndup(s, len);
-    if (v == NULL)
-        return NULL;
-    for (char *c = v; *c; c++)
-        if (*c == '+')
-            *c = ' ';
-    MHD_http_unescape(v);
-    return v;
-}
-
-static char *form_value(const char *body, const char *key)
-{
-    size_t klen = strlen(key);
-    for (const char *p = body; p != NULL && *p;) {
-        const char *end = strchr(p, '&');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (len > klen && strncmp(p, key, klen) == 0 && p[klen] == '=')
-            return pct_decode(p + klen + 1, len - klen - 1);
-        p = end ? end + 1 : NULL;
-    }
-    return NULL;
-}
-
 static void key_free(li_key *k)
 {
     free(k->context);
@@ -197,7 +172,7 @@ static void key_parse(const char *s, li_key *k)
                 dst = &k->provider;
             if (dst != NULL) {
                 free(*dst);
-                *dst = pct_decode(eq + 1, len - nlen - 1);
+                *dst = ah_sim_form_decode(eq + 1, len - nlen - 1);
             }
         }
         p = end ? end + 1 : NULL;
@@ -350,9 +325,9 @@ static bool auth(ah_li_sim *li, const ah_sim_req *req, ah_sim_resp *resp, const 
 static void h_token(void *arg, const ah_sim_req *req, ah_sim_resp *resp)
 {
     ah_li_sim *li = arg;
-    char *grant = form_value(req->body, "grant_type");
-    char *id = form_value(req->body, "client_id");
-    char *secret = form_value(req->body, "client_secret");
+    char *grant = ah_sim_form_value(req->body, "grant_type");
+    char *id = ah_sim_form_value(req->body, "client_id");
+    char *secret = ah_sim_form_value(req->body, "client_secret");
     pthread_mutex_lock(&li->mu);
     bool ok = grant != NULL && strcmp(grant, "client_credentials") == 0 && id && secret;
     if (ok) {
@@ -475,7 +450,7 @@ static void provision_create(ah_li_sim *li, const ah_sim_req *req, ah_sim_resp *
 static void provision_update(ah_li_sim *li, const ah_sim_req *req, ah_sim_resp *resp)
 {
     const char *idp = req->path + strlen(LI_APPS_PATH "/");
-    char *id = pct_decode(idp, strlen(idp));
+    char *id = ah_sim_form_decode(idp, strlen(idp));
     li_app *a = NULL;
     for (size_t i = 0; id != NULL && i < li->napps; i++) {
         char num[24];

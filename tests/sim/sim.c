@@ -474,3 +474,28 @@ void ah_sim_set_faults(ah_sim *s, double p_429, double p_5xx, double p_drop,
     s->p_truncate = p_truncate;
     pthread_mutex_unlock(&s->mu);
 }
+
+char *ah_sim_form_decode(const char *s, size_t len)
+{
+    char *v = strndup(s, len);
+    if (v == NULL)
+        return NULL;
+    for (char *c = v; *c; c++)
+        if (*c == '+')
+            *c = ' ';
+    MHD_http_unescape(v);
+    return v;
+}
+
+char *ah_sim_form_value(const char *body, const char *key)
+{
+    size_t klen = strlen(key);
+    for (const char *p = body; p != NULL && *p;) {
+        const char *end = strchr(p, '&');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len > klen && strncmp(p, key, klen) == 0 && p[klen] == '=')
+            return ah_sim_form_decode(p + klen + 1, len - klen - 1);
+        p = end ? end + 1 : NULL;
+    }
+    return NULL;
+}

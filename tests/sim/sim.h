@@ -81,4 +81,11 @@ void ah_sim_get_stats(ah_sim *s, ah_sim_stats *out);
 void ah_sim_set_faults(ah_sim *s, double p_429, double p_5xx, double p_drop,
                        double p_slow, double p_truncate);
 
+/** Decodes len bytes of an application/x-www-form-urlencoded value ('+'
+ *  is a space, %XX a byte). malloc'd; NULL on ENOMEM. */
+char *ah_sim_form_decode(const char *s, size_t len);
+/** The decoded value of key in a form-encoded body (malloc'd), or NULL
+ *  when the body has no such key (or on ENOMEM). */
+char *ah_sim_form_value(const char *body, const char *key);
+
 #endif
