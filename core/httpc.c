@@ -584,6 +584,9 @@ int ah_httpc_perform(ah_httpc *c, const ah_http_request *req, const char *base_u
     httpc_result last = {.rc = CURLE_OK};
     bool have_response = false;
     char last_err[CURL_ERROR_SIZE] = "";
+    /* A request that must not run twice is repeated only when the provider
+     * certainly did not act on it. */
+    bool unsafe = AH_HAS(req, flags) && (req->flags & AH_HTTP_NOT_IDEMPOTENT) != 0;
     int attempt;
     for (attempt = 1; attempt <= max_attempts; attempt++) {
         httpc_result r;
@@ -594,7 +597,9 @@ int ah_httpc_perform(ah_httpc *c, const ah_http_request *req, const char *base_u
 
         bool got = r.rc == CURLE_OK;
         bool retry = attempt < max_attempts &&
-                     (got ? retryable_status(r.status) : retryable_curl(r.rc));
+                     (unsafe ? (got ? r.status == 429 || r.status == 503
+                                    : r.rc == CURLE_COULDNT_CONNECT)
+                             : (got ? retryable_status(r.status) : retryable_curl(r.rc)));
         long delay = 0;
         if (retry) {
             long cap = c->opts.backoff_ms;

@@ -166,6 +166,10 @@ ah_result er_call(ah_call *call, const char *method, const char *path, const cJS
             .body = json,
             .body_len = json != NULL ? strlen(json) : 0,
             .bearer = token,
+            /* Creating notes, documents, submissions or moving a stage
+             * must not happen twice: the host repeats a POST or PATCH only
+             * when ERecruit certainly did not act on it. */
+            .flags = strcmp(method, "GET") != 0 ? AH_HTTP_NOT_IDEMPOTENT : 0,
         };
         ah_http_response resp;
         memset(&resp, 0, sizeof resp);

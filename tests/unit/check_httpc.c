@@ -281,6 +281,46 @@ START_TEST(retry_503_then_success)
 }
 END_TEST
 
+/* A request that must not run twice: a 500 or a timeout is not repeated
+ * (the provider may have acted), a 503 or a 429 is. */
+START_TEST(not_idempotent_retried_only_when_safe)
+{
+    route_state rs;
+    rs_init(&rs);
+    rs.fail_first = 1;
+    rs.fail_status = 500;
+    ah_sim *s = sim_with(NULL, "GET", "/flaky", h_flaky, &rs);
+    ah_httpc *c = client(4);
+    char err[256];
+    ah_http_request req = get("/flaky");
+    req.flags = AH_HTTP_NOT_IDEMPOTENT;
+    ah_http_response resp = {.struct_size = sizeof(resp)};
+    ck_assert_int_eq(ah_httpc_perform(c, &req, ah_sim_url(s), NULL, NULL, NULL, &resp, err,
+                                      sizeof(err)),
+                     0);
+    ck_assert_int_eq(resp.status, 500);
+    ck_assert_int_eq(resp.attempts, 1);
+    ck_assert_int_eq(rs_calls(&rs), 1);
+    ah_http_response_free(&resp);
+    ah_sim_stop(s);
+
+    route_state rs2;
+    rs_init(&rs2);
+    rs2.fail_first = 1;
+    rs2.fail_status = 503;
+    s = sim_with(NULL, "GET", "/flaky", h_flaky, &rs2);
+    resp = (ah_http_response){.struct_size = sizeof(resp)};
+    ck_assert_int_eq(ah_httpc_perform(c, &req, ah_sim_url(s), NULL, NULL, NULL, &resp, err,
+                                      sizeof(err)),
+                     0);
+    ck_assert_int_eq(resp.status, 200);
+    ck_assert_int_eq(resp.attempts, 2);
+    ah_http_response_free(&resp);
+    ah_httpc_free(c);
+    ah_sim_stop(s);
+}
+END_TEST
+
 static double elapsed_s(const struct timespec *a, const struct timespec *b)
 {
     return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
@@ -716,6 +756,7 @@ static Suite *httpc_suite(void)
     tcase_add_test(tc, get_json_200);
     tcase_add_test(tc, post_body_headers_base_url);
     tcase_add_test(tc, retry_503_then_success);
+    tcase_add_test(tc, not_idempotent_retried_only_when_safe);
     tcase_add_test(tc, retry_after_honoured);
     tcase_add_test(tc, retry_after_capped);
     tcase_add_test(tc, no_retry_on_404);

@@ -429,7 +429,18 @@ typedef struct ah_http_request {
     /** Bearer token to send as "Authorization: Bearer ..."; may be NULL.
      *  The host redacts it from the integration log. */
     const char *bearer;
+    /** @since 1.0: AH_HTTP_* flags (check with AH_HAS before reading). */
+    unsigned flags;
 } ah_http_request;
+
+enum {
+    /** The request changes state at the provider and must not be repeated
+     *  once the provider may have acted on it (creating a note, posting a
+     *  job): the host retries it only when the provider certainly did not
+     *  act — the connection was refused, or the answer was 429 or 503 —
+     *  and never after a timeout, a dropped connection or another 5xx. */
+    AH_HTTP_NOT_IDEMPOTENT = 1u << 0,
+};
 
 /** An outbound HTTP response. Filled by the host; release with
  *  host->http_response_free(). */
