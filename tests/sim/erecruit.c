@@ -875,13 +875,15 @@ static cJSON *render_doc(const er_doc *d)
     return NULL;
 }
 
-static cJSON *render_notes(const er_rec *r)
+/* An array of n items rendered by fn; NULL when out of memory. */
+static cJSON *render_list(const void *items, size_t n, size_t elem,
+                          cJSON *(*fn)(const void *item))
 {
     cJSON *a = cJSON_CreateArray();
-    for (size_t i = 0; a && i < r->nnotes; i++) {
-        cJSON *n = render_note(&r->notes[i]);
-        if (!n || !cJSON_AddItemToArray(a, n)) {
-            cJSON_Delete(n);
+    for (size_t i = 0; a && i < n; i++) {
+        cJSON *o = fn((const char *)items + i * elem);
+        if (!o || !cJSON_AddItemToArray(a, o)) {
+            cJSON_Delete(o);
             cJSON_Delete(a);
             return NULL;
         }
@@ -889,18 +891,24 @@ static cJSON *render_notes(const er_rec *r)
     return a;
 }
 
+static cJSON *render_note_item(const void *n)
+{
+    return render_note(n);
+}
+
+static cJSON *render_doc_item(const void *d)
+{
+    return render_doc(d);
+}
+
+static cJSON *render_notes(const er_rec *r)
+{
+    return render_list(r->notes, r->nnotes, sizeof r->notes[0], render_note_item);
+}
+
 static cJSON *render_docs(const er_rec *r)
 {
-    cJSON *a = cJSON_CreateArray();
-    for (size_t i = 0; a && i < r->ndocs; i++) {
-        cJSON *d = render_doc(&r->docs[i]);
-        if (!d || !cJSON_AddItemToArray(a, d)) {
-            cJSON_Delete(d);
-            cJSON_Delete(a);
-            return NULL;
-        }
-    }
-    return a;
+    return render_list(r->docs, r->ndocs, sizeof r->docs[0], render_doc_item);
 }
 
 /* --- responses -------------------------------------------------------------- */
