@@ -14,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <linux/filter.h>
 #include <sys/socket.h>
+#include <poll.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -64,9 +66,13 @@ struct ah_httpd {
     ah_http_after after;
     void *hooks_arg;
     struct MHD_Daemon *daemon;
-    int listen_fd;       /* caller's listening socket, or -1 */
-    atomic_long inflight; /* requests started and not yet completed */
+    int listen_fd;       /* the listening socket (ours, or the caller's), or -1 */
+    int wake[2];         /* a byte on wake[1] stops the acceptor */
+    pthread_t acceptor;
+    bool acceptor_running;
+    atomic_long inflight; /* requests whose first line was read, not yet completed */
     atomic_long fresh;    /* connections accepted whose first request has not begun */
+    atomic_bool draining; /* quiesced: every answer closes its connection */
     bool quiesced;
 
     pthread_rwlock_t lock; /* guards the route table below */
@@ -80,6 +86,11 @@ struct ah_httpd {
 
     pthread_mutex_t drain_mu;
     pthread_cond_t drain_cv;
+    /* Sockets the quiesce accept loop handed to MHD whose connection MHD
+     * has not announced yet (under drain_mu); each is counted in fresh. */
+    int *handed;
+    size_t nhanded;
+    size_t handed_cap;
 };
 
 struct ah_http_exchange {
@@ -88,6 +99,7 @@ struct ah_http_exchange {
     struct timespec t0;
     int status;
     bool started;   /* the access handler saw this request */
+    bool counted;   /* counted in h->inflight (from the request line on) */
     bool too_large; /* stop buffering; answer 413 at the end */
     bool json_tried;
     bool ip_done;
@@ -144,6 +156,24 @@ static void *dupz(const char *s)
 }
 
 /* --- status codes and JSON limits ---------------------------------------- */
+
+/* libmicrohttpd's own panic prints nothing when its messages are off: say
+ * where and why before aborting, so that the operator's log shows it. */
+static void on_mhd_panic(void *cls, const char *file, unsigned int line, const char *reason)
+{
+    (void)cls;
+    char msg[512];
+    int n = snprintf(msg, sizeof msg, "libmicrohttpd: fatal error at %s:%u: %s\n",
+                     file != NULL ? file : "?", line, reason != NULL ? reason : "(no reason)");
+    if (n > 0)
+        (void)!write(STDERR_FILENO, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+    abort();
+}
+
+static void set_panic_once(void)
+{
+    MHD_set_panic_func(on_mhd_panic, NULL);
+}
 
 int ah_http_status_for_code(const char *code)
 {
@@ -259,7 +289,7 @@ static int ex_queue(ah_http_exchange *ex, int status, const char *ctype, void *b
         ok = MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype) == MHD_YES;
     for (ah_hdr *hd = ex->headers; ok && hd != NULL; hd = hd->next)
         ok = MHD_add_response_header(r, hd->name, hd->value) == MHD_YES;
-    if (ok && close)
+    if (ok && (close || atomic_load(&ex->h->draining)))
         ok = MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close") == MHD_YES;
     if (ok)
         ok = MHD_queue_response(ex->conn, (unsigned)status, r) == MHD_YES;
@@ -770,15 +800,38 @@ static void fresh_done(ah_httpd *h)
     }
 }
 
+/* Removes fd from the handed set; true when it was there (and so is already
+ * counted in fresh). */
+static bool handed_take(ah_httpd *h, int fd)
+{
+    bool found = false;
+    pthread_mutex_lock(&h->drain_mu);
+    for (size_t i = 0; i < h->nhanded; i++) {
+        if (h->handed[i] == fd) {
+            h->handed[i] = h->handed[--h->nhanded];
+            found = true;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&h->drain_mu);
+    return found;
+}
+
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
     ah_httpd *h = cls;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        bool counted = ci != NULL && handed_take(h, ci->connect_fd);
         conn_state *cs = calloc(1, sizeof *cs);
         if (cs != NULL) {
             cs->fresh = true;
-            atomic_fetch_add(&h->fresh, 1);
+            if (!counted)
+                atomic_fetch_add(&h->fresh, 1);
+        } else if (counted) {
+            fresh_done(h);
         }
         *socket_context = cs;
     } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
@@ -796,15 +849,21 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     conn_state *cs = ci != NULL ? ci->socket_context : NULL;
+    size_t ulen = strlen(uri);
+    ah_http_exchange *ex = malloc(sizeof *ex + ulen + 1);
+    if (ex != NULL) {
+        memset(ex, 0, sizeof *ex);
+        /* Counted before the connection stops being fresh, so that a drain
+         * never sees a request between the two counters. */
+        ex->counted = true;
+        atomic_fetch_add(&h->inflight, 1);
+    }
     if (cs != NULL && cs->fresh) {
         cs->fresh = false;
         fresh_done(h);
     }
-    size_t ulen = strlen(uri);
-    ah_http_exchange *ex = malloc(sizeof *ex + ulen + 1);
     if (ex == NULL)
         return NULL;
-    memset(ex, 0, sizeof *ex);
     ex->path[0] = '\0';
     ex->h = h;
     ex->conn = conn;
@@ -901,7 +960,6 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 
     if (!ex->started) {
         ex->started = true;
-        atomic_fetch_add(&h->inflight, 1);
         size_t mlen = strlen(method);
         size_t plen = strlen(url);
         if (mlen >= sizeof ex->method) {
@@ -1004,7 +1062,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
     if (ex->status != 0 && h->on_done != NULL)
         h->on_done(h->on_done_arg, ex);
-    if (ex->started && atomic_fetch_sub(&h->inflight, 1) == 1) {
+    if (ex->counted && atomic_fetch_sub(&h->inflight, 1) == 1) {
         pthread_mutex_lock(&h->drain_mu);
         pthread_cond_broadcast(&h->drain_cv);
         pthread_mutex_unlock(&h->drain_mu);
@@ -1026,6 +1084,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 ah_httpd *ah_httpd_new(const ah_httpd_opts *opts, char *err, size_t errlen)
 {
+    static pthread_once_t panic_once = PTHREAD_ONCE_INIT;
+    (void)pthread_once(&panic_once, set_panic_once);
     if (opts == NULL) {
         set_err(err, errlen, "httpd: no options");
         return NULL;
@@ -1063,6 +1123,7 @@ ah_httpd *ah_httpd_new(const ah_httpd_opts *opts, char *err, size_t errlen)
     h->on_done = opts->on_done;
     h->on_done_arg = opts->on_done_arg;
     h->listen_fd = opts->use_listen_fd ? opts->listen_fd : -1;
+    h->wake[0] = h->wake[1] = -1;
     return h;
 fail:
     if (mu_ok)
@@ -1083,42 +1144,105 @@ fail:
 }
 
 /* Serves on the caller's listening socket (the admin Unix socket). */
-static int start_on_fd(ah_httpd *h, char *err, size_t errlen)
+/* Gives an accepted socket to MHD, counted as fresh from the accept on:
+ * MHD announces it (on_connection) only later, from one of its threads,
+ * and a drain must not end in between. */
+static void hand_over(ah_httpd *h, int c, struct sockaddr_storage *ss, socklen_t sl)
 {
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC;
-    struct MHD_OptionItem ops[10];
-    size_t n = 0;
-    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, h->listen_fd, NULL};
-    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, h};
-    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, h};
-    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, h};
-    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, AH_HTTPD_CONN_TIMEOUT_S, NULL};
-    if (h->threads > 1)
-        ops[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, h->threads, NULL};
-    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
-    h->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_access, h, MHD_OPTION_ARRAY, ops,
-                                 MHD_OPTION_END);
-    if (h->daemon == NULL) {
-        set_err(err, errlen, "httpd: cannot serve on the given socket (%s)",
-                errno != 0 ? strerror(errno) : "unknown error");
-        return -1;
+    bool listed = false;
+    pthread_mutex_lock(&h->drain_mu);
+    if (h->nhanded == h->handed_cap) {
+        size_t cap = h->handed_cap ? h->handed_cap * 2 : 16;
+        int *n = realloc(h->handed, cap * sizeof *n);
+        if (n != NULL) {
+            h->handed = n;
+            h->handed_cap = cap;
+        }
     }
-    h->bound_port = 0;
-    return 0;
+    if (h->nhanded < h->handed_cap) {
+        h->handed[h->nhanded++] = c;
+        atomic_fetch_add(&h->fresh, 1);
+        listed = true;
+    }
+    pthread_mutex_unlock(&h->drain_mu);
+    if (!listed) {
+        close(c); /* out of memory: refuse rather than lose count */
+        return;
+    }
+    /* MHD closes c when it cannot take it. */
+    if (MHD_add_connection(h->daemon, c, (struct sockaddr *)ss, sl) != MHD_YES && handed_take(h, c))
+        fresh_done(h);
 }
 
-int ah_httpd_start(ah_httpd *h, char *err, size_t errlen)
+/* Accepts every connection the kernel has completed; false on a fatal
+ * error of the listening socket. */
+static bool accept_ready(ah_httpd *h)
 {
-    if (h == NULL) {
-        set_err(err, errlen, "httpd: no server");
-        return -1;
+    for (;;) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int c = accept4(h->listen_fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (c >= 0) {
+            hand_over(h, c, &ss, sl);
+            continue;
+        }
+        switch (errno) {
+        case EINTR:
+        case ECONNABORTED:
+        case EPROTO:
+            continue;
+        case EAGAIN:
+#if EAGAIN != EWOULDBLOCK
+        case EWOULDBLOCK:
+#endif
+            return true;
+        case EMFILE:
+        case ENFILE:
+        case ENOBUFS:
+        case ENOMEM:
+            /* Out of descriptors or memory: leave the rest queued for a
+             * moment rather than spin. */
+            usleep(10 * 1000);
+            return true;
+        default:
+            return false;
+        }
     }
-    if (h->daemon != NULL) {
-        set_err(err, errlen, "httpd: already started");
-        return -1;
+}
+
+/* The acceptor: the one thread that accepts, so that every connection is
+ * counted from the moment it leaves the kernel's queue (MHD's own accept
+ * leaves a gap before it tells us, in which a drain could close it). */
+static void *acceptor_main(void *arg)
+{
+    ah_httpd *h = arg;
+    struct pollfd p[2] = {{h->listen_fd, POLLIN, 0}, {h->wake[0], POLLIN, 0}};
+    for (;;) {
+        int n = poll(p, 2, -1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 || (p[1].revents & (POLLIN | POLLHUP | POLLERR)))
+            break;
+        if ((p[0].revents & POLLIN) && !accept_ready(h))
+            break;
     }
-    if (h->listen_fd >= 0)
-        return start_on_fd(h, err, errlen);
+    return NULL;
+}
+
+static void acceptor_stop(ah_httpd *h)
+{
+    if (!h->acceptor_running)
+        return;
+    char b = 'q';
+    while (write(h->wake[1], &b, 1) < 0 && errno == EINTR)
+        ;
+    pthread_join(h->acceptor, NULL);
+    h->acceptor_running = false;
+}
+
+/* Binds and listens on host:port; the socket, or -1 with a message. */
+static int open_listener(ah_httpd *h, bool *v6, char *err, size_t errlen)
+{
     char port[8];
     snprintf(port, sizeof port, "%u", (unsigned)h->port);
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
@@ -1131,22 +1255,72 @@ int ah_httpd_start(ah_httpd *h, char *err, size_t errlen)
             freeaddrinfo(ai);
         return -1;
     }
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
-    memcpy(&ss, ai->ai_addr, ai->ai_addrlen < sizeof ss ? ai->ai_addrlen : sizeof ss);
-    int family = ai->ai_family;
+    *v6 = ai->ai_family == AF_INET6;
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int one = 1;
+    if (fd >= 0 && (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+                    bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0)) {
+        int e = errno;
+        close(fd);
+        fd = -1;
+        errno = e;
+    }
     freeaddrinfo(ai);
+    if (fd < 0) {
+        set_err(err, errlen, "httpd: cannot listen on %s:%u (%s)", h->host, (unsigned)h->port,
+                strerror(errno));
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    h->bound_port = h->port;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+        h->bound_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                       : ((struct sockaddr_in *)&ss)->sin_port);
+    return fd;
+}
 
-    /* MHD_USE_ITC: MHD_quiesce_daemon needs it with internal threads. */
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC;
-    if (family == AF_INET6)
+int ah_httpd_start(ah_httpd *h, char *err, size_t errlen)
+{
+    if (h == NULL) {
+        set_err(err, errlen, "httpd: no server");
+        return -1;
+    }
+    if (h->daemon != NULL) {
+        set_err(err, errlen, "httpd: already started");
+        return -1;
+    }
+    bool v6 = false;
+    if (h->listen_fd < 0) {
+        h->listen_fd = open_listener(h, &v6, err, errlen);
+        if (h->listen_fd < 0)
+            return -1;
+    } else {
+        /* The caller's socket (a Unix socket): it has no port. */
+        h->bound_port = 0;
+        int fl = fcntl(h->listen_fd, F_GETFL);
+        if (fl < 0 || fcntl(h->listen_fd, F_SETFL, fl | O_NONBLOCK) != 0) {
+            set_err(err, errlen, "httpd: cannot use the given socket (%s)", strerror(errno));
+            return -1;
+        }
+    }
+    if (pipe2(h->wake, O_CLOEXEC) != 0) {
+        h->wake[0] = h->wake[1] = -1;
+        set_err(err, errlen, "httpd: cannot create a pipe (%s)", strerror(errno));
+        return -1;
+    }
+
+    /* MHD never listens: the acceptor hands it each connection
+     * (MHD_add_connection from another thread needs MHD_USE_ITC). */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+                     MHD_USE_NO_LISTEN_SOCKET;
+    if (v6)
         flags |= MHD_USE_IPv6;
     if (h->tls_cert != NULL)
         flags |= MHD_USE_TLS;
     /* MHD_USE_ERROR_LOG stays off: MHD's messages would go to stderr. */
     struct MHD_OptionItem ops[10];
     size_t n = 0;
-    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, h};
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, h};
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, h};
@@ -1159,16 +1333,21 @@ int ah_httpd_start(ah_httpd *h, char *err, size_t errlen)
     }
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 
-    h->daemon = MHD_start_daemon(flags, h->port, NULL, NULL, on_access, h, MHD_OPTION_ARRAY, ops,
+    h->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_access, h, MHD_OPTION_ARRAY, ops,
                                  MHD_OPTION_END);
     if (h->daemon == NULL) {
-        set_err(err, errlen, "httpd: cannot listen on %s:%u (%s%s)", h->host, (unsigned)h->port,
-                errno != 0 ? strerror(errno) : "unknown error",
+        set_err(err, errlen, "httpd: cannot start serving on %s:%u (%s%s)", h->host,
+                (unsigned)h->port, errno != 0 ? strerror(errno) : "unknown error",
                 h->tls_cert != NULL ? "; check the TLS certificate and key" : "");
         return -1;
     }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    h->bound_port = di != NULL ? di->port : h->port;
+    if (pthread_create(&h->acceptor, NULL, acceptor_main, h) != 0) {
+        set_err(err, errlen, "httpd: cannot start the acceptor thread");
+        MHD_stop_daemon(h->daemon);
+        h->daemon = NULL;
+        return -1;
+    }
+    h->acceptor_running = true;
     return 0;
 }
 
@@ -1176,27 +1355,19 @@ int ah_httpd_quiesce(ah_httpd *h)
 {
     if (h == NULL || h->daemon == NULL || h->quiesced)
         return -1;
-    MHD_socket fd = MHD_quiesce_daemon(h->daemon);
-    if (fd == MHD_INVALID_SOCKET)
-        return -1;
-    /* Connections the kernel completed but MHD did not accept yet would be
-     * reset by the close: hand them to MHD so that they get an answer. */
-    int fl = fcntl(fd, F_GETFL);
-    if (fl >= 0 && fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0) {
-        for (;;) {
-            struct sockaddr_storage ss;
-            socklen_t sl = sizeof ss;
-            int c = accept4(fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
-            if (c < 0 && errno == EINTR)
-                continue;
-            if (c < 0)
-                break;
-            (void)MHD_add_connection(h->daemon, c, (struct sockaddr *)&ss, sl); /* closes c on failure */
-        }
-    }
-    close(fd);
-    if (fd == h->listen_fd)
-        h->listen_fd = -1;
+    atomic_store(&h->draining, true);
+    acceptor_stop(h);
+    /* From here the kernel must complete no new handshake: a connection it
+     * completed after our last accept would be reset with its request
+     * unanswered. A socket filter that drops every packet stops new SYNs at
+     * the listener; what is already queued stays acceptable. */
+    struct sock_filter drop_all[] = {BPF_STMT(BPF_RET | BPF_K, 0)};
+    struct sock_fprog prog = {.len = 1, .filter = drop_all};
+    (void)setsockopt(h->listen_fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
+    (void)accept_ready(h);
+    /* Shut down, so that a new attempt is refused at once (its SYN retried
+     * past the filter finds no listener); closed by ah_httpd_free. */
+    (void)shutdown(h->listen_fd, SHUT_RDWR);
     h->quiesced = true;
     return 0;
 }
@@ -1236,15 +1407,14 @@ void ah_httpd_free(ah_httpd *h)
 {
     if (h == NULL)
         return;
-    if (h->daemon != NULL) {
-        /* Quiescing hands the caller's socket back, so that exactly one
-         * close happens (ours); if that fails, MHD_stop_daemon closes it. */
-        if (h->listen_fd >= 0 && !h->quiesced && ah_httpd_quiesce(h) != 0)
-            h->listen_fd = -1;
+    acceptor_stop(h);
+    if (h->daemon != NULL)
         MHD_stop_daemon(h->daemon);
-    }
     if (h->listen_fd >= 0)
-        close(h->listen_fd); /* never started */
+        close(h->listen_fd);
+    for (int i = 0; i < 2; i++)
+        if (h->wake[i] >= 0)
+            close(h->wake[i]);
     for (size_t i = 0; i < h->nbuckets; i++) {
         ah_route *r = h->buckets[i];
         while (r != NULL) {
@@ -1265,6 +1435,7 @@ void ah_httpd_free(ah_httpd *h)
     pthread_cond_destroy(&h->drain_cv);
     pthread_mutex_destroy(&h->drain_mu);
     pthread_rwlock_destroy(&h->lock);
+    free(h->handed);
     free(h->host);
     free(h->tls_cert);
     if (h->tls_key != NULL) {

@@ -73,13 +73,17 @@ int ah_httpd_start(ah_httpd *h, char *err, size_t errlen);
 /** The bound port (useful with port 0); 0 before a successful start. */
 uint16_t ah_httpd_port(const ah_httpd *h);
 /** Stops accepting new connections (the listening socket is closed) while
- *  the connections already accepted are still served; for a graceful stop,
- *  follow with ah_httpd_wait_idle and ah_httpd_free. 0, or -1 when the
- *  server is not running. */
+ *  the connections already accepted are still served: connections the
+ *  kernel had completed are taken over first, and every answer from now on
+ *  carries "Connection: close". For a graceful stop, follow with
+ *  ah_httpd_wait_idle and ah_httpd_free. 0, or -1 when the server is not
+ *  running. */
 int ah_httpd_quiesce(ah_httpd *h);
-/** Requests whose handling started and whose answer is not yet sent. */
+/** Requests whose request line was read and whose answer is not yet sent. */
 long ah_httpd_inflight(const ah_httpd *h);
-/** Waits until ah_httpd_inflight is 0 or timeout_ms passes; true when idle. */
+/** Waits until no request is in flight and every accepted connection has
+ *  begun its first request (or closed), or timeout_ms passes; true when
+ *  idle. A kept-alive connection with nothing sent counts as idle. */
 bool ah_httpd_wait_idle(ah_httpd *h, long timeout_ms);
 /** Stops accepting, lets running handler calls return, closes the
  *  connections and frees. NULL is allowed. */

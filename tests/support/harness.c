@@ -285,6 +285,22 @@ char *ah_t_wait_line(int fd, const char *needle, int timeout_s)
     return NULL;
 }
 
+char *ah_t_read_rest(int fd)
+{
+    buf b = {NULL, 0};
+    char chunk[4096];
+    ssize_t r;
+    while ((r = read(fd, chunk, sizeof chunk)) > 0 || (r < 0 && errno == EINTR)) {
+        if (r > 0)
+            on_data(chunk, 1, (size_t)r, &b);
+    }
+    if (b.p == NULL)
+        return strdup("");
+    if (b.n > 8192)
+        memmove(b.p, b.p + b.n - 8192, 8193);
+    return b.p;
+}
+
 int ah_t_stop(pid_t pid, int sig)
 {
     int st = 0;

@@ -38,6 +38,9 @@ pid_t ah_t_spawn(const char *const *argv, const char *const *env, int *err_fd);
 /** Reads from fd until a line contains `needle` (or timeout_s passes);
  *  returns that line malloc'd, or NULL. */
 char *ah_t_wait_line(int fd, const char *needle, int timeout_s);
+/* Everything left to read on fd up to its end (for a process that has
+ * ended, what it wrote last), at most the last 8 KiB; never NULL. */
+char *ah_t_read_rest(int fd);
 /** Sends sig and waits; returns the exit status (or 128+signal). */
 int ah_t_stop(pid_t pid, int sig);
 
