@@ -12,7 +12,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "conns.h"
 #include "core.h"
+#include "daemon.h"
+#include "rest.h"
+#include "sync.h"
+#include "tracking.h"
+#include "events.h"
 
 typedef struct counter {
     atomic_long done;
@@ -65,7 +71,7 @@ int main(int argc, char **argv)
         return 1;
     }
     ah_core_opts o = {.load_plugins = true, .start_bus = true};
-    ah_core *core = ah_core_open(&cfg, &o, err, sizeof err);
+    ah_core *core = ah_daemon_open(&cfg, &o, err, sizeof err);
     if (core == NULL) {
         fprintf(stderr, "%s\n", err);
         return 1;
@@ -132,7 +138,7 @@ int main(int argc, char **argv)
     printf("%-34s %12ld %14.0f %12.0f\n", "bus+router, sync round trip", nsync, nsync / sync, sync * 1e9 / nsync);
     if (atomic_load(&ctr.failed) > 0)
         printf("failed replies: %ld\n", atomic_load(&ctr.failed));
-    ah_core_close(core);
+    ah_daemon_close(core);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     return system(cmd) == 0 ? 0 : 1;

@@ -22,7 +22,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "conns.h"
 #include "core.h"
+#include "daemon.h"
+#include "rest.h"
+#include "sync.h"
+#include "tracking.h"
+#include "events.h"
 
 typedef struct bench {
     char base[96];
@@ -245,9 +251,9 @@ int main(int argc, char **argv)
         goto out;
     }
     ah_core_opts o = {.load_plugins = true, .start_bus = true};
-    core = ah_core_open(&cfg, &o, err, sizeof err);
+    core = ah_daemon_open(&cfg, &o, err, sizeof err);
     ah_config_free(&cfg); /* zeroed when the core took it */
-    if (core == NULL || ah_core_start(core, err, sizeof err) != 0) {
+    if (core == NULL || ah_daemon_start(core, err, sizeof err) != 0) {
         fprintf(stderr, "bench_erp: %s\n", err);
         goto out;
     }
@@ -282,7 +288,7 @@ int main(int argc, char **argv)
            p99);
     rc = failures == 0 ? 0 : 1;
 out:
-    ah_core_close(core);
+    ah_daemon_close(core);
     free(lat);
     free(b.keys);
     free(b.names);

@@ -15,7 +15,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "conns.h"
 #include "core.h"
+#include "daemon.h"
+#include "rest.h"
+#include "sync.h"
+#include "tracking.h"
+#include "events.h"
 #include "ops.h"
 
 #define SWAPS 20
@@ -146,7 +152,7 @@ int main(int argc, char **argv)
         return 1;
     }
     ah_core_opts o = {.load_plugins = true, .start_bus = true};
-    ah_core *core = ah_core_open(&cfg, &o, err, sizeof err);
+    ah_core *core = ah_daemon_open(&cfg, &o, err, sizeof err);
     if (core == NULL) {
         fprintf(stderr, "%s\n", err);
         ah_config_free(&cfg);
@@ -176,7 +182,7 @@ int main(int argc, char **argv)
     report("with swaps", &swapping, s2);
     free(steady.lat);
     free(swapping.lat);
-    ah_core_close(core);
+    ah_daemon_close(core);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)

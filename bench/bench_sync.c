@@ -15,7 +15,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "conns.h"
 #include "core.h"
+#include "daemon.h"
+#include "rest.h"
+#include "sync.h"
+#include "tracking.h"
+#include "events.h"
 #include "erecruit.h"
 #include "sim.h"
 #include "sync.h"
@@ -61,7 +67,7 @@ int main(int argc, char **argv)
         return 1;
     }
     ah_core_opts o = {.load_plugins = true, .start_bus = true};
-    ah_core *core = ah_core_open(&cfg, &o, err, sizeof err);
+    ah_core *core = ah_daemon_open(&cfg, &o, err, sizeof err);
     if (core == NULL) {
         fprintf(stderr, "%s\n", err);
         return 1;
@@ -130,7 +136,7 @@ int main(int argc, char **argv)
            sync_s, st.records / sync_s);
     printf("sync / floor time: %.2fx\n", sync_s / floor_s);
 
-    ah_core_close(core);
+    ah_daemon_close(core);
     ah_sim_stop(sim);
     ah_erecruit_sim_free(er);
     char cmd[300];

@@ -13,7 +13,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "conns.h"
 #include "core.h"
+#include "daemon.h"
+#include "rest.h"
+#include "sync.h"
+#include "tracking.h"
+#include "events.h"
 
 static double now_s(void)
 {
@@ -45,7 +51,7 @@ static ah_core *open_host(const char *ini)
         return NULL;
     }
     ah_core_opts o = {.load_plugins = true, .start_bus = true};
-    ah_core *core = ah_core_open(&cfg, &o, err, sizeof err);
+    ah_core *core = ah_daemon_open(&cfg, &o, err, sizeof err);
     if (core == NULL)
         fprintf(stderr, "%s\n", err);
     return core;
@@ -89,7 +95,7 @@ int main(int argc, char **argv)
         }
     }
     double setup = now_s() - t0;
-    ah_core_close(core);
+    ah_daemon_close(core);
 
     /* Measured: a host starting on that store. */
     double rss0 = rss_mib();
@@ -125,7 +131,7 @@ int main(int argc, char **argv)
            rss1, rss2, ok, nt * nc);
     printf("(one request per connection took %.2f s; RSS before opening the host: %.1f MiB)\n",
            calls, rss0);
-    ah_core_close(core);
+    ah_daemon_close(core);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     return system(cmd) == 0 ? 0 : 1;

@@ -10,7 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conns.h"
 #include "core.h"
+#include "daemon.h"
+#include "rest.h"
+#include "sync.h"
+#include "tracking.h"
+#include "events.h"
 #include "support/harness.h"
 
 #define KEY_ACME "ahk_acme_key_0123456789"
@@ -54,9 +60,9 @@ static ah_core *open_core(const char *dir)
     ck_assert_msg(ah_config_load(path, &cfg, err, sizeof err) == 0, "%s", err);
     free(path);
     ah_core_opts o = {.load_plugins = true, .start_bus = true};
-    ah_core *core = ah_core_open(&cfg, &o, err, sizeof err);
+    ah_core *core = ah_daemon_open(&cfg, &o, err, sizeof err);
     ck_assert_msg(core != NULL, "%s", err);
-    ck_assert_msg(ah_core_start(core, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(ah_daemon_start(core, err, sizeof err) == 0, "%s", err);
     return core;
 }
 
@@ -128,7 +134,7 @@ static void setup(fixture *f)
 
 static void teardown(fixture *f)
 {
-    ah_core_close(f->core);
+    ah_daemon_close(f->core);
     ah_t_rmrf(f->dir);
     free(f->dir);
     char **all[] = {&f->job[0], &f->job[1], &f->job[2], &f->job[3], &f->job[4], &f->job9,

@@ -19,7 +19,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "conns.h"
 #include "core.h"
+#include "daemon.h"
+#include "rest.h"
+#include "sync.h"
+#include "tracking.h"
+#include "events.h"
 #include "sim/careerbuilder.h"
 #include "sim/erecruit.h"
 #include "sim/sim.h"
@@ -115,9 +121,9 @@ static void setup(fixture *f, size_t n)
     cfg.http_backoff_ms = 10;
     cfg.http_backoff_max_ms = 300;
     ah_core_opts o = {.load_plugins = true, .start_bus = true};
-    f->core = ah_core_open(&cfg, &o, err, sizeof err);
+    f->core = ah_daemon_open(&cfg, &o, err, sizeof err);
     ck_assert_msg(f->core != NULL, "%s", err);
-    ck_assert_msg(ah_core_start(f->core, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(ah_daemon_start(f->core, err, sizeof err) == 0, "%s", err);
 
     char hash[AH_SHA256_HEX_LEN + 1];
     ah_sha256_hex(API_KEY, strlen(API_KEY), hash);
@@ -141,7 +147,7 @@ static void setup(fixture *f, size_t n)
 
 static void teardown(fixture *f)
 {
-    ah_core_close(f->core);
+    ah_daemon_close(f->core);
     ah_sim_stop(f->er_sim);
     ah_erecruit_sim_free(f->er);
     ah_sim_stop(f->cb_sim);

@@ -14,7 +14,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "conns.h"
 #include "core.h"
+#include "daemon.h"
+#include "rest.h"
+#include "sync.h"
+#include "tracking.h"
+#include "events.h"
 #include "sim/erecruit.h"
 #include "sim/sim.h"
 #include "support/harness.h"
@@ -44,10 +50,10 @@ static ah_core *core_open(const fixture *f, bool serve)
     char err[1024];
     ck_assert_msg(ah_config_load(f->ini, &cfg, err, sizeof err) == 0, "%s", err);
     ah_core_opts o = {.load_plugins = true, .start_bus = true};
-    ah_core *core = ah_core_open(&cfg, &o, err, sizeof err);
+    ah_core *core = ah_daemon_open(&cfg, &o, err, sizeof err);
     ck_assert_msg(core != NULL, "%s", err);
     if (serve)
-        ck_assert_msg(ah_core_start(core, err, sizeof err) == 0, "%s", err);
+        ck_assert_msg(ah_daemon_start(core, err, sizeof err) == 0, "%s", err);
     return core;
 }
 
@@ -106,7 +112,7 @@ static void setup(fixture *f, const ah_sim_opts *so, const ah_erecruit_opts *eo,
 
 static void teardown(fixture *f)
 {
-    ah_core_close(f->core);
+    ah_daemon_close(f->core);
     ah_sim_stop(f->sim);
     ah_erecruit_sim_free(f->er);
     ah_t_rmrf(f->dir);
@@ -854,7 +860,7 @@ START_TEST(test_sigkill_resume)
                       .threads = 2};
     ah_erecruit_opts eo = {.seed = 5, .positions = n, .clock_utc = FIXED_CLOCK};
     setup(&f, &so, &eo, "100", false);
-    ah_core_close(f.core);
+    ah_daemon_close(f.core);
     f.core = NULL;
 
     char *bin = NULL;
@@ -879,7 +885,7 @@ START_TEST(test_sigkill_resume)
     ck_assert_int_ge(committed, 200);
     ck_assert_int_lt(committed, (int64_t)n);
     ck_assert_int_eq(committed % 100, 0); /* whole pages only */
-    ah_core_close(f.core);
+    ah_daemon_close(f.core);
     f.core = NULL;
 
     ah_sim_set_faults(f.sim, 0, 0, 0, 0, 0);

@@ -16,7 +16,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "conns.h"
 #include "core.h"
+#include "daemon.h"
+#include "rest.h"
+#include "sync.h"
+#include "tracking.h"
+#include "events.h"
 #include "support/harness.h"
 
 #define ERP "/recruitment/integration/erp/"
@@ -110,9 +116,9 @@ static void env_open_with(env *e, const char *http_extra, const char *scheme)
     char err[1024];
     ck_assert_msg(ah_config_load(e->ini, &cfg, err, sizeof err) == 0, "%s", err);
     ah_core_opts o = {.load_plugins = true, .start_bus = true};
-    e->core = ah_core_open(&cfg, &o, err, sizeof err);
+    e->core = ah_daemon_open(&cfg, &o, err, sizeof err);
     ck_assert_msg(e->core != NULL, "%s", err);
-    ck_assert_msg(ah_core_start(e->core, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(ah_daemon_start(e->core, err, sizeof err) == 0, "%s", err);
     snprintf(e->base, sizeof e->base, "%s://127.0.0.1:%u", scheme,
              (unsigned)ah_httpd_port(e->core->httpd));
     add_source(e->core, "acme", "Main_ERP",
@@ -126,7 +132,7 @@ static void env_open(env *e)
 
 static void env_close(env *e)
 {
-    ah_core_close(e->core);
+    ah_daemon_close(e->core);
     ah_t_rmrf(e->dir);
     free(e->dir);
     free(e->ini);

@@ -17,7 +17,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "conns.h"
 #include "core.h"
+#include "daemon.h"
+#include "rest.h"
+#include "sync.h"
+#include "tracking.h"
+#include "events.h"
 #include "sim/erecruit.h"
 #include "sim/sim.h"
 #include "support/harness.h"
@@ -166,9 +172,9 @@ static void setup(fixture *f, size_t submissions)
     char err[1024];
     ck_assert_msg(ah_config_load(f->ini, &cfg, err, sizeof err) == 0, "%s", err);
     ah_core_opts o = {.load_plugins = true, .start_bus = true};
-    f->core = ah_core_open(&cfg, &o, err, sizeof err);
+    f->core = ah_daemon_open(&cfg, &o, err, sizeof err);
     ck_assert_msg(f->core != NULL, "%s", err);
-    ck_assert_msg(ah_core_start(f->core, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(ah_daemon_start(f->core, err, sizeof err) == 0, "%s", err);
     snprintf(f->base, sizeof f->base, "http://127.0.0.1:%u",
              (unsigned)ah_httpd_port(f->core->httpd));
     char hash[AH_SHA256_HEX_LEN + 1];
@@ -180,7 +186,7 @@ static void setup(fixture *f, size_t submissions)
 
 static void teardown(fixture *f)
 {
-    ah_core_close(f->core);
+    ah_daemon_close(f->core);
     ah_sim_stop(f->sim);
     ah_sim_stop(f->hook_sim);
     ah_erecruit_sim_free(f->er);

@@ -9,7 +9,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "conns.h"
 #include "core.h"
+#include "daemon.h"
+#include "rest.h"
+#include "sync.h"
+#include "tracking.h"
+#include "events.h"
 #include "support/harness.h"
 
 typedef struct fixture {
@@ -29,10 +35,10 @@ static ah_core *open_core_in(const char *dir, const char *extra, bool start)
     ck_assert_msg(ah_config_load(ini, &cfg, err, sizeof err) == 0, "%s", err);
     free(ini);
     ah_core_opts o = {.load_plugins = true, .start_bus = true};
-    ah_core *core = ah_core_open(&cfg, &o, err, sizeof err);
+    ah_core *core = ah_daemon_open(&cfg, &o, err, sizeof err);
     ck_assert_msg(core != NULL, "%s", err);
     if (start)
-        ck_assert_msg(ah_core_start(core, err, sizeof err) == 0, "%s", err);
+        ck_assert_msg(ah_daemon_start(core, err, sizeof err) == 0, "%s", err);
     return core;
 }
 
@@ -72,7 +78,7 @@ static void setup(fixture *f, bool start)
 
 static void teardown(fixture *f)
 {
-    ah_core_close(f->core);
+    ah_daemon_close(f->core);
     ah_t_rmrf(f->dir);
     free(f->dir);
 }
@@ -185,7 +191,7 @@ START_TEST(test_secrets_unreadable_in_db)
     setup(&f, false);
     char path[512];
     /* Everything the store wrote: the file and its WAL. */
-    ah_core_close(f.core);
+    ah_daemon_close(f.core);
     f.core = NULL;
     const char *files[] = {"atshub.db", "atshub.db-wal"};
     for (size_t i = 0; i < 2; i++) {
@@ -278,7 +284,7 @@ START_TEST(test_event_delivery_waits_for_subscriber)
     /* Nothing is left to deliver. */
     ah_delivery_row d;
     ck_assert_int_eq(core->store->ops->delivery_next(core->store, cid, &d), AH_STORE_NOT_FOUND);
-    ah_core_close(core);
+    ah_daemon_close(core);
     ah_t_rmrf(dir);
     free(dir);
 }

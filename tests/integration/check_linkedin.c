@@ -18,7 +18,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "conns.h"
 #include "core.h"
+#include "daemon.h"
+#include "rest.h"
+#include "sync.h"
+#include "tracking.h"
+#include "events.h"
 #include "crypto.h"
 #include "linkedin.h"
 #include "support/harness.h"
@@ -96,9 +102,9 @@ static void setup_types(fixture *f, const char *types)
     ck_assert_msg(ah_config_load(ini, &cfg, err, sizeof err) == 0, "%s", err);
     free(ini);
     ah_core_opts o = {.load_plugins = true, .start_bus = true};
-    f->core = ah_core_open(&cfg, &o, err, sizeof err);
+    f->core = ah_daemon_open(&cfg, &o, err, sizeof err);
     ck_assert_msg(f->core != NULL, "%s", err);
-    ck_assert_msg(ah_core_start(f->core, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(ah_daemon_start(f->core, err, sizeof err) == 0, "%s", err);
     snprintf(f->base, sizeof f->base, "http://127.0.0.1:%u",
              (unsigned)ah_httpd_port(f->core->httpd));
     snprintf(f->auth, sizeof f->auth, "Authorization: Bearer %s", API_KEY);
@@ -116,7 +122,7 @@ static void setup(fixture *f)
 
 static void teardown(fixture *f)
 {
-    ah_core_close(f->core);
+    ah_daemon_close(f->core);
     ah_sim_stop(f->sim);
     ah_li_sim_free(f->li);
     ah_t_rmrf(f->dir);

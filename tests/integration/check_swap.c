@@ -20,7 +20,13 @@
 #include <sqlite3.h>
 
 #include "admin.h"
+#include "conns.h"
 #include "core.h"
+#include "daemon.h"
+#include "rest.h"
+#include "sync.h"
+#include "tracking.h"
+#include "events.h"
 #include "ops.h"
 #include "support/harness.h"
 
@@ -49,7 +55,7 @@ static void env_open(env *e, bool start)
     char err[1024];
     ck_assert_msg(ah_config_load(e->ini, &cfg, err, sizeof err) == 0, "%s", err);
     ah_core_opts o = {.load_plugins = true, .start_bus = true};
-    e->core = ah_core_open(&cfg, &o, err, sizeof err);
+    e->core = ah_daemon_open(&cfg, &o, err, sizeof err);
     ck_assert_msg(e->core != NULL, "%s", err);
     ah_ops_err oe;
     cJSON *out = NULL;
@@ -61,12 +67,12 @@ static void env_open(env *e, bool start)
     cJSON_Delete(out);
     ck_assert_int_eq(ah_conns_reload(e->core), 0);
     if (start)
-        ck_assert_msg(ah_core_start(e->core, err, sizeof err) == 0, "%s", err);
+        ck_assert_msg(ah_daemon_start(e->core, err, sizeof err) == 0, "%s", err);
 }
 
 static void env_close(env *e)
 {
-    ah_core_close(e->core);
+    ah_daemon_close(e->core);
     ah_t_rmrf(e->dir);
     free(e->dir);
     free(e->ini);

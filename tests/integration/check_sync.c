@@ -14,7 +14,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "conns.h"
 #include "core.h"
+#include "daemon.h"
+#include "rest.h"
+#include "sync.h"
+#include "tracking.h"
+#include "events.h"
 #include "sim/sim.h"
 #include "support/harness.h"
 
@@ -223,7 +229,7 @@ static ah_core *core_open(fixture *f)
     char err[1024];
     ck_assert_msg(ah_config_load(f->ini, &cfg, err, sizeof err) == 0, "%s", err);
     ah_core_opts o = {.load_plugins = true, .start_bus = true};
-    ah_core *core = ah_core_open(&cfg, &o, err, sizeof err);
+    ah_core *core = ah_daemon_open(&cfg, &o, err, sizeof err);
     ck_assert_msg(core != NULL, "%s", err);
     return core;
 }
@@ -268,7 +274,7 @@ static int64_t setup(fixture *f, size_t nitems, size_t npeople, const char *per_
 
 static void teardown(fixture *f)
 {
-    ah_core_close(f->core);
+    ah_daemon_close(f->core);
     if (f->sim != NULL)
         ah_sim_stop(f->sim);
     free(f->p.items.v);
@@ -608,7 +614,7 @@ START_TEST(test_scheduler)
     ck_assert_int_eq(ah_conns_reload(f.core), 0);
     f.core->cfg.sync_interval_s = 1;
     char err[512];
-    ck_assert_msg(ah_core_start(f.core, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(ah_daemon_start(f.core, err, sizeof err) == 0, "%s", err);
     ck_assert(wait_count(f.core, cid, 300, 10));
     /* A scheduled pass has synced main: off was skipped in it. */
     ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, off, "job"), 0);
@@ -616,7 +622,7 @@ START_TEST(test_scheduler)
     ck_assert_int_eq(f.core->store->ops->connection_set_enabled(f.core->store, off, true), 0);
     ck_assert_int_eq(ah_conns_reload(f.core), 0);
     ck_assert(wait_count(f.core, off, 300, 10));
-    ah_core_stop(f.core);
+    ah_daemon_stop(f.core);
     teardown(&f);
 }
 END_TEST
@@ -657,7 +663,7 @@ START_TEST(test_disable_then_resume_from_cursor)
     /* A witness connection shows that a scheduled pass did run. */
     int64_t witness = add_conn(&f, "witness", ah_sim_url(f.sim), "100");
     f.core->cfg.sync_interval_s = 1;
-    ck_assert_msg(ah_core_start(f.core, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(ah_daemon_start(f.core, err, sizeof err) == 0, "%s", err);
     ck_assert(wait_count(f.core, witness, 300, 10));
     ck_assert(stored_title_is(f.core, cid, "10", "Item 10 v1"));
     cur = cursor_of(f.core, cid, "sync.jobs");
@@ -676,7 +682,7 @@ START_TEST(test_disable_then_resume_from_cursor)
             usleep(50 * 1000);
     }
     ck_assert(updated);
-    ah_core_stop(f.core);
+    ah_daemon_stop(f.core);
     /* The resumed run asked for what changed after the saved cursor; no run
      * after the enable started from scratch. */
     bool from_saved = false;
@@ -703,7 +709,7 @@ START_TEST(test_cli_json_and_exit_codes)
 {
     fixture f;
     int64_t cid = setup(&f, 250, 20, "100", NULL);
-    ah_core_close(f.core);
+    ah_daemon_close(f.core);
     f.core = NULL;
     char *bin = atshub_path();
     char *out = NULL, *errs = NULL;
@@ -781,7 +787,7 @@ START_TEST(test_cli_crash_resume)
     const size_t n = 2000;
     int64_t cid = setup(&f, n, 0, "100", NULL);
     prov_set(&f.p, &f.p.delay_ms, 150); /* 20 pages, ~3 s: time to kill it mid-run */
-    ah_core_close(f.core);
+    ah_daemon_close(f.core);
     f.core = NULL;
     char *bin = atshub_path();
     const char *a[] = {bin, "-c", f.ini, "sync", "acme", "main", "--type", "jobs", NULL};
@@ -805,7 +811,7 @@ START_TEST(test_cli_crash_resume)
     ck_assert_int_ge(committed, 200);
     ck_assert_int_lt(committed, (int64_t)n);
     ck_assert_int_eq(committed % 100, 0); /* whole pages only */
-    ah_core_close(f.core);
+    ah_daemon_close(f.core);
     f.core = NULL;
 
     prov_set(&f.p, &f.p.delay_ms, 0);

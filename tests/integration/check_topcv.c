@@ -9,7 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conns.h"
 #include "core.h"
+#include "daemon.h"
+#include "rest.h"
+#include "sync.h"
+#include "tracking.h"
+#include "events.h"
 #include "sim/topcv.h"
 #include "support/harness.h"
 
@@ -67,9 +73,9 @@ static void setup(fx *f)
     ck_assert_msg(ah_config_load(ini, &cfg, err, sizeof err) == 0, "%s", err);
     free(ini);
     ah_core_opts o = {.load_plugins = true, .start_bus = true};
-    f->core = ah_core_open(&cfg, &o, err, sizeof err);
+    f->core = ah_daemon_open(&cfg, &o, err, sizeof err);
     ck_assert_msg(f->core != NULL, "%s", err);
-    ck_assert_msg(ah_core_start(f->core, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(ah_daemon_start(f->core, err, sizeof err) == 0, "%s", err);
     snprintf(f->base, sizeof f->base, "http://127.0.0.1:%u", (unsigned)ah_httpd_port(f->core->httpd));
 
     ah_sim_opts so = {.seed = 7};
@@ -102,7 +108,7 @@ static void setup(fx *f)
 
 static void teardown(fx *f)
 {
-    ah_core_close(f->core);
+    ah_daemon_close(f->core);
     ah_sim_stop(f->sim);
     ah_topcv_sim_free(f->tc);
     ah_t_rmrf(f->dir);

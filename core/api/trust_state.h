@@ -8,19 +8,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-typedef struct ah_bucket {
-    int64_t conn_id;
-    double rate;          /* current tokens per second (after penalties) */
-    double factor;        /* 1, halved per 429 */
-    double penalty_until; /* monotonic seconds */
-    double tokens;        /* balance; negative: reserved by waiters */
-    double last;          /* monotonic seconds of the last refill */
-} ah_bucket;
-
 struct ah_trust {
-    pthread_mutex_t mu; /* guards the buckets and the bulk worker's flags */
-    ah_bucket *buckets;
-    size_t nbuckets, capbuckets;
+    pthread_mutex_t mu; /* guards the bulk worker's flags */
 
     pthread_cond_t bulk_cond; /* a job was queued, or stop */
     pthread_t bulk_thread;

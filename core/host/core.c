@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The host context: opens the modules in order, routes bus requests to
- * plugins, fans events out to subscribers, and runs the ticker that keeps
- * the connection table in step with the store.
+ * The host context: opens the modules below it in order and routes bus
+ * requests to plugins. Starting and stopping the surfaces above (HTTP,
+ * admin, sync, ticker) is the daemon's (daemon.c).
  */
 #include <signal.h>
 #include <stdio.h>
@@ -10,11 +10,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "admin.h"
+#include "conns.h"
 #include "core.h"
-#include "trust.h"
+#include "events.h"
+#include "hostapi.h"
 #include "metrics.h"
-#include "ops.h"
+#include "ratelimit.h"
 
 /* ------------------------------------------------------------------------ */
 /* Calls into plugins                                                        */
@@ -254,11 +255,9 @@ ah_core *ah_core_open(ah_config *cfg, const ah_core_opts *opts, char *err, size_
     };
     core->httpc = ah_httpc_new(&ho);
     core->oauth2 = core->httpc != NULL ? ah_oauth2_new(core->httpc, NULL, NULL) : NULL;
-    core->sync = ah_sync_new();
-    core->trust = ah_trust_new();
+    core->ratelimit = ah_ratelimit_new();
     if (core->conns == NULL || core->registry == NULL || core->httpc == NULL ||
-        core->oauth2 == NULL || core->sync == NULL || core->metrics == NULL ||
-        core->trust == NULL) {
+        core->oauth2 == NULL || core->metrics == NULL || core->ratelimit == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -296,198 +295,12 @@ fail:
     return NULL;
 }
 
-static void *ticker_main(void *arg)
-{
-    ah_core *core = arg;
-    pthread_mutex_lock(&core->tick_lock);
-    while (!core->stopping) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 1;
-        pthread_cond_timedwait(&core->tick_cond, &core->tick_lock, &ts);
-        if (core->stopping)
-            break;
-        /* Another process (the CLI) committed: pick up its changes. */
-        if (core->store->ops->data_version(core->store) != core->seen_data_version)
-            ah_conns_reload(core);
-        /* Idle connections still holding a context of a swapped-out
-         * generation would keep it loaded forever. */
-        ah_ops_retire_contexts(core);
-        ah_events_tick(core);
-        ah_trust_tick(core);
-    }
-    pthread_mutex_unlock(&core->tick_lock);
-    return NULL;
-}
-
-int ah_core_start(ah_core *core, char *err, size_t errlen)
-{
-    char *cert = NULL, *key = NULL;
-    if (core->cfg.tls_cert != NULL) {
-        FILE *f;
-        size_t n;
-        cert = calloc(1, 1 << 16);
-        key = calloc(1, 1 << 16);
-        if (cert == NULL || key == NULL)
-            goto tls_fail;
-        if ((f = fopen(core->cfg.tls_cert, "r")) == NULL)
-            goto tls_fail;
-        n = fread(cert, 1, (1 << 16) - 1, f);
-        fclose(f);
-        if (n == 0 || (f = fopen(core->cfg.tls_key, "r")) == NULL)
-            goto tls_fail;
-        n = fread(key, 1, (1 << 16) - 1, f);
-        fclose(f);
-        if (n == 0)
-            goto tls_fail;
-    }
-    ah_httpd_opts o = {
-        .host = core->cfg.listen_host,
-        .port = core->cfg.listen_port,
-        .max_body = core->cfg.max_body,
-        .threads = core->cfg.http_threads,
-        .tls_cert_pem = cert,
-        .tls_key_pem = key,
-        .on_done = ah_metrics_http_done,
-        .on_done_arg = core->metrics,
-    };
-    core->httpd = ah_httpd_new(&o, err, errlen);
-    if (cert != NULL) {
-        explicit_bzero(key, 1 << 16);
-        free(cert);
-        free(key);
-    }
-    if (core->httpd == NULL)
-        return -1;
-    if (ah_rest_register(core) != 0 || ah_trust_register(core) != 0) {
-        snprintf(err, errlen, "cannot register routes");
-        return -1;
-    }
-    if (ah_httpd_start(core->httpd, err, errlen) != 0)
-        return -1;
-    if (ah_admin_start(core, err, errlen) != 0)
-        return -1;
-    core->stopping = false;
-    if (pthread_create(&core->ticker, NULL, ticker_main, core) != 0) {
-        snprintf(err, errlen, "cannot start the ticker thread");
-        return -1;
-    }
-    core->ticker_running = true;
-    if (ah_sync_scheduler_start(core, err, errlen) != 0)
-        return -1;
-    if (ah_trust_start(core, err, errlen) != 0)
-        return -1;
-    return 0;
-tls_fail:
-    snprintf(err, errlen, "cannot read tls_cert / tls_key");
-    free(cert);
-    free(key);
-    return -1;
-}
-
-void ah_core_stop(ah_core *core)
-{
-    /* Operators' requests act on the parts below: they go first. */
-    ah_admin_stop(core);
-    /* Then: a sync under way ends after its current page. */
-    ah_sync_scheduler_stop(core);
-    ah_trust_stop(core);
-    if (core->ticker_running) {
-        pthread_mutex_lock(&core->tick_lock);
-        core->stopping = true;
-        pthread_cond_broadcast(&core->tick_cond);
-        pthread_mutex_unlock(&core->tick_lock);
-        pthread_join(core->ticker, NULL);
-        core->ticker_running = false;
-    }
-    if (core->httpd != NULL) {
-        ah_httpd_free(core->httpd);
-        core->httpd = NULL;
-    }
-    ah_rest_unregister(core);
-}
-
-/* SIGTERM: stop accepting, let accepted requests and queued bus work finish
- * within AH_DRAIN_MS, then stop everything (the scheduler first, so a sync
- * ends after the page it is committing). */
-#define AH_DRAIN_MS 10000L
-
-static void drain(ah_core *core)
-{
-    ah_sd_notify("STOPPING=1");
-    ah_admin_quiesce(core);
-    ah_httpd_quiesce(core->httpd);
-    if (!ah_httpd_wait_idle(core->httpd, AH_DRAIN_MS))
-        ah_log(&core->log, AH_LOG_WARN, "core", "%ld requests still running after %ld ms: "
-               "stopping anyway", ah_httpd_inflight(core->httpd), AH_DRAIN_MS);
-    ah_core_stop(core);
-    if (core->bus != NULL)
-        ah_bus_drain(core->bus);
-}
-
-static void reconcile(ah_core *core)
-{
-    ah_sd_notify("RELOADING=1");
-    ah_ops_err e;
-    cJSON *out = NULL;
-    int rc = ah_ops_reconcile(core, &out, &e);
-    char *text = out != NULL ? cJSON_PrintUnformatted(out) : NULL;
-    if (rc == 0)
-        ah_log(&core->log, AH_LOG_INFO, "core", "SIGHUP: %s reconciled: %s", core->cfg.path,
-               text != NULL ? text : "");
-    else
-        ah_log(&core->log, AH_LOG_ERROR, "core", "SIGHUP: %s%s%s", e.msg, text ? ": " : "",
-               text ? text : "");
-    free(text);
-    cJSON_Delete(out);
-    ah_sd_notify("READY=1");
-}
-
-int ah_core_serve(ah_core *core)
-{
-    char err[512];
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGHUP);
-    /* Block before any thread starts so that only sigwait sees them. */
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    if (ah_core_start(core, err, sizeof err) != 0) {
-        ah_log(&core->log, AH_LOG_ERROR, "core", "%s", err);
-        ah_core_stop(core);
-        return 1;
-    }
-    ah_log(&core->log, AH_LOG_INFO, "core", "atshub %s listening on %s://%s:%u (%zu plugins, store %s)",
-           AH_VERSION, core->cfg.tls_cert ? "https" : "http", core->cfg.listen_host,
-           (unsigned)ah_httpd_port(core->httpd), ah_registry_count(core->registry),
-           core->store->ops->name);
-    ah_sd_notify("READY=1");
-    for (;;) {
-        int sig = 0;
-        if (sigwait(&set, &sig) != 0)
-            continue;
-        if (sig == SIGHUP) {
-            reconcile(core);
-            continue;
-        }
-        ah_log(&core->log, AH_LOG_INFO, "core", "signal %d: draining (up to %ld ms), then stopping",
-               sig, AH_DRAIN_MS);
-        break;
-    }
-    drain(core);
-    return 0;
-}
-
 void ah_core_close(ah_core *core)
 {
     if (core == NULL)
         return;
-    ah_core_stop(core);
     if (core->bus != NULL)
         ah_bus_free(core->bus);
-    ah_sync_free(core->sync);
-    ah_trust_free(core->trust);
     /* Connections hold plugin contexts: close them before the plugins go. */
     ah_conns_free(core->conns);
     ah_registry_free(core->registry);
@@ -499,6 +312,7 @@ void ah_core_close(ah_core *core)
     pthread_mutex_destroy(&core->tick_lock);
     pthread_cond_destroy(&core->tick_cond);
     ah_metrics_free(core->metrics);
+    ah_ratelimit_free(core->ratelimit);
     pthread_mutex_destroy(&core->ops_lock);
     ah_config_free(&core->cfg);
     free(core);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conns.h"
 #include "core.h"
 
 typedef struct tenant_ent {

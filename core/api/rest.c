@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api.h"
+#include "conns.h"
+#include "rest.h"
 #include "core.h"
 #include "intlog.h"
 

@@ -11,7 +11,10 @@
 #include <string.h>
 
 #include "core.h"
-#include "trust.h"
+#include "ratelimit.h"
+#include "conns.h"
+#include "events.h"
+#include "hostapi.h"
 #include "intlog.h"
 
 static ah_core *core_of(const ah_call *call)

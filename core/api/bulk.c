@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "conns.h"
 #include "trust.h"
 #include "trust_state.h"
 

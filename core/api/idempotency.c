@@ -23,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "conns.h"
 #include "trust.h"
 
 #define IDEM_KEY_MAX 255

@@ -17,7 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "trust.h"
+#include "conns.h"
+#include "events.h"
+#include "tracking.h"
+#include "trust.h" /* the SQL helpers, until they move into the store */
 
 struct ah_seen {
     char **ids;

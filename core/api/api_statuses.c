@@ -18,6 +18,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "api.h"
+#include "rest.h"
 #include "core.h"
 
 /* The tenant of the bearer key and the named connection; answers the

@@ -17,7 +17,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "conns.h"
 #include "core.h"
+#include "events.h"
 
 #define DELIVERY_TOPIC "core.deliver"
 #define DELIVERY_BATCH 256

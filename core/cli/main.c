@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#include "core.h"
+#include "cli.h"
 
 int main(int argc, char **argv)
 {

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "conns.h"
 #include "core.h"
 #include "intlog.h"
 

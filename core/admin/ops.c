@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conns.h"
+#include "rest.h"
 #include "core.h"
 #include "metrics.h"
 #include "ops.h"

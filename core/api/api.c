@@ -13,6 +13,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include "api.h"
+#include "conns.h"
+#include "rest.h"
+#include "tracking.h"
 #include "core.h"
 #include "trust.h"
 

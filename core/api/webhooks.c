@@ -23,6 +23,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "events.h"
 #include "trust.h"
 
 #define WH_BATCH 100

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "rest.h"
 #include "trust.h"
 #include "trust_state.h"
 
@@ -32,7 +33,6 @@ void ah_trust_free(ah_trust *t)
         return;
     pthread_mutex_destroy(&t->mu);
     pthread_cond_destroy(&t->bulk_cond);
-    free(t->buckets);
     free(t);
 }
 

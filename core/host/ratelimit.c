@@ -21,11 +21,45 @@
 #include <string.h>
 #include <time.h>
 
-#include "trust.h"
-#include "trust_state.h"
+#include "conns.h"
+#include "ratelimit.h"
 
 #define RL_PENALTY_S 30.0
 #define RL_MIN_FACTOR (1.0 / 16)
+
+typedef struct ah_bucket {
+    int64_t conn_id;
+    double rate;          /* current tokens per second (after penalties) */
+    double factor;        /* 1, halved per 429 */
+    double penalty_until; /* monotonic seconds */
+    double tokens;        /* balance; negative: reserved by waiters */
+    double last;          /* monotonic seconds of the last refill */
+} ah_bucket;
+
+struct ah_ratelimit {
+    pthread_mutex_t mu; /* guards the buckets */
+    ah_bucket *buckets;
+    size_t nbuckets, capbuckets;
+};
+
+ah_ratelimit *ah_ratelimit_new(void)
+{
+    ah_ratelimit *t = calloc(1, sizeof *t);
+    if (t != NULL && pthread_mutex_init(&t->mu, NULL) != 0) {
+        free(t);
+        t = NULL;
+    }
+    return t;
+}
+
+void ah_ratelimit_free(ah_ratelimit *t)
+{
+    if (t == NULL)
+        return;
+    pthread_mutex_destroy(&t->mu);
+    free(t->buckets);
+    free(t);
+}
 
 static double mono_s(void)
 {
@@ -35,7 +69,7 @@ static double mono_s(void)
 }
 
 /* The bucket of conn_id (created on demand); lock held. */
-static ah_bucket *bucket_for(ah_trust *t, int64_t conn_id)
+static ah_bucket *bucket_for(ah_ratelimit *t, int64_t conn_id)
 {
     for (size_t i = 0; i < t->nbuckets; i++)
         if (t->buckets[i].conn_id == conn_id)
@@ -76,7 +110,7 @@ static double configured_rate(const ah_conn *c, const ah_plugin_descriptor *desc
 
 void ah_ratelimit_take(ah_core *core, const ah_conn *c, const ah_plugin_descriptor *desc)
 {
-    ah_trust *t = core->trust;
+    ah_ratelimit *t = core->ratelimit;
     if (t == NULL || c == NULL)
         return;
     double rate = configured_rate(c, desc);
@@ -108,7 +142,7 @@ void ah_ratelimit_take(ah_core *core, const ah_conn *c, const ah_plugin_descript
 
 void ah_ratelimit_throttled(ah_core *core, int64_t conn_id)
 {
-    ah_trust *t = core->trust;
+    ah_ratelimit *t = core->ratelimit;
     if (t == NULL)
         return;
     pthread_mutex_lock(&t->mu);
@@ -129,7 +163,7 @@ void ah_ratelimit_throttled(ah_core *core, int64_t conn_id)
 
 double ah_ratelimit_rate(ah_core *core, int64_t conn_id)
 {
-    ah_trust *t = core->trust;
+    ah_ratelimit *t = core->ratelimit;
     double r = 0;
     if (t == NULL)
         return 0;

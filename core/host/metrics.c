@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "conns.h"
 #include "core.h"
 #include "metrics.h"
 

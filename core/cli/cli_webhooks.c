@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
+#include "daemon.h"
+#include "sync.h"
 #include "trust.h"
 
 #define EXIT_USAGE 2
@@ -66,7 +69,7 @@ int ah_cli_webhook(const char *config, bool json, int argc, char **argv, const c
     if (ah_config_load(config, &cfg, err, sizeof err) != 0)
         return wh_fail(json, "config_error", err);
     ah_core_opts o = {.load_plugins = false, .start_bus = false};
-    ah_core *core = ah_core_open(&cfg, &o, err, sizeof err);
+    ah_core *core = ah_daemon_open(&cfg, &o, err, sizeof err);
     if (core == NULL) {
         ah_config_free(&cfg);
         return wh_fail(json, "startup_error", err);
@@ -77,7 +80,7 @@ int ah_cli_webhook(const char *config, bool json, int argc, char **argv, const c
         ah_tenant_row t;
         memset(&t, 0, sizeof t);
         if (core->store->ops->tenant_get(core->store, argv[1], &t) != 0) {
-            ah_core_close(core);
+            ah_daemon_close(core);
             return wh_fail(json, "not_found", "no such tenant");
         }
         tenant_id = t.id;
@@ -155,6 +158,6 @@ int ah_cli_webhook(const char *config, bool json, int argc, char **argv, const c
         }
         cJSON_Delete(d);
     }
-    ah_core_close(core);
+    ah_daemon_close(core);
     return rc;
 }

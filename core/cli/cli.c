@@ -13,6 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
+#include "daemon.h"
+#include "sync.h"
 #include "admin.h"
 #include "core.h"
 #include "ops.h"
@@ -106,7 +109,7 @@ static ah_core *open_core(cli *c, bool plugins, bool bus)
         return NULL;
     }
     ah_core_opts o = {.load_plugins = plugins, .start_bus = bus};
-    ah_core *core = ah_core_open(&cfg, &o, err, sizeof err);
+    ah_core *core = ah_daemon_open(&cfg, &o, err, sizeof err);
     if (core == NULL) {
         ah_config_free(&cfg);
         fail(c, "startup_error", "%s", err);
@@ -127,8 +130,8 @@ static int cmd_serve(cli *c)
     ah_core *core = open_core(c, true, true);
     if (core == NULL)
         return 1;
-    int rc = ah_core_serve(core);
-    ah_core_close(core);
+    int rc = ah_daemon_serve(core);
+    ah_daemon_close(core);
     return rc;
 }
 
@@ -193,7 +196,7 @@ static int cmd_plugins(cli *c)
         list = ah_core_plugins_json(core, c->settings_of);
     }
     if (list == NULL) {
-        ah_core_close(core);
+        ah_daemon_close(core);
         return fail(c, "not_found", "no plugin named '%s' is loaded", c->settings_of);
     }
     if (c->json) {
@@ -247,7 +250,7 @@ static int cmd_plugins(cli *c)
         }
     }
     cJSON_Delete(list);
-    ah_core_close(core);
+    ah_daemon_close(core);
     return 0;
 }
 
@@ -418,7 +421,7 @@ static int cmd_tenant(cli *c)
             explicit_bzero(k->valuestring, strlen(k->valuestring));
     }
     cJSON_Delete(out);
-    ah_core_close(core);
+    ah_daemon_close(core);
     return rc;
 }
 
@@ -576,7 +579,7 @@ static int cmd_connection(cli *c)
     }
     cJSON_Delete(out);
     cJSON_Delete(input);
-    ah_core_close(core);
+    ah_daemon_close(core);
     return rc;
 }
 
@@ -626,7 +629,7 @@ static int cmd_call(cli *c)
         rc = fail(c, r.code, "%s: %s", r.code, r.message ? r.message : "");
     }
     ah_reply_free(&r);
-    ah_core_close(core);
+    ah_daemon_close(core);
     return rc;
 }
 
@@ -698,7 +701,7 @@ static int cmd_sync(cli *c)
     sync_view v = {.tty = isatty(2) == 1, .tenant = c->argv[0], .connection = c->argv[1],
                    .types = cJSON_CreateArray()};
     if (v.types == NULL) {
-        ah_core_close(core);
+        ah_daemon_close(core);
         return fail(c, "internal_error", "out of memory");
     }
     char err[2048];
@@ -732,7 +735,7 @@ static int cmd_sync(cli *c)
         }
     }
     cJSON_Delete(v.types);
-    ah_core_close(core);
+    ah_daemon_close(core);
     return exit_code;
 }
 
@@ -768,7 +771,7 @@ static int cmd_log(cli *c)
         }
     }
     cJSON_Delete(list);
-    ah_core_close(core);
+    ah_daemon_close(core);
     return rc;
 }
 

@@ -13,7 +13,9 @@
 #include "core.h"
 #include "metrics.h"
 #include "sync.h"
-#include "trust.h"
+#include "conns.h"
+#include "events.h"
+#include "tracking.h"
 
 typedef struct sync_type {
     const char *name;  /* "jobs": --type, cursor key */

@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The REST surface: bearer-key authentication, /v1 registration and the plugins' inbound routes (rest.c). */
+#ifndef AH_REST_H
+#define AH_REST_H
+
+#include "core.h"
+
+/* --- REST (rest.c) ------------------------------------------------------- */
+/** Authenticates a request's bearer tenant key (the hash compared in
+ *  constant time). Returns the tenant id and copies its name, or answers
+ *  401 itself and returns -1. */
+int64_t ah_rest_tenant(ah_core *core, ah_http_exchange *ex, char *name, size_t len);
+/** Registers /v1 routes and the plugins' inbound routes. */
+int ah_rest_register(ah_core *core);
+/** Frees the plugin route bindings (after the server stopped). */
+void ah_rest_unregister(ah_core *core);
+/** Makes `plugin`'s inbound routes on the running server follow its current
+ *  generation (after a load, swap or unload): registers the routes it
+ *  declares now, then removes the ones only the previous version declared
+ *  (waiting for their running calls). One caller at a time (ops_lock).
+ *  0, or -1 when a route cannot be added. */
+int ah_rest_plugin_routes(ah_core *core, const char *plugin);
+
+#endif

@@ -1,0 +1,241 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The daemon: opens the host context with the state of the layers above it
+ * (sync engine, webhooks and bulk jobs), starts and stops the surfaces
+ * (REST and plugin routes, admin listener, ticker, sync scheduler, bulk
+ * worker) and runs `atshub serve`: signals, SIGHUP reconcile, SIGTERM drain.
+ * It is the only part of core that calls every layer.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "admin.h"
+#include "daemon.h"
+#include "events.h"
+#include "metrics.h"
+#include "ops.h"
+#include "conns.h"
+#include "daemon.h"
+#include "events.h"
+#include "rest.h"
+#include "sync.h"
+#include "trust.h"
+
+ah_core *ah_daemon_open(ah_config *cfg, const ah_core_opts *opts, char *err, size_t errlen)
+{
+    ah_core *core = ah_core_open(cfg, opts, err, errlen);
+    if (core == NULL)
+        return NULL;
+    core->sync = ah_sync_new();
+    core->trust = ah_trust_new();
+    if (core->sync == NULL || core->trust == NULL) {
+        snprintf(err, errlen, "out of memory");
+        ah_daemon_close(core);
+        return NULL;
+    }
+    return core;
+}
+
+void ah_daemon_close(ah_core *core)
+{
+    if (core == NULL)
+        return;
+    ah_daemon_stop(core);
+    /* The bus first: its handlers may still reach the engine's state. */
+    if (core->bus != NULL) {
+        ah_bus_free(core->bus);
+        core->bus = NULL;
+    }
+    ah_sync_free(core->sync);
+    core->sync = NULL;
+    ah_trust_free(core->trust);
+    core->trust = NULL;
+    ah_core_close(core);
+}
+
+static void *ticker_main(void *arg)
+{
+    ah_core *core = arg;
+    pthread_mutex_lock(&core->tick_lock);
+    while (!core->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&core->tick_cond, &core->tick_lock, &ts);
+        if (core->stopping)
+            break;
+        /* Another process (the CLI) committed: pick up its changes. */
+        if (core->store->ops->data_version(core->store) != core->seen_data_version)
+            ah_conns_reload(core);
+        /* Idle connections still holding a context of a swapped-out
+         * generation would keep it loaded forever. */
+        ah_ops_retire_contexts(core);
+        ah_events_tick(core);
+        ah_trust_tick(core);
+    }
+    pthread_mutex_unlock(&core->tick_lock);
+    return NULL;
+}
+
+int ah_daemon_start(ah_core *core, char *err, size_t errlen)
+{
+    char *cert = NULL, *key = NULL;
+    if (core->cfg.tls_cert != NULL) {
+        FILE *f;
+        size_t n;
+        cert = calloc(1, 1 << 16);
+        key = calloc(1, 1 << 16);
+        if (cert == NULL || key == NULL)
+            goto tls_fail;
+        if ((f = fopen(core->cfg.tls_cert, "r")) == NULL)
+            goto tls_fail;
+        n = fread(cert, 1, (1 << 16) - 1, f);
+        fclose(f);
+        if (n == 0 || (f = fopen(core->cfg.tls_key, "r")) == NULL)
+            goto tls_fail;
+        n = fread(key, 1, (1 << 16) - 1, f);
+        fclose(f);
+        if (n == 0)
+            goto tls_fail;
+    }
+    ah_httpd_opts o = {
+        .host = core->cfg.listen_host,
+        .port = core->cfg.listen_port,
+        .max_body = core->cfg.max_body,
+        .threads = core->cfg.http_threads,
+        .tls_cert_pem = cert,
+        .tls_key_pem = key,
+        .on_done = ah_metrics_http_done,
+        .on_done_arg = core->metrics,
+    };
+    core->httpd = ah_httpd_new(&o, err, errlen);
+    if (cert != NULL) {
+        explicit_bzero(key, 1 << 16);
+        free(cert);
+        free(key);
+    }
+    if (core->httpd == NULL)
+        return -1;
+    if (ah_rest_register(core) != 0 || ah_trust_register(core) != 0) {
+        snprintf(err, errlen, "cannot register routes");
+        return -1;
+    }
+    if (ah_httpd_start(core->httpd, err, errlen) != 0)
+        return -1;
+    if (ah_admin_start(core, err, errlen) != 0)
+        return -1;
+    core->stopping = false;
+    if (pthread_create(&core->ticker, NULL, ticker_main, core) != 0) {
+        snprintf(err, errlen, "cannot start the ticker thread");
+        return -1;
+    }
+    core->ticker_running = true;
+    if (ah_sync_scheduler_start(core, err, errlen) != 0)
+        return -1;
+    if (ah_trust_start(core, err, errlen) != 0)
+        return -1;
+    return 0;
+tls_fail:
+    snprintf(err, errlen, "cannot read tls_cert / tls_key");
+    free(cert);
+    free(key);
+    return -1;
+}
+
+void ah_daemon_stop(ah_core *core)
+{
+    /* Operators' requests act on the parts below: they go first. */
+    ah_admin_stop(core);
+    /* Then: a sync under way ends after its current page. */
+    ah_sync_scheduler_stop(core);
+    ah_trust_stop(core);
+    if (core->ticker_running) {
+        pthread_mutex_lock(&core->tick_lock);
+        core->stopping = true;
+        pthread_cond_broadcast(&core->tick_cond);
+        pthread_mutex_unlock(&core->tick_lock);
+        pthread_join(core->ticker, NULL);
+        core->ticker_running = false;
+    }
+    if (core->httpd != NULL) {
+        ah_httpd_free(core->httpd);
+        core->httpd = NULL;
+    }
+    ah_rest_unregister(core);
+}
+
+/* SIGTERM: stop accepting, let accepted requests and queued bus work finish
+ * within AH_DRAIN_MS, then stop everything (the scheduler first, so a sync
+ * ends after the page it is committing). */
+#define AH_DRAIN_MS 10000L
+
+static void drain(ah_core *core)
+{
+    ah_sd_notify("STOPPING=1");
+    ah_admin_quiesce(core);
+    ah_httpd_quiesce(core->httpd);
+    if (!ah_httpd_wait_idle(core->httpd, AH_DRAIN_MS))
+        ah_log(&core->log, AH_LOG_WARN, "core", "%ld requests still running after %ld ms: "
+               "stopping anyway", ah_httpd_inflight(core->httpd), AH_DRAIN_MS);
+    ah_daemon_stop(core);
+    if (core->bus != NULL)
+        ah_bus_drain(core->bus);
+}
+
+static void reconcile(ah_core *core)
+{
+    ah_sd_notify("RELOADING=1");
+    ah_ops_err e;
+    cJSON *out = NULL;
+    int rc = ah_ops_reconcile(core, &out, &e);
+    char *text = out != NULL ? cJSON_PrintUnformatted(out) : NULL;
+    if (rc == 0)
+        ah_log(&core->log, AH_LOG_INFO, "core", "SIGHUP: %s reconciled: %s", core->cfg.path,
+               text != NULL ? text : "");
+    else
+        ah_log(&core->log, AH_LOG_ERROR, "core", "SIGHUP: %s%s%s", e.msg, text ? ": " : "",
+               text ? text : "");
+    free(text);
+    cJSON_Delete(out);
+    ah_sd_notify("READY=1");
+}
+
+int ah_daemon_serve(ah_core *core)
+{
+    char err[512];
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    /* Block before any thread starts so that only sigwait sees them. */
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    if (ah_daemon_start(core, err, sizeof err) != 0) {
+        ah_log(&core->log, AH_LOG_ERROR, "core", "%s", err);
+        ah_daemon_stop(core);
+        return 1;
+    }
+    ah_log(&core->log, AH_LOG_INFO, "core", "atshub %s listening on %s://%s:%u (%zu plugins, store %s)",
+           AH_VERSION, core->cfg.tls_cert ? "https" : "http", core->cfg.listen_host,
+           (unsigned)ah_httpd_port(core->httpd), ah_registry_count(core->registry),
+           core->store->ops->name);
+    ah_sd_notify("READY=1");
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            reconcile(core);
+            continue;
+        }
+        ah_log(&core->log, AH_LOG_INFO, "core", "signal %d: draining (up to %ld ms), then stopping",
+               sig, AH_DRAIN_MS);
+        break;
+    }
+    drain(core);
+    return 0;
+}
+

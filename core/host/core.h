@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The host context. Every piece of mutable state the daemon has lives in
+ * one ah_core: configuration, store, plugin registry, bus, HTTP server and
+ * client, token cache, the connection table. Nothing is global.
+ */
+#ifndef AH_CORE_H
+#define AH_CORE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <atshub/plugin.h>
+#include <cjson/cJSON.h>
+
+#include "bus.h"
+#include "config.h"
+#include "crypto.h"
+#include "httpc.h"
+#include "httpd.h"
+#include "log.h"
+#include "oauth2.h"
+#include "registry.h"
+#include "router.h"
+#include "store.h"
+
+typedef struct ah_core ah_core;
+typedef struct ah_conns ah_conns;
+
+/** A connection: one provider enabled for one tenant (the SDK's opaque
+ *  ah_conn). Immutable after it is published in the connection table,
+ *  except for the plugin context, which is guarded by call_lock. Reference
+ *  counted: a reload replaces changed connections with new objects and the
+ *  old ones are freed when their last call returns. */
+struct ah_conn {
+    ah_core *core;
+    int64_t id;
+    int64_t tenant_id;
+    char *tenant;
+    char *name;
+    char *plugin;
+    bool enabled;
+    char *settings_text; /* as stored (secrets sealed), to detect changes */
+    cJSON *settings;     /* plaintext view: secrets opened, hashed ones "sha256:<hex>" */
+    atomic_long refs;
+
+    /* Serialises every plugin callback on this connection and guards the
+     * plugin context below. */
+    pthread_mutex_t call_lock;
+    ah_generation *ctx_gen; /* generation whose open() made ctx (ref held) */
+    void *ctx;
+    bool ctx_failed;        /* open() failed for ctx_gen: retried on settings change */
+    char ctx_error[512];
+};
+
+/** The full call context the host hands to plugins; ah_call_ext (and so
+ *  ah_call) is its first member, so host API functions can get back to it.
+ *  Every call the core makes has topic != NULL ("route:<action>" for
+ *  inbound routes); only the loader's init call has topic == NULL. */
+typedef struct ah_core_call {
+    ah_call_ext ext;
+    ah_core *core;
+    ah_generation *gen;
+    cJSON *records;          /* streaming ops: what emit_record collected */
+    ah_http_exchange *ex;    /* inbound routes */
+    /* Call contexts made by conn_by_secret inside a route handler; each
+     * holds its connection's call_lock until ah_core_call_done. */
+    struct ah_core_call *extra[4];
+    int n_extra;
+    char *response_log; /* redacted copy of what a route answered */
+    bool atomic_route; /* the route has AH_ROUTE_ATOMIC */
+    bool scoped;       /* a store scope is open for it (ah_core_call_scope) */
+    char topic_buf[96];
+} ah_core_call;
+
+struct ah_core {
+    ah_config cfg;
+    ah_logger log;
+    unsigned char host_key[AH_KEY_LEN];
+    ah_host_api host; /* the table plugins get; container_of leads back here */
+
+    ah_store *store;
+    ah_registry *registry;
+    ah_bus *bus;
+    ah_httpc *httpc;
+    ah_oauth2 *oauth2;
+    ah_httpd *httpd; /* NULL unless serving */
+    ah_conns *conns;
+
+    struct ah_route_binding **bindings; /* plugin routes registered in httpd */
+    size_t nbindings;
+
+    pthread_t ticker;     /* reloads connections when the store changes */
+    bool ticker_running;
+    pthread_mutex_t tick_lock;
+    pthread_cond_t tick_cond;
+    bool stopping;
+    int64_t seen_data_version;
+
+    struct ah_metrics *metrics;     /* counters for /metrics (metrics.c) */
+    struct ah_ratelimit *ratelimit; /* outbound rate budgets per connection (ratelimit.c) */
+    pthread_mutex_t ops_lock;       /* one plugin reload / reconcile at a time (admin/ops.c) */
+
+    /* State of the layers above, opaque here: made and freed by the daemon
+     * (daemon.c), used only by those layers. */
+    struct ah_sync *sync;   /* sync engine: running syncs, scheduler (engine/sync.c) */
+    struct ah_trust *trust; /* webhooks, bulk jobs (api/) */
+    struct ah_admin *admin; /* the operators' listener (admin/admin.c); NULL unless serving */
+};
+
+/** Options for ah_core_open. */
+typedef struct ah_core_opts {
+    bool load_plugins; /* load [plugins] (CLI commands that need them) */
+    bool start_bus;    /* start the worker pool */
+} ah_core_opts;
+
+/** Opens the store (migrating it), the host key, and optionally loads the
+ *  plugins and starts the bus. The layers above keep their state in the
+ *  context too: open through ah_daemon_open (daemon.h) to get it. On
+ *  failure returns NULL with err filled. Takes ownership of cfg (zeroes the
+ *  caller's copy). */
+ah_core *ah_core_open(ah_config *cfg, const ah_core_opts *opts, char *err, size_t errlen);
+void ah_core_close(ah_core *core);
+
+/** Sends one bus request to a connection and waits for the reply. `body`
+ *  transferred. Always fills *reply; 0 when reply->ok. */
+int ah_core_request(ah_core *core, const char *tenant, const char *connection,
+                    const char *topic, cJSON *body, ah_reply *reply);
+
+/* --- plugin calls (core.c) --------------------------------------------- */
+/** Makes sure c has a context opened by gen (call_lock held by caller).
+ *  0, or -1 with the failure in ext. */
+int ah_conn_ensure_open(ah_core *core, ah_conn *c, ah_generation *gen, ah_call_ext *ext);
+/** Fills a core call context for conn (which may be NULL) and gen. */
+void ah_core_call_init(ah_core_call *cc, ah_core *core, ah_generation *gen, ah_conn *c,
+                       const char *topic, const char *correlation_id);
+/** Opens the store scope of an atomic route call (its connection locked). */
+void ah_core_call_scope(ah_core_call *cc);
+/** Releases what a core call acquired (extra connections). */
+void ah_core_call_done(ah_core_call *cc);
+
+/** Plugins, versions, generations and capability coverage as JSON (for
+ *  `atshub plugins` and GET /v1/plugins). With `settings_of`, only that
+ *  plugin, with its settings table. NULL when settings_of is unknown. */
+cJSON *ah_core_plugins_json(ah_core *core, const char *settings_of);
+
+#endif
