@@ -22,7 +22,10 @@
 #include "events.h"
 #include "rest.h"
 #include "sync.h"
-#include "trust.h"
+#include "api.h"
+#include "bulk.h"
+#include "eventlog.h"
+#include "webhooks.h"
 
 ah_core *ah_daemon_open(ah_config *cfg, const ah_core_opts *opts, char *err, size_t errlen)
 {
@@ -30,8 +33,8 @@ ah_core *ah_daemon_open(ah_config *cfg, const ah_core_opts *opts, char *err, siz
     if (core == NULL)
         return NULL;
     core->sync = ah_sync_new();
-    core->trust = ah_trust_new();
-    if (core->sync == NULL || core->trust == NULL) {
+    core->bulk = ah_bulk_new();
+    if (core->sync == NULL || core->bulk == NULL) {
         snprintf(err, errlen, "out of memory");
         ah_daemon_close(core);
         return NULL;
@@ -51,14 +54,28 @@ void ah_daemon_close(ah_core *core)
     }
     ah_sync_free(core->sync);
     core->sync = NULL;
-    ah_trust_free(core->trust);
-    core->trust = NULL;
+    ah_bulk_free(core->bulk);
+    core->bulk = NULL;
     ah_core_close(core);
 }
 
+/* How often the ticker prunes the event log past its retention. */
+#define AH_PRUNE_EVERY_S 60
+
+static long mono_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec;
+}
+
+/* Every second: picks up changes other processes committed, retires idle
+ * contexts of swapped-out generations, kicks due deliveries (to plugins and
+ * to the product's webhooks) and, every minute, prunes the event log. */
 static void *ticker_main(void *arg)
 {
     ah_core *core = arg;
+    long last_prune = mono_seconds() - AH_PRUNE_EVERY_S;
     pthread_mutex_lock(&core->tick_lock);
     while (!core->stopping) {
         struct timespec ts;
@@ -74,7 +91,11 @@ static void *ticker_main(void *arg)
          * generation would keep it loaded forever. */
         ah_ops_retire_contexts(core);
         ah_events_tick(core);
-        ah_trust_tick(core);
+        ah_webhooks_tick(core);
+        if (mono_seconds() - last_prune >= AH_PRUNE_EVERY_S) {
+            last_prune = mono_seconds();
+            ah_eventlog_prune(core);
+        }
     }
     pthread_mutex_unlock(&core->tick_lock);
     return NULL;
@@ -135,7 +156,7 @@ int ah_daemon_start(ah_core *core, char *err, size_t errlen)
     core->ticker_running = true;
     if (ah_sync_scheduler_start(core, err, errlen) != 0)
         return -1;
-    if (ah_trust_start(core, err, errlen) != 0)
+    if (ah_bulk_start(core, err, errlen) != 0)
         return -1;
     return 0;
 tls_fail:
@@ -151,7 +172,7 @@ void ah_daemon_stop(ah_core *core)
     ah_admin_stop(core);
     /* Then: a sync under way ends after its current page. */
     ah_sync_scheduler_stop(core);
-    ah_trust_stop(core);
+    ah_bulk_stop(core);
     if (core->ticker_running) {
         pthread_mutex_lock(&core->tick_lock);
         core->stopping = true;

@@ -18,7 +18,10 @@
 #include "rest.h"
 #include "tracking.h"
 #include "core.h"
-#include "trust.h"
+#include "bulk.h"
+#include "eventlog.h"
+#include "idempotency.h"
+#include "webhooks.h"
 
 #define API_LIMIT_DEFAULT 100
 #define API_LIMIT_MAX 500

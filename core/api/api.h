@@ -15,4 +15,10 @@ int ah_api_register(ah_core *core);
  *  /v1/statuses, GET /v1/statuses/{email}, POST /v1/statuses/query. 0 or -1. */
 int ah_api_statuses_register(ah_core *core);
 
+/* --- events, webhooks and bulk jobs (trust_rest.c) ------------------------ */
+/** Registers the routes of these modules on core->httpd (webhooks, events,
+ *  bulk jobs) and installs the idempotency hooks. Called by ah_daemon_start
+ *  after ah_rest_register. 0 or -1. */
+int ah_trust_register(ah_core *core);
+
 #endif

@@ -19,12 +19,48 @@
 #include <time.h>
 
 #include "conns.h"
-#include "trust.h"
-#include "trust_state.h"
+#include "bulk.h"
+#include "webhooks.h"
 
 #define BULK_MAX 1000
 #define BULK_ID_MAX 64
 #define BULK_REF_MAX 128
+
+
+struct ah_bulk {
+    pthread_mutex_t mu;  /* guards the flags below */
+    pthread_cond_t cond; /* a job was queued, or stop */
+    pthread_t thread;
+    bool running;
+    bool stopping;
+    bool kick; /* a job was queued since the worker last looked */
+};
+
+ah_bulk *ah_bulk_new(void)
+{
+    ah_bulk *b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return NULL;
+    if (pthread_mutex_init(&b->mu, NULL) != 0) {
+        free(b);
+        return NULL;
+    }
+    if (pthread_cond_init(&b->cond, NULL) != 0) {
+        pthread_mutex_destroy(&b->mu);
+        free(b);
+        return NULL;
+    }
+    return b;
+}
+
+void ah_bulk_free(ah_bulk *b)
+{
+    if (b == NULL)
+        return;
+    pthread_cond_destroy(&b->cond);
+    pthread_mutex_destroy(&b->mu);
+    free(b);
+}
 
 static const char *col(const cJSON *row, int i)
 {
@@ -139,11 +175,11 @@ void ah_bulk_submit(ah_core *core, ah_http_exchange *ex, int64_t tenant_id, cons
         ah_ex_error(ex, 500, AH_E_INTERNAL, "cannot store the job");
         return;
     }
-    ah_trust *t = core->trust;
+    ah_bulk *t = core->bulk;
     if (t != NULL) {
         pthread_mutex_lock(&t->mu);
-        t->bulk_kick = true;
-        pthread_cond_broadcast(&t->bulk_cond);
+        t->kick = true;
+        pthread_cond_broadcast(&t->cond);
         pthread_mutex_unlock(&t->mu);
     }
     cJSON *o = cJSON_CreateObject(), *d = o != NULL ? cJSON_AddObjectToObject(o, "data") : NULL;
@@ -237,10 +273,10 @@ cJSON *ah_bulk_report(ah_core *core, int64_t tenant_id, const char *job_id)
 
 /* --- the worker ------------------------------------------------------------ */
 
-static bool stopping(ah_trust *t)
+static bool stopping(ah_bulk *t)
 {
     pthread_mutex_lock(&t->mu);
-    bool s = t->bulk_stopping;
+    bool s = t->stopping;
     pthread_mutex_unlock(&t->mu);
     return s;
 }
@@ -321,7 +357,7 @@ static void run_item(ah_core *core, const char *job, int64_t tenant_id, bool rej
 }
 
 /* Runs the oldest job that is queued or running; false when there is none. */
-static bool run_next_job(ah_core *core, ah_trust *t)
+static bool run_next_job(ah_core *core, ah_bulk *t)
 {
     cJSON *jobs = cJSON_CreateArray();
     if (jobs == NULL ||
@@ -372,19 +408,19 @@ static bool run_next_job(ah_core *core, ah_trust *t)
 static void *bulk_main(void *arg)
 {
     ah_core *core = arg;
-    ah_trust *t = core->trust;
+    ah_bulk *t = core->bulk;
     for (;;) {
         while (run_next_job(core, t))
             ;
         pthread_mutex_lock(&t->mu);
-        if (!t->bulk_stopping && !t->bulk_kick) {
+        if (!t->stopping && !t->kick) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_sec += 1;
-            pthread_cond_timedwait(&t->bulk_cond, &t->mu, &ts);
+            pthread_cond_timedwait(&t->cond, &t->mu, &ts);
         }
-        t->bulk_kick = false;
-        bool stop = t->bulk_stopping;
+        t->kick = false;
+        bool stop = t->stopping;
         pthread_mutex_unlock(&t->mu);
         if (stop)
             break;
@@ -392,29 +428,29 @@ static void *bulk_main(void *arg)
     return NULL;
 }
 
-int ah_trust_start(ah_core *core, char *err, size_t errlen)
+int ah_bulk_start(ah_core *core, char *err, size_t errlen)
 {
-    ah_trust *t = core->trust;
-    if (t == NULL || t->bulk_running || core->bus == NULL)
+    ah_bulk *t = core->bulk;
+    if (t == NULL || t->running || core->bus == NULL)
         return 0;
-    t->bulk_stopping = false;
-    if (pthread_create(&t->bulk_thread, NULL, bulk_main, core) != 0) {
+    t->stopping = false;
+    if (pthread_create(&t->thread, NULL, bulk_main, core) != 0) {
         snprintf(err, errlen, "cannot start the bulk worker thread");
         return -1;
     }
-    t->bulk_running = true;
+    t->running = true;
     return 0;
 }
 
-void ah_trust_stop(ah_core *core)
+void ah_bulk_stop(ah_core *core)
 {
-    ah_trust *t = core->trust;
-    if (t == NULL || !t->bulk_running)
+    ah_bulk *t = core->bulk;
+    if (t == NULL || !t->running)
         return;
     pthread_mutex_lock(&t->mu);
-    t->bulk_stopping = true;
-    pthread_cond_broadcast(&t->bulk_cond);
+    t->stopping = true;
+    pthread_cond_broadcast(&t->cond);
     pthread_mutex_unlock(&t->mu);
-    pthread_join(t->bulk_thread, NULL);
-    t->bulk_running = false;
+    pthread_join(t->thread, NULL);
+    t->running = false;
 }

@@ -11,7 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "trust.h"
+#include "eventlog.h"
+#include "webhooks.h"
 
 #define EV_LIMIT_DEFAULT 100
 #define EV_LIMIT_MAX 1000

@@ -24,7 +24,8 @@
 #include <strings.h>
 
 #include "conns.h"
-#include "trust.h"
+#include "idempotency.h"
+#include "webhooks.h"
 
 #define IDEM_KEY_MAX 255
 #define IDEM_TTL_MS (24L * 3600 * 1000)

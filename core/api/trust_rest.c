@@ -11,44 +11,11 @@
 #include <time.h>
 
 #include "rest.h"
-#include "trust.h"
-#include "trust_state.h"
-
-#define PRUNE_EVERY_S 60
-
-ah_trust *ah_trust_new(void)
-{
-    ah_trust *t = calloc(1, sizeof *t);
-    if (t == NULL)
-        return NULL;
-    pthread_mutex_init(&t->mu, NULL);
-    pthread_cond_init(&t->bulk_cond, NULL);
-    t->last_prune_s = -PRUNE_EVERY_S;
-    return t;
-}
-
-void ah_trust_free(ah_trust *t)
-{
-    if (t == NULL)
-        return;
-    pthread_mutex_destroy(&t->mu);
-    pthread_cond_destroy(&t->bulk_cond);
-    free(t);
-}
-
-void ah_trust_tick(ah_core *core)
-{
-    ah_webhooks_tick(core);
-    ah_trust *t = core->trust;
-    if (t == NULL)
-        return;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    if ((long)ts.tv_sec - t->last_prune_s >= PRUNE_EVERY_S) {
-        t->last_prune_s = (long)ts.tv_sec;
-        ah_eventlog_prune(core);
-    }
-}
+#include "api.h"
+#include "bulk.h"
+#include "eventlog.h"
+#include "idempotency.h"
+#include "webhooks.h"
 
 static void respond_data(ah_http_exchange *ex, int status, cJSON *data)
 {

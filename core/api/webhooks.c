@@ -24,7 +24,7 @@
 #include <time.h>
 
 #include "events.h"
-#include "trust.h"
+#include "webhooks.h"
 
 #define WH_BATCH 100
 #define WH_SECRET_BYTES 24

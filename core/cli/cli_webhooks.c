@@ -12,7 +12,7 @@
 #include "cli.h"
 #include "daemon.h"
 #include "sync.h"
-#include "trust.h"
+#include "webhooks.h"
 
 #define EXIT_USAGE 2
 

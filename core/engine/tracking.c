@@ -20,7 +20,7 @@
 #include "conns.h"
 #include "events.h"
 #include "tracking.h"
-#include "trust.h" /* the SQL helpers, until they move into the store */
+#include "webhooks.h" /* the SQL helpers, until they move into the store */
 
 struct ah_seen {
     char **ids;

@@ -106,7 +106,7 @@ struct ah_core {
     /* State of the layers above, opaque here: made and freed by the daemon
      * (daemon.c), used only by those layers. */
     struct ah_sync *sync;   /* sync engine: running syncs, scheduler (engine/sync.c) */
-    struct ah_trust *trust; /* webhooks, bulk jobs (api/) */
+    struct ah_bulk *bulk;   /* the bulk jobs' worker (api/bulk.c) */
     struct ah_admin *admin; /* the operators' listener (admin/admin.c); NULL unless serving */
 };
 

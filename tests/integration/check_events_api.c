@@ -27,7 +27,10 @@
 #include "sim/erecruit.h"
 #include "sim/sim.h"
 #include "support/harness.h"
-#include "trust.h"
+#include "bulk.h"
+#include "eventlog.h"
+#include "idempotency.h"
+#include "webhooks.h"
 
 #define KEY_ACME "ahk_acme_events_0123456789"
 #define RATE 200

@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Bulk jobs: many writes as one job, run item by item within the connection's rate budget (bulk.c). */
+#ifndef AH_BULK_H
+#define AH_BULK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core.h"
+
+/* --- the worker ---------------------------------------------------------- */
+
+/** The bulk worker's state, kept in the host context (core->bulk). */
+typedef struct ah_bulk ah_bulk;
+
+/** Creates / frees the state (ah_daemon_open / ah_daemon_close); NULL when
+ *  out of memory. Free after ah_bulk_stop. */
+ah_bulk *ah_bulk_new(void);
+void ah_bulk_free(ah_bulk *b);
+/** Starts the worker thread (ah_daemon_start), which resumes jobs left
+ *  queued or running by a previous process; a no-op without a bus. 0, or
+ *  -1 with err. */
+int ah_bulk_start(ah_core *core, char *err, size_t errlen);
+/** Stops the worker after the item it is running (ah_daemon_stop). */
+void ah_bulk_stop(ah_core *core);
+
+/* --- jobs ----------------------------------------------------------------- */
+
+
+/** Validates a bulk request's body on `ex` (application_ids and reason_id
+ *  for action "reject", stage_id for "stage"), stores the job and its items
+ *  and answers 202 {"data":{"id":"bulk_...","status":"queued"}} (or an
+ *  error). The caller authenticated tenant_id. */
+void ah_bulk_submit(ah_core *core, ah_http_exchange *ex, int64_t tenant_id, const char *action);
+/** A job's report as JSON ({"id","action","status","total","succeeded",
+ *  "failed","items":[{"id","status","error"}]}); NULL when the tenant has
+ *  no such job. */
+cJSON *ah_bulk_report(ah_core *core, int64_t tenant_id, const char *job_id);
+
+#endif

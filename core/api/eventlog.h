@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The replayable event log: GET /v1/events and its retention (eventlog.c). */
+#ifndef AH_EVENTLOG_H
+#define AH_EVENTLOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core.h"
+
+/* --- event log (eventlog.c) ---------------------------------------------- */
+
+/** Answers GET /v1/events for an authenticated tenant. */
+void ah_events_api(ah_core *core, ah_http_exchange *ex, int64_t tenant_id);
+/** Prunes events older than [events] retention_days that no plugin
+ *  delivery still needs (the ticker, at most once a minute). */
+void ah_eventlog_prune(ah_core *core);
+
+#endif
