@@ -7,6 +7,7 @@
  * It is the only part of core that calls every layer.
  */
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,8 +102,31 @@ static void *ticker_main(void *arg)
     return NULL;
 }
 
+/* Every connection the guard admits is a descriptor: take what the hard
+ * limit allows, and say so when even that is short of [http]
+ * max_connections (plus the store, the plugins and the outbound calls). */
+static void raise_fd_limit(ah_core *core)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t want = rl.rlim_max;
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            (void)getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    rlim_t need = (rlim_t)core->cfg.http_max_connections + 256;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+        ah_log(&core->log, AH_LOG_WARN, "core",
+               "the open-file limit is %llu, below [http] max_connections = %u plus 256 for "
+               "the rest: a flood can exhaust descriptors (raise LimitNOFILE / ulimit -n)",
+               (unsigned long long)rl.rlim_cur, core->cfg.http_max_connections);
+}
+
 int ah_daemon_start(ah_core *core, char *err, size_t errlen)
 {
+    raise_fd_limit(core);
     char *cert = NULL, *key = NULL;
     if (core->cfg.tls_cert != NULL) {
         FILE *f;
@@ -127,6 +151,10 @@ int ah_daemon_start(ah_core *core, char *err, size_t errlen)
         .port = core->cfg.listen_port,
         .max_body = core->cfg.max_body,
         .threads = core->cfg.http_threads,
+        .max_connections = core->cfg.http_max_connections,
+        .max_connections_per_client = core->cfg.http_max_connections_per_client,
+        .header_timeout_ms = core->cfg.http_header_timeout_ms,
+        .min_body_rate = core->cfg.http_min_body_rate,
         .tls_cert_pem = cert,
         .tls_key_pem = key,
         .on_done = ah_metrics_http_done,

@@ -35,6 +35,10 @@ enum key {
     K_LISTEN,
     K_MAX_BODY,
     K_HTTP_THREADS,
+    K_HTTP_MAX_CONNS,
+    K_HTTP_MAX_CONNS_CLIENT,
+    K_HTTP_HEADER_TIMEOUT,
+    K_HTTP_MIN_BODY_RATE,
     K_TLS_CERT,
     K_TLS_KEY,
     K_STORE_URL,
@@ -70,6 +74,10 @@ static const key_def keys[K_N] = {
     [K_LISTEN] = {SEC_HTTP, "listen", 1, 0},
     [K_MAX_BODY] = {SEC_HTTP, "max_body", 1, 0},
     [K_HTTP_THREADS] = {SEC_HTTP, "threads", 1, 64},
+    [K_HTTP_MAX_CONNS] = {SEC_HTTP, "max_connections", 16, 1000000},
+    [K_HTTP_MAX_CONNS_CLIENT] = {SEC_HTTP, "max_connections_per_client", 1, 1000000},
+    [K_HTTP_HEADER_TIMEOUT] = {SEC_HTTP, "header_timeout_ms", 100, 600000},
+    [K_HTTP_MIN_BODY_RATE] = {SEC_HTTP, "min_body_rate", 1, 1073741824},
     [K_TLS_CERT] = {SEC_HTTP, "tls_cert", 1, 0},
     [K_TLS_KEY] = {SEC_HTTP, "tls_key", 1, 0},
     [K_STORE_URL] = {SEC_STORE, "url", 1, 0},
@@ -215,6 +223,10 @@ static int fill_defaults(ah_config *cfg, const char *key_rel, const char *db_rel
     cfg->listen_port = 8080;
     cfg->max_body = 1024 * 1024;
     cfg->http_threads = 2;
+    cfg->http_max_connections = 4096;
+    cfg->http_max_connections_per_client = 256;
+    cfg->http_header_timeout_ms = 10000;
+    cfg->http_min_body_rate = 1024;
     cfg->http_timeout_ms = 10000;
     cfg->http_max_attempts = 4;
     cfg->http_backoff_ms = 200;
@@ -541,6 +553,26 @@ static int set_value(parse_state *st, enum key k, const char *value)
         if (!set_int(st, k, value, &v))
             return 0;
         cfg->http_threads = (int)v;
+        return 1;
+    case K_HTTP_MAX_CONNS:
+        if (!set_int(st, k, value, &v))
+            return 0;
+        cfg->http_max_connections = (unsigned)v;
+        return 1;
+    case K_HTTP_MAX_CONNS_CLIENT:
+        if (!set_int(st, k, value, &v))
+            return 0;
+        cfg->http_max_connections_per_client = (unsigned)v;
+        return 1;
+    case K_HTTP_HEADER_TIMEOUT:
+        if (!set_int(st, k, value, &v))
+            return 0;
+        cfg->http_header_timeout_ms = v;
+        return 1;
+    case K_HTTP_MIN_BODY_RATE:
+        if (!set_int(st, k, value, &v))
+            return 0;
+        cfg->http_min_body_rate = (unsigned)v;
         return 1;
     case K_TLS_CERT:
     case K_TLS_KEY: {

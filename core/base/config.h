@@ -30,6 +30,11 @@ typedef struct ah_config {
     uint16_t listen_port; /* default 8080; 0 = any free port */
     size_t max_body;   /* bytes (default 1 MiB) */
     int http_threads;  /* default 2 */
+    /* The connection guard (net/conntrack.h). */
+    unsigned http_max_connections;            /* default 4096 */
+    unsigned http_max_connections_per_client; /* default 256 */
+    long http_header_timeout_ms;              /* default 10000 */
+    unsigned http_min_body_rate;              /* bytes/s, default 1024 */
     char *tls_cert;    /* PEM paths, both or neither */
     char *tls_key;
 

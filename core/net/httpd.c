@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "httpd.h"
 
+#include "conntrack.h"
+
 #include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
@@ -86,11 +88,11 @@ struct ah_httpd {
 
     pthread_mutex_t drain_mu;
     pthread_cond_t drain_cv;
-    /* Sockets the quiesce accept loop handed to MHD whose connection MHD
-     * has not announced yet (under drain_mu); each is counted in fresh. */
-    int *handed;
-    size_t nhanded;
-    size_t handed_cap;
+    ah_conntrack_opts guard; /* limits and deadlines of connections */
+    ah_conntrack *ct;        /* every open connection (made at start) */
+    /* The acceptor also reaps; a quiesce asks it to close the listener and
+     * waits until it did (quiesce_done, under drain_mu). */
+    bool quiesce_done;
 };
 
 struct ah_http_exchange {
@@ -100,6 +102,7 @@ struct ah_http_exchange {
     int status;
     bool started;   /* the access handler saw this request */
     bool counted;   /* counted in h->inflight (from the request line on) */
+    ah_conn_entry *ce; /* the connection's entry in the guard, or NULL */
     bool too_large; /* stop buffering; answer 413 at the end */
     bool json_tried;
     bool ip_done;
@@ -297,6 +300,7 @@ static int ex_queue(ah_http_exchange *ex, int status, const char *ctype, void *b
     if (!ok)
         return -1;
     ex->status = status;
+    ah_conntrack_busy(ex->ce);
     if (ex->capture && ex->resp_body == NULL) {
         /* MHD may own buf now but frees it only after sending: copy it now. */
         ex->resp_body = malloc(len + 1);
@@ -783,14 +787,10 @@ static void route_release(ah_httpd *h, ah_route *r)
 /* Called with the raw request target before MHD unescapes it: the place to
  * allocate the exchange (one allocation, path storage inline) and to catch
  * an escaped NUL, which the unescaped C string can no longer show. */
-/* Per-connection state (MHD's socket context): whether the connection has
- * begun a request yet. A drain waits for fresh connections too, so a
- * connection accepted just before the listener closed still gets its
- * answer rather than a reset. */
-typedef struct conn_state {
-    bool fresh;
-} conn_state;
-
+/* A connection's entry in the guard (MHD's socket context). Its flag says
+ * the connection is fresh: accepted and no request begun. A drain waits for
+ * fresh connections too, so a connection accepted just before the listener
+ * closed still gets its answer rather than a reset. */
 static void fresh_done(ah_httpd *h)
 {
     if (atomic_fetch_sub(&h->fresh, 1) == 1) {
@@ -800,23 +800,6 @@ static void fresh_done(ah_httpd *h)
     }
 }
 
-/* Removes fd from the handed set; true when it was there (and so is already
- * counted in fresh). */
-static bool handed_take(ah_httpd *h, int fd)
-{
-    bool found = false;
-    pthread_mutex_lock(&h->drain_mu);
-    for (size_t i = 0; i < h->nhanded; i++) {
-        if (h->handed[i] == fd) {
-            h->handed[i] = h->handed[--h->nhanded];
-            found = true;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&h->drain_mu);
-    return found;
-}
-
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
@@ -824,22 +807,16 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-        bool counted = ci != NULL && handed_take(h, ci->connect_fd);
-        conn_state *cs = calloc(1, sizeof *cs);
-        if (cs != NULL) {
-            cs->fresh = true;
-            if (!counted)
-                atomic_fetch_add(&h->fresh, 1);
-        } else if (counted) {
-            fresh_done(h);
-        }
-        *socket_context = cs;
+        *socket_context = ci != NULL ? ah_conntrack_claim(h->ct, ci->connect_fd) : NULL;
     } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
-        conn_state *cs = *socket_context;
-        if (cs != NULL && cs->fresh)
-            fresh_done(h);
-        free(cs);
+        ah_conn_entry *e = *socket_context;
         *socket_context = NULL;
+        if (e != NULL) {
+            bool fresh = *ah_conn_entry_flag(e);
+            ah_conntrack_release(h->ct, e);
+            if (fresh)
+                fresh_done(h);
+        }
     }
 }
 
@@ -848,7 +825,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     ah_httpd *h = cls;
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    conn_state *cs = ci != NULL ? ci->socket_context : NULL;
+    ah_conn_entry *ce = ci != NULL ? ci->socket_context : NULL;
     size_t ulen = strlen(uri);
     ah_http_exchange *ex = malloc(sizeof *ex + ulen + 1);
     if (ex != NULL) {
@@ -858,14 +835,16 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
         ex->counted = true;
         atomic_fetch_add(&h->inflight, 1);
     }
-    if (cs != NULL && cs->fresh) {
-        cs->fresh = false;
+    if (ce != NULL && *ah_conn_entry_flag(ce)) {
+        *ah_conn_entry_flag(ce) = false;
         fresh_done(h);
     }
+    ah_conntrack_request_begun(ce);
     if (ex == NULL)
         return NULL;
     ex->path[0] = '\0';
     ex->h = h;
+    ex->ce = ce;
     ex->conn = conn;
     ex->path_cap = ulen;
     if (clock_gettime(CLOCK_MONOTONIC, &ex->t0) != 0)
@@ -960,6 +939,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 
     if (!ex->started) {
         ex->started = true;
+        ah_conntrack_headers_done(ex->ce);
         size_t mlen = strlen(method);
         size_t plen = strlen(url);
         if (mlen >= sizeof ex->method) {
@@ -1015,6 +995,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     size_t n = *upload_data_size;
     if (n > 0) {
         *upload_data_size = 0;
+        ah_conntrack_body_bytes(ex->ce, n);
         if (ex->too_large) {
             ex->drained += n;
             return ex->drained > AH_HTTPD_DRAIN_MAX ? MHD_NO : MHD_YES;
@@ -1045,6 +1026,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         return MHD_YES;
     }
 
+    /* Read whole: the handler may take its time. */
+    ah_conntrack_busy(ex->ce);
     finish_request(h, ex);
     if (ex->status == 0 &&
         ah_ex_error(ex, 500, "internal_error", "the handler did not respond") != 0)
@@ -1062,6 +1045,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
     if (ex->status != 0 && h->on_done != NULL)
         h->on_done(h->on_done_arg, ex);
+    ah_conntrack_idle(ex->ce); /* kept alive, or about to close */
     if (ex->counted && atomic_fetch_sub(&h->inflight, 1) == 1) {
         pthread_mutex_lock(&h->drain_mu);
         pthread_cond_broadcast(&h->drain_cv);
@@ -1124,6 +1108,13 @@ ah_httpd *ah_httpd_new(const ah_httpd_opts *opts, char *err, size_t errlen)
     h->on_done_arg = opts->on_done_arg;
     h->listen_fd = opts->use_listen_fd ? opts->listen_fd : -1;
     h->wake[0] = h->wake[1] = -1;
+    h->guard = (ah_conntrack_opts){
+        .max_total = opts->max_connections > 0 ? opts->max_connections : 4096,
+        .max_per_client = opts->max_connections_per_client > 0 ? opts->max_connections_per_client : 256,
+        .header_timeout_ms = opts->header_timeout_ms > 0 ? opts->header_timeout_ms : 10000,
+        .idle_timeout_ms = AH_HTTPD_CONN_TIMEOUT_S * 1000L,
+        .min_body_rate = opts->min_body_rate > 0 ? opts->min_body_rate : 1024,
+    };
     return h;
 fail:
     if (mu_ok)
@@ -1149,29 +1140,18 @@ fail:
  * and a drain must not end in between. */
 static void hand_over(ah_httpd *h, int c, struct sockaddr_storage *ss, socklen_t sl)
 {
-    bool listed = false;
-    pthread_mutex_lock(&h->drain_mu);
-    if (h->nhanded == h->handed_cap) {
-        size_t cap = h->handed_cap ? h->handed_cap * 2 : 16;
-        int *n = realloc(h->handed, cap * sizeof *n);
-        if (n != NULL) {
-            h->handed = n;
-            h->handed_cap = cap;
-        }
-    }
-    if (h->nhanded < h->handed_cap) {
-        h->handed[h->nhanded++] = c;
-        atomic_fetch_add(&h->fresh, 1);
-        listed = true;
-    }
-    pthread_mutex_unlock(&h->drain_mu);
-    if (!listed) {
-        close(c); /* out of memory: refuse rather than lose count */
-        return;
-    }
-    /* MHD closes c when it cannot take it. */
-    if (MHD_add_connection(h->daemon, c, (struct sockaddr *)ss, sl) != MHD_YES && handed_take(h, c))
+    ah_conn_entry *e = ah_conntrack_admit(h->ct, c, (struct sockaddr *)ss);
+    if (e == NULL)
+        return; /* refused (answered and closed) */
+    *ah_conn_entry_flag(e) = true;
+    atomic_fetch_add(&h->fresh, 1);
+    /* MHD closes c when it cannot take it; if it never announced it, the
+     * entry is still unclaimed and ours to drop. */
+    if (MHD_add_connection(h->daemon, c, (struct sockaddr *)ss, sl) != MHD_YES &&
+        (e = ah_conntrack_claim(h->ct, c)) != NULL) {
+        ah_conntrack_release(h->ct, e);
         fresh_done(h);
+    }
 }
 
 /* Accepts every connection the kernel has completed; false on a fatal
@@ -1210,21 +1190,53 @@ static bool accept_ready(ah_httpd *h)
     }
 }
 
+/* Stops new connections for good (the acceptor's thread, on quiesce):
+ * from here the kernel must complete no new handshake, since a connection it
+ * completed after our last accept would be reset with its request
+ * unanswered. A socket filter that drops every packet stops new SYNs at the
+ * listener; what is already queued stays acceptable and is taken over. The
+ * listener is then shut down, so that a new attempt (its SYN retried past
+ * the filter) is refused at once; ah_httpd_free closes it. */
+static void close_listener(ah_httpd *h)
+{
+    struct sock_filter drop_all[] = {BPF_STMT(BPF_RET | BPF_K, 0)};
+    struct sock_fprog prog = {.len = 1, .filter = drop_all};
+    (void)setsockopt(h->listen_fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
+    (void)accept_ready(h);
+    (void)shutdown(h->listen_fd, SHUT_RDWR);
+}
+
 /* The acceptor: the one thread that accepts, so that every connection is
- * counted from the moment it leaves the kernel's queue (MHD's own accept
- * leaves a gap before it tells us, in which a drain could close it). */
+ * counted (and admitted by the guard) from the moment it leaves the
+ * kernel's queue; MHD's own accept leaves a gap before it tells us, in
+ * which a drain could close it. It also reaps connections past their
+ * deadlines, until ah_httpd_free. */
 static void *acceptor_main(void *arg)
 {
     ah_httpd *h = arg;
-    struct pollfd p[2] = {{h->listen_fd, POLLIN, 0}, {h->wake[0], POLLIN, 0}};
+    bool listening = true;
+    long wait_ms = -1;
     for (;;) {
-        int n = poll(p, 2, -1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 || (p[1].revents & (POLLIN | POLLHUP | POLLERR)))
+        struct pollfd p[2] = {{h->wake[0], POLLIN, 0}, {h->listen_fd, POLLIN, 0}};
+        int n = poll(p, listening ? 2 : 1, wait_ms);
+        if (n < 0 && errno != EINTR)
             break;
-        if ((p[0].revents & POLLIN) && !accept_ready(h))
-            break;
+        if (n > 0 && (p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+            char b = 0;
+            if (read(h->wake[0], &b, 1) != 1 || b == 'x')
+                break;
+            if (b == 'q' && listening) {
+                close_listener(h);
+                listening = false;
+                pthread_mutex_lock(&h->drain_mu);
+                h->quiesce_done = true;
+                pthread_cond_broadcast(&h->drain_cv);
+                pthread_mutex_unlock(&h->drain_mu);
+            }
+        }
+        if (listening && n > 0 && (p[1].revents & POLLIN) && !accept_ready(h))
+            listening = false; /* the listener broke: serve what is open */
+        (void)ah_conntrack_reap(h->ct, &wait_ms);
     }
     return NULL;
 }
@@ -1233,7 +1245,7 @@ static void acceptor_stop(ah_httpd *h)
 {
     if (!h->acceptor_running)
         return;
-    char b = 'q';
+    char b = 'x';
     while (write(h->wake[1], &b, 1) < 0 && errno == EINTR)
         ;
     pthread_join(h->acceptor, NULL);
@@ -1304,6 +1316,12 @@ int ah_httpd_start(ah_httpd *h, char *err, size_t errlen)
             return -1;
         }
     }
+    h->guard.plain_text = h->tls_cert == NULL;
+    h->ct = ah_conntrack_new(&h->guard);
+    if (h->ct == NULL) {
+        set_err(err, errlen, "httpd: out of memory");
+        return -1;
+    }
     if (pipe2(h->wake, O_CLOEXEC) != 0) {
         h->wake[0] = h->wake[1] = -1;
         set_err(err, errlen, "httpd: cannot create a pipe (%s)", strerror(errno));
@@ -1325,6 +1343,10 @@ int ah_httpd_start(ah_httpd *h, char *err, size_t errlen)
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, h};
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, h};
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, AH_HTTPD_CONN_TIMEOUT_S, NULL};
+    /* The guard admits connections; MHD's own limit (about 1,020 by
+     * default) must not refuse what it admitted. */
+    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
+                                       (intptr_t)h->guard.max_total + 16, NULL};
     if (h->threads > 1)
         ops[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, h->threads, NULL};
     if (h->tls_cert != NULL) {
@@ -1353,21 +1375,16 @@ int ah_httpd_start(ah_httpd *h, char *err, size_t errlen)
 
 int ah_httpd_quiesce(ah_httpd *h)
 {
-    if (h == NULL || h->daemon == NULL || h->quiesced)
+    if (h == NULL || h->daemon == NULL || h->quiesced || !h->acceptor_running)
         return -1;
     atomic_store(&h->draining, true);
-    acceptor_stop(h);
-    /* From here the kernel must complete no new handshake: a connection it
-     * completed after our last accept would be reset with its request
-     * unanswered. A socket filter that drops every packet stops new SYNs at
-     * the listener; what is already queued stays acceptable. */
-    struct sock_filter drop_all[] = {BPF_STMT(BPF_RET | BPF_K, 0)};
-    struct sock_fprog prog = {.len = 1, .filter = drop_all};
-    (void)setsockopt(h->listen_fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
-    (void)accept_ready(h);
-    /* Shut down, so that a new attempt is refused at once (its SYN retried
-     * past the filter finds no listener); closed by ah_httpd_free. */
-    (void)shutdown(h->listen_fd, SHUT_RDWR);
+    char b = 'q';
+    while (write(h->wake[1], &b, 1) < 0 && errno == EINTR)
+        ;
+    pthread_mutex_lock(&h->drain_mu);
+    while (!h->quiesce_done)
+        pthread_cond_wait(&h->drain_cv, &h->drain_mu);
+    pthread_mutex_unlock(&h->drain_mu);
     h->quiesced = true;
     return 0;
 }
@@ -1435,7 +1452,7 @@ void ah_httpd_free(ah_httpd *h)
     pthread_cond_destroy(&h->drain_cv);
     pthread_mutex_destroy(&h->drain_mu);
     pthread_rwlock_destroy(&h->lock);
-    free(h->handed);
+    ah_conntrack_free(h->ct);
     free(h->host);
     free(h->tls_cert);
     if (h->tls_key != NULL) {

@@ -45,6 +45,19 @@ typedef struct ah_httpd_opts {
      *  ah_httpd_new on (closed by ah_httpd_free, also when never started). */
     bool use_listen_fd;
     int listen_fd;
+    /** The connection guard (conntrack.h); 0 takes the default of each.
+     *  At most max_connections open (4096) and max_connections_per_client
+     *  from one client address (256); the rest are answered 503
+     *  too_many_connections and closed. A request's headers must arrive
+     *  within header_timeout_ms of the connection (or of the previous
+     *  answer on a kept-alive one: 60 s) whatever bytes trickle in (10000),
+     *  and its body at min_body_rate bytes/s on average after the same grace
+     *  (1024); past that the connection is answered 408 request_timeout and
+     *  closed. */
+    unsigned max_connections;
+    unsigned max_connections_per_client;
+    long header_timeout_ms;
+    unsigned min_body_rate;
 } ah_httpd_opts;
 
 enum {

@@ -199,6 +199,10 @@ START_TEST(test_full_file)
              "listen = [::1]:0\n"
              "max_body = 512K ; inline comment\n"
              "threads = 64\n"
+             "max_connections = 100\n"
+             "max_connections_per_client = 10\n"
+             "header_timeout_ms = 2500\n"
+             "min_body_rate = 300\n"
              "tls_cert = ../tls/cert.pem\n"
              "tls_key = ../tls/key.pem\n"
              "[store]\n"
@@ -226,6 +230,10 @@ START_TEST(test_full_file)
     ck_assert_uint_eq(cfg.listen_port, 0);
     ck_assert_uint_eq(cfg.max_body, 512 * 1024);
     ck_assert_int_eq(cfg.http_threads, 64);
+    ck_assert_uint_eq(cfg.http_max_connections, 100);
+    ck_assert_uint_eq(cfg.http_max_connections_per_client, 10);
+    ck_assert_int_eq(cfg.http_header_timeout_ms, 2500);
+    ck_assert_uint_eq(cfg.http_min_body_rate, 300);
     snprintf(want, sizeof want, "%s/tls/cert.pem", t.dir);
     ck_assert_str_eq(cfg.tls_cert, want);
     snprintf(want, sizeof want, "%s/tls/key.pem", t.dir);
@@ -240,11 +248,11 @@ START_TEST(test_full_file)
     ck_assert_str_eq(cfg.plugins[0].name, "erp");
     snprintf(want, sizeof want, "%s/plugins/erp.so", t.dir);
     ck_assert_str_eq(cfg.plugins[0].path, want);
-    ck_assert_int_eq(cfg.plugins[0].line, 25);
+    ck_assert_int_eq(cfg.plugins[0].line, 29);
     ck_assert_str_eq(cfg.plugins[1].name, "ats_2");
     snprintf(want, sizeof want, "%s/etc/p/ats_2.so", t.dir);
     ck_assert_str_eq(cfg.plugins[1].path, want);
-    ck_assert_int_eq(cfg.plugins[1].line, 26);
+    ck_assert_int_eq(cfg.plugins[1].line, 30);
     ah_config_free(&cfg);
     tmp_remove(&t);
 }
@@ -554,6 +562,13 @@ START_TEST(test_err_out_of_range)
                  "'99'");
     expect_error("[http]\nthreads = 65\n", 2,
                  "[http] threads: expected an integer between 1 and 64, got '65'");
+    expect_error("[http]\nmax_connections = 15\n", 2,
+                 "[http] max_connections: expected an integer between 16 and 1000000, got '15'");
+    expect_error("[http]\nmax_connections_per_client = 0\n", 2,
+                 "[http] max_connections_per_client: expected an integer between 1 and 1000000, "
+                 "got '0'");
+    expect_error("[http]\nheader_timeout_ms = 99\n", 2,
+                 "[http] header_timeout_ms: expected an integer between 100 and 600000, got '99'");
     expect_error("[outbound]\nmax_attempts = 11\n", 2,
                  "[outbound] max_attempts: expected an integer between 1 and 10, got '11'");
     expect_error("[sync]\ninterval_s = -1\n", 2,
