@@ -252,15 +252,28 @@ static void reconcile(ah_core *core)
     ah_sd_notify("READY=1");
 }
 
+static void serve_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGHUP);
+}
+
+void ah_daemon_block_signals(void)
+{
+    sigset_t set;
+    serve_signals(&set);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
 int ah_daemon_serve(ah_core *core)
 {
     char err[512];
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGHUP);
-    /* Block before any thread starts so that only sigwait sees them. */
+    serve_signals(&set);
+    /* Blocked here too for callers that did not (threads started before
+     * this are the caller's to have blocked them: ah_daemon_block_signals). */
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     if (ah_daemon_start(core, err, sizeof err) != 0) {
         ah_log(&core->log, AH_LOG_ERROR, "core", "%s", err);

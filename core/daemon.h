@@ -16,6 +16,11 @@ ah_core *ah_daemon_open(ah_config *cfg, const ah_core_opts *opts, char *err, siz
 /** Stops what ah_daemon_start started and closes everything. NULL is allowed. */
 void ah_daemon_close(ah_core *core);
 
+/** Blocks SIGINT, SIGTERM and SIGHUP in the calling thread and so in every
+ *  thread it starts later; ah_daemon_serve then takes them with sigwait.
+ *  Call it before ah_daemon_open: a thread started with them unblocked (a
+ *  bus worker) would take SIGHUP's default action, ending the process. */
+void ah_daemon_block_signals(void);
 /** Serves: HTTP listener, admin listener, ticker, sync scheduler; blocks
  *  until SIGINT/SIGTERM (SIGHUP reconciles the plugins with the INI), then
  *  drains: the listeners stop accepting, every accepted request is answered

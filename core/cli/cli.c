@@ -127,6 +127,9 @@ static int cmd_serve(cli *c)
         usage_error("serve takes no arguments");
         return EXIT_USAGE;
     }
+    /* Before the first thread (the bus starts its workers on open): a
+     * signal must never reach a thread that does not sigwait for it. */
+    ah_daemon_block_signals();
     ah_core *core = open_core(c, true, true);
     if (core == NULL)
         return 1;

@@ -398,6 +398,29 @@ START_TEST(test_sighup_reconciles_plugins)
 }
 END_TEST
 
+/* SIGHUPs that arrive while a reconcile runs wait for the next sigwait: no
+ * other thread may take them (a bus worker that did took SIGHUP's default
+ * action and ended the daemon, one run in ten). */
+START_TEST(test_sighup_burst)
+{
+    daemon_env d;
+    daemon_start(&d, NULL);
+    for (int i = 0; i < 50; i++) {
+        ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
+        usleep(500);
+    }
+    char *line = ah_t_wait_line(d.errfd, "reconciled", 30);
+    ck_assert_msg(line != NULL, "no reconcile logged (the daemon ended with status %d)",
+                  line == NULL ? ah_t_stop(d.pid, SIGKILL) : 0);
+    free(line);
+    char list[1024];
+    daemon_plugins(&d, list, sizeof list);
+    ck_assert_str_eq(list, "template@1 ");
+    ck_assert_int_eq(ah_t_stop(d.pid, SIGTERM), 0);
+    daemon_done(&d);
+}
+END_TEST
+
 /* --- SIGTERM under load ---------------------------------------------------- */
 
 typedef struct hload {
@@ -549,6 +572,7 @@ static Suite *swap_suite(void)
     tcase_add_test(tc, test_broken_swap_keeps_old_version);
     tcase_add_test(tc, test_admin_disable_enable);
     tcase_add_test(tc, test_sighup_reconciles_plugins);
+    tcase_add_test(tc, test_sighup_burst);
     tcase_add_test(tc, test_sdk_install_and_hot_load);
     suite_add_tcase(s, tc);
     /* A case of its own, so that it can be repeated alone:
