@@ -89,6 +89,39 @@ void ah_record_row_free(ah_record_row *r)
     memset(r, 0, sizeof *r);
 }
 
+void ah_idem_row_free(ah_idem_row *r)
+{
+    if (r == NULL)
+        return;
+    free(r->body_hash);
+    free(r->response);
+    memset(r, 0, sizeof *r);
+}
+
+void ah_bulk_job_row_free(ah_bulk_job_row *r)
+{
+    if (r == NULL)
+        return;
+    free(r->id);
+    free(r->action);
+    free(r->params);
+    free(r->status);
+    free(r->created_at);
+    free(r->finished_at);
+    memset(r, 0, sizeof *r);
+}
+
+void ah_bulk_item_row_free(ah_bulk_item_row *r)
+{
+    if (r == NULL)
+        return;
+    free(r->record_id);
+    free(r->status);
+    free(r->error_code);
+    free(r->error_message);
+    memset(r, 0, sizeof *r);
+}
+
 void ah_now_iso(char out[32])
 {
     struct timespec ts;

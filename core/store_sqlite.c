@@ -230,6 +230,38 @@ typedef enum {
     Q_DEL_DONE,
     Q_DEL_RETRY,
     Q_DEL_DUE,
+    Q_OUT_AFTER,
+    Q_OUT_PRUNE,
+    Q_WH_ADD,
+    Q_WH_LIST,
+    Q_WH_DUE,
+    Q_WH_ENABLE,
+    Q_WH_DISABLE,
+    Q_WH_GET,
+    Q_WH_DELIVERIES,
+    Q_WH_ATTEMPT,
+    Q_WH_ADVANCE,
+    Q_WH_FAILED,
+    Q_IDEM_EXPIRE,
+    Q_IDEM_RESERVE,
+    Q_IDEM_GET,
+    Q_IDEM_COMPLETE,
+    Q_IDEM_RELEASE,
+    Q_BULK_ADD,
+    Q_BULK_ITEM_ADD,
+    Q_BULK_GET,
+    Q_BULK_NEXT,
+    Q_BULK_STATUS,
+    Q_BULK_ITEMS,
+    Q_BULK_ITEMS_QUEUED,
+    Q_BULK_PRIOR,
+    Q_BULK_ITEM_SET,
+    Q_REC_MARKS,
+    Q_REC_MARK_DEL,
+    Q_REC_IS_DEL,
+    Q_STAGE_ADD,
+    Q_STAGE_SINCE,
+    Q_STAGE_HISTORY,
     Q_COUNT
 } qid;
 
@@ -242,6 +274,14 @@ typedef enum {
 #define LOG_COLS                                                               \
     "id, at, tenant, source, plugin, action, method, path, status, "           \
     "duration_s, body, correlation_id"
+
+/* The sealed secret is read only by webhook_due, which delivers. */
+#define WH_COLS(secret)                                                        \
+    "id, tenant_id, url, event_types, " #secret ", enabled, failures, "         \
+    "disabled_at, cursor, created_at"
+#define BULK_COLS                                                              \
+    "id, tenant_id, action, params, status, total, created_at, finished_at"
+#define ITEM_COLS "idx, record_id, status, error_code, error_message"
 
 static const char *const q_sql[Q_COUNT] = {
     [Q_BEGIN] = "BEGIN IMMEDIATE",
@@ -311,6 +351,73 @@ static const char *const q_sql[Q_COUNT] = {
     [Q_DEL_RETRY] = "UPDATE deliveries SET attempts = attempts + 1, next_at = ?3, last_error = ?4 "
                     "WHERE connection_id = ?1 AND outbox_id = ?2",
     [Q_DEL_DUE] = "SELECT DISTINCT connection_id FROM deliveries WHERE next_at <= ?1 LIMIT ?2",
+    [Q_OUT_AFTER] = "SELECT id, tenant_id, topic, body, created_at FROM outbox "
+                    "WHERE tenant_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+    [Q_OUT_PRUNE] = "DELETE FROM outbox WHERE created_at < ?1 AND id NOT IN "
+                    "(SELECT outbox_id FROM deliveries)",
+    [Q_WH_ADD] = "INSERT INTO webhook_endpoints(tenant_id, url, event_types, secret, next_at, "
+                 "created_at, cursor) VALUES(?1, ?2, ?3, ?4, ?5, ?5, "
+                 "(SELECT coalesce(max(id), 0) FROM outbox))",
+    [Q_WH_LIST] = "SELECT " WH_COLS(NULL) " FROM webhook_endpoints "
+                  "WHERE ?1 = 0 OR tenant_id = ?1 ORDER BY id",
+    [Q_WH_DUE] = "SELECT " WH_COLS(secret) " FROM webhook_endpoints "
+                 "WHERE enabled = 1 AND next_at <= ?1 ORDER BY id",
+    [Q_WH_ENABLE] = "UPDATE webhook_endpoints SET enabled = 1, failures = 0, "
+                    "disabled_at = NULL, next_at = ?3 WHERE id = ?1 AND (?2 = 0 OR tenant_id = ?2)",
+    [Q_WH_DISABLE] = "UPDATE webhook_endpoints SET enabled = 0, disabled_at = ?3 "
+                     "WHERE id = ?1 AND (?2 = 0 OR tenant_id = ?2)",
+    [Q_WH_GET] = "SELECT id FROM webhook_endpoints WHERE id = ?1 AND (?2 = 0 OR tenant_id = ?2)",
+    [Q_WH_DELIVERIES] = "SELECT d.outbox_id, o.topic, d.attempts, d.status, d.last_status, "
+                        "d.last_error, d.next_at, d.delivered_at FROM webhook_deliveries d "
+                        "LEFT JOIN outbox o ON o.id = d.outbox_id WHERE d.endpoint_id = ?1 "
+                        "ORDER BY d.outbox_id DESC LIMIT ?2",
+    [Q_WH_ATTEMPT] = "INSERT INTO webhook_deliveries(endpoint_id, outbox_id, attempts, status, "
+                     "last_status, last_error, next_at, delivered_at) "
+                     "VALUES(?1, ?2, 1, ?3, ?4, ?5, ?6, ?7) "
+                     "ON CONFLICT(endpoint_id, outbox_id) DO UPDATE SET "
+                     "attempts = webhook_deliveries.attempts + 1, status = excluded.status, "
+                     "last_status = excluded.last_status, last_error = excluded.last_error, "
+                     "next_at = excluded.next_at, delivered_at = excluded.delivered_at",
+    [Q_WH_ADVANCE] = "UPDATE webhook_endpoints SET cursor = ?2, failures = 0 WHERE id = ?1",
+    [Q_WH_FAILED] = "UPDATE webhook_endpoints SET failures = ?2, next_at = ?3, "
+                    "enabled = CASE WHEN ?4 IS NULL THEN enabled ELSE 0 END, "
+                    "disabled_at = coalesce(?4, disabled_at) WHERE id = ?1",
+    [Q_IDEM_EXPIRE] = "DELETE FROM idempotency WHERE tenant_id = ?1 AND key = ?2 "
+                      "AND created_at < ?3",
+    [Q_IDEM_RESERVE] = "INSERT INTO idempotency(tenant_id, key, body_hash, status, created_at) "
+                       "VALUES(?1, ?2, ?3, 0, ?4) ON CONFLICT DO NOTHING",
+    [Q_IDEM_GET] = "SELECT body_hash, status, response FROM idempotency "
+                   "WHERE tenant_id = ?1 AND key = ?2",
+    [Q_IDEM_COMPLETE] = "UPDATE idempotency SET status = ?3, response = ?4 "
+                        "WHERE tenant_id = ?1 AND key = ?2 AND status = 0",
+    [Q_IDEM_RELEASE] = "DELETE FROM idempotency WHERE tenant_id = ?1 AND key = ?2 "
+                       "AND status = 0",
+    [Q_BULK_ADD] = "INSERT INTO bulk_jobs(id, tenant_id, action, params, status, total, "
+                   "created_at) VALUES(?1, ?2, ?3, ?4, 'queued', ?5, ?6)",
+    [Q_BULK_ITEM_ADD] = "INSERT INTO bulk_items(job_id, idx, record_id) VALUES(?1, ?2, ?3)",
+    [Q_BULK_GET] = "SELECT " BULK_COLS " FROM bulk_jobs WHERE id = ?1 AND tenant_id = ?2",
+    [Q_BULK_NEXT] = "SELECT " BULK_COLS " FROM bulk_jobs WHERE status IN ('queued', 'running') "
+                    "ORDER BY created_at, id LIMIT 1",
+    [Q_BULK_STATUS] = "UPDATE bulk_jobs SET status = ?2, finished_at = coalesce(?3, finished_at) "
+                      "WHERE id = ?1",
+    [Q_BULK_ITEMS] = "SELECT " ITEM_COLS " FROM bulk_items WHERE job_id = ?1 ORDER BY idx",
+    [Q_BULK_ITEMS_QUEUED] = "SELECT " ITEM_COLS " FROM bulk_items WHERE job_id = ?1 "
+                            "AND status = 'queued' ORDER BY idx",
+    [Q_BULK_PRIOR] = "SELECT " ITEM_COLS " FROM bulk_items WHERE job_id = ?1 AND record_id = ?2 "
+                     "AND idx < ?3 AND status <> 'queued' ORDER BY idx LIMIT 1",
+    [Q_BULK_ITEM_SET] = "UPDATE bulk_items SET status = ?3, error_code = ?4, error_message = ?5 "
+                        "WHERE job_id = ?1 AND idx = ?2",
+    [Q_REC_MARKS] = "SELECT id, remote_id, remote_deleted_at FROM records "
+                    "WHERE connection_id = ?1 AND type = ?2",
+    [Q_REC_MARK_DEL] = "UPDATE records SET remote_deleted_at = ?2 WHERE id = ?1",
+    [Q_REC_IS_DEL] = "SELECT remote_deleted_at FROM records WHERE id = ?1",
+    [Q_STAGE_ADD] = "INSERT INTO stage_history(record_id, tenant_id, from_stage, to_stage, "
+                    "changed_at) VALUES(?1, ?2, ?3, ?4, ?5)",
+    [Q_STAGE_SINCE] = "SELECT h.record_id, NULL, NULL, max(h.changed_at) AS last "
+                      "FROM stage_history h WHERE h.tenant_id = ?1 AND h.changed_at > ?2 "
+                      "GROUP BY h.record_id ORDER BY last, h.record_id LIMIT ?3",
+    [Q_STAGE_HISTORY] = "SELECT record_id, from_stage, to_stage, changed_at FROM stage_history "
+                        "WHERE record_id = ?1 ORDER BY id",
 };
 
 /* record_query and log_query compose their WHERE clause from constant
@@ -1969,109 +2076,782 @@ static int sq_delivery_due(ah_store *st, const char *now, int64_t *conn_ids, siz
     return rc;
 }
 
-/* ---- generic statements (store.h: sql) ---------------------------------- */
+/* ---- the trust tables (store.h: appended ops) ------------------------------ */
 
-/* "$N" placeholders are SQLite named parameters: bind each by its name so
- * that the order they appear in does not matter. A canonical integer is
- * bound as one, so that comparisons with INTEGER columns and LIMIT work. */
-static int sql_bind_row(sqlite3_stmt *st, const char *const *params, size_t n)
+/* Rows for the callbacks are collected under the lock and handed out after
+ * it is released, as for the other *_list operations. */
+
+static bool fill_webhook(sqlite3_stmt *st, void *row)
 {
-    for (size_t i = 0; i < n; i++) {
-        char name[24];
-        snprintf(name, sizeof name, "$%zu", i + 1);
-        int idx = sqlite3_bind_parameter_index(st, name);
-        if (idx == 0)
-            continue;
-        const char *v = params[i];
-        bool integer = v != NULL && *v != '\0' && strlen(v) <= 18;
-        for (const char *p = v != NULL && *v == '-' ? v + 1 : v; integer && *p; p++)
-            integer = *p >= '0' && *p <= '9';
-        if (integer && (v[0] == '-' ? v[1] == '\0' || (v[1] == '0' && v[2] != '\0')
-                                    : (v[0] == '0' && v[1] != '\0')))
-            integer = false;
-        int rc = integer ? sqlite3_bind_int64(st, idx, strtoll(v, NULL, 10))
-                         : bind_text(st, idx, v);
-        if (rc != SQLITE_OK)
-            return -1;
-    }
-    return 0;
+    ah_webhook_row *r = row;
+    bool oom = false;
+    r->id = sqlite3_column_int64(st, 0);
+    r->tenant_id = sqlite3_column_int64(st, 1);
+    r->url = col_dup(st, 2, &oom);
+    r->event_types = col_dup(st, 3, &oom);
+    r->secret = col_dup(st, 4, &oom);
+    r->enabled = sqlite3_column_int(st, 5) != 0;
+    r->failures = sqlite3_column_int64(st, 6);
+    r->disabled_at = col_dup(st, 7, &oom);
+    r->cursor = sqlite3_column_int64(st, 8);
+    r->created_at = col_dup(st, 9, &oom);
+    return !oom;
 }
 
-static int sq_sql(ah_store *stp, const char *sql, const char *const *params, size_t nparams,
-                  size_t nrows, ah_sql_row_cb cb, void *arg, int64_t *changes)
+static void webhook_free_v(void *row)
 {
-    sq_store *s = SQ(stp);
-    if (changes != NULL)
-        *changes = 0;
-    if (sql == NULL || (nparams > 0 && params == NULL))
-        return AH_STORE_ERR;
-    if (nrows == 0)
-        nrows = 1;
-    rowvec v = {.elem = sizeof(char **)};
-    int ncol = 0, rc = AH_STORE_OK;
+    ah_webhook_row *r = row;
+    free(r->url);
+    free(r->event_types);
+    if (r->secret != NULL)
+        explicit_bzero(r->secret, strlen(r->secret));
+    free(r->secret);
+    free(r->disabled_at);
+    free(r->created_at);
+}
+
+static bool fill_wh_delivery(sqlite3_stmt *st, void *row)
+{
+    ah_webhook_delivery_row *r = row;
     bool oom = false;
+    r->outbox_id = sqlite3_column_int64(st, 0);
+    r->topic = col_dup(st, 1, &oom);
+    r->attempts = sqlite3_column_int64(st, 2);
+    r->status = col_dup(st, 3, &oom);
+    r->last_status = sqlite3_column_int64(st, 4);
+    r->last_error = col_dup(st, 5, &oom);
+    r->next_at = col_dup(st, 6, &oom);
+    r->delivered_at = col_dup(st, 7, &oom);
+    return !oom;
+}
+
+static void wh_delivery_free_v(void *row)
+{
+    ah_webhook_delivery_row *r = row;
+    free(r->topic);
+    free(r->status);
+    free(r->last_error);
+    free(r->next_at);
+    free(r->delivered_at);
+}
+
+static bool fill_bulk_job(sqlite3_stmt *st, void *row)
+{
+    ah_bulk_job_row *r = row;
+    bool oom = false;
+    r->id = col_dup(st, 0, &oom);
+    r->tenant_id = sqlite3_column_int64(st, 1);
+    r->action = col_dup(st, 2, &oom);
+    r->params = col_dup(st, 3, &oom);
+    r->status = col_dup(st, 4, &oom);
+    r->total = sqlite3_column_int64(st, 5);
+    r->created_at = col_dup(st, 6, &oom);
+    r->finished_at = col_dup(st, 7, &oom);
+    return !oom;
+}
+
+static void bulk_job_free_v(void *row)
+{
+    ah_bulk_job_row_free(row);
+}
+
+static bool fill_bulk_item(sqlite3_stmt *st, void *row)
+{
+    ah_bulk_item_row *r = row;
+    bool oom = false;
+    r->idx = sqlite3_column_int(st, 0);
+    r->record_id = col_dup(st, 1, &oom);
+    r->status = col_dup(st, 2, &oom);
+    r->error_code = col_dup(st, 3, &oom);
+    r->error_message = col_dup(st, 4, &oom);
+    return !oom;
+}
+
+static void bulk_item_free_v(void *row)
+{
+    ah_bulk_item_row_free(row);
+}
+
+static bool fill_idem(sqlite3_stmt *st, void *row)
+{
+    ah_idem_row *r = row;
+    bool oom = false;
+    r->body_hash = col_dup(st, 0, &oom);
+    r->status = sqlite3_column_int(st, 1);
+    r->response = col_dup(st, 2, &oom);
+    return !oom;
+}
+
+static void idem_free_v(void *row)
+{
+    ah_idem_row_free(row);
+}
+
+static bool fill_mark(sqlite3_stmt *st, void *row)
+{
+    ah_record_mark *r = row;
+    bool oom = false;
+    r->id = col_dup(st, 0, &oom);
+    r->remote_id = col_dup(st, 1, &oom);
+    r->remote_deleted_at = col_dup(st, 2, &oom);
+    return !oom;
+}
+
+static void mark_free_v(void *row)
+{
+    ah_record_mark *r = row;
+    free(r->id);
+    free(r->remote_id);
+    free(r->remote_deleted_at);
+}
+
+static bool fill_stage(sqlite3_stmt *st, void *row)
+{
+    ah_stage_row *r = row;
+    bool oom = false;
+    r->record_id = col_dup(st, 0, &oom);
+    r->from_stage = col_dup(st, 1, &oom);
+    r->to_stage = col_dup(st, 2, &oom);
+    r->changed_at = col_dup(st, 3, &oom);
+    return !oom;
+}
+
+static void stage_free_v(void *row)
+{
+    ah_stage_row *r = row;
+    free(r->record_id);
+    free(r->from_stage);
+    free(r->to_stage);
+    free(r->changed_at);
+}
+
+static int page_limit(int limit)
+{
+    return limit > 0 && limit <= 1000 ? limit : 100;
+}
+
+/* Runs a statement without rows that must be prepared first; *changes (may
+ * be NULL) receives the rows it changed. Called with the lock held. */
+static int exec_changes(sq_store *s, sqlite3_stmt *q, const char *what, int64_t *changes)
+{
+    int rc = run(s, q, what);
+    if (rc == AH_STORE_OK && changes != NULL)
+        *changes = sqlite3_changes(s->db);
+    done(q);
+    return rc;
+}
+
+/* --- outbox as the event log --- */
+
+static int sq_outbox_after(ah_store *st, int64_t tenant_id, int64_t after_id, int limit,
+                           ah_outbox_cb cb, void *arg)
+{
+    sq_store *s = SQ(st);
+    rowvec v = {.elem = sizeof(ah_outbox_row)};
     lock(s);
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
-        sq_log_db(s, "prepare");
-        unlock(s);
-        return AH_STORE_ERR;
-    }
-    ncol = sqlite3_column_count(st);
-    if (nrows > 1 && tx_begin(s) != AH_STORE_OK)
-        rc = AH_STORE_ERR;
-    for (size_t r = 0; rc == AH_STORE_OK && r < nrows; r++) {
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
-        if (sql_bind_row(st, params + r * nparams, nparams) != 0) {
-            rc = AH_STORE_ERR;
-            break;
-        }
-        int sr;
-        while ((sr = sqlite3_step(st)) == SQLITE_ROW) {
-            if (cb == NULL || nrows > 1)
-                continue;
-            char ***slot = rowvec_push(&v);
-            char **row = slot != NULL ? calloc((size_t)ncol + 1, sizeof *row) : NULL;
-            if (row == NULL) {
-                if (slot != NULL)
-                    v.n--;
-                oom = true;
-                break;
-            }
-            *slot = row;
-            for (int c = 0; c < ncol; c++)
-                row[c] = col_dup(st, c, &oom);
-        }
-        if (oom) {
-            rc = AH_STORE_ERR;
-            break;
-        }
-        if (sr != SQLITE_DONE) {
-            rc = step_error(s, sr, "sql");
-            break;
-        }
-        if (changes != NULL)
-            *changes += sqlite3_changes(s->db);
-    }
-    sqlite3_finalize(st);
-    if (nrows > 1) {
-        if (rc == AH_STORE_OK)
-            rc = tx_commit(s);
-        else
-            tx_rollback(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = get(s, Q_OUT_AFTER);
+    if (q != NULL) {
+        sqlite3_bind_int64(q, 1, tenant_id);
+        sqlite3_bind_int64(q, 2, after_id);
+        sqlite3_bind_int(q, 3, page_limit(limit));
+        rc = collect(s, q, &v, fill_outbox_v, outbox_free_v, "outbox_after");
+        done(q);
     }
     unlock(s);
-    for (size_t i = 0; i < v.n; i++) {
-        char **row = ((char ***)v.items)[i];
-        if (rc == AH_STORE_OK)
-            cb(arg, ncol, (const char *const *)row);
-        for (int c = 0; c < ncol; c++)
-            free(row[c]);
-        free(row);
-    }
-    free(v.items);
+    if (rc == AH_STORE_OK && cb != NULL)
+        for (size_t i = 0; i < v.n; i++)
+            cb(arg, (ah_outbox_row *)v.items + i);
+    rowvec_free(&v, outbox_free_v);
     return rc;
+}
+
+static int sq_outbox_prune(ah_store *st, const char *before, int64_t *n_out)
+{
+    sq_store *s = SQ(st);
+    if (n_out != NULL)
+        *n_out = 0;
+    if (before == NULL)
+        return AH_STORE_ERR;
+    lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = get(s, Q_OUT_PRUNE);
+    if (q != NULL) {
+        bind_text(q, 1, before);
+        rc = exec_changes(s, q, "outbox_prune", n_out);
+    }
+    unlock(s);
+    return rc;
+}
+
+/* --- webhooks --- */
+
+static int sq_webhook_add(ah_store *st, int64_t tenant_id, const char *url,
+                          const char *event_types, const char *secret_sealed, int64_t *id_out)
+{
+    sq_store *s = SQ(st);
+    if (url == NULL || secret_sealed == NULL)
+        return AH_STORE_ERR;
+    char now[32];
+    ah_now_iso(now);
+    lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = get(s, Q_WH_ADD);
+    if (q != NULL) {
+        sqlite3_bind_int64(q, 1, tenant_id);
+        bind_text(q, 2, url);
+        bind_text(q, 3, event_types != NULL && *event_types ? event_types : "*");
+        bind_text(q, 4, secret_sealed);
+        bind_text(q, 5, now);
+        rc = run(s, q, "webhook_add");
+        if (rc == AH_STORE_OK && id_out != NULL)
+            *id_out = sqlite3_last_insert_rowid(s->db);
+        done(q);
+    }
+    unlock(s);
+    return rc;
+}
+
+static int webhook_rows(ah_store *st, qid id, int64_t tenant_id, const char *now,
+                        ah_webhook_cb cb, void *arg, const char *what)
+{
+    sq_store *s = SQ(st);
+    rowvec v = {.elem = sizeof(ah_webhook_row)};
+    lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = get(s, id);
+    if (q != NULL) {
+        if (now != NULL)
+            bind_text(q, 1, now);
+        else
+            sqlite3_bind_int64(q, 1, tenant_id);
+        rc = collect(s, q, &v, fill_webhook, webhook_free_v, what);
+        done(q);
+    }
+    unlock(s);
+    if (rc == AH_STORE_OK && cb != NULL)
+        for (size_t i = 0; i < v.n; i++)
+            cb(arg, (ah_webhook_row *)v.items + i);
+    rowvec_free(&v, webhook_free_v);
+    return rc;
+}
+
+static int sq_webhook_list(ah_store *st, int64_t tenant_id, ah_webhook_cb cb, void *arg)
+{
+    return webhook_rows(st, Q_WH_LIST, tenant_id, NULL, cb, arg, "webhook_list");
+}
+
+static int sq_webhook_due(ah_store *st, const char *now, ah_webhook_cb cb, void *arg)
+{
+    if (now == NULL)
+        return AH_STORE_ERR;
+    return webhook_rows(st, Q_WH_DUE, 0, now, cb, arg, "webhook_due");
+}
+
+static int sq_webhook_set_enabled(ah_store *st, int64_t tenant_id, int64_t id, bool enabled)
+{
+    sq_store *s = SQ(st);
+    char now[32];
+    ah_now_iso(now);
+    lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = get(s, enabled ? Q_WH_ENABLE : Q_WH_DISABLE);
+    if (q != NULL) {
+        sqlite3_bind_int64(q, 1, id);
+        sqlite3_bind_int64(q, 2, tenant_id);
+        bind_text(q, 3, now);
+        rc = change_by_id(s, q, "webhook_set_enabled");
+    }
+    unlock(s);
+    return rc;
+}
+
+static int sq_webhook_deliveries(ah_store *st, int64_t tenant_id, int64_t id, int limit,
+                                 ah_webhook_delivery_cb cb, void *arg)
+{
+    sq_store *s = SQ(st);
+    rowvec v = {.elem = sizeof(ah_webhook_delivery_row)};
+    lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = get(s, Q_WH_GET);
+    if (q != NULL) {
+        sqlite3_bind_int64(q, 1, id);
+        sqlite3_bind_int64(q, 2, tenant_id);
+        int r = sqlite3_step(q);
+        rc = r == SQLITE_ROW    ? AH_STORE_OK
+             : r == SQLITE_DONE ? AH_STORE_NOT_FOUND
+                                : step_error(s, r, "webhook_deliveries");
+        done(q);
+    }
+    if (rc == AH_STORE_OK) {
+        q = get(s, Q_WH_DELIVERIES);
+        rc = AH_STORE_ERR;
+        if (q != NULL) {
+            sqlite3_bind_int64(q, 1, id);
+            sqlite3_bind_int(q, 2, page_limit(limit));
+            rc = collect(s, q, &v, fill_wh_delivery, wh_delivery_free_v, "webhook_deliveries");
+            done(q);
+        }
+    }
+    unlock(s);
+    if (rc == AH_STORE_OK && cb != NULL)
+        for (size_t i = 0; i < v.n; i++)
+            cb(arg, (ah_webhook_delivery_row *)v.items + i);
+    rowvec_free(&v, wh_delivery_free_v);
+    return rc;
+}
+
+static int sq_webhook_attempt(ah_store *st, int64_t id, int64_t outbox_id, bool ok,
+                              int http_status, const char *error, const char *next_at)
+{
+    sq_store *s = SQ(st);
+    char now[32];
+    ah_now_iso(now);
+    lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = get(s, Q_WH_ATTEMPT);
+    if (q != NULL) {
+        sqlite3_bind_int64(q, 1, id);
+        sqlite3_bind_int64(q, 2, outbox_id);
+        bind_text(q, 3, ok ? "delivered" : "failed");
+        sqlite3_bind_int(q, 4, http_status);
+        bind_text(q, 5, ok ? NULL : error);
+        bind_text(q, 6, ok ? NULL : next_at);
+        bind_text(q, 7, ok ? now : NULL);
+        rc = run(s, q, "webhook_attempt");
+        done(q);
+    }
+    unlock(s);
+    return rc;
+}
+
+static int sq_webhook_advance(ah_store *st, int64_t id, int64_t outbox_id)
+{
+    sq_store *s = SQ(st);
+    lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = get(s, Q_WH_ADVANCE);
+    if (q != NULL) {
+        sqlite3_bind_int64(q, 1, id);
+        sqlite3_bind_int64(q, 2, outbox_id);
+        rc = change_by_id(s, q, "webhook_advance");
+    }
+    unlock(s);
+    return rc;
+}
+
+static int sq_webhook_failed(ah_store *st, int64_t id, int64_t failures, const char *next_at,
+                             const char *disabled_at)
+{
+    sq_store *s = SQ(st);
+    if (next_at == NULL)
+        return AH_STORE_ERR;
+    lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = get(s, Q_WH_FAILED);
+    if (q != NULL) {
+        sqlite3_bind_int64(q, 1, id);
+        sqlite3_bind_int64(q, 2, failures);
+        bind_text(q, 3, next_at);
+        bind_text(q, 4, disabled_at);
+        rc = change_by_id(s, q, "webhook_failed");
+    }
+    unlock(s);
+    return rc;
+}
+
+/* --- idempotency keys --- */
+
+static int bind_key(sqlite3_stmt *q, int64_t tenant_id, const char *key)
+{
+    sqlite3_bind_int64(q, 1, tenant_id);
+    return bind_text(q, 2, key);
+}
+
+static int sq_idem_reserve(ah_store *st, int64_t tenant_id, const char *key,
+                           const char *body_hash, const char *expired_before, ah_idem_row *out)
+{
+    sq_store *s = SQ(st);
+    if (key == NULL || body_hash == NULL || expired_before == NULL)
+        return AH_STORE_ERR;
+    char now[32];
+    ah_now_iso(now);
+    lock(s);
+    int rc = tx_begin(s);
+    /* A key older than its time to live is forgotten: the request is new. */
+    sqlite3_stmt *q = rc == AH_STORE_OK ? get(s, Q_IDEM_EXPIRE) : NULL;
+    rc = AH_STORE_ERR;
+    if (q != NULL) {
+        bind_key(q, tenant_id, key);
+        bind_text(q, 3, expired_before);
+        rc = exec_changes(s, q, "idem_reserve", NULL);
+    }
+    int64_t reserved = 0;
+    if (rc == AH_STORE_OK) {
+        q = get(s, Q_IDEM_RESERVE);
+        rc = AH_STORE_ERR;
+        if (q != NULL) {
+            bind_key(q, tenant_id, key);
+            bind_text(q, 3, body_hash);
+            bind_text(q, 4, now);
+            rc = exec_changes(s, q, "idem_reserve", &reserved);
+        }
+    }
+    if (rc == AH_STORE_OK && reserved == 0) {
+        ah_idem_row tmp;
+        memset(&tmp, 0, sizeof tmp);
+        q = get(s, Q_IDEM_GET);
+        rc = AH_STORE_ERR;
+        if (q != NULL) {
+            bind_key(q, tenant_id, key);
+            rc = get_one(s, q, &tmp, fill_idem, idem_free_v, "idem_reserve");
+            done(q);
+        }
+        if (rc == AH_STORE_OK) {
+            rc = AH_STORE_EXISTS;
+            if (out != NULL)
+                *out = tmp;
+            else
+                ah_idem_row_free(&tmp);
+        }
+    }
+    if (rc == AH_STORE_OK || rc == AH_STORE_EXISTS) {
+        int c = tx_commit(s);
+        if (c != AH_STORE_OK) {
+            if (rc == AH_STORE_EXISTS && out != NULL)
+                ah_idem_row_free(out);
+            rc = c;
+        }
+    } else {
+        tx_rollback(s);
+    }
+    unlock(s);
+    return rc;
+}
+
+static int idem_finish(ah_store *st, qid id, int64_t tenant_id, const char *key, int status,
+                       const char *response, const char *what)
+{
+    sq_store *s = SQ(st);
+    if (key == NULL)
+        return AH_STORE_ERR;
+    lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = get(s, id);
+    if (q != NULL) {
+        bind_key(q, tenant_id, key);
+        if (id == Q_IDEM_COMPLETE) {
+            sqlite3_bind_int(q, 3, status);
+            bind_text(q, 4, response);
+        }
+        rc = exec_changes(s, q, what, NULL);
+    }
+    unlock(s);
+    return rc;
+}
+
+static int sq_idem_complete(ah_store *st, int64_t tenant_id, const char *key, int status,
+                            const char *response)
+{
+    if (status <= 0)
+        return AH_STORE_ERR;
+    return idem_finish(st, Q_IDEM_COMPLETE, tenant_id, key, status, response, "idem_complete");
+}
+
+static int sq_idem_release(ah_store *st, int64_t tenant_id, const char *key)
+{
+    return idem_finish(st, Q_IDEM_RELEASE, tenant_id, key, 0, NULL, "idem_release");
+}
+
+/* --- bulk jobs --- */
+
+static int sq_bulk_add(ah_store *st, const char *id, int64_t tenant_id, const char *action,
+                       const char *params_json, const char *const *record_ids, size_t n)
+{
+    sq_store *s = SQ(st);
+    if (id == NULL || action == NULL || params_json == NULL || (n > 0 && record_ids == NULL))
+        return AH_STORE_ERR;
+    char now[32];
+    ah_now_iso(now);
+    lock(s);
+    int rc = tx_begin(s);
+    sqlite3_stmt *q = rc == AH_STORE_OK ? get(s, Q_BULK_ADD) : NULL;
+    rc = AH_STORE_ERR;
+    if (q != NULL) {
+        bind_text(q, 1, id);
+        sqlite3_bind_int64(q, 2, tenant_id);
+        bind_text(q, 3, action);
+        bind_text(q, 4, params_json);
+        sqlite3_bind_int64(q, 5, (sqlite3_int64)n);
+        bind_text(q, 6, now);
+        rc = exec_changes(s, q, "bulk_add", NULL);
+    }
+    for (size_t i = 0; rc == AH_STORE_OK && i < n; i++) {
+        q = get(s, Q_BULK_ITEM_ADD);
+        if (q == NULL || record_ids[i] == NULL) {
+            rc = AH_STORE_ERR;
+            break;
+        }
+        bind_text(q, 1, id);
+        sqlite3_bind_int64(q, 2, (sqlite3_int64)i);
+        bind_text(q, 3, record_ids[i]);
+        rc = exec_changes(s, q, "bulk_add", NULL);
+    }
+    if (rc == AH_STORE_OK)
+        rc = tx_commit(s);
+    else
+        tx_rollback(s);
+    unlock(s);
+    return rc;
+}
+
+static int bulk_job_one(ah_store *st, qid id, const char *job_id, int64_t tenant_id,
+                        ah_bulk_job_row *out, const char *what)
+{
+    sq_store *s = SQ(st);
+    if (out == NULL)
+        return AH_STORE_ERR;
+    memset(out, 0, sizeof *out);
+    lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = get(s, id);
+    if (q != NULL) {
+        if (job_id != NULL) {
+            bind_text(q, 1, job_id);
+            sqlite3_bind_int64(q, 2, tenant_id);
+        }
+        rc = get_one(s, q, out, fill_bulk_job, bulk_job_free_v, what);
+        done(q);
+    }
+    unlock(s);
+    return rc;
+}
+
+static int sq_bulk_get(ah_store *st, int64_t tenant_id, const char *id, ah_bulk_job_row *out)
+{
+    if (id == NULL)
+        return AH_STORE_ERR;
+    return bulk_job_one(st, Q_BULK_GET, id, tenant_id, out, "bulk_get");
+}
+
+static int sq_bulk_next(ah_store *st, ah_bulk_job_row *out)
+{
+    return bulk_job_one(st, Q_BULK_NEXT, NULL, 0, out, "bulk_next");
+}
+
+static int sq_bulk_set_status(ah_store *st, const char *id, const char *status,
+                              const char *finished_at)
+{
+    sq_store *s = SQ(st);
+    if (id == NULL || status == NULL)
+        return AH_STORE_ERR;
+    lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = get(s, Q_BULK_STATUS);
+    if (q != NULL) {
+        bind_text(q, 1, id);
+        bind_text(q, 2, status);
+        bind_text(q, 3, finished_at);
+        rc = change_by_id(s, q, "bulk_set_status");
+    }
+    unlock(s);
+    return rc;
+}
+
+static int sq_bulk_items(ah_store *st, const char *id, bool queued_only, ah_bulk_item_cb cb,
+                         void *arg)
+{
+    sq_store *s = SQ(st);
+    if (id == NULL)
+        return AH_STORE_ERR;
+    rowvec v = {.elem = sizeof(ah_bulk_item_row)};
+    lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = get(s, queued_only ? Q_BULK_ITEMS_QUEUED : Q_BULK_ITEMS);
+    if (q != NULL) {
+        bind_text(q, 1, id);
+        rc = collect(s, q, &v, fill_bulk_item, bulk_item_free_v, "bulk_items");
+        done(q);
+    }
+    unlock(s);
+    if (rc == AH_STORE_OK && cb != NULL)
+        for (size_t i = 0; i < v.n; i++)
+            cb(arg, (ah_bulk_item_row *)v.items + i);
+    rowvec_free(&v, bulk_item_free_v);
+    return rc;
+}
+
+static int sq_bulk_item_prior(ah_store *st, const char *id, const char *record_id,
+                              int before_idx, ah_bulk_item_row *out)
+{
+    sq_store *s = SQ(st);
+    if (id == NULL || record_id == NULL || out == NULL)
+        return AH_STORE_ERR;
+    memset(out, 0, sizeof *out);
+    lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = get(s, Q_BULK_PRIOR);
+    if (q != NULL) {
+        bind_text(q, 1, id);
+        bind_text(q, 2, record_id);
+        sqlite3_bind_int(q, 3, before_idx);
+        rc = get_one(s, q, out, fill_bulk_item, bulk_item_free_v, "bulk_item_prior");
+        done(q);
+    }
+    unlock(s);
+    return rc;
+}
+
+static int sq_bulk_item_set(ah_store *st, const char *id, int idx, const char *status,
+                            const char *error_code, const char *error_message)
+{
+    sq_store *s = SQ(st);
+    if (id == NULL || status == NULL)
+        return AH_STORE_ERR;
+    lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = get(s, Q_BULK_ITEM_SET);
+    if (q != NULL) {
+        bind_text(q, 1, id);
+        sqlite3_bind_int(q, 2, idx);
+        bind_text(q, 3, status);
+        bind_text(q, 4, error_code);
+        bind_text(q, 5, error_message);
+        rc = change_by_id(s, q, "bulk_item_set");
+    }
+    unlock(s);
+    return rc;
+}
+
+/* --- remote deletions and stage history --- */
+
+static int sq_record_marks(ah_store *st, int64_t connection_id, const char *type,
+                           ah_record_mark_cb cb, void *arg)
+{
+    sq_store *s = SQ(st);
+    if (type == NULL)
+        return AH_STORE_ERR;
+    rowvec v = {.elem = sizeof(ah_record_mark)};
+    lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = get(s, Q_REC_MARKS);
+    if (q != NULL) {
+        sqlite3_bind_int64(q, 1, connection_id);
+        bind_text(q, 2, type);
+        rc = collect(s, q, &v, fill_mark, mark_free_v, "record_marks");
+        done(q);
+    }
+    unlock(s);
+    if (rc == AH_STORE_OK && cb != NULL)
+        for (size_t i = 0; i < v.n; i++)
+            cb(arg, (ah_record_mark *)v.items + i);
+    rowvec_free(&v, mark_free_v);
+    return rc;
+}
+
+static int sq_record_mark_deleted(ah_store *st, const char *id, const char *deleted_at)
+{
+    sq_store *s = SQ(st);
+    if (id == NULL)
+        return AH_STORE_ERR;
+    lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = get(s, Q_REC_MARK_DEL);
+    if (q != NULL) {
+        bind_text(q, 1, id);
+        bind_text(q, 2, deleted_at);
+        rc = change_by_id(s, q, "record_mark_deleted");
+    }
+    unlock(s);
+    return rc;
+}
+
+static int sq_record_is_deleted(ah_store *st, const char *id, bool *deleted)
+{
+    sq_store *s = SQ(st);
+    if (id == NULL || deleted == NULL)
+        return AH_STORE_ERR;
+    *deleted = false;
+    lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = get(s, Q_REC_IS_DEL);
+    if (q != NULL) {
+        bind_text(q, 1, id);
+        int r = sqlite3_step(q);
+        if (r == SQLITE_ROW) {
+            *deleted = sqlite3_column_type(q, 0) != SQLITE_NULL;
+            rc = AH_STORE_OK;
+        } else {
+            rc = r == SQLITE_DONE ? AH_STORE_NOT_FOUND : step_error(s, r, "record_is_deleted");
+        }
+        done(q);
+    }
+    unlock(s);
+    return rc;
+}
+
+static int sq_stage_add(ah_store *st, const char *record_id, int64_t tenant_id,
+                        const char *from_stage, const char *to_stage)
+{
+    sq_store *s = SQ(st);
+    if (record_id == NULL)
+        return AH_STORE_ERR;
+    char now[32];
+    ah_now_iso(now);
+    lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = get(s, Q_STAGE_ADD);
+    if (q != NULL) {
+        bind_text(q, 1, record_id);
+        sqlite3_bind_int64(q, 2, tenant_id);
+        bind_text(q, 3, from_stage);
+        bind_text(q, 4, to_stage);
+        bind_text(q, 5, now);
+        rc = exec_changes(s, q, "stage_add", NULL);
+    }
+    unlock(s);
+    return rc;
+}
+
+static int stage_rows(ah_store *st, qid id, int64_t tenant_id, const char *text, int limit,
+                      ah_stage_cb cb, void *arg, const char *what)
+{
+    sq_store *s = SQ(st);
+    if (text == NULL)
+        return AH_STORE_ERR;
+    rowvec v = {.elem = sizeof(ah_stage_row)};
+    lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = get(s, id);
+    if (q != NULL) {
+        if (id == Q_STAGE_SINCE) {
+            sqlite3_bind_int64(q, 1, tenant_id);
+            bind_text(q, 2, text);
+            sqlite3_bind_int(q, 3, limit);
+        } else {
+            bind_text(q, 1, text);
+        }
+        rc = collect(s, q, &v, fill_stage, stage_free_v, what);
+        done(q);
+    }
+    unlock(s);
+    if (rc == AH_STORE_OK && cb != NULL)
+        for (size_t i = 0; i < v.n; i++)
+            cb(arg, (ah_stage_row *)v.items + i);
+    rowvec_free(&v, stage_free_v);
+    return rc;
+}
+
+static int sq_stage_changed_since(ah_store *st, int64_t tenant_id, const char *after,
+                                  int limit, ah_stage_cb cb, void *arg)
+{
+    return stage_rows(st, Q_STAGE_SINCE, tenant_id, after, limit, cb, arg,
+                      "stage_changed_since");
+}
+
+static int sq_stage_history(ah_store *st, const char *record_id, ah_stage_cb cb, void *arg)
+{
+    return stage_rows(st, Q_STAGE_HISTORY, 0, record_id, 0, cb, arg, "stage_history");
 }
 
 /* ---- scopes ---------------------------------------------------------------- */
@@ -2142,7 +2922,32 @@ static const ah_store_ops sq_ops = {
     .delivery_due = sq_delivery_due,
     .scope_begin = sq_scope_begin,
     .scope_end = sq_scope_end,
-    .sql = sq_sql,
+    .outbox_after = sq_outbox_after,
+    .outbox_prune = sq_outbox_prune,
+    .webhook_add = sq_webhook_add,
+    .webhook_list = sq_webhook_list,
+    .webhook_set_enabled = sq_webhook_set_enabled,
+    .webhook_deliveries = sq_webhook_deliveries,
+    .webhook_due = sq_webhook_due,
+    .webhook_attempt = sq_webhook_attempt,
+    .webhook_advance = sq_webhook_advance,
+    .webhook_failed = sq_webhook_failed,
+    .idem_reserve = sq_idem_reserve,
+    .idem_complete = sq_idem_complete,
+    .idem_release = sq_idem_release,
+    .bulk_add = sq_bulk_add,
+    .bulk_get = sq_bulk_get,
+    .bulk_next = sq_bulk_next,
+    .bulk_set_status = sq_bulk_set_status,
+    .bulk_items = sq_bulk_items,
+    .bulk_item_prior = sq_bulk_item_prior,
+    .bulk_item_set = sq_bulk_item_set,
+    .record_marks = sq_record_marks,
+    .record_mark_deleted = sq_record_mark_deleted,
+    .record_is_deleted = sq_record_is_deleted,
+    .stage_add = sq_stage_add,
+    .stage_changed_since = sq_stage_changed_since,
+    .stage_history = sq_stage_history,
 };
 
 static int journal_mode_cb(void *arg, int ncol, char **vals, char **names)
