@@ -353,8 +353,8 @@ typedef struct ah_store_ops {
     /* outbound webhook endpoints and their delivery log */
     /** Adds an enabled endpoint whose cursor is the newest outbox id (of any
      *  tenant), so that it gets only events published after it; due now.
-     *  secret_sealed is stored as given. *id_out (may be NULL) receives its
-     *  id. */
+     *  event_types NULL or "": "*". secret_sealed is stored as given.
+     *  *id_out (may be NULL) receives its id. */
     int (*webhook_add)(ah_store *s, int64_t tenant_id, const char *url,
                        const char *event_types, const char *secret_sealed, int64_t *id_out);
     /** Endpoints in id order (tenant_id 0: every tenant); secret is NULL. */
@@ -377,10 +377,13 @@ typedef struct ah_store_ops {
      *  next_at (borrowed, may be NULL). */
     int (*webhook_attempt)(ah_store *s, int64_t id, int64_t outbox_id, bool ok,
                            int http_status, const char *error, const char *next_at);
-    /** Moves endpoint id's cursor to outbox_id and resets its failures. */
+    /** Moves endpoint id's cursor to outbox_id and resets its failures.
+     *  AH_STORE_NOT_FOUND when there is no such endpoint. */
     int (*webhook_advance)(ah_store *s, int64_t id, int64_t outbox_id);
     /** Records a failed delivery: failures and next_at set; with
-     *  disabled_at not NULL the endpoint is also disabled at that time. */
+     *  disabled_at not NULL the endpoint is also disabled at that time
+     *  (NULL leaves enabled and disabled_at as they are).
+     *  AH_STORE_NOT_FOUND when there is no such endpoint. */
     int (*webhook_failed)(ah_store *s, int64_t id, int64_t failures, const char *next_at,
                           const char *disabled_at);
 
@@ -392,12 +395,14 @@ typedef struct ah_store_ops {
      *  *out (may be NULL; free with ah_idem_row_free) receives its state. */
     int (*idem_reserve)(ah_store *s, int64_t tenant_id, const char *key,
                         const char *body_hash, const char *expired_before, ah_idem_row *out);
-    /** Stores the response (status > 0, body borrowed) of a reserved key
-     *  still in progress; a completed key is left as it is. */
+    /** Stores the response (status > 0, else AH_STORE_ERR; body borrowed)
+     *  of a reserved key still in progress. A completed or unknown key is
+     *  left as it is (AH_STORE_OK: the outcome was already settled). */
     int (*idem_complete)(ah_store *s, int64_t tenant_id, const char *key, int status,
                          const char *response);
     /** Forgets a reserved key still in progress (its request will not be
-     *  remembered); a completed key is left as it is. */
+     *  remembered); a completed or unknown key is left as it is
+     *  (AH_STORE_OK). */
     int (*idem_release)(ah_store *s, int64_t tenant_id, const char *key);
 
     /* bulk jobs */
@@ -412,7 +417,8 @@ typedef struct ah_store_ops {
     /** The oldest job that is queued or running (of any tenant);
      *  AH_STORE_NOT_FOUND when none. Free with ah_bulk_job_row_free. */
     int (*bulk_next)(ah_store *s, ah_bulk_job_row *out);
-    /** Sets job id's status; finished_at (may be NULL: unchanged) too. */
+    /** Sets job id's status; finished_at (may be NULL: unchanged) too.
+     *  AH_STORE_NOT_FOUND when there is no such job. */
     int (*bulk_set_status)(ah_store *s, const char *id, const char *status,
                            const char *finished_at);
     /** Items of job id in idx order; queued_only: only those still queued. */
@@ -424,7 +430,8 @@ typedef struct ah_store_ops {
     int (*bulk_item_prior)(ah_store *s, const char *id, const char *record_id, int before_idx,
                            ah_bulk_item_row *out);
     /** Sets the outcome of item idx of job id: status ("succeeded" |
-     *  "failed") and, for a failure, its error code and message. */
+     *  "failed") and, for a failure, its error code and message (NULL for
+     *  a success). AH_STORE_NOT_FOUND when there is no such item. */
     int (*bulk_item_set)(ah_store *s, const char *id, int idx, const char *status,
                          const char *error_code, const char *error_message);
 
