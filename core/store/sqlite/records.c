@@ -15,6 +15,7 @@
 #define REC_COLS                                                               \
     "r.id, r.connection_id, r.type, r.remote_id, r.updated_at, r.raw, "        \
     "r.fields, r.created_at, r.stored_at"
+
 /* Record ids: "rec_" + 12 hex digits of the creation time in milliseconds
  * + 12 random hex digits (24 in all). Time first so that new ids land at
  * the right edge of the primary-key b-tree: with purely random ids every
