@@ -27,7 +27,6 @@ layer_of() {
     rel="${rel#*CMakeFiles/*.dir/core/}"
     case "$rel" in
     daemon.*) echo daemon ;;
-    store.* | store_*) echo store ;;
     */*) local top="${rel%%/*}"; [ -n "${rank[$top]:-}" ] && echo "$top" || echo "" ;;
     *) echo "" ;;
     esac

@@ -62,12 +62,6 @@ void ah_bulk_free(ah_bulk *b)
     free(b);
 }
 
-static const char *col(const cJSON *row, int i)
-{
-    const cJSON *v = cJSON_GetArrayItem(row, i);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 /* stage_id / reason_id: a non-empty string or an integer. */
 static bool valid_ref(const cJSON *v)
 {
@@ -124,54 +118,34 @@ void ah_bulk_submit(ah_core *core, ah_http_exchange *ex, int64_t tenant_id, cons
         ah_ex_error(ex, 400, AH_E_INVALID, "%s must be a non-empty string or an integer", ref);
         return;
     }
-    char hex[25], id[32], tid[24], total[16], now[32];
+    char hex[25], id[32];
     if (ah_random_hex(hex, 12) != 0) {
         ah_ex_error(ex, 500, AH_E_INTERNAL, "cannot make an id");
         return;
     }
     snprintf(id, sizeof id, "bulk_%s", hex);
-    snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
-    snprintf(total, sizeof total, "%d", n);
-    ah_now_iso(now);
     cJSON *params = cJSON_CreateObject();
     char *ptext = NULL;
     if (params != NULL && cJSON_AddItemToObject(params, ref, cJSON_Duplicate(rv, true)))
         ptext = cJSON_PrintUnformatted(params);
     cJSON_Delete(params);
-    const char **rows = calloc((size_t)n * 3, sizeof *rows);
-    char(*idx)[16] = calloc((size_t)n, sizeof *idx);
-    if (ptext == NULL || rows == NULL || idx == NULL) {
+    const char **recs = calloc((size_t)n, sizeof *recs);
+    if (ptext == NULL || recs == NULL) {
         free(ptext);
-        free(rows);
-        free(idx);
+        free(recs);
         ah_ex_error(ex, 500, AH_E_INTERNAL, "out of memory");
         return;
     }
     i = 0;
-    cJSON_ArrayForEach(v, ids) {
-        snprintf(idx[i], sizeof idx[i], "%d", i);
-        rows[3 * i] = id;
-        rows[3 * i + 1] = idx[i];
-        rows[3 * i + 2] = v->valuestring;
-        i++;
-    }
-    /* "preparing" keeps the worker off the job until all its items exist. */
-    const char *pj[] = {id, tid, action, ptext, total, now};
-    int rc = ah_trust_sql(core, "INSERT INTO bulk_jobs(id, tenant_id, action, params, status, "
-                                "total, created_at) VALUES($1, $2, $3, $4, 'preparing', $5, $6)",
-                          pj, 6, NULL, NULL, NULL);
-    if (rc == 0)
-        rc = core->store->ops->sql(core->store, "INSERT INTO bulk_items(job_id, idx, record_id) "
-                                                "VALUES($1, $2, $3)",
-                                   rows, 3, (size_t)n, NULL, NULL, NULL);
-    if (rc == 0)
-        rc = ah_trust_sql(core, "UPDATE bulk_jobs SET status = 'queued' WHERE id = $1", pj, 1,
-                          NULL, NULL, NULL);
+    cJSON_ArrayForEach(v, ids)
+        recs[i++] = v->valuestring;
+    /* The job and its items are stored in one transaction: the worker never
+     * sees a job without all its items. */
+    int rc = core->store->ops->bulk_add(core->store, id, tenant_id, action, ptext, recs,
+                                        (size_t)n);
     free(ptext);
-    free(rows);
-    free(idx);
+    free(recs);
     if (rc != 0) {
-        ah_trust_sql(core, "DELETE FROM bulk_jobs WHERE id = $1", pj, 1, NULL, NULL, NULL);
         ah_ex_error(ex, 500, AH_E_INTERNAL, "cannot store the job");
         return;
     }
@@ -198,76 +172,64 @@ void ah_bulk_submit(ah_core *core, ah_http_exchange *ex, int64_t tenant_id, cons
     ah_ex_respond_json(ex, 202, o);
 }
 
+/* Appends item `it` of a report to the JSON array `arg`. */
+static void report_item(void *arg, const ah_bulk_item_row *it)
+{
+    cJSON *list = arg, *e = cJSON_CreateObject();
+    if (e == NULL)
+        return;
+    const char *st = it->status;
+    cJSON_AddStringToObject(e, "id", it->record_id ? it->record_id : "");
+    cJSON_AddStringToObject(e, "status", st ? st : "");
+    if (st != NULL && strcmp(st, "failed") == 0) {
+        cJSON *er = cJSON_AddObjectToObject(e, "error");
+        if (er != NULL) {
+            cJSON_AddStringToObject(er, "code", it->error_code ? it->error_code : AH_E_PLUGIN);
+            cJSON_AddStringToObject(er, "message", it->error_message ? it->error_message : "");
+        }
+    }
+    cJSON_AddItemToArray(list, e);
+}
+
 cJSON *ah_bulk_report(ah_core *core, int64_t tenant_id, const char *job_id)
 {
-    char tid[24];
-    snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
-    const char *p[] = {job_id, tid};
-    cJSON *job = cJSON_CreateArray();
-    if (job == NULL ||
-        ah_trust_sql(core, "SELECT action, status, total, created_at, finished_at FROM "
-                           "bulk_jobs WHERE id = $1 AND tenant_id = $2",
-                     p, 2, ah_trust_rows_json, job, NULL) != 0 ||
-        cJSON_GetArraySize(job) != 1) {
-        cJSON_Delete(job);
+    ah_bulk_job_row job;
+    if (core->store->ops->bulk_get(core->store, tenant_id, job_id, &job) != AH_STORE_OK)
         return NULL;
-    }
-    cJSON *items = cJSON_CreateArray();
-    if (items == NULL ||
-        ah_trust_sql(core, "SELECT record_id, status, error_code, error_message FROM "
-                           "bulk_items WHERE job_id = $1 ORDER BY idx",
-                     p, 1, ah_trust_rows_json, items, NULL) != 0) {
-        cJSON_Delete(items);
-        cJSON_Delete(job);
-        return NULL;
-    }
-    const cJSON *jr = cJSON_GetArrayItem(job, 0);
     cJSON *o = cJSON_CreateObject();
     cJSON *list = o != NULL ? cJSON_CreateArray() : NULL;
-    if (list == NULL) {
+    if (list == NULL ||
+        core->store->ops->bulk_items(core->store, job_id, false, report_item, list) != 0) {
+        cJSON_Delete(list);
         cJSON_Delete(o);
-        cJSON_Delete(items);
-        cJSON_Delete(job);
+        ah_bulk_job_row_free(&job);
         return NULL;
     }
     int ok = 0, failed = 0, queued = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, items) {
-        const char *st = col(it, 1);
-        cJSON *e = cJSON_CreateObject();
-        if (e == NULL)
-            continue;
-        cJSON_AddStringToObject(e, "id", col(it, 0) ? col(it, 0) : "");
-        cJSON_AddStringToObject(e, "status", st ? st : "");
-        if (st != NULL && strcmp(st, "succeeded") == 0) {
+    const cJSON *e;
+    cJSON_ArrayForEach(e, list) {
+        const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "status"));
+        if (st != NULL && strcmp(st, "succeeded") == 0)
             ok++;
-        } else if (st != NULL && strcmp(st, "failed") == 0) {
+        else if (st != NULL && strcmp(st, "failed") == 0)
             failed++;
-            cJSON *er = cJSON_AddObjectToObject(e, "error");
-            if (er != NULL) {
-                cJSON_AddStringToObject(er, "code", col(it, 2) ? col(it, 2) : AH_E_PLUGIN);
-                cJSON_AddStringToObject(er, "message", col(it, 3) ? col(it, 3) : "");
-            }
-        } else {
+        else
             queued++;
-        }
-        cJSON_AddItemToArray(list, e);
     }
     cJSON_AddStringToObject(o, "id", job_id);
-    cJSON_AddStringToObject(o, "action", col(jr, 0) ? col(jr, 0) : "");
-    cJSON_AddStringToObject(o, "status", col(jr, 1) ? col(jr, 1) : "");
-    cJSON_AddNumberToObject(o, "total", col(jr, 2) ? atof(col(jr, 2)) : 0);
+    cJSON_AddStringToObject(o, "action", job.action ? job.action : "");
+    cJSON_AddStringToObject(o, "status", job.status ? job.status : "");
+    cJSON_AddNumberToObject(o, "total", (double)job.total);
     cJSON_AddNumberToObject(o, "succeeded", ok);
     cJSON_AddNumberToObject(o, "failed", failed);
     cJSON_AddNumberToObject(o, "pending", queued);
-    cJSON_AddStringToObject(o, "created_at", col(jr, 3) ? col(jr, 3) : "");
-    if (col(jr, 4) != NULL)
-        cJSON_AddStringToObject(o, "finished_at", col(jr, 4));
+    cJSON_AddStringToObject(o, "created_at", job.created_at ? job.created_at : "");
+    if (job.finished_at != NULL)
+        cJSON_AddStringToObject(o, "finished_at", job.finished_at);
     else
         cJSON_AddNullToObject(o, "finished_at");
     cJSON_AddItemToObject(o, "items", list);
-    cJSON_Delete(items);
-    cJSON_Delete(job);
+    ah_bulk_job_row_free(&job);
     return o;
 }
 
@@ -281,37 +243,28 @@ static bool stopping(ah_bulk *t)
     return s;
 }
 
-static void item_set(ah_core *core, const char *job, const char *idx, bool ok, const char *code,
+static void item_set(ah_core *core, const char *job, int idx, bool ok, const char *code,
                      const char *msg)
 {
-    const char *p[] = {job, idx, ok ? "succeeded" : "failed", ok ? NULL : code,
-                       ok ? NULL : msg};
-    ah_trust_sql(core, "UPDATE bulk_items SET status = $3, error_code = $4, error_message = $5 "
-                       "WHERE job_id = $1 AND idx = $2",
-                 p, 5, NULL, NULL, NULL);
+    if (core->store->ops->bulk_item_set(core->store, job, idx, ok ? "succeeded" : "failed",
+                                        ok ? NULL : code, ok ? NULL : msg) != 0)
+        ah_log(&core->log, AH_LOG_WARN, "bulk", "%s: cannot store the outcome of item %d "
+               "(it will run again)", job, idx);
 }
 
 /* Runs one item: (idx, record_id). */
 static void run_item(ah_core *core, const char *job, int64_t tenant_id, bool reject,
-                     const cJSON *params, const char *idx, const char *record_id)
+                     const cJSON *params, int idx, const char *record_id)
 {
     /* The same id earlier in the job: share its result, send nothing. */
-    const char *pd[] = {job, record_id, idx};
-    cJSON *prev = cJSON_CreateArray();
-    if (prev != NULL &&
-        ah_trust_sql(core, "SELECT status, error_code, error_message FROM bulk_items WHERE "
-                           "job_id = $1 AND record_id = $2 AND idx < $3 AND status <> 'queued' "
-                           "ORDER BY idx LIMIT 1",
-                     pd, 3, ah_trust_rows_json, prev, NULL) == 0 &&
-        cJSON_GetArraySize(prev) == 1) {
-        const cJSON *r = cJSON_GetArrayItem(prev, 0);
-        const char *st = col(r, 0);
-        item_set(core, job, idx, st != NULL && strcmp(st, "succeeded") == 0, col(r, 1),
-                 col(r, 2));
-        cJSON_Delete(prev);
+    ah_bulk_item_row prev;
+    if (core->store->ops->bulk_item_prior(core->store, job, record_id, idx, &prev) ==
+        AH_STORE_OK) {
+        item_set(core, job, idx, prev.status != NULL && strcmp(prev.status, "succeeded") == 0,
+                 prev.error_code, prev.error_message);
+        ah_bulk_item_row_free(&prev);
         return;
     }
-    cJSON_Delete(prev);
     ah_record_row row;
     memset(&row, 0, sizeof row);
     int rc = core->store->ops->record_get_by_id(core->store, tenant_id, record_id, &row);
@@ -356,52 +309,57 @@ static void run_item(ah_core *core, const char *job, int64_t tenant_id, bool rej
     ah_record_row_free(&row);
 }
 
+/* A job being run, one bulk_items callback per queued item. */
+typedef struct bulk_run {
+    ah_core *core;
+    ah_bulk *t;
+    const char *id;
+    int64_t tenant_id;
+    bool reject;
+    const cJSON *params;
+    bool complete; /* false once stopping: the rest waits for the next start */
+} bulk_run;
+
+static void run_queued_item(void *arg, const ah_bulk_item_row *it)
+{
+    bulk_run *r = arg;
+    if (!r->complete || stopping(r->t)) {
+        r->complete = false;
+        return;
+    }
+    run_item(r->core, r->id, r->tenant_id, r->reject, r->params, it->idx,
+             it->record_id != NULL ? it->record_id : "");
+}
+
+static void job_status(ah_core *core, const char *id, const char *status, const char *finished)
+{
+    if (core->store->ops->bulk_set_status(core->store, id, status, finished) != 0)
+        ah_log(&core->log, AH_LOG_WARN, "bulk", "%s: cannot set its status to %s", id, status);
+}
+
 /* Runs the oldest job that is queued or running; false when there is none. */
 static bool run_next_job(ah_core *core, ah_bulk *t)
 {
-    cJSON *jobs = cJSON_CreateArray();
-    if (jobs == NULL ||
-        ah_trust_sql(core, "SELECT id, tenant_id, action, params FROM bulk_jobs WHERE status "
-                           "IN ('queued', 'running') ORDER BY created_at, id LIMIT 1",
-                     NULL, 0, ah_trust_rows_json, jobs, NULL) != 0 ||
-        cJSON_GetArraySize(jobs) != 1) {
-        cJSON_Delete(jobs);
+    ah_bulk_job_row job;
+    if (core->store->ops->bulk_next(core->store, &job) != AH_STORE_OK)
         return false;
-    }
-    const cJSON *j = cJSON_GetArrayItem(jobs, 0);
-    const char *id = col(j, 0), *action = col(j, 2);
-    int64_t tenant_id = col(j, 1) ? strtoll(col(j, 1), NULL, 10) : 0;
-    cJSON *params = col(j, 3) ? cJSON_Parse(col(j, 3)) : NULL;
-    const char *p[] = {id, NULL};
-    ah_trust_sql(core, "UPDATE bulk_jobs SET status = 'running' WHERE id = $1", p, 1, NULL, NULL,
-                 NULL);
-    bool reject = action != NULL && strcmp(action, "reject") == 0;
-    cJSON *items = cJSON_CreateArray();
-    bool complete = items != NULL && params != NULL &&
-                    ah_trust_sql(core, "SELECT idx, record_id FROM bulk_items WHERE job_id = $1 "
-                                       "AND status = 'queued' ORDER BY idx",
-                                 p, 1, ah_trust_rows_json, items, NULL) == 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, items) {
-        if (!complete || stopping(t)) {
-            complete = false;
-            break;
-        }
-        run_item(core, id, tenant_id, reject, params, col(it, 0), col(it, 1));
-    }
-    if (complete) {
+    cJSON *params = job.params ? cJSON_Parse(job.params) : NULL;
+    job_status(core, job.id, "running", NULL);
+    bulk_run r = {.core = core, .t = t, .id = job.id, .tenant_id = job.tenant_id,
+                  .reject = job.action != NULL && strcmp(job.action, "reject") == 0,
+                  .params = params, .complete = params != NULL};
+    if (r.complete &&
+        core->store->ops->bulk_items(core->store, job.id, true, run_queued_item, &r) != 0)
+        r.complete = false;
+    if (r.complete) {
         char now[32];
         ah_now_iso(now);
-        p[1] = now;
-        ah_trust_sql(core, "UPDATE bulk_jobs SET status = 'done', finished_at = $2 WHERE id = $1",
-                     p, 2, NULL, NULL, NULL);
+        job_status(core, job.id, "done", now);
     } else if (params == NULL) {
-        ah_trust_sql(core, "UPDATE bulk_jobs SET status = 'failed' WHERE id = $1", p, 1, NULL,
-                     NULL, NULL);
+        job_status(core, job.id, "failed", NULL);
     }
-    cJSON_Delete(items);
     cJSON_Delete(params);
-    cJSON_Delete(jobs);
+    ah_bulk_job_row_free(&job);
     return !stopping(t);
 }
 

@@ -43,6 +43,39 @@ static bool valid_types(const char *t)
     return true;
 }
 
+/* One page of GET /v1/events being filled, one outbox_after callback per
+ * event. */
+typedef struct ev_page {
+    cJSON *data;
+    const char *types;
+    int limit;
+    long long cursor; /* the last event read */
+    long long last;   /* the last event returned */
+    bool more;        /* a matching event did not fit in the page */
+    int n;            /* events read in this step */
+} ev_page;
+
+static void ev_row(void *arg, const ah_outbox_row *ev)
+{
+    ev_page *pg = arg;
+    pg->n++;
+    if (pg->more)
+        return;
+    pg->cursor = ev->id;
+    if (ev->topic == NULL || !ah_topic_matches_list(pg->types, ev->topic))
+        return;
+    if (cJSON_GetArraySize(pg->data) == pg->limit) {
+        pg->more = true;
+        return;
+    }
+    char *env = ah_event_envelope(ev->id, ev->topic, ev->body, ev->created_at);
+    cJSON *e = env != NULL ? cJSON_Parse(env) : NULL;
+    free(env);
+    if (e != NULL)
+        cJSON_AddItemToArray(pg->data, e);
+    pg->last = ev->id;
+}
+
 void ah_events_api(ah_core *core, ah_http_exchange *ex, int64_t tenant_id)
 {
     long long after = 0, limit = EV_LIMIT_DEFAULT;
@@ -68,53 +101,23 @@ void ah_events_api(ah_core *core, ah_http_exchange *ex, int64_t tenant_id)
         ah_ex_error(ex, 500, AH_E_INTERNAL, "out of memory");
         return;
     }
-    char tid[24];
-    snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
-    long long cursor = after, last = after;
-    bool more = false;
-    /* Filtering by type happens here (patterns are ours, not SQL), so read
-     * in steps until the page is full or the log ends. */
+    ev_page pg = {.data = data, .types = types, .limit = (int)limit, .cursor = after,
+                  .last = after};
+    /* Filtering by type happens here (patterns are ours, not the store's),
+     * so read in steps until the page is full or the log ends. */
     for (;;) {
-        char cur[24], lim[16];
-        snprintf(cur, sizeof cur, "%lld", cursor);
-        snprintf(lim, sizeof lim, "%d", EV_SCAN);
-        const char *p[] = {tid, cur, lim};
-        cJSON *rows = cJSON_CreateArray();
-        if (rows == NULL ||
-            ah_trust_sql(core, "SELECT id, topic, body, created_at FROM outbox "
-                               "WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-                         p, 3, ah_trust_rows_json, rows, NULL) != 0) {
-            cJSON_Delete(rows);
+        pg.n = 0;
+        if (core->store->ops->outbox_after(core->store, tenant_id, pg.cursor, EV_SCAN, ev_row,
+                                           &pg) != 0) {
             cJSON_Delete(data);
             ah_ex_error(ex, 500, AH_E_INTERNAL, "cannot read the store");
             return;
         }
-        int n = cJSON_GetArraySize(rows);
-        const cJSON *row;
-        cJSON_ArrayForEach(row, rows) {
-            const cJSON *idv = cJSON_GetArrayItem(row, 0), *tv = cJSON_GetArrayItem(row, 1);
-            const cJSON *bv = cJSON_GetArrayItem(row, 2), *cv = cJSON_GetArrayItem(row, 3);
-            long long id = cJSON_IsString(idv) ? strtoll(idv->valuestring, NULL, 10) : 0;
-            cursor = id;
-            if (!cJSON_IsString(tv) || !ah_topic_matches_list(types, tv->valuestring))
-                continue;
-            if (cJSON_GetArraySize(data) == limit) {
-                more = true;
-                break;
-            }
-            char *env = ah_event_envelope(id, tv->valuestring,
-                                          cJSON_IsString(bv) ? bv->valuestring : NULL,
-                                          cJSON_IsString(cv) ? cv->valuestring : NULL);
-            cJSON *e = env != NULL ? cJSON_Parse(env) : NULL;
-            free(env);
-            if (e != NULL)
-                cJSON_AddItemToArray(data, e);
-            last = id;
-        }
-        cJSON_Delete(rows);
-        if (more || n < EV_SCAN)
+        if (pg.more || pg.n < EV_SCAN)
             break;
     }
+    long long last = pg.last;
+    bool more = pg.more;
     cJSON *o = cJSON_CreateObject();
     if (o == NULL) {
         cJSON_Delete(data);
@@ -134,12 +137,9 @@ void ah_events_api(ah_core *core, ah_http_exchange *ex, int64_t tenant_id)
 void ah_eventlog_prune(ah_core *core)
 {
     char cutoff[32];
-    ah_trust_iso_in(-(long)core->cfg.events_retention_days * 86400L * 1000L, cutoff);
-    const char *p[] = {cutoff};
+    ah_iso_in(-(long)core->cfg.events_retention_days * 86400L * 1000L, cutoff);
     int64_t n = 0;
-    if (ah_trust_sql(core, "DELETE FROM outbox WHERE created_at < $1 AND id NOT IN "
-                           "(SELECT outbox_id FROM deliveries)",
-                     p, 1, NULL, NULL, &n) == 0 && n > 0)
+    if (core->store->ops->outbox_prune(core->store, cutoff, &n) == 0 && n > 0)
         ah_log(&core->log, AH_LOG_INFO, "events", "pruned %lld events older than %d days",
                (long long)n, core->cfg.events_retention_days);
 }

@@ -38,7 +38,7 @@ static bool is_write(const char *m)
 }
 
 /* The key and tenant of a write that carries one; false otherwise. */
-static bool idem_applies(ah_core *core, ah_http_exchange *ex, const char **key, char tid[24])
+static bool idem_applies(ah_core *core, ah_http_exchange *ex, const char **key, int64_t *tid)
 {
     if (!is_write(ah_ex_method(ex)) || strncmp(ah_ex_path(ex), "/v1/", 4) != 0)
         return false;
@@ -51,7 +51,7 @@ static bool idem_applies(ah_core *core, ah_http_exchange *ex, const char **key, 
     int64_t t = ah_conns_tenant_by_key(core, auth + 7, NULL, 0);
     if (t < 0)
         return false;
-    snprintf(tid, 24, "%lld", (long long)t);
+    *tid = t;
     return true;
 }
 
@@ -88,62 +88,43 @@ bool ah_idem_before(void *arg, ah_http_exchange *ex)
 {
     ah_core *core = arg;
     const char *key;
-    char tid[24];
-    if (!idem_applies(core, ex, &key, tid))
+    int64_t tid;
+    if (!idem_applies(core, ex, &key, &tid))
         return false;
     if (!valid_key(key)) {
         ah_ex_error(ex, 400, AH_E_INVALID,
                     "Idempotency-Key must be 1 to %d printable characters", IDEM_KEY_MAX);
         return true;
     }
-    char hash[AH_SHA256_HEX_LEN + 1], now[32], expired[32];
+    char hash[AH_SHA256_HEX_LEN + 1], expired[32];
     request_hash(ex, hash);
-    ah_now_iso(now);
-    ah_trust_iso_in(-IDEM_TTL_MS, expired);
-    /* A key older than 24 hours is forgotten: the request is new. */
-    const char *pe[] = {tid, key, expired};
-    ah_trust_sql(core, "DELETE FROM idempotency WHERE tenant_id = $1 AND key = $2 "
-                       "AND created_at < $3", pe, 3, NULL, NULL, NULL);
-    const char *p[] = {tid, key, hash, now};
-    int64_t reserved = 0;
-    if (ah_trust_sql(core, "INSERT INTO idempotency(tenant_id, key, body_hash, status, "
-                           "created_at) VALUES($1, $2, $3, 0, $4) ON CONFLICT DO NOTHING",
-                     p, 4, NULL, NULL, &reserved) != 0) {
-        ah_ex_error(ex, 500, AH_E_INTERNAL, "cannot read the store");
-        return true;
-    }
-    if (reserved == 1) {
+    ah_iso_in(-IDEM_TTL_MS, expired);
+    /* A key older than 24 hours is forgotten (by idem_reserve): the request
+     * is new. */
+    ah_idem_row row;
+    memset(&row, 0, sizeof row);
+    int rc = core->store->ops->idem_reserve(core->store, tid, key, hash, expired, &row);
+    if (rc == AH_STORE_OK) {
         ah_ex_capture_response(ex);
         return false; /* first use: run the handler, ah_idem_after stores it */
     }
-    cJSON *rows = cJSON_CreateArray();
-    if (rows == NULL ||
-        ah_trust_sql(core, "SELECT body_hash, status, response FROM idempotency "
-                           "WHERE tenant_id = $1 AND key = $2",
-                     p, 2, ah_trust_rows_json, rows, NULL) != 0 ||
-        cJSON_GetArraySize(rows) != 1) {
-        cJSON_Delete(rows);
-        ah_ex_error(ex, 409, "idempotency_in_progress",
-                    "a request with this Idempotency-Key is being handled; retry later");
+    if (rc != AH_STORE_EXISTS) {
+        ah_ex_error(ex, 500, AH_E_INTERNAL, "cannot read the store");
         return true;
     }
-    const cJSON *row = cJSON_GetArrayItem(rows, 0);
-    const cJSON *h = cJSON_GetArrayItem(row, 0), *st = cJSON_GetArrayItem(row, 1);
-    const cJSON *resp = cJSON_GetArrayItem(row, 2);
-    int status = cJSON_IsString(st) ? atoi(st->valuestring) : 0;
-    if (!cJSON_IsString(h) || strcmp(h->valuestring, hash) != 0) {
+    if (row.body_hash == NULL || strcmp(row.body_hash, hash) != 0) {
         ah_ex_error(ex, 422, "idempotency_key_reused",
                     "this Idempotency-Key was used with another request (method, path, "
                     "connection or body) in the last 24 hours");
-    } else if (status == 0) {
+    } else if (row.status == 0) {
         ah_ex_error(ex, 409, "idempotency_in_progress",
                     "a request with this Idempotency-Key is being handled; retry later");
     } else {
-        const char *body = cJSON_IsString(resp) ? resp->valuestring : "";
+        const char *body = row.response != NULL ? row.response : "";
         ah_ex_add_header(ex, "Idempotent-Replayed", "true");
-        ah_ex_respond(ex, status, *body ? "application/json" : NULL, body, strlen(body));
+        ah_ex_respond(ex, row.status, *body ? "application/json" : NULL, body, strlen(body));
     }
-    cJSON_Delete(rows);
+    ah_idem_row_free(&row);
     return true;
 }
 
@@ -151,24 +132,22 @@ void ah_idem_after(void *arg, ah_http_exchange *ex)
 {
     ah_core *core = arg;
     const char *key;
-    char tid[24];
-    if (!idem_applies(core, ex, &key, tid) || !valid_key(key))
+    int64_t tid;
+    if (!idem_applies(core, ex, &key, &tid) || !valid_key(key))
         return;
     int status = ah_ex_status(ex);
     size_t len = 0;
     const char *body = ah_ex_response_body(ex, &len);
-    const char *p[] = {tid, key, NULL, NULL};
+    int rc;
     if (status == 0 || status == 429 || status >= 500 || len > IDEM_RESPONSE_MAX ||
-        (body == NULL && len > 0)) {
-        ah_trust_sql(core, "DELETE FROM idempotency WHERE tenant_id = $1 AND key = $2 "
-                           "AND status = 0", p, 2, NULL, NULL, NULL);
-        return;
-    }
-    char st[16];
-    snprintf(st, sizeof st, "%d", status);
-    p[2] = st;
-    p[3] = body != NULL ? body : "";
-    ah_trust_sql(core, "UPDATE idempotency SET status = $3, response = $4 "
-                       "WHERE tenant_id = $1 AND key = $2 AND status = 0",
-                 p, 4, NULL, NULL, NULL);
+        (body == NULL && len > 0))
+        rc = core->store->ops->idem_release(core->store, tid, key);
+    else
+        rc = core->store->ops->idem_complete(core->store, tid, key, status,
+                                             body != NULL ? body : "");
+    /* The key then stays reserved: retries are refused as in progress until
+     * it expires, never run twice. */
+    if (rc != AH_STORE_OK)
+        ah_log(&core->log, AH_LOG_WARN, "idempotency", "cannot store the outcome of a request "
+               "with an Idempotency-Key (status %d)", status);
 }

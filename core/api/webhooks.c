@@ -32,80 +32,6 @@
 
 /* --- shared helpers ------------------------------------------------------ */
 
-int ah_trust_sql(ah_core *core, const char *sql, const char *const *params, size_t n,
-                 ah_sql_row_cb cb, void *arg, int64_t *changes)
-{
-    if (core->store->ops->sql == NULL)
-        return AH_STORE_ERR;
-    return core->store->ops->sql(core->store, sql, params, n, 1, cb, arg, changes);
-}
-
-void ah_trust_rows_json(void *arg, int ncol, const char *const *vals)
-{
-    cJSON *rows = arg;
-    cJSON *row = cJSON_CreateArray();
-    if (row == NULL)
-        return;
-    for (int i = 0; i < ncol; i++)
-        cJSON_AddItemToArray(row, vals[i] != NULL ? cJSON_CreateString(vals[i])
-                                                  : cJSON_CreateNull());
-    cJSON_AddItemToArray(rows, row);
-}
-
-cJSON *ah_trust_rows(ah_core *core, const char *sql, const char *const *params, size_t n)
-{
-    cJSON *rows = cJSON_CreateArray();
-    if (rows == NULL || ah_trust_sql(core, sql, params, n, ah_trust_rows_json, rows, NULL) != 0) {
-        cJSON_Delete(rows);
-        return NULL;
-    }
-    return rows;
-}
-
-cJSON *ah_trust_map_rows(ah_core *core, const char *sql, const char *const *params, size_t n,
-                         cJSON *(*fn)(const cJSON *row))
-{
-    cJSON *rows = ah_trust_rows(core, sql, params, n), *out = cJSON_CreateArray();
-    if (rows == NULL || out == NULL) {
-        cJSON_Delete(rows);
-        cJSON_Delete(out);
-        return NULL;
-    }
-    const cJSON *row;
-    cJSON_ArrayForEach(row, rows) {
-        cJSON *o = fn(row);
-        if (o != NULL)
-            cJSON_AddItemToArray(out, o);
-    }
-    cJSON_Delete(rows);
-    return out;
-}
-
-const char *ah_trust_col(const cJSON *row, int i)
-{
-    const cJSON *v = cJSON_GetArrayItem(row, i);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-void ah_trust_iso_in(long ms, char out[32])
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    long long total = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + ms;
-    time_t secs = (time_t)(total / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    char base[24];
-    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, 32, "%.19s.%03dZ", base, (int)(total % 1000));
-}
-
-static long long col_ll(const cJSON *row, int i)
-{
-    const char *s = ah_trust_col(row, i);
-    return s != NULL ? strtoll(s, NULL, 10) : 0;
-}
-
 bool ah_topic_matches_list(const char *patterns, const char *topic)
 {
     if (patterns == NULL || *patterns == '\0')
@@ -212,128 +138,91 @@ int ah_webhook_add(ah_core *core, int64_t tenant_id, const char *url, const char
         snprintf(err, errlen, "cannot seal the secret");
         return -1;
     }
-    /* The cursor starts at the newest event: an endpoint gets what is
-     * published after it was added (the event log serves the past). */
-    char tid[24], now[32];
-    snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
-    ah_now_iso(now);
-    const char *p[] = {tid, url, types != NULL && *types ? types : "*", sealed, now};
-    cJSON *rows = ah_trust_rows(core,
-                                "INSERT INTO webhook_endpoints(tenant_id, url, event_types, "
-                                "secret, next_at, created_at, cursor) VALUES($1, $2, $3, $4, "
-                                "$5, $5, (SELECT coalesce(max(id), 0) FROM outbox)) RETURNING id",
-                                p, 5);
+    /* The cursor starts at the newest event (the store sets it): an
+     * endpoint gets what is published after it was added (the event log
+     * serves the past). */
+    int rc = core->store->ops->webhook_add(core->store, tenant_id, url, types, sealed, id_out);
     free(sealed);
-    if (rows == NULL || cJSON_GetArraySize(rows) != 1) {
-        cJSON_Delete(rows);
+    if (rc != AH_STORE_OK) {
         explicit_bzero(secret, sizeof secret);
         snprintf(err, errlen, "cannot store the endpoint (see the log)");
         return -1;
     }
-    if (id_out != NULL)
-        *id_out = col_ll(cJSON_GetArrayItem(rows, 0), 0);
-    cJSON_Delete(rows);
     snprintf(secret_out, secret_len, "%s", secret);
     explicit_bzero(secret, sizeof secret);
     return 0;
 }
 
-static cJSON *endpoint_json(const cJSON *row)
+/* Appends endpoint `r` to the JSON array `arg` (secrets never included). */
+static void endpoint_json(void *arg, const ah_webhook_row *r)
 {
     cJSON *o = cJSON_CreateObject();
     if (o == NULL)
-        return NULL;
-    cJSON_AddNumberToObject(o, "id", (double)col_ll(row, 0));
-    cJSON_AddNumberToObject(o, "tenant_id", (double)col_ll(row, 1));
-    cJSON_AddStringToObject(o, "url", ah_trust_col(row, 2) ? ah_trust_col(row, 2) : "");
-    cJSON_AddStringToObject(o, "types", ah_trust_col(row, 3) ? ah_trust_col(row, 3) : "*");
-    cJSON_AddBoolToObject(o, "enabled", col_ll(row, 4) != 0);
-    cJSON_AddNumberToObject(o, "failures", (double)col_ll(row, 5));
-    if (ah_trust_col(row, 6) != NULL)
-        cJSON_AddStringToObject(o, "disabled_at", ah_trust_col(row, 6));
+        return;
+    cJSON_AddNumberToObject(o, "id", (double)r->id);
+    cJSON_AddNumberToObject(o, "tenant_id", (double)r->tenant_id);
+    cJSON_AddStringToObject(o, "url", r->url ? r->url : "");
+    cJSON_AddStringToObject(o, "types", r->event_types ? r->event_types : "*");
+    cJSON_AddBoolToObject(o, "enabled", r->enabled);
+    cJSON_AddNumberToObject(o, "failures", (double)r->failures);
+    if (r->disabled_at != NULL)
+        cJSON_AddStringToObject(o, "disabled_at", r->disabled_at);
     else
         cJSON_AddNullToObject(o, "disabled_at");
-    cJSON_AddNumberToObject(o, "cursor", (double)col_ll(row, 7));
-    cJSON_AddStringToObject(o, "created_at", ah_trust_col(row, 8) ? ah_trust_col(row, 8) : "");
-    return o;
+    cJSON_AddNumberToObject(o, "cursor", (double)r->cursor);
+    cJSON_AddStringToObject(o, "created_at", r->created_at ? r->created_at : "");
+    cJSON_AddItemToArray(arg, o);
 }
 
 cJSON *ah_webhook_list(ah_core *core, int64_t tenant_id)
 {
-    char tid[24];
-    snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
-    const char *p[] = {tid};
-    return ah_trust_map_rows(core,
-                             "SELECT id, tenant_id, url, event_types, enabled, failures, "
-                             "disabled_at, cursor, created_at FROM webhook_endpoints "
-                             "WHERE $1 = 0 OR tenant_id = $1 ORDER BY id",
-                             p, 1, endpoint_json);
+    cJSON *out = cJSON_CreateArray();
+    if (out == NULL ||
+        core->store->ops->webhook_list(core->store, tenant_id, endpoint_json, out) != 0) {
+        cJSON_Delete(out);
+        return NULL;
+    }
+    return out;
 }
 
 int ah_webhook_set_enabled(ah_core *core, int64_t tenant_id, int64_t id, bool enabled)
 {
-    char tid[24], eid[24], now[32];
-    snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
-    snprintf(eid, sizeof eid, "%lld", (long long)id);
-    ah_now_iso(now);
-    const char *p[] = {eid, tid, now};
-    int64_t changed = 0;
-    int rc = ah_trust_sql(core,
-                          enabled ? "UPDATE webhook_endpoints SET enabled = 1, failures = 0, "
-                                    "disabled_at = NULL, next_at = $3 "
-                                    "WHERE id = $1 AND ($2 = 0 OR tenant_id = $2)"
-                                  : "UPDATE webhook_endpoints SET enabled = 0, disabled_at = $3 "
-                                    "WHERE id = $1 AND ($2 = 0 OR tenant_id = $2)",
-                          p, 3, NULL, NULL, &changed);
-    if (rc != 0)
-        return rc;
-    return changed > 0 ? AH_STORE_OK : AH_STORE_NOT_FOUND;
+    return core->store->ops->webhook_set_enabled(core->store, tenant_id, id, enabled);
 }
 
-static cJSON *delivery_json(const cJSON *row)
+/* Appends delivery log line `r` to the JSON array `arg`. */
+static void delivery_json(void *arg, const ah_webhook_delivery_row *r)
 {
     cJSON *o = cJSON_CreateObject();
     if (o == NULL)
-        return NULL;
+        return;
     char evid[40];
-    snprintf(evid, sizeof evid, "evt_%lld", col_ll(row, 0));
+    snprintf(evid, sizeof evid, "evt_%lld", (long long)r->outbox_id);
     cJSON_AddStringToObject(o, "event_id", evid);
-    cJSON_AddNumberToObject(o, "cursor", (double)col_ll(row, 0));
-    if (ah_trust_col(row, 1) != NULL)
-        cJSON_AddStringToObject(o, "type", ah_trust_col(row, 1));
-    cJSON_AddNumberToObject(o, "attempts", (double)col_ll(row, 2));
-    cJSON_AddStringToObject(o, "status", ah_trust_col(row, 3) ? ah_trust_col(row, 3) : "");
-    cJSON_AddNumberToObject(o, "last_status", (double)col_ll(row, 4));
-    if (ah_trust_col(row, 5) != NULL)
-        cJSON_AddStringToObject(o, "last_error", ah_trust_col(row, 5));
-    if (ah_trust_col(row, 6) != NULL)
-        cJSON_AddStringToObject(o, "next_at", ah_trust_col(row, 6));
-    if (ah_trust_col(row, 7) != NULL)
-        cJSON_AddStringToObject(o, "delivered_at", ah_trust_col(row, 7));
-    return o;
+    cJSON_AddNumberToObject(o, "cursor", (double)r->outbox_id);
+    if (r->topic != NULL)
+        cJSON_AddStringToObject(o, "type", r->topic);
+    cJSON_AddNumberToObject(o, "attempts", (double)r->attempts);
+    cJSON_AddStringToObject(o, "status", r->status ? r->status : "");
+    cJSON_AddNumberToObject(o, "last_status", (double)r->last_status);
+    if (r->last_error != NULL)
+        cJSON_AddStringToObject(o, "last_error", r->last_error);
+    if (r->next_at != NULL)
+        cJSON_AddStringToObject(o, "next_at", r->next_at);
+    if (r->delivered_at != NULL)
+        cJSON_AddStringToObject(o, "delivered_at", r->delivered_at);
+    cJSON_AddItemToArray(arg, o);
 }
 
 cJSON *ah_webhook_deliveries(ah_core *core, int64_t tenant_id, int64_t id, int limit)
 {
-    char tid[24], eid[24], lim[16];
-    snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
-    snprintf(eid, sizeof eid, "%lld", (long long)id);
-    snprintf(lim, sizeof lim, "%d", limit > 0 && limit <= 1000 ? limit : 100);
-    const char *p[] = {eid, tid, lim};
-    cJSON *rows = ah_trust_rows(core, "SELECT id FROM webhook_endpoints WHERE id = $1 AND "
-                                      "($2 = 0 OR tenant_id = $2)",
-                                p, 2);
-    if (rows == NULL || cJSON_GetArraySize(rows) != 1) {
-        cJSON_Delete(rows);
+    cJSON *out = cJSON_CreateArray();
+    if (out == NULL || core->store->ops->webhook_deliveries(core->store, tenant_id, id, limit,
+                                                            delivery_json, out) != 0) {
+        cJSON_Delete(out);
         return NULL;
     }
-    cJSON_Delete(rows);
-    return ah_trust_map_rows(core,
-                             "SELECT d.outbox_id, o.topic, d.attempts, d.status, d.last_status, "
-                             "d.last_error, d.next_at, d.delivered_at FROM webhook_deliveries d "
-                             "LEFT JOIN outbox o ON o.id = d.outbox_id WHERE d.endpoint_id = $1 "
-                             "ORDER BY d.outbox_id DESC LIMIT $3",
-                             p, 3, delivery_json);
+    return out;
 }
 
 /* --- delivering -------------------------------------------------------------- */
@@ -411,132 +300,119 @@ static int post_event(ah_core *core, const char *url, const char *secret, int64_
     return rc;
 }
 
-static void log_delivery(ah_core *core, const char *eid, int64_t outbox_id, bool ok, long status,
+static void log_delivery(ah_core *core, int64_t eid, int64_t outbox_id, bool ok, long status,
                          const char *error, const char *next_at)
 {
-    char oid[24], st[16], now[32];
-    snprintf(oid, sizeof oid, "%lld", (long long)outbox_id);
-    snprintf(st, sizeof st, "%ld", status);
-    ah_now_iso(now);
-    const char *p[] = {eid, oid, ok ? "delivered" : "failed", st, ok ? NULL : error,
-                       ok ? NULL : next_at, ok ? now : NULL};
-    ah_trust_sql(core,
-                 "INSERT INTO webhook_deliveries(endpoint_id, outbox_id, attempts, status, "
-                 "last_status, last_error, next_at, delivered_at) "
-                 "VALUES($1, $2, 1, $3, $4, $5, $6, $7) "
-                 "ON CONFLICT(endpoint_id, outbox_id) DO UPDATE SET "
-                 "attempts = webhook_deliveries.attempts + 1, status = excluded.status, "
-                 "last_status = excluded.last_status, last_error = excluded.last_error, "
-                 "next_at = excluded.next_at, delivered_at = excluded.delivered_at",
-                 p, 7, NULL, NULL, NULL);
+    if (core->store->ops->webhook_attempt(core->store, eid, outbox_id, ok, (int)status, error,
+                                          next_at) != 0)
+        ah_log(&core->log, AH_LOG_WARN, "webhooks", "endpoint %lld: cannot log the attempt "
+               "on event %lld", (long long)eid, (long long)outbox_id);
 }
 
-static void set_cursor(ah_core *core, const char *eid, int64_t cursor)
+static void set_cursor(ah_core *core, int64_t eid, int64_t cursor)
 {
-    char c[24];
-    snprintf(c, sizeof c, "%lld", (long long)cursor);
-    const char *p[] = {eid, c};
-    ah_trust_sql(core, "UPDATE webhook_endpoints SET cursor = $2, failures = 0 WHERE id = $1",
-                 p, 2, NULL, NULL, NULL);
+    if (core->store->ops->webhook_advance(core->store, eid, cursor) != 0)
+        ah_log(&core->log, AH_LOG_WARN, "webhooks", "endpoint %lld: cannot move its cursor "
+               "to %lld (the event may be sent again)", (long long)eid, (long long)cursor);
 }
 
 /* A failed attempt: backoff, or disable after max_failures in a row. */
-static void endpoint_failed(ah_core *core, const cJSON *ep, long failures, const char *why)
+static void endpoint_failed(ah_core *core, const ah_webhook_row *ep, long failures,
+                            const char *why)
 {
-    const char *eid = ah_trust_col(ep, 0), *url = ah_trust_col(ep, 2);
-    int64_t tenant_id = col_ll(ep, 1);
-    char next[32], nf[24], now[32];
-    ah_trust_iso_in(wh_backoff(core, failures), next);
+    int64_t eid = ep->id;
+    const char *url = ep->url;
+    char next[32], now[32];
+    ah_iso_in(wh_backoff(core, failures), next);
     ah_now_iso(now);
-    snprintf(nf, sizeof nf, "%ld", failures);
     bool disable = failures >= core->cfg.webhook_max_failures;
-    const char *p[] = {eid, nf, next, disable ? now : NULL};
-    ah_trust_sql(core,
-                 disable ? "UPDATE webhook_endpoints SET failures = $2, next_at = $3, "
-                           "enabled = 0, disabled_at = $4 WHERE id = $1"
-                         : "UPDATE webhook_endpoints SET failures = $2, next_at = $3 WHERE id = $1",
-                 p, disable ? 4 : 3, NULL, NULL, NULL);
+    if (core->store->ops->webhook_failed(core->store, eid, failures, next,
+                                         disable ? now : NULL) != 0)
+        ah_log(&core->log, AH_LOG_WARN, "webhooks", "endpoint %lld: cannot record the "
+               "failure", (long long)eid);
     if (!disable) {
-        ah_log(&core->log, AH_LOG_INFO, "webhooks", "endpoint %s: delivery failed (%s), "
-               "failure %ld of %d, retry at %s", eid, why, failures,
+        ah_log(&core->log, AH_LOG_INFO, "webhooks", "endpoint %lld: delivery failed (%s), "
+               "failure %ld of %d, retry at %s", (long long)eid, why, failures,
                core->cfg.webhook_max_failures, next);
         return;
     }
     ah_log(&core->log, AH_LOG_WARN, "webhooks",
-           "endpoint %s (%s) disabled after %ld consecutive failures (last: %s); "
-           "re-enable it with `atshub webhook enable %s`", eid, url, failures, why, eid);
+           "endpoint %lld (%s) disabled after %ld consecutive failures (last: %s); "
+           "re-enable it with `atshub webhook enable %lld`", (long long)eid, url, failures, why,
+           (long long)eid);
     cJSON *b = cJSON_CreateObject();
     if (b != NULL) {
-        cJSON_AddNumberToObject(b, "endpoint_id", (double)strtoll(eid, NULL, 10));
+        cJSON_AddNumberToObject(b, "endpoint_id", (double)eid);
         cJSON_AddStringToObject(b, "url", url != NULL ? url : "");
         cJSON_AddNumberToObject(b, "failures", (double)failures);
         cJSON_AddStringToObject(b, "last_error", why);
     }
-    ah_core_publish(core, tenant_id, "event.webhook.disabled", b);
+    ah_core_publish(core, ep->tenant_id, "event.webhook.disabled", b);
 }
 
-/* Delivers what is due for one endpoint row (id, tenant_id, url, secret,
- * event_types, failures, cursor), stopping at the first failure. */
-static void deliver_endpoint(ah_core *core, const cJSON *ep)
+/* One endpoint's pass over its next events (an outbox_after callback per
+ * event): stops at the first failure, later events wait behind it. */
+typedef struct wh_pass {
+    ah_core *core;
+    const ah_webhook_row *ep;
+    const char *secret;
+    long failures;
+    int64_t cursor; /* the endpoint's cursor when the pass began */
+    int64_t moved;  /* the last event handled; -1 after a failure */
+} wh_pass;
+
+static void deliver_event(void *arg, const ah_outbox_row *ev)
 {
-    const char *eid = ah_trust_col(ep, 0), *url = ah_trust_col(ep, 2),
-               *sealed = ah_trust_col(ep, 3);
-    const char *types = ah_trust_col(ep, 4);
-    long failures = (long)col_ll(ep, 5);
-    int64_t cursor = col_ll(ep, 6);
-    char *secret = sealed != NULL ? ah_open_sealed(core->host_key, sealed, WH_SEAL_AAD) : NULL;
+    wh_pass *w = arg;
+    if (w->moved < 0)
+        return; /* stopped at a failure */
+    ah_core *core = w->core;
+    int64_t eid = w->ep->id, oid = ev->id;
+    if (ev->topic == NULL || !ah_topic_matches_list(w->ep->event_types, ev->topic)) {
+        w->moved = oid;
+        return;
+    }
+    char *payload = ah_event_envelope(oid, ev->topic, ev->body, ev->created_at);
+    long status = 0;
+    char err[512] = "out of memory";
+    int rc = payload != NULL ? post_event(core, w->ep->url, w->secret, oid, payload, &status,
+                                          err, sizeof err)
+                             : -1;
+    free(payload);
+    if (rc == 0) {
+        log_delivery(core, eid, oid, true, status, NULL, NULL);
+        set_cursor(core, eid, oid);
+        w->moved = oid;
+        w->failures = 0;
+        return;
+    }
+    if (w->moved != w->cursor)
+        set_cursor(core, eid, w->moved);
+    char next[32];
+    ah_iso_in(wh_backoff(core, w->failures + 1), next);
+    log_delivery(core, eid, oid, false, status, err, next);
+    endpoint_failed(core, w->ep, w->failures + 1, err);
+    w->moved = -1;
+}
+
+/* Delivers what is due for one endpoint (a webhook_due callback), stopping
+ * at the first failure. */
+static void deliver_endpoint(void *arg, const ah_webhook_row *ep)
+{
+    ah_core *core = arg;
+    char *secret = ep->secret != NULL ? ah_open_sealed(core->host_key, ep->secret, WH_SEAL_AAD)
+                                      : NULL;
     if (secret == NULL) {
-        ah_log(&core->log, AH_LOG_ERROR, "webhooks", "endpoint %s: cannot open its secret "
-               "(another host key?)", eid);
+        ah_log(&core->log, AH_LOG_ERROR, "webhooks", "endpoint %lld: cannot open its secret "
+               "(another host key?)", (long long)ep->id);
         return;
     }
-    char tid[24], cur[24];
-    snprintf(tid, sizeof tid, "%lld", col_ll(ep, 1));
-    snprintf(cur, sizeof cur, "%lld", (long long)cursor);
-    const char *p[] = {tid, cur};
-    cJSON *rows = ah_trust_rows(core, "SELECT id, topic, body, created_at FROM outbox "
-                                      "WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT 100",
-                                p, 2);
-    if (rows == NULL) {
-        explicit_bzero(secret, strlen(secret));
-        free(secret);
-        return;
-    }
-    int64_t moved = cursor;
-    const cJSON *ev;
-    cJSON_ArrayForEach(ev, rows) {
-        int64_t oid = col_ll(ev, 0);
-        const char *topic = ah_trust_col(ev, 1);
-        if (topic == NULL || !ah_topic_matches_list(types, topic)) {
-            moved = oid;
-            continue;
-        }
-        char *payload = ah_event_envelope(oid, topic, ah_trust_col(ev, 2), ah_trust_col(ev, 3));
-        long status = 0;
-        char err[512] = "out of memory";
-        int rc = payload != NULL ? post_event(core, url, secret, oid, payload, &status, err,
-                                              sizeof err)
-                                 : -1;
-        free(payload);
-        if (rc == 0) {
-            log_delivery(core, eid, oid, true, status, NULL, NULL);
-            set_cursor(core, eid, oid);
-            moved = oid;
-            failures = 0;
-            continue;
-        }
-        if (moved != cursor)
-            set_cursor(core, eid, moved);
-        char next[32];
-        ah_trust_iso_in(wh_backoff(core, failures + 1), next);
-        log_delivery(core, eid, oid, false, status, err, next);
-        endpoint_failed(core, ep, failures + 1, err);
-        moved = -1;
-        break;
-    }
-    if (moved > cursor)
-        set_cursor(core, eid, moved);
-    cJSON_Delete(rows);
+    wh_pass w = {.core = core, .ep = ep, .secret = secret, .failures = (long)ep->failures,
+                 .cursor = ep->cursor, .moved = ep->cursor};
+    if (core->store->ops->outbox_after(core->store, ep->tenant_id, ep->cursor, WH_BATCH,
+                                       deliver_event, &w) == 0 &&
+        w.moved > w.cursor)
+        set_cursor(core, ep->id, w.moved);
     explicit_bzero(secret, strlen(secret));
     free(secret);
 }
@@ -545,16 +421,5 @@ void ah_webhooks_tick(ah_core *core)
 {
     char now[32];
     ah_now_iso(now);
-    const char *p[] = {now};
-    cJSON *eps = ah_trust_rows(core,
-                               "SELECT id, tenant_id, url, secret, event_types, failures, cursor "
-                               "FROM webhook_endpoints WHERE enabled = 1 AND next_at <= $1 "
-                               "ORDER BY id",
-                               p, 1);
-    if (eps == NULL)
-        return;
-    const cJSON *ep;
-    cJSON_ArrayForEach(ep, eps)
-        deliver_endpoint(core, ep);
-    cJSON_Delete(eps);
+    core->store->ops->webhook_due(core->store, now, deliver_endpoint, core);
 }

@@ -9,27 +9,6 @@
 
 #include "core.h"
 
-/* --- shared helpers (webhooks.c) ---------------------------------------- */
-
-/** core->store->ops->sql for one statement (see store.h). */
-int ah_trust_sql(ah_core *core, const char *sql, const char *const *params, size_t n,
-                 ah_sql_row_cb cb, void *arg, int64_t *changes);
-/** An ah_sql_row_cb that appends each row to `arg`, a cJSON array, as an
- *  array of strings (null for SQL NULL). */
-void ah_trust_rows_json(void *arg, int ncol, const char *const *vals);
-/** Runs one query and returns its rows as ah_trust_rows_json makes them
- *  (a new array, the caller frees it); NULL on a store error or ENOMEM. */
-cJSON *ah_trust_rows(ah_core *core, const char *sql, const char *const *params, size_t n);
-/** Column i of a row made by ah_trust_rows_json; NULL for SQL NULL or when
- *  the row has no such column. */
-const char *ah_trust_col(const cJSON *row, int i);
-/** Like ah_trust_rows, but each row becomes fn(row) in the returned array
- *  (a row fn gives NULL for, out of memory, is left out). */
-cJSON *ah_trust_map_rows(ah_core *core, const char *sql, const char *const *params, size_t n,
-                         cJSON *(*fn)(const cJSON *row));
-/** A time `ms` from now in the store's canonical form. */
-void ah_trust_iso_in(long ms, char out[32]);
-
 /* --- webhooks (webhooks.c) ---------------------------------------------- */
 
 /** Adds an endpoint for tenant_id. types: comma-separated topics or

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "log.h"
 
+#include "clock.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -24,20 +26,6 @@ static int level_index(ah_log_level level)
     if ((int)level > (int)AH_LOG_DEBUG)
         return AH_LOG_DEBUG;
     return (int)level;
-}
-
-static void timestamp(char *buf, size_t len)
-{
-    struct timespec ts;
-    struct tm tm;
-    char date[32];
-
-    if (clock_gettime(CLOCK_REALTIME, &ts) != 0 || gmtime_r(&ts.tv_sec, &tm) == NULL ||
-        strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
-        snprintf(buf, len, "1970-01-01T00:00:00.000Z");
-        return;
-    }
-    snprintf(buf, len, "%.24s.%03dZ", date, (int)((ts.tv_nsec / 1000000L) % 1000));
 }
 
 static void write_all(const char *buf, size_t len)
@@ -192,7 +180,7 @@ void ah_logv(const ah_logger *lg, ah_log_level level, const char *scope, const c
         return;
     lvl = level_index(level);
     format_message(msg, sizeof msg, fmt, ap);
-    timestamp(ts, sizeof ts);
+    ah_now_iso(ts);
     if (lg != NULL && lg->json)
         n = build_json(line, sizeof line, ts, lvl, scope, msg);
     /* Plain is also the fallback when JSON cannot be built (out of memory). */

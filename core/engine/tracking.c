@@ -20,7 +20,7 @@
 #include "conns.h"
 #include "events.h"
 #include "tracking.h"
-#include "webhooks.h" /* the SQL helpers, until they move into the store */
+
 
 struct ah_seen {
     char **ids;
@@ -79,6 +79,46 @@ static bool seen_has(const ah_seen *s, const char *id)
     return bsearch(&id, s->ids, s->n, sizeof *s->ids, cmp_str) != NULL;
 }
 
+/* The sweep of one connection and type, one record_marks callback per
+ * stored record. */
+typedef struct sweep {
+    ah_core *core;
+    const ah_conn *c;
+    const char *type;
+    const ah_seen *seen;
+    const char *now;
+    long flagged;
+} sweep;
+
+static void sweep_record(void *arg, const ah_record_mark *m)
+{
+    sweep *w = arg;
+    ah_core *core = w->core;
+    if (m->id == NULL)
+        return;
+    bool was_seen = seen_has(w->seen, m->id);
+    if (was_seen && m->remote_deleted_at != NULL) {
+        if (core->store->ops->record_mark_deleted(core->store, m->id, NULL) != 0)
+            ah_log(&core->log, AH_LOG_WARN, "sync", "%s: cannot clear remote_deleted_at",
+                   m->id);
+    } else if (!was_seen && m->remote_deleted_at == NULL) {
+        if (core->store->ops->record_mark_deleted(core->store, m->id, w->now) != 0)
+            return;
+        w->flagged++;
+        char topic[96];
+        snprintf(topic, sizeof topic, "event.%.40s.deleted", w->type);
+        cJSON *b = cJSON_CreateObject();
+        if (b != NULL) {
+            cJSON_AddStringToObject(b, "id", m->id);
+            cJSON_AddStringToObject(b, "remote_id", m->remote_id != NULL ? m->remote_id : "");
+            cJSON_AddStringToObject(b, "type", w->type);
+            cJSON_AddStringToObject(b, "connection", w->c->name);
+            cJSON_AddStringToObject(b, "remote_deleted_at", w->now);
+        }
+        ah_core_publish(core, w->c->tenant_id, topic, b);
+    }
+}
+
 long ah_tracking_sweep(ah_core *core, const ah_conn *c, const char *type, const ah_seen *seen)
 {
     if (seen == NULL || seen->oom)
@@ -88,51 +128,15 @@ long ah_tracking_sweep(ah_core *core, const ah_conn *c, const char *type, const 
         qsort(s->ids, s->n, sizeof *s->ids, cmp_str);
         s->sorted = true;
     }
-    char cid[24], now[32];
-    snprintf(cid, sizeof cid, "%lld", (long long)c->id);
+    char now[32];
     ah_now_iso(now);
-    const char *p[] = {cid, type};
-    cJSON *rows = ah_trust_rows(core, "SELECT id, remote_id, remote_deleted_at FROM records "
-                                      "WHERE connection_id = $1 AND type = $2",
-                                p, 2);
-    if (rows == NULL)
+    sweep w = {.core = core, .c = c, .type = type, .seen = s, .now = now};
+    if (core->store->ops->record_marks(core->store, c->id, type, sweep_record, &w) != 0)
         return 0;
-    long flagged = 0;
-    const cJSON *row;
-    cJSON_ArrayForEach(row, rows) {
-        const char *id = ah_trust_col(row, 0), *remote = ah_trust_col(row, 1),
-                   *del = ah_trust_col(row, 2);
-        if (id == NULL)
-            continue;
-        bool was_seen = seen_has(s, id);
-        if (was_seen && del != NULL) {
-            const char *pu[] = {id};
-            ah_trust_sql(core, "UPDATE records SET remote_deleted_at = NULL WHERE id = $1", pu,
-                         1, NULL, NULL, NULL);
-        } else if (!was_seen && del == NULL) {
-            const char *pu[] = {id, now};
-            if (ah_trust_sql(core, "UPDATE records SET remote_deleted_at = $2 WHERE id = $1",
-                             pu, 2, NULL, NULL, NULL) != 0)
-                continue;
-            flagged++;
-            char topic[96];
-            snprintf(topic, sizeof topic, "event.%.40s.deleted", type);
-            cJSON *b = cJSON_CreateObject();
-            if (b != NULL) {
-                cJSON_AddStringToObject(b, "id", id);
-                cJSON_AddStringToObject(b, "remote_id", remote != NULL ? remote : "");
-                cJSON_AddStringToObject(b, "type", type);
-                cJSON_AddStringToObject(b, "connection", c->name);
-                cJSON_AddStringToObject(b, "remote_deleted_at", now);
-            }
-            ah_core_publish(core, c->tenant_id, topic, b);
-        }
-    }
-    cJSON_Delete(rows);
-    if (flagged > 0)
+    if (w.flagged > 0)
         ah_log(&core->log, AH_LOG_INFO, "sync", "%s/%s: %ld %s record(s) no longer returned by "
-               "the provider: flagged remote_deleted_at", c->tenant, c->name, flagged, type);
-    return flagged;
+               "the provider: flagged remote_deleted_at", c->tenant, c->name, w.flagged, type);
+    return w.flagged;
 }
 
 /* fields.stage_id as text ("" when absent). */
@@ -153,9 +157,6 @@ static void stage_of(const char *fields_text, char *out, size_t outlen)
 void ah_tracking_stage_changes(ah_core *core, const ah_conn *c, const ah_record_in *in,
                                size_t n)
 {
-    char tid[24], now[32];
-    snprintf(tid, sizeof tid, "%lld", (long long)c->tenant_id);
-    ah_now_iso(now);
     for (size_t i = 0; i < n; i++) {
         if (in[i].type == NULL || strcmp(in[i].type, "application") != 0)
             continue;
@@ -167,23 +168,20 @@ void ah_tracking_stage_changes(ah_core *core, const ah_conn *c, const ah_record_
         char from[128], to[128];
         stage_of(row.fields, from, sizeof from);
         stage_of(in[i].fields, to, sizeof to);
-        if (strcmp(from, to) != 0) {
-            const char *p[] = {row.id, tid, from[0] ? from : NULL, to[0] ? to : NULL, now};
-            ah_trust_sql(core, "INSERT INTO stage_history(record_id, tenant_id, from_stage, "
-                               "to_stage, changed_at) VALUES($1, $2, $3, $4, $5)",
-                         p, 5, NULL, NULL, NULL);
-        }
+        if (strcmp(from, to) != 0 &&
+            core->store->ops->stage_add(core->store, row.id, c->tenant_id, from[0] ? from : NULL,
+                                        to[0] ? to : NULL) != 0)
+            ah_log(&core->log, AH_LOG_WARN, "sync", "%s/%s: cannot record the stage change "
+                   "of %s", c->tenant, c->name, row.id);
         ah_record_row_free(&row);
     }
 }
 
 bool ah_record_deleted(ah_core *core, const char *record_id)
 {
-    const char *p[] = {record_id};
-    cJSON *rows = ah_trust_rows(core, "SELECT remote_deleted_at FROM records WHERE id = $1", p, 1);
-    bool del = rows != NULL && ah_trust_col(cJSON_GetArrayItem(rows, 0), 0) != NULL;
-    cJSON_Delete(rows);
-    return del;
+    bool del = false;
+    return core->store->ops->record_is_deleted(core->store, record_id, &del) == AH_STORE_OK &&
+           del;
 }
 
 int ah_sync_reset_cursor(ah_core *core, int64_t conn_id, const char *type)
@@ -200,41 +198,55 @@ int ah_sync_reset_cursor(ah_core *core, int64_t conn_id, const char *type)
     return 0;
 }
 
-cJSON *ah_stage_changed_since(ah_core *core, int64_t tenant_id, const char *after, int limit)
+/* Appends [record_id, last_changed_at] to the JSON array `arg`. */
+static void changed_row(void *arg, const ah_stage_row *r)
 {
-    char tid[24], lim[16];
-    snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
-    snprintf(lim, sizeof lim, "%d", limit);
-    const char *p[] = {tid, after, lim};
-    return ah_trust_rows(core,
-                         "SELECT h.record_id, max(h.changed_at) AS last FROM stage_history h "
-                         "WHERE h.tenant_id = $1 AND h.changed_at > $2 GROUP BY h.record_id "
-                         "ORDER BY last, h.record_id LIMIT $3",
-                         p, 3);
+    cJSON *row = cJSON_CreateArray();
+    if (row == NULL)
+        return;
+    cJSON_AddItemToArray(row, r->record_id != NULL ? cJSON_CreateString(r->record_id)
+                                                   : cJSON_CreateNull());
+    cJSON_AddItemToArray(row, r->changed_at != NULL ? cJSON_CreateString(r->changed_at)
+                                                    : cJSON_CreateNull());
+    cJSON_AddItemToArray(arg, row);
 }
 
-static cJSON *stage_change_json(const cJSON *row)
+cJSON *ah_stage_changed_since(ah_core *core, int64_t tenant_id, const char *after, int limit)
+{
+    cJSON *rows = cJSON_CreateArray();
+    if (rows == NULL || core->store->ops->stage_changed_since(core->store, tenant_id, after,
+                                                              limit, changed_row, rows) != 0) {
+        cJSON_Delete(rows);
+        return NULL;
+    }
+    return rows;
+}
+
+/* Appends one transition {"from_stage","to_stage","changed_at"} to `arg`. */
+static void stage_change_json(void *arg, const ah_stage_row *r)
 {
     cJSON *o = cJSON_CreateObject();
     if (o == NULL)
-        return NULL;
-    if (ah_trust_col(row, 0) != NULL)
-        cJSON_AddStringToObject(o, "from_stage", ah_trust_col(row, 0));
+        return;
+    if (r->from_stage != NULL)
+        cJSON_AddStringToObject(o, "from_stage", r->from_stage);
     else
         cJSON_AddNullToObject(o, "from_stage");
-    if (ah_trust_col(row, 1) != NULL)
-        cJSON_AddStringToObject(o, "to_stage", ah_trust_col(row, 1));
+    if (r->to_stage != NULL)
+        cJSON_AddStringToObject(o, "to_stage", r->to_stage);
     else
         cJSON_AddNullToObject(o, "to_stage");
-    cJSON_AddStringToObject(o, "changed_at", ah_trust_col(row, 2) ? ah_trust_col(row, 2) : "");
-    return o;
+    cJSON_AddStringToObject(o, "changed_at", r->changed_at ? r->changed_at : "");
+    cJSON_AddItemToArray(arg, o);
 }
 
 cJSON *ah_stage_history(ah_core *core, const char *record_id)
 {
-    const char *p[] = {record_id};
-    return ah_trust_map_rows(core,
-                             "SELECT from_stage, to_stage, changed_at FROM stage_history "
-                             "WHERE record_id = $1 ORDER BY id",
-                             p, 1, stage_change_json);
+    cJSON *out = cJSON_CreateArray();
+    if (out == NULL ||
+        core->store->ops->stage_history(core->store, record_id, stage_change_json, out) != 0) {
+        cJSON_Delete(out);
+        return NULL;
+    }
+    return out;
 }

@@ -172,19 +172,6 @@ static long backoff_ms(const ah_core *core, int attempts)
     return d < cap ? d : cap;
 }
 
-static void iso_in(long ms, char out[32])
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    long long total = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + ms;
-    time_t secs = (time_t)(total / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    char base[24];
-    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, 32, "%.19s.%03dZ", base, (int)(total % 1000));
-}
-
 /* Delivers one event to one connection. 0 delivered (or nothing to do for
  * it), -1 failed with the reason in err. */
 static int deliver_one(ah_core *core, ah_conn *c, const ah_delivery_row *d, char *err,
@@ -256,7 +243,7 @@ static void deliver_pending(ah_core *core, int64_t conn_id)
             core->store->ops->delivery_done(core->store, conn_id, d.outbox_id);
         } else {
             char next[32];
-            iso_in(backoff_ms(core, d.attempts), next);
+            ah_iso_in(backoff_ms(core, d.attempts), next);
             core->store->ops->delivery_retry(core->store, conn_id, d.outbox_id, next, err);
             ah_log(&core->log, AH_LOG_WARN, "events",
                    "%s/%s: %s not delivered (attempt %d, retry at %s): %s", c->tenant, c->name,

@@ -981,6 +981,530 @@ START_TEST(test_callback_reentry)
 }
 END_TEST
 
+/* ---- the trust tables: event log, webhooks, idempotency, bulk, tracking ------- */
+
+#define FAR_PAST "2000-01-01T00:00:00.000Z"
+#define FAR_FUTURE "9999-01-01T00:00:00.000Z"
+
+START_TEST(test_event_log)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme"), other = add_tenant(s, "beta");
+    int64_t c = add_conn(s, t, "main");
+    int64_t e1 = 0, e2 = 0, e3 = 0, eo = 0;
+    ck_assert_int_eq(s->ops->outbox_add(s, t, "event.job.created", "{\"n\":1}", &e1), 0);
+    ck_assert_int_eq(s->ops->outbox_add(s, other, "event.job.created", "{}", &eo), 0);
+    ck_assert_int_eq(s->ops->outbox_add(s, t, "event.job.updated", "{\"n\":2}", &e2), 0);
+    /* e3 still has a plugin delivery pending: pruning must keep it. */
+    int64_t conns[] = {c};
+    ah_outbox_in in = {.topic = "event.job.closed", .body = "{}", .conn_ids = conns, .nconn = 1};
+    ck_assert_int_eq(s->ops->outbox_add_batch(s, t, &in, 1), AH_STORE_OK);
+    e3 = in.id;
+
+    /* One tenant's events after a cursor, in order, limited. */
+    outbox_seen o = {.n = 0};
+    ck_assert_int_eq(s->ops->outbox_after(s, t, 0, 0, outbox_cb, &o), AH_STORE_OK);
+    ck_assert_int_eq(o.n, 3);
+    ck_assert_int_eq(o.ids[0], e1);
+    ck_assert_int_eq(o.ids[1], e2);
+    ck_assert_int_eq(o.ids[2], e3);
+    ck_assert_str_eq(o.topics[1], "event.job.updated");
+    memset(&o, 0, sizeof o);
+    ck_assert_int_eq(s->ops->outbox_after(s, t, e1, 1, outbox_cb, &o), AH_STORE_OK);
+    ck_assert_int_eq(o.n, 1);
+    ck_assert_int_eq(o.ids[0], e2);
+    memset(&o, 0, sizeof o);
+    ck_assert_int_eq(s->ops->outbox_after(s, other, 0, 10, outbox_cb, &o), AH_STORE_OK);
+    ck_assert_int_eq(o.n, 1);
+    ck_assert_int_eq(o.ids[0], eo);
+
+    /* Pruning: nothing is older than the far past; everything is older
+     * than the far future except what a delivery still needs. */
+    int64_t n = -1;
+    ck_assert_int_eq(s->ops->outbox_prune(s, FAR_PAST, &n), AH_STORE_OK);
+    ck_assert_int_eq(n, 0);
+    ck_assert_int_eq(s->ops->outbox_prune(s, FAR_FUTURE, &n), AH_STORE_OK);
+    ck_assert_int_eq(n, 3);
+    memset(&o, 0, sizeof o);
+    ck_assert_int_eq(s->ops->outbox_after(s, t, 0, 10, outbox_cb, &o), AH_STORE_OK);
+    ck_assert_int_eq(o.n, 1);
+    ck_assert_int_eq(o.ids[0], e3);
+    ck_assert_int_eq(s->ops->outbox_prune(s, NULL, &n), AH_STORE_ERR);
+    fx_done(&f);
+}
+END_TEST
+
+typedef struct wh_seen {
+    ah_webhook_row rows[4];
+    char url[4][64], types[4][64], secret[4][128], disabled[4][32];
+    int n;
+} wh_seen;
+
+static void wh_cb(void *arg, const ah_webhook_row *r)
+{
+    wh_seen *w = arg;
+    ck_assert_int_lt(w->n, 4);
+    int i = w->n++;
+    w->rows[i] = *r;
+    snprintf(w->url[i], sizeof w->url[i], "%s", r->url);
+    snprintf(w->types[i], sizeof w->types[i], "%s", r->event_types);
+    snprintf(w->secret[i], sizeof w->secret[i], "%s", r->secret ? r->secret : "(null)");
+    snprintf(w->disabled[i], sizeof w->disabled[i], "%s",
+             r->disabled_at ? r->disabled_at : "(null)");
+    /* The borrowed strings are gone after the call. */
+    w->rows[i].url = w->rows[i].event_types = w->rows[i].secret = NULL;
+    w->rows[i].disabled_at = w->rows[i].created_at = NULL;
+}
+
+typedef struct whd_seen {
+    int64_t outbox_id[4], attempts[4], last_status[4];
+    char topic[4][64], status[4][16], error[4][64], next_at[4][32], delivered[4][32];
+    int n;
+} whd_seen;
+
+static void whd_cb(void *arg, const ah_webhook_delivery_row *r)
+{
+    whd_seen *d = arg;
+    ck_assert_int_lt(d->n, 4);
+    int i = d->n++;
+    d->outbox_id[i] = r->outbox_id;
+    d->attempts[i] = r->attempts;
+    d->last_status[i] = r->last_status;
+    snprintf(d->topic[i], sizeof d->topic[i], "%s", r->topic ? r->topic : "(null)");
+    snprintf(d->status[i], sizeof d->status[i], "%s", r->status);
+    snprintf(d->error[i], sizeof d->error[i], "%s", r->last_error ? r->last_error : "(null)");
+    snprintf(d->next_at[i], sizeof d->next_at[i], "%s", r->next_at ? r->next_at : "(null)");
+    snprintf(d->delivered[i], sizeof d->delivered[i], "%s",
+             r->delivered_at ? r->delivered_at : "(null)");
+}
+
+START_TEST(test_webhooks)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme"), other = add_tenant(s, "beta");
+    int64_t old = 0, e1 = 0, e2 = 0;
+    /* An event of ANOTHER tenant published before: the cursor starts after
+     * the newest event of any tenant. */
+    ck_assert_int_eq(s->ops->outbox_add(s, other, "event.job.created", "{}", &old), 0);
+    int64_t id = 0;
+    ck_assert_int_eq(s->ops->webhook_add(s, t, "https://h/x", NULL, "sealed-1", &id), 0);
+    ck_assert_int_gt(id, 0);
+    ck_assert_int_eq(s->ops->outbox_add(s, t, "event.job.created", "{}", &e1), 0);
+    ck_assert_int_eq(s->ops->outbox_add(s, t, "event.job.updated", "{}", &e2), 0);
+
+    wh_seen w = {.n = 0};
+    ck_assert_int_eq(s->ops->webhook_list(s, t, wh_cb, &w), AH_STORE_OK);
+    ck_assert_int_eq(w.n, 1);
+    ck_assert_int_eq(w.rows[0].id, id);
+    ck_assert_int_eq(w.rows[0].tenant_id, t);
+    ck_assert_str_eq(w.url[0], "https://h/x");
+    ck_assert_str_eq(w.types[0], "*");
+    ck_assert_str_eq(w.secret[0], "(null)"); /* the list never carries secrets */
+    ck_assert(w.rows[0].enabled);
+    ck_assert_int_eq(w.rows[0].failures, 0);
+    ck_assert_str_eq(w.disabled[0], "(null)");
+    ck_assert_int_eq(w.rows[0].cursor, old);
+    memset(&w, 0, sizeof w);
+    ck_assert_int_eq(s->ops->webhook_list(s, other, wh_cb, &w), AH_STORE_OK);
+    ck_assert_int_eq(w.n, 0);
+    ck_assert_int_eq(s->ops->webhook_list(s, 0, wh_cb, &w), AH_STORE_OK);
+    ck_assert_int_eq(w.n, 1);
+
+    /* Due now, with its sealed secret. */
+    char now[32];
+    ah_now_iso(now);
+    memset(&w, 0, sizeof w);
+    ck_assert_int_eq(s->ops->webhook_due(s, now, wh_cb, &w), AH_STORE_OK);
+    ck_assert_int_eq(w.n, 1);
+    ck_assert_str_eq(w.secret[0], "sealed-1");
+    memset(&w, 0, sizeof w);
+    ck_assert_int_eq(s->ops->webhook_due(s, FAR_PAST, wh_cb, &w), AH_STORE_OK);
+    ck_assert_int_eq(w.n, 0);
+
+    /* Two failed attempts then a success: one log line per event. */
+    ck_assert_int_eq(s->ops->webhook_attempt(s, id, e1, false, 500, "HTTP 500", FAR_FUTURE), 0);
+    ck_assert_int_eq(s->ops->webhook_attempt(s, id, e1, false, 0, "timeout", FAR_FUTURE), 0);
+    whd_seen d = {.n = 0};
+    ck_assert_int_eq(s->ops->webhook_deliveries(s, t, id, 0, whd_cb, &d), AH_STORE_OK);
+    ck_assert_int_eq(d.n, 1);
+    ck_assert_int_eq(d.attempts[0], 2);
+    ck_assert_str_eq(d.status[0], "failed");
+    ck_assert_int_eq(d.last_status[0], 0);
+    ck_assert_str_eq(d.error[0], "timeout");
+    ck_assert_str_eq(d.next_at[0], FAR_FUTURE);
+    ck_assert_str_eq(d.delivered[0], "(null)");
+    ck_assert_int_eq(s->ops->webhook_attempt(s, id, e1, true, 204, "ignored", "ignored"), 0);
+    ck_assert_int_eq(s->ops->webhook_attempt(s, id, e2, true, 200, NULL, NULL), 0);
+    memset(&d, 0, sizeof d);
+    ck_assert_int_eq(s->ops->webhook_deliveries(s, 0, id, 1, whd_cb, &d), AH_STORE_OK);
+    ck_assert_int_eq(d.n, 1); /* limit 1: the newest event only */
+    ck_assert_int_eq(d.outbox_id[0], e2);
+    memset(&d, 0, sizeof d);
+    ck_assert_int_eq(s->ops->webhook_deliveries(s, t, id, 10, whd_cb, &d), AH_STORE_OK);
+    ck_assert_int_eq(d.n, 2);
+    ck_assert_int_eq(d.outbox_id[1], e1);
+    ck_assert_str_eq(d.topic[1], "event.job.created");
+    ck_assert_int_eq(d.attempts[1], 3);
+    ck_assert_str_eq(d.status[1], "delivered");
+    ck_assert_int_eq(d.last_status[1], 204);
+    ck_assert_str_eq(d.error[1], "(null)");
+    ck_assert_str_eq(d.next_at[1], "(null)");
+    ck_assert_str_ne(d.delivered[1], "(null)");
+    /* Another tenant's endpoint does not exist for this one. */
+    memset(&d, 0, sizeof d);
+    ck_assert_int_eq(s->ops->webhook_deliveries(s, other, id, 10, whd_cb, &d),
+                     AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(d.n, 0);
+    ck_assert_int_eq(s->ops->webhook_deliveries(s, 0, id + 100, 10, whd_cb, &d),
+                     AH_STORE_NOT_FOUND);
+
+    /* Failures back off; the cursor moving resets them. */
+    ck_assert_int_eq(s->ops->webhook_failed(s, id, 2, FAR_FUTURE, NULL), AH_STORE_OK);
+    memset(&w, 0, sizeof w);
+    ck_assert_int_eq(s->ops->webhook_due(s, now, wh_cb, &w), AH_STORE_OK);
+    ck_assert_int_eq(w.n, 0); /* not before next_at */
+    memset(&w, 0, sizeof w);
+    ck_assert_int_eq(s->ops->webhook_list(s, t, wh_cb, &w), AH_STORE_OK);
+    ck_assert_int_eq(w.rows[0].failures, 2);
+    ck_assert(w.rows[0].enabled);
+    ck_assert_int_eq(s->ops->webhook_advance(s, id, e2), AH_STORE_OK);
+    memset(&w, 0, sizeof w);
+    ck_assert_int_eq(s->ops->webhook_list(s, t, wh_cb, &w), AH_STORE_OK);
+    ck_assert_int_eq(w.rows[0].cursor, e2);
+    ck_assert_int_eq(w.rows[0].failures, 0);
+    ck_assert_int_eq(s->ops->webhook_advance(s, id + 100, e2), AH_STORE_NOT_FOUND);
+
+    /* Disabled by too many failures, then enabled again: due at once. */
+    ck_assert_int_eq(s->ops->webhook_failed(s, id, 5, FAR_FUTURE, now), AH_STORE_OK);
+    memset(&w, 0, sizeof w);
+    ck_assert_int_eq(s->ops->webhook_list(s, t, wh_cb, &w), AH_STORE_OK);
+    ck_assert(!w.rows[0].enabled);
+    ck_assert_int_eq(w.rows[0].failures, 5);
+    ck_assert_str_eq(w.disabled[0], now);
+    ck_assert_int_eq(s->ops->webhook_set_enabled(s, other, id, true), AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(s->ops->webhook_set_enabled(s, 0, id + 100, true), AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(s->ops->webhook_set_enabled(s, t, id, true), AH_STORE_OK);
+    char later[32];
+    ah_now_iso(later);
+    memset(&w, 0, sizeof w);
+    ck_assert_int_eq(s->ops->webhook_due(s, later, wh_cb, &w), AH_STORE_OK);
+    ck_assert_int_eq(w.n, 1);
+    ck_assert(w.rows[0].enabled);
+    ck_assert_int_eq(w.rows[0].failures, 0);
+    ck_assert_str_eq(w.disabled[0], "(null)");
+    /* Disabled by hand: never due. */
+    ck_assert_int_eq(s->ops->webhook_set_enabled(s, 0, id, false), AH_STORE_OK);
+    memset(&w, 0, sizeof w);
+    ck_assert_int_eq(s->ops->webhook_due(s, FAR_FUTURE, wh_cb, &w), AH_STORE_OK);
+    ck_assert_int_eq(w.n, 0);
+    memset(&w, 0, sizeof w);
+    ck_assert_int_eq(s->ops->webhook_list(s, t, wh_cb, &w), AH_STORE_OK);
+    ck_assert_str_ne(w.disabled[0], "(null)");
+
+    /* Event types are stored as given. */
+    int64_t id2 = 0;
+    ck_assert_int_eq(s->ops->webhook_add(s, t, "http://h/y", "event.job.*", "sealed-2", &id2), 0);
+    memset(&w, 0, sizeof w);
+    ck_assert_int_eq(s->ops->webhook_list(s, t, wh_cb, &w), AH_STORE_OK);
+    ck_assert_int_eq(w.n, 2);
+    ck_assert_str_eq(w.types[1], "event.job.*");
+    ck_assert_int_eq(w.rows[1].cursor, e2);
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(test_idempotency)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme"), other = add_tenant(s, "beta");
+    ah_idem_row r;
+    memset(&r, 0, sizeof r);
+    /* First use reserves; a second sees it in progress. */
+    ck_assert_int_eq(s->ops->idem_reserve(s, t, "k1", "h1", FAR_PAST, &r), AH_STORE_OK);
+    ck_assert_ptr_null(r.body_hash);
+    ck_assert_int_eq(s->ops->idem_reserve(s, t, "k1", "h2", FAR_PAST, &r), AH_STORE_EXISTS);
+    ck_assert_str_eq(r.body_hash, "h1");
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_ptr_null(r.response);
+    ah_idem_row_free(&r);
+    /* Keys are per tenant. */
+    ck_assert_int_eq(s->ops->idem_reserve(s, other, "k1", "h9", FAR_PAST, NULL), AH_STORE_OK);
+
+    /* Completed: replayed with its response; release no longer forgets it. */
+    ck_assert_int_eq(s->ops->idem_complete(s, t, "k1", 201, "{\"ok\":true}"), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->idem_release(s, t, "k1"), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->idem_complete(s, t, "k1", 500, "changed"), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->idem_reserve(s, t, "k1", "h1", FAR_PAST, &r), AH_STORE_EXISTS);
+    ck_assert_str_eq(r.body_hash, "h1");
+    ck_assert_int_eq(r.status, 201);
+    ck_assert_str_eq(r.response, "{\"ok\":true}");
+    ah_idem_row_free(&r);
+    ck_assert_int_eq(s->ops->idem_reserve(s, t, "k1", "h1", FAR_PAST, NULL), AH_STORE_EXISTS);
+
+    /* Released while in progress: the key is free again. */
+    ck_assert_int_eq(s->ops->idem_reserve(s, t, "k2", "h1", FAR_PAST, NULL), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->idem_release(s, t, "k2"), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->idem_reserve(s, t, "k2", "h3", FAR_PAST, NULL), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->idem_reserve(s, t, "k2", "h3", FAR_PAST, &r), AH_STORE_EXISTS);
+    ck_assert_str_eq(r.body_hash, "h3");
+    ah_idem_row_free(&r);
+
+    /* Expired (created before the cut-off): forgotten, reserved anew. */
+    ck_assert_int_eq(s->ops->idem_reserve(s, t, "k1", "h4", FAR_FUTURE, NULL), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->idem_reserve(s, t, "k1", "h4", FAR_PAST, &r), AH_STORE_EXISTS);
+    ck_assert_str_eq(r.body_hash, "h4");
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_ptr_null(r.response);
+    ah_idem_row_free(&r);
+    ck_assert_int_eq(s->ops->idem_complete(s, t, "k1", 0, "x"), AH_STORE_ERR);
+    ck_assert_int_eq(s->ops->idem_reserve(s, t, NULL, "h", FAR_PAST, NULL), AH_STORE_ERR);
+    fx_done(&f);
+}
+END_TEST
+
+typedef struct items_seen {
+    int idx[8];
+    char rec[8][16], status[8][16], code[8][32];
+    int n;
+} items_seen;
+
+static void item_cb(void *arg, const ah_bulk_item_row *r)
+{
+    items_seen *it = arg;
+    ck_assert_int_lt(it->n, 8);
+    int i = it->n++;
+    it->idx[i] = r->idx;
+    snprintf(it->rec[i], sizeof it->rec[i], "%s", r->record_id);
+    snprintf(it->status[i], sizeof it->status[i], "%s", r->status);
+    snprintf(it->code[i], sizeof it->code[i], "%s", r->error_code ? r->error_code : "(null)");
+}
+
+START_TEST(test_bulk)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme"), other = add_tenant(s, "beta");
+    const char *recs[] = {"rec_a", "rec_b", "rec_a"};
+    ck_assert_int_eq(s->ops->bulk_add(s, "bulk_1", t, "reject", "{\"reason_id\":7}", recs, 3),
+                     AH_STORE_OK);
+    /* A taken id fails and adds nothing. */
+    ck_assert_int_eq(s->ops->bulk_add(s, "bulk_1", t, "stage", "{}", recs, 1), AH_STORE_EXISTS);
+    /* All or nothing: a job whose items cannot all be stored is not kept. */
+    const char *bad[] = {"rec_x", NULL};
+    ck_assert_int_eq(s->ops->bulk_add(s, "bulk_bad", t, "stage", "{}", bad, 2), AH_STORE_ERR);
+    ah_bulk_job_row j;
+    ck_assert_int_eq(s->ops->bulk_get(s, t, "bulk_bad", &j), AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(sql_int(f.path, "SELECT count(*) FROM bulk_items WHERE job_id = 'bulk_bad'"),
+                     0);
+
+    ck_assert_int_eq(s->ops->bulk_get(s, other, "bulk_1", &j), AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(s->ops->bulk_get(s, t, "bulk_1", &j), AH_STORE_OK);
+    ck_assert_str_eq(j.id, "bulk_1");
+    ck_assert_int_eq(j.tenant_id, t);
+    ck_assert_str_eq(j.action, "reject");
+    ck_assert_str_eq(j.params, "{\"reason_id\":7}");
+    ck_assert_str_eq(j.status, "queued");
+    ck_assert_int_eq(j.total, 3);
+    ck_assert_ptr_nonnull(j.created_at);
+    ck_assert_ptr_null(j.finished_at);
+    ah_bulk_job_row_free(&j);
+    items_seen it = {.n = 0};
+    ck_assert_int_eq(s->ops->bulk_items(s, "bulk_1", false, item_cb, &it), AH_STORE_OK);
+    ck_assert_int_eq(it.n, 3);
+    ck_assert_int_eq(it.idx[2], 2);
+    ck_assert_str_eq(it.rec[1], "rec_b");
+    ck_assert_str_eq(it.status[0], "queued");
+
+    /* The worker's view: the oldest queued or running job. */
+    ck_assert_int_eq(s->ops->bulk_add(s, "bulk_2", other, "stage", "{\"stage_id\":\"s\"}", recs,
+                                      1),
+                     AH_STORE_OK);
+    ck_assert_int_eq(s->ops->bulk_next(s, &j), AH_STORE_OK);
+    ck_assert_str_eq(j.id, "bulk_1");
+    ah_bulk_job_row_free(&j);
+    ck_assert_int_eq(s->ops->bulk_set_status(s, "bulk_1", "running", NULL), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->bulk_next(s, &j), AH_STORE_OK);
+    ck_assert_str_eq(j.id, "bulk_1");
+    ck_assert_str_eq(j.status, "running");
+    ah_bulk_job_row_free(&j);
+
+    /* An id given twice shares the first outcome once there is one. */
+    ah_bulk_item_row prev;
+    ck_assert_int_eq(s->ops->bulk_item_prior(s, "bulk_1", "rec_a", 2, &prev), AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(s->ops->bulk_item_set(s, "bulk_1", 0, "failed", "not_found", "no such"),
+                     AH_STORE_OK);
+    ck_assert_int_eq(s->ops->bulk_item_prior(s, "bulk_1", "rec_a", 2, &prev), AH_STORE_OK);
+    ck_assert_int_eq(prev.idx, 0);
+    ck_assert_str_eq(prev.status, "failed");
+    ck_assert_str_eq(prev.error_code, "not_found");
+    ck_assert_str_eq(prev.error_message, "no such");
+    ah_bulk_item_row_free(&prev);
+    ck_assert_int_eq(s->ops->bulk_item_prior(s, "bulk_1", "rec_a", 0, &prev), AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(s->ops->bulk_item_set(s, "bulk_1", 1, "succeeded", NULL, NULL), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->bulk_item_set(s, "bulk_1", 9, "succeeded", NULL, NULL),
+                     AH_STORE_NOT_FOUND);
+    memset(&it, 0, sizeof it);
+    ck_assert_int_eq(s->ops->bulk_items(s, "bulk_1", true, item_cb, &it), AH_STORE_OK);
+    ck_assert_int_eq(it.n, 1); /* only idx 2 is still queued */
+    ck_assert_int_eq(it.idx[0], 2);
+    memset(&it, 0, sizeof it);
+    ck_assert_int_eq(s->ops->bulk_items(s, "bulk_1", false, item_cb, &it), AH_STORE_OK);
+    ck_assert_str_eq(it.status[0], "failed");
+    ck_assert_str_eq(it.code[0], "not_found");
+    ck_assert_str_eq(it.status[1], "succeeded");
+    ck_assert_str_eq(it.code[1], "(null)");
+
+    /* Done: finished, and the next job is the other one. */
+    ck_assert_int_eq(s->ops->bulk_set_status(s, "bulk_1", "done", FAR_PAST), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->bulk_get(s, t, "bulk_1", &j), AH_STORE_OK);
+    ck_assert_str_eq(j.status, "done");
+    ck_assert_str_eq(j.finished_at, FAR_PAST);
+    ah_bulk_job_row_free(&j);
+    ck_assert_int_eq(s->ops->bulk_next(s, &j), AH_STORE_OK);
+    ck_assert_str_eq(j.id, "bulk_2");
+    ah_bulk_job_row_free(&j);
+    ck_assert_int_eq(s->ops->bulk_set_status(s, "bulk_2", "failed", NULL), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->bulk_next(s, &j), AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(s->ops->bulk_set_status(s, "bulk_9", "done", NULL), AH_STORE_NOT_FOUND);
+    fx_done(&f);
+}
+END_TEST
+
+typedef struct marks_seen {
+    char id[8][64], remote[8][16], deleted[8][32];
+    int n;
+} marks_seen;
+
+static void mark_cb(void *arg, const ah_record_mark *m)
+{
+    marks_seen *ms = arg;
+    ck_assert_int_lt(ms->n, 8);
+    int i = ms->n++;
+    snprintf(ms->id[i], sizeof ms->id[i], "%s", m->id);
+    snprintf(ms->remote[i], sizeof ms->remote[i], "%s", m->remote_id);
+    snprintf(ms->deleted[i], sizeof ms->deleted[i], "%s",
+             m->remote_deleted_at ? m->remote_deleted_at : "(null)");
+}
+
+/* The deleted flag of a mark by remote id ("" when absent). */
+static const char *mark_of(const marks_seen *ms, const char *remote)
+{
+    for (int i = 0; i < ms->n; i++)
+        if (strcmp(ms->remote[i], remote) == 0)
+            return ms->deleted[i];
+    return "";
+}
+
+typedef struct stages_seen {
+    char rec[8][64], from[8][16], to[8][16], at[8][32];
+    int n;
+} stages_seen;
+
+static void stage_cb(void *arg, const ah_stage_row *r)
+{
+    stages_seen *st = arg;
+    ck_assert_int_lt(st->n, 8);
+    int i = st->n++;
+    snprintf(st->rec[i], sizeof st->rec[i], "%s", r->record_id ? r->record_id : "(null)");
+    snprintf(st->from[i], sizeof st->from[i], "%s", r->from_stage ? r->from_stage : "(null)");
+    snprintf(st->to[i], sizeof st->to[i], "%s", r->to_stage ? r->to_stage : "(null)");
+    snprintf(st->at[i], sizeof st->at[i], "%s", r->changed_at ? r->changed_at : "(null)");
+}
+
+START_TEST(test_tracking)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme"), other = add_tenant(s, "beta");
+    int64_t c = add_conn(s, t, "main");
+    ah_record_in in[3] = {
+        {"application", "A1", NULL, "{}", "{\"stage_id\":\"s1\"}"},
+        {"application", "A2", NULL, "{}", "{}"},
+        {"job", "J1", NULL, "{}", "{}"},
+    };
+    char *ids[3] = {NULL, NULL, NULL};
+    ck_assert_int_eq(s->ops->records_upsert(s, c, in, 3, NULL, NULL, NULL, ids), AH_STORE_OK);
+
+    /* Deletion flags. */
+    marks_seen ms = {.n = 0};
+    ck_assert_int_eq(s->ops->record_marks(s, c, "application", mark_cb, &ms), AH_STORE_OK);
+    ck_assert_int_eq(ms.n, 2);
+    ck_assert_str_eq(mark_of(&ms, "A1"), "(null)");
+    ck_assert_str_eq(mark_of(&ms, "A2"), "(null)");
+    ck_assert_int_eq(s->ops->record_mark_deleted(s, ids[1], FAR_PAST), AH_STORE_OK);
+    bool del = false;
+    ck_assert_int_eq(s->ops->record_is_deleted(s, ids[1], &del), AH_STORE_OK);
+    ck_assert(del);
+    ck_assert_int_eq(s->ops->record_is_deleted(s, ids[0], &del), AH_STORE_OK);
+    ck_assert(!del);
+    memset(&ms, 0, sizeof ms);
+    ck_assert_int_eq(s->ops->record_marks(s, c, "application", mark_cb, &ms), AH_STORE_OK);
+    ck_assert_str_eq(mark_of(&ms, "A2"), FAR_PAST);
+    ck_assert_str_eq(mark_of(&ms, "A1"), "(null)");
+    ck_assert_int_eq(s->ops->record_mark_deleted(s, ids[1], NULL), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->record_is_deleted(s, ids[1], &del), AH_STORE_OK);
+    ck_assert(!del);
+    ck_assert_int_eq(s->ops->record_mark_deleted(s, "rec_nope", FAR_PAST), AH_STORE_NOT_FOUND);
+    del = true;
+    ck_assert_int_eq(s->ops->record_is_deleted(s, "rec_nope", &del), AH_STORE_NOT_FOUND);
+    ck_assert(!del);
+    memset(&ms, 0, sizeof ms);
+    ck_assert_int_eq(s->ops->record_marks(s, c, "job", mark_cb, &ms), AH_STORE_OK);
+    ck_assert_int_eq(ms.n, 1);
+    ck_assert_str_eq(ms.id[0], ids[2]);
+
+    /* Stage history. */
+    ck_assert_int_eq(s->ops->stage_add(s, ids[0], t, NULL, "s1"), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->stage_add(s, ids[0], t, "s1", "s2"), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->stage_add(s, ids[1], t, "x", NULL), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->stage_add(s, "rec_nope", t, "a", "b"), AH_STORE_NOT_FOUND);
+    stages_seen st = {.n = 0};
+    ck_assert_int_eq(s->ops->stage_history(s, ids[0], stage_cb, &st), AH_STORE_OK);
+    ck_assert_int_eq(st.n, 2);
+    ck_assert_str_eq(st.from[0], "(null)");
+    ck_assert_str_eq(st.to[0], "s1");
+    ck_assert_str_eq(st.from[1], "s1");
+    ck_assert_str_eq(st.to[1], "s2");
+    ck_assert_str_eq(st.rec[1], ids[0]);
+    ck_assert_str_le(st.at[0], st.at[1]);
+    char last_a1[32];
+    snprintf(last_a1, sizeof last_a1, "%s", st.at[1]);
+
+    memset(&st, 0, sizeof st);
+    ck_assert_int_eq(s->ops->stage_changed_since(s, t, FAR_PAST, 10, stage_cb, &st), AH_STORE_OK);
+    ck_assert_int_eq(st.n, 2); /* one row per record: its latest change */
+    /* Oldest latest change first; changes in the same millisecond come in
+     * record id order, so find A1's row rather than assume its place. */
+    ck_assert_str_le(st.at[0], st.at[1]);
+    int a1 = strcmp(st.rec[0], ids[0]) == 0 ? 0 : 1;
+    ck_assert_str_eq(st.rec[a1], ids[0]);
+    ck_assert_str_eq(st.at[a1], last_a1);
+    ck_assert_str_eq(st.rec[1 - a1], ids[1]);
+    ck_assert_str_eq(st.from[a1], "(null)");
+    ck_assert_str_eq(st.to[a1], "(null)");
+    memset(&st, 0, sizeof st);
+    ck_assert_int_eq(s->ops->stage_changed_since(s, t, FAR_PAST, 1, stage_cb, &st), AH_STORE_OK);
+    ck_assert_int_eq(st.n, 1);
+    memset(&st, 0, sizeof st);
+    ck_assert_int_eq(s->ops->stage_changed_since(s, t, FAR_FUTURE, 10, stage_cb, &st),
+                     AH_STORE_OK);
+    ck_assert_int_eq(st.n, 0);
+    ck_assert_int_eq(s->ops->stage_changed_since(s, other, FAR_PAST, 10, stage_cb, &st),
+                     AH_STORE_OK);
+    ck_assert_int_eq(st.n, 0);
+    free_ids(ids, 3);
+    fx_done(&f);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -1002,6 +1526,11 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_log);
     tcase_add_test(tc, test_shared_file);
     tcase_add_test(tc, test_callback_reentry);
+    tcase_add_test(tc, test_event_log);
+    tcase_add_test(tc, test_webhooks);
+    tcase_add_test(tc, test_idempotency);
+    tcase_add_test(tc, test_bulk);
+    tcase_add_test(tc, test_tracking);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -3,7 +3,10 @@
  * The store interface: one set of operations, several engines (SQLite now,
  * PostgreSQL later). Everything the host keeps lives behind it: tenants,
  * connections, unified records, sync cursors, the events outbox, the
- * integration log and named sequences.
+ * integration log, named sequences, and the tables of the trust modules
+ * (webhook endpoints and deliveries, idempotency keys, bulk jobs, deletion
+ * flags and stage history). There is no generic statement: every query is
+ * a typed operation, so that an engine is the only code that speaks SQL.
  *
  * Thread safety: every function may be called from any thread; an engine
  * serialises internally as it must. Strings passed in are borrowed; strings
@@ -18,6 +21,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "clock.h"
 
 typedef struct ah_store ah_store;
 struct ah_logger;
@@ -153,9 +158,86 @@ typedef void (*ah_connection_cb)(void *arg, const ah_connection_row *row);
 typedef void (*ah_record_cb)(void *arg, const ah_record_row *row);
 typedef void (*ah_log_cb)(void *arg, const ah_log_entry *row);
 typedef void (*ah_outbox_cb)(void *arg, const ah_outbox_row *row);
-/** One result row of the generic `sql` op: ncol values as text (NULL for
- *  SQL NULL), borrowed for the call. */
-typedef void (*ah_sql_row_cb)(void *arg, int ncol, const char *const *vals);
+
+/* --- rows of the trust tables (webhooks, idempotency, bulk jobs, stage
+ * history); strings owned by the row, freed by its *_free or, for rows
+ * handed to a callback, by the engine after the callback returns. ------- */
+
+/** An outbound webhook endpoint. */
+typedef struct ah_webhook_row {
+    int64_t id;
+    int64_t tenant_id;
+    char *url;
+    char *event_types; /* comma-separated patterns, "*" for all */
+    char *secret;      /* sealed (crypto.h); NULL except from webhook_due */
+    bool enabled;
+    int64_t failures;  /* consecutive failed attempts */
+    char *disabled_at; /* NULL while enabled */
+    int64_t cursor;    /* the last outbox id handled */
+    char *created_at;
+} ah_webhook_row;
+
+/** One line of an endpoint's delivery log (one per event tried). */
+typedef struct ah_webhook_delivery_row {
+    int64_t outbox_id;
+    char *topic;       /* NULL when the event was pruned from the outbox */
+    int64_t attempts;
+    char *status;      /* "delivered" | "failed" */
+    int64_t last_status; /* HTTP status of the last attempt, 0: none */
+    char *last_error;  /* NULL once delivered */
+    char *next_at;     /* retry time of a failed one, else NULL */
+    char *delivered_at;
+} ah_webhook_delivery_row;
+
+/** The stored state of an idempotency key. */
+typedef struct ah_idem_row {
+    char *body_hash;  /* hash of the request that first used the key */
+    int status;       /* stored HTTP status; 0: that request is still running */
+    char *response;   /* stored response body; may be NULL */
+} ah_idem_row;
+
+/** A bulk job. */
+typedef struct ah_bulk_job_row {
+    char *id;
+    int64_t tenant_id;
+    char *action;   /* "reject" | "stage" */
+    char *params;   /* JSON object text */
+    char *status;   /* "queued" | "running" | "done" | "failed" */
+    int64_t total;  /* number of items */
+    char *created_at;
+    char *finished_at; /* NULL until done */
+} ah_bulk_job_row;
+
+/** One item of a bulk job. */
+typedef struct ah_bulk_item_row {
+    int idx;         /* position in the job, from 0 */
+    char *record_id;
+    char *status;    /* "queued" | "succeeded" | "failed" */
+    char *error_code;    /* NULL unless failed */
+    char *error_message; /* NULL unless failed */
+} ah_bulk_item_row;
+
+/** A record as the deletion sweep sees it. */
+typedef struct ah_record_mark {
+    char *id;
+    char *remote_id;
+    char *remote_deleted_at; /* NULL: not flagged */
+} ah_record_mark;
+
+/** A stage transition (stage_history), or for stage_changed_since a record's
+ *  latest one (record_id and changed_at only). */
+typedef struct ah_stage_row {
+    char *record_id;
+    char *from_stage; /* NULL: none */
+    char *to_stage;   /* NULL: none */
+    char *changed_at;
+} ah_stage_row;
+
+typedef void (*ah_webhook_cb)(void *arg, const ah_webhook_row *row);
+typedef void (*ah_webhook_delivery_cb)(void *arg, const ah_webhook_delivery_row *row);
+typedef void (*ah_bulk_item_cb)(void *arg, const ah_bulk_item_row *row);
+typedef void (*ah_record_mark_cb)(void *arg, const ah_record_mark *row);
+typedef void (*ah_stage_cb)(void *arg, const ah_stage_row *row);
 
 /** The engine vtable. Each engine fills one constant instance. */
 typedef struct ah_store_ops {
@@ -245,22 +327,6 @@ typedef struct ah_store_ops {
     int (*delivery_due)(ah_store *s, const char *now, int64_t *conn_ids, size_t max,
                         size_t *n);
 
-    /* --- appended: generic statements ------------------------------------ */
-    /** Runs one parameterised statement written in the SQL both engines
-     *  speak, for the small core modules that own their tables (webhooks,
-     *  idempotency keys, bulk jobs, the event log, stage history) instead of
-     *  a dozen ops each. Placeholders are $1..$nparams; each value is bound
-     *  as text, or as an integer when it is a canonical decimal integer;
-     *  NULL binds NULL. With nrows > 1, params holds nrows rows of nparams
-     *  values and the statement runs once per row in one transaction (no
-     *  rows are reported). cb (may be NULL) is called after the statement
-     *  finished, outside the engine's lock, once per result row with the
-     *  column values as text (NULL for SQL NULL; borrowed for the call).
-     *  *changes (may be NULL) receives the rows changed. AH_STORE_EXISTS on
-     *  a unique violation. */
-    int (*sql)(ah_store *s, const char *sql, const char *const *params, size_t nparams,
-               size_t nrows, ah_sql_row_cb cb, void *arg, int64_t *changes);
-
     /** A scope: every operation the calling thread makes until scope_end
      *  commits in one transaction (each operation's own atomicity is kept:
      *  a failing operation undoes only its writes). Other threads' store
@@ -270,6 +336,130 @@ typedef struct ah_store_ops {
     /** Ends the scope begun last: commits (commit true) or rolls back the
      *  whole scope's writes. */
     int (*scope_end)(ah_store *s, bool commit);
+
+    /* --- appended: the trust tables (webhooks, event log, idempotency
+     * keys, bulk jobs, deletions and stage history). Callbacks run after
+     * the operation finished, outside the engine's lock, on rows borrowed
+     * for the call; a callback may call the store again. ----------------- */
+
+    /* events outbox, read as the event log */
+    /** A tenant's events with id > after_id in id order, at most limit
+     *  (1..1000; other values: 100). */
+    int (*outbox_after)(ah_store *s, int64_t tenant_id, int64_t after_id, int limit,
+                        ah_outbox_cb cb, void *arg);
+    /** Deletes the events created before `before` (canonical ISO time) that
+     *  no plugin delivery still needs; *n_out (may be NULL) receives how
+     *  many. */
+    int (*outbox_prune)(ah_store *s, const char *before, int64_t *n_out);
+
+    /* outbound webhook endpoints and their delivery log */
+    /** Adds an enabled endpoint whose cursor is the newest outbox id (of any
+     *  tenant), so that it gets only events published after it; due now.
+     *  event_types NULL or "": "*". secret_sealed is stored as given.
+     *  *id_out (may be NULL) receives its id. */
+    int (*webhook_add)(ah_store *s, int64_t tenant_id, const char *url,
+                       const char *event_types, const char *secret_sealed, int64_t *id_out);
+    /** Endpoints in id order (tenant_id 0: every tenant); secret is NULL. */
+    int (*webhook_list)(ah_store *s, int64_t tenant_id, ah_webhook_cb cb, void *arg);
+    /** Enables endpoint id (failures back to 0, disabled_at cleared, due
+     *  now) or disables it (disabled_at now). tenant_id 0: any tenant.
+     *  AH_STORE_NOT_FOUND when there is no such endpoint (of tenant_id). */
+    int (*webhook_set_enabled)(ah_store *s, int64_t tenant_id, int64_t id, bool enabled);
+    /** Endpoint id's delivery log, newest event first, at most limit
+     *  (1..1000; other values: 100). AH_STORE_NOT_FOUND (cb not called)
+     *  when there is no such endpoint (of tenant_id, unless 0). */
+    int (*webhook_deliveries)(ah_store *s, int64_t tenant_id, int64_t id, int limit,
+                              ah_webhook_delivery_cb cb, void *arg);
+    /** Enabled endpoints due at `now` (next_at <= now), in id order, WITH
+     *  their sealed secret. */
+    int (*webhook_due)(ah_store *s, const char *now, ah_webhook_cb cb, void *arg);
+    /** Records an attempt to deliver event outbox_id to endpoint id in its
+     *  delivery log (attempts + 1 on a second try): delivered (delivered_at
+     *  now) when ok, else failed with http_status (0: none), error and
+     *  next_at (borrowed, may be NULL). */
+    int (*webhook_attempt)(ah_store *s, int64_t id, int64_t outbox_id, bool ok,
+                           int http_status, const char *error, const char *next_at);
+    /** Moves endpoint id's cursor to outbox_id and resets its failures.
+     *  AH_STORE_NOT_FOUND when there is no such endpoint. */
+    int (*webhook_advance)(ah_store *s, int64_t id, int64_t outbox_id);
+    /** Records a failed delivery: failures and next_at set; with
+     *  disabled_at not NULL the endpoint is also disabled at that time
+     *  (NULL leaves enabled and disabled_at as they are).
+     *  AH_STORE_NOT_FOUND when there is no such endpoint. */
+    int (*webhook_failed)(ah_store *s, int64_t id, int64_t failures, const char *next_at,
+                          const char *disabled_at);
+
+    /* idempotency keys */
+    /** In one transaction: forgets (tenant_id, key) when it was created
+     *  before expired_before, then reserves it for a request of hash
+     *  body_hash (status 0, created now). AH_STORE_OK: reserved, the caller
+     *  runs the request; AH_STORE_EXISTS: the key was already there and
+     *  *out (may be NULL; free with ah_idem_row_free) receives its state. */
+    int (*idem_reserve)(ah_store *s, int64_t tenant_id, const char *key,
+                        const char *body_hash, const char *expired_before, ah_idem_row *out);
+    /** Stores the response (status > 0, else AH_STORE_ERR; body borrowed)
+     *  of a reserved key still in progress. A completed or unknown key is
+     *  left as it is (AH_STORE_OK: the outcome was already settled). */
+    int (*idem_complete)(ah_store *s, int64_t tenant_id, const char *key, int status,
+                         const char *response);
+    /** Forgets a reserved key still in progress (its request will not be
+     *  remembered); a completed or unknown key is left as it is
+     *  (AH_STORE_OK). */
+    int (*idem_release)(ah_store *s, int64_t tenant_id, const char *key);
+
+    /* bulk jobs */
+    /** Adds job id (status "queued", created now, total n) with one queued
+     *  item per record id (idx 0..n-1), all in one transaction: the job is
+     *  never seen without its items. AH_STORE_EXISTS when id is taken. */
+    int (*bulk_add)(ah_store *s, const char *id, int64_t tenant_id, const char *action,
+                    const char *params_json, const char *const *record_ids, size_t n);
+    /** Job id of tenant_id; AH_STORE_NOT_FOUND when the tenant has no such
+     *  job. Free with ah_bulk_job_row_free. */
+    int (*bulk_get)(ah_store *s, int64_t tenant_id, const char *id, ah_bulk_job_row *out);
+    /** The oldest job that is queued or running (of any tenant);
+     *  AH_STORE_NOT_FOUND when none. Free with ah_bulk_job_row_free. */
+    int (*bulk_next)(ah_store *s, ah_bulk_job_row *out);
+    /** Sets job id's status; finished_at (may be NULL: unchanged) too.
+     *  AH_STORE_NOT_FOUND when there is no such job. */
+    int (*bulk_set_status)(ah_store *s, const char *id, const char *status,
+                           const char *finished_at);
+    /** Items of job id in idx order; queued_only: only those still queued. */
+    int (*bulk_items)(ah_store *s, const char *id, bool queued_only, ah_bulk_item_cb cb,
+                      void *arg);
+    /** The first item of job id before before_idx for the same record_id
+     *  that is no longer queued; AH_STORE_NOT_FOUND when none. Free with
+     *  ah_bulk_item_row_free. */
+    int (*bulk_item_prior)(ah_store *s, const char *id, const char *record_id, int before_idx,
+                           ah_bulk_item_row *out);
+    /** Sets the outcome of item idx of job id: status ("succeeded" |
+     *  "failed") and, for a failure, its error code and message (NULL for
+     *  a success). AH_STORE_NOT_FOUND when there is no such item. */
+    int (*bulk_item_set)(ah_store *s, const char *id, int idx, const char *status,
+                         const char *error_code, const char *error_message);
+
+    /* remote deletions and stage history */
+    /** Every record of `type` of a connection, as the deletion sweep needs
+     *  it (order unspecified). */
+    int (*record_marks)(ah_store *s, int64_t connection_id, const char *type,
+                        ah_record_mark_cb cb, void *arg);
+    /** Flags record id remote_deleted_at = deleted_at, or clears the flag
+     *  (deleted_at NULL). AH_STORE_NOT_FOUND when there is no such record. */
+    int (*record_mark_deleted)(ah_store *s, const char *id, const char *deleted_at);
+    /** *deleted: whether record id is flagged remote_deleted_at.
+     *  AH_STORE_NOT_FOUND (and false) when there is no such record. */
+    int (*record_is_deleted)(ah_store *s, const char *id, bool *deleted);
+    /** Adds a stage transition of record_id (of tenant_id), seen now.
+     *  from/to may be NULL (no stage). AH_STORE_NOT_FOUND when there is no
+     *  such record. */
+    int (*stage_add)(ah_store *s, const char *record_id, int64_t tenant_id,
+                     const char *from_stage, const char *to_stage);
+    /** Records of tenant_id whose stage changed after `after` (canonical ISO
+     *  time), oldest latest change first, at most limit: rows carry
+     *  record_id and changed_at (the latest change) only. */
+    int (*stage_changed_since)(ah_store *s, int64_t tenant_id, const char *after, int limit,
+                               ah_stage_cb cb, void *arg);
+    /** Stage transitions of record_id, oldest first. */
+    int (*stage_history)(ah_store *s, const char *record_id, ah_stage_cb cb, void *arg);
 } ah_store_ops;
 
 struct ah_store {
@@ -290,9 +480,10 @@ void ah_tenant_row_free(ah_tenant_row *r);
 void ah_connection_row_free(ah_connection_row *r);
 void ah_record_row_free(ah_record_row *r);
 void ah_delivery_row_free(ah_delivery_row *r);
+void ah_idem_row_free(ah_idem_row *r);
+void ah_bulk_job_row_free(ah_bulk_job_row *r);
+void ah_bulk_item_row_free(ah_bulk_item_row *r);
 
-/** Current time as ISO-8601 UTC with milliseconds: "2026-11-24T03:31:57.123Z". */
-void ah_now_iso(char out[32]);
 
 /* ------------------------------------------------------------------------ */
 /* Additions (appended after the first version of this header).             */

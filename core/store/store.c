@@ -89,20 +89,37 @@ void ah_record_row_free(ah_record_row *r)
     memset(r, 0, sizeof *r);
 }
 
-void ah_now_iso(char out[32])
+void ah_idem_row_free(ah_idem_row *r)
 {
-    struct timespec ts;
-    struct tm tm;
-    if (clock_gettime(CLOCK_REALTIME, &ts) != 0 || gmtime_r(&ts.tv_sec, &tm) == NULL) {
-        snprintf(out, 32, "1970-01-01T00:00:00.000Z");
+    if (r == NULL)
         return;
-    }
-    char base[24];
-    if (strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
-        snprintf(out, 32, "1970-01-01T00:00:00.000Z");
+    free(r->body_hash);
+    free(r->response);
+    memset(r, 0, sizeof *r);
+}
+
+void ah_bulk_job_row_free(ah_bulk_job_row *r)
+{
+    if (r == NULL)
         return;
-    }
-    snprintf(out, 32, "%s.%03dZ", base, (int)(ts.tv_nsec / 1000000));
+    free(r->id);
+    free(r->action);
+    free(r->params);
+    free(r->status);
+    free(r->created_at);
+    free(r->finished_at);
+    memset(r, 0, sizeof *r);
+}
+
+void ah_bulk_item_row_free(ah_bulk_item_row *r)
+{
+    if (r == NULL)
+        return;
+    free(r->record_id);
+    free(r->status);
+    free(r->error_code);
+    free(r->error_message);
+    memset(r, 0, sizeof *r);
 }
 
 /* Reads exactly n decimal digits at *p. */

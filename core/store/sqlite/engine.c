@@ -1,0 +1,299 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The SQLite engine of the store: its lifecycle, scopes, the vtable and
+ * the opener. The operations live in the other files of this folder, one
+ * per group of tables; sqlite_int.h is what they share.
+ *
+ * Concurrency: one sqlite3 connection per store, opened SQLITE_OPEN_NOMUTEX
+ * and guarded by one mutex in the store struct. Every operation holds the
+ * mutex for its whole duration, so the cached prepared statements and the
+ * connection's error message are never shared between threads. A single
+ * connection is enough because SQLite serialises writers anyway; readers
+ * are short. Other processes (the CLI next to a running daemon) share the
+ * file through WAL mode and a 5 s busy timeout; writes start with BEGIN
+ * IMMEDIATE so that two writers queue on the lock instead of failing with
+ * SQLITE_BUSY half-way through a transaction.
+ *
+ * Callbacks of the *_list and *_query operations run AFTER the mutex is
+ * released, on copies of the rows, so a callback may call the store again.
+ */
+#include "sqlite_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define AH_SQ_BUSY_TIMEOUT_MS 5000
+
+/* This file's statements, by cache slot (sqlite_int.h). */
+static const char *const q_sql[Q_COUNT] = {
+    [Q_DATA_VERSION] = "PRAGMA data_version",
+};
+
+static int mkdir_parents(const char *path)
+{
+    char *dup = strdup(path);
+    if (dup == NULL)
+        return -1;
+    char *slash = strrchr(dup, '/');
+    if (slash == NULL || slash == dup) {
+        free(dup);
+        return 0;
+    }
+    *slash = '\0';
+    for (char *p = dup + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char saved = *p;
+            *p = '\0';
+            if (mkdir(dup, 0750) != 0 && errno != EEXIST) {
+                free(dup);
+                return -1;
+            }
+            *p = saved;
+            if (saved == '\0')
+                break;
+        }
+    }
+    free(dup);
+    return 0;
+}
+
+void ah_sq_close(ah_store *st)
+{
+    if (st == NULL)
+        return;
+    ah_sq_store *s = ah_sq(st);
+    for (int i = 0; i < Q_COUNT; i++)
+        sqlite3_finalize(s->q[i]);
+    for (int i = 0; i < RQ_VARIANTS; i++)
+        sqlite3_finalize(s->rq[i]);
+    for (int i = 0; i < LQ_VARIANTS; i++)
+        sqlite3_finalize(s->lq[i]);
+    if (sqlite3_close(s->db) != SQLITE_OK)
+        ah_log(s->base.lg, AH_LOG_ERROR, "store", "sqlite: close: %s", sqlite3_errmsg(s->db));
+    pthread_mutex_destroy(&s->mu);
+    free(s->scratch);
+    free(s);
+}
+
+int ah_sq_ping(ah_store *st)
+{
+    ah_sq_store *s = ah_sq(st);
+    ah_sq_lock(s);
+    int rc = ah_sq_exec_q(s, Q_PING, "ping");
+    ah_sq_unlock(s);
+    return rc;
+}
+
+int64_t ah_sq_data_version(ah_store *st)
+{
+    ah_sq_store *s = ah_sq(st);
+    int64_t v = -1;
+    ah_sq_lock(s);
+    sqlite3_stmt *q = AH_SQ_GET(s, Q_DATA_VERSION);
+    if (q != NULL) {
+        if (sqlite3_step(q) == SQLITE_ROW)
+            v = sqlite3_column_int64(q, 0);
+        else
+            ah_sq_log_db(s, "data_version");
+        ah_sq_done(q);
+    }
+    ah_sq_unlock(s);
+    return v;
+}
+
+int ah_sq_scope_begin(ah_store *st)
+{
+    ah_sq_store *s = ah_sq(st);
+    ah_sq_lock(s);
+    if (s->scope_depth == 0 && ah_sq_exec_q(s, Q_BEGIN, "scope begin") != AH_STORE_OK) {
+        ah_sq_unlock(s);
+        return AH_STORE_ERR;
+    }
+    s->scope_depth++;
+    return AH_STORE_OK;
+}
+
+int ah_sq_scope_end(ah_store *st, bool commit)
+{
+    ah_sq_store *s = ah_sq(st);
+    int rc = AH_STORE_OK;
+    if (s->scope_depth <= 0)
+        return AH_STORE_ERR;
+    if (--s->scope_depth == 0) {
+        if (commit && ah_sq_exec_q(s, Q_COMMIT, "scope commit") != AH_STORE_OK)
+            rc = AH_STORE_ERR;
+        if ((!commit || rc != AH_STORE_OK) && !sqlite3_get_autocommit(s->db))
+            ah_sq_exec_q(s, Q_ROLLBACK, "scope rollback");
+    }
+    ah_sq_unlock(s);
+    return rc;
+}
+
+const ah_store_ops ah_sq_ops = {
+    .name = "sqlite",
+    .close = ah_sq_close,
+    .migrate = ah_sq_migrate,
+    .schema_version = ah_sq_schema_version,
+    .ping = ah_sq_ping,
+    .data_version = ah_sq_data_version,
+    .tenant_add = ah_sq_tenant_add,
+    .tenant_get = ah_sq_tenant_get,
+    .tenant_by_key_hash = ah_sq_tenant_by_key_hash,
+    .tenant_list = ah_sq_tenant_list,
+    .tenant_remove = ah_sq_tenant_remove,
+    .connection_add = ah_sq_connection_add,
+    .connection_get = ah_sq_connection_get,
+    .connection_list = ah_sq_connection_list,
+    .connection_update = ah_sq_connection_update,
+    .connection_set_enabled = ah_sq_connection_set_enabled,
+    .connection_remove = ah_sq_connection_remove,
+    .records_upsert = ah_sq_records_upsert,
+    .record_get = ah_sq_record_get,
+    .record_get_by_id = ah_sq_record_get_by_id,
+    .record_query = ah_sq_record_query,
+    .record_count = ah_sq_record_count,
+    .cursor_get = ah_sq_cursor_get,
+    .cursor_set = ah_sq_cursor_set,
+    .sequence_next = ah_sq_sequence_next,
+    .outbox_add = ah_sq_outbox_add,
+    .outbox_pending = ah_sq_outbox_pending,
+    .outbox_done = ah_sq_outbox_done,
+    .log_add = ah_sq_log_add,
+    .log_query = ah_sq_log_query,
+    .outbox_add_batch = ah_sq_outbox_add_batch,
+    .delivery_next = ah_sq_delivery_next,
+    .delivery_done = ah_sq_delivery_done,
+    .delivery_retry = ah_sq_delivery_retry,
+    .delivery_due = ah_sq_delivery_due,
+    .scope_begin = ah_sq_scope_begin,
+    .scope_end = ah_sq_scope_end,
+    .outbox_after = ah_sq_outbox_after,
+    .outbox_prune = ah_sq_outbox_prune,
+    .webhook_add = ah_sq_webhook_add,
+    .webhook_list = ah_sq_webhook_list,
+    .webhook_set_enabled = ah_sq_webhook_set_enabled,
+    .webhook_deliveries = ah_sq_webhook_deliveries,
+    .webhook_due = ah_sq_webhook_due,
+    .webhook_attempt = ah_sq_webhook_attempt,
+    .webhook_advance = ah_sq_webhook_advance,
+    .webhook_failed = ah_sq_webhook_failed,
+    .idem_reserve = ah_sq_idem_reserve,
+    .idem_complete = ah_sq_idem_complete,
+    .idem_release = ah_sq_idem_release,
+    .bulk_add = ah_sq_bulk_add,
+    .bulk_get = ah_sq_bulk_get,
+    .bulk_next = ah_sq_bulk_next,
+    .bulk_set_status = ah_sq_bulk_set_status,
+    .bulk_items = ah_sq_bulk_items,
+    .bulk_item_prior = ah_sq_bulk_item_prior,
+    .bulk_item_set = ah_sq_bulk_item_set,
+    .record_marks = ah_sq_record_marks,
+    .record_mark_deleted = ah_sq_record_mark_deleted,
+    .record_is_deleted = ah_sq_record_is_deleted,
+    .stage_add = ah_sq_stage_add,
+    .stage_changed_since = ah_sq_stage_changed_since,
+    .stage_history = ah_sq_stage_history,
+};
+
+static int journal_mode_cb(void *arg, int ncol, char **vals, char **names)
+{
+    char *mode = arg;
+    if (ncol > 0 && vals[0] != NULL)
+        snprintf(mode, 16, "%s", vals[0]);
+    return 0;
+}
+
+ah_store *ah_store_sqlite_open(const char *path, const struct ah_logger *lg, char *err,
+                               size_t errlen)
+{
+    char dummy[1];
+    if (err == NULL) {
+        err = dummy;
+        errlen = sizeof dummy;
+    }
+    if (path == NULL || *path == '\0') {
+        snprintf(err, errlen, "no SQLite database path given");
+        return NULL;
+    }
+    if (strcmp(path, ":memory:") != 0 && mkdir_parents(path) != 0) {
+        snprintf(err, errlen, "cannot create the folder of %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    ah_sq_store *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->base.ops = &ah_sq_ops;
+    s->base.lg = lg;
+    s->fail_after = -1;
+    /* Recursive: a scope (scope_begin) holds mu while the operations inside
+     * it take it again. */
+    pthread_mutexattr_t ma;
+    bool mu_ok = pthread_mutexattr_init(&ma) == 0 &&
+                 pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE) == 0 &&
+                 pthread_mutex_init(&s->mu, &ma) == 0;
+    pthread_mutexattr_destroy(&ma);
+    if (!mu_ok) {
+        snprintf(err, errlen, "cannot create a mutex");
+        free(s);
+        return NULL;
+    }
+    int rc = sqlite3_open_v2(path, &s->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                                 SQLITE_OPEN_NOMUTEX,
+                             NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "cannot open SQLite database %s: %s", path,
+                 s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+        goto fail;
+    }
+    sqlite3_extended_result_codes(s->db, 1);
+    sqlite3_busy_timeout(s->db, AH_SQ_BUSY_TIMEOUT_MS);
+    char mode[16] = "";
+    char *msg = NULL;
+    /* page_size only applies to a database not created yet: 8 KiB pages
+     * hold more records each and measured ~1.5x faster bulk syncs than the
+     * 4 KiB default. The cache (64 MiB at most, allocated as used) and the
+     * memory map keep a large sync's index pages out of read(2). A 64 MiB
+     * WAL between checkpoints (instead of 8) writes the pages that every
+     * page of a sync touches (index right edges) to the database less
+     * often: measured ~1.3x on a 200k-record sync. */
+    if (sqlite3_exec(s->db, "PRAGMA page_size=8192", NULL, NULL, &msg) != SQLITE_OK ||
+        sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", journal_mode_cb, mode, &msg) !=
+            SQLITE_OK ||
+        sqlite3_exec(s->db,
+                     "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; "
+                     "PRAGMA cache_size=-65536; PRAGMA mmap_size=268435456; "
+                     "PRAGMA wal_autocheckpoint=8192; PRAGMA journal_size_limit=67108864",
+                     NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot set up SQLite database %s: %s", path,
+                 msg != NULL ? msg : sqlite3_errmsg(s->db));
+        sqlite3_free(msg);
+        goto fail;
+    }
+    if (strcmp(mode, "wal") != 0 && strcmp(path, ":memory:") != 0)
+        ah_log(lg, AH_LOG_WARN, "store",
+               "SQLite database %s is not in WAL mode (%s): the CLI and the daemon may "
+               "block each other",
+               path, mode);
+    return &s->base;
+fail:
+    sqlite3_close(s->db);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+    return NULL;
+}
+
+void ah_store_sqlite_fail_after(ah_store *st, int n)
+{
+    if (st == NULL || st->ops != &ah_sq_ops)
+        return;
+    ah_sq_store *s = ah_sq(st);
+    ah_sq_lock(s);
+    s->fail_after = n < 0 ? -1 : n;
+    ah_sq_unlock(s);
+}

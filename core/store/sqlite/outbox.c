@@ -1,0 +1,305 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The events outbox: adding events with their per-connection deliveries,
+ * delivering them, and reading and pruning it as the event log. */
+#include "sqlite_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* This file's statements, by cache slot (sqlite_int.h). */
+static const char *const q_sql[Q_COUNT] = {
+    [Q_OUT_ADD] = "INSERT INTO outbox(tenant_id, topic, body, created_at) "
+                  "VALUES(?1, ?2, ?3, ?4)",
+    [Q_OUT_PENDING] = "SELECT id, tenant_id, topic, body, created_at FROM outbox "
+                      "WHERE delivered_at IS NULL ORDER BY id LIMIT ?1",
+    [Q_OUT_DONE] = "UPDATE outbox SET delivered_at = ?2 WHERE id = ?1 "
+                   "AND delivered_at IS NULL",
+    [Q_DEL_ADD] = "INSERT OR IGNORE INTO deliveries(connection_id, outbox_id, attempts, next_at) "
+                  "VALUES(?1, ?2, 0, ?3)",
+    [Q_DEL_NEXT] = "SELECT d.connection_id, d.outbox_id, o.tenant_id, o.topic, o.body, "
+                   "d.attempts, d.next_at FROM deliveries d JOIN outbox o ON o.id = d.outbox_id "
+                   "WHERE d.connection_id = ?1 ORDER BY d.outbox_id LIMIT 1",
+    [Q_DEL_DONE] = "DELETE FROM deliveries WHERE connection_id = ?1 AND outbox_id = ?2",
+    [Q_DEL_RETRY] = "UPDATE deliveries SET attempts = attempts + 1, next_at = ?3, last_error = ?4 "
+                    "WHERE connection_id = ?1 AND outbox_id = ?2",
+    [Q_DEL_DUE] = "SELECT DISTINCT connection_id FROM deliveries WHERE next_at <= ?1 LIMIT ?2",
+    [Q_OUT_AFTER] = "SELECT id, tenant_id, topic, body, created_at FROM outbox "
+                    "WHERE tenant_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+    [Q_OUT_PRUNE] = "DELETE FROM outbox WHERE created_at < ?1 AND id NOT IN "
+                    "(SELECT outbox_id FROM deliveries)",
+};
+
+static bool fill_outbox(sqlite3_stmt *st, ah_outbox_row *r)
+{
+    bool oom = false;
+    r->id = sqlite3_column_int64(st, 0);
+    r->tenant_id = sqlite3_column_int64(st, 1);
+    r->topic = ah_sq_col_dup(st, 2, &oom);
+    r->body = ah_sq_col_dup(st, 3, &oom);
+    r->created_at = ah_sq_col_dup(st, 4, &oom);
+    return !oom;
+}
+
+static void outbox_row_free(ah_outbox_row *r)
+{
+    free(r->topic);
+    free(r->body);
+    free(r->created_at);
+}
+
+static void outbox_free_v(void *r)
+{
+    outbox_row_free(r);
+}
+
+static bool fill_outbox_v(sqlite3_stmt *st, void *r)
+{
+    return fill_outbox(st, r);
+}
+
+int ah_sq_outbox_add(ah_store *st, int64_t tenant_id, const char *topic, const char *body,
+                     int64_t *id_out)
+{
+    ah_sq_store *s = ah_sq(st);
+    if (topic == NULL)
+        return AH_STORE_ERR;
+    char now[32];
+    ah_now_iso(now);
+    ah_sq_lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = AH_SQ_GET(s, Q_OUT_ADD);
+    if (q != NULL) {
+        sqlite3_bind_int64(q, 1, tenant_id);
+        ah_sq_bind_text(q, 2, topic);
+        ah_sq_bind_text(q, 3, body != NULL ? body : "{}");
+        ah_sq_bind_text(q, 4, now);
+        rc = ah_sq_run(s, q, "outbox_add");
+        if (rc == AH_STORE_OK && id_out != NULL)
+            *id_out = sqlite3_last_insert_rowid(s->db);
+        ah_sq_done(q);
+    }
+    ah_sq_unlock(s);
+    return rc;
+}
+
+int ah_sq_outbox_pending(ah_store *st, int limit, ah_outbox_cb cb, void *arg)
+{
+    ah_sq_store *s = ah_sq(st);
+    ah_sq_rowvec v = {.elem = sizeof(ah_outbox_row)};
+    ah_sq_lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = AH_SQ_GET(s, Q_OUT_PENDING);
+    if (q != NULL) {
+        sqlite3_bind_int(q, 1, limit > 0 ? limit : 100);
+        rc = ah_sq_collect(s, q, &v, fill_outbox_v, outbox_free_v, "outbox_pending");
+        ah_sq_done(q);
+    }
+    ah_sq_unlock(s);
+    if (rc == AH_STORE_OK && cb != NULL)
+        for (size_t i = 0; i < v.n; i++)
+            cb(arg, (ah_outbox_row *)v.items + i);
+    ah_sq_rowvec_free(&v, outbox_free_v);
+    return rc;
+}
+
+int ah_sq_outbox_done(ah_store *st, int64_t id)
+{
+    ah_sq_store *s = ah_sq(st);
+    char now[32];
+    ah_now_iso(now);
+    ah_sq_lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = AH_SQ_GET(s, Q_OUT_DONE);
+    if (q != NULL) {
+        sqlite3_bind_int64(q, 1, id);
+        ah_sq_bind_text(q, 2, now);
+        rc = ah_sq_change_by_id(s, q, "outbox_done");
+    }
+    ah_sq_unlock(s);
+    return rc;
+}
+
+/* ---- events with their deliveries to plugins ----------------------------- */
+
+int ah_sq_outbox_add_batch(ah_store *st, int64_t tenant_id, ah_outbox_in *events, size_t n)
+{
+    ah_sq_store *s = ah_sq(st);
+    if (events == NULL && n > 0)
+        return AH_STORE_ERR;
+    char now[32];
+    ah_now_iso(now);
+    ah_sq_lock(s);
+    int rc = ah_sq_tx_begin(s);
+    for (size_t e = 0; rc == AH_STORE_OK && e < n; e++) {
+        ah_outbox_in *ev = &events[e];
+        sqlite3_stmt *q = ev->topic != NULL && (ev->nconn == 0 || ev->conn_ids != NULL)
+                              ? AH_SQ_GET(s, Q_OUT_ADD)
+                              : NULL;
+        if (q == NULL) {
+            rc = AH_STORE_ERR;
+            break;
+        }
+        sqlite3_bind_int64(q, 1, tenant_id);
+        ah_sq_bind_text(q, 2, ev->topic);
+        ah_sq_bind_text(q, 3, ev->body != NULL ? ev->body : "{}");
+        ah_sq_bind_text(q, 4, now);
+        rc = ah_sq_run(s, q, "outbox_add_batch");
+        ev->id = sqlite3_last_insert_rowid(s->db);
+        ah_sq_done(q);
+        for (size_t i = 0; rc == AH_STORE_OK && i < ev->nconn; i++) {
+            q = AH_SQ_GET(s, Q_DEL_ADD);
+            if (q == NULL) {
+                rc = AH_STORE_ERR;
+                break;
+            }
+            sqlite3_bind_int64(q, 1, ev->conn_ids[i]);
+            sqlite3_bind_int64(q, 2, ev->id);
+            ah_sq_bind_text(q, 3, now);
+            rc = ah_sq_run(s, q, "outbox_add_batch");
+            ah_sq_done(q);
+        }
+    }
+    if (rc == AH_STORE_OK)
+        rc = ah_sq_tx_commit(s);
+    else if (!sqlite3_get_autocommit(s->db))
+        ah_sq_tx_rollback(s);
+    ah_sq_unlock(s);
+    return rc;
+}
+
+static bool fill_delivery(sqlite3_stmt *st, void *row)
+{
+    ah_delivery_row *r = row;
+    bool oom = false;
+    memset(r, 0, sizeof *r);
+    r->connection_id = sqlite3_column_int64(st, 0);
+    r->outbox_id = sqlite3_column_int64(st, 1);
+    r->tenant_id = sqlite3_column_int64(st, 2);
+    r->topic = ah_sq_col_dup(st, 3, &oom);
+    r->body = ah_sq_col_dup(st, 4, &oom);
+    r->attempts = sqlite3_column_int(st, 5);
+    r->next_at = ah_sq_col_dup(st, 6, &oom);
+    return !oom;
+}
+
+static void delivery_free_v(void *row)
+{
+    ah_delivery_row_free(row);
+}
+
+int ah_sq_delivery_next(ah_store *st, int64_t conn_id, ah_delivery_row *out)
+{
+    ah_sq_store *s = ah_sq(st);
+    ah_sq_lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = AH_SQ_GET(s, Q_DEL_NEXT);
+    if (q != NULL) {
+        sqlite3_bind_int64(q, 1, conn_id);
+        rc = ah_sq_get_one(s, q, out, fill_delivery, delivery_free_v, "delivery_next");
+        ah_sq_done(q);
+    }
+    ah_sq_unlock(s);
+    return rc;
+}
+
+int ah_sq_delivery_done(ah_store *st, int64_t conn_id, int64_t outbox_id)
+{
+    ah_sq_store *s = ah_sq(st);
+    ah_sq_lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = AH_SQ_GET(s, Q_DEL_DONE);
+    if (q != NULL) {
+        sqlite3_bind_int64(q, 1, conn_id);
+        sqlite3_bind_int64(q, 2, outbox_id);
+        rc = ah_sq_change_by_id(s, q, "delivery_done");
+    }
+    ah_sq_unlock(s);
+    return rc;
+}
+
+int ah_sq_delivery_retry(ah_store *st, int64_t conn_id, int64_t outbox_id, const char *next_at,
+                         const char *error)
+{
+    ah_sq_store *s = ah_sq(st);
+    if (next_at == NULL)
+        return AH_STORE_ERR;
+    ah_sq_lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = AH_SQ_GET(s, Q_DEL_RETRY);
+    if (q != NULL) {
+        sqlite3_bind_int64(q, 1, conn_id);
+        sqlite3_bind_int64(q, 2, outbox_id);
+        ah_sq_bind_text(q, 3, next_at);
+        ah_sq_bind_text(q, 4, error);
+        rc = ah_sq_change_by_id(s, q, "delivery_retry");
+    }
+    ah_sq_unlock(s);
+    return rc;
+}
+
+int ah_sq_delivery_due(ah_store *st, const char *now, int64_t *conn_ids, size_t max, size_t *n)
+{
+    ah_sq_store *s = ah_sq(st);
+    *n = 0;
+    if (now == NULL || conn_ids == NULL || max == 0)
+        return AH_STORE_ERR;
+    ah_sq_lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = AH_SQ_GET(s, Q_DEL_DUE);
+    if (q != NULL) {
+        ah_sq_bind_text(q, 1, now);
+        sqlite3_bind_int64(q, 2, (sqlite3_int64)max);
+        int r;
+        while ((r = sqlite3_step(q)) == SQLITE_ROW && *n < max)
+            conn_ids[(*n)++] = sqlite3_column_int64(q, 0);
+        rc = r == SQLITE_DONE || r == SQLITE_ROW ? AH_STORE_OK
+                                                 : ah_sq_step_error(s, r, "delivery_due");
+        ah_sq_done(q);
+    }
+    ah_sq_unlock(s);
+    return rc;
+}
+
+/* ---- the outbox read as the event log -------------------------------------- */
+
+int ah_sq_outbox_after(ah_store *st, int64_t tenant_id, int64_t after_id, int limit,
+                       ah_outbox_cb cb, void *arg)
+{
+    ah_sq_store *s = ah_sq(st);
+    ah_sq_rowvec v = {.elem = sizeof(ah_outbox_row)};
+    ah_sq_lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = AH_SQ_GET(s, Q_OUT_AFTER);
+    if (q != NULL) {
+        sqlite3_bind_int64(q, 1, tenant_id);
+        sqlite3_bind_int64(q, 2, after_id);
+        sqlite3_bind_int(q, 3, ah_sq_page_limit(limit));
+        rc = ah_sq_collect(s, q, &v, fill_outbox_v, outbox_free_v, "outbox_after");
+        ah_sq_done(q);
+    }
+    ah_sq_unlock(s);
+    if (rc == AH_STORE_OK && cb != NULL)
+        for (size_t i = 0; i < v.n; i++)
+            cb(arg, (ah_outbox_row *)v.items + i);
+    ah_sq_rowvec_free(&v, outbox_free_v);
+    return rc;
+}
+
+int ah_sq_outbox_prune(ah_store *st, const char *before, int64_t *n_out)
+{
+    ah_sq_store *s = ah_sq(st);
+    if (n_out != NULL)
+        *n_out = 0;
+    if (before == NULL)
+        return AH_STORE_ERR;
+    ah_sq_lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = AH_SQ_GET(s, Q_OUT_PRUNE);
+    if (q != NULL) {
+        ah_sq_bind_text(q, 1, before);
+        rc = ah_sq_exec_changes(s, q, "outbox_prune", n_out);
+    }
+    ah_sq_unlock(s);
+    return rc;
+}

@@ -1,0 +1,281 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Private to the SQLite engine (core/store/sqlite/): the store struct, the
+ * statement cache's slots and the helpers its files share. Nothing outside
+ * this folder includes it; the rest of atshub sees only store.h.
+ *
+ * Every ah_sq_* helper below is called with the store's lock held unless
+ * it says otherwise; the ah_sq_<op> functions are the vtable's entries
+ * (store.h documents them) and take the lock themselves.
+ */
+#ifndef AH_SQLITE_INT_H
+#define AH_SQLITE_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include "log.h"
+#include "store.h"
+
+/* Cache slots of the prepared statements. Each file keeps the SQL of its
+ * own slots in a sparse table named q_sql and gets them with AH_SQ_GET. */
+typedef enum {
+    Q_BEGIN,
+    Q_COMMIT,
+    Q_ROLLBACK,
+    Q_SAVEPOINT,
+    Q_RELEASE,
+    Q_ROLLBACK_TO,
+    Q_PING,
+    Q_DATA_VERSION,
+    Q_TENANT_ADD,
+    Q_TENANT_GET,
+    Q_TENANT_BY_HASH,
+    Q_TENANT_LIST,
+    Q_TENANT_DEL_SEQ,
+    Q_TENANT_DEL_OUTBOX,
+    Q_TENANT_DEL,
+    Q_CONN_ADD,
+    Q_CONN_GET,
+    Q_CONN_LIST_ALL,
+    Q_CONN_LIST_TENANT,
+    Q_CONN_UPDATE,
+    Q_CONN_ENABLE,
+    Q_CONN_DEL,
+    Q_REC_LOOKUP,
+    Q_REC_INSERT,
+    Q_REC_UPDATE,
+    Q_REC_GET,
+    Q_REC_GET_BY_ID,
+    Q_REC_COUNT,
+    Q_REC_COUNT_ALL,
+    Q_CUR_GET,
+    Q_CUR_SET,
+    Q_SEQ_NEXT,
+    Q_OUT_ADD,
+    Q_OUT_PENDING,
+    Q_OUT_DONE,
+    Q_LOG_ADD,
+    Q_DEL_ADD,
+    Q_DEL_NEXT,
+    Q_DEL_DONE,
+    Q_DEL_RETRY,
+    Q_DEL_DUE,
+    Q_OUT_AFTER,
+    Q_OUT_PRUNE,
+    Q_WH_ADD,
+    Q_WH_LIST,
+    Q_WH_DUE,
+    Q_WH_ENABLE,
+    Q_WH_DISABLE,
+    Q_WH_GET,
+    Q_WH_DELIVERIES,
+    Q_WH_ATTEMPT,
+    Q_WH_ADVANCE,
+    Q_WH_FAILED,
+    Q_IDEM_EXPIRE,
+    Q_IDEM_RESERVE,
+    Q_IDEM_GET,
+    Q_IDEM_COMPLETE,
+    Q_IDEM_RELEASE,
+    Q_BULK_ADD,
+    Q_BULK_ITEM_ADD,
+    Q_BULK_GET,
+    Q_BULK_NEXT,
+    Q_BULK_STATUS,
+    Q_BULK_ITEMS,
+    Q_BULK_ITEMS_QUEUED,
+    Q_BULK_PRIOR,
+    Q_BULK_ITEM_SET,
+    Q_REC_MARKS,
+    Q_REC_MARK_DEL,
+    Q_REC_IS_DEL,
+    Q_STAGE_ADD,
+    Q_STAGE_SINCE,
+    Q_STAGE_HISTORY,
+    Q_COUNT
+} ah_sq_qid;
+
+/* record_query and log_query cache one statement per combination of
+ * filters (a bit mask). */
+#define RQ_VARIANTS 64
+#define LQ_VARIANTS 64
+
+typedef struct ah_sq_store {
+    ah_store base; /* first: ah_store * <-> ah_sq_store * */
+    sqlite3 *db;
+    pthread_mutex_t mu;
+    sqlite3_stmt *q[Q_COUNT];
+    sqlite3_stmt *rq[RQ_VARIANTS];
+    sqlite3_stmt *lq[LQ_VARIANTS];
+    int fail_after; /* test hook: < 0 off */
+    int scope_depth; /* scope_begin nesting; mu is held while > 0 */
+    bool sp_active;  /* an operation's savepoint is open inside the scope */
+    char *scratch;  /* content-hash input buffer, reused across rows */
+    size_t scratch_cap;
+} ah_sq_store;
+
+/** The engine's vtable (engine.c). */
+extern const ah_store_ops ah_sq_ops;
+
+static inline ah_sq_store *ah_sq(ah_store *s)
+{
+    return (ah_sq_store *)s;
+}
+
+/** The cached statement of slot id, prepared on first use from the calling
+ *  file's q_sql table; NULL (logged) when it cannot be prepared. */
+#define AH_SQ_GET(s, id) ah_sq_prep((s), &(s)->q[(id)], q_sql[(id)])
+
+/* Growable array of rows for the collect-then-callback pattern. */
+typedef struct ah_sq_rowvec {
+    void *items;
+    size_t n, cap, elem;
+} ah_sq_rowvec;
+
+typedef bool (*ah_sq_fill_fn)(sqlite3_stmt *st, void *row);
+typedef void (*ah_sq_free_fn)(void *row);
+
+/* ---- stmt.c ------------------------------------------------------------ */
+
+void ah_sq_log_db(ah_sq_store *s, const char *what);
+sqlite3_stmt *ah_sq_prep(ah_sq_store *s, sqlite3_stmt **slot, const char *sql);
+int ah_sq_bind_text(sqlite3_stmt *st, int i, const char *v);
+void ah_sq_done(sqlite3_stmt *st);
+int ah_sq_step_error(ah_sq_store *s, int rc, const char *what);
+int ah_sq_run(ah_sq_store *s, sqlite3_stmt *st, const char *what);
+int ah_sq_exec_q(ah_sq_store *s, ah_sq_qid id, const char *what);
+int ah_sq_tx_begin(ah_sq_store *s);
+void ah_sq_tx_rollback(ah_sq_store *s);
+int ah_sq_tx_commit(ah_sq_store *s);
+char *ah_sq_col_dup(sqlite3_stmt *st, int i, bool *oom);
+void ah_sq_lock(ah_sq_store *s);
+void ah_sq_unlock(ah_sq_store *s);
+void *ah_sq_rowvec_push(ah_sq_rowvec *v);
+int ah_sq_collect(ah_sq_store *s, sqlite3_stmt *st, ah_sq_rowvec *v, ah_sq_fill_fn fill,
+                  ah_sq_free_fn fr, const char *what);
+void ah_sq_rowvec_free(ah_sq_rowvec *v, ah_sq_free_fn fr);
+int ah_sq_get_one(ah_sq_store *s, sqlite3_stmt *st, void *out, ah_sq_fill_fn fill, ah_sq_free_fn fr,
+                  const char *what);
+int ah_sq_change_by_id(ah_sq_store *s, sqlite3_stmt *q, const char *what);
+int ah_sq_page_limit(int limit);
+int ah_sq_exec_changes(ah_sq_store *s, sqlite3_stmt *q, const char *what, int64_t *changes);
+
+/* ---- schema.c ---------------------------------------------------------- */
+
+int ah_sq_migrate(ah_store *st);
+int ah_sq_schema_version(ah_store *st);
+
+/* ---- engine.c ---------------------------------------------------------- */
+
+void ah_sq_close(ah_store *st);
+int ah_sq_ping(ah_store *st);
+int64_t ah_sq_data_version(ah_store *st);
+int ah_sq_scope_begin(ah_store *st);
+int ah_sq_scope_end(ah_store *st, bool commit);
+
+/* ---- tenants.c --------------------------------------------------------- */
+
+int ah_sq_tenant_add(ah_store *st, const char *name, const char *key_hash, int64_t *id_out);
+int ah_sq_tenant_get(ah_store *st, const char *name, ah_tenant_row *out);
+int ah_sq_tenant_by_key_hash(ah_store *st, const char *key_hash, ah_tenant_row *out);
+int ah_sq_tenant_list(ah_store *st, ah_tenant_cb cb, void *arg);
+int ah_sq_tenant_remove(ah_store *st, const char *name);
+int ah_sq_connection_add(ah_store *st, int64_t tenant_id, const char *plugin, const char *name,
+                         const char *settings_json, int64_t *id_out);
+int ah_sq_connection_get(ah_store *st, const char *tenant, const char *name,
+                         ah_connection_row *out);
+int ah_sq_connection_list(ah_store *st, const char *tenant, ah_connection_cb cb, void *arg);
+int ah_sq_connection_update(ah_store *st, int64_t id, const char *settings_json);
+int ah_sq_connection_set_enabled(ah_store *st, int64_t id, bool enabled);
+int ah_sq_connection_remove(ah_store *st, int64_t id);
+int ah_sq_sequence_next(ah_store *st, int64_t tenant_id, const char *name, int64_t *out);
+
+/* ---- records.c --------------------------------------------------------- */
+
+int ah_sq_records_upsert(ah_store *st, int64_t connection_id, const ah_record_in *in, size_t n,
+                         const char *cursor_key, const char *cursor_value,
+                         ah_upsert_result *results, char **ids_out);
+int ah_sq_record_get(ah_store *st, int64_t connection_id, const char *type, const char *remote_id,
+                     ah_record_row *out);
+int ah_sq_record_get_by_id(ah_store *st, int64_t tenant_id, const char *id, ah_record_row *out);
+int ah_sq_record_query(ah_store *st, const ah_record_query *qy, ah_record_cb cb, void *arg);
+int64_t ah_sq_record_count(ah_store *st, int64_t connection_id, const char *type);
+int ah_sq_cursor_get(ah_store *st, int64_t connection_id, const char *key, char **value_out);
+int ah_sq_cursor_set(ah_store *st, int64_t connection_id, const char *key, const char *value);
+
+/* ---- outbox.c ---------------------------------------------------------- */
+
+int ah_sq_outbox_add(ah_store *st, int64_t tenant_id, const char *topic, const char *body,
+                     int64_t *id_out);
+int ah_sq_outbox_pending(ah_store *st, int limit, ah_outbox_cb cb, void *arg);
+int ah_sq_outbox_done(ah_store *st, int64_t id);
+int ah_sq_outbox_add_batch(ah_store *st, int64_t tenant_id, ah_outbox_in *events, size_t n);
+int ah_sq_delivery_next(ah_store *st, int64_t conn_id, ah_delivery_row *out);
+int ah_sq_delivery_done(ah_store *st, int64_t conn_id, int64_t outbox_id);
+int ah_sq_delivery_retry(ah_store *st, int64_t conn_id, int64_t outbox_id, const char *next_at,
+                         const char *error);
+int ah_sq_delivery_due(ah_store *st, const char *now, int64_t *conn_ids, size_t max, size_t *n);
+int ah_sq_outbox_after(ah_store *st, int64_t tenant_id, int64_t after_id, int limit,
+                       ah_outbox_cb cb, void *arg);
+int ah_sq_outbox_prune(ah_store *st, const char *before, int64_t *n_out);
+
+/* ---- intlog.c ---------------------------------------------------------- */
+
+int ah_sq_log_add(ah_store *st, const ah_log_entry *e);
+int ah_sq_log_query(ah_store *st, const ah_log_filter *f, ah_log_cb cb, void *arg);
+
+/* ---- webhooks.c -------------------------------------------------------- */
+
+int ah_sq_webhook_add(ah_store *st, int64_t tenant_id, const char *url, const char *event_types,
+                      const char *secret_sealed, int64_t *id_out);
+int ah_sq_webhook_list(ah_store *st, int64_t tenant_id, ah_webhook_cb cb, void *arg);
+int ah_sq_webhook_due(ah_store *st, const char *now, ah_webhook_cb cb, void *arg);
+int ah_sq_webhook_set_enabled(ah_store *st, int64_t tenant_id, int64_t id, bool enabled);
+int ah_sq_webhook_deliveries(ah_store *st, int64_t tenant_id, int64_t id, int limit,
+                             ah_webhook_delivery_cb cb, void *arg);
+int ah_sq_webhook_attempt(ah_store *st, int64_t id, int64_t outbox_id, bool ok, int http_status,
+                          const char *error, const char *next_at);
+int ah_sq_webhook_advance(ah_store *st, int64_t id, int64_t outbox_id);
+int ah_sq_webhook_failed(ah_store *st, int64_t id, int64_t failures, const char *next_at,
+                         const char *disabled_at);
+
+/* ---- idempotency.c ----------------------------------------------------- */
+
+int ah_sq_idem_reserve(ah_store *st, int64_t tenant_id, const char *key, const char *body_hash,
+                       const char *expired_before, ah_idem_row *out);
+int ah_sq_idem_complete(ah_store *st, int64_t tenant_id, const char *key, int status,
+                        const char *response);
+int ah_sq_idem_release(ah_store *st, int64_t tenant_id, const char *key);
+
+/* ---- bulk.c ------------------------------------------------------------ */
+
+int ah_sq_bulk_add(ah_store *st, const char *id, int64_t tenant_id, const char *action,
+                   const char *params_json, const char *const *record_ids, size_t n);
+int ah_sq_bulk_get(ah_store *st, int64_t tenant_id, const char *id, ah_bulk_job_row *out);
+int ah_sq_bulk_next(ah_store *st, ah_bulk_job_row *out);
+int ah_sq_bulk_set_status(ah_store *st, const char *id, const char *status,
+                          const char *finished_at);
+int ah_sq_bulk_items(ah_store *st, const char *id, bool queued_only, ah_bulk_item_cb cb, void *arg);
+int ah_sq_bulk_item_prior(ah_store *st, const char *id, const char *record_id, int before_idx,
+                          ah_bulk_item_row *out);
+int ah_sq_bulk_item_set(ah_store *st, const char *id, int idx, const char *status,
+                        const char *error_code, const char *error_message);
+
+/* ---- tracking.c -------------------------------------------------------- */
+
+int ah_sq_record_marks(ah_store *st, int64_t connection_id, const char *type, ah_record_mark_cb cb,
+                       void *arg);
+int ah_sq_record_mark_deleted(ah_store *st, const char *id, const char *deleted_at);
+int ah_sq_record_is_deleted(ah_store *st, const char *id, bool *deleted);
+int ah_sq_stage_add(ah_store *st, const char *record_id, int64_t tenant_id, const char *from_stage,
+                    const char *to_stage);
+int ah_sq_stage_changed_since(ah_store *st, int64_t tenant_id, const char *after, int limit,
+                              ah_stage_cb cb, void *arg);
+int ah_sq_stage_history(ah_store *st, const char *record_id, ah_stage_cb cb, void *arg);
+
+#endif

@@ -1,0 +1,246 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Shared plumbing of the SQLite engine: the statement cache, binding and
+ * stepping, errors, transactions (savepoints inside a scope), the lock and
+ * the collect-then-callback row vectors. */
+#include "sqlite_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* This file's statements, by cache slot (sqlite_int.h). */
+static const char *const q_sql[Q_COUNT] = {
+    [Q_BEGIN] = "BEGIN IMMEDIATE",
+    [Q_COMMIT] = "COMMIT",
+    [Q_ROLLBACK] = "ROLLBACK",
+    [Q_SAVEPOINT] = "SAVEPOINT ah_op",
+    [Q_RELEASE] = "RELEASE ah_op",
+    [Q_ROLLBACK_TO] = "ROLLBACK TO ah_op",
+    [Q_PING] = "SELECT 1",
+};
+
+void ah_sq_log_db(ah_sq_store *s, const char *what)
+{
+    ah_log(s->base.lg, AH_LOG_ERROR, "store", "sqlite: %s: %s (code %d)", what,
+           sqlite3_errmsg(s->db), sqlite3_extended_errcode(s->db));
+}
+
+sqlite3_stmt *ah_sq_prep(ah_sq_store *s, sqlite3_stmt **slot, const char *sql)
+{
+    if (*slot != NULL)
+        return *slot;
+    if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL) !=
+        SQLITE_OK) {
+        ah_sq_log_db(s, "prepare");
+        *slot = NULL;
+        return NULL;
+    }
+    return *slot;
+}
+
+/* Strings are bound SQLITE_STATIC: every caller keeps them alive until it
+ * resets the statement with ah_sq_done(), which also drops the bindings. */
+int ah_sq_bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+    if (v == NULL)
+        return sqlite3_bind_null(st, i);
+    return sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+}
+
+void ah_sq_done(sqlite3_stmt *st)
+{
+    if (st != NULL) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+}
+
+/* Maps a failed step to a store result; expected constraint outcomes are
+ * returned quietly, everything else is logged. */
+int ah_sq_step_error(ah_sq_store *s, int rc, const char *what)
+{
+    /* Extended result codes are on: rc already carries the detail. */
+    if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+        return AH_STORE_EXISTS;
+    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
+        return AH_STORE_NOT_FOUND;
+    ah_sq_log_db(s, what);
+    return AH_STORE_ERR;
+}
+
+/* Runs a statement that returns no rows; ah_sq_done() is left to the caller. */
+int ah_sq_run(ah_sq_store *s, sqlite3_stmt *st, const char *what)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE || rc == SQLITE_ROW)
+        return AH_STORE_OK;
+    return ah_sq_step_error(s, rc, what);
+}
+
+int ah_sq_exec_q(ah_sq_store *s, ah_sq_qid id, const char *what)
+{
+    sqlite3_stmt *st = AH_SQ_GET(s, id);
+    if (st == NULL)
+        return AH_STORE_ERR;
+    int rc = ah_sq_run(s, st, what);
+    ah_sq_done(st);
+    return rc;
+}
+
+/* Inside a scope (scope_begin .. scope_end) an operation's transaction is a
+ * savepoint of the scope's transaction: its failure undoes only its own
+ * writes, and everything commits together at scope_end. */
+int ah_sq_tx_begin(ah_sq_store *s)
+{
+    if (s->scope_depth > 0) {
+        if (ah_sq_exec_q(s, Q_SAVEPOINT, "savepoint") != AH_STORE_OK)
+            return AH_STORE_ERR;
+        s->sp_active = true;
+        return AH_STORE_OK;
+    }
+    return ah_sq_exec_q(s, Q_BEGIN, "begin") == AH_STORE_OK ? AH_STORE_OK : AH_STORE_ERR;
+}
+
+void ah_sq_tx_rollback(ah_sq_store *s)
+{
+    if (s->scope_depth > 0) {
+        if (s->sp_active) {
+            ah_sq_exec_q(s, Q_ROLLBACK_TO, "rollback to savepoint");
+            ah_sq_exec_q(s, Q_RELEASE, "release savepoint");
+            s->sp_active = false;
+        }
+        return;
+    }
+    /* SQLite may already have rolled back by itself (e.g. after SQLITE_FULL). */
+    if (!sqlite3_get_autocommit(s->db))
+        ah_sq_exec_q(s, Q_ROLLBACK, "rollback");
+}
+
+int ah_sq_tx_commit(ah_sq_store *s)
+{
+    if (s->scope_depth > 0) {
+        if (ah_sq_exec_q(s, Q_RELEASE, "release savepoint") == AH_STORE_OK) {
+            s->sp_active = false;
+            return AH_STORE_OK;
+        }
+        ah_sq_tx_rollback(s);
+        return AH_STORE_ERR;
+    }
+    if (ah_sq_exec_q(s, Q_COMMIT, "commit") == AH_STORE_OK)
+        return AH_STORE_OK;
+    if (!sqlite3_get_autocommit(s->db))
+        ah_sq_exec_q(s, Q_ROLLBACK, "rollback");
+    return AH_STORE_ERR;
+}
+
+char *ah_sq_col_dup(sqlite3_stmt *st, int i, bool *oom)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    if (t == NULL)
+        return NULL;
+    char *d = strdup((const char *)t);
+    if (d == NULL)
+        *oom = true;
+    return d;
+}
+
+void ah_sq_lock(ah_sq_store *s)
+{
+    pthread_mutex_lock(&s->mu);
+}
+
+void ah_sq_unlock(ah_sq_store *s)
+{
+    pthread_mutex_unlock(&s->mu);
+}
+
+void *ah_sq_rowvec_push(ah_sq_rowvec *v)
+{
+    if (v->n == v->cap) {
+        size_t ncap = v->cap ? v->cap * 2 : 16;
+        void *ni = realloc(v->items, ncap * v->elem);
+        if (ni == NULL)
+            return NULL;
+        v->items = ni;
+        v->cap = ncap;
+    }
+    void *slot = (char *)v->items + v->n * v->elem;
+    memset(slot, 0, v->elem);
+    v->n++;
+    return slot;
+}
+
+/* Steps a bound statement to the end, copying every row into v. */
+int ah_sq_collect(ah_sq_store *s, sqlite3_stmt *st, ah_sq_rowvec *v, ah_sq_fill_fn fill,
+                  ah_sq_free_fn fr, const char *what)
+{
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        void *row = ah_sq_rowvec_push(v);
+        if (row == NULL) {
+            ah_log(s->base.lg, AH_LOG_ERROR, "store", "%s: out of memory", what);
+            return AH_STORE_ERR;
+        }
+        if (!fill(st, row)) {
+            fr(row);
+            v->n--;
+            ah_log(s->base.lg, AH_LOG_ERROR, "store", "%s: out of memory", what);
+            return AH_STORE_ERR;
+        }
+    }
+    if (rc != SQLITE_DONE)
+        return ah_sq_step_error(s, rc, what);
+    return AH_STORE_OK;
+}
+
+void ah_sq_rowvec_free(ah_sq_rowvec *v, ah_sq_free_fn fr)
+{
+    for (size_t i = 0; i < v->n; i++)
+        fr((char *)v->items + i * v->elem);
+    free(v->items);
+    v->items = NULL;
+    v->n = v->cap = 0;
+}
+
+/* Runs a statement expected to return at most one row into *out. */
+int ah_sq_get_one(ah_sq_store *s, sqlite3_stmt *st, void *out, ah_sq_fill_fn fill, ah_sq_free_fn fr,
+                  const char *what)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE)
+        return AH_STORE_NOT_FOUND;
+    if (rc != SQLITE_ROW)
+        return ah_sq_step_error(s, rc, what);
+    if (!fill(st, out)) {
+        fr(out);
+        ah_log(s->base.lg, AH_LOG_ERROR, "store", "%s: out of memory", what);
+        return AH_STORE_ERR;
+    }
+    return AH_STORE_OK;
+}
+
+/* UPDATE/DELETE by id: NOT_FOUND when no row matched. */
+int ah_sq_change_by_id(ah_sq_store *s, sqlite3_stmt *q, const char *what)
+{
+    int rc = ah_sq_run(s, q, what);
+    if (rc == AH_STORE_OK && sqlite3_changes(s->db) == 0)
+        rc = AH_STORE_NOT_FOUND;
+    ah_sq_done(q);
+    return rc;
+}
+
+int ah_sq_page_limit(int limit)
+{
+    return limit > 0 && limit <= 1000 ? limit : 100;
+}
+
+/* Runs a statement without rows that must be prepared first; *changes (may
+ * be NULL) receives the rows it changed. Called with the lock held. */
+int ah_sq_exec_changes(ah_sq_store *s, sqlite3_stmt *q, const char *what, int64_t *changes)
+{
+    int rc = ah_sq_run(s, q, what);
+    if (rc == AH_STORE_OK && changes != NULL)
+        *changes = sqlite3_changes(s->db);
+    ah_sq_done(q);
+    return rc;
+}
