@@ -918,20 +918,38 @@ static bool method_matches(const ah_route *r, const char *method)
     return is_star(r->method) || strcmp(r->method, method) == 0;
 }
 
+/* Adds m to the comma-separated list `allow`, once, keeping the list in
+ * byte order so that the Allow header does not depend on how the routes
+ * were registered or hashed. */
 static void allow_add(char *allow, size_t cap, const char *m)
 {
     size_t ml = strlen(m), al = strlen(allow);
-    /* Skip duplicates: find m as a whole element of the list. */
-    for (const char *p = allow; (p = strstr(p, m)) != NULL; p += ml)
-        if ((p == allow || p[-1] == ' ') && (p[ml] == ',' || p[ml] == '\0'))
-            return;
     if (al + ml + 3 > cap)
         return;
-    if (al > 0) {
-        memcpy(allow + al, ", ", 2);
-        al += 2;
+    char *p = allow;
+    while (*p != '\0') {
+        size_t n = strcspn(p, ",");
+        int c = strncmp(p, m, n < ml ? n : ml);
+        if (c == 0 && n == ml)
+            return; /* already there */
+        if (c > 0 || (c == 0 && n > ml))
+            break; /* m goes before this one */
+        p += n;
+        if (*p == ',')
+            p += 2; /* ", " */
     }
-    memcpy(allow + al, m, ml + 1);
+    size_t at = (size_t)(p - allow);
+    if (at == al) {
+        if (al > 0) {
+            memcpy(allow + al, ", ", 2);
+            al += 2;
+        }
+        memcpy(allow + al, m, ml + 1);
+        return;
+    }
+    memmove(allow + at + ml + 2, allow + at, al - at + 1);
+    memcpy(allow + at, m, ml);
+    memcpy(allow + at + ml, ", ", 2);
 }
 
 /* Finds the route and takes an in-flight reference on it (ps: the path's
