@@ -26,28 +26,26 @@
 #define API_SEARCH_MAX 256  /* candidate search terms */
 #define API_PCURSOR_MAX 1024 /* a provider's opaque cursor */
 #define API_ID_MAX 64       /* an atshub record id */
-#define API_SEG_MAX 128     /* a path segment */
 
 enum {
     K_JOB = 1u << 0,
     K_CANDIDATE = 1u << 1,
     K_APPLICATION = 1u << 2,
-    K_ALL = K_JOB | K_CANDIDATE | K_APPLICATION,
 };
 
-/* A record collection: its path, store type and the key its id goes under
- * in a plugin body. The store type doubles as the custom-fields entity. */
+/* A record collection: its store type and the key its id goes under in a
+ * plugin body. The store type doubles as the custom-fields entity. */
 typedef struct api_kind {
     unsigned bit;
-    const char *prefix;
     const char *type;
     const char *id_key;
 } api_kind;
 
+/* In this order: KJ, KC and KA (the route table) index it. */
 static const api_kind api_kinds[] = {
-    {K_JOB, "/v1/jobs", "job", "job_id"},
-    {K_CANDIDATE, "/v1/candidates", "candidate", "candidate_id"},
-    {K_APPLICATION, "/v1/applications", "application", "application_id"},
+    {K_JOB, "job", "job_id"},
+    {K_CANDIDATE, "candidate", "candidate_id"},
+    {K_APPLICATION, "application", "application_id"},
 };
 #define API_NKINDS (sizeof api_kinds / sizeof api_kinds[0])
 
@@ -59,8 +57,6 @@ typedef struct api_req {
     int64_t tenant_id;
     const api_kind *kind;
     const char *id; /* the {id} segment, when the route has one */
-    char seg[2][API_SEG_MAX];
-    int nseg;
     cJSON *empty; /* stands for an empty request body */
 } api_req;
 
@@ -1158,191 +1154,115 @@ static void op_jobs_enhanced_batch(api_req *rq)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Dispatch                                                                  */
+/* Connection resources                                                      */
 /* ------------------------------------------------------------------------ */
 
-#define SEG_ID "{id}"
+/* GET /v1/stages */
+static void op_stages(api_req *rq)
+{
+    send_named(rq, "applications.list_stages", cJSON_CreateObject());
+}
+
+/* GET /v1/disposition-reasons */
+static void op_reasons(api_req *rq)
+{
+    send_named(rq, "dispositions.list", cJSON_CreateObject());
+}
+
+/* GET /v1/custom-fields/{entity}: entity is a record type. */
+static void op_cf_defs(api_req *rq)
+{
+    const char *want = ah_ex_param(rq->ex, "entity"), *entity = NULL;
+    for (size_t i = 0; want != NULL && i < API_NKINDS; i++)
+        if (strcmp(want, api_kinds[i].type) == 0)
+            entity = api_kinds[i].type;
+    if (entity == NULL) {
+        ah_ex_error(rq->ex, 404, AH_E_NOT_FOUND, "no route for %s", ah_ex_path(rq->ex));
+        return;
+    }
+    send_named(rq, "custom_fields.list", obj1("entity", entity));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Routes                                                                    */
+/* ------------------------------------------------------------------------ */
 
 typedef void (*api_fn)(api_req *rq);
 
-/* One route under a record collection: the collections it exists for, its
- * method, and its segments after the collection (NULL: fewer; SEG_ID: a
- * record id; anything else: that literal). */
-typedef struct api_op {
-    unsigned kinds;
-    const char *method;
-    const char *s0;
-    const char *s1;
-    api_fn fn;
-} api_op;
-
-static const api_op api_ops[] = {
-    {K_ALL, "GET", NULL, NULL, op_list},
-    {K_APPLICATION, "POST", NULL, NULL, op_app_create},
-    {K_JOB, "GET", "enhanced", NULL, op_jobs_enhanced_batch},
-    {K_CANDIDATE, "GET", "search", NULL, op_cand_search},
-    {K_APPLICATION, "POST", "bulk-reject", NULL, op_app_bulk_reject},
-    {K_APPLICATION, "POST", "bulk-stage", NULL, op_app_bulk_stage},
-    {K_ALL, "GET", SEG_ID, NULL, op_get},
-    {K_APPLICATION, "POST", SEG_ID, "stage", op_app_stage},
-    {K_APPLICATION, "POST", SEG_ID, "reject", op_app_reject},
-    {K_APPLICATION | K_CANDIDATE, "POST", SEG_ID, "notes", op_notes},
-    {K_APPLICATION | K_CANDIDATE, "POST", SEG_ID, "attachments", op_attachments},
-    {K_CANDIDATE, "GET", SEG_ID, "resume", op_resume},
-    {K_ALL, "GET", SEG_ID, "custom-fields", op_cf_values},
-    {K_ALL, "PATCH", SEG_ID, "custom-fields", op_cf_update},
-    {K_JOB, "GET", SEG_ID, "enhanced", op_job_enhanced},
-};
-#define API_NOPS (sizeof api_ops / sizeof api_ops[0])
-
-/* Splits "/a/b" into rq->seg; -1 for anything else (empty segments, too
- * many or too long). "" has no segment. */
-static int split_segments(api_req *rq, const char *p)
-{
-    rq->nseg = 0;
-    while (*p != '\0') {
-        if (*p != '/' || rq->nseg == 2)
-            return -1;
-        p++;
-        size_t n = strcspn(p, "/");
-        if (n == 0 || n >= API_SEG_MAX)
-            return -1;
-        memcpy(rq->seg[rq->nseg], p, n);
-        rq->seg[rq->nseg][n] = '\0';
-        rq->nseg++;
-        p += n;
-    }
-    return 0;
-}
-
-static bool seg_matches(const char *want, const char *have, bool reserved)
-{
-    if (strcmp(want, SEG_ID) == 0)
-        return !reserved;
-    return strcmp(want, have) == 0;
-}
-
-static bool op_matches(const api_op *op, const api_req *rq, bool reserved0)
-{
-    if (!(op->kinds & rq->kind->bit))
-        return false;
-    int n = op->s0 == NULL ? 0 : op->s1 == NULL ? 1 : 2;
-    if (n != rq->nseg)
-        return false;
-    return (n < 1 || seg_matches(op->s0, rq->seg[0], reserved0)) &&
-           (n < 2 || seg_matches(op->s1, rq->seg[1], false));
-}
-
-/* Answers 405 with the methods the path has. */
-static void method_not_allowed(api_req *rq, const char *allow)
-{
-    ah_ex_add_header(rq->ex, "Allow", allow);
-    ah_ex_error(rq->ex, 405, "method_not_allowed", "%s is not allowed here; use %s",
-                ah_ex_method(rq->ex), allow);
-}
-
-static void allow_add(char *allow, size_t cap, const char *method)
-{
-    if (strstr(allow, method) != NULL)
-        return;
-    size_t n = strlen(allow);
-    snprintf(allow + n, cap - n, "%s%s", n ? ", " : "", method);
-}
-
-static void dispatch_kind(api_req *rq, const char *rest)
-{
-    if (split_segments(rq, rest) != 0) {
-        ah_ex_error(rq->ex, 404, AH_E_NOT_FOUND, "no route for %s", ah_ex_path(rq->ex));
-        return;
-    }
-    /* A literal first segment ("search", "enhanced", ...) is never an id. */
-    bool reserved0 = false;
-    for (size_t i = 0; rq->nseg > 0 && i < API_NOPS; i++)
-        if ((api_ops[i].kinds & rq->kind->bit) && api_ops[i].s0 != NULL &&
-            strcmp(api_ops[i].s0, SEG_ID) != 0 && strcmp(api_ops[i].s0, rq->seg[0]) == 0)
-            reserved0 = true;
-    char allow[64] = "";
-    const char *method = ah_ex_method(rq->ex);
-    for (size_t i = 0; i < API_NOPS; i++) {
-        const api_op *op = &api_ops[i];
-        if (!op_matches(op, rq, reserved0))
-            continue;
-        if (strcmp(op->method, method) == 0) {
-            if (op->s0 != NULL && strcmp(op->s0, SEG_ID) == 0)
-                rq->id = rq->seg[0];
-            op->fn(rq);
-            return;
-        }
-        allow_add(allow, sizeof allow, op->method);
-    }
-    if (allow[0] != '\0')
-        method_not_allowed(rq, allow);
-    else
-        ah_ex_error(rq->ex, 404, AH_E_NOT_FOUND, "no route for %s", ah_ex_path(rq->ex));
-}
-
-/* GET /v1/stages, /v1/disposition-reasons, /v1/custom-fields/{entity} */
-static void dispatch_conn_resource(api_req *rq, const char *path)
-{
-    const char *topic = NULL, *entity = NULL;
-    if (strcmp(path, "/v1/stages") == 0) {
-        topic = "applications.list_stages";
-    } else if (strcmp(path, "/v1/disposition-reasons") == 0) {
-        topic = "dispositions.list";
-    } else if (strncmp(path, "/v1/custom-fields/", 18) == 0) {
-        for (size_t i = 0; i < API_NKINDS; i++)
-            if (strcmp(path + 18, api_kinds[i].type) == 0)
-                entity = api_kinds[i].type;
-        if (entity != NULL)
-            topic = "custom_fields.list";
-    }
-    if (topic == NULL) {
-        ah_ex_error(rq->ex, 404, AH_E_NOT_FOUND, "no route for %s", path);
-        return;
-    }
-    if (strcmp(ah_ex_method(rq->ex), "GET") != 0) {
-        method_not_allowed(rq, "GET");
-        return;
-    }
-    cJSON *b = entity != NULL ? obj1("entity", entity) : cJSON_CreateObject();
-    if (b == NULL) {
-        api_oom(rq);
-        return;
-    }
-    send_named(rq, topic, b);
-}
-
-static void api_handler(void *arg, ah_http_exchange *ex)
+/* Serves one route: authenticates, then runs fn on the collection `kind`
+ * (NULL for the connection resources) with the path's {id}, if any. */
+static void api_serve(void *core, ah_http_exchange *ex, const api_kind *kind, api_fn fn)
 {
     api_req rq;
     memset(&rq, 0, sizeof rq);
-    rq.core = arg;
+    rq.core = core;
     rq.ex = ex;
-    if (api_auth(&rq) != 0)
-        return;
-    const char *path = ah_ex_path(ex);
-    for (size_t i = 0; i < API_NKINDS; i++) {
-        size_t n = strlen(api_kinds[i].prefix);
-        if (strncmp(path, api_kinds[i].prefix, n) == 0 && (path[n] == '\0' || path[n] == '/')) {
-            rq.kind = &api_kinds[i];
-            dispatch_kind(&rq, path + n);
-            cJSON_Delete(rq.empty);
-            return;
-        }
-    }
-    dispatch_conn_resource(&rq, path);
+    rq.kind = kind;
+    rq.id = ah_ex_param(ex, "id");
+    if (api_auth(&rq) == 0)
+        fn(&rq);
     cJSON_Delete(rq.empty);
 }
 
+#define KJ (&api_kinds[0])
+#define KC (&api_kinds[1])
+#define KA (&api_kinds[2])
+
+/* Every route of this file: handler name, method, path, collection and
+ * operation. httpd matches them (an exact path such as
+ * /v1/applications/bulk-reject before the template /v1/applications/{id});
+ * each gets a handler of its own, so nothing is looked up per request. */
+#define API_ROUTES(X)                                                                      \
+    X(jobs, "GET", "/v1/jobs", KJ, op_list)                                                \
+    X(jobs_enhanced, "GET", "/v1/jobs/enhanced", KJ, op_jobs_enhanced_batch)               \
+    X(job, "GET", "/v1/jobs/{id}", KJ, op_get)                                             \
+    X(job_cf, "GET", "/v1/jobs/{id}/custom-fields", KJ, op_cf_values)                      \
+    X(job_cf_set, "PATCH", "/v1/jobs/{id}/custom-fields", KJ, op_cf_update)                \
+    X(job_enhanced, "GET", "/v1/jobs/{id}/enhanced", KJ, op_job_enhanced)                  \
+    X(cands, "GET", "/v1/candidates", KC, op_list)                                         \
+    X(cand_search, "GET", "/v1/candidates/search", KC, op_cand_search)                     \
+    X(cand, "GET", "/v1/candidates/{id}", KC, op_get)                                      \
+    X(cand_notes, "POST", "/v1/candidates/{id}/notes", KC, op_notes)                       \
+    X(cand_att, "POST", "/v1/candidates/{id}/attachments", KC, op_attachments)             \
+    X(cand_resume, "GET", "/v1/candidates/{id}/resume", KC, op_resume)                     \
+    X(cand_cf, "GET", "/v1/candidates/{id}/custom-fields", KC, op_cf_values)               \
+    X(cand_cf_set, "PATCH", "/v1/candidates/{id}/custom-fields", KC, op_cf_update)         \
+    X(apps, "GET", "/v1/applications", KA, op_list)                                        \
+    X(app_create, "POST", "/v1/applications", KA, op_app_create)                           \
+    X(app_bulk_reject, "POST", "/v1/applications/bulk-reject", KA, op_app_bulk_reject)     \
+    X(app_bulk_stage, "POST", "/v1/applications/bulk-stage", KA, op_app_bulk_stage)        \
+    X(app, "GET", "/v1/applications/{id}", KA, op_get)                                     \
+    X(app_stage, "POST", "/v1/applications/{id}/stage", KA, op_app_stage)                  \
+    X(app_reject, "POST", "/v1/applications/{id}/reject", KA, op_app_reject)               \
+    X(app_notes, "POST", "/v1/applications/{id}/notes", KA, op_notes)                      \
+    X(app_att, "POST", "/v1/applications/{id}/attachments", KA, op_attachments)            \
+    X(app_cf, "GET", "/v1/applications/{id}/custom-fields", KA, op_cf_values)              \
+    X(app_cf_set, "PATCH", "/v1/applications/{id}/custom-fields", KA, op_cf_update)        \
+    X(stages, "GET", "/v1/stages", NULL, op_stages)                                        \
+    X(reasons, "GET", "/v1/disposition-reasons", NULL, op_reasons)                         \
+    X(cf_defs, "GET", "/v1/custom-fields/{entity}", NULL, op_cf_defs)
+
+#define API_HANDLER(name, method, path, kind, fn)                                          \
+    static void h_##name(void *core, ah_http_exchange *ex)                                 \
+    {                                                                                      \
+        api_serve(core, ex, kind, fn);                                                     \
+    }
+API_ROUTES(API_HANDLER)
+
+static const struct {
+    const char *method;
+    const char *path;
+    ah_http_handler fn;
+} api_routes[] = {
+#define API_ENTRY(name, method, path, kind, fn) {method, path, h_##name},
+    API_ROUTES(API_ENTRY)
+};
+
 int ah_api_register(ah_core *core)
 {
-    ah_httpd *h = core->httpd;
-    for (size_t i = 0; i < API_NKINDS; i++)
-        if (ah_httpd_route(h, "*", api_kinds[i].prefix, AH_HTTPD_PREFIX, api_handler, core) != 0)
+    for (size_t i = 0; i < sizeof api_routes / sizeof api_routes[0]; i++)
+        if (ah_httpd_route(core->httpd, api_routes[i].method, api_routes[i].path, 0,
+                           api_routes[i].fn, core) != 0)
             return -1;
-    if (ah_httpd_route(h, "*", "/v1/stages", 0, api_handler, core) != 0 ||
-        ah_httpd_route(h, "*", "/v1/disposition-reasons", 0, api_handler, core) != 0 ||
-        ah_httpd_route(h, "*", "/v1/custom-fields/", AH_HTTPD_PREFIX, api_handler, core) != 0)
-        return -1;
     return 0;
 }
