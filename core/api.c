@@ -18,7 +18,10 @@
 
 #define API_LIMIT_DEFAULT 100
 #define API_LIMIT_MAX 500
-#define API_BULK_MAX 1000
+/* How long POST /v1/applications/bulk-reject?wait=true holds its server
+ * thread waiting for the bulk job: long enough for a batch of a provider
+ * at a normal pace, short of the usual client and proxy timeouts. */
+#define API_BULK_WAIT_MS 30000L
 #define API_NOTE_MAX (100 * 1024)
 #define API_FILENAME_MAX 255
 #define API_REF_MAX 128     /* stage, reason, action ids */
@@ -836,148 +839,38 @@ static void op_app_create(api_req *rq)
 /* Bulk reject                                                               */
 /* ------------------------------------------------------------------------ */
 
-typedef struct bulk_item {
-    const char *id;  /* borrowed from the request body */
-    int64_t conn_id; /* 0: settled without a plugin call */
-    char *conn_name;
-    char *remote;
-    bool sent;
-    bool ok;
-    char code[64];
-    char *message;
-} bulk_item;
-
-static void bulk_settle(bulk_item *it, bool ok, const char *code, const char *msg)
-{
-    it->ok = ok;
-    it->sent = true;
-    if (!ok) {
-        snprintf(it->code, sizeof it->code, "%s", code != NULL && *code ? code : AH_E_PLUGIN);
-        free(it->message);
-        it->message = strdup(msg != NULL ? msg : it->code);
-    }
-}
-
-/* The plugin's result for `remote` in {"results":[{"application_id", "ok",
- * "error"}]}; NULL when it reported none. */
-static const cJSON *bulk_result_for(const cJSON *results, const char *remote)
-{
-    const cJSON *r;
-    cJSON_ArrayForEach(r, results) {
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(r, "application_id");
-        if (id == NULL)
-            id = cJSON_GetObjectItemCaseSensitive(r, "id");
-        char num[32];
-        const char *s = NULL;
-        if (cJSON_IsString(id)) {
-            s = id->valuestring;
-        } else if (cJSON_IsNumber(id) && is_integral(id->valuedouble)) {
-            snprintf(num, sizeof num, "%.0f", id->valuedouble);
-            s = num;
-        }
-        if (s != NULL && strcmp(s, remote) == 0)
-            return r;
-    }
-    return NULL;
-}
-
-static void bulk_apply_result(bulk_item *it, const cJSON *results)
-{
-    if (!cJSON_IsArray(results)) {
-        bulk_settle(it, true, NULL, NULL); /* the plugin accepted the whole batch */
-        return;
-    }
-    const cJSON *r = bulk_result_for(results, it->remote);
-    if (r == NULL) {
-        bulk_settle(it, false, AH_E_PLUGIN, "the plugin reported no result for this application");
-        return;
-    }
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "ok"))) {
-        bulk_settle(it, true, NULL, NULL);
-        return;
-    }
-    const cJSON *e = cJSON_GetObjectItemCaseSensitive(r, "error");
-    const char *code = NULL, *msg = NULL;
-    if (cJSON_IsObject(e)) {
-        const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "code");
-        const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "message");
-        code = cJSON_IsString(c) ? c->valuestring : NULL;
-        msg = cJSON_IsString(m) ? m->valuestring : NULL;
-    } else if (cJSON_IsString(e)) {
-        msg = e->valuestring;
-    }
-    bulk_settle(it, false, code, msg != NULL ? msg : "the plugin could not reject it");
-}
-
-/* One applications.bulk_reject for the items of items[first]'s connection. */
-static int bulk_send_group(api_req *rq, bulk_item *items, size_t n, size_t first,
-                           const cJSON *reason)
-{
-    int64_t cid = items[first].conn_id;
-    cJSON *b = cJSON_CreateObject();
-    cJSON *ids = b != NULL ? cJSON_AddArrayToObject(b, "application_ids") : NULL;
-    if (ids == NULL || !add_copy(b, "reason_id", reason)) {
-        cJSON_Delete(b);
-        return -1;
-    }
-    for (size_t i = first; i < n; i++) {
-        if (items[i].sent || items[i].conn_id != cid)
-            continue;
-        bool dup = false;
-        for (size_t j = first; !dup && j < i; j++)
-            dup = items[j].conn_id == cid && strcmp(items[j].remote, items[i].remote) == 0;
-        cJSON *s = dup ? NULL : cJSON_CreateString(items[i].remote);
-        if (!dup && (s == NULL || !cJSON_AddItemToArray(ids, s))) {
-            cJSON_Delete(s);
-            cJSON_Delete(b);
-            return -1;
-        }
-    }
-    ah_reply r;
-    memset(&r, 0, sizeof r);
-    ah_core_request(rq->core, rq->tenant, items[first].conn_name, "applications.bulk_reject", b,
-                    &r);
-    const cJSON *results = r.ok ? cJSON_GetObjectItemCaseSensitive(r.body, "results") : NULL;
-    for (size_t i = first; i < n; i++) {
-        if (items[i].sent || items[i].conn_id != cid)
-            continue;
-        if (r.ok)
-            bulk_apply_result(&items[i], results);
-        else
-            bulk_settle(&items[i], false, r.code, r.message);
-    }
-    ah_reply_free(&r);
-    return 0;
-}
-
-static cJSON *bulk_reply(const bulk_item *items, size_t n)
+/* A finished bulk job's report as the answer of a waited-for bulk reject:
+ * {"id": <job>, "results":[{"id","ok","error"?}], "succeeded","failed"},
+ * one result per input item, in input order. NULL on OOM. */
+static cJSON *bulk_results(const char *job_id, const cJSON *report)
 {
     cJSON *d = cJSON_CreateObject();
-    cJSON *res = d != NULL ? cJSON_AddArrayToObject(d, "results") : NULL;
+    cJSON *res = d != NULL && add_str(d, "id", job_id) ? cJSON_AddArrayToObject(d, "results")
+                                                        : NULL;
     if (res == NULL) {
         cJSON_Delete(d);
         return NULL;
     }
     int ok = 0, failed = 0;
-    for (size_t i = 0; i < n; i++) {
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(report, "items")) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(it, "status");
+        bool good = cJSON_IsString(st) && strcmp(st->valuestring, "succeeded") == 0;
         cJSON *o = cJSON_CreateObject();
         if (o == NULL || !cJSON_AddItemToArray(res, o)) {
             cJSON_Delete(o);
             cJSON_Delete(d);
             return NULL;
         }
-        bool good = add_str(o, "id", items[i].id) &&
-                    cJSON_AddBoolToObject(o, "ok", items[i].ok) != NULL;
-        if (good && !items[i].ok) {
-            cJSON *e = cJSON_AddObjectToObject(o, "error");
-            good = e != NULL && add_str(e, "code", items[i].code) &&
-                   add_str(e, "message", items[i].message != NULL ? items[i].message : "");
-        }
-        if (!good) {
+        /* o belongs to d from here on. */
+        if (!add_str(o, "id", cJSON_IsString(id) ? id->valuestring : "") ||
+            cJSON_AddBoolToObject(o, "ok", good) == NULL ||
+            (!good && !add_copy(o, "error", cJSON_GetObjectItemCaseSensitive(it, "error")))) {
             cJSON_Delete(d);
             return NULL;
         }
-        if (items[i].ok)
+        if (good)
             ok++;
         else
             failed++;
@@ -990,85 +883,52 @@ static cJSON *bulk_reply(const bulk_item *items, size_t n)
     return d;
 }
 
-/* POST /v1/applications/bulk-reject {"application_ids":[...],"reason_id"} */
+/* POST /v1/applications/bulk-reject {"application_ids":[...],"reason_id"}:
+ * always a bulk job (202, GET /v1/bulk/{id}). With ?wait=true the request
+ * waits for that job, up to API_BULK_WAIT_MS: 200 with every item's result
+ * when it is done, else 202 with the job's state as GET /v1/bulk/{id}
+ * reports it. */
 static void op_app_bulk_reject(api_req *rq)
 {
-    /* A job (202, GET /v1/bulk/{id}) unless the caller waits for the result. */
     const char *wait = ah_ex_query(rq->ex, "wait");
     if (wait == NULL || strcmp(wait, "true") != 0) {
         ah_bulk_submit(rq->core, rq->ex, rq->tenant_id, "reject");
         return;
     }
-    static const char *const allowed[] = {"application_ids", "reason_id", NULL};
-    const cJSON *in = body_object(rq, allowed), *reason;
-    if (in == NULL)
+    char id[32], loc[64];
+    int total = 0;
+    if (ah_bulk_create(rq->core, rq->ex, rq->tenant_id, "reject", id, &total) != 0)
         return;
-    const cJSON *ids = member(in, "application_ids");
-    if (ids == NULL) {
-        ah_ex_error(rq->ex, 400, AH_E_INVALID, "application_ids is required");
-        return;
-    }
-    int n = cJSON_IsArray(ids) ? cJSON_GetArraySize(ids) : -1;
-    if (n < 1 || n > API_BULK_MAX) {
-        ah_ex_error(rq->ex, 400, AH_E_INVALID,
-                    "application_ids must be a list of 1 to %d application ids", API_BULK_MAX);
+    bool finished = false;
+    cJSON *rep = ah_bulk_wait(rq->core, rq->tenant_id, id, API_BULK_WAIT_MS, &finished);
+    if (rep == NULL) {
+        ah_ex_error(rq->ex, 500, AH_E_INTERNAL, "cannot read bulk job '%s'", id);
         return;
     }
-    int i = 0;
-    const cJSON *v;
-    cJSON_ArrayForEach(v, ids) {
-        if (!cJSON_IsString(v) || v->valuestring[0] == '\0' ||
-            strlen(v->valuestring) > API_ID_MAX) {
-            ah_ex_error(rq->ex, 400, AH_E_INVALID, "application_ids[%d] must be an id string", i);
-            return;
-        }
-        i++;
-    }
-    if (body_ref(rq, in, "reason_id", true, &reason) != 0)
-        return;
-    bulk_item *items = calloc((size_t)n, sizeof *items);
-    if (items == NULL) {
+    snprintf(loc, sizeof loc, "/v1/bulk/%s", id);
+    if (ah_ex_add_header(rq->ex, "Location", loc) != 0) {
+        cJSON_Delete(rep);
         api_oom(rq);
         return;
     }
-    bool failed = false;
-    i = 0;
-    cJSON_ArrayForEach(v, ids) {
-        bulk_item *it = &items[i++];
-        it->id = v->valuestring;
-        ah_record_row row;
-        ah_conn *c = NULL;
-        int rc = find_record(rq, it->id, "application", &row, &c);
-        if (rc == AH_STORE_NOT_FOUND) {
-            bulk_settle(it, false, AH_E_NOT_FOUND, "no such application");
-            continue;
-        }
-        if (rc != AH_STORE_OK) {
-            bulk_settle(it, false, AH_E_INTERNAL, "cannot read the store");
-            continue;
-        }
-        it->conn_id = c->id;
-        it->conn_name = strdup(c->name);
-        it->remote = strdup(row.remote_id);
-        ah_record_row_free(&row);
-        ah_conn_release(c);
-        if (it->conn_name == NULL || it->remote == NULL)
-            failed = true;
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(rep, "status");
+    if (finished && cJSON_IsString(st) && strcmp(st->valuestring, "done") == 0) {
+        cJSON *d = bulk_results(id, rep);
+        cJSON_Delete(rep);
+        if (d == NULL)
+            api_oom(rq);
+        else
+            respond_data(rq, d);
+        return;
     }
-    for (size_t k = 0; !failed && k < (size_t)n; k++)
-        if (!items[k].sent && bulk_send_group(rq, items, (size_t)n, k, reason) != 0)
-            failed = true;
-    cJSON *d = failed ? NULL : bulk_reply(items, (size_t)n);
-    for (size_t k = 0; k < (size_t)n; k++) {
-        free(items[k].conn_name);
-        free(items[k].remote);
-        free(items[k].message);
-    }
-    free(items);
-    if (d == NULL)
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL || !cJSON_AddItemToObject(o, "data", rep)) {
+        cJSON_Delete(o);
+        cJSON_Delete(rep);
         api_oom(rq);
-    else
-        respond_data(rq, d);
+        return;
+    }
+    ah_ex_respond_json(rq->ex, 202, o);
 }
 
 /* POST /v1/applications/bulk-stage {"application_ids":[...],"stage_id"}: a job. */

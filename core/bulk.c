@@ -39,34 +39,35 @@ static bool valid_ref(const cJSON *v)
     return cJSON_IsNumber(v) && v->valuedouble == (double)(long long)v->valuedouble;
 }
 
-void ah_bulk_submit(ah_core *core, ah_http_exchange *ex, int64_t tenant_id, const char *action)
+int ah_bulk_create(ah_core *core, ah_http_exchange *ex, int64_t tenant_id, const char *action,
+                   char id[32], int *total)
 {
     bool reject = strcmp(action, "reject") == 0;
     const char *ref = reject ? "reason_id" : "stage_id";
     const cJSON *in = ah_ex_json(ex);
     if (in == NULL)
-        return;
+        return -1;
     if (!cJSON_IsObject(in)) {
         ah_ex_error(ex, 400, AH_E_INVALID, "the body must be a JSON object");
-        return;
+        return -1;
     }
     const cJSON *m;
     cJSON_ArrayForEach(m, in) {
         if (strcmp(m->string, "application_ids") != 0 && strcmp(m->string, ref) != 0) {
             ah_ex_error(ex, 400, AH_E_INVALID, "unknown field '%s'", m->string);
-            return;
+            return -1;
         }
     }
     const cJSON *ids = cJSON_GetObjectItemCaseSensitive(in, "application_ids");
     if (ids == NULL) {
         ah_ex_error(ex, 400, AH_E_INVALID, "application_ids is required");
-        return;
+        return -1;
     }
     int n = cJSON_IsArray(ids) ? cJSON_GetArraySize(ids) : -1;
     if (n < 1 || n > BULK_MAX) {
         ah_ex_error(ex, 400, AH_E_INVALID,
                     "application_ids must be a list of 1 to %d application ids", BULK_MAX);
-        return;
+        return -1;
     }
     int i = 0;
     const cJSON *v;
@@ -74,27 +75,27 @@ void ah_bulk_submit(ah_core *core, ah_http_exchange *ex, int64_t tenant_id, cons
         if (!cJSON_IsString(v) || v->valuestring[0] == '\0' ||
             strlen(v->valuestring) > BULK_ID_MAX) {
             ah_ex_error(ex, 400, AH_E_INVALID, "application_ids[%d] must be an id string", i);
-            return;
+            return -1;
         }
         i++;
     }
     const cJSON *rv = cJSON_GetObjectItemCaseSensitive(in, ref);
     if (rv == NULL) {
         ah_ex_error(ex, 400, AH_E_INVALID, "%s is required", ref);
-        return;
+        return -1;
     }
     if (!valid_ref(rv)) {
         ah_ex_error(ex, 400, AH_E_INVALID, "%s must be a non-empty string or an integer", ref);
-        return;
+        return -1;
     }
-    char hex[25], id[32], tid[24], total[16], now[32];
+    char hex[25], tid[24], ntotal[16], now[32];
     if (ah_random_hex(hex, 12) != 0) {
         ah_ex_error(ex, 500, AH_E_INTERNAL, "cannot make an id");
-        return;
+        return -1;
     }
-    snprintf(id, sizeof id, "bulk_%s", hex);
+    snprintf(id, 32, "bulk_%s", hex);
     snprintf(tid, sizeof tid, "%lld", (long long)tenant_id);
-    snprintf(total, sizeof total, "%d", n);
+    snprintf(ntotal, sizeof ntotal, "%d", n);
     ah_now_iso(now);
     cJSON *params = cJSON_CreateObject();
     char *ptext = NULL;
@@ -108,7 +109,7 @@ void ah_bulk_submit(ah_core *core, ah_http_exchange *ex, int64_t tenant_id, cons
         free(rows);
         free(idx);
         ah_ex_error(ex, 500, AH_E_INTERNAL, "out of memory");
-        return;
+        return -1;
     }
     i = 0;
     cJSON_ArrayForEach(v, ids) {
@@ -119,7 +120,7 @@ void ah_bulk_submit(ah_core *core, ah_http_exchange *ex, int64_t tenant_id, cons
         i++;
     }
     /* "preparing" keeps the worker off the job until all its items exist. */
-    const char *pj[] = {id, tid, action, ptext, total, now};
+    const char *pj[] = {id, tid, action, ptext, ntotal, now};
     int rc = ah_trust_sql(core, "INSERT INTO bulk_jobs(id, tenant_id, action, params, status, "
                                 "total, created_at) VALUES($1, $2, $3, $4, 'preparing', $5, $6)",
                           pj, 6, NULL, NULL, NULL);
@@ -136,7 +137,7 @@ void ah_bulk_submit(ah_core *core, ah_http_exchange *ex, int64_t tenant_id, cons
     if (rc != 0) {
         ah_trust_sql(core, "DELETE FROM bulk_jobs WHERE id = $1", pj, 1, NULL, NULL, NULL);
         ah_ex_error(ex, 500, AH_E_INTERNAL, "cannot store the job");
-        return;
+        return -1;
     }
     ah_trust *t = core->trust;
     if (t != NULL) {
@@ -145,6 +146,16 @@ void ah_bulk_submit(ah_core *core, ah_http_exchange *ex, int64_t tenant_id, cons
         pthread_cond_broadcast(&t->bulk_cond);
         pthread_mutex_unlock(&t->mu);
     }
+    *total = n;
+    return 0;
+}
+
+void ah_bulk_submit(ah_core *core, ah_http_exchange *ex, int64_t tenant_id, const char *action)
+{
+    char id[32];
+    int n = 0;
+    if (ah_bulk_create(core, ex, tenant_id, action, id, &n) != 0)
+        return;
     cJSON *o = cJSON_CreateObject(), *d = o != NULL ? cJSON_AddObjectToObject(o, "data") : NULL;
     if (d == NULL) {
         cJSON_Delete(o);
@@ -232,6 +243,56 @@ cJSON *ah_bulk_report(ah_core *core, int64_t tenant_id, const char *job_id)
     cJSON_Delete(items);
     cJSON_Delete(job);
     return o;
+}
+
+/* The job has reached a final status ("done" or "failed"). */
+static bool report_final(const cJSON *r)
+{
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(r, "status");
+    return cJSON_IsString(st) &&
+           (strcmp(st->valuestring, "done") == 0 || strcmp(st->valuestring, "failed") == 0);
+}
+
+cJSON *ah_bulk_wait(ah_core *core, int64_t tenant_id, const char *job_id, long timeout_ms,
+                    bool *finished)
+{
+    ah_trust *t = core->trust;
+    *finished = false;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    for (;;) {
+        /* The count is read before the report, so that a job finishing in
+         * between is not missed: the wait below then returns at once. */
+        unsigned long seen = 0;
+        bool live = false;
+        if (t != NULL) {
+            pthread_mutex_lock(&t->mu);
+            seen = t->bulk_done;
+            live = t->bulk_running && !t->bulk_stopping;
+            pthread_mutex_unlock(&t->mu);
+        }
+        cJSON *r = ah_bulk_report(core, tenant_id, job_id);
+        if (r == NULL || report_final(r)) {
+            *finished = r != NULL;
+            return r;
+        }
+        if (!live)
+            return r; /* no worker will finish it while we wait */
+        int rc = 0;
+        pthread_mutex_lock(&t->mu);
+        while (rc == 0 && t->bulk_done == seen && t->bulk_running && !t->bulk_stopping)
+            rc = pthread_cond_timedwait(&t->bulk_cond, &t->mu, &until);
+        pthread_mutex_unlock(&t->mu);
+        if (rc != 0)
+            return r; /* the deadline passed: the state it had then */
+        cJSON_Delete(r);
+    }
 }
 
 /* --- the worker ------------------------------------------------------------ */
@@ -361,6 +422,13 @@ static bool run_next_job(ah_core *core, ah_trust *t)
     } else if (params == NULL) {
         ah_trust_sql(core, "UPDATE bulk_jobs SET status = 'failed' WHERE id = $1", p, 1, NULL,
                      NULL, NULL);
+    }
+    if (complete || params == NULL) {
+        /* Wakes the requests waiting for a job (ah_bulk_wait). */
+        pthread_mutex_lock(&t->mu);
+        t->bulk_done++;
+        pthread_cond_broadcast(&t->bulk_cond);
+        pthread_mutex_unlock(&t->mu);
     }
     cJSON_Delete(items);
     cJSON_Delete(params);

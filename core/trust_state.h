@@ -22,11 +22,12 @@ struct ah_trust {
     ah_bucket *buckets;
     size_t nbuckets, capbuckets;
 
-    pthread_cond_t bulk_cond; /* a job was queued, or stop */
+    pthread_cond_t bulk_cond; /* a job was queued or finished, or stop */
     pthread_t bulk_thread;
     bool bulk_running;
     bool bulk_stopping;
-    bool bulk_kick; /* a job was queued since the worker last looked */
+    bool bulk_kick;          /* a job was queued since the worker last looked */
+    unsigned long bulk_done; /* jobs finished so far (what ah_bulk_wait watches) */
 
     long last_prune_s; /* monotonic seconds of the last event-log prune */
 };
