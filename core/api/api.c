@@ -25,7 +25,10 @@
 
 #define API_LIMIT_DEFAULT 100
 #define API_LIMIT_MAX 500
-#define API_BULK_MAX 1000
+/* How long POST /v1/applications/bulk-reject?wait=true holds its server
+ * thread waiting for the bulk job: long enough for a batch of a provider
+ * at a normal pace, short of the usual client and proxy timeouts. */
+#define API_BULK_WAIT_MS 30000L
 #define API_NOTE_MAX (100 * 1024)
 #define API_FILENAME_MAX 255
 #define API_REF_MAX 128     /* stage, reason, action ids */
@@ -33,28 +36,26 @@
 #define API_SEARCH_MAX 256  /* candidate search terms */
 #define API_PCURSOR_MAX 1024 /* a provider's opaque cursor */
 #define API_ID_MAX 64       /* an atshub record id */
-#define API_SEG_MAX 128     /* a path segment */
 
 enum {
     K_JOB = 1u << 0,
     K_CANDIDATE = 1u << 1,
     K_APPLICATION = 1u << 2,
-    K_ALL = K_JOB | K_CANDIDATE | K_APPLICATION,
 };
 
-/* A record collection: its path, store type and the key its id goes under
- * in a plugin body. The store type doubles as the custom-fields entity. */
+/* A record collection: its store type and the key its id goes under in a
+ * plugin body. The store type doubles as the custom-fields entity. */
 typedef struct api_kind {
     unsigned bit;
-    const char *prefix;
     const char *type;
     const char *id_key;
 } api_kind;
 
+/* In this order: KJ, KC and KA (the route table) index it. */
 static const api_kind api_kinds[] = {
-    {K_JOB, "/v1/jobs", "job", "job_id"},
-    {K_CANDIDATE, "/v1/candidates", "candidate", "candidate_id"},
-    {K_APPLICATION, "/v1/applications", "application", "application_id"},
+    {K_JOB, "job", "job_id"},
+    {K_CANDIDATE, "candidate", "candidate_id"},
+    {K_APPLICATION, "application", "application_id"},
 };
 #define API_NKINDS (sizeof api_kinds / sizeof api_kinds[0])
 
@@ -66,8 +67,6 @@ typedef struct api_req {
     int64_t tenant_id;
     const api_kind *kind;
     const char *id; /* the {id} segment, when the route has one */
-    char seg[2][API_SEG_MAX];
-    int nseg;
     cJSON *empty; /* stands for an empty request body */
 } api_req;
 
@@ -847,148 +846,38 @@ static void op_app_create(api_req *rq)
 /* Bulk reject                                                               */
 /* ------------------------------------------------------------------------ */
 
-typedef struct bulk_item {
-    const char *id;  /* borrowed from the request body */
-    int64_t conn_id; /* 0: settled without a plugin call */
-    char *conn_name;
-    char *remote;
-    bool sent;
-    bool ok;
-    char code[64];
-    char *message;
-} bulk_item;
-
-static void bulk_settle(bulk_item *it, bool ok, const char *code, const char *msg)
-{
-    it->ok = ok;
-    it->sent = true;
-    if (!ok) {
-        snprintf(it->code, sizeof it->code, "%s", code != NULL && *code ? code : AH_E_PLUGIN);
-        free(it->message);
-        it->message = strdup(msg != NULL ? msg : it->code);
-    }
-}
-
-/* The plugin's result for `remote` in {"results":[{"application_id", "ok",
- * "error"}]}; NULL when it reported none. */
-static const cJSON *bulk_result_for(const cJSON *results, const char *remote)
-{
-    const cJSON *r;
-    cJSON_ArrayForEach(r, results) {
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(r, "application_id");
-        if (id == NULL)
-            id = cJSON_GetObjectItemCaseSensitive(r, "id");
-        char num[32];
-        const char *s = NULL;
-        if (cJSON_IsString(id)) {
-            s = id->valuestring;
-        } else if (cJSON_IsNumber(id) && is_integral(id->valuedouble)) {
-            snprintf(num, sizeof num, "%.0f", id->valuedouble);
-            s = num;
-        }
-        if (s != NULL && strcmp(s, remote) == 0)
-            return r;
-    }
-    return NULL;
-}
-
-static void bulk_apply_result(bulk_item *it, const cJSON *results)
-{
-    if (!cJSON_IsArray(results)) {
-        bulk_settle(it, true, NULL, NULL); /* the plugin accepted the whole batch */
-        return;
-    }
-    const cJSON *r = bulk_result_for(results, it->remote);
-    if (r == NULL) {
-        bulk_settle(it, false, AH_E_PLUGIN, "the plugin reported no result for this application");
-        return;
-    }
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "ok"))) {
-        bulk_settle(it, true, NULL, NULL);
-        return;
-    }
-    const cJSON *e = cJSON_GetObjectItemCaseSensitive(r, "error");
-    const char *code = NULL, *msg = NULL;
-    if (cJSON_IsObject(e)) {
-        const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "code");
-        const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "message");
-        code = cJSON_IsString(c) ? c->valuestring : NULL;
-        msg = cJSON_IsString(m) ? m->valuestring : NULL;
-    } else if (cJSON_IsString(e)) {
-        msg = e->valuestring;
-    }
-    bulk_settle(it, false, code, msg != NULL ? msg : "the plugin could not reject it");
-}
-
-/* One applications.bulk_reject for the items of items[first]'s connection. */
-static int bulk_send_group(api_req *rq, bulk_item *items, size_t n, size_t first,
-                           const cJSON *reason)
-{
-    int64_t cid = items[first].conn_id;
-    cJSON *b = cJSON_CreateObject();
-    cJSON *ids = b != NULL ? cJSON_AddArrayToObject(b, "application_ids") : NULL;
-    if (ids == NULL || !add_copy(b, "reason_id", reason)) {
-        cJSON_Delete(b);
-        return -1;
-    }
-    for (size_t i = first; i < n; i++) {
-        if (items[i].sent || items[i].conn_id != cid)
-            continue;
-        bool dup = false;
-        for (size_t j = first; !dup && j < i; j++)
-            dup = items[j].conn_id == cid && strcmp(items[j].remote, items[i].remote) == 0;
-        cJSON *s = dup ? NULL : cJSON_CreateString(items[i].remote);
-        if (!dup && (s == NULL || !cJSON_AddItemToArray(ids, s))) {
-            cJSON_Delete(s);
-            cJSON_Delete(b);
-            return -1;
-        }
-    }
-    ah_reply r;
-    memset(&r, 0, sizeof r);
-    ah_core_request(rq->core, rq->tenant, items[first].conn_name, "applications.bulk_reject", b,
-                    &r);
-    const cJSON *results = r.ok ? cJSON_GetObjectItemCaseSensitive(r.body, "results") : NULL;
-    for (size_t i = first; i < n; i++) {
-        if (items[i].sent || items[i].conn_id != cid)
-            continue;
-        if (r.ok)
-            bulk_apply_result(&items[i], results);
-        else
-            bulk_settle(&items[i], false, r.code, r.message);
-    }
-    ah_reply_free(&r);
-    return 0;
-}
-
-static cJSON *bulk_reply(const bulk_item *items, size_t n)
+/* A finished bulk job's report as the answer of a waited-for bulk reject:
+ * {"id": <job>, "results":[{"id","ok","error"?}], "succeeded","failed"},
+ * one result per input item, in input order. NULL on OOM. */
+static cJSON *bulk_results(const char *job_id, const cJSON *report)
 {
     cJSON *d = cJSON_CreateObject();
-    cJSON *res = d != NULL ? cJSON_AddArrayToObject(d, "results") : NULL;
+    cJSON *res = d != NULL && add_str(d, "id", job_id) ? cJSON_AddArrayToObject(d, "results")
+                                                        : NULL;
     if (res == NULL) {
         cJSON_Delete(d);
         return NULL;
     }
     int ok = 0, failed = 0;
-    for (size_t i = 0; i < n; i++) {
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(report, "items")) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(it, "status");
+        bool good = cJSON_IsString(st) && strcmp(st->valuestring, "succeeded") == 0;
         cJSON *o = cJSON_CreateObject();
         if (o == NULL || !cJSON_AddItemToArray(res, o)) {
             cJSON_Delete(o);
             cJSON_Delete(d);
             return NULL;
         }
-        bool good = add_str(o, "id", items[i].id) &&
-                    cJSON_AddBoolToObject(o, "ok", items[i].ok) != NULL;
-        if (good && !items[i].ok) {
-            cJSON *e = cJSON_AddObjectToObject(o, "error");
-            good = e != NULL && add_str(e, "code", items[i].code) &&
-                   add_str(e, "message", items[i].message != NULL ? items[i].message : "");
-        }
-        if (!good) {
+        /* o belongs to d from here on. */
+        if (!add_str(o, "id", cJSON_IsString(id) ? id->valuestring : "") ||
+            cJSON_AddBoolToObject(o, "ok", good) == NULL ||
+            (!good && !add_copy(o, "error", cJSON_GetObjectItemCaseSensitive(it, "error")))) {
             cJSON_Delete(d);
             return NULL;
         }
-        if (items[i].ok)
+        if (good)
             ok++;
         else
             failed++;
@@ -1001,85 +890,52 @@ static cJSON *bulk_reply(const bulk_item *items, size_t n)
     return d;
 }
 
-/* POST /v1/applications/bulk-reject {"application_ids":[...],"reason_id"} */
+/* POST /v1/applications/bulk-reject {"application_ids":[...],"reason_id"}:
+ * always a bulk job (202, GET /v1/bulk/{id}). With ?wait=true the request
+ * waits for that job, up to API_BULK_WAIT_MS: 200 with every item's result
+ * when it is done, else 202 with the job's state as GET /v1/bulk/{id}
+ * reports it. */
 static void op_app_bulk_reject(api_req *rq)
 {
-    /* A job (202, GET /v1/bulk/{id}) unless the caller waits for the result. */
     const char *wait = ah_ex_query(rq->ex, "wait");
     if (wait == NULL || strcmp(wait, "true") != 0) {
         ah_bulk_submit(rq->core, rq->ex, rq->tenant_id, "reject");
         return;
     }
-    static const char *const allowed[] = {"application_ids", "reason_id", NULL};
-    const cJSON *in = body_object(rq, allowed), *reason;
-    if (in == NULL)
+    char id[32], loc[64];
+    int total = 0;
+    if (ah_bulk_create(rq->core, rq->ex, rq->tenant_id, "reject", id, &total) != 0)
         return;
-    const cJSON *ids = member(in, "application_ids");
-    if (ids == NULL) {
-        ah_ex_error(rq->ex, 400, AH_E_INVALID, "application_ids is required");
-        return;
-    }
-    int n = cJSON_IsArray(ids) ? cJSON_GetArraySize(ids) : -1;
-    if (n < 1 || n > API_BULK_MAX) {
-        ah_ex_error(rq->ex, 400, AH_E_INVALID,
-                    "application_ids must be a list of 1 to %d application ids", API_BULK_MAX);
+    bool finished = false;
+    cJSON *rep = ah_bulk_wait(rq->core, rq->tenant_id, id, API_BULK_WAIT_MS, &finished);
+    if (rep == NULL) {
+        ah_ex_error(rq->ex, 500, AH_E_INTERNAL, "cannot read bulk job '%s'", id);
         return;
     }
-    int i = 0;
-    const cJSON *v;
-    cJSON_ArrayForEach(v, ids) {
-        if (!cJSON_IsString(v) || v->valuestring[0] == '\0' ||
-            strlen(v->valuestring) > API_ID_MAX) {
-            ah_ex_error(rq->ex, 400, AH_E_INVALID, "application_ids[%d] must be an id string", i);
-            return;
-        }
-        i++;
-    }
-    if (body_ref(rq, in, "reason_id", true, &reason) != 0)
-        return;
-    bulk_item *items = calloc((size_t)n, sizeof *items);
-    if (items == NULL) {
+    snprintf(loc, sizeof loc, "/v1/bulk/%s", id);
+    if (ah_ex_add_header(rq->ex, "Location", loc) != 0) {
+        cJSON_Delete(rep);
         api_oom(rq);
         return;
     }
-    bool failed = false;
-    i = 0;
-    cJSON_ArrayForEach(v, ids) {
-        bulk_item *it = &items[i++];
-        it->id = v->valuestring;
-        ah_record_row row;
-        ah_conn *c = NULL;
-        int rc = find_record(rq, it->id, "application", &row, &c);
-        if (rc == AH_STORE_NOT_FOUND) {
-            bulk_settle(it, false, AH_E_NOT_FOUND, "no such application");
-            continue;
-        }
-        if (rc != AH_STORE_OK) {
-            bulk_settle(it, false, AH_E_INTERNAL, "cannot read the store");
-            continue;
-        }
-        it->conn_id = c->id;
-        it->conn_name = strdup(c->name);
-        it->remote = strdup(row.remote_id);
-        ah_record_row_free(&row);
-        ah_conn_release(c);
-        if (it->conn_name == NULL || it->remote == NULL)
-            failed = true;
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(rep, "status");
+    if (finished && cJSON_IsString(st) && strcmp(st->valuestring, "done") == 0) {
+        cJSON *d = bulk_results(id, rep);
+        cJSON_Delete(rep);
+        if (d == NULL)
+            api_oom(rq);
+        else
+            respond_data(rq, d);
+        return;
     }
-    for (size_t k = 0; !failed && k < (size_t)n; k++)
-        if (!items[k].sent && bulk_send_group(rq, items, (size_t)n, k, reason) != 0)
-            failed = true;
-    cJSON *d = failed ? NULL : bulk_reply(items, (size_t)n);
-    for (size_t k = 0; k < (size_t)n; k++) {
-        free(items[k].conn_name);
-        free(items[k].remote);
-        free(items[k].message);
-    }
-    free(items);
-    if (d == NULL)
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL || !cJSON_AddItemToObject(o, "data", rep)) {
+        cJSON_Delete(o);
+        cJSON_Delete(rep);
         api_oom(rq);
-    else
-        respond_data(rq, d);
+        return;
+    }
+    ah_ex_respond_json(rq->ex, 202, o);
 }
 
 /* POST /v1/applications/bulk-stage {"application_ids":[...],"stage_id"}: a job. */
@@ -1165,191 +1021,115 @@ static void op_jobs_enhanced_batch(api_req *rq)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Dispatch                                                                  */
+/* Connection resources                                                      */
 /* ------------------------------------------------------------------------ */
 
-#define SEG_ID "{id}"
+/* GET /v1/stages */
+static void op_stages(api_req *rq)
+{
+    send_named(rq, "applications.list_stages", cJSON_CreateObject());
+}
+
+/* GET /v1/disposition-reasons */
+static void op_reasons(api_req *rq)
+{
+    send_named(rq, "dispositions.list", cJSON_CreateObject());
+}
+
+/* GET /v1/custom-fields/{entity}: entity is a record type. */
+static void op_cf_defs(api_req *rq)
+{
+    const char *want = ah_ex_param(rq->ex, "entity"), *entity = NULL;
+    for (size_t i = 0; want != NULL && i < API_NKINDS; i++)
+        if (strcmp(want, api_kinds[i].type) == 0)
+            entity = api_kinds[i].type;
+    if (entity == NULL) {
+        ah_ex_error(rq->ex, 404, AH_E_NOT_FOUND, "no route for %s", ah_ex_path(rq->ex));
+        return;
+    }
+    send_named(rq, "custom_fields.list", obj1("entity", entity));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Routes                                                                    */
+/* ------------------------------------------------------------------------ */
 
 typedef void (*api_fn)(api_req *rq);
 
-/* One route under a record collection: the collections it exists for, its
- * method, and its segments after the collection (NULL: fewer; SEG_ID: a
- * record id; anything else: that literal). */
-typedef struct api_op {
-    unsigned kinds;
-    const char *method;
-    const char *s0;
-    const char *s1;
-    api_fn fn;
-} api_op;
-
-static const api_op api_ops[] = {
-    {K_ALL, "GET", NULL, NULL, op_list},
-    {K_APPLICATION, "POST", NULL, NULL, op_app_create},
-    {K_JOB, "GET", "enhanced", NULL, op_jobs_enhanced_batch},
-    {K_CANDIDATE, "GET", "search", NULL, op_cand_search},
-    {K_APPLICATION, "POST", "bulk-reject", NULL, op_app_bulk_reject},
-    {K_APPLICATION, "POST", "bulk-stage", NULL, op_app_bulk_stage},
-    {K_ALL, "GET", SEG_ID, NULL, op_get},
-    {K_APPLICATION, "POST", SEG_ID, "stage", op_app_stage},
-    {K_APPLICATION, "POST", SEG_ID, "reject", op_app_reject},
-    {K_APPLICATION | K_CANDIDATE, "POST", SEG_ID, "notes", op_notes},
-    {K_APPLICATION | K_CANDIDATE, "POST", SEG_ID, "attachments", op_attachments},
-    {K_CANDIDATE, "GET", SEG_ID, "resume", op_resume},
-    {K_ALL, "GET", SEG_ID, "custom-fields", op_cf_values},
-    {K_ALL, "PATCH", SEG_ID, "custom-fields", op_cf_update},
-    {K_JOB, "GET", SEG_ID, "enhanced", op_job_enhanced},
-};
-#define API_NOPS (sizeof api_ops / sizeof api_ops[0])
-
-/* Splits "/a/b" into rq->seg; -1 for anything else (empty segments, too
- * many or too long). "" has no segment. */
-static int split_segments(api_req *rq, const char *p)
-{
-    rq->nseg = 0;
-    while (*p != '\0') {
-        if (*p != '/' || rq->nseg == 2)
-            return -1;
-        p++;
-        size_t n = strcspn(p, "/");
-        if (n == 0 || n >= API_SEG_MAX)
-            return -1;
-        memcpy(rq->seg[rq->nseg], p, n);
-        rq->seg[rq->nseg][n] = '\0';
-        rq->nseg++;
-        p += n;
-    }
-    return 0;
-}
-
-static bool seg_matches(const char *want, const char *have, bool reserved)
-{
-    if (strcmp(want, SEG_ID) == 0)
-        return !reserved;
-    return strcmp(want, have) == 0;
-}
-
-static bool op_matches(const api_op *op, const api_req *rq, bool reserved0)
-{
-    if (!(op->kinds & rq->kind->bit))
-        return false;
-    int n = op->s0 == NULL ? 0 : op->s1 == NULL ? 1 : 2;
-    if (n != rq->nseg)
-        return false;
-    return (n < 1 || seg_matches(op->s0, rq->seg[0], reserved0)) &&
-           (n < 2 || seg_matches(op->s1, rq->seg[1], false));
-}
-
-/* Answers 405 with the methods the path has. */
-static void method_not_allowed(api_req *rq, const char *allow)
-{
-    ah_ex_add_header(rq->ex, "Allow", allow);
-    ah_ex_error(rq->ex, 405, "method_not_allowed", "%s is not allowed here; use %s",
-                ah_ex_method(rq->ex), allow);
-}
-
-static void allow_add(char *allow, size_t cap, const char *method)
-{
-    if (strstr(allow, method) != NULL)
-        return;
-    size_t n = strlen(allow);
-    snprintf(allow + n, cap - n, "%s%s", n ? ", " : "", method);
-}
-
-static void dispatch_kind(api_req *rq, const char *rest)
-{
-    if (split_segments(rq, rest) != 0) {
-        ah_ex_error(rq->ex, 404, AH_E_NOT_FOUND, "no route for %s", ah_ex_path(rq->ex));
-        return;
-    }
-    /* A literal first segment ("search", "enhanced", ...) is never an id. */
-    bool reserved0 = false;
-    for (size_t i = 0; rq->nseg > 0 && i < API_NOPS; i++)
-        if ((api_ops[i].kinds & rq->kind->bit) && api_ops[i].s0 != NULL &&
-            strcmp(api_ops[i].s0, SEG_ID) != 0 && strcmp(api_ops[i].s0, rq->seg[0]) == 0)
-            reserved0 = true;
-    char allow[64] = "";
-    const char *method = ah_ex_method(rq->ex);
-    for (size_t i = 0; i < API_NOPS; i++) {
-        const api_op *op = &api_ops[i];
-        if (!op_matches(op, rq, reserved0))
-            continue;
-        if (strcmp(op->method, method) == 0) {
-            if (op->s0 != NULL && strcmp(op->s0, SEG_ID) == 0)
-                rq->id = rq->seg[0];
-            op->fn(rq);
-            return;
-        }
-        allow_add(allow, sizeof allow, op->method);
-    }
-    if (allow[0] != '\0')
-        method_not_allowed(rq, allow);
-    else
-        ah_ex_error(rq->ex, 404, AH_E_NOT_FOUND, "no route for %s", ah_ex_path(rq->ex));
-}
-
-/* GET /v1/stages, /v1/disposition-reasons, /v1/custom-fields/{entity} */
-static void dispatch_conn_resource(api_req *rq, const char *path)
-{
-    const char *topic = NULL, *entity = NULL;
-    if (strcmp(path, "/v1/stages") == 0) {
-        topic = "applications.list_stages";
-    } else if (strcmp(path, "/v1/disposition-reasons") == 0) {
-        topic = "dispositions.list";
-    } else if (strncmp(path, "/v1/custom-fields/", 18) == 0) {
-        for (size_t i = 0; i < API_NKINDS; i++)
-            if (strcmp(path + 18, api_kinds[i].type) == 0)
-                entity = api_kinds[i].type;
-        if (entity != NULL)
-            topic = "custom_fields.list";
-    }
-    if (topic == NULL) {
-        ah_ex_error(rq->ex, 404, AH_E_NOT_FOUND, "no route for %s", path);
-        return;
-    }
-    if (strcmp(ah_ex_method(rq->ex), "GET") != 0) {
-        method_not_allowed(rq, "GET");
-        return;
-    }
-    cJSON *b = entity != NULL ? obj1("entity", entity) : cJSON_CreateObject();
-    if (b == NULL) {
-        api_oom(rq);
-        return;
-    }
-    send_named(rq, topic, b);
-}
-
-static void api_handler(void *arg, ah_http_exchange *ex)
+/* Serves one route: authenticates, then runs fn on the collection `kind`
+ * (NULL for the connection resources) with the path's {id}, if any. */
+static void api_serve(void *core, ah_http_exchange *ex, const api_kind *kind, api_fn fn)
 {
     api_req rq;
     memset(&rq, 0, sizeof rq);
-    rq.core = arg;
+    rq.core = core;
     rq.ex = ex;
-    if (api_auth(&rq) != 0)
-        return;
-    const char *path = ah_ex_path(ex);
-    for (size_t i = 0; i < API_NKINDS; i++) {
-        size_t n = strlen(api_kinds[i].prefix);
-        if (strncmp(path, api_kinds[i].prefix, n) == 0 && (path[n] == '\0' || path[n] == '/')) {
-            rq.kind = &api_kinds[i];
-            dispatch_kind(&rq, path + n);
-            cJSON_Delete(rq.empty);
-            return;
-        }
-    }
-    dispatch_conn_resource(&rq, path);
+    rq.kind = kind;
+    rq.id = ah_ex_param(ex, "id");
+    if (api_auth(&rq) == 0)
+        fn(&rq);
     cJSON_Delete(rq.empty);
 }
 
+#define KJ (&api_kinds[0])
+#define KC (&api_kinds[1])
+#define KA (&api_kinds[2])
+
+/* Every route of this file: handler name, method, path, collection and
+ * operation. httpd matches them (an exact path such as
+ * /v1/applications/bulk-reject before the template /v1/applications/{id});
+ * each gets a handler of its own, so nothing is looked up per request. */
+#define API_ROUTES(X)                                                                      \
+    X(jobs, "GET", "/v1/jobs", KJ, op_list)                                                \
+    X(jobs_enhanced, "GET", "/v1/jobs/enhanced", KJ, op_jobs_enhanced_batch)               \
+    X(job, "GET", "/v1/jobs/{id}", KJ, op_get)                                             \
+    X(job_cf, "GET", "/v1/jobs/{id}/custom-fields", KJ, op_cf_values)                      \
+    X(job_cf_set, "PATCH", "/v1/jobs/{id}/custom-fields", KJ, op_cf_update)                \
+    X(job_enhanced, "GET", "/v1/jobs/{id}/enhanced", KJ, op_job_enhanced)                  \
+    X(cands, "GET", "/v1/candidates", KC, op_list)                                         \
+    X(cand_search, "GET", "/v1/candidates/search", KC, op_cand_search)                     \
+    X(cand, "GET", "/v1/candidates/{id}", KC, op_get)                                      \
+    X(cand_notes, "POST", "/v1/candidates/{id}/notes", KC, op_notes)                       \
+    X(cand_att, "POST", "/v1/candidates/{id}/attachments", KC, op_attachments)             \
+    X(cand_resume, "GET", "/v1/candidates/{id}/resume", KC, op_resume)                     \
+    X(cand_cf, "GET", "/v1/candidates/{id}/custom-fields", KC, op_cf_values)               \
+    X(cand_cf_set, "PATCH", "/v1/candidates/{id}/custom-fields", KC, op_cf_update)         \
+    X(apps, "GET", "/v1/applications", KA, op_list)                                        \
+    X(app_create, "POST", "/v1/applications", KA, op_app_create)                           \
+    X(app_bulk_reject, "POST", "/v1/applications/bulk-reject", KA, op_app_bulk_reject)     \
+    X(app_bulk_stage, "POST", "/v1/applications/bulk-stage", KA, op_app_bulk_stage)        \
+    X(app, "GET", "/v1/applications/{id}", KA, op_get)                                     \
+    X(app_stage, "POST", "/v1/applications/{id}/stage", KA, op_app_stage)                  \
+    X(app_reject, "POST", "/v1/applications/{id}/reject", KA, op_app_reject)               \
+    X(app_notes, "POST", "/v1/applications/{id}/notes", KA, op_notes)                      \
+    X(app_att, "POST", "/v1/applications/{id}/attachments", KA, op_attachments)            \
+    X(app_cf, "GET", "/v1/applications/{id}/custom-fields", KA, op_cf_values)              \
+    X(app_cf_set, "PATCH", "/v1/applications/{id}/custom-fields", KA, op_cf_update)        \
+    X(stages, "GET", "/v1/stages", NULL, op_stages)                                        \
+    X(reasons, "GET", "/v1/disposition-reasons", NULL, op_reasons)                         \
+    X(cf_defs, "GET", "/v1/custom-fields/{entity}", NULL, op_cf_defs)
+
+#define API_HANDLER(name, method, path, kind, fn)                                          \
+    static void h_##name(void *core, ah_http_exchange *ex)                                 \
+    {                                                                                      \
+        api_serve(core, ex, kind, fn);                                                     \
+    }
+API_ROUTES(API_HANDLER)
+
+static const struct {
+    const char *method;
+    const char *path;
+    ah_http_handler fn;
+} api_routes[] = {
+#define API_ENTRY(name, method, path, kind, fn) {method, path, h_##name},
+    API_ROUTES(API_ENTRY)
+};
+
 int ah_api_register(ah_core *core)
 {
-    ah_httpd *h = core->httpd;
-    for (size_t i = 0; i < API_NKINDS; i++)
-        if (ah_httpd_route(h, "*", api_kinds[i].prefix, AH_HTTPD_PREFIX, api_handler, core) != 0)
+    for (size_t i = 0; i < sizeof api_routes / sizeof api_routes[0]; i++)
+        if (ah_httpd_route(core->httpd, api_routes[i].method, api_routes[i].path, 0,
+                           api_routes[i].fn, core) != 0)
             return -1;
-    if (ah_httpd_route(h, "*", "/v1/stages", 0, api_handler, core) != 0 ||
-        ah_httpd_route(h, "*", "/v1/disposition-reasons", 0, api_handler, core) != 0 ||
-        ah_httpd_route(h, "*", "/v1/custom-fields/", AH_HTTPD_PREFIX, api_handler, core) != 0)
-        return -1;
     return 0;
 }

@@ -29,11 +29,12 @@
 
 struct ah_bulk {
     pthread_mutex_t mu;  /* guards the flags below */
-    pthread_cond_t cond; /* a job was queued, or stop */
+    pthread_cond_t cond; /* a job was queued or finished, or stop */
     pthread_t thread;
     bool running;
     bool stopping;
-    bool kick; /* a job was queued since the worker last looked */
+    bool kick;          /* a job was queued since the worker last looked */
+    unsigned long done; /* jobs finished so far (what ah_bulk_wait watches) */
 };
 
 ah_bulk *ah_bulk_new(void)
@@ -70,34 +71,35 @@ static bool valid_ref(const cJSON *v)
     return cJSON_IsNumber(v) && v->valuedouble == (double)(long long)v->valuedouble;
 }
 
-void ah_bulk_submit(ah_core *core, ah_http_exchange *ex, int64_t tenant_id, const char *action)
+int ah_bulk_create(ah_core *core, ah_http_exchange *ex, int64_t tenant_id, const char *action,
+                   char id[32], int *total)
 {
     bool reject = strcmp(action, "reject") == 0;
     const char *ref = reject ? "reason_id" : "stage_id";
     const cJSON *in = ah_ex_json(ex);
     if (in == NULL)
-        return;
+        return -1;
     if (!cJSON_IsObject(in)) {
         ah_ex_error(ex, 400, AH_E_INVALID, "the body must be a JSON object");
-        return;
+        return -1;
     }
     const cJSON *m;
     cJSON_ArrayForEach(m, in) {
         if (strcmp(m->string, "application_ids") != 0 && strcmp(m->string, ref) != 0) {
             ah_ex_error(ex, 400, AH_E_INVALID, "unknown field '%s'", m->string);
-            return;
+            return -1;
         }
     }
     const cJSON *ids = cJSON_GetObjectItemCaseSensitive(in, "application_ids");
     if (ids == NULL) {
         ah_ex_error(ex, 400, AH_E_INVALID, "application_ids is required");
-        return;
+        return -1;
     }
     int n = cJSON_IsArray(ids) ? cJSON_GetArraySize(ids) : -1;
     if (n < 1 || n > BULK_MAX) {
         ah_ex_error(ex, 400, AH_E_INVALID,
                     "application_ids must be a list of 1 to %d application ids", BULK_MAX);
-        return;
+        return -1;
     }
     int i = 0;
     const cJSON *v;
@@ -105,25 +107,25 @@ void ah_bulk_submit(ah_core *core, ah_http_exchange *ex, int64_t tenant_id, cons
         if (!cJSON_IsString(v) || v->valuestring[0] == '\0' ||
             strlen(v->valuestring) > BULK_ID_MAX) {
             ah_ex_error(ex, 400, AH_E_INVALID, "application_ids[%d] must be an id string", i);
-            return;
+            return -1;
         }
         i++;
     }
     const cJSON *rv = cJSON_GetObjectItemCaseSensitive(in, ref);
     if (rv == NULL) {
         ah_ex_error(ex, 400, AH_E_INVALID, "%s is required", ref);
-        return;
+        return -1;
     }
     if (!valid_ref(rv)) {
         ah_ex_error(ex, 400, AH_E_INVALID, "%s must be a non-empty string or an integer", ref);
-        return;
+        return -1;
     }
-    char hex[25], id[32];
+    char hex[25];
     if (ah_random_hex(hex, 12) != 0) {
         ah_ex_error(ex, 500, AH_E_INTERNAL, "cannot make an id");
-        return;
+        return -1;
     }
-    snprintf(id, sizeof id, "bulk_%s", hex);
+    snprintf(id, 32, "bulk_%s", hex);
     cJSON *params = cJSON_CreateObject();
     char *ptext = NULL;
     if (params != NULL && cJSON_AddItemToObject(params, ref, cJSON_Duplicate(rv, true)))
@@ -134,7 +136,7 @@ void ah_bulk_submit(ah_core *core, ah_http_exchange *ex, int64_t tenant_id, cons
         free(ptext);
         free(recs);
         ah_ex_error(ex, 500, AH_E_INTERNAL, "out of memory");
-        return;
+        return -1;
     }
     i = 0;
     cJSON_ArrayForEach(v, ids)
@@ -147,7 +149,7 @@ void ah_bulk_submit(ah_core *core, ah_http_exchange *ex, int64_t tenant_id, cons
     free(recs);
     if (rc != 0) {
         ah_ex_error(ex, 500, AH_E_INTERNAL, "cannot store the job");
-        return;
+        return -1;
     }
     ah_bulk *t = core->bulk;
     if (t != NULL) {
@@ -156,6 +158,16 @@ void ah_bulk_submit(ah_core *core, ah_http_exchange *ex, int64_t tenant_id, cons
         pthread_cond_broadcast(&t->cond);
         pthread_mutex_unlock(&t->mu);
     }
+    *total = n;
+    return 0;
+}
+
+void ah_bulk_submit(ah_core *core, ah_http_exchange *ex, int64_t tenant_id, const char *action)
+{
+    char id[32];
+    int n = 0;
+    if (ah_bulk_create(core, ex, tenant_id, action, id, &n) != 0)
+        return;
     cJSON *o = cJSON_CreateObject(), *d = o != NULL ? cJSON_AddObjectToObject(o, "data") : NULL;
     if (d == NULL) {
         cJSON_Delete(o);
@@ -231,6 +243,56 @@ cJSON *ah_bulk_report(ah_core *core, int64_t tenant_id, const char *job_id)
     cJSON_AddItemToObject(o, "items", list);
     ah_bulk_job_row_free(&job);
     return o;
+}
+
+/* The job has reached a final status ("done" or "failed"). */
+static bool report_final(const cJSON *r)
+{
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(r, "status");
+    return cJSON_IsString(st) &&
+           (strcmp(st->valuestring, "done") == 0 || strcmp(st->valuestring, "failed") == 0);
+}
+
+cJSON *ah_bulk_wait(ah_core *core, int64_t tenant_id, const char *job_id, long timeout_ms,
+                    bool *finished)
+{
+    ah_bulk *t = core->bulk;
+    *finished = false;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    for (;;) {
+        /* The count is read before the report, so that a job finishing in
+         * between is not missed: the wait below then returns at once. */
+        unsigned long seen = 0;
+        bool live = false;
+        if (t != NULL) {
+            pthread_mutex_lock(&t->mu);
+            seen = t->done;
+            live = t->running && !t->stopping;
+            pthread_mutex_unlock(&t->mu);
+        }
+        cJSON *r = ah_bulk_report(core, tenant_id, job_id);
+        if (r == NULL || report_final(r)) {
+            *finished = r != NULL;
+            return r;
+        }
+        if (!live)
+            return r; /* no worker will finish it while we wait */
+        int rc = 0;
+        pthread_mutex_lock(&t->mu);
+        while (rc == 0 && t->done == seen && t->running && !t->stopping)
+            rc = pthread_cond_timedwait(&t->cond, &t->mu, &until);
+        pthread_mutex_unlock(&t->mu);
+        if (rc != 0)
+            return r; /* the deadline passed: the state it had then */
+        cJSON_Delete(r);
+    }
 }
 
 /* --- the worker ------------------------------------------------------------ */
@@ -357,6 +419,13 @@ static bool run_next_job(ah_core *core, ah_bulk *t)
         job_status(core, job.id, "done", now);
     } else if (params == NULL) {
         job_status(core, job.id, "failed", NULL);
+    }
+    if (r.complete || params == NULL) {
+        /* Wakes the requests waiting for a job (ah_bulk_wait). */
+        pthread_mutex_lock(&t->mu);
+        t->done++;
+        pthread_cond_broadcast(&t->cond);
+        pthread_mutex_unlock(&t->mu);
     }
     cJSON_Delete(params);
     ah_bulk_job_row_free(&job);

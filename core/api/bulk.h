@@ -33,6 +33,18 @@ void ah_bulk_stop(ah_core *core);
  *  and answers 202 {"data":{"id":"bulk_...","status":"queued"}} (or an
  *  error). The caller authenticated tenant_id. */
 void ah_bulk_submit(ah_core *core, ah_http_exchange *ex, int64_t tenant_id, const char *action);
+/** What ah_bulk_submit does before it answers: validates the body, stores
+ *  the job (queued) and wakes the worker. 0 with the job's id in `id` and
+ *  its item count in *total, or -1 after answering the error on ex. */
+int ah_bulk_create(ah_core *core, ah_http_exchange *ex, int64_t tenant_id, const char *action,
+                   char id[32], int *total);
+/** Waits until the job reaches a final status ("done" or "failed"), the
+ *  worker stops (or is not running), or timeout_ms passes, and returns the
+ *  job's report (ah_bulk_report) as it was then; *finished tells whether
+ *  the status was final. NULL when the tenant has no such job or the store
+ *  cannot be read. Blocks the calling thread (a server thread). */
+cJSON *ah_bulk_wait(ah_core *core, int64_t tenant_id, const char *job_id, long timeout_ms,
+                    bool *finished);
 /** A job's report as JSON ({"id","action","status","total","succeeded",
  *  "failed","items":[{"id","status","error"}]}); NULL when the tenant has
  *  no such job. */

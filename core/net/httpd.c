@@ -31,6 +31,32 @@
 #define AH_HTTPD_DRAIN_MAX ((size_t)1 << 20)
 #define AH_HTTPD_CONN_TIMEOUT_S 60u
 #define AH_HTTPD_INITIAL_BUCKETS 64u
+/* Limits of templated routes: segments of a template (a longer request
+ * path simply matches no template) and {name} placeholders in one. */
+#define AH_HTTPD_MAX_SEGS 32u
+#define AH_HTTPD_MAX_PARAMS 8u
+#define AH_HTTPD_MAX_PARAM_NAME 63u
+
+/* One segment of a templated route: a literal or a {name} placeholder
+ * (off/len cover the braces too; the name is inside them). */
+typedef struct ah_tseg {
+    uint16_t off;
+    uint16_t len;
+    bool param;
+} ah_tseg;
+
+/* The segments of a request path, split once per lookup. */
+typedef struct path_segs {
+    unsigned n; /* 0: the path is not split (too many segments, or no '/') */
+    uint16_t off[AH_HTTPD_MAX_SEGS];
+    uint16_t len[AH_HTTPD_MAX_SEGS];
+} path_segs;
+
+typedef struct ah_param {
+    const char *name; /* into the route's path: valid while the route runs */
+    size_t nlen;
+    const char *value; /* NUL-terminated, in the exchange's param buffer */
+} ah_param;
 
 typedef struct ah_route {
     struct ah_route *next; /* hash chain, or the retired list */
@@ -43,9 +69,14 @@ typedef struct ah_route {
     atomic_int inflight;
     atomic_bool removed;
     size_t pathlen;
+    /* Templated routes only (nseg > 0): the segments, and how many of them
+     * are literal (the precedence among templates). */
+    unsigned nseg;
+    unsigned nlit;
+    ah_tseg *segs;
     const char *method;
     const char *path;
-    char mem[];
+    /* One allocation: the segments, then method and path, follow. */
 } ah_route;
 
 typedef struct ah_hdr {
@@ -81,6 +112,9 @@ struct ah_httpd {
     ah_route **buckets;    /* exact routes, hashed by path */
     size_t nbuckets;       /* power of two */
     size_t nexact;
+    ah_route **templates; /* templated routes, in precedence order (tmpl_cmp) */
+    size_t ntemplate;
+    size_t template_cap;
     ah_route **prefixes; /* prefix routes, longest first */
     size_t nprefix;
     size_t prefix_cap;
@@ -116,12 +150,17 @@ struct ah_http_exchange {
     ah_hdr *headers;
     void *user;
     const char *subpath;
+    ah_param params[AH_HTTPD_MAX_PARAMS]; /* a templated route's captures */
+    unsigned nparams;
+    char *pbuf; /* their values: after path[], as large */
     bool capture;    /* keep a copy of the answered body (ah_ex_capture_response) */
     char *resp_body; /* that copy */
     size_t resp_len;
     char ip[INET6_ADDRSTRLEN];
     char method[24];
-    char path[]; /* sized from the raw URI, which the unescaped path never exceeds */
+    /* Sized from the raw URI, which the unescaped path never exceeds; twice,
+     * so that pbuf can hold every captured segment NUL-terminated. */
+    char path[];
 };
 
 /* --- small helpers ------------------------------------------------------ */
@@ -416,6 +455,17 @@ const char *ah_ex_subpath(const ah_http_exchange *ex)
     return ex->subpath != NULL ? ex->subpath : "";
 }
 
+const char *ah_ex_param(const ah_http_exchange *ex, const char *name)
+{
+    if (name == NULL)
+        return NULL;
+    size_t n = strlen(name);
+    for (unsigned i = 0; i < ex->nparams; i++)
+        if (ex->params[i].nlen == n && memcmp(ex->params[i].name, name, n) == 0)
+            return ex->params[i].value;
+    return NULL;
+}
+
 const char *ah_ex_header(ah_http_exchange *ex, const char *name)
 {
     return MHD_lookup_connection_value(ex->conn, MHD_HEADER_KIND, name);
@@ -506,18 +556,99 @@ void *ah_ex_user(const ah_http_exchange *ex)
 
 /* --- the route table ----------------------------------------------------- */
 
+/* Splits an absolute path into its segments ("/a/b/" is "a", "b", "");
+ * false when it has more than AH_HTTPD_MAX_SEGS or does not start with '/'. */
+static bool split_path(const char *path, size_t len, path_segs *ps)
+{
+    ps->n = 0;
+    if (len == 0 || path[0] != '/')
+        return false;
+    size_t i = 1;
+    for (;;) {
+        size_t j = i;
+        while (j < len && path[j] != '/')
+            j++;
+        if (ps->n == AH_HTTPD_MAX_SEGS) {
+            ps->n = 0;
+            return false;
+        }
+        ps->off[ps->n] = (uint16_t)i;
+        ps->len[ps->n] = (uint16_t)(j - i);
+        ps->n++;
+        if (j == len)
+            return true;
+        i = j + 1;
+    }
+}
+
+static bool name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+/* Checks a templated path and fills segs (AH_HTTPD_MAX_SEGS of room).
+ * Returns the number of segments, or 0 when the path is malformed: a
+ * segment with '{' or '}' that is not exactly {name}, an empty or long
+ * name, a name used twice, too many segments or placeholders. */
+static unsigned parse_template(const char *path, ah_tseg *segs, unsigned *nlit)
+{
+    path_segs ps;
+    if (!split_path(path, strlen(path), &ps))
+        return 0;
+    unsigned nparam = 0;
+    *nlit = 0;
+    for (unsigned i = 0; i < ps.n; i++) {
+        const char *s = path + ps.off[i];
+        size_t n = ps.len[i];
+        segs[i] = (ah_tseg){.off = ps.off[i], .len = ps.len[i], .param = false};
+        if (memchr(s, '{', n) == NULL && memchr(s, '}', n) == NULL) {
+            (*nlit)++;
+            continue;
+        }
+        if (n < 3 || n - 2 > AH_HTTPD_MAX_PARAM_NAME || s[0] != '{' || s[n - 1] != '}' ||
+            nparam == AH_HTTPD_MAX_PARAMS)
+            return 0;
+        for (size_t k = 1; k + 1 < n; k++)
+            if (!name_char(s[k]))
+                return 0;
+        for (unsigned k = 0; k < i; k++)
+            if (segs[k].param && segs[k].len == n && memcmp(path + segs[k].off, s, n) == 0)
+                return 0;
+        segs[i].param = true;
+        nparam++;
+    }
+    return ps.n;
+}
+
 static ah_route *route_new(const char *method, const char *path, unsigned flags, ah_http_handler fn,
                            void *arg)
 {
+    ah_tseg segs[AH_HTTPD_MAX_SEGS];
+    unsigned nseg = 0, nlit = 0;
+    if (strchr(path, '{') != NULL || strchr(path, '}') != NULL) {
+        /* A prefix route serves what follows it whatever it is: a
+         * placeholder there would promise a capture that never happens. */
+        if (flags & AH_HTTPD_PREFIX)
+            return NULL;
+        nseg = parse_template(path, segs, &nlit);
+        if (nseg == 0)
+            return NULL;
+    }
     size_t ml = strlen(method), pl = strlen(path);
-    ah_route *r = calloc(1, sizeof *r + ml + pl + 2);
+    ah_route *r = calloc(1, sizeof *r + nseg * sizeof *segs + ml + pl + 2);
     if (r == NULL)
         return NULL;
-    memcpy(r->mem, method, ml + 1);
-    memcpy(r->mem + ml + 1, path, pl + 1);
-    r->method = r->mem;
-    r->path = r->mem + ml + 1;
+    /* sizeof *r is a multiple of its alignment, which ah_tseg's divides. */
+    r->segs = (ah_tseg *)(void *)(r + 1);
+    char *mem = (char *)(r->segs + nseg);
+    memcpy(r->segs, segs, nseg * sizeof *segs);
+    memcpy(mem, method, ml + 1);
+    memcpy(mem + ml + 1, path, pl + 1);
+    r->method = mem;
+    r->path = mem + ml + 1;
     r->pathlen = pl;
+    r->nseg = nseg;
+    r->nlit = nlit;
     r->hash = path_hash(path, pl);
     r->flags = flags;
     r->fn = fn;
@@ -593,6 +724,76 @@ static int insert_exact(ah_httpd *h, ah_route *r)
     return 0;
 }
 
+/* The precedence of templated routes: more literal segments first; then
+ * (same count) the one whose first literal comes earlier ("/a/b/{x}" before
+ * "/a/{x}/c"); then by segment count and the literals' bytes, which only
+ * makes the order total. 0: the same pattern (placeholder names aside). */
+static int tmpl_cmp(const ah_route *a, const ah_route *b)
+{
+    if (a->nlit != b->nlit)
+        return a->nlit > b->nlit ? -1 : 1;
+    if (a->nseg != b->nseg)
+        return a->nseg < b->nseg ? -1 : 1;
+    for (unsigned i = 0; i < a->nseg; i++)
+        if (a->segs[i].param != b->segs[i].param)
+            return a->segs[i].param ? 1 : -1;
+    for (unsigned i = 0; i < a->nseg; i++) {
+        if (a->segs[i].param)
+            continue;
+        size_t la = a->segs[i].len, lb = b->segs[i].len;
+        int c = memcmp(a->path + a->segs[i].off, b->path + b->segs[i].off, la < lb ? la : lb);
+        if (c != 0 || la != lb)
+            return c != 0 ? c : la < lb ? -1 : 1;
+    }
+    return 0;
+}
+
+/* Templates of one pattern stay adjacent, named methods before "*", so that
+ * the first one serving the method is the one to run. */
+static int insert_template(ah_httpd *h, ah_route *r)
+{
+    size_t at = 0;
+    for (; at < h->ntemplate; at++) {
+        ah_route *o = h->templates[at];
+        int c = tmpl_cmp(r, o);
+        if (c == 0 && strcmp(o->method, r->method) == 0) {
+            h->templates[at] = r;
+            retire(h, o);
+            return 0;
+        }
+        if (c < 0 || (c == 0 && is_star(o->method) && !is_star(r->method)))
+            break;
+    }
+    if (h->ntemplate == h->template_cap) {
+        size_t cap = h->template_cap ? h->template_cap * 2 : 8;
+        ah_route **nt = realloc(h->templates, cap * sizeof *nt);
+        if (nt == NULL)
+            return -1;
+        h->templates = nt;
+        h->template_cap = cap;
+    }
+    memmove(&h->templates[at + 1], &h->templates[at], (h->ntemplate - at) * sizeof *h->templates);
+    h->templates[at] = r;
+    h->ntemplate++;
+    return 0;
+}
+
+static bool tmpl_matches(const ah_route *r, const char *path, const path_segs *ps)
+{
+    if (r->nseg != ps->n)
+        return false;
+    for (unsigned i = 0; i < ps->n; i++) {
+        if (r->segs[i].param) {
+            if (ps->len[i] == 0)
+                return false;
+        } else if (r->segs[i].len != ps->len[i] ||
+                   memcmp(r->path + r->segs[i].off, path + ps->off[i], ps->len[i]) != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static int insert_prefix(ah_httpd *h, ah_route *r)
 {
     for (size_t i = 0; i < h->nprefix; i++) {
@@ -635,7 +836,9 @@ int ah_httpd_route(ah_httpd *h, const char *method, const char *path, unsigned f
         return -1;
     }
     sweep_retired(h);
-    int rc = (flags & AH_HTTPD_PREFIX) ? insert_prefix(h, r) : insert_exact(h, r);
+    int rc = (flags & AH_HTTPD_PREFIX) ? insert_prefix(h, r)
+             : r->nseg > 0             ? insert_template(h, r)
+                                       : insert_exact(h, r);
     pthread_rwlock_unlock(&h->lock);
     if (rc != 0)
         free(r);
@@ -674,6 +877,18 @@ void ah_httpd_unroute_arg(ah_httpd *h, void *arg)
         }
     }
     h->nprefix = keep;
+    keep = 0;
+    for (size_t i = 0; i < h->ntemplate; i++) {
+        ah_route *r = h->templates[i];
+        if (r->arg == arg) {
+            atomic_store(&r->removed, true);
+            r->next = gone;
+            gone = r;
+        } else {
+            h->templates[keep++] = r;
+        }
+    }
+    h->ntemplate = keep;
     /* Replaced routes of this arg must be drained too before arg dies. */
     ah_route **pp = &h->retired;
     while (*pp != NULL) {
@@ -707,41 +922,86 @@ static bool method_matches(const ah_route *r, const char *method)
     return is_star(r->method) || strcmp(r->method, method) == 0;
 }
 
+/* Adds m to the comma-separated list `allow`, once, keeping the list in
+ * byte order so that the Allow header does not depend on how the routes
+ * were registered or hashed. */
 static void allow_add(char *allow, size_t cap, const char *m)
 {
     size_t ml = strlen(m), al = strlen(allow);
-    /* Skip duplicates: find m as a whole element of the list. */
-    for (const char *p = allow; (p = strstr(p, m)) != NULL; p += ml)
-        if ((p == allow || p[-1] == ' ') && (p[ml] == ',' || p[ml] == '\0'))
-            return;
     if (al + ml + 3 > cap)
         return;
-    if (al > 0) {
-        memcpy(allow + al, ", ", 2);
-        al += 2;
+    char *p = allow;
+    while (*p != '\0') {
+        size_t n = strcspn(p, ",");
+        int c = strncmp(p, m, n < ml ? n : ml);
+        if (c == 0 && n == ml)
+            return; /* already there */
+        if (c > 0 || (c == 0 && n > ml))
+            break; /* m goes before this one */
+        p += n;
+        if (*p == ',')
+            p += 2; /* ", " */
     }
-    memcpy(allow + al, m, ml + 1);
+    size_t at = (size_t)(p - allow);
+    if (at == al) {
+        if (al > 0) {
+            memcpy(allow + al, ", ", 2);
+            al += 2;
+        }
+        memcpy(allow + al, m, ml + 1);
+        return;
+    }
+    memmove(allow + at + ml + 2, allow + at, al - at + 1);
+    memcpy(allow + at, m, ml);
+    memcpy(allow + at + ml, ", ", 2);
 }
 
-/* Finds the route and takes an in-flight reference on it. On a miss, fills
- * `allow` with the methods the path does serve ("" if none). */
+/* Finds the route and takes an in-flight reference on it (ps: the path's
+ * segments when a template matched). On a miss, fills `allow` with the
+ * methods the path does serve ("" if none).
+ *
+ * Exact and templated routes name resources: the most specific pattern
+ * that matches the path owns it (an exact route, else the first matching
+ * template in precedence order), and less specific templates are not tried
+ * for other methods, so "/v1/applications/bulk-reject" never reaches
+ * "/v1/applications/{id}". Prefix routes stay the fallback for a method the
+ * owner does not serve, as they always were for exact routes. */
 static ah_route *route_find(ah_httpd *h, const char *method, const char *path, size_t len,
-                            char *allow, size_t allow_cap)
+                            path_segs *ps, char *allow, size_t allow_cap)
 {
     allow[0] = '\0';
+    ps->n = 0;
     if (pthread_rwlock_rdlock(&h->lock) != 0)
         return NULL;
     ah_route *best = NULL;
+    bool exact_owner = false;
     uint64_t hash = path_hash(path, len);
     for (ah_route *r = h->buckets[hash & (h->nbuckets - 1)]; r != NULL; r = r->next) {
         if (r->hash != hash || r->pathlen != len || memcmp(r->path, path, len) != 0)
             continue;
+        exact_owner = true;
         if (strcmp(r->method, method) == 0) {
             best = r;
             break;
         }
         if (is_star(r->method))
             best = r;
+    }
+    /* The owning template group: [towner, tend). */
+    size_t towner = 0, tend = 0;
+    if (!exact_owner && h->ntemplate > 0 && split_path(path, len, ps)) {
+        for (size_t i = 0; i < h->ntemplate; i++) {
+            if (!tmpl_matches(h->templates[i], path, ps))
+                continue;
+            towner = i;
+            tend = i + 1;
+            while (tend < h->ntemplate && tmpl_cmp(h->templates[i], h->templates[tend]) == 0)
+                tend++;
+            break;
+        }
+        for (size_t i = towner; best == NULL && i < tend; i++)
+            if (method_matches(h->templates[i], method))
+                best = h->templates[i];
     }
     /* Longest prefix first; at equal length a named method beats "*". */
     for (size_t i = 0; best == NULL && i < h->nprefix; i++) {
@@ -763,6 +1023,8 @@ static ah_route *route_find(ah_httpd *h, const char *method, const char *path, s
         for (ah_route *r = h->buckets[hash & (h->nbuckets - 1)]; r != NULL; r = r->next)
             if (r->hash == hash && r->pathlen == len && memcmp(r->path, path, len) == 0)
                 allow_add(allow, allow_cap, r->method);
+        for (size_t i = towner; i < tend; i++)
+            allow_add(allow, allow_cap, h->templates[i]->method);
         for (size_t i = 0; i < h->nprefix; i++) {
             ah_route *r = h->prefixes[i];
             if (r->pathlen <= len && memcmp(r->path, path, r->pathlen) == 0)
@@ -771,6 +1033,25 @@ static ah_route *route_find(ah_httpd *h, const char *method, const char *path, s
     }
     pthread_rwlock_unlock(&h->lock);
     return best;
+}
+
+/* Copies a templated route's captures into the exchange (values are
+ * segments of the already unescaped path, NUL-terminated in pbuf). */
+static void capture_params(ah_http_exchange *ex, const ah_route *r, const path_segs *ps)
+{
+    char *out = ex->pbuf;
+    ex->nparams = 0;
+    for (unsigned i = 0; i < r->nseg && ex->nparams < AH_HTTPD_MAX_PARAMS; i++) {
+        if (!r->segs[i].param)
+            continue;
+        ah_param *p = &ex->params[ex->nparams++];
+        p->name = r->path + r->segs[i].off + 1;
+        p->nlen = r->segs[i].len - 2u;
+        memcpy(out, ex->path + ps->off[i], ps->len[i]);
+        out[ps->len[i]] = '\0';
+        p->value = out;
+        out += ps->len[i] + 1;
+    }
 }
 
 static void route_release(ah_httpd *h, ah_route *r)
@@ -827,7 +1108,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     ah_conn_entry *ce = ci != NULL ? ci->socket_context : NULL;
     size_t ulen = strlen(uri);
-    ah_http_exchange *ex = malloc(sizeof *ex + ulen + 1);
+    ah_http_exchange *ex = malloc(sizeof *ex + 2 * (ulen + 1));
     if (ex != NULL) {
         memset(ex, 0, sizeof *ex);
         /* Counted before the connection stops being fresh, so that a drain
@@ -843,6 +1124,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     if (ex == NULL)
         return NULL;
     ex->path[0] = '\0';
+    ex->pbuf = ex->path + ulen + 1;
     ex->h = h;
     ex->ce = ce;
     ex->conn = conn;
@@ -907,23 +1189,27 @@ static void finish_request(ah_httpd *h, ah_http_exchange *ex)
     }
     size_t len = strlen(ex->path);
     char allow[256];
-    ah_route *r = route_find(h, ex->method, ex->path, len, allow, sizeof allow);
+    path_segs ps;
+    ah_route *r = route_find(h, ex->method, ex->path, len, &ps, allow, sizeof allow);
     if (r == NULL) {
         if (allow[0] == '\0') {
             ah_ex_error(ex, 404, "not_found", "no route for %s", ex->path);
         } else if (ah_ex_add_header(ex, MHD_HTTP_HEADER_ALLOW, allow) == 0) {
-            ah_ex_error(ex, 405, "method_not_allowed", "%s is not allowed here", ex->method);
+            ah_ex_error(ex, 405, "method_not_allowed", "%s is not allowed here; use %s",
+                        ex->method, allow);
         }
         return;
     }
     ex->subpath = (r->flags & AH_HTTPD_PREFIX) ? ex->path + r->pathlen : "";
-    if (h->before != NULL && h->before(h->hooks_arg, ex)) {
-        route_release(h, r);
-        return;
+    if (r->nseg > 0)
+        capture_params(ex, r, &ps);
+    if (h->before == NULL || !h->before(h->hooks_arg, ex)) {
+        r->fn(r->arg, ex);
+        if (h->after != NULL)
+            h->after(h->hooks_arg, ex);
     }
-    r->fn(r->arg, ex);
-    if (h->after != NULL)
-        h->after(h->hooks_arg, ex);
+    /* The names point into the route, which may go once released. */
+    ex->nparams = 0;
     route_release(h, r);
 }
 
@@ -1442,12 +1728,15 @@ void ah_httpd_free(ah_httpd *h)
     }
     for (size_t i = 0; i < h->nprefix; i++)
         free(h->prefixes[i]);
+    for (size_t i = 0; i < h->ntemplate; i++)
+        free(h->templates[i]);
     while (h->retired != NULL) {
         ah_route *next = h->retired->next;
         free(h->retired);
         h->retired = next;
     }
     free(h->prefixes);
+    free(h->templates);
     free(h->buckets);
     pthread_cond_destroy(&h->drain_cv);
     pthread_mutex_destroy(&h->drain_mu);
@@ -1485,6 +1774,8 @@ void ah_httpd_each_route(ah_httpd *h,
     for (size_t i = 0; i < h->nbuckets; i++)
         for (ah_route *r = h->buckets[i]; r != NULL; r = r->next)
             cb(arg, r->method, r->path, r->flags);
+    for (size_t i = 0; i < h->ntemplate; i++)
+        cb(arg, h->templates[i]->method, h->templates[i]->path, h->templates[i]->flags);
     for (size_t i = 0; i < h->nprefix; i++)
         cb(arg, h->prefixes[i]->method, h->prefixes[i]->path, h->prefixes[i]->flags);
     pthread_rwlock_unlock(&h->lock);

@@ -69,11 +69,40 @@ enum {
  *  message in err on error. */
 ah_httpd *ah_httpd_new(const ah_httpd_opts *opts, char *err, size_t errlen);
 /** Registers a route; later registrations of the same method+path replace
- *  earlier ones. Method "*" matches any. Thread-safe, also while running.
- *  Matching: an exact route for the path first (a named method before "*"),
- *  then prefix routes, longest first. A path some route serves under other
- *  methods gets 405 with Allow; any other path 404. path must start with
- *  '/'; method and path are copied. 0 on success, -1 on error. */
+ *  earlier ones (for templates, the same pattern: placeholder names do not
+ *  count). Method "*" matches any. Thread-safe, also while running. path
+ *  must start with '/'; method and path are copied. 0 on success, -1 on
+ *  error (also for a malformed template, or a placeholder in a prefix route).
+ *
+ *  Three kinds of route, by path:
+ *  - exact: "/v1/jobs" serves that path only;
+ *  - templated: a path with {name} segments ("/v1/jobs/{id}",
+ *    "/v1/applications/{id}/stage"). Each placeholder is a whole segment
+ *    and matches exactly one non-empty segment of the (unescaped) request
+ *    path; literal segments match byte for byte, and the segment count must
+ *    be equal, so "/v1/jobs/x/" (a trailing empty segment) and "/v1/jobs//x"
+ *    match nothing. The path is unescaped before it is split, as for every
+ *    route, so "%2F" separates segments like '/'. Names are [A-Za-z0-9_]+
+ *    (at most 63 bytes), distinct within a route; at most 8 placeholders
+ *    and 32 segments. The handler reads the values with ah_ex_param;
+ *  - prefix (AH_HTTPD_PREFIX): "/v1/bus/" serves every path that starts
+ *    with it; ah_ex_subpath is the rest.
+ *
+ *  Matching, deterministic whatever the registration order:
+ *  1. an exact route for the path (a named method before "*");
+ *  2. else the most specific template that matches the path: more literal
+ *     segments first, then (same count) the one whose first literal
+ *     segment comes earlier ("/a/b/{x}" before "/a/{x}/c"); among the
+ *     routes of that one pattern, a named method before "*";
+ *  3. else prefix routes, longest first (at equal length a named method
+ *     before "*").
+ *  Exact and templated paths name resources: the most specific pattern that
+ *  matches the path owns it, and when it does not serve the method a less
+ *  specific template is not tried ("/v1/applications/bulk-reject" never
+ *  reaches "/v1/applications/{id}"); prefix routes (3.) still are.
+ *  No route: 405 method_not_allowed with Allow listing the methods of the
+ *  owner and of the matching prefix routes when there are any, else 404
+ *  not_found. */
 int ah_httpd_route(ah_httpd *h, const char *method, const char *path,
                    unsigned flags, ah_http_handler fn, void *arg);
 /** Removes every route registered with this arg (plugin unload) and waits
@@ -111,6 +140,11 @@ const char *ah_ex_method(const ah_http_exchange *ex);
 const char *ah_ex_path(const ah_http_exchange *ex);
 /** Path remainder after a prefix route's prefix ("" for exact routes). */
 const char *ah_ex_subpath(const ah_http_exchange *ex);
+/** The segment a templated route's {name} placeholder matched (unescaped,
+ *  like ah_ex_path; never empty, never holds '/'), or NULL when the route
+ *  has no such placeholder. Borrowed until the handler returns (NULL in
+ *  on_done). */
+const char *ah_ex_param(const ah_http_exchange *ex, const char *name);
 /** Request header (name case-insensitive) or NULL. */
 const char *ah_ex_header(ah_http_exchange *ex, const char *name);
 /** Query parameter, unescaped, or NULL. */
@@ -169,7 +203,8 @@ typedef void (*ah_http_after)(void *arg, ah_http_exchange *ex);
  *  before ah_httpd_start; arg must outlive the server. */
 void ah_httpd_set_hooks(ah_httpd *h, ah_http_before before, ah_http_after after, void *arg);
 /** Calls cb for every registered route (exact ones in no particular order,
- *  then prefix routes, longest first) under the table's read lock: cb must
+ *  then templated ones in precedence order, with their {name} path, then
+ *  prefix routes, longest first) under the table's read lock: cb must
  *  not register routes. flags is AH_HTTPD_PREFIX or 0. */
 void ah_httpd_each_route(ah_httpd *h,
                          void (*cb)(void *arg, const char *method, const char *path,

@@ -18,6 +18,8 @@
 #include "tracking.h"
 #include "events.h"
 #include "support/harness.h"
+#include "bulk.h"
+#include "webhooks.h"
 
 #define KEY_ACME "ahk_acme_key_0123456789"
 #define KEY_GLOBEX "ahk_globex_key_987654321"
@@ -755,6 +757,74 @@ START_TEST(test_bulk_reject)
 }
 END_TEST
 
+
+/* ?wait=true is the bulk job, waited for: the answer names the job, and
+ * GET /v1/bulk/{id} reports it done with the same result per item. */
+START_TEST(test_bulk_reject_wait_is_a_job)
+{
+    fixture f;
+    setup(&f);
+    char body[512], path[128];
+    snprintf(body, sizeof body,
+             "{\"application_ids\":[\"%s\",\"%s\",\"rec_0123\",\"%s\"],\"reason_id\":7}",
+             f.app[1], f.app[2], f.app[1]);
+    cJSON *o = NULL;
+    ck_assert_int_eq(req(&f, "POST", "/v1/applications/bulk-reject?wait=true", NULL, body, &o),
+                     200);
+    const char *job = jstr(o, "data.id");
+    ck_assert_msg(job != NULL && strncmp(job, "bulk_", 5) == 0, "no job id");
+    ck_assert_int_eq(jget(o, "data.succeeded")->valueint, 2);
+    ck_assert_int_eq(jget(o, "data.failed")->valueint, 2);
+    snprintf(path, sizeof path, "/v1/bulk/%s", job);
+    cJSON *g = NULL;
+    ck_assert_int_eq(req(&f, "GET", path, NULL, NULL, &g), 200);
+    ck_jstr(g, "data.status", "done");
+    ck_jstr(g, "data.action", "reject");
+    ck_assert_int_eq(jget(g, "data.total")->valueint, 4);
+    ck_assert_int_eq(jget(g, "data.pending")->valueint, 0);
+    ck_assert_ptr_nonnull(jstr(g, "data.finished_at"));
+    const cJSON *res = jget(o, "data.results"), *items = jget(g, "data.items");
+    ck_assert_int_eq(cJSON_GetArraySize(res), 4);
+    ck_assert_int_eq(cJSON_GetArraySize(items), 4);
+    for (int i = 0; i < 4; i++) {
+        const cJSON *r = cJSON_GetArrayItem(res, i), *it = cJSON_GetArrayItem(items, i);
+        ck_assert_str_eq(jstr(r, "id"), jstr(it, "id"));
+        bool ok = cJSON_IsTrue(jget(r, "ok"));
+        ck_assert_str_eq(jstr(it, "status"), ok ? "succeeded" : "failed");
+        if (!ok) {
+            ck_assert_str_eq(jstr(r, "error.code"), jstr(it, "error.code"));
+            ck_assert_str_eq(jstr(r, "error.message"), jstr(it, "error.message"));
+        }
+    }
+    ck_jstr(o, "data.results.1.error.code", "conflict");
+    ck_jstr(o, "data.results.2.error.code", "not_found");
+    ck_assert(cJSON_IsTrue(jget(o, "data.results.3.ok")));
+    cJSON_Delete(g);
+    cJSON_Delete(o);
+
+    /* A job that cannot finish (the worker is stopped) is answered at once
+     * with its state: 202, as GET /v1/bulk/{id} has it. */
+    ah_bulk_stop(f.core);
+    snprintf(body, sizeof body, "{\"application_ids\":[\"%s\"],\"reason_id\":7}", f.app[0]);
+    ck_assert_int_eq(req(&f, "POST", "/v1/applications/bulk-reject?wait=true", NULL, body, &o),
+                     202);
+    ck_jstr(o, "data.status", "queued");
+    ck_assert_int_eq(jget(o, "data.pending")->valueint, 1);
+    ck_jstr(o, "data.items.0.id", f.app[0]);
+    ck_jstr(o, "data.items.0.status", "queued");
+    snprintf(path, sizeof path, "/v1/bulk/%s", jstr(o, "data.id"));
+    cJSON_Delete(o);
+    ck_assert_int_eq(req(&f, "GET", path, NULL, NULL, &o), 200);
+    ck_jstr(o, "data.status", "queued");
+    cJSON_Delete(o);
+    /* Validation is the bulk job's, with or without wait. */
+    expect_error(&f, "POST", "/v1/applications/bulk-reject?wait=true", NULL,
+                 "{\"application_ids\":[\"a\"],\"stage_id\":1}", 400, "invalid_request",
+                 "stage_id");
+    teardown(&f);
+}
+END_TEST
+
 static Suite *api_suite(void)
 {
     Suite *s = suite_create("api");
@@ -771,6 +841,7 @@ static Suite *api_suite(void)
     tcase_add_test(w, test_validation);
     tcase_add_test(w, test_disabled_connection);
     tcase_add_test(w, test_bulk_reject);
+    tcase_add_test(w, test_bulk_reject_wait_is_a_job);
     suite_add_tcase(s, w);
     return s;
 }

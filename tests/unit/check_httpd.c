@@ -1028,6 +1028,219 @@ START_TEST(test_opts_errors)
 }
 END_TEST
 
+
+/* --- templated routes ---------------------------------------------------- */
+
+/* Answers the route's tag and its captures ("-" for an absent one). */
+static void h_params(void *arg, ah_http_exchange *ex)
+{
+    static const char *const names[] = {"id", "sub", "a", "b", "x", "y"};
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "tag", arg != NULL ? (const char *)arg : "");
+    cJSON_AddStringToObject(o, "subpath", ah_ex_subpath(ex));
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const char *v = ah_ex_param(ex, names[i]);
+        cJSON_AddStringToObject(o, names[i], v != NULL ? v : "-");
+    }
+    ah_ex_respond_json(ex, 200, o);
+}
+
+/* GET path (or `method`) answered 200 by the route tagged `tag`. */
+static void expect_tag(uint16_t port, const char *method, const char *path, const char *tag)
+{
+    req q = {.method = method, .url_path = path};
+    reply r = do_req(port, &q);
+    char v[64];
+    ck_assert_msg(r.status == 200, "%s %s: %ld %s", method ? method : "GET", path, r.status,
+                  r.body);
+    ck_assert_msg(strcmp(field(&r, "tag", v, sizeof v), tag) == 0, "%s: tag %s, want %s", path,
+                  v, tag);
+    reply_free(&r);
+}
+
+START_TEST(test_template_captures)
+{
+    ah_httpd *h = start_full(1024, 1, NULL, NULL, NULL);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/t/{id}", 0, h_params, "get"), 0);
+    ck_assert_int_eq(ah_httpd_route(h, "POST", "/t/{id}/stage", 0, h_params, "stage"), 0);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/t/{id}/{sub}", 0, h_params, "two"), 0);
+    start_or_die(h);
+    uint16_t port = ah_httpd_port(h);
+    char v[64];
+    reply r = get(port, "/t/rec_42?include=raw");
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(field(&r, "tag", v, sizeof v), "get");
+    ck_assert_str_eq(field(&r, "id", v, sizeof v), "rec_42");
+    ck_assert_str_eq(field(&r, "sub", v, sizeof v), "-");
+    ck_assert_str_eq(field(&r, "subpath", v, sizeof v), "");
+    reply_free(&r);
+    /* Values are unescaped, like the path. */
+    r = get(port, "/t/a%20b%7E");
+    ck_assert_str_eq(field(&r, "id", v, sizeof v), "a b~");
+    reply_free(&r);
+    req q = {.method = "POST", .url_path = "/t/7/stage"};
+    r = do_req(port, &q);
+    ck_assert_str_eq(field(&r, "tag", v, sizeof v), "stage");
+    ck_assert_str_eq(field(&r, "id", v, sizeof v), "7");
+    reply_free(&r);
+    r = get(port, "/t/7/notes");
+    ck_assert_str_eq(field(&r, "tag", v, sizeof v), "two");
+    ck_assert_str_eq(field(&r, "id", v, sizeof v), "7");
+    ck_assert_str_eq(field(&r, "sub", v, sizeof v), "notes");
+    reply_free(&r);
+    /* An escaped '/' is unescaped before the path is split: it separates
+     * segments like '/', so "a%2Fb" is two segments, not one id. */
+    r = get(port, "/t/a%2Fb");
+    ck_assert_str_eq(field(&r, "tag", v, sizeof v), "two");
+    ck_assert_str_eq(field(&r, "id", v, sizeof v), "a");
+    ck_assert_str_eq(field(&r, "sub", v, sizeof v), "b");
+    reply_free(&r);
+    r = get(port, "/t/a%2Fb%2Fc");
+    ck_assert_error(r, 404, "not_found");
+    reply_free(&r);
+    ah_httpd_free(h);
+}
+END_TEST
+
+START_TEST(test_template_empty_and_trailing)
+{
+    ah_httpd *h = start_full(1024, 1, NULL, NULL, NULL);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/t/{id}", 0, h_params, "get"), 0);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/t/{id}/notes", 0, h_params, "notes"), 0);
+    start_or_die(h);
+    uint16_t port = ah_httpd_port(h);
+    /* A placeholder never matches an empty segment; counts must agree. */
+    const char *misses[] = {"/t/", "/t", "/t//notes", "/t/1/", "/t/1/notes/", "/t/1//",
+                            "/t/1/notes/x", "//t/1"};
+    for (size_t i = 0; i < sizeof misses / sizeof misses[0]; i++) {
+        reply r = get(port, misses[i]);
+        ck_assert_msg(r.status == 404, "%s: %ld", misses[i], r.status);
+        ck_assert_error(r, 404, "not_found");
+        reply_free(&r);
+    }
+    expect_tag(port, NULL, "/t/1", "get");
+    expect_tag(port, NULL, "/t/1/notes", "notes");
+    ah_httpd_free(h);
+}
+END_TEST
+
+START_TEST(test_template_precedence)
+{
+    ah_httpd *h = start_full(1024, 1, NULL, NULL, NULL);
+    /* Registered least specific first: the order must not matter. */
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/p/", AH_HTTPD_PREFIX, h_params, "prefix"), 0);
+    ck_assert_int_eq(ah_httpd_route(h, "*", "/p/{a}/{b}", 0, h_params, "ab"), 0);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/p/{a}/x", 0, h_params, "ax"), 0);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/p/y/{b}", 0, h_params, "yb"), 0);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/p/{id}", 0, h_params, "id"), 0);
+    ck_assert_int_eq(ah_httpd_route(h, "POST", "/p/special", 0, h_params, "exact"), 0);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/p/{a}/{b}", 0, h_params, "ab-get"), 0);
+    start_or_die(h);
+    uint16_t port = ah_httpd_port(h);
+    /* Exact before templates. */
+    expect_tag(port, "POST", "/p/special", "exact");
+    /* More literal segments win; at equal count the earlier literal. */
+    expect_tag(port, NULL, "/p/y/x", "yb");
+    expect_tag(port, NULL, "/p/z/x", "ax");
+    expect_tag(port, NULL, "/p/y/z", "yb");
+    /* Within one pattern, a named method before "*". */
+    expect_tag(port, NULL, "/p/z/z", "ab-get");
+    expect_tag(port, "DELETE", "/p/z/z", "ab");
+    expect_tag(port, NULL, "/p/7", "id");
+    /* Templates before prefix routes; the prefix takes what none matches. */
+    expect_tag(port, NULL, "/p/1/2/3", "prefix");
+    /* The most specific pattern owns the path: "/p/special" is not an {id}
+     * for GET; the prefix route (a fallback) serves it instead. */
+    expect_tag(port, NULL, "/p/special", "prefix");
+    /* Without a prefix fallback the owner answers 405 with its methods. */
+    req q = {.method = "POST", .url_path = "/p/y/x"};
+    reply r = do_req(port, &q);
+    ck_assert_error(r, 405, "method_not_allowed");
+    ck_assert_str_eq(r.allow, "GET");
+    reply_free(&r);
+    /* Same pattern with other placeholder names: a replacement. */
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/p/{x}", 0, h_params, "renamed"), 0);
+    char v[64];
+    r = get(port, "/p/9");
+    ck_assert_str_eq(field(&r, "tag", v, sizeof v), "renamed");
+    ck_assert_str_eq(field(&r, "x", v, sizeof v), "9");
+    ck_assert_str_eq(field(&r, "id", v, sizeof v), "-");
+    reply_free(&r);
+    ah_httpd_free(h);
+}
+END_TEST
+
+START_TEST(test_template_404_405)
+{
+    ah_httpd *h = start_full(1024, 1, NULL, NULL, NULL);
+    /* PATCH first: Allow lists methods in byte order whatever the order. */
+    ck_assert_int_eq(ah_httpd_route(h, "PATCH", "/a/{id}", 0, h_params, "patch"), 0);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/a/{id}", 0, h_params, "get"), 0);
+    ck_assert_int_eq(ah_httpd_route(h, "POST", "/a/bulk", 0, h_params, "bulk"), 0);
+    start_or_die(h);
+    uint16_t port = ah_httpd_port(h);
+    req q = {.method = "DELETE", .url_path = "/a/1"};
+    reply r = do_req(port, &q);
+    ck_assert_error(r, 405, "method_not_allowed");
+    ck_assert_str_eq(r.allow, "GET, PATCH");
+    char v[128];
+    cJSON *j = cJSON_Parse(r.body);
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "error"),
+                                                      "message");
+    ck_assert(cJSON_IsString(m) && strstr(m->valuestring, "use GET, PATCH") != NULL);
+    cJSON_Delete(j);
+    reply_free(&r);
+    /* "/a/bulk" is its own resource, not the record "bulk". */
+    r = get(port, "/a/bulk");
+    ck_assert_error(r, 405, "method_not_allowed");
+    ck_assert_str_eq(r.allow, "POST");
+    reply_free(&r);
+    expect_tag(port, "POST", "/a/bulk", "bulk");
+    r = get(port, "/b/1");
+    ck_assert_error(r, 404, "not_found");
+    reply_free(&r);
+    r = get(port, "/a/1/x");
+    ck_assert_error(r, 404, "not_found");
+    reply_free(&r);
+    (void)v;
+    ah_httpd_free(h);
+}
+END_TEST
+
+static void count_route(void *arg, const char *method, const char *path, unsigned flags)
+{
+    (void)method;
+    (void)flags;
+    if (strcmp(path, "/u/{id}") == 0)
+        (*(int *)arg)++;
+}
+
+START_TEST(test_template_register_unroute)
+{
+    ah_httpd *h = start_full(1024, 1, NULL, NULL, NULL);
+    const char *bad[] = {"/x/{}", "/x/{a", "/x/a}", "/x/a{b}", "/x/{a}b", "/x/{a-b}",
+                         "/x/{a}/{a}", "/x/{a}{b}", "/x/{a}/{b}/{c}/{d}/{e}/{f}/{g}/{h}/{i}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(ah_httpd_route(h, "GET", bad[i], 0, h_params, NULL) == -1, "%s", bad[i]);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/x/{id}/", AH_HTTPD_PREFIX, h_params, NULL), -1);
+    static char arg1[] = "one", arg2[] = "two";
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/u/{id}", 0, h_params, arg1), 0);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/u/{id}/{sub}", 0, h_params, arg2), 0);
+    int n = 0;
+    ah_httpd_each_route(h, count_route, &n);
+    ck_assert_int_eq(n, 1);
+    start_or_die(h);
+    uint16_t port = ah_httpd_port(h);
+    expect_tag(port, NULL, "/u/1", "one");
+    ah_httpd_unroute_arg(h, arg1);
+    reply r = get(port, "/u/1");
+    ck_assert_error(r, 404, "not_found");
+    reply_free(&r);
+    expect_tag(port, NULL, "/u/1/2", "two");
+    ah_httpd_free(h);
+}
+END_TEST
+
 static Suite *httpd_suite(void)
 {
     Suite *s = suite_create("httpd");
@@ -1046,6 +1259,11 @@ static Suite *httpd_suite(void)
     tcase_add_test(tc, test_lying_content_length);
     tcase_add_test(tc, test_bad_path);
     tcase_add_test(tc, test_prefix_route);
+    tcase_add_test(tc, test_template_captures);
+    tcase_add_test(tc, test_template_empty_and_trailing);
+    tcase_add_test(tc, test_template_precedence);
+    tcase_add_test(tc, test_template_404_405);
+    tcase_add_test(tc, test_template_register_unroute);
     tcase_add_test(tc, test_header_query_ip);
     tcase_add_test(tc, test_handler_no_response);
     tcase_add_test(tc, test_concurrent);
