@@ -14,6 +14,7 @@
 #include "core.h"
 #include "trust.h"
 #include "metrics.h"
+#include "opfields.h"
 #include "ops.h"
 
 /* ------------------------------------------------------------------------ */
@@ -152,6 +153,17 @@ static void core_dispatch(void *arg, const ah_msg *m, ah_reply *r)
     if (fn == NULL) {
         ah_reply_error(r, AH_E_UNSUPPORTED, 501, "plugin '%s' does not support %s",
                        c->plugin, m->topic);
+        ah_generation_release(gen);
+        ah_conn_release(c);
+        return;
+    }
+    /* The one place every producer (REST, CLI, admin API, inbound routes,
+     * syncs) passes through: a body of the wrong shape never reaches the
+     * plugin. Without a table for the topic the plugin checks alone. */
+    const ah_field_spec *fields = ah_opfields_find(gen->desc, m->topic);
+    char why[512];
+    if (fields != NULL && ah_opfields_validate(fields, m->topic, m->body, why, sizeof why) != 0) {
+        ah_reply_error(r, AH_E_INVALID, 400, "%s", why);
         ah_generation_release(gen);
         ah_conn_release(c);
         return;
