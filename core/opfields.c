@@ -223,7 +223,9 @@ static int check_value(vctx *v, const char *path, const ah_field_spec *f, const 
         if (!cJSON_IsObject(j))
             return bad(v, path, "must be an object");
         if (f->min_size > 0 && cJSON_GetArraySize(j) < (int)f->min_size)
-            return bad(v, path, "must have at least %u members", (unsigned)f->min_size);
+            return f->min_size == 1
+                       ? bad(v, path, "must not be empty")
+                       : bad(v, path, "must have at least %u members", (unsigned)f->min_size);
         if (f->max_size > 0 && cJSON_GetArraySize(j) > (int)f->max_size)
             return bad(v, path, "must have at most %u members", (unsigned)f->max_size);
         return f->fields != NULL ? check_object(v, path, f->fields, j, depth + 1) : 0;
