@@ -212,6 +212,16 @@ ah_core *ah_core_of_host(const ah_host_api *host);
  *  `atshub plugins` and GET /v1/plugins). With `settings_of`, only that
  *  plugin, with its settings table. NULL when settings_of is unknown. */
 cJSON *ah_core_plugins_json(ah_core *core, const char *settings_of);
+/** The operation field tables of the loaded plugin `name`:
+ *  {"name","version","description","ops":{"topic":[fields...]},
+ *  "unchecked":["topic"...]} (unchecked: topics it serves without a table),
+ *  or NULL when no such plugin is loaded. Transferred. */
+cJSON *ah_core_plugin_ops_json(ah_core *core, const char *name);
+/** The generated part of docs/openapi.yaml: the begin comment, one schema
+ *  per topic of every loaded plugin (or only `only`, when not NULL) in the
+ *  order of plugin names, and the end comment. malloc'd; NULL when `only`
+ *  is not loaded or memory runs out. */
+char *ah_core_openapi_bus(ah_core *core, const char *only);
 
 /* --- REST (rest.c) ------------------------------------------------------- */
 /** Authenticates a request's bearer tenant key (the hash compared in
