@@ -436,6 +436,16 @@ static int plugin_check(cli *c, const char *path)
                cJSON_GetObjectItem(report, "routes")->valueint,
                cJSON_GetObjectItem(report, "subscriptions")->valueint,
                cJSON_GetObjectItem(report, "cycles")->valueint);
+        const cJSON *unchecked = cJSON_GetObjectItem(report, "unchecked_topics");
+        const cJSON *ntables = cJSON_GetObjectItem(report, "field_tables");
+        printf("  %d operations declare their fields", ntables != NULL ? ntables->valueint : 0);
+        if (cJSON_GetArraySize(unchecked) > 0) {
+            printf("; without a field table (not checked by the host):");
+            const cJSON *u;
+            cJSON_ArrayForEach(u, unchecked)
+                printf(" %s", u->valuestring);
+        }
+        putchar('\n');
     }
     cJSON_Delete(report);
     return rc;
