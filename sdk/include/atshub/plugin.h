@@ -370,10 +370,10 @@ typedef struct ah_field_spec {
     ah_field_type type;
     unsigned flags;     /**< AH_FIELD_* */
     /** STRING and ID strings: at least this many characters (UTF-8 code
-     *  points); arrays: at least this many items. */
+     *  points); arrays: at least this many items; OBJECT: members. */
     uint32_t min_size;
     /** STRING and ID strings: at most this many characters; arrays: at most
-     *  this many items. */
+     *  this many items; OBJECT: members. */
     uint32_t max_size;
     /** STRINGS and IDS: at most this many characters per item. */
     uint32_t max_item;
@@ -388,8 +388,12 @@ typedef struct ah_field_spec {
 } ah_field_spec;
 
 /** The fields of one bus topic a plugin serves. A plugin lists these in
- *  ah_plugin_descriptor.op_fields, terminated by {NULL}. A topic served but
- *  not listed is not validated by the host (the plugin checks its body). */
+ *  ah_plugin_descriptor.op_fields, terminated by {NULL}, each topic once.
+ *  A topic served but not listed is not validated by the host (the plugin
+ *  checks its body). Constant data with static storage, like the
+ *  descriptor: the host reads it from any thread while the plugin is
+ *  loaded, and refuses to load a plugin whose tables name a topic it does
+ *  not serve, declare a field twice or use an unknown type. */
 typedef struct ah_op_fields {
     const char *topic;           /**< "onboarding.enable" */
     const ah_field_spec *fields; /**< terminated by {NULL}; never NULL */
