@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core.h"
+#include "opfields.h"
 #include "ops.h"
 
 /* Heap growth over all cycles tolerated as allocator noise. */
@@ -199,6 +200,21 @@ int ah_plugin_check_full(const char *path, int cycles, cJSON *report, char *err,
     cJSON_AddNumberToObject(report, "settings", nset);
     cJSON_AddNumberToObject(report, "routes", nroutes);
     cJSON_AddNumberToObject(report, "subscriptions", nsubs);
+    /* Operations served without a field table get no host validation: an
+     * author should see which before deploying. */
+    int ntables = 0;
+    cJSON *unchecked = cJSON_AddArrayToObject(report, "unchecked_topics");
+    size_t ntopics = 0;
+    const ah_topic *topics = ah_router_topics(&ntopics);
+    for (size_t i = 0; i < ntopics; i++) {
+        if (ah_router_resolve(d, &topics[i]) == NULL)
+            continue;
+        if (ah_opfields_find(d, topics[i].topic) != NULL)
+            ntables++;
+        else if (unchecked != NULL)
+            cJSON_AddItemToArray(unchecked, cJSON_CreateString(topics[i].topic));
+    }
+    cJSON_AddNumberToObject(report, "field_tables", ntables);
     cJSON *cov = cJSON_AddObjectToObject(report, "coverage");
     size_t ncap;
     const char *const *caps = ah_router_capabilities(&ncap);

@@ -31,6 +31,8 @@ typedef struct cli {
     char **argv;
     /* command options */
     const char *settings_of;
+    const char *ops_of;  /* plugins --ops NAME */
+    bool openapi;        /* plugins --openapi */
     const char *sets[64];
     int nsets;
     ah_log_filter filter;
@@ -182,12 +184,121 @@ static cJSON *daemon_plugins(cli *c)
     return data;
 }
 
+/* "1..200 chars", "<= 20 items", "1 to 500", "html|text": one column. */
+static void field_limits(const cJSON *f, char *out, size_t n)
+{
+    const char *type = cJSON_GetStringValue(cJSON_GetObjectItem(f, "type"));
+    bool array = type != NULL && strncmp(type, "array", 5) == 0;
+    bool object = type != NULL && strcmp(type, "object") == 0;
+    const char *unit = array ? "items" : object ? "members" : "chars";
+    const cJSON *lo = cJSON_GetObjectItem(f, "min_size"), *hi = cJSON_GetObjectItem(f, "max_size");
+    const cJSON *item = cJSON_GetObjectItem(f, "max_item");
+    const cJSON *min = cJSON_GetObjectItem(f, "min"), *max = cJSON_GetObjectItem(f, "max");
+    const char *one_of = cJSON_GetStringValue(cJSON_GetObjectItem(f, "one_of"));
+    size_t w = 0;
+    out[0] = '\0';
+#define LIM(...)                                                               \
+    do {                                                                       \
+        int k_ = snprintf(out + w, n - w, __VA_ARGS__);                        \
+        if (k_ > 0 && (size_t)k_ < n - w)                                      \
+            w += (size_t)k_;                                                   \
+    } while (0)
+    if (lo != NULL && hi != NULL)
+        LIM("%d..%d %s", lo->valueint, hi->valueint, unit);
+    else if (hi != NULL)
+        LIM("<= %d %s", hi->valueint, unit);
+    else if (lo != NULL)
+        LIM(">= %d %s", lo->valueint, unit);
+    if (item != NULL)
+        LIM("%s<= %d chars each", w ? ", " : "", item->valueint);
+    if (min != NULL && max != NULL)
+        LIM("%s%.15g to %.15g", w ? ", " : "", min->valuedouble, max->valuedouble);
+    if (one_of != NULL)
+        LIM("%s%s", w ? ", " : "", one_of);
+#undef LIM
+    if (w == 0)
+        snprintf(out, n, "-");
+}
+
+static void print_fields(const cJSON *fields, int depth)
+{
+    const cJSON *f;
+    cJSON_ArrayForEach(f, fields) {
+        char name[96], lim[160];
+        snprintf(name, sizeof name, "%*s%s", 2 + 2 * depth, "",
+                 cJSON_GetStringValue(cJSON_GetObjectItem(f, "name")));
+        field_limits(f, lim, sizeof lim);
+        printf("%-28s %-17s %-8s %-26s %s\n", name,
+               cJSON_GetStringValue(cJSON_GetObjectItem(f, "type")),
+               cJSON_IsTrue(cJSON_GetObjectItem(f, "required")) ? "yes" : "no", lim,
+               cJSON_GetStringValue(cJSON_GetObjectItem(f, "help")));
+        const cJSON *sub = cJSON_GetObjectItem(f, "fields");
+        if (sub != NULL)
+            print_fields(sub, depth + 1);
+    }
+}
+
+/* plugins --ops NAME and plugins --openapi: the operation field tables of
+ * the plugins this configuration loads (read from the files themselves). */
+static int cmd_plugin_ops(cli *c)
+{
+    ah_core *core = open_core(c, true, false);
+    if (core == NULL)
+        return 1;
+    if (c->openapi) {
+        char *text = ah_core_openapi_bus(core, c->ops_of);
+        ah_core_close(core);
+        if (text == NULL)
+            return fail(c, "not_found", "no plugin named '%s' is loaded",
+                        c->ops_of != NULL ? c->ops_of : "");
+        fputs(text, stdout);
+        free(text);
+        return 0;
+    }
+    cJSON *o = ah_core_plugin_ops_json(core, c->ops_of);
+    ah_core_close(core);
+    if (o == NULL)
+        return fail(c, "not_found", "no plugin named '%s' is loaded", c->ops_of);
+    if (c->json) {
+        print_json(o);
+        cJSON_Delete(o);
+        return 0;
+    }
+    printf("%s %s: %s\n", cJSON_GetStringValue(cJSON_GetObjectItem(o, "name")),
+           cJSON_GetStringValue(cJSON_GetObjectItem(o, "version")),
+           cJSON_GetStringValue(cJSON_GetObjectItem(o, "description")));
+    const cJSON *ops = cJSON_GetObjectItem(o, "ops");
+    if (ops->child == NULL)
+        printf("\nno operation declares its fields: the plugin checks every body itself\n");
+    const cJSON *t;
+    cJSON_ArrayForEach(t, ops) {
+        printf("\n%s\n", t->string);
+        if (t->child == NULL) {
+            printf("  (no fields: the body must be {})\n");
+            continue;
+        }
+        printf("%-28s %-17s %-8s %-26s %s\n", "  FIELD", "TYPE", "REQUIRED", "LIMITS", "HELP");
+        print_fields(t, 0);
+    }
+    const cJSON *u;
+    cJSON_ArrayForEach(u, cJSON_GetObjectItem(o, "unchecked"))
+        printf("\n%s\n  (no field table: the plugin checks its body)\n", u->valuestring);
+    cJSON_Delete(o);
+    return 0;
+}
+
 static int cmd_plugins(cli *c)
 {
     if (c->argc != 0) {
-        usage_error("plugins takes no arguments besides --settings NAME");
+        usage_error("plugins takes no arguments besides --settings NAME, --ops NAME, --openapi");
         return EXIT_USAGE;
     }
+    if ((c->ops_of != NULL || c->openapi) && c->settings_of != NULL) {
+        usage_error("plugins: --settings and --ops/--openapi do not go together");
+        return EXIT_USAGE;
+    }
+    if (c->ops_of != NULL || c->openapi)
+        return cmd_plugin_ops(c);
     /* A running daemon's live view first (generations, in-flight calls);
      * without one, what this process loads from the configuration. */
     ah_core *core = NULL;
@@ -331,6 +442,16 @@ static int plugin_check(cli *c, const char *path)
                cJSON_GetObjectItem(report, "routes")->valueint,
                cJSON_GetObjectItem(report, "subscriptions")->valueint,
                cJSON_GetObjectItem(report, "cycles")->valueint);
+        const cJSON *unchecked = cJSON_GetObjectItem(report, "unchecked_topics");
+        const cJSON *ntables = cJSON_GetObjectItem(report, "field_tables");
+        printf("  %d operations declare their fields", ntables != NULL ? ntables->valueint : 0);
+        if (cJSON_GetArraySize(unchecked) > 0) {
+            printf("; without a field table (not checked by the host):");
+            const cJSON *u;
+            cJSON_ArrayForEach(u, unchecked)
+                printf(" %s", u->valuestring);
+        }
+        putchar('\n');
     }
     cJSON_Delete(report);
     return rc;
@@ -793,9 +914,14 @@ static const cmd commands[] = {
     {"serve", cmd_serve, "atshub serve [-c FILE]",
      "Runs the daemon: the REST API, plugin routes, the bus and its workers.\n"
      "Stops cleanly on SIGINT or SIGTERM."},
-    {"plugins", cmd_plugins, "atshub plugins [--settings NAME]",
+    {"plugins", cmd_plugins, "atshub plugins [--settings NAME | --ops NAME | --openapi [--ops NAME]]",
      "Lists the plugins the configuration loads: version, ABI, generation, path and\n"
-     "capability coverage. With --settings NAME, prints that plugin's connection settings."},
+     "capability coverage. With --settings NAME, prints that plugin's connection settings.\n"
+     "With --ops NAME, prints the fields each of its bus operations takes (name, type,\n"
+     "required, limits, sub-fields): the host refuses a request with an unknown, missing or\n"
+     "mistyped field (invalid_request, naming it) before the plugin runs.\n"
+     "With --openapi, prints those tables as OpenAPI schemas: the generated part of\n"
+     "docs/openapi.yaml (scripts/openapi-bus rewrites it)."},
     {"plugin", cmd_plugin, "atshub plugin check FILE.so | plugin reload NAME [--path FILE.so]",
      "check: checks a plugin file before deploying it: its ABI (both ways), descriptor,\n"
      "settings table, tables' sizes and callbacks, its init, then 100 load/open/close/unload\n"
@@ -894,6 +1020,7 @@ int ah_cli_main(int argc, char **argv)
         {"since", required_argument, NULL, 5},    {"until", required_argument, NULL, 6},
         {"limit", required_argument, NULL, 7},    {"type", required_argument, NULL, 8},
         {"path", required_argument, NULL, 9},     {"types", required_argument, NULL, 8},
+        {"ops", required_argument, NULL, 10},     {"openapi", no_argument, NULL, 11},
         {NULL, 0, NULL, 0},
     };
     int o;
@@ -941,6 +1068,8 @@ int ah_cli_main(int argc, char **argv)
             break;
         case 8: c.type = optarg; break;
         case 9: c.path = optarg; break;
+        case 10: c.ops_of = optarg; break;
+        case 11: c.openapi = true; break;
         case '?':
         default:
             if (optopt != 0)

@@ -16,6 +16,7 @@
 #include "hostapi.h"
 #include "metrics.h"
 #include "ratelimit.h"
+#include "opfields.h"
 
 /* ------------------------------------------------------------------------ */
 /* Calls into plugins                                                        */
@@ -153,6 +154,17 @@ static void core_dispatch(void *arg, const ah_msg *m, ah_reply *r)
     if (fn == NULL) {
         ah_reply_error(r, AH_E_UNSUPPORTED, 501, "plugin '%s' does not support %s",
                        c->plugin, m->topic);
+        ah_generation_release(gen);
+        ah_conn_release(c);
+        return;
+    }
+    /* The one place every producer (REST, CLI, admin API, inbound routes,
+     * syncs) passes through: a body of the wrong shape never reaches the
+     * plugin. Without a table for the topic the plugin checks alone. */
+    const ah_field_spec *fields = ah_opfields_find(gen->desc, m->topic);
+    char why[512];
+    if (fields != NULL && ah_opfields_validate(fields, m->topic, m->body, why, sizeof why) != 0) {
+        ah_reply_error(r, AH_E_INVALID, 400, "%s", why);
         ah_generation_release(gen);
         ah_conn_release(c);
         return;
@@ -406,4 +418,102 @@ cJSON *ah_core_plugins_json(ah_core *core, const char *settings_of)
         return NULL;
     }
     return w.list;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Operation field tables                                                    */
+/* ------------------------------------------------------------------------ */
+
+cJSON *ah_core_plugin_ops_json(ah_core *core, const char *name)
+{
+    ah_generation *gen = name != NULL ? ah_registry_acquire(core->registry, name) : NULL;
+    if (gen == NULL)
+        return NULL;
+    const ah_plugin_descriptor *d = gen->desc;
+    cJSON *o = cJSON_CreateObject();
+    cJSON *ops = ah_opfields_json(d);
+    cJSON *unchecked = cJSON_CreateArray();
+    bool ok = o != NULL && ops != NULL && unchecked != NULL &&
+              cJSON_AddStringToObject(o, "name", d->name) != NULL &&
+              cJSON_AddStringToObject(o, "version", d->version) != NULL &&
+              cJSON_AddStringToObject(o, "description",
+                                      d->description ? d->description : "") != NULL;
+    size_t n = 0;
+    const ah_topic *t = ah_router_topics(&n);
+    for (size_t i = 0; ok && i < n; i++)
+        if (ah_router_resolve(d, &t[i]) != NULL && ah_opfields_find(d, t[i].topic) == NULL)
+            ok = cJSON_AddItemToArray(unchecked, cJSON_CreateString(t[i].topic));
+    if (ok && cJSON_AddItemToObject(o, "ops", ops)) {
+        ops = NULL;
+        if (cJSON_AddItemToObject(o, "unchecked", unchecked))
+            unchecked = NULL;
+        else
+            ok = false;
+    } else {
+        ok = false;
+    }
+    cJSON_Delete(ops);
+    cJSON_Delete(unchecked);
+    ah_generation_release(gen);
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+static void collect_name(void *arg, const ah_generation *gen)
+{
+    cJSON_AddItemToArray(arg, cJSON_CreateString(gen->name));
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+char *ah_core_openapi_bus(ah_core *core, const char *only)
+{
+    /* Plugin names sorted, so that the section does not depend on the
+     * configuration's order. */
+    cJSON *names = cJSON_CreateArray();
+    if (names == NULL)
+        return NULL;
+    if (only != NULL)
+        cJSON_AddItemToArray(names, cJSON_CreateString(only));
+    else
+        ah_registry_each(core->registry, collect_name, names);
+    int n = cJSON_GetArraySize(names);
+    const char **sorted = calloc((size_t)n + 1, sizeof *sorted);
+    char *buf = NULL;
+    size_t len = 0;
+    bool ok = sorted != NULL;
+    for (int i = 0; ok && i < n; i++) {
+        sorted[i] = cJSON_GetStringValue(cJSON_GetArrayItem(names, i));
+        ok = sorted[i] != NULL;
+    }
+    if (ok)
+        qsort(sorted, (size_t)n, sizeof *sorted, by_name);
+    char *head = NULL;
+    ok = ok && asprintf(&head, "%s\n", AH_OPFIELDS_BEGIN) > 0;
+    if (ok) {
+        buf = head;
+        len = strlen(head);
+    }
+    for (int i = 0; ok && i < n; i++) {
+        ah_generation *gen = ah_registry_acquire(core->registry, sorted[i]);
+        if (gen == NULL) {
+            ok = false;
+            break;
+        }
+        ok = ah_opfields_openapi(gen->desc, &buf, &len) == 0;
+        ah_generation_release(gen);
+    }
+    char *out = NULL;
+    if (ok && buf != NULL && asprintf(&out, "%s%s\n", buf, AH_OPFIELDS_END) < 0)
+        out = NULL;
+    free(buf);
+    free(sorted);
+    cJSON_Delete(names);
+    return out;
 }

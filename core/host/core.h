@@ -145,5 +145,15 @@ void ah_core_call_done(ah_core_call *cc);
  *  `atshub plugins` and GET /v1/plugins). With `settings_of`, only that
  *  plugin, with its settings table. NULL when settings_of is unknown. */
 cJSON *ah_core_plugins_json(ah_core *core, const char *settings_of);
+/** The operation field tables of the loaded plugin `name`:
+ *  {"name","version","description","ops":{"topic":[fields...]},
+ *  "unchecked":["topic"...]} (unchecked: topics it serves without a table),
+ *  or NULL when no such plugin is loaded. Transferred. */
+cJSON *ah_core_plugin_ops_json(ah_core *core, const char *name);
+/** The generated part of docs/openapi.yaml: the begin comment, one schema
+ *  per topic of every loaded plugin (or only `only`, when not NULL) in the
+ *  order of plugin names, and the end comment. malloc'd; NULL when `only`
+ *  is not loaded or memory runs out. */
+char *ah_core_openapi_bus(ah_core *core, const char *only);
 
 #endif

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "registry.h"
+#include "opfields.h"
 
 /* A table larger than this is a corrupt or foreign struct, not a newer one. */
 #define AH_TABLE_SIZE_MAX 4096u
@@ -394,6 +395,17 @@ static int check_subscriptions(const char *path, const ah_subscription *s, char 
                   AH_LIST_MAX);
 }
 
+/* A malformed field table would make the host refuse good requests or
+ * read past the plugin's data: refuse the plugin instead. */
+static int check_op_fields(const char *path, const ah_plugin_descriptor *d, char *err,
+                           size_t errlen)
+{
+    char why[512];
+    if (ah_opfields_check(d, why, sizeof why) != 0)
+        return refuse(err, errlen, path, "%s", why);
+    return 0;
+}
+
 static int check_descriptor(const char *path, const ah_plugin_descriptor *d, char *err,
                             size_t errlen)
 {
@@ -401,7 +413,8 @@ static int check_descriptor(const char *path, const ah_plugin_descriptor *d, cha
         check_tables(path, d, err, errlen) != 0 ||
         check_settings(path, d->settings, err, errlen) != 0 ||
         check_routes(path, d->routes, err, errlen) != 0 ||
-        check_subscriptions(path, d->subscriptions, err, errlen) != 0)
+        check_subscriptions(path, d->subscriptions, err, errlen) != 0 ||
+        check_op_fields(path, d, err, errlen) != 0)
         return -1;
     if (d->close != NULL && d->open == NULL)
         return refuse(err, errlen, path,

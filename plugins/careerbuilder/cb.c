@@ -123,6 +123,59 @@ static const ah_statuses_ops cb_statuses = {
     .query = cb_op_query,
 };
 
+/* --- the fields each operation takes (SDK @since 1.1) --------------------------
+ * The host checks names, types and lengths before the operation runs; the
+ * seed's rules between fields (status_level, dates) stay in cb_validate.c.
+ * Lengths are CareerBuilder's, in characters. */
+#define CB_F_STR(n, flags_, max, h)                                            \
+    {.name = n, .type = AH_FIELD_STRING, .flags = flags_, .max_size = max, .help = h}
+/* An empty list is left to cb_validate_query, which names the rule. */
+#define CB_F_LIST(n, max, h)                                                   \
+    {.name = n, .type = AH_FIELD_STRINGS, .max_size = CB_MAX_QUERY_ITEMS, .max_item = max,  \
+     .help = h}
+
+static const ah_field_spec cb_f_put[] = {
+    CB_F_STR("account", 0, CB_MAX_ACCOUNT, "default: the connection's account"),
+    CB_F_STR("candidate_email", AH_FIELD_REQUIRED, CB_MAX_EMAIL, NULL),
+    CB_F_STR("vendor_key", 0, CB_MAX_VENDOR_KEY, "default: the vendor_key setting"),
+    CB_F_STR("client", 0, CB_MAX_CLIENT, "default: the client setting"),
+    CB_F_STR("requisition_id", 0, CB_MAX_REQUISITION_ID, "application level only"),
+    CB_F_STR("requisition_title", 0, CB_MAX_REQUISITION_TITLE, "application level only"),
+    CB_F_STR("level_id", 0, CB_MAX_LEVEL_ID, NULL),
+    CB_F_STR("status", AH_FIELD_REQUIRED, CB_MAX_STATUS, NULL),
+    CB_F_STR("status_date", AH_FIELD_REQUIRED, 0, "UTC, YYYY-MM-DDTHH:MM:SSZ"),
+    CB_F_STR("status_level", AH_FIELD_REQUIRED, CB_MAX_STATUS_LEVEL, "application or candidate"),
+    CB_F_STR("status_detail", 0, CB_MAX_STATUS_DETAIL, NULL),
+    {.name = NULL},
+};
+
+static const ah_field_spec cb_f_get[] = {
+    {.name = "candidate_email", .type = AH_FIELD_STRING, .flags = AH_FIELD_REQUIRED,
+     .min_size = 1, .max_size = CB_MAX_EMAIL, .help = NULL},
+    CB_F_STR("account", 0, CB_MAX_ACCOUNT, "must be the connection's account"),
+    {.name = "results_per_page", .type = AH_FIELD_ID,
+     .help = "1 to 100 (default 10), a number or its text"},
+    CB_F_STR("status_date", 0, 0, "UTC, YYYY-MM-DDTHH:MM:SSZ: statuses since"),
+    {.name = NULL},
+};
+
+static const ah_field_spec cb_f_query[] = {
+    CB_F_STR("account", 0, CB_MAX_ACCOUNT, "must be the connection's account"),
+    CB_F_LIST("candidate_email", CB_MAX_EMAIL, "emails (or requisition_id, not both)"),
+    CB_F_LIST("emails", CB_MAX_EMAIL, "another name for candidate_email"),
+    CB_F_LIST("requisition_id", CB_MAX_REQUISITION_ID, "requisition ids"),
+    CB_F_LIST("requisition_ids", CB_MAX_REQUISITION_ID, "another name for requisition_id"),
+    CB_F_STR("status_date", 0, 0, "UTC, YYYY-MM-DDTHH:MM:SSZ: statuses since"),
+    {.name = NULL},
+};
+
+static const ah_op_fields cb_op_fields[] = {
+    {"statuses.get", cb_f_get},
+    {"statuses.put", cb_f_put},
+    {"statuses.query", cb_f_query},
+    {NULL, NULL},
+};
+
 static const ah_plugin_descriptor cb_descriptor = {
     .struct_size = sizeof(ah_plugin_descriptor),
     .abi_major = AH_ABI_MAJOR,
@@ -136,6 +189,7 @@ static const ah_plugin_descriptor cb_descriptor = {
     .close = cb_close,
     .statuses = &cb_statuses,
     .subscriptions = cb_subscriptions,
+    .op_fields = cb_op_fields,
 };
 
 AH_PLUGIN_ENTRY

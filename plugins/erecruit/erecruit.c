@@ -210,6 +210,184 @@ static const ah_custom_fields_ops er_custom_fields = {
     .update = er_custom_update,
 };
 
+/* --- the fields each operation takes (SDK @since 1.1) --------------------
+ * The host checks a request against these before the operation runs; the
+ * operations still check formats (base64, media types, statuses) and say
+ * what ERecruit needs. Ids are ERecruit's: a string or an integer. */
+#define ER_F_ID(n, req, h)                                                     \
+    {.name = n, .type = AH_FIELD_ID, .flags = req, .max_size = ER_ID_MAX - 1, .help = h}
+#define ER_F_STR(n, max, h) {.name = n, .type = AH_FIELD_STRING, .max_size = max, .help = h}
+#define ER_F_END {.name = NULL}
+
+static const ah_field_spec er_f_none[] = {ER_F_END};
+
+static const ah_field_spec er_f_stream[] = {
+    ER_F_STR("updated_after", 64, "ISO-8601 UTC time: records changed after it"),
+    ER_F_STR("cursor", 2048, "the next_cursor of the previous page"),
+    {.name = "per_page", .type = AH_FIELD_INTEGER, .min = 1, .max = 500,
+     .help = "records per page (default: the per_page setting)"},
+    ER_F_END,
+};
+
+static const ah_field_spec er_f_stream_jobs[] = {
+    ER_F_STR("updated_after", 64, "ISO-8601 UTC time: records changed after it"),
+    ER_F_STR("cursor", 2048, "the next_cursor of the previous page"),
+    {.name = "per_page", .type = AH_FIELD_INTEGER, .min = 1, .max = 500,
+     .help = "records per page (default: the per_page setting)"},
+    {.name = "statuses", .type = AH_FIELD_STRINGS, .max_item = 15,
+     .help = "draft, open, closed, filled (default: the job_statuses setting)"},
+    ER_F_END,
+};
+
+static const ah_field_spec er_f_stream_apps[] = {
+    ER_F_STR("updated_after", 64, "ISO-8601 UTC time: records changed after it"),
+    ER_F_STR("cursor", 2048, "the next_cursor of the previous page"),
+    {.name = "per_page", .type = AH_FIELD_INTEGER, .min = 1, .max = 500,
+     .help = "records per page (default: the per_page setting)"},
+    {.name = "job_ids", .type = AH_FIELD_IDS, .max_size = 100, .max_item = ER_ID_MAX - 1,
+     .help = "only applications to these jobs"},
+    ER_F_END,
+};
+
+static const ah_field_spec er_f_move[] = {
+    ER_F_ID("application_id", AH_FIELD_REQUIRED, "the ERecruit submission"),
+    ER_F_ID("stage_id", AH_FIELD_REQUIRED, "the stage to move it to (applications.list_stages)"),
+    ER_F_END,
+};
+
+static const ah_field_spec er_f_reject[] = {
+    ER_F_ID("application_id", AH_FIELD_REQUIRED, "the ERecruit submission"),
+    ER_F_ID("reason_id", AH_FIELD_REQUIRED, "the disposition reason (dispositions.list)"),
+    ER_F_END,
+};
+
+static const ah_field_spec er_f_bulk_reject[] = {
+    {.name = "application_ids", .type = AH_FIELD_IDS, .flags = AH_FIELD_REQUIRED,
+     .min_size = 1, .max_size = 500, .max_item = ER_ID_MAX - 1,
+     .help = "the ERecruit submissions to reject"},
+    ER_F_ID("reason_id", AH_FIELD_REQUIRED, "the disposition reason (dispositions.list)"),
+    ER_F_END,
+};
+
+static const ah_field_spec er_f_app_create[] = {
+    ER_F_ID("candidate_id", AH_FIELD_REQUIRED, "the ERecruit contact"),
+    ER_F_ID("job_id", AH_FIELD_REQUIRED, "the ERecruit position"),
+    ER_F_ID("stage_id", 0, "the first stage (default: ERecruit's)"),
+    ER_F_END,
+};
+
+static const ah_field_spec er_f_job[] = {
+    ER_F_ID("job_id", AH_FIELD_REQUIRED, "the ERecruit position"),
+    ER_F_END,
+};
+
+static const ah_field_spec er_f_job_batch[] = {
+    {.name = "limit", .type = AH_FIELD_INTEGER, .min = 1, .max = 500,
+     .help = "positions per page (default: the per_page setting)"},
+    ER_F_STR("cursor", 2048, "the next_cursor of the previous page"),
+    ER_F_END,
+};
+
+static const ah_field_spec er_f_cand[] = {
+    ER_F_ID("candidate_id", AH_FIELD_REQUIRED, "the ERecruit contact"),
+    ER_F_END,
+};
+
+static const ah_field_spec er_f_cand_find[] = {
+    ER_F_STR("first_name", 256, "give at least one of the four"),
+    ER_F_STR("last_name", 256, NULL),
+    ER_F_STR("email", 256, NULL),
+    ER_F_STR("phone", 256, NULL),
+    ER_F_END,
+};
+
+#define ER_F_NOTE                                                              \
+    {.name = "note", .type = AH_FIELD_STRING, .flags = AH_FIELD_REQUIRED, .min_size = 1,   \
+     .max_size = 256u * 1024u, .help = "the note, text or HTML"},                          \
+        {.name = "format", .type = AH_FIELD_STRING, .one_of = "html|text",                 \
+         .help = "how to read note (default: guessed)"},                                   \
+        ER_F_ID("note_action_type", 0, "the note action (default: the note_action_id setting)"), \
+        {.name = "screened", .type = AH_FIELD_BOOLEAN,                                     \
+         .help = "also mark the candidate screened"}
+
+static const ah_field_spec er_f_note_app[] = {
+    ER_F_ID("application_id", AH_FIELD_REQUIRED, "the ERecruit submission"),
+    ER_F_NOTE,
+    ER_F_END,
+};
+
+static const ah_field_spec er_f_note_cand[] = {
+    ER_F_ID("candidate_id", AH_FIELD_REQUIRED, "the ERecruit contact"),
+    ER_F_NOTE,
+    ER_F_END,
+};
+
+#define ER_F_DOC                                                               \
+    {.name = "filename", .type = AH_FIELD_STRING, .flags = AH_FIELD_REQUIRED,              \
+     .min_size = 1, .max_size = 255, .help = "a plain file name"},                         \
+        {.name = "data_base64", .type = AH_FIELD_STRING, .flags = AH_FIELD_REQUIRED,       \
+         .min_size = 1, .help = "the file, base64"},                                       \
+        ER_F_STR("content_type", 100, "its media type (default: application/pdf)"),        \
+        ER_F_STR("kind", 32, "resume, cover_letter, ... (kept for candidates only)")
+
+static const ah_field_spec er_f_doc_app[] = {
+    ER_F_ID("application_id", AH_FIELD_REQUIRED, "the ERecruit submission"),
+    ER_F_DOC,
+    ER_F_END,
+};
+
+static const ah_field_spec er_f_doc_cand[] = {
+    ER_F_ID("candidate_id", AH_FIELD_REQUIRED, "the ERecruit contact"),
+    ER_F_DOC,
+    ER_F_END,
+};
+
+#define ER_F_ENTITY                                                            \
+    {.name = "entity", .type = AH_FIELD_STRING, .flags = AH_FIELD_REQUIRED,                \
+     .one_of = "application|candidate|job", .help = "whose custom fields"}
+
+static const ah_field_spec er_f_cf_list[] = {ER_F_ENTITY, ER_F_END};
+
+static const ah_field_spec er_f_cf_values[] = {
+    ER_F_ENTITY,
+    ER_F_ID("id", AH_FIELD_REQUIRED, "the ERecruit record"),
+    ER_F_END,
+};
+
+static const ah_field_spec er_f_cf_update[] = {
+    ER_F_ENTITY,
+    ER_F_ID("id", AH_FIELD_REQUIRED, "the ERecruit record"),
+    {.name = "values", .type = AH_FIELD_OBJECT, .flags = AH_FIELD_REQUIRED, .min_size = 1,
+     .max_size = 200, .help = "field key: a string, number, boolean, null or a list of them"},
+    ER_F_END,
+};
+
+static const ah_op_fields er_op_fields[] = {
+    {"applications.bulk_reject", er_f_bulk_reject},
+    {"applications.create", er_f_app_create},
+    {"applications.list_stages", er_f_none},
+    {"applications.move_to_stage", er_f_move},
+    {"applications.reject", er_f_reject},
+    {"applications.stream", er_f_stream_apps},
+    {"attachments.add_to_application", er_f_doc_app},
+    {"attachments.add_to_candidate", er_f_doc_cand},
+    {"candidates.find", er_f_cand_find},
+    {"candidates.get", er_f_cand},
+    {"candidates.resume", er_f_cand},
+    {"candidates.stream", er_f_stream},
+    {"custom_fields.list", er_f_cf_list},
+    {"custom_fields.update", er_f_cf_update},
+    {"custom_fields.values", er_f_cf_values},
+    {"dispositions.list", er_f_none},
+    {"jobs.enhanced_batch", er_f_job_batch},
+    {"jobs.get", er_f_job},
+    {"jobs.get_enhanced", er_f_job},
+    {"jobs.stream", er_f_stream_jobs},
+    {"notes.add_to_application", er_f_note_app},
+    {"notes.add_to_candidate", er_f_note_cand},
+    {NULL, NULL},
+};
+
 static const ah_plugin_descriptor er_descriptor = {
     .struct_size = sizeof(ah_plugin_descriptor),
     .abi_major = AH_ABI_MAJOR,
@@ -232,6 +410,7 @@ static const ah_plugin_descriptor er_descriptor = {
     /* A ceiling for one tenant's API user; the host paces every request of
      * a connection under it and slows down on 429. */
     .rate_limit_rps = 200,
+    .op_fields = er_op_fields,
 };
 
 AH_PLUGIN_ENTRY

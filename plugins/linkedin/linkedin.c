@@ -328,6 +328,68 @@ static const ah_onboarding_ops li_onboarding = {
     .disable = li_op_disable,
 };
 
+/* --- the fields each operation takes (SDK @since 1.1) ----------------------------
+ * The host checks a request against these before the operation runs. An
+ * integration's three key parts are optional here on purpose: a missing one
+ * is LinkedIn's own li_key_parts_incomplete, which the operations answer. */
+static const ah_field_spec li_f_integration[] = {
+    {.name = "integrationContext", .type = AH_FIELD_STRING, .max_size = 256,
+     .help = "the customer's organization URN, as the widget returned it"},
+    {.name = "integrationType", .type = AH_FIELD_STRING, .max_size = 64,
+     .help = "APPLY_WITH_LINKEDIN, RECRUITER_SYSTEM_CONNECT_COMPANY, ..."},
+    {.name = "tenantType", .type = AH_FIELD_STRING, .max_size = 64,
+     .help = "JOBS, RECRUITER, ..."},
+    {.name = NULL},
+};
+
+static const ah_field_spec li_f_request[] = {
+    {.name = "integrations", .type = AH_FIELD_OBJECTS, .min_size = 1, .max_size = 20,
+     .fields = li_f_integration,
+     .help = "integration requests to store (as the widget returned them); absent: list the "
+             "stored ones"},
+    {.name = NULL},
+};
+
+static const ah_field_spec li_f_enable[] = {
+    {.name = "integrationName", .type = AH_FIELD_STRING, .flags = AH_FIELD_REQUIRED,
+     .min_size = 1, .max_size = 200, .help = "the customer-facing name of the integration"},
+    {.name = "integrations", .type = AH_FIELD_OBJECTS, .min_size = 1, .max_size = 20,
+     .fields = li_f_integration,
+     .help = "which integrations (absent: every stored request still REQUESTED)"},
+    {.name = NULL},
+};
+
+/* integrationName is read by enable only; verify and disable accept it so
+ * that a product may send them the body it sent to enable. */
+static const ah_field_spec li_f_verify[] = {
+    {.name = "integrationName", .type = AH_FIELD_STRING, .max_size = 200,
+     .help = "ignored (accepted so that enable's body verifies as is)"},
+    {.name = "integrations", .type = AH_FIELD_OBJECTS, .min_size = 1, .max_size = 20,
+     .fields = li_f_integration,
+     .help = "which integrations (absent: every stored request)"},
+    {.name = NULL},
+};
+
+static const ah_field_spec li_f_provision[] = {
+    {.name = "name", .type = AH_FIELD_STRING, .max_size = 200,
+     .help = "the app's name on LinkedIn (default: ats_name - customer_name)"},
+    {.name = "uniqueForeignId", .type = AH_FIELD_STRING, .max_size = 200,
+     .help = "default: the unique_foreign_id setting, else the tenant"},
+    {.name = "description", .type = AH_FIELD_STRING, .max_size = 500, .help = NULL},
+    {.name = "validJsSdkDomains", .type = AH_FIELD_STRINGS,
+     .help = "origins allowed to show the widget (default: js_sdk_domains, else public_url)"},
+    {.name = NULL},
+};
+
+static const ah_op_fields li_op_fields[] = {
+    {"onboarding.disable", li_f_verify},
+    {"onboarding.enable", li_f_enable},
+    {"onboarding.provision", li_f_provision},
+    {"onboarding.request", li_f_request},
+    {"onboarding.verify", li_f_verify},
+    {NULL, NULL},
+};
+
 static const ah_route li_routes[] = {
     {"GET", LI_PAGE_PATH "{token}", li_route_page, AH_ROUTE_CONN_TOKEN, "linkedin_configure"},
     {"POST", LI_CALLBACK_PATH "{token}", li_route_callback, AH_ROUTE_CONN_TOKEN,
@@ -348,6 +410,7 @@ static const ah_plugin_descriptor li_descriptor = {
     .close = li_close,
     .onboarding = &li_onboarding,
     .routes = li_routes,
+    .op_fields = li_op_fields,
 };
 
 AH_PLUGIN_ENTRY

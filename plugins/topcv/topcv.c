@@ -179,6 +179,78 @@ static const ah_postings_ops postings = {
     .assign = tc_op_assign,
 };
 
+/* --- the fields each operation takes (SDK @since 1.1) ----------------------------
+ * The host checks names and types before the operation runs; the override
+ * names and values stay the posting form's to check (tc_overrides_check). */
+#define TC_F_ID(n, flags_, h)                                                  \
+    {.name = n, .type = AH_FIELD_STRING, .flags = flags_, .min_size = 1, .max_size = 128,  \
+     .help = h}
+
+static const ah_field_spec f_none[] = {{.name = NULL}};
+
+static const ah_field_spec f_publish[] = {
+    TC_F_ID("job_id", AH_FIELD_REQUIRED, "the atshub job to post"),
+    {.name = "overrides", .type = AH_FIELD_OBJECT,
+     .help = "posting form fields that replace what the job gives (title, salary, ...)"},
+    {.name = "preview", .type = AH_FIELD_BOOLEAN,
+     .help = "true: answer the form and what is missing, post nothing"},
+    {.name = NULL},
+};
+
+static const ah_field_spec f_update[] = {
+    {.name = "topcv_id", .type = AH_FIELD_ID, .flags = AH_FIELD_REQUIRED, .max_size = 128,
+     .help = "the TopCV job id of the posting"},
+    {.name = "overrides", .type = AH_FIELD_OBJECT,
+     .help = "posting form fields to change (merged with the saved ones)"},
+    {.name = NULL},
+};
+
+static const ah_field_spec f_link[] = {
+    {.name = "topcv_id", .type = AH_FIELD_ID, .flags = AH_FIELD_REQUIRED, .max_size = 128,
+     .help = "a job already on TopCV"},
+    TC_F_ID("job_id", AH_FIELD_REQUIRED, "the atshub job it is"),
+    {.name = NULL},
+};
+
+static const ah_field_spec f_list[] = {
+    TC_F_ID("job_id", 0, "only this job's postings"),
+    {.name = NULL},
+};
+
+static const ah_field_spec f_notices[] = {
+    {.name = "kind", .type = AH_FIELD_STRING, .max_size = 64,
+     .help = "only notices of this kind (posting.rejected, application.created, ...)"},
+    {.name = NULL},
+};
+
+static const ah_field_spec f_configure[] = {
+    {.name = "api_key", .type = AH_FIELD_STRING, .flags = AH_FIELD_REQUIRED, .min_size = 1,
+     .max_size = TC_CRED_MAX, .help = "the Employer API Key (TopCV: Account Settings)"},
+    {.name = "secret_key", .type = AH_FIELD_STRING, .flags = AH_FIELD_REQUIRED, .min_size = 1,
+     .max_size = TC_CRED_MAX, .help = "the Secret Key"},
+    {.name = NULL},
+};
+
+static const ah_field_spec f_assign[] = {
+    TC_F_ID("pending_id", AH_FIELD_REQUIRED, "the Pending pool entry (postings.pending)"),
+    TC_F_ID("job_id", AH_FIELD_REQUIRED, "the atshub job to assign the candidate to"),
+    {.name = NULL},
+};
+
+static const ah_op_fields op_fields[] = {
+    {"postings.assign", f_assign},
+    {"postings.configure", f_configure},
+    {"postings.disconnect", f_none},
+    {"postings.link", f_link},
+    {"postings.list", f_list},
+    {"postings.notices", f_notices},
+    {"postings.pending", f_none},
+    {"postings.publish", f_publish},
+    {"postings.status", f_none},
+    {"postings.update", f_update},
+    {NULL, NULL},
+};
+
 static const ah_route routes[] = {
     {"POST", TC_WEBHOOK_PATH "{token}", tc_route_webhook, AH_ROUTE_CONN_TOKEN, "topcv_webhook"},
     {NULL, NULL, NULL, 0, NULL},
@@ -194,6 +266,7 @@ static const ah_plugin_descriptor descriptor = {
     .settings = settings,
     .postings = &postings,
     .routes = routes,
+    .op_fields = op_fields,
 };
 
 AH_PLUGIN_ENTRY

@@ -104,6 +104,23 @@ static const ah_dispositions_ops tpl_dispositions_ops = {
     .list = tpl_dispositions,
 };
 
+/* The fields each operation takes (SDK @since 1.1): the host refuses a
+ * request with an unknown, missing or mistyped field, naming it, before the
+ * operation runs. Declare every field an operation reads. */
+static const ah_field_spec tpl_f_job_get[] = {
+    {.name = "job_id", .type = AH_FIELD_STRING, .flags = AH_FIELD_REQUIRED, .max_size = 256,
+     .help = "the job to read"},
+    {.name = NULL},
+};
+
+static const ah_field_spec tpl_f_none[] = {{.name = NULL}};
+
+static const ah_op_fields tpl_op_fields[] = {
+    {"dispositions.list", tpl_f_none},
+    {"jobs.get", tpl_f_job_get},
+    {NULL, NULL},
+};
+
 static const ah_subscription tpl_subscriptions[] = {
     {"event.job.*", tpl_on_job_event},
     {NULL, NULL},
@@ -122,6 +139,7 @@ static const ah_plugin_descriptor tpl_descriptor = {
     .jobs = &tpl_jobs,
     .dispositions = &tpl_dispositions_ops,
     .subscriptions = tpl_subscriptions,
+    .op_fields = tpl_op_fields,
 };
 
 AH_PLUGIN_ENTRY

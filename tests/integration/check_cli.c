@@ -169,6 +169,21 @@ START_TEST(test_connections_and_call)
     cJSON_Delete(j);
     free(out), free(err);
 
+    /* The host checks the body against the template's field table before
+     * the plugin runs, and names the field. */
+    ck_assert_int_eq(RUN(&e, &out, &err, "--json", "call", "acme", "main", "jobs.get",
+                         "{\"job\":\"J9\"}"), 1);
+    ck_assert_ptr_nonnull(strstr(out, "\"invalid_request\""));
+    ck_assert_msg(strstr(out, "field 'job' is not a field of jobs.get (it takes: job_id)") != NULL,
+                  "%s", out);
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "call", "acme", "main", "jobs.get", "{\"job_id\":42}"), 1);
+    ck_assert_msg(strstr(err, "field 'job_id' must be a string") != NULL, "%s", err);
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "call", "acme", "main", "jobs.get"), 1);
+    ck_assert_msg(strstr(err, "field 'job_id' is required") != NULL, "%s", err);
+    free(out), free(err);
+
     ck_assert_int_eq(RUN(&e, &out, &err, "--json", "call", "acme", "main", "applications.reject"), 1);
     ck_assert_ptr_nonnull(strstr(out, "unsupported_capability"));
     free(out), free(err);
@@ -219,6 +234,92 @@ START_TEST(test_plugins_listing)
     ck_assert_ptr_nonnull(strstr(out, "greeting"));
     free(out), free(err);
     ck_assert_int_eq(RUN(&e, &out, &err, "plugins", "--settings", "nope"), 1);
+    free(out), free(err);
+    env_teardown(&e);
+}
+END_TEST
+
+/* The bundled plugins, as scripts/openapi-bus configures them. */
+static void env_all_plugins(env *e)
+{
+    const char *dir = ah_t_env("AH_PLUGIN_DIR");
+    char extra[2048];
+    snprintf(extra, sizeof extra,
+             "careerbuilder = %s/careerbuilder.so\nerecruit = %s/erecruit.so\nerp = %s/erp.so\n"
+             "linkedin = %s/linkedin.so\ntopcv = %s/topcv.so\n",
+             dir, dir, dir, dir, dir);
+    env_setup(e, extra);
+}
+
+START_TEST(test_plugins_ops)
+{
+    env e;
+    env_all_plugins(&e);
+    char *out, *err;
+    ck_assert_int_eq(RUN(&e, &out, &err, "plugins", "--ops", "linkedin"), 0);
+    ck_assert_ptr_nonnull(strstr(out, "onboarding.enable"));
+    ck_assert_ptr_nonnull(strstr(out, "integrationName"));
+    ck_assert_ptr_nonnull(strstr(out, "array of objects"));
+    ck_assert_ptr_nonnull(strstr(out, "    integrationContext")); /* a sub-field, indented */
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "--json", "plugins", "--ops", "linkedin"), 0);
+    cJSON *j = cJSON_Parse(out);
+    ck_assert_msg(j != NULL, "%s", out);
+    const cJSON *en = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "ops"), "onboarding.enable");
+    ck_assert_int_eq(cJSON_GetArraySize(en), 2);
+    const cJSON *name = cJSON_GetArrayItem(en, 0), *list = cJSON_GetArrayItem(en, 1);
+    ck_assert_str_eq(cJSON_GetObjectItem(name, "name")->valuestring, "integrationName");
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(name, "required")));
+    ck_assert_str_eq(cJSON_GetObjectItem(list, "name")->valuestring, "integrations");
+    ck_assert_str_eq(cJSON_GetObjectItem(list, "type")->valuestring, "array of objects");
+    const cJSON *sub = cJSON_GetObjectItem(list, "fields");
+    ck_assert_int_eq(cJSON_GetArraySize(sub), 3);
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(sub, 2), "name")->valuestring,
+                     "tenantType");
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "unchecked")), 0);
+    cJSON_Delete(j);
+    free(out), free(err);
+    /* A plugin with no bus operation has no table, and says so. */
+    ck_assert_int_eq(RUN(&e, &out, &err, "plugins", "--ops", "erp"), 0);
+    ck_assert_ptr_nonnull(strstr(out, "no operation declares its fields"));
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "plugins", "--ops", "nope"), 1);
+    ck_assert_ptr_nonnull(strstr(err, "no plugin named 'nope'"));
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "plugins", "--ops", "linkedin", "--settings", "linkedin"), 2);
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "plugins", "--help"), 0);
+    ck_assert_ptr_nonnull(strstr(out, "--ops NAME"));
+    free(out), free(err);
+    env_teardown(&e);
+}
+END_TEST
+
+/* docs/openapi.yaml's bus request schemas are generated from the tables:
+ * the file must hold exactly what `atshub plugins --openapi` prints. */
+START_TEST(test_openapi_bus_section_is_generated)
+{
+    env e;
+    env_all_plugins(&e);
+    char *out, *err;
+    ck_assert_int_eq(RUN(&e, &out, &err, "plugins", "--openapi"), 0);
+    ck_assert_ptr_nonnull(strstr(out, "bus.linkedin.onboarding.request:"));
+    ck_assert_ptr_nonnull(strstr(out, "bus.erecruit.applications.move_to_stage:"));
+    char path[1024];
+    snprintf(path, sizeof path, "%s/docs/openapi.yaml", ah_t_env("AH_SOURCE_DIR"));
+    size_t len = 0;
+    char *doc = ah_t_read_file(path, &len);
+    ck_assert_ptr_nonnull(doc);
+    const char *begin = strstr(doc, "    # BEGIN GENERATED: bus request bodies");
+    ck_assert_msg(begin != NULL, "%s has no BEGIN GENERATED line", path);
+    const char *end = strstr(begin, "    # END GENERATED: bus request bodies\n");
+    ck_assert_msg(end != NULL, "%s has no END GENERATED line", path);
+    end += strlen("    # END GENERATED: bus request bodies\n");
+    size_t n = (size_t)(end - begin);
+    ck_assert_msg(strlen(out) == n && memcmp(out, begin, n) == 0,
+                  "docs/openapi.yaml's bus request schemas differ from the plugins' field "
+                  "tables: run scripts/openapi-bus");
+    free(doc);
     free(out), free(err);
     env_teardown(&e);
 }
@@ -343,6 +444,8 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_tenants);
     tcase_add_test(tc, test_connections_and_call);
     tcase_add_test(tc, test_plugins_listing);
+    tcase_add_test(tc, test_plugins_ops);
+    tcase_add_test(tc, test_openapi_bus_section_is_generated);
     tcase_add_test(tc, test_plugin_check_and_broken_plugins);
     tcase_add_test(tc, test_template_out_of_tree);
     tcase_add_test(tc, test_serve_daemon);

@@ -569,6 +569,38 @@ static void check_screened(fixture *f, long app_remote)
 }
 
 /* Attachments on both owners, and the resume read back through REST. */
+/* A write with a body of the wrong shape, sent straight to the bus over
+ * REST: the host refuses it against ERecruit's field table, naming the
+ * field, and ERecruit never hears of it. */
+static void check_wrong_shape(fixture *f, long app_remote)
+{
+    unsigned long before = ah_erecruit_sim_requests(f->er, "POST", "/api/v2/submissions/");
+    char body[256];
+    cJSON *o = NULL;
+    snprintf(body, sizeof body, "{\"application_id\":%ld,\"stage\":4}", app_remote);
+    ck_assert_int_eq(req(f, "POST", "/v1/bus/applications.move_to_stage", "main", body, &o), 400);
+    ck_jstr(o, "error.code", "invalid_request");
+    ck_jstr(o, "error.message",
+            "field 'stage' is not a field of applications.move_to_stage (it takes: "
+            "application_id, stage_id)");
+    cJSON_Delete(o);
+    snprintf(body, sizeof body, "{\"application_id\":%ld,\"stage_id\":{\"id\":4}}", app_remote);
+    ck_assert_int_eq(req(f, "POST", "/v1/bus/applications.move_to_stage", "main", body, &o), 400);
+    ck_jstr(o, "error.message", "field 'stage_id' must be a non-empty string or an integer");
+    cJSON_Delete(o);
+    snprintf(body, sizeof body, "{\"application_id\":%ld,\"note\":\"hi\",\"screened\":\"yes\"}",
+             app_remote);
+    ck_assert_int_eq(req(f, "POST", "/v1/bus/notes.add_to_application", "main", body, &o), 400);
+    ck_jstr(o, "error.message", "field 'screened' must be true or false");
+    cJSON_Delete(o);
+    ck_assert_int_eq(req(f, "POST", "/v1/bus/applications.bulk_reject", "main",
+                         "{\"application_ids\":\"1,2\",\"reason_id\":11}", &o),
+                     400);
+    ck_jstr(o, "error.message", "field 'application_ids' must be an array");
+    cJSON_Delete(o);
+    ck_assert_uint_eq(ah_erecruit_sim_requests(f->er, "POST", "/api/v2/submissions/"), before);
+}
+
 static void check_attachments(fixture *f, long app_remote)
 {
     char path[256];
@@ -744,6 +776,7 @@ START_TEST(test_capabilities_end_to_end)
     check_notes(&f, open[5]);
     check_screened(&f, open[6]);
     check_attachments(&f, open[5]);
+    check_wrong_shape(&f, open[5]);
     check_search_stages_reasons(&f);
     check_custom_fields(&f, "application", "applications", "application", "submission", open[0]);
     check_custom_fields(&f, "candidate", "candidates", "candidate", "contact", 2000006);

@@ -117,6 +117,60 @@ START_TEST(test_plugin_error_is_reported)
 }
 END_TEST
 
+/* The host checks a body against the plugin's field table before the
+ * plugin runs (the template declares jobs.get {job_id}); a plugin built
+ * without tables gets every body as before. */
+START_TEST(test_fields_checked_before_plugin)
+{
+    fixture f;
+    f.dir = ah_t_tmpdir();
+    ck_assert_ptr_nonnull(f.dir);
+    char extra[1024];
+    snprintf(extra, sizeof extra, "fixture_good = %s/good_v1.so\n", ah_t_env("AH_FIXTURE_DIR"));
+    f.core = open_core_in(f.dir, extra, false);
+    add_tenant_and_conn(f.core, "acme", "ahk_testkey_0123456789", "main", "{}");
+    ah_reply r;
+    ck_assert_int_eq(ah_core_request(f.core, "acme", "main", "jobs.get",
+                                     cJSON_Parse("{\"job_id\":\"J-1\"}"), &r), 0);
+    ck_assert_int_eq(cJSON_GetObjectItem(r.body, "calls")->valueint, 1);
+    ah_reply_free(&r);
+    static const struct {
+        const char *body, *message;
+    } bad[] = {
+        {"{\"job_id\":\"J-1\",\"jobId\":\"J-1\"}",
+         "field 'jobId' is not a field of jobs.get (it takes: job_id)"},
+        {"{\"job_id\":7}", "field 'job_id' must be a string"},
+        {"{\"job_id\":null}", "field 'job_id' is required"},
+        {"[\"J-1\"]", "the request body must be a JSON object"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_int_ne(ah_core_request(f.core, "acme", "main", "jobs.get",
+                                         cJSON_Parse(bad[i].body), &r), 0);
+        ck_assert_str_eq(r.code, "invalid_request");
+        ck_assert_int_eq(r.http_status, 400);
+        ck_assert_str_eq(r.message, bad[i].message);
+        ah_reply_free(&r);
+    }
+    /* None of them reached the plugin: its call counter moved by one. */
+    ck_assert_int_eq(ah_core_request(f.core, "acme", "main", "jobs.get",
+                                     cJSON_Parse("{\"job_id\":\"J-2\"}"), &r), 0);
+    ck_assert_int_eq(cJSON_GetObjectItem(r.body, "calls")->valueint, 2);
+    ah_reply_free(&r);
+
+    /* A plugin without op_fields: no table, no validation. */
+    int64_t tid = 0, cid = 0;
+    ck_assert_int_eq(f.core->store->ops->tenant_add(f.core->store, "beta", "00", &tid), 0);
+    ck_assert_int_eq(
+        f.core->store->ops->connection_add(f.core->store, tid, "fixture_good", "g", "{}", &cid), 0);
+    ck_assert_int_eq(ah_conns_reload(f.core), 0);
+    ck_assert_int_eq(ah_core_request(f.core, "beta", "g", "jobs.get",
+                                     cJSON_Parse("{\"anything\":[1,{\"at\":\"all\"}]}"), &r), 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(r.body, "version")->valuestring, "1.0.0");
+    ah_reply_free(&r);
+    teardown(&f);
+}
+END_TEST
+
 START_TEST(test_unsupported_capability)
 {
     fixture f;
@@ -371,6 +425,7 @@ static Suite *host_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_request_reaches_template);
     tcase_add_test(tc, test_plugin_error_is_reported);
+    tcase_add_test(tc, test_fields_checked_before_plugin);
     tcase_add_test(tc, test_unsupported_capability);
     tcase_add_test(tc, test_disabled_connection_refused);
     tcase_add_test(tc, test_events_reach_plugin_subscribers);

@@ -386,6 +386,54 @@ START_TEST(test_page_and_callback)
 }
 END_TEST
 
+/* Issue 12: onboarding.request given one integration as a flat object (not
+ * in the "integrations" list) answered success and stored nothing. The host
+ * now refuses it against the plugin's field table, naming the field, on
+ * every path: the bus, REST and the admin API. */
+START_TEST(test_request_wrong_shape_refused)
+{
+    fixture f;
+    setup(&f);
+    provision(&f);
+    static const char flat[] = "{\"integrationContext\":\"urn:li:organization:1\","
+                               "\"integrationType\":\"APPLY_WITH_LINKEDIN\","
+                               "\"tenantType\":\"JOBS\"}";
+    ck_assert_int_eq(call_err(&f, "onboarding.request", flat, "invalid_request",
+                              "field 'integrationContext' is not a field of onboarding.request "
+                              "(it takes: integrations)"),
+                     400);
+    /* The list given as one object, and a list item of the wrong type. */
+    call_err(&f, "onboarding.request",
+             "{\"integrations\":{\"integrationContext\":\"urn:li:organization:1\"}}",
+             "invalid_request", "field 'integrations' must be an array");
+    call_err(&f, "onboarding.request",
+             "{\"integrations\":[{\"integrationContext\":\"urn:li:organization:1\","
+             "\"integrationType\":\"APPLY_WITH_LINKEDIN\",\"tenantType\":7}]}",
+             "invalid_request", "field 'integrations[0].tenantType' must be a string");
+    call_err(&f, "onboarding.enable", "{\"integrations\":null}", "invalid_request",
+             "field 'integrationName' is required");
+
+    char url[512], *body = NULL;
+    snprintf(url, sizeof url, "%s/v1/bus/onboarding.request", f.base);
+    const char *h[] = {f.auth, "X-Connection: li", "Content-Type: application/json", NULL};
+    ck_assert_int_eq(ah_t_http("POST", url, h, flat, &body), 400);
+    ck_assert_ptr_nonnull(strstr(body, "\"code\":\"invalid_request\""));
+    ck_assert_ptr_nonnull(strstr(body, "field 'integrationContext'"));
+    free(body);
+    /* Nothing was stored by any of them. */
+    cJSON *r = call_ok(&f, "onboarding.request", NULL);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r, "integrations")), 0);
+    cJSON_Delete(r);
+    /* The right shape stores it. */
+    char good[512];
+    snprintf(good, sizeof good, "{\"integrations\":[%s]}", flat);
+    r = call_ok(&f, "onboarding.request", good);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r, "integrations")), 1);
+    cJSON_Delete(r);
+    teardown(&f);
+}
+END_TEST
+
 START_TEST(test_page_before_provisioning)
 {
     fixture f;
@@ -1032,6 +1080,7 @@ static Suite *li_suite(void)
     tcase_add_test(tc, test_provision_refusals);
     tcase_add_test(tc, test_page_and_callback);
     tcase_add_test(tc, test_page_before_provisioning);
+    tcase_add_test(tc, test_request_wrong_shape_refused);
     tcase_add_test(tc, test_enable_one_then_verify);
     tcase_add_test(tc, test_enable_several_in_one_call);
     tcase_add_test(tc, test_expired_token_renewed_once);

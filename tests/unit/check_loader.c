@@ -185,6 +185,8 @@ static const refusal refusals[] = {
     {"close_without_open.so", {"sets close but not open"}},
     {"empty_table.so", {"table 'jobs'", "no operation"}},
     {"bad_name.so", {"'Bad-Name'", "[a-z0-9_]+"}},
+    {"ops_unserved.so", {"op_fields: 'jobs.get' has fields but the plugin does not serve it"}},
+    {"ops_dup_field.so", {"op_fields: jobs.get: field 'job_id' is declared twice"}},
     {"not_a_plugin.so", {"cannot open", "ldd(1)"}},
     {"does_not_exist.so", {"cannot open", "check the path"}},
 };

@@ -329,6 +329,77 @@ typedef struct ah_subscription {
 } ah_subscription;
 
 /* ------------------------------------------------------------------------ */
+/* Operation fields, declared as data (@since 1.1)                          */
+/* ------------------------------------------------------------------------ */
+
+/** The JSON type a request field must have. */
+typedef enum ah_field_type {
+    AH_FIELD_STRING = 1,  /**< a string */
+    AH_FIELD_INTEGER = 2, /**< a number without a fraction (|n| <= 2^53) */
+    AH_FIELD_NUMBER = 3,  /**< any number */
+    AH_FIELD_BOOLEAN = 4, /**< true or false */
+    AH_FIELD_ID = 5,      /**< a provider id: a non-empty string or an integer */
+    AH_FIELD_OBJECT = 6,  /**< an object; its members are checked against
+                               `fields` when that is not NULL, else free */
+    AH_FIELD_STRINGS = 7, /**< an array of strings */
+    AH_FIELD_IDS = 8,     /**< an array of ids (AH_FIELD_ID each) */
+    AH_FIELD_OBJECTS = 9, /**< an array of objects, each checked against
+                               `fields` (NULL: free objects) */
+    AH_FIELD_ANY = 10,    /**< any JSON value (the plugin checks it) */
+} ah_field_type;
+
+enum {
+    /** The field must be present (and not null). */
+    AH_FIELD_REQUIRED = 1u << 0,
+};
+
+/**
+ * One field of an operation's request body. A plugin declares a constant
+ * array of these per operation, terminated by an entry whose name is NULL.
+ * Before the plugin runs, the host answers `invalid_request` (HTTP 400),
+ * naming the field, when the body has a member the table does not list, lacks
+ * a REQUIRED one or has one of the wrong type or outside its limits; it
+ * checks the members of OBJECT and OBJECTS fields against `fields` the same
+ * way. A null member counts as absent. The same table is printed by
+ * `atshub plugins --ops NAME` and generates the OpenAPI description.
+ * Limits of 0 mean "none"; the plugin may still check more (formats,
+ * cross-field rules).
+ */
+typedef struct ah_field_spec {
+    const char *name;   /**< the member's name, exactly as the plugin reads it */
+    ah_field_type type;
+    unsigned flags;     /**< AH_FIELD_* */
+    /** STRING and ID strings: at least this many characters (UTF-8 code
+     *  points); arrays: at least this many items; OBJECT: members. */
+    uint32_t min_size;
+    /** STRING and ID strings: at most this many characters; arrays: at most
+     *  this many items; OBJECT: members. */
+    uint32_t max_size;
+    /** STRINGS and IDS: at most this many characters per item. */
+    uint32_t max_item;
+    /** INTEGER and NUMBER: the inclusive range, checked when min < max. */
+    double min, max;
+    /** STRING: the values allowed, separated by '|' ("html|text"); NULL: any. */
+    const char *one_of;
+    /** OBJECT and OBJECTS: the members of the object(s), terminated by
+     *  {NULL}; NULL: not checked. */
+    const struct ah_field_spec *fields;
+    const char *help; /**< one line for the product's developers */
+} ah_field_spec;
+
+/** The fields of one bus topic a plugin serves. A plugin lists these in
+ *  ah_plugin_descriptor.op_fields, terminated by {NULL}, each topic once.
+ *  A topic served but not listed is not validated by the host (the plugin
+ *  checks its body). Constant data with static storage, like the
+ *  descriptor: the host reads it from any thread while the plugin is
+ *  loaded, and refuses to load a plugin whose tables name a topic it does
+ *  not serve, declare a field twice or use an unknown type. */
+typedef struct ah_op_fields {
+    const char *topic;           /**< "onboarding.enable" */
+    const ah_field_spec *fields; /**< terminated by {NULL}; never NULL */
+} ah_op_fields;
+
+/* ------------------------------------------------------------------------ */
 /* The descriptor                                                           */
 /* ------------------------------------------------------------------------ */
 
@@ -389,6 +460,13 @@ typedef struct ah_plugin_descriptor {
      *  `rate_limit_rps`, which a plugin that declares a limit should list
      *  in its settings table (AH_SET_INT, no default). */
     uint32_t rate_limit_rps;
+
+    /* --- @since 1.1: operations declare their fields ------------------
+     * Appended; the host reads it only when AH_HAS(desc, op_fields). */
+    /** The request fields of the bus topics this plugin serves, terminated
+     *  by {NULL}. May be NULL: no table is known and the host validates
+     *  nothing before the plugin runs. */
+    const ah_op_fields *op_fields;
 } ah_plugin_descriptor;
 
 /** Type of the entry function. It must do nothing but return the descriptor:
