@@ -140,8 +140,6 @@ static ah_result job_state(ah_call *call, const char *event_id, const cJSON *dat
 ah_result tc_route_webhook(ah_call *call, ah_http_exchange *ex)
 {
     const ah_host_api *h = call->host;
-    if (!AH_HAS(h, settings_update) || h->hmac_sha256_hex == NULL || h->ct_equal == NULL)
-        return refuse(call, ex, 501, AH_E_UNSUPPORTED, "this host cannot verify TopCV signatures");
     const char *secret = h->setting(call, "secret_key");
     if (secret == NULL || *secret == '\0')
         return refuse(call, ex, 401, "not_configured",

@@ -40,9 +40,6 @@ const char *tc_text(const cJSON *obj, const char *key, char *buf, size_t len);
 void tc_now_iso(char out[32]);
 /** Both credentials are set. */
 bool tc_configured(const ah_call *call);
-/** True when the host has the ABI additions this plugin needs (HMAC,
- *  constant-time compare, settings_update); fails the call otherwise. */
-bool tc_host_ok(ah_call *call);
 
 /** A signed TopCV API call with explicit credentials (configure checks a
  *  pair before saving it). `body` may be NULL. On AH_OK *status is the HTTP
