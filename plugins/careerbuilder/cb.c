@@ -136,6 +136,9 @@ static const ah_plugin_descriptor cb_descriptor = {
     .close = cb_close,
     .statuses = &cb_statuses,
     .subscriptions = cb_subscriptions,
+    /* OAuth2 in the request (and the other 1.1 members it uses) need
+     * ABI 1.1: an older host refuses the plugin at load time. */
+    .needs_abi_minor = 1,
 };
 
 AH_PLUGIN_ENTRY

@@ -108,38 +108,28 @@ static ah_result fail_from_response(ah_call *call, const ah_http_response *r)
 /*
  * One authorised request. AH_OK with *resp filled whatever the status
  * (check it); AH_ERR when no answer or no token could be had (described).
- * A 401 renews the token once.
+ * The host gets and caches the token and renews it once after a 401.
  */
 static ah_result cb_request(ah_call *call, const char *method, const char *url,
                             const char *body, int max_attempts, ah_http_response *resp)
 {
     ah_oauth2_params p;
     oauth_params(call, &p);
-    for (int round = 0; round < 2; round++) {
-        char token[2048];
-        memset(resp, 0, sizeof(*resp));
-        if (call->host->oauth2_token(call, &p, token, sizeof token) != AH_OK)
-            return AH_ERR;
-        ah_http_request req = {
-            .struct_size = sizeof(req),
-            .method = method,
-            .url = url,
-            .headers = json_headers,
-            .body = body,
-            .body_len = body != NULL ? strlen(body) : 0,
-            .max_attempts = max_attempts,
-            .bearer = token,
-        };
-        if (call->host->http(call, &req, resp) != AH_OK) {
-            call->host->http_response_free(resp);
-            return AH_ERR;
-        }
-        if (resp->status != 401 || round == 1)
-            return AH_OK;
+    ah_http_request req = {
+        .struct_size = sizeof(req),
+        .method = method,
+        .url = url,
+        .headers = json_headers,
+        .body = body,
+        .body_len = body != NULL ? strlen(body) : 0,
+        .max_attempts = max_attempts,
+        .oauth2 = &p,
+    };
+    if (call->host->http(call, &req, resp) != AH_OK) {
         call->host->http_response_free(resp);
-        call->host->oauth2_invalidate(call, &p);
+        return AH_ERR;
     }
-    return AH_ERR; /* not reached */
+    return AH_OK;
 }
 
 cb_send_result cb_send_status(ah_call *call, const cJSON *status, int max_attempts,

@@ -63,12 +63,11 @@ static cJSON *find_by_remote(ah_call *call, const char *type, const char *rid)
     return first;
 }
 
-/* The event's record: by atshub id when the host can, else by remote id. */
+/* The event's record: by atshub id, else by remote id. */
 static cJSON *load_record(ah_call *call, const char *type, const cJSON *body)
 {
     const char *id = call->host->json_string(body, "id", 128);
-    if (id != NULL && *id != '\0' && AH_HAS(call->host, record_by_id) &&
-        call->host->record_by_id != NULL) {
+    if (id != NULL && *id != '\0') {
         cJSON *r = call->host->record_by_id(call, id);
         if (r != NULL)
             return r;
@@ -182,7 +181,7 @@ static build_rc application_email(ah_call *call, const cb_conn *c, const cJSON *
     const char *cand_id = id_of(f, "candidate_id", b1, sizeof b1);
     const char *cand_rid = id_of(f, "candidate_remote_id", b2, sizeof b2);
     cJSON *cand = NULL;
-    if (cand_id != NULL && AH_HAS(call->host, record_by_id) && call->host->record_by_id != NULL)
+    if (cand_id != NULL)
         cand = call->host->record_by_id(call, cand_id);
     if (cand == NULL)
         cand = find_by_remote(call, "candidate", cand_rid);

@@ -52,8 +52,8 @@ typedef struct er_error {
 /**
  * One call to ERecruit: `method` on `path` (relative to base_url, already
  * escaped, e.g. "/api/v2/positions/12"), with `body` sent as JSON when not
- * NULL (borrowed). Gets the bearer token from the host's cache; on a 401
- * invalid_token invalidates it and retries once. On success *out is the
+ * NULL (borrowed). The host authorises it with the connection's OAuth2
+ * client (token cache, one renewal after a 401). On success *out is the
  * parsed reply (transferred; NULL for an empty body). On failure fills *err
  * and returns AH_ERR without calling fail() itself.
  */

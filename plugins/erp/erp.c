@@ -597,6 +597,8 @@ static const ah_plugin_descriptor erp_descriptor = {
     .description = "ERP systems push job postings (the ERP Integration Guide's endpoints)",
     .settings = erp_settings,
     .routes = erp_routes,
+    /* The record store, sequences and atomic routes are ABI 1.1. */
+    .needs_abi_minor = 1,
 };
 
 AH_PLUGIN_ENTRY

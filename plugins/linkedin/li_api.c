@@ -89,33 +89,22 @@ static void partner_params(ah_call *call, ah_oauth2_params *p)
                             .client_secret = h->setting(call, "partner_client_secret")};
 }
 
-/* One call with a bearer token; a 401 (expired or invalid token) renews
- * the token and retries once. AH_OK with any HTTP status in *resp. */
+/* One call authorised with `p`: the host gets and caches the token, and
+ * after a 401 (expired or invalid token) renews it and retries once.
+ * AH_OK with any HTTP status in *resp. */
 static ah_result li_send(ah_call *call, const ah_oauth2_params *p, const char *method,
                          const char *url, const char *const *headers, const char *body,
                          ah_http_response *resp)
 {
     const ah_host_api *h = call->host;
-    for (int attempt = 0;; attempt++) {
-        char tok[4096];
-        if (h->oauth2_token(call, p, tok, sizeof tok) != AH_OK)
-            return AH_ERR;
-        ah_http_request rq = {.struct_size = sizeof rq, .method = method, .url = url,
-                              .headers = headers, .body = body,
-                              .body_len = body != NULL ? strlen(body) : 0, .bearer = tok};
-        ah_result r = h->http(call, &rq, resp);
-        explicit_bzero(tok, sizeof tok);
-        if (r != AH_OK) {
-            h->http_response_free(resp);
-            return AH_ERR;
-        }
-        if (resp->status != 401 || attempt == 1)
-            return AH_OK;
-        h->log(call, AH_LOG_INFO, "LinkedIn refused the access token on %s %s: renewing it and "
-                                  "retrying once", method, url);
-        h->oauth2_invalidate(call, p);
+    ah_http_request rq = {.struct_size = sizeof rq, .method = method, .url = url,
+                          .headers = headers, .body = body,
+                          .body_len = body != NULL ? strlen(body) : 0, .oauth2 = p};
+    if (h->http(call, &rq, resp) != AH_OK) {
         h->http_response_free(resp);
+        return AH_ERR;
     }
+    return AH_OK;
 }
 
 /* A LinkedIn error answer {"status": N, "message": "..."} mapped through
@@ -702,9 +691,6 @@ static ah_result save_app(ah_call *call, const cJSON *app, const char *fid, cons
                           const char *secret, const char *urn)
 {
     const ah_host_api *h = call->host;
-    if (!AH_HAS(h, settings_update))
-        return h->fail(call, AH_E_UNSUPPORTED, 501,
-                       "this atshub cannot store plugin settings (settings_update): upgrade it");
     cJSON *ch = cJSON_CreateObject();
     cJSON_AddStringToObject(ch, "client_id", id);
     cJSON_AddStringToObject(ch, "client_secret", secret);

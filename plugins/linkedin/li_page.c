@@ -84,13 +84,6 @@ static ah_result respond_html(ah_call *call, ah_http_exchange *ex, int status, c
                               size_t len)
 {
     const ah_host_api *h = call->host;
-    if (!AH_HAS(h, http_respond)) {
-        cJSON *e = cJSON_CreateObject();
-        cJSON *o = cJSON_AddObjectToObject(e, "error");
-        cJSON_AddStringToObject(o, "code", AH_E_UNSUPPORTED);
-        cJSON_AddStringToObject(o, "message", "this atshub cannot serve pages (http_respond)");
-        return h->http_respond_json(ex, 501, e);
-    }
     return h->http_respond(ex, status, "text/html; charset=utf-8", html, len);
 }
 

@@ -348,6 +348,9 @@ static const ah_plugin_descriptor li_descriptor = {
     .close = li_close,
     .onboarding = &li_onboarding,
     .routes = li_routes,
+    /* OAuth2 in the request (and the other 1.1 members it uses) need
+     * ABI 1.1: an older host refuses the plugin at load time. */
+    .needs_abi_minor = 1,
 };
 
 AH_PLUGIN_ENTRY

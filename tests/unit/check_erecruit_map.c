@@ -490,10 +490,13 @@ START_TEST(test_401_invalidates_and_retries_once)
     ck_assert_uint_eq(e->fh->oauth2_invalidate_count, 2);
     recorder_clear(&e->rec);
 
-    /* invalid_client: a new token would not help */
+    /* invalid_client: the host does not read provider bodies, so it is a
+     * 401 like any other (one renewal; a real token endpoint then refuses
+     * the client), and still auth_failed. */
+    reply_with(&e->rec, 401, "{\"error\":\"invalid_client\"}");
     reply_with(&e->rec, 401, "{\"error\":\"invalid_client\"}");
     ck_assert_int_eq(run(e, e->d->jobs->get, "{\"job_id\": 123}", &r), AH_ERR);
-    ck_assert_int_eq(e->rec.n, 1);
+    ck_assert_int_eq(e->rec.n, 2);
     ck_assert_str_eq(e->x.err_code, "auth_failed");
     env_free(e);
 }
