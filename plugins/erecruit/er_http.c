@@ -201,17 +201,17 @@ er_map_opts er_opts(const ah_call *call)
     return o;
 }
 
-ah_result er_send(ah_call *call, const char *method, er_buf *path, const cJSON *body,
+ah_result er_send(ah_call *call, const char *method, ah_buf *path, const cJSON *body,
                   cJSON **out)
 {
-    ah_result rc = er_buf_check(call, path);
+    ah_result rc = ah_buf_check(call, path);
     if (rc == AH_OK)
         rc = er_do(call, method, path->s, body, out);
-    er_buf_free(path);
+    ah_buf_free(path);
     return rc;
 }
 
-ah_result er_get_data(ah_call *call, er_buf *path, const char *what, cJSON **resp,
+ah_result er_get_data(ah_call *call, ah_buf *path, const char *what, cJSON **resp,
                       const cJSON **data)
 {
     *resp = NULL;
@@ -233,8 +233,8 @@ ah_result er_get_by_id(ah_call *call, const cJSON *body, const char *key,
     char id[ER_ID_MAX];
     if (er_require_id(call, body, key, id) != AH_OK)
         return AH_ERR;
-    er_buf path = {0};
-    er_path_id(&path, call, collection, id, suffix);
+    ah_buf path = {0};
+    er_path_id(&path, collection, id, suffix);
     return er_send(call, "GET", &path, NULL, out);
 }
 

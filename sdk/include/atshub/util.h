@@ -156,20 +156,27 @@ static inline void ah_buf_query(ah_buf *b, const char *key, const char *value)
     ah_buf_url(b, value);
 }
 
-/** Appends `s` as HTML text or a quoted attribute value: & < > " ' become
- *  entities, everything else is copied. */
-static inline void ah_buf_html(ah_buf *b, const char *s)
+/** Appends the `n` bytes of `s` as HTML text or a quoted attribute
+ *  value: & < > " ' become entities, everything else is copied. */
+static inline void ah_buf_html_n(ah_buf *b, const char *s, size_t n)
 {
-    for (; s != NULL && *s != '\0'; s++) {
-        switch (*s) {
+    for (size_t i = 0; s != NULL && i < n; i++) {
+        switch (s[i]) {
         case '&': ah_buf_puts(b, "&amp;"); break;
         case '<': ah_buf_puts(b, "&lt;"); break;
         case '>': ah_buf_puts(b, "&gt;"); break;
         case '"': ah_buf_puts(b, "&quot;"); break;
         case '\'': ah_buf_puts(b, "&#39;"); break;
-        default: ah_buf_append(b, s, 1);
+        default: ah_buf_append(b, s + i, 1);
         }
     }
+}
+
+/** ah_buf_html_n of the NUL-terminated `s` (nothing when NULL). */
+static inline void ah_buf_html(ah_buf *b, const char *s)
+{
+    if (s != NULL)
+        ah_buf_html_n(b, s, strlen(s));
 }
 
 /** Appends `v` as compact JSON (printed by cJSON). With `in_html`, every
