@@ -73,7 +73,8 @@ static ah_result job_state(ah_call *call, const char *event_id, const cJSON *dat
         return h->fail(call, AH_E_INVALID, 400, "data.job_id is required");
     const char *state = approved ? "approved" : "rejected";
     const char *reason = tc_str(data, "reason");
-    tc_now_iso(now);
+    if (!ah_utc_now(now, sizeof now))
+        return call->host->fail(call, AH_E_INTERNAL, 500, "the clock is outside 0001..9999");
     cJSON *rec = h->record_get(call, TC_POSTING, tid);
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(rec, "fields");
     const char *title = tc_str(f, "title") ? tc_str(f, "title") : tc_str(data, "title");

@@ -77,17 +77,17 @@ static ah_result op_status(ah_call *call, const cJSON *body, cJSON **reply)
 
 static const char *credential(ah_call *call, const cJSON *body, const char *key, const char *label)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, key);
-    if (!cJSON_IsString(v) || v->valuestring[0] == '\0') {
-        call->host->fail(call, AH_E_INVALID, 400, "'%s' (%s) is required", key, label);
+    const char *v = NULL;
+    if (ah_arg_string(call, body, key, AH_ARG_REQUIRED | AH_ARG_NONEMPTY, TC_CRED_MAX, &v) !=
+        AH_OK)
+        return NULL;
+    if (strpbrk(v, " \t\r\n") != NULL) {
+        char what[96];
+        snprintf(what, sizeof what, "the %s: one word of at most %d bytes", label, TC_CRED_MAX);
+        ah_arg_fail(call, key, what);
         return NULL;
     }
-    if (strlen(v->valuestring) > TC_CRED_MAX || strpbrk(v->valuestring, " \t\r\n") != NULL) {
-        call->host->fail(call, AH_E_INVALID, 400, "'%s' (%s) must be one word of at most %d bytes",
-                         key, label, TC_CRED_MAX);
-        return NULL;
-    }
-    return v->valuestring;
+    return v;
 }
 
 /* Save (or Update) in the seed's "Enter access code" form. */
