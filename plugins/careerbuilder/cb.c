@@ -56,7 +56,7 @@ static ah_result short_setting(ah_call *call, const char *key, const char *def, 
         v = def;
     if (v == NULL || *v == '\0')
         return call->host->fail(call, "configuration_error", 400, "%s is required", key);
-    if (cb_utf8_len(v) > max_chars || strlen(v) > 4 * max_chars)
+    if (ah_utf8_len(v) > max_chars || strlen(v) > 4 * max_chars)
         return call->host->fail(call, "configuration_error", 400,
                                 "%s is longer than %zu characters", key, max_chars);
     snprintf(dst, 4 * max_chars + 1, "%s", v);

@@ -128,9 +128,7 @@ static bool add_date(ah_call *call, cJSON *st, const cJSON *rec, const cJSON *bo
     for (size_t i = 0; i < 3; i++)
         if (cands[i] != NULL && cb_date_to_utc(cands[i], out, sizeof out))
             return cJSON_AddStringToObject(st, "status_date", out) != NULL;
-    time_t now = time(NULL);
-    struct tm tm;
-    if (gmtime_r(&now, &tm) == NULL || strftime(out, sizeof out, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    if (!ah_utc_now(out, sizeof out))
         return false;
     call->host->log(call, AH_LOG_DEBUG, "record without a usable updated_at: status_date is now");
     return cJSON_AddStringToObject(st, "status_date", out) != NULL;
