@@ -403,12 +403,14 @@ ah_result tc_op_update(ah_call *call, const cJSON *body, cJSON **reply)
             r = fail_missing(call, missing);
     }
     long status = 0;
-    char path[256];
     if (r == AH_OK) {
-        char *esc = call->host->url_escape(tc_str(rec, "remote_id"));
-        snprintf(path, sizeof path, "/api/jobs/%s", esc != NULL ? esc : "");
-        call->host->free(esc);
-        r = tc_api(call, "PUT", path, form, 0, &status, &ans);
+        ah_buf path = {0};
+        ah_buf_puts(&path, "/api/jobs/");
+        ah_buf_url(&path, tc_str(rec, "remote_id"));
+        r = ah_buf_check(call, &path);
+        if (r == AH_OK)
+            r = tc_api(call, "PUT", path.s, form, 0, &status, &ans);
+        ah_buf_free(&path);
     }
     if (r == AH_OK) {
         const cJSON *tj = cJSON_GetObjectItemCaseSensitive(ans, "job");
@@ -437,17 +439,21 @@ ah_result tc_op_link(ah_call *call, const cJSON *body, cJSON **reply)
     const char *job_id = NULL;
     if (tid == NULL || *tid == '\0' || strlen(tid) > 128)
         return ah_arg_fail(call, "topcv_id", "a TopCV job id (a string or a number)");
-    if (ah_arg_string(call, body, "job_id", AH_ARG_REQUIRED | AH_ARG_NONEMPTY, 128, &job_id) != AH_OK)
+    if (ah_arg_string(call, body, "job_id", AH_ARG_REQUIRED | AH_ARG_NONEMPTY, 128, &job_id) !=
+        AH_OK)
         return AH_ERR;
     cJSON *job = tc_job(call, job_id);
     if (job == NULL)
         return h->fail(call, AH_E_NOT_FOUND, 404, "the tenant has no job '%s'", job_id);
-    char *esc = h->url_escape(tid), path[256];
-    snprintf(path, sizeof path, "/api/jobs/%s", esc != NULL ? esc : "");
-    h->free(esc);
+    ah_buf path = {0};
+    ah_buf_puts(&path, "/api/jobs/");
+    ah_buf_url(&path, tid);
     long status = 0;
     cJSON *ans = NULL;
-    ah_result r = tc_api(call, "GET", path, NULL, 0, &status, &ans);
+    ah_result r = ah_buf_check(call, &path);
+    if (r == AH_OK)
+        r = tc_api(call, "GET", path.s, NULL, 0, &status, &ans);
+    ah_buf_free(&path);
     if (r == AH_OK) {
         const cJSON *tj = cJSON_GetObjectItemCaseSensitive(ans, "job");
         if (status == 404)
