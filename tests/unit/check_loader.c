@@ -319,6 +319,10 @@ START_TEST(test_abi_minor_compat)
     ck_assert_ptr_nonnull(ah_router_resolve(g->desc, ah_router_topic("postings.list")));
     ck_assert_int_eq(ah_plugin_check(path, e.api, err, sizeof(err)), 0);
     ah_generation_release(g);
+
+    /* The SDK guide's whole-plugin example (sdk/examples/myats.c). */
+    fixture(path, sizeof(path), "sdk_example.so");
+    ck_assert_msg(ah_plugin_check(path, e.api, err, sizeof(err)) == 0, "%s", err);
     ah_fake_host_free(e.fh);
 }
 END_TEST

@@ -14,6 +14,9 @@
  *   ah_utc_*      ISO-8601 UTC time stamps ("2026-12-03T07:00:00Z")
  *   ah_utf8_len   length of a UTF-8 string in code points
  *
+ * Needs POSIX (gmtime_r, strnlen, va_copy): build as gnu11, or define
+ * _POSIX_C_SOURCE=200809L with -std=c11.
+ *
  * Threads: none of these keep state; each ah_buf belongs to its caller.
  * (host->fail is called as (call->host->fail)(...) so that a function-like
  * macro named `fail`, such as Check's, cannot capture it.)
