@@ -7,8 +7,9 @@
  * RTLD_NOW | RTLD_LOCAL, looks the symbol up, calls it with the host API table
  * and reads the constant descriptor it returns. Before it calls anything else
  * it checks the descriptor's ABI: the major must equal AH_ABI_MAJOR of the
- * host, and the minor the plugin NEEDS (descriptor member needs_abi_minor,
- * 0 when absent) must not be newer than the host's. A plugin built with a
+ * host, and the minor the plugin NEEDS (descriptor member needs_abi_minor;
+ * a 1.0 descriptor, too short to have it, needs 1.0) must not be newer
+ * than the host's. A plugin built with a
  * newer SDK that needs nothing newer than the host speaks still loads.
  *
  * Growing the ABI: every struct below starts with `struct_size` (set it with
@@ -398,7 +399,8 @@ typedef struct ah_plugin_descriptor {
 
     /* --- ABI 1.1: the minor a plugin needs (SDK plumbing) ------------- */
     /** @since 1.1 (appended; the loader reads it only when AH_HAS(desc,
-     *  needs_abi_minor), else takes 0). The ABI minor this plugin needs
+     *  needs_abi_minor), else takes abi_minor: 0 for every 1.0 build).
+     *  The ABI minor this plugin needs
      *  from the host: the highest "@since 1.N" among the members it uses
      *  without an AH_HAS check (0: 1.0 is enough). The loader refuses a
      *  plugin that needs a newer minor than the host speaks, naming both
