@@ -136,21 +136,30 @@ static void observe_outbound(void *arg, const ah_httpc_attempt *a)
         ah_ratelimit_throttled(o->core, o->call->conn->id);
 }
 
-static ah_result host_http(ah_call *call, const ah_http_request *req, ah_http_response *resp)
+static ah_result host_oauth2_token(ah_call *call, const ah_oauth2_params *p, char *out,
+                                   size_t out_len);
+
+/* One request as it stands. `p` (may be NULL) is the OAuth2 client the
+ * bearer came from: its secrets are redacted too, being no setting of the
+ * connection when a plugin computed them. */
+static ah_result http_perform(ah_call *call, const ah_http_request *req,
+                              const ah_oauth2_params *p, ah_http_response *resp)
 {
     ah_core *core = core_of(call);
     memset(resp, 0, sizeof(*resp));
     resp->struct_size = sizeof(*resp);
-    if (req == NULL || req->url == NULL || req->method == NULL)
-        return host_fail(call, AH_E_INTERNAL, 500, "http: method and url are required");
     const char *base = host_setting(call, "base_url");
     if (req->url[0] == '/' && base == NULL)
         return host_fail(call, "configuration_error", 500,
                          "http: relative url '%s' but the connection has no base_url", req->url);
-    const char *secrets[18];
+    const char *secrets[21];
     size_t n = call_secrets(call, secrets, 17);
     if (req->bearer != NULL)
         secrets[n++] = req->bearer;
+    if (p != NULL && p->client_secret != NULL && p->client_secret[0] != '\0')
+        secrets[n++] = p->client_secret;
+    if (p != NULL && p->refresh_token != NULL && p->refresh_token[0] != '\0')
+        secrets[n++] = p->refresh_token;
     secrets[n] = NULL;
     outbound_ctx o = {core, call};
     char err[512];
@@ -161,6 +170,58 @@ static ah_result host_http(ah_call *call, const ah_http_request *req, ah_http_re
                          sizeof err) != 0)
         return host_fail(call, AH_E_UNAVAILABLE, 503, "%s", err);
     return AH_OK;
+}
+
+/* Room for any JWT providers send; the cache refuses a longer token. */
+#define HOST_TOKEN_MAX 16384
+
+/* A request that names its OAuth2 client (ABI 1.1): the host takes the
+ * token from its cache, sends it, and after a 401 forgets it and tries
+ * once more with a fresh one, so that no plugin keeps its own loop. */
+static ah_result http_oauth2(ah_call *call, const ah_http_request *req,
+                             ah_http_response *resp)
+{
+    const ah_oauth2_params *p = req->oauth2;
+    /* A full-size copy: members the plugin's (older) struct lacks read 0. */
+    ah_http_request r;
+    memset(&r, 0, sizeof r);
+    memcpy(&r, req, req->struct_size < sizeof r ? req->struct_size : sizeof r);
+    r.struct_size = sizeof r;
+    r.oauth2 = NULL;
+    char *tok = malloc(HOST_TOKEN_MAX);
+    if (tok == NULL)
+        return host_fail(call, AH_E_INTERNAL, 500, "http: out of memory");
+    r.bearer = tok;
+    ah_result rc = AH_ERR;
+    for (int round = 0; round < 2; round++) {
+        if (host_oauth2_token(call, p, tok, HOST_TOKEN_MAX) != AH_OK)
+            break; /* described: auth_failed */
+        rc = http_perform(call, &r, p, resp);
+        if (rc != AH_OK || resp->status != 401 || round == 1)
+            break;
+        host_log(call, AH_LOG_INFO,
+                 "%s %s: the provider refused the access token (HTTP 401); renewing it "
+                 "and retrying once",
+                 r.method, r.url);
+        if (call->conn != NULL)
+            ah_oauth2_invalidate_token(core_of(call)->oauth2, call->conn->id, p, tok);
+        ah_http_response_free(resp);
+        rc = AH_ERR;
+    }
+    explicit_bzero(tok, HOST_TOKEN_MAX);
+    free(tok);
+    return rc;
+}
+
+static ah_result host_http(ah_call *call, const ah_http_request *req, ah_http_response *resp)
+{
+    memset(resp, 0, sizeof(*resp));
+    resp->struct_size = sizeof(*resp);
+    if (req == NULL || req->url == NULL || req->method == NULL)
+        return host_fail(call, AH_E_INTERNAL, 500, "http: method and url are required");
+    if (AH_HAS(req, oauth2) && req->oauth2 != NULL)
+        return http_oauth2(call, req, resp);
+    return http_perform(call, req, NULL, resp);
 }
 
 static void host_http_response_free(ah_http_response *resp)

@@ -456,11 +456,20 @@ int ah_oauth2_token(ah_oauth2 *o, int64_t conn_id, const ah_oauth2_params *p,
 
 void ah_oauth2_invalidate(ah_oauth2 *o, int64_t conn_id, const ah_oauth2_params *p)
 {
+    ah_oauth2_invalidate_token(o, conn_id, p, NULL);
+}
+
+void ah_oauth2_invalidate_token(ah_oauth2 *o, int64_t conn_id, const ah_oauth2_params *p,
+                                const char *refused)
+{
     if (!o || !p || !p->token_url || !p->client_id)
         return;
     pthread_mutex_lock(&o->mu);
     oauth2_entry *e = entry_find(o, conn_id, p);
-    if (e) {
+    /* A concurrent call may have renewed the token since `refused` was
+     * handed out: forgetting its fresh one would cost a needless fetch. */
+    if (e && (refused == NULL ||
+              (e->access_token != NULL && strcmp(e->access_token, refused) == 0))) {
         /* The refresh token stays: the provider refused the access token. */
         wipe_free(e->access_token);
         e->access_token = NULL;

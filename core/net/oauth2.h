@@ -31,6 +31,10 @@ int ah_oauth2_token(ah_oauth2 *o, int64_t conn_id, const ah_oauth2_params *p,
                     const char *base_url, ah_httpc_observer obs, void *obs_arg,
                     char *out, size_t out_len, char *err, size_t errlen);
 void ah_oauth2_invalidate(ah_oauth2 *o, int64_t conn_id, const ah_oauth2_params *p);
+/** Like ah_oauth2_invalidate, but only while the cached access token is
+ *  still `refused` (the one the provider answered 401 to); NULL: always. */
+void ah_oauth2_invalidate_token(ah_oauth2 *o, int64_t conn_id, const ah_oauth2_params *p,
+                                const char *refused);
 /** Forgets every token of a connection (settings changed, disabled). */
 void ah_oauth2_forget_conn(ah_oauth2 *o, int64_t conn_id);
 

@@ -260,12 +260,17 @@ static int check_abi(const char *path, const ah_plugin_descriptor *d, char *err,
         return refuse(err, errlen, path, "built for ABI %u.%u, this host speaks ABI %d.%d",
                       (unsigned)d->abi_major, (unsigned)d->abi_minor, AH_ABI_MAJOR,
                       AH_ABI_MINOR);
-    if (d->abi_minor > AH_ABI_MINOR)
+    /* What the plugin needs decides, not the SDK it was built with: a
+     * plugin built with a newer SDK that uses nothing newer than this host
+     * speaks loads. A descriptor too short to say (built before 1.1) needs
+     * the minor it was built for. */
+    unsigned needs = AH_HAS(d, needs_abi_minor) ? (unsigned)d->needs_abi_minor
+                                                : (unsigned)d->abi_minor;
+    if (needs > AH_ABI_MINOR)
         return refuse(err, errlen, path,
-                      "built for ABI %u.%u, this host speaks ABI %d.%d: upgrade atshub "
+                      "plugin needs ABI %u.%u, this host speaks ABI %d.%d: upgrade atshub "
                       "to load it",
-                      (unsigned)d->abi_major, (unsigned)d->abi_minor, AH_ABI_MAJOR,
-                      AH_ABI_MINOR);
+                      (unsigned)d->abi_major, needs, AH_ABI_MAJOR, AH_ABI_MINOR);
     if (d->struct_size < AH_DESC_SIZE_MIN)
         return refuse(err, errlen, path,
                       "descriptor has struct_size %u; expected at least %zu (built "

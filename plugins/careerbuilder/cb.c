@@ -56,7 +56,7 @@ static ah_result short_setting(ah_call *call, const char *key, const char *def, 
         v = def;
     if (v == NULL || *v == '\0')
         return call->host->fail(call, "configuration_error", 400, "%s is required", key);
-    if (cb_utf8_len(v) > max_chars || strlen(v) > 4 * max_chars)
+    if (ah_utf8_len(v) > max_chars || strlen(v) > 4 * max_chars)
         return call->host->fail(call, "configuration_error", 400,
                                 "%s is longer than %zu characters", key, max_chars);
     snprintf(dst, 4 * max_chars + 1, "%s", v);
@@ -190,6 +190,9 @@ static const ah_plugin_descriptor cb_descriptor = {
     .statuses = &cb_statuses,
     .subscriptions = cb_subscriptions,
     .op_fields = cb_op_fields,
+    /* OAuth2 in the request (and the other 1.1 members it uses) need
+     * ABI 1.1: an older host refuses the plugin at load time. */
+    .needs_abi_minor = 1,
 };
 
 AH_PLUGIN_ENTRY

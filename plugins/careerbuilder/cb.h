@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include <atshub/plugin.h>
+#include <atshub/util.h>
 #include <cjson/cJSON.h>
 
 /* ------------------------------------------------------------------------ */
@@ -50,8 +51,6 @@ extern const size_t cb_status_nfields;
 /** Largest results_per_page atshub asks for (and the simulator serves). */
 #define CB_MAX_PER_PAGE 100
 
-/** Length of s in UTF-8 characters (continuation bytes not counted). */
-size_t cb_utf8_len(const char *s);
 /** Cuts s (in place) to at most max_chars UTF-8 characters. */
 void cb_utf8_truncate(char *s, size_t max_chars);
 

@@ -108,38 +108,28 @@ static ah_result fail_from_response(ah_call *call, const ah_http_response *r)
 /*
  * One authorised request. AH_OK with *resp filled whatever the status
  * (check it); AH_ERR when no answer or no token could be had (described).
- * A 401 renews the token once.
+ * The host gets and caches the token and renews it once after a 401.
  */
 static ah_result cb_request(ah_call *call, const char *method, const char *url,
                             const char *body, int max_attempts, ah_http_response *resp)
 {
     ah_oauth2_params p;
     oauth_params(call, &p);
-    for (int round = 0; round < 2; round++) {
-        char token[2048];
-        memset(resp, 0, sizeof(*resp));
-        if (call->host->oauth2_token(call, &p, token, sizeof token) != AH_OK)
-            return AH_ERR;
-        ah_http_request req = {
-            .struct_size = sizeof(req),
-            .method = method,
-            .url = url,
-            .headers = json_headers,
-            .body = body,
-            .body_len = body != NULL ? strlen(body) : 0,
-            .max_attempts = max_attempts,
-            .bearer = token,
-        };
-        if (call->host->http(call, &req, resp) != AH_OK) {
-            call->host->http_response_free(resp);
-            return AH_ERR;
-        }
-        if (resp->status != 401 || round == 1)
-            return AH_OK;
+    ah_http_request req = {
+        .struct_size = sizeof(req),
+        .method = method,
+        .url = url,
+        .headers = json_headers,
+        .body = body,
+        .body_len = body != NULL ? strlen(body) : 0,
+        .max_attempts = max_attempts,
+        .oauth2 = &p,
+    };
+    if (call->host->http(call, &req, resp) != AH_OK) {
         call->host->http_response_free(resp);
-        call->host->oauth2_invalidate(call, &p);
+        return AH_ERR;
     }
-    return AH_ERR; /* not reached */
+    return AH_OK;
 }
 
 cb_send_result cb_send_status(ah_call *call, const cJSON *status, int max_attempts,
@@ -177,10 +167,9 @@ cb_send_result cb_send_status(ah_call *call, const cJSON *status, int max_attemp
 static ah_result check_account(ah_call *call, const cb_conn *c, const cJSON *body)
 {
     const cJSON *acc = cJSON_GetObjectItemCaseSensitive(body, "account");
-    if (cJSON_IsString(acc) && cb_utf8_len(acc->valuestring) <= CB_MAX_ACCOUNT &&
+    if (cJSON_IsString(acc) && ah_utf8_len(acc->valuestring) <= CB_MAX_ACCOUNT &&
         acc->valuestring[0] != '\0' && strcmp(acc->valuestring, c->account) != 0)
-        return call->host->fail(call, AH_E_INVALID, 400,
-                                "account must be this connection's CareerBuilder account");
+        return ah_arg_fail(call, "account", "this connection's CareerBuilder account");
     return AH_OK;
 }
 
@@ -243,20 +232,17 @@ static int take_array(ah_call *call, ah_http_response *r, cJSON *dst)
     return n;
 }
 
-static char *escaped(ah_call *call, const char *s)
-{
-    return call->host->url_escape(s);
-}
-
 ah_result cb_op_get(ah_call *call, const cJSON *body, cJSON **reply)
 {
     cb_conn *c = call->conn_ctx;
-    const cJSON *email = cJSON_GetObjectItemCaseSensitive(body, "candidate_email");
-    if (!cJSON_IsString(email) || email->valuestring[0] == '\0')
-        return call->host->fail(call, AH_E_INVALID, 400, "candidate_email is required");
-    if (cb_utf8_len(email->valuestring) > CB_MAX_EMAIL)
-        return call->host->fail(call, AH_E_INVALID, 400,
-                                "candidate_email is longer than %d characters", CB_MAX_EMAIL);
+    const char *email = NULL;
+    if (ah_arg_string(call, body, "candidate_email", AH_ARG_REQUIRED | AH_ARG_NONEMPTY, 0,
+                      &email) != AH_OK)
+        return AH_ERR;
+    /* CareerBuilder counts characters, not bytes. */
+    if (ah_utf8_len(email) > CB_MAX_EMAIL)
+        return ah_arg_fail(call, "candidate_email",
+                           "an email of at most " AH_STR(CB_MAX_EMAIL) " characters");
     if (check_account(call, c, body) != AH_OK)
         return AH_ERR;
     long per_page = 10; /* the seed's default */
@@ -270,21 +256,18 @@ ah_result cb_op_get(ah_call *call, const cJSON *body, cJSON **reply)
         if ((cJSON_IsString(rpp) && (*rpp->valuestring == '\0' || *end != '\0')) ||
             (!cJSON_IsNumber(rpp) && !cJSON_IsString(rpp)) || per_page < 1 ||
             per_page > CB_MAX_PER_PAGE)
-            return call->host->fail(call, AH_E_INVALID, 400,
-                                    "results_per_page must be a whole number from 1 to %d",
-                                    CB_MAX_PER_PAGE);
+            return ah_arg_fail(call, "results_per_page",
+                               "a whole number from 1 to " AH_STR(CB_MAX_PER_PAGE));
     }
     const cJSON *date = cJSON_GetObjectItemCaseSensitive(body, "status_date");
     if (date != NULL && !cJSON_IsNull(date) &&
         (!cJSON_IsString(date) || !cb_date_parse(date->valuestring, NULL)))
-        return call->host->fail(call, AH_E_INVALID, 400,
-                                "status_date must be a UTC date and time as "
-                                "YYYY-MM-DDTHH:MM:SSZ, e.g. 1776-07-04T19:04:01Z");
-    char *acc = escaped(call, c->account), *em = escaped(call, email->valuestring);
-    char *dt = cJSON_IsString(date) ? escaped(call, date->valuestring) : NULL;
+        return ah_arg_fail(call, "status_date",
+                           "a UTC date and time as YYYY-MM-DDTHH:MM:SSZ, e.g. "
+                           "1776-07-04T19:04:01Z");
     cJSON *all = cJSON_CreateArray();
     ah_result rc = AH_OK;
-    if (acc == NULL || em == NULL || all == NULL || (cJSON_IsString(date) && dt == NULL)) {
+    if (all == NULL) {
         rc = call->host->fail(call, AH_E_INTERNAL, 0, "out of memory");
         goto done;
     }
@@ -295,15 +278,21 @@ ah_result cb_op_get(ah_call *call, const cJSON *body, cJSON **reply)
                                   "CareerBuilder returned more than %d pages", CB_MAX_PAGES);
             goto done;
         }
-        char *url = NULL;
-        if (asprintf(&url, CB_PATH "/%s/%s?results_per_page=%ld&page=%d%s%s", acc, em, per_page,
-                     page, dt ? "&status_date=" : "", dt ? dt : "") < 0) {
-            rc = call->host->fail(call, AH_E_INTERNAL, 0, "out of memory");
+        ah_buf url = {0};
+        ah_buf_puts(&url, CB_PATH "/");
+        ah_buf_url(&url, c->account);
+        ah_buf_puts(&url, "/");
+        ah_buf_url(&url, email);
+        ah_buf_printf(&url, "?results_per_page=%ld&page=%d", per_page, page);
+        ah_buf_query(&url, "status_date", cJSON_IsString(date) ? date->valuestring : NULL);
+        if (ah_buf_check(call, &url) != AH_OK) {
+            ah_buf_free(&url);
+            rc = AH_ERR;
             goto done;
         }
         ah_http_response r;
-        rc = cb_request(call, "GET", url, NULL, 0, &r);
-        free(url);
+        rc = cb_request(call, "GET", url.s, NULL, 0, &r);
+        ah_buf_free(&url);
         if (rc != AH_OK)
             goto done;
         int n = take_array(call, &r, all);
@@ -330,9 +319,6 @@ ah_result cb_op_get(ah_call *call, const cJSON *body, cJSON **reply)
     *reply = out;
 done:
     cJSON_Delete(all);
-    call->host->free(acc);
-    call->host->free(em);
-    call->host->free(dt);
     return rc;
 }
 

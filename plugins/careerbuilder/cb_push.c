@@ -63,12 +63,11 @@ static cJSON *find_by_remote(ah_call *call, const char *type, const char *rid)
     return first;
 }
 
-/* The event's record: by atshub id when the host can, else by remote id. */
+/* The event's record: by atshub id, else by remote id. */
 static cJSON *load_record(ah_call *call, const char *type, const cJSON *body)
 {
     const char *id = call->host->json_string(body, "id", 128);
-    if (id != NULL && *id != '\0' && AH_HAS(call->host, record_by_id) &&
-        call->host->record_by_id != NULL) {
+    if (id != NULL && *id != '\0') {
         cJSON *r = call->host->record_by_id(call, id);
         if (r != NULL)
             return r;
@@ -129,9 +128,7 @@ static bool add_date(ah_call *call, cJSON *st, const cJSON *rec, const cJSON *bo
     for (size_t i = 0; i < 3; i++)
         if (cands[i] != NULL && cb_date_to_utc(cands[i], out, sizeof out))
             return cJSON_AddStringToObject(st, "status_date", out) != NULL;
-    time_t now = time(NULL);
-    struct tm tm;
-    if (gmtime_r(&now, &tm) == NULL || strftime(out, sizeof out, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    if (!ah_utc_now(out, sizeof out))
         return false;
     call->host->log(call, AH_LOG_DEBUG, "record without a usable updated_at: status_date is now");
     return cJSON_AddStringToObject(st, "status_date", out) != NULL;
@@ -182,7 +179,7 @@ static build_rc application_email(ah_call *call, const cb_conn *c, const cJSON *
     const char *cand_id = id_of(f, "candidate_id", b1, sizeof b1);
     const char *cand_rid = id_of(f, "candidate_remote_id", b2, sizeof b2);
     cJSON *cand = NULL;
-    if (cand_id != NULL && AH_HAS(call->host, record_by_id) && call->host->record_by_id != NULL)
+    if (cand_id != NULL)
         cand = call->host->record_by_id(call, cand_id);
     if (cand == NULL)
         cand = find_by_remote(call, "candidate", cand_rid);

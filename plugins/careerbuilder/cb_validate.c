@@ -28,15 +28,6 @@ const cb_field cb_status_fields[] = {
 };
 const size_t cb_status_nfields = sizeof(cb_status_fields) / sizeof(cb_status_fields[0]);
 
-size_t cb_utf8_len(const char *s)
-{
-    size_t n = 0;
-    for (; s != NULL && *s; s++)
-        if (((unsigned char)*s & 0xC0) != 0x80)
-            n++;
-    return n;
-}
-
 void cb_utf8_truncate(char *s, size_t max_chars)
 {
     size_t n = 0;
@@ -141,10 +132,7 @@ bool cb_date_to_utc(const char *s, char *out, size_t outlen)
     if (*p != '\0')
         return false;
     time_t t = timegm(&tm) - offset_s;
-    struct tm u;
-    if (gmtime_r(&t, &u) == NULL || u.tm_year + 1900 < 1 || u.tm_year + 1900 > 9999)
-        return false;
-    return strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &u) == 20;
+    return ah_utc_format(t, out, outlen);
 }
 
 /* --- collecting violations --------------------------------------------------- */
@@ -218,7 +206,7 @@ int cb_validate_status(const cJSON *st, char *err, size_t errlen)
             add_err(&e, "%s is required", f->name);
             continue;
         }
-        if (f->max_len > 0 && cb_utf8_len(v->valuestring) > f->max_len)
+        if (f->max_len > 0 && ah_utf8_len(v->valuestring) > f->max_len)
             add_err(&e, "%s is longer than %zu characters", f->name, f->max_len);
     }
     const cJSON *date = present(st, "status_date");
@@ -272,7 +260,7 @@ static void check_list(errs *e, const char *name, const cJSON *list, size_t max_
     {
         if (!cJSON_IsString(it) || it->valuestring[0] == '\0')
             add_err(e, "%s[%d] must be a non-empty string", name, i);
-        else if (cb_utf8_len(it->valuestring) > max_len)
+        else if (ah_utf8_len(it->valuestring) > max_len)
             add_err(e, "%s[%d] is longer than %zu characters", name, i, max_len);
         i++;
     }
@@ -319,7 +307,7 @@ int cb_validate_query(const cJSON *body, const char **list_key, const cJSON **li
     const cJSON *acc = present(body, "account");
     if (acc != NULL && (!cJSON_IsString(acc) || acc->valuestring[0] == '\0'))
         add_err(&e, "account must be a non-empty string");
-    else if (acc != NULL && cb_utf8_len(acc->valuestring) > CB_MAX_ACCOUNT)
+    else if (acc != NULL && ah_utf8_len(acc->valuestring) > CB_MAX_ACCOUNT)
         add_err(&e, "account is longer than %d characters", CB_MAX_ACCOUNT);
     const cJSON *date = present(body, "status_date");
     if (date != NULL && (!cJSON_IsString(date) || !cb_date_parse(date->valuestring, NULL)))
@@ -347,7 +335,7 @@ cJSON *cb_parse_status_map(const char *text, char *err, size_t errlen)
     cJSON_ArrayForEach(v, m)
     {
         if (!cJSON_IsString(v) || v->valuestring[0] == '\0' ||
-            cb_utf8_len(v->valuestring) > CB_MAX_STATUS) {
+            ah_utf8_len(v->valuestring) > CB_MAX_STATUS) {
             snprintf(err, errlen,
                      "status_map: the value of '%.64s' must be a non-empty string of at most "
                      "%d characters",

@@ -14,6 +14,7 @@
 #include <stddef.h>
 
 #include <atshub/plugin.h>
+#include <atshub/util.h>
 
 #define ER_VERSION "1.0.0"
 /** Longest id (remote id, stage id, ...) accepted, in bytes. */
@@ -52,8 +53,8 @@ typedef struct er_error {
 /**
  * One call to ERecruit: `method` on `path` (relative to base_url, already
  * escaped, e.g. "/api/v2/positions/12"), with `body` sent as JSON when not
- * NULL (borrowed). Gets the bearer token from the host's cache; on a 401
- * invalid_token invalidates it and retries once. On success *out is the
+ * NULL (borrowed). The host authorises it with the connection's OAuth2
+ * client (token cache, one renewal after a 401). On success *out is the
  * parsed reply (transferred; NULL for an empty body). On failure fills *err
  * and returns AH_ERR without calling fail() itself.
  */
@@ -77,8 +78,8 @@ typedef enum er_id_rc { ER_ID_OK = 0, ER_ID_ABSENT = -1, ER_ID_BAD = -2 } er_id_
 /** Reads an id: a non-empty string of at most ER_ID_MAX-1 bytes without
  *  control characters, or an integral number (written in decimal). */
 er_id_rc er_id_value(const cJSON *v, char out[ER_ID_MAX]);
-/** The id member `key` of `body`; fails invalid_request ("KEY is
- *  required" / "KEY must be a string or an integer") otherwise. */
+/** The id member `key` of `body`; fails invalid_request ("field 'KEY'
+ *  must be a non-empty string (at most N bytes) or an integer") otherwise. */
 ah_result er_require_id(ah_call *call, const cJSON *body, const char *key,
                         char out[ER_ID_MAX]);
 /** Like er_require_id but an absent member is fine (*present = false). */
@@ -87,36 +88,11 @@ ah_result er_optional_id(ah_call *call, const cJSON *body, const char *key,
 /** The JSON ERecruit wants for an id: a number when it is a decimal
  *  integer that fits a double exactly, else the string. NULL on ENOMEM. */
 cJSON *er_id_json(const char *id);
-/** Optional string member of at most max bytes; fails invalid_request when
- *  it is present with another type or too long. *out NULL when absent. */
-ah_result er_optional_string(ah_call *call, const cJSON *body, const char *key,
-                             size_t max, const char **out);
-/** Optional integer member in [lo, hi]; *out untouched when absent. */
-ah_result er_optional_int(ah_call *call, const cJSON *body, const char *key, long lo,
-                          long hi, long *out);
-
-/** A growable string for paths and query strings. */
-typedef struct er_buf {
-    char *s;
-    size_t len, cap;
-    bool oom;
-} er_buf;
-/** Appends n bytes of s. */
-void er_buf_append(er_buf *b, const char *s, size_t n);
-/** Appends printf-style; sets oom on failure (checked once at the end). */
-void er_buf_printf(er_buf *b, const char *fmt, ...) AH_PRINTF(2, 3);
-/** Appends host->url_escape(value). */
-void er_buf_escaped(er_buf *b, ah_call *call, const char *value);
-/** Appends "&key=escaped(value)" (or "?key=..." when the buffer has no '?'
- *  yet); nothing when value is NULL. */
-void er_buf_query(er_buf *b, ah_call *call, const char *key, const char *value);
-void er_buf_free(er_buf *b);
-/** Fails internal_error when the buffer ran out of memory. */
-ah_result er_buf_check(ah_call *call, const er_buf *b);
+/* Strings, integers, booleans and arrays are read with <atshub/util.h>
+ * (ah_arg_*), paths and queries built in an ah_buf. */
 
 /** "/api/v2/<collection>/<escaped id><suffix>" into *b. */
-void er_path_id(er_buf *b, ah_call *call, const char *collection, const char *id,
-                const char *suffix);
+void er_path_id(ah_buf *b, const char *collection, const char *id, const char *suffix);
 
 /* ------------------------------------------------------------------ */
 /* er_map.c: ERecruit <-> unified fields                               */
@@ -171,12 +147,12 @@ char *er_note_html(const char *text);
 
 /** er_do on path->s, failing internal_error instead when building the path
  *  ran out of memory. Frees *path in every case. */
-ah_result er_send(ah_call *call, const char *method, er_buf *path, const cJSON *body,
+ah_result er_send(ah_call *call, const char *method, ah_buf *path, const cJSON *body,
                   cJSON **out);
 /** er_send GET whose reply must carry a "data" array: on success *resp is
  *  the reply (transferred) and *data its array; a reply without one fails
  *  upstream 502 "ERecruit sent <what> without a data array". */
-ah_result er_get_data(ah_call *call, er_buf *path, const char *what, cJSON **resp,
+ah_result er_get_data(ah_call *call, ah_buf *path, const char *what, cJSON **resp,
                       const cJSON **data);
 /** GET "/api/v2/<collection>/<id><suffix>" where id is the required id
  *  member `key` of `body` (see er_require_id); *out as er_do. */

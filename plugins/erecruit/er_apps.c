@@ -56,10 +56,10 @@ static ah_result post_to_submission(ah_call *call, const char *app_id, const cha
                                     const char *key, const char *value, cJSON **resp,
                                     er_error *err)
 {
-    er_buf path = {0};
-    er_path_id(&path, call, "submissions", app_id, suffix);
+    ah_buf path = {0};
+    er_path_id(&path, "submissions", app_id, suffix);
     if (path.oom) {
-        er_buf_free(&path);
+        ah_buf_free(&path);
         memset(err, 0, sizeof *err);
         snprintf(err->code, sizeof err->code, "%s", AH_E_INTERNAL);
         err->http_status = 500;
@@ -67,7 +67,7 @@ static ah_result post_to_submission(ah_call *call, const char *app_id, const cha
         return AH_ERR;
     }
     ah_result rc = post_id(call, path.s, key, value, resp, err);
-    er_buf_free(&path);
+    ah_buf_free(&path);
     return rc;
 }
 
@@ -145,14 +145,10 @@ ah_result er_app_bulk_reject(ah_call *call, const cJSON *body, cJSON **reply)
 {
     const ah_host_api *h = call->host;
     char reason[ER_ID_MAX];
-    const cJSON *ids = cJSON_GetObjectItemCaseSensitive(body, "application_ids");
-    if (ids == NULL)
-        return h->fail(call, AH_E_INVALID, 400, "application_ids is required");
-    int n = cJSON_GetArraySize(ids);
-    if (!cJSON_IsArray(ids) || n < 1 || n > ER_BULK_MAX)
-        return h->fail(call, AH_E_INVALID, 400,
-                       "application_ids must be an array of 1..%d ids", ER_BULK_MAX);
-    if (er_require_id(call, body, "reason_id", reason) != AH_OK)
+    const cJSON *ids = NULL;
+    if (ah_arg_array(call, body, "application_ids", AH_ARG_REQUIRED, 1, ER_BULK_MAX, &ids) !=
+            AH_OK ||
+        er_require_id(call, body, "reason_id", reason) != AH_OK)
         return AH_ERR;
     /* Check every id before touching ERecruit: malformed input changes nothing. */
     const cJSON *v;
@@ -160,9 +156,11 @@ ah_result er_app_bulk_reject(ah_call *call, const cJSON *body, cJSON **reply)
     cJSON_ArrayForEach(v, ids)
     {
         char id[ER_ID_MAX];
-        if (er_id_value(v, id) != ER_ID_OK)
-            return h->fail(call, AH_E_INVALID, 400,
-                           "application_ids[%d] must be a non-empty string or an integer", i);
+        if (er_id_value(v, id) != ER_ID_OK) {
+            char key[48];
+            snprintf(key, sizeof key, "application_ids[%d]", i);
+            return ah_arg_fail(call, key, "a non-empty string or an integer");
+        }
         i++;
     }
     cJSON *out = cJSON_CreateObject();

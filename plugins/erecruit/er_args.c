@@ -40,15 +40,23 @@ er_id_rc er_id_value(const cJSON *v, char out[ER_ID_MAX])
     return ER_ID_OK;
 }
 
+/* One wording for a missing or malformed id, as <atshub/util.h> words
+ * every other member. */
+static ah_result id_refused(ah_call *call, const char *key)
+{
+    char what[96];
+    snprintf(what, sizeof what, "a non-empty string (at most %d bytes) or an integer",
+             ER_ID_MAX - 1);
+    return ah_arg_fail(call, key, what);
+}
+
 ah_result er_optional_id(ah_call *call, const cJSON *body, const char *key,
                          char out[ER_ID_MAX], bool *present)
 {
     er_id_rc rc = er_id_value(cJSON_GetObjectItemCaseSensitive(body, key), out);
     *present = rc == ER_ID_OK;
     if (rc == ER_ID_BAD)
-        return call->host->fail(call, AH_E_INVALID, 400,
-                                "%s must be a non-empty string (at most %d bytes) or an integer",
-                                key, ER_ID_MAX - 1);
+        return id_refused(call, key);
     return AH_OK;
 }
 
@@ -59,7 +67,7 @@ ah_result er_require_id(ah_call *call, const cJSON *body, const char *key,
     if (er_optional_id(call, body, key, out, &present) != AH_OK)
         return AH_ERR;
     if (!present)
-        return call->host->fail(call, AH_E_INVALID, 400, "%s is required", key);
+        return id_refused(call, key);
     return AH_OK;
 }
 
@@ -74,110 +82,9 @@ cJSON *er_id_json(const char *id)
     return cJSON_CreateString(id);
 }
 
-ah_result er_optional_string(ah_call *call, const cJSON *body, const char *key,
-                             size_t max, const char **out)
+void er_path_id(ah_buf *b, const char *collection, const char *id, const char *suffix)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, key);
-    *out = NULL;
-    if (v == NULL || cJSON_IsNull(v))
-        return AH_OK;
-    if (!cJSON_IsString(v) || v->valuestring == NULL || strnlen(v->valuestring, max + 1) > max)
-        return call->host->fail(call, AH_E_INVALID, 400,
-                                "%s must be a string of at most %zu bytes", key, max);
-    *out = v->valuestring;
-    return AH_OK;
-}
-
-ah_result er_optional_int(ah_call *call, const cJSON *body, const char *key, long lo,
-                          long hi, long *out)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, key);
-    if (v == NULL || cJSON_IsNull(v))
-        return AH_OK;
-    if (!cJSON_IsNumber(v) || !integral(v->valuedouble) ||
-        v->valuedouble < (double)lo || v->valuedouble > (double)hi)
-        return call->host->fail(call, AH_E_INVALID, 400, "%s must be an integer in %ld..%ld",
-                                key, lo, hi);
-    *out = (long)v->valuedouble;
-    return AH_OK;
-}
-
-/* --- er_buf ------------------------------------------------------------ */
-
-void er_buf_append(er_buf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap != 0 ? b->cap : 128;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->s, cap);
-        if (p == NULL) {
-            b->oom = true;
-            return;
-        }
-        b->s = p;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
-void er_buf_printf(er_buf *b, const char *fmt, ...)
-{
-    char *s = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vasprintf(&s, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        b->oom = true;
-        return;
-    }
-    er_buf_append(b, s, (size_t)n);
-    free(s);
-}
-
-void er_buf_escaped(er_buf *b, ah_call *call, const char *value)
-{
-    char *e = call->host->url_escape(value);
-    if (e == NULL) {
-        b->oom = true;
-        return;
-    }
-    er_buf_append(b, e, strlen(e));
-    call->host->free(e);
-}
-
-void er_buf_query(er_buf *b, ah_call *call, const char *key, const char *value)
-{
-    if (value == NULL)
-        return;
-    bool first = b->s == NULL || strchr(b->s, '?') == NULL;
-    er_buf_printf(b, "%c%s=", first ? '?' : '&', key);
-    er_buf_escaped(b, call, value);
-}
-
-void er_buf_free(er_buf *b)
-{
-    free(b->s);
-    memset(b, 0, sizeof *b);
-}
-
-ah_result er_buf_check(ah_call *call, const er_buf *b)
-{
-    if (b->oom || b->s == NULL)
-        return er_oom(call);
-    return AH_OK;
-}
-
-void er_path_id(er_buf *b, ah_call *call, const char *collection, const char *id,
-                const char *suffix)
-{
-    er_buf_printf(b, "%s/%s/", ER_API, collection);
-    er_buf_escaped(b, call, id);
-    if (suffix != NULL)
-        er_buf_printf(b, "%s", suffix);
+    ah_buf_printf(b, "%s/%s/", ER_API, collection);
+    ah_buf_url(b, id);
+    ah_buf_puts(b, suffix);
 }

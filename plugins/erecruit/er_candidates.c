@@ -21,22 +21,22 @@ ah_result er_cand_get(ah_call *call, const cJSON *body, cJSON **reply)
 ah_result er_cand_find(ah_call *call, const cJSON *body, cJSON **reply)
 {
     static const char *const keys[] = {"first_name", "last_name", "email", "phone"};
-    er_buf path = {0};
-    er_buf_printf(&path, "%s/contacts/search", ER_API);
+    ah_buf path = {0};
+    ah_buf_printf(&path, "%s/contacts/search", ER_API);
     bool any = false;
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         const char *v = NULL;
-        if (er_optional_string(call, body, keys[i], ER_FIELD_MAX, &v) != AH_OK) {
-            er_buf_free(&path);
+        if (ah_arg_string(call, body, keys[i], AH_ARG_OPTIONAL, ER_FIELD_MAX, &v) != AH_OK) {
+            ah_buf_free(&path);
             return AH_ERR;
         }
         if (v == NULL || *v == '\0')
             continue;
-        er_buf_query(&path, call, keys[i], v);
+        ah_buf_query(&path, keys[i], v);
         any = true;
     }
     if (!any) {
-        er_buf_free(&path);
+        ah_buf_free(&path);
         return call->host->fail(call, AH_E_INVALID, 400,
                                 "one of first_name, last_name, email, phone is required");
     }

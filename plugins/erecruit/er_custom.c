@@ -16,8 +16,7 @@ static ah_result entity_of(ah_call *call, const cJSON *body, const char **entity
     *entity = call->host->json_string(body, "entity", 32);
     *collection = er_entity_collection(*entity);
     if (*collection == NULL)
-        return call->host->fail(call, AH_E_INVALID, 400,
-                                "entity must be application, candidate or job");
+        return ah_arg_fail(call, "entity", "application, candidate or job");
     return AH_OK;
 }
 
@@ -26,9 +25,9 @@ ah_result er_custom_list(ah_call *call, const cJSON *body, cJSON **reply)
     const char *entity, *collection;
     if (entity_of(call, body, &entity, &collection) != AH_OK)
         return AH_ERR;
-    er_buf path = {0};
-    er_buf_printf(&path, "%s/custom-fields", ER_API);
-    er_buf_query(&path, call, "entity", er_entity_remote(entity));
+    ah_buf path = {0};
+    ah_buf_printf(&path, "%s/custom-fields", ER_API);
+    ah_buf_query(&path, "entity", er_entity_remote(entity));
     cJSON *resp;
     const cJSON *data;
     if (er_get_data(call, &path, "custom field definitions", &resp, &data) != AH_OK)
@@ -88,8 +87,8 @@ ah_result er_custom_values(ah_call *call, const cJSON *body, cJSON **reply)
     if (entity_of(call, body, &entity, &collection) != AH_OK ||
         er_require_id(call, body, "id", id) != AH_OK)
         return AH_ERR;
-    er_buf path = {0};
-    er_path_id(&path, call, collection, id, "/custom-fields");
+    ah_buf path = {0};
+    er_path_id(&path, collection, id, "/custom-fields");
     cJSON *resp = NULL;
     ah_result rc = er_send(call, "GET", &path, NULL, &resp);
     if (rc == AH_OK)
@@ -108,7 +107,7 @@ static ah_result check_values(ah_call *call, const cJSON *values)
 {
     const ah_host_api *h = call->host;
     if (!cJSON_IsObject(values) || values->child == NULL)
-        return h->fail(call, AH_E_INVALID, 400, "values must be a non-empty object");
+        return ah_arg_fail(call, "values", "a non-empty object");
     int n = 0;
     const cJSON *v;
     cJSON_ArrayForEach(v, values)
@@ -126,10 +125,11 @@ static ah_result check_values(ah_call *call, const cJSON *values)
             ok = true;
             cJSON_ArrayForEach(e, v) ok = ok && scalar(e) && !cJSON_IsNull(e);
         }
-        if (!ok)
-            return h->fail(call, AH_E_INVALID, 400,
-                           "values.%s must be a string, number, boolean, null or a list",
-                           v->string);
+        if (!ok) {
+            char key[ER_CF_KEY_MAX + 8];
+            snprintf(key, sizeof key, "values.%s", v->string);
+            return ah_arg_fail(call, key, "a string, number, boolean, null or a list");
+        }
     }
     return AH_OK;
 }
@@ -140,19 +140,15 @@ ah_result er_custom_update(ah_call *call, const cJSON *body, cJSON **reply)
     char id[ER_ID_MAX];
     const cJSON *values = cJSON_GetObjectItemCaseSensitive(body, "values");
     if (entity_of(call, body, &entity, &collection) != AH_OK ||
-        er_require_id(call, body, "id", id) != AH_OK)
-        return AH_ERR;
-    if (values == NULL)
-        return call->host->fail(call, AH_E_INVALID, 400, "values is required");
-    if (check_values(call, values) != AH_OK)
+        er_require_id(call, body, "id", id) != AH_OK || check_values(call, values) != AH_OK)
         return AH_ERR;
     cJSON *b = cJSON_CreateObject();
     if (b == NULL || !cJSON_AddItemToObject(b, "values", cJSON_Duplicate(values, 1))) {
         cJSON_Delete(b);
         return er_oom(call);
     }
-    er_buf path = {0};
-    er_path_id(&path, call, collection, id, "/custom-fields");
+    ah_buf path = {0};
+    er_path_id(&path, collection, id, "/custom-fields");
     cJSON *resp = NULL;
     ah_result rc = er_send(call, "PATCH", &path, b, &resp);
     cJSON_Delete(b);

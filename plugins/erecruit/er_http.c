@@ -8,8 +8,6 @@
 
 #include "er.h"
 
-/* Generous for a JWT; the host refuses a token that does not fit. */
-#define ER_TOKEN_MAX 8192
 /* How much of ERecruit's own message we repeat to the caller. */
 #define ER_MSG_MAX 300
 
@@ -90,14 +88,6 @@ static bool blank(const char *s, size_t n)
     return true;
 }
 
-/* A 401 is worth one retry with a fresh token unless ERecruit says the
- * client itself is unknown (a new token would not help). */
-static bool token_refused(const cJSON *body)
-{
-    const cJSON *e = cJSON_GetObjectItemCaseSensitive(body, "error");
-    return !cJSON_IsString(e) || strcmp(e->valuestring, "invalid_client") != 0;
-}
-
 /* Turns a received response into *out or *err. */
 static ah_result interpret(ah_call *call, const ah_http_response *resp, cJSON **out,
                            er_error *err)
@@ -145,60 +135,35 @@ ah_result er_call(ah_call *call, const char *method, const char *path, const cJS
         .client_id = c->client_id,
         .client_secret = c->client_secret,
     };
-    char *token = malloc(ER_TOKEN_MAX);
-    if (token == NULL) {
-        free(json);
-        set_err(err, AH_E_INTERNAL, 500, 0, "out of memory");
-        return AH_ERR;
-    }
-    ah_result rc = AH_ERR;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        if (h->oauth2_token(call, &p, token, ER_TOKEN_MAX) != AH_OK) {
-            set_err(err, "auth_failed", 502, 0, "cannot get an ERecruit access token");
-            err->host_failed = true;
-            break;
-        }
-        ah_http_request req = {
-            .struct_size = sizeof req,
-            .method = method,
-            .url = path,
-            .headers = json != NULL ? headers_json : headers_plain,
-            .body = json,
-            .body_len = json != NULL ? strlen(json) : 0,
-            .bearer = token,
-            /* Creating notes, documents, submissions or moving a stage
-             * must not happen twice: the host repeats a POST or PATCH only
-             * when ERecruit certainly did not act on it. */
-            .flags = strcmp(method, "GET") != 0 ? AH_HTTP_NOT_IDEMPOTENT : 0,
-        };
-        ah_http_response resp;
-        memset(&resp, 0, sizeof resp);
-        resp.struct_size = sizeof resp;
-        if (h->http(call, &req, &resp) != AH_OK) {
-            h->http_response_free(&resp);
-            set_err(err, AH_E_UNAVAILABLE, 503, 0, "no response from ERecruit (%s %s)",
-                    method, path);
-            err->host_failed = true;
-            break;
-        }
-        if (resp.status == 401 && attempt == 0) {
-            cJSON *eb = resp.body != NULL ? h->json_parse(resp.body, resp.body_len) : NULL;
-            bool retry = token_refused(eb);
-            cJSON_Delete(eb);
-            if (retry) {
-                h->oauth2_invalidate(call, &p);
-                h->http_response_free(&resp);
-                h->log(call, AH_LOG_INFO, "ERecruit refused the token; retrying %s %s once",
-                       method, path);
-                continue;
-            }
-        }
+    /* The host gets, caches and sends the token, and renews it once
+     * after a 401 (ABI 1.1). */
+    ah_http_request req = {
+        .struct_size = sizeof req,
+        .method = method,
+        .url = path,
+        .headers = json != NULL ? headers_json : headers_plain,
+        .body = json,
+        .body_len = json != NULL ? strlen(json) : 0,
+        /* Creating notes, documents, submissions or moving a stage must
+         * not happen twice: the host repeats a POST or PATCH only when
+         * ERecruit certainly did not act on it. */
+        .flags = strcmp(method, "GET") != 0 ? AH_HTTP_NOT_IDEMPOTENT : 0,
+        .oauth2 = &p,
+    };
+    ah_http_response resp;
+    memset(&resp, 0, sizeof resp);
+    resp.struct_size = sizeof resp;
+    ah_result rc;
+    if (h->http(call, &req, &resp) != AH_OK) {
+        /* Described by the host: no token (auth_failed) or no answer. */
+        set_err(err, AH_E_UNAVAILABLE, 503, 0, "no response from ERecruit (%s %s)", method,
+                path);
+        err->host_failed = true;
+        rc = AH_ERR;
+    } else {
         rc = interpret(call, &resp, out, err);
-        h->http_response_free(&resp);
-        break;
     }
-    memset(token, 0, ER_TOKEN_MAX);
-    free(token);
+    h->http_response_free(&resp);
     free(json);
     return rc;
 }
@@ -236,17 +201,17 @@ er_map_opts er_opts(const ah_call *call)
     return o;
 }
 
-ah_result er_send(ah_call *call, const char *method, er_buf *path, const cJSON *body,
+ah_result er_send(ah_call *call, const char *method, ah_buf *path, const cJSON *body,
                   cJSON **out)
 {
-    ah_result rc = er_buf_check(call, path);
+    ah_result rc = ah_buf_check(call, path);
     if (rc == AH_OK)
         rc = er_do(call, method, path->s, body, out);
-    er_buf_free(path);
+    ah_buf_free(path);
     return rc;
 }
 
-ah_result er_get_data(ah_call *call, er_buf *path, const char *what, cJSON **resp,
+ah_result er_get_data(ah_call *call, ah_buf *path, const char *what, cJSON **resp,
                       const cJSON **data)
 {
     *resp = NULL;
@@ -268,8 +233,8 @@ ah_result er_get_by_id(ah_call *call, const cJSON *body, const char *key,
     char id[ER_ID_MAX];
     if (er_require_id(call, body, key, id) != AH_OK)
         return AH_ERR;
-    er_buf path = {0};
-    er_path_id(&path, call, collection, id, suffix);
+    ah_buf path = {0};
+    er_path_id(&path, collection, id, suffix);
     return er_send(call, "GET", &path, NULL, out);
 }
 

@@ -39,14 +39,14 @@ static cJSON *enhanced_job(const cJSON *item, const er_map_opts *o)
 ah_result er_job_enhanced_batch(ah_call *call, const cJSON *body, cJSON **reply)
 {
     const er_conn *c = call->conn_ctx;
-    long limit = c->per_page;
+    long long limit = c->per_page;
     const char *cursor = NULL;
-    if (er_optional_int(call, body, "limit", 1, 500, &limit) != AH_OK ||
-        er_optional_string(call, body, "cursor", ER_CURSOR_MAX, &cursor) != AH_OK)
+    if (ah_arg_int(call, body, "limit", AH_ARG_OPTIONAL, 1, 500, &limit) != AH_OK ||
+        ah_arg_string(call, body, "cursor", AH_ARG_OPTIONAL, ER_CURSOR_MAX, &cursor) != AH_OK)
         return AH_ERR;
-    er_buf path = {0};
-    er_buf_printf(&path, "%s/positions?" ER_EXPAND "&per_page=%ld", ER_API, limit);
-    er_buf_query(&path, call, "cursor", cursor != NULL && *cursor ? cursor : NULL);
+    ah_buf path = {0};
+    ah_buf_printf(&path, "%s/positions?" ER_EXPAND "&per_page=%lld", ER_API, limit);
+    ah_buf_query(&path, "cursor", cursor != NULL && *cursor ? cursor : NULL);
     cJSON *page = NULL;
     if (er_send(call, "GET", &path, NULL, &page) != AH_OK)
         return AH_ERR;

@@ -351,23 +351,21 @@ bool er_note_is_html(const char *note)
 
 char *er_note_html(const char *text)
 {
-    er_buf b = {0};
-    er_buf_printf(&b, "<p>");
-    for (const char *s = text; *s != '\0'; s++) {
-        switch (*s) {
-        case '&': er_buf_append(&b, "&amp;", 5); break;
-        case '<': er_buf_append(&b, "&lt;", 4); break;
-        case '>': er_buf_append(&b, "&gt;", 4); break;
-        case '"': er_buf_append(&b, "&quot;", 6); break;
-        case '\'': er_buf_append(&b, "&#39;", 5); break;
-        case '\r': break;
-        case '\n': er_buf_append(&b, "<br>", 4); break;
-        default: er_buf_append(&b, s, 1); break;
-        }
+    ah_buf b = {0};
+    ah_buf_puts(&b, "<p>");
+    /* Line by line: carriage returns dropped, newlines as <br>. */
+    for (const char *s = text; *s != '\0';) {
+        size_t run = strcspn(s, "\r\n");
+        ah_buf_html_n(&b, s, run);
+        s += run;
+        if (*s == '\n')
+            ah_buf_puts(&b, "<br>");
+        if (*s != '\0')
+            s++;
     }
-    er_buf_printf(&b, "</p>");
-    if (b.oom) {
-        er_buf_free(&b);
+    ah_buf_puts(&b, "</p>");
+    if (!ah_buf_ok(&b)) {
+        ah_buf_free(&b);
         return NULL;
     }
     return b.s;

@@ -35,12 +35,12 @@ static ah_result post_marker(ah_call *call, const char *path, const char *key, l
 static ah_result tag_contact(ah_call *call, const char *contact_id)
 {
     const er_conn *c = call->conn_ctx;
-    er_buf path = {0};
-    er_path_id(&path, call, "contacts", contact_id, "/tags");
-    ah_result rc = er_buf_check(call, &path);
+    ah_buf path = {0};
+    er_path_id(&path, "contacts", contact_id, "/tags");
+    ah_result rc = ah_buf_check(call, &path);
     if (rc == AH_OK)
         rc = post_marker(call, path.s, "tag_id", c->screened_tag_id);
-    er_buf_free(&path);
+    ah_buf_free(&path);
     return rc;
 }
 
@@ -50,10 +50,10 @@ static ah_result screen_application(ah_call *call, const char *app_id,
                                     char contact_out[ER_ID_MAX])
 {
     const er_conn *c = call->conn_ctx;
-    er_buf path = {0};
-    er_path_id(&path, call, "submissions", app_id, NULL);
-    if (er_buf_check(call, &path) != AH_OK) {
-        er_buf_free(&path);
+    ah_buf path = {0};
+    er_path_id(&path, "submissions", app_id, NULL);
+    if (ah_buf_check(call, &path) != AH_OK) {
+        ah_buf_free(&path);
         return AH_ERR;
     }
     cJSON *sub = NULL;
@@ -63,12 +63,12 @@ static ah_result screen_application(ah_call *call, const char *app_id,
                               "ERecruit sent submission %s without a contact_id", app_id);
     cJSON_Delete(sub);
     if (rc == AH_OK) {
-        er_buf_printf(&path, "/status");
-        rc = er_buf_check(call, &path);
+        ah_buf_printf(&path, "/status");
+        rc = ah_buf_check(call, &path);
     }
     if (rc == AH_OK)
         rc = post_marker(call, path.s, "status_id", c->screened_status_id);
-    er_buf_free(&path);
+    ah_buf_free(&path);
     if (rc == AH_OK)
         rc = tag_contact(call, contact_out);
     return rc;
@@ -78,13 +78,12 @@ static ah_result screen_application(ah_call *call, const char *app_id,
 static ah_result note_html(ah_call *call, const cJSON *body, char **out)
 {
     const char *note = NULL, *format = NULL;
-    if (er_optional_string(call, body, "note", ER_NOTE_MAX, &note) != AH_OK ||
-        er_optional_string(call, body, "format", 16, &format) != AH_OK)
+    if (ah_arg_string(call, body, "note", AH_ARG_REQUIRED | AH_ARG_NONEMPTY, ER_NOTE_MAX,
+                      &note) != AH_OK ||
+        ah_arg_string(call, body, "format", AH_ARG_OPTIONAL, 16, &format) != AH_OK)
         return AH_ERR;
-    if (note == NULL || note[0] == '\0')
-        return call->host->fail(call, AH_E_INVALID, 400, "note is required");
     if (format != NULL && strcmp(format, "html") != 0 && strcmp(format, "text") != 0)
-        return call->host->fail(call, AH_E_INVALID, 400, "format must be html or text");
+        return ah_arg_fail(call, "format", "html or text");
     bool html = format != NULL ? strcmp(format, "html") == 0 : er_note_is_html(note);
     *out = html ? strdup(note) : er_note_html(note);
     return *out != NULL ? AH_OK : er_oom(call);
@@ -97,19 +96,16 @@ static ah_result add_note(ah_call *call, const cJSON *body, const char *collecti
 {
     const er_conn *c = call->conn_ctx;
     char id[ER_ID_MAX], action[ER_ID_MAX], contact[ER_ID_MAX] = "";
-    bool has_action = false;
-    const cJSON *scr = cJSON_GetObjectItemCaseSensitive(body, "screened");
+    bool has_action = false, screened = false;
     if (er_require_id(call, body, id_key, id) != AH_OK ||
-        er_optional_id(call, body, "note_action_type", action, &has_action) != AH_OK)
+        er_optional_id(call, body, "note_action_type", action, &has_action) != AH_OK ||
+        ah_arg_bool(call, body, "screened", AH_ARG_OPTIONAL, &screened) != AH_OK)
         return AH_ERR;
-    if (scr != NULL && !cJSON_IsBool(scr) && !cJSON_IsNull(scr))
-        return call->host->fail(call, AH_E_INVALID, 400, "screened must be true or false");
     if (!has_action)
         snprintf(action, sizeof action, "%lld", c->note_action_id);
     char *html = NULL;
     if (note_html(call, body, &html) != AH_OK)
         return AH_ERR;
-    bool screened = cJSON_IsTrue(scr);
     bool is_app = strcmp(collection, "submissions") == 0;
     ah_result rc = AH_OK;
     if (screened) {
@@ -125,15 +121,15 @@ static ah_result add_note(ah_call *call, const cJSON *body, const char *collecti
                         !cJSON_AddItemToObject(b, "action_id", er_id_json(action))))
         rc = er_oom(call);
     free(html);
-    er_buf path = {0};
+    ah_buf path = {0};
     if (rc == AH_OK) {
-        er_path_id(&path, call, collection, id, "/notes");
-        rc = er_buf_check(call, &path);
+        er_path_id(&path, collection, id, "/notes");
+        rc = ah_buf_check(call, &path);
     }
     cJSON *resp = NULL;
     if (rc == AH_OK)
         rc = er_do(call, "POST", path.s, b, &resp);
-    er_buf_free(&path);
+    ah_buf_free(&path);
     cJSON_Delete(b);
     if (rc != AH_OK) {
         cJSON_Delete(resp);
@@ -200,44 +196,45 @@ static ah_result add_document(ah_call *call, const cJSON *body, const char *coll
     char id[ER_ID_MAX];
     const char *filename = NULL, *data = NULL, *type = NULL, *kind = NULL;
     if (er_require_id(call, body, id_key, id) != AH_OK ||
-        er_optional_string(call, body, "filename", ER_FILENAME_MAX, &filename) != AH_OK ||
-        er_optional_string(call, body, "data_base64", ER_DOC_MAX, &data) != AH_OK ||
-        er_optional_string(call, body, "content_type", 100, &type) != AH_OK ||
-        (with_kind && er_optional_string(call, body, "kind", 32, &kind) != AH_OK))
+        ah_arg_string(call, body, "filename", AH_ARG_REQUIRED, ER_FILENAME_MAX, &filename) !=
+            AH_OK ||
+        ah_arg_string(call, body, "data_base64", AH_ARG_REQUIRED | AH_ARG_NONEMPTY, ER_DOC_MAX,
+                      &data) != AH_OK ||
+        ah_arg_string(call, body, "content_type", AH_ARG_OPTIONAL, 100, &type) != AH_OK ||
+        (with_kind && ah_arg_string(call, body, "kind", AH_ARG_OPTIONAL, 32, &kind) != AH_OK))
         return AH_ERR;
-    if (filename == NULL)
-        return h->fail(call, AH_E_INVALID, 400, "filename is required");
-    if (!good_filename(filename))
-        return h->fail(call, AH_E_INVALID, 400,
-                       "filename must be 1..%d bytes without '/', '\\' or control characters",
-                       ER_FILENAME_MAX);
-    if (data == NULL || data[0] == '\0')
-        return h->fail(call, AH_E_INVALID, 400, "data_base64 is required");
+    if (!good_filename(filename)) {
+        char what[96];
+        snprintf(what, sizeof what,
+                 "a name of 1 to %d bytes without '/', '\\' or control characters",
+                 ER_FILENAME_MAX);
+        return ah_arg_fail(call, "filename", what);
+    }
     if (!good_base64(data))
         return h->fail(call, AH_E_INVALID, 400, "data_base64 is not base64");
     if (type != NULL && (strchr(type, '/') == NULL || !good_token(type, "/.+-")))
-        return h->fail(call, AH_E_INVALID, 400, "content_type must be a media type");
+        return ah_arg_fail(call, "content_type", "a media type");
     if (kind != NULL && (kind[0] == '\0' || !good_token(kind, "_-")))
-        return h->fail(call, AH_E_INVALID, 400, "kind must be a word such as resume");
+        return ah_arg_fail(call, "kind", "a word such as resume");
     cJSON *b = cJSON_CreateObject();
     bool ok = b != NULL && cJSON_AddStringToObject(b, "filename", filename) != NULL &&
               cJSON_AddStringToObject(b, "content_type",
                                       type != NULL ? type : "application/pdf") != NULL &&
               cJSON_AddStringToObject(b, "data_base64", data) != NULL &&
               (kind == NULL || cJSON_AddStringToObject(b, "kind", kind) != NULL);
-    er_buf path = {0};
+    ah_buf path = {0};
     if (ok) {
-        er_path_id(&path, call, collection, id, "/documents");
+        er_path_id(&path, collection, id, "/documents");
         ok = !path.oom;
     }
     if (!ok) {
         cJSON_Delete(b);
-        er_buf_free(&path);
+        ah_buf_free(&path);
         return er_oom(call);
     }
     cJSON *resp = NULL;
     ah_result rc = er_do(call, "POST", path.s, b, &resp);
-    er_buf_free(&path);
+    ah_buf_free(&path);
     cJSON_Delete(b);
     if (rc != AH_OK)
         return AH_ERR;

@@ -26,13 +26,12 @@ static cJSON *map_job(const cJSON *item, const er_map_opts *o)
  * are allowed, so that nothing else travels in the query. */
 static ah_result read_time(ah_call *call, const cJSON *body, const char **out)
 {
-    if (er_optional_string(call, body, "updated_after", ER_TIME_MAX, out) != AH_OK)
+    if (ah_arg_string(call, body, "updated_after", AH_ARG_OPTIONAL, ER_TIME_MAX, out) != AH_OK)
         return AH_ERR;
     if (*out == NULL)
         return AH_OK;
     if (strlen(*out) < 10 || strspn(*out, "0123456789-T:.+Z ") != strlen(*out))
-        return call->host->fail(call, AH_E_INVALID, 400,
-                                "updated_after must be a date-time such as 2025-10-06T16:30:00");
+        return ah_arg_fail(call, "updated_after", "a date-time such as 2025-10-06T16:30:00");
     return AH_OK;
 }
 
@@ -45,17 +44,17 @@ static ah_result stream_page(ah_call *call, const cJSON *body, const char *colle
     const ah_host_api *h = call->host;
     const er_conn *c = call->conn_ctx;
     const char *after = NULL, *cursor = NULL;
-    long per_page = c->per_page;
+    long long per_page = c->per_page;
     if (read_time(call, body, &after) != AH_OK ||
-        er_optional_string(call, body, "cursor", ER_CURSOR_MAX, &cursor) != AH_OK ||
-        er_optional_int(call, body, "per_page", 1, 500, &per_page) != AH_OK)
+        ah_arg_string(call, body, "cursor", AH_ARG_OPTIONAL, ER_CURSOR_MAX, &cursor) != AH_OK ||
+        ah_arg_int(call, body, "per_page", AH_ARG_OPTIONAL, 1, 500, &per_page) != AH_OK)
         return AH_ERR;
-    er_buf path = {0};
-    er_buf_printf(&path, "%s/%s?per_page=%ld", ER_API, collection, per_page);
-    er_buf_query(&path, call, "updated_after", after);
-    er_buf_query(&path, call, "cursor", cursor != NULL && *cursor ? cursor : NULL);
+    ah_buf path = {0};
+    ah_buf_printf(&path, "%s/%s?per_page=%lld", ER_API, collection, per_page);
+    ah_buf_query(&path, "updated_after", after);
+    ah_buf_query(&path, "cursor", cursor != NULL && *cursor ? cursor : NULL);
     if (filter != NULL)
-        er_buf_printf(&path, "%s", filter);
+        ah_buf_printf(&path, "%s", filter);
     cJSON *page = NULL;
     ah_result rc = er_send(call, "GET", &path, NULL, &page);
     if (rc != AH_OK)
@@ -120,66 +119,66 @@ ah_result er_stream_jobs(ah_call *call, const cJSON *body, cJSON **reply)
 {
     const er_conn *c = call->conn_ctx;
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(body, "statuses");
-    er_buf filter = {0};
-    er_buf_printf(&filter, "&status=");
+    ah_buf filter = {0};
+    ah_buf_printf(&filter, "&status=");
     if (st == NULL || cJSON_IsNull(st) || (cJSON_IsArray(st) && cJSON_GetArraySize(st) == 0)) {
-        er_buf_printf(&filter, "%s", c->job_statuses);
+        ah_buf_printf(&filter, "%s", c->job_statuses);
     } else if (cJSON_IsArray(st)) {
         const cJSON *s;
         bool first = true;
         cJSON_ArrayForEach(s, st)
         {
             if (!cJSON_IsString(s) || !er_known_job_status(s->valuestring)) {
-                er_buf_free(&filter);
+                ah_buf_free(&filter);
                 return call->host->fail(call, AH_E_INVALID, 400,
                                         "statuses may hold only draft, open, closed, filled");
             }
-            er_buf_printf(&filter, "%s%s", first ? "" : ",", s->valuestring);
+            ah_buf_printf(&filter, "%s%s", first ? "" : ",", s->valuestring);
             first = false;
         }
     } else {
-        er_buf_free(&filter);
-        return call->host->fail(call, AH_E_INVALID, 400, "statuses must be an array of strings");
+        ah_buf_free(&filter);
+        return ah_arg_fail(call, "statuses", "an array of strings");
     }
-    if (er_buf_check(call, &filter) != AH_OK) {
-        er_buf_free(&filter);
+    if (ah_buf_check(call, &filter) != AH_OK) {
+        ah_buf_free(&filter);
         return AH_ERR;
     }
     ah_result rc = stream_page(call, body, "positions", "job", map_job, filter.s, reply);
-    er_buf_free(&filter);
+    ah_buf_free(&filter);
     return rc;
 }
 
 ah_result er_stream_applications(ah_call *call, const cJSON *body, cJSON **reply)
 {
     const cJSON *ids = cJSON_GetObjectItemCaseSensitive(body, "job_ids");
-    er_buf filter = {0};
+    ah_buf filter = {0};
     if (ids != NULL && !cJSON_IsNull(ids)) {
         if (!cJSON_IsArray(ids) || cJSON_GetArraySize(ids) > ER_JOB_IDS_MAX)
-            return call->host->fail(call, AH_E_INVALID, 400,
-                                    "job_ids must be an array of at most %d ids", ER_JOB_IDS_MAX);
+            return ah_arg_fail(call, "job_ids",
+                               "an array of at most " AH_STR(ER_JOB_IDS_MAX) " ids");
         const cJSON *v;
         bool first = true;
         cJSON_ArrayForEach(v, ids)
         {
             char id[ER_ID_MAX];
             if (er_id_value(v, id) != ER_ID_OK) {
-                er_buf_free(&filter);
+                ah_buf_free(&filter);
                 return call->host->fail(call, AH_E_INVALID, 400,
                                         "job_ids must hold strings or integers");
             }
-            er_buf_printf(&filter, "%s", first ? "&position_id=" : ",");
-            er_buf_escaped(&filter, call, id);
+            ah_buf_printf(&filter, "%s", first ? "&position_id=" : ",");
+            ah_buf_url(&filter, id);
             first = false;
         }
-        if (!first && er_buf_check(call, &filter) != AH_OK) {
-            er_buf_free(&filter);
+        if (!first && ah_buf_check(call, &filter) != AH_OK) {
+            ah_buf_free(&filter);
             return AH_ERR;
         }
     }
     ah_result rc = stream_page(call, body, "submissions", "application", er_map_application,
                                filter.s, reply);
-    er_buf_free(&filter);
+    ah_buf_free(&filter);
     return rc;
 }
 

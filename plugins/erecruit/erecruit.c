@@ -411,6 +411,9 @@ static const ah_plugin_descriptor er_descriptor = {
      * a connection under it and slows down on 429. */
     .rate_limit_rps = 200,
     .op_fields = er_op_fields,
+    /* OAuth2 in the request (and the other 1.1 members it uses) need
+     * ABI 1.1: an older host refuses the plugin at load time. */
+    .needs_abi_minor = 1,
 };
 
 AH_PLUGIN_ENTRY

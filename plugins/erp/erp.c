@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include <atshub/plugin.h>
+#include <atshub/util.h>
 
 #include "erp.h"
 
@@ -371,7 +372,12 @@ static ah_result create_job(erp_req *r, const cJSON *body)
                                     other);
         goto out;
     }
-    erp_now_utc(now, &year);
+    /* Job ids carry the year the job was created in: "<prefix>-2026-0001". */
+    if (!ah_utc_now(now, sizeof now)) {
+        res = answer_fail(r, 500, ERP_E_INTERNAL, NULL, "the host clock is out of range");
+        goto out;
+    }
+    year = atoi(now);
     snprintf(seqname, sizeof seqname, "erp_job_%d", year);
     if (h->sequence_next(r->src, seqname, &seq) != AH_OK) {
         res = answer_fail(r, 500, ERP_E_INTERNAL, NULL, "the job store is unavailable");
@@ -456,7 +462,10 @@ static ah_result update_job(erp_req *r, const cJSON *body)
     cJSON_ArrayForEach(it, upd)
         set_item(raw, it->string, cJSON_Duplicate(it, 1));
     cJSON_Delete(upd);
-    erp_now_utc(now, NULL);
+    if (!ah_utc_now(now, sizeof now)) {
+        res = answer_fail(r, 500, ERP_E_INTERNAL, NULL, "the host clock is out of range");
+        goto out;
+    }
     set_str(job, "updated_at", now);
     if (store_job(r, job, raw, now, id, sizeof id) != AH_OK) {
         h->log(r->src, AH_LOG_ERROR, "cannot store job %s", job_id);
@@ -507,9 +516,9 @@ static ah_result route_update(ah_call *call, ah_http_exchange *ex)
 /* The guide's health body; *ok tells whether the store answered. */
 static cJSON *health_body(ah_call *call, bool *ok)
 {
-    char now[32];
-    erp_now_utc(now, NULL);
-    *ok = call->host->store_ping(call) == AH_OK;
+    char now[AH_UTC_LEN];
+    /* A clock out of range is itself unhealthy. */
+    *ok = ah_utc_now(now, sizeof now) && call->host->store_ping(call) == AH_OK;
     cJSON *o = cJSON_CreateObject();
     if (o == NULL)
         return NULL;
@@ -597,6 +606,8 @@ static const ah_plugin_descriptor erp_descriptor = {
     .description = "ERP systems push job postings (the ERP Integration Guide's endpoints)",
     .settings = erp_settings,
     .routes = erp_routes,
+    /* The record store, sequences and atomic routes are ABI 1.1. */
+    .needs_abi_minor = 1,
 };
 
 AH_PLUGIN_ENTRY

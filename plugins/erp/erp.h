@@ -91,8 +91,6 @@ extern const char *const erp_statuses[];        /* DRAFT, PUBLISHED, CLOSED, ARC
 bool erp_url_valid(const char *url);
 /** True for "YYYY-MM-DD" naming a real calendar date (years 1900..9999). */
 bool erp_date_valid(const char *s);
-/** Number of UTF-8 code points in s (bytes that do not continue a sequence). */
-size_t erp_utf8_len(const char *s);
 /** The duplicate-detection key of a title: trimmed, ASCII lower case, runs of
  *  blanks collapsed to one space. Writes at most n bytes (NUL included). */
 void erp_title_key(const char *title, char *out, size_t n);
@@ -137,9 +135,6 @@ cJSON *erp_env_error(const char *message, const char *code, const char *field,
 /** Seconds as the envelope prints them: rounded to 0.1 ms, at least 0.0001
  *  (so that they print as plain decimals); 0 for 0. */
 double erp_env_round(double seconds);
-/** The current UTC time as "YYYY-MM-DDTHH:MM:SSZ" (the guide's form), and
- *  the year in *year (may be NULL). */
-void erp_now_utc(char out[32], int *year);
 /** Monotonic seconds, for processing_time. */
 double erp_monotonic_s(void);
 

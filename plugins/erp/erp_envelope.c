@@ -48,21 +48,6 @@ cJSON *erp_env_error(const char *message, const char *code, const char *field, d
     return o;
 }
 
-void erp_now_utc(char out[32], int *year)
-{
-    time_t t = time(NULL);
-    struct tm tm;
-    if (gmtime_r(&t, &tm) == NULL) {
-        snprintf(out, 32, "1970-01-01T00:00:00Z");
-        if (year != NULL)
-            *year = 1970;
-        return;
-    }
-    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    if (year != NULL)
-        *year = tm.tm_year + 1900;
-}
-
 double erp_monotonic_s(void)
 {
     struct timespec ts;

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <atshub/util.h>
+
 #include "erp.h"
 
 const char *const erp_job_types[] = {"FULL_TIME",  "PART_TIME", "CONTRACT", "INTERNSHIP",
@@ -83,15 +85,6 @@ int erp_fail(erp_error *err, int status, const char *code, const char *field, co
 /* ------------------------------------------------------------------------ */
 /* Small pure helpers                                                        */
 /* ------------------------------------------------------------------------ */
-
-size_t erp_utf8_len(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        if (((unsigned char)*s & 0xC0) != 0x80)
-            n++;
-    return n;
-}
 
 /* A trimmed copy of s (ASCII blanks); NULL on OOM. */
 static char *trimmed(const char *s)
@@ -321,7 +314,7 @@ static int check_field(const field_spec *f, const cJSON *v, erp_op op, cJSON *ou
             cJSON_AddStringToObject(out, f->name, e);
         return 0;
     }
-    if (f->max > 0 && erp_utf8_len(v->valuestring) > f->max)
+    if (f->max > 0 && ah_utf8_len(v->valuestring) > f->max)
         return erp_fail(err, 400, ERP_E_FIELD_TOO_LONG, f->name,
                         "%s is longer than %zu characters", f->name, f->max);
     char *s = f->kind == F_TEXT ? strdup(v->valuestring) : trimmed(v->valuestring);

@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include <atshub/plugin.h>
+#include <atshub/util.h>
 
 /** Which of the seed's error tables a LinkedIn answer belongs to. */
 typedef enum li_api {

@@ -17,46 +17,6 @@
 #define APPS_PATH "/v2/provisionedApplications"
 #define MAX_BATCH 20
 
-/* --- a growable string for URLs ----------------------------------------------------- */
-
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *s)
-{
-    size_t l = strlen(s);
-    if (b->oom)
-        return;
-    if (b->n + l + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap * 2 : 256;
-        while (nc < b->n + l + 1)
-            nc *= 2;
-        char *np = realloc(b->p, nc);
-        if (np == NULL) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, s, l + 1);
-    b->n += l;
-}
-
-static void sb_add_escaped(const ah_host_api *h, sbuf *b, const char *s)
-{
-    char *e = h->url_escape(s);
-    if (e == NULL) {
-        b->oom = true;
-        return;
-    }
-    sb_add(b, e);
-    h->free(e);
-}
-
 /* --- tokens and calls ------------------------------------------------------------- */
 
 static bool present(const char *s)
@@ -89,33 +49,22 @@ static void partner_params(ah_call *call, ah_oauth2_params *p)
                             .client_secret = h->setting(call, "partner_client_secret")};
 }
 
-/* One call with a bearer token; a 401 (expired or invalid token) renews
- * the token and retries once. AH_OK with any HTTP status in *resp. */
+/* One call authorised with `p`: the host gets and caches the token, and
+ * after a 401 (expired or invalid token) renews it and retries once.
+ * AH_OK with any HTTP status in *resp. */
 static ah_result li_send(ah_call *call, const ah_oauth2_params *p, const char *method,
                          const char *url, const char *const *headers, const char *body,
                          ah_http_response *resp)
 {
     const ah_host_api *h = call->host;
-    for (int attempt = 0;; attempt++) {
-        char tok[4096];
-        if (h->oauth2_token(call, p, tok, sizeof tok) != AH_OK)
-            return AH_ERR;
-        ah_http_request rq = {.struct_size = sizeof rq, .method = method, .url = url,
-                              .headers = headers, .body = body,
-                              .body_len = body != NULL ? strlen(body) : 0, .bearer = tok};
-        ah_result r = h->http(call, &rq, resp);
-        explicit_bzero(tok, sizeof tok);
-        if (r != AH_OK) {
-            h->http_response_free(resp);
-            return AH_ERR;
-        }
-        if (resp->status != 401 || attempt == 1)
-            return AH_OK;
-        h->log(call, AH_LOG_INFO, "LinkedIn refused the access token on %s %s: renewing it and "
-                                  "retrying once", method, url);
-        h->oauth2_invalidate(call, p);
+    ah_http_request rq = {.struct_size = sizeof rq, .method = method, .url = url,
+                          .headers = headers, .body = body,
+                          .body_len = body != NULL ? strlen(body) : 0, .oauth2 = p};
+    if (h->http(call, &rq, resp) != AH_OK) {
         h->http_response_free(resp);
+        return AH_ERR;
     }
+    return AH_OK;
 }
 
 /* A LinkedIn error answer {"status": N, "message": "..."} mapped through
@@ -213,30 +162,23 @@ static ah_result read_items(ah_call *call, li_api api, const cJSON *body, const 
  * spells it; values escaped. */
 static char *ids_url(ah_call *call, const li_item *items, int n)
 {
-    const ah_host_api *h = call->host;
-    sbuf b = {0};
-    sb_add(&b, ATS_PATH "?");
+    (void)call;
+    ah_buf b = {0};
+    ah_buf_puts(&b, ATS_PATH "?");
     for (int i = 0; i < n; i++) {
-        char pre[48];
-        snprintf(pre, sizeof pre, "%sids[%d].", i > 0 ? "&" : "", i);
-        sb_add(&b, pre);
-        sb_add(&b, "integrationContext=");
-        sb_add_escaped(h, &b, items[i].ctx);
-        snprintf(pre, sizeof pre, "&ids[%d].", i);
-        sb_add(&b, pre);
-        sb_add(&b, "integrationType=");
-        sb_add_escaped(h, &b, items[i].type);
-        sb_add(&b, pre);
-        sb_add(&b, "tenantType=");
-        sb_add_escaped(h, &b, items[i].tt);
-        sb_add(&b, pre);
-        sb_add(&b, "dataProvider=ATS");
+        ah_buf_printf(&b, "%sids[%d].integrationContext=", i > 0 ? "&" : "", i);
+        ah_buf_url(&b, items[i].ctx);
+        ah_buf_printf(&b, "&ids[%d].integrationType=", i);
+        ah_buf_url(&b, items[i].type);
+        ah_buf_printf(&b, "&ids[%d].tenantType=", i);
+        ah_buf_url(&b, items[i].tt);
+        ah_buf_printf(&b, "&ids[%d].dataProvider=ATS", i);
     }
-    if (b.oom) {
-        free(b.p);
+    if (!ah_buf_ok(&b)) {
+        ah_buf_free(&b);
         return NULL;
     }
-    return b.p;
+    return b.s;
 }
 
 /* Whether `v` (from a LinkedIn key, maybe percent-escaped) is `want`. */
@@ -244,9 +186,11 @@ static bool value_is(ah_call *call, const char *v, size_t vlen, const char *want
 {
     if (strlen(want) == vlen && strncmp(v, want, vlen) == 0)
         return true;
-    char *e = call->host->url_escape(want);
-    bool eq = e != NULL && strlen(e) == vlen && strncasecmp(v, e, vlen) == 0;
-    call->host->free(e);
+    (void)call;
+    ah_buf e = {0};
+    ah_buf_url(&e, want);
+    bool eq = ah_buf_ok(&e) && e.len == vlen && strncasecmp(v, e.s, vlen) == 0;
+    ah_buf_free(&e);
     return eq;
 }
 
@@ -625,16 +569,16 @@ static ah_result find_existing(ah_call *call, const ah_oauth2_params *pp, const 
                                cJSON **app)
 {
     const ah_host_api *h = call->host;
-    char *e = h->url_escape(fid), *url = NULL;
-    if (e == NULL || asprintf(&url, APPS_PATH "?q=credentialsByUniqueForeignId&uniqueForeignId=%s",
-                              e) < 0) {
-        h->free(e);
-        return h->fail(call, AH_E_INTERNAL, 0, "out of memory");
+    ah_buf url = {0};
+    ah_buf_puts(&url, APPS_PATH "?q=credentialsByUniqueForeignId");
+    ah_buf_query(&url, "uniqueForeignId", fid);
+    if (ah_buf_check(call, &url) != AH_OK) {
+        ah_buf_free(&url);
+        return AH_ERR;
     }
-    h->free(e);
     ah_http_response resp;
-    ah_result r = li_send(call, pp, "GET", url, NULL, NULL, &resp);
-    free(url);
+    ah_result r = li_send(call, pp, "GET", url.s, NULL, NULL, &resp);
+    ah_buf_free(&url);
     if (r != AH_OK)
         return AH_ERR;
     cJSON *j = resp.status == 200 ? h->json_parse(resp.body, resp.body_len) : NULL;
@@ -658,12 +602,13 @@ static ah_result update_domains(ah_call *call, const ah_oauth2_params *pp, const
                                 const cJSON *domains)
 {
     const ah_host_api *h = call->host;
-    char *e = h->url_escape(urn), *url = NULL;
-    if (e == NULL || asprintf(&url, APPS_PATH "/%s", e) < 0) {
-        h->free(e);
-        return h->fail(call, AH_E_INTERNAL, 0, "out of memory");
+    ah_buf url = {0};
+    ah_buf_puts(&url, APPS_PATH "/");
+    ah_buf_url(&url, urn);
+    if (ah_buf_check(call, &url) != AH_OK) {
+        ah_buf_free(&url);
+        return AH_ERR;
     }
-    h->free(e);
     cJSON *b = cJSON_CreateObject();
     cJSON *set = cJSON_AddObjectToObject(cJSON_AddObjectToObject(b, "patch"), "$set");
     cJSON_AddItemToObject(set, "validJsSdkDomains", cJSON_Duplicate(domains, 1));
@@ -672,9 +617,9 @@ static ah_result update_domains(ah_call *call, const ah_oauth2_params *pp, const
     const char *headers[] = {"x-restli-method: partial_update", "Content-Type: application/json",
                              NULL};
     ah_http_response resp;
-    ah_result r = text != NULL ? li_send(call, pp, "POST", url, headers, text, &resp)
+    ah_result r = text != NULL ? li_send(call, pp, "POST", url.s, headers, text, &resp)
                                : h->fail(call, AH_E_INTERNAL, 0, "out of memory");
-    free(url);
+    ah_buf_free(&url);
     free(text);
     if (r != AH_OK)
         return AH_ERR;
@@ -702,9 +647,6 @@ static ah_result save_app(ah_call *call, const cJSON *app, const char *fid, cons
                           const char *secret, const char *urn)
 {
     const ah_host_api *h = call->host;
-    if (!AH_HAS(h, settings_update))
-        return h->fail(call, AH_E_UNSUPPORTED, 501,
-                       "this atshub cannot store plugin settings (settings_update): upgrade it");
     cJSON *ch = cJSON_CreateObject();
     cJSON_AddStringToObject(ch, "client_id", id);
     cJSON_AddStringToObject(ch, "client_secret", secret);

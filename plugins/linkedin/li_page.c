@@ -15,82 +15,10 @@
 
 #include "li.h"
 
-typedef struct hbuf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} hbuf;
-
-static void hb_add(hbuf *b, const char *s, size_t l)
-{
-    if (b->oom)
-        return;
-    if (b->n + l + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap * 2 : 4096;
-        while (nc < b->n + l + 1)
-            nc *= 2;
-        char *np = realloc(b->p, nc);
-        if (np == NULL) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, s, l);
-    b->n += l;
-    b->p[b->n] = '\0';
-}
-
-static void hb_str(hbuf *b, const char *s)
-{
-    hb_add(b, s, strlen(s));
-}
-
-/* Text and attribute values: the five characters HTML gives meaning to. */
-static void hb_html(hbuf *b, const char *s)
-{
-    for (; s != NULL && *s; s++) {
-        switch (*s) {
-        case '&': hb_str(b, "&amp;"); break;
-        case '<': hb_str(b, "&lt;"); break;
-        case '>': hb_str(b, "&gt;"); break;
-        case '"': hb_str(b, "&quot;"); break;
-        case '\'': hb_str(b, "&#39;"); break;
-        default: hb_add(b, s, 1);
-        }
-    }
-}
-
-/* A JSON value inside <script>: '<' escaped so that no "</script>" can
- * close the element early. */
-static void hb_json(hbuf *b, const cJSON *v)
-{
-    char *t = cJSON_PrintUnformatted(v);
-    if (t == NULL) {
-        b->oom = true;
-        return;
-    }
-    for (const char *s = t; *s; s++) {
-        if (*s == '<')
-            hb_str(b, "\\u003c");
-        else
-            hb_add(b, s, 1);
-    }
-    free(t);
-}
-
 static ah_result respond_html(ah_call *call, ah_http_exchange *ex, int status, const char *html,
                               size_t len)
 {
     const ah_host_api *h = call->host;
-    if (!AH_HAS(h, http_respond)) {
-        cJSON *e = cJSON_CreateObject();
-        cJSON *o = cJSON_AddObjectToObject(e, "error");
-        cJSON_AddStringToObject(o, "code", AH_E_UNSUPPORTED);
-        cJSON_AddStringToObject(o, "message", "this atshub cannot serve pages (http_respond)");
-        return h->http_respond_json(ex, 501, e);
-    }
     return h->http_respond(ex, status, "text/html; charset=utf-8", html, len);
 }
 
@@ -129,30 +57,30 @@ static char *build_page(ah_call *call, const li_conn *c, const char *token, cons
 {
     const ah_host_api *h = call->host;
     const char *customer = h->setting(call, "customer_name");
-    hbuf b = {0};
-    hb_str(&b, page_head);
-    hb_str(&b, "<h1>LinkedIn integrations");
+    ah_buf b = {0};
+    ah_buf_puts(&b, page_head);
+    ah_buf_puts(&b, "<h1>LinkedIn integrations");
     if (customer != NULL && *customer) {
-        hb_str(&b, " for ");
-        hb_html(&b, customer);
+        ah_buf_puts(&b, " for ");
+        ah_buf_html(&b, customer);
     }
-    hb_str(&b, "</h1>\n<p>Choose the LinkedIn integrations you want to use with your ATS. "
+    ah_buf_puts(&b, "</h1>\n<p>Choose the LinkedIn integrations you want to use with your ATS. "
                "Once you have requested one, your ATS enables it for you.</p>\n");
     /* The embed, as LinkedIn's guide gives it. */
-    hb_str(&b, "<script type=\"text/javascript\" src=\"");
-    hb_html(&b, h->setting(call, "sdk_url"));
-    hb_str(&b, "\">\n  api_key: ");
-    hb_html(&b, client_id);
-    hb_str(&b, "\n  extensions: ATSIntegrationWidget@");
-    hb_html(&b, h->setting(call, "widget_url"));
-    hb_str(&b, "\n</script>\n<script type=\"IN/ATSIntegrationWidget\"\n"
+    ah_buf_puts(&b, "<script type=\"text/javascript\" src=\"");
+    ah_buf_html(&b, h->setting(call, "sdk_url"));
+    ah_buf_puts(&b, "\">\n  api_key: ");
+    ah_buf_html(&b, client_id);
+    ah_buf_puts(&b, "\n  extensions: ATSIntegrationWidget@");
+    ah_buf_html(&b, h->setting(call, "widget_url"));
+    ah_buf_puts(&b, "\n</script>\n<script type=\"IN/ATSIntegrationWidget\"\n"
                "  data-supported-bundled-integration-types=\"");
-    hb_html(&b, c->types);
+    ah_buf_html(&b, c->types);
     char w[32];
     snprintf(w, sizeof w, "%d", c->widget_width);
-    hb_str(&b, "\"\n  data-onintegrate=\"handleIntegrations\"\n  data-width=\"");
-    hb_str(&b, w);
-    hb_str(&b, "\" >\n</script>\n<div id=\"atshub-status\" role=\"status\" aria-live=\"polite\">"
+    ah_buf_puts(&b, "\"\n  data-onintegrate=\"handleIntegrations\"\n  data-width=\"");
+    ah_buf_puts(&b, w);
+    ah_buf_puts(&b, "\" >\n</script>\n<div id=\"atshub-status\" role=\"status\" aria-live=\"polite\">"
                "</div>\n<script>\nvar ATSHUB=");
     cJSON *cfg = cJSON_CreateObject();
     char cb[512];
@@ -166,19 +94,20 @@ static char *build_page(ah_call *call, const li_conn *c, const char *token, cons
                    "validJsSdkDomains, so the widget will refuse to load",
                    help, sizeof help);
     cJSON_AddStringToObject(cfg, "domainHelp", help);
+    /* '<' as \u003c: no value can close the <script> early. */
     if (cfg == NULL)
         b.oom = true;
     else
-        hb_json(&b, cfg);
+        ah_buf_json(&b, cfg, true);
     cJSON_Delete(cfg);
-    hb_str(&b, ";\n");
-    hb_str(&b, page_script);
-    hb_str(&b, "</script>\n</body>\n</html>\n");
-    if (b.oom) {
-        free(b.p);
+    ah_buf_puts(&b, ";\n");
+    ah_buf_puts(&b, page_script);
+    ah_buf_puts(&b, "</script>\n</body>\n</html>\n");
+    if (!ah_buf_ok(&b)) {
+        ah_buf_free(&b);
         return NULL;
     }
-    return b.p;
+    return b.s;
 }
 
 ah_result li_route_page(ah_call *call, ah_http_exchange *ex)

@@ -128,14 +128,6 @@ static char *request_id(const char *ctx, const char *type, const char *tenant_ty
     return id;
 }
 
-static void now_iso(char out[32])
-{
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 static ah_result put_request(ah_call *call, const cJSON *fields)
 {
     const ah_host_api *h = call->host;
@@ -180,11 +172,12 @@ ah_result li_store_requests(ah_call *call, const cJSON *integrations, cJSON **st
                            "%s)",
                            type, c->types);
     }
+    char now[AH_UTC_LEN];
+    if (!ah_utc_now(now, sizeof now))
+        return h->fail(call, AH_E_INTERNAL, 0, "the clock is outside 0001..9999");
     cJSON *list = cJSON_CreateArray();
     if (list == NULL)
         return h->fail(call, AH_E_INTERNAL, 0, "out of memory");
-    char now[32];
-    now_iso(now);
     cJSON_ArrayForEach(it, integrations) {
         const char *ctx = h->json_string(it, "integrationContext", 256);
         const char *type = h->json_string(it, "integrationType", 64);
@@ -276,8 +269,13 @@ void li_note_status(ah_call *call, const char *context, const char *type, const 
         cJSON_AddStringToObject(f, "integrationType", type);
         cJSON_AddStringToObject(f, "tenantType", tenant_type);
     }
-    char now[32];
-    now_iso(now);
+    char now[AH_UTC_LEN];
+    if (!ah_utc_now(now, sizeof now)) {
+        h->log(call, AH_LOG_WARN, "the clock is outside 0001..9999: status of %s %s not stored",
+               context, type);
+        cJSON_Delete(f);
+        return;
+    }
     if (status != NULL) {
         cJSON_DeleteItemFromObjectCaseSensitive(f, "onboardingStatus");
         cJSON_AddStringToObject(f, "onboardingStatus", status);
@@ -411,6 +409,9 @@ static const ah_plugin_descriptor li_descriptor = {
     .onboarding = &li_onboarding,
     .routes = li_routes,
     .op_fields = li_op_fields,
+    /* OAuth2 in the request (and the other 1.1 members it uses) need
+     * ABI 1.1: an older host refuses the plugin at load time. */
+    .needs_abi_minor = 1,
 };
 
 AH_PLUGIN_ENTRY

@@ -87,8 +87,9 @@ static ah_result make_application(ah_call *call, const char *app_remote, const c
                                   const cJSON *data, char *app_id)
 {
     const cJSON *jf = cJSON_GetObjectItemCaseSensitive(job, "fields");
-    char now[32], buf[32];
-    tc_now_iso(now);
+    char now[AH_UTC_LEN], buf[32];
+    if (!ah_utc_now(now, sizeof now))
+        return call->host->fail(call, AH_E_INTERNAL, 500, "the clock is outside 0001..9999");
     cJSON *f = cJSON_CreateObject();
     if (f == NULL)
         return call->host->fail(call, AH_E_INTERNAL, 500, "out of memory");
@@ -227,8 +228,9 @@ ah_result tc_cv_received(ah_call *call, const char *event_id, const cJSON *data,
     if (r == AH_OK && job != NULL) {
         r = make_application(call, app, cand_id, job, cv_id[0] ? cv_id : NULL, matched_by, data, app_id);
     } else if (r == AH_OK) {
-        char now[32];
-        tc_now_iso(now);
+        char now[AH_UTC_LEN];
+        if (!ah_utc_now(now, sizeof now))
+            call->host->log(call, AH_LOG_WARN, "the clock is outside 0001..9999: no time stamp");
         cJSON *pf = cJSON_CreateObject();
         cJSON_AddStringToObject(pf, "connection", call->connection);
         cJSON_AddStringToObject(pf, "state", "pending");
@@ -299,10 +301,10 @@ ah_result tc_op_pending(ah_call *call, const cJSON *body, cJSON **reply)
 ah_result tc_op_assign(ah_call *call, const cJSON *body, cJSON **reply)
 {
     const ah_host_api *h = call->host;
-    const char *pid = h->json_string(body, "pending_id", 128);
-    const char *job_id = h->json_string(body, "job_id", 128);
-    if (pid == NULL || *pid == '\0' || job_id == NULL || *job_id == '\0')
-        return h->fail(call, AH_E_INVALID, 400, "'pending_id' and 'job_id' are required");
+    const char *pid = NULL, *job_id = NULL;
+    if (ah_arg_string(call, body, "pending_id", AH_ARG_REQUIRED | AH_ARG_NONEMPTY, 128, &pid) != AH_OK ||
+        ah_arg_string(call, body, "job_id", AH_ARG_REQUIRED | AH_ARG_NONEMPTY, 128, &job_id) != AH_OK)
+        return AH_ERR;
     cJSON *p = tc_by_id(call, TC_PENDING, pid);
     if (p == NULL)
         return h->fail(call, AH_E_NOT_FOUND, 404, "no Pending pool entry '%s'", pid);
@@ -324,8 +326,9 @@ ah_result tc_op_assign(ah_call *call, const cJSON *body, cJSON **reply)
                                    tc_str(pf, "cv_attachment_id"), "assigned", raw, app_id);
     if (r == AH_OK) {
         cJSON *nf = cJSON_Duplicate(pf, 1);
-        char now[32];
-        tc_now_iso(now);
+        char now[AH_UTC_LEN];
+        if (!ah_utc_now(now, sizeof now))
+            call->host->log(call, AH_LOG_WARN, "the clock is outside 0001..9999: no time stamp");
         cJSON_DeleteItemFromObjectCaseSensitive(nf, "state");
         cJSON_AddStringToObject(nf, "state", "assigned");
         cJSON_AddStringToObject(nf, "application_id", app_id);

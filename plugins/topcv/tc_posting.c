@@ -230,8 +230,9 @@ static ah_result save_posting(ah_call *call, const cJSON *tj, const cJSON *old_f
                               const char *job_id, const cJSON *overrides, bool linked,
                               cJSON **reply)
 {
-    char now[32], idbuf[32];
-    tc_now_iso(now);
+    char now[AH_UTC_LEN], idbuf[32];
+    if (!ah_utc_now(now, sizeof now))
+        return call->host->fail(call, AH_E_INTERNAL, 500, "the clock is outside 0001..9999");
     const char *tid = tc_text(tj, "id", idbuf, sizeof idbuf);
     if (tid == NULL || *tid == '\0' || strlen(tid) > 128)
         return call->host->fail(call, AH_E_UPSTREAM, 502, "TopCV answered without a job id");
@@ -302,16 +303,18 @@ static ah_result prepare(ah_call *call, const char *job_id, const cJSON *saved_o
 ah_result tc_op_publish(ah_call *call, const cJSON *body, cJSON **reply)
 {
     const ah_host_api *h = call->host;
-    const char *job_id = h->json_string(body, "job_id", 128);
-    if (job_id == NULL || *job_id == '\0')
-        return h->fail(call, AH_E_INVALID, 400, "'job_id' (the atshub job to post) is required");
+    const char *job_id = NULL;
+    bool preview = false;
+    if (ah_arg_string(call, body, "job_id", AH_ARG_REQUIRED | AH_ARG_NONEMPTY, 128, &job_id) != AH_OK ||
+        ah_arg_bool(call, body, "preview", AH_ARG_OPTIONAL, &preview) != AH_OK)
+        return AH_ERR;
     cJSON *job = NULL, *form = NULL, *ov = NULL;
     if (prepare(call, job_id, NULL, body, &job, &form, &ov) != AH_OK)
         return AH_ERR;
     const char *jid = tc_str(job, "id");
     cJSON *missing = tc_form_missing(form);
     ah_result r = AH_OK;
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "preview"))) {
+    if (preview) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "job_id", jid);
         cJSON_AddItemToObject(o, "form", form);
@@ -374,7 +377,7 @@ static cJSON *posting_of(ah_call *call, const cJSON *body)
     char buf[32];
     const char *tid = tc_text(body, "topcv_id", buf, sizeof buf);
     if (tid == NULL || *tid == '\0' || strlen(tid) > 128) {
-        call->host->fail(call, AH_E_INVALID, 400, "'topcv_id' (the TopCV job id) is required");
+        ah_arg_fail(call, "topcv_id", "a TopCV job id (a string or a number)");
         return NULL;
     }
     cJSON *rec = call->host->record_get(call, TC_POSTING, tid);
@@ -400,12 +403,14 @@ ah_result tc_op_update(ah_call *call, const cJSON *body, cJSON **reply)
             r = fail_missing(call, missing);
     }
     long status = 0;
-    char path[256];
     if (r == AH_OK) {
-        char *esc = call->host->url_escape(tc_str(rec, "remote_id"));
-        snprintf(path, sizeof path, "/api/jobs/%s", esc != NULL ? esc : "");
-        call->host->free(esc);
-        r = tc_api(call, "PUT", path, form, 0, &status, &ans);
+        ah_buf path = {0};
+        ah_buf_puts(&path, "/api/jobs/");
+        ah_buf_url(&path, tc_str(rec, "remote_id"));
+        r = ah_buf_check(call, &path);
+        if (r == AH_OK)
+            r = tc_api(call, "PUT", path.s, form, 0, &status, &ans);
+        ah_buf_free(&path);
     }
     if (r == AH_OK) {
         const cJSON *tj = cJSON_GetObjectItemCaseSensitive(ans, "job");
@@ -431,18 +436,24 @@ ah_result tc_op_link(ah_call *call, const cJSON *body, cJSON **reply)
     const ah_host_api *h = call->host;
     char buf[32];
     const char *tid = tc_text(body, "topcv_id", buf, sizeof buf);
-    const char *job_id = h->json_string(body, "job_id", 128);
-    if (tid == NULL || *tid == '\0' || strlen(tid) > 128 || job_id == NULL || *job_id == '\0')
-        return h->fail(call, AH_E_INVALID, 400, "'topcv_id' and 'job_id' are required");
+    const char *job_id = NULL;
+    if (tid == NULL || *tid == '\0' || strlen(tid) > 128)
+        return ah_arg_fail(call, "topcv_id", "a TopCV job id (a string or a number)");
+    if (ah_arg_string(call, body, "job_id", AH_ARG_REQUIRED | AH_ARG_NONEMPTY, 128, &job_id) !=
+        AH_OK)
+        return AH_ERR;
     cJSON *job = tc_job(call, job_id);
     if (job == NULL)
         return h->fail(call, AH_E_NOT_FOUND, 404, "the tenant has no job '%s'", job_id);
-    char *esc = h->url_escape(tid), path[256];
-    snprintf(path, sizeof path, "/api/jobs/%s", esc != NULL ? esc : "");
-    h->free(esc);
+    ah_buf path = {0};
+    ah_buf_puts(&path, "/api/jobs/");
+    ah_buf_url(&path, tid);
     long status = 0;
     cJSON *ans = NULL;
-    ah_result r = tc_api(call, "GET", path, NULL, 0, &status, &ans);
+    ah_result r = ah_buf_check(call, &path);
+    if (r == AH_OK)
+        r = tc_api(call, "GET", path.s, NULL, 0, &status, &ans);
+    ah_buf_free(&path);
     if (r == AH_OK) {
         const cJSON *tj = cJSON_GetObjectItemCaseSensitive(ans, "job");
         if (status == 404)
@@ -463,7 +474,9 @@ ah_result tc_op_link(ah_call *call, const cJSON *body, cJSON **reply)
 
 ah_result tc_op_list(ah_call *call, const cJSON *body, cJSON **reply)
 {
-    const char *job = call->host->json_string(body, "job_id", 128);
+    const char *job = NULL;
+    if (ah_arg_string(call, body, "job_id", AH_ARG_OPTIONAL, 128, &job) != AH_OK)
+        return AH_ERR;
     cJSON *recs = tc_list(call, TC_POSTING);
     if (recs == NULL)
         return AH_ERR;
@@ -483,7 +496,9 @@ ah_result tc_op_list(ah_call *call, const cJSON *body, cJSON **reply)
 
 ah_result tc_op_notices(ah_call *call, const cJSON *body, cJSON **reply)
 {
-    const char *kind = call->host->json_string(body, "kind", 64);
+    const char *kind = NULL;
+    if (ah_arg_string(call, body, "kind", AH_ARG_OPTIONAL, 64, &kind) != AH_OK)
+        return AH_ERR;
     cJSON *recs = tc_list(call, TC_NOTICE);
     if (recs == NULL)
         return AH_ERR;

@@ -29,30 +29,11 @@ const char *tc_text(const cJSON *obj, const char *key, char *buf, size_t len)
     return NULL;
 }
 
-void tc_now_iso(char out[32])
-{
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 bool tc_configured(const ah_call *call)
 {
     const char *k = call->host->setting(call, "api_key");
     const char *s = call->host->setting(call, "secret_key");
     return k != NULL && *k != '\0' && s != NULL && *s != '\0';
-}
-
-bool tc_host_ok(ah_call *call)
-{
-    if (AH_HAS(call->host, settings_update) && call->host->hmac_sha256_hex != NULL &&
-        call->host->ct_equal != NULL && call->host->settings_update != NULL)
-        return true;
-    call->host->fail(call, AH_E_UNSUPPORTED, 501,
-                     "this host is too old for the TopCV plugin (needs hmac_sha256_hex, ct_equal "
-                     "and settings_update)");
-    return false;
 }
 
 /* The path part of base_url ("" for "https://host"), so that the signature
@@ -153,8 +134,9 @@ ah_result tc_api_error(ah_call *call, const char *what, long status, const cJSON
 ah_result tc_put(ah_call *call, const char *type, const char *remote_id, const cJSON *raw,
                  const cJSON *fields, char *id_out, int *changed)
 {
-    char now[32];
-    tc_now_iso(now);
+    char now[AH_UTC_LEN];
+    if (!ah_utc_now(now, sizeof now))
+        return call->host->fail(call, AH_E_INTERNAL, 500, "the clock is outside 0001..9999");
     ah_record rec = {
         .struct_size = sizeof rec,
         .type = type,
@@ -176,8 +158,7 @@ cJSON *tc_list(ah_call *call, const char *type)
 
 cJSON *tc_by_id(ah_call *call, const char *type, const char *id)
 {
-    if (id == NULL || *id == '\0' || !AH_HAS(call->host, record_by_id) ||
-        call->host->record_by_id == NULL)
+    if (id == NULL || *id == '\0')
         return NULL;
     cJSON *r = call->host->record_by_id(call, id);
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(r, "fields");
@@ -205,8 +186,9 @@ cJSON *tc_job(ah_call *call, const char *id)
 ah_result tc_notice(ah_call *call, const char *event_id, const char *kind, const char *message,
                     const char *topcv_id, const char *ref)
 {
-    char now[32];
-    tc_now_iso(now);
+    char now[AH_UTC_LEN];
+    if (!ah_utc_now(now, sizeof now))
+        return call->host->fail(call, AH_E_INTERNAL, 500, "the clock is outside 0001..9999");
     cJSON *f = cJSON_CreateObject();
     if (f == NULL)
         return call->host->fail(call, AH_E_INTERNAL, 500, "out of memory");

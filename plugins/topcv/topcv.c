@@ -77,25 +77,23 @@ static ah_result op_status(ah_call *call, const cJSON *body, cJSON **reply)
 
 static const char *credential(ah_call *call, const cJSON *body, const char *key, const char *label)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, key);
-    if (!cJSON_IsString(v) || v->valuestring[0] == '\0') {
-        call->host->fail(call, AH_E_INVALID, 400, "'%s' (%s) is required", key, label);
+    const char *v = NULL;
+    if (ah_arg_string(call, body, key, AH_ARG_REQUIRED | AH_ARG_NONEMPTY, TC_CRED_MAX, &v) !=
+        AH_OK)
+        return NULL;
+    if (strpbrk(v, " \t\r\n") != NULL) {
+        char what[96];
+        snprintf(what, sizeof what, "the %s: one word of at most %d bytes", label, TC_CRED_MAX);
+        ah_arg_fail(call, key, what);
         return NULL;
     }
-    if (strlen(v->valuestring) > TC_CRED_MAX || strpbrk(v->valuestring, " \t\r\n") != NULL) {
-        call->host->fail(call, AH_E_INVALID, 400, "'%s' (%s) must be one word of at most %d bytes",
-                         key, label, TC_CRED_MAX);
-        return NULL;
-    }
-    return v->valuestring;
+    return v;
 }
 
 /* Save (or Update) in the seed's "Enter access code" form. */
 static ah_result op_configure(ah_call *call, const cJSON *body, cJSON **reply)
 {
     const ah_host_api *h = call->host;
-    if (!tc_host_ok(call))
-        return AH_ERR;
     const char *key = credential(call, body, "api_key", "Employer API Key");
     if (key == NULL)
         return AH_ERR;
@@ -144,8 +142,6 @@ static ah_result op_configure(ah_call *call, const cJSON *body, cJSON **reply)
 static ah_result op_disconnect(ah_call *call, const cJSON *body, cJSON **reply)
 {
     (void)body;
-    if (!tc_host_ok(call))
-        return AH_ERR;
     cJSON *changes = cJSON_CreateObject();
     if (changes == NULL)
         return call->host->fail(call, AH_E_INTERNAL, 500, "out of memory");
@@ -267,6 +263,10 @@ static const ah_plugin_descriptor descriptor = {
     .postings = &postings,
     .routes = routes,
     .op_fields = op_fields,
+    /* HMAC, constant-time compare, settings_update, record_by_id and the
+     * record store are 1.1: the loader refuses this plugin on an older
+     * host instead of each call probing the table. */
+    .needs_abi_minor = 1,
 };
 
 AH_PLUGIN_ENTRY

@@ -18,6 +18,7 @@
 #include <stddef.h>
 
 #include <atshub/plugin.h>
+#include <atshub/util.h>
 
 /* Where TopCV delivers webhooks: the path, then the connection's token. */
 #define TC_WEBHOOK_PATH "/integrations/topcv/webhook/"
@@ -36,13 +37,8 @@ const char *tc_str(const cJSON *obj, const char *key);
 /** Member `key` of obj as text: a string as is, a number printed into buf;
  *  NULL when absent or of another type. */
 const char *tc_text(const cJSON *obj, const char *key, char *buf, size_t len);
-/** Current UTC time as "YYYY-MM-DDTHH:MM:SSZ". */
-void tc_now_iso(char out[32]);
 /** Both credentials are set. */
 bool tc_configured(const ah_call *call);
-/** True when the host has the ABI additions this plugin needs (HMAC,
- *  constant-time compare, settings_update); fails the call otherwise. */
-bool tc_host_ok(ah_call *call);
 
 /** A signed TopCV API call with explicit credentials (configure checks a
  *  pair before saving it). `body` may be NULL. On AH_OK *status is the HTTP

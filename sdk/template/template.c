@@ -3,12 +3,15 @@
  * The template plugin: the smallest complete atshub plugin. Copy this
  * folder to start a provider plugin. It declares its settings as data, keeps
  * per-connection state made by open(), serves two capability operations and
- * one event subscription, and uses nothing but <atshub/plugin.h>.
+ * one event subscription, and uses nothing but the SDK: <atshub/plugin.h>
+ * (the contract) and <atshub/util.h> (header-only helpers: request readers,
+ * buffers and escaping, the UTC clock).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include <atshub/plugin.h>
+#include <atshub/util.h>
 
 #ifndef TEMPLATE_VERSION
 #define TEMPLATE_VERSION "1.0.0"
@@ -46,22 +49,35 @@ static void tpl_close(void *plugin_state, void *conn_ctx)
     free(conn_ctx);
 }
 
-/* jobs.get: {"job_id": "..."} -> {"job_id", "greeting", "version", "calls"} */
+/* jobs.get: {"job_id": "..."} -> {"job_id", "greeting", "version", "calls",
+ * "url", "served_at"}: where a provider would be asked, and when. */
 static ah_result tpl_job_get(ah_call *call, const cJSON *body, cJSON **reply)
 {
     tpl_conn *c = call->conn_ctx;
-    const char *id = call->host->json_string(body, "job_id", 256);
-    if (id == NULL)
-        return call->host->fail(call, AH_E_INVALID, 400,
-                                "job_id must be a string of at most 256 bytes");
-    cJSON *r = cJSON_CreateObject();
-    if (r == NULL)
+    const char *id = NULL;
+    char now[AH_UTC_LEN];
+    /* A refusal reads "field 'job_id' must be a non-empty string of ...". */
+    if (ah_arg_string(call, body, "job_id", AH_ARG_REQUIRED | AH_ARG_NONEMPTY, 256, &id) !=
+        AH_OK)
+        return AH_ERR;
+    if (!ah_utc_now(now, sizeof now))
+        return call->host->fail(call, AH_E_INTERNAL, 0, "the clock is out of range");
+    ah_buf url = {0};
+    ah_buf_puts(&url, "/jobs/");
+    ah_buf_url(&url, id); /* "a/b" -> "a%2Fb" */
+    cJSON *r = ah_buf_ok(&url) ? cJSON_CreateObject() : NULL;
+    if (r == NULL) {
+        ah_buf_free(&url);
         return call->host->fail(call, AH_E_INTERNAL, 0, "out of memory");
+    }
     c->calls++;
     cJSON_AddStringToObject(r, "job_id", id);
     cJSON_AddStringToObject(r, "greeting", c->greeting);
     cJSON_AddStringToObject(r, "version", TEMPLATE_VERSION);
     cJSON_AddNumberToObject(r, "calls", (double)c->calls);
+    cJSON_AddStringToObject(r, "url", url.s);
+    cJSON_AddStringToObject(r, "served_at", now);
+    ah_buf_free(&url);
     *reply = r;
     return AH_OK;
 }

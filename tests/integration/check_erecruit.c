@@ -57,7 +57,8 @@ static ah_core *core_open(const fixture *f, bool serve)
     return core;
 }
 
-static int64_t add_conn(fixture *f, const char *name, const char *per_page)
+static int64_t add_conn_secret(fixture *f, const char *name, const char *per_page,
+                               const char *secret)
 {
     ah_generation *gen = ah_registry_acquire(f->core->registry, "erecruit");
     ck_assert_msg(gen != NULL, "the erecruit plugin is not loaded");
@@ -65,7 +66,7 @@ static int64_t add_conn(fixture *f, const char *name, const char *per_page)
     ck_assert_ptr_nonnull(in);
     cJSON_AddStringToObject(in, "base_url", ah_sim_url(f->sim));
     cJSON_AddStringToObject(in, "client_id", CLIENT_ID);
-    cJSON_AddStringToObject(in, "client_secret", CLIENT_SECRET);
+    cJSON_AddStringToObject(in, "client_secret", secret);
     cJSON_AddStringToObject(in, "per_page", per_page);
     char *text = NULL, err[512];
     ck_assert_msg(ah_settings_build(f->core, gen->desc->settings, "erecruit", NULL, in, true,
@@ -78,6 +79,11 @@ static int64_t add_conn(fixture *f, const char *name, const char *per_page)
     ah_generation_release(gen);
     ck_assert_int_eq(ah_conns_reload(f->core), 0);
     return cid;
+}
+
+static int64_t add_conn(fixture *f, const char *name, const char *per_page)
+{
+    return add_conn_secret(f, name, per_page, CLIENT_SECRET);
 }
 
 /* A started ERecruit sim (sim faults `so`, data `eo`), a core (serving HTTP
@@ -1020,6 +1026,39 @@ START_TEST(test_token_refreshed_before_expiry)
 }
 END_TEST
 
+/* The host authorises ERecruit's requests (OAuth2 in the request): a client
+ * secret ERecruit refuses fails the call with auth_failed before any API
+ * request, and neither the error nor the integration log shows the secret. */
+START_TEST(test_refused_credentials)
+{
+    fixture f;
+    ah_sim_opts so = {.seed = 17, .no_fault_prefix = "/t/"};
+    ah_erecruit_opts eo = {.seed = 17, .positions = 2, .contacts = 2, .submissions = 2};
+    setup(&f, &so, &eo, "100", true);
+    add_conn_secret(&f, "bad", "100", "wr0ng-s3cret-4711");
+    cJSON *o = NULL;
+    ck_assert_int_eq(req(&f, "GET", "/v1/stages", "bad", NULL, &o), 502);
+    ck_jstr(o, "error.code", "auth_failed");
+    char *text = cJSON_PrintUnformatted(o);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_msg(strstr(text, "wr0ng-s3cret-4711") == NULL, "secret in the error: %s", text);
+    free(text);
+    cJSON_Delete(o);
+    ck_assert_uint_eq(ah_erecruit_sim_requests(f.er, "GET", "/api/v2/stages"), 0);
+    /* The good connection is untouched by the bad one's failure. */
+    o = ok(&f, "GET", "/v1/stages", "main", NULL);
+    cJSON_Delete(o);
+    o = ok(&f, "GET", "/v1/log?limit=100", NULL, NULL);
+    text = cJSON_PrintUnformatted(o);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_msg(strstr(text, "wr0ng-s3cret-4711") == NULL, "secret in the log: %s", text);
+    ck_assert_msg(strstr(text, CLIENT_SECRET) == NULL, "secret in the log: %s", text);
+    free(text);
+    cJSON_Delete(o);
+    teardown(&f);
+}
+END_TEST
+
 static Suite *erecruit_suite(void)
 {
     Suite *s = suite_create("erecruit");
@@ -1028,6 +1067,7 @@ static Suite *erecruit_suite(void)
     tcase_add_test(t, test_capabilities_end_to_end);
     tcase_add_test(t, test_backfill_window);
     tcase_add_test(t, test_token_refreshed_before_expiry);
+    tcase_add_test(t, test_refused_credentials);
     suite_add_tcase(s, t);
     TCase *h = tcase_create("heavy");
     tcase_set_timeout(h, 300);

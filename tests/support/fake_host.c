@@ -104,7 +104,42 @@ static const char *fake_setting(const ah_call *call, const char *key)
     return NULL;
 }
 
+static ah_result fake_oauth2_token(ah_call *call, const ah_oauth2_params *p, char *out,
+                                   size_t out_len);
+static void fake_oauth2_invalidate(ah_call *call, const ah_oauth2_params *p);
+static ah_result fake_http_once(ah_call *call, const ah_http_request *req,
+                                ah_http_response *resp);
+static void fake_http_response_free(ah_http_response *resp);
+
+/* The host's contract for a request that names its OAuth2 client (ABI
+ * 1.1), on the fake's canned token: bearer from oauth2_token, and after a
+ * 401 one invalidate and one more attempt. */
 static ah_result fake_http(ah_call *call, const ah_http_request *req, ah_http_response *resp)
+{
+    if (req == NULL || resp == NULL || !AH_HAS(req, oauth2) || req->oauth2 == NULL)
+        return fake_http_once(call, req, resp);
+    ah_http_request r;
+    memset(&r, 0, sizeof r);
+    memcpy(&r, req, req->struct_size < sizeof r ? req->struct_size : sizeof r);
+    r.struct_size = sizeof r;
+    r.oauth2 = NULL;
+    char tok[sizeof(AH_FAKE_TOKEN)];
+    r.bearer = tok;
+    memset(resp, 0, sizeof(*resp));
+    resp->struct_size = sizeof(*resp);
+    for (int round = 0;; round++) {
+        if (fake_oauth2_token(call, req->oauth2, tok, sizeof tok) != AH_OK)
+            return AH_ERR;
+        ah_result rc = fake_http_once(call, &r, resp);
+        if (rc != AH_OK || resp->status != 401 || round == 1)
+            return rc;
+        fake_oauth2_invalidate(call, req->oauth2);
+        fake_http_response_free(resp);
+    }
+}
+
+static ah_result fake_http_once(ah_call *call, const ah_http_request *req,
+                                ah_http_response *resp)
 {
     if (resp == NULL)
         return fake_fail(call, AH_E_INTERNAL, 0, "http: no response struct");

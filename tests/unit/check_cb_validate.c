@@ -383,7 +383,7 @@ static void assert_op_refused(int which, const char *body, const char *want)
 
 START_TEST(test_get_and_query_arguments)
 {
-    assert_op_refused(0, "{}", "candidate_email is required");
+    assert_op_refused(0, "{}", "field 'candidate_email' must be a non-empty string");
     assert_op_refused(0, "{\"candidate_email\":\"a@b.c\",\"results_per_page\":0}",
                       "results_per_page");
     assert_op_refused(0, "{\"candidate_email\":\"a@b.c\",\"results_per_page\":\"101\"}",

@@ -490,10 +490,13 @@ START_TEST(test_401_invalidates_and_retries_once)
     ck_assert_uint_eq(e->fh->oauth2_invalidate_count, 2);
     recorder_clear(&e->rec);
 
-    /* invalid_client: a new token would not help */
+    /* invalid_client: the host does not read provider bodies, so it is a
+     * 401 like any other (one renewal; a real token endpoint then refuses
+     * the client), and still auth_failed. */
+    reply_with(&e->rec, 401, "{\"error\":\"invalid_client\"}");
     reply_with(&e->rec, 401, "{\"error\":\"invalid_client\"}");
     ck_assert_int_eq(run(e, e->d->jobs->get, "{\"job_id\": 123}", &r), AH_ERR);
-    ck_assert_int_eq(e->rec.n, 1);
+    ck_assert_int_eq(e->rec.n, 2);
     ck_assert_str_eq(e->x.err_code, "auth_failed");
     env_free(e);
 }
@@ -543,57 +546,57 @@ START_TEST(test_missing_and_bad_fields)
     } cases[] = {
 #define OP(t, T, s) offsetof(ah_plugin_descriptor, t), offsetof(T, s)
         {OP(applications, ah_applications_ops, move_to_stage), "{\"stage_id\": 3}",
-         "application_id is required"},
+         "field 'application_id' must be"},
         {OP(applications, ah_applications_ops, move_to_stage),
-         "{\"application_id\": true, \"stage_id\": 3}", "application_id must be"},
+         "{\"application_id\": true, \"stage_id\": 3}", "field 'application_id' must be"},
         {OP(applications, ah_applications_ops, move_to_stage),
-         "{\"application_id\": 1.5, \"stage_id\": 3}", "application_id must be"},
+         "{\"application_id\": 1.5, \"stage_id\": 3}", "field 'application_id' must be"},
         {OP(applications, ah_applications_ops, move_to_stage),
-         "{\"application_id\": \"\", \"stage_id\": 3}", "application_id must be"},
+         "{\"application_id\": \"\", \"stage_id\": 3}", "field 'application_id' must be"},
         {OP(applications, ah_applications_ops, move_to_stage), "{\"application_id\": 1}",
-         "stage_id is required"},
+         "field 'stage_id' must be"},
         {OP(applications, ah_applications_ops, reject), "{\"application_id\": 1}",
-         "reason_id is required"},
+         "field 'reason_id' must be"},
         {OP(applications, ah_applications_ops, bulk_reject), "{\"reason_id\": 1}",
-         "application_ids is required"},
+         "field 'application_ids' must be"},
         {OP(applications, ah_applications_ops, bulk_reject),
-         "{\"application_ids\": [], \"reason_id\": 1}", "application_ids must be"},
+         "{\"application_ids\": [], \"reason_id\": 1}", "field 'application_ids' must be"},
         {OP(applications, ah_applications_ops, bulk_reject),
          "{\"application_ids\": [1, {}], \"reason_id\": 1}", "application_ids[1]"},
         {OP(applications, ah_applications_ops, create), "{\"job_id\": 1}",
-         "candidate_id is required"},
-        {OP(jobs, ah_jobs_ops, get), "{}", "job_id is required"},
-        {OP(jobs, ah_jobs_ops, enhanced_batch), "{\"limit\": 0}", "limit must be"},
+         "field 'candidate_id' must be"},
+        {OP(jobs, ah_jobs_ops, get), "{}", "field 'job_id' must be"},
+        {OP(jobs, ah_jobs_ops, enhanced_batch), "{\"limit\": 0}", "field 'limit' must be"},
         {OP(candidates, ah_candidates_ops, find), "{\"email\": \"\"}", "one of first_name"},
-        {OP(candidates, ah_candidates_ops, resume), "{}", "candidate_id is required"},
+        {OP(candidates, ah_candidates_ops, resume), "{}", "field 'candidate_id' must be"},
         {OP(notes, ah_notes_ops, add_to_application), "{\"application_id\": 1}",
-         "note is required"},
+         "field 'note' must be"},
         {OP(notes, ah_notes_ops, add_to_candidate), "{\"candidate_id\": 1, \"note\": 5}",
-         "note must be"},
+         "field 'note' must be"},
         {OP(notes, ah_notes_ops, add_to_candidate),
-         "{\"candidate_id\": 1, \"note\": \"x\", \"screened\": \"yes\"}", "screened must be"},
+         "{\"candidate_id\": 1, \"note\": \"x\", \"screened\": \"yes\"}", "field 'screened' must be"},
         {OP(attachments, ah_attachments_ops, add_to_application),
          "{\"application_id\": 1, \"filename\": \"../cv.pdf\", \"data_base64\": \"QQ==\"}",
-         "filename must be"},
+         "field 'filename' must be"},
         {OP(attachments, ah_attachments_ops, add_to_application),
-         "{\"application_id\": 1, \"data_base64\": \"QQ==\"}", "filename is required"},
+         "{\"application_id\": 1, \"data_base64\": \"QQ==\"}", "field 'filename' must be"},
         {OP(attachments, ah_attachments_ops, add_to_candidate),
          "{\"candidate_id\": 1, \"filename\": \"cv.pdf\", \"data_base64\": \"\"}",
-         "data_base64 is required"},
+         "field 'data_base64' must be"},
         {OP(attachments, ah_attachments_ops, add_to_candidate),
          "{\"candidate_id\": 1, \"filename\": \"cv.pdf\", \"data_base64\": \"%%%\"}",
          "data_base64 is not base64"},
         {OP(custom_fields, ah_custom_fields_ops, list), "{\"entity\": \"invoice\"}",
-         "entity must be"},
+         "field 'entity' must be"},
         {OP(custom_fields, ah_custom_fields_ops, values), "{\"entity\": \"job\"}",
-         "id is required"},
+         "field 'id' must be"},
         {OP(custom_fields, ah_custom_fields_ops, update),
-         "{\"entity\": \"job\", \"id\": 1, \"values\": {\"a\": {\"b\": 1}}}", "values.a must be"},
+         "{\"entity\": \"job\", \"id\": 1, \"values\": {\"a\": {\"b\": 1}}}", "field 'values.a' must be"},
         {OP(streaming, ah_streaming_ops, jobs), "{\"statuses\": [\"gone\"]}", "statuses"},
         {OP(streaming, ah_streaming_ops, jobs), "{\"updated_after\": \"yesterday\"}",
-         "updated_after must be"},
+         "field 'updated_after' must be"},
         {OP(streaming, ah_streaming_ops, applications), "{\"job_ids\": \"1,2\"}",
-         "job_ids must be"},
+         "field 'job_ids' must be"},
 #undef OP
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

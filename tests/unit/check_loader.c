@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "registry.h"
+#include "router.h"
 #include "support/fake_host.h"
 
 /* ---------------------------------------------------------------------- */
@@ -173,10 +174,11 @@ typedef struct refusal {
 } refusal;
 
 static const refusal refusals[] = {
-    {"abi_major.so", {"built for ABI 2.0", "this host speaks ABI 1.0"}},
-    {"abi_minor.so", {"built for ABI 1.99", "upgrade atshub"}},
+    {"abi_major.so", {"built for ABI 2.0", "this host speaks ABI 1.1"}},
+    {"abi_minor.so", {"plugin needs ABI 1.99", "upgrade atshub"}},
+    {"abi_needs_1_2.so", {"plugin needs ABI 1.2, this host speaks ABI 1.1"}},
     {"no_entry.so", {"no entry symbol atshub_plugin_entry_v1", "not an atshub plugin"}},
-    {"abi_v2_symbol.so", {"ABI major 2", "atshub_plugin_entry_v2", "speaks ABI 1.0"}},
+    {"abi_v2_symbol.so", {"ABI major 2", "atshub_plugin_entry_v2", "speaks ABI 1.1"}},
     {"missing_callback.so", {"subscription 'event.x'", "has no handler"}},
     {"init_fails.so", {"init failed: simulated init failure"}},
     {"bad_table_size.so", {"table 'applications'", "struct_size 3", "different SDK"}},
@@ -287,6 +289,42 @@ START_TEST(test_same_path_twice)
     ah_generation_release(g1);
     ck_assert_int_eq(fini1, 1);
     ck_assert(!mapped(path));
+    ah_fake_host_free(e.fh);
+}
+END_TEST
+
+/* ABI minors: what a plugin needs decides, and older layouts still load. */
+START_TEST(test_abi_minor_compat)
+{
+    fixture_env e = env_new();
+    char path[PATH_MAX], err[1024] = "";
+
+    /* Built with a 1.2 SDK but needing only 1.0: loads on this 1.1 host. */
+    fixture(path, sizeof(path), "abi_newer_sdk.so");
+    ah_generation *g = ah_plugin_load_ctx(path, e.api, e.fh, err, sizeof(err));
+    ck_assert_msg(g != NULL, "%s", err);
+    ck_assert_uint_eq(g->desc->abi_minor, 2);
+    ah_generation_release(g);
+
+    /* Laid out as ABI 1.0: loads although what lies past its descriptor
+     * says "needs 1.99", serves jobs.get, and the 1.1 postings slot past
+     * its table's end is absent while the 1.0 slot is there. */
+    fixture(path, sizeof(path), "abi_1_0.so");
+    g = ah_plugin_load_ctx(path, e.api, e.fh, err, sizeof(err));
+    ck_assert_msg(g != NULL, "%s", err);
+    ck_assert(!AH_HAS(g->desc, needs_abi_minor));
+    ck_assert(!AH_HAS(g->desc, rate_limit_rps));
+    char v[32];
+    job_version(g, e.fh, NULL, v, sizeof(v));
+    ck_assert_str_eq(v, "1.0-layout");
+    ck_assert_ptr_null(ah_router_resolve(g->desc, ah_router_topic("postings.configure")));
+    ck_assert_ptr_nonnull(ah_router_resolve(g->desc, ah_router_topic("postings.list")));
+    ck_assert_int_eq(ah_plugin_check(path, e.api, err, sizeof(err)), 0);
+    ah_generation_release(g);
+
+    /* The SDK guide's whole-plugin example (sdk/examples/myats.c). */
+    fixture(path, sizeof(path), "sdk_example.so");
+    ck_assert_msg(ah_plugin_check(path, e.api, err, sizeof(err)) == 0, "%s", err);
     ah_fake_host_free(e.fh);
 }
 END_TEST
@@ -750,6 +788,7 @@ static Suite *loader_suite(void)
     tcase_add_test(tc, test_init_sees_host_ctx);
     tcase_add_test(tc, test_same_path_twice);
     tcase_add_test(tc, test_bad_arguments);
+    tcase_add_test(tc, test_abi_minor_compat);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("registry");

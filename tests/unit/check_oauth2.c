@@ -309,6 +309,27 @@ START_TEST(invalidate_and_forget)
 }
 END_TEST
 
+/* After a 401 the host forgets the token it sent, unless another call has
+ * already renewed it: that fresh token stays (no second fetch). */
+START_TEST(invalidate_only_the_refused_token)
+{
+    env e;
+    env_start(&e);
+    char tok[64], err[256];
+    ck_assert_int_eq(token(&e, 1, tok, sizeof(tok), err, sizeof(err)), 0);
+    ck_assert_str_eq(tok, "tok-1");
+    ah_oauth2_invalidate_token(e.o, 1, &e.p, "tok-0"); /* stale: already replaced */
+    ck_assert_int_eq(token(&e, 1, tok, sizeof(tok), err, sizeof(err)), 0);
+    ck_assert_str_eq(tok, "tok-1");
+    ck_assert_int_eq(srv_requests(&e.srv), 1);
+    ah_oauth2_invalidate_token(e.o, 1, &e.p, "tok-1"); /* the one refused */
+    ck_assert_int_eq(token(&e, 1, tok, sizeof(tok), err, sizeof(err)), 0);
+    ck_assert_str_eq(tok, "tok-2");
+    ck_assert_int_eq(srv_requests(&e.srv), 2);
+    env_stop(&e);
+}
+END_TEST
+
 typedef struct seen {
     int n;
     bool leaked;
@@ -374,6 +395,7 @@ static Suite *oauth2_suite(void)
     tcase_add_test(tc, caller_refresh_token);
     tcase_add_test(tc, concurrent_single_fetch);
     tcase_add_test(tc, invalidate_and_forget);
+    tcase_add_test(tc, invalidate_only_the_refused_token);
     tcase_add_test(tc, errors_and_logs_without_secret);
     suite_add_tcase(s, tc);
     return s;

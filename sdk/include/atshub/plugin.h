@@ -7,7 +7,10 @@
  * RTLD_NOW | RTLD_LOCAL, looks the symbol up, calls it with the host API table
  * and reads the constant descriptor it returns. Before it calls anything else
  * it checks the descriptor's ABI: the major must equal AH_ABI_MAJOR of the
- * host, the minor must not be newer than the host's.
+ * host, and the minor the plugin NEEDS (descriptor member needs_abi_minor;
+ * a 1.0 descriptor, too short to have it, needs 1.0) must not be newer
+ * than the host's. A plugin built with a
+ * newer SDK that needs nothing newer than the host speaks still loads.
  *
  * Growing the ABI: every struct below starts with `struct_size` (set it with
  * sizeof). New members are only ever appended, with a "@since 1.N" note; a
@@ -44,7 +47,10 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define AH_ABI_MAJOR 1
-#define AH_ABI_MINOR 0
+/* 1.0 was the first contract (commit ee915d2); everything appended since
+ * says "@since 1.1". A plugin that uses a 1.1 member without checking
+ * AH_HAS declares needs_abi_minor = 1 in its descriptor. */
+#define AH_ABI_MINOR 1
 
 #define AH_STR_(x) #x
 #define AH_STR(x) AH_STR_(x)
@@ -265,8 +271,9 @@ typedef struct ah_postings_ops {
     ah_op_fn update;  /**< postings.update */
     ah_op_fn link;    /**< postings.link */
     ah_op_fn list;    /**< postings.list */
-    /* Appended after 1.0 (check AH_HAS(table, slot)): the job-board
-     * connection's life cycle and inbox, for operators and products. */
+    /* @since 1.1 (appended; the host checks AH_HAS(table, slot)): the
+     * job-board connection's life cycle and inbox, for operators and
+     * products. */
     ah_op_fn configure;  /**< postings.configure: verify and save credentials */
     ah_op_fn disconnect; /**< postings.disconnect: forget credentials */
     ah_op_fn status;     /**< postings.status: state and webhook URL */
@@ -295,7 +302,7 @@ enum {
     AH_ROUTE_CONN_TOKEN = 1u << 0,
     /** The path is a prefix: every path under it is served. */
     AH_ROUTE_PREFIX = 1u << 1,
-    /** @since 1.0: everything the handler writes to the store (records,
+    /** @since 1.1: everything the handler writes to the store (records,
      *  sequences, events) and the host's integration-log entries for the
      *  call commit in one transaction. For handlers that make no outbound
      *  HTTP calls and wait on nothing: other store users wait while the
@@ -452,7 +459,7 @@ typedef struct ah_plugin_descriptor {
     /** Event subscriptions, terminated by {NULL}. May be NULL. */
     const ah_subscription *subscriptions;
 
-    /** @since 1.0 (appended; the host checks AH_HAS(desc, rate_limit_rps)).
+    /** @since 1.1 (appended; the host checks AH_HAS(desc, rate_limit_rps)).
      *  The provider's request limit per connection, in requests per second
      *  (0: none declared). The host paces every outbound request of a
      *  connection (syncs, bulk jobs, writes) under it, slows down after a
@@ -460,6 +467,16 @@ typedef struct ah_plugin_descriptor {
      *  `rate_limit_rps`, which a plugin that declares a limit should list
      *  in its settings table (AH_SET_INT, no default). */
     uint32_t rate_limit_rps;
+
+    /* --- ABI 1.1: the minor a plugin needs (SDK plumbing) ------------- */
+    /** @since 1.1 (appended; the loader reads it only when AH_HAS(desc,
+     *  needs_abi_minor), else takes abi_minor: 0 for every 1.0 build).
+     *  The ABI minor this plugin needs
+     *  from the host: the highest "@since 1.N" among the members it uses
+     *  without an AH_HAS check (0: 1.0 is enough). The loader refuses a
+     *  plugin that needs a newer minor than the host speaks, naming both
+     *  versions. abi_minor above is only the SDK it was built with. */
+    uint16_t needs_abi_minor;
 
     /* --- @since 1.1: operations declare their fields ------------------
      * Appended; the host reads it only when AH_HAS(desc, op_fields). */
@@ -507,12 +524,25 @@ typedef struct ah_http_request {
     /** Bearer token to send as "Authorization: Bearer ..."; may be NULL.
      *  The host redacts it from the integration log. */
     const char *bearer;
-    /** @since 1.0: AH_HTTP_* flags (check with AH_HAS before reading). */
+    /** @since 1.1: AH_HTTP_* flags (check with AH_HAS before reading). */
     unsigned flags;
+
+    /* --- ABI 1.1: OAuth2 in the request (SDK plumbing) ----------------- */
+    /** @since 1.1 (appended; a 1.0 host ignores it, so declare
+     *  needs_abi_minor = 1). When not NULL the host authorises the request
+     *  itself: it takes an access token for these parameters from its
+     *  per-connection cache (fetching it, or renewing it 5 minutes before
+     *  it expires), sends it as "Authorization: Bearer ...", and when the
+     *  provider answers 401 forgets that token, fetches a new one and
+     *  sends the request once more. `bearer` is then ignored. A token that
+     *  cannot be had is an AH_ERR with code "auth_failed" (described; the
+     *  secret and the token never appear in it). resp->status is that of
+     *  the last answer, so a second 401 reaches the plugin. */
+    const struct ah_oauth2_params *oauth2;
 } ah_http_request;
 
 enum {
-    /** The request changes state at the provider and must not be repeated
+    /** @since 1.1. The request changes state at the provider and must not be repeated
      *  once the provider may have acted on it (creating a note, posting a
      *  job): the host retries it only when the provider certainly did not
      *  act — the connection was refused, or the answer was 429 or 503 —
@@ -652,45 +682,46 @@ struct ah_host_api {
 
     /* --- the unified record store (for plugins whose provider pushes
      *     records to atshub instead of being streamed) --------------------- */
-    /** Inserts or updates one record of the call's connection, keyed by
+    /** @since 1.1 (appended after the first contract, like the rest of this
+     *  block). Inserts or updates one record of the call's connection, keyed by
      *  (type, remote_id). Copies the record. When id_out is not NULL it
      *  receives the stable atshub id (at least 64 bytes). *changed_out (may
      *  be NULL) is 0 unchanged, 1 created, 2 updated. */
     ah_result (*record_put)(ah_call *call, const ah_record *rec, char *id_out,
                             size_t id_len, int *changed_out);
-    /** The record of the call's connection with that type and remote id, as
+    /** @since 1.1. The record of the call's connection with that type and remote id, as
      *  {"id","type","remote_id","updated_at","raw","fields","created_at"}
      *  (transferred), or NULL when there is none. */
     cJSON *(*record_get)(ah_call *call, const char *type, const char *remote_id);
-    /** Records of the call's TENANT (all its connections) of `type` whose
+    /** @since 1.1. Records of the call's TENANT (all its connections) of `type` whose
      *  normalised field `field` equals `value` (trimmed and
      *  case-insensitive when nocase), at most `limit` (1..1000), as an
      *  array of the objects record_get returns (transferred). NULL on
      *  error. */
     cJSON *(*record_find)(ah_call *call, const char *type, const char *field,
                           const char *value, int nocase, int limit);
-    /** Next value (1, 2, ...) of the named per-tenant sequence; atomic
+    /** @since 1.1. Next value (1, 2, ...) of the named per-tenant sequence; atomic
      *  across threads and processes sharing the store. */
     ah_result (*sequence_next)(ah_call *call, const char *name, int64_t *out);
-    /** AH_OK when the store answers (health checks). */
+    /** @since 1.1. AH_OK when the store answers (health checks). */
     ah_result (*store_ping)(ah_call *call);
 
-    /** @since 1.0 (appended; check AH_HAS(call->host, record_by_id)). The
+    /** @since 1.1 (appended; check AH_HAS(call->host, record_by_id)). The
      *  record of the call's TENANT (any of its connections) with the stable
      *  atshub id `id` (the "id" of the sync engine's change events), as
      *  record_get returns it (transferred), or NULL when there is none. */
     cJSON *(*record_by_id)(ah_call *call, const char *id);
 
-    /** @since 1.0 (appended; check AH_HAS(call->host, hmac_sha256_hex)).
+    /** @since 1.1 (appended; check AH_HAS(call->host, hmac_sha256_hex)).
      *  HMAC-SHA256 of `data` keyed with `key`, as 64 lowercase hex digits
      *  and a NUL in `out`. AH_ERR only when the crypto library fails. */
     ah_result (*hmac_sha256_hex)(const void *key, size_t key_len, const void *data,
                                  size_t len, char out[65]);
-    /** @since 1.0 (appended). 1 when the two NUL-terminated strings are
+    /** @since 1.1 (appended). 1 when the two NUL-terminated strings are
      *  equal, compared in time independent of where they differ (for
      *  signatures and tokens); 0 otherwise or when either is NULL. */
     int (*ct_equal)(const char *a, const char *b);
-    /** @since 1.0 (appended). Changes settings of the call's connection, as
+    /** @since 1.1 (appended). Changes settings of the call's connection, as
      *  `atshub connection set` would: `changes` (borrowed) maps a declared
      *  key to a string (the new value, validated against the plugin's
      *  table; secrets sealed) or to null (removed; a GENERATED setting gets
@@ -701,7 +732,7 @@ struct ah_host_api {
      *  (not init, not routes). AH_ERR (failure described) when a key is
      *  unknown, a value invalid or the store fails: nothing changes. */
     ah_result (*settings_update)(ah_call *call, const cJSON *changes);
-    /** @since 1.0 (appended; check AH_HAS(call->host, http_respond)).
+    /** @since 1.1 (appended; check AH_HAS(call->host, http_respond)).
      *  Answers an inbound exchange with `len` raw bytes of `body` (copied)
      *  and `content_type` (e.g. "text/html; charset=utf-8"; NULL: none),
      *  for routes that serve something other than JSON (a page). Exactly
