@@ -1630,9 +1630,12 @@ int ah_httpd_start(ah_httpd *h, char *err, size_t errlen)
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, h};
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, AH_HTTPD_CONN_TIMEOUT_S, NULL};
     /* The guard admits connections; MHD's own limit (about 1,020 by
-     * default) must not refuse what it admitted. */
-    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
-                                       (intptr_t)h->guard.max_total + 16, NULL};
+     * default) must not refuse what it admitted. MHD splits it evenly among
+     * its threads while connections need not spread evenly: give each
+     * thread room for all of them. */
+    ops[n++] = (struct MHD_OptionItem){
+        MHD_OPTION_CONNECTION_LIMIT, (intptr_t)(h->guard.max_total + 16) * (h->threads > 1 ? h->threads : 1),
+        NULL};
     if (h->threads > 1)
         ops[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, h->threads, NULL};
     if (h->tls_cert != NULL) {
