@@ -845,6 +845,24 @@ int ah_httpd_route(ah_httpd *h, const char *method, const char *path, unsigned f
     return rc;
 }
 
+/* Moves the routes of `arg` from an array (prefix or template routes, in
+ * order) to the *gone list, marked removed; returns how many stay. */
+static size_t take_arg(ah_route **list, size_t n, void *arg, ah_route **gone)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < n; i++) {
+        ah_route *r = list[i];
+        if (r->arg == arg) {
+            atomic_store(&r->removed, true);
+            r->next = *gone;
+            *gone = r;
+        } else {
+            list[keep++] = r;
+        }
+    }
+    return keep;
+}
+
 void ah_httpd_unroute_arg(ah_httpd *h, void *arg)
 {
     if (h == NULL || pthread_rwlock_wrlock(&h->lock) != 0)
@@ -865,30 +883,8 @@ void ah_httpd_unroute_arg(ah_httpd *h, void *arg)
             }
         }
     }
-    size_t keep = 0;
-    for (size_t i = 0; i < h->nprefix; i++) {
-        ah_route *r = h->prefixes[i];
-        if (r->arg == arg) {
-            atomic_store(&r->removed, true);
-            r->next = gone;
-            gone = r;
-        } else {
-            h->prefixes[keep++] = r;
-        }
-    }
-    h->nprefix = keep;
-    keep = 0;
-    for (size_t i = 0; i < h->ntemplate; i++) {
-        ah_route *r = h->templates[i];
-        if (r->arg == arg) {
-            atomic_store(&r->removed, true);
-            r->next = gone;
-            gone = r;
-        } else {
-            h->templates[keep++] = r;
-        }
-    }
-    h->ntemplate = keep;
+    h->nprefix = take_arg(h->prefixes, h->nprefix, arg, &gone);
+    h->ntemplate = take_arg(h->templates, h->ntemplate, arg, &gone);
     /* Replaced routes of this arg must be drained too before arg dies. */
     ah_route **pp = &h->retired;
     while (*pp != NULL) {
