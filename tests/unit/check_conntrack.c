@@ -212,6 +212,24 @@ START_TEST(test_total_limit)
 }
 END_TEST
 
+/* Sends head, then drip every 50 ms until the server answers and closes
+ * (10 s at most); expects that answer to be the JSON 408. Closes fd. */
+static void expect_408(int fd, const char *head, const char *drip)
+{
+    send_all(fd, head);
+    char *r = NULL;
+    for (int i = 0; i < 200 && r == NULL; i++) {
+        send_all(fd, drip);
+        r = read_until_close(fd, 50);
+    }
+    ck_assert_msg(r != NULL, "a client sending this slowly kept its connection for 10 s");
+    ck_assert_msg(strncmp(r, "HTTP/1.1 408", 12) == 0 &&
+                      strstr(r, "\"code\":\"request_timeout\"") != NULL,
+                  "%s", r);
+    free(r);
+    close(fd);
+}
+
 /* Headers trickled one line at a time, each inside any idle timeout: the
  * header deadline still ends the request with a JSON 408. */
 START_TEST(test_trickled_headers)
@@ -220,18 +238,7 @@ START_TEST(test_trickled_headers)
     uint16_t port = ah_httpd_port(h);
     int fd = dial(port, "127.0.0.1");
     ck_assert_int_ge(fd, 0);
-    send_all(fd, "GET /health HTTP/1.1\r\nHost: t\r\n");
-    char *r = NULL;
-    for (int i = 0; i < 200 && r == NULL; i++) {
-        send_all(fd, "X-Slow: 1\r\n");
-        r = read_until_close(fd, 50);
-    }
-    ck_assert_msg(r != NULL, "a trickling client kept its connection for 10 s");
-    ck_assert_msg(strncmp(r, "HTTP/1.1 408", 12) == 0 &&
-                      strstr(r, "\"code\":\"request_timeout\"") != NULL,
-                  "%s", r);
-    free(r);
-    close(fd);
+    expect_408(fd, "GET /health HTTP/1.1\r\nHost: t\r\n", "X-Slow: 1\r\n");
     ck_assert_int_eq(health(port, "127.0.0.2"), 200);
     ah_httpd_free(h);
 }
@@ -244,18 +251,8 @@ START_TEST(test_slow_body)
     uint16_t port = ah_httpd_port(h);
     int fd = dial(port, "127.0.0.1");
     ck_assert_int_ge(fd, 0);
-    send_all(fd, "POST /health HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n");
-    char *r = NULL;
-    for (int i = 0; i < 200 && r == NULL; i++) {
-        send_all(fd, "x"); /* 20 bytes/s against 1000 */
-        r = read_until_close(fd, 50);
-    }
-    ck_assert_msg(r != NULL, "a slow body kept its connection for 10 s");
-    ck_assert_msg(strncmp(r, "HTTP/1.1 408", 12) == 0 &&
-                      strstr(r, "\"code\":\"request_timeout\"") != NULL,
-                  "%s", r);
-    free(r);
-    close(fd);
+    /* One byte per 50 ms: 20 bytes/s against 1,000. */
+    expect_408(fd, "POST /health HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n", "x");
     ah_httpd_free(h);
 }
 END_TEST
