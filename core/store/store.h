@@ -258,7 +258,11 @@ typedef struct ah_store_ops {
     int (*tenant_get)(ah_store *s, const char *name, ah_tenant_row *out);
     int (*tenant_by_key_hash)(ah_store *s, const char *key_hash, ah_tenant_row *out);
     int (*tenant_list)(ah_store *s, ah_tenant_cb cb, void *arg);
-    int (*tenant_remove)(ah_store *s, const char *name); /* removes its connections too */
+    /* Removes the tenant with everything that is its: connections (and
+     * their records), sequences, outbox, webhooks, idempotency records, bulk
+     * jobs and its integration log, so that a tenant added later under the
+     * same name starts empty. */
+    int (*tenant_remove)(ah_store *s, const char *name);
 
     /* connections */
     int (*connection_add)(ah_store *s, int64_t tenant_id, const char *plugin,

@@ -1217,6 +1217,45 @@ START_TEST(test_webhooks)
 }
 END_TEST
 
+/* Security review, finding 4: a tenant removed and added again under the
+ * same name inherited the old tenant's integration log (keyed by name, with
+ * request bodies holding candidate data), and could inherit its idempotency
+ * records and bulk jobs when its id was reused. */
+START_TEST(test_tenant_remove_takes_its_data)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme");
+    add_tenant(s, "beta");
+    char now[32];
+    ah_now_iso(now);
+    ah_log_entry mine = {.at = now, .tenant = "acme", .source = "erp", .action = "REQUEST",
+                         .body = "{\"candidate\":\"Ada\"}"};
+    ah_log_entry theirs = {.at = now, .tenant = "beta", .source = "erp", .action = "REQUEST"};
+    ck_assert_int_eq(s->ops->log_add(s, &mine), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->log_add(s, &theirs), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->idem_reserve(s, t, "k1", "h1", FAR_PAST, NULL), AH_STORE_OK);
+    const char *recs[] = {"rec_1"};
+    ck_assert_int_eq(s->ops->bulk_add(s, "bulk_1", t, "reject", "{}", recs, 1), AH_STORE_OK);
+
+    ck_assert_int_eq(s->ops->tenant_remove(s, "acme"), AH_STORE_OK);
+    int64_t again = add_tenant(s, "acme");
+    log_seen l;
+    ah_log_filter flt = {.tenant = "acme"};
+    ck_assert_int_eq(log_count(s, &flt, &l), 0);
+    flt.tenant = "beta";
+    ck_assert_int_eq(log_count(s, &flt, &l), 1);
+    /* The key is free again and the job is gone, whatever id came back. */
+    ck_assert_int_eq(s->ops->idem_reserve(s, again, "k1", "h2", FAR_PAST, NULL), AH_STORE_OK);
+    ah_bulk_job_row job;
+    memset(&job, 0, sizeof job);
+    ck_assert_int_eq(s->ops->bulk_get(s, t, "bulk_1", &job), AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(s->ops->bulk_get(s, again, "bulk_1", &job), AH_STORE_NOT_FOUND);
+    fx_done(&f);
+}
+END_TEST
+
 START_TEST(test_idempotency)
 {
     fx f;
@@ -1529,6 +1568,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_event_log);
     tcase_add_test(tc, test_webhooks);
     tcase_add_test(tc, test_idempotency);
+    tcase_add_test(tc, test_tenant_remove_takes_its_data);
     tcase_add_test(tc, test_bulk);
     tcase_add_test(tc, test_tracking);
     suite_add_tcase(s, tc);

@@ -21,6 +21,13 @@ static const char *const q_sql[Q_COUNT] = {
         "DELETE FROM sequences WHERE tenant_id = (SELECT id FROM tenants WHERE name = ?1)",
     [Q_TENANT_DEL_OUTBOX] =
         "DELETE FROM outbox WHERE tenant_id = (SELECT id FROM tenants WHERE name = ?1)",
+    /* What is keyed by the tenant's name or id without a foreign key: a
+     * tenant added later under the same name (or id) must not inherit it. */
+    [Q_TENANT_DEL_LOG] = "DELETE FROM integration_log WHERE tenant = ?1",
+    [Q_TENANT_DEL_IDEM] =
+        "DELETE FROM idempotency WHERE tenant_id = (SELECT id FROM tenants WHERE name = ?1)",
+    [Q_TENANT_DEL_BULK] =
+        "DELETE FROM bulk_jobs WHERE tenant_id = (SELECT id FROM tenants WHERE name = ?1)",
     [Q_TENANT_DEL] = "DELETE FROM tenants WHERE name = ?1",
     [Q_CONN_ADD] = "INSERT INTO connections(tenant_id, plugin, name, enabled, settings, "
                    "created_at, updated_at) VALUES(?1, ?2, ?3, 1, ?4, ?5, ?5)",
@@ -158,7 +165,8 @@ int ah_sq_tenant_remove(ah_store *st, const char *name)
     ah_sq_store *s = ah_sq(st);
     if (name == NULL)
         return AH_STORE_ERR;
-    static const ah_sq_qid steps[] = {Q_TENANT_DEL_SEQ, Q_TENANT_DEL_OUTBOX, Q_TENANT_DEL};
+    static const ah_sq_qid steps[] = {Q_TENANT_DEL_SEQ,  Q_TENANT_DEL_OUTBOX, Q_TENANT_DEL_LOG,
+                                      Q_TENANT_DEL_IDEM, Q_TENANT_DEL_BULK,   Q_TENANT_DEL};
     ah_sq_lock(s);
     int rc = ah_sq_tx_begin(s);
     for (size_t i = 0; rc == AH_STORE_OK && i < sizeof steps / sizeof steps[0]; i++) {
