@@ -68,7 +68,10 @@ static bool valid_ref(const cJSON *v)
 {
     if (cJSON_IsString(v))
         return v->valuestring[0] != '\0' && strlen(v->valuestring) <= BULK_REF_MAX;
-    return cJSON_IsNumber(v) && v->valuedouble == (double)(long long)v->valuedouble;
+    /* Range first: converting a double a long long cannot hold is undefined. */
+    return cJSON_IsNumber(v) && v->valuedouble >= -9007199254740992.0 &&
+           v->valuedouble <= 9007199254740992.0 &&
+           v->valuedouble == (double)(long long)v->valuedouble;
 }
 
 int ah_bulk_create(ah_core *core, ah_http_exchange *ex, int64_t tenant_id, const char *action,

@@ -198,7 +198,10 @@ static int parse_token(const ah_http_response *r, token_result *out, char *err, 
     long expires = OAUTH2_DEFAULT_EXPIRES_S;
     const cJSON *ex = cJSON_GetObjectItemCaseSensitive(root, "expires_in");
     if (cJSON_IsNumber(ex)) {
-        expires = ex->valuedouble > 0 ? (long)ex->valuedouble : 0;
+        /* Clamped before the cast: a provider's 1e300 must not be undefined
+         * behaviour (ten years is the cap below anyway). */
+        double d = ex->valuedouble;
+        expires = d > 0 ? (d < 10.0 * 365 * 86400 ? (long)d : 10L * 365 * 86400) : 0;
     } else if (cJSON_IsString(ex)) {
         char *end;
         errno = 0;

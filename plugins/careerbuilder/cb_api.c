@@ -249,8 +249,11 @@ ah_result cb_op_get(ah_call *call, const cJSON *body, cJSON **reply)
     const cJSON *rpp = cJSON_GetObjectItemCaseSensitive(body, "results_per_page");
     if (rpp != NULL && !cJSON_IsNull(rpp)) {
         char *end = NULL;
-        if (cJSON_IsNumber(rpp) && rpp->valuedouble == (double)(long)rpp->valuedouble)
-            per_page = (long)rpp->valuedouble;
+        long long whole = 0;
+        if (cJSON_IsNumber(rpp))
+            per_page = ah_whole(rpp->valuedouble, &whole) && whole >= 1 && whole <= CB_MAX_PER_PAGE
+                           ? (long)whole
+                           : 0; /* refused below */
         else if (cJSON_IsString(rpp))
             per_page = strtol(rpp->valuestring, &end, 10);
         if ((cJSON_IsString(rpp) && (*rpp->valuestring == '\0' || *end != '\0')) ||

@@ -40,8 +40,9 @@ static const char *id_of(const cJSON *o, const char *key, char *buf, size_t len)
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (cJSON_IsString(v) && v->valuestring[0] != '\0')
         return v->valuestring;
-    if (cJSON_IsNumber(v) && v->valuedouble == (double)(long long)v->valuedouble) {
-        snprintf(buf, len, "%lld", (long long)v->valuedouble);
+    long long whole;
+    if (cJSON_IsNumber(v) && ah_whole(v->valuedouble, &whole)) {
+        snprintf(buf, len, "%lld", whole);
         return buf;
     }
     return NULL;

@@ -651,6 +651,9 @@ START_TEST(test_validation)
         {"/v1/applications/bulk-reject", "{\"application_ids\":[\"a\",2],\"reason_id\":1}",
          "application_ids[1]"},
         {"/v1/applications/bulk-reject", "{\"application_ids\":[\"a\"]}", "reason_id"},
+        /* No long long holds it: refused, not converted (undefined behaviour). */
+        {"/v1/applications/bulk-reject", "{\"application_ids\":[\"a\"],\"reason_id\":1e300}",
+         "reason_id"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         expect_error(&f, "POST", cases[i].path, NULL, cases[i].body, 400, "invalid_request",

@@ -388,6 +388,14 @@ START_TEST(test_get_and_query_arguments)
                       "results_per_page");
     assert_op_refused(0, "{\"candidate_email\":\"a@b.c\",\"results_per_page\":\"101\"}",
                       "results_per_page");
+    /* Numbers no long holds (converting them was undefined behaviour, which
+     * the sanitizer build aborts on) and fractions. */
+    assert_op_refused(0, "{\"candidate_email\":\"a@b.c\",\"results_per_page\":1e300}",
+                      "results_per_page");
+    assert_op_refused(0, "{\"candidate_email\":\"a@b.c\",\"results_per_page\":-1e300}",
+                      "results_per_page");
+    assert_op_refused(0, "{\"candidate_email\":\"a@b.c\",\"results_per_page\":2.5}",
+                      "results_per_page");
     assert_op_refused(0, "{\"candidate_email\":\"a@b.c\",\"status_date\":\"2017-03-19\"}",
                       "status_date");
     assert_op_refused(1, "{}", "candidate_email (a list of emails) or requisition_id");

@@ -292,6 +292,18 @@ static inline ah_result ah_arg_string(ah_call *call, const cJSON *body, const ch
     return AH_OK;
 }
 
+/** True when d is a whole number that a long long holds exactly (|d| <=
+ *  2^53), with it in *out. Casting a double outside that range is undefined
+ *  behaviour: check with this before converting a number from outside. */
+static inline bool ah_whole(double d, long long *out)
+{
+    /* NaN fails every comparison; the cast runs only once d is in range. */
+    if (!(d >= -AH_ARG_INT_EXACT && d <= AH_ARG_INT_EXACT) || d != (double)(long long)d)
+        return false;
+    *out = (long long)d;
+    return true;
+}
+
 /** An integral number member in lo..hi into *out (untouched when
  *  optional and absent: set the default first). */
 static inline ah_result ah_arg_int(ah_call *call, const cJSON *body, const char *key,
