@@ -53,8 +53,14 @@ static void rest_plugins(void *arg, ah_http_exchange *ex)
     char tenant[128];
     if (ah_rest_tenant(core, ex, tenant, sizeof tenant) < 0)
         return;
+    cJSON *list = ah_core_plugins_json(core, NULL);
+    /* Where a plugin lives on the host's disk is the operator's business
+     * (atshub plugins, /admin/plugins), not a tenant's. */
+    cJSON *p;
+    cJSON_ArrayForEach(p, list)
+        cJSON_DeleteItemFromObjectCaseSensitive(p, "path");
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddItemToObject(o, "data", ah_core_plugins_json(core, NULL));
+    cJSON_AddItemToObject(o, "data", list);
     ah_ex_respond_json(ex, 200, o);
 }
 

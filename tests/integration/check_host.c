@@ -366,6 +366,8 @@ START_TEST(test_rest_health_and_auth)
     const char *good[] = {f.auth, NULL};
     ck_assert_int_eq(ah_t_http("GET", url, good, NULL, &body), 200);
     ck_assert_ptr_nonnull(strstr(body, "\"name\":\"template\""));
+    /* No file paths of the host for tenants (security review, finding 8). */
+    ck_assert_msg(strstr(body, "\"path\"") == NULL && strstr(body, ".so") == NULL, "%s", body);
     free(body);
 
     snprintf(url, sizeof url, "%s/v1/nothing-here", f.base);
