@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core.h"
 #include "ratelimit.h"
@@ -342,6 +343,14 @@ static ah_result host_http_respond(ah_http_exchange *ex, int status, const char 
         asprintf(&cc->response_log, "(%s, %zu bytes)",
                  content_type != NULL ? content_type : "no content type", len) < 0)
         cc->response_log = NULL;
+    /* A page a plugin serves (LinkedIn's configuration page) is opened by a
+     * person, never framed: no other site may frame it to trick clicks, and
+     * a browser must not guess another type for it. */
+    if (content_type != NULL && strncasecmp(content_type, "text/html", 9) == 0 &&
+        (ah_ex_add_header(ex, "Content-Security-Policy", "frame-ancestors 'none'") != 0 ||
+         ah_ex_add_header(ex, "X-Frame-Options", "DENY") != 0 ||
+         ah_ex_add_header(ex, "X-Content-Type-Options", "nosniff") != 0))
+        return AH_ERR;
     return ah_ex_respond(ex, status, content_type, body != NULL ? body : "", body != NULL ? len : 0) == 0
                ? AH_OK
                : AH_ERR;

@@ -322,7 +322,13 @@ START_TEST(test_page_and_callback)
     cJSON *r;
     provision(&f);
     snprintf(url, sizeof url, "%s" PAGE_PATH "%s", f.base, f.token);
-    ck_assert_int_eq(ah_t_http("GET", url, NULL, NULL, &body), 200);
+    char *head = NULL;
+    ck_assert_int_eq(ah_t_http_head("GET", url, NULL, NULL, &body, &head), 200);
+    /* No other site may frame the page (security review, finding 8). */
+    ck_assert_msg(strcasestr(head, "Content-Security-Policy: frame-ancestors 'none'") != NULL &&
+                      strcasestr(head, "X-Frame-Options: DENY") != NULL,
+                  "%s", head);
+    free(head);
     /* The embed as the guide gives it; APPLY_WITH_LINKEDIN always offered. */
     ck_assert_ptr_nonnull(strstr(body, "data-supported-bundled-integration-types=\""
                                        "APPLY_WITH_LINKEDIN,RECRUITER_SYSTEM_CONNECT_COMPANY,"

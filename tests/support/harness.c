@@ -131,13 +131,23 @@ static size_t on_data(char *d, size_t sz, size_t nm, void *arg)
 long ah_t_http(const char *method, const char *url, const char *const *headers,
                const char *body, char **body_out)
 {
+    return ah_t_http_head(method, url, headers, body, body_out, NULL);
+}
+
+long ah_t_http_head(const char *method, const char *url, const char *const *headers,
+                    const char *body, char **body_out, char **head_out)
+{
     CURL *c = curl_easy_init();
     if (c == NULL)
         return 0;
     struct curl_slist *h = NULL;
     for (size_t i = 0; headers != NULL && headers[i] != NULL; i++)
         h = curl_slist_append(h, headers[i]);
-    buf b = {NULL, 0};
+    buf b = {NULL, 0}, hb = {NULL, 0};
+    if (head_out != NULL) {
+        curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_data);
+        curl_easy_setopt(c, CURLOPT_HEADERDATA, &hb);
+    }
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
@@ -158,6 +168,8 @@ long ah_t_http(const char *method, const char *url, const char *const *headers,
         *body_out = b.p != NULL ? b.p : strdup("");
     else
         free(b.p);
+    if (head_out != NULL)
+        *head_out = hb.p != NULL ? hb.p : strdup("");
     return status;
 }
 

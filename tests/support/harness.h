@@ -26,6 +26,10 @@ char *ah_t_read_file(const char *path, size_t *len);
  *  the malloc'd body. */
 long ah_t_http(const char *method, const char *url, const char *const *headers,
                const char *body, char **body_out);
+/** ah_t_http, also giving the response's header lines (malloc'd) in
+ *  *head_out when not NULL. */
+long ah_t_http_head(const char *method, const char *url, const char *const *headers,
+                    const char *body, char **body_out, char **head_out);
 
 /** Runs argv (argv[0] a path) with `env` extra "K=V" entries (may be NULL),
  *  waits, captures stdout/stderr (malloc'd, may be NULL). Returns the exit
