@@ -35,6 +35,11 @@ ah_core *ah_daemon_open(ah_config *cfg, const ah_core_opts *opts, char *err, siz
         return NULL;
     core->sync = ah_sync_new();
     core->bulk = ah_bulk_new();
+    core->webhooks = ah_webhooks_new(&core->cfg, err, errlen);
+    if (core->webhooks == NULL) {
+        ah_daemon_close(core);
+        return NULL;
+    }
     if (core->sync == NULL || core->bulk == NULL) {
         snprintf(err, errlen, "out of memory");
         ah_daemon_close(core);
@@ -57,6 +62,8 @@ void ah_daemon_close(ah_core *core)
     core->sync = NULL;
     ah_bulk_free(core->bulk);
     core->bulk = NULL;
+    ah_webhooks_free(core->webhooks);
+    core->webhooks = NULL;
     ah_core_close(core);
 }
 

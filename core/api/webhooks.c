@@ -23,7 +23,11 @@
 #include <string.h>
 #include <time.h>
 
+#include <curl/curl.h>
+#include <netdb.h>
+
 #include "events.h"
+#include "netaddr.h"
 #include "webhooks.h"
 
 #define WH_BATCH 100
@@ -99,6 +103,106 @@ int ah_webhook_sign(const char *secret, const char *msg_id, const char *ts, cons
 
 /* --- endpoints --------------------------------------------------------------- */
 
+/* Where deliveries may go: public addresses, and the networks an operator
+ * allows ([webhooks] allow_networks). A tenant names the URL, so without
+ * this it could make the host reach loopback, the private network or the
+ * cloud metadata service, and read the answers' statuses back. */
+struct ah_webhooks {
+    ah_netlist *allow;
+    ah_httpc *httpc; /* deliveries only: every connect goes through dest_ok */
+};
+
+static bool dest_ok(void *arg, const struct sockaddr *sa)
+{
+    const ah_webhooks *w = arg;
+    return ah_addr_is_public(sa) || ah_netlist_contains(w->allow, sa);
+}
+
+ah_webhooks *ah_webhooks_new(const ah_config *cfg, char *err, size_t errlen)
+{
+    ah_webhooks *w = calloc(1, sizeof *w);
+    if (w == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    w->allow = ah_netlist_parse(cfg->webhook_allow_networks, err, errlen);
+    ah_httpc_opts ho = {
+        .timeout_ms = cfg->webhook_timeout_ms,
+        .max_attempts = 1,
+        .backoff_ms = 1,
+        .backoff_max_ms = 1,
+        .addr_ok = dest_ok,
+        .addr_ok_arg = w,
+    };
+    w->httpc = w->allow != NULL ? ah_httpc_new(&ho) : NULL;
+    if (w->httpc == NULL) {
+        if (w->allow != NULL)
+            snprintf(err, errlen, "out of memory");
+        ah_webhooks_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+void ah_webhooks_free(ah_webhooks *w)
+{
+    if (w == NULL)
+        return;
+    ah_httpc_free(w->httpc);
+    ah_netlist_free(w->allow);
+    free(w);
+}
+
+/* Resolves the URL's host now and refuses it when any of its addresses is
+ * one deliveries may not reach (in any spelling: 0x7f000001, 2130706433,
+ * [::ffff:127.0.0.1], a name that resolves there). Deliveries check again
+ * at each connect, so a name that changes its answer later gains nothing.
+ * 0, or -1 with why in err. */
+static int check_destination(const ah_webhooks *w, const char *url, char *err, size_t errlen)
+{
+    CURLU *u = curl_url();
+    char *host = NULL;
+    int rc = -1;
+    if (u == NULL || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || host == NULL || host[0] == '\0') {
+        snprintf(err, errlen, "url must be an http:// or https:// URL with a host");
+        goto out;
+    }
+    char name[256];
+    size_t hl = strlen(host);
+    if (host[0] == '[' && hl > 2 && host[hl - 1] == ']')
+        snprintf(name, sizeof name, "%.*s", (int)(hl - 2), host + 1);
+    else
+        snprintf(name, sizeof name, "%s", host);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *ai = NULL;
+    int g = getaddrinfo(name, NULL, &hints, &ai);
+    if (g != 0 || ai == NULL) {
+        snprintf(err, errlen, "the url's host '%.200s' does not resolve (%s)", name,
+                 g != 0 ? gai_strerror(g) : "no address");
+        goto out;
+    }
+    rc = 0;
+    for (struct addrinfo *a = ai; a != NULL; a = a->ai_next) {
+        if (!dest_ok((void *)w, a->ai_addr)) {
+            char text[64];
+            ah_addr_text(a->ai_addr, text, sizeof text);
+            snprintf(err, errlen,
+                     "the url's host '%.200s' is %s, which is not a public address: webhooks "
+                     "go to the product's public endpoints (an operator may allow a network "
+                     "with [webhooks] allow_networks)",
+                     name, text);
+            rc = -1;
+            break;
+        }
+    }
+    freeaddrinfo(ai);
+out:
+    curl_free(host);
+    curl_url_cleanup(u);
+    return rc;
+}
+
 static bool valid_url(const char *url)
 {
     return url != NULL && strlen(url) < 2048 &&
@@ -114,6 +218,12 @@ int ah_webhook_add(ah_core *core, int64_t tenant_id, const char *url, const char
         snprintf(err, errlen, "url must be an http:// or https:// URL");
         return -1;
     }
+    if (core->webhooks == NULL) {
+        snprintf(err, errlen, "webhooks are not available here");
+        return -1;
+    }
+    if (check_destination(core->webhooks, url, err, errlen) != 0)
+        return -1;
     if (types != NULL && (strlen(types) > 1024 || strpbrk(types, " \t\r\n") != NULL)) {
         snprintf(err, errlen, "types must be a comma-separated list of event types");
         return -1;
@@ -287,7 +397,9 @@ static int post_event(ah_core *core, const char *url, const char *secret, int64_
     ah_http_response resp;
     memset(&resp, 0, sizeof resp);
     resp.struct_size = sizeof resp;
-    if (ah_httpc_perform(core->httpc, &req, NULL, secrets, NULL, NULL, &resp, err, errlen) != 0) {
+    if (core->webhooks == NULL ||
+        ah_httpc_perform(core->webhooks->httpc, &req, NULL, secrets, NULL, NULL, &resp, err,
+                         errlen) != 0) {
         *status = 0;
         ah_http_response_free(&resp);
         return -1;

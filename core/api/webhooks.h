@@ -9,6 +9,17 @@
 
 #include "core.h"
 
+/* --- state -------------------------------------------------------------- */
+
+typedef struct ah_webhooks ah_webhooks;
+
+/** Where deliveries may go and the client that makes them, kept in the host
+ *  context (core->webhooks) by the daemon. NULL with err when
+ *  [webhooks] allow_networks does not parse or memory runs out. */
+ah_webhooks *ah_webhooks_new(const ah_config *cfg, char *err, size_t errlen);
+/** NULL is allowed. */
+void ah_webhooks_free(ah_webhooks *w);
+
 /* --- webhooks (webhooks.c) ---------------------------------------------- */
 
 /** Adds an endpoint for tenant_id. types: comma-separated topics or

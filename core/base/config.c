@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "config.h"
+#include "netaddr.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -54,6 +55,7 @@ enum key {
     K_WH_BACKOFF,
     K_WH_BACKOFF_MAX,
     K_WH_TIMEOUT,
+    K_WH_ALLOW_NETWORKS,
     K_EV_RETENTION,
     K_N
 };
@@ -92,6 +94,7 @@ static const key_def keys[K_N] = {
     [K_WH_BACKOFF] = {SEC_WEBHOOKS, "backoff_ms", 0, 3600000},
     [K_WH_BACKOFF_MAX] = {SEC_WEBHOOKS, "backoff_max_ms", 0, 86400000},
     [K_WH_TIMEOUT] = {SEC_WEBHOOKS, "timeout_ms", 100, 600000},
+    [K_WH_ALLOW_NETWORKS] = {SEC_WEBHOOKS, "allow_networks", 1, 0},
     [K_EV_RETENTION] = {SEC_EVENTS, "retention_days", 1, 3650},
     [K_ADMIN_TOKEN_FILE] = {SEC_ADMIN, "token_file", 1, 0},
 };
@@ -258,6 +261,7 @@ void ah_config_free(ah_config *cfg)
     free(cfg->path);
     free(cfg->dir);
     free(cfg->key_file);
+    free(cfg->webhook_allow_networks);
     free(cfg->listen_host);
     free(cfg->tls_cert);
     free(cfg->tls_key);
@@ -628,6 +632,18 @@ static int set_value(parse_state *st, enum key k, const char *value)
             return 0;
         cfg->webhook_timeout_ms = v;
         return 1;
+    case K_WH_ALLOW_NETWORKS: {
+        char why[160];
+        ah_netlist *l = ah_netlist_parse(value, why, sizeof why);
+        if (l == NULL)
+            return fail(st, "[webhooks] allow_networks: %s", why);
+        ah_netlist_free(l);
+        free(cfg->webhook_allow_networks);
+        cfg->webhook_allow_networks = strdup(value);
+        if (cfg->webhook_allow_networks == NULL)
+            return fail(st, "out of memory");
+        return 1;
+    }
     case K_EV_RETENTION:
         if (!set_int(st, k, value, &v))
             return 0;

@@ -63,6 +63,8 @@ typedef struct ah_config {
     long webhook_backoff_ms;     /* first retry delay, doubled per failure (1000) */
     long webhook_backoff_max_ms; /* cap (3600000) */
     long webhook_timeout_ms;     /* one delivery attempt (10000) */
+    char *webhook_allow_networks; /* networks webhooks may reach although not
+                                   * public ("127.0.0.0/8, ::1"); NULL: none */
 
     /* [events]: the replayable event log (core/eventlog.c) */
     int events_retention_days; /* events older than this are pruned (30) */

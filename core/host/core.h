@@ -107,6 +107,7 @@ struct ah_core {
      * (daemon.c), used only by those layers. */
     struct ah_sync *sync;   /* sync engine: running syncs, scheduler (engine/sync.c) */
     struct ah_bulk *bulk;   /* the bulk jobs' worker (api/bulk.c) */
+    struct ah_webhooks *webhooks; /* deliveries' client and allowed networks (api/webhooks.c) */
     struct ah_admin *admin; /* the operators' listener (admin/admin.c); NULL unless serving */
 };
 

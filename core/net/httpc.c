@@ -461,6 +461,15 @@ static void result_clear(httpc_result *r)
             return CURLE_FAILED_INIT;                                                      \
     } while (0)
 
+/* CURLOPT_OPENSOCKETFUNCTION: the address guard (ah_httpc_opts.addr_ok). */
+static curl_socket_t open_guarded(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    ah_httpc *c = arg;
+    if (purpose == CURLSOCKTYPE_IPCXN && !c->opts.addr_ok(c->opts.addr_ok_arg, &a->addr))
+        return CURL_SOCKET_BAD;
+    return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
 static CURLcode setup(ah_httpc *c, CURL *h, const ah_http_request *req, const char *url,
                       struct curl_slist *headers, long timeout_ms, httpc_result *r)
 {
@@ -478,6 +487,10 @@ static CURLcode setup(ah_httpc *c, CURL *h, const ah_http_request *req, const ch
         SETOPT(h, CURLOPT_CAINFO, c->ca_file);
     SETOPT(h, CURLOPT_HTTPHEADER, headers);
     SETOPT(h, CURLOPT_USERAGENT, "atshub/0.1");
+    if (c->opts.addr_ok != NULL) {
+        SETOPT(h, CURLOPT_OPENSOCKETFUNCTION, open_guarded);
+        SETOPT(h, CURLOPT_OPENSOCKETDATA, c);
+    }
     SETOPT(h, CURLOPT_WRITEFUNCTION, on_write);
     SETOPT(h, CURLOPT_WRITEDATA, &r->body);
     SETOPT(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->opts.max_response);

@@ -9,8 +9,10 @@
 #ifndef AH_HTTPC_H
 #define AH_HTTPC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include <atshub/plugin.h> /* ah_http_request, ah_http_response */
 
@@ -38,6 +40,12 @@ typedef struct ah_httpc_opts {
     size_t max_response;  /* bytes; larger responses fail (default 64 MiB) */
     uint64_t seed;        /* jitter PRNG seed (0: random) */
     const char *ca_file;  /* extra CA bundle (tests), NULL: system */
+    /** When set, called with every address the client is about to connect
+     *  to, after name resolution, just before the connect: false refuses it
+     *  (the attempt fails as if unreachable). Checking here, rather than
+     *  the name beforehand, is what stops DNS rebinding. */
+    bool (*addr_ok)(void *arg, const struct sockaddr *sa);
+    void *addr_ok_arg;
 } ah_httpc_opts;
 
 ah_httpc *ah_httpc_new(const ah_httpc_opts *opts);

@@ -144,7 +144,8 @@ static int64_t add_conn(fixture *f)
     return cid;
 }
 
-static void setup(fixture *f, size_t submissions)
+/* allow: [webhooks] allow_networks, or NULL for none (the default). */
+static void setup_allow(fixture *f, size_t submissions, const char *allow)
 {
     memset(f, 0, sizeof *f);
     pthread_mutex_init(&f->rcv.mu, NULL);
@@ -153,8 +154,9 @@ static void setup(fixture *f, size_t submissions)
     char extra[1024];
     snprintf(extra, sizeof extra,
              "erecruit = %s/erecruit.so\n[webhooks]\nbackoff_ms = 0\nmax_failures = 20\n"
-             "timeout_ms = 2000\n",
-             ah_t_env("AH_PLUGIN_DIR"));
+             "timeout_ms = 2000\n%s%s%s",
+             ah_t_env("AH_PLUGIN_DIR"), allow != NULL ? "allow_networks = " : "",
+             allow != NULL ? allow : "", allow != NULL ? "\n" : "");
     f->ini = ah_t_write_ini(f->dir, extra);
     ck_assert_ptr_nonnull(f->ini);
     ah_sim_opts so = {0};
@@ -185,6 +187,12 @@ static void setup(fixture *f, size_t submissions)
     ck_assert_int_eq(f->core->store->ops->tenant_add(f->core->store, "acme", hash,
                                                      &f->tenant_id), 0);
     f->cid = add_conn(f);
+}
+
+/* The receivers run on loopback: allowed here, refused by default. */
+static void setup(fixture *f, size_t submissions)
+{
+    setup_allow(f, submissions, "127.0.0.0/8");
 }
 
 static void teardown(fixture *f)
@@ -365,6 +373,42 @@ START_TEST(test_webhooks_and_replay)
     cJSON_Delete(o);
     free(part);
     free(log_ids);
+    teardown(&f);
+}
+END_TEST
+
+/* Security review, finding 2: a tenant could point a webhook at loopback,
+ * the private network or the cloud metadata service. Every spelling is
+ * refused when the webhook is registered (no traffic is sent: the hosts are
+ * numeric or resolve from /etc/hosts); deliveries check the address again
+ * at each connect (check_httpc address_guard_at_connect). */
+START_TEST(test_webhook_destinations_refused)
+{
+    fixture f;
+    setup_allow(&f, 1, NULL);
+    static const char *const urls[] = {
+        "http://127.0.0.1:8080/x", "http://0x7f000001/x", "http://2130706433/x",
+        "http://0177.0.0.1/x", "http://127.1/x", "http://[::1]:8080/x", "http://localhost/x",
+        "https://10.1.2.3/x", "http://172.16.0.1/x", "http://192.168.0.10/x",
+        "http://169.254.169.254/latest/meta-data/", "http://[fe80::1]/x",
+        "http://[::ffff:127.0.0.1]/x", "http://[::ffff:10.0.0.1]/x", "http://100.64.0.1/x",
+        "http://0.0.0.0/x", "http://[fd00:ec2::254]/x",
+    };
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+        char body[256];
+        snprintf(body, sizeof body, "{\"url\":\"%s\"}", urls[i]);
+        cJSON *o = NULL;
+        long st = req(&f, "POST", "/v1/webhooks", NULL, body, &o);
+        ck_assert_msg(st == 400, "%s: %ld", urls[i], st);
+        ck_assert_str_eq(jget(o, "error.code")->valuestring, "invalid_request");
+        ck_assert_msg(strstr(jget(o, "error.message")->valuestring, "not a public address") != NULL,
+                      "%s: %s", urls[i], jget(o, "error.message")->valuestring);
+        cJSON_Delete(o);
+    }
+    cJSON *o = NULL;
+    ck_assert_int_eq(req(&f, "GET", "/v1/webhooks", NULL, NULL, &o), 200);
+    ck_assert_int_eq(cJSON_GetArraySize(jget(o, "data")), 0);
+    cJSON_Delete(o);
     teardown(&f);
 }
 END_TEST
@@ -696,6 +740,7 @@ static Suite *events_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_webhooks_and_replay);
     tcase_add_test(tc, test_webhook_disabled_after_failures);
+    tcase_add_test(tc, test_webhook_destinations_refused);
     tcase_add_test(tc, test_idempotency);
     tcase_add_test(tc, test_deletions_and_stage_history);
     tcase_add_test(tc, test_bulk_reject_paced);

@@ -134,6 +134,66 @@ static ah_http_request get(const char *url)
     return r;
 }
 
+/* The address guard (ah_httpc_opts.addr_ok) sees the resolved address at
+ * connect time and can refuse it: nothing reaches the server. */
+static bool refuse_loopback(void *arg, const struct sockaddr *sa)
+{
+    int *seen = arg;
+    (*seen)++;
+    return !(sa->sa_family == AF_INET &&
+             ((const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr)[0] == 127);
+}
+
+static bool allow_all(void *arg, const struct sockaddr *sa)
+{
+    (void)sa;
+    (*(int *)arg)++;
+    return true;
+}
+
+START_TEST(address_guard_at_connect)
+{
+    route_state rs;
+    rs_init(&rs);
+    ah_sim *s = sim_with(NULL, "GET", "/ok", h_flaky, &rs);
+    char url[128], err[256];
+    /* By name: the guard judges the address the name resolved to. */
+    snprintf(url, sizeof(url), "http://localhost:%u/ok", (unsigned)ah_sim_port(s));
+    int seen = 0;
+    ah_httpc_opts o = {.timeout_ms = 5000, .max_attempts = 1, .backoff_ms = 1,
+                       .backoff_max_ms = 1, .seed = 1, .addr_ok = refuse_loopback,
+                       .addr_ok_arg = &seen};
+    ah_httpc *c = ah_httpc_new(&o);
+    ck_assert_ptr_nonnull(c);
+    ah_http_request req = get(url);
+    ah_http_response resp = {.struct_size = sizeof(resp)};
+    ck_assert_int_eq(ah_httpc_perform(c, &req, NULL, NULL, NULL, NULL, &resp, err, sizeof(err)),
+                     -1);
+    ck_assert_int_eq(resp.status, 0);
+    ah_http_response_free(&resp);
+    ah_httpc_free(c);
+    ck_assert_int_gt(seen, 0);
+    ah_sim_stats st;
+    ah_sim_get_stats(s, &st);
+    ck_assert_uint_eq(st.requests, 0);
+
+    /* The same request through a guard that allows it arrives. */
+    seen = 0;
+    o.addr_ok = allow_all;
+    c = ah_httpc_new(&o);
+    ck_assert_ptr_nonnull(c);
+    snprintf(url, sizeof(url), "%s/ok", ah_sim_url(s));
+    req = get(url);
+    ah_http_response ok = {.struct_size = sizeof(ok)};
+    ck_assert_int_eq(ah_httpc_perform(c, &req, NULL, NULL, NULL, NULL, &ok, err, sizeof(err)), 0);
+    ck_assert_int_eq(ok.status, 200);
+    ck_assert_int_eq(seen, 1);
+    ah_http_response_free(&ok);
+    ah_httpc_free(c);
+    ah_sim_stop(s);
+}
+END_TEST
+
 START_TEST(get_json_200)
 {
     route_state rs;
@@ -769,6 +829,7 @@ static Suite *httpc_suite(void)
     tcase_add_test(tc, redact_function);
     tcase_add_test(tc, retry_after_parse);
     tcase_add_test(tc, tls_always_verified);
+    tcase_add_test(tc, address_guard_at_connect);
     suite_add_tcase(s, tc);
     return s;
 }
