@@ -49,8 +49,10 @@ static const char *base_path(const char *base)
 
 ah_result tc_api_with(ah_call *call, const char *token, const char *secret, const char *method,
                       const char *path, const cJSON *body, int attempts, long *status,
-                      cJSON **out)
+                      cJSON **out, ah_http_outcome *outcome)
 {
+    if (outcome != NULL)
+        *outcome = AH_OUTCOME_NONE;
     const ah_host_api *h = call->host;
     if (out != NULL)
         *out = NULL;
@@ -92,10 +94,17 @@ ah_result tc_api_with(ah_call *call, const char *token, const char *secret, cons
         .body_len = text != NULL ? strlen(text) : 0,
         .max_attempts = attempts,
         .bearer = token,
+        /* Every call but a read changes the employer's jobs: the host must
+         * never send one twice (no retry after a lost answer, no reused
+         * connection that libcurl would silently re-send on). */
+        .flags = strcmp(method, "GET") != 0 ? AH_HTTP_NOT_IDEMPOTENT : 0,
+        .response_size = sizeof(ah_http_response),
     };
-    ah_http_response resp;
+    ah_http_response resp = {.struct_size = sizeof resp};
     r = h->http(call, &req, &resp);
     free(text);
+    if (outcome != NULL)
+        *outcome = AH_HAS(&resp, outcome) ? (ah_http_outcome)resp.outcome : AH_OUTCOME_NONE;
     if (r == AH_OK) {
         *status = resp.status;
         if (out != NULL && resp.body != NULL && resp.body_len > 0)
@@ -108,13 +117,21 @@ ah_result tc_api_with(ah_call *call, const char *token, const char *secret, cons
 ah_result tc_api(ah_call *call, const char *method, const char *path, const cJSON *body,
                  int attempts, long *status, cJSON **out)
 {
+    return tc_api_outcome(call, method, path, body, attempts, status, out, NULL);
+}
+
+ah_result tc_api_outcome(ah_call *call, const char *method, const char *path, const cJSON *body,
+                         int attempts, long *status, cJSON **out, ah_http_outcome *outcome)
+{
+    if (outcome != NULL)
+        *outcome = AH_OUTCOME_NONE;
     if (!tc_configured(call))
         return call->host->fail(call, "not_configured", 409,
                                 "TopCV is not configured for this connection: save the Employer "
                                 "API Key and Secret Key with postings.configure");
     return tc_api_with(call, call->host->setting(call, "api_key"),
                        call->host->setting(call, "secret_key"), method, path, body, attempts,
-                       status, out);
+                       status, out, outcome);
 }
 
 ah_result tc_api_error(ah_call *call, const char *what, long status, const cJSON *answer)
