@@ -66,14 +66,17 @@ ah_result tc_api_with(ah_call *call, const char *token, const char *secret, cons
     size_t bl = strlen(bp);
     while (bl > 0 && bp[bl - 1] == '/')
         bl--;
-    size_t n = strlen(ts) + strlen(method) + bl + strlen(path) + strlen(payload) + 4;
+    /* TopCV signs the path it receives without the query. */
+    size_t pl = strcspn(path, "?");
+    size_t n = strlen(ts) + strlen(method) + bl + pl + strlen(payload) + 4;
     char *signed_text = malloc(n);
     char mac[65];
     if (signed_text == NULL) {
         free(text);
         return h->fail(call, AH_E_INTERNAL, 500, "out of memory");
     }
-    snprintf(signed_text, n, "%s.%s.%.*s%s.%s", ts, method, (int)bl, bp, path, payload);
+    snprintf(signed_text, n, "%s.%s.%.*s%.*s.%s", ts, method, (int)bl, bp, (int)pl, path,
+             payload);
     ah_result r = h->hmac_sha256_hex(secret, strlen(secret), signed_text, strlen(signed_text), mac);
     free(signed_text);
     if (r != AH_OK) {
@@ -144,6 +147,12 @@ ah_result tc_api_error(ah_call *call, const char *what, long status, const cJSON
     if (status == 404)
         return call->host->fail(call, AH_E_NOT_FOUND, 404, "%s: TopCV has no such job%s%s", what,
                                 msg ? ": " : "", msg ? msg : "");
+    /* TopCV refused the work (busy, rate-limited): nothing happened, and the
+     * product may send it again. */
+    if (status == 429 || status == 503)
+        return call->host->fail(call, AH_E_UNAVAILABLE, 503, "%s: TopCV is unavailable (HTTP %ld)%s%s",
+                                what, status, msg ? ": " : "", msg ? msg : "");
+
     return call->host->fail(call, AH_E_UPSTREAM, 502, "%s: TopCV answered HTTP %ld%s%s", what,
                             status, msg ? ": " : "", msg ? msg : "");
 }

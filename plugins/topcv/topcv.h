@@ -29,6 +29,8 @@
 #define TC_NOTICE "notice"
 #define TC_PENDING "pending_candidate"
 #define TC_ID_LEN 64
+/* "atshub-<sequence>-<job id>": the reference sent with each publish. */
+#define TC_REF_LEN 96
 
 /* --- tc_util.c ------------------------------------------------------------ */
 
