@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Exactly once, end to end: TopCV writes sent through the REST API with an
- * Idempotency-Key, against the TopCV simulator on 127.0.0.1 armed to act and
- * then lose the answer (connection dropped, answer cut short). Each write
+ * Exactly once, end to end: TopCV writes (publish, update) and an ERecruit
+ * stage move sent through the REST API with an Idempotency-Key, against
+ * the simulators on 127.0.0.1 armed to act and then lose the answer
+ * (connection dropped, answer cut short). Each write
  * runs on a fresh connection (nothing went to TopCV before it) and after a
  * read that left a kept-alive connection in the host's pool, where libcurl
  * would re-send a request whose connection died. Every case asserts one
@@ -20,8 +21,10 @@
 #include "conns.h"
 #include "core.h"
 #include "daemon.h"
+#include "sim/erecruit.h"
 #include "sim/topcv.h"
 #include "support/harness.h"
+#include "sync.h"
 
 #define TOKEN "tcv-access-token"
 #define SECRET "tcv-secret-key"
@@ -140,17 +143,20 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
     return size * n;
 }
 
-/* POST /v1/bus/{topic} with an Idempotency-Key. */
-static answer rest(fx *f, const char *topic, const char *key, const char *body)
+/* POST `base` `path` as tenant acme with X-Connection `conn` and an
+ * Idempotency-Key. */
+static answer post_as(const char *base, const char *path, const char *conn, const char *key,
+                      const char *body)
 {
     answer a = {0};
-    char url[256], idem[320];
-    snprintf(url, sizeof url, "%s/v1/bus/%s", f->base, topic);
+    char url[512], idem[320], xconn[96];
+    snprintf(url, sizeof url, "%s%s", base, path);
     snprintf(idem, sizeof idem, "Idempotency-Key: %s", key);
+    snprintf(xconn, sizeof xconn, "X-Connection: %s", conn);
     CURL *c = curl_easy_init();
     ck_assert_ptr_nonnull(c);
     struct curl_slist *h = NULL;
-    const char *hs[] = {"Authorization: Bearer " API_KEY, "X-Connection: tcv",
+    const char *hs[] = {"Authorization: Bearer " API_KEY, xconn,
                         "Content-Type: application/json", idem};
     for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++) {
         struct curl_slist *n = curl_slist_append(h, hs[i]);
@@ -173,6 +179,14 @@ static answer rest(fx *f, const char *topic, const char *key, const char *body)
     if (a.body == NULL)
         a.body = strdup("");
     return a;
+}
+
+/* POST /v1/bus/{topic} on the TopCV connection with an Idempotency-Key. */
+static answer rest(fx *f, const char *topic, const char *key, const char *body)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/v1/bus/%s", topic);
+    return post_as(f->base, path, "tcv", key, body);
 }
 
 static const char *str_at(const cJSON *o, const char *a, const char *b, const char *c)
@@ -362,6 +376,136 @@ START_TEST(publish_refused_then_retried)
 }
 END_TEST
 
+/* ---- ERecruit: a stage move ------------------------------------------------ */
+
+typedef struct efx {
+    char *dir;
+    ah_core *core;
+    ah_sim *sim;
+    ah_erecruit_sim *er;
+    char base[64];
+    int64_t tenant_id, cid;
+} efx;
+
+static void e_setup(efx *f)
+{
+    memset(f, 0, sizeof *f);
+    f->dir = ah_t_tmpdir();
+    ck_assert_ptr_nonnull(f->dir);
+    char extra[512];
+    snprintf(extra, sizeof extra, "erecruit = %s/erecruit.so\n", ah_t_env("AH_PLUGIN_DIR"));
+    char *ini = ah_t_write_ini(f->dir, extra);
+    ah_sim_opts so = {0};
+    f->sim = ah_sim_new(&so);
+    ck_assert_ptr_nonnull(f->sim);
+    ah_erecruit_opts eo = {.seed = 7, .positions = 3, .contacts = 5, .submissions = 5};
+    f->er = ah_erecruit_sim_attach(f->sim, &eo);
+    ck_assert_ptr_nonnull(f->er);
+    ck_assert_int_eq(ah_sim_start(f->sim), 0);
+    ah_config cfg;
+    char err[1024];
+    ck_assert_msg(ah_config_load(ini, &cfg, err, sizeof err) == 0, "%s", err);
+    free(ini);
+    ah_core_opts o = {.load_plugins = true, .start_bus = true};
+    f->core = ah_daemon_open(&cfg, &o, err, sizeof err);
+    ck_assert_msg(f->core != NULL, "%s", err);
+    ck_assert_msg(ah_daemon_start(f->core, err, sizeof err) == 0, "%s", err);
+    snprintf(f->base, sizeof f->base, "http://127.0.0.1:%u", (unsigned)ah_httpd_port(f->core->httpd));
+    char hash[AH_SHA256_HEX_LEN + 1];
+    ah_sha256_hex(API_KEY, strlen(API_KEY), hash);
+    ck_assert_int_eq(f->core->store->ops->tenant_add(f->core->store, "acme", hash, &f->tenant_id), 0);
+    ah_generation *gen = ah_registry_acquire(f->core->registry, "erecruit");
+    ck_assert_ptr_nonnull(gen);
+    char settings[512], *text = NULL;
+    snprintf(settings, sizeof settings,
+             "{\"base_url\":\"%s\",\"client_id\":\"atshub\",\"client_secret\":\"s3cret\"}",
+             ah_sim_url(f->sim));
+    cJSON *in = cJSON_Parse(settings);
+    ck_assert_msg(ah_settings_build(f->core, gen->desc->settings, "erecruit", NULL, in, true, NULL,
+                                    &text, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(f->core->store->ops->connection_add(f->core->store, f->tenant_id, "erecruit",
+                                                         "main", text, &f->cid), 0);
+    free(text);
+    cJSON_Delete(in);
+    ah_generation_release(gen);
+    ck_assert_int_eq(ah_conns_reload(f->core), 0);
+    ck_assert_msg(ah_sync_run(f->core, "acme", "main", NULL, NULL, NULL, NULL, err, sizeof err) ==
+                      AH_SYNC_OK, "%s", err);
+}
+
+static void e_teardown(efx *f)
+{
+    ah_daemon_close(f->core);
+    ah_sim_stop(f->sim);
+    ah_erecruit_sim_free(f->er);
+    ah_t_rmrf(f->dir);
+    free(f->dir);
+}
+
+static int sub_stage(efx *f, long id)
+{
+    char *t = ah_erecruit_sim_get(f->er, "submission", id);
+    ck_assert_ptr_nonnull(t);
+    cJSON *o = cJSON_Parse(t);
+    free(t);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "stage_id");
+    ck_assert(cJSON_IsNumber(v));
+    int st = v->valueint;
+    cJSON_Delete(o);
+    return st;
+}
+
+#define ER_STAGE_PATH "/api/v2/submissions/{id}/stage"
+
+/* ERecruit moves the application and the answer is lost: the plugin reads
+ * the application back instead of moving it again, and answers 200 once;
+ * the retry with the same key replays it. The first two runs drop the
+ * answer, the last two cut it; odd runs keep a connection alive first. */
+START_TEST(stage_move_acted_then_lost)
+{
+    efx f;
+    e_setup(&f);
+    long *ids = NULL;
+    ck_assert_uint_gt(ah_erecruit_sim_ids(f.er, "submission", &ids), 0);
+    long sid = ids[0];
+    free(ids);
+    char rid[32];
+    snprintf(rid, sizeof rid, "%ld", sid);
+    ah_record_row row;
+    ck_assert_int_eq(f.core->store->ops->record_get(f.core->store, f.cid, "application", rid, &row),
+                     0);
+    char path[160];
+    snprintf(path, sizeof path, "/v1/applications/%s/stage", row.id);
+    ah_record_row_free(&row);
+    int target = sub_stage(&f, sid) % 5 + 1; /* another of the stages 1..5 */
+    char body[64];
+    snprintf(body, sizeof body, "{\"stage_id\":%d}", target);
+    if (_i & 1) {
+        /* The sync left connections in the pool; one more read to be sure. */
+        char err[1024];
+        ck_assert_msg(ah_sync_run(f.core, "acme", "main", NULL, NULL, NULL, NULL, err,
+                                  sizeof err) == AH_SYNC_OK, "%s", err);
+    }
+    unsigned long before = ah_erecruit_sim_requests(f.er, "POST", ER_STAGE_PATH);
+    ah_sim_fault_after(f.sim, "POST", "/api/v2/submissions/",
+                       _i < 2 ? AH_SIM_AFTER_DROP : AH_SIM_AFTER_TRUNCATE, 1);
+    answer a = post_as(f.base, path, "main", "move-1", body);
+    ck_assert_msg(a.status == 200, "move: %ld %s", a.status, a.body);
+    ck_assert_uint_eq(ah_erecruit_sim_requests(f.er, "POST", ER_STAGE_PATH) - before, 1);
+    ck_assert_int_eq(sub_stage(&f, sid), target);
+    for (int i = 0; i < 2; i++) {
+        answer again = post_as(f.base, path, "main", "move-1", body);
+        ck_assert_int_eq(again.status, a.status);
+        ck_assert_str_eq(again.body, a.body);
+        ck_assert(again.replayed);
+        free(again.body);
+    }
+    ck_assert_uint_eq(ah_erecruit_sim_requests(f.er, "POST", ER_STAGE_PATH) - before, 1);
+    free(a.body);
+    e_teardown(&f);
+}
+END_TEST
+
 static Suite *exactly_once_suite(void)
 {
     Suite *s = suite_create("exactly_once");
@@ -372,6 +516,10 @@ static Suite *exactly_once_suite(void)
     tcase_add_loop_test(tc, update_acted_then_lost, 0, 4);
     tcase_add_test(tc, publish_refused_then_retried);
     suite_add_tcase(s, tc);
+    TCase *te = tcase_create("erecruit");
+    tcase_set_timeout(te, 120);
+    tcase_add_loop_test(te, stage_move_acted_then_lost, 0, 4);
+    suite_add_tcase(s, te);
     return s;
 }
 
