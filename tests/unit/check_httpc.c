@@ -2,6 +2,7 @@
 /* The outbound HTTP client against simulators on 127.0.0.1. */
 #include <check.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -892,6 +893,28 @@ START_TEST(write_never_resent_on_reused_connection)
 }
 END_TEST
 
+/* A plugin built before `outcome` hands over a shorter response: freeing it
+ * clears what it has and nothing after. */
+START_TEST(response_free_keeps_to_struct_size)
+{
+    enum { OLD = offsetof(ah_http_response, outcome) };
+    union {
+        ah_http_response r;
+        unsigned char b[sizeof(ah_http_response) + 8];
+    } u;
+    memset(u.b, 0xA5, sizeof u.b);
+    memset(u.b, 0, OLD);
+    u.r.struct_size = OLD;
+    u.r.body = strdup("x");
+    ck_assert_ptr_nonnull(u.r.body);
+    ah_http_response_free(&u.r);
+    ck_assert_ptr_null(u.r.body);
+    ck_assert_uint_eq(u.r.struct_size, OLD);
+    for (size_t i = OLD; i < sizeof u.b; i++)
+        ck_assert_uint_eq(u.b[i], 0xA5);
+}
+END_TEST
+
 static Suite *httpc_suite(void)
 {
     Suite *s = suite_create("httpc");
@@ -904,6 +927,7 @@ static Suite *httpc_suite(void)
     tcase_add_test(tc, outcome_classes);
     tcase_add_test(tc, write_acted_then_lost);
     tcase_add_test(tc, write_never_resent_on_reused_connection);
+    tcase_add_test(tc, response_free_keeps_to_struct_size);
     tcase_add_test(tc, retry_after_honoured);
     tcase_add_test(tc, retry_after_capped);
     tcase_add_test(tc, no_retry_on_404);
