@@ -915,6 +915,33 @@ START_TEST(response_free_keeps_to_struct_size)
 }
 END_TEST
 
+/* A write sent and then timed out may be running at the provider: its
+ * outcome is unknown and it is not sent again. */
+START_TEST(write_timeout_is_unknown)
+{
+    route_state rs;
+    rs_init(&rs);
+    rs.sleep_ms_first = 1000;
+    ah_sim_opts so = {.threads = 4};
+    ah_sim *s = sim_with(&so, "POST", "/slow", h_flaky, &rs);
+    ah_httpc *c = client(3);
+    char err[256];
+    ah_http_request req = post("/slow");
+    req.timeout_ms = 200;
+    ah_http_response resp = {.struct_size = sizeof(resp)};
+    ck_assert_int_eq(ah_httpc_perform(c, &req, ah_sim_url(s), NULL, NULL, NULL, &resp, err,
+                                      sizeof(err)),
+                     -1);
+    ck_assert_int_eq(resp.outcome, AH_OUTCOME_UNKNOWN);
+    ck_assert_int_eq(resp.attempts, 1);
+    ck_assert_ptr_nonnull(strstr(err, "timed out"));
+    ah_http_response_free(&resp);
+    ah_httpc_free(c);
+    ah_sim_stop(s);
+    ck_assert_int_eq(rs_calls(&rs), 1);
+}
+END_TEST
+
 static Suite *httpc_suite(void)
 {
     Suite *s = suite_create("httpc");
@@ -928,6 +955,7 @@ static Suite *httpc_suite(void)
     tcase_add_test(tc, write_acted_then_lost);
     tcase_add_test(tc, write_never_resent_on_reused_connection);
     tcase_add_test(tc, response_free_keeps_to_struct_size);
+    tcase_add_test(tc, write_timeout_is_unknown);
     tcase_add_test(tc, retry_after_honoured);
     tcase_add_test(tc, retry_after_capped);
     tcase_add_test(tc, no_retry_on_404);

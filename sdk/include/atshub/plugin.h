@@ -671,7 +671,12 @@ struct ah_host_api {
      *  secrets redacted. Returns AH_OK when a response was received (any
      *  status: check resp->status); AH_ERR (with the failure described) when
      *  no response could be had. Fill `resp` and free it with
-     *  http_response_free either way. */
+     *  http_response_free either way. @since 1.1: resp->outcome tells
+     *  what the request did at the provider (see ah_http_outcome and
+     *  ah_http_request.response_size); a request flagged
+     *  AH_HTTP_NOT_IDEMPOTENT is never repeated once the provider may
+     *  have acted, and an AH_ERR for one whose outcome is unknown is
+     *  described as AH_E_OUTCOME_UNKNOWN. */
     ah_result (*http)(ah_call *call, const ah_http_request *req,
                       ah_http_response *resp);
     void (*http_response_free)(ah_http_response *resp);
