@@ -13,10 +13,16 @@
  * first request still running makes this one 409 idempotency_in_progress
  * (retry later): concurrent duplicates never wait on each other.
  *
- * After the handler: its status and body are stored with the key. A 429 or
- * 5xx answer is not remembered (the key is released) so that a retry may
- * try the write again. Requests without a valid tenant key pass through
- * untouched (the handler answers 401).
+ * After the handler: its status and body are stored with the key, so that
+ * a retry with the key gets that answer and never writes a second time.
+ * The key is released (forgotten, so that a retry may write) only when the
+ * provider certainly did not act: a 429 or a 503 (the host answers 503
+ * only for work that was refused or never sent: a write lost on the way
+ * is 502 outcome_unknown). Every other answer, 5xx included, is the
+ * settled answer: a 502 outcome_unknown, a 502 upstream_error after the
+ * provider answered a write with an error, a 500 or 504 after which the
+ * plugin may still have written. Requests without a valid tenant key pass
+ * through untouched (the handler answers 401).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,7 +145,11 @@ void ah_idem_after(void *arg, ah_http_exchange *ex)
     size_t len = 0;
     const char *body = ah_ex_response_body(ex, &len);
     int rc;
-    if (status == 0 || status == 429 || status >= 500 || len > IDEM_RESPONSE_MAX ||
+    /* Released only when no write happened (see the top of the file). An
+     * answer too large to keep is released too: better a retry that
+     * writes again than a key that refuses for 24 hours (no write route
+     * answers a megabyte). */
+    if (status == 0 || status == 429 || status == 503 || len > IDEM_RESPONSE_MAX ||
         (body == NULL && len > 0))
         rc = core->store->ops->idem_release(core->store, tid, key);
     else

@@ -168,8 +168,17 @@ static ah_result http_perform(ah_call *call, const ah_http_request *req,
     const ah_core_call *cc = (const ah_core_call *)call;
     ah_ratelimit_take(core, call->conn, cc->gen != NULL ? cc->gen->desc : NULL);
     if (ah_httpc_perform(core->httpc, req, base, secrets, observe_outbound, &o, resp, err,
-                         sizeof err) != 0)
+                         sizeof err) != 0) {
+        /* A write that went out and was lost may have been carried out: it
+         * must not read as "unavailable", which callers may retry. */
+        bool unsafe = AH_HAS(req, flags) && (req->flags & AH_HTTP_NOT_IDEMPOTENT) != 0;
+        if (unsafe && resp->outcome == AH_OUTCOME_UNKNOWN)
+            return host_fail(call, AH_E_OUTCOME_UNKNOWN, 502,
+                             "%s; the provider may have carried it out (request %s): "
+                             "not sent again",
+                             err, call->correlation_id != NULL ? call->correlation_id : "-");
         return host_fail(call, AH_E_UNAVAILABLE, 503, "%s", err);
+    }
     return AH_OK;
 }
 
@@ -214,15 +223,35 @@ static ah_result http_oauth2(ah_call *call, const ah_http_request *req,
     return rc;
 }
 
+/* The size of the response the plugin handed us: what its request says
+ * (ABI 1.1 response_size), else the response as it was before `outcome`. */
+static size_t plugin_response_size(const ah_http_request *req)
+{
+    size_t v10 = offsetof(ah_http_response, outcome);
+    if (req == NULL || !AH_HAS(req, response_size) || req->response_size < v10)
+        return v10;
+    return req->response_size < sizeof(ah_http_response) ? req->response_size
+                                                         : sizeof(ah_http_response);
+}
+
 static ah_result host_http(ah_call *call, const ah_http_request *req, ah_http_response *resp)
 {
-    memset(resp, 0, sizeof(*resp));
-    resp->struct_size = sizeof(*resp);
+    /* Filled in full here, then copied out only as far as the plugin's
+     * struct reaches: a plugin built with an older SDK passes less. */
+    size_t rsz = plugin_response_size(req);
+    ah_http_response full;
+    memset(&full, 0, sizeof full);
+    full.struct_size = sizeof full;
+    ah_result rc;
     if (req == NULL || req->url == NULL || req->method == NULL)
-        return host_fail(call, AH_E_INTERNAL, 500, "http: method and url are required");
-    if (AH_HAS(req, oauth2) && req->oauth2 != NULL)
-        return http_oauth2(call, req, resp);
-    return http_perform(call, req, NULL, resp);
+        rc = host_fail(call, AH_E_INTERNAL, 500, "http: method and url are required");
+    else if (AH_HAS(req, oauth2) && req->oauth2 != NULL)
+        rc = http_oauth2(call, req, &full);
+    else
+        rc = http_perform(call, req, NULL, &full);
+    full.struct_size = (uint32_t)rsz;
+    memcpy(resp, &full, rsz);
+    return rc;
 }
 
 static void host_http_response_free(ah_http_response *resp)

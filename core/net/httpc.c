@@ -349,7 +349,9 @@ void ah_http_response_free(ah_http_response *resp)
     uint32_t sz = resp->struct_size;
     free(resp->body);
     free(resp->content_type);
-    memset(resp, 0, sizeof(*resp));
+    /* A plugin's response may be shorter than ours (an older SDK): clear
+     * only what it has. */
+    memset(resp, 0, sz != 0 && sz < sizeof(*resp) ? sz : sizeof(*resp));
     resp->struct_size = sz;
 }
 
@@ -445,8 +447,47 @@ typedef struct httpc_result {
     httpc_buf body;
     char *content_type;
     long retry_after_ms; /* -1: none */
+    ah_http_outcome outcome;
     char errbuf[CURL_ERROR_SIZE];
 } httpc_result;
+
+/* What a status says the provider did (see ah_http_outcome): a 2xx is done;
+ * 500, 502 and 504 may come after the provider acted; anything else (429,
+ * 503, a 4xx it explains, a redirect we do not follow) is refused work. */
+static ah_http_outcome outcome_of_status(long st)
+{
+    if (st >= 200 && st < 300)
+        return AH_OUTCOME_DONE;
+    if (st == 500 || st == 502 || st == 504)
+        return AH_OUTCOME_UNKNOWN;
+    return AH_OUTCOME_NOT_DONE;
+}
+
+/* A failed transfer: a status that arrived before the failure decides (a
+ * 2xx cut short is done); otherwise only failures before anything was sent
+ * are certain. `sent` is how many request bytes went out. */
+static ah_http_outcome outcome_of_failure(CURLcode rc, long status, curl_off_t sent)
+{
+    if (status > 0)
+        return outcome_of_status(status);
+    switch (rc) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_URL_MALFORMAT:
+    case CURLE_FAILED_INIT:
+        return AH_OUTCOME_NOT_DONE;
+    case CURLE_OPERATION_TIMEDOUT:
+        /* A connect timeout sent nothing; a timeout after the request went
+         * out leaves the provider working on it, or done. */
+        return sent <= 0 ? AH_OUTCOME_NOT_DONE : AH_OUTCOME_UNKNOWN;
+    default:
+        return AH_OUTCOME_UNKNOWN;
+    }
+}
 
 static void result_clear(httpc_result *r)
 {
@@ -495,6 +536,15 @@ static CURLcode setup(ah_httpc *c, CURL *h, const ah_http_request *req, const ch
     SETOPT(h, CURLOPT_WRITEDATA, &r->body);
     SETOPT(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->opts.max_response);
     SETOPT(h, CURLOPT_ERRORBUFFER, r->errbuf);
+    if (AH_HAS(req, flags) && (req->flags & AH_HTTP_NOT_IDEMPOTENT) != 0) {
+        /* libcurl re-sends a request on a fresh connection when a reused one
+         * turns out dead before any answer byte ("connection died, retrying
+         * a fresh connect"), and the provider may have carried out the
+         * first copy. A request that must not run twice therefore never
+         * rides a reused connection, and leaves none behind. */
+        SETOPT(h, CURLOPT_FRESH_CONNECT, 1L);
+        SETOPT(h, CURLOPT_FORBID_REUSE, 1L);
+    }
 
     const char *m = req->method && req->method[0] ? req->method : "GET";
     if (strcmp(m, "GET") == 0) {
@@ -520,13 +570,25 @@ static void attempt_once(ah_httpc *c, CURL *h, const ah_http_request *req, const
 {
     r->retry_after_ms = -1;
     r->body.max = max;
+    r->outcome = AH_OUTCOME_NOT_DONE;
     r->rc = setup(c, h, req, url, headers, timeout_ms, r);
     if (r->rc != CURLE_OK)
         return;
     r->rc = curl_easy_perform(h);
-    if (r->rc != CURLE_OK)
+    if (r->rc != CURLE_OK) {
+        /* The status line may have arrived before the transfer failed. */
+        long st = 0;
+        curl_off_t sent = 0;
+        if (curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &st) != CURLE_OK)
+            st = 0;
+        if (curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &sent) != CURLE_OK)
+            sent = 1; /* unknown: assume it went out */
+        r->status = st;
+        r->outcome = outcome_of_failure(r->rc, st, sent);
         return;
+    }
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
+    r->outcome = outcome_of_status(r->status);
     char *ct = NULL;
     if (curl_easy_getinfo(h, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct)
         r->content_type = strdup(ct);
@@ -596,6 +658,7 @@ int ah_httpc_perform(ah_httpc *c, const ah_http_request *req, const char *base_u
     int max_attempts = req->max_attempts > 0 ? req->max_attempts : c->opts.max_attempts;
     httpc_result last = {.rc = CURLE_OK};
     bool have_response = false;
+    ah_http_outcome last_outcome = AH_OUTCOME_NOT_DONE;
     char last_err[CURL_ERROR_SIZE] = "";
     /* A request that must not run twice is repeated only when the provider
      * certainly did not act on it. */
@@ -608,10 +671,17 @@ int ah_httpc_perform(ah_httpc *c, const ah_http_request *req, const char *base_u
         attempt_once(c, h, req, url, headers, timeout_ms, c->opts.max_response, &r);
         double dur = now_s() - t0;
 
-        bool got = r.rc == CURLE_OK;
+        /* A write answered 2xx and then cut short was carried out: its
+         * status (and what arrived of the body) is the answer, not an
+         * error that a caller would take for "not done". */
+        bool cut_done = r.rc != CURLE_OK && unsafe && r.outcome == AH_OUTCOME_DONE;
+        bool got = r.rc == CURLE_OK || cut_done;
+        if (!got)
+            r.status = 0;
         bool retry = attempt < max_attempts &&
-                     (unsafe ? (got ? r.status == 429 || r.status == 503
-                                    : r.rc == CURLE_COULDNT_CONNECT)
+                     (unsafe ? r.outcome == AH_OUTCOME_NOT_DONE &&
+                                   (got ? r.status == 429 || r.status == 503
+                                        : r.rc == CURLE_COULDNT_CONNECT)
                              : (got ? retryable_status(r.status) : retryable_curl(r.rc)));
         long delay = 0;
         if (retry) {
@@ -629,7 +699,9 @@ int ah_httpc_perform(ah_httpc *c, const ah_http_request *req, const char *base_u
         if (obs) {
             char *shown_resp = got ? redact_body(r.body.data, r.body.len, all) : NULL;
             const char *msg = NULL;
-            if (!got)
+            if (cut_done)
+                msg = r.errbuf[0] ? r.errbuf : curl_easy_strerror(r.rc);
+            else if (!got)
                 msg = r.body.too_large ? "response too large"
                                        : (r.errbuf[0] ? r.errbuf : curl_easy_strerror(r.rc));
             ah_httpc_attempt a = {
@@ -647,11 +719,18 @@ int ah_httpc_perform(ah_httpc *c, const ah_http_request *req, const char *base_u
             free(shown_resp);
         }
 
+        last_outcome = r.outcome;
         if (got) {
             result_clear(&last);
             last = r;
             have_response = true;
         } else {
+            /* For a write, an earlier answer (a 503, say) is not the last
+             * word: what happened to the last copy sent is. */
+            if (unsafe) {
+                result_clear(&last);
+                have_response = false;
+            }
             if (r.body.too_large || r.rc == CURLE_FILESIZE_EXCEEDED)
                 snprintf(last_err, sizeof(last_err), "response larger than %zu bytes",
                          c->opts.max_response);
@@ -666,6 +745,8 @@ int ah_httpc_perform(ah_httpc *c, const ah_http_request *req, const char *base_u
     }
     if (attempt > max_attempts)
         attempt = max_attempts;
+    if (AH_HAS(resp, outcome))
+        resp->outcome = last_outcome;
 
     if (have_response) {
         resp->status = last.status;

@@ -57,6 +57,13 @@ void ah_httpc_free(ah_httpc *c);
  * observer sees. Fills *resp (free with ah_http_response_free). Returns 0
  * when a response was received (any status), -1 when none could be had
  * (err says why, e.g. "connection refused after 4 attempts").
+ *
+ * resp->outcome (when resp->struct_size covers it) is the ah_http_outcome of
+ * the last attempt, either way. A request flagged AH_HTTP_NOT_IDEMPOTENT is
+ * retried only while its outcome is NOT_DONE (refused connection, 429,
+ * 503), goes on a fresh connection that is closed after it (libcurl would
+ * re-send it on a reused connection found dead), and a 2xx cut short is a
+ * response (0, DONE) with what arrived of the body.
  */
 int ah_httpc_perform(ah_httpc *c, const ah_http_request *req, const char *base_url,
                      const char *const *secrets, ah_httpc_observer obs, void *obs_arg,

@@ -48,6 +48,11 @@ typedef struct er_error {
     /** The host already described the failure with fail() (no response,
      *  no token): its message is more precise than ours, keep it. */
     bool host_failed;
+    /** What the request did at ERecruit, as the host tells it (an
+     *  ah_http_outcome; AH_OUTCOME_NONE from a host that has none). A
+     *  write's failure with DONE or UNKNOWN may have changed ERecruit:
+     *  read it back rather than send it again. */
+    int outcome;
 } er_error;
 
 /**

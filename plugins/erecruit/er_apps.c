@@ -81,6 +81,53 @@ static cJSON *minimal_app(const char *id)
     return o;
 }
 
+/* A stage move whose answer did not say what happened (lost, cut short,
+ * unreadable, a 5xx): the submission is read back, never moved again. In
+ * the stage: done, with the submission read. In another stage after an
+ * unknown outcome: not moved (safe to send again). Unreadable: unknown. */
+static ah_result reconcile_stage(ah_call *call, const char *app, const char *stage,
+                                 const er_error *sent, cJSON **reply)
+{
+    const ah_host_api *h = call->host;
+    h->log(call, AH_LOG_WARN,
+           "moving application %s to stage %s: ERecruit's answer did not say what happened; "
+           "reading the application back",
+           app, stage);
+    ah_buf path = {0};
+    er_path_id(&path, "submissions", app, NULL);
+    if (path.oom) {
+        ah_buf_free(&path);
+        return er_oom(call);
+    }
+    cJSON *cur = NULL;
+    er_error err;
+    ah_result rc = er_call(call, "GET", path.s, NULL, &cur, &err);
+    ah_buf_free(&path);
+    char now[ER_ID_MAX];
+    if (rc != AH_OK || !cJSON_IsObject(cur) || !er_map_id(cur, "stage_id", now)) {
+        cJSON_Delete(cur);
+        return h->fail(call, AH_E_OUTCOME_UNKNOWN, 502,
+                       "moving application %s to stage %s: ERecruit may have moved it and "
+                       "cannot be read back now; it was not sent again",
+                       app, stage);
+    }
+    if (strcmp(now, stage) == 0) {
+        rc = app_reply(call, cur, minimal_app(app), reply);
+        cJSON_Delete(cur);
+        return rc;
+    }
+    cJSON_Delete(cur);
+    if (sent->outcome == AH_OUTCOME_DONE) /* a 2xx says it moved: no proof it did not */
+        return h->fail(call, AH_E_OUTCOME_UNKNOWN, 502,
+                       "moving application %s to stage %s: ERecruit accepted the move but the "
+                       "application reads stage %s; it was not sent again",
+                       app, stage, now);
+    return h->fail(call, AH_E_UNAVAILABLE, 503,
+                   "moving application %s to stage %s: ERecruit did not move it (it is in "
+                   "stage %s); safe to send again",
+                   app, stage, now);
+}
+
 ah_result er_app_move_to_stage(ah_call *call, const cJSON *body, cJSON **reply)
 {
     char app[ER_ID_MAX], stage[ER_ID_MAX];
@@ -89,8 +136,11 @@ ah_result er_app_move_to_stage(ah_call *call, const cJSON *body, cJSON **reply)
         return AH_ERR;
     cJSON *resp = NULL;
     er_error err;
-    if (post_to_submission(call, app, "/stage", "stage_id", stage, &resp, &err) != AH_OK)
+    if (post_to_submission(call, app, "/stage", "stage_id", stage, &resp, &err) != AH_OK) {
+        if (err.outcome == AH_OUTCOME_UNKNOWN || err.outcome == AH_OUTCOME_DONE)
+            return reconcile_stage(call, app, stage, &err, reply);
         return er_fail(call, &err);
+    }
     cJSON *fb = minimal_app(app);
     if (fb != NULL && cJSON_AddStringToObject(fb, "stage_id", stage) == NULL) {
         cJSON_Delete(fb);

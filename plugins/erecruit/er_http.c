@@ -149,13 +149,16 @@ ah_result er_call(ah_call *call, const char *method, const char *path, const cJS
          * ERecruit certainly did not act on it. */
         .flags = strcmp(method, "GET") != 0 ? AH_HTTP_NOT_IDEMPOTENT : 0,
         .oauth2 = &p,
+        .response_size = sizeof(ah_http_response),
     };
     ah_http_response resp;
     memset(&resp, 0, sizeof resp);
     resp.struct_size = sizeof resp;
     ah_result rc;
+    bool write = strcmp(method, "GET") != 0;
     if (h->http(call, &req, &resp) != AH_OK) {
-        /* Described by the host: no token (auth_failed) or no answer. */
+        /* Described by the host: no token (auth_failed), no answer, or a
+         * write lost on the way (outcome_unknown). */
         set_err(err, AH_E_UNAVAILABLE, 503, 0, "no response from ERecruit (%s %s)", method,
                 path);
         err->host_failed = true;
@@ -163,6 +166,14 @@ ah_result er_call(ah_call *call, const char *method, const char *path, const cJS
     } else {
         rc = interpret(call, &resp, out, err);
     }
+    err->outcome = AH_HAS(&resp, outcome) ? resp.outcome : AH_OUTCOME_NONE;
+    /* A write answered 500, 502 or 504 may have been carried out: not the
+     * "unavailable" (503) that a product would retry. */
+    if (rc != AH_OK && write && !err->host_failed && err->outcome == AH_OUTCOME_UNKNOWN)
+        set_err(err, AH_E_OUTCOME_UNKNOWN, 502, resp.status,
+                "ERecruit answered HTTP %ld to %s %s and may have carried it out; it was not "
+                "sent again",
+                resp.status, method, path);
     h->http_response_free(&resp);
     free(json);
     return rc;

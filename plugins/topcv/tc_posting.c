@@ -300,6 +300,68 @@ static ah_result prepare(ah_call *call, const char *job_id, const cJSON *saved_o
     return AH_OK;
 }
 
+/* The TopCV job posted with reference `ref`: *found (transferred) or NULL
+ * when TopCV has none. AH_ERR (described) when TopCV cannot be asked: a
+ * read, so the host's retries apply. */
+static ah_result find_by_reference(ah_call *call, const char *ref, cJSON **found)
+{
+    *found = NULL;
+    ah_buf path = {0};
+    ah_buf_puts(&path, "/api/jobs?reference=");
+    ah_buf_url(&path, ref);
+    ah_result r = ah_buf_check(call, &path);
+    long status = 0;
+    cJSON *ans = NULL;
+    if (r == AH_OK)
+        r = tc_api(call, "GET", path.s, NULL, 0, &status, &ans);
+    ah_buf_free(&path);
+    const cJSON *jobs = cJSON_GetObjectItemCaseSensitive(ans, "jobs");
+    if (r == AH_OK && (status != 200 || !cJSON_IsArray(jobs)))
+        r = tc_api_error(call, "looking the posting up by its reference", status, ans);
+    if (r == AH_OK && cJSON_GetArraySize(jobs) > 0 && cJSON_IsObject(cJSON_GetArrayItem(jobs, 0)))
+        *found = cJSON_DetachItemFromArray(cJSON_GetObjectItemCaseSensitive(ans, "jobs"), 0);
+    cJSON_Delete(ans);
+    return r;
+}
+
+/* A publish whose answer did not tell what TopCV did (lost, cut short,
+ * unreadable, a 5xx): TopCV is asked for the job by the reference it was
+ * posted with, never sent the job again. Found: the posting is saved and
+ * the publish succeeds with TopCV's id. Not found: TopCV did not post it
+ * (safe to send once more). TopCV unreachable: the outcome stays unknown. */
+static ah_result reconcile_publish(ah_call *call, const char *jid, const char *ref,
+                                   ah_http_outcome oc, const cJSON *ov, cJSON **reply)
+{
+    const ah_host_api *h = call->host;
+    h->log(call, AH_LOG_WARN,
+           "posting job %s: TopCV's answer did not say what happened; looking it up by its "
+           "reference %s",
+           jid, ref);
+    cJSON *found = NULL;
+    if (find_by_reference(call, ref, &found) != AH_OK)
+        return h->fail(call, AH_E_OUTCOME_UNKNOWN, 502,
+                       "posting job %s: TopCV may have posted it (reference %s) and cannot be "
+                       "asked now; it was not sent again",
+                       jid, ref);
+    if (found == NULL) {
+        /* A 2xx says TopCV acted: not finding it then is no proof. */
+        if (oc == AH_OUTCOME_DONE)
+            return h->fail(call, AH_E_OUTCOME_UNKNOWN, 502,
+                           "posting job %s: TopCV accepted it but lists no job with reference "
+                           "%s yet; it was not sent again",
+                           jid, ref);
+        return h->fail(call, AH_E_UNAVAILABLE, 503,
+                       "posting job %s: TopCV did not receive it (no job with reference %s); "
+                       "safe to send again",
+                       jid, ref);
+    }
+    ah_result r = save_posting(call, found, NULL, jid, ov, false, reply);
+    if (r == AH_OK)
+        h->log(call, AH_LOG_INFO, "job %s found on TopCV by its reference %s", jid, ref);
+    cJSON_Delete(found);
+    return r;
+}
+
 ah_result tc_op_publish(ah_call *call, const cJSON *body, cJSON **reply)
 {
     const ah_host_api *h = call->host;
@@ -347,17 +409,32 @@ ah_result tc_op_publish(ah_call *call, const cJSON *body, cJSON **reply)
     cJSON_Delete(mine);
     if (r != AH_OK)
         goto done;
-    long status = 0;
-    cJSON *ans = NULL;
-    /* Not retried: a POST that reached TopCV but lost its answer would post twice. */
-    if (tc_api(call, "POST", "/api/jobs", form, 1, &status, &ans) != AH_OK) {
+    /* Each publish carries a reference of its own, so that a lost answer
+     * can be settled by asking TopCV rather than by posting again. */
+    int64_t seq = 0;
+    char ref[TC_REF_LEN];
+    if (h->sequence_next(call, "topcv.reference", &seq) != AH_OK) {
         r = AH_ERR;
         goto done;
     }
+    snprintf(ref, sizeof ref, "atshub-%lld-%.64s", (long long)seq, jid);
+    cJSON_DeleteItemFromObjectCaseSensitive(form, "reference");
+    cJSON_AddStringToObject(form, "reference", ref);
+    long status = 0;
+    cJSON *ans = NULL;
+    ah_http_outcome oc = AH_OUTCOME_NONE;
+    /* Not retried (and flagged not idempotent by tc_api): a POST that
+     * reached TopCV but lost its answer would post twice. */
+    ah_result sent = tc_api_outcome(call, "POST", "/api/jobs", form, 1, &status, &ans, &oc);
     const cJSON *tj = cJSON_GetObjectItemCaseSensitive(ans, "job");
-    if (status == 422 && cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(ans, "missing")))
+    bool answered = sent == AH_OK && (status == 200 || status == 201) && cJSON_IsObject(tj);
+    if (!answered && (oc == AH_OUTCOME_UNKNOWN || oc == AH_OUTCOME_DONE))
+        r = reconcile_publish(call, jid, ref, oc, ov, reply);
+    else if (sent != AH_OK)
+        r = AH_ERR; /* described by the host: TopCV did not get it */
+    else if (status == 422 && cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(ans, "missing")))
         r = fail_missing(call, cJSON_GetObjectItemCaseSensitive(ans, "missing"));
-    else if ((status != 200 && status != 201) || !cJSON_IsObject(tj))
+    else if (!answered)
         r = tc_api_error(call, "posting the job", status, ans);
     else
         r = save_posting(call, tj, NULL, jid, ov, false, reply);
@@ -408,8 +485,32 @@ ah_result tc_op_update(ah_call *call, const cJSON *body, cJSON **reply)
         ah_buf_puts(&path, "/api/jobs/");
         ah_buf_url(&path, tc_str(rec, "remote_id"));
         r = ah_buf_check(call, &path);
+        ah_http_outcome oc = AH_OUTCOME_NONE;
         if (r == AH_OK)
-            r = tc_api(call, "PUT", path.s, form, 0, &status, &ans);
+            r = tc_api_outcome(call, "PUT", path.s, form, 0, &status, &ans, &oc);
+        /* A 2xx whose body was lost: TopCV updated the job; read it back
+         * rather than report a failure the product would retry. */
+        if (r == AH_OK && oc == AH_OUTCOME_DONE &&
+            !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(ans, "job"))) {
+            cJSON_Delete(ans);
+            ans = NULL;
+            ah_buf_free(&path);
+            path = (ah_buf){0};
+            ah_buf_puts(&path, "/api/jobs/");
+            ah_buf_url(&path, tc_str(rec, "remote_id"));
+            r = ah_buf_check(call, &path);
+            if (r == AH_OK)
+                r = tc_api(call, "GET", path.s, NULL, 0, &status, &ans);
+            if (r != AH_OK)
+                r = call->host->fail(call, AH_E_OUTCOME_UNKNOWN, 502,
+                                     "updating the posting: TopCV accepted the update but its "
+                                     "answer was lost and the job cannot be read back now");
+        } else if (r == AH_OK && oc == AH_OUTCOME_UNKNOWN) {
+            r = call->host->fail(call, AH_E_OUTCOME_UNKNOWN, 502,
+                                 "updating the posting: TopCV answered HTTP %ld and may have "
+                                 "carried the update out; it was not sent again",
+                                 status);
+        }
         ah_buf_free(&path);
     }
     if (r == AH_OK) {

@@ -49,8 +49,10 @@ static const char *base_path(const char *base)
 
 ah_result tc_api_with(ah_call *call, const char *token, const char *secret, const char *method,
                       const char *path, const cJSON *body, int attempts, long *status,
-                      cJSON **out)
+                      cJSON **out, ah_http_outcome *outcome)
 {
+    if (outcome != NULL)
+        *outcome = AH_OUTCOME_NONE;
     const ah_host_api *h = call->host;
     if (out != NULL)
         *out = NULL;
@@ -64,14 +66,17 @@ ah_result tc_api_with(ah_call *call, const char *token, const char *secret, cons
     size_t bl = strlen(bp);
     while (bl > 0 && bp[bl - 1] == '/')
         bl--;
-    size_t n = strlen(ts) + strlen(method) + bl + strlen(path) + strlen(payload) + 4;
+    /* TopCV signs the path it receives without the query. */
+    size_t pl = strcspn(path, "?");
+    size_t n = strlen(ts) + strlen(method) + bl + pl + strlen(payload) + 4;
     char *signed_text = malloc(n);
     char mac[65];
     if (signed_text == NULL) {
         free(text);
         return h->fail(call, AH_E_INTERNAL, 500, "out of memory");
     }
-    snprintf(signed_text, n, "%s.%s.%.*s%s.%s", ts, method, (int)bl, bp, path, payload);
+    snprintf(signed_text, n, "%s.%s.%.*s%.*s.%s", ts, method, (int)bl, bp, (int)pl, path,
+             payload);
     ah_result r = h->hmac_sha256_hex(secret, strlen(secret), signed_text, strlen(signed_text), mac);
     free(signed_text);
     if (r != AH_OK) {
@@ -92,10 +97,17 @@ ah_result tc_api_with(ah_call *call, const char *token, const char *secret, cons
         .body_len = text != NULL ? strlen(text) : 0,
         .max_attempts = attempts,
         .bearer = token,
+        /* Every call but a read changes the employer's jobs: the host must
+         * never send one twice (no retry after a lost answer, no reused
+         * connection that libcurl would silently re-send on). */
+        .flags = strcmp(method, "GET") != 0 ? AH_HTTP_NOT_IDEMPOTENT : 0,
+        .response_size = sizeof(ah_http_response),
     };
-    ah_http_response resp;
+    ah_http_response resp = {.struct_size = sizeof resp};
     r = h->http(call, &req, &resp);
     free(text);
+    if (outcome != NULL)
+        *outcome = AH_HAS(&resp, outcome) ? (ah_http_outcome)resp.outcome : AH_OUTCOME_NONE;
     if (r == AH_OK) {
         *status = resp.status;
         if (out != NULL && resp.body != NULL && resp.body_len > 0)
@@ -108,13 +120,21 @@ ah_result tc_api_with(ah_call *call, const char *token, const char *secret, cons
 ah_result tc_api(ah_call *call, const char *method, const char *path, const cJSON *body,
                  int attempts, long *status, cJSON **out)
 {
+    return tc_api_outcome(call, method, path, body, attempts, status, out, NULL);
+}
+
+ah_result tc_api_outcome(ah_call *call, const char *method, const char *path, const cJSON *body,
+                         int attempts, long *status, cJSON **out, ah_http_outcome *outcome)
+{
+    if (outcome != NULL)
+        *outcome = AH_OUTCOME_NONE;
     if (!tc_configured(call))
         return call->host->fail(call, "not_configured", 409,
                                 "TopCV is not configured for this connection: save the Employer "
                                 "API Key and Secret Key with postings.configure");
     return tc_api_with(call, call->host->setting(call, "api_key"),
                        call->host->setting(call, "secret_key"), method, path, body, attempts,
-                       status, out);
+                       status, out, outcome);
 }
 
 ah_result tc_api_error(ah_call *call, const char *what, long status, const cJSON *answer)
@@ -127,6 +147,12 @@ ah_result tc_api_error(ah_call *call, const char *what, long status, const cJSON
     if (status == 404)
         return call->host->fail(call, AH_E_NOT_FOUND, 404, "%s: TopCV has no such job%s%s", what,
                                 msg ? ": " : "", msg ? msg : "");
+    /* TopCV refused the work (busy, rate-limited): nothing happened, and the
+     * product may send it again. */
+    if (status == 429 || status == 503)
+        return call->host->fail(call, AH_E_UNAVAILABLE, 503, "%s: TopCV is unavailable (HTTP %ld)%s%s",
+                                what, status, msg ? ": " : "", msg ? msg : "");
+
     return call->host->fail(call, AH_E_UPSTREAM, 502, "%s: TopCV answered HTTP %ld%s%s", what,
                             status, msg ? ": " : "", msg ? msg : "");
 }

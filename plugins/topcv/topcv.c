@@ -102,7 +102,8 @@ static ah_result op_configure(ah_call *call, const cJSON *body, cJSON **reply)
         return AH_ERR;
     long status = 0;
     cJSON *ans = NULL;
-    if (tc_api_with(call, key, secret, "GET", "/api/employer/me", NULL, 0, &status, &ans) != AH_OK)
+    if (tc_api_with(call, key, secret, "GET", "/api/employer/me", NULL, 0, &status, &ans, NULL) !=
+        AH_OK)
         return AH_ERR;
     if (status == 401 || status == 403) {
         const char *msg = tc_str(ans, "message");

@@ -29,6 +29,8 @@
 #define TC_NOTICE "notice"
 #define TC_PENDING "pending_candidate"
 #define TC_ID_LEN 64
+/* "atshub-<sequence>-<job id>": the reference sent with each publish. */
+#define TC_REF_LEN 96
 
 /* --- tc_util.c ------------------------------------------------------------ */
 
@@ -43,14 +45,20 @@ bool tc_configured(const ah_call *call);
 /** A signed TopCV API call with explicit credentials (configure checks a
  *  pair before saving it). `body` may be NULL. On AH_OK *status is the HTTP
  *  status and *out (may be NULL) the parsed JSON answer (NULL when not
- *  JSON); the caller frees it. attempts: 0 host default, 1 no retry. */
+ *  JSON); the caller frees it. attempts: 0 host default, 1 no retry.
+ *  *outcome (may be NULL) receives the host's outcome class either way. */
 ah_result tc_api_with(ah_call *call, const char *token, const char *secret, const char *method,
                       const char *path, const cJSON *body, int attempts, long *status,
-                      cJSON **out);
+                      cJSON **out, ah_http_outcome *outcome);
 /** tc_api_with with the connection's saved credentials; fails with
  *  `not_configured` (409) when there are none. */
 ah_result tc_api(ah_call *call, const char *method, const char *path, const cJSON *body,
                  int attempts, long *status, cJSON **out);
+/** tc_api that also tells what the call did at TopCV (outcome may be NULL):
+ *  the host's outcome class, AH_OUTCOME_NONE from a host that has none.
+ *  Every call but a GET is sent AH_HTTP_NOT_IDEMPOTENT. */
+ah_result tc_api_outcome(ah_call *call, const char *method, const char *path, const cJSON *body,
+                         int attempts, long *status, cJSON **out, ah_http_outcome *outcome);
 /** Fails the call with a clear error for an unexpected TopCV answer. */
 ah_result tc_api_error(ah_call *call, const char *what, long status, const cJSON *answer);
 

@@ -41,6 +41,10 @@ struct ah_sim {
     double p_429, p_5xx, p_drop, p_slow, p_truncate;
     unsigned long next_5xx;
     ah_sim_stats stats;
+    /* The armed after-the-act fault (ah_sim_fault_after). */
+    ah_sim_after after_kind;
+    int after_count;
+    char after_method[16], after_prefix[256];
 };
 
 /* Per-request upload state, kept in MHD's con_cls. */
@@ -257,6 +261,81 @@ static enum MHD_Result queue(struct MHD_Connection *conn, ah_sim_resp *r, size_t
     return ret;
 }
 
+/* Takes one use of the armed after-the-act fault when it matches. */
+static ah_sim_after take_after(ah_sim *s, const char *method, const char *path)
+{
+    ah_sim_after k = AH_SIM_AFTER_NONE;
+    pthread_mutex_lock(&s->mu);
+    if (s->after_kind != AH_SIM_AFTER_NONE && s->after_count > 0 &&
+        (strcmp(s->after_method, "*") == 0 || strcasecmp(s->after_method, method) == 0) &&
+        strncmp(path, s->after_prefix, strlen(s->after_prefix)) == 0) {
+        k = s->after_kind;
+        if (--s->after_count == 0)
+            s->after_kind = AH_SIM_AFTER_NONE;
+        s->stats.fafter++;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return k;
+}
+
+void ah_sim_fault_after(ah_sim *s, const char *method, const char *prefix, ah_sim_after kind,
+                        int count)
+{
+    pthread_mutex_lock(&s->mu);
+    s->after_kind = count > 0 ? kind : AH_SIM_AFTER_NONE;
+    s->after_count = count > 0 ? count : 0;
+    snprintf(s->after_method, sizeof s->after_method, "%s", method ? method : "*");
+    snprintf(s->after_prefix, sizeof s->after_prefix, "%s", prefix ? prefix : "/");
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* A body that MHD sends up to `cut` bytes of, announcing `len`. */
+typedef struct sim_cut {
+    char *body;
+    size_t len, cut;
+} sim_cut;
+
+static ssize_t cut_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    sim_cut *c = cls;
+    if (pos >= c->cut)
+        return MHD_CONTENT_READER_END_WITH_ERROR; /* MHD closes the connection */
+    size_t n = c->cut - (size_t)pos;
+    if (n > max)
+        n = max;
+    memcpy(buf, c->body + pos, n);
+    return (ssize_t)n;
+}
+
+static void cut_free(void *cls)
+{
+    sim_cut *c = cls;
+    free(c->body);
+    free(c);
+}
+
+/* Queues `r` announcing its whole length but sending only half the body. */
+static enum MHD_Result queue_cut(struct MHD_Connection *conn, ah_sim_resp *r, size_t len)
+{
+    sim_cut *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return MHD_NO;
+    c->body = r->body;
+    c->len = len;
+    c->cut = len / 2;
+    r->body = NULL;
+    struct MHD_Response *mr = MHD_create_response_from_callback(len, 1024, cut_reader, c, cut_free);
+    if (mr == NULL) {
+        cut_free(c);
+        return MHD_NO;
+    }
+    MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            r->content_type ? r->content_type : "application/json");
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)(r->status ? r->status : 200), mr);
+    MHD_destroy_response(mr);
+    return ret;
+}
+
 static enum MHD_Result simple(struct MHD_Connection *conn, int status, const char *json,
                               const char *hname, const char *hval)
 {
@@ -344,6 +423,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     ah_sim_resp resp = {.status = 200};
     rt->fn(rt->arg, &req, &resp);
     size_t len = resp.body ? strlen(resp.body) : 0;
+    ah_sim_after after = take_after(s, method, url);
+    if (after == AH_SIM_AFTER_DROP) {
+        resp_clear(&resp);
+        return MHD_NO; /* acted, then the socket closes without an answer */
+    }
+    if (after == AH_SIM_AFTER_TRUNCATE && len > 1) {
+        enum MHD_Result ret = queue_cut(conn, &resp, len);
+        resp_clear(&resp);
+        return ret;
+    }
     if (f == FAULT_TRUNC && len > 0) {
         len /= 2;
         pthread_mutex_lock(&s->mu);

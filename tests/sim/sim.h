@@ -75,11 +75,28 @@ void ah_sim_header_add(ah_sim_resp *resp, const char *name, const char *value);
 /** Counters (for tests): requests seen, faults injected by kind. */
 typedef struct ah_sim_stats {
     unsigned long requests, f429, f5xx, fdrop, fslow, ftrunc;
+    unsigned long fafter; /* armed after-the-act faults applied */
 } ah_sim_stats;
 void ah_sim_get_stats(ah_sim *s, ah_sim_stats *out);
 /** Changes fault probabilities at run time (thread-safe). */
 void ah_sim_set_faults(ah_sim *s, double p_429, double p_5xx, double p_drop,
                        double p_slow, double p_truncate);
+
+/** Faults that strike after the provider acted: the handler runs (the job
+ *  is posted, the stage moved), then the answer is lost. */
+typedef enum ah_sim_after {
+    AH_SIM_AFTER_NONE = 0,
+    /** The connection is closed without a byte of the answer. */
+    AH_SIM_AFTER_DROP = 1,
+    /** The status line and headers go out with the full Content-Length,
+     *  then half the body, then the connection closes. */
+    AH_SIM_AFTER_TRUNCATE = 2,
+} ah_sim_after;
+/** Arms `kind` for the next `count` requests whose method (exact, or "*")
+ *  and path prefix match; AH_SIM_AFTER_NONE or count 0 disarms. Only one
+ *  armed fault at a time; thread-safe; independent of the seeded faults. */
+void ah_sim_fault_after(ah_sim *s, const char *method, const char *prefix, ah_sim_after kind,
+                        int count);
 
 /** Decodes len bytes of an application/x-www-form-urlencoded value ('+'
  *  is a space, %XX a byte). malloc'd; NULL on ENOMEM. */

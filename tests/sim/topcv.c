@@ -180,7 +180,30 @@ static void h_jobs(void *arg, const ah_sim_req *req, ah_sim_resp *resp)
     cJSON *job = id != NULL ? find_job(t, id) : NULL;
     int status = 200;
     cJSON *out = NULL;
-    if (strcmp(req->method, "POST") == 0 && id == NULL) {
+    const cJSON *ref = cJSON_GetObjectItemCaseSensitive(form, "reference");
+    if (strcmp(req->method, "GET") == 0 && id == NULL) {
+        /* The employer's jobs, or those posted with one reference: how a
+         * client that lost an answer finds out whether its job was posted. */
+        const char *want = ah_sim_query(req, "reference");
+        cJSON *list = cJSON_CreateArray();
+        const cJSON *j;
+        cJSON_ArrayForEach(j, t->jobs) {
+            const cJSON *r = cJSON_GetObjectItemCaseSensitive(j, "reference");
+            if (want == NULL || (cJSON_IsString(r) && strcmp(r->valuestring, want) == 0))
+                cJSON_AddItemToArray(list, cJSON_Duplicate(j, 1));
+        }
+        t->stats.lookups++;
+        out = cJSON_CreateObject();
+        cJSON_AddItemToObject(out, "jobs", list);
+    } else if (strcmp(req->method, "POST") == 0 && id == NULL &&
+               ref != NULL && (!cJSON_IsString(ref) || ref->valuestring[0] == '\0' ||
+                               strlen(ref->valuestring) > 128)) {
+        status = 422;
+        t->stats.invalid++;
+        out = cJSON_CreateObject();
+        cJSON_AddStringToObject(out, "error", "validation_failed");
+        cJSON_AddStringToObject(out, "message", "reference must be a string of 1 to 128 bytes");
+    } else if (strcmp(req->method, "POST") == 0 && id == NULL) {
         out = form_errors(form, false);
         if (out != NULL) {
             status = 422;
@@ -188,6 +211,9 @@ static void h_jobs(void *arg, const ah_sim_req *req, ah_sim_resp *resp)
         } else {
             job = new_job(t, "pending");
             copy_form(job, form);
+            /* Kept as sent; TopCV does not refuse a reference seen before. */
+            if (ref != NULL)
+                cJSON_AddStringToObject(job, "reference", ref->valuestring);
             t->stats.jobs_posted++;
             status = 201;
         }

@@ -5,7 +5,10 @@
  * routes to an ah_sim:
  *
  *   GET  /api/employer/me     the employer the credentials belong to
- *   POST /api/jobs            post a job (state "pending" until approved)
+ *   POST /api/jobs            post a job (state "pending" until approved),
+ *                             with an optional "reference" kept on the job
+ *   GET  /api/jobs            the employer's jobs ({"jobs":[..]}); with
+ *                             ?reference=R only those posted with R
  *   GET  /api/jobs/{id}       one job
  *   PUT  /api/jobs/{id}       update a job's form
  *
@@ -84,6 +87,7 @@ cJSON *ah_topcv_sim_job(ah_topcv_sim *t, const char *job_id);
 typedef struct ah_topcv_sim_stats {
     unsigned long jobs_posted, jobs_updated, unauthorized, invalid;
     unsigned long deliveries, attempts, failed_attempts;
+    unsigned long lookups; /* GET /api/jobs (by reference) */
 } ah_topcv_sim_stats;
 void ah_topcv_sim_get_stats(ah_topcv_sim *t, ah_topcv_sim_stats *out);
 

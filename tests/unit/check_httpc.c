@@ -2,6 +2,7 @@
 /* The outbound HTTP client against simulators on 127.0.0.1. */
 #include <check.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -808,6 +809,199 @@ START_TEST(tls_always_verified)
 }
 END_TEST
 
+/* ---- outcome classes and writes that must run once ------------------------- */
+
+static ah_http_request post(const char *url)
+{
+    ah_http_request r = {.struct_size = sizeof(r), .method = "POST", .url = url,
+                         .body = "{}", .body_len = 2, .flags = AH_HTTP_NOT_IDEMPOTENT};
+    return r;
+}
+
+/* Statuses and failures land in their class: 2xx done; 429, 503 and 4xx not
+ * done; 500 unknown; nothing listening not done. */
+START_TEST(outcome_classes)
+{
+    static const struct {
+        int status;
+        ah_http_outcome want;
+    } cases[] = {{200, AH_OUTCOME_DONE},     {201, AH_OUTCOME_DONE},
+                 {204, AH_OUTCOME_DONE},     {400, AH_OUTCOME_NOT_DONE},
+                 {404, AH_OUTCOME_NOT_DONE}, {429, AH_OUTCOME_NOT_DONE},
+                 {503, AH_OUTCOME_NOT_DONE}, {500, AH_OUTCOME_UNKNOWN},
+                 {502, AH_OUTCOME_UNKNOWN},  {504, AH_OUTCOME_UNKNOWN}};
+    ah_httpc *c = client(1);
+    char err[256];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        route_state rs;
+        rs_init(&rs);
+        rs.fail_status = cases[i].status;
+        ah_sim *s = sim_with(NULL, "POST", "/w", h_status, &rs);
+        ah_http_request req = post("/w");
+        ah_http_response resp = {.struct_size = sizeof(resp)};
+        ck_assert_int_eq(ah_httpc_perform(c, &req, ah_sim_url(s), NULL, NULL, NULL, &resp, err,
+                                          sizeof(err)),
+                         0);
+        ck_assert_int_eq(resp.status, cases[i].status);
+        ck_assert_msg(resp.outcome == (int32_t)cases[i].want, "status %d: outcome %d",
+                      cases[i].status, (int)resp.outcome);
+        ah_http_response_free(&resp);
+        ah_sim_stop(s);
+    }
+    /* Nothing listens: nothing was sent. */
+    route_state rs;
+    rs_init(&rs);
+    ah_sim *s = sim_with(NULL, "POST", "/w", h_status, &rs);
+    char base[64];
+    snprintf(base, sizeof base, "%s", ah_sim_url(s));
+    ah_sim_stop(s);
+    ah_http_request req = post("/w");
+    ah_http_response resp = {.struct_size = sizeof(resp)};
+    ck_assert_int_eq(ah_httpc_perform(c, &req, base, NULL, NULL, NULL, &resp, err, sizeof(err)),
+                     -1);
+    ck_assert_int_eq(resp.outcome, AH_OUTCOME_NOT_DONE);
+    ah_http_response_free(&resp);
+    ah_httpc_free(c);
+}
+END_TEST
+
+/* The provider acts, then the answer is lost or cut: the write is sent once
+ * (no retry, even with attempts to spare), a lost answer is unknown and a
+ * 2xx cut short is done, delivered with what arrived of its body. */
+START_TEST(write_acted_then_lost)
+{
+    route_state rs;
+    rs_init(&rs);
+    ah_sim *s = sim_with(NULL, "POST", "/w", h_flaky, &rs);
+    ah_httpc *c = client(4);
+    char err[256];
+    ah_sim_fault_after(s, "POST", "/w", AH_SIM_AFTER_DROP, 1);
+    ah_http_request req = post("/w");
+    ah_http_response resp = {.struct_size = sizeof(resp)};
+    ck_assert_int_eq(ah_httpc_perform(c, &req, ah_sim_url(s), NULL, NULL, NULL, &resp, err,
+                                      sizeof(err)),
+                     -1);
+    ck_assert_int_eq(resp.outcome, AH_OUTCOME_UNKNOWN);
+    ck_assert_int_eq(resp.attempts, 1);
+    ck_assert_int_eq(rs_calls(&rs), 1);
+    ah_http_response_free(&resp);
+
+    ah_sim_fault_after(s, "POST", "/w", AH_SIM_AFTER_TRUNCATE, 1);
+    resp = (ah_http_response){.struct_size = sizeof(resp)};
+    ck_assert_int_eq(ah_httpc_perform(c, &req, ah_sim_url(s), NULL, NULL, NULL, &resp, err,
+                                      sizeof(err)),
+                     0);
+    ck_assert_int_eq(resp.status, 200);
+    ck_assert_int_eq(resp.outcome, AH_OUTCOME_DONE);
+    ck_assert_int_eq(resp.attempts, 1);
+    ck_assert_ptr_nonnull(resp.body);
+    ck_assert_ptr_null(cJSON_Parse(resp.body)); /* half a JSON object */
+    ck_assert_int_eq(rs_calls(&rs), 2);
+    ah_http_response_free(&resp);
+
+    /* The same loss on a read is retried, as before. */
+    ah_sim_fault_after(s, "POST", "/w", AH_SIM_AFTER_DROP, 1);
+    req.flags = 0;
+    resp = (ah_http_response){.struct_size = sizeof(resp)};
+    ck_assert_int_eq(ah_httpc_perform(c, &req, ah_sim_url(s), NULL, NULL, NULL, &resp, err,
+                                      sizeof(err)),
+                     0);
+    ck_assert_int_eq(resp.status, 200);
+    ck_assert_int_eq(rs_calls(&rs), 4);
+    ah_http_response_free(&resp);
+    ah_httpc_free(c);
+    ah_sim_stop(s);
+}
+END_TEST
+
+/* libcurl re-sends a request whose reused connection dies before any answer
+ * byte. A write that the provider carried out before the connection died
+ * must not reach it twice: it goes on a fresh connection. */
+START_TEST(write_never_resent_on_reused_connection)
+{
+    route_state rs;
+    rs_init(&rs);
+    ah_sim *s = ah_sim_new(NULL);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(ah_sim_route(s, "*", "/w", h_flaky, &rs), 0);
+    ck_assert_int_eq(ah_sim_start(s), 0);
+    ah_httpc *c = client(1); /* no retry of ours: only libcurl's could add one */
+    char err[256];
+    for (int flagged = 0; flagged < 2; flagged++) {
+        /* A read leaves a kept-alive connection in the client's pool. */
+        ah_http_request g = get("/w");
+        ah_http_response resp = {.struct_size = sizeof(resp)};
+        ck_assert_int_eq(ah_httpc_perform(c, &g, ah_sim_url(s), NULL, NULL, NULL, &resp, err,
+                                          sizeof(err)),
+                         0);
+        ah_http_response_free(&resp);
+        int before = rs_calls(&rs);
+        ah_sim_fault_after(s, "POST", "/w", AH_SIM_AFTER_DROP, 1);
+        ah_http_request req = post("/w");
+        req.flags = flagged ? AH_HTTP_NOT_IDEMPOTENT : 0;
+        resp = (ah_http_response){.struct_size = sizeof(resp)};
+        (void)ah_httpc_perform(c, &req, ah_sim_url(s), NULL, NULL, NULL, &resp, err, sizeof(err));
+        ah_http_response_free(&resp);
+        ah_sim_fault_after(s, "POST", "/w", AH_SIM_AFTER_NONE, 0);
+        if (flagged)
+            ck_assert_int_eq(rs_calls(&rs) - before, 1);
+        else /* what libcurl does on its own on a reused connection */
+            ck_assert_int_eq(rs_calls(&rs) - before, 2);
+    }
+    ah_httpc_free(c);
+    ah_sim_stop(s);
+}
+END_TEST
+
+/* A plugin built before `outcome` hands over a shorter response: freeing it
+ * clears what it has and nothing after. */
+START_TEST(response_free_keeps_to_struct_size)
+{
+    enum { OLD = offsetof(ah_http_response, outcome) };
+    union {
+        ah_http_response r;
+        unsigned char b[sizeof(ah_http_response) + 8];
+    } u;
+    memset(u.b, 0xA5, sizeof u.b);
+    memset(u.b, 0, OLD);
+    u.r.struct_size = OLD;
+    u.r.body = strdup("x");
+    ck_assert_ptr_nonnull(u.r.body);
+    ah_http_response_free(&u.r);
+    ck_assert_ptr_null(u.r.body);
+    ck_assert_uint_eq(u.r.struct_size, OLD);
+    for (size_t i = OLD; i < sizeof u.b; i++)
+        ck_assert_uint_eq(u.b[i], 0xA5);
+}
+END_TEST
+
+/* A write sent and then timed out may be running at the provider: its
+ * outcome is unknown and it is not sent again. */
+START_TEST(write_timeout_is_unknown)
+{
+    route_state rs;
+    rs_init(&rs);
+    rs.sleep_ms_first = 1000;
+    ah_sim_opts so = {.threads = 4};
+    ah_sim *s = sim_with(&so, "POST", "/slow", h_flaky, &rs);
+    ah_httpc *c = client(3);
+    char err[256];
+    ah_http_request req = post("/slow");
+    req.timeout_ms = 200;
+    ah_http_response resp = {.struct_size = sizeof(resp)};
+    ck_assert_int_eq(ah_httpc_perform(c, &req, ah_sim_url(s), NULL, NULL, NULL, &resp, err,
+                                      sizeof(err)),
+                     -1);
+    ck_assert_int_eq(resp.outcome, AH_OUTCOME_UNKNOWN);
+    ck_assert_int_eq(resp.attempts, 1);
+    ck_assert_ptr_nonnull(strstr(err, "timed out"));
+    ah_http_response_free(&resp);
+    ah_httpc_free(c);
+    ah_sim_stop(s);
+    ck_assert_int_eq(rs_calls(&rs), 1);
+}
+END_TEST
+
 static Suite *httpc_suite(void)
 {
     Suite *s = suite_create("httpc");
@@ -817,6 +1011,11 @@ static Suite *httpc_suite(void)
     tcase_add_test(tc, post_body_headers_base_url);
     tcase_add_test(tc, retry_503_then_success);
     tcase_add_test(tc, not_idempotent_retried_only_when_safe);
+    tcase_add_test(tc, outcome_classes);
+    tcase_add_test(tc, write_acted_then_lost);
+    tcase_add_test(tc, write_never_resent_on_reused_connection);
+    tcase_add_test(tc, response_free_keeps_to_struct_size);
+    tcase_add_test(tc, write_timeout_is_unknown);
     tcase_add_test(tc, retry_after_honoured);
     tcase_add_test(tc, retry_after_capped);
     tcase_add_test(tc, no_retry_on_404);

@@ -100,6 +100,11 @@ typedef enum ah_result {
 #define AH_E_TIMEOUT "timeout"                    /* HTTP 504 */
 #define AH_E_INTERNAL "internal_error"            /* HTTP 500 */
 #define AH_E_PLUGIN "plugin_error"                /* HTTP 500 */
+/** @since 1.1: a write was sent and the provider may or may not have carried
+ *  it out (see ah_http_outcome). The host answers it for a request flagged
+ *  AH_HTTP_NOT_IDEMPOTENT whose outcome is unknown; a plugin that reconciles
+ *  and still cannot tell uses it too. Never settled by sending again. */
+#define AH_E_OUTCOME_UNKNOWN "outcome_unknown"    /* HTTP 502 */
 
 /* ------------------------------------------------------------------------ */
 /* Opaque host objects                                                      */
@@ -539,6 +544,14 @@ typedef struct ah_http_request {
      *  secret and the token never appear in it). resp->status is that of
      *  the last answer, so a second 401 reaches the plugin. */
     const struct ah_oauth2_params *oauth2;
+
+    /* --- ABI 1.1: exactly once (outcome classes) ------------------------ */
+    /** @since 1.1 (appended). sizeof the ah_http_response the plugin hands
+     *  to host->http (set it to `sizeof resp`). The host writes no member
+     *  of the response beyond it, so a plugin built with an SDK whose
+     *  response is shorter is never overwritten; 0 (an older plugin): the
+     *  response as it was before `outcome`, which the host then leaves out. */
+    uint32_t response_size;
 } ah_http_request;
 
 enum {
@@ -546,7 +559,9 @@ enum {
      *  once the provider may have acted on it (creating a note, posting a
      *  job): the host retries it only when the provider certainly did not
      *  act — the connection was refused, or the answer was 429 or 503 —
-     *  and never after a timeout, a dropped connection or another 5xx. */
+     *  and never after a timeout, a dropped connection or another 5xx.
+     *  Since this SDK revision such a request also goes on a fresh
+     *  connection that is closed after it (see ah_http_outcome). */
     AH_HTTP_NOT_IDEMPOTENT = 1u << 0,
 };
 
@@ -559,7 +574,44 @@ typedef struct ah_http_response {
     size_t body_len;
     char *content_type; /**< may be NULL */
     int attempts;       /**< how many attempts were made */
+
+    /* --- @since 1.1 (appended): exactly once ---------------------------- */
+    /** What the last attempt did at the provider, an ah_http_outcome,
+     *  computed by the host, filled whether http() returned AH_OK or AH_ERR.
+     *  Written only when the request's response_size covers it; read it
+     *  with AH_HAS(&resp, outcome) (AH_OUTCOME_NONE from an older host). */
+    int32_t outcome;
 } ah_http_response;
+
+/**
+ * @since 1.1. The outcome class of an outbound request, as the host sees it.
+ * Plugins never work it out from statuses or error texts themselves:
+ *
+ *  - DONE: the provider answered 2xx, whatever the body (empty, truncated,
+ *    not JSON): it carried the request out. resp->body may be unusable.
+ *  - NOT_DONE: the provider certainly did not act: nothing was sent
+ *    (connection refused, host not found, TLS failure, connect timeout), or
+ *    it answered 429, 503, or another status that is no 2xx and no 500,
+ *    502 or 504 (a 4xx it explains, a redirect). Safe to send again.
+ *  - UNKNOWN: the request was sent and then came a timeout, a dropped
+ *    connection, an answer cut short or malformed before its status, or
+ *    500 / 502 / 504 (an error or a gateway after the provider may have
+ *    acted). Never settled by sending again: read the provider back, or
+ *    answer AH_E_OUTCOME_UNKNOWN.
+ *
+ * For a request flagged AH_HTTP_NOT_IDEMPOTENT the host never retries after
+ * UNKNOWN, sends it on a fresh connection of its own (so that libcurl never
+ * re-sends it on a reused connection found dead), returns AH_OK with the
+ * status and what arrived of the body after a 2xx cut short, and describes
+ * an AH_ERR with UNKNOWN as AH_E_OUTCOME_UNKNOWN (502; NOT_DONE stays
+ * AH_E_UNAVAILABLE, 503).
+ */
+typedef enum ah_http_outcome {
+    AH_OUTCOME_NONE = 0,     /**< not computed (older host, short response) */
+    AH_OUTCOME_DONE = 1,     /**< the provider acted */
+    AH_OUTCOME_NOT_DONE = 2, /**< the provider certainly did not act */
+    AH_OUTCOME_UNKNOWN = 3,  /**< sent; whether it acted cannot be told */
+} ah_http_outcome;
 
 /** OAuth2 token request, for the host's token cache. Strings borrowed. */
 typedef struct ah_oauth2_params {
@@ -619,7 +671,12 @@ struct ah_host_api {
      *  secrets redacted. Returns AH_OK when a response was received (any
      *  status: check resp->status); AH_ERR (with the failure described) when
      *  no response could be had. Fill `resp` and free it with
-     *  http_response_free either way. */
+     *  http_response_free either way. @since 1.1: resp->outcome tells
+     *  what the request did at the provider (see ah_http_outcome and
+     *  ah_http_request.response_size); a request flagged
+     *  AH_HTTP_NOT_IDEMPOTENT is never repeated once the provider may
+     *  have acted, and an AH_ERR for one whose outcome is unknown is
+     *  described as AH_E_OUTCOME_UNKNOWN. */
     ah_result (*http)(ah_call *call, const ah_http_request *req,
                       ah_http_response *resp);
     void (*http_response_free)(ah_http_response *resp);
