@@ -37,6 +37,9 @@ typedef struct fixture {
     char *gjob;
 } fixture;
 
+/* [core] tenant_workers for the next setup (0: the default). */
+static int tenant_workers;
+
 static ah_core *open_core(const char *dir)
 {
     const char *plugins = ah_t_env("AH_PLUGIN_DIR"), *fixtures = ah_t_env("AH_FIXTURE_DIR");
@@ -48,14 +51,14 @@ static ah_core *open_core(const char *dir)
      * hanging when the test releases them, however slow the machine. */
     ck_assert_int_ge(
         asprintf(&text,
-                 "[core]\nworkers = %d\nkey_file = host.key\nrequest_timeout_ms = 600000\n"
-                 "log_level = error\n"
+                 "[core]\nworkers = %d\ntenant_workers = %d\nkey_file = host.key\n"
+                 "request_timeout_ms = 600000\nlog_level = error\n"
                  "[http]\nlisten = 127.0.0.1:0\nthreads = 2\n"
                  "[store]\nurl = sqlite:atshub.db\n"
                  "[sync]\ninterval_s = 0\n"
                  "[plugins]\ntemplate = %s/template.so\nfakeats = %s/fakeats.so\n"
                  "tarpit = %s/tarpit.so\n",
-                 WORKERS, plugins, fixtures, fixtures),
+                 WORKERS, tenant_workers, plugins, fixtures, fixtures),
         0);
     ck_assert_int_eq(ah_t_write_file(path, text), 0);
     free(text);
@@ -113,6 +116,13 @@ static void setup(void)
     ck_assert_int_eq(F.core->store->ops->records_upsert(F.core->store, F.gx, &in, 1, NULL, NULL,
                                                         NULL, &F.gjob), 0);
     ck_assert_ptr_nonnull(F.gjob);
+}
+
+static void setup_share1(void)
+{
+    tenant_workers = 1;
+    setup();
+    tenant_workers = 0;
 }
 
 static void teardown(void)
@@ -310,6 +320,34 @@ START_TEST(test_stop_answers_hanging_calls)
 }
 END_TEST
 
+
+/* [core] tenant_workers sets the share: one worker for acme here. */
+START_TEST(test_configured_share)
+{
+    atomic_store(&answered, 0);
+    hanger hg[6];
+    pthread_t th[6];
+    for (int i = 0; i < 6; i++) {
+        hg[i] = (hanger){.i = i};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, hang_main, &hg[i]), 0);
+    }
+    WAIT_FOR(ah_httpd_inflight(F.core->httpd) >= 6, "6 requests in flight");
+    WAIT_FOR(tarpit_inflight() == 1, "the tarpit holding one worker");
+    char *out = NULL;
+    ck_assert_int_eq(http("POST", "/v1/bus/jobs.get", KEY_GLOBEX, "ats1", NULL,
+                          "{\"job_id\":\"G-1\"}", &out), 200);
+    free(out);
+    ck_assert_int_eq(tarpit_inflight(), 1);
+    ck_assert_int_eq(atomic_load(&answered), 0);
+    ck_assert_int_eq(ah_t_write_file(F.release, "go"), 0);
+    for (int i = 0; i < 6; i++) {
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+        ck_assert_int_eq(hg[i].status, 200);
+        free(hg[i].body);
+    }
+}
+END_TEST
+
 static Suite *fairness_suite(void)
 {
     Suite *s = suite_create("fairness");
@@ -319,6 +357,11 @@ static Suite *fairness_suite(void)
     tcase_add_test(tc, test_other_tenant_served_while_one_hangs);
     tcase_add_test(tc, test_stop_answers_hanging_calls);
     suite_add_tcase(s, tc);
+    TCase *tc1 = tcase_create("configured");
+    tcase_add_checked_fixture(tc1, setup_share1, teardown);
+    tcase_set_timeout(tc1, 240);
+    tcase_add_test(tc1, test_configured_share);
+    suite_add_tcase(s, tc1);
     return s;
 }
 
