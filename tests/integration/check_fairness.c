@@ -34,7 +34,7 @@ typedef struct fixture {
     ah_core *core;
     char base[64];
     int64_t acme, globex, gx;
-    char *gjob;
+    char *gjob, *gapp;
 } fixture;
 
 /* [core] tenant_workers for the next setup (0: the default). */
@@ -116,6 +116,11 @@ static void setup(void)
     ck_assert_int_eq(F.core->store->ops->records_upsert(F.core->store, F.gx, &in, 1, NULL, NULL,
                                                         NULL, &F.gjob), 0);
     ck_assert_ptr_nonnull(F.gjob);
+    ah_record_in app = {"application", "GA-1", "2024-03-01T00:00:00Z",
+                        "{\"provider_id\":\"GA-1\"}", "{\"name\":\"application GA-1\"}"};
+    ck_assert_int_eq(F.core->store->ops->records_upsert(F.core->store, F.gx, &app, 1, NULL, NULL,
+                                                        NULL, &F.gapp), 0);
+    ck_assert_ptr_nonnull(F.gapp);
 }
 
 static void setup_share1(void)
@@ -134,6 +139,7 @@ static void teardown(void)
     free(F.dir);
     free(F.release);
     free(F.gjob);
+    free(F.gapp);
     unsetenv("AH_TARPIT_RELEASE");
 }
 
@@ -267,6 +273,12 @@ START_TEST(test_other_tenant_served_while_one_hangs)
     snprintf(path, sizeof path, "/v1/jobs/%s/enhanced", F.gjob);
     ck_assert_int_eq(http("GET", path, KEY_GLOBEX, NULL, NULL, NULL, &out), 200);
     ck_assert_ptr_nonnull(strstr(out, "jobs.get_enhanced"));
+    free(out);
+    snprintf(path, sizeof path, "/v1/applications/%s/stage", F.gapp);
+    ck_assert_int_eq(http("POST", path, KEY_GLOBEX, NULL, "k-stage", "{\"stage_id\":\"s2\"}",
+                          &out), 200);
+    ck_assert_ptr_nonnull(strstr(out, "\"topic\":\"applications.move_to_stage\""));
+    ck_assert_ptr_nonnull(strstr(out, "\"application_id\":\"GA-1\""));
     free(out);
     char *first = NULL, *again = NULL;
     ck_assert_int_eq(http("POST", "/v1/bus/jobs.get", KEY_GLOBEX, "ats1", "k-1",
