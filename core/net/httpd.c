@@ -1269,6 +1269,30 @@ static void pending_unref_locked(ah_ex_pending *p)
     free(p);
 }
 
+/* Takes p off the server's list (answered, or its connection ended).
+ * Caller holds pending_mu. */
+static void pending_unlink_locked(ah_httpd *h, ah_ex_pending *p)
+{
+    if (p->prev != NULL)
+        p->prev->next = p->next;
+    else
+        h->pending = p->next;
+    if (p->next != NULL)
+        p->next->prev = p->prev;
+    p->prev = p->next = NULL;
+    p->h = NULL;
+}
+
+/* One suspended request less; wakes pending_close at the last. */
+static void pending_gone(ah_httpd *h)
+{
+    if (atomic_fetch_sub(&h->npending, 1) == 1) {
+        pthread_mutex_lock(&h->drain_mu);
+        pthread_cond_broadcast(&h->drain_cv);
+        pthread_mutex_unlock(&h->drain_mu);
+    }
+}
+
 /* Decides p's answer unless it is decided. Returns true when the caller
  * must resume the connection (it is suspended and this decided it).
  * body is transferred. Caller holds pending_mu. */
@@ -1393,13 +1417,7 @@ static void pending_answer(ah_httpd *h, ah_http_exchange *ex)
     int status = p->status;
     cJSON *body = p->body;
     p->body = NULL;
-    if (p->prev != NULL)
-        p->prev->next = p->next;
-    else
-        h->pending = p->next;
-    if (p->next != NULL)
-        p->next->prev = p->prev;
-    p->h = NULL;
+    pending_unlink_locked(h, p);
     pending_unref_locked(p);
     pthread_mutex_unlock(&pending_mu);
     ex->resuming = true;
@@ -1407,11 +1425,7 @@ static void pending_answer(ah_httpd *h, ah_http_exchange *ex)
         ex->status = 0; /* not queued: on_access answers 500 or closes */
     ex->resuming = false;
     ex->pending = NULL;
-    if (atomic_fetch_sub(&h->npending, 1) == 1) {
-        pthread_mutex_lock(&h->drain_mu);
-        pthread_cond_broadcast(&h->drain_cv);
-        pthread_mutex_unlock(&h->drain_mu);
-    }
+    pending_gone(h);
     finish_route(h, ex, true);
 }
 
@@ -1653,6 +1667,24 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (ex == NULL)
         return;
     *con_cls = NULL;
+    if (ex->pending != NULL) {
+        /* Ended while suspended (not a path MHD takes with a suspended
+         * connection, which it never closes; kept so that a completion can
+         * never resume a freed connection): the answer is dropped. */
+        ah_ex_pending *p = ex->pending;
+        ex->pending = NULL;
+        pthread_mutex_lock(&pending_mu);
+        p->resolved = true;
+        pending_unlink_locked(h, p);
+        pending_unref_locked(p);
+        pthread_mutex_unlock(&pending_mu);
+        pending_gone(h);
+        if (ex->route != NULL) {
+            ex->nparams = 0;
+            route_release(h, ex->route);
+            ex->route = NULL;
+        }
+    }
     if (ex->status != 0 && h->on_done != NULL)
         h->on_done(h->on_done_arg, ex);
     ah_conntrack_idle(ex->ce); /* kept alive, or about to close */
