@@ -540,6 +540,14 @@ static void *bus_worker(void *arg)
             continue;
         }
         bus_lane *l = runq_take(b);
+        /* Work left on the run queue needs a worker of its own: a group
+         * that a finishing worker put back under its share woke nobody, and
+         * an idle worker must not sleep through it while every busy one
+         * may be stuck on a slow provider. */
+        if (b->runq_head != NULL && b->idle > b->wakeups) {
+            b->wakeups++;
+            pthread_cond_signal(&b->work_cv);
+        }
 
         bus_msg *first = l->head, *last = first;
         unsigned long n = 1;
