@@ -42,6 +42,8 @@ typedef struct fx {
     /* tenant shares: handlers of "tarpit" running per tenant, and the most */
     int running[4];
     int most[4];
+    int order[32]; /* tenants of "order" requests, as handled */
+    int norder;
 
     /* async completions */
     long replies;
@@ -157,6 +159,12 @@ static void handler(void *arg, const ah_msg *m, ah_reply *r)
         pthread_cond_broadcast(&f->cv);
         wait_flag(f, &f->gate_open);
         f->running[t]--;
+        pthread_mutex_unlock(&f->mu);
+        r->ok = true;
+    } else if (strcmp(m->topic, "order") == 0) {
+        pthread_mutex_lock(&f->mu);
+        if (f->norder < 32)
+            f->order[f->norder++] = (int)m->tenant;
         pthread_mutex_unlock(&f->mu);
         r->ok = true;
     } else if (strcmp(m->topic, "slow") == 0) {
@@ -741,6 +749,42 @@ START_TEST(test_tenant_share_two_workers)
 }
 END_TEST
 
+
+/* Runnable tenants take turns: a tenant that queued many lanes first does
+ * not make a later tenant wait for all of them. */
+START_TEST(test_tenants_take_turns)
+{
+    fx f;
+    fx_init(&f);
+    ah_bus *b = bus_make(&f, 1, 0, handler);
+    /* The one worker is busy while both tenants queue. */
+    ck_assert_int_eq(ah_bus_request_async_tenant(b, 3, 50, NULL, "gate", NULL, count_reply, &f),
+                     0);
+    pthread_mutex_lock(&f.mu);
+    ck_assert(wait_flag(&f, &f.blocked_started));
+    pthread_mutex_unlock(&f.mu);
+    for (uint64_t lane = 1; lane <= 6; lane++)
+        ck_assert_int_eq(ah_bus_request_async_tenant(b, 1, lane, NULL, "order", NULL,
+                                                     count_reply, &f), 0);
+    ck_assert_int_eq(ah_bus_request_async_tenant(b, 2, 20, NULL, "order", NULL, count_reply, &f),
+                     0);
+    pthread_mutex_lock(&f.mu);
+    f.gate_open = true;
+    pthread_cond_broadcast(&f.cv);
+    pthread_mutex_unlock(&f.mu);
+    ah_bus_drain(b);
+    ck_assert_int_eq(f.norder, 7);
+    int at = -1;
+    for (int i = 0; i < f.norder; i++)
+        if (f.order[i] == 2)
+            at = i;
+    ck_assert_int_le(at, 1); /* after at most one of tenant 1's */
+    ck_assert_int_ge(at, 0);
+    ah_bus_free(b);
+    fx_destroy(&f);
+}
+END_TEST
+
 static Suite *bus_suite(void)
 {
     Suite *s = suite_create("bus");
@@ -763,6 +807,7 @@ static Suite *bus_suite(void)
     tcase_add_test(tc, test_tenant_share_default);
     tcase_add_test(tc, test_tenant_share_configured);
     tcase_add_test(tc, test_tenant_share_two_workers);
+    tcase_add_test(tc, test_tenants_take_turns);
     suite_add_tcase(s, tc);
     return s;
 }
