@@ -247,7 +247,7 @@ static int cmd_plugin_ops(cli *c)
         return 1;
     if (c->openapi) {
         char *text = ah_core_openapi_bus(core, c->ops_of);
-        ah_core_close(core);
+        ah_daemon_close(core);
         if (text == NULL)
             return fail(c, "not_found", "no plugin named '%s' is loaded",
                         c->ops_of != NULL ? c->ops_of : "");
@@ -256,7 +256,7 @@ static int cmd_plugin_ops(cli *c)
         return 0;
     }
     cJSON *o = ah_core_plugin_ops_json(core, c->ops_of);
-    ah_core_close(core);
+    ah_daemon_close(core);
     if (o == NULL)
         return fail(c, "not_found", "no plugin named '%s' is loaded", c->ops_of);
     if (c->json) {
