@@ -21,6 +21,7 @@
 #include "core.h"
 #include "metrics.h"
 #include "ops.h"
+#include "rest.h"
 
 #define AH_ADMIN_TOKEN_MAX 256
 
@@ -328,18 +329,10 @@ static void h_connection(void *arg, ah_http_exchange *ex)
             ah_ex_error(ex, 404, "unknown_topic", "no such topic '%s'", topic);
             return;
         }
-        ah_reply r;
-        memset(&r, 0, sizeof r);
-        ah_core_request(ctx->core, tenant, name, topic, cJSON_Duplicate(body, 1), &r);
+        /* The request waits for the plugin suspended, holding no thread of
+         * the admin listener. */
+        ah_rest_forward(ctx->core, ex, tenant, name, topic, cJSON_Duplicate(body, 1), 0);
         cJSON_Delete(empty);
-        if (r.ok) {
-            answer_data(ex, 200, r.body);
-            r.body = NULL;
-        } else {
-            ah_ex_error(ex, r.http_status ? r.http_status : ah_http_status_for_code(r.code), r.code,
-                        "%s", r.message != NULL ? r.message : r.code);
-        }
-        ah_reply_free(&r);
         return;
     }
     ah_ops_err e;

@@ -100,27 +100,13 @@ static void respond_data(api_req *rq, cJSON *data)
 }
 
 /* Sends one bus request to the tenant's connection `conn` and answers with
- * its reply, or its error mapped to HTTP. `body` transferred (NULL: out of
- * memory while building it). */
+ * its reply, or its error mapped to HTTP, from the bus worker that gets it
+ * (the request waits suspended, holding no server thread). `body`
+ * transferred (NULL: out of memory while building it). The last thing a
+ * handler does: rq->ex is not the handler's afterwards. */
 static void api_send(api_req *rq, const char *conn, const char *topic, cJSON *body)
 {
-    if (body == NULL) {
-        api_oom(rq);
-        return;
-    }
-    ah_reply r;
-    memset(&r, 0, sizeof r);
-    ah_core_request(rq->core, rq->tenant, conn, topic, body, &r);
-    if (r.ok) {
-        cJSON *data = r.body != NULL ? r.body : cJSON_CreateObject();
-        r.body = NULL;
-        respond_data(rq, data);
-    } else {
-        int status = r.http_status ? r.http_status : ah_http_status_for_code(r.code);
-        ah_ex_error(rq->ex, status, r.code[0] ? r.code : AH_E_INTERNAL, "%s",
-                    r.message != NULL ? r.message : r.code);
-    }
-    ah_reply_free(&r);
+    ah_rest_forward(rq->core, rq->ex, rq->tenant, conn, topic, body, 0);
 }
 
 static bool is_integral(double d)

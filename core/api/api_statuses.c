@@ -67,36 +67,11 @@ static cJSON *object_body(ah_http_exchange *ex)
 }
 
 /* Sends the request and answers with its reply: {"data": reply} unless the
- * reply already carries "data". */
+ * reply already carries "data"; the request waits suspended meanwhile. */
 static void forward(ah_core *core, ah_http_exchange *ex, const char *tenant, const char *conn,
                     const char *topic, cJSON *body)
 {
-    ah_reply r;
-    memset(&r, 0, sizeof r);
-    ah_core_request(core, tenant, conn, topic, body, &r);
-    if (!r.ok) {
-        int status = r.http_status ? r.http_status : ah_http_status_for_code(r.code);
-        ah_ex_error(ex, status, r.code[0] ? r.code : AH_E_INTERNAL, "%s",
-                    r.message ? r.message : r.code);
-        ah_reply_free(&r);
-        return;
-    }
-    cJSON *out = r.body;
-    r.body = NULL;
-    if (out == NULL || cJSON_GetObjectItemCaseSensitive(out, "data") == NULL) {
-        cJSON *wrap = cJSON_CreateObject();
-        if (wrap == NULL || !cJSON_AddItemToObject(wrap, "data",
-                                                   out != NULL ? out : cJSON_CreateObject())) {
-            cJSON_Delete(wrap);
-            cJSON_Delete(out);
-            ah_ex_error(ex, 500, AH_E_INTERNAL, "out of memory");
-            ah_reply_free(&r);
-            return;
-        }
-        out = wrap;
-    }
-    ah_ex_respond_json(ex, 200, out);
-    ah_reply_free(&r);
+    ah_rest_forward(core, ex, tenant, conn, topic, body, AH_REST_KEEP_DATA);
 }
 
 /* PUT /v1/statuses */

@@ -109,6 +109,77 @@ static void rest_log(void *arg, ah_http_exchange *ex)
     ah_ex_respond_json(ex, 200, o);
 }
 
+/* An HTTP request waiting for its bus reply (ah_rest_forward). */
+typedef struct rest_fwd {
+    ah_ex_pending *pending;
+    unsigned flags;
+} rest_fwd;
+
+/* The bus reply's answer: 200 {"data": reply body} (the body as it is when
+ * AH_REST_KEEP_DATA and it has "data"), or the error with its status. On a
+ * bus worker, or in the handler when the bus refused. */
+static void rest_fwd_done(void *arg, ah_reply *r)
+{
+    rest_fwd *f = arg;
+    if (!r->ok) {
+        int status = r->http_status ? r->http_status : ah_http_status_for_code(r->code);
+        (void)ah_ex_resume_error(f->pending, status, r->code[0] ? r->code : AH_E_INTERNAL, "%s",
+                                 r->message != NULL ? r->message : r->code);
+    } else {
+        cJSON *data = r->body != NULL ? r->body : cJSON_CreateObject();
+        r->body = NULL;
+        cJSON *o = NULL;
+        if (data != NULL && (f->flags & AH_REST_KEEP_DATA) &&
+            cJSON_GetObjectItemCaseSensitive(data, "data") != NULL) {
+            o = data;
+        } else {
+            o = cJSON_CreateObject();
+            if (o == NULL || data == NULL || !cJSON_AddItemToObject(o, "data", data)) {
+                cJSON_Delete(o);
+                cJSON_Delete(data);
+                o = NULL;
+            }
+        }
+        if (o == NULL)
+            (void)ah_ex_resume_error(f->pending, 500, AH_E_INTERNAL, "out of memory");
+        else
+            (void)ah_ex_resume_json(f->pending, 200, o);
+    }
+    ah_reply_free(r);
+    free(f);
+}
+
+void ah_rest_forward(ah_core *core, ah_http_exchange *ex, const char *tenant,
+                     const char *connection, const char *topic, cJSON *body, unsigned flags)
+{
+    if (body == NULL) {
+        ah_ex_error(ex, 500, AH_E_INTERNAL, "out of memory");
+        return;
+    }
+    /* The answer a synchronous request gave when the bus did not reply in
+     * time: the same code and words. */
+    int timeout_ms = core->cfg.request_timeout_ms > 0 ? core->cfg.request_timeout_ms : 30000;
+    char msg[256];
+    snprintf(msg, sizeof msg, "no reply to %s within %d ms", topic, timeout_ms);
+    rest_fwd *f = calloc(1, sizeof *f);
+    if (f == NULL) {
+        cJSON_Delete(body);
+        ah_ex_error(ex, 500, AH_E_INTERNAL, "out of memory");
+        return;
+    }
+    f->flags = flags;
+    f->pending = ah_ex_suspend(ex, timeout_ms, msg);
+    if (f->pending == NULL) {
+        free(f);
+        cJSON_Delete(body);
+        ah_ex_error(ex, 500, AH_E_INTERNAL, "out of memory");
+        return;
+    }
+    /* From here ex is the completion's: rest_fwd_done answers, also when
+     * the request is refused at once. */
+    (void)ah_core_request_async(core, tenant, connection, topic, body, rest_fwd_done, f);
+}
+
 /* POST /v1/bus/{topic}: one bus request to the connection named by the
  * X-Connection header, body as the request body. */
 static void rest_bus(void *arg, ah_http_exchange *ex)
@@ -142,19 +213,9 @@ static void rest_bus(void *arg, ah_http_exchange *ex)
         }
         body = cJSON_Duplicate(j, 1);
     }
-    ah_reply r;
-    memset(&r, 0, sizeof r);
-    ah_core_request(core, tenant, cname, topic, body, &r);
-    if (r.ok) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddItemToObject(o, "data", r.body);
-        r.body = NULL;
-        ah_ex_respond_json(ex, 200, o);
-    } else {
-        int status = r.http_status ? r.http_status : ah_http_status_for_code(r.code);
-        ah_ex_error(ex, status, r.code, "%s", r.message ? r.message : r.code);
-    }
-    ah_reply_free(&r);
+    /* The plugin may take long: the request waits suspended, not on this
+     * thread. */
+    ah_rest_forward(core, ex, tenant, cname, topic, body, 0);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -10,6 +10,20 @@
  *  constant time). Returns the tenant id and copies its name, or answers
  *  401 itself and returns -1. */
 int64_t ah_rest_tenant(ah_core *core, ah_http_exchange *ex, char *name, size_t len);
+/** ah_rest_forward: answer with the reply body itself when it already has
+ *  a "data" member (else it is wrapped like the rest). */
+#define AH_REST_KEEP_DATA (1u << 0)
+/** Sends one bus request to the tenant's connection without holding the
+ *  server thread: suspends ex (ah_ex_suspend) and answers it from the bus
+ *  worker that gets the reply: 200 {"data": reply body}, or the reply's
+ *  error ({"error":{"code","message"}} with its status; 404 not_found for
+ *  an unknown connection; 504 timeout past [core] request_timeout_ms). Call
+ *  it last in a handler (ex is no longer the handler's afterwards); the
+ *  idempotency hooks see the final answer. body transferred (NULL: answers
+ *  500 out of memory); tenant, connection and topic are copied as needed
+ *  before it returns. */
+void ah_rest_forward(ah_core *core, ah_http_exchange *ex, const char *tenant,
+                     const char *connection, const char *topic, cJSON *body, unsigned flags);
 /** Registers /v1 routes and the plugins' inbound routes. */
 int ah_rest_register(ah_core *core);
 /** Frees the plugin route bindings (after the server stopped). */

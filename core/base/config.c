@@ -29,6 +29,7 @@ static const char *const section_names[SEC_N] = {"core", "http", "store",
 
 enum key {
     K_WORKERS,
+    K_TENANT_WORKERS,
     K_REQUEST_TIMEOUT,
     K_KEY_FILE,
     K_LOG_LEVEL,
@@ -69,6 +70,7 @@ typedef struct key_def {
 
 static const key_def keys[K_N] = {
     [K_WORKERS] = {SEC_CORE, "workers", 1, 64},
+    [K_TENANT_WORKERS] = {SEC_CORE, "tenant_workers", 0, 64},
     [K_REQUEST_TIMEOUT] = {SEC_CORE, "request_timeout_ms", 100, 600000},
     [K_KEY_FILE] = {SEC_CORE, "key_file", 1, 0},
     [K_LOG_LEVEL] = {SEC_CORE, "log_level", 1, 0},
@@ -512,6 +514,11 @@ static int set_value(parse_state *st, enum key k, const char *value)
         if (!set_int(st, k, value, &v))
             return 0;
         cfg->workers = (int)v;
+        return 1;
+    case K_TENANT_WORKERS:
+        if (!set_int(st, k, value, &v))
+            return 0;
+        cfg->tenant_workers = (int)v;
         return 1;
     case K_REQUEST_TIMEOUT:
         if (!set_int(st, k, value, &v))

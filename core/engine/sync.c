@@ -393,7 +393,8 @@ static int request_page(run_ctx *x, const cursor *cur, ah_reply *r)
             return AH_SYNC_FAILED;
         }
         memset(r, 0, sizeof *r);
-        if (ah_bus_request(core->bus, (uint64_t)x->conn->id, NULL, x->type->topic, body, 0, r) == 0)
+        if (ah_bus_request_tenant(core->bus, (uint64_t)x->conn->tenant_id, (uint64_t)x->conn->id,
+                                  NULL, x->type->topic, body, 0, r) == 0)
             return 0;
         bool again = retryable(r->code) && attempt < AH_SYNC_PAGE_ATTEMPTS;
         if (!again) {

@@ -216,9 +216,26 @@ int ah_core_request(ah_core *core, const char *tenant, const char *connection,
                        tenant, connection);
         return -1;
     }
-    uint64_t lane = (uint64_t)c->id;
+    uint64_t lane = (uint64_t)c->id, t = (uint64_t)c->tenant_id;
     ah_conn_release(c);
-    return ah_bus_request(core->bus, lane, NULL, topic, body, 0, reply);
+    return ah_bus_request_tenant(core->bus, t, lane, NULL, topic, body, 0, reply);
+}
+
+int ah_core_request_async(ah_core *core, const char *tenant, const char *connection,
+                          const char *topic, cJSON *body, ah_reply_cb cb, void *cb_arg)
+{
+    ah_conn *c = ah_conn_find(core, tenant, connection);
+    if (c == NULL) {
+        cJSON_Delete(body);
+        ah_reply r;
+        ah_reply_error(&r, AH_E_NOT_FOUND, 404, "tenant '%s' has no connection '%s'", tenant,
+                       connection);
+        cb(cb_arg, &r);
+        return -1;
+    }
+    uint64_t lane = (uint64_t)c->id, t = (uint64_t)c->tenant_id;
+    ah_conn_release(c);
+    return ah_bus_request_async_tenant(core->bus, t, lane, NULL, topic, body, cb, cb_arg);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -294,6 +311,7 @@ ah_core *ah_core_open(ah_config *cfg, const ah_core_opts *opts, char *err, size_
             .handler = core_dispatch,
             .handler_arg = core,
             .default_timeout_ms = core->cfg.request_timeout_ms,
+            .tenant_share = core->cfg.tenant_workers,
         };
         core->bus = ah_bus_new(&bo);
         if (core->bus == NULL || ah_events_init(core) != 0) {

@@ -129,6 +129,12 @@ void ah_core_close(ah_core *core);
  *  transferred. Always fills *reply; 0 when reply->ok. */
 int ah_core_request(ah_core *core, const char *tenant, const char *connection,
                     const char *topic, cJSON *body, ah_reply *reply);
+/** The same without waiting: cb runs once with the reply (it owns it), on a
+ *  bus worker, or on the caller's thread when the connection is unknown or
+ *  the bus refuses. The request is the tenant's for the bus's fair share.
+ *  0 when queued. */
+int ah_core_request_async(ah_core *core, const char *tenant, const char *connection,
+                          const char *topic, cJSON *body, ah_reply_cb cb, void *cb_arg);
 
 /* --- plugin calls (core.c) --------------------------------------------- */
 /** Makes sure c has a context opened by gen (call_lock held by caller).

@@ -140,7 +140,8 @@ int ah_core_publish_batch(ah_core *core, int64_t tenant_id, const char *const *t
      * stored. */
     for (size_t i = 0; rc == 0 && core->bus != NULL && i < n; i++)
         for (size_t k = 0; k < subs[i].n; k++)
-            ah_bus_publish(core->bus, (uint64_t)subs[i].ids[k], DELIVERY_TOPIC, NULL);
+            ah_bus_publish_tenant(core->bus, (uint64_t)tenant_id, (uint64_t)subs[i].ids[k],
+                                  DELIVERY_TOPIC, NULL);
     for (size_t i = 0; texts != NULL && i < n; i++)
         free(texts[i]);
     for (size_t i = 0; subs != NULL && i < n; i++)
@@ -276,6 +277,13 @@ void ah_events_tick(ah_core *core)
     ah_now_iso(now);
     if (core->store->ops->delivery_due(core->store, now, ids, 256, &n) != 0)
         return;
-    for (size_t i = 0; i < n; i++)
-        ah_bus_publish(core->bus, (uint64_t)ids[i], DELIVERY_TOPIC, NULL);
+    for (size_t i = 0; i < n; i++) {
+        /* The connection's tenant, for the bus's fair share (a connection
+         * removed since is kicked untagged: its delivery finds nothing). */
+        ah_conn *c = ah_conn_by_id(core, ids[i]);
+        uint64_t tenant = c != NULL ? (uint64_t)c->tenant_id : AH_BUS_NO_TENANT;
+        if (c != NULL)
+            ah_conn_release(c);
+        ah_bus_publish_tenant(core->bus, tenant, (uint64_t)ids[i], DELIVERY_TOPIC, NULL);
+    }
 }

@@ -127,6 +127,12 @@ struct ah_httpd {
     /* The acceptor also reaps; a quiesce asks it to close the listener and
      * waits until it did (quiesce_done, under drain_mu). */
     bool quiesce_done;
+    /* Suspended requests (ah_ex_suspend): the list, under pending_mu, and
+     * its length, readable without it. closing (under pending_mu) makes
+     * every new suspension answer 503 shutting_down at once. */
+    ah_ex_pending *pending;
+    atomic_long npending;
+    bool closing;
 };
 
 struct ah_http_exchange {
@@ -156,12 +162,43 @@ struct ah_http_exchange {
     bool capture;    /* keep a copy of the answered body (ah_ex_capture_response) */
     char *resp_body; /* that copy */
     size_t resp_len;
+    ah_route *route;        /* the route running or suspended (released at the answer) */
+    ah_ex_pending *pending; /* set by ah_ex_suspend until the answer is queued */
+    bool in_handler;        /* the handler is running: ah_ex_suspend is allowed */
+    bool resuming;          /* answering a suspended request: queueing is allowed */
     char ip[INET6_ADDRSTRLEN];
     char method[24];
     /* Sized from the raw URI, which the unescaped path never exceeds; twice,
      * so that pbuf can hold every captured segment NUL-terminated. */
     char path[];
 };
+
+/* A suspended request (ah_ex_suspend). Shared by the server and the
+ * completion, each holding one reference; all fields are guarded by
+ * pending_mu. Exactly one party calls MHD_resume_connection, and only once
+ * MHD_suspend_connection was called: the MHD thread when the answer was
+ * decided before it suspended (resolved seen after setting suspended),
+ * otherwise whoever decides it (the completion, the timeout, the shutdown).
+ * The connection cannot go away while suspended, and ah_httpd_free waits
+ * for the list to empty before it stops MHD, so conn stays valid until the
+ * resume. */
+struct ah_ex_pending {
+    ah_ex_pending *prev, *next; /* the server's list, until answered */
+    ah_httpd *h;                /* NULL once off the list */
+    struct MHD_Connection *conn;
+    int refs;
+    bool suspended; /* MHD_suspend_connection was called */
+    bool resolved;  /* the answer is decided (status, body) */
+    int status;
+    cJSON *body;
+    bool has_deadline;
+    struct timespec deadline; /* CLOCK_MONOTONIC */
+    char *timeout_msg;
+};
+
+/* One lock for every pending request of every server: a completion may
+ * outlive the server its request came from (answered 503 at shutdown). */
+static pthread_mutex_t pending_mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* --- small helpers ------------------------------------------------------ */
 
@@ -309,6 +346,13 @@ cJSON *ah_json_parse_limited(const char *text, size_t len)
 static int ex_queue(ah_http_exchange *ex, int status, const char *ctype, void *buf, size_t len,
                     enum MHD_ResponseMemoryMode mode, bool close)
 {
+    if (ex->pending != NULL && !ex->resuming) {
+        /* Suspended: only the completion's answer may go out. */
+        assert(!"ah_httpd: answered a suspended request directly");
+        if (mode == MHD_RESPMEM_MUST_FREE)
+            free(buf);
+        return -1;
+    }
     if (ex->status != 0) {
         assert(!"ah_httpd: responded twice");
         if (mode == MHD_RESPMEM_MUST_FREE)
@@ -364,8 +408,8 @@ static int ex_json(ah_http_exchange *ex, int status, cJSON *body, bool close)
     return ex_queue(ex, status, "application/json", s, strlen(s), MHD_RESPMEM_MUST_FREE, close);
 }
 
-static int ex_verror(ah_http_exchange *ex, int status, bool close, const char *code,
-                     const char *fmt, va_list ap)
+/* {"error":{"code","message"}} with the message formatted; NULL on OOM. */
+static cJSON *error_vjson(const char *code, const char *fmt, va_list ap)
 {
     char msg[512];
     if (fmt != NULL)
@@ -377,8 +421,28 @@ static int ex_verror(ah_http_exchange *ex, int status, bool close, const char *c
     if (e == NULL || cJSON_AddStringToObject(e, "code", code) == NULL ||
         cJSON_AddStringToObject(e, "message", msg) == NULL) {
         cJSON_Delete(root);
-        return -1;
+        return NULL;
     }
+    return root;
+}
+
+static cJSON *error_json(const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static cJSON *error_json(const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    cJSON *j = error_vjson(code, fmt, ap);
+    va_end(ap);
+    return j;
+}
+
+static int ex_verror(ah_http_exchange *ex, int status, bool close, const char *code,
+                     const char *fmt, va_list ap)
+{
+    cJSON *root = error_vjson(code, fmt, ap);
+    if (root == NULL)
+        return -1;
     return ex_json(ex, status, root, close);
 }
 
@@ -1176,6 +1240,262 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
     return MHD_YES;
 }
 
+/* The route's part of a request is over: the after hook (when the handler
+ * ran) sees the queued answer, then the route's reference goes. */
+static void finish_route(ah_httpd *h, ah_http_exchange *ex, bool ran)
+{
+    ah_route *r = ex->route;
+    if (ran && h->after != NULL)
+        h->after(h->hooks_arg, ex);
+    /* The names point into the route, which may go once released. */
+    ex->nparams = 0;
+    ex->route = NULL;
+    if (r != NULL)
+        route_release(h, r);
+}
+
+/* --- suspended requests ------------------------------------------------- */
+
+static void pending_unref_locked(ah_ex_pending *p)
+{
+    if (--p->refs > 0)
+        return;
+    cJSON_Delete(p->body);
+    free(p->timeout_msg);
+    free(p);
+}
+
+/* Takes p off the server's list (answered, or its connection ended).
+ * Caller holds pending_mu. */
+static void pending_unlink_locked(ah_httpd *h, ah_ex_pending *p)
+{
+    if (p->prev != NULL)
+        p->prev->next = p->next;
+    else
+        h->pending = p->next;
+    if (p->next != NULL)
+        p->next->prev = p->prev;
+    p->prev = p->next = NULL;
+    p->h = NULL;
+}
+
+/* One suspended request less; wakes pending_close at the last. */
+static void pending_gone(ah_httpd *h)
+{
+    if (atomic_fetch_sub(&h->npending, 1) == 1) {
+        pthread_mutex_lock(&h->drain_mu);
+        pthread_cond_broadcast(&h->drain_cv);
+        pthread_mutex_unlock(&h->drain_mu);
+    }
+}
+
+/* Decides p's answer unless it is decided. Returns true when the caller
+ * must resume the connection (it is suspended and this decided it).
+ * body is transferred. Caller holds pending_mu. */
+static bool pending_resolve_locked(ah_ex_pending *p, int status, cJSON *body)
+{
+    if (p->resolved) {
+        cJSON_Delete(body);
+        return false;
+    }
+    p->resolved = true;
+    p->status = status;
+    p->body = body;
+    return p->suspended;
+}
+
+ah_ex_pending *ah_ex_suspend(ah_http_exchange *ex, long timeout_ms, const char *timeout_msg)
+{
+    if (ex == NULL || !ex->in_handler || ex->pending != NULL || ex->status != 0)
+        return NULL;
+    ah_ex_pending *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return NULL;
+    if (timeout_ms > 0) {
+        p->timeout_msg = strdup(timeout_msg != NULL ? timeout_msg : "no answer in time");
+        if (p->timeout_msg == NULL || clock_gettime(CLOCK_MONOTONIC, &p->deadline) != 0) {
+            free(p->timeout_msg);
+            free(p);
+            return NULL;
+        }
+        p->has_deadline = true;
+        p->deadline.tv_sec += timeout_ms / 1000;
+        p->deadline.tv_nsec += (timeout_ms % 1000) * 1000000L;
+        if (p->deadline.tv_nsec >= 1000000000L) {
+            p->deadline.tv_sec++;
+            p->deadline.tv_nsec -= 1000000000L;
+        }
+    }
+    ah_httpd *h = ex->h;
+    p->h = h;
+    p->conn = ex->conn;
+    p->refs = 2;
+    pthread_mutex_lock(&pending_mu);
+    p->next = h->pending;
+    if (h->pending != NULL)
+        h->pending->prev = p;
+    h->pending = p;
+    atomic_fetch_add(&h->npending, 1);
+    pthread_mutex_unlock(&pending_mu);
+    ex->pending = p;
+    return p;
+}
+
+/* The completion's side: decides the answer (unless a timeout or the
+ * shutdown did) and lets go of p. */
+static int pending_complete(ah_ex_pending *p, int status, cJSON *body)
+{
+    pthread_mutex_lock(&pending_mu);
+    bool first = !p->resolved;
+    bool resume = pending_resolve_locked(p, status, body);
+    struct MHD_Connection *conn = p->conn;
+    pending_unref_locked(p);
+    pthread_mutex_unlock(&pending_mu);
+    /* Outside the lock: MHD takes its own. conn is still suspended, so
+     * neither it nor its daemon can be gone (see struct ah_ex_pending). */
+    if (resume)
+        MHD_resume_connection(conn);
+    return first ? 0 : -1;
+}
+
+int ah_ex_resume_json(ah_ex_pending *p, int status, cJSON *body)
+{
+    if (p == NULL) {
+        cJSON_Delete(body);
+        return -1;
+    }
+    return pending_complete(p, status, body);
+}
+
+int ah_ex_resume_error(ah_ex_pending *p, int status, const char *code, const char *fmt, ...)
+{
+    if (p == NULL)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    /* Out of memory (NULL): the status goes out alone. */
+    cJSON *j = error_vjson(code != NULL ? code : "internal_error", fmt, ap);
+    va_end(ap);
+    return pending_complete(p, status, j);
+}
+
+/* The MHD thread's side, after the handler suspended: suspends the
+ * connection unless the answer is already decided, in which case it is
+ * answered now. Returns true when the request was answered. */
+static bool pending_park(ah_httpd *h, ah_http_exchange *ex)
+{
+    ah_ex_pending *p = ex->pending;
+    pthread_mutex_lock(&pending_mu);
+    if (h->closing)
+        (void)pending_resolve_locked(p, 503, error_json("shutting_down",
+                                                        "the server is shutting down"));
+    bool now = p->resolved;
+    pthread_mutex_unlock(&pending_mu);
+    if (now)
+        return false;
+    MHD_suspend_connection(ex->conn);
+    pthread_mutex_lock(&pending_mu);
+    p->suspended = true;
+    bool resume = p->resolved; /* decided in between: nobody else resumes */
+    pthread_mutex_unlock(&pending_mu);
+    if (resume)
+        MHD_resume_connection(ex->conn);
+    return true;
+}
+
+/* Queues the decided answer of a suspended request (on its MHD thread,
+ * after the resume or when it was decided before the suspend), then ends
+ * the route's part. */
+static void pending_answer(ah_httpd *h, ah_http_exchange *ex)
+{
+    ah_ex_pending *p = ex->pending;
+    pthread_mutex_lock(&pending_mu);
+    int status = p->status;
+    cJSON *body = p->body;
+    p->body = NULL;
+    pending_unlink_locked(h, p);
+    pending_unref_locked(p);
+    pthread_mutex_unlock(&pending_mu);
+    ex->resuming = true;
+    if (ex_json(ex, status, body, false) != 0)
+        ex->status = 0; /* not queued: on_access answers 500 or closes */
+    ex->resuming = false;
+    ex->pending = NULL;
+    pending_gone(h);
+    finish_route(h, ex, true);
+}
+
+/* Answers 504 the suspended requests past their deadline (acceptor
+ * thread); lowers *wait_ms to the next deadline. */
+static void pending_expire(ah_httpd *h, long *wait_ms)
+{
+    struct timespec now;
+    if (clock_gettime(CLOCK_MONOTONIC, &now) != 0)
+        return;
+    for (;;) {
+        struct MHD_Connection *resume[64];
+        size_t n = 0;
+        bool more = false;
+        pthread_mutex_lock(&pending_mu);
+        for (ah_ex_pending *p = h->pending; p != NULL; p = p->next) {
+            if (p->resolved || !p->has_deadline)
+                continue;
+            long left = (long)(p->deadline.tv_sec - now.tv_sec) * 1000L +
+                        (p->deadline.tv_nsec - now.tv_nsec) / 1000000L;
+            if (left > 0) {
+                if (*wait_ms < 0 || left < *wait_ms)
+                    *wait_ms = left;
+                continue;
+            }
+            if (n == sizeof resume / sizeof resume[0]) {
+                more = true;
+                break;
+            }
+            if (pending_resolve_locked(p, 504, error_json("timeout", "%s", p->timeout_msg)))
+                resume[n++] = p->conn;
+        }
+        pthread_mutex_unlock(&pending_mu);
+        for (size_t i = 0; i < n; i++)
+            MHD_resume_connection(resume[i]);
+        if (!more)
+            return;
+    }
+}
+
+/* Before MHD stops (it must never see a suspended connection): answers
+ * every undecided request 503 shutting_down, resumes the suspended ones and
+ * waits until each has been answered on its MHD thread. */
+static void pending_close(ah_httpd *h)
+{
+    for (;;) {
+        struct MHD_Connection *resume[64];
+        size_t n = 0;
+        bool more = false;
+        pthread_mutex_lock(&pending_mu);
+        h->closing = true;
+        for (ah_ex_pending *p = h->pending; p != NULL; p = p->next) {
+            if (p->resolved)
+                continue;
+            if (n == sizeof resume / sizeof resume[0]) {
+                more = true;
+                break;
+            }
+            if (pending_resolve_locked(p, 503, error_json("shutting_down",
+                                                          "the server is shutting down")))
+                resume[n++] = p->conn;
+        }
+        pthread_mutex_unlock(&pending_mu);
+        for (size_t i = 0; i < n; i++)
+            MHD_resume_connection(resume[i]);
+        if (!more)
+            break;
+    }
+    pthread_mutex_lock(&h->drain_mu);
+    while (atomic_load(&h->npending) > 0)
+        pthread_cond_wait(&h->drain_cv, &h->drain_mu);
+    pthread_mutex_unlock(&h->drain_mu);
+}
+
 static void finish_request(ah_httpd *h, ah_http_exchange *ex)
 {
     if (ex->too_large) {
@@ -1199,14 +1519,18 @@ static void finish_request(ah_httpd *h, ah_http_exchange *ex)
     ex->subpath = (r->flags & AH_HTTPD_PREFIX) ? ex->path + r->pathlen : "";
     if (r->nseg > 0)
         capture_params(ex, r, &ps);
-    if (h->before == NULL || !h->before(h->hooks_arg, ex)) {
-        r->fn(r->arg, ex);
-        if (h->after != NULL)
-            h->after(h->hooks_arg, ex);
+    ex->route = r;
+    if (h->before != NULL && h->before(h->hooks_arg, ex)) {
+        finish_route(h, ex, false);
+        return;
     }
-    /* The names point into the route, which may go once released. */
-    ex->nparams = 0;
-    route_release(h, r);
+    ex->in_handler = true;
+    r->fn(r->arg, ex);
+    ex->in_handler = false;
+    if (ex->pending == NULL)
+        finish_route(h, ex, true);
+    /* else suspended: finish_route runs once the completion's answer is
+     * queued, so that the after hook sees the final answer. */
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
@@ -1268,6 +1592,15 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         return MHD_YES;
     }
 
+    if (ex->pending != NULL) {
+        /* Resumed (or decided before the suspend): the completion's answer. */
+        pending_answer(h, ex);
+        if (ex->status == 0 &&
+            ah_ex_error(ex, 500, "internal_error", "the answer could not be queued") != 0)
+            return MHD_NO;
+        return MHD_YES;
+    }
+
     if (ex->status != 0) {
         /* Answered early; whatever MHD still hands us is dropped. */
         *upload_data_size = 0;
@@ -1311,6 +1644,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     /* Read whole: the handler may take its time. */
     ah_conntrack_busy(ex->ce);
     finish_request(h, ex);
+    if (ex->pending != NULL) {
+        if (pending_park(h, ex))
+            return MHD_YES; /* suspended: MHD calls again after the resume */
+        pending_answer(h, ex);
+    }
     if (ex->status == 0 &&
         ah_ex_error(ex, 500, "internal_error", "the handler did not respond") != 0)
         return MHD_NO; /* cannot answer: close rather than hang */
@@ -1325,6 +1663,24 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (ex == NULL)
         return;
     *con_cls = NULL;
+    if (ex->pending != NULL) {
+        /* Ended while suspended (not a path MHD takes with a suspended
+         * connection, which it never closes; kept so that a completion can
+         * never resume a freed connection): the answer is dropped. */
+        ah_ex_pending *p = ex->pending;
+        ex->pending = NULL;
+        pthread_mutex_lock(&pending_mu);
+        p->resolved = true;
+        pending_unlink_locked(h, p);
+        pending_unref_locked(p);
+        pthread_mutex_unlock(&pending_mu);
+        pending_gone(h);
+        if (ex->route != NULL) {
+            ex->nparams = 0;
+            route_release(h, ex->route);
+            ex->route = NULL;
+        }
+    }
     if (ex->status != 0 && h->on_done != NULL)
         h->on_done(h->on_done_arg, ex);
     ah_conntrack_idle(ex->ce); /* kept alive, or about to close */
@@ -1519,6 +1875,8 @@ static void *acceptor_main(void *arg)
         if (listening && n > 0 && (p[1].revents & POLLIN) && !accept_ready(h))
             listening = false; /* the listener broke: serve what is open */
         (void)ah_conntrack_reap(h->ct, &wait_ms);
+        if (atomic_load(&h->npending) > 0)
+            pending_expire(h, &wait_ms);
     }
     return NULL;
 }
@@ -1613,7 +1971,7 @@ int ah_httpd_start(ah_httpd *h, char *err, size_t errlen)
     /* MHD never listens: the acceptor hands it each connection
      * (MHD_add_connection from another thread needs MHD_USE_ITC). */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
-                     MHD_USE_NO_LISTEN_SOCKET;
+                     MHD_USE_NO_LISTEN_SOCKET | MHD_ALLOW_SUSPEND_RESUME;
     if (v6)
         flags |= MHD_USE_IPv6;
     if (h->tls_cert != NULL)
@@ -1710,8 +2068,10 @@ void ah_httpd_free(ah_httpd *h)
     if (h == NULL)
         return;
     acceptor_stop(h);
-    if (h->daemon != NULL)
+    if (h->daemon != NULL) {
+        pending_close(h);
         MHD_stop_daemon(h->daemon);
+    }
     if (h->listen_fd >= 0)
         close(h->listen_fd);
     for (int i = 0; i < 2; i++)

@@ -6,7 +6,9 @@
  * bodies over the limit with 413 before reading them, refuses requests whose
  * Content-Length and Transfer-Encoding conflict (400), and dispatches by
  * method and path through a route table that the core and plugins register
- * into. Handlers run on the server's threads and answer synchronously.
+ * into. Handlers run on the server's threads and answer before they return,
+ * or suspend the request (ah_ex_suspend) so that another thread answers it
+ * later without holding a server thread meanwhile.
  * Every error is {"error":{"code":"...","message":"..."}}.
  */
 #ifndef AH_HTTPD_H
@@ -21,6 +23,8 @@
 typedef struct ah_httpd ah_httpd;
 /* One request/response; the SDK names it too (opaque there). */
 typedef struct ah_http_exchange ah_http_exchange;
+/* A suspended request, answered later from any thread (ah_ex_suspend). */
+typedef struct ah_ex_pending ah_ex_pending;
 
 /** Handles one request; must answer with one of the ah_ex_respond* calls. */
 typedef void (*ah_http_handler)(void *arg, ah_http_exchange *ex);
@@ -121,14 +125,17 @@ uint16_t ah_httpd_port(const ah_httpd *h);
  *  ah_httpd_wait_idle and ah_httpd_free. 0, or -1 when the server is not
  *  running. */
 int ah_httpd_quiesce(ah_httpd *h);
-/** Requests whose request line was read and whose answer is not yet sent. */
+/** Requests whose request line was read and whose answer is not yet sent
+ *  (suspended ones included). */
 long ah_httpd_inflight(const ah_httpd *h);
 /** Waits until no request is in flight and every accepted connection has
  *  begun its first request (or closed), or timeout_ms passes; true when
  *  idle. A kept-alive connection with nothing sent counts as idle. */
 bool ah_httpd_wait_idle(ah_httpd *h, long timeout_ms);
-/** Stops accepting, lets running handler calls return, closes the
- *  connections and frees. NULL is allowed. */
+/** Stops accepting, lets running handler calls return, answers every
+ *  suspended request whose answer is not decided 503 shutting_down (their
+ *  later ah_ex_resume_* calls return -1), closes the connections and frees.
+ *  NULL is allowed. */
 void ah_httpd_free(ah_httpd *h);
 
 /* --- the exchange, for handlers -------------------------------------- */
@@ -181,6 +188,41 @@ int ah_ex_error(ah_http_exchange *ex, int status, const char *code,
 /** Adds a response header (before responding). */
 int ah_ex_add_header(ah_http_exchange *ex, const char *name, const char *value);
 
+/* Suspending: a handler that would wait (a plugin call on the bus) hands
+ * the request to whoever will answer it and returns at once, so that the
+ * server thread serves other requests meanwhile.
+ *
+ *   ah_ex_pending *p = ah_ex_suspend(ex, timeout_ms, "no reply to x within ...");
+ *   if (p == NULL) { answer now (out of memory); return; }
+ *   start the work, whose completion (any thread) calls once
+ *   ah_ex_resume_json(p, 200, body) or ah_ex_resume_error(p, ...); return.
+ *
+ * A suspended request counts as in flight (ah_httpd_inflight,
+ * ah_httpd_wait_idle) until its answer is sent, and keeps its route's
+ * reference (ah_httpd_unroute_arg waits for it). The after hook
+ * (ah_httpd_set_hooks) runs once the completion's answer is queued, on a
+ * server thread, so it sees the final answer. */
+/** Suspends the request being handled; only from its handler (not from a
+ *  hook), before it answered. After it, the handler and everyone else must
+ *  not answer or touch ex: the completion answers through the returned
+ *  handle, exactly once, and everything it needs from the request (body,
+ *  headers, params) must be copied before the handler returns. With
+ *  timeout_ms > 0 a request not answered within it (checked about every
+ *  second) is answered 504 {"error":{"code":"timeout","message":
+ *  timeout_msg}} (copied). NULL when out of memory or misused (ex still
+ *  unanswered, answer it yourself). */
+ah_ex_pending *ah_ex_suspend(ah_http_exchange *ex, long timeout_ms, const char *timeout_msg);
+/** Answers a suspended request with `body` serialised as application/json
+ *  (transferred, also on error; NULL: no body), from any thread, and
+ *  consumes p (which must not be used again). 0, or -1 when the request
+ *  was already answered (timeout, shutdown): the body is dropped. May be
+ *  called from inside the handler itself (a completion that ran at once). */
+int ah_ex_resume_json(ah_ex_pending *p, int status, cJSON *body);
+/** As ah_ex_resume_json with {"error":{"code":code,"message":...}}
+ *  (message printf-style, truncated to 511 bytes). */
+int ah_ex_resume_error(ah_ex_pending *p, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /** Maps a stable error code to its HTTP status (unsupported_capability ->
  *  501, invalid_request -> 400, ...); 500 when unknown. */
 int ah_http_status_for_code(const char *code);
@@ -195,8 +237,10 @@ cJSON *ah_json_parse_limited(const char *text, size_t len);
 /** Runs before a matched route's handler (server thread); returns true when
  *  it answered the exchange itself, and the handler is then skipped. */
 typedef bool (*ah_http_before)(void *arg, ah_http_exchange *ex);
-/** Runs right after a matched route's handler returned (the exchange is
- *  answered: ah_ex_status, ah_ex_response_body). */
+/** Runs right after a matched route's handler returned, or, when it
+ *  suspended the request, once the completion's answer is queued (on a
+ *  server thread either way): the exchange is answered (ah_ex_status,
+ *  ah_ex_response_body). */
 typedef void (*ah_http_after)(void *arg, ah_http_exchange *ex);
 /** Installs one pair of request hooks (either may be NULL; replaces the
  *  previous pair). Used by the idempotency keys (idempotency.c). Set it

@@ -8,6 +8,14 @@
  * cannot starve the others) or recycles it. A lane is thus held by at most
  * one worker at a time, which is what keeps per-lane order.
  *
+ * Fairness across tenants: every lane belongs to a group, the tenant its
+ * messages name (or, for untagged messages, the lane alone). Runnable lanes
+ * queue on their group, and the run queue holds groups, round-robin: a
+ * worker takes the head group's first lane, and a group goes back on the
+ * run queue only while it holds fewer than `share` workers. So one tenant's
+ * slow provider or flood holds at most `share` workers, and other tenants'
+ * lanes keep running on the rest.
+ *
  * One mutex guards the scheduler. Producers take it once per message, a
  * worker once per batch. Message nodes and lanes are recycled through
  * bounded free lists so that the steady state does not call malloc.
@@ -65,6 +73,7 @@ typedef struct bus_completion {
 typedef struct bus_msg {
     struct bus_msg *next;
     bus_kind kind;
+    uint64_t tenant;
     uint64_t lane;
     uint64_t seq;
     void *target;
@@ -76,12 +85,27 @@ typedef struct bus_msg {
     char topic_buf[BUS_TOPIC_INLINE];
 } bus_msg;
 
+struct bus_group;
+
 typedef struct bus_lane {
     uint64_t key;
     struct bus_lane *hnext; /* hash chain */
-    struct bus_lane *rnext; /* run queue, or free list */
+    struct bus_lane *rnext; /* its group's runnable lanes, or free list */
+    struct bus_group *group;
     bus_msg *head, *tail;
 } bus_lane;
+
+/* A tenant (tenant = true), or an untagged lane on its own. */
+typedef struct bus_group {
+    uint64_t key;
+    bool tenant;
+    bool queued;             /* on the run queue */
+    struct bus_group *hnext; /* hash chain, or free list */
+    struct bus_group *rnext; /* run queue */
+    bus_lane *lhead, *ltail; /* runnable lanes not held by a worker */
+    int held;                /* workers holding one of its lanes */
+    size_t nlanes;           /* lanes that point to it */
+} bus_group;
 
 typedef struct bus_sub {
     /* Appended while workers may read the list: published with release. */
@@ -113,8 +137,14 @@ struct ah_bus {
     bus_lane **buckets;
     size_t nbuckets; /* a power of two */
     size_t nlanes;
-    bus_lane *runq_head, *runq_tail;
-    /* Lanes on the run queue, readable without mu: a worker about to sleep
+    bus_group *runq_head, *runq_tail; /* groups with a lane a worker may take */
+    bus_group **gbuckets;
+    size_t ngbuckets; /* a power of two */
+    size_t ngroups;
+    bus_group *free_groups;
+    size_t nfree_groups;
+    int share; /* workers one tenant may hold at once */
+    /* Groups on the run queue, readable without mu: a worker about to sleep
      * spins on it briefly first, since on a busy bus a futex sleep and
      * wake-up cost more than the work (see BUS_SPIN). */
     atomic_long runnable;
@@ -233,6 +263,78 @@ static bus_lane *lane_get(ah_bus *b, uint64_t key, bool *fresh)
     return l;
 }
 
+/* Groups: the same hash scheme as lanes, keyed by (key, tenant). */
+static size_t group_hash(uint64_t key, bool tenant)
+{
+    return lane_hash(key ^ (tenant ? 0x9e3779b97f4a7c15ULL : 0));
+}
+
+static void groups_grow(ah_bus *b)
+{
+    size_t n = b->ngbuckets * 2;
+    bus_group **nb = calloc(n, sizeof *nb);
+    if (nb == NULL)
+        return;
+    for (size_t i = 0; i < b->ngbuckets; i++) {
+        bus_group *g = b->gbuckets[i];
+        while (g != NULL) {
+            bus_group *next = g->hnext;
+            size_t h = group_hash(g->key, g->tenant) & (n - 1);
+            g->hnext = nb[h];
+            nb[h] = g;
+            g = next;
+        }
+    }
+    free(b->gbuckets);
+    b->gbuckets = nb;
+    b->ngbuckets = n;
+}
+
+/* The group for (key, tenant), made if absent; NULL when out of memory. */
+static bus_group *group_get(ah_bus *b, uint64_t key, bool tenant)
+{
+    size_t h = group_hash(key, tenant) & (b->ngbuckets - 1);
+    for (bus_group *g = b->gbuckets[h]; g != NULL; g = g->hnext)
+        if (g->key == key && g->tenant == tenant)
+            return g;
+    bus_group *g = b->free_groups;
+    if (g != NULL) {
+        b->free_groups = g->hnext;
+        b->nfree_groups--;
+    } else if ((g = malloc(sizeof *g)) == NULL) {
+        return NULL;
+    }
+    memset(g, 0, sizeof *g);
+    g->key = key;
+    g->tenant = tenant;
+    g->hnext = b->gbuckets[h];
+    b->gbuckets[h] = g;
+    b->ngroups++;
+    if (b->ngroups > b->ngbuckets)
+        groups_grow(b);
+    return g;
+}
+
+/* Drops a lane's reference on its group; the group goes with its last
+ * lane (a held lane still exists, so held is 0 then). */
+static void group_unref(ah_bus *b, bus_group *g)
+{
+    if (g == NULL || --g->nlanes > 0)
+        return;
+    bus_group **pp = &b->gbuckets[group_hash(g->key, g->tenant) & (b->ngbuckets - 1)];
+    while (*pp != g)
+        pp = &(*pp)->hnext;
+    *pp = g->hnext;
+    b->ngroups--;
+    if (b->nfree_groups < BUS_FREE_LANES_MAX) {
+        g->hnext = b->free_groups;
+        b->free_groups = g;
+        b->nfree_groups++;
+    } else {
+        free(g);
+    }
+}
+
 static void lane_remove(ah_bus *b, bus_lane *l)
 {
     bus_lane **pp = &b->buckets[lane_hash(l->key) & (b->nbuckets - 1)];
@@ -240,6 +342,8 @@ static void lane_remove(ah_bus *b, bus_lane *l)
         pp = &(*pp)->hnext;
     *pp = l->hnext;
     b->nlanes--;
+    group_unref(b, l->group);
+    l->group = NULL;
     if (b->nfree_lanes < BUS_FREE_LANES_MAX) {
         l->rnext = b->free_lanes;
         b->free_lanes = l;
@@ -249,15 +353,58 @@ static void lane_remove(ah_bus *b, bus_lane *l)
     }
 }
 
-static void runq_push(ah_bus *b, bus_lane *l)
+/* Puts g on the run queue when it has a runnable lane and room under its
+ * share. Returns true when it went on. */
+static bool group_offer(ah_bus *b, bus_group *g)
 {
-    atomic_fetch_add_explicit(&b->runnable, 1, memory_order_relaxed);
-    l->rnext = NULL;
+    if (g->queued || g->lhead == NULL || (g->tenant && g->held >= b->share))
+        return false;
+    g->queued = true;
+    g->rnext = NULL;
     if (b->runq_tail != NULL)
-        b->runq_tail->rnext = l;
+        b->runq_tail->rnext = g;
     else
-        b->runq_head = l;
-    b->runq_tail = l;
+        b->runq_head = g;
+    b->runq_tail = g;
+    atomic_fetch_add_explicit(&b->runnable, 1, memory_order_relaxed);
+    return true;
+}
+
+/* Makes a lane with messages runnable (not held by a worker). Returns true
+ * when a worker may take it now (its group is not at its share). */
+static bool runq_push(ah_bus *b, bus_lane *l)
+{
+    bus_group *g = l->group;
+    l->rnext = NULL;
+    if (g->ltail != NULL)
+        g->ltail->rnext = l;
+    else
+        g->lhead = l;
+    g->ltail = l;
+    (void)group_offer(b, g);
+    return g->queued;
+}
+
+/* Takes the next lane a worker may run, or NULL: the head group's first
+ * lane; the group goes to the tail while it stays under its share. */
+static bus_lane *runq_take(ah_bus *b)
+{
+    bus_group *g = b->runq_head;
+    if (g == NULL)
+        return NULL;
+    b->runq_head = g->rnext;
+    if (b->runq_head == NULL)
+        b->runq_tail = NULL;
+    g->queued = false;
+    atomic_fetch_sub_explicit(&b->runnable, 1, memory_order_relaxed);
+    bus_lane *l = g->lhead;
+    g->lhead = l->rnext;
+    if (g->lhead == NULL)
+        g->ltail = NULL;
+    l->rnext = NULL;
+    g->held++;
+    (void)group_offer(b, g);
+    return l;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -327,6 +474,7 @@ static void bus_handle(ah_bus *b, bus_msg *m)
     corr_format(b, m->seq, corr);
     ah_msg msg = {
         .topic = m->topic,
+        .tenant = m->tenant,
         .lane = m->lane,
         .target = m->target,
         .correlation_id = corr,
@@ -368,8 +516,9 @@ static void *bus_worker(void *arg)
     ah_bus *b = arg;
     pthread_mutex_lock(&b->mu);
     for (;;) {
-        bus_lane *l = b->runq_head;
-        if (l == NULL) {
+        if (b->runq_head == NULL) {
+            /* Lanes of groups at their share may still wait: the workers
+             * that hold those groups take them when they come back. */
             if (b->stopping)
                 break;
             /* Spin a little before sleeping: work usually arrives within
@@ -390,10 +539,15 @@ static void *bus_worker(void *arg)
                 b->wakeups--;
             continue;
         }
-        b->runq_head = l->rnext;
-        atomic_fetch_sub_explicit(&b->runnable, 1, memory_order_relaxed);
-        if (b->runq_head == NULL)
-            b->runq_tail = NULL;
+        bus_lane *l = runq_take(b);
+        /* Work left on the run queue needs a worker of its own: a group
+         * that a finishing worker put back under its share woke nobody, and
+         * an idle worker must not sleep through it while every busy one
+         * may be stuck on a slow provider. */
+        if (b->runq_head != NULL && b->idle > b->wakeups) {
+            b->wakeups++;
+            pthread_cond_signal(&b->work_cv);
+        }
 
         bus_msg *first = l->head, *last = first;
         unsigned long n = 1;
@@ -427,10 +581,16 @@ static void *bus_worker(void *arg)
             }
         }
         b->active -= n;
-        if (l->head != NULL)
-            runq_push(b, l);
-        else
-            lane_remove(b, l);
+        bus_group *g = l->group;
+        g->held--;
+        if (l->head != NULL) {
+            (void)runq_push(b, l); /* offers g too */
+        } else {
+            bool others = g->nlanes > 1;
+            lane_remove(b, l); /* frees g with its last lane */
+            if (others)
+                (void)group_offer(b, g); /* back under its share */
+        }
         if (b->drain_waiters > 0 && b->queued == 0 && b->active == 0)
             pthread_cond_broadcast(&b->idle_cv);
     }
@@ -453,7 +613,7 @@ static bool on_worker(const ah_bus *b)
 
 /* Queues a message. Returns NULL when queued, else the error code of the
  * refusal. `body` is consumed either way. */
-static const char *bus_enqueue(ah_bus *b, bus_kind kind, uint64_t lane,
+static const char *bus_enqueue(ah_bus *b, bus_kind kind, uint64_t tenant, uint64_t lane,
                                void *target, const char *topic, cJSON *body,
                                ah_reply_cb cb, void *cb_arg, bus_completion *comp)
 {
@@ -491,6 +651,17 @@ static const char *bus_enqueue(ah_bus *b, bus_kind kind, uint64_t lane,
     }
     bool fresh;
     bus_lane *l = lane_get(b, lane, &fresh);
+    if (l != NULL && fresh) {
+        /* A lane keeps the group it was made for until it empties. */
+        l->group = group_get(b, tenant != AH_BUS_NO_TENANT ? tenant : lane,
+                             tenant != AH_BUS_NO_TENANT);
+        if (l->group != NULL) {
+            l->group->nlanes++;
+        } else {
+            lane_remove(b, l);
+            l = NULL;
+        }
+    }
     if (l == NULL) {
         m->next = b->free_msgs;
         b->free_msgs = m;
@@ -500,6 +671,7 @@ static const char *bus_enqueue(ah_bus *b, bus_kind kind, uint64_t lane,
     }
     m->next = NULL;
     m->kind = kind;
+    m->tenant = tenant;
     m->lane = lane;
     m->seq = b->next_seq++;
     m->target = target;
@@ -522,8 +694,7 @@ static const char *bus_enqueue(ah_bus *b, bus_kind kind, uint64_t lane,
     b->queued++;
     /* A fresh lane is neither queued nor held by a worker; an existing one
      * is, and whoever holds it will see the new message. */
-    if (fresh) {
-        runq_push(b, l);
+    if (fresh && runq_push(b, l)) {
         if (b->idle > b->wakeups) {
             b->wakeups++;
             wake = true;
@@ -553,6 +724,13 @@ static void refusal_reply(ah_reply *r, const char *why)
 
 int ah_bus_request(ah_bus *bus, uint64_t lane, void *target, const char *topic,
                    cJSON *body, int timeout_ms, ah_reply *reply)
+{
+    return ah_bus_request_tenant(bus, AH_BUS_NO_TENANT, lane, target, topic, body, timeout_ms,
+                                 reply);
+}
+
+int ah_bus_request_tenant(ah_bus *bus, uint64_t tenant, uint64_t lane, void *target,
+                          const char *topic, cJSON *body, int timeout_ms, ah_reply *reply)
 {
     memset(reply, 0, sizeof *reply);
     if (bus == NULL || topic == NULL) {
@@ -589,7 +767,7 @@ int ah_bus_request(ah_bus *bus, uint64_t lane, void *target, const char *topic,
     }
     c->refs = 2;
 
-    const char *why = bus_enqueue(bus, BUS_SYNC, lane, target, topic, body,
+    const char *why = bus_enqueue(bus, BUS_SYNC, tenant, lane, target, topic, body,
                                   NULL, NULL, c);
     if (why != NULL) {
         completion_release(c);
@@ -629,12 +807,19 @@ int ah_bus_request(ah_bus *bus, uint64_t lane, void *target, const char *topic,
 int ah_bus_request_async(ah_bus *bus, uint64_t lane, void *target, const char *topic,
                          cJSON *body, ah_reply_cb cb, void *cb_arg)
 {
+    return ah_bus_request_async_tenant(bus, AH_BUS_NO_TENANT, lane, target, topic, body, cb,
+                                       cb_arg);
+}
+
+int ah_bus_request_async_tenant(ah_bus *bus, uint64_t tenant, uint64_t lane, void *target,
+                                const char *topic, cJSON *body, ah_reply_cb cb, void *cb_arg)
+{
     const char *why;
     if (bus == NULL || topic == NULL) {
         cJSON_Delete(body);
         why = "invalid_request";
     } else {
-        why = bus_enqueue(bus, BUS_ASYNC, lane, target, topic, body, cb, cb_arg, NULL);
+        why = bus_enqueue(bus, BUS_ASYNC, tenant, lane, target, topic, body, cb, cb_arg, NULL);
         if (why == NULL)
             return 0;
     }
@@ -652,11 +837,17 @@ int ah_bus_request_async(ah_bus *bus, uint64_t lane, void *target, const char *t
 
 int ah_bus_publish(ah_bus *bus, uint64_t lane, const char *topic, cJSON *body)
 {
+    return ah_bus_publish_tenant(bus, AH_BUS_NO_TENANT, lane, topic, body);
+}
+
+int ah_bus_publish_tenant(ah_bus *bus, uint64_t tenant, uint64_t lane, const char *topic,
+                          cJSON *body)
+{
     if (bus == NULL || topic == NULL) {
         cJSON_Delete(body);
         return -1;
     }
-    return bus_enqueue(bus, BUS_EVENT, lane, NULL, topic, body, NULL, NULL, NULL) == NULL
+    return bus_enqueue(bus, BUS_EVENT, tenant, lane, NULL, topic, body, NULL, NULL, NULL) == NULL
                ? 0
                : -1;
 }
@@ -741,6 +932,20 @@ static void bus_destroy(ah_bus *b)
         }
     }
     free(b->buckets);
+    for (size_t i = 0; i < b->ngbuckets; i++) {
+        bus_group *g = b->gbuckets[i];
+        while (g != NULL) {
+            bus_group *next = g->hnext;
+            free(g);
+            g = next;
+        }
+    }
+    free(b->gbuckets);
+    while (b->free_groups != NULL) {
+        bus_group *next = b->free_groups->hnext;
+        free(b->free_groups);
+        b->free_groups = next;
+    }
     while (b->free_lanes != NULL) {
         bus_lane *next = b->free_lanes->rnext;
         free(b->free_lanes);
@@ -804,10 +1009,14 @@ ah_bus *ah_bus_new(const ah_bus_opts *opts)
         opts->default_timeout_ms > 0 ? opts->default_timeout_ms : BUS_DEFAULT_TIMEOUT_MS;
     b->max_queue = opts->max_queue != 0 ? opts->max_queue : 1UL << 20;
     corr_prefix_init(b);
+    b->share = opts->tenant_share > 0 ? opts->tenant_share
+                                      : (opts->workers / 2 > 1 ? opts->workers / 2 : 1);
     b->nbuckets = BUS_BUCKETS_MIN;
     b->buckets = calloc(b->nbuckets, sizeof *b->buckets);
+    b->ngbuckets = BUS_BUCKETS_MIN;
+    b->gbuckets = calloc(b->ngbuckets, sizeof *b->gbuckets);
     b->threads = calloc((size_t)opts->workers, sizeof *b->threads);
-    if (b->buckets == NULL || b->threads == NULL) {
+    if (b->buckets == NULL || b->gbuckets == NULL || b->threads == NULL) {
         bus_destroy(b);
         return NULL;
     }

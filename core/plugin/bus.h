@@ -7,6 +7,14 @@
  * requests, the tenant id for events). Messages of one lane are handled one
  * at a time, in the order they were sent; different lanes run in parallel.
  *
+ * Fairness: a message may name its tenant (the _tenant variants). The
+ * lanes of one tenant hold at most `tenant_share` workers at once; lanes
+ * beyond it wait (in order) while other tenants' lanes run, and runnable
+ * tenants take turns for the free workers. A lane belongs to the tenant of
+ * the message that made it while it has messages; untagged messages
+ * (AH_BUS_NO_TENANT) make a lane that is a tenant of its own (one lane never
+ * holds more than one worker, so they are not capped).
+ *
  * The bus knows nothing about plugins: whoever creates it passes the handler
  * that serves requests (the router) and registers event subscribers.
  */
@@ -35,8 +43,12 @@ void ah_reply_error(ah_reply *r, const char *code, int http_status,
                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /** A request as the handler sees it. Borrowed for the handler's duration. */
+/** No tenant: the message's lane is scheduled on its own. */
+#define AH_BUS_NO_TENANT ((uint64_t)0)
+
 typedef struct ah_msg {
     const char *topic;
+    uint64_t tenant;      /* as sent, or AH_BUS_NO_TENANT */
     uint64_t lane;        /* ordering key */
     void *target;         /* opaque for the bus (the connection) */
     const char *correlation_id;
@@ -58,6 +70,8 @@ typedef struct ah_bus_opts {
     void *handler_arg;
     int default_timeout_ms; /* for ah_bus_request with timeout_ms 0 */
     unsigned max_queue;  /* messages queued in all, 0: 1<<20; beyond it sends fail */
+    /** Workers the lanes of one tenant may hold at once; 0: max(1, workers / 2). */
+    int tenant_share;
 } ah_bus_opts;
 
 ah_bus *ah_bus_new(const ah_bus_opts *opts);
@@ -84,6 +98,18 @@ int ah_bus_request_async(ah_bus *bus, uint64_t lane, void *target, const char *t
 /** Publishes an event on `lane`: every matching subscriber is called, in
  *  subscription order, on one worker. `body` transferred. 0 when queued. */
 int ah_bus_publish(ah_bus *bus, uint64_t lane, const char *topic, cJSON *body);
+
+/** The same three, for `tenant` (AH_BUS_NO_TENANT: as above): its lanes
+ *  share the workers with other tenants' (see Fairness). A handler must not
+ *  wait synchronously for another request of its own tenant: with the
+ *  tenant at its share that request waits for the handler (until the
+ *  timeout). */
+int ah_bus_request_tenant(ah_bus *bus, uint64_t tenant, uint64_t lane, void *target,
+                          const char *topic, cJSON *body, int timeout_ms, ah_reply *reply);
+int ah_bus_request_async_tenant(ah_bus *bus, uint64_t tenant, uint64_t lane, void *target,
+                                const char *topic, cJSON *body, ah_reply_cb cb, void *cb_arg);
+int ah_bus_publish_tenant(ah_bus *bus, uint64_t tenant, uint64_t lane, const char *topic,
+                          cJSON *body);
 
 /** Blocks until every queued message has been handled (tests, shutdown). */
 void ah_bus_drain(ah_bus *bus);

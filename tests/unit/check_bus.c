@@ -39,6 +39,12 @@ typedef struct fx {
     char ev_log[64][48];
     int ev_n;
 
+    /* tenant shares: handlers of "tarpit" running per tenant, and the most */
+    int running[4];
+    int most[4];
+    int order[32]; /* tenants of "order" requests, as handled */
+    int norder;
+
     /* async completions */
     long replies;
     char last_code[64];
@@ -141,6 +147,24 @@ static void handler(void *arg, const ah_msg *m, ah_reply *r)
         f->blocked_started = true;
         pthread_cond_broadcast(&f->cv);
         wait_flag(f, &f->gate_open);
+        pthread_mutex_unlock(&f->mu);
+        r->ok = true;
+    } else if (strcmp(m->topic, "tarpit") == 0) {
+        /* Holds its worker until the gate opens, counting per tenant. */
+        pthread_mutex_lock(&f->mu);
+        int t = (int)m->tenant;
+        ck_assert_int_lt(t, 4);
+        if (++f->running[t] > f->most[t])
+            f->most[t] = f->running[t];
+        pthread_cond_broadcast(&f->cv);
+        wait_flag(f, &f->gate_open);
+        f->running[t]--;
+        pthread_mutex_unlock(&f->mu);
+        r->ok = true;
+    } else if (strcmp(m->topic, "order") == 0) {
+        pthread_mutex_lock(&f->mu);
+        if (f->norder < 32)
+            f->order[f->norder++] = (int)m->tenant;
         pthread_mutex_unlock(&f->mu);
         r->ok = true;
     } else if (strcmp(m->topic, "slow") == 0) {
@@ -638,6 +662,129 @@ START_TEST(test_bad_args)
 }
 END_TEST
 
+
+/* Waits under f->mu until tenant t runs n tarpit handlers (10 s at most, so
+ * that a broken bus fails rather than hangs). */
+static bool wait_running(fx *f, int t, int n)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 10;
+    while (f->running[t] < n)
+        if (pthread_cond_timedwait(&f->cv, &f->mu, &dl) != 0)
+            break;
+    return f->running[t] >= n;
+}
+
+/* One tenant with many blocked lanes holds `share` workers, no more: the
+ * other tenants' lanes run meanwhile, and the held-back lanes run once the
+ * first ones finish. */
+static void check_share(int workers, int share_opt, int share)
+{
+    fx f;
+    fx_init(&f);
+    ah_bus_opts o = {
+        .workers = workers,
+        .handler = handler,
+        .handler_arg = &f,
+        .default_timeout_ms = 10000,
+        .tenant_share = share_opt,
+    };
+    ah_bus *b = ah_bus_new(&o);
+    ck_assert_ptr_nonnull(b);
+    /* Tenant 1: six lanes, each with a call that blocks, and a second one
+     * behind it on the same lane. */
+    for (uint64_t lane = 1; lane <= 6; lane++)
+        for (int k = 0; k < 2; k++)
+            ck_assert_int_eq(ah_bus_request_async_tenant(b, 1, lane, NULL, "tarpit", NULL,
+                                                         count_reply, &f), 0);
+    pthread_mutex_lock(&f.mu);
+    ck_assert(wait_running(&f, 1, share));
+    pthread_mutex_unlock(&f.mu);
+
+    /* Tenant 2 is served while tenant 1 is stuck: a synchronous request
+     * (it would time out if every worker were taken) and blocked calls of
+     * its own, up to its share as well. */
+    ah_reply r;
+    ck_assert_int_eq(ah_bus_request_tenant(b, 2, 100, NULL, "echo", NULL, 0, &r), 0);
+    ck_assert(r.ok);
+    ah_reply_free(&r);
+    int share2 = workers - share < share ? workers - share : share;
+    for (uint64_t lane = 101; lane <= 104; lane++)
+        ck_assert_int_eq(ah_bus_request_async_tenant(b, 2, lane, NULL, "tarpit", NULL,
+                                                     count_reply, &f), 0);
+    pthread_mutex_lock(&f.mu);
+    ck_assert(wait_running(&f, 2, share2));
+    /* Tenant 1 still holds exactly its share. */
+    ck_assert_int_eq(f.running[1], share);
+    f.gate_open = true;
+    pthread_cond_broadcast(&f.cv);
+    pthread_mutex_unlock(&f.mu);
+    ah_bus_drain(b);
+    ck_assert_int_eq(f.replies, 12 + 4);
+    ck_assert_str_eq(f.last_code, "ok");
+    ck_assert_int_eq(f.most[1], share);
+    ck_assert_int_le(f.most[2], share);
+    ah_bus_free(b);
+    fx_destroy(&f);
+}
+
+START_TEST(test_tenant_share_default)
+{
+    check_share(4, 0, 2); /* max(1, workers / 2) */
+}
+END_TEST
+
+START_TEST(test_tenant_share_configured)
+{
+    check_share(4, 1, 1);
+    check_share(5, 3, 3);
+}
+END_TEST
+
+/* Two workers: tenant 1 holds one, the other serves tenant 2. */
+START_TEST(test_tenant_share_two_workers)
+{
+    check_share(2, 0, 1);
+}
+END_TEST
+
+
+/* Runnable tenants take turns: a tenant that queued many lanes first does
+ * not make a later tenant wait for all of them. */
+START_TEST(test_tenants_take_turns)
+{
+    fx f;
+    fx_init(&f);
+    ah_bus *b = bus_make(&f, 1, 0, handler);
+    /* The one worker is busy while both tenants queue. */
+    ck_assert_int_eq(ah_bus_request_async_tenant(b, 3, 50, NULL, "gate", NULL, count_reply, &f),
+                     0);
+    pthread_mutex_lock(&f.mu);
+    ck_assert(wait_flag(&f, &f.blocked_started));
+    pthread_mutex_unlock(&f.mu);
+    for (uint64_t lane = 1; lane <= 6; lane++)
+        ck_assert_int_eq(ah_bus_request_async_tenant(b, 1, lane, NULL, "order", NULL,
+                                                     count_reply, &f), 0);
+    ck_assert_int_eq(ah_bus_request_async_tenant(b, 2, 20, NULL, "order", NULL, count_reply, &f),
+                     0);
+    pthread_mutex_lock(&f.mu);
+    f.gate_open = true;
+    pthread_cond_broadcast(&f.cv);
+    pthread_mutex_unlock(&f.mu);
+    ah_bus_drain(b);
+    ck_assert_int_eq(f.norder, 7);
+    int at = -1;
+    for (int i = 0; i < f.norder; i++)
+        if (f.order[i] == 2)
+            at = i;
+    ck_assert_int_le(at, 1); /* after at most one of tenant 1's */
+    ck_assert_int_ge(at, 0);
+    ah_bus_free(b);
+    fx_destroy(&f);
+}
+END_TEST
+
 static Suite *bus_suite(void)
 {
     Suite *s = suite_create("bus");
@@ -657,6 +804,10 @@ static Suite *bus_suite(void)
     tcase_add_test(tc, test_drain);
     tcase_add_test(tc, test_many_lanes);
     tcase_add_test(tc, test_bad_args);
+    tcase_add_test(tc, test_tenant_share_default);
+    tcase_add_test(tc, test_tenant_share_configured);
+    tcase_add_test(tc, test_tenant_share_two_workers);
+    tcase_add_test(tc, test_tenants_take_turns);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1241,6 +1241,188 @@ START_TEST(test_template_register_unroute)
 }
 END_TEST
 
+
+/* --- suspended requests --------------------------------------------------- */
+
+typedef struct parking {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    ah_ex_pending *p[8];
+    int n;
+    long timeout_ms;
+    int after_status[8]; /* what the after hook saw, per request */
+    char after_body[8][64];
+    int nafter;
+    uint16_t port;
+} parking;
+
+static void h_park(void *arg, ah_http_exchange *ex)
+{
+    parking *k = arg;
+    ah_ex_pending *p = ah_ex_suspend(ex, k->timeout_ms, "too slow");
+    ck_assert_ptr_nonnull(p);
+    /* Suspending twice is refused. */
+    ck_assert_ptr_null(ah_ex_suspend(ex, 0, NULL));
+    pthread_mutex_lock(&k->mu);
+    k->p[k->n++] = p;
+    pthread_cond_broadcast(&k->cv);
+    pthread_mutex_unlock(&k->mu);
+}
+
+/* A completion that runs at once, inside the handler (a refused send). */
+static void h_park_now(void *arg, ah_http_exchange *ex)
+{
+    (void)arg;
+    ah_ex_pending *p = ah_ex_suspend(ex, 0, NULL);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(ah_ex_resume_error(p, 409, "conflict", "at once %d", 1), 0);
+}
+
+static bool before_capture(void *arg, ah_http_exchange *ex)
+{
+    (void)arg;
+    ah_ex_capture_response(ex);
+    return false;
+}
+
+static void after_record(void *arg, ah_http_exchange *ex)
+{
+    parking *k = arg;
+    size_t len = 0;
+    const char *b = ah_ex_response_body(ex, &len);
+    pthread_mutex_lock(&k->mu);
+    if (k->nafter < 8) {
+        k->after_status[k->nafter] = ah_ex_status(ex);
+        snprintf(k->after_body[k->nafter], sizeof k->after_body[0], "%s", b != NULL ? b : "");
+        k->nafter++;
+    }
+    pthread_mutex_unlock(&k->mu);
+}
+
+typedef struct park_client {
+    parking *k;
+    const char *path;
+    reply r;
+} park_client;
+
+static void *park_client_main(void *arg)
+{
+    park_client *c = arg;
+    c->r = get(c->k->port, c->path);
+    return NULL;
+}
+
+static void wait_parked(parking *k, int n)
+{
+    pthread_mutex_lock(&k->mu);
+    while (k->n < n)
+        pthread_cond_wait(&k->cv, &k->mu);
+    pthread_mutex_unlock(&k->mu);
+}
+
+static ah_httpd *park_server(parking *k, long timeout_ms)
+{
+    memset(k, 0, sizeof *k);
+    ck_assert_int_eq(pthread_mutex_init(&k->mu, NULL), 0);
+    ck_assert_int_eq(pthread_cond_init(&k->cv, NULL), 0);
+    k->timeout_ms = timeout_ms;
+    /* One server thread: whatever it serves while requests are suspended
+     * proves that they do not hold it. */
+    ah_httpd *h = start_full(1024, 1, NULL, NULL, NULL);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/park", 0, h_park, k), 0);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/now", 0, h_park_now, k), 0);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/b", 0, h_hello, "b"), 0);
+    ah_httpd_set_hooks(h, before_capture, after_record, k);
+    start_or_die(h);
+    k->port = ah_httpd_port(h);
+    return h;
+}
+
+START_TEST(test_suspend_resume)
+{
+    parking k;
+    ah_httpd *h = park_server(&k, 0);
+    park_client c[3];
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++) {
+        c[i] = (park_client){.k = &k, .path = "/park"};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, park_client_main, &c[i]), 0);
+    }
+    wait_parked(&k, 3);
+    /* The one server thread is free; the suspended requests are in flight. */
+    reply r = get(k.port, "/b");
+    ck_assert_int_eq(r.status, 200);
+    reply_free(&r);
+    ck_assert_int_eq(ah_httpd_inflight(h), 3);
+    ck_assert(!ah_httpd_wait_idle(h, 10));
+    /* Answered from this thread, each with its own status and body. */
+    for (int i = 0; i < 3; i++) {
+        cJSON *o = cJSON_CreateObject();
+        ck_assert_ptr_nonnull(cJSON_AddNumberToObject(o, "n", i));
+        ck_assert_int_eq(ah_ex_resume_json(k.p[i], 201 + i, o), 0);
+    }
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+        ck_assert_int_ge(c[i].r.status, 201);
+        ck_assert_int_le(c[i].r.status, 203);
+        char want[32];
+        snprintf(want, sizeof want, "{\"n\":%ld}", c[i].r.status - 201);
+        ck_assert_str_eq(c[i].r.body, want);
+        ck_assert_str_eq(c[i].r.ctype, "application/json");
+        reply_free(&c[i].r);
+    }
+    ck_assert(ah_httpd_wait_idle(h, 10000));
+    /* The after hook saw the final answers (the /b one first). */
+    pthread_mutex_lock(&k.mu);
+    ck_assert_int_eq(k.nafter, 4);
+    for (int i = 1; i < 4; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "{\"n\":%d}", k.after_status[i] - 201);
+        ck_assert_str_eq(k.after_body[i], want);
+    }
+    pthread_mutex_unlock(&k.mu);
+    /* Decided inside the handler: answered at once. */
+    r = get(k.port, "/now");
+    ck_assert_error(r, 409, "conflict");
+    reply_free(&r);
+    ah_httpd_free(h);
+}
+END_TEST
+
+START_TEST(test_suspend_timeout)
+{
+    parking k;
+    ah_httpd *h = park_server(&k, 200);
+    reply r = get(k.port, "/park");
+    ck_assert_error(r, 504, "timeout");
+    ck_assert_ptr_nonnull(strstr(r.body, "too slow"));
+    reply_free(&r);
+    /* The late completion is dropped. */
+    ck_assert_int_eq(k.n, 1);
+    ck_assert_int_eq(ah_ex_resume_json(k.p[0], 200, cJSON_CreateObject()), -1);
+    ck_assert(ah_httpd_wait_idle(h, 10000));
+    ah_httpd_free(h);
+}
+END_TEST
+
+START_TEST(test_suspend_free)
+{
+    parking k;
+    ah_httpd *h = park_server(&k, 0);
+    park_client c = {.k = &k, .path = "/park"};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, park_client_main, &c), 0);
+    wait_parked(&k, 1);
+    /* MHD never stops with a suspended connection: the server answers it. */
+    ah_httpd_free(h);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_error(c.r, 503, "shutting_down");
+    reply_free(&c.r);
+    /* The completion may come after the server is gone. */
+    ck_assert_int_eq(ah_ex_resume_error(k.p[0], 500, "late", "gone"), -1);
+}
+END_TEST
+
 static Suite *httpd_suite(void)
 {
     Suite *s = suite_create("httpd");
@@ -1269,6 +1451,9 @@ static Suite *httpd_suite(void)
     tcase_add_test(tc, test_concurrent);
     tcase_add_test(tc, test_route_replace);
     tcase_add_test(tc, test_unroute_arg);
+    tcase_add_test(tc, test_suspend_resume);
+    tcase_add_test(tc, test_suspend_timeout);
+    tcase_add_test(tc, test_suspend_free);
     tcase_add_test(tc, test_tls);
     tcase_add_test(tc, test_opts_errors);
     tcase_add_test(tc, test_ipv6);

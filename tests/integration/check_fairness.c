@@ -1,0 +1,389 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * No thread waits on another tenant (issue 13): in process, tenant acme has
+ * 50 REST bus calls hanging on the tarpit fixture (a provider that answers
+ * only when the test releases it), spread over four connections; meanwhile
+ * tenant globex's store reads, bus calls and writes are all answered, with
+ * two HTTP threads and four bus workers. Then the tarpit is released and
+ * every one of acme's calls is answered. The test waits for states, never
+ * for times.
+ */
+#include <check.h>
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conns.h"
+#include "core.h"
+#include "daemon.h"
+#include "support/harness.h"
+
+#define KEY_ACME "ahk_acme_key_0123456789"
+#define KEY_GLOBEX "ahk_globex_key_987654321"
+#define HANGING 50
+#define TARPITS 4
+#define WORKERS 4
+
+typedef struct fixture {
+    char *dir;
+    char *release; /* the file that releases the tarpit */
+    ah_core *core;
+    char base[64];
+    int64_t acme, globex, gx;
+    char *gjob, *gapp;
+} fixture;
+
+/* [core] tenant_workers for the next setup (0: the default). */
+static int tenant_workers;
+
+static ah_core *open_core(const char *dir)
+{
+    const char *plugins = ah_t_env("AH_PLUGIN_DIR"), *fixtures = ah_t_env("AH_FIXTURE_DIR");
+    ck_assert_ptr_nonnull(plugins);
+    ck_assert_ptr_nonnull(fixtures);
+    char *path = NULL, *text = NULL;
+    ck_assert_int_ge(asprintf(&path, "%s/atshub.ini", dir), 0);
+    /* request_timeout_ms at its maximum: the hanging calls must still be
+     * hanging when the test releases them, however slow the machine. */
+    ck_assert_int_ge(
+        asprintf(&text,
+                 "[core]\nworkers = %d\ntenant_workers = %d\nkey_file = host.key\n"
+                 "request_timeout_ms = 600000\nlog_level = error\n"
+                 "[http]\nlisten = 127.0.0.1:0\nthreads = 2\n"
+                 "[store]\nurl = sqlite:atshub.db\n"
+                 "[sync]\ninterval_s = 0\n"
+                 "[plugins]\ntemplate = %s/template.so\nfakeats = %s/fakeats.so\n"
+                 "tarpit = %s/tarpit.so\n",
+                 WORKERS, tenant_workers, plugins, fixtures, fixtures),
+        0);
+    ck_assert_int_eq(ah_t_write_file(path, text), 0);
+    free(text);
+    ah_config cfg;
+    char err[1024];
+    ck_assert_msg(ah_config_load(path, &cfg, err, sizeof err) == 0, "%s", err);
+    free(path);
+    ah_core_opts o = {.load_plugins = true, .start_bus = true};
+    ah_core *core = ah_daemon_open(&cfg, &o, err, sizeof err);
+    ck_assert_msg(core != NULL, "%s", err);
+    ck_assert_msg(ah_daemon_start(core, err, sizeof err) == 0, "%s", err);
+    return core;
+}
+
+static int64_t add_tenant(fixture *f, const char *name, const char *key)
+{
+    char hash[AH_SHA256_HEX_LEN + 1];
+    int64_t id;
+    ah_sha256_hex(key, strlen(key), hash);
+    ck_assert_int_eq(f->core->store->ops->tenant_add(f->core->store, name, hash, &id), 0);
+    return id;
+}
+
+static int64_t add_conn(fixture *f, int64_t tenant, const char *plugin, const char *name)
+{
+    int64_t id;
+    ck_assert_int_eq(f->core->store->ops->connection_add(f->core->store, tenant, plugin, name,
+                                                         "{}", &id), 0);
+    return id;
+}
+
+static fixture F;
+
+static void setup(void)
+{
+    memset(&F, 0, sizeof F);
+    F.dir = ah_t_tmpdir();
+    ck_assert_ptr_nonnull(F.dir);
+    ck_assert_int_ge(asprintf(&F.release, "%s/release", F.dir), 0);
+    /* Read by the tarpit fixture in this process. */
+    ck_assert_int_eq(setenv("AH_TARPIT_RELEASE", F.release, 1), 0);
+    F.core = open_core(F.dir);
+    snprintf(F.base, sizeof F.base, "http://127.0.0.1:%u", (unsigned)ah_httpd_port(F.core->httpd));
+    F.acme = add_tenant(&F, "acme", KEY_ACME);
+    F.globex = add_tenant(&F, "globex", KEY_GLOBEX);
+    for (int i = 1; i <= TARPITS; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "pit%d", i);
+        add_conn(&F, F.acme, "tarpit", name);
+    }
+    F.gx = add_conn(&F, F.globex, "fakeats", "ats1");
+    ck_assert_int_eq(ah_conns_reload(F.core), 0);
+    ah_record_in in = {"job", "G-1", "2024-03-01T00:00:00Z", "{\"provider_id\":\"G-1\"}",
+                       "{\"name\":\"job G-1\"}"};
+    ck_assert_int_eq(F.core->store->ops->records_upsert(F.core->store, F.gx, &in, 1, NULL, NULL,
+                                                        NULL, &F.gjob), 0);
+    ck_assert_ptr_nonnull(F.gjob);
+    ah_record_in app = {"application", "GA-1", "2024-03-01T00:00:00Z",
+                        "{\"provider_id\":\"GA-1\"}", "{\"name\":\"application GA-1\"}"};
+    ck_assert_int_eq(F.core->store->ops->records_upsert(F.core->store, F.gx, &app, 1, NULL, NULL,
+                                                        NULL, &F.gapp), 0);
+    ck_assert_ptr_nonnull(F.gapp);
+}
+
+static void setup_share1(void)
+{
+    tenant_workers = 1;
+    setup();
+    tenant_workers = 0;
+}
+
+static void teardown(void)
+{
+    /* Whatever happened, nothing may stay hanging. */
+    (void)ah_t_write_file(F.release, "go");
+    ah_daemon_close(F.core);
+    ah_t_rmrf(F.dir);
+    free(F.dir);
+    free(F.release);
+    free(F.gjob);
+    free(F.gapp);
+    unsetenv("AH_TARPIT_RELEASE");
+}
+
+/* ---- a client without a deadline ----------------------------------------- */
+
+typedef struct buf {
+    char *p;
+    size_t n;
+} buf;
+
+static size_t collect(char *p, size_t s, size_t n, void *arg)
+{
+    buf *b = arg;
+    char *q = realloc(b->p, b->n + s * n + 1);
+    if (q == NULL)
+        return 0;
+    memcpy(q + b->n, p, s * n);
+    b->n += s * n;
+    q[b->n] = '\0';
+    b->p = q;
+    return s * n;
+}
+
+/* One request; the status (0: none) and the body (malloc'd) in *out. No
+ * client timeout: the hanging calls must wait as long as the tarpit. */
+static long http(const char *method, const char *path, const char *key, const char *conn,
+                 const char *idem, const char *body, char **out)
+{
+    char url[256], auth[128], xc[128], ik[128];
+    snprintf(url, sizeof url, "%s%s", F.base, path);
+    CURL *c = curl_easy_init();
+    ck_assert_ptr_nonnull(c);
+    struct curl_slist *h = NULL;
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
+    h = curl_slist_append(h, auth);
+    if (conn != NULL) {
+        snprintf(xc, sizeof xc, "X-Connection: %s", conn);
+        h = curl_slist_append(h, xc);
+    }
+    if (idem != NULL) {
+        snprintf(ik, sizeof ik, "Idempotency-Key: %s", idem);
+        h = curl_slist_append(h, ik);
+    }
+    h = curl_slist_append(h, "Content-Type: application/json");
+    buf b = {0};
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    if (body != NULL)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    long status = 0;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    if (out != NULL)
+        *out = b.p;
+    else
+        free(b.p);
+    return status;
+}
+
+typedef struct hanger {
+    int i;
+    long status;
+    char *body;
+} hanger;
+
+static atomic_int answered;
+
+static void *hang_main(void *arg)
+{
+    hanger *hg = arg;
+    char conn[16];
+    snprintf(conn, sizeof conn, "pit%d", hg->i % TARPITS + 1);
+    hg->status = http("POST", "/v1/bus/jobs.get", KEY_ACME, conn, NULL, "{\"job_id\":\"x\"}",
+                      &hg->body);
+    atomic_fetch_add(&answered, 1);
+    return NULL;
+}
+
+static long tarpit_inflight(void)
+{
+    ah_generation *gen = ah_registry_acquire(F.core->registry, "tarpit");
+    ck_assert_ptr_nonnull(gen);
+    long n = (long)atomic_load(&gen->inflight);
+    ah_generation_release(gen);
+    return n;
+}
+
+/* Waits for a state (polling), failing after a minute: a hang must fail the
+ * test rather than the suite's timeout. */
+#define WAIT_FOR(cond, what)                                                                \
+    do {                                                                                    \
+        int waited_ = 0;                                                                    \
+        while (!(cond)) {                                                                   \
+            ck_assert_msg(waited_++ < 60000, "never: %s", what);                           \
+            usleep(1000);                                                                   \
+        }                                                                                   \
+    } while (0)
+
+START_TEST(test_other_tenant_served_while_one_hangs)
+{
+    atomic_store(&answered, 0);
+    hanger hg[HANGING];
+    pthread_t th[HANGING];
+    for (int i = 0; i < HANGING; i++) {
+        hg[i] = (hanger){.i = i};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, hang_main, &hg[i]), 0);
+    }
+    /* Every one of acme's calls has reached the server and waits there;
+     * acme's lanes hold their share of the workers (half of them), no more. */
+    WAIT_FOR(ah_httpd_inflight(F.core->httpd) >= HANGING, "50 requests in flight");
+    WAIT_FOR(tarpit_inflight() == WORKERS / 2, "the tarpit holding its share of workers");
+
+    /* globex: a store read, bus calls, a write with an Idempotency-Key and
+     * its replay; all answered while acme's calls hang. */
+    char *out = NULL, path[128];
+    ck_assert_int_eq(http("GET", "/v1/jobs", KEY_GLOBEX, NULL, NULL, NULL, &out), 200);
+    ck_assert_ptr_nonnull(strstr(out, "G-1"));
+    free(out);
+    for (int i = 0; i < 5; i++) {
+        ck_assert_int_eq(http("POST", "/v1/bus/jobs.get", KEY_GLOBEX, "ats1", NULL,
+                              "{\"job_id\":\"G-1\"}", &out), 200);
+        ck_assert_ptr_nonnull(strstr(out, "\"topic\":\"jobs.get\""));
+        free(out);
+    }
+    snprintf(path, sizeof path, "/v1/jobs/%s/enhanced", F.gjob);
+    ck_assert_int_eq(http("GET", path, KEY_GLOBEX, NULL, NULL, NULL, &out), 200);
+    ck_assert_ptr_nonnull(strstr(out, "jobs.get_enhanced"));
+    free(out);
+    snprintf(path, sizeof path, "/v1/applications/%s/stage", F.gapp);
+    ck_assert_int_eq(http("POST", path, KEY_GLOBEX, NULL, "k-stage", "{\"stage_id\":\"s2\"}",
+                          &out), 200);
+    ck_assert_ptr_nonnull(strstr(out, "\"topic\":\"applications.move_to_stage\""));
+    ck_assert_ptr_nonnull(strstr(out, "\"application_id\":\"GA-1\""));
+    free(out);
+    char *first = NULL, *again = NULL;
+    ck_assert_int_eq(http("POST", "/v1/bus/jobs.get", KEY_GLOBEX, "ats1", "k-1",
+                          "{\"job_id\":\"G-2\"}", &first), 200);
+    ck_assert_ptr_nonnull(strstr(first, "G-2"));
+    ck_assert_int_eq(http("POST", "/v1/bus/jobs.get", KEY_GLOBEX, "ats1", "k-1",
+                          "{\"job_id\":\"G-2\"}", &again), 200);
+    ck_assert_str_eq(again, first); /* the stored answer is the final one */
+    free(first);
+    free(again);
+    /* An error from the plugin side keeps its status and code. */
+    ck_assert_int_eq(http("POST", "/v1/bus/jobs.get", KEY_GLOBEX, "nope", NULL, "{}", &out), 404);
+    ck_assert_ptr_nonnull(strstr(out, "\"code\":\"not_found\""));
+    free(out);
+
+    /* acme's calls are all still hanging. */
+    ck_assert_int_eq(atomic_load(&answered), 0);
+    ck_assert_int_eq(tarpit_inflight(), WORKERS / 2);
+
+    ck_assert_int_eq(ah_t_write_file(F.release, "go"), 0);
+    for (int i = 0; i < HANGING; i++) {
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+        ck_assert_int_eq(hg[i].status, 200);
+        ck_assert_ptr_nonnull(hg[i].body);
+        ck_assert_str_eq(hg[i].body, "{\"data\":{\"released\":true}}");
+        free(hg[i].body);
+    }
+    ck_assert_int_eq(atomic_load(&answered), HANGING);
+}
+END_TEST
+
+/* A server stopped while calls hang answers them 503 shutting_down rather
+ * than leaving them suspended (MHD must never stop with one). */
+START_TEST(test_stop_answers_hanging_calls)
+{
+    atomic_store(&answered, 0);
+    hanger hg[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        hg[i] = (hanger){.i = i};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, hang_main, &hg[i]), 0);
+    }
+    WAIT_FOR(ah_httpd_inflight(F.core->httpd) >= 4, "4 requests in flight");
+    ah_daemon_stop(F.core);
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+        ck_assert_int_eq(hg[i].status, 503);
+        ck_assert_ptr_nonnull(strstr(hg[i].body, "\"code\":\"shutting_down\""));
+        free(hg[i].body);
+    }
+}
+END_TEST
+
+
+/* [core] tenant_workers sets the share: one worker for acme here. */
+START_TEST(test_configured_share)
+{
+    atomic_store(&answered, 0);
+    hanger hg[6];
+    pthread_t th[6];
+    for (int i = 0; i < 6; i++) {
+        hg[i] = (hanger){.i = i};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, hang_main, &hg[i]), 0);
+    }
+    WAIT_FOR(ah_httpd_inflight(F.core->httpd) >= 6, "6 requests in flight");
+    WAIT_FOR(tarpit_inflight() == 1, "the tarpit holding one worker");
+    char *out = NULL;
+    ck_assert_int_eq(http("POST", "/v1/bus/jobs.get", KEY_GLOBEX, "ats1", NULL,
+                          "{\"job_id\":\"G-1\"}", &out), 200);
+    free(out);
+    ck_assert_int_eq(tarpit_inflight(), 1);
+    ck_assert_int_eq(atomic_load(&answered), 0);
+    ck_assert_int_eq(ah_t_write_file(F.release, "go"), 0);
+    for (int i = 0; i < 6; i++) {
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+        ck_assert_int_eq(hg[i].status, 200);
+        free(hg[i].body);
+    }
+}
+END_TEST
+
+static Suite *fairness_suite(void)
+{
+    Suite *s = suite_create("fairness");
+    TCase *tc = tcase_create("tenants");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 240);
+    tcase_add_test(tc, test_other_tenant_served_while_one_hangs);
+    tcase_add_test(tc, test_stop_answers_hanging_calls);
+    suite_add_tcase(s, tc);
+    TCase *tc1 = tcase_create("configured");
+    tcase_add_checked_fixture(tc1, setup_share1, teardown);
+    tcase_set_timeout(tc1, 240);
+    tcase_add_test(tc1, test_configured_share);
+    suite_add_tcase(s, tc1);
+    return s;
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    SRunner *sr = srunner_create(fairness_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    curl_global_cleanup();
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
