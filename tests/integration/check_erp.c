@@ -1114,6 +1114,49 @@ START_TEST(test_inactive_source)
 }
 END_TEST
 
+/* The host API member the plugin asks (setting_lists), called as a route
+ * handler of the erp plugin would: yes or no about every source's list,
+ * never an answer about a secret, disabled sources only when asked. */
+START_TEST(test_setting_lists_host_api)
+{
+    env e;
+    env_open(&e); /* Main_ERP: trusted_ips 127.0.0.1 */
+    char key2[128];
+    add_source(e.core, "globex", "Globex_ERP", "{\"trusted_ips\":\"bad, 10.0.0.0/8\"}", key2,
+               sizeof key2);
+    ah_generation *gen = ah_registry_acquire(e.core->registry, "erp");
+    ck_assert_ptr_nonnull(gen);
+    ah_core_call cc;
+    ah_core_call_init(&cc, e.core, gen, NULL, "route:test", NULL);
+    ah_call *call = &cc.ext.call;
+    const ah_host_api *h = &e.core->host;
+    ck_assert(AH_HAS(h, setting_lists));
+    const unsigned net = AH_LISTED_NETWORK, all = AH_LISTED_NETWORK | AH_LISTED_WITH_DISABLED;
+    ck_assert_int_eq(h->setting_lists(call, "trusted_ips", "127.0.0.1", net), 1);
+    ck_assert_int_eq(h->setting_lists(call, "trusted_ips", "::ffff:127.0.0.1", net), 1);
+    ck_assert_int_eq(h->setting_lists(call, "trusted_ips", "10.20.30.40", net), 1); /* globex */
+    ck_assert_int_eq(h->setting_lists(call, "trusted_ips", "127.0.0.2", net), 0);
+    ck_assert_int_eq(h->setting_lists(call, "trusted_ips", "not-an-ip", net), 0);
+    ck_assert_int_eq(h->setting_lists(call, "trusted_ips", "127.0.0.1", AH_LISTED_EXACT), 1);
+    ck_assert_int_eq(h->setting_lists(call, "trusted_ips", "bad", AH_LISTED_EXACT), 1);
+    ck_assert_int_eq(h->setting_lists(call, "trusted_ips", "10.20.30.40", AH_LISTED_EXACT), 0);
+    /* Secrets, other types, unknown keys and bad arguments are refused. */
+    ck_assert_int_eq(h->setting_lists(call, "api_key", e.key, AH_LISTED_EXACT), -1);
+    ck_assert_int_eq(h->setting_lists(call, "api_secret", "x", AH_LISTED_EXACT), -1);
+    ck_assert_int_eq(h->setting_lists(call, "description", "x", AH_LISTED_EXACT), -1);
+    ck_assert_int_eq(h->setting_lists(call, "no_such_key", "x", AH_LISTED_EXACT), -1);
+    ck_assert_int_eq(h->setting_lists(call, "trusted_ips", NULL, net), -1);
+    ck_assert_int_eq(h->setting_lists(call, "trusted_ips", "127.0.0.1", 7), -1);
+    /* A disabled source counts only with AH_LISTED_WITH_DISABLED. */
+    set_enabled(&e, "Main_ERP", false);
+    ck_assert_int_eq(h->setting_lists(call, "trusted_ips", "127.0.0.1", net), 0);
+    ck_assert_int_eq(h->setting_lists(call, "trusted_ips", "127.0.0.1", all), 1);
+    ah_core_call_done(&cc);
+    ah_generation_release(gen);
+    env_close(&e);
+}
+END_TEST
+
 START_TEST(test_log_filters)
 {
     env e;
@@ -1348,6 +1391,7 @@ static Suite *erp_suite(void)
     tcase_add_test(tc, test_auth_styles);
     tcase_add_test(tc, test_trusted_ips);
     tcase_add_test(tc, test_untrusted_ip_before_key);
+    tcase_add_test(tc, test_setting_lists_host_api);
     tcase_add_test(tc, test_invalid_source);
     tcase_add_test(tc, test_validation_errors);
     tcase_add_test(tc, test_create_defaults_and_record);
