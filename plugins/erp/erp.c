@@ -101,7 +101,7 @@ static void req_init(erp_req *r, ah_call *call, ah_http_exchange *ex)
     r->t0 = erp_monotonic_s();
 }
 
-/* 1 when some source trusts the caller's address (or the host cannot say),
+/* 1 when some source trusts the caller's address (or the host has no setting_lists),
  * 0 when answered 403. Looks at no key, so that a caller no source trusts
  * gets the same answer whatever key it sends: checking the key first told
  * an outsider which keys are valid (401 for a wrong one, 403 for a right
