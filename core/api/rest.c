@@ -13,6 +13,7 @@
 #include "rest.h"
 #include "core.h"
 #include "intlog.h"
+#include "tenantlimit.h"
 
 /* ------------------------------------------------------------------------ */
 /* /v1                                                                       */
@@ -30,6 +31,23 @@ int64_t ah_rest_tenant(ah_core *core, ah_http_exchange *ex, char *name, size_t l
     if (id < 0) {
         ah_ex_add_header(ex, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
         ah_ex_error(ex, 401, "unauthorized", "the API key is not valid");
+        return -1;
+    }
+    /* Every /v1 handler authenticates here, so this one check budgets them
+     * all; only a valid key takes a token, so nobody can spend another
+     * tenant's budget. Refused at once, never delayed: a waiting request
+     * would hold a server thread that other tenants need. */
+    unsigned retry = 0;
+    if (!ah_tenantlimit_take(core->tenantlimit, id, &retry)) {
+        char secs[16];
+        snprintf(secs, sizeof secs, "%u", retry);
+        if (ah_ex_add_header(ex, "Retry-After", secs) != 0)
+            ah_log(&core->log, AH_LOG_WARN, "rest", "cannot add Retry-After to a 429");
+        ah_ex_error(ex, 429, "rate_limited",
+                    "tenant '%s' is over its request rate (%u/s, bursts of %u); retry after %u s",
+                    name != NULL && len > 0 ? name : "?", core->cfg.http_tenant_rate,
+                    core->cfg.http_tenant_burst, retry);
+        return -1;
     }
     return id;
 }

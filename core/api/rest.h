@@ -7,8 +7,11 @@
 
 /* --- REST (rest.c) ------------------------------------------------------- */
 /** Authenticates a request's bearer tenant key (the hash compared in
- *  constant time). Returns the tenant id and copies its name, or answers
- *  401 itself and returns -1. */
+ *  constant time) and takes one token of the tenant's request budget
+ *  ([http] tenant_rate, tenant_burst; tenantlimit.h). Returns the tenant id
+ *  and copies its name, or answers itself and returns -1: 401 unauthorized
+ *  for a missing or wrong key, 429 rate_limited with Retry-After (whole
+ *  seconds) for a tenant over its budget. Never waits. */
 int64_t ah_rest_tenant(ah_core *core, ah_http_exchange *ex, char *name, size_t len);
 /** ah_rest_forward: answer with the reply body itself when it already has
  *  a "data" member (else it is wrapped like the rest). */

@@ -41,6 +41,8 @@ enum key {
     K_HTTP_MAX_CONNS_CLIENT,
     K_HTTP_HEADER_TIMEOUT,
     K_HTTP_MIN_BODY_RATE,
+    K_HTTP_TENANT_RATE,
+    K_HTTP_TENANT_BURST,
     K_TLS_CERT,
     K_TLS_KEY,
     K_STORE_URL,
@@ -82,6 +84,8 @@ static const key_def keys[K_N] = {
     [K_HTTP_MAX_CONNS_CLIENT] = {SEC_HTTP, "max_connections_per_client", 1, 1000000},
     [K_HTTP_HEADER_TIMEOUT] = {SEC_HTTP, "header_timeout_ms", 100, 600000},
     [K_HTTP_MIN_BODY_RATE] = {SEC_HTTP, "min_body_rate", 1, 1073741824},
+    [K_HTTP_TENANT_RATE] = {SEC_HTTP, "tenant_rate", 0, 1000000},
+    [K_HTTP_TENANT_BURST] = {SEC_HTTP, "tenant_burst", 1, 1000000},
     [K_TLS_CERT] = {SEC_HTTP, "tls_cert", 1, 0},
     [K_TLS_KEY] = {SEC_HTTP, "tls_key", 1, 0},
     [K_STORE_URL] = {SEC_STORE, "url", 1, 0},
@@ -232,6 +236,8 @@ static int fill_defaults(ah_config *cfg, const char *key_rel, const char *db_rel
     cfg->http_max_connections_per_client = 256;
     cfg->http_header_timeout_ms = 10000;
     cfg->http_min_body_rate = 1024;
+    cfg->http_tenant_rate = 100;
+    cfg->http_tenant_burst = 200;
     cfg->http_timeout_ms = 10000;
     cfg->http_max_attempts = 4;
     cfg->http_backoff_ms = 200;
@@ -584,6 +590,16 @@ static int set_value(parse_state *st, enum key k, const char *value)
         if (!set_int(st, k, value, &v))
             return 0;
         cfg->http_min_body_rate = (unsigned)v;
+        return 1;
+    case K_HTTP_TENANT_RATE:
+        if (!set_int(st, k, value, &v))
+            return 0;
+        cfg->http_tenant_rate = (unsigned)v;
+        return 1;
+    case K_HTTP_TENANT_BURST:
+        if (!set_int(st, k, value, &v))
+            return 0;
+        cfg->http_tenant_burst = (unsigned)v;
         return 1;
     case K_TLS_CERT:
     case K_TLS_KEY: {

@@ -36,6 +36,10 @@ typedef struct ah_config {
     unsigned http_max_connections_per_client; /* default 256 */
     long http_header_timeout_ms;              /* default 10000 */
     unsigned http_min_body_rate;              /* bytes/s, default 1024 */
+    /* Per-tenant request budget of /v1 (host/tenantlimit.h): a token bucket
+     * refilled at tenant_rate requests/s holding at most tenant_burst. */
+    unsigned http_tenant_rate;  /* requests/s; 0: unlimited (default 100) */
+    unsigned http_tenant_burst; /* default 200 */
     char *tls_cert;    /* PEM paths, both or neither */
     char *tls_key;
 

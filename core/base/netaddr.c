@@ -199,9 +199,10 @@ void ah_netlist_free(ah_netlist *l)
     free(l);
 }
 
-bool ah_netlist_contains(const ah_netlist *l, const struct sockaddr *sa)
+/* True when sa is in one of the n networks. */
+static bool nets_contain(const net *nets, size_t n, const struct sockaddr *sa)
 {
-    if (l == NULL || sa == NULL)
+    if (sa == NULL)
         return false;
     unsigned char a[16], v4[4];
     int family = sa->sa_family;
@@ -211,15 +212,64 @@ bool ah_netlist_contains(const ah_netlist *l, const struct sockaddr *sa)
         memcpy(a, ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr, 16);
         /* An IPv4 address in IPv6 clothing matches the IPv4 networks. */
         if (v6_embedded_v4(a, v4)) {
-            for (size_t i = 0; i < l->n; i++)
-                if (l->nets[i].family == AF_INET && prefix_equal(v4, l->nets[i].addr, l->nets[i].prefix))
+            for (size_t i = 0; i < n; i++)
+                if (nets[i].family == AF_INET && prefix_equal(v4, nets[i].addr, nets[i].prefix))
                     return true;
         }
     } else {
         return false;
     }
-    for (size_t i = 0; i < l->n; i++)
-        if (l->nets[i].family == family && prefix_equal(a, l->nets[i].addr, l->nets[i].prefix))
+    for (size_t i = 0; i < n; i++)
+        if (nets[i].family == family && prefix_equal(a, nets[i].addr, nets[i].prefix))
             return true;
+    return false;
+}
+
+bool ah_netlist_contains(const ah_netlist *l, const struct sockaddr *sa)
+{
+    return l != NULL && nets_contain(l->nets, l->n, sa);
+}
+
+bool ah_netlist_text_contains(const char *text, const struct sockaddr *sa)
+{
+    if (text == NULL || sa == NULL)
+        return false;
+    const char *p = text;
+    for (;;) {
+        const char *e = strchr(p, ',');
+        if (e == NULL)
+            e = p + strlen(p);
+        const char *s = p, *t = e;
+        while (s < t && isspace((unsigned char)*s))
+            s++;
+        while (t > s && isspace((unsigned char)t[-1]))
+            t--;
+        net one;
+        /* A malformed entry is skipped, not fatal: the list's owner
+         * validates it and warns about it; the others still count. */
+        if (t > s && parse_net(s, (size_t)(t - s), &one) && nets_contain(&one, 1, sa))
+            return true;
+        if (*e == '\0')
+            return false;
+        p = e + 1;
+    }
+}
+
+bool ah_addr_parse(const char *text, struct sockaddr_storage *out)
+{
+    memset(out, 0, sizeof *out);
+    if (text == NULL)
+        return false;
+    struct sockaddr_in *v4 = (struct sockaddr_in *)out;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)out;
+    if (inet_pton(AF_INET, text, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        return true;
+    }
+    memset(out, 0, sizeof *out);
+    if (inet_pton(AF_INET6, text, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        return true;
+    }
     return false;
 }

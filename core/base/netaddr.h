@@ -31,5 +31,15 @@ ah_netlist *ah_netlist_parse(const char *text, char *err, size_t errlen);
 void ah_netlist_free(ah_netlist *l);
 /** True when sa is in one of l's networks (l may be NULL: false). */
 bool ah_netlist_contains(const ah_netlist *l, const struct sockaddr *sa);
+/** True when sa is in one of the networks of the comma-separated `text`
+ *  ("10.0.0.0/8, 127.0.0.1"; blanks around entries ignored), judged like
+ *  ah_netlist_contains. Unlike ah_netlist_parse, an entry that is not a
+ *  network is skipped (for lists their owner validates, such as a plugin's
+ *  setting). NULL text or sa: false. */
+bool ah_netlist_text_contains(const char *text, const struct sockaddr *sa);
+/** Parses an IPv4 or IPv6 address ("127.0.0.1", "::1") into *out (its
+ *  family and address; port 0). false, *out zeroed, when text is NULL or
+ *  no address. */
+bool ah_addr_parse(const char *text, struct sockaddr_storage *out);
 
 #endif

@@ -486,6 +486,28 @@ ah_conn *ah_conns_by_secret(ah_core *core, const char *plugin, const char *key,
     return found;
 }
 
+int ah_conns_setting_match(ah_core *core, const char *plugin, const char *key, bool enabled_only,
+                           bool (*match)(void *arg, const char *value), void *arg)
+{
+    int found = 0;
+    ah_conns *cs = core->conns;
+    /* Under the read lock without taking references: match is quick and
+     * touches nothing but the value, and this runs on every request of
+     * routes that ask (the ERP's), so it should cost a scan, not a copy. */
+    pthread_rwlock_rdlock(&cs->lock);
+    snapshot *s = cs->snap;
+    for (size_t i = 0; i < s->n && !found; i++) {
+        const ah_conn *c = s->by_id[i];
+        if ((enabled_only && !c->enabled) || strcmp(c->plugin, plugin) != 0)
+            continue;
+        const char *v = ah_conn_setting(c, key);
+        if (v != NULL && match(arg, v))
+            found = 1;
+    }
+    pthread_rwlock_unlock(&cs->lock);
+    return found;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Settings validation against a plugin's declared table                     */
 /* ------------------------------------------------------------------------ */

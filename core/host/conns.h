@@ -33,6 +33,13 @@ void ah_conns_each(ah_core *core, const char *plugin, void (*cb)(void *arg, ah_c
  *  plaintext. Ref taken. */
 ah_conn *ah_conns_by_secret(ah_core *core, const char *plugin, const char *key,
                             const char *presented);
+/** 1 when match(arg, value) is true for the plaintext value of setting
+ *  `key` (unset and HASHED ones are skipped) of at least one connection of
+ *  `plugin`, in any tenant (only enabled ones when enabled_only), else 0.
+ *  match runs under the table's read lock: it must be quick and call
+ *  nothing of the host; value is borrowed for the call only. */
+int ah_conns_setting_match(ah_core *core, const char *plugin, const char *key, bool enabled_only,
+                           bool (*match)(void *arg, const char *value), void *arg);
 /** The plaintext value of a setting, or NULL. Borrowed from the conn. */
 const char *ah_conn_setting(const ah_conn *c, const char *key);
 

@@ -17,6 +17,7 @@
 #include "events.h"
 #include "hostapi.h"
 #include "intlog.h"
+#include "netaddr.h"
 
 static ah_core *core_of(const ah_call *call)
 {
@@ -639,6 +640,55 @@ static ah_result host_settings_update(ah_call *call, const cJSON *changes)
     return AH_OK;
 }
 
+/* What setting_lists looks for in each connection's list. */
+typedef struct listed_probe {
+    unsigned kind; /* AH_LISTED_EXACT or AH_LISTED_NETWORK */
+    const char *value;
+    size_t vlen;
+    struct sockaddr_storage addr; /* AH_LISTED_NETWORK */
+} listed_probe;
+
+static bool listed_match(void *arg, const char *list)
+{
+    const listed_probe *p = arg;
+    if (p->kind == AH_LISTED_NETWORK)
+        return ah_netlist_text_contains(list, (const struct sockaddr *)&p->addr);
+    for (const char *s = list;;) {
+        const char *e = strchr(s, ',');
+        if (e == NULL)
+            e = s + strlen(s);
+        const char *a = s, *b = e;
+        while (a < b && (*a == ' ' || *a == '\t'))
+            a++;
+        while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+            b--;
+        if ((size_t)(b - a) == p->vlen && memcmp(a, p->value, p->vlen) == 0)
+            return true;
+        if (*e == '\0')
+            return false;
+        s = e + 1;
+    }
+}
+
+static int host_setting_lists(ah_call *call, const char *key, const char *value, unsigned how)
+{
+    ah_core_call *cc = core_call(call);
+    const ah_setting_spec *sp = key != NULL ? setting_spec(call, key) : NULL;
+    unsigned kind = how & ~(unsigned)AH_LISTED_WITH_DISABLED;
+    /* Secrets are never answered about, not even yes or no: the answer
+     * would let a plugin guess another tenant's secret one value at a
+     * time. */
+    if (cc == NULL || sp == NULL || value == NULL || sp->type != AH_SET_LIST ||
+        (sp->flags & (AH_SETTING_SECRET | AH_SETTING_GENERATED | AH_SETTING_HASHED)) ||
+        (kind != AH_LISTED_EXACT && kind != AH_LISTED_NETWORK))
+        return -1;
+    listed_probe p = {.kind = kind, .value = value, .vlen = strlen(value)};
+    if (kind == AH_LISTED_NETWORK && !ah_addr_parse(value, &p.addr))
+        return 0; /* no address is in any network */
+    return ah_conns_setting_match(cc->core, cc->gen->name, key,
+                                  (how & AH_LISTED_WITH_DISABLED) == 0, listed_match, &p);
+}
+
 void ah_host_api_init(ah_host_api *api)
 {
     *api = (ah_host_api){
@@ -676,5 +726,6 @@ void ah_host_api_init(ah_host_api *api)
         .ct_equal = host_ct_equal,
         .settings_update = host_settings_update,
         .http_respond = host_http_respond,
+        .setting_lists = host_setting_lists,
     };
 }

@@ -9,7 +9,9 @@
  * Every route answers through answer()/answer_error(), which wrap the
  * guide's envelope; the host writes the integration log (REQUEST and
  * RESPONSE/ERROR) for each call, attributed to the source found by
- * conn_by_secret(), so the source is resolved before any other check.
+ * conn_by_secret(), so the source is resolved before any other check of
+ * the request, except one: a caller whose address no source trusts is
+ * refused before its key is looked at (logged as unauthenticated).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,11 +101,44 @@ static void req_init(erp_req *r, ah_call *call, ah_http_exchange *ex)
     r->t0 = erp_monotonic_s();
 }
 
-/* Resolves the source from the API key, then checks the caller's IP and the
- * body size against that source's settings. 0, or -1 when answered. */
+/* 1 when some source trusts the caller's address (or the host has no setting_lists),
+ * 0 when answered 403. Looks at no key, so that a caller no source trusts
+ * gets the same answer whatever key it sends: checking the key first told
+ * an outsider which keys are valid (401 for a wrong one, 403 for a right
+ * one from the wrong address).
+ *
+ * Disabled sources count: their ERPs are known to the operator, not
+ * outsiders, and the guide answers an inactive key 401 ("verify API key is
+ * correct and active"), which the key check below still does for them. */
+static int caller_trusted_anywhere(erp_req *r, const char *ip)
+{
+    const ah_host_api *h = r->h;
+    /* A host without setting_lists (older 1.1): the key-first order of the
+     * source's own check below still refuses untrusted callers. */
+    if (!AH_HAS(h, setting_lists) || h->setting_lists == NULL)
+        return 1;
+    int listed = ip != NULL ? h->setting_lists(r->route, "trusted_ips", ip,
+                                               AH_LISTED_NETWORK | AH_LISTED_WITH_DISABLED)
+                            : 0;
+    if (listed < 0) /* trusted_ips is a plain list setting: cannot happen */
+        h->log(r->route, AH_LOG_ERROR, "the host cannot look up trusted_ips; refusing the caller");
+    if (listed == 1)
+        return 1;
+    /* One message whatever the caller sent: no source named, no key judged. */
+    answer_fail(r, 403, ERP_E_IP_NOT_ALLOWED, NULL, "IP %s is not trusted by any ERP source",
+                ip != NULL ? ip : "?");
+    return 0;
+}
+
+/* Refuses a caller that no source trusts, then resolves the source from the
+ * API key, then checks the caller's IP and the body size against that
+ * source's settings. 0, or -1 when answered. */
 static int authenticate(erp_req *r)
 {
     const ah_host_api *h = r->h;
+    const char *ip = h->http_client_ip(r->ex);
+    if (!caller_trusted_anywhere(r, ip))
+        return -1;
     const char *key = h->http_header(r->ex, "X-API-Key");
     if (key == NULL || *key == '\0')
         key = h->http_query(r->ex, "api_key");
@@ -117,7 +152,6 @@ static int authenticate(erp_req *r)
         answer_fail(r, 401, ERP_E_INVALID_API_KEY, NULL, "invalid or inactive API key");
         return -1;
     }
-    const char *ip = h->http_client_ip(r->ex);
     const char *list = h->setting(r->src, "trusted_ips");
     int bad = 0;
     bool ok = erp_ip_allowed(list, ip, &bad);

@@ -555,6 +555,115 @@ START_TEST(test_trusted_ips)
 }
 END_TEST
 
+/* Collects a response body for post_from. */
+static size_t collect(char *p, size_t size, size_t n, void *arg)
+{
+    char **buf = arg;
+    size_t have = *buf != NULL ? strlen(*buf) : 0, add = size * n;
+    char *nb = realloc(*buf, have + add + 1);
+    if (nb == NULL)
+        return 0;
+    memcpy(nb + have, p, add);
+    nb[have + add] = '\0';
+    *buf = nb;
+    return add;
+}
+
+/* POST create-job/ with body {} from the client address `from` (the
+ * client socket bound to it: any 127.0.0.0/8 address is loopback), key in
+ * X-API-Key (NULL: none). Returns the status; *out the parsed body. */
+static long post_from(const env *e, const char *from, const char *key, cJSON **out)
+{
+    char url[256], hdr[160], *resp = NULL;
+    snprintf(url, sizeof url, "%s" ERP "create-job/", e->base);
+    snprintf(hdr, sizeof hdr, "X-API-Key: %s", key != NULL ? key : "");
+    CURL *c = curl_easy_init();
+    ck_assert_ptr_nonnull(c);
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    ck_assert_ptr_nonnull(h);
+    if (key != NULL) {
+        struct curl_slist *h2 = curl_slist_append(h, hdr);
+        ck_assert_ptr_nonnull(h2);
+        h = h2;
+    }
+    long st = 0;
+    ck_assert_int_eq(curl_easy_setopt(c, CURLOPT_URL, url), CURLE_OK);
+    ck_assert_int_eq(curl_easy_setopt(c, CURLOPT_INTERFACE, from), CURLE_OK);
+    ck_assert_int_eq(curl_easy_setopt(c, CURLOPT_HTTPHEADER, h), CURLE_OK);
+    ck_assert_int_eq(curl_easy_setopt(c, CURLOPT_POSTFIELDS, "{}"), CURLE_OK);
+    ck_assert_int_eq(curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect), CURLE_OK);
+    ck_assert_int_eq(curl_easy_setopt(c, CURLOPT_WRITEDATA, &resp), CURLE_OK);
+    ck_assert_int_eq(curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L), CURLE_OK);
+    CURLcode rc = curl_easy_perform(c);
+    ck_assert_msg(rc == CURLE_OK, "from %s: %s", from, curl_easy_strerror(rc));
+    ck_assert_int_eq(curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st), CURLE_OK);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    *out = cJSON_Parse(resp);
+    ck_assert_msg(*out != NULL, "not JSON: %s", resp != NULL ? resp : "(none)");
+    free(resp);
+    return st;
+}
+
+/* A caller whose address no source trusts is refused before its key is
+ * looked at, so it cannot tell a valid key from an invalid one; from a
+ * trusted address the guide's 401 / 403 hold as before. */
+START_TEST(test_untrusted_ip_before_key)
+{
+    env e;
+    env_open(&e); /* Main_ERP trusts 127.0.0.1 only */
+    char locked[128];
+    add_source(e.core, "acme", "Locked_ERP", "{\"trusted_ips\":\"10.0.0.0/8\"}", locked,
+               sizeof locked);
+    /* From 127.0.0.2, which no source trusts: a valid key, a wrong key and
+     * no key get one and the same answer. */
+    cJSON *valid = NULL, *wrong = NULL, *none = NULL;
+    ck_assert_int_eq(post_from(&e, "127.0.0.2", e.key, &valid), 403);
+    ck_assert_int_eq(post_from(&e, "127.0.0.2", "not-the-key", &wrong), 403);
+    ck_assert_int_eq(post_from(&e, "127.0.0.2", NULL, &none), 403);
+    check_error(valid, "IP_NOT_ALLOWED", NULL);
+    check_error(wrong, "IP_NOT_ALLOWED", NULL);
+    check_error(none, "IP_NOT_ALLOWED", NULL);
+    ck_assert_str_eq(sget(valid, "message"), sget(wrong, "message"));
+    ck_assert_str_eq(sget(valid, "message"), sget(none, "message"));
+    ck_assert_ptr_null(strstr(sget(valid, "message"), "Main_ERP"));
+    ck_assert_ptr_nonnull(strstr(sget(valid, "message"), "127.0.0.2"));
+    cJSON_Delete(valid);
+    cJSON_Delete(wrong);
+    cJSON_Delete(none);
+    /* From 127.0.0.1, which Main_ERP trusts: the key is judged first, then
+     * the key's own source's addresses. */
+    expect_error(&e, "create-job/", "not-the-key", "{}", 401, "INVALID_API_KEY", NULL);
+    expect_error(&e, "create-job/", NULL, "{}", 401, "INVALID_API_KEY", NULL);
+    expect_error(&e, "create-job/", locked, "{}", 403, "IP_NOT_ALLOWED", NULL);
+    expect_error(&e, "create-job/", e.key, "{}", 400, "MISSING_FIELD", "action");
+    /* Any source of any tenant that trusts an address makes it known: from
+     * there the key is looked at, and a key whose own source does not
+     * trust the address is still refused. */
+    char gkey[128];
+    add_source(e.core, "globex", "Globex_ERP", "{\"trusted_ips\":\"127.0.0.2/32\"}", gkey,
+               sizeof gkey);
+    cJSON *r = NULL;
+    ck_assert_int_eq(post_from(&e, "127.0.0.2", "not-the-key", &r), 401);
+    check_error(r, "INVALID_API_KEY", NULL);
+    cJSON_Delete(r);
+    ck_assert_int_eq(post_from(&e, "127.0.0.2", e.key, &r), 403);
+    check_error(r, "IP_NOT_ALLOWED", NULL);
+    ck_assert_ptr_nonnull(strstr(sget(r, "message"), "Main_ERP"));
+    cJSON_Delete(r);
+    ck_assert_int_eq(post_from(&e, "127.0.0.2", gkey, &r), 400);
+    check_error(r, "MISSING_FIELD", "action");
+    cJSON_Delete(r);
+    /* The refused outsiders are logged, as nobody's. */
+    const char *args[] = {"log", "--source", "unauthenticated", "--action", "ERROR", "--status",
+                          "403", NULL};
+    cJSON *l = cli_json(e.ini, args);
+    ck_assert_int_eq(cJSON_GetArraySize(l), 3);
+    cJSON_Delete(l);
+    env_close(&e);
+}
+END_TEST
+
 START_TEST(test_invalid_source)
 {
     env e;
@@ -1005,6 +1114,49 @@ START_TEST(test_inactive_source)
 }
 END_TEST
 
+/* The host API member the plugin asks (setting_lists), called as a route
+ * handler of the erp plugin would: yes or no about every source's list,
+ * never an answer about a secret, disabled sources only when asked. */
+START_TEST(test_setting_lists_host_api)
+{
+    env e;
+    env_open(&e); /* Main_ERP: trusted_ips 127.0.0.1 */
+    char key2[128];
+    add_source(e.core, "globex", "Globex_ERP", "{\"trusted_ips\":\"bad, 10.0.0.0/8\"}", key2,
+               sizeof key2);
+    ah_generation *gen = ah_registry_acquire(e.core->registry, "erp");
+    ck_assert_ptr_nonnull(gen);
+    ah_core_call cc;
+    ah_core_call_init(&cc, e.core, gen, NULL, "route:test", NULL);
+    ah_call *call = &cc.ext.call;
+    const ah_host_api *h = &e.core->host;
+    ck_assert(AH_HAS(h, setting_lists));
+    const unsigned net = AH_LISTED_NETWORK, all = AH_LISTED_NETWORK | AH_LISTED_WITH_DISABLED;
+    ck_assert_int_eq(h->setting_lists(call, "trusted_ips", "127.0.0.1", net), 1);
+    ck_assert_int_eq(h->setting_lists(call, "trusted_ips", "::ffff:127.0.0.1", net), 1);
+    ck_assert_int_eq(h->setting_lists(call, "trusted_ips", "10.20.30.40", net), 1); /* globex */
+    ck_assert_int_eq(h->setting_lists(call, "trusted_ips", "127.0.0.2", net), 0);
+    ck_assert_int_eq(h->setting_lists(call, "trusted_ips", "not-an-ip", net), 0);
+    ck_assert_int_eq(h->setting_lists(call, "trusted_ips", "127.0.0.1", AH_LISTED_EXACT), 1);
+    ck_assert_int_eq(h->setting_lists(call, "trusted_ips", "bad", AH_LISTED_EXACT), 1);
+    ck_assert_int_eq(h->setting_lists(call, "trusted_ips", "10.20.30.40", AH_LISTED_EXACT), 0);
+    /* Secrets, other types, unknown keys and bad arguments are refused. */
+    ck_assert_int_eq(h->setting_lists(call, "api_key", e.key, AH_LISTED_EXACT), -1);
+    ck_assert_int_eq(h->setting_lists(call, "api_secret", "x", AH_LISTED_EXACT), -1);
+    ck_assert_int_eq(h->setting_lists(call, "description", "x", AH_LISTED_EXACT), -1);
+    ck_assert_int_eq(h->setting_lists(call, "no_such_key", "x", AH_LISTED_EXACT), -1);
+    ck_assert_int_eq(h->setting_lists(call, "trusted_ips", NULL, net), -1);
+    ck_assert_int_eq(h->setting_lists(call, "trusted_ips", "127.0.0.1", 7), -1);
+    /* A disabled source counts only with AH_LISTED_WITH_DISABLED. */
+    set_enabled(&e, "Main_ERP", false);
+    ck_assert_int_eq(h->setting_lists(call, "trusted_ips", "127.0.0.1", net), 0);
+    ck_assert_int_eq(h->setting_lists(call, "trusted_ips", "127.0.0.1", all), 1);
+    ah_core_call_done(&cc);
+    ah_generation_release(gen);
+    env_close(&e);
+}
+END_TEST
+
 START_TEST(test_log_filters)
 {
     env e;
@@ -1238,6 +1390,8 @@ static Suite *erp_suite(void)
     tcase_add_test(tc, test_health_and_info);
     tcase_add_test(tc, test_auth_styles);
     tcase_add_test(tc, test_trusted_ips);
+    tcase_add_test(tc, test_untrusted_ip_before_key);
+    tcase_add_test(tc, test_setting_lists_host_api);
     tcase_add_test(tc, test_invalid_source);
     tcase_add_test(tc, test_validation_errors);
     tcase_add_test(tc, test_create_defaults_and_record);

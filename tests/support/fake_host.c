@@ -412,6 +412,38 @@ static ah_call *fake_conn_by_secret(ah_call *route_call, const char *key,
     return &oc->ext.call;
 }
 
+/* The fake knows one connection besides the call's (secret_conn) and no
+ * networks: entries are compared with the value as text, for either kind. */
+static int fake_setting_lists(ah_call *call, const char *key, const char *value, unsigned how)
+{
+    ah_fake_host *fh = fake_of(call);
+    (void)how;
+    if (fh == NULL || key == NULL || value == NULL)
+        return -1;
+    pthread_mutex_lock(&fh->mu);
+    ah_fake_conn *c = fh->secret_conn;
+    pthread_mutex_unlock(&fh->mu);
+    const char *list = NULL;
+    for (size_t i = 0; c != NULL && i < c->n && list == NULL; i++)
+        if (strcmp(c->kv[i].key, key) == 0)
+            list = c->kv[i].value;
+    size_t vlen = strlen(value);
+    for (const char *s = list; s != NULL;) {
+        const char *e = strchr(s, ',');
+        if (e == NULL)
+            e = s + strlen(s);
+        const char *a = s, *b = e;
+        while (a < b && (*a == ' ' || *a == '\t'))
+            a++;
+        while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+            b--;
+        if ((size_t)(b - a) == vlen && memcmp(a, value, vlen) == 0)
+            return 1;
+        s = *e == ',' ? e + 1 : NULL;
+    }
+    return 0;
+}
+
 /* --- the in-memory record store ---------------------------------------- */
 
 static const char *str_or_empty(const char *s)
@@ -722,6 +754,7 @@ static const ah_host_api fake_api = {
     .hmac_sha256_hex = fake_hmac_sha256_hex,
     .ct_equal = fake_ct_equal,
     .settings_update = fake_settings_update,
+    .setting_lists = fake_setting_lists,
 };
 
 const ah_host_api *ah_fake_host_api(void)

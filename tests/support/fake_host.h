@@ -61,7 +61,9 @@ typedef struct ah_fake_host {
     void *http_arg;
     /** The connection conn_by_secret() matches against (plain comparison
      *  of its setting; the fake does not hash). NULL: nothing matches. The
-     *  call contexts it returns live until ah_fake_host_free(). */
+     *  call contexts it returns live until ah_fake_host_free().
+     *  setting_lists() looks in this connection's list only, comparing
+     *  entries with the value as text (no networks). */
     ah_fake_conn *secret_conn;
 
     /* --- recorded by the fake ---------------------------------------- */

@@ -132,6 +132,8 @@ START_TEST(test_defaults_without_file)
     ck_assert_str_eq(cfg.listen_host, "127.0.0.1");
     ck_assert_uint_eq(cfg.listen_port, 8080);
     ck_assert_uint_eq(cfg.max_body, 1024 * 1024);
+    ck_assert_uint_eq(cfg.http_tenant_rate, 100);
+    ck_assert_uint_eq(cfg.http_tenant_burst, 200);
     ck_assert_int_eq(cfg.http_threads, 2);
     ck_assert_ptr_null(cfg.tls_cert);
     ck_assert_ptr_null(cfg.tls_key);
@@ -203,6 +205,8 @@ START_TEST(test_full_file)
              "max_connections_per_client = 10\n"
              "header_timeout_ms = 2500\n"
              "min_body_rate = 300\n"
+             "tenant_rate = 0\n"
+             "tenant_burst = 7\n"
              "tls_cert = ../tls/cert.pem\n"
              "tls_key = ../tls/key.pem\n"
              "[store]\n"
@@ -234,6 +238,8 @@ START_TEST(test_full_file)
     ck_assert_uint_eq(cfg.http_max_connections_per_client, 10);
     ck_assert_int_eq(cfg.http_header_timeout_ms, 2500);
     ck_assert_uint_eq(cfg.http_min_body_rate, 300);
+    ck_assert_uint_eq(cfg.http_tenant_rate, 0);
+    ck_assert_uint_eq(cfg.http_tenant_burst, 7);
     snprintf(want, sizeof want, "%s/tls/cert.pem", t.dir);
     ck_assert_str_eq(cfg.tls_cert, want);
     snprintf(want, sizeof want, "%s/tls/key.pem", t.dir);
@@ -248,11 +254,11 @@ START_TEST(test_full_file)
     ck_assert_str_eq(cfg.plugins[0].name, "erp");
     snprintf(want, sizeof want, "%s/plugins/erp.so", t.dir);
     ck_assert_str_eq(cfg.plugins[0].path, want);
-    ck_assert_int_eq(cfg.plugins[0].line, 29);
+    ck_assert_int_eq(cfg.plugins[0].line, 31);
     ck_assert_str_eq(cfg.plugins[1].name, "ats_2");
     snprintf(want, sizeof want, "%s/etc/p/ats_2.so", t.dir);
     ck_assert_str_eq(cfg.plugins[1].path, want);
-    ck_assert_int_eq(cfg.plugins[1].line, 30);
+    ck_assert_int_eq(cfg.plugins[1].line, 32);
     ah_config_free(&cfg);
     tmp_remove(&t);
 }
@@ -567,6 +573,10 @@ START_TEST(test_err_out_of_range)
     expect_error("[http]\nmax_connections_per_client = 0\n", 2,
                  "[http] max_connections_per_client: expected an integer between 1 and 1000000, "
                  "got '0'");
+    expect_error("[http]\ntenant_rate = -1\n", 2,
+                 "[http] tenant_rate: expected an integer between 0 and 1000000, got '-1'");
+    expect_error("[http]\ntenant_burst = 0\n", 2,
+                 "[http] tenant_burst: expected an integer between 1 and 1000000, got '0'");
     expect_error("[http]\nheader_timeout_ms = 99\n", 2,
                  "[http] header_timeout_ms: expected an integer between 100 and 600000, got '99'");
     expect_error("[outbound]\nmax_attempts = 11\n", 2,

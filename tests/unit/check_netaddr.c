@@ -87,6 +87,34 @@ START_TEST(test_netlist)
 }
 END_TEST
 
+/* A plugin's list setting, judged leniently: malformed entries are skipped. */
+static bool text_contains(const char *text, const char *ip)
+{
+    struct sockaddr_storage ss;
+    ck_assert_msg(ah_addr_parse(ip, &ss), "%s", ip);
+    return ah_netlist_text_contains(text, (const struct sockaddr *)&ss);
+}
+
+START_TEST(test_netlist_text)
+{
+    ck_assert(text_contains("127.0.0.1", "127.0.0.1"));
+    ck_assert(text_contains(" 10.0.0.0/8 ,\t127.0.0.0/8 ", "127.0.0.2"));
+    ck_assert(text_contains("not-an-ip, 300.1.1.1, 127.0.0.1/33, 127.0.0.1", "127.0.0.1"));
+    ck_assert(text_contains("::1, 127.0.0.1", "::ffff:127.0.0.1"));
+    ck_assert(text_contains("2001:db8::/32", "2001:db8::5"));
+    ck_assert(!text_contains("127.0.0.1", "127.0.0.2"));
+    ck_assert(!text_contains("localhost", "127.0.0.1"));
+    ck_assert(!text_contains("", "127.0.0.1"));
+    ck_assert(!text_contains(",,", "127.0.0.1"));
+    ck_assert(!text_contains("::1, ::/0", "127.0.0.1"));
+    ck_assert(!text_contains(NULL, "127.0.0.1"));
+    struct sockaddr_storage ss;
+    ck_assert(!ah_addr_parse("localhost", &ss));
+    ck_assert(!ah_addr_parse(NULL, &ss));
+    ck_assert(!ah_addr_parse("127.0.0.1/8", &ss));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("netaddr");
@@ -94,6 +122,7 @@ int main(void)
     tcase_add_test(tc, test_not_public);
     tcase_add_test(tc, test_public);
     tcase_add_test(tc, test_netlist);
+    tcase_add_test(tc, test_netlist_text);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -796,6 +796,37 @@ struct ah_host_api {
      *  one answer per exchange, as with http_respond_json. */
     ah_result (*http_respond)(ah_http_exchange *ex, int status, const char *content_type,
                               const char *body, size_t len);
+    /** @since 1.1 (appended; check AH_HAS(call->host, setting_lists)).
+     *  Whether `value` is listed in the AH_SET_LIST setting `key` of at
+     *  least one connection of the calling plugin, in ANY tenant: enabled
+     *  connections only, unless `how` has AH_LISTED_WITH_DISABLED. Returns
+     *  1 listed, 0 not, -1 when the question cannot be asked: `key` is not
+     *  a list setting the plugin declares, or is SECRET, GENERATED or
+     *  HASHED (never answered about), value is NULL or `how` unknown.
+     *  Only that answer reaches the plugin, never a setting, connection or
+     *  tenant: it is for routes that turn outsiders away before looking at
+     *  what they present (the ERP plugin refuses a caller whose address no
+     *  source trusts before it looks up the API key, so that an outsider
+     *  cannot tell a valid key from an invalid one). `how` is one of
+     *  AH_LISTED_EXACT, AH_LISTED_NETWORK, optionally with
+     *  AH_LISTED_WITH_DISABLED. Any callback, any thread; it takes no
+     *  connection's call lock. */
+    int (*setting_lists)(ah_call *call, const char *key, const char *value, unsigned how);
+};
+
+/** @since 1.1: what ah_host_api.setting_lists counts as "listed". */
+enum {
+    /** An entry of the list (blanks around it trimmed) is byte-equal to
+     *  the value. */
+    AH_LISTED_EXACT = 0,
+    /** The value is an IPv4 or IPv6 address and an entry is that address or
+     *  a CIDR block holding it ("10.0.0.0/8", "2001:db8::/32"). An IPv4
+     *  address written as IPv6 (::ffff:a.b.c.d) is that IPv4 address.
+     *  Entries that are not networks are skipped; a value that is not an
+     *  address is listed nowhere (0). */
+    AH_LISTED_NETWORK = 1,
+    /** Flag: count disabled connections too. */
+    AH_LISTED_WITH_DISABLED = 1 << 8,
 };
 
 #ifdef __cplusplus
