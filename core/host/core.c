@@ -14,6 +14,7 @@
 #include "core.h"
 #include "events.h"
 #include "hostapi.h"
+#include "intlog.h"
 #include "metrics.h"
 #include "ratelimit.h"
 #include "opfields.h"
@@ -285,8 +286,10 @@ ah_core *ah_core_open(ah_config *cfg, const ah_core_opts *opts, char *err, size_
     core->httpc = ah_httpc_new(&ho);
     core->oauth2 = core->httpc != NULL ? ah_oauth2_new(core->httpc, NULL, NULL) : NULL;
     core->ratelimit = ah_ratelimit_new();
+    core->intlog_guard = ah_intlog_guard_new();
     if (core->conns == NULL || core->registry == NULL || core->httpc == NULL ||
-        core->oauth2 == NULL || core->metrics == NULL || core->ratelimit == NULL) {
+        core->oauth2 == NULL || core->metrics == NULL || core->ratelimit == NULL ||
+        core->intlog_guard == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -343,6 +346,7 @@ void ah_core_close(ah_core *core)
     pthread_cond_destroy(&core->tick_cond);
     ah_metrics_free(core->metrics);
     ah_ratelimit_free(core->ratelimit);
+    ah_intlog_guard_free(core->intlog_guard);
     pthread_mutex_destroy(&core->ops_lock);
     ah_config_free(&core->cfg);
     free(core);

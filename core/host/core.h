@@ -101,6 +101,7 @@ struct ah_core {
 
     struct ah_metrics *metrics;     /* counters for /metrics (metrics.c) */
     struct ah_ratelimit *ratelimit; /* outbound rate budgets per connection (ratelimit.c) */
+    struct ah_intlog_guard *intlog_guard; /* unauthenticated entries per address (intlog.c) */
     pthread_mutex_t ops_lock;       /* one plugin reload / reconcile at a time (admin/ops.c) */
 
     /* State of the layers above, opaque here: made and freed by the daemon
