@@ -288,7 +288,11 @@ static void log_route_call(ah_core *core, const ah_core_call *cc, ah_http_exchan
     int status = ah_ex_status(ex);
     const char *action = r->action != NULL ? r->action : r->path;
     const char *token = (r->flags & AH_ROUTE_CONN_TOKEN) ? ah_ex_subpath(ex) : NULL;
-    char *path = logged_path(ex, r);
+    char *declared = logged_path(ex, r);
+    /* The secret a handler matched a connection with (conn_by_secret) is
+     * left out of the path too: a plugin may carry its key in a segment. */
+    char *path = scrub(declared, cc->route_secret);
+    free(declared);
     ah_intlog_rec rec = {
         .tenant = c != NULL ? c->tenant : NULL,
         .source = c != NULL ? c->name : "unauthenticated",
@@ -310,7 +314,8 @@ static void log_route_call(ah_core *core, const ah_core_call *cc, ah_http_exchan
         rec.duration_s = ah_ex_elapsed_s(ex);
         switch (ah_intlog_unauth_admit(core, ah_ex_client_ip(ex))) {
         case AH_INTLOG_UNAUTH_LOG:
-            rec.body = cc->response_log != NULL && strlen(cc->response_log) <= 1024
+            rec.body = cc->response_log != NULL && cc->route_secret == NULL &&
+                               strlen(cc->response_log) <= 1024
                            ? cc->response_log
                            : NULL;
             ah_intlog_write(core, &rec);
@@ -330,8 +335,10 @@ static void log_route_call(ah_core *core, const ah_core_call *cc, ah_http_exchan
     size_t len = 0;
     const char *body = ah_ex_body(ex, &len);
     char *redacted = ah_intlog_redact(body, len);
-    char *req = scrub(redacted, token);
-    char *resp = scrub(cc->response_log, token);
+    char *req1 = scrub(redacted, token), *resp1 = scrub(cc->response_log, token);
+    char *req = scrub(req1, cc->route_secret), *resp = scrub(resp1, cc->route_secret);
+    free(req1);
+    free(resp1);
     rec.body = req;
     ah_intlog_write(core, &rec);
     rec.action = status >= 400 ? "ERROR" : "RESPONSE";

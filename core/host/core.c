@@ -64,6 +64,11 @@ void ah_core_call_done(ah_core_call *cc)
     cc->records = NULL;
     free(cc->response_log);
     cc->response_log = NULL;
+    if (cc->route_secret != NULL) {
+        explicit_bzero(cc->route_secret, strlen(cc->route_secret));
+        free(cc->route_secret);
+        cc->route_secret = NULL;
+    }
 }
 
 int ah_conn_ensure_open(ah_core *core, ah_conn *c, ah_generation *gen, ah_call_ext *ext)

@@ -1152,6 +1152,43 @@ START_TEST(test_unauthenticated_log_capped)
 }
 END_TEST
 
+typedef struct key_scan {
+    const char *key;
+    int rows, leaks;
+} key_scan;
+
+static void key_cb(void *arg, const ah_log_entry *row)
+{
+    key_scan *k = arg;
+    k->rows++;
+    const char *cols[] = {row->path, row->body, row->correlation_id, row->source};
+    for (size_t i = 0; i < 4; i++)
+        if (cols[i] != NULL && strstr(cols[i], k->key) != NULL)
+            k->leaks++;
+}
+
+/* Issue 16, finding 5, host side: the secret a route matched its connection
+ * with (here the ERP API key) never reaches the log, even when the body
+ * repeats it under a key that does not look secret. */
+START_TEST(test_matched_key_not_logged)
+{
+    env e;
+    env_open(&e);
+    char body[256];
+    snprintf(body, sizeof body, "{\"title\":\"%s\"}", e.key);
+    cJSON *r = NULL;
+    long st = post(&e, "create-job/", e.key, body, &r);
+    ck_assert_int_eq(st, 400);
+    cJSON_Delete(r);
+    key_scan k = {.key = e.key};
+    ah_log_filter f = {.limit = 1000};
+    ck_assert_int_eq(e.core->store->ops->log_query(e.core->store, &f, key_cb, &k), 0);
+    ck_assert_int_eq(k.rows, 2); /* REQUEST + ERROR, source Main_ERP */
+    ck_assert_int_eq(k.leaks, 0);
+    env_close(&e);
+}
+END_TEST
+
 static void count_rows(void *arg, const ah_log_entry *row)
 {
     (void)row;
@@ -1333,6 +1370,7 @@ static Suite *erp_suite(void)
     tcase_add_test(tc, test_payload_too_large);
     tcase_add_test(tc, test_unauthenticated_log_capped);
     tcase_add_test(tc, test_log_retention);
+    tcase_add_test(tc, test_matched_key_not_logged);
     tcase_add_test(tc, test_store_outage);
     suite_add_tcase(s, tc);
     TCase *conc = tcase_create("concurrency");
