@@ -129,8 +129,22 @@ typedef struct guard_slot {
 
 struct ah_intlog_guard {
     pthread_mutex_t mu;
+    guard_slot all; /* every address together (ip unused) */
     guard_slot slot[GUARD_SLOTS];
 };
+
+/* Counts one request in s's window; its rank in the window, saturated. */
+static unsigned window_count(guard_slot *s, long now, unsigned limit)
+{
+    if (s->window_start == 0 || now - s->window_start >= GUARD_WINDOW_S) {
+        s->window_start = now;
+        s->count = 0;
+    }
+    unsigned n = ++s->count;
+    if (n > limit + 1)
+        s->count = limit + 2; /* no wrap-around */
+    return n;
+}
 
 ah_intlog_guard *ah_intlog_guard_new(void)
 {
@@ -185,16 +199,18 @@ ah_intlog_unauth ah_intlog_unauth_admit(ah_core *core, const char *ip)
     if (hit == NULL) {
         hit = victim;
         snprintf(hit->ip, sizeof hit->ip, "%s", ip);
-        hit->window_start = now;
-        hit->count = 0;
-    } else if (now - hit->window_start >= GUARD_WINDOW_S) {
-        hit->window_start = now;
-        hit->count = 0;
+        hit->window_start = 0;
     }
-    unsigned n = ++hit->count;
-    if (n > AH_INTLOG_UNAUTH_PER_MIN + 1)
-        hit->count = AH_INTLOG_UNAUTH_PER_MIN + 2; /* no wrap-around */
+    unsigned n = window_count(hit, now, AH_INTLOG_UNAUTH_PER_MIN);
+    /* Only requests the address's limit lets through count against the
+     * limit of all: one noisy address must not silence the others. */
+    unsigned all = n <= AH_INTLOG_UNAUTH_PER_MIN + 1
+                       ? window_count(&g->all, now, AH_INTLOG_UNAUTH_ALL_PER_MIN)
+                       : 0;
     pthread_mutex_unlock(&g->mu);
+    if (all > AH_INTLOG_UNAUTH_ALL_PER_MIN)
+        return all == AH_INTLOG_UNAUTH_ALL_PER_MIN + 1 ? AH_INTLOG_UNAUTH_SUMMARY
+                                                       : AH_INTLOG_UNAUTH_DROP;
     if (n <= AH_INTLOG_UNAUTH_PER_MIN)
         return AH_INTLOG_UNAUTH_LOG;
     return n == AH_INTLOG_UNAUTH_PER_MIN + 1 ? AH_INTLOG_UNAUTH_SUMMARY : AH_INTLOG_UNAUTH_DROP;

@@ -46,6 +46,10 @@ void ah_intlog_entry_json(void *arg, const struct ah_log_entry *e);
  * summary entry for the rest of that minute. */
 
 #define AH_INTLOG_UNAUTH_PER_MIN 10
+/* And at most this many from all addresses together (many addresses, e.g.
+ * an IPv6 prefix, must not get around the per-address limit): then one
+ * summary, and nothing more until the minute ends. */
+#define AH_INTLOG_UNAUTH_ALL_PER_MIN 600
 
 typedef struct ah_intlog_guard ah_intlog_guard;
 /** An empty guard; NULL when out of memory. */
@@ -60,8 +64,9 @@ typedef enum {
 } ah_intlog_unauth;
 
 /** Counts one failed unauthenticated request from client address `ip`
- *  (NULL or "": one shared bucket) and says whether to log it. Thread-safe;
- *  a full table forgets its oldest address. */
+ *  (NULL or "": one shared bucket) and says whether to log it, against its
+ *  address's limit and the limit of all addresses. Thread-safe; a full
+ *  table forgets its oldest address. */
 ah_intlog_unauth ah_intlog_unauth_admit(struct ah_core *core, const char *ip);
 
 /** Deletes integration log entries older than [core] log_retention_days

@@ -1189,6 +1189,39 @@ START_TEST(test_matched_key_not_logged)
 }
 END_TEST
 
+/* The guard behind test_unauthenticated_log_capped, on its own: per
+ * address, and for all addresses together (many addresses must not get
+ * around the per-address limit). */
+START_TEST(test_unauthenticated_guard_limits)
+{
+    ah_core *core = calloc(1, sizeof *core);
+    ck_assert_ptr_nonnull(core);
+    core->intlog_guard = ah_intlog_guard_new();
+    ck_assert_ptr_nonnull(core->intlog_guard);
+    int seen[3] = {0};
+    for (int i = 0; i < AH_INTLOG_UNAUTH_PER_MIN + 5; i++)
+        seen[ah_intlog_unauth_admit(core, "192.0.2.1")]++;
+    ck_assert_int_eq(seen[AH_INTLOG_UNAUTH_LOG], AH_INTLOG_UNAUTH_PER_MIN);
+    ck_assert_int_eq(seen[AH_INTLOG_UNAUTH_SUMMARY], 1);
+    ck_assert_int_eq(seen[AH_INTLOG_UNAUTH_DROP], 4);
+    /* A noisy address does not silence another. */
+    ck_assert_int_eq(ah_intlog_unauth_admit(core, "192.0.2.2"), AH_INTLOG_UNAUTH_LOG);
+    /* One request each from many addresses: capped all together. */
+    memset(seen, 0, sizeof seen);
+    int logged_before = AH_INTLOG_UNAUTH_PER_MIN + 1 + 1; /* counted against all above */
+    for (int i = 0; i < AH_INTLOG_UNAUTH_ALL_PER_MIN + 100; i++) {
+        char ip[64];
+        snprintf(ip, sizeof ip, "2001:db8::%x", i + 16);
+        seen[ah_intlog_unauth_admit(core, ip)]++;
+    }
+    ck_assert_int_eq(seen[AH_INTLOG_UNAUTH_LOG], AH_INTLOG_UNAUTH_ALL_PER_MIN - logged_before);
+    ck_assert_int_eq(seen[AH_INTLOG_UNAUTH_SUMMARY], 1);
+    ck_assert_int_eq(seen[AH_INTLOG_UNAUTH_DROP], 100 + logged_before - 1);
+    ah_intlog_guard_free(core->intlog_guard);
+    free(core);
+}
+END_TEST
+
 static void count_rows(void *arg, const ah_log_entry *row)
 {
     (void)row;
@@ -1371,6 +1404,7 @@ static Suite *erp_suite(void)
     tcase_add_test(tc, test_unauthenticated_log_capped);
     tcase_add_test(tc, test_log_retention);
     tcase_add_test(tc, test_matched_key_not_logged);
+    tcase_add_test(tc, test_unauthenticated_guard_limits);
     tcase_add_test(tc, test_store_outage);
     suite_add_tcase(s, tc);
     TCase *conc = tcase_create("concurrency");
