@@ -322,8 +322,8 @@ static void log_route_call(ah_core *core, const ah_core_call *cc, ah_http_exchan
             break;
         case AH_INTLOG_UNAUTH_SUMMARY:
             rec.action = "ERROR_SUPPRESSED";
-            rec.body = "too many failed unauthenticated requests from this address: the "
-                       "rest of this minute's are not logged";
+            rec.body = "too many failed unauthenticated requests from this address, or from "
+                       "all addresses: the rest of this minute's are not logged";
             ah_intlog_write(core, &rec);
             break;
         case AH_INTLOG_UNAUTH_DROP:
