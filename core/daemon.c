@@ -26,6 +26,8 @@
 #include "api.h"
 #include "bulk.h"
 #include "eventlog.h"
+#include "idempotency.h"
+#include "intlog.h"
 #include "webhooks.h"
 
 ah_core *ah_daemon_open(ah_config *cfg, const ah_core_opts *opts, char *err, size_t errlen)
@@ -103,6 +105,9 @@ static void *ticker_main(void *arg)
         if (mono_seconds() - last_prune >= AH_PRUNE_EVERY_S) {
             last_prune = mono_seconds();
             ah_eventlog_prune(core);
+            /* The integration log and idempotency keys past retention. */
+            ah_intlog_prune(core);
+            ah_idem_prune(core);
         }
     }
     pthread_mutex_unlock(&core->tick_lock);

@@ -6,7 +6,7 @@
  *
  * Before the handler: a request with an Idempotency-Key header (1..255
  * printable characters) and a valid tenant key reserves (tenant, key) with
- * the hash of its method, path, X-Connection and body. If the key was
+ * the hash of its method, path, query string, X-Connection and body. If the key was
  * already used within 24 hours: the same hash replays the first response
  * (status and body, with Idempotent-Replayed: true) without running the
  * handler; another hash is refused with 422 idempotency_key_reused; a
@@ -72,22 +72,39 @@ static bool valid_key(const char *k)
     return true;
 }
 
-static void request_hash(ah_http_exchange *ex, char out[AH_SHA256_HEX_LEN + 1])
+/* 0, or -1 when out of memory (the caller answers 500: a hash of less than
+ * the whole request could replay another request's answer). */
+static int request_hash(ah_http_exchange *ex, char out[AH_SHA256_HEX_LEN + 1])
 {
     size_t blen = 0;
     const char *body = ah_ex_body(ex, &blen);
     const char *conn = ah_ex_header(ex, "X-Connection");
     const char *method = ah_ex_method(ex), *path = ah_ex_path(ex);
-    size_t n = strlen(method) + strlen(path) + (conn ? strlen(conn) : 0) + blen + 4;
+    /* The query is part of the request: ?dry_run=1 and ?dry_run=0 are two
+     * requests, whatever their bodies. */
+    char *query = ah_ex_query_canonical(ex);
+    if (query == NULL)
+        return -1;
+    size_t n = strlen(method) + strlen(path) + strlen(query) + (conn ? strlen(conn) : 0) +
+               blen + 5;
     char *buf = malloc(n);
     if (buf == NULL) {
-        ah_sha256_hex(path, strlen(path), out);
-        return;
+        free(query);
+        return -1;
     }
-    int h = snprintf(buf, n, "%s\n%s\n%s\n", method, path, conn ? conn : "");
+    int h = snprintf(buf, n, "%s\n%s\n%s\n%s\n", method, path, query, conn ? conn : "");
     memcpy(buf + h, body, blen);
     ah_sha256_hex(buf, (size_t)h + blen, out);
     free(buf);
+    free(query);
+    return 0;
+}
+
+/* The associated data that binds a sealed answer to its tenant and key: a
+ * row copied under another key does not open. */
+static void seal_aad(int64_t tid, const char *key, char *out, size_t len)
+{
+    snprintf(out, len, "idempotency:%lld:%s", (long long)tid, key);
 }
 
 bool ah_idem_before(void *arg, ah_http_exchange *ex)
@@ -103,7 +120,10 @@ bool ah_idem_before(void *arg, ah_http_exchange *ex)
         return true;
     }
     char hash[AH_SHA256_HEX_LEN + 1], expired[32];
-    request_hash(ex, hash);
+    if (request_hash(ex, hash) != 0) {
+        ah_ex_error(ex, 500, AH_E_INTERNAL, "out of memory");
+        return true;
+    }
     ah_iso_in(-IDEM_TTL_MS, expired);
     /* A key older than 24 hours is forgotten (by idem_reserve): the request
      * is new. */
@@ -126,12 +146,60 @@ bool ah_idem_before(void *arg, ah_http_exchange *ex)
         ah_ex_error(ex, 409, "idempotency_in_progress",
                     "a request with this Idempotency-Key is being handled; retry later");
     } else {
-        const char *body = row.response != NULL ? row.response : "";
-        ah_ex_add_header(ex, "Idempotent-Replayed", "true");
-        ah_ex_respond(ex, row.status, *body ? "application/json" : NULL, body, strlen(body));
+        char aad[IDEM_KEY_MAX + 48];
+        seal_aad(tid, key, aad, sizeof aad);
+        char *body = row.response != NULL ? ah_open_sealed(core->host_key, row.response, aad)
+                                          : NULL;
+        if (body == NULL) {
+            /* Another host key, or a row written before answers were
+             * sealed: never replay what cannot be opened. */
+            ah_ex_error(ex, 500, AH_E_INTERNAL, "cannot read the stored answer of this "
+                        "Idempotency-Key");
+        } else {
+            ah_ex_add_header(ex, "Idempotent-Replayed", "true");
+            ah_ex_respond(ex, row.status, *body ? "application/json" : NULL, body, strlen(body));
+            explicit_bzero(body, strlen(body));
+            free(body);
+        }
     }
     ah_idem_row_free(&row);
     return true;
+}
+
+/* Stores the answer sealed. When it cannot be sealed, the key stays
+ * reserved (answered in progress until it expires) rather than hold the
+ * answer in clear. */
+static int complete_sealed(ah_core *core, int64_t tid, const char *key, int status,
+                           const char *body, size_t len)
+{
+    char *text = malloc(len + 1);
+    if (text == NULL)
+        return AH_STORE_ERR;
+    if (len > 0)
+        memcpy(text, body, len);
+    text[len] = '\0';
+    char aad[IDEM_KEY_MAX + 48];
+    seal_aad(tid, key, aad, sizeof aad);
+    char *sealed = ah_seal(core->host_key, text, aad);
+    explicit_bzero(text, len);
+    free(text);
+    if (sealed == NULL)
+        return AH_STORE_ERR;
+    int rc = core->store->ops->idem_complete(core->store, tid, key, status, sealed);
+    free(sealed);
+    return rc;
+}
+
+void ah_idem_prune(ah_core *core)
+{
+    char cutoff[32];
+    ah_iso_in(-IDEM_TTL_MS, cutoff);
+    int64_t n = 0;
+    if (core->store->ops->idem_prune(core->store, cutoff, &n) != 0)
+        ah_log(&core->log, AH_LOG_WARN, "idempotency", "cannot prune expired idempotency keys");
+    else if (n > 0)
+        ah_log(&core->log, AH_LOG_INFO, "idempotency", "pruned %lld expired idempotency keys",
+               (long long)n);
 }
 
 void ah_idem_after(void *arg, ah_http_exchange *ex)
@@ -153,8 +221,7 @@ void ah_idem_after(void *arg, ah_http_exchange *ex)
         (body == NULL && len > 0))
         rc = core->store->ops->idem_release(core->store, tid, key);
     else
-        rc = core->store->ops->idem_complete(core->store, tid, key, status,
-                                             body != NULL ? body : "");
+        rc = complete_sealed(core, tid, key, status, body, len);
     /* The key then stays reserved: retries are refused as in progress until
      * it expires, never run twice. */
     if (rc != AH_STORE_OK)

@@ -255,33 +255,119 @@ static const ah_route *find_route(const ah_generation *gen, const ah_route_bindi
     return NULL;
 }
 
+/* The path as logged: a token route's token (everything after the declared
+ * prefix, which is how the host resolved the connection) becomes "***", so
+ * that no log entry ever holds what opens the route. malloc'd. */
+static char *logged_path(ah_http_exchange *ex, const ah_route *r)
+{
+    const char *path = ah_ex_path(ex), *sub = ah_ex_subpath(ex);
+    size_t plen = strlen(path), slen = sub != NULL ? strlen(sub) : 0;
+    char *out = NULL;
+    if ((r->flags & AH_ROUTE_CONN_TOKEN) && slen > 0 && slen <= plen) {
+        if (asprintf(&out, "%.*s***", (int)(plen - slen), path) < 0)
+            out = NULL;
+    } else {
+        out = strdup(path);
+    }
+    return out;
+}
+
+/* text with every occurrence of secret replaced by "***" (a plugin may echo
+ * the token under a key that does not look secret, e.g. a callback URL).
+ * malloc'd; NULL when text is NULL or out of memory. */
+static char *scrub(const char *text, const char *secret)
+{
+    if (text == NULL)
+        return NULL;
+    size_t sl = secret != NULL ? strlen(secret) : 0;
+    if (sl == 0)
+        return strdup(text);
+    size_t n = 0;
+    for (const char *p = strstr(text, secret); p != NULL; p = strstr(p + sl, secret))
+        n++;
+    char *out = malloc(strlen(text) + n * 3 + 1), *o = out;
+    if (out == NULL)
+        return NULL;
+    const char *p = text, *hit;
+    while ((hit = strstr(p, secret)) != NULL) {
+        memcpy(o, p, (size_t)(hit - p));
+        o += hit - p;
+        memcpy(o, "***", 3);
+        o += 3;
+        p = hit + sl;
+    }
+    strcpy(o, p);
+    return out;
+}
+
 static void log_route_call(ah_core *core, const ah_core_call *cc, ah_http_exchange *ex,
                            const ah_route *r, const ah_conn *c)
 {
-    size_t len = 0;
-    const char *body = ah_ex_body(ex, &len);
-    char *req = ah_intlog_redact(body, len);
     int status = ah_ex_status(ex);
     const char *action = r->action != NULL ? r->action : r->path;
+    const char *token = (r->flags & AH_ROUTE_CONN_TOKEN) ? ah_ex_subpath(ex) : NULL;
+    char *declared = logged_path(ex, r);
+    /* The secret a handler matched a connection with (conn_by_secret) is
+     * left out of the path too: a plugin may carry its key in a segment. */
+    char *path = scrub(declared, cc->route_secret);
+    free(declared);
     ah_intlog_rec rec = {
         .tenant = c != NULL ? c->tenant : NULL,
         .source = c != NULL ? c->name : "unauthenticated",
         .plugin = cc->gen->name,
         .action = "REQUEST",
         .method = ah_ex_method(ex),
-        .path = ah_ex_path(ex),
+        .path = path != NULL ? path : "(out of memory)",
         .status = 0,
         .duration_s = 0,
-        .body = req,
+        .body = NULL,
         .correlation_id = action,
     };
+    if (c == NULL && status >= 400) {
+        /* Failed before any connection accepted it: anyone can send these,
+         * so one entry without the request body, and only a few per client
+         * address per minute (intlog.h). */
+        rec.action = "ERROR";
+        rec.status = status;
+        rec.duration_s = ah_ex_elapsed_s(ex);
+        switch (ah_intlog_unauth_admit(core, ah_ex_client_ip(ex))) {
+        case AH_INTLOG_UNAUTH_LOG:
+            rec.body = cc->response_log != NULL && cc->route_secret == NULL &&
+                               strlen(cc->response_log) <= 1024
+                           ? cc->response_log
+                           : NULL;
+            ah_intlog_write(core, &rec);
+            break;
+        case AH_INTLOG_UNAUTH_SUMMARY:
+            rec.action = "ERROR_SUPPRESSED";
+            rec.body = "too many failed unauthenticated requests from this address, or from "
+                       "all addresses: the rest of this minute's are not logged";
+            ah_intlog_write(core, &rec);
+            break;
+        case AH_INTLOG_UNAUTH_DROP:
+            break;
+        }
+        free(path);
+        return;
+    }
+    size_t len = 0;
+    const char *body = ah_ex_body(ex, &len);
+    char *redacted = ah_intlog_redact(body, len);
+    char *req1 = scrub(redacted, token), *resp1 = scrub(cc->response_log, token);
+    char *req = scrub(req1, cc->route_secret), *resp = scrub(resp1, cc->route_secret);
+    free(req1);
+    free(resp1);
+    rec.body = req;
     ah_intlog_write(core, &rec);
     rec.action = status >= 400 ? "ERROR" : "RESPONSE";
     rec.status = status;
     rec.duration_s = ah_ex_elapsed_s(ex);
-    rec.body = cc->response_log;
+    rec.body = resp;
     ah_intlog_write(core, &rec);
+    free(redacted);
     free(req);
+    free(resp);
+    free(path);
 }
 
 static void plugin_route(void *arg, ah_http_exchange *ex)
@@ -341,7 +427,7 @@ static void plugin_route(void *arg, ah_http_exchange *ex)
     log_route_call(core, &cc, ex, r, who);
     if (cc.scoped && core->store->ops->scope_end(core->store, true) != 0)
         ah_log(&core->log, AH_LOG_ERROR, "rest", "%s %s: the call's writes could not be committed",
-               ah_ex_method(ex), ah_ex_path(ex));
+               ah_ex_method(ex), r->path); /* as declared: never a token */
     ah_ex_set_user(ex, NULL);
     ah_core_call_done(&cc);
     if (c != NULL) {

@@ -60,6 +60,7 @@ enum key {
     K_WH_TIMEOUT,
     K_WH_ALLOW_NETWORKS,
     K_EV_RETENTION,
+    K_LOG_RETENTION,
     K_N
 };
 
@@ -103,6 +104,7 @@ static const key_def keys[K_N] = {
     [K_WH_ALLOW_NETWORKS] = {SEC_WEBHOOKS, "allow_networks", 1, 0},
     [K_EV_RETENTION] = {SEC_EVENTS, "retention_days", 1, 3650},
     [K_ADMIN_TOKEN_FILE] = {SEC_ADMIN, "token_file", 1, 0},
+    [K_LOG_RETENTION] = {SEC_CORE, "log_retention_days", 1, 3650},
 };
 
 #define AH_LISTEN_HINT "expected host:port (e.g. 127.0.0.1:8080 or [::1]:8080)"
@@ -248,6 +250,7 @@ static int fill_defaults(ah_config *cfg, const char *key_rel, const char *db_rel
     cfg->webhook_backoff_max_ms = 3600000;
     cfg->webhook_timeout_ms = 10000;
     cfg->events_retention_days = 30;
+    cfg->log_retention_days = 30;
     cfg->key_file = ah_config_resolve(cfg, key_rel);
     cfg->listen_host = strdup("127.0.0.1");
     cfg->store_url = sqlite_url(cfg->dir, db_rel);
@@ -671,6 +674,11 @@ static int set_value(parse_state *st, enum key k, const char *value)
         if (!set_int(st, k, value, &v))
             return 0;
         cfg->events_retention_days = (int)v;
+        return 1;
+    case K_LOG_RETENTION:
+        if (!set_int(st, k, value, &v))
+            return 0;
+        cfg->log_retention_days = (int)v;
         return 1;
     case K_ADMIN_SOCKET:
         /* "off" (or empty) turns the Unix socket off. */

@@ -25,6 +25,7 @@ typedef struct ah_config {
                                ../var/host.key from the INI's folder) */
     int log_level;          /* ah_log_level (default info) */
     bool log_json;
+    int log_retention_days; /* integration log entries older than this are pruned (30) */
 
     /* [http] */
     char *listen_host; /* default 127.0.0.1 */

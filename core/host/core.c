@@ -14,6 +14,7 @@
 #include "core.h"
 #include "events.h"
 #include "hostapi.h"
+#include "intlog.h"
 #include "metrics.h"
 #include "ratelimit.h"
 #include "tenantlimit.h"
@@ -64,6 +65,11 @@ void ah_core_call_done(ah_core_call *cc)
     cc->records = NULL;
     free(cc->response_log);
     cc->response_log = NULL;
+    if (cc->route_secret != NULL) {
+        explicit_bzero(cc->route_secret, strlen(cc->route_secret));
+        free(cc->route_secret);
+        cc->route_secret = NULL;
+    }
 }
 
 int ah_conn_ensure_open(ah_core *core, ah_conn *c, ah_generation *gen, ah_call_ext *ext)
@@ -287,9 +293,10 @@ ah_core *ah_core_open(ah_config *cfg, const ah_core_opts *opts, char *err, size_
     core->oauth2 = core->httpc != NULL ? ah_oauth2_new(core->httpc, NULL, NULL) : NULL;
     core->ratelimit = ah_ratelimit_new();
     core->tenantlimit = ah_tenantlimit_new(core->cfg.http_tenant_rate, core->cfg.http_tenant_burst);
+    core->intlog_guard = ah_intlog_guard_new();
     if (core->conns == NULL || core->registry == NULL || core->httpc == NULL ||
         core->oauth2 == NULL || core->metrics == NULL || core->ratelimit == NULL ||
-        core->tenantlimit == NULL) {
+        core->tenantlimit == NULL || core->intlog_guard == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -347,6 +354,7 @@ void ah_core_close(ah_core *core)
     ah_metrics_free(core->metrics);
     ah_ratelimit_free(core->ratelimit);
     ah_tenantlimit_free(core->tenantlimit);
+    ah_intlog_guard_free(core->intlog_guard);
     pthread_mutex_destroy(&core->ops_lock);
     ah_config_free(&core->cfg);
     free(core);

@@ -70,6 +70,9 @@ typedef struct ah_core_call {
     struct ah_core_call *extra[4];
     int n_extra;
     char *response_log; /* redacted copy of what a route answered */
+    /* What the route's first conn_by_secret matched (an API key, a token):
+     * scrubbed from the route's log entries wherever it appears. */
+    char *route_secret;
     bool atomic_route; /* the route has AH_ROUTE_ATOMIC */
     bool scoped;       /* a store scope is open for it (ah_core_call_scope) */
     char topic_buf[96];
@@ -102,6 +105,7 @@ struct ah_core {
     struct ah_metrics *metrics;     /* counters for /metrics (metrics.c) */
     struct ah_ratelimit *ratelimit; /* outbound rate budgets per connection (ratelimit.c) */
     struct ah_tenantlimit *tenantlimit; /* /v1 request budgets per tenant (tenantlimit.c) */
+    struct ah_intlog_guard *intlog_guard; /* unauthenticated entries per address (intlog.c) */
     pthread_mutex_t ops_lock;       /* one plugin reload / reconcile at a time (admin/ops.c) */
 
     /* State of the layers above, opaque here: made and freed by the daemon

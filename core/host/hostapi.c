@@ -404,6 +404,11 @@ static ah_call *host_conn_by_secret(ah_call *route_call, const char *key, const 
     ah_conn *c = ah_conns_by_secret(core, rc->gen->name, key, presented);
     if (c == NULL)
         return NULL;
+    /* Kept so the route's log entries can leave it out (a body may echo it
+     * under a harmless-looking key). Out of memory: nothing to scrub with,
+     * the entries are still redacted by key. */
+    if (rc->route_secret == NULL && *presented != '\0')
+        rc->route_secret = strdup(presented);
     ah_core_call *x = calloc(1, sizeof(*x));
     if (x == NULL) {
         ah_conn_release(c);

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "conns.h"
 #include "core.h"
@@ -112,4 +114,117 @@ void ah_intlog_entry_json(void *arg, const ah_log_entry *e)
     if (e->body)
         cJSON_AddStringToObject(o, "body", e->body);
     cJSON_AddItemToArray(arg, o);
+}
+
+/* --- requests that failed authentication -------------------------------- */
+
+#define GUARD_SLOTS 512
+#define GUARD_WINDOW_S 60
+
+typedef struct guard_slot {
+    char ip[64];
+    long window_start; /* monotonic seconds; 0: free slot */
+    unsigned count;    /* requests seen in the window */
+} guard_slot;
+
+struct ah_intlog_guard {
+    pthread_mutex_t mu;
+    guard_slot all; /* every address together (ip unused) */
+    guard_slot slot[GUARD_SLOTS];
+};
+
+/* Counts one request in s's window; its rank in the window, saturated. */
+static unsigned window_count(guard_slot *s, long now, unsigned limit)
+{
+    if (s->window_start == 0 || now - s->window_start >= GUARD_WINDOW_S) {
+        s->window_start = now;
+        s->count = 0;
+    }
+    unsigned n = ++s->count;
+    if (n > limit + 1)
+        s->count = limit + 2; /* no wrap-around */
+    return n;
+}
+
+ah_intlog_guard *ah_intlog_guard_new(void)
+{
+    ah_intlog_guard *g = calloc(1, sizeof *g);
+    if (g == NULL)
+        return NULL;
+    if (pthread_mutex_init(&g->mu, NULL) != 0) {
+        free(g);
+        return NULL;
+    }
+    return g;
+}
+
+void ah_intlog_guard_free(ah_intlog_guard *g)
+{
+    if (g == NULL)
+        return;
+    pthread_mutex_destroy(&g->mu);
+    free(g);
+}
+
+static long mono_s(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+        return 1;
+    /* Never 0, which marks a free slot. */
+    return (long)ts.tv_sec + 1;
+}
+
+ah_intlog_unauth ah_intlog_unauth_admit(ah_core *core, const char *ip)
+{
+    ah_intlog_guard *g = core->intlog_guard;
+    if (g == NULL)
+        return AH_INTLOG_UNAUTH_DROP; /* no guard: never let them fill the store */
+    if (ip == NULL)
+        ip = "";
+    long now = mono_s();
+    pthread_mutex_lock(&g->mu);
+    guard_slot *hit = NULL, *victim = &g->slot[0];
+    for (size_t i = 0; i < GUARD_SLOTS; i++) {
+        guard_slot *s = &g->slot[i];
+        if (s->window_start != 0 && strcmp(s->ip, ip) == 0) {
+            hit = s;
+            break;
+        }
+        /* A free slot, else the oldest window, makes room. */
+        if (victim->window_start != 0 &&
+            (s->window_start == 0 || s->window_start < victim->window_start))
+            victim = s;
+    }
+    if (hit == NULL) {
+        hit = victim;
+        snprintf(hit->ip, sizeof hit->ip, "%s", ip);
+        hit->window_start = 0;
+    }
+    unsigned n = window_count(hit, now, AH_INTLOG_UNAUTH_PER_MIN);
+    /* Only requests the address's limit lets through count against the
+     * limit of all: one noisy address must not silence the others. */
+    unsigned all = n <= AH_INTLOG_UNAUTH_PER_MIN + 1
+                       ? window_count(&g->all, now, AH_INTLOG_UNAUTH_ALL_PER_MIN)
+                       : 0;
+    pthread_mutex_unlock(&g->mu);
+    if (all > AH_INTLOG_UNAUTH_ALL_PER_MIN)
+        return all == AH_INTLOG_UNAUTH_ALL_PER_MIN + 1 ? AH_INTLOG_UNAUTH_SUMMARY
+                                                       : AH_INTLOG_UNAUTH_DROP;
+    if (n <= AH_INTLOG_UNAUTH_PER_MIN)
+        return AH_INTLOG_UNAUTH_LOG;
+    return n == AH_INTLOG_UNAUTH_PER_MIN + 1 ? AH_INTLOG_UNAUTH_SUMMARY : AH_INTLOG_UNAUTH_DROP;
+}
+
+void ah_intlog_prune(ah_core *core)
+{
+    int days = core->cfg.log_retention_days > 0 ? core->cfg.log_retention_days : 30;
+    char cutoff[32];
+    ah_iso_in(-(long)days * 86400L * 1000L, cutoff);
+    int64_t n = 0;
+    if (core->store->ops->log_prune(core->store, cutoff, &n) != 0)
+        ah_log(&core->log, AH_LOG_WARN, "intlog", "cannot prune the integration log");
+    else if (n > 0)
+        ah_log(&core->log, AH_LOG_INFO, "intlog",
+               "pruned %lld integration log entries older than %d days", (long long)n, days);
 }

@@ -39,4 +39,38 @@ struct ah_log_entry;
  *  array `arg` (for `atshub log --json` and GET /v1/log). */
 void ah_intlog_entry_json(void *arg, const struct ah_log_entry *e);
 
+/* --- requests that failed authentication --------------------------------
+ * Anyone can send them, so they must not let anyone fill the store: they
+ * are logged without their request body, and at most
+ * AH_INTLOG_UNAUTH_PER_MIN of them per client address per minute, then one
+ * summary entry for the rest of that minute. */
+
+#define AH_INTLOG_UNAUTH_PER_MIN 10
+/* And at most this many from all addresses together (many addresses, e.g.
+ * an IPv6 prefix, must not get around the per-address limit): then one
+ * summary, and nothing more until the minute ends. */
+#define AH_INTLOG_UNAUTH_ALL_PER_MIN 600
+
+typedef struct ah_intlog_guard ah_intlog_guard;
+/** An empty guard; NULL when out of memory. */
+ah_intlog_guard *ah_intlog_guard_new(void);
+/** NULL is allowed. */
+void ah_intlog_guard_free(ah_intlog_guard *g);
+
+typedef enum {
+    AH_INTLOG_UNAUTH_LOG,     /* log this request */
+    AH_INTLOG_UNAUTH_SUMMARY, /* the first one over the limit: log a summary */
+    AH_INTLOG_UNAUTH_DROP,    /* over the limit, summary already written */
+} ah_intlog_unauth;
+
+/** Counts one failed unauthenticated request from client address `ip`
+ *  (NULL or "": one shared bucket) and says whether to log it, against its
+ *  address's limit and the limit of all addresses. Thread-safe; a full
+ *  table forgets its oldest address. */
+ah_intlog_unauth ah_intlog_unauth_admit(struct ah_core *core, const char *ip);
+
+/** Deletes integration log entries older than [core] log_retention_days
+ *  (the daemon's ticker calls it). */
+void ah_intlog_prune(struct ah_core *core);
+
 #endif

@@ -540,6 +540,59 @@ const char *ah_ex_query(ah_http_exchange *ex, const char *name)
     return MHD_lookup_connection_value(ex->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+typedef struct query_buf {
+    char *s;
+    size_t len, cap;
+    bool oom;
+} query_buf;
+
+static enum MHD_Result add_query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    (void)kind;
+    query_buf *b = cls;
+    char head[48];
+    size_t kl = strlen(key), vl = value != NULL ? strlen(value) : 0;
+    /* "<name length>:<name><value length or ->:<value>;" */
+    int hn = snprintf(head, sizeof head, "%zu:", kl);
+    char mid[32];
+    int mn = value != NULL ? snprintf(mid, sizeof mid, "%zu:", vl) : snprintf(mid, sizeof mid, "-:");
+    size_t need = b->len + (size_t)hn + kl + (size_t)mn + vl + 2;
+    if (need > b->cap) {
+        size_t cap = need * 2;
+        char *n = realloc(b->s, cap);
+        if (n == NULL) {
+            b->oom = true;
+            return MHD_NO;
+        }
+        b->s = n;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->len, head, (size_t)hn);
+    b->len += (size_t)hn;
+    memcpy(b->s + b->len, key, kl);
+    b->len += kl;
+    memcpy(b->s + b->len, mid, (size_t)mn);
+    b->len += (size_t)mn;
+    if (vl > 0)
+        memcpy(b->s + b->len, value, vl);
+    b->len += vl;
+    b->s[b->len++] = ';';
+    b->s[b->len] = '\0';
+    return MHD_YES;
+}
+
+char *ah_ex_query_canonical(ah_http_exchange *ex)
+{
+    query_buf b = {0};
+    (void)MHD_get_connection_values(ex->conn, MHD_GET_ARGUMENT_KIND, add_query_arg, &b);
+    if (b.oom) {
+        free(b.s);
+        return NULL;
+    }
+    return b.s != NULL ? b.s : strdup("");
+}
+
 const char *ah_ex_client_ip(const ah_http_exchange *cex)
 {
     /* Formatted on first use; every exchange is allocated non-const. */

@@ -156,6 +156,12 @@ const char *ah_ex_param(const ah_http_exchange *ex, const char *name);
 const char *ah_ex_header(ah_http_exchange *ex, const char *name);
 /** Query parameter, unescaped, or NULL. */
 const char *ah_ex_query(ah_http_exchange *ex, const char *name);
+/** Every query parameter, unescaped, in the order received, encoded
+ *  unambiguously (each name and value length-prefixed; a name without
+ *  '=' differs from one with an empty value): for comparing two requests'
+ *  queries, not for display. "" when there is none. malloc'd; NULL when out
+ *  of memory. */
+char *ah_ex_query_canonical(ah_http_exchange *ex);
 /** The peer address as text ("127.0.0.1", "::1"; v4-mapped v6 as v4). */
 const char *ah_ex_client_ip(const ah_http_exchange *ex);
 /** The body (NUL-terminated for convenience, may hold NULs; "" if none). */

@@ -464,6 +464,15 @@ typedef struct ah_store_ops {
                                ah_stage_cb cb, void *arg);
     /** Stage transitions of record_id, oldest first. */
     int (*stage_history)(ah_store *s, const char *record_id, ah_stage_cb cb, void *arg);
+
+    /* retention (appended) */
+    /** Deletes the integration log entries written before `before`
+     *  (canonical ISO time); *n_out (may be NULL) receives how many. */
+    int (*log_prune)(ah_store *s, const char *before, int64_t *n_out);
+    /** Deletes the idempotency keys (reserved or completed) created before
+     *  `before` (canonical ISO time); *n_out (may be NULL) receives how
+     *  many. */
+    int (*idem_prune)(ah_store *s, const char *before, int64_t *n_out);
 } ah_store_ops;
 
 struct ah_store {

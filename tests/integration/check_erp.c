@@ -23,6 +23,7 @@
 #include "sync.h"
 #include "tracking.h"
 #include "events.h"
+#include "intlog.h"
 #include "support/harness.h"
 
 #define ERP "/recruitment/integration/erp/"
@@ -1251,6 +1252,159 @@ START_TEST(test_payload_too_large)
 }
 END_TEST
 
+typedef struct unauth_scan {
+    int rows, logged, suppressed;
+    size_t body_bytes;
+    bool padding_seen;
+} unauth_scan;
+
+static void unauth_cb(void *arg, const ah_log_entry *row)
+{
+    unauth_scan *u = arg;
+    u->rows++;
+    if (strcmp(row->action, "ERROR") == 0 && row->status == 401)
+        u->logged++;
+    if (strcmp(row->action, "ERROR_SUPPRESSED") == 0)
+        u->suppressed++;
+    if (row->body != NULL) {
+        u->body_bytes += strlen(row->body);
+        if (strstr(row->body, "qqqqqqqq") != NULL)
+            u->padding_seen = true;
+    }
+}
+
+/* Issue 16, finding 7: 20 creates with a wrong key and a large body added
+ * 1.3 MB to the integration log. Now each is one entry without its body,
+ * at most AH_INTLOG_UNAUTH_PER_MIN per client address per minute, then one
+ * summary. */
+START_TEST(test_unauthenticated_log_capped)
+{
+    env e;
+    env_open(&e);
+    size_t n = 60 * 1024;
+    char *big = malloc(n + 128);
+    ck_assert_ptr_nonnull(big);
+    int h = snprintf(big, n + 128, "{\"title\":\"T\",\"description\":\"");
+    memset(big + h, 'q', n);
+    strcpy(big + h + n, "\"}");
+    for (int i = 0; i < 20; i++)
+        ck_assert_int_eq(post(&e, "create-job/", "wrong-key", big, NULL), 401);
+    free(big);
+    unauth_scan u = {0};
+    ah_log_filter f = {.source = "unauthenticated", .limit = 1000};
+    ck_assert_int_eq(e.core->store->ops->log_query(e.core->store, &f, unauth_cb, &u), 0);
+    ck_assert_int_eq(u.logged, AH_INTLOG_UNAUTH_PER_MIN);
+    ck_assert_int_eq(u.suppressed, 1);
+    ck_assert_int_eq(u.rows, AH_INTLOG_UNAUTH_PER_MIN + 1);
+    ck_assert(!u.padding_seen);
+    ck_assert_uint_lt(u.body_bytes, (size_t)u.rows * 1024);
+    /* The plugin still answered each one 401 with its code. */
+    expect_error(&e, "create-job/", "wrong-key", "{}", 401, "INVALID_API_KEY", NULL);
+    env_close(&e);
+}
+END_TEST
+
+typedef struct key_scan {
+    const char *key;
+    int rows, leaks;
+} key_scan;
+
+static void key_cb(void *arg, const ah_log_entry *row)
+{
+    key_scan *k = arg;
+    k->rows++;
+    const char *cols[] = {row->path, row->body, row->correlation_id, row->source};
+    for (size_t i = 0; i < 4; i++)
+        if (cols[i] != NULL && strstr(cols[i], k->key) != NULL)
+            k->leaks++;
+}
+
+/* Issue 16, finding 5, host side: the secret a route matched its connection
+ * with (here the ERP API key) never reaches the log, even when the body
+ * repeats it under a key that does not look secret. */
+START_TEST(test_matched_key_not_logged)
+{
+    env e;
+    env_open(&e);
+    char body[256];
+    snprintf(body, sizeof body, "{\"title\":\"%s\"}", e.key);
+    cJSON *r = NULL;
+    long st = post(&e, "create-job/", e.key, body, &r);
+    ck_assert_int_eq(st, 400);
+    cJSON_Delete(r);
+    key_scan k = {.key = e.key};
+    ah_log_filter f = {.limit = 1000};
+    ck_assert_int_eq(e.core->store->ops->log_query(e.core->store, &f, key_cb, &k), 0);
+    ck_assert_int_eq(k.rows, 2); /* REQUEST + ERROR, source Main_ERP */
+    ck_assert_int_eq(k.leaks, 0);
+    env_close(&e);
+}
+END_TEST
+
+/* The guard behind test_unauthenticated_log_capped, on its own: per
+ * address, and for all addresses together (many addresses must not get
+ * around the per-address limit). */
+START_TEST(test_unauthenticated_guard_limits)
+{
+    ah_core *core = calloc(1, sizeof *core);
+    ck_assert_ptr_nonnull(core);
+    core->intlog_guard = ah_intlog_guard_new();
+    ck_assert_ptr_nonnull(core->intlog_guard);
+    int seen[3] = {0};
+    for (int i = 0; i < AH_INTLOG_UNAUTH_PER_MIN + 5; i++)
+        seen[ah_intlog_unauth_admit(core, "192.0.2.1")]++;
+    ck_assert_int_eq(seen[AH_INTLOG_UNAUTH_LOG], AH_INTLOG_UNAUTH_PER_MIN);
+    ck_assert_int_eq(seen[AH_INTLOG_UNAUTH_SUMMARY], 1);
+    ck_assert_int_eq(seen[AH_INTLOG_UNAUTH_DROP], 4);
+    /* A noisy address does not silence another. */
+    ck_assert_int_eq(ah_intlog_unauth_admit(core, "192.0.2.2"), AH_INTLOG_UNAUTH_LOG);
+    /* One request each from many addresses: capped all together. */
+    memset(seen, 0, sizeof seen);
+    int logged_before = AH_INTLOG_UNAUTH_PER_MIN + 1 + 1; /* counted against all above */
+    for (int i = 0; i < AH_INTLOG_UNAUTH_ALL_PER_MIN + 100; i++) {
+        char ip[64];
+        snprintf(ip, sizeof ip, "2001:db8::%x", i + 16);
+        seen[ah_intlog_unauth_admit(core, ip)]++;
+    }
+    ck_assert_int_eq(seen[AH_INTLOG_UNAUTH_LOG], AH_INTLOG_UNAUTH_ALL_PER_MIN - logged_before);
+    ck_assert_int_eq(seen[AH_INTLOG_UNAUTH_SUMMARY], 1);
+    ck_assert_int_eq(seen[AH_INTLOG_UNAUTH_DROP], 100 + logged_before - 1);
+    ah_intlog_guard_free(core->intlog_guard);
+    free(core);
+}
+END_TEST
+
+static void count_rows(void *arg, const ah_log_entry *row)
+{
+    (void)row;
+    (*(int *)arg)++;
+}
+
+/* Issue 16, finding 7: the integration log had no retention. Entries older
+ * than [core] log_retention_days (30 by default) are pruned by the
+ * ticker's ah_intlog_prune; newer ones stay. */
+START_TEST(test_log_retention)
+{
+    env e;
+    env_open(&e);
+    ck_assert_int_eq(e.core->cfg.log_retention_days, 30);
+    char recent[32];
+    ah_iso_in(-29L * 86400 * 1000, recent);
+    ah_log_entry old = {.at = "2020-01-01T00:00:00.000Z", .source = "old", .action = "REQUEST"};
+    ah_log_entry keep = {.at = recent, .source = "recent", .action = "REQUEST"};
+    ck_assert_int_eq(e.core->store->ops->log_add(e.core->store, &old), 0);
+    ck_assert_int_eq(e.core->store->ops->log_add(e.core->store, &keep), 0);
+    ah_intlog_prune(e.core);
+    int n_old = 0, n_recent = 0;
+    ah_log_filter fo = {.source = "old"}, fr = {.source = "recent"};
+    ck_assert_int_eq(e.core->store->ops->log_query(e.core->store, &fo, count_rows, &n_old), 0);
+    ck_assert_int_eq(e.core->store->ops->log_query(e.core->store, &fr, count_rows, &n_recent), 0);
+    ck_assert_int_eq(n_old, 0);
+    ck_assert_int_eq(n_recent, 1);
+    env_close(&e);
+}
+END_TEST
+
 static int broken_ping(ah_store *s)
 {
     (void)s;
@@ -1401,6 +1555,10 @@ static Suite *erp_suite(void)
     tcase_add_test(tc, test_inactive_source);
     tcase_add_test(tc, test_log_filters);
     tcase_add_test(tc, test_payload_too_large);
+    tcase_add_test(tc, test_unauthenticated_log_capped);
+    tcase_add_test(tc, test_log_retention);
+    tcase_add_test(tc, test_matched_key_not_logged);
+    tcase_add_test(tc, test_unauthenticated_guard_limits);
     tcase_add_test(tc, test_store_outage);
     suite_add_tcase(s, tc);
     TCase *conc = tcase_create("concurrency");

@@ -11,6 +11,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -499,6 +500,134 @@ START_TEST(test_idempotency)
 }
 END_TEST
 
+/* The idempotency rows as the store holds them (sqlite3 on the db file):
+ * the count, and how many hold `needle` in their stored answer or hash. */
+static int idem_rows(fixture *f, const char *needle, int *holding, int *sealed)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/atshub.db", f->dir);
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *q = NULL;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT key, body_hash, response FROM idempotency",
+                                        -1, &q, NULL),
+                     SQLITE_OK);
+    int n = 0;
+    *holding = *sealed = 0;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        n++;
+        for (int c = 0; c < 3; c++) {
+            const char *v = (const char *)sqlite3_column_text(q, c);
+            if (v != NULL && strstr(v, needle) != NULL)
+                (*holding)++;
+        }
+        const char *resp = (const char *)sqlite3_column_text(q, 2);
+        if (resp != NULL && ah_is_sealed(resp))
+            (*sealed)++;
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return n;
+}
+
+/* Issue 16, finding 6: POST /v1/webhooks with an Idempotency-Key stored its
+ * answer, with the signing secret shown once, in clear. The answer is now
+ * stored sealed with the host key; a retry with the key still gets the
+ * same answer (the secret included: the client that lost the first answer
+ * needs it), and the keys are pruned after 24 hours. */
+START_TEST(test_idempotency_secret_sealed)
+{
+    fixture f;
+    setup(&f, 0);
+    char body[512];
+    snprintf(body, sizeof body, "{\"url\":\"%s/hook\"}", ah_sim_url(f.hook_sim));
+    cJSON *o = NULL;
+    ck_assert_int_eq(req(&f, "POST", "/v1/webhooks", "Idempotency-Key: wh-1", body, &o), 201);
+    const cJSON *sec = jget(o, "data.secret");
+    ck_assert(cJSON_IsString(sec));
+    char secret[256];
+    snprintf(secret, sizeof secret, "%s", sec->valuestring);
+    char *first = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+
+    int holding = 0, sealed = 0;
+    ck_assert_int_eq(idem_rows(&f, secret, &holding, &sealed), 1);
+    ck_assert_int_eq(holding, 0);
+    ck_assert_int_eq(sealed, 1);
+    /* Nor anywhere else in the files, in clear (the endpoint's own copy is
+     * sealed too). */
+    const char *files[] = {"atshub.db", "atshub.db-wal"};
+    for (size_t i = 0; i < 2; i++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", f.dir, files[i]);
+        size_t len = 0;
+        char *data = ah_t_read_file(path, &len);
+        if (data != NULL)
+            ck_assert_msg(memmem(data, len, secret, strlen(secret)) == NULL, "%s", files[i]);
+        free(data);
+    }
+
+    /* Replayed: the same answer, one endpoint. */
+    ck_assert_int_eq(req(&f, "POST", "/v1/webhooks", "Idempotency-Key: wh-1", body, &o), 201);
+    char *again = cJSON_PrintUnformatted(o);
+    ck_assert_str_eq(again, first);
+    free(again);
+    cJSON_Delete(o);
+    free(first);
+    ck_assert_int_eq(req(&f, "GET", "/v1/webhooks", NULL, NULL, &o), 200);
+    ck_assert_int_eq(cJSON_GetArraySize(jget(o, "data")), 1);
+    cJSON_Delete(o);
+
+    /* Pruning keeps keys younger than 24 hours... */
+    ah_idem_prune(f.core);
+    ck_assert_int_eq(idem_rows(&f, secret, &holding, &sealed), 1);
+    /* ...and the store forgets those created before the cutoff. */
+    char future[32];
+    ah_iso_in(3600L * 1000, future);
+    int64_t n = 0;
+    ck_assert_int_eq(f.core->store->ops->idem_prune(f.core->store, future, &n), 0);
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(idem_rows(&f, secret, &holding, &sealed), 0);
+    teardown(&f);
+}
+END_TEST
+
+/* Issue 16, finding 8: the fingerprint ignored the query string, so the
+ * same key with another query replayed the first answer. */
+START_TEST(test_idempotency_query_string)
+{
+    fixture f;
+    setup(&f, 0);
+    char body[512];
+    snprintf(body, sizeof body, "{\"url\":\"%s/hook\"}", ah_sim_url(f.hook_sim));
+    cJSON *o = NULL;
+    ck_assert_int_eq(req(&f, "POST", "/v1/webhooks?mode=a", "Idempotency-Key: q-1", body, &o),
+                     201);
+    char *first = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    /* The same query: replayed. */
+    ck_assert_int_eq(req(&f, "POST", "/v1/webhooks?mode=a", "Idempotency-Key: q-1", body, &o),
+                     201);
+    char *again = cJSON_PrintUnformatted(o);
+    ck_assert_str_eq(again, first);
+    free(again);
+    free(first);
+    cJSON_Delete(o);
+    /* Another query, no query, or a name without a value: another request. */
+    const char *others[] = {"/v1/webhooks?mode=b", "/v1/webhooks", "/v1/webhooks?mode",
+                            "/v1/webhooks?mode=a&x=1"};
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
+        ck_assert_int_eq(req(&f, "POST", others[i], "Idempotency-Key: q-1", body, &o), 422);
+        ck_assert_str_eq(jget(o, "error.code")->valuestring, "idempotency_key_reused");
+        cJSON_Delete(o);
+    }
+    ck_assert_int_eq(req(&f, "GET", "/v1/webhooks", NULL, NULL, &o), 200);
+    ck_assert_int_eq(cJSON_GetArraySize(jget(o, "data")), 1);
+    cJSON_Delete(o);
+    teardown(&f);
+}
+END_TEST
+
 /* ---- deletions and stage history ------------------------------------------------- */
 
 static bool list_has(fixture *f, const char *path, const char *id)
@@ -742,6 +871,8 @@ static Suite *events_suite(void)
     tcase_add_test(tc, test_webhook_disabled_after_failures);
     tcase_add_test(tc, test_webhook_destinations_refused);
     tcase_add_test(tc, test_idempotency);
+    tcase_add_test(tc, test_idempotency_secret_sealed);
+    tcase_add_test(tc, test_idempotency_query_string);
     tcase_add_test(tc, test_deletions_and_stage_history);
     tcase_add_test(tc, test_bulk_reject_paced);
     tcase_add_test(tc, test_openapi_routes);

@@ -392,6 +392,70 @@ START_TEST(test_page_and_callback)
 }
 END_TEST
 
+/* Every integration log row, checked for `secret` in any text column. */
+typedef struct log_scan {
+    const char *secret;
+    int rows, leaks, page, callback;
+} log_scan;
+
+static bool holds(const char *text, const char *secret)
+{
+    return text != NULL && strstr(text, secret) != NULL;
+}
+
+static void scan_cb(void *arg, const ah_log_entry *e)
+{
+    log_scan *s = arg;
+    s->rows++;
+    if (holds(e->path, s->secret) || holds(e->body, s->secret) ||
+        holds(e->correlation_id, s->secret) || holds(e->source, s->secret))
+        s->leaks++;
+    if (e->path != NULL && strcmp(e->path, PAGE_PATH "***") == 0)
+        s->page++;
+    if (e->path != NULL && strcmp(e->path, CALLBACK_PATH "***") == 0)
+        s->callback++;
+}
+
+/* Issue 16, finding 5: the configure page and its callback are opened by
+ * the token in their path; the integration log must never hold it. */
+START_TEST(test_token_not_logged)
+{
+    fixture f;
+    setup_types(&f, "RECRUITER_SYSTEM_CONNECT_COMPANY, APPLY_CONNECT");
+    char url[512], *body = NULL;
+    provision(&f);
+    ck_assert_uint_gt(strlen(f.token), 8);
+    snprintf(url, sizeof url, "%s" PAGE_PATH "%s", f.base, f.token);
+    ck_assert_int_eq(ah_t_http("GET", url, NULL, NULL, &body), 200);
+    free(body);
+    cJSON *it = widget_request(&f, "RECRUITER_SYSTEM_CONNECT_COMPANY");
+    cJSON_Delete(it);
+    /* Refused, with the token in the body under a harmless-looking key. */
+    char json[512];
+    snprintf(json, sizeof json, "{\"integrations\":[{\"integrationContext\":\"%s\"}]}", f.token);
+    ck_assert_int_eq(post_callback(&f, json, &body), 400);
+    free(body);
+
+    log_scan sc = {.secret = f.token};
+    ah_log_filter all = {.limit = 1000};
+    ck_assert_int_eq(f.core->store->ops->log_query(f.core->store, &all, scan_cb, &sc), 0);
+    ck_assert_int_gt(sc.rows, 0);
+    ck_assert_int_eq(sc.page, 2);     /* REQUEST + RESPONSE */
+    ck_assert_int_eq(sc.callback, 4); /* two calls */
+    ck_assert_int_eq(sc.leaks, 0);
+    /* The same through GET /v1/log, as the tenant reads it. */
+    char *resp = NULL;
+    snprintf(url, sizeof url, "%s/v1/log?limit=1000", f.base);
+    const char *h[] = {f.auth, NULL};
+    ck_assert_int_eq(ah_t_http("GET", url, h, NULL, &resp), 200);
+    ck_assert_ptr_nonnull(resp);
+    ck_assert_ptr_nonnull(strstr(resp, CALLBACK_PATH "***"));
+    ck_assert_ptr_null(strstr(resp, f.token));
+    free(resp);
+    teardown(&f);
+}
+END_TEST
+
 /* Issue 12: onboarding.request given one integration as a flat object (not
  * in the "integrations" list) answered success and stored nothing. The host
  * now refuses it against the plugin's field table, naming the field, on
@@ -1085,6 +1149,7 @@ static Suite *li_suite(void)
     tcase_add_test(tc, test_provision_one_app_per_tenant);
     tcase_add_test(tc, test_provision_refusals);
     tcase_add_test(tc, test_page_and_callback);
+    tcase_add_test(tc, test_token_not_logged);
     tcase_add_test(tc, test_page_before_provisioning);
     tcase_add_test(tc, test_request_wrong_shape_refused);
     tcase_add_test(tc, test_enable_one_then_verify);

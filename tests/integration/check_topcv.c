@@ -493,6 +493,74 @@ START_TEST(test_webhook_refusals_and_disconnect)
 }
 END_TEST
 
+/* Every integration log row, checked for `secret` in any text column. */
+typedef struct log_scan {
+    const char *secret;
+    int rows, leaks, redacted;
+} log_scan;
+
+static bool holds(const char *text, const char *secret)
+{
+    return text != NULL && strstr(text, secret) != NULL;
+}
+
+static void scan_cb(void *arg, const ah_log_entry *e)
+{
+    log_scan *s = arg;
+    s->rows++;
+    if (holds(e->path, s->secret) || holds(e->body, s->secret) ||
+        holds(e->correlation_id, s->secret) || holds(e->source, s->secret))
+        s->leaks++;
+    if (e->path != NULL && strcmp(e->path, "/integrations/topcv/webhook/***") == 0)
+        s->redacted++;
+}
+
+/* Issue 16, finding 5: the webhook's path carries the connection's token;
+ * the integration log must not. */
+START_TEST(test_webhook_token_not_logged)
+{
+    fx f;
+    setup(&f);
+    configure(&f);
+    cJSON *st = ok(&f, "postings.status", NULL);
+    const char *url = s_of(st, "webhook_url");
+    const char *tok = strstr(url, "/webhook/");
+    ck_assert_ptr_nonnull(tok);
+    tok += strlen("/webhook/");
+    ck_assert_uint_gt(strlen(tok), 8);
+    char app[64];
+    /* Accepted, refused by the plugin (bad signature) and a body that
+     * names the token: none of them may log it. */
+    ck_assert_int_eq(ah_topcv_sim_apply(f.tc, "9001", "Sales Manager", "Y", NULL, "cv", app), 200);
+    ah_topcv_sim_set_fault(f.tc, AH_TOPCV_FAULT_BAD_SIGNATURE);
+    ck_assert_int_eq(ah_topcv_sim_apply(f.tc, "9001", "Sales Manager", "X", NULL, "cv", app), 401);
+    ah_topcv_sim_set_fault(f.tc, AH_TOPCV_FAULT_NONE);
+    const char *hdr[] = {"Content-Type: application/json", NULL};
+    char body[512];
+    snprintf(body, sizeof body, "{\"id\":\"e\",\"event\":\"job.approved\",\"data\":{\"url\":\"%s\"}}",
+             url);
+    ck_assert_int_eq(ah_t_http("POST", url, hdr, body, NULL), 401);
+
+    log_scan sc = {.secret = tok};
+    ah_log_filter all = {.limit = 1000};
+    ck_assert_int_eq(f.core->store->ops->log_query(f.core->store, &all, scan_cb, &sc), 0);
+    ck_assert_int_gt(sc.rows, 0);
+    ck_assert_int_ge(sc.redacted, 6); /* 3 calls at least, REQUEST + answer each */
+    ck_assert_int_eq(sc.leaks, 0);
+    /* The same through GET /v1/log, as a tenant reads it. */
+    char logurl[128], *resp = NULL;
+    snprintf(logurl, sizeof logurl, "%s/v1/log?limit=1000", f.base);
+    const char *auth[] = {"Authorization: Bearer ahk_topcv_tenant_key", NULL};
+    ck_assert_int_eq(ah_t_http("GET", logurl, auth, NULL, &resp), 200);
+    ck_assert_ptr_nonnull(resp);
+    ck_assert_ptr_nonnull(strstr(resp, "/integrations/topcv/webhook/***"));
+    ck_assert_ptr_null(strstr(resp, tok));
+    free(resp);
+    cJSON_Delete(st);
+    teardown(&f);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("topcv");
@@ -502,6 +570,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_post_approve_reject_update);
     tcase_add_test(tc, test_link_and_cvs);
     tcase_add_test(tc, test_webhook_refusals_and_disconnect);
+    tcase_add_test(tc, test_webhook_token_not_logged);
     suite_add_tcase(s, tc);
     return s;
 }

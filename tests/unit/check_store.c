@@ -1544,6 +1544,42 @@ START_TEST(test_tracking)
 }
 END_TEST
 
+/* Issue 16, findings 6 and 7: the integration log and the idempotency
+ * keys had no retention. */
+START_TEST(test_retention_prune)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme");
+    char now[32];
+    ah_now_iso(now);
+    ah_log_entry old = {.at = "2020-01-01T00:00:00.000Z", .source = "a", .action = "REQUEST"};
+    ah_log_entry fresh = {.at = now, .source = "b", .action = "REQUEST"};
+    ck_assert_int_eq(s->ops->log_add(s, &old), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->log_add(s, &fresh), AH_STORE_OK);
+    int64_t n = -1;
+    ck_assert_int_eq(s->ops->log_prune(s, "2019-12-31", &n), AH_STORE_OK);
+    ck_assert_int_eq(n, 0);
+    ck_assert_int_eq(s->ops->log_prune(s, "2025-01-01T00:00:00Z", &n), AH_STORE_OK);
+    ck_assert_int_eq(n, 1);
+    log_seen l;
+    ah_log_filter all = {0};
+    ck_assert_int_eq(log_count(s, &all, &l), 1);
+    ck_assert_int_eq(s->ops->log_prune(s, "not a time", &n), AH_STORE_ERR);
+
+    ck_assert_int_eq(s->ops->idem_reserve(s, t, "k1", "h1", FAR_PAST, NULL), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->idem_complete(s, t, "k1", 201, "v1:x"), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->idem_reserve(s, t, "k2", "h2", FAR_PAST, NULL), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->idem_prune(s, FAR_PAST, &n), AH_STORE_OK);
+    ck_assert_int_eq(n, 0);
+    ck_assert_int_eq(s->ops->idem_prune(s, FAR_FUTURE, &n), AH_STORE_OK);
+    ck_assert_int_eq(n, 2); /* completed and in progress alike */
+    ck_assert_int_eq(s->ops->idem_reserve(s, t, "k1", "h9", FAR_PAST, NULL), AH_STORE_OK);
+    fx_done(&f);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -1568,6 +1604,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_event_log);
     tcase_add_test(tc, test_webhooks);
     tcase_add_test(tc, test_idempotency);
+    tcase_add_test(tc, test_retention_prune);
     tcase_add_test(tc, test_tenant_remove_takes_its_data);
     tcase_add_test(tc, test_bulk);
     tcase_add_test(tc, test_tracking);

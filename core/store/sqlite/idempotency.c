@@ -18,6 +18,7 @@ static const char *const q_sql[Q_COUNT] = {
                         "WHERE tenant_id = ?1 AND key = ?2 AND status = 0",
     [Q_IDEM_RELEASE] = "DELETE FROM idempotency WHERE tenant_id = ?1 AND key = ?2 "
                        "AND status = 0",
+    [Q_IDEM_PRUNE] = "DELETE FROM idempotency WHERE created_at < ?1",
 };
 
 static bool fill_idem(sqlite3_stmt *st, void *row)
@@ -134,4 +135,23 @@ int ah_sq_idem_complete(ah_store *st, int64_t tenant_id, const char *key, int st
 int ah_sq_idem_release(ah_store *st, int64_t tenant_id, const char *key)
 {
     return idem_finish(st, Q_IDEM_RELEASE, tenant_id, key, 0, NULL, "idem_release");
+}
+
+int ah_sq_idem_prune(ah_store *st, const char *before, int64_t *n_out)
+{
+    ah_sq_store *s = ah_sq(st);
+    if (n_out != NULL)
+        *n_out = 0;
+    char b[32];
+    if (before == NULL || ah_iso_normalize(before, b) != 0)
+        return AH_STORE_ERR;
+    ah_sq_lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = AH_SQ_GET(s, Q_IDEM_PRUNE);
+    if (q != NULL) {
+        ah_sq_bind_text(q, 1, b);
+        rc = ah_sq_exec_changes(s, q, "idem_prune", n_out);
+    }
+    ah_sq_unlock(s);
+    return rc;
 }

@@ -63,6 +63,7 @@ typedef enum {
     Q_OUT_PENDING,
     Q_OUT_DONE,
     Q_LOG_ADD,
+    Q_LOG_PRUNE,
     Q_DEL_ADD,
     Q_DEL_NEXT,
     Q_DEL_DONE,
@@ -85,6 +86,7 @@ typedef enum {
     Q_IDEM_GET,
     Q_IDEM_COMPLETE,
     Q_IDEM_RELEASE,
+    Q_IDEM_PRUNE,
     Q_BULK_ADD,
     Q_BULK_ITEM_ADD,
     Q_BULK_GET,
@@ -230,6 +232,7 @@ int ah_sq_outbox_prune(ah_store *st, const char *before, int64_t *n_out);
 /* ---- intlog.c ---------------------------------------------------------- */
 
 int ah_sq_log_add(ah_store *st, const ah_log_entry *e);
+int ah_sq_log_prune(ah_store *st, const char *before, int64_t *n_out);
 int ah_sq_log_query(ah_store *st, const ah_log_filter *f, ah_log_cb cb, void *arg);
 
 /* ---- webhooks.c -------------------------------------------------------- */
@@ -254,6 +257,7 @@ int ah_sq_idem_reserve(ah_store *st, int64_t tenant_id, const char *key, const c
 int ah_sq_idem_complete(ah_store *st, int64_t tenant_id, const char *key, int status,
                         const char *response);
 int ah_sq_idem_release(ah_store *st, int64_t tenant_id, const char *key);
+int ah_sq_idem_prune(ah_store *st, const char *before, int64_t *n_out);
 
 /* ---- bulk.c ------------------------------------------------------------ */
 
