@@ -464,6 +464,19 @@ typedef struct ah_store_ops {
                                ah_stage_cb cb, void *arg);
     /** Stage transitions of record_id, oldest first. */
     int (*stage_history)(ah_store *s, const char *record_id, ah_stage_cb cb, void *arg);
+
+    /* --- appended: webhook deliveries off the ticker ------------------- */
+    /** Endpoint id WITH its sealed secret, when it is enabled and due at
+     *  `now` (next_at <= now): cb is called once; otherwise (removed,
+     *  disabled, backing off) cb is not called and AH_STORE_OK returned.
+     *  A delivery worker reads it just before its pass, so that the pass
+     *  starts from the endpoint's current cursor. */
+    int (*webhook_due_one)(ah_store *s, int64_t id, const char *now, ah_webhook_cb cb,
+                           void *arg);
+    /** Deletes delivery log lines delivered before `before` (canonical ISO
+     *  time) and those whose event is no longer in the outbox (pruned past
+     *  its retention); *n_out (may be NULL) receives how many. */
+    int (*webhook_prune)(ah_store *s, const char *before, int64_t *n_out);
 } ah_store_ops;
 
 struct ah_store {

@@ -196,6 +196,8 @@ const ah_store_ops ah_sq_ops = {
     .stage_add = ah_sq_stage_add,
     .stage_changed_since = ah_sq_stage_changed_since,
     .stage_history = ah_sq_stage_history,
+    .webhook_due_one = ah_sq_webhook_due_one,
+    .webhook_prune = ah_sq_webhook_prune,
 };
 
 static int journal_mode_cb(void *arg, int ncol, char **vals, char **names)
