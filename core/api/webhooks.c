@@ -117,6 +117,13 @@ typedef struct wh_slot {
     bool running;
 } wh_slot;
 
+/* An endpoint due at a tick, and when it was last handed to the pool. */
+typedef struct wh_lru {
+    int64_t id;
+    int64_t tenant_id;
+    uint64_t seq; /* 0: not in the last tick's due list */
+} wh_lru;
+
 struct ah_webhooks {
     ah_netlist *allow;
     ah_httpc *httpc; /* deliveries only: every connect goes through dest_ok */
@@ -135,7 +142,12 @@ struct ah_webhooks {
     size_t nslots;
     size_t max_slots;   /* bounds the queue: the rest waits for a later tick */
     int max_per_tenant; /* slots (queued or running) one tenant may have */
-    int64_t rr_after;   /* the last endpoint admitted: the next tick starts after it */
+    /* Ticker only: when each endpoint due at the last tick was last handed
+     * over (by id), so that the least recently served go first and none of
+     * a capped tenant's endpoints waits behind the others forever. */
+    struct wh_lru *lru;
+    size_t nlru;
+    uint64_t seq;
 };
 
 static bool dest_ok(void *arg, const struct sockaddr *sa)
@@ -190,6 +202,7 @@ void ah_webhooks_free(ah_webhooks *w)
     ah_netlist_free(w->allow);
     free(w->threads);
     free(w->slots);
+    free(w->lru);
     if (w->sync_ok) {
         pthread_cond_destroy(&w->cv);
         pthread_mutex_destroy(&w->mu);
@@ -700,10 +713,11 @@ void ah_webhooks_stop(ah_core *core)
     w->nslots = 0;
 }
 
-/* The endpoints due at this tick (a webhook_due callback): ids and
- * tenants only, the secret stays in the store until a worker needs it. */
+/* The endpoints due at this tick (a webhook_due callback, in id order):
+ * ids and tenants only, the secret stays in the store until a worker
+ * needs it. */
 typedef struct wh_due {
-    wh_slot *v;
+    wh_lru *v;
     size_t n, cap;
     bool oom;
 } wh_due;
@@ -713,7 +727,7 @@ static void collect_due(void *arg, const ah_webhook_row *ep)
     wh_due *d = arg;
     if (d->n == d->cap) {
         size_t nc = d->cap ? d->cap * 2 : 64;
-        wh_slot *nv = realloc(d->v, nc * sizeof *nv);
+        wh_lru *nv = realloc(d->v, nc * sizeof *nv);
         if (nv == NULL) {
             d->oom = true;
             return;
@@ -721,15 +735,30 @@ static void collect_due(void *arg, const ah_webhook_row *ep)
         d->v = nv;
         d->cap = nc;
     }
-    d->v[d->n++] = (wh_slot){.id = ep->id, .tenant_id = ep->tenant_id};
+    d->v[d->n++] = (wh_lru){.id = ep->id, .tenant_id = ep->tenant_id};
+}
+
+static int cmp_lru_id(const void *a, const void *b)
+{
+    const wh_lru *x = a, *y = b;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* Least recently served first; then in id order. */
+static int cmp_lru_seq(const void *a, const void *b)
+{
+    const wh_lru *x = a, *y = b;
+    if (x->seq != y->seq)
+        return (x->seq > y->seq) - (x->seq < y->seq);
+    return cmp_lru_id(a, b);
 }
 
 /* Hands what is due to the pool and returns: never waits on a receiver.
  * An endpoint already queued or delivering is skipped (one pass at a time
  * per endpoint keeps its events in order); a tenant gets at most
  * max_per_tenant slots, so its slow receivers cannot take every worker.
- * Endpoints left out are still due and are offered again next tick,
- * starting after the last one admitted so that none is always last. */
+ * Endpoints left out are still due and are offered again next tick, the
+ * least recently served first. */
 void ah_webhooks_tick(ah_core *core)
 {
     ah_webhooks *w = core->webhooks;
@@ -742,23 +771,33 @@ void ah_webhooks_tick(ah_core *core)
         free(d.v);
         return;
     }
-    size_t start = 0;
-    pthread_mutex_lock(&w->mu);
-    while (start < d.n && d.v[start].id <= w->rr_after)
-        start++;
+    /* Both lists are in id order (the store's, and ours kept so). */
+    for (size_t i = 0; i < d.n; i++) {
+        const wh_lru *old = w->nlru > 0 ? bsearch(&d.v[i], w->lru, w->nlru, sizeof *w->lru,
+                                                  cmp_lru_id)
+                                        : NULL;
+        d.v[i].seq = old != NULL ? old->seq : 0;
+    }
+    if (d.n > 0)
+        qsort(d.v, d.n, sizeof *d.v, cmp_lru_seq);
     bool queued = false;
+    pthread_mutex_lock(&w->mu);
     for (size_t k = 0; k < d.n && w->nslots < w->max_slots && !w->stopping; k++) {
-        const wh_slot *c = &d.v[(start + k) % d.n];
+        wh_lru *c = &d.v[k];
         if (has_slot(w, c->id) || tenant_slots(w, c->tenant_id) >= w->max_per_tenant)
             continue;
         w->slots[w->nslots++] = (wh_slot){.id = c->id, .tenant_id = c->tenant_id};
-        w->rr_after = c->id;
+        c->seq = ++w->seq;
         queued = true;
     }
     if (queued)
         pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
-    free(d.v);
+    if (d.n > 0)
+        qsort(d.v, d.n, sizeof *d.v, cmp_lru_id);
+    free(w->lru);
+    w->lru = d.v;
+    w->nlru = d.n;
 }
 
 /* Delivery log lines age out with the events they are about. */

@@ -374,8 +374,9 @@ typedef struct ah_store_ops {
      *  when there is no such endpoint (of tenant_id, unless 0). */
     int (*webhook_deliveries)(ah_store *s, int64_t tenant_id, int64_t id, int limit,
                               ah_webhook_delivery_cb cb, void *arg);
-    /** Enabled endpoints due at `now` (next_at <= now), in id order, WITH
-     *  their sealed secret. */
+    /** Enabled endpoints due at `now` (next_at <= now) that have events of
+     *  their tenant after their cursor, in id order, WITH their sealed
+     *  secret. */
     int (*webhook_due)(ah_store *s, const char *now, ah_webhook_cb cb, void *arg);
     /** Records an attempt to deliver event outbox_id to endpoint id in its
      *  delivery log (attempts + 1 on a second try): delivered (delivered_at

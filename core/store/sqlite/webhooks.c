@@ -18,8 +18,11 @@ static const char *const q_sql[Q_COUNT] = {
                  "(SELECT coalesce(max(id), 0) FROM outbox))",
     [Q_WH_LIST] = "SELECT " WH_COLS(NULL) " FROM webhook_endpoints "
                   "WHERE ?1 = 0 OR tenant_id = ?1 ORDER BY id",
-    [Q_WH_DUE] = "SELECT " WH_COLS(secret) " FROM webhook_endpoints "
-                 "WHERE enabled = 1 AND next_at <= ?1 ORDER BY id",
+    /* Only endpoints with an event after their cursor: the others have
+     * nothing to send, and a delivery worker would only look. */
+    [Q_WH_DUE] = "SELECT " WH_COLS(secret) " FROM webhook_endpoints e "
+                 "WHERE enabled = 1 AND next_at <= ?1 AND EXISTS (SELECT 1 FROM outbox o "
+                 "WHERE o.tenant_id = e.tenant_id AND o.id > e.cursor) ORDER BY id",
     [Q_WH_ENABLE] = "UPDATE webhook_endpoints SET enabled = 1, failures = 0, "
                     "disabled_at = NULL, next_at = ?3 WHERE id = ?1 AND (?2 = 0 OR tenant_id = ?2)",
     [Q_WH_DISABLE] = "UPDATE webhook_endpoints SET enabled = 0, disabled_at = ?3 "
