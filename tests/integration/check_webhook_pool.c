@@ -257,6 +257,38 @@ START_TEST(test_tarpit_does_not_stall_the_ticker)
     long long slow_ids[MAX_SEEN];
     ck_assert_int_eq(event_ids(&f, KEY_SLOW, slow_ids, MAX_SEEN), N_EVENTS);
 
+    /* The tarpit holds the slow tenant's first deliveries. */
+    for (int i = 0; i < WAIT_STEPS && held(&f.tp) < 1; i++)
+        usleep(50 * 1000);
+    ck_assert_int_ge(held(&f.tp), 1);
+
+    /* (a) A tenant added through another store handle (as `atshub tenant
+     * add` does) is served while the tarpit holds. */
+    char err[512];
+    ah_store *cli = ah_store_open(f.core->cfg.store_url, NULL, err, sizeof err);
+    ck_assert_msg(cli != NULL, "%s", err);
+    (void)add_tenant(cli, "newco", KEY_NEW);
+    long st = 401;
+    for (int i = 0; i < WAIT_STEPS && st != 200; i++) {
+        st = events_status(&f, KEY_NEW);
+        if (st != 200)
+            usleep(50 * 1000);
+    }
+    ck_assert_int_eq(st, 200);
+    ck_assert_int_ge(held(&f.tp), 1); /* still holding */
+
+    /* (b) A removed tenant's key is refused while the tarpit holds. */
+    ck_assert_int_eq(cli->ops->tenant_remove(cli, "gone"), 0);
+    st = 200;
+    for (int i = 0; i < WAIT_STEPS && st != 401; i++) {
+        st = events_status(&f, KEY_GONE);
+        if (st != 401)
+            usleep(50 * 1000);
+    }
+    ck_assert_int_eq(st, 401);
+    ck_assert_int_ge(held(&f.tp), 1); /* still holding */
+    cli->ops->close(cli);
+
     /* The tarpit fills up to the tenant's share of the workers. */
     for (int i = 0; i < WAIT_STEPS && held(&f.tp) < PER_TENANT; i++)
         usleep(50 * 1000);
@@ -276,33 +308,6 @@ START_TEST(test_tarpit_does_not_stall_the_ticker)
     }
     ck_assert_int_eq(ok, 2);
     ck_assert_int_eq(held(&f.tp), PER_TENANT);
-
-    /* (a) A tenant added through another store handle (as `atshub tenant
-     * add` does) is served while the tarpit holds. */
-    char err[512];
-    ah_store *cli = ah_store_open(f.core->cfg.store_url, NULL, err, sizeof err);
-    ck_assert_msg(cli != NULL, "%s", err);
-    (void)add_tenant(cli, "newco", KEY_NEW);
-    long st = 401;
-    for (int i = 0; i < WAIT_STEPS && st != 200; i++) {
-        st = events_status(&f, KEY_NEW);
-        if (st != 200)
-            usleep(50 * 1000);
-    }
-    ck_assert_int_eq(st, 200);
-    ck_assert_int_eq(held(&f.tp), PER_TENANT);
-
-    /* (b) A removed tenant's key is refused while the tarpit holds. */
-    ck_assert_int_eq(cli->ops->tenant_remove(cli, "gone"), 0);
-    st = 200;
-    for (int i = 0; i < WAIT_STEPS && st != 401; i++) {
-        st = events_status(&f, KEY_GONE);
-        if (st != 401)
-            usleep(50 * 1000);
-    }
-    ck_assert_int_eq(st, 401);
-    ck_assert_int_eq(held(&f.tp), PER_TENANT);
-    cli->ops->close(cli);
 
     /* Released: every event once, in order, per endpoint. */
     release(&f.tp);
