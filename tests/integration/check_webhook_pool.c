@@ -9,8 +9,8 @@
  * Here a tarpit receiver (a simulator route on 127.0.0.1) holds every
  * request until the test releases it. While it holds the slow tenant's
  * deliveries: another tenant's webhooks are delivered, a tenant added
- * through another store handle (as the CLI does) is served, and a removed
- * tenant's key is refused. Nothing is timed: each step waits for the
+ * through another store handle (as the CLI does) is served, a removed
+ * tenant's key is refused and a disabled connection refuses calls. Nothing is timed: each step waits for the
  * behaviour, and the tarpit still holding is asserted after it. Then the
  * tarpit lets go and every event arrives once, in order, per endpoint,
  * with never more than one request per endpoint and never more than
@@ -64,6 +64,7 @@ typedef struct fixture {
     tarpit tp;
     char base[64];
     int64_t slow_id, acme_id, gone_id;
+    int64_t tpl_id; /* acme's template connection */
 } fixture;
 
 static long long event_id(const ah_sim_req *req)
@@ -176,6 +177,8 @@ static void setup(fixture *f)
     f->slow_id = add_tenant(f->core->store, "slow", KEY_SLOW);
     f->acme_id = add_tenant(f->core->store, "acme", KEY_ACME);
     f->gone_id = add_tenant(f->core->store, "gone", KEY_GONE);
+    ck_assert_int_eq(f->core->store->ops->connection_add(f->core->store, f->acme_id, "template",
+                                                         "tpl", "{}", &f->tpl_id), 0);
     /* This process wrote them: its data version does not move, so reload
      * now, serialised with the ticker's reloads as the daemon does. */
     pthread_mutex_lock(&f->core->tick_lock);
@@ -202,6 +205,16 @@ static long events_status(fixture *f, const char *key)
     snprintf(url, sizeof url, "%s/v1/events?limit=1000", f->base);
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
     const char *h[] = {auth, NULL};
+    return ah_t_http("GET", url, h, NULL, NULL);
+}
+
+/* GET /v1/stages as acme on its template connection: 501 (the template
+ * has no stages) while enabled, 409 connection_disabled once disabled. */
+static long stages_status(fixture *f)
+{
+    char url[256];
+    snprintf(url, sizeof url, "%s/v1/stages", f->base);
+    const char *h[] = {"Authorization: Bearer " KEY_ACME, "X-Connection: tpl", NULL};
     return ah_t_http("GET", url, h, NULL, NULL);
 }
 
@@ -242,6 +255,7 @@ START_TEST(test_tarpit_does_not_stall_the_ticker)
     setup(&f);
     ck_assert_int_eq(events_status(&f, KEY_GONE), 200);
     ck_assert_int_eq(events_status(&f, KEY_NEW), 401);
+    ck_assert_int_eq(stages_status(&f), 501);
     for (int i = 0; i < N_SLOW; i++) {
         char path[32];
         snprintf(path, sizeof path, "/tarpit/%d", i);
@@ -286,6 +300,17 @@ START_TEST(test_tarpit_does_not_stall_the_ticker)
             usleep(50 * 1000);
     }
     ck_assert_int_eq(st, 401);
+    ck_assert_int_ge(held(&f.tp), 1); /* still holding */
+
+    /* (c) A disabled connection refuses calls while the tarpit holds. */
+    ck_assert_int_eq(cli->ops->connection_set_enabled(cli, f.tpl_id, false), 0);
+    st = 501;
+    for (int i = 0; i < WAIT_STEPS && st != 409; i++) {
+        st = stages_status(&f);
+        if (st != 409)
+            usleep(50 * 1000);
+    }
+    ck_assert_int_eq(st, 409);
     ck_assert_int_ge(held(&f.tp), 1); /* still holding */
     cli->ops->close(cli);
 
