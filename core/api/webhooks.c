@@ -2,8 +2,13 @@
 /*
  * Outbound webhooks to the product, delivered from the outbox.
  *
- * Each endpoint keeps a cursor: the last outbox id it has handled. The
- * ticker walks each enabled endpoint's tenant events after its cursor in
+ * Each endpoint keeps a cursor: the last outbox id it has handled. Every
+ * second the ticker hands the endpoints with events waiting to a pool of
+ * [webhooks] workers threads, and returns: a receiver may take timeout_ms
+ * to answer, and the ticker also reloads tenants and connections. The pool
+ * runs one pass at a time per endpoint and at most max_per_tenant passes
+ * per tenant, so a tenant's hanging receivers hold that many workers and
+ * no more. A pass walks the endpoint's tenant events after its cursor in
  * outbox order; events its types do not match are skipped, matching ones
  * are POSTed one at a time and the cursor only moves past an event once it
  * was answered 2xx. The first failure stops that endpoint (later events
