@@ -81,7 +81,10 @@ static long mono_seconds(void)
 
 /* Every second: picks up changes other processes committed, retires idle
  * contexts of swapped-out generations, kicks due deliveries (to plugins and
- * to the product's webhooks) and, every minute, prunes the event log. */
+ * to the product's webhooks) and, every minute, prunes the event log and
+ * the webhook delivery log. Nothing here may wait on the network: a
+ * removed tenant's key works until the next reload, so webhooks are only
+ * handed to their own pool (ah_webhooks_tick returns at once). */
 static void *ticker_main(void *arg)
 {
     ah_core *core = arg;
@@ -108,6 +111,7 @@ static void *ticker_main(void *arg)
             /* The integration log and idempotency keys past retention. */
             ah_intlog_prune(core);
             ah_idem_prune(core);
+            ah_webhooks_prune(core);
         }
     }
     pthread_mutex_unlock(&core->tick_lock);
@@ -188,6 +192,9 @@ int ah_daemon_start(ah_core *core, char *err, size_t errlen)
         return -1;
     if (ah_admin_start(core, err, errlen) != 0)
         return -1;
+    /* The pool before the ticker that feeds it. */
+    if (ah_webhooks_start(core, err, errlen) != 0)
+        return -1;
     core->stopping = false;
     if (pthread_create(&core->ticker, NULL, ticker_main, core) != 0) {
         snprintf(err, errlen, "cannot start the ticker thread");
@@ -221,6 +228,8 @@ void ah_daemon_stop(ah_core *core)
         pthread_join(core->ticker, NULL);
         core->ticker_running = false;
     }
+    /* After the ticker that feeds it; a delivery under way ends first. */
+    ah_webhooks_stop(core);
     if (core->httpd != NULL) {
         ah_httpd_free(core->httpd);
         core->httpd = NULL;

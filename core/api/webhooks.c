@@ -2,8 +2,13 @@
 /*
  * Outbound webhooks to the product, delivered from the outbox.
  *
- * Each endpoint keeps a cursor: the last outbox id it has handled. The
- * ticker walks each enabled endpoint's tenant events after its cursor in
+ * Each endpoint keeps a cursor: the last outbox id it has handled. Every
+ * second the ticker hands the endpoints with events waiting to a pool of
+ * [webhooks] workers threads, and returns: a receiver may take timeout_ms
+ * to answer, and the ticker also reloads tenants and connections. The pool
+ * runs one pass at a time per endpoint and at most max_per_tenant passes
+ * per tenant, so a tenant's hanging receivers hold that many workers and
+ * no more. A pass walks the endpoint's tenant events after its cursor in
  * outbox order; events its types do not match are skipped, matching ones
  * are POSTed one at a time and the cursor only moves past an event once it
  * was answered 2xx. The first failure stops that endpoint (later events
@@ -18,6 +23,7 @@
  * webhook-signature = "v1," + base64(HMAC-SHA256(key, id.ts.body)), the key
  * being the base64 part of the "whsec_" secret.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,9 +113,46 @@ int ah_webhook_sign(const char *secret, const char *msg_id, const char *ts, cons
  * allows ([webhooks] allow_networks). A tenant names the URL, so without
  * this it could make the host reach loopback, the private network or the
  * cloud metadata service, and read the answers' statuses back. */
+/* An endpoint handed to the delivery pool: queued, or being delivered by
+ * a worker. An endpoint has at most one slot, which is the per-endpoint
+ * cap of 1 that keeps its deliveries in order. */
+typedef struct wh_slot {
+    int64_t id;
+    int64_t tenant_id;
+    bool running;
+} wh_slot;
+
+/* An endpoint due at a tick, and when it was last handed to the pool. */
+typedef struct wh_lru {
+    int64_t id;
+    int64_t tenant_id;
+    uint64_t seq; /* 0: not in the last tick's due list */
+} wh_lru;
+
 struct ah_webhooks {
     ah_netlist *allow;
     ah_httpc *httpc; /* deliveries only: every connect goes through dest_ok */
+
+    /* The delivery pool (ah_webhooks_start / ah_webhooks_stop). Deliveries
+     * wait on receivers for up to timeout_ms; they run here so that the
+     * ticker, which also reloads tenants and connections, never does. */
+    pthread_mutex_t mu; /* guards everything below */
+    pthread_cond_t cv;  /* a slot was queued, or stopping */
+    bool sync_ok;       /* mu and cv initialised */
+    ah_core *core;
+    pthread_t *threads;
+    int nthreads;
+    bool stopping;
+    wh_slot *slots; /* queue order; running slots stay until their pass ends */
+    size_t nslots;
+    size_t max_slots;   /* bounds the queue: the rest waits for a later tick */
+    int max_per_tenant; /* slots (queued or running) one tenant may have */
+    /* Ticker only: when each endpoint due at the last tick was last handed
+     * over (by id), so that the least recently served go first and none of
+     * a capped tenant's endpoints waits behind the others forever. */
+    struct wh_lru *lru;
+    size_t nlru;
+    uint64_t seq;
 };
 
 static bool dest_ok(void *arg, const struct sockaddr *sa)
@@ -125,6 +168,18 @@ ah_webhooks *ah_webhooks_new(const ah_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    if (pthread_mutex_init(&w->mu, NULL) != 0) {
+        snprintf(err, errlen, "cannot create a mutex");
+        free(w);
+        return NULL;
+    }
+    if (pthread_cond_init(&w->cv, NULL) != 0) {
+        snprintf(err, errlen, "cannot create a condition variable");
+        pthread_mutex_destroy(&w->mu);
+        free(w);
+        return NULL;
+    }
+    w->sync_ok = true;
     w->allow = ah_netlist_parse(cfg->webhook_allow_networks, err, errlen);
     ah_httpc_opts ho = {
         .timeout_ms = cfg->webhook_timeout_ms,
@@ -150,6 +205,13 @@ void ah_webhooks_free(ah_webhooks *w)
         return;
     ah_httpc_free(w->httpc);
     ah_netlist_free(w->allow);
+    free(w->threads);
+    free(w->slots);
+    free(w->lru);
+    if (w->sync_ok) {
+        pthread_cond_destroy(&w->cv);
+        pthread_mutex_destroy(&w->mu);
+    }
     free(w);
 }
 
@@ -421,11 +483,14 @@ static void log_delivery(ah_core *core, int64_t eid, int64_t outbox_id, bool ok,
                "on event %lld", (long long)eid, (long long)outbox_id);
 }
 
-static void set_cursor(ah_core *core, int64_t eid, int64_t cursor)
+/* AH_STORE_NOT_FOUND when the endpoint is gone (its tenant removed). */
+static int set_cursor(ah_core *core, int64_t eid, int64_t cursor)
 {
-    if (core->store->ops->webhook_advance(core->store, eid, cursor) != 0)
+    int rc = core->store->ops->webhook_advance(core->store, eid, cursor);
+    if (rc != AH_STORE_OK && rc != AH_STORE_NOT_FOUND)
         ah_log(&core->log, AH_LOG_WARN, "webhooks", "endpoint %lld: cannot move its cursor "
                "to %lld (the event may be sent again)", (long long)eid, (long long)cursor);
+    return rc;
 }
 
 /* A failed attempt: backoff, or disable after max_failures in a row. */
@@ -471,14 +536,29 @@ typedef struct wh_pass {
     long failures;
     int64_t cursor; /* the endpoint's cursor when the pass began */
     int64_t moved;  /* the last event handled; -1 after a failure */
+    bool halt;      /* the endpoint is gone, or the pool is stopping */
 } wh_pass;
+
+static bool pool_stopping(ah_webhooks *wh)
+{
+    pthread_mutex_lock(&wh->mu);
+    bool stop = wh->stopping;
+    pthread_mutex_unlock(&wh->mu);
+    return stop;
+}
 
 static void deliver_event(void *arg, const ah_outbox_row *ev)
 {
     wh_pass *w = arg;
-    if (w->moved < 0)
-        return; /* stopped at a failure */
+    if (w->moved < 0 || w->halt)
+        return; /* stopped at a failure, or told to stop */
     ah_core *core = w->core;
+    /* A pass may hold WH_BATCH events: a stopping daemon waits for the
+     * one under way only. */
+    if (pool_stopping(core->webhooks)) {
+        w->halt = true;
+        return;
+    }
     int64_t eid = w->ep->id, oid = ev->id;
     if (ev->topic == NULL || !ah_topic_matches_list(w->ep->event_types, ev->topic)) {
         w->moved = oid;
@@ -493,7 +573,9 @@ static void deliver_event(void *arg, const ah_outbox_row *ev)
     free(payload);
     if (rc == 0) {
         log_delivery(core, eid, oid, true, status, NULL, NULL);
-        set_cursor(core, eid, oid);
+        /* Removed meanwhile (with its tenant): nothing more to send. */
+        if (set_cursor(core, eid, oid) == AH_STORE_NOT_FOUND)
+            w->halt = true;
         w->moved = oid;
         w->failures = 0;
         return;
@@ -507,8 +589,9 @@ static void deliver_event(void *arg, const ah_outbox_row *ev)
     w->moved = -1;
 }
 
-/* Delivers what is due for one endpoint (a webhook_due callback), stopping
- * at the first failure. */
+/* One endpoint's pass (a webhook_due_one callback, on a pool worker):
+ * delivers what is due, stopping at the first failure. The row was read
+ * just now, so the pass starts from the endpoint's current cursor. */
 static void deliver_endpoint(void *arg, const ah_webhook_row *ep)
 {
     ah_core *core = arg;
@@ -524,14 +607,213 @@ static void deliver_endpoint(void *arg, const ah_webhook_row *ep)
     if (core->store->ops->outbox_after(core->store, ep->tenant_id, ep->cursor, WH_BATCH,
                                        deliver_event, &w) == 0 &&
         w.moved > w.cursor)
-        set_cursor(core, ep->id, w.moved);
+        (void)set_cursor(core, ep->id, w.moved);
     explicit_bzero(secret, strlen(secret));
     free(secret);
 }
 
+/* --- the delivery pool -------------------------------------------------------- */
+
+static int tenant_slots(const ah_webhooks *w, int64_t tenant_id)
+{
+    int n = 0;
+    for (size_t i = 0; i < w->nslots; i++)
+        n += w->slots[i].tenant_id == tenant_id;
+    return n;
+}
+
+static bool has_slot(const ah_webhooks *w, int64_t id)
+{
+    for (size_t i = 0; i < w->nslots; i++)
+        if (w->slots[i].id == id)
+            return true;
+    return false;
+}
+
+static void *worker_main(void *arg)
+{
+    ah_webhooks *w = arg;
+    ah_core *core = w->core;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        size_t i = 0;
+        while (i < w->nslots && w->slots[i].running)
+            i++;
+        if (w->stopping)
+            break;
+        if (i == w->nslots) {
+            pthread_cond_wait(&w->cv, &w->mu);
+            continue;
+        }
+        w->slots[i].running = true;
+        int64_t id = w->slots[i].id;
+        pthread_mutex_unlock(&w->mu);
+        char now[32];
+        ah_now_iso(now);
+        if (core->store->ops->webhook_due_one(core->store, id, now, deliver_endpoint, core) != 0)
+            ah_log(&core->log, AH_LOG_WARN, "webhooks", "endpoint %lld: cannot read it "
+                   "(see the log); retried on a later tick", (long long)id);
+        pthread_mutex_lock(&w->mu);
+        for (size_t j = 0; j < w->nslots; j++)
+            if (w->slots[j].id == id) {
+                memmove(w->slots + j, w->slots + j + 1, (w->nslots - j - 1) * sizeof *w->slots);
+                w->nslots--;
+                break;
+            }
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+int ah_webhooks_start(ah_core *core, char *err, size_t errlen)
+{
+    ah_webhooks *w = core->webhooks;
+    if (w == NULL || w->nthreads > 0)
+        return 0;
+    int n = core->cfg.webhook_workers > 0 ? core->cfg.webhook_workers : 1;
+    int per = core->cfg.webhook_max_per_tenant;
+    w->core = core;
+    w->stopping = false;
+    w->max_per_tenant = per < 1 ? 1 : per > n ? n : per;
+    /* Enough queued work to keep every worker busy between two ticks;
+     * more would only be read again from the store next time. */
+    w->max_slots = (size_t)n * 4;
+    w->slots = calloc(w->max_slots, sizeof *w->slots);
+    w->threads = calloc((size_t)n, sizeof *w->threads);
+    if (w->slots == NULL || w->threads == NULL) {
+        snprintf(err, errlen, "out of memory");
+        free(w->slots);
+        free(w->threads);
+        w->slots = NULL;
+        w->threads = NULL;
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        if (pthread_create(&w->threads[i], NULL, worker_main, w) != 0) {
+            snprintf(err, errlen, "cannot start webhook delivery thread %d of %d", i + 1, n);
+            ah_webhooks_stop(core);
+            return -1;
+        }
+        w->nthreads++;
+    }
+    return 0;
+}
+
+void ah_webhooks_stop(ah_core *core)
+{
+    ah_webhooks *w = core->webhooks;
+    if (w == NULL)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->stopping = true;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    for (int i = 0; i < w->nthreads; i++)
+        pthread_join(w->threads[i], NULL);
+    w->nthreads = 0;
+    free(w->threads);
+    w->threads = NULL;
+    free(w->slots);
+    w->slots = NULL;
+    w->nslots = 0;
+}
+
+/* The endpoints due at this tick (a webhook_due callback, in id order):
+ * ids and tenants only, the secret stays in the store until a worker
+ * needs it. */
+typedef struct wh_due {
+    wh_lru *v;
+    size_t n, cap;
+    bool oom;
+} wh_due;
+
+static void collect_due(void *arg, const ah_webhook_row *ep)
+{
+    wh_due *d = arg;
+    if (d->n == d->cap) {
+        size_t nc = d->cap ? d->cap * 2 : 64;
+        wh_lru *nv = realloc(d->v, nc * sizeof *nv);
+        if (nv == NULL) {
+            d->oom = true;
+            return;
+        }
+        d->v = nv;
+        d->cap = nc;
+    }
+    d->v[d->n++] = (wh_lru){.id = ep->id, .tenant_id = ep->tenant_id};
+}
+
+static int cmp_lru_id(const void *a, const void *b)
+{
+    const wh_lru *x = a, *y = b;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* Least recently served first; then in id order. */
+static int cmp_lru_seq(const void *a, const void *b)
+{
+    const wh_lru *x = a, *y = b;
+    if (x->seq != y->seq)
+        return (x->seq > y->seq) - (x->seq < y->seq);
+    return cmp_lru_id(a, b);
+}
+
+/* Hands what is due to the pool and returns: never waits on a receiver.
+ * An endpoint already queued or delivering is skipped (one pass at a time
+ * per endpoint keeps its events in order); a tenant gets at most
+ * max_per_tenant slots, so its slow receivers cannot take every worker.
+ * Endpoints left out are still due and are offered again next tick, the
+ * least recently served first. */
 void ah_webhooks_tick(ah_core *core)
 {
+    ah_webhooks *w = core->webhooks;
+    if (w == NULL || w->nthreads == 0)
+        return;
     char now[32];
     ah_now_iso(now);
-    core->store->ops->webhook_due(core->store, now, deliver_endpoint, core);
+    wh_due d = {0};
+    if (core->store->ops->webhook_due(core->store, now, collect_due, &d) != 0 || d.oom) {
+        free(d.v);
+        return;
+    }
+    /* Both lists are in id order (the store's, and ours kept so). */
+    for (size_t i = 0; i < d.n; i++) {
+        const wh_lru *old = w->nlru > 0 ? bsearch(&d.v[i], w->lru, w->nlru, sizeof *w->lru,
+                                                  cmp_lru_id)
+                                        : NULL;
+        d.v[i].seq = old != NULL ? old->seq : 0;
+    }
+    if (d.n > 0)
+        qsort(d.v, d.n, sizeof *d.v, cmp_lru_seq);
+    bool queued = false;
+    pthread_mutex_lock(&w->mu);
+    for (size_t k = 0; k < d.n && w->nslots < w->max_slots && !w->stopping; k++) {
+        wh_lru *c = &d.v[k];
+        if (has_slot(w, c->id) || tenant_slots(w, c->tenant_id) >= w->max_per_tenant)
+            continue;
+        w->slots[w->nslots++] = (wh_slot){.id = c->id, .tenant_id = c->tenant_id};
+        c->seq = ++w->seq;
+        queued = true;
+    }
+    if (queued)
+        pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    if (d.n > 0)
+        qsort(d.v, d.n, sizeof *d.v, cmp_lru_id);
+    free(w->lru);
+    w->lru = d.v;
+    w->nlru = d.n;
+}
+
+/* Delivery log lines age out with the events they are about. */
+void ah_webhooks_prune(ah_core *core)
+{
+    char cutoff[32];
+    ah_iso_in(-(long)core->cfg.events_retention_days * 86400L * 1000L, cutoff);
+    int64_t n = 0;
+    if (core->store->ops->webhook_prune(core->store, cutoff, &n) != 0)
+        ah_log(&core->log, AH_LOG_WARN, "webhooks", "cannot prune the delivery log");
+    else if (n > 0)
+        ah_log(&core->log, AH_LOG_INFO, "webhooks", "pruned %lld delivery log lines older "
+               "than %d days", (long long)n, core->cfg.events_retention_days);
 }

@@ -45,8 +45,19 @@ cJSON *ah_webhook_deliveries(ah_core *core, int64_t tenant_id, int64_t id, int l
  *  out >= 64 bytes. 0 or -1. */
 int ah_webhook_sign(const char *secret, const char *msg_id, const char *ts, const char *body,
                     size_t body_len, char *out, size_t outlen);
-/** Delivers what is due for every enabled endpoint (the ticker). */
+/** Starts the delivery pool: [webhooks] workers threads (the daemon,
+ *  after ah_webhooks_new). 0 or -1 with err. */
+int ah_webhooks_start(ah_core *core, char *err, size_t errlen);
+/** Stops the pool: a pass under way ends after the event it is sending.
+ *  Safe when not started. */
+void ah_webhooks_stop(ah_core *core);
+/** Hands the endpoints that are due to the pool (the ticker); returns at
+ *  once, without waiting on any receiver. One pass at a time per endpoint,
+ *  at most [webhooks] max_per_tenant per tenant. Does nothing before
+ *  ah_webhooks_start. */
 void ah_webhooks_tick(ah_core *core);
+/** Prunes delivery log lines past [events] retention_days (the ticker). */
+void ah_webhooks_prune(ah_core *core);
 /** True when topic matches the comma-separated patterns (exact, "p.*", "*";
  *  NULL or "": everything). */
 bool ah_topic_matches_list(const char *patterns, const char *topic);

@@ -59,6 +59,8 @@ enum key {
     K_WH_BACKOFF_MAX,
     K_WH_TIMEOUT,
     K_WH_ALLOW_NETWORKS,
+    K_WH_WORKERS,
+    K_WH_MAX_PER_TENANT,
     K_EV_RETENTION,
     K_LOG_RETENTION,
     K_N
@@ -102,6 +104,8 @@ static const key_def keys[K_N] = {
     [K_WH_BACKOFF_MAX] = {SEC_WEBHOOKS, "backoff_max_ms", 0, 86400000},
     [K_WH_TIMEOUT] = {SEC_WEBHOOKS, "timeout_ms", 100, 600000},
     [K_WH_ALLOW_NETWORKS] = {SEC_WEBHOOKS, "allow_networks", 1, 0},
+    [K_WH_WORKERS] = {SEC_WEBHOOKS, "workers", 1, 64},
+    [K_WH_MAX_PER_TENANT] = {SEC_WEBHOOKS, "max_per_tenant", 1, 64},
     [K_EV_RETENTION] = {SEC_EVENTS, "retention_days", 1, 3650},
     [K_ADMIN_TOKEN_FILE] = {SEC_ADMIN, "token_file", 1, 0},
     [K_LOG_RETENTION] = {SEC_CORE, "log_retention_days", 1, 3650},
@@ -249,6 +253,8 @@ static int fill_defaults(ah_config *cfg, const char *key_rel, const char *db_rel
     cfg->webhook_backoff_ms = 1000;
     cfg->webhook_backoff_max_ms = 3600000;
     cfg->webhook_timeout_ms = 10000;
+    cfg->webhook_workers = 4;
+    cfg->webhook_max_per_tenant = 2;
     cfg->events_retention_days = 30;
     cfg->log_retention_days = 30;
     cfg->key_file = ah_config_resolve(cfg, key_rel);
@@ -657,6 +663,16 @@ static int set_value(parse_state *st, enum key k, const char *value)
         if (!set_int(st, k, value, &v))
             return 0;
         cfg->webhook_timeout_ms = v;
+        return 1;
+    case K_WH_WORKERS:
+        if (!set_int(st, k, value, &v))
+            return 0;
+        cfg->webhook_workers = (int)v;
+        return 1;
+    case K_WH_MAX_PER_TENANT:
+        if (!set_int(st, k, value, &v))
+            return 0;
+        cfg->webhook_max_per_tenant = (int)v;
         return 1;
     case K_WH_ALLOW_NETWORKS: {
         char why[160];

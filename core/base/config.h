@@ -69,6 +69,9 @@ typedef struct ah_config {
     long webhook_backoff_ms;     /* first retry delay, doubled per failure (1000) */
     long webhook_backoff_max_ms; /* cap (3600000) */
     long webhook_timeout_ms;     /* one delivery attempt (10000) */
+    int webhook_workers;         /* delivery threads (4) */
+    int webhook_max_per_tenant;  /* endpoints of one tenant delivering at once (2);
+                                  * at most webhook_workers is used */
     char *webhook_allow_networks; /* networks webhooks may reach although not
                                    * public ("127.0.0.0/8, ::1"); NULL: none */
 

@@ -374,8 +374,9 @@ typedef struct ah_store_ops {
      *  when there is no such endpoint (of tenant_id, unless 0). */
     int (*webhook_deliveries)(ah_store *s, int64_t tenant_id, int64_t id, int limit,
                               ah_webhook_delivery_cb cb, void *arg);
-    /** Enabled endpoints due at `now` (next_at <= now), in id order, WITH
-     *  their sealed secret. */
+    /** Enabled endpoints due at `now` (next_at <= now) that have events of
+     *  their tenant after their cursor, in id order, WITH their sealed
+     *  secret. */
     int (*webhook_due)(ah_store *s, const char *now, ah_webhook_cb cb, void *arg);
     /** Records an attempt to deliver event outbox_id to endpoint id in its
      *  delivery log (attempts + 1 on a second try): delivered (delivered_at
@@ -473,6 +474,18 @@ typedef struct ah_store_ops {
      *  `before` (canonical ISO time); *n_out (may be NULL) receives how
      *  many. */
     int (*idem_prune)(ah_store *s, const char *before, int64_t *n_out);
+    /* --- appended: webhook deliveries off the ticker ------------------- */
+    /** Endpoint id WITH its sealed secret, when it is enabled and due at
+     *  `now` (next_at <= now): cb is called once; otherwise (removed,
+     *  disabled, backing off) cb is not called and AH_STORE_OK returned.
+     *  A delivery worker reads it just before its pass, so that the pass
+     *  starts from the endpoint's current cursor. */
+    int (*webhook_due_one)(ah_store *s, int64_t id, const char *now, ah_webhook_cb cb,
+                           void *arg);
+    /** Deletes delivery log lines delivered before `before` (canonical ISO
+     *  time) and those whose event is no longer in the outbox (pruned past
+     *  its retention); *n_out (may be NULL) receives how many. */
+    int (*webhook_prune)(ah_store *s, const char *before, int64_t *n_out);
 } ah_store_ops;
 
 struct ah_store {

@@ -35,6 +35,10 @@ typedef struct ah_sim_opts {
     double p_truncate;
     const char *no_fault_prefix; /* may be NULL */
     int threads;        /* default 2 */
+    /** One thread per connection instead of a pool of `threads`: for a
+     *  handler that blocks (a tarpit), which in a pool would also stall the
+     *  other connections its thread accepted. */
+    bool thread_per_connection;
 } ah_sim_opts;
 
 typedef struct ah_sim_req {

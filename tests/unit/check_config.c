@@ -144,6 +144,8 @@ START_TEST(test_defaults_without_file)
     ck_assert_int_eq(cfg.http_backoff_ms, 200);
     ck_assert_int_eq(cfg.http_backoff_max_ms, 10000);
     ck_assert_int_eq(cfg.sync_interval_s, 300);
+    ck_assert_int_eq(cfg.webhook_workers, 4);
+    ck_assert_int_eq(cfg.webhook_max_per_tenant, 2);
     ck_assert_uint_eq(cfg.nplugins, 0);
     ah_config_free(&cfg);
     ah_config_free(&cfg); /* freeing twice is harmless: free zeroes */
@@ -559,6 +561,25 @@ START_TEST(test_err_bad_integer)
 }
 END_TEST
 
+/* The delivery pool's size and the per-tenant share (webhooks.c). */
+START_TEST(test_webhook_pool_keys)
+{
+    tmp t;
+    char ini[512], err[4096];
+    ah_config cfg;
+
+    clear_env();
+    tmp_make(&t);
+    put_file(&t, "etc/atshub.ini", "[webhooks]\nworkers = 8\nmax_per_tenant = 3\n", ini,
+             sizeof ini);
+    ck_assert_msg(ah_config_load(ini, &cfg, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(cfg.webhook_workers, 8);
+    ck_assert_int_eq(cfg.webhook_max_per_tenant, 3);
+    ah_config_free(&cfg);
+    tmp_remove(&t);
+}
+END_TEST
+
 START_TEST(test_err_out_of_range)
 {
     expect_error("[core]\nworkers = 0\n", 2,
@@ -583,6 +604,10 @@ START_TEST(test_err_out_of_range)
                  "[outbound] max_attempts: expected an integer between 1 and 10, got '11'");
     expect_error("[sync]\ninterval_s = -1\n", 2,
                  "[sync] interval_s: expected an integer between 0 and 86400, got '-1'");
+    expect_error("[webhooks]\nworkers = 0\n", 2,
+                 "[webhooks] workers: expected an integer between 1 and 64, got '0'");
+    expect_error("[webhooks]\nmax_per_tenant = 65\n", 2,
+                 "[webhooks] max_per_tenant: expected an integer between 1 and 64, got '65'");
     expect_error("[http]\nmax_body = 65M\n", 2,
                  "[http] max_body: expected a size between 1K and 64M (bytes, or with suffix "
                  "K or M), got '65M'");
@@ -967,6 +992,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_defaults_without_file);
     tcase_add_test(tc, test_empty_file_gives_defaults_relative_to_ini);
     tcase_add_test(tc, test_full_file);
+    tcase_add_test(tc, test_webhook_pool_keys);
     tcase_add_test(tc, test_sqlite_url_relative_and_absolute);
     tcase_add_test(tc, test_relative_ini_path);
     tcase_add_test(tc, test_resolve);

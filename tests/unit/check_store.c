@@ -1190,16 +1190,34 @@ START_TEST(test_webhooks)
     ck_assert_int_eq(s->ops->webhook_set_enabled(s, t, id, true), AH_STORE_OK);
     char later[32];
     ah_now_iso(later);
+    /* Nothing after its cursor (e2): nothing to send, so not due. */
+    memset(&w, 0, sizeof w);
+    ck_assert_int_eq(s->ops->webhook_due(s, later, wh_cb, &w), AH_STORE_OK);
+    ck_assert_int_eq(w.n, 0);
+    memset(&w, 0, sizeof w);
+    ck_assert_int_eq(s->ops->webhook_due_one(s, id, later, wh_cb, &w), AH_STORE_OK);
+    ck_assert_int_eq(w.n, 1); /* a worker's pass reads it all the same */
+    ck_assert_str_eq(w.secret[0], "sealed-1");
+    ck_assert_int_eq(s->ops->webhook_advance(s, id, e1), AH_STORE_OK);
     memset(&w, 0, sizeof w);
     ck_assert_int_eq(s->ops->webhook_due(s, later, wh_cb, &w), AH_STORE_OK);
     ck_assert_int_eq(w.n, 1);
     ck_assert(w.rows[0].enabled);
     ck_assert_int_eq(w.rows[0].failures, 0);
     ck_assert_str_eq(w.disabled[0], "(null)");
+    ck_assert_int_eq(w.rows[0].cursor, e1);
+    ck_assert_int_eq(s->ops->webhook_advance(s, id, e2), AH_STORE_OK);
+    memset(&w, 0, sizeof w);
+    ck_assert_int_eq(s->ops->webhook_due_one(s, id + 100, later, wh_cb, &w), AH_STORE_OK);
+    ck_assert_int_eq(w.n, 0);
+    ck_assert_int_eq(s->ops->webhook_due_one(s, id, FAR_PAST, wh_cb, &w), AH_STORE_OK);
+    ck_assert_int_eq(w.n, 0); /* not before next_at */
     /* Disabled by hand: never due. */
     ck_assert_int_eq(s->ops->webhook_set_enabled(s, 0, id, false), AH_STORE_OK);
     memset(&w, 0, sizeof w);
     ck_assert_int_eq(s->ops->webhook_due(s, FAR_FUTURE, wh_cb, &w), AH_STORE_OK);
+    ck_assert_int_eq(w.n, 0);
+    ck_assert_int_eq(s->ops->webhook_due_one(s, id, FAR_FUTURE, wh_cb, &w), AH_STORE_OK);
     ck_assert_int_eq(w.n, 0);
     memset(&w, 0, sizeof w);
     ck_assert_int_eq(s->ops->webhook_list(s, t, wh_cb, &w), AH_STORE_OK);
@@ -1213,6 +1231,21 @@ START_TEST(test_webhooks)
     ck_assert_int_eq(w.n, 2);
     ck_assert_str_eq(w.types[1], "event.job.*");
     ck_assert_int_eq(w.rows[1].cursor, e2);
+
+    /* Delivery log retention: a failed line whose event left the outbox
+     * goes at any cutoff; delivered lines go once older than the cutoff. */
+    ck_assert_int_eq(s->ops->webhook_attempt(s, id, e2 + 1000, false, 500, "HTTP 500", now), 0);
+    int64_t n = -1;
+    ck_assert_int_eq(s->ops->webhook_prune(s, FAR_PAST, &n), AH_STORE_OK);
+    ck_assert_int_eq(n, 1);
+    whd_seen d2 = {.n = 0};
+    ck_assert_int_eq(s->ops->webhook_deliveries(s, t, id, 10, whd_cb, &d2), AH_STORE_OK);
+    ck_assert_int_eq(d2.n, 2);
+    ck_assert_int_eq(s->ops->webhook_prune(s, FAR_FUTURE, &n), AH_STORE_OK);
+    ck_assert_int_eq(n, 2);
+    memset(&d2, 0, sizeof d2);
+    ck_assert_int_eq(s->ops->webhook_deliveries(s, t, id, 10, whd_cb, &d2), AH_STORE_OK);
+    ck_assert_int_eq(d2.n, 0);
     fx_done(&f);
 }
 END_TEST

@@ -198,6 +198,8 @@ const ah_store_ops ah_sq_ops = {
     .stage_history = ah_sq_stage_history,
     .log_prune = ah_sq_log_prune,
     .idem_prune = ah_sq_idem_prune,
+    .webhook_due_one = ah_sq_webhook_due_one,
+    .webhook_prune = ah_sq_webhook_prune,
 };
 
 static int journal_mode_cb(void *arg, int ncol, char **vals, char **names)

@@ -81,6 +81,8 @@ typedef enum {
     Q_WH_ATTEMPT,
     Q_WH_ADVANCE,
     Q_WH_FAILED,
+    Q_WH_DUE_ONE,
+    Q_WH_PRUNE,
     Q_IDEM_EXPIRE,
     Q_IDEM_RESERVE,
     Q_IDEM_GET,
@@ -249,6 +251,9 @@ int ah_sq_webhook_attempt(ah_store *st, int64_t id, int64_t outbox_id, bool ok, 
 int ah_sq_webhook_advance(ah_store *st, int64_t id, int64_t outbox_id);
 int ah_sq_webhook_failed(ah_store *st, int64_t id, int64_t failures, const char *next_at,
                          const char *disabled_at);
+int ah_sq_webhook_due_one(ah_store *st, int64_t id, const char *now, ah_webhook_cb cb,
+                          void *arg);
+int ah_sq_webhook_prune(ah_store *st, const char *before, int64_t *n_out);
 
 /* ---- idempotency.c ----------------------------------------------------- */
 

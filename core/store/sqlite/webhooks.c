@@ -18,8 +18,11 @@ static const char *const q_sql[Q_COUNT] = {
                  "(SELECT coalesce(max(id), 0) FROM outbox))",
     [Q_WH_LIST] = "SELECT " WH_COLS(NULL) " FROM webhook_endpoints "
                   "WHERE ?1 = 0 OR tenant_id = ?1 ORDER BY id",
-    [Q_WH_DUE] = "SELECT " WH_COLS(secret) " FROM webhook_endpoints "
-                 "WHERE enabled = 1 AND next_at <= ?1 ORDER BY id",
+    /* Only endpoints with an event after their cursor: the others have
+     * nothing to send, and a delivery worker would only look. */
+    [Q_WH_DUE] = "SELECT " WH_COLS(secret) " FROM webhook_endpoints e "
+                 "WHERE enabled = 1 AND next_at <= ?1 AND EXISTS (SELECT 1 FROM outbox o "
+                 "WHERE o.tenant_id = e.tenant_id AND o.id > e.cursor) ORDER BY id",
     [Q_WH_ENABLE] = "UPDATE webhook_endpoints SET enabled = 1, failures = 0, "
                     "disabled_at = NULL, next_at = ?3 WHERE id = ?1 AND (?2 = 0 OR tenant_id = ?2)",
     [Q_WH_DISABLE] = "UPDATE webhook_endpoints SET enabled = 0, disabled_at = ?3 "
@@ -40,6 +43,14 @@ static const char *const q_sql[Q_COUNT] = {
     [Q_WH_FAILED] = "UPDATE webhook_endpoints SET failures = ?2, next_at = ?3, "
                     "enabled = CASE WHEN ?4 IS NULL THEN enabled ELSE 0 END, "
                     "disabled_at = coalesce(?4, disabled_at) WHERE id = ?1",
+    [Q_WH_DUE_ONE] = "SELECT " WH_COLS(secret) " FROM webhook_endpoints "
+                     "WHERE id = ?2 AND enabled = 1 AND next_at <= ?1",
+    /* A line is kept while its event may still be replayed: delivered
+     * lines age out with the event log, failed ones when their event
+     * itself was pruned (an endpoint never reaches it any more). */
+    [Q_WH_PRUNE] = "DELETE FROM webhook_deliveries WHERE (delivered_at IS NOT NULL "
+                   "AND delivered_at < ?1) OR NOT EXISTS (SELECT 1 FROM outbox o "
+                   "WHERE o.id = webhook_deliveries.outbox_id)",
 };
 
 static bool fill_webhook(sqlite3_stmt *st, void *row)
@@ -156,6 +167,48 @@ int ah_sq_webhook_due(ah_store *st, const char *now, ah_webhook_cb cb, void *arg
     if (now == NULL)
         return AH_STORE_ERR;
     return webhook_rows(st, Q_WH_DUE, 0, now, cb, arg, "webhook_due");
+}
+
+int ah_sq_webhook_due_one(ah_store *st, int64_t id, const char *now, ah_webhook_cb cb,
+                          void *arg)
+{
+    ah_sq_store *s = ah_sq(st);
+    if (now == NULL)
+        return AH_STORE_ERR;
+    ah_sq_rowvec v = {.elem = sizeof(ah_webhook_row)};
+    ah_sq_lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = AH_SQ_GET(s, Q_WH_DUE_ONE);
+    if (q != NULL) {
+        ah_sq_bind_text(q, 1, now);
+        sqlite3_bind_int64(q, 2, id);
+        rc = ah_sq_collect(s, q, &v, fill_webhook, webhook_free_v, "webhook_due_one");
+        ah_sq_done(q);
+    }
+    ah_sq_unlock(s);
+    if (rc == AH_STORE_OK && cb != NULL)
+        for (size_t i = 0; i < v.n; i++)
+            cb(arg, (ah_webhook_row *)v.items + i);
+    ah_sq_rowvec_free(&v, webhook_free_v);
+    return rc;
+}
+
+int ah_sq_webhook_prune(ah_store *st, const char *before, int64_t *n_out)
+{
+    ah_sq_store *s = ah_sq(st);
+    if (n_out != NULL)
+        *n_out = 0;
+    if (before == NULL)
+        return AH_STORE_ERR;
+    ah_sq_lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = AH_SQ_GET(s, Q_WH_PRUNE);
+    if (q != NULL) {
+        ah_sq_bind_text(q, 1, before);
+        rc = ah_sq_exec_changes(s, q, "webhook_prune", n_out);
+    }
+    ah_sq_unlock(s);
+    return rc;
 }
 
 int ah_sq_webhook_set_enabled(ah_store *st, int64_t tenant_id, int64_t id, bool enabled)
