@@ -121,7 +121,7 @@ static void start(void)
         .max_body = 4096,
         .threads = 2,
         .on_done = on_done,
-        .header_timeout_ms = 100, /* incomplete inputs end fast (see README.md) */
+        .header_timeout_ms = 25, /* incomplete inputs end fast (see README.md) */
         .min_body_rate = 64,
     };
     server = ah_httpd_new(&o, err, sizeof err);
