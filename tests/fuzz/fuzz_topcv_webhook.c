@@ -53,6 +53,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ready = true;
     }
     ah_fake_host *fh = ah_fake_host_new();
+    if (fh == NULL)
+        abort();
+    fh->quiet = true;
     ah_fake_conn *conn = ah_fake_conn_new(fh, "acme", "topcv");
     if (fh == NULL || conn == NULL || ah_fake_conn_set(conn, "secret_key", SECRET) != 0)
         abort();
