@@ -298,6 +298,12 @@ void ah_conntrack_idle(ah_conn_entry *e)
         return;
     atomic_store(&e->deadline_ms, now_ms() + e->t->o.idle_timeout_ms);
     atomic_store(&e->phase, CT_WAITING);
+}
+
+void ah_conntrack_kick_closed(ah_conn_entry *e)
+{
+    if (e == NULL)
+        return;
     /* A client that sent its request and its end of stream together (data
      * and FIN in one read) is never told to the server again: the server's
      * edge-triggered poll reported the socket readable once, and its short
