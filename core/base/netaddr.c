@@ -165,9 +165,13 @@ static bool parse_net(const char *s, size_t n, net *out)
 
 ah_netlist *ah_netlist_parse(const char *text, char *err, size_t errlen)
 {
+    /* Entries are separated by commas or blanks: one more than the
+     * separators bounds their number (counting commas alone let
+     * "10.0.0.0/8 192.168.0.0/16" write past the array: found by
+     * tests/fuzz/fuzz_config). */
     size_t cap = 1;
     for (const char *p = text; p != NULL && *p != '\0'; p++)
-        cap += *p == ',';
+        cap += *p == ',' || *p == ' ' || *p == '\t';
     ah_netlist *l = calloc(1, sizeof *l + cap * sizeof l->nets[0]);
     if (l == NULL) {
         snprintf(err, errlen, "out of memory");

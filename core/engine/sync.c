@@ -142,11 +142,14 @@ int ah_sync_time_minus_hours(const char *t, unsigned hours, char *out, size_t ou
     struct tm r;
     if (gmtime_r(&v, &r) == NULL)
         return -1;
-    char base[32];
-    if (strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &r) == 0)
+    /* Four-digit years only: strftime's %Y writes "242" for the year 242,
+     * which shifted the separator into the hours (found by
+     * tests/fuzz/fuzz_times). */
+    long year = (long)r.tm_year + 1900;
+    if (year < 0 || year > 9999)
         return -1;
-    base[10] = p.sep;
-    int n = snprintf(out, outlen, "%s%s%s", base, p.frac, p.zone);
+    int n = snprintf(out, outlen, "%04ld-%02d-%02d%c%02d:%02d:%02d%s%s", year, r.tm_mon + 1,
+                     r.tm_mday, p.sep, r.tm_hour, r.tm_min, r.tm_sec, p.frac, p.zone);
     return n < 0 || (size_t)n >= outlen ? -1 : 0;
 }
 

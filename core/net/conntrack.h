@@ -64,6 +64,10 @@ void ah_conntrack_body_bytes(ah_conn_entry *e, size_t n);
 void ah_conntrack_busy(ah_conn_entry *e);
 /** The answer is sent and the connection kept alive. */
 void ah_conntrack_idle(ah_conn_entry *e);
+/** After an answer: when the client has closed its side and left nothing to
+ *  read, makes the server notice at once (its edge-triggered poll may have
+ *  consumed the end of stream with the request's last bytes). */
+void ah_conntrack_kick_closed(ah_conn_entry *e);
 
 /** Shuts down every connection past its deadline. Returns how many, and
  *  sets *next_ms to the milliseconds until the next deadline (capped at

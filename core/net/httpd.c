@@ -1742,6 +1742,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         pthread_cond_broadcast(&h->drain_cv);
         pthread_mutex_unlock(&h->drain_mu);
     }
+    ah_conntrack_kick_closed(ex->ce); /* after the count: a syscall */
     cJSON_Delete(ex->json);
     free(ex->body);
     free(ex->resp_body);

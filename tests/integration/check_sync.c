@@ -337,6 +337,10 @@ START_TEST(test_provider_times)
     ck_assert_str_eq(out, "2025-09-30T23:00:00.250Z");
     ck_assert_int_eq(ah_sync_time_minus_hours("2024-03-01 01:00:00+03:00", 2, out, sizeof out), 0);
     ck_assert_str_eq(out, "2024-02-29 23:00:00+03:00");
+    /* Years below 1000 keep four digits (found by tests/fuzz/fuzz_times). */
+    ck_assert_int_eq(ah_sync_time_minus_hours("0242-03-01T23:53:59+14:00", 48, out, sizeof out), 0);
+    ck_assert_str_eq(out, "0242-02-27T23:53:59+14:00");
+    ck_assert_int_eq(ah_sync_time_minus_hours("0000-01-01T00:00:00", 1, out, sizeof out), -1);
     ck_assert_int_eq(ah_sync_time_minus_hours("2025-10-06", 2, out, sizeof out), -1);
     ck_assert_int_eq(ah_sync_time_minus_hours("2025-13-06T00:00:00", 2, out, sizeof out), -1);
     ck_assert_int_eq(ah_sync_time_minus_hours("2025-10-06T00:00:00+3", 2, out, sizeof out), -1);

@@ -72,6 +72,16 @@ START_TEST(test_netlist)
     ck_assert(!contains(l, "::2"));
     ah_netlist_free(l);
 
+    /* Blank-separated entries (once written past the array: fuzz_config). */
+    l = ah_netlist_parse("10.0.0.0/8 192.168.0.0/16\t172.16.0.0/12 ::1", err, sizeof err);
+    ck_assert_msg(l != NULL, "%s", err);
+    ck_assert(contains(l, "10.9.9.9"));
+    ck_assert(contains(l, "192.168.3.4"));
+    ck_assert(contains(l, "172.31.0.1"));
+    ck_assert(contains(l, "::1"));
+    ck_assert(!contains(l, "11.0.0.1"));
+    ah_netlist_free(l);
+
     l = ah_netlist_parse(NULL, err, sizeof err);
     ck_assert_ptr_nonnull(l);
     ck_assert(!contains(l, "127.0.0.1"));
