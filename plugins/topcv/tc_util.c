@@ -19,11 +19,13 @@ const char *tc_text(const cJSON *obj, const char *key, char *buf, size_t len)
     if (cJSON_IsString(v))
         return v->valuestring;
     if (cJSON_IsNumber(v)) {
-        double d = v->valuedouble;
-        if (d == (double)(long long)d)
-            snprintf(buf, len, "%lld", (long long)d);
+        /* ah_whole checks the range first: casting 1e87 (a provider's, found
+         * by fuzz_topcv_webhook) to long long is undefined behaviour. */
+        long long whole;
+        if (ah_whole(v->valuedouble, &whole))
+            snprintf(buf, len, "%lld", whole);
         else
-            snprintf(buf, len, "%g", d);
+            snprintf(buf, len, "%g", v->valuedouble);
         return buf;
     }
     return NULL;
