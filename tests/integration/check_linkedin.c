@@ -996,7 +996,12 @@ static char *cdp_open(browser *b, const char *url)
     char params[1024];
     snprintf(params, sizeof params, "{\"url\":\"%s\"}", url);
     cJSON *m = NULL;
-    const cJSON *res = cdp_wait(b, cdp_send(b, NULL, "Target.createTarget", params), 30, &m);
+    /* The first command also waits for Chromium to start, which took more
+     * than 30 s once on a loaded 2-core CI machine (a safety net, not a
+     * timing under test). */
+    int first = b->next_id == 1;
+    int id = cdp_send(b, NULL, "Target.createTarget", params);
+    const cJSON *res = cdp_wait(b, id, first ? 120 : 30, &m);
     snprintf(params, sizeof params, "{\"targetId\":\"%s\",\"flatten\":true}",
              cJSON_GetObjectItem(res, "targetId")->valuestring);
     cJSON_Delete(m);
