@@ -25,6 +25,7 @@
 #include "conns.h"
 #include "core.h"
 #include "daemon.h"
+#include "committer.h"
 #include "rest.h"
 #include "sync.h"
 #include "tracking.h"
@@ -286,6 +287,11 @@ int main(int argc, char **argv)
            warm_fail);
     printf("%-10ld %-10ld %-12.0f %-10.3f %-10.3f\n", total, failures, (double)total / secs, p50,
            p99);
+    uint64_t groups = 0, held = 0;
+    ah_store_committer_stats(core->committer, &groups, &held);
+    printf("group commit: %llu requests in %llu transactions (%.1f per commit)\n",
+           (unsigned long long)held, (unsigned long long)groups,
+           groups > 0 ? (double)held / (double)groups : 0.0);
     rc = failures == 0 ? 0 : 1;
 out:
     ah_daemon_close(core);

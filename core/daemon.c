@@ -15,6 +15,7 @@
 
 #include "admin.h"
 #include "daemon.h"
+#include "committer.h"
 #include "events.h"
 #include "metrics.h"
 #include "ops.h"
@@ -184,6 +185,10 @@ int ah_daemon_start(ah_core *core, char *err, size_t errlen)
     }
     if (core->httpd == NULL)
         return -1;
+    /* Before the routes whose answers it sends. */
+    core->committer = ah_store_committer_start(core->store, &core->log, err, errlen);
+    if (core->committer == NULL)
+        return -1;
     if (ah_rest_register(core) != 0 || ah_trust_register(core) != 0) {
         snprintf(err, errlen, "cannot register routes");
         return -1;
@@ -234,6 +239,9 @@ void ah_daemon_stop(ah_core *core)
         ah_httpd_free(core->httpd);
         core->httpd = NULL;
     }
+    /* After the server: the answers it held have gone out. */
+    ah_store_committer_stop(core->committer);
+    core->committer = NULL;
     ah_rest_unregister(core);
 }
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "committer.h"
 #include "conns.h"
 #include "rest.h"
 #include "core.h"
@@ -370,6 +371,17 @@ static void log_route_call(ah_core *core, const ah_core_call *cc, ah_http_exchan
     free(path);
 }
 
+/* The group transaction holding an atomic route's writes has ended: its
+ * held answer goes out, or, when the writes were lost, an error saying so. */
+static void route_committed(void *arg, bool ok)
+{
+    if (ok)
+        ah_ex_release(arg);
+    else
+        ah_ex_release_error(arg, 503, "store_unavailable",
+                            "the request's writes could not be saved; retry later");
+}
+
 static void plugin_route(void *arg, ah_http_exchange *ex)
 {
     ah_route_binding *b = arg;
@@ -398,12 +410,28 @@ static void plugin_route(void *arg, ah_http_exchange *ex)
     ah_core_call_init(&cc, core, gen, c, topic, NULL);
     cc.ex = ex;
     /* An atomic route's writes and its log entries commit together. The
-     * scope opens once the route's connection is locked (here for token
-     * routes, in conn_by_secret otherwise), so locks are always taken
-     * connection first, then store. */
+     * scope opens at the handler's first store call (hostapi.c), once the
+     * route's connection is locked (here for token routes, in
+     * conn_by_secret otherwise), so locks are always taken connection
+     * first, then store. With a committer, the scope is a group scope: the
+     * answer is held until the group transaction holding its writes has
+     * committed (group commit), and the server thread moves on. */
     cc.atomic_route = (r->flags & AH_ROUTE_ATOMIC) != 0;
-    if (cc.atomic_route && c != NULL)
-        ah_core_call_scope(&cc);
+    ah_ex_pending *held = NULL;
+    if (cc.atomic_route && core->committer != NULL) {
+        held = ah_ex_hold(ex);
+        if (held != NULL)
+            ah_store_committer_enter(core->committer);
+        if (held == NULL) {
+            ah_ex_error(ex, 503, "overloaded", "out of memory");
+            if (c != NULL) {
+                pthread_mutex_unlock(&c->call_lock);
+                ah_conn_release(c);
+            }
+            ah_generation_release(gen);
+            return;
+        }
+    }
     ah_ex_set_user(ex, &cc);
     ah_result res = AH_OK;
     if (c != NULL && ah_conn_ensure_open(core, c, gen, &cc.ext) != 0) {
@@ -424,10 +452,23 @@ static void plugin_route(void *arg, ah_http_exchange *ex)
             ah_ex_error(ex, 500, AH_E_PLUGIN, "the plugin did not answer");
     }
     const ah_conn *who = c != NULL ? c : (cc.n_extra > 0 ? cc.extra[0]->ext.call.conn : NULL);
+    if (held != NULL)
+        ah_core_call_scope(&cc); /* the log entries go with the writes */
     log_route_call(core, &cc, ex, r, who);
-    if (cc.scoped && core->store->ops->scope_end(core->store, true) != 0)
+    bool ended = !cc.scoped || core->store->ops->scope_end(core->store, true) == 0;
+    if (!ended)
         ah_log(&core->log, AH_LOG_ERROR, "rest", "%s %s: the call's writes could not be committed",
                ah_ex_method(ex), r->path); /* as declared: never a token */
+    if (held != NULL) {
+        if (!ended)
+            route_committed(held, false);
+        else if (!cc.scoped || cc.group == 0)
+            route_committed(held, true); /* nothing waits in a group */
+        else if (ah_store_committer_add(core->committer, cc.group, route_committed, held) != 0)
+            /* Stopped or out of memory: commit here. */
+            route_committed(held, core->store->ops->group_commit(core->store) == 0);
+        ah_store_committer_leave(core->committer);
+    }
     ah_ex_set_user(ex, NULL);
     ah_core_call_done(&cc);
     if (c != NULL) {

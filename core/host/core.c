@@ -45,9 +45,17 @@ void ah_core_call_init(ah_core_call *cc, ah_core *core, ah_generation *gen, ah_c
 
 void ah_core_call_scope(ah_core_call *cc)
 {
+    if (cc->route != NULL)
+        cc = cc->route;
     ah_store *st = cc->core->store;
-    if (!cc->scoped && st->ops->scope_begin != NULL && st->ops->scope_begin(st) == 0)
+    if (!cc->atomic_route || cc->scoped)
+        return;
+    if (cc->core->committer != NULL && st->ops->group_begin != NULL) {
+        if (st->ops->group_begin(st, &cc->group) == 0)
+            cc->scoped = true;
+    } else if (st->ops->scope_begin != NULL && st->ops->scope_begin(st) == 0) {
         cc->scoped = true;
+    }
 }
 
 void ah_core_call_done(ah_core_call *cc)

@@ -74,7 +74,11 @@ typedef struct ah_core_call {
      * scrubbed from the route's log entries wherever it appears. */
     char *route_secret;
     bool atomic_route; /* the route has AH_ROUTE_ATOMIC */
-    bool scoped;       /* a store scope is open for it (ah_core_call_scope) */
+    bool scoped;       /* its group scope is open (ah_core_call_scope) */
+    uint64_t group;    /* the group transaction holding its writes, once scoped */
+    /* The route call an extra call (conn_by_secret) belongs to: the scope
+     * is the route's. NULL for the route call itself and other calls. */
+    struct ah_core_call *route;
     char topic_buf[96];
 } ah_core_call;
 
@@ -90,6 +94,10 @@ struct ah_core {
     ah_httpc *httpc;
     ah_oauth2 *oauth2;
     ah_httpd *httpd; /* NULL unless serving */
+    /* Commits the store's group transactions and answers the atomic
+     * routes whose writes they hold (store/committer.h). NULL unless
+     * serving: atomic routes then commit on their own. */
+    struct ah_store_committer *committer;
     ah_conns *conns;
 
     struct ah_route_binding **bindings; /* plugin routes registered in httpd */
@@ -148,7 +156,10 @@ int ah_conn_ensure_open(ah_core *core, ah_conn *c, ah_generation *gen, ah_call_e
 /** Fills a core call context for conn (which may be NULL) and gen. */
 void ah_core_call_init(ah_core_call *cc, ah_core *core, ah_generation *gen, ah_conn *c,
                        const char *topic, const char *correlation_id);
-/** Opens the store scope of an atomic route call (its connection locked). */
+/** Opens the store scope of an atomic route call (its connection locked),
+ *  at its first store call: a group scope when the daemon runs a
+ *  committer (the route's answer then waits for the group's commit), a
+ *  plain scope otherwise. For an extra call, the route's scope. */
 void ah_core_call_scope(ah_core_call *cc);
 /** Releases what a core call acquired (extra connections). */
 void ah_core_call_done(ah_core_call *cc);

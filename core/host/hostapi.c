@@ -305,9 +305,19 @@ static const char *host_json_string(const cJSON *obj, const char *key, size_t ma
     return v->valuestring;
 }
 
+/* An atomic route's store scope opens at its first store call, so that
+ * what the handler does before (reading, validating) runs outside it. */
+static void route_scope(ah_call *call)
+{
+    ah_core_call *cc = core_call(call);
+    if (cc != NULL)
+        ah_core_call_scope(cc);
+}
+
 static ah_result host_publish(ah_call *call, const char *topic, cJSON *body)
 {
     ah_core *core = core_of(call);
+    route_scope(call);
     if (topic == NULL || strncmp(topic, "event.", 6) != 0 || strlen(topic) > 128) {
         cJSON_Delete(body);
         return host_fail(call, AH_E_INVALID, 500, "event topics start with 'event.'");
@@ -429,9 +439,8 @@ static ah_call *host_conn_by_secret(ah_call *route_call, const char *key, const 
         return NULL;
     }
     x->ext.call.conn_ctx = c->ctx;
+    x->route = rc;
     rc->extra[rc->n_extra++] = x;
-    if (rc->atomic_route)
-        ah_core_call_scope(rc);
     return &x->ext.call;
 }
 
@@ -464,6 +473,7 @@ static ah_result host_record_put(ah_call *call, const ah_record *rec, char *id_o
                                  int *changed_out)
 {
     ah_core *core = core_of(call);
+    route_scope(call);
     if (call->conn == NULL)
         return host_fail(call, AH_E_INTERNAL, 500, "record_put needs a connection");
     if (rec == NULL || rec->type == NULL || rec->remote_id == NULL || *rec->remote_id == '\0')
@@ -494,6 +504,7 @@ static ah_result host_record_put(ah_call *call, const ah_record *rec, char *id_o
 static cJSON *host_record_get(ah_call *call, const char *type, const char *remote_id)
 {
     ah_core *core = core_of(call);
+    route_scope(call);
     if (call->conn == NULL || type == NULL || remote_id == NULL)
         return NULL;
     ah_record_row row;
@@ -516,6 +527,7 @@ static cJSON *host_record_find(ah_call *call, const char *type, const char *fiel
                                const char *value, int nocase, int limit)
 {
     ah_core *core = core_of(call);
+    route_scope(call);
     if (call->conn == NULL || type == NULL || field == NULL || value == NULL)
         return NULL;
     cJSON *list = cJSON_CreateArray();
@@ -537,6 +549,7 @@ static cJSON *host_record_find(ah_call *call, const char *type, const char *fiel
 static ah_result host_sequence_next(ah_call *call, const char *name, int64_t *out)
 {
     ah_core *core = core_of(call);
+    route_scope(call);
     if (call->conn == NULL || name == NULL)
         return host_fail(call, AH_E_INTERNAL, 500, "sequence_next needs a connection");
     if (core->store->ops->sequence_next(core->store, call->conn->tenant_id, name, out) != 0)
@@ -553,6 +566,7 @@ static ah_result host_store_ping(ah_call *call)
 static cJSON *host_record_by_id(ah_call *call, const char *id)
 {
     ah_core *core = core_of(call);
+    route_scope(call);
     if (call->conn == NULL || id == NULL || *id == '\0')
         return NULL;
     ah_record_row row;

@@ -166,6 +166,9 @@ struct ah_http_exchange {
     ah_ex_pending *pending; /* set by ah_ex_suspend until the answer is queued */
     bool in_handler;        /* the handler is running: ah_ex_suspend is allowed */
     bool resuming;          /* answering a suspended request: queueing is allowed */
+    bool holding;           /* ah_ex_hold: the handler's answer waits in held */
+    struct MHD_Response *held; /* that answer, until ah_ex_release */
+    int held_status;
     char ip[INET6_ADDRSTRLEN];
     char method[24];
     /* Sized from the raw URI, which the unescaped path never exceeds; twice,
@@ -346,7 +349,7 @@ cJSON *ah_json_parse_limited(const char *text, size_t len)
 static int ex_queue(ah_http_exchange *ex, int status, const char *ctype, void *buf, size_t len,
                     enum MHD_ResponseMemoryMode mode, bool close)
 {
-    if (ex->pending != NULL && !ex->resuming) {
+    if (ex->pending != NULL && !ex->resuming && !ex->holding) {
         /* Suspended: only the completion's answer may go out. */
         assert(!"ah_httpd: answered a suspended request directly");
         if (mode == MHD_RESPMEM_MUST_FREE)
@@ -377,9 +380,15 @@ static int ex_queue(ah_http_exchange *ex, int status, const char *ctype, void *b
         ok = MHD_add_response_header(r, hd->name, hd->value) == MHD_YES;
     if (ok && (close || atomic_load(&ex->h->draining)))
         ok = MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close") == MHD_YES;
-    if (ok)
-        ok = MHD_queue_response(ex->conn, (unsigned)status, r) == MHD_YES;
-    MHD_destroy_response(r);
+    if (ok && ex->holding && !ex->resuming) {
+        /* Held (ah_ex_hold): it goes out at ah_ex_release. */
+        ex->held = r;
+        ex->held_status = status;
+    } else {
+        if (ok)
+            ok = MHD_queue_response(ex->conn, (unsigned)status, r) == MHD_YES;
+        MHD_destroy_response(r);
+    }
     if (!ok)
         return -1;
     ex->status = status;
@@ -1411,6 +1420,30 @@ static int pending_complete(ah_ex_pending *p, int status, cJSON *body)
     return first ? 0 : -1;
 }
 
+ah_ex_pending *ah_ex_hold(ah_http_exchange *ex)
+{
+    ah_ex_pending *p = ah_ex_suspend(ex, 0, NULL);
+    if (p != NULL)
+        ex->holding = true;
+    return p;
+}
+
+int ah_ex_release(ah_ex_pending *p)
+{
+    return p != NULL ? pending_complete(p, 0, NULL) : -1;
+}
+
+int ah_ex_release_error(ah_ex_pending *p, int status, const char *code, const char *fmt, ...)
+{
+    if (p == NULL)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    cJSON *j = error_vjson(code != NULL ? code : "internal_error", fmt, ap);
+    va_end(ap);
+    return pending_complete(p, status > 0 ? status : 500, j);
+}
+
 int ah_ex_resume_json(ah_ex_pending *p, int status, cJSON *body)
 {
     if (p == NULL) {
@@ -1470,8 +1503,32 @@ static void pending_answer(ah_httpd *h, ah_http_exchange *ex)
     pending_unref_locked(p);
     pthread_mutex_unlock(&pending_mu);
     ex->resuming = true;
-    if (ex_json(ex, status, body, false) != 0)
+    if (ex->holding) {
+        struct MHD_Response *held = ex->held;
+        ex->held = NULL;
+        ex->holding = false;
+        if (status == 0 && held != NULL) {
+            /* Released: the handler's own answer. */
+            cJSON_Delete(body);
+            if (MHD_queue_response(ex->conn, (unsigned)ex->held_status, held) != MHD_YES)
+                ex->status = 0;
+        } else {
+            /* Replaced (not released, timed out, shutting down). */
+            ex->status = 0;
+            free(ex->resp_body);
+            ex->resp_body = NULL;
+            if (status == 0) {
+                status = 500;
+                body = error_json("internal_error", "the handler did not respond");
+            }
+            if (ex_json(ex, status, body, false) != 0)
+                ex->status = 0;
+        }
+        if (held != NULL)
+            MHD_destroy_response(held);
+    } else if (ex_json(ex, status, body, false) != 0) {
         ex->status = 0; /* not queued: on_access answers 500 or closes */
+    }
     ex->resuming = false;
     ex->pending = NULL;
     pending_gone(h);
@@ -1743,6 +1800,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         pthread_mutex_unlock(&h->drain_mu);
     }
     ah_conntrack_kick_closed(ex->ce); /* after the count: a syscall */
+    if (ex->held != NULL)
+        MHD_destroy_response(ex->held);
     cJSON_Delete(ex->json);
     free(ex->body);
     free(ex->resp_body);

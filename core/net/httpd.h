@@ -229,6 +229,29 @@ int ah_ex_resume_json(ah_ex_pending *p, int status, cJSON *body);
 int ah_ex_resume_error(ah_ex_pending *p, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* Holding: a handler whose answer may go out only once something else
+ * happened (its writes committed by the store's group commit) answers as
+ * usual, but the answer is kept until the completion lets it go:
+ *
+ *   ah_ex_pending *p = ah_ex_hold(ex);      (before answering)
+ *   ... answer with ah_ex_respond*, ah_ex_error, headers ...; return.
+ *   later, any thread, once: ah_ex_release(p) sends it, or
+ *   ah_ex_release_error(p, 503, "store_unavailable", "...") sends that
+ *   error instead.
+ *
+ * ah_ex_status and the captured body (ah_ex_capture_response) show the held
+ * answer; the request is suspended (in flight) until released, and the
+ * after hook sees what was finally sent. No deadline: the completion must
+ * always release. NULL as ah_ex_suspend. */
+ah_ex_pending *ah_ex_hold(ah_http_exchange *ex);
+/** Sends a held answer. Consumes p. 0, or -1 when the request was answered
+ *  otherwise already (shutdown). */
+int ah_ex_release(ah_ex_pending *p);
+/** Sends {"error":{"code":code,"message":...}} with status instead of the
+ *  held answer. Consumes p. As ah_ex_release. */
+int ah_ex_release_error(ah_ex_pending *p, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /** Maps a stable error code to its HTTP status (unsupported_capability ->
  *  501, invalid_request -> 400, ...); 500 when unknown. */
 int ah_http_status_for_code(const char *code);

@@ -486,6 +486,28 @@ typedef struct ah_store_ops {
      *  time) and those whose event is no longer in the outbox (pruned past
      *  its retention); *n_out (may be NULL) receives how many. */
     int (*webhook_prune)(ah_store *s, const char *before, int64_t *n_out);
+
+    /* --- appended: group commit. Many callers' scopes share one
+     * transaction, committed later by one writer (store/committer.h), so
+     * that the cost of a commit is paid once for many requests. ---------- */
+    /** Opens a group scope: like scope_begin, but its writes go into the
+     *  store's open group transaction (begun if none is open), and
+     *  scope_end(commit) keeps them there instead of committing: they become
+     *  durable only when the group transaction commits. *group_out receives
+     *  the id of that transaction. Other threads' calls wait while the scope
+     *  is open; a call made outside any scope while a group transaction is
+     *  open commits that transaction first, so that no one else ever reads
+     *  or writes inside it. Fails when the calling thread is in a scope. */
+    int (*group_begin)(ah_store *s, uint64_t *group_out);
+    /** Commits the open group transaction (none open: nothing to do). The
+     *  listener learns the outcome. Not from inside a scope. */
+    int (*group_commit)(ah_store *s);
+    /** Sets the function told, once per group transaction and in order of
+     *  their ids, how it ended (ok false: rolled back, nothing of it is
+     *  stored). Called with the engine's lock held: it must not call the
+     *  store. NULL removes it. Set it before the first group_begin. */
+    void (*group_listen)(ah_store *s, void (*ended)(void *arg, uint64_t group, bool ok),
+                         void *arg);
 } ah_store_ops;
 
 struct ah_store {

@@ -10,6 +10,7 @@
 
 #include "crypto.h"
 #include "log.h"
+#include "committer.h"
 #include "store.h"
 
 /* Quiet logger: the failure-path tests log errors on purpose. */
@@ -748,6 +749,144 @@ START_TEST(test_sequences)
     ck_assert_int_eq(v, 1);
     ck_assert_int_eq(s->ops->sequence_next(s, a, "job", &v), AH_STORE_OK);
     ck_assert_int_eq(v, 6);
+    fx_done(&f);
+}
+END_TEST
+
+
+/* --- group commit -------------------------------------------------------- */
+
+typedef struct ended_log {
+    uint64_t id[16];
+    bool ok[16];
+    int n;
+} ended_log;
+
+static void on_group_ended(void *arg, uint64_t group, bool ok)
+{
+    ended_log *l = arg;
+    if (l->n < 16) {
+        l->id[l->n] = group;
+        l->ok[l->n] = ok;
+        l->n++;
+    }
+}
+
+/* Scopes share the open group transaction; a rolled-back scope leaves it
+ * without its writes; group_commit or any call outside a scope commits it,
+ * and the listener hears of each group once, in order. A second store on
+ * the same file (another process) sees nothing before the commit. */
+START_TEST(test_group_commit)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme"), v = 0;
+    ended_log l = {0};
+    s->ops->group_listen(s, on_group_ended, &l);
+    uint64_t g1 = 0, g2 = 0;
+    ck_assert_int_eq(s->ops->group_begin(s, &g1), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->sequence_next(s, t, "a", &v), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_begin(s, &g2), AH_STORE_OK);
+    ck_assert_int_eq(g2, g1); /* the same open transaction */
+    ck_assert_int_eq(s->ops->sequence_next(s, t, "b", &v), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->scope_end(s, false), AH_STORE_OK); /* this scope only */
+    ck_assert_int_eq(l.n, 0);
+    /* Not committed yet: another connection does not see "a". */
+    ck_assert_int_eq(sql_int(f.path, "SELECT count(*) FROM sequences WHERE name = 'a'"), 0);
+    ck_assert_int_eq(s->ops->group_commit(s), AH_STORE_OK);
+    ah_store *other = open_store(f.path);
+    ck_assert_int_eq(l.n, 1);
+    ck_assert(l.id[0] == g1 && l.ok[0]);
+    ck_assert_int_eq(other->ops->sequence_next(other, t, "a", &v), AH_STORE_OK);
+    ck_assert_int_eq(v, 2); /* "a" was committed once */
+    ck_assert_int_eq(other->ops->sequence_next(other, t, "b", &v), AH_STORE_OK);
+    ck_assert_int_eq(v, 1); /* "b" was rolled back with its scope */
+    other->ops->close(other);
+    /* A call outside any scope commits the open group first. */
+    ck_assert_int_eq(s->ops->group_begin(s, &g2), AH_STORE_OK);
+    ck_assert(g2 > g1);
+    ck_assert_int_eq(s->ops->sequence_next(s, t, "c", &v), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
+    ck_assert_int_eq(l.n, 1);
+    ck_assert_int_eq(s->ops->ping(s), AH_STORE_OK);
+    ck_assert_int_eq(l.n, 2);
+    ck_assert(l.id[1] == g2 && l.ok[1]);
+    /* Nothing open: nothing to tell. */
+    ck_assert_int_eq(s->ops->group_commit(s), AH_STORE_OK);
+    ck_assert_int_eq(l.n, 2);
+    /* A group scope cannot open inside another scope. */
+    ck_assert_int_eq(s->ops->scope_begin(s), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_begin(s, &g2), AH_STORE_ERR);
+    ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
+    s->ops->group_listen(s, NULL, NULL);
+    fx_done(&f);
+}
+END_TEST
+
+typedef struct done_arg {
+    pthread_mutex_t mu;
+    int calls, ok;
+} done_arg;
+
+static void on_committed(void *arg, bool ok)
+{
+    done_arg *d = arg;
+    pthread_mutex_lock(&d->mu);
+    d->calls++;
+    d->ok += ok;
+    pthread_mutex_unlock(&d->mu);
+}
+
+typedef struct writer_arg {
+    ah_store *s;
+    ah_store_committer *c;
+    int64_t tenant;
+    done_arg *done;
+} writer_arg;
+
+static void *group_writer(void *p)
+{
+    writer_arg *w = p;
+    for (int i = 0; i < 100; i++) {
+        uint64_t g = 0;
+        int64_t v = 0;
+        ah_store_committer_enter(w->c);
+        ck_assert_int_eq(w->s->ops->group_begin(w->s, &g), AH_STORE_OK);
+        ck_assert_int_eq(w->s->ops->sequence_next(w->s, w->tenant, "n", &v), AH_STORE_OK);
+        ck_assert_int_eq(w->s->ops->scope_end(w->s, true), AH_STORE_OK);
+        ck_assert_int_eq(ah_store_committer_add(w->c, g, on_committed, w->done), 0);
+        ah_store_committer_leave(w->c);
+    }
+    return NULL;
+}
+
+/* The committer: with four writers, every callback runs once, after its
+ * writes committed, and every write is stored. */
+START_TEST(test_committer)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme"), v = 0;
+    char err[256];
+    ah_store_committer *c = ah_store_committer_start(s, &quiet, err, sizeof err);
+    ck_assert_msg(c != NULL, "%s", err);
+    done_arg d = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    writer_arg w = {s, c, t, &d};
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, group_writer, &w), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    ah_store_committer_stop(c);
+    ck_assert_int_eq(d.calls, 400);
+    ck_assert_int_eq(d.ok, 400);
+    ah_store *other = open_store(f.path);
+    ck_assert_int_eq(other->ops->sequence_next(other, t, "n", &v), AH_STORE_OK);
+    ck_assert_int_eq(v, 401);
+    other->ops->close(other);
     fx_done(&f);
 }
 END_TEST
@@ -1630,6 +1769,8 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_record_query);
     tcase_add_test(tc, test_sequences);
     tcase_add_test(tc, test_sequences_concurrent);
+    tcase_add_test(tc, test_group_commit);
+    tcase_add_test(tc, test_committer);
     tcase_add_test(tc, test_outbox);
     tcase_add_test(tc, test_log);
     tcase_add_test(tc, test_shared_file);

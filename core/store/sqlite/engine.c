@@ -24,8 +24,126 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #define AH_SQ_BUSY_TIMEOUT_MS 5000
+
+/* The checkpointer runs when the WAL holds this many frames since the last
+ * checkpoint, and at least every second when it holds any. */
+#define AH_SQ_CKPT_FRAMES 2048
+#define AH_SQ_CKPT_EVERY_MS 1000L
+
+struct ah_sq_ckpt {
+    sqlite3 *db; /* its own connection */
+    const struct ah_logger *lg;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool due, stop;
+    int frames; /* WAL frames at the last commit (the WAL hook) */
+};
+
+/* Replaces SQLite's auto-checkpoint, which runs in the committing thread
+ * and made a commit now and then wait for a whole checkpoint (an fsync and
+ * a copy of up to 64 MiB): the p99 of every write. The connection's lock is
+ * held here: only the checkpointer is told. */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+    (void)db;
+    (void)name;
+    struct ah_sq_ckpt *k = arg;
+    if (frames >= AH_SQ_CKPT_FRAMES) {
+        pthread_mutex_lock(&k->mu);
+        k->frames = frames;
+        if (!k->due) {
+            k->due = true;
+            pthread_cond_signal(&k->cv);
+        }
+        pthread_mutex_unlock(&k->mu);
+    } else {
+        __atomic_store_n(&k->frames, frames, __ATOMIC_RELAXED);
+    }
+    return SQLITE_OK;
+}
+
+static void *ckpt_main(void *arg)
+{
+    struct ah_sq_ckpt *k = arg;
+    pthread_mutex_lock(&k->mu);
+    while (!k->stop) {
+        if (!k->due) {
+            struct timespec t;
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            t.tv_sec += AH_SQ_CKPT_EVERY_MS / 1000;
+            (void)pthread_cond_timedwait(&k->cv, &k->mu, &t);
+            if (k->stop)
+                break;
+            if (!k->due && k->frames == 0)
+                continue;
+        }
+        k->due = false;
+        pthread_mutex_unlock(&k->mu);
+        /* PASSIVE: copies what no reader still needs, never blocks a
+         * writer; the next writer restarts the WAL from its beginning once
+         * it is all copied (journal_size_limit then trims the file). */
+        int nlog = 0, ncopied = 0;
+        int rc = sqlite3_wal_checkpoint_v2(k->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &nlog, &ncopied);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != SQLITE_LOCKED)
+            ah_log(k->lg, AH_LOG_WARN, "store", "sqlite: checkpoint: %s", sqlite3_errmsg(k->db));
+        pthread_mutex_lock(&k->mu);
+        if (rc == SQLITE_OK && nlog == ncopied)
+            k->frames = 0;
+    }
+    pthread_mutex_unlock(&k->mu);
+    return NULL;
+}
+
+static void ckpt_stop(struct ah_sq_ckpt *k)
+{
+    if (k == NULL)
+        return;
+    pthread_mutex_lock(&k->mu);
+    k->stop = true;
+    pthread_cond_signal(&k->cv);
+    pthread_mutex_unlock(&k->mu);
+    pthread_join(k->thread, NULL);
+    sqlite3_close(k->db);
+    pthread_cond_destroy(&k->cv);
+    pthread_mutex_destroy(&k->mu);
+    free(k);
+}
+
+/* Starts the checkpointer of s (a file in WAL mode). On failure SQLite's
+ * own auto-checkpoint stays on: slower tails, nothing lost. */
+static void ckpt_start(ah_sq_store *s, const char *path)
+{
+    struct ah_sq_ckpt *k = calloc(1, sizeof *k);
+    if (k == NULL)
+        return;
+    k->lg = s->base.lg;
+    pthread_condattr_t ca;
+    bool ok = pthread_condattr_init(&ca) == 0 &&
+              pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+              pthread_cond_init(&k->cv, &ca) == 0;
+    pthread_condattr_destroy(&ca);
+    if (!ok) {
+        free(k);
+        return;
+    }
+    pthread_mutex_init(&k->mu, NULL);
+    if (sqlite3_open_v2(path, &k->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+            SQLITE_OK ||
+        sqlite3_busy_timeout(k->db, AH_SQ_BUSY_TIMEOUT_MS) != SQLITE_OK ||
+        pthread_create(&k->thread, NULL, ckpt_main, k) != 0) {
+        sqlite3_close(k->db);
+        pthread_cond_destroy(&k->cv);
+        pthread_mutex_destroy(&k->mu);
+        free(k);
+        return;
+    }
+    s->ckpt = k;
+    sqlite3_wal_hook(s->db, wal_hook, k); /* replaces the auto-checkpoint */
+}
 
 /* This file's statements, by cache slot (sqlite_int.h). */
 static const char *const q_sql[Q_COUNT] = {
@@ -65,6 +183,13 @@ void ah_sq_close(ah_store *st)
     if (st == NULL)
         return;
     ah_sq_store *s = ah_sq(st);
+    pthread_mutex_lock(&s->mu);
+    (void)ah_sq_group_end_locked(s, true);
+    if (s->ckpt != NULL)
+        sqlite3_wal_hook(s->db, NULL, NULL);
+    pthread_mutex_unlock(&s->mu);
+    ckpt_stop(s->ckpt);
+    s->ckpt = NULL;
     for (int i = 0; i < Q_COUNT; i++)
         sqlite3_finalize(s->q[i]);
     for (int i = 0; i < RQ_VARIANTS; i++)
@@ -122,7 +247,19 @@ int ah_sq_scope_end(ah_store *st, bool commit)
     int rc = AH_STORE_OK;
     if (s->scope_depth <= 0)
         return AH_STORE_ERR;
-    if (--s->scope_depth == 0) {
+    if (--s->scope_depth == 0 && s->group_scope) {
+        /* The scope's writes stay in the group transaction, or leave it. */
+        s->group_scope = false;
+        if (!commit && ah_sq_exec_q(s, Q_GROUP_ROLLBACK_TO, "group scope rollback") != AH_STORE_OK)
+            rc = AH_STORE_ERR;
+        if (rc == AH_STORE_OK &&
+            ah_sq_exec_q(s, Q_GROUP_RELEASE, "group scope release") != AH_STORE_OK)
+            rc = AH_STORE_ERR;
+        /* A savepoint that cannot be released leaves the transaction in an
+         * unknown state: none of the group may commit. */
+        if (rc != AH_STORE_OK || sqlite3_get_autocommit(s->db))
+            (void)ah_sq_group_end_locked(s, false);
+    } else if (s->scope_depth == 0) {
         if (commit && ah_sq_exec_q(s, Q_COMMIT, "scope commit") != AH_STORE_OK)
             rc = AH_STORE_ERR;
         if ((!commit || rc != AH_STORE_OK) && !sqlite3_get_autocommit(s->db))
@@ -130,6 +267,71 @@ int ah_sq_scope_end(ah_store *st, bool commit)
     }
     ah_sq_unlock(s);
     return rc;
+}
+
+int ah_sq_group_end_locked(ah_sq_store *s, bool commit)
+{
+    if (!s->group_open)
+        return AH_STORE_OK;
+    s->group_open = false;
+    int rc = AH_STORE_OK;
+    if (commit && !sqlite3_get_autocommit(s->db) &&
+        ah_sq_exec_q(s, Q_COMMIT, "group commit") == AH_STORE_OK) {
+        /* committed */
+    } else {
+        rc = AH_STORE_ERR;
+        /* SQLite may have rolled back by itself (SQLITE_FULL, ...). */
+        if (!sqlite3_get_autocommit(s->db))
+            ah_sq_exec_q(s, Q_ROLLBACK, "group rollback");
+    }
+    if (s->group_ended != NULL)
+        s->group_ended(s->group_arg, s->group_id, rc == AH_STORE_OK);
+    return rc;
+}
+
+int ah_sq_group_begin(ah_store *st, uint64_t *group_out)
+{
+    ah_sq_store *s = ah_sq(st);
+    pthread_mutex_lock(&s->mu); /* not ah_sq_lock: that would commit the group */
+    if (s->scope_depth > 0) {
+        pthread_mutex_unlock(&s->mu);
+        return AH_STORE_ERR;
+    }
+    if (!s->group_open) {
+        if (ah_sq_exec_q(s, Q_BEGIN, "group begin") != AH_STORE_OK) {
+            pthread_mutex_unlock(&s->mu);
+            return AH_STORE_ERR;
+        }
+        s->group_open = true;
+        s->group_id++;
+    }
+    if (ah_sq_exec_q(s, Q_GROUP_SAVEPOINT, "group scope") != AH_STORE_OK) {
+        pthread_mutex_unlock(&s->mu);
+        return AH_STORE_ERR;
+    }
+    s->group_scope = true;
+    s->scope_depth = 1;
+    if (group_out != NULL)
+        *group_out = s->group_id;
+    return AH_STORE_OK; /* mu stays held until scope_end */
+}
+
+int ah_sq_group_commit(ah_store *st)
+{
+    ah_sq_store *s = ah_sq(st);
+    pthread_mutex_lock(&s->mu);
+    int rc = s->scope_depth > 0 ? AH_STORE_ERR : ah_sq_group_end_locked(s, true);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+void ah_sq_group_listen(ah_store *st, void (*ended)(void *arg, uint64_t group, bool ok), void *arg)
+{
+    ah_sq_store *s = ah_sq(st);
+    pthread_mutex_lock(&s->mu);
+    s->group_ended = ended;
+    s->group_arg = arg;
+    pthread_mutex_unlock(&s->mu);
 }
 
 const ah_store_ops ah_sq_ops = {
@@ -200,6 +402,9 @@ const ah_store_ops ah_sq_ops = {
     .idem_prune = ah_sq_idem_prune,
     .webhook_due_one = ah_sq_webhook_due_one,
     .webhook_prune = ah_sq_webhook_prune,
+    .group_begin = ah_sq_group_begin,
+    .group_commit = ah_sq_group_commit,
+    .group_listen = ah_sq_group_listen,
 };
 
 static int journal_mode_cb(void *arg, int ncol, char **vals, char **names)
@@ -270,7 +475,7 @@ ah_store *ah_store_sqlite_open(const char *path, const struct ah_logger *lg, cha
         sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", journal_mode_cb, mode, &msg) !=
             SQLITE_OK ||
         sqlite3_exec(s->db,
-                     "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; "
+                     "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; "
                      "PRAGMA cache_size=-65536; PRAGMA mmap_size=268435456; "
                      "PRAGMA wal_autocheckpoint=8192; PRAGMA journal_size_limit=67108864",
                      NULL, NULL, &msg) != SQLITE_OK) {
@@ -279,6 +484,8 @@ ah_store *ah_store_sqlite_open(const char *path, const struct ah_logger *lg, cha
         sqlite3_free(msg);
         goto fail;
     }
+    if (strcmp(mode, "wal") == 0 && strcmp(path, ":memory:") != 0)
+        ckpt_start(s, path);
     if (strcmp(mode, "wal") != 0 && strcmp(path, ":memory:") != 0)
         ah_log(lg, AH_LOG_WARN, "store",
                "SQLite database %s is not in WAL mode (%s): the CLI and the daemon may "

@@ -30,6 +30,9 @@ typedef enum {
     Q_SAVEPOINT,
     Q_RELEASE,
     Q_ROLLBACK_TO,
+    Q_GROUP_SAVEPOINT,
+    Q_GROUP_RELEASE,
+    Q_GROUP_ROLLBACK_TO,
     Q_PING,
     Q_DATA_VERSION,
     Q_TENANT_ADD,
@@ -121,6 +124,17 @@ typedef struct ah_sq_store {
     sqlite3_stmt *lq[LQ_VARIANTS];
     int fail_after; /* test hook: < 0 off */
     int scope_depth; /* scope_begin nesting; mu is held while > 0 */
+    /* Group commit (engine.c): the open group transaction, if any, holds
+     * the writes of scopes opened with group_begin until group_commit. */
+    bool group_open;    /* BEGIN done, COMMIT not yet */
+    bool group_scope;   /* the open scope is a group scope (savepoint ah_grp) */
+    uint64_t group_id;  /* id of the open (or last) group transaction */
+    void (*group_ended)(void *arg, uint64_t group, bool ok);
+    void *group_arg;
+    /* The checkpointer (engine.c): a thread with its own connection that
+     * copies the WAL into the database, so that no commit ever waits for
+     * a checkpoint. Not for ":memory:". */
+    struct ah_sq_ckpt *ckpt;
     bool sp_active;  /* an operation's savepoint is open inside the scope */
     char *scratch;  /* content-hash input buffer, reused across rows */
     size_t scratch_cap;
@@ -184,6 +198,13 @@ int ah_sq_ping(ah_store *st);
 int64_t ah_sq_data_version(ah_store *st);
 int ah_sq_scope_begin(ah_store *st);
 int ah_sq_scope_end(ah_store *st, bool commit);
+int ah_sq_group_begin(ah_store *st, uint64_t *group_out);
+int ah_sq_group_commit(ah_store *st);
+void ah_sq_group_listen(ah_store *st, void (*ended)(void *arg, uint64_t group, bool ok),
+                        void *arg);
+/** Ends the open group transaction (commit true: COMMIT, else ROLLBACK)
+ *  and tells the listener. Lock held, no scope open. */
+int ah_sq_group_end_locked(ah_sq_store *s, bool commit);
 
 /* ---- tenants.c --------------------------------------------------------- */
 

@@ -16,6 +16,9 @@ static const char *const q_sql[Q_COUNT] = {
     [Q_SAVEPOINT] = "SAVEPOINT ah_op",
     [Q_RELEASE] = "RELEASE ah_op",
     [Q_ROLLBACK_TO] = "ROLLBACK TO ah_op",
+    [Q_GROUP_SAVEPOINT] = "SAVEPOINT ah_grp",
+    [Q_GROUP_RELEASE] = "RELEASE ah_grp",
+    [Q_GROUP_ROLLBACK_TO] = "ROLLBACK TO ah_grp",
     [Q_PING] = "SELECT 1",
 };
 
@@ -147,6 +150,10 @@ char *ah_sq_col_dup(sqlite3_stmt *st, int i, bool *oom)
 void ah_sq_lock(ah_sq_store *s)
 {
     pthread_mutex_lock(&s->mu);
+    /* Outside any scope, nobody works inside the open group transaction:
+     * it is committed first (its listener answers its requests). */
+    if (s->group_open && s->scope_depth == 0)
+        (void)ah_sq_group_end_locked(s, true);
 }
 
 void ah_sq_unlock(ah_sq_store *s)

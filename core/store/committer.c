@@ -1,0 +1,287 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Group commit: the committer thread (committer.h). */
+#include "committer.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "log.h"
+
+/* Failed group ids are remembered for requests that hand their callback
+ * over after their group already ended; failures are rare, a few suffice. */
+#define FAILED_KEEP 64
+
+/* Before it commits, the committer lets the group grow: it waits while a
+ * request that entered (ah_store_committer_enter) has not yet handed over
+ * its callback, at most MAX_WAIT_US after the first one waiting, and then
+ * until none arrived for QUIET_US. A commit costs about the same for one
+ * request as for fifty (the pages every request touches: index right
+ * edges, the log's and the outbox's last pages), so under load a group
+ * holds every request in flight. */
+#define QUIET_US 50L
+#define MAX_WAIT_US 2000L
+
+typedef struct item {
+    struct item *next;
+    uint64_t group;
+    ah_store_committed_fn fn;
+    void *arg;
+} item;
+
+struct ah_store_committer {
+    ah_store *store;
+    const struct ah_logger *lg;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    item *head, *tail; /* waiting callbacks, in the order they came */
+    uint64_t ended_upto; /* every group <= this one has ended */
+    uint64_t failed[FAILED_KEEP];
+    unsigned nfailed; /* ring position */
+    bool stopping, stopped;
+    uint64_t groups, requests;
+    uint64_t arrivals; /* callbacks added, ever */
+    long entered;      /* requests on their way (enter, not yet leave) */
+};
+
+static bool failed_locked(const ah_store_committer *c, uint64_t group)
+{
+    for (unsigned i = 0; i < FAILED_KEEP; i++)
+        if (c->failed[i] == group)
+            return true;
+    return false;
+}
+
+/* The store's listener: runs with the engine's lock held, on whichever
+ * thread ended the group (the committer, or a store call that had to
+ * commit it first). */
+static void on_ended(void *arg, uint64_t group, bool ok)
+{
+    ah_store_committer *c = arg;
+    pthread_mutex_lock(&c->mu);
+    if (group > c->ended_upto)
+        c->ended_upto = group;
+    if (!ok)
+        c->failed[c->nfailed++ % FAILED_KEEP] = group;
+    c->groups++;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    if (!ok)
+        ah_log(c->lg, AH_LOG_ERROR, "store",
+               "a group transaction could not be committed: its requests are answered as failed");
+}
+
+/* Takes the callbacks whose group has ended off the list (caller holds mu). */
+static item *take_ready_locked(ah_store_committer *c, bool *more)
+{
+    item *ready = NULL, **rt = &ready, *keep = NULL, **kt = &keep, *last = NULL;
+    for (item *it = c->head, *next; it != NULL; it = next) {
+        next = it->next;
+        it->next = NULL;
+        if (it->group <= c->ended_upto) {
+            *rt = it;
+            rt = &it->next;
+        } else {
+            *kt = it;
+            kt = &it->next;
+            last = it;
+        }
+    }
+    c->head = keep;
+    c->tail = last;
+    *more = keep != NULL;
+    return ready;
+}
+
+static void run_ready(ah_store_committer *c, item *ready)
+{
+    while (ready != NULL) {
+        item *it = ready;
+        ready = it->next;
+        pthread_mutex_lock(&c->mu);
+        bool ok = !failed_locked(c, it->group);
+        c->requests++;
+        pthread_mutex_unlock(&c->mu);
+        it->fn(it->arg, ok);
+        free(it);
+    }
+}
+
+static void *committer_main(void *arg)
+{
+    ah_store_committer *c = arg;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (c->head == NULL && !c->stopping)
+            pthread_cond_wait(&c->cv, &c->mu);
+        if (c->head == NULL && c->stopping)
+            break;
+        bool more = false;
+        item *ready = take_ready_locked(c, &more);
+        if (ready == NULL && more) {
+            /* Someone waits for the open group: let it grow while requests
+             * keep arriving, then commit it. While this COMMIT is written,
+             * new requests gather in the next group. */
+            struct timespec t0, t;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            while (!c->stopping) {
+                uint64_t seen = c->arrivals;
+                clock_gettime(CLOCK_MONOTONIC, &t);
+                long waited = (t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000L;
+                if (waited >= MAX_WAIT_US)
+                    break;
+                t.tv_nsec += QUIET_US * 1000L;
+                if (t.tv_nsec >= 1000000000L) {
+                    t.tv_sec++;
+                    t.tv_nsec -= 1000000000L;
+                }
+                while (c->arrivals == seen && !c->stopping &&
+                       pthread_cond_timedwait(&c->cv, &c->mu, &t) == 0)
+                    ;
+                if (c->arrivals == seen && c->entered <= 0)
+                    break; /* quiet: nobody else is coming soon */
+            }
+            pthread_mutex_unlock(&c->mu);
+            (void)c->store->ops->group_commit(c->store);
+            pthread_mutex_lock(&c->mu);
+            ready = take_ready_locked(c, &more);
+        }
+        pthread_mutex_unlock(&c->mu);
+        run_ready(c, ready);
+        pthread_mutex_lock(&c->mu);
+    }
+    c->stopped = true;
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+ah_store_committer *ah_store_committer_start(ah_store *s, const struct ah_logger *lg, char *err,
+                                             size_t errlen)
+{
+    if (s == NULL || s->ops->group_begin == NULL || s->ops->group_commit == NULL ||
+        s->ops->group_listen == NULL) {
+        snprintf(err, errlen, "the %s store has no group commit", s != NULL ? s->ops->name : "?");
+        return NULL;
+    }
+    ah_store_committer *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    c->store = s;
+    c->lg = lg;
+    if (pthread_mutex_init(&c->mu, NULL) != 0) {
+        free(c);
+        snprintf(err, errlen, "cannot create a mutex");
+        return NULL;
+    }
+    pthread_condattr_t ca;
+    bool cv_ok = pthread_condattr_init(&ca) == 0 &&
+                 pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+                 pthread_cond_init(&c->cv, &ca) == 0;
+    pthread_condattr_destroy(&ca);
+    if (!cv_ok) {
+        pthread_mutex_destroy(&c->mu);
+        free(c);
+        snprintf(err, errlen, "cannot create a condition variable");
+        return NULL;
+    }
+    s->ops->group_listen(s, on_ended, c);
+    if (pthread_create(&c->thread, NULL, committer_main, c) != 0) {
+        s->ops->group_listen(s, NULL, NULL);
+        pthread_cond_destroy(&c->cv);
+        pthread_mutex_destroy(&c->mu);
+        free(c);
+        snprintf(err, errlen, "cannot start the committer thread");
+        return NULL;
+    }
+    return c;
+}
+
+int ah_store_committer_add(ah_store_committer *c, uint64_t group, ah_store_committed_fn fn,
+                           void *arg)
+{
+    if (c == NULL || fn == NULL)
+        return -1;
+    pthread_mutex_lock(&c->mu);
+    if (c->stopped) {
+        pthread_mutex_unlock(&c->mu);
+        return -1;
+    }
+    if (group <= c->ended_upto) {
+        /* Ended already (a store call committed it first). */
+        bool ok = !failed_locked(c, group);
+        c->requests++;
+        pthread_mutex_unlock(&c->mu);
+        fn(arg, ok);
+        return 0;
+    }
+    item *it = malloc(sizeof *it);
+    if (it == NULL) {
+        pthread_mutex_unlock(&c->mu);
+        return -1;
+    }
+    *it = (item){NULL, group, fn, arg};
+    if (c->tail != NULL)
+        c->tail->next = it;
+    else
+        c->head = it;
+    c->tail = it;
+    c->arrivals++;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    return 0;
+}
+
+void ah_store_committer_enter(ah_store_committer *c)
+{
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->entered++;
+    pthread_mutex_unlock(&c->mu);
+}
+
+void ah_store_committer_leave(ah_store_committer *c)
+{
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&c->mu);
+    if (--c->entered <= 0)
+        pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+void ah_store_committer_stop(ah_store_committer *c)
+{
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->stopping = true;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->thread, NULL);
+    /* Whatever was still open (nobody waits for it) is committed now. */
+    (void)c->store->ops->group_commit(c->store);
+    c->store->ops->group_listen(c->store, NULL, NULL);
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+void ah_store_committer_stats(ah_store_committer *c, uint64_t *groups, uint64_t *requests)
+{
+    uint64_t g = 0, r = 0;
+    if (c != NULL) {
+        pthread_mutex_lock(&c->mu);
+        g = c->groups;
+        r = c->requests;
+        pthread_mutex_unlock(&c->mu);
+    }
+    if (groups != NULL)
+        *groups = g;
+    if (requests != NULL)
+        *requests = r;
+}

@@ -1,0 +1,411 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The write path end to end, against `atshub serve` as a child process:
+ * group commit answers a request only once its writes are committed (a
+ * kill -9 under load loses no acknowledged create), ERP's JOB_EXISTS holds
+ * under concurrency across two sources of one tenant, and one source's
+ * writes apply in the order it sent them.
+ */
+#include <check.h>
+#include <curl/curl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "support/harness.h"
+
+#define ERP "/recruitment/integration/erp/"
+
+typedef struct daemon {
+    char *dir, *ini;
+    char atshub[512];
+    char key[2][128]; /* Main_ERP's and Second_ERP's API keys */
+    pid_t pid;
+    int errfd;
+    int port;
+} daemon_t;
+
+static void cli(daemon_t *d, const char *const *args, char **out)
+{
+    const char *argv[16] = {d->atshub, "-c", d->ini};
+    int n = 3;
+    for (int i = 0; args[i] != NULL && n < 15; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    char *err = NULL;
+    int rc = ah_t_run(argv, NULL, out, &err);
+    ck_assert_msg(rc == 0, "atshub %s: %s", args[0], err);
+    free(err);
+}
+
+/* Finds "api_key" anywhere in a JSON document. */
+static const char *find_key(const cJSON *j)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, j) {
+        if (it->string != NULL && strcmp(it->string, "api_key") == 0 && cJSON_IsString(it))
+            return it->valuestring;
+        const char *k = find_key(it);
+        if (k != NULL)
+            return k;
+    }
+    return NULL;
+}
+
+static void add_source(daemon_t *d, const char *name, char *key, size_t len)
+{
+    const char *args[] = {"connection", "add", "acme", "erp", name, "--set",
+                          "trusted_ips=127.0.0.1", "--json", NULL};
+    char *out = NULL;
+    cli(d, args, &out);
+    cJSON *j = cJSON_Parse(out);
+    const char *k = find_key(j);
+    ck_assert_msg(k != NULL, "no api_key in %s", out);
+    snprintf(key, len, "%s", k);
+    cJSON_Delete(j);
+    free(out);
+}
+
+static void serve(daemon_t *d)
+{
+    const char *argv[] = {d->atshub, "serve", "-c", d->ini, NULL};
+    d->pid = ah_t_spawn(argv, NULL, &d->errfd);
+    ck_assert_int_gt(d->pid, 0);
+    char *line = ah_t_wait_line(d->errfd, "listening on", 30);
+    ck_assert_msg(line != NULL, "the daemon did not start");
+    d->port = atoi(strstr(line, "127.0.0.1:") + strlen("127.0.0.1:"));
+    free(line);
+}
+
+static void daemon_open(daemon_t *d)
+{
+    memset(d, 0, sizeof *d);
+    d->dir = ah_t_tmpdir();
+    ck_assert_ptr_nonnull(d->dir);
+    ck_assert_int_ge(asprintf(&d->ini, "%s/atshub.ini", d->dir), 0);
+    char *text = NULL;
+    ck_assert_int_ge(asprintf(&text,
+                              "[core]\nworkers = 2\nkey_file = host.key\nlog_level = info\n"
+                              "[http]\nlisten = 127.0.0.1:0\nthreads = 4\n"
+                              "[store]\nurl = sqlite:atshub.db\n"
+                              "[sync]\ninterval_s = 0\n"
+                              "[plugins]\nerp = %s/erp.so\n",
+                              ah_t_env("AH_PLUGIN_DIR")),
+                     0);
+    ck_assert_int_eq(ah_t_write_file(d->ini, text), 0);
+    free(text);
+    snprintf(d->atshub, sizeof d->atshub, "%s/atshub", ah_t_env("AH_BUILD_DIR"));
+    const char *tenant[] = {"tenant", "add", "acme", "--json", NULL};
+    char *out = NULL;
+    cli(d, tenant, &out);
+    free(out);
+    add_source(d, "Main_ERP", d->key[0], sizeof d->key[0]);
+    add_source(d, "Second_ERP", d->key[1], sizeof d->key[1]);
+    serve(d);
+}
+
+static void daemon_close(daemon_t *d)
+{
+    if (d->pid > 0)
+        ck_assert_int_eq(ah_t_stop(d->pid, SIGTERM), 0);
+    close(d->errfd);
+    ah_t_rmrf(d->dir);
+    free(d->dir);
+    free(d->ini);
+}
+
+/* --- an HTTP client on one kept-alive connection ------------------------ */
+
+typedef struct reply {
+    char *p;
+    size_t n;
+} reply;
+
+static size_t on_data(char *data, size_t sz, size_t nm, void *arg)
+{
+    reply *r = arg;
+    size_t add = sz * nm;
+    char *np = realloc(r->p, r->n + add + 1);
+    if (np == NULL)
+        return 0;
+    memcpy(np + r->n, data, add);
+    r->n += add;
+    np[r->n] = '\0';
+    r->p = np;
+    return add;
+}
+
+/* POSTs an ERP job request; returns the HTTP status (0: no answer) and the
+ * parsed body in *out (may be NULL). */
+static long erp_post(CURL *h, int port, const char *key, const char *op, const char *source,
+                     const char *extra, cJSON **out)
+{
+    char url[256], hdr[200], body[1024];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d" ERP "%s/", port, op);
+    snprintf(hdr, sizeof hdr, "X-API-Key: %s", key);
+    snprintf(body, sizeof body,
+             "{\"action\":\"%s\",\"source_name\":\"%s\",\"department\":\"IT\","
+             "\"job_type\":\"full-time\",\"workplace_type\":\"hybrid\",\"location_city\":\"Riyadh\","
+             "\"location_country\":\"Saudi Arabia\","
+             "\"application_url\":\"https://careers.example.com/apply\",%s}",
+             op[0] == 'c' ? "create_job" : "update_job", source, extra);
+    struct curl_slist *hs = curl_slist_append(NULL, hdr);
+    hs = curl_slist_append(hs, "Content-Type: application/json");
+    reply r = {0};
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hs);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &r);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
+    long status = 0;
+    if (curl_easy_perform(h) == CURLE_OK)
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(hs);
+    if (out != NULL)
+        *out = r.p != NULL ? cJSON_Parse(r.p) : NULL;
+    free(r.p);
+    return status;
+}
+
+static const char *job_id_of(const cJSON *j)
+{
+    const cJSON *v = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "data"), "job_id");
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* --- kill -9 under load loses no acknowledged create --------------------- */
+
+#define ACK_MAX 20000
+
+typedef struct acks {
+    pthread_mutex_t mu;
+    char (*ids)[64];
+    atomic_int n;
+    atomic_bool stop;
+    daemon_t *d;
+    atomic_int next; /* client number */
+} acks;
+
+static void *create_loop(void *arg)
+{
+    acks *a = arg;
+    int me = atomic_fetch_add(&a->next, 1);
+    CURL *h = curl_easy_init();
+    for (int i = 0; !atomic_load(&a->stop); i++) {
+        char extra[128];
+        snprintf(extra, sizeof extra, "\"title\":\"Engineer c%d #%d\"", me, i);
+        cJSON *j = NULL;
+        long st = erp_post(h, a->d->port, a->d->key[me % 2], "create-job",
+                           me % 2 ? "Second_ERP" : "Main_ERP", extra, &j);
+        const char *id = job_id_of(j);
+        if (st == 200 && id != NULL) {
+            pthread_mutex_lock(&a->mu);
+            int k = atomic_load(&a->n);
+            if (k < ACK_MAX) {
+                snprintf(a->ids[k], sizeof a->ids[k], "%s", id);
+                atomic_store(&a->n, k + 1);
+            }
+            pthread_mutex_unlock(&a->mu);
+        } else if (st == 0) {
+            cJSON_Delete(j);
+            break; /* the daemon is gone */
+        }
+        cJSON_Delete(j);
+    }
+    curl_easy_cleanup(h);
+    return NULL;
+}
+
+START_TEST(test_kill9_loses_no_acknowledged_write)
+{
+    daemon_t d;
+    daemon_open(&d);
+    acks a = {.d = &d};
+    pthread_mutex_init(&a.mu, NULL);
+    a.ids = calloc(ACK_MAX, sizeof *a.ids);
+    ck_assert_ptr_nonnull(a.ids);
+    enum { CLIENTS = 8 };
+    pthread_t th[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, create_loop, &a), 0);
+    for (int waited = 0; atomic_load(&a.n) < 400; waited++) {
+        ck_assert_msg(waited < 30000, "only %d creates acknowledged in 60 s", atomic_load(&a.n));
+        usleep(2000);
+    }
+    /* Mid-flight: requests are being written, some held for their commit. */
+    ck_assert_int_eq(kill(d.pid, SIGKILL), 0);
+    int status = 0;
+    ck_assert_int_eq(waitpid(d.pid, &status, 0), d.pid);
+    d.pid = 0;
+    atomic_store(&a.stop, true);
+    for (int i = 0; i < CLIENTS; i++)
+        pthread_join(th[i], NULL);
+    int acked = atomic_load(&a.n);
+
+    /* The daemon starts again on that store, and every acknowledged job is
+     * in it. */
+    close(d.errfd);
+    serve(&d);
+    char db[600];
+    snprintf(db, sizeof db, "%s/atshub.db", d.dir);
+    sqlite3 *s = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(db, &s, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(s, 5000);
+    sqlite3_stmt *q = NULL;
+    ck_assert_int_eq(sqlite3_prepare_v2(s, "SELECT count(*) FROM records WHERE type = 'job' "
+                                           "AND remote_id = ?1",
+                                        -1, &q, NULL),
+                     SQLITE_OK);
+    int missing = 0;
+    const char *first_missing = NULL;
+    for (int i = 0; i < acked; i++) {
+        sqlite3_bind_text(q, 1, a.ids[i], -1, SQLITE_STATIC);
+        ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+        if (sqlite3_column_int(q, 0) != 1) {
+            missing++;
+            if (first_missing == NULL)
+                first_missing = a.ids[i];
+        }
+        sqlite3_reset(q);
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(s);
+    ck_assert_msg(missing == 0, "%d of %d acknowledged creates lost after kill -9 (first %s)",
+                  missing, acked, first_missing);
+    /* And it serves writes again. */
+    CURL *h = curl_easy_init();
+    ck_assert_int_eq(erp_post(h, d.port, d.key[0], "create-job", "Main_ERP",
+                              "\"title\":\"After the crash\"", NULL),
+                     200);
+    curl_easy_cleanup(h);
+    free(a.ids);
+    pthread_mutex_destroy(&a.mu);
+    daemon_close(&d);
+}
+END_TEST
+
+/* --- JOB_EXISTS under concurrency, across two sources -------------------- */
+
+typedef struct race {
+    daemon_t *d;
+    pthread_barrier_t go;
+    atomic_int ok, exists, other;
+    atomic_int next;
+} race;
+
+static void *same_title(void *arg)
+{
+    race *r = arg;
+    int me = atomic_fetch_add(&r->next, 1);
+    CURL *h = curl_easy_init();
+    /* Connect first, so that the requests leave together. */
+    (void)erp_post(h, r->d->port, r->d->key[me % 2], "create-job",
+                   me % 2 ? "Second_ERP" : "Main_ERP", "\"title\":\"\"", NULL);
+    pthread_barrier_wait(&r->go);
+    cJSON *j = NULL;
+    long st = erp_post(h, r->d->port, r->d->key[me % 2], "create-job",
+                       me % 2 ? "Second_ERP" : "Main_ERP", "\"title\":\"The One Open Title\"", &j);
+    const cJSON *code = cJSON_GetObjectItem(j, "error_code");
+    if (st == 200)
+        atomic_fetch_add(&r->ok, 1);
+    else if (st == 409 && cJSON_IsString(code) && strcmp(code->valuestring, "JOB_EXISTS") == 0)
+        atomic_fetch_add(&r->exists, 1);
+    else
+        atomic_fetch_add(&r->other, 1);
+    cJSON_Delete(j);
+    curl_easy_cleanup(h);
+    return NULL;
+}
+
+START_TEST(test_job_exists_holds_under_concurrency)
+{
+    daemon_t d;
+    daemon_open(&d);
+    enum { N = 24 };
+    for (int round = 0; round < 3; round++) {
+        race r = {.d = &d};
+        pthread_barrier_init(&r.go, NULL, N);
+        pthread_t th[N];
+        char title[64];
+        snprintf(title, sizeof title, "%d", round);
+        for (int i = 0; i < N; i++)
+            ck_assert_int_eq(pthread_create(&th[i], NULL, same_title, &r), 0);
+        for (int i = 0; i < N; i++)
+            pthread_join(th[i], NULL);
+        pthread_barrier_destroy(&r.go);
+        if (round == 0) {
+            ck_assert_msg(atomic_load(&r.ok) == 1 && atomic_load(&r.exists) == N - 1,
+                          "%d created, %d JOB_EXISTS, %d other", atomic_load(&r.ok),
+                          atomic_load(&r.exists), atomic_load(&r.other));
+        } else {
+            /* The title stays taken while the first job is open. */
+            ck_assert_msg(atomic_load(&r.ok) == 0 && atomic_load(&r.exists) == N,
+                          "%d created, %d JOB_EXISTS, %d other", atomic_load(&r.ok),
+                          atomic_load(&r.exists), atomic_load(&r.other));
+        }
+    }
+    daemon_close(&d);
+}
+END_TEST
+
+/* --- one source's writes apply in the order it sent them ---------------- */
+
+START_TEST(test_per_source_order)
+{
+    daemon_t d;
+    daemon_open(&d);
+    CURL *h = curl_easy_init();
+    char prev[64] = "";
+    for (int i = 0; i < 40; i++) {
+        char extra[160];
+        snprintf(extra, sizeof extra, "\"title\":\"Ordered %d\"", i);
+        cJSON *j = NULL;
+        ck_assert_int_eq(erp_post(h, d.port, d.key[0], "create-job", "Main_ERP", extra, &j), 200);
+        const char *id = job_id_of(j);
+        ck_assert_ptr_nonnull(id);
+        /* Ids follow the order of the creates. */
+        ck_assert_msg(strcmp(prev, id) < 0, "%s after %s", id, prev);
+        snprintf(prev, sizeof prev, "%s", id);
+        /* The update sent right after the create sees it. */
+        snprintf(extra, sizeof extra, "\"job_id\":\"%s\",\"title\":\"Ordered %d renamed\"", id, i);
+        cJSON_Delete(j);
+        ck_assert_int_eq(erp_post(h, d.port, d.key[0], "update-job", "Main_ERP", extra, &j), 200);
+        cJSON_Delete(j);
+    }
+    curl_easy_cleanup(h);
+    daemon_close(&d);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("write_path");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 240);
+    tcase_add_test(tc, test_kill9_loses_no_acknowledged_write);
+    tcase_add_test(tc, test_job_exists_holds_under_concurrency);
+    tcase_add_test(tc, test_per_source_order);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    curl_global_cleanup();
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
