@@ -301,7 +301,10 @@ static char *scrub(const char *text, const char *secret)
     return out;
 }
 
-static void log_route_call(ah_core *core, const ah_core_call *cc, ah_http_exchange *ex,
+/* Writes the route's log entries. For an atomic route they join its store
+ * scope (opened here if the handler wrote nothing), after the redaction,
+ * which runs outside it. */
+static void log_route_call(ah_core *core, ah_core_call *cc, ah_http_exchange *ex,
                            const ah_route *r, const ah_conn *c)
 {
     int status = ah_ex_status(ex);
@@ -331,6 +334,7 @@ static void log_route_call(ah_core *core, const ah_core_call *cc, ah_http_exchan
         rec.action = "ERROR";
         rec.status = status;
         rec.duration_s = ah_ex_elapsed_s(ex);
+        ah_core_call_scope(cc);
         switch (ah_intlog_unauth_admit(core, ah_ex_client_ip(ex))) {
         case AH_INTLOG_UNAUTH_LOG:
             rec.body = cc->response_log != NULL && cc->route_secret == NULL &&
@@ -359,6 +363,7 @@ static void log_route_call(ah_core *core, const ah_core_call *cc, ah_http_exchan
     free(req1);
     free(resp1);
     rec.body = req;
+    ah_core_call_scope(cc);
     ah_intlog_write(core, &rec);
     rec.action = status >= 400 ? "ERROR" : "RESPONSE";
     rec.status = status;
@@ -452,9 +457,7 @@ static void plugin_route(void *arg, ah_http_exchange *ex)
             ah_ex_error(ex, 500, AH_E_PLUGIN, "the plugin did not answer");
     }
     const ah_conn *who = c != NULL ? c : (cc.n_extra > 0 ? cc.extra[0]->ext.call.conn : NULL);
-    if (held != NULL)
-        ah_core_call_scope(&cc); /* the log entries go with the writes */
-    log_route_call(core, &cc, ex, r, who);
+    log_route_call(core, &cc, ex, r, who); /* with the writes, for an atomic route */
     bool ended = !cc.scoped || core->store->ops->scope_end(core->store, true) == 0;
     if (!ended)
         ah_log(&core->log, AH_LOG_ERROR, "rest", "%s %s: the call's writes could not be committed",

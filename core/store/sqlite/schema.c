@@ -153,6 +153,17 @@ static const char *const migrations[] = {
     "  error_code TEXT,"
     "  error_message TEXT,"
     "  PRIMARY KEY (job_id, idx));",
+
+    /* v5: the integration log is written twice per request on the write
+     * path: three indexes instead of six. Queries are per tenant (or all
+     * tenants) in time order; the source, action and status filters scan
+     * within that order. The others were inserts at scattered places that
+     * every group commit wrote out again. */
+    "DROP INDEX integration_log_source;"
+    "DROP INDEX integration_log_action;"
+    "DROP INDEX integration_log_status;"
+    "DROP INDEX integration_log_tenant;"
+    "CREATE INDEX integration_log_tenant_at ON integration_log(tenant, at);",
 };
 
 #define AH_SQ_LATEST ((int)(sizeof migrations / sizeof migrations[0]))
