@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -891,6 +892,38 @@ START_TEST(test_committer)
 }
 END_TEST
 
+
+/* The WAL does not grow without end: the checkpointer copies it into the
+ * database while commits go on, and the WAL then restarts. 3,000 commits of
+ * a 6 KB log entry each are ~3,000 WAL frames, past the checkpointer's
+ * threshold; the database file must come to hold them (waited for, up to
+ * 15 s: the checkpointer runs on its own thread). */
+START_TEST(test_wal_checkpointed)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    char *body = malloc(6001);
+    ck_assert_ptr_nonnull(body);
+    memset(body, 'x', 6000);
+    body[6000] = '\0';
+    ah_log_entry e = {.source = "core", .action = "REQUEST", .body = body};
+    for (int i = 0; i < 3000; i++)
+        ck_assert_int_eq(s->ops->log_add(s, &e), AH_STORE_OK);
+    free(body);
+    struct stat st = {0};
+    for (int i = 0; i < 150; i++) {
+        ck_assert_int_eq(stat(f.path, &st), 0);
+        if (st.st_size > 8 * 1000 * 1000)
+            break;
+        usleep(100 * 1000);
+    }
+    ck_assert_msg(st.st_size > 8 * 1000 * 1000, "the database holds %lld bytes: not checkpointed",
+                  (long long)st.st_size);
+    fx_done(&f);
+}
+END_TEST
+
 typedef struct seq_arg {
     ah_store *s;
     int64_t tenant;
@@ -1771,6 +1804,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_sequences_concurrent);
     tcase_add_test(tc, test_group_commit);
     tcase_add_test(tc, test_committer);
+    tcase_add_test(tc, test_wal_checkpointed);
     tcase_add_test(tc, test_outbox);
     tcase_add_test(tc, test_log);
     tcase_add_test(tc, test_shared_file);

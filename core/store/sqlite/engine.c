@@ -134,6 +134,9 @@ static void ckpt_start(ah_sq_store *s, const char *path)
     if (sqlite3_open_v2(path, &k->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
             SQLITE_OK ||
         sqlite3_busy_timeout(k->db, AH_SQ_BUSY_TIMEOUT_MS) != SQLITE_OK ||
+        /* A connection learns that the file is in WAL mode when it first
+         * reads it; until then a checkpoint does nothing (log -1). */
+        sqlite3_exec(k->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK ||
         pthread_create(&k->thread, NULL, ckpt_main, k) != 0) {
         sqlite3_close(k->db);
         pthread_cond_destroy(&k->cv);
