@@ -28,8 +28,8 @@
 
 #define AH_SQ_BUSY_TIMEOUT_MS 5000
 
-/* The checkpointer runs when the WAL holds this many frames since the last
- * checkpoint, and at least every second when it holds any. */
+/* The checkpointer runs when this many frames were added to the WAL since
+ * its last run, and at least every second when the WAL holds any. */
 #define AH_SQ_CKPT_FRAMES 2048
 #define AH_SQ_CKPT_EVERY_MS 1000L
 
@@ -40,7 +40,8 @@ struct ah_sq_ckpt {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool due, stop;
-    int frames; /* WAL frames at the last commit (the WAL hook) */
+    int frames;  /* WAL frames at the last commit (the WAL hook) */
+    int next_at; /* wake the checkpointer when the WAL reaches this many */
 };
 
 /* Replaces SQLite's auto-checkpoint, which runs in the committing thread
@@ -52,17 +53,15 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
     (void)db;
     (void)name;
     struct ah_sq_ckpt *k = arg;
-    if (frames >= AH_SQ_CKPT_FRAMES) {
-        pthread_mutex_lock(&k->mu);
-        k->frames = frames;
-        if (!k->due) {
-            k->due = true;
-            pthread_cond_signal(&k->cv);
-        }
-        pthread_mutex_unlock(&k->mu);
-    } else {
-        __atomic_store_n(&k->frames, frames, __ATOMIC_RELAXED);
+    pthread_mutex_lock(&k->mu);
+    if (frames < k->frames) /* the WAL restarted from its beginning */
+        k->next_at = AH_SQ_CKPT_FRAMES;
+    k->frames = frames;
+    if (frames >= k->next_at && !k->due) {
+        k->due = true;
+        pthread_cond_signal(&k->cv);
     }
+    pthread_mutex_unlock(&k->mu);
     return SQLITE_OK;
 }
 
@@ -91,6 +90,8 @@ static void *ckpt_main(void *arg)
         if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != SQLITE_LOCKED)
             ah_log(k->lg, AH_LOG_WARN, "store", "sqlite: checkpoint: %s", sqlite3_errmsg(k->db));
         pthread_mutex_lock(&k->mu);
+        /* Once per AH_SQ_CKPT_FRAMES new frames, not after every commit. */
+        k->next_at = (nlog > 0 ? nlog : 0) + AH_SQ_CKPT_FRAMES;
         if (rc == SQLITE_OK && nlog == ncopied)
             k->frames = 0;
     }
@@ -121,6 +122,7 @@ static void ckpt_start(ah_sq_store *s, const char *path)
     if (k == NULL)
         return;
     k->lg = s->base.lg;
+    k->next_at = AH_SQ_CKPT_FRAMES;
     pthread_condattr_t ca;
     bool ok = pthread_condattr_init(&ca) == 0 &&
               pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
