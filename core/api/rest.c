@@ -305,7 +305,7 @@ static char *scrub(const char *text, const char *secret)
  * scope (opened here if the handler wrote nothing), after the redaction,
  * which runs outside it. */
 static void log_route_call(ah_core *core, ah_core_call *cc, ah_http_exchange *ex,
-                           const ah_route *r, const ah_conn *c)
+                           const ah_route *r, const ah_conn *c, char *redacted)
 {
     int status = ah_ex_status(ex);
     const char *action = r->action != NULL ? r->action : r->path;
@@ -352,12 +352,15 @@ static void log_route_call(ah_core *core, ah_core_call *cc, ah_http_exchange *ex
         case AH_INTLOG_UNAUTH_DROP:
             break;
         }
+        free(redacted);
         free(path);
         return;
     }
-    size_t len = 0;
-    const char *body = ah_ex_body(ex, &len);
-    char *redacted = ah_intlog_redact(body, len);
+    if (redacted == NULL) {
+        size_t len = 0;
+        const char *body = ah_ex_body(ex, &len);
+        redacted = ah_intlog_redact(body, len);
+    }
     char *req1 = scrub(redacted, token), *resp1 = scrub(cc->response_log, token);
     char *req = scrub(req1, cc->route_secret), *resp = scrub(resp1, cc->route_secret);
     free(req1);
@@ -438,6 +441,15 @@ static void plugin_route(void *arg, ah_http_exchange *ex)
         }
     }
     ah_ex_set_user(ex, &cc);
+    /* An atomic route's log entries are written inside its store scope,
+     * where every microsecond holds up the other writers: the request's
+     * redacted copy is made before. */
+    char *pre_redacted = NULL;
+    if (cc.atomic_route) {
+        size_t len = 0;
+        const char *body = ah_ex_body(ex, &len);
+        pre_redacted = ah_intlog_redact(body, len);
+    }
     ah_result res = AH_OK;
     if (c != NULL && ah_conn_ensure_open(core, c, gen, &cc.ext) != 0) {
         ah_ex_error(ex, cc.ext.err_status ? cc.ext.err_status : 503, cc.ext.err_code, "%s",
@@ -457,7 +469,7 @@ static void plugin_route(void *arg, ah_http_exchange *ex)
             ah_ex_error(ex, 500, AH_E_PLUGIN, "the plugin did not answer");
     }
     const ah_conn *who = c != NULL ? c : (cc.n_extra > 0 ? cc.extra[0]->ext.call.conn : NULL);
-    log_route_call(core, &cc, ex, r, who); /* with the writes, for an atomic route */
+    log_route_call(core, &cc, ex, r, who, pre_redacted); /* with the writes, if atomic */
     bool ended = !cc.scoped || core->store->ops->scope_end(core->store, true) == 0;
     if (!ended)
         ah_log(&core->log, AH_LOG_ERROR, "rest", "%s %s: the call's writes could not be committed",

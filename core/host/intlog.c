@@ -63,14 +63,35 @@ static void redact_tree(cJSON *node)
     }
 }
 
+static bool tree_has_secret(const cJSON *node)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, node) {
+        if (cJSON_IsObject(it) || cJSON_IsArray(it)) {
+            if (tree_has_secret(it))
+                return true;
+        } else if (key_is_secret(it->string)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 char *ah_intlog_redact_json(const cJSON *body)
 {
-    cJSON *copy = cJSON_Duplicate(body, 1);
-    if (copy == NULL)
-        return NULL;
-    redact_tree(copy);
-    char *out = cJSON_PrintUnformatted(copy);
-    cJSON_Delete(copy);
+    char *out;
+    if (!tree_has_secret(body)) {
+        /* The common case (the write path logs every request and answer):
+         * nothing to hide, no copy of the tree. */
+        out = cJSON_PrintUnformatted(body);
+    } else {
+        cJSON *copy = cJSON_Duplicate(body, 1);
+        if (copy == NULL)
+            return NULL;
+        redact_tree(copy);
+        out = cJSON_PrintUnformatted(copy);
+        cJSON_Delete(copy);
+    }
     if (out != NULL && strlen(out) > INTLOG_MAX_BODY)
         strcpy(out + INTLOG_MAX_BODY - 4, "...");
     return out;

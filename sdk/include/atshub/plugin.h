@@ -309,9 +309,11 @@ enum {
     AH_ROUTE_PREFIX = 1u << 1,
     /** @since 1.1: everything the handler writes to the store (records,
      *  sequences, events) and the host's integration-log entries for the
-     *  call commit in one transaction. For handlers that make no outbound
-     *  HTTP calls and wait on nothing: other store users wait while the
-     *  handler runs. */
+     *  call commit together, and the handler's answer is sent only once they
+     *  are committed (the daemon commits many such requests in one
+     *  transaction: group commit). For handlers that make no outbound HTTP
+     *  calls and wait on nothing: from the handler's first store call until
+     *  it returns, other writers wait. */
     AH_ROUTE_ATOMIC = 1u << 2,
 };
 
