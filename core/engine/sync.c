@@ -15,6 +15,7 @@
 #include "sync.h"
 #include "conns.h"
 #include "events.h"
+#include "recbuf.h"
 #include "tracking.h"
 
 typedef struct sync_type {
@@ -397,7 +398,7 @@ static int request_page(run_ctx *x, const cursor *cur, ah_reply *r)
         }
         memset(r, 0, sizeof *r);
         if (ah_bus_request_tenant(core->bus, (uint64_t)x->conn->tenant_id, (uint64_t)x->conn->id,
-                                  NULL, x->type->topic, body, 0, r) == 0)
+                                  AH_RECORDS_AS_TEXT, x->type->topic, body, 0, r) == 0)
             return 0;
         bool again = retryable(r->code) && attempt < AH_SYNC_PAGE_ATTEMPTS;
         if (!again) {
@@ -468,39 +469,30 @@ static int publish_changes(run_ctx *x, const ah_record_in *in, char **ids,
 
 /* Commits one page (records + the cursor that follows) and publishes its
  * changes. Advances *cur on success. */
-static int commit_page(run_ctx *x, const char *key, cursor *cur, const cJSON *recs,
+static int commit_page(run_ctx *x, const char *key, cursor *cur, const ah_recbuf *recs,
                        const char *next)
 {
     ah_core *core = x->core;
-    size_t n = (size_t)cJSON_GetArraySize(recs);
+    size_t n = ah_recbuf_count(recs);
     ah_record_in *in = calloc(n ? n : 1, sizeof *in);
-    char **texts = calloc(n ? 2 * n : 1, sizeof *texts);
     char **ids = calloc(n ? n : 1, sizeof *ids);
     ah_upsert_result *res = calloc(n ? n : 1, sizeof *res);
     char *ctext = NULL, *newmax = cur->run_max != NULL ? strdup(cur->run_max) : NULL;
     int rc = AH_SYNC_FAILED;
-    if (in == NULL || texts == NULL || ids == NULL || res == NULL ||
-        (cur->run_max != NULL && newmax == NULL)) {
+    if (in == NULL || ids == NULL || res == NULL || (cur->run_max != NULL && newmax == NULL)) {
         snprintf(x->err, x->errlen, "out of memory");
         goto out;
     }
-    size_t i = 0;
-    const cJSON *rec;
-    cJSON_ArrayForEach(rec, recs) {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(rec, "type");
-        const cJSON *rid = cJSON_GetObjectItemCaseSensitive(rec, "remote_id");
-        const cJSON *up = cJSON_GetObjectItemCaseSensitive(rec, "updated_at");
-        if (!cJSON_IsString(t) || !cJSON_IsString(rid)) {
-            snprintf(x->err, x->errlen, "plugin_error: a streamed record without type or remote_id");
-            goto out;
-        }
-        in[i].type = t->valuestring;
-        in[i].remote_id = rid->valuestring;
-        in[i].updated_at = cJSON_IsString(up) ? up->valuestring : NULL;
-        texts[2 * i] = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(rec, "raw"));
-        texts[2 * i + 1] = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(rec, "fields"));
-        in[i].raw = texts[2 * i];
-        in[i].fields = texts[2 * i + 1];
+    /* The page's records arrive as text (the host checked each value):
+     * they go to the store as they are, no tree per record. */
+    for (size_t i = 0; i < n; i++) {
+        ah_recbuf_rec rec;
+        ah_recbuf_get(recs, i, &rec);
+        in[i].type = rec.type;
+        in[i].remote_id = rec.remote_id;
+        in[i].updated_at = rec.updated_at;
+        in[i].raw = rec.raw;
+        in[i].fields = rec.fields;
         /* An updated_at that is no provider time cannot move the window. */
         int cmp = 0;
         bool valid = in[i].updated_at != NULL &&
@@ -517,7 +509,6 @@ static int commit_page(run_ctx *x, const char *key, cursor *cur, const cJSON *re
             free(newmax);
             newmax = m;
         }
-        i++;
     }
     if (next != NULL) {
         ctext = cursor_text(cur->updated_after, next, newmax);
@@ -587,11 +578,8 @@ static int commit_page(run_ctx *x, const char *key, cursor *cur, const cJSON *re
     newmax = NULL;
     rc = AH_SYNC_OK;
 out:
-    for (size_t k = 0; texts != NULL && k < 2 * n; k++)
-        free(texts[k]);
     for (size_t k = 0; ids != NULL && k < n; k++)
         free(ids[k]);
-    free(texts);
     free(ids);
     free(res);
     free(in);
@@ -621,22 +609,19 @@ static int run_type(run_ctx *x)
         rc = request_page(x, &cur, &r);
         if (rc != 0)
             break;
-        const cJSON *recs = cJSON_GetObjectItemCaseSensitive(r.body, "records");
+        const ah_recbuf *recs = r.attachment_free == ah_recbuf_free_v ? r.attachment : NULL;
         const cJSON *nx = cJSON_GetObjectItemCaseSensitive(r.body, "next_cursor");
         const char *next = cJSON_IsString(nx) ? nx->valuestring : NULL;
-        if ((nx != NULL && !cJSON_IsNull(nx) && !cJSON_IsString(nx)) ||
-            (recs != NULL && !cJSON_IsArray(recs))) {
-            snprintf(x->err, x->errlen, "plugin_error: the reply's next_cursor or records "
-                     "have the wrong type");
+        if (nx != NULL && !cJSON_IsNull(nx) && !cJSON_IsString(nx)) {
+            snprintf(x->err, x->errlen, "plugin_error: the reply's next_cursor has the wrong "
+                     "type");
             rc = AH_SYNC_FAILED;
         } else if (next != NULL && cur.page_cursor != NULL && strcmp(next, cur.page_cursor) == 0) {
             snprintf(x->err, x->errlen, "plugin_error: the stream did not advance "
                      "(next_cursor equals the cursor asked for)");
             rc = AH_SYNC_FAILED;
         } else {
-            cJSON *empty = recs == NULL ? cJSON_CreateArray() : NULL;
-            rc = commit_page(x, key, &cur, recs != NULL ? recs : empty, next);
-            cJSON_Delete(empty);
+            rc = commit_page(x, key, &cur, recs, next);
         }
         bool last = next == NULL;
         ah_reply_free(&r);

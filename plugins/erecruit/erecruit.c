@@ -413,7 +413,7 @@ static const ah_plugin_descriptor er_descriptor = {
     .op_fields = er_op_fields,
     /* OAuth2 in the request (and the other 1.1 members it uses) need
      * ABI 1.1: an older host refuses the plugin at load time. */
-    .needs_abi_minor = 1,
+    .needs_abi_minor = 2, /* ah_record.raw_json / fields_json */
 };
 
 AH_PLUGIN_ENTRY
