@@ -74,6 +74,7 @@ void ah_sq_close(ah_store *st)
     if (sqlite3_close(s->db) != SQLITE_OK)
         ah_log(s->base.lg, AH_LOG_ERROR, "store", "sqlite: close: %s", sqlite3_errmsg(s->db));
     pthread_mutex_destroy(&s->mu);
+    ah_sq_packer_free(s->packer);
     free(s->scratch);
     free(s);
 }
@@ -257,6 +258,11 @@ ah_store *ah_store_sqlite_open(const char *path, const struct ah_logger *lg, cha
     }
     sqlite3_extended_result_codes(s->db, 1);
     sqlite3_busy_timeout(s->db, AH_SQ_BUSY_TIMEOUT_MS);
+    s->packer = ah_sq_packer_new();
+    if (s->packer == NULL || ah_sq_fields_register(s->db, s->packer) != 0) {
+        snprintf(err, errlen, "cannot set up SQLite database %s: out of memory", path);
+        goto fail;
+    }
     char mode[16] = "";
     char *msg = NULL;
     /* page_size only applies to a database not created yet: 8 KiB pages
@@ -294,6 +300,7 @@ ah_store *ah_store_sqlite_open(const char *path, const struct ah_logger *lg, cha
 fail:
     sqlite3_close(s->db);
     pthread_mutex_destroy(&s->mu);
+    ah_sq_packer_free(s->packer);
     free(s);
     return NULL;
 }

@@ -153,6 +153,17 @@ static const char *const migrations[] = {
     "  error_code TEXT,"
     "  error_message TEXT,"
     "  PRIMARY KEY (job_id, idx));",
+
+    /* v5: the raw payload stored once. A record's fields become what they
+     * add to its raw payload (fieldpack.c: a BLOB, raw deflate with raw as
+     * the dictionary; TEXT where that would not be smaller), and the
+     * content hash goes: an upsert compares raw and fields themselves. */
+    "ALTER TABLE records DROP COLUMN content_hash;"
+    "UPDATE records SET fields = ah_fields_pack(raw, fields) WHERE typeof(fields) = 'text';"
+    /* and stored_at '' for a record never rewritten (it reads as its
+     * created_at). New records also store created_at '' (it reads as the
+     * time their id carries); older ones keep theirs. */
+    "UPDATE records SET stored_at = '' WHERE stored_at = created_at;",
 };
 
 #define AH_SQ_LATEST ((int)(sizeof migrations / sizeof migrations[0]))

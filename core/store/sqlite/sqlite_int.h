@@ -122,8 +122,9 @@ typedef struct ah_sq_store {
     int fail_after; /* test hook: < 0 off */
     int scope_depth; /* scope_begin nesting; mu is held while > 0 */
     bool sp_active;  /* an operation's savepoint is open inside the scope */
-    char *scratch;  /* content-hash input buffer, reused across rows */
+    char *scratch;  /* spare buffer, reused across rows */
     size_t scratch_cap;
+    struct ah_sq_packer *packer; /* fields deltas (fieldpack.c) */
 } ah_sq_store;
 
 /** The engine's vtable (engine.c). */
@@ -171,6 +172,24 @@ int ah_sq_get_one(ah_sq_store *s, sqlite3_stmt *st, void *out, ah_sq_fill_fn fil
 int ah_sq_change_by_id(ah_sq_store *s, sqlite3_stmt *q, const char *what);
 int ah_sq_page_limit(int limit);
 int ah_sq_exec_changes(ah_sq_store *s, sqlite3_stmt *q, const char *what, int64_t *changes);
+
+/* ---- fieldpack.c ------------------------------------------------------- */
+
+typedef struct ah_sq_packer ah_sq_packer;
+ah_sq_packer *ah_sq_packer_new(void);
+void ah_sq_packer_free(ah_sq_packer *p);
+/** The delta that stores `fields` against `raw`: *out points into the
+ *  packer (valid until its next use). 0, or -1. */
+int ah_sq_fields_pack(ah_sq_packer *p, const char *raw, size_t raw_len, const char *fields,
+                      size_t fields_len, const void **out, size_t *out_len);
+/** The fields text back from raw and a delta; malloc'd, NULL on failure. */
+char *ah_sq_fields_unpack(const char *raw, size_t raw_len, const void *delta, size_t delta_len);
+/** Column fields_col of the current row as text (unpacked against column
+ *  raw_col when it is a delta); malloc'd; NULL with *oom set on failure,
+ *  NULL alone for SQL NULL. */
+char *ah_sq_fields_text(sqlite3_stmt *st, int raw_col, int fields_col, bool *oom);
+/** Registers ah_fields(raw, fields) and ah_fields_pack(raw, fields). */
+int ah_sq_fields_register(sqlite3 *db, ah_sq_packer *p);
 
 /* ---- schema.c ---------------------------------------------------------- */
 
