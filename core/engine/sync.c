@@ -375,31 +375,152 @@ typedef struct run_ctx {
     ah_seen *seen; /* a full run: the ids it was given (remote deletions) */
 } run_ctx;
 
-/* Asks for one page, retrying retryable failures. 0 with *r ok, or an
- * AH_SYNC_* failure with err filled (r freed). */
-static int request_page(run_ctx *x, const cursor *cur, ah_reply *r)
+static cJSON *page_body(const char *updated_after, const char *page_cursor)
+{
+    cJSON *body = cJSON_CreateObject();
+    if (body == NULL ||
+        (updated_after != NULL &&
+         cJSON_AddStringToObject(body, "updated_after", updated_after) == NULL) ||
+        (page_cursor != NULL && cJSON_AddStringToObject(body, "cursor", page_cursor) == NULL)) {
+        cJSON_Delete(body);
+        return NULL;
+    }
+    return body;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The next page, asked for while the current one commits                    */
+/* ------------------------------------------------------------------------ */
+
+/* One asynchronous page request. Shared by the engine's thread, which waits
+ * for it (or gives up on it), and the bus worker's completion: whichever
+ * lets go last frees it, reply included. */
+typedef struct prefetch {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int refs;
+    bool done;
+    ah_reply reply;
+} prefetch;
+
+static void prefetch_unref(prefetch *p)
+{
+    pthread_mutex_lock(&p->mu);
+    bool last = --p->refs == 0;
+    pthread_mutex_unlock(&p->mu);
+    if (!last)
+        return;
+    if (p->done)
+        ah_reply_free(&p->reply);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
+
+static void prefetch_done(void *arg, ah_reply *r)
+{
+    prefetch *p = arg;
+    pthread_mutex_lock(&p->mu);
+    p->reply = *r; /* the reply is ours now */
+    memset(r, 0, sizeof *r);
+    p->done = true;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    prefetch_unref(p);
+}
+
+/* Sends the request for the page after `page_cursor`; NULL when it could
+ * not be sent (the page is then asked for the ordinary way). */
+static prefetch *prefetch_start(run_ctx *x, const char *updated_after, const char *page_cursor)
+{
+    prefetch *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return NULL;
+    if (pthread_mutex_init(&p->mu, NULL) != 0) {
+        free(p);
+        return NULL;
+    }
+    if (pthread_cond_init(&p->cv, NULL) != 0) {
+        pthread_mutex_destroy(&p->mu);
+        free(p);
+        return NULL;
+    }
+    p->refs = 2;
+    cJSON *body = page_body(updated_after, page_cursor);
+    if (body == NULL) {
+        p->refs = 1;
+        prefetch_unref(p);
+        return NULL;
+    }
+    /* On refusal the bus calls prefetch_done at once: the waiter then
+     * finds that error reply, as it would a late one. */
+    ah_bus_request_async_tenant(x->core->bus, (uint64_t)x->conn->tenant_id,
+                                (uint64_t)x->conn->id, AH_RECORDS_AS_TEXT, x->type->topic, body,
+                                prefetch_done, p);
+    return p;
+}
+
+/* Waits for the prefetched page (at most the bus's request timeout) and
+ * moves its reply into *r; a page that did not come in time is a
+ * "timeout" error reply, as a synchronous request's would be. Frees p. */
+static void prefetch_wait(run_ctx *x, prefetch *p, ah_reply *r)
+{
+    long ms = x->core->cfg.request_timeout_ms > 0 ? x->core->cfg.request_timeout_ms : 30000;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&p->mu);
+    while (!p->done)
+        if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT)
+            break;
+    if (p->done) {
+        *r = p->reply;
+        memset(&p->reply, 0, sizeof p->reply);
+    } else {
+        ah_reply_error(r, AH_E_TIMEOUT, 504, "%s: no reply within %ld ms", x->type->topic, ms);
+    }
+    pthread_mutex_unlock(&p->mu);
+    prefetch_unref(p);
+}
+
+/* Asks for one page, retrying retryable failures. `first` (may be NULL) is
+ * the reply of a first attempt already made (a prefetch; consumed). 0 with
+ * *r ok, or an AH_SYNC_* failure with err filled (r freed). */
+static int request_page(run_ctx *x, const cursor *cur, ah_reply *first, ah_reply *r)
 {
     ah_core *core = x->core;
     long backoff = core->cfg.http_backoff_ms > 0 ? core->cfg.http_backoff_ms : 200;
     long cap = core->cfg.http_backoff_max_ms > 0 ? core->cfg.http_backoff_max_ms : 10000;
     for (int attempt = 1;; attempt++) {
         if (is_stopping(core->sync)) {
+            if (first != NULL)
+                ah_reply_free(first);
             snprintf(x->err, x->errlen, "the host is stopping");
             return AH_SYNC_STOPPED;
         }
-        cJSON *body = cJSON_CreateObject();
-        if (body == NULL || (cur->updated_after != NULL &&
-                             cJSON_AddStringToObject(body, "updated_after", cur->updated_after) == NULL) ||
-            (cur->page_cursor != NULL &&
-             cJSON_AddStringToObject(body, "cursor", cur->page_cursor) == NULL)) {
-            cJSON_Delete(body);
-            snprintf(x->err, x->errlen, "out of memory");
-            return AH_SYNC_FAILED;
+        if (first != NULL) {
+            *r = *first;
+            memset(first, 0, sizeof *first);
+            first = NULL;
+            if (r->ok)
+                return 0;
+        } else {
+            cJSON *body = page_body(cur->updated_after, cur->page_cursor);
+            if (body == NULL) {
+                snprintf(x->err, x->errlen, "out of memory");
+                return AH_SYNC_FAILED;
+            }
+            memset(r, 0, sizeof *r);
+            if (ah_bus_request_tenant(core->bus, (uint64_t)x->conn->tenant_id,
+                                      (uint64_t)x->conn->id, AH_RECORDS_AS_TEXT,
+                                      x->type->topic, body, 0, r) == 0)
+                return 0;
         }
-        memset(r, 0, sizeof *r);
-        if (ah_bus_request_tenant(core->bus, (uint64_t)x->conn->tenant_id, (uint64_t)x->conn->id,
-                                  AH_RECORDS_AS_TEXT, x->type->topic, body, 0, r) == 0)
-            return 0;
         bool again = retryable(r->code) && attempt < AH_SYNC_PAGE_ATTEMPTS;
         if (!again) {
             snprintf(x->err, x->errlen, "%s: %s%s", r->code, r->message ? r->message : "",
@@ -604,9 +725,20 @@ static int run_type(run_ctx *x)
      * stored records the provider no longer returns. */
     if (cur.updated_after == NULL && cur.page_cursor == NULL)
         x->seen = ah_seen_new();
+    /* While a page commits, the next one is already asked for (it only
+     * needs the page's next_cursor): the provider, the plugin on a bus
+     * worker and the store work at the same time. Nothing of it is used
+     * unless the page before it committed. */
+    prefetch *pf = NULL;
     for (;;) {
-        ah_reply r;
-        rc = request_page(x, &cur, &r);
+        ah_reply r, first;
+        ah_reply *fp = NULL;
+        if (pf != NULL) {
+            prefetch_wait(x, pf, &first);
+            pf = NULL;
+            fp = &first;
+        }
+        rc = request_page(x, &cur, fp, &r);
         if (rc != 0)
             break;
         const ah_recbuf *recs = r.attachment_free == ah_recbuf_free_v ? r.attachment : NULL;
@@ -621,12 +753,22 @@ static int run_type(run_ctx *x)
                      "(next_cursor equals the cursor asked for)");
             rc = AH_SYNC_FAILED;
         } else {
+            if (next != NULL && !is_stopping(core->sync))
+                pf = prefetch_start(x, cur.updated_after, next);
             rc = commit_page(x, key, &cur, recs, next);
         }
         bool last = next == NULL;
         ah_reply_free(&r);
-        if (rc != 0)
+        if (rc != 0) {
+            if (pf != NULL) {
+                /* Not used: the page before it did not commit. */
+                ah_reply dropped;
+                prefetch_wait(x, pf, &dropped);
+                ah_reply_free(&dropped);
+                pf = NULL;
+            }
             break;
+        }
         x->st->seconds = now_s() - t0;
         if (x->cb != NULL)
             x->cb(x->cb_arg, x->type->name, x->st);
