@@ -1565,6 +1565,23 @@ START_TEST(test_tracking)
     ck_assert_int_eq(s->ops->record_marks(s, c, "job", mark_cb, &ms), AH_STORE_OK);
     ck_assert_int_eq(ms.n, 1);
     ck_assert_str_eq(ms.id[0], ids[2]);
+    /* The same, a page at a time in id order (the sweep's way). */
+    const char *lo = strcmp(ids[0], ids[1]) < 0 ? ids[0] : ids[1];
+    const char *hi = lo == ids[0] ? ids[1] : ids[0];
+    memset(&ms, 0, sizeof ms);
+    ck_assert_int_eq(s->ops->record_marks_after(s, c, "application", NULL, 1, mark_cb, &ms),
+                     AH_STORE_OK);
+    ck_assert_int_eq(ms.n, 1);
+    ck_assert_str_eq(ms.id[0], lo);
+    ck_assert_int_eq(s->ops->record_marks_after(s, c, "application", lo, 1, mark_cb, &ms),
+                     AH_STORE_OK);
+    ck_assert_int_eq(ms.n, 2);
+    ck_assert_str_eq(ms.id[1], hi);
+    ck_assert_int_eq(s->ops->record_marks_after(s, c, "application", hi, 1000, mark_cb, &ms),
+                     AH_STORE_OK);
+    ck_assert_int_eq(ms.n, 2);
+    ck_assert_int_eq(s->ops->record_marks_after(s, c, "application", NULL, 0, mark_cb, &ms),
+                     AH_STORE_ERR);
 
     /* Stage history. */
     ck_assert_int_eq(s->ops->stage_add(s, ids[0], t, NULL, "s1"), AH_STORE_OK);

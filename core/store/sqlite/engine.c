@@ -201,6 +201,7 @@ const ah_store_ops ah_sq_ops = {
     .idem_prune = ah_sq_idem_prune,
     .webhook_due_one = ah_sq_webhook_due_one,
     .webhook_prune = ah_sq_webhook_prune,
+    .record_marks_after = ah_sq_record_marks_after,
 };
 
 static int journal_mode_cb(void *arg, int ncol, char **vals, char **names)

@@ -104,6 +104,7 @@ typedef enum {
     Q_STAGE_ADD,
     Q_STAGE_SINCE,
     Q_STAGE_HISTORY,
+    Q_REC_MARKS_AFTER,
     Q_COUNT
 } ah_sq_qid;
 
@@ -301,6 +302,8 @@ int ah_sq_bulk_item_set(ah_store *st, const char *id, int idx, const char *statu
 
 int ah_sq_record_marks(ah_store *st, int64_t connection_id, const char *type, ah_record_mark_cb cb,
                        void *arg);
+int ah_sq_record_marks_after(ah_store *st, int64_t connection_id, const char *type,
+                             const char *after_id, int limit, ah_record_mark_cb cb, void *arg);
 int ah_sq_record_mark_deleted(ah_store *st, const char *id, const char *deleted_at);
 int ah_sq_record_is_deleted(ah_store *st, const char *id, bool *deleted);
 int ah_sq_stage_add(ah_store *st, const char *record_id, int64_t tenant_id, const char *from_stage,
