@@ -1778,6 +1778,66 @@ START_TEST(test_records_raw_stored_once)
 }
 END_TEST
 
+/* The fields delta round-trips whatever the fields are: long runs of
+ * bytes raw lacks (literal runs over 128), long copies (over 67), copies of
+ * what the fields themselves wrote, raw far longer than 256 bytes, fields
+ * sharing nothing with raw. */
+START_TEST(test_fields_delta_roundtrip)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme");
+    int64_t c = add_conn(s, t, "main");
+    unsigned seed = 12345;
+    enum { N = 60 };
+    static char raws[N][3000], fieldsv[N][6000];
+    ah_record_in in[N];
+    char rids[N][16];
+    for (int i = 0; i < N; i++) {
+        /* raw: a JSON object of growing length with pseudo-random words. */
+        size_t rl = 0;
+        rl += (size_t)snprintf(raws[i] + rl, sizeof raws[i] - rl, "{\"id\":%d,\"text\":\"", i);
+        int words = 5 + i * 7;
+        for (int w = 0; w < words && rl < sizeof raws[i] - 64; w++) {
+            seed = seed * 1103515245u + 12345u;
+            rl += (size_t)snprintf(raws[i] + rl, sizeof raws[i] - rl, "w%u ", (seed >> 8) % 997);
+        }
+        snprintf(raws[i] + rl, sizeof raws[i] - rl, "\"}");
+        /* fields: copies of raw, repeats of itself and bytes raw lacks. */
+        size_t fl = 0;
+        fl += (size_t)snprintf(fieldsv[i] + fl, sizeof fieldsv[i] - fl, "{\"copy\":%s,", raws[i]);
+        fl += (size_t)snprintf(fieldsv[i] + fl, sizeof fieldsv[i] - fl, "\"new\":\"");
+        for (int k = 0; k < (i % 5) * 60 && fl < sizeof fieldsv[i] - 16; k++) {
+            seed = seed * 1103515245u + 12345u;
+            fieldsv[i][fl++] = (char)('A' + (seed >> 16) % 26);
+        }
+        fl += (size_t)snprintf(fieldsv[i] + fl, sizeof fieldsv[i] - fl, "\",\"rep\":\"");
+        for (int k = 0; k < i * 3 && fl < sizeof fieldsv[i] - 16; k++)
+            fieldsv[i][fl++] = 'z';
+        snprintf(fieldsv[i] + fl, sizeof fieldsv[i] - fl, "\",\"again\":%s}", raws[i]);
+        snprintf(rids[i], sizeof rids[i], "R%d", i);
+        in[i] = (ah_record_in){"job", rids[i], NULL, i % 7 == 0 ? "null" : raws[i], fieldsv[i]};
+    }
+    ck_assert_int_eq(s->ops->records_upsert(s, c, in, N, NULL, NULL, NULL, NULL), AH_STORE_OK);
+    for (int i = 0; i < N; i++) {
+        ah_record_row r;
+        ck_assert_int_eq(s->ops->record_get(s, c, "job", rids[i], &r), AH_STORE_OK);
+        ck_assert_str_eq(r.raw, in[i].raw);
+        ck_assert_str_eq(r.fields, fieldsv[i]);
+        ah_record_row_free(&r);
+    }
+    /* Every one is unchanged when synced again. */
+    ah_upsert_result res[N];
+    ck_assert_int_eq(s->ops->records_upsert(s, c, in, N, NULL, NULL, res, NULL), AH_STORE_OK);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(res[i], AH_REC_UNCHANGED);
+    ck_assert_int_gt(sql_int(f.path, "SELECT count(*) FROM records WHERE typeof(fields) = 'blob'"),
+                     N / 2);
+    fx_done(&f);
+}
+END_TEST
+
 /* A store of schema v4 (raw, fields text and a content hash per record, as
  * the binaries before v5 wrote them) upgrades: fields packed, hash column
  * gone, every reader served as before. */
@@ -1866,6 +1926,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_connections);
     tcase_add_test(tc, test_records_idempotent);
     tcase_add_test(tc, test_records_raw_stored_once);
+    tcase_add_test(tc, test_fields_delta_roundtrip);
     tcase_add_test(tc, test_migrate_v4_records_layout);
     tcase_add_test(tc, test_records_page_atomic);
     tcase_add_test(tc, test_record_query);

@@ -30,10 +30,10 @@ static const char *const q_sql[Q_COUNT] = {
                     "(SELECT outbox_id FROM deliveries)",
 };
 
-/* Event bodies are stored packed (schema v5): raw deflate (fieldpack.c)
- * against this constant dictionary of what change events repeat, when that
+/* Event bodies are stored packed (schema v5): coded (fieldpack.c) as
+ * copies from this constant dictionary of what change events repeat, when that
  * is smaller; a BLOB then, else the TEXT as given (as every body before
- * v5). A record change event's ~129 bytes take ~60. Changing this text
+ * v5). A record change event's ~129 bytes take ~61. Changing this text
  * makes stored bodies unreadable: never edit it, add a new form instead. */
 static const char k_body_dict[] =
     "\"type\":\"application\",\"type\":\"candidate\",\"type\":\"job\",\"connection\":\"main\","

@@ -139,9 +139,8 @@ static int pack_fields(ah_sq_store *s, const char *raw, const char *fields, pack
     size_t rl = strlen(raw), fl = strlen(fields);
     const void *z = NULL;
     size_t zl = 0;
-    if (ah_sq_fields_pack(s->packer, raw, rl, fields, fl, &z, &zl) != 0)
-        return -1;
-    if (zl < fl) {
+    /* A record too large for the delta's positions keeps its text. */
+    if (ah_sq_fields_pack(s->packer, raw, rl, fields, fl, &z, &zl) == 0 && zl < fl) {
         *out = (packed){z, zl, true};
     } else {
         *out = (packed){fields, fl, false};
@@ -212,7 +211,7 @@ static int rec_insert(ah_sq_store *s, const char *id, int64_t cid, const ah_reco
 /* Looks the record up: *found, its id into id and whether its raw and
  * fields equal the new ones into *same (byte for byte; a stored delta that
  * differs from the new one is unpacked and compared as text, so that
- * another zlib's output does not read as a change). */
+ * another encoder's output does not read as a change). */
 static int rec_lookup(ah_sq_store *s, int64_t cid, const ah_record_in *r, const char *raw,
                       const char *fields, const packed *pf, char id[64], bool *found,
                       bool *same)

@@ -155,8 +155,8 @@ static const char *const migrations[] = {
     "  PRIMARY KEY (job_id, idx));",
 
     /* v5: the raw payload stored once. A record's fields become what they
-     * add to its raw payload (fieldpack.c: a BLOB, raw deflate with raw as
-     * the dictionary; TEXT where that would not be smaller), and the
+     * add to its raw payload (fieldpack.c: a BLOB, copies from raw and the
+     * bytes raw lacks; TEXT where that would not be smaller), and the
      * content hash goes: an upsert compares raw and fields themselves. */
     "ALTER TABLE records DROP COLUMN content_hash;"
     "UPDATE records SET fields = ah_fields_pack(raw, fields) WHERE typeof(fields) = 'text';"
