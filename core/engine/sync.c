@@ -545,17 +545,78 @@ static int request_page(run_ctx *x, const cursor *cur, ah_reply *first, ah_reply
     }
 }
 
-static cJSON *change_body(run_ctx *x, const ah_record_in *in, const char *id)
+/* Appends s as a JSON string (quoted, escaped as cJSON prints it), or
+ * null for NULL. false when it does not fit. */
+static bool put_json_str(char *buf, size_t cap, size_t *len, const char *s)
 {
-    cJSON *b = cJSON_CreateObject();
-    if (b == NULL)
-        return NULL;
-    cJSON_AddStringToObject(b, "id", id != NULL ? id : "");
-    cJSON_AddStringToObject(b, "remote_id", in->remote_id);
-    cJSON_AddStringToObject(b, "type", in->type);
-    cJSON_AddStringToObject(b, "connection", x->conn->name);
-    add_str_or_null(b, "updated_at", in->updated_at);
-    return b;
+    static const char hex[] = "0123456789abcdef";
+    size_t n = *len;
+    if (s == NULL) {
+        if (cap - n < 5)
+            return false;
+        memcpy(buf + n, "null", 4);
+        *len = n + 4;
+        return true;
+    }
+    if (cap - n < 3)
+        return false;
+    buf[n++] = '"';
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (cap - n < 8)
+            return false;
+        unsigned char c = *p;
+        if (c == '"' || c == '\\') {
+            buf[n++] = '\\';
+            buf[n++] = (char)c;
+        } else if (c < 0x20) {
+            buf[n++] = '\\';
+            switch (c) {
+            case '\b': buf[n++] = 'b'; break;
+            case '\f': buf[n++] = 'f'; break;
+            case '\n': buf[n++] = 'n'; break;
+            case '\r': buf[n++] = 'r'; break;
+            case '\t': buf[n++] = 't'; break;
+            default:
+                buf[n++] = 'u';
+                buf[n++] = '0';
+                buf[n++] = '0';
+                buf[n++] = hex[c >> 4];
+                buf[n++] = hex[c & 0xf];
+            }
+        } else {
+            buf[n++] = (char)c;
+        }
+    }
+    buf[n++] = '"';
+    buf[n] = '\0';
+    *len = n;
+    return true;
+}
+
+/* A change event's body, {"id","remote_id","type","connection",
+ * "updated_at"}, written as text into buf. false when it does not fit. */
+static bool change_body(run_ctx *x, const ah_record_in *in, const char *id, char *buf,
+                        size_t cap)
+{
+    size_t n = 0;
+    static const char *const keys[] = {"{\"id\":", ",\"remote_id\":", ",\"type\":",
+                                       ",\"connection\":", ",\"updated_at\":"};
+    const char *vals[] = {id != NULL ? id : "", in->remote_id, in->type, x->conn->name,
+                          in->updated_at};
+    for (size_t k = 0; k < 5; k++) {
+        size_t kl = strlen(keys[k]);
+        if (cap - n <= kl)
+            return false;
+        memcpy(buf + n, keys[k], kl);
+        n += kl;
+        if (!put_json_str(buf, cap, &n, vals[k]))
+            return false;
+    }
+    if (cap - n < 2)
+        return false;
+    buf[n++] = '}';
+    buf[n] = '\0';
+    return true;
 }
 
 /* Publishes a committed page's changes in one transaction. A lost batch is
@@ -564,26 +625,53 @@ static int publish_changes(run_ctx *x, const ah_record_in *in, char **ids,
                            const ah_upsert_result *res, size_t n)
 {
     int rc = 0;
+    /* The page's bodies, one after the other in one buffer (offsets
+     * first: it grows). A body is short: ids, remote ids (<= 256) and
+     * times; one that would not fit BODY_MAX is an error. */
+    enum { BODY_MAX = 2048 };
     char (*topics)[96] = calloc(n ? n : 1, sizeof *topics);
     const char **tp = calloc(n ? n : 1, sizeof *tp);
-    cJSON **bodies = calloc(n ? n : 1, sizeof *bodies);
-    size_t m = 0;
-    for (size_t k = 0; topics != NULL && tp != NULL && bodies != NULL && k < n; k++) {
+    const char **texts = calloc(n ? n : 1, sizeof *texts);
+    size_t *offs = calloc(n ? n : 1, sizeof *offs);
+    char *bodies = NULL, one[BODY_MAX];
+    size_t len = 0, cap = 0, m = 0;
+    if (topics == NULL || tp == NULL || texts == NULL || offs == NULL)
+        rc = -1;
+    for (size_t k = 0; rc == 0 && k < n; k++) {
         if (res[k] != AH_REC_CREATED && res[k] != AH_REC_UPDATED)
             continue;
         snprintf(topics[m], sizeof topics[m], "event.%.40s.%s", in[k].type,
                  res[k] == AH_REC_CREATED ? "created" : "updated");
         tp[m] = topics[m];
-        bodies[m] = change_body(x, &in[k], ids[k]);
-        if (bodies[m] != NULL)
-            m++;
+        if (!change_body(x, &in[k], ids[k], one, sizeof one)) {
+            rc = -1;
+            break;
+        }
+        size_t bl = strlen(one) + 1;
+        if (len + bl > cap) {
+            size_t nc = cap ? cap * 2 : 64 * 1024;
+            while (nc < len + bl)
+                nc *= 2;
+            char *nb = realloc(bodies, nc);
+            if (nb == NULL) {
+                rc = -1;
+                break;
+            }
+            bodies = nb;
+            cap = nc;
+        }
+        memcpy(bodies + len, one, bl);
+        offs[m++] = len;
+        len += bl;
     }
-    if (topics == NULL || tp == NULL || bodies == NULL)
-        rc = -1;
-    else if (m > 0)
-        rc = ah_core_publish_batch(x->core, x->conn->tenant_id, tp, bodies, m);
+    for (size_t k = 0; rc == 0 && k < m; k++)
+        texts[k] = bodies + offs[k];
+    if (rc == 0 && m > 0)
+        rc = ah_core_publish_batch_text(x->core, x->conn->tenant_id, tp, texts, m);
     free(topics);
     free(tp);
+    free(texts);
+    free(offs);
     free(bodies);
     return rc;
 }
@@ -723,7 +811,15 @@ static int run_type(run_ctx *x)
     int rc;
     /* No cursor at all: this run sees the whole list, so it can tell which
      * stored records the provider no longer returns. */
-    if (cur.updated_after == NULL && cur.page_cursor == NULL)
+    char rtype[32];
+    snprintf(rtype, sizeof rtype, "%s", x->type->name);
+    size_t rtl = strlen(rtype);
+    if (rtl > 1 && rtype[rtl - 1] == 's')
+        rtype[rtl - 1] = '\0'; /* "applications" -> the records' "application" */
+    /* With none of this type stored yet (a first sync), no stored record
+     * can be missing from the list: no ids to keep, no sweep. */
+    if (cur.updated_after == NULL && cur.page_cursor == NULL &&
+        core->store->ops->record_count(core->store, x->conn->id, rtype) != 0)
         x->seen = ah_seen_new();
     /* While a page commits, the next one is already asked for (it only
      * needs the page's next_cursor): the provider, the plugin on a bus
@@ -776,14 +872,8 @@ static int run_type(run_ctx *x)
             break;
     }
     x->st->seconds = now_s() - t0;
-    if (rc == AH_SYNC_OK && x->seen != NULL) {
-        char type[32];
-        snprintf(type, sizeof type, "%s", x->type->name);
-        size_t tl = strlen(type);
-        if (tl > 1 && type[tl - 1] == 's')
-            type[tl - 1] = '\0'; /* "applications" -> the records' "application" */
-        ah_tracking_sweep(core, x->conn, type, x->seen);
-    }
+    if (rc == AH_SYNC_OK && x->seen != NULL)
+        ah_tracking_sweep(core, x->conn, rtype, x->seen);
     ah_seen_free(x->seen);
     x->seen = NULL;
     cursor_clear(&cur);
