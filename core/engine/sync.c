@@ -797,6 +797,25 @@ out:
     return rc;
 }
 
+static void count_mark(void *arg, const ah_record_mark *m)
+{
+    (void)m;
+    (*(long *)arg)++;
+}
+
+/* Whether the connection has any record of `type` (true when that cannot
+ * be told). One row read, not a count of them all. */
+static bool stored_any(ah_core *core, int64_t conn_id, const char *type)
+{
+    const ah_store_ops *ops = core->store->ops;
+    if (ops->record_marks_after != NULL) {
+        long n = 0;
+        return ops->record_marks_after(core->store, conn_id, type, NULL, 1, count_mark, &n) != 0 ||
+               n > 0;
+    }
+    return ops->record_count(core->store, conn_id, type) != 0;
+}
+
 static int run_type(run_ctx *x)
 {
     ah_core *core = x->core;
@@ -819,7 +838,7 @@ static int run_type(run_ctx *x)
     /* With none of this type stored yet (a first sync), no stored record
      * can be missing from the list: no ids to keep, no sweep. */
     if (cur.updated_after == NULL && cur.page_cursor == NULL &&
-        core->store->ops->record_count(core->store, x->conn->id, rtype) != 0)
+        stored_any(core, x->conn->id, rtype))
         x->seen = ah_seen_new();
     /* While a page commits, the next one is already asked for (it only
      * needs the page's next_cursor): the provider, the plugin on a bus
