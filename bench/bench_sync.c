@@ -3,7 +3,8 @@
  * Sync throughput: N ERecruit positions streamed from the simulator through
  * the erecruit plugin into the SQLite store by the sync engine, beside the
  * floor of fetching and parsing the same pages (the same bus requests to
- * jobs.stream, records collected, nothing stored).
+ * jobs.stream, records handed over as text as the engine gets them, one
+ * page after the other, nothing stored).
  *
  *   bench_sync [RECORDS] [PER_PAGE]      (default 100000, 500)
  *
@@ -23,6 +24,7 @@
 #include "tracking.h"
 #include "events.h"
 #include "erecruit.h"
+#include "recbuf.h"
 #include "sim.h"
 #include "sync.h"
 
@@ -95,7 +97,16 @@ int main(int argc, char **argv)
     core->store->ops->connection_add(core->store, tid, "erecruit", "er", settings, &cid);
     ah_conns_reload(core);
 
-    /* 1. the floor: fetch and parse every page, store nothing */
+    /* 1. the floor: fetch and parse every page, store nothing. The same
+     * bus requests as the engine's, records handed over as text as the
+     * engine gets them (recbuf.h), one page after the other. */
+    ah_conn *conn = ah_conn_find(core, "bench", "er");
+    if (conn == NULL) {
+        fprintf(stderr, "floor: no connection\n");
+        return 1;
+    }
+    uint64_t lane = (uint64_t)conn->id, tenant = (uint64_t)conn->tenant_id;
+    ah_conn_release(conn);
     double t0 = now_s();
     long fetched = 0, pages = 0;
     char *cursor = NULL;
@@ -104,12 +115,13 @@ int main(int argc, char **argv)
         if (cursor != NULL)
             cJSON_AddStringToObject(body, "cursor", cursor);
         ah_reply r;
-        if (ah_core_request(core, "bench", "er", "jobs.stream", body, &r) != 0) {
+        if (ah_bus_request_tenant(core->bus, tenant, lane, AH_RECORDS_AS_TEXT, "jobs.stream",
+                                  body, 0, &r) != 0) {
             fprintf(stderr, "floor: %s: %s\n", r.code, r.message ? r.message : "");
             ah_reply_free(&r);
             return 1;
         }
-        fetched += cJSON_GetArraySize(cJSON_GetObjectItem(r.body, "records"));
+        fetched += (long)ah_recbuf_count(r.attachment);
         pages++;
         const cJSON *next = cJSON_GetObjectItem(r.body, "next_cursor");
         free(cursor);

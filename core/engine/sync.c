@@ -15,6 +15,7 @@
 #include "sync.h"
 #include "conns.h"
 #include "events.h"
+#include "recbuf.h"
 #include "tracking.h"
 
 typedef struct sync_type {
@@ -374,31 +375,152 @@ typedef struct run_ctx {
     ah_seen *seen; /* a full run: the ids it was given (remote deletions) */
 } run_ctx;
 
-/* Asks for one page, retrying retryable failures. 0 with *r ok, or an
- * AH_SYNC_* failure with err filled (r freed). */
-static int request_page(run_ctx *x, const cursor *cur, ah_reply *r)
+static cJSON *page_body(const char *updated_after, const char *page_cursor)
+{
+    cJSON *body = cJSON_CreateObject();
+    if (body == NULL ||
+        (updated_after != NULL &&
+         cJSON_AddStringToObject(body, "updated_after", updated_after) == NULL) ||
+        (page_cursor != NULL && cJSON_AddStringToObject(body, "cursor", page_cursor) == NULL)) {
+        cJSON_Delete(body);
+        return NULL;
+    }
+    return body;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The next page, asked for while the current one commits                    */
+/* ------------------------------------------------------------------------ */
+
+/* One asynchronous page request. Shared by the engine's thread, which waits
+ * for it (or gives up on it), and the bus worker's completion: whichever
+ * lets go last frees it, reply included. */
+typedef struct prefetch {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int refs;
+    bool done;
+    ah_reply reply;
+} prefetch;
+
+static void prefetch_unref(prefetch *p)
+{
+    pthread_mutex_lock(&p->mu);
+    bool last = --p->refs == 0;
+    pthread_mutex_unlock(&p->mu);
+    if (!last)
+        return;
+    if (p->done)
+        ah_reply_free(&p->reply);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
+
+static void prefetch_done(void *arg, ah_reply *r)
+{
+    prefetch *p = arg;
+    pthread_mutex_lock(&p->mu);
+    p->reply = *r; /* the reply is ours now */
+    memset(r, 0, sizeof *r);
+    p->done = true;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    prefetch_unref(p);
+}
+
+/* Sends the request for the page after `page_cursor`; NULL when it could
+ * not be sent (the page is then asked for the ordinary way). */
+static prefetch *prefetch_start(run_ctx *x, const char *updated_after, const char *page_cursor)
+{
+    prefetch *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return NULL;
+    if (pthread_mutex_init(&p->mu, NULL) != 0) {
+        free(p);
+        return NULL;
+    }
+    if (pthread_cond_init(&p->cv, NULL) != 0) {
+        pthread_mutex_destroy(&p->mu);
+        free(p);
+        return NULL;
+    }
+    p->refs = 2;
+    cJSON *body = page_body(updated_after, page_cursor);
+    if (body == NULL) {
+        p->refs = 1;
+        prefetch_unref(p);
+        return NULL;
+    }
+    /* On refusal the bus calls prefetch_done at once: the waiter then
+     * finds that error reply, as it would a late one. */
+    ah_bus_request_async_tenant(x->core->bus, (uint64_t)x->conn->tenant_id,
+                                (uint64_t)x->conn->id, AH_RECORDS_AS_TEXT, x->type->topic, body,
+                                prefetch_done, p);
+    return p;
+}
+
+/* Waits for the prefetched page (at most the bus's request timeout) and
+ * moves its reply into *r; a page that did not come in time is a
+ * "timeout" error reply, as a synchronous request's would be. Frees p. */
+static void prefetch_wait(run_ctx *x, prefetch *p, ah_reply *r)
+{
+    long ms = x->core->cfg.request_timeout_ms > 0 ? x->core->cfg.request_timeout_ms : 30000;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&p->mu);
+    while (!p->done)
+        if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT)
+            break;
+    if (p->done) {
+        *r = p->reply;
+        memset(&p->reply, 0, sizeof p->reply);
+    } else {
+        ah_reply_error(r, AH_E_TIMEOUT, 504, "%s: no reply within %ld ms", x->type->topic, ms);
+    }
+    pthread_mutex_unlock(&p->mu);
+    prefetch_unref(p);
+}
+
+/* Asks for one page, retrying retryable failures. `first` (may be NULL) is
+ * the reply of a first attempt already made (a prefetch; consumed). 0 with
+ * *r ok, or an AH_SYNC_* failure with err filled (r freed). */
+static int request_page(run_ctx *x, const cursor *cur, ah_reply *first, ah_reply *r)
 {
     ah_core *core = x->core;
     long backoff = core->cfg.http_backoff_ms > 0 ? core->cfg.http_backoff_ms : 200;
     long cap = core->cfg.http_backoff_max_ms > 0 ? core->cfg.http_backoff_max_ms : 10000;
     for (int attempt = 1;; attempt++) {
         if (is_stopping(core->sync)) {
+            if (first != NULL)
+                ah_reply_free(first);
             snprintf(x->err, x->errlen, "the host is stopping");
             return AH_SYNC_STOPPED;
         }
-        cJSON *body = cJSON_CreateObject();
-        if (body == NULL || (cur->updated_after != NULL &&
-                             cJSON_AddStringToObject(body, "updated_after", cur->updated_after) == NULL) ||
-            (cur->page_cursor != NULL &&
-             cJSON_AddStringToObject(body, "cursor", cur->page_cursor) == NULL)) {
-            cJSON_Delete(body);
-            snprintf(x->err, x->errlen, "out of memory");
-            return AH_SYNC_FAILED;
+        if (first != NULL) {
+            *r = *first;
+            memset(first, 0, sizeof *first);
+            first = NULL;
+            if (r->ok)
+                return 0;
+        } else {
+            cJSON *body = page_body(cur->updated_after, cur->page_cursor);
+            if (body == NULL) {
+                snprintf(x->err, x->errlen, "out of memory");
+                return AH_SYNC_FAILED;
+            }
+            memset(r, 0, sizeof *r);
+            if (ah_bus_request_tenant(core->bus, (uint64_t)x->conn->tenant_id,
+                                      (uint64_t)x->conn->id, AH_RECORDS_AS_TEXT,
+                                      x->type->topic, body, 0, r) == 0)
+                return 0;
         }
-        memset(r, 0, sizeof *r);
-        if (ah_bus_request_tenant(core->bus, (uint64_t)x->conn->tenant_id, (uint64_t)x->conn->id,
-                                  NULL, x->type->topic, body, 0, r) == 0)
-            return 0;
         bool again = retryable(r->code) && attempt < AH_SYNC_PAGE_ATTEMPTS;
         if (!again) {
             snprintf(x->err, x->errlen, "%s: %s%s", r->code, r->message ? r->message : "",
@@ -423,17 +545,78 @@ static int request_page(run_ctx *x, const cursor *cur, ah_reply *r)
     }
 }
 
-static cJSON *change_body(run_ctx *x, const ah_record_in *in, const char *id)
+/* Appends s as a JSON string (quoted, escaped as cJSON prints it), or
+ * null for NULL. false when it does not fit. */
+static bool put_json_str(char *buf, size_t cap, size_t *len, const char *s)
 {
-    cJSON *b = cJSON_CreateObject();
-    if (b == NULL)
-        return NULL;
-    cJSON_AddStringToObject(b, "id", id != NULL ? id : "");
-    cJSON_AddStringToObject(b, "remote_id", in->remote_id);
-    cJSON_AddStringToObject(b, "type", in->type);
-    cJSON_AddStringToObject(b, "connection", x->conn->name);
-    add_str_or_null(b, "updated_at", in->updated_at);
-    return b;
+    static const char hex[] = "0123456789abcdef";
+    size_t n = *len;
+    if (s == NULL) {
+        if (cap - n < 5)
+            return false;
+        memcpy(buf + n, "null", 4);
+        *len = n + 4;
+        return true;
+    }
+    if (cap - n < 3)
+        return false;
+    buf[n++] = '"';
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (cap - n < 8)
+            return false;
+        unsigned char c = *p;
+        if (c == '"' || c == '\\') {
+            buf[n++] = '\\';
+            buf[n++] = (char)c;
+        } else if (c < 0x20) {
+            buf[n++] = '\\';
+            switch (c) {
+            case '\b': buf[n++] = 'b'; break;
+            case '\f': buf[n++] = 'f'; break;
+            case '\n': buf[n++] = 'n'; break;
+            case '\r': buf[n++] = 'r'; break;
+            case '\t': buf[n++] = 't'; break;
+            default:
+                buf[n++] = 'u';
+                buf[n++] = '0';
+                buf[n++] = '0';
+                buf[n++] = hex[c >> 4];
+                buf[n++] = hex[c & 0xf];
+            }
+        } else {
+            buf[n++] = (char)c;
+        }
+    }
+    buf[n++] = '"';
+    buf[n] = '\0';
+    *len = n;
+    return true;
+}
+
+/* A change event's body, {"id","remote_id","type","connection",
+ * "updated_at"}, written as text into buf. false when it does not fit. */
+static bool change_body(run_ctx *x, const ah_record_in *in, const char *id, char *buf,
+                        size_t cap)
+{
+    size_t n = 0;
+    static const char *const keys[] = {"{\"id\":", ",\"remote_id\":", ",\"type\":",
+                                       ",\"connection\":", ",\"updated_at\":"};
+    const char *vals[] = {id != NULL ? id : "", in->remote_id, in->type, x->conn->name,
+                          in->updated_at};
+    for (size_t k = 0; k < 5; k++) {
+        size_t kl = strlen(keys[k]);
+        if (cap - n <= kl)
+            return false;
+        memcpy(buf + n, keys[k], kl);
+        n += kl;
+        if (!put_json_str(buf, cap, &n, vals[k]))
+            return false;
+    }
+    if (cap - n < 2)
+        return false;
+    buf[n++] = '}';
+    buf[n] = '\0';
+    return true;
 }
 
 /* Publishes a committed page's changes in one transaction. A lost batch is
@@ -442,65 +625,83 @@ static int publish_changes(run_ctx *x, const ah_record_in *in, char **ids,
                            const ah_upsert_result *res, size_t n)
 {
     int rc = 0;
+    /* The page's bodies, one after the other in one buffer (offsets
+     * first: it grows). A body is short: ids, remote ids (<= 256) and
+     * times; one that would not fit BODY_MAX is an error. */
+    enum { BODY_MAX = 2048 };
     char (*topics)[96] = calloc(n ? n : 1, sizeof *topics);
     const char **tp = calloc(n ? n : 1, sizeof *tp);
-    cJSON **bodies = calloc(n ? n : 1, sizeof *bodies);
-    size_t m = 0;
-    for (size_t k = 0; topics != NULL && tp != NULL && bodies != NULL && k < n; k++) {
+    const char **texts = calloc(n ? n : 1, sizeof *texts);
+    size_t *offs = calloc(n ? n : 1, sizeof *offs);
+    char *bodies = NULL, one[BODY_MAX];
+    size_t len = 0, cap = 0, m = 0;
+    if (topics == NULL || tp == NULL || texts == NULL || offs == NULL)
+        rc = -1;
+    for (size_t k = 0; rc == 0 && k < n; k++) {
         if (res[k] != AH_REC_CREATED && res[k] != AH_REC_UPDATED)
             continue;
         snprintf(topics[m], sizeof topics[m], "event.%.40s.%s", in[k].type,
                  res[k] == AH_REC_CREATED ? "created" : "updated");
         tp[m] = topics[m];
-        bodies[m] = change_body(x, &in[k], ids[k]);
-        if (bodies[m] != NULL)
-            m++;
+        if (!change_body(x, &in[k], ids[k], one, sizeof one)) {
+            rc = -1;
+            break;
+        }
+        size_t bl = strlen(one) + 1;
+        if (len + bl > cap) {
+            size_t nc = cap ? cap * 2 : 64 * 1024;
+            while (nc < len + bl)
+                nc *= 2;
+            char *nb = realloc(bodies, nc);
+            if (nb == NULL) {
+                rc = -1;
+                break;
+            }
+            bodies = nb;
+            cap = nc;
+        }
+        memcpy(bodies + len, one, bl);
+        offs[m++] = len;
+        len += bl;
     }
-    if (topics == NULL || tp == NULL || bodies == NULL)
-        rc = -1;
-    else if (m > 0)
-        rc = ah_core_publish_batch(x->core, x->conn->tenant_id, tp, bodies, m);
+    for (size_t k = 0; rc == 0 && k < m; k++)
+        texts[k] = bodies + offs[k];
+    if (rc == 0 && m > 0)
+        rc = ah_core_publish_batch_text(x->core, x->conn->tenant_id, tp, texts, m);
     free(topics);
     free(tp);
+    free(texts);
+    free(offs);
     free(bodies);
     return rc;
 }
 
 /* Commits one page (records + the cursor that follows) and publishes its
  * changes. Advances *cur on success. */
-static int commit_page(run_ctx *x, const char *key, cursor *cur, const cJSON *recs,
+static int commit_page(run_ctx *x, const char *key, cursor *cur, const ah_recbuf *recs,
                        const char *next)
 {
     ah_core *core = x->core;
-    size_t n = (size_t)cJSON_GetArraySize(recs);
+    size_t n = ah_recbuf_count(recs);
     ah_record_in *in = calloc(n ? n : 1, sizeof *in);
-    char **texts = calloc(n ? 2 * n : 1, sizeof *texts);
     char **ids = calloc(n ? n : 1, sizeof *ids);
     ah_upsert_result *res = calloc(n ? n : 1, sizeof *res);
     char *ctext = NULL, *newmax = cur->run_max != NULL ? strdup(cur->run_max) : NULL;
     int rc = AH_SYNC_FAILED;
-    if (in == NULL || texts == NULL || ids == NULL || res == NULL ||
-        (cur->run_max != NULL && newmax == NULL)) {
+    if (in == NULL || ids == NULL || res == NULL || (cur->run_max != NULL && newmax == NULL)) {
         snprintf(x->err, x->errlen, "out of memory");
         goto out;
     }
-    size_t i = 0;
-    const cJSON *rec;
-    cJSON_ArrayForEach(rec, recs) {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(rec, "type");
-        const cJSON *rid = cJSON_GetObjectItemCaseSensitive(rec, "remote_id");
-        const cJSON *up = cJSON_GetObjectItemCaseSensitive(rec, "updated_at");
-        if (!cJSON_IsString(t) || !cJSON_IsString(rid)) {
-            snprintf(x->err, x->errlen, "plugin_error: a streamed record without type or remote_id");
-            goto out;
-        }
-        in[i].type = t->valuestring;
-        in[i].remote_id = rid->valuestring;
-        in[i].updated_at = cJSON_IsString(up) ? up->valuestring : NULL;
-        texts[2 * i] = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(rec, "raw"));
-        texts[2 * i + 1] = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(rec, "fields"));
-        in[i].raw = texts[2 * i];
-        in[i].fields = texts[2 * i + 1];
+    /* The page's records arrive as text (the host checked each value):
+     * they go to the store as they are, no tree per record. */
+    for (size_t i = 0; i < n; i++) {
+        ah_recbuf_rec rec;
+        ah_recbuf_get(recs, i, &rec);
+        in[i].type = rec.type;
+        in[i].remote_id = rec.remote_id;
+        in[i].updated_at = rec.updated_at;
+        in[i].raw = rec.raw;
+        in[i].fields = rec.fields;
         /* An updated_at that is no provider time cannot move the window. */
         int cmp = 0;
         bool valid = in[i].updated_at != NULL &&
@@ -517,7 +718,6 @@ static int commit_page(run_ctx *x, const char *key, cursor *cur, const cJSON *re
             free(newmax);
             newmax = m;
         }
-        i++;
     }
     if (next != NULL) {
         ctext = cursor_text(cur->updated_after, next, newmax);
@@ -587,17 +787,33 @@ static int commit_page(run_ctx *x, const char *key, cursor *cur, const cJSON *re
     newmax = NULL;
     rc = AH_SYNC_OK;
 out:
-    for (size_t k = 0; texts != NULL && k < 2 * n; k++)
-        free(texts[k]);
     for (size_t k = 0; ids != NULL && k < n; k++)
         free(ids[k]);
-    free(texts);
     free(ids);
     free(res);
     free(in);
     free(ctext);
     free(newmax);
     return rc;
+}
+
+static void count_mark(void *arg, const ah_record_mark *m)
+{
+    (void)m;
+    (*(long *)arg)++;
+}
+
+/* Whether the connection has any record of `type` (true when that cannot
+ * be told). One row read, not a count of them all. */
+static bool stored_any(ah_core *core, int64_t conn_id, const char *type)
+{
+    const ah_store_ops *ops = core->store->ops;
+    if (ops->record_marks_after != NULL) {
+        long n = 0;
+        return ops->record_marks_after(core->store, conn_id, type, NULL, 1, count_mark, &n) != 0 ||
+               n > 0;
+    }
+    return ops->record_count(core->store, conn_id, type) != 0;
 }
 
 static int run_type(run_ctx *x)
@@ -614,34 +830,60 @@ static int run_type(run_ctx *x)
     int rc;
     /* No cursor at all: this run sees the whole list, so it can tell which
      * stored records the provider no longer returns. */
-    if (cur.updated_after == NULL && cur.page_cursor == NULL)
+    char rtype[32];
+    snprintf(rtype, sizeof rtype, "%s", x->type->name);
+    size_t rtl = strlen(rtype);
+    if (rtl > 1 && rtype[rtl - 1] == 's')
+        rtype[rtl - 1] = '\0'; /* "applications" -> the records' "application" */
+    /* With none of this type stored yet (a first sync), no stored record
+     * can be missing from the list: no ids to keep, no sweep. */
+    if (cur.updated_after == NULL && cur.page_cursor == NULL &&
+        stored_any(core, x->conn->id, rtype))
         x->seen = ah_seen_new();
+    /* While a page commits, the next one is already asked for (it only
+     * needs the page's next_cursor): the provider, the plugin on a bus
+     * worker and the store work at the same time. Nothing of it is used
+     * unless the page before it committed. */
+    prefetch *pf = NULL;
     for (;;) {
-        ah_reply r;
-        rc = request_page(x, &cur, &r);
+        ah_reply r, first;
+        ah_reply *fp = NULL;
+        if (pf != NULL) {
+            prefetch_wait(x, pf, &first);
+            pf = NULL;
+            fp = &first;
+        }
+        rc = request_page(x, &cur, fp, &r);
         if (rc != 0)
             break;
-        const cJSON *recs = cJSON_GetObjectItemCaseSensitive(r.body, "records");
+        const ah_recbuf *recs = r.attachment_free == ah_recbuf_free_v ? r.attachment : NULL;
         const cJSON *nx = cJSON_GetObjectItemCaseSensitive(r.body, "next_cursor");
         const char *next = cJSON_IsString(nx) ? nx->valuestring : NULL;
-        if ((nx != NULL && !cJSON_IsNull(nx) && !cJSON_IsString(nx)) ||
-            (recs != NULL && !cJSON_IsArray(recs))) {
-            snprintf(x->err, x->errlen, "plugin_error: the reply's next_cursor or records "
-                     "have the wrong type");
+        if (nx != NULL && !cJSON_IsNull(nx) && !cJSON_IsString(nx)) {
+            snprintf(x->err, x->errlen, "plugin_error: the reply's next_cursor has the wrong "
+                     "type");
             rc = AH_SYNC_FAILED;
         } else if (next != NULL && cur.page_cursor != NULL && strcmp(next, cur.page_cursor) == 0) {
             snprintf(x->err, x->errlen, "plugin_error: the stream did not advance "
                      "(next_cursor equals the cursor asked for)");
             rc = AH_SYNC_FAILED;
         } else {
-            cJSON *empty = recs == NULL ? cJSON_CreateArray() : NULL;
-            rc = commit_page(x, key, &cur, recs != NULL ? recs : empty, next);
-            cJSON_Delete(empty);
+            if (next != NULL && !is_stopping(core->sync))
+                pf = prefetch_start(x, cur.updated_after, next);
+            rc = commit_page(x, key, &cur, recs, next);
         }
         bool last = next == NULL;
         ah_reply_free(&r);
-        if (rc != 0)
+        if (rc != 0) {
+            if (pf != NULL) {
+                /* Not used: the page before it did not commit. */
+                ah_reply dropped;
+                prefetch_wait(x, pf, &dropped);
+                ah_reply_free(&dropped);
+                pf = NULL;
+            }
             break;
+        }
         x->st->seconds = now_s() - t0;
         if (x->cb != NULL)
             x->cb(x->cb_arg, x->type->name, x->st);
@@ -649,14 +891,8 @@ static int run_type(run_ctx *x)
             break;
     }
     x->st->seconds = now_s() - t0;
-    if (rc == AH_SYNC_OK && x->seen != NULL) {
-        char type[32];
-        snprintf(type, sizeof type, "%s", x->type->name);
-        size_t tl = strlen(type);
-        if (tl > 1 && type[tl - 1] == 's')
-            type[tl - 1] = '\0'; /* "applications" -> the records' "application" */
-        ah_tracking_sweep(core, x->conn, type, x->seen);
-    }
+    if (rc == AH_SYNC_OK && x->seen != NULL)
+        ah_tracking_sweep(core, x->conn, rtype, x->seen);
     ah_seen_free(x->seen);
     x->seen = NULL;
     cursor_clear(&cur);

@@ -19,6 +19,9 @@
 #include "ratelimit.h"
 #include "tenantlimit.h"
 #include "opfields.h"
+#include "recbuf.h"
+
+const char ah_records_as_text[] = "records as text";
 
 /* ------------------------------------------------------------------------ */
 /* Calls into plugins                                                        */
@@ -69,7 +72,7 @@ void ah_core_call_done(ah_core_call *cc)
         free(x);
     }
     cc->n_extra = 0;
-    cJSON_Delete(cc->records);
+    ah_recbuf_free(cc->records);
     cc->records = NULL;
     free(cc->response_log);
     cc->response_log = NULL;
@@ -192,7 +195,7 @@ static void core_dispatch(void *arg, const ah_msg *m, ah_reply *r)
     } else {
         cc.ext.call.conn_ctx = c->ctx;
         if (topic_is_stream(t))
-            cc.records = cJSON_CreateArray();
+            cc.records = ah_recbuf_new();
         cJSON *out = NULL;
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -205,9 +208,17 @@ static void core_dispatch(void *arg, const ah_msg *m, ah_reply *r)
         if (res == AH_OK) {
             r->ok = true;
             r->body = out != NULL ? out : cJSON_CreateObject();
-            if (cc.records != NULL && cJSON_IsObject(r->body)) {
-                cJSON_AddItemToObject(r->body, "records", cc.records);
+            if (cc.records != NULL && m->target == AH_RECORDS_AS_TEXT) {
+                r->attachment = cc.records;
+                r->attachment_free = ah_recbuf_free_v;
                 cc.records = NULL;
+            } else if (cc.records != NULL && cJSON_IsObject(r->body)) {
+                cJSON *arr = ah_recbuf_to_json(cc.records);
+                if (arr == NULL || !cJSON_AddItemToObject(r->body, "records", arr)) {
+                    cJSON_Delete(arr);
+                    ah_reply_free(r);
+                    ah_reply_error(r, AH_E_INTERNAL, 500, "out of memory");
+                }
             }
         } else {
             cJSON_Delete(out);

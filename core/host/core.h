@@ -63,7 +63,7 @@ typedef struct ah_core_call {
     ah_call_ext ext;
     ah_core *core;
     ah_generation *gen;
-    cJSON *records;          /* streaming ops: what emit_record collected */
+    struct ah_recbuf *records; /* streaming ops: what emit_record collected, as text */
     ah_http_exchange *ex;    /* inbound routes */
     /* Call contexts made by conn_by_secret inside a route handler; each
      * holds its connection's call_lock until ah_core_call_done. */
@@ -81,6 +81,13 @@ typedef struct ah_core_call {
     struct ah_core_call *route;
     char topic_buf[96];
 } ah_core_call;
+
+/** The bus `target` of a request for a streaming topic (jobs.stream, ...)
+ *  whose requester wants the page's records as text: the reply then
+ *  carries them as its attachment (an ah_recbuf, recbuf.h) and its body
+ *  has no "records" array. Other requesters get the array. */
+extern const char ah_records_as_text[];
+#define AH_RECORDS_AS_TEXT ((void *)ah_records_as_text)
 
 struct ah_core {
     ah_config cfg;

@@ -99,23 +99,14 @@ static void subscribers_of(ah_core *core, int64_t tenant_id, const char *topic, 
     free(w.plugins);
 }
 
-int ah_core_publish_batch(ah_core *core, int64_t tenant_id, const char *const *topics,
-                          cJSON **bodies, size_t n)
+/* The batch with bodies as JSON text (texts[i] borrowed). */
+static int publish_texts(ah_core *core, int64_t tenant_id, const char *const *topics,
+                         const char *const *texts, size_t n)
 {
     ah_outbox_in *ev = calloc(n ? n : 1, sizeof *ev);
-    char **texts = calloc(n ? n : 1, sizeof *texts);
     id_list *subs = calloc(n ? n : 1, sizeof *subs);
-    int rc = ev != NULL && texts != NULL && subs != NULL ? 0 : -1;
-    for (size_t i = 0; i < n; i++) {
-        if (rc == 0) {
-            texts[i] = bodies[i] != NULL ? cJSON_PrintUnformatted(bodies[i]) : strdup("{}");
-            if (texts[i] == NULL)
-                rc = -1;
-        }
-        cJSON_Delete(bodies[i]);
-        bodies[i] = NULL;
-        if (rc != 0)
-            continue;
+    int rc = ev != NULL && subs != NULL ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
         /* Events of one batch mostly share a topic: reuse the previous
          * event's subscribers rather than walking the registry again. */
         if (i > 0 && strcmp(topics[i], topics[i - 1]) == 0) {
@@ -142,13 +133,38 @@ int ah_core_publish_batch(ah_core *core, int64_t tenant_id, const char *const *t
         for (size_t k = 0; k < subs[i].n; k++)
             ah_bus_publish_tenant(core->bus, (uint64_t)tenant_id, (uint64_t)subs[i].ids[k],
                                   DELIVERY_TOPIC, NULL);
-    for (size_t i = 0; texts != NULL && i < n; i++)
-        free(texts[i]);
     for (size_t i = 0; subs != NULL && i < n; i++)
         free(subs[i].ids);
-    free(texts);
     free(subs);
     free(ev);
+    return rc;
+}
+
+int ah_core_publish_batch_text(ah_core *core, int64_t tenant_id, const char *const *topics,
+                               const char *const *texts, size_t n)
+{
+    return publish_texts(core, tenant_id, topics, texts, n);
+}
+
+int ah_core_publish_batch(ah_core *core, int64_t tenant_id, const char *const *topics,
+                          cJSON **bodies, size_t n)
+{
+    char **texts = calloc(n ? n : 1, sizeof *texts);
+    int rc = texts != NULL ? 0 : -1;
+    for (size_t i = 0; i < n; i++) {
+        if (rc == 0) {
+            texts[i] = bodies[i] != NULL ? cJSON_PrintUnformatted(bodies[i]) : strdup("{}");
+            if (texts[i] == NULL)
+                rc = -1;
+        }
+        cJSON_Delete(bodies[i]);
+        bodies[i] = NULL;
+    }
+    if (rc == 0)
+        rc = publish_texts(core, tenant_id, topics, (const char *const *)texts, n);
+    for (size_t i = 0; texts != NULL && i < n; i++)
+        free(texts[i]);
+    free(texts);
     return rc;
 }
 

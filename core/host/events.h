@@ -16,6 +16,10 @@ int ah_core_publish(ah_core *core, int64_t tenant_id, const char *topic, cJSON *
  *  nothing). Every bodies[i] is transferred (and set to NULL). */
 int ah_core_publish_batch(ah_core *core, int64_t tenant_id, const char *const *topics,
                           cJSON **bodies, size_t n);
+/** The same with each body as JSON object text (borrowed): for producers
+ *  that write their bodies themselves (the sync engine), no tree each. */
+int ah_core_publish_batch_text(ah_core *core, int64_t tenant_id, const char *const *topics,
+                               const char *const *texts, size_t n);
 /** Subscribes the delivery handler on the bus (at open). */
 int ah_events_init(ah_core *core);
 /** Kicks connections whose deliveries are due (the ticker, every second). */

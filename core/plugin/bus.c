@@ -172,6 +172,8 @@ void ah_reply_free(ah_reply *r)
         return;
     cJSON_Delete(r->body);
     free(r->message);
+    if (r->attachment != NULL && r->attachment_free != NULL)
+        r->attachment_free(r->attachment);
     memset(r, 0, sizeof *r);
 }
 

@@ -35,6 +35,11 @@ typedef struct ah_reply {
     char code[64];    /* !ok: stable error code */
     int http_status;  /* !ok: suggested HTTP status */
     char *message;    /* !ok: malloc'd human message */
+    /* ok: something besides the body that the handler and the requester
+     * agreed on (the records of a streamed page as text), owned by the
+     * reply: ah_reply_free calls attachment_free on it. */
+    void *attachment;
+    void (*attachment_free)(void *attachment);
 } ah_reply;
 
 void ah_reply_free(ah_reply *r);

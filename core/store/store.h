@@ -508,6 +508,14 @@ typedef struct ah_store_ops {
      *  store. NULL removes it. Set it before the first group_begin. */
     void (*group_listen)(ah_store *s, void (*ended)(void *arg, uint64_t group, bool ok),
                          void *arg);
+    /* --- appended: the deletion sweep a page at a time ----------------- */
+    /** Like record_marks, but at most `limit` (1..1000) records, those whose
+     *  id is greater than after_id (NULL: from the first), in id order: the
+     *  sweep reads a connection's records page by page, so that its memory
+     *  does not grow with their number. NULL slot: the sweep falls back to
+     *  record_marks. */
+    int (*record_marks_after)(ah_store *s, int64_t connection_id, const char *type,
+                              const char *after_id, int limit, ah_record_mark_cb cb, void *arg);
 } ah_store_ops;
 
 struct ah_store {

@@ -6,6 +6,7 @@
  * updated while the sync engine pages is seen again later, never skipped.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "er.h"
@@ -14,6 +15,9 @@
 #define ER_TIME_MAX 64
 /* Keeps the query string (and ERecruit's IN list) reasonable. */
 #define ER_JOB_IDS_MAX 100
+/* Room for one record's raw or fields text (cJSON needs 5 bytes more than
+ * the text). */
+#define ER_TEXT_MAX (64 * 1024)
 
 static cJSON *map_job(const cJSON *item, const er_map_opts *o)
 {
@@ -70,6 +74,15 @@ static ah_result stream_page(ah_call *call, const cJSON *body, const char *colle
     er_map_opts o = er_opts(call);
     const cJSON *item;
     unsigned skipped = 0;
+    /* Each record goes to the host as text (ABI 1.2), printed once into
+     * these buffers, which serve the whole page. */
+    char *rawbuf = malloc(ER_TEXT_MAX), *fieldsbuf = malloc(ER_TEXT_MAX);
+    if (rawbuf == NULL || fieldsbuf == NULL) {
+        free(rawbuf);
+        free(fieldsbuf);
+        cJSON_Delete(page);
+        return er_oom(call);
+    }
     cJSON_ArrayForEach(item, data)
     {
         char id[ER_ID_MAX];
@@ -79,6 +92,8 @@ static ah_result stream_page(ah_call *call, const cJSON *body, const char *colle
         }
         cJSON *fields = map(item, &o);
         if (fields == NULL) {
+            free(rawbuf);
+            free(fieldsbuf);
             cJSON_Delete(page);
             return er_oom(call);
         }
@@ -88,16 +103,28 @@ static ah_result stream_page(ah_call *call, const cJSON *body, const char *colle
             .type = type,
             .remote_id = id,
             .updated_at = cJSON_IsString(upd) ? upd->valuestring : NULL,
-            .raw = item,
-            .fields = fields,
         };
+        /* A record too large for the buffers goes as trees (printed by the
+         * host). */
+        if (cJSON_PrintPreallocated((cJSON *)item, rawbuf, ER_TEXT_MAX, false))
+            rec.raw_json = rawbuf;
+        else
+            rec.raw = item;
+        if (cJSON_PrintPreallocated(fields, fieldsbuf, ER_TEXT_MAX, false))
+            rec.fields_json = fieldsbuf;
+        else
+            rec.fields = fields;
         rc = h->emit_record(call, &rec);
         cJSON_Delete(fields);
         if (rc != AH_OK) {
+            free(rawbuf);
+            free(fieldsbuf);
             cJSON_Delete(page);
             return AH_ERR;
         }
     }
+    free(rawbuf);
+    free(fieldsbuf);
     if (skipped > 0)
         h->log(call, AH_LOG_WARN, "skipped %u %s without an id", skipped, collection);
     cJSON *r = cJSON_CreateObject();

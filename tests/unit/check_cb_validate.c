@@ -448,7 +448,8 @@ static void put_record(fx *f, ah_fake_conn *src, const char *type, const char *r
     ah_fake_call_init(f->fh, &sx, src);
     sx.call.topic = "test";
     cJSON *fields = cJSON_Parse(fields_json);
-    ah_record r = {sizeof r, type, rid, updated, NULL, fields};
+    ah_record r = {.struct_size = sizeof r, .type = type, .remote_id = rid,
+                   .updated_at = updated, .fields = fields};
     ck_assert_int_eq(ah_fake_host_api()->record_put(&sx.call, &r, id, 64, NULL), AH_OK);
     cJSON_Delete(fields);
 }

@@ -266,7 +266,7 @@ START_TEST(test_open_defaults_and_bad_settings)
 {
     env *e = env_new();
     const er_conn *c = e->ctx;
-    ck_assert_int_eq(c->per_page, 100);
+    ck_assert_int_eq(c->per_page, 500);
     ck_assert_str_eq(c->token_url, "/t/token");
     ck_assert_str_eq(c->job_statuses, "open,closed,draft,filled");
     ck_assert_int_eq(c->note_action_id, 496);
@@ -629,7 +629,7 @@ START_TEST(test_stream_jobs)
     ck_assert_int_eq(run(e, e->d->streaming->jobs,
                          "{\"updated_after\": \"2025-10-06T14:30:00\"}", &r), AH_OK);
     assert_req(e, 0, "GET",
-               "/api/v2/positions?per_page=100&updated_after=2025-10-06T14%3A30%3A00"
+               "/api/v2/positions?per_page=500&updated_after=2025-10-06T14%3A30%3A00"
                "&status=open,closed,draft,filled");
     ck_assert_uint_eq(e->fh->record_count, 2); /* the record without an id is skipped */
     ck_assert_str_eq(e->fh->last_record_type, "job");
@@ -658,7 +658,7 @@ START_TEST(test_stream_applications_and_candidates)
     reply_with(&e->rec, 200, page);
     ck_assert_int_eq(run(e, e->d->streaming->applications,
                          "{\"job_ids\": [123, \"P 9\"]}", &r), AH_OK);
-    assert_req(e, 0, "GET", "/api/v2/submissions?per_page=100&position_id=123,P%209");
+    assert_req(e, 0, "GET", "/api/v2/submissions?per_page=500&position_id=123,P%209");
     ck_assert_str_eq(e->fh->last_record_type, "application");
     ck_assert_str_eq(e->fh->last_record_id, "5001");
     ck_assert(is_null(r, "next_cursor"));
@@ -667,7 +667,7 @@ START_TEST(test_stream_applications_and_candidates)
     snprintf(page, sizeof page, "{\"data\": [%s], \"next_cursor\": \"n1\"}", CONTACT);
     reply_with(&e->rec, 200, page);
     ck_assert_int_eq(run(e, e->d->streaming->candidates, "{}", &r), AH_OK);
-    assert_req(e, 1, "GET", "/api/v2/contacts?per_page=100");
+    assert_req(e, 1, "GET", "/api/v2/contacts?per_page=500");
     ck_assert_str_eq(e->fh->last_record_type, "candidate");
     ck_assert_str_eq(e->fh->last_record_id, "77");
     ck_assert_str_eq(str(r, "next_cursor"), "n1");

@@ -69,6 +69,19 @@ static int64_t sql_int(const char *path, const char *sql)
     return v;
 }
 
+/* Runs SQL with a side connection: rows as an older binary wrote them. */
+static void sql_exec(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    ck_assert_msg(rc == SQLITE_OK, "%s: %s", sql, msg != NULL ? msg : "");
+    sqlite3_free(msg);
+    sqlite3_close(db);
+}
+
 static int64_t add_tenant(ah_store *s, const char *name)
 {
     char hash[AH_SHA256_HEX_LEN + 1];
@@ -128,16 +141,24 @@ START_TEST(test_migrate_existing_v1)
     ck_assert_int_eq(sql_int(f.path, "SELECT count(*) FROM sqlite_master WHERE type='index' "
                                      "AND name='records_paging'"),
                      0);
-    /* Data written at version 1. */
+    /* Data written at version 1, as a binary of that time wrote it (this
+     * one writes the newest layout only). */
     int64_t t = add_tenant(f.s, "acme");
     int64_t c = add_conn(f.s, t, "main");
-    ah_record_in recs[2] = {
-        {"job", "J1", "2026-01-01T00:00:00Z", "{\"id\":1}", "{\"title\":\"A\"}"},
-        {"job", "J2", "2026-01-02T00:00:00Z", "{\"id\":2}", "{\"title\":\"B\"}"},
-    };
-    char *ids[2];
-    ck_assert_int_eq(f.s->ops->records_upsert(f.s, c, recs, 2, "jobs", "c1", NULL, ids),
-                     AH_STORE_OK);
+    char *ids[2] = {strdup("rec_000000000001aaaaaaaaaaaa"), strdup("rec_000000000002bbbbbbbbbbbb")};
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO records(id, connection_id, type, remote_id, updated_at, raw, fields, "
+             "content_hash, created_at, stored_at) VALUES "
+             "('%s', %lld, 'job', 'J1', '2026-01-01T00:00:00Z', '{\"id\":1}', "
+             "'{\"title\":\"A\"}', 'h1', '2026-01-01T00:00:00.000Z', "
+             "'2026-01-01T00:00:00.000Z'),"
+             "('%s', %lld, 'job', 'J2', '2026-01-02T00:00:00Z', '{\"id\":2}', "
+             "'{\"title\":\"B\"}', 'h2', '2026-01-02T00:00:00.000Z', "
+             "'2026-01-02T00:00:00.000Z');"
+             "INSERT INTO cursors(connection_id, key, value) VALUES(%lld, 'jobs', 'c1');",
+             ids[0], (long long)c, ids[1], (long long)c, (long long)c);
+    sql_exec(f.path, sql);
     f.s->ops->close(f.s);
 
     /* A later binary opens it and migrates: only 2..latest are applied. */
@@ -988,6 +1009,18 @@ static void outbox_cb(void *arg, const ah_outbox_row *r)
     o->n++;
 }
 
+typedef struct body_seen {
+    char body[512];
+    int n;
+} body_seen;
+
+static void body_cb(void *arg, const ah_outbox_row *r)
+{
+    body_seen *b = arg;
+    snprintf(b->body, sizeof b->body, "%s", r->body != NULL ? r->body : "");
+    b->n++;
+}
+
 START_TEST(test_outbox)
 {
     fx f;
@@ -1704,6 +1737,23 @@ START_TEST(test_tracking)
     ck_assert_int_eq(s->ops->record_marks(s, c, "job", mark_cb, &ms), AH_STORE_OK);
     ck_assert_int_eq(ms.n, 1);
     ck_assert_str_eq(ms.id[0], ids[2]);
+    /* The same, a page at a time in id order (the sweep's way). */
+    const char *lo = strcmp(ids[0], ids[1]) < 0 ? ids[0] : ids[1];
+    const char *hi = lo == ids[0] ? ids[1] : ids[0];
+    memset(&ms, 0, sizeof ms);
+    ck_assert_int_eq(s->ops->record_marks_after(s, c, "application", NULL, 1, mark_cb, &ms),
+                     AH_STORE_OK);
+    ck_assert_int_eq(ms.n, 1);
+    ck_assert_str_eq(ms.id[0], lo);
+    ck_assert_int_eq(s->ops->record_marks_after(s, c, "application", lo, 1, mark_cb, &ms),
+                     AH_STORE_OK);
+    ck_assert_int_eq(ms.n, 2);
+    ck_assert_str_eq(ms.id[1], hi);
+    ck_assert_int_eq(s->ops->record_marks_after(s, c, "application", hi, 1000, mark_cb, &ms),
+                     AH_STORE_OK);
+    ck_assert_int_eq(ms.n, 2);
+    ck_assert_int_eq(s->ops->record_marks_after(s, c, "application", NULL, 0, mark_cb, &ms),
+                     AH_STORE_ERR);
 
     /* Stage history. */
     ck_assert_int_eq(s->ops->stage_add(s, ids[0], t, NULL, "s1"), AH_STORE_OK);
@@ -1785,6 +1835,255 @@ START_TEST(test_retention_prune)
 }
 END_TEST
 
+/* ---- the records layout of schema v5: raw stored once ------------------------- */
+
+typedef struct rows_seen {
+    char remote_ids[8][16];
+    int n;
+} rows_seen;
+
+static void rows_cb(void *arg, const ah_record_row *r)
+{
+    rows_seen *o = arg;
+    if (o->n < 8)
+        snprintf(o->remote_ids[o->n++], sizeof o->remote_ids[0], "%s", r->remote_id);
+}
+
+START_TEST(test_records_raw_stored_once)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme");
+    int64_t c = add_conn(s, t, "main");
+    /* Fields that repeat raw's values, as a plugin's mapping does. */
+    const char *raw = "{\"id\":7,\"title\":\"Senior Accountant\",\"department\":\"Finance\","
+                      "\"description\":\"<p>Senior Accountant, Finance department, Amman. "
+                      "Ref 7.</p>\",\"updated_at\":\"2026-11-03T13:00:02\"}";
+    const char *fields = "{\"remote_id\":\"7\",\"title\":\"Senior Accountant\",\"status\":"
+                         "\"open\",\"department\":\"Finance\",\"description\":\"<p>Senior "
+                         "Accountant, Finance department, Amman. Ref 7.</p>\",\"updated_at\":"
+                         "\"2026-11-03T13:00:02\"}";
+    ah_record_in in[2] = {{"job", "7", "2026-11-03T13:00:02", raw, fields},
+                          {"job", "8", NULL, "{\"id\":8}", "{}"}};
+    ah_upsert_result res[2];
+    char *ids[2];
+    ck_assert_int_eq(s->ops->records_upsert(s, c, in, 2, "jobs", "c1", res, ids), AH_STORE_OK);
+    ck_assert_int_eq(res[0], AH_REC_CREATED);
+
+    /* raw is stored once, as given; the fields only as what they add to it,
+     * and no content hash. */
+    ck_assert_int_eq(sql_int(f.path, "SELECT count(*) FROM pragma_table_info('records') "
+                                     "WHERE name = 'content_hash'"),
+                     0);
+    ck_assert_int_eq(sql_int(f.path, "SELECT typeof(fields) = 'blob' FROM records "
+                                     "WHERE remote_id = '7'"),
+                     1);
+    ck_assert_int_lt(sql_int(f.path, "SELECT length(fields) FROM records WHERE remote_id = '7'"),
+                     (int64_t)strlen(fields) / 3);
+    ck_assert_int_eq(sql_int(f.path, "SELECT length(raw) FROM records WHERE remote_id = '7'"),
+                     (int64_t)strlen(raw));
+
+    /* Every reader gets the fields back byte for byte. */
+    ah_record_row r;
+    ck_assert_int_eq(s->ops->record_get(s, c, "job", "7", &r), AH_STORE_OK);
+    ck_assert_str_eq(r.raw, raw);
+    ck_assert_str_eq(r.fields, fields);
+    ck_assert_str_eq(r.id, ids[0]);
+    /* created_at (carried by the id) and stored_at read as before. */
+    char norm[32];
+    ck_assert_int_eq(ah_iso_normalize(r.created_at, norm), 0);
+    ck_assert_str_eq(norm, r.created_at);
+    ck_assert_str_eq(r.stored_at, r.created_at);
+    char created[32];
+    snprintf(created, sizeof created, "%s", r.created_at);
+    ah_record_row_free(&r);
+    ck_assert_int_eq(s->ops->record_get_by_id(s, t, ids[1], &r), AH_STORE_OK);
+    ck_assert_str_eq(r.fields, "{}");
+    ah_record_row_free(&r);
+
+    /* The field filter looks into the packed fields. */
+    rows_seen o = {.n = 0};
+    ah_record_query q = {.tenant_id = t, .type = "job", .limit = 10, .field_key = "status",
+                         .field_value = "open"};
+    ck_assert_int_eq(s->ops->record_query(s, &q, rows_cb, &o), AH_STORE_OK);
+    ck_assert_int_eq(o.n, 1);
+    ck_assert_str_eq(o.remote_ids[0], "7");
+    memset(&o, 0, sizeof o);
+    q.field_key = "department";
+    q.field_value = " finance ";
+    q.field_nocase = true;
+    ck_assert_int_eq(s->ops->record_query(s, &q, rows_cb, &o), AH_STORE_OK);
+    ck_assert_int_eq(o.n, 1);
+
+    /* Unchanged and changed are told apart without a hash. */
+    ck_assert_int_eq(s->ops->records_upsert(s, c, in, 1, NULL, NULL, res, NULL), AH_STORE_OK);
+    ck_assert_int_eq(res[0], AH_REC_UNCHANGED);
+    const char *fields2 = "{\"remote_id\":\"7\",\"title\":\"Senior Accountant\",\"status\":"
+                          "\"closed\"}";
+    in[0].fields = fields2;
+    usleep(2000);
+    ck_assert_int_eq(s->ops->records_upsert(s, c, in, 1, NULL, NULL, res, NULL), AH_STORE_OK);
+    ck_assert_int_eq(res[0], AH_REC_UPDATED);
+    ck_assert_int_eq(s->ops->record_get(s, c, "job", "7", &r), AH_STORE_OK);
+    ck_assert_str_eq(r.fields, fields2);
+    ck_assert_str_eq(r.created_at, created);
+    ck_assert_str_ne(r.stored_at, r.created_at);
+    ah_record_row_free(&r);
+    free(ids[0]);
+    free(ids[1]);
+
+    /* Event bodies are packed too and read back as given. */
+    const char *body = "{\"id\":\"rec_01a23b628b2959c2e81c0202\",\"remote_id\":\"16387\","
+                       "\"type\":\"job\",\"connection\":\"er\",\"updated_at\":"
+                       "\"2026-11-03T13:00:02\"}";
+    int64_t eid = 0;
+    ck_assert_int_eq(s->ops->outbox_add(s, t, "event.job.created", body, &eid), AH_STORE_OK);
+    ck_assert_int_eq(sql_int(f.path, "SELECT typeof(body) = 'blob' AND length(body) < 100 "
+                                     "FROM outbox ORDER BY id DESC LIMIT 1"),
+                     1);
+    body_seen b = {.n = 0};
+    ck_assert_int_eq(s->ops->outbox_after(s, t, eid - 1, 1, body_cb, &b), AH_STORE_OK);
+    ck_assert_int_eq(b.n, 1);
+    ck_assert_str_eq(b.body, body);
+    fx_done(&f);
+}
+END_TEST
+
+/* The fields delta round-trips whatever the fields are: long runs of
+ * bytes raw lacks (literal runs over 128), long copies (over 67), copies of
+ * what the fields themselves wrote, raw far longer than 256 bytes, fields
+ * sharing nothing with raw. */
+START_TEST(test_fields_delta_roundtrip)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme");
+    int64_t c = add_conn(s, t, "main");
+    unsigned seed = 12345;
+    enum { N = 60 };
+    static char raws[N][3000], fieldsv[N][6000];
+    ah_record_in in[N];
+    char rids[N][16];
+    for (int i = 0; i < N; i++) {
+        /* raw: a JSON object of growing length with pseudo-random words. */
+        size_t rl = 0;
+        rl += (size_t)snprintf(raws[i] + rl, sizeof raws[i] - rl, "{\"id\":%d,\"text\":\"", i);
+        int words = 5 + i * 7;
+        for (int w = 0; w < words && rl < sizeof raws[i] - 64; w++) {
+            seed = seed * 1103515245u + 12345u;
+            rl += (size_t)snprintf(raws[i] + rl, sizeof raws[i] - rl, "w%u ", (seed >> 8) % 997);
+        }
+        snprintf(raws[i] + rl, sizeof raws[i] - rl, "\"}");
+        /* fields: copies of raw, repeats of itself and bytes raw lacks. */
+        size_t fl = 0;
+        fl += (size_t)snprintf(fieldsv[i] + fl, sizeof fieldsv[i] - fl, "{\"copy\":%s,", raws[i]);
+        fl += (size_t)snprintf(fieldsv[i] + fl, sizeof fieldsv[i] - fl, "\"new\":\"");
+        for (int k = 0; k < (i % 5) * 60 && fl < sizeof fieldsv[i] - 16; k++) {
+            seed = seed * 1103515245u + 12345u;
+            fieldsv[i][fl++] = (char)('A' + (seed >> 16) % 26);
+        }
+        fl += (size_t)snprintf(fieldsv[i] + fl, sizeof fieldsv[i] - fl, "\",\"rep\":\"");
+        for (int k = 0; k < i * 3 && fl < sizeof fieldsv[i] - 16; k++)
+            fieldsv[i][fl++] = 'z';
+        snprintf(fieldsv[i] + fl, sizeof fieldsv[i] - fl, "\",\"again\":%s}", raws[i]);
+        snprintf(rids[i], sizeof rids[i], "R%d", i);
+        in[i] = (ah_record_in){"job", rids[i], NULL, i % 7 == 0 ? "null" : raws[i], fieldsv[i]};
+    }
+    ck_assert_int_eq(s->ops->records_upsert(s, c, in, N, NULL, NULL, NULL, NULL), AH_STORE_OK);
+    for (int i = 0; i < N; i++) {
+        ah_record_row r;
+        ck_assert_int_eq(s->ops->record_get(s, c, "job", rids[i], &r), AH_STORE_OK);
+        ck_assert_str_eq(r.raw, in[i].raw);
+        ck_assert_str_eq(r.fields, fieldsv[i]);
+        ah_record_row_free(&r);
+    }
+    /* Every one is unchanged when synced again. */
+    ah_upsert_result res[N];
+    ck_assert_int_eq(s->ops->records_upsert(s, c, in, N, NULL, NULL, res, NULL), AH_STORE_OK);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(res[i], AH_REC_UNCHANGED);
+    ck_assert_int_gt(sql_int(f.path, "SELECT count(*) FROM records WHERE typeof(fields) = 'blob'"),
+                     N / 2);
+    fx_done(&f);
+}
+END_TEST
+
+/* A store of schema v4 (raw, fields text and a content hash per record, as
+ * the binaries before v5 wrote them) upgrades: fields packed, hash column
+ * gone, every reader served as before. */
+START_TEST(test_migrate_v4_records_layout)
+{
+    fx f;
+    fx_init(&f, false);
+    ck_assert_int_eq(ah_store_sqlite_migrate_to(f.s, 4), AH_STORE_OK);
+    int64_t t = add_tenant(f.s, "acme");
+    int64_t c = add_conn(f.s, t, "main");
+    const char *raw = "{\"id\":5001392,\"position_id\":26497,\"contact_id\":2016581,"
+                      "\"stage_id\":3,\"rejected\":false,\"updated_at\":\"2026-11-03T13:02:53\"}";
+    const char *fields = "{\"remote_id\":\"5001392\",\"job_remote_id\":\"26497\","
+                         "\"candidate_remote_id\":\"2016581\",\"stage_id\":\"3\","
+                         "\"rejected\":false,\"updated_at\":\"2026-11-03T13:02:53\"}";
+    char sql[2048];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO records(id, connection_id, type, remote_id, updated_at, raw, fields, "
+             "content_hash, created_at, stored_at) VALUES "
+             "('rec_0000000000aaaaaaaaaaaaaa', %lld, 'application', '5001392', "
+             "'2026-11-03T13:02:53', '%s', '%s', 'x', '2026-11-04T00:00:00.000Z', "
+             "'2026-11-05T00:00:00.000Z'),"
+             "('rec_0000000000bbbbbbbbbbbbbb', %lld, 'application', '5001393', NULL, "
+             "'{\"id\":5001393}', '{\"stage_id\":\"4\"}', 'y', '2026-11-04T00:00:00.000Z', "
+             "'2026-11-04T00:00:00.000Z');"
+             "INSERT INTO outbox(tenant_id, topic, body, created_at) VALUES "
+             "(%lld, 'event.application.created', '{\"id\":\"rec_0000000000aaaaaaaaaaaaaa\"}', "
+             "'2026-11-04T00:00:00.000Z');",
+             (long long)c, raw, fields, (long long)c, (long long)t);
+    sql_exec(f.path, sql);
+    f.s->ops->close(f.s);
+
+    f.s = open_store(f.path);
+    ck_assert_int_eq(f.s->ops->migrate(f.s), AH_STORE_OK);
+    ck_assert_int_eq(f.s->ops->schema_version(f.s), ah_store_sqlite_latest_version());
+    ck_assert_int_eq(sql_int(f.path, "SELECT count(*) FROM pragma_table_info('records') "
+                                     "WHERE name = 'content_hash'"),
+                     0);
+    ck_assert_int_eq(sql_int(f.path, "SELECT typeof(fields) = 'blob' FROM records "
+                                     "WHERE remote_id = '5001392'"),
+                     1);
+    ah_record_row r;
+    ck_assert_int_eq(f.s->ops->record_get(f.s, c, "application", "5001392", &r), AH_STORE_OK);
+    ck_assert_str_eq(r.id, "rec_0000000000aaaaaaaaaaaaaa");
+    ck_assert_str_eq(r.raw, raw);
+    ck_assert_str_eq(r.fields, fields);
+    ck_assert_str_eq(r.created_at, "2026-11-04T00:00:00.000Z");
+    ck_assert_str_eq(r.stored_at, "2026-11-05T00:00:00.000Z");
+    ah_record_row_free(&r);
+    ck_assert_int_eq(f.s->ops->record_get(f.s, c, "application", "5001393", &r), AH_STORE_OK);
+    ck_assert_str_eq(r.fields, "{\"stage_id\":\"4\"}");
+    ck_assert_str_eq(r.created_at, "2026-11-04T00:00:00.000Z");
+    ck_assert_str_eq(r.stored_at, "2026-11-04T00:00:00.000Z");
+    ah_record_row_free(&r);
+    rows_seen o = {.n = 0};
+    ah_record_query q = {.tenant_id = t, .type = "application", .limit = 10,
+                         .field_key = "stage_id", .field_value = "3"};
+    ck_assert_int_eq(f.s->ops->record_query(f.s, &q, rows_cb, &o), AH_STORE_OK);
+    ck_assert_int_eq(o.n, 1);
+    ck_assert_str_eq(o.remote_ids[0], "5001392");
+    /* The same record synced again is unchanged; the old event reads. */
+    ah_record_in in = {"application", "5001392", "2026-11-03T13:02:53", raw, fields};
+    ah_upsert_result res;
+    ck_assert_int_eq(f.s->ops->records_upsert(f.s, c, &in, 1, NULL, NULL, &res, NULL),
+                     AH_STORE_OK);
+    ck_assert_int_eq(res, AH_REC_UNCHANGED);
+    body_seen b = {.n = 0};
+    ck_assert_int_eq(f.s->ops->outbox_after(f.s, t, 0, 10, body_cb, &b), AH_STORE_OK);
+    ck_assert_int_eq(b.n, 1);
+    ck_assert_str_eq(b.body, "{\"id\":\"rec_0000000000aaaaaaaaaaaaaa\"}");
+    fx_done(&f);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -1798,6 +2097,9 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_tenants);
     tcase_add_test(tc, test_connections);
     tcase_add_test(tc, test_records_idempotent);
+    tcase_add_test(tc, test_records_raw_stored_once);
+    tcase_add_test(tc, test_fields_delta_roundtrip);
+    tcase_add_test(tc, test_migrate_v4_records_layout);
     tcase_add_test(tc, test_records_page_atomic);
     tcase_add_test(tc, test_record_query);
     tcase_add_test(tc, test_sequences);

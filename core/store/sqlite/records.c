@@ -27,14 +27,14 @@
 
 /* This file's statements, by cache slot (sqlite_int.h). */
 static const char *const q_sql[Q_COUNT] = {
-    [Q_REC_LOOKUP] = "SELECT id, content_hash FROM records "
+    [Q_REC_LOOKUP] = "SELECT id, raw, fields FROM records "
                      "WHERE connection_id = ?1 AND type = ?2 AND remote_id = ?3",
     [Q_REC_INSERT] = "INSERT INTO records(id, connection_id, type, remote_id, updated_at, "
-                     "raw, fields, content_hash, created_at, stored_at) "
-                     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) "
+                     "raw, fields, created_at, stored_at) "
+                     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, '', '') "
                      "ON CONFLICT(connection_id, type, remote_id) DO NOTHING",
     [Q_REC_UPDATE] = "UPDATE records SET updated_at = ?2, raw = ?3, fields = ?4, "
-                     "content_hash = ?5, stored_at = ?6 WHERE id = ?1",
+                     "stored_at = ?5 WHERE id = ?1",
     [Q_REC_GET] = "SELECT " REC_COLS " FROM records r "
                   "WHERE r.connection_id = ?1 AND r.type = ?2 AND r.remote_id = ?3",
     [Q_REC_GET_BY_ID] = "SELECT " REC_COLS " FROM records r JOIN connections c "
@@ -51,6 +51,44 @@ static const char *const q_sql[Q_COUNT] = {
  * once and cached under its bit mask. */
 enum { RQ_CONN = 1, RQ_UPDATED = 2, RQ_AFTER = 4, RQ_FIELD = 8, RQ_NOCASE = 16, RQ_DELETED = 32 };
 
+static const char hexd[] = "0123456789abcdef";
+
+/* ms since the epoch as the store's canonical time. */
+static void iso_of_ms(uint64_t ms, char out[32])
+{
+    time_t secs = (time_t)(ms / 1000u);
+    struct tm tm;
+    if (gmtime_r(&secs, &tm) == NULL) {
+        snprintf(out, 32, "1970-01-01T00:00:00.000Z");
+        return;
+    }
+    char base[24];
+    if (strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
+        snprintf(out, 32, "1970-01-01T00:00:00.000Z");
+        return;
+    }
+    snprintf(out, 32, "%.19s.%03dZ", base, (int)(ms % 1000u));
+}
+
+/* The creation time an id carries (see new_record_id), malloc'd; NULL when
+ * the id is not of that form. */
+static char *id_time(const char *id)
+{
+    size_t pl = strlen(AH_REC_ID_PREFIX);
+    if (strncmp(id, AH_REC_ID_PREFIX, pl) != 0 || strlen(id) < pl + 12)
+        return NULL;
+    uint64_t ms = 0;
+    for (size_t i = pl; i < pl + 12; i++) {
+        const char *d = strchr(hexd, id[i]);
+        if (d == NULL || *d == '\0')
+            return NULL;
+        ms = ms * 16u + (uint64_t)(d - hexd);
+    }
+    char out[32];
+    iso_of_ms(ms, out);
+    return strdup(out);
+}
+
 static bool fill_record(sqlite3_stmt *st, ah_record_row *r)
 {
     bool oom = false;
@@ -60,9 +98,21 @@ static bool fill_record(sqlite3_stmt *st, ah_record_row *r)
     r->remote_id = ah_sq_col_dup(st, 3, &oom);
     r->updated_at = ah_sq_col_dup(st, 4, &oom);
     r->raw = ah_sq_col_dup(st, 5, &oom);
-    r->fields = ah_sq_col_dup(st, 6, &oom);
+    r->fields = ah_sq_fields_text(st, 5, 6, &oom);
+    /* '' (schema v5): created_at is the time the id carries, stored_at
+     * is created_at (the record was never rewritten). */
     r->created_at = ah_sq_col_dup(st, 7, &oom);
+    if (r->created_at != NULL && r->created_at[0] == '\0' && r->id != NULL) {
+        free(r->created_at);
+        r->created_at = id_time(r->id);
+        oom = oom || r->created_at == NULL;
+    }
     r->stored_at = ah_sq_col_dup(st, 8, &oom);
+    if (r->stored_at != NULL && r->stored_at[0] == '\0' && r->created_at != NULL) {
+        free(r->stored_at);
+        r->stored_at = strdup(r->created_at);
+        oom = oom || r->stored_at == NULL;
+    }
     return !oom;
 }
 
@@ -76,26 +126,34 @@ static bool fill_record_v(sqlite3_stmt *st, void *r)
     return fill_record(st, r);
 }
 
-/* SHA-256 of raw "\n" fields, the unchanged-detection key. */
-static int content_hash(ah_sq_store *s, const char *raw, const char *fields,
-                        char out[AH_SHA256_HEX_LEN + 1])
+/* A record's fields as the store keeps them (fieldpack.c): the delta
+ * against raw when it is smaller, else the text. */
+typedef struct packed {
+    const void *data;
+    size_t len;
+    bool blob;
+} packed;
+
+static int pack_fields(ah_sq_store *s, const char *raw, const char *fields, packed *out)
 {
-    size_t rl = strlen(raw), fl = strlen(fields), need = rl + 1 + fl;
-    if (need > s->scratch_cap) {
-        size_t ncap = s->scratch_cap ? s->scratch_cap : 4096;
-        while (ncap < need)
-            ncap *= 2;
-        char *nb = realloc(s->scratch, ncap);
-        if (nb == NULL)
-            return -1;
-        s->scratch = nb;
-        s->scratch_cap = ncap;
+    size_t rl = strlen(raw), fl = strlen(fields);
+    const void *z = NULL;
+    size_t zl = 0;
+    /* A record too large for the delta's positions keeps its text. */
+    if (ah_sq_fields_pack(s->packer, raw, rl, fields, fl, &z, &zl) == 0 && zl < fl) {
+        *out = (packed){z, zl, true};
+    } else {
+        *out = (packed){fields, fl, false};
     }
-    memcpy(s->scratch, raw, rl);
-    s->scratch[rl] = '\n';
-    memcpy(s->scratch + rl + 1, fields, fl);
-    ah_sha256_hex(s->scratch, need, out);
-    return out[0] != '\0' ? 0 : -1;
+    return 0;
+}
+
+static void bind_fields(sqlite3_stmt *st, int i, const packed *p)
+{
+    if (p->blob)
+        sqlite3_bind_blob(st, i, p->data, (int)p->len, SQLITE_STATIC);
+    else
+        sqlite3_bind_text(st, i, p->data, (int)p->len, SQLITE_STATIC);
 }
 
 typedef struct idgen {
@@ -103,19 +161,16 @@ typedef struct idgen {
     size_t pos; /* next unused byte; sizeof rnd: empty */
 } idgen;
 
-static const char hexd[] = "0123456789abcdef";
 
-static int new_record_id(idgen *g, char id[64])
+/* ms: the page's time, which the row's created_at is (v5 stores '' for
+ * it and reads it back from the id). */
+static int new_record_id(idgen *g, uint64_t ms, char id[64])
 {
     if (g->pos + AH_REC_ID_RANDOM_BYTES > sizeof g->rnd) {
         if (ah_random_bytes(g->rnd, sizeof g->rnd) != 0)
             return -1;
         g->pos = 0;
     }
-    struct timespec ts;
-    if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
-        return -1;
-    uint64_t ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
     size_t n = strlen(AH_REC_ID_PREFIX);
     memcpy(id, AH_REC_ID_PREFIX, n);
     for (int i = 11; i >= 0; i--) {
@@ -135,8 +190,7 @@ static int new_record_id(idgen *g, char id[64])
 /* Inserts the record unless (connection, type, remote id) exists; *created
  * tells which. */
 static int rec_insert(ah_sq_store *s, const char *id, int64_t cid, const ah_record_in *r,
-                      const char *raw, const char *fields, const char *hash, const char *now,
-                      bool *created)
+                      const char *raw, const packed *fields, bool *created)
 {
     sqlite3_stmt *ins = AH_SQ_GET(s, Q_REC_INSERT);
     if (ins == NULL)
@@ -147,19 +201,20 @@ static int rec_insert(ah_sq_store *s, const char *id, int64_t cid, const ah_reco
     ah_sq_bind_text(ins, 4, r->remote_id);
     ah_sq_bind_text(ins, 5, r->updated_at);
     ah_sq_bind_text(ins, 6, raw);
-    ah_sq_bind_text(ins, 7, fields);
-    ah_sq_bind_text(ins, 8, hash);
-    ah_sq_bind_text(ins, 9, now);
+    bind_fields(ins, 7, fields);
     int rc = ah_sq_run(s, ins, "records_upsert insert");
     ah_sq_done(ins);
     *created = rc == AH_STORE_OK && sqlite3_changes(s->db) == 1;
     return rc;
 }
 
-/* Looks the record up: *found, its id into id and whether its content hash
- * equals `hash` into *same. */
-static int rec_lookup(ah_sq_store *s, int64_t cid, const ah_record_in *r, const char *hash,
-                      char id[64], bool *found, bool *same)
+/* Looks the record up: *found, its id into id and whether its raw and
+ * fields equal the new ones into *same (byte for byte; a stored delta that
+ * differs from the new one is unpacked and compared as text, so that
+ * another encoder's output does not read as a change). */
+static int rec_lookup(ah_sq_store *s, int64_t cid, const ah_record_in *r, const char *raw,
+                      const char *fields, const packed *pf, char id[64], bool *found,
+                      bool *same)
 {
     sqlite3_stmt *look = AH_SQ_GET(s, Q_REC_LOOKUP);
     if (look == NULL)
@@ -172,14 +227,28 @@ static int rec_lookup(ah_sq_store *s, int64_t cid, const ah_record_in *r, const 
     *found = *same = false;
     if (st == SQLITE_ROW) {
         const char *oid = (const char *)sqlite3_column_text(look, 0);
-        const char *ohash = (const char *)sqlite3_column_text(look, 1);
         if (oid == NULL || strlen(oid) >= 64) {
             ah_log(s->base.lg, AH_LOG_ERROR, "store", "records_upsert: bad stored id");
             rc = AH_STORE_ERR;
         } else {
             memcpy(id, oid, strlen(oid) + 1);
             *found = true;
-            *same = ohash != NULL && strcmp(ohash, hash) == 0;
+            const char *oraw = (const char *)sqlite3_column_text(look, 1);
+            if (oraw != NULL && strcmp(oraw, raw) == 0) {
+                int ft = sqlite3_column_type(look, 2);
+                const void *ov = ft == SQLITE_BLOB ? sqlite3_column_blob(look, 2)
+                                                   : (const void *)sqlite3_column_text(look, 2);
+                size_t ol = (size_t)sqlite3_column_bytes(look, 2);
+                if (ov != NULL && (ft == SQLITE_BLOB) == pf->blob && ol == pf->len &&
+                    memcmp(ov, pf->data, ol) == 0) {
+                    *same = true;
+                } else if (ft == SQLITE_BLOB || ft == SQLITE_TEXT) {
+                    bool oom = false;
+                    char *old = ah_sq_fields_text(look, 1, 2, &oom);
+                    *same = old != NULL && strcmp(old, fields) == 0;
+                    free(old);
+                }
+            }
         }
     } else if (st != SQLITE_DONE) {
         rc = ah_sq_step_error(s, st, "records_upsert lookup");
@@ -192,9 +261,10 @@ static int rec_lookup(ah_sq_store *s, int64_t cid, const ah_record_in *r, const 
  * first sync) or all known (a re-sync): *known_hint, the previous record's
  * fate, picks which statement to try first, so that either case costs one
  * index descent per record rather than two. An existing record is
- * rewritten only when its content hash differs. */
-static int upsert_one(ah_sq_store *s, idgen *g, int64_t cid, const ah_record_in *r, const char *now,
-                      bool *known_hint, ah_upsert_result *result, char **id_out)
+ * rewritten only when its raw or fields differ. */
+static int upsert_one(ah_sq_store *s, idgen *g, int64_t cid, const ah_record_in *r,
+                      uint64_t now_ms, const char *now, bool *known_hint,
+                      ah_upsert_result *result, char **id_out)
 {
     if (r->type == NULL || r->remote_id == NULL) {
         ah_log(s->base.lg, AH_LOG_ERROR, "store",
@@ -203,29 +273,29 @@ static int upsert_one(ah_sq_store *s, idgen *g, int64_t cid, const ah_record_in 
     }
     const char *raw = r->raw != NULL ? r->raw : "null";
     const char *fields = r->fields != NULL ? r->fields : "{}";
-    char hash[AH_SHA256_HEX_LEN + 1];
-    if (content_hash(s, raw, fields, hash) != 0) {
-        ah_log(s->base.lg, AH_LOG_ERROR, "store", "records_upsert: out of memory");
+    packed pf;
+    if (pack_fields(s, raw, fields, &pf) != 0) {
+        ah_log(s->base.lg, AH_LOG_ERROR, "store", "records_upsert: cannot pack the fields");
         return AH_STORE_ERR;
     }
     char id[64], newid[64];
     bool created = false, found = false, same = false;
     int rc;
     if (!*known_hint) {
-        if (new_record_id(g, newid) != 0)
+        if (new_record_id(g, now_ms, newid) != 0)
             goto no_random;
-        rc = rec_insert(s, newid, cid, r, raw, fields, hash, now, &created);
+        rc = rec_insert(s, newid, cid, r, raw, &pf, &created);
         if (rc != AH_STORE_OK)
             return rc;
     }
     if (!created) {
-        rc = rec_lookup(s, cid, r, hash, id, &found, &same);
+        rc = rec_lookup(s, cid, r, raw, fields, &pf, id, &found, &same);
         if (rc != AH_STORE_OK)
             return rc;
         if (!found && *known_hint) {
-            if (new_record_id(g, newid) != 0)
+            if (new_record_id(g, now_ms, newid) != 0)
                 goto no_random;
-            rc = rec_insert(s, newid, cid, r, raw, fields, hash, now, &created);
+            rc = rec_insert(s, newid, cid, r, raw, &pf, &created);
             if (rc != AH_STORE_OK)
                 return rc;
         }
@@ -248,9 +318,8 @@ static int upsert_one(ah_sq_store *s, idgen *g, int64_t cid, const ah_record_in 
         ah_sq_bind_text(up, 1, id);
         ah_sq_bind_text(up, 2, r->updated_at);
         ah_sq_bind_text(up, 3, raw);
-        ah_sq_bind_text(up, 4, fields);
-        ah_sq_bind_text(up, 5, hash);
-        ah_sq_bind_text(up, 6, now);
+        bind_fields(up, 4, &pf);
+        ah_sq_bind_text(up, 5, now);
         rc = ah_sq_run(s, up, "records_upsert update");
         ah_sq_done(up);
         if (rc != AH_STORE_OK)
@@ -282,8 +351,12 @@ int ah_sq_records_upsert(ah_store *st, int64_t connection_id, const ah_record_in
     if (ids_out != NULL)
         for (size_t i = 0; i < n; i++)
             ids_out[i] = NULL;
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
+        return AH_STORE_ERR;
+    uint64_t now_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
     char now[32];
-    ah_now_iso(now);
+    iso_of_ms(now_ms, now);
 
     idgen gen;
     gen.pos = sizeof gen.rnd;
@@ -305,7 +378,7 @@ int ah_sq_records_upsert(ah_store *st, int64_t connection_id, const ah_record_in
             goto rollback;
         }
         ah_upsert_result res = AH_REC_UNCHANGED;
-        rc = upsert_one(s, &gen, connection_id, &in[i], now, &known, &res,
+        rc = upsert_one(s, &gen, connection_id, &in[i], now_ms, now, &known, &res,
                         ids_out != NULL ? &ids_out[i] : NULL);
         if (rc != AH_STORE_OK)
             goto rollback;
@@ -419,9 +492,10 @@ static sqlite3_stmt *record_query_stmt(ah_sq_store *s, unsigned mask)
              (mask & RQ_AFTER) ? " AND r.id > ?5" : "",
              !(mask & RQ_FIELD) ? ""
              : (mask & RQ_NOCASE)
-                 ? " AND lower(trim(CAST(json_extract(r.fields, '$.' || ?6) AS TEXT)))"
-                   " = lower(trim(?7))"
-                 : " AND CAST(json_extract(r.fields, '$.' || ?6) AS TEXT) = ?7");
+                 ? " AND lower(trim(CAST(json_extract(ah_fields(r.raw, r.fields), '$.' || ?6)"
+                   " AS TEXT))) = lower(trim(?7))"
+                 : " AND CAST(json_extract(ah_fields(r.raw, r.fields), '$.' || ?6) AS TEXT)"
+                   " = ?7");
     return ah_sq_prep(s, &s->rq[mask], sql);
 }
 

@@ -154,7 +154,17 @@ static const char *const migrations[] = {
     "  error_message TEXT,"
     "  PRIMARY KEY (job_id, idx));",
 
-    /* v5: the integration log is written twice per request on the write
+    /* v5: the raw payload stored once. A record's fields become what they
+     * add to its raw payload (fieldpack.c: a BLOB, copies from raw and the
+     * bytes raw lacks; TEXT where that would not be smaller), and the
+     * content hash goes: an upsert compares raw and fields themselves. */
+    "ALTER TABLE records DROP COLUMN content_hash;"
+    "UPDATE records SET fields = ah_fields_pack(raw, fields) WHERE typeof(fields) = 'text';"
+    /* and stored_at '' for a record never rewritten (it reads as its
+     * created_at). New records also store created_at '' (it reads as the
+     * time their id carries); older ones keep theirs. */
+    "UPDATE records SET stored_at = '' WHERE stored_at = created_at;",
+    /* v6: the integration log is written twice per request on the write
      * path: three indexes instead of six. Queries are per tenant (or all
      * tenants) in time order; the source, action and status filters scan
      * within that order. The others were inserts at scattered places that

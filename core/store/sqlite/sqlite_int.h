@@ -107,6 +107,7 @@ typedef enum {
     Q_STAGE_ADD,
     Q_STAGE_SINCE,
     Q_STAGE_HISTORY,
+    Q_REC_MARKS_AFTER,
     Q_COUNT
 } ah_sq_qid;
 
@@ -136,8 +137,9 @@ typedef struct ah_sq_store {
      * a checkpoint. Not for ":memory:". */
     struct ah_sq_ckpt *ckpt;
     bool sp_active;  /* an operation's savepoint is open inside the scope */
-    char *scratch;  /* content-hash input buffer, reused across rows */
+    char *scratch;  /* spare buffer, reused across rows */
     size_t scratch_cap;
+    struct ah_sq_packer *packer; /* fields deltas (fieldpack.c) */
 } ah_sq_store;
 
 /** The engine's vtable (engine.c). */
@@ -185,6 +187,24 @@ int ah_sq_get_one(ah_sq_store *s, sqlite3_stmt *st, void *out, ah_sq_fill_fn fil
 int ah_sq_change_by_id(ah_sq_store *s, sqlite3_stmt *q, const char *what);
 int ah_sq_page_limit(int limit);
 int ah_sq_exec_changes(ah_sq_store *s, sqlite3_stmt *q, const char *what, int64_t *changes);
+
+/* ---- fieldpack.c ------------------------------------------------------- */
+
+typedef struct ah_sq_packer ah_sq_packer;
+ah_sq_packer *ah_sq_packer_new(void);
+void ah_sq_packer_free(ah_sq_packer *p);
+/** The delta that stores `fields` against `raw`: *out points into the
+ *  packer (valid until its next use). 0, or -1. */
+int ah_sq_fields_pack(ah_sq_packer *p, const char *raw, size_t raw_len, const char *fields,
+                      size_t fields_len, const void **out, size_t *out_len);
+/** The fields text back from raw and a delta; malloc'd, NULL on failure. */
+char *ah_sq_fields_unpack(const char *raw, size_t raw_len, const void *delta, size_t delta_len);
+/** Column fields_col of the current row as text (unpacked against column
+ *  raw_col when it is a delta); malloc'd; NULL with *oom set on failure,
+ *  NULL alone for SQL NULL. */
+char *ah_sq_fields_text(sqlite3_stmt *st, int raw_col, int fields_col, bool *oom);
+/** Registers ah_fields(raw, fields) and ah_fields_pack(raw, fields). */
+int ah_sq_fields_register(sqlite3 *db, ah_sq_packer *p);
 
 /* ---- schema.c ---------------------------------------------------------- */
 
@@ -303,6 +323,8 @@ int ah_sq_bulk_item_set(ah_store *st, const char *id, int idx, const char *statu
 
 int ah_sq_record_marks(ah_store *st, int64_t connection_id, const char *type, ah_record_mark_cb cb,
                        void *arg);
+int ah_sq_record_marks_after(ah_store *st, int64_t connection_id, const char *type,
+                             const char *after_id, int limit, ah_record_mark_cb cb, void *arg);
 int ah_sq_record_mark_deleted(ah_store *st, const char *id, const char *deleted_at);
 int ah_sq_record_is_deleted(ah_store *st, const char *id, bool *deleted);
 int ah_sq_stage_add(ah_store *st, const char *record_id, int64_t tenant_id, const char *from_stage,

@@ -10,6 +10,9 @@
 static const char *const q_sql[Q_COUNT] = {
     [Q_REC_MARKS] = "SELECT id, remote_id, remote_deleted_at FROM records "
                     "WHERE connection_id = ?1 AND type = ?2",
+    [Q_REC_MARKS_AFTER] = "SELECT id, remote_id, remote_deleted_at FROM records "
+                          "WHERE connection_id = ?1 AND type = ?2 AND id > ?3 "
+                          "ORDER BY id LIMIT ?4",
     [Q_REC_MARK_DEL] = "UPDATE records SET remote_deleted_at = ?2 WHERE id = ?1",
     [Q_REC_IS_DEL] = "SELECT remote_deleted_at FROM records WHERE id = ?1",
     [Q_STAGE_ADD] = "INSERT INTO stage_history(record_id, tenant_id, from_stage, to_stage, "
@@ -73,6 +76,32 @@ int ah_sq_record_marks(ah_store *st, int64_t connection_id, const char *type, ah
         sqlite3_bind_int64(q, 1, connection_id);
         ah_sq_bind_text(q, 2, type);
         rc = ah_sq_collect(s, q, &v, fill_mark, mark_free_v, "record_marks");
+        ah_sq_done(q);
+    }
+    ah_sq_unlock(s);
+    if (rc == AH_STORE_OK && cb != NULL)
+        for (size_t i = 0; i < v.n; i++)
+            cb(arg, (ah_record_mark *)v.items + i);
+    ah_sq_rowvec_free(&v, mark_free_v);
+    return rc;
+}
+
+int ah_sq_record_marks_after(ah_store *st, int64_t connection_id, const char *type,
+                             const char *after_id, int limit, ah_record_mark_cb cb, void *arg)
+{
+    ah_sq_store *s = ah_sq(st);
+    if (type == NULL || limit < 1 || limit > 1000)
+        return AH_STORE_ERR;
+    ah_sq_rowvec v = {.elem = sizeof(ah_record_mark)};
+    ah_sq_lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = AH_SQ_GET(s, Q_REC_MARKS_AFTER);
+    if (q != NULL) {
+        sqlite3_bind_int64(q, 1, connection_id);
+        ah_sq_bind_text(q, 2, type);
+        ah_sq_bind_text(q, 3, after_id != NULL ? after_id : "");
+        sqlite3_bind_int(q, 4, limit);
+        rc = ah_sq_collect(s, q, &v, fill_mark, mark_free_v, "record_marks_after");
         ah_sq_done(q);
     }
     ah_sq_unlock(s);

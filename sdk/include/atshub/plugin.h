@@ -48,9 +48,10 @@ extern "C" {
 
 #define AH_ABI_MAJOR 1
 /* 1.0 was the first contract (commit ee915d2); everything appended since
- * says "@since 1.1". A plugin that uses a 1.1 member without checking
- * AH_HAS declares needs_abi_minor = 1 in its descriptor. */
-#define AH_ABI_MINOR 1
+ * says "@since 1.1" or "@since 1.2". A plugin that uses a 1.x member
+ * without checking AH_HAS (or host->abi_minor) declares needs_abi_minor =
+ * x in its descriptor. */
+#define AH_ABI_MINOR 2
 
 #define AH_STR_(x) #x
 #define AH_STR(x) AH_STR_(x)
@@ -633,6 +634,17 @@ typedef struct ah_record {
     const char *updated_at; /**< ISO-8601 UTC, as normalised by the plugin */
     const cJSON *raw;       /**< the provider's payload (borrowed, copied) */
     const cJSON *fields;    /**< normalised unified fields (borrowed, copied) */
+    /* @since 1.2 (appended): the same two as JSON text (borrowed, copied),
+     * which the host stores as given: no tree is built, printed or parsed
+     * for them on the way to the store (a sync's fast path). When set, each
+     * takes the place of its cJSON twin, which may then be NULL; it must be
+     * exactly one JSON value (the host checks and refuses the record
+     * otherwise). A length of 0 means strlen(). A plugin that sets only
+     * the text declares needs_abi_minor = 2. */
+    const char *raw_json;
+    size_t raw_json_len;
+    const char *fields_json;
+    size_t fields_json_len;
 } ah_record;
 
 /**
