@@ -388,6 +388,30 @@ static const ah_op_fields er_op_fields[] = {
     {NULL, NULL},
 };
 
+/* How each write settles an answer that was lost, cut short or a 5xx,
+ * without sending it again (SDK 1.1; WIRE.md, "Exactly once"). */
+static const ah_op_write er_op_writes[] = {
+    {"applications.bulk_reject", AH_RECONCILE_READ_BACK,
+     "per item, as applications.reject"},
+    {"applications.create", AH_RECONCILE_READ_BACK,
+     "the contact's submission on that position (GET /submissions?position_id=)"},
+    {"applications.move_to_stage", AH_RECONCILE_READ_BACK,
+     "the submission's stage_id (GET /submissions/{id})"},
+    {"applications.reject", AH_RECONCILE_READ_BACK,
+     "the submission's rejected flag and reason (GET /submissions/{id})"},
+    {"attachments.add_to_application", AH_RECONCILE_MARKER,
+     "the document whose external_ref atshub sent (GET /submissions/{id}/documents)"},
+    {"attachments.add_to_candidate", AH_RECONCILE_MARKER,
+     "the document whose external_ref atshub sent (GET /contacts/{id}/documents)"},
+    {"custom_fields.update", AH_RECONCILE_READ_BACK,
+     "the values (GET /{collection}/{id}/custom-fields)"},
+    {"notes.add_to_application", AH_RECONCILE_MARKER,
+     "the note whose external_ref atshub sent (GET /submissions/{id}/notes)"},
+    {"notes.add_to_candidate", AH_RECONCILE_MARKER,
+     "the note whose external_ref atshub sent (GET /contacts/{id}/notes)"},
+    {NULL, AH_RECONCILE_UNDECLARED, NULL},
+};
+
 static const ah_plugin_descriptor er_descriptor = {
     .struct_size = sizeof(ah_plugin_descriptor),
     .abi_major = AH_ABI_MAJOR,
@@ -411,6 +435,7 @@ static const ah_plugin_descriptor er_descriptor = {
      * a connection under it and slows down on 429. */
     .rate_limit_rps = 200,
     .op_fields = er_op_fields,
+    .op_writes = er_op_writes,
     /* OAuth2 in the request (and the other 1.1 members it uses) need
      * ABI 1.1: an older host refuses the plugin at load time. */
     .needs_abi_minor = 1,
