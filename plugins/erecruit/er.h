@@ -179,6 +179,41 @@ bool er_map_items(cJSON *arr, const cJSON *data, er_map_fn map, const er_map_opt
 bool er_page_parts(const cJSON *page, const cJSON **data, const cJSON **next);
 
 /* ------------------------------------------------------------------ */
+/* er_settle.c: writes whose outcome is unknown (WIRE.md, Exactly once) */
+/* ------------------------------------------------------------------ */
+
+/** Longest external_ref atshub sends, with its NUL. */
+#define ER_REF_MAX 48
+
+/** What ERecruit turned out to have done with a write. */
+typedef enum er_settled {
+    ER_SETTLED_DONE = 0,     /**< carried out: answer as if it had answered */
+    ER_SETTLED_NOT_DONE = 1, /**< certainly not carried out: safe to send again */
+    ER_SETTLED_UNKNOWN = 2,  /**< cannot tell: outcome_unknown, never re-sent */
+} er_settled;
+
+/** True when a write's failure may have changed ERecruit (the host's
+ *  outcome is DONE or UNKNOWN): settle it, never send it again. */
+bool er_maybe_done(const er_error *err);
+/** A fresh external_ref ("atshub-<n>", unique per tenant) into out. AH_ERR
+ *  (described) when the store cannot give one. */
+ah_result er_marker(ah_call *call, char out[ER_REF_MAX]);
+/** What a write that is not where it should be means: NOT_DONE after an
+ *  unknown outcome, UNKNOWN after a 2xx. */
+er_settled er_absent(const er_error *sent);
+/** GETs `list_path` ({"data":[...]}) and finds the item whose external_ref is
+ *  `marker`: DONE with *found (transferred), er_absent(sent) when none is,
+ *  UNKNOWN when the list cannot be read. */
+er_settled er_find_marked(ah_call *call, const char *list_path, const char *marker,
+                          const er_error *sent, cJSON **found);
+/** GETs the object at `path`: DONE with *cur (transferred), or UNKNOWN. */
+er_settled er_read_back(ah_call *call, const char *path, cJSON **cur);
+/** Describes a write that was not settled DONE: NOT_DONE is 503
+ *  upstream_unavailable ("safe to send again"), UNKNOWN 502 outcome_unknown;
+ *  `what` says which write, `marker` (may be NULL) its external_ref. */
+ah_result er_fail_unsettled(ah_call *call, er_settled s, const char *what, const char *marker);
+
+/* ------------------------------------------------------------------ */
 /* Capability operations (ah_op_fn)                                    */
 /* ------------------------------------------------------------------ */
 

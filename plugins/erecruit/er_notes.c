@@ -74,6 +74,29 @@ static ah_result screen_application(ah_call *call, const char *app_id,
     return rc;
 }
 
+/* POSTs `body` (which carries external_ref `ref`) to `path`; *resp is the
+ * created item. When the answer does not say what happened, the item is
+ * looked up by its reference in the list at the same path instead of being
+ * sent again (er_settle.c). */
+static ah_result send_marked(ah_call *call, const char *path, const cJSON *body,
+                             const char *ref, const char *what, cJSON **resp)
+{
+    er_error err;
+    if (er_call(call, "POST", path, body, resp, &err) == AH_OK)
+        return AH_OK;
+    cJSON_Delete(*resp);
+    *resp = NULL;
+    if (!er_maybe_done(&err))
+        return er_fail(call, &err);
+    call->host->log(call, AH_LOG_WARN,
+                    "%s: ERecruit's answer did not say what happened; looking for %s at %s",
+                    what, ref, path);
+    er_settled s = er_find_marked(call, path, ref, &err, resp);
+    if (s == ER_SETTLED_DONE)
+        return AH_OK;
+    return er_fail_unsettled(call, s, what, ref);
+}
+
 /* The note as HTML (caller frees), from body.note and body.format. */
 static ah_result note_html(ah_call *call, const cJSON *body, char **out)
 {
@@ -116,9 +139,15 @@ static ah_result add_note(ah_call *call, const cJSON *body, const char *collecti
             rc = tag_contact(call, id);
         }
     }
+    /* The note carries a reference of ours, so that a lost answer is settled
+     * by finding the note rather than by adding it again. */
+    char ref[ER_REF_MAX];
+    if (rc == AH_OK)
+        rc = er_marker(call, ref);
     cJSON *b = rc == AH_OK ? cJSON_CreateObject() : NULL;
     if (rc == AH_OK && (b == NULL || cJSON_AddStringToObject(b, "body_html", html) == NULL ||
-                        !cJSON_AddItemToObject(b, "action_id", er_id_json(action))))
+                        !cJSON_AddItemToObject(b, "action_id", er_id_json(action)) ||
+                        cJSON_AddStringToObject(b, "external_ref", ref) == NULL))
         rc = er_oom(call);
     free(html);
     ah_buf path = {0};
@@ -128,7 +157,7 @@ static ah_result add_note(ah_call *call, const cJSON *body, const char *collecti
     }
     cJSON *resp = NULL;
     if (rc == AH_OK)
-        rc = er_do(call, "POST", path.s, b, &resp);
+        rc = send_marked(call, path.s, b, ref, "adding the note", &resp);
     ah_buf_free(&path);
     cJSON_Delete(b);
     if (rc != AH_OK) {
@@ -216,8 +245,12 @@ static ah_result add_document(ah_call *call, const cJSON *body, const char *coll
         return ah_arg_fail(call, "content_type", "a media type");
     if (kind != NULL && (kind[0] == '\0' || !good_token(kind, "_-")))
         return ah_arg_fail(call, "kind", "a word such as resume");
+    char ref[ER_REF_MAX];
+    if (er_marker(call, ref) != AH_OK)
+        return AH_ERR;
     cJSON *b = cJSON_CreateObject();
-    bool ok = b != NULL && cJSON_AddStringToObject(b, "filename", filename) != NULL &&
+    bool ok = b != NULL && cJSON_AddStringToObject(b, "external_ref", ref) != NULL &&
+              cJSON_AddStringToObject(b, "filename", filename) != NULL &&
               cJSON_AddStringToObject(b, "content_type",
                                       type != NULL ? type : "application/pdf") != NULL &&
               cJSON_AddStringToObject(b, "data_base64", data) != NULL &&
@@ -233,7 +266,7 @@ static ah_result add_document(ah_call *call, const cJSON *body, const char *coll
         return er_oom(call);
     }
     cJSON *resp = NULL;
-    ah_result rc = er_do(call, "POST", path.s, b, &resp);
+    ah_result rc = send_marked(call, path.s, b, ref, "adding the document", &resp);
     ah_buf_free(&path);
     cJSON_Delete(b);
     if (rc != AH_OK)
