@@ -463,6 +463,21 @@ static cJSON *posting_of(ah_call *call, const cJSON *body)
     return rec;
 }
 
+/* Every field of `form` reads the same in TopCV's job `job`. */
+static bool form_applied(const cJSON *form, const cJSON *job)
+{
+    const cJSON *f;
+    cJSON_ArrayForEach(f, form) {
+        char a[64], b[64];
+        const char *want = tc_text(form, f->string, a, sizeof a);
+        const char *have = tc_text(job, f->string, b, sizeof b);
+        if (want == NULL ? !cJSON_Compare(f, cJSON_GetObjectItemCaseSensitive(job, f->string), true)
+                         : have == NULL || strcmp(want, have) != 0)
+            return false;
+    }
+    return true;
+}
+
 ah_result tc_op_update(ah_call *call, const cJSON *body, cJSON **reply)
 {
     cJSON *rec = posting_of(call, body);
@@ -505,11 +520,26 @@ ah_result tc_op_update(ah_call *call, const cJSON *body, cJSON **reply)
                 r = call->host->fail(call, AH_E_OUTCOME_UNKNOWN, 502,
                                      "updating the posting: TopCV accepted the update but its "
                                      "answer was lost and the job cannot be read back now");
-        } else if (r == AH_OK && oc == AH_OUTCOME_UNKNOWN) {
-            r = call->host->fail(call, AH_E_OUTCOME_UNKNOWN, 502,
-                                 "updating the posting: TopCV answered HTTP %ld and may have "
-                                 "carried the update out; it was not sent again",
-                                 status);
+        } else if (oc == AH_OUTCOME_UNKNOWN) {
+            /* Sent and then lost, or a 500/502/504: a PUT of the whole
+             * form, so reading the job back is enough to tell. */
+            cJSON_Delete(ans);
+            ans = NULL;
+            r = ah_buf_check(call, &path);
+            long gst = 0;
+            if (r == AH_OK)
+                r = tc_api(call, "GET", path.s, NULL, 0, &gst, &ans);
+            const cJSON *tj = cJSON_GetObjectItemCaseSensitive(ans, "job");
+            if (r != AH_OK || gst != 200 || !cJSON_IsObject(tj))
+                r = call->host->fail(call, AH_E_OUTCOME_UNKNOWN, 502,
+                                     "updating the posting: TopCV may have carried the update "
+                                     "out and cannot be read back now; it was not sent again");
+            else if (!form_applied(form, tj))
+                r = call->host->fail(call, AH_E_UNAVAILABLE, 503,
+                                     "updating the posting: TopCV did not update it (its answer "
+                                     "was lost; the job reads as before); safe to send again");
+            else
+                status = 200;
         }
         ah_buf_free(&path);
     }
