@@ -23,6 +23,11 @@
  * provider answered a write with an error, a 500 or 504 after which the
  * plugin may still have written. Requests without a valid tenant key pass
  * through untouched (the handler answers 401).
+ *
+ * A stored 502 outcome_unknown names its operation; once the connection's
+ * next sync has settled it (engine/settle.h), the key replays the settled
+ * answer instead (200 with what the write replied, or 503 when the provider
+ * did not act), with Outcome-Settled: true.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,6 +112,55 @@ static void seal_aad(int64_t tid, const char *key, char *out, size_t len)
     snprintf(out, len, "idempotency:%lld:%s", (long long)tid, key);
 }
 
+/* A stored 502 outcome_unknown whose operation the connection's sync has
+ * settled since (engine/settle.h): the settled answer, as {"status",
+ * "answer" text} in *status and a malloc'd body; NULL when there is none
+ * (not settled yet, or the answer names no operation). */
+static char *settled_answer(ah_core *core, ah_http_exchange *ex, const char *stored,
+                            int *status)
+{
+    cJSON *o = cJSON_Parse(stored);
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(o, "error");
+    const cJSON *code = cJSON_GetObjectItemCaseSensitive(e, "code");
+    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(e, "message");
+    const char *tag = cJSON_IsString(msg) ? strstr(msg->valuestring, AH_OPERATION_TAG) : NULL;
+    char op[96] = "";
+    if (cJSON_IsString(code) && strcmp(code->valuestring, AH_E_OUTCOME_UNKNOWN) == 0 &&
+        tag != NULL) {
+        tag += strlen(AH_OPERATION_TAG);
+        size_t n = strcspn(tag, ":) ");
+        if (n > 0 && n < sizeof op)
+            snprintf(op, sizeof op, "%.*s", (int)n, tag);
+    }
+    cJSON_Delete(o);
+    const char *auth = ah_ex_header(ex, "Authorization");
+    const char *conn = ah_ex_header(ex, "X-Connection");
+    char tenant[256];
+    if (op[0] == '\0' || auth == NULL || conn == NULL ||
+        ah_conns_tenant_by_key(core, auth + 7, tenant, sizeof tenant) < 0)
+        return NULL;
+    ah_conn *c = ah_conn_find(core, tenant, conn);
+    if (c == NULL)
+        return NULL;
+    ah_record_row row;
+    memset(&row, 0, sizeof row);
+    int rc = core->store->ops->record_get(core->store, c->id, AH_WRITE_OUTCOME_TYPE, op, &row);
+    ah_conn_release(c);
+    if (rc != AH_STORE_OK)
+        return NULL;
+    cJSON *f = cJSON_Parse(row.fields);
+    ah_record_row_free(&row);
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(f, "status");
+    const cJSON *ans = cJSON_GetObjectItemCaseSensitive(f, "answer");
+    char *out = NULL;
+    if (cJSON_IsNumber(st) && st->valueint >= 200 && cJSON_IsObject(ans)) {
+        *status = st->valueint;
+        out = cJSON_PrintUnformatted(ans);
+    }
+    cJSON_Delete(f);
+    return out;
+}
+
 bool ah_idem_before(void *arg, ah_http_exchange *ex)
 {
     ah_core *core = arg;
@@ -157,7 +211,18 @@ bool ah_idem_before(void *arg, ah_http_exchange *ex)
                         "Idempotency-Key");
         } else {
             ah_ex_add_header(ex, "Idempotent-Replayed", "true");
-            ah_ex_respond(ex, row.status, *body ? "application/json" : NULL, body, strlen(body));
+            int sst = 0;
+            char *settled = row.status == 502 ? settled_answer(core, ex, body, &sst) : NULL;
+            if (settled != NULL) {
+                /* The outcome was unknown when it was stored; a sync has
+                 * settled it since: that is the answer now. */
+                ah_ex_add_header(ex, "Outcome-Settled", "true");
+                ah_ex_respond(ex, sst, "application/json", settled, strlen(settled));
+                free(settled);
+            } else {
+                ah_ex_respond(ex, row.status, *body ? "application/json" : NULL, body,
+                              strlen(body));
+            }
             explicit_bzero(body, strlen(body));
             free(body);
         }

@@ -182,13 +182,13 @@ static const ah_op_fields cb_op_fields[] = {
 #define CB_READ_BACK "the stored status with the same key, status and date (GET " \
                      "/corporate/CandidateStatus/{account}/{email})"
 static const ah_op_write cb_op_writes[] = {
-    {"statuses.put", AH_RECONCILE_READ_BACK, CB_READ_BACK},
-    {"event.application.created", AH_RECONCILE_READ_BACK, CB_READ_BACK},
-    {"event.application.updated", AH_RECONCILE_READ_BACK, CB_READ_BACK},
-    {"event.application.stage_changed", AH_RECONCILE_READ_BACK, CB_READ_BACK},
-    {"event.candidate.created", AH_RECONCILE_READ_BACK, CB_READ_BACK},
-    {"event.candidate.updated", AH_RECONCILE_READ_BACK, CB_READ_BACK},
-    {NULL, AH_RECONCILE_UNDECLARED, NULL},
+    {"statuses.put", AH_RECONCILE_READ_BACK, CB_READ_BACK, NULL},
+    {"event.application.created", AH_RECONCILE_READ_BACK, CB_READ_BACK, NULL},
+    {"event.application.updated", AH_RECONCILE_READ_BACK, CB_READ_BACK, NULL},
+    {"event.application.stage_changed", AH_RECONCILE_READ_BACK, CB_READ_BACK, NULL},
+    {"event.candidate.created", AH_RECONCILE_READ_BACK, CB_READ_BACK, NULL},
+    {"event.candidate.updated", AH_RECONCILE_READ_BACK, CB_READ_BACK, NULL},
+    {NULL, AH_RECONCILE_UNDECLARED, NULL, NULL},
 };
 
 static const ah_plugin_descriptor cb_descriptor = {

@@ -195,8 +195,10 @@ typedef enum er_settled {
 /** True when a write's failure may have changed ERecruit (the host's
  *  outcome is DONE or UNKNOWN): settle it, never send it again. */
 bool er_maybe_done(const er_error *err);
-/** A fresh external_ref ("atshub-<n>", unique per tenant) into out. AH_ERR
- *  (described) when the store cannot give one. */
+/** The external_ref of the call's write into out: "atshub-<correlation
+ *  id>" (the same when the host settles the call later), or "atshub-<n>"
+ *  from a per-tenant sequence for a call without one. AH_ERR (described)
+ *  when the store cannot give one. */
 ah_result er_marker(ah_call *call, char out[ER_REF_MAX]);
 /** What a write that is not where it should be means: NOT_DONE after an
  *  unknown outcome, UNKNOWN after a 2xx. */
@@ -212,6 +214,18 @@ er_settled er_read_back(ah_call *call, const char *path, cJSON **cur);
  *  upstream_unavailable ("safe to send again"), UNKNOWN 502 outcome_unknown;
  *  `what` says which write, `marker` (may be NULL) its external_ref. */
 ah_result er_fail_unsettled(ah_call *call, er_settled s, const char *what, const char *marker);
+
+/** What a write whose answer was lost looks like, for settle functions
+ *  (the host calls them later, for a call that answered outcome_unknown). */
+er_error er_unknown_outcome(void);
+
+/* Settle functions (ah_op_write.settle): read ERecruit back, never send. */
+ah_result er_settle_move(ah_call *call, const cJSON *body, cJSON **reply);
+ah_result er_settle_reject(ah_call *call, const cJSON *body, cJSON **reply);
+ah_result er_settle_note_app(ah_call *call, const cJSON *body, cJSON **reply);
+ah_result er_settle_note_cand(ah_call *call, const cJSON *body, cJSON **reply);
+ah_result er_settle_doc_app(ah_call *call, const cJSON *body, cJSON **reply);
+ah_result er_settle_doc_cand(ah_call *call, const cJSON *body, cJSON **reply);
 
 /* ------------------------------------------------------------------ */
 /* Capability operations (ah_op_fn)                                    */

@@ -213,6 +213,35 @@ ah_result er_app_reject(ah_call *call, const cJSON *body, cJSON **reply)
     return rc;
 }
 
+ah_result er_settle_move(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    char app[ER_ID_MAX], stage[ER_ID_MAX];
+    if (er_require_id(call, body, "application_id", app) != AH_OK ||
+        er_require_id(call, body, "stage_id", stage) != AH_OK)
+        return AH_ERR;
+    er_error sent = er_unknown_outcome();
+    return reconcile_stage(call, app, stage, &sent, reply);
+}
+
+ah_result er_settle_reject(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    char app[ER_ID_MAX], reason[ER_ID_MAX];
+    if (er_require_id(call, body, "application_id", app) != AH_OK ||
+        er_require_id(call, body, "reason_id", reason) != AH_OK)
+        return AH_ERR;
+    er_error sent = er_unknown_outcome();
+    cJSON *cur = NULL;
+    er_settled s = settle_reject(call, app, reason, &sent, &cur);
+    if (s != ER_SETTLED_DONE) {
+        char what[ER_ID_MAX + 40];
+        snprintf(what, sizeof what, "rejecting application %s", app);
+        return er_fail_unsettled(call, s, what, NULL);
+    }
+    ah_result rc = app_reply(call, cur, minimal_app(app), reply);
+    cJSON_Delete(cur);
+    return rc;
+}
+
 /* One result of bulk_reject; false on ENOMEM. */
 static bool add_result(cJSON *results, const char *id, const er_error *err)
 {

@@ -79,15 +79,21 @@ static ah_result screen_application(ah_call *call, const char *app_id,
  * looked up by its reference in the list at the same path instead of being
  * sent again (er_settle.c). */
 static ah_result send_marked(ah_call *call, const char *path, const cJSON *body,
-                             const char *ref, const char *what, cJSON **resp)
+                             const char *ref, const char *what, bool settle, cJSON **resp)
 {
     er_error err;
-    if (er_call(call, "POST", path, body, resp, &err) == AH_OK)
-        return AH_OK;
-    cJSON_Delete(*resp);
     *resp = NULL;
-    if (!er_maybe_done(&err))
-        return er_fail(call, &err);
+    if (settle) {
+        /* Settling a call whose outcome stayed unknown: never sent again. */
+        err = er_unknown_outcome();
+    } else {
+        if (er_call(call, "POST", path, body, resp, &err) == AH_OK)
+            return AH_OK;
+        cJSON_Delete(*resp);
+        *resp = NULL;
+        if (!er_maybe_done(&err))
+            return er_fail(call, &err);
+    }
     call->host->log(call, AH_LOG_WARN,
                     "%s: ERecruit's answer did not say what happened; looking for %s at %s",
                     what, ref, path);
@@ -115,7 +121,7 @@ static ah_result note_html(ah_call *call, const cJSON *body, char **out)
 /* Common part of the two note operations. `collection` is "submissions"
  * or "contacts"; `id_key` the request's id member. */
 static ah_result add_note(ah_call *call, const cJSON *body, const char *collection,
-                          const char *id_key, cJSON **reply)
+                          const char *id_key, bool settle, cJSON **reply)
 {
     const er_conn *c = call->conn_ctx;
     char id[ER_ID_MAX], action[ER_ID_MAX], contact[ER_ID_MAX] = "";
@@ -131,7 +137,7 @@ static ah_result add_note(ah_call *call, const cJSON *body, const char *collecti
         return AH_ERR;
     bool is_app = strcmp(collection, "submissions") == 0;
     ah_result rc = AH_OK;
-    if (screened) {
+    if (screened && !settle) {
         if (is_app) {
             rc = screen_application(call, id, contact);
         } else {
@@ -157,7 +163,7 @@ static ah_result add_note(ah_call *call, const cJSON *body, const char *collecti
     }
     cJSON *resp = NULL;
     if (rc == AH_OK)
-        rc = send_marked(call, path.s, b, ref, "adding the note", &resp);
+        rc = send_marked(call, path.s, b, ref, "adding the note", settle, &resp);
     ah_buf_free(&path);
     cJSON_Delete(b);
     if (rc != AH_OK) {
@@ -170,7 +176,8 @@ static ah_result add_note(ah_call *call, const cJSON *body, const char *collecti
         note = cJSON_CreateObject(); /* created, but ERecruit did not echo it */
     bool ok = note != NULL && cJSON_AddStringToObject(note, id_key, id) != NULL &&
               cJSON_AddBoolToObject(note, "screened", screened) != NULL &&
-              (!screened || cJSON_AddStringToObject(note, "candidate_id", contact) != NULL);
+              (!screened || contact[0] == '\0' ||
+               cJSON_AddStringToObject(note, "candidate_id", contact) != NULL);
     if (!ok) {
         cJSON_Delete(note);
         return er_oom(call);
@@ -181,12 +188,22 @@ static ah_result add_note(ah_call *call, const cJSON *body, const char *collecti
 
 ah_result er_note_to_application(ah_call *call, const cJSON *body, cJSON **reply)
 {
-    return add_note(call, body, "submissions", "application_id", reply);
+    return add_note(call, body, "submissions", "application_id", false, reply);
 }
 
 ah_result er_note_to_candidate(ah_call *call, const cJSON *body, cJSON **reply)
 {
-    return add_note(call, body, "contacts", "candidate_id", reply);
+    return add_note(call, body, "contacts", "candidate_id", false, reply);
+}
+
+ah_result er_settle_note_app(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return add_note(call, body, "submissions", "application_id", true, reply);
+}
+
+ah_result er_settle_note_cand(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return add_note(call, body, "contacts", "candidate_id", true, reply);
 }
 
 /* --- attachments --------------------------------------------------------- */
@@ -219,10 +236,35 @@ static bool good_token(const char *s, const char *extra)
 }
 
 static ah_result add_document(ah_call *call, const cJSON *body, const char *collection,
-                              const char *id_key, bool with_kind, cJSON **reply)
+                              const char *id_key, bool with_kind, bool settle, cJSON **reply)
 {
     const ah_host_api *h = call->host;
     char id[ER_ID_MAX];
+    if (settle) {
+        /* The host keeps no file: only the target and the marker matter. */
+        char ref[ER_REF_MAX];
+        if (er_require_id(call, body, id_key, id) != AH_OK || er_marker(call, ref) != AH_OK)
+            return AH_ERR;
+        ah_buf path = {0};
+        er_path_id(&path, collection, id, "/documents");
+        if (ah_buf_check(call, &path) != AH_OK) {
+            ah_buf_free(&path);
+            return AH_ERR;
+        }
+        cJSON *resp = NULL;
+        ah_result rc = send_marked(call, path.s, NULL, ref, "adding the document", true, &resp);
+        ah_buf_free(&path);
+        cJSON *doc = rc == AH_OK ? er_map_document(resp) : NULL;
+        cJSON_Delete(resp);
+        if (rc != AH_OK)
+            return AH_ERR;
+        if (doc == NULL || cJSON_AddStringToObject(doc, id_key, id) == NULL) {
+            cJSON_Delete(doc);
+            return er_oom(call);
+        }
+        *reply = doc;
+        return AH_OK;
+    }
     const char *filename = NULL, *data = NULL, *type = NULL, *kind = NULL;
     if (er_require_id(call, body, id_key, id) != AH_OK ||
         ah_arg_string(call, body, "filename", AH_ARG_REQUIRED, ER_FILENAME_MAX, &filename) !=
@@ -266,7 +308,7 @@ static ah_result add_document(ah_call *call, const cJSON *body, const char *coll
         return er_oom(call);
     }
     cJSON *resp = NULL;
-    ah_result rc = send_marked(call, path.s, b, ref, "adding the document", &resp);
+    ah_result rc = send_marked(call, path.s, b, ref, "adding the document", false, &resp);
     ah_buf_free(&path);
     cJSON_Delete(b);
     if (rc != AH_OK)
@@ -285,10 +327,20 @@ static ah_result add_document(ah_call *call, const cJSON *body, const char *coll
 
 ah_result er_attach_to_application(ah_call *call, const cJSON *body, cJSON **reply)
 {
-    return add_document(call, body, "submissions", "application_id", false, reply);
+    return add_document(call, body, "submissions", "application_id", false, false, reply);
 }
 
 ah_result er_attach_to_candidate(ah_call *call, const cJSON *body, cJSON **reply)
 {
-    return add_document(call, body, "contacts", "candidate_id", true, reply);
+    return add_document(call, body, "contacts", "candidate_id", true, false, reply);
+}
+
+ah_result er_settle_doc_app(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return add_document(call, body, "submissions", "application_id", false, true, reply);
+}
+
+ah_result er_settle_doc_cand(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return add_document(call, body, "contacts", "candidate_id", true, true, reply);
 }

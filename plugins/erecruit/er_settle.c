@@ -30,6 +30,13 @@ bool er_maybe_done(const er_error *err)
 
 ah_result er_marker(ah_call *call, char out[ER_REF_MAX])
 {
+    /* From the call's correlation id when there is one: the host calls a
+     * settle function later with the same id, which finds the write again. */
+    const char *corr = call->correlation_id;
+    if (corr != NULL && corr[0] != '\0' && strlen(corr) + 8 <= ER_REF_MAX) {
+        snprintf(out, ER_REF_MAX, "atshub-%s", corr);
+        return AH_OK;
+    }
     int64_t n = 0;
     if (call->host->sequence_next(call, "erecruit.external_ref", &n) != AH_OK)
         return AH_ERR;
@@ -115,4 +122,12 @@ ah_result er_fail_unsettled(ah_call *call, er_settled s, const char *what, const
                    "%s: ERecruit may have carried it out%s and cannot tell now; it was not sent "
                    "again",
                    what, ref);
+}
+
+er_error er_unknown_outcome(void)
+{
+    er_error e;
+    memset(&e, 0, sizeof e);
+    e.outcome = AH_OUTCOME_UNKNOWN;
+    return e;
 }

@@ -391,14 +391,14 @@ static const ah_op_fields li_op_fields[] = {
 /* How each write settles a lost answer without sending it again (SDK 1.1). */
 static const ah_op_write li_op_writes[] = {
     {"onboarding.disable", AH_RECONCILE_LOCAL,
-     "always refused after a live verify (a read): LinkedIn has no disable"},
+     "always refused after a live verify (a read): LinkedIn has no disable", NULL},
     {"onboarding.enable", AH_RECONCILE_READ_BACK,
-     "the integrations' integrationName and status (batch GET /v2/atsIntegrations)"},
+     "the integrations' integrationName and status (batch GET /v2/atsIntegrations)", NULL},
     {"onboarding.provision", AH_RECONCILE_MARKER,
      "the customer application by its uniqueForeignId "
-     "(GET /v2/provisionedApplications?q=credentialsByUniqueForeignId); its domains read back"},
-    {"onboarding.request", AH_RECONCILE_LOCAL, "atshub's store only"},
-    {NULL, AH_RECONCILE_UNDECLARED, NULL},
+     "(GET /v2/provisionedApplications?q=credentialsByUniqueForeignId); its domains read back", NULL},
+    {"onboarding.request", AH_RECONCILE_LOCAL, "atshub's store only", NULL},
+    {NULL, AH_RECONCILE_UNDECLARED, NULL, NULL},
 };
 
 static const ah_route li_routes[] = {

@@ -250,16 +250,16 @@ static const ah_op_fields op_fields[] = {
 
 /* How each write settles a lost answer without posting again (SDK 1.1). */
 static const ah_op_write op_writes[] = {
-    {"postings.assign", AH_RECONCILE_LOCAL, "atshub's store only"},
+    {"postings.assign", AH_RECONCILE_LOCAL, "atshub's store only", NULL},
     {"postings.configure", AH_RECONCILE_LOCAL,
-     "reads TopCV (the credentials' employer) and saves the settings"},
-    {"postings.disconnect", AH_RECONCILE_LOCAL, "forgets the settings"},
-    {"postings.link", AH_RECONCILE_LOCAL, "reads the TopCV job and stores the link"},
+     "reads TopCV (the credentials' employer) and saves the settings", NULL},
+    {"postings.disconnect", AH_RECONCILE_LOCAL, "forgets the settings", NULL},
+    {"postings.link", AH_RECONCILE_LOCAL, "reads the TopCV job and stores the link", NULL},
     {"postings.publish", AH_RECONCILE_MARKER,
-     "the TopCV job whose reference atshub sent (GET /api/jobs?reference=)"},
+     "the TopCV job whose reference atshub sent (GET /api/jobs?reference=)", NULL},
     {"postings.update", AH_RECONCILE_READ_BACK,
-     "a 2xx cut short reads the job back; a lost answer is outcome_unknown"},
-    {NULL, AH_RECONCILE_UNDECLARED, NULL},
+     "a 2xx cut short reads the job back; a lost answer is outcome_unknown", NULL},
+    {NULL, AH_RECONCILE_UNDECLARED, NULL, NULL},
 };
 
 static const ah_route routes[] = {

@@ -454,6 +454,18 @@ typedef struct ah_op_write {
     /** One line for operators and `atshub plugin check`: what is read
      *  back or looked up ("the note whose external_ref atshub sent"). */
     const char *how;
+    /** Optional (bus topics only): settles, later, a call of this write that
+     *  answered AH_E_OUTCOME_UNKNOWN because the provider could not be read
+     *  back then. The host keeps such calls and, on the connection's next
+     *  sync, calls this with the same request body and the same
+     *  call->correlation_id as the original call (derive a marker from the
+     *  correlation id to find the write again). It never sends the write:
+     *  it reads the provider back and either replies what the write would
+     *  have replied (AH_OK: done), or fails AH_E_UNAVAILABLE (the provider
+     *  certainly did not act) or AH_E_OUTCOME_UNKNOWN (still cannot tell:
+     *  tried again on the next sync). The request body is the original one
+     *  without its "data_base64" member (files are not kept). */
+    ah_op_fn settle;
 } ah_op_write;
 
 /* ------------------------------------------------------------------------ */
