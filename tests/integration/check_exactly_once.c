@@ -122,6 +122,7 @@ typedef struct answer {
     long status;
     char *body;
     bool replayed;
+    bool settled; /* Outcome-Settled: true */
 } answer;
 
 static size_t on_body(char *p, size_t size, size_t n, void *arg)
@@ -139,9 +140,11 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
 
 static size_t on_header(char *p, size_t size, size_t n, void *arg)
 {
-    bool *replayed = arg;
+    answer *a = arg;
     if (size * n >= 20 && strncasecmp(p, "Idempotent-Replayed:", 20) == 0)
-        *replayed = true;
+        a->replayed = true;
+    if (size * n >= 16 && strncasecmp(p, "Outcome-Settled:", 16) == 0)
+        a->settled = true;
     return size * n;
 }
 
@@ -171,7 +174,7 @@ static answer post_as(const char *base, const char *path, const char *conn, cons
     ck_assert_int_eq(curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body), CURLE_OK);
     ck_assert_int_eq(curl_easy_setopt(c, CURLOPT_WRITEDATA, &a.body), CURLE_OK);
     ck_assert_int_eq(curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header), CURLE_OK);
-    ck_assert_int_eq(curl_easy_setopt(c, CURLOPT_HEADERDATA, &a.replayed), CURLE_OK);
+    ck_assert_int_eq(curl_easy_setopt(c, CURLOPT_HEADERDATA, &a), CURLE_OK);
     ck_assert_int_eq(curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L), CURLE_OK);
     ck_assert_int_eq(curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L), CURLE_OK);
     ck_assert_int_eq(curl_easy_perform(c), CURLE_OK);
@@ -454,6 +457,17 @@ static int sub_stage(efx *f, long id)
 
 #define ER_STAGE_PATH "/api/v2/submissions/{id}/stage"
 
+static size_t er_notes_of(efx *f, long sid)
+{
+    char *t = ah_erecruit_sim_notes(f->er, "submission", sid);
+    ck_assert_ptr_nonnull(t);
+    cJSON *o = cJSON_Parse(t);
+    free(t);
+    size_t n = (size_t)cJSON_GetArraySize(o);
+    cJSON_Delete(o);
+    return n;
+}
+
 /* ERecruit moves the application and the answer is lost: the plugin reads
  * the application back instead of moving it again, and answers 200 once;
  * the retry with the same key replays it. The first two runs drop the
@@ -498,6 +512,108 @@ START_TEST(stage_move_acted_then_lost)
         free(again.body);
     }
     ck_assert_uint_eq(ah_erecruit_sim_requests(f.er, "POST", ER_STAGE_PATH) - before, 1);
+    free(a.body);
+    e_teardown(&f);
+}
+END_TEST
+
+/* ---- The next sync settles what reconciliation could not ------------------ */
+
+/* The event log's event.write.settled entries of tenant acme (their JSON). */
+static cJSON *settled_events(efx *f)
+{
+    char url[256];
+    snprintf(url, sizeof url, "%s/v1/events?types=event.write.settled&limit=100", f->base);
+    const char *h[] = {"Authorization: Bearer " API_KEY, NULL};
+    char *body = NULL;
+    ck_assert_int_eq(ah_t_http("GET", url, h, NULL, &body), 200);
+    cJSON *o = cJSON_Parse(body);
+    free(body);
+    ck_assert_ptr_nonnull(o);
+    cJSON *data = cJSON_DetachItemFromObjectCaseSensitive(o, "data");
+    cJSON_Delete(o);
+    ck_assert(cJSON_IsArray(data));
+    return data;
+}
+
+static void e_sync(efx *f)
+{
+    char err[1024];
+    ck_assert_msg(ah_sync_run(f->core, "acme", "main", NULL, NULL, NULL, NULL, err, sizeof err) ==
+                      AH_SYNC_OK, "%s", err);
+}
+
+/* A note whose answer is lost while ERecruit cannot be read back either:
+ * 502 outcome_unknown naming the operation, stored under the key. Run 0:
+ * ERecruit added the note (act, then drop); the next sync finds it by its
+ * marker, the event log says "done" once, and the key now replays 200 with
+ * the note. Run 1: ERecruit never got it (every connection dropped before
+ * it acted); the sync says "not_done" once, the key replays 503, and no note
+ * was ever added. Nothing is sent twice either way. */
+START_TEST(next_sync_settles_unknown)
+{
+    efx f;
+    e_setup(&f);
+    long *ids = NULL;
+    ck_assert_uint_gt(ah_erecruit_sim_ids(f.er, "submission", &ids), 0);
+    long sid = ids[0];
+    free(ids);
+    char body[160];
+    snprintf(body, sizeof body, "{\"application_id\":%ld,\"note\":\"Offer call booked\"}", sid);
+    size_t notes0 = er_notes_of(&f, sid);
+    unsigned long posts0 = ah_erecruit_sim_requests(f.er, "POST", "/api/v2/submissions/{id}/notes");
+    if (_i == 0)
+        ah_sim_fault_after(f.sim, "*", "/api/v2/submissions/", AH_SIM_AFTER_DROP, 1000);
+    else
+        ah_sim_set_faults(f.sim, 0, 0, 1.0, 0, 0);
+    answer a = post_as(f.base, "/v1/bus/notes.add_to_application", "main", "note-u", body);
+    ah_sim_fault_after(f.sim, "*", "/", AH_SIM_AFTER_NONE, 0);
+    ah_sim_set_faults(f.sim, 0, 0, 0, 0, 0);
+    ck_assert_msg(a.status == 502, "note: %ld %s", a.status, a.body);
+    cJSON *o = cJSON_Parse(a.body);
+    ck_assert_str_eq(str_at(o, "error", "code", NULL), "outcome_unknown");
+    const char *msg = str_at(o, "error", "message", NULL);
+    ck_assert_ptr_nonnull(strstr(msg, "(operation "));
+    cJSON_Delete(o);
+    ck_assert_uint_eq(er_notes_of(&f, sid) - notes0, _i == 0 ? 1 : 0);
+    answer again = post_as(f.base, "/v1/bus/notes.add_to_application", "main", "note-u", body);
+    ck_assert_int_eq(again.status, 502);
+    ck_assert_str_eq(again.body, a.body);
+    ck_assert(again.replayed && !again.settled);
+    free(again.body);
+    cJSON *ev = settled_events(&f);
+    ck_assert_int_eq(cJSON_GetArraySize(ev), 0);
+    cJSON_Delete(ev);
+
+    e_sync(&f);
+    ev = settled_events(&f);
+    ck_assert_int_eq(cJSON_GetArraySize(ev), 1);
+    char *text = cJSON_PrintUnformatted(ev);
+    ck_assert_msg(strstr(text, _i == 0 ? "\"outcome\":\"done\"" : "\"outcome\":\"not_done\"") !=
+                      NULL, "%s", text);
+    ck_assert_msg(strstr(text, "\"topic\":\"notes.add_to_application\"") != NULL, "%s", text);
+    free(text);
+    cJSON_Delete(ev);
+    for (int i = 0; i < 2; i++) {
+        answer now = post_as(f.base, "/v1/bus/notes.add_to_application", "main", "note-u", body);
+        ck_assert_msg(now.status == (_i == 0 ? 200 : 503), "replay: %ld %s", now.status,
+                      now.body);
+        ck_assert(now.replayed && now.settled);
+        if (_i == 0) {
+            cJSON *n = cJSON_Parse(now.body);
+            ck_assert_ptr_nonnull(str_at(n, "data", "id", NULL));
+            cJSON_Delete(n);
+        }
+        free(now.body);
+    }
+    /* Settled once: another sync publishes nothing more. */
+    e_sync(&f);
+    ev = settled_events(&f);
+    ck_assert_int_eq(cJSON_GetArraySize(ev), 1);
+    cJSON_Delete(ev);
+    ck_assert_uint_eq(er_notes_of(&f, sid) - notes0, _i == 0 ? 1 : 0);
+    ck_assert_uint_le(ah_erecruit_sim_requests(f.er, "POST", "/api/v2/submissions/{id}/notes") -
+                          posts0, 1);
     free(a.body);
     e_teardown(&f);
 }
@@ -1036,6 +1152,10 @@ static Suite *exactly_once_suite(void)
     tcase_set_timeout(te, 120);
     tcase_add_loop_test(te, stage_move_acted_then_lost, 0, 4);
     suite_add_tcase(s, te);
+    TCase *ts = tcase_create("settle");
+    tcase_set_timeout(ts, 120);
+    tcase_add_loop_test(ts, next_sync_settles_unknown, 0, 2);
+    suite_add_tcase(s, ts);
     TCase *tw = tcase_create("every_write");
     tcase_set_timeout(tw, 120);
     tcase_add_loop_test(tw, every_write_under_each_fault, 0, N_WRITE_CASES * 4);
