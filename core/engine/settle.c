@@ -2,6 +2,7 @@
 /* Settling writes whose outcome stayed unknown: see settle.h. */
 #include "settle.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,16 @@ static void collect(void *arg, const ah_record_row *row)
         return;
     }
     l->n++;
+}
+
+static void pending_free(pending_list *l)
+{
+    for (int i = 0; i < l->n; i++) {
+        free(l->v[i].operation);
+        free(l->v[i].raw);
+        free(l->v[i].fields);
+    }
+    l->n = 0;
 }
 
 /* Stores how the write ended; true when this call made the change (the
@@ -125,6 +136,11 @@ done:
     return settled;
 }
 
+/* Two syncs of one connection (the schedule and `atshub sync`) must not
+ * both settle one write: each would publish its event. Settling is rare and
+ * short (one read per kept write), so one lock for the process is enough. */
+static pthread_mutex_t settle_mu = PTHREAD_MUTEX_INITIALIZER;
+
 int ah_settle_unknown(ah_core *core, ah_conn *c)
 {
     pending_list *l = calloc(1, sizeof *l);
@@ -138,15 +154,19 @@ int ah_settle_unknown(ah_core *core, ah_conn *c)
         .field_key = "state",
         .field_value = "unknown",
     };
+    /* Most syncs have nothing to settle: they do not wait for the lock. */
     int rc = core->store->ops->record_query(core->store, &q, collect, l);
     int settled = 0;
-    for (int i = 0; rc == AH_STORE_OK && i < l->n; i++)
-        settled += settle_one(core, c, &l->v[i]);
-    for (int i = 0; i < l->n; i++) {
-        free(l->v[i].operation);
-        free(l->v[i].raw);
-        free(l->v[i].fields);
+    if (rc == AH_STORE_OK && l->n > 0) {
+        pthread_mutex_lock(&settle_mu);
+        pending_free(l);
+        /* Read again under the lock: another sync may have settled some. */
+        rc = core->store->ops->record_query(core->store, &q, collect, l);
+        for (int i = 0; rc == AH_STORE_OK && i < l->n; i++)
+            settled += settle_one(core, c, &l->v[i]);
+        pthread_mutex_unlock(&settle_mu);
     }
+    pending_free(l);
     free(l);
     return rc == AH_STORE_OK ? settled : -1;
 }
