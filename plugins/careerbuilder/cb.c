@@ -182,7 +182,7 @@ static const ah_op_fields cb_op_fields[] = {
 #define CB_READ_BACK "the stored status with the same key, status and date (GET " \
                      "/corporate/CandidateStatus/{account}/{email})"
 static const ah_op_write cb_op_writes[] = {
-    {"statuses.put", AH_RECONCILE_READ_BACK, CB_READ_BACK, NULL},
+    {"statuses.put", AH_RECONCILE_READ_BACK, CB_READ_BACK, cb_settle_put},
     {"event.application.created", AH_RECONCILE_READ_BACK, CB_READ_BACK, NULL},
     {"event.application.updated", AH_RECONCILE_READ_BACK, CB_READ_BACK, NULL},
     {"event.application.stage_changed", AH_RECONCILE_READ_BACK, CB_READ_BACK, NULL},

@@ -117,6 +117,9 @@ ah_result cb_op_put(ah_call *call, const cJSON *body, cJSON **reply);
 /** statuses.get: {"candidate_email", "results_per_page"?, "status_date"?,
  *  "account"?}; follows every page. Replies {"data": [...], "pages": n}. */
 ah_result cb_op_get(ah_call *call, const cJSON *body, cJSON **reply);
+/** Settles a statuses.put that answered outcome_unknown (ah_op_write.settle):
+ *  reads the candidate's statuses back, never sends. */
+ah_result cb_settle_put(ah_call *call, const cJSON *body, cJSON **reply);
 /** statuses.query: see cb_validate_query. Replies {"data": [...]}. */
 ah_result cb_op_query(ah_call *call, const cJSON *body, cJSON **reply);
 

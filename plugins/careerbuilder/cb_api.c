@@ -296,7 +296,7 @@ static ah_result check_account(ah_call *call, const cb_conn *c, const cJSON *bod
     return AH_OK;
 }
 
-ah_result cb_op_put(ah_call *call, const cJSON *body, cJSON **reply)
+static ah_result put_status(ah_call *call, const cJSON *body, bool settle, cJSON **reply)
 {
     cb_conn *c = call->conn_ctx;
     if (check_account(call, c, body) != AH_OK)
@@ -312,7 +312,21 @@ ah_result cb_op_put(ah_call *call, const cJSON *body, cJSON **reply)
         return call->host->fail(call, AH_E_INVALID, 400, "%s", err);
     }
     char *answer = NULL;
-    if (cb_send_status(call, st, 0, &answer) != CB_SENT) {
+    if (settle) {
+        /* The host settles a put whose outcome stayed unknown: the
+         * statuses are read back, the status is never sent again. */
+        int stored = status_stored(call, st);
+        if (stored != 1) {
+            cJSON_Delete(st);
+            return stored == 0
+                       ? call->host->fail(call, AH_E_UNAVAILABLE, 503,
+                                          "CareerBuilder did not store the status; safe to "
+                                          "send again")
+                       : call->host->fail(call, AH_E_OUTCOME_UNKNOWN, 502,
+                                          "CareerBuilder cannot be read back yet");
+        }
+        answer = strdup("Created/updated status (its answer was lost; read back)");
+    } else if (cb_send_status(call, st, 0, &answer) != CB_SENT) {
         cJSON_Delete(st);
         return AH_ERR;
     }
@@ -327,6 +341,16 @@ ah_result cb_op_put(ah_call *call, const cJSON *body, cJSON **reply)
     free(answer);
     *reply = out;
     return AH_OK;
+}
+
+ah_result cb_op_put(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return put_status(call, body, false, reply);
+}
+
+ah_result cb_settle_put(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return put_status(call, body, true, reply);
 }
 
 /* --- reading ---------------------------------------------------------------------- */

@@ -221,6 +221,8 @@ er_error er_unknown_outcome(void);
 
 /* Settle functions (ah_op_write.settle): read ERecruit back, never send. */
 ah_result er_settle_move(ah_call *call, const cJSON *body, cJSON **reply);
+ah_result er_settle_create(ah_call *call, const cJSON *body, cJSON **reply);
+ah_result er_settle_custom(ah_call *call, const cJSON *body, cJSON **reply);
 ah_result er_settle_reject(ah_call *call, const cJSON *body, cJSON **reply);
 ah_result er_settle_note_app(ah_call *call, const cJSON *body, cJSON **reply);
 ah_result er_settle_note_cand(ah_call *call, const cJSON *body, cJSON **reply);

@@ -334,7 +334,7 @@ ah_result er_app_bulk_reject(ah_call *call, const cJSON *body, cJSON **reply)
     return AH_OK;
 }
 
-ah_result er_app_create(ah_call *call, const cJSON *body, cJSON **reply)
+static ah_result create_app(ah_call *call, const cJSON *body, bool settle, cJSON **reply)
 {
     char cand[ER_ID_MAX], job[ER_ID_MAX], stage[ER_ID_MAX];
     bool has_stage = false;
@@ -357,7 +357,11 @@ ah_result er_app_create(ah_call *call, const cJSON *body, cJSON **reply)
     }
     cJSON *resp = NULL;
     er_error err;
-    ah_result rc = er_call(call, "POST", ER_API "/submissions", b, &resp, &err);
+    ah_result rc = AH_ERR;
+    if (settle) /* the host settles a call whose outcome stayed unknown: never sent again */
+        err = er_unknown_outcome();
+    else
+        rc = er_call(call, "POST", ER_API "/submissions", b, &resp, &err);
     cJSON_Delete(b);
     if (rc != AH_OK) {
         if (!er_maybe_done(&err))
@@ -384,6 +388,16 @@ ah_result er_app_create(ah_call *call, const cJSON *body, cJSON **reply)
     rc = app_reply(call, resp, NULL, reply);
     cJSON_Delete(resp);
     return rc;
+}
+
+ah_result er_app_create(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return create_app(call, body, false, reply);
+}
+
+ah_result er_settle_create(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return create_app(call, body, true, reply);
 }
 
 static cJSON *map_stage(const cJSON *item, const er_map_opts *o)

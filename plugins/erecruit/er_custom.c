@@ -134,7 +134,7 @@ static ah_result check_values(ah_call *call, const cJSON *values)
     return AH_OK;
 }
 
-ah_result er_custom_update(ah_call *call, const cJSON *body, cJSON **reply)
+static ah_result update_values(ah_call *call, const cJSON *body, bool settle, cJSON **reply)
 {
     const char *entity, *collection;
     char id[ER_ID_MAX];
@@ -156,7 +156,11 @@ ah_result er_custom_update(ah_call *call, const cJSON *body, cJSON **reply)
     }
     cJSON *resp = NULL;
     er_error err;
-    ah_result rc = er_call(call, "PATCH", path.s, b, &resp, &err);
+    ah_result rc = AH_ERR;
+    if (settle) /* the host settles a call whose outcome stayed unknown: never sent again */
+        err = er_unknown_outcome();
+    else
+        rc = er_call(call, "PATCH", path.s, b, &resp, &err);
     cJSON_Delete(b);
     if (rc != AH_OK && er_maybe_done(&err)) {
         /* Never sent twice: the values are read back. All of them as sent:
@@ -192,4 +196,14 @@ ah_result er_custom_update(ah_call *call, const cJSON *body, cJSON **reply)
         rc = values_reply(call, entity, id, resp, values, reply);
     cJSON_Delete(resp);
     return rc;
+}
+
+ah_result er_custom_update(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return update_values(call, body, false, reply);
+}
+
+ah_result er_settle_custom(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return update_values(call, body, true, reply);
 }

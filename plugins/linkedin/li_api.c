@@ -362,7 +362,7 @@ static ah_result settle_enable(ah_call *call, const ah_oauth2_params *p, const c
     return AH_OK;
 }
 
-ah_result li_op_enable(ah_call *call, const cJSON *body, cJSON **reply)
+static ah_result enable(ah_call *call, const cJSON *body, bool settle, cJSON **reply)
 {
     const ah_host_api *h = call->host;
     ah_oauth2_params p;
@@ -403,6 +403,15 @@ ah_result li_op_enable(ah_call *call, const cJSON *body, cJSON **reply)
     const char *headers[] = {"x-restli-method: batch_partial_update",
                              "Content-Type: application/json", NULL};
     ah_http_response resp;
+    if (settle) {
+        /* The host settles an enable whose outcome stayed unknown: read
+         * back, never sent again. */
+        free(text);
+        ah_result sr = settle_enable(call, &p, url, items, n, name, AH_OUTCOME_UNKNOWN, reply);
+        free(url);
+        cJSON_Delete(held);
+        return sr;
+    }
     ah_result r = li_send(call, &p, "POST", url, headers, text, &resp);
     free(text);
     if (unsettled(r, &resp, true)) {
@@ -469,6 +478,16 @@ ah_result li_op_enable(ah_call *call, const cJSON *body, cJSON **reply)
     cJSON_AddNumberToObject(out, "failed", n - ok);
     *reply = out;
     return AH_OK;
+}
+
+ah_result li_op_enable(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return enable(call, body, false, reply);
+}
+
+ah_result li_settle_enable(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return enable(call, body, true, reply);
 }
 
 /* --- onboarding.verify ------------------------------------------------------------------- */

@@ -393,7 +393,8 @@ static const ah_op_write li_op_writes[] = {
     {"onboarding.disable", AH_RECONCILE_LOCAL,
      "always refused after a live verify (a read): LinkedIn has no disable", NULL},
     {"onboarding.enable", AH_RECONCILE_READ_BACK,
-     "the integrations' integrationName and status (batch GET /v2/atsIntegrations)", NULL},
+     "the integrations' integrationName and status (batch GET /v2/atsIntegrations)",
+     li_settle_enable},
     {"onboarding.provision", AH_RECONCILE_MARKER,
      "the customer application by its uniqueForeignId "
      "(GET /v2/provisionedApplications?q=credentialsByUniqueForeignId); its domains read back", NULL},

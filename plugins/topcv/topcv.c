@@ -256,9 +256,11 @@ static const ah_op_write op_writes[] = {
     {"postings.disconnect", AH_RECONCILE_LOCAL, "forgets the settings", NULL},
     {"postings.link", AH_RECONCILE_LOCAL, "reads the TopCV job and stores the link", NULL},
     {"postings.publish", AH_RECONCILE_MARKER,
-     "the TopCV job whose reference atshub sent (GET /api/jobs?reference=)", NULL},
+     "the TopCV job whose reference atshub sent (GET /api/jobs?reference=)",
+     tc_settle_publish},
     {"postings.update", AH_RECONCILE_READ_BACK,
-     "a 2xx cut short reads the job back; a lost answer is outcome_unknown", NULL},
+     "the job read back and compared with the form sent (GET /api/jobs/{id})",
+     tc_settle_update},
     {NULL, AH_RECONCILE_UNDECLARED, NULL, NULL},
 };
 
