@@ -1138,6 +1138,66 @@ START_TEST(every_write_under_each_fault)
 }
 END_TEST
 
+/* Every write whose plugin declares a settle function: the provider acts,
+ * then every answer under the write's prefix is lost (the write's and the
+ * reads that would reconcile it): 502 outcome_unknown naming the operation,
+ * replayed as is. The connection's next sync (for a connection that streams
+ * nothing, `atshub sync` settles and then says so) settles it: one
+ * event.write.settled "done", and the key replays 200 from then on, the
+ * provider having acted once. */
+START_TEST(every_settled_write)
+{
+    const wcase *c = &write_cases[_i];
+    wfx f;
+    w_setup(&f, c->plugin);
+    ah_generation *gen = ah_registry_acquire(f.core->registry, c->plugin);
+    ck_assert_ptr_nonnull(gen);
+    const ah_op_write *w = ah_router_write_decl(gen->desc, c->topic);
+    bool settles = w != NULL && w->settle != NULL;
+    ah_generation_release(gen);
+    if (!settles) {
+        w_teardown(&f);
+        return;
+    }
+    c->prepare(&f);
+    unsigned long before = c->effects(&f);
+    ah_sim_fault_after(f.sim, "*", c->prefix, AH_SIM_AFTER_DROP, 1000);
+    answer a = w_call(&f, f.conn, c->topic, "write-u", f.body);
+    ah_sim_fault_after(f.sim, "*", "/", AH_SIM_AFTER_NONE, 0);
+    ck_assert_msg(a.status == 502, "%s %s: %ld %s", c->plugin, c->topic, a.status, a.body);
+    cJSON *o = cJSON_Parse(a.body);
+    ck_assert_str_eq(str_at(o, "error", "code", NULL), "outcome_unknown");
+    ck_assert_msg(strstr(str_at(o, "error", "message", NULL), "(operation ") != NULL, "%s",
+                  a.body);
+    cJSON_Delete(o);
+    ck_assert_uint_eq(c->effects(&f) - before, c->per_write);
+    for (int round = 0; round < 2; round++) {
+        char err[1024];
+        int rc = ah_sync_run(f.core, "acme", f.conn, NULL, NULL, NULL, NULL, err, sizeof err);
+        ck_assert_msg(rc == AH_SYNC_OK || rc == AH_SYNC_INVALID, "%s", err);
+        char url[256];
+        snprintf(url, sizeof url, "%s/v1/events?types=event.write.settled&limit=100", f.base);
+        const char *h[] = {"Authorization: Bearer " API_KEY, NULL};
+        char *body = NULL;
+        ck_assert_int_eq(ah_t_http("GET", url, h, NULL, &body), 200);
+        cJSON *ev = cJSON_Parse(body);
+        const cJSON *data = cJSON_GetObjectItemCaseSensitive(ev, "data");
+        ck_assert_msg(cJSON_GetArraySize(data) == 1, "%s %s: %s", c->plugin, c->topic, body);
+        ck_assert_msg(strstr(body, "\"outcome\":\"done\"") != NULL, "%s", body);
+        cJSON_Delete(ev);
+        free(body);
+        answer now = w_call(&f, f.conn, c->topic, "write-u", f.body);
+        ck_assert_msg(now.status == 200, "%s %s: %ld %s", c->plugin, c->topic, now.status,
+                      now.body);
+        ck_assert(now.replayed && now.settled);
+        free(now.body);
+    }
+    ck_assert_uint_eq(c->effects(&f) - before, c->per_write);
+    free(a.body);
+    w_teardown(&f);
+}
+END_TEST
+
 static Suite *exactly_once_suite(void)
 {
     Suite *s = suite_create("exactly_once");
@@ -1159,6 +1219,7 @@ static Suite *exactly_once_suite(void)
     TCase *tw = tcase_create("every_write");
     tcase_set_timeout(tw, 120);
     tcase_add_loop_test(tw, every_write_under_each_fault, 0, N_WRITE_CASES * 4);
+    tcase_add_loop_test(tw, every_settled_write, 0, N_WRITE_CASES);
     suite_add_tcase(s, tw);
     return s;
 }
