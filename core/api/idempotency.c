@@ -116,8 +116,14 @@ static void seal_aad(int64_t tid, const char *key, char *out, size_t len)
  * settled since (engine/settle.h): the settled answer, as {"status",
  * "answer" text} in *status and a malloc'd body; NULL when there is none
  * (not settled yet, or the answer names no operation). */
-static char *settled_answer(ah_core *core, ah_http_exchange *ex, const char *stored,
-                            int *status)
+static void take_fields(void *arg, const ah_record_row *row)
+{
+    char **out = arg;
+    if (*out == NULL && row->fields != NULL)
+        *out = strdup(row->fields);
+}
+
+static char *settled_answer(ah_core *core, int64_t tid, const char *stored, int *status)
 {
     cJSON *o = cJSON_Parse(stored);
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(o, "error");
@@ -133,23 +139,25 @@ static char *settled_answer(ah_core *core, ah_http_exchange *ex, const char *sto
             snprintf(op, sizeof op, "%.*s", (int)n, tag);
     }
     cJSON_Delete(o);
-    const char *auth = ah_ex_header(ex, "Authorization");
-    const char *conn = ah_ex_header(ex, "X-Connection");
-    char tenant[256];
-    if (op[0] == '\0' || auth == NULL || conn == NULL ||
-        ah_conns_tenant_by_key(core, auth + 7, tenant, sizeof tenant) < 0)
+    if (op[0] == '\0')
         return NULL;
-    ah_conn *c = ah_conn_find(core, tenant, conn);
-    if (c == NULL)
+    /* Any connection of the tenant: a resource route (/v1/applications/{id}/...)
+     * names its connection by the record, not by X-Connection. */
+    ah_record_query q = {
+        .tenant_id = tid,
+        .type = AH_WRITE_OUTCOME_TYPE,
+        .limit = 1,
+        .field_key = "operation",
+        .field_value = op,
+    };
+    char *fields = NULL;
+    if (core->store->ops->record_query(core->store, &q, take_fields, &fields) != AH_STORE_OK ||
+        fields == NULL) {
+        free(fields);
         return NULL;
-    ah_record_row row;
-    memset(&row, 0, sizeof row);
-    int rc = core->store->ops->record_get(core->store, c->id, AH_WRITE_OUTCOME_TYPE, op, &row);
-    ah_conn_release(c);
-    if (rc != AH_STORE_OK)
-        return NULL;
-    cJSON *f = cJSON_Parse(row.fields);
-    ah_record_row_free(&row);
+    }
+    cJSON *f = cJSON_Parse(fields);
+    free(fields);
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(f, "status");
     const cJSON *ans = cJSON_GetObjectItemCaseSensitive(f, "answer");
     char *out = NULL;
@@ -212,7 +220,7 @@ bool ah_idem_before(void *arg, ah_http_exchange *ex)
         } else {
             ah_ex_add_header(ex, "Idempotent-Replayed", "true");
             int sst = 0;
-            char *settled = row.status == 502 ? settled_answer(core, ex, body, &sst) : NULL;
+            char *settled = row.status == 502 ? settled_answer(core, tid, body, &sst) : NULL;
             if (settled != NULL) {
                 /* The outcome was unknown when it was stored; a sync has
                  * settled it since: that is the answer now. */
