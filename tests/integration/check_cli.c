@@ -364,6 +364,11 @@ START_TEST(test_plugin_check_write_declarations)
     ck_assert_int_eq(RUN(&e, &out, &err, "plugin", "check", path), 0);
     ck_assert_msg(strstr(out, "notes.add_to_application (marker)") != NULL, "%s", out);
     free(out), free(err);
+    snprintf(path, sizeof path, "%s/writes_unserved.so", ah_t_env("AH_FIXTURE_DIR"));
+    ck_assert_int_eq(RUN(&e, &out, &err, "plugin", "check", path), 1);
+    ck_assert_msg(strstr(err, "'notes.add_to_candidate', which is neither a write topic the "
+                              "plugin serves") != NULL, "%s", err);
+    free(out), free(err);
     static const struct {
         const char *plugin, *topic, *how;
     } bundled[] = {
