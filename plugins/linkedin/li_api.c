@@ -761,7 +761,7 @@ static ah_result find_existing(ah_call *call, const ah_oauth2_params *pp, const 
 }
 
 static ah_result update_domains(ah_call *call, const ah_oauth2_params *pp, const char *urn,
-                                const char *fid, const cJSON *domains)
+                                const char *fid, const cJSON *domains, bool settle)
 {
     const ah_host_api *h = call->host;
     ah_buf url = {0};
@@ -780,8 +780,15 @@ static ah_result update_domains(ah_call *call, const ah_oauth2_params *pp, const
                              NULL};
     ah_http_response resp;
     memset(&resp, 0, sizeof resp);
-    ah_result r = text != NULL ? li_send(call, pp, "POST", url.s, headers, text, &resp)
-                               : h->fail(call, AH_E_INTERNAL, 0, "out of memory");
+    ah_result r;
+    if (text != NULL && settle) {
+        /* Settling a call whose outcome stayed unknown: read back only. */
+        r = AH_ERR;
+        resp.outcome = AH_OUTCOME_UNKNOWN;
+    } else {
+        r = text != NULL ? li_send(call, pp, "POST", url.s, headers, text, &resp)
+                         : h->fail(call, AH_E_INTERNAL, 0, "out of memory");
+    }
     ah_buf_free(&url);
     free(text);
     if (text != NULL && unsettled(r, &resp, false)) {
@@ -850,7 +857,7 @@ static ah_result save_app(ah_call *call, const cJSON *app, const char *fid, cons
     return AH_OK;
 }
 
-ah_result li_op_provision(ah_call *call, const cJSON *body, cJSON **reply)
+static ah_result provision(ah_call *call, const cJSON *body, bool settle, cJSON **reply)
 {
     const ah_host_api *h = call->host;
     char name[256];
@@ -903,7 +910,7 @@ ah_result li_op_provision(ah_call *call, const cJSON *body, cJSON **reply)
     if (present(have_id) && present(h->setting(call, "client_secret")) && present(have_urn)) {
         /* One customer application per tenant: re-provisioning only brings
          * its allowed domains up to date. */
-        if (update_domains(call, &pp, have_urn, fid, domains) != AH_OK) {
+        if (update_domains(call, &pp, have_urn, fid, domains, settle) != AH_OK) {
             cJSON_Delete(domains);
             return AH_ERR;
         }
@@ -924,8 +931,15 @@ ah_result li_op_provision(ah_call *call, const cJSON *body, cJSON **reply)
         const char *headers[] = {"Content-Type: application/json", NULL};
         ah_http_response resp;
         memset(&resp, 0, sizeof resp);
-        ah_result r = text != NULL ? li_send(call, &pp, "POST", APPS_PATH, headers, text, &resp)
-                                   : h->fail(call, AH_E_INTERNAL, 0, "out of memory");
+        ah_result r;
+        if (text != NULL && settle) {
+            /* Settling a call whose outcome stayed unknown: looked up only. */
+            r = AH_ERR;
+            resp.outcome = AH_OUTCOME_UNKNOWN;
+        } else {
+            r = text != NULL ? li_send(call, &pp, "POST", APPS_PATH, headers, text, &resp)
+                             : h->fail(call, AH_E_INTERNAL, 0, "out of memory");
+        }
         free(text);
         cJSON *app = NULL;
         if (text != NULL && unsettled(r, &resp, true)) {
@@ -976,7 +990,7 @@ ah_result li_op_provision(ah_call *call, const cJSON *body, cJSON **reply)
             r = h->fail(call, AH_E_UPSTREAM, 502,
                         "LinkedIn's answer lacks the application's credentials or key");
         if (r == AH_OK && !created)
-            r = update_domains(call, &pp, urn, fid, domains);
+            r = update_domains(call, &pp, urn, fid, domains, settle);
         if (r == AH_OK)
             r = save_app(call, app, fid, id, secret, urn);
         if (r == AH_OK) {
@@ -1002,4 +1016,14 @@ ah_result li_op_provision(ah_call *call, const cJSON *body, cJSON **reply)
     free(page);
     *reply = out;
     return AH_OK;
+}
+
+ah_result li_op_provision(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return provision(call, body, false, reply);
+}
+
+ah_result li_settle_provision(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return provision(call, body, true, reply);
 }

@@ -397,7 +397,8 @@ static const ah_op_write li_op_writes[] = {
      li_settle_enable},
     {"onboarding.provision", AH_RECONCILE_MARKER,
      "the customer application by its uniqueForeignId "
-     "(GET /v2/provisionedApplications?q=credentialsByUniqueForeignId); its domains read back", NULL},
+     "(GET /v2/provisionedApplications?q=credentialsByUniqueForeignId); its domains read back",
+     li_settle_provision},
     {"onboarding.request", AH_RECONCILE_LOCAL, "atshub's store only", NULL},
     {NULL, AH_RECONCILE_UNDECLARED, NULL, NULL},
 };
