@@ -184,6 +184,11 @@ int ah_core_settle(ah_core *core, ah_conn *c, const char *topic, const char *cor
                    const cJSON *body, ah_reply *r)
 {
     memset(r, 0, sizeof *r);
+    if (!c->enabled) {
+        ah_reply_error(r, "connection_disabled", 409, "connection %s/%s is disabled", c->tenant,
+                       c->name);
+        return -1;
+    }
     ah_generation *gen = ah_registry_acquire(core->registry, c->plugin);
     if (gen == NULL) {
         ah_reply_error(r, "plugin_not_loaded", 503, "plugin '%s' is not loaded", c->plugin);
