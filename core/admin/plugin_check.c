@@ -167,6 +167,68 @@ static ah_core *scratch_core(char *dir, char *err, size_t errlen)
     return core;
 }
 
+/* Writes and their reconciliation: each write topic served has a
+ * declaration other than UNDECLARED; each declaration names a write topic
+ * the plugin serves or one of its subscription patterns, with a known
+ * value. Fills report "writes" {topic: how}. 0, or -1 with err. */
+static int check_writes(const char *path, const ah_plugin_descriptor *d, cJSON *report,
+                        char *err, size_t errlen)
+{
+    cJSON *writes = cJSON_AddObjectToObject(report, "writes");
+    char missing[1024] = "";
+    size_t used = 0;
+    size_t ntopics = 0;
+    const ah_topic *topics = ah_router_topics(&ntopics);
+    for (size_t i = 0; i < ntopics; i++) {
+        if (ah_router_resolve(d, &topics[i]) == NULL || !ah_router_is_write(topics[i].topic))
+            continue;
+        const ah_op_write *w = ah_router_write_decl(d, topics[i].topic);
+        const char *how = w != NULL ? ah_reconcile_name(w->reconcile) : NULL;
+        if (how != NULL) {
+            if (writes != NULL)
+                cJSON_AddStringToObject(writes, topics[i].topic, how);
+            continue;
+        }
+        int n = snprintf(missing + used, sizeof missing - used, "%s%s", used ? ", " : "",
+                         topics[i].topic);
+        if (n > 0 && (size_t)n < sizeof missing - used)
+            used += (size_t)n;
+    }
+    if (used > 0) {
+        snprintf(err, errlen,
+                 "%s: write operations that declare no reconciliation: %s (list each in the "
+                 "descriptor's op_writes with how an unknown outcome is settled: see "
+                 "sdk/README.md, \"Writes and exactly once\")",
+                 path, missing);
+        return -1;
+    }
+    if (!AH_HAS(d, op_writes) || d->op_writes == NULL)
+        return 0;
+    for (const ah_op_write *w = d->op_writes; w->topic != NULL; w++) {
+        bool served = ah_router_is_write(w->topic) &&
+                      ah_router_resolve(d, ah_router_topic(w->topic)) != NULL;
+        bool subscribed = false;
+        for (const ah_subscription *s = d->subscriptions; s != NULL && s->pattern != NULL; s++)
+            subscribed = subscribed || strcmp(s->pattern, w->topic) == 0;
+        if (!served && !subscribed) {
+            snprintf(err, errlen,
+                     "%s: op_writes declares '%s', which is neither a write topic the plugin "
+                     "serves nor one of its subscriptions",
+                     path, w->topic);
+            return -1;
+        }
+        const char *how = ah_reconcile_name(w->reconcile);
+        if (how == NULL) {
+            snprintf(err, errlen, "%s: op_writes '%s' declares no known reconciliation (%d)",
+                     path, w->topic, (int)w->reconcile);
+            return -1;
+        }
+        if (subscribed && writes != NULL && !cJSON_HasObjectItem(writes, w->topic))
+            cJSON_AddStringToObject(writes, w->topic, how);
+    }
+    return 0;
+}
+
 int ah_plugin_check_full(const char *path, int cycles, cJSON *report, char *err, size_t errlen)
 {
     char dir[] = "/tmp/atshub-check-XXXXXX";
@@ -215,6 +277,12 @@ int ah_plugin_check_full(const char *path, int cycles, cJSON *report, char *err,
             cJSON_AddItemToArray(unchecked, cJSON_CreateString(topics[i].topic));
     }
     cJSON_AddNumberToObject(report, "field_tables", ntables);
+    /* Exactly once: every write served says how an unknown outcome is
+     * settled without sending it again (sdk/README.md). */
+    if (check_writes(path, d, report, err, errlen) != 0) {
+        ah_generation_release(gen);
+        goto out;
+    }
     cJSON *cov = cJSON_AddObjectToObject(report, "coverage");
     size_t ncap;
     const char *const *caps = ah_router_capabilities(&ncap);

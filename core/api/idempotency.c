@@ -23,6 +23,11 @@
  * provider answered a write with an error, a 500 or 504 after which the
  * plugin may still have written. Requests without a valid tenant key pass
  * through untouched (the handler answers 401).
+ *
+ * A stored 502 outcome_unknown names its operation; once the connection's
+ * next sync has settled it (engine/settle.h), the key replays the settled
+ * answer instead (200 with what the write replied, or 503 when the provider
+ * did not act), with Outcome-Settled: true.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,6 +112,63 @@ static void seal_aad(int64_t tid, const char *key, char *out, size_t len)
     snprintf(out, len, "idempotency:%lld:%s", (long long)tid, key);
 }
 
+/* A stored 502 outcome_unknown whose operation the connection's sync has
+ * settled since (engine/settle.h): the settled answer, as {"status",
+ * "answer" text} in *status and a malloc'd body; NULL when there is none
+ * (not settled yet, or the answer names no operation). */
+static void take_fields(void *arg, const ah_record_row *row)
+{
+    char **out = arg;
+    if (*out == NULL && row->fields != NULL)
+        *out = strdup(row->fields);
+}
+
+static char *settled_answer(ah_core *core, int64_t tid, const char *stored, int *status)
+{
+    cJSON *o = cJSON_Parse(stored);
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(o, "error");
+    const cJSON *code = cJSON_GetObjectItemCaseSensitive(e, "code");
+    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(e, "message");
+    const char *tag = cJSON_IsString(msg) ? strstr(msg->valuestring, AH_OPERATION_TAG) : NULL;
+    char op[96] = "";
+    if (cJSON_IsString(code) && strcmp(code->valuestring, AH_E_OUTCOME_UNKNOWN) == 0 &&
+        tag != NULL) {
+        tag += strlen(AH_OPERATION_TAG);
+        size_t n = strcspn(tag, ":) ");
+        if (n > 0 && n < sizeof op)
+            snprintf(op, sizeof op, "%.*s", (int)n, tag);
+    }
+    cJSON_Delete(o);
+    if (op[0] == '\0')
+        return NULL;
+    /* Any connection of the tenant: a resource route (/v1/applications/{id}/...)
+     * names its connection by the record, not by X-Connection. */
+    ah_record_query q = {
+        .tenant_id = tid,
+        .type = AH_WRITE_OUTCOME_TYPE,
+        .limit = 1,
+        .field_key = "operation",
+        .field_value = op,
+    };
+    char *fields = NULL;
+    if (core->store->ops->record_query(core->store, &q, take_fields, &fields) != AH_STORE_OK ||
+        fields == NULL) {
+        free(fields);
+        return NULL;
+    }
+    cJSON *f = cJSON_Parse(fields);
+    free(fields);
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(f, "status");
+    const cJSON *ans = cJSON_GetObjectItemCaseSensitive(f, "answer");
+    char *out = NULL;
+    if (cJSON_IsNumber(st) && st->valueint >= 200 && cJSON_IsObject(ans)) {
+        *status = st->valueint;
+        out = cJSON_PrintUnformatted(ans);
+    }
+    cJSON_Delete(f);
+    return out;
+}
+
 bool ah_idem_before(void *arg, ah_http_exchange *ex)
 {
     ah_core *core = arg;
@@ -157,7 +219,18 @@ bool ah_idem_before(void *arg, ah_http_exchange *ex)
                         "Idempotency-Key");
         } else {
             ah_ex_add_header(ex, "Idempotent-Replayed", "true");
-            ah_ex_respond(ex, row.status, *body ? "application/json" : NULL, body, strlen(body));
+            int sst = 0;
+            char *settled = row.status == 502 ? settled_answer(core, tid, body, &sst) : NULL;
+            if (settled != NULL) {
+                /* The outcome was unknown when it was stored; a sync has
+                 * settled it since: that is the answer now. */
+                ah_ex_add_header(ex, "Outcome-Settled", "true");
+                ah_ex_respond(ex, sst, "application/json", settled, strlen(settled));
+                free(settled);
+            } else {
+                ah_ex_respond(ex, row.status, *body ? "application/json" : NULL, body,
+                              strlen(body));
+            }
             explicit_bzero(body, strlen(body));
             free(body);
         }

@@ -452,6 +452,14 @@ static int plugin_check(cli *c, const char *path)
                 printf(" %s", u->valuestring);
         }
         putchar('\n');
+        const cJSON *writes = cJSON_GetObjectItem(report, "writes");
+        if (cJSON_GetArraySize(writes) > 0) {
+            printf("  writes and how they reconcile:");
+            const cJSON *w;
+            cJSON_ArrayForEach(w, writes)
+                printf(" %s (%s)", w->string, w->valuestring);
+            putchar('\n');
+        }
     }
     cJSON_Delete(report);
     return rc;

@@ -13,6 +13,7 @@
 #include "core.h"
 #include "metrics.h"
 #include "sync.h"
+#include "settle.h"
 #include "conns.h"
 #include "events.h"
 #include "recbuf.h"
@@ -939,6 +940,9 @@ int ah_sync_run(ah_core *core, const char *tenant, const char *connection, const
         snprintf(err, errlen, "tenant '%s' has no connection '%s'", tenant, connection);
         return AH_SYNC_NOT_FOUND;
     }
+    /* Writes of this connection whose outcome stayed unknown are settled
+     * first (settle.h), whatever the sync streams. */
+    ah_settle_unknown(core, c);
     ah_generation *gen = ah_registry_acquire(core->registry, c->plugin);
     if (gen == NULL) {
         snprintf(err, errlen, "plugin '%s' is not loaded", c->plugin);

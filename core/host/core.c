@@ -141,6 +141,102 @@ static bool topic_is_stream(const ah_topic *t)
     return strcmp(t->capability, "streaming") == 0;
 }
 
+/* A write that answered outcome_unknown and whose plugin declares how to
+ * settle it later: kept as a record of its connection for the next sync
+ * (AH_WRITE_OUTCOME_TYPE), and the answer names the operation so that the
+ * client (and the Idempotency-Key's replay) can find how it ended. */
+static void keep_unknown(ah_core *core, ah_conn *c, ah_generation *gen, const ah_msg *m,
+                         ah_reply *r)
+{
+    if (strcmp(r->code, AH_E_OUTCOME_UNKNOWN) != 0 || m->correlation_id == NULL ||
+        m->correlation_id[0] == '\0')
+        return;
+    const ah_op_write *w = ah_router_write_decl(gen->desc, m->topic);
+    if (w == NULL || w->settle == NULL)
+        return;
+    cJSON *raw = cJSON_CreateObject(), *fields = cJSON_CreateObject();
+    cJSON *req = m->body != NULL ? cJSON_Duplicate(m->body, 1) : cJSON_CreateObject();
+    cJSON_DeleteItemFromObjectCaseSensitive(req, "data_base64");
+    bool ok = raw != NULL && fields != NULL && req != NULL &&
+              cJSON_AddStringToObject(raw, "topic", m->topic) != NULL &&
+              cJSON_AddItemToObject(raw, "request", req) &&
+              cJSON_AddStringToObject(fields, "state", "unknown") != NULL &&
+              cJSON_AddStringToObject(fields, "topic", m->topic) != NULL &&
+              cJSON_AddStringToObject(fields, "operation", m->correlation_id) != NULL;
+    if (!ok && (raw == NULL || !cJSON_HasObjectItem(raw, "request")))
+        cJSON_Delete(req);
+    char *rt = ok ? cJSON_PrintUnformatted(raw) : NULL;
+    char *ft = ok ? cJSON_PrintUnformatted(fields) : NULL;
+    cJSON_Delete(raw);
+    cJSON_Delete(fields);
+    char now[32];
+    ah_iso_in(0, now);
+    ah_record_in in = {AH_WRITE_OUTCOME_TYPE, m->correlation_id, now, rt, ft};
+    if (rt != NULL && ft != NULL &&
+        core->store->ops->records_upsert(core->store, c->id, &in, 1, NULL, NULL, NULL, NULL) ==
+            AH_STORE_OK) {
+        char *msg = NULL;
+        if (asprintf(&msg, "%s " AH_OPERATION_TAG "%s: the connection's next sync settles it)",
+                     r->message != NULL ? r->message : "the outcome is unknown",
+                     m->correlation_id) >= 0) {
+            free(r->message);
+            r->message = msg;
+        }
+    } else {
+        ah_log(&core->log, AH_LOG_WARN, "core",
+               "%s/%s: cannot keep %s (operation %s) for the next sync to settle", c->tenant,
+               c->name, m->topic, m->correlation_id);
+    }
+    free(rt);
+    free(ft);
+}
+
+int ah_core_settle(ah_core *core, ah_conn *c, const char *topic, const char *correlation_id,
+                   const cJSON *body, ah_reply *r)
+{
+    memset(r, 0, sizeof *r);
+    if (!c->enabled) {
+        ah_reply_error(r, "connection_disabled", 409, "connection %s/%s is disabled", c->tenant,
+                       c->name);
+        return -1;
+    }
+    ah_generation *gen = ah_registry_acquire(core->registry, c->plugin);
+    if (gen == NULL) {
+        ah_reply_error(r, "plugin_not_loaded", 503, "plugin '%s' is not loaded", c->plugin);
+        return -1;
+    }
+    const ah_op_write *w = ah_router_write_decl(gen->desc, topic);
+    if (w == NULL || w->settle == NULL) {
+        ah_reply_error(r, AH_E_UNSUPPORTED, 501, "plugin '%s' cannot settle %s", c->plugin,
+                       topic);
+        ah_generation_release(gen);
+        return -1;
+    }
+    pthread_mutex_lock(&c->call_lock);
+    ah_core_call cc;
+    ah_core_call_init(&cc, core, gen, c, topic, correlation_id);
+    if (ah_conn_ensure_open(core, c, gen, &cc.ext) != 0) {
+        reply_from_ext(r, &cc.ext);
+    } else {
+        cc.ext.call.conn_ctx = c->ctx;
+        cJSON *out = NULL;
+        atomic_fetch_add(&gen->inflight, 1);
+        ah_result res = w->settle(&cc.ext.call, body, &out);
+        atomic_fetch_sub(&gen->inflight, 1);
+        if (res == AH_OK) {
+            r->ok = true;
+            r->body = out != NULL ? out : cJSON_CreateObject();
+        } else {
+            cJSON_Delete(out);
+            reply_from_ext(r, &cc.ext);
+        }
+    }
+    ah_core_call_done(&cc);
+    pthread_mutex_unlock(&c->call_lock);
+    ah_generation_release(gen);
+    return r->ok ? 0 : -1;
+}
+
 /* The bus handler: the router. Runs on a worker; the lane is the
  * connection id, so calls for one connection arrive in order. */
 static void core_dispatch(void *arg, const ah_msg *m, ah_reply *r)
@@ -223,6 +319,7 @@ static void core_dispatch(void *arg, const ah_msg *m, ah_reply *r)
         } else {
             cJSON_Delete(out);
             reply_from_ext(r, &cc.ext);
+            keep_unknown(core, c, gen, m, r);
         }
     }
     ah_core_call_done(&cc);

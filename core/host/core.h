@@ -156,6 +156,24 @@ int ah_core_request(ah_core *core, const char *tenant, const char *connection,
 int ah_core_request_async(ah_core *core, const char *tenant, const char *connection,
                           const char *topic, cJSON *body, ah_reply_cb cb, void *cb_arg);
 
+/* --- writes whose outcome stayed unknown (core.c) ------------------------ */
+/** The record type, on the write's connection, of a write that answered
+ *  outcome_unknown and that its plugin can settle later (ah_op_write.settle):
+ *  remote id the call's correlation id ("the operation"), raw
+ *  {"topic","request"} (the body without data_base64), fields {"state":
+ *  "unknown" | "done" | "not_done", "topic", "operation", "settled_at"?,
+ *  "status"?, "answer"?}. The next sync settles it (engine/settle.c). */
+#define AH_WRITE_OUTCOME_TYPE "write_outcome"
+/** How an outcome_unknown answer names its operation: the message ends in
+ *  "(operation <id>: ...)". */
+#define AH_OPERATION_TAG "(operation "
+
+/** Calls the settle function that `topic`'s write declaration (op_writes)
+ *  of c's plugin names, as the original call `correlation_id` with `body`,
+ *  under the connection's call lock. Always fills *r; 0 when r->ok. */
+int ah_core_settle(ah_core *core, ah_conn *c, const char *topic, const char *correlation_id,
+                   const cJSON *body, ah_reply *r);
+
 /* --- plugin calls (core.c) --------------------------------------------- */
 /** Makes sure c has a context opened by gen (call_lock held by caller).
  *  0, or -1 with the failure in ext. */

@@ -156,6 +156,62 @@ ah_op_fn ah_router_resolve(const ah_plugin_descriptor *d, const ah_topic *t)
     return fn;
 }
 
+/* The topics that may change something at a provider, sorted by strcmp(). */
+static const char *const write_topics[] = {
+    "applications.bulk_reject",
+    "applications.create",
+    "applications.move_to_stage",
+    "applications.reject",
+    "attachments.add_to_application",
+    "attachments.add_to_candidate",
+    "custom_fields.update",
+    "jobs.create_posting",
+    "jobs.update_posting",
+    "notes.add_to_application",
+    "notes.add_to_candidate",
+    "onboarding.disable",
+    "onboarding.enable",
+    "onboarding.provision",
+    "onboarding.request",
+    "postings.assign",
+    "postings.configure",
+    "postings.disconnect",
+    "postings.link",
+    "postings.publish",
+    "postings.update",
+    "statuses.put",
+};
+
+bool ah_router_is_write(const char *topic)
+{
+    for (size_t i = 0; topic != NULL && i < sizeof write_topics / sizeof write_topics[0]; i++)
+        if (strcmp(topic, write_topics[i]) == 0)
+            return true;
+    return false;
+}
+
+const ah_op_write *ah_router_write_decl(const ah_plugin_descriptor *d, const char *topic)
+{
+    if (d == NULL || topic == NULL || !AH_HAS(d, op_writes) || d->op_writes == NULL)
+        return NULL;
+    for (const ah_op_write *w = d->op_writes; w->topic != NULL; w++)
+        if (strcmp(w->topic, topic) == 0)
+            return w;
+    return NULL;
+}
+
+const char *ah_reconcile_name(ah_reconcile r)
+{
+    switch (r) {
+    case AH_RECONCILE_LOCAL: return "local";
+    case AH_RECONCILE_IDEMPOTENT: return "idempotent";
+    case AH_RECONCILE_READ_BACK: return "read_back";
+    case AH_RECONCILE_MARKER: return "marker";
+    case AH_RECONCILE_UNDECLARED: break;
+    }
+    return NULL;
+}
+
 const char *const *ah_router_capabilities(size_t *n)
 {
     if (n != NULL)

@@ -4,6 +4,7 @@
 #ifndef AH_ROUTER_H
 #define AH_ROUTER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <atshub/plugin.h>
@@ -24,6 +25,21 @@ const ah_topic *ah_router_topics(size_t *n);
 /** The function serving `t` in `d`, or NULL when the plugin lacks the table,
  *  the table is too small (an older plugin) or the slot is NULL. */
 ah_op_fn ah_router_resolve(const ah_plugin_descriptor *d, const ah_topic *t);
+
+/** True when `topic` is a write: an operation that may change something at
+ *  the provider (a stage move, a note, a posting, a status, ...). Every
+ *  write a plugin serves declares how it reconciles (ah_op_write), which
+ *  `atshub plugin check` enforces. */
+bool ah_router_is_write(const char *topic);
+
+/** The declaration of `topic` in d->op_writes (a bus topic or an event
+ *  subscription pattern), or NULL when there is none or the descriptor is
+ *  older than op_writes. */
+const ah_op_write *ah_router_write_decl(const ah_plugin_descriptor *d, const char *topic);
+
+/** "local", "idempotent", "read_back", "marker"; NULL for UNDECLARED or an
+ *  unknown value. */
+const char *ah_reconcile_name(ah_reconcile r);
 
 /** Capability names, in a stable order (for coverage tables). */
 const char *const *ah_router_capabilities(size_t *n);

@@ -176,6 +176,21 @@ static const ah_op_fields cb_op_fields[] = {
     {NULL, NULL},
 };
 
+/* A status PUT is an upsert by its unique key, but CareerBuilder records
+ * each one it accepts: it is flagged not idempotent and a lost answer is
+ * settled by reading the candidate's statuses back (SDK 1.1). */
+#define CB_READ_BACK "the stored status with the same key, status and date (GET " \
+                     "/corporate/CandidateStatus/{account}/{email})"
+static const ah_op_write cb_op_writes[] = {
+    {"statuses.put", AH_RECONCILE_READ_BACK, CB_READ_BACK, cb_settle_put},
+    {"event.application.created", AH_RECONCILE_READ_BACK, CB_READ_BACK, NULL},
+    {"event.application.updated", AH_RECONCILE_READ_BACK, CB_READ_BACK, NULL},
+    {"event.application.stage_changed", AH_RECONCILE_READ_BACK, CB_READ_BACK, NULL},
+    {"event.candidate.created", AH_RECONCILE_READ_BACK, CB_READ_BACK, NULL},
+    {"event.candidate.updated", AH_RECONCILE_READ_BACK, CB_READ_BACK, NULL},
+    {NULL, AH_RECONCILE_UNDECLARED, NULL, NULL},
+};
+
 static const ah_plugin_descriptor cb_descriptor = {
     .struct_size = sizeof(ah_plugin_descriptor),
     .abi_major = AH_ABI_MAJOR,
@@ -190,6 +205,7 @@ static const ah_plugin_descriptor cb_descriptor = {
     .statuses = &cb_statuses,
     .subscriptions = cb_subscriptions,
     .op_fields = cb_op_fields,
+    .op_writes = cb_op_writes,
     /* OAuth2 in the request (and the other 1.1 members it uses) need
      * ABI 1.1: an older host refuses the plugin at load time. */
     .needs_abi_minor = 1,

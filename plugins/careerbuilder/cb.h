@@ -117,6 +117,9 @@ ah_result cb_op_put(ah_call *call, const cJSON *body, cJSON **reply);
 /** statuses.get: {"candidate_email", "results_per_page"?, "status_date"?,
  *  "account"?}; follows every page. Replies {"data": [...], "pages": n}. */
 ah_result cb_op_get(ah_call *call, const cJSON *body, cJSON **reply);
+/** Settles a statuses.put that answered outcome_unknown (ah_op_write.settle):
+ *  reads the candidate's statuses back, never sends. */
+ah_result cb_settle_put(ah_call *call, const cJSON *body, cJSON **reply);
 /** statuses.query: see cb_validate_query. Replies {"data": [...]}. */
 ah_result cb_op_query(ah_call *call, const cJSON *body, cJSON **reply);
 
@@ -125,12 +128,22 @@ typedef enum cb_send_result {
     CB_SENT = 0,       /* 2xx */
     CB_REFUSED = 1,    /* CareerBuilder refused the status (4xx): retrying will not help */
     CB_TRANSIENT = 2,  /* no answer, 429, 5xx or no token: try again later */
+    /* Sent, its answer lost, and CareerBuilder cannot be read back now:
+     * described as outcome_unknown (502). Sending it again would at worst
+     * store the same whole status twice. */
+    CB_UNKNOWN = 3,
 } cb_send_result;
 
 /**
- * Sends one validated status (PUT /corporate/CandidateStatus). max_attempts
- * is handed to host->http (0: host default). On failure the reason is
- * described with host->fail. The token is renewed once after a 401.
+ * Sends one validated status (PUT /corporate/CandidateStatus), flagged
+ * AH_HTTP_NOT_IDEMPOTENT: CareerBuilder records every PUT it accepts, so
+ * the host never sends it twice. When the answer says nothing (lost, a
+ * 500/502/504), the candidate's statuses are read back instead: the same
+ * key with the same status and date is CB_SENT; absent is CB_TRANSIENT
+ * (not stored, safe to send again); unreadable is CB_UNKNOWN. A 2xx whose
+ * body was cut short is CB_SENT. max_attempts is handed to host->http (0:
+ * host default). On failure the reason is described with host->fail. The
+ * token is renewed once after a 401.
  */
 cb_send_result cb_send_status(ah_call *call, const cJSON *status, int max_attempts,
                               char **answer);

@@ -111,7 +111,8 @@ static ah_result fail_from_response(ah_call *call, const ah_http_response *r)
  * The host gets and caches the token and renews it once after a 401.
  */
 static ah_result cb_request(ah_call *call, const char *method, const char *url,
-                            const char *body, int max_attempts, ah_http_response *resp)
+                            const char *body, int max_attempts, unsigned flags,
+                            ah_http_response *resp)
 {
     ah_oauth2_params p;
     oauth_params(call, &p);
@@ -124,12 +125,115 @@ static ah_result cb_request(ah_call *call, const char *method, const char *url,
         .body_len = body != NULL ? strlen(body) : 0,
         .max_attempts = max_attempts,
         .oauth2 = &p,
+        .flags = flags,
+        .response_size = sizeof(ah_http_response),
     };
+    memset(resp, 0, sizeof *resp);
+    resp->struct_size = sizeof *resp;
     if (call->host->http(call, &req, resp) != AH_OK) {
+        int outcome = AH_HAS(resp, outcome) ? resp->outcome : AH_OUTCOME_NONE;
         call->host->http_response_free(resp);
+        resp->outcome = outcome;
         return AH_ERR;
     }
     return AH_OK;
+}
+
+/* A stored status and the one sent name the same key (the simulator's and
+ * the seed's unique key) and hold the same status and date. */
+static bool same_status(const cJSON *a, const cJSON *b)
+{
+    static const char *const ci[] = {"account", "candidate_email", "status_level"};
+    static const char *const cs[] = {"vendor_key", "requisition_id", "status", "status_date"};
+    for (size_t i = 0; i < sizeof ci / sizeof ci[0]; i++) {
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(a, ci[i]);
+        const cJSON *y = cJSON_GetObjectItemCaseSensitive(b, ci[i]);
+        if (!cJSON_IsString(x) || !cJSON_IsString(y) ||
+            strcasecmp(x->valuestring, y->valuestring) != 0)
+            return false;
+    }
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(a, cs[i]);
+        const cJSON *y = cJSON_GetObjectItemCaseSensitive(b, cs[i]);
+        bool nx = x == NULL || cJSON_IsNull(x), ny = y == NULL || cJSON_IsNull(y);
+        if (nx != ny || (!nx && (!cJSON_IsString(x) || !cJSON_IsString(y) ||
+                                 strcmp(x->valuestring, y->valuestring) != 0)))
+            return false;
+    }
+    return true;
+}
+
+/* What a PUT whose answer said nothing did: the candidate's statuses are
+ * read back (every page). 1 stored, 0 not stored, -1 cannot tell. */
+static int status_stored(ah_call *call, const cJSON *status)
+{
+    const char *account = call->host->json_string(status, "account", 256);
+    const char *email = call->host->json_string(status, "candidate_email", 1024);
+    if (account == NULL || email == NULL)
+        return -1;
+    for (int page = 1; page <= CB_MAX_PAGES; page++) {
+        ah_buf url = {0};
+        ah_buf_puts(&url, CB_PATH "/");
+        ah_buf_url(&url, account);
+        ah_buf_puts(&url, "/");
+        ah_buf_url(&url, email);
+        ah_buf_printf(&url, "?results_per_page=100&page=%d", page);
+        if (url.oom) {
+            ah_buf_free(&url);
+            return -1;
+        }
+        ah_http_response r;
+        ah_result rc = cb_request(call, "GET", url.s, NULL, 0, 0, &r);
+        ah_buf_free(&url);
+        if (rc != AH_OK)
+            return -1;
+        cJSON *arr = r.status == 200 ? call->host->json_parse(r.body, r.body_len) : NULL;
+        call->host->http_response_free(&r);
+        if (!cJSON_IsArray(arr)) {
+            cJSON_Delete(arr);
+            return -1;
+        }
+        int n = cJSON_GetArraySize(arr);
+        const cJSON *it;
+        cJSON_ArrayForEach(it, arr)
+        {
+            if (same_status(it, status)) {
+                cJSON_Delete(arr);
+                return 1;
+            }
+        }
+        cJSON_Delete(arr);
+        if (n < 100)
+            return 0;
+    }
+    return -1;
+}
+
+/* Settles a PUT sent whose answer did not say what happened (`outcome` the
+ * host's class): never by sending it again. */
+static cb_send_result settle_put(ah_call *call, const cJSON *status, int outcome, long http)
+{
+    const ah_host_api *h = call->host;
+    h->log(call, AH_LOG_WARN,
+           "CareerBuilder's answer to a status (HTTP %ld) did not say whether it was stored; "
+           "reading the candidate's statuses back",
+           http);
+    int stored = status_stored(call, status);
+    if (stored == 1) {
+        h->log(call, AH_LOG_INFO, "the status was stored: its answer was lost, it was not "
+                                  "sent again");
+        return CB_SENT;
+    }
+    if (stored == 0 && outcome == AH_OUTCOME_UNKNOWN) {
+        h->fail(call, AH_E_UNAVAILABLE, 503,
+                "CareerBuilder did not store the status (its answer was lost; reading it back "
+                "shows it absent); safe to send again");
+        return CB_TRANSIENT;
+    }
+    h->fail(call, AH_E_OUTCOME_UNKNOWN, 502,
+            "CareerBuilder may have stored the status and cannot be read back now; it was not "
+            "sent again");
+    return CB_UNKNOWN;
 }
 
 cb_send_result cb_send_status(ah_call *call, const cJSON *status, int max_attempts,
@@ -141,18 +245,37 @@ cb_send_result cb_send_status(ah_call *call, const cJSON *status, int max_attemp
         return CB_TRANSIENT;
     }
     ah_http_response r;
-    ah_result rc = cb_request(call, "PUT", CB_PATH, text, max_attempts, &r);
+    ah_result rc = cb_request(call, "PUT", CB_PATH, text, max_attempts, AH_HTTP_NOT_IDEMPOTENT,
+                              &r);
     free(text);
-    if (rc != AH_OK)
-        return CB_TRANSIENT;
+    static const char settled[] = "Created/updated status (its answer was lost; read back)";
+    if (rc != AH_OK) {
+        if (r.outcome != AH_OUTCOME_UNKNOWN)
+            return CB_TRANSIENT;
+        cb_send_result s = settle_put(call, status, r.outcome, 0);
+        if (s == CB_SENT && answer != NULL)
+            *answer = strdup(settled);
+        return s;
+    }
+    int outcome = AH_HAS(&r, outcome) ? r.outcome : AH_OUTCOME_NONE;
     cb_send_result out = CB_SENT;
     if (r.status >= 200 && r.status < 300) {
         if (answer != NULL) {
+            /* A 2xx is stored, whatever its body: one cut short is no answer. */
             cJSON *j = r.body != NULL ? cJSON_Parse(r.body) : NULL;
             *answer = strdup(cJSON_IsString(j) ? j->valuestring
-                                               : (r.body != NULL ? r.body : ""));
+                             : j != NULL       ? (r.body != NULL ? r.body : "")
+                                               : "Created/updated status (the answer was cut "
+                                                 "short)");
             cJSON_Delete(j);
         }
+    } else if (outcome == AH_OUTCOME_UNKNOWN) {
+        long st = r.status;
+        call->host->http_response_free(&r);
+        cb_send_result s = settle_put(call, status, outcome, st);
+        if (s == CB_SENT && answer != NULL)
+            *answer = strdup(settled);
+        return s;
     } else {
         fail_from_response(call, &r);
         out = transient_status(r.status) || r.status == 401 || r.status == 403 ? CB_TRANSIENT
@@ -173,7 +296,7 @@ static ah_result check_account(ah_call *call, const cb_conn *c, const cJSON *bod
     return AH_OK;
 }
 
-ah_result cb_op_put(ah_call *call, const cJSON *body, cJSON **reply)
+static ah_result put_status(ah_call *call, const cJSON *body, bool settle, cJSON **reply)
 {
     cb_conn *c = call->conn_ctx;
     if (check_account(call, c, body) != AH_OK)
@@ -189,7 +312,21 @@ ah_result cb_op_put(ah_call *call, const cJSON *body, cJSON **reply)
         return call->host->fail(call, AH_E_INVALID, 400, "%s", err);
     }
     char *answer = NULL;
-    if (cb_send_status(call, st, 0, &answer) != CB_SENT) {
+    if (settle) {
+        /* The host settles a put whose outcome stayed unknown: the
+         * statuses are read back, the status is never sent again. */
+        int stored = status_stored(call, st);
+        if (stored != 1) {
+            cJSON_Delete(st);
+            return stored == 0
+                       ? call->host->fail(call, AH_E_UNAVAILABLE, 503,
+                                          "CareerBuilder did not store the status; safe to "
+                                          "send again")
+                       : call->host->fail(call, AH_E_OUTCOME_UNKNOWN, 502,
+                                          "CareerBuilder cannot be read back yet");
+        }
+        answer = strdup("Created/updated status (its answer was lost; read back)");
+    } else if (cb_send_status(call, st, 0, &answer) != CB_SENT) {
         cJSON_Delete(st);
         return AH_ERR;
     }
@@ -204,6 +341,16 @@ ah_result cb_op_put(ah_call *call, const cJSON *body, cJSON **reply)
     free(answer);
     *reply = out;
     return AH_OK;
+}
+
+ah_result cb_op_put(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return put_status(call, body, false, reply);
+}
+
+ah_result cb_settle_put(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return put_status(call, body, true, reply);
 }
 
 /* --- reading ---------------------------------------------------------------------- */
@@ -294,7 +441,7 @@ ah_result cb_op_get(ah_call *call, const cJSON *body, cJSON **reply)
             goto done;
         }
         ah_http_response r;
-        rc = cb_request(call, "GET", url.s, NULL, 0, &r);
+        rc = cb_request(call, "GET", url.s, NULL, 0, 0, &r);
         ah_buf_free(&url);
         if (rc != AH_OK)
             goto done;
@@ -349,7 +496,8 @@ ah_result cb_op_query(ah_call *call, const cJSON *body, cJSON **reply)
     if (text == NULL)
         return call->host->fail(call, AH_E_INTERNAL, 0, "out of memory");
     ah_http_response r;
-    ah_result rc = cb_request(call, "POST", CB_PATH, text, 0, &r);
+    /* A query: a POST that reads, safe to repeat. */
+    ah_result rc = cb_request(call, "POST", CB_PATH, text, 0, 0, &r);
     free(text);
     if (rc != AH_OK)
         return AH_ERR;

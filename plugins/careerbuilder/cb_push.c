@@ -337,7 +337,9 @@ static ah_result on_status_event(ah_call *call, const char *topic, const cJSON *
      * so a lane is not held by the HTTP client's retries. */
     cb_send_result r = cb_send_status(call, st, 1, NULL);
     cJSON_Delete(st);
-    if (r == CB_TRANSIENT)
+    /* CB_UNKNOWN keeps the event too: CareerBuilder could not be read back,
+     * and sending the same whole status again stores nothing new. */
+    if (r == CB_TRANSIENT || r == CB_UNKNOWN)
         return AH_ERR;
     if (r == CB_REFUSED)
         call->host->log(call, AH_LOG_WARN, "%s: CareerBuilder refused the status, dropped", topic);

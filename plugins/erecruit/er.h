@@ -179,6 +179,57 @@ bool er_map_items(cJSON *arr, const cJSON *data, er_map_fn map, const er_map_opt
 bool er_page_parts(const cJSON *page, const cJSON **data, const cJSON **next);
 
 /* ------------------------------------------------------------------ */
+/* er_settle.c: writes whose outcome is unknown (WIRE.md, Exactly once) */
+/* ------------------------------------------------------------------ */
+
+/** Longest external_ref atshub sends, with its NUL. */
+#define ER_REF_MAX 48
+
+/** What ERecruit turned out to have done with a write. */
+typedef enum er_settled {
+    ER_SETTLED_DONE = 0,     /**< carried out: answer as if it had answered */
+    ER_SETTLED_NOT_DONE = 1, /**< certainly not carried out: safe to send again */
+    ER_SETTLED_UNKNOWN = 2,  /**< cannot tell: outcome_unknown, never re-sent */
+} er_settled;
+
+/** True when a write's failure may have changed ERecruit (the host's
+ *  outcome is DONE or UNKNOWN): settle it, never send it again. */
+bool er_maybe_done(const er_error *err);
+/** The external_ref of the call's write into out: "atshub-<correlation
+ *  id>" (the same when the host settles the call later), or "atshub-<n>"
+ *  from a per-tenant sequence for a call without one. AH_ERR (described)
+ *  when the store cannot give one. */
+ah_result er_marker(ah_call *call, char out[ER_REF_MAX]);
+/** What a write that is not where it should be means: NOT_DONE after an
+ *  unknown outcome, UNKNOWN after a 2xx. */
+er_settled er_absent(const er_error *sent);
+/** GETs `list_path` ({"data":[...]}) and finds the item whose external_ref is
+ *  `marker`: DONE with *found (transferred), er_absent(sent) when none is,
+ *  UNKNOWN when the list cannot be read. */
+er_settled er_find_marked(ah_call *call, const char *list_path, const char *marker,
+                          const er_error *sent, cJSON **found);
+/** GETs the object at `path`: DONE with *cur (transferred), or UNKNOWN. */
+er_settled er_read_back(ah_call *call, const char *path, cJSON **cur);
+/** Describes a write that was not settled DONE: NOT_DONE is 503
+ *  upstream_unavailable ("safe to send again"), UNKNOWN 502 outcome_unknown;
+ *  `what` says which write, `marker` (may be NULL) its external_ref. */
+ah_result er_fail_unsettled(ah_call *call, er_settled s, const char *what, const char *marker);
+
+/** What a write whose answer was lost looks like, for settle functions
+ *  (the host calls them later, for a call that answered outcome_unknown). */
+er_error er_unknown_outcome(void);
+
+/* Settle functions (ah_op_write.settle): read ERecruit back, never send. */
+ah_result er_settle_move(ah_call *call, const cJSON *body, cJSON **reply);
+ah_result er_settle_create(ah_call *call, const cJSON *body, cJSON **reply);
+ah_result er_settle_custom(ah_call *call, const cJSON *body, cJSON **reply);
+ah_result er_settle_reject(ah_call *call, const cJSON *body, cJSON **reply);
+ah_result er_settle_note_app(ah_call *call, const cJSON *body, cJSON **reply);
+ah_result er_settle_note_cand(ah_call *call, const cJSON *body, cJSON **reply);
+ah_result er_settle_doc_app(ah_call *call, const cJSON *body, cJSON **reply);
+ah_result er_settle_doc_cand(ah_call *call, const cJSON *body, cJSON **reply);
+
+/* ------------------------------------------------------------------ */
 /* Capability operations (ah_op_fn)                                    */
 /* ------------------------------------------------------------------ */
 

@@ -151,6 +151,38 @@ ah_result er_app_move_to_stage(ah_call *call, const cJSON *body, cJSON **reply)
     return rc;
 }
 
+/* A rejection whose answer did not say what happened: the submission is
+ * read back. Rejected with that reason: done (*cur is the submission,
+ * transferred). Not rejected: er_absent(sent). Unreadable: unknown. */
+static er_settled settle_reject(ah_call *call, const char *app, const char *reason,
+                                const er_error *sent, cJSON **cur)
+{
+    call->host->log(call, AH_LOG_WARN,
+                    "rejecting application %s: ERecruit's answer did not say what happened; "
+                    "reading the application back",
+                    app);
+    *cur = NULL;
+    ah_buf path = {0};
+    er_path_id(&path, "submissions", app, NULL);
+    if (path.oom) {
+        ah_buf_free(&path);
+        return ER_SETTLED_UNKNOWN;
+    }
+    er_settled s = er_read_back(call, path.s, cur);
+    ah_buf_free(&path);
+    if (s != ER_SETTLED_DONE)
+        return s;
+    char now[ER_ID_MAX];
+    const cJSON *rej = cJSON_GetObjectItemCaseSensitive(*cur, "rejected");
+    if (cJSON_IsTrue(rej) && er_map_id(*cur, "disposition_reason_id", now) &&
+        strcmp(now, reason) == 0)
+        return ER_SETTLED_DONE;
+    cJSON_Delete(*cur);
+    *cur = NULL;
+    /* Rejected with another reason: someone else did it, not this write. */
+    return er_absent(sent);
+}
+
 ah_result er_app_reject(ah_call *call, const cJSON *body, cJSON **reply)
 {
     char app[ER_ID_MAX], reason[ER_ID_MAX];
@@ -159,8 +191,16 @@ ah_result er_app_reject(ah_call *call, const cJSON *body, cJSON **reply)
         return AH_ERR;
     cJSON *resp = NULL;
     er_error err;
-    if (post_to_submission(call, app, "/reject", "reason_id", reason, &resp, &err) != AH_OK)
-        return er_fail(call, &err);
+    if (post_to_submission(call, app, "/reject", "reason_id", reason, &resp, &err) != AH_OK) {
+        if (!er_maybe_done(&err))
+            return er_fail(call, &err);
+        er_settled s = settle_reject(call, app, reason, &err, &resp);
+        if (s != ER_SETTLED_DONE) {
+            char what[ER_ID_MAX + 40];
+            snprintf(what, sizeof what, "rejecting application %s", app);
+            return er_fail_unsettled(call, s, what, NULL);
+        }
+    }
     cJSON *fb = minimal_app(app);
     if (fb != NULL && (cJSON_AddStringToObject(fb, "status", "rejected") == NULL ||
                        cJSON_AddTrueToObject(fb, "rejected") == NULL ||
@@ -170,6 +210,35 @@ ah_result er_app_reject(ah_call *call, const cJSON *body, cJSON **reply)
     }
     ah_result rc = app_reply(call, resp, fb, reply);
     cJSON_Delete(resp);
+    return rc;
+}
+
+ah_result er_settle_move(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    char app[ER_ID_MAX], stage[ER_ID_MAX];
+    if (er_require_id(call, body, "application_id", app) != AH_OK ||
+        er_require_id(call, body, "stage_id", stage) != AH_OK)
+        return AH_ERR;
+    er_error sent = er_unknown_outcome();
+    return reconcile_stage(call, app, stage, &sent, reply);
+}
+
+ah_result er_settle_reject(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    char app[ER_ID_MAX], reason[ER_ID_MAX];
+    if (er_require_id(call, body, "application_id", app) != AH_OK ||
+        er_require_id(call, body, "reason_id", reason) != AH_OK)
+        return AH_ERR;
+    er_error sent = er_unknown_outcome();
+    cJSON *cur = NULL;
+    er_settled s = settle_reject(call, app, reason, &sent, &cur);
+    if (s != ER_SETTLED_DONE) {
+        char what[ER_ID_MAX + 40];
+        snprintf(what, sizeof what, "rejecting application %s", app);
+        return er_fail_unsettled(call, s, what, NULL);
+    }
+    ah_result rc = app_reply(call, cur, minimal_app(app), reply);
+    cJSON_Delete(cur);
     return rc;
 }
 
@@ -229,6 +298,22 @@ ah_result er_app_bulk_reject(ah_call *call, const cJSON *body, cJSON **reply)
         bool done = post_to_submission(call, id, "/reject", "reason_id", reason, &resp, &err) ==
                     AH_OK;
         cJSON_Delete(resp);
+        resp = NULL;
+        if (!done && er_maybe_done(&err)) {
+            /* Never sent twice: read back, as applications.reject does. */
+            er_settled st = settle_reject(call, id, reason, &err, &resp);
+            cJSON_Delete(resp);
+            done = st == ER_SETTLED_DONE;
+            if (!done) {
+                snprintf(err.code, sizeof err.code, "%s",
+                         st == ER_SETTLED_NOT_DONE ? AH_E_UNAVAILABLE : AH_E_OUTCOME_UNKNOWN);
+                snprintf(err.message, sizeof err.message, "%s",
+                         st == ER_SETTLED_NOT_DONE
+                             ? "ERecruit did not reject it; safe to send again"
+                             : "ERecruit may have rejected it and cannot tell now; it was "
+                               "not sent again");
+            }
+        }
         if (!add_result(results, id, done ? NULL : &err)) {
             cJSON_Delete(out);
             return er_oom(call);
@@ -249,7 +334,7 @@ ah_result er_app_bulk_reject(ah_call *call, const cJSON *body, cJSON **reply)
     return AH_OK;
 }
 
-ah_result er_app_create(ah_call *call, const cJSON *body, cJSON **reply)
+static ah_result create_app(ah_call *call, const cJSON *body, bool settle, cJSON **reply)
 {
     char cand[ER_ID_MAX], job[ER_ID_MAX], stage[ER_ID_MAX];
     bool has_stage = false;
@@ -257,18 +342,43 @@ ah_result er_app_create(ah_call *call, const cJSON *body, cJSON **reply)
         er_require_id(call, body, "job_id", job) != AH_OK ||
         er_optional_id(call, body, "stage_id", stage, &has_stage) != AH_OK)
         return AH_ERR;
+    /* The submission carries a reference of ours, so that a lost answer is
+     * settled by finding it among the position's submissions. */
+    char ref[ER_REF_MAX];
+    if (er_marker(call, ref) != AH_OK)
+        return AH_ERR;
     cJSON *b = cJSON_CreateObject();
     if (b == NULL || !cJSON_AddItemToObject(b, "contact_id", er_id_json(cand)) ||
         !cJSON_AddItemToObject(b, "position_id", er_id_json(job)) ||
-        (has_stage && !cJSON_AddItemToObject(b, "stage_id", er_id_json(stage)))) {
+        (has_stage && !cJSON_AddItemToObject(b, "stage_id", er_id_json(stage))) ||
+        cJSON_AddStringToObject(b, "external_ref", ref) == NULL) {
         cJSON_Delete(b);
         return er_oom(call);
     }
     cJSON *resp = NULL;
-    ah_result rc = er_do(call, "POST", ER_API "/submissions", b, &resp);
+    er_error err;
+    ah_result rc = AH_ERR;
+    if (settle) /* the host settles a call whose outcome stayed unknown: never sent again */
+        err = er_unknown_outcome();
+    else
+        rc = er_call(call, "POST", ER_API "/submissions", b, &resp, &err);
     cJSON_Delete(b);
-    if (rc != AH_OK)
-        return AH_ERR;
+    if (rc != AH_OK) {
+        if (!er_maybe_done(&err))
+            return er_fail(call, &err);
+        ah_buf path = {0};
+        const er_conn *c = call->conn_ctx;
+        ah_buf_printf(&path, ER_API "/submissions?per_page=%d&position_id=", c->per_page);
+        ah_buf_url(&path, job);
+        if (ah_buf_check(call, &path) != AH_OK) {
+            ah_buf_free(&path);
+            return AH_ERR;
+        }
+        er_settled s = er_find_marked(call, path.s, ref, &err, &resp);
+        ah_buf_free(&path);
+        if (s != ER_SETTLED_DONE)
+            return er_fail_unsettled(call, s, "creating the application", ref);
+    }
     char id[ER_ID_MAX];
     if (!er_map_id(resp, "id", id)) {
         cJSON_Delete(resp);
@@ -278,6 +388,16 @@ ah_result er_app_create(ah_call *call, const cJSON *body, cJSON **reply)
     rc = app_reply(call, resp, NULL, reply);
     cJSON_Delete(resp);
     return rc;
+}
+
+ah_result er_app_create(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return create_app(call, body, false, reply);
+}
+
+ah_result er_settle_create(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return create_app(call, body, true, reply);
 }
 
 static cJSON *map_stage(const cJSON *item, const er_map_opts *o)

@@ -134,7 +134,7 @@ static ah_result check_values(ah_call *call, const cJSON *values)
     return AH_OK;
 }
 
-ah_result er_custom_update(ah_call *call, const cJSON *body, cJSON **reply)
+static ah_result update_values(ah_call *call, const cJSON *body, bool settle, cJSON **reply)
 {
     const char *entity, *collection;
     char id[ER_ID_MAX];
@@ -149,11 +149,61 @@ ah_result er_custom_update(ah_call *call, const cJSON *body, cJSON **reply)
     }
     ah_buf path = {0};
     er_path_id(&path, collection, id, "/custom-fields");
+    if (ah_buf_check(call, &path) != AH_OK) {
+        ah_buf_free(&path);
+        cJSON_Delete(b);
+        return AH_ERR;
+    }
     cJSON *resp = NULL;
-    ah_result rc = er_send(call, "PATCH", &path, b, &resp);
+    er_error err;
+    ah_result rc = AH_ERR;
+    if (settle) /* the host settles a call whose outcome stayed unknown: never sent again */
+        err = er_unknown_outcome();
+    else
+        rc = er_call(call, "PATCH", path.s, b, &resp, &err);
     cJSON_Delete(b);
+    if (rc != AH_OK && er_maybe_done(&err)) {
+        /* Never sent twice: the values are read back. All of them as sent:
+         * done. Otherwise after an unknown outcome: not done (the PATCH is
+         * all or nothing). */
+        cJSON_Delete(resp);
+        resp = NULL;
+        er_settled s = er_read_back(call, path.s, &resp);
+        const cJSON *now = cJSON_GetObjectItemCaseSensitive(resp, "data");
+        if (s == ER_SETTLED_DONE) {
+            const cJSON *v;
+            bool all = cJSON_IsObject(now);
+            cJSON_ArrayForEach(v, values)
+            {
+                const cJSON *have = all ? cJSON_GetObjectItemCaseSensitive(now, v->string) : NULL;
+                all = all && (have != NULL ? cJSON_Compare(have, v, true) : cJSON_IsNull(v));
+            }
+            if (!all)
+                s = er_absent(&err);
+        }
+        if (s == ER_SETTLED_DONE) {
+            rc = AH_OK;
+        } else {
+            char what[ER_ID_MAX + 64];
+            snprintf(what, sizeof what, "updating the custom fields of %s %s", entity, id);
+            rc = er_fail_unsettled(call, s, what, NULL);
+        }
+    } else if (rc != AH_OK) {
+        rc = er_fail(call, &err);
+    }
+    ah_buf_free(&path);
     if (rc == AH_OK)
         rc = values_reply(call, entity, id, resp, values, reply);
     cJSON_Delete(resp);
     return rc;
+}
+
+ah_result er_custom_update(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return update_values(call, body, false, reply);
+}
+
+ah_result er_settle_custom(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return update_values(call, body, true, reply);
 }

@@ -74,6 +74,35 @@ static ah_result screen_application(ah_call *call, const char *app_id,
     return rc;
 }
 
+/* POSTs `body` (which carries external_ref `ref`) to `path`; *resp is the
+ * created item. When the answer does not say what happened, the item is
+ * looked up by its reference in the list at the same path instead of being
+ * sent again (er_settle.c). */
+static ah_result send_marked(ah_call *call, const char *path, const cJSON *body,
+                             const char *ref, const char *what, bool settle, cJSON **resp)
+{
+    er_error err;
+    *resp = NULL;
+    if (settle) {
+        /* Settling a call whose outcome stayed unknown: never sent again. */
+        err = er_unknown_outcome();
+    } else {
+        if (er_call(call, "POST", path, body, resp, &err) == AH_OK)
+            return AH_OK;
+        cJSON_Delete(*resp);
+        *resp = NULL;
+        if (!er_maybe_done(&err))
+            return er_fail(call, &err);
+    }
+    call->host->log(call, AH_LOG_WARN,
+                    "%s: ERecruit's answer did not say what happened; looking for %s at %s",
+                    what, ref, path);
+    er_settled s = er_find_marked(call, path, ref, &err, resp);
+    if (s == ER_SETTLED_DONE)
+        return AH_OK;
+    return er_fail_unsettled(call, s, what, ref);
+}
+
 /* The note as HTML (caller frees), from body.note and body.format. */
 static ah_result note_html(ah_call *call, const cJSON *body, char **out)
 {
@@ -92,7 +121,7 @@ static ah_result note_html(ah_call *call, const cJSON *body, char **out)
 /* Common part of the two note operations. `collection` is "submissions"
  * or "contacts"; `id_key` the request's id member. */
 static ah_result add_note(ah_call *call, const cJSON *body, const char *collection,
-                          const char *id_key, cJSON **reply)
+                          const char *id_key, bool settle, cJSON **reply)
 {
     const er_conn *c = call->conn_ctx;
     char id[ER_ID_MAX], action[ER_ID_MAX], contact[ER_ID_MAX] = "";
@@ -108,7 +137,7 @@ static ah_result add_note(ah_call *call, const cJSON *body, const char *collecti
         return AH_ERR;
     bool is_app = strcmp(collection, "submissions") == 0;
     ah_result rc = AH_OK;
-    if (screened) {
+    if (screened && !settle) {
         if (is_app) {
             rc = screen_application(call, id, contact);
         } else {
@@ -116,9 +145,15 @@ static ah_result add_note(ah_call *call, const cJSON *body, const char *collecti
             rc = tag_contact(call, id);
         }
     }
+    /* The note carries a reference of ours, so that a lost answer is settled
+     * by finding the note rather than by adding it again. */
+    char ref[ER_REF_MAX];
+    if (rc == AH_OK)
+        rc = er_marker(call, ref);
     cJSON *b = rc == AH_OK ? cJSON_CreateObject() : NULL;
     if (rc == AH_OK && (b == NULL || cJSON_AddStringToObject(b, "body_html", html) == NULL ||
-                        !cJSON_AddItemToObject(b, "action_id", er_id_json(action))))
+                        !cJSON_AddItemToObject(b, "action_id", er_id_json(action)) ||
+                        cJSON_AddStringToObject(b, "external_ref", ref) == NULL))
         rc = er_oom(call);
     free(html);
     ah_buf path = {0};
@@ -128,7 +163,7 @@ static ah_result add_note(ah_call *call, const cJSON *body, const char *collecti
     }
     cJSON *resp = NULL;
     if (rc == AH_OK)
-        rc = er_do(call, "POST", path.s, b, &resp);
+        rc = send_marked(call, path.s, b, ref, "adding the note", settle, &resp);
     ah_buf_free(&path);
     cJSON_Delete(b);
     if (rc != AH_OK) {
@@ -141,7 +176,8 @@ static ah_result add_note(ah_call *call, const cJSON *body, const char *collecti
         note = cJSON_CreateObject(); /* created, but ERecruit did not echo it */
     bool ok = note != NULL && cJSON_AddStringToObject(note, id_key, id) != NULL &&
               cJSON_AddBoolToObject(note, "screened", screened) != NULL &&
-              (!screened || cJSON_AddStringToObject(note, "candidate_id", contact) != NULL);
+              (!screened || contact[0] == '\0' ||
+               cJSON_AddStringToObject(note, "candidate_id", contact) != NULL);
     if (!ok) {
         cJSON_Delete(note);
         return er_oom(call);
@@ -152,12 +188,22 @@ static ah_result add_note(ah_call *call, const cJSON *body, const char *collecti
 
 ah_result er_note_to_application(ah_call *call, const cJSON *body, cJSON **reply)
 {
-    return add_note(call, body, "submissions", "application_id", reply);
+    return add_note(call, body, "submissions", "application_id", false, reply);
 }
 
 ah_result er_note_to_candidate(ah_call *call, const cJSON *body, cJSON **reply)
 {
-    return add_note(call, body, "contacts", "candidate_id", reply);
+    return add_note(call, body, "contacts", "candidate_id", false, reply);
+}
+
+ah_result er_settle_note_app(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return add_note(call, body, "submissions", "application_id", true, reply);
+}
+
+ah_result er_settle_note_cand(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return add_note(call, body, "contacts", "candidate_id", true, reply);
 }
 
 /* --- attachments --------------------------------------------------------- */
@@ -190,10 +236,35 @@ static bool good_token(const char *s, const char *extra)
 }
 
 static ah_result add_document(ah_call *call, const cJSON *body, const char *collection,
-                              const char *id_key, bool with_kind, cJSON **reply)
+                              const char *id_key, bool with_kind, bool settle, cJSON **reply)
 {
     const ah_host_api *h = call->host;
     char id[ER_ID_MAX];
+    if (settle) {
+        /* The host keeps no file: only the target and the marker matter. */
+        char ref[ER_REF_MAX];
+        if (er_require_id(call, body, id_key, id) != AH_OK || er_marker(call, ref) != AH_OK)
+            return AH_ERR;
+        ah_buf path = {0};
+        er_path_id(&path, collection, id, "/documents");
+        if (ah_buf_check(call, &path) != AH_OK) {
+            ah_buf_free(&path);
+            return AH_ERR;
+        }
+        cJSON *resp = NULL;
+        ah_result rc = send_marked(call, path.s, NULL, ref, "adding the document", true, &resp);
+        ah_buf_free(&path);
+        cJSON *doc = rc == AH_OK ? er_map_document(resp) : NULL;
+        cJSON_Delete(resp);
+        if (rc != AH_OK)
+            return AH_ERR;
+        if (doc == NULL || cJSON_AddStringToObject(doc, id_key, id) == NULL) {
+            cJSON_Delete(doc);
+            return er_oom(call);
+        }
+        *reply = doc;
+        return AH_OK;
+    }
     const char *filename = NULL, *data = NULL, *type = NULL, *kind = NULL;
     if (er_require_id(call, body, id_key, id) != AH_OK ||
         ah_arg_string(call, body, "filename", AH_ARG_REQUIRED, ER_FILENAME_MAX, &filename) !=
@@ -216,8 +287,12 @@ static ah_result add_document(ah_call *call, const cJSON *body, const char *coll
         return ah_arg_fail(call, "content_type", "a media type");
     if (kind != NULL && (kind[0] == '\0' || !good_token(kind, "_-")))
         return ah_arg_fail(call, "kind", "a word such as resume");
+    char ref[ER_REF_MAX];
+    if (er_marker(call, ref) != AH_OK)
+        return AH_ERR;
     cJSON *b = cJSON_CreateObject();
-    bool ok = b != NULL && cJSON_AddStringToObject(b, "filename", filename) != NULL &&
+    bool ok = b != NULL && cJSON_AddStringToObject(b, "external_ref", ref) != NULL &&
+              cJSON_AddStringToObject(b, "filename", filename) != NULL &&
               cJSON_AddStringToObject(b, "content_type",
                                       type != NULL ? type : "application/pdf") != NULL &&
               cJSON_AddStringToObject(b, "data_base64", data) != NULL &&
@@ -233,7 +308,7 @@ static ah_result add_document(ah_call *call, const cJSON *body, const char *coll
         return er_oom(call);
     }
     cJSON *resp = NULL;
-    ah_result rc = er_do(call, "POST", path.s, b, &resp);
+    ah_result rc = send_marked(call, path.s, b, ref, "adding the document", false, &resp);
     ah_buf_free(&path);
     cJSON_Delete(b);
     if (rc != AH_OK)
@@ -252,10 +327,20 @@ static ah_result add_document(ah_call *call, const cJSON *body, const char *coll
 
 ah_result er_attach_to_application(ah_call *call, const cJSON *body, cJSON **reply)
 {
-    return add_document(call, body, "submissions", "application_id", false, reply);
+    return add_document(call, body, "submissions", "application_id", false, false, reply);
 }
 
 ah_result er_attach_to_candidate(ah_call *call, const cJSON *body, cJSON **reply)
 {
-    return add_document(call, body, "contacts", "candidate_id", true, reply);
+    return add_document(call, body, "contacts", "candidate_id", true, false, reply);
+}
+
+ah_result er_settle_doc_app(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return add_document(call, body, "submissions", "application_id", false, true, reply);
+}
+
+ah_result er_settle_doc_cand(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return add_document(call, body, "contacts", "candidate_id", true, true, reply);
 }

@@ -391,6 +391,35 @@ static const ah_op_fields er_op_fields[] = {
     {NULL, NULL},
 };
 
+/* How each write settles an answer that was lost, cut short or a 5xx,
+ * without sending it again (SDK 1.1; WIRE.md, "Exactly once"). */
+static const ah_op_write er_op_writes[] = {
+    {"applications.bulk_reject", AH_RECONCILE_READ_BACK,
+     "per item, as applications.reject", NULL},
+    {"applications.create", AH_RECONCILE_MARKER,
+     "the submission whose external_ref atshub sent (GET /submissions?position_id=)",
+     er_settle_create},
+    {"applications.move_to_stage", AH_RECONCILE_READ_BACK,
+     "the submission's stage_id (GET /submissions/{id})", er_settle_move},
+    {"applications.reject", AH_RECONCILE_READ_BACK,
+     "the submission's rejected flag and reason (GET /submissions/{id})", er_settle_reject},
+    {"attachments.add_to_application", AH_RECONCILE_MARKER,
+     "the document whose external_ref atshub sent (GET /submissions/{id}/documents)",
+     er_settle_doc_app},
+    {"attachments.add_to_candidate", AH_RECONCILE_MARKER,
+     "the document whose external_ref atshub sent (GET /contacts/{id}/documents)",
+     er_settle_doc_cand},
+    {"custom_fields.update", AH_RECONCILE_READ_BACK,
+     "the values (GET /{collection}/{id}/custom-fields)", er_settle_custom},
+    {"notes.add_to_application", AH_RECONCILE_MARKER,
+     "the note whose external_ref atshub sent (GET /submissions/{id}/notes)",
+     er_settle_note_app},
+    {"notes.add_to_candidate", AH_RECONCILE_MARKER,
+     "the note whose external_ref atshub sent (GET /contacts/{id}/notes)",
+     er_settle_note_cand},
+    {NULL, AH_RECONCILE_UNDECLARED, NULL, NULL},
+};
+
 static const ah_plugin_descriptor er_descriptor = {
     .struct_size = sizeof(ah_plugin_descriptor),
     .abi_major = AH_ABI_MAJOR,
@@ -414,6 +443,7 @@ static const ah_plugin_descriptor er_descriptor = {
      * a connection under it and slows down on 429. */
     .rate_limit_rps = 200,
     .op_fields = er_op_fields,
+    .op_writes = er_op_writes,
     /* OAuth2 in the request (and the other 1.1 members it uses) need
      * ABI 1.1: an older host refuses the plugin at load time. */
     .needs_abi_minor = 2, /* ah_record.raw_json / fields_json */

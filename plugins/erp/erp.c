@@ -640,6 +640,8 @@ static const ah_plugin_descriptor erp_descriptor = {
     .description = "ERP systems push job postings (the ERP Integration Guide's endpoints)",
     .settings = erp_settings,
     .routes = erp_routes,
+    /* No op_writes: the plugin serves no bus write and never calls the ERP
+     * (the ERP calls atshub), so there is no provider write to reconcile. */
     /* The record store, sequences and atomic routes are ABI 1.1. */
     .needs_abi_minor = 1,
 };

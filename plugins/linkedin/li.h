@@ -60,7 +60,13 @@ typedef struct li_conn {
 
 /* --- li_api.c: the LinkedIn APIs ------------------------------------------ */
 ah_result li_op_provision(ah_call *call, const cJSON *body, cJSON **reply);
+/** Settles an onboarding.provision that answered outcome_unknown: looks the
+ *  application up by its uniqueForeignId (domains read back), never sends. */
+ah_result li_settle_provision(ah_call *call, const cJSON *body, cJSON **reply);
 ah_result li_op_enable(ah_call *call, const cJSON *body, cJSON **reply);
+/** Settles an onboarding.enable that answered outcome_unknown (ah_op_write.settle):
+ *  reads the integrations back, never sends. */
+ah_result li_settle_enable(ah_call *call, const cJSON *body, cJSON **reply);
 ah_result li_op_verify(ah_call *call, const cJSON *body, cJSON **reply);
 ah_result li_op_disable(ah_call *call, const cJSON *body, cJSON **reply);
 

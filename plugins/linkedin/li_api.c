@@ -57,14 +57,57 @@ static ah_result li_send(ah_call *call, const ah_oauth2_params *p, const char *m
                          ah_http_response *resp)
 {
     const ah_host_api *h = call->host;
+    /* Every POST here writes (a create, a partial update): the host never
+     * sends one twice once LinkedIn may have acted on it. */
     ah_http_request rq = {.struct_size = sizeof rq, .method = method, .url = url,
                           .headers = headers, .body = body,
-                          .body_len = body != NULL ? strlen(body) : 0, .oauth2 = p};
+                          .body_len = body != NULL ? strlen(body) : 0, .oauth2 = p,
+                          .flags = strcmp(method, "GET") != 0 ? AH_HTTP_NOT_IDEMPOTENT : 0,
+                          .response_size = sizeof(ah_http_response)};
+    memset(resp, 0, sizeof *resp);
+    resp->struct_size = sizeof *resp;
     if (h->http(call, &rq, resp) != AH_OK) {
+        int outcome = AH_HAS(resp, outcome) ? resp->outcome : AH_OUTCOME_NONE;
         h->http_response_free(resp);
+        resp->outcome = outcome;
         return AH_ERR;
     }
     return AH_OK;
+}
+
+/* A write whose answer did not say what happened: sent and lost (AH_ERR
+ * with an unknown outcome), a 500/502/504, or a 2xx whose body cannot be
+ * read. It is settled by reading LinkedIn back, never by sending again. */
+static bool unsettled(ah_result sent, const ah_http_response *resp, bool body_needed)
+{
+    int oc = resp->outcome;
+    if (sent != AH_OK)
+        return oc == AH_OUTCOME_UNKNOWN;
+    if (oc == AH_OUTCOME_UNKNOWN)
+        return true;
+    if (body_needed && resp->status >= 200 && resp->status < 300) {
+        cJSON *j = resp->body != NULL ? cJSON_ParseWithLength(resp->body, resp->body_len) : NULL;
+        bool ok = j != NULL;
+        cJSON_Delete(j);
+        return !ok;
+    }
+    return false;
+}
+
+/* Describes a write reading back did not settle: not there after an
+ * unknown outcome is 503 (safe to send again); after a 2xx, or LinkedIn
+ * unreadable, 502 outcome_unknown. */
+static ah_result fail_unsettled(ah_call *call, bool absent, int outcome, const char *what)
+{
+    if (absent && outcome == AH_OUTCOME_UNKNOWN)
+        return call->host->fail(call, AH_E_UNAVAILABLE, 503,
+                                "%s: LinkedIn did not carry it out (its answer was lost; reading "
+                                "it back shows nothing); safe to send again",
+                                what);
+    return call->host->fail(call, AH_E_OUTCOME_UNKNOWN, 502,
+                            "%s: LinkedIn may have carried it out and cannot tell now; it was "
+                            "not sent again",
+                            what);
 }
 
 /* A LinkedIn error answer {"status": N, "message": "..."} mapped through
@@ -261,7 +304,65 @@ static void add_item_error(cJSON *o, li_api api, const cJSON *err, char *first_c
 
 /* --- onboarding.enable ------------------------------------------------------------------ */
 
-ah_result li_op_enable(ah_call *call, const cJSON *body, cJSON **reply)
+/* An enable whose answer said nothing: the integrations are read back
+ * (the batch GET verify makes). Each one whose name is `name` and whose
+ * status is past REQUESTED was enabled by this call (LinkedIn refuses to
+ * enable one already ENABLED). */
+static ah_result settle_enable(ah_call *call, const ah_oauth2_params *p, const char *url,
+                               const li_item *items, int n, const char *name, int outcome,
+                               cJSON **reply)
+{
+    const ah_host_api *h = call->host;
+    h->log(call, AH_LOG_WARN,
+           "enabling %d integration(s): LinkedIn's answer did not say what happened; reading "
+           "them back",
+           n);
+    ah_http_response resp;
+    if (li_send(call, p, "GET", url, NULL, NULL, &resp) != AH_OK)
+        return fail_unsettled(call, false, outcome, "enabling the integrations");
+    cJSON *j = resp.status == 200 ? h->json_parse(resp.body, resp.body_len) : NULL;
+    h->http_response_free(&resp);
+    const cJSON *results = cJSON_GetObjectItemCaseSensitive(j, "results");
+    if (!cJSON_IsObject(results)) {
+        cJSON_Delete(j);
+        return fail_unsettled(call, false, outcome, "enabling the integrations");
+    }
+    cJSON *out = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(out, "integrations");
+    cJSON_AddStringToObject(out, "integrationName", name);
+    int ok = 0;
+    for (int i = 0; i < n; i++) {
+        cJSON *o = item_json(&items[i]);
+        const cJSON *res = entry_for(call, results, &items[i]);
+        const char *st = h->json_string(res, "onboardingStatus", 32);
+        const char *nm = h->json_string(res, "integrationName", 512);
+        bool done = st != NULL && strcmp(st, "REQUESTED") != 0 && nm != NULL &&
+                    strcmp(nm, name) == 0;
+        cJSON_AddBoolToObject(o, "enabled", done);
+        if (done) {
+            cJSON_AddNumberToObject(o, "status", 204);
+            li_note_status(call, items[i].ctx, items[i].type, items[i].tt, st, nm);
+            ok++;
+        } else {
+            cJSON *e = cJSON_AddObjectToObject(o, "error");
+            cJSON_AddStringToObject(e, "code", AH_E_OUTCOME_UNKNOWN);
+            cJSON_AddStringToObject(e, "message",
+                                    "LinkedIn's answer was lost and the integration does not "
+                                    "read enabled under this name");
+        }
+        cJSON_AddItemToArray(list, o);
+    }
+    cJSON_Delete(j);
+    if (ok == 0) {
+        cJSON_Delete(out);
+        return fail_unsettled(call, true, outcome, "enabling the integrations");
+    }
+    cJSON_AddNumberToObject(out, "enabled", ok);
+    cJSON_AddNumberToObject(out, "failed", n - ok);
+    *reply = out;
+    return AH_OK;
+}
+
+static ah_result enable(ah_call *call, const cJSON *body, bool settle, cJSON **reply)
 {
     const ah_host_api *h = call->host;
     ah_oauth2_params p;
@@ -302,9 +403,27 @@ ah_result li_op_enable(ah_call *call, const cJSON *body, cJSON **reply)
     const char *headers[] = {"x-restli-method: batch_partial_update",
                              "Content-Type: application/json", NULL};
     ah_http_response resp;
+    if (settle) {
+        /* The host settles an enable whose outcome stayed unknown: read
+         * back, never sent again. */
+        free(text);
+        ah_result sr = settle_enable(call, &p, url, items, n, name, AH_OUTCOME_UNKNOWN, reply);
+        free(url);
+        cJSON_Delete(held);
+        return sr;
+    }
     ah_result r = li_send(call, &p, "POST", url, headers, text, &resp);
-    free(url);
     free(text);
+    if (unsettled(r, &resp, true)) {
+        int oc = resp.outcome;
+        if (r == AH_OK)
+            h->http_response_free(&resp);
+        r = settle_enable(call, &p, url, items, n, name, oc, reply);
+        free(url);
+        cJSON_Delete(held);
+        return r;
+    }
+    free(url);
     if (r != AH_OK) {
         cJSON_Delete(held);
         return AH_ERR;
@@ -359,6 +478,16 @@ ah_result li_op_enable(ah_call *call, const cJSON *body, cJSON **reply)
     cJSON_AddNumberToObject(out, "failed", n - ok);
     *reply = out;
     return AH_OK;
+}
+
+ah_result li_op_enable(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return enable(call, body, false, reply);
+}
+
+ah_result li_settle_enable(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return enable(call, body, true, reply);
 }
 
 /* --- onboarding.verify ------------------------------------------------------------------- */
@@ -565,6 +694,39 @@ static void app_fields(const ah_host_api *h, const cJSON *app, const char **id, 
         *urn = h->json_string(app, "applicationUrn", 256);
 }
 
+/* The customer application with uniqueForeignId `fid`: 1 with *app
+ * (transferred), 0 when LinkedIn has none, -1 when it cannot be asked (not
+ * described). */
+static int lookup_app(ah_call *call, const ah_oauth2_params *pp, const char *fid, cJSON **app)
+{
+    const ah_host_api *h = call->host;
+    *app = NULL;
+    ah_buf url = {0};
+    ah_buf_puts(&url, APPS_PATH "?q=credentialsByUniqueForeignId");
+    ah_buf_query(&url, "uniqueForeignId", fid);
+    if (url.oom) {
+        ah_buf_free(&url);
+        return -1;
+    }
+    ah_http_response resp;
+    ah_result r = li_send(call, pp, "GET", url.s, NULL, NULL, &resp);
+    ah_buf_free(&url);
+    if (r != AH_OK)
+        return -1;
+    cJSON *j = resp.status == 200 ? h->json_parse(resp.body, resp.body_len) : NULL;
+    long st = resp.status;
+    h->http_response_free(&resp);
+    const cJSON *el = cJSON_GetObjectItemCaseSensitive(j, "elements");
+    if (!cJSON_IsArray(el)) {
+        cJSON_Delete(j);
+        return st == 404 ? 0 : -1;
+    }
+    cJSON *first = cJSON_GetArrayItem(el, 0);
+    *app = first != NULL ? cJSON_Duplicate(first, 1) : NULL;
+    cJSON_Delete(j);
+    return first == NULL ? 0 : *app != NULL ? 1 : -1;
+}
+
 static ah_result find_existing(ah_call *call, const ah_oauth2_params *pp, const char *fid,
                                cJSON **app)
 {
@@ -599,7 +761,7 @@ static ah_result find_existing(ah_call *call, const ah_oauth2_params *pp, const 
 }
 
 static ah_result update_domains(ah_call *call, const ah_oauth2_params *pp, const char *urn,
-                                const cJSON *domains)
+                                const char *fid, const cJSON *domains, bool settle)
 {
     const ah_host_api *h = call->host;
     ah_buf url = {0};
@@ -617,10 +779,32 @@ static ah_result update_domains(ah_call *call, const ah_oauth2_params *pp, const
     const char *headers[] = {"x-restli-method: partial_update", "Content-Type: application/json",
                              NULL};
     ah_http_response resp;
-    ah_result r = text != NULL ? li_send(call, pp, "POST", url.s, headers, text, &resp)
-                               : h->fail(call, AH_E_INTERNAL, 0, "out of memory");
+    memset(&resp, 0, sizeof resp);
+    ah_result r;
+    if (text != NULL && settle) {
+        /* Settling a call whose outcome stayed unknown: read back only. */
+        r = AH_ERR;
+        resp.outcome = AH_OUTCOME_UNKNOWN;
+    } else {
+        r = text != NULL ? li_send(call, pp, "POST", url.s, headers, text, &resp)
+                         : h->fail(call, AH_E_INTERNAL, 0, "out of memory");
+    }
     ah_buf_free(&url);
     free(text);
+    if (text != NULL && unsettled(r, &resp, false)) {
+        /* A set of the whole list: reading the application back is enough. */
+        int oc = resp.outcome;
+        if (r == AH_OK)
+            h->http_response_free(&resp);
+        cJSON *app = NULL;
+        int found = fid != NULL ? lookup_app(call, pp, fid, &app) : -1;
+        const cJSON *now = cJSON_GetObjectItemCaseSensitive(app, "validJsSdkDomains");
+        bool same = found == 1 && cJSON_Compare(now, domains, true);
+        cJSON_Delete(app);
+        if (same)
+            return AH_OK;
+        return fail_unsettled(call, found == 1, oc, "updating validJsSdkDomains");
+    }
     if (r != AH_OK)
         return AH_ERR;
     if (resp.status < 200 || resp.status >= 300)
@@ -673,7 +857,7 @@ static ah_result save_app(ah_call *call, const cJSON *app, const char *fid, cons
     return AH_OK;
 }
 
-ah_result li_op_provision(ah_call *call, const cJSON *body, cJSON **reply)
+static ah_result provision(ah_call *call, const cJSON *body, bool settle, cJSON **reply)
 {
     const ah_host_api *h = call->host;
     char name[256];
@@ -726,7 +910,7 @@ ah_result li_op_provision(ah_call *call, const cJSON *body, cJSON **reply)
     if (present(have_id) && present(h->setting(call, "client_secret")) && present(have_urn)) {
         /* One customer application per tenant: re-provisioning only brings
          * its allowed domains up to date. */
-        if (update_domains(call, &pp, have_urn, domains) != AH_OK) {
+        if (update_domains(call, &pp, have_urn, fid, domains, settle) != AH_OK) {
             cJSON_Delete(domains);
             return AH_ERR;
         }
@@ -746,16 +930,42 @@ ah_result li_op_provision(ah_call *call, const cJSON *body, cJSON **reply)
         cJSON_Delete(b);
         const char *headers[] = {"Content-Type: application/json", NULL};
         ah_http_response resp;
-        ah_result r = text != NULL ? li_send(call, &pp, "POST", APPS_PATH, headers, text, &resp)
-                                   : h->fail(call, AH_E_INTERNAL, 0, "out of memory");
+        memset(&resp, 0, sizeof resp);
+        ah_result r;
+        if (text != NULL && settle) {
+            /* Settling a call whose outcome stayed unknown: looked up only. */
+            r = AH_ERR;
+            resp.outcome = AH_OUTCOME_UNKNOWN;
+        } else {
+            r = text != NULL ? li_send(call, &pp, "POST", APPS_PATH, headers, text, &resp)
+                             : h->fail(call, AH_E_INTERNAL, 0, "out of memory");
+        }
         free(text);
-        if (r != AH_OK) {
+        cJSON *app = NULL;
+        if (text != NULL && unsettled(r, &resp, true)) {
+            /* Never created twice: the application is looked up by the
+             * uniqueForeignId it was sent with. */
+            int oc = resp.outcome;
+            if (r == AH_OK)
+                h->http_response_free(&resp);
+            h->log(call, AH_LOG_WARN,
+                   "provisioning: LinkedIn's answer did not say what happened; looking the "
+                   "application up by uniqueForeignId %s",
+                   fid);
+            int found = lookup_app(call, &pp, fid, &app);
+            if (found != 1) {
+                cJSON_Delete(domains);
+                return fail_unsettled(call, found == 0, oc, "provisioning the customer application");
+            }
+            /* Settled: as if LinkedIn had answered 201 with it. */
+            r = AH_OK;
+            resp = (ah_http_response){.struct_size = sizeof resp, .status = 201};
+        } else if (r != AH_OK) {
             cJSON_Delete(domains);
             return AH_ERR;
         }
-        cJSON *app = NULL;
         bool created = resp.status == 200 || resp.status == 201;
-        if (created) {
+        if (created && app == NULL) {
             app = h->json_parse(resp.body, resp.body_len);
         } else if (resp.status == 409) {
             /* Created earlier (another connection of the tenant, or settings
@@ -780,7 +990,7 @@ ah_result li_op_provision(ah_call *call, const cJSON *body, cJSON **reply)
             r = h->fail(call, AH_E_UPSTREAM, 502,
                         "LinkedIn's answer lacks the application's credentials or key");
         if (r == AH_OK && !created)
-            r = update_domains(call, &pp, urn, domains);
+            r = update_domains(call, &pp, urn, fid, domains, settle);
         if (r == AH_OK)
             r = save_app(call, app, fid, id, secret, urn);
         if (r == AH_OK) {
@@ -806,4 +1016,14 @@ ah_result li_op_provision(ah_call *call, const cJSON *body, cJSON **reply)
     free(page);
     *reply = out;
     return AH_OK;
+}
+
+ah_result li_op_provision(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return provision(call, body, false, reply);
+}
+
+ah_result li_settle_provision(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return provision(call, body, true, reply);
 }

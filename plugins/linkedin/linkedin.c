@@ -388,6 +388,21 @@ static const ah_op_fields li_op_fields[] = {
     {NULL, NULL},
 };
 
+/* How each write settles a lost answer without sending it again (SDK 1.1). */
+static const ah_op_write li_op_writes[] = {
+    {"onboarding.disable", AH_RECONCILE_LOCAL,
+     "always refused after a live verify (a read): LinkedIn has no disable", NULL},
+    {"onboarding.enable", AH_RECONCILE_READ_BACK,
+     "the integrations' integrationName and status (batch GET /v2/atsIntegrations)",
+     li_settle_enable},
+    {"onboarding.provision", AH_RECONCILE_MARKER,
+     "the customer application by its uniqueForeignId "
+     "(GET /v2/provisionedApplications?q=credentialsByUniqueForeignId); its domains read back",
+     li_settle_provision},
+    {"onboarding.request", AH_RECONCILE_LOCAL, "atshub's store only", NULL},
+    {NULL, AH_RECONCILE_UNDECLARED, NULL, NULL},
+};
+
 static const ah_route li_routes[] = {
     {"GET", LI_PAGE_PATH "{token}", li_route_page, AH_ROUTE_CONN_TOKEN, "linkedin_configure"},
     {"POST", LI_CALLBACK_PATH "{token}", li_route_callback, AH_ROUTE_CONN_TOKEN,
@@ -409,6 +424,7 @@ static const ah_plugin_descriptor li_descriptor = {
     .onboarding = &li_onboarding,
     .routes = li_routes,
     .op_fields = li_op_fields,
+    .op_writes = li_op_writes,
     /* OAuth2 in the request (and the other 1.1 members it uses) need
      * ABI 1.1: an older host refuses the plugin at load time. */
     .needs_abi_minor = 1,

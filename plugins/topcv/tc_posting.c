@@ -362,7 +362,7 @@ static ah_result reconcile_publish(ah_call *call, const char *jid, const char *r
     return r;
 }
 
-ah_result tc_op_publish(ah_call *call, const cJSON *body, cJSON **reply)
+static ah_result publish(ah_call *call, const cJSON *body, bool settle, cJSON **reply)
 {
     const ah_host_api *h = call->host;
     const char *job_id = NULL;
@@ -376,7 +376,7 @@ ah_result tc_op_publish(ah_call *call, const cJSON *body, cJSON **reply)
     const char *jid = tc_str(job, "id");
     cJSON *missing = tc_form_missing(form);
     ah_result r = AH_OK;
-    if (preview) {
+    if (preview && !settle) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "job_id", jid);
         cJSON_AddItemToObject(o, "form", form);
@@ -385,8 +385,29 @@ ah_result tc_op_publish(ah_call *call, const cJSON *body, cJSON **reply)
         *reply = o;
         goto done;
     }
-    if (cJSON_GetArraySize(missing) > 0) {
+    if (cJSON_GetArraySize(missing) > 0 && !settle) {
         r = fail_missing(call, missing);
+        goto done;
+    }
+    /* Each publish carries a reference of its own, so that a lost answer
+     * can be settled by asking TopCV rather than by posting again. It comes
+     * from the call's correlation id, which the host gives the settle call
+     * of a publish whose outcome stayed unknown too. */
+    char ref[TC_REF_LEN];
+    const char *corr = call->correlation_id;
+    if (corr != NULL && corr[0] != '\0' && strlen(corr) <= 25) {
+        snprintf(ref, sizeof ref, "atshub-%.25s-%.60s", corr, jid);
+    } else {
+        int64_t seq = 0;
+        if (h->sequence_next(call, "topcv.reference", &seq) != AH_OK) {
+            r = AH_ERR;
+            goto done;
+        }
+        snprintf(ref, sizeof ref, "atshub-%lld-%.64s", (long long)seq, jid);
+    }
+    if (settle) {
+        /* Never posted again: only looked up by its reference. */
+        r = reconcile_publish(call, jid, ref, AH_OUTCOME_UNKNOWN, ov, reply);
         goto done;
     }
     /* One live posting per job: a rejected one may be posted again. */
@@ -409,15 +430,6 @@ ah_result tc_op_publish(ah_call *call, const cJSON *body, cJSON **reply)
     cJSON_Delete(mine);
     if (r != AH_OK)
         goto done;
-    /* Each publish carries a reference of its own, so that a lost answer
-     * can be settled by asking TopCV rather than by posting again. */
-    int64_t seq = 0;
-    char ref[TC_REF_LEN];
-    if (h->sequence_next(call, "topcv.reference", &seq) != AH_OK) {
-        r = AH_ERR;
-        goto done;
-    }
-    snprintf(ref, sizeof ref, "atshub-%lld-%.64s", (long long)seq, jid);
     cJSON_DeleteItemFromObjectCaseSensitive(form, "reference");
     cJSON_AddStringToObject(form, "reference", ref);
     long status = 0;
@@ -449,6 +461,16 @@ done:
     return r;
 }
 
+ah_result tc_op_publish(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return publish(call, body, false, reply);
+}
+
+ah_result tc_settle_publish(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return publish(call, body, true, reply);
+}
+
 static cJSON *posting_of(ah_call *call, const cJSON *body)
 {
     char buf[32];
@@ -463,7 +485,22 @@ static cJSON *posting_of(ah_call *call, const cJSON *body)
     return rec;
 }
 
-ah_result tc_op_update(ah_call *call, const cJSON *body, cJSON **reply)
+/* Every field of `form` reads the same in TopCV's job `job`. */
+static bool form_applied(const cJSON *form, const cJSON *job)
+{
+    const cJSON *f;
+    cJSON_ArrayForEach(f, form) {
+        char a[64], b[64];
+        const char *want = tc_text(form, f->string, a, sizeof a);
+        const char *have = tc_text(job, f->string, b, sizeof b);
+        if (want == NULL ? !cJSON_Compare(f, cJSON_GetObjectItemCaseSensitive(job, f->string), true)
+                         : have == NULL || strcmp(want, have) != 0)
+            return false;
+    }
+    return true;
+}
+
+static ah_result update(ah_call *call, const cJSON *body, bool settle, cJSON **reply)
 {
     cJSON *rec = posting_of(call, body);
     if (rec == NULL)
@@ -486,7 +523,9 @@ ah_result tc_op_update(ah_call *call, const cJSON *body, cJSON **reply)
         ah_buf_url(&path, tc_str(rec, "remote_id"));
         r = ah_buf_check(call, &path);
         ah_http_outcome oc = AH_OUTCOME_NONE;
-        if (r == AH_OK)
+        if (r == AH_OK && settle)
+            oc = AH_OUTCOME_UNKNOWN; /* settling: read back, never sent again */
+        else if (r == AH_OK)
             r = tc_api_outcome(call, "PUT", path.s, form, 0, &status, &ans, &oc);
         /* A 2xx whose body was lost: TopCV updated the job; read it back
          * rather than report a failure the product would retry. */
@@ -505,11 +544,26 @@ ah_result tc_op_update(ah_call *call, const cJSON *body, cJSON **reply)
                 r = call->host->fail(call, AH_E_OUTCOME_UNKNOWN, 502,
                                      "updating the posting: TopCV accepted the update but its "
                                      "answer was lost and the job cannot be read back now");
-        } else if (r == AH_OK && oc == AH_OUTCOME_UNKNOWN) {
-            r = call->host->fail(call, AH_E_OUTCOME_UNKNOWN, 502,
-                                 "updating the posting: TopCV answered HTTP %ld and may have "
-                                 "carried the update out; it was not sent again",
-                                 status);
+        } else if (oc == AH_OUTCOME_UNKNOWN) {
+            /* Sent and then lost, or a 500/502/504: a PUT of the whole
+             * form, so reading the job back is enough to tell. */
+            cJSON_Delete(ans);
+            ans = NULL;
+            r = ah_buf_check(call, &path);
+            long gst = 0;
+            if (r == AH_OK)
+                r = tc_api(call, "GET", path.s, NULL, 0, &gst, &ans);
+            const cJSON *tj = cJSON_GetObjectItemCaseSensitive(ans, "job");
+            if (r != AH_OK || gst != 200 || !cJSON_IsObject(tj))
+                r = call->host->fail(call, AH_E_OUTCOME_UNKNOWN, 502,
+                                     "updating the posting: TopCV may have carried the update "
+                                     "out and cannot be read back now; it was not sent again");
+            else if (!form_applied(form, tj))
+                r = call->host->fail(call, AH_E_UNAVAILABLE, 503,
+                                     "updating the posting: TopCV did not update it (its answer "
+                                     "was lost; the job reads as before); safe to send again");
+            else
+                status = 200;
         }
         ah_buf_free(&path);
     }
@@ -529,6 +583,16 @@ ah_result tc_op_update(ah_call *call, const cJSON *body, cJSON **reply)
     cJSON_Delete(job);
     cJSON_Delete(rec);
     return r;
+}
+
+ah_result tc_op_update(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return update(call, body, false, reply);
+}
+
+ah_result tc_settle_update(ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return update(call, body, true, reply);
 }
 
 /* "Add posted job": a job already on TopCV becomes this job's posting. */

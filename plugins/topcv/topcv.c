@@ -248,6 +248,22 @@ static const ah_op_fields op_fields[] = {
     {NULL, NULL},
 };
 
+/* How each write settles a lost answer without posting again (SDK 1.1). */
+static const ah_op_write op_writes[] = {
+    {"postings.assign", AH_RECONCILE_LOCAL, "atshub's store only", NULL},
+    {"postings.configure", AH_RECONCILE_LOCAL,
+     "reads TopCV (the credentials' employer) and saves the settings", NULL},
+    {"postings.disconnect", AH_RECONCILE_LOCAL, "forgets the settings", NULL},
+    {"postings.link", AH_RECONCILE_LOCAL, "reads the TopCV job and stores the link", NULL},
+    {"postings.publish", AH_RECONCILE_MARKER,
+     "the TopCV job whose reference atshub sent (GET /api/jobs?reference=)",
+     tc_settle_publish},
+    {"postings.update", AH_RECONCILE_READ_BACK,
+     "the job read back and compared with the form sent (GET /api/jobs/{id})",
+     tc_settle_update},
+    {NULL, AH_RECONCILE_UNDECLARED, NULL, NULL},
+};
+
 static const ah_route routes[] = {
     {"POST", TC_WEBHOOK_PATH "{token}", tc_route_webhook, AH_ROUTE_CONN_TOKEN, "topcv_webhook"},
     {NULL, NULL, NULL, 0, NULL},
@@ -264,6 +280,7 @@ static const ah_plugin_descriptor descriptor = {
     .postings = &postings,
     .routes = routes,
     .op_fields = op_fields,
+    .op_writes = op_writes,
     /* HMAC, constant-time compare, settings_update, record_by_id and the
      * record store are 1.1: the loader refuses this plugin on an older
      * host instead of each call probing the table. */

@@ -92,6 +92,9 @@ cJSON *tc_form_missing(const cJSON *form);
  *  message in err. */
 int tc_overrides_check(const cJSON *overrides, char *err, size_t len);
 
+/* Settle functions (ah_op_write.settle): read TopCV back, never send. */
+ah_result tc_settle_publish(ah_call *call, const cJSON *body, cJSON **reply);
+ah_result tc_settle_update(ah_call *call, const cJSON *body, cJSON **reply);
 ah_result tc_op_publish(ah_call *call, const cJSON *body, cJSON **reply);
 ah_result tc_op_update(ah_call *call, const cJSON *body, cJSON **reply);
 ah_result tc_op_link(ah_call *call, const cJSON *body, cJSON **reply);

@@ -525,6 +525,55 @@ START_TEST(test_outage_50_changes_in_order)
 }
 END_TEST
 
+/* ---- 3: CareerBuilder stores a pushed status and its answer is lost ------------ */
+
+/* The push (an event handler) sends the status not idempotent: the host
+ * does not send it again; the plugin reads the candidate's statuses back,
+ * finds it stored and the event is done. One PUT reaches CareerBuilder,
+ * whether the connection was dropped (run 0) or the answer cut short
+ * (run 1). */
+START_TEST(test_push_answer_lost)
+{
+    fixture f;
+    setup(&f, 5);
+    initial_sync(&f, 5);
+    long sub = -1;
+    expect before;
+    for (long id = 5000001; id <= 5000005 && sub < 0; id++) {
+        expected_for(&f, id, &before);
+        if (before.stage != 3)
+            sub = id;
+    }
+    ck_assert_int_gt(sub, 0);
+    ah_erecruit_sim_now(f.er, FIXED_CLOCK + 600);
+    char *token = er_token(&f);
+    er_move(&f, token, sub, 3);
+    free(token);
+    cJSON *arr = ah_cb_sim_arrivals(f.cb);
+    int arrivals_before = cJSON_GetArraySize(arr);
+    cJSON_Delete(arr);
+    ah_sim_stats s0, s1;
+    ah_sim_get_stats(f.cb_sim, &s0);
+    ah_sim_fault_after(f.cb_sim, "PUT", "/corporate/CandidateStatus",
+                       _i == 0 ? AH_SIM_AFTER_DROP : AH_SIM_AFTER_TRUNCATE, 1);
+    ah_sync_stats st;
+    sync_type(&f, "applications", &st);
+    ck_assert_int_eq(st.updated, 1);
+    ck_assert(drain_deliveries(&f));
+    ah_sim_fault_after(f.cb_sim, "*", "/", AH_SIM_AFTER_NONE, 0);
+    ah_sim_get_stats(f.cb_sim, &s1);
+    ck_assert_uint_eq(s1.fafter - s0.fafter, 1);
+    arr = ah_cb_sim_arrivals(f.cb);
+    ck_assert_int_eq(cJSON_GetArraySize(arr), arrivals_before + 1);
+    cJSON_Delete(arr);
+    expect after;
+    expected_for(&f, sub, &after);
+    ck_assert_str_eq(after.status, "Interviewing");
+    check_cb_holds(&f, sub, &after);
+    teardown(&f);
+}
+END_TEST
+
 static Suite *cbe_suite(void)
 {
     Suite *s = suite_create("cb_erecruit");
@@ -532,6 +581,7 @@ static Suite *cbe_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_stage_change_reaches_careerbuilder);
     tcase_add_test(tc, test_outage_50_changes_in_order);
+    tcase_add_loop_test(tc, test_push_answer_lost, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -346,6 +346,65 @@ START_TEST(test_plugin_check_and_broken_plugins)
 }
 END_TEST
 
+/* Exactly once: a plugin (built from sdk/include alone) that serves a
+ * write without saying how an unknown outcome is reconciled is refused by
+ * `plugin check`; the same plugin with the declaration passes, and so
+ * does every bundled plugin, each of whose writes is listed. */
+START_TEST(test_plugin_check_write_declarations)
+{
+    env e;
+    env_setup(&e, NULL);
+    char *out, *err, path[600];
+    snprintf(path, sizeof path, "%s/writes_undeclared.so", ah_t_env("AH_FIXTURE_DIR"));
+    ck_assert_int_eq(RUN(&e, &out, &err, "plugin", "check", path), 1);
+    ck_assert_msg(strstr(err, "declare no reconciliation: notes.add_to_application") != NULL,
+                  "%s", err);
+    free(out), free(err);
+    snprintf(path, sizeof path, "%s/writes_declared.so", ah_t_env("AH_FIXTURE_DIR"));
+    ck_assert_int_eq(RUN(&e, &out, &err, "plugin", "check", path), 0);
+    ck_assert_msg(strstr(out, "notes.add_to_application (marker)") != NULL, "%s", out);
+    free(out), free(err);
+    snprintf(path, sizeof path, "%s/writes_unserved.so", ah_t_env("AH_FIXTURE_DIR"));
+    ck_assert_int_eq(RUN(&e, &out, &err, "plugin", "check", path), 1);
+    ck_assert_msg(strstr(err, "'notes.add_to_candidate', which is neither a write topic the "
+                              "plugin serves") != NULL, "%s", err);
+    free(out), free(err);
+    static const struct {
+        const char *plugin, *topic, *how;
+    } bundled[] = {
+        {"erecruit", "applications.move_to_stage", "read_back"},
+        {"erecruit", "applications.reject", "read_back"},
+        {"erecruit", "notes.add_to_candidate", "marker"},
+        {"erecruit", "attachments.add_to_application", "marker"},
+        {"careerbuilder", "statuses.put", "read_back"},
+        {"careerbuilder", "event.application.created", "read_back"},
+        {"linkedin", "onboarding.enable", "read_back"},
+        {"linkedin", "onboarding.provision", "marker"},
+        {"topcv", "postings.publish", "marker"},
+        {"erp", NULL, NULL}, /* no outbound write at all */
+    };
+    for (size_t i = 0; i < sizeof bundled / sizeof bundled[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s.so", ah_t_env("AH_PLUGIN_DIR"), bundled[i].plugin);
+        ck_assert_msg(RUN(&e, &out, &err, "--json", "plugin", "check", path) == 0, "%s: %s",
+                      bundled[i].plugin, err);
+        cJSON *j = cJSON_Parse(out);
+        const cJSON *w = cJSON_GetObjectItemCaseSensitive(j, "writes");
+        ck_assert_msg(cJSON_IsObject(w), "%s: %s", bundled[i].plugin, out);
+        if (bundled[i].topic == NULL) {
+            ck_assert_int_eq(cJSON_GetArraySize(w), 0);
+        } else {
+            const cJSON *how = cJSON_GetObjectItemCaseSensitive(w, bundled[i].topic);
+            ck_assert_msg(cJSON_IsString(how) && strcmp(how->valuestring, bundled[i].how) == 0,
+                          "%s: %s is not %s in %s", bundled[i].plugin, bundled[i].topic,
+                          bundled[i].how, out);
+        }
+        cJSON_Delete(j);
+        free(out), free(err);
+    }
+    env_teardown(&e);
+}
+END_TEST
+
 /* The template built out of the tree with nothing but sdk/include. */
 START_TEST(test_template_out_of_tree)
 {
@@ -447,6 +506,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_plugins_ops);
     tcase_add_test(tc, test_openapi_bus_section_is_generated);
     tcase_add_test(tc, test_plugin_check_and_broken_plugins);
+    tcase_add_test(tc, test_plugin_check_write_declarations);
     tcase_add_test(tc, test_template_out_of_tree);
     tcase_add_test(tc, test_serve_daemon);
     suite_add_tcase(s, tc);

@@ -133,6 +133,7 @@ typedef struct er_note {
     char *body_html;
     long action_id; /* 0: null */
     int64_t created;
+    char *ref; /* external_ref the client sent, or NULL */
 } er_note;
 
 typedef struct er_doc {
@@ -141,6 +142,7 @@ typedef struct er_doc {
     char *data_b64; /* NULL for a generated resume: rendered from the owner's id */
     size_t size;
     int64_t created;
+    char *ref; /* external_ref the client sent, or NULL */
 } er_doc;
 
 typedef struct er_rec {
@@ -158,6 +160,7 @@ typedef struct er_rec {
     size_t nnotes;
     er_doc *docs;
     size_t ndocs;
+    char *ref; /* submissions: external_ref the client created it with, or NULL */
 } er_rec;
 
 typedef struct er_kind {
@@ -506,10 +509,14 @@ static void rec_free(er_rec *r)
         free(r->str[i]);
     free(r->tags);
     cJSON_Delete(r->custom);
-    for (size_t i = 0; i < r->nnotes; i++)
+    for (size_t i = 0; i < r->nnotes; i++) {
         free(r->notes[i].body_html);
+        free(r->notes[i].ref);
+    }
     free(r->notes);
+    free(r->ref);
     for (size_t i = 0; i < r->ndocs; i++) {
+        free(r->docs[i].ref);
         free(r->docs[i].filename);
         free(r->docs[i].content_type);
         free(r->docs[i].kind);
@@ -833,7 +840,8 @@ static cJSON *render(const ah_erecruit_sim *e, int kind, const er_rec *r, unsign
              add_num(o, "contact_id", r->contact_id) && add_num(o, "stage_id", r->stage_id) &&
              add_num_or_null(o, "status_id", r->status_id) &&
              cJSON_AddBoolToObject(o, "rejected", r->rejected) &&
-             add_num_or_null(o, "disposition_reason_id", r->reason_id);
+             add_num_or_null(o, "disposition_reason_id", r->reason_id) &&
+             (!r->ref || add_str(o, "external_ref", r->ref));
     } else {
         cJSON *tags = ok ? cJSON_CreateArray() : NULL;
         ok = add_item(o, "tags", tags) && add_str(o, "first_name", r->str[C_FIRST]) &&
@@ -858,7 +866,8 @@ static cJSON *render_note(const er_note *n)
 {
     cJSON *o = cJSON_CreateObject();
     if (o && add_num(o, "id", n->id) && add_str(o, "body_html", n->body_html) &&
-        add_num_or_null(o, "action_id", n->action_id) && add_stamp(o, "created_at", n->created))
+        add_num_or_null(o, "action_id", n->action_id) && add_stamp(o, "created_at", n->created) &&
+        (!n->ref || add_str(o, "external_ref", n->ref)))
         return o;
     cJSON_Delete(o);
     return NULL;
@@ -869,7 +878,8 @@ static cJSON *render_doc(const er_doc *d)
     cJSON *o = cJSON_CreateObject();
     if (o && add_num(o, "id", d->id) && add_str(o, "filename", d->filename) &&
         add_str(o, "content_type", d->content_type) && add_num(o, "size", (long)d->size) &&
-        add_str(o, "kind", d->kind) && add_stamp(o, "created_at", d->created))
+        add_str(o, "kind", d->kind) && add_stamp(o, "created_at", d->created) &&
+        (!d->ref || add_str(o, "external_ref", d->ref)))
         return o;
     cJSON_Delete(o);
     return NULL;
@@ -1466,12 +1476,16 @@ static void h_create_submission(ah_erecruit_sim *e, const ah_sim_req *req, ah_si
         return;
     long cid = 0, pid = 0, sid = stages[0].id;
     const cJSON *js = cJSON_GetObjectItemCaseSensitive(b, "stage_id");
+    const cJSON *xref = cJSON_GetObjectItemCaseSensitive(b, "external_ref");
     if (!json_int(cJSON_GetObjectItemCaseSensitive(b, "contact_id"), &cid)) {
         reply_error(resp, 422, "validation_failed", "contact_id", "contact_id must be an id");
     } else if (!json_int(cJSON_GetObjectItemCaseSensitive(b, "position_id"), &pid)) {
         reply_error(resp, 422, "validation_failed", "position_id", "position_id must be an id");
     } else if (js && !cJSON_IsNull(js) && (!json_int(js, &sid) || !known_stage(sid))) {
         reply_error(resp, 422, "validation_failed", "stage_id", "unknown stage_id");
+    } else if (xref && !cJSON_IsNull(xref) && !cJSON_IsString(xref)) {
+        reply_error(resp, 422, "validation_failed", "external_ref",
+                    "external_ref must be a string");
     } else {
         cJSON *out = NULL;
         int status = 201;
@@ -1488,6 +1502,7 @@ static void h_create_submission(ah_erecruit_sim *e, const ah_sim_req *req, ah_si
                 r->contact_id = cid;
                 r->position_id = pid;
                 r->stage_id = (int)sid;
+                r->ref = cJSON_IsString(xref) ? strdup(xref->valuestring) : NULL;
                 if (kind_insert(&e->k[K_SUB], r) != 0) {
                     rec_free(r);
                     r = NULL;
@@ -1604,6 +1619,7 @@ static void h_notes(ah_erecruit_sim *e, int kind, long id, const ah_sim_req *req
     bool post = strcmp(req->method, "POST") == 0;
     cJSON *b = NULL;
     const char *html = NULL;
+    const cJSON *xref = NULL;
     long action = 0;
     if (post) {
         b = parse_body(req, resp);
@@ -1611,6 +1627,13 @@ static void h_notes(ah_erecruit_sim *e, int kind, long id, const ah_sim_req *req
             return;
         const cJSON *h = cJSON_GetObjectItemCaseSensitive(b, "body_html");
         const cJSON *a = cJSON_GetObjectItemCaseSensitive(b, "action_id");
+        xref = cJSON_GetObjectItemCaseSensitive(b, "external_ref");
+        if (xref && !cJSON_IsNull(xref) && !cJSON_IsString(xref)) {
+            reply_error(resp, 422, "validation_failed", "external_ref",
+                        "external_ref must be a string");
+            cJSON_Delete(b);
+            return;
+        }
         if (!cJSON_IsString(h) || !h->valuestring[0]) {
             reply_error(resp, 422, "validation_failed", "body_html",
                         "body_html must be a non-empty string");
@@ -1636,6 +1659,7 @@ static void h_notes(ah_erecruit_sim *e, int kind, long id, const ah_sim_req *req
             er_note n = {.id = e->next_note_id, .action_id = action,
                          .created = now_local_locked(e)};
             n.body_html = strdup(html);
+            n.ref = cJSON_IsString(xref) ? strdup(xref->valuestring) : NULL;
             er_note *nn = n.body_html ? realloc(r->notes, (r->nnotes + 1) * sizeof(*nn)) : NULL;
             if (nn) {
                 r->notes = nn;
@@ -1644,6 +1668,7 @@ static void h_notes(ah_erecruit_sim *e, int kind, long id, const ah_sim_req *req
                 out = render_note(&n);
             } else {
                 free(n.body_html);
+                free(n.ref);
             }
         }
     }
@@ -1677,6 +1702,7 @@ static void h_documents(ah_erecruit_sim *e, int kind, long id, const ah_sim_req 
         const cJSON *ct = cJSON_GetObjectItemCaseSensitive(b, "content_type");
         const cJSON *data = cJSON_GetObjectItemCaseSensitive(b, "data_base64");
         const cJSON *kd = cJSON_GetObjectItemCaseSensitive(b, "kind");
+        const cJSON *xr = cJSON_GetObjectItemCaseSensitive(b, "external_ref");
         unsigned char *raw = NULL;
         if (!cJSON_IsString(fn) || !fn->valuestring[0]) {
             reply_error(resp, 422, "validation_failed", "filename",
@@ -1686,6 +1712,9 @@ static void h_documents(ah_erecruit_sim *e, int kind, long id, const ah_sim_req 
                         "content_type must be a string");
         } else if (kd && !cJSON_IsNull(kd) && !cJSON_IsString(kd)) {
             reply_error(resp, 422, "validation_failed", "kind", "kind must be a string");
+        } else if (xr && !cJSON_IsNull(xr) && !cJSON_IsString(xr)) {
+            reply_error(resp, 422, "validation_failed", "external_ref",
+                        "external_ref must be a string");
         } else if (!cJSON_IsString(data) || !(raw = b64_decode(data->valuestring, &d.size)) ||
                    d.size == 0) {
             reply_error(resp, 422, "validation_failed", "data_base64",
@@ -1695,6 +1724,7 @@ static void h_documents(ah_erecruit_sim *e, int kind, long id, const ah_sim_req 
             d.content_type = strdup(cJSON_IsString(ct) ? ct->valuestring
                                                        : "application/octet-stream");
             d.kind = cJSON_IsString(kd) ? strdup(kd->valuestring) : NULL;
+            d.ref = cJSON_IsString(xr) ? strdup(xr->valuestring) : NULL;
             d.data_b64 = b64_encode(raw, d.size); /* normalised: no whitespace */
             if (!d.filename || !d.content_type || (cJSON_IsString(kd) && !d.kind) ||
                 !d.data_b64) {
@@ -1735,6 +1765,7 @@ static void h_documents(ah_erecruit_sim *e, int kind, long id, const ah_sim_req 
     else
         reply_data(resp, 200, out);
 fail:
+    free(d.ref);
     free(d.filename);
     free(d.content_type);
     free(d.kind);
@@ -2373,6 +2404,10 @@ long ah_erecruit_sim_put(ah_erecruit_sim *e, const char *kind, const char *json)
             r->nnotes = old->nnotes;
             r->docs = old->docs;
             r->ndocs = old->ndocs;
+            if (!r->ref) {
+                r->ref = old->ref;
+                old->ref = NULL;
+            }
             old->custom = NULL;
             old->notes = NULL;
             old->docs = NULL;

@@ -415,6 +415,63 @@ typedef struct ah_op_fields {
 } ah_op_fields;
 
 /* ------------------------------------------------------------------------ */
+/* Writes declare how they reconcile (@since 1.1)                           */
+/* ------------------------------------------------------------------------ */
+
+/** How a write operation settles an unknown outcome (a write sent, then its
+ *  answer lost: see ah_http_outcome) without sending it again. */
+typedef enum ah_reconcile {
+    /** Nothing declared. `atshub plugin check` fails a plugin that serves a
+     *  write topic with this (or with no entry at all). */
+    AH_RECONCILE_UNDECLARED = 0,
+    /** The operation changes nothing at the provider: it writes atshub's
+     *  store only (or only reads), so there is nothing to reconcile. */
+    AH_RECONCILE_LOCAL = 1,
+    /** Sending it again has no further effect at the provider (a pure set
+     *  the provider neither counts nor records as history): the plugin may
+     *  leave its requests unflagged and the host may repeat them. */
+    AH_RECONCILE_IDEMPOTENT = 2,
+    /** Flagged AH_HTTP_NOT_IDEMPOTENT; after an unknown outcome the plugin
+     *  reads the state the write sets back from the provider (the stage of
+     *  an application, a stored status, a PUT's whole object) and answers
+     *  done when it is there, "not done, safe to send again" (503) when an
+     *  unknown outcome left it unchanged, AH_E_OUTCOME_UNKNOWN when the
+     *  provider cannot be read. */
+    AH_RECONCILE_READ_BACK = 3,
+    /** Flagged AH_HTTP_NOT_IDEMPOTENT; the write carries a marker the plugin
+     *  chose (a reference, an external id) and after an unknown outcome the
+     *  plugin looks the provider's objects up by it: found is done, absent
+     *  after an unknown outcome is not done, unreadable is
+     *  AH_E_OUTCOME_UNKNOWN. For creations (a posting, a note, a file). */
+    AH_RECONCILE_MARKER = 4,
+} ah_reconcile;
+
+/** One write a plugin performs and how it reconciles. A plugin lists these
+ *  in ah_plugin_descriptor.op_writes, terminated by {NULL}. */
+typedef struct ah_op_write {
+    /** A bus topic the plugin serves ("notes.add_to_application"), or the
+     *  pattern of one of its event subscriptions whose handler writes to
+     *  the provider ("event.application.*"). */
+    const char *topic;
+    ah_reconcile reconcile; /**< how an unknown outcome is settled */
+    /** One line for operators and `atshub plugin check`: what is read
+     *  back or looked up ("the note whose external_ref atshub sent"). */
+    const char *how;
+    /** Optional (bus topics only): settles, later, a call of this write that
+     *  answered AH_E_OUTCOME_UNKNOWN because the provider could not be read
+     *  back then. The host keeps such calls and, on the connection's next
+     *  sync, calls this with the same request body and the same
+     *  call->correlation_id as the original call (derive a marker from the
+     *  correlation id to find the write again). It never sends the write:
+     *  it reads the provider back and either replies what the write would
+     *  have replied (AH_OK: done), or fails AH_E_UNAVAILABLE (the provider
+     *  certainly did not act) or AH_E_OUTCOME_UNKNOWN (still cannot tell:
+     *  tried again on the next sync). The request body is the original one
+     *  without its "data_base64" member (files are not kept). */
+    ah_op_fn settle;
+} ah_op_write;
+
+/* ------------------------------------------------------------------------ */
 /* The descriptor                                                           */
 /* ------------------------------------------------------------------------ */
 
@@ -492,6 +549,15 @@ typedef struct ah_plugin_descriptor {
      *  by {NULL}. May be NULL: no table is known and the host validates
      *  nothing before the plugin runs. */
     const ah_op_fields *op_fields;
+
+    /* --- @since 1.1: writes declare how they reconcile -----------------
+     * Appended; the host reads it only when AH_HAS(desc, op_writes). */
+    /** Every write operation this plugin serves (bus topics that change
+     *  something: see `atshub plugin check`) and every event subscription
+     *  that writes to the provider, with how an unknown outcome is settled;
+     *  terminated by {NULL}. May be NULL for a plugin that serves no write.
+     *  Constant data with static storage. */
+    const ah_op_write *op_writes;
 } ah_plugin_descriptor;
 
 /** Type of the entry function. It must do nothing but return the descriptor:

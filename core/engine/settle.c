@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Settling writes whose outcome stayed unknown: see settle.h. */
+#include "settle.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conns.h"
+#include "core.h"
+#include "events.h"
+
+/* At most this many kept writes are settled per sync (oldest first). */
+#define AH_SETTLE_BATCH 100
+
+typedef struct pending {
+    char *operation; /* the remote id: the original call's correlation id */
+    char *raw;       /* {"topic","request"} */
+    char *fields;
+} pending;
+
+typedef struct pending_list {
+    pending v[AH_SETTLE_BATCH];
+    int n;
+} pending_list;
+
+static void collect(void *arg, const ah_record_row *row)
+{
+    pending_list *l = arg;
+    if (l->n >= AH_SETTLE_BATCH)
+        return;
+    pending *p = &l->v[l->n];
+    p->operation = strdup(row->remote_id != NULL ? row->remote_id : "");
+    p->raw = strdup(row->raw != NULL ? row->raw : "{}");
+    p->fields = strdup(row->fields != NULL ? row->fields : "{}");
+    if (p->operation == NULL || p->raw == NULL || p->fields == NULL) {
+        free(p->operation);
+        free(p->raw);
+        free(p->fields);
+        return;
+    }
+    l->n++;
+}
+
+static void pending_free(pending_list *l)
+{
+    for (int i = 0; i < l->n; i++) {
+        free(l->v[i].operation);
+        free(l->v[i].raw);
+        free(l->v[i].fields);
+    }
+    l->n = 0;
+}
+
+/* Stores how the write ended; true when this call made the change (the
+ * event is published by whoever does, once). */
+static bool record_settled(ah_core *core, ah_conn *c, const pending *p, const char *topic,
+                           const char *state, int status, const cJSON *answer)
+{
+    cJSON *f = cJSON_CreateObject();
+    char now[32];
+    ah_iso_in(0, now);
+    bool ok = f != NULL && cJSON_AddStringToObject(f, "state", state) != NULL &&
+              cJSON_AddStringToObject(f, "topic", topic) != NULL &&
+              cJSON_AddStringToObject(f, "operation", p->operation) != NULL &&
+              cJSON_AddStringToObject(f, "settled_at", now) != NULL &&
+              cJSON_AddNumberToObject(f, "status", status) != NULL &&
+              cJSON_AddItemToObject(f, "answer", cJSON_Duplicate(answer, 1));
+    char *ft = ok ? cJSON_PrintUnformatted(f) : NULL;
+    cJSON_Delete(f);
+    if (ft == NULL)
+        return false;
+    ah_record_in in = {AH_WRITE_OUTCOME_TYPE, p->operation, now, p->raw, ft};
+    ah_upsert_result res = AH_REC_UNCHANGED;
+    int rc = core->store->ops->records_upsert(core->store, c->id, &in, 1, NULL, NULL, &res, NULL);
+    free(ft);
+    return rc == AH_STORE_OK && res != AH_REC_UNCHANGED;
+}
+
+static int settle_one(ah_core *core, ah_conn *c, const pending *p)
+{
+    cJSON *raw = cJSON_Parse(p->raw), *fields = cJSON_Parse(p->fields);
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(fields, "state");
+    const cJSON *topic = cJSON_GetObjectItemCaseSensitive(raw, "topic");
+    const cJSON *req = cJSON_GetObjectItemCaseSensitive(raw, "request");
+    int settled = 0;
+    if (!cJSON_IsString(st) || strcmp(st->valuestring, "unknown") != 0 ||
+        !cJSON_IsString(topic) || !cJSON_IsObject(req))
+        goto done;
+    ah_reply r;
+    ah_core_settle(core, c, topic->valuestring, p->operation, req, &r);
+    const char *state = NULL;
+    int status = 0;
+    cJSON *answer = NULL;
+    if (r.ok) {
+        state = "done";
+        status = 200;
+        answer = cJSON_CreateObject();
+        cJSON_AddItemToObject(answer, "data", r.body);
+        r.body = NULL;
+    } else if (strcmp(r.code, AH_E_UNAVAILABLE) == 0) {
+        state = "not_done";
+        status = 503;
+        answer = cJSON_CreateObject();
+        cJSON *e = cJSON_AddObjectToObject(answer, "error");
+        cJSON_AddStringToObject(e, "code", AH_E_UNAVAILABLE);
+        cJSON_AddStringToObject(e, "message", r.message != NULL ? r.message : "not carried out");
+    } else {
+        ah_log(&core->log, AH_LOG_INFO, "settle",
+               "%s/%s: %s (operation %s) is still unknown: %s", c->tenant, c->name,
+               topic->valuestring, p->operation, r.message != NULL ? r.message : r.code);
+    }
+    ah_reply_free(&r);
+    if (state != NULL && answer != NULL &&
+        record_settled(core, c, p, topic->valuestring, state, status, answer)) {
+        cJSON *ev = cJSON_CreateObject();
+        cJSON_AddStringToObject(ev, "operation", p->operation);
+        cJSON_AddStringToObject(ev, "topic", topic->valuestring);
+        cJSON_AddStringToObject(ev, "connection", c->name);
+        cJSON_AddStringToObject(ev, "outcome", state);
+        cJSON_AddNumberToObject(ev, "status", status);
+        cJSON_AddItemToObject(ev, "answer", cJSON_Duplicate(answer, 1));
+        if (ah_core_publish(core, c->tenant_id, "event.write.settled", ev) != 0)
+            ah_log(&core->log, AH_LOG_WARN, "settle",
+                   "%s/%s: %s (operation %s) settled %s, but its event was not published",
+                   c->tenant, c->name, topic->valuestring, p->operation, state);
+        ah_log(&core->log, AH_LOG_INFO, "settle", "%s/%s: %s (operation %s) settled: %s",
+               c->tenant, c->name, topic->valuestring, p->operation, state);
+        settled = 1;
+    }
+    cJSON_Delete(answer);
+done:
+    cJSON_Delete(raw);
+    cJSON_Delete(fields);
+    return settled;
+}
+
+/* Two syncs of one connection (the schedule and `atshub sync`) must not
+ * both settle one write: each would publish its event. Settling is rare and
+ * short (one read per kept write), so one lock for the process is enough. */
+static pthread_mutex_t settle_mu = PTHREAD_MUTEX_INITIALIZER;
+
+int ah_settle_unknown(ah_core *core, ah_conn *c)
+{
+    pending_list *l = calloc(1, sizeof *l);
+    if (l == NULL)
+        return -1;
+    ah_record_query q = {
+        .tenant_id = c->tenant_id,
+        .connection_id = c->id,
+        .type = AH_WRITE_OUTCOME_TYPE,
+        .limit = AH_SETTLE_BATCH,
+        .field_key = "state",
+        .field_value = "unknown",
+    };
+    /* Most syncs have nothing to settle: they do not wait for the lock. */
+    int rc = core->store->ops->record_query(core->store, &q, collect, l);
+    int settled = 0;
+    if (rc == AH_STORE_OK && l->n > 0) {
+        pthread_mutex_lock(&settle_mu);
+        pending_free(l);
+        /* Read again under the lock: another sync may have settled some. */
+        rc = core->store->ops->record_query(core->store, &q, collect, l);
+        for (int i = 0; rc == AH_STORE_OK && i < l->n; i++)
+            settled += settle_one(core, c, &l->v[i]);
+        pthread_mutex_unlock(&settle_mu);
+    }
+    pending_free(l);
+    free(l);
+    return rc == AH_STORE_OK ? settled : -1;
+}
