@@ -85,7 +85,7 @@ def row(name):
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", t)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", t)
     err = (int(bad.group(1)) if bad else 0) + (sum(map(int, sock.groups())) if sock else 0)
-    p = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)$", t, re.M)
+    p = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", t, re.M)
     return req, err, float(p.group(1)) * u[p.group(2)]
 e, r = row("erp"), row("read")
 print(f"{m:>6}  {e[0]:7d}  {e[1]:7d}  {e[2]:10.2f}  {r[0]:8d}  {r[1]:8d}  {r[2]:11.2f}", flush=True)

@@ -30,7 +30,7 @@
 
 /* The checkpointer runs when this many frames were added to the WAL since
  * its last run, and at least every second when the WAL holds any. */
-#define AH_SQ_CKPT_FRAMES 2048
+#define AH_SQ_CKPT_FRAMES 1024
 #define AH_SQ_CKPT_EVERY_MS 1000L
 
 struct ah_sq_ckpt {
@@ -508,7 +508,7 @@ ah_store *ah_store_sqlite_open(const char *path, const struct ah_logger *lg, cha
         sqlite3_exec(s->db,
                      "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; "
                      "PRAGMA cache_size=-8192; PRAGMA mmap_size=0; "
-                     "PRAGMA journal_size_limit=67108864",
+                     "PRAGMA journal_size_limit=134217728",
                      NULL, NULL, &msg) != SQLITE_OK) {
         snprintf(err, errlen, "cannot set up SQLite database %s: %s", path,
                  msg != NULL ? msg : sqlite3_errmsg(s->db));
