@@ -494,13 +494,17 @@ struct ah_store {
 };
 
 /** Opens a store by URL: "sqlite:PATH" (creates the file and its folder) or
- *  "postgresql://..." (not yet available: fails with a clear message).
- *  Does not migrate. On failure returns NULL and writes the reason. */
+ *  "postgresql://..." / "postgres://..." (a libpq URI; the password may come
+ *  from the URL, PGPASSWORD or PGPASSFILE). Does not migrate. On failure
+ *  returns NULL and writes the reason, which never holds a password. */
 ah_store *ah_store_open(const char *url, const struct ah_logger *lg, char *err,
                         size_t errlen);
 /** Opens the SQLite engine on `path`. */
 ah_store *ah_store_sqlite_open(const char *path, const struct ah_logger *lg,
                                char *err, size_t errlen);
+/** Opens the PostgreSQL engine on a libpq URI (postgresql://...). */
+ah_store *ah_store_pg_open(const char *url, const struct ah_logger *lg, char *err,
+                           size_t errlen);
 
 void ah_tenant_row_free(ah_tenant_row *r);
 void ah_connection_row_free(ah_connection_row *r);
@@ -539,5 +543,29 @@ int ah_store_sqlite_migrate_to(ah_store *s, int version);
  *  the next call consumes it either way; a negative n cancels it. Ignored
  *  when `s` is not a SQLite store. */
 void ah_store_sqlite_fail_after(ah_store *s, int n);
+
+/** Copies a store URL into out (always NUL-terminated) with any password
+ *  replaced by "***": the user-info password of a postgresql:// URL and a
+ *  password=... query parameter. What every message shows of a URL. */
+void ah_store_url_scrub(const char *url, char *out, size_t outlen);
+
+/** The newest schema version the PostgreSQL engine knows. */
+int ah_store_pg_latest_version(void);
+
+/** TEST HOOK: as ah_store_sqlite_migrate_to, for a PostgreSQL store. */
+int ah_store_pg_migrate_to(ah_store *s, int version);
+
+/** TEST HOOK: as ah_store_sqlite_fail_after, for a PostgreSQL store (ignored
+ *  when `s` is not one). */
+void ah_store_pg_fail_after(ah_store *s, int n);
+
+/** TEST HOOKS, never used by the daemon: create (empty, UTF-8) or drop
+ *  (forcing its sessions off) database `name` ([a-z_][a-z0-9_]*) on the
+ *  server that server_url (a postgresql:// URL of any database of it, with
+ *  the rights to) reaches. create writes the URL of the new database into
+ *  url_out. */
+int ah_store_pg_create_database(const char *server_url, const char *name, char *url_out,
+                                size_t url_len, char *err, size_t errlen);
+int ah_store_pg_drop_database(const char *server_url, const char *name);
 
 #endif
