@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
 #include <sqlite3.h>
 
 #include "crypto.h"
@@ -15,19 +16,27 @@
 /* Quiet logger: the failure-path tests log errors on purpose. */
 static const ah_logger quiet = {.level = AH_LOG_ERROR, .json = false};
 
-/* Per-test fixture: a private temp folder holding the database. Lives on
- * the test's stack; no globals. */
+/* The engine under test: SQLite, or PostgreSQL when AH_TEST_ENGINE is
+ * "postgresql" (the suite check_store_pg): then AH_TEST_PG_URL names a
+ * server on which every test gets a database of its own, dropped after. */
+static bool pg_mode;
+static const char *pg_server;
+
+/* Per-test fixture: a private temp folder holding the SQLite database, or
+ * a private PostgreSQL database; url opens it. Lives on the test's stack. */
 typedef struct fx {
     char dir[64];
     char path[128];
+    char db[64];   /* PostgreSQL: the database's name */
+    char url[512]; /* the store URL of either */
     ah_store *s;
 } fx;
 
-static ah_store *open_store(const char *path)
+static ah_store *open_store(const fx *f)
 {
     char err[256] = "";
-    ah_store *s = ah_store_sqlite_open(path, &quiet, err, sizeof err);
-    ck_assert_msg(s != NULL, "open %s: %s", path, err);
+    ah_store *s = ah_store_open(f->url, &quiet, err, sizeof err);
+    ck_assert_msg(s != NULL, "open %s: %s", f->db[0] ? f->db : f->path, err);
     return s;
 }
 
@@ -37,7 +46,21 @@ static void fx_init(fx *f, bool migrate)
     ck_assert_ptr_nonnull(mkdtemp(f->dir));
     /* A sub-folder that does not exist yet: the opener creates it. */
     snprintf(f->path, sizeof f->path, "%s/var/db/atshub.db", f->dir);
-    f->s = open_store(f->path);
+    f->db[0] = '\0';
+    if (pg_mode) {
+        /* The temp folder's unique suffix names the database. */
+        snprintf(f->db, sizeof f->db, "ah_store_%d_", (int)getpid());
+        for (const char *p = f->dir + strlen("/tmp/ah_store_"); *p; p++)
+            snprintf(f->db + strlen(f->db), sizeof f->db - strlen(f->db), "%02x",
+                     (unsigned char)*p);
+        char err[256] = "";
+        ck_assert_msg(ah_store_pg_create_database(pg_server, f->db, f->url, sizeof f->url, err,
+                                                  sizeof err) == AH_STORE_OK,
+                      "create database %s: %s", f->db, err);
+    } else {
+        snprintf(f->url, sizeof f->url, "sqlite:%s", f->path);
+    }
+    f->s = open_store(f);
     if (migrate)
         ck_assert_int_eq(f->s->ops->migrate(f->s), AH_STORE_OK);
 }
@@ -47,17 +70,48 @@ static void fx_done(fx *f)
     if (f->s != NULL)
         f->s->ops->close(f->s);
     f->s = NULL;
+    if (pg_mode)
+        ck_assert_int_eq(ah_store_pg_drop_database(pg_server, f->db), AH_STORE_OK);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
     ck_assert_int_eq(system(cmd), 0);
 }
 
+static int latest_version(void)
+{
+    return pg_mode ? ah_store_pg_latest_version() : latest_version();
+}
+
+static int migrate_to(ah_store *s, int version)
+{
+    return pg_mode ? ah_store_pg_migrate_to(s, version) : ah_store_sqlite_migrate_to(s, version);
+}
+
+static void fail_after(ah_store *s, int n)
+{
+    ah_store_sqlite_fail_after(s, n);
+    ah_store_pg_fail_after(s, n);
+}
+
 /* Reads one integer with a side connection, to check what the engine does
  * not expose (migration rows, indexes). */
-static int64_t sql_int(const char *path, const char *sql)
+static int64_t sql_int(const fx *f, const char *sql)
 {
+    if (pg_mode) {
+        PGconn *c = PQconnectdb(f->url);
+        ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
+        PGresult *r = PQexec(c, sql);
+        ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s: %s", sql,
+                      PQresultErrorMessage(r));
+        ck_assert_int_eq(PQntuples(r), 1);
+        const char *t = PQgetvalue(r, 0, 0);
+        int64_t v = strcmp(t, "t") == 0 ? 1 : strcmp(t, "f") == 0 ? 0 : strtoll(t, NULL, 10);
+        PQclear(r);
+        PQfinish(c);
+        return v;
+    }
     sqlite3 *db = NULL;
-    ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     sqlite3_stmt *st = NULL;
     ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
     ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
@@ -65,6 +119,35 @@ static int64_t sql_int(const char *path, const char *sql)
     sqlite3_finalize(st);
     sqlite3_close(db);
     return v;
+}
+
+/* Runs one statement with a side connection. */
+static void sql_exec(const fx *f, const char *sql)
+{
+    if (pg_mode) {
+        PGconn *c = PQconnectdb(f->url);
+        ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
+        PGresult *r = PQexec(c, sql);
+        ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "%s: %s", sql,
+                      PQresultErrorMessage(r));
+        PQclear(r);
+        PQfinish(c);
+        return;
+    }
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open(f->path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+static int64_t index_count(const fx *f, const char *name)
+{
+    char sql[160];
+    snprintf(sql, sizeof sql,
+             pg_mode ? "SELECT count(*) FROM pg_indexes WHERE indexname = '%s'"
+                     : "SELECT count(*) FROM sqlite_master WHERE type='index' AND name='%s'",
+             name);
+    return sql_int(f, sql);
 }
 
 static int64_t add_tenant(ah_store *s, const char *name)
@@ -93,7 +176,7 @@ START_TEST(test_migrate_fresh)
 {
     fx f;
     fx_init(&f, false);
-    int latest = ah_store_sqlite_latest_version();
+    int latest = latest_version();
     ck_assert_int_ge(latest, 2);
     ck_assert_int_eq(f.s->ops->schema_version(f.s), 0);
     ck_assert_int_eq(f.s->ops->migrate(f.s), AH_STORE_OK);
@@ -101,9 +184,13 @@ START_TEST(test_migrate_fresh)
     /* Re-running is a no-op. */
     ck_assert_int_eq(f.s->ops->migrate(f.s), AH_STORE_OK);
     ck_assert_int_eq(f.s->ops->schema_version(f.s), latest);
-    ck_assert_int_eq(sql_int(f.path, "SELECT count(*) FROM schema_migrations"), latest);
-    ck_assert_str_eq(f.s->ops->name, "sqlite");
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM schema_migrations"), latest);
+    ck_assert_str_eq(f.s->ops->name, pg_mode ? "postgresql" : "sqlite");
     ck_assert_int_eq(f.s->ops->ping(f.s), AH_STORE_OK);
+    if (pg_mode) {
+        fx_done(&f);
+        return;
+    }
     /* WAL mode persists in the file. */
     sqlite3 *db = NULL;
     ck_assert_int_eq(sqlite3_open(f.path, &db), SQLITE_OK);
@@ -121,10 +208,9 @@ START_TEST(test_migrate_existing_v1)
 {
     fx f;
     fx_init(&f, false);
-    ck_assert_int_eq(ah_store_sqlite_migrate_to(f.s, 1), AH_STORE_OK);
+    ck_assert_int_eq(migrate_to(f.s, 1), AH_STORE_OK);
     ck_assert_int_eq(f.s->ops->schema_version(f.s), 1);
-    ck_assert_int_eq(sql_int(f.path, "SELECT count(*) FROM sqlite_master WHERE type='index' "
-                                     "AND name='records_paging'"),
+    ck_assert_int_eq(index_count(&f, "records_paging"),
                      0);
     /* Data written at version 1. */
     int64_t t = add_tenant(f.s, "acme");
@@ -139,17 +225,16 @@ START_TEST(test_migrate_existing_v1)
     f.s->ops->close(f.s);
 
     /* A later binary opens it and migrates: only 2..latest are applied. */
-    f.s = open_store(f.path);
+    f.s = open_store(&f);
     ck_assert_int_eq(f.s->ops->schema_version(f.s), 1);
     ck_assert_int_eq(f.s->ops->migrate(f.s), AH_STORE_OK);
-    int latest = ah_store_sqlite_latest_version();
+    int latest = latest_version();
     ck_assert_int_eq(f.s->ops->schema_version(f.s), latest);
-    ck_assert_int_eq(sql_int(f.path, "SELECT count(*) FROM schema_migrations"), latest);
-    ck_assert_int_eq(sql_int(f.path, "SELECT count(*) FROM sqlite_master WHERE type='index' "
-                                     "AND name='records_paging'"),
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM schema_migrations"), latest);
+    ck_assert_int_eq(index_count(&f, "records_paging"),
                      1);
     /* Step 1 was not re-run: its applied_at is older or equal to step 2's. */
-    ck_assert_int_eq(sql_int(f.path, "SELECT (SELECT applied_at FROM schema_migrations WHERE "
+    ck_assert_int_eq(sql_int(&f, "SELECT (SELECT applied_at FROM schema_migrations WHERE "
                                      "version=1) <= (SELECT applied_at FROM "
                                      "schema_migrations WHERE version=2)"),
                      1);
@@ -171,10 +256,10 @@ START_TEST(test_migrate_existing_v1)
     free(ids[0]);
     free(ids[1]);
     ck_assert_int_eq(f.s->ops->migrate(f.s), AH_STORE_OK);
-    ck_assert_int_eq(sql_int(f.path, "SELECT count(*) FROM schema_migrations"), latest);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM schema_migrations"), latest);
     /* Out-of-range requests to the hook are refused. */
-    ck_assert_int_eq(ah_store_sqlite_migrate_to(f.s, 0), AH_STORE_ERR);
-    ck_assert_int_eq(ah_store_sqlite_migrate_to(f.s, latest + 1), AH_STORE_ERR);
+    ck_assert_int_eq(migrate_to(f.s, 0), AH_STORE_ERR);
+    ck_assert_int_eq(migrate_to(f.s, latest + 1), AH_STORE_ERR);
     fx_done(&f);
 }
 END_TEST
@@ -184,15 +269,8 @@ START_TEST(test_migrate_newer_db_refused)
     fx f;
     fx_init(&f, true);
     f.s->ops->close(f.s);
-    sqlite3 *db = NULL;
-    ck_assert_int_eq(sqlite3_open(f.path, &db), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_exec(db,
-                                  "INSERT INTO schema_migrations VALUES(999, "
-                                  "'2030-01-01T00:00:00.000Z')",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
-    sqlite3_close(db);
-    f.s = open_store(f.path);
+    sql_exec(&f, "INSERT INTO schema_migrations VALUES(999, '2030-01-01T00:00:00.000Z')");
+    f.s = open_store(&f);
     ck_assert_int_eq(f.s->ops->migrate(f.s), AH_STORE_ERR);
     fx_done(&f);
 }
@@ -212,10 +290,29 @@ START_TEST(test_open_url)
     ck_assert_ptr_eq(s->lg, &quiet);
     s->ops->close(s);
 
+    /* A PostgreSQL server that is not there: a clear message that never
+     * shows the password, whichever way the URL carries it. */
     err[0] = '\0';
-    ck_assert_ptr_null(ah_store_open("postgresql://u@localhost/atshub", &quiet, err,
+    ck_assert_ptr_null(ah_store_open("postgresql://u:sekrit@127.0.0.1:1/atshub", &quiet, err,
                                      sizeof err));
-    ck_assert_ptr_nonnull(strstr(err, "PostgreSQL engine not built yet"));
+    ck_assert_ptr_nonnull(strstr(err, "cannot connect to PostgreSQL"));
+    ck_assert_ptr_nonnull(strstr(err, "postgresql://u:***@127.0.0.1:1/atshub"));
+    ck_assert_ptr_null(strstr(err, "sekrit"));
+    err[0] = '\0';
+    ck_assert_ptr_null(ah_store_open("postgres://u@127.0.0.1:1/atshub?password=sekrit&x=1",
+                                     &quiet, err, sizeof err));
+    ck_assert_ptr_nonnull(strstr(err, "password=***&x=1"));
+    ck_assert_ptr_null(strstr(err, "sekrit"));
+    char safe[128];
+    ah_store_url_scrub("postgresql://a:b:c@h/db", safe, sizeof safe);
+    ck_assert_str_eq(safe, "postgresql://a:***@h/db");
+    ah_store_url_scrub("postgresql://a@h:5/db", safe, sizeof safe);
+    ck_assert_str_eq(safe, "postgresql://a@h:5/db");
+    ah_store_url_scrub("postgresql://h/db?PASSWORD=x", safe, sizeof safe);
+    ck_assert_str_eq(safe, "postgresql://h/db?PASSWORD=***");
+    err[0] = '\0';
+    ck_assert_ptr_null(ah_store_open("mysql://u:sekrit@x", &quiet, err, sizeof err));
+    ck_assert_ptr_null(strstr(err, "sekrit"));
     err[0] = '\0';
     ck_assert_ptr_null(ah_store_open("mysql://x", &quiet, err, sizeof err));
     ck_assert_ptr_nonnull(strstr(err, "unknown store URL"));
@@ -334,8 +431,8 @@ START_TEST(test_tenants)
     ck_assert_int_eq(s->ops->connection_get(s, "acme", "main", &cr), AH_STORE_NOT_FOUND);
     ck_assert_int_eq(s->ops->record_count(s, c1, NULL), 0);
     ck_assert_int_eq(s->ops->record_count(s, c2, NULL), 1);
-    ck_assert_int_eq(sql_int(f.path, "SELECT count(*) FROM cursors"), 1);
-    ck_assert_int_eq(sql_int(f.path, "SELECT count(*) FROM sequences"), 0);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM cursors"), 1);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM sequences"), 0);
     /* A re-created tenant never inherits the old one's id. */
     int64_t acme2 = add_tenant(s, "acme");
     ck_assert_int_ne(acme2, acme);
@@ -404,7 +501,7 @@ START_TEST(test_connections)
     ck_assert_int_eq(s->ops->connection_remove(s, c1), AH_STORE_OK);
     ck_assert_int_eq(s->ops->connection_remove(s, c1), AH_STORE_NOT_FOUND);
     ck_assert_int_eq(s->ops->record_count(s, c1, NULL), 0);
-    ck_assert_int_eq(sql_int(f.path, "SELECT count(*) FROM cursors"), 0);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM cursors"), 0);
     ck_assert_int_eq(s->ops->connection_get(s, "beta", "main", &r), AH_STORE_OK);
     ck_assert_int_eq(r.id, c3);
     ah_connection_row_free(&r);
@@ -572,7 +669,7 @@ START_TEST(test_records_page_atomic)
     make_page(p2, PAGE / 2, "v2");
     int fail_points[] = {0, 1, PAGE / 2, PAGE - 1, PAGE};
     for (size_t k = 0; k < sizeof fail_points / sizeof fail_points[0]; k++) {
-        ah_store_sqlite_fail_after(s, fail_points[k]);
+        fail_after(s, fail_points[k]);
         char *ids[PAGE];
         ah_upsert_result res[PAGE];
         ck_assert_int_eq(s->ops->records_upsert(s, c, p2->in, PAGE, "apps", "cursor-2", res,
@@ -780,7 +877,7 @@ START_TEST(test_sequences_concurrent)
     fx f;
     fx_init(&f, true);
     int64_t t = add_tenant(f.s, "acme");
-    ah_store *other = open_store(f.path);
+    ah_store *other = open_store(&f);
     seq_arg args[4];
     pthread_t th[4];
     for (int i = 0; i < 4; i++) {
@@ -935,7 +1032,7 @@ START_TEST(test_shared_file)
     fx f;
     fx_init(&f, true);
     ah_store *daemon = f.s;
-    ah_store *cli = open_store(f.path);
+    ah_store *cli = open_store(&f);
     ck_assert_int_eq(cli->ops->migrate(cli), AH_STORE_OK); /* no-op, no lock-up */
     int64_t v0 = daemon->ops->data_version(daemon);
     ck_assert_int_ge(v0, 0);
@@ -1373,7 +1470,7 @@ START_TEST(test_bulk)
     ck_assert_int_eq(s->ops->bulk_add(s, "bulk_bad", t, "stage", "{}", bad, 2), AH_STORE_ERR);
     ah_bulk_job_row j;
     ck_assert_int_eq(s->ops->bulk_get(s, t, "bulk_bad", &j), AH_STORE_NOT_FOUND);
-    ck_assert_int_eq(sql_int(f.path, "SELECT count(*) FROM bulk_items WHERE job_id = 'bulk_bad'"),
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM bulk_items WHERE job_id = 'bulk_bad'"),
                      0);
 
     ck_assert_int_eq(s->ops->bulk_get(s, other, "bulk_1", &j), AH_STORE_NOT_FOUND);
@@ -1616,7 +1713,7 @@ END_TEST
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
-    TCase *tc = tcase_create("sqlite");
+    TCase *tc = tcase_create(pg_mode ? "postgresql" : "sqlite");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_migrate_fresh);
     tcase_add_test(tc, test_migrate_existing_v1);
@@ -1647,6 +1744,16 @@ static Suite *store_suite(void)
 
 int main(void)
 {
+    const char *engine = getenv("AH_TEST_ENGINE");
+    if (engine != NULL && strcmp(engine, "postgresql") == 0) {
+        pg_server = getenv("AH_TEST_PG_URL");
+        if (pg_server == NULL || *pg_server == '\0') {
+            printf("check_store: no PostgreSQL server (set AH_TEST_PG_URL, or run "
+                   "scripts/test, which starts one): skipped\n");
+            return 77; /* ctest's SKIP_RETURN_CODE */
+        }
+        pg_mode = true;
+    }
     SRunner *sr = srunner_create(store_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
