@@ -12,7 +12,7 @@ if [ -z "${AH_TEST_PG_URL:-}" ]; then
   echo "$name: no PostgreSQL server (set AH_TEST_PG_URL=postgresql://..., or run scripts/test, which starts one): skipped"
   exit 77
 fi
-export AH_TEST_ENGINE=postgresql
+export AH_TEST_ENGINE=postgresql AH_TEST_SUITE="$name"
 "$exe"
 rc=$?
 if command -v psql >/dev/null 2>&1; then

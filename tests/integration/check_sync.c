@@ -538,6 +538,7 @@ static void fail_on_third(void *arg, const char *type, const ah_sync_stats *s)
                                                         &x->cursor_after_2), 0);
     /* Page 3 fails half way through its records. */
     ah_store_sqlite_fail_after(x->f->core->store, 50);
+    ah_store_pg_fail_after(x->f->core->store, 50);
 }
 
 START_TEST(test_store_failure_mid_run)
