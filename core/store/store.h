@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The store interface: one set of operations, several engines (SQLite now,
- * PostgreSQL later). Everything the host keeps lives behind it: tenants,
+ * The store interface: one set of operations, two engines (SQLite in
+ * core/store/sqlite/, PostgreSQL in core/store/postgresql/). Everything the host keeps lives behind it: tenants,
  * connections, unified records, sync cursors, the events outbox, the
  * integration log, named sequences, and the tables of the trust modules
  * (webhook endpoints and deliveries, idempotency keys, bulk jobs, deletion
@@ -486,6 +486,29 @@ typedef struct ah_store_ops {
      *  time) and those whose event is no longer in the outbox (pruned past
      *  its retention); *n_out (may be NULL) receives how many. */
     int (*webhook_prune)(ah_store *s, const char *before, int64_t *n_out);
+
+    /* --- appended: leases, so that several instances on one store never do
+     * the same work twice. A lease is a named row held by one owner until
+     * it expires, measured on the database's clock (never the caller's),
+     * with a fencing token that grows at every change of holder: work
+     * done under a lease commits only if its token still holds it
+     * (lease_hold in the same scope). ---------------------------------- */
+    /** Claims lease `name` for `owner` for ttl_ms from now: granted when it
+     *  is free, expired, or already owner's (then renewed, same token).
+     *  *token (may be NULL) receives its fencing token. AH_STORE_EXISTS
+     *  when another owner holds it unexpired. ttl_ms 0: expires at once. */
+    int (*lease_acquire)(ah_store *s, const char *name, const char *owner, int64_t ttl_ms,
+                         int64_t *token);
+    /** The fence: checks that `token` still holds lease `name` unexpired
+     *  and extends it to ttl_ms from now. Inside a scope, the row stays
+     *  locked until the scope ends, so the lease cannot be taken before
+     *  the scope's work commits. AH_STORE_NOT_FOUND when the lease was
+     *  lost (expired, taken over, or released). */
+    int (*lease_hold)(ah_store *s, const char *name, int64_t token, int64_t ttl_ms);
+    /** Gives lease `name` up (it expires now; its token is kept, so that
+     *  tokens never repeat). AH_STORE_NOT_FOUND when `token` no longer
+     *  holds it. */
+    int (*lease_release)(ah_store *s, const char *name, int64_t token);
 } ah_store_ops;
 
 struct ah_store {

@@ -1710,6 +1710,115 @@ START_TEST(test_retention_prune)
 }
 END_TEST
 
+/* ---- leases ------------------------------------------------------------------ */
+
+START_TEST(test_leases)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t1 = 0, t2 = 0, t3 = 0;
+    ck_assert_int_eq(s->ops->lease_acquire(s, "sync:1", "a", 60000, &t1), AH_STORE_OK);
+    ck_assert_int_ge(t1, 1);
+    /* Another owner is refused while it holds; the owner itself renews,
+     * keeping its token. */
+    ck_assert_int_eq(s->ops->lease_acquire(s, "sync:1", "b", 60000, &t2), AH_STORE_EXISTS);
+    ck_assert_int_eq(s->ops->lease_acquire(s, "sync:1", "a", 60000, &t2), AH_STORE_OK);
+    ck_assert_int_eq(t2, t1);
+    ck_assert_int_eq(s->ops->lease_hold(s, "sync:1", t1, 60000), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->lease_hold(s, "sync:1", t1 + 1, 60000), AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(s->ops->lease_hold(s, "sync:none", t1, 60000), AH_STORE_NOT_FOUND);
+    /* Names are independent. */
+    ck_assert_int_eq(s->ops->lease_acquire(s, "sync:2", "b", 60000, &t3), AH_STORE_OK);
+
+    /* Expiry (ttl 0: at once, on the database's clock): another owner
+     * takes it over with a greater token, and the old token's fence fails:
+     * its work can no longer commit. */
+    ck_assert_int_eq(s->ops->lease_hold(s, "sync:1", t1, 0), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->lease_acquire(s, "sync:1", "b", 60000, &t2), AH_STORE_OK);
+    ck_assert_int_gt(t2, t1);
+    ck_assert_int_eq(s->ops->lease_hold(s, "sync:1", t1, 60000), AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(s->ops->lease_release(s, "sync:1", t1), AH_STORE_NOT_FOUND);
+    /* The holder's fence inside a scope commits with its work. */
+    int64_t c = add_conn(s, add_tenant(s, "acme"), "main");
+    ck_assert_int_eq(s->ops->scope_begin(s), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->lease_hold(s, "sync:1", t2, 60000), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->cursor_set(s, c, "jobs", "c1"), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
+    char *cur = NULL;
+    ck_assert_int_eq(s->ops->cursor_get(s, c, "jobs", &cur), AH_STORE_OK);
+    ck_assert_str_eq(cur, "c1");
+    free(cur);
+    /* A fence that fails inside a scope leaves the scope usable (it rolls
+     * back at the caller's choice). */
+    ck_assert_int_eq(s->ops->scope_begin(s), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->lease_hold(s, "sync:1", t1, 60000), AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(s->ops->cursor_set(s, c, "jobs", "c2"), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->scope_end(s, false), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->cursor_get(s, c, "jobs", &cur), AH_STORE_OK);
+    ck_assert_str_eq(cur, "c1");
+    free(cur);
+
+    /* Released: anyone may take it, and tokens never repeat. */
+    ck_assert_int_eq(s->ops->lease_release(s, "sync:1", t2), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->lease_hold(s, "sync:1", t2, 60000), AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(s->ops->lease_acquire(s, "sync:1", "c", 60000, &t3), AH_STORE_OK);
+    ck_assert_int_gt(t3, t2);
+    ck_assert_int_eq(s->ops->lease_acquire(s, "sync:1", "a", 1, NULL), AH_STORE_EXISTS);
+    ck_assert_int_eq(s->ops->lease_acquire(s, NULL, "a", 1, NULL), AH_STORE_ERR);
+    ck_assert_int_eq(s->ops->lease_acquire(s, "x", "a", -1, NULL), AH_STORE_ERR);
+    fx_done(&f);
+}
+END_TEST
+
+/* Several instances (handles) race for the same leases: each is granted to
+ * exactly one owner. */
+#define LEASE_NAMES 60
+typedef struct lease_arg {
+    ah_store *s;
+    char owner[16];
+    int won[LEASE_NAMES];
+} lease_arg;
+
+static void *lease_thread(void *p)
+{
+    lease_arg *a = p;
+    for (int k = 0; k < LEASE_NAMES; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "bulk:%d", k);
+        int rc = a->s->ops->lease_acquire(a->s, name, a->owner, 600000, NULL);
+        ck_assert(rc == AH_STORE_OK || rc == AH_STORE_EXISTS);
+        a->won[k] = rc == AH_STORE_OK;
+    }
+    return NULL;
+}
+
+START_TEST(test_leases_concurrent)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *other = open_store(&f);
+    lease_arg args[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        memset(&args[i], 0, sizeof args[i]);
+        args[i].s = i % 2 == 0 ? f.s : other;
+        snprintf(args[i].owner, sizeof args[i].owner, "inst%d", i);
+        ck_assert_int_eq(pthread_create(&th[i], NULL, lease_thread, &args[i]), 0);
+    }
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+    for (int k = 0; k < LEASE_NAMES; k++) {
+        int winners = 0;
+        for (int i = 0; i < 4; i++)
+            winners += args[i].won[k];
+        ck_assert_msg(winners == 1, "lease %d granted %d times", k, winners);
+    }
+    other->ops->close(other);
+    fx_done(&f);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -1738,6 +1847,8 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_tenant_remove_takes_its_data);
     tcase_add_test(tc, test_bulk);
     tcase_add_test(tc, test_tracking);
+    tcase_add_test(tc, test_leases);
+    tcase_add_test(tc, test_leases_concurrent);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -170,6 +170,9 @@ const ah_store_ops ah_pg_ops = {
     .idem_prune = ah_pg_idem_prune,
     .webhook_due_one = ah_pg_webhook_due_one,
     .webhook_prune = ah_pg_webhook_prune,
+    .lease_acquire = ah_pg_lease_acquire,
+    .lease_hold = ah_pg_lease_hold,
+    .lease_release = ah_pg_lease_release,
 };
 
 /* NOTICEs (e.g. "relation already exists, skipping") are not errors. */
@@ -193,7 +196,7 @@ static void conn_error(PGconn *c, const char *safe_url, char *err, size_t errlen
         }
     }
     for (char *p = msg; *p; p++)
-        if (*p == '\n' || *p == '\r')
+        if (*p == '\n' || *p == '\r' || *p == '\t')
             *p = ' ';
     size_t n = strlen(msg);
     while (n > 0 && msg[n - 1] == ' ')

@@ -107,6 +107,9 @@ typedef enum {
     P_STAGE_ADD,
     P_STAGE_SINCE,
     P_STAGE_HISTORY,
+    P_LEASE_ACQUIRE,
+    P_LEASE_HOLD,
+    P_LEASE_RELEASE,
     P_COUNT
 } ah_pg_qid;
 
@@ -326,5 +329,12 @@ int ah_pg_stage_add(ah_store *st, const char *record_id, int64_t tenant_id, cons
 int ah_pg_stage_changed_since(ah_store *st, int64_t tenant_id, const char *after, int limit,
                               ah_stage_cb cb, void *arg);
 int ah_pg_stage_history(ah_store *st, const char *record_id, ah_stage_cb cb, void *arg);
+
+/* ---- leases.c ---------------------------------------------------------- */
+
+int ah_pg_lease_acquire(ah_store *st, const char *name, const char *owner, int64_t ttl_ms,
+                        int64_t *token);
+int ah_pg_lease_hold(ah_store *st, const char *name, int64_t token, int64_t ttl_ms);
+int ah_pg_lease_release(ah_store *st, const char *name, int64_t token);
 
 #endif

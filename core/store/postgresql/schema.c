@@ -181,6 +181,13 @@ static const char *const migrations[] = {
     "  error_code ah_text,"
     "  error_message ah_text,"
     "  PRIMARY KEY (job_id, idx));",
+
+    /* v5: leases (leases.c), expiring on the database's clock. */
+    "CREATE TABLE leases ("
+    "  name ah_text PRIMARY KEY,"
+    "  owner ah_text NOT NULL,"
+    "  token bigint NOT NULL,"
+    "  expires_at timestamptz NOT NULL);",
 };
 
 #define AH_PG_LATEST ((int)(sizeof migrations / sizeof migrations[0]))

@@ -200,6 +200,9 @@ const ah_store_ops ah_sq_ops = {
     .idem_prune = ah_sq_idem_prune,
     .webhook_due_one = ah_sq_webhook_due_one,
     .webhook_prune = ah_sq_webhook_prune,
+    .lease_acquire = ah_sq_lease_acquire,
+    .lease_hold = ah_sq_lease_hold,
+    .lease_release = ah_sq_lease_release,
 };
 
 static int journal_mode_cb(void *arg, int ncol, char **vals, char **names)

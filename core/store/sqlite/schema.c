@@ -153,6 +153,14 @@ static const char *const migrations[] = {
     "  error_code TEXT,"
     "  error_message TEXT,"
     "  PRIMARY KEY (job_id, idx));",
+
+    /* v5: leases (leases.c): expires_ms is milliseconds since the epoch on
+     * the database's clock. */
+    "CREATE TABLE leases ("
+    "  name TEXT PRIMARY KEY,"
+    "  owner TEXT NOT NULL,"
+    "  token INTEGER NOT NULL,"
+    "  expires_ms INTEGER NOT NULL);",
 };
 
 #define AH_SQ_LATEST ((int)(sizeof migrations / sizeof migrations[0]))
