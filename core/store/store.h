@@ -496,9 +496,10 @@ typedef struct ah_store_ops {
     /** Claims lease `name` for `owner` for ttl_ms from now: granted when it
      *  is free, expired, or already owner's (then renewed, same token).
      *  *token (may be NULL) receives its fencing token. AH_STORE_EXISTS
-     *  when another owner holds it unexpired. ttl_ms 0: expires at once. */
+     *  when another owner holds it unexpired; then *holder (may be NULL)
+     *  receives that owner (malloc'd). ttl_ms 0: expires at once. */
     int (*lease_acquire)(ah_store *s, const char *name, const char *owner, int64_t ttl_ms,
-                         int64_t *token);
+                         int64_t *token, char **holder);
     /** The fence: checks that `token` still holds lease `name` unexpired
      *  and extends it to ttl_ms from now. Inside a scope, the row stays
      *  locked until the scope ends, so the lease cannot be taken before
@@ -509,6 +510,13 @@ typedef struct ah_store_ops {
      *  tokens never repeat). AH_STORE_NOT_FOUND when `token` no longer
      *  holds it. */
     int (*lease_release)(ah_store *s, const char *name, int64_t token);
+    /** Takes lease `name` over from from_owner, expired or not, for `owner`
+     *  for ttl_ms: for a caller that knows from_owner is dead (a process of
+     *  its own machine that no longer exists), so that a crash does not
+     *  hold the work up for a whole lease. Granted only while from_owner
+     *  still holds it (else AH_STORE_NOT_FOUND); the token grows. */
+    int (*lease_take_over)(ah_store *s, const char *name, const char *from_owner,
+                           const char *owner, int64_t ttl_ms, int64_t *token);
 } ah_store_ops;
 
 struct ah_store {

@@ -1718,24 +1718,24 @@ START_TEST(test_leases)
     fx_init(&f, true);
     ah_store *s = f.s;
     int64_t t1 = 0, t2 = 0, t3 = 0;
-    ck_assert_int_eq(s->ops->lease_acquire(s, "sync:1", "a", 60000, &t1), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->lease_acquire(s, "sync:1", "a", 60000, &t1, NULL), AH_STORE_OK);
     ck_assert_int_ge(t1, 1);
     /* Another owner is refused while it holds; the owner itself renews,
      * keeping its token. */
-    ck_assert_int_eq(s->ops->lease_acquire(s, "sync:1", "b", 60000, &t2), AH_STORE_EXISTS);
-    ck_assert_int_eq(s->ops->lease_acquire(s, "sync:1", "a", 60000, &t2), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->lease_acquire(s, "sync:1", "b", 60000, &t2, NULL), AH_STORE_EXISTS);
+    ck_assert_int_eq(s->ops->lease_acquire(s, "sync:1", "a", 60000, &t2, NULL), AH_STORE_OK);
     ck_assert_int_eq(t2, t1);
     ck_assert_int_eq(s->ops->lease_hold(s, "sync:1", t1, 60000), AH_STORE_OK);
     ck_assert_int_eq(s->ops->lease_hold(s, "sync:1", t1 + 1, 60000), AH_STORE_NOT_FOUND);
     ck_assert_int_eq(s->ops->lease_hold(s, "sync:none", t1, 60000), AH_STORE_NOT_FOUND);
     /* Names are independent. */
-    ck_assert_int_eq(s->ops->lease_acquire(s, "sync:2", "b", 60000, &t3), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->lease_acquire(s, "sync:2", "b", 60000, &t3, NULL), AH_STORE_OK);
 
     /* Expiry (ttl 0: at once, on the database's clock): another owner
      * takes it over with a greater token, and the old token's fence fails:
      * its work can no longer commit. */
     ck_assert_int_eq(s->ops->lease_hold(s, "sync:1", t1, 0), AH_STORE_OK);
-    ck_assert_int_eq(s->ops->lease_acquire(s, "sync:1", "b", 60000, &t2), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->lease_acquire(s, "sync:1", "b", 60000, &t2, NULL), AH_STORE_OK);
     ck_assert_int_gt(t2, t1);
     ck_assert_int_eq(s->ops->lease_hold(s, "sync:1", t1, 60000), AH_STORE_NOT_FOUND);
     ck_assert_int_eq(s->ops->lease_release(s, "sync:1", t1), AH_STORE_NOT_FOUND);
@@ -1762,11 +1762,25 @@ START_TEST(test_leases)
     /* Released: anyone may take it, and tokens never repeat. */
     ck_assert_int_eq(s->ops->lease_release(s, "sync:1", t2), AH_STORE_OK);
     ck_assert_int_eq(s->ops->lease_hold(s, "sync:1", t2, 60000), AH_STORE_NOT_FOUND);
-    ck_assert_int_eq(s->ops->lease_acquire(s, "sync:1", "c", 60000, &t3), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->lease_acquire(s, "sync:1", "c", 60000, &t3, NULL), AH_STORE_OK);
     ck_assert_int_gt(t3, t2);
-    ck_assert_int_eq(s->ops->lease_acquire(s, "sync:1", "a", 1, NULL), AH_STORE_EXISTS);
-    ck_assert_int_eq(s->ops->lease_acquire(s, NULL, "a", 1, NULL), AH_STORE_ERR);
-    ck_assert_int_eq(s->ops->lease_acquire(s, "x", "a", -1, NULL), AH_STORE_ERR);
+    ck_assert_int_eq(s->ops->lease_acquire(s, "sync:1", "a", 1, NULL, NULL), AH_STORE_EXISTS);
+    /* Who holds it, and taking it over from a holder known to be dead:
+     * only from that holder, and with a greater token. */
+    char *holder = NULL;
+    int64_t t4 = 0;
+    ck_assert_int_eq(s->ops->lease_acquire(s, "sync:1", "d", 60000, NULL, &holder),
+                     AH_STORE_EXISTS);
+    ck_assert_str_eq(holder, "c");
+    free(holder);
+    ck_assert_int_eq(s->ops->lease_take_over(s, "sync:1", "b", "d", 60000, &t4),
+                     AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(s->ops->lease_take_over(s, "sync:1", "c", "d", 60000, &t4), AH_STORE_OK);
+    ck_assert_int_gt(t4, t3);
+    ck_assert_int_eq(s->ops->lease_hold(s, "sync:1", t3, 60000), AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(s->ops->lease_hold(s, "sync:1", t4, 60000), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->lease_acquire(s, NULL, "a", 1, NULL, NULL), AH_STORE_ERR);
+    ck_assert_int_eq(s->ops->lease_acquire(s, "x", "a", -1, NULL, NULL), AH_STORE_ERR);
     fx_done(&f);
 }
 END_TEST
@@ -1786,7 +1800,7 @@ static void *lease_thread(void *p)
     for (int k = 0; k < LEASE_NAMES; k++) {
         char name[32];
         snprintf(name, sizeof name, "bulk:%d", k);
-        int rc = a->s->ops->lease_acquire(a->s, name, a->owner, 600000, NULL);
+        int rc = a->s->ops->lease_acquire(a->s, name, a->owner, 600000, NULL, NULL);
         ck_assert(rc == AH_STORE_OK || rc == AH_STORE_EXISTS);
         a->won[k] = rc == AH_STORE_OK;
     }

@@ -26,11 +26,17 @@ static const char *const q_sql[P_COUNT] = {
                      "WHERE name = $1 AND token = $2 AND expires_at > clock_timestamp()",
     [P_LEASE_RELEASE] = "UPDATE leases SET expires_at = '-infinity' WHERE name = $1 "
                         "AND token = $2 AND expires_at > clock_timestamp()",
+    [P_LEASE_OWNER] = "SELECT owner FROM leases WHERE name = $1",
+    [P_LEASE_TAKE] = "UPDATE leases SET owner = $3, token = token + 1, expires_at = "
+                     "clock_timestamp() + $4::bigint * interval '1 millisecond' "
+                     "WHERE name = $1 AND owner = $2 RETURNING token",
 };
 
 int ah_pg_lease_acquire(ah_store *st, const char *name, const char *owner, int64_t ttl_ms,
-                        int64_t *token)
+                        int64_t *token, char **holder)
 {
+    if (holder != NULL)
+        *holder = NULL;
     ah_pg_store *s = ah_pg(st);
     if (name == NULL || owner == NULL || ttl_ms < 0)
         return AH_STORE_ERR;
@@ -47,6 +53,45 @@ int ah_pg_lease_acquire(ah_store *st, const char *name, const char *owner, int64
                 *token = ah_pg_int(r, 0, 0);
         } else {
             rc = AH_STORE_EXISTS; /* held by another owner */
+        }
+        PQclear(r);
+    }
+    if (rc == AH_STORE_EXISTS && holder != NULL) {
+        ah_pg_params o = {0};
+        ah_pg_p_text(&o, name);
+        int orc;
+        r = AH_PG_RUN(s, P_LEASE_OWNER, &o, "lease_acquire", &orc);
+        if (r != NULL) {
+            bool oom = false;
+            if (PQntuples(r) == 1)
+                *holder = ah_pg_dup(r, 0, 0, &oom);
+            PQclear(r);
+        }
+    }
+    ah_pg_unlock(s);
+    return rc;
+}
+
+int ah_pg_lease_take_over(ah_store *st, const char *name, const char *from_owner,
+                          const char *owner, int64_t ttl_ms, int64_t *token)
+{
+    ah_pg_store *s = ah_pg(st);
+    if (name == NULL || from_owner == NULL || owner == NULL || ttl_ms < 0)
+        return AH_STORE_ERR;
+    ah_pg_params p = {0};
+    ah_pg_p_text(&p, name);
+    ah_pg_p_text(&p, from_owner);
+    ah_pg_p_text(&p, owner);
+    ah_pg_p_int(&p, ttl_ms);
+    int rc;
+    ah_pg_lock(s);
+    PGresult *r = AH_PG_RUN(s, P_LEASE_TAKE, &p, "lease_take_over", &rc);
+    if (r != NULL) {
+        if (PQntuples(r) == 1) {
+            if (token != NULL)
+                *token = ah_pg_int(r, 0, 0);
+        } else {
+            rc = AH_STORE_NOT_FOUND;
         }
         PQclear(r);
     }

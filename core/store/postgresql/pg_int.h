@@ -110,6 +110,8 @@ typedef enum {
     P_LEASE_ACQUIRE,
     P_LEASE_HOLD,
     P_LEASE_RELEASE,
+    P_LEASE_OWNER,
+    P_LEASE_TAKE,
     P_COUNT
 } ah_pg_qid;
 
@@ -333,7 +335,9 @@ int ah_pg_stage_history(ah_store *st, const char *record_id, ah_stage_cb cb, voi
 /* ---- leases.c ---------------------------------------------------------- */
 
 int ah_pg_lease_acquire(ah_store *st, const char *name, const char *owner, int64_t ttl_ms,
-                        int64_t *token);
+                        int64_t *token, char **holder);
+int ah_pg_lease_take_over(ah_store *st, const char *name, const char *from_owner,
+                          const char *owner, int64_t ttl_ms, int64_t *token);
 int ah_pg_lease_hold(ah_store *st, const char *name, int64_t token, int64_t ttl_ms);
 int ah_pg_lease_release(ah_store *st, const char *name, int64_t token);
 

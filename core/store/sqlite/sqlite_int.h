@@ -107,6 +107,8 @@ typedef enum {
     Q_LEASE_ACQUIRE,
     Q_LEASE_HOLD,
     Q_LEASE_RELEASE,
+    Q_LEASE_OWNER,
+    Q_LEASE_TAKE,
     Q_COUNT
 } ah_sq_qid;
 
@@ -296,7 +298,9 @@ int ah_sq_stage_history(ah_store *st, const char *record_id, ah_stage_cb cb, voi
 /* ---- leases.c ---------------------------------------------------------- */
 
 int ah_sq_lease_acquire(ah_store *st, const char *name, const char *owner, int64_t ttl_ms,
-                        int64_t *token);
+                        int64_t *token, char **holder);
+int ah_sq_lease_take_over(ah_store *st, const char *name, const char *from_owner,
+                          const char *owner, int64_t ttl_ms, int64_t *token);
 int ah_sq_lease_hold(ah_store *st, const char *name, int64_t token, int64_t ttl_ms);
 int ah_sq_lease_release(ah_store *st, const char *name, int64_t token);
 
