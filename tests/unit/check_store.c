@@ -79,7 +79,7 @@ static void fx_done(fx *f)
 
 static int latest_version(void)
 {
-    return pg_mode ? ah_store_pg_latest_version() : latest_version();
+    return pg_mode ? ah_store_pg_latest_version() : ah_store_sqlite_latest_version();
 }
 
 static int migrate_to(ah_store *s, int version)
