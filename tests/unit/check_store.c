@@ -1833,6 +1833,39 @@ START_TEST(test_leases_concurrent)
 }
 END_TEST
 
+/* PostgreSQL: the server ended the store's idle session (pg_terminate_backend,
+ * waiting until it is gone, as an operator or a restart would): the next
+ * operation reconnects and succeeds, its statements prepared again. */
+START_TEST(test_pg_reconnect)
+{
+    if (!pg_mode)
+        return;
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme");
+    for (int round = 0; round < 2; round++) {
+        sql_exec(&f, "DO $$ BEGIN PERFORM pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
+                     "WHERE datname = current_database() AND pid <> pg_backend_pid(); END $$");
+        ah_tenant_row r;
+        ck_assert_int_eq(s->ops->tenant_get(s, "acme", &r), AH_STORE_OK);
+        ck_assert_int_eq(r.id, t);
+        ah_tenant_row_free(&r);
+    }
+    /* A write, and a transaction, after another termination. */
+    sql_exec(&f, "DO $$ BEGIN PERFORM pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
+                 "WHERE datname = current_database() AND pid <> pg_backend_pid(); END $$");
+    int64_t c = add_conn(s, t, "main");
+    sql_exec(&f, "DO $$ BEGIN PERFORM pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
+                 "WHERE datname = current_database() AND pid <> pg_backend_pid(); END $$");
+    ah_record_in rec = {"job", "J1", NULL, "{}", "{}"};
+    ck_assert_int_eq(s->ops->records_upsert(s, c, &rec, 1, "jobs", "c1", NULL, NULL),
+                     AH_STORE_OK);
+    ck_assert_int_eq(s->ops->record_count(s, c, "job"), 1);
+    fx_done(&f);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -1863,6 +1896,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_tracking);
     tcase_add_test(tc, test_leases);
     tcase_add_test(tc, test_leases_concurrent);
+    tcase_add_test(tc, test_pg_reconnect);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -6,6 +6,7 @@
 #include "pg_int.h"
 
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,12 +68,30 @@ static void forget_prepared(ah_pg_store *s)
     memset(s->lq_prepared, 0, sizeof s->lq_prepared);
 }
 
-/* After a lost connection, outside any transaction: reconnect once. Inside
- * one, the transaction is lost anyway and the operation fails. */
+/* Outside any transaction, before a statement: when the server ended the
+ * session while it was idle (pg_terminate_backend, a restart), its
+ * goodbye is waiting on the socket; read it and reconnect now, so that the
+ * statement goes to a live session. Inside a transaction a lost connection
+ * loses the transaction anyway: the operation fails. */
 static void ensure_conn(ah_pg_store *s)
 {
-    if (PQstatus(s->db) != CONNECTION_BAD || s->in_tx)
+    if (s->in_tx)
         return;
+    if (PQstatus(s->db) == CONNECTION_OK) {
+        /* The goodbye and then the end of the stream: a few reads. */
+        for (int i = 0; i < 4 && PQstatus(s->db) == CONNECTION_OK; i++) {
+            struct pollfd pf = {.fd = PQsocket(s->db), .events = POLLIN};
+            if (pf.fd < 0 || poll(&pf, 1, 0) <= 0)
+                break;
+            if (!PQconsumeInput(s->db))
+                break;
+            PGnotify *n;
+            while ((n = PQnotifies(s->db)) != NULL)
+                PQfreemem(n);
+        }
+        if (PQstatus(s->db) == CONNECTION_OK)
+            return;
+    }
     ah_log(s->base.lg, AH_LOG_WARN, "store", "postgresql: connection to %s lost: reconnecting",
            s->safe_url);
     PQreset(s->db);
@@ -83,10 +102,31 @@ static void ensure_conn(ah_pg_store *s)
     }
 }
 
+/* Whether a statement that just failed (result r) may be sent again: the
+ * server said it ended the session (SQLSTATE 57P..: pg_terminate_backend,
+ * a shutdown or restart), so the statement did not commit, and no
+ * transaction was open, so nothing was half done; then reconnects. A
+ * connection lost without the server's word is not retried: the statement
+ * may have committed. */
+static bool may_retry(ah_pg_store *s, const PGresult *r)
+{
+    const char *state = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    if (state == NULL || strncmp(state, "57P", 3) != 0)
+        return false;
+    if (PQstatus(s->db) != CONNECTION_BAD || s->in_tx || s->scope_depth > 0)
+        return false;
+    ensure_conn(s);
+    return PQstatus(s->db) == CONNECTION_OK;
+}
+
 int ah_pg_command(ah_pg_store *s, const char *sql, const char *what)
 {
     ensure_conn(s);
     PGresult *r = PQexec(s->db, sql);
+    if (PQresultStatus(r) == PGRES_FATAL_ERROR && may_retry(s, r)) {
+        PQclear(r);
+        r = PQexec(s->db, sql);
+    }
     ExecStatusType st = PQresultStatus(r);
     int rc = AH_STORE_OK;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
@@ -122,9 +162,16 @@ PGresult *ah_pg_run(ah_pg_store *s, const char *name, bool *prepared, const char
     if (own_sp && ah_pg_command(s, "SAVEPOINT ah_st", "savepoint") != AH_STORE_OK)
         return NULL;
     PGresult *r = NULL;
+    bool retried = false;
+again:
     if (!*prepared) {
         r = PQprepare(s->db, name, sql, 0, NULL);
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            if (!retried && !own_sp && may_retry(s, r)) {
+                PQclear(r);
+                retried = true;
+                goto again;
+            }
             ah_pg_log_res(s, r, what);
             PQclear(r);
             r = NULL;
@@ -143,6 +190,12 @@ PGresult *ah_pg_run(ah_pg_store *s, const char *name, bool *prepared, const char
         }
         *rc = AH_STORE_OK;
         return r;
+    }
+    if (!retried && !own_sp && st == PGRES_FATAL_ERROR && may_retry(s, r)) {
+        /* Reconnected (may_retry): the statements are to prepare again. */
+        PQclear(r);
+        retried = true;
+        goto again;
     }
     *rc = map_error(s, r, what);
     PQclear(r);
