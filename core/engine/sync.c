@@ -5,10 +5,12 @@
  * transaction before its events go out; and the scheduler thread.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core.h"
 #include "metrics.h"
@@ -36,7 +38,16 @@ typedef struct run_key {
     size_t type;
 } run_key;
 
+/* A run of (connection, type) holds the store lease "sync:<conn id>:<type>"
+ * (store.h), so that several instances on one store never run it twice at
+ * once: claimed before the run, renewed and checked (the fence) in the
+ * transaction of every page, released after. A run whose lease expired
+ * and was taken over cannot commit another page. */
+#define AH_SYNC_LEASE_MS 300000
+
 struct ah_sync {
+    char here[96];        /* "host|pid namespace|": this machine, as lease owners name it */
+    char owner[128];      /* this instance, as lease owner: here + "pid|random" */
     pthread_mutex_t lock; /* guards everything below */
     pthread_cond_t cond;  /* signalled on stop */
     bool stopping;
@@ -164,6 +175,22 @@ ah_sync *ah_sync_new(void)
     ah_sync *s = calloc(1, sizeof *s);
     if (s == NULL)
         return NULL;
+    char host[64] = "host", ns[48] = "";
+    unsigned char rnd[6] = {0};
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    for (char *p = host; *p; p++)
+        if (*p == '|')
+            *p = '_';
+    ssize_t nl = readlink("/proc/self/ns/pid", ns, sizeof ns - 1);
+    ns[nl > 0 ? nl : 0] = '\0';
+    if (ah_random_bytes(rnd, sizeof rnd) != 0) {
+        free(s);
+        return NULL;
+    }
+    snprintf(s->here, sizeof s->here, "%s|%s|", host, ns);
+    snprintf(s->owner, sizeof s->owner, "%s%ld|%02x%02x%02x%02x%02x%02x", s->here,
+             (long)getpid(), rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
     if (pthread_mutex_init(&s->lock, NULL) != 0) {
         free(s);
         return NULL;
@@ -193,6 +220,26 @@ void ah_sync_free(ah_sync *s)
     pthread_mutex_destroy(&s->lock);
     free(s->running);
     free(s);
+}
+
+/* Whether lease owner `holder` is a process of this machine (same host
+ * name and pid namespace) that no longer exists: a crashed run (an
+ * `atshub sync` killed mid-run) whose lease need not be waited out. */
+static bool holder_dead_here(const ah_sync *s, const char *holder)
+{
+    size_t hl = strlen(s->here);
+    if (strncmp(holder, s->here, hl) != 0)
+        return false;
+    char *end = NULL;
+    long pid = strtol(holder + hl, &end, 10);
+    if (end == holder + hl || *end != '|' || pid <= 0 || pid == (long)getpid())
+        return false;
+    return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+const char *ah_sync_owner(const ah_sync *s)
+{
+    return s != NULL ? s->owner : "";
 }
 
 bool ah_sync_type_valid(const char *type)
@@ -374,6 +421,8 @@ typedef struct run_ctx {
     char *err;
     size_t errlen;
     ah_seen *seen; /* a full run: the ids it was given (remote deletions) */
+    const char *lease; /* the run's store lease (NULL: the store has none) */
+    int64_t token;     /* its fencing token */
 } run_ctx;
 
 static cJSON *page_body(const char *updated_after, const char *page_cursor)
@@ -747,6 +796,22 @@ static int commit_page(run_ctx *x, const char *key, cursor *cur, const ah_recbuf
      * commit in one transaction: a crash loses none of them alone. */
     ah_store *store = core->store;
     bool scoped = store->ops->scope_begin != NULL && store->ops->scope_begin(store) == 0;
+    /* The fence: the page commits only while this run still holds its
+     * lease (renewed by the same statement). */
+    if (x->lease != NULL) {
+        int lr = store->ops->lease_hold(store, x->lease, x->token, AH_SYNC_LEASE_MS);
+        if (lr != AH_STORE_OK) {
+            if (scoped)
+                store->ops->scope_end(store, false);
+            snprintf(x->err, x->errlen,
+                     lr == AH_STORE_NOT_FOUND
+                         ? "lease_lost: this run's lease expired and another instance may "
+                           "have taken the sync over; page %ld was not committed"
+                         : "store_error: cannot renew the run's lease before page %ld",
+                     x->st->pages + 1);
+            goto out;
+        }
+    }
     ah_tracking_stage_changes(core, x->conn, in, n);
     if (store->ops->records_upsert(store, x->conn->id, in, n, key, ctext, res, ids) != 0) {
         if (scoped)
@@ -975,11 +1040,50 @@ int ah_sync_run(ah_core *core, const char *tenant, const char *connection, const
             rc = AH_SYNC_RUNNING;
             break;
         }
+        /* Another instance on the same store may be running it. */
+        ah_store *store = core->store;
+        char lease[96];
+        int64_t token = 0;
+        bool leased = store->ops->lease_acquire != NULL;
+        if (leased) {
+            snprintf(lease, sizeof lease, "sync:%lld:%s", (long long)c->id, k_types[i].name);
+            char *holder = NULL;
+            int lr = store->ops->lease_acquire(store, lease, core->sync->owner, AH_SYNC_LEASE_MS,
+                                               &token, &holder);
+            if (lr == AH_STORE_EXISTS && holder != NULL &&
+                holder_dead_here(core->sync, holder)) {
+                lr = store->ops->lease_take_over(store, lease, holder, core->sync->owner,
+                                                 AH_SYNC_LEASE_MS, &token);
+                if (lr == AH_STORE_OK)
+                    ah_log(&core->log, AH_LOG_INFO, "sync",
+                           "%s/%s %s: took the lease of a run that died (%s) over", tenant,
+                           connection, k_types[i].name, holder);
+                else if (lr == AH_STORE_NOT_FOUND)
+                    lr = AH_STORE_EXISTS; /* someone else was quicker */
+            }
+            free(holder);
+            if (lr != AH_STORE_OK) {
+                unclaim(core->sync, c->id, i);
+                if (lr == AH_STORE_EXISTS) {
+                    snprintf(err, errlen, "%s: a sync of %s/%s %s is already running on another "
+                             "instance", k_types[i].name, tenant, connection, k_types[i].name);
+                    rc = AH_SYNC_RUNNING;
+                } else {
+                    snprintf(err, errlen, "%s: store_error: cannot claim the sync's lease",
+                             k_types[i].name);
+                    rc = AH_SYNC_FAILED;
+                }
+                break;
+            }
+        }
         ah_sync_stats st;
         memset(&st, 0, sizeof st);
         char why[1024] = "";
-        run_ctx x = {core, c, &k_types[i], backfill, cb, arg, &st, why, sizeof why, NULL};
+        run_ctx x = {core, c, &k_types[i], backfill, cb, arg, &st, why, sizeof why, NULL,
+                     leased ? lease : NULL, token};
         rc = run_type(&x);
+        if (leased)
+            store->ops->lease_release(store, lease, token); /* NOT_FOUND: lost already */
         unclaim(core->sync, c->id, i);
         st.done = true;
         st.failed = rc != AH_SYNC_OK;

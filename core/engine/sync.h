@@ -85,6 +85,8 @@ int ah_sync_run(ah_core *core, const char *tenant, const char *connection,
 /** A stable error code for an ah_sync_run result ("ok", "sync_failed",
  *  "not_found", "sync_running", "invalid_request", "shutting_down"). */
 const char *ah_sync_code(int rc);
+/** This instance's name as the owner of sync leases (host:pid:random). */
+const char *ah_sync_owner(const ah_sync *s);
 
 /** True for the three type names ah_sync_run takes. */
 bool ah_sync_type_valid(const char *type);

@@ -393,8 +393,9 @@ ah_core *ah_core_open(ah_config *cfg, const ah_core_opts *opts, char *err, size_
     if (core->store == NULL)
         goto fail;
     if (core->store->ops->migrate(core->store) != 0) {
-        snprintf(err, errlen, "%s: schema migration failed (see the log above)",
-                 core->cfg.store_url);
+        char safe[512]; /* a postgresql:// URL may carry a password */
+        ah_store_url_scrub(core->cfg.store_url, safe, sizeof safe);
+        snprintf(err, errlen, "%s: schema migration failed (see the log above)", safe);
         goto fail;
     }
     core->conns = ah_conns_new();

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 ah_store *ah_store_open(const char *url, const struct ah_logger *lg, char *err,
@@ -32,13 +33,61 @@ ah_store *ah_store_open(const char *url, const struct ah_logger *lg, char *err,
         return ah_store_sqlite_open(path, lg, err, errlen);
     }
     if (strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0) {
-        snprintf(err, errlen,
-                 "PostgreSQL engine not built yet: use a sqlite:PATH store for now");
-        return NULL;
+        return ah_store_pg_open(url, lg, err, errlen);
     }
+    /* Scrubbed: a mistyped URL may still carry a password. */
+    char safe[256];
+    ah_store_url_scrub(url, safe, sizeof safe);
     snprintf(err, errlen, "unknown store URL '%s' (expected sqlite:PATH or postgresql://...)",
-             url);
+             safe);
     return NULL;
+}
+
+void ah_store_url_scrub(const char *url, char *out, size_t outlen)
+{
+    if (out == NULL || outlen == 0)
+        return;
+    out[0] = '\0';
+    if (url == NULL)
+        return;
+    size_t o = 0;
+    const char *p = url;
+    const char *hier = strstr(url, "://");
+    const char *at = NULL, *colon = NULL;
+    if (hier != NULL) {
+        hier += 3;
+        /* The user info ends at the last '@' before the path or query. */
+        const char *end = hier + strcspn(hier, "/?#");
+        for (const char *q = hier; q < end; q++)
+            if (*q == '@')
+                at = q;
+        if (at != NULL)
+            colon = memchr(hier, ':', (size_t)(at - hier));
+    }
+    bool in_query = false;
+    while (*p != '\0' && o + 1 < outlen) {
+        if (colon != NULL && p == colon + 1) {
+            /* user:PASSWORD@ */
+            for (const char *m = "***"; *m && o + 1 < outlen; m++)
+                out[o++] = *m;
+            p = at;
+            continue;
+        }
+        if (*p == '?')
+            in_query = true;
+        if (in_query && (*p == '?' || *p == '&') && strncasecmp(p + 1, "password=", 9) == 0) {
+            for (size_t k = 0; k < 10 && o + 1 < outlen; k++)
+                out[o++] = p[k];
+            for (const char *m = "***"; *m && o + 1 < outlen; m++)
+                out[o++] = *m;
+            p += 10;
+            while (*p != '\0' && *p != '&' && *p != '#')
+                p++;
+            continue;
+        }
+        out[o++] = *p++;
+    }
+    out[o] = '\0';
 }
 
 void ah_tenant_row_free(ah_tenant_row *r)

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The store interface: one set of operations, several engines (SQLite now,
- * PostgreSQL later). Everything the host keeps lives behind it: tenants,
+ * The store interface: one set of operations, two engines (SQLite in
+ * core/store/sqlite/, PostgreSQL in core/store/postgresql/). Everything the host keeps lives behind it: tenants,
  * connections, unified records, sync cursors, the events outbox, the
  * integration log, named sequences, and the tables of the trust modules
  * (webhook endpoints and deliveries, idempotency keys, bulk jobs, deletion
@@ -516,6 +516,36 @@ typedef struct ah_store_ops {
      *  record_marks. */
     int (*record_marks_after)(ah_store *s, int64_t connection_id, const char *type,
                               const char *after_id, int limit, ah_record_mark_cb cb, void *arg);
+    /* --- appended: leases, so that several instances on one store never do
+     * the same work twice. A lease is a named row held by one owner until
+     * it expires, measured on the database's clock (never the caller's),
+     * with a fencing token that grows at every change of holder: work
+     * done under a lease commits only if its token still holds it
+     * (lease_hold in the same scope). ---------------------------------- */
+    /** Claims lease `name` for `owner` for ttl_ms from now: granted when it
+     *  is free, expired, or already owner's (then renewed, same token).
+     *  *token (may be NULL) receives its fencing token. AH_STORE_EXISTS
+     *  when another owner holds it unexpired; then *holder (may be NULL)
+     *  receives that owner (malloc'd). ttl_ms 0: expires at once. */
+    int (*lease_acquire)(ah_store *s, const char *name, const char *owner, int64_t ttl_ms,
+                         int64_t *token, char **holder);
+    /** The fence: checks that `token` still holds lease `name` unexpired
+     *  and extends it to ttl_ms from now. Inside a scope, the row stays
+     *  locked until the scope ends, so the lease cannot be taken before
+     *  the scope's work commits. AH_STORE_NOT_FOUND when the lease was
+     *  lost (expired, taken over, or released). */
+    int (*lease_hold)(ah_store *s, const char *name, int64_t token, int64_t ttl_ms);
+    /** Gives lease `name` up (it expires now; its token is kept, so that
+     *  tokens never repeat). AH_STORE_NOT_FOUND when `token` no longer
+     *  holds it. */
+    int (*lease_release)(ah_store *s, const char *name, int64_t token);
+    /** Takes lease `name` over from from_owner, expired or not, for `owner`
+     *  for ttl_ms: for a caller that knows from_owner is dead (a process of
+     *  its own machine that no longer exists), so that a crash does not
+     *  hold the work up for a whole lease. Granted only while from_owner
+     *  still holds it (else AH_STORE_NOT_FOUND); the token grows. */
+    int (*lease_take_over)(ah_store *s, const char *name, const char *from_owner,
+                           const char *owner, int64_t ttl_ms, int64_t *token);
 } ah_store_ops;
 
 struct ah_store {
@@ -524,13 +554,17 @@ struct ah_store {
 };
 
 /** Opens a store by URL: "sqlite:PATH" (creates the file and its folder) or
- *  "postgresql://..." (not yet available: fails with a clear message).
- *  Does not migrate. On failure returns NULL and writes the reason. */
+ *  "postgresql://..." / "postgres://..." (a libpq URI; the password may come
+ *  from the URL, PGPASSWORD or PGPASSFILE). Does not migrate. On failure
+ *  returns NULL and writes the reason, which never holds a password. */
 ah_store *ah_store_open(const char *url, const struct ah_logger *lg, char *err,
                         size_t errlen);
 /** Opens the SQLite engine on `path`. */
 ah_store *ah_store_sqlite_open(const char *path, const struct ah_logger *lg,
                                char *err, size_t errlen);
+/** Opens the PostgreSQL engine on a libpq URI (postgresql://...). */
+ah_store *ah_store_pg_open(const char *url, const struct ah_logger *lg, char *err,
+                           size_t errlen);
 
 void ah_tenant_row_free(ah_tenant_row *r);
 void ah_connection_row_free(ah_connection_row *r);
@@ -569,5 +603,29 @@ int ah_store_sqlite_migrate_to(ah_store *s, int version);
  *  the next call consumes it either way; a negative n cancels it. Ignored
  *  when `s` is not a SQLite store. */
 void ah_store_sqlite_fail_after(ah_store *s, int n);
+
+/** Copies a store URL into out (always NUL-terminated) with any password
+ *  replaced by "***": the user-info password of a postgresql:// URL and a
+ *  password=... query parameter. What every message shows of a URL. */
+void ah_store_url_scrub(const char *url, char *out, size_t outlen);
+
+/** The newest schema version the PostgreSQL engine knows. */
+int ah_store_pg_latest_version(void);
+
+/** TEST HOOK: as ah_store_sqlite_migrate_to, for a PostgreSQL store. */
+int ah_store_pg_migrate_to(ah_store *s, int version);
+
+/** TEST HOOK: as ah_store_sqlite_fail_after, for a PostgreSQL store (ignored
+ *  when `s` is not one). */
+void ah_store_pg_fail_after(ah_store *s, int n);
+
+/** TEST HOOKS, never used by the daemon: create (empty, UTF-8) or drop
+ *  (forcing its sessions off) database `name` ([a-z_][a-z0-9_]*) on the
+ *  server that server_url (a postgresql:// URL of any database of it, with
+ *  the rights to) reaches. create writes the URL of the new database into
+ *  url_out. */
+int ah_store_pg_create_database(const char *server_url, const char *name, char *url_out,
+                                size_t url_len, char *err, size_t errlen);
+int ah_store_pg_drop_database(const char *server_url, const char *name);
 
 #endif

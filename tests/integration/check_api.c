@@ -43,6 +43,8 @@ static ah_core *open_core(const char *dir)
     ck_assert_ptr_nonnull(plugins);
     ck_assert_ptr_nonnull(fixtures);
     char *path = NULL, *text = NULL;
+    char *store = ah_t_store_url(dir);
+    ck_assert_ptr_nonnull(store);
     ck_assert_int_ge(asprintf(&path, "%s/atshub.ini", dir), 0);
     /* Like ah_t_write_ini, with a body limit above the 100 KB note limit. */
     ck_assert_int_ge(
@@ -50,13 +52,14 @@ static ah_core *open_core(const char *dir)
                  "[core]\nworkers = 2\nkey_file = host.key\nrequest_timeout_ms = 5000\n"
                  "log_level = error\n"
                  "[http]\nlisten = 127.0.0.1:0\nmax_body = 512K\n"
-                 "[store]\nurl = sqlite:atshub.db\n"
+                 "[store]\nurl = %s\n"
                  "[sync]\ninterval_s = 0\n"
                  "[plugins]\ntemplate = %s/template.so\nfakeats = %s/fakeats.so\n",
-                 plugins, fixtures),
+                 store, plugins, fixtures),
         0);
     ck_assert_int_eq(ah_t_write_file(path, text), 0);
     free(text);
+    free(store);
     ah_config cfg;
     char err[1024];
     ck_assert_msg(ah_config_load(path, &cfg, err, sizeof err) == 0, "%s", err);

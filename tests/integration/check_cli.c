@@ -420,9 +420,13 @@ START_TEST(test_template_out_of_tree)
              src, e.dir, src, e.dir, e.dir, e.dir, e.dir, e.dir, e.dir, e.dir);
     ck_assert_msg(system(cmd) == 0, "out-of-tree build failed, see %s/cmake.log", e.dir);
     char ini[2048];
+    char *store = ah_t_store_url(e.dir);
+    ck_assert_ptr_nonnull(store);
     snprintf(ini, sizeof ini,
-             "[core]\nkey_file = host.key\n[http]\nlisten = 127.0.0.1:0\n[store]\nurl = sqlite:a.db\n"
-             "[plugins]\ntemplate = tplbuild/template.so\n");
+             "[core]\nkey_file = host.key\n[http]\nlisten = 127.0.0.1:0\n[store]\nurl = %s\n"
+             "[plugins]\ntemplate = tplbuild/template.so\n",
+             store);
+    free(store);
     ck_assert_int_eq(ah_t_write_file(e.ini, ini), 0);
     free(add_tenant(&e, "acme"));
     char *out, *err;

@@ -57,18 +57,22 @@ static const char *plugin_dir(void)
 static char *write_ini(const char *dir, const char *log_level, const char *http_extra)
 {
     char *path = NULL, *text = NULL;
+    char *store = ah_t_store_url(dir);
+    ck_assert_ptr_nonnull(store);
     ck_assert_int_ge(asprintf(&path, "%s/atshub.ini", dir), 0);
     ck_assert_int_ge(asprintf(&text,
                               "[core]\nworkers = 2\nkey_file = host.key\nrequest_timeout_ms = 5000\n"
                               "log_level = %s\n"
                               "[http]\nlisten = 127.0.0.1:0\nmax_body = 64K\nthreads = 4\n%s"
-                              "[store]\nurl = sqlite:atshub.db\n"
+                              "[store]\nurl = %s\n"
                               "[sync]\ninterval_s = 0\n"
                               "[plugins]\nerp = %s/erp.so\n",
-                              log_level, http_extra != NULL ? http_extra : "", plugin_dir()),
+                              log_level, http_extra != NULL ? http_extra : "", store,
+                              plugin_dir()),
                      0);
     ck_assert_int_eq(ah_t_write_file(path, text), 0);
     free(text);
+    free(store);
     return path;
 }
 
@@ -1463,6 +1467,7 @@ START_TEST(test_store_outage)
     /* 2. The write itself fails (the SQLite engine's test hook: the record
      *    transaction rolls back): 500, and no half-written job. */
     ah_store_sqlite_fail_after(e.core->store, 0);
+    ah_store_pg_fail_after(e.core->store, 0);
     expect_error(&e, "create-job/", e.key, job, 500, "INTERNAL_ERROR", NULL);
     ah_conn *c = ah_conn_find(e.core, "acme", "Main_ERP");
     ck_assert_int_eq(e.core->store->ops->record_count(e.core->store, c->id, "job"), 1);

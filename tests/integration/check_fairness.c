@@ -46,6 +46,8 @@ static ah_core *open_core(const char *dir)
     ck_assert_ptr_nonnull(plugins);
     ck_assert_ptr_nonnull(fixtures);
     char *path = NULL, *text = NULL;
+    char *store = ah_t_store_url(dir);
+    ck_assert_ptr_nonnull(store);
     ck_assert_int_ge(asprintf(&path, "%s/atshub.ini", dir), 0);
     /* request_timeout_ms at its maximum: the hanging calls must still be
      * hanging when the test releases them, however slow the machine. */
@@ -54,14 +56,15 @@ static ah_core *open_core(const char *dir)
                  "[core]\nworkers = %d\ntenant_workers = %d\nkey_file = host.key\n"
                  "request_timeout_ms = 600000\nlog_level = error\n"
                  "[http]\nlisten = 127.0.0.1:0\nthreads = 2\n"
-                 "[store]\nurl = sqlite:atshub.db\n"
+                 "[store]\nurl = %s\n"
                  "[sync]\ninterval_s = 0\n"
                  "[plugins]\ntemplate = %s/template.so\nfakeats = %s/fakeats.so\n"
                  "tarpit = %s/tarpit.so\n",
-                 WORKERS, tenant_workers, plugins, fixtures, fixtures),
+                 WORKERS, tenant_workers, store, plugins, fixtures, fixtures),
         0);
     ck_assert_int_eq(ah_t_write_file(path, text), 0);
     free(text);
+    free(store);
     ah_config cfg;
     char err[1024];
     ck_assert_msg(ah_config_load(path, &cfg, err, sizeof err) == 0, "%s", err);

@@ -538,6 +538,7 @@ static void fail_on_third(void *arg, const char *type, const ah_sync_stats *s)
                                                         &x->cursor_after_2), 0);
     /* Page 3 fails half way through its records. */
     ah_store_sqlite_fail_after(x->f->core->store, 50);
+    ah_store_pg_fail_after(x->f->core->store, 50);
 }
 
 START_TEST(test_store_failure_mid_run)
@@ -591,6 +592,97 @@ START_TEST(test_one_run_at_a_time)
     ck_assert_int_eq(x.nested_rc, AH_SYNC_RUNNING);
     /* The key is free again once the run ended. */
     ck_assert_msg(sync_jobs(&f, NULL, err, sizeof err) == AH_SYNC_OK, "%s", err);
+    teardown(&f);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Leases: several instances on one store                                    */
+/* ------------------------------------------------------------------------ */
+
+/* Another instance holds the run's lease: the run is refused, nothing is
+ * stored; once it is released, the run goes ahead. */
+START_TEST(test_lease_held_elsewhere)
+{
+    fixture f;
+    int64_t cid = setup(&f, 300, 0, "100", NULL);
+    ah_store *s = f.core->store;
+    char lease[64], err[1024];
+    snprintf(lease, sizeof lease, "sync:%lld:jobs", (long long)cid);
+    int64_t tok = 0;
+    ck_assert_int_eq(s->ops->lease_acquire(s, lease, "another-instance", 600000, &tok, NULL),
+                     AH_STORE_OK);
+    ck_assert_int_eq(sync_jobs(&f, NULL, err, sizeof err), AH_SYNC_RUNNING);
+    ck_assert_msg(strstr(err, "another instance") != NULL, "%s", err);
+    ck_assert_int_eq(s->ops->record_count(s, cid, "job"), 0);
+    ck_assert_int_eq(s->ops->lease_release(s, lease, tok), AH_STORE_OK);
+    ah_sync_stats st;
+    ck_assert_msg(sync_jobs(&f, &st, err, sizeof err) == AH_SYNC_OK, "%s", err);
+    ck_assert_int_eq(st.created, 300);
+    /* The run gave its lease up: another instance may take it at once. */
+    ck_assert_int_eq(s->ops->lease_acquire(s, lease, "another-instance", 600000, &tok, NULL),
+                     AH_STORE_OK);
+    ck_assert_int_eq(s->ops->lease_release(s, lease, tok), AH_STORE_OK);
+    teardown(&f);
+}
+END_TEST
+
+typedef struct takeover_ctx {
+    fixture *f;
+    int64_t cid;
+    int64_t other_token;
+    char *cursor_after_1;
+} takeover_ctx;
+
+/* After page 1, this run's lease expires (as if the instance had stalled
+ * past it) and another instance takes the sync over. */
+static void take_over_after_first(void *arg, const char *type, const ah_sync_stats *st)
+{
+    takeover_ctx *x = arg;
+    if (st->done || st->pages != 1)
+        return;
+    ah_store *s = x->f->core->store;
+    char lease[64];
+    snprintf(lease, sizeof lease, "sync:%lld:jobs", (long long)x->cid);
+    ck_assert_int_eq(s->ops->cursor_get(s, x->cid, "sync.jobs", &x->cursor_after_1), 0);
+    ck_assert_int_eq(s->ops->lease_acquire(s, lease, ah_sync_owner(x->f->core->sync), 0, NULL, NULL),
+                     AH_STORE_OK);
+    ck_assert_int_eq(s->ops->lease_acquire(s, lease, "another-instance", 600000,
+                                           &x->other_token, NULL),
+                     AH_STORE_OK);
+}
+
+/* The fence: a run whose lease was taken over commits no further page. */
+START_TEST(test_lease_lost_mid_run)
+{
+    fixture f;
+    int64_t cid = setup(&f, 300, 0, "100", NULL);
+    takeover_ctx x = {&f, cid, 0, NULL};
+    ah_sync_stats st;
+    char err[1024];
+    ck_assert_int_eq(ah_sync_run(f.core, "acme", "main", "jobs", take_over_after_first, &x, &st,
+                                 err, sizeof err),
+                     AH_SYNC_FAILED);
+    ck_assert_msg(strstr(err, "lease_lost") != NULL, "%s", err);
+    ck_assert_int_eq(st.pages, 1);
+    ah_store *s = f.core->store;
+    ck_assert_int_eq(s->ops->record_count(s, cid, "job"), 100);
+    char *now = NULL;
+    ck_assert_int_eq(s->ops->cursor_get(s, cid, "sync.jobs", &now), 0);
+    ck_assert_ptr_nonnull(x.cursor_after_1);
+    ck_assert_str_eq(now, x.cursor_after_1);
+    free(now);
+    free(x.cursor_after_1);
+    /* While the other instance holds it, no run here... */
+    ck_assert_int_eq(sync_jobs(&f, NULL, err, sizeof err), AH_SYNC_RUNNING);
+    /* ...and once it lets go, the run resumes from page 2: nothing twice. */
+    char lease[64];
+    snprintf(lease, sizeof lease, "sync:%lld:jobs", (long long)cid);
+    ck_assert_int_eq(s->ops->lease_release(s, lease, x.other_token), AH_STORE_OK);
+    ck_assert_msg(sync_jobs(&f, &st, err, sizeof err) == AH_SYNC_OK, "%s", err);
+    ck_assert_int_eq(st.created, 200);
+    ck_assert_int_eq(s->ops->record_count(s, cid, "job"), 300);
+    ck_assert_int_eq(events(f.core).created, 300);
     teardown(&f);
 }
 END_TEST
@@ -850,6 +942,8 @@ static Suite *sync_suite(void)
     tcase_add_test(t, test_non_retryable_error_keeps_cursor);
     tcase_add_test(t, test_store_failure_mid_run);
     tcase_add_test(t, test_one_run_at_a_time);
+    tcase_add_test(t, test_lease_held_elsewhere);
+    tcase_add_test(t, test_lease_lost_mid_run);
     tcase_add_test(t, test_scheduler);
     tcase_add_test(t, test_disable_then_resume_from_cursor);
     suite_add_tcase(s, t);

@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "store.h"
+
 const char *ah_t_env(const char *name)
 {
     const char *v = getenv(name);
@@ -83,23 +85,141 @@ char *ah_t_read_file(const char *path, size_t *len)
     return buf;
 }
 
+bool ah_t_pg(void)
+{
+    const char *e = ah_t_env("AH_TEST_ENGINE");
+    return e != NULL && strcmp(e, "postgresql") == 0;
+}
+
+char *ah_t_store_url(const char *dir)
+{
+    if (!ah_t_pg())
+        return strdup("sqlite:atshub.db");
+    const char *server = ah_t_env("AH_TEST_PG_URL");
+    const char *suite = ah_t_env("AH_TEST_SUITE");
+    if (server == NULL || dir == NULL)
+        return NULL;
+    if (suite == NULL)
+        suite = "check_x";
+    if (strncmp(suite, "check_", 6) == 0)
+        suite += 6;
+    /* ah_<suite>_<hex of the temp folder's name>: unique per test, the
+     * same for one folder (a test that rewrites its config keeps its
+     * data), and what tests/pg_run.sh drops when the suite ends. */
+    char name[64];
+    snprintf(name, sizeof name, "ah_%.24s_", suite);
+    const char *base = strrchr(dir, '/');
+    base = base != NULL ? base + 1 : dir;
+    if (strrchr(base, '-') != NULL) /* atshub-test-XXXXXX: the unique part */
+        base = strrchr(base, '-') + 1;
+    for (const char *p = base; *p && strlen(name) + 3 < sizeof name; p++)
+        if (*p != '-' && *p != '_')
+            snprintf(name + strlen(name), sizeof name - strlen(name), "%02x", (unsigned char)*p);
+    for (char *p = name; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    char url[512], err[512] = "";
+    if (ah_store_pg_create_database(server, name, url, sizeof url, err, sizeof err) != 0 &&
+        strstr(err, "already exists") == NULL) {
+        fprintf(stderr, "harness: create database %s: %s\n", name, err);
+        return NULL;
+    }
+    return strdup(url);
+}
+
+char *ah_t_store_dump(const char *dir, size_t *len)
+{
+    *len = 0;
+    if (ah_t_pg()) {
+        char *url = ah_t_store_url(dir);
+        if (url == NULL)
+            return NULL;
+        /* pg_dump is found on PATH (postgresql-client); the URL is ours
+         * (no quotes in it). */
+        char *out = NULL, *cmd = NULL;
+        if (asprintf(&cmd, "pg_dump --no-owner '%s' 2>/dev/null", url) < 0)
+            cmd = NULL;
+        free(url);
+        if (cmd == NULL)
+            return NULL;
+        FILE *p = popen(cmd, "r");
+        free(cmd);
+        if (p == NULL)
+            return NULL;
+        size_t cap = 1 << 16, n = 0;
+        out = malloc(cap);
+        size_t r;
+        while (out != NULL && (r = fread(out + n, 1, cap - n - 1, p)) > 0) {
+            n += r;
+            if (cap - n < 2) {
+                char *nb = realloc(out, cap * 2);
+                if (nb == NULL) {
+                    free(out);
+                    out = NULL;
+                    break;
+                }
+                out = nb;
+                cap *= 2;
+            }
+        }
+        int st = pclose(p);
+        if (out == NULL || st != 0 || n == 0) {
+            free(out);
+            return NULL;
+        }
+        out[n] = '\0';
+        *len = n;
+        return out;
+    }
+    char *all = NULL;
+    size_t total = 0;
+    const char *files[] = {"atshub.db", "atshub.db-wal"};
+    for (size_t i = 0; i < 2; i++) {
+        char *path = NULL;
+        if (asprintf(&path, "%s/%s", dir, files[i]) < 0)
+            continue;
+        size_t l = 0;
+        char *data = ah_t_read_file(path, &l);
+        free(path);
+        if (data == NULL)
+            continue;
+        char *na = realloc(all, total + l + 1);
+        if (na != NULL) {
+            memcpy(na + total, data, l);
+            total += l;
+            na[total] = '\0';
+            all = na;
+        }
+        free(data);
+    }
+    *len = total;
+    return all;
+}
+
 char *ah_t_write_ini(const char *dir, const char *extra)
 {
     const char *plugins = ah_t_env("AH_PLUGIN_DIR");
     char *path = NULL, *text = NULL;
-    if (asprintf(&path, "%s/atshub.ini", dir) < 0)
+    char *store = ah_t_store_url(dir);
+    if (store == NULL)
         return NULL;
+    if (asprintf(&path, "%s/atshub.ini", dir) < 0) {
+        free(store);
+        return NULL;
+    }
     if (asprintf(&text,
                  "[core]\nworkers = 2\nkey_file = host.key\nrequest_timeout_ms = 5000\nlog_level = warn\n"
                  "[http]\nlisten = 127.0.0.1:0\nmax_body = 64K\n"
-                 "[store]\nurl = sqlite:atshub.db\n"
+                 "[store]\nurl = %s\n"
                  "[outbound]\ntimeout_ms = 2000\nmax_attempts = 3\nbackoff_ms = 10\nbackoff_max_ms = 2000\n"
                  "[sync]\ninterval_s = 0\n"
                  "[plugins]\ntemplate = %s/template.so\n%s",
-                 plugins != NULL ? plugins : "plugins", extra != NULL ? extra : "") < 0) {
+                 store, plugins != NULL ? plugins : "plugins", extra != NULL ? extra : "") < 0) {
+        free(store);
         free(path);
         return NULL;
     }
+    free(store);
     int rc = ah_t_write_file(path, text);
     free(text);
     if (rc != 0) {

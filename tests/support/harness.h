@@ -4,6 +4,7 @@
 #ifndef AH_HARNESS_H
 #define AH_HARNESS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -13,9 +14,20 @@ const char *ah_t_env(const char *name);
 char *ah_t_tmpdir(void);
 /** rm -rf dir (best effort). */
 void ah_t_rmrf(const char *dir);
-/** Writes dir/atshub.ini: store and key under dir, listen 127.0.0.1:0, the
+/** Whether the suite runs on the PostgreSQL engine (AH_TEST_ENGINE). */
+bool ah_t_pg(void);
+/** The [store] url of a test whose folder is dir: "sqlite:atshub.db" (in
+ *  dir), or on PostgreSQL a database of its own on the server
+ *  AH_TEST_PG_URL, created on first use (tests/pg_run.sh drops it). malloc'd;
+ *  NULL on error. */
+char *ah_t_store_url(const char *dir);
+/** Writes dir/atshub.ini: store (ah_t_store_url) and key under dir, listen 127.0.0.1:0, the
  *  template plugin, `extra` appended verbatim (may be NULL). malloc'd path. */
 char *ah_t_write_ini(const char *dir, const char *extra);
+/** Everything the test's store holds, as bytes to search for secrets in
+ *  clear: the SQLite file and its WAL, or on PostgreSQL a pg_dump of the
+ *  test's database. malloc'd, *len set; NULL when there is nothing. */
+char *ah_t_store_dump(const char *dir, size_t *len);
 /** Writes `text` to path. 0 on success. */
 int ah_t_write_file(const char *path, const char *text);
 /** Reads a whole file; malloc'd, *len set. NULL on error. */

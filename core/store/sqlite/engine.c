@@ -412,6 +412,10 @@ const ah_store_ops ah_sq_ops = {
     .group_commit = ah_sq_group_commit,
     .group_listen = ah_sq_group_listen,
     .record_marks_after = ah_sq_record_marks_after,
+    .lease_acquire = ah_sq_lease_acquire,
+    .lease_hold = ah_sq_lease_hold,
+    .lease_release = ah_sq_lease_release,
+    .lease_take_over = ah_sq_lease_take_over,
 };
 
 static int journal_mode_cb(void *arg, int ncol, char **vals, char **names)

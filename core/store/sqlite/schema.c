@@ -174,6 +174,13 @@ static const char *const migrations[] = {
     "DROP INDEX integration_log_status;"
     "DROP INDEX integration_log_tenant;"
     "CREATE INDEX integration_log_tenant_at ON integration_log(tenant, at);",
+    /* v7: leases (leases.c): expires_ms is milliseconds since the epoch on
+     * the database's clock. */
+    "CREATE TABLE leases ("
+    "  name TEXT PRIMARY KEY,"
+    "  owner TEXT NOT NULL,"
+    "  token INTEGER NOT NULL,"
+    "  expires_ms INTEGER NOT NULL);",
 };
 
 #define AH_SQ_LATEST ((int)(sizeof migrations / sizeof migrations[0]))

@@ -108,6 +108,11 @@ typedef enum {
     Q_STAGE_SINCE,
     Q_STAGE_HISTORY,
     Q_REC_MARKS_AFTER,
+    Q_LEASE_ACQUIRE,
+    Q_LEASE_HOLD,
+    Q_LEASE_RELEASE,
+    Q_LEASE_OWNER,
+    Q_LEASE_TAKE,
     Q_COUNT
 } ah_sq_qid;
 
@@ -332,5 +337,14 @@ int ah_sq_stage_add(ah_store *st, const char *record_id, int64_t tenant_id, cons
 int ah_sq_stage_changed_since(ah_store *st, int64_t tenant_id, const char *after, int limit,
                               ah_stage_cb cb, void *arg);
 int ah_sq_stage_history(ah_store *st, const char *record_id, ah_stage_cb cb, void *arg);
+
+/* ---- leases.c ---------------------------------------------------------- */
+
+int ah_sq_lease_acquire(ah_store *st, const char *name, const char *owner, int64_t ttl_ms,
+                        int64_t *token, char **holder);
+int ah_sq_lease_take_over(ah_store *st, const char *name, const char *from_owner,
+                          const char *owner, int64_t ttl_ms, int64_t *token);
+int ah_sq_lease_hold(ah_store *st, const char *name, int64_t token, int64_t ttl_ms);
+int ah_sq_lease_release(ah_store *st, const char *name, int64_t token);
 
 #endif

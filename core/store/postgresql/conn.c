@@ -1,0 +1,411 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Shared plumbing of the PostgreSQL engine: parameters, running prepared
+ * statements (PQprepare once per connection, on first use), error mapping,
+ * transactions (savepoints inside a scope), reconnecting, the lock and the
+ * collect-then-callback row vectors. */
+#include "pg_int.h"
+
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void ah_pg_p_text(ah_pg_params *p, const char *v)
+{
+    if (p->n < AH_PG_MAXP)
+        p->v[p->n++] = v;
+}
+
+void ah_pg_p_int(ah_pg_params *p, int64_t v)
+{
+    if (p->n < AH_PG_MAXP) {
+        snprintf(p->ibuf[p->n], sizeof p->ibuf[p->n], "%" PRId64, v);
+        p->v[p->n] = p->ibuf[p->n];
+        p->n++;
+    }
+}
+
+void ah_pg_p_bool(ah_pg_params *p, bool v)
+{
+    ah_pg_p_text(p, v ? "t" : "f");
+}
+
+void ah_pg_lock(ah_pg_store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    /* Outside any scope, nobody works inside the open group transaction:
+     * it is committed first (its listener answers its requests). */
+    if (s->group_open && s->scope_depth == 0)
+        (void)ah_pg_group_end_locked(s, true);
+}
+
+void ah_pg_unlock(ah_pg_store *s)
+{
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* libpq's messages name the server, the user and the database, never the
+ * password. Trailing newlines are cut. */
+void ah_pg_log_res(ah_pg_store *s, const PGresult *r, const char *what)
+{
+    const char *msg = r != NULL ? PQresultErrorMessage(r) : "";
+    if (msg == NULL || *msg == '\0')
+        msg = PQerrorMessage(s->db);
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", msg != NULL ? msg : "");
+    for (char *c = buf; *c; c++)
+        if (*c == '\n' || *c == '\r')
+            *c = ' ';
+    size_t n = strlen(buf);
+    while (n > 0 && buf[n - 1] == ' ')
+        buf[--n] = '\0';
+    const char *state = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    ah_log(s->base.lg, AH_LOG_ERROR, "store", "postgresql: %s: %s (sqlstate %s)", what, buf,
+           state != NULL ? state : "none");
+}
+
+static void forget_prepared(ah_pg_store *s)
+{
+    memset(s->prepared, 0, sizeof s->prepared);
+    memset(s->rq_prepared, 0, sizeof s->rq_prepared);
+    memset(s->lq_prepared, 0, sizeof s->lq_prepared);
+}
+
+/* Outside any transaction, before a statement: when the server ended the
+ * session while it was idle (pg_terminate_backend, a restart), its
+ * goodbye is waiting on the socket; read it and reconnect now, so that the
+ * statement goes to a live session. Inside a transaction a lost connection
+ * loses the transaction anyway: the operation fails. */
+static void ensure_conn(ah_pg_store *s)
+{
+    if (s->in_tx)
+        return;
+    if (PQstatus(s->db) == CONNECTION_OK) {
+        /* The goodbye and then the end of the stream: a few reads. */
+        for (int i = 0; i < 4 && PQstatus(s->db) == CONNECTION_OK; i++) {
+            struct pollfd pf = {.fd = PQsocket(s->db), .events = POLLIN};
+            if (pf.fd < 0 || poll(&pf, 1, 0) <= 0)
+                break;
+            if (!PQconsumeInput(s->db))
+                break;
+            PGnotify *n;
+            while ((n = PQnotifies(s->db)) != NULL)
+                PQfreemem(n);
+        }
+        if (PQstatus(s->db) == CONNECTION_OK)
+            return;
+    }
+    ah_log(s->base.lg, AH_LOG_WARN, "store", "postgresql: connection to %s lost: reconnecting",
+           s->safe_url);
+    PQreset(s->db);
+    forget_prepared(s);
+    if (PQstatus(s->db) == CONNECTION_OK) {
+        PGresult *r = PQexec(s->db, "SET TimeZone = 'UTC'");
+        PQclear(r);
+    }
+}
+
+/* Whether a statement that just failed (result r) may be sent again: the
+ * server said it ended the session (SQLSTATE 57P..: pg_terminate_backend,
+ * a shutdown or restart), so the statement did not commit, and no
+ * transaction was open, so nothing was half done; then reconnects. A
+ * connection lost without the server's word is not retried: the statement
+ * may have committed. */
+static bool may_retry(ah_pg_store *s, const PGresult *r)
+{
+    const char *state = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    if (state == NULL || strncmp(state, "57P", 3) != 0)
+        return false;
+    if (PQstatus(s->db) != CONNECTION_BAD || s->in_tx || s->scope_depth > 0)
+        return false;
+    ensure_conn(s);
+    return PQstatus(s->db) == CONNECTION_OK;
+}
+
+int ah_pg_command(ah_pg_store *s, const char *sql, const char *what)
+{
+    ensure_conn(s);
+    PGresult *r = PQexec(s->db, sql);
+    if (PQresultStatus(r) == PGRES_FATAL_ERROR && may_retry(s, r)) {
+        PQclear(r);
+        r = PQexec(s->db, sql);
+    }
+    ExecStatusType st = PQresultStatus(r);
+    int rc = AH_STORE_OK;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        ah_pg_log_res(s, r, what);
+        rc = AH_STORE_ERR;
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int map_error(ah_pg_store *s, const PGresult *r, const char *what)
+{
+    const char *state = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    if (state != NULL && strcmp(state, "23505") == 0)
+        return AH_STORE_EXISTS;
+    if (state != NULL && strcmp(state, "23503") == 0)
+        return AH_STORE_NOT_FOUND;
+    ah_pg_log_res(s, r, what);
+    return AH_STORE_ERR;
+}
+
+PGresult *ah_pg_run(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
+                    const ah_pg_params *p, const char *what, int *rc)
+{
+    *rc = AH_STORE_ERR;
+    if (sql == NULL)
+        return NULL;
+    ensure_conn(s);
+    /* In a scope's transaction, a failed statement would abort the whole
+     * scope: a statement of an operation without its own savepoint gets
+     * one, so that its failure undoes only itself (as in SQLite). */
+    bool own_sp = s->scope_depth > 0 && !s->sp_active;
+    if (own_sp && ah_pg_command(s, "SAVEPOINT ah_st", "savepoint") != AH_STORE_OK)
+        return NULL;
+    PGresult *r = NULL;
+    bool retried = false;
+again:
+    if (!*prepared) {
+        r = PQprepare(s->db, name, sql, 0, NULL);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            if (!retried && !own_sp && may_retry(s, r)) {
+                PQclear(r);
+                retried = true;
+                goto again;
+            }
+            ah_pg_log_res(s, r, what);
+            PQclear(r);
+            r = NULL;
+            goto fail;
+        }
+        PQclear(r);
+        *prepared = true;
+    }
+    r = PQexecPrepared(s->db, name, p != NULL ? p->n : 0, p != NULL ? p->v : NULL, NULL, NULL,
+                       0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+        if (own_sp && ah_pg_command(s, "RELEASE ah_st", "release savepoint") != AH_STORE_OK) {
+            PQclear(r);
+            return NULL;
+        }
+        *rc = AH_STORE_OK;
+        return r;
+    }
+    if (!retried && !own_sp && st == PGRES_FATAL_ERROR && may_retry(s, r)) {
+        /* Reconnected (may_retry): the statements are to prepare again. */
+        PQclear(r);
+        retried = true;
+        goto again;
+    }
+    *rc = map_error(s, r, what);
+    PQclear(r);
+    r = NULL;
+    /* A statement prepared on a connection that was since reset is gone:
+     * prepare it again next time. */
+    if (PQstatus(s->db) == CONNECTION_BAD)
+        forget_prepared(s);
+fail:
+    if (own_sp) {
+        ah_pg_command(s, "ROLLBACK TO ah_st", "rollback to savepoint");
+        ah_pg_command(s, "RELEASE ah_st", "release savepoint");
+    }
+    if (*rc == AH_STORE_OK)
+        *rc = AH_STORE_ERR;
+    return NULL;
+}
+
+int ah_pg_exec(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
+               const ah_pg_params *p, const char *what, int64_t *changes)
+{
+    int rc;
+    PGresult *r = ah_pg_run(s, name, prepared, sql, p, what, &rc);
+    if (r != NULL) {
+        if (changes != NULL) {
+            const char *t = PQcmdTuples(r);
+            *changes = t != NULL && *t ? strtoll(t, NULL, 10) : 0;
+        }
+        PQclear(r);
+    }
+    return rc;
+}
+
+int ah_pg_exec_change(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
+                      const ah_pg_params *p, const char *what)
+{
+    int64_t n = 0;
+    int rc = ah_pg_exec(s, name, prepared, sql, p, what, &n);
+    if (rc == AH_STORE_OK && n == 0)
+        rc = AH_STORE_NOT_FOUND;
+    return rc;
+}
+
+/* Inside a scope (scope_begin .. scope_end) an operation's transaction is a
+ * savepoint of the scope's transaction: its failure undoes only its own
+ * writes, and everything commits together at scope_end. */
+int ah_pg_tx_begin(ah_pg_store *s)
+{
+    if (s->scope_depth > 0) {
+        if (ah_pg_command(s, "SAVEPOINT ah_op", "savepoint") != AH_STORE_OK)
+            return AH_STORE_ERR;
+        s->sp_active = true;
+        return AH_STORE_OK;
+    }
+    if (ah_pg_command(s, "BEGIN", "begin") != AH_STORE_OK)
+        return AH_STORE_ERR;
+    s->in_tx = true;
+    return AH_STORE_OK;
+}
+
+void ah_pg_tx_rollback(ah_pg_store *s)
+{
+    if (s->scope_depth > 0) {
+        if (s->sp_active) {
+            ah_pg_command(s, "ROLLBACK TO ah_op", "rollback to savepoint");
+            ah_pg_command(s, "RELEASE ah_op", "release savepoint");
+            s->sp_active = false;
+        }
+        return;
+    }
+    if (s->in_tx) {
+        ah_pg_command(s, "ROLLBACK", "rollback");
+        s->in_tx = false;
+    }
+}
+
+/* COMMIT of a transaction that failed answers "ROLLBACK": that is a
+ * failure too. */
+static int commit_now(ah_pg_store *s, const char *what)
+{
+    PGresult *r = PQexec(s->db, "COMMIT");
+    int rc = AH_STORE_OK;
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        ah_pg_log_res(s, r, what);
+        rc = AH_STORE_ERR;
+    } else if (strcmp(PQcmdStatus(r), "COMMIT") != 0) {
+        ah_log(s->base.lg, AH_LOG_ERROR, "store", "postgresql: %s: transaction rolled back",
+               what);
+        rc = AH_STORE_ERR;
+    }
+    PQclear(r);
+    if (rc != AH_STORE_OK && PQtransactionStatus(s->db) != PQTRANS_IDLE)
+        ah_pg_command(s, "ROLLBACK", "rollback");
+    return rc;
+}
+
+int ah_pg_tx_commit(ah_pg_store *s)
+{
+    if (s->scope_depth > 0) {
+        if (ah_pg_command(s, "RELEASE ah_op", "release savepoint") == AH_STORE_OK) {
+            s->sp_active = false;
+            return AH_STORE_OK;
+        }
+        ah_pg_tx_rollback(s);
+        return AH_STORE_ERR;
+    }
+    int rc = commit_now(s, "commit");
+    s->in_tx = false;
+    return rc;
+}
+
+int ah_pg_scope_commit(ah_pg_store *s, bool commit)
+{
+    int rc = AH_STORE_OK;
+    if (commit)
+        rc = commit_now(s, "scope commit");
+    else
+        ah_pg_command(s, "ROLLBACK", "scope rollback");
+    s->in_tx = false;
+    return rc;
+}
+
+char *ah_pg_dup(const PGresult *r, int i, int col, bool *oom)
+{
+    if (PQgetisnull(r, i, col))
+        return NULL;
+    char *d = strdup(PQgetvalue(r, i, col));
+    if (d == NULL)
+        *oom = true;
+    return d;
+}
+
+int64_t ah_pg_int(const PGresult *r, int i, int col)
+{
+    if (PQgetisnull(r, i, col))
+        return 0;
+    return strtoll(PQgetvalue(r, i, col), NULL, 10);
+}
+
+bool ah_pg_bool(const PGresult *r, int i, int col)
+{
+    if (PQgetisnull(r, i, col))
+        return false;
+    const char *v = PQgetvalue(r, i, col);
+    return v[0] == 't' || v[0] == '1';
+}
+
+void *ah_pg_rowvec_push(ah_pg_rowvec *v)
+{
+    if (v->n == v->cap) {
+        size_t ncap = v->cap ? v->cap * 2 : 16;
+        void *ni = realloc(v->items, ncap * v->elem);
+        if (ni == NULL)
+            return NULL;
+        v->items = ni;
+        v->cap = ncap;
+    }
+    void *slot = (char *)v->items + v->n * v->elem;
+    memset(slot, 0, v->elem);
+    v->n++;
+    return slot;
+}
+
+int ah_pg_collect(ah_pg_store *s, const PGresult *r, ah_pg_rowvec *v, ah_pg_fill_fn fill,
+                  ah_pg_free_fn fr, const char *what)
+{
+    int n = PQntuples(r);
+    for (int i = 0; i < n; i++) {
+        void *row = ah_pg_rowvec_push(v);
+        if (row == NULL) {
+            ah_log(s->base.lg, AH_LOG_ERROR, "store", "%s: out of memory", what);
+            return AH_STORE_ERR;
+        }
+        if (!fill(r, i, row)) {
+            fr(row);
+            v->n--;
+            ah_log(s->base.lg, AH_LOG_ERROR, "store", "%s: out of memory", what);
+            return AH_STORE_ERR;
+        }
+    }
+    return AH_STORE_OK;
+}
+
+void ah_pg_rowvec_free(ah_pg_rowvec *v, ah_pg_free_fn fr)
+{
+    for (size_t i = 0; i < v->n; i++)
+        fr((char *)v->items + i * v->elem);
+    free(v->items);
+    v->items = NULL;
+    v->n = v->cap = 0;
+}
+
+int ah_pg_one(ah_pg_store *s, const PGresult *r, void *out, ah_pg_fill_fn fill,
+              ah_pg_free_fn fr, const char *what)
+{
+    if (PQntuples(r) == 0)
+        return AH_STORE_NOT_FOUND;
+    if (!fill(r, 0, out)) {
+        fr(out);
+        ah_log(s->base.lg, AH_LOG_ERROR, "store", "%s: out of memory", what);
+        return AH_STORE_ERR;
+    }
+    return AH_STORE_OK;
+}
+
+int ah_pg_page_limit(int limit)
+{
+    return limit > 0 && limit <= 1000 ? limit : 100;
+}

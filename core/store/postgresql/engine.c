@@ -1,0 +1,434 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The PostgreSQL engine of the store: its lifecycle, scopes, the vtable and
+ * the opener. The operations live in the other files of this folder, one
+ * per group of tables (as in core/store/sqlite/); pg_int.h is what they
+ * share.
+ *
+ * Concurrency: one libpq connection per store, guarded by one recursive
+ * mutex in the store struct, exactly like the SQLite engine. Every operation
+ * holds the mutex for its whole duration, so prepared statements and the
+ * connection's state are never shared between threads; a scope
+ * (scope_begin .. scope_end) holds it across its operations, which run in
+ * the scope's transaction as savepoints. Callbacks of the *_list and
+ * *_query operations run AFTER the mutex is released, on copies of the
+ * rows, so a callback may call the store again.
+ *
+ * Secrets: the URL may carry a password (libpq also reads PGPASSWORD and
+ * PGPASSFILE). It is kept only to connect; every message names the server
+ * by the URL with the password replaced (ah_store_url_scrub), and libpq's
+ * own messages never contain it (they are scrubbed of it all the same).
+ */
+#include "pg_int.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const q_sql[P_COUNT] = {
+    [P_PING] = "SELECT 1",
+    [P_DATA_VERSION] = "SELECT coalesce(sum(v), 0)::bigint FROM data_versions "
+                       "WHERE writer <> pg_backend_pid()",
+};
+
+void ah_pg_close(ah_store *st)
+{
+    if (st == NULL)
+        return;
+    ah_pg_store *s = ah_pg(st);
+    pthread_mutex_lock(&s->mu);
+    (void)ah_pg_group_end_locked(s, true);
+    pthread_mutex_unlock(&s->mu);
+    PQfinish(s->db);
+    pthread_mutex_destroy(&s->mu);
+    if (s->conninfo != NULL)
+        explicit_bzero(s->conninfo, strlen(s->conninfo));
+    free(s->conninfo);
+    free(s->safe_url);
+    free(s->scratch);
+    free(s);
+}
+
+int ah_pg_ping(ah_store *st)
+{
+    ah_pg_store *s = ah_pg(st);
+    ah_pg_lock(s);
+    int rc = AH_PG_EXEC(s, P_PING, NULL, "ping", NULL);
+    ah_pg_unlock(s);
+    return rc;
+}
+
+/* The changes other sessions made to tenants and connections, counted by a
+ * trigger per writing session (schema.c): this connection's own writes do
+ * not change it. A reconnect may change it once (a new backend). */
+int64_t ah_pg_data_version(ah_store *st)
+{
+    ah_pg_store *s = ah_pg(st);
+    int64_t v = -1;
+    int rc;
+    ah_pg_lock(s);
+    PGresult *r = AH_PG_RUN(s, P_DATA_VERSION, NULL, "data_version", &rc);
+    if (r != NULL) {
+        if (PQntuples(r) == 1)
+            v = ah_pg_int(r, 0, 0);
+        PQclear(r);
+    }
+    ah_pg_unlock(s);
+    return v;
+}
+
+int ah_pg_scope_begin(ah_store *st)
+{
+    ah_pg_store *s = ah_pg(st);
+    ah_pg_lock(s);
+    if (s->scope_depth == 0) {
+        if (ah_pg_command(s, "BEGIN", "scope begin") != AH_STORE_OK) {
+            ah_pg_unlock(s);
+            return AH_STORE_ERR;
+        }
+        s->in_tx = true;
+    }
+    s->scope_depth++;
+    return AH_STORE_OK;
+}
+
+int ah_pg_scope_end(ah_store *st, bool commit)
+{
+    ah_pg_store *s = ah_pg(st);
+    int rc = AH_STORE_OK;
+    if (s->scope_depth <= 0)
+        return AH_STORE_ERR;
+    if (--s->scope_depth == 0 && s->group_scope) {
+        /* The scope's writes stay in the group transaction, or leave it. */
+        s->group_scope = false;
+        if (!commit && ah_pg_command(s, "ROLLBACK TO ah_grp", "group scope rollback") != AH_STORE_OK)
+            rc = AH_STORE_ERR;
+        if (rc == AH_STORE_OK &&
+            ah_pg_command(s, "RELEASE ah_grp", "group scope release") != AH_STORE_OK)
+            rc = AH_STORE_ERR;
+        if (rc != AH_STORE_OK)
+            (void)ah_pg_group_end_locked(s, false);
+    } else if (s->scope_depth == 0) {
+        rc = ah_pg_scope_commit(s, commit);
+    }
+    ah_pg_unlock(s);
+    return rc;
+}
+
+int ah_pg_group_end_locked(ah_pg_store *s, bool commit)
+{
+    if (!s->group_open)
+        return AH_STORE_OK;
+    s->group_open = false;
+    int rc = ah_pg_scope_commit(s, commit);
+    if (!commit)
+        rc = AH_STORE_ERR;
+    if (s->group_ended != NULL)
+        s->group_ended(s->group_arg, s->group_id, rc == AH_STORE_OK);
+    return rc;
+}
+
+int ah_pg_group_begin(ah_store *st, uint64_t *group_out)
+{
+    ah_pg_store *s = ah_pg(st);
+    pthread_mutex_lock(&s->mu); /* not ah_pg_lock: that would commit the group */
+    if (s->scope_depth > 0) {
+        pthread_mutex_unlock(&s->mu);
+        return AH_STORE_ERR;
+    }
+    if (!s->group_open) {
+        if (ah_pg_command(s, "BEGIN", "group begin") != AH_STORE_OK) {
+            pthread_mutex_unlock(&s->mu);
+            return AH_STORE_ERR;
+        }
+        s->in_tx = true;
+        s->group_open = true;
+        s->group_id++;
+    }
+    if (ah_pg_command(s, "SAVEPOINT ah_grp", "group scope") != AH_STORE_OK) {
+        (void)ah_pg_group_end_locked(s, false);
+        pthread_mutex_unlock(&s->mu);
+        return AH_STORE_ERR;
+    }
+    s->group_scope = true;
+    s->scope_depth = 1;
+    if (group_out != NULL)
+        *group_out = s->group_id;
+    return AH_STORE_OK; /* mu stays held until scope_end */
+}
+
+int ah_pg_group_commit(ah_store *st)
+{
+    ah_pg_store *s = ah_pg(st);
+    pthread_mutex_lock(&s->mu);
+    int rc = s->scope_depth > 0 ? AH_STORE_ERR : ah_pg_group_end_locked(s, true);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+void ah_pg_group_listen(ah_store *st, void (*ended)(void *arg, uint64_t group, bool ok), void *arg)
+{
+    ah_pg_store *s = ah_pg(st);
+    pthread_mutex_lock(&s->mu);
+    s->group_ended = ended;
+    s->group_arg = arg;
+    pthread_mutex_unlock(&s->mu);
+}
+
+const ah_store_ops ah_pg_ops = {
+    .name = "postgresql",
+    .close = ah_pg_close,
+    .migrate = ah_pg_migrate,
+    .schema_version = ah_pg_schema_version,
+    .ping = ah_pg_ping,
+    .data_version = ah_pg_data_version,
+    .tenant_add = ah_pg_tenant_add,
+    .tenant_get = ah_pg_tenant_get,
+    .tenant_by_key_hash = ah_pg_tenant_by_key_hash,
+    .tenant_list = ah_pg_tenant_list,
+    .tenant_remove = ah_pg_tenant_remove,
+    .connection_add = ah_pg_connection_add,
+    .connection_get = ah_pg_connection_get,
+    .connection_list = ah_pg_connection_list,
+    .connection_update = ah_pg_connection_update,
+    .connection_set_enabled = ah_pg_connection_set_enabled,
+    .connection_remove = ah_pg_connection_remove,
+    .records_upsert = ah_pg_records_upsert,
+    .record_get = ah_pg_record_get,
+    .record_get_by_id = ah_pg_record_get_by_id,
+    .record_query = ah_pg_record_query,
+    .record_count = ah_pg_record_count,
+    .cursor_get = ah_pg_cursor_get,
+    .cursor_set = ah_pg_cursor_set,
+    .sequence_next = ah_pg_sequence_next,
+    .outbox_add = ah_pg_outbox_add,
+    .outbox_pending = ah_pg_outbox_pending,
+    .outbox_done = ah_pg_outbox_done,
+    .log_add = ah_pg_log_add,
+    .log_query = ah_pg_log_query,
+    .outbox_add_batch = ah_pg_outbox_add_batch,
+    .delivery_next = ah_pg_delivery_next,
+    .delivery_done = ah_pg_delivery_done,
+    .delivery_retry = ah_pg_delivery_retry,
+    .delivery_due = ah_pg_delivery_due,
+    .scope_begin = ah_pg_scope_begin,
+    .scope_end = ah_pg_scope_end,
+    .group_begin = ah_pg_group_begin,
+    .group_commit = ah_pg_group_commit,
+    .group_listen = ah_pg_group_listen,
+    .outbox_after = ah_pg_outbox_after,
+    .outbox_prune = ah_pg_outbox_prune,
+    .webhook_add = ah_pg_webhook_add,
+    .webhook_list = ah_pg_webhook_list,
+    .webhook_set_enabled = ah_pg_webhook_set_enabled,
+    .webhook_deliveries = ah_pg_webhook_deliveries,
+    .webhook_due = ah_pg_webhook_due,
+    .webhook_attempt = ah_pg_webhook_attempt,
+    .webhook_advance = ah_pg_webhook_advance,
+    .webhook_failed = ah_pg_webhook_failed,
+    .idem_reserve = ah_pg_idem_reserve,
+    .idem_complete = ah_pg_idem_complete,
+    .idem_release = ah_pg_idem_release,
+    .bulk_add = ah_pg_bulk_add,
+    .bulk_get = ah_pg_bulk_get,
+    .bulk_next = ah_pg_bulk_next,
+    .bulk_set_status = ah_pg_bulk_set_status,
+    .bulk_items = ah_pg_bulk_items,
+    .bulk_item_prior = ah_pg_bulk_item_prior,
+    .bulk_item_set = ah_pg_bulk_item_set,
+    .record_marks = ah_pg_record_marks,
+    .record_mark_deleted = ah_pg_record_mark_deleted,
+    .record_is_deleted = ah_pg_record_is_deleted,
+    .stage_add = ah_pg_stage_add,
+    .stage_changed_since = ah_pg_stage_changed_since,
+    .stage_history = ah_pg_stage_history,
+    .log_prune = ah_pg_log_prune,
+    .idem_prune = ah_pg_idem_prune,
+    .webhook_due_one = ah_pg_webhook_due_one,
+    .webhook_prune = ah_pg_webhook_prune,
+    .lease_acquire = ah_pg_lease_acquire,
+    .lease_hold = ah_pg_lease_hold,
+    .lease_release = ah_pg_lease_release,
+    .lease_take_over = ah_pg_lease_take_over,
+};
+
+/* NOTICEs (e.g. "relation already exists, skipping") are not errors. */
+static void quiet_notice(void *arg, const char *message)
+{
+}
+
+/* Copies libpq's message into err with the connection's password (if any)
+ * replaced and trailing newlines cut. */
+static void conn_error(PGconn *c, const char *safe_url, char *err, size_t errlen)
+{
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", c != NULL ? PQerrorMessage(c) : "out of memory");
+    const char *pw = c != NULL ? PQpass(c) : NULL;
+    if (pw != NULL && *pw != '\0') {
+        size_t pl = strlen(pw);
+        char *hit;
+        while ((hit = strstr(msg, pw)) != NULL) {
+            memmove(hit + 3, hit + pl, strlen(hit + pl) + 1);
+            memcpy(hit, "***", 3);
+        }
+    }
+    for (char *p = msg; *p; p++)
+        if (*p == '\n' || *p == '\r' || *p == '\t')
+            *p = ' ';
+    size_t n = strlen(msg);
+    while (n > 0 && msg[n - 1] == ' ')
+        msg[--n] = '\0';
+    snprintf(err, errlen, "cannot connect to PostgreSQL %s: %s", safe_url, msg);
+}
+
+ah_store *ah_store_pg_open(const char *url, const struct ah_logger *lg, char *err, size_t errlen)
+{
+    char dummy[1];
+    if (err == NULL) {
+        err = dummy;
+        errlen = sizeof dummy;
+    }
+    if (url == NULL || *url == '\0') {
+        snprintf(err, errlen, "no PostgreSQL URL given");
+        return NULL;
+    }
+    ah_pg_store *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->base.ops = &ah_pg_ops;
+    s->base.lg = lg;
+    s->fail_after = -1;
+    s->conninfo = strdup(url);
+    size_t sl = strlen(url) + 8;
+    s->safe_url = malloc(sl);
+    if (s->conninfo == NULL || s->safe_url == NULL) {
+        snprintf(err, errlen, "out of memory");
+        free(s->conninfo);
+        free(s->safe_url);
+        free(s);
+        return NULL;
+    }
+    ah_store_url_scrub(url, s->safe_url, sl);
+    pthread_mutexattr_t ma;
+    bool mu_ok = pthread_mutexattr_init(&ma) == 0 &&
+                 pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE) == 0 &&
+                 pthread_mutex_init(&s->mu, &ma) == 0;
+    pthread_mutexattr_destroy(&ma);
+    if (!mu_ok) {
+        snprintf(err, errlen, "cannot create a mutex");
+        explicit_bzero(s->conninfo, strlen(s->conninfo));
+        free(s->conninfo);
+        free(s->safe_url);
+        free(s);
+        return NULL;
+    }
+    s->db = PQconnectdb(s->conninfo);
+    if (s->db == NULL || PQstatus(s->db) != CONNECTION_OK) {
+        conn_error(s->db, s->safe_url, err, errlen);
+        ah_pg_close(&s->base);
+        return NULL;
+    }
+    PQsetNoticeProcessor(s->db, quiet_notice, NULL);
+    PGresult *r = PQexec(s->db, "SET TimeZone = 'UTC'");
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    if (!ok) {
+        conn_error(s->db, s->safe_url, err, errlen);
+        ah_pg_close(&s->base);
+        return NULL;
+    }
+    return &s->base;
+}
+
+void ah_store_pg_fail_after(ah_store *st, int n)
+{
+    if (st == NULL || st->ops != &ah_pg_ops)
+        return;
+    ah_pg_store *s = ah_pg(st);
+    ah_pg_lock(s);
+    s->fail_after = n < 0 ? -1 : n;
+    ah_pg_unlock(s);
+}
+
+/* ---- test hooks: throwaway databases ---------------------------------- */
+
+static bool valid_db_name(const char *name)
+{
+    if (name == NULL || *name == '\0' || strlen(name) > 60)
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!(islower((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '_'))
+            return false;
+    return !isdigit((unsigned char)name[0]);
+}
+
+/* server_url with its database replaced by name (query kept). */
+static int url_with_db(const char *server_url, const char *name, char *out, size_t n)
+{
+    const char *hier = strstr(server_url, "://");
+    if (hier == NULL)
+        return -1;
+    hier += 3;
+    const char *q = strchr(hier, '?');
+    const char *slash = strchr(hier, '/');
+    if (slash != NULL && q != NULL && slash > q)
+        slash = NULL;
+    size_t head = slash != NULL ? (size_t)(slash - server_url)
+                  : q != NULL   ? (size_t)(q - server_url)
+                                : strlen(server_url);
+    int w = snprintf(out, n, "%.*s/%s%s", (int)head, server_url, name, q != NULL ? q : "");
+    return w < 0 || (size_t)w >= n ? -1 : 0;
+}
+
+static int admin_command(const char *server_url, const char *sql, char *err, size_t errlen)
+{
+    PGconn *c = PQconnectdb(server_url);
+    if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+        char safe[512];
+        ah_store_url_scrub(server_url, safe, sizeof safe);
+        conn_error(c, safe, err, errlen);
+        PQfinish(c);
+        return AH_STORE_ERR;
+    }
+    PQsetNoticeProcessor(c, quiet_notice, NULL);
+    PGresult *r = PQexec(c, sql);
+    int rc = AH_STORE_OK;
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        snprintf(err, errlen, "%s", PQresultErrorMessage(r));
+        rc = AH_STORE_ERR;
+    }
+    PQclear(r);
+    PQfinish(c);
+    return rc;
+}
+
+int ah_store_pg_create_database(const char *server_url, const char *name, char *url_out,
+                                size_t url_len, char *err, size_t errlen)
+{
+    char dummy[1];
+    if (err == NULL) {
+        err = dummy;
+        errlen = sizeof dummy;
+    }
+    if (server_url == NULL || !valid_db_name(name) ||
+        url_with_db(server_url, name, url_out, url_len) != 0) {
+        snprintf(err, errlen, "bad server URL or database name");
+        return AH_STORE_ERR;
+    }
+    char sql[160];
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s TEMPLATE template0 ENCODING 'UTF8'", name);
+    return admin_command(server_url, sql, err, errlen);
+}
+
+int ah_store_pg_drop_database(const char *server_url, const char *name)
+{
+    char err[256];
+    if (server_url == NULL || !valid_db_name(name))
+        return AH_STORE_ERR;
+    char sql[160];
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
+    return admin_command(server_url, sql, err, sizeof err);
+}

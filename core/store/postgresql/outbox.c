@@ -1,0 +1,280 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The events outbox: adding events with their per-connection deliveries,
+ * delivering them, and reading and pruning it as the event log. */
+#include "pg_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const q_sql[P_COUNT] = {
+    [P_OUT_ADD] = "INSERT INTO outbox(tenant_id, topic, body, created_at) "
+                  "VALUES($1, $2, $3, $4) RETURNING id",
+    [P_OUT_PENDING] = "SELECT id, tenant_id, topic, body, created_at FROM outbox "
+                      "WHERE delivered_at IS NULL ORDER BY id LIMIT $1",
+    [P_OUT_DONE] = "UPDATE outbox SET delivered_at = $2 WHERE id = $1 "
+                   "AND delivered_at IS NULL",
+    [P_DEL_ADD] = "INSERT INTO deliveries(connection_id, outbox_id, attempts, next_at) "
+                  "VALUES($1, $2, 0, $3) ON CONFLICT DO NOTHING",
+    [P_DEL_NEXT] = "SELECT d.connection_id, d.outbox_id, o.tenant_id, o.topic, o.body, "
+                   "d.attempts, d.next_at FROM deliveries d JOIN outbox o ON o.id = d.outbox_id "
+                   "WHERE d.connection_id = $1 ORDER BY d.outbox_id LIMIT 1",
+    [P_DEL_DONE] = "DELETE FROM deliveries WHERE connection_id = $1 AND outbox_id = $2",
+    [P_DEL_RETRY] = "UPDATE deliveries SET attempts = attempts + 1, next_at = $3, last_error = $4 "
+                    "WHERE connection_id = $1 AND outbox_id = $2",
+    [P_DEL_DUE] = "SELECT DISTINCT connection_id FROM deliveries WHERE next_at <= $1 LIMIT $2",
+    [P_OUT_AFTER] = "SELECT id, tenant_id, topic, body, created_at FROM outbox "
+                    "WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+    [P_OUT_PRUNE] = "DELETE FROM outbox WHERE created_at < $1 AND NOT EXISTS "
+                    "(SELECT 1 FROM deliveries d WHERE d.outbox_id = outbox.id)",
+};
+
+static bool fill_outbox(const PGresult *r, int i, void *row)
+{
+    ah_outbox_row *o = row;
+    bool oom = false;
+    o->id = ah_pg_int(r, i, 0);
+    o->tenant_id = ah_pg_int(r, i, 1);
+    o->topic = ah_pg_dup(r, i, 2, &oom);
+    o->body = ah_pg_dup(r, i, 3, &oom);
+    o->created_at = ah_pg_dup(r, i, 4, &oom);
+    return !oom;
+}
+
+static void outbox_free_v(void *row)
+{
+    ah_outbox_row *r = row;
+    free(r->topic);
+    free(r->body);
+    free(r->created_at);
+}
+
+static int outbox_rows(ah_pg_store *s, PGresult *r, int rc, ah_outbox_cb cb, void *arg,
+                       const char *what)
+{
+    ah_pg_rowvec v = {.elem = sizeof(ah_outbox_row)};
+    if (r != NULL) {
+        rc = ah_pg_collect(s, r, &v, fill_outbox, outbox_free_v, what);
+        PQclear(r);
+    }
+    ah_pg_unlock(s);
+    if (rc == AH_STORE_OK && cb != NULL)
+        for (size_t i = 0; i < v.n; i++)
+            cb(arg, (ah_outbox_row *)v.items + i);
+    ah_pg_rowvec_free(&v, outbox_free_v);
+    return rc;
+}
+
+int ah_pg_outbox_add(ah_store *st, int64_t tenant_id, const char *topic, const char *body,
+                     int64_t *id_out)
+{
+    ah_pg_store *s = ah_pg(st);
+    if (topic == NULL)
+        return AH_STORE_ERR;
+    char now[32];
+    ah_now_iso(now);
+    ah_pg_params p = {0};
+    ah_pg_p_int(&p, tenant_id);
+    ah_pg_p_text(&p, topic);
+    ah_pg_p_text(&p, body != NULL ? body : "{}");
+    ah_pg_p_text(&p, now);
+    int rc;
+    ah_pg_lock(s);
+    PGresult *r = AH_PG_RUN(s, P_OUT_ADD, &p, "outbox_add", &rc);
+    if (r != NULL) {
+        if (id_out != NULL && PQntuples(r) == 1)
+            *id_out = ah_pg_int(r, 0, 0);
+        PQclear(r);
+    }
+    ah_pg_unlock(s);
+    return rc;
+}
+
+int ah_pg_outbox_pending(ah_store *st, int limit, ah_outbox_cb cb, void *arg)
+{
+    ah_pg_store *s = ah_pg(st);
+    ah_pg_params p = {0};
+    ah_pg_p_int(&p, limit > 0 ? limit : 100);
+    int rc;
+    ah_pg_lock(s);
+    PGresult *r = AH_PG_RUN(s, P_OUT_PENDING, &p, "outbox_pending", &rc);
+    return outbox_rows(s, r, rc, cb, arg, "outbox_pending");
+}
+
+int ah_pg_outbox_done(ah_store *st, int64_t id)
+{
+    ah_pg_store *s = ah_pg(st);
+    char now[32];
+    ah_now_iso(now);
+    ah_pg_params p = {0};
+    ah_pg_p_int(&p, id);
+    ah_pg_p_text(&p, now);
+    ah_pg_lock(s);
+    int rc = AH_PG_CHANGE(s, P_OUT_DONE, &p, "outbox_done");
+    ah_pg_unlock(s);
+    return rc;
+}
+
+/* ---- events with their deliveries to plugins ----------------------------- */
+
+int ah_pg_outbox_add_batch(ah_store *st, int64_t tenant_id, ah_outbox_in *events, size_t n)
+{
+    ah_pg_store *s = ah_pg(st);
+    if (events == NULL && n > 0)
+        return AH_STORE_ERR;
+    char now[32];
+    ah_now_iso(now);
+    ah_pg_lock(s);
+    int rc = ah_pg_tx_begin(s);
+    for (size_t e = 0; rc == AH_STORE_OK && e < n; e++) {
+        ah_outbox_in *ev = &events[e];
+        if (ev->topic == NULL || (ev->nconn > 0 && ev->conn_ids == NULL)) {
+            rc = AH_STORE_ERR;
+            break;
+        }
+        ah_pg_params p = {0};
+        ah_pg_p_int(&p, tenant_id);
+        ah_pg_p_text(&p, ev->topic);
+        ah_pg_p_text(&p, ev->body != NULL ? ev->body : "{}");
+        ah_pg_p_text(&p, now);
+        PGresult *r = AH_PG_RUN(s, P_OUT_ADD, &p, "outbox_add_batch", &rc);
+        if (r != NULL) {
+            if (PQntuples(r) == 1)
+                ev->id = ah_pg_int(r, 0, 0);
+            else
+                rc = AH_STORE_ERR;
+            PQclear(r);
+        }
+        for (size_t i = 0; rc == AH_STORE_OK && i < ev->nconn; i++) {
+            ah_pg_params d = {0};
+            ah_pg_p_int(&d, ev->conn_ids[i]);
+            ah_pg_p_int(&d, ev->id);
+            ah_pg_p_text(&d, now);
+            rc = AH_PG_EXEC(s, P_DEL_ADD, &d, "outbox_add_batch", NULL);
+        }
+    }
+    if (rc == AH_STORE_OK)
+        rc = ah_pg_tx_commit(s);
+    else
+        ah_pg_tx_rollback(s);
+    ah_pg_unlock(s);
+    return rc;
+}
+
+static bool fill_delivery(const PGresult *r, int i, void *row)
+{
+    ah_delivery_row *d = row;
+    bool oom = false;
+    memset(d, 0, sizeof *d);
+    d->connection_id = ah_pg_int(r, i, 0);
+    d->outbox_id = ah_pg_int(r, i, 1);
+    d->tenant_id = ah_pg_int(r, i, 2);
+    d->topic = ah_pg_dup(r, i, 3, &oom);
+    d->body = ah_pg_dup(r, i, 4, &oom);
+    d->attempts = (int)ah_pg_int(r, i, 5);
+    d->next_at = ah_pg_dup(r, i, 6, &oom);
+    return !oom;
+}
+
+static void delivery_free_v(void *row)
+{
+    ah_delivery_row_free(row);
+}
+
+int ah_pg_delivery_next(ah_store *st, int64_t conn_id, ah_delivery_row *out)
+{
+    ah_pg_store *s = ah_pg(st);
+    ah_pg_params p = {0};
+    ah_pg_p_int(&p, conn_id);
+    int rc;
+    ah_pg_lock(s);
+    PGresult *r = AH_PG_RUN(s, P_DEL_NEXT, &p, "delivery_next", &rc);
+    if (r != NULL) {
+        rc = ah_pg_one(s, r, out, fill_delivery, delivery_free_v, "delivery_next");
+        PQclear(r);
+    }
+    ah_pg_unlock(s);
+    return rc;
+}
+
+int ah_pg_delivery_done(ah_store *st, int64_t conn_id, int64_t outbox_id)
+{
+    ah_pg_store *s = ah_pg(st);
+    ah_pg_params p = {0};
+    ah_pg_p_int(&p, conn_id);
+    ah_pg_p_int(&p, outbox_id);
+    ah_pg_lock(s);
+    int rc = AH_PG_CHANGE(s, P_DEL_DONE, &p, "delivery_done");
+    ah_pg_unlock(s);
+    return rc;
+}
+
+int ah_pg_delivery_retry(ah_store *st, int64_t conn_id, int64_t outbox_id, const char *next_at,
+                         const char *error)
+{
+    ah_pg_store *s = ah_pg(st);
+    if (next_at == NULL)
+        return AH_STORE_ERR;
+    ah_pg_params p = {0};
+    ah_pg_p_int(&p, conn_id);
+    ah_pg_p_int(&p, outbox_id);
+    ah_pg_p_text(&p, next_at);
+    ah_pg_p_text(&p, error);
+    ah_pg_lock(s);
+    int rc = AH_PG_CHANGE(s, P_DEL_RETRY, &p, "delivery_retry");
+    ah_pg_unlock(s);
+    return rc;
+}
+
+int ah_pg_delivery_due(ah_store *st, const char *now, int64_t *conn_ids, size_t max, size_t *n)
+{
+    ah_pg_store *s = ah_pg(st);
+    *n = 0;
+    if (now == NULL || conn_ids == NULL || max == 0)
+        return AH_STORE_ERR;
+    ah_pg_params p = {0};
+    ah_pg_p_text(&p, now);
+    ah_pg_p_int(&p, (int64_t)max);
+    int rc;
+    ah_pg_lock(s);
+    PGresult *r = AH_PG_RUN(s, P_DEL_DUE, &p, "delivery_due", &rc);
+    if (r != NULL) {
+        int rows = PQntuples(r);
+        for (int i = 0; i < rows && *n < max; i++)
+            conn_ids[(*n)++] = ah_pg_int(r, i, 0);
+        PQclear(r);
+    }
+    ah_pg_unlock(s);
+    return rc;
+}
+
+/* ---- the outbox read as the event log -------------------------------------- */
+
+int ah_pg_outbox_after(ah_store *st, int64_t tenant_id, int64_t after_id, int limit,
+                       ah_outbox_cb cb, void *arg)
+{
+    ah_pg_store *s = ah_pg(st);
+    ah_pg_params p = {0};
+    ah_pg_p_int(&p, tenant_id);
+    ah_pg_p_int(&p, after_id);
+    ah_pg_p_int(&p, ah_pg_page_limit(limit));
+    int rc;
+    ah_pg_lock(s);
+    PGresult *r = AH_PG_RUN(s, P_OUT_AFTER, &p, "outbox_after", &rc);
+    return outbox_rows(s, r, rc, cb, arg, "outbox_after");
+}
+
+int ah_pg_outbox_prune(ah_store *st, const char *before, int64_t *n_out)
+{
+    ah_pg_store *s = ah_pg(st);
+    if (n_out != NULL)
+        *n_out = 0;
+    if (before == NULL)
+        return AH_STORE_ERR;
+    ah_pg_params p = {0};
+    ah_pg_p_text(&p, before);
+    ah_pg_lock(s);
+    int rc = AH_PG_EXEC(s, P_OUT_PRUNE, &p, "outbox_prune", n_out);
+    ah_pg_unlock(s);
+    return rc;
+}

@@ -1,0 +1,358 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Private to the PostgreSQL engine (core/store/postgresql/): the store
+ * struct, the prepared statements' slots and the helpers its files share.
+ * Nothing outside this folder includes it; the rest of atshub sees only
+ * store.h. The layout mirrors the SQLite engine (core/store/sqlite/): one
+ * file per group of tables, each keeping the SQL of its own slots in a
+ * sparse table named q_sql.
+ *
+ * Every ah_pg_* helper below is called with the store's lock held unless it
+ * says otherwise; the ah_pg_<op> functions are the vtable's entries (store.h
+ * documents them) and take the lock themselves.
+ */
+#ifndef AH_PG_INT_H
+#define AH_PG_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "log.h"
+#include "store.h"
+
+/* Slots of the prepared statements (PQprepare once per connection, named
+ * "ah_q<slot>"). */
+typedef enum {
+    P_BEGIN,
+    P_COMMIT,
+    P_ROLLBACK,
+    P_SAVEPOINT,
+    P_RELEASE,
+    P_ROLLBACK_TO,
+    P_PING,
+    P_DATA_VERSION,
+    P_TENANT_ADD,
+    P_TENANT_GET,
+    P_TENANT_BY_HASH,
+    P_TENANT_LIST,
+    P_TENANT_DEL_SEQ,
+    P_TENANT_DEL_OUTBOX,
+    P_TENANT_DEL_LOG,
+    P_TENANT_DEL_IDEM,
+    P_TENANT_DEL_BULK,
+    P_TENANT_DEL,
+    P_CONN_ADD,
+    P_CONN_GET,
+    P_CONN_LIST_ALL,
+    P_CONN_LIST_TENANT,
+    P_CONN_UPDATE,
+    P_CONN_ENABLE,
+    P_CONN_DEL,
+    P_REC_LOOKUP,
+    P_REC_INSERT,
+    P_REC_UPDATE,
+    P_REC_GET,
+    P_REC_GET_BY_ID,
+    P_REC_COUNT,
+    P_REC_COUNT_ALL,
+    P_CUR_GET,
+    P_CUR_SET,
+    P_SEQ_NEXT,
+    P_OUT_ADD,
+    P_OUT_PENDING,
+    P_OUT_DONE,
+    P_LOG_ADD,
+    P_LOG_PRUNE,
+    P_DEL_ADD,
+    P_DEL_NEXT,
+    P_DEL_DONE,
+    P_DEL_RETRY,
+    P_DEL_DUE,
+    P_OUT_AFTER,
+    P_OUT_PRUNE,
+    P_WH_ADD,
+    P_WH_LIST,
+    P_WH_DUE,
+    P_WH_ENABLE,
+    P_WH_DISABLE,
+    P_WH_GET,
+    P_WH_DELIVERIES,
+    P_WH_ATTEMPT,
+    P_WH_ADVANCE,
+    P_WH_FAILED,
+    P_WH_DUE_ONE,
+    P_WH_PRUNE,
+    P_IDEM_EXPIRE,
+    P_IDEM_RESERVE,
+    P_IDEM_GET,
+    P_IDEM_COMPLETE,
+    P_IDEM_RELEASE,
+    P_IDEM_PRUNE,
+    P_BULK_ADD,
+    P_BULK_ITEM_ADD,
+    P_BULK_GET,
+    P_BULK_NEXT,
+    P_BULK_STATUS,
+    P_BULK_ITEMS,
+    P_BULK_ITEMS_QUEUED,
+    P_BULK_PRIOR,
+    P_BULK_ITEM_SET,
+    P_REC_MARKS,
+    P_REC_MARK_DEL,
+    P_REC_IS_DEL,
+    P_STAGE_ADD,
+    P_STAGE_SINCE,
+    P_STAGE_HISTORY,
+    P_LEASE_ACQUIRE,
+    P_LEASE_HOLD,
+    P_LEASE_RELEASE,
+    P_LEASE_OWNER,
+    P_LEASE_TAKE,
+    P_COUNT
+} ah_pg_qid;
+
+/* record_query and log_query prepare one statement per combination of
+ * filters (a bit mask), in their own ranges of statement names. */
+#define PG_RQ_VARIANTS 64
+#define PG_LQ_VARIANTS 64
+
+typedef struct ah_pg_store {
+    ah_store base; /* first: ah_store * <-> ah_pg_store * */
+    PGconn *db;
+    char *conninfo;  /* the URL as given (may hold a password: never logged) */
+    char *safe_url;  /* the URL with any password replaced: for messages */
+    pthread_mutex_t mu; /* recursive: a scope holds it across operations */
+    bool prepared[P_COUNT];
+    bool rq_prepared[PG_RQ_VARIANTS];
+    bool lq_prepared[PG_LQ_VARIANTS];
+    int fail_after;  /* test hook: < 0 off */
+    int scope_depth; /* scope_begin nesting; mu is held while > 0 */
+    bool sp_active;  /* an operation's savepoint is open inside the scope */
+    bool in_tx;      /* a transaction (an operation's or a scope's) is open */
+    /* Group commit (engine.c), as in the SQLite engine: the open group
+     * transaction holds the writes of scopes opened with group_begin. */
+    bool group_open;
+    bool group_scope;
+    uint64_t group_id;
+    void (*group_ended)(void *arg, uint64_t group, bool ok);
+    void *group_arg;
+    char *scratch;   /* content-hash input buffer, reused across rows */
+    size_t scratch_cap;
+} ah_pg_store;
+
+extern const ah_store_ops ah_pg_ops;
+
+static inline ah_pg_store *ah_pg(ah_store *s)
+{
+    return (ah_pg_store *)s;
+}
+
+/* Parameters of one statement, all sent as text. Integers are formatted
+ * into the struct's own buffers; strings are borrowed. */
+#define AH_PG_MAXP 16
+typedef struct ah_pg_params {
+    int n;
+    const char *v[AH_PG_MAXP];
+    char ibuf[AH_PG_MAXP][24];
+} ah_pg_params;
+
+void ah_pg_p_text(ah_pg_params *p, const char *v);
+void ah_pg_p_int(ah_pg_params *p, int64_t v);
+void ah_pg_p_bool(ah_pg_params *p, bool v);
+
+/* Growable array of rows for the collect-then-callback pattern. */
+typedef struct ah_pg_rowvec {
+    void *items;
+    size_t n, cap, elem;
+} ah_pg_rowvec;
+
+/* Fills one row from row i of a result. */
+typedef bool (*ah_pg_fill_fn)(const PGresult *r, int i, void *row);
+typedef void (*ah_pg_free_fn)(void *row);
+
+/* ---- conn.c ------------------------------------------------------------ */
+
+void ah_pg_lock(ah_pg_store *s);
+void ah_pg_unlock(ah_pg_store *s);
+void ah_pg_log_res(ah_pg_store *s, const PGresult *r, const char *what);
+/** Runs statement slot id (prepared on first use from sql) with p; returns
+ *  the result (PGRES_COMMAND_OK or PGRES_TUPLES_OK) or NULL with *rc set:
+ *  AH_STORE_EXISTS (unique violation), AH_STORE_NOT_FOUND (foreign key
+ *  violation), else AH_STORE_ERR (logged). Inside a scope without an
+ *  operation's savepoint, the statement runs in a savepoint of its own so
+ *  that its failure does not abort the scope's transaction. */
+PGresult *ah_pg_run(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
+                    const ah_pg_params *p, const char *what, int *rc);
+#define AH_PG_RUN(s, id, p, what, rc)                                                   \
+    ah_pg_run((s), "ah_q" #id, &(s)->prepared[(id)], q_sql[(id)], (p), (what), (rc))
+/** As ah_pg_run for a statement without rows; *changes (may be NULL)
+ *  receives the rows it changed. */
+int ah_pg_exec(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
+               const ah_pg_params *p, const char *what, int64_t *changes);
+#define AH_PG_EXEC(s, id, p, what, ch)                                                  \
+    ah_pg_exec((s), "ah_q" #id, &(s)->prepared[(id)], q_sql[(id)], (p), (what), (ch))
+/** As ah_pg_exec: AH_STORE_NOT_FOUND when no row changed. */
+int ah_pg_exec_change(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
+                      const ah_pg_params *p, const char *what);
+#define AH_PG_CHANGE(s, id, p, what)                                                    \
+    ah_pg_exec_change((s), "ah_q" #id, &(s)->prepared[(id)], q_sql[(id)], (p), (what))
+int ah_pg_tx_begin(ah_pg_store *s);
+void ah_pg_tx_rollback(ah_pg_store *s);
+int ah_pg_tx_commit(ah_pg_store *s);
+/** Ends the scope's transaction: COMMIT (commit true) or ROLLBACK. */
+int ah_pg_scope_commit(ah_pg_store *s, bool commit);
+/** Runs a plain command (no parameters, not prepared): transaction
+ *  control, migrations. */
+int ah_pg_command(ah_pg_store *s, const char *sql, const char *what);
+char *ah_pg_dup(const PGresult *r, int i, int col, bool *oom);
+int64_t ah_pg_int(const PGresult *r, int i, int col);
+bool ah_pg_bool(const PGresult *r, int i, int col);
+void *ah_pg_rowvec_push(ah_pg_rowvec *v);
+/** Copies every row of r into v (r is cleared by the caller). */
+int ah_pg_collect(ah_pg_store *s, const PGresult *r, ah_pg_rowvec *v, ah_pg_fill_fn fill,
+                  ah_pg_free_fn fr, const char *what);
+void ah_pg_rowvec_free(ah_pg_rowvec *v, ah_pg_free_fn fr);
+/** Row 0 of r into *out: AH_STORE_NOT_FOUND when r has no row. */
+int ah_pg_one(ah_pg_store *s, const PGresult *r, void *out, ah_pg_fill_fn fill,
+              ah_pg_free_fn fr, const char *what);
+int ah_pg_page_limit(int limit);
+
+/* ---- schema.c ---------------------------------------------------------- */
+
+int ah_pg_migrate(ah_store *st);
+int ah_pg_schema_version(ah_store *st);
+
+/* ---- engine.c ---------------------------------------------------------- */
+
+void ah_pg_close(ah_store *st);
+int ah_pg_ping(ah_store *st);
+int64_t ah_pg_data_version(ah_store *st);
+int ah_pg_scope_begin(ah_store *st);
+int ah_pg_scope_end(ah_store *st, bool commit);
+int ah_pg_group_begin(ah_store *st, uint64_t *group_out);
+int ah_pg_group_commit(ah_store *st);
+void ah_pg_group_listen(ah_store *st, void (*ended)(void *arg, uint64_t group, bool ok),
+                        void *arg);
+/** Ends the open group transaction and tells the listener (lock held, no
+ *  scope open). */
+int ah_pg_group_end_locked(ah_pg_store *s, bool commit);
+
+/* ---- tenants.c --------------------------------------------------------- */
+
+int ah_pg_tenant_add(ah_store *st, const char *name, const char *key_hash, int64_t *id_out);
+int ah_pg_tenant_get(ah_store *st, const char *name, ah_tenant_row *out);
+int ah_pg_tenant_by_key_hash(ah_store *st, const char *key_hash, ah_tenant_row *out);
+int ah_pg_tenant_list(ah_store *st, ah_tenant_cb cb, void *arg);
+int ah_pg_tenant_remove(ah_store *st, const char *name);
+int ah_pg_connection_add(ah_store *st, int64_t tenant_id, const char *plugin, const char *name,
+                         const char *settings_json, int64_t *id_out);
+int ah_pg_connection_get(ah_store *st, const char *tenant, const char *name,
+                         ah_connection_row *out);
+int ah_pg_connection_list(ah_store *st, const char *tenant, ah_connection_cb cb, void *arg);
+int ah_pg_connection_update(ah_store *st, int64_t id, const char *settings_json);
+int ah_pg_connection_set_enabled(ah_store *st, int64_t id, bool enabled);
+int ah_pg_connection_remove(ah_store *st, int64_t id);
+int ah_pg_sequence_next(ah_store *st, int64_t tenant_id, const char *name, int64_t *out);
+
+/* ---- records.c --------------------------------------------------------- */
+
+int ah_pg_records_upsert(ah_store *st, int64_t connection_id, const ah_record_in *in, size_t n,
+                         const char *cursor_key, const char *cursor_value,
+                         ah_upsert_result *results, char **ids_out);
+int ah_pg_record_get(ah_store *st, int64_t connection_id, const char *type, const char *remote_id,
+                     ah_record_row *out);
+int ah_pg_record_get_by_id(ah_store *st, int64_t tenant_id, const char *id, ah_record_row *out);
+int ah_pg_record_query(ah_store *st, const ah_record_query *qy, ah_record_cb cb, void *arg);
+int64_t ah_pg_record_count(ah_store *st, int64_t connection_id, const char *type);
+int ah_pg_cursor_get(ah_store *st, int64_t connection_id, const char *key, char **value_out);
+int ah_pg_cursor_set(ah_store *st, int64_t connection_id, const char *key, const char *value);
+
+/* ---- outbox.c ---------------------------------------------------------- */
+
+int ah_pg_outbox_add(ah_store *st, int64_t tenant_id, const char *topic, const char *body,
+                     int64_t *id_out);
+int ah_pg_outbox_pending(ah_store *st, int limit, ah_outbox_cb cb, void *arg);
+int ah_pg_outbox_done(ah_store *st, int64_t id);
+int ah_pg_outbox_add_batch(ah_store *st, int64_t tenant_id, ah_outbox_in *events, size_t n);
+int ah_pg_delivery_next(ah_store *st, int64_t conn_id, ah_delivery_row *out);
+int ah_pg_delivery_done(ah_store *st, int64_t conn_id, int64_t outbox_id);
+int ah_pg_delivery_retry(ah_store *st, int64_t conn_id, int64_t outbox_id, const char *next_at,
+                         const char *error);
+int ah_pg_delivery_due(ah_store *st, const char *now, int64_t *conn_ids, size_t max, size_t *n);
+int ah_pg_outbox_after(ah_store *st, int64_t tenant_id, int64_t after_id, int limit,
+                       ah_outbox_cb cb, void *arg);
+int ah_pg_outbox_prune(ah_store *st, const char *before, int64_t *n_out);
+
+/* ---- intlog.c ---------------------------------------------------------- */
+
+int ah_pg_log_add(ah_store *st, const ah_log_entry *e);
+int ah_pg_log_prune(ah_store *st, const char *before, int64_t *n_out);
+int ah_pg_log_query(ah_store *st, const ah_log_filter *f, ah_log_cb cb, void *arg);
+
+/* ---- webhooks.c -------------------------------------------------------- */
+
+int ah_pg_webhook_add(ah_store *st, int64_t tenant_id, const char *url, const char *event_types,
+                      const char *secret_sealed, int64_t *id_out);
+int ah_pg_webhook_list(ah_store *st, int64_t tenant_id, ah_webhook_cb cb, void *arg);
+int ah_pg_webhook_due(ah_store *st, const char *now, ah_webhook_cb cb, void *arg);
+int ah_pg_webhook_set_enabled(ah_store *st, int64_t tenant_id, int64_t id, bool enabled);
+int ah_pg_webhook_deliveries(ah_store *st, int64_t tenant_id, int64_t id, int limit,
+                             ah_webhook_delivery_cb cb, void *arg);
+int ah_pg_webhook_attempt(ah_store *st, int64_t id, int64_t outbox_id, bool ok, int http_status,
+                          const char *error, const char *next_at);
+int ah_pg_webhook_advance(ah_store *st, int64_t id, int64_t outbox_id);
+int ah_pg_webhook_failed(ah_store *st, int64_t id, int64_t failures, const char *next_at,
+                         const char *disabled_at);
+int ah_pg_webhook_due_one(ah_store *st, int64_t id, const char *now, ah_webhook_cb cb,
+                          void *arg);
+int ah_pg_webhook_prune(ah_store *st, const char *before, int64_t *n_out);
+
+/* ---- idempotency.c ----------------------------------------------------- */
+
+int ah_pg_idem_reserve(ah_store *st, int64_t tenant_id, const char *key, const char *body_hash,
+                       const char *expired_before, ah_idem_row *out);
+int ah_pg_idem_complete(ah_store *st, int64_t tenant_id, const char *key, int status,
+                        const char *response);
+int ah_pg_idem_release(ah_store *st, int64_t tenant_id, const char *key);
+int ah_pg_idem_prune(ah_store *st, const char *before, int64_t *n_out);
+
+/* ---- bulk.c ------------------------------------------------------------ */
+
+int ah_pg_bulk_add(ah_store *st, const char *id, int64_t tenant_id, const char *action,
+                   const char *params_json, const char *const *record_ids, size_t n);
+int ah_pg_bulk_get(ah_store *st, int64_t tenant_id, const char *id, ah_bulk_job_row *out);
+int ah_pg_bulk_next(ah_store *st, ah_bulk_job_row *out);
+int ah_pg_bulk_set_status(ah_store *st, const char *id, const char *status,
+                          const char *finished_at);
+int ah_pg_bulk_items(ah_store *st, const char *id, bool queued_only, ah_bulk_item_cb cb, void *arg);
+int ah_pg_bulk_item_prior(ah_store *st, const char *id, const char *record_id, int before_idx,
+                          ah_bulk_item_row *out);
+int ah_pg_bulk_item_set(ah_store *st, const char *id, int idx, const char *status,
+                        const char *error_code, const char *error_message);
+
+/* ---- tracking.c -------------------------------------------------------- */
+
+int ah_pg_record_marks(ah_store *st, int64_t connection_id, const char *type, ah_record_mark_cb cb,
+                       void *arg);
+int ah_pg_record_mark_deleted(ah_store *st, const char *id, const char *deleted_at);
+int ah_pg_record_is_deleted(ah_store *st, const char *id, bool *deleted);
+int ah_pg_stage_add(ah_store *st, const char *record_id, int64_t tenant_id, const char *from_stage,
+                    const char *to_stage);
+int ah_pg_stage_changed_since(ah_store *st, int64_t tenant_id, const char *after, int limit,
+                              ah_stage_cb cb, void *arg);
+int ah_pg_stage_history(ah_store *st, const char *record_id, ah_stage_cb cb, void *arg);
+
+/* ---- leases.c ---------------------------------------------------------- */
+
+int ah_pg_lease_acquire(ah_store *st, const char *name, const char *owner, int64_t ttl_ms,
+                        int64_t *token, char **holder);
+int ah_pg_lease_take_over(ah_store *st, const char *name, const char *from_owner,
+                          const char *owner, int64_t ttl_ms, int64_t *token);
+int ah_pg_lease_hold(ah_store *st, const char *name, int64_t token, int64_t ttl_ms);
+int ah_pg_lease_release(ah_store *st, const char *name, int64_t token);
+
+#endif

@@ -1,0 +1,538 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Unified records and sync cursors: the page upsert (one transaction per
+ * page and its cursor), lookups and the filtered, paged query. Mirrors
+ * core/store/sqlite/records.c: the same ids, content hash and results. */
+#include "pg_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "crypto.h"
+
+#define AH_REC_ID_PREFIX "rec_"
+#define AH_REC_ID_RANDOM_BYTES 6
+#define AH_IDGEN_BATCH 64
+#define REC_COLS                                                               \
+    "r.id, r.connection_id, r.type, r.remote_id, r.updated_at, r.raw, "        \
+    "r.fields, r.created_at, r.stored_at"
+
+static const char *const q_sql[P_COUNT] = {
+    [P_REC_LOOKUP] = "SELECT id, content_hash FROM records "
+                     "WHERE connection_id = $1 AND type = $2 AND remote_id = $3",
+    [P_REC_INSERT] = "INSERT INTO records(id, connection_id, type, remote_id, updated_at, "
+                     "raw, fields, content_hash, created_at, stored_at) "
+                     "VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) "
+                     "ON CONFLICT(connection_id, type, remote_id) DO NOTHING RETURNING id",
+    [P_REC_UPDATE] = "UPDATE records SET updated_at = $2, raw = $3, fields = $4, "
+                     "content_hash = $5, stored_at = $6 WHERE id = $1",
+    [P_REC_GET] = "SELECT " REC_COLS " FROM records r "
+                  "WHERE r.connection_id = $1 AND r.type = $2 AND r.remote_id = $3",
+    [P_REC_GET_BY_ID] = "SELECT " REC_COLS " FROM records r JOIN connections c "
+                        "ON c.id = r.connection_id WHERE r.id = $1 AND c.tenant_id = $2",
+    [P_REC_COUNT] = "SELECT count(*) FROM records WHERE connection_id = $1 AND type = $2",
+    [P_REC_COUNT_ALL] = "SELECT count(*) FROM records WHERE connection_id = $1",
+    [P_CUR_GET] = "SELECT value FROM cursors WHERE connection_id = $1 AND key = $2",
+    [P_CUR_SET] = "INSERT INTO cursors(connection_id, key, value) VALUES($1, $2, $3) "
+                  "ON CONFLICT(connection_id, key) DO UPDATE SET value = excluded.value",
+};
+
+enum { RQ_CONN = 1, RQ_UPDATED = 2, RQ_AFTER = 4, RQ_FIELD = 8, RQ_NOCASE = 16, RQ_DELETED = 32 };
+
+static bool fill_record(const PGresult *r, int i, void *row)
+{
+    ah_record_row *x = row;
+    bool oom = false;
+    x->id = ah_pg_dup(r, i, 0, &oom);
+    x->connection_id = ah_pg_int(r, i, 1);
+    x->type = ah_pg_dup(r, i, 2, &oom);
+    x->remote_id = ah_pg_dup(r, i, 3, &oom);
+    x->updated_at = ah_pg_dup(r, i, 4, &oom);
+    x->raw = ah_pg_dup(r, i, 5, &oom);
+    x->fields = ah_pg_dup(r, i, 6, &oom);
+    x->created_at = ah_pg_dup(r, i, 7, &oom);
+    x->stored_at = ah_pg_dup(r, i, 8, &oom);
+    return !oom;
+}
+
+static void record_free_v(void *r)
+{
+    ah_record_row_free(r);
+}
+
+/* SHA-256 of raw "\n" fields, the unchanged-detection key (as SQLite's). */
+static int content_hash(ah_pg_store *s, const char *raw, const char *fields,
+                        char out[AH_SHA256_HEX_LEN + 1])
+{
+    size_t rl = strlen(raw), fl = strlen(fields), need = rl + 1 + fl;
+    if (need > s->scratch_cap) {
+        size_t ncap = s->scratch_cap ? s->scratch_cap : 4096;
+        while (ncap < need)
+            ncap *= 2;
+        char *nb = realloc(s->scratch, ncap);
+        if (nb == NULL)
+            return -1;
+        s->scratch = nb;
+        s->scratch_cap = ncap;
+    }
+    memcpy(s->scratch, raw, rl);
+    s->scratch[rl] = '\n';
+    memcpy(s->scratch + rl + 1, fields, fl);
+    ah_sha256_hex(s->scratch, need, out);
+    return out[0] != '\0' ? 0 : -1;
+}
+
+typedef struct idgen {
+    unsigned char rnd[AH_IDGEN_BATCH * AH_REC_ID_RANDOM_BYTES];
+    size_t pos;
+} idgen;
+
+static const char hexd[] = "0123456789abcdef";
+
+/* "rec_" + 12 hex digits of the time in ms + 12 random hex digits. */
+static int new_record_id(idgen *g, char id[64])
+{
+    if (g->pos + AH_REC_ID_RANDOM_BYTES > sizeof g->rnd) {
+        if (ah_random_bytes(g->rnd, sizeof g->rnd) != 0)
+            return -1;
+        g->pos = 0;
+    }
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
+        return -1;
+    uint64_t ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    size_t n = strlen(AH_REC_ID_PREFIX);
+    memcpy(id, AH_REC_ID_PREFIX, n);
+    for (int i = 11; i >= 0; i--) {
+        id[n + (size_t)i] = hexd[ms & 0xf];
+        ms >>= 4;
+    }
+    n += 12;
+    for (int i = 0; i < AH_REC_ID_RANDOM_BYTES; i++) {
+        unsigned char b = g->rnd[g->pos++];
+        id[n++] = hexd[b >> 4];
+        id[n++] = hexd[b & 0xf];
+    }
+    id[n] = '\0';
+    return 0;
+}
+
+static int rec_insert(ah_pg_store *s, const char *id, int64_t cid, const ah_record_in *r,
+                      const char *raw, const char *fields, const char *hash, const char *now,
+                      bool *created)
+{
+    ah_pg_params p = {0};
+    ah_pg_p_text(&p, id);
+    ah_pg_p_int(&p, cid);
+    ah_pg_p_text(&p, r->type);
+    ah_pg_p_text(&p, r->remote_id);
+    ah_pg_p_text(&p, r->updated_at);
+    ah_pg_p_text(&p, raw);
+    ah_pg_p_text(&p, fields);
+    ah_pg_p_text(&p, hash);
+    ah_pg_p_text(&p, now);
+    int rc;
+    PGresult *res = AH_PG_RUN(s, P_REC_INSERT, &p, "records_upsert insert", &rc);
+    *created = false;
+    if (res != NULL) {
+        *created = PQntuples(res) == 1;
+        PQclear(res);
+    }
+    return rc;
+}
+
+static int rec_lookup(ah_pg_store *s, int64_t cid, const ah_record_in *r, const char *hash,
+                      char id[64], bool *found, bool *same)
+{
+    ah_pg_params p = {0};
+    ah_pg_p_int(&p, cid);
+    ah_pg_p_text(&p, r->type);
+    ah_pg_p_text(&p, r->remote_id);
+    int rc;
+    *found = *same = false;
+    PGresult *res = AH_PG_RUN(s, P_REC_LOOKUP, &p, "records_upsert lookup", &rc);
+    if (res == NULL)
+        return rc;
+    if (PQntuples(res) == 1) {
+        const char *oid = PQgetvalue(res, 0, 0);
+        if (strlen(oid) >= 64) {
+            ah_log(s->base.lg, AH_LOG_ERROR, "store", "records_upsert: bad stored id");
+            rc = AH_STORE_ERR;
+        } else {
+            memcpy(id, oid, strlen(oid) + 1);
+            *found = true;
+            *same = !PQgetisnull(res, 0, 1) && strcmp(PQgetvalue(res, 0, 1), hash) == 0;
+        }
+    }
+    PQclear(res);
+    return rc;
+}
+
+/* One record inside the page transaction (see the SQLite engine for the
+ * known_hint: which statement to try first). */
+static int upsert_one(ah_pg_store *s, idgen *g, int64_t cid, const ah_record_in *r, const char *now,
+                      bool *known_hint, ah_upsert_result *result, char **id_out)
+{
+    if (r->type == NULL || r->remote_id == NULL) {
+        ah_log(s->base.lg, AH_LOG_ERROR, "store",
+               "records_upsert: a record without type or remote_id");
+        return AH_STORE_ERR;
+    }
+    const char *raw = r->raw != NULL ? r->raw : "null";
+    const char *fields = r->fields != NULL ? r->fields : "{}";
+    char hash[AH_SHA256_HEX_LEN + 1];
+    if (content_hash(s, raw, fields, hash) != 0) {
+        ah_log(s->base.lg, AH_LOG_ERROR, "store", "records_upsert: out of memory");
+        return AH_STORE_ERR;
+    }
+    char id[64], newid[64];
+    bool created = false, found = false, same = false;
+    int rc;
+    if (!*known_hint) {
+        if (new_record_id(g, newid) != 0)
+            goto no_random;
+        rc = rec_insert(s, newid, cid, r, raw, fields, hash, now, &created);
+        if (rc != AH_STORE_OK)
+            return rc;
+    }
+    if (!created) {
+        rc = rec_lookup(s, cid, r, hash, id, &found, &same);
+        if (rc != AH_STORE_OK)
+            return rc;
+        if (!found && *known_hint) {
+            if (new_record_id(g, newid) != 0)
+                goto no_random;
+            rc = rec_insert(s, newid, cid, r, raw, fields, hash, now, &created);
+            if (rc != AH_STORE_OK)
+                return rc;
+        }
+        if (!found && !created) {
+            ah_log(s->base.lg, AH_LOG_ERROR, "store",
+                   "records_upsert: record neither inserted nor found");
+            return AH_STORE_ERR;
+        }
+    }
+    *known_hint = found;
+    if (created) {
+        memcpy(id, newid, strlen(newid) + 1);
+        *result = AH_REC_CREATED;
+    } else if (same) {
+        *result = AH_REC_UNCHANGED;
+    } else {
+        ah_pg_params p = {0};
+        ah_pg_p_text(&p, id);
+        ah_pg_p_text(&p, r->updated_at);
+        ah_pg_p_text(&p, raw);
+        ah_pg_p_text(&p, fields);
+        ah_pg_p_text(&p, hash);
+        ah_pg_p_text(&p, now);
+        rc = AH_PG_EXEC(s, P_REC_UPDATE, &p, "records_upsert update", NULL);
+        if (rc != AH_STORE_OK)
+            return rc;
+        *result = AH_REC_UPDATED;
+    }
+    if (id_out != NULL) {
+        *id_out = strdup(id);
+        if (*id_out == NULL) {
+            ah_log(s->base.lg, AH_LOG_ERROR, "store", "records_upsert: out of memory");
+            return AH_STORE_ERR;
+        }
+    }
+    return AH_STORE_OK;
+no_random:
+    ah_log(s->base.lg, AH_LOG_ERROR, "store", "records_upsert: no randomness");
+    return AH_STORE_ERR;
+}
+
+int ah_pg_records_upsert(ah_store *st, int64_t connection_id, const ah_record_in *in, size_t n,
+                         const char *cursor_key, const char *cursor_value,
+                         ah_upsert_result *results, char **ids_out)
+{
+    ah_pg_store *s = ah_pg(st);
+    if (n > 0 && in == NULL)
+        return AH_STORE_ERR;
+    if (cursor_key != NULL && cursor_value == NULL)
+        return AH_STORE_ERR;
+    if (ids_out != NULL)
+        for (size_t i = 0; i < n; i++)
+            ids_out[i] = NULL;
+    char now[32];
+    ah_now_iso(now);
+
+    idgen gen;
+    gen.pos = sizeof gen.rnd;
+    bool known = false;
+
+    ah_pg_lock(s);
+    int fail_after = s->fail_after;
+    s->fail_after = -1;
+    int rc = ah_pg_tx_begin(s);
+    if (rc != AH_STORE_OK) {
+        ah_pg_unlock(s);
+        return rc;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (fail_after >= 0 && (size_t)fail_after == i) {
+            ah_log(s->base.lg, AH_LOG_ERROR, "store",
+                   "records_upsert: failing after %d records (test hook)", fail_after);
+            rc = AH_STORE_ERR;
+            goto rollback;
+        }
+        ah_upsert_result res = AH_REC_UNCHANGED;
+        rc = upsert_one(s, &gen, connection_id, &in[i], now, &known, &res,
+                        ids_out != NULL ? &ids_out[i] : NULL);
+        if (rc != AH_STORE_OK)
+            goto rollback;
+        if (results != NULL)
+            results[i] = res;
+    }
+    if (fail_after >= 0 && (size_t)fail_after == n) {
+        ah_log(s->base.lg, AH_LOG_ERROR, "store",
+               "records_upsert: failing before the cursor (test hook)");
+        rc = AH_STORE_ERR;
+        goto rollback;
+    }
+    if (cursor_key != NULL) {
+        ah_pg_params p = {0};
+        ah_pg_p_int(&p, connection_id);
+        ah_pg_p_text(&p, cursor_key);
+        ah_pg_p_text(&p, cursor_value);
+        rc = AH_PG_EXEC(s, P_CUR_SET, &p, "records_upsert cursor", NULL);
+        if (rc != AH_STORE_OK)
+            goto rollback;
+    }
+    rc = ah_pg_tx_commit(s);
+    if (rc != AH_STORE_OK)
+        goto failed;
+    ah_pg_unlock(s);
+    return AH_STORE_OK;
+
+rollback:
+    ah_pg_tx_rollback(s);
+failed:
+    ah_pg_unlock(s);
+    if (ids_out != NULL)
+        for (size_t i = 0; i < n; i++) {
+            free(ids_out[i]);
+            ids_out[i] = NULL;
+        }
+    return rc;
+}
+
+int ah_pg_record_get(ah_store *st, int64_t connection_id, const char *type, const char *remote_id,
+                     ah_record_row *out)
+{
+    ah_pg_store *s = ah_pg(st);
+    if (type == NULL || remote_id == NULL || out == NULL)
+        return AH_STORE_ERR;
+    memset(out, 0, sizeof *out);
+    ah_pg_params p = {0};
+    ah_pg_p_int(&p, connection_id);
+    ah_pg_p_text(&p, type);
+    ah_pg_p_text(&p, remote_id);
+    int rc;
+    ah_pg_lock(s);
+    PGresult *r = AH_PG_RUN(s, P_REC_GET, &p, "record_get", &rc);
+    if (r != NULL) {
+        rc = ah_pg_one(s, r, out, fill_record, record_free_v, "record_get");
+        PQclear(r);
+    }
+    ah_pg_unlock(s);
+    return rc;
+}
+
+int ah_pg_record_get_by_id(ah_store *st, int64_t tenant_id, const char *id, ah_record_row *out)
+{
+    ah_pg_store *s = ah_pg(st);
+    if (id == NULL || out == NULL)
+        return AH_STORE_ERR;
+    memset(out, 0, sizeof *out);
+    ah_pg_params p = {0};
+    ah_pg_p_text(&p, id);
+    ah_pg_p_int(&p, tenant_id);
+    int rc;
+    ah_pg_lock(s);
+    PGresult *r = AH_PG_RUN(s, P_REC_GET_BY_ID, &p, "record_get_by_id", &rc);
+    if (r != NULL) {
+        rc = ah_pg_one(s, r, out, fill_record, record_free_v, "record_get_by_id");
+        PQclear(r);
+    }
+    ah_pg_unlock(s);
+    return rc;
+}
+
+static bool valid_field_key(const char *k)
+{
+    if (k == NULL || *k == '\0' || strlen(k) > 128)
+        return false;
+    for (const char *p = k; *p; p++)
+        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+              (*p >= '0' && *p <= '9') || *p == '_'))
+            return false;
+    return true;
+}
+
+/* The statement of one combination of filters. Parameters are numbered in
+ * the order they are bound (record_query), since PostgreSQL wants every
+ * $n of a statement used. Only constant fragments go into the text. */
+static void record_query_sql(unsigned mask, char *sql, size_t n)
+{
+    int k = 3;
+    char conn[48] = "", upd[96] = "", after[48] = "", field[192] = "", lim[24];
+    if (mask & RQ_CONN)
+        snprintf(conn, sizeof conn, " AND r.connection_id = $%d", k++);
+    if (mask & RQ_UPDATED)
+        snprintf(upd, sizeof upd, " AND ah_try_ts(r.updated_at) > ($%d)::timestamptz", k++);
+    if (mask & RQ_AFTER)
+        snprintf(after, sizeof after, " AND r.id > $%d", k++);
+    if (mask & RQ_FIELD) {
+        if (mask & RQ_NOCASE)
+            snprintf(field, sizeof field,
+                     " AND lower(btrim(ah_json_text(r.fields, $%d))) = lower(btrim($%d))", k,
+                     k + 1);
+        else
+            snprintf(field, sizeof field, " AND ah_json_text(r.fields, $%d) = $%d", k, k + 1);
+        k += 2;
+    }
+    snprintf(lim, sizeof lim, "$%d", k);
+    snprintf(sql, n,
+             "SELECT " REC_COLS " FROM records r JOIN connections c "
+             "ON c.id = r.connection_id WHERE c.tenant_id = $1 AND r.type = $2%s%s%s%s%s "
+             "ORDER BY r.id LIMIT %s",
+             (mask & RQ_DELETED) ? "" : " AND r.remote_deleted_at IS NULL", conn, upd, after,
+             field, lim);
+}
+
+int ah_pg_record_query(ah_store *st, const ah_record_query *qy, ah_record_cb cb, void *arg)
+{
+    ah_pg_store *s = ah_pg(st);
+    if (qy == NULL || qy->type == NULL)
+        return AH_STORE_ERR;
+    unsigned mask = 0;
+    char updated_after[32];
+    if (qy->connection_id != 0)
+        mask |= RQ_CONN;
+    if (qy->updated_after != NULL) {
+        if (ah_iso_normalize(qy->updated_after, updated_after) != 0) {
+            ah_log(s->base.lg, AH_LOG_ERROR, "store",
+                   "record_query: updated_after is not an ISO-8601 time");
+            return AH_STORE_ERR;
+        }
+        mask |= RQ_UPDATED;
+    }
+    if (qy->after_id != NULL)
+        mask |= RQ_AFTER;
+    if (qy->include_deleted)
+        mask |= RQ_DELETED;
+    if (qy->field_key != NULL) {
+        if (!valid_field_key(qy->field_key) || qy->field_value == NULL) {
+            ah_log(s->base.lg, AH_LOG_ERROR, "store",
+                   "record_query: field filter key must match [A-Za-z0-9_]+ and have a "
+                   "value");
+            return AH_STORE_ERR;
+        }
+        mask |= RQ_FIELD;
+        if (qy->field_nocase)
+            mask |= RQ_NOCASE;
+    }
+    int limit = qy->limit <= 0 ? 100 : qy->limit > 1000 ? 1000 : qy->limit;
+
+    ah_pg_params p = {0};
+    ah_pg_p_int(&p, qy->tenant_id);
+    ah_pg_p_text(&p, qy->type);
+    if (mask & RQ_CONN)
+        ah_pg_p_int(&p, qy->connection_id);
+    if (mask & RQ_UPDATED)
+        ah_pg_p_text(&p, updated_after);
+    if (mask & RQ_AFTER)
+        ah_pg_p_text(&p, qy->after_id);
+    if (mask & RQ_FIELD) {
+        ah_pg_p_text(&p, qy->field_key);
+        ah_pg_p_text(&p, qy->field_value);
+    }
+    ah_pg_p_int(&p, limit);
+    char sql[1024], name[24];
+    record_query_sql(mask, sql, sizeof sql);
+    snprintf(name, sizeof name, "ah_rq%u", mask);
+
+    ah_pg_rowvec v = {.elem = sizeof(ah_record_row)};
+    int rc;
+    ah_pg_lock(s);
+    PGresult *r = ah_pg_run(s, name, &s->rq_prepared[mask], sql, &p, "record_query", &rc);
+    if (r != NULL) {
+        rc = ah_pg_collect(s, r, &v, fill_record, record_free_v, "record_query");
+        PQclear(r);
+    }
+    ah_pg_unlock(s);
+    if (rc == AH_STORE_OK && cb != NULL)
+        for (size_t i = 0; i < v.n; i++)
+            cb(arg, (ah_record_row *)v.items + i);
+    ah_pg_rowvec_free(&v, record_free_v);
+    return rc;
+}
+
+int64_t ah_pg_record_count(ah_store *st, int64_t connection_id, const char *type)
+{
+    ah_pg_store *s = ah_pg(st);
+    int64_t n = AH_STORE_ERR;
+    ah_pg_params p = {0};
+    ah_pg_p_int(&p, connection_id);
+    int rc;
+    ah_pg_lock(s);
+    PGresult *r;
+    if (type != NULL) {
+        ah_pg_p_text(&p, type);
+        r = AH_PG_RUN(s, P_REC_COUNT, &p, "record_count", &rc);
+    } else {
+        r = AH_PG_RUN(s, P_REC_COUNT_ALL, &p, "record_count", &rc);
+    }
+    if (r != NULL) {
+        if (PQntuples(r) == 1)
+            n = ah_pg_int(r, 0, 0);
+        PQclear(r);
+    } else {
+        n = rc;
+    }
+    ah_pg_unlock(s);
+    return n;
+}
+
+int ah_pg_cursor_get(ah_store *st, int64_t connection_id, const char *key, char **value_out)
+{
+    ah_pg_store *s = ah_pg(st);
+    if (key == NULL || value_out == NULL)
+        return AH_STORE_ERR;
+    *value_out = NULL;
+    ah_pg_params p = {0};
+    ah_pg_p_int(&p, connection_id);
+    ah_pg_p_text(&p, key);
+    int rc;
+    ah_pg_lock(s);
+    PGresult *r = AH_PG_RUN(s, P_CUR_GET, &p, "cursor_get", &rc);
+    if (r != NULL) {
+        if (PQntuples(r) == 1) {
+            bool oom = false;
+            *value_out = ah_pg_dup(r, 0, 0, &oom);
+            rc = oom ? AH_STORE_ERR : AH_STORE_OK;
+        }
+        PQclear(r);
+    }
+    ah_pg_unlock(s);
+    return rc;
+}
+
+int ah_pg_cursor_set(ah_store *st, int64_t connection_id, const char *key, const char *value)
+{
+    ah_pg_store *s = ah_pg(st);
+    if (key == NULL || value == NULL)
+        return AH_STORE_ERR;
+    ah_pg_params p = {0};
+    ah_pg_p_int(&p, connection_id);
+    ah_pg_p_text(&p, key);
+    ah_pg_p_text(&p, value);
+    ah_pg_lock(s);
+    int rc = AH_PG_EXEC(s, P_CUR_SET, &p, "cursor_set", NULL);
+    ah_pg_unlock(s);
+    return rc;
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Runs one Check suite on the PostgreSQL engine (tests/CMakeLists.txt,
+# ah_check_pg): usage: pg_run.sh EXE NAME. AH_TEST_PG_URL names the server
+# (scripts/test starts a throwaway one); without it the suite is skipped
+# (exit 77). The suite's tests create databases named after NAME and drop
+# them; whatever a crashed test left behind is dropped here at the end.
+set -uo pipefail
+exe="${1:?usage: pg_run.sh EXE NAME}"
+name="${2:?usage: pg_run.sh EXE NAME}"
+if [ -z "${AH_TEST_PG_URL:-}" ]; then
+  echo "$name: no PostgreSQL server (set AH_TEST_PG_URL=postgresql://..., or run scripts/test, which starts one): skipped"
+  exit 77
+fi
+export AH_TEST_ENGINE=postgresql AH_TEST_SUITE="$name"
+"$exe"
+rc=$?
+if command -v psql >/dev/null 2>&1; then
+  prefix="ah_${name#check_}_"
+  psql -qAtX "$AH_TEST_PG_URL" -c \
+    "SELECT datname FROM pg_database WHERE datname LIKE '${prefix//_/\\_}%'" 2>/dev/null |
+    while read -r db; do
+      psql -qX "$AH_TEST_PG_URL" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1
+    done
+fi
+exit $rc
