@@ -354,8 +354,8 @@ static void retire_one(void *arg, ah_conn *c)
         ah_generation *cur = ah_registry_acquire(core->registry, c->plugin);
         if (cur != c->ctx_gen) {
             ah_generation *old = c->ctx_gen;
-            if (c->ctx != NULL && old->desc->close != NULL)
-                old->desc->close(old->plugin_state, c->ctx);
+            if (c->ctx != NULL)
+                ah_generation_close(old, c->ctx);
             c->ctx = NULL;
             c->ctx_gen = NULL;
             c->ctx_failed = false;
