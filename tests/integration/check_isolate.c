@@ -20,6 +20,7 @@
 #include "conns.h"
 #include "core.h"
 #include "daemon.h"
+#include "metrics.h"
 #include "support/harness.h"
 
 typedef struct fixture {
@@ -258,6 +259,16 @@ START_TEST(test_faults_contained)
         ck_assert_int_eq(children(&zombies), 1);
         ck_assert_int_eq(zombies, 0);
     }
+    /* /metrics counts them per plugin. */
+    char *metrics = ah_metrics_render(f.core);
+    ck_assert_ptr_nonnull(metrics);
+    char want[128];
+    snprintf(want, sizeof want, "atshub_plugin_crashes_total{plugin=\"fixture_faulty\"} %zu\n", n);
+    ck_assert_msg(strstr(metrics, want) != NULL, "%s", metrics);
+    snprintf(want, sizeof want, "atshub_plugin_restarts_total{plugin=\"fixture_faulty\"} %zu\n", n);
+    ck_assert_msg(strstr(metrics, want) != NULL, "%s", metrics);
+    ck_assert_ptr_null(strstr(metrics, "atshub_plugin_crashes_total{plugin=\"fixture_good\"}"));
+    free(metrics);
     atomic_store(&l.stop, true);
     pthread_join(th, NULL);
     ck_assert_msg(atomic_load(&l.failed) == 0, "%ld requests to fixture_good failed (%s)",
@@ -294,6 +305,39 @@ START_TEST(test_recycle_after_max_calls)
     cJSON_Delete(p);
     teardown(&f);
     int zombies;
+    ck_assert_int_eq(children(&zombies), 0);
+}
+END_TEST
+
+/* A hot swap gives the new generation a new process; the old one ends when
+ * its last connection moved over. */
+START_TEST(test_swap_isolated)
+{
+    fixture f;
+    setup(&f, "[plugin.fixture_faulty]\nisolation = process\n");
+    ah_reply r;
+    call(f.core, "f", "ok", &r);
+    ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
+    int pid1 = cJSON_GetObjectItem(r.body, "pid")->valueint;
+    ah_reply_free(&r);
+    char path[1024], err[1024];
+    snprintf(path, sizeof path, "%s/faulty.so", ah_t_env("AH_FIXTURE_DIR"));
+    ck_assert_msg(ah_registry_load(f.core->registry, "fixture_faulty", path, err, sizeof err) == 2,
+                  "%s", err);
+    call(f.core, "f", "ok", &r);
+    ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
+    int pid2 = cJSON_GetObjectItem(r.body, "pid")->valueint;
+    ck_assert_str_eq(cJSON_GetObjectItem(r.body, "greeting")->valuestring, "hej");
+    ah_reply_free(&r);
+    ck_assert_int_ne(pid1, pid2);
+    cJSON *p = faulty_json(f.core);
+    ck_assert_int_eq(cJSON_GetObjectItem(p, "generation")->valueint, 2);
+    ck_assert_str_eq(cJSON_GetObjectItem(p, "isolation")->valuestring, "process");
+    cJSON_Delete(p);
+    int zombies;
+    ck_assert_int_eq(children(&zombies), 1);
+    ck_assert_int_eq(zombies, 0);
+    teardown(&f);
     ck_assert_int_eq(children(&zombies), 0);
 }
 END_TEST
@@ -342,6 +386,7 @@ static Suite *isolate_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_faults_contained);
     tcase_add_test(tc, test_recycle_after_max_calls);
+    tcase_add_test(tc, test_swap_isolated);
     tcase_add_test(tc, test_routes_and_subscriptions_refused);
     suite_add_tcase(s, tc);
     return s;
