@@ -56,6 +56,7 @@ struct ah_isolate {
     pthread_mutex_t st; /* guards what operators see, below */
     pid_t pid;          /* 0 when no child runs */
     bool circuit_open;
+    bool restarting;    /* the child crashed; none runs until the next start */
     unsigned long restarts, recycles, crashes, calls;
     char last_cause[256];
     char last_kind[16];
@@ -266,6 +267,7 @@ static void record_crash(ah_isolate *iso, const char *kind, const char *sig, con
     iso->recycled = false;
     pthread_mutex_lock(&iso->st);
     iso->crashes++;
+    iso->restarting = true;
     if (open)
         iso->circuit_open = true;
     snprintf(iso->last_kind, sizeof iso->last_kind, "%s", kind);
@@ -350,6 +352,7 @@ static int ensure_running(ah_isolate *iso, ah_call *call)
     pthread_mutex_lock(&iso->st);
     if (iso->epoch > 1 && !iso->recycled)
         iso->restarts++;
+    iso->restarting = false;
     pthread_mutex_unlock(&iso->st);
     iso->recycled = false;
     return 0;
@@ -808,13 +811,11 @@ cJSON *ah_isolate_json(ah_isolate *iso)
     cJSON *o = cJSON_CreateObject();
     if (o == NULL)
         return NULL;
-    int64_t now = mono_ms();
     pthread_mutex_lock(&iso->st);
-    const char *state = iso->pid > 0 ? "running"
+    const char *state = iso->pid > 0        ? "running"
                         : iso->circuit_open ? "circuit_open"
-                        : iso->crashes > 0 && !iso->recycled ? "restarting"
-                                                             : "stopped";
-    (void)now;
+                        : iso->restarting   ? "restarting"
+                                            : "stopped";
     if (iso->pid > 0)
         cJSON_AddNumberToObject(o, "pid", iso->pid);
     else

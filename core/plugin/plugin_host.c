@@ -16,6 +16,7 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -43,6 +44,18 @@ typedef struct child_call {
     int err_status;
     cJSON *keep; /* answers whose strings the plugin holds until the call returns */
 } child_call;
+
+#if defined(__SANITIZE_ADDRESS__)
+/* Under AddressSanitizer (test builds) a plugin's fault must still end
+ * this process with its own signal, as it does in production, so that the
+ * daemon can tell a crash from an exit: leave SEGV, BUS and FPE to us. */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+    return "handle_segv=0:handle_sigbus=0:handle_sigfpe=0:handle_sigill=0:"
+           "allow_user_segv_handler=1";
+}
+#endif
 
 static int g_fd = SOCK_FD;
 static uint64_t g_memory_max;
@@ -79,7 +92,15 @@ static uint64_t vm_size(void)
  * the limit, tell the daemon it was memory, then die of the same signal. */
 static void on_fault(int sig)
 {
-    if (g_memory_max > 0 && vm_size() >= g_memory_max / 10 * 9) {
+#if defined(__SANITIZE_ADDRESS__)
+    /* No RLIMIT_AS under AddressSanitizer, whose shadow memory makes the
+     * address space useless as a measure. */
+    bool near_limit = false;
+    (void)vm_size;
+#else
+    bool near_limit = g_memory_max > 0 && vm_size() >= g_memory_max / 10 * 9;
+#endif
+    if (near_limit) {
         ssize_t w = write(g_fd, oom_frame, sizeof oom_frame - 1);
         (void)w;
     }
@@ -682,12 +703,47 @@ static void answer(child_call *cc, ah_result r, cJSON *body, const char *ctx)
     cc->keep = NULL;
 }
 
+/* The contexts open() made and close() has not freed: closed at the end, so
+ * that a process ended (recycled, swapped, the daemon stopping) still hands
+ * each one to the plugin's close. */
+static void **g_ctxs;
+static size_t g_nctxs, g_capctxs;
+
+static void ctx_add(void *ctx)
+{
+    if (ctx == NULL)
+        return;
+    if (g_nctxs == g_capctxs) {
+        size_t cap = g_capctxs ? g_capctxs * 2 : 16;
+        void **n = realloc(g_ctxs, cap * sizeof *n);
+        if (n == NULL)
+            return; /* not closed at the end: the process ends anyway */
+        g_ctxs = n;
+        g_capctxs = cap;
+    }
+    g_ctxs[g_nctxs++] = ctx;
+}
+
+/* Whether ctx is one open() made (a close for anything else is ignored). */
+static bool ctx_remove(void *ctx)
+{
+    for (size_t i = 0; i < g_nctxs; i++) {
+        if (g_ctxs[i] == ctx) {
+            g_ctxs[i] = g_ctxs[--g_nctxs];
+            return true;
+        }
+    }
+    return false;
+}
+
 static void serve_open(const cJSON *m)
 {
     child_call cc;
     call_init(&cc, m, NULL);
     void *ctx = NULL;
     ah_result r = g_desc->open != NULL ? g_desc->open(&cc.call, &ctx) : AH_OK;
+    if (r == AH_OK)
+        ctx_add(ctx);
     char h[24];
     snprintf(h, sizeof h, "%" PRIxPTR, (uintptr_t)ctx);
     answer(&cc, r, NULL, h);
@@ -718,7 +774,7 @@ static void serve_call(const cJSON *m)
 static void serve_close(const cJSON *m)
 {
     void *ctx = ctx_of(m);
-    if (g_desc->close != NULL && ctx != NULL)
+    if (ctx != NULL && ctx_remove(ctx) && g_desc->close != NULL)
         g_desc->close(g_state, ctx);
 }
 
@@ -815,6 +871,10 @@ int main(int argc, char **argv)
             serve_close(m);
         cJSON_Delete(m);
     }
+    for (size_t i = 0; i < g_nctxs; i++)
+        if (g_desc->close != NULL)
+            g_desc->close(g_state, g_ctxs[i]);
+    free(g_ctxs);
     if (g_desc->fini != NULL)
         g_desc->fini(g_state);
     dlclose(dl);
