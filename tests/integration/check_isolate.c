@@ -21,6 +21,7 @@
 #include "core.h"
 #include "daemon.h"
 #include "metrics.h"
+#include "ops.h"
 #include "support/harness.h"
 
 typedef struct fixture {
@@ -342,6 +343,56 @@ START_TEST(test_swap_isolated)
 }
 END_TEST
 
+/* SIGHUP's reconcile loads a plugin newly in the INI as its section says. */
+START_TEST(test_reconcile_loads_isolated)
+{
+    fixture f;
+    setup(&f, "");
+    cJSON *p = faulty_json(f.core);
+    ck_assert_str_eq(cJSON_GetObjectItem(p, "isolation")->valuestring, "in_process");
+    cJSON_Delete(p);
+    const char *fx = ah_t_env("AH_FIXTURE_DIR");
+    char extra[1024];
+    snprintf(extra, sizeof extra,
+             "fixture_good = %s/good_v1.so\nfixture_faulty = %s/good_v2.so\n"
+             "[plugin.fixture_good]\nisolation = process\n", fx, fx);
+    char *ini = ah_t_write_ini(f.dir, extra);
+    ck_assert_ptr_nonnull(ini);
+    free(ini);
+    cJSON *out = NULL;
+    ah_ops_err e;
+    /* fixture_faulty's file is now another plugin's: refused, the rest goes on. */
+    ah_ops_reconcile(f.core, &out, &e);
+    cJSON_Delete(out);
+    /* fixture_good's path did not change: it keeps running in process
+     * (a section change of a loaded plugin needs a reload or a restart). */
+    cJSON *list = ah_core_plugins_json(f.core, "fixture_good");
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(list, 0), "isolation")->valuestring,
+                     "in_process");
+    cJSON_Delete(list);
+    snprintf(extra, sizeof extra,
+             "fixture_good = %s/good_v2.so\nfixture_faulty = %s/faulty.so\n"
+             "[plugin.fixture_good]\nisolation = process\n", fx, fx);
+    ini = ah_t_write_ini(f.dir, extra);
+    free(ini);
+    ck_assert_msg(ah_ops_reconcile(f.core, &out, &e) == 0, "%s", e.msg);
+    cJSON_Delete(out);
+    list = ah_core_plugins_json(f.core, "fixture_good");
+    cJSON *g = cJSON_GetArrayItem(list, 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(g, "isolation")->valuestring, "process");
+    ck_assert_str_eq(cJSON_GetObjectItem(g, "version")->valuestring, "2.0.0");
+    cJSON_Delete(list);
+    ah_reply r;
+    call(f.core, "g", NULL, &r);
+    ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
+    ck_assert_str_eq(cJSON_GetObjectItem(r.body, "version")->valuestring, "2.0.0");
+    ah_reply_free(&r);
+    teardown(&f);
+    int zombies;
+    ck_assert_int_eq(children(&zombies), 0);
+}
+END_TEST
+
 static void expect_refused(const char *extra, const char *needle)
 {
     char *dir = ah_t_tmpdir();
@@ -387,6 +438,7 @@ static Suite *isolate_suite(void)
     tcase_add_test(tc, test_faults_contained);
     tcase_add_test(tc, test_recycle_after_max_calls);
     tcase_add_test(tc, test_swap_isolated);
+    tcase_add_test(tc, test_reconcile_loads_isolated);
     tcase_add_test(tc, test_routes_and_subscriptions_refused);
     suite_add_tcase(s, tc);
     return s;
