@@ -81,6 +81,13 @@ void ah_core_call_done(ah_core_call *cc)
     }
 }
 
+/* Failures of an isolated plugin's process rather than of its open(). */
+static bool open_failure_transient(const char *code)
+{
+    return strcmp(code, AH_E_PLUGIN_CRASHED) == 0 || strcmp(code, AH_E_PLUGIN_UNAVAILABLE) == 0 ||
+           strcmp(code, AH_E_TIMEOUT) == 0;
+}
+
 int ah_conn_ensure_open(ah_core *core, ah_conn *c, ah_generation *gen, ah_call_ext *ext)
 {
     if (c->ctx_gen == gen) {
@@ -110,6 +117,16 @@ int ah_conn_ensure_open(ah_core *core, ah_conn *c, ah_generation *gen, ah_call_e
     void *ctx = NULL;
     ah_result r = ah_generation_open(gen, &cc.ext.call, &ctx);
     ah_core_call_done(&cc);
+    if (r != AH_OK && gen->iso != NULL && open_failure_transient(cc.ext.err_code)) {
+        /* The plugin's process failed (or is restarting), not the
+         * connection: open again at the next call rather than remember it. */
+        snprintf(ext->err_code, sizeof ext->err_code, "%s", cc.ext.err_code);
+        snprintf(ext->err_msg, sizeof ext->err_msg, "%s", cc.ext.err_msg);
+        ext->err_status = cc.ext.err_status;
+        c->ctx_gen = NULL;
+        ah_generation_release(gen);
+        return -1;
+    }
     if (r != AH_OK) {
         c->ctx_failed = true;
         snprintf(c->ctx_error, sizeof c->ctx_error, "%.40s: cannot open connection %.64s/%.64s: %.300s",

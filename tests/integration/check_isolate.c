@@ -18,11 +18,14 @@
 #include <unistd.h>
 
 #include "conns.h"
+#include "crypto.h"
 #include "core.h"
 #include "daemon.h"
 #include "metrics.h"
 #include "ops.h"
 #include "support/harness.h"
+
+#define API_KEY "ahk_isolate_0123456789"
 
 typedef struct fixture {
     char *dir;
@@ -64,9 +67,12 @@ static void setup(fixture *f, const char *iso_section)
     f->core = ah_daemon_open(&cfg, &o, err, sizeof err);
     ck_assert_msg(f->core != NULL, "%s", err);
     int64_t tid;
-    ck_assert_int_eq(f->core->store->ops->tenant_add(f->core->store, "acme", "x", &tid), 0);
+    char hash[AH_SHA256_HEX_LEN + 1];
+    ah_sha256_hex(API_KEY, strlen(API_KEY), hash);
+    ck_assert_int_eq(f->core->store->ops->tenant_add(f->core->store, "acme", hash, &tid), 0);
     add_conn(f->core, tid, "fixture_good", "g", "{}");
     add_conn(f->core, tid, "fixture_faulty", "f", "{\"greeting\":\"hej\"}");
+    add_conn(f->core, tid, "fixture_faulty", "fs", "{\"greeting\":\"segv\"}");
     ck_assert_int_eq(ah_conns_reload(f->core), 0);
 }
 
@@ -108,6 +114,21 @@ static int children(int *zombies)
     }
     closedir(d);
     return n;
+}
+
+/* Open descriptors of a process ("self" or a pid). */
+static int fds_of(const char *who)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%s/fd", who);
+    DIR *d = opendir(path);
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n - 1; /* opendir's own */
 }
 
 static int call(ah_core *core, const char *conn, const char *what, ah_reply *r)
@@ -213,6 +234,12 @@ START_TEST(test_faults_contained)
     ck_assert_int_eq(r.http_status, 409);
     ah_reply_free(&r);
 
+    /* The plugin process holds stdio and its socket, nothing of ours. */
+    char pidtext[16];
+    snprintf(pidtext, sizeof pidtext, "%d", pid);
+    ck_assert_int_eq(fds_of(pidtext) + 1, 4);
+    int fds_before = fds_of("self");
+
     load l = {.core = f.core};
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, NULL, load_main, &l), 0);
@@ -272,6 +299,10 @@ START_TEST(test_faults_contained)
     free(metrics);
     atomic_store(&l.stop, true);
     pthread_join(th, NULL);
+    /* A restarted process costs no descriptor. */
+    ck_assert_int_eq(fds_of("self"), fds_before);
+    snprintf(pidtext, sizeof pidtext, "%d", pid);
+    ck_assert_int_eq(fds_of(pidtext) + 1, 4);
     ck_assert_msg(atomic_load(&l.failed) == 0, "%ld requests to fixture_good failed (%s)",
                   atomic_load(&l.failed), l.first_error);
     ck_assert_int_gt(atomic_load(&l.ok), 0);
@@ -304,6 +335,44 @@ START_TEST(test_recycle_after_max_calls)
     ck_assert_int_eq(cJSON_GetObjectItem(proc, "recycles")->valueint, 2);
     ck_assert(cJSON_IsNull(cJSON_GetObjectItem(proc, "last_crash")));
     cJSON_Delete(p);
+    teardown(&f);
+    int zombies;
+    ck_assert_int_eq(children(&zombies), 0);
+}
+END_TEST
+
+/* At the REST API a crash is a 503 with the stable code; the next request
+ * is served by a new process. */
+START_TEST(test_rest_503)
+{
+    fixture f;
+    setup(&f, "[plugin.fixture_faulty]\nisolation = process\nrestart_backoff_ms = 10\n"
+              "[http]\ntenant_rate = 0\n");
+    char err[512], url[128];
+    ck_assert_msg(ah_daemon_start(f.core, err, sizeof err) == 0, "%s", err);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/v1/stages",
+             (unsigned)ah_httpd_port(f.core->httpd));
+    const char *crash[] = {"Authorization: Bearer " API_KEY, "X-Connection: fs", NULL};
+    const char *fine[] = {"Authorization: Bearer " API_KEY, "X-Connection: f", NULL};
+    char *out = NULL;
+    ck_assert_int_eq(ah_t_http("GET", url, crash, NULL, &out), 503);
+    cJSON *o = cJSON_Parse(out);
+    ck_assert_ptr_nonnull(o);
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "error"), "code")->valuestring,
+                     "plugin_crashed");
+    cJSON_Delete(o);
+    free(out);
+    long st = 0;
+    for (int i = 0; i < 100000 && st != 200; i++) {
+        out = NULL;
+        st = ah_t_http("GET", url, fine, NULL, &out);
+        ck_assert_msg(st == 200 || (st == 503 && strstr(out, "plugin_unavailable") != NULL) || i < 0,
+                      "%ld %s", st, out ? out : "");
+        free(out);
+        if (st != 200)
+            usleep(2000);
+    }
+    ck_assert_int_eq(st, 200);
     teardown(&f);
     int zombies;
     ck_assert_int_eq(children(&zombies), 0);
@@ -438,6 +507,7 @@ static Suite *isolate_suite(void)
     tcase_add_test(tc, test_faults_contained);
     tcase_add_test(tc, test_recycle_after_max_calls);
     tcase_add_test(tc, test_swap_isolated);
+    tcase_add_test(tc, test_rest_503);
     tcase_add_test(tc, test_reconcile_loads_isolated);
     tcase_add_test(tc, test_routes_and_subscriptions_refused);
     suite_add_tcase(s, tc);
