@@ -7,7 +7,10 @@
  * plugin and, after a restart, the faulty plugin itself carry on, and no
  * child is left unreaped.
  */
+#include <arpa/inet.h>
 #include <check.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
@@ -379,6 +382,55 @@ START_TEST(test_rest_503)
 }
 END_TEST
 
+/* Outbound HTTP travels to the daemon and back; a provider that never
+ * answers holds the plugin inside the host API call until the host's
+ * timeout (the plugin's call_timeout_ms counts only time in the plugin),
+ * and costs no crash. */
+START_TEST(test_http_through_daemon)
+{
+    fixture f;
+    setup(&f, "[plugin.fixture_faulty]\nisolation = process\ncall_timeout_ms = 100\n");
+    char err[512], url[160];
+    ck_assert_msg(ah_daemon_start(f.core, err, sizeof err) == 0, "%s", err);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/v1/health",
+             (unsigned)ah_httpd_port(f.core->httpd));
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddStringToObject(b, "do", "http");
+    cJSON_AddStringToObject(b, "url", url);
+    ah_reply r;
+    ah_core_request(f.core, "acme", "f", "jobs.get", b, &r);
+    ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
+    ck_assert_int_eq(cJSON_GetObjectItem(r.body, "status")->valueint, 200);
+    ck_assert_ptr_nonnull(strstr(cJSON_GetObjectItem(r.body, "body")->valuestring, "\"ok\""));
+    ah_reply_free(&r);
+
+    /* A listener that never accepts: the request is sent into its backlog
+     * and no answer ever comes. */
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    ck_assert_int_eq(bind(s, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(s, 8), 0);
+    ck_assert_int_eq(getsockname(s, (struct sockaddr *)&a, &alen), 0);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/never", (unsigned)ntohs(a.sin_port));
+    b = cJSON_CreateObject();
+    cJSON_AddStringToObject(b, "do", "http");
+    cJSON_AddStringToObject(b, "url", url);
+    ah_core_request(f.core, "acme", "f", "jobs.get", b, &r);
+    ck_assert(!r.ok);
+    ck_assert_msg(strcmp(r.code, "plugin_crashed") != 0 && strcmp(r.code, "plugin_unavailable") != 0,
+                  "%s: %s", r.code, r.message);
+    ah_reply_free(&r);
+    close(s);
+    cJSON *p = faulty_json(f.core);
+    const cJSON *proc = cJSON_GetObjectItem(p, "process");
+    ck_assert_int_eq(cJSON_GetObjectItem(proc, "crashes")->valueint, 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(proc, "state")->valuestring, "running");
+    cJSON_Delete(p);
+    teardown(&f);
+}
+END_TEST
+
 /* A hot swap gives the new generation a new process; the old one ends when
  * its last connection moved over. */
 START_TEST(test_swap_isolated)
@@ -508,6 +560,7 @@ static Suite *isolate_suite(void)
     tcase_add_test(tc, test_recycle_after_max_calls);
     tcase_add_test(tc, test_swap_isolated);
     tcase_add_test(tc, test_rest_503);
+    tcase_add_test(tc, test_http_through_daemon);
     tcase_add_test(tc, test_reconcile_loads_isolated);
     tcase_add_test(tc, test_routes_and_subscriptions_refused);
     suite_add_tcase(s, tc);
