@@ -5,7 +5,8 @@
  * through the bus, once with the plugin in the daemon and once in its own
  * process (atshub-plugin-host over a socket pair): called directly as the
  * router calls it (no bus), synchronous bus round trips one at a time (p50,
- * p99, calls/s) and pipelined async bus requests over 8 connections.
+ * p99, calls/s) and pipelined async bus requests over 8 connections; the
+ * last row with processes = 2 (connections spread over two processes).
  * Usage: bench_isolate [REQUESTS] (default 100000). Prints one table.
  */
 #include <sched.h>
@@ -54,7 +55,7 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static int run(const char *mode, long n)
+static int run(const char *mode, int processes, long n)
 {
     const char *fx = getenv("AH_FIXTURE_DIR");
     char dir[] = "/tmp/atshub-bench-XXXXXX", ini[256], text[2048], err[1024];
@@ -64,8 +65,8 @@ static int run(const char *mode, long n)
     snprintf(text, sizeof text,
              "[core]\nworkers = 2\nkey_file = host.key\nlog_level = warn\n[store]\nurl = sqlite:b.db\n"
              "[admin]\nsocket = off\n[plugins]\nfixture_faulty = %s/faulty.so\n"
-             "[plugin.fixture_faulty]\nisolation = %s\n",
-             fx != NULL ? fx : AH_BENCH_FIXTURE_DIR, mode);
+             "[plugin.fixture_faulty]\nisolation = %s\nprocesses = %d\n",
+             fx != NULL ? fx : AH_BENCH_FIXTURE_DIR, mode, processes);
     FILE *f = fopen(ini, "w");
     if (f == NULL || fputs(text, f) < 0 || fclose(f) != 0)
         return 1;
@@ -148,7 +149,10 @@ static int run(const char *mode, long n)
     double async = now_s() - t0;
     failed += atomic_load(&ctr.failed);
 
-    printf("%-11s %9ld %8.1f %8.1f %10.0f %8.1f %8.1f %10.0f %12.0f %6ld\n", mode, n,
+    char label[32];
+    snprintf(label, sizeof label, "%s%s", mode,
+             processes > 1 ? (processes == 2 ? " x2" : " xN") : "");
+    printf("%-13s %9ld %8.1f %8.1f %10.0f %8.1f %8.1f %10.0f %12.0f %6ld\n", label, n,
            d50 * 1e6, d99 * 1e6, n / direct, lat[n / 2] * 1e6, lat[n * 99 / 100] * 1e6,
            n / sync, n / async, failed);
     free(lat);
@@ -163,11 +167,12 @@ int main(int argc, char **argv)
     long n = argc > 1 ? atol(argv[1]) : 100000;
     if (n < 100)
         n = 100;
-    printf("%-11s %9s %8s %8s %10s %8s %8s %10s %12s %6s\n", "", "", "direct", "", "",
+    printf("%-13s %9s %8s %8s %10s %8s %8s %10s %12s %6s\n", "", "", "direct", "", "",
            "bus sync", "", "", "bus async 8", "");
-    printf("%-11s %9s %8s %8s %10s %8s %8s %10s %12s %6s\n", "isolation", "requests",
+    printf("%-13s %9s %8s %8s %10s %8s %8s %10s %12s %6s\n", "isolation", "requests",
            "p50 us", "p99 us", "calls/s", "p50 us", "p99 us", "calls/s", "calls/s", "failed");
-    int rc = run("in_process", n);
-    rc |= run("process", n);
+    int rc = run("in_process", 1, n);
+    rc |= run("process", 1, n);
+    rc |= run("process", 2, n);
     return rc;
 }

@@ -490,7 +490,8 @@ int ah_ops_reconcile(ah_core *core, cJSON **out, ah_ops_err *e)
             io = (ah_isolate_opts){.memory_max = pi->memory_max,
                                    .call_timeout_ms = pi->call_timeout_ms,
                                    .max_calls = pi->max_calls,
-                                   .restart_backoff_ms = pi->restart_backoff_ms};
+                                   .restart_backoff_ms = pi->restart_backoff_ms,
+                                   .processes = pi->processes};
         ah_registry_set_isolation(core->registry, p->name,
                                   pi != NULL && pi->isolation == AH_ISOLATION_PROCESS ? &io
                                                                                       : NULL);

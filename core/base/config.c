@@ -865,6 +865,7 @@ static ah_plugin_iso_conf *plugin_iso(parse_state *st, const char *pname)
     pi->isolation = AH_ISOLATION_IN_PROCESS;
     pi->call_timeout_ms = 30000;
     pi->restart_backoff_ms = 1000;
+    pi->processes = 1;
     pi->line = st->section_line;
     cfg->nplugin_isos++;
     return pi;
@@ -925,9 +926,14 @@ static int set_plugin_iso(parse_state *st, const char *section, const char *name
                             "and 60000, got '%s'",
                         section, value);
         pi->restart_backoff_ms = v;
+    } else if (strcmp(name, "processes") == 0) {
+        if (!parse_long(value, 1, 64, &v))
+            return fail(st, "[%s] processes: expected an integer between 1 and 64, got '%s'",
+                        section, value);
+        pi->processes = (int)v;
     } else {
         return fail(st, "unknown key '%s' in [%s] (expected isolation, memory_max, "
-                        "call_timeout_ms, max_calls or restart_backoff_ms)",
+                        "call_timeout_ms, max_calls, restart_backoff_ms or processes)",
                     name, section);
     }
     return 1;

@@ -34,6 +34,9 @@ typedef struct ah_plugin_iso_conf {
                               calls (0: never; default 0) */
     long restart_backoff_ms; /* first restart delay after a crash, doubled per
                                 crash up to 60 s (10..60000, default 1000) */
+    int processes;         /* processes serving the plugin, each one call at a
+                              time; a connection stays with one (1..64,
+                              default 1) */
     int line;              /* of the section header */
 } ah_plugin_iso_conf;
 

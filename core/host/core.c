@@ -337,6 +337,7 @@ ah_core *ah_core_open(ah_config *cfg, const ah_core_opts *opts, char *err, size_
                     .call_timeout_ms = pi->call_timeout_ms,
                     .max_calls = pi->max_calls,
                     .restart_backoff_ms = pi->restart_backoff_ms,
+                    .processes = pi->processes,
                 };
                 if (ah_registry_set_isolation(core->registry, p->name, &io) != 0) {
                     snprintf(err, errlen, "out of memory");

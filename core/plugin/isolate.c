@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <spawn.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -34,27 +35,38 @@ extern char **environ;
 #define INIT_TIMEOUT_MIN_MS 10000L
 
 typedef struct iso_ctx {
+    int proc;        /* the process slot the connection is pinned to */
     uint64_t epoch;  /* the child that opened it */
     char handle[24]; /* the child's context, as it named it */
 } iso_ctx;
 
-struct ah_isolate {
+/* One plugin process; a plugin has opts.processes of them. */
+typedef struct proc {
     pthread_mutex_t mu; /* one call at a time; guards the child and its socket */
+    int index;          /* in ah_isolate.procs */
+    int fd;             /* -1 when no child runs */
+    uint64_t epoch;     /* the current child's number (unique in the plugin) */
+    bool started;       /* a child ran in this slot before */
+    bool oom_noted;     /* the child said it died at its memory limit */
+    bool recycled;      /* the last child was ended after max_calls */
+    unsigned long calls_since_spawn;
+    pid_t pid;          /* 0 when no child runs; guarded by ah_isolate.st */
+} proc;
+
+struct ah_isolate {
     char *path, *name, *prog;
     ah_isolate_opts o;
     const ah_host_api *host;
-    int fd;             /* -1 when no child runs */
-    uint64_t epoch;     /* spawns so far: the current child's number */
-    bool oom_noted;     /* the child said it died at its memory limit */
-    bool recycled;      /* the last child was ended after max_calls */
+    proc *procs;
+    int nprocs;
+    atomic_uint next_proc; /* round robin for new connections */
+
+    pthread_mutex_t st; /* guards the restart policy and what operators see */
+    uint64_t spawns;    /* children started so far */
     long backoff_ms;    /* the next restart delay */
     int64_t next_start_ms; /* monotonic: no start before this */
     int64_t crash_at[CIRCUIT_CRASHES]; /* the last crashes, ring */
     unsigned long ncrash_ring;
-    unsigned long calls_since_spawn;
-
-    pthread_mutex_t st; /* guards what operators see, below */
-    pid_t pid;          /* 0 when no child runs */
     bool circuit_open;
     bool restarting;    /* the child crashed; none runs until the next start */
     unsigned long restarts, recycles, crashes, calls;
@@ -122,30 +134,30 @@ static char *find_prog(void)
     return NULL;
 }
 
-static void set_pid(ah_isolate *iso, pid_t pid)
+static void set_pid(ah_isolate *iso, proc *p, pid_t pid)
 {
     pthread_mutex_lock(&iso->st);
-    iso->pid = pid;
+    p->pid = pid;
     pthread_mutex_unlock(&iso->st);
 }
 
-static pid_t get_pid(ah_isolate *iso)
+static pid_t get_pid(ah_isolate *iso, proc *p)
 {
     pthread_mutex_lock(&iso->st);
-    pid_t pid = iso->pid;
+    pid_t pid = p->pid;
     pthread_mutex_unlock(&iso->st);
     return pid;
 }
 
 /* Reaps the child (killed first unless `gently`: then it gets 2 s to end on
  * its own after its socket closed) and forgets it. Returns its wait status. */
-static int reap(ah_isolate *iso, bool gently)
+static int reap(ah_isolate *iso, proc *p, bool gently)
 {
-    pid_t pid = get_pid(iso);
+    pid_t pid = get_pid(iso, p);
     int status = 0;
-    if (iso->fd >= 0) {
-        close(iso->fd);
-        iso->fd = -1;
+    if (p->fd >= 0) {
+        close(p->fd);
+        p->fd = -1;
     }
     if (pid <= 0)
         return 0;
@@ -153,7 +165,7 @@ static int reap(ah_isolate *iso, bool gently)
         for (int i = 0; i < 200; i++) {
             pid_t r = waitpid(pid, &status, WNOHANG);
             if (r == pid || (r < 0 && errno != EINTR)) {
-                set_pid(iso, 0);
+                set_pid(iso, p, 0);
                 return status;
             }
             struct timespec ts = {0, 10 * 1000 * 1000};
@@ -164,14 +176,14 @@ static int reap(ah_isolate *iso, bool gently)
     kill(pid, SIGKILL);
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
-    set_pid(iso, 0);
+    set_pid(iso, p, 0);
     return status;
 }
 
-static int exchange(ah_isolate *iso, ah_call *call, const cJSON *req, long timeout_ms,
-                    cJSON **out);
+static int exchange(ah_isolate *iso, proc *p, ah_call *call, const cJSON *req,
+                    long timeout_ms, cJSON **out);
 
-static int spawn_child(ah_isolate *iso, char *err, size_t errlen)
+static int spawn_child(ah_isolate *iso, proc *p, char *err, size_t errlen)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -214,11 +226,13 @@ static int spawn_child(ah_isolate *iso, char *err, size_t errlen)
         close(sv[0]);
         return -1;
     }
-    iso->fd = sv[0];
-    iso->oom_noted = false;
-    iso->epoch++;
-    iso->calls_since_spawn = 0;
-    set_pid(iso, pid);
+    p->fd = sv[0];
+    p->oom_noted = false;
+    p->calls_since_spawn = 0;
+    pthread_mutex_lock(&iso->st);
+    p->epoch = ++iso->spawns;
+    p->pid = pid;
+    pthread_mutex_unlock(&iso->st);
     /* The child loads the plugin and runs its init, then says so. */
     ah_call_ext ext;
     memset(&ext, 0, sizeof ext);
@@ -227,9 +241,9 @@ static int spawn_child(ah_isolate *iso, char *err, size_t errlen)
     cJSON *ready = NULL;
     long t = iso->o.call_timeout_ms > INIT_TIMEOUT_MIN_MS ? iso->o.call_timeout_ms
                                                           : INIT_TIMEOUT_MIN_MS;
-    int r = exchange(iso, &ext.call, NULL, t, &ready);
+    int r = exchange(iso, p, &ext.call, NULL, t, &ready);
     if (r != 0) {
-        int status = reap(iso, false);
+        int status = reap(iso, p, false);
         if (r == -2)
             snprintf(err, errlen, "init did not finish within %ld ms", t);
         else if (WIFSIGNALED(status))
@@ -245,7 +259,7 @@ static int spawn_child(ah_isolate *iso, char *err, size_t errlen)
         const char *m = str(ready, "message");
         snprintf(err, errlen, "%s", m != NULL ? m : "the plugin process did not start");
         cJSON_Delete(ready);
-        reap(iso, true);
+        reap(iso, p, true);
         return -1;
     }
     cJSON_Delete(ready);
@@ -256,16 +270,17 @@ static int spawn_child(ah_isolate *iso, char *err, size_t errlen)
 /* Crashes                                                                   */
 /* ------------------------------------------------------------------------ */
 
-static void record_crash(ah_isolate *iso, const char *kind, const char *sig, const char *cause)
+static void record_crash(ah_isolate *iso, proc *p, const char *kind, const char *sig,
+                         const char *cause)
 {
     int64_t now = mono_ms();
+    p->recycled = false;
+    pthread_mutex_lock(&iso->st);
     iso->crash_at[iso->ncrash_ring++ % CIRCUIT_CRASHES] = now;
     bool open = iso->ncrash_ring >= CIRCUIT_CRASHES &&
                 now - iso->crash_at[iso->ncrash_ring % CIRCUIT_CRASHES] <= CIRCUIT_WINDOW_MS;
     iso->next_start_ms = now + iso->backoff_ms;
     iso->backoff_ms = iso->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : iso->backoff_ms * 2;
-    iso->recycled = false;
-    pthread_mutex_lock(&iso->st);
     iso->crashes++;
     iso->restarting = true;
     if (open)
@@ -278,10 +293,10 @@ static void record_crash(ah_isolate *iso, const char *kind, const char *sig, con
 }
 
 /* The child is gone or must go: reap it, say why, describe it to the call. */
-static ah_result child_lost(ah_isolate *iso, ah_call *call, bool timed_out)
+static ah_result child_lost(ah_isolate *iso, proc *p, ah_call *call, bool timed_out)
 {
-    pid_t pid = get_pid(iso);
-    int status = reap(iso, false);
+    pid_t pid = get_pid(iso, p);
+    int status = reap(iso, p, false);
     char cause[256], signame[16] = "";
     const char *kind;
     if (timed_out) {
@@ -293,7 +308,7 @@ static ah_result child_lost(ah_isolate *iso, ah_call *call, bool timed_out)
             const char *ab = sigabbrev_np(WTERMSIG(status));
             snprintf(signame, sizeof signame, "SIG%s", ab != NULL ? ab : "?");
         }
-        if (iso->oom_noted) {
+        if (p->oom_noted) {
             kind = "memory";
             snprintf(cause, sizeof cause, "memory: the process reached memory_max (%" PRIu64
                      " MiB)%s%s", iso->o.memory_max >> 20, signame[0] ? ", " : "", signame);
@@ -306,7 +321,7 @@ static ah_result child_lost(ah_isolate *iso, ah_call *call, bool timed_out)
                      WIFEXITED(status) ? WEXITSTATUS(status) : -1);
         }
     }
-    record_crash(iso, kind, signame[0] ? signame : NULL, cause);
+    record_crash(iso, p, kind, signame[0] ? signame : NULL, cause);
     if (timed_out)
         return call->host->fail(call, AH_E_TIMEOUT, 504, "plugin '%s' did not answer %s "
                                 "within %ld ms; its process was killed and restarts",
@@ -318,61 +333,62 @@ static ah_result child_lost(ah_isolate *iso, ah_call *call, bool timed_out)
 }
 
 /* Makes sure a child runs, or describes why none may now. */
-static int ensure_running(ah_isolate *iso, ah_call *call)
+static int ensure_running(ah_isolate *iso, proc *p, ah_call *call)
 {
-    if (iso->fd >= 0)
+    if (p->fd >= 0)
         return 0;
-    int64_t now = mono_ms();
-    if (now < iso->next_start_ms) {
-        char cause[256];
-        bool open;
-        pthread_mutex_lock(&iso->st);
-        open = iso->circuit_open;
-        snprintf(cause, sizeof cause, "%s", iso->last_cause);
-        pthread_mutex_unlock(&iso->st);
+    int64_t now = mono_ms(), next_start;
+    char cause[256];
+    bool open;
+    pthread_mutex_lock(&iso->st);
+    next_start = iso->next_start_ms;
+    open = iso->circuit_open;
+    snprintf(cause, sizeof cause, "%s", iso->last_cause);
+    pthread_mutex_unlock(&iso->st);
+    if (now < next_start) {
         if (open)
             call->host->fail(call, AH_E_PLUGIN_UNAVAILABLE, 503,
                              "plugin '%s' is unavailable: %d crashes within 60 s (last: %s); "
                              "next try in %" PRId64 " ms",
-                             iso->name, CIRCUIT_CRASHES, cause, iso->next_start_ms - now);
+                             iso->name, CIRCUIT_CRASHES, cause, next_start - now);
         else
             call->host->fail(call, AH_E_PLUGIN_UNAVAILABLE, 503,
                              "plugin '%s' is restarting after a crash (%s); next try in %" PRId64
                              " ms",
-                             iso->name, cause, iso->next_start_ms - now);
+                             iso->name, cause, next_start - now);
         return -1;
     }
     char err[512];
-    if (spawn_child(iso, err, sizeof err) != 0) {
-        record_crash(iso, "start", NULL, err);
+    if (spawn_child(iso, p, err, sizeof err) != 0) {
+        record_crash(iso, p, "start", NULL, err);
         call->host->fail(call, AH_E_PLUGIN_UNAVAILABLE, 503, "plugin '%s' cannot start: %s",
                          iso->name, err);
         return -1;
     }
     pthread_mutex_lock(&iso->st);
-    if (iso->epoch > 1 && !iso->recycled)
+    if (p->started && !p->recycled)
         iso->restarts++;
     iso->restarting = false;
     pthread_mutex_unlock(&iso->st);
-    iso->recycled = false;
+    p->started = true;
+    p->recycled = false;
     return 0;
 }
 
 /* A request came back: the child works. Operations (not open) count
  * towards max_calls. */
-static void call_returned(ah_isolate *iso, bool op)
+static void call_returned(ah_isolate *iso, proc *p, bool op)
 {
-    iso->backoff_ms = iso->o.restart_backoff_ms;
     if (op)
-        iso->calls_since_spawn++;
+        p->calls_since_spawn++;
     pthread_mutex_lock(&iso->st);
+    iso->backoff_ms = iso->o.restart_backoff_ms;
     iso->circuit_open = false;
     iso->calls++;
     pthread_mutex_unlock(&iso->st);
-    if (iso->o.max_calls > 0 && iso->calls_since_spawn >= (unsigned long)iso->o.max_calls) {
-        reap(iso, true);
-        iso->recycled = true;
-        iso->next_start_ms = 0;
+    if (iso->o.max_calls > 0 && p->calls_since_spawn >= (unsigned long)iso->o.max_calls) {
+        reap(iso, p, true);
+        p->recycled = true;
         pthread_mutex_lock(&iso->st);
         iso->recycles++;
         pthread_mutex_unlock(&iso->st);
@@ -557,17 +573,17 @@ static cJSON *serve_host(ah_isolate *iso, ah_call *call, const cJSON *m)
  * child's host API calls and logs meanwhile. Only the time spent waiting on
  * the child counts against timeout_ms. 0 with *out; -1 the child is gone;
  * -2 it did not answer in time. */
-static int exchange(ah_isolate *iso, ah_call *call, const cJSON *req, long timeout_ms,
-                    cJSON **out)
+static int exchange(ah_isolate *iso, proc *p, ah_call *call, const cJSON *req,
+                    long timeout_ms, cJSON **out)
 {
     *out = NULL;
-    if (req != NULL && ah_frame_send(iso->fd, req) != 0)
+    if (req != NULL && ah_frame_send(p->fd, req) != 0)
         return -1;
     long left = timeout_ms;
     for (;;) {
-        struct pollfd p = {.fd = iso->fd, .events = POLLIN};
+        struct pollfd pf = {.fd = p->fd, .events = POLLIN};
         int64_t t0 = mono_ms();
-        int r = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
+        int r = poll(&pf, 1, left > INT_MAX ? INT_MAX : (int)left);
         if (r < 0 && errno == EINTR) {
             left -= (long)(mono_ms() - t0);
             continue;
@@ -580,7 +596,7 @@ static int exchange(ah_isolate *iso, ah_call *call, const cJSON *req, long timeo
         if (left < 1)
             left = 1;
         cJSON *m = NULL;
-        if (ah_frame_recv(iso->fd, &m) != 0)
+        if (ah_frame_recv(p->fd, &m) != 0)
             return -1;
         const char *t = str(m, "t");
         if (t == NULL) {
@@ -588,7 +604,7 @@ static int exchange(ah_isolate *iso, ah_call *call, const cJSON *req, long timeo
             return -1;
         }
         if (strcmp(t, "oom") == 0) {
-            iso->oom_noted = true;
+            p->oom_noted = true;
             cJSON_Delete(m);
         } else if (strcmp(t, "log") == 0) {
             const char *msg = str(m, "msg");
@@ -598,7 +614,7 @@ static int exchange(ah_isolate *iso, ah_call *call, const cJSON *req, long timeo
         } else if (strcmp(t, "host") == 0) {
             cJSON *resp = serve_host(iso, call, m);
             cJSON_Delete(m);
-            int s = resp != NULL ? ah_frame_send(iso->fd, resp) : -1;
+            int s = resp != NULL ? ah_frame_send(p->fd, resp) : -1;
             cJSON_Delete(resp);
             if (s != 0)
                 return -1;
@@ -621,23 +637,32 @@ ah_isolate *ah_isolate_start(const char *path, const char *name, const ah_isolat
         snprintf(err, errlen, "%s: out of memory", path);
         return NULL;
     }
-    iso->fd = -1;
     iso->o = *opts;
     if (iso->o.call_timeout_ms <= 0)
         iso->o.call_timeout_ms = 30000;
     if (iso->o.restart_backoff_ms <= 0)
         iso->o.restart_backoff_ms = 1000;
+    if (iso->o.processes <= 0)
+        iso->o.processes = 1;
     iso->backoff_ms = iso->o.restart_backoff_ms;
     iso->host = host;
-    pthread_mutex_init(&iso->mu, NULL);
+    atomic_init(&iso->next_proc, 0);
     pthread_mutex_init(&iso->st, NULL);
     iso->path = strdup(path);
     iso->name = strdup(name);
     iso->prog = find_prog();
-    if (iso->path == NULL || iso->name == NULL) {
+    iso->procs = calloc((size_t)iso->o.processes, sizeof *iso->procs);
+    if (iso->path == NULL || iso->name == NULL || iso->procs == NULL) {
         snprintf(err, errlen, "%s: out of memory", path);
         ah_isolate_free(iso);
         return NULL;
+    }
+    for (int i = 0; i < iso->o.processes; i++) {
+        proc *p = &iso->procs[i];
+        pthread_mutex_init(&p->mu, NULL);
+        p->index = i;
+        p->fd = -1;
+        iso->nprocs++;
     }
     if (iso->prog == NULL) {
         snprintf(err, errlen, "%s: isolation = process needs atshub-plugin-host: not found "
@@ -645,12 +670,15 @@ ah_isolate *ah_isolate_start(const char *path, const char *name, const ah_isolat
         ah_isolate_free(iso);
         return NULL;
     }
-    char why[512];
-    if (spawn_child(iso, why, sizeof why) != 0) {
-        snprintf(err, errlen, "%s: %s%s", path,
-                 strncmp(why, "init failed", 11) == 0 ? "" : "isolated: ", why);
-        ah_isolate_free(iso);
-        return NULL;
+    for (int i = 0; i < iso->nprocs; i++) {
+        char why[512];
+        if (spawn_child(iso, &iso->procs[i], why, sizeof why) != 0) {
+            snprintf(err, errlen, "%s: %s%s", path,
+                     strncmp(why, "init failed", 11) == 0 ? "" : "isolated: ", why);
+            ah_isolate_free(iso);
+            return NULL;
+        }
+        iso->procs[i].started = true;
     }
     return iso;
 }
@@ -659,11 +687,15 @@ void ah_isolate_free(ah_isolate *iso)
 {
     if (iso == NULL)
         return;
-    pthread_mutex_lock(&iso->mu);
-    reap(iso, true);
-    pthread_mutex_unlock(&iso->mu);
-    pthread_mutex_destroy(&iso->mu);
+    for (int i = 0; i < iso->nprocs; i++) {
+        proc *p = &iso->procs[i];
+        pthread_mutex_lock(&p->mu);
+        reap(iso, p, true);
+        pthread_mutex_unlock(&p->mu);
+        pthread_mutex_destroy(&p->mu);
+    }
     pthread_mutex_destroy(&iso->st);
+    free(iso->procs);
     free(iso->path);
     free(iso->name);
     free(iso->prog);
@@ -684,13 +716,13 @@ static void add_call_fields(cJSON *req, const ah_call *call)
 
 /* Sends one request and reads its answer; a lost child is described.
  * AH_OK with *ans when the child answered (which may be a plugin error). */
-static ah_result round_trip(ah_isolate *iso, ah_call *call, const cJSON *req, bool op,
+static ah_result round_trip(ah_isolate *iso, proc *p, ah_call *call, const cJSON *req, bool op,
                             cJSON **ans)
 {
-    int r = exchange(iso, call, req, iso->o.call_timeout_ms, ans);
+    int r = exchange(iso, p, call, req, iso->o.call_timeout_ms, ans);
     if (r != 0)
-        return child_lost(iso, call, r == -2);
-    call_returned(iso, op);
+        return child_lost(iso, p, call, r == -2);
+    call_returned(iso, p, op);
     return AH_OK;
 }
 
@@ -707,8 +739,8 @@ static bool answered_ok(const cJSON *ans)
     return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ans, "ok"));
 }
 
-/* open() in the current child; fills ic. iso->mu held, child running. */
-static ah_result open_locked(ah_isolate *iso, ah_call *call, iso_ctx *ic)
+/* open() in p's current child; fills ic. p->mu held, child running. */
+static ah_result open_locked(ah_isolate *iso, proc *p, ah_call *call, iso_ctx *ic)
 {
     cJSON *req = cJSON_CreateObject();
     if (req == NULL)
@@ -716,7 +748,7 @@ static ah_result open_locked(ah_isolate *iso, ah_call *call, iso_ctx *ic)
     cJSON_AddStringToObject(req, "t", "open");
     add_call_fields(req, call);
     cJSON *ans = NULL;
-    ah_result r = round_trip(iso, call, req, false, &ans);
+    ah_result r = round_trip(iso, p, call, req, false, &ans);
     cJSON_Delete(req);
     if (r != AH_OK)
         return r;
@@ -725,10 +757,17 @@ static ah_result open_locked(ah_isolate *iso, ah_call *call, iso_ctx *ic)
     } else {
         const char *h = str(ans, "ctx");
         snprintf(ic->handle, sizeof ic->handle, "%s", h != NULL ? h : "0");
-        ic->epoch = iso->epoch;
+        ic->epoch = p->epoch;
     }
     cJSON_Delete(ans);
     return r;
+}
+
+/* The process for a new connection, or for a call without a context. */
+static proc *next_proc(ah_isolate *iso)
+{
+    unsigned n = atomic_fetch_add(&iso->next_proc, 1);
+    return &iso->procs[n % (unsigned)iso->nprocs];
 }
 
 ah_result ah_isolate_open(ah_isolate *iso, ah_call *call, void **conn_ctx)
@@ -737,9 +776,12 @@ ah_result ah_isolate_open(ah_isolate *iso, ah_call *call, void **conn_ctx)
     iso_ctx *ic = calloc(1, sizeof *ic);
     if (ic == NULL)
         return call->host->fail(call, AH_E_INTERNAL, 500, "out of memory");
-    pthread_mutex_lock(&iso->mu);
-    ah_result r = ensure_running(iso, call) == 0 ? open_locked(iso, call, ic) : AH_ERR;
-    pthread_mutex_unlock(&iso->mu);
+    /* The connection stays with this process: its context lives there. */
+    proc *p = next_proc(iso);
+    ic->proc = p->index;
+    pthread_mutex_lock(&p->mu);
+    ah_result r = ensure_running(iso, p, call) == 0 ? open_locked(iso, p, call, ic) : AH_ERR;
+    pthread_mutex_unlock(&p->mu);
     if (r != AH_OK) {
         free(ic);
         return r;
@@ -753,18 +795,19 @@ void ah_isolate_close(ah_isolate *iso, void *conn_ctx)
     iso_ctx *ic = conn_ctx;
     if (ic == NULL)
         return;
-    pthread_mutex_lock(&iso->mu);
-    if (iso->fd >= 0 && ic->epoch == iso->epoch) {
+    proc *p = &iso->procs[ic->proc];
+    pthread_mutex_lock(&p->mu);
+    if (p->fd >= 0 && ic->epoch == p->epoch) {
         cJSON *req = cJSON_CreateObject();
         if (req != NULL) {
             cJSON_AddStringToObject(req, "t", "close");
             cJSON_AddStringToObject(req, "ctx", ic->handle);
             /* No answer: a close that crashes the child shows at the next call. */
-            ah_frame_send(iso->fd, req);
+            ah_frame_send(p->fd, req);
             cJSON_Delete(req);
         }
     }
-    pthread_mutex_unlock(&iso->mu);
+    pthread_mutex_unlock(&p->mu);
     free(ic);
 }
 
@@ -772,19 +815,20 @@ ah_result ah_isolate_op(ah_isolate *iso, ah_call *call, const cJSON *body, cJSON
 {
     *reply = NULL;
     iso_ctx *ic = call->conn_ctx;
-    pthread_mutex_lock(&iso->mu);
-    if (ensure_running(iso, call) != 0) {
-        pthread_mutex_unlock(&iso->mu);
+    proc *p = ic != NULL ? &iso->procs[ic->proc] : next_proc(iso);
+    pthread_mutex_lock(&p->mu);
+    if (ensure_running(iso, p, call) != 0) {
+        pthread_mutex_unlock(&p->mu);
         return AH_ERR;
     }
     /* A context made by an earlier child died with it: open it again. */
-    if (ic != NULL && ic->epoch != iso->epoch && open_locked(iso, call, ic) != AH_OK) {
-        pthread_mutex_unlock(&iso->mu);
+    if (ic != NULL && ic->epoch != p->epoch && open_locked(iso, p, call, ic) != AH_OK) {
+        pthread_mutex_unlock(&p->mu);
         return AH_ERR;
     }
     cJSON *req = cJSON_CreateObject();
     if (req == NULL) {
-        pthread_mutex_unlock(&iso->mu);
+        pthread_mutex_unlock(&p->mu);
         return call->host->fail(call, AH_E_INTERNAL, 500, "out of memory");
     }
     cJSON_AddStringToObject(req, "t", "call");
@@ -792,9 +836,9 @@ ah_result ah_isolate_op(ah_isolate *iso, ah_call *call, const cJSON *body, cJSON
     cJSON_AddStringToObject(req, "ctx", ic != NULL ? ic->handle : "0");
     cJSON_AddItemReferenceToObject(req, "body", (cJSON *)body);
     cJSON *ans = NULL;
-    ah_result r = round_trip(iso, call, req, true, &ans);
+    ah_result r = round_trip(iso, p, call, req, true, &ans);
     cJSON_Delete(req);
-    pthread_mutex_unlock(&iso->mu);
+    pthread_mutex_unlock(&p->mu);
     if (r != AH_OK)
         return r;
     if (answered_ok(ans)) {
@@ -812,14 +856,25 @@ cJSON *ah_isolate_json(ah_isolate *iso)
     if (o == NULL)
         return NULL;
     pthread_mutex_lock(&iso->st);
-    const char *state = iso->pid > 0        ? "running"
+    cJSON *pids = cJSON_CreateArray();
+    pid_t first = 0;
+    for (int i = 0; i < iso->nprocs; i++) {
+        if (iso->procs[i].pid > 0) {
+            if (first == 0)
+                first = iso->procs[i].pid;
+            cJSON_AddItemToArray(pids, cJSON_CreateNumber(iso->procs[i].pid));
+        }
+    }
+    const char *state = first > 0           ? "running"
                         : iso->circuit_open ? "circuit_open"
                         : iso->restarting   ? "restarting"
                                             : "stopped";
-    if (iso->pid > 0)
-        cJSON_AddNumberToObject(o, "pid", iso->pid);
+    if (first > 0)
+        cJSON_AddNumberToObject(o, "pid", first);
     else
         cJSON_AddNullToObject(o, "pid");
+    cJSON_AddItemToObject(o, "pids", pids);
+    cJSON_AddNumberToObject(o, "processes", iso->nprocs);
     cJSON_AddStringToObject(o, "state", state);
     cJSON_AddNumberToObject(o, "restarts", (double)iso->restarts);
     cJSON_AddNumberToObject(o, "recycles", (double)iso->recycles);

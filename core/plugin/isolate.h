@@ -25,9 +25,11 @@
  * the probe that closes the circuit when it returns. Every child is reaped
  * (waitpid on its own pid), every descriptor is O_CLOEXEC.
  *
- * Calls into one isolated plugin are serialised (one process, one call at a
- * time): a plugin that must serve many connections at once stays in_process
- * in this version.
+ * A plugin runs in opts.processes processes; each serves one call at a
+ * time. A connection is pinned to one of them (round robin at its open:
+ * its context lives there), so calls for different connections run in
+ * parallel up to that number. Crashes, backoff and the circuit count for
+ * the plugin as a whole; a crash costs only the calls of that process.
  */
 #ifndef AH_ISOLATE_H
 #define AH_ISOLATE_H
@@ -48,6 +50,7 @@ typedef struct ah_isolate_opts {
     long call_timeout_ms;    /* one call's deadline in the child (> 0) */
     long max_calls;          /* recycle the child after so many calls; 0: never */
     long restart_backoff_ms; /* first restart delay after a crash (> 0) */
+    int processes;           /* processes serving the plugin (>= 1; 0: 1) */
 } ah_isolate_opts;
 
 /** Starts the plugin host process for the plugin file `path` (already
@@ -77,8 +80,8 @@ void ah_isolate_close(ah_isolate *iso, void *conn_ctx);
  *  described through call->host->fail. */
 ah_result ah_isolate_op(ah_isolate *iso, ah_call *call, const cJSON *body, cJSON **reply);
 
-/** What operators see: {"pid", "state" (running|restarting|circuit_open|
- *  stopped), "restarts", "crashes", "calls", "memory_max", "call_timeout_ms",
+/** What operators see: {"pid" (the first running), "pids", "processes",
+ *  "state" (running|restarting|circuit_open|stopped), "restarts", "crashes", "calls", "memory_max", "call_timeout_ms",
  *  "max_calls", "last_crash": null | {"cause", "kind" (signal|exit|timeout|
  *  memory|start), "signal", "at"}}. Transferred. */
 cJSON *ah_isolate_json(ah_isolate *iso);

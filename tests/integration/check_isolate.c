@@ -431,6 +431,47 @@ START_TEST(test_http_through_daemon)
 }
 END_TEST
 
+/* processes = 2: connections are spread over two processes; a crash in
+ * one costs the other's connections nothing. */
+START_TEST(test_two_processes)
+{
+    fixture f;
+    setup(&f, "[plugin.fixture_faulty]\nisolation = process\nprocesses = 2\n"
+              "restart_backoff_ms = 10\n");
+    ah_reply r;
+    call(f.core, "f", "ok", &r);
+    ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
+    int pf = cJSON_GetObjectItem(r.body, "pid")->valueint;
+    ah_reply_free(&r);
+    /* fs is opened by the next process in turn */
+    ck_assert_int_eq(ah_core_request(f.core, "acme", "fs", "jobs.get", cJSON_CreateObject(), &r), 0);
+    ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
+    int pfs = cJSON_GetObjectItem(r.body, "pid")->valueint;
+    ah_reply_free(&r);
+    ck_assert_int_ne(pf, pfs);
+    cJSON *p = faulty_json(f.core);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetObjectItem(p, "process"), "pids")), 2);
+    cJSON_Delete(p);
+    int zombies;
+    ck_assert_int_eq(children(&zombies), 2);
+    /* f's process crashes; fs is served on by its own, same pid. */
+    call(f.core, "f", "segv", &r);
+    ck_assert_str_eq(r.code, "plugin_crashed");
+    ah_reply_free(&r);
+    ck_assert_int_eq(ah_core_request(f.core, "acme", "fs", "jobs.get", cJSON_CreateObject(), &r), 0);
+    ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
+    ck_assert_int_eq(cJSON_GetObjectItem(r.body, "pid")->valueint, pfs);
+    ah_reply_free(&r);
+    int back = until_back(f.core);
+    ck_assert_int_ne(back, pf);
+    ck_assert_int_ne(back, pfs);
+    ck_assert_int_eq(children(&zombies), 2);
+    ck_assert_int_eq(zombies, 0);
+    teardown(&f);
+    ck_assert_int_eq(children(&zombies), 0);
+}
+END_TEST
+
 /* A hot swap gives the new generation a new process; the old one ends when
  * its last connection moved over. */
 START_TEST(test_swap_isolated)
@@ -560,6 +601,7 @@ static Suite *isolate_suite(void)
     tcase_add_test(tc, test_recycle_after_max_calls);
     tcase_add_test(tc, test_swap_isolated);
     tcase_add_test(tc, test_rest_503);
+    tcase_add_test(tc, test_two_processes);
     tcase_add_test(tc, test_http_through_daemon);
     tcase_add_test(tc, test_reconcile_loads_isolated);
     tcase_add_test(tc, test_routes_and_subscriptions_refused);

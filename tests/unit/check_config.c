@@ -390,7 +390,7 @@ START_TEST(test_plugin_isolation)
     /* The section may come before [plugins]; a plugin without one has none. */
     snprintf(text, sizeof text,
              "[plugin.a]\nisolation = process\nmemory_max = 256M\ncall_timeout_ms = 500\n"
-             "max_calls = 1000\nrestart_backoff_ms = 20\n\n[plugins]\na = p.so\nb = p.so\n"
+             "max_calls = 1000\nrestart_backoff_ms = 20\nprocesses = 4\n\n[plugins]\na = p.so\nb = p.so\n"
              "[plugin.b]\nisolation = in_process\n");
     put_file(&t, "atshub.ini", text, ini, sizeof ini);
     ck_assert_msg(ah_config_load(ini, &cfg, err, sizeof err) == 0, "%s", err);
@@ -402,6 +402,7 @@ START_TEST(test_plugin_isolation)
     ck_assert_int_eq(a->call_timeout_ms, 500);
     ck_assert_int_eq(a->max_calls, 1000);
     ck_assert_int_eq(a->restart_backoff_ms, 20);
+    ck_assert_int_eq(a->processes, 4);
     ck_assert_int_eq(a->line, 1);
     const ah_plugin_iso_conf *b = ah_config_plugin_iso(&cfg, "b");
     ck_assert_ptr_nonnull(b);
@@ -410,6 +411,7 @@ START_TEST(test_plugin_isolation)
     ck_assert_int_eq(b->call_timeout_ms, 30000);
     ck_assert_int_eq(b->max_calls, 0);
     ck_assert_int_eq(b->restart_backoff_ms, 1000);
+    ck_assert_int_eq(b->processes, 1);
     ck_assert_ptr_null(ah_config_plugin_iso(&cfg, "c"));
     ah_config_free(&cfg);
     tmp_remove(&t);
@@ -436,7 +438,9 @@ START_TEST(test_err_plugin_isolation)
                  "duplicate key 'isolation' in [plugin.a] (first at line 2)");
     expect_error("[plugin.a]\nmemory = 1G\n", 2,
                  "unknown key 'memory' in [plugin.a] (expected isolation, memory_max, "
-                 "call_timeout_ms, max_calls or restart_backoff_ms)");
+                 "call_timeout_ms, max_calls, restart_backoff_ms or processes)");
+    expect_error("[plugin.a]\nprocesses = 0\n", 2,
+                 "[plugin.a] processes: expected an integer between 1 and 64, got '0'");
     expect_error("[plugin.A-b]\nisolation = process\n", 2,
                  "[plugin.A-b]: a plugin name is made of a-z, 0-9 and _");
     expect_error("[core]\nworkers = 2\n[plugin.ghost]\nisolation = process\n", 3,
