@@ -215,7 +215,11 @@ static int spawn_child(ah_isolate *iso, proc *p, char *err, size_t errlen)
     sigdelset(&all, SIGSTOP);
     posix_spawnattr_setsigmask(&at, &none);
     posix_spawnattr_setsigdefault(&at, &all);
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    /* A process group of its own: a terminal's Ctrl-C reaches the daemon,
+     * which ends its plugin processes itself, not them behind its back. */
+    posix_spawnattr_setpgroup(&at, 0);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+                                      POSIX_SPAWN_SETPGROUP);
     pid_t pid = 0;
     int rc = posix_spawn(&pid, iso->prog, &fa, &at, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
