@@ -472,6 +472,39 @@ START_TEST(test_two_processes)
 }
 END_TEST
 
+/* During the restart backoff calls fail fast with plugin_unavailable. */
+START_TEST(test_fail_fast_during_backoff)
+{
+    fixture f;
+    setup(&f, "[plugin.fixture_faulty]\nisolation = process\nrestart_backoff_ms = 60000\n");
+    ah_reply r;
+    call(f.core, "f", "abort", &r);
+    ck_assert_str_eq(r.code, "plugin_crashed");
+    ck_assert_int_eq(r.http_status, 503);
+    ah_reply_free(&r);
+    for (int i = 0; i < 3; i++) {
+        call(f.core, "f", "ok", &r);
+        ck_assert(!r.ok);
+        ck_assert_str_eq(r.code, "plugin_unavailable");
+        ck_assert_int_eq(r.http_status, 503);
+        ck_assert_msg(strstr(r.message, "restarting after a crash (signal SIGABRT)") != NULL, "%s",
+                      r.message);
+        ah_reply_free(&r);
+    }
+    /* the in-process plugin is served meanwhile */
+    call(f.core, "g", NULL, &r);
+    ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
+    ah_reply_free(&r);
+    cJSON *p = faulty_json(f.core);
+    ck_assert_str_eq(proc_str(p, "state", NULL), "restarting");
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(cJSON_GetObjectItem(p, "process"), "pid")));
+    cJSON_Delete(p);
+    int zombies;
+    ck_assert_int_eq(children(&zombies), 0);
+    teardown(&f);
+}
+END_TEST
+
 /* A hot swap gives the new generation a new process; the old one ends when
  * its last connection moved over. */
 START_TEST(test_swap_isolated)
@@ -601,6 +634,7 @@ static Suite *isolate_suite(void)
     tcase_add_test(tc, test_recycle_after_max_calls);
     tcase_add_test(tc, test_swap_isolated);
     tcase_add_test(tc, test_rest_503);
+    tcase_add_test(tc, test_fail_fast_during_backoff);
     tcase_add_test(tc, test_two_processes);
     tcase_add_test(tc, test_http_through_daemon);
     tcase_add_test(tc, test_reconcile_loads_isolated);
