@@ -815,7 +815,10 @@ void ah_isolate_close(ah_isolate *iso, void *conn_ctx)
     free(ic);
 }
 
-ah_result ah_isolate_op(ah_isolate *iso, ah_call *call, const cJSON *body, cJSON **reply)
+/* An operation (sub < 0) or the handler of subscription `sub` in the
+ * connection's process. */
+static ah_result run_in_child(ah_isolate *iso, ah_call *call, int sub, const char *event,
+                              const cJSON *body, cJSON **reply)
 {
     *reply = NULL;
     iso_ctx *ic = call->conn_ctx;
@@ -835,8 +838,12 @@ ah_result ah_isolate_op(ah_isolate *iso, ah_call *call, const cJSON *body, cJSON
         pthread_mutex_unlock(&p->mu);
         return call->host->fail(call, AH_E_INTERNAL, 500, "out of memory");
     }
-    cJSON_AddStringToObject(req, "t", "call");
+    cJSON_AddStringToObject(req, "t", sub < 0 ? "call" : "event");
     add_call_fields(req, call);
+    if (sub >= 0) {
+        cJSON_AddNumberToObject(req, "sub", sub);
+        cJSON_AddStringToObject(req, "event", event);
+    }
     cJSON_AddStringToObject(req, "ctx", ic != NULL ? ic->handle : "0");
     cJSON_AddItemReferenceToObject(req, "body", (cJSON *)body);
     cJSON *ans = NULL;
@@ -851,6 +858,20 @@ ah_result ah_isolate_op(ah_isolate *iso, ah_call *call, const cJSON *body, cJSON
         r = plugin_failed(call, ans);
     }
     cJSON_Delete(ans);
+    return r;
+}
+
+ah_result ah_isolate_op(ah_isolate *iso, ah_call *call, const cJSON *body, cJSON **reply)
+{
+    return run_in_child(iso, call, -1, NULL, body, reply);
+}
+
+ah_result ah_isolate_event(ah_isolate *iso, ah_call *call, int index, const char *topic,
+                           const cJSON *body)
+{
+    cJSON *reply = NULL;
+    ah_result r = run_in_child(iso, call, index, topic, body, &reply);
+    cJSON_Delete(reply);
     return r;
 }
 

@@ -5,14 +5,14 @@
  * spoken to over a socket pair in frames (frame.h).
  *
  * What crosses the boundary in this version: the plugin's init and fini,
- * the connection's open and close, and every capability operation (topic +
- * JSON body -> reply). While the child serves a call, the host API calls it
+ * the connection's open and close, every capability operation (topic +
+ * JSON body -> reply) and event deliveries to its subscriptions. While the child serves a call, the host API calls it
  * makes (HTTP, OAuth2, settings, records, events, logs) come back over the
  * same socket and run here, on the calling worker, through the daemon's own
  * host API table with the call's context: the daemon keeps the secrets, the
  * store and the tokens; the child sees only what its call asks for.
- * Inbound routes and event subscriptions do not cross yet: the loader
- * refuses isolation for a plugin that declares either.
+ * Inbound routes do not cross yet: the loader refuses isolation for a
+ * plugin that declares any.
  *
  * Faults: a child that dies (signal or exit) answers the call in flight
  * `plugin_crashed` (503); a call past call_timeout_ms is answered `timeout`
@@ -79,6 +79,12 @@ void ah_isolate_close(ah_isolate *iso, void *conn_ctx);
  *  (the plugin's own, plugin_crashed, timeout, plugin_unavailable) is
  *  described through call->host->fail. */
 ah_result ah_isolate_op(ah_isolate *iso, ah_call *call, const cJSON *body, cJSON **reply);
+
+/** Runs the handler of subscription number `index` of the plugin's
+ *  descriptor in the child for the event `topic` with `body` (borrowed),
+ *  like ah_isolate_op (same process, context and failures). */
+ah_result ah_isolate_event(ah_isolate *iso, ah_call *call, int index, const char *topic,
+                           const cJSON *body);
 
 /** What operators see: {"pid" (the first running), "pids", "processes",
  *  "state" (running|restarting|circuit_open|stopped), "restarts", "crashes", "calls", "memory_max", "call_timeout_ms",

@@ -539,14 +539,6 @@ ah_generation *ah_plugin_load_isolated(const char *path, const ah_host_api *host
         opened_close(&o);
         return NULL;
     }
-    if (d->subscriptions != NULL && d->subscriptions[0].pattern != NULL) {
-        refuse(err, errlen, path,
-               "isolation = process: plugin '%s' subscribes to events (%s), which isolated "
-               "plugins cannot receive yet; use isolation = in_process",
-               d->name, d->subscriptions[0].pattern);
-        opened_close(&o);
-        return NULL;
-    }
     ah_generation *g = calloc(1, sizeof(*g));
     if (g == NULL || (g->name = strdup(d->name)) == NULL ||
         (g->path = strdup(path)) == NULL ||

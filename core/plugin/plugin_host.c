@@ -8,7 +8,7 @@
  * descriptor 3 and nothing else open past stderr. It limits its address
  * space to --memory-max (RLIMIT_AS), loads the unchanged plugin, runs its
  * init and says "ready"; then it serves one request at a time (open, call,
- * close) until the socket ends, when it runs fini and exits 0. Its host API
+ * event, close) until the socket ends, when it runs fini and exits 0. Its host API
  * is local where nothing of the daemon's is needed (fail, JSON helpers,
  * url_escape, free, HMAC, ct_equal) and travels to the daemon over the
  * socket for everything else (log, settings, HTTP, OAuth2, events,
@@ -771,6 +771,29 @@ static void serve_call(const cJSON *m)
     answer(&cc, r, out, NULL);
 }
 
+static void serve_event(const cJSON *m)
+{
+    child_call cc;
+    call_init(&cc, m, ctx_of(m));
+    const cJSON *sub = cJSON_GetObjectItemCaseSensitive(m, "sub");
+    const cJSON *ev = cJSON_GetObjectItemCaseSensitive(m, "event");
+    int n = 0;
+    while (g_desc->subscriptions != NULL && g_desc->subscriptions[n].pattern != NULL)
+        n++;
+    if (!cJSON_IsNumber(sub) || sub->valueint < 0 || sub->valueint >= n || !cJSON_IsString(ev)) {
+        h_fail(&cc.call, AH_E_INTERNAL, 500, "no such subscription");
+        answer(&cc, AH_ERR, NULL, NULL);
+        return;
+    }
+    const cJSON *body = cJSON_GetObjectItemCaseSensitive(m, "body");
+    cJSON *empty = NULL;
+    if (body == NULL)
+        body = empty = cJSON_CreateObject();
+    ah_result r = g_desc->subscriptions[sub->valueint].handler(&cc.call, ev->valuestring, body);
+    cJSON_Delete(empty);
+    answer(&cc, r, NULL, NULL);
+}
+
 static void serve_close(const cJSON *m)
 {
     void *ctx = ctx_of(m);
@@ -867,6 +890,8 @@ int main(int argc, char **argv)
             serve_call(m);
         else if (strcmp(ts, "open") == 0)
             serve_open(m);
+        else if (strcmp(ts, "event") == 0)
+            serve_event(m);
         else if (strcmp(ts, "close") == 0)
             serve_close(m);
         cJSON_Delete(m);

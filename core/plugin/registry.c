@@ -320,6 +320,15 @@ void ah_generation_close(ah_generation *gen, void *ctx)
         gen->desc->close(gen->plugin_state, ctx);
 }
 
+ah_result ah_generation_event(ah_generation *gen, const ah_subscription *s, ah_call *call,
+                              const char *topic, const cJSON *body)
+{
+    if (gen->iso != NULL)
+        return ah_isolate_event(gen->iso, call, (int)(s - gen->desc->subscriptions), topic,
+                                body);
+    return s->handler(call, topic, body);
+}
+
 ah_result ah_generation_call(ah_generation *gen, ah_op_fn fn, ah_call *call,
                              const cJSON *body, cJSON **reply)
 {

@@ -127,10 +127,9 @@ ah_registry *ah_registry_new_ctx(const ah_host_api *host, void *host_ctx);
 
 /** ah_plugin_load for a plugin that runs in a process of its own: every
  *  check of ah_plugin_load, then a refusal when the plugin declares inbound
- *  routes or event subscriptions ("PATH: isolation = process: plugin 'x'
- *  declares inbound routes (POST /a), which isolated plugins cannot serve
- *  yet; use isolation = in_process"), then the process is started and runs
- *  init. */
+ *  routes ("PATH: isolation = process: plugin 'x' declares inbound routes
+ *  (POST /a), which isolated plugins cannot serve yet; use isolation =
+ *  in_process"), then the process is started and runs init. */
 ah_generation *ah_plugin_load_isolated(const char *path, const ah_host_api *host,
                                        const struct ah_isolate_opts *opts, char *err,
                                        size_t errlen);
@@ -144,6 +143,10 @@ int ah_registry_set_isolation(ah_registry *reg, const char *name,
 ah_result ah_generation_open(ah_generation *gen, ah_call *call, void **ctx);
 /** The plugin's close() of a context ah_generation_open made. */
 void ah_generation_close(ah_generation *gen, void *ctx);
+/** Runs the event handler of `s` (one of gen->desc->subscriptions) for the
+ *  event `topic` with `body` (borrowed). */
+ah_result ah_generation_event(ah_generation *gen, const ah_subscription *s, ah_call *call,
+                              const char *topic, const cJSON *body);
 /** Runs the operation `fn` serves (call->topic) with `body` (borrowed). */
 ah_result ah_generation_call(ah_generation *gen, ah_op_fn fn, ah_call *call,
                              const cJSON *body, cJSON **reply);
