@@ -660,6 +660,62 @@ START_TEST(test_events_isolated)
 }
 END_TEST
 
+/* The isolated plugin's own connection under a steady load while it is
+ * swapped 5 times: no request fails, and the retired processes are reaped. */
+typedef struct fload {
+    ah_core *core;
+    atomic_bool stop;
+    atomic_long ok, failed;
+    char first_error[256];
+} fload;
+
+static void *fload_main(void *arg)
+{
+    fload *l = arg;
+    while (!atomic_load(&l->stop)) {
+        ah_reply r;
+        call(l->core, "f", "ok", &r);
+        if (r.ok)
+            atomic_fetch_add(&l->ok, 1);
+        else if (atomic_fetch_add(&l->failed, 1) == 0)
+            snprintf(l->first_error, sizeof l->first_error, "%s: %s", r.code,
+                     r.message ? r.message : "");
+        ah_reply_free(&r);
+    }
+    return NULL;
+}
+
+START_TEST(test_swap_under_load)
+{
+    fixture f;
+    setup(&f, "[plugin.fixture_faulty]\nisolation = process\n");
+    fload l = {.core = f.core};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, fload_main, &l), 0);
+    char path[1024], err[1024];
+    snprintf(path, sizeof path, "%s/faulty.so", ah_t_env("AH_FIXTURE_DIR"));
+    for (int i = 0; i < 5; i++) {
+        long before = atomic_load(&l.ok);
+        ck_assert_msg(ah_registry_load(f.core->registry, "fixture_faulty", path, err,
+                                       sizeof err) == i + 2, "%s", err);
+        while (atomic_load(&l.ok) < before + 20 && atomic_load(&l.failed) == 0)
+            usleep(1000);
+    }
+    atomic_store(&l.stop, true);
+    pthread_join(th, NULL);
+    ck_assert_msg(atomic_load(&l.failed) == 0, "%ld failed (%s)", atomic_load(&l.failed),
+                  l.first_error);
+    /* Only the current generation's process is left once the connection
+     * moved over (retired generations end with their last call). */
+    ah_ops_retire_contexts(f.core);
+    int zombies;
+    ck_assert_int_eq(children(&zombies), 1);
+    ck_assert_int_eq(zombies, 0);
+    teardown(&f);
+    ck_assert_int_eq(children(&zombies), 0);
+}
+END_TEST
+
 static void expect_refused(const char *extra, const char *needle)
 {
     char *dir = ah_t_tmpdir();
@@ -702,6 +758,7 @@ static Suite *isolate_suite(void)
     tcase_add_test(tc, test_faults_contained);
     tcase_add_test(tc, test_recycle_after_max_calls);
     tcase_add_test(tc, test_swap_isolated);
+    tcase_add_test(tc, test_swap_under_load);
     tcase_add_test(tc, test_rest_503);
     tcase_add_test(tc, test_fail_fast_during_backoff);
     tcase_add_test(tc, test_two_processes);
