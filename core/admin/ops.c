@@ -13,6 +13,7 @@
 #include "conns.h"
 #include "rest.h"
 #include "core.h"
+#include "isolate.h"
 #include "metrics.h"
 #include "ops.h"
 
@@ -354,8 +355,8 @@ static void retire_one(void *arg, ah_conn *c)
         ah_generation *cur = ah_registry_acquire(core->registry, c->plugin);
         if (cur != c->ctx_gen) {
             ah_generation *old = c->ctx_gen;
-            if (c->ctx != NULL && old->desc->close != NULL)
-                old->desc->close(old->plugin_state, c->ctx);
+            if (c->ctx != NULL)
+                ah_generation_close(old, c->ctx);
             c->ctx = NULL;
             c->ctx_gen = NULL;
             c->ctx_failed = false;
@@ -482,6 +483,18 @@ int ah_ops_reconcile(ah_core *core, cJSON **out, ah_ops_err *e)
         ah_generation_release(cur);
         if (same)
             continue;
+        /* A plugin (re)loaded here runs as its [plugin.NAME] now says. */
+        const ah_plugin_iso_conf *pi = ah_config_plugin_iso(&cfg, p->name);
+        ah_isolate_opts io = {0};
+        if (pi != NULL)
+            io = (ah_isolate_opts){.memory_max = pi->memory_max,
+                                   .call_timeout_ms = pi->call_timeout_ms,
+                                   .max_calls = pi->max_calls,
+                                   .restart_backoff_ms = pi->restart_backoff_ms,
+                                   .processes = pi->processes};
+        ah_registry_set_isolation(core->registry, p->name,
+                                  pi != NULL && pi->isolation == AH_ISOLATION_PROCESS ? &io
+                                                                                      : NULL);
         ah_ops_err pe;
         if (reload_locked(core, p->name, p->path, NULL, &pe) != 0)
             add_error(errors, p->name, pe.msg);
@@ -504,7 +517,8 @@ int ah_ops_reconcile(ah_core *core, cJSON **out, ah_ops_err *e)
     free(l.v);
     ah_ops_retire_contexts(core);
     /* The new [plugins] becomes the one `plugin reload NAME` falls back to.
-     * Other sections need a restart. */
+     * Other sections need a restart ([plugin.NAME] applies to the plugins
+     * loaded or swapped above). */
     ah_plugin_conf *tmp = core->cfg.plugins;
     size_t tn = core->cfg.nplugins;
     core->cfg.plugins = cfg.plugins;

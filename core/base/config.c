@@ -124,6 +124,11 @@ typedef struct parse_state {
     char last_name[64];  /* key of the previous name = value */
     int last_line;       /* and its line */
     int key_line[K_N]; /* where each key was set, 0 = not set */
+    int section_line;  /* line of the last section header */
+    /* "plugin.NAME/key" set in [plugin.NAME] sections so far, and where */
+    char iso_seen[64][96];
+    int iso_seen_line[64];
+    int niso_seen;
     bool failed;
     int err_line;
     char err[2 * PATH_MAX];
@@ -291,6 +296,9 @@ void ah_config_free(ah_config *cfg)
         free(cfg->plugins[i].path);
     }
     free(cfg->plugins);
+    for (size_t i = 0; i < cfg->nplugin_isos; i++)
+        free(cfg->plugin_isos[i].name);
+    free(cfg->plugin_isos);
     memset(cfg, 0, sizeof *cfg);
 }
 
@@ -449,7 +457,8 @@ static char *read_line(char *str, int num, void *stream)
         if (close != NULL) {
             char name[64];
             snprintf(name, sizeof name, "%.*s", (int)(close - p - 1), p + 1);
-            if (find_section(name) < 0)
+            st->section_line = st->line;
+            if (find_section(name) < 0 && strncmp(name, "plugin.", 7) != 0)
                 fail(st, "unknown section [%s]", name);
         }
     }
@@ -799,6 +808,137 @@ static int add_plugin(parse_state *st, const char *name, const char *value)
     return 1;
 }
 
+/* ---- [plugin.NAME]: how one plugin runs ------------------------------- */
+
+/* "268435456", "512K", "256M", "2G" (K = 1024), between 16M and 64G. */
+static bool parse_mem(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v, mult = 1;
+
+    if (s == NULL || !isdigit((unsigned char)*s))
+        return false;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno != 0)
+        return false;
+    if (*end == 'K' || *end == 'k')
+        mult = 1024ULL, end++;
+    else if (*end == 'M' || *end == 'm')
+        mult = 1024ULL * 1024, end++;
+    else if (*end == 'G' || *end == 'g')
+        mult = 1024ULL * 1024 * 1024, end++;
+    if (*end != '\0' || v > (64ULL << 30) / mult)
+        return false;
+    v *= mult;
+    if (v < (16ULL << 20))
+        return false;
+    *out = v;
+    return true;
+}
+
+const ah_plugin_iso_conf *ah_config_plugin_iso(const ah_config *cfg, const char *name)
+{
+    for (size_t i = 0; cfg != NULL && name != NULL && i < cfg->nplugin_isos; i++)
+        if (strcmp(cfg->plugin_isos[i].name, name) == 0)
+            return &cfg->plugin_isos[i];
+    return NULL;
+}
+
+static ah_plugin_iso_conf *plugin_iso(parse_state *st, const char *pname)
+{
+    ah_config *cfg = st->cfg;
+    ah_plugin_iso_conf *grown, *pi;
+
+    for (size_t i = 0; i < cfg->nplugin_isos; i++)
+        if (strcmp(cfg->plugin_isos[i].name, pname) == 0)
+            return &cfg->plugin_isos[i];
+    grown = realloc(cfg->plugin_isos, (cfg->nplugin_isos + 1) * sizeof *grown);
+    if (grown == NULL)
+        return NULL;
+    cfg->plugin_isos = grown;
+    pi = &cfg->plugin_isos[cfg->nplugin_isos];
+    memset(pi, 0, sizeof *pi);
+    pi->name = strdup(pname);
+    if (pi->name == NULL)
+        return NULL;
+    pi->isolation = AH_ISOLATION_IN_PROCESS;
+    pi->call_timeout_ms = 30000;
+    pi->restart_backoff_ms = 1000;
+    pi->processes = 1;
+    pi->line = st->section_line;
+    cfg->nplugin_isos++;
+    return pi;
+}
+
+static int set_plugin_iso(parse_state *st, const char *section, const char *name,
+                          const char *value)
+{
+    const char *pname = section + 7;
+    ah_plugin_iso_conf *pi;
+    long v;
+
+    if (!valid_plugin_name(pname))
+        return fail(st, "[%s]: a plugin name is made of a-z, 0-9 and _", section);
+    char seen[96];
+    snprintf(seen, sizeof seen, "%.64s/%.24s", pname, name);
+    for (int i = 0; i < st->niso_seen; i++)
+        if (strcmp(st->iso_seen[i], seen) == 0)
+            return fail(st, "duplicate key '%s' in [%s] (first at line %d)", name, section,
+                        st->iso_seen_line[i]);
+    if (st->niso_seen < 64) {
+        memcpy(st->iso_seen[st->niso_seen], seen, sizeof seen);
+        st->iso_seen_line[st->niso_seen++] = st->line;
+    }
+    pi = plugin_iso(st, pname);
+    if (pi == NULL)
+        return oom(st);
+    if (strcmp(name, "isolation") == 0) {
+        if (strcmp(value, "process") == 0)
+            pi->isolation = AH_ISOLATION_PROCESS;
+        else if (strcmp(value, "in_process") == 0)
+            pi->isolation = AH_ISOLATION_IN_PROCESS;
+        else
+            return fail(st, "[%s] isolation: expected process or in_process, got '%s'",
+                        section, value);
+    } else if (strcmp(name, "memory_max") == 0) {
+        if (strcmp(value, "0") == 0 || strcmp(value, "off") == 0)
+            pi->memory_max = 0;
+        else if (!parse_mem(value, &pi->memory_max))
+            return fail(st, "[%s] memory_max: expected a size between 16M and 64G "
+                            "(suffix K, M or G) or off, got '%s'",
+                        section, value);
+    } else if (strcmp(name, "call_timeout_ms") == 0) {
+        if (!parse_long(value, 10, 600000, &v))
+            return fail(st, "[%s] call_timeout_ms: expected an integer between 10 and "
+                            "600000, got '%s'",
+                        section, value);
+        pi->call_timeout_ms = v;
+    } else if (strcmp(name, "max_calls") == 0) {
+        if (!parse_long(value, 0, 1000000000L, &v))
+            return fail(st, "[%s] max_calls: expected an integer between 0 (never "
+                            "recycle) and 1000000000, got '%s'",
+                        section, value);
+        pi->max_calls = v;
+    } else if (strcmp(name, "restart_backoff_ms") == 0) {
+        if (!parse_long(value, 10, 60000, &v))
+            return fail(st, "[%s] restart_backoff_ms: expected an integer between 10 "
+                            "and 60000, got '%s'",
+                        section, value);
+        pi->restart_backoff_ms = v;
+    } else if (strcmp(name, "processes") == 0) {
+        if (!parse_long(value, 1, 64, &v))
+            return fail(st, "[%s] processes: expected an integer between 1 and 64, got '%s'",
+                        section, value);
+        pi->processes = (int)v;
+    } else {
+        return fail(st, "unknown key '%s' in [%s] (expected isolation, memory_max, "
+                        "call_timeout_ms, max_calls, restart_backoff_ms or processes)",
+                    name, section);
+    }
+    return 1;
+}
+
 static int on_value(void *user, const char *section, const char *name, const char *value)
 {
     parse_state *st = user;
@@ -816,6 +956,8 @@ static int on_value(void *user, const char *section, const char *name, const cha
     st->last_line = st->line;
     if (*section == '\0')
         return fail(st, "key '%s' outside any section", name);
+    if (strncmp(section, "plugin.", 7) == 0)
+        return set_plugin_iso(st, section, name, value);
     sec = find_section(section);
     if (sec < 0)
         return fail(st, "unknown section [%s]", section);
@@ -860,6 +1002,17 @@ static int check_after_parse(parse_state *st, char *err, size_t errlen)
         set_err(err, errlen, "%s:%d: [admin] listen needs token_file (the admin API is "
                 "refused without a token on a TCP port)", st->file, st->key_line[K_ADMIN_LISTEN]);
         return -1;
+    }
+    for (size_t i = 0; i < cfg->nplugin_isos; i++) {
+        const ah_plugin_iso_conf *pi = &cfg->plugin_isos[i];
+        bool declared = false;
+        for (size_t j = 0; j < cfg->nplugins && !declared; j++)
+            declared = strcmp(cfg->plugins[j].name, pi->name) == 0;
+        if (!declared) {
+            set_err(err, errlen, "%s:%d: [plugin.%s]: no plugin '%s' in [plugins]", st->file,
+                    pi->line, pi->name, pi->name);
+            return -1;
+        }
     }
     if (cfg->http_backoff_max_ms < cfg->http_backoff_ms) {
         int a = st->key_line[K_OUT_BACKOFF], b = st->key_line[K_OUT_BACKOFF_MAX];

@@ -13,6 +13,33 @@ typedef struct ah_plugin_conf {
     int line;   /* where it was declared */
 } ah_plugin_conf;
 
+/** How a plugin runs: in the daemon's process, or in a process of its own
+ *  (core/plugin/isolate.h). */
+typedef enum ah_isolation {
+    AH_ISOLATION_IN_PROCESS = 0,
+    AH_ISOLATION_PROCESS = 1,
+} ah_isolation;
+
+/** A [plugin.NAME] section: how that plugin runs. A plugin without one runs
+ *  in_process for now (the default becomes process once routes and
+ *  subscriptions work across the process boundary). */
+typedef struct ah_plugin_iso_conf {
+    char *name;            /* NAME of [plugin.NAME]; declared in [plugins] */
+    ah_isolation isolation; /* isolation = process | in_process */
+    uint64_t memory_max;   /* memory_max = 256M: address space of the plugin
+                              process, bytes (16M..64G); 0: no limit */
+    long call_timeout_ms;  /* call_timeout_ms: one call's deadline (10..600000,
+                              default 30000) */
+    long max_calls;        /* max_calls: recycle the process after so many
+                              calls (0: never; default 0) */
+    long restart_backoff_ms; /* first restart delay after a crash, doubled per
+                                crash up to 60 s (10..60000, default 1000) */
+    int processes;         /* processes serving the plugin, each one call at a
+                              time; a connection stays with one (1..64,
+                              default 1) */
+    int line;              /* of the section header */
+} ah_plugin_iso_conf;
+
 typedef struct ah_config {
     char *path; /* the INI file as given */
     char *dir;  /* its folder, absolute */
@@ -81,6 +108,10 @@ typedef struct ah_config {
     /* [plugins] name = path.so */
     ah_plugin_conf *plugins;
     size_t nplugins;
+
+    /* [plugin.NAME] sections, in file order */
+    ah_plugin_iso_conf *plugin_isos;
+    size_t nplugin_isos;
 } ah_config;
 
 /** Parses `path`. On failure returns -1 and writes "file:line: why" (or
@@ -103,6 +134,9 @@ int ah_config_load(const char *path, ah_config *out, char *err, size_t errlen);
 void ah_config_defaults(ah_config *cfg);
 /** Frees every member and zeroes *cfg (safe to call twice). */
 void ah_config_free(ah_config *cfg);
+/** The [plugin.NAME] section of `name`, or NULL when it has none (then it
+ *  runs in_process). */
+const ah_plugin_iso_conf *ah_config_plugin_iso(const ah_config *cfg, const char *name);
 /** Resolves `rel` against the config folder (the working directory when cfg
  *  or cfg->dir is NULL) unless it is absolute, then normalises ".", ".." and
  *  "//" textually (no realpath: the file may not exist yet). malloc'd; NULL

@@ -348,6 +348,30 @@ static int cmd_plugins(cli *c)
                    cJSON_GetObjectItem(p, "inflight")->valueint,
                    cJSON_GetObjectItem(p, "path")->valuestring);
         }
+        /* How each plugin runs, and what its process went through. */
+        printf("\n%-14s %-10s %-8s %-13s %-8s %-7s %s\n", "PLUGIN", "ISOLATION", "PID", "STATE",
+               "RESTARTS", "CRASHES", "LAST CRASH");
+        cJSON_ArrayForEach(p, list) {
+            const cJSON *iso = cJSON_GetObjectItem(p, "isolation");
+            const cJSON *proc = cJSON_GetObjectItem(p, "process");
+            if (!cJSON_IsObject(proc)) {
+                printf("%-14s %-10s\n", cJSON_GetObjectItem(p, "name")->valuestring,
+                       cJSON_IsString(iso) ? iso->valuestring : "in_process");
+                continue;
+            }
+            const cJSON *pid = cJSON_GetObjectItem(proc, "pid");
+            const cJSON *last = cJSON_GetObjectItem(proc, "last_crash");
+            const cJSON *cause = cJSON_GetObjectItem(last, "cause");
+            char pidbuf[16];
+            snprintf(pidbuf, sizeof pidbuf, "%d", cJSON_IsNumber(pid) ? pid->valueint : 0);
+            printf("%-14s %-10s %-8s %-13s %-8d %-7d %s\n",
+                   cJSON_GetObjectItem(p, "name")->valuestring, iso->valuestring,
+                   cJSON_IsNumber(pid) ? pidbuf : "-",
+                   cJSON_GetObjectItem(proc, "state")->valuestring,
+                   cJSON_GetObjectItem(proc, "restarts")->valueint,
+                   cJSON_GetObjectItem(proc, "crashes")->valueint,
+                   cJSON_IsString(cause) ? cause->valuestring : "-");
+        }
         printf("\nCOVERAGE (operations served / operations in the capability)\n%-14s", "PLUGIN");
         for (size_t i = 0; i < ncap; i++)
             printf(" %-*s", (int)(strlen(caps[i]) > 5 ? strlen(caps[i]) : 5), caps[i]);

@@ -54,8 +54,8 @@ struct ah_conns {
 static void conn_free(ah_conn *c)
 {
     if (c->ctx_gen != NULL) {
-        if (c->ctx != NULL && c->ctx_gen->desc->close != NULL)
-            c->ctx_gen->desc->close(c->ctx_gen->plugin_state, c->ctx);
+        if (c->ctx != NULL)
+            ah_generation_close(c->ctx_gen, c->ctx);
         ah_generation_release(c->ctx_gen);
     }
     pthread_mutex_destroy(&c->call_lock);

@@ -20,6 +20,7 @@
 #include "tenantlimit.h"
 #include "opfields.h"
 #include "recbuf.h"
+#include "isolate.h"
 
 const char ah_records_as_text[] = "records as text";
 
@@ -83,6 +84,13 @@ void ah_core_call_done(ah_core_call *cc)
     }
 }
 
+/* Failures of an isolated plugin's process rather than of its open(). */
+static bool open_failure_transient(const char *code)
+{
+    return strcmp(code, AH_E_PLUGIN_CRASHED) == 0 || strcmp(code, AH_E_PLUGIN_UNAVAILABLE) == 0 ||
+           strcmp(code, AH_E_TIMEOUT) == 0;
+}
+
 int ah_conn_ensure_open(ah_core *core, ah_conn *c, ah_generation *gen, ah_call_ext *ext)
 {
     if (c->ctx_gen == gen) {
@@ -96,8 +104,8 @@ int ah_conn_ensure_open(ah_core *core, ah_conn *c, ah_generation *gen, ah_call_e
     /* A new generation took over (or first use): close the old context on
      * the generation that made it, then open on the new one. */
     if (c->ctx_gen != NULL) {
-        if (c->ctx != NULL && c->ctx_gen->desc->close != NULL)
-            c->ctx_gen->desc->close(c->ctx_gen->plugin_state, c->ctx);
+        if (c->ctx != NULL)
+            ah_generation_close(c->ctx_gen, c->ctx);
         ah_generation_release(c->ctx_gen);
         c->ctx_gen = NULL;
         c->ctx = NULL;
@@ -110,8 +118,18 @@ int ah_conn_ensure_open(ah_core *core, ah_conn *c, ah_generation *gen, ah_call_e
     ah_core_call cc;
     ah_core_call_init(&cc, core, gen, c, "connection.open", NULL);
     void *ctx = NULL;
-    ah_result r = gen->desc->open(&cc.ext.call, &ctx);
+    ah_result r = ah_generation_open(gen, &cc.ext.call, &ctx);
     ah_core_call_done(&cc);
+    if (r != AH_OK && gen->iso != NULL && open_failure_transient(cc.ext.err_code)) {
+        /* The plugin's process failed (or is restarting), not the
+         * connection: open again at the next call rather than remember it. */
+        snprintf(ext->err_code, sizeof ext->err_code, "%s", cc.ext.err_code);
+        snprintf(ext->err_msg, sizeof ext->err_msg, "%s", cc.ext.err_msg);
+        ext->err_status = cc.ext.err_status;
+        c->ctx_gen = NULL;
+        ah_generation_release(gen);
+        return -1;
+    }
     if (r != AH_OK) {
         c->ctx_failed = true;
         snprintf(c->ctx_error, sizeof c->ctx_error, "%.40s: cannot open connection %.64s/%.64s: %.300s",
@@ -296,7 +314,7 @@ static void core_dispatch(void *arg, const ah_msg *m, ah_reply *r)
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         atomic_fetch_add(&gen->inflight, 1);
-        ah_result res = fn(&cc.ext.call, m->body, &out);
+        ah_result res = ah_generation_call(gen, fn, &cc.ext.call, m->body, &out);
         atomic_fetch_sub(&gen->inflight, 1);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         ah_metrics_call(core->metrics, gen->name, m->topic, res == AH_OK,
@@ -421,6 +439,20 @@ ah_core *ah_core_open(ah_config *cfg, const ah_core_opts *opts, char *err, size_
         for (size_t i = 0; i < core->cfg.nplugins; i++) {
             const ah_plugin_conf *p = &core->cfg.plugins[i];
             char lerr[1024];
+            const ah_plugin_iso_conf *pi = ah_config_plugin_iso(&core->cfg, p->name);
+            if (pi != NULL && pi->isolation == AH_ISOLATION_PROCESS) {
+                ah_isolate_opts io = {
+                    .memory_max = pi->memory_max,
+                    .call_timeout_ms = pi->call_timeout_ms,
+                    .max_calls = pi->max_calls,
+                    .restart_backoff_ms = pi->restart_backoff_ms,
+                    .processes = pi->processes,
+                };
+                if (ah_registry_set_isolation(core->registry, p->name, &io) != 0) {
+                    snprintf(err, errlen, "out of memory");
+                    goto fail;
+                }
+            }
             if (ah_registry_load(core->registry, p->name, p->path, lerr, sizeof lerr) < 0) {
                 snprintf(err, errlen, "%s:%d: plugin '%s': %s", core->cfg.path ? core->cfg.path : "config",
                          p->line, p->name, lerr);
@@ -514,6 +546,9 @@ static void plugin_json(void *arg, const ah_generation *gen)
     cJSON_AddNumberToObject(o, "inflight", (double)atomic_load(&gen->inflight));
     cJSON_AddStringToObject(o, "path", gen->path);
     cJSON_AddStringToObject(o, "description", d->description ? d->description : "");
+    cJSON_AddStringToObject(o, "isolation", gen->iso != NULL ? "process" : "in_process");
+    if (gen->iso != NULL)
+        cJSON_AddItemToObject(o, "process", ah_isolate_json(gen->iso));
     cJSON *cov = cJSON_AddObjectToObject(o, "coverage");
     size_t ncap;
     const char *const *caps = ah_router_capabilities(&ncap);

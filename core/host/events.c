@@ -218,7 +218,7 @@ static int deliver_one(ah_core *core, ah_conn *c, const ah_delivery_row *d, char
     } else {
         cc.ext.call.conn_ctx = c->ctx;
         atomic_fetch_add(&gen->inflight, 1);
-        ah_result r = sub->handler(&cc.ext.call, d->topic, body);
+        ah_result r = ah_generation_event(gen, sub, &cc.ext.call, d->topic, body);
         atomic_fetch_sub(&gen->inflight, 1);
         if (r != AH_OK) {
             snprintf(err, errlen, "%s: %s", cc.ext.err_code[0] ? cc.ext.err_code : AH_E_PLUGIN,

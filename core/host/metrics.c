@@ -15,6 +15,7 @@
 
 #include "conns.h"
 #include "core.h"
+#include "isolate.h"
 #include "metrics.h"
 
 /* Past this many series, new label sets are counted under one overflow
@@ -397,6 +398,24 @@ static void render_inflight(void *arg, const ah_generation *gen)
     fprintf(f, "\"} %ld\n", atomic_load(&gen->inflight));
 }
 
+/* Crashes and restarts of isolated plugins (issue 15): counters that live
+ * with the plugin's process supervisor and restart from 0 with a new
+ * generation. */
+static void render_crashes(void *arg, const ah_generation *gen)
+{
+    if (gen->iso == NULL)
+        return;
+    FILE *f = arg;
+    unsigned long crashes, restarts;
+    ah_isolate_counts(gen->iso, &crashes, &restarts);
+    fputs("atshub_plugin_crashes_total{plugin=\"", f);
+    put_value(f, gen->name);
+    fprintf(f, "\"} %lu\n", crashes);
+    fputs("atshub_plugin_restarts_total{plugin=\"", f);
+    put_value(f, gen->name);
+    fprintf(f, "\"} %lu\n", restarts);
+}
+
 char *ah_metrics_render(ah_core *core)
 {
     char *text = NULL;
@@ -418,6 +437,13 @@ char *ah_metrics_render(ah_core *core)
     fputs("# HELP atshub_plugin_inflight Calls running on the current generation\n"
           "# TYPE atshub_plugin_inflight gauge\n", f);
     ah_registry_each(core->registry, render_inflight, f);
+    fputs("# HELP atshub_plugin_crashes_total Crashes of an isolated plugin's process "
+          "(signal, exit, timeout, memory)\n"
+          "# TYPE atshub_plugin_crashes_total counter\n"
+          "# HELP atshub_plugin_restarts_total Restarts of an isolated plugin's process after "
+          "a crash\n"
+          "# TYPE atshub_plugin_restarts_total counter\n", f);
+    ah_registry_each(core->registry, render_crashes, f);
     fprintf(f, "# HELP atshub_plugins_loaded Plugins with a current generation\n"
                "# TYPE atshub_plugins_loaded gauge\natshub_plugins_loaded %zu\n",
             ah_registry_count(core->registry));

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "registry.h"
+#include "isolate.h"
 #include "opfields.h"
 
 /* A table larger than this is a corrupt or foreign struct, not a newer one. */
@@ -521,4 +522,45 @@ ah_generation *ah_plugin_load(const char *path, const ah_host_api *host, char *e
                               size_t errlen)
 {
     return ah_plugin_load_ctx(path, host, NULL, err, errlen);
+}
+
+ah_generation *ah_plugin_load_isolated(const char *path, const ah_host_api *host,
+                                       const ah_isolate_opts *opts, char *err, size_t errlen)
+{
+    opened o;
+    if (open_checked(path, host, &o, err, errlen) != 0)
+        return NULL;
+    const ah_plugin_descriptor *d = o.desc;
+    if (d->routes != NULL && d->routes[0].method != NULL) {
+        refuse(err, errlen, path,
+               "isolation = process: plugin '%s' declares inbound routes (%s %s), which "
+               "isolated plugins cannot serve yet; use isolation = in_process",
+               d->name, d->routes[0].method, d->routes[0].path);
+        opened_close(&o);
+        return NULL;
+    }
+    ah_generation *g = calloc(1, sizeof(*g));
+    if (g == NULL || (g->name = strdup(d->name)) == NULL ||
+        (g->path = strdup(path)) == NULL ||
+        (g->loaded_path = strdup(o.copy != NULL ? o.copy : path)) == NULL) {
+        refuse(err, errlen, path, "out of memory");
+        if (g != NULL)
+            gen_free_parts(g);
+        opened_close(&o);
+        return NULL;
+    }
+    /* The child opens the file itself: the original, or our private copy
+     * when a second version is loaded side by side. */
+    g->iso = ah_isolate_start(g->loaded_path, d->name, opts, host, err, errlen);
+    if (g->iso == NULL) {
+        gen_free_parts(g);
+        opened_close(&o);
+        return NULL;
+    }
+    g->dl = o.dl;
+    g->desc = d;
+    atomic_init(&g->refs, 1);
+    atomic_init(&g->inflight, 0);
+    free(o.copy);
+    return g;
 }

@@ -16,12 +16,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "isolate.h"
 #include "registry.h"
 
 typedef struct reg_entry {
     char *name;
     ah_generation *gen;   /* NULL after unload: the entry keeps the counter */
     unsigned last_number; /* so numbers keep growing across unload/load */
+    ah_isolate_opts *iso; /* run isolated from the next load on; NULL: in process */
 } reg_entry;
 
 struct ah_registry {
@@ -66,6 +68,7 @@ void ah_registry_free(ah_registry *reg)
     for (size_t i = 0; i < reg->n; i++) {
         ah_generation_release(reg->entries[i].gen);
         free(reg->entries[i].name);
+        free(reg->entries[i].iso);
     }
     free(reg->entries);
     pthread_mutex_destroy(&reg->load_mu);
@@ -128,7 +131,20 @@ int ah_registry_load(ah_registry *reg, const char *expect_name, const char *path
         return -1;
     }
     pthread_mutex_lock(&reg->load_mu);
-    ah_generation *gen = ah_plugin_load_ctx(path, reg->host, reg->host_ctx, err, errlen);
+    ah_isolate_opts iso, *isop = NULL;
+    if (expect_name != NULL) {
+        pthread_rwlock_rdlock(&reg->mu);
+        bool found;
+        size_t i = find(reg, expect_name, &found);
+        if (found && reg->entries[i].iso != NULL) {
+            iso = *reg->entries[i].iso;
+            isop = &iso;
+        }
+        pthread_rwlock_unlock(&reg->mu);
+    }
+    ah_generation *gen = isop != NULL
+                             ? ah_plugin_load_isolated(path, reg->host, isop, err, errlen)
+                             : ah_plugin_load_ctx(path, reg->host, reg->host_ctx, err, errlen);
     if (gen == NULL) {
         pthread_mutex_unlock(&reg->load_mu);
         return -1;
@@ -198,8 +214,11 @@ void ah_generation_release(ah_generation *gen)
 {
     if (gen == NULL || atomic_fetch_sub(&gen->refs, 1) != 1)
         return;
-    /* Last reference: nothing can call into the .so any more. */
-    if (gen->desc != NULL && gen->desc->fini != NULL)
+    /* Last reference: nothing can call into the .so any more. An isolated
+     * plugin's fini runs in its process, which ends here. */
+    if (gen->iso != NULL)
+        ah_isolate_free(gen->iso);
+    else if (gen->desc != NULL && gen->desc->fini != NULL)
         gen->desc->fini(gen->plugin_state);
     if (gen->dl != NULL)
         dlclose(gen->dl);
@@ -260,4 +279,60 @@ size_t ah_registry_count(ah_registry *reg)
         n += reg->entries[i].gen != NULL;
     pthread_rwlock_unlock(&reg->mu);
     return n;
+}
+
+int ah_registry_set_isolation(ah_registry *reg, const char *name, const ah_isolate_opts *opts)
+{
+    if (reg == NULL || name == NULL)
+        return -1;
+    ah_isolate_opts *copy = NULL;
+    if (opts != NULL) {
+        copy = malloc(sizeof *copy);
+        if (copy == NULL)
+            return -1;
+        *copy = *opts;
+    }
+    pthread_rwlock_wrlock(&reg->mu);
+    reg_entry *e = entry_for(reg, name);
+    if (e == NULL) {
+        pthread_rwlock_unlock(&reg->mu);
+        free(copy);
+        return -1;
+    }
+    free(e->iso);
+    e->iso = copy;
+    pthread_rwlock_unlock(&reg->mu);
+    return 0;
+}
+
+ah_result ah_generation_open(ah_generation *gen, ah_call *call, void **ctx)
+{
+    if (gen->iso != NULL)
+        return ah_isolate_open(gen->iso, call, ctx);
+    return gen->desc->open(call, ctx);
+}
+
+void ah_generation_close(ah_generation *gen, void *ctx)
+{
+    if (gen->iso != NULL)
+        ah_isolate_close(gen->iso, ctx);
+    else if (gen->desc->close != NULL)
+        gen->desc->close(gen->plugin_state, ctx);
+}
+
+ah_result ah_generation_event(ah_generation *gen, const ah_subscription *s, ah_call *call,
+                              const char *topic, const cJSON *body)
+{
+    if (gen->iso != NULL)
+        return ah_isolate_event(gen->iso, call, (int)(s - gen->desc->subscriptions), topic,
+                                body);
+    return s->handler(call, topic, body);
+}
+
+ah_result ah_generation_call(ah_generation *gen, ah_op_fn fn, ah_call *call,
+                             const cJSON *body, cJSON **reply)
+{
+    if (gen->iso != NULL)
+        return ah_isolate_op(gen->iso, call, body, reply);
+    return fn(call, body, reply);
 }

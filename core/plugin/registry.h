@@ -30,7 +30,14 @@ typedef struct ah_generation {
     atomic_long refs;     /* registry's own + one per acquire */
     atomic_long inflight; /* calls currently running */
     struct ah_registry *reg;
+    /* Set when the plugin runs in a process of its own (isolate.h): its
+     * init, open, close, operations and fini run there. The .so is still
+     * dlopen()ed here, its entry called, for the constant descriptor only
+     * (the router, field tables and settings read it); plugin_state is NULL. */
+    struct ah_isolate *iso;
 } ah_generation;
+
+struct ah_isolate_opts;
 
 /**
  * Loads a plugin file: dlopen(RTLD_NOW|RTLD_LOCAL), look up AH_ENTRY_SYMBOL,
@@ -112,5 +119,36 @@ ah_generation *ah_plugin_load_ctx(const char *path, const ah_host_api *host,
 
 /** ah_registry_new, with the host_ctx every load passes to init. */
 ah_registry *ah_registry_new_ctx(const ah_host_api *host, void *host_ctx);
+
+
+/* ------------------------------------------------------------------------ */
+/* Appended: isolated plugins (isolate.h)                                   */
+/* ------------------------------------------------------------------------ */
+
+/** ah_plugin_load for a plugin that runs in a process of its own: every
+ *  check of ah_plugin_load, then a refusal when the plugin declares inbound
+ *  routes ("PATH: isolation = process: plugin 'x' declares inbound routes
+ *  (POST /a), which isolated plugins cannot serve yet; use isolation =
+ *  in_process"), then the process is started and runs init. */
+ah_generation *ah_plugin_load_isolated(const char *path, const ah_host_api *host,
+                                       const struct ah_isolate_opts *opts, char *err,
+                                       size_t errlen);
+/** From the next load of `name` on, run it isolated with `opts` (copied);
+ *  NULL: in the daemon's process. 0, or -1 out of memory. */
+int ah_registry_set_isolation(ah_registry *reg, const char *name,
+                              const struct ah_isolate_opts *opts);
+
+/** The plugin's open(), in process or in its own: *ctx receives the
+ *  connection context. Only when gen->desc->open is set. */
+ah_result ah_generation_open(ah_generation *gen, ah_call *call, void **ctx);
+/** The plugin's close() of a context ah_generation_open made. */
+void ah_generation_close(ah_generation *gen, void *ctx);
+/** Runs the event handler of `s` (one of gen->desc->subscriptions) for the
+ *  event `topic` with `body` (borrowed). */
+ah_result ah_generation_event(ah_generation *gen, const ah_subscription *s, ah_call *call,
+                              const char *topic, const cJSON *body);
+/** Runs the operation `fn` serves (call->topic) with `body` (borrowed). */
+ah_result ah_generation_call(ah_generation *gen, ah_op_fn fn, ah_call *call,
+                             const cJSON *body, cJSON **reply);
 
 #endif

@@ -69,8 +69,12 @@ static void setup(fixture *f)
     f->dir = ah_t_tmpdir();
     ck_assert_ptr_nonnull(f->dir);
     char extra[600];
-    snprintf(extra, sizeof extra, "careerbuilder = %s/careerbuilder.so\n",
-             ah_t_env("AH_PLUGIN_DIR"));
+    /* AH_TEST_ISOLATION=process (ctest check_careerbuilder_isolated): the
+     * same suite with the plugin in its own process (issue 15). */
+    const char *iso = getenv("AH_TEST_ISOLATION");
+    snprintf(extra, sizeof extra, "careerbuilder = %s/careerbuilder.so\n%s%s%s",
+             ah_t_env("AH_PLUGIN_DIR"), iso != NULL ? "[plugin.careerbuilder]\nisolation = " : "",
+             iso != NULL ? iso : "", iso != NULL ? "\n" : "");
     char *ini = ah_t_write_ini(f->dir, extra);
     ck_assert_ptr_nonnull(ini);
     ah_config cfg;

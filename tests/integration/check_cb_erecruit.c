@@ -108,9 +108,16 @@ static void setup(fixture *f, size_t n)
     f->dir = ah_t_tmpdir();
     ck_assert_ptr_nonnull(f->dir);
     char extra[1200];
+    /* AH_TEST_ISOLATION=process (ctest check_cb_erecruit_isolated): both
+     * plugins in processes of their own (issue 15). */
+    const char *iso = getenv("AH_TEST_ISOLATION");
     snprintf(extra, sizeof extra,
-             "erecruit = %s/erecruit.so\ncareerbuilder = %s/careerbuilder.so\n",
-             ah_t_env("AH_PLUGIN_DIR"), ah_t_env("AH_PLUGIN_DIR"));
+             "erecruit = %s/erecruit.so\ncareerbuilder = %s/careerbuilder.so\n"
+             "%s%s%s%s%s%s",
+             ah_t_env("AH_PLUGIN_DIR"), ah_t_env("AH_PLUGIN_DIR"),
+             iso != NULL ? "[plugin.erecruit]\nisolation = " : "", iso != NULL ? iso : "",
+             iso != NULL ? "\n" : "", iso != NULL ? "[plugin.careerbuilder]\nisolation = " : "",
+             iso != NULL ? iso : "", iso != NULL ? "\n" : "");
     char *ini = ah_t_write_ini(f->dir, extra);
     ck_assert_ptr_nonnull(ini);
     ah_config cfg;

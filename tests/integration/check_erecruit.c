@@ -95,7 +95,12 @@ static void setup(fixture *f, const ah_sim_opts *so, const ah_erecruit_opts *eo,
     f->dir = ah_t_tmpdir();
     ck_assert_ptr_nonnull(f->dir);
     char extra[1024];
-    snprintf(extra, sizeof extra, "erecruit = %s/erecruit.so\n", ah_t_env("AH_PLUGIN_DIR"));
+    /* AH_TEST_ISOLATION=process (ctest check_erecruit_isolated): the same
+     * suite with the plugin in its own process (issue 15). */
+    const char *iso = getenv("AH_TEST_ISOLATION");
+    snprintf(extra, sizeof extra, "erecruit = %s/erecruit.so\n%s%s%s",
+             ah_t_env("AH_PLUGIN_DIR"), iso != NULL ? "[plugin.erecruit]\nisolation = " : "",
+             iso != NULL ? iso : "", iso != NULL ? "\n" : "");
     f->ini = ah_t_write_ini(f->dir, extra);
     ck_assert_ptr_nonnull(f->ini);
 
@@ -106,6 +111,13 @@ static void setup(fixture *f, const ah_sim_opts *so, const ah_erecruit_opts *eo,
     ck_assert_int_eq(ah_sim_start(f->sim), 0);
 
     f->core = core_open(f, serve);
+    if (iso != NULL) {
+        cJSON *pl = ah_core_plugins_json(f->core, "erecruit");
+        ck_assert_ptr_nonnull(pl);
+        ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(pl, 0), "isolation")->valuestring,
+                         iso);
+        cJSON_Delete(pl);
+    }
     if (serve)
         snprintf(f->base, sizeof f->base, "http://127.0.0.1:%u",
                  (unsigned)ah_httpd_port(f->core->httpd));

@@ -375,6 +375,79 @@ START_TEST(test_max_body_suffixes)
 }
 END_TEST
 
+
+/* ---- [plugin.NAME]: isolation -------------------------------------------- */
+
+START_TEST(test_plugin_isolation)
+{
+    tmp t;
+    char ini[512], so[512], text[1024], err[1024];
+    ah_config cfg;
+
+    clear_env();
+    tmp_make(&t);
+    put_file(&t, "p.so", "x", so, sizeof so);
+    /* The section may come before [plugins]; a plugin without one has none. */
+    snprintf(text, sizeof text,
+             "[plugin.a]\nisolation = process\nmemory_max = 256M\ncall_timeout_ms = 500\n"
+             "max_calls = 1000\nrestart_backoff_ms = 20\nprocesses = 4\n\n[plugins]\na = p.so\nb = p.so\n"
+             "[plugin.b]\nisolation = in_process\n");
+    put_file(&t, "atshub.ini", text, ini, sizeof ini);
+    ck_assert_msg(ah_config_load(ini, &cfg, err, sizeof err) == 0, "%s", err);
+    ck_assert_uint_eq(cfg.nplugin_isos, 2);
+    const ah_plugin_iso_conf *a = ah_config_plugin_iso(&cfg, "a");
+    ck_assert_ptr_nonnull(a);
+    ck_assert_int_eq(a->isolation, AH_ISOLATION_PROCESS);
+    ck_assert_uint_eq(a->memory_max, 256u << 20);
+    ck_assert_int_eq(a->call_timeout_ms, 500);
+    ck_assert_int_eq(a->max_calls, 1000);
+    ck_assert_int_eq(a->restart_backoff_ms, 20);
+    ck_assert_int_eq(a->processes, 4);
+    ck_assert_int_eq(a->line, 1);
+    const ah_plugin_iso_conf *b = ah_config_plugin_iso(&cfg, "b");
+    ck_assert_ptr_nonnull(b);
+    ck_assert_int_eq(b->isolation, AH_ISOLATION_IN_PROCESS);
+    ck_assert_uint_eq(b->memory_max, 0);
+    ck_assert_int_eq(b->call_timeout_ms, 30000);
+    ck_assert_int_eq(b->max_calls, 0);
+    ck_assert_int_eq(b->restart_backoff_ms, 1000);
+    ck_assert_int_eq(b->processes, 1);
+    ck_assert_ptr_null(ah_config_plugin_iso(&cfg, "c"));
+    ah_config_free(&cfg);
+    tmp_remove(&t);
+}
+END_TEST
+
+START_TEST(test_err_plugin_isolation)
+{
+    expect_error("[plugin.a]\nisolation = thread\n", 2,
+                 "[plugin.a] isolation: expected process or in_process, got 'thread'");
+    expect_error("[plugin.a]\nmemory_max = 1M\n", 2,
+                 "[plugin.a] memory_max: expected a size between 16M and 64G (suffix K, M "
+                 "or G) or off, got '1M'");
+    expect_error("[plugin.a]\nmemory_max = 65G\n", 2,
+                 "[plugin.a] memory_max: expected a size between 16M and 64G (suffix K, M "
+                 "or G) or off, got '65G'");
+    expect_error("[plugin.a]\ncall_timeout_ms = 5\n", 2,
+                 "[plugin.a] call_timeout_ms: expected an integer between 10 and 600000, "
+                 "got '5'");
+    expect_error("[plugin.a]\nmax_calls = -1\n", 2,
+                 "[plugin.a] max_calls: expected an integer between 0 (never recycle) and "
+                 "1000000000, got '-1'");
+    expect_error("[plugin.a]\nisolation = process\nisolation = process\n", 3,
+                 "duplicate key 'isolation' in [plugin.a] (first at line 2)");
+    expect_error("[plugin.a]\nmemory = 1G\n", 2,
+                 "unknown key 'memory' in [plugin.a] (expected isolation, memory_max, "
+                 "call_timeout_ms, max_calls, restart_backoff_ms or processes)");
+    expect_error("[plugin.a]\nprocesses = 0\n", 2,
+                 "[plugin.a] processes: expected an integer between 1 and 64, got '0'");
+    expect_error("[plugin.A-b]\nisolation = process\n", 2,
+                 "[plugin.A-b]: a plugin name is made of a-z, 0-9 and _");
+    expect_error("[core]\nworkers = 2\n[plugin.ghost]\nisolation = process\n", 3,
+                 "[plugin.ghost]: no plugin 'ghost' in [plugins]");
+}
+END_TEST
+
 START_TEST(test_shipped_ini)
 {
     tmp t;
@@ -1015,6 +1088,8 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_err_tls);
     tcase_add_test(tc, test_err_syntax);
     tcase_add_test(tc, test_err_long_line);
+    tcase_add_test(tc, test_err_plugin_isolation);
+    tcase_add_test(tc, test_plugin_isolation);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("log");

@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Length-prefixed JSON frames over a stream socket (frame.h). */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "frame.h"
+
+static int write_all(int fd, const unsigned char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int read_all(int fd, unsigned char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t r = read(fd, p, n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        p += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+int ah_frame_send(int fd, const cJSON *msg)
+{
+    char *text = cJSON_PrintUnformatted(msg);
+    if (text == NULL)
+        return -1;
+    size_t len = strlen(text);
+    if (len > AH_FRAME_MAX) {
+        free(text);
+        return -1;
+    }
+    /* One buffer, one send: small frames leave in one segment. */
+    unsigned char *buf = malloc(len + 4);
+    if (buf == NULL) {
+        free(text);
+        return -1;
+    }
+    buf[0] = (unsigned char)(len >> 24);
+    buf[1] = (unsigned char)(len >> 16);
+    buf[2] = (unsigned char)(len >> 8);
+    buf[3] = (unsigned char)len;
+    memcpy(buf + 4, text, len);
+    free(text);
+    int rc = write_all(fd, buf, len + 4);
+    free(buf);
+    return rc;
+}
+
+int ah_frame_recv(int fd, cJSON **msg)
+{
+    unsigned char h[4];
+    *msg = NULL;
+    if (read_all(fd, h, 4) != 0)
+        return -1;
+    uint32_t len = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+    if (len == 0 || len > AH_FRAME_MAX)
+        return -1;
+    char *text = malloc((size_t)len + 1);
+    if (text == NULL)
+        return -1;
+    if (read_all(fd, (unsigned char *)text, len) != 0) {
+        free(text);
+        return -1;
+    }
+    text[len] = '\0';
+    cJSON *m = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (m == NULL || !cJSON_IsObject(m)) {
+        cJSON_Delete(m);
+        return -1;
+    }
+    *msg = m;
+    return 0;
+}
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+int ah_frame_put_bytes(cJSON *obj, const char *key, const char *data, size_t len)
+{
+    if (data == NULL)
+        return 0;
+    if (memchr(data, '\0', len) == NULL) {
+        char *copy = strndup(data, len);
+        if (copy == NULL)
+            return -1;
+        cJSON *s = cJSON_CreateString(copy);
+        free(copy);
+        return s != NULL && cJSON_AddItemToObject(obj, key, s) ? 0 : -1;
+    }
+    char *out = malloc((len + 2) / 3 * 4 + 1), *o = out;
+    if (out == NULL)
+        return -1;
+    const unsigned char *p = (const unsigned char *)data;
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16;
+        if (i + 1 < len)
+            v |= (uint32_t)p[i + 1] << 8;
+        if (i + 2 < len)
+            v |= p[i + 2];
+        *o++ = b64[v >> 18 & 63];
+        *o++ = b64[v >> 12 & 63];
+        *o++ = i + 1 < len ? b64[v >> 6 & 63] : '=';
+        *o++ = i + 2 < len ? b64[v & 63] : '=';
+    }
+    *o = '\0';
+    char name[80];
+    snprintf(name, sizeof name, "%s_b64", key);
+    cJSON *s = cJSON_CreateString(out);
+    free(out);
+    return s != NULL && cJSON_AddItemToObject(obj, name, s) ? 0 : -1;
+}
+
+static int b64_val(char c)
+{
+    const char *p = c != '\0' ? strchr(b64, c) : NULL;
+    return p != NULL ? (int)(p - b64) : -1;
+}
+
+int ah_frame_get_bytes(const cJSON *obj, const char *key, char **out, size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (cJSON_IsString(s)) {
+        *len = strlen(s->valuestring);
+        *out = strdup(s->valuestring);
+        return *out != NULL ? 0 : -1;
+    }
+    char name[80];
+    snprintf(name, sizeof name, "%s_b64", key);
+    s = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (!cJSON_IsString(s))
+        return 0;
+    size_t n = strlen(s->valuestring);
+    if (n % 4 != 0)
+        return -1;
+    char *buf = malloc(n / 4 * 3 + 1);
+    if (buf == NULL)
+        return -1;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 4) {
+        const char *q = s->valuestring + i;
+        int a = b64_val(q[0]), b = b64_val(q[1]);
+        int c = q[2] == '=' ? 0 : b64_val(q[2]), d = q[3] == '=' ? 0 : b64_val(q[3]);
+        if (a < 0 || b < 0 || c < 0 || d < 0) {
+            free(buf);
+            return -1;
+        }
+        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
+        buf[o++] = (char)(v >> 16);
+        if (q[2] != '=')
+            buf[o++] = (char)(v >> 8 & 255);
+        if (q[3] != '=')
+            buf[o++] = (char)(v & 255);
+    }
+    buf[o] = '\0';
+    *out = buf;
+    *len = o;
+    return 0;
+}

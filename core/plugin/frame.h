@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The framing between the daemon and a plugin host process (isolate.c,
+ * plugin_host.c): each message is one JSON text preceded by its length as 4
+ * bytes, big-endian, over a stream socket. Both ends are ours and trusted
+ * only as far as a plugin process can be: a frame longer than
+ * AH_FRAME_MAX is a protocol error, never an allocation.
+ */
+#ifndef AH_FRAME_H
+#define AH_FRAME_H
+
+#include <stddef.h>
+
+#include <cjson/cJSON.h>
+
+#define AH_FRAME_MAX (64u * 1024 * 1024)
+
+/** Sends `msg` as one frame (MSG_NOSIGNAL: a dead peer is an error, not
+ *  SIGPIPE). 0, or -1 when the peer is gone or memory runs out. */
+int ah_frame_send(int fd, const cJSON *msg);
+/** Reads one whole frame into *msg (transferred). Blocks. 0; -1 at end of
+ *  stream, on a read error, an oversize frame or text that is not a JSON
+ *  object. */
+int ah_frame_recv(int fd, cJSON **msg);
+
+/** Bytes as a JSON string member: text without NUL as "key", anything else
+ *  base64 as "key_b64". */
+int ah_frame_put_bytes(cJSON *obj, const char *key, const char *data, size_t len);
+/** Reads what ah_frame_put_bytes wrote: a malloc'd NUL-terminated copy in
+ *  *out and its length; *out NULL when neither member is there. -1 on bad
+ *  base64 or out of memory. */
+int ah_frame_get_bytes(const cJSON *obj, const char *key, char **out, size_t *len);
+
+#endif

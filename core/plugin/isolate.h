@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Isolated plugins: the daemon's side of a plugin that runs in a process of
+ * its own (atshub-plugin-host, plugin_host.c), started with posix_spawn and
+ * spoken to over a socket pair in frames (frame.h).
+ *
+ * What crosses the boundary in this version: the plugin's init and fini,
+ * the connection's open and close, every capability operation (topic +
+ * JSON body -> reply) and event deliveries to its subscriptions. While the child serves a call, the host API calls it
+ * makes (HTTP, OAuth2, settings, records, events, logs) come back over the
+ * same socket and run here, on the calling worker, through the daemon's own
+ * host API table with the call's context: the daemon keeps the secrets, the
+ * store and the tokens; the child sees only what its call asks for.
+ * Inbound routes do not cross yet: the loader refuses isolation for a
+ * plugin that declares any.
+ *
+ * Faults: a child that dies (signal or exit) answers the call in flight
+ * `plugin_crashed` (503); a call past call_timeout_ms is answered `timeout`
+ * (504) and the child killed; memory_max is the child's RLIMIT_AS, and a
+ * child that dies at its limit is recorded as a memory crash. A dead child
+ * is started again by the next call after a backoff (restart_backoff_ms,
+ * doubled per crash up to 60 s; reset by a call that returns); calls before
+ * then, and while the circuit is open (5 crashes within 60 s), are answered
+ * `plugin_unavailable` (503) at once; the first call after the backoff is
+ * the probe that closes the circuit when it returns. Every child is reaped
+ * (waitpid on its own pid), every descriptor is O_CLOEXEC.
+ *
+ * A plugin runs in opts.processes processes; each serves one call at a
+ * time. A connection is pinned to one of them (round robin at its open:
+ * its context lives there), so calls for different connections run in
+ * parallel up to that number. Crashes, backoff and the circuit count for
+ * the plugin as a whole; a crash costs only the calls of that process.
+ */
+#ifndef AH_ISOLATE_H
+#define AH_ISOLATE_H
+
+#include <stdint.h>
+
+#include <atshub/plugin.h>
+#include <cjson/cJSON.h>
+
+/* Error codes of isolated plugins (stable; HTTP status in the comment). */
+#define AH_E_PLUGIN_CRASHED "plugin_crashed"         /* 503, retryable */
+#define AH_E_PLUGIN_UNAVAILABLE "plugin_unavailable" /* 503, retryable */
+
+typedef struct ah_isolate ah_isolate;
+
+typedef struct ah_isolate_opts {
+    uint64_t memory_max;     /* RLIMIT_AS of the child, bytes; 0: none */
+    long call_timeout_ms;    /* one call's deadline in the child (> 0) */
+    long max_calls;          /* recycle the child after so many calls; 0: never */
+    long restart_backoff_ms; /* first restart delay after a crash (> 0) */
+    int processes;           /* processes serving the plugin (>= 1; 0: 1) */
+} ah_isolate_opts;
+
+/** Starts the plugin host process for the plugin file `path` (already
+ *  checked by the loader), which loads it and runs its init. `host` is the
+ *  daemon's host API table: the child's host API calls run through it.
+ *  Returns NULL with err filled ("init failed: ...", "cannot start
+ *  atshub-plugin-host: ..."). The program is found at $ATSHUB_PLUGIN_HOST,
+ *  next to the running executable, or where the build or the install put it. */
+ah_isolate *ah_isolate_start(const char *path, const char *name, const ah_isolate_opts *opts,
+                             const ah_host_api *host, char *err, size_t errlen);
+/** Ends the child (end of stream: it runs fini and exits; killed when it has
+ *  not within 2 s), reaps it and frees everything. NULL is fine. */
+void ah_isolate_free(ah_isolate *iso);
+
+/** The plugin's open() for call->conn in the child. *conn_ctx receives a
+ *  daemon-side handle (never dereferenced by the plugin). On AH_ERR the
+ *  failure is described through call->host->fail. Any worker thread. */
+ah_result ah_isolate_open(ah_isolate *iso, ah_call *call, void **conn_ctx);
+/** The plugin's close() in the child for a handle from ah_isolate_open,
+ *  and frees the handle. Nothing is sent when the child that opened it is
+ *  gone. */
+void ah_isolate_close(ah_isolate *iso, void *conn_ctx);
+/** Runs the operation of call->topic in the child with `body` (borrowed);
+ *  *reply receives the plugin's reply (transferred) on AH_OK. A context
+ *  made by an earlier child is opened again first. On AH_ERR the failure
+ *  (the plugin's own, plugin_crashed, timeout, plugin_unavailable) is
+ *  described through call->host->fail. */
+ah_result ah_isolate_op(ah_isolate *iso, ah_call *call, const cJSON *body, cJSON **reply);
+
+/** Runs the handler of subscription number `index` of the plugin's
+ *  descriptor in the child for the event `topic` with `body` (borrowed),
+ *  like ah_isolate_op (same process, context and failures). */
+ah_result ah_isolate_event(ah_isolate *iso, ah_call *call, int index, const char *topic,
+                           const cJSON *body);
+
+/** What operators see: {"pid" (the first running), "pids", "processes",
+ *  "state" (running|restarting|circuit_open|stopped), "restarts", "crashes", "calls", "memory_max", "call_timeout_ms",
+ *  "max_calls", "last_crash": null | {"cause", "kind" (signal|exit|timeout|
+ *  memory|start), "signal", "at"}}. Transferred. */
+cJSON *ah_isolate_json(ah_isolate *iso);
+/** Crashes and restarts so far (for /metrics). */
+void ah_isolate_counts(ah_isolate *iso, unsigned long *crashes, unsigned long *restarts);
+
+#endif

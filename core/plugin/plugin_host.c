@@ -1,0 +1,929 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * atshub-plugin-host: the process an isolated plugin runs in (isolate.h).
+ *
+ *   atshub-plugin-host --fd 3 --plugin FILE.so [--memory-max BYTES] [--name NAME]
+ *
+ * Started by the daemon with posix_spawn, with its end of a socket pair as
+ * descriptor 3 and nothing else open past stderr. It limits its address
+ * space to --memory-max (RLIMIT_AS), loads the unchanged plugin, runs its
+ * init and says "ready"; then it serves one request at a time (open, call,
+ * event, close) until the socket ends, when it runs fini and exits 0. Its host API
+ * is local where nothing of the daemon's is needed (fail, JSON helpers,
+ * url_escape, free, HMAC, ct_equal) and travels to the daemon over the
+ * socket for everything else (log, settings, HTTP, OAuth2, events,
+ * records, store). Single-threaded.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "frame.h"
+#include "router.h"
+
+#define SOCK_FD 3
+
+/* The child's call context: the ah_call and what fail() recorded. */
+typedef struct child_call {
+    ah_call call;
+    char err_code[64];
+    char err_msg[512];
+    int err_status;
+    cJSON *keep; /* answers whose strings the plugin holds until the call returns */
+} child_call;
+
+#if defined(__SANITIZE_ADDRESS__)
+/* Under AddressSanitizer (test builds) a plugin's fault must still end
+ * this process with its own signal, as it does in production, so that the
+ * daemon can tell a crash from an exit: leave SEGV, BUS and FPE to us. */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+    return "handle_segv=0:handle_sigbus=0:handle_sigfpe=0:handle_sigill=0:"
+           "allow_user_segv_handler=1";
+}
+#endif
+
+static int g_fd = SOCK_FD;
+static uint64_t g_memory_max;
+static const ah_plugin_descriptor *g_desc;
+static void *g_state;
+
+/* ------------------------------------------------------------------------ */
+/* Dying at the memory limit                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* A preformatted frame the fault handler can write without allocating. */
+static const char oom_frame[] = "\0\0\0\x0b{\"t\":\"oom\"}"; /* 11 bytes of JSON */
+static char alt_stack[64 * 1024];
+
+/* Address space in use, from /proc/self/statm, with syscalls only. */
+static uint64_t vm_size(void)
+{
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    char buf[64];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    uint64_t pages = 0;
+    for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; i++)
+        pages = pages * 10 + (uint64_t)(buf[i] - '0');
+    return pages * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* A plugin that runs out of address space dies of whatever its failed
+ * allocation leads to (abort, a NULL dereference): when that happens near
+ * the limit, tell the daemon it was memory, then die of the same signal. */
+static void on_fault(int sig)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    /* No RLIMIT_AS under AddressSanitizer, whose shadow memory makes the
+     * address space useless as a measure. */
+    bool near_limit = false;
+    (void)vm_size;
+#else
+    bool near_limit = g_memory_max > 0 && vm_size() >= g_memory_max / 10 * 9;
+#endif
+    if (near_limit) {
+        ssize_t w = write(g_fd, oom_frame, sizeof oom_frame - 1);
+        (void)w;
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void install_fault_handlers(void)
+{
+    stack_t ss = {.ss_sp = alt_stack, .ss_size = sizeof alt_stack};
+    sigaltstack(&ss, NULL);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_fault;
+    sa.sa_flags = SA_ONSTACK | SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    int sigs[] = {SIGSEGV, SIGBUS, SIGABRT, SIGILL, SIGFPE};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        sigaction(sigs[i], &sa, NULL);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Talking to the daemon                                                     */
+/* ------------------------------------------------------------------------ */
+
+static void die_lost(void)
+{
+    /* The daemon is gone or spoke nonsense: nothing left to serve. */
+    _exit(2);
+}
+
+static void send_or_die(const cJSON *m)
+{
+    if (ah_frame_send(g_fd, m) != 0)
+        die_lost();
+}
+
+/* A host call to the daemon: sends m (consumed) and returns the answer. */
+static cJSON *rpc(cJSON *m)
+{
+    if (m == NULL)
+        die_lost();
+    send_or_die(m);
+    cJSON_Delete(m);
+    cJSON *ans = NULL;
+    if (ah_frame_recv(g_fd, &ans) != 0)
+        die_lost();
+    return ans;
+}
+
+static cJSON *host_msg(const char *fn)
+{
+    cJSON *m = cJSON_CreateObject();
+    if (m == NULL)
+        die_lost();
+    cJSON_AddStringToObject(m, "t", "host");
+    cJSON_AddStringToObject(m, "fn", fn);
+    return m;
+}
+
+static child_call *cc_of(const ah_call *call)
+{
+    return (child_call *)call;
+}
+
+static void set_fail(child_call *cc, const char *code, int status, const char *msg)
+{
+    snprintf(cc->err_code, sizeof cc->err_code, "%s", code != NULL ? code : AH_E_PLUGIN);
+    cc->err_status = status;
+    snprintf(cc->err_msg, sizeof cc->err_msg, "%s", msg != NULL ? msg : "");
+}
+
+/* The daemon's answer: AH_OK, or AH_ERR with its failure copied into the
+ * call, as the daemon's host API would have recorded it in process. */
+static ah_result result_of(ah_call *call, const cJSON *ans)
+{
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ans, "ok")))
+        return AH_OK;
+    const cJSON *code = cJSON_GetObjectItemCaseSensitive(ans, "code");
+    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(ans, "message");
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(ans, "status");
+    set_fail(cc_of(call), cJSON_IsString(code) ? code->valuestring : AH_E_INTERNAL,
+             cJSON_IsNumber(st) ? st->valueint : 0,
+             cJSON_IsString(msg) ? msg->valuestring : "");
+    return AH_ERR;
+}
+
+/* Keeps `ans` alive until the call returns, for borrowed strings. */
+static void keep(ah_call *call, cJSON *ans)
+{
+    child_call *cc = cc_of(call);
+    if (cc->keep == NULL)
+        cc->keep = cJSON_CreateArray();
+    if (cc->keep == NULL || !cJSON_AddItemToArray(cc->keep, ans))
+        cJSON_Delete(ans);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The host API of the child                                                 */
+/* ------------------------------------------------------------------------ */
+
+static void h_log(const ah_call *call, ah_log_level level, const char *fmt, ...)
+{
+    (void)call;
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cJSON *m = cJSON_CreateObject();
+    if (m == NULL)
+        return;
+    cJSON_AddStringToObject(m, "t", "log");
+    cJSON_AddNumberToObject(m, "level", level);
+    cJSON_AddStringToObject(m, "msg", msg);
+    send_or_die(m);
+    cJSON_Delete(m);
+}
+
+static ah_result h_fail(ah_call *call, const char *code, int http_status, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    set_fail(cc_of(call), code, http_status, msg);
+    return AH_ERR;
+}
+
+static const char *h_setting(const ah_call *call, const char *key)
+{
+    if (key == NULL || call->conn == NULL)
+        return NULL;
+    cJSON *m = host_msg("setting");
+    cJSON_AddStringToObject(m, "key", key);
+    cJSON *ans = rpc(m);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(ans, "v");
+    const char *s = cJSON_IsString(v) ? v->valuestring : NULL;
+    keep((ah_call *)call, ans);
+    return s;
+}
+
+static cJSON *oauth2_json(const ah_oauth2_params *p)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        die_lost();
+    const char *k[] = {"token_url", "client_id", "client_secret", "scope", "refresh_token"};
+    const char *v[] = {p->token_url, p->client_id, p->client_secret,
+                       AH_HAS(p, scope) ? p->scope : NULL,
+                       AH_HAS(p, refresh_token) ? p->refresh_token : NULL};
+    for (int i = 0; i < 5; i++)
+        if (v[i] != NULL)
+            cJSON_AddStringToObject(o, k[i], v[i]);
+    return o;
+}
+
+static ah_result h_http(ah_call *call, const ah_http_request *req, ah_http_response *resp)
+{
+    size_t v10 = offsetof(ah_http_response, outcome);
+    size_t rsz = v10;
+    if (req != NULL && AH_HAS(req, response_size) && req->response_size >= v10)
+        rsz = req->response_size < sizeof *resp ? req->response_size : sizeof *resp;
+    ah_http_response full;
+    memset(&full, 0, sizeof full);
+    if (req == NULL || req->method == NULL || req->url == NULL) {
+        full.struct_size = (uint32_t)rsz;
+        memcpy(resp, &full, rsz);
+        return h_fail(call, AH_E_INTERNAL, 500, "http: method and url are required");
+    }
+    cJSON *m = host_msg("http");
+    cJSON *q = cJSON_AddObjectToObject(m, "req");
+    cJSON_AddStringToObject(q, "method", req->method);
+    cJSON_AddStringToObject(q, "url", req->url);
+    if (req->headers != NULL) {
+        cJSON *hs = cJSON_AddArrayToObject(q, "headers");
+        for (const char *const *h = req->headers; *h != NULL; h++)
+            cJSON_AddItemToArray(hs, cJSON_CreateString(*h));
+    }
+    if (req->body != NULL)
+        ah_frame_put_bytes(q, "body", req->body, req->body_len);
+    cJSON_AddNumberToObject(q, "timeout_ms", (double)req->timeout_ms);
+    cJSON_AddNumberToObject(q, "max_attempts", req->max_attempts);
+    if (req->bearer != NULL)
+        cJSON_AddStringToObject(q, "bearer", req->bearer);
+    if (AH_HAS(req, flags))
+        cJSON_AddNumberToObject(q, "flags", req->flags);
+    if (AH_HAS(req, oauth2) && req->oauth2 != NULL)
+        cJSON_AddItemToObject(q, "oauth2", oauth2_json(req->oauth2));
+    cJSON *ans = rpc(m);
+    ah_result r = result_of(call, ans);
+    const cJSON *v;
+    if ((v = cJSON_GetObjectItemCaseSensitive(ans, "status_code")) && cJSON_IsNumber(v))
+        full.status = (long)v->valuedouble;
+    if ((v = cJSON_GetObjectItemCaseSensitive(ans, "attempts")) && cJSON_IsNumber(v))
+        full.attempts = v->valueint;
+    if ((v = cJSON_GetObjectItemCaseSensitive(ans, "outcome")) && cJSON_IsNumber(v))
+        full.outcome = v->valueint;
+    if ((v = cJSON_GetObjectItemCaseSensitive(ans, "content_type")) && cJSON_IsString(v))
+        full.content_type = strdup(v->valuestring);
+    char *body = NULL;
+    size_t blen = 0;
+    ah_frame_get_bytes(ans, "body", &body, &blen);
+    full.body = body;
+    full.body_len = blen;
+    cJSON_Delete(ans);
+    full.struct_size = (uint32_t)rsz;
+    memcpy(resp, &full, rsz);
+    return r;
+}
+
+static void h_http_response_free(ah_http_response *resp)
+{
+    if (resp == NULL)
+        return;
+    free(resp->body);
+    free(resp->content_type);
+    resp->body = NULL;
+    resp->content_type = NULL;
+}
+
+static char *h_url_escape(const char *s)
+{
+    if (s == NULL)
+        return NULL;
+    size_t n = strlen(s);
+    char *out = malloc(n * 3 + 1), *o = out;
+    if (out == NULL)
+        return NULL;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+            *p == '-' || *p == '.' || *p == '_' || *p == '~') {
+            *o++ = (char)*p;
+        } else {
+            snprintf(o, 4, "%%%02X", *p);
+            o += 3;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+static ah_result h_oauth2_token(ah_call *call, const ah_oauth2_params *p, char *out,
+                                size_t out_len)
+{
+    cJSON *m = host_msg("oauth2_token");
+    cJSON_AddItemToObject(m, "p", oauth2_json(p));
+    cJSON *ans = rpc(m);
+    ah_result r = result_of(call, ans);
+    if (r == AH_OK) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(ans, "token");
+        if (!cJSON_IsString(t) || strlen(t->valuestring) >= out_len)
+            r = h_fail(call, "auth_failed", 502, "oauth2: the token does not fit");
+        else
+            memcpy(out, t->valuestring, strlen(t->valuestring) + 1);
+    }
+    cJSON_Delete(ans);
+    return r;
+}
+
+static void h_oauth2_invalidate(ah_call *call, const ah_oauth2_params *p)
+{
+    cJSON *m = host_msg("oauth2_invalidate");
+    cJSON_AddItemToObject(m, "p", oauth2_json(p));
+    cJSON_Delete(rpc(m));
+    (void)call;
+}
+
+static cJSON *h_json_parse(const char *text, size_t len)
+{
+    /* The daemon's limit for bodies; cJSON's own nesting limit applies. */
+    if (text == NULL || len > AH_FRAME_MAX)
+        return NULL;
+    return cJSON_ParseWithLength(text, len);
+}
+
+static const char *h_json_string(const cJSON *obj, const char *key, size_t max_len)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsString(v) || v->valuestring == NULL || strlen(v->valuestring) > max_len)
+        return NULL;
+    return v->valuestring;
+}
+
+static ah_result h_publish(ah_call *call, const char *topic, cJSON *body)
+{
+    cJSON *m = host_msg("publish");
+    if (topic != NULL)
+        cJSON_AddStringToObject(m, "topic", topic);
+    if (body != NULL)
+        cJSON_AddItemToObject(m, "body", body);
+    cJSON *ans = rpc(m);
+    ah_result r = result_of(call, ans);
+    cJSON_Delete(ans);
+    return r;
+}
+
+/* A text of `len` bytes (0: up to its NUL) as a string member. */
+static void add_text(cJSON *o, const char *key, const char *text, size_t len)
+{
+    if (len == 0) {
+        cJSON_AddStringToObject(o, key, text);
+        return;
+    }
+    char *copy = strndup(text, len);
+    if (copy == NULL)
+        die_lost();
+    cJSON_AddStringToObject(o, key, copy);
+    free(copy);
+}
+
+static cJSON *record_json(const ah_record *rec)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        die_lost();
+    if (rec == NULL)
+        return o;
+    if (rec->type != NULL)
+        cJSON_AddStringToObject(o, "type", rec->type);
+    if (rec->remote_id != NULL)
+        cJSON_AddStringToObject(o, "remote_id", rec->remote_id);
+    if (rec->updated_at != NULL)
+        cJSON_AddStringToObject(o, "updated_at", rec->updated_at);
+    if (rec->raw != NULL)
+        cJSON_AddItemToObject(o, "raw", cJSON_Duplicate(rec->raw, 1));
+    if (rec->fields != NULL)
+        cJSON_AddItemToObject(o, "fields", cJSON_Duplicate(rec->fields, 1));
+    /* ABI 1.2: the two as JSON text, which the host stores as given. */
+    if (rec->struct_size >= offsetof(ah_record, fields_json_len) + sizeof rec->fields_json_len) {
+        if (rec->raw_json != NULL)
+            add_text(o, "raw_json", rec->raw_json, rec->raw_json_len);
+        if (rec->fields_json != NULL)
+            add_text(o, "fields_json", rec->fields_json, rec->fields_json_len);
+    }
+    return o;
+}
+
+static ah_result h_emit_record(ah_call *call, const ah_record *rec)
+{
+    cJSON *m = host_msg("emit_record");
+    cJSON_AddItemToObject(m, "rec", record_json(rec));
+    cJSON *ans = rpc(m);
+    ah_result r = result_of(call, ans);
+    cJSON_Delete(ans);
+    return r;
+}
+
+static void h_free(void *p)
+{
+    free(p);
+}
+
+/* Inbound exchanges belong to routes, which isolated plugins do not have. */
+static const char *h_ex_str(ah_http_exchange *ex) { (void)ex; return NULL; }
+static const char *h_ex_str2(ah_http_exchange *ex, const char *n) { (void)ex; (void)n; return NULL; }
+static const char *h_ex_body(ah_http_exchange *ex, size_t *len)
+{
+    (void)ex;
+    if (len != NULL)
+        *len = 0;
+    return NULL;
+}
+static ah_result h_ex_respond_json(ah_http_exchange *ex, int status, cJSON *body)
+{
+    (void)ex;
+    (void)status;
+    cJSON_Delete(body);
+    return AH_ERR;
+}
+static ah_result h_ex_respond(ah_http_exchange *ex, int status, const char *ct, const char *b,
+                              size_t len)
+{
+    (void)ex; (void)status; (void)ct; (void)b; (void)len;
+    return AH_ERR;
+}
+static ah_call *h_conn_by_secret(ah_call *call, const char *k, const char *p)
+{
+    (void)k;
+    (void)p;
+    h_fail(call, AH_E_INTERNAL, 500, "conn_by_secret: only in route handlers, which isolated "
+                                     "plugins do not have");
+    return NULL;
+}
+
+static ah_result h_record_put(ah_call *call, const ah_record *rec, char *id_out, size_t id_len,
+                              int *changed_out)
+{
+    cJSON *m = host_msg("record_put");
+    cJSON_AddItemToObject(m, "rec", record_json(rec));
+    cJSON *ans = rpc(m);
+    ah_result r = result_of(call, ans);
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(ans, "id");
+    if (id_out != NULL && id_len > 0)
+        snprintf(id_out, id_len, "%s", cJSON_IsString(id) ? id->valuestring : "");
+    if (changed_out != NULL) {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(ans, "changed");
+        *changed_out = cJSON_IsNumber(c) ? c->valueint : 0;
+    }
+    cJSON_Delete(ans);
+    return r;
+}
+
+/* The value "v" of an answer, detached (transferred), or NULL. */
+static cJSON *take_v(cJSON *ans)
+{
+    cJSON *v = cJSON_DetachItemFromObjectCaseSensitive(ans, "v");
+    cJSON_Delete(ans);
+    if (v != NULL && cJSON_IsNull(v)) {
+        cJSON_Delete(v);
+        return NULL;
+    }
+    return v;
+}
+
+static cJSON *h_record_get(ah_call *call, const char *type, const char *remote_id)
+{
+    (void)call;
+    cJSON *m = host_msg("record_get");
+    if (type != NULL)
+        cJSON_AddStringToObject(m, "type", type);
+    if (remote_id != NULL)
+        cJSON_AddStringToObject(m, "remote_id", remote_id);
+    return take_v(rpc(m));
+}
+
+static cJSON *h_record_find(ah_call *call, const char *type, const char *field,
+                            const char *value, int nocase, int limit)
+{
+    (void)call;
+    cJSON *m = host_msg("record_find");
+    if (type != NULL)
+        cJSON_AddStringToObject(m, "type", type);
+    if (field != NULL)
+        cJSON_AddStringToObject(m, "field", field);
+    if (value != NULL)
+        cJSON_AddStringToObject(m, "value", value);
+    cJSON_AddNumberToObject(m, "nocase", nocase);
+    cJSON_AddNumberToObject(m, "limit", limit);
+    return take_v(rpc(m));
+}
+
+static ah_result h_sequence_next(ah_call *call, const char *name, int64_t *out)
+{
+    cJSON *m = host_msg("sequence_next");
+    if (name != NULL)
+        cJSON_AddStringToObject(m, "name", name);
+    cJSON *ans = rpc(m);
+    ah_result r = result_of(call, ans);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(ans, "v");
+    if (out != NULL)
+        *out = cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
+    cJSON_Delete(ans);
+    return r;
+}
+
+static ah_result h_store_ping(ah_call *call)
+{
+    cJSON *ans = rpc(host_msg("store_ping"));
+    ah_result r = result_of(call, ans);
+    cJSON_Delete(ans);
+    return r;
+}
+
+static cJSON *h_record_by_id(ah_call *call, const char *id)
+{
+    (void)call;
+    cJSON *m = host_msg("record_by_id");
+    if (id != NULL)
+        cJSON_AddStringToObject(m, "id", id);
+    return take_v(rpc(m));
+}
+
+static ah_result h_hmac(const void *key, size_t key_len, const void *data, size_t len,
+                        char out[65])
+{
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    if (HMAC(EVP_sha256(), key, (int)key_len, data, len, md, &mdlen) == NULL || mdlen != 32)
+        return AH_ERR;
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    return AH_OK;
+}
+
+static int h_ct_equal(const char *a, const char *b)
+{
+    if (a == NULL || b == NULL)
+        return 0;
+    size_t la = strlen(a), lb = strlen(b);
+    if (la != lb)
+        return 0;
+    return CRYPTO_memcmp(a, b, la) == 0;
+}
+
+static ah_result h_settings_update(ah_call *call, const cJSON *changes)
+{
+    cJSON *m = host_msg("settings_update");
+    if (changes != NULL)
+        cJSON_AddItemToObject(m, "changes", cJSON_Duplicate(changes, 1));
+    cJSON *ans = rpc(m);
+    ah_result r = result_of(call, ans);
+    cJSON_Delete(ans);
+    return r;
+}
+
+static int h_setting_lists(ah_call *call, const char *key, const char *value, unsigned how)
+{
+    (void)call;
+    cJSON *m = host_msg("setting_lists");
+    if (key != NULL)
+        cJSON_AddStringToObject(m, "key", key);
+    if (value != NULL)
+        cJSON_AddStringToObject(m, "value", value);
+    cJSON_AddNumberToObject(m, "how", how);
+    cJSON *ans = rpc(m);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(ans, "v");
+    int r = cJSON_IsNumber(v) ? v->valueint : -1;
+    cJSON_Delete(ans);
+    return r;
+}
+
+static const ah_host_api g_host = {
+    .struct_size = sizeof(ah_host_api),
+    .abi_major = AH_ABI_MAJOR,
+    .abi_minor = AH_ABI_MINOR,
+    .log = h_log,
+    .fail = h_fail,
+    .setting = h_setting,
+    .http = h_http,
+    .http_response_free = h_http_response_free,
+    .url_escape = h_url_escape,
+    .oauth2_token = h_oauth2_token,
+    .oauth2_invalidate = h_oauth2_invalidate,
+    .json_parse = h_json_parse,
+    .json_string = h_json_string,
+    .publish = h_publish,
+    .emit_record = h_emit_record,
+    .free = h_free,
+    .http_method = h_ex_str,
+    .http_path = h_ex_str,
+    .http_header = h_ex_str2,
+    .http_query = h_ex_str2,
+    .http_client_ip = h_ex_str,
+    .http_body = h_ex_body,
+    .http_respond_json = h_ex_respond_json,
+    .conn_by_secret = h_conn_by_secret,
+    .record_put = h_record_put,
+    .record_get = h_record_get,
+    .record_find = h_record_find,
+    .sequence_next = h_sequence_next,
+    .store_ping = h_store_ping,
+    .record_by_id = h_record_by_id,
+    .hmac_sha256_hex = h_hmac,
+    .ct_equal = h_ct_equal,
+    .settings_update = h_settings_update,
+    .http_respond = h_ex_respond,
+    .setting_lists = h_setting_lists,
+};
+
+/* ------------------------------------------------------------------------ */
+/* Serving                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* A non-NULL pointer stands for itself as the connection in the call: the
+ * plugin may compare it or pass it back, never look inside (ah_conn is
+ * opaque to it). */
+static char g_conn_token;
+
+static void call_init(child_call *cc, const cJSON *m, void *conn_ctx)
+{
+    memset(cc, 0, sizeof *cc);
+    cc->call.struct_size = sizeof cc->call;
+    cc->call.host = &g_host;
+    cc->call.plugin_state = g_state;
+    cc->call.conn_ctx = conn_ctx;
+    const cJSON *v;
+    if ((v = cJSON_GetObjectItemCaseSensitive(m, "tenant")) && cJSON_IsString(v))
+        cc->call.tenant = v->valuestring;
+    if ((v = cJSON_GetObjectItemCaseSensitive(m, "connection")) && cJSON_IsString(v)) {
+        cc->call.connection = v->valuestring;
+        cc->call.conn = (ah_conn *)&g_conn_token;
+    }
+    if ((v = cJSON_GetObjectItemCaseSensitive(m, "topic")) && cJSON_IsString(v))
+        cc->call.topic = v->valuestring;
+    if ((v = cJSON_GetObjectItemCaseSensitive(m, "correlation_id")) && cJSON_IsString(v))
+        cc->call.correlation_id = v->valuestring;
+}
+
+static void *ctx_of(const cJSON *m)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, "ctx");
+    if (!cJSON_IsString(v))
+        return NULL;
+    return (void *)(uintptr_t)strtoull(v->valuestring, NULL, 16);
+}
+
+static void answer(child_call *cc, ah_result r, cJSON *body, const char *ctx)
+{
+    cJSON *a = cJSON_CreateObject();
+    if (a == NULL)
+        die_lost();
+    cJSON_AddStringToObject(a, "t", "reply");
+    cJSON_AddBoolToObject(a, "ok", r == AH_OK);
+    if (r == AH_OK) {
+        cJSON_AddItemToObject(a, "body", body != NULL ? body : cJSON_CreateObject());
+        if (ctx != NULL)
+            cJSON_AddStringToObject(a, "ctx", ctx);
+    } else {
+        cJSON_Delete(body);
+        cJSON_AddStringToObject(a, "code", cc->err_code[0] ? cc->err_code : AH_E_PLUGIN);
+        cJSON_AddNumberToObject(a, "status", cc->err_status);
+        cJSON_AddStringToObject(a, "message", cc->err_msg[0]
+                                                  ? cc->err_msg
+                                                  : "the plugin failed without a reason");
+    }
+    send_or_die(a);
+    cJSON_Delete(a);
+    cJSON_Delete(cc->keep);
+    cc->keep = NULL;
+}
+
+/* The contexts open() made and close() has not freed: closed at the end, so
+ * that a process ended (recycled, swapped, the daemon stopping) still hands
+ * each one to the plugin's close. */
+static void **g_ctxs;
+static size_t g_nctxs, g_capctxs;
+
+static void ctx_add(void *ctx)
+{
+    if (ctx == NULL)
+        return;
+    if (g_nctxs == g_capctxs) {
+        size_t cap = g_capctxs ? g_capctxs * 2 : 16;
+        void **n = realloc(g_ctxs, cap * sizeof *n);
+        if (n == NULL)
+            return; /* not closed at the end: the process ends anyway */
+        g_ctxs = n;
+        g_capctxs = cap;
+    }
+    g_ctxs[g_nctxs++] = ctx;
+}
+
+/* Whether ctx is one open() made (a close for anything else is ignored). */
+static bool ctx_remove(void *ctx)
+{
+    for (size_t i = 0; i < g_nctxs; i++) {
+        if (g_ctxs[i] == ctx) {
+            g_ctxs[i] = g_ctxs[--g_nctxs];
+            return true;
+        }
+    }
+    return false;
+}
+
+static void serve_open(const cJSON *m)
+{
+    child_call cc;
+    call_init(&cc, m, NULL);
+    void *ctx = NULL;
+    ah_result r = g_desc->open != NULL ? g_desc->open(&cc.call, &ctx) : AH_OK;
+    if (r == AH_OK)
+        ctx_add(ctx);
+    char h[24];
+    snprintf(h, sizeof h, "%" PRIxPTR, (uintptr_t)ctx);
+    answer(&cc, r, NULL, h);
+}
+
+static void serve_call(const cJSON *m)
+{
+    child_call cc;
+    call_init(&cc, m, ctx_of(m));
+    const ah_topic *t = cc.call.topic != NULL ? ah_router_topic(cc.call.topic) : NULL;
+    ah_op_fn fn = t != NULL ? ah_router_resolve(g_desc, t) : NULL;
+    if (fn == NULL) {
+        h_fail(&cc.call, AH_E_UNSUPPORTED, 501, "plugin does not support %s",
+               cc.call.topic != NULL ? cc.call.topic : "(no topic)");
+        answer(&cc, AH_ERR, NULL, NULL);
+        return;
+    }
+    const cJSON *body = cJSON_GetObjectItemCaseSensitive(m, "body");
+    cJSON *empty = NULL;
+    if (body == NULL)
+        body = empty = cJSON_CreateObject();
+    cJSON *out = NULL;
+    ah_result r = fn(&cc.call, body, &out);
+    cJSON_Delete(empty);
+    answer(&cc, r, out, NULL);
+}
+
+static void serve_event(const cJSON *m)
+{
+    child_call cc;
+    call_init(&cc, m, ctx_of(m));
+    const cJSON *sub = cJSON_GetObjectItemCaseSensitive(m, "sub");
+    const cJSON *ev = cJSON_GetObjectItemCaseSensitive(m, "event");
+    int n = 0;
+    while (g_desc->subscriptions != NULL && g_desc->subscriptions[n].pattern != NULL)
+        n++;
+    if (!cJSON_IsNumber(sub) || sub->valueint < 0 || sub->valueint >= n || !cJSON_IsString(ev)) {
+        h_fail(&cc.call, AH_E_INTERNAL, 500, "no such subscription");
+        answer(&cc, AH_ERR, NULL, NULL);
+        return;
+    }
+    const cJSON *body = cJSON_GetObjectItemCaseSensitive(m, "body");
+    cJSON *empty = NULL;
+    if (body == NULL)
+        body = empty = cJSON_CreateObject();
+    ah_result r = g_desc->subscriptions[sub->valueint].handler(&cc.call, ev->valuestring, body);
+    cJSON_Delete(empty);
+    answer(&cc, r, NULL, NULL);
+}
+
+static void serve_close(const cJSON *m)
+{
+    void *ctx = ctx_of(m);
+    if (ctx != NULL && ctx_remove(ctx) && g_desc->close != NULL)
+        g_desc->close(g_state, ctx);
+}
+
+static void say(const char *t, const char *message)
+{
+    cJSON *m = cJSON_CreateObject();
+    if (m == NULL)
+        die_lost();
+    cJSON_AddStringToObject(m, "t", t);
+    if (message != NULL)
+        cJSON_AddStringToObject(m, "message", message);
+    send_or_die(m);
+    cJSON_Delete(m);
+}
+
+int main(int argc, char **argv)
+{
+    const char *plugin = NULL;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--fd") == 0)
+            g_fd = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--plugin") == 0)
+            plugin = argv[i + 1];
+        else if (strcmp(argv[i], "--memory-max") == 0)
+            g_memory_max = strtoull(argv[i + 1], NULL, 10);
+    }
+    if (plugin == NULL || fcntl(g_fd, F_GETFD) < 0) {
+        fprintf(stderr, "usage: atshub-plugin-host --fd N --plugin FILE.so [--memory-max B]\n"
+                        "(started by atshub for plugins with isolation = process)\n");
+        return 64;
+    }
+    fcntl(g_fd, F_SETFD, FD_CLOEXEC);
+    /* Nothing of the daemon's but stdio and the socket. */
+    close_range(g_fd + 1, ~0U, 0);
+    for (int fd = 3; fd < g_fd; fd++)
+        close(fd);
+#if !defined(__SANITIZE_ADDRESS__)
+    /* (AddressSanitizer reserves terabytes of address space: under it
+     * the limit cannot be an RLIMIT_AS.) */
+    if (g_memory_max > 0) {
+        struct rlimit rl = {.rlim_cur = g_memory_max, .rlim_max = g_memory_max};
+        if (setrlimit(RLIMIT_AS, &rl) != 0) {
+            char m[128];
+            snprintf(m, sizeof m, "setrlimit(RLIMIT_AS): %s", strerror(errno));
+            say("init_failed", m);
+            return 1;
+        }
+    }
+#endif
+    install_fault_handlers();
+
+    void *dl = dlopen(plugin, RTLD_NOW | RTLD_LOCAL);
+    if (dl == NULL) {
+        char m[1024];
+        snprintf(m, sizeof m, "cannot open: %s", dlerror());
+        say("init_failed", m);
+        return 1;
+    }
+    ah_entry_fn entry = (ah_entry_fn)dlsym(dl, AH_ENTRY_SYMBOL);
+    /* The daemon checked this file before it started us. */
+    g_desc = entry != NULL ? entry(&g_host) : NULL;
+    if (g_desc == NULL) {
+        say("init_failed", "no entry symbol or no descriptor");
+        return 1;
+    }
+    if (g_desc->init != NULL) {
+        child_call cc;
+        memset(&cc, 0, sizeof cc);
+        cc.call.struct_size = sizeof cc.call;
+        cc.call.host = &g_host;
+        if (g_desc->init(&cc.call, &g_state) != AH_OK) {
+            char m[600];
+            snprintf(m, sizeof m, "init failed: %s",
+                     cc.err_msg[0] ? cc.err_msg
+                                   : "init returned an error without calling host->fail()");
+            cJSON_Delete(cc.keep);
+            say("init_failed", m);
+            return 1;
+        }
+        cJSON_Delete(cc.keep);
+    }
+    say("ready", NULL);
+    for (;;) {
+        cJSON *m = NULL;
+        if (ah_frame_recv(g_fd, &m) != 0)
+            break; /* the daemon closed: end */
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(m, "t");
+        const char *ts = cJSON_IsString(t) ? t->valuestring : "";
+        if (strcmp(ts, "call") == 0)
+            serve_call(m);
+        else if (strcmp(ts, "open") == 0)
+            serve_open(m);
+        else if (strcmp(ts, "event") == 0)
+            serve_event(m);
+        else if (strcmp(ts, "close") == 0)
+            serve_close(m);
+        cJSON_Delete(m);
+    }
+    for (size_t i = 0; i < g_nctxs; i++)
+        if (g_desc->close != NULL)
+            g_desc->close(g_state, g_ctxs[i]);
+    free(g_ctxs);
+    if (g_desc->fini != NULL)
+        g_desc->fini(g_state);
+    dlclose(dl);
+    return 0;
+}

@@ -1,0 +1,780 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Crash-isolated plugins end to end (issue 15): fixture_faulty runs in a
+ * process of its own while fixture_good serves a steady load in process.
+ * Each fault (segv, abort, _exit, an endless loop, a 512 MiB leak) must
+ * cost only the faulty call its documented error; the daemon, the other
+ * plugin and, after a restart, the faulty plugin itself carry on, and no
+ * child is left unreaped.
+ */
+#include <arpa/inet.h>
+#include <check.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <dirent.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conns.h"
+#include "crypto.h"
+#include "core.h"
+#include "daemon.h"
+#include "events.h"
+#include "metrics.h"
+#include "ops.h"
+#include "support/harness.h"
+
+#define API_KEY "ahk_isolate_0123456789"
+
+typedef struct fixture {
+    char *dir;
+    ah_core *core;
+} fixture;
+
+static void add_conn(ah_core *core, int64_t tid, const char *plugin, const char *name,
+                     const char *settings_json)
+{
+    ah_generation *gen = ah_registry_acquire(core->registry, plugin);
+    ck_assert_ptr_nonnull(gen);
+    cJSON *in = cJSON_Parse(settings_json);
+    char *text = NULL, err[512];
+    int64_t cid;
+    ck_assert_msg(ah_settings_build(core, gen->desc->settings, plugin, NULL, in, true, NULL,
+                                    &text, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(core->store->ops->connection_add(core->store, tid, plugin, name, text, &cid), 0);
+    free(text);
+    cJSON_Delete(in);
+    ah_generation_release(gen);
+}
+
+static void setup(fixture *f, const char *iso_section)
+{
+    const char *fx = ah_t_env("AH_FIXTURE_DIR");
+    char extra[2048];
+    snprintf(extra, sizeof extra,
+             "fixture_good = %s/good_v1.so\nfixture_faulty = %s/faulty.so\n%s", fx, fx,
+             iso_section);
+    f->dir = ah_t_tmpdir();
+    ck_assert_ptr_nonnull(f->dir);
+    char *ini = ah_t_write_ini(f->dir, extra);
+    ck_assert_ptr_nonnull(ini);
+    ah_config cfg;
+    char err[1024];
+    ck_assert_msg(ah_config_load(ini, &cfg, err, sizeof err) == 0, "%s", err);
+    free(ini);
+    ah_core_opts o = {.load_plugins = true, .start_bus = true};
+    f->core = ah_daemon_open(&cfg, &o, err, sizeof err);
+    ck_assert_msg(f->core != NULL, "%s", err);
+    int64_t tid;
+    char hash[AH_SHA256_HEX_LEN + 1];
+    ah_sha256_hex(API_KEY, strlen(API_KEY), hash);
+    ck_assert_int_eq(f->core->store->ops->tenant_add(f->core->store, "acme", hash, &tid), 0);
+    add_conn(f->core, tid, "fixture_good", "g", "{}");
+    add_conn(f->core, tid, "fixture_faulty", "f", "{\"greeting\":\"hej\"}");
+    add_conn(f->core, tid, "fixture_faulty", "fs", "{\"greeting\":\"segv\"}");
+    ck_assert_int_eq(ah_conns_reload(f->core), 0);
+}
+
+static void teardown(fixture *f)
+{
+    ah_daemon_close(f->core);
+    ah_t_rmrf(f->dir);
+    free(f->dir);
+}
+
+/* Children of this process, and how many of them are zombies. */
+static int children(int *zombies)
+{
+    int n = 0;
+    *zombies = 0;
+    DIR *d = opendir("/proc");
+    ck_assert_ptr_nonnull(d);
+    struct dirent *e;
+    pid_t me = getpid();
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *fp = fopen(path, "re");
+        if (fp == NULL)
+            continue;
+        size_t len = fread(buf, 1, sizeof buf - 1, fp);
+        fclose(fp);
+        buf[len] = '\0';
+        char *rp = strrchr(buf, ')');
+        char state;
+        int ppid;
+        if (rp == NULL || sscanf(rp + 2, "%c %d", &state, &ppid) != 2 || ppid != me)
+            continue;
+        n++;
+        if (state == 'Z')
+            (*zombies)++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* Open descriptors of a process ("self" or a pid). */
+static int fds_of(const char *who)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%s/fd", who);
+    DIR *d = opendir(path);
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n - 1; /* opendir's own */
+}
+
+static int call(ah_core *core, const char *conn, const char *what, ah_reply *r)
+{
+    cJSON *body = cJSON_CreateObject();
+    if (what != NULL)
+        cJSON_AddStringToObject(body, "do", what);
+    return ah_core_request(core, "acme", conn, "jobs.get", body, r);
+}
+
+/* fixture_faulty's entry of the plugin listing (transferred). */
+static cJSON *faulty_json(ah_core *core)
+{
+    cJSON *list = ah_core_plugins_json(core, "fixture_faulty");
+    ck_assert_ptr_nonnull(list);
+    cJSON *o = cJSON_DetachItemFromArray(list, 0);
+    cJSON_Delete(list);
+    return o;
+}
+
+static const char *proc_str(const cJSON *p, const char *a, const char *b)
+{
+    const cJSON *proc = cJSON_GetObjectItem(p, "process");
+    const cJSON *v = cJSON_GetObjectItem(b != NULL ? cJSON_GetObjectItem(proc, a) : proc,
+                                         b != NULL ? b : a);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* Calls fixture_faulty until it answers again (it restarts after its
+ * backoff); until then only plugin_unavailable is acceptable. Returns the
+ * pid that answered. */
+static int until_back(ah_core *core)
+{
+    for (int i = 0; i < 100000; i++) {
+        ah_reply r;
+        call(core, "f", "ok", &r);
+        if (r.ok) {
+            int pid = cJSON_GetObjectItem(r.body, "pid")->valueint;
+            ck_assert_str_eq(cJSON_GetObjectItem(r.body, "greeting")->valuestring, "hej");
+            ah_reply_free(&r);
+            return pid;
+        }
+        ck_assert_msg(strcmp(r.code, "plugin_unavailable") == 0, "%s: %s", r.code, r.message);
+        ck_assert_int_eq(r.http_status, 503);
+        ah_reply_free(&r);
+        usleep(2000);
+    }
+    ck_abort_msg("fixture_faulty did not come back");
+    return -1;
+}
+
+/* The steady load on the in-process plugin. */
+typedef struct load {
+    ah_core *core;
+    atomic_bool stop;
+    atomic_long ok, failed;
+    char first_error[256];
+} load;
+
+static void *load_main(void *arg)
+{
+    load *l = arg;
+    while (!atomic_load(&l->stop)) {
+        ah_reply r;
+        call(l->core, "g", NULL, &r);
+        if (r.ok) {
+            atomic_fetch_add(&l->ok, 1);
+        } else {
+            if (atomic_fetch_add(&l->failed, 1) == 0)
+                snprintf(l->first_error, sizeof l->first_error, "%s: %s", r.code,
+                         r.message ? r.message : "");
+        }
+        ah_reply_free(&r);
+    }
+    return NULL;
+}
+
+#define ISOLATED                                                                            \
+    "[plugin.fixture_faulty]\nisolation = process\nmemory_max = 256M\n"                     \
+    "call_timeout_ms = 1000\nrestart_backoff_ms = 10\n"
+
+START_TEST(test_faults_contained)
+{
+    fixture f;
+    setup(&f, ISOLATED);
+    ah_reply r;
+    ck_assert_int_eq(call(f.core, "f", "ok", &r), 0);
+    ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
+    int pid = cJSON_GetObjectItem(r.body, "pid")->valueint;
+    ck_assert_int_ne(pid, getpid());
+    ck_assert_str_eq(cJSON_GetObjectItem(r.body, "greeting")->valuestring, "hej");
+    ah_reply_free(&r);
+    cJSON *p = faulty_json(f.core);
+    ck_assert_str_eq(cJSON_GetObjectItem(p, "isolation")->valuestring, "process");
+    ck_assert_str_eq(proc_str(p, "state", NULL), "running");
+    ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(p, "process"), "pid")->valueint, pid);
+    cJSON_Delete(p);
+
+    /* A plugin's own error is no crash. */
+    call(f.core, "f", "fail", &r);
+    ck_assert(!r.ok);
+    ck_assert_str_eq(r.code, "conflict");
+    ck_assert_int_eq(r.http_status, 409);
+    ah_reply_free(&r);
+
+    /* The plugin process holds stdio and its socket, nothing of ours. */
+    char pidtext[16];
+    snprintf(pidtext, sizeof pidtext, "%d", pid);
+    ck_assert_int_eq(fds_of(pidtext) + 1, 4);
+    int fds_before = fds_of("self");
+
+    load l = {.core = f.core};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, load_main, &l), 0);
+
+    static const struct {
+        const char *what, *code, *kind, *signal;
+        int status;
+    } faults[] = {
+        {"segv", "plugin_crashed", "signal", "SIGSEGV", 503},
+        {"abort", "plugin_crashed", "signal", "SIGABRT", 503},
+        {"exit", "plugin_crashed", "exit", NULL, 503},
+        {"loop", "timeout", "timeout", NULL, 504},
+#if !defined(__SANITIZE_ADDRESS__)
+        /* Under AddressSanitizer the child has no RLIMIT_AS (ASan needs
+         * terabytes of address space), so the leak cannot hit a limit. */
+        {"leak", "plugin_crashed", "memory", "SIGABRT", 503},
+#endif
+    };
+    size_t n = sizeof faults / sizeof faults[0];
+    for (size_t i = 0; i < n; i++) {
+        call(f.core, "f", faults[i].what, &r);
+        ck_assert_msg(!r.ok, "%s answered", faults[i].what);
+        ck_assert_msg(strcmp(r.code, faults[i].code) == 0, "%s: %s: %s", faults[i].what, r.code,
+                      r.message);
+        ck_assert_int_eq(r.http_status, faults[i].status);
+        ah_reply_free(&r);
+        p = faulty_json(f.core);
+        ck_assert_str_eq(proc_str(p, "last_crash", "kind"), faults[i].kind);
+        if (faults[i].signal != NULL)
+            ck_assert_str_eq(proc_str(p, "last_crash", "signal"), faults[i].signal);
+        ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(p, "process"), "crashes")->valueint,
+                         (int)i + 1);
+        /* The fifth crash within 60 s opens the circuit until a probe works. */
+        ck_assert_str_eq(proc_str(p, "state", NULL), i + 1 >= 5 ? "circuit_open" : "restarting");
+        cJSON_Delete(p);
+        int back = until_back(f.core);
+        ck_assert_int_ne(back, pid);
+        pid = back;
+        p = faulty_json(f.core);
+        ck_assert_str_eq(proc_str(p, "state", NULL), "running");
+        ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(p, "process"), "restarts")->valueint,
+                         (int)i + 1);
+        cJSON_Delete(p);
+        int zombies;
+        ck_assert_int_eq(children(&zombies), 1);
+        ck_assert_int_eq(zombies, 0);
+    }
+    /* /metrics counts them per plugin. */
+    char *metrics = ah_metrics_render(f.core);
+    ck_assert_ptr_nonnull(metrics);
+    char want[128];
+    snprintf(want, sizeof want, "atshub_plugin_crashes_total{plugin=\"fixture_faulty\"} %zu\n", n);
+    ck_assert_msg(strstr(metrics, want) != NULL, "%s", metrics);
+    snprintf(want, sizeof want, "atshub_plugin_restarts_total{plugin=\"fixture_faulty\"} %zu\n", n);
+    ck_assert_msg(strstr(metrics, want) != NULL, "%s", metrics);
+    ck_assert_ptr_null(strstr(metrics, "atshub_plugin_crashes_total{plugin=\"fixture_good\"}"));
+    free(metrics);
+    atomic_store(&l.stop, true);
+    pthread_join(th, NULL);
+    /* A restarted process costs no descriptor. */
+    ck_assert_int_eq(fds_of("self"), fds_before);
+    snprintf(pidtext, sizeof pidtext, "%d", pid);
+    ck_assert_int_eq(fds_of(pidtext) + 1, 4);
+    ck_assert_msg(atomic_load(&l.failed) == 0, "%ld requests to fixture_good failed (%s)",
+                  atomic_load(&l.failed), l.first_error);
+    ck_assert_int_gt(atomic_load(&l.ok), 0);
+    teardown(&f);
+    int zombies;
+    ck_assert_int_eq(children(&zombies), 0);
+}
+END_TEST
+
+/* Context reopened in a new process; max_calls recycles; logs cross. */
+START_TEST(test_recycle_after_max_calls)
+{
+    fixture f;
+    setup(&f, "[plugin.fixture_faulty]\nisolation = process\nmax_calls = 3\n");
+    int pids[6];
+    for (int i = 0; i < 6; i++) {
+        ah_reply r;
+        call(f.core, "f", i == 0 ? "log" : "ok", &r);
+        ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
+        pids[i] = cJSON_GetObjectItem(r.body, "pid")->valueint;
+        ck_assert_str_eq(cJSON_GetObjectItem(r.body, "greeting")->valuestring, "hej");
+        ah_reply_free(&r);
+    }
+    ck_assert_int_eq(pids[0], pids[2]);
+    ck_assert_int_ne(pids[2], pids[3]);
+    ck_assert_int_eq(pids[3], pids[5]);
+    cJSON *p = faulty_json(f.core);
+    const cJSON *proc = cJSON_GetObjectItem(p, "process");
+    ck_assert_int_eq(cJSON_GetObjectItem(proc, "crashes")->valueint, 0);
+    ck_assert_int_eq(cJSON_GetObjectItem(proc, "recycles")->valueint, 2);
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(proc, "last_crash")));
+    cJSON_Delete(p);
+    teardown(&f);
+    int zombies;
+    ck_assert_int_eq(children(&zombies), 0);
+}
+END_TEST
+
+/* At the REST API a crash is a 503 with the stable code; the next request
+ * is served by a new process. */
+START_TEST(test_rest_503)
+{
+    fixture f;
+    setup(&f, "[plugin.fixture_faulty]\nisolation = process\nrestart_backoff_ms = 10\n"
+              "[http]\ntenant_rate = 0\n");
+    char err[512], url[128];
+    ck_assert_msg(ah_daemon_start(f.core, err, sizeof err) == 0, "%s", err);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/v1/stages",
+             (unsigned)ah_httpd_port(f.core->httpd));
+    const char *crash[] = {"Authorization: Bearer " API_KEY, "X-Connection: fs", NULL};
+    const char *fine[] = {"Authorization: Bearer " API_KEY, "X-Connection: f", NULL};
+    char *out = NULL;
+    ck_assert_int_eq(ah_t_http("GET", url, crash, NULL, &out), 503);
+    cJSON *o = cJSON_Parse(out);
+    ck_assert_ptr_nonnull(o);
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "error"), "code")->valuestring,
+                     "plugin_crashed");
+    cJSON_Delete(o);
+    free(out);
+    long st = 0;
+    for (int i = 0; i < 100000 && st != 200; i++) {
+        out = NULL;
+        st = ah_t_http("GET", url, fine, NULL, &out);
+        ck_assert_msg(st == 200 || (st == 503 && strstr(out, "plugin_unavailable") != NULL) || i < 0,
+                      "%ld %s", st, out ? out : "");
+        free(out);
+        if (st != 200)
+            usleep(2000);
+    }
+    ck_assert_int_eq(st, 200);
+    teardown(&f);
+    int zombies;
+    ck_assert_int_eq(children(&zombies), 0);
+}
+END_TEST
+
+/* Outbound HTTP travels to the daemon and back; a provider that never
+ * answers holds the plugin inside the host API call until the host's
+ * timeout (the plugin's call_timeout_ms counts only time in the plugin),
+ * and costs no crash. */
+START_TEST(test_http_through_daemon)
+{
+    fixture f;
+    setup(&f, "[plugin.fixture_faulty]\nisolation = process\ncall_timeout_ms = 100\n");
+    char err[512], url[160];
+    ck_assert_msg(ah_daemon_start(f.core, err, sizeof err) == 0, "%s", err);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/v1/health",
+             (unsigned)ah_httpd_port(f.core->httpd));
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddStringToObject(b, "do", "http");
+    cJSON_AddStringToObject(b, "url", url);
+    ah_reply r;
+    ah_core_request(f.core, "acme", "f", "jobs.get", b, &r);
+    ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
+    ck_assert_int_eq(cJSON_GetObjectItem(r.body, "status")->valueint, 200);
+    ck_assert_ptr_nonnull(strstr(cJSON_GetObjectItem(r.body, "body")->valuestring, "\"ok\""));
+    ah_reply_free(&r);
+
+    /* A listener that never accepts: the request is sent into its backlog
+     * and no answer ever comes. */
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    ck_assert_int_eq(bind(s, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(s, 8), 0);
+    ck_assert_int_eq(getsockname(s, (struct sockaddr *)&a, &alen), 0);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/never", (unsigned)ntohs(a.sin_port));
+    b = cJSON_CreateObject();
+    cJSON_AddStringToObject(b, "do", "http");
+    cJSON_AddStringToObject(b, "url", url);
+    ah_core_request(f.core, "acme", "f", "jobs.get", b, &r);
+    ck_assert(!r.ok);
+    ck_assert_msg(strcmp(r.code, "plugin_crashed") != 0 && strcmp(r.code, "plugin_unavailable") != 0,
+                  "%s: %s", r.code, r.message);
+    ah_reply_free(&r);
+    close(s);
+    cJSON *p = faulty_json(f.core);
+    const cJSON *proc = cJSON_GetObjectItem(p, "process");
+    ck_assert_int_eq(cJSON_GetObjectItem(proc, "crashes")->valueint, 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(proc, "state")->valuestring, "running");
+    cJSON_Delete(p);
+    teardown(&f);
+}
+END_TEST
+
+/* processes = 2: connections are spread over two processes; a crash in
+ * one costs the other's connections nothing. */
+START_TEST(test_two_processes)
+{
+    fixture f;
+    setup(&f, "[plugin.fixture_faulty]\nisolation = process\nprocesses = 2\n"
+              "restart_backoff_ms = 10\n");
+    ah_reply r;
+    call(f.core, "f", "ok", &r);
+    ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
+    int pf = cJSON_GetObjectItem(r.body, "pid")->valueint;
+    ah_reply_free(&r);
+    /* fs is opened by the next process in turn */
+    ck_assert_int_eq(ah_core_request(f.core, "acme", "fs", "jobs.get", cJSON_CreateObject(), &r), 0);
+    ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
+    int pfs = cJSON_GetObjectItem(r.body, "pid")->valueint;
+    ah_reply_free(&r);
+    ck_assert_int_ne(pf, pfs);
+    cJSON *p = faulty_json(f.core);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetObjectItem(p, "process"), "pids")), 2);
+    cJSON_Delete(p);
+    int zombies;
+    ck_assert_int_eq(children(&zombies), 2);
+    /* f's process crashes; fs is served on by its own, same pid. */
+    call(f.core, "f", "segv", &r);
+    ck_assert_str_eq(r.code, "plugin_crashed");
+    ah_reply_free(&r);
+    ck_assert_int_eq(ah_core_request(f.core, "acme", "fs", "jobs.get", cJSON_CreateObject(), &r), 0);
+    ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
+    ck_assert_int_eq(cJSON_GetObjectItem(r.body, "pid")->valueint, pfs);
+    ah_reply_free(&r);
+    int back = until_back(f.core);
+    ck_assert_int_ne(back, pf);
+    ck_assert_int_ne(back, pfs);
+    ck_assert_int_eq(children(&zombies), 2);
+    ck_assert_int_eq(zombies, 0);
+    teardown(&f);
+    ck_assert_int_eq(children(&zombies), 0);
+}
+END_TEST
+
+/* During the restart backoff calls fail fast with plugin_unavailable. */
+START_TEST(test_fail_fast_during_backoff)
+{
+    fixture f;
+    setup(&f, "[plugin.fixture_faulty]\nisolation = process\nrestart_backoff_ms = 60000\n");
+    ah_reply r;
+    call(f.core, "f", "abort", &r);
+    ck_assert_str_eq(r.code, "plugin_crashed");
+    ck_assert_int_eq(r.http_status, 503);
+    ah_reply_free(&r);
+    for (int i = 0; i < 3; i++) {
+        call(f.core, "f", "ok", &r);
+        ck_assert(!r.ok);
+        ck_assert_str_eq(r.code, "plugin_unavailable");
+        ck_assert_int_eq(r.http_status, 503);
+        ck_assert_msg(strstr(r.message, "restarting after a crash (signal SIGABRT)") != NULL, "%s",
+                      r.message);
+        ah_reply_free(&r);
+    }
+    /* the in-process plugin is served meanwhile */
+    call(f.core, "g", NULL, &r);
+    ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
+    ah_reply_free(&r);
+    cJSON *p = faulty_json(f.core);
+    ck_assert_str_eq(proc_str(p, "state", NULL), "restarting");
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(cJSON_GetObjectItem(p, "process"), "pid")));
+    cJSON_Delete(p);
+    int zombies;
+    ck_assert_int_eq(children(&zombies), 0);
+    teardown(&f);
+}
+END_TEST
+
+/* A hot swap gives the new generation a new process; the old one ends when
+ * its last connection moved over. */
+START_TEST(test_swap_isolated)
+{
+    fixture f;
+    setup(&f, "[plugin.fixture_faulty]\nisolation = process\n");
+    ah_reply r;
+    call(f.core, "f", "ok", &r);
+    ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
+    int pid1 = cJSON_GetObjectItem(r.body, "pid")->valueint;
+    ah_reply_free(&r);
+    char path[1024], err[1024];
+    snprintf(path, sizeof path, "%s/faulty.so", ah_t_env("AH_FIXTURE_DIR"));
+    ck_assert_msg(ah_registry_load(f.core->registry, "fixture_faulty", path, err, sizeof err) == 2,
+                  "%s", err);
+    call(f.core, "f", "ok", &r);
+    ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
+    int pid2 = cJSON_GetObjectItem(r.body, "pid")->valueint;
+    ck_assert_str_eq(cJSON_GetObjectItem(r.body, "greeting")->valuestring, "hej");
+    ah_reply_free(&r);
+    ck_assert_int_ne(pid1, pid2);
+    cJSON *p = faulty_json(f.core);
+    ck_assert_int_eq(cJSON_GetObjectItem(p, "generation")->valueint, 2);
+    ck_assert_str_eq(cJSON_GetObjectItem(p, "isolation")->valuestring, "process");
+    cJSON_Delete(p);
+    int zombies;
+    ck_assert_int_eq(children(&zombies), 1);
+    ck_assert_int_eq(zombies, 0);
+    teardown(&f);
+    ck_assert_int_eq(children(&zombies), 0);
+}
+END_TEST
+
+/* SIGHUP's reconcile loads a plugin newly in the INI as its section says. */
+START_TEST(test_reconcile_loads_isolated)
+{
+    fixture f;
+    setup(&f, "");
+    cJSON *p = faulty_json(f.core);
+    ck_assert_str_eq(cJSON_GetObjectItem(p, "isolation")->valuestring, "in_process");
+    cJSON_Delete(p);
+    const char *fx = ah_t_env("AH_FIXTURE_DIR");
+    char extra[1024];
+    snprintf(extra, sizeof extra,
+             "fixture_good = %s/good_v1.so\nfixture_faulty = %s/good_v2.so\n"
+             "[plugin.fixture_good]\nisolation = process\n", fx, fx);
+    char *ini = ah_t_write_ini(f.dir, extra);
+    ck_assert_ptr_nonnull(ini);
+    free(ini);
+    cJSON *out = NULL;
+    ah_ops_err e;
+    /* fixture_faulty's file is now another plugin's: refused, the rest goes on. */
+    ah_ops_reconcile(f.core, &out, &e);
+    cJSON_Delete(out);
+    /* fixture_good's path did not change: it keeps running in process
+     * (a section change of a loaded plugin needs a reload or a restart). */
+    cJSON *list = ah_core_plugins_json(f.core, "fixture_good");
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(list, 0), "isolation")->valuestring,
+                     "in_process");
+    cJSON_Delete(list);
+    snprintf(extra, sizeof extra,
+             "fixture_good = %s/good_v2.so\nfixture_faulty = %s/faulty.so\n"
+             "[plugin.fixture_good]\nisolation = process\n", fx, fx);
+    ini = ah_t_write_ini(f.dir, extra);
+    free(ini);
+    ck_assert_msg(ah_ops_reconcile(f.core, &out, &e) == 0, "%s", e.msg);
+    cJSON_Delete(out);
+    list = ah_core_plugins_json(f.core, "fixture_good");
+    cJSON *g = cJSON_GetArrayItem(list, 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(g, "isolation")->valuestring, "process");
+    ck_assert_str_eq(cJSON_GetObjectItem(g, "version")->valuestring, "2.0.0");
+    cJSON_Delete(list);
+    ah_reply r;
+    call(f.core, "g", NULL, &r);
+    ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
+    ck_assert_str_eq(cJSON_GetObjectItem(r.body, "version")->valuestring, "2.0.0");
+    ah_reply_free(&r);
+    teardown(&f);
+    int zombies;
+    ck_assert_int_eq(children(&zombies), 0);
+}
+END_TEST
+
+typedef struct handled {
+    int n;
+    int seq[64];
+} handled;
+
+static void collect_handled(void *arg, const ah_outbox_row *row)
+{
+    handled *h = arg;
+    if (strcmp(row->topic, "event.flaky.handled") != 0 || h->n == 64)
+        return;
+    cJSON *b = cJSON_Parse(row->body);
+    h->seq[h->n++] = cJSON_GetObjectItem(b, "seq")->valueint;
+    cJSON_Delete(b);
+}
+
+/* Events reach an isolated subscriber's handler in its process; while its
+ * provider is down they wait, then arrive once each, in order (the handler
+ * reads its setting and publishes through the daemon). */
+START_TEST(test_events_isolated)
+{
+    char *dir = ah_t_tmpdir();
+    char extra[600];
+    snprintf(extra, sizeof extra, "flaky = %s/flaky.so\n[plugin.flaky]\nisolation = process\n",
+             ah_t_env("AH_FIXTURE_DIR"));
+    char *ini = ah_t_write_ini(dir, extra);
+    ah_config cfg;
+    char err[1024];
+    ck_assert_msg(ah_config_load(ini, &cfg, err, sizeof err) == 0, "%s", err);
+    free(ini);
+    ah_core_opts o = {.load_plugins = true, .start_bus = true};
+    ah_core *core = ah_daemon_open(&cfg, &o, err, sizeof err);
+    ck_assert_msg(core != NULL, "%s", err);
+    cJSON *list = ah_core_plugins_json(core, "flaky");
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(list, 0), "isolation")->valuestring,
+                     "process");
+    cJSON_Delete(list);
+    int64_t tid, cid;
+    ck_assert_int_eq(core->store->ops->tenant_add(core->store, "acme", "h", &tid), 0);
+    ck_assert_int_eq(core->store->ops->connection_add(core->store, tid, "flaky", "f",
+                                                      "{\"down\":\"true\"}", &cid), 0);
+    ck_assert_int_eq(ah_conns_reload(core), 0);
+    for (int i = 1; i <= 10; i++) {
+        cJSON *b = cJSON_CreateObject();
+        cJSON_AddNumberToObject(b, "seq", i);
+        ck_assert_int_eq(ah_core_publish(core, tid, "event.status.changed", b), 0);
+    }
+    ah_bus_drain(core->bus);
+    handled h = {0};
+    core->store->ops->outbox_pending(core->store, 1000, collect_handled, &h);
+    ck_assert_int_eq(h.n, 0);
+    ck_assert_int_eq(core->store->ops->connection_update(core->store, cid, "{\"down\":\"false\"}"), 0);
+    ck_assert_int_eq(ah_conns_reload(core), 0);
+    for (int i = 0; i < 100 && h.n < 10; i++) {
+        ah_events_tick(core);
+        ah_bus_drain(core->bus);
+        h.n = 0;
+        core->store->ops->outbox_pending(core->store, 1000, collect_handled, &h);
+        if (h.n < 10)
+            usleep(100 * 1000);
+    }
+    ck_assert_int_eq(h.n, 10);
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(h.seq[i], i + 1);
+    ah_daemon_close(core);
+    ah_t_rmrf(dir);
+    free(dir);
+    int zombies;
+    ck_assert_int_eq(children(&zombies), 0);
+}
+END_TEST
+
+/* The isolated plugin's own connection under a steady load while it is
+ * swapped 5 times: no request fails, and the retired processes are reaped. */
+typedef struct fload {
+    ah_core *core;
+    atomic_bool stop;
+    atomic_long ok, failed;
+    char first_error[256];
+} fload;
+
+static void *fload_main(void *arg)
+{
+    fload *l = arg;
+    while (!atomic_load(&l->stop)) {
+        ah_reply r;
+        call(l->core, "f", "ok", &r);
+        if (r.ok)
+            atomic_fetch_add(&l->ok, 1);
+        else if (atomic_fetch_add(&l->failed, 1) == 0)
+            snprintf(l->first_error, sizeof l->first_error, "%s: %s", r.code,
+                     r.message ? r.message : "");
+        ah_reply_free(&r);
+    }
+    return NULL;
+}
+
+START_TEST(test_swap_under_load)
+{
+    fixture f;
+    setup(&f, "[plugin.fixture_faulty]\nisolation = process\n");
+    fload l = {.core = f.core};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, fload_main, &l), 0);
+    char path[1024], err[1024];
+    snprintf(path, sizeof path, "%s/faulty.so", ah_t_env("AH_FIXTURE_DIR"));
+    for (int i = 0; i < 5; i++) {
+        long before = atomic_load(&l.ok);
+        ck_assert_msg(ah_registry_load(f.core->registry, "fixture_faulty", path, err,
+                                       sizeof err) == i + 2, "%s", err);
+        while (atomic_load(&l.ok) < before + 20 && atomic_load(&l.failed) == 0)
+            usleep(1000);
+    }
+    atomic_store(&l.stop, true);
+    pthread_join(th, NULL);
+    ck_assert_msg(atomic_load(&l.failed) == 0, "%ld failed (%s)", atomic_load(&l.failed),
+                  l.first_error);
+    /* Only the current generation's process is left once the connection
+     * moved over (retired generations end with their last call). */
+    ah_ops_retire_contexts(f.core);
+    int zombies;
+    ck_assert_int_eq(children(&zombies), 1);
+    ck_assert_int_eq(zombies, 0);
+    teardown(&f);
+    ck_assert_int_eq(children(&zombies), 0);
+}
+END_TEST
+
+static void expect_refused(const char *extra, const char *needle)
+{
+    char *dir = ah_t_tmpdir();
+    char *ini = ah_t_write_ini(dir, extra);
+    ah_config cfg;
+    char err[1024];
+    ck_assert_msg(ah_config_load(ini, &cfg, err, sizeof err) == 0, "%s", err);
+    ah_core_opts o = {.load_plugins = true, .start_bus = true};
+    ah_core *core = ah_daemon_open(&cfg, &o, err, sizeof err);
+    ck_assert_ptr_null(core);
+    ck_assert_msg(strstr(err, needle) != NULL, "%s", err);
+    free(ini);
+    ah_t_rmrf(dir);
+    free(dir);
+}
+
+START_TEST(test_routes_refused)
+{
+    const char *fx = ah_t_env("AH_FIXTURE_DIR");
+    char extra[1024];
+    snprintf(extra, sizeof extra,
+             "fixture_bad_descriptor = %s/bad_descriptor_ok.so\n"
+             "[plugin.fixture_bad_descriptor]\nisolation = process\n", fx);
+    expect_refused(extra, "isolation = process: plugin 'fixture_bad_descriptor' declares "
+                          "inbound routes");
+    snprintf(extra, sizeof extra,
+             "fixture_good = %s/init_fails_good.so\n[plugin.fixture_good]\nisolation = process\n",
+             fx);
+    expect_refused(extra, "init failed: simulated init failure");
+    int zombies;
+    ck_assert_int_eq(children(&zombies), 0);
+}
+END_TEST
+
+static Suite *isolate_suite(void)
+{
+    Suite *s = suite_create("isolate");
+    TCase *tc = tcase_create("isolate");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_faults_contained);
+    tcase_add_test(tc, test_recycle_after_max_calls);
+    tcase_add_test(tc, test_swap_isolated);
+    tcase_add_test(tc, test_swap_under_load);
+    tcase_add_test(tc, test_rest_503);
+    tcase_add_test(tc, test_fail_fast_during_backoff);
+    tcase_add_test(tc, test_two_processes);
+    tcase_add_test(tc, test_http_through_daemon);
+    tcase_add_test(tc, test_reconcile_loads_isolated);
+    tcase_add_test(tc, test_routes_refused);
+    tcase_add_test(tc, test_events_isolated);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(isolate_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

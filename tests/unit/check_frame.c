@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The frames between the daemon and a plugin process (core/plugin/frame.c). */
+#include <check.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "frame.h"
+
+static void pair(int sv[2])
+{
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+}
+
+START_TEST(test_round_trip)
+{
+    int sv[2];
+    pair(sv);
+    cJSON *m = cJSON_Parse("{\"t\":\"call\",\"body\":{\"a\":[1,2,\"x\"]}}");
+    ck_assert_int_eq(ah_frame_send(sv[0], m), 0);
+    ck_assert_int_eq(ah_frame_send(sv[0], m), 0);
+    for (int i = 0; i < 2; i++) {
+        cJSON *got = NULL;
+        ck_assert_int_eq(ah_frame_recv(sv[1], &got), 0);
+        ck_assert(cJSON_Compare(m, got, 1));
+        cJSON_Delete(got);
+    }
+    cJSON_Delete(m);
+    close(sv[0]);
+    cJSON *got = (cJSON *)1;
+    ck_assert_int_eq(ah_frame_recv(sv[1], &got), -1); /* end of stream */
+    ck_assert_ptr_null(got);
+    close(sv[1]);
+}
+END_TEST
+
+static void expect_refused(const unsigned char *bytes, size_t n)
+{
+    int sv[2];
+    pair(sv);
+    ck_assert_int_eq(write(sv[0], bytes, n), (ssize_t)n);
+    close(sv[0]);
+    cJSON *got = NULL;
+    ck_assert_int_eq(ah_frame_recv(sv[1], &got), -1);
+    ck_assert_ptr_null(got);
+    close(sv[1]);
+}
+
+START_TEST(test_bad_frames)
+{
+    /* longer than AH_FRAME_MAX: refused before any allocation */
+    expect_refused((const unsigned char *)"\x7f\xff\xff\xff{}", 6);
+    /* empty */
+    expect_refused((const unsigned char *)"\0\0\0\0", 4);
+    /* cut short */
+    expect_refused((const unsigned char *)"\0\0\0\x10{\"t\":", 9);
+    /* not JSON, and JSON that is no object */
+    expect_refused((const unsigned char *)"\0\0\0\x03{{{", 7);
+    expect_refused((const unsigned char *)"\0\0\0\x02[]", 6);
+    /* a short header */
+    expect_refused((const unsigned char *)"\0\0", 2);
+}
+END_TEST
+
+START_TEST(test_bytes)
+{
+    static const struct {
+        const char *data;
+        size_t len;
+        const char *member;
+    } cases[] = {
+        {"plain text", 10, "body"},
+        {"", 0, "body"},
+        {"a\0b", 3, "body_b64"},
+        {"\0", 1, "body_b64"},
+        {"ab\0", 3, "body_b64"},
+        {"\xff\0\x80\x01", 4, "body_b64"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cJSON *o = cJSON_CreateObject();
+        ck_assert_int_eq(ah_frame_put_bytes(o, "body", cases[i].data, cases[i].len), 0);
+        ck_assert_ptr_nonnull(cJSON_GetObjectItemCaseSensitive(o, cases[i].member));
+        char *out = NULL;
+        size_t len = 99;
+        ck_assert_int_eq(ah_frame_get_bytes(o, "body", &out, &len), 0);
+        ck_assert_ptr_nonnull(out);
+        ck_assert_uint_eq(len, cases[i].len);
+        ck_assert_int_eq(memcmp(out, cases[i].data, len), 0);
+        ck_assert_int_eq(out[len], '\0');
+        free(out);
+        cJSON_Delete(o);
+    }
+    /* absent, and bad base64 */
+    cJSON *o = cJSON_Parse("{\"x_b64\":\"a*==\"}");
+    char *out = (char *)1;
+    size_t len;
+    ck_assert_int_eq(ah_frame_get_bytes(o, "body", &out, &len), 0);
+    ck_assert_ptr_null(out);
+    ck_assert_int_eq(ah_frame_get_bytes(o, "x", &out, &len), -1);
+    ck_assert_ptr_null(out);
+    cJSON_Delete(o);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("frame");
+    TCase *tc = tcase_create("frame");
+    tcase_add_test(tc, test_round_trip);
+    tcase_add_test(tc, test_bad_frames);
+    tcase_add_test(tc, test_bytes);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
