@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -1198,6 +1199,65 @@ START_TEST(every_settled_write)
 }
 END_TEST
 
+
+/* The schedule settles too, also a connection that streams nothing: the
+ * write's outcome is lost as above, then the daemon's scheduler (not a
+ * hand-run sync) runs; waited for until the settled event appears (up to
+ * 60 s; it runs at once when started). One event, the key replays 200,
+ * the provider acted once. */
+START_TEST(schedule_settles_unknown)
+{
+    const wcase *c = &write_cases[_i];
+    if (strcmp(c->plugin, "erecruit") == 0)
+        return; /* streams: every_settled_write covers it through its sync */
+    wfx f;
+    w_setup(&f, c->plugin);
+    ah_generation *gen = ah_registry_acquire(f.core->registry, c->plugin);
+    ck_assert_ptr_nonnull(gen);
+    const ah_op_write *w = ah_router_write_decl(gen->desc, c->topic);
+    bool settles = w != NULL && w->settle != NULL;
+    ah_generation_release(gen);
+    if (!settles) {
+        w_teardown(&f);
+        return;
+    }
+    c->prepare(&f);
+    unsigned long before = c->effects(&f);
+    ah_sim_fault_after(f.sim, "*", c->prefix, AH_SIM_AFTER_DROP, 1000);
+    answer a = w_call(&f, f.conn, c->topic, "write-s", f.body);
+    ah_sim_fault_after(f.sim, "*", "/", AH_SIM_AFTER_NONE, 0);
+    ck_assert_msg(a.status == 502, "%s %s: %ld %s", c->plugin, c->topic, a.status, a.body);
+    free(a.body);
+    char err[1024], url[256];
+    f.core->cfg.sync_interval_s = 1;
+    ck_assert_msg(ah_sync_scheduler_start(f.core, err, sizeof err) == 0, "%s", err);
+    snprintf(url, sizeof url, "%s/v1/events?types=event.write.settled&limit=100", f.base);
+    const char *h[] = {"Authorization: Bearer " API_KEY, NULL};
+    int n = 0;
+    char *body = NULL;
+    for (int i = 0; i < 600 && n == 0; i++) {
+        free(body);
+        body = NULL;
+        ck_assert_int_eq(ah_t_http("GET", url, h, NULL, &body), 200);
+        cJSON *ev = cJSON_Parse(body);
+        n = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(ev, "data"));
+        cJSON_Delete(ev);
+        if (n == 0)
+            usleep(100 * 1000);
+    }
+    ck_assert_msg(n == 1, "%s %s: %d settled events after the schedule ran: %s", c->plugin,
+                  c->topic, n, body);
+    ck_assert_msg(strstr(body, "\"outcome\":\"done\"") != NULL, "%s", body);
+    free(body);
+    answer now = w_call(&f, f.conn, c->topic, "write-s", f.body);
+    ck_assert_msg(now.status == 200, "%s %s: %ld %s", c->plugin, c->topic, now.status, now.body);
+    ck_assert(now.replayed && now.settled);
+    free(now.body);
+    ck_assert_uint_eq(c->effects(&f) - before, c->per_write);
+    w_teardown(&f);
+}
+END_TEST
+
 static Suite *exactly_once_suite(void)
 {
     Suite *s = suite_create("exactly_once");
@@ -1220,6 +1280,7 @@ static Suite *exactly_once_suite(void)
     tcase_set_timeout(tw, 120);
     tcase_add_loop_test(tw, every_write_under_each_fault, 0, N_WRITE_CASES * 4);
     tcase_add_loop_test(tw, every_settled_write, 0, N_WRITE_CASES);
+    tcase_add_loop_test(tw, schedule_settles_unknown, 0, N_WRITE_CASES);
     suite_add_tcase(s, tw);
     return s;
 }
