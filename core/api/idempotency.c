@@ -218,9 +218,22 @@ bool ah_idem_before(void *arg, ah_http_exchange *ex)
             ah_ex_error(ex, 500, AH_E_INTERNAL, "cannot read the stored answer of this "
                         "Idempotency-Key");
         } else {
-            ah_ex_add_header(ex, "Idempotent-Replayed", "true");
             int sst = 0;
             char *settled = row.status == 502 ? settled_answer(core, tid, body, &sst) : NULL;
+            if (settled != NULL && sst == 503 &&
+                core->store->ops->idem_reopen != NULL &&
+                core->store->ops->idem_reopen(core->store, tid, key, hash) == AH_STORE_OK) {
+                /* Settled "not done": the provider certainly did not act,
+                 * so the key is released to this try, which runs as the
+                 * key's first use (idem_reopen lets one try take it). */
+                free(settled);
+                explicit_bzero(body, strlen(body));
+                free(body);
+                ah_idem_row_free(&row);
+                ah_ex_capture_response(ex);
+                return false;
+            }
+            ah_ex_add_header(ex, "Idempotent-Replayed", "true");
             if (settled != NULL) {
                 /* The outcome was unknown when it was stored; a sync has
                  * settled it since: that is the answer now. */

@@ -546,6 +546,14 @@ typedef struct ah_store_ops {
      *  still holds it (else AH_STORE_NOT_FOUND); the token grows. */
     int (*lease_take_over)(ah_store *s, const char *name, const char *from_owner,
                            const char *owner, int64_t ttl_ms, int64_t *token);
+    /* --- appended: exactly once (issue 19) ----------------------------- */
+    /** Takes back a key whose stored answer was a 502 (an outcome that was
+     *  unknown) for a new try of the same request (same body hash), once
+     *  that outcome has been settled as "not done": the row becomes a
+     *  reservation in progress again (status 0, no answer), as after
+     *  idem_reserve. AH_STORE_NOT_FOUND when no such row (another try took
+     *  it first, or the answer was not a 502). */
+    int (*idem_reopen)(ah_store *s, int64_t tenant_id, const char *key, const char *body_hash);
 } ah_store_ops;
 
 struct ah_store {

@@ -1639,6 +1639,22 @@ START_TEST(test_idempotency)
     ah_idem_row_free(&r);
     ck_assert_int_eq(s->ops->idem_complete(s, t, "k1", 0, "x"), AH_STORE_ERR);
     ck_assert_int_eq(s->ops->idem_reserve(s, t, NULL, "h", FAR_PAST, NULL), AH_STORE_ERR);
+
+    /* A 502 (outcome unknown) settled "not done" is reopened for one new
+     * try of the same request: only a 502, only the same body, only once. */
+    ck_assert_int_eq(s->ops->idem_reserve(s, t, "k3", "h5", FAR_PAST, NULL), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->idem_reopen(s, t, "k3", "h5"), AH_STORE_NOT_FOUND); /* in progress */
+    ck_assert_int_eq(s->ops->idem_complete(s, t, "k3", 502, "{\"e\":1}"), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->idem_reopen(s, t, "k3", "h6"), AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(s->ops->idem_reopen(s, other, "k3", "h5"), AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(s->ops->idem_reopen(s, t, "k3", "h5"), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->idem_reopen(s, t, "k3", "h5"), AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(s->ops->idem_reserve(s, t, "k3", "h5", FAR_PAST, &r), AH_STORE_EXISTS);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_ptr_null(r.response);
+    ah_idem_row_free(&r);
+    ck_assert_int_eq(s->ops->idem_complete(s, t, "k3", 200, "{\"ok\":1}"), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->idem_reopen(s, t, "k3", "h5"), AH_STORE_NOT_FOUND); /* not a 502 */
     fx_done(&f);
 }
 END_TEST

@@ -245,6 +245,7 @@ const ah_store_ops ah_pg_ops = {
     .stage_history = ah_pg_stage_history,
     .log_prune = ah_pg_log_prune,
     .idem_prune = ah_pg_idem_prune,
+    .idem_reopen = ah_pg_idem_reopen,
     .webhook_due_one = ah_pg_webhook_due_one,
     .webhook_prune = ah_pg_webhook_prune,
     .lease_acquire = ah_pg_lease_acquire,

@@ -18,6 +18,8 @@ static const char *const q_sql[P_COUNT] = {
     [P_IDEM_RELEASE] = "DELETE FROM idempotency WHERE tenant_id = $1 AND key = $2 "
                        "AND status = 0",
     [P_IDEM_PRUNE] = "DELETE FROM idempotency WHERE created_at < $1",
+    [P_IDEM_REOPEN] = "UPDATE idempotency SET status = 0, response = NULL "
+                      "WHERE tenant_id = $1 AND key = $2 AND status = 502 AND body_hash = $3",
 };
 
 static bool fill_idem(const PGresult *r, int i, void *row)
@@ -123,6 +125,24 @@ int ah_pg_idem_release(ah_store *st, int64_t tenant_id, const char *key)
     ah_pg_lock(s);
     int rc = AH_PG_EXEC(s, P_IDEM_RELEASE, &p, "idem_release", NULL);
     ah_pg_unlock(s);
+    return rc;
+}
+
+int ah_pg_idem_reopen(ah_store *st, int64_t tenant_id, const char *key, const char *body_hash)
+{
+    ah_pg_store *s = ah_pg(st);
+    if (key == NULL || body_hash == NULL)
+        return AH_STORE_ERR;
+    ah_pg_params p = {0};
+    ah_pg_p_int(&p, tenant_id);
+    ah_pg_p_text(&p, key);
+    ah_pg_p_text(&p, body_hash);
+    int64_t n = 0;
+    ah_pg_lock(s);
+    int rc = AH_PG_EXEC(s, P_IDEM_REOPEN, &p, "idem_reopen", &n);
+    ah_pg_unlock(s);
+    if (rc == AH_STORE_OK && n == 0)
+        rc = AH_STORE_NOT_FOUND;
     return rc;
 }
 

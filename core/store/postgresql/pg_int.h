@@ -92,6 +92,7 @@ typedef enum {
     P_IDEM_COMPLETE,
     P_IDEM_RELEASE,
     P_IDEM_PRUNE,
+    P_IDEM_REOPEN,
     P_BULK_ADD,
     P_BULK_ITEM_ADD,
     P_BULK_GET,
@@ -319,6 +320,7 @@ int ah_pg_idem_complete(ah_store *st, int64_t tenant_id, const char *key, int st
                         const char *response);
 int ah_pg_idem_release(ah_store *st, int64_t tenant_id, const char *key);
 int ah_pg_idem_prune(ah_store *st, const char *before, int64_t *n_out);
+int ah_pg_idem_reopen(ah_store *st, int64_t tenant_id, const char *key, const char *body_hash);
 
 /* ---- bulk.c ------------------------------------------------------------ */
 

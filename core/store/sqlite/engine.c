@@ -406,6 +406,7 @@ const ah_store_ops ah_sq_ops = {
     .stage_history = ah_sq_stage_history,
     .log_prune = ah_sq_log_prune,
     .idem_prune = ah_sq_idem_prune,
+    .idem_reopen = ah_sq_idem_reopen,
     .webhook_due_one = ah_sq_webhook_due_one,
     .webhook_prune = ah_sq_webhook_prune,
     .group_begin = ah_sq_group_begin,

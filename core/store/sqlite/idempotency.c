@@ -19,6 +19,8 @@ static const char *const q_sql[Q_COUNT] = {
     [Q_IDEM_RELEASE] = "DELETE FROM idempotency WHERE tenant_id = ?1 AND key = ?2 "
                        "AND status = 0",
     [Q_IDEM_PRUNE] = "DELETE FROM idempotency WHERE created_at < ?1",
+    [Q_IDEM_REOPEN] = "UPDATE idempotency SET status = 0, response = NULL "
+                      "WHERE tenant_id = ?1 AND key = ?2 AND status = 502 AND body_hash = ?3",
 };
 
 static bool fill_idem(sqlite3_stmt *st, void *row)
@@ -135,6 +137,26 @@ int ah_sq_idem_complete(ah_store *st, int64_t tenant_id, const char *key, int st
 int ah_sq_idem_release(ah_store *st, int64_t tenant_id, const char *key)
 {
     return idem_finish(st, Q_IDEM_RELEASE, tenant_id, key, 0, NULL, "idem_release");
+}
+
+int ah_sq_idem_reopen(ah_store *st, int64_t tenant_id, const char *key, const char *body_hash)
+{
+    ah_sq_store *s = ah_sq(st);
+    if (key == NULL || body_hash == NULL)
+        return AH_STORE_ERR;
+    ah_sq_lock(s);
+    int rc = AH_STORE_ERR;
+    int64_t n = 0;
+    sqlite3_stmt *q = AH_SQ_GET(s, Q_IDEM_REOPEN);
+    if (q != NULL) {
+        bind_key(q, tenant_id, key);
+        ah_sq_bind_text(q, 3, body_hash);
+        rc = ah_sq_exec_changes(s, q, "idem_reopen", &n);
+        if (rc == AH_STORE_OK && n == 0)
+            rc = AH_STORE_NOT_FOUND;
+    }
+    ah_sq_unlock(s);
+    return rc;
 }
 
 int ah_sq_idem_prune(ah_store *st, const char *before, int64_t *n_out)

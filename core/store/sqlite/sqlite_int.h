@@ -92,6 +92,7 @@ typedef enum {
     Q_IDEM_COMPLETE,
     Q_IDEM_RELEASE,
     Q_IDEM_PRUNE,
+    Q_IDEM_REOPEN,
     Q_BULK_ADD,
     Q_BULK_ITEM_ADD,
     Q_BULK_GET,
@@ -309,6 +310,7 @@ int ah_sq_idem_complete(ah_store *st, int64_t tenant_id, const char *key, int st
                         const char *response);
 int ah_sq_idem_release(ah_store *st, int64_t tenant_id, const char *key);
 int ah_sq_idem_prune(ah_store *st, const char *before, int64_t *n_out);
+int ah_sq_idem_reopen(ah_store *st, int64_t tenant_id, const char *key, const char *body_hash);
 
 /* ---- bulk.c ------------------------------------------------------------ */
 
