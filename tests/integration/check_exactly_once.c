@@ -1142,6 +1142,40 @@ START_TEST(every_write_under_each_fault)
 }
 END_TEST
 
+/* Sets up case c and loses the outcome of its write: the provider acts,
+ * then every answer under the write's prefix is lost (the write's and the
+ * reads that would reconcile it), so the answer is 502 outcome_unknown
+ * naming the operation. Returns false (and tears down) when the write's
+ * plugin declares no settle function; *a receives the answer, *before the
+ * provider's effects count before the write. */
+static bool lose_outcome(wfx *f, const wcase *c, const char *key, answer *a,
+                         unsigned long *before)
+{
+    w_setup(f, c->plugin);
+    ah_generation *gen = ah_registry_acquire(f->core->registry, c->plugin);
+    ck_assert_ptr_nonnull(gen);
+    const ah_op_write *w = ah_router_write_decl(gen->desc, c->topic);
+    bool settles = w != NULL && w->settle != NULL;
+    ah_generation_release(gen);
+    if (!settles) {
+        w_teardown(f);
+        return false;
+    }
+    c->prepare(f);
+    *before = c->effects(f);
+    ah_sim_fault_after(f->sim, "*", c->prefix, AH_SIM_AFTER_DROP, 1000);
+    *a = w_call(f, f->conn, c->topic, key, f->body);
+    ah_sim_fault_after(f->sim, "*", "/", AH_SIM_AFTER_NONE, 0);
+    ck_assert_msg(a->status == 502, "%s %s: %ld %s", c->plugin, c->topic, a->status, a->body);
+    cJSON *o = cJSON_Parse(a->body);
+    ck_assert_str_eq(str_at(o, "error", "code", NULL), "outcome_unknown");
+    ck_assert_msg(strstr(str_at(o, "error", "message", NULL), "(operation ") != NULL, "%s",
+                  a->body);
+    cJSON_Delete(o);
+    ck_assert_uint_eq(c->effects(f) - *before, c->per_write);
+    return true;
+}
+
 /* Every write whose plugin declares a settle function: the provider acts,
  * then every answer under the write's prefix is lost (the write's and the
  * reads that would reconcile it): 502 outcome_unknown naming the operation,
@@ -1153,28 +1187,10 @@ START_TEST(every_settled_write)
 {
     const wcase *c = &write_cases[_i];
     wfx f;
-    w_setup(&f, c->plugin);
-    ah_generation *gen = ah_registry_acquire(f.core->registry, c->plugin);
-    ck_assert_ptr_nonnull(gen);
-    const ah_op_write *w = ah_router_write_decl(gen->desc, c->topic);
-    bool settles = w != NULL && w->settle != NULL;
-    ah_generation_release(gen);
-    if (!settles) {
-        w_teardown(&f);
+    answer a;
+    unsigned long before = 0;
+    if (!lose_outcome(&f, c, "write-u", &a, &before))
         return;
-    }
-    c->prepare(&f);
-    unsigned long before = c->effects(&f);
-    ah_sim_fault_after(f.sim, "*", c->prefix, AH_SIM_AFTER_DROP, 1000);
-    answer a = w_call(&f, f.conn, c->topic, "write-u", f.body);
-    ah_sim_fault_after(f.sim, "*", "/", AH_SIM_AFTER_NONE, 0);
-    ck_assert_msg(a.status == 502, "%s %s: %ld %s", c->plugin, c->topic, a.status, a.body);
-    cJSON *o = cJSON_Parse(a.body);
-    ck_assert_str_eq(str_at(o, "error", "code", NULL), "outcome_unknown");
-    ck_assert_msg(strstr(str_at(o, "error", "message", NULL), "(operation ") != NULL, "%s",
-                  a.body);
-    cJSON_Delete(o);
-    ck_assert_uint_eq(c->effects(&f) - before, c->per_write);
     for (int round = 0; round < 2; round++) {
         char err[1024];
         int rc = ah_sync_run(f.core, "acme", f.conn, NULL, NULL, NULL, NULL, err, sizeof err);
@@ -1214,22 +1230,10 @@ START_TEST(schedule_settles_unknown)
     if (strcmp(c->plugin, "erecruit") == 0)
         return; /* streams: every_settled_write covers it through its sync */
     wfx f;
-    w_setup(&f, c->plugin);
-    ah_generation *gen = ah_registry_acquire(f.core->registry, c->plugin);
-    ck_assert_ptr_nonnull(gen);
-    const ah_op_write *w = ah_router_write_decl(gen->desc, c->topic);
-    bool settles = w != NULL && w->settle != NULL;
-    ah_generation_release(gen);
-    if (!settles) {
-        w_teardown(&f);
+    answer a;
+    unsigned long before = 0;
+    if (!lose_outcome(&f, c, "write-s", &a, &before))
         return;
-    }
-    c->prepare(&f);
-    unsigned long before = c->effects(&f);
-    ah_sim_fault_after(f.sim, "*", c->prefix, AH_SIM_AFTER_DROP, 1000);
-    answer a = w_call(&f, f.conn, c->topic, "write-s", f.body);
-    ah_sim_fault_after(f.sim, "*", "/", AH_SIM_AFTER_NONE, 0);
-    ck_assert_msg(a.status == 502, "%s %s: %ld %s", c->plugin, c->topic, a.status, a.body);
     free(a.body);
     char err[1024], url[256];
     f.core->cfg.sync_interval_s = 1;
