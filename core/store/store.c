@@ -279,3 +279,22 @@ int ah_iso_normalize(const char *in, char out[32])
     memcpy(out, buf, 25);
     return 0;
 }
+
+int ah_store_time_bound(int64_t lo, int64_t hi, const char *cutoff, ah_store_seek_fn seek,
+                        void *arg, int64_t *bound)
+{
+    /* Every row below lo is older than cutoff; none at or past hi is. */
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2, id = 0;
+        char at[32] = "";
+        int rc = seek(arg, mid, &id, at);
+        if (rc != AH_STORE_OK)
+            return rc;
+        if (id > 0 && id < hi && strcmp(at, cutoff) < 0)
+            lo = id + 1;
+        else
+            hi = mid; /* none in [mid, id), and id is not older, or past hi */
+    }
+    *bound = lo;
+    return AH_STORE_OK;
+}

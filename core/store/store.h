@@ -594,6 +594,16 @@ void ah_bulk_item_row_free(ah_bulk_item_row *r);
  *  or -1 (out untouched) when `in` is not such a time. Thread-safe. */
 int ah_iso_normalize(const char *in, char out[32]);
 
+/* For the engines' prunes of a table whose ids and times rise together
+ * (the outbox): the first id at or past `cutoff` (canonical ISO time),
+ * found by bisection between lo (the smallest id) and hi (the largest + 1)
+ * in a few look-ups however many rows are due. seek(arg, from, &id, at)
+ * gives the first row with an id >= from (id 0 when there is none) and its
+ * time; it returns AH_STORE_OK or an error, which ends the search. */
+typedef int (*ah_store_seek_fn)(void *arg, int64_t from, int64_t *id, char at[32]);
+int ah_store_time_bound(int64_t lo, int64_t hi, const char *cutoff, ah_store_seek_fn seek,
+                        void *arg, int64_t *bound);
+
 /** The newest schema version the SQLite engine knows (its number of
  *  migration steps). */
 int ah_store_sqlite_latest_version(void);

@@ -1535,17 +1535,26 @@ START_TEST(test_webhooks)
     ck_assert_str_eq(w.types[1], "event.job.*");
     ck_assert_int_eq(w.rows[1].cursor, e2);
 
-    /* Delivery log retention: a failed line whose event left the outbox
-     * goes at any cutoff; delivered lines go once older than the cutoff. */
-    ck_assert_int_eq(s->ops->webhook_attempt(s, id, e2 + 1000, false, 500, "HTTP 500", now), 0);
+    /* Delivery log retention: delivered lines go once older than the
+     * cutoff (webhook_prune); a line never delivered goes with its event,
+     * when the outbox prunes the event, and only then. */
+    int64_t e3 = 0;
+    ck_assert_int_eq(s->ops->outbox_add(s, t, "event.job.closed", "{}", &e3), 0);
+    ck_assert_int_eq(s->ops->webhook_attempt(s, id, e3, false, 500, "HTTP 500", now), 0);
     int64_t n = -1;
     ck_assert_int_eq(s->ops->webhook_prune(s, FAR_PAST, &n), AH_STORE_OK);
-    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(n, 0);
     whd_seen d2 = {.n = 0};
     ck_assert_int_eq(s->ops->webhook_deliveries(s, t, id, 10, whd_cb, &d2), AH_STORE_OK);
-    ck_assert_int_eq(d2.n, 2);
+    ck_assert_int_eq(d2.n, 3);
     ck_assert_int_eq(s->ops->webhook_prune(s, FAR_FUTURE, &n), AH_STORE_OK);
     ck_assert_int_eq(n, 2);
+    memset(&d2, 0, sizeof d2);
+    ck_assert_int_eq(s->ops->webhook_deliveries(s, t, id, 10, whd_cb, &d2), AH_STORE_OK);
+    ck_assert_int_eq(d2.n, 1);
+    ck_assert_int_eq(d2.outbox_id[0], e3);
+    ck_assert_int_eq(s->ops->outbox_prune(s, FAR_FUTURE, &n), AH_STORE_OK);
+    ck_assert_int_ge(n, 3);
     memset(&d2, 0, sizeof d2);
     ck_assert_int_eq(s->ops->webhook_deliveries(s, t, id, 10, whd_cb, &d2), AH_STORE_OK);
     ck_assert_int_eq(d2.n, 0);
@@ -1948,6 +1957,71 @@ START_TEST(test_retention_prune)
     ck_assert_int_eq(s->ops->idem_prune(s, FAR_FUTURE, &n), AH_STORE_OK);
     ck_assert_int_eq(n, 2); /* completed and in progress alike */
     ck_assert_int_eq(s->ops->idem_reserve(s, t, "k1", "h9", FAR_PAST, NULL), AH_STORE_OK);
+    fx_done(&f);
+}
+END_TEST
+
+/* Issue 13, the sustained run: the retention pass scanned whole tables under
+ * the store's lock once a minute. Prunes now go a batch at a time: a due
+ * backlog larger than a batch is still pruned whole in one call, events a
+ * connection still has to receive are kept wherever they are, and the
+ * bound between old and new events is found however the old ones lie. */
+START_TEST(test_prune_in_batches)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme");
+    int64_t c = add_conn(s, t, "main");
+    enum { OLD = 2 * 1000 + 345 };
+    /* Old events (every 200th still owed to a connection), the log and
+     * idempotency keys: more than two batches of each, then fresh ones. */
+    ck_assert_int_eq(s->ops->scope_begin(s), AH_STORE_OK);
+    int64_t conns[] = {c}, kept = 0;
+    for (int i = 0; i < OLD; i++) {
+        ah_outbox_in in = {.topic = "event.job.created", .body = "{}",
+                           .conn_ids = i % 200 == 0 ? conns : NULL,
+                           .nconn = i % 200 == 0 ? 1 : 0};
+        ck_assert_int_eq(s->ops->outbox_add_batch(s, t, &in, 1), AH_STORE_OK);
+        kept += i % 200 == 0;
+        ah_log_entry e = {.at = "2020-01-01T00:00:00.000Z", .source = "a", .action = "REQUEST"};
+        ck_assert_int_eq(s->ops->log_add(s, &e), AH_STORE_OK);
+        char key[32];
+        snprintf(key, sizeof key, "k%d", i);
+        ck_assert_int_eq(s->ops->idem_reserve(s, t, key, "h", FAR_PAST, NULL), AH_STORE_OK);
+    }
+    ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
+    char cut[32];
+    ah_now_iso(cut);
+    /* The outbox's clock is the store's: wait until "now" is past cut. */
+    char later[32];
+    do
+        ah_now_iso(later);
+    while (strcmp(later, cut) <= 0);
+    int64_t fresh = 0;
+    ck_assert_int_eq(s->ops->outbox_add(s, t, "event.job.updated", "{}", &fresh), 0);
+    ah_log_entry e = {.at = later, .source = "b", .action = "REQUEST"};
+    ck_assert_int_eq(s->ops->log_add(s, &e), AH_STORE_OK);
+
+    int64_t n = -1;
+    ck_assert_int_eq(s->ops->outbox_prune(s, cut, &n), AH_STORE_OK);
+    ck_assert_int_eq(n, OLD - kept);
+    ck_assert_int_eq(s->ops->outbox_prune(s, cut, &n), AH_STORE_OK);
+    ck_assert_int_eq(n, 0);
+    outbox_seen o = {.n = 0};
+    ck_assert_int_eq(s->ops->outbox_after(s, t, 0, 0, outbox_cb, &o), AH_STORE_OK);
+    ck_assert_int_eq(o.n, kept + 1);
+    ck_assert_int_eq(o.ids[o.n - 1], fresh);
+    ck_assert_int_eq(s->ops->log_prune(s, cut, &n), AH_STORE_OK);
+    ck_assert_int_eq(n, OLD);
+    log_seen l;
+    ah_log_filter all = {0};
+    ck_assert_int_eq(log_count(s, &all, &l), 1);
+    ck_assert_int_eq(s->ops->idem_prune(s, FAR_FUTURE, &n), AH_STORE_OK);
+    ck_assert_int_eq(n, OLD);
+    /* Everything older than the far future but the owed events. */
+    ck_assert_int_eq(s->ops->outbox_prune(s, FAR_FUTURE, &n), AH_STORE_OK);
+    ck_assert_int_eq(n, 1);
     fx_done(&f);
 }
 END_TEST
@@ -2395,6 +2469,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_webhooks);
     tcase_add_test(tc, test_idempotency);
     tcase_add_test(tc, test_retention_prune);
+    tcase_add_test(tc, test_prune_in_batches);
     tcase_add_test(tc, test_tenant_remove_takes_its_data);
     tcase_add_test(tc, test_bulk);
     tcase_add_test(tc, test_tracking);

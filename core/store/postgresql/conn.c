@@ -233,6 +233,28 @@ int ah_pg_exec(ah_pg_store *s, const char *name, bool *prepared, const char *sql
     return rc;
 }
 
+int ah_pg_delete_batched(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
+                         const char *const *texts, int ntexts, const char *what,
+                         int64_t *n_out)
+{
+    int64_t total = 0, n;
+    int rc;
+    do {
+        n = 0;
+        ah_pg_params p = {0};
+        for (int i = 0; i < ntexts; i++)
+            ah_pg_p_text(&p, texts[i]);
+        ah_pg_p_int(&p, AH_PG_PRUNE_BATCH);
+        ah_pg_lock(s);
+        rc = ah_pg_exec(s, name, prepared, sql, &p, what, &n);
+        ah_pg_unlock(s);
+        total += n;
+    } while (rc == AH_STORE_OK && n >= AH_PG_PRUNE_BATCH);
+    if (n_out != NULL)
+        *n_out = total;
+    return rc;
+}
+
 int ah_pg_exec_change(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
                       const ah_pg_params *p, const char *what)
 {

@@ -17,7 +17,8 @@ static const char *const q_sql[P_COUNT] = {
                         "WHERE tenant_id = $1 AND key = $2 AND status = 0",
     [P_IDEM_RELEASE] = "DELETE FROM idempotency WHERE tenant_id = $1 AND key = $2 "
                        "AND status = 0",
-    [P_IDEM_PRUNE] = "DELETE FROM idempotency WHERE created_at < $1",
+    [P_IDEM_PRUNE] = "DELETE FROM idempotency WHERE (tenant_id, key) IN (SELECT tenant_id, key "
+                     "FROM idempotency WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
     [P_IDEM_REOPEN] = "UPDATE idempotency SET status = 0, response = NULL "
                       "WHERE tenant_id = $1 AND key = $2 AND status = 502 AND body_hash = $3",
 };
@@ -154,10 +155,6 @@ int ah_pg_idem_prune(ah_store *st, const char *before, int64_t *n_out)
     char b[32];
     if (before == NULL || ah_iso_normalize(before, b) != 0)
         return AH_STORE_ERR;
-    ah_pg_params p = {0};
-    ah_pg_p_text(&p, b);
-    ah_pg_lock(s);
-    int rc = AH_PG_EXEC(s, P_IDEM_PRUNE, &p, "idem_prune", n_out);
-    ah_pg_unlock(s);
-    return rc;
+    const char *texts[] = {b};
+    return AH_PG_DELETE_BATCHED(s, P_IDEM_PRUNE, texts, 1, "idem_prune", n_out);
 }

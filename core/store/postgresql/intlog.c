@@ -14,7 +14,8 @@ static const char *const q_sql[P_COUNT] = {
     [P_LOG_ADD] = "INSERT INTO integration_log(at, tenant, source, plugin, action, method, "
                   "path, status, duration_s, body, correlation_id) "
                   "VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    [P_LOG_PRUNE] = "DELETE FROM integration_log WHERE at < $1",
+    [P_LOG_PRUNE] = "DELETE FROM integration_log WHERE id IN (SELECT id FROM integration_log "
+                    "WHERE at < $1 ORDER BY at LIMIT $2)",
 };
 
 enum { LQ_TENANT = 1, LQ_SOURCE = 2, LQ_ACTION = 4, LQ_STATUS = 8, LQ_SINCE = 16,
@@ -177,10 +178,6 @@ int ah_pg_log_prune(ah_store *st, const char *before, int64_t *n_out)
     char b[32];
     if (before == NULL || ah_iso_normalize(before, b) != 0)
         return AH_STORE_ERR;
-    ah_pg_params p = {0};
-    ah_pg_p_text(&p, b);
-    ah_pg_lock(s);
-    int rc = AH_PG_EXEC(s, P_LOG_PRUNE, &p, "log_prune", n_out);
-    ah_pg_unlock(s);
-    return rc;
+    const char *texts[] = {b};
+    return AH_PG_DELETE_BATCHED(s, P_LOG_PRUNE, texts, 1, "log_prune", n_out);
 }

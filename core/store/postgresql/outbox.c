@@ -25,8 +25,16 @@ static const char *const q_sql[P_COUNT] = {
     [P_DEL_DUE] = "SELECT DISTINCT connection_id FROM deliveries WHERE next_at <= $1 LIMIT $2",
     [P_OUT_AFTER] = "SELECT id, tenant_id, topic, body, created_at FROM outbox "
                     "WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-    [P_OUT_PRUNE] = "DELETE FROM outbox WHERE created_at < $1 AND NOT EXISTS "
-                    "(SELECT 1 FROM deliveries d WHERE d.outbox_id = outbox.id)",
+    /* Pruning (ah_pg_outbox_prune): the oldest events below a bound, a
+     * batch at a time, except those a connection still has to receive;
+     * their webhook delivery lines go with them. */
+    [P_OUT_PRUNE] = "WITH gone AS (DELETE FROM outbox WHERE id IN (SELECT o.id FROM outbox o "
+                    "WHERE o.id < $2 AND o.created_at < $1 AND NOT EXISTS (SELECT 1 FROM "
+                    "deliveries d WHERE d.outbox_id = o.id) ORDER BY o.id LIMIT $3) RETURNING id), "
+                    "wh AS (DELETE FROM webhook_deliveries w USING gone WHERE w.outbox_id = gone.id) "
+                    "SELECT count(*) FROM gone",
+    [P_OUT_SEEK] = "SELECT id, created_at FROM outbox WHERE id >= $1 ORDER BY id LIMIT 1",
+    [P_OUT_ENDS] = "SELECT min(id), max(id) FROM outbox",
 };
 
 static bool fill_outbox(const PGresult *r, int i, void *row)
@@ -264,17 +272,67 @@ int ah_pg_outbox_after(ah_store *st, int64_t tenant_id, int64_t after_id, int li
     return outbox_rows(s, r, rc, cb, arg, "outbox_after");
 }
 
+static int seek_event(void *arg, int64_t from, int64_t *id, char at[32])
+{
+    ah_pg_store *s = arg;
+    ah_pg_params p = {0};
+    ah_pg_p_int(&p, from);
+    int rc;
+    PGresult *r = AH_PG_RUN(s, P_OUT_SEEK, &p, "outbox_prune", &rc);
+    if (r == NULL)
+        return rc;
+    if (PQntuples(r) == 1) {
+        *id = ah_pg_int(r, 0, 0);
+        snprintf(at, 32, "%s", PQgetvalue(r, 0, 1));
+    }
+    PQclear(r);
+    return AH_STORE_OK;
+}
+
+/* The first event id at or past cutoff (0: no events), by bisection (see
+ * the SQLite engine's outbox.c): a few index look-ups, not a scan. */
+static int prune_bound(ah_pg_store *s, const char *cutoff, int64_t *bound)
+{
+    *bound = 0;
+    ah_pg_params p = {0};
+    int rc;
+    PGresult *r = AH_PG_RUN(s, P_OUT_ENDS, &p, "outbox_prune", &rc);
+    if (r == NULL)
+        return rc;
+    bool empty = PQntuples(r) != 1 || PQgetisnull(r, 0, 0);
+    int64_t lo = empty ? 0 : ah_pg_int(r, 0, 0), hi = empty ? 0 : ah_pg_int(r, 0, 1) + 1;
+    PQclear(r);
+    return empty ? AH_STORE_OK : ah_store_time_bound(lo, hi, cutoff, seek_event, s, bound);
+}
+
 int ah_pg_outbox_prune(ah_store *st, const char *before, int64_t *n_out)
 {
     ah_pg_store *s = ah_pg(st);
     if (n_out != NULL)
         *n_out = 0;
-    if (before == NULL)
+    char cutoff[32];
+    if (before == NULL || ah_iso_normalize(before, cutoff) != 0)
         return AH_STORE_ERR;
-    ah_pg_params p = {0};
-    ah_pg_p_text(&p, before);
+    int64_t bound = 0, total = 0, n = 0;
     ah_pg_lock(s);
-    int rc = AH_PG_EXEC(s, P_OUT_PRUNE, &p, "outbox_prune", n_out);
+    int rc = prune_bound(s, cutoff, &bound);
     ah_pg_unlock(s);
+    /* A batch per statement, the lock let go in between. */
+    while (rc == AH_STORE_OK && bound > 0) {
+        ah_pg_params p = {0};
+        ah_pg_p_text(&p, cutoff);
+        ah_pg_p_int(&p, bound);
+        ah_pg_p_int(&p, AH_PG_PRUNE_BATCH);
+        ah_pg_lock(s);
+        PGresult *r = AH_PG_RUN(s, P_OUT_PRUNE, &p, "outbox_prune", &rc);
+        n = r != NULL && PQntuples(r) == 1 ? ah_pg_int(r, 0, 0) : 0;
+        PQclear(r);
+        ah_pg_unlock(s);
+        total += n;
+        if (n < AH_PG_PRUNE_BATCH)
+            break;
+    }
+    if (n_out != NULL)
+        *n_out = total;
     return rc;
 }

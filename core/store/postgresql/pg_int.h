@@ -74,6 +74,8 @@ typedef enum {
     P_DEL_DUE,
     P_OUT_AFTER,
     P_OUT_PRUNE,
+    P_OUT_SEEK,
+    P_OUT_ENDS,
     P_WH_ADD,
     P_WH_LIST,
     P_WH_DUE,
@@ -196,6 +198,17 @@ int ah_pg_exec(ah_pg_store *s, const char *name, bool *prepared, const char *sql
                const ah_pg_params *p, const char *what, int64_t *changes);
 #define AH_PG_EXEC(s, id, p, what, ch)                                                  \
     ah_pg_exec((s), "ah_q" #id, &(s)->prepared[(id)], q_sql[(id)], (p), (what), (ch))
+/** Runs a DELETE of at most AH_PG_PRUNE_BATCH rows (parameters: the texts
+ *  as $1..$ntexts, the batch size last) until a run deletes fewer, each
+ *  run its own statement with the lock let go in between: a prune holds
+ *  the instance's other store calls up for one batch at a time. */
+#define AH_PG_PRUNE_BATCH 1000
+int ah_pg_delete_batched(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
+                         const char *const *texts, int ntexts, const char *what,
+                         int64_t *n_out);
+#define AH_PG_DELETE_BATCHED(s, id, texts, ntexts, what, n_out)                          \
+    ah_pg_delete_batched((s), "ah_q" #id, &(s)->prepared[(id)], q_sql[(id)], (texts),    \
+                         (ntexts), (what), (n_out))
 /** As ah_pg_exec: AH_STORE_NOT_FOUND when no row changed. */
 int ah_pg_exec_change(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
                       const ah_pg_params *p, const char *what);

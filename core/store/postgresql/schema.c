@@ -188,6 +188,15 @@ static const char *const migrations[] = {
     "  owner ah_text NOT NULL,"
     "  token bigint NOT NULL,"
     "  expires_at timestamptz NOT NULL);",
+    /* v6: pruning reads only what it deletes (see the SQLite engine's
+     * v8): the indexes each prune walks; a pruned event's webhook lines go
+     * with it, so none is left orphaned. */
+    "CREATE INDEX idempotency_created ON idempotency(created_at);"
+    "CREATE INDEX webhook_deliveries_delivered ON webhook_deliveries(delivered_at) "
+    "  WHERE delivered_at IS NOT NULL;"
+    "CREATE INDEX webhook_deliveries_outbox ON webhook_deliveries(outbox_id);"
+    "DELETE FROM webhook_deliveries w WHERE NOT EXISTS "
+    "  (SELECT 1 FROM outbox o WHERE o.id = w.outbox_id);",
 };
 
 #define AH_PG_LATEST ((int)(sizeof migrations / sizeof migrations[0]))

@@ -44,9 +44,11 @@ static const char *const q_sql[P_COUNT] = {
                     "disabled_at = coalesce($4::text, disabled_at) WHERE id = $1",
     [P_WH_DUE_ONE] = "SELECT " WH_COLS(secret) " FROM webhook_endpoints "
                      "WHERE id = $2 AND enabled AND next_at <= $1",
-    [P_WH_PRUNE] = "DELETE FROM webhook_deliveries WHERE (delivered_at IS NOT NULL "
-                   "AND delivered_at < $1) OR NOT EXISTS (SELECT 1 FROM outbox o "
-                   "WHERE o.id = webhook_deliveries.outbox_id)",
+    /* Delivered lines age out with the event log; the others go with
+     * their event when the outbox prunes it (outbox.c). */
+    [P_WH_PRUNE] = "DELETE FROM webhook_deliveries WHERE (endpoint_id, outbox_id) IN "
+                   "(SELECT endpoint_id, outbox_id FROM webhook_deliveries "
+                   "WHERE delivered_at < $1 ORDER BY delivered_at LIMIT $2)",
 };
 
 static bool fill_webhook(const PGresult *r, int i, void *row)
@@ -190,14 +192,11 @@ int ah_pg_webhook_prune(ah_store *st, const char *before, int64_t *n_out)
     ah_pg_store *s = ah_pg(st);
     if (n_out != NULL)
         *n_out = 0;
-    if (before == NULL)
+    char b[32];
+    if (before == NULL || ah_iso_normalize(before, b) != 0)
         return AH_STORE_ERR;
-    ah_pg_params p = {0};
-    ah_pg_p_text(&p, before);
-    ah_pg_lock(s);
-    int rc = AH_PG_EXEC(s, P_WH_PRUNE, &p, "webhook_prune", n_out);
-    ah_pg_unlock(s);
-    return rc;
+    const char *texts[] = {b};
+    return AH_PG_DELETE_BATCHED(s, P_WH_PRUNE, texts, 1, "webhook_prune", n_out);
 }
 
 int ah_pg_webhook_set_enabled(ah_store *st, int64_t tenant_id, int64_t id, bool enabled)

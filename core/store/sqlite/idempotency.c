@@ -18,7 +18,8 @@ static const char *const q_sql[Q_COUNT] = {
                         "WHERE tenant_id = ?1 AND key = ?2 AND status = 0",
     [Q_IDEM_RELEASE] = "DELETE FROM idempotency WHERE tenant_id = ?1 AND key = ?2 "
                        "AND status = 0",
-    [Q_IDEM_PRUNE] = "DELETE FROM idempotency WHERE created_at < ?1",
+    [Q_IDEM_PRUNE] = "DELETE FROM idempotency WHERE rowid IN (SELECT rowid FROM idempotency "
+                     "WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)",
     [Q_IDEM_REOPEN] = "UPDATE idempotency SET status = 0, response = NULL "
                       "WHERE tenant_id = ?1 AND key = ?2 AND status = 502 AND body_hash = ?3",
 };
@@ -167,13 +168,7 @@ int ah_sq_idem_prune(ah_store *st, const char *before, int64_t *n_out)
     char b[32];
     if (before == NULL || ah_iso_normalize(before, b) != 0)
         return AH_STORE_ERR;
-    ah_sq_lock(s);
-    int rc = AH_STORE_ERR;
-    sqlite3_stmt *q = AH_SQ_GET(s, Q_IDEM_PRUNE);
-    if (q != NULL) {
-        ah_sq_bind_text(q, 1, b);
-        rc = ah_sq_exec_changes(s, q, "idem_prune", n_out);
-    }
-    ah_sq_unlock(s);
-    return rc;
+    const char *texts[] = {b};
+    return ah_sq_delete_batched(s, Q_IDEM_PRUNE, q_sql[Q_IDEM_PRUNE], texts, 1, "idem_prune",
+                                n_out);
 }

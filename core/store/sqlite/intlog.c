@@ -15,7 +15,8 @@ static const char *const q_sql[Q_COUNT] = {
     [Q_LOG_ADD] = "INSERT INTO integration_log(at, tenant, source, plugin, action, method, "
                   "path, status, duration_s, body, correlation_id) "
                   "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    [Q_LOG_PRUNE] = "DELETE FROM integration_log WHERE at < ?1",
+    [Q_LOG_PRUNE] = "DELETE FROM integration_log WHERE id IN (SELECT id FROM integration_log "
+                    "WHERE at < ?1 ORDER BY at LIMIT ?2)",
 };
 
 enum { LQ_TENANT = 1, LQ_SOURCE = 2, LQ_ACTION = 4, LQ_STATUS = 8, LQ_SINCE = 16,
@@ -188,13 +189,6 @@ int ah_sq_log_prune(ah_store *st, const char *before, int64_t *n_out)
      * and uses the index on at. */
     if (before == NULL || ah_iso_normalize(before, b) != 0)
         return AH_STORE_ERR;
-    ah_sq_lock(s);
-    int rc = AH_STORE_ERR;
-    sqlite3_stmt *q = AH_SQ_GET(s, Q_LOG_PRUNE);
-    if (q != NULL) {
-        ah_sq_bind_text(q, 1, b);
-        rc = ah_sq_exec_changes(s, q, "log_prune", n_out);
-    }
-    ah_sq_unlock(s);
-    return rc;
+    const char *texts[] = {b};
+    return ah_sq_delete_batched(s, Q_LOG_PRUNE, q_sql[Q_LOG_PRUNE], texts, 1, "log_prune", n_out);
 }

@@ -7,6 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define OUT_PRUNABLE                                                                    \
+    "SELECT id FROM outbox WHERE id < ?2 AND created_at < ?1 AND id NOT IN "            \
+    "(SELECT outbox_id FROM deliveries) ORDER BY id LIMIT ?3"
+
 /* This file's statements, by cache slot (sqlite_int.h). */
 static const char *const q_sql[Q_COUNT] = {
     [Q_OUT_ADD] = "INSERT INTO outbox(tenant_id, topic, body, created_at) "
@@ -26,8 +30,13 @@ static const char *const q_sql[Q_COUNT] = {
     [Q_DEL_DUE] = "SELECT DISTINCT connection_id FROM deliveries WHERE next_at <= ?1 LIMIT ?2",
     [Q_OUT_AFTER] = "SELECT id, tenant_id, topic, body, created_at FROM outbox "
                     "WHERE tenant_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
-    [Q_OUT_PRUNE] = "DELETE FROM outbox WHERE created_at < ?1 AND id NOT IN "
-                    "(SELECT outbox_id FROM deliveries)",
+    /* Pruning (ah_sq_outbox_prune): the oldest events below a bound, a
+     * batch at a time, except those a connection still has to receive;
+     * their webhook delivery lines go with them. */
+    [Q_OUT_PRUNE] = "DELETE FROM outbox WHERE id IN (" OUT_PRUNABLE ")",
+    [Q_OUT_PRUNE_WH] = "DELETE FROM webhook_deliveries WHERE outbox_id IN (" OUT_PRUNABLE ")",
+    [Q_OUT_SEEK] = "SELECT id, created_at FROM outbox WHERE id >= ?1 ORDER BY id LIMIT 1",
+    [Q_OUT_ENDS] = "SELECT min(id), max(id) FROM outbox",
 };
 
 /* Event bodies are stored packed (schema v5): coded (fieldpack.c) as
@@ -320,20 +329,86 @@ int ah_sq_outbox_after(ah_store *st, int64_t tenant_id, int64_t after_id, int li
     return rc;
 }
 
+static int seek_event(void *arg, int64_t from, int64_t *id, char at[32])
+{
+    ah_sq_store *s = arg;
+    sqlite3_stmt *q = AH_SQ_GET(s, Q_OUT_SEEK);
+    if (q == NULL)
+        return AH_STORE_ERR;
+    sqlite3_bind_int64(q, 1, from);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(q, 1);
+        *id = sqlite3_column_int64(q, 0);
+        snprintf(at, 32, "%s", t != NULL ? t : "");
+    }
+    ah_sq_done(q);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? AH_STORE_OK
+                                                 : ah_sq_step_error(s, rc, "outbox_prune");
+}
+
+/* The first event id at or past cutoff (0: no events), by bisection: events
+ * are written in time order, so finding it reads a few b-tree pages however
+ * many are due. A clock stepped back only makes some old events wait for a
+ * later prune: the deletes check created_at too. */
+static int prune_bound(ah_sq_store *s, const char *cutoff, int64_t *bound)
+{
+    *bound = 0;
+    sqlite3_stmt *q = AH_SQ_GET(s, Q_OUT_ENDS);
+    if (q == NULL)
+        return AH_STORE_ERR;
+    int rc = sqlite3_step(q);
+    bool empty = rc != SQLITE_ROW || sqlite3_column_type(q, 0) == SQLITE_NULL;
+    int64_t lo = empty ? 0 : sqlite3_column_int64(q, 0);
+    int64_t hi = empty ? 0 : sqlite3_column_int64(q, 1) + 1;
+    ah_sq_done(q);
+    if (rc != SQLITE_ROW)
+        return ah_sq_step_error(s, rc, "outbox_prune");
+    return empty ? AH_STORE_OK : ah_store_time_bound(lo, hi, cutoff, seek_event, s, bound);
+}
+
 int ah_sq_outbox_prune(ah_store *st, const char *before, int64_t *n_out)
 {
     ah_sq_store *s = ah_sq(st);
     if (n_out != NULL)
         *n_out = 0;
-    if (before == NULL)
+    char cutoff[32];
+    if (before == NULL || ah_iso_normalize(before, cutoff) != 0)
         return AH_STORE_ERR;
+    int64_t bound = 0, total = 0, n = 0;
     ah_sq_lock(s);
-    int rc = AH_STORE_ERR;
-    sqlite3_stmt *q = AH_SQ_GET(s, Q_OUT_PRUNE);
-    if (q != NULL) {
-        ah_sq_bind_text(q, 1, before);
-        rc = ah_sq_exec_changes(s, q, "outbox_prune", n_out);
-    }
+    int rc = prune_bound(s, cutoff, &bound);
     ah_sq_unlock(s);
+    /* A batch at a time, each its own transaction, the lock let go in
+     * between (ah_sq_delete_batched). */
+    while (rc == AH_STORE_OK && bound > 0) {
+        n = 0;
+        ah_sq_lock(s);
+        sqlite3_stmt *wh = NULL, *ev = NULL;
+        rc = ah_sq_tx_begin(s);
+        if (rc == AH_STORE_OK) {
+            wh = AH_SQ_GET(s, Q_OUT_PRUNE_WH);
+            ev = AH_SQ_GET(s, Q_OUT_PRUNE);
+            rc = wh != NULL && ev != NULL ? AH_STORE_OK : AH_STORE_ERR;
+        }
+        for (int i = 0; rc == AH_STORE_OK && i < 2; i++) {
+            sqlite3_stmt *q = i == 0 ? wh : ev;
+            ah_sq_bind_text(q, 1, cutoff);
+            sqlite3_bind_int64(q, 2, bound);
+            sqlite3_bind_int(q, 3, AH_SQ_PRUNE_BATCH);
+            rc = ah_sq_exec_changes(s, q, "outbox_prune", i == 0 ? NULL : &n);
+        }
+        if (rc == AH_STORE_OK)
+            rc = ah_sq_tx_commit(s);
+        else
+            ah_sq_tx_rollback(s);
+        ah_sq_unlock(s);
+        if (rc == AH_STORE_OK)
+            total += n;
+        if (n < AH_SQ_PRUNE_BATCH)
+            break;
+    }
+    if (n_out != NULL)
+        *n_out = total;
     return rc;
 }

@@ -181,6 +181,19 @@ static const char *const migrations[] = {
     "  owner TEXT NOT NULL,"
     "  token INTEGER NOT NULL,"
     "  expires_ms INTEGER NOT NULL);",
+    /* v8: pruning reads only what it deletes. Every minute the retention
+     * pass ran DELETEs that scanned whole tables (the outbox by created_at,
+     * idempotency keys by created_at, webhook lines for a missing event)
+     * under the store's lock: 0.7 s with 700,000 events, every writer
+     * waiting. The outbox finds its bound by bisection over ids; the
+     * others get the index their prune walks; a pruned event's webhook
+     * lines go with it (found by outbox_id), so none is left orphaned. */
+    "CREATE INDEX idempotency_created ON idempotency(created_at);"
+    "CREATE INDEX webhook_deliveries_delivered ON webhook_deliveries(delivered_at) "
+    "  WHERE delivered_at IS NOT NULL;"
+    "CREATE INDEX webhook_deliveries_outbox ON webhook_deliveries(outbox_id);"
+    "DELETE FROM webhook_deliveries WHERE NOT EXISTS "
+    "  (SELECT 1 FROM outbox o WHERE o.id = webhook_deliveries.outbox_id);",
 };
 
 #define AH_SQ_LATEST ((int)(sizeof migrations / sizeof migrations[0]))

@@ -74,6 +74,9 @@ typedef enum {
     Q_DEL_DUE,
     Q_OUT_AFTER,
     Q_OUT_PRUNE,
+    Q_OUT_PRUNE_WH,
+    Q_OUT_SEEK,
+    Q_OUT_ENDS,
     Q_WH_ADD,
     Q_WH_LIST,
     Q_WH_DUE,
@@ -193,6 +196,10 @@ int ah_sq_get_one(ah_sq_store *s, sqlite3_stmt *st, void *out, ah_sq_fill_fn fil
 int ah_sq_change_by_id(ah_sq_store *s, sqlite3_stmt *q, const char *what);
 int ah_sq_page_limit(int limit);
 int ah_sq_exec_changes(ah_sq_store *s, sqlite3_stmt *q, const char *what, int64_t *changes);
+/* Rows a prune deletes per transaction (ah_sq_delete_batched). */
+#define AH_SQ_PRUNE_BATCH 1000
+int ah_sq_delete_batched(ah_sq_store *s, ah_sq_qid id, const char *sql, const char *const *texts,
+                         int ntexts, const char *what, int64_t *n_out);
 
 /* ---- fieldpack.c ------------------------------------------------------- */
 

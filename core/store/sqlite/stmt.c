@@ -251,3 +251,32 @@ int ah_sq_exec_changes(ah_sq_store *s, sqlite3_stmt *q, const char *what, int64_
     ah_sq_done(q);
     return rc;
 }
+
+/* Runs a DELETE of at most AH_SQ_PRUNE_BATCH rows (its parameters: the
+ * texts as ?1..?ntexts, the batch size last) until a run deletes fewer,
+ * each run its own transaction with the lock let go in between: a prune
+ * holds the writers up for one batch at a time, never for a table scan or
+ * a day's backlog at once. */
+int ah_sq_delete_batched(ah_sq_store *s, ah_sq_qid id, const char *sql, const char *const *texts,
+                         int ntexts, const char *what, int64_t *n_out)
+{
+    int64_t total = 0, n;
+    int rc;
+    do {
+        n = 0;
+        ah_sq_lock(s);
+        sqlite3_stmt *q = ah_sq_prep(s, &s->q[id], sql);
+        rc = AH_STORE_ERR;
+        if (q != NULL) {
+            for (int i = 0; i < ntexts; i++)
+                ah_sq_bind_text(q, i + 1, texts[i]);
+            sqlite3_bind_int(q, ntexts + 1, AH_SQ_PRUNE_BATCH);
+            rc = ah_sq_exec_changes(s, q, what, &n);
+        }
+        ah_sq_unlock(s);
+        total += n;
+    } while (rc == AH_STORE_OK && n >= AH_SQ_PRUNE_BATCH);
+    if (n_out != NULL)
+        *n_out = total;
+    return rc;
+}

@@ -46,11 +46,11 @@ static const char *const q_sql[Q_COUNT] = {
     [Q_WH_DUE_ONE] = "SELECT " WH_COLS(secret) " FROM webhook_endpoints "
                      "WHERE id = ?2 AND enabled = 1 AND next_at <= ?1",
     /* A line is kept while its event may still be replayed: delivered
-     * lines age out with the event log, failed ones when their event
-     * itself was pruned (an endpoint never reaches it any more). */
-    [Q_WH_PRUNE] = "DELETE FROM webhook_deliveries WHERE (delivered_at IS NOT NULL "
-                   "AND delivered_at < ?1) OR NOT EXISTS (SELECT 1 FROM outbox o "
-                   "WHERE o.id = webhook_deliveries.outbox_id)",
+     * lines age out with the event log; failed ones go with their event
+     * when the outbox prunes it (outbox.c: an endpoint never reaches it
+     * any more). */
+    [Q_WH_PRUNE] = "DELETE FROM webhook_deliveries WHERE rowid IN (SELECT rowid FROM "
+                   "webhook_deliveries WHERE delivered_at < ?1 ORDER BY delivered_at LIMIT ?2)",
 };
 
 static bool fill_webhook(sqlite3_stmt *st, void *row)
@@ -198,17 +198,12 @@ int ah_sq_webhook_prune(ah_store *st, const char *before, int64_t *n_out)
     ah_sq_store *s = ah_sq(st);
     if (n_out != NULL)
         *n_out = 0;
-    if (before == NULL)
+    char b[32];
+    if (before == NULL || ah_iso_normalize(before, b) != 0)
         return AH_STORE_ERR;
-    ah_sq_lock(s);
-    int rc = AH_STORE_ERR;
-    sqlite3_stmt *q = AH_SQ_GET(s, Q_WH_PRUNE);
-    if (q != NULL) {
-        ah_sq_bind_text(q, 1, before);
-        rc = ah_sq_exec_changes(s, q, "webhook_prune", n_out);
-    }
-    ah_sq_unlock(s);
-    return rc;
+    const char *texts[] = {b};
+    return ah_sq_delete_batched(s, Q_WH_PRUNE, q_sql[Q_WH_PRUNE], texts, 1, "webhook_prune",
+                                n_out);
 }
 
 int ah_sq_webhook_set_enabled(ah_store *st, int64_t tenant_id, int64_t id, bool enabled)
