@@ -32,6 +32,11 @@
  * its last run, and at least every second when the WAL holds any. */
 #define AH_SQ_CKPT_FRAMES 1024
 #define AH_SQ_CKPT_EVERY_MS 1000L
+/* A WAL this long (frames of the default 4 KiB page: 128 MiB, the
+ * journal_size_limit) makes the committing writer wait for one whole
+ * checkpoint pass (see wal_hook). */
+#define AH_SQ_CKPT_CATCHUP_FRAMES 32768
+#define AH_SQ_CKPT_CATCHUP_MAX_MS 2000L
 
 struct ah_sq_ckpt {
     sqlite3 *db; /* its own connection */
@@ -42,6 +47,9 @@ struct ah_sq_ckpt {
     bool due, stop;
     int frames;  /* WAL frames at the last commit (the WAL hook) */
     int next_at; /* wake the checkpointer when the WAL reaches this many */
+    int catchup_at; /* a writer waits for a pass when the WAL reaches this */
+    unsigned long started, finished; /* checkpoint passes (guarded by mu) */
+    pthread_cond_t done_cv;          /* a pass finished */
 };
 
 /* Replaces SQLite's auto-checkpoint, which runs in the committing thread
@@ -54,12 +62,38 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
     (void)name;
     struct ah_sq_ckpt *k = arg;
     pthread_mutex_lock(&k->mu);
-    if (frames < k->frames) /* the WAL restarted from its beginning */
+    if (frames < k->frames) { /* the WAL restarted from its beginning */
         k->next_at = AH_SQ_CKPT_FRAMES;
+        k->catchup_at = AH_SQ_CKPT_CATCHUP_FRAMES;
+    }
     k->frames = frames;
     if (frames >= k->next_at && !k->due) {
         k->due = true;
         pthread_cond_signal(&k->cv);
+    }
+    /* A PASSIVE checkpoint copies what is in the WAL when it starts; the
+     * WAL restarts from its beginning only when a writer finds it all
+     * copied. Under a steady stream of group commits the checkpointer
+     * rarely wins that race: the sustained run saw the WAL reach 2.2 GB,
+     * and the writer that finally restarted it spent a second truncating
+     * the file under the store's lock. So once the WAL is this long, the
+     * committing writer (it holds the store's lock: nothing is appended
+     * meanwhile) waits for one pass that starts after now and copies
+     * everything; its next transaction restarts the WAL. The wait is what
+     * the checkpointer lagged behind, not the whole WAL. Should a reader
+     * still pin the WAL, the next wait comes only after as many frames
+     * again, not at every commit. */
+    if (frames >= k->catchup_at && !k->stop) {
+        unsigned long want = k->started + 1;
+        k->catchup_at = frames + AH_SQ_CKPT_CATCHUP_FRAMES;
+        k->due = true;
+        pthread_cond_signal(&k->cv);
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        t.tv_sec += AH_SQ_CKPT_CATCHUP_MAX_MS / 1000;
+        while (k->finished < want && !k->stop)
+            if (pthread_cond_timedwait(&k->done_cv, &k->mu, &t) != 0)
+                break; /* a stuck checkpoint must not stop the writers */
     }
     pthread_mutex_unlock(&k->mu);
     return SQLITE_OK;
@@ -81,6 +115,7 @@ static void *ckpt_main(void *arg)
                 continue;
         }
         k->due = false;
+        k->started++;
         pthread_mutex_unlock(&k->mu);
         /* PASSIVE: copies what no reader still needs, never blocks a
          * writer; the next writer restarts the WAL from its beginning once
@@ -94,6 +129,8 @@ static void *ckpt_main(void *arg)
         k->next_at = (nlog > 0 ? nlog : 0) + AH_SQ_CKPT_FRAMES;
         if (rc == SQLITE_OK && nlog == ncopied)
             k->frames = 0;
+        k->finished = k->started;
+        pthread_cond_broadcast(&k->done_cv);
     }
     pthread_mutex_unlock(&k->mu);
     return NULL;
@@ -106,9 +143,11 @@ static void ckpt_stop(struct ah_sq_ckpt *k)
     pthread_mutex_lock(&k->mu);
     k->stop = true;
     pthread_cond_signal(&k->cv);
+    pthread_cond_broadcast(&k->done_cv);
     pthread_mutex_unlock(&k->mu);
     pthread_join(k->thread, NULL);
     sqlite3_close(k->db);
+    pthread_cond_destroy(&k->done_cv);
     pthread_cond_destroy(&k->cv);
     pthread_mutex_destroy(&k->mu);
     free(k);
@@ -123,10 +162,15 @@ static void ckpt_start(ah_sq_store *s, const char *path)
         return;
     k->lg = s->base.lg;
     k->next_at = AH_SQ_CKPT_FRAMES;
+    k->catchup_at = AH_SQ_CKPT_CATCHUP_FRAMES;
     pthread_condattr_t ca;
     bool ok = pthread_condattr_init(&ca) == 0 &&
               pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
               pthread_cond_init(&k->cv, &ca) == 0;
+    if (ok && pthread_cond_init(&k->done_cv, &ca) != 0) {
+        pthread_cond_destroy(&k->cv);
+        ok = false;
+    }
     pthread_condattr_destroy(&ca);
     if (!ok) {
         free(k);
@@ -141,6 +185,7 @@ static void ckpt_start(ah_sq_store *s, const char *path)
         sqlite3_exec(k->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK ||
         pthread_create(&k->thread, NULL, ckpt_main, k) != 0) {
         sqlite3_close(k->db);
+        pthread_cond_destroy(&k->done_cv);
         pthread_cond_destroy(&k->cv);
         pthread_mutex_destroy(&k->mu);
         free(k);
