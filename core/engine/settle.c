@@ -170,3 +170,47 @@ int ah_settle_unknown(ah_core *core, ah_conn *c)
     free(l);
     return rc == AH_STORE_OK ? settled : -1;
 }
+
+static void take_fields(void *arg, const ah_record_row *row)
+{
+    char **out = arg;
+    if (*out == NULL && row->fields != NULL)
+        *out = strdup(row->fields);
+}
+
+int ah_settled_outcome(ah_core *core, int64_t tid, const char *operation, int *status,
+                       char **answer)
+{
+    *answer = NULL;
+    *status = 0;
+    if (operation == NULL || operation[0] == '\0')
+        return 0;
+    ah_record_query q = {
+        .tenant_id = tid,
+        .type = AH_WRITE_OUTCOME_TYPE,
+        .limit = 1,
+        .field_key = "operation",
+        .field_value = operation,
+    };
+    char *fields = NULL;
+    if (core->store->ops->record_query(core->store, &q, take_fields, &fields) != AH_STORE_OK) {
+        free(fields);
+        return -1;
+    }
+    if (fields == NULL)
+        return 0;
+    cJSON *f = cJSON_Parse(fields);
+    free(fields);
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(f, "status");
+    const cJSON *ans = cJSON_GetObjectItemCaseSensitive(f, "answer");
+    int rc = 0;
+    if (cJSON_IsNumber(st) && st->valueint >= 200 && cJSON_IsObject(ans)) {
+        *answer = cJSON_PrintUnformatted(ans);
+        if (*answer != NULL) {
+            *status = st->valueint;
+            rc = 1;
+        }
+    }
+    cJSON_Delete(f);
+    return rc;
+}

@@ -161,8 +161,10 @@ static bool topic_is_stream(const ah_topic *t)
 
 /* A write that answered outcome_unknown and whose plugin declares how to
  * settle it later: kept as a record of its connection for the next sync
- * (AH_WRITE_OUTCOME_TYPE), and the answer names the operation so that the
- * client (and the Idempotency-Key's replay) can find how it ended. */
+ * (AH_WRITE_OUTCOME_TYPE), and the reply carries the operation
+ * (r->operation; the REST answer's error.operation, the Idempotency-Key's
+ * and the bulk item's stored operation) so that whoever holds the answer
+ * can find how it ended. The message names it too, for people. */
 static void keep_unknown(ah_core *core, ah_conn *c, ah_generation *gen, const ah_msg *m,
                          ah_reply *r)
 {
@@ -190,9 +192,10 @@ static void keep_unknown(ah_core *core, ah_conn *c, ah_generation *gen, const ah
     char now[32];
     ah_iso_in(0, now);
     ah_record_in in = {AH_WRITE_OUTCOME_TYPE, m->correlation_id, now, rt, ft};
-    if (rt != NULL && ft != NULL &&
+    if (rt != NULL && ft != NULL && strlen(m->correlation_id) < sizeof r->operation &&
         core->store->ops->records_upsert(core->store, c->id, &in, 1, NULL, NULL, NULL, NULL) ==
             AH_STORE_OK) {
+        snprintf(r->operation, sizeof r->operation, "%s", m->correlation_id);
         char *msg = NULL;
         if (asprintf(&msg, "%s " AH_OPERATION_TAG "%s: the connection's next sync settles it)",
                      r->message != NULL ? r->message : "the outcome is unknown",

@@ -1171,6 +1171,12 @@ static bool lose_outcome(wfx *f, const wcase *c, const char *key, answer *a,
     ck_assert_str_eq(str_at(o, "error", "code", NULL), "outcome_unknown");
     ck_assert_msg(strstr(str_at(o, "error", "message", NULL), "(operation ") != NULL, "%s",
                   a->body);
+    /* The operation is a field of its own, the one the message names. */
+    const char *op = str_at(o, "error", "operation", NULL);
+    ck_assert_msg(op != NULL && op[0] != '\0', "%s", a->body);
+    char tag[96];
+    snprintf(tag, sizeof tag, "(operation %s:", op);
+    ck_assert_msg(strstr(str_at(o, "error", "message", NULL), tag) != NULL, "%s", a->body);
     cJSON_Delete(o);
     ck_assert_uint_eq(c->effects(f) - *before, c->per_write);
     return true;

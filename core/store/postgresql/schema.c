@@ -188,6 +188,12 @@ static const char *const migrations[] = {
     "  owner ah_text NOT NULL,"
     "  token bigint NOT NULL,"
     "  expires_at timestamptz NOT NULL);",
+    /* v6 (issue 19; step 9 once the steps before it are merged): the
+     * operation id of a write whose outcome stayed unknown, on the
+     * idempotency key that answered 502 outcome_unknown and on the bulk
+     * item whose write it was. */
+    "ALTER TABLE idempotency ADD COLUMN operation ah_text;"
+    "ALTER TABLE bulk_items ADD COLUMN operation ah_text;",
 };
 
 #define AH_PG_LATEST ((int)(sizeof migrations / sizeof migrations[0]))

@@ -181,6 +181,13 @@ static const char *const migrations[] = {
     "  owner TEXT NOT NULL,"
     "  token INTEGER NOT NULL,"
     "  expires_ms INTEGER NOT NULL);",
+    /* v8 (issue 19; step 9 once issue 14's step is merged before it): a
+     * write whose outcome stayed unknown keeps its operation id as a column:
+     * the idempotency key that answered 502 outcome_unknown, and the bulk
+     * item whose write it was, so that both find how it was settled
+     * without reading it out of a message. */
+    "ALTER TABLE idempotency ADD COLUMN operation TEXT;"
+    "ALTER TABLE bulk_items ADD COLUMN operation TEXT;",
 };
 
 #define AH_SQ_LATEST ((int)(sizeof migrations / sizeof migrations[0]))
