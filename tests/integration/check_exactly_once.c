@@ -21,6 +21,7 @@
 
 #include "conns.h"
 #include "core.h"
+#include "bulk.h"
 #include "daemon.h"
 #include "sim/careerbuilder.h"
 #include "sim/erecruit.h"
@@ -1271,6 +1272,162 @@ START_TEST(schedule_settles_unknown)
 }
 END_TEST
 
+/* ---- Bulk jobs: an item whose outcome stayed unknown is settled later ------
+ *
+ * One row per bulk action of the REST API (a job of one bus write per
+ * item). ERecruit acts on each item and then every answer under
+ * /api/v2/submissions/ is dropped (the write's and the reads that would
+ * reconcile it): each item fails outcome_unknown naming its operation, and
+ * is kept like any unknown write. The next sync settles both: two
+ * event.write.settled "done" events (once: a second sync adds none), the
+ * job's report shows both items succeeded with "settled": true, and
+ * ERecruit acted once per item. Each row runs on a fresh connection and on
+ * a kept-alive one. */
+
+typedef struct bcase {
+    const char *action, *path, *body_fmt;
+    unsigned long (*effects)(wfx *f);
+} bcase;
+
+static const bcase bulk_cases[] = {
+    {"reject", "/v1/applications/bulk-reject", "{\"application_ids\":[\"%s\",\"%s\"],"
+     "\"reason_id\":12}", er_rejects},
+    {"stage", "/v1/applications/bulk-stage", "{\"application_ids\":[\"%s\",\"%s\"],"
+     "\"stage_id\":4}", er_moves},
+};
+#define N_BULK_CASES ((int)(sizeof bulk_cases / sizeof bulk_cases[0]))
+
+/* The atshub id of ERecruit submission sid on connection "w". */
+static void w_app_id(wfx *f, long sid, char out[64])
+{
+    ah_conn *c = ah_conn_find(f->core, "acme", "w");
+    ck_assert_ptr_nonnull(c);
+    char rid[32];
+    snprintf(rid, sizeof rid, "%ld", sid);
+    ah_record_row row;
+    ck_assert_int_eq(f->core->store->ops->record_get(f->core->store, c->id, "application", rid,
+                                                     &row),
+                     0);
+    snprintf(out, 64, "%s", row.id);
+    ah_record_row_free(&row);
+    ah_conn_release(c);
+}
+
+static void w_sync(wfx *f)
+{
+    char err[1024];
+    ck_assert_msg(ah_sync_run(f->core, "acme", "w", NULL, NULL, NULL, NULL, err, sizeof err) ==
+                      AH_SYNC_OK, "%s", err);
+}
+
+static int w_settled_count(wfx *f, char **text)
+{
+    char url[256];
+    snprintf(url, sizeof url, "%s/v1/events?types=event.write.settled&limit=100", f->base);
+    const char *h[] = {"Authorization: Bearer " API_KEY, NULL};
+    char *body = NULL;
+    ck_assert_int_eq(ah_t_http("GET", url, h, NULL, &body), 200);
+    cJSON *ev = cJSON_Parse(body);
+    int n = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(ev, "data"));
+    cJSON_Delete(ev);
+    if (text != NULL)
+        *text = body;
+    else
+        free(body);
+    return n;
+}
+
+/* The job's report through GET /v1/bulk/{id}. */
+static cJSON *w_bulk_report(wfx *f, const char *id)
+{
+    char url[256];
+    snprintf(url, sizeof url, "%s/v1/bulk/%s", f->base, id);
+    const char *h[] = {"Authorization: Bearer " API_KEY, NULL};
+    char *body = NULL;
+    ck_assert_int_eq(ah_t_http("GET", url, h, NULL, &body), 200);
+    cJSON *o = cJSON_Parse(body);
+    free(body);
+    ck_assert_ptr_nonnull(o);
+    cJSON *d = cJSON_DetachItemFromObjectCaseSensitive(o, "data");
+    cJSON_Delete(o);
+    ck_assert_ptr_nonnull(d);
+    return d;
+}
+
+START_TEST(bulk_item_unknown_settled)
+{
+    const bcase *c = &bulk_cases[_i / 2];
+    bool keep = (_i & 1) != 0;
+    wfx f;
+    w_setup(&f, "erecruit");
+    w_sync(&f); /* the applications as records: what a bulk job names */
+    if (keep)
+        er_warm(&f);
+    long s1 = er_open_submission(&f, 0), s2 = er_open_submission(&f, 1);
+    char a1[64], a2[64], body[512];
+    w_app_id(&f, s1, a1);
+    w_app_id(&f, s2, a2);
+    snprintf(body, sizeof body, c->body_fmt, a1, a2);
+    unsigned long before = c->effects(&f);
+    ah_sim_fault_after(f.sim, "*", "/api/v2/submissions/", AH_SIM_AFTER_DROP, 1000);
+    answer a = post_as(f.base, c->path, "w", "bulk-1", body);
+    ck_assert_msg(a.status == 202, "%s: %ld %s", c->action, a.status, a.body);
+    cJSON *o = cJSON_Parse(a.body);
+    char job[64];
+    snprintf(job, sizeof job, "%s", str_at(o, "data", "id", NULL));
+    cJSON_Delete(o);
+    free(a.body);
+    bool finished = false;
+    cJSON *rep = ah_bulk_wait(f.core, f.tenant_id, job, 60000, &finished);
+    ah_sim_fault_after(f.sim, "*", "/", AH_SIM_AFTER_NONE, 0);
+    ck_assert(finished);
+    char *t = cJSON_PrintUnformatted(rep);
+    ck_assert_msg(cJSON_GetObjectItemCaseSensitive(rep, "failed")->valueint == 2, "%s", t);
+    const cJSON *it;
+    char ops[2][64];
+    int i = 0;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(rep, "items")) {
+        ck_assert_str_eq(str_at(it, "status", NULL, NULL), "failed");
+        ck_assert_str_eq(str_at(it, "error", "code", NULL), "outcome_unknown");
+        const char *op = str_at(it, "operation", NULL, NULL);
+        ck_assert_msg(op != NULL && op[0] != '\0', "%s", t);
+        ck_assert(cJSON_GetObjectItemCaseSensitive(it, "settled") == NULL);
+        snprintf(ops[i++], sizeof ops[0], "%s", op);
+    }
+    ck_assert_int_eq(i, 2);
+    ck_assert_str_ne(ops[0], ops[1]);
+    free(t);
+    cJSON_Delete(rep);
+    ck_assert_uint_eq(c->effects(&f) - before, 2);
+    ck_assert_int_eq(w_settled_count(&f, NULL), 0);
+
+    for (int round = 0; round < 2; round++) {
+        w_sync(&f);
+        char *ev = NULL;
+        ck_assert_int_eq(w_settled_count(&f, &ev), 2);
+        for (int k = 0; k < 2; k++)
+            ck_assert_msg(strstr(ev, ops[k]) != NULL, "%s", ev);
+        ck_assert_msg(strstr(ev, "\"outcome\":\"not_done\"") == NULL, "%s", ev);
+        free(ev);
+        rep = w_bulk_report(&f, job);
+        t = cJSON_PrintUnformatted(rep);
+        ck_assert_msg(cJSON_GetObjectItemCaseSensitive(rep, "succeeded")->valueint == 2, "%s", t);
+        ck_assert_msg(cJSON_GetObjectItemCaseSensitive(rep, "failed")->valueint == 0, "%s", t);
+        i = 0;
+        cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(rep, "items")) {
+            ck_assert_str_eq(str_at(it, "status", NULL, NULL), "succeeded");
+            ck_assert_str_eq(str_at(it, "operation", NULL, NULL), ops[i++]);
+            ck_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "settled")));
+            ck_assert(cJSON_GetObjectItemCaseSensitive(it, "error") == NULL);
+        }
+        free(t);
+        cJSON_Delete(rep);
+    }
+    ck_assert_uint_eq(c->effects(&f) - before, 2);
+    w_teardown(&f);
+}
+END_TEST
+
 static Suite *exactly_once_suite(void)
 {
     Suite *s = suite_create("exactly_once");
@@ -1294,6 +1451,7 @@ static Suite *exactly_once_suite(void)
     tcase_add_loop_test(tw, every_write_under_each_fault, 0, N_WRITE_CASES * 4);
     tcase_add_loop_test(tw, every_settled_write, 0, N_WRITE_CASES);
     tcase_add_loop_test(tw, schedule_settles_unknown, 0, N_WRITE_CASES);
+    tcase_add_loop_test(tw, bulk_item_unknown_settled, 0, N_BULK_CASES * 2);
     suite_add_tcase(s, tw);
     return s;
 }
