@@ -1428,6 +1428,60 @@ START_TEST(bulk_item_unknown_settled)
 }
 END_TEST
 
+/* The plugin's own bulk reject (applications.bulk_reject through the bus)
+ * answers item by item: ERecruit rejects both and every answer is lost, so
+ * both items end outcome_unknown inside a 200. Each is kept as the
+ * applications.reject it was and names its operation; the next sync
+ * settles both (two events, once), ERecruit rejected each once. */
+START_TEST(bus_bulk_reject_items_settled)
+{
+    wfx f;
+    w_setup(&f, "erecruit");
+    if (_i == 1)
+        er_warm(&f);
+    er_prep_bulk(&f);
+    unsigned long before = er_rejects(&f);
+    ah_sim_fault_after(f.sim, "*", "/api/v2/submissions/", AH_SIM_AFTER_DROP, 1000);
+    answer a = w_call(&f, "w", "applications.bulk_reject", "bulk-u", f.body);
+    ah_sim_fault_after(f.sim, "*", "/", AH_SIM_AFTER_NONE, 0);
+    ck_assert_msg(a.status == 200, "%ld %s", a.status, a.body);
+    cJSON *o = cJSON_Parse(a.body);
+    const cJSON *res = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "data"),
+                                                        "results");
+    ck_assert_msg(cJSON_GetArraySize(res) == 2, "%s", a.body);
+    char ops[2][96];
+    int i = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, res) {
+        ck_assert_str_eq(str_at(it, "error", "code", NULL), "outcome_unknown");
+        const char *op = str_at(it, "operation", NULL, NULL);
+        ck_assert_msg(op != NULL, "%s", a.body);
+        ck_assert_msg(strstr(str_at(it, "error", "message", NULL), op) != NULL, "%s", a.body);
+        snprintf(ops[i++], sizeof ops[0], "%s", op);
+    }
+    cJSON_Delete(o);
+    ck_assert_uint_eq(er_rejects(&f) - before, 2);
+    /* The key replays the answer as it was; nothing is sent. */
+    answer again = w_call(&f, "w", "applications.bulk_reject", "bulk-u", f.body);
+    ck_assert(again.replayed);
+    ck_assert_str_eq(again.body, a.body);
+    free(again.body);
+    free(a.body);
+    for (int round = 0; round < 2; round++) {
+        w_sync(&f);
+        char *ev = NULL;
+        ck_assert_int_eq(w_settled_count(&f, &ev), 2);
+        for (int k = 0; k < 2; k++)
+            ck_assert_msg(strstr(ev, ops[k]) != NULL, "%s", ev);
+        ck_assert_msg(strstr(ev, "\"outcome\":\"not_done\"") == NULL, "%s", ev);
+        ck_assert_msg(strstr(ev, "\"topic\":\"applications.reject\"") != NULL, "%s", ev);
+        free(ev);
+    }
+    ck_assert_uint_eq(er_rejects(&f) - before, 2);
+    w_teardown(&f);
+}
+END_TEST
+
 static Suite *exactly_once_suite(void)
 {
     Suite *s = suite_create("exactly_once");
@@ -1452,6 +1506,7 @@ static Suite *exactly_once_suite(void)
     tcase_add_loop_test(tw, every_settled_write, 0, N_WRITE_CASES);
     tcase_add_loop_test(tw, schedule_settles_unknown, 0, N_WRITE_CASES);
     tcase_add_loop_test(tw, bulk_item_unknown_settled, 0, N_BULK_CASES * 2);
+    tcase_add_loop_test(tw, bus_bulk_reject_items_settled, 0, 2);
     suite_add_tcase(s, tw);
     return s;
 }
