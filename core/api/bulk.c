@@ -199,10 +199,12 @@ typedef struct report_ctx {
     cJSON *list;
 } report_ctx;
 
-/* An item whose write's outcome was unknown and kept for settling
- * (it->operation): how the connection's sync settled it since, into e
- * ("status", "error", "settled": true); nothing while it is still unknown
- * (the item stays failed outcome_unknown, naming its operation). */
+/* An item still stored as failed outcome_unknown whose write was kept for
+ * settling (it->operation): settle.c updates the item when it settles the
+ * write, but a sync may have settled it between the write's reply and the
+ * item's update. How it was settled, into e ("status", "error", "settled":
+ * true); nothing while it is still unknown (the item stays failed
+ * outcome_unknown, naming its operation). */
 static void report_settled(report_ctx *rc, const ah_bulk_item_row *it, cJSON *e)
 {
     int status = 0;
@@ -245,8 +247,12 @@ static void report_item(void *arg, const ah_bulk_item_row *it)
     }
     if (it->operation != NULL) {
         cJSON_AddStringToObject(e, "operation", it->operation);
-        if (st != NULL && strcmp(st, "failed") == 0)
-            report_settled(rc, it, e);
+        bool unknown = st != NULL && strcmp(st, "failed") == 0 && it->error_code != NULL &&
+                       strcmp(it->error_code, AH_E_OUTCOME_UNKNOWN) == 0;
+        if (unknown)
+            report_settled(rc, it, e); /* settled before the item was stored */
+        else
+            cJSON_AddBoolToObject(e, "settled", true); /* settle.c stored the outcome */
     }
     cJSON_AddItemToArray(rc->list, e);
 }

@@ -127,6 +127,17 @@ static int settle_one(ah_core *core, ah_conn *c, const pending *p)
                    c->tenant, c->name, topic->valuestring, p->operation, state);
         ah_log(&core->log, AH_LOG_INFO, "settle", "%s/%s: %s (operation %s) settled: %s",
                c->tenant, c->name, topic->valuestring, p->operation, state);
+        /* A bulk item whose write this was shows the settled outcome from
+         * now on, also once the settled write is pruned (ah_settle_prune). */
+        bool done = strcmp(state, "done") == 0;
+        if (core->store->ops->bulk_item_settle(
+                core->store, p->operation, done ? "succeeded" : "failed",
+                done ? NULL : AH_E_UNAVAILABLE,
+                done ? NULL : "settled: the provider did not carry it out; safe to send again",
+                NULL) != AH_STORE_OK)
+            ah_log(&core->log, AH_LOG_WARN, "settle",
+                   "%s/%s: cannot store the settled outcome of the bulk item of operation %s",
+                   c->tenant, c->name, p->operation);
         settled = 1;
     }
     cJSON_Delete(answer);
@@ -213,4 +224,18 @@ int ah_settled_outcome(ah_core *core, int64_t tid, const char *operation, int *s
     }
     cJSON_Delete(f);
     return rc;
+}
+
+void ah_settle_prune(ah_core *core)
+{
+    int days = core->cfg.settled_retention_days > 0 ? core->cfg.settled_retention_days : 7;
+    char cutoff[32];
+    ah_iso_in(-(long)days * 86400L * 1000L, cutoff);
+    int64_t n = 0;
+    if (core->store->ops->record_prune(core->store, AH_WRITE_OUTCOME_TYPE, cutoff, "state",
+                                       "unknown", &n) != AH_STORE_OK)
+        ah_log(&core->log, AH_LOG_WARN, "settle", "cannot prune settled writes");
+    else if (n > 0)
+        ah_log(&core->log, AH_LOG_INFO, "settle",
+               "pruned %lld writes settled more than %d days ago", (long long)n, days);
 }

@@ -37,4 +37,9 @@ int ah_settle_unknown(ah_core *core, ah_conn *c);
 int ah_settled_outcome(ah_core *core, int64_t tid, const char *operation, int *status,
                        char **answer);
 
+/** Deletes the writes settled more than [core] settled_retention_days ago
+ *  (7 by default); writes still unknown are kept however old. Part of the
+ *  daemon's prune pass (ah_daemon_prune). */
+void ah_settle_prune(ah_core *core);
+
 #endif

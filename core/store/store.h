@@ -578,6 +578,13 @@ typedef struct ah_store_ops {
      *  receives how many. keep_key matches [A-Za-z0-9_]+. */
     int (*record_prune)(ah_store *s, const char *type, const char *before,
                         const char *keep_key, const char *keep_value, int64_t *n_out);
+    /** Sets the outcome of every bulk item whose write `operation` was
+     *  unknown (status "failed", error_code "outcome_unknown") once it has
+     *  been settled: status ("succeeded" | "failed") and, for a failure, its
+     *  error code and message; the operation stays. *n_out (may be NULL)
+     *  receives how many items changed (0: none, or already settled). */
+    int (*bulk_item_settle)(ah_store *s, const char *operation, const char *status,
+                            const char *error_code, const char *error_message, int64_t *n_out);
 } ah_store_ops;
 
 struct ah_store {

@@ -1423,6 +1423,21 @@ START_TEST(bulk_item_unknown_settled)
         free(t);
         cJSON_Delete(rep);
     }
+    /* Once the settled writes are forgotten (their retention), the items
+     * still show how they were settled. */
+    int64_t gone = 0;
+    ck_assert_int_eq(f.core->store->ops->record_prune(f.core->store, AH_WRITE_OUTCOME_TYPE,
+                                                      "9999-01-01T00:00:00Z", "state",
+                                                      "unknown", &gone),
+                     0);
+    ck_assert_int_eq(gone, 2);
+    rep = w_bulk_report(&f, job);
+    t = cJSON_PrintUnformatted(rep);
+    ck_assert_msg(cJSON_GetObjectItemCaseSensitive(rep, "succeeded")->valueint == 2, "%s", t);
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(rep, "items"))
+        ck_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "settled")));
+    free(t);
+    cJSON_Delete(rep);
     ck_assert_uint_eq(c->effects(&f) - before, 2);
     w_teardown(&f);
 }
@@ -1482,6 +1497,77 @@ START_TEST(bus_bulk_reject_items_settled)
 }
 END_TEST
 
+/* ---- Settled writes are forgotten after [core] settled_retention_days ------ */
+
+static int count_outcome(wfx *f, const char *remote_id)
+{
+    ah_conn *c = ah_conn_find(f->core, "acme", "w");
+    ck_assert_ptr_nonnull(c);
+    ah_record_row row;
+    int rc = f->core->store->ops->record_get(f->core->store, c->id, AH_WRITE_OUTCOME_TYPE,
+                                             remote_id, &row);
+    if (rc == 0)
+        ah_record_row_free(&row);
+    ah_conn_release(c);
+    return rc == 0 ? 1 : 0;
+}
+
+/* A note's outcome is lost and the next sync settles it; beside it, a
+ * write settled long ago and one still unknown since long ago. The daemon's
+ * prune pass (ah_daemon_prune, every minute) deletes the old settled one
+ * only: the fresh one is within the retention (7 days by default; the key
+ * still replays its settled answer), the unknown one stays until it is
+ * settled. */
+START_TEST(settled_writes_pruned)
+{
+    const wcase *c = NULL;
+    for (int i = 0; i < N_WRITE_CASES; i++)
+        if (strcmp(write_cases[i].topic, "notes.add_to_application") == 0)
+            c = &write_cases[i];
+    ck_assert_ptr_nonnull(c);
+    wfx f;
+    answer a;
+    unsigned long before = 0;
+    ck_assert(lose_outcome(&f, c, "write-p", &a, &before));
+    cJSON *o = cJSON_Parse(a.body);
+    char op[96];
+    snprintf(op, sizeof op, "%s", str_at(o, "error", "operation", NULL));
+    cJSON_Delete(o);
+    free(a.body);
+    w_sync(&f);
+    ck_assert_int_eq(w_settled_count(&f, NULL), 1);
+    ck_assert_int_eq(f.core->cfg.settled_retention_days, 7);
+
+    ah_conn *cn = ah_conn_find(f.core, "acme", "w");
+    ck_assert_ptr_nonnull(cn);
+    ah_record_in old[] = {
+        {AH_WRITE_OUTCOME_TYPE, "old-done", "2020-01-01T00:00:00.000Z",
+         "{\"topic\":\"notes.add_to_application\",\"request\":{}}",
+         "{\"state\":\"done\",\"topic\":\"notes.add_to_application\",\"operation\":\"old-done\","
+         "\"settled_at\":\"2020-01-01T00:00:00.000Z\",\"status\":200,\"answer\":{}}"},
+        {AH_WRITE_OUTCOME_TYPE, "old-unknown", "2020-01-01T00:00:00.000Z",
+         "{\"topic\":\"notes.add_to_application\",\"request\":{}}",
+         "{\"state\":\"unknown\",\"topic\":\"notes.add_to_application\","
+         "\"operation\":\"old-unknown\"}"},
+    };
+    ck_assert_int_eq(f.core->store->ops->records_upsert(f.core->store, cn->id, old, 2, NULL, NULL,
+                                                        NULL, NULL),
+                     0);
+    ah_conn_release(cn);
+    ck_assert_int_eq(count_outcome(&f, "old-done"), 1);
+    ah_daemon_prune(f.core);
+    ck_assert_int_eq(count_outcome(&f, "old-done"), 0);
+    ck_assert_int_eq(count_outcome(&f, "old-unknown"), 1);
+    ck_assert_int_eq(count_outcome(&f, op), 1);
+    answer now = w_call(&f, f.conn, c->topic, "write-p", f.body);
+    ck_assert_msg(now.status == 200, "%ld %s", now.status, now.body);
+    ck_assert(now.replayed && now.settled);
+    free(now.body);
+    ck_assert_uint_eq(c->effects(&f) - before, 1);
+    w_teardown(&f);
+}
+END_TEST
+
 static Suite *exactly_once_suite(void)
 {
     Suite *s = suite_create("exactly_once");
@@ -1507,6 +1593,7 @@ static Suite *exactly_once_suite(void)
     tcase_add_loop_test(tw, schedule_settles_unknown, 0, N_WRITE_CASES);
     tcase_add_loop_test(tw, bulk_item_unknown_settled, 0, N_BULK_CASES * 2);
     tcase_add_loop_test(tw, bus_bulk_reject_items_settled, 0, 2);
+    tcase_add_test(tw, settled_writes_pruned);
     suite_add_tcase(s, tw);
     return s;
 }

@@ -2027,6 +2027,46 @@ START_TEST(test_operation_columns)
     ck_assert_str_eq(ops[0], "(null)");
     ck_assert_int_eq(s->ops->bulk_item_set_op(s, "bulk_o", 7, "failed", "x", "y", "op"),
                      AH_STORE_NOT_FOUND);
+
+    /* Settling an operation sets the items still failed outcome_unknown
+     * under it, once; other items are not touched. */
+    const char *recs3[] = {"rec_c", "rec_d", "rec_e"};
+    ck_assert_int_eq(s->ops->bulk_add(s, "bulk_s", t, "reject", "{}", recs3, 3), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->bulk_item_set_op(s, "bulk_s", 0, "failed", "outcome_unknown",
+                                              "lost", "op-s"),
+                     AH_STORE_OK);
+    ck_assert_int_eq(s->ops->bulk_item_set_op(s, "bulk_s", 1, "failed", "outcome_unknown",
+                                              "lost", "op-t"),
+                     AH_STORE_OK);
+    ck_assert_int_eq(s->ops->bulk_item_set_op(s, "bulk_s", 2, "failed", "upstream_error",
+                                              "refused", "op-s"),
+                     AH_STORE_OK);
+    int64_t n = -1;
+    ck_assert_int_eq(s->ops->bulk_item_settle(s, "op-s", "succeeded", NULL, NULL, &n),
+                     AH_STORE_OK);
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(s->ops->bulk_item_settle(s, "op-s", "failed", "x", "y", &n), AH_STORE_OK);
+    ck_assert_int_eq(n, 0); /* already settled */
+    ck_assert_int_eq(s->ops->bulk_item_settle(s, "op-t", "failed", "upstream_unavailable",
+                                              "not done", &n),
+                     AH_STORE_OK);
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(s->ops->bulk_item_settle(s, "op-none", "succeeded", NULL, NULL, &n),
+                     AH_STORE_OK);
+    ck_assert_int_eq(n, 0);
+    items_seen it = {.n = 0};
+    ck_assert_int_eq(s->ops->bulk_items(s, "bulk_s", false, item_cb, &it), AH_STORE_OK);
+    ck_assert_int_eq(it.n, 3);
+    ck_assert_str_eq(it.status[0], "succeeded");
+    ck_assert_str_eq(it.code[0], "(null)");
+    ck_assert_str_eq(it.status[1], "failed");
+    ck_assert_str_eq(it.code[1], "upstream_unavailable");
+    ck_assert_str_eq(it.status[2], "failed");
+    ck_assert_str_eq(it.code[2], "upstream_error");
+    ck_assert_int_eq(s->ops->bulk_items(s, "bulk_s", false, item_op_cb, ops), AH_STORE_OK);
+    ck_assert_str_eq(ops[0], "op-s"); /* the operation stays */
+    ck_assert_int_eq(s->ops->bulk_item_settle(s, NULL, "succeeded", NULL, NULL, &n),
+                     AH_STORE_ERR);
     fx_done(&f);
 }
 END_TEST

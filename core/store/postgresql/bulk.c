@@ -26,6 +26,9 @@ static const char *const q_sql[P_COUNT] = {
                      "AND idx < $3 AND status <> 'queued' ORDER BY idx LIMIT 1",
     [P_BULK_ITEM_SET] = "UPDATE bulk_items SET status = $3, error_code = $4, error_message = $5, "
                         "operation = $6 WHERE job_id = $1 AND idx = $2",
+    [P_BULK_SETTLE] = "UPDATE bulk_items SET status = $2, error_code = $3, error_message = $4 "
+                       "WHERE operation = $1 AND status = 'failed' "
+                       "AND error_code = 'outcome_unknown'",
 };
 
 static bool fill_bulk_job(const PGresult *r, int i, void *row)
@@ -224,6 +227,25 @@ int ah_pg_bulk_item_set_op(ah_store *st, const char *id, int idx, const char *st
     ah_pg_p_text(&p, operation);
     ah_pg_lock(s);
     int rc = AH_PG_CHANGE(s, P_BULK_ITEM_SET, &p, "bulk_item_set");
+    ah_pg_unlock(s);
+    return rc;
+}
+
+int ah_pg_bulk_item_settle(ah_store *st, const char *operation, const char *status,
+                           const char *error_code, const char *error_message, int64_t *n_out)
+{
+    ah_pg_store *s = ah_pg(st);
+    if (n_out != NULL)
+        *n_out = 0;
+    if (operation == NULL || status == NULL)
+        return AH_STORE_ERR;
+    ah_pg_params p = {0};
+    ah_pg_p_text(&p, operation);
+    ah_pg_p_text(&p, status);
+    ah_pg_p_text(&p, error_code);
+    ah_pg_p_text(&p, error_message);
+    ah_pg_lock(s);
+    int rc = AH_PG_EXEC(s, P_BULK_SETTLE, &p, "bulk_item_settle", n_out);
     ah_pg_unlock(s);
     return rc;
 }

@@ -249,6 +249,7 @@ const ah_store_ops ah_pg_ops = {
     .idem_complete_op = ah_pg_idem_complete_op,
     .bulk_item_set_op = ah_pg_bulk_item_set_op,
     .record_prune = ah_pg_record_prune,
+    .bulk_item_settle = ah_pg_bulk_item_settle,
     .webhook_due_one = ah_pg_webhook_due_one,
     .webhook_prune = ah_pg_webhook_prune,
     .lease_acquire = ah_pg_lease_acquire,

@@ -114,6 +114,7 @@ typedef enum {
     P_LEASE_OWNER,
     P_LEASE_TAKE,
     P_REC_PRUNE,
+    P_BULK_SETTLE,
     P_COUNT
 } ah_pg_qid;
 
@@ -327,6 +328,8 @@ int ah_pg_idem_complete_op(ah_store *st, int64_t tenant_id, const char *key, int
 int ah_pg_bulk_item_set_op(ah_store *st, const char *id, int idx, const char *status,
                            const char *error_code, const char *error_message,
                            const char *operation);
+int ah_pg_bulk_item_settle(ah_store *st, const char *operation, const char *status,
+                           const char *error_code, const char *error_message, int64_t *n_out);
 int ah_pg_record_prune(ah_store *st, const char *type, const char *before, const char *keep_key,
                        const char *keep_value, int64_t *n_out);
 

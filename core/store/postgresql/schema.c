@@ -193,7 +193,8 @@ static const char *const migrations[] = {
      * idempotency key that answered 502 outcome_unknown and on the bulk
      * item whose write it was. */
     "ALTER TABLE idempotency ADD COLUMN operation ah_text;"
-    "ALTER TABLE bulk_items ADD COLUMN operation ah_text;",
+    "ALTER TABLE bulk_items ADD COLUMN operation ah_text;"
+    "CREATE INDEX bulk_items_operation ON bulk_items(operation) WHERE operation IS NOT NULL;",
 };
 
 #define AH_PG_LATEST ((int)(sizeof migrations / sizeof migrations[0]))

@@ -27,6 +27,9 @@ static const char *const q_sql[Q_COUNT] = {
                      "AND idx < ?3 AND status <> 'queued' ORDER BY idx LIMIT 1",
     [Q_BULK_ITEM_SET] = "UPDATE bulk_items SET status = ?3, error_code = ?4, error_message = ?5, "
                         "operation = ?6 WHERE job_id = ?1 AND idx = ?2",
+    [Q_BULK_SETTLE] = "UPDATE bulk_items SET status = ?2, error_code = ?3, error_message = ?4 "
+                       "WHERE operation = ?1 AND status = 'failed' "
+                       "AND error_code = 'outcome_unknown'",
 };
 
 static bool fill_bulk_job(sqlite3_stmt *st, void *row)
@@ -226,6 +229,28 @@ int ah_sq_bulk_item_set_op(ah_store *st, const char *id, int idx, const char *st
         ah_sq_bind_text(q, 5, error_message);
         ah_sq_bind_text(q, 6, operation);
         rc = ah_sq_change_by_id(s, q, "bulk_item_set");
+    }
+    ah_sq_unlock(s);
+    return rc;
+}
+
+int ah_sq_bulk_item_settle(ah_store *st, const char *operation, const char *status,
+                           const char *error_code, const char *error_message, int64_t *n_out)
+{
+    ah_sq_store *s = ah_sq(st);
+    if (n_out != NULL)
+        *n_out = 0;
+    if (operation == NULL || status == NULL)
+        return AH_STORE_ERR;
+    ah_sq_lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = AH_SQ_GET(s, Q_BULK_SETTLE);
+    if (q != NULL) {
+        ah_sq_bind_text(q, 1, operation);
+        ah_sq_bind_text(q, 2, status);
+        ah_sq_bind_text(q, 3, error_code);
+        ah_sq_bind_text(q, 4, error_message);
+        rc = ah_sq_exec_changes(s, q, "bulk_item_settle", n_out);
     }
     ah_sq_unlock(s);
     return rc;

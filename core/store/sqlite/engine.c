@@ -410,6 +410,7 @@ const ah_store_ops ah_sq_ops = {
     .idem_complete_op = ah_sq_idem_complete_op,
     .bulk_item_set_op = ah_sq_bulk_item_set_op,
     .record_prune = ah_sq_record_prune,
+    .bulk_item_settle = ah_sq_bulk_item_settle,
     .webhook_due_one = ah_sq_webhook_due_one,
     .webhook_prune = ah_sq_webhook_prune,
     .group_begin = ah_sq_group_begin,

@@ -187,7 +187,8 @@ static const char *const migrations[] = {
      * item whose write it was, so that both find how it was settled
      * without reading it out of a message. */
     "ALTER TABLE idempotency ADD COLUMN operation TEXT;"
-    "ALTER TABLE bulk_items ADD COLUMN operation TEXT;",
+    "ALTER TABLE bulk_items ADD COLUMN operation TEXT;"
+    "CREATE INDEX bulk_items_operation ON bulk_items(operation) WHERE operation IS NOT NULL;",
 };
 
 #define AH_SQ_LATEST ((int)(sizeof migrations / sizeof migrations[0]))
