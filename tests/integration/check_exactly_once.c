@@ -661,6 +661,11 @@ typedef struct wcase {
     unsigned long (*effects)(wfx *f); /* what the provider did so far */
     unsigned long per_write;          /* effects one write makes */
     long st_drop, st_trunc;           /* the settled answer's status */
+    /* The fault strikes a step sent before the write itself (ERecruit's
+     * screening markers): the tests that lose every answer under the
+     * prefix (lose_outcome) do not apply, since a read before the step is
+     * lost too. */
+    bool step;
 } wcase;
 
 static int64_t w_conn(wfx *f, const char *plugin, const char *name, cJSON *s)
@@ -919,6 +924,43 @@ static unsigned long er_cand_notes(wfx *f)
     return er_list_size(ah_erecruit_sim_notes(f->er, "contact", f->id));
 }
 
+/* A screened note: ERecruit gets the submission's screened status, the
+ * contact's screened tag, then the note. */
+static void er_prep_note_app_screened(wfx *f)
+{
+    f->id = er_first(f, "submission", 0);
+    snprintf(f->body, sizeof f->body,
+             "{\"application_id\":%ld,\"note\":\"Screened: strong\",\"screened\":true}", f->id);
+}
+
+static unsigned long er_status_posts(wfx *f)
+{
+    return ah_erecruit_sim_requests(f->er, "POST", "/api/v2/submissions/{id}/status");
+}
+
+static unsigned long er_tag_posts(wfx *f)
+{
+    return ah_erecruit_sim_requests(f->er, "POST", "/api/v2/contacts/{id}/tags");
+}
+
+/* Each step and the note: one effect each. */
+static unsigned long er_app_screened(wfx *f)
+{
+    return er_status_posts(f) + er_tag_posts(f) + er_app_notes(f);
+}
+
+static void er_prep_note_cand_screened(wfx *f)
+{
+    f->id = er_first(f, "contact", 0);
+    snprintf(f->body, sizeof f->body,
+             "{\"candidate_id\":%ld,\"note\":\"<p>Screened</p>\",\"screened\":true}", f->id);
+}
+
+static unsigned long er_cand_screened(wfx *f)
+{
+    return er_tag_posts(f) + er_cand_notes(f);
+}
+
 static void er_prep_doc_app(wfx *f)
 {
     f->id = er_first(f, "submission", 0);
@@ -1065,34 +1107,43 @@ static unsigned long tc_updates(wfx *f)
 
 static const wcase write_cases[] = {
     {"erecruit", "applications.move_to_stage", "POST", "/api/v2/submissions/", er_prep_move,
-     er_warm, er_moves, 1, 200, 200},
+     er_warm, er_moves, 1, 200, 200, false},
     {"erecruit", "applications.reject", "POST", "/api/v2/submissions/", er_prep_reject, er_warm,
-     er_rejects, 1, 200, 200},
+     er_rejects, 1, 200, 200, false},
     /* The first item's answer is lost; each item reaches ERecruit once. */
     {"erecruit", "applications.bulk_reject", "POST", "/api/v2/submissions/", er_prep_bulk,
-     er_warm, er_rejects, 2, 200, 200},
+     er_warm, er_rejects, 2, 200, 200, false},
     {"erecruit", "applications.create", "POST", "/api/v2/submissions", er_prep_create, er_warm,
-     er_submissions, 1, 200, 200},
+     er_submissions, 1, 200, 200, false},
     {"erecruit", "notes.add_to_application", "POST", "/api/v2/submissions/", er_prep_note_app,
-     er_warm, er_app_notes, 1, 200, 200},
+     er_warm, er_app_notes, 1, 200, 200, false},
     {"erecruit", "notes.add_to_candidate", "POST", "/api/v2/contacts/", er_prep_note_cand,
-     er_warm, er_cand_notes, 1, 200, 200},
+     er_warm, er_cand_notes, 1, 200, 200, false},
+    /* Screened notes: the fault strikes the screened status (the first
+     * POST under /submissions/), or the tag (the first under /contacts/);
+     * the step is read back, the note sent once. */
+    {"erecruit", "notes.add_to_application", "POST", "/api/v2/submissions/",
+     er_prep_note_app_screened, er_warm, er_app_screened, 3, 200, 200, true},
+    {"erecruit", "notes.add_to_application", "POST", "/api/v2/contacts/",
+     er_prep_note_app_screened, er_warm, er_app_screened, 3, 200, 200, true},
+    {"erecruit", "notes.add_to_candidate", "POST", "/api/v2/contacts/",
+     er_prep_note_cand_screened, er_warm, er_cand_screened, 2, 200, 200, true},
     {"erecruit", "attachments.add_to_application", "POST", "/api/v2/submissions/",
-     er_prep_doc_app, er_warm, er_app_docs, 1, 200, 200},
+     er_prep_doc_app, er_warm, er_app_docs, 1, 200, 200, false},
     {"erecruit", "attachments.add_to_candidate", "POST", "/api/v2/contacts/", er_prep_doc_cand,
-     er_warm, er_cand_docs, 1, 200, 200},
+     er_warm, er_cand_docs, 1, 200, 200, false},
     {"erecruit", "custom_fields.update", "PATCH", "/api/v2/submissions/", er_prep_custom,
-     er_warm, er_patches, 1, 200, 200},
+     er_warm, er_patches, 1, 200, 200, false},
     {"careerbuilder", "statuses.put", "PUT", "/corporate/CandidateStatus", cb_prep_put, cb_warm,
-     cb_puts, 1, 200, 200},
+     cb_puts, 1, 200, 200, false},
     {"linkedin", "onboarding.provision", "POST", "/v2/provisionedApplications",
-     li_prep_provision, li_warm, li_apps, 1, 200, 200},
+     li_prep_provision, li_warm, li_apps, 1, 200, 200, false},
     {"linkedin", "onboarding.enable", "POST", "/v2/atsIntegrations", li_prep_enable, li_warm,
-     li_enables, 1, 200, 200},
+     li_enables, 1, 200, 200, false},
     {"topcv", "postings.publish", "POST", "/api/jobs", tc_prep_publish, tc_warm, tc_posts, 1,
-     200, 200},
+     200, 200, false},
     {"topcv", "postings.update", "PUT", "/api/jobs/", tc_prep_update, tc_warm, tc_updates, 1,
-     200, 200},
+     200, 200, false},
 };
 #define N_WRITE_CASES ((int)(sizeof write_cases / sizeof write_cases[0]))
 
@@ -1147,7 +1198,8 @@ END_TEST
  * then every answer under the write's prefix is lost (the write's and the
  * reads that would reconcile it), so the answer is 502 outcome_unknown
  * naming the operation. Returns false (and tears down) when the write's
- * plugin declares no settle function; *a receives the answer, *before the
+ * plugin declares no settle function, or the row's fault strikes a step
+ * before the write (c->step); *a receives the answer, *before the
  * provider's effects count before the write. */
 static bool lose_outcome(wfx *f, const wcase *c, const char *key, answer *a,
                          unsigned long *before)
@@ -1156,7 +1208,7 @@ static bool lose_outcome(wfx *f, const wcase *c, const char *key, answer *a,
     ah_generation *gen = ah_registry_acquire(f->core->registry, c->plugin);
     ck_assert_ptr_nonnull(gen);
     const ah_op_write *w = ah_router_write_decl(gen->desc, c->topic);
-    bool settles = w != NULL && w->settle != NULL;
+    bool settles = w != NULL && w->settle != NULL && !c->step;
     ah_generation_release(gen);
     if (!settles) {
         w_teardown(f);
@@ -1497,6 +1549,47 @@ START_TEST(bus_bulk_reject_items_settled)
 }
 END_TEST
 
+/* A screened note whose tag step's answer is lost while the contact cannot
+ * be read back either: 502 outcome_unknown naming the operation, and the
+ * note was never sent. The next sync settles it "not_done" (the note is not
+ * there), so the key is released: the next try with it screens again (a
+ * status and a tag set twice change nothing) and adds the note, once. */
+START_TEST(screened_step_unknown_settled)
+{
+    wfx f;
+    w_setup(&f, "erecruit");
+    er_prep_note_app_screened(&f);
+    unsigned long notes0 = er_app_notes(&f), tags0 = er_tag_posts(&f);
+    ah_sim_fault_after(f.sim, "*", "/api/v2/contacts/", AH_SIM_AFTER_DROP, 1000);
+    answer a = w_call(&f, "w", "notes.add_to_application", "screen-u", f.body);
+    ah_sim_fault_after(f.sim, "*", "/", AH_SIM_AFTER_NONE, 0);
+    ck_assert_msg(a.status == 502, "%ld %s", a.status, a.body);
+    cJSON *o = cJSON_Parse(a.body);
+    ck_assert_str_eq(str_at(o, "error", "code", NULL), "outcome_unknown");
+    ck_assert_ptr_nonnull(str_at(o, "error", "operation", NULL));
+    cJSON_Delete(o);
+    free(a.body);
+    ck_assert_uint_eq(er_tag_posts(&f) - tags0, 1);
+    ck_assert_uint_eq(er_app_notes(&f) - notes0, 0);
+    w_sync(&f);
+    char *ev = NULL;
+    ck_assert_int_eq(w_settled_count(&f, &ev), 1);
+    ck_assert_msg(strstr(ev, "\"outcome\":\"not_done\"") != NULL, "%s", ev);
+    free(ev);
+    answer now = w_call(&f, "w", "notes.add_to_application", "screen-u", f.body);
+    ck_assert_msg(now.status == 200, "%ld %s", now.status, now.body);
+    ck_assert(!now.replayed);
+    free(now.body);
+    answer again = w_call(&f, "w", "notes.add_to_application", "screen-u", f.body);
+    ck_assert_int_eq(again.status, 200);
+    ck_assert(again.replayed);
+    free(again.body);
+    ck_assert_uint_eq(er_app_notes(&f) - notes0, 1);
+    ck_assert_uint_eq(er_tag_posts(&f) - tags0, 2);
+    w_teardown(&f);
+}
+END_TEST
+
 /* ---- Settled writes are forgotten after [core] settled_retention_days ------ */
 
 static int count_outcome(wfx *f, const char *remote_id)
@@ -1522,7 +1615,8 @@ START_TEST(settled_writes_pruned)
 {
     const wcase *c = NULL;
     for (int i = 0; i < N_WRITE_CASES; i++)
-        if (strcmp(write_cases[i].topic, "notes.add_to_application") == 0)
+        if (c == NULL && strcmp(write_cases[i].topic, "notes.add_to_application") == 0 &&
+            !write_cases[i].step)
             c = &write_cases[i];
     ck_assert_ptr_nonnull(c);
     wfx f;
@@ -1594,6 +1688,7 @@ static Suite *exactly_once_suite(void)
     tcase_add_loop_test(tw, bulk_item_unknown_settled, 0, N_BULK_CASES * 2);
     tcase_add_loop_test(tw, bus_bulk_reject_items_settled, 0, 2);
     tcase_add_test(tw, settled_writes_pruned);
+    tcase_add_test(tw, screened_step_unknown_settled);
     suite_add_tcase(s, tw);
     return s;
 }
