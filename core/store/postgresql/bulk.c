@@ -60,6 +60,7 @@ static bool fill_bulk_item(const PGresult *r, int i, void *row)
     x->status = ah_pg_dup(r, i, 2, &oom);
     x->error_code = ah_pg_dup(r, i, 3, &oom);
     x->error_message = ah_pg_dup(r, i, 4, &oom);
+    x->operation = ah_pg_dup(r, i, 5, &oom);
     return !oom;
 }
 
