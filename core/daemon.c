@@ -23,6 +23,7 @@
 #include "daemon.h"
 #include "events.h"
 #include "rest.h"
+#include "settle.h"
 #include "sync.h"
 #include "api.h"
 #include "bulk.h"
@@ -80,6 +81,17 @@ static long mono_seconds(void)
     return (long)ts.tv_sec;
 }
 
+void ah_daemon_prune(ah_core *core)
+{
+    ah_eventlog_prune(core);
+    /* The integration log, idempotency keys and settled writes past
+     * retention. */
+    ah_intlog_prune(core);
+    ah_idem_prune(core);
+    ah_settle_prune(core);
+    ah_webhooks_prune(core);
+}
+
 /* Every second: picks up changes other processes committed, retires idle
  * contexts of swapped-out generations, kicks due deliveries (to plugins and
  * to the product's webhooks) and, every minute, prunes the event log and
@@ -108,11 +120,7 @@ static void *ticker_main(void *arg)
         ah_webhooks_tick(core);
         if (mono_seconds() - last_prune >= AH_PRUNE_EVERY_S) {
             last_prune = mono_seconds();
-            ah_eventlog_prune(core);
-            /* The integration log and idempotency keys past retention. */
-            ah_intlog_prune(core);
-            ah_idem_prune(core);
-            ah_webhooks_prune(core);
+            ah_daemon_prune(core);
         }
     }
     pthread_mutex_unlock(&core->tick_lock);

@@ -31,5 +31,9 @@ int ah_daemon_serve(ah_core *core);
 int ah_daemon_start(ah_core *core, char *err, size_t errlen);
 /** Stops what ah_daemon_start started; safe to call when nothing runs. */
 void ah_daemon_stop(ah_core *core);
+/** The prune pass the ticker runs every minute: the event log, the
+ *  integration log, idempotency keys, settled writes and webhook delivery
+ *  logs past their retention. */
+void ah_daemon_prune(ah_core *core);
 
 #endif

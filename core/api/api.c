@@ -833,7 +833,7 @@ static void op_app_create(api_req *rq)
 /* ------------------------------------------------------------------------ */
 
 /* A finished bulk job's report as the answer of a waited-for bulk reject:
- * {"id": <job>, "results":[{"id","ok","error"?}], "succeeded","failed"},
+ * {"id": <job>, "results":[{"id","ok","error"?,"operation"?}], "succeeded","failed"},
  * one result per input item, in input order. NULL on OOM. */
 static cJSON *bulk_results(const char *job_id, const cJSON *report)
 {
@@ -860,6 +860,12 @@ static cJSON *bulk_results(const char *job_id, const cJSON *report)
         if (!add_str(o, "id", cJSON_IsString(id) ? id->valuestring : "") ||
             cJSON_AddBoolToObject(o, "ok", good) == NULL ||
             (!good && !add_copy(o, "error", cJSON_GetObjectItemCaseSensitive(it, "error")))) {
+            cJSON_Delete(d);
+            return NULL;
+        }
+        /* An item whose outcome was unknown names its operation. */
+        const cJSON *op = cJSON_GetObjectItemCaseSensitive(it, "operation");
+        if (op != NULL && !add_copy(o, "operation", op)) {
             cJSON_Delete(d);
             return NULL;
         }

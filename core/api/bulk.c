@@ -11,7 +11,11 @@
  * twice is sent once and both items get its result. Jobs left queued or
  * running when the process stopped are resumed at the next start (an item
  * that was in flight may be sent again: the providers' reject and stage
- * moves are idempotent).
+ * moves are idempotent). An item whose write's outcome stayed unknown
+ * (502 outcome_unknown) is kept for settling like any such write: it
+ * names its operation, and once the connection's next sync settled it the
+ * report shows how ("succeeded", or failed upstream_unavailable, with
+ * "settled": true); event.write.settled is published once.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +24,7 @@
 
 #include "conns.h"
 #include "bulk.h"
+#include "settle.h"
 #include "webhooks.h"
 
 #define BULK_MAX 1000
@@ -187,10 +192,47 @@ void ah_bulk_submit(ah_core *core, ah_http_exchange *ex, int64_t tenant_id, cons
     ah_ex_respond_json(ex, 202, o);
 }
 
-/* Appends item `it` of a report to the JSON array `arg`. */
+/* A report being built: the items' JSON array, and whose job it is. */
+typedef struct report_ctx {
+    ah_core *core;
+    int64_t tenant_id;
+    cJSON *list;
+} report_ctx;
+
+/* An item still stored as failed outcome_unknown whose write was kept for
+ * settling (it->operation): settle.c updates the item when it settles the
+ * write, but a sync may have settled it between the write's reply and the
+ * item's update. How it was settled, into e ("status", "error", "settled":
+ * true); nothing while it is still unknown (the item stays failed
+ * outcome_unknown, naming its operation). */
+static void report_settled(report_ctx *rc, const ah_bulk_item_row *it, cJSON *e)
+{
+    int status = 0;
+    char *answer = NULL;
+    if (ah_settled_outcome(rc->core, rc->tenant_id, it->operation, &status, &answer) != 1) {
+        free(answer);
+        return;
+    }
+    cJSON *a = cJSON_Parse(answer);
+    free(answer);
+    cJSON_DeleteItemFromObjectCaseSensitive(e, "error");
+    if (status == 200) {
+        cJSON_ReplaceItemInObjectCaseSensitive(e, "status", cJSON_CreateString("succeeded"));
+    } else {
+        /* Not done: the provider did not act; the answer is its error. */
+        const cJSON *er = cJSON_GetObjectItemCaseSensitive(a, "error");
+        cJSON_AddItemToObject(e, "error", er != NULL ? cJSON_Duplicate(er, 1)
+                                                     : cJSON_CreateObject());
+    }
+    cJSON_AddBoolToObject(e, "settled", true);
+    cJSON_Delete(a);
+}
+
+/* Appends item `it` of a report to the context's JSON array. */
 static void report_item(void *arg, const ah_bulk_item_row *it)
 {
-    cJSON *list = arg, *e = cJSON_CreateObject();
+    report_ctx *rc = arg;
+    cJSON *e = cJSON_CreateObject();
     if (e == NULL)
         return;
     const char *st = it->status;
@@ -203,7 +245,16 @@ static void report_item(void *arg, const ah_bulk_item_row *it)
             cJSON_AddStringToObject(er, "message", it->error_message ? it->error_message : "");
         }
     }
-    cJSON_AddItemToArray(list, e);
+    if (it->operation != NULL) {
+        cJSON_AddStringToObject(e, "operation", it->operation);
+        bool unknown = st != NULL && strcmp(st, "failed") == 0 && it->error_code != NULL &&
+                       strcmp(it->error_code, AH_E_OUTCOME_UNKNOWN) == 0;
+        if (unknown)
+            report_settled(rc, it, e); /* settled before the item was stored */
+        else
+            cJSON_AddBoolToObject(e, "settled", true); /* settle.c stored the outcome */
+    }
+    cJSON_AddItemToArray(rc->list, e);
 }
 
 cJSON *ah_bulk_report(ah_core *core, int64_t tenant_id, const char *job_id)
@@ -213,8 +264,9 @@ cJSON *ah_bulk_report(ah_core *core, int64_t tenant_id, const char *job_id)
         return NULL;
     cJSON *o = cJSON_CreateObject();
     cJSON *list = o != NULL ? cJSON_CreateArray() : NULL;
+    report_ctx rc = {core, tenant_id, list};
     if (list == NULL ||
-        core->store->ops->bulk_items(core->store, job_id, false, report_item, list) != 0) {
+        core->store->ops->bulk_items(core->store, job_id, false, report_item, &rc) != 0) {
         cJSON_Delete(list);
         cJSON_Delete(o);
         ah_bulk_job_row_free(&job);
@@ -308,11 +360,13 @@ static bool stopping(ah_bulk *t)
     return s;
 }
 
+/* operation: that of a failed write kept for settling (NULL: none). */
 static void item_set(ah_core *core, const char *job, int idx, bool ok, const char *code,
-                     const char *msg)
+                     const char *msg, const char *operation)
 {
-    if (core->store->ops->bulk_item_set(core->store, job, idx, ok ? "succeeded" : "failed",
-                                        ok ? NULL : code, ok ? NULL : msg) != 0)
+    if (core->store->ops->bulk_item_set_op(core->store, job, idx, ok ? "succeeded" : "failed",
+                                           ok ? NULL : code, ok ? NULL : msg,
+                                           ok ? NULL : operation) != 0)
         ah_log(&core->log, AH_LOG_WARN, "bulk", "%s: cannot store the outcome of item %d "
                "(it will run again)", job, idx);
 }
@@ -326,7 +380,7 @@ static void run_item(ah_core *core, const char *job, int64_t tenant_id, bool rej
     if (core->store->ops->bulk_item_prior(core->store, job, record_id, idx, &prev) ==
         AH_STORE_OK) {
         item_set(core, job, idx, prev.status != NULL && strcmp(prev.status, "succeeded") == 0,
-                 prev.error_code, prev.error_message);
+                 prev.error_code, prev.error_message, prev.operation);
         ah_bulk_item_row_free(&prev);
         return;
     }
@@ -336,11 +390,11 @@ static void run_item(ah_core *core, const char *job, int64_t tenant_id, bool rej
     if (rc == AH_STORE_NOT_FOUND || (rc == AH_STORE_OK && strcmp(row.type, "application") != 0)) {
         if (rc == AH_STORE_OK)
             ah_record_row_free(&row);
-        item_set(core, job, idx, false, AH_E_NOT_FOUND, "no such application");
+        item_set(core, job, idx, false, AH_E_NOT_FOUND, "no such application", NULL);
         return;
     }
     if (rc != AH_STORE_OK) {
-        item_set(core, job, idx, false, AH_E_INTERNAL, "cannot read the store");
+        item_set(core, job, idx, false, AH_E_INTERNAL, "cannot read the store", NULL);
         return;
     }
     ah_conn *c = ah_conn_by_id(core, row.connection_id);
@@ -348,7 +402,7 @@ static void run_item(ah_core *core, const char *job, int64_t tenant_id, bool rej
         if (c != NULL)
             ah_conn_release(c);
         ah_record_row_free(&row);
-        item_set(core, job, idx, false, AH_E_NOT_FOUND, "no such application");
+        item_set(core, job, idx, false, AH_E_NOT_FOUND, "no such application", NULL);
         return;
     }
     const char *ref = reject ? "reason_id" : "stage_id";
@@ -360,15 +414,19 @@ static void run_item(ah_core *core, const char *job, int64_t tenant_id, bool rej
         cJSON_Delete(b);
         ah_conn_release(c);
         ah_record_row_free(&row);
-        item_set(core, job, idx, false, AH_E_INTERNAL, "out of memory");
+        item_set(core, job, idx, false, AH_E_INTERNAL, "out of memory", NULL);
         return;
     }
     ah_reply r;
     memset(&r, 0, sizeof r);
     ah_core_request(core, c->tenant, c->name,
                     reject ? "applications.reject" : "applications.move_to_stage", b, &r);
+    /* An item whose outcome stayed unknown was kept for the connection's
+     * next sync to settle (core.c, keep_unknown): the item keeps its
+     * operation, and its report shows the settled outcome once there is
+     * one (report_settled). */
     item_set(core, job, idx, r.ok, r.code[0] ? r.code : AH_E_PLUGIN,
-             r.message != NULL ? r.message : r.code);
+             r.message != NULL ? r.message : r.code, r.operation[0] ? r.operation : NULL);
     ah_reply_free(&r);
     ah_conn_release(c);
     ah_record_row_free(&row);

@@ -46,8 +46,10 @@ int ah_bulk_create(ah_core *core, ah_http_exchange *ex, int64_t tenant_id, const
 cJSON *ah_bulk_wait(ah_core *core, int64_t tenant_id, const char *job_id, long timeout_ms,
                     bool *finished);
 /** A job's report as JSON ({"id","action","status","total","succeeded",
- *  "failed","items":[{"id","status","error"}]}); NULL when the tenant has
- *  no such job. */
+ *  "failed","items":[{"id","status","error"?,"operation"?,"settled"?}]});
+ *  an item whose write's outcome stayed unknown names its "operation" and,
+ *  once the connection's sync settled it, shows the settled outcome with
+ *  "settled": true. NULL when the tenant has no such job. */
 cJSON *ah_bulk_report(ah_core *core, int64_t tenant_id, const char *job_id);
 
 #endif

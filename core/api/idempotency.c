@@ -24,10 +24,12 @@
  * plugin may still have written. Requests without a valid tenant key pass
  * through untouched (the handler answers 401).
  *
- * A stored 502 outcome_unknown names its operation; once the connection's
- * next sync has settled it (engine/settle.h), the key replays the settled
- * answer instead (200 with what the write replied, or 503 when the provider
- * did not act), with Outcome-Settled: true.
+ * A 502 outcome_unknown of a write kept for settling names its operation
+ * (error.operation), stored with the key in a column of its own; once the
+ * connection's next sync has settled that operation (engine/settle.h), the
+ * key replays the settled answer instead (200 with what the write replied),
+ * with Outcome-Settled: true, or, when the provider did not act, is
+ * released to the next try of the same request.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +38,7 @@
 
 #include "conns.h"
 #include "idempotency.h"
+#include "settle.h"
 #include "webhooks.h"
 
 #define IDEM_KEY_MAX 255
@@ -112,61 +115,33 @@ static void seal_aad(int64_t tid, const char *key, char *out, size_t len)
     snprintf(out, len, "idempotency:%lld:%s", (long long)tid, key);
 }
 
-/* A stored 502 outcome_unknown whose operation the connection's sync has
- * settled since (engine/settle.h): the settled answer, as {"status",
- * "answer" text} in *status and a malloc'd body; NULL when there is none
- * (not settled yet, or the answer names no operation). */
-static void take_fields(void *arg, const ah_record_row *row)
+/* The settled answer of a stored 502 outcome_unknown whose operation (the
+ * key's operation column) the connection's sync has settled since
+ * (engine/settle.h): malloc'd body and *status; NULL when there is none
+ * (not settled yet, or the stored answer kept no operation). */
+static char *settled_answer(ah_core *core, int64_t tid, const char *operation, int *status)
 {
-    char **out = arg;
-    if (*out == NULL && row->fields != NULL)
-        *out = strdup(row->fields);
+    char *out = NULL;
+    if (ah_settled_outcome(core, tid, operation, status, &out) != 1) {
+        free(out);
+        return NULL;
+    }
+    return out;
 }
 
-static char *settled_answer(ah_core *core, int64_t tid, const char *stored, int *status)
+/* The operation a 502 answer names as error.operation (rest.c sets it for a
+ * write kept for settling), copied into op; false when it names none. The
+ * answer is the one being sent now, never a stored one. */
+static bool answer_operation(const char *body, size_t len, char *op, size_t oplen)
 {
-    cJSON *o = cJSON_Parse(stored);
+    cJSON *o = body != NULL ? ah_json_parse_limited(body, len) : NULL;
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(o, "error");
-    const cJSON *code = cJSON_GetObjectItemCaseSensitive(e, "code");
-    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(e, "message");
-    const char *tag = cJSON_IsString(msg) ? strstr(msg->valuestring, AH_OPERATION_TAG) : NULL;
-    char op[96] = "";
-    if (cJSON_IsString(code) && strcmp(code->valuestring, AH_E_OUTCOME_UNKNOWN) == 0 &&
-        tag != NULL) {
-        tag += strlen(AH_OPERATION_TAG);
-        size_t n = strcspn(tag, ":) ");
-        if (n > 0 && n < sizeof op)
-            snprintf(op, sizeof op, "%.*s", (int)n, tag);
-    }
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(e, "operation");
+    bool ok = cJSON_IsString(v) && v->valuestring[0] != '\0' && strlen(v->valuestring) < oplen;
+    if (ok)
+        snprintf(op, oplen, "%s", v->valuestring);
     cJSON_Delete(o);
-    if (op[0] == '\0')
-        return NULL;
-    /* Any connection of the tenant: a resource route (/v1/applications/{id}/...)
-     * names its connection by the record, not by X-Connection. */
-    ah_record_query q = {
-        .tenant_id = tid,
-        .type = AH_WRITE_OUTCOME_TYPE,
-        .limit = 1,
-        .field_key = "operation",
-        .field_value = op,
-    };
-    char *fields = NULL;
-    if (core->store->ops->record_query(core->store, &q, take_fields, &fields) != AH_STORE_OK ||
-        fields == NULL) {
-        free(fields);
-        return NULL;
-    }
-    cJSON *f = cJSON_Parse(fields);
-    free(fields);
-    const cJSON *st = cJSON_GetObjectItemCaseSensitive(f, "status");
-    const cJSON *ans = cJSON_GetObjectItemCaseSensitive(f, "answer");
-    char *out = NULL;
-    if (cJSON_IsNumber(st) && st->valueint >= 200 && cJSON_IsObject(ans)) {
-        *status = st->valueint;
-        out = cJSON_PrintUnformatted(ans);
-    }
-    cJSON_Delete(f);
-    return out;
+    return ok;
 }
 
 bool ah_idem_before(void *arg, ah_http_exchange *ex)
@@ -219,7 +194,9 @@ bool ah_idem_before(void *arg, ah_http_exchange *ex)
                         "Idempotency-Key");
         } else {
             int sst = 0;
-            char *settled = row.status == 502 ? settled_answer(core, tid, body, &sst) : NULL;
+            char *settled = row.status == 502 && row.operation != NULL
+                                ? settled_answer(core, tid, row.operation, &sst)
+                                : NULL;
             if (settled != NULL && sst == 503 &&
                 core->store->ops->idem_reopen != NULL &&
                 core->store->ops->idem_reopen(core->store, tid, key, hash) == AH_STORE_OK) {
@@ -256,7 +233,7 @@ bool ah_idem_before(void *arg, ah_http_exchange *ex)
  * reserved (answered in progress until it expires) rather than hold the
  * answer in clear. */
 static int complete_sealed(ah_core *core, int64_t tid, const char *key, int status,
-                           const char *body, size_t len)
+                           const char *body, size_t len, const char *operation)
 {
     char *text = malloc(len + 1);
     if (text == NULL)
@@ -271,7 +248,8 @@ static int complete_sealed(ah_core *core, int64_t tid, const char *key, int stat
     free(text);
     if (sealed == NULL)
         return AH_STORE_ERR;
-    int rc = core->store->ops->idem_complete(core->store, tid, key, status, sealed);
+    int rc = core->store->ops->idem_complete_op(core->store, tid, key, status, sealed,
+                                                 operation);
     free(sealed);
     return rc;
 }
@@ -298,6 +276,7 @@ void ah_idem_after(void *arg, ah_http_exchange *ex)
     int status = ah_ex_status(ex);
     size_t len = 0;
     const char *body = ah_ex_response_body(ex, &len);
+    char op[96];
     int rc;
     /* Released only when no write happened (see the top of the file). An
      * answer too large to keep is released too: better a retry that
@@ -307,7 +286,9 @@ void ah_idem_after(void *arg, ah_http_exchange *ex)
         (body == NULL && len > 0))
         rc = core->store->ops->idem_release(core->store, tid, key);
     else
-        rc = complete_sealed(core, tid, key, status, body, len);
+        rc = complete_sealed(core, tid, key, status, body, len,
+                             status == 502 && answer_operation(body, len, op, sizeof op) ? op
+                                                                                       : NULL);
     /* The key then stays reserved: retries are refused as in progress until
      * it expires, never run twice. */
     if (rc != AH_STORE_OK)

@@ -140,7 +140,23 @@ typedef struct rest_fwd {
 static void rest_fwd_done(void *arg, ah_reply *r)
 {
     rest_fwd *f = arg;
-    if (!r->ok) {
+    if (!r->ok && r->operation[0] != '\0') {
+        /* A write kept for settling: the answer names its operation as a
+         * field of its own (error.operation), which the Idempotency-Key
+         * stores with the answer (idempotency.c). */
+        int status = r->http_status ? r->http_status : ah_http_status_for_code(r->code);
+        cJSON *o = cJSON_CreateObject();
+        cJSON *e = cJSON_AddObjectToObject(o, "error");
+        if (e == NULL || cJSON_AddStringToObject(e, "code", r->code) == NULL ||
+            cJSON_AddStringToObject(e, "message", r->message != NULL ? r->message : r->code) ==
+                NULL ||
+            cJSON_AddStringToObject(e, "operation", r->operation) == NULL) {
+            cJSON_Delete(o);
+            (void)ah_ex_resume_error(f->pending, 500, AH_E_INTERNAL, "out of memory");
+        } else {
+            (void)ah_ex_resume_json(f->pending, status, o);
+        }
+    } else if (!r->ok) {
         int status = r->http_status ? r->http_status : ah_http_status_for_code(r->code);
         (void)ah_ex_resume_error(f->pending, status, r->code[0] ? r->code : AH_E_INTERNAL, "%s",
                                  r->message != NULL ? r->message : r->code);

@@ -63,6 +63,7 @@ enum key {
     K_WH_MAX_PER_TENANT,
     K_EV_RETENTION,
     K_LOG_RETENTION,
+    K_SETTLED_RETENTION,
     K_N
 };
 
@@ -109,6 +110,7 @@ static const key_def keys[K_N] = {
     [K_EV_RETENTION] = {SEC_EVENTS, "retention_days", 1, 3650},
     [K_ADMIN_TOKEN_FILE] = {SEC_ADMIN, "token_file", 1, 0},
     [K_LOG_RETENTION] = {SEC_CORE, "log_retention_days", 1, 3650},
+    [K_SETTLED_RETENTION] = {SEC_CORE, "settled_retention_days", 1, 3650},
 };
 
 #define AH_LISTEN_HINT "expected host:port (e.g. 127.0.0.1:8080 or [::1]:8080)"
@@ -262,6 +264,7 @@ static int fill_defaults(ah_config *cfg, const char *key_rel, const char *db_rel
     cfg->webhook_max_per_tenant = 2;
     cfg->events_retention_days = 30;
     cfg->log_retention_days = 30;
+    cfg->settled_retention_days = 7;
     cfg->key_file = ah_config_resolve(cfg, key_rel);
     cfg->listen_host = strdup("127.0.0.1");
     cfg->store_url = sqlite_url(cfg->dir, db_rel);
@@ -704,6 +707,11 @@ static int set_value(parse_state *st, enum key k, const char *value)
         if (!set_int(st, k, value, &v))
             return 0;
         cfg->log_retention_days = (int)v;
+        return 1;
+    case K_SETTLED_RETENTION:
+        if (!set_int(st, k, value, &v))
+            return 0;
+        cfg->settled_retention_days = (int)v;
         return 1;
     case K_ADMIN_SOCKET:
         /* "off" (or empty) turns the Unix socket off. */

@@ -53,6 +53,9 @@ typedef struct ah_config {
     int log_level;          /* ah_log_level (default info) */
     bool log_json;
     int log_retention_days; /* integration log entries older than this are pruned (30) */
+    int settled_retention_days; /* settled writes (whose outcome was unknown) are
+                                   forgotten this many days after they were
+                                   settled (7); unknown ones are kept */
 
     /* [http] */
     char *listen_host; /* default 127.0.0.1 */

@@ -127,6 +127,17 @@ static int settle_one(ah_core *core, ah_conn *c, const pending *p)
                    c->tenant, c->name, topic->valuestring, p->operation, state);
         ah_log(&core->log, AH_LOG_INFO, "settle", "%s/%s: %s (operation %s) settled: %s",
                c->tenant, c->name, topic->valuestring, p->operation, state);
+        /* A bulk item whose write this was shows the settled outcome from
+         * now on, also once the settled write is pruned (ah_settle_prune). */
+        bool done = strcmp(state, "done") == 0;
+        if (core->store->ops->bulk_item_settle(
+                core->store, p->operation, done ? "succeeded" : "failed",
+                done ? NULL : AH_E_UNAVAILABLE,
+                done ? NULL : "settled: the provider did not carry it out; safe to send again",
+                NULL) != AH_STORE_OK)
+            ah_log(&core->log, AH_LOG_WARN, "settle",
+                   "%s/%s: cannot store the settled outcome of the bulk item of operation %s",
+                   c->tenant, c->name, p->operation);
         settled = 1;
     }
     cJSON_Delete(answer);
@@ -169,4 +180,62 @@ int ah_settle_unknown(ah_core *core, ah_conn *c)
     pending_free(l);
     free(l);
     return rc == AH_STORE_OK ? settled : -1;
+}
+
+static void take_fields(void *arg, const ah_record_row *row)
+{
+    char **out = arg;
+    if (*out == NULL && row->fields != NULL)
+        *out = strdup(row->fields);
+}
+
+int ah_settled_outcome(ah_core *core, int64_t tid, const char *operation, int *status,
+                       char **answer)
+{
+    *answer = NULL;
+    *status = 0;
+    if (operation == NULL || operation[0] == '\0')
+        return 0;
+    ah_record_query q = {
+        .tenant_id = tid,
+        .type = AH_WRITE_OUTCOME_TYPE,
+        .limit = 1,
+        .field_key = "operation",
+        .field_value = operation,
+    };
+    char *fields = NULL;
+    if (core->store->ops->record_query(core->store, &q, take_fields, &fields) != AH_STORE_OK) {
+        free(fields);
+        return -1;
+    }
+    if (fields == NULL)
+        return 0;
+    cJSON *f = cJSON_Parse(fields);
+    free(fields);
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(f, "status");
+    const cJSON *ans = cJSON_GetObjectItemCaseSensitive(f, "answer");
+    int rc = 0;
+    if (cJSON_IsNumber(st) && st->valueint >= 200 && cJSON_IsObject(ans)) {
+        *answer = cJSON_PrintUnformatted(ans);
+        if (*answer != NULL) {
+            *status = st->valueint;
+            rc = 1;
+        }
+    }
+    cJSON_Delete(f);
+    return rc;
+}
+
+void ah_settle_prune(ah_core *core)
+{
+    int days = core->cfg.settled_retention_days > 0 ? core->cfg.settled_retention_days : 7;
+    char cutoff[32];
+    ah_iso_in(-(long)days * 86400L * 1000L, cutoff);
+    int64_t n = 0;
+    if (core->store->ops->record_prune(core->store, AH_WRITE_OUTCOME_TYPE, cutoff, "state",
+                                       "unknown", &n) != AH_STORE_OK)
+        ah_log(&core->log, AH_LOG_WARN, "settle", "cannot prune settled writes");
+    else if (n > 0)
+        ah_log(&core->log, AH_LOG_INFO, "settle",
+               "pruned %lld writes settled more than %d days ago", (long long)n, days);
 }

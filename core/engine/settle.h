@@ -29,4 +29,17 @@ typedef struct ah_conn ah_conn;
  *  cannot tell), -1 when the store cannot be read. */
 int ah_settle_unknown(ah_core *core, ah_conn *c);
 
+/** How write `operation` of tenant tid (on any of its connections: a
+ *  resource route names its connection by the record) was settled: 1 with
+ *  *status (200 done, 503 not done) and *answer (malloc'd JSON text: what
+ *  the write replied, {"data": ...}, or the error) when it was; 0 when it
+ *  is still unknown or was never kept; -1 when the store cannot be read. */
+int ah_settled_outcome(ah_core *core, int64_t tid, const char *operation, int *status,
+                       char **answer);
+
+/** Deletes the writes settled more than [core] settled_retention_days ago
+ *  (7 by default); writes still unknown are kept however old. Part of the
+ *  daemon's prune pass (ah_daemon_prune). */
+void ah_settle_prune(ah_core *core);
+
 #endif

@@ -159,28 +159,21 @@ static bool topic_is_stream(const ah_topic *t)
     return strcmp(t->capability, "streaming") == 0;
 }
 
-/* A write that answered outcome_unknown and whose plugin declares how to
- * settle it later: kept as a record of its connection for the next sync
- * (AH_WRITE_OUTCOME_TYPE), and the answer names the operation so that the
- * client (and the Idempotency-Key's replay) can find how it ended. */
-static void keep_unknown(ah_core *core, ah_conn *c, ah_generation *gen, const ah_msg *m,
-                         ah_reply *r)
+/* Keeps write `operation` of `topic` on c, whose outcome is unknown, for
+ * the connection's next sync to settle (AH_WRITE_OUTCOME_TYPE): raw
+ * {"topic","request"} (the request without data_base64). 0 when kept. */
+static int keep_write(ah_core *core, ah_conn *c, const char *topic, const char *operation,
+                      const cJSON *body)
 {
-    if (strcmp(r->code, AH_E_OUTCOME_UNKNOWN) != 0 || m->correlation_id == NULL ||
-        m->correlation_id[0] == '\0')
-        return;
-    const ah_op_write *w = ah_router_write_decl(gen->desc, m->topic);
-    if (w == NULL || w->settle == NULL)
-        return;
     cJSON *raw = cJSON_CreateObject(), *fields = cJSON_CreateObject();
-    cJSON *req = m->body != NULL ? cJSON_Duplicate(m->body, 1) : cJSON_CreateObject();
+    cJSON *req = body != NULL ? cJSON_Duplicate(body, 1) : cJSON_CreateObject();
     cJSON_DeleteItemFromObjectCaseSensitive(req, "data_base64");
     bool ok = raw != NULL && fields != NULL && req != NULL &&
-              cJSON_AddStringToObject(raw, "topic", m->topic) != NULL &&
+              cJSON_AddStringToObject(raw, "topic", topic) != NULL &&
               cJSON_AddItemToObject(raw, "request", req) &&
               cJSON_AddStringToObject(fields, "state", "unknown") != NULL &&
-              cJSON_AddStringToObject(fields, "topic", m->topic) != NULL &&
-              cJSON_AddStringToObject(fields, "operation", m->correlation_id) != NULL;
+              cJSON_AddStringToObject(fields, "topic", topic) != NULL &&
+              cJSON_AddStringToObject(fields, "operation", operation) != NULL;
     if (!ok && (raw == NULL || !cJSON_HasObjectItem(raw, "request")))
         cJSON_Delete(req);
     char *rt = ok ? cJSON_PrintUnformatted(raw) : NULL;
@@ -189,24 +182,94 @@ static void keep_unknown(ah_core *core, ah_conn *c, ah_generation *gen, const ah
     cJSON_Delete(fields);
     char now[32];
     ah_iso_in(0, now);
-    ah_record_in in = {AH_WRITE_OUTCOME_TYPE, m->correlation_id, now, rt, ft};
-    if (rt != NULL && ft != NULL &&
-        core->store->ops->records_upsert(core->store, c->id, &in, 1, NULL, NULL, NULL, NULL) ==
-            AH_STORE_OK) {
-        char *msg = NULL;
-        if (asprintf(&msg, "%s " AH_OPERATION_TAG "%s: the connection's next sync settles it)",
-                     r->message != NULL ? r->message : "the outcome is unknown",
-                     m->correlation_id) >= 0) {
-            free(r->message);
-            r->message = msg;
-        }
-    } else {
+    ah_record_in in = {AH_WRITE_OUTCOME_TYPE, operation, now, rt, ft};
+    int rc = rt != NULL && ft != NULL &&
+                     core->store->ops->records_upsert(core->store, c->id, &in, 1, NULL, NULL,
+                                                      NULL, NULL) == AH_STORE_OK
+                 ? 0
+                 : -1;
+    if (rc != 0)
         ah_log(&core->log, AH_LOG_WARN, "core",
                "%s/%s: cannot keep %s (operation %s) for the next sync to settle", c->tenant,
-               c->name, m->topic, m->correlation_id);
-    }
+               c->name, topic, operation);
     free(rt);
     free(ft);
+    return rc;
+}
+
+/* A write that answered outcome_unknown and whose plugin declares how to
+ * settle it later: kept as a record of its connection for the next sync
+ * (keep_write), and the reply carries the operation (r->operation; the
+ * REST answer's error.operation, the Idempotency-Key's and the bulk item's
+ * stored operation) so that whoever holds the answer can find how it
+ * ended. The message names it too, for people. */
+static void keep_unknown(ah_core *core, ah_conn *c, ah_generation *gen, const ah_msg *m,
+                         ah_reply *r)
+{
+    if (strcmp(r->code, AH_E_OUTCOME_UNKNOWN) != 0 || m->correlation_id == NULL ||
+        m->correlation_id[0] == '\0' || strlen(m->correlation_id) >= sizeof r->operation)
+        return;
+    const ah_op_write *w = ah_router_write_decl(gen->desc, m->topic);
+    if (w == NULL || w->settle == NULL)
+        return;
+    if (keep_write(core, c, m->topic, m->correlation_id, m->body) != 0)
+        return;
+    snprintf(r->operation, sizeof r->operation, "%s", m->correlation_id);
+    char *msg = NULL;
+    if (asprintf(&msg, "%s " AH_OPERATION_TAG "%s: the connection's next sync settles it)",
+                 r->message != NULL ? r->message : "the outcome is unknown",
+                 m->correlation_id) >= 0) {
+        free(r->message);
+        r->message = msg;
+    }
+}
+
+/* applications.bulk_reject answers item by item ({"results":
+ * [{"application_id","ok","error"?}]}), so one of its items can end
+ * outcome_unknown inside a successful reply. Such an item is kept as the
+ * applications.reject it was ({"application_id","reason_id"}), when the
+ * plugin settles those, under operation "<correlation id>.<index>"; its
+ * result then names the operation ("operation", and in its message). */
+static void keep_unknown_items(ah_core *core, ah_conn *c, ah_generation *gen, const ah_msg *m,
+                               ah_reply *r)
+{
+    if (strcmp(m->topic, "applications.bulk_reject") != 0 || m->correlation_id == NULL ||
+        m->correlation_id[0] == '\0' || !cJSON_IsObject(r->body))
+        return;
+    const ah_op_write *w = ah_router_write_decl(gen->desc, "applications.reject");
+    if (w == NULL || w->settle == NULL)
+        return;
+    const cJSON *reason = cJSON_GetObjectItemCaseSensitive(m->body, "reason_id");
+    cJSON *results = cJSON_GetObjectItemCaseSensitive(r->body, "results");
+    cJSON *it;
+    int idx = -1;
+    cJSON_ArrayForEach(it, results)
+    {
+        idx++;
+        cJSON *e = cJSON_GetObjectItemCaseSensitive(it, "error");
+        const char *code = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "code"));
+        const cJSON *app = cJSON_GetObjectItemCaseSensitive(it, "application_id");
+        if (code == NULL || strcmp(code, AH_E_OUTCOME_UNKNOWN) != 0 || app == NULL ||
+            reason == NULL || cJSON_HasObjectItem(it, "operation"))
+            continue;
+        char op[96];
+        snprintf(op, sizeof op, "%s.%d", m->correlation_id, idx);
+        cJSON *req = cJSON_CreateObject();
+        bool ok = req != NULL &&
+                  cJSON_AddItemToObject(req, "application_id", cJSON_Duplicate(app, 1)) &&
+                  cJSON_AddItemToObject(req, "reason_id", cJSON_Duplicate(reason, 1));
+        if (ok && keep_write(core, c, "applications.reject", op, req) == 0 &&
+            cJSON_AddStringToObject(it, "operation", op) != NULL) {
+            const char *msg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "message"));
+            char *nm = NULL;
+            if (asprintf(&nm, "%s " AH_OPERATION_TAG "%s: the connection's next sync settles it)",
+                         msg != NULL ? msg : "the outcome is unknown", op) >= 0) {
+                cJSON_ReplaceItemInObjectCaseSensitive(e, "message", cJSON_CreateString(nm));
+                free(nm);
+            }
+        }
+        cJSON_Delete(req);
+    }
 }
 
 int ah_core_settle(ah_core *core, ah_conn *c, const char *topic, const char *correlation_id,
@@ -322,6 +385,7 @@ static void core_dispatch(void *arg, const ah_msg *m, ah_reply *r)
         if (res == AH_OK) {
             r->ok = true;
             r->body = out != NULL ? out : cJSON_CreateObject();
+            keep_unknown_items(core, c, gen, m, r);
             if (cc.records != NULL && m->target == AH_RECORDS_AS_TEXT) {
                 r->attachment = cc.records;
                 r->attachment_free = ah_recbuf_free_v;

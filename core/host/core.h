@@ -164,8 +164,10 @@ int ah_core_request_async(ah_core *core, const char *tenant, const char *connect
  *  "unknown" | "done" | "not_done", "topic", "operation", "settled_at"?,
  *  "status"?, "answer"?}. The next sync settles it (engine/settle.c). */
 #define AH_WRITE_OUTCOME_TYPE "write_outcome"
-/** How an outcome_unknown answer names its operation: the message ends in
- *  "(operation <id>: ...)". */
+/** How an outcome_unknown answer's message names its operation, for people:
+ *  it ends in "(operation <id>: ...)". Code reads the operation from
+ *  ah_reply.operation (the REST answer's error.operation), never from the
+ *  message. */
 #define AH_OPERATION_TAG "(operation "
 
 /** Calls the settle function that `topic`'s write declaration (op_writes)

@@ -40,6 +40,10 @@ typedef struct ah_reply {
      * reply: ah_reply_free calls attachment_free on it. */
     void *attachment;
     void (*attachment_free)(void *attachment);
+    /* !ok: the operation (the call's correlation id) of a write whose
+     * outcome stayed unknown and that was kept for settling later
+     * (AH_WRITE_OUTCOME_TYPE, host/core.h); "" otherwise. */
+    char operation[64];
 } ah_reply;
 
 void ah_reply_free(ah_reply *r);

@@ -144,6 +144,7 @@ void ah_idem_row_free(ah_idem_row *r)
         return;
     free(r->body_hash);
     free(r->response);
+    free(r->operation);
     memset(r, 0, sizeof *r);
 }
 
@@ -168,6 +169,7 @@ void ah_bulk_item_row_free(ah_bulk_item_row *r)
     free(r->status);
     free(r->error_code);
     free(r->error_message);
+    free(r->operation);
     memset(r, 0, sizeof *r);
 }
 

@@ -194,6 +194,9 @@ typedef struct ah_idem_row {
     char *body_hash;  /* hash of the request that first used the key */
     int status;       /* stored HTTP status; 0: that request is still running */
     char *response;   /* stored response body; may be NULL */
+    char *operation;  /* the operation of a stored 502 outcome_unknown (the
+                       * write kept for settling, AH_WRITE_OUTCOME_TYPE); NULL
+                       * for every other answer */
 } ah_idem_row;
 
 /** A bulk job. */
@@ -215,6 +218,9 @@ typedef struct ah_bulk_item_row {
     char *status;    /* "queued" | "succeeded" | "failed" */
     char *error_code;    /* NULL unless failed */
     char *error_message; /* NULL unless failed */
+    char *operation;     /* the operation of an item that failed
+                          * outcome_unknown and was kept for settling; else
+                          * NULL */
 } ah_bulk_item_row;
 
 /** A record as the deletion sweep sees it. */
@@ -554,6 +560,31 @@ typedef struct ah_store_ops {
      *  idem_reserve. AH_STORE_NOT_FOUND when no such row (another try took
      *  it first, or the answer was not a 502). */
     int (*idem_reopen)(ah_store *s, int64_t tenant_id, const char *key, const char *body_hash);
+    /* --- appended: exactly once, the rest of issue 19 ------------------- */
+    /** As idem_complete, and the answer's operation (the write kept for
+     *  settling: a 502 outcome_unknown) is stored with it, read back as
+     *  ah_idem_row.operation. operation NULL: as idem_complete. */
+    int (*idem_complete_op)(ah_store *s, int64_t tenant_id, const char *key, int status,
+                            const char *response, const char *operation);
+    /** As bulk_item_set, with the operation of an item whose write was kept
+     *  for settling (read back as ah_bulk_item_row.operation; NULL: none). */
+    int (*bulk_item_set_op)(ah_store *s, const char *id, int idx, const char *status,
+                            const char *error_code, const char *error_message,
+                            const char *operation);
+    /** Deletes the records of `type` (of every connection) whose updated_at
+     *  is before `before` (canonical ISO time) and whose field `keep_key`
+     *  is not `keep_value` (a record with that value is kept, whatever its
+     *  age: a write whose outcome is still unknown); *n_out (may be NULL)
+     *  receives how many. keep_key matches [A-Za-z0-9_]+. */
+    int (*record_prune)(ah_store *s, const char *type, const char *before,
+                        const char *keep_key, const char *keep_value, int64_t *n_out);
+    /** Sets the outcome of every bulk item whose write `operation` was
+     *  unknown (status "failed", error_code "outcome_unknown") once it has
+     *  been settled: status ("succeeded" | "failed") and, for a failure, its
+     *  error code and message; the operation stays. *n_out (may be NULL)
+     *  receives how many items changed (0: none, or already settled). */
+    int (*bulk_item_settle)(ah_store *s, const char *operation, const char *status,
+                            const char *error_code, const char *error_message, int64_t *n_out);
 } ah_store_ops;
 
 struct ah_store {

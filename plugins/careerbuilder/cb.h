@@ -148,6 +148,11 @@ typedef enum cb_send_result {
 cb_send_result cb_send_status(ah_call *call, const cJSON *status, int max_attempts,
                               char **answer);
 
+/** Whether CareerBuilder holds `status` (the same key, status and date):
+ *  the candidate's statuses are read back (every page). 1 stored, 0 not
+ *  stored, -1 cannot tell. Sends nothing. */
+int cb_status_stored(ah_call *call, const cJSON *status);
+
 /** Fills account, vendor_key and client of st from the connection when
  *  absent, and lower-cases status_level. False on allocation failure. */
 bool cb_apply_defaults(const cb_conn *c, cJSON *st);

@@ -163,9 +163,7 @@ static bool same_status(const cJSON *a, const cJSON *b)
     return true;
 }
 
-/* What a PUT whose answer said nothing did: the candidate's statuses are
- * read back (every page). 1 stored, 0 not stored, -1 cannot tell. */
-static int status_stored(ah_call *call, const cJSON *status)
+int cb_status_stored(ah_call *call, const cJSON *status)
 {
     const char *account = call->host->json_string(status, "account", 256);
     const char *email = call->host->json_string(status, "candidate_email", 1024);
@@ -218,7 +216,7 @@ static cb_send_result settle_put(ah_call *call, const cJSON *status, int outcome
            "CareerBuilder's answer to a status (HTTP %ld) did not say whether it was stored; "
            "reading the candidate's statuses back",
            http);
-    int stored = status_stored(call, status);
+    int stored = cb_status_stored(call, status);
     if (stored == 1) {
         h->log(call, AH_LOG_INFO, "the status was stored: its answer was lost, it was not "
                                   "sent again");
@@ -315,7 +313,7 @@ static ah_result put_status(ah_call *call, const cJSON *body, bool settle, cJSON
     if (settle) {
         /* The host settles a put whose outcome stayed unknown: the
          * statuses are read back, the status is never sent again. */
-        int stored = status_stored(call, st);
+        int stored = cb_status_stored(call, st);
         if (stored != 1) {
             cJSON_Delete(st);
             return stored == 0

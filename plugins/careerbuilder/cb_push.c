@@ -13,6 +13,14 @@
  *
  * The record is read from the store when the event is delivered, so a
  * backlog sends each record's newest state (README.md: event handling).
+ *
+ * A push whose outcome stayed unknown (sent, its answer lost, and
+ * CareerBuilder unreadable) keeps its event, and is remembered in the
+ * connection's store as a record of type CB_PUSH_TYPE keyed by the status
+ * (push_key). Every later delivery of that status reads CareerBuilder back
+ * before anything is sent: stored, the event is done without sending;
+ * absent, it is sent; still unreadable, the event waits and nothing is
+ * sent. So a push reaches CareerBuilder at most once per status.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -301,6 +309,71 @@ static build_rc build_candidate(ah_call *call, const cb_conn *c, const char *top
     return BUILD_OK;
 }
 
+/* --- pushes whose outcome stayed unknown --------------------------------------- */
+
+/* The record type that remembers a push whose outcome stayed unknown. */
+#define CB_PUSH_TYPE "careerbuilder_push"
+
+/* The key of a status, as CareerBuilder's read back compares them (cb_api.c,
+ * same_status): account, email and level in lower case, vendor key,
+ * requisition, status and date as they are. malloc'd, NULL on OOM. */
+static char *push_key(const cJSON *st)
+{
+    static const char *const parts[] = {"account",        "candidate_email", "status_level",
+                                        "vendor_key",     "requisition_id",  "status",
+                                        "status_date"};
+    size_t n = 1;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(st, parts[i]));
+        n += (v != NULL ? strlen(v) : 0) + 1;
+    }
+    char *k = malloc(n), *p = k;
+    if (k == NULL)
+        return NULL;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(st, parts[i]));
+        for (; v != NULL && *v != '\0'; v++)
+            *p++ = i < 3 && *v >= 'A' && *v <= 'Z' ? (char)(*v - 'A' + 'a') : *v;
+        *p++ = '|';
+    }
+    *p = '\0';
+    return k;
+}
+
+/* Whether the status of key was pushed before with an outcome that stayed
+ * unknown (and is not known to be settled since). */
+static bool push_unknown(ah_call *call, const char *key)
+{
+    cJSON *r = call->host->record_get(call, CB_PUSH_TYPE, key);
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(r, "fields");
+    const char *state = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f, "state"));
+    bool unknown = state != NULL && strcmp(state, "unknown") == 0;
+    cJSON_Delete(r);
+    return unknown;
+}
+
+/* Remembers how the push of key ended: "unknown" (read CareerBuilder back
+ * before sending it again) or "sent". */
+static void push_mark(ah_call *call, const char *key, const cJSON *st, const char *state)
+{
+    cJSON *fields = cJSON_CreateObject();
+    if (fields == NULL || cJSON_AddStringToObject(fields, "state", state) == NULL) {
+        cJSON_Delete(fields);
+        return;
+    }
+    ah_record rec = {
+        .struct_size = sizeof rec,
+        .type = CB_PUSH_TYPE,
+        .remote_id = key,
+        .updated_at = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(st, "status_date")),
+        .raw = st,
+        .fields = fields,
+    };
+    if (call->host->record_put(call, &rec, NULL, 0, NULL) != AH_OK)
+        call->host->log(call, AH_LOG_WARN, "cannot remember how a push ended (%s)", state);
+    cJSON_Delete(fields);
+}
+
 /* --- the handler ----------------------------------------------------------------- */
 
 static ah_result on_status_event(ah_call *call, const char *topic, const cJSON *body)
@@ -333,12 +406,43 @@ static ah_result on_status_event(ah_call *call, const char *topic, const cJSON *
         cJSON_Delete(st);
         return AH_OK;
     }
+    char *key = push_key(st);
+    if (key == NULL) {
+        cJSON_Delete(st);
+        call->host->fail(call, AH_E_INTERNAL, 0, "out of memory");
+        return AH_ERR;
+    }
+    /* Pushed before and its outcome stayed unknown: asked, never re-sent. */
+    bool was_unknown = push_unknown(call, key);
+    if (was_unknown) {
+        int stored = cb_status_stored(call, st);
+        if (stored != 0) {
+            if (stored == 1) {
+                call->host->log(call, AH_LOG_INFO, "%s: the status pushed before (its answer "
+                                "was lost) is stored at CareerBuilder; not sent again", topic);
+                push_mark(call, key, st, "sent");
+            } else {
+                call->host->fail(call, AH_E_OUTCOME_UNKNOWN, 502,
+                                 "CareerBuilder may have stored the status pushed before and "
+                                 "still cannot be read back; it was not sent again");
+            }
+            cJSON_Delete(st);
+            free(key);
+            return stored == 1 ? AH_OK : AH_ERR;
+        }
+        /* Not there: it certainly was not stored; send it. */
+    }
     /* One attempt: the core's outbox is the retry, with its own backoff,
      * so a lane is not held by the HTTP client's retries. */
     cb_send_result r = cb_send_status(call, st, 1, NULL);
+    /* CB_UNKNOWN keeps the event too, and is remembered: its next delivery
+     * reads CareerBuilder back before it sends anything. */
+    if (r == CB_UNKNOWN)
+        push_mark(call, key, st, "unknown");
+    else if (r == CB_SENT && was_unknown)
+        push_mark(call, key, st, "sent");
     cJSON_Delete(st);
-    /* CB_UNKNOWN keeps the event too: CareerBuilder could not be read back,
-     * and sending the same whole status again stores nothing new. */
+    free(key);
     if (r == CB_TRANSIENT || r == CB_UNKNOWN)
         return AH_ERR;
     if (r == CB_REFUSED)

@@ -3,9 +3,15 @@
  * Notes (HTML, seed) and attachments on submissions and contacts, and the
  * seed's screening markers: a note sent with "screened": true also sets the
  * submission's status to screened_status_id (101) and tags the contact with
- * screened_tag_id (65880). Those two steps are idempotent and run before
- * the note, which is not: a caller that retries after a failure gets the
- * markers again (harmless) and the note once.
+ * screened_tag_id (65880). Those two steps run before the note. Like every
+ * write they go out once (flagged AH_HTTP_NOT_IDEMPOTENT) and a lost or cut
+ * answer is reconciled, never sent again: the submission's status_id, or
+ * the contact's tags, are read back and the step is done when they hold
+ * the marker (step_settle). A step that cannot be settled fails the note
+ * before it is sent (503 when ERecruit certainly did not act, else 502
+ * outcome_unknown); a caller that then retries gets the markers again
+ * (harmless: setting a status or a tag twice changes nothing) and the note
+ * once.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,8 +23,57 @@
 #define ER_FILENAME_MAX 255
 #define ER_DOC_MAX (64u * 1024u * 1024u)
 
-/* POST `path` with {"<key>": <id as JSON>}; the answer is dropped. */
-static ah_result post_marker(ah_call *call, const char *path, const char *key, long long value)
+/* Whether `v` is the id `want` (a number, or a string of digits). */
+static bool is_id(const cJSON *v, long long want)
+{
+    if (cJSON_IsNumber(v))
+        return v->valuedouble == (double)want;
+    char w[ER_ID_MAX];
+    snprintf(w, sizeof w, "%lld", want);
+    return cJSON_IsString(v) && strcmp(v->valuestring, w) == 0;
+}
+
+/* Whether the object `cur` read back holds marker `value` in `field`: the
+ * field itself (a submission's status_id) or one of its items (a contact's
+ * tags). */
+static bool holds_marker(const cJSON *cur, const char *field, long long value)
+{
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(cur, field);
+    if (!cJSON_IsArray(f))
+        return is_id(f, value);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, f)
+    {
+        if (is_id(it, value))
+            return true;
+        /* Tags may come as objects ({"id": ...}). */
+        if (cJSON_IsObject(it) && is_id(cJSON_GetObjectItemCaseSensitive(it, "id"), value))
+            return true;
+    }
+    return false;
+}
+
+/* A screening step whose answer did not say what happened (sent: how the
+ * POST ended): the object at `back_path` is read back. Done when it holds
+ * the marker; not there: er_absent (not done after a lost answer, unknown
+ * after a 2xx cut short); unreadable: unknown. */
+static er_settled step_settle(ah_call *call, const char *back_path, const char *field,
+                              long long value, const er_error *sent)
+{
+    cJSON *cur = NULL;
+    er_settled s = er_read_back(call, back_path, &cur);
+    if (s == ER_SETTLED_DONE && !holds_marker(cur, field, value))
+        s = er_absent(sent);
+    cJSON_Delete(cur);
+    return s;
+}
+
+/* POST `path` with {"<key>": value} (a screening step), once; when the answer
+ * does not say what happened, settled by reading `back_path` back and
+ * finding value in its `field` (step_settle), never by sending it again.
+ * `what` names the step in messages. */
+static ah_result post_step(ah_call *call, const char *path, const char *key, long long value,
+                           const char *back_path, const char *field, const char *what)
 {
     cJSON *b = cJSON_CreateObject();
     if (b == NULL || cJSON_AddNumberToObject(b, key, (double)value) == NULL) {
@@ -26,21 +81,38 @@ static ah_result post_marker(ah_call *call, const char *path, const char *key, l
         return er_oom(call);
     }
     cJSON *resp = NULL;
-    ah_result rc = er_do(call, "POST", path, b, &resp);
+    er_error err;
+    ah_result rc = er_call(call, "POST", path, b, &resp, &err);
     cJSON_Delete(b);
     cJSON_Delete(resp);
-    return rc;
+    if (rc == AH_OK)
+        return AH_OK;
+    if (!er_maybe_done(&err))
+        return er_fail(call, &err);
+    call->host->log(call, AH_LOG_WARN,
+                    "%s: ERecruit's answer did not say what happened; reading %s back", what,
+                    back_path);
+    er_settled s = step_settle(call, back_path, field, value, &err);
+    if (s == ER_SETTLED_DONE)
+        return AH_OK;
+    return er_fail_unsettled(call, s, what, NULL);
 }
 
 static ah_result tag_contact(ah_call *call, const char *contact_id)
 {
     const er_conn *c = call->conn_ctx;
-    ah_buf path = {0};
+    ah_buf path = {0}, back = {0};
     er_path_id(&path, "contacts", contact_id, "/tags");
+    er_path_id(&back, "contacts", contact_id, NULL);
     ah_result rc = ah_buf_check(call, &path);
     if (rc == AH_OK)
-        rc = post_marker(call, path.s, "tag_id", c->screened_tag_id);
+        rc = ah_buf_check(call, &back);
+    char what[ER_ID_MAX + 48];
+    snprintf(what, sizeof what, "tagging contact %s screened", contact_id);
+    if (rc == AH_OK)
+        rc = post_step(call, path.s, "tag_id", c->screened_tag_id, back.s, "tags", what);
     ah_buf_free(&path);
+    ah_buf_free(&back);
     return rc;
 }
 
@@ -56,6 +128,11 @@ static ah_result screen_application(ah_call *call, const char *app_id,
         ah_buf_free(&path);
         return AH_ERR;
     }
+    char *back = strdup(path.s);
+    if (back == NULL) {
+        ah_buf_free(&path);
+        return er_oom(call);
+    }
     cJSON *sub = NULL;
     ah_result rc = er_do(call, "GET", path.s, NULL, &sub);
     if (rc == AH_OK && !er_map_id(sub, "contact_id", contact_out))
@@ -66,9 +143,13 @@ static ah_result screen_application(ah_call *call, const char *app_id,
         ah_buf_printf(&path, "/status");
         rc = ah_buf_check(call, &path);
     }
+    char what[ER_ID_MAX + 48];
+    snprintf(what, sizeof what, "marking application %s screened", app_id);
     if (rc == AH_OK)
-        rc = post_marker(call, path.s, "status_id", c->screened_status_id);
+        rc = post_step(call, path.s, "status_id", c->screened_status_id, back, "status_id",
+                       what);
     ah_buf_free(&path);
+    free(back);
     if (rc == AH_OK)
         rc = tag_contact(call, contact_out);
     return rc;

@@ -412,10 +412,12 @@ static const ah_op_write er_op_writes[] = {
     {"custom_fields.update", AH_RECONCILE_READ_BACK,
      "the values (GET /{collection}/{id}/custom-fields)", er_settle_custom},
     {"notes.add_to_application", AH_RECONCILE_MARKER,
-     "the note whose external_ref atshub sent (GET /submissions/{id}/notes)",
+     "the note whose external_ref atshub sent (GET /submissions/{id}/notes); a screened "
+     "note's steps by reading the submission's status_id and the contact's tags back",
      er_settle_note_app},
     {"notes.add_to_candidate", AH_RECONCILE_MARKER,
-     "the note whose external_ref atshub sent (GET /contacts/{id}/notes)",
+     "the note whose external_ref atshub sent (GET /contacts/{id}/notes); a screened "
+     "note's tag by reading the contact's tags back",
      er_settle_note_cand},
     {NULL, AH_RECONCILE_UNDECLARED, NULL, NULL},
 };

@@ -581,6 +581,79 @@ START_TEST(test_push_answer_lost)
 }
 END_TEST
 
+/* ---- 4: a pushed status whose outcome stays unknown is never sent again ------- */
+
+/* Makes the cb connection's waiting delivery due now (skips its backoff). */
+static void make_due(fixture *f)
+{
+    ah_delivery_row d;
+    memset(&d, 0, sizeof d);
+    ck_assert_int_eq(f->core->store->ops->delivery_next(f->core->store, f->cb_conn_id, &d), 0);
+    ck_assert_int_eq(f->core->store->ops->delivery_retry(f->core->store, f->cb_conn_id,
+                                                         d.outbox_id, "2000-01-01T00:00:00.000Z",
+                                                         "test: due now"),
+                     0);
+    ah_delivery_row_free(&d);
+}
+
+/* CareerBuilder stores the pushed status, and every answer under its path
+ * is lost meanwhile (the PUT's and the reads that would settle it): the
+ * outcome is unknown, the event is kept and retried, and every retry asks
+ * CareerBuilder instead of sending (still unreadable: nothing sent). Once
+ * CareerBuilder answers again, the next delivery finds the status stored and
+ * the event is done. One PUT reached CareerBuilder in all. */
+START_TEST(test_push_outcome_unknown_not_resent)
+{
+    fixture f;
+    setup(&f, 5);
+    initial_sync(&f, 5);
+    long sub = -1;
+    expect before;
+    for (long id = 5000001; id <= 5000005 && sub < 0; id++) {
+        expected_for(&f, id, &before);
+        if (before.stage != 3)
+            sub = id;
+    }
+    ck_assert_int_gt(sub, 0);
+    ah_erecruit_sim_now(f.er, FIXED_CLOCK + 600);
+    char *token = er_token(&f);
+    er_move(&f, token, sub, 3);
+    free(token);
+    cJSON *arr = ah_cb_sim_arrivals(f.cb);
+    int arrivals_before = cJSON_GetArraySize(arr);
+    cJSON_Delete(arr);
+    ah_cb_sim_stats c0, c1;
+    ah_cb_sim_get_stats(f.cb, &c0);
+    ah_sim_fault_after(f.cb_sim, "*", "/corporate/CandidateStatus", AH_SIM_AFTER_DROP, 100000);
+    ah_sync_stats st;
+    sync_type(&f, "applications", &st);
+    ck_assert_int_eq(st.updated, 1);
+    tick_a_little(&f);
+    ck_assert(!cb_idle(&f)); /* the event waits */
+    for (int i = 0; i < 3; i++) {
+        /* Retries while CareerBuilder is still unreadable (the backoff is
+         * skipped: every delivery is made due now). */
+        make_due(&f);
+        tick_a_little(&f);
+    }
+    ah_sim_fault_after(f.cb_sim, "*", "/", AH_SIM_AFTER_NONE, 0);
+    ah_cb_sim_get_stats(f.cb, &c1);
+    ck_assert_uint_eq(c1.puts - c0.puts, 1);
+    ck_assert(!cb_idle(&f));
+    make_due(&f);
+    ck_assert(drain_deliveries(&f));
+    ah_cb_sim_get_stats(f.cb, &c1);
+    ck_assert_uint_eq(c1.puts - c0.puts, 1);
+    arr = ah_cb_sim_arrivals(f.cb);
+    ck_assert_int_eq(cJSON_GetArraySize(arr), arrivals_before + 1);
+    cJSON_Delete(arr);
+    expect after;
+    expected_for(&f, sub, &after);
+    check_cb_holds(&f, sub, &after);
+    teardown(&f);
+}
+END_TEST
+
 static Suite *cbe_suite(void)
 {
     Suite *s = suite_create("cb_erecruit");
@@ -589,6 +662,7 @@ static Suite *cbe_suite(void)
     tcase_add_test(tc, test_stage_change_reaches_careerbuilder);
     tcase_add_test(tc, test_outage_50_changes_in_order);
     tcase_add_loop_test(tc, test_push_answer_lost, 0, 2);
+    tcase_add_test(tc, test_push_outcome_unknown_not_resent);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -21,6 +21,7 @@
 
 #include "conns.h"
 #include "core.h"
+#include "bulk.h"
 #include "daemon.h"
 #include "sim/careerbuilder.h"
 #include "sim/erecruit.h"
@@ -660,6 +661,11 @@ typedef struct wcase {
     unsigned long (*effects)(wfx *f); /* what the provider did so far */
     unsigned long per_write;          /* effects one write makes */
     long st_drop, st_trunc;           /* the settled answer's status */
+    /* The fault strikes a step sent before the write itself (ERecruit's
+     * screening markers): the tests that lose every answer under the
+     * prefix (lose_outcome) do not apply, since a read before the step is
+     * lost too. */
+    bool step;
 } wcase;
 
 static int64_t w_conn(wfx *f, const char *plugin, const char *name, cJSON *s)
@@ -918,6 +924,43 @@ static unsigned long er_cand_notes(wfx *f)
     return er_list_size(ah_erecruit_sim_notes(f->er, "contact", f->id));
 }
 
+/* A screened note: ERecruit gets the submission's screened status, the
+ * contact's screened tag, then the note. */
+static void er_prep_note_app_screened(wfx *f)
+{
+    f->id = er_first(f, "submission", 0);
+    snprintf(f->body, sizeof f->body,
+             "{\"application_id\":%ld,\"note\":\"Screened: strong\",\"screened\":true}", f->id);
+}
+
+static unsigned long er_status_posts(wfx *f)
+{
+    return ah_erecruit_sim_requests(f->er, "POST", "/api/v2/submissions/{id}/status");
+}
+
+static unsigned long er_tag_posts(wfx *f)
+{
+    return ah_erecruit_sim_requests(f->er, "POST", "/api/v2/contacts/{id}/tags");
+}
+
+/* Each step and the note: one effect each. */
+static unsigned long er_app_screened(wfx *f)
+{
+    return er_status_posts(f) + er_tag_posts(f) + er_app_notes(f);
+}
+
+static void er_prep_note_cand_screened(wfx *f)
+{
+    f->id = er_first(f, "contact", 0);
+    snprintf(f->body, sizeof f->body,
+             "{\"candidate_id\":%ld,\"note\":\"<p>Screened</p>\",\"screened\":true}", f->id);
+}
+
+static unsigned long er_cand_screened(wfx *f)
+{
+    return er_tag_posts(f) + er_cand_notes(f);
+}
+
 static void er_prep_doc_app(wfx *f)
 {
     f->id = er_first(f, "submission", 0);
@@ -1064,34 +1107,43 @@ static unsigned long tc_updates(wfx *f)
 
 static const wcase write_cases[] = {
     {"erecruit", "applications.move_to_stage", "POST", "/api/v2/submissions/", er_prep_move,
-     er_warm, er_moves, 1, 200, 200},
+     er_warm, er_moves, 1, 200, 200, false},
     {"erecruit", "applications.reject", "POST", "/api/v2/submissions/", er_prep_reject, er_warm,
-     er_rejects, 1, 200, 200},
+     er_rejects, 1, 200, 200, false},
     /* The first item's answer is lost; each item reaches ERecruit once. */
     {"erecruit", "applications.bulk_reject", "POST", "/api/v2/submissions/", er_prep_bulk,
-     er_warm, er_rejects, 2, 200, 200},
+     er_warm, er_rejects, 2, 200, 200, false},
     {"erecruit", "applications.create", "POST", "/api/v2/submissions", er_prep_create, er_warm,
-     er_submissions, 1, 200, 200},
+     er_submissions, 1, 200, 200, false},
     {"erecruit", "notes.add_to_application", "POST", "/api/v2/submissions/", er_prep_note_app,
-     er_warm, er_app_notes, 1, 200, 200},
+     er_warm, er_app_notes, 1, 200, 200, false},
     {"erecruit", "notes.add_to_candidate", "POST", "/api/v2/contacts/", er_prep_note_cand,
-     er_warm, er_cand_notes, 1, 200, 200},
+     er_warm, er_cand_notes, 1, 200, 200, false},
+    /* Screened notes: the fault strikes the screened status (the first
+     * POST under /submissions/), or the tag (the first under /contacts/);
+     * the step is read back, the note sent once. */
+    {"erecruit", "notes.add_to_application", "POST", "/api/v2/submissions/",
+     er_prep_note_app_screened, er_warm, er_app_screened, 3, 200, 200, true},
+    {"erecruit", "notes.add_to_application", "POST", "/api/v2/contacts/",
+     er_prep_note_app_screened, er_warm, er_app_screened, 3, 200, 200, true},
+    {"erecruit", "notes.add_to_candidate", "POST", "/api/v2/contacts/",
+     er_prep_note_cand_screened, er_warm, er_cand_screened, 2, 200, 200, true},
     {"erecruit", "attachments.add_to_application", "POST", "/api/v2/submissions/",
-     er_prep_doc_app, er_warm, er_app_docs, 1, 200, 200},
+     er_prep_doc_app, er_warm, er_app_docs, 1, 200, 200, false},
     {"erecruit", "attachments.add_to_candidate", "POST", "/api/v2/contacts/", er_prep_doc_cand,
-     er_warm, er_cand_docs, 1, 200, 200},
+     er_warm, er_cand_docs, 1, 200, 200, false},
     {"erecruit", "custom_fields.update", "PATCH", "/api/v2/submissions/", er_prep_custom,
-     er_warm, er_patches, 1, 200, 200},
+     er_warm, er_patches, 1, 200, 200, false},
     {"careerbuilder", "statuses.put", "PUT", "/corporate/CandidateStatus", cb_prep_put, cb_warm,
-     cb_puts, 1, 200, 200},
+     cb_puts, 1, 200, 200, false},
     {"linkedin", "onboarding.provision", "POST", "/v2/provisionedApplications",
-     li_prep_provision, li_warm, li_apps, 1, 200, 200},
+     li_prep_provision, li_warm, li_apps, 1, 200, 200, false},
     {"linkedin", "onboarding.enable", "POST", "/v2/atsIntegrations", li_prep_enable, li_warm,
-     li_enables, 1, 200, 200},
+     li_enables, 1, 200, 200, false},
     {"topcv", "postings.publish", "POST", "/api/jobs", tc_prep_publish, tc_warm, tc_posts, 1,
-     200, 200},
+     200, 200, false},
     {"topcv", "postings.update", "PUT", "/api/jobs/", tc_prep_update, tc_warm, tc_updates, 1,
-     200, 200},
+     200, 200, false},
 };
 #define N_WRITE_CASES ((int)(sizeof write_cases / sizeof write_cases[0]))
 
@@ -1146,7 +1198,8 @@ END_TEST
  * then every answer under the write's prefix is lost (the write's and the
  * reads that would reconcile it), so the answer is 502 outcome_unknown
  * naming the operation. Returns false (and tears down) when the write's
- * plugin declares no settle function; *a receives the answer, *before the
+ * plugin declares no settle function, or the row's fault strikes a step
+ * before the write (c->step); *a receives the answer, *before the
  * provider's effects count before the write. */
 static bool lose_outcome(wfx *f, const wcase *c, const char *key, answer *a,
                          unsigned long *before)
@@ -1155,7 +1208,7 @@ static bool lose_outcome(wfx *f, const wcase *c, const char *key, answer *a,
     ah_generation *gen = ah_registry_acquire(f->core->registry, c->plugin);
     ck_assert_ptr_nonnull(gen);
     const ah_op_write *w = ah_router_write_decl(gen->desc, c->topic);
-    bool settles = w != NULL && w->settle != NULL;
+    bool settles = w != NULL && w->settle != NULL && !c->step;
     ah_generation_release(gen);
     if (!settles) {
         w_teardown(f);
@@ -1171,6 +1224,12 @@ static bool lose_outcome(wfx *f, const wcase *c, const char *key, answer *a,
     ck_assert_str_eq(str_at(o, "error", "code", NULL), "outcome_unknown");
     ck_assert_msg(strstr(str_at(o, "error", "message", NULL), "(operation ") != NULL, "%s",
                   a->body);
+    /* The operation is a field of its own, the one the message names. */
+    const char *op = str_at(o, "error", "operation", NULL);
+    ck_assert_msg(op != NULL && op[0] != '\0', "%s", a->body);
+    char tag[96];
+    snprintf(tag, sizeof tag, "(operation %s:", op);
+    ck_assert_msg(strstr(str_at(o, "error", "message", NULL), tag) != NULL, "%s", a->body);
     cJSON_Delete(o);
     ck_assert_uint_eq(c->effects(f) - *before, c->per_write);
     return true;
@@ -1265,6 +1324,359 @@ START_TEST(schedule_settles_unknown)
 }
 END_TEST
 
+/* ---- Bulk jobs: an item whose outcome stayed unknown is settled later ------
+ *
+ * One row per bulk action of the REST API (a job of one bus write per
+ * item). ERecruit acts on each item and then every answer under
+ * /api/v2/submissions/ is dropped (the write's and the reads that would
+ * reconcile it): each item fails outcome_unknown naming its operation, and
+ * is kept like any unknown write. The next sync settles both: two
+ * event.write.settled "done" events (once: a second sync adds none), the
+ * job's report shows both items succeeded with "settled": true, and
+ * ERecruit acted once per item. Each row runs on a fresh connection and on
+ * a kept-alive one. */
+
+typedef struct bcase {
+    const char *action, *path, *body_fmt;
+    unsigned long (*effects)(wfx *f);
+} bcase;
+
+static const bcase bulk_cases[] = {
+    {"reject", "/v1/applications/bulk-reject", "{\"application_ids\":[\"%s\",\"%s\"],"
+     "\"reason_id\":12}", er_rejects},
+    {"stage", "/v1/applications/bulk-stage", "{\"application_ids\":[\"%s\",\"%s\"],"
+     "\"stage_id\":4}", er_moves},
+    /* Waited for: 200 with the results, each naming its operation. */
+    {"reject", "/v1/applications/bulk-reject?wait=true",
+     "{\"application_ids\":[\"%s\",\"%s\"],\"reason_id\":12}", er_rejects},
+};
+#define N_BULK_CASES ((int)(sizeof bulk_cases / sizeof bulk_cases[0]))
+
+/* The atshub id of ERecruit submission sid on connection "w". */
+static void w_app_id(wfx *f, long sid, char out[64])
+{
+    ah_conn *c = ah_conn_find(f->core, "acme", "w");
+    ck_assert_ptr_nonnull(c);
+    char rid[32];
+    snprintf(rid, sizeof rid, "%ld", sid);
+    ah_record_row row;
+    ck_assert_int_eq(f->core->store->ops->record_get(f->core->store, c->id, "application", rid,
+                                                     &row),
+                     0);
+    snprintf(out, 64, "%s", row.id);
+    ah_record_row_free(&row);
+    ah_conn_release(c);
+}
+
+static void w_sync(wfx *f)
+{
+    char err[1024];
+    ck_assert_msg(ah_sync_run(f->core, "acme", "w", NULL, NULL, NULL, NULL, err, sizeof err) ==
+                      AH_SYNC_OK, "%s", err);
+}
+
+static int w_settled_count(wfx *f, char **text)
+{
+    char url[256];
+    snprintf(url, sizeof url, "%s/v1/events?types=event.write.settled&limit=100", f->base);
+    const char *h[] = {"Authorization: Bearer " API_KEY, NULL};
+    char *body = NULL;
+    ck_assert_int_eq(ah_t_http("GET", url, h, NULL, &body), 200);
+    cJSON *ev = cJSON_Parse(body);
+    int n = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(ev, "data"));
+    cJSON_Delete(ev);
+    if (text != NULL)
+        *text = body;
+    else
+        free(body);
+    return n;
+}
+
+/* The job's report through GET /v1/bulk/{id}. */
+static cJSON *w_bulk_report(wfx *f, const char *id)
+{
+    char url[256];
+    snprintf(url, sizeof url, "%s/v1/bulk/%s", f->base, id);
+    const char *h[] = {"Authorization: Bearer " API_KEY, NULL};
+    char *body = NULL;
+    ck_assert_int_eq(ah_t_http("GET", url, h, NULL, &body), 200);
+    cJSON *o = cJSON_Parse(body);
+    free(body);
+    ck_assert_ptr_nonnull(o);
+    cJSON *d = cJSON_DetachItemFromObjectCaseSensitive(o, "data");
+    cJSON_Delete(o);
+    ck_assert_ptr_nonnull(d);
+    return d;
+}
+
+START_TEST(bulk_item_unknown_settled)
+{
+    const bcase *c = &bulk_cases[_i / 2];
+    bool keep = (_i & 1) != 0;
+    wfx f;
+    w_setup(&f, "erecruit");
+    w_sync(&f); /* the applications as records: what a bulk job names */
+    if (keep)
+        er_warm(&f);
+    long s1 = er_open_submission(&f, 0), s2 = er_open_submission(&f, 1);
+    char a1[64], a2[64], body[512];
+    w_app_id(&f, s1, a1);
+    w_app_id(&f, s2, a2);
+    snprintf(body, sizeof body, c->body_fmt, a1, a2);
+    unsigned long before = c->effects(&f);
+    ah_sim_fault_after(f.sim, "*", "/api/v2/submissions/", AH_SIM_AFTER_DROP, 1000);
+    answer a = post_as(f.base, c->path, "w", "bulk-1", body);
+    bool waited = strstr(c->path, "wait=true") != NULL;
+    ck_assert_msg(a.status == (waited ? 200 : 202), "%s: %ld %s", c->action, a.status, a.body);
+    cJSON *o = cJSON_Parse(a.body);
+    char job[64];
+    snprintf(job, sizeof job, "%s", str_at(o, "data", "id", NULL));
+    if (waited) {
+        const cJSON *r;
+        int nr = 0;
+        cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(
+                                  cJSON_GetObjectItemCaseSensitive(o, "data"), "results")) {
+            ck_assert_str_eq(str_at(r, "error", "code", NULL), "outcome_unknown");
+            ck_assert_msg(str_at(r, "operation", NULL, NULL) != NULL, "%s", a.body);
+            nr++;
+        }
+        ck_assert_int_eq(nr, 2);
+    }
+    cJSON_Delete(o);
+    free(a.body);
+    bool finished = false;
+    cJSON *rep = ah_bulk_wait(f.core, f.tenant_id, job, 60000, &finished);
+    ah_sim_fault_after(f.sim, "*", "/", AH_SIM_AFTER_NONE, 0);
+    ck_assert(finished);
+    char *t = cJSON_PrintUnformatted(rep);
+    ck_assert_msg(cJSON_GetObjectItemCaseSensitive(rep, "failed")->valueint == 2, "%s", t);
+    const cJSON *it;
+    char ops[2][64];
+    int i = 0;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(rep, "items")) {
+        ck_assert_str_eq(str_at(it, "status", NULL, NULL), "failed");
+        ck_assert_str_eq(str_at(it, "error", "code", NULL), "outcome_unknown");
+        const char *op = str_at(it, "operation", NULL, NULL);
+        ck_assert_msg(op != NULL && op[0] != '\0', "%s", t);
+        ck_assert(cJSON_GetObjectItemCaseSensitive(it, "settled") == NULL);
+        snprintf(ops[i++], sizeof ops[0], "%s", op);
+    }
+    ck_assert_int_eq(i, 2);
+    ck_assert_str_ne(ops[0], ops[1]);
+    free(t);
+    cJSON_Delete(rep);
+    ck_assert_uint_eq(c->effects(&f) - before, 2);
+    ck_assert_int_eq(w_settled_count(&f, NULL), 0);
+
+    for (int round = 0; round < 2; round++) {
+        w_sync(&f);
+        char *ev = NULL;
+        ck_assert_int_eq(w_settled_count(&f, &ev), 2);
+        for (int k = 0; k < 2; k++)
+            ck_assert_msg(strstr(ev, ops[k]) != NULL, "%s", ev);
+        ck_assert_msg(strstr(ev, "\"outcome\":\"not_done\"") == NULL, "%s", ev);
+        free(ev);
+        rep = w_bulk_report(&f, job);
+        t = cJSON_PrintUnformatted(rep);
+        ck_assert_msg(cJSON_GetObjectItemCaseSensitive(rep, "succeeded")->valueint == 2, "%s", t);
+        ck_assert_msg(cJSON_GetObjectItemCaseSensitive(rep, "failed")->valueint == 0, "%s", t);
+        i = 0;
+        cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(rep, "items")) {
+            ck_assert_str_eq(str_at(it, "status", NULL, NULL), "succeeded");
+            ck_assert_str_eq(str_at(it, "operation", NULL, NULL), ops[i++]);
+            ck_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "settled")));
+            ck_assert(cJSON_GetObjectItemCaseSensitive(it, "error") == NULL);
+        }
+        free(t);
+        cJSON_Delete(rep);
+    }
+    /* Once the settled writes are forgotten (their retention), the items
+     * still show how they were settled. */
+    int64_t gone = 0;
+    ck_assert_int_eq(f.core->store->ops->record_prune(f.core->store, AH_WRITE_OUTCOME_TYPE,
+                                                      "9999-01-01T00:00:00Z", "state",
+                                                      "unknown", &gone),
+                     0);
+    ck_assert_int_eq(gone, 2);
+    rep = w_bulk_report(&f, job);
+    t = cJSON_PrintUnformatted(rep);
+    ck_assert_msg(cJSON_GetObjectItemCaseSensitive(rep, "succeeded")->valueint == 2, "%s", t);
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(rep, "items"))
+        ck_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "settled")));
+    free(t);
+    cJSON_Delete(rep);
+    ck_assert_uint_eq(c->effects(&f) - before, 2);
+    w_teardown(&f);
+}
+END_TEST
+
+/* The plugin's own bulk reject (applications.bulk_reject through the bus)
+ * answers item by item: ERecruit rejects both and every answer is lost, so
+ * both items end outcome_unknown inside a 200. Each is kept as the
+ * applications.reject it was and names its operation; the next sync
+ * settles both (two events, once), ERecruit rejected each once. */
+START_TEST(bus_bulk_reject_items_settled)
+{
+    wfx f;
+    w_setup(&f, "erecruit");
+    if (_i == 1)
+        er_warm(&f);
+    er_prep_bulk(&f);
+    unsigned long before = er_rejects(&f);
+    ah_sim_fault_after(f.sim, "*", "/api/v2/submissions/", AH_SIM_AFTER_DROP, 1000);
+    answer a = w_call(&f, "w", "applications.bulk_reject", "bulk-u", f.body);
+    ah_sim_fault_after(f.sim, "*", "/", AH_SIM_AFTER_NONE, 0);
+    ck_assert_msg(a.status == 200, "%ld %s", a.status, a.body);
+    cJSON *o = cJSON_Parse(a.body);
+    const cJSON *res = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "data"),
+                                                        "results");
+    ck_assert_msg(cJSON_GetArraySize(res) == 2, "%s", a.body);
+    char ops[2][96];
+    int i = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, res) {
+        ck_assert_str_eq(str_at(it, "error", "code", NULL), "outcome_unknown");
+        const char *op = str_at(it, "operation", NULL, NULL);
+        ck_assert_msg(op != NULL, "%s", a.body);
+        ck_assert_msg(strstr(str_at(it, "error", "message", NULL), op) != NULL, "%s", a.body);
+        snprintf(ops[i++], sizeof ops[0], "%s", op);
+    }
+    cJSON_Delete(o);
+    ck_assert_uint_eq(er_rejects(&f) - before, 2);
+    /* The key replays the answer as it was; nothing is sent. */
+    answer again = w_call(&f, "w", "applications.bulk_reject", "bulk-u", f.body);
+    ck_assert(again.replayed);
+    ck_assert_str_eq(again.body, a.body);
+    free(again.body);
+    free(a.body);
+    for (int round = 0; round < 2; round++) {
+        w_sync(&f);
+        char *ev = NULL;
+        ck_assert_int_eq(w_settled_count(&f, &ev), 2);
+        for (int k = 0; k < 2; k++)
+            ck_assert_msg(strstr(ev, ops[k]) != NULL, "%s", ev);
+        ck_assert_msg(strstr(ev, "\"outcome\":\"not_done\"") == NULL, "%s", ev);
+        ck_assert_msg(strstr(ev, "\"topic\":\"applications.reject\"") != NULL, "%s", ev);
+        free(ev);
+    }
+    ck_assert_uint_eq(er_rejects(&f) - before, 2);
+    w_teardown(&f);
+}
+END_TEST
+
+/* A screened note whose tag step's answer is lost while the contact cannot
+ * be read back either: 502 outcome_unknown naming the operation, and the
+ * note was never sent. The next sync settles it "not_done" (the note is not
+ * there), so the key is released: the next try with it screens again (a
+ * status and a tag set twice change nothing) and adds the note, once. */
+START_TEST(screened_step_unknown_settled)
+{
+    wfx f;
+    w_setup(&f, "erecruit");
+    er_prep_note_app_screened(&f);
+    unsigned long notes0 = er_app_notes(&f), tags0 = er_tag_posts(&f);
+    ah_sim_fault_after(f.sim, "*", "/api/v2/contacts/", AH_SIM_AFTER_DROP, 1000);
+    answer a = w_call(&f, "w", "notes.add_to_application", "screen-u", f.body);
+    ah_sim_fault_after(f.sim, "*", "/", AH_SIM_AFTER_NONE, 0);
+    ck_assert_msg(a.status == 502, "%ld %s", a.status, a.body);
+    cJSON *o = cJSON_Parse(a.body);
+    ck_assert_str_eq(str_at(o, "error", "code", NULL), "outcome_unknown");
+    ck_assert_ptr_nonnull(str_at(o, "error", "operation", NULL));
+    cJSON_Delete(o);
+    free(a.body);
+    ck_assert_uint_eq(er_tag_posts(&f) - tags0, 1);
+    ck_assert_uint_eq(er_app_notes(&f) - notes0, 0);
+    w_sync(&f);
+    char *ev = NULL;
+    ck_assert_int_eq(w_settled_count(&f, &ev), 1);
+    ck_assert_msg(strstr(ev, "\"outcome\":\"not_done\"") != NULL, "%s", ev);
+    free(ev);
+    answer now = w_call(&f, "w", "notes.add_to_application", "screen-u", f.body);
+    ck_assert_msg(now.status == 200, "%ld %s", now.status, now.body);
+    ck_assert(!now.replayed);
+    free(now.body);
+    answer again = w_call(&f, "w", "notes.add_to_application", "screen-u", f.body);
+    ck_assert_int_eq(again.status, 200);
+    ck_assert(again.replayed);
+    free(again.body);
+    ck_assert_uint_eq(er_app_notes(&f) - notes0, 1);
+    ck_assert_uint_eq(er_tag_posts(&f) - tags0, 2);
+    w_teardown(&f);
+}
+END_TEST
+
+/* ---- Settled writes are forgotten after [core] settled_retention_days ------ */
+
+static int count_outcome(wfx *f, const char *remote_id)
+{
+    ah_conn *c = ah_conn_find(f->core, "acme", "w");
+    ck_assert_ptr_nonnull(c);
+    ah_record_row row;
+    int rc = f->core->store->ops->record_get(f->core->store, c->id, AH_WRITE_OUTCOME_TYPE,
+                                             remote_id, &row);
+    if (rc == 0)
+        ah_record_row_free(&row);
+    ah_conn_release(c);
+    return rc == 0 ? 1 : 0;
+}
+
+/* A note's outcome is lost and the next sync settles it; beside it, a
+ * write settled long ago and one still unknown since long ago. The daemon's
+ * prune pass (ah_daemon_prune, every minute) deletes the old settled one
+ * only: the fresh one is within the retention (7 days by default; the key
+ * still replays its settled answer), the unknown one stays until it is
+ * settled. */
+START_TEST(settled_writes_pruned)
+{
+    const wcase *c = NULL;
+    for (int i = 0; i < N_WRITE_CASES; i++)
+        if (c == NULL && strcmp(write_cases[i].topic, "notes.add_to_application") == 0 &&
+            !write_cases[i].step)
+            c = &write_cases[i];
+    ck_assert_ptr_nonnull(c);
+    wfx f;
+    answer a;
+    unsigned long before = 0;
+    ck_assert(lose_outcome(&f, c, "write-p", &a, &before));
+    cJSON *o = cJSON_Parse(a.body);
+    char op[96];
+    snprintf(op, sizeof op, "%s", str_at(o, "error", "operation", NULL));
+    cJSON_Delete(o);
+    free(a.body);
+    w_sync(&f);
+    ck_assert_int_eq(w_settled_count(&f, NULL), 1);
+    ck_assert_int_eq(f.core->cfg.settled_retention_days, 7);
+
+    ah_conn *cn = ah_conn_find(f.core, "acme", "w");
+    ck_assert_ptr_nonnull(cn);
+    ah_record_in old[] = {
+        {AH_WRITE_OUTCOME_TYPE, "old-done", "2020-01-01T00:00:00.000Z",
+         "{\"topic\":\"notes.add_to_application\",\"request\":{}}",
+         "{\"state\":\"done\",\"topic\":\"notes.add_to_application\",\"operation\":\"old-done\","
+         "\"settled_at\":\"2020-01-01T00:00:00.000Z\",\"status\":200,\"answer\":{}}"},
+        {AH_WRITE_OUTCOME_TYPE, "old-unknown", "2020-01-01T00:00:00.000Z",
+         "{\"topic\":\"notes.add_to_application\",\"request\":{}}",
+         "{\"state\":\"unknown\",\"topic\":\"notes.add_to_application\","
+         "\"operation\":\"old-unknown\"}"},
+    };
+    ck_assert_int_eq(f.core->store->ops->records_upsert(f.core->store, cn->id, old, 2, NULL, NULL,
+                                                        NULL, NULL),
+                     0);
+    ah_conn_release(cn);
+    ck_assert_int_eq(count_outcome(&f, "old-done"), 1);
+    ah_daemon_prune(f.core);
+    ck_assert_int_eq(count_outcome(&f, "old-done"), 0);
+    ck_assert_int_eq(count_outcome(&f, "old-unknown"), 1);
+    ck_assert_int_eq(count_outcome(&f, op), 1);
+    answer now = w_call(&f, f.conn, c->topic, "write-p", f.body);
+    ck_assert_msg(now.status == 200, "%ld %s", now.status, now.body);
+    ck_assert(now.replayed && now.settled);
+    free(now.body);
+    ck_assert_uint_eq(c->effects(&f) - before, 1);
+    w_teardown(&f);
+}
+END_TEST
+
 static Suite *exactly_once_suite(void)
 {
     Suite *s = suite_create("exactly_once");
@@ -1288,6 +1700,10 @@ static Suite *exactly_once_suite(void)
     tcase_add_loop_test(tw, every_write_under_each_fault, 0, N_WRITE_CASES * 4);
     tcase_add_loop_test(tw, every_settled_write, 0, N_WRITE_CASES);
     tcase_add_loop_test(tw, schedule_settles_unknown, 0, N_WRITE_CASES);
+    tcase_add_loop_test(tw, bulk_item_unknown_settled, 0, N_BULK_CASES * 2);
+    tcase_add_loop_test(tw, bus_bulk_reject_items_settled, 0, 2);
+    tcase_add_test(tw, settled_writes_pruned);
+    tcase_add_test(tw, screened_step_unknown_settled);
     suite_add_tcase(s, tw);
     return s;
 }

@@ -1961,6 +1961,183 @@ START_TEST(test_retention_prune)
 }
 END_TEST
 
+/* ---- exactly once (issue 19): operations kept with their answers ---------- */
+
+static void item_op_cb(void *arg, const ah_bulk_item_row *r)
+{
+    char(*ops)[32] = arg;
+    if (r->idx >= 0 && r->idx < 2)
+        snprintf(ops[r->idx], 32, "%s", r->operation != NULL ? r->operation : "(null)");
+}
+
+static int64_t count_type(ah_store *s, int64_t conn, const char *type)
+{
+    return s->ops->record_count(s, conn, type);
+}
+
+START_TEST(test_operation_columns)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme");
+    ah_idem_row r;
+    memset(&r, 0, sizeof r);
+    /* A 502 stored with its operation reads it back; a plain answer has none. */
+    ck_assert_int_eq(s->ops->idem_reserve(s, t, "k1", "h1", FAR_PAST, NULL), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->idem_complete_op(s, t, "k1", 502, "sealed", "0000abcd-00000001"),
+                     AH_STORE_OK);
+    ck_assert_int_eq(s->ops->idem_reserve(s, t, "k1", "h1", FAR_PAST, &r), AH_STORE_EXISTS);
+    ck_assert_int_eq(r.status, 502);
+    ck_assert_str_eq(r.response, "sealed");
+    ck_assert_ptr_nonnull(r.operation);
+    ck_assert_str_eq(r.operation, "0000abcd-00000001");
+    ah_idem_row_free(&r);
+    /* Completed once: a second completion changes nothing, operation included. */
+    ck_assert_int_eq(s->ops->idem_complete_op(s, t, "k1", 502, "other", "other-op"),
+                     AH_STORE_OK);
+    ck_assert_int_eq(s->ops->idem_reserve(s, t, "k1", "h1", FAR_PAST, &r), AH_STORE_EXISTS);
+    ck_assert_str_eq(r.operation, "0000abcd-00000001");
+    ah_idem_row_free(&r);
+    /* Reopened (settled "not done"): the operation goes with the answer. */
+    ck_assert_int_eq(s->ops->idem_reopen(s, t, "k1", "h1"), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->idem_reserve(s, t, "k1", "h1", FAR_PAST, &r), AH_STORE_EXISTS);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_ptr_null(r.operation);
+    ah_idem_row_free(&r);
+    ck_assert_int_eq(s->ops->idem_complete(s, t, "k1", 200, "ok"), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->idem_reserve(s, t, "k1", "h1", FAR_PAST, &r), AH_STORE_EXISTS);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_null(r.operation);
+    ah_idem_row_free(&r);
+    ck_assert_int_eq(s->ops->idem_complete_op(s, t, "k9", 0, "x", "op"), AH_STORE_ERR);
+
+    /* A bulk item keeps the operation of its unknown write. */
+    const char *recs[] = {"rec_a", "rec_b"};
+    ck_assert_int_eq(s->ops->bulk_add(s, "bulk_o", t, "reject", "{}", recs, 2), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->bulk_item_set_op(s, "bulk_o", 0, "failed", "outcome_unknown",
+                                              "lost", "op-0"),
+                     AH_STORE_OK);
+    ck_assert_int_eq(s->ops->bulk_item_set(s, "bulk_o", 1, "succeeded", NULL, NULL),
+                     AH_STORE_OK);
+    char ops[2][32] = {"", ""};
+    ck_assert_int_eq(s->ops->bulk_items(s, "bulk_o", false, item_op_cb, ops), AH_STORE_OK);
+    ck_assert_str_eq(ops[0], "op-0");
+    ck_assert_str_eq(ops[1], "(null)");
+    ah_bulk_item_row prev;
+    memset(&prev, 0, sizeof prev);
+    ck_assert_int_eq(s->ops->bulk_item_prior(s, "bulk_o", "rec_a", 1, &prev), AH_STORE_OK);
+    ck_assert_str_eq(prev.operation, "op-0");
+    ah_bulk_item_row_free(&prev);
+    /* Set again without one: none. */
+    ck_assert_int_eq(s->ops->bulk_item_set(s, "bulk_o", 0, "succeeded", NULL, NULL),
+                     AH_STORE_OK);
+    ck_assert_int_eq(s->ops->bulk_items(s, "bulk_o", false, item_op_cb, ops), AH_STORE_OK);
+    ck_assert_str_eq(ops[0], "(null)");
+    ck_assert_int_eq(s->ops->bulk_item_set_op(s, "bulk_o", 7, "failed", "x", "y", "op"),
+                     AH_STORE_NOT_FOUND);
+
+    /* Settling an operation sets the items still failed outcome_unknown
+     * under it, once; other items are not touched. */
+    const char *recs3[] = {"rec_c", "rec_d", "rec_e"};
+    ck_assert_int_eq(s->ops->bulk_add(s, "bulk_s", t, "reject", "{}", recs3, 3), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->bulk_item_set_op(s, "bulk_s", 0, "failed", "outcome_unknown",
+                                              "lost", "op-s"),
+                     AH_STORE_OK);
+    ck_assert_int_eq(s->ops->bulk_item_set_op(s, "bulk_s", 1, "failed", "outcome_unknown",
+                                              "lost", "op-t"),
+                     AH_STORE_OK);
+    ck_assert_int_eq(s->ops->bulk_item_set_op(s, "bulk_s", 2, "failed", "upstream_error",
+                                              "refused", "op-s"),
+                     AH_STORE_OK);
+    int64_t n = -1;
+    ck_assert_int_eq(s->ops->bulk_item_settle(s, "op-s", "succeeded", NULL, NULL, &n),
+                     AH_STORE_OK);
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(s->ops->bulk_item_settle(s, "op-s", "failed", "x", "y", &n), AH_STORE_OK);
+    ck_assert_int_eq(n, 0); /* already settled */
+    ck_assert_int_eq(s->ops->bulk_item_settle(s, "op-t", "failed", "upstream_unavailable",
+                                              "not done", &n),
+                     AH_STORE_OK);
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(s->ops->bulk_item_settle(s, "op-none", "succeeded", NULL, NULL, &n),
+                     AH_STORE_OK);
+    ck_assert_int_eq(n, 0);
+    items_seen it = {.n = 0};
+    ck_assert_int_eq(s->ops->bulk_items(s, "bulk_s", false, item_cb, &it), AH_STORE_OK);
+    ck_assert_int_eq(it.n, 3);
+    ck_assert_str_eq(it.status[0], "succeeded");
+    ck_assert_str_eq(it.code[0], "(null)");
+    ck_assert_str_eq(it.status[1], "failed");
+    ck_assert_str_eq(it.code[1], "upstream_unavailable");
+    ck_assert_str_eq(it.status[2], "failed");
+    ck_assert_str_eq(it.code[2], "upstream_error");
+    ck_assert_int_eq(s->ops->bulk_items(s, "bulk_s", false, item_op_cb, ops), AH_STORE_OK);
+    ck_assert_str_eq(ops[0], "op-s"); /* the operation stays */
+    ck_assert_int_eq(s->ops->bulk_item_settle(s, NULL, "succeeded", NULL, NULL, &n),
+                     AH_STORE_ERR);
+    fx_done(&f);
+}
+END_TEST
+
+/* Settled write outcomes past their age are deleted; unknown ones stay
+ * whatever their age, and other types are not touched. */
+START_TEST(test_record_prune)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme");
+    int64_t c1 = add_conn(s, t, "one"), c2 = add_conn(s, t, "two");
+    ah_record_in old[] = {
+        {"write_outcome", "op-1", "2020-01-01T00:00:00.000Z", "{}",
+         "{\"state\":\"done\",\"operation\":\"op-1\"}"},
+        {"write_outcome", "op-2", "2020-01-01T00:00:00.000Z", "{}",
+         "{\"state\":\"unknown\",\"operation\":\"op-2\"}"},
+        {"write_outcome", "op-3", "2020-01-01T00:00:00.000Z", "{}",
+         "{\"state\":\"not_done\",\"operation\":\"op-3\"}"},
+        {"write_outcome", "op-4", "2030-01-01T00:00:00.000Z", "{}",
+         "{\"state\":\"done\",\"operation\":\"op-4\"}"},
+        {"application", "a-1", "2020-01-01T00:00:00.000Z", "{}", "{\"state\":\"done\"}"},
+    };
+    ck_assert_int_eq(s->ops->records_upsert(s, c1, old, 5, NULL, NULL, NULL, NULL), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->records_upsert(s, c2, old, 3, NULL, NULL, NULL, NULL), AH_STORE_OK);
+    int64_t n = -1;
+    ck_assert_int_eq(s->ops->record_prune(s, "write_outcome", "2019-01-01T00:00:00Z", "state",
+                                          "unknown", &n),
+                     AH_STORE_OK);
+    ck_assert_int_eq(n, 0);
+    ck_assert_int_eq(s->ops->record_prune(s, "write_outcome", "2025-01-01T00:00:00Z", "state",
+                                          "unknown", &n),
+                     AH_STORE_OK);
+    ck_assert_int_eq(n, 4); /* op-1 and op-3 of both connections */
+    ck_assert_int_eq(count_type(s, c1, "write_outcome"), 2);
+    ck_assert_int_eq(count_type(s, c2, "write_outcome"), 1);
+    ck_assert_int_eq(count_type(s, c1, "application"), 1);
+    ah_record_row row;
+    ck_assert_int_eq(s->ops->record_get(s, c1, "write_outcome", "op-2", &row), AH_STORE_OK);
+    ah_record_row_free(&row);
+    ck_assert_int_eq(s->ops->record_get(s, c1, "write_outcome", "op-4", &row), AH_STORE_OK);
+    ah_record_row_free(&row);
+    ck_assert_int_eq(s->ops->record_get(s, c1, "write_outcome", "op-1", &row),
+                     AH_STORE_NOT_FOUND);
+    /* Years later the unknown one is still kept. */
+    ck_assert_int_eq(s->ops->record_prune(s, "write_outcome", FAR_FUTURE, "state", "unknown",
+                                          &n),
+                     AH_STORE_OK);
+    ck_assert_int_eq(n, 1); /* op-4 */
+    ck_assert_int_eq(count_type(s, c1, "write_outcome"), 1);
+    ck_assert_int_eq(count_type(s, c2, "write_outcome"), 1);
+    ck_assert_int_eq(s->ops->record_prune(s, "write_outcome", "not a time", "state", "unknown",
+                                          &n),
+                     AH_STORE_ERR);
+    ck_assert_int_eq(s->ops->record_prune(s, "write_outcome", FAR_FUTURE, "bad key;", "unknown",
+                                          &n),
+                     AH_STORE_ERR);
+    fx_done(&f);
+}
+END_TEST
+
 /* Issue 13, the sustained run: the retention pass scanned whole tables under
  * the store's lock once a minute. Prunes now go a batch at a time: a due
  * backlog larger than a batch is still pruned whole in one call, events a
@@ -2470,6 +2647,8 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_idempotency);
     tcase_add_test(tc, test_retention_prune);
     tcase_add_test(tc, test_prune_in_batches);
+    tcase_add_test(tc, test_operation_columns);
+    tcase_add_test(tc, test_record_prune);
     tcase_add_test(tc, test_tenant_remove_takes_its_data);
     tcase_add_test(tc, test_bulk);
     tcase_add_test(tc, test_tracking);

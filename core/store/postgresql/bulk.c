@@ -8,7 +8,7 @@
 
 #define BULK_COLS                                                              \
     "id, tenant_id, action, params, status, total, created_at, finished_at"
-#define ITEM_COLS "idx, record_id, status, error_code, error_message"
+#define ITEM_COLS "idx, record_id, status, error_code, error_message, operation"
 
 static const char *const q_sql[P_COUNT] = {
     [P_BULK_ADD] = "INSERT INTO bulk_jobs(id, tenant_id, action, params, status, total, "
@@ -24,8 +24,11 @@ static const char *const q_sql[P_COUNT] = {
                             "AND status = 'queued' ORDER BY idx",
     [P_BULK_PRIOR] = "SELECT " ITEM_COLS " FROM bulk_items WHERE job_id = $1 AND record_id = $2 "
                      "AND idx < $3 AND status <> 'queued' ORDER BY idx LIMIT 1",
-    [P_BULK_ITEM_SET] = "UPDATE bulk_items SET status = $3, error_code = $4, error_message = $5 "
-                        "WHERE job_id = $1 AND idx = $2",
+    [P_BULK_ITEM_SET] = "UPDATE bulk_items SET status = $3, error_code = $4, error_message = $5, "
+                        "operation = $6 WHERE job_id = $1 AND idx = $2",
+    [P_BULK_SETTLE] = "UPDATE bulk_items SET status = $2, error_code = $3, error_message = $4 "
+                       "WHERE operation = $1 AND status = 'failed' "
+                       "AND error_code = 'outcome_unknown'",
 };
 
 static bool fill_bulk_job(const PGresult *r, int i, void *row)
@@ -57,6 +60,7 @@ static bool fill_bulk_item(const PGresult *r, int i, void *row)
     x->status = ah_pg_dup(r, i, 2, &oom);
     x->error_code = ah_pg_dup(r, i, 3, &oom);
     x->error_message = ah_pg_dup(r, i, 4, &oom);
+    x->operation = ah_pg_dup(r, i, 5, &oom);
     return !oom;
 }
 
@@ -205,6 +209,13 @@ int ah_pg_bulk_item_prior(ah_store *st, const char *id, const char *record_id, i
 int ah_pg_bulk_item_set(ah_store *st, const char *id, int idx, const char *status,
                         const char *error_code, const char *error_message)
 {
+    return ah_pg_bulk_item_set_op(st, id, idx, status, error_code, error_message, NULL);
+}
+
+int ah_pg_bulk_item_set_op(ah_store *st, const char *id, int idx, const char *status,
+                           const char *error_code, const char *error_message,
+                           const char *operation)
+{
     ah_pg_store *s = ah_pg(st);
     if (id == NULL || status == NULL)
         return AH_STORE_ERR;
@@ -214,8 +225,28 @@ int ah_pg_bulk_item_set(ah_store *st, const char *id, int idx, const char *statu
     ah_pg_p_text(&p, status);
     ah_pg_p_text(&p, error_code);
     ah_pg_p_text(&p, error_message);
+    ah_pg_p_text(&p, operation);
     ah_pg_lock(s);
     int rc = AH_PG_CHANGE(s, P_BULK_ITEM_SET, &p, "bulk_item_set");
+    ah_pg_unlock(s);
+    return rc;
+}
+
+int ah_pg_bulk_item_settle(ah_store *st, const char *operation, const char *status,
+                           const char *error_code, const char *error_message, int64_t *n_out)
+{
+    ah_pg_store *s = ah_pg(st);
+    if (n_out != NULL)
+        *n_out = 0;
+    if (operation == NULL || status == NULL)
+        return AH_STORE_ERR;
+    ah_pg_params p = {0};
+    ah_pg_p_text(&p, operation);
+    ah_pg_p_text(&p, status);
+    ah_pg_p_text(&p, error_code);
+    ah_pg_p_text(&p, error_message);
+    ah_pg_lock(s);
+    int rc = AH_PG_EXEC(s, P_BULK_SETTLE, &p, "bulk_item_settle", n_out);
     ah_pg_unlock(s);
     return rc;
 }

@@ -11,15 +11,15 @@ static const char *const q_sql[P_COUNT] = {
                       "AND created_at < $3",
     [P_IDEM_RESERVE] = "INSERT INTO idempotency(tenant_id, key, body_hash, status, created_at) "
                        "VALUES($1, $2, $3, 0, $4) ON CONFLICT DO NOTHING",
-    [P_IDEM_GET] = "SELECT body_hash, status, response FROM idempotency "
+    [P_IDEM_GET] = "SELECT body_hash, status, response, operation FROM idempotency "
                    "WHERE tenant_id = $1 AND key = $2",
-    [P_IDEM_COMPLETE] = "UPDATE idempotency SET status = $3, response = $4 "
+    [P_IDEM_COMPLETE] = "UPDATE idempotency SET status = $3, response = $4, operation = $5 "
                         "WHERE tenant_id = $1 AND key = $2 AND status = 0",
     [P_IDEM_RELEASE] = "DELETE FROM idempotency WHERE tenant_id = $1 AND key = $2 "
                        "AND status = 0",
     [P_IDEM_PRUNE] = "DELETE FROM idempotency WHERE (tenant_id, key) IN (SELECT tenant_id, key "
                      "FROM idempotency WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
-    [P_IDEM_REOPEN] = "UPDATE idempotency SET status = 0, response = NULL "
+    [P_IDEM_REOPEN] = "UPDATE idempotency SET status = 0, response = NULL, operation = NULL "
                       "WHERE tenant_id = $1 AND key = $2 AND status = 502 AND body_hash = $3",
 };
 
@@ -30,6 +30,7 @@ static bool fill_idem(const PGresult *r, int i, void *row)
     x->body_hash = ah_pg_dup(r, i, 0, &oom);
     x->status = (int)ah_pg_int(r, i, 1);
     x->response = ah_pg_dup(r, i, 2, &oom);
+    x->operation = ah_pg_dup(r, i, 3, &oom);
     return !oom;
 }
 
@@ -101,6 +102,12 @@ int ah_pg_idem_reserve(ah_store *st, int64_t tenant_id, const char *key, const c
 int ah_pg_idem_complete(ah_store *st, int64_t tenant_id, const char *key, int status,
                         const char *response)
 {
+    return ah_pg_idem_complete_op(st, tenant_id, key, status, response, NULL);
+}
+
+int ah_pg_idem_complete_op(ah_store *st, int64_t tenant_id, const char *key, int status,
+                           const char *response, const char *operation)
+{
     ah_pg_store *s = ah_pg(st);
     if (status <= 0 || key == NULL)
         return AH_STORE_ERR;
@@ -109,6 +116,7 @@ int ah_pg_idem_complete(ah_store *st, int64_t tenant_id, const char *key, int st
     ah_pg_p_text(&p, key);
     ah_pg_p_int(&p, status);
     ah_pg_p_text(&p, response);
+    ah_pg_p_text(&p, operation);
     ah_pg_lock(s);
     int rc = AH_PG_EXEC(s, P_IDEM_COMPLETE, &p, "idem_complete", NULL);
     ah_pg_unlock(s);

@@ -115,6 +115,8 @@ typedef enum {
     P_LEASE_RELEASE,
     P_LEASE_OWNER,
     P_LEASE_TAKE,
+    P_REC_PRUNE,
+    P_BULK_SETTLE,
     P_COUNT
 } ah_pg_qid;
 
@@ -334,6 +336,15 @@ int ah_pg_idem_complete(ah_store *st, int64_t tenant_id, const char *key, int st
 int ah_pg_idem_release(ah_store *st, int64_t tenant_id, const char *key);
 int ah_pg_idem_prune(ah_store *st, const char *before, int64_t *n_out);
 int ah_pg_idem_reopen(ah_store *st, int64_t tenant_id, const char *key, const char *body_hash);
+int ah_pg_idem_complete_op(ah_store *st, int64_t tenant_id, const char *key, int status,
+                           const char *response, const char *operation);
+int ah_pg_bulk_item_set_op(ah_store *st, const char *id, int idx, const char *status,
+                           const char *error_code, const char *error_message,
+                           const char *operation);
+int ah_pg_bulk_item_settle(ah_store *st, const char *operation, const char *status,
+                           const char *error_code, const char *error_message, int64_t *n_out);
+int ah_pg_record_prune(ah_store *st, const char *type, const char *before, const char *keep_key,
+                       const char *keep_value, int64_t *n_out);
 
 /* ---- bulk.c ------------------------------------------------------------ */
 

@@ -36,6 +36,11 @@ static const char *const q_sql[P_COUNT] = {
     [P_CUR_GET] = "SELECT value FROM cursors WHERE connection_id = $1 AND key = $2",
     [P_CUR_SET] = "INSERT INTO cursors(connection_id, key, value) VALUES($1, $2, $3) "
                   "ON CONFLICT(connection_id, key) DO UPDATE SET value = excluded.value",
+    /* By connection, so that the (connection_id, type, id) index finds the
+     * type's rows without scanning every record. */
+    [P_REC_PRUNE] = "DELETE FROM records WHERE connection_id IN (SELECT id FROM connections) "
+                    "AND type = $1 AND ah_try_ts(updated_at) < ($2)::timestamptz "
+                    "AND ah_json_text(fields, $3) IS DISTINCT FROM $4",
 };
 
 enum { RQ_CONN = 1, RQ_UPDATED = 2, RQ_AFTER = 4, RQ_FIELD = 8, RQ_NOCASE = 16, RQ_DELETED = 32 };
@@ -533,6 +538,27 @@ int ah_pg_cursor_set(ah_store *st, int64_t connection_id, const char *key, const
     ah_pg_p_text(&p, value);
     ah_pg_lock(s);
     int rc = AH_PG_EXEC(s, P_CUR_SET, &p, "cursor_set", NULL);
+    ah_pg_unlock(s);
+    return rc;
+}
+
+int ah_pg_record_prune(ah_store *st, const char *type, const char *before, const char *keep_key,
+                       const char *keep_value, int64_t *n_out)
+{
+    ah_pg_store *s = ah_pg(st);
+    if (n_out != NULL)
+        *n_out = 0;
+    char b[32];
+    if (type == NULL || keep_value == NULL || !valid_field_key(keep_key) || before == NULL ||
+        ah_iso_normalize(before, b) != 0)
+        return AH_STORE_ERR;
+    ah_pg_params p = {0};
+    ah_pg_p_text(&p, type);
+    ah_pg_p_text(&p, b);
+    ah_pg_p_text(&p, keep_key);
+    ah_pg_p_text(&p, keep_value);
+    ah_pg_lock(s);
+    int rc = AH_PG_EXEC(s, P_REC_PRUNE, &p, "record_prune", n_out);
     ah_pg_unlock(s);
     return rc;
 }

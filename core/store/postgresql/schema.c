@@ -197,6 +197,13 @@ static const char *const migrations[] = {
     "CREATE INDEX webhook_deliveries_outbox ON webhook_deliveries(outbox_id);"
     "DELETE FROM webhook_deliveries w WHERE NOT EXISTS "
     "  (SELECT 1 FROM outbox o WHERE o.id = w.outbox_id);",
+    /* v7 (issue 19): the
+     * operation id of a write whose outcome stayed unknown, on the
+     * idempotency key that answered 502 outcome_unknown and on the bulk
+     * item whose write it was. */
+    "ALTER TABLE idempotency ADD COLUMN operation ah_text;"
+    "ALTER TABLE bulk_items ADD COLUMN operation ah_text;"
+    "CREATE INDEX bulk_items_operation ON bulk_items(operation) WHERE operation IS NOT NULL;",
 };
 
 #define AH_PG_LATEST ((int)(sizeof migrations / sizeof migrations[0]))

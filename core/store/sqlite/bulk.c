@@ -8,7 +8,7 @@
 
 #define BULK_COLS                                                              \
     "id, tenant_id, action, params, status, total, created_at, finished_at"
-#define ITEM_COLS "idx, record_id, status, error_code, error_message"
+#define ITEM_COLS "idx, record_id, status, error_code, error_message, operation"
 
 /* This file's statements, by cache slot (sqlite_int.h). */
 static const char *const q_sql[Q_COUNT] = {
@@ -25,8 +25,11 @@ static const char *const q_sql[Q_COUNT] = {
                             "AND status = 'queued' ORDER BY idx",
     [Q_BULK_PRIOR] = "SELECT " ITEM_COLS " FROM bulk_items WHERE job_id = ?1 AND record_id = ?2 "
                      "AND idx < ?3 AND status <> 'queued' ORDER BY idx LIMIT 1",
-    [Q_BULK_ITEM_SET] = "UPDATE bulk_items SET status = ?3, error_code = ?4, error_message = ?5 "
-                        "WHERE job_id = ?1 AND idx = ?2",
+    [Q_BULK_ITEM_SET] = "UPDATE bulk_items SET status = ?3, error_code = ?4, error_message = ?5, "
+                        "operation = ?6 WHERE job_id = ?1 AND idx = ?2",
+    [Q_BULK_SETTLE] = "UPDATE bulk_items SET status = ?2, error_code = ?3, error_message = ?4 "
+                       "WHERE operation = ?1 AND status = 'failed' "
+                       "AND error_code = 'outcome_unknown'",
 };
 
 static bool fill_bulk_job(sqlite3_stmt *st, void *row)
@@ -58,6 +61,7 @@ static bool fill_bulk_item(sqlite3_stmt *st, void *row)
     r->status = ah_sq_col_dup(st, 2, &oom);
     r->error_code = ah_sq_col_dup(st, 3, &oom);
     r->error_message = ah_sq_col_dup(st, 4, &oom);
+    r->operation = ah_sq_col_dup(st, 5, &oom);
     return !oom;
 }
 
@@ -204,6 +208,13 @@ int ah_sq_bulk_item_prior(ah_store *st, const char *id, const char *record_id, i
 int ah_sq_bulk_item_set(ah_store *st, const char *id, int idx, const char *status,
                         const char *error_code, const char *error_message)
 {
+    return ah_sq_bulk_item_set_op(st, id, idx, status, error_code, error_message, NULL);
+}
+
+int ah_sq_bulk_item_set_op(ah_store *st, const char *id, int idx, const char *status,
+                           const char *error_code, const char *error_message,
+                           const char *operation)
+{
     ah_sq_store *s = ah_sq(st);
     if (id == NULL || status == NULL)
         return AH_STORE_ERR;
@@ -216,7 +227,30 @@ int ah_sq_bulk_item_set(ah_store *st, const char *id, int idx, const char *statu
         ah_sq_bind_text(q, 3, status);
         ah_sq_bind_text(q, 4, error_code);
         ah_sq_bind_text(q, 5, error_message);
+        ah_sq_bind_text(q, 6, operation);
         rc = ah_sq_change_by_id(s, q, "bulk_item_set");
+    }
+    ah_sq_unlock(s);
+    return rc;
+}
+
+int ah_sq_bulk_item_settle(ah_store *st, const char *operation, const char *status,
+                           const char *error_code, const char *error_message, int64_t *n_out)
+{
+    ah_sq_store *s = ah_sq(st);
+    if (n_out != NULL)
+        *n_out = 0;
+    if (operation == NULL || status == NULL)
+        return AH_STORE_ERR;
+    ah_sq_lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = AH_SQ_GET(s, Q_BULK_SETTLE);
+    if (q != NULL) {
+        ah_sq_bind_text(q, 1, operation);
+        ah_sq_bind_text(q, 2, status);
+        ah_sq_bind_text(q, 3, error_code);
+        ah_sq_bind_text(q, 4, error_message);
+        rc = ah_sq_exec_changes(s, q, "bulk_item_settle", n_out);
     }
     ah_sq_unlock(s);
     return rc;

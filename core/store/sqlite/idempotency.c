@@ -12,15 +12,15 @@ static const char *const q_sql[Q_COUNT] = {
                       "AND created_at < ?3",
     [Q_IDEM_RESERVE] = "INSERT INTO idempotency(tenant_id, key, body_hash, status, created_at) "
                        "VALUES(?1, ?2, ?3, 0, ?4) ON CONFLICT DO NOTHING",
-    [Q_IDEM_GET] = "SELECT body_hash, status, response FROM idempotency "
+    [Q_IDEM_GET] = "SELECT body_hash, status, response, operation FROM idempotency "
                    "WHERE tenant_id = ?1 AND key = ?2",
-    [Q_IDEM_COMPLETE] = "UPDATE idempotency SET status = ?3, response = ?4 "
+    [Q_IDEM_COMPLETE] = "UPDATE idempotency SET status = ?3, response = ?4, operation = ?5 "
                         "WHERE tenant_id = ?1 AND key = ?2 AND status = 0",
     [Q_IDEM_RELEASE] = "DELETE FROM idempotency WHERE tenant_id = ?1 AND key = ?2 "
                        "AND status = 0",
     [Q_IDEM_PRUNE] = "DELETE FROM idempotency WHERE rowid IN (SELECT rowid FROM idempotency "
                      "WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)",
-    [Q_IDEM_REOPEN] = "UPDATE idempotency SET status = 0, response = NULL "
+    [Q_IDEM_REOPEN] = "UPDATE idempotency SET status = 0, response = NULL, operation = NULL "
                       "WHERE tenant_id = ?1 AND key = ?2 AND status = 502 AND body_hash = ?3",
 };
 
@@ -31,6 +31,7 @@ static bool fill_idem(sqlite3_stmt *st, void *row)
     r->body_hash = ah_sq_col_dup(st, 0, &oom);
     r->status = sqlite3_column_int(st, 1);
     r->response = ah_sq_col_dup(st, 2, &oom);
+    r->operation = ah_sq_col_dup(st, 3, &oom);
     return !oom;
 }
 
@@ -107,7 +108,7 @@ int ah_sq_idem_reserve(ah_store *st, int64_t tenant_id, const char *key, const c
 }
 
 static int idem_finish(ah_store *st, ah_sq_qid id, int64_t tenant_id, const char *key, int status,
-                       const char *response, const char *what)
+                       const char *response, const char *operation, const char *what)
 {
     ah_sq_store *s = ah_sq(st);
     if (key == NULL)
@@ -120,6 +121,7 @@ static int idem_finish(ah_store *st, ah_sq_qid id, int64_t tenant_id, const char
         if (id == Q_IDEM_COMPLETE) {
             sqlite3_bind_int(q, 3, status);
             ah_sq_bind_text(q, 4, response);
+            ah_sq_bind_text(q, 5, operation);
         }
         rc = ah_sq_exec_changes(s, q, what, NULL);
     }
@@ -130,14 +132,21 @@ static int idem_finish(ah_store *st, ah_sq_qid id, int64_t tenant_id, const char
 int ah_sq_idem_complete(ah_store *st, int64_t tenant_id, const char *key, int status,
                         const char *response)
 {
+    return ah_sq_idem_complete_op(st, tenant_id, key, status, response, NULL);
+}
+
+int ah_sq_idem_complete_op(ah_store *st, int64_t tenant_id, const char *key, int status,
+                           const char *response, const char *operation)
+{
     if (status <= 0)
         return AH_STORE_ERR;
-    return idem_finish(st, Q_IDEM_COMPLETE, tenant_id, key, status, response, "idem_complete");
+    return idem_finish(st, Q_IDEM_COMPLETE, tenant_id, key, status, response, operation,
+                       "idem_complete");
 }
 
 int ah_sq_idem_release(ah_store *st, int64_t tenant_id, const char *key)
 {
-    return idem_finish(st, Q_IDEM_RELEASE, tenant_id, key, 0, NULL, "idem_release");
+    return idem_finish(st, Q_IDEM_RELEASE, tenant_id, key, 0, NULL, NULL, "idem_release");
 }
 
 int ah_sq_idem_reopen(ah_store *st, int64_t tenant_id, const char *key, const char *body_hash)

@@ -44,6 +44,12 @@ static const char *const q_sql[Q_COUNT] = {
     [Q_CUR_GET] = "SELECT value FROM cursors WHERE connection_id = ?1 AND key = ?2",
     [Q_CUR_SET] = "INSERT INTO cursors(connection_id, key, value) VALUES(?1, ?2, ?3) "
                   "ON CONFLICT(connection_id, key) DO UPDATE SET value = excluded.value",
+    /* By connection, so that the (connection_id, type, id) index finds the
+     * type's rows without scanning every record. */
+    [Q_REC_PRUNE] = "DELETE FROM records WHERE connection_id IN (SELECT id FROM connections) "
+                    "AND type = ?1 AND julianday(updated_at) < julianday(?2) "
+                    "AND CAST(json_extract(ah_fields(raw, fields), '$.' || ?3) AS TEXT) "
+                    "IS NOT ?4",
 };
 
 /* record_query and log_query compose their WHERE clause from constant
@@ -625,6 +631,30 @@ int ah_sq_cursor_set(ah_store *st, int64_t connection_id, const char *key, const
         ah_sq_bind_text(q, 3, value);
         rc = ah_sq_run(s, q, "cursor_set");
         ah_sq_done(q);
+    }
+    ah_sq_unlock(s);
+    return rc;
+}
+
+int ah_sq_record_prune(ah_store *st, const char *type, const char *before, const char *keep_key,
+                       const char *keep_value, int64_t *n_out)
+{
+    ah_sq_store *s = ah_sq(st);
+    if (n_out != NULL)
+        *n_out = 0;
+    char b[32];
+    if (type == NULL || keep_value == NULL || !valid_field_key(keep_key) || before == NULL ||
+        ah_iso_normalize(before, b) != 0)
+        return AH_STORE_ERR;
+    ah_sq_lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = AH_SQ_GET(s, Q_REC_PRUNE);
+    if (q != NULL) {
+        ah_sq_bind_text(q, 1, type);
+        ah_sq_bind_text(q, 2, b);
+        ah_sq_bind_text(q, 3, keep_key);
+        ah_sq_bind_text(q, 4, keep_value);
+        rc = ah_sq_exec_changes(s, q, "record_prune", n_out);
     }
     ah_sq_unlock(s);
     return rc;

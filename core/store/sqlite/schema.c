@@ -194,6 +194,14 @@ static const char *const migrations[] = {
     "CREATE INDEX webhook_deliveries_outbox ON webhook_deliveries(outbox_id);"
     "DELETE FROM webhook_deliveries WHERE NOT EXISTS "
     "  (SELECT 1 FROM outbox o WHERE o.id = webhook_deliveries.outbox_id);",
+    /* v9 (issue 19): a
+     * write whose outcome stayed unknown keeps its operation id as a column:
+     * the idempotency key that answered 502 outcome_unknown, and the bulk
+     * item whose write it was, so that both find how it was settled
+     * without reading it out of a message. */
+    "ALTER TABLE idempotency ADD COLUMN operation TEXT;"
+    "ALTER TABLE bulk_items ADD COLUMN operation TEXT;"
+    "CREATE INDEX bulk_items_operation ON bulk_items(operation) WHERE operation IS NOT NULL;",
 };
 
 #define AH_SQ_LATEST ((int)(sizeof migrations / sizeof migrations[0]))

@@ -117,6 +117,8 @@ typedef enum {
     Q_LEASE_RELEASE,
     Q_LEASE_OWNER,
     Q_LEASE_TAKE,
+    Q_REC_PRUNE,
+    Q_BULK_SETTLE,
     Q_COUNT
 } ah_sq_qid;
 
@@ -318,6 +320,15 @@ int ah_sq_idem_complete(ah_store *st, int64_t tenant_id, const char *key, int st
 int ah_sq_idem_release(ah_store *st, int64_t tenant_id, const char *key);
 int ah_sq_idem_prune(ah_store *st, const char *before, int64_t *n_out);
 int ah_sq_idem_reopen(ah_store *st, int64_t tenant_id, const char *key, const char *body_hash);
+int ah_sq_idem_complete_op(ah_store *st, int64_t tenant_id, const char *key, int status,
+                           const char *response, const char *operation);
+int ah_sq_bulk_item_set_op(ah_store *st, const char *id, int idx, const char *status,
+                           const char *error_code, const char *error_message,
+                           const char *operation);
+int ah_sq_bulk_item_settle(ah_store *st, const char *operation, const char *status,
+                           const char *error_code, const char *error_message, int64_t *n_out);
+int ah_sq_record_prune(ah_store *st, const char *type, const char *before, const char *keep_key,
+                       const char *keep_value, int64_t *n_out);
 
 /* ---- bulk.c ------------------------------------------------------------ */
 
