@@ -53,6 +53,7 @@ static size_t call_secrets(const ah_call *call, const char **out, size_t max)
 {
     ah_core_call *cc = core_call(call);
     size_t n = 0;
+    out[0] = NULL; /* none, also when there is no connection */
     if (cc == NULL || cc->gen == NULL || call->conn == NULL)
         return 0;
     for (const ah_setting_spec *s = cc->gen->desc->settings; s && s->key && n + 1 < max; s++) {

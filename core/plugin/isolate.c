@@ -33,6 +33,8 @@ extern char **environ;
 /* The child's init may take longer than one call (it may log, read a file
  * it was given): at least this long. */
 #define INIT_TIMEOUT_MIN_MS 10000L
+/* Connections one route call may look up (the host keeps as many). */
+#define ROUTE_EXTRA_MAX 8
 
 typedef struct iso_ctx {
     int proc;        /* the process slot the connection is pinned to */
@@ -51,7 +53,20 @@ typedef struct proc {
     bool recycled;      /* the last child was ended after max_calls */
     unsigned long calls_since_spawn;
     pid_t pid;          /* 0 when no child runs; guarded by ah_isolate.st */
+    /* While the child serves an inbound route (ah_isolate_route): its
+     * exchange, and the calls its host API calls may name ("c": 0 the
+     * route's own, 1.. the connections conn_by_secret gave it). */
+    ah_http_exchange *ex;
+    ah_call *rcalls[1 + ROUTE_EXTRA_MAX];
+    int nrcalls;
 } proc;
+
+/* The route this thread is serving in a child, with that child's lock held:
+ * a connection conn_by_secret opens meanwhile is opened in the same child
+ * (its context must live where the route runs), nested in the route's
+ * exchange, without taking the lock again. */
+static _Thread_local struct ah_isolate *tl_iso;
+static _Thread_local proc *tl_proc;
 
 struct ah_isolate {
     char *path, *name, *prog;
@@ -495,17 +510,95 @@ static void serve_http(ah_call *call, const cJSON *m, cJSON *resp)
     free(body);
 }
 
-static cJSON *serve_host(ah_isolate *iso, ah_call *call, const cJSON *m)
+static ah_result open_locked(ah_isolate *iso, proc *p, ah_call *call, iso_ctx *ic);
+
+/* The route calls of the exchange: conn_by_secret, the request's parts and
+ * the answer. Only while p serves a route (p->ex set). */
+static void serve_route_host(ah_isolate *iso, proc *p, ah_call *call, const char *fn,
+                             const cJSON *m, cJSON *resp)
+{
+    const ah_host_api *h = call->host;
+    if (strcmp(fn, "http_header") == 0 || strcmp(fn, "http_query") == 0) {
+        const char *name = str(m, "name");
+        const char *v = name == NULL       ? NULL
+                        : fn[5] == 'h' ? h->http_header(p->ex, name)
+                                           : h->http_query(p->ex, name);
+        cJSON_AddItemToObject(resp, "v", v != NULL ? cJSON_CreateString(v) : cJSON_CreateNull());
+    } else if (strcmp(fn, "http_respond_json") == 0) {
+        cJSON *body = cJSON_DetachItemFromObjectCaseSensitive((cJSON *)m, "body");
+        cJSON_AddBoolToObject(resp, "ok",
+                              h->http_respond_json(p->ex, (int)num(m, "status", 500), body) ==
+                                  AH_OK);
+    } else if (strcmp(fn, "http_respond") == 0) {
+        char *body = NULL;
+        size_t len = 0;
+        if (ah_frame_get_bytes(m, "body", &body, &len) != 0) {
+            cJSON_AddBoolToObject(resp, "ok", false);
+            return;
+        }
+        ah_result r = h->http_respond(p->ex, (int)num(m, "status", 500), str(m, "content_type"),
+                                      body != NULL ? body : "", len);
+        free(body);
+        cJSON_AddBoolToObject(resp, "ok", r == AH_OK);
+    } else { /* conn_by_secret, on the route's own call only */
+        ah_call *x = NULL;
+        if (call == p->rcalls[0] && p->nrcalls < 1 + ROUTE_EXTRA_MAX)
+            x = h->conn_by_secret(call, str(m, "key"), str(m, "presented"));
+        const ah_call_ext *ext = (const ah_call_ext *)call;
+        /* Why not, as the host wrote it into the route's own call. */
+        if (ext->err_code[0]) {
+            cJSON *e = cJSON_AddObjectToObject(resp, "route_err");
+            cJSON_AddStringToObject(e, "code", ext->err_code);
+            cJSON_AddNumberToObject(e, "status", ext->err_status);
+            cJSON_AddStringToObject(e, "message", ext->err_msg);
+        }
+        if (x == NULL) {
+            cJSON_AddBoolToObject(resp, "ok", false);
+            return;
+        }
+        int idx = p->nrcalls++;
+        p->rcalls[idx] = x;
+        cJSON_AddBoolToObject(resp, "ok", true);
+        cJSON_AddNumberToObject(resp, "c", idx);
+        if (x->tenant != NULL)
+            cJSON_AddStringToObject(resp, "tenant", x->tenant);
+        if (x->connection != NULL)
+            cJSON_AddStringToObject(resp, "connection", x->connection);
+        /* The connection's context must live in this child: it does when
+         * conn_by_secret opened it just now (nested). One an earlier child
+         * made, or (processes > 1) another process, is opened again here,
+         * nested too (the connection's call lock is held; a context left in
+         * another live process is closed when that process ends). */
+        iso_ctx *ic = x->conn_ctx;
+        if (ic != NULL && (ic->proc != p->index || ic->epoch != p->epoch)) {
+            ic->proc = p->index;
+            if (open_locked(iso, p, x, ic) != AH_OK)
+                ic->epoch = 0; /* opened again by its next call */
+        }
+        if (ic != NULL && ic->epoch == p->epoch)
+            cJSON_AddStringToObject(resp, "ctx", ic->handle);
+    }
+}
+
+static cJSON *serve_host(ah_isolate *iso, proc *p, ah_call *call, const cJSON *m)
 {
     const char *fn = str(m, "fn");
     cJSON *resp = cJSON_CreateObject();
     if (resp == NULL)
         return NULL;
     cJSON_AddStringToObject(resp, "t", "host_reply");
+    /* A route's host calls name the call they are made on. */
+    int c = (int)num(m, "c", 0);
+    if (p->ex != NULL && c > 0 && c < p->nrcalls)
+        call = p->rcalls[c];
     const ah_host_api *h = call->host;
-    if (fn == NULL) {
+    if (fn == NULL || (c != 0 && (p->ex == NULL || c < 0 || c >= p->nrcalls))) {
         h->fail(call, AH_E_INTERNAL, 500, "malformed host call");
         add_failure(resp, call);
+    } else if (p->ex != NULL &&
+               (strncmp(fn, "http_", 5) == 0 || strcmp(fn, "conn_by_secret") == 0) &&
+               strcmp(fn, "http") != 0) {
+        serve_route_host(iso, p, call, fn, m, resp);
     } else if (strcmp(fn, "setting") == 0) {
         const char *k = str(m, "key");
         const char *v = k != NULL ? h->setting(call, k) : NULL;
@@ -513,13 +606,13 @@ static cJSON *serve_host(ah_isolate *iso, ah_call *call, const cJSON *m)
     } else if (strcmp(fn, "http") == 0) {
         serve_http(call, m, resp);
     } else if (strcmp(fn, "oauth2_token") == 0 || strcmp(fn, "oauth2_invalidate") == 0) {
-        ah_oauth2_params p;
-        oauth2_from(cJSON_GetObjectItemCaseSensitive(m, "p"), &p);
+        ah_oauth2_params op;
+        oauth2_from(cJSON_GetObjectItemCaseSensitive(m, "p"), &op);
         if (fn[7] == 'i') {
-            h->oauth2_invalidate(call, &p);
+            h->oauth2_invalidate(call, &op);
         } else {
             char tok[8192];
-            ah_result r = h->oauth2_token(call, &p, tok, sizeof tok);
+            ah_result r = h->oauth2_token(call, &op, tok, sizeof tok);
             add_result(resp, call, r);
             if (r == AH_OK)
                 cJSON_AddStringToObject(resp, "token", tok);
@@ -614,11 +707,13 @@ static int exchange(ah_isolate *iso, proc *p, ah_call *call, const cJSON *req,
             cJSON_Delete(m);
         } else if (strcmp(t, "log") == 0) {
             const char *msg = str(m, "msg");
-            call->host->log(call, (ah_log_level)num(m, "level", AH_LOG_INFO), "%s",
-                            msg != NULL ? msg : "");
+            int c = (int)num(m, "c", 0);
+            ah_call *on = p->ex != NULL && c > 0 && c < p->nrcalls ? p->rcalls[c] : call;
+            on->host->log(on, (ah_log_level)num(m, "level", AH_LOG_INFO), "%s",
+                          msg != NULL ? msg : "");
             cJSON_Delete(m);
         } else if (strcmp(t, "host") == 0) {
-            cJSON *resp = serve_host(iso, call, m);
+            cJSON *resp = serve_host(iso, p, call, m);
             cJSON_Delete(m);
             int s = resp != NULL ? ah_frame_send(p->fd, resp) : -1;
             cJSON_Delete(resp);
@@ -725,7 +820,15 @@ static void add_call_fields(cJSON *req, const ah_call *call)
 static ah_result round_trip(ah_isolate *iso, proc *p, ah_call *call, const cJSON *req, bool op,
                             cJSON **ans)
 {
+    if (p->fd < 0) /* lost in an exchange nested in this one (already recorded) */
+        return call->host->fail(call, AH_E_PLUGIN_CRASHED, 503,
+                                "plugin '%s' crashed during %s; it restarts, retry later",
+                                iso->name, call->topic != NULL ? call->topic : "the call");
     int r = exchange(iso, p, call, req, iso->o.call_timeout_ms, ans);
+    if (r != 0 && p->fd < 0)
+        return call->host->fail(call, AH_E_PLUGIN_CRASHED, 503,
+                                "plugin '%s' crashed during %s; it restarts, retry later",
+                                iso->name, call->topic != NULL ? call->topic : "the call");
     if (r != 0)
         return child_lost(iso, p, call, r == -2);
     call_returned(iso, p, op);
@@ -783,11 +886,22 @@ ah_result ah_isolate_open(ah_isolate *iso, ah_call *call, void **conn_ctx)
     if (ic == NULL)
         return call->host->fail(call, AH_E_INTERNAL, 500, "out of memory");
     /* The connection stays with this process: its context lives there. */
-    proc *p = next_proc(iso);
-    ic->proc = p->index;
-    pthread_mutex_lock(&p->mu);
-    ah_result r = ensure_running(iso, p, call) == 0 ? open_locked(iso, p, call, ic) : AH_ERR;
-    pthread_mutex_unlock(&p->mu);
+    ah_result r;
+    if (tl_iso == iso && tl_proc != NULL) {
+        /* conn_by_secret inside a route this thread runs in tl_proc: open
+         * it there, nested in the route's exchange (the lock is ours). */
+        proc *p = tl_proc;
+        ic->proc = p->index;
+        r = p->fd >= 0 ? open_locked(iso, p, call, ic)
+                       : call->host->fail(call, AH_E_PLUGIN_CRASHED, 503,
+                                          "plugin '%s' crashed during the route", iso->name);
+    } else {
+        proc *p = next_proc(iso);
+        ic->proc = p->index;
+        pthread_mutex_lock(&p->mu);
+        r = ensure_running(iso, p, call) == 0 ? open_locked(iso, p, call, ic) : AH_ERR;
+        pthread_mutex_unlock(&p->mu);
+    }
     if (r != AH_OK) {
         free(ic);
         return r;
@@ -817,6 +931,26 @@ void ah_isolate_close(ah_isolate *iso, void *conn_ctx)
     free(ic);
 }
 
+/* The connection's process (any for a call without a context), locked,
+ * with a child running and the context open in it; NULL (failure
+ * described, nothing locked) when there is none. */
+static proc *lock_proc_for(ah_isolate *iso, ah_call *call)
+{
+    iso_ctx *ic = call->conn_ctx;
+    proc *p = ic != NULL ? &iso->procs[ic->proc] : next_proc(iso);
+    pthread_mutex_lock(&p->mu);
+    if (ensure_running(iso, p, call) != 0) {
+        pthread_mutex_unlock(&p->mu);
+        return NULL;
+    }
+    /* A context made by an earlier child died with it: open it again. */
+    if (ic != NULL && ic->epoch != p->epoch && open_locked(iso, p, call, ic) != AH_OK) {
+        pthread_mutex_unlock(&p->mu);
+        return NULL;
+    }
+    return p;
+}
+
 /* An operation (sub < 0) or the handler of subscription `sub` in the
  * connection's process. */
 static ah_result run_in_child(ah_isolate *iso, ah_call *call, int sub, const char *event,
@@ -824,17 +958,9 @@ static ah_result run_in_child(ah_isolate *iso, ah_call *call, int sub, const cha
 {
     *reply = NULL;
     iso_ctx *ic = call->conn_ctx;
-    proc *p = ic != NULL ? &iso->procs[ic->proc] : next_proc(iso);
-    pthread_mutex_lock(&p->mu);
-    if (ensure_running(iso, p, call) != 0) {
-        pthread_mutex_unlock(&p->mu);
+    proc *p = lock_proc_for(iso, call);
+    if (p == NULL)
         return AH_ERR;
-    }
-    /* A context made by an earlier child died with it: open it again. */
-    if (ic != NULL && ic->epoch != p->epoch && open_locked(iso, p, call, ic) != AH_OK) {
-        pthread_mutex_unlock(&p->mu);
-        return AH_ERR;
-    }
     cJSON *req = cJSON_CreateObject();
     if (req == NULL) {
         pthread_mutex_unlock(&p->mu);
@@ -859,6 +985,59 @@ static ah_result run_in_child(ah_isolate *iso, ah_call *call, int sub, const cha
     } else {
         r = plugin_failed(call, ans);
     }
+    cJSON_Delete(ans);
+    return r;
+}
+
+ah_result ah_isolate_route(ah_isolate *iso, ah_call *call, int index, ah_http_exchange *ex)
+{
+    const ah_host_api *h = call->host;
+    iso_ctx *ic = call->conn_ctx;
+    proc *p = lock_proc_for(iso, call);
+    if (p == NULL)
+        return AH_ERR;
+    cJSON *req = cJSON_CreateObject();
+    if (req == NULL) {
+        pthread_mutex_unlock(&p->mu);
+        return h->fail(call, AH_E_INTERNAL, 500, "out of memory");
+    }
+    /* The request line, the caller and the body go with the call; headers
+     * and query parameters the handler asks for travel when it asks. */
+    cJSON_AddStringToObject(req, "t", "route");
+    add_call_fields(req, call);
+    cJSON_AddNumberToObject(req, "route", index);
+    cJSON_AddStringToObject(req, "ctx", ic != NULL ? ic->handle : "0");
+    const char *v;
+    if ((v = h->http_method(ex)) != NULL)
+        cJSON_AddStringToObject(req, "method", v);
+    if ((v = h->http_path(ex)) != NULL)
+        cJSON_AddStringToObject(req, "path", v);
+    if ((v = h->http_client_ip(ex)) != NULL)
+        cJSON_AddStringToObject(req, "client_ip", v);
+    size_t blen = 0;
+    const char *body = h->http_body(ex, &blen);
+    if (body != NULL && ah_frame_put_bytes(req, "body", body, blen) != 0) {
+        cJSON_Delete(req);
+        pthread_mutex_unlock(&p->mu);
+        return h->fail(call, AH_E_INTERNAL, 500, "out of memory");
+    }
+    p->ex = ex;
+    p->rcalls[0] = call;
+    p->nrcalls = 1;
+    tl_iso = iso;
+    tl_proc = p;
+    cJSON *ans = NULL;
+    ah_result r = round_trip(iso, p, call, req, true, &ans);
+    tl_iso = NULL;
+    tl_proc = NULL;
+    p->ex = NULL;
+    p->nrcalls = 0;
+    cJSON_Delete(req);
+    pthread_mutex_unlock(&p->mu);
+    if (r != AH_OK)
+        return r;
+    if (!answered_ok(ans))
+        r = plugin_failed(call, ans);
     cJSON_Delete(ans);
     return r;
 }

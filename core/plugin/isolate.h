@@ -11,8 +11,14 @@
  * same socket and run here, on the calling worker, through the daemon's own
  * host API table with the call's context: the daemon keeps the secrets, the
  * store and the tokens; the child sees only what its call asks for.
- * Inbound routes do not cross yet: the loader refuses isolation for a
- * plugin that declares any.
+ * Inbound routes cross too (ah_isolate_route): the request line, the
+ * caller's address and the body go with the call; the headers and query
+ * parameters the handler reads, its answer (http_respond, _json) and its
+ * conn_by_secret lookups travel back as host calls, served on the route's
+ * thread against the daemon's own exchange, so that an atomic route's store
+ * scope and its held answer work as in process. A connection
+ * conn_by_secret opens meanwhile is opened in the route's child (nested in
+ * the route's exchange): its context lives where the route runs.
  *
  * Faults: a child that dies (signal or exit) answers the call in flight
  * `plugin_crashed` (503); a call past call_timeout_ms is answered `timeout`
@@ -79,6 +85,14 @@ void ah_isolate_close(ah_isolate *iso, void *conn_ctx);
  *  (the plugin's own, plugin_crashed, timeout, plugin_unavailable) is
  *  described through call->host->fail. */
 ah_result ah_isolate_op(ah_isolate *iso, ah_call *call, const cJSON *body, cJSON **reply);
+
+/** Runs the handler of route number `index` of the plugin's descriptor in
+ *  the child for the inbound exchange `ex` (the daemon's, answered through
+ *  call->host's http_* functions), on the connection's process when
+ *  call->conn_ctx is set (a token route), any otherwise. Failures as
+ *  ah_isolate_op (a crash or a deadline before the handler answered is the
+ *  caller's to turn into the 503 / 504). */
+ah_result ah_isolate_route(ah_isolate *iso, ah_call *call, int index, ah_http_exchange *ex);
 
 /** Runs the handler of subscription number `index` of the plugin's
  *  descriptor in the child for the event `topic` with `body` (borrowed),

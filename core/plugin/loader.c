@@ -531,14 +531,6 @@ ah_generation *ah_plugin_load_isolated(const char *path, const ah_host_api *host
     if (open_checked(path, host, &o, err, errlen) != 0)
         return NULL;
     const ah_plugin_descriptor *d = o.desc;
-    if (d->routes != NULL && d->routes[0].method != NULL) {
-        refuse(err, errlen, path,
-               "isolation = process: plugin '%s' declares inbound routes (%s %s), which "
-               "isolated plugins cannot serve yet; use isolation = in_process",
-               d->name, d->routes[0].method, d->routes[0].path);
-        opened_close(&o);
-        return NULL;
-    }
     ah_generation *g = calloc(1, sizeof(*g));
     if (g == NULL || (g->name = strdup(d->name)) == NULL ||
         (g->path = strdup(path)) == NULL ||

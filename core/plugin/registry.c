@@ -329,6 +329,14 @@ ah_result ah_generation_event(ah_generation *gen, const ah_subscription *s, ah_c
     return s->handler(call, topic, body);
 }
 
+ah_result ah_generation_route(ah_generation *gen, const ah_route *r, ah_call *call,
+                              ah_http_exchange *ex)
+{
+    if (gen->iso != NULL)
+        return ah_isolate_route(gen->iso, call, (int)(r - gen->desc->routes), ex);
+    return r->handler(call, ex);
+}
+
 ah_result ah_generation_call(ah_generation *gen, ah_op_fn fn, ah_call *call,
                              const cJSON *body, cJSON **reply)
 {

@@ -126,10 +126,7 @@ ah_registry *ah_registry_new_ctx(const ah_host_api *host, void *host_ctx);
 /* ------------------------------------------------------------------------ */
 
 /** ah_plugin_load for a plugin that runs in a process of its own: every
- *  check of ah_plugin_load, then a refusal when the plugin declares inbound
- *  routes ("PATH: isolation = process: plugin 'x' declares inbound routes
- *  (POST /a), which isolated plugins cannot serve yet; use isolation =
- *  in_process"), then the process is started and runs init. */
+ *  check of ah_plugin_load, then the process is started and runs init. */
 ah_generation *ah_plugin_load_isolated(const char *path, const ah_host_api *host,
                                        const struct ah_isolate_opts *opts, char *err,
                                        size_t errlen);
@@ -147,6 +144,10 @@ void ah_generation_close(ah_generation *gen, void *ctx);
  *  event `topic` with `body` (borrowed). */
 ah_result ah_generation_event(ah_generation *gen, const ah_subscription *s, ah_call *call,
                               const char *topic, const cJSON *body);
+/** Runs the handler of `r` (one of gen->desc->routes) for the inbound
+ *  exchange `ex`. */
+ah_result ah_generation_route(ah_generation *gen, const ah_route *r, ah_call *call,
+                              ah_http_exchange *ex);
 /** Runs the operation `fn` serves (call->topic) with `body` (borrowed). */
 ah_result ah_generation_call(ah_generation *gen, ah_op_fn fn, ah_call *call,
                              const cJSON *body, cJSON **reply);
