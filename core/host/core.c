@@ -239,7 +239,7 @@ int ah_core_settle(ah_core *core, ah_conn *c, const char *topic, const char *cor
         cc.ext.call.conn_ctx = c->ctx;
         cJSON *out = NULL;
         atomic_fetch_add(&gen->inflight, 1);
-        ah_result res = w->settle(&cc.ext.call, body, &out);
+        ah_result res = ah_generation_settle(gen, w, &cc.ext.call, body, &out);
         atomic_fetch_sub(&gen->inflight, 1);
         if (res == AH_OK) {
             r->ok = true;

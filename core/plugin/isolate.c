@@ -70,6 +70,7 @@ static _Thread_local proc *tl_proc;
 
 struct ah_isolate {
     char *path, *name, *prog;
+    cJSON *desc; /* the descriptor the first child described */
     ah_isolate_opts o;
     const ah_host_api *host;
     proc *procs;
@@ -198,7 +199,21 @@ static int reap(ah_isolate *iso, proc *p, bool gently)
 static int exchange(ah_isolate *iso, proc *p, ah_call *call, const cJSON *req,
                     long timeout_ms, cJSON **out);
 
-static int spawn_child(ah_isolate *iso, proc *p, char *err, size_t errlen)
+/* The child's end, described: how it died (wait status) while `doing`. */
+static void describe_death(int status, const char *doing, char *err, size_t errlen)
+{
+    if (WIFSIGNALED(status))
+        snprintf(err, errlen, "the plugin process died %s: signal SIG%s", doing,
+                 sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?");
+    else
+        snprintf(err, errlen, "the plugin process ended %s (exit status %d)", doing,
+                 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+}
+
+/* Starts a child and reads the descriptor it describes (loading the plugin:
+ * its constructors and entry function run there, not here); the child then
+ * waits for spawn_init. The first description is kept (iso->desc). */
+static int spawn_load(ah_isolate *iso, proc *p, char *err, size_t errlen)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -252,25 +267,64 @@ static int spawn_child(ah_isolate *iso, proc *p, char *err, size_t errlen)
     p->epoch = ++iso->spawns;
     p->pid = pid;
     pthread_mutex_unlock(&iso->st);
-    /* The child loads the plugin and runs its init, then says so. */
+    /* The child loads the plugin and describes its descriptor. */
     ah_call_ext ext;
     memset(&ext, 0, sizeof ext);
     ext.call.struct_size = sizeof ext.call;
     ext.call.host = iso->host;
-    cJSON *ready = NULL;
+    cJSON *desc = NULL;
     long t = iso->o.call_timeout_ms > INIT_TIMEOUT_MIN_MS ? iso->o.call_timeout_ms
                                                           : INIT_TIMEOUT_MIN_MS;
-    int r = exchange(iso, p, &ext.call, NULL, t, &ready);
+    int r = exchange(iso, p, &ext.call, NULL, t, &desc);
+    if (r != 0) {
+        int status = reap(iso, p, false);
+        if (r == -2)
+            snprintf(err, errlen, "loading the plugin did not finish within %ld ms", t);
+        else
+            describe_death(status, "while loading the plugin (its constructors or entry "
+                                   "function)", err, errlen);
+        return -1;
+    }
+    const char *td = str(desc, "t");
+    cJSON *d = cJSON_GetObjectItemCaseSensitive(desc, "d");
+    if (td == NULL || strcmp(td, "descriptor") != 0 || !cJSON_IsObject(d)) {
+        const char *m = str(desc, "message");
+        snprintf(err, errlen, "%s", m != NULL ? m : "the plugin process did not start");
+        cJSON_Delete(desc);
+        reap(iso, p, true);
+        return -1;
+    }
+    if (iso->desc == NULL)
+        iso->desc = cJSON_DetachItemViaPointer(desc, d);
+    cJSON_Delete(desc);
+    return 0;
+}
+
+/* Tells a child spawn_load started to run the plugin's init, and waits for
+ * it to say it is ready. */
+static int spawn_init(ah_isolate *iso, proc *p, char *err, size_t errlen)
+{
+    ah_call_ext ext;
+    memset(&ext, 0, sizeof ext);
+    ext.call.struct_size = sizeof ext.call;
+    ext.call.host = iso->host;
+    cJSON *go = cJSON_CreateObject(), *ready = NULL;
+    if (go == NULL || cJSON_AddStringToObject(go, "t", "init") == NULL) {
+        cJSON_Delete(go);
+        snprintf(err, errlen, "out of memory");
+        reap(iso, p, false);
+        return -1;
+    }
+    long t = iso->o.call_timeout_ms > INIT_TIMEOUT_MIN_MS ? iso->o.call_timeout_ms
+                                                          : INIT_TIMEOUT_MIN_MS;
+    int r = exchange(iso, p, &ext.call, go, t, &ready);
+    cJSON_Delete(go);
     if (r != 0) {
         int status = reap(iso, p, false);
         if (r == -2)
             snprintf(err, errlen, "init did not finish within %ld ms", t);
-        else if (WIFSIGNALED(status))
-            snprintf(err, errlen, "the plugin process died in init: signal SIG%s",
-                     sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?");
         else
-            snprintf(err, errlen, "the plugin process ended in init (exit status %d)",
-                     WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+            describe_death(status, "in init", err, errlen);
         return -1;
     }
     const char *t_ = str(ready, "t");
@@ -283,6 +337,13 @@ static int spawn_child(ah_isolate *iso, proc *p, char *err, size_t errlen)
     }
     cJSON_Delete(ready);
     return 0;
+}
+
+static int spawn_child(ah_isolate *iso, proc *p, char *err, size_t errlen)
+{
+    if (spawn_load(iso, p, err, errlen) != 0)
+        return -1;
+    return spawn_init(iso, p, err, errlen);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -730,9 +791,23 @@ static int exchange(ah_isolate *iso, proc *p, ah_call *call, const cJSON *req,
 /* The public side                                                           */
 /* ------------------------------------------------------------------------ */
 
-ah_isolate *ah_isolate_start(const char *path, const char *name, const ah_isolate_opts *opts,
+/* Messages the child wrote itself (the plugin's, the loader's), given as
+ * they are; the daemon's own get "isolated: " before them. */
+static const char *start_prefix(const char *why)
+{
+    static const char *const verbatim[] = {"init failed", "cannot open", "no entry symbol",
+                                           "built for ABI", "entry function"};
+    for (size_t i = 0; i < sizeof verbatim / sizeof verbatim[0]; i++)
+        if (strncmp(why, verbatim[i], strlen(verbatim[i])) == 0)
+            return "";
+    return "isolated: ";
+}
+
+ah_isolate *ah_isolate_start(const char *path, const ah_isolate_opts *opts,
                              const ah_host_api *host, char *err, size_t errlen)
 {
+    const char *base = strrchr(path, '/');
+    const char *name = base != NULL ? base + 1 : path;
     ah_isolate *iso = calloc(1, sizeof *iso);
     if (iso == NULL) {
         snprintf(err, errlen, "%s: out of memory", path);
@@ -771,17 +846,43 @@ ah_isolate *ah_isolate_start(const char *path, const char *name, const ah_isolat
         ah_isolate_free(iso);
         return NULL;
     }
+    char why[512];
+    if (spawn_load(iso, &iso->procs[0], why, sizeof why) != 0) {
+        snprintf(err, errlen, "%s: %s%s", path, start_prefix(why), why);
+        ah_isolate_free(iso);
+        return NULL;
+    }
+    iso->procs[0].started = true;
+    return iso;
+}
+
+const cJSON *ah_isolate_descriptor(const ah_isolate *iso)
+{
+    return iso->desc;
+}
+
+int ah_isolate_run(ah_isolate *iso, const char *name, char *err, size_t errlen)
+{
+    char *n = strdup(name);
+    if (n == NULL) {
+        snprintf(err, errlen, "%s: out of memory", iso->path);
+        return -1;
+    }
+    free(iso->name);
+    iso->name = n;
     for (int i = 0; i < iso->nprocs; i++) {
         char why[512];
-        if (spawn_child(iso, &iso->procs[i], why, sizeof why) != 0) {
-            snprintf(err, errlen, "%s: %s%s", path,
-                     strncmp(why, "init failed", 11) == 0 ? "" : "isolated: ", why);
-            ah_isolate_free(iso);
-            return NULL;
+        proc *p = &iso->procs[i];
+        pthread_mutex_lock(&p->mu);
+        int r = i == 0 ? spawn_init(iso, p, why, sizeof why) : spawn_child(iso, p, why, sizeof why);
+        pthread_mutex_unlock(&p->mu);
+        if (r != 0) {
+            snprintf(err, errlen, "%s: %s%s", iso->path, start_prefix(why), why);
+            return -1;
         }
-        iso->procs[i].started = true;
+        p->started = true;
     }
-    return iso;
+    return 0;
 }
 
 void ah_isolate_free(ah_isolate *iso)
@@ -796,6 +897,7 @@ void ah_isolate_free(ah_isolate *iso)
         pthread_mutex_destroy(&p->mu);
     }
     pthread_mutex_destroy(&iso->st);
+    cJSON_Delete(iso->desc);
     free(iso->procs);
     free(iso->path);
     free(iso->name);
@@ -951,10 +1053,11 @@ static proc *lock_proc_for(ah_isolate *iso, ah_call *call)
     return p;
 }
 
-/* An operation (sub < 0) or the handler of subscription `sub` in the
- * connection's process. */
-static ah_result run_in_child(ah_isolate *iso, ah_call *call, int sub, const char *event,
-                              const cJSON *body, cJSON **reply)
+/* An operation ("call"), the handler of subscription `sub` ("event") or the
+ * settle function of write declaration `sub` ("settle") in the connection's
+ * process. */
+static ah_result run_in_child(ah_isolate *iso, ah_call *call, const char *kind, int sub,
+                              const char *event, const cJSON *body, cJSON **reply)
 {
     *reply = NULL;
     iso_ctx *ic = call->conn_ctx;
@@ -966,12 +1069,12 @@ static ah_result run_in_child(ah_isolate *iso, ah_call *call, int sub, const cha
         pthread_mutex_unlock(&p->mu);
         return call->host->fail(call, AH_E_INTERNAL, 500, "out of memory");
     }
-    cJSON_AddStringToObject(req, "t", sub < 0 ? "call" : "event");
+    cJSON_AddStringToObject(req, "t", kind);
     add_call_fields(req, call);
-    if (sub >= 0) {
+    if (sub >= 0)
         cJSON_AddNumberToObject(req, "sub", sub);
+    if (event != NULL)
         cJSON_AddStringToObject(req, "event", event);
-    }
     cJSON_AddStringToObject(req, "ctx", ic != NULL ? ic->handle : "0");
     cJSON_AddItemReferenceToObject(req, "body", (cJSON *)body);
     cJSON *ans = NULL;
@@ -1044,14 +1147,20 @@ ah_result ah_isolate_route(ah_isolate *iso, ah_call *call, int index, ah_http_ex
 
 ah_result ah_isolate_op(ah_isolate *iso, ah_call *call, const cJSON *body, cJSON **reply)
 {
-    return run_in_child(iso, call, -1, NULL, body, reply);
+    return run_in_child(iso, call, "call", -1, NULL, body, reply);
+}
+
+ah_result ah_isolate_settle(ah_isolate *iso, ah_call *call, int index, const cJSON *body,
+                            cJSON **reply)
+{
+    return run_in_child(iso, call, "settle", index, NULL, body, reply);
 }
 
 ah_result ah_isolate_event(ah_isolate *iso, ah_call *call, int index, const char *topic,
                            const cJSON *body)
 {
     cJSON *reply = NULL;
-    ah_result r = run_in_child(iso, call, index, topic, body, &reply);
+    ah_result r = run_in_child(iso, call, "event", index, topic, body, &reply);
     cJSON_Delete(reply);
     return r;
 }

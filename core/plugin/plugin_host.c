@@ -6,9 +6,11 @@
  *
  * Started by the daemon with posix_spawn, with its end of a socket pair as
  * descriptor 3 and nothing else open past stderr. It limits its address
- * space to --memory-max (RLIMIT_AS), loads the unchanged plugin, runs its
- * init and says "ready"; then it serves one request at a time (open, call,
- * event, route, close) until the socket ends, when it runs fini and exits 0. Its host API
+ * space to --memory-max (RLIMIT_AS), loads the unchanged plugin, describes
+ * its descriptor to the daemon (which never loads it), waits for "init",
+ * runs init and says "ready"; then it serves one request at a time (open,
+ * call, settle, event, route, close) until the socket ends, when it runs
+ * fini and exits 0. Its host API
  * is local where nothing of the daemon's is needed (fail, JSON helpers,
  * url_escape, free, HMAC, ct_equal) and travels to the daemon over the
  * socket for everything else (log, settings, HTTP, OAuth2, events,
@@ -33,6 +35,7 @@
 #include <openssl/hmac.h>
 
 #include "frame.h"
+#include "mirror.h"
 #include "router.h"
 
 #define SOCK_FD 3
@@ -884,12 +887,25 @@ static void serve_open(const cJSON *m)
     answer(&cc, r, NULL, h);
 }
 
-static void serve_call(const cJSON *m)
+/* An operation ("call": the slot of its topic) or a write's settle function
+ * ("settle": declaration number "sub" of op_writes). */
+static void serve_call(const cJSON *m, bool settle)
 {
     child_call cc;
     call_init(&cc, m, ctx_of(m));
-    const ah_topic *t = cc.call.topic != NULL ? ah_router_topic(cc.call.topic) : NULL;
-    ah_op_fn fn = t != NULL ? ah_router_resolve(g_desc, t) : NULL;
+    ah_op_fn fn = NULL;
+    if (settle) {
+        const cJSON *sub = cJSON_GetObjectItemCaseSensitive(m, "sub");
+        int n = 0;
+        const ah_op_write *w = AH_HAS(g_desc, op_writes) ? g_desc->op_writes : NULL;
+        while (w != NULL && w[n].topic != NULL)
+            n++;
+        if (cJSON_IsNumber(sub) && sub->valueint >= 0 && sub->valueint < n)
+            fn = w[sub->valueint].settle;
+    } else {
+        const ah_topic *t = cc.call.topic != NULL ? ah_router_topic(cc.call.topic) : NULL;
+        fn = t != NULL ? ah_router_resolve(g_desc, t) : NULL;
+    }
     if (fn == NULL) {
         h_fail(&cc.call, AH_E_UNSUPPORTED, 501, "plugin does not support %s",
                cc.call.topic != NULL ? cc.call.topic : "(no topic)");
@@ -1019,19 +1035,60 @@ int main(int argc, char **argv)
 #endif
     install_fault_handlers();
 
+    /* The daemon never loads the file: its constructors and entry function
+     * run here, and the daemon learns the descriptor from us. The messages
+     * are the loader's (loader.c). */
     void *dl = dlopen(plugin, RTLD_NOW | RTLD_LOCAL);
     if (dl == NULL) {
         char m[1024];
-        snprintf(m, sizeof m, "cannot open: %s", dlerror());
+        const char *e = dlerror();
+        snprintf(m, sizeof m,
+                 "cannot open: %s (check the path; use ldd(1) to find missing libraries)",
+                 e != NULL ? e : "unknown error");
         say("init_failed", m);
         return 1;
     }
     ah_entry_fn entry = (ah_entry_fn)dlsym(dl, AH_ENTRY_SYMBOL);
-    /* The daemon checked this file before it started us. */
-    g_desc = entry != NULL ? entry(&g_host) : NULL;
-    if (g_desc == NULL) {
-        say("init_failed", "no entry symbol or no descriptor");
+    if (entry == NULL) {
+        char m[256];
+        snprintf(m, sizeof m, "no entry symbol %s: not an atshub plugin, or built without "
+                              "AH_PLUGIN_ENTRY", AH_ENTRY_SYMBOL);
+        for (int v = 0; v <= 9; v++) {
+            char name[32];
+            snprintf(name, sizeof name, "atshub_plugin_entry_v%d", v);
+            if (v != AH_ABI_MAJOR && dlsym(dl, name) != NULL) {
+                snprintf(m, sizeof m, "built for ABI major %d (exports %s), this host speaks "
+                                      "ABI %d.%d", v, name, AH_ABI_MAJOR, AH_ABI_MINOR);
+                break;
+            }
+        }
+        say("init_failed", m);
         return 1;
+    }
+    g_desc = entry(&g_host);
+    if (g_desc == NULL) {
+        say("init_failed", "entry function " AH_ENTRY_SYMBOL " returned no descriptor");
+        return 1;
+    }
+    {
+        cJSON *m = cJSON_CreateObject();
+        if (m == NULL)
+            die_lost();
+        cJSON_AddStringToObject(m, "t", "descriptor");
+        cJSON *d = ah_mirror_describe(g_desc);
+        if (d == NULL || !cJSON_AddItemToObject(m, "d", d))
+            die_lost();
+        send_or_die(m);
+        cJSON_Delete(m);
+        /* The daemon checks it, then says "init" (or ends us). */
+        cJSON *go = NULL;
+        if (ah_frame_recv(g_fd, &go) != 0)
+            return 0;
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(go, "t");
+        bool init = cJSON_IsString(t) && strcmp(t->valuestring, "init") == 0;
+        cJSON_Delete(go);
+        if (!init)
+            return 0;
     }
     if (g_desc->init != NULL) {
         child_call cc;
@@ -1057,7 +1114,9 @@ int main(int argc, char **argv)
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(m, "t");
         const char *ts = cJSON_IsString(t) ? t->valuestring : "";
         if (strcmp(ts, "call") == 0)
-            serve_call(m);
+            serve_call(m, false);
+        else if (strcmp(ts, "settle") == 0)
+            serve_call(m, true);
         else if (strcmp(ts, "open") == 0)
             serve_open(m);
         else if (strcmp(ts, "event") == 0)
