@@ -439,8 +439,10 @@ ah_core *ah_core_open(ah_config *cfg, const ah_core_opts *opts, char *err, size_
         for (size_t i = 0; i < core->cfg.nplugins; i++) {
             const ah_plugin_conf *p = &core->cfg.plugins[i];
             char lerr[1024];
-            const ah_plugin_iso_conf *pi = ah_config_plugin_iso(&core->cfg, p->name);
-            if (pi != NULL && pi->isolation == AH_ISOLATION_PROCESS) {
+            ah_plugin_iso_conf pic;
+            ah_config_plugin_iso_resolve(&core->cfg, p->name, &pic);
+            const ah_plugin_iso_conf *pi = &pic;
+            if (pi->isolation == AH_ISOLATION_PROCESS) {
                 ah_isolate_opts io = {
                     .memory_max = pi->memory_max,
                     .call_timeout_ms = pi->call_timeout_ms,

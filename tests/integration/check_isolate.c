@@ -56,9 +56,12 @@ static void setup(fixture *f, const char *iso_section)
 {
     const char *fx = ah_t_env("AH_FIXTURE_DIR");
     char extra[2048];
+    /* The steady load runs in the daemon's process (as does the harness's
+     * template plugin): the faulty plugin's processes are the only ones. */
     snprintf(extra, sizeof extra,
-             "fixture_good = %s/good_v1.so\nfixture_faulty = %s/faulty.so\n%s", fx, fx,
-             iso_section);
+             "fixture_good = %s/good_v1.so\nfixture_faulty = %s/faulty.so\n"
+             "[plugin.fixture_good]\nisolation = in_process\n"
+             "[plugin.template]\nisolation = in_process\n%s", fx, fx, iso_section);
     f->dir = ah_t_tmpdir();
     ck_assert_ptr_nonnull(f->dir);
     char *ini = ah_t_write_ini(f->dir, extra);
@@ -543,7 +546,7 @@ END_TEST
 START_TEST(test_reconcile_loads_isolated)
 {
     fixture f;
-    setup(&f, "");
+    setup(&f, "[plugin.fixture_faulty]\nisolation = in_process\n");
     cJSON *p = faulty_json(f.core);
     ck_assert_str_eq(cJSON_GetObjectItem(p, "isolation")->valuestring, "in_process");
     cJSON_Delete(p);
