@@ -2,6 +2,7 @@
 /*
  * A plugin's descriptor as data (mirror.h).
  */
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -281,7 +282,19 @@ static const char *s_of(const cJSON *o, const char *k)
 static double n_of(const cJSON *o, const char *k)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsNumber(v) ? v->valuedouble : 0;
+    return cJSON_IsNumber(v) && v->valuedouble == v->valuedouble ? v->valuedouble : 0;
+}
+
+/* A whole number in 0..max (the process is not trusted: anything else,
+ * NaN, negative or past max, is clamped rather than cast). */
+static uint64_t u_of(const cJSON *o, const char *k, uint64_t max)
+{
+    double v = n_of(o, k);
+    if (!(v > 0))
+        return 0;
+    if (v >= (double)max)
+        return max;
+    return (uint64_t)v;
 }
 
 static bool b_of(const cJSON *o, const char *k)
@@ -334,11 +347,11 @@ static const ah_field_spec *build_fields(mirror *m, const cJSON *a, int depth, b
         if (name == NULL)
             break; /* the terminator */
         f[i].name = name;
-        f[i].type = (ah_field_type)(int)n_of(e, "type");
-        f[i].flags = (unsigned)n_of(e, "flags");
-        f[i].min_size = (uint32_t)n_of(e, "min_size");
-        f[i].max_size = (uint32_t)n_of(e, "max_size");
-        f[i].max_item = (uint32_t)n_of(e, "max_item");
+        f[i].type = (ah_field_type)(int)u_of(e, "type", INT_MAX);
+        f[i].flags = (unsigned)u_of(e, "flags", UINT_MAX);
+        f[i].min_size = (uint32_t)u_of(e, "min_size", UINT32_MAX);
+        f[i].max_size = (uint32_t)u_of(e, "max_size", UINT32_MAX);
+        f[i].max_item = (uint32_t)u_of(e, "max_item", UINT32_MAX);
         f[i].min = n_of(e, "min");
         f[i].max = n_of(e, "max");
         f[i].one_of = s_of(e, "one_of");
@@ -355,13 +368,22 @@ static const ah_field_spec *build_fields(mirror *m, const cJSON *a, int depth, b
 
 static bool build_table(mirror *m, const cJSON *t)
 {
-    size_t off = (size_t)n_of(t, "off");
-    uint32_t size = (uint32_t)n_of(t, "size");
+    size_t off = (size_t)u_of(t, "off", sizeof(ah_plugin_descriptor));
+    uint32_t size = (uint32_t)u_of(t, "size", UINT32_MAX);
     const char *hex = s_of(t, "bytes");
     /* A table the plugin declared with an impossible size: a stand-in of
      * that size only, for the loader's check to refuse. */
     size_t have = hex != NULL ? strlen(hex) / 2 : 0;
-    if (off + sizeof(void *) > sizeof(ah_plugin_descriptor) || off % sizeof(void *) != 0)
+    /* Only a capability table's pointer may be set this way (anything else
+     * would point the daemon at bytes the process chose). */
+    size_t n = 0;
+    const ah_topic *topics = ah_router_topics(&n);
+    bool known = false;
+    for (size_t i = 0; i < n && !known; i++)
+        known = topics[i].table_offset == off;
+    const unsigned char *already;
+    memcpy(&already, (const unsigned char *)&m->d + (known ? off : 0), sizeof already);
+    if (!known || already != NULL)
         return false;
     size_t alloc = size <= TABLE_SIZE_MAX && size >= sizeof(uint32_t) ? size : sizeof(uint32_t);
     if (hex != NULL && (strlen(hex) % 2 != 0 || have != alloc))
@@ -377,8 +399,6 @@ static bool build_table(mirror *m, const cJSON *t)
         b[i] = (unsigned char)(hi * 16 + lo);
     }
     memcpy(b, &size, sizeof size);
-    size_t n = 0;
-    const ah_topic *topics = ah_router_topics(&n);
     for (size_t i = 0; i < n; i++) {
         if (topics[i].table_offset != off || topics[i].slot_offset + sizeof(ah_op_fn) > alloc)
             continue;
@@ -402,11 +422,10 @@ const ah_plugin_descriptor *ah_mirror_build(const cJSON *desc, char *err, size_t
     const cJSON *j = m->json;
     ah_plugin_descriptor *d = &m->d;
     bool bad = !cJSON_IsObject(j);
-    double ss = n_of(j, "struct_size");
     /* A newer plugin's members past ours are unknown here: ours end it. */
-    d->struct_size = ss >= (double)sizeof *d ? (uint32_t)sizeof *d : (uint32_t)(ss > 0 ? ss : 0);
-    d->abi_major = (uint16_t)n_of(j, "abi_major");
-    d->abi_minor = (uint16_t)n_of(j, "abi_minor");
+    d->struct_size = (uint32_t)u_of(j, "struct_size", sizeof *d);
+    d->abi_major = (uint16_t)u_of(j, "abi_major", UINT16_MAX);
+    d->abi_minor = (uint16_t)u_of(j, "abi_minor", UINT16_MAX);
     d->name = s_of(j, "name");
     d->version = s_of(j, "version");
     d->description = s_of(j, "description");
@@ -434,9 +453,9 @@ const ah_plugin_descriptor *ah_mirror_build(const cJSON *desc, char *err, size_t
                     bad = true;
                     break;
                 }
-                s[i].type = (ah_setting_type)(int)n_of(e, "type");
+                s[i].type = (ah_setting_type)(int)u_of(e, "type", INT_MAX);
                 s[i].default_value = s_of(e, "default");
-                s[i].flags = (unsigned)n_of(e, "flags");
+                s[i].flags = (unsigned)u_of(e, "flags", UINT_MAX);
                 s[i].help = s_of(e, "help");
                 i++;
             }
@@ -459,7 +478,7 @@ const ah_plugin_descriptor *ah_mirror_build(const cJSON *desc, char *err, size_t
                 }
                 r[i].path = s_of(e, "path");
                 r[i].handler = b_of(e, "handler") ? stub_route : NULL;
-                r[i].flags = (unsigned)n_of(e, "flags");
+                r[i].flags = (unsigned)u_of(e, "flags", UINT_MAX);
                 r[i].action = s_of(e, "action");
                 i++;
             }
@@ -484,9 +503,9 @@ const ah_plugin_descriptor *ah_mirror_build(const cJSON *desc, char *err, size_t
         d->subscriptions = s;
     }
     if (HAS(d, rate_limit_rps))
-        d->rate_limit_rps = (uint32_t)n_of(j, "rate_limit_rps");
+        d->rate_limit_rps = (uint32_t)u_of(j, "rate_limit_rps", UINT32_MAX);
     if (HAS(d, needs_abi_minor))
-        d->needs_abi_minor = (uint16_t)n_of(j, "needs_abi_minor");
+        d->needs_abi_minor = (uint16_t)u_of(j, "needs_abi_minor", UINT16_MAX);
     if (HAS(d, op_fields) && (a = list_of(j, "op_fields", &n, &bad)) != NULL) {
         ah_op_fields *f = m_alloc(m, ((size_t)n + 1) * sizeof *f);
         int i = 0;
@@ -519,7 +538,7 @@ const ah_plugin_descriptor *ah_mirror_build(const cJSON *desc, char *err, size_t
                     bad = true;
                     break;
                 }
-                w[i].reconcile = (ah_reconcile)(int)n_of(e, "reconcile");
+                w[i].reconcile = (ah_reconcile)(int)u_of(e, "reconcile", INT_MAX);
                 w[i].how = s_of(e, "how");
                 w[i].settle = b_of(e, "settle") ? stub_op : NULL;
                 i++;

@@ -382,6 +382,49 @@ START_TEST(test_mirror_matches)
 }
 END_TEST
 
+/* The description comes from a process the daemon does not trust: it may
+ * not point the daemon at bytes of its choosing, and numbers out of range
+ * are clamped, never cast. */
+START_TEST(test_mirror_hostile)
+{
+    char text[512], err[256];
+    /* A "table" at the offset of the settings pointer. */
+    snprintf(text, sizeof text,
+             "{\"struct_size\":%zu,\"abi_major\":1,\"name\":\"x\",\"version\":\"1\","
+             "\"tables\":[{\"off\":%zu,\"size\":16,\"bytes\":\"10000000000000000100000000000000\"}]}",
+             sizeof(ah_plugin_descriptor), offsetof(ah_plugin_descriptor, settings));
+    cJSON *j = cJSON_Parse(text);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_ptr_null(ah_mirror_build(j, err, sizeof err));
+    cJSON_Delete(j);
+    /* The same table twice. */
+    snprintf(text, sizeof text,
+             "{\"struct_size\":%zu,\"tables\":[{\"off\":%zu,\"size\":4},{\"off\":%zu,\"size\":4}]}",
+             sizeof(ah_plugin_descriptor), offsetof(ah_plugin_descriptor, jobs),
+             offsetof(ah_plugin_descriptor, jobs));
+    j = cJSON_Parse(text);
+    ck_assert_ptr_null(ah_mirror_build(j, err, sizeof err));
+    cJSON_Delete(j);
+    /* Numbers out of range. */
+    j = cJSON_Parse("{\"struct_size\":-5,\"abi_major\":1e300,\"abi_minor\":-1e300,"
+                    "\"settings\":[{\"key\":\"a\",\"type\":1e30,\"flags\":-3}],"
+                    "\"tables\":[{\"off\":1e300,\"size\":-1}]}");
+    ck_assert_ptr_nonnull(j);
+    ck_assert_ptr_null(ah_mirror_build(j, err, sizeof err)); /* the table */
+    cJSON_DeleteItemFromObject(j, "tables");
+    const ah_plugin_descriptor *d = ah_mirror_build(j, err, sizeof err);
+    ck_assert_msg(d != NULL, "%s", err);
+    ck_assert_uint_eq(d->struct_size, 0);
+    ck_assert_uint_eq(d->abi_major, UINT16_MAX);
+    ck_assert_uint_eq(d->abi_minor, 0);
+    ck_assert_int_eq((int)d->settings[0].type, INT_MAX);
+    ck_assert_uint_eq(d->settings[0].flags, 0);
+    ck_assert_ptr_null(d->settings[1].key);
+    ah_mirror_free(d);
+    cJSON_Delete(j);
+}
+END_TEST
+
 START_TEST(test_distinct_messages)
 {
     /* Each fixture must be refused for its own reason, not a shared one. */
@@ -959,6 +1002,7 @@ static Suite *loader_suite(void)
                         (int)(sizeof(refusals) / sizeof(refusals[0])));
     tcase_add_test(tc, test_crash_while_loading_isolated);
     tcase_add_test(tc, test_mirror_matches);
+    tcase_add_test(tc, test_mirror_hostile);
     tcase_add_test(tc, test_init_sees_host_ctx);
     tcase_add_test(tc, test_same_path_twice);
     tcase_add_test(tc, test_bad_arguments);
