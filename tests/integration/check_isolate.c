@@ -832,6 +832,90 @@ START_TEST(test_routes_isolated)
 }
 END_TEST
 
+typedef struct bg_route {
+    ah_core *core;
+    char q[600];
+    long status;
+    char *out;
+} bg_route;
+
+static void *bg_route_main(void *arg)
+{
+    bg_route *b = arg;
+    b->status = route_post(b->core, b->q, "rk1", "{}", &b->out);
+    return NULL;
+}
+
+typedef struct bg_call {
+    ah_core *core;
+    ah_reply r;
+} bg_call;
+
+static void *bg_call_main(void *arg)
+{
+    bg_call *b = arg;
+    call(b->core, "fr", "ok", &b->r);
+    return NULL;
+}
+
+static bool exists(const char *dir, const char *name)
+{
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return access(p, F_OK) == 0;
+}
+
+/* A route holds its plugin process while it looks a connection up; a call
+ * of that connection holds the connection while it waits for the process.
+ * Neither waits for ever: the lookup gives up (503 overloaded), the route
+ * answers, and the call then runs. */
+START_TEST(test_route_lookup_does_not_deadlock)
+{
+    fixture f;
+    setup(&f, "[plugin.fixture_faulty]\nisolation = process\n");
+    int64_t tid = 0;
+    ah_tenant_row t = {0};
+    ck_assert_int_eq(f.core->store->ops->tenant_get(f.core->store, "acme", &t), 0);
+    tid = t.id;
+    ah_tenant_row_free(&t);
+    add_conn(f.core, tid, "fixture_faulty", "fr", "{\"greeting\":\"route\",\"route_key\":\"rk1\"}");
+    ck_assert_int_eq(ah_conns_reload(f.core), 0);
+    char err[512];
+    ck_assert_msg(ah_daemon_start(f.core, err, sizeof err) == 0, "%s", err);
+    /* The route starts and waits inside the plugin, holding its process. */
+    bg_route r = {.core = f.core};
+    snprintf(r.q, sizeof r.q, "?do=wait&dir=%s", f.dir);
+    pthread_t rt, ct;
+    ck_assert_int_eq(pthread_create(&rt, NULL, bg_route_main, &r), 0);
+    while (!exists(f.dir, "in_route"))
+        usleep(1000);
+    /* A call of the connection takes it and waits for the process. */
+    bg_call c = {.core = f.core};
+    ck_assert_int_eq(pthread_create(&ct, NULL, bg_call_main, &c), 0);
+    ah_conn *conn = ah_conn_find(f.core, "acme", "fr");
+    ck_assert_ptr_nonnull(conn);
+    while (pthread_mutex_trylock(&conn->call_lock) == 0) {
+        pthread_mutex_unlock(&conn->call_lock);
+        usleep(1000);
+    }
+    ah_conn_release(conn);
+    /* Now the route looks the connection up. */
+    char go[600];
+    snprintf(go, sizeof go, "%s/go", f.dir);
+    ck_assert_int_eq(ah_t_write_file(go, "x"), 0);
+    pthread_join(rt, NULL);
+    ck_assert_msg(r.status == 503 && r.out != NULL && strstr(r.out, "overloaded") != NULL,
+                  "%ld %s", r.status, r.out != NULL ? r.out : "");
+    free(r.out);
+    pthread_join(ct, NULL);
+    ck_assert_msg(c.r.ok, "%s: %s", c.r.code, c.r.message);
+    ah_reply_free(&c.r);
+    teardown(&f);
+    int zombies;
+    ck_assert_int_eq(children(&zombies), 0);
+}
+END_TEST
+
 static void expect_refused(const char *extra, const char *needle)
 {
     char *dir = ah_t_tmpdir();
@@ -877,6 +961,7 @@ static Suite *isolate_suite(void)
     tcase_add_test(tc, test_reconcile_loads_isolated);
     tcase_add_test(tc, test_init_failure_refused);
     tcase_add_test(tc, test_routes_isolated);
+    tcase_add_test(tc, test_route_lookup_does_not_deadlock);
     tcase_add_test(tc, test_events_isolated);
     suite_add_tcase(s, tc);
     return s;
