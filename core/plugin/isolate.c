@@ -1018,6 +1018,15 @@ void ah_isolate_close(ah_isolate *iso, void *conn_ctx)
     if (ic == NULL)
         return;
     proc *p = &iso->procs[ic->proc];
+    if (tl_iso == iso && tl_proc == p) {
+        /* Released by this thread in the middle of a route it serves in that
+         * very process (a connection conn_by_secret found went away
+         * meanwhile): the lock is ours and the process waits for a host
+         * reply, so no close goes now; the context is closed when the
+         * process ends. */
+        free(ic);
+        return;
+    }
     pthread_mutex_lock(&p->mu);
     if (p->fd >= 0 && ic->epoch == p->epoch) {
         cJSON *req = cJSON_CreateObject();
