@@ -111,6 +111,19 @@ static double num(const cJSON *o, const char *key, double dflt)
     return cJSON_IsNumber(v) ? v->valuedouble : dflt;
 }
 
+/* A number the child sent, as an integer in [lo, hi] (clamped: the child is
+ * not trusted, and casting a double out of range is undefined). */
+static long long inum(const cJSON *o, const char *key, long long dflt, long long lo,
+                      long long hi)
+{
+    double v = num(o, key, (double)dflt);
+    if (!(v >= (double)lo)) /* also NaN */
+        return lo;
+    if (v >= (double)hi)
+        return hi;
+    return (long long)v;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Finding and starting the program                                          */
 /* ------------------------------------------------------------------------ */
@@ -529,10 +542,10 @@ static void serve_http(ah_call *call, const cJSON *m, cJSON *resp)
     req.struct_size = sizeof req;
     req.method = str(q, "method");
     req.url = str(q, "url");
-    req.timeout_ms = (long)num(q, "timeout_ms", 0);
-    req.max_attempts = (int)num(q, "max_attempts", 0);
+    req.timeout_ms = (long)inum(q, "timeout_ms", 0, 0, LONG_MAX);
+    req.max_attempts = (int)inum(q, "max_attempts", 0, 0, INT_MAX);
     req.bearer = str(q, "bearer");
-    req.flags = (unsigned)num(q, "flags", 0);
+    req.flags = (unsigned)inum(q, "flags", 0, 0, UINT_MAX);
     req.response_size = sizeof(ah_http_response);
     const cJSON *hs = cJSON_GetObjectItemCaseSensitive(q, "headers");
     int nh = cJSON_IsArray(hs) ? cJSON_GetArraySize(hs) : 0;
@@ -587,9 +600,8 @@ static void serve_route_host(ah_isolate *iso, proc *p, ah_call *call, const char
         cJSON_AddItemToObject(resp, "v", v != NULL ? cJSON_CreateString(v) : cJSON_CreateNull());
     } else if (strcmp(fn, "http_respond_json") == 0) {
         cJSON *body = cJSON_DetachItemFromObjectCaseSensitive((cJSON *)m, "body");
-        cJSON_AddBoolToObject(resp, "ok",
-                              h->http_respond_json(p->ex, (int)num(m, "status", 500), body) ==
-                                  AH_OK);
+        int status = (int)inum(m, "status", 500, 0, 999);
+        cJSON_AddBoolToObject(resp, "ok", h->http_respond_json(p->ex, status, body) == AH_OK);
     } else if (strcmp(fn, "http_respond") == 0) {
         char *body = NULL;
         size_t len = 0;
@@ -597,7 +609,8 @@ static void serve_route_host(ah_isolate *iso, proc *p, ah_call *call, const char
             cJSON_AddBoolToObject(resp, "ok", false);
             return;
         }
-        ah_result r = h->http_respond(p->ex, (int)num(m, "status", 500), str(m, "content_type"),
+        int status = (int)inum(m, "status", 500, 0, 999);
+        ah_result r = h->http_respond(p->ex, status, str(m, "content_type"),
                                       body != NULL ? body : "", len);
         free(body);
         cJSON_AddBoolToObject(resp, "ok", r == AH_OK);
@@ -649,7 +662,7 @@ static cJSON *serve_host(ah_isolate *iso, proc *p, ah_call *call, const cJSON *m
         return NULL;
     cJSON_AddStringToObject(resp, "t", "host_reply");
     /* A route's host calls name the call they are made on. */
-    int c = (int)num(m, "c", 0);
+    int c = (int)inum(m, "c", 0, -1, INT_MAX);
     if (p->ex != NULL && c > 0 && c < p->nrcalls)
         call = p->rcalls[c];
     const ah_host_api *h = call->host;
@@ -704,7 +717,7 @@ static cJSON *serve_host(ah_isolate *iso, proc *p, ah_call *call, const cJSON *m
             v = h->record_by_id(call, str(m, "id"));
         else
             v = h->record_find(call, str(m, "type"), str(m, "field"), str(m, "value"),
-                               (int)num(m, "nocase", 0), (int)num(m, "limit", 0));
+                               (int)inum(m, "nocase", 0, 0, 1), (int)inum(m, "limit", 0, 0, INT_MAX));
         cJSON_AddItemToObject(resp, "v", v != NULL ? v : cJSON_CreateNull());
     } else if (strcmp(fn, "sequence_next") == 0) {
         int64_t v = 0;
@@ -719,7 +732,7 @@ static cJSON *serve_host(ah_isolate *iso, proc *p, ah_call *call, const cJSON *m
     } else if (strcmp(fn, "setting_lists") == 0) {
         cJSON_AddNumberToObject(resp, "v", h->setting_lists(call, str(m, "key"),
                                                             str(m, "value"),
-                                                            (unsigned)num(m, "how", 0)));
+                                                            (unsigned)inum(m, "how", 0, 0, UINT_MAX)));
     } else {
         h->fail(call, AH_E_INTERNAL, 500, "host call '%s' is not served to isolated plugins",
                 fn);
@@ -768,9 +781,11 @@ static int exchange(ah_isolate *iso, proc *p, ah_call *call, const cJSON *req,
             cJSON_Delete(m);
         } else if (strcmp(t, "log") == 0) {
             const char *msg = str(m, "msg");
-            int c = (int)num(m, "c", 0);
+            int c = (int)inum(m, "c", 0, -1, INT_MAX);
             ah_call *on = p->ex != NULL && c > 0 && c < p->nrcalls ? p->rcalls[c] : call;
-            on->host->log(on, (ah_log_level)num(m, "level", AH_LOG_INFO), "%s",
+            ah_log_level lv =
+                (ah_log_level)inum(m, "level", AH_LOG_INFO, AH_LOG_ERROR, AH_LOG_DEBUG);
+            on->host->log(on, lv, "%s",
                           msg != NULL ? msg : "");
             cJSON_Delete(m);
         } else if (strcmp(t, "host") == 0) {
@@ -941,7 +956,8 @@ static ah_result round_trip(ah_isolate *iso, proc *p, ah_call *call, const cJSON
 static ah_result plugin_failed(ah_call *call, const cJSON *ans)
 {
     const char *code = str(ans, "code"), *msg = str(ans, "message");
-    return call->host->fail(call, code != NULL ? code : AH_E_PLUGIN, (int)num(ans, "status", 0),
+    int status = (int)inum(ans, "status", 0, 0, 999);
+    return call->host->fail(call, code != NULL ? code : AH_E_PLUGIN, status,
                             "%s", msg != NULL ? msg : "the plugin failed without a reason");
 }
 
