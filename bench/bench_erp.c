@@ -8,7 +8,14 @@
  * failure). Prints one table row.
  *
  *   bench_erp [-n REQUESTS] [-w WARMUP] [-c CONCURRENCY] [-s SOURCES]
- *             [-t HTTP_THREADS] [-p PLUGIN.so]
+ *             [-t HTTP_THREADS] [-p PLUGIN.so] [-i in_process|process] [-P PROCESSES]
+ *
+ * -i: how the erp plugin runs (issue 15): in the daemon's process (the
+ * default, as every figure before it was measured and as etc/atshub.ini
+ * runs it), or in a process of its own, every route call and every host
+ * call it makes a round trip over the socket. Run both to compare. -P: the
+ * plugin's processes when isolated (default 1: each serves one route call at
+ * a time, so the HTTP threads queue behind it; give it as many as -t).
  */
 #include <curl/curl.h>
 #include <getopt.h>
@@ -176,8 +183,10 @@ int main(int argc, char **argv)
     long total = 20000, warmup = 1000;
     int conc = 32, nsources = 1, http_threads = 4;
     char plugin[PATH_MAX] = "";
+    const char *isolation = "in_process";
+    int processes = 1;
     int opt;
-    while ((opt = getopt(argc, argv, "n:w:c:s:t:p:")) != -1) {
+    while ((opt = getopt(argc, argv, "n:w:c:s:t:p:i:P:")) != -1) {
         switch (opt) {
         case 'n': total = atol(optarg); break;
         case 'w': warmup = atol(optarg); break;
@@ -185,13 +194,17 @@ int main(int argc, char **argv)
         case 's': nsources = atoi(optarg); break;
         case 't': http_threads = atoi(optarg); break;
         case 'p': snprintf(plugin, sizeof plugin, "%s", optarg); break;
+        case 'i': isolation = optarg; break;
+        case 'P': processes = atoi(optarg); break;
         default:
-            fprintf(stderr, "usage: bench_erp [-n N] [-w N] [-c N] [-s N] [-t N] [-p erp.so]\n");
+            fprintf(stderr, "usage: bench_erp [-n N] [-w N] [-c N] [-s N] [-t N] [-p erp.so] "
+                            "[-i in_process|process] [-P PROCESSES]\n");
             return 2;
         }
     }
     if (total < 1 || warmup < 0 || conc < 1 || conc > 1024 || nsources < 1 || nsources > 64 ||
-        http_threads < 1 || http_threads > 64) {
+        http_threads < 1 || http_threads > 64 || processes < 1 || processes > 64 ||
+        (strcmp(isolation, "in_process") != 0 && strcmp(isolation, "process") != 0)) {
         fprintf(stderr, "bench_erp: out-of-range option\n");
         return 2;
     }
@@ -232,8 +245,8 @@ int main(int argc, char **argv)
             "[http]\nlisten = 127.0.0.1:0\nthreads = %d\n"
             "[store]\nurl = sqlite:atshub.db\n"
             "[sync]\ninterval_s = 0\n"
-            "[plugins]\nerp = %s\n",
-            http_threads, plugin);
+            "[plugins]\nerp = %s\n[plugin.erp]\nisolation = %s\nprocesses = %d\n",
+            http_threads, plugin, isolation, processes);
     fclose(f);
 
     int rc = 1;
@@ -281,9 +294,10 @@ int main(int argc, char **argv)
     qsort(lat, (size_t)total, sizeof *lat, cmp_double);
     double p50 = lat[(size_t)((double)total * 0.50)];
     double p99 = lat[(size_t)((double)total * 0.99 >= (double)total ? total - 1 : (double)total * 0.99)];
-    printf("%-10s %-10s %-12s %-10s %-10s (conc %d, sources %d, http threads %d, warm-up %ld, "
-           "warm-up failures %ld)\n",
-           "requests", "failures", "req/s", "p50_ms", "p99_ms", conc, nsources, http_threads, warmup,
+    printf("%-10s %-10s %-12s %-10s %-10s (erp %s, %d process(es), conc %d, sources %d, "
+           "http threads %d, warm-up %ld, warm-up failures %ld)\n",
+           "requests", "failures", "req/s", "p50_ms", "p99_ms", isolation,
+           strcmp(isolation, "process") == 0 ? processes : 0, conc, nsources, http_threads, warmup,
            warm_fail);
     printf("%-10ld %-10ld %-12.0f %-10.3f %-10.3f\n", total, failures, (double)total / secs, p50,
            p99);

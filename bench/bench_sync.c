@@ -58,7 +58,9 @@ int main(int argc, char **argv)
     snprintf(ini, sizeof ini, "%s/atshub.ini", dir);
     snprintf(text, sizeof text,
              "[core]\nworkers = 2\nkey_file = host.key\nlog_level = warn\n[store]\nurl = sqlite:b.db\n"
-             "[sync]\ninterval_s = 0\n[admin]\nsocket = off\n[plugins]\nerecruit = %s/erecruit.so\n",
+             "[sync]\ninterval_s = 0\n[admin]\nsocket = off\n[plugins]\nerecruit = %s/erecruit.so\n"
+             /* As measured before plugins ran isolated by default (issue 15). */
+             "[plugin.erecruit]\nisolation = in_process\n",
              plugdir != NULL ? plugdir : AH_BENCH_PLUGIN_DIR);
     FILE *f = fopen(ini, "w");
     if (f == NULL || fputs(text, f) < 0 || fclose(f) != 0)

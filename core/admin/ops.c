@@ -484,17 +484,16 @@ int ah_ops_reconcile(ah_core *core, cJSON **out, ah_ops_err *e)
         if (same)
             continue;
         /* A plugin (re)loaded here runs as its [plugin.NAME] now says. */
-        const ah_plugin_iso_conf *pi = ah_config_plugin_iso(&cfg, p->name);
-        ah_isolate_opts io = {0};
-        if (pi != NULL)
-            io = (ah_isolate_opts){.memory_max = pi->memory_max,
-                                   .call_timeout_ms = pi->call_timeout_ms,
-                                   .max_calls = pi->max_calls,
-                                   .restart_backoff_ms = pi->restart_backoff_ms,
-                                   .processes = pi->processes};
+        ah_plugin_iso_conf pic;
+        ah_config_plugin_iso_resolve(&cfg, p->name, &pic);
+        const ah_plugin_iso_conf *pi = &pic;
+        ah_isolate_opts io = {.memory_max = pi->memory_max,
+                              .call_timeout_ms = pi->call_timeout_ms,
+                              .max_calls = pi->max_calls,
+                              .restart_backoff_ms = pi->restart_backoff_ms,
+                              .processes = pi->processes};
         ah_registry_set_isolation(core->registry, p->name,
-                                  pi != NULL && pi->isolation == AH_ISOLATION_PROCESS ? &io
-                                                                                      : NULL);
+                                  pi->isolation == AH_ISOLATION_PROCESS ? &io : NULL);
         ah_ops_err pe;
         if (reload_locked(core, p->name, p->path, NULL, &pe) != 0)
             add_error(errors, p->name, pe.msg);

@@ -474,7 +474,7 @@ static void plugin_route(void *arg, ah_http_exchange *ex)
         if (c != NULL)
             cc.ext.call.conn_ctx = c->ctx;
         atomic_fetch_add(&gen->inflight, 1);
-        res = r->handler(&cc.ext.call, ex);
+        res = ah_generation_route(gen, r, &cc.ext.call, ex);
         atomic_fetch_sub(&gen->inflight, 1);
     }
     if (ah_ex_status(ex) == 0) {

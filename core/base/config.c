@@ -853,6 +853,23 @@ const ah_plugin_iso_conf *ah_config_plugin_iso(const ah_config *cfg, const char 
     return NULL;
 }
 
+void ah_config_plugin_iso_resolve(const ah_config *cfg, const char *name,
+                                  ah_plugin_iso_conf *out)
+{
+    const ah_plugin_iso_conf *pi = ah_config_plugin_iso(cfg, name);
+    if (pi != NULL) {
+        *out = *pi;
+        return;
+    }
+    *out = (ah_plugin_iso_conf){
+        .name = (char *)name,
+        .isolation = AH_ISOLATION_PROCESS,
+        .call_timeout_ms = 30000,
+        .restart_backoff_ms = 1000,
+        .processes = 1,
+    };
+}
+
 static ah_plugin_iso_conf *plugin_iso(parse_state *st, const char *pname)
 {
     ah_config *cfg = st->cfg;
@@ -870,7 +887,7 @@ static ah_plugin_iso_conf *plugin_iso(parse_state *st, const char *pname)
     pi->name = strdup(pname);
     if (pi->name == NULL)
         return NULL;
-    pi->isolation = AH_ISOLATION_IN_PROCESS;
+    pi->isolation = AH_ISOLATION_PROCESS;
     pi->call_timeout_ms = 30000;
     pi->restart_backoff_ms = 1000;
     pi->processes = 1;

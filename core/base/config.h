@@ -20,9 +20,9 @@ typedef enum ah_isolation {
     AH_ISOLATION_PROCESS = 1,
 } ah_isolation;
 
-/** A [plugin.NAME] section: how that plugin runs. A plugin without one runs
- *  in_process for now (the default becomes process once routes and
- *  subscriptions work across the process boundary). */
+/** A [plugin.NAME] section: how that plugin runs. A plugin without one, and
+ *  a section without `isolation`, runs in a process of its own with the
+ *  defaults below (ah_config_plugin_iso_resolve). */
 typedef struct ah_plugin_iso_conf {
     char *name;            /* NAME of [plugin.NAME]; declared in [plugins] */
     ah_isolation isolation; /* isolation = process | in_process */
@@ -137,9 +137,13 @@ int ah_config_load(const char *path, ah_config *out, char *err, size_t errlen);
 void ah_config_defaults(ah_config *cfg);
 /** Frees every member and zeroes *cfg (safe to call twice). */
 void ah_config_free(ah_config *cfg);
-/** The [plugin.NAME] section of `name`, or NULL when it has none (then it
- *  runs in_process). */
+/** The [plugin.NAME] section of `name`, or NULL when it has none. */
 const ah_plugin_iso_conf *ah_config_plugin_iso(const ah_config *cfg, const char *name);
+/** How `name` runs: its section, or the defaults when it has none
+ *  (isolation = process, no memory_max, call_timeout_ms 30000, max_calls 0,
+ *  restart_backoff_ms 1000, processes 1). out->name is borrowed. */
+void ah_config_plugin_iso_resolve(const ah_config *cfg, const char *name,
+                                  ah_plugin_iso_conf *out);
 /** Resolves `rel` against the config folder (the working directory when cfg
  *  or cfg->dir is NULL) unless it is absolute, then normalises ".", ".." and
  *  "//" textually (no realpath: the file may not exist yet). malloc'd; NULL

@@ -18,6 +18,7 @@
 #include "settle.h"
 #include "conns.h"
 #include "events.h"
+#include "isolate.h"
 #include "recbuf.h"
 #include "tracking.h"
 
@@ -337,8 +338,13 @@ static double now_s(void)
 
 static bool retryable(const char *code)
 {
-    static const char *const codes[] = {AH_E_UNAVAILABLE, AH_E_UPSTREAM, AH_E_TIMEOUT,
-                                        "overloaded", "connection_unavailable"};
+    /* An isolated plugin's process that crashed restarts (isolate.h): the
+     * page it was serving committed nothing and is asked again once it is
+     * back; until then its calls are plugin_unavailable. */
+    static const char *const codes[] = {AH_E_UNAVAILABLE,       AH_E_UPSTREAM,
+                                        AH_E_TIMEOUT,           "overloaded",
+                                        "connection_unavailable", AH_E_PLUGIN_CRASHED,
+                                        AH_E_PLUGIN_UNAVAILABLE};
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
         if (strcmp(code, codes[i]) == 0)
             return true;

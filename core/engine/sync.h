@@ -15,7 +15,9 @@
  * streaming->backfill_hours (never moving it backwards).
  *
  * Faults: a page whose reply is upstream_unavailable, upstream_error,
- * timeout, overloaded or connection_unavailable is asked again (exponential
+ * timeout, overloaded, connection_unavailable, plugin_crashed or
+ * plugin_unavailable (an isolated plugin's process crashed mid-run and
+ * restarts) is asked again (exponential
  * backoff from [outbound] backoff_ms, capped at backoff_max_ms, at most
  * AH_SYNC_PAGE_ATTEMPTS attempts); any other error, a store failure or the
  * core stopping ends the run, leaving the cursor where the last committed

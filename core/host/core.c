@@ -302,7 +302,7 @@ int ah_core_settle(ah_core *core, ah_conn *c, const char *topic, const char *cor
         cc.ext.call.conn_ctx = c->ctx;
         cJSON *out = NULL;
         atomic_fetch_add(&gen->inflight, 1);
-        ah_result res = w->settle(&cc.ext.call, body, &out);
+        ah_result res = ah_generation_settle(gen, w, &cc.ext.call, body, &out);
         atomic_fetch_sub(&gen->inflight, 1);
         if (res == AH_OK) {
             r->ok = true;
@@ -503,8 +503,10 @@ ah_core *ah_core_open(ah_config *cfg, const ah_core_opts *opts, char *err, size_
         for (size_t i = 0; i < core->cfg.nplugins; i++) {
             const ah_plugin_conf *p = &core->cfg.plugins[i];
             char lerr[1024];
-            const ah_plugin_iso_conf *pi = ah_config_plugin_iso(&core->cfg, p->name);
-            if (pi != NULL && pi->isolation == AH_ISOLATION_PROCESS) {
+            ah_plugin_iso_conf pic;
+            ah_config_plugin_iso_resolve(&core->cfg, p->name, &pic);
+            const ah_plugin_iso_conf *pi = &pic;
+            if (pi->isolation == AH_ISOLATION_PROCESS) {
                 ah_isolate_opts io = {
                     .memory_max = pi->memory_max,
                     .call_timeout_ms = pi->call_timeout_ms,

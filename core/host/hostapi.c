@@ -6,10 +6,12 @@
  * loader's init call (topic == NULL), which is a bare ah_call_ext.
  */
 #include <curl/curl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "core.h"
 #include "ratelimit.h"
@@ -53,6 +55,7 @@ static size_t call_secrets(const ah_call *call, const char **out, size_t max)
 {
     ah_core_call *cc = core_call(call);
     size_t n = 0;
+    out[0] = NULL; /* none, also when there is no connection */
     if (cc == NULL || cc->gen == NULL || call->conn == NULL)
         return 0;
     for (const ah_setting_spec *s = cc->gen->desc->settings; s && s->key && n + 1 < max; s++) {
@@ -448,6 +451,9 @@ static ah_result host_http_respond(ah_http_exchange *ex, int status, const char 
                : AH_ERR;
 }
 
+/* How long an isolated route's conn_by_secret waits for the connection. */
+#define CONN_BY_SECRET_WAIT_S 2
+
 static ah_call *host_conn_by_secret(ah_call *route_call, const char *key, const char *presented)
 {
     ah_core_call *rc = core_call(route_call);
@@ -476,7 +482,25 @@ static ah_call *host_conn_by_secret(ah_call *route_call, const char *key, const 
         ah_conn_release(c);
         return NULL;
     }
-    pthread_mutex_lock(&c->call_lock);
+    if (rc->gen->iso != NULL) {
+        /* An isolated route runs holding its plugin process, which a call
+         * of this connection may be waiting for while it holds the
+         * connection (connection first, then process, everywhere else):
+         * wait a bounded time for the connection, then give up (503),
+         * rather than wait for each other for ever. */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += CONN_BY_SECRET_WAIT_S;
+        if (pthread_mutex_timedlock(&c->call_lock, &until) != 0) {
+            host_fail(route_call, "overloaded", 503,
+                      "the connection is busy with another call; retry later");
+            ah_conn_release(c);
+            free(x);
+            return NULL;
+        }
+    } else {
+        pthread_mutex_lock(&c->call_lock);
+    }
     ah_core_call_init(x, core, rc->gen, c, rc->ext.call.topic, rc->ext.call.correlation_id);
     x->ex = rc->ex;
     if (ah_conn_ensure_open(core, c, rc->gen, &x->ext) != 0) {

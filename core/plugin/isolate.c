@@ -33,6 +33,8 @@ extern char **environ;
 /* The child's init may take longer than one call (it may log, read a file
  * it was given): at least this long. */
 #define INIT_TIMEOUT_MIN_MS 10000L
+/* Connections one route call may look up (the host keeps as many). */
+#define ROUTE_EXTRA_MAX 8
 
 typedef struct iso_ctx {
     int proc;        /* the process slot the connection is pinned to */
@@ -51,10 +53,24 @@ typedef struct proc {
     bool recycled;      /* the last child was ended after max_calls */
     unsigned long calls_since_spawn;
     pid_t pid;          /* 0 when no child runs; guarded by ah_isolate.st */
+    /* While the child serves an inbound route (ah_isolate_route): its
+     * exchange, and the calls its host API calls may name ("c": 0 the
+     * route's own, 1.. the connections conn_by_secret gave it). */
+    ah_http_exchange *ex;
+    ah_call *rcalls[1 + ROUTE_EXTRA_MAX];
+    int nrcalls;
 } proc;
+
+/* The route this thread is serving in a child, with that child's lock held:
+ * a connection conn_by_secret opens meanwhile is opened in the same child
+ * (its context must live where the route runs), nested in the route's
+ * exchange, without taking the lock again. */
+static _Thread_local struct ah_isolate *tl_iso;
+static _Thread_local proc *tl_proc;
 
 struct ah_isolate {
     char *path, *name, *prog;
+    cJSON *desc; /* the descriptor the first child described */
     ah_isolate_opts o;
     const ah_host_api *host;
     proc *procs;
@@ -93,6 +109,19 @@ static double num(const cJSON *o, const char *key, double dflt)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     return cJSON_IsNumber(v) ? v->valuedouble : dflt;
+}
+
+/* A number the child sent, as an integer in [lo, hi] (clamped: the child is
+ * not trusted, and casting a double out of range is undefined). */
+static long long inum(const cJSON *o, const char *key, long long dflt, long long lo,
+                      long long hi)
+{
+    double v = num(o, key, (double)dflt);
+    if (!(v >= (double)lo)) /* also NaN */
+        return lo;
+    if (v >= (double)hi)
+        return hi;
+    return (long long)v;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -183,7 +212,21 @@ static int reap(ah_isolate *iso, proc *p, bool gently)
 static int exchange(ah_isolate *iso, proc *p, ah_call *call, const cJSON *req,
                     long timeout_ms, cJSON **out);
 
-static int spawn_child(ah_isolate *iso, proc *p, char *err, size_t errlen)
+/* The child's end, described: how it died (wait status) while `doing`. */
+static void describe_death(int status, const char *doing, char *err, size_t errlen)
+{
+    if (WIFSIGNALED(status))
+        snprintf(err, errlen, "the plugin process died %s: signal SIG%s", doing,
+                 sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?");
+    else
+        snprintf(err, errlen, "the plugin process ended %s (exit status %d)", doing,
+                 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+}
+
+/* Starts a child and reads the descriptor it describes (loading the plugin:
+ * its constructors and entry function run there, not here); the child then
+ * waits for spawn_init. The first description is kept (iso->desc). */
+static int spawn_load(ah_isolate *iso, proc *p, char *err, size_t errlen)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -237,25 +280,64 @@ static int spawn_child(ah_isolate *iso, proc *p, char *err, size_t errlen)
     p->epoch = ++iso->spawns;
     p->pid = pid;
     pthread_mutex_unlock(&iso->st);
-    /* The child loads the plugin and runs its init, then says so. */
+    /* The child loads the plugin and describes its descriptor. */
     ah_call_ext ext;
     memset(&ext, 0, sizeof ext);
     ext.call.struct_size = sizeof ext.call;
     ext.call.host = iso->host;
-    cJSON *ready = NULL;
+    cJSON *desc = NULL;
     long t = iso->o.call_timeout_ms > INIT_TIMEOUT_MIN_MS ? iso->o.call_timeout_ms
                                                           : INIT_TIMEOUT_MIN_MS;
-    int r = exchange(iso, p, &ext.call, NULL, t, &ready);
+    int r = exchange(iso, p, &ext.call, NULL, t, &desc);
+    if (r != 0) {
+        int status = reap(iso, p, false);
+        if (r == -2)
+            snprintf(err, errlen, "loading the plugin did not finish within %ld ms", t);
+        else
+            describe_death(status, "while loading the plugin (its constructors or entry "
+                                   "function)", err, errlen);
+        return -1;
+    }
+    const char *td = str(desc, "t");
+    cJSON *d = cJSON_GetObjectItemCaseSensitive(desc, "d");
+    if (td == NULL || strcmp(td, "descriptor") != 0 || !cJSON_IsObject(d)) {
+        const char *m = str(desc, "message");
+        snprintf(err, errlen, "%s", m != NULL ? m : "the plugin process did not start");
+        cJSON_Delete(desc);
+        reap(iso, p, true);
+        return -1;
+    }
+    if (iso->desc == NULL)
+        iso->desc = cJSON_DetachItemViaPointer(desc, d);
+    cJSON_Delete(desc);
+    return 0;
+}
+
+/* Tells a child spawn_load started to run the plugin's init, and waits for
+ * it to say it is ready. */
+static int spawn_init(ah_isolate *iso, proc *p, char *err, size_t errlen)
+{
+    ah_call_ext ext;
+    memset(&ext, 0, sizeof ext);
+    ext.call.struct_size = sizeof ext.call;
+    ext.call.host = iso->host;
+    cJSON *go = cJSON_CreateObject(), *ready = NULL;
+    if (go == NULL || cJSON_AddStringToObject(go, "t", "init") == NULL) {
+        cJSON_Delete(go);
+        snprintf(err, errlen, "out of memory");
+        reap(iso, p, false);
+        return -1;
+    }
+    long t = iso->o.call_timeout_ms > INIT_TIMEOUT_MIN_MS ? iso->o.call_timeout_ms
+                                                          : INIT_TIMEOUT_MIN_MS;
+    int r = exchange(iso, p, &ext.call, go, t, &ready);
+    cJSON_Delete(go);
     if (r != 0) {
         int status = reap(iso, p, false);
         if (r == -2)
             snprintf(err, errlen, "init did not finish within %ld ms", t);
-        else if (WIFSIGNALED(status))
-            snprintf(err, errlen, "the plugin process died in init: signal SIG%s",
-                     sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?");
         else
-            snprintf(err, errlen, "the plugin process ended in init (exit status %d)",
-                     WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+            describe_death(status, "in init", err, errlen);
         return -1;
     }
     const char *t_ = str(ready, "t");
@@ -268,6 +350,13 @@ static int spawn_child(ah_isolate *iso, proc *p, char *err, size_t errlen)
     }
     cJSON_Delete(ready);
     return 0;
+}
+
+static int spawn_child(ah_isolate *iso, proc *p, char *err, size_t errlen)
+{
+    if (spawn_load(iso, p, err, errlen) != 0)
+        return -1;
+    return spawn_init(iso, p, err, errlen);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -453,10 +542,10 @@ static void serve_http(ah_call *call, const cJSON *m, cJSON *resp)
     req.struct_size = sizeof req;
     req.method = str(q, "method");
     req.url = str(q, "url");
-    req.timeout_ms = (long)num(q, "timeout_ms", 0);
-    req.max_attempts = (int)num(q, "max_attempts", 0);
+    req.timeout_ms = (long)inum(q, "timeout_ms", 0, 0, LONG_MAX);
+    req.max_attempts = (int)inum(q, "max_attempts", 0, 0, INT_MAX);
     req.bearer = str(q, "bearer");
-    req.flags = (unsigned)num(q, "flags", 0);
+    req.flags = (unsigned)inum(q, "flags", 0, 0, UINT_MAX);
     req.response_size = sizeof(ah_http_response);
     const cJSON *hs = cJSON_GetObjectItemCaseSensitive(q, "headers");
     int nh = cJSON_IsArray(hs) ? cJSON_GetArraySize(hs) : 0;
@@ -495,17 +584,95 @@ static void serve_http(ah_call *call, const cJSON *m, cJSON *resp)
     free(body);
 }
 
-static cJSON *serve_host(ah_isolate *iso, ah_call *call, const cJSON *m)
+static ah_result open_locked(ah_isolate *iso, proc *p, ah_call *call, iso_ctx *ic);
+
+/* The route calls of the exchange: conn_by_secret, the request's parts and
+ * the answer. Only while p serves a route (p->ex set). */
+static void serve_route_host(ah_isolate *iso, proc *p, ah_call *call, const char *fn,
+                             const cJSON *m, cJSON *resp)
+{
+    const ah_host_api *h = call->host;
+    if (strcmp(fn, "http_header") == 0 || strcmp(fn, "http_query") == 0) {
+        const char *name = str(m, "name");
+        const char *v = name == NULL       ? NULL
+                        : fn[5] == 'h' ? h->http_header(p->ex, name)
+                                           : h->http_query(p->ex, name);
+        cJSON_AddItemToObject(resp, "v", v != NULL ? cJSON_CreateString(v) : cJSON_CreateNull());
+    } else if (strcmp(fn, "http_respond_json") == 0) {
+        cJSON *body = cJSON_DetachItemFromObjectCaseSensitive((cJSON *)m, "body");
+        int status = (int)inum(m, "status", 500, 0, 999);
+        cJSON_AddBoolToObject(resp, "ok", h->http_respond_json(p->ex, status, body) == AH_OK);
+    } else if (strcmp(fn, "http_respond") == 0) {
+        char *body = NULL;
+        size_t len = 0;
+        if (ah_frame_get_bytes(m, "body", &body, &len) != 0) {
+            cJSON_AddBoolToObject(resp, "ok", false);
+            return;
+        }
+        int status = (int)inum(m, "status", 500, 0, 999);
+        ah_result r = h->http_respond(p->ex, status, str(m, "content_type"),
+                                      body != NULL ? body : "", len);
+        free(body);
+        cJSON_AddBoolToObject(resp, "ok", r == AH_OK);
+    } else { /* conn_by_secret, on the route's own call only */
+        ah_call *x = NULL;
+        if (call == p->rcalls[0] && p->nrcalls < 1 + ROUTE_EXTRA_MAX)
+            x = h->conn_by_secret(call, str(m, "key"), str(m, "presented"));
+        const ah_call_ext *ext = (const ah_call_ext *)call;
+        /* Why not, as the host wrote it into the route's own call. */
+        if (ext->err_code[0]) {
+            cJSON *e = cJSON_AddObjectToObject(resp, "route_err");
+            cJSON_AddStringToObject(e, "code", ext->err_code);
+            cJSON_AddNumberToObject(e, "status", ext->err_status);
+            cJSON_AddStringToObject(e, "message", ext->err_msg);
+        }
+        if (x == NULL) {
+            cJSON_AddBoolToObject(resp, "ok", false);
+            return;
+        }
+        int idx = p->nrcalls++;
+        p->rcalls[idx] = x;
+        cJSON_AddBoolToObject(resp, "ok", true);
+        cJSON_AddNumberToObject(resp, "c", idx);
+        if (x->tenant != NULL)
+            cJSON_AddStringToObject(resp, "tenant", x->tenant);
+        if (x->connection != NULL)
+            cJSON_AddStringToObject(resp, "connection", x->connection);
+        /* The connection's context must live in this child: it does when
+         * conn_by_secret opened it just now (nested). One an earlier child
+         * made, or (processes > 1) another process, is opened again here,
+         * nested too (the connection's call lock is held; a context left in
+         * another live process is closed when that process ends). */
+        iso_ctx *ic = x->conn_ctx;
+        if (ic != NULL && (ic->proc != p->index || ic->epoch != p->epoch)) {
+            ic->proc = p->index;
+            if (open_locked(iso, p, x, ic) != AH_OK)
+                ic->epoch = 0; /* opened again by its next call */
+        }
+        if (ic != NULL && ic->epoch == p->epoch)
+            cJSON_AddStringToObject(resp, "ctx", ic->handle);
+    }
+}
+
+static cJSON *serve_host(ah_isolate *iso, proc *p, ah_call *call, const cJSON *m)
 {
     const char *fn = str(m, "fn");
     cJSON *resp = cJSON_CreateObject();
     if (resp == NULL)
         return NULL;
     cJSON_AddStringToObject(resp, "t", "host_reply");
+    /* A route's host calls name the call they are made on. */
+    int c = (int)inum(m, "c", 0, -1, INT_MAX);
+    if (p->ex != NULL && c > 0 && c < p->nrcalls)
+        call = p->rcalls[c];
     const ah_host_api *h = call->host;
-    if (fn == NULL) {
+    if (fn == NULL || (c != 0 && (p->ex == NULL || c < 0 || c >= p->nrcalls))) {
         h->fail(call, AH_E_INTERNAL, 500, "malformed host call");
         add_failure(resp, call);
+    } else if (p->ex != NULL &&
+               (strncmp(fn, "http_", 5) == 0 || strcmp(fn, "conn_by_secret") == 0) &&
+               strcmp(fn, "http") != 0) {
+        serve_route_host(iso, p, call, fn, m, resp);
     } else if (strcmp(fn, "setting") == 0) {
         const char *k = str(m, "key");
         const char *v = k != NULL ? h->setting(call, k) : NULL;
@@ -513,13 +680,13 @@ static cJSON *serve_host(ah_isolate *iso, ah_call *call, const cJSON *m)
     } else if (strcmp(fn, "http") == 0) {
         serve_http(call, m, resp);
     } else if (strcmp(fn, "oauth2_token") == 0 || strcmp(fn, "oauth2_invalidate") == 0) {
-        ah_oauth2_params p;
-        oauth2_from(cJSON_GetObjectItemCaseSensitive(m, "p"), &p);
+        ah_oauth2_params op;
+        oauth2_from(cJSON_GetObjectItemCaseSensitive(m, "p"), &op);
         if (fn[7] == 'i') {
-            h->oauth2_invalidate(call, &p);
+            h->oauth2_invalidate(call, &op);
         } else {
             char tok[8192];
-            ah_result r = h->oauth2_token(call, &p, tok, sizeof tok);
+            ah_result r = h->oauth2_token(call, &op, tok, sizeof tok);
             add_result(resp, call, r);
             if (r == AH_OK)
                 cJSON_AddStringToObject(resp, "token", tok);
@@ -550,7 +717,7 @@ static cJSON *serve_host(ah_isolate *iso, ah_call *call, const cJSON *m)
             v = h->record_by_id(call, str(m, "id"));
         else
             v = h->record_find(call, str(m, "type"), str(m, "field"), str(m, "value"),
-                               (int)num(m, "nocase", 0), (int)num(m, "limit", 0));
+                               (int)inum(m, "nocase", 0, 0, 1), (int)inum(m, "limit", 0, 0, INT_MAX));
         cJSON_AddItemToObject(resp, "v", v != NULL ? v : cJSON_CreateNull());
     } else if (strcmp(fn, "sequence_next") == 0) {
         int64_t v = 0;
@@ -565,7 +732,7 @@ static cJSON *serve_host(ah_isolate *iso, ah_call *call, const cJSON *m)
     } else if (strcmp(fn, "setting_lists") == 0) {
         cJSON_AddNumberToObject(resp, "v", h->setting_lists(call, str(m, "key"),
                                                             str(m, "value"),
-                                                            (unsigned)num(m, "how", 0)));
+                                                            (unsigned)inum(m, "how", 0, 0, UINT_MAX)));
     } else {
         h->fail(call, AH_E_INTERNAL, 500, "host call '%s' is not served to isolated plugins",
                 fn);
@@ -614,11 +781,15 @@ static int exchange(ah_isolate *iso, proc *p, ah_call *call, const cJSON *req,
             cJSON_Delete(m);
         } else if (strcmp(t, "log") == 0) {
             const char *msg = str(m, "msg");
-            call->host->log(call, (ah_log_level)num(m, "level", AH_LOG_INFO), "%s",
-                            msg != NULL ? msg : "");
+            int c = (int)inum(m, "c", 0, -1, INT_MAX);
+            ah_call *on = p->ex != NULL && c > 0 && c < p->nrcalls ? p->rcalls[c] : call;
+            ah_log_level lv =
+                (ah_log_level)inum(m, "level", AH_LOG_INFO, AH_LOG_ERROR, AH_LOG_DEBUG);
+            on->host->log(on, lv, "%s",
+                          msg != NULL ? msg : "");
             cJSON_Delete(m);
         } else if (strcmp(t, "host") == 0) {
-            cJSON *resp = serve_host(iso, call, m);
+            cJSON *resp = serve_host(iso, p, call, m);
             cJSON_Delete(m);
             int s = resp != NULL ? ah_frame_send(p->fd, resp) : -1;
             cJSON_Delete(resp);
@@ -635,9 +806,23 @@ static int exchange(ah_isolate *iso, proc *p, ah_call *call, const cJSON *req,
 /* The public side                                                           */
 /* ------------------------------------------------------------------------ */
 
-ah_isolate *ah_isolate_start(const char *path, const char *name, const ah_isolate_opts *opts,
+/* Messages the child wrote itself (the plugin's, the loader's), given as
+ * they are; the daemon's own get "isolated: " before them. */
+static const char *start_prefix(const char *why)
+{
+    static const char *const verbatim[] = {"init failed", "cannot open", "no entry symbol",
+                                           "built for ABI", "entry function"};
+    for (size_t i = 0; i < sizeof verbatim / sizeof verbatim[0]; i++)
+        if (strncmp(why, verbatim[i], strlen(verbatim[i])) == 0)
+            return "";
+    return "isolated: ";
+}
+
+ah_isolate *ah_isolate_start(const char *path, const ah_isolate_opts *opts,
                              const ah_host_api *host, char *err, size_t errlen)
 {
+    const char *base = strrchr(path, '/');
+    const char *name = base != NULL ? base + 1 : path;
     ah_isolate *iso = calloc(1, sizeof *iso);
     if (iso == NULL) {
         snprintf(err, errlen, "%s: out of memory", path);
@@ -676,17 +861,43 @@ ah_isolate *ah_isolate_start(const char *path, const char *name, const ah_isolat
         ah_isolate_free(iso);
         return NULL;
     }
+    char why[512];
+    if (spawn_load(iso, &iso->procs[0], why, sizeof why) != 0) {
+        snprintf(err, errlen, "%s: %s%s", path, start_prefix(why), why);
+        ah_isolate_free(iso);
+        return NULL;
+    }
+    iso->procs[0].started = true;
+    return iso;
+}
+
+const cJSON *ah_isolate_descriptor(const ah_isolate *iso)
+{
+    return iso->desc;
+}
+
+int ah_isolate_run(ah_isolate *iso, const char *name, char *err, size_t errlen)
+{
+    char *n = strdup(name);
+    if (n == NULL) {
+        snprintf(err, errlen, "%s: out of memory", iso->path);
+        return -1;
+    }
+    free(iso->name);
+    iso->name = n;
     for (int i = 0; i < iso->nprocs; i++) {
         char why[512];
-        if (spawn_child(iso, &iso->procs[i], why, sizeof why) != 0) {
-            snprintf(err, errlen, "%s: %s%s", path,
-                     strncmp(why, "init failed", 11) == 0 ? "" : "isolated: ", why);
-            ah_isolate_free(iso);
-            return NULL;
+        proc *p = &iso->procs[i];
+        pthread_mutex_lock(&p->mu);
+        int r = i == 0 ? spawn_init(iso, p, why, sizeof why) : spawn_child(iso, p, why, sizeof why);
+        pthread_mutex_unlock(&p->mu);
+        if (r != 0) {
+            snprintf(err, errlen, "%s: %s%s", iso->path, start_prefix(why), why);
+            return -1;
         }
-        iso->procs[i].started = true;
+        p->started = true;
     }
-    return iso;
+    return 0;
 }
 
 void ah_isolate_free(ah_isolate *iso)
@@ -701,6 +912,7 @@ void ah_isolate_free(ah_isolate *iso)
         pthread_mutex_destroy(&p->mu);
     }
     pthread_mutex_destroy(&iso->st);
+    cJSON_Delete(iso->desc);
     free(iso->procs);
     free(iso->path);
     free(iso->name);
@@ -725,7 +937,15 @@ static void add_call_fields(cJSON *req, const ah_call *call)
 static ah_result round_trip(ah_isolate *iso, proc *p, ah_call *call, const cJSON *req, bool op,
                             cJSON **ans)
 {
+    if (p->fd < 0) /* lost in an exchange nested in this one (already recorded) */
+        return call->host->fail(call, AH_E_PLUGIN_CRASHED, 503,
+                                "plugin '%s' crashed during %s; it restarts, retry later",
+                                iso->name, call->topic != NULL ? call->topic : "the call");
     int r = exchange(iso, p, call, req, iso->o.call_timeout_ms, ans);
+    if (r != 0 && p->fd < 0)
+        return call->host->fail(call, AH_E_PLUGIN_CRASHED, 503,
+                                "plugin '%s' crashed during %s; it restarts, retry later",
+                                iso->name, call->topic != NULL ? call->topic : "the call");
     if (r != 0)
         return child_lost(iso, p, call, r == -2);
     call_returned(iso, p, op);
@@ -736,7 +956,8 @@ static ah_result round_trip(ah_isolate *iso, proc *p, ah_call *call, const cJSON
 static ah_result plugin_failed(ah_call *call, const cJSON *ans)
 {
     const char *code = str(ans, "code"), *msg = str(ans, "message");
-    return call->host->fail(call, code != NULL ? code : AH_E_PLUGIN, (int)num(ans, "status", 0),
+    int status = (int)inum(ans, "status", 0, 0, 999);
+    return call->host->fail(call, code != NULL ? code : AH_E_PLUGIN, status,
                             "%s", msg != NULL ? msg : "the plugin failed without a reason");
 }
 
@@ -783,11 +1004,22 @@ ah_result ah_isolate_open(ah_isolate *iso, ah_call *call, void **conn_ctx)
     if (ic == NULL)
         return call->host->fail(call, AH_E_INTERNAL, 500, "out of memory");
     /* The connection stays with this process: its context lives there. */
-    proc *p = next_proc(iso);
-    ic->proc = p->index;
-    pthread_mutex_lock(&p->mu);
-    ah_result r = ensure_running(iso, p, call) == 0 ? open_locked(iso, p, call, ic) : AH_ERR;
-    pthread_mutex_unlock(&p->mu);
+    ah_result r;
+    if (tl_iso == iso && tl_proc != NULL) {
+        /* conn_by_secret inside a route this thread runs in tl_proc: open
+         * it there, nested in the route's exchange (the lock is ours). */
+        proc *p = tl_proc;
+        ic->proc = p->index;
+        r = p->fd >= 0 ? open_locked(iso, p, call, ic)
+                       : call->host->fail(call, AH_E_PLUGIN_CRASHED, 503,
+                                          "plugin '%s' crashed during the route", iso->name);
+    } else {
+        proc *p = next_proc(iso);
+        ic->proc = p->index;
+        pthread_mutex_lock(&p->mu);
+        r = ensure_running(iso, p, call) == 0 ? open_locked(iso, p, call, ic) : AH_ERR;
+        pthread_mutex_unlock(&p->mu);
+    }
     if (r != AH_OK) {
         free(ic);
         return r;
@@ -802,6 +1034,15 @@ void ah_isolate_close(ah_isolate *iso, void *conn_ctx)
     if (ic == NULL)
         return;
     proc *p = &iso->procs[ic->proc];
+    if (tl_iso == iso && tl_proc == p) {
+        /* Released by this thread in the middle of a route it serves in that
+         * very process (a connection conn_by_secret found went away
+         * meanwhile): the lock is ours and the process waits for a host
+         * reply, so no close goes now; the context is closed when the
+         * process ends. */
+        free(ic);
+        return;
+    }
     pthread_mutex_lock(&p->mu);
     if (p->fd >= 0 && ic->epoch == p->epoch) {
         cJSON *req = cJSON_CreateObject();
@@ -817,35 +1058,48 @@ void ah_isolate_close(ah_isolate *iso, void *conn_ctx)
     free(ic);
 }
 
-/* An operation (sub < 0) or the handler of subscription `sub` in the
- * connection's process. */
-static ah_result run_in_child(ah_isolate *iso, ah_call *call, int sub, const char *event,
-                              const cJSON *body, cJSON **reply)
+/* The connection's process (any for a call without a context), locked,
+ * with a child running and the context open in it; NULL (failure
+ * described, nothing locked) when there is none. */
+static proc *lock_proc_for(ah_isolate *iso, ah_call *call)
 {
-    *reply = NULL;
     iso_ctx *ic = call->conn_ctx;
     proc *p = ic != NULL ? &iso->procs[ic->proc] : next_proc(iso);
     pthread_mutex_lock(&p->mu);
     if (ensure_running(iso, p, call) != 0) {
         pthread_mutex_unlock(&p->mu);
-        return AH_ERR;
+        return NULL;
     }
     /* A context made by an earlier child died with it: open it again. */
     if (ic != NULL && ic->epoch != p->epoch && open_locked(iso, p, call, ic) != AH_OK) {
         pthread_mutex_unlock(&p->mu);
-        return AH_ERR;
+        return NULL;
     }
+    return p;
+}
+
+/* An operation ("call"), the handler of subscription `sub` ("event") or the
+ * settle function of write declaration `sub` ("settle") in the connection's
+ * process. */
+static ah_result run_in_child(ah_isolate *iso, ah_call *call, const char *kind, int sub,
+                              const char *event, const cJSON *body, cJSON **reply)
+{
+    *reply = NULL;
+    iso_ctx *ic = call->conn_ctx;
+    proc *p = lock_proc_for(iso, call);
+    if (p == NULL)
+        return AH_ERR;
     cJSON *req = cJSON_CreateObject();
     if (req == NULL) {
         pthread_mutex_unlock(&p->mu);
         return call->host->fail(call, AH_E_INTERNAL, 500, "out of memory");
     }
-    cJSON_AddStringToObject(req, "t", sub < 0 ? "call" : "event");
+    cJSON_AddStringToObject(req, "t", kind);
     add_call_fields(req, call);
-    if (sub >= 0) {
+    if (sub >= 0)
         cJSON_AddNumberToObject(req, "sub", sub);
+    if (event != NULL)
         cJSON_AddStringToObject(req, "event", event);
-    }
     cJSON_AddStringToObject(req, "ctx", ic != NULL ? ic->handle : "0");
     cJSON_AddItemReferenceToObject(req, "body", (cJSON *)body);
     cJSON *ans = NULL;
@@ -863,16 +1117,75 @@ static ah_result run_in_child(ah_isolate *iso, ah_call *call, int sub, const cha
     return r;
 }
 
+ah_result ah_isolate_route(ah_isolate *iso, ah_call *call, int index, ah_http_exchange *ex)
+{
+    const ah_host_api *h = call->host;
+    iso_ctx *ic = call->conn_ctx;
+    proc *p = lock_proc_for(iso, call);
+    if (p == NULL)
+        return AH_ERR;
+    cJSON *req = cJSON_CreateObject();
+    if (req == NULL) {
+        pthread_mutex_unlock(&p->mu);
+        return h->fail(call, AH_E_INTERNAL, 500, "out of memory");
+    }
+    /* The request line, the caller and the body go with the call; headers
+     * and query parameters the handler asks for travel when it asks. */
+    cJSON_AddStringToObject(req, "t", "route");
+    add_call_fields(req, call);
+    cJSON_AddNumberToObject(req, "route", index);
+    cJSON_AddStringToObject(req, "ctx", ic != NULL ? ic->handle : "0");
+    const char *v;
+    if ((v = h->http_method(ex)) != NULL)
+        cJSON_AddStringToObject(req, "method", v);
+    if ((v = h->http_path(ex)) != NULL)
+        cJSON_AddStringToObject(req, "path", v);
+    if ((v = h->http_client_ip(ex)) != NULL)
+        cJSON_AddStringToObject(req, "client_ip", v);
+    size_t blen = 0;
+    const char *body = h->http_body(ex, &blen);
+    if (body != NULL && ah_frame_put_bytes(req, "body", body, blen) != 0) {
+        cJSON_Delete(req);
+        pthread_mutex_unlock(&p->mu);
+        return h->fail(call, AH_E_INTERNAL, 500, "out of memory");
+    }
+    p->ex = ex;
+    p->rcalls[0] = call;
+    p->nrcalls = 1;
+    tl_iso = iso;
+    tl_proc = p;
+    cJSON *ans = NULL;
+    ah_result r = round_trip(iso, p, call, req, true, &ans);
+    tl_iso = NULL;
+    tl_proc = NULL;
+    p->ex = NULL;
+    p->nrcalls = 0;
+    cJSON_Delete(req);
+    pthread_mutex_unlock(&p->mu);
+    if (r != AH_OK)
+        return r;
+    if (!answered_ok(ans))
+        r = plugin_failed(call, ans);
+    cJSON_Delete(ans);
+    return r;
+}
+
 ah_result ah_isolate_op(ah_isolate *iso, ah_call *call, const cJSON *body, cJSON **reply)
 {
-    return run_in_child(iso, call, -1, NULL, body, reply);
+    return run_in_child(iso, call, "call", -1, NULL, body, reply);
+}
+
+ah_result ah_isolate_settle(ah_isolate *iso, ah_call *call, int index, const cJSON *body,
+                            cJSON **reply)
+{
+    return run_in_child(iso, call, "settle", index, NULL, body, reply);
 }
 
 ah_result ah_isolate_event(ah_isolate *iso, ah_call *call, int index, const char *topic,
                            const cJSON *body)
 {
     cJSON *reply = NULL;
-    ah_result r = run_in_child(iso, call, index, topic, body, &reply);
+    ah_result r = run_in_child(iso, call, "event", index, topic, body, &reply);
     cJSON_Delete(reply);
     return r;
 }

@@ -4,15 +4,27 @@
  * its own (atshub-plugin-host, plugin_host.c), started with posix_spawn and
  * spoken to over a socket pair in frames (frame.h).
  *
+ * The daemon never loads the plugin: the first process loads it (its
+ * constructors and entry function run there), describes its descriptor
+ * (mirror.h) and waits until the daemon has checked it before it runs init.
+ * Every process loads the same file (the loader's private copy).
+ *
  * What crosses the boundary in this version: the plugin's init and fini,
  * the connection's open and close, every capability operation (topic +
- * JSON body -> reply) and event deliveries to its subscriptions. While the child serves a call, the host API calls it
+ * JSON body -> reply), the settle functions of its writes, event
+ * deliveries to its subscriptions and inbound routes. While the child serves a call, the host API calls it
  * makes (HTTP, OAuth2, settings, records, events, logs) come back over the
  * same socket and run here, on the calling worker, through the daemon's own
  * host API table with the call's context: the daemon keeps the secrets, the
  * store and the tokens; the child sees only what its call asks for.
- * Inbound routes do not cross yet: the loader refuses isolation for a
- * plugin that declares any.
+ * Inbound routes cross too (ah_isolate_route): the request line, the
+ * caller's address and the body go with the call; the headers and query
+ * parameters the handler reads, its answer (http_respond, _json) and its
+ * conn_by_secret lookups travel back as host calls, served on the route's
+ * thread against the daemon's own exchange, so that an atomic route's store
+ * scope and its held answer work as in process. A connection
+ * conn_by_secret opens meanwhile is opened in the route's child (nested in
+ * the route's exchange): its context lives where the route runs.
  *
  * Faults: a child that dies (signal or exit) answers the call in flight
  * `plugin_crashed` (503); a call past call_timeout_ms is answered `timeout`
@@ -53,14 +65,25 @@ typedef struct ah_isolate_opts {
     int processes;           /* processes serving the plugin (>= 1; 0: 1) */
 } ah_isolate_opts;
 
-/** Starts the plugin host process for the plugin file `path` (already
- *  checked by the loader), which loads it and runs its init. `host` is the
- *  daemon's host API table: the child's host API calls run through it.
- *  Returns NULL with err filled ("init failed: ...", "cannot start
- *  atshub-plugin-host: ..."). The program is found at $ATSHUB_PLUGIN_HOST,
- *  next to the running executable, or where the build or the install put it. */
-ah_isolate *ah_isolate_start(const char *path, const char *name, const ah_isolate_opts *opts,
+/** Starts the first plugin host process for the plugin file `path`, which
+ *  loads it (its constructors and entry function run there) and describes
+ *  its descriptor (ah_isolate_descriptor), then waits: the daemon checks
+ *  the descriptor and calls ah_isolate_run, or frees. The daemon never
+ *  loads the file itself. `host` is the daemon's host API table: the
+ *  child's host API calls run through it. Returns NULL with err filled
+ *  ("PATH: cannot open: ...", "PATH: no entry symbol ...", "PATH: isolated:
+ *  the plugin process died while loading the plugin (...): signal SIGSEGV",
+ *  "PATH: isolated: cannot start atshub-plugin-host: ..."). The program is
+ *  found at $ATSHUB_PLUGIN_HOST, next to the running executable, or where
+ *  the build or the install put it. */
+ah_isolate *ah_isolate_start(const char *path, const ah_isolate_opts *opts,
                              const ah_host_api *host, char *err, size_t errlen);
+/** The descriptor the first process described (mirror.h), borrowed. */
+const cJSON *ah_isolate_descriptor(const ah_isolate *iso);
+/** Runs init in the first process and starts the others (opts.processes);
+ *  `name` is the plugin's (for messages). 0, or -1 with err filled ("PATH:
+ *  init failed: ..."); then free the isolate. */
+int ah_isolate_run(ah_isolate *iso, const char *name, char *err, size_t errlen);
 /** Ends the child (end of stream: it runs fini and exits; killed when it has
  *  not within 2 s), reaps it and frees everything. NULL is fine. */
 void ah_isolate_free(ah_isolate *iso);
@@ -79,6 +102,19 @@ void ah_isolate_close(ah_isolate *iso, void *conn_ctx);
  *  (the plugin's own, plugin_crashed, timeout, plugin_unavailable) is
  *  described through call->host->fail. */
 ah_result ah_isolate_op(ah_isolate *iso, ah_call *call, const cJSON *body, cJSON **reply);
+
+/** Runs the handler of route number `index` of the plugin's descriptor in
+ *  the child for the inbound exchange `ex` (the daemon's, answered through
+ *  call->host's http_* functions), on the connection's process when
+ *  call->conn_ctx is set (a token route), any otherwise. Failures as
+ *  ah_isolate_op (a crash or a deadline before the handler answered is the
+ *  caller's to turn into the 503 / 504). */
+ah_result ah_isolate_route(ah_isolate *iso, ah_call *call, int index, ah_http_exchange *ex);
+
+/** Runs the settle function of write declaration number `index` of the
+ *  plugin's descriptor (op_writes) in the child, like ah_isolate_op. */
+ah_result ah_isolate_settle(ah_isolate *iso, ah_call *call, int index, const cJSON *body,
+                            cJSON **reply);
 
 /** Runs the handler of subscription number `index` of the plugin's
  *  descriptor in the child for the event `topic` with `body` (borrowed),

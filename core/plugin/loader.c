@@ -18,6 +18,7 @@
 
 #include "registry.h"
 #include "isolate.h"
+#include "mirror.h"
 #include "opfields.h"
 
 /* A table larger than this is a corrupt or foreign struct, not a newer one. */
@@ -524,43 +525,78 @@ ah_generation *ah_plugin_load(const char *path, const ah_host_api *host, char *e
     return ah_plugin_load_ctx(path, host, NULL, err, errlen);
 }
 
+/* err as the isolate wrote it, about `shown` instead of `used` (the private
+ * copy) at its start. */
+static void err_about(char *err, size_t errlen, const char *used, const char *shown)
+{
+    size_t ul = strlen(used);
+    if (err == NULL || errlen == 0 || strcmp(used, shown) == 0 || strncmp(err, used, ul) != 0)
+        return;
+    char *rest = strdup(err + ul);
+    if (rest != NULL) {
+        snprintf(err, errlen, "%s%s", shown, rest);
+        free(rest);
+    }
+}
+
 ah_generation *ah_plugin_load_isolated(const char *path, const ah_host_api *host,
                                        const ah_isolate_opts *opts, char *err, size_t errlen)
 {
-    opened o;
-    if (open_checked(path, host, &o, err, errlen) != 0)
-        return NULL;
-    const ah_plugin_descriptor *d = o.desc;
-    if (d->routes != NULL && d->routes[0].method != NULL) {
-        refuse(err, errlen, path,
-               "isolation = process: plugin '%s' declares inbound routes (%s %s), which "
-               "isolated plugins cannot serve yet; use isolation = in_process",
-               d->name, d->routes[0].method, d->routes[0].path);
-        opened_close(&o);
+    if (path == NULL || host == NULL) {
+        refuse(err, errlen, path != NULL ? path : "(null)", "no path or no host API");
         return NULL;
     }
-    ah_generation *g = calloc(1, sizeof(*g));
-    if (g == NULL || (g->name = strdup(d->name)) == NULL ||
-        (g->path = strdup(path)) == NULL ||
-        (g->loaded_path = strdup(o.copy != NULL ? o.copy : path)) == NULL) {
+    /* The daemon never opens the file: the plugin host process loads it
+     * (constructors and entry function run there) and describes its
+     * descriptor, which is checked here as a dlopen()ed one would be.
+     * Every process of the generation, restarts included, loads a private
+     * copy, so that all run the bytes that were checked whatever happens
+     * to the file later (a file that cannot be read is handed over as it
+     * is, for the process to say why it cannot open it). */
+    char *copy = NULL;
+    if (access(path, R_OK) == 0 && private_copy(path, &copy, err, errlen) != 0)
+        return NULL;
+    const char *used = copy != NULL ? copy : path;
+    ah_generation *g = NULL;
+    const ah_plugin_descriptor *d = NULL;
+    ah_isolate *iso = ah_isolate_start(used, opts, host, err, errlen);
+    if (iso == NULL) {
+        err_about(err, errlen, used, path);
+        goto fail;
+    }
+    char why[512];
+    d = ah_mirror_build(ah_isolate_descriptor(iso), why, sizeof why);
+    if (d == NULL) {
+        refuse(err, errlen, path, "%s", why);
+        goto fail;
+    }
+    if (check_descriptor(path, d, err, errlen) != 0)
+        goto fail;
+    g = calloc(1, sizeof(*g));
+    if (g == NULL || (g->name = strdup(d->name)) == NULL || (g->path = strdup(path)) == NULL ||
+        (g->loaded_path = strdup(used)) == NULL) {
         refuse(err, errlen, path, "out of memory");
-        if (g != NULL)
-            gen_free_parts(g);
-        opened_close(&o);
-        return NULL;
+        goto fail;
     }
-    /* The child opens the file itself: the original, or our private copy
-     * when a second version is loaded side by side. */
-    g->iso = ah_isolate_start(g->loaded_path, d->name, opts, host, err, errlen);
-    if (g->iso == NULL) {
-        gen_free_parts(g);
-        opened_close(&o);
-        return NULL;
+    if (ah_isolate_run(iso, d->name, err, errlen) != 0) {
+        err_about(err, errlen, used, path);
+        goto fail;
     }
-    g->dl = o.dl;
+    g->iso = iso;
+    g->dl = NULL;
     g->desc = d;
     atomic_init(&g->refs, 1);
     atomic_init(&g->inflight, 0);
-    free(o.copy);
+    free(copy);
     return g;
+fail:
+    if (g != NULL)
+        gen_free_parts(g);
+    ah_isolate_free(iso);
+    ah_mirror_free(d);
+    if (copy != NULL) {
+        unlink(copy);
+        free(copy);
+    }
+    return NULL;
 }

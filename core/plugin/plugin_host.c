@@ -6,9 +6,11 @@
  *
  * Started by the daemon with posix_spawn, with its end of a socket pair as
  * descriptor 3 and nothing else open past stderr. It limits its address
- * space to --memory-max (RLIMIT_AS), loads the unchanged plugin, runs its
- * init and says "ready"; then it serves one request at a time (open, call,
- * event, close) until the socket ends, when it runs fini and exits 0. Its host API
+ * space to --memory-max (RLIMIT_AS), loads the unchanged plugin, describes
+ * its descriptor to the daemon (which never loads it), waits for "init",
+ * runs init and says "ready"; then it serves one request at a time (open,
+ * call, settle, event, route, close) until the socket ends, when it runs
+ * fini and exits 0. Its host API
  * is local where nothing of the daemon's is needed (fail, JSON helpers,
  * url_escape, free, HMAC, ct_equal) and travels to the daemon over the
  * socket for everything else (log, settings, HTTP, OAuth2, events,
@@ -33,6 +35,7 @@
 #include <openssl/hmac.h>
 
 #include "frame.h"
+#include "mirror.h"
 #include "router.h"
 
 #define SOCK_FD 3
@@ -44,7 +47,22 @@ typedef struct child_call {
     char err_msg[512];
     int err_status;
     cJSON *keep; /* answers whose strings the plugin holds until the call returns */
+    int idx;     /* in a route: 0 the route's own call, 1.. conn_by_secret's */
 } child_call;
+
+/* An inbound exchange of a route call: what came with the call; headers,
+ * query parameters and the answer go through the daemon. */
+struct ah_http_exchange {
+    child_call *owner; /* the route's call */
+    const char *method, *path, *client_ip;
+    char *body;
+    size_t body_len;
+};
+
+/* The calls conn_by_secret made for the route being served. */
+#define ROUTE_EXTRA_MAX 8
+static child_call *g_extra[ROUTE_EXTRA_MAX];
+static int g_nextra;
 
 #if defined(__SANITIZE_ADDRESS__)
 /* Under AddressSanitizer (test builds) a plugin's fault must still end
@@ -139,32 +157,47 @@ static void send_or_die(const cJSON *m)
         die_lost();
 }
 
-/* A host call to the daemon: sends m (consumed) and returns the answer. */
+static void serve_open(const cJSON *m);
+
+/* A host call to the daemon: sends m (consumed) and returns the answer.
+ * While it waits, the daemon may ask for an open() first (a connection
+ * conn_by_secret opens in this process during a route): served here. */
 static cJSON *rpc(cJSON *m)
 {
     if (m == NULL)
         die_lost();
     send_or_die(m);
     cJSON_Delete(m);
-    cJSON *ans = NULL;
-    if (ah_frame_recv(g_fd, &ans) != 0)
-        die_lost();
-    return ans;
+    for (;;) {
+        cJSON *ans = NULL;
+        if (ah_frame_recv(g_fd, &ans) != 0)
+            die_lost();
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(ans, "t");
+        if (cJSON_IsString(t) && strcmp(t->valuestring, "open") == 0) {
+            serve_open(ans);
+            cJSON_Delete(ans);
+            continue;
+        }
+        return ans;
+    }
 }
 
-static cJSON *host_msg(const char *fn)
+static child_call *cc_of(const ah_call *call)
+{
+    return (child_call *)call;
+}
+
+static cJSON *host_msg(const ah_call *call, const char *fn)
 {
     cJSON *m = cJSON_CreateObject();
     if (m == NULL)
         die_lost();
     cJSON_AddStringToObject(m, "t", "host");
     cJSON_AddStringToObject(m, "fn", fn);
+    /* In a route, a connection's call conn_by_secret gave is named. */
+    if (call != NULL && cc_of(call)->idx > 0)
+        cJSON_AddNumberToObject(m, "c", cc_of(call)->idx);
     return m;
-}
-
-static child_call *cc_of(const ah_call *call)
-{
-    return (child_call *)call;
 }
 
 static void set_fail(child_call *cc, const char *code, int status, const char *msg)
@@ -205,7 +238,6 @@ static void keep(ah_call *call, cJSON *ans)
 
 static void h_log(const ah_call *call, ah_log_level level, const char *fmt, ...)
 {
-    (void)call;
     char msg[2048];
     va_list ap;
     va_start(ap, fmt);
@@ -216,6 +248,10 @@ static void h_log(const ah_call *call, ah_log_level level, const char *fmt, ...)
         return;
     cJSON_AddStringToObject(m, "t", "log");
     cJSON_AddNumberToObject(m, "level", level);
+    /* In a route, logged under the connection's call it was made on (its
+     * scope, its secrets redacted). */
+    if (call != NULL && cc_of(call)->idx > 0)
+        cJSON_AddNumberToObject(m, "c", cc_of(call)->idx);
     cJSON_AddStringToObject(m, "msg", msg);
     send_or_die(m);
     cJSON_Delete(m);
@@ -236,7 +272,7 @@ static const char *h_setting(const ah_call *call, const char *key)
 {
     if (key == NULL || call->conn == NULL)
         return NULL;
-    cJSON *m = host_msg("setting");
+    cJSON *m = host_msg(call, "setting");
     cJSON_AddStringToObject(m, "key", key);
     cJSON *ans = rpc(m);
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(ans, "v");
@@ -273,7 +309,7 @@ static ah_result h_http(ah_call *call, const ah_http_request *req, ah_http_respo
         memcpy(resp, &full, rsz);
         return h_fail(call, AH_E_INTERNAL, 500, "http: method and url are required");
     }
-    cJSON *m = host_msg("http");
+    cJSON *m = host_msg(call, "http");
     cJSON *q = cJSON_AddObjectToObject(m, "req");
     cJSON_AddStringToObject(q, "method", req->method);
     cJSON_AddStringToObject(q, "url", req->url);
@@ -348,7 +384,7 @@ static char *h_url_escape(const char *s)
 static ah_result h_oauth2_token(ah_call *call, const ah_oauth2_params *p, char *out,
                                 size_t out_len)
 {
-    cJSON *m = host_msg("oauth2_token");
+    cJSON *m = host_msg(call, "oauth2_token");
     cJSON_AddItemToObject(m, "p", oauth2_json(p));
     cJSON *ans = rpc(m);
     ah_result r = result_of(call, ans);
@@ -365,7 +401,7 @@ static ah_result h_oauth2_token(ah_call *call, const ah_oauth2_params *p, char *
 
 static void h_oauth2_invalidate(ah_call *call, const ah_oauth2_params *p)
 {
-    cJSON *m = host_msg("oauth2_invalidate");
+    cJSON *m = host_msg(call, "oauth2_invalidate");
     cJSON_AddItemToObject(m, "p", oauth2_json(p));
     cJSON_Delete(rpc(m));
     (void)call;
@@ -389,7 +425,7 @@ static const char *h_json_string(const cJSON *obj, const char *key, size_t max_l
 
 static ah_result h_publish(ah_call *call, const char *topic, cJSON *body)
 {
-    cJSON *m = host_msg("publish");
+    cJSON *m = host_msg(call, "publish");
     if (topic != NULL)
         cJSON_AddStringToObject(m, "topic", topic);
     if (body != NULL)
@@ -443,7 +479,7 @@ static cJSON *record_json(const ah_record *rec)
 
 static ah_result h_emit_record(ah_call *call, const ah_record *rec)
 {
-    cJSON *m = host_msg("emit_record");
+    cJSON *m = host_msg(call, "emit_record");
     cJSON_AddItemToObject(m, "rec", record_json(rec));
     cJSON *ans = rpc(m);
     ah_result r = result_of(call, ans);
@@ -456,42 +492,122 @@ static void h_free(void *p)
     free(p);
 }
 
-/* Inbound exchanges belong to routes, which isolated plugins do not have. */
-static const char *h_ex_str(ah_http_exchange *ex) { (void)ex; return NULL; }
-static const char *h_ex_str2(ah_http_exchange *ex, const char *n) { (void)ex; (void)n; return NULL; }
+/* The inbound exchange of the route being served (see struct
+ * ah_http_exchange): request line, caller and body came with the call. */
+static const char *h_ex_method(ah_http_exchange *ex) { return ex != NULL ? ex->method : NULL; }
+static const char *h_ex_path(ah_http_exchange *ex) { return ex != NULL ? ex->path : NULL; }
+static const char *h_ex_client_ip(ah_http_exchange *ex)
+{
+    return ex != NULL ? ex->client_ip : NULL;
+}
 static const char *h_ex_body(ah_http_exchange *ex, size_t *len)
 {
-    (void)ex;
     if (len != NULL)
-        *len = 0;
-    return NULL;
+        *len = ex != NULL ? ex->body_len : 0;
+    return ex != NULL ? (ex->body != NULL ? ex->body : "") : NULL;
+}
+
+/* A header or query parameter, asked of the daemon; the answer lives until
+ * the route returns. */
+static const char *ex_lookup(ah_http_exchange *ex, const char *fn, const char *name)
+{
+    if (ex == NULL || name == NULL)
+        return NULL;
+    cJSON *m = host_msg(&ex->owner->call, fn);
+    cJSON_AddStringToObject(m, "name", name);
+    cJSON *ans = rpc(m);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(ans, "v");
+    const char *s = cJSON_IsString(v) ? v->valuestring : NULL;
+    keep(&ex->owner->call, ans);
+    return s;
+}
+static const char *h_ex_header(ah_http_exchange *ex, const char *n)
+{
+    return ex_lookup(ex, "http_header", n);
+}
+static const char *h_ex_query(ah_http_exchange *ex, const char *n)
+{
+    return ex_lookup(ex, "http_query", n);
+}
+
+static ah_result ex_answered(cJSON *ans)
+{
+    ah_result r = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ans, "ok")) ? AH_OK : AH_ERR;
+    cJSON_Delete(ans);
+    return r;
 }
 static ah_result h_ex_respond_json(ah_http_exchange *ex, int status, cJSON *body)
 {
-    (void)ex;
-    (void)status;
-    cJSON_Delete(body);
-    return AH_ERR;
+    if (ex == NULL) {
+        cJSON_Delete(body);
+        return AH_ERR;
+    }
+    cJSON *m = host_msg(&ex->owner->call, "http_respond_json");
+    cJSON_AddNumberToObject(m, "status", status);
+    if (body != NULL)
+        cJSON_AddItemToObject(m, "body", body);
+    return ex_answered(rpc(m));
 }
 static ah_result h_ex_respond(ah_http_exchange *ex, int status, const char *ct, const char *b,
                               size_t len)
 {
-    (void)ex; (void)status; (void)ct; (void)b; (void)len;
-    return AH_ERR;
+    if (ex == NULL)
+        return AH_ERR;
+    cJSON *m = host_msg(&ex->owner->call, "http_respond");
+    cJSON_AddNumberToObject(m, "status", status);
+    if (ct != NULL)
+        cJSON_AddStringToObject(m, "content_type", ct);
+    if (b != NULL && len > 0 && ah_frame_put_bytes(m, "body", b, len) != 0)
+        die_lost();
+    return ex_answered(rpc(m));
 }
+
 static ah_call *h_conn_by_secret(ah_call *call, const char *k, const char *p)
 {
-    (void)k;
-    (void)p;
-    h_fail(call, AH_E_INTERNAL, 500, "conn_by_secret: only in route handlers, which isolated "
-                                     "plugins do not have");
-    return NULL;
+    if (call == NULL || cc_of(call)->idx != 0 || k == NULL || p == NULL ||
+        g_nextra >= ROUTE_EXTRA_MAX)
+        return NULL;
+    cJSON *m = host_msg(call, "conn_by_secret");
+    cJSON_AddStringToObject(m, "key", k);
+    cJSON_AddStringToObject(m, "presented", p);
+    cJSON *ans = rpc(m);
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(ans, "route_err");
+    if (cJSON_IsObject(e)) {
+        const cJSON *code = cJSON_GetObjectItemCaseSensitive(e, "code");
+        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(e, "message");
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(e, "status");
+        set_fail(cc_of(call), cJSON_IsString(code) ? code->valuestring : AH_E_INTERNAL,
+                 cJSON_IsNumber(st) ? st->valueint : 0,
+                 cJSON_IsString(msg) ? msg->valuestring : "");
+    }
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(ans, "c");
+    child_call *x = NULL;
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ans, "ok")) && cJSON_IsNumber(c) &&
+        c->valueint > 0 && (x = calloc(1, sizeof *x)) != NULL) {
+        x->call = *call;
+        x->call.conn_ctx = NULL;
+        x->call.tenant = x->call.connection = NULL;
+        x->idx = c->valueint;
+        const cJSON *v;
+        if ((v = cJSON_GetObjectItemCaseSensitive(ans, "tenant")) && cJSON_IsString(v))
+            x->call.tenant = v->valuestring;
+        if ((v = cJSON_GetObjectItemCaseSensitive(ans, "connection")) && cJSON_IsString(v))
+            x->call.connection = v->valuestring;
+        static char conn_token;
+        x->call.conn = (ah_conn *)&conn_token;
+        if ((v = cJSON_GetObjectItemCaseSensitive(ans, "ctx")) && cJSON_IsString(v))
+            x->call.conn_ctx = (void *)(uintptr_t)strtoull(v->valuestring, NULL, 16);
+        g_extra[g_nextra++] = x;
+    }
+    /* Its strings live as long as the route's call. */
+    keep(call, ans);
+    return x != NULL ? &x->call : NULL;
 }
 
 static ah_result h_record_put(ah_call *call, const ah_record *rec, char *id_out, size_t id_len,
                               int *changed_out)
 {
-    cJSON *m = host_msg("record_put");
+    cJSON *m = host_msg(call, "record_put");
     cJSON_AddItemToObject(m, "rec", record_json(rec));
     cJSON *ans = rpc(m);
     ah_result r = result_of(call, ans);
@@ -521,7 +637,7 @@ static cJSON *take_v(cJSON *ans)
 static cJSON *h_record_get(ah_call *call, const char *type, const char *remote_id)
 {
     (void)call;
-    cJSON *m = host_msg("record_get");
+    cJSON *m = host_msg(call, "record_get");
     if (type != NULL)
         cJSON_AddStringToObject(m, "type", type);
     if (remote_id != NULL)
@@ -533,7 +649,7 @@ static cJSON *h_record_find(ah_call *call, const char *type, const char *field,
                             const char *value, int nocase, int limit)
 {
     (void)call;
-    cJSON *m = host_msg("record_find");
+    cJSON *m = host_msg(call, "record_find");
     if (type != NULL)
         cJSON_AddStringToObject(m, "type", type);
     if (field != NULL)
@@ -547,7 +663,7 @@ static cJSON *h_record_find(ah_call *call, const char *type, const char *field,
 
 static ah_result h_sequence_next(ah_call *call, const char *name, int64_t *out)
 {
-    cJSON *m = host_msg("sequence_next");
+    cJSON *m = host_msg(call, "sequence_next");
     if (name != NULL)
         cJSON_AddStringToObject(m, "name", name);
     cJSON *ans = rpc(m);
@@ -561,7 +677,7 @@ static ah_result h_sequence_next(ah_call *call, const char *name, int64_t *out)
 
 static ah_result h_store_ping(ah_call *call)
 {
-    cJSON *ans = rpc(host_msg("store_ping"));
+    cJSON *ans = rpc(host_msg(call, "store_ping"));
     ah_result r = result_of(call, ans);
     cJSON_Delete(ans);
     return r;
@@ -570,7 +686,7 @@ static ah_result h_store_ping(ah_call *call)
 static cJSON *h_record_by_id(ah_call *call, const char *id)
 {
     (void)call;
-    cJSON *m = host_msg("record_by_id");
+    cJSON *m = host_msg(call, "record_by_id");
     if (id != NULL)
         cJSON_AddStringToObject(m, "id", id);
     return take_v(rpc(m));
@@ -600,7 +716,7 @@ static int h_ct_equal(const char *a, const char *b)
 
 static ah_result h_settings_update(ah_call *call, const cJSON *changes)
 {
-    cJSON *m = host_msg("settings_update");
+    cJSON *m = host_msg(call, "settings_update");
     if (changes != NULL)
         cJSON_AddItemToObject(m, "changes", cJSON_Duplicate(changes, 1));
     cJSON *ans = rpc(m);
@@ -612,7 +728,7 @@ static ah_result h_settings_update(ah_call *call, const cJSON *changes)
 static int h_setting_lists(ah_call *call, const char *key, const char *value, unsigned how)
 {
     (void)call;
-    cJSON *m = host_msg("setting_lists");
+    cJSON *m = host_msg(call, "setting_lists");
     if (key != NULL)
         cJSON_AddStringToObject(m, "key", key);
     if (value != NULL)
@@ -642,11 +758,11 @@ static const ah_host_api g_host = {
     .publish = h_publish,
     .emit_record = h_emit_record,
     .free = h_free,
-    .http_method = h_ex_str,
-    .http_path = h_ex_str,
-    .http_header = h_ex_str2,
-    .http_query = h_ex_str2,
-    .http_client_ip = h_ex_str,
+    .http_method = h_ex_method,
+    .http_path = h_ex_path,
+    .http_header = h_ex_header,
+    .http_query = h_ex_query,
+    .http_client_ip = h_ex_client_ip,
     .http_body = h_ex_body,
     .http_respond_json = h_ex_respond_json,
     .conn_by_secret = h_conn_by_secret,
@@ -771,12 +887,25 @@ static void serve_open(const cJSON *m)
     answer(&cc, r, NULL, h);
 }
 
-static void serve_call(const cJSON *m)
+/* An operation ("call": the slot of its topic) or a write's settle function
+ * ("settle": declaration number "sub" of op_writes). */
+static void serve_call(const cJSON *m, bool settle)
 {
     child_call cc;
     call_init(&cc, m, ctx_of(m));
-    const ah_topic *t = cc.call.topic != NULL ? ah_router_topic(cc.call.topic) : NULL;
-    ah_op_fn fn = t != NULL ? ah_router_resolve(g_desc, t) : NULL;
+    ah_op_fn fn = NULL;
+    if (settle) {
+        const cJSON *sub = cJSON_GetObjectItemCaseSensitive(m, "sub");
+        int n = 0;
+        const ah_op_write *w = AH_HAS(g_desc, op_writes) ? g_desc->op_writes : NULL;
+        while (w != NULL && w[n].topic != NULL)
+            n++;
+        if (cJSON_IsNumber(sub) && sub->valueint >= 0 && sub->valueint < n)
+            fn = w[sub->valueint].settle;
+    } else {
+        const ah_topic *t = cc.call.topic != NULL ? ah_router_topic(cc.call.topic) : NULL;
+        fn = t != NULL ? ah_router_resolve(g_desc, t) : NULL;
+    }
     if (fn == NULL) {
         h_fail(&cc.call, AH_E_UNSUPPORTED, 501, "plugin does not support %s",
                cc.call.topic != NULL ? cc.call.topic : "(no topic)");
@@ -813,6 +942,41 @@ static void serve_event(const cJSON *m)
         body = empty = cJSON_CreateObject();
     ah_result r = g_desc->subscriptions[sub->valueint].handler(&cc.call, ev->valuestring, body);
     cJSON_Delete(empty);
+    answer(&cc, r, NULL, NULL);
+}
+
+static void serve_route(const cJSON *m)
+{
+    child_call cc;
+    call_init(&cc, m, ctx_of(m));
+    const cJSON *ri = cJSON_GetObjectItemCaseSensitive(m, "route");
+    int n = 0;
+    while (g_desc->routes != NULL && g_desc->routes[n].method != NULL)
+        n++;
+    struct ah_http_exchange ex;
+    memset(&ex, 0, sizeof ex);
+    ex.owner = &cc;
+    if (!cJSON_IsNumber(ri) || ri->valueint < 0 || ri->valueint >= n ||
+        ah_frame_get_bytes(m, "body", &ex.body, &ex.body_len) != 0) {
+        h_fail(&cc.call, AH_E_INTERNAL, 500, "no such route");
+        answer(&cc, AH_ERR, NULL, NULL);
+        return;
+    }
+    const cJSON *v;
+    if ((v = cJSON_GetObjectItemCaseSensitive(m, "method")) && cJSON_IsString(v))
+        ex.method = v->valuestring;
+    if ((v = cJSON_GetObjectItemCaseSensitive(m, "path")) && cJSON_IsString(v))
+        ex.path = v->valuestring;
+    if ((v = cJSON_GetObjectItemCaseSensitive(m, "client_ip")) && cJSON_IsString(v))
+        ex.client_ip = v->valuestring;
+    ah_result r = g_desc->routes[ri->valueint].handler(&cc.call, &ex);
+    /* The connections' calls end with the route (the daemon releases them). */
+    for (int i = 0; i < g_nextra; i++) {
+        cJSON_Delete(g_extra[i]->keep);
+        free(g_extra[i]);
+    }
+    g_nextra = 0;
+    free(ex.body);
     answer(&cc, r, NULL, NULL);
 }
 
@@ -871,19 +1035,60 @@ int main(int argc, char **argv)
 #endif
     install_fault_handlers();
 
+    /* The daemon never loads the file: its constructors and entry function
+     * run here, and the daemon learns the descriptor from us. The messages
+     * are the loader's (loader.c). */
     void *dl = dlopen(plugin, RTLD_NOW | RTLD_LOCAL);
     if (dl == NULL) {
         char m[1024];
-        snprintf(m, sizeof m, "cannot open: %s", dlerror());
+        const char *e = dlerror();
+        snprintf(m, sizeof m,
+                 "cannot open: %s (check the path; use ldd(1) to find missing libraries)",
+                 e != NULL ? e : "unknown error");
         say("init_failed", m);
         return 1;
     }
     ah_entry_fn entry = (ah_entry_fn)dlsym(dl, AH_ENTRY_SYMBOL);
-    /* The daemon checked this file before it started us. */
-    g_desc = entry != NULL ? entry(&g_host) : NULL;
-    if (g_desc == NULL) {
-        say("init_failed", "no entry symbol or no descriptor");
+    if (entry == NULL) {
+        char m[256];
+        snprintf(m, sizeof m, "no entry symbol %s: not an atshub plugin, or built without "
+                              "AH_PLUGIN_ENTRY", AH_ENTRY_SYMBOL);
+        for (int v = 0; v <= 9; v++) {
+            char name[32];
+            snprintf(name, sizeof name, "atshub_plugin_entry_v%d", v);
+            if (v != AH_ABI_MAJOR && dlsym(dl, name) != NULL) {
+                snprintf(m, sizeof m, "built for ABI major %d (exports %s), this host speaks "
+                                      "ABI %d.%d", v, name, AH_ABI_MAJOR, AH_ABI_MINOR);
+                break;
+            }
+        }
+        say("init_failed", m);
         return 1;
+    }
+    g_desc = entry(&g_host);
+    if (g_desc == NULL) {
+        say("init_failed", "entry function " AH_ENTRY_SYMBOL " returned no descriptor");
+        return 1;
+    }
+    {
+        cJSON *m = cJSON_CreateObject();
+        if (m == NULL)
+            die_lost();
+        cJSON_AddStringToObject(m, "t", "descriptor");
+        cJSON *d = ah_mirror_describe(g_desc);
+        if (d == NULL || !cJSON_AddItemToObject(m, "d", d))
+            die_lost();
+        send_or_die(m);
+        cJSON_Delete(m);
+        /* The daemon checks it, then says "init" (or ends us). */
+        cJSON *go = NULL;
+        if (ah_frame_recv(g_fd, &go) != 0)
+            return 0;
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(go, "t");
+        bool init = cJSON_IsString(t) && strcmp(t->valuestring, "init") == 0;
+        cJSON_Delete(go);
+        if (!init)
+            return 0;
     }
     if (g_desc->init != NULL) {
         child_call cc;
@@ -909,11 +1114,15 @@ int main(int argc, char **argv)
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(m, "t");
         const char *ts = cJSON_IsString(t) ? t->valuestring : "";
         if (strcmp(ts, "call") == 0)
-            serve_call(m);
+            serve_call(m, false);
+        else if (strcmp(ts, "settle") == 0)
+            serve_call(m, true);
         else if (strcmp(ts, "open") == 0)
             serve_open(m);
         else if (strcmp(ts, "event") == 0)
             serve_event(m);
+        else if (strcmp(ts, "route") == 0)
+            serve_route(m);
         else if (strcmp(ts, "close") == 0)
             serve_close(m);
         cJSON_Delete(m);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "isolate.h"
+#include "mirror.h"
 #include "registry.h"
 
 typedef struct reg_entry {
@@ -216,10 +217,12 @@ void ah_generation_release(ah_generation *gen)
         return;
     /* Last reference: nothing can call into the .so any more. An isolated
      * plugin's fini runs in its process, which ends here. */
-    if (gen->iso != NULL)
+    if (gen->iso != NULL) {
         ah_isolate_free(gen->iso);
-    else if (gen->desc != NULL && gen->desc->fini != NULL)
+        ah_mirror_free(gen->desc); /* described by its process, never dlopen()ed here */
+    } else if (gen->desc != NULL && gen->desc->fini != NULL) {
         gen->desc->fini(gen->plugin_state);
+    }
     if (gen->dl != NULL)
         dlclose(gen->dl);
     if (gen->loaded_path != NULL && gen->path != NULL &&
@@ -327,6 +330,22 @@ ah_result ah_generation_event(ah_generation *gen, const ah_subscription *s, ah_c
         return ah_isolate_event(gen->iso, call, (int)(s - gen->desc->subscriptions), topic,
                                 body);
     return s->handler(call, topic, body);
+}
+
+ah_result ah_generation_settle(ah_generation *gen, const ah_op_write *w, ah_call *call,
+                               const cJSON *body, cJSON **reply)
+{
+    if (gen->iso != NULL)
+        return ah_isolate_settle(gen->iso, call, (int)(w - gen->desc->op_writes), body, reply);
+    return w->settle(call, body, reply);
+}
+
+ah_result ah_generation_route(ah_generation *gen, const ah_route *r, ah_call *call,
+                              ah_http_exchange *ex)
+{
+    if (gen->iso != NULL)
+        return ah_isolate_route(gen->iso, call, (int)(r - gen->desc->routes), ex);
+    return r->handler(call, ex);
 }
 
 ah_result ah_generation_call(ah_generation *gen, ah_op_fn fn, ah_call *call,

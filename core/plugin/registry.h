@@ -31,9 +31,10 @@ typedef struct ah_generation {
     atomic_long inflight; /* calls currently running */
     struct ah_registry *reg;
     /* Set when the plugin runs in a process of its own (isolate.h): its
-     * init, open, close, operations and fini run there. The .so is still
-     * dlopen()ed here, its entry called, for the constant descriptor only
-     * (the router, field tables and settings read it); plugin_state is NULL. */
+     * init, open, close, operations, routes, event handlers, settle
+     * functions and fini run there. The .so is never dlopen()ed here (dl is
+     * NULL): desc is the descriptor that process described (mirror.h),
+     * whose function pointers are stubs; plugin_state is NULL. */
     struct ah_isolate *iso;
 } ah_generation;
 
@@ -125,11 +126,12 @@ ah_registry *ah_registry_new_ctx(const ah_host_api *host, void *host_ctx);
 /* Appended: isolated plugins (isolate.h)                                   */
 /* ------------------------------------------------------------------------ */
 
-/** ah_plugin_load for a plugin that runs in a process of its own: every
- *  check of ah_plugin_load, then a refusal when the plugin declares inbound
- *  routes ("PATH: isolation = process: plugin 'x' declares inbound routes
- *  (POST /a), which isolated plugins cannot serve yet; use isolation =
- *  in_process"), then the process is started and runs init. */
+/** ah_plugin_load for a plugin that runs in a process of its own: the
+ *  process loads a private copy of the file and describes its descriptor,
+ *  which gets every check of ah_plugin_load (same messages; a crash while
+ *  loading is "PATH: isolated: the plugin process died while loading the
+ *  plugin ...: signal SIGSEGV"), then init runs there. The daemon never
+ *  dlopen()s the file. */
 ah_generation *ah_plugin_load_isolated(const char *path, const ah_host_api *host,
                                        const struct ah_isolate_opts *opts, char *err,
                                        size_t errlen);
@@ -147,6 +149,14 @@ void ah_generation_close(ah_generation *gen, void *ctx);
  *  event `topic` with `body` (borrowed). */
 ah_result ah_generation_event(ah_generation *gen, const ah_subscription *s, ah_call *call,
                               const char *topic, const cJSON *body);
+/** Runs the settle function of `w` (one of gen->desc->op_writes) with
+ *  `body` (borrowed). */
+ah_result ah_generation_settle(ah_generation *gen, const ah_op_write *w, ah_call *call,
+                               const cJSON *body, cJSON **reply);
+/** Runs the handler of `r` (one of gen->desc->routes) for the inbound
+ *  exchange `ex`. */
+ah_result ah_generation_route(ah_generation *gen, const ah_route *r, ah_call *call,
+                              ah_http_exchange *ex);
 /** Runs the operation `fn` serves (call->topic) with `body` (borrowed). */
 ah_result ah_generation_call(ah_generation *gen, ah_op_fn fn, ah_call *call,
                              const cJSON *body, cJSON **reply);

@@ -69,8 +69,9 @@ static void setup(fixture *f)
     f->dir = ah_t_tmpdir();
     ck_assert_ptr_nonnull(f->dir);
     char extra[600];
-    /* AH_TEST_ISOLATION=process (ctest check_careerbuilder_isolated): the
-     * same suite with the plugin in its own process (issue 15). */
+    /* AH_TEST_ISOLATION=in_process (ctest check_careerbuilder_in_process): the
+     * same suite with the plugin in the daemon's process (by default it runs
+     * in its own: issue 15). */
     const char *iso = getenv("AH_TEST_ISOLATION");
     snprintf(extra, sizeof extra, "careerbuilder = %s/careerbuilder.so\n%s%s%s",
              ah_t_env("AH_PLUGIN_DIR"), iso != NULL ? "[plugin.careerbuilder]\nisolation = " : "",

@@ -108,8 +108,9 @@ static void setup(fixture *f, size_t n)
     f->dir = ah_t_tmpdir();
     ck_assert_ptr_nonnull(f->dir);
     char extra[1200];
-    /* AH_TEST_ISOLATION=process (ctest check_cb_erecruit_isolated): both
-     * plugins in processes of their own (issue 15). */
+    /* AH_TEST_ISOLATION=in_process (ctest check_cb_erecruit_in_process): both
+     * plugins in the daemon's process (by default each runs in its own:
+     * issue 15). */
     const char *iso = getenv("AH_TEST_ISOLATION");
     snprintf(extra, sizeof extra,
              "erecruit = %s/erecruit.so\ncareerbuilder = %s/careerbuilder.so\n"

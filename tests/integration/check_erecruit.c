@@ -95,8 +95,9 @@ static void setup(fixture *f, const ah_sim_opts *so, const ah_erecruit_opts *eo,
     f->dir = ah_t_tmpdir();
     ck_assert_ptr_nonnull(f->dir);
     char extra[1024];
-    /* AH_TEST_ISOLATION=process (ctest check_erecruit_isolated): the same
-     * suite with the plugin in its own process (issue 15). */
+    /* AH_TEST_ISOLATION=in_process (ctest check_erecruit_in_process): the same
+     * suite with the plugin in the daemon's process (by default it runs in
+     * its own: issue 15). */
     const char *iso = getenv("AH_TEST_ISOLATION");
     snprintf(extra, sizeof extra, "erecruit = %s/erecruit.so\n%s%s%s",
              ah_t_env("AH_PLUGIN_DIR"), iso != NULL ? "[plugin.erecruit]\nisolation = " : "",

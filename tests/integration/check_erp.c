@@ -58,6 +58,10 @@ static char *write_ini(const char *dir, const char *log_level, const char *http_
 {
     char *path = NULL, *text = NULL;
     char *store = ah_t_store_url(dir);
+    /* AH_TEST_ISOLATION=in_process (ctest check_erp_in_process): the same suite
+     * with the plugin, and its routes, in the daemon's process (by default
+     * they run in a process of its own: issue 15). */
+    const char *iso = getenv("AH_TEST_ISOLATION");
     ck_assert_ptr_nonnull(store);
     ck_assert_int_ge(asprintf(&path, "%s/atshub.ini", dir), 0);
     ck_assert_int_ge(asprintf(&text,
@@ -66,9 +70,10 @@ static char *write_ini(const char *dir, const char *log_level, const char *http_
                               "[http]\nlisten = 127.0.0.1:0\nmax_body = 64K\nthreads = 4\n%s"
                               "[store]\nurl = %s\n"
                               "[sync]\ninterval_s = 0\n"
-                              "[plugins]\nerp = %s/erp.so\n",
+                              "[plugins]\nerp = %s/erp.so\n%s%s%s",
                               log_level, http_extra != NULL ? http_extra : "", store,
-                              plugin_dir()),
+                              plugin_dir(), iso != NULL ? "[plugin.erp]\nisolation = " : "",
+                              iso != NULL ? iso : "", iso != NULL ? "\n" : ""),
                      0);
     ck_assert_int_eq(ah_t_write_file(path, text), 0);
     free(text);
@@ -111,6 +116,20 @@ static void add_source(ah_core *core, const char *tenant, const char *name, cons
     ck_assert_int_eq(ah_conns_reload(core), 0);
 }
 
+/* The plugin runs as AH_TEST_ISOLATION says, by default in a process of
+ * its own. */
+static void assert_isolation(ah_core *core, const char *plugin)
+{
+    const char *iso = getenv("AH_TEST_ISOLATION");
+    if (iso == NULL)
+        iso = "process";
+    cJSON *pl = ah_core_plugins_json(core, plugin);
+    ck_assert_ptr_nonnull(pl);
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(pl, 0), "isolation")->valuestring,
+                     iso);
+    cJSON_Delete(pl);
+}
+
 static void env_open_with(env *e, const char *http_extra, const char *scheme)
 {
     memset(e, 0, sizeof *e);
@@ -126,6 +145,7 @@ static void env_open_with(env *e, const char *http_extra, const char *scheme)
     ck_assert_msg(ah_daemon_start(e->core, err, sizeof err) == 0, "%s", err);
     snprintf(e->base, sizeof e->base, "%s://127.0.0.1:%u", scheme,
              (unsigned)ah_httpd_port(e->core->httpd));
+    assert_isolation(e->core, "erp");
     add_source(e->core, "acme", "Main_ERP",
                "{\"trusted_ips\":\"127.0.0.1\",\"job_id_prefix\":\"KAAUH\"}", e->key, sizeof e->key);
 }

@@ -56,9 +56,12 @@ static void setup(fixture *f, const char *iso_section)
 {
     const char *fx = ah_t_env("AH_FIXTURE_DIR");
     char extra[2048];
+    /* The steady load runs in the daemon's process (as does the harness's
+     * template plugin): the faulty plugin's processes are the only ones. */
     snprintf(extra, sizeof extra,
-             "fixture_good = %s/good_v1.so\nfixture_faulty = %s/faulty.so\n%s", fx, fx,
-             iso_section);
+             "fixture_good = %s/good_v1.so\nfixture_faulty = %s/faulty.so\n"
+             "[plugin.fixture_good]\nisolation = in_process\n"
+             "[plugin.template]\nisolation = in_process\n%s", fx, fx, iso_section);
     f->dir = ah_t_tmpdir();
     ck_assert_ptr_nonnull(f->dir);
     char *ini = ah_t_write_ini(f->dir, extra);
@@ -543,7 +546,7 @@ END_TEST
 START_TEST(test_reconcile_loads_isolated)
 {
     fixture f;
-    setup(&f, "");
+    setup(&f, "[plugin.fixture_faulty]\nisolation = in_process\n");
     cJSON *p = faulty_json(f.core);
     ck_assert_str_eq(cJSON_GetObjectItem(p, "isolation")->valuestring, "in_process");
     cJSON_Delete(p);
@@ -716,6 +719,203 @@ START_TEST(test_swap_under_load)
 }
 END_TEST
 
+/* POSTs to fixture_faulty's route with query `q`, X-Key `key` (NULL: none)
+ * and `body`; the status, the answer in *out (malloc'd). */
+static long route_post(ah_core *core, const char *q, const char *key, const char *body,
+                       char **out)
+{
+    char url[256], hk[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/fixture/faulty/route%s",
+             (unsigned)ah_httpd_port(core->httpd), q);
+    snprintf(hk, sizeof hk, "X-Key: %s", key != NULL ? key : "");
+    const char *h[] = {"X-Fx: 42", key != NULL ? hk : NULL, NULL};
+    *out = NULL;
+    return ah_t_http("POST", url, h, body, out);
+}
+
+static const char *jstr(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItem(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static void expect_route_error(ah_core *core, const char *q, long status, const char *code)
+{
+    char *out = NULL;
+    long st = route_post(core, q, "rk1", "{}", &out);
+    ck_assert_msg(st == status, "%s: %ld %s", q, st, out != NULL ? out : "");
+    cJSON *o = cJSON_Parse(out);
+    ck_assert_msg(o != NULL, "%s", out);
+    ck_assert_str_eq(jstr(cJSON_GetObjectItem(o, "error"), "code"), code);
+    cJSON_Delete(o);
+    free(out);
+}
+
+/* Inbound routes cross the process boundary: the request (method, path,
+ * caller, headers and query the handler reads, body) reaches the handler
+ * in the plugin's process, its answer (JSON or raw) comes back, and
+ * conn_by_secret gives it a connection whose settings and open() context
+ * it sees there. A crash in the handler is 503 plugin_crashed, a handler
+ * past its deadline 504 timeout, and the route serves again after the
+ * restart. */
+START_TEST(test_routes_isolated)
+{
+    fixture f;
+    setup(&f, "[plugin.fixture_faulty]\nisolation = process\nrestart_backoff_ms = 10\n"
+              "call_timeout_ms = 500\n");
+    int64_t tid = 0;
+    ah_tenant_row t = {0};
+    ck_assert_int_eq(f.core->store->ops->tenant_get(f.core->store, "acme", &t), 0);
+    tid = t.id;
+    ah_tenant_row_free(&t);
+    add_conn(f.core, tid, "fixture_faulty", "fr", "{\"greeting\":\"route\",\"route_key\":\"rk1\"}");
+    ck_assert_int_eq(ah_conns_reload(f.core), 0);
+    char err[512];
+    ck_assert_msg(ah_daemon_start(f.core, err, sizeof err) == 0, "%s", err);
+    cJSON *p = faulty_json(f.core);
+    ck_assert_str_eq(jstr(p, "isolation"), "process");
+    cJSON_Delete(p);
+
+    char *out = NULL;
+    ck_assert_int_eq(route_post(f.core, "?a=1", "rk1", "hello", &out), 200);
+    cJSON *o = cJSON_Parse(out);
+    ck_assert_msg(o != NULL, "%s", out);
+    ck_assert_str_eq(jstr(o, "method"), "POST");
+    ck_assert_str_eq(jstr(o, "path"), "/fixture/faulty/route");
+    ck_assert_str_eq(jstr(o, "ip"), "127.0.0.1");
+    ck_assert_str_eq(jstr(o, "x_fx"), "42");
+    ck_assert_str_eq(jstr(o, "body"), "hello");
+    ck_assert_int_eq(cJSON_GetObjectItem(o, "body_len")->valueint, 5);
+    ck_assert_str_eq(jstr(o, "tenant"), "acme");
+    ck_assert_str_eq(jstr(o, "connection"), "fr");
+    ck_assert_str_eq(jstr(o, "greeting"), "route");
+    ck_assert_str_eq(jstr(o, "ctx_greeting"), "route");
+    int pid1 = cJSON_GetObjectItem(o, "pid")->valueint;
+    ck_assert_int_ne(pid1, getpid());
+    cJSON_Delete(o);
+    free(out);
+
+    /* A key no connection holds; a raw answer; the handler's own error. */
+    ck_assert_int_eq(route_post(f.core, "", "nope", "{}", &out), 401);
+    free(out);
+    ck_assert_int_eq(route_post(f.core, "?do=page", "rk1", "{}", &out), 200);
+    ck_assert_str_eq(out, "page");
+    free(out);
+    expect_route_error(f.core, "?do=none", 409, "conflict");
+
+    /* Faults. */
+    expect_route_error(f.core, "?do=segv", 503, "plugin_crashed");
+    long st = 0;
+    for (int i = 0; i < 100000 && st != 200; i++) {
+        st = route_post(f.core, "", "rk1", "again", &out);
+        ck_assert_msg(st == 200 || (st == 503 && strstr(out, "plugin_unavailable") != NULL),
+                      "%ld %s", st, out != NULL ? out : "");
+        if (st == 200) {
+            o = cJSON_Parse(out);
+            ck_assert_int_ne(cJSON_GetObjectItem(o, "pid")->valueint, pid1);
+            /* The connection's context was opened again in the new process. */
+            ck_assert_str_eq(jstr(o, "ctx_greeting"), "route");
+            cJSON_Delete(o);
+        }
+        free(out);
+        if (st != 200)
+            usleep(2000);
+    }
+    ck_assert_int_eq(st, 200);
+    expect_route_error(f.core, "?do=loop", 504, "timeout");
+    p = faulty_json(f.core);
+    ck_assert_str_eq(proc_str(p, "last_crash", "kind"), "timeout");
+    cJSON_Delete(p);
+    teardown(&f);
+    int zombies;
+    ck_assert_int_eq(children(&zombies), 0);
+}
+END_TEST
+
+typedef struct bg_route {
+    ah_core *core;
+    char q[600];
+    long status;
+    char *out;
+} bg_route;
+
+static void *bg_route_main(void *arg)
+{
+    bg_route *b = arg;
+    b->status = route_post(b->core, b->q, "rk1", "{}", &b->out);
+    return NULL;
+}
+
+typedef struct bg_call {
+    ah_core *core;
+    ah_reply r;
+} bg_call;
+
+static void *bg_call_main(void *arg)
+{
+    bg_call *b = arg;
+    call(b->core, "fr", "ok", &b->r);
+    return NULL;
+}
+
+static bool exists(const char *dir, const char *name)
+{
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return access(p, F_OK) == 0;
+}
+
+/* A route holds its plugin process while it looks a connection up; a call
+ * of that connection holds the connection while it waits for the process.
+ * Neither waits for ever: the lookup gives up (503 overloaded), the route
+ * answers, and the call then runs. */
+START_TEST(test_route_lookup_does_not_deadlock)
+{
+    fixture f;
+    setup(&f, "[plugin.fixture_faulty]\nisolation = process\n");
+    int64_t tid = 0;
+    ah_tenant_row t = {0};
+    ck_assert_int_eq(f.core->store->ops->tenant_get(f.core->store, "acme", &t), 0);
+    tid = t.id;
+    ah_tenant_row_free(&t);
+    add_conn(f.core, tid, "fixture_faulty", "fr", "{\"greeting\":\"route\",\"route_key\":\"rk1\"}");
+    ck_assert_int_eq(ah_conns_reload(f.core), 0);
+    char err[512];
+    ck_assert_msg(ah_daemon_start(f.core, err, sizeof err) == 0, "%s", err);
+    /* The route starts and waits inside the plugin, holding its process. */
+    bg_route r = {.core = f.core};
+    snprintf(r.q, sizeof r.q, "?do=wait&dir=%s", f.dir);
+    pthread_t rt, ct;
+    ck_assert_int_eq(pthread_create(&rt, NULL, bg_route_main, &r), 0);
+    while (!exists(f.dir, "in_route"))
+        usleep(1000);
+    /* A call of the connection takes it and waits for the process. */
+    bg_call c = {.core = f.core};
+    ck_assert_int_eq(pthread_create(&ct, NULL, bg_call_main, &c), 0);
+    ah_conn *conn = ah_conn_find(f.core, "acme", "fr");
+    ck_assert_ptr_nonnull(conn);
+    while (pthread_mutex_trylock(&conn->call_lock) == 0) {
+        pthread_mutex_unlock(&conn->call_lock);
+        usleep(1000);
+    }
+    ah_conn_release(conn);
+    /* Now the route looks the connection up. */
+    char go[600];
+    snprintf(go, sizeof go, "%s/go", f.dir);
+    ck_assert_int_eq(ah_t_write_file(go, "x"), 0);
+    pthread_join(rt, NULL);
+    ck_assert_msg(r.status == 503 && r.out != NULL && strstr(r.out, "overloaded") != NULL,
+                  "%ld %s", r.status, r.out != NULL ? r.out : "");
+    free(r.out);
+    pthread_join(ct, NULL);
+    ck_assert_msg(c.r.ok, "%s: %s", c.r.code, c.r.message);
+    ah_reply_free(&c.r);
+    teardown(&f);
+    int zombies;
+    ck_assert_int_eq(children(&zombies), 0);
+}
+END_TEST
+
 static void expect_refused(const char *extra, const char *needle)
 {
     char *dir = ah_t_tmpdir();
@@ -732,15 +932,10 @@ static void expect_refused(const char *extra, const char *needle)
     free(dir);
 }
 
-START_TEST(test_routes_refused)
+START_TEST(test_init_failure_refused)
 {
     const char *fx = ah_t_env("AH_FIXTURE_DIR");
     char extra[1024];
-    snprintf(extra, sizeof extra,
-             "fixture_bad_descriptor = %s/bad_descriptor_ok.so\n"
-             "[plugin.fixture_bad_descriptor]\nisolation = process\n", fx);
-    expect_refused(extra, "isolation = process: plugin 'fixture_bad_descriptor' declares "
-                          "inbound routes");
     snprintf(extra, sizeof extra,
              "fixture_good = %s/init_fails_good.so\n[plugin.fixture_good]\nisolation = process\n",
              fx);
@@ -764,7 +959,9 @@ static Suite *isolate_suite(void)
     tcase_add_test(tc, test_two_processes);
     tcase_add_test(tc, test_http_through_daemon);
     tcase_add_test(tc, test_reconcile_loads_isolated);
-    tcase_add_test(tc, test_routes_refused);
+    tcase_add_test(tc, test_init_failure_refused);
+    tcase_add_test(tc, test_routes_isolated);
+    tcase_add_test(tc, test_route_lookup_does_not_deadlock);
     tcase_add_test(tc, test_events_isolated);
     suite_add_tcase(s, tc);
     return s;

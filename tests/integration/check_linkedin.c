@@ -81,6 +81,20 @@ static void add_conn(fixture *f, const char *name, const char *types, const char
     ck_assert_int_eq(ah_conns_reload(f->core), 0);
 }
 
+/* The plugin runs as AH_TEST_ISOLATION says, by default in a process of
+ * its own. */
+static void assert_isolation(ah_core *core, const char *plugin)
+{
+    const char *iso = getenv("AH_TEST_ISOLATION");
+    if (iso == NULL)
+        iso = "process";
+    cJSON *pl = ah_core_plugins_json(core, plugin);
+    ck_assert_ptr_nonnull(pl);
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(pl, 0), "isolation")->valuestring,
+                     iso);
+    cJSON_Delete(pl);
+}
+
 static void setup_types(fixture *f, const char *types)
 {
     memset(f, 0, sizeof *f);
@@ -94,7 +108,13 @@ static void setup_types(fixture *f, const char *types)
     f->dir = ah_t_tmpdir();
     ck_assert_ptr_nonnull(f->dir);
     char extra[600];
-    snprintf(extra, sizeof extra, "linkedin = %s/linkedin.so\n", ah_t_env("AH_PLUGIN_DIR"));
+    /* AH_TEST_ISOLATION=in_process (ctest check_linkedin_in_process): the same
+     * suite with the plugin, and its routes, in the daemon's process (by
+     * default in a process of its own). */
+    const char *iso = getenv("AH_TEST_ISOLATION");
+    snprintf(extra, sizeof extra, "linkedin = %s/linkedin.so\n%s%s%s", ah_t_env("AH_PLUGIN_DIR"),
+             iso != NULL ? "[plugin.linkedin]\nisolation = " : "", iso != NULL ? iso : "",
+             iso != NULL ? "\n" : "");
     char *ini = ah_t_write_ini(f->dir, extra);
     ck_assert_ptr_nonnull(ini);
     ah_config cfg;
@@ -108,6 +128,7 @@ static void setup_types(fixture *f, const char *types)
     snprintf(f->base, sizeof f->base, "http://127.0.0.1:%u",
              (unsigned)ah_httpd_port(f->core->httpd));
     snprintf(f->auth, sizeof f->auth, "Authorization: Bearer %s", API_KEY);
+    assert_isolation(f->core, "linkedin");
     char hash[AH_SHA256_HEX_LEN + 1];
     ah_sha256_hex(API_KEY, strlen(API_KEY), hash);
     ck_assert_int_eq(f->core->store->ops->tenant_add(f->core->store, "acme", hash, &f->tenant_id),

@@ -46,7 +46,10 @@ static void env_open(env *e, bool start)
 {
     char extra[1024], v1[512];
     fixture(v1, sizeof v1, "good_v1.so");
-    snprintf(extra, sizeof extra, "fixture_good = %s\n", v1);
+    /* In process: these tests watch the daemon map and unmap the plugin's
+     * files (check_isolate swaps isolated plugins). */
+    snprintf(extra, sizeof extra, "fixture_good = %s\n[plugin.fixture_good]\nisolation = in_process\n",
+             v1);
     e->dir = ah_t_tmpdir();
     ck_assert_ptr_nonnull(e->dir);
     e->ini = ah_t_write_ini(e->dir, extra);

@@ -256,20 +256,27 @@ static int64_t add_conn(fixture *f, const char *name, const char *base_url, cons
 
 /* Provider with nitems jobs and npeople candidates, a core, tenant "acme"
  * and connection "main" (per_page records a page). */
-static int64_t setup(fixture *f, size_t nitems, size_t npeople, const char *per_page,
-                     const ah_sim_opts *o)
+static int64_t setup_ini(fixture *f, size_t nitems, size_t npeople, const char *per_page,
+                         const ah_sim_opts *o, const char *sections)
 {
     memset(f, 0, sizeof *f);
     f->dir = ah_t_tmpdir();
     ck_assert_ptr_nonnull(f->dir);
     char extra[1024];
-    snprintf(extra, sizeof extra, "streamer = %s/streamer.so\n", ah_t_env("AH_FIXTURE_DIR"));
+    snprintf(extra, sizeof extra, "streamer = %s/streamer.so\n%s", ah_t_env("AH_FIXTURE_DIR"),
+             sections);
     f->ini = ah_t_write_ini(f->dir, extra);
     ck_assert_ptr_nonnull(f->ini);
     sim_up(f, nitems, npeople, o);
     f->core = core_open(f);
     ck_assert_int_eq(f->core->store->ops->tenant_add(f->core->store, "acme", "00", &f->tenant_id), 0);
     return add_conn(f, "main", ah_sim_url(f->sim), per_page);
+}
+
+static int64_t setup(fixture *f, size_t nitems, size_t npeople, const char *per_page,
+                     const ah_sim_opts *o)
+{
+    return setup_ini(f, nitems, npeople, per_page, o, "");
 }
 
 static void teardown(fixture *f)
@@ -494,6 +501,46 @@ START_TEST(test_faults_lose_nothing)
     ev_count ev = events(f.core);
     ck_assert_int_eq(ev.created, (long)n);
     teardown(&f);
+}
+END_TEST
+
+/* The plugin's process crashes in the middle of a run (issue 15): the page
+ * it was serving is asked again once the process is back, and the run ends
+ * with every record, once. */
+START_TEST(test_plugin_crash_mid_run_retried)
+{
+    fixture f;
+    const size_t n = 1000;
+    ah_sim_opts o = {.seed = 7};
+    char *dir = ah_t_tmpdir(), *marker = NULL;
+    ck_assert_int_ge(asprintf(&marker, "%s/crash-once", dir), 0);
+    ck_assert_int_eq(ah_t_write_file(marker, "x"), 0);
+    /* Inherited by the plugin's process, started by setup. */
+    ck_assert_int_eq(setenv("AH_STREAMER_CRASH_FILE", marker, 1), 0);
+    int64_t cid = setup_ini(&f, n, 0, "100", &o,
+                            "[plugin.streamer]\nisolation = process\nrestart_backoff_ms = 10\n");
+    ah_sync_stats st;
+    char err[1024];
+    ck_assert_msg(sync_jobs(&f, &st, err, sizeof err) == AH_SYNC_OK, "%s", err);
+    ck_assert_int_eq(access(marker, F_OK), -1); /* it did crash */
+    ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, cid, "job"), (int64_t)n);
+    ck_assert_int_eq(st.created, (long)n);
+    ck_assert_int_ge(st.retries, 1);
+    ev_count ev = events(f.core);
+    ck_assert_int_eq(ev.created, (long)n);
+    ck_assert_int_eq(ev.updated, 0);
+    cJSON *pl = ah_core_plugins_json(f.core, "streamer");
+    const cJSON *proc = cJSON_GetObjectItem(cJSON_GetArrayItem(pl, 0), "process");
+    ck_assert_int_eq(cJSON_GetObjectItem(proc, "crashes")->valueint, 1);
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(proc, "last_crash"), "signal")
+                         ->valuestring,
+                     "SIGSEGV");
+    cJSON_Delete(pl);
+    unsetenv("AH_STREAMER_CRASH_FILE");
+    teardown(&f);
+    ah_t_rmrf(dir);
+    free(dir);
+    free(marker);
 }
 END_TEST
 
@@ -939,6 +986,7 @@ static Suite *sync_suite(void)
     tcase_add_test(t, test_full_then_incremental);
     tcase_add_test(t, test_all_types_and_bad_requests);
     tcase_add_test(t, test_faults_lose_nothing);
+    tcase_add_test(t, test_plugin_crash_mid_run_retried);
     tcase_add_test(t, test_non_retryable_error_keeps_cursor);
     tcase_add_test(t, test_store_failure_mid_run);
     tcase_add_test(t, test_one_run_at_a_time);

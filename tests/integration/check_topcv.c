@@ -60,13 +60,33 @@ static void add_job(fx *f, int i, const char *remote, const char *fields)
     free(id);
 }
 
+/* The plugin runs as AH_TEST_ISOLATION says, by default in a process of
+ * its own. */
+static void assert_isolation(ah_core *core, const char *plugin)
+{
+    const char *iso = getenv("AH_TEST_ISOLATION");
+    if (iso == NULL)
+        iso = "process";
+    cJSON *pl = ah_core_plugins_json(core, plugin);
+    ck_assert_ptr_nonnull(pl);
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(pl, 0), "isolation")->valuestring,
+                     iso);
+    cJSON_Delete(pl);
+}
+
 static void setup(fx *f)
 {
     memset(f, 0, sizeof *f);
     f->dir = ah_t_tmpdir();
     ck_assert_ptr_nonnull(f->dir);
     char extra[512];
-    snprintf(extra, sizeof extra, "topcv = %s/topcv.so\n", ah_t_env("AH_PLUGIN_DIR"));
+    /* AH_TEST_ISOLATION=in_process (ctest check_topcv_in_process): the same
+     * suite with the plugin, and its webhook route, in the daemon's process
+     * (by default in a process of its own). */
+    const char *iso = getenv("AH_TEST_ISOLATION");
+    snprintf(extra, sizeof extra, "topcv = %s/topcv.so\n%s%s%s", ah_t_env("AH_PLUGIN_DIR"),
+             iso != NULL ? "[plugin.topcv]\nisolation = " : "", iso != NULL ? iso : "",
+             iso != NULL ? "\n" : "");
     char *ini = ah_t_write_ini(f->dir, extra);
     ah_config cfg;
     char err[1024];
@@ -77,6 +97,7 @@ static void setup(fx *f)
     ck_assert_msg(f->core != NULL, "%s", err);
     ck_assert_msg(ah_daemon_start(f->core, err, sizeof err) == 0, "%s", err);
     snprintf(f->base, sizeof f->base, "http://127.0.0.1:%u", (unsigned)ah_httpd_port(f->core->httpd));
+    assert_isolation(f->core, "topcv");
 
     ah_sim_opts so = {.seed = 7};
     f->sim = ah_sim_new(&so);

@@ -391,10 +391,10 @@ START_TEST(test_plugin_isolation)
     snprintf(text, sizeof text,
              "[plugin.a]\nisolation = process\nmemory_max = 256M\ncall_timeout_ms = 500\n"
              "max_calls = 1000\nrestart_backoff_ms = 20\nprocesses = 4\n\n[plugins]\na = p.so\nb = p.so\n"
-             "[plugin.b]\nisolation = in_process\n");
+             "c = p.so\nd = p.so\n[plugin.b]\nisolation = in_process\n[plugin.d]\nmemory_max = 64M\n");
     put_file(&t, "atshub.ini", text, ini, sizeof ini);
     ck_assert_msg(ah_config_load(ini, &cfg, err, sizeof err) == 0, "%s", err);
-    ck_assert_uint_eq(cfg.nplugin_isos, 2);
+    ck_assert_uint_eq(cfg.nplugin_isos, 3);
     const ah_plugin_iso_conf *a = ah_config_plugin_iso(&cfg, "a");
     ck_assert_ptr_nonnull(a);
     ck_assert_int_eq(a->isolation, AH_ISOLATION_PROCESS);
@@ -413,6 +413,22 @@ START_TEST(test_plugin_isolation)
     ck_assert_int_eq(b->restart_backoff_ms, 1000);
     ck_assert_int_eq(b->processes, 1);
     ck_assert_ptr_null(ah_config_plugin_iso(&cfg, "c"));
+    /* The default is process: for a plugin without a section, and for a
+     * section that does not say. */
+    ah_plugin_iso_conf r;
+    ah_config_plugin_iso_resolve(&cfg, "c", &r);
+    ck_assert_int_eq(r.isolation, AH_ISOLATION_PROCESS);
+    ck_assert_str_eq(r.name, "c");
+    ck_assert_uint_eq(r.memory_max, 0);
+    ck_assert_int_eq(r.call_timeout_ms, 30000);
+    ck_assert_int_eq(r.max_calls, 0);
+    ck_assert_int_eq(r.restart_backoff_ms, 1000);
+    ck_assert_int_eq(r.processes, 1);
+    ah_config_plugin_iso_resolve(&cfg, "d", &r);
+    ck_assert_int_eq(r.isolation, AH_ISOLATION_PROCESS);
+    ck_assert_uint_eq(r.memory_max, 64u << 20);
+    ah_config_plugin_iso_resolve(&cfg, "b", &r);
+    ck_assert_int_eq(r.isolation, AH_ISOLATION_IN_PROCESS);
     ah_config_free(&cfg);
     tmp_remove(&t);
 }

@@ -11,6 +11,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <dlfcn.h>
+
+#include "isolate.h"
+#include "mirror.h"
 #include "registry.h"
 #include "router.h"
 #include "support/fake_host.h"
@@ -209,6 +213,215 @@ START_TEST(test_refused)
                       r->file, r->expect[i], err);
     ck_assert_msg(!mapped(path), "%s is still mapped after the refusal", r->file);
     ah_fake_host_free(e.fh);
+}
+END_TEST
+
+/* The same refusals with the plugin isolated: the daemon never opens the
+ * file, its process describes the descriptor, and the loader's checks on
+ * that description say the same. */
+START_TEST(test_refused_isolated)
+{
+    const refusal *r = &refusals[_i];
+    fixture_env e = env_new();
+    char path[PATH_MAX], err[1024] = "";
+    fixture(path, sizeof(path), r->file);
+    ah_isolate_opts o = {.call_timeout_ms = 10000, .restart_backoff_ms = 10};
+    ah_generation *g = ah_plugin_load_isolated(path, e.api, &o, err, sizeof(err));
+    ck_assert_msg(g == NULL, "%s was loaded", r->file);
+    ck_assert_msg(strncmp(err, path, strlen(path)) == 0 && err[strlen(path)] == ':',
+                  "no path prefix: %s", err);
+    for (size_t i = 0; i < 3 && r->expect[i] != NULL; i++)
+        ck_assert_msg(strstr(err, r->expect[i]) != NULL, "%s: expected '%s' in: %s",
+                      r->file, r->expect[i], err);
+    ck_assert_msg(!mapped(path), "%s is mapped in the daemon", r->file);
+    ah_fake_host_free(e.fh);
+}
+END_TEST
+
+/* A plugin that crashes in its constructor or its entry function costs
+ * only its process: the load is refused, saying so, and the daemon (this
+ * process) carries on; without the crash the same file loads, never
+ * mapped here. */
+START_TEST(test_crash_while_loading_isolated)
+{
+    fixture_env e = env_new();
+    char path[PATH_MAX], err[1024];
+    fixture(path, sizeof(path), "crash_load.so");
+    ah_isolate_opts o = {.call_timeout_ms = 10000, .restart_backoff_ms = 10};
+    const char *when[] = {"ctor", "entry"};
+    for (size_t i = 0; i < 2; i++) {
+        ck_assert_int_eq(setenv("AH_FIXTURE_CRASH", when[i], 1), 0);
+        err[0] = '\0';
+        ck_assert_ptr_null(ah_plugin_load_isolated(path, e.api, &o, err, sizeof(err)));
+        ck_assert_msg(strncmp(err, path, strlen(path)) == 0, "%s", err);
+        ck_assert_msg(strstr(err, "died while loading the plugin") != NULL &&
+                          strstr(err, "SIGSEGV") != NULL,
+                      "%s: %s", when[i], err);
+    }
+    ck_assert_int_eq(unsetenv("AH_FIXTURE_CRASH"), 0);
+    ah_generation *g = ah_plugin_load_isolated(path, e.api, &o, err, sizeof(err));
+    ck_assert_msg(g != NULL, "%s", err);
+    ck_assert_str_eq(g->desc->name, "fixture_crash_load");
+    ck_assert_ptr_null(g->dl);
+    ck_assert_msg(!mapped(path) && !mapped(g->loaded_path), "the plugin is mapped in the daemon");
+    ah_generation_release(g);
+    ah_fake_host_free(e.fh);
+}
+END_TEST
+
+static bool same_str(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static void same_fields(const char *file, const ah_field_spec *a, const ah_field_spec *b)
+{
+    ck_assert_msg((a == NULL) == (b == NULL), "%s: field table presence", file);
+    for (; a != NULL && a->name != NULL; a++, b++) {
+        ck_assert_msg(same_str(a->name, b->name) && a->type == b->type && a->flags == b->flags &&
+                          a->min_size == b->min_size && a->max_size == b->max_size &&
+                          a->max_item == b->max_item && a->min == b->min && a->max == b->max &&
+                          same_str(a->one_of, b->one_of) && same_str(a->help, b->help),
+                      "%s: field %s", file, a->name);
+        same_fields(file, a->fields, b->fields);
+    }
+    ck_assert_msg(b == NULL || b->name == NULL, "%s: extra fields", file);
+}
+
+/* What a plugin host process describes, rebuilt, says what the descriptor
+ * says: every bundled plugin and the fixtures with routes, streams, field
+ * tables and write declarations. */
+START_TEST(test_mirror_matches)
+{
+    static const struct {
+        const char *var, *file;
+    } files[] = {
+        {"AH_PLUGIN_DIR", "erp.so"},          {"AH_PLUGIN_DIR", "erecruit.so"},
+        {"AH_PLUGIN_DIR", "linkedin.so"},     {"AH_PLUGIN_DIR", "topcv.so"},
+        {"AH_PLUGIN_DIR", "careerbuilder.so"}, {"AH_PLUGIN_DIR", "template.so"},
+        {"AH_FIXTURE_DIR", "faulty.so"},      {"AH_FIXTURE_DIR", "streamer.so"},
+        {"AH_FIXTURE_DIR", "writes_declared.so"}, {"AH_FIXTURE_DIR", "abi_1_0.so"},
+        {"AH_FIXTURE_DIR", "flaky.so"},
+    };
+    fixture_env e = env_new();
+    for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
+        char path[PATH_MAX], err[512] = "";
+        env_path(path, sizeof path, files[f].var, files[f].file);
+        void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+        ck_assert_msg(dl != NULL, "%s", dlerror());
+        ah_entry_fn entry = (ah_entry_fn)dlsym(dl, AH_ENTRY_SYMBOL);
+        ck_assert_ptr_nonnull(entry);
+        const ah_plugin_descriptor *a = entry(e.api);
+        cJSON *j = ah_mirror_describe(a);
+        ck_assert_ptr_nonnull(j);
+        /* Through text, as over the socket. */
+        char *text = cJSON_PrintUnformatted(j);
+        cJSON_Delete(j);
+        j = cJSON_Parse(text);
+        free(text);
+        const ah_plugin_descriptor *b = ah_mirror_build(j, err, sizeof err);
+        cJSON_Delete(j);
+        const char *fn = files[f].file;
+        ck_assert_msg(b != NULL, "%s: %s", fn, err);
+        ck_assert_int_eq(a->struct_size, b->struct_size);
+        ck_assert(a->abi_major == b->abi_major && a->abi_minor == b->abi_minor);
+        ck_assert(same_str(a->name, b->name) && same_str(a->version, b->version) &&
+                  same_str(a->description, b->description));
+        ck_assert((a->init != NULL) == (b->init != NULL) &&
+                  (a->fini != NULL) == (b->fini != NULL) &&
+                  (a->open != NULL) == (b->open != NULL) &&
+                  (a->close != NULL) == (b->close != NULL));
+        ck_assert((a->settings == NULL) == (b->settings == NULL));
+        for (size_t i = 0; a->settings != NULL && a->settings[i].key != NULL; i++) {
+            const ah_setting_spec *x = &a->settings[i], *y = &b->settings[i];
+            ck_assert_msg(same_str(x->key, y->key) && x->type == y->type &&
+                              same_str(x->default_value, y->default_value) &&
+                              x->flags == y->flags && same_str(x->help, y->help),
+                          "%s: setting %s", fn, x->key);
+        }
+        size_t nt = 0;
+        const ah_topic *t = ah_router_topics(&nt);
+        for (size_t i = 0; i < nt; i++)
+            ck_assert_msg((ah_router_resolve(a, &t[i]) != NULL) ==
+                              (ah_router_resolve(b, &t[i]) != NULL),
+                          "%s: %s", fn, t[i].topic);
+        if (a->streaming != NULL)
+            ck_assert_int_eq(a->streaming->backfill_hours, b->streaming->backfill_hours);
+        for (size_t i = 0; a->routes != NULL && a->routes[i].method != NULL; i++)
+            ck_assert_msg(same_str(a->routes[i].method, b->routes[i].method) &&
+                              same_str(a->routes[i].path, b->routes[i].path) &&
+                              a->routes[i].flags == b->routes[i].flags &&
+                              same_str(a->routes[i].action, b->routes[i].action) &&
+                              b->routes[i].handler != NULL,
+                          "%s: route %s", fn, a->routes[i].path);
+        for (size_t i = 0; a->subscriptions != NULL && a->subscriptions[i].pattern != NULL; i++)
+            ck_assert(same_str(a->subscriptions[i].pattern, b->subscriptions[i].pattern));
+        if (AH_HAS(a, rate_limit_rps))
+            ck_assert_int_eq(a->rate_limit_rps, b->rate_limit_rps);
+        if (AH_HAS(a, needs_abi_minor))
+            ck_assert_int_eq(a->needs_abi_minor, b->needs_abi_minor);
+        if (AH_HAS(a, op_fields)) {
+            ck_assert((a->op_fields == NULL) == (b->op_fields == NULL));
+            for (size_t i = 0; a->op_fields != NULL && a->op_fields[i].topic != NULL; i++) {
+                ck_assert(same_str(a->op_fields[i].topic, b->op_fields[i].topic));
+                same_fields(fn, a->op_fields[i].fields, b->op_fields[i].fields);
+            }
+        }
+        if (AH_HAS(a, op_writes))
+            for (size_t i = 0; a->op_writes != NULL && a->op_writes[i].topic != NULL; i++) {
+                const ah_op_write *x = &a->op_writes[i], *y = &b->op_writes[i];
+                ck_assert_msg(same_str(x->topic, y->topic) && x->reconcile == y->reconcile &&
+                                  same_str(x->how, y->how) &&
+                                  (x->settle != NULL) == (y->settle != NULL),
+                              "%s: write %s", fn, x->topic);
+            }
+        ah_mirror_free(b);
+        dlclose(dl);
+    }
+    ah_fake_host_free(e.fh);
+}
+END_TEST
+
+/* The description comes from a process the daemon does not trust: it may
+ * not point the daemon at bytes of its choosing, and numbers out of range
+ * are clamped, never cast. */
+START_TEST(test_mirror_hostile)
+{
+    char text[512], err[256];
+    /* A "table" at the offset of the settings pointer. */
+    snprintf(text, sizeof text,
+             "{\"struct_size\":%zu,\"abi_major\":1,\"name\":\"x\",\"version\":\"1\","
+             "\"tables\":[{\"off\":%zu,\"size\":16,\"bytes\":\"10000000000000000100000000000000\"}]}",
+             sizeof(ah_plugin_descriptor), offsetof(ah_plugin_descriptor, settings));
+    cJSON *j = cJSON_Parse(text);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_ptr_null(ah_mirror_build(j, err, sizeof err));
+    cJSON_Delete(j);
+    /* The same table twice. */
+    snprintf(text, sizeof text,
+             "{\"struct_size\":%zu,\"tables\":[{\"off\":%zu,\"size\":4},{\"off\":%zu,\"size\":4}]}",
+             sizeof(ah_plugin_descriptor), offsetof(ah_plugin_descriptor, jobs),
+             offsetof(ah_plugin_descriptor, jobs));
+    j = cJSON_Parse(text);
+    ck_assert_ptr_null(ah_mirror_build(j, err, sizeof err));
+    cJSON_Delete(j);
+    /* Numbers out of range. */
+    j = cJSON_Parse("{\"struct_size\":-5,\"abi_major\":1e300,\"abi_minor\":-1e300,"
+                    "\"settings\":[{\"key\":\"a\",\"type\":1e30,\"flags\":-3}],"
+                    "\"tables\":[{\"off\":1e300,\"size\":-1}]}");
+    ck_assert_ptr_nonnull(j);
+    ck_assert_ptr_null(ah_mirror_build(j, err, sizeof err)); /* the table */
+    cJSON_DeleteItemFromObject(j, "tables");
+    const ah_plugin_descriptor *d = ah_mirror_build(j, err, sizeof err);
+    ck_assert_msg(d != NULL, "%s", err);
+    ck_assert_uint_eq(d->struct_size, 0);
+    ck_assert_uint_eq(d->abi_major, UINT16_MAX);
+    ck_assert_uint_eq(d->abi_minor, 0);
+    ck_assert_int_eq((int)d->settings[0].type, INT_MAX);
+    ck_assert_uint_eq(d->settings[0].flags, 0);
+    ck_assert_ptr_null(d->settings[1].key);
+    ah_mirror_free(d);
+    cJSON_Delete(j);
 }
 END_TEST
 
@@ -785,6 +998,11 @@ static Suite *loader_suite(void)
     tcase_add_test(tc, test_check_template);
     tcase_add_loop_test(tc, test_refused, 0, (int)(sizeof(refusals) / sizeof(refusals[0])));
     tcase_add_test(tc, test_distinct_messages);
+    tcase_add_loop_test(tc, test_refused_isolated, 0,
+                        (int)(sizeof(refusals) / sizeof(refusals[0])));
+    tcase_add_test(tc, test_crash_while_loading_isolated);
+    tcase_add_test(tc, test_mirror_matches);
+    tcase_add_test(tc, test_mirror_hostile);
     tcase_add_test(tc, test_init_sees_host_ctx);
     tcase_add_test(tc, test_same_path_twice);
     tcase_add_test(tc, test_bad_arguments);
