@@ -102,62 +102,75 @@ static void rest_webhooks(void *arg, ah_http_exchange *ex)
     respond_data(ex, 201, d);
 }
 
-/* /v1/webhooks/{id}/enable|disable (POST), /v1/webhooks/{id}/deliveries (GET) */
-static void rest_webhook_one(void *arg, ah_http_exchange *ex)
+/* The endpoint id of /v1/webhooks/{id}/...: a positive integer, else 0
+ * after answering 404. */
+static long long webhook_id(ah_http_exchange *ex)
+{
+    const char *s = ah_ex_param(ex, "id");
+    char *end = NULL;
+    long long id = s != NULL ? strtoll(s, &end, 10) : 0;
+    if (s == NULL || end == s || *end != '\0' || id <= 0) {
+        ah_ex_error(ex, 404, AH_E_NOT_FOUND, "no webhook endpoint '%s'", s != NULL ? s : "");
+        return 0;
+    }
+    return id;
+}
+
+/* POST /v1/webhooks/{id}/enable and /v1/webhooks/{id}/disable */
+static void webhook_set_enabled(ah_core *core, ah_http_exchange *ex, bool enable)
+{
+    char tenant[128];
+    int64_t tid = ah_rest_tenant(core, ex, tenant, sizeof tenant);
+    if (tid < 0)
+        return;
+    long long id = webhook_id(ex);
+    if (id == 0)
+        return;
+    int rc = ah_webhook_set_enabled(core, tid, id, enable);
+    if (rc == AH_STORE_NOT_FOUND) {
+        ah_ex_error(ex, 404, AH_E_NOT_FOUND, "no webhook endpoint %lld", id);
+        return;
+    }
+    if (rc != 0) {
+        ah_ex_error(ex, 500, AH_E_INTERNAL, "cannot update the store");
+        return;
+    }
+    cJSON *d = cJSON_CreateObject();
+    if (d != NULL) {
+        cJSON_AddNumberToObject(d, "id", (double)id);
+        cJSON_AddBoolToObject(d, "enabled", enable);
+    }
+    respond_data(ex, 200, d);
+}
+
+static void rest_webhook_enable(void *arg, ah_http_exchange *ex)
+{
+    webhook_set_enabled(arg, ex, true);
+}
+
+static void rest_webhook_disable(void *arg, ah_http_exchange *ex)
+{
+    webhook_set_enabled(arg, ex, false);
+}
+
+/* GET /v1/webhooks/{id}/deliveries */
+static void rest_webhook_deliveries(void *arg, ah_http_exchange *ex)
 {
     ah_core *core = arg;
     char tenant[128];
     int64_t tid = ah_rest_tenant(core, ex, tenant, sizeof tenant);
     if (tid < 0)
         return;
-    const char *sub = ah_ex_subpath(ex);
-    char *end = NULL;
-    long long id = strtoll(sub, &end, 10);
-    if (end == sub || id <= 0 || *end != '/') {
-        ah_ex_error(ex, 404, AH_E_NOT_FOUND, "no route for %s", ah_ex_path(ex));
+    long long id = webhook_id(ex);
+    if (id == 0)
+        return;
+    const char *l = ah_ex_query(ex, "limit");
+    cJSON *d = ah_webhook_deliveries(core, tid, id, l != NULL ? atoi(l) : 100);
+    if (d == NULL) {
+        ah_ex_error(ex, 404, AH_E_NOT_FOUND, "no webhook endpoint %lld", id);
         return;
     }
-    const char *action = end + 1, *method = ah_ex_method(ex);
-    bool enable = strcmp(action, "enable") == 0, disable = strcmp(action, "disable") == 0;
-    if (enable || disable) {
-        if (strcmp(method, "POST") != 0) {
-            ah_ex_add_header(ex, "Allow", "POST");
-            ah_ex_error(ex, 405, "method_not_allowed", "use POST");
-            return;
-        }
-        int rc = ah_webhook_set_enabled(core, tid, id, enable);
-        if (rc == AH_STORE_NOT_FOUND) {
-            ah_ex_error(ex, 404, AH_E_NOT_FOUND, "no webhook endpoint %lld", id);
-            return;
-        }
-        if (rc != 0) {
-            ah_ex_error(ex, 500, AH_E_INTERNAL, "cannot update the store");
-            return;
-        }
-        cJSON *d = cJSON_CreateObject();
-        if (d != NULL) {
-            cJSON_AddNumberToObject(d, "id", (double)id);
-            cJSON_AddBoolToObject(d, "enabled", enable);
-        }
-        respond_data(ex, 200, d);
-        return;
-    }
-    if (strcmp(action, "deliveries") == 0) {
-        if (strcmp(method, "GET") != 0) {
-            ah_ex_add_header(ex, "Allow", "GET");
-            ah_ex_error(ex, 405, "method_not_allowed", "use GET");
-            return;
-        }
-        const char *l = ah_ex_query(ex, "limit");
-        cJSON *d = ah_webhook_deliveries(core, tid, id, l != NULL ? atoi(l) : 100);
-        if (d == NULL) {
-            ah_ex_error(ex, 404, AH_E_NOT_FOUND, "no webhook endpoint %lld", id);
-            return;
-        }
-        respond_data(ex, 200, d);
-        return;
-    }
-    ah_ex_error(ex, 404, AH_E_NOT_FOUND, "no route for %s", ah_ex_path(ex));
+    respond_data(ex, 200, d);
 }
 
 /* GET /v1/bulk/{id} */
@@ -168,9 +181,9 @@ static void rest_bulk(void *arg, ah_http_exchange *ex)
     int64_t tid = ah_rest_tenant(core, ex, tenant, sizeof tenant);
     if (tid < 0)
         return;
-    const char *id = ah_ex_subpath(ex);
-    if (strchr(id, '/') != NULL || strlen(id) > 64) {
-        ah_ex_error(ex, 404, AH_E_NOT_FOUND, "no route for %s", ah_ex_path(ex));
+    const char *id = ah_ex_param(ex, "id");
+    if (id == NULL || strlen(id) > 64) {
+        ah_ex_error(ex, 404, AH_E_NOT_FOUND, "no bulk job '%s'", id != NULL ? id : "");
         return;
     }
     cJSON *r = ah_bulk_report(core, tid, id);
@@ -187,8 +200,12 @@ int ah_trust_register(ah_core *core)
     if (ah_httpd_route(h, "GET", "/v1/events", 0, rest_events, core) != 0 ||
         ah_httpd_route(h, "GET", "/v1/webhooks", 0, rest_webhooks, core) != 0 ||
         ah_httpd_route(h, "POST", "/v1/webhooks", 0, rest_webhooks, core) != 0 ||
-        ah_httpd_route(h, "*", "/v1/webhooks/", AH_HTTPD_PREFIX, rest_webhook_one, core) != 0 ||
-        ah_httpd_route(h, "GET", "/v1/bulk/", AH_HTTPD_PREFIX, rest_bulk, core) != 0)
+        ah_httpd_route(h, "POST", "/v1/webhooks/{id}/enable", 0, rest_webhook_enable, core) != 0 ||
+        ah_httpd_route(h, "POST", "/v1/webhooks/{id}/disable", 0, rest_webhook_disable, core) !=
+            0 ||
+        ah_httpd_route(h, "GET", "/v1/webhooks/{id}/deliveries", 0, rest_webhook_deliveries,
+                       core) != 0 ||
+        ah_httpd_route(h, "GET", "/v1/bulk/{id}", 0, rest_bulk, core) != 0)
         return -1;
     ah_httpd_set_hooks(h, ah_idem_before, ah_idem_after, core);
     return 0;

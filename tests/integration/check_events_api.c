@@ -811,72 +811,157 @@ END_TEST
 
 /* ---- OpenAPI coverage --------------------------------------------------------------- */
 
+/* One operation: a method and a path ("{id}" templates as registered). */
+typedef struct route_op {
+    char method[16];
+    char path[256];
+    unsigned flags;
+} route_op;
+
 typedef struct route_set {
-    char path[256][256];
-    unsigned flags[256];
+    route_op op[256];
     int n;
 } route_set;
 
-static void collect_route(void *arg, const char *method, const char *path, unsigned flags)
+static void route_add(route_set *r, const char *method, const char *path, unsigned flags)
 {
-    route_set *r = arg;
-    if (strncmp(path, "/v1", 3) != 0 || r->n == 256)
-        return;
-    snprintf(r->path[r->n], sizeof r->path[r->n], "%s", path);
-    (void)method;
-    r->flags[r->n] = flags;
+    ck_assert_int_lt(r->n, 256);
+    snprintf(r->op[r->n].method, sizeof r->op[r->n].method, "%s", method);
+    snprintf(r->op[r->n].path, sizeof r->op[r->n].path, "%s", path);
+    r->op[r->n].flags = flags;
     r->n++;
 }
 
+static void collect_route(void *arg, const char *method, const char *path, unsigned flags)
+{
+    if (strncmp(path, "/v1", 3) == 0)
+        route_add(arg, method, path, flags);
+}
+
+/* docs/openapi.yaml's operations: our own layout, "paths:" then two-space
+ * indented "  /v1/...:" keys with four-space indented method keys. */
+static void openapi_ops(route_set *doc)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/docs/openapi.yaml", ah_t_env("AH_SOURCE_DIR"));
+    size_t len = 0;
+    char *yaml = ah_t_read_file(path, &len);
+    ck_assert_msg(yaml != NULL, "cannot read %s", path);
+    static const char *const methods[] = {"get", "put", "post", "delete", "patch"};
+    bool in_paths = false;
+    char cur[256] = "";
+    char *save = NULL;
+    for (char *line = strtok_r(yaml, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        if (line[0] != ' ' && line[0] != '#') {
+            in_paths = strncmp(line, "paths:", 6) == 0;
+        } else if (in_paths && strncmp(line, "  /", 3) == 0) {
+            char *colon = strrchr(line, ':');
+            ck_assert_ptr_nonnull(colon);
+            snprintf(cur, sizeof cur, "%.*s", (int)(colon - line - 2), line + 2);
+        } else if (in_paths && cur[0] && strncmp(line, "    ", 4) == 0 && line[4] != ' ') {
+            for (size_t m = 0; m < sizeof methods / sizeof methods[0]; m++) {
+                size_t ml = strlen(methods[m]);
+                if (strncmp(line + 4, methods[m], ml) == 0 && strcmp(line + 4 + ml, ":") == 0) {
+                    char up[16];
+                    for (size_t k = 0; k <= ml; k++)
+                        up[k] = (char)(methods[m][k] >= 'a' ? methods[m][k] - 32 : methods[m][k]);
+                    route_add(doc, up, cur, 0);
+                }
+            }
+        }
+    }
+    free(yaml);
+}
+
+/* docs/api.md's route index: the rows "| `METHOD /v1/...` | ..." of its
+ * section "## Every route". */
+static void api_md_ops(route_set *md)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/docs/api.md", ah_t_env("AH_SOURCE_DIR"));
+    size_t len = 0;
+    char *text = ah_t_read_file(path, &len);
+    ck_assert_msg(text != NULL, "cannot read %s", path);
+    bool in_index = false;
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        if (strncmp(line, "## ", 3) == 0)
+            in_index = strcmp(line, "## Every route") == 0;
+        else if (in_index && strncmp(line, "| `", 3) == 0) {
+            char method[16], p[256];
+            ck_assert_msg(sscanf(line, "| `%15[A-Z] %255[^`]`", method, p) == 2,
+                          "docs/api.md: malformed route index row: %s", line);
+            route_add(md, method, p, 0);
+        }
+    }
+    free(text);
+}
+
+/* Does route r serve the documented operation d? */
+static bool serves(const route_op *r, const route_op *d)
+{
+    bool method = strcmp(r->method, "*") == 0 || strcmp(r->method, d->method) == 0;
+    if (r->flags & AH_HTTPD_PREFIX)
+        return method && strncmp(d->path, r->path, strlen(r->path)) == 0;
+    return method && strcmp(d->path, r->path) == 0;
+}
+
+static bool same_op(const route_op *a, const route_op *b)
+{
+    return strcmp(a->method, b->method) == 0 && strcmp(a->path, b->path) == 0;
+}
+
+/* The router's table, docs/openapi.yaml and docs/api.md's route index name
+ * the same operations: a route the document lacks, a documented operation
+ * no route serves (path or method), or an index that differs fails. */
 START_TEST(test_openapi_routes)
 {
     fixture f;
     setup(&f, 1);
-    route_set *rsp = calloc(1, sizeof *rsp);
-    ck_assert_ptr_nonnull(rsp);
-    ah_httpd_each_route(f.core->httpd, collect_route, rsp);
-    ck_assert_int_gt(rsp->n, 5);
-    char yaml_path[1024];
-    snprintf(yaml_path, sizeof yaml_path, "%s/docs/openapi.yaml", ah_t_env("AH_SOURCE_DIR"));
-    size_t len = 0;
-    char *yaml = ah_t_read_file(yaml_path, &len);
-    ck_assert_msg(yaml != NULL, "cannot read %s", yaml_path);
-    /* Our own layout: "paths:" then two-space-indented "  /v1/...:" keys. */
-    char (*paths)[256] = calloc(256, sizeof *paths);
-    ck_assert_ptr_nonnull(paths);
-    int np = 0;
-    bool in_paths = false;
-    for (char *line = strtok(yaml, "\n"); line != NULL; line = strtok(NULL, "\n")) {
-        if (line[0] != ' ' && line[0] != '#')
-            in_paths = strncmp(line, "paths:", 6) == 0;
-        else if (in_paths && strncmp(line, "  /", 3) == 0 && np < 256) {
-            char *colon = strrchr(line, ':');
-            ck_assert_ptr_nonnull(colon);
-            snprintf(paths[np++], sizeof paths[0], "%.*s", (int)(colon - line - 2), line + 2);
-        }
-    }
-    free(yaml);
-    ck_assert_int_gt(np, 10);
-    /* Every registered route is documented... */
-    for (int i = 0; i < rsp->n; i++) {
+    route_set *routes = calloc(1, sizeof *routes), *doc = calloc(1, sizeof *doc),
+              *md = calloc(1, sizeof *md);
+    ck_assert(routes != NULL && doc != NULL && md != NULL);
+    ah_httpd_each_route(f.core->httpd, collect_route, routes);
+    ck_assert_int_gt(routes->n, 30);
+    openapi_ops(doc);
+    ck_assert_int_gt(doc->n, 30);
+    api_md_ops(md);
+    /* Every registered route is documented, with its method... */
+    for (int i = 0; i < routes->n; i++) {
         bool found = false;
-        for (int j = 0; j < np && !found; j++)
-            found = (rsp->flags[i] & AH_HTTPD_PREFIX) ? strncmp(paths[j], rsp->path[i],
-                                                              strlen(rsp->path[i])) == 0
-                                                    : strcmp(paths[j], rsp->path[i]) == 0;
-        ck_assert_msg(found, "route %s is not in docs/openapi.yaml", rsp->path[i]);
+        for (int j = 0; j < doc->n && !found; j++)
+            found = serves(&routes->op[i], &doc->op[j]);
+        ck_assert_msg(found, "route %s %s is not in docs/openapi.yaml", routes->op[i].method,
+                      routes->op[i].path);
     }
-    /* ...and every documented path is served. */
-    for (int j = 0; j < np; j++) {
+    /* ...every documented operation is served... */
+    for (int j = 0; j < doc->n; j++) {
         bool found = false;
-        for (int i = 0; i < rsp->n && !found; i++)
-            found = (rsp->flags[i] & AH_HTTPD_PREFIX) ? strncmp(paths[j], rsp->path[i],
-                                                              strlen(rsp->path[i])) == 0
-                                                    : strcmp(paths[j], rsp->path[i]) == 0;
-        ck_assert_msg(found, "docs/openapi.yaml has %s, which no route serves", paths[j]);
+        for (int i = 0; i < routes->n && !found; i++)
+            found = serves(&routes->op[i], &doc->op[j]);
+        ck_assert_msg(found, "docs/openapi.yaml has %s %s, which no route serves",
+                      doc->op[j].method, doc->op[j].path);
     }
-    free(paths);
-    free(rsp);
+    /* ...and docs/api.md's index lists exactly the document's operations. */
+    for (int j = 0; j < doc->n; j++) {
+        bool found = false;
+        for (int k = 0; k < md->n && !found; k++)
+            found = same_op(&doc->op[j], &md->op[k]);
+        ck_assert_msg(found, "docs/api.md's route index lacks %s %s", doc->op[j].method,
+                      doc->op[j].path);
+    }
+    for (int k = 0; k < md->n; k++) {
+        bool found = false;
+        for (int j = 0; j < doc->n && !found; j++)
+            found = same_op(&doc->op[j], &md->op[k]);
+        ck_assert_msg(found, "docs/api.md lists %s %s, which docs/openapi.yaml lacks",
+                      md->op[k].method, md->op[k].path);
+    }
+    free(routes);
+    free(doc);
+    free(md);
     teardown(&f);
 }
 END_TEST
