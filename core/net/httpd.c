@@ -28,13 +28,14 @@
 /* The request target (path and query) and the header fields a request may
  * have: past them it is answered 414 uri_too_long / 431 headers_too_large
  * in the contract's JSON. libmicrohttpd reads both into a per-connection
- * buffer of AH_HTTPD_CONN_MEMORY bytes (allocated as used) and answers a
- * request that does not fit it with 414/431 and a fixed HTML body of its own
- * (0.9.75 has no hook to replace it): the buffer is kept well above the two
- * limits so that only a request of more than that reaches it. */
+ * buffer of AH_HTTPD_CONN_MEMORY bytes and answers a request that does not
+ * fit it with 414/431 and a fixed HTML body of its own (0.9.75 has no hook
+ * to replace it): the buffer is kept well above the two limits (twice MHD's
+ * default 32 KiB; each kept-alive connection holds it) so that only a
+ * request of more than that reaches it. */
 #define AH_HTTPD_MAX_TARGET ((size_t)8 << 10)
-#define AH_HTTPD_MAX_HEADERS ((size_t)32 << 10)
-#define AH_HTTPD_CONN_MEMORY ((size_t)256 << 10)
+#define AH_HTTPD_MAX_HEADERS ((size_t)16 << 10)
+#define AH_HTTPD_CONN_MEMORY ((size_t)64 << 10)
 #define AH_HTTPD_DEFAULT_MAX_BODY ((size_t)1 << 20)
 /* Past the limit a chunked body is drained (so that the client reads the 413)
  * only up to this many more bytes; beyond it the connection is dropped. */
