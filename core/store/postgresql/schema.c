@@ -188,6 +188,13 @@ static const char *const migrations[] = {
     "  owner ah_text NOT NULL,"
     "  token bigint NOT NULL,"
     "  expires_at timestamptz NOT NULL);",
+
+    /* v6..v10: numbers of other branches; an empty step (NULL) is recorded
+     * as applied and does nothing. */
+    /* v11: webhook endpoints whole (issue 20): a description, and the
+     * previous secret kept through a rotation's overlap. */
+    [10] = "ALTER TABLE webhook_endpoints ADD COLUMN description ah_text NOT NULL DEFAULT '',"
+           "  ADD COLUMN previous_secret ah_text, ADD COLUMN previous_until ah_text;",
 };
 
 #define AH_PG_LATEST ((int)(sizeof migrations / sizeof migrations[0]))
@@ -232,7 +239,7 @@ static int apply_step(ah_pg_store *s, int v)
     }
     char what[48];
     snprintf(what, sizeof what, "migration %d", v);
-    if (ah_pg_command(s, migrations[v - 1], what) != AH_STORE_OK)
+    if (migrations[v - 1] != NULL && ah_pg_command(s, migrations[v - 1], what) != AH_STORE_OK)
         goto fail;
     char now[32];
     ah_now_iso(now);

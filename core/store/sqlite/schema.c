@@ -181,6 +181,14 @@ static const char *const migrations[] = {
     "  owner TEXT NOT NULL,"
     "  token INTEGER NOT NULL,"
     "  expires_ms INTEGER NOT NULL);",
+
+    /* v8..v10: numbers of other branches; an empty step (NULL) is recorded
+     * as applied and does nothing. */
+    /* v11: webhook endpoints whole (issue 20): a description, and the
+     * previous secret kept through a rotation's overlap. */
+    [10] = "ALTER TABLE webhook_endpoints ADD COLUMN description TEXT NOT NULL DEFAULT '';"
+           "ALTER TABLE webhook_endpoints ADD COLUMN previous_secret TEXT;"
+           "ALTER TABLE webhook_endpoints ADD COLUMN previous_until TEXT;",
 };
 
 #define AH_SQ_LATEST ((int)(sizeof migrations / sizeof migrations[0]))
@@ -251,7 +259,7 @@ static int apply_step(ah_sq_store *s, int v)
     }
     char what[48];
     snprintf(what, sizeof what, "migration %d", v);
-    if (exec_sql(s, migrations[v - 1], what) != AH_STORE_OK)
+    if (migrations[v - 1] != NULL && exec_sql(s, migrations[v - 1], what) != AH_STORE_OK)
         goto fail;
     char now[32];
     ah_now_iso(now);
