@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <libpq-fe.h>
 #include <sqlite3.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -997,6 +998,48 @@ START_TEST(test_webhook_patch_rotate_delete)
 }
 END_TEST
 
+/* ---- the TypeScript example (examples/typescript) ------------------------------ */
+
+/* Runs the example's compiled program (AH_TS_EXAMPLE: its dist/main.js, built
+ * from the client that openapi-typescript generated from docs/openapi.yaml)
+ * against the daemon and the ERecruit simulator: it adds a webhook endpoint,
+ * the test syncs, the program pages through the jobs, moves an application
+ * with an Idempotency-Key, verifies a delivery with standardwebhooks and
+ * deletes the endpoint. Only in the check_typescript_example entry. */
+START_TEST(test_typescript_example)
+{
+    fixture f;
+    setup(&f, 3);
+    const char *main_js = getenv("AH_TS_EXAMPLE");
+    ck_assert_ptr_nonnull(main_js);
+    char cmd[2048], e_url[128], e_key[128];
+    snprintf(cmd, sizeof cmd, "exec node '%s' 1>&2", main_js);
+    snprintf(e_url, sizeof e_url, "ATSHUB_URL=%s", f.base);
+    snprintf(e_key, sizeof e_key, "ATSHUB_KEY=%s", KEY_ACME);
+    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    const char *env[] = {e_url, e_key, "ATSHUB_STAGE_ID=4", NULL};
+    int fd = -1;
+    pid_t pid = ah_t_spawn(argv, env, &fd);
+    ck_assert_int_gt(pid, 0);
+    char *line = ah_t_wait_line(fd, "webhook ready", 60);
+    if (line == NULL) {
+        char *rest = ah_t_read_rest(fd);
+        ck_abort_msg("the example did not add its webhook endpoint: %s", rest);
+    }
+    free(line);
+    sync_all(&f); /* jobs for it to page through, events for its receiver */
+    line = ah_t_wait_line(fd, "typescript example: ok", 120);
+    char *rest = line == NULL ? ah_t_read_rest(fd) : NULL;
+    int rc = ah_t_stop(pid, line == NULL ? SIGTERM : 0);
+    ck_assert_msg(line != NULL, "the example failed: %s", rest != NULL ? rest : "");
+    ck_assert_int_eq(rc, 0);
+    free(line);
+    free(rest);
+    close(fd);
+    teardown(&f);
+}
+END_TEST
+
 /* ---- OpenAPI coverage --------------------------------------------------------------- */
 
 /* One operation: a method and a path ("{id}" templates as registered). */
@@ -1170,6 +1213,13 @@ static Suite *events_suite(void)
     tcase_add_test(tc, test_webhook_patch_rotate_delete);
     tcase_add_test(tc, test_openapi_routes);
     suite_add_tcase(s, tc);
+    /* The TypeScript example: only where it was built (check_typescript_example). */
+    if (getenv("AH_TS_EXAMPLE") != NULL) {
+        TCase *ts = tcase_create("typescript");
+        tcase_set_timeout(ts, 240);
+        tcase_add_test(ts, test_typescript_example);
+        suite_add_tcase(s, ts);
+    }
     return s;
 }
 
