@@ -47,7 +47,12 @@ async function receiver(host: string): Promise<{ url: string; first: Promise<Del
   });
   await new Promise<void>((resolve) => server.listen(0, host, resolve));
   const { port } = server.address() as AddressInfo;
-  return { url: `http://${host}:${port}/hook`, first, close: () => server.close() };
+  // The daemon keeps its connection to the receiver alive: close those too.
+  const close = () => {
+    server.closeAllConnections();
+    server.close();
+  };
+  return { url: `http://${host}:${port}/hook`, first, close };
 }
 
 function header(h: IncomingHttpHeaders, name: string): string {
@@ -102,10 +107,13 @@ async function main(): Promise<void> {
   console.log(`moved ${app.id} to stage ${env("ATSHUB_STAGE_ID")}; the same key again: Idempotent-Replayed ${replayed}`);
   if (replayed !== "true") throw new Error("the second move was not a replay");
 
+  let timer: NodeJS.Timeout | undefined;
   const delivery = await Promise.race([
     hook.first,
-    new Promise<never>((_, reject) => setTimeout(() => reject(new Error("no webhook delivery within 60 s")), 60000)),
-  ]);
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error("no webhook delivery within 60 s")), 60000);
+    }),
+  ]).finally(() => clearTimeout(timer));
   new Webhook(endpoint.secret).verify(delivery.body, {
     "webhook-id": header(delivery.headers, "webhook-id"),
     "webhook-timestamp": header(delivery.headers, "webhook-timestamp"),
