@@ -15,6 +15,12 @@ if [ ! -x "$bin/redocly" ] || [ ! -x "$bin/spectral" ] || ! command -v node >/de
   echo "openapi_lint: redocly/spectral are not installed (scripts/deps installs them into tools/node_modules): skipped"
   exit 77
 fi
+# @redocly/cli 2 runs on node >= 20.19 (Debian 12's own nodejs is 18): an
+# older node is a skip that says so, not a failure of the document.
+if ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)'; then
+  echo "openapi_lint: redocly needs node >= 20.19, this is node $(node --version): skipped"
+  exit 77
+fi
 export REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true NO_UPDATE_NOTIFIER=1
 rc=0
 echo "== redocly lint (recommended-strict)"
