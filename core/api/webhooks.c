@@ -272,6 +272,33 @@ static bool valid_url(const char *url)
            strpbrk(url, " \t\r\n") == NULL;
 }
 
+/* A new secret, "whsec_" + base64 of WH_SECRET_BYTES random bytes, into
+ * out (>= 64 bytes); returns it sealed with the host key (free it), or NULL
+ * with err (out wiped). */
+static char *new_secret(ah_core *core, char *out, size_t outlen, char *err, size_t errlen)
+{
+    unsigned char raw[WH_SECRET_BYTES];
+    if (ah_random_bytes(raw, sizeof raw) != 0) {
+        snprintf(err, errlen, "cannot generate a secret");
+        return NULL;
+    }
+    char *b64 = ah_base64_encode(raw, sizeof raw);
+    explicit_bzero(raw, sizeof raw);
+    if (b64 == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    snprintf(out, outlen, "whsec_%s", b64);
+    explicit_bzero(b64, strlen(b64));
+    free(b64);
+    char *sealed = ah_seal(core->host_key, out, WH_SEAL_AAD);
+    if (sealed == NULL) {
+        explicit_bzero(out, outlen);
+        snprintf(err, errlen, "cannot seal the secret");
+    }
+    return sealed;
+}
+
 int ah_webhook_add(ah_core *core, int64_t tenant_id, const char *url, const char *types,
                    int64_t *id_out, char *secret_out, size_t secret_len, char *err,
                    size_t errlen)
@@ -290,26 +317,10 @@ int ah_webhook_add(ah_core *core, int64_t tenant_id, const char *url, const char
         snprintf(err, errlen, "types must be a comma-separated list of event types");
         return -1;
     }
-    unsigned char raw[WH_SECRET_BYTES];
-    if (ah_random_bytes(raw, sizeof raw) != 0) {
-        snprintf(err, errlen, "cannot generate a secret");
-        return -1;
-    }
-    char *b64 = ah_base64_encode(raw, sizeof raw);
-    explicit_bzero(raw, sizeof raw);
-    if (b64 == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
     char secret[80];
-    snprintf(secret, sizeof secret, "whsec_%s", b64);
-    free(b64);
-    char *sealed = ah_seal(core->host_key, secret, WH_SEAL_AAD);
-    if (sealed == NULL) {
-        explicit_bzero(secret, sizeof secret);
-        snprintf(err, errlen, "cannot seal the secret");
+    char *sealed = new_secret(core, secret, sizeof secret, err, errlen);
+    if (sealed == NULL)
         return -1;
-    }
     /* The cursor starts at the newest event (the store sets it): an
      * endpoint gets what is published after it was added (the event log
      * serves the past). */
@@ -343,6 +354,13 @@ static void endpoint_json(void *arg, const ah_webhook_row *r)
         cJSON_AddNullToObject(o, "disabled_at");
     cJSON_AddNumberToObject(o, "cursor", (double)r->cursor);
     cJSON_AddStringToObject(o, "created_at", r->created_at ? r->created_at : "");
+    cJSON_AddStringToObject(o, "description", r->description ? r->description : "");
+    char now[32];
+    ah_now_iso(now);
+    if (r->previous_until != NULL && strcmp(r->previous_until, now) > 0)
+        cJSON_AddStringToObject(o, "previous_secret_expires_at", r->previous_until);
+    else
+        cJSON_AddNullToObject(o, "previous_secret_expires_at");
     cJSON_AddItemToArray(arg, o);
 }
 
@@ -355,6 +373,87 @@ cJSON *ah_webhook_list(ah_core *core, int64_t tenant_id)
         return NULL;
     }
     return out;
+}
+
+static bool valid_types(const char *types)
+{
+    return types == NULL || (strlen(types) <= 1024 && strpbrk(types, " \t\r\n") == NULL);
+}
+
+static bool valid_description(const char *d)
+{
+    if (d == NULL)
+        return true;
+    if (strlen(d) > 1024)
+        return false;
+    for (const unsigned char *p = (const unsigned char *)d; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            return false;
+    return true;
+}
+
+int ah_webhook_update(ah_core *core, int64_t tenant_id, int64_t id, const char *url,
+                      const char *types, const char *description, char *err, size_t errlen)
+{
+    if (url != NULL) {
+        if (!valid_url(url)) {
+            snprintf(err, errlen, "url must be an http:// or https:// URL");
+            return AH_WEBHOOK_INVALID;
+        }
+        if (core->webhooks == NULL) {
+            snprintf(err, errlen, "webhooks are not available here");
+            return AH_WEBHOOK_INVALID;
+        }
+        if (check_destination(core->webhooks, url, err, errlen) != 0)
+            return AH_WEBHOOK_INVALID;
+    }
+    if (!valid_types(types)) {
+        snprintf(err, errlen, "types must be a comma-separated list of event types");
+        return AH_WEBHOOK_INVALID;
+    }
+    if (!valid_description(description)) {
+        snprintf(err, errlen, "description must be at most 1024 bytes without control characters");
+        return AH_WEBHOOK_INVALID;
+    }
+    int rc = core->store->ops->webhook_update(core->store, tenant_id, id, url,
+                                              types != NULL && *types == '\0' ? "*" : types,
+                                              description);
+    if (rc == AH_STORE_ERR)
+        snprintf(err, errlen, "cannot update the store");
+    return rc;
+}
+
+int ah_webhook_delete(ah_core *core, int64_t tenant_id, int64_t id)
+{
+    return core->store->ops->webhook_delete(core->store, tenant_id, id);
+}
+
+int ah_webhook_rotate(ah_core *core, int64_t tenant_id, int64_t id, long overlap_s,
+                      char *secret_out, size_t secret_len, char *until_out, char *err,
+                      size_t errlen)
+{
+    if (overlap_s < 0 || overlap_s > 604800) {
+        snprintf(err, errlen, "overlap_seconds must be between 0 and 604800");
+        return AH_WEBHOOK_INVALID;
+    }
+    char secret[80], until[32] = "";
+    char *sealed = new_secret(core, secret, sizeof secret, err, errlen);
+    if (sealed == NULL)
+        return AH_STORE_ERR;
+    if (overlap_s > 0)
+        ah_iso_in(overlap_s * 1000, until);
+    int rc = core->store->ops->webhook_rotate(core->store, tenant_id, id, sealed,
+                                              overlap_s > 0 ? until : NULL);
+    free(sealed);
+    if (rc == AH_STORE_OK) {
+        snprintf(secret_out, secret_len, "%s", secret);
+        if (until_out != NULL)
+            snprintf(until_out, 32, "%s", until);
+    } else if (rc == AH_STORE_ERR) {
+        snprintf(err, errlen, "cannot update the store");
+    }
+    explicit_bzero(secret, sizeof secret);
+    return rc;
 }
 
 int ah_webhook_set_enabled(ah_core *core, int64_t tenant_id, int64_t id, bool enabled)
@@ -429,10 +528,11 @@ static long wh_backoff(const ah_core *core, long failures)
 
 /* POSTs one event. 0 when answered 2xx; else -1 with the status (0: none)
  * and a reason. */
-static int post_event(ah_core *core, const char *url, const char *secret, int64_t outbox_id,
-                      const char *payload, long *status, char *err, size_t errlen)
+static int post_event(ah_core *core, const char *url, const char *secret,
+                      const char *previous, int64_t outbox_id, const char *payload,
+                      long *status, char *err, size_t errlen)
 {
-    char msg_id[40], ts[24], sig[128];
+    char msg_id[40], ts[24], sig[128], sig_prev[128] = "";
     snprintf(msg_id, sizeof msg_id, "evt_%lld", (long long)outbox_id);
     snprintf(ts, sizeof ts, "%lld", (long long)time(NULL));
     if (ah_webhook_sign(secret, msg_id, ts, payload, strlen(payload), sig, sizeof sig) != 0) {
@@ -440,10 +540,19 @@ static int post_event(ah_core *core, const char *url, const char *secret, int64_
         *status = 0;
         return -1;
     }
-    char h_id[64], h_ts[64], h_sig[160];
+    /* During a rotation's overlap: both signatures, the new one first
+     * (Standard Webhooks: space-separated, any one that verifies will do). */
+    if (previous != NULL && ah_webhook_sign(previous, msg_id, ts, payload, strlen(payload),
+                                            sig_prev, sizeof sig_prev) != 0) {
+        snprintf(err, errlen, "cannot sign the event");
+        *status = 0;
+        return -1;
+    }
+    char h_id[64], h_ts[64], h_sig[300];
     snprintf(h_id, sizeof h_id, "webhook-id: %s", msg_id);
     snprintf(h_ts, sizeof h_ts, "webhook-timestamp: %s", ts);
-    snprintf(h_sig, sizeof h_sig, "webhook-signature: %s", sig);
+    snprintf(h_sig, sizeof h_sig, "webhook-signature: %s%s%s", sig, sig_prev[0] ? " " : "",
+             sig_prev);
     const char *headers[] = {"Content-Type: application/json", h_id, h_ts, h_sig, NULL};
     ah_http_request req = {
         .struct_size = sizeof req,
@@ -455,7 +564,7 @@ static int post_event(ah_core *core, const char *url, const char *secret, int64_
         .timeout_ms = core->cfg.webhook_timeout_ms,
         .max_attempts = 1, /* the backoff is ours, kept in the store */
     };
-    const char *secrets[] = {secret, NULL};
+    const char *secrets[] = {secret, previous, NULL};
     ah_http_response resp;
     memset(&resp, 0, sizeof resp);
     resp.struct_size = sizeof resp;
@@ -533,6 +642,7 @@ typedef struct wh_pass {
     ah_core *core;
     const ah_webhook_row *ep;
     const char *secret;
+    const char *previous; /* the previous secret during a rotation's overlap, else NULL */
     long failures;
     int64_t cursor; /* the endpoint's cursor when the pass began */
     int64_t moved;  /* the last event handled; -1 after a failure */
@@ -567,8 +677,8 @@ static void deliver_event(void *arg, const ah_outbox_row *ev)
     char *payload = ah_event_envelope(oid, ev->topic, ev->body, ev->created_at);
     long status = 0;
     char err[512] = "out of memory";
-    int rc = payload != NULL ? post_event(core, w->ep->url, w->secret, oid, payload, &status,
-                                          err, sizeof err)
+    int rc = payload != NULL ? post_event(core, w->ep->url, w->secret, w->previous, oid, payload,
+                                          &status, err, sizeof err)
                              : -1;
     free(payload);
     if (rc == 0) {
@@ -602,14 +712,24 @@ static void deliver_endpoint(void *arg, const ah_webhook_row *ep)
                "(another host key?)", (long long)ep->id);
         return;
     }
-    wh_pass w = {.core = core, .ep = ep, .secret = secret, .failures = (long)ep->failures,
-                 .cursor = ep->cursor, .moved = ep->cursor};
+    char now[32];
+    ah_now_iso(now);
+    char *previous = ep->previous_secret != NULL && ep->previous_until != NULL &&
+                             strcmp(ep->previous_until, now) > 0
+                         ? ah_open_sealed(core->host_key, ep->previous_secret, WH_SEAL_AAD)
+                         : NULL;
+    wh_pass w = {.core = core, .ep = ep, .secret = secret, .previous = previous,
+                 .failures = (long)ep->failures, .cursor = ep->cursor, .moved = ep->cursor};
     if (core->store->ops->outbox_after(core->store, ep->tenant_id, ep->cursor, WH_BATCH,
                                        deliver_event, &w) == 0 &&
         w.moved > w.cursor)
         (void)set_cursor(core, ep->id, w.moved);
     explicit_bzero(secret, strlen(secret));
     free(secret);
+    if (previous != NULL) {
+        explicit_bzero(previous, strlen(previous));
+        free(previous);
+    }
 }
 
 /* --- the delivery pool -------------------------------------------------------- */

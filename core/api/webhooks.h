@@ -33,6 +33,26 @@ int ah_webhook_add(ah_core *core, int64_t tenant_id, const char *url, const char
 /** Endpoints as a JSON array (tenant_id 0: all tenants). Secrets are never
  *  included. NULL on error. */
 cJSON *ah_webhook_list(ah_core *core, int64_t tenant_id);
+/** ah_webhook_update's and ah_webhook_rotate's answer to an argument they
+ *  refuse (err says which); besides AH_STORE_OK, AH_STORE_NOT_FOUND (no such
+ *  endpoint of tenant_id, unless 0) and AH_STORE_ERR (the store failed). */
+#define AH_WEBHOOK_INVALID (-3)
+/** Changes endpoint id: url (checked as ah_webhook_add checks it: an http(s)
+ *  URL whose host resolves to allowed addresses only), types (as for
+ *  ah_webhook_add; "" means every event) and description (at most 1024
+ *  bytes, no control characters); NULL keeps that one. */
+int ah_webhook_update(ah_core *core, int64_t tenant_id, int64_t id, const char *url,
+                      const char *types, const char *description, char *err, size_t errlen);
+/** Deletes endpoint id and its delivery log: nothing more is sent to it. */
+int ah_webhook_delete(ah_core *core, int64_t tenant_id, int64_t id);
+/** Gives endpoint id a new secret (copied into secret_out, >= 64 bytes, to
+ *  print once). For overlap_s seconds (0..604800; 0: none) deliveries are
+ *  signed with both, "v1,<new> v1,<old>", so that a receiver can switch at
+ *  any time in between; *until_out (>= 32 bytes, may be NULL) receives the
+ *  end of the overlap ("" when none). */
+int ah_webhook_rotate(ah_core *core, int64_t tenant_id, int64_t id, long overlap_s,
+                      char *secret_out, size_t secret_len, char *until_out, char *err,
+                      size_t errlen);
 /** Enables (clearing the failure count: deliveries resume where they
  *  stopped) or disables endpoint id; tenant_id 0: any tenant.
  *  AH_STORE_NOT_FOUND when no such endpoint. */

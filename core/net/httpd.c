@@ -25,6 +25,17 @@
 #include <microhttpd.h>
 
 #define AH_HTTPD_MAX_PATH 2048
+/* The request target (path and query) and the header fields a request may
+ * have: past them it is answered 414 uri_too_long / 431 headers_too_large
+ * in the contract's JSON. libmicrohttpd reads both into a per-connection
+ * buffer of AH_HTTPD_CONN_MEMORY bytes and answers a request that does not
+ * fit it with 414/431 and a fixed HTML body of its own (0.9.75 has no hook
+ * to replace it): the buffer is kept well above the two limits (twice MHD's
+ * default 32 KiB; each kept-alive connection holds it) so that only a
+ * request of more than that reaches it. */
+#define AH_HTTPD_MAX_TARGET ((size_t)8 << 10)
+#define AH_HTTPD_MAX_HEADERS ((size_t)16 << 10)
+#define AH_HTTPD_CONN_MEMORY ((size_t)64 << 10)
 #define AH_HTTPD_DEFAULT_MAX_BODY ((size_t)1 << 20)
 /* Past the limit a chunked body is drained (so that the client reads the 413)
  * only up to this many more bytes; beyond it the connection is dropped. */
@@ -147,6 +158,7 @@ struct ah_http_exchange {
     bool json_tried;
     bool ip_done;
     bool nul_in_path; /* an escaped NUL, seen in the raw URI */
+    size_t target_len; /* the raw request target's length (path and query) */
     size_t path_cap;
     char *body;
     size_t body_len;
@@ -274,6 +286,8 @@ int ah_http_status_for_code(const char *code)
         {"unauthorized", 401},
         {"forbidden", 403},
         {"payload_too_large", 413},
+        {"uri_too_long", 414},
+        {"headers_too_large", 431},
         {"upstream_error", 502},
         {"upstream_unavailable", 503},
         {"timeout", 504},
@@ -1251,6 +1265,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     ex->ce = ce;
     ex->conn = conn;
     ex->path_cap = ulen;
+    ex->target_len = ulen;
     if (clock_gettime(CLOCK_MONOTONIC, &ex->t0) != 0)
         memset(&ex->t0, 0, sizeof ex->t0);
     size_t plen = strcspn(uri, "?");
@@ -1265,6 +1280,7 @@ typedef struct length_scan {
     bool cl_differ;
     bool te_unsupported;
     uint64_t cl;
+    size_t header_bytes; /* names and values, with ": " and CRLF */
 } length_scan;
 
 static bool parse_decimal(const char *s, uint64_t *out)
@@ -1286,6 +1302,7 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
                                    const char *value)
 {
     length_scan *s = cls;
+    s->header_bytes += strlen(key) + (value != NULL ? strlen(value) : 0) + 4;
     if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
         uint64_t v = 0;
         if (!parse_decimal(value, &v))
@@ -1664,7 +1681,17 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             return MHD_YES;
         }
         memcpy(ex->method, method, mlen + 1);
-        if (ex->nul_in_path || plen > AH_HTTPD_MAX_PATH || plen > ex->path_cap ||
+        if (ex->target_len > AH_HTTPD_MAX_TARGET || plen > AH_HTTPD_MAX_PATH) {
+            size_t keep = plen < ex->path_cap ? plen : ex->path_cap;
+            keep = keep < 256 ? keep : 256; /* enough for the log line */
+            memcpy(ex->path, url, keep);
+            ex->path[keep] = '\0';
+            ex_error_close(ex, 414, true, "uri_too_long",
+                           "the request target exceeds %zu bytes (the path %u)",
+                           AH_HTTPD_MAX_TARGET, (unsigned)AH_HTTPD_MAX_PATH);
+            return MHD_YES;
+        }
+        if (ex->nul_in_path || plen > ex->path_cap ||
             strstr(url, "..") != NULL) {
             size_t keep = plen < ex->path_cap ? plen : ex->path_cap;
             memcpy(ex->path, url, keep);
@@ -1676,6 +1703,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 
         length_scan s = {0};
         MHD_get_connection_values(conn, MHD_HEADER_KIND, scan_header, &s);
+        if (s.header_bytes > AH_HTTPD_MAX_HEADERS) {
+            ex_error_close(ex, 431, true, "headers_too_large",
+                           "the header fields exceed %zu bytes", AH_HTTPD_MAX_HEADERS);
+            return MHD_YES;
+        }
         if ((s.n_cl > 0 && s.n_te > 0) || s.cl_bad || s.cl_differ) {
             ex_error_close(ex, 400, true, "conflicting_length",
                            "conflicting or malformed Content-Length / Transfer-Encoding");
@@ -2090,12 +2122,14 @@ int ah_httpd_start(ah_httpd *h, char *err, size_t errlen)
     if (h->tls_cert != NULL)
         flags |= MHD_USE_TLS;
     /* MHD_USE_ERROR_LOG stays off: MHD's messages would go to stderr. */
-    struct MHD_OptionItem ops[10];
+    struct MHD_OptionItem ops[11];
     size_t n = 0;
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, h};
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, h};
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, h};
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, AH_HTTPD_CONN_TIMEOUT_S, NULL};
+    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                                       (intptr_t)AH_HTTPD_CONN_MEMORY, NULL};
     /* The guard admits connections; MHD's own limit (about 1,020 by
      * default) must not refuse what it admitted. MHD splits it evenly among
      * its threads while connections need not spread evenly: give each

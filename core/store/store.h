@@ -175,6 +175,12 @@ typedef struct ah_webhook_row {
     char *disabled_at; /* NULL while enabled */
     int64_t cursor;    /* the last outbox id handled */
     char *created_at;
+    /* appended (issue 20) */
+    char *description;     /* "" when none */
+    char *previous_secret; /* sealed; NULL except from webhook_due(_one), and
+                            * NULL when no rotation overlap is running */
+    char *previous_until;  /* end of the rotation overlap (ISO), or NULL; as
+                            * stored: the caller compares it with now */
 } ah_webhook_row;
 
 /** One line of an endpoint's delivery log (one per event tried). */
@@ -585,6 +591,22 @@ typedef struct ah_store_ops {
      *  receives how many items changed (0: none, or already settled). */
     int (*bulk_item_settle)(ah_store *s, const char *operation, const char *status,
                             const char *error_code, const char *error_message, int64_t *n_out);
+    /* --- appended: webhook endpoints whole (issue 20) ------------------ */
+    /** Changes endpoint id's url, event_types ("" or NULL-as-"*" is not
+     *  accepted here: pass "*") and description; a NULL argument keeps that
+     *  column. tenant_id 0: any tenant. AH_STORE_NOT_FOUND when there is no
+     *  such endpoint (of tenant_id). */
+    int (*webhook_update)(ah_store *s, int64_t tenant_id, int64_t id, const char *url,
+                          const char *event_types, const char *description);
+    /** Deletes endpoint id and its delivery log. tenant_id 0: any tenant.
+     *  AH_STORE_NOT_FOUND when there is no such endpoint (of tenant_id). */
+    int (*webhook_delete)(ah_store *s, int64_t tenant_id, int64_t id);
+    /** Rotates endpoint id's secret: the current one becomes the previous
+     *  secret, kept until previous_until (ISO; NULL: dropped at once), and
+     *  secret_sealed becomes the secret. tenant_id 0: any tenant.
+     *  AH_STORE_NOT_FOUND when there is no such endpoint (of tenant_id). */
+    int (*webhook_rotate)(ah_store *s, int64_t tenant_id, int64_t id, const char *secret_sealed,
+                          const char *previous_until);
 } ah_store_ops;
 
 struct ah_store {

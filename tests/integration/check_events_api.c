@@ -8,11 +8,15 @@
  * against the routes the server registers.
  */
 #include <check.h>
+#include <errno.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <pthread.h>
 #include <libpq-fe.h>
 #include <sqlite3.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -809,74 +813,386 @@ START_TEST(test_bulk_reject_paced)
 }
 END_TEST
 
+/* ---- webhook endpoints whole: PATCH, DELETE, secret rotation ------------------- */
+
+/* A receiver that keeps the last delivery as it came. */
+typedef struct keeper {
+    pthread_mutex_t mu;
+    int calls;
+    char id[64], ts[32], sig[400];
+    char *body;
+} keeper;
+
+static void on_keep(void *arg, const ah_sim_req *req, ah_sim_resp *resp)
+{
+    keeper *k = arg;
+    const char *id = ah_sim_header(req, "webhook-id");
+    const char *ts = ah_sim_header(req, "webhook-timestamp");
+    const char *sig = ah_sim_header(req, "webhook-signature");
+    pthread_mutex_lock(&k->mu);
+    k->calls++;
+    snprintf(k->id, sizeof k->id, "%s", id ? id : "");
+    snprintf(k->ts, sizeof k->ts, "%s", ts ? ts : "");
+    snprintf(k->sig, sizeof k->sig, "%s", sig ? sig : "");
+    free(k->body);
+    k->body = strndup(req->body, req->body_len);
+    pthread_mutex_unlock(&k->mu);
+    resp->status = 200;
+    resp->body = strdup("{}");
+}
+
+/* Runs tests/support/verify_webhook.js (the standardwebhooks npm library) on
+ * the kept delivery with `secret`: 0 accepted, 1 refused, 77 not installed. */
+static int reference_verify(fixture *f, keeper *k, const char *secret)
+{
+    char dir[1024], p[1100], cmd[3300];
+    snprintf(dir, sizeof dir, "%s/delivery", f->dir);
+    ck_assert(mkdir(dir, 0700) == 0 || errno == EEXIST);
+    const char *names[] = {"body", "webhook-id", "webhook-timestamp", "webhook-signature"};
+    pthread_mutex_lock(&k->mu);
+    const char *vals[] = {k->body, k->id, k->ts, k->sig};
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+        ck_assert_int_eq(ah_t_write_file(p, vals[i]), 0);
+    }
+    pthread_mutex_unlock(&k->mu);
+    if (system("command -v node >/dev/null 2>&1") != 0)
+        return 77;
+    snprintf(cmd, sizeof cmd, "node %s/tests/support/verify_webhook.js '%s' '%s'",
+             ah_t_env("AH_SOURCE_DIR"), secret, dir);
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+/* Waits for the keeper's call number `n`. */
+static void wait_calls(keeper *k, int n)
+{
+    int got = 0;
+    for (int i = 0; i < 300 && got < n; i++) {
+        pthread_mutex_lock(&k->mu);
+        got = k->calls;
+        pthread_mutex_unlock(&k->mu);
+        if (got < n)
+            usleep(100 * 1000);
+    }
+    ck_assert_int_ge(got, n);
+}
+
+START_TEST(test_webhook_patch_rotate_delete)
+{
+    fixture f;
+    setup(&f, 3);
+    keeper k = {0};
+    pthread_mutex_init(&k.mu, NULL);
+    ah_sim_opts so = {0};
+    ah_sim *ksim = ah_sim_new(&so);
+    ck_assert_ptr_nonnull(ksim);
+    ck_assert_int_eq(ah_sim_route(ksim, "POST", "/keep", on_keep, &k), 0);
+    ck_assert_int_eq(ah_sim_start(ksim), 0);
+    char body[1024];
+    snprintf(body, sizeof body, "{\"url\":\"%s/nowhere\",\"description\":\"first\"}",
+             ah_sim_url(ksim));
+    cJSON *o = NULL;
+    ck_assert_int_eq(req(&f, "POST", "/v1/webhooks", NULL, body, &o), 201);
+    ck_assert_str_eq(jget(o, "data.description")->valuestring, "first");
+    char old_secret[96];
+    snprintf(old_secret, sizeof old_secret, "%s", jget(o, "data.secret")->valuestring);
+    long long eid = (long long)jget(o, "data.id")->valuedouble;
+    cJSON_Delete(o);
+    char path[256];
+    snprintf(path, sizeof path, "/v1/webhooks/%lld", eid);
+
+    /* PATCH refuses what create refuses, and unknown or no members. */
+    const char *bad[] = {"{\"url\":\"http://169.254.169.254/latest\"}", "{\"url\":\"ftp://x/\"}",
+                         "{\"url\":\"http://10.0.0.1/hook\"}", "{\"bogus\":1}", "{}",
+                         "{\"types\":3}", "{\"description\":\"a\\nb\"}", "{\"url\":7}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_msg(req(&f, "PATCH", path, NULL, bad[i], &o) == 400, "%s", bad[i]);
+        ck_assert_str_eq(jget(o, "error.code")->valuestring, "invalid_request");
+        cJSON_Delete(o);
+    }
+    ck_assert_int_eq(req(&f, "PATCH", "/v1/webhooks/999999", NULL, "{\"description\":\"x\"}",
+                         &o), 404);
+    cJSON_Delete(o);
+    ck_assert_int_eq(req(&f, "PATCH", "/v1/webhooks/abc", NULL, "{\"description\":\"x\"}", &o),
+                     404);
+    cJSON_Delete(o);
+    /* Now point it at the receiver, with a filter and a new description. */
+    snprintf(body, sizeof body,
+             "{\"url\":\"%s/keep\",\"types\":[\"event.job.*\"],\"description\":\"second\"}",
+             ah_sim_url(ksim));
+    ck_assert_int_eq(req(&f, "PATCH", path, NULL, body, &o), 200);
+    ck_assert_int_eq((long long)jget(o, "data.id")->valuedouble, eid);
+    ck_assert_str_eq(jget(o, "data.types")->valuestring, "event.job.*");
+    ck_assert_str_eq(jget(o, "data.description")->valuestring, "second");
+    ck_assert(strstr(jget(o, "data.url")->valuestring, "/keep") != NULL);
+    ck_assert(cJSON_IsNull(jget(o, "data.previous_secret_expires_at")));
+    ck_assert_ptr_null(jget(o, "data.secret"));
+    cJSON_Delete(o);
+
+    /* Rotate with an hour of overlap: deliveries carry both signatures. */
+    snprintf(path, sizeof path, "/v1/webhooks/%lld/rotate-secret", eid);
+    ck_assert_int_eq(req(&f, "POST", path, NULL, "{\"overlap_seconds\":-1}", &o), 400);
+    cJSON_Delete(o);
+    ck_assert_int_eq(req(&f, "POST", path, NULL, "{\"overlap_seconds\":3600}", &o), 200);
+    char new_secret[96];
+    snprintf(new_secret, sizeof new_secret, "%s", jget(o, "data.secret")->valuestring);
+    ck_assert(strncmp(new_secret, "whsec_", 6) == 0);
+    ck_assert_str_ne(new_secret, old_secret);
+    ck_assert(cJSON_IsString(jget(o, "data.previous_secret_expires_at")));
+    cJSON_Delete(o);
+    ck_assert_int_eq(req(&f, "GET", "/v1/webhooks", NULL, NULL, &o), 200);
+    ck_assert(cJSON_IsString(jget(o, "data.0.previous_secret_expires_at")));
+    char *listed = cJSON_PrintUnformatted(o);
+    ck_assert_ptr_null(strstr(listed, "whsec_")); /* never listed */
+    free(listed);
+    cJSON_Delete(o);
+
+    sync_all(&f); /* 5 jobs created: event.job.* */
+    wait_calls(&k, 1);
+    pthread_mutex_lock(&k.mu);
+    char sig[400];
+    snprintf(sig, sizeof sig, "%s", k.sig);
+    char *space = strchr(sig, ' ');
+    ck_assert_msg(space != NULL, "one signature only during the overlap: %s", sig);
+    *space = '\0';
+    ck_assert_msg(verify(new_secret, k.id, k.ts, k.body, strlen(k.body), sig),
+                  "the first signature is not the new secret's");
+    ck_assert_msg(verify(old_secret, k.id, k.ts, k.body, strlen(k.body), space + 1),
+                  "the second signature is not the old secret's");
+    ck_assert(strstr(k.body, "\"event.job.") != NULL); /* the filter holds */
+    pthread_mutex_unlock(&k.mu);
+    /* The reference library accepts the delivery with either secret and
+     * refuses it with another. */
+    int rc = reference_verify(&f, &k, new_secret);
+    if (rc == 77) {
+        fprintf(stderr, "standardwebhooks (npm) not installed: reference check skipped\n");
+    } else {
+        ck_assert_int_eq(rc, 0);
+        ck_assert_int_eq(reference_verify(&f, &k, old_secret), 0);
+        ck_assert_int_eq(reference_verify(&f, &k, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), 1);
+    }
+
+    /* Rotate without overlap: the old secret is gone at once. */
+    ck_assert_int_eq(req(&f, "POST", path, NULL, "{\"overlap_seconds\":0}", &o), 200);
+    ck_assert(cJSON_IsNull(jget(o, "data.previous_secret_expires_at")));
+    cJSON_Delete(o);
+
+    /* DELETE: gone, with its delivery log; a second time 404. */
+    snprintf(path, sizeof path, "/v1/webhooks/%lld", eid);
+    ck_assert_int_eq(req(&f, "DELETE", path, NULL, NULL, &o), 200);
+    ck_assert(cJSON_IsTrue(jget(o, "data.deleted")));
+    cJSON_Delete(o);
+    ck_assert_int_eq(req(&f, "DELETE", path, NULL, NULL, &o), 404);
+    cJSON_Delete(o);
+    snprintf(path, sizeof path, "/v1/webhooks/%lld/deliveries", eid);
+    ck_assert_int_eq(req(&f, "GET", path, NULL, NULL, &o), 404);
+    cJSON_Delete(o);
+    ck_assert_int_eq(req(&f, "GET", "/v1/webhooks", NULL, NULL, &o), 200);
+    ck_assert_int_eq(cJSON_GetArraySize(jget(o, "data")), 0);
+    cJSON_Delete(o);
+    teardown(&f);
+    ah_sim_stop(ksim);
+    free(k.body);
+    pthread_mutex_destroy(&k.mu);
+}
+END_TEST
+
+/* ---- the TypeScript example (examples/typescript) ------------------------------ */
+
+/* Runs the example's compiled program (AH_TS_EXAMPLE: its dist/main.js, built
+ * from the client that openapi-typescript generated from docs/openapi.yaml)
+ * against the daemon and the ERecruit simulator: it adds a webhook endpoint,
+ * the test syncs, the program pages through the jobs, moves an application
+ * with an Idempotency-Key, verifies a delivery with standardwebhooks and
+ * deletes the endpoint. Only in the check_typescript_example entry. */
+START_TEST(test_typescript_example)
+{
+    fixture f;
+    setup(&f, 3);
+    const char *main_js = getenv("AH_TS_EXAMPLE");
+    ck_assert_ptr_nonnull(main_js);
+    char cmd[2048], e_url[128], e_key[128];
+    snprintf(cmd, sizeof cmd, "exec node '%s' 1>&2", main_js);
+    snprintf(e_url, sizeof e_url, "ATSHUB_URL=%s", f.base);
+    snprintf(e_key, sizeof e_key, "ATSHUB_KEY=%s", KEY_ACME);
+    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    const char *env[] = {e_url, e_key, "ATSHUB_STAGE_ID=4", NULL};
+    int fd = -1;
+    pid_t pid = ah_t_spawn(argv, env, &fd);
+    ck_assert_int_gt(pid, 0);
+    char *line = ah_t_wait_line(fd, "webhook ready", 60);
+    if (line == NULL) {
+        char *rest = ah_t_read_rest(fd);
+        ck_abort_msg("the example did not add its webhook endpoint: %s", rest);
+    }
+    free(line);
+    sync_all(&f); /* jobs for it to page through, events for its receiver */
+    line = ah_t_wait_line(fd, "typescript example: ok", 120);
+    char *rest = line == NULL ? ah_t_read_rest(fd) : NULL;
+    int rc = ah_t_stop(pid, line == NULL ? SIGTERM : 0);
+    ck_assert_msg(line != NULL, "the example failed: %s", rest != NULL ? rest : "");
+    ck_assert_int_eq(rc, 0);
+    free(line);
+    free(rest);
+    close(fd);
+    teardown(&f);
+}
+END_TEST
+
 /* ---- OpenAPI coverage --------------------------------------------------------------- */
 
+/* One operation: a method and a path ("{id}" templates as registered). */
+typedef struct route_op {
+    char method[16];
+    char path[256];
+    unsigned flags;
+} route_op;
+
 typedef struct route_set {
-    char path[256][256];
-    unsigned flags[256];
+    route_op op[256];
     int n;
 } route_set;
 
-static void collect_route(void *arg, const char *method, const char *path, unsigned flags)
+static void route_add(route_set *r, const char *method, const char *path, unsigned flags)
 {
-    route_set *r = arg;
-    if (strncmp(path, "/v1", 3) != 0 || r->n == 256)
-        return;
-    snprintf(r->path[r->n], sizeof r->path[r->n], "%s", path);
-    (void)method;
-    r->flags[r->n] = flags;
+    ck_assert_int_lt(r->n, 256);
+    snprintf(r->op[r->n].method, sizeof r->op[r->n].method, "%s", method);
+    snprintf(r->op[r->n].path, sizeof r->op[r->n].path, "%s", path);
+    r->op[r->n].flags = flags;
     r->n++;
 }
 
+static void collect_route(void *arg, const char *method, const char *path, unsigned flags)
+{
+    if (strncmp(path, "/v1", 3) == 0)
+        route_add(arg, method, path, flags);
+}
+
+/* docs/openapi.yaml's operations: our own layout, "paths:" then two-space
+ * indented "  /v1/...:" keys with four-space indented method keys. */
+static void openapi_ops(route_set *doc)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/docs/openapi.yaml", ah_t_env("AH_SOURCE_DIR"));
+    size_t len = 0;
+    char *yaml = ah_t_read_file(path, &len);
+    ck_assert_msg(yaml != NULL, "cannot read %s", path);
+    static const char *const methods[] = {"get", "put", "post", "delete", "patch"};
+    bool in_paths = false;
+    char cur[256] = "";
+    char *save = NULL;
+    for (char *line = strtok_r(yaml, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        if (line[0] != ' ' && line[0] != '#') {
+            in_paths = strncmp(line, "paths:", 6) == 0;
+        } else if (in_paths && strncmp(line, "  /", 3) == 0) {
+            char *colon = strrchr(line, ':');
+            ck_assert_ptr_nonnull(colon);
+            snprintf(cur, sizeof cur, "%.*s", (int)(colon - line - 2), line + 2);
+        } else if (in_paths && cur[0] && strncmp(line, "    ", 4) == 0 && line[4] != ' ') {
+            for (size_t m = 0; m < sizeof methods / sizeof methods[0]; m++) {
+                size_t ml = strlen(methods[m]);
+                if (strncmp(line + 4, methods[m], ml) == 0 && strcmp(line + 4 + ml, ":") == 0) {
+                    char up[16];
+                    for (size_t k = 0; k <= ml; k++)
+                        up[k] = (char)(methods[m][k] >= 'a' ? methods[m][k] - 32 : methods[m][k]);
+                    route_add(doc, up, cur, 0);
+                }
+            }
+        }
+    }
+    free(yaml);
+}
+
+/* docs/api.md's route index: the rows "| `METHOD /v1/...` | ..." of its
+ * section "## Every route". */
+static void api_md_ops(route_set *md)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/docs/api.md", ah_t_env("AH_SOURCE_DIR"));
+    size_t len = 0;
+    char *text = ah_t_read_file(path, &len);
+    ck_assert_msg(text != NULL, "cannot read %s", path);
+    bool in_index = false;
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        if (strncmp(line, "## ", 3) == 0)
+            in_index = strcmp(line, "## Every route") == 0;
+        else if (in_index && strncmp(line, "| `", 3) == 0) {
+            char method[16], p[256];
+            ck_assert_msg(sscanf(line, "| `%15[A-Z] %255[^`]`", method, p) == 2,
+                          "docs/api.md: malformed route index row: %s", line);
+            route_add(md, method, p, 0);
+        }
+    }
+    free(text);
+}
+
+/* Does route r serve the documented operation d? */
+static bool serves(const route_op *r, const route_op *d)
+{
+    bool method = strcmp(r->method, "*") == 0 || strcmp(r->method, d->method) == 0;
+    if (r->flags & AH_HTTPD_PREFIX)
+        return method && strncmp(d->path, r->path, strlen(r->path)) == 0;
+    return method && strcmp(d->path, r->path) == 0;
+}
+
+static bool same_op(const route_op *a, const route_op *b)
+{
+    return strcmp(a->method, b->method) == 0 && strcmp(a->path, b->path) == 0;
+}
+
+/* The router's table, docs/openapi.yaml and docs/api.md's route index name
+ * the same operations: a route the document lacks, a documented operation
+ * no route serves (path or method), or an index that differs fails. */
 START_TEST(test_openapi_routes)
 {
     fixture f;
     setup(&f, 1);
-    route_set *rsp = calloc(1, sizeof *rsp);
-    ck_assert_ptr_nonnull(rsp);
-    ah_httpd_each_route(f.core->httpd, collect_route, rsp);
-    ck_assert_int_gt(rsp->n, 5);
-    char yaml_path[1024];
-    snprintf(yaml_path, sizeof yaml_path, "%s/docs/openapi.yaml", ah_t_env("AH_SOURCE_DIR"));
-    size_t len = 0;
-    char *yaml = ah_t_read_file(yaml_path, &len);
-    ck_assert_msg(yaml != NULL, "cannot read %s", yaml_path);
-    /* Our own layout: "paths:" then two-space-indented "  /v1/...:" keys. */
-    char (*paths)[256] = calloc(256, sizeof *paths);
-    ck_assert_ptr_nonnull(paths);
-    int np = 0;
-    bool in_paths = false;
-    for (char *line = strtok(yaml, "\n"); line != NULL; line = strtok(NULL, "\n")) {
-        if (line[0] != ' ' && line[0] != '#')
-            in_paths = strncmp(line, "paths:", 6) == 0;
-        else if (in_paths && strncmp(line, "  /", 3) == 0 && np < 256) {
-            char *colon = strrchr(line, ':');
-            ck_assert_ptr_nonnull(colon);
-            snprintf(paths[np++], sizeof paths[0], "%.*s", (int)(colon - line - 2), line + 2);
-        }
-    }
-    free(yaml);
-    ck_assert_int_gt(np, 10);
-    /* Every registered route is documented... */
-    for (int i = 0; i < rsp->n; i++) {
+    route_set *routes = calloc(1, sizeof *routes), *doc = calloc(1, sizeof *doc),
+              *md = calloc(1, sizeof *md);
+    ck_assert(routes != NULL && doc != NULL && md != NULL);
+    ah_httpd_each_route(f.core->httpd, collect_route, routes);
+    ck_assert_int_gt(routes->n, 30);
+    openapi_ops(doc);
+    ck_assert_int_gt(doc->n, 30);
+    api_md_ops(md);
+    /* Every registered route is documented, with its method... */
+    for (int i = 0; i < routes->n; i++) {
         bool found = false;
-        for (int j = 0; j < np && !found; j++)
-            found = (rsp->flags[i] & AH_HTTPD_PREFIX) ? strncmp(paths[j], rsp->path[i],
-                                                              strlen(rsp->path[i])) == 0
-                                                    : strcmp(paths[j], rsp->path[i]) == 0;
-        ck_assert_msg(found, "route %s is not in docs/openapi.yaml", rsp->path[i]);
+        for (int j = 0; j < doc->n && !found; j++)
+            found = serves(&routes->op[i], &doc->op[j]);
+        ck_assert_msg(found, "route %s %s is not in docs/openapi.yaml", routes->op[i].method,
+                      routes->op[i].path);
     }
-    /* ...and every documented path is served. */
-    for (int j = 0; j < np; j++) {
+    /* ...every documented operation is served... */
+    for (int j = 0; j < doc->n; j++) {
         bool found = false;
-        for (int i = 0; i < rsp->n && !found; i++)
-            found = (rsp->flags[i] & AH_HTTPD_PREFIX) ? strncmp(paths[j], rsp->path[i],
-                                                              strlen(rsp->path[i])) == 0
-                                                    : strcmp(paths[j], rsp->path[i]) == 0;
-        ck_assert_msg(found, "docs/openapi.yaml has %s, which no route serves", paths[j]);
+        for (int i = 0; i < routes->n && !found; i++)
+            found = serves(&routes->op[i], &doc->op[j]);
+        ck_assert_msg(found, "docs/openapi.yaml has %s %s, which no route serves",
+                      doc->op[j].method, doc->op[j].path);
     }
-    free(paths);
-    free(rsp);
+    /* ...and docs/api.md's index lists exactly the document's operations. */
+    for (int j = 0; j < doc->n; j++) {
+        bool found = false;
+        for (int k = 0; k < md->n && !found; k++)
+            found = same_op(&doc->op[j], &md->op[k]);
+        ck_assert_msg(found, "docs/api.md's route index lacks %s %s", doc->op[j].method,
+                      doc->op[j].path);
+    }
+    for (int k = 0; k < md->n; k++) {
+        bool found = false;
+        for (int j = 0; j < doc->n && !found; j++)
+            found = same_op(&doc->op[j], &md->op[k]);
+        ck_assert_msg(found, "docs/api.md lists %s %s, which docs/openapi.yaml lacks",
+                      md->op[k].method, md->op[k].path);
+    }
+    free(routes);
+    free(doc);
+    free(md);
     teardown(&f);
 }
 END_TEST
@@ -894,8 +1210,16 @@ static Suite *events_suite(void)
     tcase_add_test(tc, test_idempotency_query_string);
     tcase_add_test(tc, test_deletions_and_stage_history);
     tcase_add_test(tc, test_bulk_reject_paced);
+    tcase_add_test(tc, test_webhook_patch_rotate_delete);
     tcase_add_test(tc, test_openapi_routes);
     suite_add_tcase(s, tc);
+    /* The TypeScript example: only where it was built (check_typescript_example). */
+    if (getenv("AH_TS_EXAMPLE") != NULL) {
+        TCase *ts = tcase_create("typescript");
+        tcase_set_timeout(ts, 240);
+        tcase_add_test(ts, test_typescript_example);
+        suite_add_tcase(s, ts);
+    }
     return s;
 }
 

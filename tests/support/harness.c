@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "store.h"
+#include <cjson/cJSON.h>
 
 const char *ah_t_env(const char *name)
 {
@@ -254,6 +256,70 @@ long ah_t_http(const char *method, const char *url, const char *const *headers,
     return ah_t_http_head(method, url, headers, body, body_out, NULL);
 }
 
+/* AH_TEST_TRAFFIC_LOG=FILE: every exchange with the REST API (a path under
+ * /v1/) is appended to FILE as one JSON line, {"method", "url" (path and
+ * query), "status", "headers" (the answer's, names lowercased), "body"
+ * (the answer's)}, for tests/openapi_traffic.js to validate against
+ * docs/openapi.yaml. */
+static pthread_mutex_t traffic_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void record_exchange(const char *method, const char *url, long status, const char *head,
+                            const char *body)
+{
+    const char *file = getenv("AH_TEST_TRAFFIC_LOG");
+    if (file == NULL || *file == '\0' || status == 0)
+        return;
+    const char *p = strstr(url, "://");
+    p = p != NULL ? strchr(p + 3, '/') : NULL;
+    if (p == NULL || strncmp(p, "/v1/", 4) != 0)
+        return;
+    cJSON *o = cJSON_CreateObject(), *h = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "method", method);
+    cJSON_AddStringToObject(o, "url", p);
+    cJSON_AddNumberToObject(o, "status", (double)status);
+    /* The last block of header lines (after a 100 Continue, the final one). */
+    const char *last = head, *q = head;
+    while ((q = strstr(q, "\r\n\r\n")) != NULL) {
+        if (q[4] != '\0')
+            last = q + 4;
+        q += 4;
+    }
+    for (const char *line = last; line != NULL && *line != '\0';) {
+        const char *eol = strstr(line, "\r\n");
+        size_t n = eol != NULL ? (size_t)(eol - line) : strlen(line);
+        const char *colon = memchr(line, ':', n);
+        if (colon != NULL) {
+            char name[128], value[1024];
+            size_t kn = (size_t)(colon - line) < sizeof name - 1 ? (size_t)(colon - line)
+                                                                 : sizeof name - 1;
+            for (size_t i = 0; i < kn; i++)
+                name[i] = (char)(line[i] >= 'A' && line[i] <= 'Z' ? line[i] + 32 : line[i]);
+            name[kn] = '\0';
+            const char *v = colon + 1;
+            while (v < line + n && *v == ' ')
+                v++;
+            snprintf(value, sizeof value, "%.*s", (int)(line + n - v), v);
+            cJSON_DeleteItemFromObjectCaseSensitive(h, name);
+            cJSON_AddStringToObject(h, name, value);
+        }
+        line = eol != NULL ? eol + 2 : NULL;
+    }
+    cJSON_AddItemToObject(o, "headers", h);
+    cJSON_AddStringToObject(o, "body", body != NULL ? body : "");
+    char *line = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (line == NULL)
+        return;
+    pthread_mutex_lock(&traffic_mu);
+    FILE *f = fopen(file, "a");
+    if (f != NULL) {
+        fprintf(f, "%s\n", line);
+        fclose(f);
+    }
+    pthread_mutex_unlock(&traffic_mu);
+    free(line);
+}
+
 long ah_t_http_head(const char *method, const char *url, const char *const *headers,
                     const char *body, char **body_out, char **head_out)
 {
@@ -264,7 +330,8 @@ long ah_t_http_head(const char *method, const char *url, const char *const *head
     for (size_t i = 0; headers != NULL && headers[i] != NULL; i++)
         h = curl_slist_append(h, headers[i]);
     buf b = {NULL, 0}, hb = {NULL, 0};
-    if (head_out != NULL) {
+    const char *traffic = getenv("AH_TEST_TRAFFIC_LOG");
+    if (head_out != NULL || (traffic != NULL && *traffic != '\0')) {
         curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_data);
         curl_easy_setopt(c, CURLOPT_HEADERDATA, &hb);
     }
@@ -284,12 +351,15 @@ long ah_t_http_head(const char *method, const char *url, const char *const *head
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
+    record_exchange(method, url, status, hb.p != NULL ? hb.p : "", b.p);
     if (body_out != NULL)
         *body_out = b.p != NULL ? b.p : strdup("");
     else
         free(b.p);
     if (head_out != NULL)
         *head_out = hb.p != NULL ? hb.p : strdup("");
+    else
+        free(hb.p);
     return status;
 }
 

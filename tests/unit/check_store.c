@@ -1342,6 +1342,7 @@ END_TEST
 typedef struct wh_seen {
     ah_webhook_row rows[4];
     char url[4][64], types[4][64], secret[4][128], disabled[4][32];
+    char desc[4][64], prev[4][128], until[4][32];
     int n;
 } wh_seen;
 
@@ -1357,8 +1358,14 @@ static void wh_cb(void *arg, const ah_webhook_row *r)
     snprintf(w->disabled[i], sizeof w->disabled[i], "%s",
              r->disabled_at ? r->disabled_at : "(null)");
     /* The borrowed strings are gone after the call. */
+    snprintf(w->desc[i], sizeof w->desc[i], "%s", r->description ? r->description : "(null)");
+    snprintf(w->prev[i], sizeof w->prev[i], "%s",
+             r->previous_secret ? r->previous_secret : "(null)");
+    snprintf(w->until[i], sizeof w->until[i], "%s",
+             r->previous_until ? r->previous_until : "(null)");
     w->rows[i].url = w->rows[i].event_types = w->rows[i].secret = NULL;
     w->rows[i].disabled_at = w->rows[i].created_at = NULL;
+    w->rows[i].description = w->rows[i].previous_secret = w->rows[i].previous_until = NULL;
 }
 
 typedef struct whd_seen {
@@ -1382,6 +1389,79 @@ static void whd_cb(void *arg, const ah_webhook_delivery_row *r)
     snprintf(d->delivered[i], sizeof d->delivered[i], "%s",
              r->delivered_at ? r->delivered_at : "(null)");
 }
+
+/* webhook_update, webhook_delete, webhook_rotate (issue 20). */
+START_TEST(test_webhook_update_delete_rotate)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme"), other = add_tenant(s, "other");
+    int64_t id = 0, id2 = 0;
+    ck_assert_int_eq(s->ops->webhook_add(s, t, "https://h/x", "a.*", "sealed-1", &id), 0);
+    ck_assert_int_eq(s->ops->webhook_add(s, t, "https://h/y", NULL, "sealed-2", &id2), 0);
+    wh_seen w = {0};
+    ck_assert_int_eq(s->ops->webhook_list(s, t, wh_cb, &w), AH_STORE_OK);
+    ck_assert_int_eq(w.n, 2);
+    ck_assert_str_eq(w.desc[0], "");
+    ck_assert_str_eq(w.prev[0], "(null)");
+    ck_assert_str_eq(w.until[0], "(null)");
+    /* update: NULL keeps a column; another tenant's or an unknown id is not found */
+    ck_assert_int_eq(s->ops->webhook_update(s, t, id, NULL, "b.x,c.*", "billing"), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->webhook_update(s, other, id, "https://evil/", NULL, NULL),
+                     AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(s->ops->webhook_update(s, 0, id2 + 100, "https://h/z", NULL, NULL),
+                     AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(s->ops->webhook_update(s, 0, id, "https://h/z", NULL, NULL), AH_STORE_OK);
+    memset(&w, 0, sizeof w);
+    ck_assert_int_eq(s->ops->webhook_list(s, t, wh_cb, &w), AH_STORE_OK);
+    ck_assert_str_eq(w.url[0], "https://h/z");
+    ck_assert_str_eq(w.types[0], "b.x,c.*");
+    ck_assert_str_eq(w.desc[0], "billing");
+    ck_assert_str_eq(w.url[1], "https://h/y"); /* the other endpoint untouched */
+    ck_assert_str_eq(w.desc[1], "");
+    /* rotate with an overlap: the old secret is kept until then, read only
+     * by the delivering queries */
+    ck_assert_int_eq(s->ops->webhook_rotate(s, t, id, "sealed-3", FAR_FUTURE), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->webhook_rotate(s, other, id, "sealed-x", NULL), AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(s->ops->webhook_rotate(s, t, id, NULL, NULL), AH_STORE_ERR);
+    memset(&w, 0, sizeof w);
+    ck_assert_int_eq(s->ops->webhook_list(s, t, wh_cb, &w), AH_STORE_OK);
+    ck_assert_str_eq(w.secret[0], "(null)");
+    ck_assert_str_eq(w.prev[0], "(null)");
+    ck_assert_str_eq(w.until[0], FAR_FUTURE);
+    char now[32];
+    ah_now_iso(now);
+    memset(&w, 0, sizeof w);
+    ck_assert_int_eq(s->ops->webhook_due_one(s, id, now, wh_cb, &w), AH_STORE_OK);
+    ck_assert_int_eq(w.n, 1);
+    ck_assert_str_eq(w.secret[0], "sealed-3");
+    ck_assert_str_eq(w.prev[0], "sealed-1");
+    ck_assert_str_eq(w.until[0], FAR_FUTURE);
+    /* rotate again without an overlap: no previous secret at all */
+    ck_assert_int_eq(s->ops->webhook_rotate(s, 0, id, "sealed-4", NULL), AH_STORE_OK);
+    memset(&w, 0, sizeof w);
+    ck_assert_int_eq(s->ops->webhook_due_one(s, id, now, wh_cb, &w), AH_STORE_OK);
+    ck_assert_str_eq(w.secret[0], "sealed-4");
+    ck_assert_str_eq(w.prev[0], "(null)");
+    ck_assert_str_eq(w.until[0], "(null)");
+    /* delete: its delivery log goes with it; the other endpoint stays */
+    int64_t e1 = 0;
+    ck_assert_int_eq(s->ops->outbox_add(s, t, "a.x", "{}", &e1), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->webhook_attempt(s, id, e1, true, 200, NULL, NULL), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->webhook_delete(s, other, id), AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(s->ops->webhook_delete(s, t, id), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->webhook_delete(s, t, id), AH_STORE_NOT_FOUND);
+    whd_seen d = {0};
+    ck_assert_int_eq(s->ops->webhook_deliveries(s, t, id, 10, whd_cb, &d), AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM webhook_deliveries"), 0);
+    memset(&w, 0, sizeof w);
+    ck_assert_int_eq(s->ops->webhook_list(s, 0, wh_cb, &w), AH_STORE_OK);
+    ck_assert_int_eq(w.n, 1);
+    ck_assert_int_eq(w.rows[0].id, id2);
+    fx_done(&f);
+}
+END_TEST
 
 START_TEST(test_webhooks)
 {
@@ -2644,6 +2724,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_callback_reentry);
     tcase_add_test(tc, test_event_log);
     tcase_add_test(tc, test_webhooks);
+    tcase_add_test(tc, test_webhook_update_delete_rotate);
     tcase_add_test(tc, test_idempotency);
     tcase_add_test(tc, test_retention_prune);
     tcase_add_test(tc, test_prune_in_batches);

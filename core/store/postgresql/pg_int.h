@@ -88,6 +88,9 @@ typedef enum {
     P_WH_FAILED,
     P_WH_DUE_ONE,
     P_WH_PRUNE,
+    P_WH_UPDATE,
+    P_WH_DELETE,
+    P_WH_ROTATE,
     P_IDEM_EXPIRE,
     P_IDEM_RESERVE,
     P_IDEM_GET,
@@ -326,6 +329,11 @@ int ah_pg_webhook_failed(ah_store *st, int64_t id, int64_t failures, const char 
 int ah_pg_webhook_due_one(ah_store *st, int64_t id, const char *now, ah_webhook_cb cb,
                           void *arg);
 int ah_pg_webhook_prune(ah_store *st, const char *before, int64_t *n_out);
+int ah_pg_webhook_update(ah_store *st, int64_t tenant_id, int64_t id, const char *url,
+                         const char *event_types, const char *description);
+int ah_pg_webhook_delete(ah_store *st, int64_t tenant_id, int64_t id);
+int ah_pg_webhook_rotate(ah_store *st, int64_t tenant_id, int64_t id, const char *secret_sealed,
+                         const char *previous_until);
 
 /* ---- idempotency.c ----------------------------------------------------- */
 

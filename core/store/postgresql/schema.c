@@ -204,6 +204,10 @@ static const char *const migrations[] = {
     "ALTER TABLE idempotency ADD COLUMN operation ah_text;"
     "ALTER TABLE bulk_items ADD COLUMN operation ah_text;"
     "CREATE INDEX bulk_items_operation ON bulk_items(operation) WHERE operation IS NOT NULL;",
+    /* v8: webhook endpoints whole (issue 20): a description, and the
+     * previous secret kept through a rotation's overlap. */
+    "ALTER TABLE webhook_endpoints ADD COLUMN description ah_text NOT NULL DEFAULT '',"
+    "  ADD COLUMN previous_secret ah_text, ADD COLUMN previous_until ah_text;",
 };
 
 #define AH_PG_LATEST ((int)(sizeof migrations / sizeof migrations[0]))

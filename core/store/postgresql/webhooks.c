@@ -9,7 +9,10 @@
 /* The sealed secret is read only by webhook_due(_one), which deliver. */
 #define WH_COLS(secret)                                                        \
     "id, tenant_id, url, event_types, " #secret ", enabled, failures, "         \
-    "disabled_at, cursor, created_at"
+    "disabled_at, cursor, created_at, description, " PREV_##secret ", "          \
+    "previous_until"
+#define PREV_NULL "NULL"
+#define PREV_secret "previous_secret"
 
 static const char *const q_sql[P_COUNT] = {
     [P_WH_ADD] = "INSERT INTO webhook_endpoints(tenant_id, url, event_types, secret, next_at, "
@@ -44,6 +47,16 @@ static const char *const q_sql[P_COUNT] = {
                     "disabled_at = coalesce($4::text, disabled_at) WHERE id = $1",
     [P_WH_DUE_ONE] = "SELECT " WH_COLS(secret) " FROM webhook_endpoints "
                      "WHERE id = $2 AND enabled AND next_at <= $1",
+    [P_WH_UPDATE] = "UPDATE webhook_endpoints SET url = coalesce($3::text, url), "
+                    "event_types = coalesce($4::text, event_types), "
+                    "description = coalesce($5::text, description) "
+                    "WHERE id = $1 AND ($2::bigint = 0 OR tenant_id = $2::bigint)",
+    /* Its delivery log goes with it (ON DELETE CASCADE). */
+    [P_WH_DELETE] = "DELETE FROM webhook_endpoints "
+                    "WHERE id = $1 AND ($2::bigint = 0 OR tenant_id = $2::bigint)",
+    [P_WH_ROTATE] = "UPDATE webhook_endpoints SET previous_secret = CASE WHEN $4::text IS NULL "
+                    "THEN NULL ELSE secret END, previous_until = $4::text, secret = $3 "
+                    "WHERE id = $1 AND ($2::bigint = 0 OR tenant_id = $2::bigint)",
     /* Delivered lines age out with the event log; the others go with
      * their event when the outbox prunes it (outbox.c). */
     [P_WH_PRUNE] = "DELETE FROM webhook_deliveries WHERE (endpoint_id, outbox_id) IN "
@@ -65,6 +78,9 @@ static bool fill_webhook(const PGresult *r, int i, void *row)
     w->disabled_at = ah_pg_dup(r, i, 7, &oom);
     w->cursor = ah_pg_int(r, i, 8);
     w->created_at = ah_pg_dup(r, i, 9, &oom);
+    w->description = ah_pg_dup(r, i, 10, &oom);
+    w->previous_secret = ah_pg_dup(r, i, 11, &oom);
+    w->previous_until = ah_pg_dup(r, i, 12, &oom);
     return !oom;
 }
 
@@ -78,6 +94,11 @@ static void webhook_free_v(void *row)
     free(r->secret);
     free(r->disabled_at);
     free(r->created_at);
+    free(r->description);
+    if (r->previous_secret != NULL)
+        explicit_bzero(r->previous_secret, strlen(r->previous_secret));
+    free(r->previous_secret);
+    free(r->previous_until);
 }
 
 static bool fill_wh_delivery(const PGresult *r, int i, void *row)
@@ -294,6 +315,51 @@ int ah_pg_webhook_failed(ah_store *st, int64_t id, int64_t failures, const char 
     ah_pg_p_text(&p, disabled_at);
     ah_pg_lock(s);
     int rc = AH_PG_CHANGE(s, P_WH_FAILED, &p, "webhook_failed");
+    ah_pg_unlock(s);
+    return rc;
+}
+
+int ah_pg_webhook_update(ah_store *st, int64_t tenant_id, int64_t id, const char *url,
+                         const char *event_types, const char *description)
+{
+    ah_pg_store *s = ah_pg(st);
+    ah_pg_params p = {0};
+    ah_pg_p_int(&p, id);
+    ah_pg_p_int(&p, tenant_id);
+    ah_pg_p_text(&p, url);
+    ah_pg_p_text(&p, event_types);
+    ah_pg_p_text(&p, description);
+    ah_pg_lock(s);
+    int rc = AH_PG_CHANGE(s, P_WH_UPDATE, &p, "webhook_update");
+    ah_pg_unlock(s);
+    return rc;
+}
+
+int ah_pg_webhook_delete(ah_store *st, int64_t tenant_id, int64_t id)
+{
+    ah_pg_store *s = ah_pg(st);
+    ah_pg_params p = {0};
+    ah_pg_p_int(&p, id);
+    ah_pg_p_int(&p, tenant_id);
+    ah_pg_lock(s);
+    int rc = AH_PG_CHANGE(s, P_WH_DELETE, &p, "webhook_delete");
+    ah_pg_unlock(s);
+    return rc;
+}
+
+int ah_pg_webhook_rotate(ah_store *st, int64_t tenant_id, int64_t id, const char *secret_sealed,
+                         const char *previous_until)
+{
+    ah_pg_store *s = ah_pg(st);
+    if (secret_sealed == NULL)
+        return AH_STORE_ERR;
+    ah_pg_params p = {0};
+    ah_pg_p_int(&p, id);
+    ah_pg_p_int(&p, tenant_id);
+    ah_pg_p_text(&p, secret_sealed);
+    ah_pg_p_text(&p, previous_until);
+    ah_pg_lock(s);
+    int rc = AH_PG_CHANGE(s, P_WH_ROTATE, &p, "webhook_rotate");
     ah_pg_unlock(s);
     return rc;
 }

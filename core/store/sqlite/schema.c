@@ -202,6 +202,11 @@ static const char *const migrations[] = {
     "ALTER TABLE idempotency ADD COLUMN operation TEXT;"
     "ALTER TABLE bulk_items ADD COLUMN operation TEXT;"
     "CREATE INDEX bulk_items_operation ON bulk_items(operation) WHERE operation IS NOT NULL;",
+    /* v10: webhook endpoints whole (issue 20): a description, and the
+     * previous secret kept through a rotation's overlap. */
+    "ALTER TABLE webhook_endpoints ADD COLUMN description TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE webhook_endpoints ADD COLUMN previous_secret TEXT;"
+    "ALTER TABLE webhook_endpoints ADD COLUMN previous_until TEXT;",
 };
 
 #define AH_SQ_LATEST ((int)(sizeof migrations / sizeof migrations[0]))

@@ -89,6 +89,9 @@ typedef enum {
     Q_WH_FAILED,
     Q_WH_DUE_ONE,
     Q_WH_PRUNE,
+    Q_WH_UPDATE,
+    Q_WH_DELETE,
+    Q_WH_ROTATE,
     Q_IDEM_EXPIRE,
     Q_IDEM_RESERVE,
     Q_IDEM_GET,
@@ -310,6 +313,11 @@ int ah_sq_webhook_failed(ah_store *st, int64_t id, int64_t failures, const char 
 int ah_sq_webhook_due_one(ah_store *st, int64_t id, const char *now, ah_webhook_cb cb,
                           void *arg);
 int ah_sq_webhook_prune(ah_store *st, const char *before, int64_t *n_out);
+int ah_sq_webhook_update(ah_store *st, int64_t tenant_id, int64_t id, const char *url,
+                         const char *event_types, const char *description);
+int ah_sq_webhook_delete(ah_store *st, int64_t tenant_id, int64_t id);
+int ah_sq_webhook_rotate(ah_store *st, int64_t tenant_id, int64_t id, const char *secret_sealed,
+                         const char *previous_until);
 
 /* ---- idempotency.c ----------------------------------------------------- */
 

@@ -9,7 +9,10 @@
 /* The sealed secret is read only by webhook_due, which delivers. */
 #define WH_COLS(secret)                                                        \
     "id, tenant_id, url, event_types, " #secret ", enabled, failures, "         \
-    "disabled_at, cursor, created_at"
+    "disabled_at, cursor, created_at, description, " PREV_##secret ", "          \
+    "previous_until"
+#define PREV_NULL "NULL"
+#define PREV_secret "previous_secret"
 
 /* This file's statements, by cache slot (sqlite_int.h). */
 static const char *const q_sql[Q_COUNT] = {
@@ -51,6 +54,15 @@ static const char *const q_sql[Q_COUNT] = {
      * any more). */
     [Q_WH_PRUNE] = "DELETE FROM webhook_deliveries WHERE rowid IN (SELECT rowid FROM "
                    "webhook_deliveries WHERE delivered_at < ?1 ORDER BY delivered_at LIMIT ?2)",
+    [Q_WH_UPDATE] = "UPDATE webhook_endpoints SET url = coalesce(?3, url), "
+                    "event_types = coalesce(?4, event_types), "
+                    "description = coalesce(?5, description) "
+                    "WHERE id = ?1 AND (?2 = 0 OR tenant_id = ?2)",
+    /* Its delivery log goes with it (ON DELETE CASCADE). */
+    [Q_WH_DELETE] = "DELETE FROM webhook_endpoints WHERE id = ?1 AND (?2 = 0 OR tenant_id = ?2)",
+    [Q_WH_ROTATE] = "UPDATE webhook_endpoints SET previous_secret = CASE WHEN ?4 IS NULL "
+                    "THEN NULL ELSE secret END, previous_until = ?4, secret = ?3 "
+                    "WHERE id = ?1 AND (?2 = 0 OR tenant_id = ?2)",
 };
 
 static bool fill_webhook(sqlite3_stmt *st, void *row)
@@ -67,6 +79,9 @@ static bool fill_webhook(sqlite3_stmt *st, void *row)
     r->disabled_at = ah_sq_col_dup(st, 7, &oom);
     r->cursor = sqlite3_column_int64(st, 8);
     r->created_at = ah_sq_col_dup(st, 9, &oom);
+    r->description = ah_sq_col_dup(st, 10, &oom);
+    r->previous_secret = ah_sq_col_dup(st, 11, &oom);
+    r->previous_until = ah_sq_col_dup(st, 12, &oom);
     return !oom;
 }
 
@@ -80,6 +95,11 @@ static void webhook_free_v(void *row)
     free(r->secret);
     free(r->disabled_at);
     free(r->created_at);
+    free(r->description);
+    if (r->previous_secret != NULL)
+        explicit_bzero(r->previous_secret, strlen(r->previous_secret));
+    free(r->previous_secret);
+    free(r->previous_until);
 }
 
 static bool fill_wh_delivery(sqlite3_stmt *st, void *row)
@@ -314,6 +334,60 @@ int ah_sq_webhook_failed(ah_store *st, int64_t id, int64_t failures, const char 
         ah_sq_bind_text(q, 3, next_at);
         ah_sq_bind_text(q, 4, disabled_at);
         rc = ah_sq_change_by_id(s, q, "webhook_failed");
+    }
+    ah_sq_unlock(s);
+    return rc;
+}
+
+int ah_sq_webhook_update(ah_store *st, int64_t tenant_id, int64_t id, const char *url,
+                         const char *event_types, const char *description)
+{
+    ah_sq_store *s = ah_sq(st);
+    ah_sq_lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = AH_SQ_GET(s, Q_WH_UPDATE);
+    if (q != NULL) {
+        sqlite3_bind_int64(q, 1, id);
+        sqlite3_bind_int64(q, 2, tenant_id);
+        ah_sq_bind_text(q, 3, url);
+        ah_sq_bind_text(q, 4, event_types);
+        ah_sq_bind_text(q, 5, description);
+        rc = ah_sq_change_by_id(s, q, "webhook_update");
+    }
+    ah_sq_unlock(s);
+    return rc;
+}
+
+int ah_sq_webhook_delete(ah_store *st, int64_t tenant_id, int64_t id)
+{
+    ah_sq_store *s = ah_sq(st);
+    ah_sq_lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = AH_SQ_GET(s, Q_WH_DELETE);
+    if (q != NULL) {
+        sqlite3_bind_int64(q, 1, id);
+        sqlite3_bind_int64(q, 2, tenant_id);
+        rc = ah_sq_change_by_id(s, q, "webhook_delete");
+    }
+    ah_sq_unlock(s);
+    return rc;
+}
+
+int ah_sq_webhook_rotate(ah_store *st, int64_t tenant_id, int64_t id, const char *secret_sealed,
+                         const char *previous_until)
+{
+    ah_sq_store *s = ah_sq(st);
+    if (secret_sealed == NULL)
+        return AH_STORE_ERR;
+    ah_sq_lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = AH_SQ_GET(s, Q_WH_ROTATE);
+    if (q != NULL) {
+        sqlite3_bind_int64(q, 1, id);
+        sqlite3_bind_int64(q, 2, tenant_id);
+        ah_sq_bind_text(q, 3, secret_sealed);
+        ah_sq_bind_text(q, 4, previous_until);
+        rc = ah_sq_change_by_id(s, q, "webhook_rotate");
     }
     ah_sq_unlock(s);
     return rc;
