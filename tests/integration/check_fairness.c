@@ -187,18 +187,23 @@ static long http(const char *method, const char *path, const char *key, const ch
         h = curl_slist_append(h, ik);
     }
     h = curl_slist_append(h, "Content-Type: application/json");
-    buf b = {0};
+    buf b = {0}, hb = {0};
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &hb);
     if (body != NULL)
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
     long status = 0;
     if (curl_easy_perform(c) == CURLE_OK)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    /* Validated against docs/openapi.yaml in check_openapi_traffic. */
+    ah_t_record_exchange(method, url, status, hb.p != NULL ? hb.p : "", b.p);
+    free(hb.p);
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
     if (out != NULL)

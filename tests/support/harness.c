@@ -263,8 +263,8 @@ long ah_t_http(const char *method, const char *url, const char *const *headers,
  * docs/openapi.yaml. */
 static pthread_mutex_t traffic_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static void record_exchange(const char *method, const char *url, long status, const char *head,
-                            const char *body)
+void ah_t_record_exchange(const char *method, const char *url, long status, const char *head,
+                          const char *body)
 {
     const char *file = getenv("AH_TEST_TRAFFIC_LOG");
     if (file == NULL || *file == '\0' || status == 0)
@@ -351,7 +351,7 @@ long ah_t_http_head(const char *method, const char *url, const char *const *head
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
-    record_exchange(method, url, status, hb.p != NULL ? hb.p : "", b.p);
+    ah_t_record_exchange(method, url, status, hb.p != NULL ? hb.p : "", b.p);
     if (body_out != NULL)
         *body_out = b.p != NULL ? b.p : strdup("");
     else

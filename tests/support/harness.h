@@ -42,6 +42,12 @@ long ah_t_http(const char *method, const char *url, const char *const *headers,
  *  *head_out when not NULL. */
 long ah_t_http_head(const char *method, const char *url, const char *const *headers,
                     const char *body, char **body_out, char **head_out);
+/** With AH_TEST_TRAFFIC_LOG set, records one exchange with the REST API
+ *  (url's path under /v1/; head: the answer's header lines) for
+ *  tests/openapi_traffic.js, as ah_t_http does for its own; for suites
+ *  with a client of their own. */
+void ah_t_record_exchange(const char *method, const char *url, long status, const char *head,
+                          const char *body);
 
 /** Runs argv (argv[0] a path) with `env` extra "K=V" entries (may be NULL),
  *  waits, captures stdout/stderr (malloc'd, may be NULL). Returns the exit
