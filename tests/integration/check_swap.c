@@ -440,21 +440,55 @@ static size_t sink(char *p, size_t s, size_t n, void *a)
     return s * n;
 }
 
+/* With AH_TEST_TRAFFIC_LOG set (check_openapi_traffic), the answers are kept
+ * and recorded: every one that is not a plain 200 (the drain's), and the
+ * first few 200s of each loader (the rest are the same answer). */
+typedef struct keep {
+    char *p;
+    size_t n;
+} keep;
+
+static size_t keep_data(char *p, size_t s, size_t n, void *a)
+{
+    keep *k = a;
+    char *q = realloc(k->p, k->n + s * n + 1);
+    if (q == NULL)
+        return 0;
+    memcpy(q + k->n, p, s * n);
+    k->n += s * n;
+    q[k->n] = '\0';
+    k->p = q;
+    return s * n;
+}
+
 static void *hload_main(void *arg)
 {
     hload *l = arg;
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/health", l->port);
     CURL *kept = NULL;
+    const char *traffic = getenv("AH_TEST_TRAFFIC_LOG");
+    bool record = traffic != NULL && *traffic != '\0';
+    int recorded_ok = 0;
     while (!atomic_load(&l->stop)) {
         CURL *c = kept != NULL ? kept : curl_easy_init();
+        keep body = {0}, head = {0};
         curl_easy_setopt(c, CURLOPT_URL, url);
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, record ? keep_data : sink);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+        if (record) {
+            curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, keep_data);
+            curl_easy_setopt(c, CURLOPT_HEADERDATA, &head);
+        }
         curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 20000L);
         CURLcode rc = curl_easy_perform(c);
         long status = 0;
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        if (record && rc == CURLE_OK && (status != 200 || recorded_ok++ < 20))
+            ah_t_record_exchange("GET", url, status, head.p != NULL ? head.p : "", body.p);
+        free(body.p);
+        free(head.p);
         if (l->keep_alive) {
             kept = c;
         } else {
