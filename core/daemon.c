@@ -48,6 +48,7 @@ ah_core *ah_daemon_open(ah_config *cfg, const ah_core_opts *opts, char *err, siz
         ah_daemon_close(core);
         return NULL;
     }
+    snprintf(core->instance, sizeof core->instance, "%s", ah_sync_owner(core->sync));
     return core;
 }
 

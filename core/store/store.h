@@ -554,6 +554,22 @@ typedef struct ah_store_ops {
      *  idem_reserve. AH_STORE_NOT_FOUND when no such row (another try took
      *  it first, or the answer was not a 502). */
     int (*idem_reopen)(ah_store *s, int64_t tenant_id, const char *key, const char *body_hash);
+    /* --- appended: claims (issue 14). Work that several instances share
+     * (a connection's event deliveries, a webhook endpoint's pass, a bulk
+     * job) is claimed as a lease named after it, many at once, without
+     * waiting on one another. --------------------------------------------- */
+    /** Claims, for `owner` for ttl_ms from now (the database's clock), each
+     *  of the n leases names[i] that is free or expired (never held, given
+     *  up, or past its expiry): tokens[i] receives its new fencing token
+     *  (it grows, as at every change of holder), or 0 when the lease was
+     *  not granted: held unexpired (by anyone, owner included: the work is
+     *  under way), or its row is locked by another transaction at this
+     *  moment (FOR UPDATE SKIP LOCKED on PostgreSQL: a claim never waits
+     *  for a holder's commit). Work done under a claim commits through
+     *  lease_hold in its scope (the fence, which also renews it), and is
+     *  given back with lease_release. n 0: nothing to do. */
+    int (*lease_claim)(ah_store *s, const char *const *names, size_t n, const char *owner,
+                       int64_t ttl_ms, int64_t *tokens);
 } ah_store_ops;
 
 struct ah_store {

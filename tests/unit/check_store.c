@@ -2075,6 +2075,75 @@ START_TEST(test_leases_concurrent)
 }
 END_TEST
 
+/* Claims (issue 14): many leases at once, only the free or expired ones;
+ * a claim's token fences the work's commit; PostgreSQL skips a row that
+ * another instance's open transaction holds locked instead of waiting. */
+START_TEST(test_lease_claim)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    const char *lnames[3] = {"deliver:1", "deliver:2", "webhook:7"};
+    int64_t tok[3] = {-1, -1, -1};
+    ck_assert_int_eq(s->ops->lease_claim(s, lnames, 3, "a", 60000, tok), AH_STORE_OK);
+    ck_assert_int_ge(tok[0], 1);
+    ck_assert_int_ge(tok[1], 1);
+    ck_assert_int_ge(tok[2], 1);
+    /* Held: granted to no one, the holder included (its work is under way). */
+    int64_t again[3] = {-1, -1, -1};
+    ck_assert_int_eq(s->ops->lease_claim(s, lnames, 3, "b", 60000, again), AH_STORE_OK);
+    ck_assert_int_eq(again[0] + again[1] + again[2], 0);
+    ck_assert_int_eq(s->ops->lease_claim(s, lnames, 3, "a", 60000, again), AH_STORE_OK);
+    ck_assert_int_eq(again[0] + again[1] + again[2], 0);
+    /* Given back, and expired (ttl 0): claimed again, with a new token; the
+     * old token's fence fails, so the first holder cannot commit. */
+    ck_assert_int_eq(s->ops->lease_release(s, lnames[0], tok[0]), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->lease_hold(s, lnames[1], tok[1], 0), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->lease_claim(s, lnames, 3, "b", 60000, again), AH_STORE_OK);
+    ck_assert_int_gt(again[0], tok[0]);
+    ck_assert_int_gt(again[1], tok[1]);
+    ck_assert_int_eq(again[2], 0);
+    ck_assert_int_eq(s->ops->lease_hold(s, lnames[1], tok[1], 60000), AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(s->ops->lease_hold(s, lnames[1], again[1], 60000), AH_STORE_OK);
+    char *holder = NULL;
+    ck_assert_int_eq(s->ops->lease_acquire(s, lnames[1], "c", 60000, NULL, &holder),
+                     AH_STORE_EXISTS);
+    ck_assert_str_eq(holder, "b");
+    free(holder);
+    /* A lease claimed by one owner with the same token as lease_acquire's
+     * counter: tokens never repeat across claim and acquire. */
+    int64_t t5 = 0;
+    ck_assert_int_eq(s->ops->lease_release(s, lnames[1], again[1]), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->lease_acquire(s, lnames[1], "c", 60000, &t5, NULL), AH_STORE_OK);
+    ck_assert_int_gt(t5, again[1]);
+    ck_assert_int_eq(s->ops->lease_claim(s, lnames, 0, "a", 60000, NULL), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->lease_claim(s, lnames, 3, NULL, 60000, again), AH_STORE_ERR);
+
+    if (pg_mode) {
+        /* An expired lease whose row another instance holds locked in its
+         * open scope (its fence, about to fail or commit) is skipped, not
+         * waited for; free again once that scope ends. */
+        ah_store *other = open_store(&f);
+        const char *one[1] = {"bulk:x"};
+        int64_t bt[1] = {0};
+        ck_assert_int_eq(s->ops->lease_claim(s, one, 1, "a", 60000, bt), AH_STORE_OK);
+        ck_assert_int_ge(bt[0], 1);
+        ck_assert_int_eq(s->ops->lease_hold(s, one[0], bt[0], 0), AH_STORE_OK);
+        ck_assert_int_eq(other->ops->scope_begin(other), AH_STORE_OK);
+        ck_assert_int_eq(other->ops->lease_acquire(other, one[0], "o", 60000, NULL, NULL),
+                         AH_STORE_OK);
+        int64_t bt2[1] = {-1};
+        ck_assert_int_eq(s->ops->lease_claim(s, one, 1, "b", 60000, bt2), AH_STORE_OK);
+        ck_assert_int_eq(bt2[0], 0);
+        ck_assert_int_eq(other->ops->scope_end(other, false), AH_STORE_OK);
+        ck_assert_int_eq(s->ops->lease_claim(s, one, 1, "b", 60000, bt2), AH_STORE_OK);
+        ck_assert_int_gt(bt2[0], bt[0]);
+        other->ops->close(other);
+    }
+    fx_done(&f);
+}
+END_TEST
+
 /* PostgreSQL: the server ended the store's idle session (pg_terminate_backend,
  * waiting until it is gone, as an operator or a restart would): the next
  * operation reconnects and succeeds, its statements prepared again. */
@@ -2400,6 +2469,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_tracking);
     tcase_add_test(tc, test_leases);
     tcase_add_test(tc, test_leases_concurrent);
+    tcase_add_test(tc, test_lease_claim);
     tcase_add_test(tc, test_pg_reconnect);
     suite_add_tcase(s, tc);
     return s;

@@ -252,6 +252,7 @@ const ah_store_ops ah_pg_ops = {
     .lease_hold = ah_pg_lease_hold,
     .lease_release = ah_pg_lease_release,
     .lease_take_over = ah_pg_lease_take_over,
+    .lease_claim = ah_pg_lease_claim,
 };
 
 /* NOTICEs (e.g. "relation already exists, skipping") are not errors. */

@@ -113,6 +113,8 @@ typedef enum {
     P_LEASE_RELEASE,
     P_LEASE_OWNER,
     P_LEASE_TAKE,
+    P_LEASE_SEED,
+    P_LEASE_CLAIM,
     P_COUNT
 } ah_pg_qid;
 
@@ -356,5 +358,7 @@ int ah_pg_lease_take_over(ah_store *st, const char *name, const char *from_owner
                           const char *owner, int64_t ttl_ms, int64_t *token);
 int ah_pg_lease_hold(ah_store *st, const char *name, int64_t token, int64_t ttl_ms);
 int ah_pg_lease_release(ah_store *st, const char *name, int64_t token);
+int ah_pg_lease_claim(ah_store *st, const char *const *names, size_t n, const char *owner,
+                      int64_t ttl_ms, int64_t *tokens);
 
 #endif

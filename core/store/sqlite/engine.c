@@ -417,6 +417,7 @@ const ah_store_ops ah_sq_ops = {
     .lease_hold = ah_sq_lease_hold,
     .lease_release = ah_sq_lease_release,
     .lease_take_over = ah_sq_lease_take_over,
+    .lease_claim = ah_sq_lease_claim,
 };
 
 static int journal_mode_cb(void *arg, int ncol, char **vals, char **names)

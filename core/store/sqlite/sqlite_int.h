@@ -114,6 +114,8 @@ typedef enum {
     Q_LEASE_RELEASE,
     Q_LEASE_OWNER,
     Q_LEASE_TAKE,
+    Q_LEASE_SEED,
+    Q_LEASE_CLAIM,
     Q_COUNT
 } ah_sq_qid;
 
@@ -348,5 +350,7 @@ int ah_sq_lease_take_over(ah_store *st, const char *name, const char *from_owner
                           const char *owner, int64_t ttl_ms, int64_t *token);
 int ah_sq_lease_hold(ah_store *st, const char *name, int64_t token, int64_t ttl_ms);
 int ah_sq_lease_release(ah_store *st, const char *name, int64_t token);
+int ah_sq_lease_claim(ah_store *st, const char *const *names, size_t n, const char *owner,
+                      int64_t ttl_ms, int64_t *tokens);
 
 #endif
