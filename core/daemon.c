@@ -102,6 +102,9 @@ static void *ticker_main(void *arg)
         /* Another process (the CLI) committed: pick up its changes. */
         if (core->store->ops->data_version(core->store) != core->seen_data_version)
             ah_conns_reload(core);
+        /* Other instances on the store: their plugin reloads (and, from
+         * the log, tenants and connections) within a second or two. */
+        ah_ops_follow_changes(core);
         /* Idle connections still holding a context of a swapped-out
          * generation would keep it loaded forever. */
         ah_ops_retire_contexts(core);
@@ -114,6 +117,10 @@ static void *ticker_main(void *arg)
             ah_intlog_prune(core);
             ah_idem_prune(core);
             ah_webhooks_prune(core);
+            /* The change log is read within seconds: an hour is plenty. */
+            char before[32];
+            ah_iso_in(-3600L * 1000L, before);
+            (void)core->store->ops->change_prune(core->store, before, NULL);
         }
     }
     pthread_mutex_unlock(&core->tick_lock);
@@ -202,6 +209,8 @@ int ah_daemon_start(ah_core *core, char *err, size_t errlen)
     if (ah_webhooks_start(core, err, errlen) != 0)
         return -1;
     core->stopping = false;
+    /* Where the change log ends now: the ticker applies what follows. */
+    (void)ah_ops_follow_changes(core);
     if (pthread_create(&core->ticker, NULL, ticker_main, core) != 0) {
         snprintf(err, errlen, "cannot start the ticker thread");
         return -1;

@@ -134,6 +134,10 @@ struct ah_core {
      * claims and leases (host/claims.h): set by the daemon; empty in
      * one-shot commands, which claim nothing. */
     char instance[128];
+    /* The change log (admin/ops.c ah_ops_follow_changes): the newest
+     * change applied; valid once change_ready. Ticker thread only. */
+    int64_t change_seen;
+    bool change_ready;
 };
 
 /** Options for ah_core_open. */
