@@ -12,8 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "admin.h"
+#include "claims.h"
 #include "daemon.h"
 #include "committer.h"
 #include "events.h"
@@ -71,6 +73,23 @@ void ah_daemon_close(ah_core *core)
     ah_core_close(core);
 }
 
+/* This instance's registration on the store (issue 14): written at
+ * start, renewed by the ticker every third of a claim's lifetime, removed
+ * at a clean stop (a killed instance ages out of `atshub instances`).
+ * Registrations older than a day are dropped at start. */
+static void instance_beat(ah_core *core)
+{
+    if (core->instance[0] == '\0')
+        return;
+    char host[128] = "";
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    if (core->store->ops->instance_beat(core->store, core->instance, AH_VERSION, host,
+                                        (int64_t)getpid(), core->started_at) != 0)
+        ah_log(&core->log, AH_LOG_WARN, "core", "cannot renew this instance's heartbeat "
+               "(the store failed); retried shortly");
+}
+
 /* How often the ticker prunes the event log past its retention. */
 #define AH_PRUNE_EVERY_S 60
 
@@ -91,6 +110,8 @@ static void *ticker_main(void *arg)
 {
     ah_core *core = arg;
     long last_prune = mono_seconds() - AH_PRUNE_EVERY_S;
+    long beat_every = (long)(ah_claim_ttl(core) / 3000);
+    long last_beat = mono_seconds();
     pthread_mutex_lock(&core->tick_lock);
     while (!core->stopping) {
         struct timespec ts;
@@ -105,6 +126,10 @@ static void *ticker_main(void *arg)
         /* Other instances on the store: their plugin reloads (and, from
          * the log, tenants and connections) within a second or two. */
         ah_ops_follow_changes(core);
+        if (mono_seconds() - last_beat >= (beat_every > 0 ? beat_every : 1)) {
+            last_beat = mono_seconds();
+            instance_beat(core);
+        }
         /* Idle connections still holding a context of a swapped-out
          * generation would keep it loaded forever. */
         ah_ops_retire_contexts(core);
@@ -211,6 +236,9 @@ int ah_daemon_start(ah_core *core, char *err, size_t errlen)
     core->stopping = false;
     /* Where the change log ends now: the ticker applies what follows. */
     (void)ah_ops_follow_changes(core);
+    ah_now_iso(core->started_at);
+    (void)core->store->ops->instance_remove(core->store, NULL, 86400000);
+    instance_beat(core);
     if (pthread_create(&core->ticker, NULL, ticker_main, core) != 0) {
         snprintf(err, errlen, "cannot start the ticker thread");
         return -1;
@@ -253,6 +281,10 @@ void ah_daemon_stop(ah_core *core)
     ah_store_committer_stop(core->committer);
     core->committer = NULL;
     ah_rest_unregister(core);
+    if (core->started_at[0] != '\0' && core->instance[0] != '\0') {
+        (void)core->store->ops->instance_remove(core->store, core->instance, 0);
+        core->started_at[0] = '\0';
+    }
 }
 
 /* SIGTERM: stop accepting, let accepted requests and queued bus work finish

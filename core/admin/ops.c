@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "claims.h"
 #include "conns.h"
 #include "rest.h"
 #include "core.h"
@@ -451,6 +452,60 @@ int ah_ops_plugin_reload(ah_core *core, const char *name, const char *path, cJSO
         announce_reload(core, name);
     pthread_mutex_unlock(&core->ops_lock);
     return rc;
+}
+
+/* --- instances (issue 14) ------------------------------------------------ */
+
+static void instance_json(void *arg, const ah_instance_row *r)
+{
+    cJSON *list = arg;
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return;
+    cJSON_AddStringToObject(o, "id", r->id ? r->id : "");
+    cJSON_AddStringToObject(o, "version", r->version ? r->version : "");
+    cJSON_AddStringToObject(o, "host", r->host ? r->host : "");
+    cJSON_AddNumberToObject(o, "pid", (double)r->pid);
+    cJSON_AddStringToObject(o, "started_at", r->started_at ? r->started_at : "");
+    cJSON_AddStringToObject(o, "heartbeat", r->heartbeat ? r->heartbeat : "");
+    cJSON_AddNumberToObject(o, "heartbeat_age_ms", (double)r->age_ms);
+    cJSON_AddArrayToObject(o, "leases");
+    cJSON_AddItemToArray(list, o);
+}
+
+static void lease_json(void *arg, const ah_lease_row *r)
+{
+    cJSON *list = arg;
+    if (r->expires_in_ms <= 0 || r->owner == NULL)
+        return; /* free: held by no one */
+    const cJSON *inst;
+    cJSON_ArrayForEach(inst, list) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(inst, "id");
+        if (!cJSON_IsString(id) || strcmp(id->valuestring, r->owner) != 0)
+            continue;
+        cJSON *l = cJSON_CreateObject();
+        if (l == NULL)
+            return;
+        cJSON_AddStringToObject(l, "name", r->name ? r->name : "");
+        cJSON_AddNumberToObject(l, "token", (double)r->token);
+        cJSON_AddNumberToObject(l, "expires_in_ms", (double)r->expires_in_ms);
+        cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(inst, "leases"), l);
+        return;
+    }
+}
+
+int ah_ops_instances(ah_core *core, cJSON **out, ah_ops_err *e)
+{
+    ah_store *st = core->store;
+    cJSON *list = cJSON_CreateArray();
+    int64_t live = 3 * ah_claim_ttl(core);
+    if (list == NULL || st->ops->instance_list(st, live, instance_json, list) != 0 ||
+        st->ops->lease_list(st, lease_json, list) != 0) {
+        cJSON_Delete(list);
+        return ops_fail(e, "store_error", "cannot list the instances");
+    }
+    *out = list;
+    return 0;
 }
 
 /* --- the change log (issue 14) ------------------------------------------ */

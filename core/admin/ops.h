@@ -101,4 +101,11 @@ void ah_ops_refresh(ah_core *core);
  *  the store failed (tried again at the next call). */
 int ah_ops_follow_changes(ah_core *core);
 
+/** The live instances on the store (issue 14): those whose heartbeat is
+ *  at most three claim lifetimes old, oldest start first, each with the
+ *  leases it holds unexpired: *out = [{"id","version","host","pid",
+ *  "started_at","heartbeat","heartbeat_age_ms","leases":[{"name","token",
+ *  "expires_in_ms"}]}]. */
+int ah_ops_instances(ah_core *core, cJSON **out, ah_ops_err *e);
+
 #endif

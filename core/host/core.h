@@ -138,6 +138,9 @@ struct ah_core {
      * change applied; valid once change_ready. Ticker thread only. */
     int64_t change_seen;
     bool change_ready;
+    /* When this instance started serving (registered in instances);
+     * empty when not serving. */
+    char started_at[32];
 };
 
 /** Options for ah_core_open. */
