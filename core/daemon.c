@@ -146,6 +146,9 @@ static void *ticker_main(void *arg)
             char before[32];
             ah_iso_in(-3600L * 1000L, before);
             (void)core->store->ops->change_prune(core->store, before, NULL);
+            /* A bulk job's chunk claims, a day after their last use (job
+             * ids never repeat, so their tokens need not be kept). */
+            (void)core->store->ops->lease_prune(core->store, "bulk:", 86400000, NULL);
         }
     }
     pthread_mutex_unlock(&core->tick_lock);

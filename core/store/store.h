@@ -629,6 +629,11 @@ typedef struct ah_store_ops {
     int (*instance_remove)(ah_store *s, const char *id, int64_t stale_ms);
     /** Every lease, by name, with its holder and time left. */
     int (*lease_list)(ah_store *s, ah_lease_cb cb, void *arg);
+    /** Deletes the leases whose name starts with `prefix` (non-empty) and
+     *  that expired more than expired_ms ago; *n_out (may be NULL) receives
+     *  how many. Only for names that are never used again (a bulk job's
+     *  chunks): a deleted lease's next token would start over. */
+    int (*lease_prune)(ah_store *s, const char *prefix, int64_t expired_ms, int64_t *n_out);
 } ah_store_ops;
 
 struct ah_store {

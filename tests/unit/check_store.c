@@ -2292,6 +2292,23 @@ START_TEST(test_change_log_and_instances)
     ck_assert_int_le(ls.left[0], 60000);
     ck_assert_str_eq(ls.names[1], "sync:1:jobs");
     ck_assert_int_le(ls.left[1], 0);
+    /* Pruning a prefix's leases expired long enough ago: only those. */
+    const char *bn[2] = {"bulk:j1:0", "bulk:j1:1"};
+    int64_t bt[2] = {0, 0};
+    ck_assert_int_eq(s->ops->lease_claim(s, bn, 2, "b", 60000, bt), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->lease_release(s, bn[0], bt[0]), AH_STORE_OK);
+    int64_t np = -1;
+    ck_assert_int_eq(s->ops->lease_prune(s, "bulk:", 0, &np), AH_STORE_OK);
+    ck_assert_int_eq(np, 1); /* bulk:j1:1 is held; sync:1:jobs is another prefix */
+    ck_assert_int_eq(s->ops->lease_prune(s, "bulk:", 3600000, &np), AH_STORE_OK);
+    ck_assert_int_eq(np, 0);
+    ck_assert_int_eq(s->ops->lease_prune(s, "", 0, &np), AH_STORE_ERR);
+    memset(&ls, 0, sizeof ls);
+    ck_assert_int_eq(other->ops->lease_list(other, cl_lease, &ls), AH_STORE_OK);
+    ck_assert_int_eq(ls.n, 3);
+    ck_assert_str_eq(ls.names[0], "bulk:j1:1");
+    ck_assert_str_eq(ls.names[1], "schedule-leader");
+    ck_assert_str_eq(ls.names[2], "sync:1:jobs");
     other->ops->close(other);
     fx_done(&f);
 }

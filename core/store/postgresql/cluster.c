@@ -32,6 +32,9 @@ static const char *const q_sql[P_COUNT] = {
     [P_LEASE_LIST] = "SELECT name, owner, token, CASE WHEN expires_at = '-infinity' THEN -1 "
                      "ELSE (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint "
                      "END FROM leases ORDER BY name",
+    /* left(): a prefix match without LIKE's wildcards. */
+    [P_LEASE_PRUNE] = "DELETE FROM leases WHERE left(name, length($1)) = $1 AND expires_at < "
+                      "clock_timestamp() - $2::bigint * interval '1 millisecond'",
 };
 
 static const char *opt(const PGresult *r, int i, int col)
@@ -176,4 +179,20 @@ int ah_pg_lease_list(ah_store *st, ah_lease_cb cb, void *arg)
     }
     PQclear(r);
     return AH_STORE_OK;
+}
+
+int ah_pg_lease_prune(ah_store *st, const char *prefix, int64_t expired_ms, int64_t *n_out)
+{
+    ah_pg_store *s = ah_pg(st);
+    if (n_out != NULL)
+        *n_out = 0;
+    if (prefix == NULL || prefix[0] == '\0' || expired_ms < 0)
+        return AH_STORE_ERR;
+    ah_pg_params p = {0};
+    ah_pg_p_text(&p, prefix);
+    ah_pg_p_int(&p, expired_ms);
+    ah_pg_lock(s);
+    int rc = AH_PG_EXEC(s, P_LEASE_PRUNE, &p, "lease_prune", n_out);
+    ah_pg_unlock(s);
+    return rc;
 }

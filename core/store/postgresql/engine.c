@@ -263,6 +263,7 @@ const ah_store_ops ah_pg_ops = {
     .instance_list = ah_pg_instance_list,
     .instance_remove = ah_pg_instance_remove,
     .lease_list = ah_pg_lease_list,
+    .lease_prune = ah_pg_lease_prune,
 };
 
 /* NOTICEs (e.g. "relation already exists, skipping") are not errors. */

@@ -123,6 +123,7 @@ typedef enum {
     P_INSTANCE_LIST,
     P_INSTANCE_REMOVE,
     P_LEASE_LIST,
+    P_LEASE_PRUNE,
     P_COUNT
 } ah_pg_qid;
 
@@ -381,5 +382,6 @@ int ah_pg_instance_beat(ah_store *st, const char *id, const char *version, const
 int ah_pg_instance_list(ah_store *st, int64_t max_age_ms, ah_instance_cb cb, void *arg);
 int ah_pg_instance_remove(ah_store *st, const char *id, int64_t stale_ms);
 int ah_pg_lease_list(ah_store *st, ah_lease_cb cb, void *arg);
+int ah_pg_lease_prune(ah_store *st, const char *prefix, int64_t expired_ms, int64_t *n_out);
 
 #endif

@@ -31,6 +31,9 @@ static const char *const q_sql[Q_COUNT] = {
                           NOW_MS " - ?2)",
     [Q_LEASE_LIST] = "SELECT name, owner, token, CASE WHEN expires_ms = 0 THEN -1 ELSE "
                      "expires_ms - " NOW_MS " END FROM leases ORDER BY name",
+    /* substr(): a prefix match without LIKE's wildcards. */
+    [Q_LEASE_PRUNE] = "DELETE FROM leases WHERE substr(name, 1, length(?1)) = ?1 AND "
+                      "expires_ms < " NOW_MS " - ?2",
 };
 
 /* A copied row: up to 7 columns, text or integer. */
@@ -230,5 +233,24 @@ int ah_sq_lease_list(ah_store *st, ah_lease_cb cb, void *arg)
         cb(arg, &row);
     }
     ah_sq_rowvec_free(&v, free_gen);
+    return rc;
+}
+
+int ah_sq_lease_prune(ah_store *st, const char *prefix, int64_t expired_ms, int64_t *n_out)
+{
+    ah_sq_store *s = ah_sq(st);
+    if (n_out != NULL)
+        *n_out = 0;
+    if (prefix == NULL || prefix[0] == '\0' || expired_ms < 0)
+        return AH_STORE_ERR;
+    ah_sq_lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = AH_SQ_GET(s, Q_LEASE_PRUNE);
+    if (q != NULL) {
+        ah_sq_bind_text(q, 1, prefix);
+        sqlite3_bind_int64(q, 2, expired_ms);
+        rc = ah_sq_exec_changes(s, q, "lease_prune", n_out);
+    }
+    ah_sq_unlock(s);
     return rc;
 }

@@ -426,6 +426,7 @@ const ah_store_ops ah_sq_ops = {
     .instance_list = ah_sq_instance_list,
     .instance_remove = ah_sq_instance_remove,
     .lease_list = ah_sq_lease_list,
+    .lease_prune = ah_sq_lease_prune,
 };
 
 static int journal_mode_cb(void *arg, int ncol, char **vals, char **names)

@@ -124,6 +124,7 @@ typedef enum {
     Q_INSTANCE_LIST,
     Q_INSTANCE_REMOVE,
     Q_LEASE_LIST,
+    Q_LEASE_PRUNE,
     Q_COUNT
 } ah_sq_qid;
 
@@ -373,5 +374,6 @@ int ah_sq_instance_beat(ah_store *st, const char *id, const char *version, const
 int ah_sq_instance_list(ah_store *st, int64_t max_age_ms, ah_instance_cb cb, void *arg);
 int ah_sq_instance_remove(ah_store *st, const char *id, int64_t stale_ms);
 int ah_sq_lease_list(ah_store *st, ah_lease_cb cb, void *arg);
+int ah_sq_lease_prune(ah_store *st, const char *prefix, int64_t expired_ms, int64_t *n_out);
 
 #endif
