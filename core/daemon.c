@@ -12,8 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "admin.h"
+#include "claims.h"
 #include "daemon.h"
 #include "committer.h"
 #include "events.h"
@@ -49,6 +51,7 @@ ah_core *ah_daemon_open(ah_config *cfg, const ah_core_opts *opts, char *err, siz
         ah_daemon_close(core);
         return NULL;
     }
+    snprintf(core->instance, sizeof core->instance, "%s", ah_sync_owner(core->sync));
     return core;
 }
 
@@ -71,6 +74,23 @@ void ah_daemon_close(ah_core *core)
     ah_core_close(core);
 }
 
+/* This instance's registration on the store (issue 14): written at
+ * start, renewed by the ticker every third of a claim's lifetime, removed
+ * at a clean stop (a killed instance ages out of `atshub instances`).
+ * Registrations older than a day are dropped at start. */
+static void instance_beat(ah_core *core)
+{
+    if (core->instance[0] == '\0')
+        return;
+    char host[128] = "";
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    if (core->store->ops->instance_beat(core->store, core->instance, AH_VERSION, host,
+                                        (int64_t)getpid(), core->started_at) != 0)
+        ah_log(&core->log, AH_LOG_WARN, "core", "cannot renew this instance's heartbeat "
+               "(the store failed); retried shortly");
+}
+
 /* How often the ticker prunes the event log past its retention. */
 #define AH_PRUNE_EVERY_S 60
 
@@ -90,6 +110,13 @@ void ah_daemon_prune(ah_core *core)
     ah_idem_prune(core);
     ah_settle_prune(core);
     ah_webhooks_prune(core);
+    /* The change log is read within seconds: an hour is plenty. */
+    char before[32];
+    ah_iso_in(-3600L * 1000L, before);
+    (void)core->store->ops->change_prune(core->store, before, NULL);
+    /* A bulk job's chunk claims, a day after their last use (job ids never
+     * repeat, so their tokens need not be kept). */
+    (void)core->store->ops->lease_prune(core->store, "bulk:", 86400000, NULL);
 }
 
 /* Every second: picks up changes other processes committed, retires idle
@@ -102,6 +129,8 @@ static void *ticker_main(void *arg)
 {
     ah_core *core = arg;
     long last_prune = mono_seconds() - AH_PRUNE_EVERY_S;
+    long beat_every = (long)(ah_claim_ttl(core) / 3000);
+    long last_beat = mono_seconds();
     pthread_mutex_lock(&core->tick_lock);
     while (!core->stopping) {
         struct timespec ts;
@@ -113,6 +142,13 @@ static void *ticker_main(void *arg)
         /* Another process (the CLI) committed: pick up its changes. */
         if (core->store->ops->data_version(core->store) != core->seen_data_version)
             ah_conns_reload(core);
+        /* Other instances on the store: their plugin reloads (and, from
+         * the log, tenants and connections) within a second or two. */
+        ah_ops_follow_changes(core);
+        if (mono_seconds() - last_beat >= (beat_every > 0 ? beat_every : 1)) {
+            last_beat = mono_seconds();
+            instance_beat(core);
+        }
         /* Idle connections still holding a context of a swapped-out
          * generation would keep it loaded forever. */
         ah_ops_retire_contexts(core);
@@ -209,6 +245,11 @@ int ah_daemon_start(ah_core *core, char *err, size_t errlen)
     if (ah_webhooks_start(core, err, errlen) != 0)
         return -1;
     core->stopping = false;
+    /* Where the change log ends now: the ticker applies what follows. */
+    (void)ah_ops_follow_changes(core);
+    ah_now_iso(core->started_at);
+    (void)core->store->ops->instance_remove(core->store, NULL, 86400000);
+    instance_beat(core);
     if (pthread_create(&core->ticker, NULL, ticker_main, core) != 0) {
         snprintf(err, errlen, "cannot start the ticker thread");
         return -1;
@@ -251,6 +292,10 @@ void ah_daemon_stop(ah_core *core)
     ah_store_committer_stop(core->committer);
     core->committer = NULL;
     ah_rest_unregister(core);
+    if (core->started_at[0] != '\0' && core->instance[0] != '\0') {
+        (void)core->store->ops->instance_remove(core->store, core->instance, 0);
+        core->started_at[0] = '\0';
+    }
 }
 
 /* SIGTERM: stop accepting, let accepted requests and queued bus work finish

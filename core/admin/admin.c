@@ -153,6 +153,18 @@ static void h_plugins(void *arg, ah_http_exchange *ex)
     answer_data(ex, 200, ah_core_plugins_json(ctx->core, NULL));
 }
 
+/* GET /admin/instances: the instances on the store and their leases. */
+static void h_instances(void *arg, ah_http_exchange *ex)
+{
+    admin_ctx *ctx = arg;
+    if (!authorized(ctx, ex))
+        return;
+    ah_ops_err e;
+    cJSON *out = NULL;
+    int rc = ah_ops_instances(ctx->core, &out, &e);
+    answer_ops(ex, rc, &e, 200, out);
+}
+
 /* POST /admin/plugins/{name}/reload */
 static void h_plugin_action(void *arg, ah_http_exchange *ex)
 {
@@ -400,6 +412,7 @@ static int register_routes(ah_httpd *h, admin_ctx *ctx)
         {"GET", "/admin/plugins", 0, h_plugins},
         {"POST", "/admin/plugins/", AH_HTTPD_PREFIX, h_plugin_action},
         {"POST", "/admin/reconcile", 0, h_reconcile},
+        {"GET", "/admin/instances", 0, h_instances},
         {"GET", "/admin/tenants", 0, h_tenants},
         {"POST", "/admin/tenants", 0, h_tenants},
         {"DELETE", "/admin/tenants/", AH_HTTPD_PREFIX, h_tenant_delete},

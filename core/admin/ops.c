@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "claims.h"
 #include "conns.h"
 #include "rest.h"
 #include "core.h"
@@ -428,13 +429,160 @@ static int reload_locked(ah_core *core, const char *name, const char *path, cJSO
     return 0;
 }
 
+/* Tells the other instances on the store (change log, issue 14) that
+ * plugin `name` was reloaded here, and from which file. */
+static void announce_reload(ah_core *core, const char *name)
+{
+    ah_generation *gen = ah_registry_acquire(core->registry, name);
+    if (gen == NULL)
+        return;
+    if (core->store->ops->change_add(core->store, "plugin.reload", name, gen->path,
+                                     core->instance[0] != '\0' ? core->instance : NULL) != 0)
+        ah_log(&core->log, AH_LOG_WARN, "ops", "plugin %s: reloaded here, but the other "
+               "instances cannot be told (the store failed): reload it there too", name);
+    ah_generation_release(gen);
+}
+
 int ah_ops_plugin_reload(ah_core *core, const char *name, const char *path, cJSON **out,
                          ah_ops_err *e)
 {
     pthread_mutex_lock(&core->ops_lock);
     int rc = reload_locked(core, name, path, out, e);
+    if (rc == 0)
+        announce_reload(core, name);
     pthread_mutex_unlock(&core->ops_lock);
     return rc;
+}
+
+/* --- instances (issue 14) ------------------------------------------------ */
+
+static void instance_json(void *arg, const ah_instance_row *r)
+{
+    cJSON *list = arg;
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return;
+    cJSON_AddStringToObject(o, "id", r->id ? r->id : "");
+    cJSON_AddStringToObject(o, "version", r->version ? r->version : "");
+    cJSON_AddStringToObject(o, "host", r->host ? r->host : "");
+    cJSON_AddNumberToObject(o, "pid", (double)r->pid);
+    cJSON_AddStringToObject(o, "started_at", r->started_at ? r->started_at : "");
+    cJSON_AddStringToObject(o, "heartbeat", r->heartbeat ? r->heartbeat : "");
+    cJSON_AddNumberToObject(o, "heartbeat_age_ms", (double)r->age_ms);
+    cJSON_AddArrayToObject(o, "leases");
+    cJSON_AddItemToArray(list, o);
+}
+
+static void lease_json(void *arg, const ah_lease_row *r)
+{
+    cJSON *list = arg;
+    if (r->expires_in_ms <= 0 || r->owner == NULL)
+        return; /* free: held by no one */
+    const cJSON *inst;
+    cJSON_ArrayForEach(inst, list) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(inst, "id");
+        if (!cJSON_IsString(id) || strcmp(id->valuestring, r->owner) != 0)
+            continue;
+        cJSON *l = cJSON_CreateObject();
+        if (l == NULL)
+            return;
+        cJSON_AddStringToObject(l, "name", r->name ? r->name : "");
+        cJSON_AddNumberToObject(l, "token", (double)r->token);
+        cJSON_AddNumberToObject(l, "expires_in_ms", (double)r->expires_in_ms);
+        cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(inst, "leases"), l);
+        return;
+    }
+}
+
+int ah_ops_instances(ah_core *core, cJSON **out, ah_ops_err *e)
+{
+    ah_store *st = core->store;
+    cJSON *list = cJSON_CreateArray();
+    int64_t live = 3 * ah_claim_ttl(core);
+    if (list == NULL || st->ops->instance_list(st, live, instance_json, list) != 0 ||
+        st->ops->lease_list(st, lease_json, list) != 0) {
+        cJSON_Delete(list);
+        return ops_fail(e, "store_error", "cannot list the instances");
+    }
+    *out = list;
+    return 0;
+}
+
+/* --- the change log (issue 14) ------------------------------------------ */
+
+typedef struct change_batch {
+    const char *me;
+    int n;
+    int64_t last;
+    bool conns;      /* tenants or connections changed */
+    char *name[100]; /* plugin reloads made by other instances, in order */
+    char *path[100];
+    int nreload;
+} change_batch;
+
+static void on_change(void *arg, const ah_change_row *r)
+{
+    change_batch *b = arg;
+    b->n++;
+    b->last = r->id;
+    if (r->kind == NULL)
+        return;
+    if (strcmp(r->kind, "plugin.reload") == 0) {
+        if (r->subject == NULL || (r->origin != NULL && strcmp(r->origin, b->me) == 0) ||
+            b->nreload >= 100)
+            return;
+        b->name[b->nreload] = strdup(r->subject);
+        b->path[b->nreload] = r->detail != NULL ? strdup(r->detail) : NULL;
+        if (b->name[b->nreload] != NULL)
+            b->nreload++;
+        return;
+    }
+    b->conns = true;
+}
+
+int ah_ops_follow_changes(ah_core *core)
+{
+    ah_store *st = core->store;
+    if (!core->change_ready) {
+        if (st->ops->change_last(st, &core->change_seen) != AH_STORE_OK)
+            return -1;
+        core->change_ready = true;
+        return 0;
+    }
+    bool conns = false;
+    for (;;) {
+        change_batch b = {.me = core->instance, .last = core->change_seen};
+        if (st->ops->change_after(st, core->change_seen, 100, on_change, &b) != AH_STORE_OK)
+            return -1;
+        core->change_seen = b.last;
+        conns = conns || b.conns;
+        for (int i = 0; i < b.nreload; i++) {
+            ah_ops_err e = {0};
+            pthread_mutex_lock(&core->ops_lock);
+            ah_generation *cur = ah_registry_acquire(core->registry, b.name[i]);
+            bool present = cur != NULL;
+            ah_generation_release(cur);
+            /* Only plugins this instance runs: another's own [plugins] is its own. */
+            int rc = present ? reload_locked(core, b.name[i], b.path[i], NULL, &e) : 0;
+            pthread_mutex_unlock(&core->ops_lock);
+            if (!present)
+                ;
+            else if (rc == 0)
+                ah_log(&core->log, AH_LOG_INFO, "ops", "plugin %s reloaded from %s, as another "
+                       "instance did", b.name[i], b.path[i] != NULL ? b.path[i] : "its path");
+            else
+                ah_log(&core->log, AH_LOG_ERROR, "ops", "plugin %s: another instance reloaded "
+                       "it, but here the reload failed (%s: %s); the old generation serves",
+                       b.name[i], e.code, e.msg);
+            free(b.name[i]);
+            free(b.path[i]);
+        }
+        if (b.n < 100)
+            break;
+    }
+    if (conns)
+        ah_conns_reload(core);
+    return 0;
 }
 
 static void add_error(cJSON *errors, const char *plugin, const char *msg)

@@ -93,4 +93,19 @@ int ah_plugin_check_full(const char *path, int cycles, cJSON *report, char *err,
  *  waiting for the ticker. */
 void ah_ops_refresh(ah_core *core);
 
+/** Follows the change log (issue 14), called by the ticker every second:
+ *  applies what other instances on the store changed since the last call:
+ *  reloads the plugins they reloaded (those this instance runs, from the
+ *  file they loaded) and re-reads tenants and connections when those
+ *  changed. The first call only notes where the log ends. 0, or -1 when
+ *  the store failed (tried again at the next call). */
+int ah_ops_follow_changes(ah_core *core);
+
+/** The live instances on the store (issue 14): those whose heartbeat is
+ *  at most three claim lifetimes old, oldest start first, each with the
+ *  leases it holds unexpired: *out = [{"id","version","host","pid",
+ *  "started_at","heartbeat","heartbeat_age_ms","leases":[{"name","token",
+ *  "expires_in_ms"}]}]. */
+int ah_ops_instances(ah_core *core, cJSON **out, ah_ops_err *e);
+
 #endif

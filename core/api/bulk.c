@@ -22,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "claims.h"
 #include "conns.h"
 #include "bulk.h"
 #include "settle.h"
@@ -360,29 +361,39 @@ static bool stopping(ah_bulk *t)
     return s;
 }
 
-/* operation: that of a failed write kept for settling (NULL: none). */
-static void item_set(ah_core *core, const char *job, int idx, bool ok, const char *code,
-                     const char *msg, const char *operation)
+/* Stores an item's outcome under the claim of its chunk (claims.h): an
+ * instance whose claim was taken over stores nothing (cl->held turns
+ * false and its run stops); the new holder runs the item again.
+ * operation: that of a failed write kept for settling (NULL: none). */
+static void item_set(ah_core *core, ah_claim *cl, const char *job, int idx, bool ok,
+                     const char *code, const char *msg, const char *operation)
 {
-    if (core->store->ops->bulk_item_set_op(core->store, job, idx, ok ? "succeeded" : "failed",
-                                           ok ? NULL : code, ok ? NULL : msg,
-                                           ok ? NULL : operation) != 0)
+    if (ah_claim_begin(core, cl) != 0)
+        return;
+    int rc = core->store->ops->bulk_item_set_op(core->store, job, idx,
+                                                ok ? "succeeded" : "failed", ok ? NULL : code,
+                                                ok ? NULL : msg, ok ? NULL : operation);
+    if (ah_claim_end(core, cl, rc == AH_STORE_OK) != 0 || rc != AH_STORE_OK)
         ah_log(&core->log, AH_LOG_WARN, "bulk", "%s: cannot store the outcome of item %d "
                "(it will run again)", job, idx);
 }
 
-/* Runs one item: (idx, record_id). */
-static void run_item(ah_core *core, const char *job, int64_t tenant_id, bool reject,
-                     const cJSON *params, int idx, const char *record_id)
+/* Runs one item: (idx, record_id). false when it must wait: the same id
+ * earlier in the job is still queued (in a chunk another instance runs). */
+static bool run_item(ah_core *core, ah_claim *cl, const char *job, int64_t tenant_id,
+                     bool reject, const cJSON *params, int idx, const char *record_id)
 {
     /* The same id earlier in the job: share its result, send nothing. */
     ah_bulk_item_row prev;
     if (core->store->ops->bulk_item_prior(core->store, job, record_id, idx, &prev) ==
         AH_STORE_OK) {
-        item_set(core, job, idx, prev.status != NULL && strcmp(prev.status, "succeeded") == 0,
-                 prev.error_code, prev.error_message, prev.operation);
+        bool queued = prev.status == NULL || strcmp(prev.status, "queued") == 0;
+        if (!queued)
+            item_set(core, cl, job, idx,
+                     prev.status != NULL && strcmp(prev.status, "succeeded") == 0,
+                     prev.error_code, prev.error_message, prev.operation);
         ah_bulk_item_row_free(&prev);
-        return;
+        return !queued;
     }
     ah_record_row row;
     memset(&row, 0, sizeof row);
@@ -390,20 +401,20 @@ static void run_item(ah_core *core, const char *job, int64_t tenant_id, bool rej
     if (rc == AH_STORE_NOT_FOUND || (rc == AH_STORE_OK && strcmp(row.type, "application") != 0)) {
         if (rc == AH_STORE_OK)
             ah_record_row_free(&row);
-        item_set(core, job, idx, false, AH_E_NOT_FOUND, "no such application", NULL);
-        return;
+        item_set(core, cl, job, idx, false, AH_E_NOT_FOUND, "no such application", NULL);
+        return true;
     }
     if (rc != AH_STORE_OK) {
-        item_set(core, job, idx, false, AH_E_INTERNAL, "cannot read the store", NULL);
-        return;
+        item_set(core, cl, job, idx, false, AH_E_INTERNAL, "cannot read the store", NULL);
+        return true;
     }
     ah_conn *c = ah_conn_by_id(core, row.connection_id);
     if (c == NULL || c->tenant_id != tenant_id) {
         if (c != NULL)
             ah_conn_release(c);
         ah_record_row_free(&row);
-        item_set(core, job, idx, false, AH_E_NOT_FOUND, "no such application", NULL);
-        return;
+        item_set(core, cl, job, idx, false, AH_E_NOT_FOUND, "no such application", NULL);
+        return true;
     }
     const char *ref = reject ? "reason_id" : "stage_id";
     cJSON *b = cJSON_CreateObject();
@@ -414,8 +425,8 @@ static void run_item(ah_core *core, const char *job, int64_t tenant_id, bool rej
         cJSON_Delete(b);
         ah_conn_release(c);
         ah_record_row_free(&row);
-        item_set(core, job, idx, false, AH_E_INTERNAL, "out of memory", NULL);
-        return;
+        item_set(core, cl, job, idx, false, AH_E_INTERNAL, "out of memory", NULL);
+        return true;
     }
     ah_reply r;
     memset(&r, 0, sizeof r);
@@ -425,11 +436,12 @@ static void run_item(ah_core *core, const char *job, int64_t tenant_id, bool rej
      * next sync to settle (core.c, keep_unknown): the item keeps its
      * operation, and its report shows the settled outcome once there is
      * one (report_settled). */
-    item_set(core, job, idx, r.ok, r.code[0] ? r.code : AH_E_PLUGIN,
+    item_set(core, cl, job, idx, r.ok, r.code[0] ? r.code : AH_E_PLUGIN,
              r.message != NULL ? r.message : r.code, r.operation[0] ? r.operation : NULL);
     ah_reply_free(&r);
     ah_conn_release(c);
     ah_record_row_free(&row);
+    return true;
 }
 
 /* A job being run, one bulk_items callback per queued item. */
@@ -441,7 +453,15 @@ typedef struct bulk_run {
     bool reject;
     const cJSON *params;
     bool complete; /* false once stopping: the rest waits for the next start */
+    /* Items are claimed by chunks of BULK_CHUNK (claims.h), so that the
+     * instances sharing the store run one job's chunks side by side. */
+    ah_claim cl;
+    int chunk;   /* the chunk cl names; -1: none yet */
+    bool others; /* an item was left to another instance (or to wait) */
+    int ran;     /* items this pass ran */
 } bulk_run;
+
+#define BULK_CHUNK 50
 
 static void run_queued_item(void *arg, const ah_bulk_item_row *it)
 {
@@ -450,8 +470,21 @@ static void run_queued_item(void *arg, const ah_bulk_item_row *it)
         r->complete = false;
         return;
     }
-    run_item(r->core, r->id, r->tenant_id, r->reject, r->params, it->idx,
-             it->record_id != NULL ? it->record_id : "");
+    int chunk = it->idx / BULK_CHUNK;
+    if (chunk != r->chunk) {
+        ah_claim_give_back(r->core, &r->cl);
+        r->chunk = chunk;
+        (void)ah_claim_take(r->core, &r->cl, "bulk:%s:%d", r->id, chunk);
+    }
+    if (!r->cl.held) {
+        r->others = true; /* claimed by another instance, or this claim was lost */
+        return;
+    }
+    if (run_item(r->core, &r->cl, r->id, r->tenant_id, r->reject, r->params, it->idx,
+                 it->record_id != NULL ? it->record_id : ""))
+        r->ran++;
+    else
+        r->others = true;
 }
 
 static void job_status(ah_core *core, const char *id, const char *status, const char *finished)
@@ -470,9 +503,16 @@ static bool run_next_job(ah_core *core, ah_bulk *t)
     job_status(core, job.id, "running", NULL);
     bulk_run r = {.core = core, .t = t, .id = job.id, .tenant_id = job.tenant_id,
                   .reject = job.action != NULL && strcmp(job.action, "reject") == 0,
-                  .params = params, .complete = params != NULL};
+                  .params = params, .complete = params != NULL, .chunk = -1};
     if (r.complete &&
         core->store->ops->bulk_items(core->store, job.id, true, run_queued_item, &r) != 0)
+        r.complete = false;
+    ah_claim_give_back(core, &r.cl);
+    /* Items left to other instances: the job is done when a pass finds
+     * none queued. A pass that ran nothing waits for the next round
+     * instead of spinning on another instance's chunks. */
+    bool idle = r.complete && r.others && r.ran == 0;
+    if (r.others)
         r.complete = false;
     if (r.complete) {
         char now[32];
@@ -490,7 +530,7 @@ static bool run_next_job(ah_core *core, ah_bulk *t)
     }
     cJSON_Delete(params);
     ah_bulk_job_row_free(&job);
-    return !stopping(t);
+    return !idle && !stopping(t);
 }
 
 static void *bulk_main(void *arg)
@@ -508,6 +548,10 @@ static void *bulk_main(void *arg)
             pthread_cond_timedwait(&t->cond, &t->mu, &ts);
         }
         t->kick = false;
+        /* A job another instance finished is not counted here: waiters
+         * (ah_bulk_wait) look again at every round. */
+        t->done++;
+        pthread_cond_broadcast(&t->cond);
         bool stop = t->stopping;
         pthread_mutex_unlock(&t->mu);
         if (stop)

@@ -32,6 +32,7 @@
 #include <curl/curl.h>
 #include <netdb.h>
 
+#include "claims.h"
 #include "events.h"
 #include "netaddr.h"
 #include "webhooks.h"
@@ -646,7 +647,8 @@ typedef struct wh_pass {
     long failures;
     int64_t cursor; /* the endpoint's cursor when the pass began */
     int64_t moved;  /* the last event handled; -1 after a failure */
-    bool halt;      /* the endpoint is gone, or the pool is stopping */
+    bool halt;      /* the endpoint is gone, the pool is stopping, or the claim lost */
+    ah_claim *claim; /* "webhook:<endpoint id>": every write of the pass is fenced by it */
 } wh_pass;
 
 static bool pool_stopping(ah_webhooks *wh)
@@ -681,11 +683,20 @@ static void deliver_event(void *arg, const ah_outbox_row *ev)
                                           &status, err, sizeof err)
                              : -1;
     free(payload);
+    /* The outcome is stored under the claim's fence: an instance whose
+     * claim was taken over (it was stopped, or cut off, past the claim)
+     * stores nothing more; the new holder sends the event again with the
+     * same webhook-id. */
+    if (ah_claim_begin(core, w->claim) != 0) {
+        w->halt = true;
+        return;
+    }
     if (rc == 0) {
         log_delivery(core, eid, oid, true, status, NULL, NULL);
         /* Removed meanwhile (with its tenant): nothing more to send. */
         if (set_cursor(core, eid, oid) == AH_STORE_NOT_FOUND)
             w->halt = true;
+        ah_claim_end(core, w->claim, true);
         w->moved = oid;
         w->failures = 0;
         return;
@@ -696,15 +707,22 @@ static void deliver_event(void *arg, const ah_outbox_row *ev)
     ah_iso_in(wh_backoff(core, w->failures + 1), next);
     log_delivery(core, eid, oid, false, status, err, next);
     endpoint_failed(core, w->ep, w->failures + 1, err);
+    ah_claim_end(core, w->claim, true);
     w->moved = -1;
 }
 
 /* One endpoint's pass (a webhook_due_one callback, on a pool worker):
  * delivers what is due, stopping at the first failure. The row was read
  * just now, so the pass starts from the endpoint's current cursor. */
+typedef struct wh_job {
+    ah_core *core;
+    ah_claim claim;
+} wh_job;
+
 static void deliver_endpoint(void *arg, const ah_webhook_row *ep)
 {
-    ah_core *core = arg;
+    wh_job *job = arg;
+    ah_core *core = job->core;
     char *secret = ep->secret != NULL ? ah_open_sealed(core->host_key, ep->secret, WH_SEAL_AAD)
                                       : NULL;
     if (secret == NULL) {
@@ -719,11 +737,13 @@ static void deliver_endpoint(void *arg, const ah_webhook_row *ep)
                          ? ah_open_sealed(core->host_key, ep->previous_secret, WH_SEAL_AAD)
                          : NULL;
     wh_pass w = {.core = core, .ep = ep, .secret = secret, .previous = previous,
-                 .failures = (long)ep->failures, .cursor = ep->cursor, .moved = ep->cursor};
+                 .failures = (long)ep->failures, .cursor = ep->cursor, .moved = ep->cursor, .claim = &job->claim};
     if (core->store->ops->outbox_after(core->store, ep->tenant_id, ep->cursor, WH_BATCH,
                                        deliver_event, &w) == 0 &&
-        w.moved > w.cursor)
+        w.moved > w.cursor && ah_claim_begin(core, &job->claim) == 0) {
         (void)set_cursor(core, ep->id, w.moved);
+        ah_claim_end(core, &job->claim, true);
+    }
     explicit_bzero(secret, strlen(secret));
     free(secret);
     if (previous != NULL) {
@@ -770,9 +790,16 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&w->mu);
         char now[32];
         ah_now_iso(now);
-        if (core->store->ops->webhook_due_one(core->store, id, now, deliver_endpoint, core) != 0)
-            ah_log(&core->log, AH_LOG_WARN, "webhooks", "endpoint %lld: cannot read it "
-                   "(see the log); retried on a later tick", (long long)id);
+        /* One instance at a time passes over an endpoint (claims.h); one
+         * claimed elsewhere is left to that instance. */
+        wh_job job = {.core = core};
+        if (ah_claim_take(core, &job.claim, "webhook:%lld", (long long)id)) {
+            if (core->store->ops->webhook_due_one(core->store, id, now, deliver_endpoint,
+                                                  &job) != 0)
+                ah_log(&core->log, AH_LOG_WARN, "webhooks", "endpoint %lld: cannot read it "
+                       "(see the log); retried on a later tick", (long long)id);
+            ah_claim_give_back(core, &job.claim);
+        }
         pthread_mutex_lock(&w->mu);
         for (size_t j = 0; j < w->nslots; j++)
             if (w->slots[j].id == id) {

@@ -64,6 +64,7 @@ enum key {
     K_EV_RETENTION,
     K_LOG_RETENTION,
     K_SETTLED_RETENTION,
+    K_STORE_CLAIM_MS,
     K_N
 };
 
@@ -111,6 +112,7 @@ static const key_def keys[K_N] = {
     [K_ADMIN_TOKEN_FILE] = {SEC_ADMIN, "token_file", 1, 0},
     [K_LOG_RETENTION] = {SEC_CORE, "log_retention_days", 1, 3650},
     [K_SETTLED_RETENTION] = {SEC_CORE, "settled_retention_days", 1, 3650},
+    [K_STORE_CLAIM_MS] = {SEC_STORE, "claim_ms", 1000, 600000},
 };
 
 #define AH_LISTEN_HINT "expected host:port (e.g. 127.0.0.1:8080 or [::1]:8080)"
@@ -261,6 +263,7 @@ static int fill_defaults(ah_config *cfg, const char *key_rel, const char *db_rel
     cfg->webhook_backoff_max_ms = 3600000;
     cfg->webhook_timeout_ms = 10000;
     cfg->webhook_workers = 4;
+    cfg->claim_ms = 15000;
     cfg->webhook_max_per_tenant = 2;
     cfg->events_retention_days = 30;
     cfg->log_retention_days = 30;
@@ -675,6 +678,11 @@ static int set_value(parse_state *st, enum key k, const char *value)
         if (!set_int(st, k, value, &v))
             return 0;
         cfg->webhook_timeout_ms = v;
+        return 1;
+    case K_STORE_CLAIM_MS:
+        if (!set_int(st, k, value, &v))
+            return 0;
+        cfg->claim_ms = v;
         return 1;
     case K_WH_WORKERS:
         if (!set_int(st, k, value, &v))

@@ -108,6 +108,11 @@ typedef struct ah_config {
     /* [events]: the replayable event log (core/eventlog.c) */
     int events_retention_days; /* events older than this are pruned (30) */
 
+    /* [store] claim_ms: how long a claim of shared work, the schedule
+     * leader's lease and an instance's registration last without renewal
+     * when several instances share the store (host/claims.h) (15000) */
+    long claim_ms;
+
     /* [plugins] name = path.so */
     ah_plugin_conf *plugins;
     size_t nplugins;

@@ -931,6 +931,50 @@ static int cmd_log(cli *c)
     return rc;
 }
 
+/* The instances on the store (issue 14). */
+static int cmd_instances(cli *c)
+{
+    if (c->argc != 0) {
+        usage_error("usage: atshub instances [--json]");
+        return EXIT_USAGE;
+    }
+    ah_core *core = open_core(c, false, false);
+    if (core == NULL)
+        return 1;
+    int rc = 0;
+    ah_ops_err e;
+    cJSON *list = NULL;
+    if (ah_ops_instances(core, &list, &e) != 0) {
+        rc = fail_ops(c, &e);
+    } else if (c->json) {
+        print_json(list);
+    } else {
+        const cJSON *o;
+        if (cJSON_GetArraySize(list) == 0)
+            printf("no live instance on this store\n");
+        cJSON_ArrayForEach(o, list) {
+            printf("%s\n  version %s, host %s, pid %.0f, started %s, last heartbeat %s "
+                   "(%.1f s ago)\n",
+                   cJSON_GetObjectItem(o, "id")->valuestring,
+                   cJSON_GetObjectItem(o, "version")->valuestring,
+                   cJSON_GetObjectItem(o, "host")->valuestring,
+                   cJSON_GetObjectItem(o, "pid")->valuedouble,
+                   cJSON_GetObjectItem(o, "started_at")->valuestring,
+                   cJSON_GetObjectItem(o, "heartbeat")->valuestring,
+                   cJSON_GetObjectItem(o, "heartbeat_age_ms")->valuedouble / 1000.0);
+            const cJSON *l;
+            cJSON_ArrayForEach(l, cJSON_GetObjectItem(o, "leases"))
+                printf("  holds %s (token %.0f, %.1f s left)\n",
+                       cJSON_GetObjectItem(l, "name")->valuestring,
+                       cJSON_GetObjectItem(l, "token")->valuedouble,
+                       cJSON_GetObjectItem(l, "expires_in_ms")->valuedouble / 1000.0);
+        }
+    }
+    cJSON_Delete(list);
+    ah_daemon_close(core);
+    return rc;
+}
+
 /* ------------------------------------------------------------------------ */
 
 static int cmd_help(cli *c);
@@ -998,6 +1042,12 @@ static const cmd commands[] = {
      "deliveries are signed as Standard Webhooks do, in order, retried with backoff; an\n"
      "endpoint failing [webhooks] max_failures times in a row is disabled ('enable' resumes\n"
      "it where it stopped). 'deliveries' prints an endpoint's delivery log."},
+    {"instances", cmd_instances, "atshub instances [--json]",
+     "Lists the atshub instances serving on this store (several may share one\n"
+     "PostgreSQL database; docs/scaling.md): id, version, host, pid, start, last\n"
+     "heartbeat, and the leases each holds (schedule-leader, sync:..., deliver:...,\n"
+     "webhook:..., bulk:...). An instance is listed while its heartbeat is at most three\n"
+     "[store] claim_ms old; a clean stop removes it at once."},
     {"help", cmd_help, "atshub help [COMMAND]", "Shows help."},
 };
 

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "claims.h"
 #include "core.h"
 #include "metrics.h"
 #include "sync.h"
@@ -56,6 +57,12 @@ struct ah_sync {
     pthread_t thread;
     run_key *running;
     size_t nrunning, caprunning;
+    /* The schedule leader (AH_SCHED_LEASE): scheduled passes run only on
+     * the instance that holds it. Guarded by lock. */
+    bool leader;
+    bool pass_running;
+    bool pass_joinable; /* pass_thread is to be joined */
+    pthread_t pass_thread;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -1145,18 +1152,28 @@ static void collect_enabled(void *arg, const ah_connection_row *row)
     l->v[l->n++] = e;
 }
 
+/* Whether this instance still leads the schedule (the pass stops when
+ * it no longer does). */
+static bool is_leader(ah_sync *s)
+{
+    pthread_mutex_lock(&s->lock);
+    bool l = s->leader && !s->stopping;
+    pthread_mutex_unlock(&s->lock);
+    return l;
+}
+
 static void sched_pass(ah_core *core)
 {
     conn_list l = {NULL, 0, 0};
     if (core->store->ops->connection_list(core->store, NULL, collect_enabled, &l) != 0)
         ah_log(&core->log, AH_LOG_WARN, "sync", "scheduler: cannot list connections");
-    for (size_t i = 0; i < l.n && !is_stopping(core->sync); i++) {
+    for (size_t i = 0; i < l.n && is_leader(core->sync); i++) {
         /* The in-memory table is what requests are served from: a
          * connection disabled there would only answer connection_disabled. */
         ah_conn *c = ah_conn_find(core, l.v[i].tenant, l.v[i].name);
         bool enabled = c != NULL && c->enabled;
         ah_conn_release(c);
-        for (size_t t = 0; enabled && t < NTYPES && !is_stopping(core->sync); t++) {
+        for (size_t t = 0; enabled && t < NTYPES && is_leader(core->sync); t++) {
             ah_sync_stats st;
             char err[1024];
             int rc = ah_sync_run(core, l.v[i].tenant, l.v[i].name, k_types[t].name, NULL, NULL,
@@ -1186,17 +1203,107 @@ static void sched_pass(ah_core *core)
     free(l.v);
 }
 
+static void *pass_main(void *arg)
+{
+    ah_core *core = arg;
+    sched_pass(core);
+    pthread_mutex_lock(&core->sync->lock);
+    core->sync->pass_running = false;
+    pthread_mutex_unlock(&core->sync->lock);
+    return NULL;
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The scheduler: one leader among the instances on the store. Every third
+ * of a claim's lifetime it takes or renews the lease AH_SCHED_LEASE (on
+ * the database's clock; taken over by another instance when this one
+ * stops renewing it); while it holds it, it starts a pass every interval,
+ * on a thread of its own so that renewing goes on while the pass runs (a
+ * pass stops between two runs once the lease is lost). */
 static void *sched_main(void *arg)
 {
     ah_core *core = arg;
     ah_sync *s = core->sync;
-    long interval_ms = (long)core->cfg.sync_interval_s * 1000L;
+    ah_store *st = core->store;
+    double interval = (double)core->cfg.sync_interval_s;
+    int64_t ttl = ah_claim_ttl(core);
+    long slice = (long)(ttl / 3);
+    bool lease = core->instance[0] != '\0'; /* a one-shot core: always the leader */
+    bool have = !lease;
+    int64_t token = 0;
+    double last = 0;
+    bool ever = false;
     while (!is_stopping(s)) {
-        sched_pass(core);
-        if (!sleep_unless_stopped(s, interval_ms))
+        bool ok = have;
+        if (lease && have) {
+            int rc = st->ops->lease_hold(st, AH_SCHED_LEASE, token, ttl);
+            if (rc == AH_STORE_NOT_FOUND) {
+                have = false;
+                ah_log(&core->log, AH_LOG_WARN, "sync", "this instance lost the schedule "
+                       "lease (%s); another instance schedules the syncs", AH_SCHED_LEASE);
+            }
+            ok = rc == AH_STORE_OK; /* a store error: no pass until it answers */
+        }
+        if (lease && !have) {
+            int rc = st->ops->lease_acquire(st, AH_SCHED_LEASE, core->instance, ttl, &token,
+                                            NULL);
+            have = ok = rc == AH_STORE_OK;
+            if (have)
+                ah_log(&core->log, AH_LOG_INFO, "sync", "this instance now schedules the "
+                       "syncs (lease %s, token %lld)", AH_SCHED_LEASE, (long long)token);
+        }
+        pthread_mutex_lock(&s->lock);
+        s->leader = ok;
+        bool busy = s->pass_running;
+        pthread_mutex_unlock(&s->lock);
+        if (!busy && s->pass_joinable) {
+            pthread_join(s->pass_thread, NULL);
+            s->pass_joinable = false;
+        }
+        if (ok && !busy && (!ever || mono_s() - last >= interval)) {
+            pthread_mutex_lock(&s->lock);
+            s->pass_running = true;
+            pthread_mutex_unlock(&s->lock);
+            if (pthread_create(&s->pass_thread, NULL, pass_main, core) != 0) {
+                pthread_mutex_lock(&s->lock);
+                s->pass_running = false;
+                pthread_mutex_unlock(&s->lock);
+            } else {
+                s->pass_joinable = true;
+                last = mono_s();
+                ever = true;
+            }
+        }
+        /* Until the next renewal, or the next pass if sooner. */
+        long wait = lease ? slice : 200;
+        long due = (long)((interval - (mono_s() - last)) * 1000);
+        if (ok && ever && due < wait)
+            wait = due < 50 ? 50 : due;
+        if (!sleep_unless_stopped(s, wait))
             break;
     }
+    if (s->pass_joinable) {
+        pthread_join(s->pass_thread, NULL);
+        s->pass_joinable = false;
+    }
+    pthread_mutex_lock(&s->lock);
+    s->leader = false;
+    pthread_mutex_unlock(&s->lock);
+    /* Given back, so that another instance leads at once. */
+    if (lease && have)
+        (void)st->ops->lease_release(st, AH_SCHED_LEASE, token);
     return NULL;
+}
+
+bool ah_sync_is_leader(ah_sync *s)
+{
+    return s != NULL && is_leader(s);
 }
 
 int ah_sync_scheduler_start(ah_core *core, char *err, size_t errlen)

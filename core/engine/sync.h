@@ -90,6 +90,15 @@ const char *ah_sync_code(int rc);
 /** This instance's name as the owner of sync leases (host:pid:random). */
 const char *ah_sync_owner(const ah_sync *s);
 
+/** The store lease that the schedule leader holds: scheduled passes run
+ *  only on the instance that holds it (runs asked for by the API or the
+ *  CLI run wherever they are asked). */
+#define AH_SCHED_LEASE "schedule-leader"
+
+/** Whether this instance leads the schedule now (its scheduler holds
+ *  AH_SCHED_LEASE). */
+bool ah_sync_is_leader(ah_sync *s);
+
 /** True for the three type names ah_sync_run takes. */
 bool ah_sync_type_valid(const char *type);
 

@@ -477,7 +477,18 @@ ah_core *ah_core_open(ah_config *cfg, const ah_core_opts *opts, char *err, size_
     if (core->store->ops->migrate(core->store) != 0) {
         char safe[512]; /* a postgresql:// URL may carry a password */
         ah_store_url_scrub(core->cfg.store_url, safe, sizeof safe);
-        snprintf(err, errlen, "%s: schema migration failed (see the log above)", safe);
+        /* A newer atshub migrated it (another instance already upgraded):
+         * this one must not run on tables it does not know. */
+        int have = core->store->ops->schema_version(core->store);
+        int known = strcmp(core->store->ops->name, "sqlite") == 0
+                        ? ah_store_sqlite_latest_version()
+                        : ah_store_pg_latest_version();
+        if (have > known)
+            snprintf(err, errlen, "%s: the database's schema is version %d, newer than this "
+                     "atshub (%s) knows (%d): upgrade atshub to run it on this database",
+                     safe, have, AH_VERSION, known);
+        else
+            snprintf(err, errlen, "%s: schema migration failed (see the log above)", safe);
         goto fail;
     }
     core->conns = ah_conns_new();

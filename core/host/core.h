@@ -129,6 +129,18 @@ struct ah_core {
     struct ah_bulk *bulk;   /* the bulk jobs' worker (api/bulk.c) */
     struct ah_webhooks *webhooks; /* deliveries' client and allowed networks (api/webhooks.c) */
     struct ah_admin *admin; /* the operators' listener (admin/admin.c); NULL unless serving */
+
+    /* This instance among those sharing the store, as the owner of its
+     * claims and leases (host/claims.h): set by the daemon; empty in
+     * one-shot commands, which claim nothing. */
+    char instance[128];
+    /* The change log (admin/ops.c ah_ops_follow_changes): the newest
+     * change applied; valid once change_ready. Ticker thread only. */
+    int64_t change_seen;
+    bool change_ready;
+    /* When this instance started serving (registered in instances);
+     * empty when not serving. */
+    char started_at[32];
 };
 
 /** Options for ah_core_open. */

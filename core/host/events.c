@@ -21,6 +21,8 @@
 #include "core.h"
 #include "events.h"
 
+#include "claims.h"
+
 #define DELIVERY_TOPIC "core.deliver"
 #define DELIVERY_BATCH 256
 
@@ -234,17 +236,34 @@ static int deliver_one(ah_core *core, ah_conn *c, const ah_delivery_row *d, char
 }
 
 /* Delivers a connection's due events in order, stopping at the first that
- * fails or is not due. Runs on the connection's bus lane. */
-static void deliver_pending(ah_core *core, int64_t conn_id)
+ * fails or is not due. Runs on the connection's bus lane, under the claim
+ * "deliver:<connection id>" (claims.h): taken by the tick that published
+ * the lane (its token in body) or here; each outcome is stored in a
+ * fenced scope, so an instance whose claim was taken over stops before it
+ * stores anything more. An event is at least once (its outbox id is its
+ * stable id); its stored outcome exactly once. */
+static void deliver_pending(ah_core *core, int64_t conn_id, const cJSON *body)
 {
+    ah_claim cl = {0};
+    const cJSON *tok = cJSON_GetObjectItemCaseSensitive(body, "claim");
+    snprintf(cl.name, sizeof cl.name, "deliver:%lld", (long long)conn_id);
+    if (cJSON_IsNumber(tok)) {
+        cl.token = (int64_t)tok->valuedouble;
+        cl.held = true;
+    } else if (!ah_claim_take(core, &cl, "deliver:%lld", (long long)conn_id)) {
+        return; /* another instance (or lane) delivers them */
+    }
     ah_conn *c = ah_conn_by_id(core, conn_id);
-    if (c == NULL)
-        return;
-    if (!c->enabled) { /* kept until the connection is enabled again */
-        ah_conn_release(c);
+    if (c == NULL) {
+        ah_claim_give_back(core, &cl);
         return;
     }
-    for (int i = 0; i < DELIVERY_BATCH; i++) {
+    if (!c->enabled) { /* kept until the connection is enabled again */
+        ah_conn_release(c);
+        ah_claim_give_back(core, &cl);
+        return;
+    }
+    for (int i = 0; i < DELIVERY_BATCH && cl.held; i++) {
         ah_delivery_row d;
         memset(&d, 0, sizeof d);
         if (core->store->ops->delivery_next(core->store, conn_id, &d) != 0)
@@ -256,12 +275,20 @@ static void deliver_pending(ah_core *core, int64_t conn_id)
             break;
         }
         char err[600];
-        if (deliver_one(core, c, &d, err, sizeof err) == 0) {
-            core->store->ops->delivery_done(core->store, conn_id, d.outbox_id);
+        bool ok = deliver_one(core, c, &d, err, sizeof err) == 0;
+        if (ah_claim_begin(core, &cl) != 0) {
+            ah_delivery_row_free(&d);
+            break;
+        }
+        if (ok) {
+            int rc = core->store->ops->delivery_done(core->store, conn_id, d.outbox_id);
+            ah_claim_end(core, &cl, rc == AH_STORE_OK || rc == AH_STORE_NOT_FOUND);
         } else {
             char next[32];
             ah_iso_in(backoff_ms(core, d.attempts), next);
-            core->store->ops->delivery_retry(core->store, conn_id, d.outbox_id, next, err);
+            int rc = core->store->ops->delivery_retry(core->store, conn_id, d.outbox_id, next,
+                                                      err);
+            ah_claim_end(core, &cl, rc == AH_STORE_OK || rc == AH_STORE_NOT_FOUND);
             ah_log(&core->log, AH_LOG_WARN, "events",
                    "%s/%s: %s not delivered (attempt %d, retry at %s): %s", c->tenant, c->name,
                    d.topic, d.attempts + 1, next, err);
@@ -271,11 +298,12 @@ static void deliver_pending(ah_core *core, int64_t conn_id)
         ah_delivery_row_free(&d);
     }
     ah_conn_release(c);
+    ah_claim_give_back(core, &cl);
 }
 
 static void on_deliver(void *arg, uint64_t lane, const char *topic, const cJSON *body)
 {
-    deliver_pending(arg, (int64_t)lane);
+    deliver_pending(arg, (int64_t)lane, body);
 }
 
 int ah_events_init(ah_core *core)
@@ -291,15 +319,31 @@ void ah_events_tick(ah_core *core)
     size_t n = 0;
     char now[32];
     ah_now_iso(now);
-    if (core->store->ops->delivery_due(core->store, now, ids, 256, &n) != 0)
+    if (core->store->ops->delivery_due(core->store, now, ids, 256, &n) != 0 || n == 0)
+        return;
+    /* Claimed all at once (claims.h): lanes another instance delivers, or
+     * this one still does, are left alone. */
+    ah_claim cl[256];
+    for (size_t i = 0; i < n; i++)
+        snprintf(cl[i].name, sizeof cl[i].name, "deliver:%lld", (long long)ids[i]);
+    if (ah_claims_take(core, cl, n) != 0)
         return;
     for (size_t i = 0; i < n; i++) {
+        if (!cl[i].held)
+            continue;
         /* The connection's tenant, for the bus's fair share (a connection
          * removed since is kicked untagged: its delivery finds nothing). */
         ah_conn *c = ah_conn_by_id(core, ids[i]);
         uint64_t tenant = c != NULL ? (uint64_t)c->tenant_id : AH_BUS_NO_TENANT;
         if (c != NULL)
             ah_conn_release(c);
-        ah_bus_publish_tenant(core->bus, tenant, (uint64_t)ids[i], DELIVERY_TOPIC, NULL);
+        cJSON *b = cJSON_CreateObject();
+        if (b == NULL || cJSON_AddNumberToObject(b, "claim", (double)cl[i].token) == NULL) {
+            cJSON_Delete(b);
+            ah_claim_give_back(core, &cl[i]);
+            continue;
+        }
+        if (ah_bus_publish_tenant(core->bus, tenant, (uint64_t)ids[i], DELIVERY_TOPIC, b) != 0)
+            ah_claim_give_back(core, &cl[i]);
     }
 }

@@ -251,6 +251,40 @@ typedef void (*ah_bulk_item_cb)(void *arg, const ah_bulk_item_row *row);
 typedef void (*ah_record_mark_cb)(void *arg, const ah_record_mark *row);
 typedef void (*ah_stage_cb)(void *arg, const ah_stage_row *row);
 
+/** One entry of the change log (issue 14): what one instance changed that
+ *  the others must act on. Strings valid during the callback only. */
+typedef struct ah_change_row {
+    int64_t id;
+    const char *kind;    /* "plugin.reload", or a table name ("tenants", "connections") */
+    const char *subject; /* e.g. the plugin's name; may be NULL */
+    const char *detail;  /* e.g. the path it was loaded from; may be NULL */
+    const char *origin;  /* the instance that made it; NULL for a table's trigger */
+    const char *at;      /* canonical ISO time */
+} ah_change_row;
+typedef void (*ah_change_cb)(void *arg, const ah_change_row *row);
+
+/** One registered instance (instance_list). Strings valid during the
+ *  callback only. */
+typedef struct ah_instance_row {
+    const char *id;
+    const char *version;
+    const char *host;
+    int64_t pid;
+    const char *started_at; /* canonical ISO time */
+    const char *heartbeat;  /* canonical ISO time, the database's clock */
+    int64_t age_ms;         /* since the last heartbeat, the database's clock */
+} ah_instance_row;
+typedef void (*ah_instance_cb)(void *arg, const ah_instance_row *row);
+
+/** One lease (lease_list). Strings valid during the callback only. */
+typedef struct ah_lease_row {
+    const char *name;
+    const char *owner;
+    int64_t token;
+    int64_t expires_in_ms; /* <= 0: expired (free) */
+} ah_lease_row;
+typedef void (*ah_lease_cb)(void *arg, const ah_lease_row *row);
+
 /** The engine vtable. Each engine fills one constant instance. */
 typedef struct ah_store_ops {
     const char *name; /* "sqlite" */
@@ -261,7 +295,9 @@ typedef struct ah_store_ops {
     int (*schema_version)(ah_store *s);
     /** Cheap liveness probe (health checks): 0 when the store answers. */
     int (*ping)(ah_store *s);
-    /** Changes whenever another process committed (for reloading caches). */
+    /** Changes whenever another process committed a change of tenants or
+     *  connections (for reloading caches). On PostgreSQL it is the newest
+     *  change_log id, so this process's own changes move it too. */
     int64_t (*data_version)(ah_store *s);
 
     /* tenants */
@@ -607,6 +643,50 @@ typedef struct ah_store_ops {
      *  AH_STORE_NOT_FOUND when there is no such endpoint (of tenant_id). */
     int (*webhook_rotate)(ah_store *s, int64_t tenant_id, int64_t id, const char *secret_sealed,
                           const char *previous_until);
+    /* --- appended: claims (issue 14). Work that several instances share
+     * (a connection's event deliveries, a webhook endpoint's pass, a bulk
+     * job) is claimed as a lease named after it, many at once, without
+     * waiting on one another. --------------------------------------------- */
+    /** Claims, for `owner` for ttl_ms from now (the database's clock), each
+     *  of the n leases names[i] that is free or expired (never held, given
+     *  up, or past its expiry): tokens[i] receives its new fencing token
+     *  (it grows, as at every change of holder), or 0 when the lease was
+     *  not granted: held unexpired (by anyone, owner included: the work is
+     *  under way), or its row is locked by another transaction at this
+     *  moment (FOR UPDATE SKIP LOCKED on PostgreSQL: a claim never waits
+     *  for a holder's commit). Work done under a claim commits through
+     *  lease_hold in its scope (the fence, which also renews it), and is
+     *  given back with lease_release. n 0: nothing to do. */
+    int (*lease_claim)(ah_store *s, const char *const *names, size_t n, const char *owner,
+                       int64_t ttl_ms, int64_t *tokens);
+    /* --- appended: the change log and the instances (issue 14) -------- */
+    /** Appends a change that other instances must act on (kind required;
+     *  the others may be NULL). */
+    int (*change_add)(ah_store *s, const char *kind, const char *subject, const char *detail,
+                      const char *origin);
+    /** Changes with id > after_id, oldest first, at most limit (1..1000). */
+    int (*change_after)(ah_store *s, int64_t after_id, int limit, ah_change_cb cb, void *arg);
+    /** *id_out: the newest change's id (0 when none). */
+    int (*change_last)(ah_store *s, int64_t *id_out);
+    /** Deletes the changes made before `before` (canonical ISO time). */
+    int (*change_prune)(ah_store *s, const char *before, int64_t *n_out);
+    /** Registers instance id, or renews its heartbeat (the database's
+     *  clock): version, host, pid and started_at are (re)written. */
+    int (*instance_beat)(ah_store *s, const char *id, const char *version, const char *host,
+                         int64_t pid, const char *started_at);
+    /** Instances whose last heartbeat is at most max_age_ms old (0: all),
+     *  oldest start first. */
+    int (*instance_list)(ah_store *s, int64_t max_age_ms, ah_instance_cb cb, void *arg);
+    /** Removes instance id (a clean stop), and the registrations whose
+     *  heartbeat is older than stale_ms (0: none of those). */
+    int (*instance_remove)(ah_store *s, const char *id, int64_t stale_ms);
+    /** Every lease, by name, with its holder and time left. */
+    int (*lease_list)(ah_store *s, ah_lease_cb cb, void *arg);
+    /** Deletes the leases whose name starts with `prefix` (non-empty) and
+     *  that expired more than expired_ms ago; *n_out (may be NULL) receives
+     *  how many. Only for names that are never used again (a bulk job's
+     *  chunks): a deleted lease's next token would start over. */
+    int (*lease_prune)(ah_store *s, const char *prefix, int64_t expired_ms, int64_t *n_out);
 } ah_store_ops;
 
 struct ah_store {

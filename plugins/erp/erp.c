@@ -300,7 +300,14 @@ static void apply_fields(cJSON *job, const cJSON *norm)
  * key comes first: every title a job ever takes bumps it, and the value 1
  * means no job of this tenant ever had this title, so there is nothing to
  * scan for. Any other value (the title was seen before, or a hash
- * collision) takes the exact path. */
+ * collision) takes the exact path.
+ *
+ * That sequence is also what makes the check hold across instances on one
+ * database: sequence_next writes the title's row first, in the atomic
+ * route's transaction, so a second create of the same title (on any
+ * instance) waits on that row until the first commits, then reads its
+ * job (check_write_path test_job_exists_across_instances; without the
+ * write first, two instances create the title twice). Keep it first. */
 static int find_open_title(erp_req *r, const char *title_key, const char *exclude, char *other,
                            size_t olen)
 {

@@ -13,6 +13,9 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <libpq-fe.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
 
 #include "support/harness.h"
 
@@ -497,6 +500,118 @@ START_TEST(test_serve_daemon)
 }
 END_TEST
 
+/* Raw SQL on the test's store (SQLite file or PostgreSQL database). */
+static void store_sql(env *e, const char *sql)
+{
+    char *url = ah_t_store_url(e->dir);
+    ck_assert_ptr_nonnull(url);
+    if (strncmp(url, "postgres", 8) == 0) {
+        PGconn *c = PQconnectdb(url);
+        ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
+        PGresult *r = PQexec(c, sql);
+        ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "%s: %s", sql,
+                      PQresultErrorMessage(r));
+        PQclear(r);
+        PQfinish(c);
+    } else {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", e->dir, url + strlen("sqlite:"));
+        sqlite3 *db = NULL;
+        ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+    }
+    free(url);
+}
+
+/* Issue 14: `atshub instances` lists the serving instances (id, version,
+ * pid, heartbeat, leases held); a clean stop removes the registration;
+ * a daemon refuses a store whose schema is newer than it knows, naming
+ * both versions. */
+START_TEST(test_instances_and_newer_schema)
+{
+    env e;
+    env_setup(&e, NULL);
+    /* A scheduler, so that the instance holds the schedule-leader lease. */
+    char *text = ah_t_read_file(e.ini, NULL);
+    ck_assert_ptr_nonnull(text);
+    char *iv = strstr(text, "interval_s = 0\n");
+    ck_assert_ptr_nonnull(iv);
+    char *fixed = NULL;
+    ck_assert_int_ge(asprintf(&fixed, "%.*sinterval_s = 3600\n%s", (int)(iv - text), text,
+                              iv + strlen("interval_s = 0\n")),
+                     0);
+    ck_assert_int_eq(ah_t_write_file(e.ini, fixed), 0);
+    free(text);
+    free(fixed);
+    char *out, *err;
+    ck_assert_int_eq(RUN(&e, &out, &err, "--json", "instances"), 0);
+    cJSON *j = cJSON_Parse(out);
+    ck_assert_msg(cJSON_IsArray(j) && cJSON_GetArraySize(j) == 0, "%s", out);
+    cJSON_Delete(j);
+    free(out), free(err);
+
+    const char *argv[] = {e.atshub, "serve", "-c", e.ini, NULL};
+    const char *envv[] = {"ATSHUB_LISTEN=127.0.0.1:0", NULL};
+    int errfd;
+    pid_t pid = ah_t_spawn(argv, envv, &errfd);
+    ck_assert_int_gt(pid, 0);
+    /* Registered before it serves; the scheduler takes its lease soon. */
+    bool leader = false;
+    for (int i = 0; i < 100 && !leader; i++) {
+        ck_assert_int_eq(RUN(&e, &out, &err, "--json", "instances"), 0);
+        j = cJSON_Parse(out);
+        ck_assert_msg(cJSON_IsArray(j), "%s", out);
+        const cJSON *o = cJSON_GetArrayItem(j, 0);
+        if (o != NULL) {
+            ck_assert_int_eq(cJSON_GetArraySize(j), 1);
+            ck_assert_int_eq((int)cJSON_GetObjectItem(o, "pid")->valuedouble, (int)pid);
+            ck_assert_str_eq(cJSON_GetObjectItem(o, "version")->valuestring, AH_VERSION);
+            ck_assert_int_ge(cJSON_GetObjectItem(o, "heartbeat_age_ms")->valuedouble, 0);
+            ck_assert_int_eq((int)strlen(cJSON_GetObjectItem(o, "heartbeat")->valuestring), 24);
+            const cJSON *l;
+            cJSON_ArrayForEach(l, cJSON_GetObjectItem(o, "leases"))
+                leader = leader ||
+                         strcmp(cJSON_GetObjectItem(l, "name")->valuestring, "schedule-leader") == 0;
+        }
+        cJSON_Delete(j);
+        free(out), free(err);
+        if (!leader)
+            usleep(100 * 1000);
+    }
+    ck_assert_msg(leader, "the instance is not listed holding schedule-leader");
+    ck_assert_int_eq(RUN(&e, &out, &err, "instances"), 0);
+    ck_assert_ptr_nonnull(strstr(out, "holds schedule-leader"));
+    ck_assert_ptr_nonnull(strstr(out, "version " AH_VERSION));
+    free(out), free(err);
+    ck_assert_int_eq(ah_t_stop(pid, SIGTERM), 0);
+    close(errfd);
+    ck_assert_int_eq(RUN(&e, &out, &err, "--json", "instances"), 0);
+    j = cJSON_Parse(out);
+    ck_assert_msg(cJSON_IsArray(j) && cJSON_GetArraySize(j) == 0, "after stop: %s", out);
+    cJSON_Delete(j);
+    free(out), free(err);
+
+    /* A newer atshub migrated the store: this one refuses it. */
+    store_sql(&e, "INSERT INTO schema_migrations(version, applied_at) VALUES (999, 'x')");
+    int errfd2;
+    pid = ah_t_spawn(argv, envv, &errfd2);
+    ck_assert_int_gt(pid, 0);
+    char *rest = ah_t_read_rest(errfd2);
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+    ck_assert_ptr_nonnull(rest);
+    char want[160];
+    snprintf(want, sizeof want, "schema is version 999, newer than this atshub (%s) knows (",
+             AH_VERSION);
+    ck_assert_msg(strstr(rest, want) != NULL, "%s", rest);
+    free(rest);
+    close(errfd2);
+    env_teardown(&e);
+}
+END_TEST
+
 static Suite *cli_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -513,6 +628,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_plugin_check_write_declarations);
     tcase_add_test(tc, test_template_out_of_tree);
     tcase_add_test(tc, test_serve_daemon);
+    tcase_add_test(tc, test_instances_and_newer_schema);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -51,6 +51,13 @@ typedef struct receiver {
     int duplicates;
     long long ids[MAX_EVENTS]; /* first-seen order */
     int n;
+    /* Claims: at the takeover_at-th good call, another instance ("other")
+     * takes the endpoint's claim over from this one while it sends. */
+    ah_core *core;
+    int64_t eid;
+    int takeover_at;
+    int good;
+    int64_t other_token; /* > 0 once taken over */
 } receiver;
 
 typedef struct fixture {
@@ -112,6 +119,14 @@ static void on_hook(void *arg, const ah_sim_req *req, ah_sim_resp *resp)
         !verify(r->secret, id, ts, req->body, req->body_len, sig)) {
         r->bad_signature = true;
     } else {
+        if (r->takeover_at > 0 && ++r->good == r->takeover_at) {
+            char name[64];
+            snprintf(name, sizeof name, "webhook:%lld", (long long)r->eid);
+            ah_store *st = r->core->store;
+            ck_assert_int_eq(st->ops->lease_take_over(st, name, r->core->instance, "other",
+                                                      600000, &r->other_token),
+                             AH_STORE_OK);
+        }
         long long n = strtoll(id + 4, NULL, 10);
         bool seen = false;
         for (int i = 0; i < r->n && !seen; i++)
@@ -378,6 +393,80 @@ START_TEST(test_webhooks_and_replay)
     ck_assert_ptr_null(jget(o, "data.0.secret"));
     cJSON_Delete(o);
     free(part);
+    free(log_ids);
+    teardown(&f);
+}
+END_TEST
+
+/* Claims (issue 14): an instance whose claim on an endpoint is taken over
+ * while it sends stores nothing of that event (the fence), and sends
+ * nothing more while the other instance holds it; once given back, the
+ * event is sent again with the same webhook-id: at least once, one stable
+ * id, and the endpoint's log holds each event once. */
+START_TEST(test_webhook_claim_taken_over)
+{
+    fixture f;
+    setup(&f, 30);
+    char body[512];
+    snprintf(body, sizeof body, "{\"url\":\"%s/hook\"}", ah_sim_url(f.hook_sim));
+    cJSON *o = NULL;
+    ck_assert_int_eq(req(&f, "POST", "/v1/webhooks", NULL, body, &o), 201);
+    int64_t eid = (int64_t)jget(o, "data.id")->valuedouble;
+    pthread_mutex_lock(&f.rcv.mu);
+    snprintf(f.rcv.secret, sizeof f.rcv.secret, "%s", jget(o, "data.secret")->valuestring);
+    f.rcv.fail_first = 0;
+    f.rcv.core = f.core;
+    f.rcv.eid = eid;
+    f.rcv.takeover_at = 10;
+    pthread_mutex_unlock(&f.rcv.mu);
+    cJSON_Delete(o);
+    ck_assert_str_ne(f.core->instance, "");
+
+    sync_all(&f);
+    long long *log_ids = calloc(MAX_EVENTS, sizeof *log_ids);
+    ck_assert_ptr_nonnull(log_ids);
+    int nlog = replay(&f, 0, 1000, log_ids, MAX_EVENTS);
+    ck_assert_int_ge(nlog, 55);
+    int64_t other = 0;
+    for (int i = 0; i < 600 && other == 0; i++) {
+        usleep(50 * 1000);
+        pthread_mutex_lock(&f.rcv.mu);
+        other = f.rcv.other_token;
+        pthread_mutex_unlock(&f.rcv.mu);
+    }
+    ck_assert_int_gt(other, 0);
+    /* The other instance gives the endpoint back; this one resumes. */
+    char name[64];
+    snprintf(name, sizeof name, "webhook:%lld", (long long)eid);
+    ck_assert_int_eq(f.core->store->ops->lease_release(f.core->store, name, other),
+                     AH_STORE_OK);
+    int got = 0;
+    for (int i = 0; i < 600 && got < nlog; i++) {
+        usleep(100 * 1000);
+        pthread_mutex_lock(&f.rcv.mu);
+        got = f.rcv.n;
+        pthread_mutex_unlock(&f.rcv.mu);
+    }
+    pthread_mutex_lock(&f.rcv.mu);
+    ck_assert_int_eq(f.rcv.n, nlog);
+    ck_assert(!f.rcv.bad_signature);
+    /* The event sent while the claim was taken over, sent again. */
+    ck_assert_int_eq(f.rcv.duplicates, 1);
+    for (int i = 0; i < nlog; i++)
+        ck_assert_int_eq(f.rcv.ids[i], log_ids[i]);
+    pthread_mutex_unlock(&f.rcv.mu);
+    /* Its first outcome was never stored: one line per event, each
+     * delivered at its (single) stored attempt. */
+    char path[128];
+    snprintf(path, sizeof path, "/v1/webhooks/%lld/deliveries?limit=1000", (long long)eid);
+    ck_assert_int_eq(req(&f, "GET", path, NULL, NULL, &o), 200);
+    ck_assert_int_eq(cJSON_GetArraySize(jget(o, "data")), nlog);
+    const cJSON *d;
+    cJSON_ArrayForEach(d, jget(o, "data")) {
+        ck_assert_int_eq(jget(d, "attempts")->valueint, 1);
+        ck_assert_str_eq(jget(d, "status")->valuestring, "delivered");
+    }
+    cJSON_Delete(o);
     free(log_ids);
     teardown(&f);
 }
@@ -1203,6 +1292,7 @@ static Suite *events_suite(void)
     TCase *tc = tcase_create("trust");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_webhooks_and_replay);
+    tcase_add_test(tc, test_webhook_claim_taken_over);
     tcase_add_test(tc, test_webhook_disabled_after_failures);
     tcase_add_test(tc, test_webhook_destinations_refused);
     tcase_add_test(tc, test_idempotency);

@@ -340,6 +340,65 @@ START_TEST(test_event_delivery_waits_for_subscriber)
 }
 END_TEST
 
+/* Issue 14: a connection's deliveries are claimed (deliver:<connection>):
+ * while another instance holds that claim this one delivers none of them;
+ * given back, they arrive once each, in order. */
+START_TEST(test_event_delivery_claimed_elsewhere)
+{
+    char *dir = ah_t_tmpdir();
+    char extra[600];
+    snprintf(extra, sizeof extra, "flaky = %s/flaky.so\n", ah_t_env("AH_FIXTURE_DIR"));
+    ah_core *core = open_core_in(dir, extra, false);
+    ck_assert_str_ne(core->instance, "");
+    int64_t tid, cid;
+    ck_assert_int_eq(core->store->ops->tenant_add(core->store, "acme", "h", &tid), 0);
+    ck_assert_int_eq(core->store->ops->connection_add(core->store, tid, "flaky", "f",
+                                                      "{\"down\":\"false\"}", &cid), 0);
+    ck_assert_int_eq(ah_conns_reload(core), 0);
+    char name[64];
+    snprintf(name, sizeof name, "deliver:%lld", (long long)cid);
+    const char *names[1] = {name};
+    int64_t other = 0;
+    ck_assert_int_eq(core->store->ops->lease_claim(core->store, names, 1, "other", 600000,
+                                                   &other),
+                     AH_STORE_OK);
+    ck_assert_int_gt(other, 0);
+    for (int i = 1; i <= 5; i++) {
+        cJSON *b = cJSON_CreateObject();
+        cJSON_AddNumberToObject(b, "seq", i);
+        ck_assert_int_eq(ah_core_publish(core, tid, "event.status.changed", b), 0);
+    }
+    /* Kicked at publish and by the ticker: claimed elsewhere, left alone. */
+    for (int i = 0; i < 3; i++) {
+        ah_events_tick(core);
+        ah_bus_drain(core->bus);
+    }
+    handled h = {0};
+    core->store->ops->outbox_pending(core->store, 1000, collect_handled, &h);
+    ck_assert_int_eq(h.n, 0);
+    ah_delivery_row d;
+    ck_assert_int_eq(core->store->ops->delivery_next(core->store, cid, &d), AH_STORE_OK);
+    ah_delivery_row_free(&d);
+    /* The other instance gives the connection back. */
+    ck_assert_int_eq(core->store->ops->lease_release(core->store, name, other), AH_STORE_OK);
+    ah_events_tick(core);
+    ah_bus_drain(core->bus);
+    core->store->ops->outbox_pending(core->store, 1000, collect_handled, &h);
+    ck_assert_int_eq(h.n, 5);
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(h.seq[i], i + 1);
+    ck_assert_int_eq(core->store->ops->delivery_next(core->store, cid, &d), AH_STORE_NOT_FOUND);
+    /* Given back after the pass: free for any instance. */
+    int64_t again = 0;
+    ck_assert_int_eq(core->store->ops->lease_claim(core->store, names, 1, "other", 1000, &again),
+                     AH_STORE_OK);
+    ck_assert_int_gt(again, other);
+    ah_daemon_close(core);
+    ah_t_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
 /* ---- REST ---------------------------------------------------------------- */
 
 START_TEST(test_rest_health_and_auth)
@@ -430,6 +489,7 @@ static Suite *host_suite(void)
     tcase_add_test(tc, test_secrets_unreadable_in_db);
     tcase_add_test(tc, test_settings_validated);
     tcase_add_test(tc, test_event_delivery_waits_for_subscriber);
+    tcase_add_test(tc, test_event_delivery_claimed_elsewhere);
     suite_add_tcase(s, tc);
     TCase *rest = tcase_create("rest");
     tcase_set_timeout(rest, 60);

@@ -258,6 +258,15 @@ START_TEST(test_admin_disable_enable)
     ck_assert_ptr_nonnull(cJSON_GetObjectItem(cJSON_GetObjectItem(reply, "data"), "api_key"));
     cJSON_Delete(reply);
 
+    /* The instances on the store (issue 14): this one, registered. */
+    ck_assert_int_eq(admin(&e, "GET", "/admin/instances", NULL, &reply), 200);
+    const cJSON *insts = cJSON_GetObjectItem(reply, "data");
+    ck_assert_int_eq(cJSON_GetArraySize(insts), 1);
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(insts, 0), "id")->valuestring,
+                     e.core->instance);
+    ck_assert(cJSON_IsArray(cJSON_GetObjectItem(cJSON_GetArrayItem(insts, 0), "leases")));
+    cJSON_Delete(reply);
+
     /* Any bus request through the admin API (the operator's `atshub call`). */
     ck_assert_int_eq(admin(&e, "POST", "/admin/connections/acme/main/call/jobs.get",
                            "{\"job_id\":\"A-1\"}", &reply), 200);

@@ -18,6 +18,7 @@
 #include "core.h"
 #include "daemon.h"
 #include "rest.h"
+#include "ops.h"
 #include "sync.h"
 #include "tracking.h"
 #include "events.h"
@@ -770,6 +771,120 @@ START_TEST(test_scheduler)
 }
 END_TEST
 
+/* Issue 14: two instances on one store, one schedule leader. Only the
+ * instance holding the lease "schedule-leader" schedules the syncs; when
+ * it stops, it gives the lease back and the other takes it. */
+START_TEST(test_schedule_leader)
+{
+    fixture f;
+    int64_t cid = setup(&f, 300, 0, "100", NULL);
+    ah_core *other = core_open(&f);
+    ck_assert_int_eq(ah_conns_reload(other), 0);
+    /* Its own operators' socket, as a second instance on another host has. */
+    free(other->cfg.admin_socket);
+    ck_assert_int_ge(asprintf(&other->cfg.admin_socket, "%s/other.sock", f.dir), 0);
+    ah_core *cores[2] = {f.core, other};
+    char err[512];
+    for (int i = 0; i < 2; i++) {
+        cores[i]->cfg.sync_interval_s = 1;
+        cores[i]->cfg.claim_ms = 3000;
+        ck_assert_str_ne(cores[i]->instance, "");
+        ck_assert_msg(ah_daemon_start(cores[i], err, sizeof err) == 0, "%s", err);
+    }
+    ck_assert_str_ne(cores[0]->instance, cores[1]->instance);
+    int lead = -1;
+    for (int i = 0; i < 200 && lead < 0; i++) {
+        bool a = ah_sync_is_leader(cores[0]->sync), b = ah_sync_is_leader(cores[1]->sync);
+        ck_assert_msg(!(a && b), "both instances lead the schedule");
+        lead = a ? 0 : b ? 1 : -1;
+        if (lead < 0)
+            usleep(50 * 1000);
+    }
+    ck_assert_int_ge(lead, 0);
+    ck_assert(wait_count(f.core, cid, 300, 10));
+    for (int i = 0; i < 20; i++) {
+        ck_assert(ah_sync_is_leader(cores[lead]->sync));
+        ck_assert(!ah_sync_is_leader(cores[1 - lead]->sync));
+        usleep(50 * 1000);
+    }
+    char *holder = NULL;
+    ah_store *st = f.core->store;
+    ck_assert_int_eq(st->ops->lease_acquire(st, AH_SCHED_LEASE, "probe", 1000, NULL, &holder),
+                     AH_STORE_EXISTS);
+    ck_assert_str_eq(holder, cores[lead]->instance);
+    free(holder);
+    /* The leader stops: the other leads. */
+    ah_daemon_stop(cores[lead]);
+    ck_assert(!ah_sync_is_leader(cores[lead]->sync));
+    bool took = false;
+    for (int i = 0; i < 200 && !took; i++) {
+        took = ah_sync_is_leader(cores[1 - lead]->sync);
+        if (!took)
+            usleep(50 * 1000);
+    }
+    ck_assert(took);
+    ck_assert_int_eq(st->ops->lease_acquire(st, AH_SCHED_LEASE, "probe", 1000, NULL, &holder),
+                     AH_STORE_EXISTS);
+    ck_assert_str_eq(holder, cores[1 - lead]->instance);
+    free(holder);
+    ah_daemon_close(other);
+    teardown(&f);
+}
+END_TEST
+
+static unsigned gen_number(ah_core *core, const char *plugin)
+{
+    ah_generation *g = ah_registry_acquire(core->registry, plugin);
+    ck_assert_ptr_nonnull(g);
+    unsigned n = g->number;
+    ah_generation_release(g);
+    return n;
+}
+
+/* Issue 14: what one instance changes reaches the other through the
+ * change log that the ticker follows every second: a plugin reload (the
+ * other reloads it too, once), and a connection added. */
+START_TEST(test_changes_reach_other_instance)
+{
+    fixture f;
+    setup(&f, 10, 0, "100", NULL);
+    ah_core *other = core_open(&f);
+    ck_assert_int_eq(ah_conns_reload(other), 0);
+    free(other->cfg.admin_socket);
+    ck_assert_int_ge(asprintf(&other->cfg.admin_socket, "%s/other.sock", f.dir), 0);
+    char err[512];
+    ck_assert_msg(ah_daemon_start(f.core, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(ah_daemon_start(other, err, sizeof err) == 0, "%s", err);
+    unsigned here = gen_number(f.core, "streamer"), there = gen_number(other, "streamer");
+    ah_ops_err e = {0};
+    ck_assert_msg(ah_ops_plugin_reload(f.core, "streamer", NULL, NULL, &e) == 0, "%s", e.msg);
+    ck_assert_uint_eq(gen_number(f.core, "streamer"), here + 1);
+    bool seen = false;
+    for (int i = 0; i < 200 && !seen; i++) {
+        seen = gen_number(other, "streamer") == there + 1;
+        if (!seen)
+            usleep(50 * 1000);
+    }
+    ck_assert_msg(seen, "the other instance did not reload the plugin");
+    /* A connection added through one instance is served by the other. */
+    add_conn(&f, "second", ah_sim_url(f.sim), "100");
+    ah_conn *c = NULL;
+    for (int i = 0; i < 200 && c == NULL; i++) {
+        c = ah_conn_find(other, "acme", "second");
+        if (c == NULL)
+            usleep(50 * 1000);
+    }
+    ck_assert_ptr_nonnull(c);
+    ah_conn_release(c);
+    /* Meanwhile both tickers followed the log again: the reload was
+     * applied once, neither reloaded it again on the other's account. */
+    ck_assert_uint_eq(gen_number(other, "streamer"), there + 1);
+    ck_assert_uint_eq(gen_number(f.core, "streamer"), here + 1);
+    ah_daemon_close(other);
+    teardown(&f);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------ */
 /* The CLI                                                                   */
 /* ------------------------------------------------------------------------ */
@@ -993,6 +1108,8 @@ static Suite *sync_suite(void)
     tcase_add_test(t, test_lease_held_elsewhere);
     tcase_add_test(t, test_lease_lost_mid_run);
     tcase_add_test(t, test_scheduler);
+    tcase_add_test(t, test_schedule_leader);
+    tcase_add_test(t, test_changes_reach_other_instance);
     tcase_add_test(t, test_disable_then_resume_from_cursor);
     suite_add_tcase(s, t);
     TCase *c = tcase_create("cli");

@@ -86,21 +86,26 @@ static void serve(daemon_t *d)
     free(line);
 }
 
-static void daemon_open(daemon_t *d)
+/* url: the store (NULL: SQLite in the folder). */
+static void daemon_open_on(daemon_t *d, const char *url)
 {
     memset(d, 0, sizeof *d);
     d->dir = ah_t_tmpdir();
     ck_assert_ptr_nonnull(d->dir);
     ck_assert_int_ge(asprintf(&d->ini, "%s/atshub.ini", d->dir), 0);
     char *text = NULL;
+    char *own = url == NULL ? NULL : ah_t_store_url(d->dir);
+    if (url != NULL)
+        ck_assert_ptr_nonnull(own);
     ck_assert_int_ge(asprintf(&text,
                               "[core]\nworkers = 2\nkey_file = host.key\nlog_level = info\n"
                               "[http]\nlisten = 127.0.0.1:0\nthreads = 4\n"
-                              "[store]\nurl = sqlite:atshub.db\n"
+                              "[store]\nurl = %s\n"
                               "[sync]\ninterval_s = 0\n"
                               "[plugins]\nerp = %s/erp.so\n",
-                              ah_t_env("AH_PLUGIN_DIR")),
+                              own != NULL ? own : "sqlite:atshub.db", ah_t_env("AH_PLUGIN_DIR")),
                      0);
+    free(own);
     ck_assert_int_eq(ah_t_write_file(d->ini, text), 0);
     free(text);
     snprintf(d->atshub, sizeof d->atshub, "%s/atshub", ah_t_env("AH_BUILD_DIR"));
@@ -111,6 +116,30 @@ static void daemon_open(daemon_t *d)
     add_source(d, "Main_ERP", d->key[0], sizeof d->key[0]);
     add_source(d, "Second_ERP", d->key[1], sizeof d->key[1]);
     serve(d);
+}
+
+static void daemon_open(daemon_t *d)
+{
+    daemon_open_on(d, NULL);
+}
+
+/* A second instance of d on the same store and host key (its own INI in
+ * the same folder: only the operators' socket differs). */
+static void second_instance(daemon_t *d, daemon_t *b)
+{
+    memset(b, 0, sizeof *b);
+    b->dir = strdup(d->dir);
+    ck_assert_int_ge(asprintf(&b->ini, "%s/second.ini", d->dir), 0);
+    char *text = ah_t_read_file(d->ini, NULL);
+    ck_assert_ptr_nonnull(text);
+    char *more = NULL;
+    ck_assert_int_ge(asprintf(&more, "%s[admin]\nsocket = %s/second.sock\n", text, d->dir), 0);
+    ck_assert_int_eq(ah_t_write_file(b->ini, more), 0);
+    free(text);
+    free(more);
+    snprintf(b->atshub, sizeof b->atshub, "%s", d->atshub);
+    memcpy(b->key, d->key, sizeof b->key);
+    serve(b);
 }
 
 static void daemon_close(daemon_t *d)
@@ -298,6 +327,8 @@ END_TEST
 
 typedef struct race {
     daemon_t *d;
+    daemon_t *d2; /* a second instance on the same store, or NULL */
+    const char *title; /* NULL: "The One Open Title" */
     pthread_barrier_t go;
     atomic_int ok, exists, other;
     atomic_int next;
@@ -308,13 +339,16 @@ static void *same_title(void *arg)
     race *r = arg;
     int me = atomic_fetch_add(&r->next, 1);
     CURL *h = curl_easy_init();
+    int port = r->d2 != NULL && (me / 2) % 2 ? r->d2->port : r->d->port;
     /* Connect first, so that the requests leave together. */
-    (void)erp_post(h, r->d->port, r->d->key[me % 2], "create-job",
+    (void)erp_post(h, port, r->d->key[me % 2], "create-job",
                    me % 2 ? "Second_ERP" : "Main_ERP", "\"title\":\"\"", NULL);
     pthread_barrier_wait(&r->go);
     cJSON *j = NULL;
-    long st = erp_post(h, r->d->port, r->d->key[me % 2], "create-job",
-                       me % 2 ? "Second_ERP" : "Main_ERP", "\"title\":\"The One Open Title\"", &j);
+    char t[128];
+    snprintf(t, sizeof t, "\"title\":\"%s\"", r->title != NULL ? r->title : "The One Open Title");
+    long st = erp_post(h, port, r->d->key[me % 2], "create-job",
+                       me % 2 ? "Second_ERP" : "Main_ERP", t, &j);
     const cJSON *code = cJSON_GetObjectItem(j, "error_code");
     if (st == 200)
         atomic_fetch_add(&r->ok, 1);
@@ -358,6 +392,39 @@ START_TEST(test_job_exists_holds_under_concurrency)
 }
 END_TEST
 
+/* Issue 14: two instances on one store (PostgreSQL when the suite runs on
+ * it), each receiving half of the concurrent creates of one title from
+ * the two sources: one job, JOB_EXISTS for the rest, in every round. */
+START_TEST(test_job_exists_across_instances)
+{
+    daemon_t d, b;
+    daemon_open_on(&d, "");
+    second_instance(&d, &b);
+    enum { N = 24 };
+    for (int round = 0; round < 4; round++) {
+        char title[64];
+        snprintf(title, sizeof title, "Across instances %d", round);
+        race r = {.d = &d, .d2 = &b, .title = title};
+        pthread_barrier_init(&r.go, NULL, N);
+        pthread_t th[N];
+        for (int i = 0; i < N; i++)
+            ck_assert_int_eq(pthread_create(&th[i], NULL, same_title, &r), 0);
+        for (int i = 0; i < N; i++)
+            pthread_join(th[i], NULL);
+        pthread_barrier_destroy(&r.go);
+        ck_assert_msg(atomic_load(&r.ok) == 1 && atomic_load(&r.exists) == N - 1,
+                      "round %d: %d created, %d JOB_EXISTS, %d other", round,
+                      atomic_load(&r.ok), atomic_load(&r.exists), atomic_load(&r.other));
+    }
+    if (b.pid > 0)
+        ck_assert_int_eq(ah_t_stop(b.pid, SIGTERM), 0);
+    close(b.errfd);
+    free(b.dir);
+    free(b.ini);
+    daemon_close(&d);
+}
+END_TEST
+
 /* --- one source's writes apply in the order it sent them ---------------- */
 
 START_TEST(test_per_source_order)
@@ -394,6 +461,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, test_kill9_loses_no_acknowledged_write);
     tcase_add_test(tc, test_job_exists_holds_under_concurrency);
+    tcase_add_test(tc, test_job_exists_across_instances);
     tcase_add_test(tc, test_per_source_order);
     suite_add_tcase(s, tc);
     return s;

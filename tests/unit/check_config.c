@@ -146,6 +146,7 @@ START_TEST(test_defaults_without_file)
     ck_assert_int_eq(cfg.sync_interval_s, 300);
     ck_assert_int_eq(cfg.webhook_workers, 4);
     ck_assert_int_eq(cfg.webhook_max_per_tenant, 2);
+    ck_assert_int_eq(cfg.claim_ms, 15000);
     ck_assert_uint_eq(cfg.nplugins, 0);
     ah_config_free(&cfg);
     ah_config_free(&cfg); /* freeing twice is harmless: free zeroes */
@@ -669,6 +670,26 @@ START_TEST(test_webhook_pool_keys)
 }
 END_TEST
 
+/* [store] claim_ms: the claims of shared work (host/claims.h). */
+START_TEST(test_claim_ms_key)
+{
+    tmp t;
+    char ini[512], err[4096];
+    ah_config cfg;
+
+    clear_env();
+    tmp_make(&t);
+    put_file(&t, "etc/atshub.ini", "[store]\nurl = sqlite:x.db\nclaim_ms = 3000\n", ini,
+             sizeof ini);
+    ck_assert_msg(ah_config_load(ini, &cfg, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(cfg.claim_ms, 3000);
+    ah_config_free(&cfg);
+    tmp_remove(&t);
+    expect_error("[store]\nclaim_ms = 999\n", 2,
+                 "[store] claim_ms: expected an integer between 1000 and 600000, got '999'");
+}
+END_TEST
+
 START_TEST(test_err_out_of_range)
 {
     expect_error("[core]\nworkers = 0\n", 2,
@@ -1082,6 +1103,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_empty_file_gives_defaults_relative_to_ini);
     tcase_add_test(tc, test_full_file);
     tcase_add_test(tc, test_webhook_pool_keys);
+    tcase_add_test(tc, test_claim_ms_key);
     tcase_add_test(tc, test_sqlite_url_relative_and_absolute);
     tcase_add_test(tc, test_relative_ini_path);
     tcase_add_test(tc, test_resolve);

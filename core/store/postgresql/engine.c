@@ -28,8 +28,10 @@
 
 static const char *const q_sql[P_COUNT] = {
     [P_PING] = "SELECT 1",
-    [P_DATA_VERSION] = "SELECT coalesce(sum(v), 0)::bigint FROM data_versions "
-                       "WHERE writer <> pg_backend_pid()",
+    /* The newest change (schema.c v6): every instance's own changes
+     * count too (a pooler leaves no way to tell them apart), which only
+     * costs it a reload. */
+    [P_DATA_VERSION] = "SELECT coalesce(max(id), 0)::bigint FROM change_log",
 };
 
 void ah_pg_close(ah_store *st)
@@ -259,6 +261,16 @@ const ah_store_ops ah_pg_ops = {
     .lease_hold = ah_pg_lease_hold,
     .lease_release = ah_pg_lease_release,
     .lease_take_over = ah_pg_lease_take_over,
+    .lease_claim = ah_pg_lease_claim,
+    .change_add = ah_pg_change_add,
+    .change_after = ah_pg_change_after,
+    .change_last = ah_pg_change_last,
+    .change_prune = ah_pg_change_prune,
+    .instance_beat = ah_pg_instance_beat,
+    .instance_list = ah_pg_instance_list,
+    .instance_remove = ah_pg_instance_remove,
+    .lease_list = ah_pg_lease_list,
+    .lease_prune = ah_pg_lease_prune,
 };
 
 /* NOTICEs (e.g. "relation already exists, skipping") are not errors. */

@@ -30,6 +30,16 @@ static const char *const q_sql[P_COUNT] = {
     [P_LEASE_TAKE] = "UPDATE leases SET owner = $3, token = token + 1, expires_at = "
                      "clock_timestamp() + $4::bigint * interval '1 millisecond' "
                      "WHERE name = $1 AND owner = $2 RETURNING token",
+    [P_LEASE_SEED] = "INSERT INTO leases(name, owner, token, expires_at) "
+                     "SELECT n, '', 0, '-infinity' FROM unnest($1::text[]) AS n "
+                     "WHERE NOT EXISTS (SELECT 1 FROM leases WHERE name = n) "
+                     "ON CONFLICT(name) DO NOTHING",
+    /* SKIP LOCKED: a row that another transaction holds locked (a holder's
+     * lease_hold in its scope, another claim) is left out, not waited for. */
+    [P_LEASE_CLAIM] = "UPDATE leases SET owner = $2, token = token + 1, expires_at = " EXPIRY " "
+                      "WHERE name IN (SELECT name FROM leases WHERE name = ANY($1::text[]) "
+                      "AND expires_at <= clock_timestamp() FOR UPDATE SKIP LOCKED) "
+                      "RETURNING name, token",
 };
 
 int ah_pg_lease_acquire(ah_store *st, const char *name, const char *owner, int64_t ttl_ms,
@@ -125,5 +135,80 @@ int ah_pg_lease_release(ah_store *st, const char *name, int64_t token)
     ah_pg_lock(s);
     int rc = AH_PG_CHANGE(s, P_LEASE_RELEASE, &p, "lease_release");
     ah_pg_unlock(s);
+    return rc;
+}
+
+/* names as a PostgreSQL text[] literal: {"a","b"}, with " and \ escaped. */
+static char *text_array(const char *const *names, size_t n)
+{
+    size_t len = 3;
+    for (size_t i = 0; i < n; i++) {
+        if (names[i] == NULL)
+            return NULL;
+        len += 3 + 2 * strlen(names[i]);
+    }
+    char *out = malloc(len);
+    if (out == NULL)
+        return NULL;
+    size_t o = 0;
+    out[o++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            out[o++] = ',';
+        out[o++] = '"';
+        for (const char *c = names[i]; *c; c++) {
+            if (*c == '"' || *c == '\\')
+                out[o++] = '\\';
+            out[o++] = *c;
+        }
+        out[o++] = '"';
+    }
+    out[o++] = '}';
+    out[o] = '\0';
+    return out;
+}
+
+int ah_pg_lease_claim(ah_store *st, const char *const *names, size_t n, const char *owner,
+                      int64_t ttl_ms, int64_t *tokens)
+{
+    ah_pg_store *s = ah_pg(st);
+    if (n == 0)
+        return AH_STORE_OK;
+    if (names == NULL || owner == NULL || tokens == NULL || ttl_ms < 0)
+        return AH_STORE_ERR;
+    for (size_t i = 0; i < n; i++)
+        tokens[i] = 0;
+    char *arr = text_array(names, n);
+    if (arr == NULL)
+        return AH_STORE_ERR;
+    ah_pg_params p = {0};
+    ah_pg_p_text(&p, arr);
+    ah_pg_params c = {0};
+    ah_pg_p_text(&c, arr);
+    ah_pg_p_text(&c, owner);
+    ah_pg_p_int(&c, ttl_ms);
+    int rc;
+    ah_pg_lock(s);
+    /* A lease never held gets its row first (free: expired, token 0), so
+     * that the claim itself is one UPDATE over locked-or-skipped rows. Only
+     * names without a row are inserted: ON CONFLICT on a row that another
+     * transaction holds locked would wait for it. */
+    rc = AH_PG_CHANGE(s, P_LEASE_SEED, &p, "lease_claim");
+    if (rc == AH_STORE_NOT_FOUND)
+        rc = AH_STORE_OK; /* every row was there already */
+    if (rc == AH_STORE_OK) {
+        PGresult *r = AH_PG_RUN(s, P_LEASE_CLAIM, &c, "lease_claim", &rc);
+        if (r != NULL) {
+            for (int row = 0; row < PQntuples(r); row++) {
+                const char *name = PQgetvalue(r, row, 0);
+                for (size_t i = 0; i < n; i++)
+                    if (strcmp(names[i], name) == 0)
+                        tokens[i] = ah_pg_int(r, row, 1);
+            }
+            PQclear(r);
+        }
+    }
+    ah_pg_unlock(s);
+    free(arr);
     return rc;
 }

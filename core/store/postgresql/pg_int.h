@@ -120,6 +120,17 @@ typedef enum {
     P_LEASE_TAKE,
     P_REC_PRUNE,
     P_BULK_SETTLE,
+    P_LEASE_SEED,
+    P_LEASE_CLAIM,
+    P_CHANGE_ADD,
+    P_CHANGE_AFTER,
+    P_CHANGE_LAST,
+    P_CHANGE_PRUNE,
+    P_INSTANCE_BEAT,
+    P_INSTANCE_LIST,
+    P_INSTANCE_REMOVE,
+    P_LEASE_LIST,
+    P_LEASE_PRUNE,
     P_COUNT
 } ah_pg_qid;
 
@@ -388,5 +399,21 @@ int ah_pg_lease_take_over(ah_store *st, const char *name, const char *from_owner
                           const char *owner, int64_t ttl_ms, int64_t *token);
 int ah_pg_lease_hold(ah_store *st, const char *name, int64_t token, int64_t ttl_ms);
 int ah_pg_lease_release(ah_store *st, const char *name, int64_t token);
+int ah_pg_lease_claim(ah_store *st, const char *const *names, size_t n, const char *owner,
+                      int64_t ttl_ms, int64_t *tokens);
+
+/* ---- cluster.c --------------------------------------------------------- */
+
+int ah_pg_change_add(ah_store *st, const char *kind, const char *subject, const char *detail,
+                     const char *origin);
+int ah_pg_change_after(ah_store *st, int64_t after_id, int limit, ah_change_cb cb, void *arg);
+int ah_pg_change_last(ah_store *st, int64_t *id_out);
+int ah_pg_change_prune(ah_store *st, const char *before, int64_t *n_out);
+int ah_pg_instance_beat(ah_store *st, const char *id, const char *version, const char *host,
+                        int64_t pid, const char *started_at);
+int ah_pg_instance_list(ah_store *st, int64_t max_age_ms, ah_instance_cb cb, void *arg);
+int ah_pg_instance_remove(ah_store *st, const char *id, int64_t stale_ms);
+int ah_pg_lease_list(ah_store *st, ah_lease_cb cb, void *arg);
+int ah_pg_lease_prune(ah_store *st, const char *prefix, int64_t expired_ms, int64_t *n_out);
 
 #endif

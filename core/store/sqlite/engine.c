@@ -469,6 +469,16 @@ const ah_store_ops ah_sq_ops = {
     .lease_hold = ah_sq_lease_hold,
     .lease_release = ah_sq_lease_release,
     .lease_take_over = ah_sq_lease_take_over,
+    .lease_claim = ah_sq_lease_claim,
+    .change_add = ah_sq_change_add,
+    .change_after = ah_sq_change_after,
+    .change_last = ah_sq_change_last,
+    .change_prune = ah_sq_change_prune,
+    .instance_beat = ah_sq_instance_beat,
+    .instance_list = ah_sq_instance_list,
+    .instance_remove = ah_sq_instance_remove,
+    .lease_list = ah_sq_lease_list,
+    .lease_prune = ah_sq_lease_prune,
 };
 
 static int journal_mode_cb(void *arg, int ncol, char **vals, char **names)

@@ -26,6 +26,10 @@ static const char *const q_sql[Q_COUNT] = {
     [Q_LEASE_OWNER] = "SELECT owner FROM leases WHERE name = ?1",
     [Q_LEASE_TAKE] = "UPDATE leases SET owner = ?3, token = token + 1, expires_ms = " NOW_MS
                      " + ?4 WHERE name = ?1 AND owner = ?2 RETURNING token",
+    [Q_LEASE_SEED] = "INSERT INTO leases(name, owner, token, expires_ms) VALUES(?1, '', 0, 0) "
+                     "ON CONFLICT(name) DO NOTHING",
+    [Q_LEASE_CLAIM] = "UPDATE leases SET owner = ?2, token = token + 1, expires_ms = " NOW_MS
+                      " + ?3 WHERE name = ?1 AND expires_ms <= " NOW_MS " RETURNING token",
 };
 
 /* The owner of lease name into *holder (malloc'd; NULL when none). */
@@ -134,4 +138,61 @@ int ah_sq_lease_hold(ah_store *st, const char *name, int64_t token, int64_t ttl_
 int ah_sq_lease_release(ah_store *st, const char *name, int64_t token)
 {
     return lease_change(st, Q_LEASE_RELEASE, name, token, 0, "lease_release");
+}
+
+/* One writer at a time (the file's lock): the single-writer equivalent of
+ * FOR UPDATE SKIP LOCKED is a transaction that claims every free lease of
+ * the list at once. */
+int ah_sq_lease_claim(ah_store *st, const char *const *names, size_t n, const char *owner,
+                      int64_t ttl_ms, int64_t *tokens)
+{
+    ah_sq_store *s = ah_sq(st);
+    if (n == 0)
+        return AH_STORE_OK;
+    if (names == NULL || owner == NULL || tokens == NULL || ttl_ms < 0)
+        return AH_STORE_ERR;
+    for (size_t i = 0; i < n; i++) {
+        tokens[i] = 0;
+        if (names[i] == NULL)
+            return AH_STORE_ERR;
+    }
+    ah_sq_lock(s);
+    int rc = ah_sq_tx_begin(s);
+    for (size_t i = 0; rc == AH_STORE_OK && i < n; i++) {
+        sqlite3_stmt *q = AH_SQ_GET(s, Q_LEASE_SEED);
+        if (q == NULL) {
+            rc = AH_STORE_ERR;
+            break;
+        }
+        ah_sq_bind_text(q, 1, names[i]);
+        rc = ah_sq_run(s, q, "lease_claim");
+        ah_sq_done(q);
+        if (rc != AH_STORE_OK)
+            break;
+        q = AH_SQ_GET(s, Q_LEASE_CLAIM);
+        if (q == NULL) {
+            rc = AH_STORE_ERR;
+            break;
+        }
+        ah_sq_bind_text(q, 1, names[i]);
+        ah_sq_bind_text(q, 2, owner);
+        sqlite3_bind_int64(q, 3, ttl_ms);
+        int r = sqlite3_step(q);
+        if (r == SQLITE_ROW) {
+            tokens[i] = sqlite3_column_int64(q, 0);
+            r = sqlite3_step(q);
+        }
+        if (r != SQLITE_DONE)
+            rc = ah_sq_step_error(s, r, "lease_claim");
+        ah_sq_done(q);
+    }
+    if (rc == AH_STORE_OK)
+        rc = ah_sq_tx_commit(s);
+    else if (!sqlite3_get_autocommit(s->db))
+        ah_sq_tx_rollback(s);
+    if (rc != AH_STORE_OK)
+        for (size_t i = 0; i < n; i++)
+            tokens[i] = 0;
+    ah_sq_unlock(s);
+    return rc;
 }

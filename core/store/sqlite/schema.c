@@ -207,6 +207,25 @@ static const char *const migrations[] = {
     "ALTER TABLE webhook_endpoints ADD COLUMN description TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE webhook_endpoints ADD COLUMN previous_secret TEXT;"
     "ALTER TABLE webhook_endpoints ADD COLUMN previous_until TEXT;",
+    /* v11 (issue 14): several instances on one store. change_log: what
+     * changed that other instances cache or must act on (plugin reloads;
+     * on SQLite, tenants and connections are seen through PRAGMA
+     * data_version), polled by every instance; instances: each live
+     * instance's registration and heartbeat (ms since the epoch). */
+    "CREATE TABLE change_log ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  kind TEXT NOT NULL,"
+    "  subject TEXT,"
+    "  detail TEXT,"
+    "  origin TEXT,"
+    "  at TEXT NOT NULL);"
+    "CREATE TABLE instances ("
+    "  id TEXT PRIMARY KEY,"
+    "  version TEXT NOT NULL,"
+    "  host TEXT,"
+    "  pid INTEGER,"
+    "  started_at TEXT NOT NULL,"
+    "  heartbeat_ms INTEGER NOT NULL);",
 };
 
 #define AH_SQ_LATEST ((int)(sizeof migrations / sizeof migrations[0]))

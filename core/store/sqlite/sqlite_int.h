@@ -122,6 +122,17 @@ typedef enum {
     Q_LEASE_TAKE,
     Q_REC_PRUNE,
     Q_BULK_SETTLE,
+    Q_LEASE_SEED,
+    Q_LEASE_CLAIM,
+    Q_CHANGE_ADD,
+    Q_CHANGE_AFTER,
+    Q_CHANGE_LAST,
+    Q_CHANGE_PRUNE,
+    Q_INSTANCE_BEAT,
+    Q_INSTANCE_LIST,
+    Q_INSTANCE_REMOVE,
+    Q_LEASE_LIST,
+    Q_LEASE_PRUNE,
     Q_COUNT
 } ah_sq_qid;
 
@@ -374,5 +385,21 @@ int ah_sq_lease_take_over(ah_store *st, const char *name, const char *from_owner
                           const char *owner, int64_t ttl_ms, int64_t *token);
 int ah_sq_lease_hold(ah_store *st, const char *name, int64_t token, int64_t ttl_ms);
 int ah_sq_lease_release(ah_store *st, const char *name, int64_t token);
+int ah_sq_lease_claim(ah_store *st, const char *const *names, size_t n, const char *owner,
+                      int64_t ttl_ms, int64_t *tokens);
+
+/* ---- cluster.c --------------------------------------------------------- */
+
+int ah_sq_change_add(ah_store *st, const char *kind, const char *subject, const char *detail,
+                     const char *origin);
+int ah_sq_change_after(ah_store *st, int64_t after_id, int limit, ah_change_cb cb, void *arg);
+int ah_sq_change_last(ah_store *st, int64_t *id_out);
+int ah_sq_change_prune(ah_store *st, const char *before, int64_t *n_out);
+int ah_sq_instance_beat(ah_store *st, const char *id, const char *version, const char *host,
+                        int64_t pid, const char *started_at);
+int ah_sq_instance_list(ah_store *st, int64_t max_age_ms, ah_instance_cb cb, void *arg);
+int ah_sq_instance_remove(ah_store *st, const char *id, int64_t stale_ms);
+int ah_sq_lease_list(ah_store *st, ah_lease_cb cb, void *arg);
+int ah_sq_lease_prune(ah_store *st, const char *prefix, int64_t expired_ms, int64_t *n_out);
 
 #endif
