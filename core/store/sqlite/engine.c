@@ -32,10 +32,12 @@
  * its last run, and at least every second when the WAL holds any. */
 #define AH_SQ_CKPT_FRAMES 1024
 #define AH_SQ_CKPT_EVERY_MS 1000L
-/* A WAL this long (frames of the default 4 KiB page: 128 MiB, the
- * journal_size_limit) makes the committing writer wait for one whole
- * checkpoint pass (see wal_hook). */
-#define AH_SQ_CKPT_CATCHUP_FRAMES 32768
+/* A WAL this long (frames of the default 4 KiB page: 1 GiB) makes the
+ * committing writer wait for one whole checkpoint pass (see wal_hook).
+ * 128 MiB bounded the WAL tighter but put such a wait (100-270 ms on the
+ * busy VM) into every 30 s of full-speed writes: the ERP side-by-side's p99
+ * went from 19 to 143 ms (bench/README.md). */
+#define AH_SQ_CKPT_CATCHUP_FRAMES 262144
 #define AH_SQ_CKPT_CATCHUP_MAX_MS 2000L
 
 struct ah_sq_ckpt {
