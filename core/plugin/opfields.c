@@ -56,12 +56,36 @@ typedef struct vctx {
     size_t msglen;
 } vctx;
 
+/* Where a value is: a chain from the member or item up to the body, built
+ * on the stack as the validator descends and printed only for a message
+ * (a valid request, the common case, prints nothing). */
+typedef struct vpath {
+    const struct vpath *up;
+    const char *name; /* a member's name, or NULL for an array item */
+    int index;
+} vpath;
+
+static size_t path_text(const vpath *p, char *out, size_t n)
+{
+    if (p == NULL || n == 0)
+        return 0;
+    size_t w = path_text(p->up, out, n);
+    if (w >= n)
+        return w;
+    int k = p->name != NULL ? snprintf(out + w, n - w, "%s%s", w > 0 ? "." : "", p->name)
+                            : snprintf(out + w, n - w, "[%d]", p->index);
+    return k < 0 ? w : w + (size_t)k;
+}
+
 AH_PRINTF(3, 4)
-static int bad(vctx *v, const char *path, const char *fmt, ...)
+static int bad(vctx *v, const vpath *path, const char *fmt, ...)
 {
     if (v->msg == NULL || v->msglen == 0)
         return -1;
-    int n = snprintf(v->msg, v->msglen, "field '%s' ", path);
+    char where[AH_PATH_MAX];
+    where[0] = '\0';
+    (void)path_text(path, where, sizeof where); /* cut when too long: it still names where */
+    int n = snprintf(v->msg, v->msglen, "field '%s' ", where[0] ? where : "(body)");
     if (n < 0 || (size_t)n >= v->msglen)
         return -1;
     va_list ap;
@@ -115,7 +139,7 @@ static void one_of_text(const char *list, char *out, size_t outlen)
     out[w] = '\0';
 }
 
-static int check_chars(vctx *v, const char *path, const char *s, uint32_t min, uint32_t max)
+static int check_chars(vctx *v, const vpath *path, const char *s, uint32_t min, uint32_t max)
 {
     size_t n = chars(s);
     if (min > 0 && n < min)
@@ -126,7 +150,7 @@ static int check_chars(vctx *v, const char *path, const char *s, uint32_t min, u
     return 0;
 }
 
-static int check_id(vctx *v, const char *path, const cJSON *j, uint32_t max)
+static int check_id(vctx *v, const vpath *path, const cJSON *j, uint32_t max)
 {
     if (cJSON_IsNumber(j)) {
         if (!integral(j->valuedouble))
@@ -138,23 +162,10 @@ static int check_id(vctx *v, const char *path, const cJSON *j, uint32_t max)
     return check_chars(v, path, j->valuestring, 1, max);
 }
 
-static int check_object(vctx *v, const char *prefix, const ah_field_spec *fields,
+static int check_object(vctx *v, const vpath *prefix, const ah_field_spec *fields,
                         const cJSON *obj, int depth);
 
-/* A path too long for the buffer is cut: the message still names where. */
-static void item_path(char *out, size_t n, const char *path, int i)
-{
-    if (snprintf(out, n, "%s[%d]", path, i) < 0)
-        out[0] = '\0';
-}
-
-static void member_path(char *out, size_t n, const char *prefix, const char *name)
-{
-    if (snprintf(out, n, "%s%s%s", prefix, prefix[0] ? "." : "", name) < 0)
-        out[0] = '\0';
-}
-
-static int check_array(vctx *v, const char *path, const ah_field_spec *f, const cJSON *j,
+static int check_array(vctx *v, const vpath *path, const ah_field_spec *f, const cJSON *j,
                        int depth)
 {
     if (!cJSON_IsArray(j))
@@ -168,8 +179,8 @@ static int check_array(vctx *v, const char *path, const ah_field_spec *f, const 
     int i = 0;
     const cJSON *it;
     cJSON_ArrayForEach(it, j) {
-        char ip[AH_PATH_MAX];
-        item_path(ip, sizeof ip, path, i++);
+        const vpath item = {path, NULL, i++};
+        const vpath *ip = &item;
         switch (f->type) {
         case AH_FIELD_STRINGS:
             if (!cJSON_IsString(it) || it->valuestring == NULL)
@@ -192,7 +203,7 @@ static int check_array(vctx *v, const char *path, const ah_field_spec *f, const 
     return 0;
 }
 
-static int check_value(vctx *v, const char *path, const ah_field_spec *f, const cJSON *j,
+static int check_value(vctx *v, const vpath *path, const ah_field_spec *f, const cJSON *j,
                        int depth)
 {
     switch (f->type) {
@@ -262,33 +273,32 @@ static void names_text(const ah_field_spec *fields, char *out, size_t outlen)
         memcpy(out + outlen - 4, "...", 4);
 }
 
-static int check_object(vctx *v, const char *prefix, const ah_field_spec *fields,
+static int check_object(vctx *v, const vpath *prefix, const ah_field_spec *fields,
                         const cJSON *obj, int depth)
 {
     if (depth > AH_FIELDS_DEPTH)
-        return bad(v, prefix[0] ? prefix : "(body)", "is nested deeper than the host checks");
-    char path[AH_PATH_MAX];
+        return bad(v, prefix, "is nested deeper than the host checks");
     const cJSON *m;
     cJSON_ArrayForEach(m, obj) {
         const char *name = m->string != NULL ? m->string : "";
-        member_path(path, sizeof path, prefix, name);
+        const vpath member = {prefix, name, 0};
         const ah_field_spec *f = spec_named(fields, name);
         if (f == NULL) {
             char list[512];
             names_text(fields, list, sizeof list);
-            if (prefix[0] == '\0' && v->topic != NULL)
-                return bad(v, path, "is not a field of %s (it takes: %s)", v->topic,
+            if (prefix == NULL && v->topic != NULL)
+                return bad(v, &member, "is not a field of %s (it takes: %s)", v->topic,
                            list[0] ? list : "no fields");
-            return bad(v, path, "is not a field here (allowed: %s)", list[0] ? list : "none");
+            return bad(v, &member, "is not a field here (allowed: %s)", list[0] ? list : "none");
         }
         /* cJSON keeps both copies of a repeated name; the plugin would read
          * only the first, so the second would be silently ignored. */
         for (const cJSON *p = obj->child; p != m; p = p->next)
             if (p->string != NULL && strcmp(p->string, name) == 0)
-                return bad(v, path, "is given twice");
+                return bad(v, &member, "is given twice");
         if (cJSON_IsNull(m))
             continue; /* null is the same as absent */
-        if (check_value(v, path, f, m, depth) != 0)
+        if (check_value(v, &member, f, m, depth) != 0)
             return -1;
     }
     for (const ah_field_spec *f = fields; f->name != NULL; f++) {
@@ -296,8 +306,8 @@ static int check_object(vctx *v, const char *prefix, const ah_field_spec *fields
             continue;
         const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, f->name);
         if (j == NULL || cJSON_IsNull(j)) {
-            member_path(path, sizeof path, prefix, f->name);
-            return bad(v, path, "is required");
+            const vpath member = {prefix, f->name, 0};
+            return bad(v, &member, "is required");
         }
     }
     return 0;
@@ -321,7 +331,7 @@ int ah_opfields_validate(const ah_field_spec *fields, const char *topic, const c
             snprintf(msg, msglen, "the request body must be a JSON object");
         return -1;
     }
-    return check_object(&v, "", fields, body, 0);
+    return check_object(&v, NULL, fields, body, 0);
 }
 
 /* ------------------------------------------------------------------------ */

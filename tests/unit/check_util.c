@@ -186,6 +186,36 @@ START_TEST(test_utc_and_utf8)
     ck_assert(ah_utc_format(0, out, sizeof out));
     ck_assert_str_eq(out, "1970-01-01T00:00:00Z");
     ck_assert(!ah_utc_format(0, out, AH_UTC_LEN - 1)); /* too short */
+    /* The arithmetic agrees with gmtime_r + strftime over the whole range,
+     * leap days and centuries included, and refuses what lies outside. */
+    ck_assert(ah_utc_format((time_t)-62135596800LL, out, sizeof out));
+    ck_assert_str_eq(out, "0001-01-01T00:00:00Z");
+    ck_assert(ah_utc_format((time_t)253402300799LL, out, sizeof out));
+    ck_assert_str_eq(out, "9999-12-31T23:59:59Z");
+    ck_assert(!ah_utc_format((time_t)-62135596801LL, out, sizeof out));
+    ck_assert_str_eq(out, "");
+    ck_assert(!ah_utc_format((time_t)253402300800LL, out, sizeof out));
+    ck_assert(ah_utc_format((time_t)951782400, out, sizeof out)); /* 2000-02-29 */
+    ck_assert_str_eq(out, "2000-02-29T00:00:00Z");
+    ck_assert(ah_utc_format((time_t)-1, out, sizeof out));
+    ck_assert_str_eq(out, "1969-12-31T23:59:59Z");
+    uint64_t x = 88172645463325252ULL;
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift */
+        long long t = (long long)(x % 315537897600ULL) - 62135596800LL;
+        if (i < 1000)
+            t = (long long)i * 86399 * 37 - 62135596800LL + (i % 2 ? 4102444800LL * 50 : 0);
+        if (t > 253402300799LL)
+            continue;
+        time_t tt = (time_t)t;
+        struct tm tm;
+        char want[64];
+        ck_assert(gmtime_r(&tt, &tm) != NULL);
+        snprintf(want, sizeof want, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        ck_assert(ah_utc_format(tt, out, sizeof out));
+        ck_assert_str_eq(out, want);
+    }
     ck_assert(ah_utc_now(out, sizeof out));
     ck_assert_uint_eq(strlen(out), AH_UTC_LEN - 1);
     ck_assert_int_eq(out[10], 'T');

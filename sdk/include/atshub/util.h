@@ -373,17 +373,50 @@ static inline ah_result ah_arg_array(ah_call *call, const cJSON *body, const cha
 #define AH_UTC_LEN 21
 
 /** `t` as "2026-12-03T07:00:00Z" in `out` (at least AH_UTC_LEN bytes).
- *  False (out "") when the year is outside 0001..9999 or out is short. */
+ *  False (out "") when the year is outside 0001..9999 or out is short.
+ *  Pure arithmetic (the civil-from-days algorithm of H. Hinnant's "chrono-
+ *  Compatible Low-Level Date Algorithms"): gmtime_r takes glibc's time-zone
+ *  lock, which every thread stamping a record would contend on. */
 static inline bool ah_utc_format(time_t t, char *out, size_t len)
 {
-    struct tm tm;
     if (len == 0)
         return false;
     out[0] = '\0';
-    if (len < AH_UTC_LEN || gmtime_r(&t, &tm) == NULL || tm.tm_year + 1900 < 1 ||
-        tm.tm_year + 1900 > 9999)
+    /* 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z */
+    if (len < AH_UTC_LEN || (long long)t < -62135596800LL || (long long)t > 253402300799LL)
         return false;
-    return strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == AH_UTC_LEN - 1;
+    long long secs = (long long)t, days = secs / 86400, rem = secs % 86400;
+    if (rem < 0) {
+        rem += 86400;
+        days--;
+    }
+    long long z = days + 719468;
+    long long era = (z >= 0 ? z : z - 146096) / 146097;
+    long long doe = z - era * 146097;                                    /* [0, 146096] */
+    long long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* [0, 399] */
+    long long doy = doe - (365 * yoe + yoe / 4 - yoe / 100);             /* [0, 365] */
+    long long mp = (5 * doy + 2) / 153;                                  /* [0, 11] */
+    int day = (int)(doy - (153 * mp + 2) / 5 + 1);
+    int month = (int)(mp < 10 ? mp + 3 : mp - 9);
+    int year = (int)(yoe + era * 400 + (month <= 2));
+    int hms[3] = {(int)(rem / 3600), (int)(rem % 3600 / 60), (int)(rem % 60)};
+    char *p = out;
+    for (int div = 1000; div > 0; div /= 10)
+        *p++ = (char)('0' + year / div % 10);
+    *p++ = '-';
+    *p++ = (char)('0' + month / 10);
+    *p++ = (char)('0' + month % 10);
+    *p++ = '-';
+    *p++ = (char)('0' + day / 10);
+    *p++ = (char)('0' + day % 10);
+    for (int i = 0; i < 3; i++) {
+        *p++ = i == 0 ? 'T' : ':';
+        *p++ = (char)('0' + hms[i] / 10);
+        *p++ = (char)('0' + hms[i] % 10);
+    }
+    *p++ = 'Z';
+    *p = '\0';
+    return true;
 }
 
 /** Now, as ah_utc_format writes it. */
