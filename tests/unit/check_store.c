@@ -942,6 +942,93 @@ START_TEST(test_group_commit)
 }
 END_TEST
 
+/* Readers (SQLite): reads a client waits on run on connections of their
+ * own. Another thread reading while a writer holds a scope neither waits
+ * for it nor commits its group early, and sees only what is committed; the
+ * thread that wrote reads its own uncommitted group writes. */
+typedef struct reader_arg {
+    ah_store *s;
+    int64_t conn, tenant;
+    int rc_get, rc_query;
+    int listed;
+} reader_arg;
+
+static void count_row(void *arg, const ah_record_row *r)
+{
+    (void)r;
+    (*(int *)arg)++;
+}
+
+static void *read_other_thread(void *p)
+{
+    reader_arg *a = p;
+    ah_record_row row;
+    a->rc_get = a->s->ops->record_get(a->s, a->conn, "application", "R1", &row);
+    if (a->rc_get == AH_STORE_OK)
+        ah_record_row_free(&row);
+    ah_record_query q = {.tenant_id = a->tenant, .type = "application", .limit = 100};
+    a->listed = 0;
+    a->rc_query = a->s->ops->record_query(a->s, &q, count_row, &a->listed);
+    return NULL;
+}
+
+START_TEST(test_readers_beside_writer)
+{
+    if (pg_mode)
+        return; /* SQLite's reader connections */
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme");
+    int64_t c = add_conn(s, t, "main");
+    ended_log l = {0};
+    s->ops->group_listen(s, on_group_ended, &l);
+    page *p = calloc(1, sizeof *p);
+    make_page(p, 0, "a");
+    ah_upsert_result res[PAGE];
+    reader_arg a = {.s = s, .conn = c, .tenant = t};
+    pthread_t th;
+
+    /* A scope is open (its thread holds the writer's lock): another thread
+     * reads at once (were it to wait for the lock, the join would hang) and
+     * does not see the scope's writes. */
+    uint64_t g = 0;
+    ck_assert_int_eq(s->ops->group_begin(s, &g), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->records_upsert(s, c, p->in, PAGE, NULL, NULL, res, NULL),
+                     AH_STORE_OK);
+    ck_assert_int_eq(pthread_create(&th, NULL, read_other_thread, &a), 0);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(a.rc_get, AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(a.rc_query, AH_STORE_OK);
+    ck_assert_int_eq(a.listed, 0);
+    /* The writing thread sees its own writes, inside the scope ... */
+    ah_record_row row;
+    ck_assert_int_eq(s->ops->record_get(s, c, "application", "R1", &row), AH_STORE_OK);
+    ah_record_row_free(&row);
+    ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
+    /* ... and after it, while its group is still open (that read commits
+     * the group, as any call of that thread outside a scope did). */
+    ck_assert_int_eq(l.n, 0);
+    ck_assert_int_eq(pthread_create(&th, NULL, read_other_thread, &a), 0);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(a.rc_get, AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(l.n, 0); /* another thread's read did not commit the group */
+    int listed = 0;
+    ah_record_query q = {.tenant_id = t, .type = "application", .limit = 100};
+    ck_assert_int_eq(s->ops->record_query(s, &q, count_row, &listed), AH_STORE_OK);
+    ck_assert_int_eq(listed, PAGE);
+    ck_assert_int_eq(l.n, 1);
+    /* Committed: every thread sees it, through a reader. */
+    ck_assert_int_eq(pthread_create(&th, NULL, read_other_thread, &a), 0);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(a.rc_get, AH_STORE_OK);
+    ck_assert_int_eq(a.listed, PAGE);
+    s->ops->group_listen(s, NULL, NULL);
+    free(p);
+    fx_done(&f);
+}
+END_TEST
+
 typedef struct done_arg {
     pthread_mutex_t mu;
     int calls, ok;
@@ -2961,6 +3048,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_sequences);
     tcase_add_test(tc, test_sequences_concurrent);
     tcase_add_test(tc, test_group_commit);
+    tcase_add_test(tc, test_readers_beside_writer);
     tcase_add_test(tc, test_committer);
     tcase_add_test(tc, test_wal_checkpointed);
     tcase_add_test(tc, test_outbox);

@@ -7,9 +7,15 @@
  * Concurrency: one sqlite3 connection per store, opened SQLITE_OPEN_NOMUTEX
  * and guarded by one mutex in the store struct. Every operation holds the
  * mutex for its whole duration, so the cached prepared statements and the
- * connection's error message are never shared between threads. A single
- * connection is enough because SQLite serialises writers anyway; readers
- * are short. Other processes (the CLI next to a running daemon) share the
+ * connection's error message are never shared between threads. One
+ * writing connection is enough because SQLite serialises writers anyway.
+ * The reads a client waits on (record lists and look-ups, the event log,
+ * the integration log) use reader connections of their own (ah_sq_read_lock),
+ * which WAL lets run beside the writer: they neither queue behind a long
+ * write nor commit the open group transaction early. They see what is
+ * committed, which is everything a client has been answered for; a thread
+ * that wrote something not yet committed reads through the writer, so it
+ * always sees its own writes. Other processes (the CLI next to a running daemon) share the
  * file through WAL mode and a 5 s busy timeout; writes start with BEGIN
  * IMMEDIATE so that two writers queue on the lock instead of failing with
  * SQLITE_BUSY half-way through a transaction.
@@ -20,6 +26,7 @@
 #include "sqlite_int.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,6 +209,122 @@ static const char *const q_sql[Q_COUNT] = {
     [Q_DATA_VERSION] = "PRAGMA data_version",
 };
 
+/* Readers: connections for the reads a client waits on (sqlite_int.h). */
+#define AH_SQ_READERS 2
+/* Their page caches are small: a read touches a few index pages and rows. */
+#define AH_SQ_READER_CACHE "PRAGMA cache_size=-2048"
+
+/* What the calling thread has written and not committed: inside a scope of
+ * that store (it holds the store's lock), or in a group transaction that
+ * had not ended when its scope ended. Its reads go to the writer then. */
+static _Thread_local const ah_sq_store *tl_scope_store;
+static _Thread_local const ah_sq_store *tl_group_store;
+static _Thread_local uint64_t tl_group_id;
+static _Thread_local unsigned tl_reader_hint;
+
+static bool own_writes_pending(const ah_sq_store *s)
+{
+    return tl_scope_store == s ||
+           (tl_group_store == s &&
+            atomic_load_explicit(&s->group_ended_id, memory_order_acquire) < tl_group_id);
+}
+
+ah_sq_store *ah_sq_read_lock(ah_sq_store *s)
+{
+    if (s->nreaders == 0 || own_writes_pending(s)) {
+        ah_sq_lock(s);
+        return s;
+    }
+    if (tl_reader_hint == 0)
+        tl_reader_hint = (unsigned)((uintptr_t)&tl_reader_hint >> 6) | 1u;
+    for (int i = 0; i < s->nreaders; i++) {
+        ah_sq_store *r = s->readers[(tl_reader_hint + (unsigned)i) % (unsigned)s->nreaders];
+        if (pthread_mutex_trylock(&r->mu) == 0)
+            return r;
+    }
+    ah_sq_store *r = s->readers[tl_reader_hint % (unsigned)s->nreaders];
+    pthread_mutex_lock(&r->mu);
+    return r;
+}
+
+void ah_sq_read_unlock(ah_sq_store *r)
+{
+    if (r->writer != NULL)
+        pthread_mutex_unlock(&r->mu);
+    else
+        ah_sq_unlock(r);
+}
+
+static void sq_finalize_all(ah_sq_store *s)
+{
+    for (int i = 0; i < Q_COUNT; i++)
+        sqlite3_finalize(s->q[i]);
+    for (int i = 0; i < RQ_VARIANTS; i++)
+        sqlite3_finalize(s->rq[i]);
+    for (int i = 0; i < LQ_VARIANTS; i++)
+        sqlite3_finalize(s->lq[i]);
+}
+
+static void reader_close(ah_sq_store *r)
+{
+    if (r == NULL)
+        return;
+    sq_finalize_all(r);
+    sqlite3_close(r->db);
+    pthread_mutex_destroy(&r->mu);
+    ah_sq_packer_free(r->packer);
+    free(r->scratch);
+    free(r);
+}
+
+/* A read-only connection to path beside writer w; NULL when it cannot be
+ * had (the writer then serves the reads, as before readers existed). */
+static ah_sq_store *reader_open(ah_sq_store *w, const char *path)
+{
+    ah_sq_store *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return NULL;
+    r->base.ops = &ah_sq_ops;
+    r->base.lg = w->base.lg;
+    r->fail_after = -1;
+    r->writer = w;
+    if (pthread_mutex_init(&r->mu, NULL) != 0) {
+        free(r);
+        return NULL;
+    }
+    r->packer = ah_sq_packer_new();
+    if (r->packer == NULL ||
+        sqlite3_open_v2(path, &r->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
+            SQLITE_OK ||
+        sqlite3_extended_result_codes(r->db, 1) != SQLITE_OK ||
+        sqlite3_busy_timeout(r->db, AH_SQ_BUSY_TIMEOUT_MS) != SQLITE_OK ||
+        ah_sq_fields_register(r->db, r->packer) != 0 ||
+        sqlite3_exec(r->db,
+                     "PRAGMA query_only=1; PRAGMA temp_store=MEMORY; PRAGMA mmap_size=0; "
+                     AH_SQ_READER_CACHE,
+                     NULL, NULL, NULL) != SQLITE_OK) {
+        reader_close(r);
+        return NULL;
+    }
+    return r;
+}
+
+static void readers_start(ah_sq_store *s, const char *path)
+{
+    s->readers = calloc(AH_SQ_READERS, sizeof *s->readers);
+    if (s->readers == NULL)
+        return;
+    for (int i = 0; i < AH_SQ_READERS; i++) {
+        ah_sq_store *r = reader_open(s, path);
+        if (r == NULL) {
+            ah_log(s->base.lg, AH_LOG_WARN, "store",
+                   "sqlite: no reader connection to %s: reads share the writer's", path);
+            break;
+        }
+        s->readers[s->nreaders++] = r;
+    }
+}
+
 static int mkdir_parents(const char *path)
 {
     char *dup = strdup(path);
@@ -242,12 +365,10 @@ void ah_sq_close(ah_store *st)
     pthread_mutex_unlock(&s->mu);
     ckpt_stop(s->ckpt);
     s->ckpt = NULL;
-    for (int i = 0; i < Q_COUNT; i++)
-        sqlite3_finalize(s->q[i]);
-    for (int i = 0; i < RQ_VARIANTS; i++)
-        sqlite3_finalize(s->rq[i]);
-    for (int i = 0; i < LQ_VARIANTS; i++)
-        sqlite3_finalize(s->lq[i]);
+    for (int i = 0; i < s->nreaders; i++)
+        reader_close(s->readers[i]);
+    free(s->readers);
+    sq_finalize_all(s);
     if (sqlite3_close(s->db) != SQLITE_OK)
         ah_log(s->base.lg, AH_LOG_ERROR, "store", "sqlite: close: %s", sqlite3_errmsg(s->db));
     pthread_mutex_destroy(&s->mu);
@@ -291,6 +412,7 @@ int ah_sq_scope_begin(ah_store *st)
         return AH_STORE_ERR;
     }
     s->scope_depth++;
+    tl_scope_store = s;
     return AH_STORE_OK;
 }
 
@@ -300,6 +422,8 @@ int ah_sq_scope_end(ah_store *st, bool commit)
     int rc = AH_STORE_OK;
     if (s->scope_depth <= 0)
         return AH_STORE_ERR;
+    if (s->scope_depth == 1)
+        tl_scope_store = NULL;
     if (--s->scope_depth == 0 && s->group_scope) {
         /* The scope's writes stay in the group transaction, or leave it. */
         s->group_scope = false;
@@ -337,6 +461,7 @@ int ah_sq_group_end_locked(ah_sq_store *s, bool commit)
         if (!sqlite3_get_autocommit(s->db))
             ah_sq_exec_q(s, Q_ROLLBACK, "group rollback");
     }
+    atomic_store_explicit(&s->group_ended_id, s->group_id, memory_order_release);
     if (s->group_ended != NULL)
         s->group_ended(s->group_arg, s->group_id, rc == AH_STORE_OK);
     return rc;
@@ -364,6 +489,9 @@ int ah_sq_group_begin(ah_store *st, uint64_t *group_out)
     }
     s->group_scope = true;
     s->scope_depth = 1;
+    tl_scope_store = s;
+    tl_group_store = s;
+    tl_group_id = s->group_id;
     if (group_out != NULL)
         *group_out = s->group_id;
     return AH_STORE_OK; /* mu stays held until scope_end */
@@ -584,8 +712,10 @@ ah_store *ah_store_sqlite_open(const char *path, const struct ah_logger *lg, cha
         sqlite3_free(msg);
         goto fail;
     }
-    if (strcmp(mode, "wal") == 0 && strcmp(path, ":memory:") != 0)
+    if (strcmp(mode, "wal") == 0 && strcmp(path, ":memory:") != 0) {
         ckpt_start(s, path);
+        readers_start(s, path);
+    }
     if (strcmp(mode, "wal") != 0 && strcmp(path, ":memory:") != 0)
         ah_log(lg, AH_LOG_WARN, "store",
                "SQLite database %s is not in WAL mode (%s): the CLI and the daemon may "

@@ -116,7 +116,7 @@ static sqlite3_stmt *log_query_stmt(ah_sq_store *s, unsigned mask)
 
 int ah_sq_log_query(ah_store *st, const ah_log_filter *f, ah_log_cb cb, void *arg)
 {
-    ah_sq_store *s = ah_sq(st);
+    ah_sq_store *w = ah_sq(st);
     ah_log_filter none = {0};
     if (f == NULL)
         f = &none;
@@ -134,7 +134,7 @@ int ah_sq_log_query(ah_store *st, const ah_log_filter *f, ah_log_cb cb, void *ar
      * correctly as a string (and uses the index on at). */
     if (f->since != NULL) {
         if (ah_iso_normalize(f->since, since) != 0) {
-            ah_log(s->base.lg, AH_LOG_ERROR, "store",
+            ah_log(w->base.lg, AH_LOG_ERROR, "store",
                    "log_query: since is not an ISO-8601 date or time");
             return AH_STORE_ERR;
         }
@@ -142,7 +142,7 @@ int ah_sq_log_query(ah_store *st, const ah_log_filter *f, ah_log_cb cb, void *ar
     }
     if (f->until != NULL) {
         if (ah_iso_normalize(f->until, until) != 0) {
-            ah_log(s->base.lg, AH_LOG_ERROR, "store",
+            ah_log(w->base.lg, AH_LOG_ERROR, "store",
                    "log_query: until is not an ISO-8601 date or time");
             return AH_STORE_ERR;
         }
@@ -151,7 +151,7 @@ int ah_sq_log_query(ah_store *st, const ah_log_filter *f, ah_log_cb cb, void *ar
     int limit = f->limit > 0 ? f->limit : 100;
 
     ah_sq_rowvec v = {.elem = sizeof(ah_log_entry)};
-    ah_sq_lock(s);
+    ah_sq_store *s = ah_sq_read_lock(w);
     int rc = AH_STORE_ERR;
     sqlite3_stmt *q = log_query_stmt(s, mask);
     if (q != NULL) {
@@ -171,7 +171,7 @@ int ah_sq_log_query(ah_store *st, const ah_log_filter *f, ah_log_cb cb, void *ar
         rc = ah_sq_collect(s, q, &v, fill_log_v, log_free_v, "log_query");
         ah_sq_done(q);
     }
-    ah_sq_unlock(s);
+    ah_sq_read_unlock(s);
     if (rc == AH_STORE_OK && cb != NULL)
         for (size_t i = 0; i < v.n; i++)
             cb(arg, (ah_log_entry *)v.items + i);

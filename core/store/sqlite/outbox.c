@@ -309,9 +309,9 @@ int ah_sq_delivery_due(ah_store *st, const char *now, int64_t *conn_ids, size_t 
 int ah_sq_outbox_after(ah_store *st, int64_t tenant_id, int64_t after_id, int limit,
                        ah_outbox_cb cb, void *arg)
 {
-    ah_sq_store *s = ah_sq(st);
+    ah_sq_store *w = ah_sq(st);
     ah_sq_rowvec v = {.elem = sizeof(ah_outbox_row)};
-    ah_sq_lock(s);
+    ah_sq_store *s = ah_sq_read_lock(w);
     int rc = AH_STORE_ERR;
     sqlite3_stmt *q = AH_SQ_GET(s, Q_OUT_AFTER);
     if (q != NULL) {
@@ -321,7 +321,7 @@ int ah_sq_outbox_after(ah_store *st, int64_t tenant_id, int64_t after_id, int li
         rc = ah_sq_collect(s, q, &v, fill_outbox_v, outbox_free_v, "outbox_after");
         ah_sq_done(q);
     }
-    ah_sq_unlock(s);
+    ah_sq_read_unlock(s);
     if (rc == AH_STORE_OK && cb != NULL)
         for (size_t i = 0; i < v.n; i++)
             cb(arg, (ah_outbox_row *)v.items + i);

@@ -432,11 +432,11 @@ failed:
 int ah_sq_record_get(ah_store *st, int64_t connection_id, const char *type, const char *remote_id,
                      ah_record_row *out)
 {
-    ah_sq_store *s = ah_sq(st);
+    ah_sq_store *w = ah_sq(st);
     if (type == NULL || remote_id == NULL || out == NULL)
         return AH_STORE_ERR;
     memset(out, 0, sizeof *out);
-    ah_sq_lock(s);
+    ah_sq_store *s = ah_sq_read_lock(w);
     int rc = AH_STORE_ERR;
     sqlite3_stmt *q = AH_SQ_GET(s, Q_REC_GET);
     if (q != NULL) {
@@ -446,17 +446,17 @@ int ah_sq_record_get(ah_store *st, int64_t connection_id, const char *type, cons
         rc = ah_sq_get_one(s, q, out, fill_record_v, record_free_v, "record_get");
         ah_sq_done(q);
     }
-    ah_sq_unlock(s);
+    ah_sq_read_unlock(s);
     return rc;
 }
 
 int ah_sq_record_get_by_id(ah_store *st, int64_t tenant_id, const char *id, ah_record_row *out)
 {
-    ah_sq_store *s = ah_sq(st);
+    ah_sq_store *w = ah_sq(st);
     if (id == NULL || out == NULL)
         return AH_STORE_ERR;
     memset(out, 0, sizeof *out);
-    ah_sq_lock(s);
+    ah_sq_store *s = ah_sq_read_lock(w);
     int rc = AH_STORE_ERR;
     sqlite3_stmt *q = AH_SQ_GET(s, Q_REC_GET_BY_ID);
     if (q != NULL) {
@@ -465,7 +465,7 @@ int ah_sq_record_get_by_id(ah_store *st, int64_t tenant_id, const char *id, ah_r
         rc = ah_sq_get_one(s, q, out, fill_record_v, record_free_v, "record_get_by_id");
         ah_sq_done(q);
     }
-    ah_sq_unlock(s);
+    ah_sq_read_unlock(s);
     return rc;
 }
 
@@ -507,7 +507,7 @@ static sqlite3_stmt *record_query_stmt(ah_sq_store *s, unsigned mask)
 
 int ah_sq_record_query(ah_store *st, const ah_record_query *qy, ah_record_cb cb, void *arg)
 {
-    ah_sq_store *s = ah_sq(st);
+    ah_sq_store *w = ah_sq(st);
     if (qy == NULL || qy->type == NULL)
         return AH_STORE_ERR;
     unsigned mask = 0;
@@ -516,7 +516,7 @@ int ah_sq_record_query(ah_store *st, const ah_record_query *qy, ah_record_cb cb,
         mask |= RQ_CONN;
     if (qy->updated_after != NULL) {
         if (ah_iso_normalize(qy->updated_after, updated_after) != 0) {
-            ah_log(s->base.lg, AH_LOG_ERROR, "store",
+            ah_log(w->base.lg, AH_LOG_ERROR, "store",
                    "record_query: updated_after is not an ISO-8601 time");
             return AH_STORE_ERR;
         }
@@ -528,7 +528,7 @@ int ah_sq_record_query(ah_store *st, const ah_record_query *qy, ah_record_cb cb,
         mask |= RQ_DELETED;
     if (qy->field_key != NULL) {
         if (!valid_field_key(qy->field_key) || qy->field_value == NULL) {
-            ah_log(s->base.lg, AH_LOG_ERROR, "store",
+            ah_log(w->base.lg, AH_LOG_ERROR, "store",
                    "record_query: field filter key must match [A-Za-z0-9_]+ and have a "
                    "value");
             return AH_STORE_ERR;
@@ -540,7 +540,7 @@ int ah_sq_record_query(ah_store *st, const ah_record_query *qy, ah_record_cb cb,
     int limit = qy->limit <= 0 ? 100 : qy->limit > 1000 ? 1000 : qy->limit;
 
     ah_sq_rowvec v = {.elem = sizeof(ah_record_row)};
-    ah_sq_lock(s);
+    ah_sq_store *s = ah_sq_read_lock(w);
     int rc = AH_STORE_ERR;
     sqlite3_stmt *q = record_query_stmt(s, mask);
     if (q != NULL) {
@@ -560,7 +560,7 @@ int ah_sq_record_query(ah_store *st, const ah_record_query *qy, ah_record_cb cb,
         rc = ah_sq_collect(s, q, &v, fill_record_v, record_free_v, "record_query");
         ah_sq_done(q);
     }
-    ah_sq_unlock(s);
+    ah_sq_read_unlock(s);
     if (rc == AH_STORE_OK && cb != NULL)
         for (size_t i = 0; i < v.n; i++)
             cb(arg, (ah_record_row *)v.items + i);

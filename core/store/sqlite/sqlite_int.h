@@ -12,6 +12,7 @@
 #define AH_SQLITE_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -165,6 +166,19 @@ typedef struct ah_sq_store {
     char *scratch;  /* spare buffer, reused across rows */
     size_t scratch_cap;
     struct ah_sq_packer *packer; /* fields deltas (fieldpack.c) */
+    /* Readers (engine.c): connections of their own for the reads a client
+     * waits on (lists and look-ups of records, events, the log), so that
+     * they neither queue behind the writer's lock nor commit its open
+     * group early. Empty for ":memory:" and when not in WAL mode. A
+     * reader is an ah_sq_store itself (its own lock, statements and
+     * packer) whose `writer` points back; it never writes. */
+    struct ah_sq_store **readers;
+    int nreaders;
+    struct ah_sq_store *writer; /* set on a reader */
+    /* Id of the last group transaction that ended (committed or not),
+     * readable without mu: a thread whose own group writes are still
+     * uncommitted reads through the writer, to see them. */
+    _Atomic uint64_t group_ended_id;
 } ah_sq_store;
 
 /** The engine's vtable (engine.c). */
@@ -203,6 +217,12 @@ int ah_sq_tx_commit(ah_sq_store *s);
 char *ah_sq_col_dup(sqlite3_stmt *st, int i, bool *oom);
 void ah_sq_lock(ah_sq_store *s);
 void ah_sq_unlock(ah_sq_store *s);
+/** For a read-only operation: a reader of s, locked, or s itself locked
+ *  with ah_sq_lock when this thread must see what it wrote and has not
+ *  committed (inside a scope, or its group not ended yet), or when s has
+ *  no readers. Release with ah_sq_read_unlock. */
+ah_sq_store *ah_sq_read_lock(ah_sq_store *s);
+void ah_sq_read_unlock(ah_sq_store *r);
 void *ah_sq_rowvec_push(ah_sq_rowvec *v);
 int ah_sq_collect(ah_sq_store *s, sqlite3_stmt *st, ah_sq_rowvec *v, ah_sq_fill_fn fill,
                   ah_sq_free_fn fr, const char *what);
