@@ -2477,6 +2477,12 @@ START_TEST(test_lease_claim)
         int64_t bt2[1] = {-1};
         ck_assert_int_eq(s->ops->lease_claim(s, one, 1, "b", 60000, bt2), AH_STORE_OK);
         ck_assert_int_eq(bt2[0], 0);
+        /* lease_acquire likewise answers "held" rather than wait for the
+         * other's scope (waiting would hold this handle's every call up for
+         * as long as that scope runs: a sync page, under faults seconds;
+         * before, this call never returned here, and the test timed out). */
+        ck_assert_int_eq(s->ops->lease_acquire(s, one[0], "c", 60000, NULL, NULL),
+                         AH_STORE_EXISTS);
         ck_assert_int_eq(other->ops->scope_end(other, false), AH_STORE_OK);
         ck_assert_int_eq(s->ops->lease_claim(s, one, 1, "b", 60000, bt2), AH_STORE_OK);
         ck_assert_int_gt(bt2[0], bt[0]);
