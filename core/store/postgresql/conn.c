@@ -77,6 +77,18 @@ static void forget_prepared(ah_pg_store *s)
  * goodbye is waiting on the socket; read it and reconnect now, so that the
  * statement goes to a live session. Inside a transaction a lost connection
  * loses the transaction anyway: the operation fails. */
+static void reconnect(ah_pg_store *s)
+{
+    ah_log(s->base.lg, AH_LOG_WARN, "store", "postgresql: connection to %s lost: reconnecting",
+           s->safe_url);
+    PQreset(s->db);
+    forget_prepared(s);
+    if (PQstatus(s->db) == CONNECTION_OK) {
+        PGresult *r = PQexec(s->db, "SET TimeZone = 'UTC'");
+        PQclear(r);
+    }
+}
+
 static void ensure_conn(ah_pg_store *s)
 {
     if (s->in_tx)
@@ -96,14 +108,7 @@ static void ensure_conn(ah_pg_store *s)
         if (PQstatus(s->db) == CONNECTION_OK)
             return;
     }
-    ah_log(s->base.lg, AH_LOG_WARN, "store", "postgresql: connection to %s lost: reconnecting",
-           s->safe_url);
-    PQreset(s->db);
-    forget_prepared(s);
-    if (PQstatus(s->db) == CONNECTION_OK) {
-        PGresult *r = PQexec(s->db, "SET TimeZone = 'UTC'");
-        PQclear(r);
-    }
+    reconnect(s);
 }
 
 /* Whether a statement that just failed (result r) may be sent again: the
@@ -281,8 +286,28 @@ again:
         *prepared = true;
     }
     if (s->npend > 0) {
+        /* A transaction that begins in this pipeline (its BEGIN deferred)
+         * has nothing on the server yet and commits nothing here: when the
+         * connection is found lost (the session ended while idle, and the
+         * goodbye came after ensure_conn looked), it is all sent again
+         * once on a new session, as a lone statement is (may_retry). */
+        const char *saved[AH_PG_MAXPEND];
+        int nsaved = s->npend;
+        bool fresh = strcmp(s->pend[0], "BEGIN") == 0;
+        memcpy(saved, s->pend, (size_t)nsaved * sizeof saved[0]);
         bool pend_ok;
         r = pipeline(s, name, NULL, p, &pend_ok);
+        if (fresh && !retried && PQstatus(s->db) == CONNECTION_BAD) {
+            PQclear(r);
+            r = NULL;
+            reconnect(s);
+            if (PQstatus(s->db) == CONNECTION_OK) {
+                memcpy(s->pend, saved, (size_t)nsaved * sizeof saved[0]);
+                s->npend = nsaved;
+                retried = true;
+                goto again;
+            }
+        }
     } else {
         r = PQexecPrepared(s->db, name, p != NULL ? p->n : 0, p != NULL ? p->v : NULL, NULL,
                            NULL, 0);
