@@ -698,7 +698,14 @@ static void deliver_event(void *arg, const ah_outbox_row *ev)
         /* Removed meanwhile (with its tenant): nothing more to send. */
         if (set_cursor(core, eid, oid) == AH_STORE_NOT_FOUND)
             w->halt = true;
-        ah_claim_end(core, w->claim, true);
+        if (ah_claim_end(core, w->claim, true) != 0) {
+            /* Not stored (the connection was lost, the commit failed): the
+             * pass stops before this event, so that its end does not move
+             * the cursor past it; the next pass sends it again (at least
+             * once, with the same webhook-id) and logs it. */
+            w->halt = true;
+            return;
+        }
         w->moved = oid;
         w->failures = 0;
         return;
