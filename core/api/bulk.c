@@ -379,7 +379,8 @@ static void item_set(ah_core *core, ah_claim *cl, const char *job, int idx, bool
 }
 
 /* Runs one item: (idx, record_id). false when it must wait: the same id
- * earlier in the job is still queued (in a chunk another instance runs). */
+ * earlier in the job is still queued (in a chunk another instance runs),
+ * or the store could not be read. */
 static bool run_item(ah_core *core, ah_claim *cl, const char *job, int64_t tenant_id,
                      bool reject, const cJSON *params, int idx, const char *record_id)
 {
@@ -405,8 +406,12 @@ static bool run_item(ah_core *core, ah_claim *cl, const char *job, int64_t tenan
         return true;
     }
     if (rc != AH_STORE_OK) {
-        item_set(core, cl, job, idx, false, AH_E_INTERNAL, "cannot read the store", NULL);
-        return true;
+        /* The store did not answer (a connection cut, a restarting
+         * database): nothing was sent, so the item stays queued and is run
+         * again on the next round rather than failed for good. */
+        ah_log(&core->log, AH_LOG_WARN, "bulk", "%s: item %d: cannot read the store; "
+               "tried again on the next round", job, idx);
+        return false;
     }
     ah_conn *c = ah_conn_by_id(core, row.connection_id);
     if (c == NULL || c->tenant_id != tenant_id) {

@@ -649,6 +649,7 @@ typedef struct wh_pass {
     int64_t moved;  /* the last event handled; -1 after a failure */
     bool halt;      /* the endpoint is gone, the pool is stopping, or the claim lost */
     ah_claim *claim; /* "webhook:<endpoint id>": every write of the pass is fenced by it */
+    int seen;       /* events the pass read */
 } wh_pass;
 
 static bool pool_stopping(ah_webhooks *wh)
@@ -662,6 +663,7 @@ static bool pool_stopping(ah_webhooks *wh)
 static void deliver_event(void *arg, const ah_outbox_row *ev)
 {
     wh_pass *w = arg;
+    w->seen++;
     if (w->moved < 0 || w->halt)
         return; /* stopped at a failure, or told to stop */
     ah_core *core = w->core;
@@ -696,7 +698,14 @@ static void deliver_event(void *arg, const ah_outbox_row *ev)
         /* Removed meanwhile (with its tenant): nothing more to send. */
         if (set_cursor(core, eid, oid) == AH_STORE_NOT_FOUND)
             w->halt = true;
-        ah_claim_end(core, w->claim, true);
+        if (ah_claim_end(core, w->claim, true) != 0) {
+            /* Not stored (the connection was lost, the commit failed): the
+             * pass stops before this event, so that its end does not move
+             * the cursor past it; the next pass sends it again (at least
+             * once, with the same webhook-id) and logs it. */
+            w->halt = true;
+            return;
+        }
         w->moved = oid;
         w->failures = 0;
         return;
@@ -717,6 +726,7 @@ static void deliver_event(void *arg, const ah_outbox_row *ev)
 typedef struct wh_job {
     ah_core *core;
     ah_claim claim;
+    bool more; /* the pass read a full batch and handled it all: more may wait */
 } wh_job;
 
 static void deliver_endpoint(void *arg, const ah_webhook_row *ep)
@@ -743,6 +753,7 @@ static void deliver_endpoint(void *arg, const ah_webhook_row *ep)
         w.moved > w.cursor && ah_claim_begin(core, &job->claim) == 0) {
         (void)set_cursor(core, ep->id, w.moved);
         ah_claim_end(core, &job->claim, true);
+        job->more = w.seen >= WH_BATCH && !w.halt;
     }
     explicit_bzero(secret, strlen(secret));
     free(secret);
@@ -803,8 +814,18 @@ static void *worker_main(void *arg)
         pthread_mutex_lock(&w->mu);
         for (size_t j = 0; j < w->nslots; j++)
             if (w->slots[j].id == id) {
+                wh_slot again = w->slots[j];
                 memmove(w->slots + j, w->slots + j + 1, (w->nslots - j - 1) * sizeof *w->slots);
                 w->nslots--;
+                /* A full batch went out: the endpoint's next events are
+                 * likely waiting. It goes behind the endpoints queued
+                 * meanwhile rather than wait for the next tick (a backlog
+                 * drains at the receiver's pace, not WH_BATCH per tick). */
+                if (job.more && !w->stopping) {
+                    again.running = false;
+                    w->slots[w->nslots++] = again;
+                    pthread_cond_signal(&w->cv);
+                }
                 break;
             }
     }

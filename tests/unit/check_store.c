@@ -2564,11 +2564,81 @@ START_TEST(test_lease_claim)
         int64_t bt2[1] = {-1};
         ck_assert_int_eq(s->ops->lease_claim(s, one, 1, "b", 60000, bt2), AH_STORE_OK);
         ck_assert_int_eq(bt2[0], 0);
+        /* lease_acquire likewise answers "held" rather than wait for the
+         * other's scope (waiting would hold this handle's every call up for
+         * as long as that scope runs: a sync page, under faults seconds;
+         * before, this call never returned here, and the test timed out). */
+        ck_assert_int_eq(s->ops->lease_acquire(s, one[0], "c", 60000, NULL, NULL),
+                         AH_STORE_EXISTS);
         ck_assert_int_eq(other->ops->scope_end(other, false), AH_STORE_OK);
         ck_assert_int_eq(s->ops->lease_claim(s, one, 1, "b", 60000, bt2), AH_STORE_OK);
         ck_assert_int_gt(bt2[0], bt[0]);
         other->ops->close(other);
     }
+    fx_done(&f);
+}
+END_TEST
+
+/* A tenant's event ids become visible in order across instances (issue
+ * 14): while one handle's transaction holds an event of the tenant
+ * uncommitted, another handle's event of the same tenant waits for it, so
+ * a reader paging by id (outbox_after) never sees a later id before an
+ * earlier one commits. Without the wait, the second event committed at
+ * once, a reader's cursor moved past the first, and the first was never
+ * read (a webhook never sent). */
+typedef struct ev_add_arg {
+    ah_store *s;
+    int64_t tenant;
+    int64_t id;
+    int rc;
+} ev_add_arg;
+
+static void *ev_add_main(void *arg)
+{
+    ev_add_arg *a = arg;
+    a->rc = a->s->ops->outbox_add(a->s, a->tenant, "event.job.updated", "{}", &a->id);
+    return NULL;
+}
+
+START_TEST(test_event_order_across_handles)
+{
+    if (!pg_mode)
+        return; /* SQLite: one writer at a time, ids commit in order */
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme");
+    ah_store *a = open_store(&f), *b = open_store(&f);
+    int64_t first = 0;
+    ck_assert_int_eq(a->ops->scope_begin(a), AH_STORE_OK);
+    ck_assert_int_eq(a->ops->outbox_add(a, t, "event.job.created", "{}", &first), AH_STORE_OK);
+    ev_add_arg arg = {.s = b, .tenant = t, .rc = -99};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, ev_add_main, &arg), 0);
+    /* Until b's insert has either ended or is waiting for a lock. */
+    for (;;) {
+        if (sql_int(&f, "SELECT count(*) FROM pg_locks WHERE NOT granted "
+                        "AND database = (SELECT oid FROM pg_database "
+                        "WHERE datname = current_database())") > 0 ||
+            sql_int(&f, "SELECT count(*) FROM outbox") > 0)
+            break;
+        usleep(10 * 1000);
+    }
+    /* Nothing visible yet: b's event waits behind a's. */
+    outbox_seen o = {.n = 0};
+    ck_assert_int_eq(s->ops->outbox_after(s, t, 0, 10, outbox_cb, &o), AH_STORE_OK);
+    ck_assert_int_eq(o.n, 0);
+    ck_assert_int_eq(a->ops->scope_end(a, true), AH_STORE_OK);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_int_eq(arg.rc, AH_STORE_OK);
+    ck_assert_int_gt(arg.id, first);
+    o.n = 0;
+    ck_assert_int_eq(s->ops->outbox_after(s, t, 0, 10, outbox_cb, &o), AH_STORE_OK);
+    ck_assert_int_eq(o.n, 2);
+    ck_assert_int_eq(o.ids[0], first);
+    ck_assert_int_eq(o.ids[1], arg.id);
+    a->ops->close(a);
+    b->ops->close(b);
     fx_done(&f);
 }
 END_TEST
@@ -3069,6 +3139,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_leases);
     tcase_add_test(tc, test_leases_concurrent);
     tcase_add_test(tc, test_lease_claim);
+    tcase_add_test(tc, test_event_order_across_handles);
     tcase_add_test(tc, test_change_log_and_instances);
     tcase_add_test(tc, test_pg_reconnect);
     suite_add_tcase(s, tc);

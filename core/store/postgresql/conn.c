@@ -77,6 +77,18 @@ static void forget_prepared(ah_pg_store *s)
  * goodbye is waiting on the socket; read it and reconnect now, so that the
  * statement goes to a live session. Inside a transaction a lost connection
  * loses the transaction anyway: the operation fails. */
+static void reconnect(ah_pg_store *s)
+{
+    ah_log(s->base.lg, AH_LOG_WARN, "store", "postgresql: connection to %s lost: reconnecting",
+           s->safe_url);
+    PQreset(s->db);
+    forget_prepared(s);
+    if (PQstatus(s->db) == CONNECTION_OK) {
+        PGresult *r = PQexec(s->db, "SET TimeZone = 'UTC'");
+        PQclear(r);
+    }
+}
+
 static void ensure_conn(ah_pg_store *s)
 {
     if (s->in_tx)
@@ -96,14 +108,7 @@ static void ensure_conn(ah_pg_store *s)
         if (PQstatus(s->db) == CONNECTION_OK)
             return;
     }
-    ah_log(s->base.lg, AH_LOG_WARN, "store", "postgresql: connection to %s lost: reconnecting",
-           s->safe_url);
-    PQreset(s->db);
-    forget_prepared(s);
-    if (PQstatus(s->db) == CONNECTION_OK) {
-        PGresult *r = PQexec(s->db, "SET TimeZone = 'UTC'");
-        PQclear(r);
-    }
+    reconnect(s);
 }
 
 /* Whether a statement that just failed (result r) may be sent again: the
@@ -123,8 +128,103 @@ static bool may_retry(ah_pg_store *s, const PGresult *r)
     return PQstatus(s->db) == CONNECTION_OK;
 }
 
+/* The deferred commands (ah_pg_defer), then at most one statement (a
+ * prepared one by name with p, or plain sql without parameters), as one
+ * pipeline with one sync: one round trip. Returns the statement's result
+ * (NULL without a statement, or when the connection failed first); *pend_ok
+ * says whether every deferred command succeeded (a failure is logged; the
+ * statement after it is then PGRES_PIPELINE_ABORTED). The queue is empty
+ * afterwards, whatever happened. */
+static PGresult *pipeline(ah_pg_store *s, const char *name, const char *sql,
+                          const ah_pg_params *p, bool *pend_ok)
+{
+    int npend = s->npend;
+    s->npend = 0;
+    *pend_ok = true;
+    bool has_final = name != NULL || sql != NULL;
+    if (PQenterPipelineMode(s->db) != 1) {
+        ah_pg_log_res(s, NULL, "pipeline");
+        *pend_ok = false;
+        return NULL;
+    }
+    int nsent = 0;
+    bool sent = true;
+    for (int i = 0; i < npend && sent; i++) {
+        sent = PQsendQueryParams(s->db, s->pend[i], 0, NULL, NULL, NULL, NULL, 0) == 1;
+        nsent += sent ? 1 : 0;
+    }
+    if (sent && has_final) {
+        if (name != NULL)
+            sent = PQsendQueryPrepared(s->db, name, p != NULL ? p->n : 0,
+                                       p != NULL ? p->v : NULL, NULL, NULL, 0) == 1;
+        else
+            sent = PQsendQueryParams(s->db, sql, 0, NULL, NULL, NULL, NULL, 0) == 1;
+        nsent += sent ? 1 : 0;
+    }
+    if (!sent) {
+        ah_pg_log_res(s, NULL, "pipeline send");
+        *pend_ok = false;
+    }
+    bool synced = PQpipelineSync(s->db) == 1;
+    PGresult *fin = NULL;
+    for (int q = 0; q < nsent; q++) {
+        PGresult *r, *last = NULL;
+        while ((r = PQgetResult(s->db)) != NULL) {
+            PQclear(last);
+            last = r;
+        }
+        if (last == NULL) { /* the connection is gone */
+            *pend_ok = false;
+            break;
+        }
+        if (q >= npend) {
+            fin = last;
+            continue;
+        }
+        ExecStatusType st = PQresultStatus(last);
+        if (st != PGRES_COMMAND_OK) {
+            if (st != PGRES_PIPELINE_ABORTED)
+                ah_pg_log_res(s, last, s->pend[q]);
+            *pend_ok = false;
+        }
+        PQclear(last);
+    }
+    if (synced) {
+        PGresult *r = PQgetResult(s->db);
+        if (r != NULL && PQresultStatus(r) != PGRES_PIPELINE_SYNC)
+            *pend_ok = false;
+        PQclear(r);
+    }
+    if (PQexitPipelineMode(s->db) != 1 && PQstatus(s->db) == CONNECTION_OK)
+        ah_pg_log_res(s, NULL, "pipeline exit");
+    if (!sent && fin == NULL && has_final)
+        *pend_ok = false;
+    return fin;
+}
+
+void ah_pg_defer(ah_pg_store *s, const char *sql)
+{
+    if (s->npend == 0 && !s->in_tx)
+        ensure_conn(s); /* a group's BEGIN goes to a live session */
+    if (s->npend == AH_PG_MAXPEND)
+        (void)ah_pg_flush(s);
+    s->pend[s->npend++] = sql;
+}
+
+int ah_pg_flush(ah_pg_store *s)
+{
+    if (s->npend == 0)
+        return AH_STORE_OK;
+    bool ok;
+    (void)pipeline(s, NULL, NULL, NULL, &ok);
+    return ok ? AH_STORE_OK : AH_STORE_ERR;
+}
+
 int ah_pg_command(ah_pg_store *s, const char *sql, const char *what)
 {
+    /* What was deferred goes first (a failure there is logged, and fails
+     * this command too when it is in the same transaction). */
+    (void)ah_pg_flush(s);
     ensure_conn(s);
     PGresult *r = PQexec(s->db, sql);
     if (PQresultStatus(r) == PGRES_FATAL_ERROR && may_retry(s, r)) {
@@ -163,12 +263,13 @@ PGresult *ah_pg_run(ah_pg_store *s, const char *name, bool *prepared, const char
      * scope: a statement of an operation without its own savepoint gets
      * one, so that its failure undoes only itself (as in SQLite). */
     bool own_sp = s->scope_depth > 0 && !s->sp_active;
-    if (own_sp && ah_pg_command(s, "SAVEPOINT ah_st", "savepoint") != AH_STORE_OK)
-        return NULL;
+    if (own_sp)
+        ah_pg_defer(s, "SAVEPOINT ah_st"); /* sent with the statement */
     PGresult *r = NULL;
     bool retried = false;
 again:
     if (!*prepared) {
+        (void)ah_pg_flush(s); /* its failure fails the statement below */
         r = PQprepare(s->db, name, sql, 0, NULL);
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
             if (!retried && !own_sp && may_retry(s, r)) {
@@ -184,14 +285,37 @@ again:
         PQclear(r);
         *prepared = true;
     }
-    r = PQexecPrepared(s->db, name, p != NULL ? p->n : 0, p != NULL ? p->v : NULL, NULL, NULL,
-                       0);
+    if (s->npend > 0) {
+        /* A transaction that begins in this pipeline (its BEGIN deferred)
+         * has nothing on the server yet and commits nothing here: when the
+         * connection is found lost (the session ended while idle, and the
+         * goodbye came after ensure_conn looked), it is all sent again
+         * once on a new session, as a lone statement is (may_retry). */
+        const char *saved[AH_PG_MAXPEND];
+        int nsaved = s->npend;
+        bool fresh = strcmp(s->pend[0], "BEGIN") == 0;
+        memcpy(saved, s->pend, (size_t)nsaved * sizeof saved[0]);
+        bool pend_ok;
+        r = pipeline(s, name, NULL, p, &pend_ok);
+        if (fresh && !retried && PQstatus(s->db) == CONNECTION_BAD) {
+            PQclear(r);
+            r = NULL;
+            reconnect(s);
+            if (PQstatus(s->db) == CONNECTION_OK) {
+                memcpy(s->pend, saved, (size_t)nsaved * sizeof saved[0]);
+                s->npend = nsaved;
+                retried = true;
+                goto again;
+            }
+        }
+    } else {
+        r = PQexecPrepared(s->db, name, p != NULL ? p->n : 0, p != NULL ? p->v : NULL, NULL,
+                           NULL, 0);
+    }
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
-        if (own_sp && ah_pg_command(s, "RELEASE ah_st", "release savepoint") != AH_STORE_OK) {
-            PQclear(r);
-            return NULL;
-        }
+        if (own_sp)
+            ah_pg_defer(s, "RELEASE ah_st"); /* sent with what comes next */
         *rc = AH_STORE_OK;
         return r;
     }
@@ -210,8 +334,8 @@ again:
         forget_prepared(s);
 fail:
     if (own_sp) {
-        ah_pg_command(s, "ROLLBACK TO ah_st", "rollback to savepoint");
-        ah_pg_command(s, "RELEASE ah_st", "release savepoint");
+        ah_pg_defer(s, "ROLLBACK TO ah_st");
+        ah_pg_defer(s, "RELEASE ah_st");
     }
     if (*rc == AH_STORE_OK)
         *rc = AH_STORE_ERR;
@@ -271,8 +395,7 @@ int ah_pg_exec_change(ah_pg_store *s, const char *name, bool *prepared, const ch
 int ah_pg_tx_begin(ah_pg_store *s)
 {
     if (s->scope_depth > 0) {
-        if (ah_pg_command(s, "SAVEPOINT ah_op", "savepoint") != AH_STORE_OK)
-            return AH_STORE_ERR;
+        ah_pg_defer(s, "SAVEPOINT ah_op"); /* sent with the first statement */
         s->sp_active = true;
         return AH_STORE_OK;
     }
@@ -286,8 +409,8 @@ void ah_pg_tx_rollback(ah_pg_store *s)
 {
     if (s->scope_depth > 0) {
         if (s->sp_active) {
-            ah_pg_command(s, "ROLLBACK TO ah_op", "rollback to savepoint");
-            ah_pg_command(s, "RELEASE ah_op", "release savepoint");
+            ah_pg_defer(s, "ROLLBACK TO ah_op");
+            ah_pg_defer(s, "RELEASE ah_op");
             s->sp_active = false;
         }
         return;
@@ -302,7 +425,13 @@ void ah_pg_tx_rollback(ah_pg_store *s)
  * failure too. */
 static int commit_now(ah_pg_store *s, const char *what)
 {
-    PGresult *r = PQexec(s->db, "COMMIT");
+    PGresult *r;
+    if (s->npend > 0) {
+        bool pend_ok;
+        r = pipeline(s, NULL, "COMMIT", NULL, &pend_ok);
+    } else {
+        r = PQexec(s->db, "COMMIT");
+    }
     int rc = AH_STORE_OK;
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         ah_pg_log_res(s, r, what);
@@ -321,12 +450,11 @@ static int commit_now(ah_pg_store *s, const char *what)
 int ah_pg_tx_commit(ah_pg_store *s)
 {
     if (s->scope_depth > 0) {
-        if (ah_pg_command(s, "RELEASE ah_op", "release savepoint") == AH_STORE_OK) {
-            s->sp_active = false;
-            return AH_STORE_OK;
-        }
-        ah_pg_tx_rollback(s);
-        return AH_STORE_ERR;
+        /* Sent with what comes next; should it fail (only in a transaction
+         * that failed already), the scope's COMMIT fails. */
+        ah_pg_defer(s, "RELEASE ah_op");
+        s->sp_active = false;
+        return AH_STORE_OK;
     }
     int rc = commit_now(s, "commit");
     s->in_tx = false;
@@ -336,10 +464,12 @@ int ah_pg_tx_commit(ah_pg_store *s)
 int ah_pg_scope_commit(ah_pg_store *s, bool commit)
 {
     int rc = AH_STORE_OK;
-    if (commit)
+    if (commit) {
         rc = commit_now(s, "scope commit");
-    else
+    } else {
+        s->npend = 0; /* savepoints of the transaction rolled back */
         ah_pg_command(s, "ROLLBACK", "scope rollback");
+    }
     s->in_tx = false;
     return rc;
 }

@@ -85,10 +85,9 @@ int ah_pg_scope_begin(ah_store *st)
     ah_pg_store *s = ah_pg(st);
     ah_pg_lock(s);
     if (s->scope_depth == 0) {
-        if (ah_pg_command(s, "BEGIN", "scope begin") != AH_STORE_OK) {
-            ah_pg_unlock(s);
-            return AH_STORE_ERR;
-        }
+        /* Sent with the scope's first statement (one round trip); should
+         * it fail, so does that statement, and the scope's COMMIT. */
+        ah_pg_defer(s, "BEGIN");
         s->in_tx = true;
     }
     s->scope_depth++;
@@ -104,13 +103,11 @@ int ah_pg_scope_end(ah_store *st, bool commit)
     if (--s->scope_depth == 0 && s->group_scope) {
         /* The scope's writes stay in the group transaction, or leave it. */
         s->group_scope = false;
-        if (!commit && ah_pg_command(s, "ROLLBACK TO ah_grp", "group scope rollback") != AH_STORE_OK)
-            rc = AH_STORE_ERR;
-        if (rc == AH_STORE_OK &&
-            ah_pg_command(s, "RELEASE ah_grp", "group scope release") != AH_STORE_OK)
-            rc = AH_STORE_ERR;
-        if (rc != AH_STORE_OK)
-            (void)ah_pg_group_end_locked(s, false);
+        /* Sent with the next request's first statement or the group's
+         * COMMIT (one round trip): should it fail, so does the COMMIT. */
+        if (!commit)
+            ah_pg_defer(s, "ROLLBACK TO ah_grp");
+        ah_pg_defer(s, "RELEASE ah_grp");
     } else if (s->scope_depth == 0) {
         rc = ah_pg_scope_commit(s, commit);
     }
@@ -139,20 +136,15 @@ int ah_pg_group_begin(ah_store *st, uint64_t *group_out)
         pthread_mutex_unlock(&s->mu);
         return AH_STORE_ERR;
     }
+    /* BEGIN and the savepoint go with the first statement (one round
+     * trip); a failure of either fails it, and the group's COMMIT. */
     if (!s->group_open) {
-        if (ah_pg_command(s, "BEGIN", "group begin") != AH_STORE_OK) {
-            pthread_mutex_unlock(&s->mu);
-            return AH_STORE_ERR;
-        }
+        ah_pg_defer(s, "BEGIN");
         s->in_tx = true;
         s->group_open = true;
         s->group_id++;
     }
-    if (ah_pg_command(s, "SAVEPOINT ah_grp", "group scope") != AH_STORE_OK) {
-        (void)ah_pg_group_end_locked(s, false);
-        pthread_mutex_unlock(&s->mu);
-        return AH_STORE_ERR;
-    }
+    ah_pg_defer(s, "SAVEPOINT ah_grp");
     s->group_scope = true;
     s->scope_depth = 1;
     if (group_out != NULL)

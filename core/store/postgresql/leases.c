@@ -2,9 +2,9 @@
 /* Leases with fencing tokens (store.h), on the database's clock:
  * clock_timestamp(), the server's time when the statement runs (not now(),
  * the start of a scope's transaction). Several instances contend through
- * the row: INSERT ... ON CONFLICT DO UPDATE locks it, so two claims of one
- * lease are decided one after the other; lease_hold's UPDATE keeps it
- * locked until the caller's scope commits. */
+ * the row: a claim locks it, and a row locked by another transaction is
+ * skipped (SKIP LOCKED: "held"), never waited for; lease_hold's UPDATE
+ * keeps it locked until the caller's scope commits. */
 #include "pg_int.h"
 
 #include <stdio.h>
@@ -14,14 +14,25 @@
 #define EXPIRY "clock_timestamp() + $3::bigint * interval '1 millisecond'"
 
 static const char *const q_sql[P_COUNT] = {
+    /* A row another transaction holds locked (its holder's lease_hold, in
+     * the scope of a sync page that may take seconds; another acquire) is
+     * in use: SKIP LOCKED answers "held" at once rather than wait for that
+     * transaction. Waiting would stall this instance's only connection,
+     * and with it every store call of the instance (its webhook passes,
+     * its own leases' renewals), for as long as the other holds the row. A
+     * new name is inserted (ON CONFLICT: another instance inserting the
+     * same name at once wins, and this one waits for that insert only). */
     [P_LEASE_ACQUIRE] =
-        "INSERT INTO leases(name, owner, token, expires_at) VALUES($1, $2, 1, " EXPIRY ") "
-        "ON CONFLICT(name) DO UPDATE SET "
-        "token = CASE WHEN leases.owner = excluded.owner AND leases.expires_at > "
-        "clock_timestamp() THEN leases.token ELSE leases.token + 1 END, "
-        "owner = excluded.owner, expires_at = excluded.expires_at "
-        "WHERE leases.owner = excluded.owner OR leases.expires_at <= clock_timestamp() "
-        "RETURNING token",
+        "WITH cur AS (SELECT name FROM leases WHERE name = $1 FOR UPDATE SKIP LOCKED), "
+        "ins AS (INSERT INTO leases(name, owner, token, expires_at) "
+        "SELECT $1, $2, 1, " EXPIRY " WHERE NOT EXISTS (SELECT 1 FROM leases WHERE name = $1) "
+        "ON CONFLICT(name) DO NOTHING RETURNING token), "
+        "upd AS (UPDATE leases l SET "
+        "token = CASE WHEN l.owner = $2 AND l.expires_at > clock_timestamp() "
+        "THEN l.token ELSE l.token + 1 END, owner = $2, expires_at = " EXPIRY " "
+        "FROM cur WHERE l.name = cur.name "
+        "AND (l.owner = $2 OR l.expires_at <= clock_timestamp()) RETURNING l.token) "
+        "SELECT token FROM ins UNION ALL SELECT token FROM upd",
     [P_LEASE_HOLD] = "UPDATE leases SET expires_at = " EXPIRY " "
                      "WHERE name = $1 AND token = $2 AND expires_at > clock_timestamp()",
     [P_LEASE_RELEASE] = "UPDATE leases SET expires_at = '-infinity' WHERE name = $1 "

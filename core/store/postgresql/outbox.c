@@ -8,8 +8,18 @@
 #include <string.h>
 
 static const char *const q_sql[P_COUNT] = {
+    /* Readers page a tenant's events by id (outbox_after: webhook passes,
+     * GET /v1/events) and never look back, so a tenant's ids must become
+     * visible in order: an id taken by a transaction that commits after a
+     * later id's would be passed over for good. The tenant's advisory lock,
+     * held to the end of the transaction, makes the transactions that add a
+     * tenant's events take their ids and commit one after another (with
+     * one connection per instance, only several instances could interleave
+     * them; ERP creates of one tenant already do so on its sequence row). */
     [P_OUT_ADD] = "INSERT INTO outbox(tenant_id, topic, body, created_at) "
-                  "VALUES($1, $2, $3, $4) RETURNING id",
+                  "SELECT $1::bigint, $2::text, $3::text, $4::text "
+                  "FROM (SELECT pg_advisory_xact_lock(1096037665, "
+                  "($1::bigint % 2147483647)::integer)) AS tenant_events RETURNING id",
     [P_OUT_PENDING] = "SELECT id, tenant_id, topic, body, created_at FROM outbox "
                       "WHERE delivered_at IS NULL ORDER BY id LIMIT $1",
     [P_OUT_DONE] = "UPDATE outbox SET delivered_at = $2 WHERE id = $1 "

@@ -139,6 +139,8 @@ typedef enum {
 #define PG_RQ_VARIANTS 64
 #define PG_LQ_VARIANTS 64
 
+#define AH_PG_MAXPEND 16
+
 typedef struct ah_pg_store {
     ah_store base; /* first: ah_store * <-> ah_pg_store * */
     PGconn *db;
@@ -159,6 +161,12 @@ typedef struct ah_pg_store {
     uint64_t group_id;
     void (*group_ended)(void *arg, uint64_t group, bool ok);
     void *group_arg;
+    /* Transaction control inside an open transaction (SAVEPOINT, RELEASE,
+     * ROLLBACK TO, a group's BEGIN) is not sent on its own: it waits here
+     * and goes ahead of the next statement or COMMIT in one pipeline (one
+     * round trip instead of one each; conn.c, ah_pg_defer). Static strings. */
+    const char *pend[AH_PG_MAXPEND];
+    int npend;
     char *scratch;   /* content-hash input buffer, reused across rows */
     size_t scratch_cap;
 } ah_pg_store;
@@ -233,6 +241,15 @@ int ah_pg_exec_change(ah_pg_store *s, const char *name, bool *prepared, const ch
 int ah_pg_tx_begin(ah_pg_store *s);
 void ah_pg_tx_rollback(ah_pg_store *s);
 int ah_pg_tx_commit(ah_pg_store *s);
+/** Queues a transaction-control command (a static string: SAVEPOINT,
+ *  RELEASE, ROLLBACK TO, BEGIN) of the open transaction: it is sent ahead of
+ *  the next statement, COMMIT or command, in the same round trip (libpq's
+ *  pipeline mode). Its failure (only when the transaction already failed,
+ *  or the connection is lost) fails that next statement, and so the
+ *  transaction: nothing is committed on the strength of it. */
+void ah_pg_defer(ah_pg_store *s, const char *sql);
+/** Sends what ah_pg_defer queued, alone; AH_STORE_ERR when one failed. */
+int ah_pg_flush(ah_pg_store *s);
 /** Ends the scope's transaction: COMMIT (commit true) or ROLLBACK. */
 int ah_pg_scope_commit(ah_pg_store *s, bool commit);
 /** Runs a plain command (no parameters, not prepared): transaction
