@@ -856,6 +856,7 @@ static int commit_page(run_ctx *x, const char *key, cursor *cur, const ah_recbuf
     }
     x->st->pages++;
     x->st->records += (long)n;
+    ah_metrics_records(x->core->metrics, (long)n);
     snprintf(x->st->last_cursor, sizeof x->st->last_cursor, "%s", next != NULL ? next : "");
     free(cur->page_cursor);
     cur->page_cursor = next != NULL ? strdup(next) : NULL;
