@@ -975,6 +975,39 @@ static int cmd_instances(cli *c)
     return rc;
 }
 
+/* The operator console (issue 17): a one-time login link from the running
+ * daemon. */
+static int cmd_console(cli *c)
+{
+    if (c->argc != 0) {
+        usage_error("usage: atshub console [--json]");
+        return EXIT_USAGE;
+    }
+    char err[1024];
+    long status = 0;
+    cJSON *reply = NULL;
+    if (daemon_call(c, "POST", "/admin/console/codes", NULL, &status, &reply, err, sizeof err) != 0)
+        return fail(c, "no_daemon", "the console is served by the running daemon: %s", err);
+    if (status != 201) {
+        int rc = fail_reply(c, reply, status);
+        cJSON_Delete(reply);
+        return rc;
+    }
+    const cJSON *d = cJSON_GetObjectItem(reply, "data");
+    const cJSON *url = cJSON_GetObjectItem(d, "url"), *ttl = cJSON_GetObjectItem(d, "expires_in_s");
+    if (!cJSON_IsString(url) || !cJSON_IsNumber(ttl)) {
+        cJSON_Delete(reply);
+        return fail(c, "internal_error", "the daemon's answer has no login link");
+    }
+    if (c->json)
+        print_json((cJSON *)d);
+    else
+        printf("Open this link in a browser on this machine (it works once, within %d s):\n%s\n",
+               ttl->valueint, url->valuestring);
+    cJSON_Delete(reply);
+    return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 
 static int cmd_help(cli *c);
@@ -1048,6 +1081,13 @@ static const cmd commands[] = {
      "heartbeat, and the leases each holds (schedule-leader, sync:..., deliver:...,\n"
      "webhook:..., bulk:...). An instance is listed while its heartbeat is at most three\n"
      "[store] claim_ms old; a clean stop removes it at once."},
+    {"console", cmd_console, "atshub console [--json]",
+     "Prints a login link to the operator console of the running daemon: a web page\n"
+     "served under /console/ on the admin TCP listener ([admin] listen; 127.0.0.1:8081\n"
+     "in etc/atshub.ini). The link holds a one-time code that lasts two minutes; opening\n"
+     "it starts a session (a cookie, HttpOnly, SameSite=Strict, 8 hours). The console\n"
+     "shows tenants, connections, plugins, syncs, the integration log and the last\n"
+     "hour's traffic; everything it does is also a command here."},
     {"help", cmd_help, "atshub help [COMMAND]", "Shows help."},
 };
 
