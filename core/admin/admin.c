@@ -21,11 +21,13 @@
 #include "admin.h"
 #include "console.h"
 #include "core.h"
+#include "eventlog.h"
 #include "intlog.h"
 #include "metrics.h"
 #include "ops.h"
 #include "rest.h"
 #include "syncs.h"
+#include "webhooks.h"
 
 #define AH_ADMIN_TOKEN_MAX 256
 
@@ -568,6 +570,95 @@ static void h_log(void *arg, ah_http_exchange *ex)
     answer_data(ex, 200, list);
 }
 
+/* The id of tenant `name` (answers 404 itself), or -1. */
+static int64_t tenant_id_of(ah_core *core, ah_http_exchange *ex, const char *name)
+{
+    ah_tenant_row t = {0};
+    if (name == NULL || core->store->ops->tenant_get(core->store, name, &t) != 0) {
+        ah_ex_error(ex, 404, "not_found", "no tenant '%s'", name != NULL ? name : "");
+        return -1;
+    }
+    int64_t id = t.id;
+    ah_tenant_row_free(&t);
+    return id;
+}
+
+/* GET /admin/webhooks[?tenant=T]: the product's webhook endpoints (no
+ * secrets), as `atshub webhook list` shows them. */
+static void h_webhooks(void *arg, ah_http_exchange *ex)
+{
+    admin_ctx *ctx = arg;
+    if (!authorized(ctx, ex))
+        return;
+    const char *tn = ah_ex_query(ex, "tenant");
+    int64_t tid = 0;
+    if (tn != NULL && *tn != '\0' && (tid = tenant_id_of(ctx->core, ex, tn)) < 0)
+        return;
+    cJSON *l = ah_webhook_list(ctx->core, tid);
+    if (l == NULL) {
+        ah_ex_error(ex, 500, "store_error", "cannot list the webhook endpoints");
+        return;
+    }
+    answer_data(ex, 200, l);
+}
+
+/* GET /admin/webhooks/{id}/deliveries, POST /admin/webhooks/{id}/enable |
+ * /disable (enable resumes an endpoint where it stopped: its failed
+ * delivery is tried again first, as `atshub webhook enable ID` does). */
+static void h_webhook(void *arg, ah_http_exchange *ex)
+{
+    admin_ctx *ctx = arg;
+    if (!authorized(ctx, ex))
+        return;
+    long long id = 0;
+    char action[16] = "", extra[4] = "";
+    const char *method = ah_ex_method(ex);
+    if (sscanf(ah_ex_subpath(ex), "%lld/%15[a-z]%3s", &id, action, extra) != 2 || id <= 0) {
+        ah_ex_error(ex, 404, "not_found", "no admin route %s %s", method, ah_ex_path(ex));
+        return;
+    }
+    if (strcmp(method, "GET") == 0 && strcmp(action, "deliveries") == 0) {
+        cJSON *d = ah_webhook_deliveries(ctx->core, 0, (int64_t)id, 100);
+        if (d == NULL) {
+            ah_ex_error(ex, 404, "not_found", "no webhook endpoint %lld", id);
+            return;
+        }
+        answer_data(ex, 200, d);
+        return;
+    }
+    bool en = strcmp(action, "enable") == 0;
+    if (strcmp(method, "POST") != 0 || (!en && strcmp(action, "disable") != 0)) {
+        ah_ex_error(ex, 404, "not_found", "no admin route %s %s", method, ah_ex_path(ex));
+        return;
+    }
+    int rc = ah_webhook_set_enabled(ctx->core, 0, (int64_t)id, en);
+    if (rc == AH_STORE_NOT_FOUND) {
+        ah_ex_error(ex, 404, "not_found", "no webhook endpoint %lld", id);
+        return;
+    }
+    if (rc != AH_STORE_OK) {
+        ah_ex_error(ex, 500, "store_error", "cannot change webhook endpoint %lld", id);
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "id", (double)id);
+    cJSON_AddBoolToObject(o, "enabled", en);
+    answer_data(ex, 200, o);
+}
+
+/* GET /admin/events?tenant=T[&after=&limit=&types=]: a tenant's event log,
+ * as GET /v1/events gives it to the tenant. */
+static void h_events(void *arg, ah_http_exchange *ex)
+{
+    admin_ctx *ctx = arg;
+    if (!authorized(ctx, ex))
+        return;
+    int64_t tid = tenant_id_of(ctx->core, ex, ah_ex_query(ex, "tenant"));
+    if (tid < 0)
+        return;
+    ah_events_api(ctx->core, ex, tid);
+}
+
 /* GET /admin/recent: the last hour per minute (metrics.h), for the
  * console's charts. */
 static void h_recent(void *arg, ah_http_exchange *ex)
@@ -615,6 +706,9 @@ static int register_routes(ah_httpd *h, admin_ctx *ctx)
         {"POST", "/admin/syncs/", AH_HTTPD_PREFIX, h_sync_start},
         {"GET", "/admin/log", 0, h_log},
         {"GET", "/admin/recent", 0, h_recent},
+        {"GET", "/admin/webhooks", 0, h_webhooks},
+        {"*", "/admin/webhooks/", AH_HTTPD_PREFIX, h_webhook},
+        {"GET", "/admin/events", 0, h_events},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (ah_httpd_route(h, routes[i].method, routes[i].path, routes[i].flags, routes[i].fn,

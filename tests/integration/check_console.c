@@ -11,6 +11,8 @@
  * attributes, CSRF token, Origin and Sec-Fetch-Site checks, CSP.
  */
 #include <check.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,18 +25,30 @@
 #include "sim.h"
 #include "support/cdp.h"
 #include "support/harness.h"
+#include "webhooks.h"
 
 #define POSITIONS 12
 #define CONTACTS 20
 #define SUBMISSIONS 30
 
 typedef struct fixture {
+    atomic_int hook_status; /* what the product's webhook receiver answers */
+    atomic_int hook_calls;
     char *dir, *ini;
     ah_sim *sim;
     ah_erecruit_sim *er;
     ah_core *core;
     char api[128]; /* http://127.0.0.1:PORT of the REST API */
 } fixture;
+
+static void on_hook(void *arg, const ah_sim_req *req, ah_sim_resp *resp)
+{
+    (void)req;
+    fixture *f = arg;
+    atomic_fetch_add(&f->hook_calls, 1);
+    resp->status = atomic_load(&f->hook_status);
+    resp->body = strdup("{}");
+}
 
 static void setup(fixture *f)
 {
@@ -43,7 +57,9 @@ static void setup(fixture *f)
     ck_assert_ptr_nonnull(f->dir);
     char extra[1024];
     snprintf(extra, sizeof extra,
-             "erecruit = %s/erecruit.so\n[admin]\nlisten = 127.0.0.1:0\ntoken_file = admin.token\n",
+             "erecruit = %s/erecruit.so\n[admin]\nlisten = 127.0.0.1:0\ntoken_file = admin.token\n"
+             "[webhooks]\nallow_networks = 127.0.0.0/8\nmax_failures = 1\nbackoff_ms = 10\n"
+             "timeout_ms = 2000\n",
              ah_t_env("AH_PLUGIN_DIR"));
     f->ini = ah_t_write_ini(f->dir, extra);
     ck_assert_ptr_nonnull(f->ini);
@@ -54,6 +70,8 @@ static void setup(fixture *f)
                            .submissions = SUBMISSIONS};
     f->er = ah_erecruit_sim_attach(f->sim, &eo);
     ck_assert_ptr_nonnull(f->er);
+    atomic_store(&f->hook_status, 500);
+    ck_assert_int_eq(ah_sim_route(f->sim, "POST", "/hook", on_hook, f), 0);
     ck_assert_int_eq(ah_sim_start(f->sim), 0);
     ah_config cfg;
     char err[1024];
@@ -185,6 +203,17 @@ START_TEST(test_console_in_browser)
                      "__w(function(){return !document.getElementById('once');},'the key hidden')"));
     dom_lacks(&b, s, key, "the API key after Done");
 
+    /* The product's webhook endpoint, failing for now (the tenant adds it
+     * with POST /v1/webhooks; here directly). */
+    ah_tenant_row tr = {0};
+    ck_assert_int_eq(f.core->store->ops->tenant_get(f.core->store, "acme", &tr), 0);
+    char hook[512], secret[128], werr[512];
+    int64_t wid = 0;
+    snprintf(hook, sizeof hook, "%s/hook", ah_sim_url(f.sim));
+    ck_assert_msg(ah_webhook_add(f.core, tr.id, hook, NULL, &wid, secret, sizeof secret, werr,
+                                 sizeof werr) == 0, "%s", werr);
+    ah_tenant_row_free(&tr);
+
     /* A connection through the form the settings table generates. */
     go(&b, s, "#/connections?tenant=acme", "connections");
     char *kind = eval(&b, s,
@@ -217,6 +246,41 @@ START_TEST(test_console_in_browser)
                       "&&e.dataset.records;},'the sync to end')");
     ck_assert_int_eq(atoi(recs), POSITIONS + CONTACTS + SUBMISSIONS);
     free(recs);
+
+    /* The events the sync published; the webhook endpoint, disabled by its
+     * failure, resumed from the page: the failed delivery is retried. */
+    go(&b, s, "#/events?tenant=acme", "events");
+    free(eval(&b, s, "document.body.dataset.ready='';document.getElementById('ev-types').value="
+                     "'event.job.*,event.candidate.*,event.application.*';"
+                     "document.querySelector('form').requestSubmit();"
+                     "__w(function(){return document.body.dataset.ready==='events'&&"
+                     "location.hash.indexOf('types=')>0;},'the filtered events')"));
+    char *evs = eval(&b, s, "String(document.querySelectorAll('tbody tr').length)");
+    ck_assert_int_eq(atoi(evs), POSITIONS + CONTACTS + SUBMISSIONS); /* one per new record */
+    free(evs);
+    go(&b, s, "#/webhooks", "webhooks");
+    char *wstate = eval(&b, s, "__w(function(){var b=Array.from(document.querySelectorAll('button'))"
+                               ".find(function(x){return x.textContent==='Resume (retry)';});"
+                               "if(!b){document.body.dataset.ready='';location.hash='#/webhooks?'+Date.now();}"
+                               "return b&&'disabled';},'the endpoint disabled after its failure')");
+    ck_assert_str_eq(wstate, "disabled");
+    free(wstate);
+    int calls_before = atomic_load(&f.hook_calls);
+    ck_assert_int_ge(calls_before, 1);
+    atomic_store(&f.hook_status, 200);
+    free(eval(&b, s, "__w(function(){return document.body.dataset.ready==='webhooks';},'webhooks');"
+                     "Array.from(document.querySelectorAll('button')).find(function(x){"
+                     "return x.textContent==='Resume (retry)';}).click();"
+                     "__w(function(){return Array.from(document.querySelectorAll('button')).find("
+                     "function(x){return x.textContent==='Disable';});},'the endpoint resumed')"));
+    char *delivered = eval(&b, s,
+                           "var n=0;__w(function(){if(++n%%10===0)Array.from(document.querySelectorAll('button'))"
+                           ".find(function(x){return x.textContent==='Deliveries';}).click();"
+                           "var d=document.getElementById('deliveries');"
+                           "return d&&/delivered/.test(d.textContent)&&'yes';},'a delivered delivery')");
+    ck_assert_str_eq(delivered, "yes");
+    free(delivered);
+    ck_assert_int_gt(atomic_load(&f.hook_calls), calls_before);
 
     /* A REST call works, then is refused once the page disables the connection. */
     char *body = NULL;
@@ -278,7 +342,9 @@ START_TEST(test_console_in_browser)
 
     /* Every control has a label; 320 px wide scrolls nothing sideways. */
     const char *views[][2] = {{"#/tenants", "tenants"}, {"#/connections?tenant=acme", "connections"},
-                              {"#/plugins", "plugins"}, {"#/syncs", "syncs"}, {"#/log", "log"}};
+                              {"#/plugins", "plugins"}, {"#/syncs", "syncs"}, {"#/log", "log"},
+                              {"#/webhooks", "webhooks"}, {"#/events?tenant=acme", "events"},
+                              {"#/overview", "overview"}};
     cJSON *m = NULL;
     cdp_wait(&b, cdp_send(&b, s, "Emulation.setDeviceMetricsOverride",
                           "{\"width\":320,\"height\":640,\"deviceScaleFactor\":1,\"mobile\":true}"), 30, &m);

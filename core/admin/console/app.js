@@ -17,6 +17,11 @@ class ApiError extends Error {
 }
 
 async function api(method, path, body) {
+  return (await apiRaw(method, path, body)).data;
+}
+
+// The whole answer ({"data", ...}: the event log adds next_cursor, has_more).
+async function apiRaw(method, path, body) {
   const opt = { method, headers: { Accept: 'application/json' }, credentials: 'same-origin' };
   if (method !== 'GET') {
     opt.headers['X-CSRF-Token'] = csrf || '';
@@ -31,7 +36,7 @@ async function api(method, path, body) {
     if (r.status === 401) showLoggedOut(e.message);
     throw new ApiError(r.status, e.code, e.message);
   }
-  return j.data;
+  return j;
 }
 
 // h('tag', {attr: v, onclick: fn}, child...): an element; children are
@@ -421,6 +426,73 @@ views.log = async (v, tok, q) => {
       list.map((e) => [e.at, e.tenant || '', e.source, e.action, h('span', { 'data-status': String(e.status) }, String(e.status)),
         Number(e.processing_time).toFixed(4), e.method || '', e.path || ''])),
     h('p', { class: 'legend' }, 'CLI: atshub log [--tenant T] [--source S] [--action A] [--status N] [--since T] [--until T] [--limit N]'));
+};
+
+views.webhooks = async (v, tok, q) => {
+  const tenants = await api('GET', '/admin/tenants');
+  const list = await api('GET', '/admin/webhooks');
+  if (tok !== viewToken) return;
+  const names = Object.fromEntries(tenants.map((t) => [t.id, t.name]));
+  const detail = h('div', { id: 'deliveries' });
+  const showDeliveries = async (w) => {
+    const d = await api('GET', '/admin/webhooks/' + w.id + '/deliveries');
+    detail.replaceChildren(h('h3', {}, `Deliveries to endpoint ${w.id} (${w.url}), newest first`),
+      d.length ? table(['Event', 'Type', 'Status', { label: 'Attempts', num: true }, { label: 'Last HTTP status', num: true }, 'Last error', 'Next attempt', 'Delivered'],
+        d.map((x) => [x.event_id, x.type || '', h('span', { class: x.status === 'delivered' ? 'ok' : (x.status === 'failed' ? 'bad' : 'warn') }, x.status),
+          String(x.attempts), String(x.last_status || ''), x.last_error || '', x.next_at || '', x.delivered_at || '']))
+        : h('p', { class: 'muted' }, 'No delivery yet.'),
+      w.enabled ? null : h('p', {}, 'This endpoint is disabled: "Resume" sends its failed delivery again, then the rest in order.'));
+  };
+  const rows = list.map((w) => [String(w.id), names[w.tenant_id] || String(w.tenant_id), h('code', {}, w.url), w.types,
+    h('span', { class: w.enabled ? 'ok' : 'bad' }, w.enabled ? 'enabled' : 'disabled' + (w.disabled_at ? ' since ' + w.disabled_at : '')),
+    String(w.failures),
+    h('span', { class: 'actions' },
+      h('button', { type: 'button', onclick: () => showDeliveries(w).catch(fail) }, 'Deliveries'),
+      h('button', { type: 'button', onclick: async () => {
+        try {
+          await api('POST', `/admin/webhooks/${w.id}/${w.enabled ? 'disable' : 'enable'}`);
+          status(`Endpoint ${w.id} ${w.enabled ? 'disabled' : 'resumed: its failed delivery is retried first'}.`);
+          await views.webhooks(v, tok, q);
+        } catch (e) { fail(e); }
+      } }, w.enabled ? 'Disable' : 'Resume (retry)'))]);
+  v.replaceChildren(h('h2', {}, 'Webhooks to the product'),
+    list.length ? table(['Id', 'Tenant', 'URL', 'Events', 'State', { label: 'Failures in a row', num: true }, 'Actions'], rows)
+      : h('p', { class: 'muted' }, 'No webhook endpoint. Tenants add them with POST /v1/webhooks; operators with atshub webhook add.'),
+    detail,
+    h('p', { class: 'legend' }, 'CLI: atshub webhook add TENANT URL | list | enable ID | disable ID | deliveries ID'));
+};
+
+views.events = async (v, tok, q) => {
+  const tenants = await api('GET', '/admin/tenants');
+  if (tok !== viewToken) return;
+  const tenant = q.get('tenant') || (tenants[0] && tenants[0].name) || '';
+  const after = q.get('after') || '0';
+  const types = q.get('types') || '';
+  if (!tenant) {
+    v.replaceChildren(h('h2', {}, 'Events'), h('p', {}, 'No tenant yet.'));
+    return;
+  }
+  const tsel = h('select', { id: 'ev-tenant', name: 'tenant' }, tenants.map((t) => h('option', { value: t.name, selected: t.name === tenant }, t.name)));
+  const tin = h('input', { id: 'ev-types', name: 'types', value: types, placeholder: 'application.*,job.created' });
+  const form = h('form', { class: 'row', onsubmit: (ev) => {
+    ev.preventDefault();
+    const p = new URLSearchParams({ tenant: tsel.value });
+    if (tin.value) p.set('types', tin.value);
+    location.hash = '#/events?' + p.toString();
+  } }, h('label', { for: 'ev-tenant' }, 'Tenant', tsel), h('label', { for: 'ev-types' }, 'Types', tin),
+  h('button', { type: 'submit', class: 'primary' }, 'Show'));
+  const p = new URLSearchParams({ tenant, after, limit: '100' });
+  if (types) p.set('types', types);
+  const r = await apiRaw('GET', '/admin/events?' + p.toString());
+  if (tok !== viewToken) return;
+  const next = new URLSearchParams({ tenant, after: r.next_cursor });
+  if (types) next.set('types', types);
+  v.replaceChildren(h('h2', {}, 'Events'), form,
+    h('p', {}, `${r.data.length} events after cursor ${after}, oldest first.`),
+    table(['Cursor', 'Id', 'Type', 'Time', 'Data'], r.data.map((e) => [String(e.cursor), e.id, e.type, e.timestamp,
+      h('code', {}, JSON.stringify(e.data).slice(0, 300))])),
+    r.has_more ? h('p', {}, h('a', { href: '#/events?' + next.toString() }, 'Next page')) : null,
+    h('p', { class: 'legend' }, 'The tenant reads the same log at GET /v1/events.'));
 };
 
 // ---- routing ---------------------------------------------------------------
