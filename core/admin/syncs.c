@@ -267,6 +267,8 @@ int ah_syncs_list(ah_syncs *s, ah_core *core, const char *tenant, cJSON **out, a
     if (ah_ops_connection_list(core, tenant, &list, e) != 0)
         return -1;
     cJSON *res = cJSON_CreateArray();
+    char next[32];
+    bool has_next = ah_sync_next_pass(core->sync, next) == 0;
     const cJSON *c;
     pthread_mutex_lock(&s->mu);
     cJSON_ArrayForEach(c, list) {
@@ -282,6 +284,11 @@ int ah_syncs_list(ah_syncs *s, ah_core *core, const char *tenant, cJSON **out, a
         cJSON_AddItemToObject(o, "enabled",
                               cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(c, "enabled"), 1));
         cJSON_AddNumberToObject(o, "schedule_interval_s", core->cfg.sync_interval_s);
+        /* The scheduler's next pass syncs every enabled connection in turn. */
+        if (has_next && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "enabled")))
+            cJSON_AddStringToObject(o, "next_pass", next);
+        else
+            cJSON_AddNullToObject(o, "next_pass");
         const entry *en = find(s, t->valuestring, n->valuestring);
         cJSON_AddBoolToObject(o, "running", en != NULL && en->running);
         cJSON_AddItemToObject(o, "last", en != NULL ? entry_json(en) : cJSON_CreateNull());

@@ -34,6 +34,8 @@ int ah_syncs_start(ah_syncs *s, ah_core *core, const char *tenant, const char *n
                    const char *type, ah_ops_err *e);
 
 /** *out = [{"tenant","connection","plugin","enabled","schedule_interval_s",
+ *  "next_pass" (when this instance's scheduler next passes over the enabled
+ *  connections; null without a schedule or when another instance leads it),
  *  "running", "last": {"started_at","finished_at"?,"ok"?,"error"?,"pages",
  *  "records","created","updated","unchanged","retries","seconds",
  *  "types":[{"type","pages","records",...,"done","failed"}]} | null}].

@@ -63,6 +63,7 @@ struct ah_sync {
     bool pass_running;
     bool pass_joinable; /* pass_thread is to be joined */
     pthread_t pass_thread;
+    double next_pass; /* monotonic seconds of the next scheduled pass; 0: none */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -1279,6 +1280,9 @@ static void *sched_main(void *arg)
                 s->pass_joinable = true;
                 last = mono_s();
                 ever = true;
+                pthread_mutex_lock(&s->lock);
+                s->next_pass = last + interval;
+                pthread_mutex_unlock(&s->lock);
             }
         }
         /* Until the next renewal, or the next pass if sooner. */
@@ -1300,6 +1304,21 @@ static void *sched_main(void *arg)
     if (lease && have)
         (void)st->ops->lease_release(st, AH_SCHED_LEASE, token);
     return NULL;
+}
+
+int ah_sync_next_pass(ah_sync *s, char out[32])
+{
+    if (s == NULL)
+        return -1;
+    pthread_mutex_lock(&s->lock);
+    bool known = s->leader && !s->stopping && s->thread_running && s->next_pass > 0;
+    double at = s->next_pass;
+    pthread_mutex_unlock(&s->lock);
+    if (!known)
+        return -1;
+    double in = at - mono_s();
+    ah_iso_in(in > 0 ? (long)(in * 1000) : 0, out);
+    return 0;
 }
 
 bool ah_sync_is_leader(ah_sync *s)

@@ -99,6 +99,11 @@ const char *ah_sync_owner(const ah_sync *s);
  *  AH_SCHED_LEASE). */
 bool ah_sync_is_leader(ah_sync *s);
 
+/** When this instance's scheduler starts its next pass over every enabled
+ *  connection (ISO-8601 UTC into out; a pass under way or due: now). -1
+ *  when there is none to tell: no schedule, not the leader, stopping. */
+int ah_sync_next_pass(ah_sync *s, char out[32]);
+
 /** True for the three type names ah_sync_run takes. */
 bool ah_sync_type_valid(const char *type);
 

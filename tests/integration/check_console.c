@@ -19,8 +19,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "admin.h"
+#include "clock.h"
 #include "core.h"
 #include "daemon.h"
+#include "ops.h"
 #include "erecruit.h"
 #include "sim.h"
 #include "support/cdp.h"
@@ -50,7 +53,8 @@ static void on_hook(void *arg, const ah_sim_req *req, ah_sim_resp *resp)
     resp->body = strdup("{}");
 }
 
-static void setup(fixture *f)
+/* interval_s: [sync] interval_s (0: no schedule). */
+static void setup_with(fixture *f, int interval_s)
 {
     memset(f, 0, sizeof *f);
     f->dir = ah_t_tmpdir();
@@ -63,6 +67,16 @@ static void setup(fixture *f)
              ah_t_env("AH_PLUGIN_DIR"));
     f->ini = ah_t_write_ini(f->dir, extra);
     ck_assert_ptr_nonnull(f->ini);
+    if (interval_s > 0) {
+        char *text = ah_t_read_file(f->ini, NULL), *at = strstr(text, "interval_s = 0\n");
+        ck_assert_ptr_nonnull(at);
+        char *fixed = NULL;
+        ck_assert_int_ge(asprintf(&fixed, "%.*sinterval_s = %d\n%s", (int)(at - text), text,
+                                  interval_s, at + strlen("interval_s = 0\n")), 0);
+        ck_assert_int_eq(ah_t_write_file(f->ini, fixed), 0);
+        free(fixed);
+        free(text);
+    }
     ah_sim_opts so = {0};
     f->sim = ah_sim_new(&so);
     ck_assert_ptr_nonnull(f->sim);
@@ -81,6 +95,11 @@ static void setup(fixture *f)
     ck_assert_msg(f->core != NULL, "%s", err);
     ck_assert_msg(ah_daemon_start(f->core, err, sizeof err) == 0, "%s", err);
     snprintf(f->api, sizeof f->api, "http://127.0.0.1:%u", (unsigned)ah_httpd_port(f->core->httpd));
+}
+
+static void setup(fixture *f)
+{
+    setup_with(f, 0);
 }
 
 static void teardown(fixture *f)
@@ -476,6 +495,70 @@ START_TEST(test_console_session_protections)
 }
 END_TEST
 
+/* The syncs page's next run: when the scheduler passes next, for enabled
+ * connections only; GET /admin/syncs over the Unix socket (as the CLI). */
+START_TEST(test_syncs_next_pass)
+{
+    fixture f;
+    setup_with(&f, 3600);
+    ah_ops_err e;
+    cJSON *out = NULL;
+    ck_assert_int_eq(ah_ops_tenant_add(f.core, "acme", &out, &e), 0);
+    cJSON_Delete(out);
+    cJSON *set = cJSON_CreateObject();
+    cJSON_AddStringToObject(set, "base_url", ah_sim_url(f.sim));
+    cJSON_AddStringToObject(set, "client_id", "atshub");
+    cJSON_AddStringToObject(set, "client_secret", "s3cret");
+    const char *names[] = {"on", "off"};
+    for (int i = 0; i < 2; i++) {
+        out = NULL;
+        ck_assert_msg(ah_ops_connection_add(f.core, "acme", "erecruit", names[i], set, &out, &e) == 0,
+                      "%s", e.msg);
+        cJSON_Delete(out);
+    }
+    cJSON_Delete(set);
+    ck_assert_int_eq(ah_ops_connection_enable(f.core, "acme", "off", false, &e), 0);
+    ah_ops_refresh(f.core);
+    char *next_on = NULL;
+    /* The scheduler becomes the leader within a few of its steps. */
+    for (int tries = 0; tries < 600 && next_on == NULL; tries++) {
+        ah_config cfg;
+        char err[1024];
+        ck_assert_int_eq(ah_config_load(f.ini, &cfg, err, sizeof err), 0);
+        long status = 0;
+        char *resp = NULL;
+        ck_assert_msg(ah_admin_call(&cfg, "GET", "/admin/syncs?tenant=acme", NULL, &status, &resp,
+                                    err, sizeof err) == 0, "%s", err);
+        ah_config_free(&cfg);
+        ck_assert_int_eq(status, 200);
+        cJSON *j = cJSON_Parse(resp);
+        const cJSON *c;
+        cJSON_ArrayForEach(c, cJSON_GetObjectItem(j, "data")) {
+            const char *name = cJSON_GetObjectItem(c, "connection")->valuestring;
+            const cJSON *np = cJSON_GetObjectItem(c, "next_pass");
+            ck_assert_int_eq(cJSON_GetObjectItem(c, "schedule_interval_s")->valueint, 3600);
+            if (strcmp(name, "off") == 0)
+                ck_assert_msg(cJSON_IsNull(np), "%s", resp);
+            else if (cJSON_IsString(np))
+                next_on = strdup(np->valuestring);
+        }
+        cJSON_Delete(j);
+        free(resp);
+        if (next_on == NULL)
+            usleep(50000);
+    }
+    ck_assert_ptr_nonnull(next_on);
+    /* About an hour from now: later than now, and within the interval. */
+    char now[32], in_hour[32];
+    ah_iso_in(0, now);
+    ah_iso_in(3600 * 1000L + 1000, in_hour);
+    ck_assert_msg(strcmp(next_on, now) > 0 && strcmp(next_on, in_hour) <= 0, "%s (now %s)",
+                  next_on, now);
+    free(next_on);
+    teardown(&f);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("console");
@@ -483,6 +566,7 @@ int main(void)
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, test_console_session_protections);
     tcase_add_test(tc, test_console_in_browser);
+    tcase_add_test(tc, test_syncs_next_pass);
     suite_add_tcase(s, tc);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);

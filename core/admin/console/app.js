@@ -376,7 +376,7 @@ views.syncs = async (v, tok) => {
         h('div', { 'data-sync': s.tenant + '/' + s.connection, 'data-records': String(l.records || 0), 'data-state': s.running ? 'running' : (s.last ? (l.ok ? 'done' : 'failed') : 'never') }, types),
         l.started_at || '', l.finished_at || '', String(l.records || 0), String(l.retries || 0),
         l.error ? h('span', { class: 'bad' }, l.error) : '',
-        s.schedule_interval_s ? `every ${s.schedule_interval_s} s` : 'on demand',
+        s.schedule_interval_s ? `every ${s.schedule_interval_s} s` + (s.next_pass ? `; next pass ${s.next_pass}` : '') : 'on demand',
         h('button', { type: 'button', 'data-sync-now': s.tenant + '/' + s.connection, disabled: s.running || !s.enabled, onclick: async () => {
           try {
             await api('POST', '/admin/syncs/' + encodeURIComponent(s.tenant) + '/' + encodeURIComponent(s.connection));
@@ -387,7 +387,7 @@ views.syncs = async (v, tok) => {
     });
     const focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.syncNow : null;
     v.replaceChildren(h('h2', {}, 'Syncs'),
-      list.length ? table([ 'Connection', 'Plugin', 'Enabled', 'State', 'Progress', 'Started', 'Finished', { label: 'Records', num: true }, { label: 'Retries', num: true }, 'Error', 'Schedule', 'Action'], rows)
+      list.length ? table([ 'Connection', 'Plugin', 'Enabled', 'State', 'Progress', 'Started', 'Finished', { label: 'Records', num: true }, { label: 'Retries', num: true }, 'Error', 'Schedule (next run)', 'Action'], rows)
         : h('p', { class: 'muted' }, 'No connection yet.'),
       h('p', { class: 'legend' }, 'Runs started here (or by atshub sync on this machine, shown by the CLI). CLI: atshub sync TENANT CONNECTION'));
     if (focused) v.querySelector(`[data-sync-now="${CSS.escape(focused)}"]`)?.focus();
