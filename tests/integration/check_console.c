@@ -277,6 +277,17 @@ START_TEST(test_console_in_browser)
     char *evs = eval(&b, s, "String(document.querySelectorAll('tbody tr').length)");
     ck_assert_int_eq(atoi(evs), POSITIONS + CONTACTS + SUBMISSIONS); /* one per new record */
     free(evs);
+    /* The same log from the CLI. */
+    char exe[1024];
+    snprintf(exe, sizeof exe, "%s/atshub", ah_t_env("AH_BUILD_DIR"));
+    const char *ev_argv[] = {exe, "-c", f.ini, "events", "acme", "--types", "event.job.*", "--json", NULL};
+    char *ev_out = NULL, *ev_err = NULL;
+    ck_assert_msg(ah_t_run(ev_argv, NULL, &ev_out, &ev_err) == 0, "%s", ev_err ? ev_err : "");
+    cJSON *ev = cJSON_Parse(ev_out);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(ev, "data")), POSITIONS);
+    cJSON_Delete(ev);
+    free(ev_out);
+    free(ev_err);
     go(&b, s, "#/webhooks", "webhooks");
     char *wstate = eval(&b, s, "__w(function(){var b=Array.from(document.querySelectorAll('button'))"
                                ".find(function(x){return x.textContent==='Resume (retry)';});"
