@@ -828,6 +828,9 @@ int ah_admin_start(ah_core *core, char *err, size_t errlen)
         return -1;
     }
     a->tcp_ctx.console = a->console;
+    /* Before the scheduler starts (ah_daemon_start starts it after us). */
+    if (core->sync != NULL)
+        ah_sync_set_observer(core->sync, ah_syncs_observe, a->syncs);
     if (ah_admin_socket_path(&core->cfg, a->sock_path, sizeof a->sock_path) == 0) {
         int fd = unix_listen(a->sock_path, err, errlen);
         if (fd < 0) {

@@ -33,6 +33,11 @@ typedef struct entry {
     char code[48];
     type_stat types[MAX_TYPES];
     int ntypes;
+    /* the scheduler's runs of this connection (ah_syncs_observe) */
+    type_stat sched[MAX_TYPES];
+    int nsched;
+    bool sched_running;
+    char sched_at[32];
     /* the run's arguments, owned while it runs */
     ah_core *core;
     char type_arg[16];
@@ -61,14 +66,12 @@ void ah_syncs_free(ah_syncs *s, ah_core *core)
 {
     if (s == NULL)
         return;
-    bool any = false;
-    pthread_mutex_lock(&s->mu);
-    for (size_t i = 0; i < s->n; i++)
-        any = any || s->v[i]->running;
-    pthread_mutex_unlock(&s->mu);
-    /* The engine's stop also ends runs on other threads (sync.h). */
-    if (any)
+    /* The engine's stop joins the scheduler (no observer call is under way
+     * after it) and ends runs on other threads (sync.h): ours. */
+    if (core->sync != NULL) {
         ah_sync_scheduler_stop(core);
+        ah_sync_set_observer(core->sync, NULL, NULL);
+    }
     for (size_t i = 0; i < s->n; i++) {
         if (s->v[i]->has_thread)
             pthread_join(s->v[i]->thread, NULL);
@@ -88,18 +91,66 @@ static entry *find(ah_syncs *s, const char *tenant, const char *name)
     return NULL;
 }
 
+/* Under s->mu: the entry of tenant/name, made when missing; NULL when
+ * out of memory or full. */
+static entry *get(ah_syncs *s, const char *tenant, const char *name)
+{
+    entry *en = find(s, tenant, name);
+    if (en != NULL)
+        return en;
+    if (s->n == MAX_ENTRIES)
+        return NULL;
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 16;
+        entry **nv = realloc(s->v, cap * sizeof *nv);
+        if (nv == NULL)
+            return NULL;
+        s->v = nv;
+        s->cap = cap;
+    }
+    en = calloc(1, sizeof *en);
+    if (en == NULL)
+        return NULL;
+    snprintf(en->tenant, sizeof en->tenant, "%s", tenant);
+    snprintf(en->name, sizeof en->name, "%s", name);
+    en->owner = s;
+    s->v[s->n++] = en;
+    return en;
+}
+
+/* Under s->mu: the stats slot of `type` in v (n of them), added when missing. */
+static type_stat *slot(type_stat *v, int *n, const char *type)
+{
+    for (int i = 0; i < *n; i++)
+        if (strcmp(v[i].type, type) == 0)
+            return &v[i];
+    if (*n == MAX_TYPES)
+        return NULL;
+    type_stat *t = &v[(*n)++];
+    snprintf(t->type, sizeof t->type, "%s", type);
+    return t;
+}
+
+void ah_syncs_observe(void *arg, const char *tenant, const char *connection, const char *type,
+                      const ah_sync_stats *st)
+{
+    ah_syncs *s = arg;
+    pthread_mutex_lock(&s->mu);
+    entry *en = get(s, tenant, connection);
+    type_stat *t = en != NULL ? slot(en->sched, &en->nsched, type) : NULL;
+    if (t != NULL) {
+        t->st = *st;
+        en->sched_running = !st->done;
+        ah_now_iso(en->sched_at);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
 static void on_progress(void *arg, const char *type, const ah_sync_stats *st)
 {
     entry *en = arg;
     pthread_mutex_lock(&en->owner->mu);
-    type_stat *t = NULL;
-    for (int i = 0; i < en->ntypes; i++)
-        if (strcmp(en->types[i].type, type) == 0)
-            t = &en->types[i];
-    if (t == NULL && en->ntypes < MAX_TYPES) {
-        t = &en->types[en->ntypes++];
-        snprintf(t->type, sizeof t->type, "%s", type);
-    }
+    type_stat *t = slot(en->types, &en->ntypes, type);
     if (t != NULL)
         t->st = *st;
     pthread_mutex_unlock(&en->owner->mu);
@@ -166,30 +217,9 @@ int ah_syncs_start(ah_syncs *s, ah_core *core, const char *tenant, const char *n
         pthread_mutex_unlock(&s->mu);
         return fail(e, "sync_running", "a sync of this connection started here is under way");
     }
-    if (en == NULL) {
-        if (s->n == MAX_ENTRIES) {
-            pthread_mutex_unlock(&s->mu);
-            return fail(e, "overloaded", "too many connections synced from the admin API");
-        }
-        if (s->n == s->cap) {
-            size_t cap = s->cap ? s->cap * 2 : 16;
-            entry **nv = realloc(s->v, cap * sizeof *nv);
-            if (nv == NULL) {
-                pthread_mutex_unlock(&s->mu);
-                return fail(e, "internal_error", "out of memory");
-            }
-            s->v = nv;
-            s->cap = cap;
-        }
-        en = calloc(1, sizeof *en);
-        if (en == NULL) {
-            pthread_mutex_unlock(&s->mu);
-            return fail(e, "internal_error", "out of memory");
-        }
-        snprintf(en->tenant, sizeof en->tenant, "%s", tenant);
-        snprintf(en->name, sizeof en->name, "%s", name);
-        en->owner = s;
-        s->v[s->n++] = en;
+    if (en == NULL && (en = get(s, tenant, name)) == NULL) {
+        pthread_mutex_unlock(&s->mu);
+        return fail(e, "overloaded", "out of memory, or too many connections to track");
     }
     if (en->has_thread) {
         /* The previous run ended (running is false): reap its thread. */
@@ -225,9 +255,39 @@ static void add_stats(cJSON *o, const ah_sync_stats *st)
     cJSON_AddNumberToObject(o, "seconds", st->seconds);
 }
 
-/* Under s->mu. */
+/* Totals and "types" of n type stats into o; whether any failed. */
+static bool add_types(cJSON *o, const type_stat *v, int n)
+{
+    ah_sync_stats total = {0};
+    bool failed = false;
+    cJSON *types = cJSON_CreateArray();
+    for (int i = 0; i < n; i++) {
+        const ah_sync_stats *st = &v[i].st;
+        failed = failed || st->failed;
+        total.pages += st->pages;
+        total.records += st->records;
+        total.created += st->created;
+        total.updated += st->updated;
+        total.unchanged += st->unchanged;
+        total.retries += st->retries;
+        total.seconds += st->seconds;
+        cJSON *t = cJSON_CreateObject();
+        cJSON_AddStringToObject(t, "type", v[i].type);
+        add_stats(t, st);
+        cJSON_AddBoolToObject(t, "done", st->done);
+        cJSON_AddBoolToObject(t, "failed", st->failed);
+        cJSON_AddItemToArray(types, t);
+    }
+    add_stats(o, &total);
+    cJSON_AddItemToObject(o, "types", types);
+    return failed;
+}
+
+/* Under s->mu: the run started here, or null. */
 static cJSON *entry_json(const entry *en)
 {
+    if (en == NULL || en->started_at[0] == '\0')
+        return cJSON_CreateNull();
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "started_at", en->started_at);
     if (!en->running) {
@@ -238,26 +298,20 @@ static cJSON *entry_json(const entry *en)
             cJSON_AddStringToObject(o, "error", en->error);
         }
     }
-    ah_sync_stats total = {0};
-    cJSON *types = cJSON_CreateArray();
-    for (int i = 0; i < en->ntypes; i++) {
-        const ah_sync_stats *st = &en->types[i].st;
-        total.pages += st->pages;
-        total.records += st->records;
-        total.created += st->created;
-        total.updated += st->updated;
-        total.unchanged += st->unchanged;
-        total.retries += st->retries;
-        total.seconds += st->seconds;
-        cJSON *t = cJSON_CreateObject();
-        cJSON_AddStringToObject(t, "type", en->types[i].type);
-        add_stats(t, st);
-        cJSON_AddBoolToObject(t, "done", st->done);
-        cJSON_AddBoolToObject(t, "failed", st->failed);
-        cJSON_AddItemToArray(types, t);
-    }
-    add_stats(o, &total);
-    cJSON_AddItemToObject(o, "types", types);
+    add_types(o, en->types, en->ntypes);
+    return o;
+}
+
+/* Under s->mu: the scheduler's latest run of each type, or null. */
+static cJSON *sched_json(const entry *en)
+{
+    if (en == NULL || en->nsched == 0)
+        return cJSON_CreateNull();
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "updated_at", en->sched_at);
+    cJSON_AddBoolToObject(o, "running", en->sched_running);
+    bool failed = add_types(o, en->sched, en->nsched);
+    cJSON_AddBoolToObject(o, "ok", !failed);
     return o;
 }
 
@@ -291,7 +345,8 @@ int ah_syncs_list(ah_syncs *s, ah_core *core, const char *tenant, cJSON **out, a
             cJSON_AddNullToObject(o, "next_pass");
         const entry *en = find(s, t->valuestring, n->valuestring);
         cJSON_AddBoolToObject(o, "running", en != NULL && en->running);
-        cJSON_AddItemToObject(o, "last", en != NULL ? entry_json(en) : cJSON_CreateNull());
+        cJSON_AddItemToObject(o, "last", entry_json(en));
+        cJSON_AddItemToObject(o, "scheduled", sched_json(en));
         cJSON_AddItemToArray(res, o);
     }
     pthread_mutex_unlock(&s->mu);

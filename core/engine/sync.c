@@ -64,6 +64,8 @@ struct ah_sync {
     bool pass_joinable; /* pass_thread is to be joined */
     pthread_t pass_thread;
     double next_pass; /* monotonic seconds of the next scheduled pass; 0: none */
+    ah_sync_observer observer; /* scheduled runs' progress (set before the scheduler) */
+    void *observer_arg;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -1164,6 +1166,24 @@ static bool is_leader(ah_sync *s)
     return l;
 }
 
+typedef struct sched_run {
+    ah_sync *s;
+    const char *tenant, *connection;
+} sched_run;
+
+static void sched_progress(void *arg, const char *type, const ah_sync_stats *st)
+{
+    sched_run *r = arg;
+    if (r->s->observer != NULL)
+        r->s->observer(r->s->observer_arg, r->tenant, r->connection, type, st);
+}
+
+void ah_sync_set_observer(ah_sync *s, ah_sync_observer fn, void *arg)
+{
+    s->observer = fn;
+    s->observer_arg = arg;
+}
+
 static void sched_pass(ah_core *core)
 {
     conn_list l = {NULL, 0, 0};
@@ -1178,8 +1198,9 @@ static void sched_pass(ah_core *core)
         for (size_t t = 0; enabled && t < NTYPES && is_leader(core->sync); t++) {
             ah_sync_stats st;
             char err[1024];
-            int rc = ah_sync_run(core, l.v[i].tenant, l.v[i].name, k_types[t].name, NULL, NULL,
-                                 &st, err, sizeof err);
+            sched_run sr = {core->sync, l.v[i].tenant, l.v[i].name};
+            int rc = ah_sync_run(core, l.v[i].tenant, l.v[i].name, k_types[t].name,
+                                 sched_progress, &sr, &st, err, sizeof err);
             if (rc == AH_SYNC_OK || rc == AH_SYNC_FAILED)
                 ah_metrics_sync(core->metrics, l.v[i].tenant, l.v[i].name, k_types[t].name,
                                 st.records, rc == AH_SYNC_OK);

@@ -104,6 +104,14 @@ bool ah_sync_is_leader(ah_sync *s);
  *  when there is none to tell: no schedule, not the leader, stopping. */
 int ah_sync_next_pass(ah_sync *s, char out[32]);
 
+/** Watches the scheduler's runs (the admin API's sync table): called as
+ *  ah_sync_progress is, on the pass thread, with the connection named.
+ *  Set it before ah_sync_scheduler_start and clear it (NULL) only after
+ *  ah_sync_scheduler_stop: it is read without a lock. */
+typedef void (*ah_sync_observer)(void *arg, const char *tenant, const char *connection,
+                                 const char *type, const ah_sync_stats *s);
+void ah_sync_set_observer(ah_sync *s, ah_sync_observer fn, void *arg);
+
 /** True for the three type names ah_sync_run takes. */
 bool ah_sync_type_valid(const char *type);
 

@@ -357,8 +357,12 @@ views.plugins = async (v, tok) => {
 };
 
 function syncState(s) {
-  if (s.running) return h('span', { class: 'warn', 'data-state': 'running' }, 'running');
-  if (!s.last) return h('span', { class: 'muted', 'data-state': 'never' }, 'not synced from here');
+  if (s.running || (s.scheduled && s.scheduled.running)) return h('span', { class: 'warn', 'data-state': 'running' }, 'running');
+  if (!s.last && s.scheduled) {
+    return s.scheduled.ok ? h('span', { class: 'ok', 'data-state': 'scheduled-done' }, 'done (scheduled)')
+      : h('span', { class: 'bad', 'data-state': 'scheduled-failed' }, 'failed (scheduled)');
+  }
+  if (!s.last) return h('span', { class: 'muted', 'data-state': 'never' }, 'not synced yet');
   return s.last.ok ? h('span', { class: 'ok', 'data-state': 'done' }, 'done')
     : h('span', { class: 'bad', 'data-state': 'failed' }, 'failed');
 }
@@ -375,7 +379,10 @@ views.syncs = async (v, tok) => {
       return [s.tenant + '/' + s.connection, s.plugin, s.enabled ? 'enabled' : 'disabled', syncState(s),
         h('div', { 'data-sync': s.tenant + '/' + s.connection, 'data-records': String(l.records || 0), 'data-state': s.running ? 'running' : (s.last ? (l.ok ? 'done' : 'failed') : 'never') }, types),
         l.started_at || '', l.finished_at || '', String(l.records || 0), String(l.retries || 0),
-        l.error ? h('span', { class: 'bad' }, l.error) : '',
+        h('div', {}, l.error ? h('span', { class: 'bad' }, l.error) : '',
+          s.scheduled ? h('div', { class: 'legend' }, `scheduled, ${s.scheduled.updated_at}: ` +
+            (s.scheduled.running ? 'running, ' : (s.scheduled.ok ? 'ok, ' : 'failed, ')) +
+            `${s.scheduled.records} records, ${s.scheduled.retries} retries`) : null),
         s.schedule_interval_s ? `every ${s.schedule_interval_s} s` + (s.next_pass ? `; next pass ${s.next_pass}` : '') : 'on demand',
         h('button', { type: 'button', 'data-sync-now': s.tenant + '/' + s.connection, disabled: s.running || !s.enabled, onclick: async () => {
           try {
@@ -389,7 +396,7 @@ views.syncs = async (v, tok) => {
     v.replaceChildren(h('h2', {}, 'Syncs'),
       list.length ? table([ 'Connection', 'Plugin', 'Enabled', 'State', 'Progress', 'Started', 'Finished', { label: 'Records', num: true }, { label: 'Retries', num: true }, 'Error', 'Schedule (next run)', 'Action'], rows)
         : h('p', { class: 'muted' }, 'No connection yet.'),
-      h('p', { class: 'legend' }, 'Runs started here (or by atshub sync on this machine, shown by the CLI). CLI: atshub sync TENANT CONNECTION'));
+      h('p', { class: 'legend' }, 'Runs started here ("Sync now") and the scheduler\'s latest runs on this daemon; atshub sync shows its own progress. CLI: atshub sync TENANT CONNECTION'));
     if (focused) v.querySelector(`[data-sync-now="${CSS.escape(focused)}"]`)?.focus();
     return list.some((s) => s.running);
   };
