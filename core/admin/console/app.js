@@ -136,14 +136,15 @@ views.overview = async (v, tok) => {
 // Bars for each series, side by side per minute, drawn as inline SVG.
 function chartFigure(title, series) {
   const W = 300, H = 100, n = series[0].values.length;
-  const max = Math.max(1, ...series.flatMap((s) => s.values));
+  const peak = Math.max(0, ...series.flatMap((s) => s.values));
+  const max = Math.max(1, peak);
   const ns = 'http://www.w3.org/2000/svg';
   const svg = document.createElementNS(ns, 'svg');
   svg.setAttribute('viewBox', `0 0 ${W} ${H + 2}`);
   svg.setAttribute('class', 'chart');
   svg.setAttribute('role', 'img');
   const total = series.map((s) => s.name + ' ' + s.values.reduce((a, b) => a + b, 0)).join(', ');
-  svg.setAttribute('aria-label', `${title}: in the last hour ${total}; peak ${max} per minute`);
+  svg.setAttribute('aria-label', `${title}: in the last hour ${total}; peak ${peak} per minute`);
   const bw = W / n / series.length;
   series.forEach((s, si) => {
     s.values.forEach((val, i) => {
@@ -167,7 +168,7 @@ function chartFigure(title, series) {
   axis.setAttribute('class', 'axis');
   svg.append(axis);
   return h('figure', {}, h('figcaption', {}, title), svg,
-    h('p', { class: 'legend' }, total + ' (peak ' + max + '/min)'));
+    h('p', { class: 'legend' }, total + ' (peak ' + peak + '/min)'));
 }
 
 views.tenants = async (v, tok) => {
