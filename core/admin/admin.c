@@ -6,6 +6,7 @@
  * file permissions (0600) are the authentication.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,18 +19,25 @@
 #include <openssl/crypto.h>
 
 #include "admin.h"
+#include "console.h"
 #include "core.h"
+#include "eventlog.h"
+#include "intlog.h"
 #include "metrics.h"
 #include "ops.h"
 #include "rest.h"
+#include "syncs.h"
+#include "webhooks.h"
 
 #define AH_ADMIN_TOKEN_MAX 256
 
 /* What each listener's handlers get: the core, and the token its requests
- * must carry ("" on the Unix socket). */
+ * must carry ("" on the Unix socket); on the TCP listener, the console
+ * whose session cookie stands in for the token. */
 typedef struct admin_ctx {
     ah_core *core;
     char token[AH_ADMIN_TOKEN_MAX];
+    ah_console *console; /* NULL on the Unix socket */
 } admin_ctx;
 
 struct ah_admin {
@@ -38,6 +46,8 @@ struct ah_admin {
     char sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     admin_ctx unix_ctx;
     admin_ctx tcp_ctx;
+    ah_console *console;
+    ah_syncs *syncs;
 };
 
 int ah_admin_socket_path(const ah_config *cfg, char *out, size_t outlen)
@@ -89,12 +99,8 @@ static void answer_data(ah_http_exchange *ex, int status, cJSON *data)
     ah_ex_respond_json(ex, status, o);
 }
 
-/* Answers 401 itself when the listener needs a token and the request does
- * not carry it. */
-static bool authorized(const admin_ctx *ctx, ah_http_exchange *ex)
+static bool bearer_ok(const admin_ctx *ctx, ah_http_exchange *ex)
 {
-    if (ctx->token[0] == '\0')
-        return true;
     const char *auth = ah_ex_header(ex, "Authorization");
     if (auth != NULL && strncasecmp(auth, "Bearer ", 7) == 0) {
         char a[AH_SHA256_HEX_LEN + 1], b[AH_SHA256_HEX_LEN + 1];
@@ -103,9 +109,33 @@ static bool authorized(const admin_ctx *ctx, ah_http_exchange *ex)
         if (CRYPTO_memcmp(a, b, AH_SHA256_HEX_LEN) == 0)
             return true;
     }
+    return false;
+}
+
+/* Answers 401 itself when the listener needs a token and the request does
+ * not carry it. A console session (cookie, and the CSRF token for a state
+ * change: console.h) stands in for the token unless `token_only`. */
+static bool authorized_ex(const admin_ctx *ctx, ah_http_exchange *ex, bool token_only)
+{
+    if (ctx->token[0] == '\0')
+        return true;
+    if (bearer_ok(ctx, ex))
+        return true;
+    if (ctx->console != NULL && !token_only) {
+        ah_console_auth a = ah_console_check(ctx->console, ex);
+        if (a == AH_CONSOLE_OK)
+            return true;
+        if (a == AH_CONSOLE_REFUSED)
+            return false;
+    }
     ah_ex_add_header(ex, "WWW-Authenticate", "Bearer");
     ah_ex_error(ex, 401, "unauthorized", "send the admin token as 'Authorization: Bearer <token>'");
     return false;
+}
+
+static bool authorized(const admin_ctx *ctx, ah_http_exchange *ex)
+{
+    return authorized_ex(ctx, ex, false);
 }
 
 /* The request body as a JSON object (an empty body is {}); NULL when it
@@ -150,7 +180,15 @@ static void h_plugins(void *arg, ah_http_exchange *ex)
     admin_ctx *ctx = arg;
     if (!authorized(ctx, ex))
         return;
-    answer_data(ex, 200, ah_core_plugins_json(ctx->core, NULL));
+    /* ?settings=NAME: that plugin alone, with its settings table (the
+     * console's connection form is generated from it). */
+    const char *only = ah_ex_query(ex, "settings");
+    cJSON *list = ah_core_plugins_json(ctx->core, only);
+    if (list == NULL && only != NULL) {
+        ah_ex_error(ex, 404, "not_found", "no plugin '%s' is loaded", only);
+        return;
+    }
+    answer_data(ex, 200, list);
 }
 
 /* GET /admin/instances: the instances on the store and their leases. */
@@ -388,6 +426,249 @@ static void h_connection(void *arg, ah_http_exchange *ex)
     answer_data(ex, 200, out);
 }
 
+/* POST /admin/console/codes: a one-time login link for the console
+ * (`atshub console`). Only with the token or on the Unix socket: a console
+ * session cannot make more sessions. */
+static void h_console_code(void *arg, ah_http_exchange *ex)
+{
+    admin_ctx *ctx = arg;
+    if (!authorized_ex(ctx, ex, true))
+        return;
+    ah_admin *a = ctx->core->admin;
+    if (a->tcp_h == NULL) {
+        ah_ex_error(ex, 409, "console_off", "the console is served on the admin TCP listener: "
+                    "set [admin] listen (and token_file) in %s",
+                    ctx->core->cfg.path != NULL ? ctx->core->cfg.path : "the configuration");
+        return;
+    }
+    char code[33];
+    if (ah_console_issue_code(a->console, code) != 0) {
+        ah_ex_error(ex, 500, "internal_error", "no random bytes for a login code");
+        return;
+    }
+    /* A wildcard address is not one a browser can open: the loopback one is. */
+    const char *host = ctx->core->cfg.admin_host;
+    if (strcmp(host, "0.0.0.0") == 0)
+        host = "127.0.0.1";
+    else if (strcmp(host, "::") == 0)
+        host = "::1";
+    bool v6 = strchr(host, ':') != NULL;
+    char url[320];
+    snprintf(url, sizeof url, "http://%s%s%s:%u/console/login?code=%s", v6 ? "[" : "", host,
+             v6 ? "]" : "", (unsigned)ah_httpd_port(a->tcp_h), code);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "url", url);
+    cJSON_AddNumberToObject(o, "expires_in_s", AH_CONSOLE_CODE_TTL_S);
+    explicit_bzero(code, sizeof code);
+    explicit_bzero(url, sizeof url);
+    answer_data(ex, 201, o);
+}
+
+/* GET /admin/syncs[?tenant=T] */
+static void h_syncs(void *arg, ah_http_exchange *ex)
+{
+    admin_ctx *ctx = arg;
+    if (!authorized(ctx, ex))
+        return;
+    ah_ops_err e;
+    cJSON *out = NULL;
+    int rc = ah_syncs_list(ctx->core->admin->syncs, ctx->core, ah_ex_query(ex, "tenant"), &out,
+                           &e);
+    answer_ops(ex, rc, &e, 200, out);
+}
+
+/* POST /admin/syncs/{tenant}/{name} {"type"?}: sync now, on a thread; the
+ * progress shows in GET /admin/syncs. */
+static void h_sync_start(void *arg, ah_http_exchange *ex)
+{
+    admin_ctx *ctx = arg;
+    if (!authorized(ctx, ex))
+        return;
+    char tenant[128] = "", name[128] = "", extra[8] = "";
+    if (sscanf(ah_ex_subpath(ex), "%127[^/]/%127[^/]%7s", tenant, name, extra) != 2) {
+        ah_ex_error(ex, 404, "not_found", "expected /admin/syncs/TENANT/NAME");
+        return;
+    }
+    cJSON *empty;
+    const cJSON *body = body_object(ex, &empty);
+    if (body == NULL)
+        return;
+    const cJSON *tv = cJSON_GetObjectItemCaseSensitive(body, "type");
+    ah_ops_err e;
+    int rc;
+    if (tv != NULL && !cJSON_IsString(tv)) {
+        snprintf(e.code, sizeof e.code, "invalid_request");
+        snprintf(e.msg, sizeof e.msg, "type must be a string");
+        rc = -1;
+    } else {
+        rc = ah_syncs_start(ctx->core->admin->syncs, ctx->core, tenant, name,
+                            tv != NULL ? tv->valuestring : NULL, &e);
+    }
+    cJSON_Delete(empty);
+    if (rc != 0) {
+        ah_ex_error(ex, strcmp(e.code, "sync_running") == 0 ? 409 : status_for(e.code), e.code,
+                    "%s", e.msg);
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "tenant", tenant);
+    cJSON_AddStringToObject(o, "connection", name);
+    cJSON_AddBoolToObject(o, "started", true);
+    answer_data(ex, 202, o);
+}
+
+/* GET /admin/log?tenant=&source=&action=&status=&since=&until=&limit=:
+ * the integration log as `atshub log` filters it, newest first. */
+static void h_log(void *arg, ah_http_exchange *ex)
+{
+    admin_ctx *ctx = arg;
+    if (!authorized(ctx, ex))
+        return;
+    ah_log_filter f = {
+        .tenant = ah_ex_query(ex, "tenant"),
+        .source = ah_ex_query(ex, "source"),
+        .action = ah_ex_query(ex, "action"),
+        .since = ah_ex_query(ex, "since"),
+        .until = ah_ex_query(ex, "until"),
+        .limit = 100,
+    };
+    const char *st = ah_ex_query(ex, "status"), *lim = ah_ex_query(ex, "limit");
+    char *end;
+    if (st != NULL && *st != '\0') {
+        long v = strtol(st, &end, 10);
+        if (*end != '\0' || v < 100 || v > 599) {
+            ah_ex_error(ex, 400, "invalid_request", "status must be an HTTP status code");
+            return;
+        }
+        f.status = (int)v;
+    }
+    if (lim != NULL && *lim != '\0') {
+        long v = strtol(lim, &end, 10);
+        if (*end != '\0' || v < 1 || v > 1000) {
+            ah_ex_error(ex, 400, "invalid_request", "limit must be between 1 and 1000");
+            return;
+        }
+        f.limit = (int)v;
+    }
+    /* An empty filter field (the console's blank inputs) means any. */
+    if (f.tenant != NULL && *f.tenant == '\0')
+        f.tenant = NULL;
+    if (f.source != NULL && *f.source == '\0')
+        f.source = NULL;
+    if (f.action != NULL && *f.action == '\0')
+        f.action = NULL;
+    if (f.since != NULL && *f.since == '\0')
+        f.since = NULL;
+    if (f.until != NULL && *f.until == '\0')
+        f.until = NULL;
+    cJSON *list = cJSON_CreateArray();
+    if (ctx->core->store->ops->log_query(ctx->core->store, &f, ah_intlog_entry_json, list) != 0) {
+        cJSON_Delete(list);
+        ah_ex_error(ex, 500, "store_error", "cannot read the integration log");
+        return;
+    }
+    answer_data(ex, 200, list);
+}
+
+/* The id of tenant `name` (answers 404 itself), or -1. */
+static int64_t tenant_id_of(ah_core *core, ah_http_exchange *ex, const char *name)
+{
+    ah_tenant_row t = {0};
+    if (name == NULL || core->store->ops->tenant_get(core->store, name, &t) != 0) {
+        ah_ex_error(ex, 404, "not_found", "no tenant '%s'", name != NULL ? name : "");
+        return -1;
+    }
+    int64_t id = t.id;
+    ah_tenant_row_free(&t);
+    return id;
+}
+
+/* GET /admin/webhooks[?tenant=T]: the product's webhook endpoints (no
+ * secrets), as `atshub webhook list` shows them. */
+static void h_webhooks(void *arg, ah_http_exchange *ex)
+{
+    admin_ctx *ctx = arg;
+    if (!authorized(ctx, ex))
+        return;
+    const char *tn = ah_ex_query(ex, "tenant");
+    int64_t tid = 0;
+    if (tn != NULL && *tn != '\0' && (tid = tenant_id_of(ctx->core, ex, tn)) < 0)
+        return;
+    cJSON *l = ah_webhook_list(ctx->core, tid);
+    if (l == NULL) {
+        ah_ex_error(ex, 500, "store_error", "cannot list the webhook endpoints");
+        return;
+    }
+    answer_data(ex, 200, l);
+}
+
+/* GET /admin/webhooks/{id}/deliveries, POST /admin/webhooks/{id}/enable |
+ * /disable (enable resumes an endpoint where it stopped: its failed
+ * delivery is tried again first, as `atshub webhook enable ID` does). */
+static void h_webhook(void *arg, ah_http_exchange *ex)
+{
+    admin_ctx *ctx = arg;
+    if (!authorized(ctx, ex))
+        return;
+    long long id = 0;
+    char action[16] = "", extra[4] = "";
+    const char *method = ah_ex_method(ex);
+    if (sscanf(ah_ex_subpath(ex), "%lld/%15[a-z]%3s", &id, action, extra) != 2 || id <= 0) {
+        ah_ex_error(ex, 404, "not_found", "no admin route %s %s", method, ah_ex_path(ex));
+        return;
+    }
+    if (strcmp(method, "GET") == 0 && strcmp(action, "deliveries") == 0) {
+        cJSON *d = ah_webhook_deliveries(ctx->core, 0, (int64_t)id, 100);
+        if (d == NULL) {
+            ah_ex_error(ex, 404, "not_found", "no webhook endpoint %lld", id);
+            return;
+        }
+        answer_data(ex, 200, d);
+        return;
+    }
+    bool en = strcmp(action, "enable") == 0;
+    if (strcmp(method, "POST") != 0 || (!en && strcmp(action, "disable") != 0)) {
+        ah_ex_error(ex, 404, "not_found", "no admin route %s %s", method, ah_ex_path(ex));
+        return;
+    }
+    int rc = ah_webhook_set_enabled(ctx->core, 0, (int64_t)id, en);
+    if (rc == AH_STORE_NOT_FOUND) {
+        ah_ex_error(ex, 404, "not_found", "no webhook endpoint %lld", id);
+        return;
+    }
+    if (rc != AH_STORE_OK) {
+        ah_ex_error(ex, 500, "store_error", "cannot change webhook endpoint %lld", id);
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "id", (double)id);
+    cJSON_AddBoolToObject(o, "enabled", en);
+    answer_data(ex, 200, o);
+}
+
+/* GET /admin/events?tenant=T[&after=&limit=&types=]: a tenant's event log,
+ * as GET /v1/events gives it to the tenant. */
+static void h_events(void *arg, ah_http_exchange *ex)
+{
+    admin_ctx *ctx = arg;
+    if (!authorized(ctx, ex))
+        return;
+    int64_t tid = tenant_id_of(ctx->core, ex, ah_ex_query(ex, "tenant"));
+    if (tid < 0)
+        return;
+    ah_events_api(ctx->core, ex, tid);
+}
+
+/* GET /admin/recent: the last hour per minute (metrics.h), for the
+ * console's charts. */
+static void h_recent(void *arg, ah_http_exchange *ex)
+{
+    admin_ctx *ctx = arg;
+    if (!authorized(ctx, ex))
+        return;
+    answer_data(ex, 200, ah_metrics_recent_json(ctx->core->metrics));
+}
+
 static void h_metrics(void *arg, ah_http_exchange *ex)
 {
     admin_ctx *ctx = arg;
@@ -420,6 +701,14 @@ static int register_routes(ah_httpd *h, admin_ctx *ctx)
         {"POST", "/admin/connections", 0, h_connections},
         {"*", "/admin/connections/", AH_HTTPD_PREFIX, h_connection},
         {"GET", "/metrics", 0, h_metrics},
+        {"POST", "/admin/console/codes", 0, h_console_code},
+        {"GET", "/admin/syncs", 0, h_syncs},
+        {"POST", "/admin/syncs/", AH_HTTPD_PREFIX, h_sync_start},
+        {"GET", "/admin/log", 0, h_log},
+        {"GET", "/admin/recent", 0, h_recent},
+        {"GET", "/admin/webhooks", 0, h_webhooks},
+        {"*", "/admin/webhooks/", AH_HTTPD_PREFIX, h_webhook},
+        {"GET", "/admin/events", 0, h_events},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (ah_httpd_route(h, routes[i].method, routes[i].path, routes[i].flags, routes[i].fn,
@@ -490,6 +779,38 @@ static int read_token(const char *file, char *out, size_t outlen, char *err, siz
     return 0;
 }
 
+/* The daemon's side: a missing token file is made, random and mode 0600
+ * (O_EXCL: two daemons starting at once agree on one). */
+static int load_or_make_token(const char *file, char *out, size_t outlen, char *err,
+                              size_t errlen)
+{
+    int fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        char tok[65];
+        if (ah_random_hex(tok, 32) != 0) {
+            close(fd);
+            unlink(file);
+            snprintf(err, errlen, "[admin] token_file %s: no random bytes", file);
+            return -1;
+        }
+        tok[64] = '\n';
+        ssize_t w = write(fd, tok, sizeof tok);
+        explicit_bzero(tok, sizeof tok);
+        if (w != (ssize_t)sizeof tok || fsync(fd) != 0) {
+            snprintf(err, errlen, "[admin] token_file %s: %s", file, strerror(errno));
+            close(fd);
+            unlink(file);
+            return -1;
+        }
+        close(fd);
+    } else if (errno != EEXIST) {
+        snprintf(err, errlen, "[admin] token_file %s: cannot create it: %s", file,
+                 strerror(errno));
+        return -1;
+    }
+    return read_token(file, out, outlen, err, errlen);
+}
+
 int ah_admin_start(ah_core *core, char *err, size_t errlen)
 {
     ah_admin *a = calloc(1, sizeof *a);
@@ -500,6 +821,16 @@ int ah_admin_start(ah_core *core, char *err, size_t errlen)
     core->admin = a;
     a->unix_ctx.core = core;
     a->tcp_ctx.core = core;
+    a->console = ah_console_new();
+    a->syncs = ah_syncs_new();
+    if (a->console == NULL || a->syncs == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    a->tcp_ctx.console = a->console;
+    /* Before the scheduler starts (ah_daemon_start starts it after us). */
+    if (core->sync != NULL)
+        ah_sync_set_observer(core->sync, ah_syncs_observe, a->syncs);
     if (ah_admin_socket_path(&core->cfg, a->sock_path, sizeof a->sock_path) == 0) {
         int fd = unix_listen(a->sock_path, err, errlen);
         if (fd < 0) {
@@ -520,17 +851,22 @@ int ah_admin_start(ah_core *core, char *err, size_t errlen)
         return -1;
     }
     if (core->cfg.admin_host != NULL) {
-        if (read_token(core->cfg.admin_token_file, a->tcp_ctx.token, sizeof a->tcp_ctx.token,
-                       err, errlen) != 0)
+        if (load_or_make_token(core->cfg.admin_token_file, a->tcp_ctx.token,
+                               sizeof a->tcp_ctx.token, err, errlen) != 0)
             return -1;
         ah_httpd_opts o = {.host = core->cfg.admin_host, .port = core->cfg.admin_port,
                            .threads = 1, .on_done = ah_metrics_admin_http_done,
                            .on_done_arg = core->metrics};
         a->tcp_h = ah_httpd_new(&o, err, errlen);
         if (a->tcp_h == NULL || register_routes(a->tcp_h, &a->tcp_ctx) != 0 ||
-            ah_httpd_start(a->tcp_h, err, errlen) != 0)
+            ah_console_register(a->tcp_h, a->console) != 0 ||
+            ah_httpd_start(a->tcp_h, err, errlen) != 0) {
+            if (a->tcp_h != NULL && err[0] == '\0')
+                snprintf(err, errlen, "cannot register the admin routes");
             return -1;
-        ah_log(&core->log, AH_LOG_INFO, "admin", "admin API on http://%s:%u (token required)",
+        }
+        ah_log(&core->log, AH_LOG_INFO, "admin", "admin API on http://%s:%u (token required); "
+               "console at /console/ (atshub console prints a login link)",
                core->cfg.admin_host, (unsigned)ah_httpd_port(a->tcp_h));
     }
     if (a->sock_path[0] != '\0')
@@ -553,6 +889,9 @@ void ah_admin_stop(ah_core *core)
         return;
     ah_httpd_free(a->unix_h);
     ah_httpd_free(a->tcp_h);
+    /* After the listeners: no request starts a sync any more. */
+    ah_syncs_free(a->syncs, core);
+    ah_console_free(a->console);
     if (a->sock_path[0] != '\0')
         unlink(a->sock_path);
     explicit_bzero(a->tcp_ctx.token, sizeof a->tcp_ctx.token);

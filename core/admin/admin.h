@@ -15,7 +15,22 @@
  *   PATCH  /admin/connections/{t}/{n}           {"settings":{KEY:VALUE}}
  *   POST   /admin/connections/{t}/{n}/enable | /disable | /rotate {"key"}
  *   DELETE /admin/connections/{t}/{n}
+ *   POST   /admin/connections/{t}/{n}/call/{topic}   one bus request
+ *   GET    /admin/instances                     instances on the store, their leases
+ *   GET    /admin/plugins?settings=NAME         one plugin with its settings table
+ *   GET    /admin/syncs[?tenant=T]              per connection: the sync started here (syncs.h)
+ *   POST   /admin/syncs/{t}/{n}                 {"type"?}: sync now (202)
+ *   GET    /admin/log?tenant=&source=&action=&status=&since=&until=&limit=
+ *   GET    /admin/webhooks[?tenant=T]           GET /admin/webhooks/{id}/deliveries
+ *   POST   /admin/webhooks/{id}/enable | /disable
+ *   GET    /admin/events?tenant=T[&after=&limit=&types=]   as GET /v1/events
+ *   GET    /admin/recent                        the last hour per minute (metrics.h)
+ *   POST   /admin/console/codes                 a console login link (token or socket only)
  *   GET    /metrics                             Prometheus text format
+ *
+ * On the TCP listener, /console/ serves the operator console (console.h),
+ * whose session cookie stands in for the token (with its CSRF token for
+ * changes) on every route above but /admin/console/codes.
  *
  * Changes take effect at once: the handler re-reads the connection table
  * before it answers.

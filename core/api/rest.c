@@ -34,6 +34,9 @@ int64_t ah_rest_tenant(ah_core *core, ah_http_exchange *ex, char *name, size_t l
         ah_ex_error(ex, 401, "unauthorized", "the API key is not valid");
         return -1;
     }
+    /* The per-tenant counters of the console's charts (metrics.h). */
+    if (name != NULL && len > 0)
+        ah_ex_set_tag(ex, name);
     /* Every /v1 handler authenticates here, so this one check budgets them
      * all; only a valid key takes a token, so nobody can spend another
      * tenant's budget. Refused at once, never delayed: a waiting request

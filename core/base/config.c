@@ -749,6 +749,9 @@ static int set_value(parse_state *st, enum key k, const char *value)
     case K_ADMIN_TOKEN_FILE:
         if (!set_path(st, k, value, &cfg->admin_token_file))
             return 0;
+        /* A missing file is made (random, mode 0600) when the daemon starts. */
+        if (access(cfg->admin_token_file, F_OK) != 0 && errno == ENOENT)
+            return 1;
         return check_readable_file(st, k, cfg->admin_token_file);
     case K_N:
         break;

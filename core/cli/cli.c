@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
+
 #include "cli.h"
 #include "daemon.h"
 #include "sync.h"
@@ -38,6 +40,7 @@ typedef struct cli {
     ah_log_filter filter;
     const char *type; /* sync --type */
     const char *path; /* plugin reload --path */
+    const char *after; /* events --after */
 } cli;
 
 typedef struct cmd {
@@ -975,6 +978,86 @@ static int cmd_instances(cli *c)
     return rc;
 }
 
+/* The operator console (issue 17): a one-time login link from the running
+ * daemon. */
+static int cmd_console(cli *c)
+{
+    if (c->argc != 0) {
+        usage_error("usage: atshub console [--json]");
+        return EXIT_USAGE;
+    }
+    char err[1024];
+    long status = 0;
+    cJSON *reply = NULL;
+    if (daemon_call(c, "POST", "/admin/console/codes", NULL, &status, &reply, err, sizeof err) != 0)
+        return fail(c, "no_daemon", "the console is served by the running daemon: %s", err);
+    if (status != 201) {
+        int rc = fail_reply(c, reply, status);
+        cJSON_Delete(reply);
+        return rc;
+    }
+    const cJSON *d = cJSON_GetObjectItem(reply, "data");
+    const cJSON *url = cJSON_GetObjectItem(d, "url"), *ttl = cJSON_GetObjectItem(d, "expires_in_s");
+    if (!cJSON_IsString(url) || !cJSON_IsNumber(ttl)) {
+        cJSON_Delete(reply);
+        return fail(c, "internal_error", "the daemon's answer has no login link");
+    }
+    if (c->json)
+        print_json((cJSON *)d);
+    else
+        printf("Open this link in a browser on this machine (it works once, within %d s):\n%s\n",
+               ttl->valueint, url->valuestring);
+    cJSON_Delete(reply);
+    return 0;
+}
+
+/* A tenant's event log from the running daemon (GET /admin/events), as
+ * the console's events page and GET /v1/events show it. */
+static int cmd_events(cli *c)
+{
+    if (c->argc != 1) {
+        usage_error("usage: atshub events TENANT [--after CURSOR] [--types a,b] [--limit N]");
+        return EXIT_USAGE;
+    }
+    char *t = curl_easy_escape(NULL, c->argv[0], 0);
+    char *ty = c->type != NULL ? curl_easy_escape(NULL, c->type, 0) : NULL;
+    char *af = c->after != NULL ? curl_easy_escape(NULL, c->after, 0) : NULL;
+    char path[2048];
+    snprintf(path, sizeof path, "/admin/events?tenant=%s&limit=%d%s%s%s%s", t ? t : "",
+             c->filter.limit > 0 ? c->filter.limit : 100, ty ? "&types=" : "", ty ? ty : "",
+             af ? "&after=" : "", af ? af : "");
+    curl_free(t);
+    curl_free(ty);
+    curl_free(af);
+    char err[1024];
+    long status = 0;
+    cJSON *reply = NULL;
+    if (daemon_call(c, "GET", path, NULL, &status, &reply, err, sizeof err) != 0)
+        return fail(c, "no_daemon", "events are read from the running daemon: %s", err);
+    if (status != 200) {
+        int rc = fail_reply(c, reply, status);
+        cJSON_Delete(reply);
+        return rc;
+    }
+    if (c->json) {
+        print_json(reply);
+    } else {
+        const cJSON *e;
+        cJSON_ArrayForEach(e, cJSON_GetObjectItem(reply, "data")) {
+            char *d = cJSON_PrintUnformatted(cJSON_GetObjectItem(e, "data"));
+            printf("%.0f %s %s %s\n", cJSON_GetNumberValue(cJSON_GetObjectItem(e, "cursor")),
+                   cJSON_GetStringValue(cJSON_GetObjectItem(e, "timestamp")),
+                   cJSON_GetStringValue(cJSON_GetObjectItem(e, "type")), d ? d : "");
+            free(d);
+        }
+        const cJSON *nc = cJSON_GetObjectItem(reply, "next_cursor");
+        if (cJSON_IsTrue(cJSON_GetObjectItem(reply, "has_more")) && cJSON_IsString(nc))
+            printf("more: atshub events %s --after %s\n", c->argv[0], nc->valuestring);
+    }
+    cJSON_Delete(reply);
+    return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 
 static int cmd_help(cli *c);
@@ -1048,6 +1131,17 @@ static const cmd commands[] = {
      "heartbeat, and the leases each holds (schedule-leader, sync:..., deliver:...,\n"
      "webhook:..., bulk:...). An instance is listed while its heartbeat is at most three\n"
      "[store] claim_ms old; a clean stop removes it at once."},
+    {"events", cmd_events, "atshub events TENANT [--after CURSOR] [--types a,b] [--limit N]",
+     "Prints a tenant's event log, oldest first from --after (a cursor; default: the\n"
+     "start), as the tenant reads it at GET /v1/events: cursor, time, type, data.\n"
+     "--types filters by event types or prefix.* patterns. Needs a running daemon."},
+    {"console", cmd_console, "atshub console [--json]",
+     "Prints a login link to the operator console of the running daemon: a web page\n"
+     "served under /console/ on the admin TCP listener ([admin] listen; 127.0.0.1:8081\n"
+     "in etc/atshub.ini). The link holds a one-time code that lasts two minutes; opening\n"
+     "it starts a session (a cookie, HttpOnly, SameSite=Strict, 8 hours). The console\n"
+     "shows tenants, connections, plugins, syncs, the integration log and the last\n"
+     "hour's traffic; everything it does is also a command here."},
     {"help", cmd_help, "atshub help [COMMAND]", "Shows help."},
 };
 
@@ -1103,6 +1197,7 @@ int ah_cli_main(int argc, char **argv)
         {"limit", required_argument, NULL, 7},    {"type", required_argument, NULL, 8},
         {"path", required_argument, NULL, 9},     {"types", required_argument, NULL, 8},
         {"ops", required_argument, NULL, 10},     {"openapi", no_argument, NULL, 11},
+        {"after", required_argument, NULL, 12},
         {NULL, 0, NULL, 0},
     };
     int o;
@@ -1152,6 +1247,7 @@ int ah_cli_main(int argc, char **argv)
         case 9: c.path = optarg; break;
         case 10: c.ops_of = optarg; break;
         case 11: c.openapi = true; break;
+        case 12: c.after = optarg; break;
         case '?':
         default:
             if (optopt != 0)

@@ -63,6 +63,9 @@ struct ah_sync {
     bool pass_running;
     bool pass_joinable; /* pass_thread is to be joined */
     pthread_t pass_thread;
+    double next_pass; /* monotonic seconds of the next scheduled pass; 0: none */
+    ah_sync_observer observer; /* scheduled runs' progress (set before the scheduler) */
+    void *observer_arg;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -856,6 +859,7 @@ static int commit_page(run_ctx *x, const char *key, cursor *cur, const ah_recbuf
     }
     x->st->pages++;
     x->st->records += (long)n;
+    ah_metrics_records(x->core->metrics, (long)n);
     snprintf(x->st->last_cursor, sizeof x->st->last_cursor, "%s", next != NULL ? next : "");
     free(cur->page_cursor);
     cur->page_cursor = next != NULL ? strdup(next) : NULL;
@@ -1162,6 +1166,24 @@ static bool is_leader(ah_sync *s)
     return l;
 }
 
+typedef struct sched_run {
+    ah_sync *s;
+    const char *tenant, *connection;
+} sched_run;
+
+static void sched_progress(void *arg, const char *type, const ah_sync_stats *st)
+{
+    sched_run *r = arg;
+    if (r->s->observer != NULL)
+        r->s->observer(r->s->observer_arg, r->tenant, r->connection, type, st);
+}
+
+void ah_sync_set_observer(ah_sync *s, ah_sync_observer fn, void *arg)
+{
+    s->observer = fn;
+    s->observer_arg = arg;
+}
+
 static void sched_pass(ah_core *core)
 {
     conn_list l = {NULL, 0, 0};
@@ -1176,8 +1198,9 @@ static void sched_pass(ah_core *core)
         for (size_t t = 0; enabled && t < NTYPES && is_leader(core->sync); t++) {
             ah_sync_stats st;
             char err[1024];
-            int rc = ah_sync_run(core, l.v[i].tenant, l.v[i].name, k_types[t].name, NULL, NULL,
-                                 &st, err, sizeof err);
+            sched_run sr = {core->sync, l.v[i].tenant, l.v[i].name};
+            int rc = ah_sync_run(core, l.v[i].tenant, l.v[i].name, k_types[t].name,
+                                 sched_progress, &sr, &st, err, sizeof err);
             if (rc == AH_SYNC_OK || rc == AH_SYNC_FAILED)
                 ah_metrics_sync(core->metrics, l.v[i].tenant, l.v[i].name, k_types[t].name,
                                 st.records, rc == AH_SYNC_OK);
@@ -1278,6 +1301,9 @@ static void *sched_main(void *arg)
                 s->pass_joinable = true;
                 last = mono_s();
                 ever = true;
+                pthread_mutex_lock(&s->lock);
+                s->next_pass = last + interval;
+                pthread_mutex_unlock(&s->lock);
             }
         }
         /* Until the next renewal, or the next pass if sooner. */
@@ -1299,6 +1325,21 @@ static void *sched_main(void *arg)
     if (lease && have)
         (void)st->ops->lease_release(st, AH_SCHED_LEASE, token);
     return NULL;
+}
+
+int ah_sync_next_pass(ah_sync *s, char out[32])
+{
+    if (s == NULL)
+        return -1;
+    pthread_mutex_lock(&s->lock);
+    bool known = s->leader && !s->stopping && s->thread_running && s->next_pass > 0;
+    double at = s->next_pass;
+    pthread_mutex_unlock(&s->lock);
+    if (!known)
+        return -1;
+    double in = at - mono_s();
+    ah_iso_in(in > 0 ? (long)(in * 1000) : 0, out);
+    return 0;
 }
 
 bool ah_sync_is_leader(ah_sync *s)

@@ -99,6 +99,19 @@ const char *ah_sync_owner(const ah_sync *s);
  *  AH_SCHED_LEASE). */
 bool ah_sync_is_leader(ah_sync *s);
 
+/** When this instance's scheduler starts its next pass over every enabled
+ *  connection (ISO-8601 UTC into out; a pass under way or due: now). -1
+ *  when there is none to tell: no schedule, not the leader, stopping. */
+int ah_sync_next_pass(ah_sync *s, char out[32]);
+
+/** Watches the scheduler's runs (the admin API's sync table): called as
+ *  ah_sync_progress is, on the pass thread, with the connection named.
+ *  Set it before ah_sync_scheduler_start and clear it (NULL) only after
+ *  ah_sync_scheduler_stop: it is read without a lock. */
+typedef void (*ah_sync_observer)(void *arg, const char *tenant, const char *connection,
+                                 const char *type, const ah_sync_stats *s);
+void ah_sync_set_observer(ah_sync *s, ah_sync_observer fn, void *arg);
+
 /** True for the three type names ah_sync_run takes. */
 bool ah_sync_type_valid(const char *type);
 

@@ -47,12 +47,28 @@ typedef struct series {
     double value;
 } series;
 
+/* The last hour, a minute per slot: slot (minute % AH_RECENT_MINUTES)
+ * holds the counts of `minute` (minutes since the epoch); a slot whose
+ * minute is older is stale and reads as zero. */
+typedef struct recent_slot {
+    int64_t minute;
+    unsigned long requests, errors;
+} recent_slot;
+
+typedef struct recent_tenant {
+    char name[72];
+    recent_slot slot[AH_RECENT_MINUTES];
+} recent_tenant;
+
 struct ah_metrics {
     pthread_mutex_t mu;
     series *v;
     size_t n, cap;
     size_t *index;    /* open addressing: position in v + 1, 0 = empty */
     size_t index_cap; /* power of two, kept at least twice n */
+    recent_tenant *tenants; /* AH_RECENT_TENANTS at most; the rest count as "(other)" */
+    size_t ntenants;
+    recent_slot records[AH_RECENT_MINUTES]; /* requests = records synced */
 };
 
 typedef struct kind_info {
@@ -111,6 +127,7 @@ void ah_metrics_free(ah_metrics *m)
             free(m->v[i].label[j]);
     free(m->v);
     free(m->index);
+    free(m->tenants);
     pthread_mutex_destroy(&m->mu);
     free(m);
 }
@@ -234,6 +251,8 @@ static void observe(series *s, double seconds)
             s->bucket[b]++;
 }
 
+static void recent_request(ah_metrics *m, const char *tenant, int status);
+
 static void http_done(ah_metrics *m, const char *listener, const ah_http_exchange *ex)
 {
     const char *path = ah_ex_path(ex), *sub = ah_ex_subpath(ex);
@@ -253,7 +272,102 @@ static void http_done(ah_metrics *m, const char *listener, const ah_http_exchang
     if (c != NULL)
         c->count++;
     observe(get(m, M_HTTP_TIME, listener, ah_ex_method(ex), route, NULL), secs);
+    if (ah_ex_tag(ex)[0] != '\0')
+        recent_request(m, ah_ex_tag(ex), status);
     pthread_mutex_unlock(&m->mu);
+}
+
+static int64_t minute_now(void)
+{
+    return (int64_t)(now_s() / 60.0);
+}
+
+static recent_slot *recent_at(recent_slot *ring, int64_t minute)
+{
+    recent_slot *s = &ring[minute % AH_RECENT_MINUTES];
+    if (s->minute != minute) {
+        s->minute = minute;
+        s->requests = 0;
+        s->errors = 0;
+    }
+    return s;
+}
+
+/* Under m->mu. The tenant's ring, made on first use; NULL when out of memory. */
+static recent_tenant *recent_tenant_get(ah_metrics *m, const char *name)
+{
+    for (size_t i = 0; i < m->ntenants; i++)
+        if (strcmp(m->tenants[i].name, name) == 0)
+            return &m->tenants[i];
+    if (m->ntenants == AH_RECENT_TENANTS) {
+        /* Bounded memory: later tenants share the last ring. */
+        recent_tenant *t = &m->tenants[AH_RECENT_TENANTS - 1];
+        snprintf(t->name, sizeof t->name, "(other)");
+        return t;
+    }
+    if (m->tenants == NULL) {
+        m->tenants = calloc(AH_RECENT_TENANTS, sizeof *m->tenants);
+        if (m->tenants == NULL)
+            return NULL;
+    }
+    recent_tenant *t = &m->tenants[m->ntenants++];
+    snprintf(t->name, sizeof t->name, "%s", name);
+    return t;
+}
+
+static void recent_request(ah_metrics *m, const char *tenant, int status)
+{
+    recent_tenant *t = recent_tenant_get(m, tenant);
+    if (t == NULL)
+        return;
+    recent_slot *s = recent_at(t->slot, minute_now());
+    s->requests++;
+    if (status >= 400)
+        s->errors++;
+}
+
+void ah_metrics_records(ah_metrics *m, long records)
+{
+    if (m == NULL || records <= 0)
+        return;
+    pthread_mutex_lock(&m->mu);
+    recent_at(m->records, minute_now())->requests += (unsigned long)records;
+    pthread_mutex_unlock(&m->mu);
+}
+
+/* The ring as an array of AH_RECENT_MINUTES numbers, oldest minute first,
+ * ending with `now`; `errors` picks the error counts. */
+static cJSON *recent_array(const recent_slot *ring, int64_t now, bool errors)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (int64_t mi = now - AH_RECENT_MINUTES + 1; mi <= now; mi++) {
+        const recent_slot *s = &ring[mi % AH_RECENT_MINUTES];
+        unsigned long v = s->minute == mi ? (errors ? s->errors : s->requests) : 0;
+        cJSON_AddItemToArray(a, cJSON_CreateNumber((double)v));
+    }
+    return a;
+}
+
+cJSON *ah_metrics_recent_json(ah_metrics *m)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL || m == NULL)
+        return o;
+    pthread_mutex_lock(&m->mu);
+    int64_t now = minute_now();
+    cJSON_AddNumberToObject(o, "minutes", AH_RECENT_MINUTES);
+    cJSON_AddNumberToObject(o, "last_minute", (double)(now * 60));
+    cJSON *ts = cJSON_AddArrayToObject(o, "tenants");
+    for (size_t i = 0; i < m->ntenants; i++) {
+        cJSON *t = cJSON_CreateObject();
+        cJSON_AddStringToObject(t, "tenant", m->tenants[i].name);
+        cJSON_AddItemToObject(t, "requests", recent_array(m->tenants[i].slot, now, false));
+        cJSON_AddItemToObject(t, "errors", recent_array(m->tenants[i].slot, now, true));
+        cJSON_AddItemToArray(ts, t);
+    }
+    cJSON_AddItemToObject(o, "sync_records", recent_array(m->records, now, false));
+    pthread_mutex_unlock(&m->mu);
+    return o;
 }
 
 void ah_metrics_http_done(void *arg, const ah_http_exchange *ex)

@@ -26,7 +26,17 @@
 
 #include <stdbool.h>
 
+#include <cjson/cJSON.h>
+
 #include "httpd.h"
+
+/* The console's charts: per-minute counts over the last hour, kept apart
+ * from the Prometheus series (which only grow): /v1 requests and errors
+ * (status >= 400) per tenant (the tenant the request authenticated as; the
+ * first AH_RECENT_TENANTS tenants get a ring each, later ones share one
+ * named "(other)"), and records synced. */
+#define AH_RECENT_MINUTES 60
+#define AH_RECENT_TENANTS 256
 
 typedef struct ah_metrics ah_metrics;
 typedef struct ah_core ah_core;
@@ -47,6 +57,13 @@ void ah_metrics_swap(ah_metrics *m, const char *plugin, bool ok);
 /** One sync run of one record type ended (ok or not) with `records` records. */
 void ah_metrics_sync(ah_metrics *m, const char *tenant, const char *connection,
                      const char *type, long records, bool ok);
+
+/** `records` records committed by a sync page (any run: scheduled, API, CLI). */
+void ah_metrics_records(ah_metrics *m, long records);
+/** The last hour per minute: {"minutes":60,"last_minute":EPOCH_S,
+ *  "tenants":[{"tenant","requests":[60],"errors":[60]}],"sync_records":[60]},
+ *  oldest minute first. Transferred. */
+cJSON *ah_metrics_recent_json(ah_metrics *m);
 
 /** Everything above plus the gauges read from the core now, as Prometheus
  *  text. malloc'd; NULL when out of memory. */

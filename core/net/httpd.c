@@ -183,6 +183,7 @@ struct ah_http_exchange {
     int held_status;
     char ip[INET6_ADDRSTRLEN];
     char method[24];
+    char tag[72]; /* ah_ex_set_tag: who the request was for, for on_done */
     /* Sized from the raw URI, which the unescaped path never exceeds; twice,
      * so that pbuf can hold every captured segment NUL-terminated. */
     char path[];
@@ -558,6 +559,11 @@ const char *ah_ex_header(ah_http_exchange *ex, const char *name)
     return MHD_lookup_connection_value(ex->conn, MHD_HEADER_KIND, name);
 }
 
+const char *ah_ex_cookie(ah_http_exchange *ex, const char *name)
+{
+    return MHD_lookup_connection_value(ex->conn, MHD_COOKIE_KIND, name);
+}
+
 const char *ah_ex_query(ah_http_exchange *ex, const char *name)
 {
     return MHD_lookup_connection_value(ex->conn, MHD_GET_ARGUMENT_KIND, name);
@@ -692,6 +698,16 @@ void ah_ex_set_user(ah_http_exchange *ex, void *p)
 void *ah_ex_user(const ah_http_exchange *ex)
 {
     return ex->user;
+}
+
+void ah_ex_set_tag(ah_http_exchange *ex, const char *tag)
+{
+    snprintf(ex->tag, sizeof ex->tag, "%s", tag != NULL ? tag : "");
+}
+
+const char *ah_ex_tag(const ah_http_exchange *ex)
+{
+    return ex->tag;
 }
 
 /* --- the route table ----------------------------------------------------- */

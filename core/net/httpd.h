@@ -154,6 +154,9 @@ const char *ah_ex_subpath(const ah_http_exchange *ex);
 const char *ah_ex_param(const ah_http_exchange *ex, const char *name);
 /** Request header (name case-insensitive) or NULL. */
 const char *ah_ex_header(ah_http_exchange *ex, const char *name);
+/** The value of the request's cookie `name` (libmicrohttpd parses the
+ *  Cookie header), or NULL. */
+const char *ah_ex_cookie(ah_http_exchange *ex, const char *name);
 /** Query parameter, unescaped, or NULL. */
 const char *ah_ex_query(ah_http_exchange *ex, const char *name);
 /** Every query parameter, unescaped, in the order received, encoded
@@ -177,6 +180,10 @@ double ah_ex_elapsed_s(const ah_http_exchange *ex);
 /** Handler-owned scratch pointer (e.g. the authenticated tenant). */
 void ah_ex_set_user(ah_http_exchange *ex, void *p);
 void *ah_ex_user(const ah_http_exchange *ex);
+/** A short label the handler gives the request (the authenticated tenant's
+ *  name; copied, truncated to 71 bytes), for the on_done hook. "" unless set. */
+void ah_ex_set_tag(ah_http_exchange *ex, const char *tag);
+const char *ah_ex_tag(const ah_http_exchange *ex);
 
 /* Responding: a handler answers exactly once; a second answer is refused
  * (-1; an assert in debug builds). A handler that returns without answering

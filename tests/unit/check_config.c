@@ -539,6 +539,37 @@ START_TEST(test_shipped_ini)
 }
 END_TEST
 
+/* [admin] token_file may be missing (the daemon makes it at start), but
+ * what is there must be a readable regular file. */
+START_TEST(test_admin_token_file)
+{
+    tmp t;
+    char ini[512], dir[512], err[512];
+    ah_config cfg;
+
+    clear_env();
+    tmp_make(&t);
+    put_file(&t, "etc/atshub.ini",
+             "[admin]\nlisten = 127.0.0.1:8081\ntoken_file = ../var/admin.token\n", ini,
+             sizeof ini);
+    ck_assert_msg(ah_config_load(ini, &cfg, err, sizeof err) == 0, "%s", err);
+    ck_assert_str_eq(cfg.admin_host, "127.0.0.1");
+    ck_assert_uint_eq(cfg.admin_port, 8081);
+    ck_assert_ptr_nonnull(strstr(cfg.admin_token_file, "/var/admin.token"));
+    ah_config_free(&cfg);
+
+    /* A folder where the file should be is refused. */
+    snprintf(dir, sizeof dir, "%s/var", t.dir);
+    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    snprintf(dir, sizeof dir, "%s/var/admin.token", t.dir);
+    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    ck_assert_int_eq(ah_config_load(ini, &cfg, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "token_file") != NULL && strstr(err, "not a regular file") != NULL,
+                  "%s", err);
+    tmp_remove(&t);
+}
+END_TEST
+
 START_TEST(test_env_overrides)
 {
     tmp t;
@@ -1134,6 +1165,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_log_plain);
     tcase_add_test(tc, test_log_levels);
     tcase_add_test(tc, test_log_control_chars);
+    tcase_add_test(tc, test_admin_token_file);
     tcase_add_test(tc, test_log_truncates);
     tcase_add_test(tc, test_log_json);
     tcase_add_test(tc, test_log_level_parse);

@@ -1,0 +1,356 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Operator-started syncs and what they did (syncs.h). One entry per
+ * connection synced from here; the run's thread writes its progress into
+ * the entry under the mutex after each committed page.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "core.h"
+#include "sync.h"
+#include "syncs.h"
+
+#define MAX_TYPES 3
+#define MAX_ENTRIES 4096
+
+typedef struct type_stat {
+    char type[16];
+    ah_sync_stats st;
+} type_stat;
+
+typedef struct entry {
+    char tenant[72], name[72];
+    bool running;
+    bool has_thread; /* a thread to join (running, or ended and not joined) */
+    pthread_t thread;
+    char started_at[32], finished_at[32];
+    bool ok;
+    char error[512];
+    char code[48];
+    type_stat types[MAX_TYPES];
+    int ntypes;
+    /* the scheduler's runs of this connection (ah_syncs_observe) */
+    type_stat sched[MAX_TYPES];
+    int nsched;
+    bool sched_running;
+    char sched_at[32];
+    /* the run's arguments, owned while it runs */
+    ah_core *core;
+    char type_arg[16];
+    struct ah_syncs *owner;
+} entry;
+
+struct ah_syncs {
+    pthread_mutex_t mu;
+    entry **v;
+    size_t n, cap;
+};
+
+ah_syncs *ah_syncs_new(void)
+{
+    ah_syncs *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
+    if (pthread_mutex_init(&s->mu, NULL) != 0) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void ah_syncs_free(ah_syncs *s, ah_core *core)
+{
+    if (s == NULL)
+        return;
+    /* The engine's stop joins the scheduler (no observer call is under way
+     * after it) and ends runs on other threads (sync.h): ours. */
+    if (core->sync != NULL) {
+        ah_sync_scheduler_stop(core);
+        ah_sync_set_observer(core->sync, NULL, NULL);
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->v[i]->has_thread)
+            pthread_join(s->v[i]->thread, NULL);
+        free(s->v[i]);
+    }
+    free(s->v);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+/* Under s->mu. */
+static entry *find(ah_syncs *s, const char *tenant, const char *name)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->v[i]->tenant, tenant) == 0 && strcmp(s->v[i]->name, name) == 0)
+            return s->v[i];
+    return NULL;
+}
+
+/* Under s->mu: the entry of tenant/name, made when missing; NULL when
+ * out of memory or full. */
+static entry *get(ah_syncs *s, const char *tenant, const char *name)
+{
+    entry *en = find(s, tenant, name);
+    if (en != NULL)
+        return en;
+    if (s->n == MAX_ENTRIES)
+        return NULL;
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 16;
+        entry **nv = realloc(s->v, cap * sizeof *nv);
+        if (nv == NULL)
+            return NULL;
+        s->v = nv;
+        s->cap = cap;
+    }
+    en = calloc(1, sizeof *en);
+    if (en == NULL)
+        return NULL;
+    snprintf(en->tenant, sizeof en->tenant, "%s", tenant);
+    snprintf(en->name, sizeof en->name, "%s", name);
+    en->owner = s;
+    s->v[s->n++] = en;
+    return en;
+}
+
+/* Under s->mu: the stats slot of `type` in v (n of them), added when missing. */
+static type_stat *slot(type_stat *v, int *n, const char *type)
+{
+    for (int i = 0; i < *n; i++)
+        if (strcmp(v[i].type, type) == 0)
+            return &v[i];
+    if (*n == MAX_TYPES)
+        return NULL;
+    type_stat *t = &v[(*n)++];
+    snprintf(t->type, sizeof t->type, "%s", type);
+    return t;
+}
+
+void ah_syncs_observe(void *arg, const char *tenant, const char *connection, const char *type,
+                      const ah_sync_stats *st)
+{
+    ah_syncs *s = arg;
+    pthread_mutex_lock(&s->mu);
+    entry *en = get(s, tenant, connection);
+    type_stat *t = en != NULL ? slot(en->sched, &en->nsched, type) : NULL;
+    if (t != NULL) {
+        t->st = *st;
+        en->sched_running = !st->done;
+        ah_now_iso(en->sched_at);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void on_progress(void *arg, const char *type, const ah_sync_stats *st)
+{
+    entry *en = arg;
+    pthread_mutex_lock(&en->owner->mu);
+    type_stat *t = slot(en->types, &en->ntypes, type);
+    if (t != NULL)
+        t->st = *st;
+    pthread_mutex_unlock(&en->owner->mu);
+}
+
+static void *run_main(void *arg)
+{
+    entry *en = arg;
+    char err[512] = "";
+    int rc = ah_sync_run(en->core, en->tenant, en->name,
+                         en->type_arg[0] != '\0' ? en->type_arg : NULL, on_progress, en, NULL,
+                         err, sizeof err);
+    pthread_mutex_lock(&en->owner->mu);
+    en->running = false;
+    en->ok = rc == AH_SYNC_OK;
+    snprintf(en->code, sizeof en->code, "%s", ah_sync_code(rc));
+    snprintf(en->error, sizeof en->error, "%s", rc == AH_SYNC_OK ? "" : err);
+    ah_now_iso(en->finished_at);
+    pthread_mutex_unlock(&en->owner->mu);
+    return NULL;
+}
+
+static int fail(ah_ops_err *e, const char *code, const char *msg)
+{
+    snprintf(e->code, sizeof e->code, "%s", code);
+    snprintf(e->msg, sizeof e->msg, "%s", msg);
+    return -1;
+}
+
+/* Whether tenant/name is a connection in the store. */
+static int exists(ah_core *core, const char *tenant, const char *name, ah_ops_err *e)
+{
+    cJSON *list = NULL;
+    if (ah_ops_connection_list(core, tenant, &list, e) != 0)
+        return -1;
+    bool found = false;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, list) {
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(c, "name");
+        found = found || (cJSON_IsString(n) && strcmp(n->valuestring, name) == 0);
+    }
+    cJSON_Delete(list);
+    if (!found) {
+        snprintf(e->code, sizeof e->code, "not_found");
+        snprintf(e->msg, sizeof e->msg, "no connection '%s' of tenant '%s'", name, tenant);
+        return -1;
+    }
+    return 0;
+}
+
+int ah_syncs_start(ah_syncs *s, ah_core *core, const char *tenant, const char *name,
+                   const char *type, ah_ops_err *e)
+{
+    if (!ah_ops_valid_name(tenant) || !ah_ops_valid_name(name))
+        return fail(e, "invalid_request", "tenant and connection names are 1-64 characters "
+                    "of letters, digits, '_', '-', '.'");
+    if (type != NULL && !ah_sync_type_valid(type))
+        return fail(e, "invalid_request", "type is jobs, applications or candidates");
+    if (exists(core, tenant, name, e) != 0)
+        return -1;
+    pthread_mutex_lock(&s->mu);
+    entry *en = find(s, tenant, name);
+    if (en != NULL && en->running) {
+        pthread_mutex_unlock(&s->mu);
+        return fail(e, "sync_running", "a sync of this connection started here is under way");
+    }
+    if (en == NULL && (en = get(s, tenant, name)) == NULL) {
+        pthread_mutex_unlock(&s->mu);
+        return fail(e, "overloaded", "out of memory, or too many connections to track");
+    }
+    if (en->has_thread) {
+        /* The previous run ended (running is false): reap its thread. */
+        pthread_join(en->thread, NULL);
+        en->has_thread = false;
+    }
+    en->core = core;
+    snprintf(en->type_arg, sizeof en->type_arg, "%s", type != NULL ? type : "");
+    en->running = true;
+    en->ok = false;
+    en->error[0] = en->code[0] = en->finished_at[0] = '\0';
+    en->ntypes = 0;
+    memset(en->types, 0, sizeof en->types);
+    ah_now_iso(en->started_at);
+    if (pthread_create(&en->thread, NULL, run_main, en) != 0) {
+        en->running = false;
+        pthread_mutex_unlock(&s->mu);
+        return fail(e, "internal_error", "cannot start a thread for the sync");
+    }
+    en->has_thread = true;
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+static void add_stats(cJSON *o, const ah_sync_stats *st)
+{
+    cJSON_AddNumberToObject(o, "pages", (double)st->pages);
+    cJSON_AddNumberToObject(o, "records", (double)st->records);
+    cJSON_AddNumberToObject(o, "created", (double)st->created);
+    cJSON_AddNumberToObject(o, "updated", (double)st->updated);
+    cJSON_AddNumberToObject(o, "unchanged", (double)st->unchanged);
+    cJSON_AddNumberToObject(o, "retries", (double)st->retries);
+    cJSON_AddNumberToObject(o, "seconds", st->seconds);
+}
+
+/* Totals and "types" of n type stats into o; whether any failed. */
+static bool add_types(cJSON *o, const type_stat *v, int n)
+{
+    ah_sync_stats total = {0};
+    bool failed = false;
+    cJSON *types = cJSON_CreateArray();
+    for (int i = 0; i < n; i++) {
+        const ah_sync_stats *st = &v[i].st;
+        failed = failed || st->failed;
+        total.pages += st->pages;
+        total.records += st->records;
+        total.created += st->created;
+        total.updated += st->updated;
+        total.unchanged += st->unchanged;
+        total.retries += st->retries;
+        total.seconds += st->seconds;
+        cJSON *t = cJSON_CreateObject();
+        cJSON_AddStringToObject(t, "type", v[i].type);
+        add_stats(t, st);
+        cJSON_AddBoolToObject(t, "done", st->done);
+        cJSON_AddBoolToObject(t, "failed", st->failed);
+        cJSON_AddItemToArray(types, t);
+    }
+    add_stats(o, &total);
+    cJSON_AddItemToObject(o, "types", types);
+    return failed;
+}
+
+/* Under s->mu: the run started here, or null. */
+static cJSON *entry_json(const entry *en)
+{
+    if (en == NULL || en->started_at[0] == '\0')
+        return cJSON_CreateNull();
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "started_at", en->started_at);
+    if (!en->running) {
+        cJSON_AddStringToObject(o, "finished_at", en->finished_at);
+        cJSON_AddBoolToObject(o, "ok", en->ok);
+        if (!en->ok) {
+            cJSON_AddStringToObject(o, "code", en->code);
+            cJSON_AddStringToObject(o, "error", en->error);
+        }
+    }
+    add_types(o, en->types, en->ntypes);
+    return o;
+}
+
+/* Under s->mu: the scheduler's latest run of each type, or null. */
+static cJSON *sched_json(const entry *en)
+{
+    if (en == NULL || en->nsched == 0)
+        return cJSON_CreateNull();
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "updated_at", en->sched_at);
+    cJSON_AddBoolToObject(o, "running", en->sched_running);
+    bool failed = add_types(o, en->sched, en->nsched);
+    cJSON_AddBoolToObject(o, "ok", !failed);
+    return o;
+}
+
+int ah_syncs_list(ah_syncs *s, ah_core *core, const char *tenant, cJSON **out, ah_ops_err *e)
+{
+    cJSON *list = NULL;
+    if (ah_ops_connection_list(core, tenant, &list, e) != 0)
+        return -1;
+    cJSON *res = cJSON_CreateArray();
+    char next[32];
+    bool has_next = ah_sync_next_pass(core->sync, next) == 0;
+    const cJSON *c;
+    pthread_mutex_lock(&s->mu);
+    cJSON_ArrayForEach(c, list) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(c, "tenant"),
+                    *n = cJSON_GetObjectItemCaseSensitive(c, "name");
+        if (!cJSON_IsString(t) || !cJSON_IsString(n))
+            continue;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "tenant", t->valuestring);
+        cJSON_AddStringToObject(o, "connection", n->valuestring);
+        cJSON_AddItemToObject(o, "plugin",
+                              cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(c, "plugin"), 1));
+        cJSON_AddItemToObject(o, "enabled",
+                              cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(c, "enabled"), 1));
+        cJSON_AddNumberToObject(o, "schedule_interval_s", core->cfg.sync_interval_s);
+        /* The scheduler's next pass syncs every enabled connection in turn. */
+        if (has_next && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "enabled")))
+            cJSON_AddStringToObject(o, "next_pass", next);
+        else
+            cJSON_AddNullToObject(o, "next_pass");
+        const entry *en = find(s, t->valuestring, n->valuestring);
+        cJSON_AddBoolToObject(o, "running", en != NULL && en->running);
+        cJSON_AddItemToObject(o, "last", entry_json(en));
+        cJSON_AddItemToObject(o, "scheduled", sched_json(en));
+        cJSON_AddItemToArray(res, o);
+    }
+    pthread_mutex_unlock(&s->mu);
+    cJSON_Delete(list);
+    *out = res;
+    return 0;
+}

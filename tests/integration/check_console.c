@@ -1,0 +1,601 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The operator console (issue 17), end to end: a daemon with its admin TCP
+ * listener and an ERecruit simulator; `atshub console` prints the login
+ * link; headless Chromium (the DevTools pipe, support/cdp.c) logs in with
+ * it, adds a tenant and a connection through the page's forms, syncs it and
+ * watches the progress reach the end, disables it (a REST call is then
+ * refused), reloads the plugin (a new generation shows), filters the log;
+ * the DOM never holds a secret once it has been dismissed. Then the
+ * session's protections without a browser: single-use codes, cookie
+ * attributes, CSRF token, Origin and Sec-Fetch-Site checks, CSP.
+ */
+#include <check.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "clock.h"
+#include "core.h"
+#include "daemon.h"
+#include "ops.h"
+#include "erecruit.h"
+#include "sim.h"
+#include "support/cdp.h"
+#include "support/harness.h"
+#include "webhooks.h"
+
+#define POSITIONS 12
+#define CONTACTS 20
+#define SUBMISSIONS 30
+
+typedef struct fixture {
+    atomic_int hook_status; /* what the product's webhook receiver answers */
+    atomic_int hook_calls;
+    char *dir, *ini;
+    ah_sim *sim;
+    ah_erecruit_sim *er;
+    ah_core *core;
+    char api[128]; /* http://127.0.0.1:PORT of the REST API */
+} fixture;
+
+static void on_hook(void *arg, const ah_sim_req *req, ah_sim_resp *resp)
+{
+    (void)req;
+    fixture *f = arg;
+    atomic_fetch_add(&f->hook_calls, 1);
+    resp->status = atomic_load(&f->hook_status);
+    resp->body = strdup("{}");
+}
+
+/* interval_s: [sync] interval_s (0: no schedule). */
+static void setup_with(fixture *f, int interval_s)
+{
+    memset(f, 0, sizeof *f);
+    f->dir = ah_t_tmpdir();
+    ck_assert_ptr_nonnull(f->dir);
+    char extra[1024];
+    snprintf(extra, sizeof extra,
+             "erecruit = %s/erecruit.so\n[admin]\nlisten = 127.0.0.1:0\ntoken_file = admin.token\n"
+             "[webhooks]\nallow_networks = 127.0.0.0/8\nmax_failures = 1\nbackoff_ms = 10\n"
+             "timeout_ms = 2000\n",
+             ah_t_env("AH_PLUGIN_DIR"));
+    f->ini = ah_t_write_ini(f->dir, extra);
+    ck_assert_ptr_nonnull(f->ini);
+    if (interval_s > 0) {
+        char *text = ah_t_read_file(f->ini, NULL), *at = strstr(text, "interval_s = 0\n");
+        ck_assert_ptr_nonnull(at);
+        char *fixed = NULL;
+        ck_assert_int_ge(asprintf(&fixed, "%.*sinterval_s = %d\n%s", (int)(at - text), text,
+                                  interval_s, at + strlen("interval_s = 0\n")), 0);
+        ck_assert_int_eq(ah_t_write_file(f->ini, fixed), 0);
+        free(fixed);
+        free(text);
+    }
+    ah_sim_opts so = {0};
+    f->sim = ah_sim_new(&so);
+    ck_assert_ptr_nonnull(f->sim);
+    ah_erecruit_opts eo = {.seed = 3, .positions = POSITIONS, .contacts = CONTACTS,
+                           .submissions = SUBMISSIONS};
+    f->er = ah_erecruit_sim_attach(f->sim, &eo);
+    ck_assert_ptr_nonnull(f->er);
+    atomic_store(&f->hook_status, 500);
+    ck_assert_int_eq(ah_sim_route(f->sim, "POST", "/hook", on_hook, f), 0);
+    ck_assert_int_eq(ah_sim_start(f->sim), 0);
+    ah_config cfg;
+    char err[1024];
+    ck_assert_msg(ah_config_load(f->ini, &cfg, err, sizeof err) == 0, "%s", err);
+    ah_core_opts o = {.load_plugins = true, .start_bus = true};
+    f->core = ah_daemon_open(&cfg, &o, err, sizeof err);
+    ck_assert_msg(f->core != NULL, "%s", err);
+    ck_assert_msg(ah_daemon_start(f->core, err, sizeof err) == 0, "%s", err);
+    snprintf(f->api, sizeof f->api, "http://127.0.0.1:%u", (unsigned)ah_httpd_port(f->core->httpd));
+}
+
+static void setup(fixture *f)
+{
+    setup_with(f, 0);
+}
+
+static void teardown(fixture *f)
+{
+    ah_daemon_close(f->core);
+    ah_sim_stop(f->sim);
+    ah_erecruit_sim_free(f->er);
+    ah_t_rmrf(f->dir);
+    free(f->dir);
+    free(f->ini);
+}
+
+/* `atshub console --json`: the login link (malloc'd). */
+static char *login_url(fixture *f)
+{
+    char exe[1024];
+    snprintf(exe, sizeof exe, "%s/atshub", ah_t_env("AH_BUILD_DIR"));
+    const char *argv[] = {exe, "-c", f->ini, "console", "--json", NULL};
+    char *out = NULL, *err = NULL;
+    int rc = ah_t_run(argv, NULL, &out, &err);
+    ck_assert_msg(rc == 0, "atshub console: exit %d: %s", rc, err ? err : "");
+    cJSON *j = cJSON_Parse(out);
+    const cJSON *u = cJSON_GetObjectItem(j, "url");
+    ck_assert_msg(cJSON_IsString(u), "atshub console printed: %s", out);
+    ck_assert_int_eq(cJSON_GetObjectItem(j, "expires_in_s")->valueint, 120);
+    char *url = strdup(u->valuestring);
+    ck_assert_msg(strncmp(url, "http://127.0.0.1:", 17) == 0 && strstr(url, "/console/login?code=") != NULL,
+                  "%s", url);
+    cJSON_Delete(j);
+    free(out);
+    free(err);
+    return url;
+}
+
+/* In the page: __w(pred, what) polls pred every 50 ms until it returns a
+ * truthy value (resolved as a string) or 60 s pass (rejected with what and
+ * the page's text). A safety net for a loaded machine, not a timing. */
+static const char prelude_js[] =
+    "if(!window.__w)window.__w=function(pred,what){return new Promise(function(res,rej){var n=0;"
+    "(function poll(){var v;try{v=pred();}catch(e){v=null;}"
+    "if(v){res(String(v));}else if(++n>1200){rej(new Error('waited for '+what+'; the page says: '"
+    "+document.body.innerText.slice(0,2000)));}else setTimeout(poll,50);})();});};";
+
+static char *eval(browser *b, const char *s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static char *eval(browser *b, const char *s, const char *fmt, ...)
+{
+    char *js = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    ck_assert_int_ge(vasprintf(&js, fmt, ap), 0);
+    va_end(ap);
+    char *all = NULL;
+    ck_assert_int_ge(asprintf(&all, "%s%s", prelude_js, js), 0);
+    char *v = cdp_eval(b, s, all, 90);
+    free(all);
+    free(js);
+    return v;
+}
+
+/* Goes to a view and waits until it has rendered. */
+static void go(browser *b, const char *s, const char *hash, const char *view)
+{
+    /* ready is cleared first: the hashchange that renders anew comes later. */
+    free(eval(b, s, "document.body.dataset.ready='';location.hash='%s';__w(function(){return document.body.dataset.ready==='%s'"
+                    "&&location.hash==='%s';},'the %s view')", hash, view, hash, view));
+}
+
+/* Everything the page holds: its markup and every input's value. */
+static const char dom_js[] =
+    "document.documentElement.outerHTML+'\\n'+Array.from(document.querySelectorAll('input,select,textarea'))"
+    ".map(function(e){return e.value;}).join('\\n')";
+
+static void dom_lacks(browser *b, const char *s, const char *secret, const char *what)
+{
+    char *dom = cdp_eval(b, s, dom_js, 30);
+    ck_assert_msg(strstr(dom, secret) == NULL, "the page still shows %s", what);
+    free(dom);
+}
+
+/* One /v1 request as the tenant with the key; returns the status. */
+static long rest(fixture *f, const char *key, const char *path, char **body)
+{
+    char url[512], auth[256];
+    snprintf(url, sizeof url, "%s%s", f->api, path);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
+    const char *h[] = {auth, "X-Connection: main", NULL};
+    return ah_t_http("GET", url, h, NULL, body);
+}
+
+START_TEST(test_console_in_browser)
+{
+    fixture f;
+    setup(&f);
+    /* The token file was made at start, readable by the owner only. */
+    char tokf[1024];
+    snprintf(tokf, sizeof tokf, "%s/admin.token", f.dir);
+    struct stat st;
+    ck_assert_int_eq(stat(tokf, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0600);
+
+    char *url = login_url(&f);
+    browser b;
+    browser_start(&b, f.dir);
+    char *s = cdp_open(&b, url);
+    free(eval(&b, s, "__w(function(){return location.pathname==='/console/'&&"
+                     "document.body.dataset.ready==='overview';},'the console after login')"));
+    /* The session cookie is HttpOnly: the page's script cannot read it. */
+    char *cookies = eval(&b, s, "'['+document.cookie+']'");
+    ck_assert_msg(strstr(cookies, "ah_console") == NULL, "%s", cookies);
+    free(cookies);
+
+    /* A tenant through the form: its API key shows once. */
+    go(&b, s, "#/tenants", "tenants");
+    char *key = eval(&b, s, "document.getElementById('tenant-name').value='acme';"
+                            "document.getElementById('tenant-add').requestSubmit();"
+                            "__w(function(){var e=document.getElementById('once-secret');"
+                            "return e&&e.textContent;},'the new API key')");
+    ck_assert_msg(strncmp(key, "ahk_", 4) == 0, "%s", key);
+    free(eval(&b, s, "document.getElementById('once-done').click();"
+                     "__w(function(){return !document.getElementById('once');},'the key hidden')"));
+    dom_lacks(&b, s, key, "the API key after Done");
+
+    /* The product's webhook endpoint, failing for now (the tenant adds it
+     * with POST /v1/webhooks; here directly). */
+    ah_tenant_row tr = {0};
+    ck_assert_int_eq(f.core->store->ops->tenant_get(f.core->store, "acme", &tr), 0);
+    char hook[512], secret[128], werr[512];
+    int64_t wid = 0;
+    snprintf(hook, sizeof hook, "%s/hook", ah_sim_url(f.sim));
+    ck_assert_msg(ah_webhook_add(f.core, tr.id, hook, NULL, &wid, secret, sizeof secret, werr,
+                                 sizeof werr) == 0, "%s", werr);
+    ah_tenant_row_free(&tr);
+
+    /* A connection through the form the settings table generates. */
+    go(&b, s, "#/connections?tenant=acme", "connections");
+    char *kind = eval(&b, s,
+                      "var p=document.getElementById('conn-plugin');p.value='erecruit';"
+                      "p.dispatchEvent(new Event('change'));"
+                      "__w(function(){var e=document.getElementById('set-client_secret');"
+                      "return e&&e.type;},'the erecruit form')");
+    ck_assert_str_eq(kind, "password");
+    free(kind);
+    char *added = eval(&b, s,
+                       "function put(id,v){document.getElementById(id).value=v;}"
+                       "put('conn-name','main');put('set-base_url','%s');put('set-client_id','atshub');"
+                       "put('set-client_secret','s3cret');"
+                       "document.getElementById('settings-form').requestSubmit();"
+                       "__w(function(){return document.querySelector('[data-connection=\"main\"]')&&"
+                       "document.body.dataset.ready==='connections'&&"
+                       "document.querySelector('[data-enabled]').dataset.enabled;},'the new connection')",
+                       ah_sim_url(f.sim));
+    ck_assert_str_eq(added, "true");
+    free(added);
+    dom_lacks(&b, s, "s3cret", "the client secret");
+
+    /* Sync now: the progress reaches the end. */
+    go(&b, s, "#/syncs", "syncs");
+    char *recs = eval(&b, s,
+                      "document.querySelector('[data-sync-now=\"acme/main\"]').click();"
+                      "__w(function(){var e=document.querySelector('[data-sync=\"acme/main\"]');"
+                      "if(e&&e.dataset.state==='failed')throw new Error('sync failed');"
+                      "return e&&e.dataset.state==='done'&&e.querySelectorAll('progress[value=\"1\"]').length"
+                      "&&e.dataset.records;},'the sync to end')");
+    ck_assert_int_eq(atoi(recs), POSITIONS + CONTACTS + SUBMISSIONS);
+    free(recs);
+
+    /* The events the sync published; the webhook endpoint, disabled by its
+     * failure, resumed from the page: the failed delivery is retried. */
+    go(&b, s, "#/events?tenant=acme", "events");
+    free(eval(&b, s, "document.body.dataset.ready='';document.getElementById('ev-types').value="
+                     "'event.job.*,event.candidate.*,event.application.*';"
+                     "document.querySelector('form').requestSubmit();"
+                     "__w(function(){return document.body.dataset.ready==='events'&&"
+                     "location.hash.indexOf('types=')>0;},'the filtered events')"));
+    char *evs = eval(&b, s, "String(document.querySelectorAll('tbody tr').length)");
+    ck_assert_int_eq(atoi(evs), POSITIONS + CONTACTS + SUBMISSIONS); /* one per new record */
+    free(evs);
+    /* The same log from the CLI. */
+    char exe[1024];
+    snprintf(exe, sizeof exe, "%s/atshub", ah_t_env("AH_BUILD_DIR"));
+    const char *ev_argv[] = {exe, "-c", f.ini, "events", "acme", "--types", "event.job.*", "--json", NULL};
+    char *ev_out = NULL, *ev_err = NULL;
+    ck_assert_msg(ah_t_run(ev_argv, NULL, &ev_out, &ev_err) == 0, "%s", ev_err ? ev_err : "");
+    cJSON *ev = cJSON_Parse(ev_out);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(ev, "data")), POSITIONS);
+    cJSON_Delete(ev);
+    free(ev_out);
+    free(ev_err);
+    go(&b, s, "#/webhooks", "webhooks");
+    char *wstate = eval(&b, s, "__w(function(){var b=Array.from(document.querySelectorAll('button'))"
+                               ".find(function(x){return x.textContent==='Resume (retry)';});"
+                               "if(!b){document.body.dataset.ready='';location.hash='#/webhooks?'+Date.now();}"
+                               "return b&&'disabled';},'the endpoint disabled after its failure')");
+    ck_assert_str_eq(wstate, "disabled");
+    free(wstate);
+    int calls_before = atomic_load(&f.hook_calls);
+    ck_assert_int_ge(calls_before, 1);
+    atomic_store(&f.hook_status, 200);
+    free(eval(&b, s, "__w(function(){return document.body.dataset.ready==='webhooks';},'webhooks');"
+                     "Array.from(document.querySelectorAll('button')).find(function(x){"
+                     "return x.textContent==='Resume (retry)';}).click();"
+                     "__w(function(){return Array.from(document.querySelectorAll('button')).find("
+                     "function(x){return x.textContent==='Disable';});},'the endpoint resumed')"));
+    char *delivered = eval(&b, s,
+                           "var n=0;__w(function(){if(++n%%10===0)Array.from(document.querySelectorAll('button'))"
+                           ".find(function(x){return x.textContent==='Deliveries';}).click();"
+                           "var d=document.getElementById('deliveries');"
+                           "return d&&/delivered/.test(d.textContent)&&'yes';},'a delivered delivery')");
+    ck_assert_str_eq(delivered, "yes");
+    free(delivered);
+    ck_assert_int_gt(atomic_load(&f.hook_calls), calls_before);
+
+    /* A REST call works, then is refused once the page disables the connection. */
+    char *body = NULL;
+    long code = rest(&f, key, "/v1/stages", &body);
+    ck_assert_msg(code == 200, "%ld %s", code, body);
+    free(body);
+    go(&b, s, "#/connections?tenant=acme", "connections");
+    free(eval(&b, s, "document.querySelector('button[data-action=\"disable\"][data-connection=\"main\"]').click();"
+                     "__w(function(){var e=document.querySelector('[data-enabled]');"
+                     "return e&&e.dataset.enabled==='false';},'the connection disabled')"));
+    body = NULL;
+    code = rest(&f, key, "/v1/stages", &body);
+    ck_assert_msg(code == 409 && strstr(body, "connection_disabled") != NULL, "%ld %s", code, body);
+    free(body);
+
+    /* A plugin reload shows the new generation. */
+    go(&b, s, "#/plugins", "plugins");
+    char *g0 = eval(&b, s, "document.querySelector('[data-plugin-generation=\"erecruit\"]').textContent");
+    char *g1 = eval(&b, s, "document.querySelector('form[data-plugin=\"erecruit\"]').requestSubmit();"
+                           "__w(function(){var e=document.querySelector('#reload-result [data-generation]');"
+                           "return e&&e.dataset.generation+'/'+document.querySelector("
+                           "'[data-plugin-generation=\"erecruit\"]').textContent;},'the reload')");
+    char want[64];
+    snprintf(want, sizeof want, "%d/%d", atoi(g0) + 1, atoi(g0) + 1);
+    ck_assert_str_eq(g1, want);
+    free(g0);
+    free(g1);
+
+    /* The log, filtered through its form: the sync's calls to the provider. */
+    go(&b, s, "#/log?tenant=acme", "log");
+    char *n = eval(&b, s, "document.getElementById('log-count').dataset.count");
+    ck_assert_int_gt(atoi(n), 0);
+    free(n);
+    free(eval(&b, s, "document.getElementById('log-status').value='200';"
+                     "document.getElementById('log-action').value='OUTBOUND';"
+                     "document.body.dataset.ready='';"
+                     "document.getElementById('log-filter').requestSubmit();"
+                     "__w(function(){return document.body.dataset.ready==='log'&&"
+                     "location.hash.indexOf('status=200')>0&&location.hash.indexOf('action=OUTBOUND')>0;},"
+                     "'the filtered log')"));
+    char *acts = eval(&b, s, "Array.from(new Set(Array.from(document.querySelectorAll('td[data-label=\\\"Action\\\"]'))"
+                            ".map(function(e){return e.textContent;}))).join(',')");
+    ck_assert_str_eq(acts, "OUTBOUND");
+    free(acts);
+    char *sts = eval(&b, s, "var a=Array.from(document.querySelectorAll('[data-status]'))"
+                           ".map(function(e){return e.dataset.status;});a.length+':'+a.join(',')");
+    ck_assert_msg(strncmp(sts, "0:", 2) != 0, "no outbound call in the filtered log");
+    char *rest_of = strchr(sts, ':') + 1;
+    for (char *t = strtok(rest_of, ","); t != NULL; t = strtok(NULL, ","))
+        ck_assert_str_eq(t, "200");
+    free(sts);
+
+    /* The charts count the tenant's requests. */
+    go(&b, s, "#/overview", "overview");
+    char *chart = eval(&b, s, "var e=document.querySelector('svg.chart[aria-label^=\"Tenant acme\"]');"
+                              "e?e.getAttribute('aria-label'):'none'");
+    ck_assert_msg(strstr(chart, "requests 2") != NULL, "%s", chart);
+    free(chart);
+
+    /* Every control has a label; 320 px wide scrolls nothing sideways. */
+    const char *views[][2] = {{"#/tenants", "tenants"}, {"#/connections?tenant=acme", "connections"},
+                              {"#/plugins", "plugins"}, {"#/syncs", "syncs"}, {"#/log", "log"},
+                              {"#/webhooks", "webhooks"}, {"#/events?tenant=acme", "events"},
+                              {"#/overview", "overview"}};
+    cJSON *m = NULL;
+    cdp_wait(&b, cdp_send(&b, s, "Emulation.setDeviceMetricsOverride",
+                          "{\"width\":320,\"height\":640,\"deviceScaleFactor\":1,\"mobile\":true}"), 30, &m);
+    cJSON_Delete(m);
+    for (size_t i = 0; i < sizeof views / sizeof views[0]; i++) {
+        go(&b, s, views[i][0], views[i][1]);
+        char *unl = eval(&b, s, "Array.from(document.querySelectorAll('input,select')).filter(function(e){"
+                                "return !(e.labels&&e.labels.length)&&!e.getAttribute('aria-label');})"
+                                ".map(function(e){return e.id||e.name;}).join(',')");
+        ck_assert_msg(unl[0] == '\0', "%s: controls without a label: %s", views[i][1], unl);
+        free(unl);
+        char *w = eval(&b, s, "String(document.documentElement.scrollWidth)");
+        ck_assert_msg(atoi(w) <= 320, "%s is %s px wide at 320 px", views[i][1], w);
+        free(w);
+    }
+
+    /* No page shows a secret after creation. */
+    dom_lacks(&b, s, key, "the API key");
+    dom_lacks(&b, s, "s3cret", "the client secret");
+
+    free(s);
+    browser_stop(&b);
+    free(key);
+    free(url);
+    teardown(&f);
+}
+END_TEST
+
+/* The response header `name` (its value, malloc'd) in head, or NULL. */
+static char *header(const char *head, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = head; p != NULL && *p != '\0';) {
+        const char *eol = strstr(p, "\r\n");
+        size_t len = eol != NULL ? (size_t)(eol - p) : strlen(p);
+        if (len > n + 1 && strncasecmp(p, name, n) == 0 && p[n] == ':') {
+            const char *v = p + n + 1;
+            while (*v == ' ')
+                v++;
+            return strndup(v, len - (size_t)(v - p));
+        }
+        p = eol != NULL ? eol + 2 : NULL;
+    }
+    return NULL;
+}
+
+START_TEST(test_console_session_protections)
+{
+    fixture f;
+    setup(&f);
+    char *url = login_url(&f);
+    char base[128];
+    snprintf(base, sizeof base, "%.*s", (int)(strstr(url, "/console/") - url), url);
+
+    /* The page: a strict CSP, no inline script. */
+    char u[512], *body = NULL, *head = NULL;
+    snprintf(u, sizeof u, "%s/console/", base);
+    ck_assert_int_eq(ah_t_http_head("GET", u, NULL, NULL, &body, &head), 200);
+    char *csp = header(head, "Content-Security-Policy");
+    ck_assert_ptr_nonnull(csp);
+    ck_assert_msg(strstr(csp, "default-src 'self'") && strstr(csp, "script-src 'self'") &&
+                  strstr(csp, "frame-ancestors 'none'") && !strstr(csp, "unsafe-inline"), "%s", csp);
+    ck_assert_msg(strstr(body, "<script>") == NULL, "inline script in index.html");
+    free(csp);
+    free(body);
+    free(head);
+
+    /* A code works once; its cookie is HttpOnly, SameSite=Strict, expiring. */
+    body = head = NULL;
+    ck_assert_int_eq(ah_t_http_head("GET", url, NULL, NULL, &body, &head), 303);
+    char *cookie = header(head, "Set-Cookie");
+    ck_assert_ptr_nonnull(cookie);
+    ck_assert_msg(strstr(cookie, "HttpOnly") && strstr(cookie, "SameSite=Strict") &&
+                  strstr(cookie, "Max-Age=28800") && strstr(cookie, "Path=/"), "%s", cookie);
+    *strchr(cookie, ';') = '\0';
+    free(body);
+    free(head);
+    ck_assert_int_eq(ah_t_http("GET", url, NULL, NULL, NULL), 401);
+    snprintf(u, sizeof u, "%s/console/login?code=00000000000000000000000000000000", base);
+    ck_assert_int_eq(ah_t_http("GET", u, NULL, NULL, NULL), 401);
+
+    /* The session gives the CSRF token. */
+    char ck[256];
+    snprintf(ck, sizeof ck, "Cookie: %s", cookie);
+    snprintf(u, sizeof u, "%s/console/session", base);
+    const char *hc[] = {ck, NULL};
+    body = NULL;
+    ck_assert_int_eq(ah_t_http("GET", u, hc, NULL, &body), 200);
+    cJSON *j = cJSON_Parse(body);
+    char csrf[128];
+    snprintf(csrf, sizeof csrf, "X-CSRF-Token: %s",
+             cJSON_GetObjectItem(cJSON_GetObjectItem(j, "data"), "csrf")->valuestring);
+    cJSON_Delete(j);
+    free(body);
+
+    /* Reads need the cookie (or the token); state changes its CSRF token too. */
+    snprintf(u, sizeof u, "%s/admin/tenants", base);
+    ck_assert_int_eq(ah_t_http("GET", u, NULL, NULL, NULL), 401);
+    ck_assert_int_eq(ah_t_http("GET", u, hc, NULL, NULL), 200);
+    const char *ct = "Content-Type: application/json";
+    const char *no_token[] = {ck, ct, NULL};
+    body = NULL;
+    ck_assert_int_eq(ah_t_http("POST", u, no_token, "{\"name\":\"t1\"}", &body), 403);
+    ck_assert_msg(strstr(body, "csrf_refused") != NULL, "%s", body);
+    free(body);
+    const char *wrong[] = {ck, ct, "X-CSRF-Token: 1234", NULL};
+    ck_assert_int_eq(ah_t_http("POST", u, wrong, "{\"name\":\"t1\"}", NULL), 403);
+    const char *cross_origin[] = {ck, ct, csrf, "Origin: http://evil.example", NULL};
+    ck_assert_int_eq(ah_t_http("POST", u, cross_origin, "{\"name\":\"t1\"}", NULL), 403);
+    const char *cross_site[] = {ck, ct, csrf, "Sec-Fetch-Site: cross-site", NULL};
+    ck_assert_int_eq(ah_t_http("POST", u, cross_site, "{\"name\":\"t1\"}", NULL), 403);
+    char origin[200];
+    snprintf(origin, sizeof origin, "Origin: %s", base);
+    const char *good[] = {ck, ct, csrf, origin, "Sec-Fetch-Site: same-origin", NULL};
+    ck_assert_int_eq(ah_t_http("POST", u, good, "{\"name\":\"t1\"}", NULL), 201);
+    /* A session cannot mint login codes: that takes the token or the socket. */
+    snprintf(u, sizeof u, "%s/admin/console/codes", base);
+    ck_assert_int_eq(ah_t_http("POST", u, good, "{}", NULL), 401);
+
+    /* After logout the cookie is worth nothing. */
+    snprintf(u, sizeof u, "%s/console/logout", base);
+    ck_assert_int_eq(ah_t_http("POST", u, good, "{}", NULL), 200);
+    snprintf(u, sizeof u, "%s/admin/tenants", base);
+    ck_assert_int_eq(ah_t_http("GET", u, hc, NULL, NULL), 401);
+
+    free(cookie);
+    free(url);
+    teardown(&f);
+}
+END_TEST
+
+/* The syncs page's schedule: when the scheduler passes next (enabled
+ * connections only) and what its latest runs did; GET /admin/syncs over
+ * the Unix socket (as the CLI). */
+START_TEST(test_syncs_next_pass)
+{
+    fixture f;
+    setup_with(&f, 2);
+    ah_ops_err e;
+    cJSON *out = NULL;
+    ck_assert_int_eq(ah_ops_tenant_add(f.core, "acme", &out, &e), 0);
+    cJSON_Delete(out);
+    cJSON *set = cJSON_CreateObject();
+    cJSON_AddStringToObject(set, "base_url", ah_sim_url(f.sim));
+    cJSON_AddStringToObject(set, "client_id", "atshub");
+    cJSON_AddStringToObject(set, "client_secret", "s3cret");
+    const char *names[] = {"on", "off"};
+    for (int i = 0; i < 2; i++) {
+        out = NULL;
+        ck_assert_msg(ah_ops_connection_add(f.core, "acme", "erecruit", names[i], set, &out, &e) == 0,
+                      "%s", e.msg);
+        cJSON_Delete(out);
+    }
+    cJSON_Delete(set);
+    ck_assert_int_eq(ah_ops_connection_enable(f.core, "acme", "off", false, &e), 0);
+    ah_ops_refresh(f.core);
+    char *next_on = NULL;
+    long records = -1;
+    /* The scheduler leads within a few of its steps and passes every 2 s. */
+    for (int tries = 0; tries < 1200 && (next_on == NULL || records < 0); tries++) {
+        ah_config cfg;
+        char err[1024];
+        ck_assert_int_eq(ah_config_load(f.ini, &cfg, err, sizeof err), 0);
+        long status = 0;
+        char *resp = NULL;
+        ck_assert_msg(ah_admin_call(&cfg, "GET", "/admin/syncs?tenant=acme", NULL, &status, &resp,
+                                    err, sizeof err) == 0, "%s", err);
+        ah_config_free(&cfg);
+        ck_assert_int_eq(status, 200);
+        cJSON *j = cJSON_Parse(resp);
+        const cJSON *c;
+        cJSON_ArrayForEach(c, cJSON_GetObjectItem(j, "data")) {
+            const char *name = cJSON_GetObjectItem(c, "connection")->valuestring;
+            const cJSON *np = cJSON_GetObjectItem(c, "next_pass");
+            ck_assert_int_eq(cJSON_GetObjectItem(c, "schedule_interval_s")->valueint, 2);
+            const cJSON *sc = cJSON_GetObjectItem(c, "scheduled");
+            ck_assert_msg(cJSON_IsNull(cJSON_GetObjectItem(c, "last")), "%s", resp);
+            if (strcmp(name, "off") == 0) {
+                ck_assert_msg(cJSON_IsNull(np) && cJSON_IsNull(sc), "%s", resp);
+            } else {
+                if (cJSON_IsString(np) && next_on == NULL)
+                    next_on = strdup(np->valuestring);
+                /* A whole pass over the three types, ended well. */
+                if (cJSON_IsObject(sc) && cJSON_GetArraySize(cJSON_GetObjectItem(sc, "types")) == 3 &&
+                    !cJSON_IsTrue(cJSON_GetObjectItem(sc, "running"))) {
+                    ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItem(sc, "ok")), "%s", resp);
+                    records = (long)cJSON_GetObjectItem(sc, "records")->valuedouble;
+                }
+            }
+        }
+        cJSON_Delete(j);
+        free(resp);
+        if (next_on == NULL || records < 0)
+            usleep(50000);
+    }
+    ck_assert_ptr_nonnull(next_on);
+    /* Within the interval from when it was read. */
+    char later[32];
+    ah_iso_in(3000, later);
+    ck_assert_msg(strlen(next_on) >= 20 && strcmp(next_on, later) <= 0, "%s (then %s)", next_on,
+                  later);
+    free(next_on);
+    /* Each type's latest run read all of its records (the 2-hour backfill
+     * window covers every record the simulator made). */
+    ck_assert_int_eq(records, POSITIONS + CONTACTS + SUBMISSIONS);
+    teardown(&f);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("console");
+    TCase *tc = tcase_create("console");
+    tcase_set_timeout(tc, 240);
+    tcase_add_test(tc, test_console_session_protections);
+    tcase_add_test(tc, test_console_in_browser);
+    tcase_add_test(tc, test_syncs_next_pass);
+    suite_add_tcase(s, tc);
+    SRunner *r = srunner_create(s);
+    srunner_run_all(r, CK_NORMAL);
+    int failed = srunner_ntests_failed(r);
+    srunner_free(r);
+    return failed == 0 ? 0 : 1;
+}
