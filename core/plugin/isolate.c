@@ -584,6 +584,30 @@ static void serve_http(ah_call *call, const cJSON *m, cJSON *resp)
     free(body);
 }
 
+/* The connection's plain settings (neither SECRET nor HASHED), as the host
+ * API gives them now, as "s": {key: value | null}. They go with a route
+ * call and with the connections conn_by_secret gives it, so that the
+ * handler's setting() calls for them need no round trip (a route reads
+ * several: ERP's create-job three). Secret ones still travel only when
+ * asked for. */
+static void add_settings(const ah_isolate *iso, cJSON *obj, ah_call *call)
+{
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(iso->desc, "settings");
+    if (call == NULL || call->conn == NULL || !cJSON_IsArray(a))
+        return;
+    cJSON *s = cJSON_AddObjectToObject(obj, "s");
+    const cJSON *e;
+    cJSON_ArrayForEach(e, a) {
+        const char *k = str(e, "key");
+        long long flags = inum(e, "flags", -1, 0, UINT_MAX);
+        if (s == NULL || k == NULL || flags < 0 ||
+            ((unsigned)flags & (AH_SETTING_SECRET | AH_SETTING_HASHED)) != 0)
+            continue;
+        const char *v = call->host->setting(call, k);
+        cJSON_AddItemToObject(s, k, v != NULL ? cJSON_CreateString(v) : cJSON_CreateNull());
+    }
+}
+
 static ah_result open_locked(ah_isolate *iso, proc *p, ah_call *call, iso_ctx *ic);
 
 /* The route calls of the exchange: conn_by_secret, the request's parts and
@@ -651,6 +675,7 @@ static void serve_route_host(ah_isolate *iso, proc *p, ah_call *call, const char
         }
         if (ic != NULL && ic->epoch == p->epoch)
             cJSON_AddStringToObject(resp, "ctx", ic->handle);
+        add_settings(iso, resp, x);
     }
 }
 
@@ -790,7 +815,13 @@ static int exchange(ah_isolate *iso, proc *p, ah_call *call, const cJSON *req,
             cJSON_Delete(m);
         } else if (strcmp(t, "host") == 0) {
             cJSON *resp = serve_host(iso, p, call, m);
+            /* A one-way call (the route's answer): the child did not wait. */
+            bool oneway = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "nr"));
             cJSON_Delete(m);
+            if (oneway) {
+                cJSON_Delete(resp);
+                continue;
+            }
             int s = resp != NULL ? ah_frame_send(p->fd, resp) : -1;
             cJSON_Delete(resp);
             if (s != 0)
@@ -1135,6 +1166,7 @@ ah_result ah_isolate_route(ah_isolate *iso, ah_call *call, int index, ah_http_ex
     add_call_fields(req, call);
     cJSON_AddNumberToObject(req, "route", index);
     cJSON_AddStringToObject(req, "ctx", ic != NULL ? ic->handle : "0");
+    add_settings(iso, req, call);
     const char *v;
     if ((v = h->http_method(ex)) != NULL)
         cJSON_AddStringToObject(req, "method", v);

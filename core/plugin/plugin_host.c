@@ -48,7 +48,14 @@ typedef struct child_call {
     int err_status;
     cJSON *keep; /* answers whose strings the plugin holds until the call returns */
     int idx;     /* in a route: 0 the route's own call, 1.. conn_by_secret's */
+    /* The connection's plain settings the daemon sent with the call (or
+     * with conn_by_secret's answer), in a kept message; valid while
+     * settings_epoch is g_settings_epoch (a settings_update ends that). */
+    const cJSON *settings;
+    unsigned long settings_epoch;
 } child_call;
+
+static unsigned long g_settings_epoch;
 
 /* An inbound exchange of a route call: what came with the call; headers,
  * query parameters and the answer go through the daemon. */
@@ -57,6 +64,7 @@ struct ah_http_exchange {
     const char *method, *path, *client_ip;
     char *body;
     size_t body_len;
+    bool answered; /* http_respond* was called (the answer is one-way) */
 };
 
 /* The calls conn_by_secret made for the route being served. */
@@ -272,6 +280,12 @@ static const char *h_setting(const ah_call *call, const char *key)
 {
     if (key == NULL || call->conn == NULL)
         return NULL;
+    const child_call *cc = cc_of(call);
+    const cJSON *sv = cc->settings != NULL && cc->settings_epoch == g_settings_epoch
+                          ? cJSON_GetObjectItemCaseSensitive(cc->settings, key)
+                          : NULL;
+    if (sv != NULL)
+        return cJSON_IsString(sv) ? sv->valuestring : NULL;
     cJSON *m = host_msg(call, "setting");
     cJSON_AddStringToObject(m, "key", key);
     cJSON *ans = rpc(m);
@@ -530,15 +544,18 @@ static const char *h_ex_query(ah_http_exchange *ex, const char *n)
     return ex_lookup(ex, "http_query", n);
 }
 
-static ah_result ex_answered(cJSON *ans)
+/* The answer is one-way ("nr": the daemon sends no reply): the handler
+ * does not wait a round trip for it. An exchange is answered once; a
+ * second answer fails here, as the daemon would refuse it. */
+static void send_oneway(cJSON *m)
 {
-    ah_result r = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ans, "ok")) ? AH_OK : AH_ERR;
-    cJSON_Delete(ans);
-    return r;
+    cJSON_AddTrueToObject(m, "nr");
+    send_or_die(m);
+    cJSON_Delete(m);
 }
 static ah_result h_ex_respond_json(ah_http_exchange *ex, int status, cJSON *body)
 {
-    if (ex == NULL) {
+    if (ex == NULL || ex->answered) {
         cJSON_Delete(body);
         return AH_ERR;
     }
@@ -546,12 +563,14 @@ static ah_result h_ex_respond_json(ah_http_exchange *ex, int status, cJSON *body
     cJSON_AddNumberToObject(m, "status", status);
     if (body != NULL)
         cJSON_AddItemToObject(m, "body", body);
-    return ex_answered(rpc(m));
+    ex->answered = true;
+    send_oneway(m);
+    return AH_OK;
 }
 static ah_result h_ex_respond(ah_http_exchange *ex, int status, const char *ct, const char *b,
                               size_t len)
 {
-    if (ex == NULL)
+    if (ex == NULL || ex->answered)
         return AH_ERR;
     cJSON *m = host_msg(&ex->owner->call, "http_respond");
     cJSON_AddNumberToObject(m, "status", status);
@@ -559,7 +578,9 @@ static ah_result h_ex_respond(ah_http_exchange *ex, int status, const char *ct, 
         cJSON_AddStringToObject(m, "content_type", ct);
     if (b != NULL && len > 0 && ah_frame_put_bytes(m, "body", b, len) != 0)
         die_lost();
-    return ex_answered(rpc(m));
+    ex->answered = true;
+    send_oneway(m);
+    return AH_OK;
 }
 
 static ah_call *h_conn_by_secret(ah_call *call, const char *k, const char *p)
@@ -597,6 +618,10 @@ static ah_call *h_conn_by_secret(ah_call *call, const char *k, const char *p)
         x->call.conn = (ah_conn *)&conn_token;
         if ((v = cJSON_GetObjectItemCaseSensitive(ans, "ctx")) && cJSON_IsString(v))
             x->call.conn_ctx = (void *)(uintptr_t)strtoull(v->valuestring, NULL, 16);
+        if ((v = cJSON_GetObjectItemCaseSensitive(ans, "s")) && cJSON_IsObject(v)) {
+            x->settings = v;
+            x->settings_epoch = g_settings_epoch;
+        }
         g_extra[g_nextra++] = x;
     }
     /* Its strings live as long as the route's call. */
@@ -719,6 +744,7 @@ static ah_result h_settings_update(ah_call *call, const cJSON *changes)
     cJSON *m = host_msg(call, "settings_update");
     if (changes != NULL)
         cJSON_AddItemToObject(m, "changes", cJSON_Duplicate(changes, 1));
+    g_settings_epoch++; /* what came with the calls may be stale now */
     cJSON *ans = rpc(m);
     ah_result r = result_of(call, ans);
     cJSON_Delete(ans);
@@ -806,6 +832,10 @@ static void call_init(child_call *cc, const cJSON *m, void *conn_ctx)
         cc->call.topic = v->valuestring;
     if ((v = cJSON_GetObjectItemCaseSensitive(m, "correlation_id")) && cJSON_IsString(v))
         cc->call.correlation_id = v->valuestring;
+    if ((v = cJSON_GetObjectItemCaseSensitive(m, "s")) && cJSON_IsObject(v)) {
+        cc->settings = v;
+        cc->settings_epoch = g_settings_epoch;
+    }
 }
 
 static void *ctx_of(const cJSON *m)
