@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "frame.h"
+#include "httpd.h"
 #include "isolate.h"
 #include "registry.h"
 
@@ -1148,6 +1149,17 @@ static ah_result run_in_child(ah_isolate *iso, ah_call *call, const char *kind, 
     return r;
 }
 
+/* One header or query parameter as [name, value | null]. */
+static bool add_pair(void *arg, const char *name, const char *value)
+{
+    cJSON *pair = cJSON_CreateArray();
+    if (pair == NULL || !cJSON_AddItemToArray(arg, pair))
+        return cJSON_Delete(pair), false;
+    cJSON_AddItemToArray(pair, cJSON_CreateString(name != NULL ? name : ""));
+    cJSON_AddItemToArray(pair, value != NULL ? cJSON_CreateString(value) : cJSON_CreateNull());
+    return true;
+}
+
 ah_result ah_isolate_route(ah_isolate *iso, ah_call *call, int index, ah_http_exchange *ex)
 {
     const ah_host_api *h = call->host;
@@ -1160,8 +1172,11 @@ ah_result ah_isolate_route(ah_isolate *iso, ah_call *call, int index, ah_http_ex
         pthread_mutex_unlock(&p->mu);
         return h->fail(call, AH_E_INTERNAL, 500, "out of memory");
     }
-    /* The request line, the caller and the body go with the call; headers
-     * and query parameters the handler asks for travel when it asks. */
+    /* The request goes with the call: its line, the caller, the headers,
+     * the query parameters (both in the order received: the child looks
+     * them up as the server does, first match, names case-insensitive)
+     * and the body. It is the plugin's own route's request, all of which
+     * the handler could read in process. */
     cJSON_AddStringToObject(req, "t", "route");
     add_call_fields(req, call);
     cJSON_AddNumberToObject(req, "route", index);
@@ -1174,6 +1189,11 @@ ah_result ah_isolate_route(ah_isolate *iso, ah_call *call, int index, ah_http_ex
         cJSON_AddStringToObject(req, "path", v);
     if ((v = h->http_client_ip(ex)) != NULL)
         cJSON_AddStringToObject(req, "client_ip", v);
+    cJSON *hdr = cJSON_AddArrayToObject(req, "hdr"), *qry = cJSON_AddArrayToObject(req, "qry");
+    if (hdr != NULL)
+        ah_ex_each(ex, false, add_pair, hdr);
+    if (qry != NULL)
+        ah_ex_each(ex, true, add_pair, qry);
     size_t blen = 0;
     const char *body = h->http_body(ex, &blen);
     if (body != NULL && ah_frame_put_bytes(req, "body", body, blen) != 0) {

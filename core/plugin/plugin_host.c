@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -65,6 +66,7 @@ struct ah_http_exchange {
     char *body;
     size_t body_len;
     bool answered; /* http_respond* was called (the answer is one-way) */
+    const cJSON *hdr, *qry; /* [[name, value | null], ...] as received, or NULL */
 };
 
 /* The calls conn_by_secret made for the route being served. */
@@ -527,6 +529,17 @@ static const char *ex_lookup(ah_http_exchange *ex, const char *fn, const char *n
 {
     if (ex == NULL || name == NULL)
         return NULL;
+    /* Sent with the call: the first match, names case-insensitive, as the
+     * daemon's server looks them up. */
+    const cJSON *list = fn[5] == 'h' ? ex->hdr : ex->qry, *pair;
+    if (list != NULL) {
+        cJSON_ArrayForEach(pair, list) {
+            const cJSON *k = cJSON_GetArrayItem(pair, 0), *v = cJSON_GetArrayItem(pair, 1);
+            if (cJSON_IsString(k) && strcasecmp(k->valuestring, name) == 0)
+                return cJSON_IsString(v) ? v->valuestring : NULL;
+        }
+        return NULL;
+    }
     cJSON *m = host_msg(&ex->owner->call, fn);
     cJSON_AddStringToObject(m, "name", name);
     cJSON *ans = rpc(m);
@@ -999,6 +1012,10 @@ static void serve_route(const cJSON *m)
         ex.path = v->valuestring;
     if ((v = cJSON_GetObjectItemCaseSensitive(m, "client_ip")) && cJSON_IsString(v))
         ex.client_ip = v->valuestring;
+    if ((v = cJSON_GetObjectItemCaseSensitive(m, "hdr")) && cJSON_IsArray(v))
+        ex.hdr = v;
+    if ((v = cJSON_GetObjectItemCaseSensitive(m, "qry")) && cJSON_IsArray(v))
+        ex.qry = v;
     ah_result r = g_desc->routes[ri->valueint].handler(&cc.call, &ex);
     /* The connections' calls end with the route (the daemon releases them). */
     for (int i = 0; i < g_nextra; i++) {
