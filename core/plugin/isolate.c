@@ -37,10 +37,20 @@ extern char **environ;
 /* Connections one route call may look up (the host keeps as many). */
 #define ROUTE_EXTRA_MAX 8
 
+/* A connection's contexts: one per process it was opened in. Its calls go
+ * to the process it is pinned to; a route (which learns its connection
+ * only through conn_by_secret, in whichever process it runs) opens it once
+ * in its own process and keeps that context too, instead of moving the
+ * connection from process to process (an open() per request). Slot i is
+ * read and written only under procs[i].mu. */
+typedef struct iso_slot {
+    uint64_t epoch;  /* the child that opened it; 0: none */
+    char handle[24]; /* the child's context, as it named it */
+} iso_slot;
+
 typedef struct iso_ctx {
     int proc;        /* the process slot the connection is pinned to */
-    uint64_t epoch;  /* the child that opened it */
-    char handle[24]; /* the child's context, as it named it */
+    iso_slot at[];   /* ah_isolate.nprocs of them */
 } iso_ctx;
 
 /* One plugin process; a plugin has opts.processes of them. */
@@ -669,13 +679,11 @@ static void serve_route_host(ah_isolate *iso, proc *p, ah_call *call, const char
          * nested too (the connection's call lock is held; a context left in
          * another live process is closed when that process ends). */
         iso_ctx *ic = x->conn_ctx;
-        if (ic != NULL && (ic->proc != p->index || ic->epoch != p->epoch)) {
-            ic->proc = p->index;
-            if (open_locked(iso, p, x, ic) != AH_OK)
-                ic->epoch = 0; /* opened again by its next call */
-        }
-        if (ic != NULL && ic->epoch == p->epoch)
-            cJSON_AddStringToObject(resp, "ctx", ic->handle);
+        if (ic != NULL && ic->at[p->index].epoch != p->epoch &&
+            open_locked(iso, p, x, ic) != AH_OK)
+            ic->at[p->index].epoch = 0; /* opened again by its next route here */
+        if (ic != NULL && ic->at[p->index].epoch == p->epoch)
+            cJSON_AddStringToObject(resp, "ctx", ic->at[p->index].handle);
         add_settings(iso, resp, x);
     }
 }
@@ -1015,8 +1023,9 @@ static ah_result open_locked(ah_isolate *iso, proc *p, ah_call *call, iso_ctx *i
         r = plugin_failed(call, ans);
     } else {
         const char *h = str(ans, "ctx");
-        snprintf(ic->handle, sizeof ic->handle, "%s", h != NULL ? h : "0");
-        ic->epoch = p->epoch;
+        snprintf(ic->at[p->index].handle, sizeof ic->at[p->index].handle, "%s",
+                 h != NULL ? h : "0");
+        ic->at[p->index].epoch = p->epoch;
     }
     cJSON_Delete(ans);
     return r;
@@ -1032,7 +1041,7 @@ static proc *next_proc(ah_isolate *iso)
 ah_result ah_isolate_open(ah_isolate *iso, ah_call *call, void **conn_ctx)
 {
     *conn_ctx = NULL;
-    iso_ctx *ic = calloc(1, sizeof *ic);
+    iso_ctx *ic = calloc(1, sizeof *ic + (size_t)iso->nprocs * sizeof ic->at[0]);
     if (ic == NULL)
         return call->host->fail(call, AH_E_INTERNAL, 500, "out of memory");
     /* The connection stays with this process: its context lives there. */
@@ -1065,28 +1074,31 @@ void ah_isolate_close(ah_isolate *iso, void *conn_ctx)
     iso_ctx *ic = conn_ctx;
     if (ic == NULL)
         return;
-    proc *p = &iso->procs[ic->proc];
-    if (tl_iso == iso && tl_proc == p) {
-        /* Released by this thread in the middle of a route it serves in that
-         * very process (a connection conn_by_secret found went away
-         * meanwhile): the lock is ours and the process waits for a host
-         * reply, so no close goes now; the context is closed when the
-         * process ends. */
+    if (tl_iso == iso) {
+        /* Released by this thread in the middle of a route it serves (a
+         * connection conn_by_secret found went away meanwhile): the lock
+         * of the route's process is ours and that process waits for a host
+         * reply, and taking another process's lock here could wait on a
+         * route doing the same there; no close goes now: the contexts are
+         * closed when the processes end. */
         free(ic);
         return;
     }
-    pthread_mutex_lock(&p->mu);
-    if (p->fd >= 0 && ic->epoch == p->epoch) {
-        cJSON *req = cJSON_CreateObject();
-        if (req != NULL) {
-            cJSON_AddStringToObject(req, "t", "close");
-            cJSON_AddStringToObject(req, "ctx", ic->handle);
-            /* No answer: a close that crashes the child shows at the next call. */
-            ah_frame_send(p->fd, req);
-            cJSON_Delete(req);
+    for (int i = 0; i < iso->nprocs; i++) {
+        proc *p = &iso->procs[i];
+        pthread_mutex_lock(&p->mu);
+        if (ic->at[i].epoch != 0 && p->fd >= 0 && ic->at[i].epoch == p->epoch) {
+            cJSON *req = cJSON_CreateObject();
+            if (req != NULL) {
+                cJSON_AddStringToObject(req, "t", "close");
+                cJSON_AddStringToObject(req, "ctx", ic->at[i].handle);
+                /* No answer: a close that crashes the child shows at the next call. */
+                ah_frame_send(p->fd, req);
+                cJSON_Delete(req);
+            }
         }
+        pthread_mutex_unlock(&p->mu);
     }
-    pthread_mutex_unlock(&p->mu);
     free(ic);
 }
 
@@ -1103,7 +1115,7 @@ static proc *lock_proc_for(ah_isolate *iso, ah_call *call)
         return NULL;
     }
     /* A context made by an earlier child died with it: open it again. */
-    if (ic != NULL && ic->epoch != p->epoch && open_locked(iso, p, call, ic) != AH_OK) {
+    if (ic != NULL && ic->at[p->index].epoch != p->epoch && open_locked(iso, p, call, ic) != AH_OK) {
         pthread_mutex_unlock(&p->mu);
         return NULL;
     }
@@ -1132,7 +1144,7 @@ static ah_result run_in_child(ah_isolate *iso, ah_call *call, const char *kind, 
         cJSON_AddNumberToObject(req, "sub", sub);
     if (event != NULL)
         cJSON_AddStringToObject(req, "event", event);
-    cJSON_AddStringToObject(req, "ctx", ic != NULL ? ic->handle : "0");
+    cJSON_AddStringToObject(req, "ctx", ic != NULL ? ic->at[p->index].handle : "0");
     cJSON_AddItemReferenceToObject(req, "body", (cJSON *)body);
     cJSON *ans = NULL;
     ah_result r = round_trip(iso, p, call, req, true, &ans);
@@ -1180,7 +1192,7 @@ ah_result ah_isolate_route(ah_isolate *iso, ah_call *call, int index, ah_http_ex
     cJSON_AddStringToObject(req, "t", "route");
     add_call_fields(req, call);
     cJSON_AddNumberToObject(req, "route", index);
-    cJSON_AddStringToObject(req, "ctx", ic != NULL ? ic->handle : "0");
+    cJSON_AddStringToObject(req, "ctx", ic != NULL ? ic->at[p->index].handle : "0");
     add_settings(iso, req, call);
     const char *v;
     if ((v = h->http_method(ex)) != NULL)
