@@ -58,6 +58,7 @@ typedef struct proc {
     pthread_mutex_t mu; /* one call at a time; guards the child and its socket */
     int index;          /* in ah_isolate.procs */
     int fd;             /* -1 when no child runs */
+    ah_frame_reader rd; /* frames from the child (fd) */
     uint64_t epoch;     /* the current child's number (unique in the plugin) */
     bool started;       /* a child ran in this slot before */
     bool oom_noted;     /* the child said it died at its memory limit */
@@ -285,6 +286,7 @@ static int spawn_load(ah_isolate *iso, proc *p, char *err, size_t errlen)
         return -1;
     }
     p->fd = sv[0];
+    ah_frame_reader_reset(&p->rd, p->fd);
     p->oom_noted = false;
     p->calls_since_spawn = 0;
     pthread_mutex_lock(&iso->st);
@@ -790,7 +792,9 @@ static int exchange(ah_isolate *iso, proc *p, ah_call *call, const cJSON *req,
     for (;;) {
         struct pollfd pf = {.fd = p->fd, .events = POLLIN};
         int64_t t0 = mono_ms();
-        int r = poll(&pf, 1, left > INT_MAX ? INT_MAX : (int)left);
+        /* A frame already read (the child wrote several at once) needs no
+         * wait. */
+        int r = ah_frame_buffered(&p->rd) ? 1 : poll(&pf, 1, left > INT_MAX ? INT_MAX : (int)left);
         if (r < 0 && errno == EINTR) {
             left -= (long)(mono_ms() - t0);
             continue;
@@ -803,7 +807,7 @@ static int exchange(ah_isolate *iso, proc *p, ah_call *call, const cJSON *req,
         if (left < 1)
             left = 1;
         cJSON *m = NULL;
-        if (ah_frame_recv(p->fd, &m) != 0)
+        if (ah_frame_read(&p->rd, &m) != 0)
             return -1;
         const char *t = str(m, "t");
         if (t == NULL) {
@@ -948,6 +952,7 @@ void ah_isolate_free(ah_isolate *iso)
         proc *p = &iso->procs[i];
         pthread_mutex_lock(&p->mu);
         reap(iso, p, true);
+        ah_frame_reader_free(&p->rd);
         pthread_mutex_unlock(&p->mu);
         pthread_mutex_destroy(&p->mu);
     }

@@ -155,6 +155,8 @@ static void install_fault_handlers(void)
 /* Talking to the daemon                                                     */
 /* ------------------------------------------------------------------------ */
 
+static ah_frame_reader g_rd; /* frames from the daemon (g_fd) */
+
 static void die_lost(void)
 {
     /* The daemon is gone or spoke nonsense: nothing left to serve. */
@@ -180,7 +182,7 @@ static cJSON *rpc(cJSON *m)
     cJSON_Delete(m);
     for (;;) {
         cJSON *ans = NULL;
-        if (ah_frame_recv(g_fd, &ans) != 0)
+        if (ah_frame_read(&g_rd, &ans) != 0)
             die_lost();
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(ans, "t");
         if (cJSON_IsString(t) && strcmp(t->valuestring, "open") == 0) {
@@ -1063,6 +1065,7 @@ int main(int argc, char **argv)
         return 64;
     }
     fcntl(g_fd, F_SETFD, FD_CLOEXEC);
+    ah_frame_reader_reset(&g_rd, g_fd);
     /* Nothing of the daemon's but stdio and the socket. */
     close_range(g_fd + 1, ~0U, 0);
     for (int fd = 3; fd < g_fd; fd++)
@@ -1129,7 +1132,7 @@ int main(int argc, char **argv)
         cJSON_Delete(m);
         /* The daemon checks it, then says "init" (or ends us). */
         cJSON *go = NULL;
-        if (ah_frame_recv(g_fd, &go) != 0)
+        if (ah_frame_read(&g_rd, &go) != 0)
             return 0;
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(go, "t");
         bool init = cJSON_IsString(t) && strcmp(t->valuestring, "init") == 0;
@@ -1156,7 +1159,7 @@ int main(int argc, char **argv)
     say("ready", NULL);
     for (;;) {
         cJSON *m = NULL;
-        if (ah_frame_recv(g_fd, &m) != 0)
+        if (ah_frame_read(&g_rd, &m) != 0)
             break; /* the daemon closed: end */
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(m, "t");
         const char *ts = cJSON_IsString(t) ? t->valuestring : "";
@@ -1181,5 +1184,6 @@ int main(int argc, char **argv)
     if (g_desc->fini != NULL)
         g_desc->fini(g_state);
     dlclose(dl);
+    ah_frame_reader_free(&g_rd);
     return 0;
 }
