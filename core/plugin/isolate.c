@@ -601,8 +601,10 @@ static void serve_http(ah_call *call, const cJSON *m, cJSON *resp)
  * API gives them now, as "s": {key: value | null}. They go with a route
  * call and with the connections conn_by_secret gives it, so that the
  * handler's setting() calls for them need no round trip (a route reads
- * several: ERP's create-job three). Secret ones still travel only when
- * asked for. */
+ * several: ERP's create-job three). A call reads its connection's
+ * settings as they were when it started in process too (settings_update
+ * shows from the next call on, and routes cannot call it). Secret ones
+ * still travel only when asked for. */
 static void add_settings(const ah_isolate *iso, cJSON *obj, ah_call *call)
 {
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(iso->desc, "settings");

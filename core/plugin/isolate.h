@@ -21,8 +21,8 @@
  * caller's address, the headers, the query parameters and the body go with
  * the call, and with it (and with each connection conn_by_secret gives the
  * handler) the connection's settings that are neither SECRET nor HASHED,
- * read when the call starts (secret ones are asked for one by one; a
- * settings_update in the child sends later reads to the daemon again). Its
+ * read when the call starts, as a call reads them in process (secret ones
+ * are asked for one by one). Its
  * answer (http_respond, _json: one-way, the handler does not wait) and its
  * conn_by_secret lookups travel back as host calls, served on the route's
  * thread against the daemon's own exchange, so that an atomic route's store

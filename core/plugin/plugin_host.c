@@ -49,14 +49,12 @@ typedef struct child_call {
     int err_status;
     cJSON *keep; /* answers whose strings the plugin holds until the call returns */
     int idx;     /* in a route: 0 the route's own call, 1.. conn_by_secret's */
-    /* The connection's plain settings the daemon sent with the call (or
-     * with conn_by_secret's answer), in a kept message; valid while
-     * settings_epoch is g_settings_epoch (a settings_update ends that). */
+    /* The connection's plain settings the daemon sent with a route call
+     * (or with conn_by_secret's answer), in a kept message: the values as
+     * the call started, which is what a call reads in process too (a
+     * settings_update shows from the next call on). */
     const cJSON *settings;
-    unsigned long settings_epoch;
 } child_call;
-
-static unsigned long g_settings_epoch;
 
 /* An inbound exchange of a route call: what came with the call; headers,
  * query parameters and the answer go through the daemon. */
@@ -285,9 +283,8 @@ static const char *h_setting(const ah_call *call, const char *key)
     if (key == NULL || call->conn == NULL)
         return NULL;
     const child_call *cc = cc_of(call);
-    const cJSON *sv = cc->settings != NULL && cc->settings_epoch == g_settings_epoch
-                          ? cJSON_GetObjectItemCaseSensitive(cc->settings, key)
-                          : NULL;
+    const cJSON *sv =
+        cc->settings != NULL ? cJSON_GetObjectItemCaseSensitive(cc->settings, key) : NULL;
     if (sv != NULL)
         return cJSON_IsString(sv) ? sv->valuestring : NULL;
     cJSON *m = host_msg(call, "setting");
@@ -633,10 +630,8 @@ static ah_call *h_conn_by_secret(ah_call *call, const char *k, const char *p)
         x->call.conn = (ah_conn *)&conn_token;
         if ((v = cJSON_GetObjectItemCaseSensitive(ans, "ctx")) && cJSON_IsString(v))
             x->call.conn_ctx = (void *)(uintptr_t)strtoull(v->valuestring, NULL, 16);
-        if ((v = cJSON_GetObjectItemCaseSensitive(ans, "s")) && cJSON_IsObject(v)) {
+        if ((v = cJSON_GetObjectItemCaseSensitive(ans, "s")) && cJSON_IsObject(v))
             x->settings = v;
-            x->settings_epoch = g_settings_epoch;
-        }
         g_extra[g_nextra++] = x;
     }
     /* Its strings live as long as the route's call. */
@@ -759,7 +754,6 @@ static ah_result h_settings_update(ah_call *call, const cJSON *changes)
     cJSON *m = host_msg(call, "settings_update");
     if (changes != NULL)
         cJSON_AddItemToObject(m, "changes", cJSON_Duplicate(changes, 1));
-    g_settings_epoch++; /* what came with the calls may be stale now */
     cJSON *ans = rpc(m);
     ah_result r = result_of(call, ans);
     cJSON_Delete(ans);
@@ -847,10 +841,8 @@ static void call_init(child_call *cc, const cJSON *m, void *conn_ctx)
         cc->call.topic = v->valuestring;
     if ((v = cJSON_GetObjectItemCaseSensitive(m, "correlation_id")) && cJSON_IsString(v))
         cc->call.correlation_id = v->valuestring;
-    if ((v = cJSON_GetObjectItemCaseSensitive(m, "s")) && cJSON_IsObject(v)) {
+    if ((v = cJSON_GetObjectItemCaseSensitive(m, "s")) && cJSON_IsObject(v))
         cc->settings = v;
-        cc->settings_epoch = g_settings_epoch;
-    }
 }
 
 static void *ctx_of(const cJSON *m)
