@@ -200,6 +200,7 @@ static int reap(ah_isolate *iso, proc *p, bool gently)
         close(p->fd);
         p->fd = -1;
     }
+    ah_frame_reader_reset(&p->rd, -1); /* nothing of the dead child is read */
     if (pid <= 0)
         return 0;
     if (gently) {
