@@ -569,6 +569,27 @@ const char *ah_ex_query(ah_http_exchange *ex, const char *name)
     return MHD_lookup_connection_value(ex->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+typedef struct each_ctx {
+    bool (*cb)(void *arg, const char *name, const char *value);
+    void *arg;
+} each_ctx;
+
+static enum MHD_Result each_value(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
+{
+    (void)kind;
+    each_ctx *e = cls;
+    return e->cb(e->arg, key, value) ? MHD_YES : MHD_NO;
+}
+
+void ah_ex_each(ah_http_exchange *ex, bool query,
+                bool (*cb)(void *arg, const char *name, const char *value), void *arg)
+{
+    each_ctx e = {cb, arg};
+    (void)MHD_get_connection_values(ex->conn, query ? MHD_GET_ARGUMENT_KIND : MHD_HEADER_KIND,
+                                    each_value, &e);
+}
+
 typedef struct query_buf {
     char *s;
     size_t len, cap;

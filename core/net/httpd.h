@@ -165,6 +165,12 @@ const char *ah_ex_query(ah_http_exchange *ex, const char *name);
  *  queries, not for display. "" when there is none. malloc'd; NULL when out
  *  of memory. */
 char *ah_ex_query_canonical(ah_http_exchange *ex);
+/** Calls cb for every request header (query false) or query parameter
+ *  (query true, unescaped; value NULL for a name without '=') in the order
+ *  received, until cb returns false. Only on the request's server thread,
+ *  like ah_ex_header. */
+void ah_ex_each(ah_http_exchange *ex, bool query,
+                bool (*cb)(void *arg, const char *name, const char *value), void *arg);
 /** The peer address as text ("127.0.0.1", "::1"; v4-mapped v6 as v4). */
 const char *ah_ex_client_ip(const ah_http_exchange *ex);
 /** The body (NUL-terminated for convenience, may hold NULs; "" if none). */

@@ -92,6 +92,91 @@ int ah_frame_recv(int fd, cJSON **msg)
     return 0;
 }
 
+/* The buffer's starting size; one larger than this after a big frame is
+ * given back once it is empty, so that one large frame does not keep a
+ * process's memory high. */
+#define READER_CAP 65536
+
+void ah_frame_reader_reset(ah_frame_reader *r, int fd)
+{
+    r->fd = fd;
+    r->start = r->end = 0;
+}
+
+void ah_frame_reader_free(ah_frame_reader *r)
+{
+    free(r->buf);
+    r->buf = NULL;
+    r->cap = r->start = r->end = 0;
+}
+
+static uint32_t frame_len(const unsigned char *h)
+{
+    return (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+}
+
+bool ah_frame_buffered(const ah_frame_reader *r)
+{
+    size_t have = r->end - r->start;
+    if (have < 4)
+        return false;
+    uint32_t len = frame_len(r->buf + r->start);
+    /* A bad length is "ready" too: the read refuses it at once. */
+    return len == 0 || len > AH_FRAME_MAX || have - 4 >= len;
+}
+
+int ah_frame_read(ah_frame_reader *r, cJSON **msg)
+{
+    *msg = NULL;
+    for (;;) {
+        size_t have = r->end - r->start, need = 4;
+        if (have >= 4) {
+            uint32_t len = frame_len(r->buf + r->start);
+            if (len == 0 || len > AH_FRAME_MAX)
+                return -1;
+            need = 4 + (size_t)len;
+            if (have >= need) {
+                cJSON *m = cJSON_ParseWithLength((const char *)r->buf + r->start + 4, len);
+                r->start += need;
+                if (r->start == r->end) {
+                    r->start = r->end = 0;
+                    if (r->cap > READER_CAP) {
+                        free(r->buf);
+                        r->buf = NULL;
+                        r->cap = 0;
+                    }
+                }
+                if (m == NULL || !cJSON_IsObject(m)) {
+                    cJSON_Delete(m);
+                    return -1;
+                }
+                *msg = m;
+                return 0;
+            }
+        }
+        /* Room for the rest of this frame at least. */
+        if (r->start > 0 && r->cap - r->start < need) {
+            memmove(r->buf, r->buf + r->start, have);
+            r->start = 0;
+            r->end = have;
+        }
+        if (r->cap - r->start < need || r->buf == NULL) {
+            size_t cap = need > READER_CAP ? need : READER_CAP;
+            unsigned char *nb = realloc(r->buf, cap);
+            if (nb == NULL)
+                return -1;
+            r->buf = nb;
+            r->cap = cap;
+        }
+        ssize_t n = read(r->fd, r->buf + r->end, r->cap - r->end);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        r->end += (size_t)n;
+    }
+}
+
 static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 int ah_frame_put_bytes(cJSON *obj, const char *key, const char *data, size_t len)

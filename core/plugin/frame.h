@@ -9,6 +9,7 @@
 #ifndef AH_FRAME_H
 #define AH_FRAME_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <cjson/cJSON.h>
@@ -22,6 +23,24 @@ int ah_frame_send(int fd, const cJSON *msg);
  *  stream, on a read error, an oversize frame or text that is not a JSON
  *  object. */
 int ah_frame_recv(int fd, cJSON **msg);
+
+/** A buffered reader of frames: one read() takes whatever the peer has
+ *  written (often several frames, or a frame's header and text together)
+ *  instead of two per frame. Zeroed, then ah_frame_reader_reset. */
+typedef struct ah_frame_reader {
+    int fd;
+    unsigned char *buf;
+    size_t cap, start, end; /* buf[start, end) is read and not yet consumed */
+} ah_frame_reader;
+
+/** Reads from fd from now on, dropping whatever was buffered (a new peer). */
+void ah_frame_reader_reset(ah_frame_reader *r, int fd);
+/** Frees the buffer (the fd is the caller's). */
+void ah_frame_reader_free(ah_frame_reader *r);
+/** True when a whole frame is buffered: ah_frame_read will not block. */
+bool ah_frame_buffered(const ah_frame_reader *r);
+/** As ah_frame_recv, through the reader's buffer. */
+int ah_frame_read(ah_frame_reader *r, cJSON **msg);
 
 /** Bytes as a JSON string member: text without NUL as "key", anything else
  *  base64 as "key_b64". */

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "frame.h"
+#include "httpd.h"
 #include "isolate.h"
 #include "registry.h"
 
@@ -36,10 +37,20 @@ extern char **environ;
 /* Connections one route call may look up (the host keeps as many). */
 #define ROUTE_EXTRA_MAX 8
 
+/* A connection's contexts: one per process it was opened in. Its calls go
+ * to the process it is pinned to; a route (which learns its connection
+ * only through conn_by_secret, in whichever process it runs) opens it once
+ * in its own process and keeps that context too, instead of moving the
+ * connection from process to process (an open() per request). Slot i is
+ * read and written only under procs[i].mu. */
+typedef struct iso_slot {
+    uint64_t epoch;  /* the child that opened it; 0: none */
+    char handle[24]; /* the child's context, as it named it */
+} iso_slot;
+
 typedef struct iso_ctx {
     int proc;        /* the process slot the connection is pinned to */
-    uint64_t epoch;  /* the child that opened it */
-    char handle[24]; /* the child's context, as it named it */
+    iso_slot at[];   /* ah_isolate.nprocs of them */
 } iso_ctx;
 
 /* One plugin process; a plugin has opts.processes of them. */
@@ -47,6 +58,7 @@ typedef struct proc {
     pthread_mutex_t mu; /* one call at a time; guards the child and its socket */
     int index;          /* in ah_isolate.procs */
     int fd;             /* -1 when no child runs */
+    ah_frame_reader rd; /* frames from the child (fd) */
     uint64_t epoch;     /* the current child's number (unique in the plugin) */
     bool started;       /* a child ran in this slot before */
     bool oom_noted;     /* the child said it died at its memory limit */
@@ -188,6 +200,7 @@ static int reap(ah_isolate *iso, proc *p, bool gently)
         close(p->fd);
         p->fd = -1;
     }
+    ah_frame_reader_reset(&p->rd, -1); /* nothing of the dead child is read */
     if (pid <= 0)
         return 0;
     if (gently) {
@@ -274,6 +287,7 @@ static int spawn_load(ah_isolate *iso, proc *p, char *err, size_t errlen)
         return -1;
     }
     p->fd = sv[0];
+    ah_frame_reader_reset(&p->rd, p->fd);
     p->oom_noted = false;
     p->calls_since_spawn = 0;
     pthread_mutex_lock(&iso->st);
@@ -584,6 +598,32 @@ static void serve_http(ah_call *call, const cJSON *m, cJSON *resp)
     free(body);
 }
 
+/* The connection's plain settings (neither SECRET nor HASHED), as the host
+ * API gives them now, as "s": {key: value | null}. They go with a route
+ * call and with the connections conn_by_secret gives it, so that the
+ * handler's setting() calls for them need no round trip (a route reads
+ * several: ERP's create-job three). A call reads its connection's
+ * settings as they were when it started in process too (settings_update
+ * shows from the next call on, and routes cannot call it). Secret ones
+ * still travel only when asked for. */
+static void add_settings(const ah_isolate *iso, cJSON *obj, ah_call *call)
+{
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(iso->desc, "settings");
+    if (call == NULL || call->conn == NULL || !cJSON_IsArray(a))
+        return;
+    cJSON *s = cJSON_AddObjectToObject(obj, "s");
+    const cJSON *e;
+    cJSON_ArrayForEach(e, a) {
+        const char *k = str(e, "key");
+        long long flags = inum(e, "flags", -1, 0, UINT_MAX);
+        if (s == NULL || k == NULL || flags < 0 ||
+            ((unsigned)flags & (AH_SETTING_SECRET | AH_SETTING_HASHED)) != 0)
+            continue;
+        const char *v = call->host->setting(call, k);
+        cJSON_AddItemToObject(s, k, v != NULL ? cJSON_CreateString(v) : cJSON_CreateNull());
+    }
+}
+
 static ah_result open_locked(ah_isolate *iso, proc *p, ah_call *call, iso_ctx *ic);
 
 /* The route calls of the exchange: conn_by_secret, the request's parts and
@@ -644,13 +684,12 @@ static void serve_route_host(ah_isolate *iso, proc *p, ah_call *call, const char
          * nested too (the connection's call lock is held; a context left in
          * another live process is closed when that process ends). */
         iso_ctx *ic = x->conn_ctx;
-        if (ic != NULL && (ic->proc != p->index || ic->epoch != p->epoch)) {
-            ic->proc = p->index;
-            if (open_locked(iso, p, x, ic) != AH_OK)
-                ic->epoch = 0; /* opened again by its next call */
-        }
-        if (ic != NULL && ic->epoch == p->epoch)
-            cJSON_AddStringToObject(resp, "ctx", ic->handle);
+        if (ic != NULL && ic->at[p->index].epoch != p->epoch &&
+            open_locked(iso, p, x, ic) != AH_OK)
+            ic->at[p->index].epoch = 0; /* opened again by its next route here */
+        if (ic != NULL && ic->at[p->index].epoch == p->epoch)
+            cJSON_AddStringToObject(resp, "ctx", ic->at[p->index].handle);
+        add_settings(iso, resp, x);
     }
 }
 
@@ -756,7 +795,9 @@ static int exchange(ah_isolate *iso, proc *p, ah_call *call, const cJSON *req,
     for (;;) {
         struct pollfd pf = {.fd = p->fd, .events = POLLIN};
         int64_t t0 = mono_ms();
-        int r = poll(&pf, 1, left > INT_MAX ? INT_MAX : (int)left);
+        /* A frame already read (the child wrote several at once) needs no
+         * wait. */
+        int r = ah_frame_buffered(&p->rd) ? 1 : poll(&pf, 1, left > INT_MAX ? INT_MAX : (int)left);
         if (r < 0 && errno == EINTR) {
             left -= (long)(mono_ms() - t0);
             continue;
@@ -769,7 +810,7 @@ static int exchange(ah_isolate *iso, proc *p, ah_call *call, const cJSON *req,
         if (left < 1)
             left = 1;
         cJSON *m = NULL;
-        if (ah_frame_recv(p->fd, &m) != 0)
+        if (ah_frame_read(&p->rd, &m) != 0)
             return -1;
         const char *t = str(m, "t");
         if (t == NULL) {
@@ -790,7 +831,13 @@ static int exchange(ah_isolate *iso, proc *p, ah_call *call, const cJSON *req,
             cJSON_Delete(m);
         } else if (strcmp(t, "host") == 0) {
             cJSON *resp = serve_host(iso, p, call, m);
+            /* A one-way call (the route's answer): the child did not wait. */
+            bool oneway = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "nr"));
             cJSON_Delete(m);
+            if (oneway) {
+                cJSON_Delete(resp);
+                continue;
+            }
             int s = resp != NULL ? ah_frame_send(p->fd, resp) : -1;
             cJSON_Delete(resp);
             if (s != 0)
@@ -908,6 +955,7 @@ void ah_isolate_free(ah_isolate *iso)
         proc *p = &iso->procs[i];
         pthread_mutex_lock(&p->mu);
         reap(iso, p, true);
+        ah_frame_reader_free(&p->rd);
         pthread_mutex_unlock(&p->mu);
         pthread_mutex_destroy(&p->mu);
     }
@@ -983,8 +1031,9 @@ static ah_result open_locked(ah_isolate *iso, proc *p, ah_call *call, iso_ctx *i
         r = plugin_failed(call, ans);
     } else {
         const char *h = str(ans, "ctx");
-        snprintf(ic->handle, sizeof ic->handle, "%s", h != NULL ? h : "0");
-        ic->epoch = p->epoch;
+        snprintf(ic->at[p->index].handle, sizeof ic->at[p->index].handle, "%s",
+                 h != NULL ? h : "0");
+        ic->at[p->index].epoch = p->epoch;
     }
     cJSON_Delete(ans);
     return r;
@@ -1000,7 +1049,7 @@ static proc *next_proc(ah_isolate *iso)
 ah_result ah_isolate_open(ah_isolate *iso, ah_call *call, void **conn_ctx)
 {
     *conn_ctx = NULL;
-    iso_ctx *ic = calloc(1, sizeof *ic);
+    iso_ctx *ic = calloc(1, sizeof *ic + (size_t)iso->nprocs * sizeof ic->at[0]);
     if (ic == NULL)
         return call->host->fail(call, AH_E_INTERNAL, 500, "out of memory");
     /* The connection stays with this process: its context lives there. */
@@ -1033,28 +1082,31 @@ void ah_isolate_close(ah_isolate *iso, void *conn_ctx)
     iso_ctx *ic = conn_ctx;
     if (ic == NULL)
         return;
-    proc *p = &iso->procs[ic->proc];
-    if (tl_iso == iso && tl_proc == p) {
-        /* Released by this thread in the middle of a route it serves in that
-         * very process (a connection conn_by_secret found went away
-         * meanwhile): the lock is ours and the process waits for a host
-         * reply, so no close goes now; the context is closed when the
-         * process ends. */
+    if (tl_iso == iso) {
+        /* Released by this thread in the middle of a route it serves (a
+         * connection conn_by_secret found went away meanwhile): the lock
+         * of the route's process is ours and that process waits for a host
+         * reply, and taking another process's lock here could wait on a
+         * route doing the same there; no close goes now: the contexts are
+         * closed when the processes end. */
         free(ic);
         return;
     }
-    pthread_mutex_lock(&p->mu);
-    if (p->fd >= 0 && ic->epoch == p->epoch) {
-        cJSON *req = cJSON_CreateObject();
-        if (req != NULL) {
-            cJSON_AddStringToObject(req, "t", "close");
-            cJSON_AddStringToObject(req, "ctx", ic->handle);
-            /* No answer: a close that crashes the child shows at the next call. */
-            ah_frame_send(p->fd, req);
-            cJSON_Delete(req);
+    for (int i = 0; i < iso->nprocs; i++) {
+        proc *p = &iso->procs[i];
+        pthread_mutex_lock(&p->mu);
+        if (ic->at[i].epoch != 0 && p->fd >= 0 && ic->at[i].epoch == p->epoch) {
+            cJSON *req = cJSON_CreateObject();
+            if (req != NULL) {
+                cJSON_AddStringToObject(req, "t", "close");
+                cJSON_AddStringToObject(req, "ctx", ic->at[i].handle);
+                /* No answer: a close that crashes the child shows at the next call. */
+                ah_frame_send(p->fd, req);
+                cJSON_Delete(req);
+            }
         }
+        pthread_mutex_unlock(&p->mu);
     }
-    pthread_mutex_unlock(&p->mu);
     free(ic);
 }
 
@@ -1071,7 +1123,7 @@ static proc *lock_proc_for(ah_isolate *iso, ah_call *call)
         return NULL;
     }
     /* A context made by an earlier child died with it: open it again. */
-    if (ic != NULL && ic->epoch != p->epoch && open_locked(iso, p, call, ic) != AH_OK) {
+    if (ic != NULL && ic->at[p->index].epoch != p->epoch && open_locked(iso, p, call, ic) != AH_OK) {
         pthread_mutex_unlock(&p->mu);
         return NULL;
     }
@@ -1100,7 +1152,7 @@ static ah_result run_in_child(ah_isolate *iso, ah_call *call, const char *kind, 
         cJSON_AddNumberToObject(req, "sub", sub);
     if (event != NULL)
         cJSON_AddStringToObject(req, "event", event);
-    cJSON_AddStringToObject(req, "ctx", ic != NULL ? ic->handle : "0");
+    cJSON_AddStringToObject(req, "ctx", ic != NULL ? ic->at[p->index].handle : "0");
     cJSON_AddItemReferenceToObject(req, "body", (cJSON *)body);
     cJSON *ans = NULL;
     ah_result r = round_trip(iso, p, call, req, true, &ans);
@@ -1117,6 +1169,17 @@ static ah_result run_in_child(ah_isolate *iso, ah_call *call, const char *kind, 
     return r;
 }
 
+/* One header or query parameter as [name, value | null]. */
+static bool add_pair(void *arg, const char *name, const char *value)
+{
+    cJSON *pair = cJSON_CreateArray();
+    if (pair == NULL || !cJSON_AddItemToArray(arg, pair))
+        return cJSON_Delete(pair), false;
+    cJSON_AddItemToArray(pair, cJSON_CreateString(name != NULL ? name : ""));
+    cJSON_AddItemToArray(pair, value != NULL ? cJSON_CreateString(value) : cJSON_CreateNull());
+    return true;
+}
+
 ah_result ah_isolate_route(ah_isolate *iso, ah_call *call, int index, ah_http_exchange *ex)
 {
     const ah_host_api *h = call->host;
@@ -1129,12 +1192,16 @@ ah_result ah_isolate_route(ah_isolate *iso, ah_call *call, int index, ah_http_ex
         pthread_mutex_unlock(&p->mu);
         return h->fail(call, AH_E_INTERNAL, 500, "out of memory");
     }
-    /* The request line, the caller and the body go with the call; headers
-     * and query parameters the handler asks for travel when it asks. */
+    /* The request goes with the call: its line, the caller, the headers,
+     * the query parameters (both in the order received: the child looks
+     * them up as the server does, first match, names case-insensitive)
+     * and the body. It is the plugin's own route's request, all of which
+     * the handler could read in process. */
     cJSON_AddStringToObject(req, "t", "route");
     add_call_fields(req, call);
     cJSON_AddNumberToObject(req, "route", index);
-    cJSON_AddStringToObject(req, "ctx", ic != NULL ? ic->handle : "0");
+    cJSON_AddStringToObject(req, "ctx", ic != NULL ? ic->at[p->index].handle : "0");
+    add_settings(iso, req, call);
     const char *v;
     if ((v = h->http_method(ex)) != NULL)
         cJSON_AddStringToObject(req, "method", v);
@@ -1142,6 +1209,11 @@ ah_result ah_isolate_route(ah_isolate *iso, ah_call *call, int index, ah_http_ex
         cJSON_AddStringToObject(req, "path", v);
     if ((v = h->http_client_ip(ex)) != NULL)
         cJSON_AddStringToObject(req, "client_ip", v);
+    cJSON *hdr = cJSON_AddArrayToObject(req, "hdr"), *qry = cJSON_AddArrayToObject(req, "qry");
+    if (hdr != NULL)
+        ah_ex_each(ex, false, add_pair, hdr);
+    if (qry != NULL)
+        ah_ex_each(ex, true, add_pair, qry);
     size_t blen = 0;
     const char *body = h->http_body(ex, &blen);
     if (body != NULL && ah_frame_put_bytes(req, "body", body, blen) != 0) {

@@ -18,8 +18,12 @@
  * host API table with the call's context: the daemon keeps the secrets, the
  * store and the tokens; the child sees only what its call asks for.
  * Inbound routes cross too (ah_isolate_route): the request line, the
- * caller's address and the body go with the call; the headers and query
- * parameters the handler reads, its answer (http_respond, _json) and its
+ * caller's address, the headers, the query parameters and the body go with
+ * the call, and with it (and with each connection conn_by_secret gives the
+ * handler) the connection's settings that are neither SECRET nor HASHED,
+ * read when the call starts, as a call reads them in process (secret ones
+ * are asked for one by one). Its
+ * answer (http_respond, _json: one-way, the handler does not wait) and its
  * conn_by_secret lookups travel back as host calls, served on the route's
  * thread against the daemon's own exchange, so that an atomic route's store
  * scope and its held answer work as in process. A connection
@@ -40,7 +44,9 @@
  * A plugin runs in opts.processes processes; each serves one call at a
  * time. A connection is pinned to one of them (round robin at its open:
  * its context lives there), so calls for different connections run in
- * parallel up to that number. Crashes, backoff and the circuit count for
+ * parallel up to that number. A route runs in any process; a connection
+ * its conn_by_secret finds is opened once in that process and keeps a
+ * context there too. Crashes, backoff and the circuit count for
  * the plugin as a whole; a crash costs only the calls of that process.
  */
 #ifndef AH_ISOLATE_H

@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -48,6 +49,11 @@ typedef struct child_call {
     int err_status;
     cJSON *keep; /* answers whose strings the plugin holds until the call returns */
     int idx;     /* in a route: 0 the route's own call, 1.. conn_by_secret's */
+    /* The connection's plain settings the daemon sent with a route call
+     * (or with conn_by_secret's answer), in a kept message: the values as
+     * the call started, which is what a call reads in process too (a
+     * settings_update shows from the next call on). */
+    const cJSON *settings;
 } child_call;
 
 /* An inbound exchange of a route call: what came with the call; headers,
@@ -57,6 +63,8 @@ struct ah_http_exchange {
     const char *method, *path, *client_ip;
     char *body;
     size_t body_len;
+    bool answered; /* http_respond* was called (the answer is one-way) */
+    const cJSON *hdr, *qry; /* [[name, value | null], ...] as received, or NULL */
 };
 
 /* The calls conn_by_secret made for the route being served. */
@@ -145,6 +153,8 @@ static void install_fault_handlers(void)
 /* Talking to the daemon                                                     */
 /* ------------------------------------------------------------------------ */
 
+static ah_frame_reader g_rd; /* frames from the daemon (g_fd) */
+
 static void die_lost(void)
 {
     /* The daemon is gone or spoke nonsense: nothing left to serve. */
@@ -170,7 +180,7 @@ static cJSON *rpc(cJSON *m)
     cJSON_Delete(m);
     for (;;) {
         cJSON *ans = NULL;
-        if (ah_frame_recv(g_fd, &ans) != 0)
+        if (ah_frame_read(&g_rd, &ans) != 0)
             die_lost();
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(ans, "t");
         if (cJSON_IsString(t) && strcmp(t->valuestring, "open") == 0) {
@@ -272,6 +282,11 @@ static const char *h_setting(const ah_call *call, const char *key)
 {
     if (key == NULL || call->conn == NULL)
         return NULL;
+    const child_call *cc = cc_of(call);
+    const cJSON *sv =
+        cc->settings != NULL ? cJSON_GetObjectItemCaseSensitive(cc->settings, key) : NULL;
+    if (sv != NULL)
+        return cJSON_IsString(sv) ? sv->valuestring : NULL;
     cJSON *m = host_msg(call, "setting");
     cJSON_AddStringToObject(m, "key", key);
     cJSON *ans = rpc(m);
@@ -513,6 +528,17 @@ static const char *ex_lookup(ah_http_exchange *ex, const char *fn, const char *n
 {
     if (ex == NULL || name == NULL)
         return NULL;
+    /* Sent with the call: the first match, names case-insensitive, as the
+     * daemon's server looks them up. */
+    const cJSON *list = fn[5] == 'h' ? ex->hdr : ex->qry, *pair;
+    if (list != NULL) {
+        cJSON_ArrayForEach(pair, list) {
+            const cJSON *k = cJSON_GetArrayItem(pair, 0), *v = cJSON_GetArrayItem(pair, 1);
+            if (cJSON_IsString(k) && strcasecmp(k->valuestring, name) == 0)
+                return cJSON_IsString(v) ? v->valuestring : NULL;
+        }
+        return NULL;
+    }
     cJSON *m = host_msg(&ex->owner->call, fn);
     cJSON_AddStringToObject(m, "name", name);
     cJSON *ans = rpc(m);
@@ -530,15 +556,18 @@ static const char *h_ex_query(ah_http_exchange *ex, const char *n)
     return ex_lookup(ex, "http_query", n);
 }
 
-static ah_result ex_answered(cJSON *ans)
+/* The answer is one-way ("nr": the daemon sends no reply): the handler
+ * does not wait a round trip for it. An exchange is answered once; a
+ * second answer fails here, as the daemon would refuse it. */
+static void send_oneway(cJSON *m)
 {
-    ah_result r = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ans, "ok")) ? AH_OK : AH_ERR;
-    cJSON_Delete(ans);
-    return r;
+    cJSON_AddTrueToObject(m, "nr");
+    send_or_die(m);
+    cJSON_Delete(m);
 }
 static ah_result h_ex_respond_json(ah_http_exchange *ex, int status, cJSON *body)
 {
-    if (ex == NULL) {
+    if (ex == NULL || ex->answered) {
         cJSON_Delete(body);
         return AH_ERR;
     }
@@ -546,12 +575,14 @@ static ah_result h_ex_respond_json(ah_http_exchange *ex, int status, cJSON *body
     cJSON_AddNumberToObject(m, "status", status);
     if (body != NULL)
         cJSON_AddItemToObject(m, "body", body);
-    return ex_answered(rpc(m));
+    ex->answered = true;
+    send_oneway(m);
+    return AH_OK;
 }
 static ah_result h_ex_respond(ah_http_exchange *ex, int status, const char *ct, const char *b,
                               size_t len)
 {
-    if (ex == NULL)
+    if (ex == NULL || ex->answered)
         return AH_ERR;
     cJSON *m = host_msg(&ex->owner->call, "http_respond");
     cJSON_AddNumberToObject(m, "status", status);
@@ -559,7 +590,9 @@ static ah_result h_ex_respond(ah_http_exchange *ex, int status, const char *ct, 
         cJSON_AddStringToObject(m, "content_type", ct);
     if (b != NULL && len > 0 && ah_frame_put_bytes(m, "body", b, len) != 0)
         die_lost();
-    return ex_answered(rpc(m));
+    ex->answered = true;
+    send_oneway(m);
+    return AH_OK;
 }
 
 static ah_call *h_conn_by_secret(ah_call *call, const char *k, const char *p)
@@ -597,6 +630,8 @@ static ah_call *h_conn_by_secret(ah_call *call, const char *k, const char *p)
         x->call.conn = (ah_conn *)&conn_token;
         if ((v = cJSON_GetObjectItemCaseSensitive(ans, "ctx")) && cJSON_IsString(v))
             x->call.conn_ctx = (void *)(uintptr_t)strtoull(v->valuestring, NULL, 16);
+        if ((v = cJSON_GetObjectItemCaseSensitive(ans, "s")) && cJSON_IsObject(v))
+            x->settings = v;
         g_extra[g_nextra++] = x;
     }
     /* Its strings live as long as the route's call. */
@@ -806,6 +841,8 @@ static void call_init(child_call *cc, const cJSON *m, void *conn_ctx)
         cc->call.topic = v->valuestring;
     if ((v = cJSON_GetObjectItemCaseSensitive(m, "correlation_id")) && cJSON_IsString(v))
         cc->call.correlation_id = v->valuestring;
+    if ((v = cJSON_GetObjectItemCaseSensitive(m, "s")) && cJSON_IsObject(v))
+        cc->settings = v;
 }
 
 static void *ctx_of(const cJSON *m)
@@ -969,6 +1006,10 @@ static void serve_route(const cJSON *m)
         ex.path = v->valuestring;
     if ((v = cJSON_GetObjectItemCaseSensitive(m, "client_ip")) && cJSON_IsString(v))
         ex.client_ip = v->valuestring;
+    if ((v = cJSON_GetObjectItemCaseSensitive(m, "hdr")) && cJSON_IsArray(v))
+        ex.hdr = v;
+    if ((v = cJSON_GetObjectItemCaseSensitive(m, "qry")) && cJSON_IsArray(v))
+        ex.qry = v;
     ah_result r = g_desc->routes[ri->valueint].handler(&cc.call, &ex);
     /* The connections' calls end with the route (the daemon releases them). */
     for (int i = 0; i < g_nextra; i++) {
@@ -1016,6 +1057,7 @@ int main(int argc, char **argv)
         return 64;
     }
     fcntl(g_fd, F_SETFD, FD_CLOEXEC);
+    ah_frame_reader_reset(&g_rd, g_fd);
     /* Nothing of the daemon's but stdio and the socket. */
     close_range(g_fd + 1, ~0U, 0);
     for (int fd = 3; fd < g_fd; fd++)
@@ -1082,7 +1124,7 @@ int main(int argc, char **argv)
         cJSON_Delete(m);
         /* The daemon checks it, then says "init" (or ends us). */
         cJSON *go = NULL;
-        if (ah_frame_recv(g_fd, &go) != 0)
+        if (ah_frame_read(&g_rd, &go) != 0)
             return 0;
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(go, "t");
         bool init = cJSON_IsString(t) && strcmp(t->valuestring, "init") == 0;
@@ -1109,7 +1151,7 @@ int main(int argc, char **argv)
     say("ready", NULL);
     for (;;) {
         cJSON *m = NULL;
-        if (ah_frame_recv(g_fd, &m) != 0)
+        if (ah_frame_read(&g_rd, &m) != 0)
             break; /* the daemon closed: end */
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(m, "t");
         const char *ts = cJSON_IsString(t) ? t->valuestring : "";
@@ -1134,5 +1176,6 @@ int main(int argc, char **argv)
     if (g_desc->fini != NULL)
         g_desc->fini(g_state);
     dlclose(dl);
+    ah_frame_reader_free(&g_rd);
     return 0;
 }

@@ -731,7 +731,8 @@ static long route_post(ah_core *core, const char *q, const char *key, const char
     snprintf(url, sizeof url, "http://127.0.0.1:%u/fixture/faulty/route%s",
              (unsigned)ah_httpd_port(core->httpd), q);
     snprintf(hk, sizeof hk, "X-Key: %s", key != NULL ? key : "");
-    const char *h[] = {"X-Fx: 42", key != NULL ? hk : NULL, NULL};
+    const char *h[] = {"X-Fx: 42", "X-Dup: first", "X-Dup: second", key != NULL ? hk : NULL,
+                       NULL};
     *out = NULL;
     return ah_t_http("POST", url, h, body, out);
 }
@@ -787,6 +788,10 @@ START_TEST(test_routes_isolated)
     ck_assert_str_eq(jstr(o, "path"), "/fixture/faulty/route");
     ck_assert_str_eq(jstr(o, "ip"), "127.0.0.1");
     ck_assert_str_eq(jstr(o, "x_fx"), "42");
+    ck_assert_str_eq(jstr(o, "x_fx_lower"), "42");
+    ck_assert_str_eq(jstr(o, "x_dup"), "first");
+    ck_assert_str_eq(jstr(o, "q_a"), "1");
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(o, "no_hdr")));
     ck_assert_str_eq(jstr(o, "body"), "hello");
     ck_assert_int_eq(cJSON_GetObjectItem(o, "body_len")->valueint, 5);
     ck_assert_str_eq(jstr(o, "tenant"), "acme");

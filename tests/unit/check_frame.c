@@ -36,6 +36,68 @@ START_TEST(test_round_trip)
 }
 END_TEST
 
+/* The buffered reader: several frames written at once come out one by one
+ * (ah_frame_buffered says so without reading), a frame split across writes
+ * is put together, one larger than its first buffer grows it, and end of
+ * stream and a bad length are errors. */
+START_TEST(test_reader)
+{
+    int sv[2];
+    pair(sv);
+    ah_frame_reader r = {0};
+    ah_frame_reader_reset(&r, sv[1]);
+    ck_assert(!ah_frame_buffered(&r));
+    cJSON *a = cJSON_Parse("{\"t\":\"a\"}"), *b = cJSON_Parse("{\"t\":\"b\",\"n\":[1,2]}");
+    ck_assert_int_eq(ah_frame_send(sv[0], a), 0);
+    ck_assert_int_eq(ah_frame_send(sv[0], b), 0);
+    cJSON *got = NULL;
+    ck_assert_int_eq(ah_frame_read(&r, &got), 0);
+    ck_assert(cJSON_Compare(a, got, 1));
+    cJSON_Delete(got);
+    ck_assert(ah_frame_buffered(&r)); /* b came with a */
+    ck_assert_int_eq(ah_frame_read(&r, &got), 0);
+    ck_assert(cJSON_Compare(b, got, 1));
+    cJSON_Delete(got);
+    ck_assert(!ah_frame_buffered(&r));
+
+    /* Written in pieces: the header, then the text in two. */
+    const char *text = "{\"t\":\"split\"}";
+    unsigned char h[4] = {0, 0, 0, (unsigned char)strlen(text)};
+    ck_assert_int_eq(write(sv[0], h, 4), 4);
+    ck_assert_int_eq(write(sv[0], text, 5), 5);
+    ck_assert_int_eq(write(sv[0], text + 5, strlen(text) - 5), (ssize_t)strlen(text) - 5);
+    ck_assert_int_eq(ah_frame_read(&r, &got), 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(got, "t")->valuestring, "split");
+    cJSON_Delete(got);
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+
+    /* Larger than the reader's first buffer (64 KiB), after a small one. */
+    size_t big = 200000;
+    char *s = malloc(big + 1);
+    memset(s, 'x', big);
+    s[big] = '\0';
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "s", s);
+    ck_assert_int_eq(ah_frame_send(sv[0], m), 0);
+    ck_assert_int_eq(ah_frame_read(&r, &got), 0);
+    ck_assert(cJSON_Compare(m, got, 1));
+    cJSON_Delete(got);
+    cJSON_Delete(m);
+    free(s);
+
+    /* A bad length is refused as soon as it is read. */
+    ck_assert_int_eq(write(sv[0], "\x7f\xff\xff\xff{}", 6), 6);
+    ck_assert_int_eq(ah_frame_read(&r, &got), -1);
+    ck_assert_ptr_null(got);
+    ah_frame_reader_reset(&r, sv[1]); /* drops what is left */
+    close(sv[0]);
+    ck_assert_int_eq(ah_frame_read(&r, &got), -1); /* end of stream */
+    ah_frame_reader_free(&r);
+    close(sv[1]);
+}
+END_TEST
+
 static void expect_refused(const unsigned char *bytes, size_t n)
 {
     int sv[2];
@@ -110,6 +172,7 @@ int main(void)
     TCase *tc = tcase_create("frame");
     tcase_add_test(tc, test_round_trip);
     tcase_add_test(tc, test_bad_frames);
+    tcase_add_test(tc, test_reader);
     tcase_add_test(tc, test_bytes);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
