@@ -23,6 +23,9 @@
 
 #define CT_CLIENT_BUCKETS 1024u
 #define CT_REAP_MAX_WAIT_MS 1000L
+/* How often at most the reaper looks for clients that closed their side
+ * (one recv per open connection). */
+#define CT_PEEK_EVERY_MS 200L
 
 typedef enum ct_phase {
     CT_WAITING, /* between requests: a new connection, or kept alive */
@@ -56,6 +59,7 @@ struct ah_conntrack {
     pthread_mutex_t mu;
     ah_conn_entry *head;
     size_t open;
+    long long peeked_ms; /* the reaper's last look for closed clients, under mu */
     atomic_ulong refused;
     ct_client *clients[CT_CLIENT_BUCKETS];
 };
@@ -257,8 +261,10 @@ void ah_conntrack_release(ah_conntrack *t, ah_conn_entry *e)
 
 void ah_conntrack_request_begun(ah_conn_entry *e)
 {
-    if (e != NULL)
-        atomic_store(&e->phase, CT_HEADERS); /* the deadline stays */
+    if (e == NULL)
+        return;
+    atomic_store(&e->phase, CT_HEADERS); /* the deadline stays */
+    ah_conntrack_kick_closed(e);
 }
 
 void ah_conntrack_headers_done(ah_conn_entry *e)
@@ -270,6 +276,7 @@ void ah_conntrack_headers_done(ah_conn_entry *e)
     atomic_store(&e->body_got, 0);
     atomic_store(&e->phase, CT_BODY);
     atomic_store(&e->deadline_ms, now + e->t->o.header_timeout_ms);
+    ah_conntrack_kick_closed(e);
 }
 
 void ah_conntrack_body_bytes(ah_conn_entry *e, size_t n)
@@ -282,6 +289,7 @@ void ah_conntrack_body_bytes(ah_conn_entry *e, size_t n)
     long long start = atomic_load(&e->body_start_ms);
     atomic_store(&e->deadline_ms, start + e->t->o.header_timeout_ms +
                                       (long long)(got * 1000ull / e->t->o.min_body_rate));
+    ah_conntrack_kick_closed(e);
 }
 
 void ah_conntrack_busy(ah_conn_entry *e)
@@ -310,7 +318,11 @@ void ah_conntrack_kick_closed(ah_conn_entry *e)
      * read consumed that edge, so the connection would sit out the whole
      * idle timeout. When the peer has closed and nothing is left to read,
      * shutting our read side raises a fresh edge that lets the server see
-     * the end (it still answers what it holds). Found by tests/fuzz. */
+     * the end (it still answers what it holds). Found by tests/fuzz.
+     * The same holds within a request: called as each part of it is read
+     * (request line, headers, body bytes), so that a request cut short by
+     * the client's end of stream is closed at once; the reaper catches
+     * what no callback follows (a request line cut short). */
     char c;
     if (recv(e->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
         (void)shutdown(e->fd, SHUT_RD);
@@ -331,10 +343,21 @@ size_t ah_conntrack_reap(ah_conntrack *t, long *next_ms)
     size_t n = 0;
     long long now = now_ms(), next = -1;
     pthread_mutex_lock(&t->mu);
+    bool peek = now - t->peeked_ms >= CT_PEEK_EVERY_MS;
+    if (peek)
+        t->peeked_ms = now;
     for (ah_conn_entry *e = t->head; e != NULL; e = e->next) {
         long long d = atomic_load(&e->deadline_ms);
         if (e->reaped || d == 0)
             continue;
+        if (peek && e->claimed && now < d) {
+            /* Not busy, before its deadline: a client that has closed its
+             * side while the server waits for the rest of a request (or
+             * for the next one) is let go now, not at the deadline. */
+            char c;
+            if (recv(e->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
+                (void)shutdown(e->fd, SHUT_RD); /* the deadline still holds */
+        }
         if (now >= d) {
             /* A request under way is answered; a connection waiting for
              * one (silent, or kept alive) is just closed. */

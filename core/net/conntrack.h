@@ -64,12 +64,17 @@ void ah_conntrack_body_bytes(ah_conn_entry *e, size_t n);
 void ah_conntrack_busy(ah_conn_entry *e);
 /** The answer is sent and the connection kept alive. */
 void ah_conntrack_idle(ah_conn_entry *e);
-/** After an answer: when the client has closed its side and left nothing to
+/** After an answer, and as each part of a request is read (the phase calls
+ *  above call it): when the client has closed its side and left nothing to
  *  read, makes the server notice at once (its edge-triggered poll may have
- *  consumed the end of stream with the request's last bytes). */
+ *  consumed the end of stream with the request's last bytes), so that a
+ *  request cut short is closed then, not at its deadline. */
 void ah_conntrack_kick_closed(ah_conn_entry *e);
 
-/** Shuts down every connection past its deadline. Returns how many, and
+/** Shuts down every connection past its deadline, and lets the server see
+ *  the end of stream of every connection not busy whose client has closed
+ *  its side (a request line cut short, which no phase call follows).
+ *  Returns how many were past their deadline, and
  *  sets *next_ms to the milliseconds until the next deadline (capped at
  *  1000; -1 with no connection). */
 size_t ah_conntrack_reap(ah_conntrack *t, long *next_ms);

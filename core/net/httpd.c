@@ -1974,6 +1974,29 @@ static void hand_over(ah_httpd *h, int c, struct sockaddr_storage *ss, socklen_t
     }
 }
 
+int ah_httpd_add_socket(ah_httpd *h, int fd, const struct sockaddr *sa, socklen_t sl)
+{
+    if (fd < 0)
+        return -1;
+    int fl = fcntl(fd, F_GETFL);
+    if (h == NULL || h->daemon == NULL || !h->acceptor_running || atomic_load(&h->draining) ||
+        sa == NULL || sl > sizeof(struct sockaddr_storage) || fl < 0 ||
+        fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) {
+        close(fd);
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    memcpy(&ss, sa, sl);
+    hand_over(h, fd, &ss, sl);
+    /* The acceptor did not see this one come: wake it so that the reaper
+     * takes the connection's deadline into account. */
+    char b = 'a';
+    while (write(h->wake[1], &b, 1) < 0 && errno == EINTR)
+        ;
+    return 0;
+}
+
 /* Accepts every connection the kernel has completed; false on a fatal
  * error of the listening socket. */
 static bool accept_ready(ah_httpd *h)

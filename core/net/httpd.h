@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include <cjson/cJSON.h>
 
@@ -116,6 +117,14 @@ void ah_httpd_unroute_arg(ah_httpd *h, void *arg);
 /** Binds opts->host:port (host only) and starts the worker threads.
  *  0, or -1 with a message in err. */
 int ah_httpd_start(ah_httpd *h, char *err, size_t errlen);
+/** Serves fd, a connected stream socket, as if the listener had accepted it
+ *  from the client at sa: the connection guard admits it (its limits and
+ *  deadlines apply) and the server owns fd from here on (closed at once
+ *  when refused). For callers that make the connection themselves, such as
+ *  the fuzz harness (tests/fuzz/fuzz_httpd.c), which hands over one end of
+ *  a socketpair. 0, or -1 (fd closed) when the server is not running or is
+ *  quiescing. */
+int ah_httpd_add_socket(ah_httpd *h, int fd, const struct sockaddr *sa, socklen_t sl);
 /** The bound port (useful with port 0); 0 before a successful start. */
 uint16_t ah_httpd_port(const ah_httpd *h);
 /** Stops accepting new connections (the listening socket is closed) while

@@ -38,41 +38,57 @@ static void request(ah_fake_host *fh, ah_fake_conn *conn, void *ctx, const char 
     ah_fake_exchange_clear(&fx);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static ah_fake_host *fh;
+static ah_fake_conn *conn;
+static void *ctx;
+
+#define TYPES "APPLY_WITH_LINKEDIN,APPLY_CONNECT"
+
+/* One fake host and one opened connection for every input (building them
+ * per input cost more than the input itself). */
+static void setup(void)
 {
-    if (desc == NULL)
-        desc = atshub_plugin_entry_v1(ah_fake_host_api());
-    ah_fake_host *fh = ah_fake_host_new();
+    desc = atshub_plugin_entry_v1(ah_fake_host_api());
+    fh = ah_fake_host_new();
     if (fh == NULL)
         abort();
     fh->quiet = true;
-    ah_fake_conn *conn = ah_fake_conn_new(fh, "acme", "li");
-    if (fh == NULL || conn == NULL ||
-        ah_fake_conn_set(conn, "integration_types", "APPLY_WITH_LINKEDIN,APPLY_CONNECT") != 0 ||
+    conn = ah_fake_conn_new(fh, "acme", "li");
+    if (conn == NULL || ah_fake_conn_set(conn, "integration_types", TYPES) != 0 ||
         ah_fake_conn_set(conn, "client_id", "cid-1") != 0 ||
         ah_fake_conn_set(conn, "webhook_token", "tok") != 0)
         abort();
     ah_call_ext ox;
     ah_fake_call_init(fh, &ox, conn);
-    void *ctx = NULL;
     if (desc->open(&ox.call, &ctx) != AH_OK)
         abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (desc == NULL)
+        setup();
+    /* every input starts from an empty request store */
+    pthread_mutex_lock(&fh->mu);
+    cJSON_Delete(fh->records);
+    fh->records = NULL;
+    pthread_mutex_unlock(&fh->mu);
+
     request(fh, conn, ctx, "POST", "/integrations/linkedin/integrate/tok", (const char *)data,
             size, li_route_callback);
     request(fh, conn, ctx, "GET", "/integrations/linkedin/configure/tok", NULL, 0, li_route_page);
-    desc->close(NULL, ctx);
 
     /* the setting open() parses */
     char *s = fuzz_strndup(data, size);
     if (ah_fake_conn_set(conn, "integration_types", s) != 0)
         abort();
+    ah_call_ext ox;
     ah_fake_call_init(fh, &ox, conn);
-    ctx = NULL;
-    if (desc->open(&ox.call, &ctx) == AH_OK)
-        desc->close(NULL, ctx);
+    void *c2 = NULL;
+    if (desc->open(&ox.call, &c2) == AH_OK)
+        desc->close(NULL, c2);
     free(s);
-
-    ah_fake_conn_free(conn);
-    ah_fake_host_free(fh);
+    if (ah_fake_conn_set(conn, "integration_types", TYPES) != 0)
+        abort();
     return 0;
 }

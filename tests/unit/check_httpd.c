@@ -309,6 +309,90 @@ static const char *field(const reply *r, const char *name, char *out, size_t cap
 
 /* --- tests ---------------------------------------------------------------- */
 
+/* A connection the caller made itself (ah_httpd_add_socket, as the fuzz
+ * harness does with a socketpair) is served like an accepted one, with the
+ * client address given; a request cut short by the client's end of stream
+ * (its data and end of stream sent together) is closed then, not at the
+ * header deadline (60 s here, longer than the 20 s the test reads for);
+ * a quiescing server refuses the socket. */
+static ssize_t read_all(int fd, char *out, size_t cap)
+{
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = recv(fd, out + got, cap - 1 - got, 0);
+        if (n == 0)
+            break;
+        if (n < 0)
+            return -1; /* timeout or reset */
+        got += (size_t)n;
+        if (got == cap - 1)
+            break;
+    }
+    out[got] = '\0';
+    return (ssize_t)got;
+}
+
+static int served_pair(ah_httpd *h, const char *ip)
+{
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    struct timeval tv = {.tv_sec = 20};
+    setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(4242)};
+    ck_assert_int_eq(inet_pton(AF_INET, ip, &sa.sin_addr), 1);
+    int rc = ah_httpd_add_socket(h, sv[1], (struct sockaddr *)&sa, sizeof sa);
+    if (rc != 0) {
+        char c;
+        ck_assert_int_eq(recv(sv[0], &c, 1, 0), 0); /* closed: end of stream */
+        close(sv[0]);
+        return -1;
+    }
+    return sv[0];
+}
+
+START_TEST(test_add_socket)
+{
+    char err[256] = "";
+    ah_httpd_opts o = {.host = "127.0.0.1", .threads = 2, .header_timeout_ms = 60000};
+    ah_httpd *h = ah_httpd_new(&o, err, sizeof err);
+    ck_assert_msg(h != NULL, "%s", err);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/info", 0, h_info, NULL), 0);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    ck_assert_int_eq(ah_httpd_add_socket(h, fd, (struct sockaddr *)&sa, sizeof sa), -1);
+    start_or_die(h);
+
+    int c = served_pair(h, "192.0.2.7");
+    static const char get_req[] = "GET /info?q=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    ck_assert_int_eq(send(c, get_req, sizeof get_req - 1, MSG_NOSIGNAL),
+                     (ssize_t)(sizeof get_req - 1));
+    char answer[4096];
+    ck_assert_int_gt(read_all(c, answer, sizeof answer), 0);
+    ck_assert_msg(strncmp(answer, "HTTP/1.1 200", 12) == 0, "%s", answer);
+    ck_assert_msg(strstr(answer, "\"ip\":\"192.0.2.7\"") != NULL, "%s", answer);
+    close(c);
+
+    /* cut short: request line and part of the headers, then the end */
+    c = served_pair(h, "192.0.2.7");
+    static const char part[] = "GET /info HTTP/1.1\r\nHost: x\r\n";
+    ck_assert_int_eq(send(c, part, sizeof part - 1, MSG_NOSIGNAL), (ssize_t)(sizeof part - 1));
+    ck_assert_int_eq(shutdown(c, SHUT_WR), 0);
+    ck_assert_int_eq(read_all(c, answer, sizeof answer), 0);
+    close(c);
+
+    /* cut short in the request line: no part of a request was read */
+    c = served_pair(h, "192.0.2.7");
+    ck_assert_int_eq(send(c, "GET /in", 7, MSG_NOSIGNAL), 7);
+    ck_assert_int_eq(shutdown(c, SHUT_WR), 0);
+    ck_assert_int_eq(read_all(c, answer, sizeof answer), 0);
+    close(c);
+
+    ck_assert_int_eq(ah_httpd_quiesce(h), 0);
+    ck_assert_int_eq(served_pair(h, "192.0.2.7"), -1);
+    ah_httpd_free(h);
+}
+END_TEST
+
 START_TEST(test_route_json_200)
 {
     done_log d = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
@@ -1517,6 +1601,7 @@ static Suite *httpd_suite(void)
     tcase_add_test(tc, test_ipv6);
 #ifdef NDEBUG
     tcase_add_test(tc, test_respond_twice);
+    tcase_add_test(tc, test_add_socket);
 #endif
     suite_add_tcase(s, tc);
     return s;
