@@ -734,6 +734,20 @@ static cJSON *serve_host(ah_isolate *iso, proc *p, ah_call *call, const cJSON *m
     } else if (strcmp(fn, "publish") == 0) {
         cJSON *body = cJSON_DetachItemFromObjectCaseSensitive((cJSON *)m, "body");
         add_result(resp, call, h->publish(call, str(m, "topic"), body));
+    } else if (strcmp(fn, "emit_records") == 0) {
+        /* A batch of emitted records (plugin_host.c), in order; the first
+         * refused ends it and is the answer. */
+        const cJSON *recs = cJSON_GetObjectItemCaseSensitive(m, "recs"), *o;
+        ah_result r = cJSON_IsArray(recs) ? AH_OK
+                                          : h->fail(call, AH_E_INTERNAL, 500, "malformed host call");
+        cJSON_ArrayForEach(o, recs) {
+            if (r != AH_OK)
+                break;
+            ah_record rec;
+            record_from(o, &rec);
+            r = h->emit_record(call, &rec);
+        }
+        add_result(resp, call, r);
     } else if (strcmp(fn, "emit_record") == 0 || strcmp(fn, "record_put") == 0) {
         ah_record rec;
         record_from(cJSON_GetObjectItemCaseSensitive(m, "rec"), &rec);

@@ -54,6 +54,7 @@ typedef struct child_call {
      * the call started, which is what a call reads in process too (a
      * settings_update shows from the next call on). */
     const cJSON *settings;
+    bool emit_failed; /* a batch of its emitted records was refused (emit_flush) */
 } child_call;
 
 /* An inbound exchange of a route call: what came with the call; headers,
@@ -172,10 +173,13 @@ static void serve_open(const cJSON *m);
 /* A host call to the daemon: sends m (consumed) and returns the answer.
  * While it waits, the daemon may ask for an open() first (a connection
  * conn_by_secret opens in this process during a route): served here. */
+static void emit_flush_before(void);
+
 static cJSON *rpc(cJSON *m)
 {
     if (m == NULL)
         die_lost();
+    emit_flush_before();
     send_or_die(m);
     cJSON_Delete(m);
     for (;;) {
@@ -492,14 +496,69 @@ static cJSON *record_json(const ah_record *rec)
     return o;
 }
 
-static ah_result h_emit_record(ah_call *call, const ah_record *rec)
+/* Emitted records travel in batches, not one round trip each: a first sync
+ * of 90,000 records took three times as long isolated as in process when
+ * every record waited for its answer. A batch goes to the daemon when it is
+ * full, before any other host call or answer of this process (so the
+ * daemon sees everything in the order the plugin did it), and at the end
+ * of the call. What the daemon refuses in a batch fails the emit that sent
+ * it, or, sent later, the call itself: its failure is kept on the call and
+ * its answer becomes that failure. The checks the daemon would make on the
+ * record's identity are made here first, so that they fail the very emit. */
+enum { EMIT_BATCH_RECORDS = 500, EMIT_BATCH_BYTES = 1 << 20 };
+static cJSON *g_emit_batch;
+static ah_call *g_emit_call;
+static size_t g_emit_n, g_emit_bytes;
+static bool g_emit_flushing;
+
+static ah_result emit_flush(void)
 {
-    cJSON *m = host_msg(call, "emit_record");
-    cJSON_AddItemToObject(m, "rec", record_json(rec));
+    if (g_emit_n == 0)
+        return AH_OK;
+    ah_call *call = g_emit_call;
+    cJSON *m = host_msg(call, "emit_records");
+    cJSON_AddItemToObject(m, "recs", g_emit_batch);
+    g_emit_batch = NULL;
+    g_emit_call = NULL;
+    g_emit_n = g_emit_bytes = 0;
+    g_emit_flushing = true;
     cJSON *ans = rpc(m);
+    g_emit_flushing = false;
     ah_result r = result_of(call, ans);
     cJSON_Delete(ans);
+    if (r != AH_OK)
+        cc_of(call)->emit_failed = true;
     return r;
+}
+
+static void emit_flush_before(void)
+{
+    if (!g_emit_flushing)
+        (void)emit_flush();
+}
+
+static ah_result h_emit_record(ah_call *call, const ah_record *rec)
+{
+    if (rec == NULL || rec->type == NULL || rec->remote_id == NULL || *rec->remote_id == '\0' ||
+        strlen(rec->remote_id) > 256)
+        return h_fail(call, AH_E_PLUGIN, 500, "emit_record: type and remote_id are required");
+    if (g_emit_call != call && emit_flush() != AH_OK)
+        return AH_ERR;
+    if (g_emit_batch == NULL && (g_emit_batch = cJSON_CreateArray()) == NULL)
+        die_lost();
+    cJSON_AddItemToArray(g_emit_batch, record_json(rec));
+    g_emit_call = call;
+    g_emit_n++;
+    g_emit_bytes += 128 + strlen(rec->remote_id); /* a tree's size is not known: a guess */
+    if (AH_HAS(rec, fields_json_len)) {
+        if (rec->raw_json != NULL)
+            g_emit_bytes += rec->raw_json_len ? rec->raw_json_len : strlen(rec->raw_json);
+        if (rec->fields_json != NULL)
+            g_emit_bytes += rec->fields_json_len ? rec->fields_json_len : strlen(rec->fields_json);
+    }
+    if (g_emit_n >= EMIT_BATCH_RECORDS || g_emit_bytes >= EMIT_BATCH_BYTES)
+        return emit_flush();
+    return AH_OK;
 }
 
 static void h_free(void *p)
@@ -561,6 +620,7 @@ static const char *h_ex_query(ah_http_exchange *ex, const char *n)
  * second answer fails here, as the daemon would refuse it. */
 static void send_oneway(cJSON *m)
 {
+    emit_flush_before();
     cJSON_AddTrueToObject(m, "nr");
     send_or_die(m);
     cJSON_Delete(m);
@@ -855,6 +915,10 @@ static void *ctx_of(const cJSON *m)
 
 static void answer(child_call *cc, ah_result r, cJSON *body, const char *ctx)
 {
+    /* The call's last records go before its answer; a batch the daemon
+     * refused fails the call, as the emit would have in process. */
+    if (emit_flush() != AH_OK || cc->emit_failed)
+        r = AH_ERR;
     cJSON *a = cJSON_CreateObject();
     if (a == NULL)
         die_lost();

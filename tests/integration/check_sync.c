@@ -545,6 +545,39 @@ START_TEST(test_plugin_crash_mid_run_retried)
 }
 END_TEST
 
+/* A record the host refuses fails its page, whether the plugin runs in
+ * process (the emit fails at once) or isolated (records go to the daemon in
+ * batches: the refusal comes with a later batch, and fails the call even
+ * though the plugin answered it as done). Nothing of the page is stored. */
+START_TEST(test_refused_record_fails_page)
+{
+    static const char *const modes[] = {"in_process", "process"};
+    for (int i = 0; i < 2; i++) {
+        fixture f;
+        char *dir = ah_t_tmpdir(), *marker = NULL, sections[128];
+        ck_assert_int_ge(asprintf(&marker, "%s/bad-raw", dir), 0);
+        ck_assert_int_eq(ah_t_write_file(marker, "x"), 0);
+        ck_assert_int_eq(setenv("AH_STREAMER_BAD_RAW_FILE", marker, 1), 0);
+        snprintf(sections, sizeof sections, "[plugin.streamer]\nisolation = %s\n", modes[i]);
+        int64_t cid = setup_ini(&f, 300, 0, "100", NULL, sections);
+        ah_sync_stats st;
+        char err[1024];
+        ck_assert_int_eq(sync_jobs(&f, &st, err, sizeof err), AH_SYNC_FAILED);
+        ck_assert_msg(strstr(err, "not one JSON value") != NULL, "%s: %s", modes[i], err);
+        ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, cid, "job"), 0);
+        /* Without the bad record the same run stores every record. */
+        ck_assert_int_eq(unlink(marker), 0);
+        ck_assert_msg(sync_jobs(&f, &st, err, sizeof err) == AH_SYNC_OK, "%s: %s", modes[i], err);
+        ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, cid, "job"), 300);
+        unsetenv("AH_STREAMER_BAD_RAW_FILE");
+        teardown(&f);
+        ah_t_rmrf(dir);
+        free(dir);
+        free(marker);
+    }
+}
+END_TEST
+
 START_TEST(test_non_retryable_error_keeps_cursor)
 {
     fixture f;
@@ -1102,6 +1135,7 @@ static Suite *sync_suite(void)
     tcase_add_test(t, test_all_types_and_bad_requests);
     tcase_add_test(t, test_faults_lose_nothing);
     tcase_add_test(t, test_plugin_crash_mid_run_retried);
+    tcase_add_test(t, test_refused_record_fails_page);
     tcase_add_test(t, test_non_retryable_error_keeps_cursor);
     tcase_add_test(t, test_store_failure_mid_run);
     tcase_add_test(t, test_one_run_at_a_time);
