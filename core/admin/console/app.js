@@ -456,6 +456,16 @@ views.webhooks = async (v, tok, q) => {
     String(w.failures),
     h('span', { class: 'actions' },
       h('button', { type: 'button', onclick: () => showDeliveries(w).catch(fail) }, 'Deliveries'),
+      // An endpoint still enabled but failing waits out its backoff before
+      // the next try of its failed delivery: this tries it now (the same
+      // call as resuming; deliveries go in order, so the failed one is next).
+      w.enabled && w.failures > 0 ? h('button', { type: 'button', onclick: async () => {
+        try {
+          await api('POST', `/admin/webhooks/${w.id}/enable`);
+          status(`Endpoint ${w.id}: its failed delivery is retried now.`);
+          await views.webhooks(v, tok, q);
+        } catch (e) { fail(e); }
+      } }, 'Retry now') : null,
       h('button', { type: 'button', onclick: async () => {
         try {
           await api('POST', `/admin/webhooks/${w.id}/${w.enabled ? 'disable' : 'enable'}`);
@@ -467,7 +477,7 @@ views.webhooks = async (v, tok, q) => {
     list.length ? table(['Id', 'Tenant', 'URL', 'Events', 'State', { label: 'Failures in a row', num: true }, 'Actions'], rows)
       : h('p', { class: 'muted' }, 'No webhook endpoint. Tenants add them with POST /v1/webhooks; operators with atshub webhook add.'),
     detail,
-    h('p', { class: 'legend' }, 'CLI: atshub webhook add TENANT URL | list | enable ID | disable ID | deliveries ID'));
+    h('p', { class: 'legend' }, 'CLI: atshub webhook add TENANT URL | list | enable ID (resume, or retry now) | disable ID | deliveries ID'));
 };
 
 views.events = async (v, tok, q) => {
