@@ -30,12 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (desc == NULL)
         desc = atshub_plugin_entry_v1(ah_fake_host_api());
     fuzz_net net = {.data = data, .size = size};
-    ah_fake_host *fh = ah_fake_host_new();
-    if (fh == NULL)
-        abort();
-    fh->quiet = true;
-    fh->http_cb = fuzz_net_http;
-    fh->http_arg = &net;
+    ah_fake_host *fh = fuzz_net_host(&net);
     ah_fake_conn *conn = ah_fake_conn_new(fh, "acme", "li");
     if (conn == NULL || ah_fake_conn_set(conn, "base_url", "http://127.0.0.1:9") ||
         ah_fake_conn_set(conn, "token_url", "http://127.0.0.1:9/oauth/v2/accessToken") ||

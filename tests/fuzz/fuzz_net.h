@@ -96,6 +96,18 @@ static inline ah_result fuzz_net_http(void *arg, const ah_http_request *req,
     return AH_OK;
 }
 
+/* A quiet fake host whose outbound HTTP is answered from n (the input). */
+static inline ah_fake_host *fuzz_net_host(fuzz_net *n)
+{
+    ah_fake_host *fh = ah_fake_host_new();
+    if (fh == NULL)
+        abort();
+    fh->quiet = true;
+    fh->http_cb = fuzz_net_http;
+    fh->http_arg = n;
+    return fh;
+}
+
 /* Runs one operation of the connection `ctx` of `conn` with the JSON
  * argument `arg` (NULL: none), on the answers not yet taken; the reply is printed
  * (every part of it must be valid) and dropped. */
