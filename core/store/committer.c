@@ -44,6 +44,8 @@ struct ah_store_committer {
     uint64_t groups, requests;
     uint64_t arrivals; /* callbacks added, ever */
     long entered;      /* requests on their way (enter, not yet leave) */
+    bool idle;         /* the thread waits for a first callback */
+    bool growing;      /* the thread waits for `entered` to reach 0 */
 };
 
 static bool failed_locked(const ah_store_committer *c, uint64_t group)
@@ -109,13 +111,67 @@ static void run_ready(ah_store_committer *c, item *ready)
     }
 }
 
+/* now + us on CLOCK_MONOTONIC (the condition variable's clock). */
+static struct timespec mono_after(long us)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    t.tv_sec += us / 1000000L;
+    t.tv_nsec += (us % 1000000L) * 1000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
+static bool before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* Lets the open group grow (caller holds mu): waits until every request
+ * that entered has handed over its callback and none arrived for QUIET_US,
+ * at most MAX_WAIT_US, or until the group ended elsewhere. Arrivals do not
+ * wake the thread meanwhile (a wake-up per request cost more CPU than the
+ * commit it shares); the last request to leave does, once. */
+static void let_group_grow(ah_store_committer *c)
+{
+    struct timespec deadline = mono_after(MAX_WAIT_US);
+    uint64_t ended = c->ended_upto;
+    while (!c->stopping && c->ended_upto == ended) {
+        c->growing = true;
+        int rc = 0;
+        while (c->entered > 0 && !c->stopping && c->ended_upto == ended && rc == 0)
+            rc = pthread_cond_timedwait(&c->cv, &c->mu, &deadline);
+        c->growing = false;
+        if (rc != 0 || c->stopping || c->ended_upto != ended)
+            break; /* the deadline, a stop, or the group ended elsewhere */
+        /* Everyone who entered has handed over: a quiet moment for the
+         * next to come, unless the deadline is nearer. */
+        uint64_t seen = c->arrivals;
+        struct timespec quiet = mono_after(QUIET_US);
+        if (before(&deadline, &quiet))
+            quiet = deadline;
+        while (!c->stopping && pthread_cond_timedwait(&c->cv, &c->mu, &quiet) == 0)
+            ;
+        if (c->arrivals == seen && c->entered <= 0)
+            break; /* quiet: nobody else is coming soon */
+        struct timespec now = mono_after(0);
+        if (!before(&now, &deadline))
+            break;
+    }
+}
+
 static void *committer_main(void *arg)
 {
     ah_store_committer *c = arg;
     pthread_mutex_lock(&c->mu);
     for (;;) {
+        c->idle = true;
         while (c->head == NULL && !c->stopping)
             pthread_cond_wait(&c->cv, &c->mu);
+        c->idle = false;
         if (c->head == NULL && c->stopping)
             break;
         bool more = false;
@@ -124,25 +180,7 @@ static void *committer_main(void *arg)
             /* Someone waits for the open group: let it grow while requests
              * keep arriving, then commit it. While this COMMIT is written,
              * new requests gather in the next group. */
-            struct timespec t0, t;
-            clock_gettime(CLOCK_MONOTONIC, &t0);
-            while (!c->stopping) {
-                uint64_t seen = c->arrivals;
-                clock_gettime(CLOCK_MONOTONIC, &t);
-                long waited = (t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000L;
-                if (waited >= MAX_WAIT_US)
-                    break;
-                t.tv_nsec += QUIET_US * 1000L;
-                if (t.tv_nsec >= 1000000000L) {
-                    t.tv_sec++;
-                    t.tv_nsec -= 1000000000L;
-                }
-                while (c->arrivals == seen && !c->stopping &&
-                       pthread_cond_timedwait(&c->cv, &c->mu, &t) == 0)
-                    ;
-                if (c->arrivals == seen && c->entered <= 0)
-                    break; /* quiet: nobody else is coming soon */
-            }
+            let_group_grow(c);
             pthread_mutex_unlock(&c->mu);
             (void)c->store->ops->group_commit(c->store);
             pthread_mutex_lock(&c->mu);
@@ -230,7 +268,8 @@ int ah_store_committer_add(ah_store_committer *c, uint64_t group, ah_store_commi
         c->head = it;
     c->tail = it;
     c->arrivals++;
-    pthread_cond_signal(&c->cv);
+    if (c->idle)
+        pthread_cond_signal(&c->cv);
     pthread_mutex_unlock(&c->mu);
     return 0;
 }
@@ -249,7 +288,7 @@ void ah_store_committer_leave(ah_store_committer *c)
     if (c == NULL)
         return;
     pthread_mutex_lock(&c->mu);
-    if (--c->entered <= 0)
+    if (--c->entered <= 0 && c->growing)
         pthread_cond_signal(&c->cv);
     pthread_mutex_unlock(&c->mu);
 }
