@@ -423,9 +423,20 @@ static const char *host_http_body(ah_http_exchange *ex, size_t *len) { return ah
 static ah_result host_http_respond_json(ah_http_exchange *ex, int status, cJSON *body)
 {
     ah_core_call *cc = ah_ex_user(ex);
-    if (cc != NULL && body != NULL && cc->response_log == NULL)
-        cc->response_log = ah_intlog_redact_json(body);
-    return ah_ex_respond_json(ex, status, body) == 0 ? AH_OK : AH_ERR;
+    if (cc == NULL || body == NULL || cc->response_log != NULL)
+        return ah_ex_respond_json(ex, status, body) == 0 ? AH_OK : AH_ERR;
+    /* Printed once, for the answer and (when nothing in it is secret) the
+     * integration log. */
+    char *text = cJSON_PrintUnformatted(body);
+    if (text == NULL) {
+        cJSON_Delete(body);
+        return AH_ERR;
+    }
+    cc->response_log = ah_intlog_redact_json_text(body, text);
+    cJSON_Delete(body);
+    int rc = ah_ex_respond(ex, status, "application/json", text, strlen(text));
+    free(text);
+    return rc == 0 ? AH_OK : AH_ERR;
 }
 
 /* The integration log keeps a note of a raw answer, not the bytes: pages

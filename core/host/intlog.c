@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include <ctype.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,10 +15,8 @@
 
 void ah_intlog_write(ah_core *core, const ah_intlog_rec *r)
 {
-    char at[32];
-    ah_now_iso(at);
     ah_log_entry e = {
-        .at = at,
+        .at = NULL, /* now, as the store reads its clock */
         .tenant = (char *)r->tenant,
         .source = (char *)(r->source != NULL ? r->source : "core"),
         .plugin = (char *)r->plugin,
@@ -34,33 +33,56 @@ void ah_intlog_write(ah_core *core, const ah_intlog_rec *r)
                r->action, r->path != NULL ? r->path : "");
 }
 
+/* Whether a member's name says it holds a secret: it contains one of the
+ * needles, in any case. Every request and answer on the write path has its
+ * names checked, and names are short and mostly innocent: one pass that
+ * stops at a needle's first letter (strcasestr per needle cost more than
+ * parsing the body). */
 static bool key_is_secret(const char *k)
 {
-    static const char *const needles[] = {"key", "secret", "password", "passwd", "token",
-                                          "authorization", "signature", "credential"};
+    static const struct {
+        char first;
+        const char *rest;
+        size_t n;
+    } needles[] = {{'k', "ey", 2},       {'s', "ecret", 5},        {'p', "assword", 7},
+                   {'p', "asswd", 5},    {'t', "oken", 4},         {'a', "uthorization", 12},
+                   {'s', "ignature", 8}, {'c', "redential", 9}};
     if (k == NULL)
         return false;
-    for (size_t i = 0; i < sizeof needles / sizeof needles[0]; i++)
-        if (strcasestr(k, needles[i]) != NULL)
-            return true;
+    for (const char *p = k; *p != '\0'; p++) {
+        char c = (char)tolower((unsigned char)*p);
+        if (c != 'k' && c != 's' && c != 'p' && c != 't' && c != 'a' && c != 'c')
+            continue;
+        for (size_t i = 0; i < sizeof needles / sizeof needles[0]; i++)
+            if (needles[i].first == c && strncasecmp(p + 1, needles[i].rest, needles[i].n) == 0)
+                return true;
+    }
     return false;
 }
 
-static void redact_tree(cJSON *node)
+/* Replaces every secret member's value by "***" in place; false when out
+ * of memory (then the body must not be logged: a secret may be left). */
+static bool redact_tree(cJSON *node)
 {
     cJSON *it;
     cJSON_ArrayForEach(it, node) {
         if (key_is_secret(it->string) && !cJSON_IsObject(it) && !cJSON_IsArray(it)) {
             cJSON *stars = cJSON_CreateString("***");
-            if (stars != NULL)
-                cJSON_ReplaceItemViaPointer(node, it, stars);
-            /* `it` is gone: restart is not needed, the replacement took its
-             * place in the list and the loop continues from it. */
-            it = stars != NULL ? stars : it;
-        } else if (cJSON_IsObject(it) || cJSON_IsArray(it)) {
-            redact_tree(it);
+            /* The replacement keeps the member's name (ReplaceItemViaPointer
+             * does not carry it over; cJSON frees names with free()). */
+            if (stars == NULL || (stars->string = strdup(it->string)) == NULL) {
+                cJSON_Delete(stars);
+                return false;
+            }
+            cJSON_ReplaceItemViaPointer(node, it, stars);
+            /* `it` is gone: the replacement took its place in the list and
+             * the loop continues from it. */
+            it = stars;
+        } else if ((cJSON_IsObject(it) || cJSON_IsArray(it)) && !redact_tree(it)) {
+            return false;
         }
     }
+    return true;
 }
 
 static bool tree_has_secret(const cJSON *node)
@@ -77,24 +99,45 @@ static bool tree_has_secret(const cJSON *node)
     return false;
 }
 
+/* The log's copy of a body's text: cut at INTLOG_MAX_BODY. */
+static char *log_copy(const char *text, size_t len)
+{
+    size_t n = len > INTLOG_MAX_BODY ? INTLOG_MAX_BODY : len;
+    char *out = malloc(n + 1);
+    if (out == NULL)
+        return NULL;
+    memcpy(out, text, n);
+    out[n] = '\0';
+    if (len > INTLOG_MAX_BODY)
+        memcpy(out + INTLOG_MAX_BODY - 4, "...", 4);
+    return out;
+}
+
+char *ah_intlog_redact_json_text(const cJSON *body, const char *printed)
+{
+    if (printed != NULL && !tree_has_secret(body))
+        /* The common case (the write path logs every request and answer):
+         * nothing to hide, and the text is printed already. */
+        return log_copy(printed, strlen(printed));
+    if (!tree_has_secret(body)) {
+        char *out = cJSON_PrintUnformatted(body);
+        if (out != NULL && strlen(out) > INTLOG_MAX_BODY)
+            memcpy(out + INTLOG_MAX_BODY - 4, "...", 4);
+        return out;
+    }
+    cJSON *copy = cJSON_Duplicate(body, 1);
+    if (copy == NULL)
+        return NULL;
+    char *out = redact_tree(copy) ? cJSON_PrintUnformatted(copy) : NULL;
+    cJSON_Delete(copy);
+    if (out != NULL && strlen(out) > INTLOG_MAX_BODY)
+        memcpy(out + INTLOG_MAX_BODY - 4, "...", 4);
+    return out;
+}
+
 char *ah_intlog_redact_json(const cJSON *body)
 {
-    char *out;
-    if (!tree_has_secret(body)) {
-        /* The common case (the write path logs every request and answer):
-         * nothing to hide, no copy of the tree. */
-        out = cJSON_PrintUnformatted(body);
-    } else {
-        cJSON *copy = cJSON_Duplicate(body, 1);
-        if (copy == NULL)
-            return NULL;
-        redact_tree(copy);
-        out = cJSON_PrintUnformatted(copy);
-        cJSON_Delete(copy);
-    }
-    if (out != NULL && strlen(out) > INTLOG_MAX_BODY)
-        strcpy(out + INTLOG_MAX_BODY - 4, "...");
-    return out;
+    return ah_intlog_redact_json_text(body, NULL);
 }
 
 char *ah_intlog_redact(const char *text, size_t len)
@@ -108,7 +151,21 @@ char *ah_intlog_redact(const char *text, size_t len)
             return NULL;
         return s;
     }
-    char *out = ah_intlog_redact_json(j);
+    char *out;
+    if (!tree_has_secret(j)) {
+        /* The text itself, without the whitespace between tokens: what
+         * printing the tree would give, for far less. */
+        out = malloc(len + 1);
+        if (out != NULL) {
+            memcpy(out, text, len);
+            out[len] = '\0';
+            cJSON_Minify(out);
+            if (strlen(out) > INTLOG_MAX_BODY)
+                memcpy(out + INTLOG_MAX_BODY - 4, "...", 4);
+        }
+    } else {
+        out = ah_intlog_redact_json(j);
+    }
     cJSON_Delete(j);
     return out;
 }

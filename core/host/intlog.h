@@ -33,6 +33,10 @@ void ah_intlog_write(struct ah_core *core, const ah_intlog_rec *r);
 char *ah_intlog_redact(const char *text, size_t len);
 /** Same for a parsed body. */
 char *ah_intlog_redact_json(const cJSON *body);
+/** Same, given the body already printed unformatted (`printed`, or NULL):
+ *  when nothing needs hiding the log's copy is that text, not printed
+ *  again. */
+char *ah_intlog_redact_json_text(const cJSON *body, const char *printed);
 
 struct ah_log_entry;
 /** An ah_log_cb that appends the entry as a JSON object to the cJSON

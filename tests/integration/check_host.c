@@ -16,6 +16,7 @@
 #include "sync.h"
 #include "tracking.h"
 #include "events.h"
+#include "intlog.h"
 #include "support/harness.h"
 
 typedef struct fixture {
@@ -475,12 +476,73 @@ START_TEST(test_rest_bus_request)
 }
 END_TEST
 
+/* The integration log's copy of a body: members whose name says secret, in
+ * any case and at any depth, are "***"; everything else is kept as given,
+ * without the whitespace between tokens; text that is not JSON is noted by
+ * its size; a body past 64 KiB is cut. */
+START_TEST(test_intlog_redaction)
+{
+    const char *in = "{ \"title\": \"Key account manager\", \"Api_KEY\": \"k1\",\n"
+                     "  \"nested\": {\"list\": [ {\"ACCESS_TOKEN\": \"t1\"}, 2 ], \"X-Signature\": \"s1\"},\n"
+                     "  \"db_password\": \"p1\", \"passwd\": \"p2\", \"Authorization\": \"a1\",\n"
+                     "  \"credentials\": \"c1\", \"client_secret\": \"c2\", \"note\": \"token \\\" key\" }";
+    char *out = ah_intlog_redact(in, strlen(in));
+    ck_assert_ptr_nonnull(out);
+    ck_assert_str_eq(out, "{\"title\":\"Key account manager\",\"Api_KEY\":\"***\",\"nested\":"
+                          "{\"list\":[{\"ACCESS_TOKEN\":\"***\"},2],\"X-Signature\":\"***\"},"
+                          "\"db_password\":\"***\",\"passwd\":\"***\",\"Authorization\":\"***\","
+                          "\"credentials\":\"***\",\"client_secret\":\"***\","
+                          "\"note\":\"token \\\" key\"}");
+    free(out);
+    /* Nothing secret: the text minus its whitespace, strings untouched. */
+    const char *plain = "{ \"title\" : \"a  b\",\n \"n\": [1, 2.50, {\"k\": true}] }";
+    out = ah_intlog_redact(plain, strlen(plain));
+    ck_assert_str_eq(out, "{\"title\":\"a  b\",\"n\":[1,2.50,{\"k\":true}]}");
+    free(out);
+    out = ah_intlog_redact("not json {", 10);
+    ck_assert_str_eq(out, "<10 bytes, not JSON>");
+    free(out);
+    /* Given the printed text, a tree without secrets logs that text. */
+    cJSON *j = cJSON_Parse("{\"a\":1,\"token_type\":\"bearer\"}");
+    out = ah_intlog_redact_json_text(j, "{\"a\":1,\"token_type\":\"bearer\"}");
+    ck_assert_str_eq(out, "{\"a\":1,\"token_type\":\"***\"}");
+    free(out);
+    cJSON_Delete(j);
+    j = cJSON_Parse("{\"a\":1}");
+    out = ah_intlog_redact_json_text(j, "{\"a\":1}");
+    ck_assert_str_eq(out, "{\"a\":1}");
+    free(out);
+    cJSON_Delete(j);
+    /* Cut at 64 KiB, both ways. */
+    size_t big = 70000;
+    char *text = malloc(big + 16);
+    ck_assert_ptr_nonnull(text);
+    memcpy(text, "{\"s\":\"", 6);
+    memset(text + 6, 'x', big);
+    memcpy(text + 6 + big, "\"}", 3);
+    out = ah_intlog_redact(text, strlen(text));
+    ck_assert_uint_eq(strlen(out), 64 * 1024 - 1);
+    ck_assert_str_eq(out + strlen(out) - 3, "...");
+    free(out);
+    j = cJSON_Parse(text);
+    out = ah_intlog_redact_json_text(j, text);
+    ck_assert_uint_eq(strlen(out), 64 * 1024 - 1);
+    free(out);
+    out = ah_intlog_redact_json(j);
+    ck_assert_uint_eq(strlen(out), 64 * 1024 - 1);
+    free(out);
+    cJSON_Delete(j);
+    free(text);
+}
+END_TEST
+
 static Suite *host_suite(void)
 {
     Suite *s = suite_create("host");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_request_reaches_template);
+    tcase_add_test(tc, test_intlog_redaction);
     tcase_add_test(tc, test_plugin_error_is_reported);
     tcase_add_test(tc, test_fields_checked_before_plugin);
     tcase_add_test(tc, test_unsupported_capability);
