@@ -226,6 +226,19 @@ static const char *const migrations[] = {
     "  pid INTEGER,"
     "  started_at TEXT NOT NULL,"
     "  heartbeat_ms INTEGER NOT NULL);",
+    /* v12: sequences in one b-tree (WITHOUT ROWID, keyed by their primary
+     * key) rather than a rowid table plus its key's index: ERP's create-job
+     * bumps two per request, one of them a new row per title (the
+     * JOB_EXISTS check), so each was two b-tree writes, the index's at a
+     * scattered place. */
+    "CREATE TABLE sequences_v12 ("
+    "  tenant_id INTEGER NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  value INTEGER NOT NULL,"
+    "  PRIMARY KEY (tenant_id, name)) WITHOUT ROWID;"
+    "INSERT INTO sequences_v12(tenant_id, name, value) SELECT tenant_id, name, value FROM sequences;"
+    "DROP TABLE sequences;"
+    "ALTER TABLE sequences_v12 RENAME TO sequences;",
 };
 
 #define AH_SQ_LATEST ((int)(sizeof migrations / sizeof migrations[0]))
