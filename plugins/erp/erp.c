@@ -181,20 +181,22 @@ static int authenticate(erp_req *r)
     return 0;
 }
 
-/* The body as a JSON object (owned by the caller), or NULL when answered. */
-static cJSON *read_body(erp_req *r)
+/* The request body, parsed: a JSON object (owned by the caller), or NULL
+ * with *why saying what is wrong with it. No answer is sent: the body is
+ * read before the caller is authenticated, whose answer comes first. */
+static cJSON *parse_body(erp_req *r, const char **why)
 {
     size_t len = 0;
     const char *text = r->h->http_body(r->ex, &len);
+    *why = NULL;
     if (text == NULL || len == 0) {
-        answer_fail(r, 400, ERP_E_INVALID_JSON, NULL, "the request body is empty");
+        *why = "the request body is empty";
         return NULL;
     }
     cJSON *body = r->h->json_parse(text, len);
     if (!cJSON_IsObject(body)) {
-        answer_fail(r, 400, ERP_E_INVALID_JSON, NULL,
-                    body == NULL ? "the request body is not valid JSON (or nests too deeply)"
-                                 : "the request body must be a JSON object");
+        *why = body == NULL ? "the request body is not valid JSON (or nests too deeply)"
+                            : "the request body must be a JSON object";
         cJSON_Delete(body);
         return NULL;
     }
@@ -379,53 +381,70 @@ static cJSON *job_data(const cJSON *job, const char *stamp_key)
     return d;
 }
 
-static ah_result create_job(erp_req *r, const cJSON *body)
+/* What a create-job needs that depends on the body alone: validated,
+ * normalised and laid out as the job's fields. Made before the caller is
+ * authenticated (see job_route); its error is answered after. */
+typedef struct erp_create {
+    cJSON *norm, *job, *raw; /* norm NULL: e holds the validation's error */
+    erp_error e;
+    char title_key[1024];
+} erp_create;
+
+static void create_prepare(const cJSON *body, erp_create *c)
+{
+    memset(c, 0, sizeof *c);
+    if (erp_validate_job(body, ERP_OP_CREATE, &c->norm, &c->e) != 0) {
+        c->norm = NULL;
+        return;
+    }
+    c->job = cJSON_CreateObject();
+    c->raw = raw_copy(body);
+    if (c->job != NULL && c->raw != NULL) {
+        apply_fields(c->job, c->norm);
+        erp_title_key(str_of(c->job, "title"), c->title_key, sizeof c->title_key);
+    }
+}
+
+static void create_free(erp_create *c)
+{
+    cJSON_Delete(c->norm);
+    cJSON_Delete(c->job);
+    cJSON_Delete(c->raw);
+}
+
+static ah_result create_job(erp_req *r, erp_create *c)
 {
     const ah_host_api *h = r->h;
-    cJSON *norm = NULL;
-    erp_error e;
-    if (erp_validate_job(body, ERP_OP_CREATE, &norm, &e) != 0)
-        return answer_error(r, &e);
+    if (c->norm == NULL)
+        return answer_error(r, &c->e);
     const char *prefix = h->setting(r->src, "job_id_prefix");
     if (!erp_prefix_valid(prefix)) {
-        cJSON_Delete(norm);
         h->log(r->src, AH_LOG_ERROR, "job_id_prefix is not 1-16 of A-Z a-z 0-9 _ -");
         return answer_fail(r, 500, ERP_E_INTERNAL, NULL,
                            "source '%s' is misconfigured (job_id_prefix); contact ATS support",
                            r->src->connection);
     }
-    cJSON *job = cJSON_CreateObject(), *raw = raw_copy(body);
-    ah_result res;
-    char now[32], job_id[96], id[80], other[96], seqname[32], title_key[1024];
+    cJSON *job = c->job, *raw = c->raw;
+    char now[32], job_id[96], id[80], other[96], seqname[32];
     int year = 0;
     int64_t seq = 0;
-    if (job == NULL || raw == NULL) {
-        res = answer_fail(r, 500, ERP_E_INTERNAL, NULL, "out of memory");
-        goto out;
-    }
-    apply_fields(job, norm);
-    erp_title_key(str_of(job, "title"), title_key, sizeof title_key);
-    int dup = find_open_title(r, title_key, NULL, other, sizeof other);
-    if (dup != 0) {
-        res = dup < 0 ? answer_fail(r, 500, ERP_E_INTERNAL, NULL, "the job store is unavailable")
-                      : answer_fail(r, 409, ERP_E_JOB_EXISTS, "title",
-                                    "an open job with this title already exists (%s); use update_job",
-                                    other);
-        goto out;
-    }
+    if (job == NULL || raw == NULL)
+        return answer_fail(r, 500, ERP_E_INTERNAL, NULL, "out of memory");
+    int dup = find_open_title(r, c->title_key, NULL, other, sizeof other);
+    if (dup != 0)
+        return dup < 0 ? answer_fail(r, 500, ERP_E_INTERNAL, NULL, "the job store is unavailable")
+                       : answer_fail(r, 409, ERP_E_JOB_EXISTS, "title",
+                                     "an open job with this title already exists (%s); use update_job",
+                                     other);
     /* Job ids carry the year the job was created in: "<prefix>-2026-0001". */
-    if (!ah_utc_now(now, sizeof now)) {
-        res = answer_fail(r, 500, ERP_E_INTERNAL, NULL, "the host clock is out of range");
-        goto out;
-    }
+    if (!ah_utc_now(now, sizeof now))
+        return answer_fail(r, 500, ERP_E_INTERNAL, NULL, "the host clock is out of range");
     year = atoi(now);
     snprintf(seqname, sizeof seqname, "erp_job_%d", year);
-    if (h->sequence_next(r->src, seqname, &seq) != AH_OK) {
-        res = answer_fail(r, 500, ERP_E_INTERNAL, NULL, "the job store is unavailable");
-        goto out;
-    }
+    if (h->sequence_next(r->src, seqname, &seq) != AH_OK)
+        return answer_fail(r, 500, ERP_E_INTERNAL, NULL, "the job store is unavailable");
     snprintf(job_id, sizeof job_id, "%s-%d-%04lld", prefix, year, (long long)seq);
-    const cJSON *ap = cJSON_GetObjectItemCaseSensitive(norm, "auto_publish");
+    const cJSON *ap = cJSON_GetObjectItemCaseSensitive(c->norm, "auto_publish");
     set_str(job, "job_id", job_id);
     set_str(job, "status", cJSON_IsTrue(ap) ? "PUBLISHED" : "DRAFT");
     set_str(job, "source_name", r->src->connection);
@@ -433,17 +452,11 @@ static ah_result create_job(erp_req *r, const cJSON *body)
     set_str(job, "updated_at", now);
     if (store_job(r, job, raw, now, id, sizeof id) != AH_OK) {
         h->log(r->src, AH_LOG_ERROR, "cannot store job %s", job_id);
-        res = answer_fail(r, 500, ERP_E_INTERNAL, NULL, "the job could not be saved; retry later");
-        goto out;
+        return answer_fail(r, 500, ERP_E_INTERNAL, NULL, "the job could not be saved; retry later");
     }
     publish_job(r, "event.job.created", job, id);
-    res = answer(r, 200, erp_env_success("Job created successfully", job_data(job, "created_at"),
-                                         elapsed(r)));
-out:
-    cJSON_Delete(norm);
-    cJSON_Delete(job);
-    cJSON_Delete(raw);
-    return res;
+    return answer(r, 200, erp_env_success("Job created successfully", job_data(job, "created_at"),
+                                          elapsed(r)));
 }
 
 static ah_result update_job(erp_req *r, const cJSON *body)
@@ -524,18 +537,48 @@ out:
     return res;
 }
 
+/* Authentication resolves the source (conn_by_secret), which holds the
+ * source's call lock until the route returns: one request of a source at a
+ * time. What depends on the body alone (parsing; for a create the
+ * validation and the job's fields) is done before, outside that lock, for
+ * a body within the default size limit; its errors are answered after the
+ * authentication's, in the guide's order. */
 static ah_result job_route(ah_call *call, ah_http_exchange *ex, erp_op op)
 {
     erp_req r;
     req_init(&r, call, ex);
-    if (authenticate(&r) != 0)
-        return AH_OK;
-    cJSON *body = read_body(&r);
-    if (body == NULL)
-        return AH_OK;
+    size_t len = 0;
+    r.h->http_body(ex, &len);
+    bool early = len <= (size_t)ERP_DEFAULT_MAX_BODY;
+    const char *why = NULL;
+    cJSON *body = early ? parse_body(&r, &why) : NULL;
+    erp_create c;
+    bool prepared = early && body != NULL && op == ERP_OP_CREATE;
+    if (prepared)
+        create_prepare(body, &c);
     ah_result res = AH_OK;
-    if (check_source(&r, body) == 0)
-        res = op == ERP_OP_CREATE ? create_job(&r, body) : update_job(&r, body);
+    if (authenticate(&r) != 0)
+        goto out;
+    if (!early)
+        body = parse_body(&r, &why);
+    if (body == NULL) {
+        answer_fail(&r, 400, ERP_E_INVALID_JSON, NULL, "%s", why);
+        goto out;
+    }
+    if (check_source(&r, body) != 0)
+        goto out;
+    if (op == ERP_OP_CREATE) {
+        if (!prepared) {
+            create_prepare(body, &c);
+            prepared = true;
+        }
+        res = create_job(&r, &c);
+    } else {
+        res = update_job(&r, body);
+    }
+out:
+    if (prepared)
+        create_free(&c);
     cJSON_Delete(body);
     return res;
 }

@@ -749,6 +749,15 @@ START_TEST(test_validation_errors)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         expect_error(&e, "create-job/", e.key, cases[i].body, 400, cases[i].code, cases[i].field);
+    /* The body is parsed and validated before the key is looked up (outside
+     * the source's lock), but the guide's order of answers holds: a wrong
+     * key is 401 whatever the body, and a body naming another source is 404
+     * before its fields are judged. */
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        expect_error(&e, "create-job/", "not-the-key", cases[i].body, 401, "INVALID_API_KEY", NULL);
+    expect_error(&e, "create-job/", e.key,
+                 "{\"action\":\"create_job\",\"source_name\":\"Other_ERP\",\"title\":42}", 404,
+                 "INVALID_SOURCE", "source_name");
     /* Limits: title 255 characters (not bytes), description 20000. */
     char *big = malloc(30000);
     memset(big, 'x', 256);
