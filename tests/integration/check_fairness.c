@@ -51,6 +51,8 @@ static ah_core *open_core(const char *dir)
     ck_assert_ptr_nonnull(plugins);
     ck_assert_ptr_nonnull(fixtures);
     char *path = NULL, *text = NULL;
+    const char *iso = getenv("AH_TEST_ISOLATION");
+    bool in_process = iso != NULL && strcmp(iso, "in_process") == 0;
     char *store = ah_t_store_url(dir);
     ck_assert_ptr_nonnull(store);
     ck_assert_int_ge(asprintf(&path, "%s/atshub.ini", dir), 0);
@@ -64,8 +66,14 @@ static ah_core *open_core(const char *dir)
                  "[store]\nurl = %s\n"
                  "[sync]\ninterval_s = 0\n"
                  "[plugins]\ntemplate = %s/template.so\nfakeats = %s/fakeats.so\n"
-                 "tarpit = %s/tarpit.so\nerp = %s/erp.so\n",
-                 WORKERS, tenant_workers, store, plugins, fixtures, fixtures, plugins),
+                 "tarpit = %s/tarpit.so\nerp = %s/erp.so\n%s",
+                 WORKERS, tenant_workers, store, plugins, fixtures, fixtures, plugins,
+                 /* ctest check_fairness_in_process: every plugin in the daemon. */
+                 in_process ? "[plugin.template]\nisolation = in_process\n"
+                              "[plugin.fakeats]\nisolation = in_process\n"
+                              "[plugin.tarpit]\nisolation = in_process\n"
+                              "[plugin.erp]\nisolation = in_process\n"
+                            : ""),
         0);
     ck_assert_int_eq(ah_t_write_file(path, text), 0);
     free(text);
