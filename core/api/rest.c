@@ -4,6 +4,7 @@
  * authentication by bearer API key) and the inbound routes plugins declare,
  * each call recorded in the integration log.
  */
+#include <arpa/inet.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -530,11 +531,32 @@ static void route_job_run(void *arg)
 /* Bus lanes and groups of route calls, apart from the connections' lanes
  * (ids) and tenants' groups (ids), which are positive int64 values: a
  * token route's calls run in order per connection and count against its
- * tenant's share of the workers; the others' tenant is not known before
- * the plugin resolves it, so each call is a lane and group of its own. */
+ * tenant's share of the workers. The others' tenant is not known before
+ * the plugin resolves it (the ERP API, from its key): each call is a lane
+ * of its own, and the calls from one client address share a group, so one
+ * caller's slow or flooding calls hold at most a tenant's share of the
+ * workers. */
 #define ROUTE_LANE_CONN (UINT64_C(1) << 62)
 #define ROUTE_LANE_CALL (UINT64_C(3) << 62)
+#define ROUTE_GROUP_ADDR (UINT64_C(2) << 62)
 static atomic_uint_fast64_t route_calls;
+
+/* The group of a client address: IPv4 as it is, IPv6 folded to 64 bits
+ * (two addresses that fold alike merely share a group). */
+static uint64_t addr_group(const char *ip)
+{
+    unsigned char a[16];
+    uint64_t k = 0;
+    if (inet_pton(AF_INET, ip, a) == 1) {
+        k = (uint64_t)a[0] << 24 | (uint64_t)a[1] << 16 | (uint64_t)a[2] << 8 | a[3];
+    } else if (inet_pton(AF_INET6, ip, a) == 1) {
+        uint64_t hi, lo;
+        memcpy(&hi, a, 8);
+        memcpy(&lo, a + 8, 8);
+        k = hi ^ lo;
+    }
+    return ROUTE_GROUP_ADDR | (k & ~ROUTE_LANE_CALL);
+}
 
 static void plugin_route(void *arg, ah_http_exchange *ex)
 {
@@ -573,7 +595,7 @@ static void plugin_route(void *arg, ah_http_exchange *ex)
         return;
     }
     *j = (route_job){core, gen, r, c, ex, p};
-    uint64_t tenant = c != NULL ? (uint64_t)c->tenant_id : AH_BUS_NO_TENANT;
+    uint64_t tenant = c != NULL ? (uint64_t)c->tenant_id : addr_group(ah_ex_client_ip(ex));
     uint64_t lane = c != NULL ? ROUTE_LANE_CONN | (uint64_t)c->id
                               : ROUTE_LANE_CALL | (atomic_fetch_add(&route_calls, 1) &
                                                    ~ROUTE_LANE_CALL);

@@ -447,6 +447,53 @@ START_TEST(test_routes_hang_off_http_threads)
 }
 END_TEST
 
+typedef struct slow_caller {
+    long status;
+    char *body;
+} slow_caller;
+
+static void *slow_main(void *arg)
+{
+    slow_caller *sc = arg;
+    sc->status = http_h("POST", "/tarpit/slow", NULL, NULL, NULL, "{}", &sc->body);
+    atomic_fetch_add(&answered, 1);
+    return NULL;
+}
+
+/* A route that names no connection (its caller unknown until the plugin
+ * resolves it, like the ERP API): one client address's hanging calls hold
+ * at most a tenant's share of the bus workers, so another tenant's bus
+ * calls still find one. */
+START_TEST(test_unnamed_route_calls_held_to_a_share)
+{
+    enum { SLOW = 10 };
+    atomic_store(&answered, 0);
+    slow_caller sc[SLOW];
+    pthread_t th[SLOW];
+    for (int i = 0; i < SLOW; i++) {
+        sc[i] = (slow_caller){0};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, slow_main, &sc[i]), 0);
+    }
+    WAIT_FOR(ah_httpd_inflight(F.core->httpd) >= SLOW, "10 requests in flight");
+    WAIT_FOR(tarpit_inflight() == WORKERS / 2, "the slow calls holding a share of workers");
+    char *out = NULL;
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(http("POST", "/v1/bus/jobs.get", KEY_GLOBEX, "ats1", NULL,
+                              "{\"job_id\":\"G-1\"}", &out), 200);
+        free(out);
+    }
+    ck_assert_int_eq(tarpit_inflight(), WORKERS / 2);
+    ck_assert_int_eq(atomic_load(&answered), 0);
+    ck_assert_int_eq(ah_t_write_file(F.release, "go"), 0);
+    for (int i = 0; i < SLOW; i++) {
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+        ck_assert_int_eq(sc[i].status, 200);
+        ck_assert_str_eq(sc[i].body, "{\"released\":true,\"route\":true}");
+        free(sc[i].body);
+    }
+}
+END_TEST
+
 /* A server stopped while calls hang answers them 503 shutting_down rather
  * than leaving them suspended (MHD must never stop with one). */
 START_TEST(test_stop_answers_hanging_calls)
@@ -506,6 +553,7 @@ static Suite *fairness_suite(void)
     tcase_add_test(tc, test_other_tenant_served_while_one_hangs);
     tcase_add_test(tc, test_stop_answers_hanging_calls);
     tcase_add_test(tc, test_routes_hang_off_http_threads);
+    tcase_add_test(tc, test_unnamed_route_calls_held_to_a_share);
     suite_add_tcase(s, tc);
     TCase *tc1 = tcase_create("configured");
     tcase_add_checked_fixture(tc1, setup_share1, teardown);
