@@ -178,7 +178,7 @@ char *ah_ex_query_canonical(ah_http_exchange *ex);
 /** Calls cb for every request header (query false) or query parameter
  *  (query true, unescaped; value NULL for a name without '=') in the order
  *  received, until cb returns false. Only on the request's server thread,
- *  like ah_ex_header. */
+ *  like ah_ex_header, or on any one thread once detached (ah_ex_detach). */
 void ah_ex_each(ah_http_exchange *ex, bool query,
                 bool (*cb)(void *arg, const char *name, const char *value), void *arg);
 /** The peer address as text ("127.0.0.1", "::1"; v4-mapped v6 as v4). */
