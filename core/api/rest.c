@@ -4,6 +4,9 @@
  * authentication by bearer API key) and the inbound routes plugins declare,
  * each call recorded in the integration log.
  */
+#include <arpa/inet.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -409,28 +412,17 @@ static void route_committed(void *arg, bool ok)
                             "the request's writes could not be saved; retry later");
 }
 
-static void plugin_route(void *arg, ah_http_exchange *ex)
+/* Runs a plugin's route for ex: the connection (token routes: c, locked
+ * here) and the generation are the caller's references, released here.
+ * detached: ex was detached (ah_ex_detach) into p and this runs on a bus
+ * worker; the answer is held in p, released here (or by the group commit),
+ * and ah_ex_detach_end(p) ends this thread's use of ex. Otherwise this runs
+ * in the handler on the server thread (p NULL). */
+static void route_run(ah_core *core, ah_generation *gen, const ah_route *r, ah_conn *c,
+                      ah_http_exchange *ex, ah_ex_pending *p)
 {
-    ah_route_binding *b = arg;
-    ah_core *core = b->core;
-    ah_generation *gen = ah_registry_acquire(core->registry, b->plugin);
-    const ah_route *r = gen != NULL ? find_route(gen, b) : NULL;
-    if (r == NULL) {
-        ah_ex_error(ex, 404, AH_E_NOT_FOUND, "no route %s %s", ah_ex_method(ex), ah_ex_path(ex));
-        if (gen != NULL)
-            ah_generation_release(gen);
-        return;
-    }
-    ah_conn *c = NULL;
-    if (r->flags & AH_ROUTE_CONN_TOKEN) {
-        c = ah_conns_by_secret(core, gen->name, "webhook_token", ah_ex_subpath(ex));
-        if (c == NULL) {
-            ah_ex_error(ex, 404, AH_E_NOT_FOUND, "unknown or disabled endpoint");
-            ah_generation_release(gen);
-            return;
-        }
+    if (c != NULL)
         pthread_mutex_lock(&c->call_lock);
-    }
     char topic[96];
     snprintf(topic, sizeof topic, "route:%s", r->action != NULL ? r->action : r->path);
     ah_core_call cc;
@@ -442,11 +434,13 @@ static void plugin_route(void *arg, ah_http_exchange *ex)
      * conn_by_secret otherwise), so locks are always taken connection
      * first, then store. With a committer, the scope is a group scope: the
      * answer is held until the group transaction holding its writes has
-     * committed (group commit), and the server thread moves on. */
+     * committed (group commit), and the thread moves on. A detached
+     * exchange's answer is held already. */
     cc.atomic_route = (r->flags & AH_ROUTE_ATOMIC) != 0;
-    ah_ex_pending *held = NULL;
+    ah_ex_pending *held = p;
     if (cc.atomic_route && core->committer != NULL) {
-        held = ah_ex_hold(ex);
+        if (held == NULL)
+            held = ah_ex_hold(ex);
         if (held != NULL)
             ah_store_committer_enter(core->committer);
         if (held == NULL) {
@@ -493,23 +487,127 @@ static void plugin_route(void *arg, ah_http_exchange *ex)
     if (!ended)
         ah_log(&core->log, AH_LOG_ERROR, "rest", "%s %s: the call's writes could not be committed",
                ah_ex_method(ex), r->path); /* as declared: never a token */
+    ah_ex_set_user(ex, NULL);
+    bool grouped = held != NULL && core->committer != NULL && cc.atomic_route;
     if (held != NULL) {
         if (!ended)
             route_committed(held, false);
-        else if (!cc.scoped || cc.group == 0)
+        else if (!grouped || !cc.scoped || cc.group == 0)
             route_committed(held, true); /* nothing waits in a group */
         else if (ah_store_committer_add(core->committer, cc.group, route_committed, held) != 0)
             /* Stopped or out of memory: commit here. */
             route_committed(held, core->store->ops->group_commit(core->store) == 0);
-        ah_store_committer_leave(core->committer);
+        if (grouped)
+            ah_store_committer_leave(core->committer);
     }
-    ah_ex_set_user(ex, NULL);
     ah_core_call_done(&cc);
+    /* Nothing here touches ex any more: the server may send the answer. */
+    ah_ex_detach_end(p);
     if (c != NULL) {
         pthread_mutex_unlock(&c->call_lock);
         ah_conn_release(c);
     }
     ah_generation_release(gen);
+}
+
+/* A route call waiting for a bus worker. */
+typedef struct route_job {
+    ah_core *core;
+    ah_generation *gen;
+    const ah_route *r;
+    ah_conn *c;
+    ah_http_exchange *ex;
+    ah_ex_pending *p;
+} route_job;
+
+static void route_job_run(void *arg)
+{
+    route_job *j = arg;
+    route_job jj = *j;
+    free(j);
+    route_run(jj.core, jj.gen, jj.r, jj.c, jj.ex, jj.p);
+}
+
+/* Bus lanes and groups of route calls, apart from the connections' lanes
+ * (ids) and tenants' groups (ids), which are positive int64 values: a
+ * token route's calls run in order per connection and count against its
+ * tenant's share of the workers. The others' tenant is not known before
+ * the plugin resolves it (the ERP API, from its key): each call is a lane
+ * of its own, and the calls from one client address share a group, so one
+ * caller's slow or flooding calls hold at most a tenant's share of the
+ * workers. */
+#define ROUTE_LANE_CONN (UINT64_C(1) << 62)
+#define ROUTE_LANE_CALL (UINT64_C(3) << 62)
+#define ROUTE_GROUP_ADDR (UINT64_C(2) << 62)
+static atomic_uint_fast64_t route_calls;
+
+/* The group of a client address: IPv4 as it is, IPv6 folded to 64 bits
+ * (two addresses that fold alike merely share a group). */
+static uint64_t addr_group(const char *ip)
+{
+    unsigned char a[16];
+    uint64_t k = 0;
+    if (inet_pton(AF_INET, ip, a) == 1) {
+        k = (uint64_t)a[0] << 24 | (uint64_t)a[1] << 16 | (uint64_t)a[2] << 8 | a[3];
+    } else if (inet_pton(AF_INET6, ip, a) == 1) {
+        uint64_t hi, lo;
+        memcpy(&hi, a, 8);
+        memcpy(&lo, a + 8, 8);
+        k = hi ^ lo;
+    }
+    return ROUTE_GROUP_ADDR | (k & ~ROUTE_LANE_CALL);
+}
+
+static void plugin_route(void *arg, ah_http_exchange *ex)
+{
+    ah_route_binding *b = arg;
+    ah_core *core = b->core;
+    ah_generation *gen = ah_registry_acquire(core->registry, b->plugin);
+    const ah_route *r = gen != NULL ? find_route(gen, b) : NULL;
+    if (r == NULL) {
+        ah_ex_error(ex, 404, AH_E_NOT_FOUND, "no route %s %s", ah_ex_method(ex), ah_ex_path(ex));
+        if (gen != NULL)
+            ah_generation_release(gen);
+        return;
+    }
+    ah_conn *c = NULL;
+    if (r->flags & AH_ROUTE_CONN_TOKEN) {
+        c = ah_conns_by_secret(core, gen->name, "webhook_token", ah_ex_subpath(ex));
+        if (c == NULL) {
+            ah_ex_error(ex, 404, AH_E_NOT_FOUND, "unknown or disabled endpoint");
+            ah_generation_release(gen);
+            return;
+        }
+    }
+    /* The handler may call providers, the store, or an isolated plugin
+     * process: it runs on a bus worker, and this thread serves other
+     * requests meanwhile (issue 13). Without a bus (tests, tools), or
+     * when the request cannot be detached, it runs here. */
+    ah_ex_pending *p = NULL;
+    route_job *j = NULL;
+    if (core->bus != NULL && core->cfg.http_routes_on_bus && (j = malloc(sizeof *j)) != NULL &&
+        (p = ah_ex_detach(ex)) == NULL) {
+        free(j);
+        j = NULL;
+    }
+    if (p == NULL) {
+        route_run(core, gen, r, c, ex, NULL);
+        return;
+    }
+    *j = (route_job){core, gen, r, c, ex, p};
+    uint64_t tenant = c != NULL ? (uint64_t)c->tenant_id : addr_group(ah_ex_client_ip(ex));
+    uint64_t lane = c != NULL ? ROUTE_LANE_CONN | (uint64_t)c->id
+                              : ROUTE_LANE_CALL | (atomic_fetch_add(&route_calls, 1) &
+                                                   ~ROUTE_LANE_CALL);
+    if (ah_bus_run_tenant(core->bus, tenant, lane, r->path, route_job_run, j) != 0) {
+        free(j);
+        (void)ah_ex_release_error(p, 503, "overloaded",
+                                  "the host cannot take more work now; retry later");
+        ah_ex_detach_end(p);
+        if (c != NULL)
+            ah_conn_release(c);
+        ah_generation_release(gen);
+    }
 }
 
 typedef struct route_walk {

@@ -43,6 +43,7 @@ enum key {
     K_HTTP_MIN_BODY_RATE,
     K_HTTP_TENANT_RATE,
     K_HTTP_TENANT_BURST,
+    K_HTTP_PLUGIN_ROUTES,
     K_TLS_CERT,
     K_TLS_KEY,
     K_STORE_URL,
@@ -91,6 +92,7 @@ static const key_def keys[K_N] = {
     [K_HTTP_MIN_BODY_RATE] = {SEC_HTTP, "min_body_rate", 1, 1073741824},
     [K_HTTP_TENANT_RATE] = {SEC_HTTP, "tenant_rate", 0, 1000000},
     [K_HTTP_TENANT_BURST] = {SEC_HTTP, "tenant_burst", 1, 1000000},
+    [K_HTTP_PLUGIN_ROUTES] = {SEC_HTTP, "plugin_routes", 1, 0},
     [K_TLS_CERT] = {SEC_HTTP, "tls_cert", 1, 0},
     [K_TLS_KEY] = {SEC_HTTP, "tls_key", 1, 0},
     [K_STORE_URL] = {SEC_STORE, "url", 1, 0},
@@ -247,6 +249,7 @@ static int fill_defaults(ah_config *cfg, const char *key_rel, const char *db_rel
     cfg->listen_port = 8080;
     cfg->max_body = 1024 * 1024;
     cfg->http_threads = 2;
+    cfg->http_routes_on_bus = true;
     cfg->http_max_connections = 4096;
     cfg->http_max_connections_per_client = 256;
     cfg->http_header_timeout_ms = 10000;
@@ -624,6 +627,14 @@ static int set_value(parse_state *st, enum key k, const char *value)
         if (!set_int(st, k, value, &v))
             return 0;
         cfg->http_tenant_burst = (unsigned)v;
+        return 1;
+    case K_HTTP_PLUGIN_ROUTES:
+        if (strcmp(value, "workers") == 0)
+            cfg->http_routes_on_bus = true;
+        else if (strcmp(value, "inline") == 0)
+            cfg->http_routes_on_bus = false;
+        else
+            return fail(st, "[http] plugin_routes: expected workers or inline, got '%s'", value);
         return 1;
     case K_TLS_CERT:
     case K_TLS_KEY: {

@@ -71,6 +71,11 @@ typedef struct ah_config {
      * refilled at tenant_rate requests/s holding at most tenant_burst. */
     unsigned http_tenant_rate;  /* requests/s; 0: unlimited (default 100) */
     unsigned http_tenant_burst; /* default 200 */
+    /* plugin_routes = workers (default): a plugin's inbound route runs on a
+     * bus worker and the HTTP thread serves other requests meanwhile;
+     * inline: on the HTTP thread (cheaper for quick handlers, but a slow
+     * one holds the thread). */
+    bool http_routes_on_bus;
     char *tls_cert;    /* PEM paths, both or neither */
     char *tls_key;
 

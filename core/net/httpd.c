@@ -166,6 +166,7 @@ struct ah_http_exchange {
     size_t drained;
     cJSON *json;
     ah_hdr *headers;
+    struct ex_vals *vals; /* ah_ex_detach's copy of headers, cookies and query */
     void *user;
     const char *subpath;
     ah_param params[AH_HTTPD_MAX_PARAMS]; /* a templated route's captures */
@@ -205,6 +206,11 @@ struct ah_ex_pending {
     int refs;
     bool suspended; /* MHD_suspend_connection was called */
     bool resolved;  /* the answer is decided (status, body) */
+    /* ah_ex_detach: another thread still uses the exchange (until
+     * ah_ex_detach_end); whoever decides the answer meanwhile leaves the
+     * resume to ah_ex_detach_end, so the server never touches ex while the
+     * other thread does. */
+    bool busy;
     int status;
     cJSON *body;
     bool has_deadline;
@@ -554,18 +560,54 @@ const char *ah_ex_param(const ah_http_exchange *ex, const char *name)
     return NULL;
 }
 
+/* A detached exchange's copy of the request's values (ah_ex_detach): MHD's
+ * accessors are only valid on the connection's thread. One allocation:
+ * the entries, then their strings. Looked up as MHD does (the first entry
+ * of the kind whose name matches without regard to case). */
+enum { EXV_HEADER, EXV_COOKIE, EXV_QUERY, EXV_KINDS };
+
+typedef struct ex_val {
+    unsigned char kind;
+    const char *name;
+    const char *value; /* NULL: a query name without '=' */
+} ex_val;
+
+typedef struct ex_vals {
+    size_t n;
+    ex_val v[];
+} ex_vals;
+
+static const enum MHD_ValueKind exv_mhd_kind[EXV_KINDS] = {
+    MHD_HEADER_KIND, MHD_COOKIE_KIND, MHD_GET_ARGUMENT_KIND};
+
+static const char *vals_lookup(const ex_vals *vs, unsigned kind, const char *name)
+{
+    if (name == NULL)
+        return NULL;
+    for (size_t i = 0; i < vs->n; i++)
+        if (vs->v[i].kind == kind && strcasecmp(vs->v[i].name, name) == 0)
+            return vs->v[i].value;
+    return NULL;
+}
+
 const char *ah_ex_header(ah_http_exchange *ex, const char *name)
 {
+    if (ex->vals != NULL)
+        return vals_lookup(ex->vals, EXV_HEADER, name);
     return MHD_lookup_connection_value(ex->conn, MHD_HEADER_KIND, name);
 }
 
 const char *ah_ex_cookie(ah_http_exchange *ex, const char *name)
 {
+    if (ex->vals != NULL)
+        return vals_lookup(ex->vals, EXV_COOKIE, name);
     return MHD_lookup_connection_value(ex->conn, MHD_COOKIE_KIND, name);
 }
 
 const char *ah_ex_query(ah_http_exchange *ex, const char *name)
 {
+    if (ex->vals != NULL)
+        return vals_lookup(ex->vals, EXV_QUERY, name);
     return MHD_lookup_connection_value(ex->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
@@ -585,6 +627,13 @@ static enum MHD_Result each_value(void *cls, enum MHD_ValueKind kind, const char
 void ah_ex_each(ah_http_exchange *ex, bool query,
                 bool (*cb)(void *arg, const char *name, const char *value), void *arg)
 {
+    if (ex->vals != NULL) {
+        unsigned kind = query ? EXV_QUERY : EXV_HEADER;
+        for (size_t i = 0; i < ex->vals->n; i++)
+            if (ex->vals->v[i].kind == kind && !cb(arg, ex->vals->v[i].name, ex->vals->v[i].value))
+                return;
+        return;
+    }
     each_ctx e = {cb, arg};
     (void)MHD_get_connection_values(ex->conn, query ? MHD_GET_ARGUMENT_KIND : MHD_HEADER_KIND,
                                     each_value, &e);
@@ -635,7 +684,14 @@ static enum MHD_Result add_query_arg(void *cls, enum MHD_ValueKind kind, const c
 char *ah_ex_query_canonical(ah_http_exchange *ex)
 {
     query_buf b = {0};
-    (void)MHD_get_connection_values(ex->conn, MHD_GET_ARGUMENT_KIND, add_query_arg, &b);
+    if (ex->vals != NULL) {
+        for (size_t i = 0; i < ex->vals->n && !b.oom; i++)
+            if (ex->vals->v[i].kind == EXV_QUERY)
+                (void)add_query_arg(&b, MHD_GET_ARGUMENT_KIND, ex->vals->v[i].name,
+                                    ex->vals->v[i].value);
+    } else {
+        (void)MHD_get_connection_values(ex->conn, MHD_GET_ARGUMENT_KIND, add_query_arg, &b);
+    }
     if (b.oom) {
         free(b.s);
         return NULL;
@@ -1417,7 +1473,7 @@ static bool pending_resolve_locked(ah_ex_pending *p, int status, cJSON *body)
     p->resolved = true;
     p->status = status;
     p->body = body;
-    return p->suspended;
+    return p->suspended && !p->busy;
 }
 
 ah_ex_pending *ah_ex_suspend(ah_http_exchange *ex, long timeout_ms, const char *timeout_msg)
@@ -1482,6 +1538,97 @@ ah_ex_pending *ah_ex_hold(ah_http_exchange *ex)
     return p;
 }
 
+/* Copying the request's values: a first pass sizes, a second fills. */
+typedef struct vals_copy {
+    ex_vals *vs;   /* NULL: sizing */
+    char *at;      /* the next string's place */
+    unsigned kind;
+    size_t n, bytes;
+} vals_copy;
+
+static enum MHD_Result copy_value(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
+{
+    (void)kind;
+    vals_copy *c = cls;
+    size_t kl = strlen(key), vl = value != NULL ? strlen(value) + 1 : 0;
+    if (c->vs == NULL) {
+        c->n++;
+        c->bytes += kl + 1 + vl;
+        return MHD_YES;
+    }
+    ex_val *v = &c->vs->v[c->vs->n++];
+    v->kind = (unsigned char)c->kind;
+    memcpy(c->at, key, kl + 1);
+    v->name = c->at;
+    c->at += kl + 1;
+    v->value = NULL;
+    if (value != NULL) {
+        memcpy(c->at, value, vl);
+        v->value = c->at;
+        c->at += vl;
+    }
+    return MHD_YES;
+}
+
+static ex_vals *copy_values(struct MHD_Connection *conn)
+{
+    vals_copy c = {0};
+    for (c.kind = 0; c.kind < EXV_KINDS; c.kind++)
+        (void)MHD_get_connection_values(conn, exv_mhd_kind[c.kind], copy_value, &c);
+    size_t n = c.n;
+    ex_vals *vs = malloc(sizeof *vs + n * sizeof vs->v[0] + c.bytes + 1);
+    if (vs == NULL)
+        return NULL;
+    vs->n = 0;
+    c.vs = vs;
+    c.at = (char *)&vs->v[n];
+    for (c.kind = 0; c.kind < EXV_KINDS; c.kind++)
+        (void)MHD_get_connection_values(conn, exv_mhd_kind[c.kind], copy_value, &c);
+    /* MHD's list cannot change on this thread in between; kept safe anyway. */
+    if (vs->n > n)
+        vs->n = n;
+    return vs;
+}
+
+ah_ex_pending *ah_ex_detach(ah_http_exchange *ex)
+{
+    if (ex == NULL || !ex->in_handler || ex->pending != NULL || ex->status != 0)
+        return NULL;
+    ex_vals *vs = copy_values(ex->conn);
+    if (vs == NULL)
+        return NULL;
+    (void)ah_ex_client_ip(ex); /* formatted now, while the connection is ours */
+    ah_ex_pending *p = ah_ex_suspend(ex, 0, NULL);
+    if (p == NULL) {
+        free(vs);
+        return NULL;
+    }
+    pthread_mutex_lock(&pending_mu);
+    p->busy = true;
+    p->refs++; /* ah_ex_detach_end's */
+    pthread_mutex_unlock(&pending_mu);
+    ex->vals = vs;
+    ex->holding = true;
+    return p;
+}
+
+void ah_ex_detach_end(ah_ex_pending *p)
+{
+    if (p == NULL)
+        return;
+    pthread_mutex_lock(&pending_mu);
+    p->busy = false;
+    /* Decided while busy, after the server suspended: that decision left
+     * the resume to here. */
+    bool resume = p->resolved && p->suspended && p->h != NULL;
+    struct MHD_Connection *conn = p->conn;
+    pending_unref_locked(p);
+    pthread_mutex_unlock(&pending_mu);
+    if (resume)
+        MHD_resume_connection(conn);
+}
+
 int ah_ex_release(ah_ex_pending *p)
 {
     return p != NULL ? pending_complete(p, 0, NULL) : -1;
@@ -1529,14 +1676,15 @@ static bool pending_park(ah_httpd *h, ah_http_exchange *ex)
     if (h->closing)
         (void)pending_resolve_locked(p, 503, error_json("shutting_down",
                                                         "the server is shutting down"));
-    bool now = p->resolved;
+    bool now = p->resolved && !p->busy;
     pthread_mutex_unlock(&pending_mu);
     if (now)
         return false;
     MHD_suspend_connection(ex->conn);
     pthread_mutex_lock(&pending_mu);
     p->suspended = true;
-    bool resume = p->resolved; /* decided in between: nobody else resumes */
+    /* Decided in between (and nobody uses ex any more): nobody else resumes. */
+    bool resume = p->resolved && !p->busy;
     pthread_mutex_unlock(&pending_mu);
     if (resume)
         MHD_resume_connection(ex->conn);
@@ -1872,6 +2020,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (ex->held != NULL)
         MHD_destroy_response(ex->held);
     cJSON_Delete(ex->json);
+    free(ex->vals);
     free(ex->body);
     free(ex->resp_body);
     while (ex->headers != NULL) {

@@ -8,7 +8,8 @@
  * method and path through a route table that the core and plugins register
  * into. Handlers run on the server's threads and answer before they return,
  * or suspend the request (ah_ex_suspend) so that another thread answers it
- * later without holding a server thread meanwhile.
+ * later without holding a server thread meanwhile, or detach it
+ * (ah_ex_detach) so that another thread handles all of it.
  * Every error is {"error":{"code":"...","message":"..."}}.
  */
 #ifndef AH_HTTPD_H
@@ -177,7 +178,7 @@ char *ah_ex_query_canonical(ah_http_exchange *ex);
 /** Calls cb for every request header (query false) or query parameter
  *  (query true, unescaped; value NULL for a name without '=') in the order
  *  received, until cb returns false. Only on the request's server thread,
- *  like ah_ex_header. */
+ *  like ah_ex_header, or on any one thread once detached (ah_ex_detach). */
 void ah_ex_each(ah_http_exchange *ex, bool query,
                 bool (*cb)(void *arg, const char *name, const char *value), void *arg);
 /** The peer address as text ("127.0.0.1", "::1"; v4-mapped v6 as v4). */
@@ -273,6 +274,33 @@ int ah_ex_release(ah_ex_pending *p);
  *  held answer. Consumes p. As ah_ex_release. */
 int ah_ex_release_error(ah_ex_pending *p, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* Detaching: a handler whose work may take long (a plugin's route, which
+ * may call a provider or wait on an isolated plugin process) moves the
+ * whole request to another thread, so that the server thread serves other
+ * requests meanwhile:
+ *
+ *   ah_ex_pending *p = ah_ex_detach(ex);    (from the handler, unanswered)
+ *   hand ex and p to another thread; return.
+ *   that thread: uses ex as a handler would (every accessor, ah_ex_json,
+ *   answering, ah_ex_add_header); the answer is held as with ah_ex_hold;
+ *   then, once: ah_ex_release(p) (or ah_ex_release_error), possibly later
+ *   and from yet another thread (a group commit), and, once it no longer
+ *   touches ex: ah_ex_detach_end(p).
+ *
+ * ah_ex_detach copies the headers, cookies and query parameters (MHD's
+ * own accessors are valid only on the connection's thread) and the client
+ * address; ah_ex_header, ah_ex_cookie, ah_ex_query, ah_ex_each and
+ * ah_ex_query_canonical read the copy from then on. The answer goes out
+ * after both calls, whichever comes last; an answer decided meanwhile by
+ * the shutdown (503 shutting_down) waits for ah_ex_detach_end too, and
+ * ah_httpd_free waits for it. The route's reference is kept as for a
+ * suspended request. NULL as ah_ex_suspend (ex still unanswered). */
+ah_ex_pending *ah_ex_detach(ah_http_exchange *ex);
+/** The detached exchange is no longer used by the caller (see ah_ex_detach).
+ *  Releases the caller's part of p; call it exactly once, after or before
+ *  ah_ex_release. */
+void ah_ex_detach_end(ah_ex_pending *p);
 
 /** Maps a stable error code to its HTTP status (unsupported_capability ->
  *  501, invalid_request -> 400, ...); 500 when unknown. */

@@ -44,7 +44,7 @@ enum {
     BUS_CORR_LEN = 8 + 1 + 16,
 };
 
-typedef enum bus_kind { BUS_ASYNC, BUS_SYNC, BUS_EVENT } bus_kind;
+typedef enum bus_kind { BUS_ASYNC, BUS_SYNC, BUS_EVENT, BUS_RUN } bus_kind;
 
 /* Shared by a synchronous caller and the worker that answers it; the last
  * of the two to let go frees it, so a reply arriving after the caller gave
@@ -80,6 +80,7 @@ typedef struct bus_msg {
     cJSON *body;
     char *topic; /* topic_buf, or malloc'd when longer */
     ah_reply_cb cb;
+    void (*run)(void *arg); /* BUS_RUN: the work, with cb_arg */
     void *cb_arg;
     bus_completion *comp;
     char topic_buf[BUS_TOPIC_INLINE];
@@ -463,6 +464,10 @@ static void bus_handle(ah_bus *b, bus_msg *m)
     empty.type = cJSON_Object;
     const cJSON *body = m->body != NULL ? m->body : &empty;
 
+    if (m->kind == BUS_RUN) {
+        m->run(m->cb_arg);
+        return;
+    }
     if (m->kind == BUS_EVENT) {
         for (bus_sub *s = atomic_load_explicit(&b->subs, memory_order_acquire);
              s != NULL; s = atomic_load_explicit(&s->next, memory_order_acquire)) {
@@ -617,7 +622,8 @@ static bool on_worker(const ah_bus *b)
  * refusal. `body` is consumed either way. */
 static const char *bus_enqueue(ah_bus *b, bus_kind kind, uint64_t tenant, uint64_t lane,
                                void *target, const char *topic, cJSON *body,
-                               ah_reply_cb cb, void *cb_arg, bus_completion *comp)
+                               ah_reply_cb cb, void (*run)(void *arg), void *cb_arg,
+                               bus_completion *comp)
 {
     size_t tlen = strlen(topic);
     char *long_topic = NULL;
@@ -685,6 +691,7 @@ static const char *bus_enqueue(ah_bus *b, bus_kind kind, uint64_t tenant, uint64
         m->topic = m->topic_buf;
     }
     m->cb = cb;
+    m->run = run;
     m->cb_arg = cb_arg;
     m->comp = comp;
 
@@ -770,7 +777,7 @@ int ah_bus_request_tenant(ah_bus *bus, uint64_t tenant, uint64_t lane, void *tar
     c->refs = 2;
 
     const char *why = bus_enqueue(bus, BUS_SYNC, tenant, lane, target, topic, body,
-                                  NULL, NULL, c);
+                                  NULL, NULL, NULL, c);
     if (why != NULL) {
         completion_release(c);
         refusal_reply(reply, why);
@@ -821,7 +828,7 @@ int ah_bus_request_async_tenant(ah_bus *bus, uint64_t tenant, uint64_t lane, voi
         cJSON_Delete(body);
         why = "invalid_request";
     } else {
-        why = bus_enqueue(bus, BUS_ASYNC, tenant, lane, target, topic, body, cb, cb_arg, NULL);
+        why = bus_enqueue(bus, BUS_ASYNC, tenant, lane, target, topic, body, cb, NULL, cb_arg, NULL);
         if (why == NULL)
             return 0;
     }
@@ -837,6 +844,18 @@ int ah_bus_request_async_tenant(ah_bus *bus, uint64_t tenant, uint64_t lane, voi
     return -1;
 }
 
+int ah_bus_run_tenant(ah_bus *bus, uint64_t tenant, uint64_t lane, const char *what,
+                      void (*fn)(void *arg), void *arg)
+{
+    if (bus == NULL || fn == NULL)
+        return -1;
+    /* The worker calls fn instead of the handler (bus_handle). */
+    return bus_enqueue(bus, BUS_RUN, tenant, lane, NULL, what != NULL ? what : "run", NULL, NULL,
+                       fn, arg, NULL) == NULL
+               ? 0
+               : -1;
+}
+
 int ah_bus_publish(ah_bus *bus, uint64_t lane, const char *topic, cJSON *body)
 {
     return ah_bus_publish_tenant(bus, AH_BUS_NO_TENANT, lane, topic, body);
@@ -849,7 +868,7 @@ int ah_bus_publish_tenant(ah_bus *bus, uint64_t tenant, uint64_t lane, const cha
         cJSON_Delete(body);
         return -1;
     }
-    return bus_enqueue(bus, BUS_EVENT, tenant, lane, NULL, topic, body, NULL, NULL, NULL) == NULL
+    return bus_enqueue(bus, BUS_EVENT, tenant, lane, NULL, topic, body, NULL, NULL, NULL, NULL) == NULL
                ? 0
                : -1;
 }

@@ -120,6 +120,13 @@ int ah_bus_request_async_tenant(ah_bus *bus, uint64_t tenant, uint64_t lane, voi
 int ah_bus_publish_tenant(ah_bus *bus, uint64_t tenant, uint64_t lane, const char *topic,
                           cJSON *body);
 
+/** Runs fn(arg) once on a worker, scheduled like a message of `tenant` on
+ *  `lane` (ordered with that lane's messages, within the tenant's share):
+ *  work that must not hold the thread that sends it (a plugin's inbound
+ *  route, moved off an HTTP thread). `what` names it (as a topic would).
+ *  0 when queued; -1 when refused (stopping, full), and fn is not called. */
+int ah_bus_run_tenant(ah_bus *bus, uint64_t tenant, uint64_t lane, const char *what,
+                      void (*fn)(void *arg), void *arg);
 /** Blocks until every queued message has been handled (tests, shutdown). */
 void ah_bus_drain(ah_bus *bus);
 

@@ -5,8 +5,11 @@
  * only when the test releases it), spread over four connections; meanwhile
  * tenant globex's store reads, bus calls and writes are all answered, with
  * two HTTP threads and four bus workers. Then the tarpit is released and
- * every one of acme's calls is answered. The test waits for states, never
- * for times.
+ * every one of acme's calls is answered. Plugin routes too: half of acme's
+ * 50 hanging calls are on the tarpit's inbound route, which runs on a bus
+ * worker (not on one of the two HTTP threads), while globex's reads and ERP
+ * creates (the erp plugin's route, in its own process) are answered. The
+ * test waits for states, never for times.
  */
 #include <check.h>
 #include <curl/curl.h>
@@ -35,6 +38,8 @@ typedef struct fixture {
     char base[64];
     int64_t acme, globex, gx;
     char *gjob, *gapp;
+    char *tokens[4]; /* the tarpit connections' webhook_token */
+    char *erp_key;   /* globex's ERP source's API key */
 } fixture;
 
 /* [core] tenant_workers for the next setup (0: the default). */
@@ -46,6 +51,8 @@ static ah_core *open_core(const char *dir)
     ck_assert_ptr_nonnull(plugins);
     ck_assert_ptr_nonnull(fixtures);
     char *path = NULL, *text = NULL;
+    const char *iso = getenv("AH_TEST_ISOLATION");
+    bool in_process = iso != NULL && strcmp(iso, "in_process") == 0;
     char *store = ah_t_store_url(dir);
     ck_assert_ptr_nonnull(store);
     ck_assert_int_ge(asprintf(&path, "%s/atshub.ini", dir), 0);
@@ -59,8 +66,14 @@ static ah_core *open_core(const char *dir)
                  "[store]\nurl = %s\n"
                  "[sync]\ninterval_s = 0\n"
                  "[plugins]\ntemplate = %s/template.so\nfakeats = %s/fakeats.so\n"
-                 "tarpit = %s/tarpit.so\n",
-                 WORKERS, tenant_workers, store, plugins, fixtures, fixtures),
+                 "tarpit = %s/tarpit.so\nerp = %s/erp.so\n%s",
+                 WORKERS, tenant_workers, store, plugins, fixtures, fixtures, plugins,
+                 /* ctest check_fairness_in_process: every plugin in the daemon. */
+                 in_process ? "[plugin.template]\nisolation = in_process\n"
+                              "[plugin.fakeats]\nisolation = in_process\n"
+                              "[plugin.tarpit]\nisolation = in_process\n"
+                              "[plugin.erp]\nisolation = in_process\n"
+                            : ""),
         0);
     ck_assert_int_eq(ah_t_write_file(path, text), 0);
     free(text);
@@ -93,6 +106,33 @@ static int64_t add_conn(fixture *f, int64_t tenant, const char *plugin, const ch
     return id;
 }
 
+/* A connection whose settings are built from the plugin's table (generated
+ * secrets included); *secret gets the plaintext of `key` when asked. */
+static int64_t add_conn_settings(fixture *f, int64_t tenant, const char *plugin,
+                                 const char *name, const char *input, const char *key,
+                                 char **secret)
+{
+    ah_generation *gen = ah_registry_acquire(f->core->registry, plugin);
+    ck_assert_ptr_nonnull(gen);
+    cJSON *in = cJSON_Parse(input), *out = cJSON_CreateObject();
+    char *text = NULL, err[512];
+    ck_assert_msg(ah_settings_build(f->core, gen->desc->settings, plugin, NULL, in, true, out,
+                                    &text, err, sizeof err) == 0, "%s", err);
+    int64_t id;
+    ck_assert_int_eq(f->core->store->ops->connection_add(f->core->store, tenant, plugin, name,
+                                                         text, &id), 0);
+    if (secret != NULL) {
+        const cJSON *k = cJSON_GetObjectItemCaseSensitive(out, key);
+        ck_assert(cJSON_IsString(k));
+        *secret = strdup(k->valuestring);
+    }
+    free(text);
+    cJSON_Delete(in);
+    cJSON_Delete(out);
+    ah_generation_release(gen);
+    return id;
+}
+
 static fixture F;
 
 static void setup(void)
@@ -110,9 +150,12 @@ static void setup(void)
     for (int i = 1; i <= TARPITS; i++) {
         char name[16];
         snprintf(name, sizeof name, "pit%d", i);
-        add_conn(&F, F.acme, "tarpit", name);
+        add_conn_settings(&F, F.acme, "tarpit", name, "{}", "webhook_token", &F.tokens[i - 1]);
     }
     F.gx = add_conn(&F, F.globex, "fakeats", "ats1");
+    add_conn_settings(&F, F.globex, "erp", "Globex_ERP",
+                      "{\"trusted_ips\":\"127.0.0.1,::1\",\"job_id_prefix\":\"GX\"}", "api_key",
+                      &F.erp_key);
     ck_assert_int_eq(ah_conns_reload(F.core), 0);
     ah_record_in in = {"job", "G-1", "2024-03-01T00:00:00Z", "{\"provider_id\":\"G-1\"}",
                        "{\"name\":\"job G-1\"}"};
@@ -143,6 +186,9 @@ static void teardown(void)
     free(F.release);
     free(F.gjob);
     free(F.gapp);
+    for (int i = 0; i < TARPITS; i++)
+        free(F.tokens[i]);
+    free(F.erp_key);
     unsetenv("AH_TARPIT_RELEASE");
 }
 
@@ -168,16 +214,16 @@ static size_t collect(char *p, size_t s, size_t n, void *arg)
 
 /* One request; the status (0: none) and the body (malloc'd) in *out. No
  * client timeout: the hanging calls must wait as long as the tarpit. */
-static long http(const char *method, const char *path, const char *key, const char *conn,
-                 const char *idem, const char *body, char **out)
+static long http_h(const char *method, const char *path, const char *header, const char *conn,
+                   const char *idem, const char *body, char **out)
 {
-    char url[256], auth[128], xc[128], ik[128];
+    char url[256], xc[128], ik[128];
     snprintf(url, sizeof url, "%s%s", F.base, path);
     CURL *c = curl_easy_init();
     ck_assert_ptr_nonnull(c);
     struct curl_slist *h = NULL;
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
-    h = curl_slist_append(h, auth);
+    if (header != NULL)
+        h = curl_slist_append(h, header);
     if (conn != NULL) {
         snprintf(xc, sizeof xc, "X-Connection: %s", conn);
         h = curl_slist_append(h, xc);
@@ -211,6 +257,14 @@ static long http(const char *method, const char *path, const char *key, const ch
     else
         free(b.p);
     return status;
+}
+
+static long http(const char *method, const char *path, const char *key, const char *conn,
+                 const char *idem, const char *body, char **out)
+{
+    char auth[128];
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
+    return http_h(method, path, auth, conn, idem, body, out);
 }
 
 typedef struct hanger {
@@ -318,6 +372,128 @@ START_TEST(test_other_tenant_served_while_one_hangs)
 }
 END_TEST
 
+/* Every other hanger calls the tarpit's inbound route instead of the bus. */
+static void *hang_mixed_main(void *arg)
+{
+    hanger *hg = arg;
+    if (hg->i % 2 == 0)
+        return hang_main(arg);
+    char path[256];
+    snprintf(path, sizeof path, "/tarpit/hook/%s", F.tokens[hg->i / 2 % TARPITS]);
+    hg->status = http_h("POST", path, NULL, NULL, NULL, "{}", &hg->body);
+    atomic_fetch_add(&answered, 1);
+    return NULL;
+}
+
+/* Issue 13: no HTTP thread waits on a plugin. acme has 50 calls hanging,
+ * half of them on a plugin route, with 2 HTTP threads: every one is
+ * suspended off the HTTP threads (the route ones on bus workers, acme's
+ * share of them); globex's store read and ERP creates, which are another
+ * plugin's route, are all answered, correctly, meanwhile. */
+START_TEST(test_routes_hang_off_http_threads)
+{
+    ck_assert_int_eq(F.core->cfg.http_threads, 2);
+    atomic_store(&answered, 0);
+    hanger hg[HANGING];
+    pthread_t th[HANGING];
+    for (int i = 0; i < HANGING; i++) {
+        hg[i] = (hanger){.i = i};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, hang_mixed_main, &hg[i]), 0);
+    }
+    WAIT_FOR(ah_httpd_inflight(F.core->httpd) >= HANGING, "50 requests in flight");
+    WAIT_FOR(tarpit_inflight() >= 1, "the tarpit holding a worker");
+
+    char *out = NULL, hdr[160], body[512];
+    ck_assert_int_eq(http("GET", "/v1/jobs", KEY_GLOBEX, NULL, NULL, NULL, &out), 200);
+    ck_assert_ptr_nonnull(strstr(out, "G-1"));
+    free(out);
+    snprintf(hdr, sizeof hdr, "X-API-Key: %s", F.erp_key);
+    for (int i = 1; i <= 5; i++) {
+        snprintf(body, sizeof body,
+                 "{\"action\":\"create_job\",\"source_name\":\"Globex_ERP\","
+                 "\"title\":\"Fair job %d\",\"application_url\":"
+                 "\"https://careers.example.com/job/%d\"}",
+                 i, i);
+        ck_assert_int_eq(http_h("POST", "/recruitment/integration/erp/create-job/", hdr, NULL,
+                                NULL, body, &out), 200);
+        ck_assert_msg(strstr(out, "\"Job created successfully\"") != NULL, "%s", out);
+        ck_assert_msg(strstr(out, "\"job_id\":\"GX-") != NULL, "%s", out);
+        free(out);
+    }
+    /* The same open title again: the ERP's own answer, through the route. */
+    snprintf(body, sizeof body,
+             "{\"action\":\"create_job\",\"source_name\":\"Globex_ERP\",\"title\":\"Fair job 1\","
+             "\"application_url\":\"https://careers.example.com/job/1\"}");
+    ck_assert_int_eq(http_h("POST", "/recruitment/integration/erp/create-job/", hdr, NULL, NULL,
+                            body, &out), 409);
+    ck_assert_ptr_nonnull(strstr(out, "JOB_EXISTS"));
+    free(out);
+
+    /* acme's calls all still hang, within its share of the workers. */
+    ck_assert_int_eq(atomic_load(&answered), 0);
+    ck_assert_int_le(tarpit_inflight(), WORKERS / 2);
+    ck_assert_int_ge(ah_httpd_inflight(F.core->httpd), HANGING);
+
+    ck_assert_int_eq(ah_t_write_file(F.release, "go"), 0);
+    for (int i = 0; i < HANGING; i++) {
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+        ck_assert_int_eq(hg[i].status, 200);
+        ck_assert_ptr_nonnull(hg[i].body);
+        ck_assert_str_eq(hg[i].body, i % 2 == 0 ? "{\"data\":{\"released\":true}}"
+                                                : "{\"released\":true,\"route\":true}");
+        free(hg[i].body);
+    }
+    ck_assert_int_eq(atomic_load(&answered), HANGING);
+}
+END_TEST
+
+typedef struct slow_caller {
+    long status;
+    char *body;
+} slow_caller;
+
+static void *slow_main(void *arg)
+{
+    slow_caller *sc = arg;
+    sc->status = http_h("POST", "/tarpit/slow", NULL, NULL, NULL, "{}", &sc->body);
+    atomic_fetch_add(&answered, 1);
+    return NULL;
+}
+
+/* A route that names no connection (its caller unknown until the plugin
+ * resolves it, like the ERP API): one client address's hanging calls hold
+ * at most a tenant's share of the bus workers, so another tenant's bus
+ * calls still find one. */
+START_TEST(test_unnamed_route_calls_held_to_a_share)
+{
+    enum { SLOW = 10 };
+    atomic_store(&answered, 0);
+    slow_caller sc[SLOW];
+    pthread_t th[SLOW];
+    for (int i = 0; i < SLOW; i++) {
+        sc[i] = (slow_caller){0};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, slow_main, &sc[i]), 0);
+    }
+    WAIT_FOR(ah_httpd_inflight(F.core->httpd) >= SLOW, "10 requests in flight");
+    WAIT_FOR(tarpit_inflight() == WORKERS / 2, "the slow calls holding a share of workers");
+    char *out = NULL;
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(http("POST", "/v1/bus/jobs.get", KEY_GLOBEX, "ats1", NULL,
+                              "{\"job_id\":\"G-1\"}", &out), 200);
+        free(out);
+    }
+    ck_assert_int_eq(tarpit_inflight(), WORKERS / 2);
+    ck_assert_int_eq(atomic_load(&answered), 0);
+    ck_assert_int_eq(ah_t_write_file(F.release, "go"), 0);
+    for (int i = 0; i < SLOW; i++) {
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+        ck_assert_int_eq(sc[i].status, 200);
+        ck_assert_str_eq(sc[i].body, "{\"released\":true,\"route\":true}");
+        free(sc[i].body);
+    }
+}
+END_TEST
+
 /* A server stopped while calls hang answers them 503 shutting_down rather
  * than leaving them suspended (MHD must never stop with one). */
 START_TEST(test_stop_answers_hanging_calls)
@@ -376,6 +552,8 @@ static Suite *fairness_suite(void)
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, test_other_tenant_served_while_one_hangs);
     tcase_add_test(tc, test_stop_answers_hanging_calls);
+    tcase_add_test(tc, test_routes_hang_off_http_threads);
+    tcase_add_test(tc, test_unnamed_route_calls_held_to_a_share);
     suite_add_tcase(s, tc);
     TCase *tc1 = tcase_create("configured");
     tcase_add_checked_fixture(tc1, setup_share1, teardown);

@@ -785,6 +785,93 @@ START_TEST(test_tenants_take_turns)
 }
 END_TEST
 
+/* Work handed to the bus (ah_bus_run_tenant): runs on a worker, in order
+ * per lane, and within its tenant's share like requests. */
+typedef struct run_item {
+    fx *f;
+    int i;
+    int tenant;    /* > 0: block until the gate opens, counted in running[] */
+    int *log;      /* the order items ran in */
+    int *nlog;
+    pthread_t self; /* the sender's thread */
+    bool *other_thread;
+} run_item;
+
+static void run_fn(void *arg)
+{
+    run_item *it = arg;
+    fx *f = it->f;
+    pthread_mutex_lock(&f->mu);
+    if (it->log != NULL) {
+        it->log[(*it->nlog)++] = it->i;
+        if (pthread_equal(pthread_self(), it->self))
+            *it->other_thread = false;
+    }
+    if (it->tenant > 0) {
+        int t = it->tenant;
+        if (++f->running[t] > f->most[t])
+            f->most[t] = f->running[t];
+        pthread_cond_broadcast(&f->cv);
+        while (!f->gate_open)
+            pthread_cond_wait(&f->cv, &f->mu);
+        f->running[t]--;
+    }
+    pthread_mutex_unlock(&f->mu);
+    free(it);
+}
+
+START_TEST(test_run_tenant)
+{
+    enum { N = 1000 };
+    fx f;
+    fx_init(&f);
+    ah_bus *b = bus_make(&f, 4, 0, handler);
+    static int log[N];
+    int nlog = 0;
+    bool other = true;
+    for (int i = 0; i < N; i++) {
+        run_item *it = calloc(1, sizeof *it);
+        ck_assert_ptr_nonnull(it);
+        *it = (run_item){&f, i, 0, log, &nlog, pthread_self(), &other};
+        ck_assert_int_eq(ah_bus_run_tenant(b, 1, 7, "work", run_fn, it), 0);
+    }
+    ah_bus_drain(b);
+    ck_assert_int_eq(nlog, N);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(log[i], i); /* in order on its lane */
+    ck_assert(other);                /* never on the sender's thread */
+
+    /* Tenant 1's blocked work holds its share (2 of 4), no more; tenant 2
+     * is served meanwhile. */
+    for (uint64_t lane = 1; lane <= 6; lane++) {
+        run_item *it = calloc(1, sizeof *it);
+        ck_assert_ptr_nonnull(it);
+        *it = (run_item){.f = &f, .tenant = 1};
+        ck_assert_int_eq(ah_bus_run_tenant(b, 1, lane, "work", run_fn, it), 0);
+    }
+    pthread_mutex_lock(&f.mu);
+    ck_assert(wait_running(&f, 1, 2));
+    pthread_mutex_unlock(&f.mu);
+    ah_reply r;
+    ck_assert_int_eq(ah_bus_request_tenant(b, 2, 100, NULL, "echo", NULL, 0, &r), 0);
+    ck_assert(r.ok);
+    ah_reply_free(&r);
+    pthread_mutex_lock(&f.mu);
+    ck_assert_int_eq(f.running[1], 2);
+    f.gate_open = true;
+    pthread_cond_broadcast(&f.cv);
+    pthread_mutex_unlock(&f.mu);
+    ah_bus_drain(b);
+    ck_assert_int_eq(f.most[1], 2);
+
+    /* Refused without a bus or a function (nothing runs). */
+    ck_assert_int_eq(ah_bus_run_tenant(NULL, 1, 1, "work", run_fn, NULL), -1);
+    ck_assert_int_eq(ah_bus_run_tenant(b, 1, 1, "work", NULL, NULL), -1);
+    ah_bus_free(b);
+    fx_destroy(&f);
+}
+END_TEST
+
 static Suite *bus_suite(void)
 {
     Suite *s = suite_create("bus");
@@ -808,6 +895,7 @@ static Suite *bus_suite(void)
     tcase_add_test(tc, test_tenant_share_configured);
     tcase_add_test(tc, test_tenant_share_two_workers);
     tcase_add_test(tc, test_tenants_take_turns);
+    tcase_add_test(tc, test_run_tenant);
     suite_add_tcase(s, tc);
     return s;
 }

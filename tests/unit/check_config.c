@@ -134,6 +134,7 @@ START_TEST(test_defaults_without_file)
     ck_assert_uint_eq(cfg.max_body, 1024 * 1024);
     ck_assert_uint_eq(cfg.http_tenant_rate, 100);
     ck_assert_uint_eq(cfg.http_tenant_burst, 200);
+    ck_assert(cfg.http_routes_on_bus);
     ck_assert_int_eq(cfg.http_threads, 2);
     ck_assert_ptr_null(cfg.tls_cert);
     ck_assert_ptr_null(cfg.tls_key);
@@ -210,6 +211,7 @@ START_TEST(test_full_file)
              "min_body_rate = 300\n"
              "tenant_rate = 0\n"
              "tenant_burst = 7\n"
+             "plugin_routes = inline\n"
              "tls_cert = ../tls/cert.pem\n"
              "tls_key = ../tls/key.pem\n"
              "[store]\n"
@@ -243,6 +245,7 @@ START_TEST(test_full_file)
     ck_assert_uint_eq(cfg.http_min_body_rate, 300);
     ck_assert_uint_eq(cfg.http_tenant_rate, 0);
     ck_assert_uint_eq(cfg.http_tenant_burst, 7);
+    ck_assert(!cfg.http_routes_on_bus);
     snprintf(want, sizeof want, "%s/tls/cert.pem", t.dir);
     ck_assert_str_eq(cfg.tls_cert, want);
     snprintf(want, sizeof want, "%s/tls/key.pem", t.dir);
@@ -257,11 +260,11 @@ START_TEST(test_full_file)
     ck_assert_str_eq(cfg.plugins[0].name, "erp");
     snprintf(want, sizeof want, "%s/plugins/erp.so", t.dir);
     ck_assert_str_eq(cfg.plugins[0].path, want);
-    ck_assert_int_eq(cfg.plugins[0].line, 31);
+    ck_assert_int_eq(cfg.plugins[0].line, 32);
     ck_assert_str_eq(cfg.plugins[1].name, "ats_2");
     snprintf(want, sizeof want, "%s/etc/p/ats_2.so", t.dir);
     ck_assert_str_eq(cfg.plugins[1].path, want);
-    ck_assert_int_eq(cfg.plugins[1].line, 32);
+    ck_assert_int_eq(cfg.plugins[1].line, 33);
     ah_config_free(&cfg);
     tmp_remove(&t);
 }
@@ -771,6 +774,8 @@ START_TEST(test_err_enums)
                  "[core] log_level: expected error, warn, info or debug, got 'loud'");
     expect_error("[core]\nlog_format = xml\n", 2,
                  "[core] log_format: expected plain or json, got 'xml'");
+    expect_error("[http]\nplugin_routes = threads\n", 2,
+                 "[http] plugin_routes: expected workers or inline, got 'threads'");
     expect_error("[core]\nkey_file =\n", 2, "[core] key_file: expected a file path, got ''");
     expect_error("[store]\nurl = mysql://root:pw@x\n", 2,
                  "[store] url: expected 'sqlite:PATH' or a 'postgresql://' URL");

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -1564,6 +1565,283 @@ START_TEST(test_suspend_free)
 }
 END_TEST
 
+/* --- detached requests ------------------------------------------------------ */
+
+/* A handler that detaches its request to a thread of its own, which waits
+ * for the test's go before it handles the request with the ordinary
+ * accessors. end_first: that thread ends its use of ex before the answer is
+ * released, and the test releases it (as a group commit does). */
+typedef struct detaching {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool go;
+    bool end_first;
+    int started, done;
+    int release_rc; /* the last ah_ex_release's */
+    ah_ex_pending *p; /* end_first: the last one, for the test to release */
+} detaching;
+
+typedef struct det_job {
+    detaching *d;
+    ah_http_exchange *ex;
+    ah_ex_pending *p;
+} det_job;
+
+static bool count_header(void *arg, const char *name, const char *value)
+{
+    (void)value;
+    if (strcasecmp(name, "x-one") == 0)
+        (*(int *)arg)++;
+    return true;
+}
+
+static void *det_main(void *arg)
+{
+    det_job *j = arg;
+    detaching *d = j->d;
+    ah_http_exchange *ex = j->ex;
+    pthread_mutex_lock(&d->mu);
+    d->started++;
+    pthread_cond_broadcast(&d->cv);
+    while (!d->go)
+        pthread_cond_wait(&d->cv, &d->mu);
+    pthread_mutex_unlock(&d->mu);
+    const cJSON *in = ah_ex_json(ex); /* answers 400 itself when not JSON */
+    if (in != NULL) {
+        const char *hv = ah_ex_header(ex, "X-ONE"), *qv = ah_ex_query(ex, "q");
+        const char *cv = ah_ex_cookie(ex, "sid");
+        char *canon = ah_ex_query_canonical(ex);
+        int nx = 0;
+        ah_ex_each(ex, false, count_header, &nx);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "header", hv != NULL ? hv : "(null)");
+        cJSON_AddStringToObject(o, "query", qv != NULL ? qv : "(null)");
+        cJSON_AddStringToObject(o, "cookie", cv != NULL ? cv : "(null)");
+        cJSON_AddStringToObject(o, "canon", canon != NULL ? canon : "(oom)");
+        cJSON_AddNumberToObject(o, "x_one", nx);
+        cJSON_AddStringToObject(o, "ip", ah_ex_client_ip(ex));
+        cJSON_AddItemToObject(o, "got", cJSON_Duplicate(in, 1));
+        free(canon);
+        ck_assert_int_eq(ah_ex_add_header(ex, "X-Reply", "detached"), 0);
+        ck_assert_int_eq(ah_ex_respond_json(ex, 201, o), 0);
+    }
+    /* The answer is held until released, and sent once both happened. */
+    if (d->end_first) {
+        ah_ex_detach_end(j->p);
+        pthread_mutex_lock(&d->mu);
+        d->p = j->p;
+    } else {
+        int rc = ah_ex_release(j->p);
+        ah_ex_detach_end(j->p);
+        pthread_mutex_lock(&d->mu);
+        d->release_rc = rc;
+    }
+    d->done++;
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+    free(j);
+    return NULL;
+}
+
+static void h_detach(void *arg, ah_http_exchange *ex)
+{
+    det_job *j = malloc(sizeof *j);
+    ck_assert_ptr_nonnull(j);
+    j->d = arg;
+    j->ex = ex;
+    j->p = ah_ex_detach(ex);
+    ck_assert_ptr_nonnull(j->p);
+    /* Detached already: neither suspending nor detaching again. */
+    ck_assert_ptr_null(ah_ex_detach(ex));
+    ck_assert_ptr_null(ah_ex_suspend(ex, 0, NULL));
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, det_main, j), 0);
+    ck_assert_int_eq(pthread_detach(th), 0);
+}
+
+typedef struct det_client {
+    uint16_t port;
+    const char *body;
+    reply r;
+    char xreply[64];
+} det_client;
+
+static void *det_client_main(void *arg)
+{
+    det_client *c = arg;
+    CURL *e = curl_easy_init();
+    ck_assert_ptr_nonnull(e);
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/det?q=a%%20b&q=2&flag", (unsigned)c->port);
+    buf b = {0};
+    struct curl_slist *hl = curl_slist_append(NULL, "X-One: first");
+    hl = curl_slist_append(hl, "x-one: second");
+    hl = curl_slist_append(hl, "Cookie: sid=s3cr; other=1");
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, hl);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT, 60L);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    c->r.rc = curl_easy_perform(e);
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &c->r.status);
+    char *ct = NULL;
+    if (curl_easy_getinfo(e, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct != NULL)
+        snprintf(c->r.ctype, sizeof c->r.ctype, "%s", ct);
+    struct curl_header *h = NULL;
+    if (curl_easy_header(e, "X-Reply", 0, CURLH_HEADER, -1, &h) == CURLHE_OK)
+        snprintf(c->xreply, sizeof c->xreply, "%s", h->value);
+    c->r.body = b.p != NULL ? b.p : strdup("");
+    curl_slist_free_all(hl);
+    curl_easy_cleanup(e);
+    return NULL;
+}
+
+static ah_httpd *det_server(detaching *d, bool end_first)
+{
+    memset(d, 0, sizeof *d);
+    ck_assert_int_eq(pthread_mutex_init(&d->mu, NULL), 0);
+    ck_assert_int_eq(pthread_cond_init(&d->cv, NULL), 0);
+    d->end_first = end_first;
+    /* One server thread: it answers others while the detached ones wait. */
+    ah_httpd *h = start_full(1024, 1, NULL, NULL, NULL);
+    ck_assert_int_eq(ah_httpd_route(h, "POST", "/det", 0, h_detach, d), 0);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/b", 0, h_hello, "b"), 0);
+    start_or_die(h);
+    return h;
+}
+
+static void det_wait(detaching *d, int *counter, int n)
+{
+    pthread_mutex_lock(&d->mu);
+    while (*counter < n)
+        pthread_cond_wait(&d->cv, &d->mu);
+    pthread_mutex_unlock(&d->mu);
+}
+
+static void det_go(detaching *d)
+{
+    pthread_mutex_lock(&d->mu);
+    d->go = true;
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* A detached request is handled on another thread with the usual
+ * accessors (headers, repeated ones in order, cookies, query, the body),
+ * while the server's one thread serves other requests; its answer, status,
+ * body and headers, goes out once released and ended. */
+START_TEST(test_detach)
+{
+    detaching d;
+    ah_httpd *h = det_server(&d, false);
+    det_client c[3];
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++) {
+        c[i] = (det_client){.port = ah_httpd_port(h), .body = "{\"n\":7}"};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, det_client_main, &c[i]), 0);
+    }
+    det_wait(&d, &d.started, 3);
+    reply r = get(ah_httpd_port(h), "/b");
+    ck_assert_int_eq(r.status, 200);
+    reply_free(&r);
+    ck_assert_int_ge(ah_httpd_inflight(h), 3);
+    det_go(&d);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+        ck_assert_int_eq(c[i].r.rc, CURLE_OK);
+        ck_assert_int_eq(c[i].r.status, 201);
+        ck_assert_str_eq(c[i].xreply, "detached");
+        char v[128];
+        ck_assert_str_eq(field(&c[i].r, "header", v, sizeof v), "first");
+        ck_assert_str_eq(field(&c[i].r, "query", v, sizeof v), "a b");
+        ck_assert_str_eq(field(&c[i].r, "cookie", v, sizeof v), "s3cr");
+        ck_assert_str_eq(field(&c[i].r, "canon", v, sizeof v), "1:q3:a b;1:q1:2;4:flag-:;");
+        ck_assert_str_eq(field(&c[i].r, "ip", v, sizeof v), "127.0.0.1");
+        ck_assert_ptr_nonnull(strstr(c[i].r.body, "\"x_one\":2"));
+        ck_assert_ptr_nonnull(strstr(c[i].r.body, "\"got\":{\"n\":7}"));
+        reply_free(&c[i].r);
+    }
+    ck_assert_int_eq(d.release_rc, 0);
+    /* An error answered on the other thread (not JSON) goes out the same way. */
+    det_client bad = {.port = ah_httpd_port(h), .body = "{nope"};
+    det_client_main(&bad);
+    ck_assert_error(bad.r, 400, "invalid_json");
+    reply_free(&bad.r);
+    ck_assert(ah_httpd_wait_idle(h, 10000));
+    ah_httpd_free(h);
+    pthread_cond_destroy(&d.cv);
+    pthread_mutex_destroy(&d.mu);
+}
+END_TEST
+
+/* Ended before released (a group commit releases later): nothing goes out
+ * until the release; a server stopped meanwhile answers 503 and waits for
+ * the thread that still uses the exchange. */
+START_TEST(test_detach_end_first)
+{
+    detaching d;
+    ah_httpd *h = det_server(&d, true);
+    det_client c = {.port = ah_httpd_port(h), .body = "{\"n\":1}"};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, det_client_main, &c), 0);
+    det_wait(&d, &d.started, 1);
+    det_go(&d);
+    det_wait(&d, &d.done, 1);
+    ck_assert_int_eq(ah_httpd_inflight(h), 1); /* held */
+    ck_assert_int_eq(ah_ex_release(d.p), 0);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_int_eq(c.r.status, 201);
+    ck_assert_ptr_nonnull(strstr(c.r.body, "\"got\":{\"n\":1}"));
+    reply_free(&c.r);
+    ck_assert(ah_httpd_wait_idle(h, 10000));
+    ah_httpd_free(h);
+    pthread_cond_destroy(&d.cv);
+    pthread_mutex_destroy(&d.mu);
+}
+END_TEST
+
+typedef struct free_arg {
+    ah_httpd *h;
+} free_arg;
+
+static void *free_main(void *arg)
+{
+    ah_httpd_free(((free_arg *)arg)->h);
+    return NULL;
+}
+
+START_TEST(test_detach_free_waits)
+{
+    detaching d;
+    ah_httpd *h = det_server(&d, false);
+    det_client c = {.port = ah_httpd_port(h), .body = "{\"n\":1}"};
+    pthread_t th, fth;
+    ck_assert_int_eq(pthread_create(&th, NULL, det_client_main, &c), 0);
+    det_wait(&d, &d.started, 1);
+    /* The server stops while the other thread has the exchange: it answers
+     * 503 once that thread is done, never touching ex before. */
+    free_arg fa = {h};
+    ck_assert_int_eq(pthread_create(&fth, NULL, free_main, &fa), 0);
+    usleep(50 * 1000); /* lets the stop begin; either order is correct */
+    det_go(&d);
+    ck_assert_int_eq(pthread_join(fth, NULL), 0);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    det_wait(&d, &d.done, 1);
+    if (c.r.status == 201) {
+        /* The thread answered before the stop began (a slow machine). */
+        ck_assert_int_eq(d.release_rc, 0);
+    } else {
+        ck_assert_error(c.r, 503, "shutting_down");
+        ck_assert_int_eq(d.release_rc, -1); /* the handler's answer came too late */
+    }
+    reply_free(&c.r);
+    pthread_cond_destroy(&d.cv);
+    pthread_mutex_destroy(&d.mu);
+}
+END_TEST
+
 static Suite *httpd_suite(void)
 {
     Suite *s = suite_create("httpd");
@@ -1596,6 +1874,9 @@ static Suite *httpd_suite(void)
     tcase_add_test(tc, test_suspend_resume);
     tcase_add_test(tc, test_suspend_timeout);
     tcase_add_test(tc, test_suspend_free);
+    tcase_add_test(tc, test_detach);
+    tcase_add_test(tc, test_detach_end_first);
+    tcase_add_test(tc, test_detach_free_waits);
     tcase_add_test(tc, test_tls);
     tcase_add_test(tc, test_opts_errors);
     tcase_add_test(tc, test_ipv6);

@@ -297,7 +297,9 @@ typedef struct ah_postings_ops {
  * unless the route has AH_ROUTE_CONN_TOKEN (then it is the connection the
  * token in the path names, already checked to be enabled). The handler reads
  * the request and answers through the host API (http_* functions); it must
- * answer exactly once. Runs on an HTTP server thread.
+ * answer exactly once. Runs on one of the host's worker threads (the HTTP
+ * server thread serves other requests meanwhile), or on the HTTP server
+ * thread itself when the operator sets [http] plugin_routes = inline.
  */
 typedef ah_result (*ah_route_fn)(ah_call *call, ah_http_exchange *ex);
 
