@@ -284,10 +284,10 @@ void ah_pg_defer(ah_pg_store *s, const char *sql)
 int ah_pg_defer_exec(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
                      const ah_pg_params *p, const char *what)
 {
-    /* Only inside a scope's transaction that the server already has: a
+    /* Only inside a transaction that the server already has: a
      * queue that still starts with the scope's BEGIN may be sent again on
      * a new session (ah_pg_run), which holds commands only. */
-    if (s->scope_depth == 0 || !s->in_tx || sql == NULL ||
+    if (!s->in_tx || sql == NULL ||
         (s->npend > 0 && s->pend[0].name == NULL && strcmp(s->pend[0].sql, "BEGIN") == 0))
         return ah_pg_exec(s, name, prepared, sql, p, what, NULL);
     int n = p != NULL ? p->n : 0;
@@ -553,8 +553,8 @@ int ah_pg_tx_begin(ah_pg_store *s)
         s->sp_active = true;
         return AH_STORE_OK;
     }
-    if (ah_pg_command(s, "BEGIN", "begin") != AH_STORE_OK)
-        return AH_STORE_ERR;
+    /* Sent with the transaction's first statement (one round trip). */
+    ah_pg_defer(s, "BEGIN");
     s->in_tx = true;
     return AH_STORE_OK;
 }
@@ -570,6 +570,10 @@ void ah_pg_tx_rollback(ah_pg_store *s)
         return;
     }
     if (s->in_tx) {
+        /* What was queued (the BEGIN perhaps, statements whose results
+         * nobody read) is dropped: a ROLLBACK without a transaction is
+         * only a warning. */
+        pend_drop(s);
         ah_pg_command(s, "ROLLBACK", "rollback");
         s->in_tx = false;
     }

@@ -266,10 +266,11 @@ int ah_pg_tx_commit(ah_pg_store *s);
  *  or the connection is lost) fails that next statement, and so the
  *  transaction: nothing is committed on the strength of it. */
 void ah_pg_defer(ah_pg_store *s, const char *sql);
-/** Inside a scope's transaction (scope_begin or group_begin, its BEGIN
- *  already sent), queues a data statement whose result the caller does not
- *  read (prepared from sql on first use, the parameters copied): it goes
- *  with the next statement or the scope's COMMIT, in the same round trip.
+/** Inside a transaction (an operation's, a scope's or a group's) whose
+ *  BEGIN the server already has, queues a data statement whose result the
+ *  caller does not read (prepared from sql on first use, the parameters
+ *  copied): it goes with the next statement or the COMMIT, in the same
+ *  round trip.
  *  It has no savepoint of its own: should it fail, the transaction fails
  *  and its COMMIT with it (nothing is committed, every request of a group
  *  is answered as failed). Elsewhere it runs at once as ah_pg_exec does.

@@ -311,7 +311,8 @@ int ah_pg_records_upsert(ah_store *st, int64_t connection_id, const ah_record_in
         ah_pg_p_int(&p, connection_id);
         ah_pg_p_text(&p, cursor_key);
         ah_pg_p_text(&p, cursor_value);
-        rc = AH_PG_EXEC(s, P_CUR_SET, &p, "records_upsert cursor", NULL);
+        /* Nobody reads its result: it goes with the COMMIT. */
+        rc = AH_PG_DEFER(s, P_CUR_SET, &p, "records_upsert cursor");
         if (rc != AH_STORE_OK)
             goto rollback;
     }
