@@ -591,7 +591,12 @@ static int commit_now(ah_pg_store *s, const char *what)
         r = PQexec(s->db, "COMMIT");
     }
     int rc = AH_STORE_OK;
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+    if (PQresultStatus(r) == PGRES_PIPELINE_ABORTED) {
+        /* A statement queued ahead of it failed (logged as it did). */
+        ah_log(s->base.lg, AH_LOG_ERROR, "store",
+               "postgresql: %s: a queued statement failed: transaction rolled back", what);
+        rc = AH_STORE_ERR;
+    } else if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         ah_pg_log_res(s, r, what);
         rc = AH_STORE_ERR;
     } else if (strcmp(PQcmdStatus(r), "COMMIT") != 0) {
