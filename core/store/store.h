@@ -150,7 +150,7 @@ typedef struct ah_outbox_in {
     const char *body;
     const int64_t *conn_ids; /* subscribers to deliver it to */
     size_t nconn;
-    int64_t id; /* out: the event's outbox id */
+    int64_t id; /* out: the event's outbox id (0: see outbox_add_batch) */
 } ah_outbox_in;
 
 typedef void (*ah_tenant_cb)(void *arg, const ah_tenant_row *row);
@@ -363,7 +363,9 @@ typedef struct ah_store_ops {
     /* per-connection event deliveries (at least once, in order) */
     /** Adds n outbox events of one tenant and, in the same transaction,
      *  one pending delivery of each for every connection it lists (its
-     *  subscribers). events[i].id receives the event's outbox id. All or
+     *  subscribers). events[i].id receives the event's outbox id, except
+     *  inside a scope on PostgreSQL, where the events are queued with the
+     *  scope's next statement or COMMIT and the id stays 0. All or
      *  nothing. */
     int (*outbox_add_batch)(ah_store *s, int64_t tenant_id, ah_outbox_in *events, size_t n);
     /** The oldest pending delivery of a connection (whether due or not):

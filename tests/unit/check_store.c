@@ -2841,6 +2841,125 @@ START_TEST(test_pg_reconnect)
 }
 END_TEST
 
+/* PostgreSQL queues a group's statements whose results nobody reads (the
+ * integration-log rows, events) with the next statement or the COMMIT. One
+ * that fails there fails the whole group: its COMMIT, and so every request
+ * in it (nothing is acknowledged that was not committed); the store goes
+ * on with the next group. Outside a transaction the same call fails at
+ * once. A row the server refuses: a body that is not UTF-8. */
+START_TEST(test_pg_deferred_failure_fails_group)
+{
+    if (!pg_mode)
+        return;
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme"), v = 0;
+    ended_log l = {0};
+    s->ops->group_listen(s, on_group_ended, &l);
+    ah_log_entry bad = {.tenant = "acme", .action = "create", .status = 200,
+                        .body = "\xff\xfe not text"};
+    ah_log_entry good = {.tenant = "acme", .action = "create", .status = 200, .body = "{}"};
+    ck_assert_int_ne(s->ops->log_add(s, &bad), AH_STORE_OK);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM integration_log"), 0);
+
+    uint64_t g1 = 0, g2 = 0;
+    ck_assert_int_eq(s->ops->group_begin(s, &g1), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->sequence_next(s, t, "a", &v), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->log_add(s, &good), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_begin(s, &g2), AH_STORE_OK);
+    ck_assert_int_eq(g2, g1);
+    ck_assert_int_eq(s->ops->log_add(s, &bad), AH_STORE_OK); /* queued */
+    ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
+    ck_assert_int_eq(l.n, 0);
+    ck_assert_int_ne(s->ops->group_commit(s), AH_STORE_OK);
+    ck_assert_int_eq(l.n, 1);
+    ck_assert(l.id[0] == g1 && !l.ok[0]);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM sequences"), 0);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM integration_log"), 0);
+
+    /* The next group commits, its queued rows with it. */
+    ck_assert_int_eq(s->ops->group_begin(s, &g2), AH_STORE_OK);
+    ck_assert(g2 > g1);
+    ck_assert_int_eq(s->ops->sequence_next(s, t, "a", &v), AH_STORE_OK);
+    ck_assert_int_eq(v, 1);
+    ck_assert_int_eq(s->ops->log_add(s, &good), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->log_add(s, &good), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_commit(s), AH_STORE_OK);
+    ck_assert_int_eq(l.n, 2);
+    ck_assert(l.id[1] == g2 && l.ok[1]);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM integration_log"), 2);
+
+    /* A scope rolled back takes its queued rows with it. */
+    ck_assert_int_eq(s->ops->group_begin(s, &g2), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->sequence_next(s, t, "b", &v), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->log_add(s, &good), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->scope_end(s, false), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_commit(s), AH_STORE_OK);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM integration_log"), 2);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM sequences WHERE name = 'b'"), 0);
+    s->ops->group_listen(s, NULL, NULL);
+    fx_done(&f);
+}
+END_TEST
+
+/* A page that names one record twice: the results are those of one
+ * record after another (the PostgreSQL engine sends the page's statements
+ * in pipelines), and the last version is stored. */
+START_TEST(test_records_page_repeats_a_record)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme");
+    int64_t c = add_conn(s, t, "main");
+    ah_record_in pg_page[] = {
+        {"job", "J1", NULL, "{\"v\":1}", "{\"v\":1}"},
+        {"job", "J2", NULL, "{\"v\":1}", "{\"v\":1}"},
+        {"job", "J1", NULL, "{\"v\":2}", "{\"v\":2}"},
+        {"job", "J2", NULL, "{\"v\":1}", "{\"v\":1}"},
+    };
+    ah_upsert_result res[4];
+    char *ids[4];
+    ck_assert_int_eq(s->ops->records_upsert(s, c, pg_page, 4, "jobs", "c1", res, ids),
+                     AH_STORE_OK);
+    ck_assert_int_eq(res[0], AH_REC_CREATED);
+    ck_assert_int_eq(res[1], AH_REC_CREATED);
+    ck_assert_int_eq(res[2], AH_REC_UPDATED);
+    ck_assert_int_eq(res[3], AH_REC_UNCHANGED);
+    ck_assert_str_eq(ids[0], ids[2]);
+    ck_assert_str_eq(ids[1], ids[3]);
+    ck_assert_str_ne(ids[0], ids[1]);
+    for (int i = 0; i < 4; i++)
+        free(ids[i]);
+    ck_assert_int_eq(s->ops->record_count(s, c, "job"), 2);
+    ah_record_row row;
+    ck_assert_int_eq(s->ops->record_get(s, c, "job", "J1", &row), AH_STORE_OK);
+    ck_assert_str_eq(row.fields, "{\"v\":2}");
+    ah_record_row_free(&row);
+    /* Again, all known: unchanged, then changed twice. */
+    pg_page[0].fields = pg_page[0].raw = "{\"v\":2}";
+    pg_page[1].fields = pg_page[1].raw = "{\"v\":3}";
+    pg_page[3].fields = pg_page[3].raw = "{\"v\":4}";
+    ck_assert_int_eq(s->ops->records_upsert(s, c, pg_page, 4, "jobs", "c2", res, NULL),
+                     AH_STORE_OK);
+    ck_assert_int_eq(res[0], AH_REC_UNCHANGED);
+    ck_assert_int_eq(res[1], AH_REC_UPDATED);
+    ck_assert_int_eq(res[2], AH_REC_UNCHANGED);
+    ck_assert_int_eq(res[3], AH_REC_UPDATED);
+    ck_assert_int_eq(s->ops->record_get(s, c, "job", "J2", &row), AH_STORE_OK);
+    ck_assert_str_eq(row.fields, "{\"v\":4}");
+    ah_record_row_free(&row);
+    char *cur = NULL;
+    ck_assert_int_eq(s->ops->cursor_get(s, c, "jobs", &cur), AH_STORE_OK);
+    ck_assert_str_eq(cur, "c2");
+    free(cur);
+    fx_done(&f);
+}
+END_TEST
+
 /* ---- the records layout of schema v5: raw stored once ------------------------- */
 
 typedef struct rows_seen {
@@ -3142,6 +3261,8 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_event_order_across_handles);
     tcase_add_test(tc, test_change_log_and_instances);
     tcase_add_test(tc, test_pg_reconnect);
+    tcase_add_test(tc, test_pg_deferred_failure_fails_group);
+    tcase_add_test(tc, test_records_page_repeats_a_record);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -128,45 +128,98 @@ static bool may_retry(ah_pg_store *s, const PGresult *r)
     return PQstatus(s->db) == CONNECTION_OK;
 }
 
-/* The deferred commands (ah_pg_defer), then at most one statement (a
- * prepared one by name with p, or plain sql without parameters), as one
- * pipeline with one sync: one round trip. Returns the statement's result
- * (NULL without a statement, or when the connection failed first); *pend_ok
- * says whether every deferred command succeeded (a failure is logged; the
- * statement after it is then PGRES_PIPELINE_ABORTED). The queue is empty
- * afterwards, whatever happened. */
-static PGresult *pipeline(ah_pg_store *s, const char *name, const char *sql,
-                          const ah_pg_params *p, bool *pend_ok)
+static void pend_free(ah_pg_pend *e, int n)
 {
+    for (int i = 0; i < n; i++) {
+        free(e[i].buf);
+        e[i].buf = NULL;
+    }
+}
+
+/* Empties the queue without sending it (the transaction is rolled back). */
+static void pend_drop(ah_pg_store *s)
+{
+    pend_free(s->pend, s->npend);
+    s->npend = 0;
+}
+
+/* What one result of a pipeline answers. */
+enum { SENT_PEND, SENT_PREPARE, SENT_FINAL };
+
+/* The deferred queue (ah_pg_defer, ah_pg_defer_exec), then k statements (a
+ * prepared one by name, with ps[0..k-1] or no parameters when ps is NULL;
+ * or plain sql without parameters, k = 1), as one pipeline with one sync:
+ * one round trip. out[i] receives the i-th statement's result (NULL when
+ * the connection failed first). *pend_ok says whether every deferred entry
+ * succeeded (a failure is logged; the statements after it are then
+ * PGRES_PIPELINE_ABORTED). A deferred data statement not yet prepared on
+ * this session is prepared in the same pipeline. The queue is empty
+ * afterwards, whatever happened. */
+static void pipeline_k(ah_pg_store *s, const char *name, const char *sql, const ah_pg_params *ps,
+                       int k, PGresult **out, bool *pend_ok)
+{
+    ah_pg_pend pend[AH_PG_MAXPEND];
     int npend = s->npend;
+    memcpy(pend, s->pend, (size_t)npend * sizeof pend[0]);
     s->npend = 0;
     *pend_ok = true;
-    bool has_final = name != NULL || sql != NULL;
+    for (int i = 0; i < k; i++)
+        out[i] = NULL;
+    if (name == NULL && sql == NULL)
+        k = 0;
     if (PQenterPipelineMode(s->db) != 1) {
         ah_pg_log_res(s, NULL, "pipeline");
         *pend_ok = false;
-        return NULL;
+        pend_free(pend, npend);
+        return;
     }
-    int nsent = 0;
+    /* kind[q] and idx[q]: what the q-th result answers. */
+    unsigned char kind[2 * AH_PG_MAXPEND];
+    int idx[2 * AH_PG_MAXPEND];
+    int nsent = 0, npre = 0;
     bool sent = true;
     for (int i = 0; i < npend && sent; i++) {
-        sent = PQsendQueryParams(s->db, s->pend[i], 0, NULL, NULL, NULL, NULL, 0) == 1;
-        nsent += sent ? 1 : 0;
+        ah_pg_pend *e = &pend[i];
+        if (e->name == NULL) {
+            sent = PQsendQueryParams(s->db, e->sql, 0, NULL, NULL, NULL, NULL, 0) == 1;
+        } else {
+            if (!*e->prepared) {
+                /* Marked now, so that the same statement later in this
+                 * pipeline is not prepared twice; unmarked below should
+                 * the prepare not succeed. */
+                sent = PQsendPrepare(s->db, e->name, e->sql, 0, NULL) == 1;
+                if (!sent)
+                    break;
+                *e->prepared = true;
+                kind[npre] = SENT_PREPARE;
+                idx[npre++] = i;
+                nsent++;
+            }
+            sent = PQsendQueryPrepared(s->db, e->name, e->n, e->v, NULL, NULL, 0) == 1;
+        }
+        if (sent) {
+            kind[npre] = SENT_PEND;
+            idx[npre++] = i;
+            nsent++;
+        }
     }
-    if (sent && has_final) {
-        if (name != NULL)
-            sent = PQsendQueryPrepared(s->db, name, p != NULL ? p->n : 0,
-                                       p != NULL ? p->v : NULL, NULL, NULL, 0) == 1;
-        else
+    int nfin = 0;
+    for (int i = 0; i < k && sent; i++) {
+        if (name != NULL) {
+            const ah_pg_params *p = ps != NULL ? &ps[i] : NULL;
+            sent = PQsendQueryPrepared(s->db, name, p != NULL ? p->n : 0, p != NULL ? p->v : NULL,
+                                       NULL, NULL, 0) == 1;
+        } else {
             sent = PQsendQueryParams(s->db, sql, 0, NULL, NULL, NULL, NULL, 0) == 1;
-        nsent += sent ? 1 : 0;
+        }
+        nfin += sent ? 1 : 0;
     }
+    nsent += nfin;
     if (!sent) {
         ah_pg_log_res(s, NULL, "pipeline send");
         *pend_ok = false;
     }
     bool synced = PQpipelineSync(s->db) == 1;
-    PGresult *fin = NULL;
     for (int q = 0; q < nsent; q++) {
         PGresult *r, *last = NULL;
         while ((r = PQgetResult(s->db)) != NULL) {
@@ -175,16 +228,24 @@ static PGresult *pipeline(ah_pg_store *s, const char *name, const char *sql,
         }
         if (last == NULL) { /* the connection is gone */
             *pend_ok = false;
+            for (int u = q; u < npre; u++)
+                if (kind[u] == SENT_PREPARE)
+                    *pend[idx[u]].prepared = false;
             break;
         }
-        if (q >= npend) {
-            fin = last;
+        if (q >= npre) {
+            out[q - npre] = last;
             continue;
         }
+        ah_pg_pend *e = &pend[idx[q]];
         ExecStatusType st = PQresultStatus(last);
-        if (st != PGRES_COMMAND_OK) {
+        if (kind[q] == SENT_PREPARE && st != PGRES_COMMAND_OK)
+            *e->prepared = false;
+        if (kind[q] == SENT_PREPARE && st == PGRES_COMMAND_OK) {
+            /* prepared */
+        } else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
             if (st != PGRES_PIPELINE_ABORTED)
-                ah_pg_log_res(s, last, s->pend[q]);
+                ah_pg_log_res(s, last, e->what != NULL ? e->what : e->sql);
             *pend_ok = false;
         }
         PQclear(last);
@@ -197,8 +258,17 @@ static PGresult *pipeline(ah_pg_store *s, const char *name, const char *sql,
     }
     if (PQexitPipelineMode(s->db) != 1 && PQstatus(s->db) == CONNECTION_OK)
         ah_pg_log_res(s, NULL, "pipeline exit");
-    if (!sent && fin == NULL && has_final)
+    if (!sent && k > 0 && out[0] == NULL)
         *pend_ok = false;
+    pend_free(pend, npend);
+}
+
+/* The deferred queue and at most one statement: one round trip. */
+static PGresult *pipeline(ah_pg_store *s, const char *name, const char *sql,
+                          const ah_pg_params *p, bool *pend_ok)
+{
+    PGresult *fin = NULL;
+    pipeline_k(s, name, sql, p, 1, &fin, pend_ok);
     return fin;
 }
 
@@ -208,7 +278,44 @@ void ah_pg_defer(ah_pg_store *s, const char *sql)
         ensure_conn(s); /* a group's BEGIN goes to a live session */
     if (s->npend == AH_PG_MAXPEND)
         (void)ah_pg_flush(s);
-    s->pend[s->npend++] = sql;
+    s->pend[s->npend++] = (ah_pg_pend){.sql = sql};
+}
+
+int ah_pg_defer_exec(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
+                     const ah_pg_params *p, const char *what)
+{
+    /* Only inside a transaction that the server already has: a
+     * queue that still starts with the scope's BEGIN may be sent again on
+     * a new session (ah_pg_run), which holds commands only. */
+    if (!s->in_tx || sql == NULL ||
+        (s->npend > 0 && s->pend[0].name == NULL && strcmp(s->pend[0].sql, "BEGIN") == 0))
+        return ah_pg_exec(s, name, prepared, sql, p, what, NULL);
+    int n = p != NULL ? p->n : 0;
+    size_t len = 0;
+    for (int i = 0; i < n; i++)
+        len += p->v[i] != NULL ? strlen(p->v[i]) + 1 : 0;
+    ah_pg_pend e = {.sql = sql, .name = name, .prepared = prepared, .what = what, .n = n};
+    if (len > 0 && (e.buf = malloc(len)) == NULL) {
+        ah_log(s->base.lg, AH_LOG_ERROR, "store", "%s: out of memory", what);
+        return AH_STORE_ERR;
+    }
+    char *w = e.buf;
+    for (int i = 0; i < n; i++) {
+        if (p->v[i] == NULL) {
+            e.v[i] = NULL;
+            continue;
+        }
+        size_t l = strlen(p->v[i]) + 1;
+        memcpy(w, p->v[i], l);
+        e.v[i] = w;
+        w += l;
+    }
+    if (s->npend == AH_PG_MAXPEND && ah_pg_flush(s) != AH_STORE_OK) {
+        free(e.buf);
+        return AH_STORE_ERR; /* the transaction failed already */
+    }
+    s->pend[s->npend++] = e;
+    return AH_STORE_OK;
 }
 
 int ah_pg_flush(ah_pg_store *s)
@@ -291,9 +398,11 @@ again:
          * connection is found lost (the session ended while idle, and the
          * goodbye came after ensure_conn looked), it is all sent again
          * once on a new session, as a lone statement is (may_retry). */
-        const char *saved[AH_PG_MAXPEND];
+        ah_pg_pend saved[AH_PG_MAXPEND];
         int nsaved = s->npend;
-        bool fresh = strcmp(s->pend[0], "BEGIN") == 0;
+        /* Such a queue holds commands only (ah_pg_defer_exec): nothing
+         * to free in the copy. */
+        bool fresh = s->pend[0].name == NULL && strcmp(s->pend[0].sql, "BEGIN") == 0;
         memcpy(saved, s->pend, (size_t)nsaved * sizeof saved[0]);
         bool pend_ok;
         r = pipeline(s, name, NULL, p, &pend_ok);
@@ -340,6 +449,51 @@ fail:
     if (*rc == AH_STORE_OK)
         *rc = AH_STORE_ERR;
     return NULL;
+}
+
+int ah_pg_run_many(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
+                   const ah_pg_params *ps, int k, PGresult **out, const char *what)
+{
+    for (int i = 0; i < k; i++)
+        out[i] = NULL;
+    if (sql == NULL || k < 0)
+        return AH_STORE_ERR;
+    if (k == 0)
+        return AH_STORE_OK;
+    ensure_conn(s);
+    if (!*prepared) {
+        (void)ah_pg_flush(s); /* its failure fails the statements below */
+        PGresult *r = PQprepare(s->db, name, sql, 0, NULL);
+        bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        if (!ok)
+            ah_pg_log_res(s, r, what);
+        PQclear(r);
+        if (!ok)
+            return AH_STORE_ERR;
+        *prepared = true;
+    }
+    int rc = AH_STORE_OK;
+    for (int at = 0; at < k && rc == AH_STORE_OK; at += AH_PG_BATCH) {
+        int m = k - at < AH_PG_BATCH ? k - at : AH_PG_BATCH;
+        bool pend_ok;
+        pipeline_k(s, name, NULL, ps + at, m, out + at, &pend_ok);
+        for (int i = at; i < at + m && rc == AH_STORE_OK; i++) {
+            ExecStatusType st = PQresultStatus(out[i]);
+            if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+                rc = out[i] == NULL ? AH_STORE_ERR : map_error(s, out[i], what);
+        }
+        if (rc == AH_STORE_OK && !pend_ok)
+            rc = AH_STORE_ERR;
+    }
+    if (rc != AH_STORE_OK) {
+        for (int i = 0; i < k; i++) {
+            PQclear(out[i]);
+            out[i] = NULL;
+        }
+        if (PQstatus(s->db) == CONNECTION_BAD)
+            forget_prepared(s);
+    }
+    return rc;
 }
 
 int ah_pg_exec(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
@@ -399,8 +553,8 @@ int ah_pg_tx_begin(ah_pg_store *s)
         s->sp_active = true;
         return AH_STORE_OK;
     }
-    if (ah_pg_command(s, "BEGIN", "begin") != AH_STORE_OK)
-        return AH_STORE_ERR;
+    /* Sent with the transaction's first statement (one round trip). */
+    ah_pg_defer(s, "BEGIN");
     s->in_tx = true;
     return AH_STORE_OK;
 }
@@ -416,6 +570,10 @@ void ah_pg_tx_rollback(ah_pg_store *s)
         return;
     }
     if (s->in_tx) {
+        /* What was queued (the BEGIN perhaps, statements whose results
+         * nobody read) is dropped: a ROLLBACK without a transaction is
+         * only a warning. */
+        pend_drop(s);
         ah_pg_command(s, "ROLLBACK", "rollback");
         s->in_tx = false;
     }
@@ -433,7 +591,12 @@ static int commit_now(ah_pg_store *s, const char *what)
         r = PQexec(s->db, "COMMIT");
     }
     int rc = AH_STORE_OK;
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+    if (PQresultStatus(r) == PGRES_PIPELINE_ABORTED) {
+        /* A statement queued ahead of it failed (logged as it did). */
+        ah_log(s->base.lg, AH_LOG_ERROR, "store",
+               "postgresql: %s: a queued statement failed: transaction rolled back", what);
+        rc = AH_STORE_ERR;
+    } else if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         ah_pg_log_res(s, r, what);
         rc = AH_STORE_ERR;
     } else if (strcmp(PQcmdStatus(r), "COMMIT") != 0) {
@@ -467,7 +630,7 @@ int ah_pg_scope_commit(ah_pg_store *s, bool commit)
     if (commit) {
         rc = commit_now(s, "scope commit");
     } else {
-        s->npend = 0; /* savepoints of the transaction rolled back */
+        pend_drop(s); /* the transaction's savepoints and writes: rolled back */
         ah_pg_command(s, "ROLLBACK", "scope rollback");
     }
     s->in_tx = false;

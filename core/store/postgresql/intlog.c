@@ -80,8 +80,11 @@ int ah_pg_log_add(ah_store *st, const ah_log_entry *e)
     ah_pg_p_text(&p, dur);
     ah_pg_p_text(&p, e->body);
     ah_pg_p_text(&p, e->correlation_id);
+    /* Nobody reads the row back in the request that writes it: inside a
+     * scope (a request's group) it goes with the next statement or the
+     * COMMIT, in the same round trip. */
     ah_pg_lock(s);
-    int rc = AH_PG_EXEC(s, P_LOG_ADD, &p, "log_add", NULL);
+    int rc = AH_PG_DEFER(s, P_LOG_ADD, &p, "log_add");
     ah_pg_unlock(s);
     return rc;
 }

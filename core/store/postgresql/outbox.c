@@ -3,6 +3,8 @@
  * delivering them, and reading and pruning it as the event log. */
 #include "pg_int.h"
 
+#include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +22,15 @@ static const char *const q_sql[P_COUNT] = {
                   "SELECT $1::bigint, $2::text, $3::text, $4::text "
                   "FROM (SELECT pg_advisory_xact_lock(1096037665, "
                   "($1::bigint % 2147483647)::integer)) AS tenant_events RETURNING id",
+    /* P_OUT_ADD and the event's pending deliveries ($5: the subscribers'
+     * connection ids as an array) in one statement. */
+    [P_OUT_ADD_SUBS] = "WITH e AS (INSERT INTO outbox(tenant_id, topic, body, created_at) "
+                       "SELECT $1::bigint, $2::text, $3::text, $4::text "
+                       "FROM (SELECT pg_advisory_xact_lock(1096037665, "
+                       "($1::bigint % 2147483647)::integer)) AS tenant_events RETURNING id), "
+                       "d AS (INSERT INTO deliveries(connection_id, outbox_id, attempts, next_at) "
+                       "SELECT c, e.id, 0, $4::text FROM e, unnest($5::bigint[]) AS c "
+                       "ON CONFLICT DO NOTHING) SELECT id FROM e",
     [P_OUT_PENDING] = "SELECT id, tenant_id, topic, body, created_at FROM outbox "
                       "WHERE delivered_at IS NULL ORDER BY id LIMIT $1",
     [P_OUT_DONE] = "UPDATE outbox SET delivered_at = $2 WHERE id = $1 "
@@ -135,40 +146,73 @@ int ah_pg_outbox_done(ah_store *st, int64_t id)
 
 /* ---- events with their deliveries to plugins ----------------------------- */
 
+/* The subscribers' ids as a PostgreSQL array literal ("{1,2,3}"), or NULL
+ * when out of memory. */
+static char *id_array(const int64_t *ids, size_t n)
+{
+    size_t cap = 3 + n * 21;
+    char *a = malloc(cap);
+    if (a == NULL)
+        return NULL;
+    size_t w = 0;
+    a[w++] = '{';
+    for (size_t i = 0; i < n; i++)
+        w += (size_t)snprintf(a + w, cap - w, "%s%" PRId64, i > 0 ? "," : "", ids[i]);
+    a[w++] = '}';
+    a[w] = '\0';
+    return a;
+}
+
+/* Every event is one statement (the event and its deliveries). Inside a
+ * scope (a request's group) they are queued with the scope's next
+ * statement or COMMIT and events[i].id stays 0 (nobody there reads it);
+ * elsewhere they go in one pipeline (one round trip for the batch) and
+ * events[i].id receives the ids. */
 int ah_pg_outbox_add_batch(ah_store *st, int64_t tenant_id, ah_outbox_in *events, size_t n)
 {
     ah_pg_store *s = ah_pg(st);
     if (events == NULL && n > 0)
         return AH_STORE_ERR;
+    if (n > INT_MAX / 2)
+        return AH_STORE_ERR;
     char now[32];
     ah_now_iso(now);
-    ah_pg_lock(s);
-    int rc = ah_pg_tx_begin(s);
+    char **arrays = calloc(n ? n : 1, sizeof *arrays);
+    ah_pg_params *ps = calloc(n ? n : 1, sizeof *ps);
+    PGresult **res = calloc(n ? n : 1, sizeof *res);
+    int rc = arrays != NULL && ps != NULL && res != NULL ? AH_STORE_OK : AH_STORE_ERR;
     for (size_t e = 0; rc == AH_STORE_OK && e < n; e++) {
         ah_outbox_in *ev = &events[e];
+        ev->id = 0;
         if (ev->topic == NULL || (ev->nconn > 0 && ev->conn_ids == NULL)) {
             rc = AH_STORE_ERR;
             break;
         }
-        ah_pg_params p = {0};
-        ah_pg_p_int(&p, tenant_id);
-        ah_pg_p_text(&p, ev->topic);
-        ah_pg_p_text(&p, ev->body != NULL ? ev->body : "{}");
-        ah_pg_p_text(&p, now);
-        PGresult *r = AH_PG_RUN(s, P_OUT_ADD, &p, "outbox_add_batch", &rc);
-        if (r != NULL) {
-            if (PQntuples(r) == 1)
-                ev->id = ah_pg_int(r, 0, 0);
+        arrays[e] = id_array(ev->conn_ids, ev->nconn);
+        if (arrays[e] == NULL) {
+            rc = AH_STORE_ERR;
+            break;
+        }
+        ah_pg_p_int(&ps[e], tenant_id);
+        ah_pg_p_text(&ps[e], ev->topic);
+        ah_pg_p_text(&ps[e], ev->body != NULL ? ev->body : "{}");
+        ah_pg_p_text(&ps[e], now);
+        ah_pg_p_text(&ps[e], arrays[e]);
+    }
+    if (rc != AH_STORE_OK)
+        goto out;
+    ah_pg_lock(s);
+    rc = ah_pg_tx_begin(s);
+    if (rc == AH_STORE_OK && s->scope_depth > 0) {
+        for (size_t e = 0; rc == AH_STORE_OK && e < n; e++)
+            rc = AH_PG_DEFER(s, P_OUT_ADD_SUBS, &ps[e], "outbox_add_batch");
+    } else if (rc == AH_STORE_OK) {
+        rc = AH_PG_RUN_MANY(s, P_OUT_ADD_SUBS, ps, (int)n, res, "outbox_add_batch");
+        for (size_t e = 0; rc == AH_STORE_OK && e < n; e++) {
+            if (PQntuples(res[e]) == 1)
+                events[e].id = ah_pg_int(res[e], 0, 0);
             else
                 rc = AH_STORE_ERR;
-            PQclear(r);
-        }
-        for (size_t i = 0; rc == AH_STORE_OK && i < ev->nconn; i++) {
-            ah_pg_params d = {0};
-            ah_pg_p_int(&d, ev->conn_ids[i]);
-            ah_pg_p_int(&d, ev->id);
-            ah_pg_p_text(&d, now);
-            rc = AH_PG_EXEC(s, P_DEL_ADD, &d, "outbox_add_batch", NULL);
         }
     }
     if (rc == AH_STORE_OK)
@@ -176,6 +220,16 @@ int ah_pg_outbox_add_batch(ah_store *st, int64_t tenant_id, ah_outbox_in *events
     else
         ah_pg_tx_rollback(s);
     ah_pg_unlock(s);
+out:
+    for (size_t e = 0; e < n; e++) {
+        if (res != NULL)
+            PQclear(res[e]);
+        if (arrays != NULL)
+            free(arrays[e]);
+    }
+    free(res);
+    free(ps);
+    free(arrays);
     return rc;
 }
 

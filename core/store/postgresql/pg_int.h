@@ -131,6 +131,7 @@ typedef enum {
     P_INSTANCE_REMOVE,
     P_LEASE_LIST,
     P_LEASE_PRUNE,
+    P_OUT_ADD_SUBS,
     P_COUNT
 } ah_pg_qid;
 
@@ -139,7 +140,30 @@ typedef enum {
 #define PG_RQ_VARIANTS 64
 #define PG_LQ_VARIANTS 64
 
-#define AH_PG_MAXPEND 16
+#define AH_PG_MAXPEND 32
+
+/* Parameters of one statement, all sent as text. Integers are formatted
+ * into the struct's own buffers; strings are borrowed. */
+#define AH_PG_MAXP 16
+typedef struct ah_pg_params {
+    int n;
+    const char *v[AH_PG_MAXP];
+    char ibuf[AH_PG_MAXP][24];
+} ah_pg_params;
+
+/* One entry of the deferred queue (ah_pg_defer, ah_pg_defer_exec): a
+ * transaction-control command (name NULL; sql a static string), or a
+ * prepared data statement whose result nobody reads (name and sql static;
+ * its parameters copied into buf, which the queue owns). */
+typedef struct ah_pg_pend {
+    const char *sql;
+    const char *name;
+    bool *prepared;
+    const char *what;
+    char *buf;
+    int n;
+    const char *v[AH_PG_MAXP];
+} ah_pg_pend;
 
 typedef struct ah_pg_store {
     ah_store base; /* first: ah_store * <-> ah_pg_store * */
@@ -164,8 +188,10 @@ typedef struct ah_pg_store {
     /* Transaction control inside an open transaction (SAVEPOINT, RELEASE,
      * ROLLBACK TO, a group's BEGIN) is not sent on its own: it waits here
      * and goes ahead of the next statement or COMMIT in one pipeline (one
-     * round trip instead of one each; conn.c, ah_pg_defer). Static strings. */
-    const char *pend[AH_PG_MAXPEND];
+     * round trip instead of one each; conn.c, ah_pg_defer), and so do the
+     * data statements of a scope whose results nobody reads
+     * (ah_pg_defer_exec: integration-log rows, events). */
+    ah_pg_pend pend[AH_PG_MAXPEND];
     int npend;
     char *scratch;   /* content-hash input buffer, reused across rows */
     size_t scratch_cap;
@@ -178,14 +204,6 @@ static inline ah_pg_store *ah_pg(ah_store *s)
     return (ah_pg_store *)s;
 }
 
-/* Parameters of one statement, all sent as text. Integers are formatted
- * into the struct's own buffers; strings are borrowed. */
-#define AH_PG_MAXP 16
-typedef struct ah_pg_params {
-    int n;
-    const char *v[AH_PG_MAXP];
-    char ibuf[AH_PG_MAXP][24];
-} ah_pg_params;
 
 void ah_pg_p_text(ah_pg_params *p, const char *v);
 void ah_pg_p_int(ah_pg_params *p, int64_t v);
@@ -248,6 +266,31 @@ int ah_pg_tx_commit(ah_pg_store *s);
  *  or the connection is lost) fails that next statement, and so the
  *  transaction: nothing is committed on the strength of it. */
 void ah_pg_defer(ah_pg_store *s, const char *sql);
+/** Inside a transaction (an operation's, a scope's or a group's) whose
+ *  BEGIN the server already has, queues a data statement whose result the
+ *  caller does not read (prepared from sql on first use, the parameters
+ *  copied): it goes with the next statement or the COMMIT, in the same
+ *  round trip.
+ *  It has no savepoint of its own: should it fail, the transaction fails
+ *  and its COMMIT with it (nothing is committed, every request of a group
+ *  is answered as failed). Elsewhere it runs at once as ah_pg_exec does.
+ *  Returns AH_STORE_OK when queued. */
+int ah_pg_defer_exec(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
+                     const ah_pg_params *p, const char *what);
+#define AH_PG_DEFER(s, id, p, what)                                                     \
+    ah_pg_defer_exec((s), "ah_q" #id, &(s)->prepared[(id)], q_sql[(id)], (p), (what))
+/** Runs statement slot name k times, with ps[0..k-1], in pipelines of at
+ *  most AH_PG_BATCH statements (with what was deferred ahead of the first):
+ *  one round trip per pipeline instead of one per statement. out[i]
+ *  receives the i-th result (to PQclear), or everything is NULL and the
+ *  return is the first failure (mapped as ah_pg_run maps it). No savepoint
+ *  of its own and no retry: call it inside a transaction (ah_pg_tx_begin),
+ *  which a failure fails. */
+#define AH_PG_BATCH 256
+int ah_pg_run_many(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
+                   const ah_pg_params *ps, int k, PGresult **out, const char *what);
+#define AH_PG_RUN_MANY(s, id, ps, k, out, what)                                         \
+    ah_pg_run_many((s), "ah_q" #id, &(s)->prepared[(id)], q_sql[(id)], (ps), (k), (out), (what))
 /** Sends what ah_pg_defer queued, alone; AH_STORE_ERR when one failed. */
 int ah_pg_flush(ah_pg_store *s);
 /** Ends the scope's transaction: COMMIT (commit true) or ROLLBACK. */

@@ -4,6 +4,7 @@
  * core/store/sqlite/records.c: the same ids, content hash and results. */
 #include "pg_int.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,131 +124,145 @@ static int new_record_id(idgen *g, char id[64])
     return 0;
 }
 
-static int rec_insert(ah_pg_store *s, const char *id, int64_t cid, const ah_record_in *r,
-                      const char *raw, const char *fields, const char *hash, const char *now,
-                      bool *created)
-{
-    ah_pg_params p = {0};
-    ah_pg_p_text(&p, id);
-    ah_pg_p_int(&p, cid);
-    ah_pg_p_text(&p, r->type);
-    ah_pg_p_text(&p, r->remote_id);
-    ah_pg_p_text(&p, r->updated_at);
-    ah_pg_p_text(&p, raw);
-    ah_pg_p_text(&p, fields);
-    ah_pg_p_text(&p, hash);
-    ah_pg_p_text(&p, now);
-    int rc;
-    PGresult *res = AH_PG_RUN(s, P_REC_INSERT, &p, "records_upsert insert", &rc);
-    *created = false;
-    if (res != NULL) {
-        *created = PQntuples(res) == 1;
-        PQclear(res);
-    }
-    return rc;
-}
+/* One record of a page being upserted. */
+typedef struct upsert_row {
+    const char *raw, *fields;
+    char hash[AH_SHA256_HEX_LEN + 1];
+    char newid[64];
+    char id[64];
+    bool created, found, same;
+} upsert_row;
 
-static int rec_lookup(ah_pg_store *s, int64_t cid, const ah_record_in *r, const char *hash,
-                      char id[64], bool *found, bool *same)
+/* A page's records in at most three pipelines (ah_pg_run_many), not a round
+ * trip per statement: every record's INSERT .. ON CONFLICT DO NOTHING
+ * (those that return their id are created), then the look-up of the others
+ * (their id and content hash), then the UPDATE of those whose content
+ * changed. The results are those of one record after another: a remote id
+ * twice in a page is inserted by the first and found (and updated when it
+ * differs) by the second, in the same transaction. */
+static int upsert_page(ah_pg_store *s, int64_t cid, const ah_record_in *in, size_t n,
+                       const char *now, ah_upsert_result *results, char **ids_out)
 {
-    ah_pg_params p = {0};
-    ah_pg_p_int(&p, cid);
-    ah_pg_p_text(&p, r->type);
-    ah_pg_p_text(&p, r->remote_id);
-    int rc;
-    *found = *same = false;
-    PGresult *res = AH_PG_RUN(s, P_REC_LOOKUP, &p, "records_upsert lookup", &rc);
-    if (res == NULL)
-        return rc;
-    if (PQntuples(res) == 1) {
-        const char *oid = PQgetvalue(res, 0, 0);
-        if (strlen(oid) >= 64) {
+    if (n > INT_MAX)
+        return AH_STORE_ERR;
+    upsert_row *u = calloc(n, sizeof *u);
+    ah_pg_params *ps = calloc(n, sizeof *ps);
+    PGresult **res = calloc(n, sizeof *res);
+    size_t *pick = calloc(n, sizeof *pick);
+    int rc = AH_STORE_ERR;
+    if (u == NULL || ps == NULL || res == NULL || pick == NULL) {
+        ah_log(s->base.lg, AH_LOG_ERROR, "store", "records_upsert: out of memory");
+        goto out;
+    }
+    idgen gen;
+    gen.pos = sizeof gen.rnd;
+    for (size_t i = 0; i < n; i++) {
+        const ah_record_in *r = &in[i];
+        if (r->type == NULL || r->remote_id == NULL) {
+            ah_log(s->base.lg, AH_LOG_ERROR, "store",
+                   "records_upsert: a record without type or remote_id");
+            goto out;
+        }
+        u[i].raw = r->raw != NULL ? r->raw : "null";
+        u[i].fields = r->fields != NULL ? r->fields : "{}";
+        if (content_hash(s, u[i].raw, u[i].fields, u[i].hash) != 0) {
+            ah_log(s->base.lg, AH_LOG_ERROR, "store", "records_upsert: out of memory");
+            goto out;
+        }
+        if (new_record_id(&gen, u[i].newid) != 0) {
+            ah_log(s->base.lg, AH_LOG_ERROR, "store", "records_upsert: no randomness");
+            goto out;
+        }
+        ah_pg_params *p = &ps[i];
+        ah_pg_p_text(p, u[i].newid);
+        ah_pg_p_int(p, cid);
+        ah_pg_p_text(p, r->type);
+        ah_pg_p_text(p, r->remote_id);
+        ah_pg_p_text(p, r->updated_at);
+        ah_pg_p_text(p, u[i].raw);
+        ah_pg_p_text(p, u[i].fields);
+        ah_pg_p_text(p, u[i].hash);
+        ah_pg_p_text(p, now);
+    }
+    rc = AH_PG_RUN_MANY(s, P_REC_INSERT, ps, (int)n, res, "records_upsert insert");
+    if (rc != AH_STORE_OK)
+        goto out;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        u[i].created = PQntuples(res[i]) == 1;
+        PQclear(res[i]);
+        res[i] = NULL;
+        if (u[i].created) {
+            memcpy(u[i].id, u[i].newid, sizeof u[i].id);
+        } else {
+            ps[k] = (ah_pg_params){0};
+            ah_pg_p_int(&ps[k], cid);
+            ah_pg_p_text(&ps[k], in[i].type);
+            ah_pg_p_text(&ps[k], in[i].remote_id);
+            pick[k++] = i;
+        }
+    }
+    rc = AH_PG_RUN_MANY(s, P_REC_LOOKUP, ps, (int)k, res, "records_upsert lookup");
+    if (rc != AH_STORE_OK)
+        goto out;
+    for (size_t j = 0; j < k && rc == AH_STORE_OK; j++) {
+        upsert_row *x = &u[pick[j]];
+        if (PQntuples(res[j]) != 1) {
+            ah_log(s->base.lg, AH_LOG_ERROR, "store",
+                   "records_upsert: record neither inserted nor found");
+            rc = AH_STORE_ERR;
+        } else if (strlen(PQgetvalue(res[j], 0, 0)) >= sizeof x->id) {
             ah_log(s->base.lg, AH_LOG_ERROR, "store", "records_upsert: bad stored id");
             rc = AH_STORE_ERR;
         } else {
-            memcpy(id, oid, strlen(oid) + 1);
-            *found = true;
-            *same = !PQgetisnull(res, 0, 1) && strcmp(PQgetvalue(res, 0, 1), hash) == 0;
+            snprintf(x->id, sizeof x->id, "%s", PQgetvalue(res[j], 0, 0));
+            x->found = true;
+            x->same = !PQgetisnull(res[j], 0, 1) && strcmp(PQgetvalue(res[j], 0, 1), x->hash) == 0;
         }
     }
-    PQclear(res);
-    return rc;
-}
-
-/* One record inside the page transaction (see the SQLite engine for the
- * known_hint: which statement to try first). */
-static int upsert_one(ah_pg_store *s, idgen *g, int64_t cid, const ah_record_in *r, const char *now,
-                      bool *known_hint, ah_upsert_result *result, char **id_out)
-{
-    if (r->type == NULL || r->remote_id == NULL) {
-        ah_log(s->base.lg, AH_LOG_ERROR, "store",
-               "records_upsert: a record without type or remote_id");
-        return AH_STORE_ERR;
+    for (size_t j = 0; j < k; j++) {
+        PQclear(res[j]);
+        res[j] = NULL;
     }
-    const char *raw = r->raw != NULL ? r->raw : "null";
-    const char *fields = r->fields != NULL ? r->fields : "{}";
-    char hash[AH_SHA256_HEX_LEN + 1];
-    if (content_hash(s, raw, fields, hash) != 0) {
-        ah_log(s->base.lg, AH_LOG_ERROR, "store", "records_upsert: out of memory");
-        return AH_STORE_ERR;
+    if (rc != AH_STORE_OK)
+        goto out;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (u[i].created || u[i].same)
+            continue;
+        ps[m] = (ah_pg_params){0};
+        ah_pg_p_text(&ps[m], u[i].id);
+        ah_pg_p_text(&ps[m], in[i].updated_at);
+        ah_pg_p_text(&ps[m], u[i].raw);
+        ah_pg_p_text(&ps[m], u[i].fields);
+        ah_pg_p_text(&ps[m], u[i].hash);
+        ah_pg_p_text(&ps[m], now);
+        m++;
     }
-    char id[64], newid[64];
-    bool created = false, found = false, same = false;
-    int rc;
-    if (!*known_hint) {
-        if (new_record_id(g, newid) != 0)
-            goto no_random;
-        rc = rec_insert(s, newid, cid, r, raw, fields, hash, now, &created);
-        if (rc != AH_STORE_OK)
-            return rc;
+    rc = AH_PG_RUN_MANY(s, P_REC_UPDATE, ps, (int)m, res, "records_upsert update");
+    for (size_t j = 0; j < m; j++) {
+        PQclear(res[j]);
+        res[j] = NULL;
     }
-    if (!created) {
-        rc = rec_lookup(s, cid, r, hash, id, &found, &same);
-        if (rc != AH_STORE_OK)
-            return rc;
-        if (!found && *known_hint) {
-            if (new_record_id(g, newid) != 0)
-                goto no_random;
-            rc = rec_insert(s, newid, cid, r, raw, fields, hash, now, &created);
-            if (rc != AH_STORE_OK)
-                return rc;
-        }
-        if (!found && !created) {
-            ah_log(s->base.lg, AH_LOG_ERROR, "store",
-                   "records_upsert: record neither inserted nor found");
-            return AH_STORE_ERR;
-        }
-    }
-    *known_hint = found;
-    if (created) {
-        memcpy(id, newid, strlen(newid) + 1);
-        *result = AH_REC_CREATED;
-    } else if (same) {
-        *result = AH_REC_UNCHANGED;
-    } else {
-        ah_pg_params p = {0};
-        ah_pg_p_text(&p, id);
-        ah_pg_p_text(&p, r->updated_at);
-        ah_pg_p_text(&p, raw);
-        ah_pg_p_text(&p, fields);
-        ah_pg_p_text(&p, hash);
-        ah_pg_p_text(&p, now);
-        rc = AH_PG_EXEC(s, P_REC_UPDATE, &p, "records_upsert update", NULL);
-        if (rc != AH_STORE_OK)
-            return rc;
-        *result = AH_REC_UPDATED;
-    }
-    if (id_out != NULL) {
-        *id_out = strdup(id);
-        if (*id_out == NULL) {
+    if (rc != AH_STORE_OK)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        if (results != NULL)
+            results[i] = u[i].created ? AH_REC_CREATED
+                         : u[i].same  ? AH_REC_UNCHANGED
+                                      : AH_REC_UPDATED;
+        if (ids_out != NULL && (ids_out[i] = strdup(u[i].id)) == NULL) {
             ah_log(s->base.lg, AH_LOG_ERROR, "store", "records_upsert: out of memory");
-            return AH_STORE_ERR;
+            rc = AH_STORE_ERR;
+            goto out;
         }
     }
-    return AH_STORE_OK;
-no_random:
-    ah_log(s->base.lg, AH_LOG_ERROR, "store", "records_upsert: no randomness");
-    return AH_STORE_ERR;
+out:
+    free(pick);
+    free(res);
+    free(ps);
+    free(u);
+    return rc;
 }
 
 int ah_pg_records_upsert(ah_store *st, int64_t connection_id, const ah_record_in *in, size_t n,
@@ -265,10 +280,6 @@ int ah_pg_records_upsert(ah_store *st, int64_t connection_id, const ah_record_in
     char now[32];
     ah_now_iso(now);
 
-    idgen gen;
-    gen.pos = sizeof gen.rnd;
-    bool known = false;
-
     ah_pg_lock(s);
     int fail_after = s->fail_after;
     s->fail_after = -1;
@@ -277,20 +288,17 @@ int ah_pg_records_upsert(ah_store *st, int64_t connection_id, const ah_record_in
         ah_pg_unlock(s);
         return rc;
     }
-    for (size_t i = 0; i < n; i++) {
-        if (fail_after >= 0 && (size_t)fail_after == i) {
-            ah_log(s->base.lg, AH_LOG_ERROR, "store",
-                   "records_upsert: failing after %d records (test hook)", fail_after);
-            rc = AH_STORE_ERR;
-            goto rollback;
-        }
-        ah_upsert_result res = AH_REC_UNCHANGED;
-        rc = upsert_one(s, &gen, connection_id, &in[i], now, &known, &res,
-                        ids_out != NULL ? &ids_out[i] : NULL);
+    if (fail_after >= 0 && (size_t)fail_after < n) {
+        /* The page fails as it would after that many records: rolled back. */
+        ah_log(s->base.lg, AH_LOG_ERROR, "store",
+               "records_upsert: failing after %d records (test hook)", fail_after);
+        rc = AH_STORE_ERR;
+        goto rollback;
+    }
+    if (n > 0) {
+        rc = upsert_page(s, connection_id, in, n, now, results, ids_out);
         if (rc != AH_STORE_OK)
             goto rollback;
-        if (results != NULL)
-            results[i] = res;
     }
     if (fail_after >= 0 && (size_t)fail_after == n) {
         ah_log(s->base.lg, AH_LOG_ERROR, "store",
@@ -303,7 +311,8 @@ int ah_pg_records_upsert(ah_store *st, int64_t connection_id, const ah_record_in
         ah_pg_p_int(&p, connection_id);
         ah_pg_p_text(&p, cursor_key);
         ah_pg_p_text(&p, cursor_value);
-        rc = AH_PG_EXEC(s, P_CUR_SET, &p, "records_upsert cursor", NULL);
+        /* Nobody reads its result: it goes with the COMMIT. */
+        rc = AH_PG_DEFER(s, P_CUR_SET, &p, "records_upsert cursor");
         if (rc != AH_STORE_OK)
             goto rollback;
     }
