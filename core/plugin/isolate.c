@@ -36,6 +36,8 @@ extern char **environ;
 #define INIT_TIMEOUT_MIN_MS 10000L
 /* Connections one route call may look up (the host keeps as many). */
 #define ROUTE_EXTRA_MAX 8
+/* Records in one emit_records batch (the plugin process sends 500). */
+#define EMIT_RECORDS_MAX 100000
 
 /* A connection's contexts: one per process it was opened in. Its calls go
  * to the process it is pinned to; a route (which learns its connection
@@ -548,6 +550,64 @@ static void record_from(const cJSON *o, ah_record *rec)
     rec->fields_json = str(o, "fields_json");
 }
 
+/* One field of an emit_records batch's tail (plugin_host.c): a 4-byte
+ * big-endian length, the bytes and a NUL; 0xffffffff alone for none. The
+ * tail is the plugin process's: every length is checked against what is
+ * left, and a field that names a string (type, remote id, time) must hold
+ * no NUL. false: malformed. */
+static bool tail_field(const unsigned char *t, size_t len, size_t *at, bool string,
+                       const char **out, size_t *out_len)
+{
+    *out = NULL;
+    *out_len = 0;
+    if (len - *at < 4)
+        return false;
+    const unsigned char *h = t + *at;
+    uint32_t l = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+    *at += 4;
+    if (l == 0xffffffffu)
+        return true;
+    if (len - *at < (size_t)l + 1 || t[*at + l] != '\0')
+        return false;
+    const char *v = (const char *)t + *at;
+    if (string && memchr(v, '\0', l) != NULL)
+        return false;
+    *out = v;
+    *out_len = l;
+    *at += (size_t)l + 1;
+    return true;
+}
+
+/* The records of an emit_records batch, in order; the first refused ends
+ * it and is the answer. */
+static ah_result serve_emit_records(ah_call *call, const cJSON *m, unsigned char *tail,
+                                    size_t tail_len)
+{
+    const ah_host_api *h = call->host;
+    long long n = inum(m, "n", -1, 0, EMIT_RECORDS_MAX);
+    if (n < 0 || tail == NULL)
+        return h->fail(call, AH_E_INTERNAL, 500, "malformed host call");
+    size_t at = 0;
+    for (long long i = 0; i < n; i++) {
+        ah_record rec;
+        memset(&rec, 0, sizeof rec);
+        rec.struct_size = sizeof rec;
+        size_t skip;
+        if (!tail_field(tail, tail_len, &at, true, &rec.type, &skip) ||
+            !tail_field(tail, tail_len, &at, true, &rec.remote_id, &skip) ||
+            !tail_field(tail, tail_len, &at, true, &rec.updated_at, &skip) ||
+            !tail_field(tail, tail_len, &at, false, &rec.raw_json, &rec.raw_json_len) ||
+            !tail_field(tail, tail_len, &at, false, &rec.fields_json, &rec.fields_json_len))
+            return h->fail(call, AH_E_INTERNAL, 500, "malformed host call");
+        ah_result r = h->emit_record(call, &rec);
+        if (r != AH_OK)
+            return r;
+    }
+    if (at != tail_len)
+        return h->fail(call, AH_E_INTERNAL, 500, "malformed host call");
+    return AH_OK;
+}
+
 static void serve_http(ah_call *call, const cJSON *m, cJSON *resp)
 {
     const cJSON *q = cJSON_GetObjectItemCaseSensitive(m, "req");
@@ -693,7 +753,8 @@ static void serve_route_host(ah_isolate *iso, proc *p, ah_call *call, const char
     }
 }
 
-static cJSON *serve_host(ah_isolate *iso, proc *p, ah_call *call, const cJSON *m)
+static cJSON *serve_host(ah_isolate *iso, proc *p, ah_call *call, const cJSON *m,
+                         unsigned char *tail, size_t tail_len)
 {
     const char *fn = str(m, "fn");
     cJSON *resp = cJSON_CreateObject();
@@ -735,19 +796,8 @@ static cJSON *serve_host(ah_isolate *iso, proc *p, ah_call *call, const cJSON *m
         cJSON *body = cJSON_DetachItemFromObjectCaseSensitive((cJSON *)m, "body");
         add_result(resp, call, h->publish(call, str(m, "topic"), body));
     } else if (strcmp(fn, "emit_records") == 0) {
-        /* A batch of emitted records (plugin_host.c), in order; the first
-         * refused ends it and is the answer. */
-        const cJSON *recs = cJSON_GetObjectItemCaseSensitive(m, "recs"), *o;
-        ah_result r = cJSON_IsArray(recs) ? AH_OK
-                                          : h->fail(call, AH_E_INTERNAL, 500, "malformed host call");
-        cJSON_ArrayForEach(o, recs) {
-            if (r != AH_OK)
-                break;
-            ah_record rec;
-            record_from(o, &rec);
-            r = h->emit_record(call, &rec);
-        }
-        add_result(resp, call, r);
+        /* A batch of emitted records (plugin_host.c) in the frame's tail. */
+        add_result(resp, call, serve_emit_records(call, m, tail, tail_len));
     } else if (strcmp(fn, "emit_record") == 0 || strcmp(fn, "record_put") == 0) {
         ah_record rec;
         record_from(cJSON_GetObjectItemCaseSensitive(m, "rec"), &rec);
@@ -824,8 +874,16 @@ static int exchange(ah_isolate *iso, proc *p, ah_call *call, const cJSON *req,
         if (left < 1)
             left = 1;
         cJSON *m = NULL;
-        if (ah_frame_read(&p->rd, &m) != 0)
+        unsigned char *tail = NULL;
+        size_t tail_len = 0;
+        if (ah_frame_read_tail(&p->rd, &m, &tail, &tail_len) != 0)
             return -1;
+        /* Only a host call carries a tail (emitted records). */
+        if (tail != NULL && !(str(m, "t") != NULL && strcmp(str(m, "t"), "host") == 0)) {
+            free(tail);
+            cJSON_Delete(m);
+            return -1;
+        }
         const char *t = str(m, "t");
         if (t == NULL) {
             cJSON_Delete(m);
@@ -844,7 +902,8 @@ static int exchange(ah_isolate *iso, proc *p, ah_call *call, const cJSON *req,
                           msg != NULL ? msg : "");
             cJSON_Delete(m);
         } else if (strcmp(t, "host") == 0) {
-            cJSON *resp = serve_host(iso, p, call, m);
+            cJSON *resp = serve_host(iso, p, call, m, tail, tail_len);
+            free(tail);
             /* A one-way call (the route's answer): the child did not wait. */
             bool oneway = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "nr"));
             cJSON_Delete(m);
