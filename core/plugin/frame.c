@@ -164,10 +164,12 @@ int ah_frame_read_tail(ah_frame_reader *r, cJSON **msg, unsigned char **tail, si
                 /* A tail where none is expected, or an empty one, is a
                  * protocol error. */
                 bool bad = nul != NULL && (tail == NULL || tn == 0);
-                if (!bad && tn > 0 && (t = malloc(tn)) == NULL)
+                if (!bad && tn > 0 && (t = malloc(tn + 1)) == NULL)
                     bad = true;
-                if (t != NULL)
+                if (t != NULL) {
                     memcpy(t, nul + 1, tn);
+                    t[tn] = '\0';
+                }
                 cJSON *m = bad ? NULL : cJSON_ParseWithLength((const char *)text, tl);
                 r->start += need;
                 if (r->start == r->end) {

@@ -47,7 +47,8 @@ bool ah_frame_buffered(const ah_frame_reader *r);
 /** As ah_frame_recv, through the reader's buffer. */
 int ah_frame_read(ah_frame_reader *r, cJSON **msg);
 /** As ah_frame_read, also taking a frame's tail (ah_frame_send_tail): a
- *  malloc'd copy in *tail (NULL: none) and its length. ah_frame_read refuses
+ *  malloc'd copy in *tail (NULL: none; NUL-terminated past its end) and
+ *  its length. ah_frame_read refuses
  *  a frame with a tail. */
 int ah_frame_read_tail(ah_frame_reader *r, cJSON **msg, unsigned char **tail, size_t *tail_len);
 

@@ -608,7 +608,11 @@ static ah_result serve_emit_records(ah_call *call, const cJSON *m, unsigned char
     return AH_OK;
 }
 
-static void serve_http(ah_call *call, const cJSON *m, cJSON *resp)
+/* The response body goes back as the frame's tail (*tail, malloc'd): a
+ * page of records is neither escaped into a JSON string here nor
+ * unescaped in the plugin process. An empty body stays a member. */
+static void serve_http(ah_call *call, const cJSON *m, cJSON *resp, unsigned char **tail,
+                       size_t *tail_len)
 {
     const cJSON *q = cJSON_GetObjectItemCaseSensitive(m, "req");
     ah_http_request req;
@@ -651,8 +655,13 @@ static void serve_http(ah_call *call, const cJSON *m, cJSON *resp)
     cJSON_AddNumberToObject(resp, "outcome", r.outcome);
     if (r.content_type != NULL)
         cJSON_AddStringToObject(resp, "content_type", r.content_type);
-    if (r.body != NULL)
+    if (r.body != NULL && r.body_len > 0 && (*tail = malloc(r.body_len)) != NULL) {
+        memcpy(*tail, r.body, r.body_len);
+        *tail_len = r.body_len;
+        cJSON_AddBoolToObject(resp, "body_tail", true);
+    } else if (r.body != NULL) {
         ah_frame_put_bytes(resp, "body", r.body, r.body_len);
+    }
     call->host->http_response_free(&r);
     free(headers);
     free(body);
@@ -754,7 +763,8 @@ static void serve_route_host(ah_isolate *iso, proc *p, ah_call *call, const char
 }
 
 static cJSON *serve_host(ah_isolate *iso, proc *p, ah_call *call, const cJSON *m,
-                         unsigned char *tail, size_t tail_len)
+                         unsigned char *tail, size_t tail_len, unsigned char **out_tail,
+                         size_t *out_tail_len)
 {
     const char *fn = str(m, "fn");
     cJSON *resp = cJSON_CreateObject();
@@ -778,7 +788,7 @@ static cJSON *serve_host(ah_isolate *iso, proc *p, ah_call *call, const cJSON *m
         const char *v = k != NULL ? h->setting(call, k) : NULL;
         cJSON_AddItemToObject(resp, "v", v != NULL ? cJSON_CreateString(v) : cJSON_CreateNull());
     } else if (strcmp(fn, "http") == 0) {
-        serve_http(call, m, resp);
+        serve_http(call, m, resp, out_tail, out_tail_len);
     } else if (strcmp(fn, "oauth2_token") == 0 || strcmp(fn, "oauth2_invalidate") == 0) {
         ah_oauth2_params op;
         oauth2_from(cJSON_GetObjectItemCaseSensitive(m, "p"), &op);
@@ -902,17 +912,21 @@ static int exchange(ah_isolate *iso, proc *p, ah_call *call, const cJSON *req,
                           msg != NULL ? msg : "");
             cJSON_Delete(m);
         } else if (strcmp(t, "host") == 0) {
-            cJSON *resp = serve_host(iso, p, call, m, tail, tail_len);
+            unsigned char *rtail = NULL;
+            size_t rtail_len = 0;
+            cJSON *resp = serve_host(iso, p, call, m, tail, tail_len, &rtail, &rtail_len);
             free(tail);
             /* A one-way call (the route's answer): the child did not wait. */
             bool oneway = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "nr"));
             cJSON_Delete(m);
             if (oneway) {
                 cJSON_Delete(resp);
+                free(rtail);
                 continue;
             }
-            int s = resp != NULL ? ah_frame_send(p->fd, resp) : -1;
+            int s = resp != NULL ? ah_frame_send_tail(p->fd, resp, rtail, rtail_len) : -1;
             cJSON_Delete(resp);
+            free(rtail);
             if (s != 0)
                 return -1;
         } else {

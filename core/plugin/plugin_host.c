@@ -181,7 +181,10 @@ static void serve_open(const cJSON *m);
  * conn_by_secret opens in this process during a route): served here. */
 static void emit_flush_before(void);
 
-static cJSON *rpc_tail(cJSON *m, const void *tail, size_t tail_len)
+/* As rpc, with a tail sent after m's text, and the answer's tail (only an
+ * http answer has one: the response body) into *ans_tail when asked for. */
+static cJSON *rpc_full(cJSON *m, const void *tail, size_t tail_len, unsigned char **ans_tail,
+                       size_t *ans_tail_len)
 {
     if (m == NULL)
         die_lost();
@@ -190,10 +193,12 @@ static cJSON *rpc_tail(cJSON *m, const void *tail, size_t tail_len)
     cJSON_Delete(m);
     for (;;) {
         cJSON *ans = NULL;
-        if (ah_frame_read(&g_rd, &ans) != 0)
+        if (ah_frame_read_tail(&g_rd, &ans, ans_tail, ans_tail_len) != 0)
             die_lost();
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(ans, "t");
         if (cJSON_IsString(t) && strcmp(t->valuestring, "open") == 0) {
+            if (ans_tail != NULL && *ans_tail != NULL)
+                die_lost();
             serve_open(ans);
             cJSON_Delete(ans);
             continue;
@@ -202,9 +207,14 @@ static cJSON *rpc_tail(cJSON *m, const void *tail, size_t tail_len)
     }
 }
 
+static cJSON *rpc_tail(cJSON *m, const void *tail, size_t tail_len)
+{
+    return rpc_full(m, tail, tail_len, NULL, NULL);
+}
+
 static cJSON *rpc(cJSON *m)
 {
-    return rpc_tail(m, NULL, 0);
+    return rpc_full(m, NULL, 0, NULL, NULL);
 }
 
 static child_call *cc_of(const ah_call *call)
@@ -358,7 +368,9 @@ static ah_result h_http(ah_call *call, const ah_http_request *req, ah_http_respo
         cJSON_AddNumberToObject(q, "flags", req->flags);
     if (AH_HAS(req, oauth2) && req->oauth2 != NULL)
         cJSON_AddItemToObject(q, "oauth2", oauth2_json(req->oauth2));
-    cJSON *ans = rpc(m);
+    unsigned char *tail = NULL;
+    size_t tail_len = 0;
+    cJSON *ans = rpc_full(m, NULL, 0, &tail, &tail_len);
     ah_result r = result_of(call, ans);
     const cJSON *v;
     if ((v = cJSON_GetObjectItemCaseSensitive(ans, "status_code")) && cJSON_IsNumber(v))
@@ -371,7 +383,16 @@ static ah_result h_http(ah_call *call, const ah_http_request *req, ah_http_respo
         full.content_type = strdup(v->valuestring);
     char *body = NULL;
     size_t blen = 0;
-    ah_frame_get_bytes(ans, "body", &body, &blen);
+    /* The body came as the frame's tail (NUL-terminated), or, empty, as a
+     * member. */
+    if (tail != NULL && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ans, "body_tail"))) {
+        body = (char *)tail;
+        blen = tail_len;
+        tail = NULL;
+    } else {
+        ah_frame_get_bytes(ans, "body", &body, &blen);
+    }
+    free(tail);
     full.body = body;
     full.body_len = blen;
     cJSON_Delete(ans);
