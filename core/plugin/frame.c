@@ -40,27 +40,38 @@ static int read_all(int fd, unsigned char *p, size_t n)
 
 int ah_frame_send(int fd, const cJSON *msg)
 {
+    return ah_frame_send_tail(fd, msg, NULL, 0);
+}
+
+int ah_frame_send_tail(int fd, const cJSON *msg, const void *tail, size_t tail_len)
+{
     char *text = cJSON_PrintUnformatted(msg);
     if (text == NULL)
         return -1;
     size_t len = strlen(text);
-    if (len > AH_FRAME_MAX) {
+    /* The tail follows the text after a NUL, which JSON text never holds. */
+    size_t total = len + (tail_len > 0 ? 1 + tail_len : 0);
+    if (total > AH_FRAME_MAX || total < len) {
         free(text);
         return -1;
     }
     /* One buffer, one send: small frames leave in one segment. */
-    unsigned char *buf = malloc(len + 4);
+    unsigned char *buf = malloc(total + 4);
     if (buf == NULL) {
         free(text);
         return -1;
     }
-    buf[0] = (unsigned char)(len >> 24);
-    buf[1] = (unsigned char)(len >> 16);
-    buf[2] = (unsigned char)(len >> 8);
-    buf[3] = (unsigned char)len;
+    buf[0] = (unsigned char)(total >> 24);
+    buf[1] = (unsigned char)(total >> 16);
+    buf[2] = (unsigned char)(total >> 8);
+    buf[3] = (unsigned char)total;
     memcpy(buf + 4, text, len);
     free(text);
-    int rc = write_all(fd, buf, len + 4);
+    if (tail_len > 0) {
+        buf[4 + len] = '\0';
+        memcpy(buf + 5 + len, tail, tail_len);
+    }
+    int rc = write_all(fd, buf, total + 4);
     free(buf);
     return rc;
 }
@@ -127,7 +138,16 @@ bool ah_frame_buffered(const ah_frame_reader *r)
 
 int ah_frame_read(ah_frame_reader *r, cJSON **msg)
 {
+    return ah_frame_read_tail(r, msg, NULL, NULL);
+}
+
+int ah_frame_read_tail(ah_frame_reader *r, cJSON **msg, unsigned char **tail, size_t *tail_len)
+{
     *msg = NULL;
+    if (tail != NULL) {
+        *tail = NULL;
+        *tail_len = 0;
+    }
     for (;;) {
         size_t have = r->end - r->start, need = 4;
         if (have >= 4) {
@@ -136,7 +156,21 @@ int ah_frame_read(ah_frame_reader *r, cJSON **msg)
                 return -1;
             need = 4 + (size_t)len;
             if (have >= need) {
-                cJSON *m = cJSON_ParseWithLength((const char *)r->buf + r->start + 4, len);
+                const unsigned char *text = r->buf + r->start + 4;
+                const unsigned char *nul = memchr(text, '\0', len);
+                size_t tl = nul != NULL ? (size_t)(nul - text) : len;
+                unsigned char *t = NULL;
+                size_t tn = nul != NULL ? len - tl - 1 : 0;
+                /* A tail where none is expected, or an empty one, is a
+                 * protocol error. */
+                bool bad = nul != NULL && (tail == NULL || tn == 0);
+                if (!bad && tn > 0 && (t = malloc(tn + 1)) == NULL)
+                    bad = true;
+                if (t != NULL) {
+                    memcpy(t, nul + 1, tn);
+                    t[tn] = '\0';
+                }
+                cJSON *m = bad ? NULL : cJSON_ParseWithLength((const char *)text, tl);
                 r->start += need;
                 if (r->start == r->end) {
                     r->start = r->end = 0;
@@ -148,9 +182,14 @@ int ah_frame_read(ah_frame_reader *r, cJSON **msg)
                 }
                 if (m == NULL || !cJSON_IsObject(m)) {
                     cJSON_Delete(m);
+                    free(t);
                     return -1;
                 }
                 *msg = m;
+                if (tail != NULL) {
+                    *tail = t;
+                    *tail_len = tn;
+                }
                 return 0;
             }
         }

@@ -2,7 +2,8 @@
 /*
  * The framing between the daemon and a plugin host process (isolate.c,
  * plugin_host.c): each message is one JSON text preceded by its length as 4
- * bytes, big-endian, over a stream socket. Both ends are ours and trusted
+ * bytes, big-endian, over a stream socket (optionally followed, after a NUL,
+ * by a binary tail: ah_frame_send_tail). Both ends are ours and trusted
  * only as far as a plugin process can be: a frame longer than
  * AH_FRAME_MAX is a protocol error, never an allocation.
  */
@@ -19,6 +20,10 @@
 /** Sends `msg` as one frame (MSG_NOSIGNAL: a dead peer is an error, not
  *  SIGPIPE). 0, or -1 when the peer is gone or memory runs out. */
 int ah_frame_send(int fd, const cJSON *msg);
+/** As ah_frame_send, with `tail_len` bytes of `tail` after the text in the
+ *  same frame (separated by a NUL, which JSON text never holds): bulk data
+ *  that needs no escaping and no parse (the emitted records of a batch). */
+int ah_frame_send_tail(int fd, const cJSON *msg, const void *tail, size_t tail_len);
 /** Reads one whole frame into *msg (transferred). Blocks. 0; -1 at end of
  *  stream, on a read error, an oversize frame or text that is not a JSON
  *  object. */
@@ -41,6 +46,11 @@ void ah_frame_reader_free(ah_frame_reader *r);
 bool ah_frame_buffered(const ah_frame_reader *r);
 /** As ah_frame_recv, through the reader's buffer. */
 int ah_frame_read(ah_frame_reader *r, cJSON **msg);
+/** As ah_frame_read, also taking a frame's tail (ah_frame_send_tail): a
+ *  malloc'd copy in *tail (NULL: none; NUL-terminated past its end) and
+ *  its length. ah_frame_read refuses
+ *  a frame with a tail. */
+int ah_frame_read_tail(ah_frame_reader *r, cJSON **msg, unsigned char **tail, size_t *tail_len);
 
 /** Bytes as a JSON string member: text without NUL as "key", anything else
  *  base64 as "key_b64". */

@@ -36,6 +36,8 @@ extern char **environ;
 #define INIT_TIMEOUT_MIN_MS 10000L
 /* Connections one route call may look up (the host keeps as many). */
 #define ROUTE_EXTRA_MAX 8
+/* Records in one emit_records batch (the plugin process sends 500). */
+#define EMIT_RECORDS_MAX 100000
 
 /* A connection's contexts: one per process it was opened in. Its calls go
  * to the process it is pinned to; a route (which learns its connection
@@ -548,7 +550,69 @@ static void record_from(const cJSON *o, ah_record *rec)
     rec->fields_json = str(o, "fields_json");
 }
 
-static void serve_http(ah_call *call, const cJSON *m, cJSON *resp)
+/* One field of an emit_records batch's tail (plugin_host.c): a 4-byte
+ * big-endian length, the bytes and a NUL; 0xffffffff alone for none. The
+ * tail is the plugin process's: every length is checked against what is
+ * left, and a field that names a string (type, remote id, time) must hold
+ * no NUL. false: malformed. */
+static bool tail_field(const unsigned char *t, size_t len, size_t *at, bool string,
+                       const char **out, size_t *out_len)
+{
+    *out = NULL;
+    *out_len = 0;
+    if (len - *at < 4)
+        return false;
+    const unsigned char *h = t + *at;
+    uint32_t l = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+    *at += 4;
+    if (l == 0xffffffffu)
+        return true;
+    if (len - *at < (size_t)l + 1 || t[*at + l] != '\0')
+        return false;
+    const char *v = (const char *)t + *at;
+    if (string && memchr(v, '\0', l) != NULL)
+        return false;
+    *out = v;
+    *out_len = l;
+    *at += (size_t)l + 1;
+    return true;
+}
+
+/* The records of an emit_records batch, in order; the first refused ends
+ * it and is the answer. */
+static ah_result serve_emit_records(ah_call *call, const cJSON *m, unsigned char *tail,
+                                    size_t tail_len)
+{
+    const ah_host_api *h = call->host;
+    long long n = inum(m, "n", -1, 0, EMIT_RECORDS_MAX);
+    if (n < 0 || tail == NULL)
+        return h->fail(call, AH_E_INTERNAL, 500, "malformed host call");
+    size_t at = 0;
+    for (long long i = 0; i < n; i++) {
+        ah_record rec;
+        memset(&rec, 0, sizeof rec);
+        rec.struct_size = sizeof rec;
+        size_t skip;
+        if (!tail_field(tail, tail_len, &at, true, &rec.type, &skip) ||
+            !tail_field(tail, tail_len, &at, true, &rec.remote_id, &skip) ||
+            !tail_field(tail, tail_len, &at, true, &rec.updated_at, &skip) ||
+            !tail_field(tail, tail_len, &at, false, &rec.raw_json, &rec.raw_json_len) ||
+            !tail_field(tail, tail_len, &at, false, &rec.fields_json, &rec.fields_json_len))
+            return h->fail(call, AH_E_INTERNAL, 500, "malformed host call");
+        ah_result r = h->emit_record(call, &rec);
+        if (r != AH_OK)
+            return r;
+    }
+    if (at != tail_len)
+        return h->fail(call, AH_E_INTERNAL, 500, "malformed host call");
+    return AH_OK;
+}
+
+/* The response body goes back as the frame's tail (*tail, malloc'd): a
+ * page of records is neither escaped into a JSON string here nor
+ * unescaped in the plugin process. An empty body stays a member. */
+static void serve_http(ah_call *call, const cJSON *m, cJSON *resp, unsigned char **tail,
+                       size_t *tail_len)
 {
     const cJSON *q = cJSON_GetObjectItemCaseSensitive(m, "req");
     ah_http_request req;
@@ -591,8 +655,13 @@ static void serve_http(ah_call *call, const cJSON *m, cJSON *resp)
     cJSON_AddNumberToObject(resp, "outcome", r.outcome);
     if (r.content_type != NULL)
         cJSON_AddStringToObject(resp, "content_type", r.content_type);
-    if (r.body != NULL)
+    if (r.body != NULL && r.body_len > 0 && (*tail = malloc(r.body_len)) != NULL) {
+        memcpy(*tail, r.body, r.body_len);
+        *tail_len = r.body_len;
+        cJSON_AddBoolToObject(resp, "body_tail", true);
+    } else if (r.body != NULL) {
         ah_frame_put_bytes(resp, "body", r.body, r.body_len);
+    }
     call->host->http_response_free(&r);
     free(headers);
     free(body);
@@ -693,7 +762,9 @@ static void serve_route_host(ah_isolate *iso, proc *p, ah_call *call, const char
     }
 }
 
-static cJSON *serve_host(ah_isolate *iso, proc *p, ah_call *call, const cJSON *m)
+static cJSON *serve_host(ah_isolate *iso, proc *p, ah_call *call, const cJSON *m,
+                         unsigned char *tail, size_t tail_len, unsigned char **out_tail,
+                         size_t *out_tail_len)
 {
     const char *fn = str(m, "fn");
     cJSON *resp = cJSON_CreateObject();
@@ -717,7 +788,7 @@ static cJSON *serve_host(ah_isolate *iso, proc *p, ah_call *call, const cJSON *m
         const char *v = k != NULL ? h->setting(call, k) : NULL;
         cJSON_AddItemToObject(resp, "v", v != NULL ? cJSON_CreateString(v) : cJSON_CreateNull());
     } else if (strcmp(fn, "http") == 0) {
-        serve_http(call, m, resp);
+        serve_http(call, m, resp, out_tail, out_tail_len);
     } else if (strcmp(fn, "oauth2_token") == 0 || strcmp(fn, "oauth2_invalidate") == 0) {
         ah_oauth2_params op;
         oauth2_from(cJSON_GetObjectItemCaseSensitive(m, "p"), &op);
@@ -735,19 +806,8 @@ static cJSON *serve_host(ah_isolate *iso, proc *p, ah_call *call, const cJSON *m
         cJSON *body = cJSON_DetachItemFromObjectCaseSensitive((cJSON *)m, "body");
         add_result(resp, call, h->publish(call, str(m, "topic"), body));
     } else if (strcmp(fn, "emit_records") == 0) {
-        /* A batch of emitted records (plugin_host.c), in order; the first
-         * refused ends it and is the answer. */
-        const cJSON *recs = cJSON_GetObjectItemCaseSensitive(m, "recs"), *o;
-        ah_result r = cJSON_IsArray(recs) ? AH_OK
-                                          : h->fail(call, AH_E_INTERNAL, 500, "malformed host call");
-        cJSON_ArrayForEach(o, recs) {
-            if (r != AH_OK)
-                break;
-            ah_record rec;
-            record_from(o, &rec);
-            r = h->emit_record(call, &rec);
-        }
-        add_result(resp, call, r);
+        /* A batch of emitted records (plugin_host.c) in the frame's tail. */
+        add_result(resp, call, serve_emit_records(call, m, tail, tail_len));
     } else if (strcmp(fn, "emit_record") == 0 || strcmp(fn, "record_put") == 0) {
         ah_record rec;
         record_from(cJSON_GetObjectItemCaseSensitive(m, "rec"), &rec);
@@ -824,8 +884,16 @@ static int exchange(ah_isolate *iso, proc *p, ah_call *call, const cJSON *req,
         if (left < 1)
             left = 1;
         cJSON *m = NULL;
-        if (ah_frame_read(&p->rd, &m) != 0)
+        unsigned char *tail = NULL;
+        size_t tail_len = 0;
+        if (ah_frame_read_tail(&p->rd, &m, &tail, &tail_len) != 0)
             return -1;
+        /* Only a host call carries a tail (emitted records). */
+        if (tail != NULL && !(str(m, "t") != NULL && strcmp(str(m, "t"), "host") == 0)) {
+            free(tail);
+            cJSON_Delete(m);
+            return -1;
+        }
         const char *t = str(m, "t");
         if (t == NULL) {
             cJSON_Delete(m);
@@ -844,16 +912,21 @@ static int exchange(ah_isolate *iso, proc *p, ah_call *call, const cJSON *req,
                           msg != NULL ? msg : "");
             cJSON_Delete(m);
         } else if (strcmp(t, "host") == 0) {
-            cJSON *resp = serve_host(iso, p, call, m);
+            unsigned char *rtail = NULL;
+            size_t rtail_len = 0;
+            cJSON *resp = serve_host(iso, p, call, m, tail, tail_len, &rtail, &rtail_len);
+            free(tail);
             /* A one-way call (the route's answer): the child did not wait. */
             bool oneway = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "nr"));
             cJSON_Delete(m);
             if (oneway) {
                 cJSON_Delete(resp);
+                free(rtail);
                 continue;
             }
-            int s = resp != NULL ? ah_frame_send(p->fd, resp) : -1;
+            int s = resp != NULL ? ah_frame_send_tail(p->fd, resp, rtail, rtail_len) : -1;
             cJSON_Delete(resp);
+            free(rtail);
             if (s != 0)
                 return -1;
         } else {

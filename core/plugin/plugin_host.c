@@ -168,6 +168,12 @@ static void send_or_die(const cJSON *m)
         die_lost();
 }
 
+static void send_tail_or_die(const cJSON *m, const void *tail, size_t tail_len)
+{
+    if (ah_frame_send_tail(g_fd, m, tail, tail_len) != 0)
+        die_lost();
+}
+
 static void serve_open(const cJSON *m);
 
 /* A host call to the daemon: sends m (consumed) and returns the answer.
@@ -175,25 +181,40 @@ static void serve_open(const cJSON *m);
  * conn_by_secret opens in this process during a route): served here. */
 static void emit_flush_before(void);
 
-static cJSON *rpc(cJSON *m)
+/* As rpc, with a tail sent after m's text, and the answer's tail (only an
+ * http answer has one: the response body) into *ans_tail when asked for. */
+static cJSON *rpc_full(cJSON *m, const void *tail, size_t tail_len, unsigned char **ans_tail,
+                       size_t *ans_tail_len)
 {
     if (m == NULL)
         die_lost();
     emit_flush_before();
-    send_or_die(m);
+    send_tail_or_die(m, tail, tail_len);
     cJSON_Delete(m);
     for (;;) {
         cJSON *ans = NULL;
-        if (ah_frame_read(&g_rd, &ans) != 0)
+        if (ah_frame_read_tail(&g_rd, &ans, ans_tail, ans_tail_len) != 0)
             die_lost();
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(ans, "t");
         if (cJSON_IsString(t) && strcmp(t->valuestring, "open") == 0) {
+            if (ans_tail != NULL && *ans_tail != NULL)
+                die_lost();
             serve_open(ans);
             cJSON_Delete(ans);
             continue;
         }
         return ans;
     }
+}
+
+static cJSON *rpc_tail(cJSON *m, const void *tail, size_t tail_len)
+{
+    return rpc_full(m, tail, tail_len, NULL, NULL);
+}
+
+static cJSON *rpc(cJSON *m)
+{
+    return rpc_full(m, NULL, 0, NULL, NULL);
 }
 
 static child_call *cc_of(const ah_call *call)
@@ -347,7 +368,9 @@ static ah_result h_http(ah_call *call, const ah_http_request *req, ah_http_respo
         cJSON_AddNumberToObject(q, "flags", req->flags);
     if (AH_HAS(req, oauth2) && req->oauth2 != NULL)
         cJSON_AddItemToObject(q, "oauth2", oauth2_json(req->oauth2));
-    cJSON *ans = rpc(m);
+    unsigned char *tail = NULL;
+    size_t tail_len = 0;
+    cJSON *ans = rpc_full(m, NULL, 0, &tail, &tail_len);
     ah_result r = result_of(call, ans);
     const cJSON *v;
     if ((v = cJSON_GetObjectItemCaseSensitive(ans, "status_code")) && cJSON_IsNumber(v))
@@ -360,7 +383,16 @@ static ah_result h_http(ah_call *call, const ah_http_request *req, ah_http_respo
         full.content_type = strdup(v->valuestring);
     char *body = NULL;
     size_t blen = 0;
-    ah_frame_get_bytes(ans, "body", &body, &blen);
+    /* The body came as the frame's tail (NUL-terminated), or, empty, as a
+     * member. */
+    if (tail != NULL && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ans, "body_tail"))) {
+        body = (char *)tail;
+        blen = tail_len;
+        tail = NULL;
+    } else {
+        ah_frame_get_bytes(ans, "body", &body, &blen);
+    }
+    free(tail);
     full.body = body;
     full.body_len = blen;
     cJSON_Delete(ans);
@@ -506,10 +538,64 @@ static cJSON *record_json(const ah_record *rec)
  * its answer becomes that failure. The checks the daemon would make on the
  * record's identity are made here first, so that they fail the very emit. */
 enum { EMIT_BATCH_RECORDS = 500, EMIT_BATCH_BYTES = 1 << 20 };
-static cJSON *g_emit_batch;
+/* The batch travels as the frame's tail (frame.h), not as JSON: each
+ * record is five fields (type, remote id, updated_at, raw and fields as
+ * JSON text), each a 4-byte big-endian length, the bytes and a NUL, or
+ * the length 0xffffffff alone for none. Records given as text are copied
+ * as they are: no string escaped here and unescaped again in the daemon. */
+static unsigned char *g_emit_buf;
+static size_t g_emit_len, g_emit_cap;
 static ah_call *g_emit_call;
-static size_t g_emit_n, g_emit_bytes;
+static size_t g_emit_n;
 static bool g_emit_flushing;
+
+#define EMIT_NONE 0xffffffffu
+
+static void emit_put(const char *s, size_t len)
+{
+    size_t need = 4 + (s != NULL ? len + 1 : 0);
+    if (s != NULL && len >= EMIT_NONE)
+        die_lost();
+    if (g_emit_cap - g_emit_len < need) {
+        size_t cap = g_emit_cap ? g_emit_cap : 256 * 1024;
+        while (cap - g_emit_len < need)
+            cap *= 2;
+        unsigned char *nb = realloc(g_emit_buf, cap);
+        if (nb == NULL)
+            die_lost();
+        g_emit_buf = nb;
+        g_emit_cap = cap;
+    }
+    uint32_t l = s != NULL ? (uint32_t)len : EMIT_NONE;
+    unsigned char *o = g_emit_buf + g_emit_len;
+    o[0] = (unsigned char)(l >> 24);
+    o[1] = (unsigned char)(l >> 16);
+    o[2] = (unsigned char)(l >> 8);
+    o[3] = (unsigned char)l;
+    if (s != NULL) {
+        memcpy(o + 4, s, len);
+        o[4 + len] = '\0';
+    }
+    g_emit_len += need;
+}
+
+/* A record's raw or fields: its text, else its tree printed here. */
+static void emit_put_json(const char *text, size_t len, const cJSON *tree)
+{
+    if (text != NULL) {
+        emit_put(text, len ? len : strlen(text));
+        return;
+    }
+    if (tree == NULL) {
+        emit_put(NULL, 0);
+        return;
+    }
+    char *t = cJSON_PrintUnformatted(tree);
+    if (t == NULL)
+        die_lost();
+    emit_put(t, strlen(t));
+    free(t);
+}
 
 static ah_result emit_flush(void)
 {
@@ -517,13 +603,20 @@ static ah_result emit_flush(void)
         return AH_OK;
     ah_call *call = g_emit_call;
     cJSON *m = host_msg(call, "emit_records");
-    cJSON_AddItemToObject(m, "recs", g_emit_batch);
-    g_emit_batch = NULL;
+    cJSON_AddNumberToObject(m, "n", (double)g_emit_n);
+    size_t len = g_emit_len;
     g_emit_call = NULL;
-    g_emit_n = g_emit_bytes = 0;
+    g_emit_n = 0;
+    g_emit_len = 0;
     g_emit_flushing = true;
-    cJSON *ans = rpc(m);
+    cJSON *ans = rpc_tail(m, g_emit_buf, len);
     g_emit_flushing = false;
+    /* A large batch's buffer is not kept for the life of the process. */
+    if (g_emit_cap > 4 * EMIT_BATCH_BYTES) {
+        free(g_emit_buf);
+        g_emit_buf = NULL;
+        g_emit_cap = 0;
+    }
     ah_result r = result_of(call, ans);
     cJSON_Delete(ans);
     if (r != AH_OK)
@@ -544,19 +637,15 @@ static ah_result h_emit_record(ah_call *call, const ah_record *rec)
         return h_fail(call, AH_E_PLUGIN, 500, "emit_record: type and remote_id are required");
     if (g_emit_call != call && emit_flush() != AH_OK)
         return AH_ERR;
-    if (g_emit_batch == NULL && (g_emit_batch = cJSON_CreateArray()) == NULL)
-        die_lost();
-    cJSON_AddItemToArray(g_emit_batch, record_json(rec));
+    bool text = AH_HAS(rec, fields_json_len);
+    emit_put(rec->type, strlen(rec->type));
+    emit_put(rec->remote_id, strlen(rec->remote_id));
+    emit_put(rec->updated_at, rec->updated_at != NULL ? strlen(rec->updated_at) : 0);
+    emit_put_json(text ? rec->raw_json : NULL, text ? rec->raw_json_len : 0, rec->raw);
+    emit_put_json(text ? rec->fields_json : NULL, text ? rec->fields_json_len : 0, rec->fields);
     g_emit_call = call;
     g_emit_n++;
-    g_emit_bytes += 128 + strlen(rec->remote_id); /* a tree's size is not known: a guess */
-    if (AH_HAS(rec, fields_json_len)) {
-        if (rec->raw_json != NULL)
-            g_emit_bytes += rec->raw_json_len ? rec->raw_json_len : strlen(rec->raw_json);
-        if (rec->fields_json != NULL)
-            g_emit_bytes += rec->fields_json_len ? rec->fields_json_len : strlen(rec->fields_json);
-    }
-    if (g_emit_n >= EMIT_BATCH_RECORDS || g_emit_bytes >= EMIT_BATCH_BYTES)
+    if (g_emit_n >= EMIT_BATCH_RECORDS || g_emit_len >= EMIT_BATCH_BYTES)
         return emit_flush();
     return AH_OK;
 }

@@ -154,6 +154,10 @@ char *er_note_html(const char *text);
  *  ran out of memory. Frees *path in every case. */
 ah_result er_send(ah_call *call, const char *method, ah_buf *path, const cJSON *body,
                   cJSON **out);
+/** er_send GET that also gives the reply's text (*text, NUL-terminated,
+ *  caller frees; NULL for an empty body): a streamed page's records are
+ *  stored as the provider's bytes, not printed again. */
+ah_result er_get_page(ah_call *call, ah_buf *path, cJSON **out, char **text, size_t *text_len);
 /** er_send GET whose reply must carry a "data" array: on success *resp is
  *  the reply (transferred) and *data its array; a reply without one fails
  *  upstream 502 "ERecruit sent <what> without a data array". */

@@ -88,9 +88,10 @@ static bool blank(const char *s, size_t n)
     return true;
 }
 
-/* Turns a received response into *out or *err. */
+/* Turns a received response into *out or *err; on success, a copy of the
+ * body's text into *keep when asked for (NULL for an empty body). */
 static ah_result interpret(ah_call *call, const ah_http_response *resp, cJSON **out,
-                           er_error *err)
+                           er_error *err, char **keep, size_t *keep_len)
 {
     const ah_host_api *h = call->host;
     bool empty = resp->body == NULL || blank(resp->body, resp->body_len);
@@ -102,6 +103,16 @@ static ah_result interpret(ah_call *call, const ah_http_response *resp, cJSON **
                     resp->body_len);
             return AH_ERR;
         }
+        if (keep != NULL && !empty) {
+            if ((*keep = malloc(resp->body_len + 1)) == NULL) {
+                cJSON_Delete(j);
+                set_err(err, AH_E_INTERNAL, 500, 0, "out of memory");
+                return AH_ERR;
+            }
+            memcpy(*keep, resp->body, resp->body_len);
+            (*keep)[resp->body_len] = '\0';
+            *keep_len = resp->body_len;
+        }
         *out = j;
         return AH_OK;
     }
@@ -110,9 +121,24 @@ static ah_result interpret(ah_call *call, const ah_http_response *resp, cJSON **
     return AH_ERR;
 }
 
+static ah_result call_keep(ah_call *call, const char *method, const char *path,
+                           const cJSON *body, cJSON **out, er_error *err, char **keep,
+                           size_t *keep_len);
+
 ah_result er_call(ah_call *call, const char *method, const char *path, const cJSON *body,
                   cJSON **out, er_error *err)
 {
+    return call_keep(call, method, path, body, out, err, NULL, NULL);
+}
+
+static ah_result call_keep(ah_call *call, const char *method, const char *path,
+                           const cJSON *body, cJSON **out, er_error *err, char **keep,
+                           size_t *keep_len)
+{
+    if (keep != NULL) {
+        *keep = NULL;
+        *keep_len = 0;
+    }
     const ah_host_api *h = call->host;
     const er_conn *c = call->conn_ctx;
     memset(err, 0, sizeof *err);
@@ -164,7 +190,7 @@ ah_result er_call(ah_call *call, const char *method, const char *path, const cJS
         err->host_failed = true;
         rc = AH_ERR;
     } else {
-        rc = interpret(call, &resp, out, err);
+        rc = interpret(call, &resp, out, err, keep, keep_len);
     }
     err->outcome = AH_HAS(&resp, outcome) ? resp.outcome : AH_OUTCOME_NONE;
     /* A write answered 500, 502 or 504 may have been carried out: not the
@@ -194,6 +220,21 @@ ah_result er_do(ah_call *call, const char *method, const char *path, const cJSON
     if (er_call(call, method, path, body, out, &err) != AH_OK)
         return er_fail(call, &err);
     return AH_OK;
+}
+
+ah_result er_get_page(ah_call *call, ah_buf *path, cJSON **out, char **text, size_t *text_len)
+{
+    *text = NULL;
+    *text_len = 0;
+    ah_result rc = ah_buf_check(call, path);
+    if (rc == AH_OK) {
+        er_error err;
+        rc = call_keep(call, "GET", path->s, NULL, out, &err, text, text_len);
+        if (rc != AH_OK)
+            rc = er_fail(call, &err);
+    }
+    ah_buf_free(path);
+    return rc;
 }
 
 ah_result er_oom(ah_call *call)

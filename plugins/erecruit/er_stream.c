@@ -39,6 +39,106 @@ static ah_result read_time(ah_call *call, const cJSON *body, const char **out)
     return AH_OK;
 }
 
+/* A record's bytes in the page's text. */
+typedef struct er_span {
+    size_t at, len; /* len 0: none (the record is printed instead) */
+} er_span;
+
+static size_t skip_ws(const char *t, size_t n, size_t i)
+{
+    while (i < n && (t[i] == ' ' || t[i] == '\t' || t[i] == '\r' || t[i] == '\n'))
+        i++;
+    return i;
+}
+
+/* Where each item of the page's "data" array is in its text, when "data"
+ * is the page's first member (as ERecruit sends it): the items' raw
+ * payloads are then the provider's own bytes, stored as sent, instead of
+ * being printed again from their parsed trees (a quarter of the plugin's
+ * time in a first sync, numbers through printf and sscanf). The text was
+ * parsed by cJSON already (it is valid JSON): this only finds the item
+ * boundaries, skipping strings. An item with blanks outside its strings
+ * gets no span (it is printed compactly, as before). The number of items
+ * found, or 0 when the spans cannot be used (the caller prints every item). */
+static size_t item_spans(const char *t, size_t n, er_span *out, size_t max)
+{
+    static const char key[] = "\"data\"";
+    size_t i = skip_ws(t, n, 0);
+    if (i >= n || t[i] != '{')
+        return 0;
+    i = skip_ws(t, n, i + 1);
+    if (n - i < sizeof key - 1 || memcmp(t + i, key, sizeof key - 1) != 0)
+        return 0;
+    i = skip_ws(t, n, i + sizeof key - 1);
+    if (i >= n || t[i] != ':')
+        return 0;
+    i = skip_ws(t, n, i + 1);
+    if (i >= n || t[i] != '[')
+        return 0;
+    size_t k = 0;
+    i = skip_ws(t, n, i + 1);
+    if (i < n && t[i] == ']')
+        return 0;
+    while (i < n) {
+        if (k == max)
+            return 0;
+        size_t start = i;
+        int depth = 0;
+        bool blank = false, instr = false;
+        for (; i < n; i++) {
+            char c = t[i];
+            if (instr) {
+                if (c == '\\')
+                    i++;
+                else if (c == '"')
+                    instr = false;
+            } else if (c == '"') {
+                instr = true;
+            } else if (c == '{' || c == '[') {
+                depth++;
+            } else if (c == '}' || c == ']') {
+                if (depth == 0)
+                    break; /* the array's end */
+                depth--;
+            } else if (c == ',' && depth == 0) {
+                break;
+            } else if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+                blank = true;
+            }
+        }
+        if (i >= n)
+            return 0;
+        size_t end = i;
+        while (end > start && (t[end - 1] == ' ' || t[end - 1] == '\t' || t[end - 1] == '\r' ||
+                               t[end - 1] == '\n'))
+            end--;
+        /* Blanks only after the item are no reason to print it. */
+        bool inner = false;
+        if (blank) {
+            bool q = false;
+            for (size_t j = start; j < end && !inner; j++) {
+                if (q) {
+                    if (t[j] == '\\')
+                        j++;
+                    else if (t[j] == '"')
+                        q = false;
+                } else if (t[j] == '"') {
+                    q = true;
+                } else if (t[j] == ' ' || t[j] == '\t' || t[j] == '\r' || t[j] == '\n') {
+                    inner = true;
+                }
+            }
+        }
+        out[k].at = start;
+        out[k].len = inner ? 0 : end - start;
+        k++;
+        if (t[i] == ']')
+            return k;
+        i = skip_ws(t, n, i + 1);
+    }
+    return 0;
+}
+
 /* Common part of the three streams: query, fetch, emit, reply. `filter`
  * is an already escaped "&name=value" suffix or NULL. */
 static ah_result stream_page(ah_call *call, const cJSON *body, const char *collection,
@@ -60,12 +160,15 @@ static ah_result stream_page(ah_call *call, const cJSON *body, const char *colle
     if (filter != NULL)
         ah_buf_printf(&path, "%s", filter);
     cJSON *page = NULL;
-    ah_result rc = er_send(call, "GET", &path, NULL, &page);
+    char *text = NULL;
+    size_t text_len = 0;
+    ah_result rc = er_get_page(call, &path, &page, &text, &text_len);
     if (rc != AH_OK)
         return AH_ERR;
 
     const cJSON *data, *next;
     if (!er_page_parts(page, &data, &next)) {
+        free(text);
         cJSON_Delete(page);
         return h->fail(call, AH_E_UPSTREAM, 502,
                        "ERecruit sent a %s page without a data array or with a bad next_cursor",
@@ -74,17 +177,31 @@ static ah_result stream_page(ah_call *call, const cJSON *body, const char *colle
     er_map_opts o = er_opts(call);
     const cJSON *item;
     unsigned skipped = 0;
+    /* The items' bytes, used only when they match the parsed array one for
+     * one. */
+    size_t nitems = (size_t)cJSON_GetArraySize(data), nspans = 0, idx = 0;
+    er_span *spans = text != NULL && nitems > 0 ? calloc(nitems, sizeof *spans) : NULL;
+    if (spans != NULL && item_spans(text, text_len, spans, nitems) != nitems) {
+        free(spans);
+        spans = NULL;
+    } else if (spans != NULL) {
+        nspans = nitems;
+    }
     /* Each record goes to the host as text (ABI 1.2), printed once into
      * these buffers, which serve the whole page. */
     char *rawbuf = malloc(ER_TEXT_MAX), *fieldsbuf = malloc(ER_TEXT_MAX);
     if (rawbuf == NULL || fieldsbuf == NULL) {
         free(rawbuf);
         free(fieldsbuf);
+        free(spans);
+        free(text);
         cJSON_Delete(page);
         return er_oom(call);
     }
     cJSON_ArrayForEach(item, data)
     {
+        const er_span *sp = idx < nspans ? &spans[idx] : NULL;
+        idx++;
         char id[ER_ID_MAX];
         if (!cJSON_IsObject(item) || !er_map_id(item, "id", id)) {
             skipped++; /* cannot be stored without an id; one bad record must not stall sync */
@@ -94,6 +211,8 @@ static ah_result stream_page(ah_call *call, const cJSON *body, const char *colle
         if (fields == NULL) {
             free(rawbuf);
             free(fieldsbuf);
+            free(spans);
+            free(text);
             cJSON_Delete(page);
             return er_oom(call);
         }
@@ -106,7 +225,10 @@ static ah_result stream_page(ah_call *call, const cJSON *body, const char *colle
         };
         /* A record too large for the buffers goes as trees (printed by the
          * host). */
-        if (cJSON_PrintPreallocated((cJSON *)item, rawbuf, ER_TEXT_MAX, false))
+        if (sp != NULL && sp->len > 0) {
+            rec.raw_json = text + sp->at;
+            rec.raw_json_len = sp->len;
+        } else if (cJSON_PrintPreallocated((cJSON *)item, rawbuf, ER_TEXT_MAX, false))
             rec.raw_json = rawbuf;
         else
             rec.raw = item;
@@ -119,12 +241,16 @@ static ah_result stream_page(ah_call *call, const cJSON *body, const char *colle
         if (rc != AH_OK) {
             free(rawbuf);
             free(fieldsbuf);
+            free(spans);
+            free(text);
             cJSON_Delete(page);
             return AH_ERR;
         }
     }
     free(rawbuf);
     free(fieldsbuf);
+    free(spans);
+    free(text);
     if (skipped > 0)
         h->log(call, AH_LOG_WARN, "skipped %u %s without an id", skipped, collection);
     cJSON *r = cJSON_CreateObject();

@@ -278,6 +278,18 @@ static ah_result fake_emit_record(ah_call *call, const ah_record *rec)
     fh->record_count++;
     copy_str(fh->last_record_type, sizeof(fh->last_record_type), rec->type);
     copy_str(fh->last_record_id, sizeof(fh->last_record_id), rec->remote_id);
+    fh->last_record_raw[0] = '\0';
+    if (AH_HAS(rec, fields_json_len) && rec->raw_json != NULL) {
+        size_t n = rec->raw_json_len ? rec->raw_json_len : strlen(rec->raw_json);
+        if (n >= sizeof fh->last_record_raw)
+            n = sizeof fh->last_record_raw - 1;
+        memcpy(fh->last_record_raw, rec->raw_json, n);
+        fh->last_record_raw[n] = '\0';
+    } else if (rec->raw != NULL) {
+        char *t = cJSON_PrintUnformatted(rec->raw);
+        copy_str(fh->last_record_raw, sizeof(fh->last_record_raw), t != NULL ? t : "");
+        free(t);
+    }
     pthread_mutex_unlock(&fh->mu);
     return AH_OK;
 }

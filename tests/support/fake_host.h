@@ -80,6 +80,9 @@ typedef struct ah_fake_host {
     unsigned record_count;
     char last_record_type[64];
     char last_record_id[256];
+    /** The last emitted record's raw JSON text (its text, or its tree
+     *  printed), cut to fit. */
+    char last_record_raw[1024];
 
     unsigned record_put_count; /**< record_put() calls that stored */
     /** The in-memory record store behind record_put/get/find: an array of

@@ -658,6 +658,39 @@ START_TEST(test_stream_jobs)
 }
 END_TEST
 
+/* A record's raw is the provider's bytes when "data" comes first and the
+ * item is compact (numbers as written, not printed again); an item with
+ * blanks inside, or a page whose "data" is not its first member, is
+ * printed compactly from its tree. */
+START_TEST(test_stream_raw_as_sent)
+{
+    env *e = env_new();
+    cJSON *r;
+    static const char a[] = "{\"id\":7,\"title\":\"a \\\"],{\",\"pay\":1.50,\"tags\":[1,{\"x\":[]}],"
+                            "\"updated_at\":\"2025-10-06T14:30:00\"}";
+    char page[1024];
+    snprintf(page, sizeof page, "{\"data\":[ %s ,%s],\"next_cursor\":null}", a, a);
+    reply_with(&e->rec, 200, page);
+    ck_assert_int_eq(run(e, e->d->streaming->jobs, "{}", &r), AH_OK);
+    ck_assert_uint_eq(e->fh->record_count, 2);
+    ck_assert_str_eq(e->fh->last_record_raw, a);
+    cJSON_Delete(r);
+    recorder_clear(&e->rec);
+
+    reply_with(&e->rec, 200, "{\"data\":[{\"id\": 8, \"pay\":1.50}]}");
+    ck_assert_int_eq(run(e, e->d->streaming->jobs, "{}", &r), AH_OK);
+    ck_assert_str_eq(e->fh->last_record_raw, "{\"id\":8,\"pay\":1.5}");
+    cJSON_Delete(r);
+    recorder_clear(&e->rec);
+
+    reply_with(&e->rec, 200, "{\"next_cursor\":null,\"data\":[{\"id\":9,\"pay\":1.50}]}");
+    ck_assert_int_eq(run(e, e->d->streaming->jobs, "{}", &r), AH_OK);
+    ck_assert_str_eq(e->fh->last_record_raw, "{\"id\":9,\"pay\":1.5}");
+    cJSON_Delete(r);
+    env_free(e);
+}
+END_TEST
+
 START_TEST(test_stream_applications_and_candidates)
 {
     env *e = env_new();
@@ -1070,6 +1103,7 @@ static Suite *erecruit_suite(void)
     tcase_add_test(tc, test_malformed_and_unavailable);
     tcase_add_test(tc, test_missing_and_bad_fields);
     tcase_add_test(tc, test_stream_jobs);
+    tcase_add_test(tc, test_stream_raw_as_sent);
     tcase_add_test(tc, test_stream_applications_and_candidates);
     tcase_add_test(tc, test_move_and_reject);
     tcase_add_test(tc, test_bulk_reject_per_item);
