@@ -19,7 +19,8 @@
  * until none arrived for QUIET_US. A commit costs about the same for one
  * request as for fifty (the pages every request touches: index right
  * edges, the log's and the outbox's last pages), so under load a group
- * holds every request in flight. */
+ * holds every request in flight. An engine may ask for a longer
+ * MAX_WAIT_US (ah_store_ops.group_max_wait_us). */
 #define QUIET_US 50L
 #define MAX_WAIT_US 2000L
 
@@ -137,7 +138,8 @@ static bool before(const struct timespec *a, const struct timespec *b)
  * commit it shares); the last request to leave does, once. */
 static void let_group_grow(ah_store_committer *c)
 {
-    struct timespec deadline = mono_after(MAX_WAIT_US);
+    long max_wait = c->store->ops->group_max_wait_us;
+    struct timespec deadline = mono_after(max_wait > 0 ? max_wait : MAX_WAIT_US);
     uint64_t ended = c->ended_upto;
     while (!c->stopping && c->ended_upto == ended) {
         c->growing = true;

@@ -689,6 +689,12 @@ typedef struct ah_store_ops {
      *  how many. Only for names that are never used again (a bulk job's
      *  chunks): a deleted lease's next token would start over. */
     int (*lease_prune)(ah_store *s, const char *prefix, int64_t expired_ms, int64_t *n_out);
+    /* --- appended: the engine's group size ------------------------------ */
+    /** How long the committer (store/committer.h) lets a group grow at
+     *  most, in microseconds; 0: its default (2 ms). An engine whose COMMIT
+     *  costs more (PostgreSQL: a round trip and the server's fsync, with
+     *  the store's lock held) may prefer larger groups. */
+    long group_max_wait_us;
 } ah_store_ops;
 
 struct ah_store {

@@ -2905,6 +2905,44 @@ START_TEST(test_pg_deferred_failure_fails_group)
 }
 END_TEST
 
+/* Inside a request's scope a sequence bump runs without a savepoint of its
+ * own (PostgreSQL: it cannot fail on a constraint), one whose name the
+ * server could refuse (not ASCII) with one: its failure undoes only itself,
+ * and the scope goes on, as after a unique violation it handles. */
+START_TEST(test_pg_sequence_in_scope)
+{
+    if (!pg_mode)
+        return;
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme"), v = 0;
+    ended_log l = {0};
+    s->ops->group_listen(s, on_group_ended, &l);
+    uint64_t g = 0;
+    ck_assert_int_eq(s->ops->group_begin(s, &g), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->sequence_next(s, t, "a", &v), AH_STORE_OK);
+    ck_assert_int_eq(v, 1);
+    ck_assert_int_eq(s->ops->sequence_next(s, t, "\xff not text", &v), AH_STORE_ERR);
+    ck_assert_int_eq(s->ops->sequence_next(s, t, "a", &v), AH_STORE_OK);
+    ck_assert_int_eq(v, 2);
+    ck_assert_int_eq(s->ops->sequence_next(s, t, "caf\xc3\xa9", &v), AH_STORE_OK);
+    ck_assert_int_eq(v, 1);
+    int64_t dup = 0;
+    ck_assert_int_eq(s->ops->tenant_add(s, "acme", "other-hash", &dup), AH_STORE_EXISTS);
+    ck_assert_int_eq(s->ops->sequence_next(s, t, "a", &v), AH_STORE_OK);
+    ck_assert_int_eq(v, 3);
+    ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_commit(s), AH_STORE_OK);
+    ck_assert_int_eq(l.n, 1);
+    ck_assert(l.id[0] == g && l.ok[0]);
+    ck_assert_int_eq(sql_int(&f, "SELECT value FROM sequences WHERE name = 'a'"), 3);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM sequences"), 2);
+    s->ops->group_listen(s, NULL, NULL);
+    fx_done(&f);
+}
+END_TEST
+
 /* A page that names one record twice: the results are those of one
  * record after another (the PostgreSQL engine sends the page's statements
  * in pipelines), and the last version is stored. */
@@ -3262,6 +3300,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_change_log_and_instances);
     tcase_add_test(tc, test_pg_reconnect);
     tcase_add_test(tc, test_pg_deferred_failure_fails_group);
+    tcase_add_test(tc, test_pg_sequence_in_scope);
     tcase_add_test(tc, test_records_page_repeats_a_record);
     suite_add_tcase(s, tc);
     return s;

@@ -359,8 +359,8 @@ static int map_error(ah_pg_store *s, const PGresult *r, const char *what)
     return AH_STORE_ERR;
 }
 
-PGresult *ah_pg_run(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
-                    const ah_pg_params *p, const char *what, int *rc)
+static PGresult *run_stmt(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
+                          const ah_pg_params *p, const char *what, int *rc, bool may_sp)
 {
     *rc = AH_STORE_ERR;
     if (sql == NULL)
@@ -368,8 +368,10 @@ PGresult *ah_pg_run(ah_pg_store *s, const char *name, bool *prepared, const char
     ensure_conn(s);
     /* In a scope's transaction, a failed statement would abort the whole
      * scope: a statement of an operation without its own savepoint gets
-     * one, so that its failure undoes only itself (as in SQLite). */
-    bool own_sp = s->scope_depth > 0 && !s->sp_active;
+     * one, so that its failure undoes only itself (as in SQLite); unless
+     * the caller says it cannot fail but with its transaction (may_sp
+     * false, ah_pg_run_bare). */
+    bool own_sp = may_sp && s->scope_depth > 0 && !s->sp_active;
     if (own_sp)
         ah_pg_defer(s, "SAVEPOINT ah_st"); /* sent with the statement */
     PGresult *r = NULL;
@@ -449,6 +451,18 @@ fail:
     if (*rc == AH_STORE_OK)
         *rc = AH_STORE_ERR;
     return NULL;
+}
+
+PGresult *ah_pg_run(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
+                    const ah_pg_params *p, const char *what, int *rc)
+{
+    return run_stmt(s, name, prepared, sql, p, what, rc, true);
+}
+
+PGresult *ah_pg_run_bare(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
+                         const ah_pg_params *p, const char *what, int *rc)
+{
+    return run_stmt(s, name, prepared, sql, p, what, rc, false);
 }
 
 int ah_pg_run_many(ah_pg_store *s, const char *name, bool *prepared, const char *sql,

@@ -170,8 +170,15 @@ void ah_pg_group_listen(ah_store *st, void (*ended)(void *arg, uint64_t group, b
     pthread_mutex_unlock(&s->mu);
 }
 
+/* The committer's longest wait for a group to grow (committer.c: 2 ms by
+ * default): measured in docs/scaling.md. */
+#define AH_PG_GROUP_WAIT_US 5000L
+
 const ah_store_ops ah_pg_ops = {
     .name = "postgresql",
+    /* A COMMIT is a round trip and the server's fsync, the store's lock
+     * held: larger groups than SQLite's (docs/scaling.md). */
+    .group_max_wait_us = AH_PG_GROUP_WAIT_US,
     .close = ah_pg_close,
     .migrate = ah_pg_migrate,
     .schema_version = ah_pg_schema_version,

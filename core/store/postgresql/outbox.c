@@ -202,7 +202,12 @@ int ah_pg_outbox_add_batch(ah_store *st, int64_t tenant_id, ah_outbox_in *events
     if (rc != AH_STORE_OK)
         goto out;
     ah_pg_lock(s);
-    rc = ah_pg_tx_begin(s);
+    /* Inside a scope, one event is one queued statement: it needs no
+     * savepoint (its failure shows only at the COMMIT, which it fails,
+     * ah_pg_defer_exec). Several get one, so that a failure to queue one
+     * of them drops those queued before it. */
+    bool sp = s->scope_depth == 0 || n > 1;
+    rc = sp ? ah_pg_tx_begin(s) : AH_STORE_OK;
     if (rc == AH_STORE_OK && s->scope_depth > 0) {
         for (size_t e = 0; rc == AH_STORE_OK && e < n; e++)
             rc = AH_PG_DEFER(s, P_OUT_ADD_SUBS, &ps[e], "outbox_add_batch");
@@ -215,7 +220,9 @@ int ah_pg_outbox_add_batch(ah_store *st, int64_t tenant_id, ah_outbox_in *events
                 rc = AH_STORE_ERR;
         }
     }
-    if (rc == AH_STORE_OK)
+    if (!sp)
+        ; /* nothing to end */
+    else if (rc == AH_STORE_OK)
         rc = ah_pg_tx_commit(s);
     else
         ah_pg_tx_rollback(s);

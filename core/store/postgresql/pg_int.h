@@ -234,6 +234,20 @@ PGresult *ah_pg_run(ah_pg_store *s, const char *name, bool *prepared, const char
                     const ah_pg_params *p, const char *what, int *rc);
 #define AH_PG_RUN(s, id, p, what, rc)                                                   \
     ah_pg_run((s), "ah_q" #id, &(s)->prepared[(id)], q_sql[(id)], (p), (what), (rc))
+/** As ah_pg_run, without the savepoint of its own inside a scope: for a
+ *  single-statement operation that cannot fail on a constraint or on its
+ *  input (a sequence bump), whose failure therefore means the transaction
+ *  or the connection failed. Should it fail all the same, the scope's
+ *  transaction is aborted: its COMMIT fails, and in a group every request
+ *  of the group is answered as failed (as for ah_pg_defer_exec). A
+ *  savepoint costs no round trip (it is queued) but server CPU, and
+ *  PostgreSQL caches at most 64 subtransactions per backend: past that,
+ *  every snapshot of every session gets slower. Outside a scope it is
+ *  ah_pg_run. */
+PGresult *ah_pg_run_bare(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
+                         const ah_pg_params *p, const char *what, int *rc);
+#define AH_PG_RUN_BARE(s, id, p, what, rc)                                              \
+    ah_pg_run_bare((s), "ah_q" #id, &(s)->prepared[(id)], q_sql[(id)], (p), (what), (rc))
 /** As ah_pg_run for a statement without rows; *changes (may be NULL)
  *  receives the rows it changed. */
 int ah_pg_exec(ah_pg_store *s, const char *name, bool *prepared, const char *sql,

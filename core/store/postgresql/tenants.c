@@ -309,9 +309,17 @@ int ah_pg_sequence_next(ah_store *st, int64_t tenant_id, const char *name, int64
     ah_pg_params p = {0};
     ah_pg_p_int(&p, tenant_id);
     ah_pg_p_text(&p, name);
+    /* One statement that no constraint can refuse (ON CONFLICT, no
+     * foreign key): inside a request's scope it needs no savepoint of its
+     * own, unless its name is not plain ASCII (text the server could
+     * refuse as not UTF-8). */
+    bool ascii = true;
+    for (const unsigned char *c = (const unsigned char *)name; *c && ascii; c++)
+        ascii = *c < 0x80;
     int rc;
     ah_pg_lock(s);
-    PGresult *r = AH_PG_RUN(s, P_SEQ_NEXT, &p, "sequence_next", &rc);
+    PGresult *r = ascii ? AH_PG_RUN_BARE(s, P_SEQ_NEXT, &p, "sequence_next", &rc)
+                        : AH_PG_RUN(s, P_SEQ_NEXT, &p, "sequence_next", &rc);
     if (r != NULL) {
         if (PQntuples(r) == 1)
             *out = ah_pg_int(r, 0, 0);
