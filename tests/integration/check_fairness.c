@@ -8,8 +8,10 @@
  * every one of acme's calls is answered. Plugin routes too: half of acme's
  * 50 hanging calls are on the tarpit's inbound route, which runs on a bus
  * worker (not on one of the two HTTP threads), while globex's reads and ERP
- * creates (the erp plugin's route, in its own process) are answered. The
- * test waits for states, never for times.
+ * creates (the erp plugin's route, in its own process) are answered. And
+ * the store: with its writer held, one tenant's /v1 reads that need it wait
+ * on bus workers, not on the HTTP threads, while another tenant's reads
+ * and /v1/health are answered. The test waits for states, never for times.
  */
 #include <check.h>
 #include <curl/curl.h>
