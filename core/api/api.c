@@ -1101,10 +1101,29 @@ static void api_serve(void *core, ah_http_exchange *ex, const api_kind *kind, ap
     X(reasons, "GET", "/v1/disposition-reasons", NULL, op_reasons)                         \
     X(cf_defs, "GET", "/v1/custom-fields/{entity}", NULL, op_cf_defs)
 
+/* Runs a route's work w(core, ex) on a bus worker (ah_rest_offload): every
+ * route here reads the store (a record, a list, a connection's record
+ * before a bus request) or writes it (bulk jobs). Except one:
+ * bulk-reject?wait=true waits for its bulk job, whose calls need the
+ * tenant's share of the workers; it keeps its server thread, as
+ * documented (docs/api.md). */
+static void api_route(void *core, ah_http_exchange *ex, api_fn fn, ah_http_handler w)
+{
+    const char *wait = fn == op_app_bulk_reject ? ah_ex_query(ex, "wait") : NULL;
+    if (wait != NULL && strcmp(wait, "true") == 0)
+        w(core, ex);
+    else
+        ah_rest_offload(core, ex, w);
+}
+
 #define API_HANDLER(name, method, path, kind, fn)                                          \
-    static void h_##name(void *core, ah_http_exchange *ex)                                 \
+    static void w_##name(void *core, ah_http_exchange *ex)                                 \
     {                                                                                      \
         api_serve(core, ex, kind, fn);                                                     \
+    }                                                                                      \
+    static void h_##name(void *core, ah_http_exchange *ex)                                 \
+    {                                                                                      \
+        api_route(core, ex, fn, w_##name);                                                 \
     }
 API_ROUTES(API_HANDLER)
 

@@ -23,8 +23,23 @@
 /* /v1                                                                       */
 /* ------------------------------------------------------------------------ */
 
+/* The tenant ah_rest_offload authenticated, for the handler it runs (on
+ * this thread, for that exchange only): its ah_rest_tenant takes no second
+ * token of the tenant's budget. */
+typedef struct rest_authed {
+    const ah_http_exchange *ex;
+    int64_t id;
+    char name[128];
+} rest_authed;
+static _Thread_local const rest_authed *rest_auth;
+
 int64_t ah_rest_tenant(ah_core *core, ah_http_exchange *ex, char *name, size_t len)
 {
+    if (rest_auth != NULL && rest_auth->ex == ex) {
+        if (name != NULL && len > 0)
+            snprintf(name, len, "%s", rest_auth->name);
+        return rest_auth->id;
+    }
     const char *auth = ah_ex_header(ex, "Authorization");
     if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0 || auth[7] == '\0') {
         ah_ex_add_header(ex, "WWW-Authenticate", "Bearer");
@@ -59,10 +74,90 @@ int64_t ah_rest_tenant(ah_core *core, ah_http_exchange *ex, char *name, size_t l
     return id;
 }
 
+/* A /v1 request waiting for a bus worker (ah_rest_offload). */
+typedef struct rest_job {
+    ah_core *core;
+    ah_http_exchange *ex;
+    ah_ex_pending *p;
+    ah_http_handler fn;
+    rest_authed auth;
+} rest_job;
+
+static void rest_job_run(void *arg)
+{
+    rest_job *j = arg;
+    rest_auth = &j->auth;
+    j->fn(j->core, j->ex);
+    rest_auth = NULL;
+    ah_ex_detach_finish(j->ex, j->p); /* the answer goes out */
+    free(j);
+}
+
+/* Bus lanes of route calls and /v1 requests (see plugin_route). */
+#define ROUTE_LANE_CONN (UINT64_C(1) << 62)
+#define ROUTE_LANE_CALL (UINT64_C(3) << 62)
+#define ROUTE_GROUP_ADDR (UINT64_C(2) << 62)
+static atomic_uint_fast64_t route_calls;
+
+/* A lane of its own for one call. */
+static uint64_t call_lane(void)
+{
+    return ROUTE_LANE_CALL | (atomic_fetch_add(&route_calls, 1) & ~ROUTE_LANE_CALL);
+}
+
+void ah_rest_offload(ah_core *core, ah_http_exchange *ex, ah_http_handler fn)
+{
+    rest_job *j = calloc(1, sizeof *j);
+    if (j == NULL) {
+        ah_ex_error(ex, 503, "overloaded", "out of memory");
+        return;
+    }
+    j->core = core;
+    j->ex = ex;
+    j->fn = fn;
+    j->auth.ex = ex;
+    j->auth.id = ah_rest_tenant(core, ex, j->auth.name, sizeof j->auth.name);
+    if (j->auth.id < 0) { /* answered 401 or 429 */
+        free(j);
+        return;
+    }
+    /* The store query and the printing of its answer run on a bus worker,
+     * within the tenant's share of the workers: a busy store or a tenant's
+     * many long queries hold no server thread (issue 13). Without a bus
+     * (tests, tools), with [http] plugin_routes = inline, or when the
+     * request cannot be detached, they run here. */
+    if (core->bus != NULL && core->cfg.http_routes_on_bus)
+        j->p = ah_ex_detach(ex);
+    if (j->p == NULL) {
+        rest_auth = &j->auth;
+        fn(core, ex);
+        rest_auth = NULL;
+        free(j);
+        return;
+    }
+    ah_ex_pending *p = j->p;
+    if (ah_bus_run_tenant(core->bus, (uint64_t)j->auth.id, call_lane(), ah_ex_path(ex),
+                          rest_job_run, j) != 0) {
+        free(j);
+        (void)ah_ex_release_error(p, 503, "overloaded",
+                                  "the host cannot take more work now; retry later");
+        ah_ex_detach_end(p);
+    }
+}
+
+/* GET /v1/health, on the server thread (a load balancer's probe must not
+ * queue behind tenants' work). The store is probed with a read, the way
+ * /v1 reads it (a reader connection beside the writer, or a pool
+ * connection): a long write or group commit holding the writer does not
+ * hold the probe, whereas the engine's ping goes through the writer. */
 static void rest_health(void *arg, ah_http_exchange *ex)
 {
     ah_core *core = arg;
-    bool store_ok = core->store->ops->ping(core->store) == 0;
+    ah_record_row row;
+    int rc = core->store->ops->record_get_by_id(core->store, 0, "health-probe", &row);
+    if (rc == AH_STORE_OK)
+        ah_record_row_free(&row);
+    bool store_ok = rc == AH_STORE_OK || rc == AH_STORE_NOT_FOUND;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", store_ok ? "ok" : "degraded");
     cJSON_AddStringToObject(o, "version", AH_VERSION);
@@ -132,6 +227,11 @@ static void rest_log(void *arg, ah_http_exchange *ex)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddItemToObject(o, "data", list);
     ah_ex_respond_json(ex, 200, o);
+}
+
+static void rest_log_route(void *arg, ah_http_exchange *ex)
+{
+    ah_rest_offload(arg, ex, rest_log);
 }
 
 /* An HTTP request waiting for its bus reply (ah_rest_forward). */
@@ -536,10 +636,6 @@ static void route_job_run(void *arg)
  * of its own, and the calls from one client address share a group, so one
  * caller's slow or flooding calls hold at most a tenant's share of the
  * workers. */
-#define ROUTE_LANE_CONN (UINT64_C(1) << 62)
-#define ROUTE_LANE_CALL (UINT64_C(3) << 62)
-#define ROUTE_GROUP_ADDR (UINT64_C(2) << 62)
-static atomic_uint_fast64_t route_calls;
 
 /* The group of a client address: IPv4 as it is, IPv6 folded to 64 bits
  * (two addresses that fold alike merely share a group). */
@@ -596,9 +692,7 @@ static void plugin_route(void *arg, ah_http_exchange *ex)
     }
     *j = (route_job){core, gen, r, c, ex, p};
     uint64_t tenant = c != NULL ? (uint64_t)c->tenant_id : addr_group(ah_ex_client_ip(ex));
-    uint64_t lane = c != NULL ? ROUTE_LANE_CONN | (uint64_t)c->id
-                              : ROUTE_LANE_CALL | (atomic_fetch_add(&route_calls, 1) &
-                                                   ~ROUTE_LANE_CALL);
+    uint64_t lane = c != NULL ? ROUTE_LANE_CONN | (uint64_t)c->id : call_lane();
     if (ah_bus_run_tenant(core->bus, tenant, lane, r->path, route_job_run, j) != 0) {
         free(j);
         (void)ah_ex_release_error(p, 503, "overloaded",
@@ -704,7 +798,7 @@ int ah_rest_register(ah_core *core)
     ah_httpd *h = core->httpd;
     if (ah_httpd_route(h, "GET", "/v1/health", 0, rest_health, core) != 0 ||
         ah_httpd_route(h, "GET", "/v1/plugins", 0, rest_plugins, core) != 0 ||
-        ah_httpd_route(h, "GET", "/v1/log", 0, rest_log, core) != 0 ||
+        ah_httpd_route(h, "GET", "/v1/log", 0, rest_log_route, core) != 0 ||
         ah_httpd_route(h, "POST", "/v1/bus/", AH_HTTPD_PREFIX, rest_bus, core) != 0 ||
         ah_api_register(core) != 0 || ah_api_statuses_register(core) != 0)
         return -1;

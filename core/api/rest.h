@@ -13,6 +13,16 @@
  *  for a missing or wrong key, 429 rate_limited with Retry-After (whole
  *  seconds) for a tenant over its budget. Never waits. */
 int64_t ah_rest_tenant(ah_core *core, ah_http_exchange *ex, char *name, size_t len);
+/** Serves a /v1 request whose handler fn(core, ex) uses the store:
+ *  authenticates the bearer key here (ah_rest_tenant, a memory lookup:
+ *  401 and 429 are answered at once), then runs fn on a bus worker within
+ *  the tenant's share of the workers (ah_bus_run_tenant), the request
+ *  detached (ah_ex_detach) so that this server thread serves others
+ *  meanwhile; 503 overloaded when the bus refuses. fn is written as a
+ *  handler: its ah_rest_tenant returns the tenant found here (no second
+ *  token), and it may end with ah_rest_forward. Runs fn here, in the
+ *  caller's thread, without a bus or with [http] plugin_routes = inline. */
+void ah_rest_offload(ah_core *core, ah_http_exchange *ex, ah_http_handler fn);
 /** ah_rest_forward: answer with the reply body itself when it already has
  *  a "data" member (else it is wrapped like the rest). */
 #define AH_REST_KEEP_DATA (1u << 0)

@@ -398,22 +398,42 @@ static void rest_bulk(void *arg, ah_http_exchange *ex)
     respond_data(ex, 200, r);
 }
 
+/* Every route here reads or writes the store: each runs on a bus worker,
+ * within its tenant's share (ah_rest_offload). */
+#define TRUST_OFFLOAD(fn)                                                                  \
+    static void fn##_route(void *core, ah_http_exchange *ex)                               \
+    {                                                                                      \
+        ah_rest_offload(core, ex, fn);                                                     \
+    }
+TRUST_OFFLOAD(rest_events)
+TRUST_OFFLOAD(rest_webhooks)
+TRUST_OFFLOAD(rest_webhook_patch)
+TRUST_OFFLOAD(rest_webhook_delete)
+TRUST_OFFLOAD(rest_webhook_rotate)
+TRUST_OFFLOAD(rest_webhook_enable)
+TRUST_OFFLOAD(rest_webhook_disable)
+TRUST_OFFLOAD(rest_webhook_deliveries)
+TRUST_OFFLOAD(rest_bulk)
+
 int ah_trust_register(ah_core *core)
 {
     ah_httpd *h = core->httpd;
-    if (ah_httpd_route(h, "GET", "/v1/events", 0, rest_events, core) != 0 ||
-        ah_httpd_route(h, "GET", "/v1/webhooks", 0, rest_webhooks, core) != 0 ||
-        ah_httpd_route(h, "POST", "/v1/webhooks", 0, rest_webhooks, core) != 0 ||
-        ah_httpd_route(h, "PATCH", "/v1/webhooks/{id}", 0, rest_webhook_patch, core) != 0 ||
-        ah_httpd_route(h, "DELETE", "/v1/webhooks/{id}", 0, rest_webhook_delete, core) != 0 ||
-        ah_httpd_route(h, "POST", "/v1/webhooks/{id}/rotate-secret", 0, rest_webhook_rotate,
-                       core) != 0 ||
-        ah_httpd_route(h, "POST", "/v1/webhooks/{id}/enable", 0, rest_webhook_enable, core) != 0 ||
-        ah_httpd_route(h, "POST", "/v1/webhooks/{id}/disable", 0, rest_webhook_disable, core) !=
+    if (ah_httpd_route(h, "GET", "/v1/events", 0, rest_events_route, core) != 0 ||
+        ah_httpd_route(h, "GET", "/v1/webhooks", 0, rest_webhooks_route, core) != 0 ||
+        ah_httpd_route(h, "POST", "/v1/webhooks", 0, rest_webhooks_route, core) != 0 ||
+        ah_httpd_route(h, "PATCH", "/v1/webhooks/{id}", 0, rest_webhook_patch_route, core) !=
             0 ||
-        ah_httpd_route(h, "GET", "/v1/webhooks/{id}/deliveries", 0, rest_webhook_deliveries,
+        ah_httpd_route(h, "DELETE", "/v1/webhooks/{id}", 0, rest_webhook_delete_route, core) !=
+            0 ||
+        ah_httpd_route(h, "POST", "/v1/webhooks/{id}/rotate-secret", 0,
+                       rest_webhook_rotate_route, core) != 0 ||
+        ah_httpd_route(h, "POST", "/v1/webhooks/{id}/enable", 0, rest_webhook_enable_route,
                        core) != 0 ||
-        ah_httpd_route(h, "GET", "/v1/bulk/{id}", 0, rest_bulk, core) != 0)
+        ah_httpd_route(h, "POST", "/v1/webhooks/{id}/disable", 0, rest_webhook_disable_route,
+                       core) != 0 ||
+        ah_httpd_route(h, "GET", "/v1/webhooks/{id}/deliveries", 0,
+                       rest_webhook_deliveries_route, core) != 0 ||
+        ah_httpd_route(h, "GET", "/v1/bulk/{id}", 0, rest_bulk_route, core) != 0)
         return -1;
     ah_httpd_set_hooks(h, ah_idem_before, ah_idem_after, core);
     return 0;

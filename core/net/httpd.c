@@ -180,6 +180,9 @@ struct ah_http_exchange {
     bool in_handler;        /* the handler is running: ah_ex_suspend is allowed */
     bool resuming;          /* answering a suspended request: queueing is allowed */
     bool holding;           /* ah_ex_hold: the handler's answer waits in held */
+    bool detached;          /* ah_ex_detach: another thread uses the exchange */
+    bool handed;            /* ah_ex_suspend after ah_ex_detach: a completion answers */
+    pthread_t detacher;     /* the server thread that detached it */
     struct MHD_Response *held; /* that answer, until ah_ex_release */
     int held_status;
     char ip[INET6_ADDRSTRLEN];
@@ -1476,27 +1479,71 @@ static bool pending_resolve_locked(ah_ex_pending *p, int status, cJSON *body)
     return p->suspended && !p->busy;
 }
 
+/* Sets p's deadline, timeout_ms from now, and the words of its 504.
+ * 0 or -1 (out of memory, no clock). */
+static int pending_deadline(ah_ex_pending *p, long timeout_ms, const char *timeout_msg)
+{
+    struct timespec at;
+    char *msg = strdup(timeout_msg != NULL ? timeout_msg : "no answer in time");
+    if (msg == NULL || clock_gettime(CLOCK_MONOTONIC, &at) != 0) {
+        free(msg);
+        return -1;
+    }
+    at.tv_sec += timeout_ms / 1000;
+    at.tv_nsec += (timeout_ms % 1000) * 1000000L;
+    if (at.tv_nsec >= 1000000000L) {
+        at.tv_sec++;
+        at.tv_nsec -= 1000000000L;
+    }
+    free(p->timeout_msg);
+    p->timeout_msg = msg;
+    p->deadline = at;
+    p->has_deadline = true;
+    return 0;
+}
+
+/* ah_ex_suspend on a detached exchange: its pending answer goes to the
+ * caller's completion, with a deadline from now. */
+static ah_ex_pending *detached_handover(ah_http_exchange *ex, long timeout_ms,
+                                        const char *timeout_msg)
+{
+    /* Only the thread that took the exchange over: the handler that
+     * detached it has let it go. */
+    if (ex->handed || ex->status != 0 || ex->pending == NULL ||
+        pthread_equal(pthread_self(), ex->detacher))
+        return NULL;
+    ah_ex_pending *p = ex->pending;
+    bool wake = false;
+    if (timeout_ms > 0) {
+        pthread_mutex_lock(&pending_mu);
+        int rc = p->resolved ? 0 : pending_deadline(p, timeout_ms, timeout_msg);
+        wake = rc == 0 && p->h != NULL && !p->resolved;
+        pthread_mutex_unlock(&pending_mu);
+        if (rc != 0)
+            return NULL;
+    }
+    ex->handed = true;
+    if (wake && ex->h->wake[1] >= 0) {
+        /* The acceptor sleeps until the deadlines it knows: tell it. */
+        char b = 'd';
+        while (write(ex->h->wake[1], &b, 1) < 0 && errno == EINTR)
+            ;
+    }
+    return p;
+}
+
 ah_ex_pending *ah_ex_suspend(ah_http_exchange *ex, long timeout_ms, const char *timeout_msg)
 {
+    if (ex != NULL && ex->detached)
+        return detached_handover(ex, timeout_ms, timeout_msg);
     if (ex == NULL || !ex->in_handler || ex->pending != NULL || ex->status != 0)
         return NULL;
     ah_ex_pending *p = calloc(1, sizeof *p);
     if (p == NULL)
         return NULL;
-    if (timeout_ms > 0) {
-        p->timeout_msg = strdup(timeout_msg != NULL ? timeout_msg : "no answer in time");
-        if (p->timeout_msg == NULL || clock_gettime(CLOCK_MONOTONIC, &p->deadline) != 0) {
-            free(p->timeout_msg);
-            free(p);
-            return NULL;
-        }
-        p->has_deadline = true;
-        p->deadline.tv_sec += timeout_ms / 1000;
-        p->deadline.tv_nsec += (timeout_ms % 1000) * 1000000L;
-        if (p->deadline.tv_nsec >= 1000000000L) {
-            p->deadline.tv_sec++;
-            p->deadline.tv_nsec -= 1000000000L;
-        }
+    if (timeout_ms > 0 && pending_deadline(p, timeout_ms, timeout_msg) != 0) {
+        free(p);
+        return NULL;
     }
     ah_httpd *h = ex->h;
     p->h = h;
@@ -1610,6 +1657,8 @@ ah_ex_pending *ah_ex_detach(ah_http_exchange *ex)
     pthread_mutex_unlock(&pending_mu);
     ex->vals = vs;
     ex->holding = true;
+    ex->detached = true;
+    ex->detacher = pthread_self();
     return p;
 }
 
@@ -1627,6 +1676,15 @@ void ah_ex_detach_end(ah_ex_pending *p)
     pthread_mutex_unlock(&pending_mu);
     if (resume)
         MHD_resume_connection(conn);
+}
+
+void ah_ex_detach_finish(ah_http_exchange *ex, ah_ex_pending *p)
+{
+    if (p == NULL)
+        return;
+    if (ex == NULL || !ex->handed)
+        (void)ah_ex_release(p);
+    ah_ex_detach_end(p); /* the last use of ex */
 }
 
 int ah_ex_release(ah_ex_pending *p)

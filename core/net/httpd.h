@@ -297,6 +297,16 @@ int ah_ex_release_error(ah_ex_pending *p, int status, const char *code, const ch
  * ah_httpd_free waits for it. The route's reference is kept as for a
  * suspended request. NULL as ah_ex_suspend (ex still unanswered). */
 ah_ex_pending *ah_ex_detach(ah_http_exchange *ex);
+/* A detached exchange may still be suspended, by the thread that uses it
+ * (not by the handler that detached it):
+ * ah_ex_suspend then returns the detached p itself, its deadline set from
+ * now, and hands its answer to that completion (ah_ex_resume_*), which
+ * consumes the part ah_ex_release would have; once per exchange, only
+ * while unanswered. ah_ex_detach_finish knows which of the two applies. */
+/** The thread that used a detached exchange as a handler is done with it:
+ *  the answer it gave goes out (ah_ex_release), unless it suspended the
+ *  exchange (a completion answers), then ah_ex_detach_end(p). */
+void ah_ex_detach_finish(ah_http_exchange *ex, ah_ex_pending *p);
 /** The detached exchange is no longer used by the caller (see ah_ex_detach).
  *  Releases the caller's part of p; call it exactly once, after or before
  *  ah_ex_release. */

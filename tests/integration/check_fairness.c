@@ -8,8 +8,10 @@
  * every one of acme's calls is answered. Plugin routes too: half of acme's
  * 50 hanging calls are on the tarpit's inbound route, which runs on a bus
  * worker (not on one of the two HTTP threads), while globex's reads and ERP
- * creates (the erp plugin's route, in its own process) are answered. The
- * test waits for states, never for times.
+ * creates (the erp plugin's route, in its own process) are answered. And
+ * the store: with its writer held, one tenant's /v1 reads that need it wait
+ * on bus workers, not on the HTTP threads, while another tenant's reads
+ * and /v1/health are answered. The test waits for states, never for times.
  */
 #include <check.h>
 #include <curl/curl.h>
@@ -517,6 +519,88 @@ START_TEST(test_stop_answers_hanging_calls)
 END_TEST
 
 
+typedef struct reader {
+    const char *path;
+    long status;
+    char *body;
+} reader;
+
+static void *read_main(void *arg)
+{
+    reader *rd = arg;
+    rd->status = http("GET", rd->path, KEY_ACME, NULL, NULL, NULL, &rd->body);
+    atomic_fetch_add(&answered, 1);
+    return NULL;
+}
+
+/* Issue 13: no HTTP thread waits on the store. The test holds the store's
+ * writer (a scope left open, as a long write would) while acme sends 8
+ * /v1 reads that need it (GET /v1/webhooks). They wait on bus workers,
+ * within acme's share, not on the 2 HTTP threads: every one of them has
+ * its request line read, and globex's /v1 reads (record lists, events,
+ * which read beside the writer) and
+ * GET /v1/health are answered meanwhile. Once the store is let go, acme's
+ * reads are answered too. */
+START_TEST(test_store_reads_off_http_threads)
+{
+    enum { HELD = 8 };
+    /* Reads beside a held writer are SQLite's (reader connections); the
+     * PostgreSQL engine's open scope holds every store call (store.h), so
+     * this test needs another way to hold its store busy (not done). */
+    if (ah_t_pg())
+        return;
+    ck_assert_int_eq(F.core->cfg.http_threads, 2);
+    ah_store *st = F.core->store;
+    ck_assert_ptr_nonnull(st->ops->scope_begin);
+    ck_assert_int_eq(st->ops->scope_begin(st), 0); /* holds the writer until scope_end */
+    atomic_store(&answered, 0);
+    reader rd[HELD];
+    pthread_t th[HELD];
+    for (int i = 0; i < HELD; i++) {
+        rd[i] = (reader){.path = "/v1/webhooks"};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, read_main, &rd[i]), 0);
+    }
+    /* On HTTP threads, two of them would hold both threads and the others
+     * would never have their request line read. */
+    WAIT_FOR(ah_httpd_inflight(F.core->httpd) >= HELD, "8 store reads in flight");
+
+    char *out = NULL;
+    ck_assert_int_eq(http("GET", "/v1/jobs", KEY_GLOBEX, NULL, NULL, NULL, &out), 200);
+    ck_assert_ptr_nonnull(strstr(out, "G-1"));
+    free(out);
+    ck_assert_int_eq(http("GET", "/v1/applications?limit=5", KEY_GLOBEX, NULL, NULL, NULL, &out),
+                     200);
+    ck_assert_ptr_nonnull(strstr(out, "GA-1"));
+    free(out);
+    ck_assert_int_eq(http("GET", "/v1/jobs?limit=0", KEY_GLOBEX, NULL, NULL, NULL, &out), 400);
+    ck_assert_ptr_nonnull(strstr(out, "\"code\":\"invalid_request\""));
+    free(out);
+    ck_assert_int_eq(http("GET", "/v1/events", KEY_GLOBEX, NULL, NULL, NULL, &out), 200);
+    ck_assert_ptr_nonnull(strstr(out, "\"data\""));
+    free(out);
+    ck_assert_int_eq(http_h("GET", "/v1/health", NULL, NULL, NULL, NULL, &out), 200);
+    ck_assert_ptr_nonnull(strstr(out, "\"store\":\"connected\""));
+    free(out);
+    /* A wrong key is still refused at once, on the HTTP thread. */
+    ck_assert_int_eq(http("GET", "/v1/jobs", "ahk_wrong", NULL, NULL, NULL, &out), 401);
+    free(out);
+
+    /* acme's reads all still wait for the store. */
+    ck_assert_int_eq(atomic_load(&answered), 0);
+    ck_assert_int_ge(ah_httpd_inflight(F.core->httpd), HELD);
+
+    ck_assert_int_eq(st->ops->scope_end(st, true), 0);
+    for (int i = 0; i < HELD; i++) {
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+        ck_assert_int_eq(rd[i].status, 200);
+        ck_assert_ptr_nonnull(rd[i].body);
+        ck_assert_str_eq(rd[i].body, "{\"data\":[]}");
+        free(rd[i].body);
+    }
+    ck_assert_int_eq(atomic_load(&answered), HELD);
+}
+END_TEST
+
 /* [core] tenant_workers sets the share: one worker for acme here. */
 START_TEST(test_configured_share)
 {
@@ -554,6 +638,7 @@ static Suite *fairness_suite(void)
     tcase_add_test(tc, test_stop_answers_hanging_calls);
     tcase_add_test(tc, test_routes_hang_off_http_threads);
     tcase_add_test(tc, test_unnamed_route_calls_held_to_a_share);
+    tcase_add_test(tc, test_store_reads_off_http_threads);
     suite_add_tcase(s, tc);
     TCase *tc1 = tcase_create("configured");
     tcase_add_checked_fixture(tc1, setup_share1, teardown);

@@ -1776,6 +1776,67 @@ START_TEST(test_detach)
 }
 END_TEST
 
+/* A detached exchange handed to a completion (ah_ex_suspend on the thread
+ * that took it over): the completion's answer goes out, or, when nobody
+ * answers by the deadline, 504 with the suspend's words. */
+typedef struct handover {
+    ah_http_exchange *ex;
+    ah_ex_pending *p;
+    bool answer; /* the completion answers; else the deadline does */
+} handover;
+
+static _Atomic(ah_ex_pending *) late_p;
+
+static void *handover_main(void *arg)
+{
+    handover *hv = arg;
+    ah_ex_pending *p = ah_ex_suspend(hv->ex, hv->answer ? 60000 : 50, "nobody answered");
+    ck_assert_ptr_eq(p, hv->p);
+    ck_assert_ptr_null(ah_ex_suspend(hv->ex, 0, NULL)); /* once */
+    if (hv->answer) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "via", "completion");
+        ck_assert_int_eq(ah_ex_resume_json(p, 202, o), 0);
+    } else
+        atomic_store(&late_p, p); /* the test answers it, too late */
+    ah_ex_detach_finish(hv->ex, hv->p); /* does not release: the completion's */
+    free(hv);
+    return NULL;
+}
+
+static void h_handover(void *arg, ah_http_exchange *ex)
+{
+    handover *hv = malloc(sizeof *hv);
+    ck_assert_ptr_nonnull(hv);
+    hv->ex = ex;
+    hv->answer = arg != NULL;
+    hv->p = ah_ex_detach(ex);
+    ck_assert_ptr_nonnull(hv->p);
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, handover_main, hv), 0);
+    ck_assert_int_eq(pthread_detach(th), 0);
+}
+
+START_TEST(test_detach_handover)
+{
+    ah_httpd *h = start_full(1024, 1, NULL, NULL, NULL);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/answered", 0, h_handover, "yes"), 0);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/late", 0, h_handover, NULL), 0);
+    start_or_die(h);
+    reply r = get(ah_httpd_port(h), "/answered");
+    ck_assert_int_eq(r.status, 202);
+    ck_assert_str_eq(r.body, "{\"via\":\"completion\"}");
+    reply_free(&r);
+    r = get(ah_httpd_port(h), "/late");
+    ck_assert_error(r, 504, "timeout");
+    ck_assert_ptr_nonnull(strstr(r.body, "nobody answered"));
+    reply_free(&r);
+    ck_assert_int_eq(ah_ex_resume_json(atomic_load(&late_p), 200, NULL), -1); /* timed out */
+    ck_assert(ah_httpd_wait_idle(h, 10000));
+    ah_httpd_free(h);
+}
+END_TEST
+
 /* Ended before released (a group commit releases later): nothing goes out
  * until the release; a server stopped meanwhile answers 503 and waits for
  * the thread that still uses the exchange. */
@@ -1877,6 +1938,7 @@ static Suite *httpd_suite(void)
     tcase_add_test(tc, test_detach);
     tcase_add_test(tc, test_detach_end_first);
     tcase_add_test(tc, test_detach_free_waits);
+    tcase_add_test(tc, test_detach_handover);
     tcase_add_test(tc, test_tls);
     tcase_add_test(tc, test_opts_errors);
     tcase_add_test(tc, test_ipv6);
