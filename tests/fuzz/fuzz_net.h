@@ -132,6 +132,47 @@ static inline ah_fake_host *fuzz_net_host(fuzz_net *n)
     return fh;
 }
 
+/* What a fake host's record store and sequences held (fuzz_net_save), to
+ * put back after an input that wrote to them (fuzz_net_restore): the inputs
+ * of a target share hosts set up once, and none sees another's writes. */
+typedef struct fuzz_net_saved {
+    cJSON *records, *sequences;
+    unsigned long next_record_id;
+    unsigned puts;
+} fuzz_net_saved;
+
+static inline cJSON *fuzz_net_dup(const cJSON *j)
+{
+    cJSON *d = j != NULL ? cJSON_Duplicate(j, 1) : NULL;
+    if (j != NULL && d == NULL)
+        abort();
+    return d;
+}
+
+static inline void fuzz_net_save(const ah_fake_host *fh, fuzz_net_saved *s)
+{
+    s->records = fuzz_net_dup(fh->records);
+    s->sequences = fuzz_net_dup(fh->sequences);
+    s->next_record_id = fh->next_record_id;
+    s->puts = fh->record_put_count;
+}
+
+static inline void fuzz_net_restore(ah_fake_host *fh, const fuzz_net_saved *s)
+{
+    if (fh->record_put_count != s->puts) {
+        cJSON_Delete(fh->records);
+        fh->records = fuzz_net_dup(s->records);
+        fh->next_record_id = s->next_record_id;
+        fh->record_put_count = s->puts;
+    }
+    if (fh->sequences != s->sequences &&
+        (fh->sequences == NULL || s->sequences == NULL ||
+         !cJSON_Compare(fh->sequences, s->sequences, 1))) {
+        cJSON_Delete(fh->sequences);
+        fh->sequences = fuzz_net_dup(s->sequences);
+    }
+}
+
 /* Runs one operation of the connection `ctx` of `conn` with the JSON
  * argument `arg` (NULL: none), on the answers of n not yet taken; the reply
  * is printed (every part of it must be valid) and dropped. Returns what the
