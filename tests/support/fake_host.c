@@ -727,6 +727,11 @@ static ah_result fake_settings_update(ah_call *call, const cJSON *changes)
                              it->string);
         if (ah_fake_conn_set(c, it->string, cJSON_IsString(it) ? it->valuestring : NULL) != 0)
             return fake_fail(call, AH_E_INTERNAL, 0, "settings_update: out of memory");
+        if (c->fh != NULL) {
+            pthread_mutex_lock(&c->fh->mu);
+            c->fh->settings_update_count++;
+            pthread_mutex_unlock(&c->fh->mu);
+        }
     }
     return AH_OK;
 }

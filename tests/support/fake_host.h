@@ -85,6 +85,7 @@ typedef struct ah_fake_host {
     char last_record_raw[1024];
 
     unsigned record_put_count; /**< record_put() calls that stored */
+    unsigned settings_update_count; /**< settings_update() calls that changed a setting */
     /** The in-memory record store behind record_put/get/find: an array of
      *  record_get() objects plus "tenant" and "connection" (owned). */
     cJSON *records;
