@@ -9,25 +9,13 @@
 #   bench/erp_cpu.sh [ATSHUB_BIN] [DURATION]     (defaults: build/atshub 10s)
 # With PERF=FILE, the daemon is also profiled (perf record --call-graph dwarf)
 # for 8 s of its run into FILE.
-set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"; ROOT="$(cd "$here/.." && pwd)"
-B="$(cd "$ROOT/../shared/baselines" && pwd)"
-BIN="$(readlink -f "${1:-$ROOT/build/atshub}")"; DUR="${2:-10s}"
-W="$(mktemp -d /tmp/erp-cpu.XXXXXX)"; pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+DUR_DEFAULT=10s
+. "$(dirname "$0")/erp_common.sh"
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 gcc -O2 -o "$W/mhd_floor" "$B/mhd_floor/mhd_floor.c" -lmicrohttpd
 PF=$(port); "$W/mhd_floor" "$PF" 2 >/dev/null 2>&1 & pids+=($!); FLOOR=$!
-mkdir -p "$W/a"
-CFG=$(python3 -c "import sys; sys.path.insert(0, '$B'); from atshub_config import private_config; print(private_config('$BIN', '$ROOT', '$W/a'))")
-PA=$(port); export ATSHUB_STORE="sqlite:$W/a/erp.db" ATSHUB_LISTEN="127.0.0.1:$PA"
-"$BIN" -c "$CFG" tenant add acme --json >/dev/null
-KEY=$("$BIN" -c "$CFG" connection add acme erp Main_ERP --set trusted_ips=127.0.0.1 --json |
-      python3 -c 'import re, sys; print(re.search(r"\"api_key\":\s*\"([^\"]+)\"", sys.stdin.read()).group(1))')
+erp_setup
 (cd "$W/a" && exec "$BIN" serve -c "$CFG" >"$W/a/serve.log" 2>&1) & pids+=($!); ATSHUB=$!
 wait_port "$PF"; wait_port "$PA"; sleep 1
 TCK=$(getconf CLK_TCK)

@@ -8,23 +8,12 @@
 # counts a `rep stosb` memset byte by byte). Needs valgrind.
 #   bench/erp_instructions.sh [ATSHUB_BIN] [SECONDS]    (defaults: build/atshub 15)
 # With KEEP=FILE the callgrind profile is kept (callgrind_annotate FILE).
-set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"; ROOT="$(cd "$here/.." && pwd)"
-B="$(cd "$ROOT/../shared/baselines" && pwd)"
-BIN="$(readlink -f "${1:-$ROOT/build/atshub}")"; DUR="${2:-15}"
-W="$(mktemp -d /tmp/erp-instr.XXXXXX)"; pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-mkdir -p "$W/a"
-CFG=$(python3 -c "import sys; sys.path.insert(0, '$B'); from atshub_config import private_config; print(private_config('$BIN', '$ROOT', '$W/a'))")
-PA=$(port); export ATSHUB_STORE="sqlite:$W/a/erp.db" ATSHUB_LISTEN="127.0.0.1:$PA"
-"$BIN" -c "$CFG" tenant add acme --json >/dev/null
-KEY=$("$BIN" -c "$CFG" connection add acme erp Main_ERP --set trusted_ips=127.0.0.1 --json |
-      python3 -c 'import re, sys; print(re.search(r"\"api_key\":\s*\"([^\"]+)\"", sys.stdin.read()).group(1))')
+DUR_DEFAULT=15
+. "$(dirname "$0")/erp_common.sh"
+erp_setup
 (cd "$W/a" && exec valgrind --tool=callgrind --callgrind-out-file="$W/cg.out" "$BIN" serve -c "$CFG" \
    >"$W/a/serve.log" 2>&1) & pids+=($!)
-for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$PA") 2>/dev/null && break; sleep 0.2; done
+wait_port "$PA" 600
 URL="http://127.0.0.1:$PA/recruitment/integration/erp/create-job/"
 # Warm up (caches, statements prepared), then count from zero.
 ERP_API_KEY="$KEY" wrk -t1 -c8 -d3s -s "$B/django_erp/wrk/create_job.lua" "$URL" -- "w$(date +%s%N)" >/dev/null
