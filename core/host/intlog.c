@@ -115,11 +115,12 @@ static char *log_copy(const char *text, size_t len)
 
 char *ah_intlog_redact_json_text(const cJSON *body, const char *printed)
 {
-    if (printed != NULL && !tree_has_secret(body))
+    bool secret = tree_has_secret(body);
+    if (printed != NULL && !secret)
         /* The common case (the write path logs every request and answer):
          * nothing to hide, and the text is printed already. */
         return log_copy(printed, strlen(printed));
-    if (!tree_has_secret(body)) {
+    if (!secret) {
         char *out = cJSON_PrintUnformatted(body);
         if (out != NULL && strlen(out) > INTLOG_MAX_BODY)
             memcpy(out + INTLOG_MAX_BODY - 4, "...", 4);
