@@ -942,6 +942,59 @@ START_TEST(test_group_commit)
 }
 END_TEST
 
+/* An operation that fails inside a group scope (a unique violation: on
+ * PostgreSQL the server aborts its savepoint, the session's first failure,
+ * so the rollback to that savepoint is the first of its kind the session
+ * sends) undoes only itself: the scope goes on, its other writes and the
+ * group's other scopes commit, and so does the next group. */
+START_TEST(test_group_scope_survives_failed_op)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme"), v = 0, id = 0;
+    ended_log l = {0};
+    s->ops->group_listen(s, on_group_ended, &l);
+    uint64_t g1 = 0, g2 = 0;
+    ck_assert_int_eq(s->ops->group_begin(s, &g1), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->sequence_next(s, t, "a", &v), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->tenant_add(s, "acme", "other-hash", &id), AH_STORE_EXISTS);
+    ck_assert_int_eq(s->ops->connection_add(s, t, "erp", "main", "{}", &id), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->connection_add(s, t, "erp", "main", "{}", &id), AH_STORE_EXISTS);
+    ck_assert_int_eq(s->ops->sequence_next(s, t, "a", &v), AH_STORE_OK);
+    ck_assert_int_eq(v, 2);
+    ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_begin(s, &g2), AH_STORE_OK);
+    ck_assert_int_eq(g2, g1);
+    ck_assert_int_eq(s->ops->tenant_add(s, "acme", "other-hash", &id), AH_STORE_EXISTS);
+    ck_assert_int_eq(s->ops->sequence_next(s, t, "b", &v), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_commit(s), AH_STORE_OK);
+    ck_assert_int_eq(l.n, 1);
+    ck_assert(l.id[0] == g1 && l.ok[0]);
+    ck_assert_int_eq(s->ops->group_begin(s, &g2), AH_STORE_OK);
+    ck_assert(g2 > g1);
+    ck_assert_int_eq(s->ops->sequence_next(s, t, "a", &v), AH_STORE_OK);
+    ck_assert_int_eq(v, 3);
+    ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_commit(s), AH_STORE_OK);
+    ck_assert_int_eq(l.n, 2);
+    ck_assert(l.id[1] == g2 && l.ok[1]);
+    s->ops->group_listen(s, NULL, NULL);
+    /* What committed, seen from another connection. */
+    ah_store *other = open_store(&f);
+    ck_assert_int_eq(other->ops->sequence_next(other, t, "a", &v), AH_STORE_OK);
+    ck_assert_int_eq(v, 4);
+    ck_assert_int_eq(other->ops->sequence_next(other, t, "b", &v), AH_STORE_OK);
+    ck_assert_int_eq(v, 2);
+    ah_connection_row cr;
+    ck_assert_int_eq(other->ops->connection_get(other, "acme", "main", &cr), AH_STORE_OK);
+    ah_connection_row_free(&cr);
+    other->ops->close(other);
+    fx_done(&f);
+}
+END_TEST
+
 /* Readers (SQLite): reads a client waits on run on connections of their
  * own. Another thread reading while a writer holds a scope neither waits
  * for it nor commits its group early, and sees only what is committed; the
@@ -3275,6 +3328,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_sequences);
     tcase_add_test(tc, test_sequences_concurrent);
     tcase_add_test(tc, test_group_commit);
+    tcase_add_test(tc, test_group_scope_survives_failed_op);
     tcase_add_test(tc, test_readers_beside_writer);
     tcase_add_test(tc, test_committer);
     tcase_add_test(tc, test_wal_checkpointed);

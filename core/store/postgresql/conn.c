@@ -67,6 +67,7 @@ void ah_pg_log_res(ah_pg_store *s, const PGresult *r, const char *what)
 
 static void forget_prepared(ah_pg_store *s)
 {
+    memset(s->ctl_prepared, 0, sizeof s->ctl_prepared);
     memset(s->prepared, 0, sizeof s->prepared);
     memset(s->rq_prepared, 0, sizeof s->rq_prepared);
     memset(s->lq_prepared, 0, sizeof s->lq_prepared);
@@ -143,6 +144,33 @@ static void pend_drop(ah_pg_store *s)
     s->npend = 0;
 }
 
+/* The transaction-control commands that go in pipelines (ah_pg_defer and
+ * the COMMIT): sent as prepared statements ("ah_c<slot>", prepared in the
+ * pipeline on first use, as a deferred data statement is), not as text the
+ * server parses every time (four per ERP create: a request's savepoint and
+ * its operation's, and their releases). The server prepares and binds
+ * COMMIT and ROLLBACK TO in a failed transaction too; a SAVEPOINT there
+ * fails whether prepared or not. */
+static const char *const ctl_sql[AH_PG_NCTL] = {
+    "BEGIN",           "COMMIT",
+    "SAVEPOINT ah_grp", "RELEASE ah_grp", "ROLLBACK TO ah_grp",
+    "SAVEPOINT ah_op",  "RELEASE ah_op",  "ROLLBACK TO ah_op",
+    "SAVEPOINT ah_st",  "RELEASE ah_st",  "ROLLBACK TO ah_st",
+};
+static const char *const ctl_name[AH_PG_NCTL] = {
+    "ah_c0", "ah_c1", "ah_c2", "ah_c3", "ah_c4", "ah_c5",
+    "ah_c6", "ah_c7", "ah_c8", "ah_c9", "ah_c10",
+};
+
+/* The slot of a transaction-control command, or -1. */
+static int ctl_slot(const char *sql)
+{
+    for (int i = 0; i < AH_PG_NCTL; i++)
+        if (strcmp(sql, ctl_sql[i]) == 0)
+            return i;
+    return -1;
+}
+
 /* What one result of a pipeline answers. */
 enum { SENT_PEND, SENT_PREPARE, SENT_FINAL };
 
@@ -180,6 +208,11 @@ static void pipeline_k(ah_pg_store *s, const char *name, const char *sql, const 
     bool sent = true;
     for (int i = 0; i < npend && sent; i++) {
         ah_pg_pend *e = &pend[i];
+        int c = e->name == NULL ? ctl_slot(e->sql) : -1;
+        if (c >= 0) {
+            e->name = ctl_name[c];
+            e->prepared = &s->ctl_prepared[c];
+        }
         if (e->name == NULL) {
             sent = PQsendQueryParams(s->db, e->sql, 0, NULL, NULL, NULL, NULL, 0) == 1;
         } else {
@@ -598,9 +631,19 @@ void ah_pg_tx_rollback(ah_pg_store *s)
 static int commit_now(ah_pg_store *s, const char *what)
 {
     PGresult *r;
+    /* COMMIT as a prepared statement too (ctl_sql), prepared once per
+     * session on its own (the server parses it in any transaction state). */
+    if (!s->ctl_prepared[1]) {
+        PGresult *pr = PQprepare(s->db, ctl_name[1], ctl_sql[1], 0, NULL);
+        s->ctl_prepared[1] = PQresultStatus(pr) == PGRES_COMMAND_OK;
+        PQclear(pr);
+    }
+    const char *name = s->ctl_prepared[1] ? ctl_name[1] : NULL;
     if (s->npend > 0) {
         bool pend_ok;
-        r = pipeline(s, NULL, "COMMIT", NULL, &pend_ok);
+        r = pipeline(s, name, name != NULL ? NULL : ctl_sql[1], NULL, &pend_ok);
+    } else if (name != NULL) {
+        r = PQexecPrepared(s->db, name, 0, NULL, NULL, NULL, 0);
     } else {
         r = PQexec(s->db, "COMMIT");
     }

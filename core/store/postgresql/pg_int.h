@@ -142,6 +142,11 @@ typedef enum {
 
 #define AH_PG_MAXPEND 32
 
+/* The transaction-control commands a pipeline sends (conn.c, ctl_sql):
+ * prepared once per session like the data statements, named "ah_c<slot>",
+ * so that the server parses none of them per request. */
+#define AH_PG_NCTL 11
+
 /* Parameters of one statement, all sent as text. Integers are formatted
  * into the struct's own buffers; strings are borrowed. */
 #define AH_PG_MAXP 16
@@ -174,6 +179,7 @@ typedef struct ah_pg_store {
     bool prepared[P_COUNT];
     bool rq_prepared[PG_RQ_VARIANTS];
     bool lq_prepared[PG_LQ_VARIANTS];
+    bool ctl_prepared[AH_PG_NCTL];
     int fail_after;  /* test hook: < 0 off */
     int scope_depth; /* scope_begin nesting; mu is held while > 0 */
     bool sp_active;  /* an operation's savepoint is open inside the scope */
