@@ -487,13 +487,14 @@ static void log_route_call(ah_core *core, ah_core_call *cc, ah_http_exchange *ex
     char *req = scrub(req1, cc->route_secret), *resp = scrub(resp1, cc->route_secret);
     free(req1);
     free(resp1);
-    rec.body = req;
-    ah_core_call_scope(cc);
-    ah_intlog_write(core, &rec);
+    /* The REQUEST and its answer (RESPONSE or ERROR): one row. */
     rec.action = status >= 400 ? "ERROR" : "RESPONSE";
     rec.status = status;
     rec.duration_s = ah_ex_elapsed_s(ex);
     rec.body = resp;
+    rec.with_request = true;
+    rec.request_body = req;
+    ah_core_call_scope(cc);
     ah_intlog_write(core, &rec);
     free(redacted);
     free(req);

@@ -27,6 +27,8 @@ void ah_intlog_write(ah_core *core, const ah_intlog_rec *r)
         .duration_s = r->duration_s,
         .body = (char *)r->body,
         .correlation_id = (char *)r->correlation_id,
+        .with_request = r->with_request,
+        .request_body = (char *)r->request_body,
     };
     if (core->store->ops->log_add(core->store, &e) != 0)
         ah_log(&core->log, AH_LOG_WARN, "intlog", "cannot write integration log entry (%s %s)",
