@@ -145,6 +145,13 @@ char *ah_intlog_redact_json(const cJSON *body)
 
 char *ah_intlog_redact(const char *text, size_t len)
 {
+    return ah_intlog_redact_parsed(text, len, NULL);
+}
+
+char *ah_intlog_redact_parsed(const char *text, size_t len, cJSON **tree)
+{
+    if (tree != NULL)
+        *tree = NULL;
     if (text == NULL || len == 0)
         return NULL;
     cJSON *j = ah_json_parse_limited(text, len);
@@ -167,9 +174,12 @@ char *ah_intlog_redact(const char *text, size_t len)
                 memcpy(out + INTLOG_MAX_BODY - 4, "...", 4);
         }
     } else {
-        out = ah_intlog_redact_json(j);
+        out = ah_intlog_redact_json(j); /* redacts a copy: j stays whole */
     }
-    cJSON_Delete(j);
+    if (tree != NULL)
+        *tree = j;
+    else
+        cJSON_Delete(j);
     return out;
 }
 

@@ -38,6 +38,11 @@ void ah_intlog_write(struct ah_core *core, const ah_intlog_rec *r);
  *  returned as "<n bytes, not JSON>". Bodies longer than 64 KiB are cut.
  *  malloc'd. */
 char *ah_intlog_redact(const char *text, size_t len);
+/** As ah_intlog_redact, and *tree (when tree is not NULL) gets the parse
+ *  of the text the redaction made (NULL when it is not JSON or is empty),
+ *  unchanged, the caller's to free: a caller that parses the body too uses
+ *  it instead. */
+char *ah_intlog_redact_parsed(const char *text, size_t len, cJSON **tree);
 /** Same for a parsed body. */
 char *ah_intlog_redact_json(const cJSON *body);
 /** Same, given the body already printed unformatted (`printed`, or NULL):
