@@ -360,6 +360,9 @@ typedef struct ah_store_ops {
     /* events outbox */
     int (*outbox_add)(ah_store *s, int64_t tenant_id, const char *topic,
                       const char *body, int64_t *id_out);
+    /* Events not marked done, in id order. Nothing in the daemon reads
+     * them this way (events go out through deliveries, webhooks and
+     * outbox_after): on SQLite no index serves it, it scans the outbox. */
     int (*outbox_pending)(ah_store *s, int limit, ah_outbox_cb cb, void *arg);
     int (*outbox_done)(ah_store *s, int64_t id);
 

@@ -193,6 +193,9 @@ START_TEST(test_migrate_fresh)
         fx_done(&f);
         return;
     }
+    /* No index the daemon's queries do not use on the write path (v14). */
+    ck_assert_int_eq(index_count(&f, "outbox_pending"), 0);
+    ck_assert_int_eq(index_count(&f, "outbox_tenant"), 1);
     /* WAL mode persists in the file. */
     sqlite3 *db = NULL;
     ck_assert_int_eq(sqlite3_open(f.path, &db), SQLITE_OK);
