@@ -16,6 +16,7 @@
 #include "conns.h"
 #include "rest.h"
 #include "core.h"
+#include "hostapi.h"
 #include "intlog.h"
 #include "tenantlimit.h"
 
@@ -487,13 +488,14 @@ static void log_route_call(ah_core *core, ah_core_call *cc, ah_http_exchange *ex
     char *req = scrub(req1, cc->route_secret), *resp = scrub(resp1, cc->route_secret);
     free(req1);
     free(resp1);
-    rec.body = req;
-    ah_core_call_scope(cc);
-    ah_intlog_write(core, &rec);
+    /* The REQUEST and its answer (RESPONSE or ERROR): one row. */
     rec.action = status >= 400 ? "ERROR" : "RESPONSE";
     rec.status = status;
     rec.duration_s = ah_ex_elapsed_s(ex);
     rec.body = resp;
+    rec.with_request = true;
+    rec.request_body = req;
+    ah_core_call_scope(cc);
     ah_intlog_write(core, &rec);
     free(redacted);
     free(req);
@@ -561,7 +563,11 @@ static void route_run(ah_core *core, ah_generation *gen, const ah_route *r, ah_c
     if (cc.atomic_route) {
         size_t len = 0;
         const char *body = ah_ex_body(ex, &len);
-        pre_redacted = ah_intlog_redact(body, len);
+        /* The redaction parses the body: the handler's parse of it takes
+         * that tree rather than parsing it again (hostapi.h). */
+        cJSON *tree = NULL;
+        pre_redacted = ah_intlog_redact_parsed(body, len, &tree);
+        ah_host_json_lend(body, len, tree);
     }
     ah_result res = AH_OK;
     if (c != NULL && ah_conn_ensure_open(core, c, gen, &cc.ext) != 0) {
@@ -581,6 +587,7 @@ static void route_run(ah_core *core, ah_generation *gen, const ah_route *r, ah_c
         else
             ah_ex_error(ex, 500, AH_E_PLUGIN, "the plugin did not answer");
     }
+    ah_host_json_unlend(); /* a tree the handler did not take */
     const ah_conn *who = c != NULL ? c : (cc.n_extra > 0 ? cc.extra[0]->ext.call.conn : NULL);
     log_route_call(core, &cc, ex, r, who, pre_redacted); /* with the writes, if atomic */
     bool ended = !cc.scoped || core->store->ops->scope_end(core->store, true) == 0;

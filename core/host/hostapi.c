@@ -309,9 +309,45 @@ static void host_oauth2_invalidate(ah_call *call, const ah_oauth2_params *p)
         ah_oauth2_invalidate(core_of(call)->oauth2, call->conn->id, p);
 }
 
+/* A request body's tree parsed already on this thread (the log's
+ * redaction of an atomic route's request parses it before the handler
+ * runs), handed to the handler's json_parse of that same text instead of a
+ * second parse of it. */
+static _Thread_local struct {
+    const char *text;
+    size_t len;
+    cJSON *tree;
+} tl_lent;
+
+void ah_host_json_lend(const char *text, size_t len, cJSON *tree)
+{
+    ah_host_json_unlend();
+    tl_lent.text = text;
+    tl_lent.len = len;
+    tl_lent.tree = tree;
+}
+
+void ah_host_json_unlend(void)
+{
+    cJSON_Delete(tl_lent.tree);
+    tl_lent.text = NULL;
+    tl_lent.len = 0;
+    tl_lent.tree = NULL;
+}
+
 static cJSON *host_json_parse(const char *text, size_t len)
 {
-    return text != NULL ? ah_json_parse_limited(text, len) : NULL;
+    if (text == NULL)
+        return NULL;
+    if (tl_lent.tree != NULL && text == tl_lent.text && len == tl_lent.len) {
+        /* The same bytes (the exchange's body, which never changes while
+         * its handler runs), parsed by the same function: the tree is the
+         * caller's now, as a parse's would be. Once only. */
+        cJSON *t = tl_lent.tree;
+        tl_lent.tree = NULL;
+        return t;
+    }
+    return ah_json_parse_limited(text, len);
 }
 
 static const char *host_json_string(const cJSON *obj, const char *key, size_t max_len)

@@ -1,5 +1,4 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#include <ctype.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,10 +26,26 @@ void ah_intlog_write(ah_core *core, const ah_intlog_rec *r)
         .duration_s = r->duration_s,
         .body = (char *)r->body,
         .correlation_id = (char *)r->correlation_id,
+        .with_request = r->with_request,
+        .request_body = (char *)r->request_body,
     };
     if (core->store->ops->log_add(core->store, &e) != 0)
         ah_log(&core->log, AH_LOG_WARN, "intlog", "cannot write integration log entry (%s %s)",
                r->action, r->path != NULL ? r->path : "");
+}
+
+/* The needles are ASCII: so is their case (tolower() is a call, and reads
+ * the locale). */
+static inline char ascii_lower(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c + ('a' - 'A')) : c;
+}
+
+/* Whether p starts with rest (lower case), in any case: its first letter
+ * checked before the call, which rules out most places. */
+static inline bool starts_nocase(const char *p, const char *rest, size_t n)
+{
+    return ascii_lower(p[0]) == rest[0] && strncasecmp(p, rest, n) == 0;
 }
 
 /* Whether a member's name says it holds a secret: it contains one of the
@@ -40,22 +55,40 @@ void ah_intlog_write(ah_core *core, const ah_intlog_rec *r)
  * parsing the body). */
 static bool key_is_secret(const char *k)
 {
-    static const struct {
-        char first;
-        const char *rest;
-        size_t n;
-    } needles[] = {{'k', "ey", 2},       {'s', "ecret", 5},        {'p', "assword", 7},
-                   {'p', "asswd", 5},    {'t', "oken", 4},         {'a', "uthorization", 12},
-                   {'s', "ignature", 8}, {'c', "redential", 9}};
     if (k == NULL)
         return false;
+    /* The needles: key, secret, signature, password, passwd, token,
+     * authorization, credential; by first letter. */
     for (const char *p = k; *p != '\0'; p++) {
-        char c = (char)tolower((unsigned char)*p);
-        if (c != 'k' && c != 's' && c != 'p' && c != 't' && c != 'a' && c != 'c')
-            continue;
-        for (size_t i = 0; i < sizeof needles / sizeof needles[0]; i++)
-            if (needles[i].first == c && strncasecmp(p + 1, needles[i].rest, needles[i].n) == 0)
+        const char *q = p + 1;
+        switch (ascii_lower(*p)) {
+        case 'k':
+            if (starts_nocase(q, "ey", 2))
                 return true;
+            break;
+        case 's':
+            if (starts_nocase(q, "ecret", 5) || starts_nocase(q, "ignature", 8))
+                return true;
+            break;
+        case 'p':
+            if (starts_nocase(q, "assword", 7) || starts_nocase(q, "asswd", 5))
+                return true;
+            break;
+        case 't':
+            if (starts_nocase(q, "oken", 4))
+                return true;
+            break;
+        case 'a':
+            if (starts_nocase(q, "uthorization", 12))
+                return true;
+            break;
+        case 'c':
+            if (starts_nocase(q, "redential", 9))
+                return true;
+            break;
+        default:
+            break;
+        }
     }
     return false;
 }
@@ -143,6 +176,13 @@ char *ah_intlog_redact_json(const cJSON *body)
 
 char *ah_intlog_redact(const char *text, size_t len)
 {
+    return ah_intlog_redact_parsed(text, len, NULL);
+}
+
+char *ah_intlog_redact_parsed(const char *text, size_t len, cJSON **tree)
+{
+    if (tree != NULL)
+        *tree = NULL;
     if (text == NULL || len == 0)
         return NULL;
     cJSON *j = ah_json_parse_limited(text, len);
@@ -165,9 +205,12 @@ char *ah_intlog_redact(const char *text, size_t len)
                 memcpy(out + INTLOG_MAX_BODY - 4, "...", 4);
         }
     } else {
-        out = ah_intlog_redact_json(j);
+        out = ah_intlog_redact_json(j); /* redacts a copy: j stays whole */
     }
-    cJSON_Delete(j);
+    if (tree != NULL)
+        *tree = j;
+    else
+        cJSON_Delete(j);
     return out;
 }
 

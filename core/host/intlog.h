@@ -6,6 +6,7 @@
 #define AH_INTLOG_H
 
 #include <cjson/cJSON.h>
+#include <stdbool.h>
 
 struct ah_core;
 
@@ -20,9 +21,15 @@ typedef struct ah_intlog_rec {
     double duration_s;
     const char *body;    /* already redacted */
     const char *correlation_id;
+    /* An inbound exchange: this entry is its answer (RESPONSE or ERROR),
+     * and its REQUEST entry, body request_body (already redacted; may be
+     * NULL), goes with it in one store row (ah_log_entry.with_request). */
+    bool with_request;
+    const char *request_body;
 } ah_intlog_rec;
 
-/** Appends one entry; failures are logged, never fatal for the caller. */
+/** Appends one entry (two with with_request); failures are logged, never
+ *  fatal for the caller. */
 void ah_intlog_write(struct ah_core *core, const ah_intlog_rec *r);
 
 /** JSON text with the values of secret-looking keys (api_key, api_secret,
@@ -31,6 +38,11 @@ void ah_intlog_write(struct ah_core *core, const ah_intlog_rec *r);
  *  returned as "<n bytes, not JSON>". Bodies longer than 64 KiB are cut.
  *  malloc'd. */
 char *ah_intlog_redact(const char *text, size_t len);
+/** As ah_intlog_redact, and *tree (when tree is not NULL) gets the parse
+ *  of the text the redaction made (NULL when it is not JSON or is empty),
+ *  unchanged, the caller's to free: a caller that parses the body too uses
+ *  it instead. */
+char *ah_intlog_redact_parsed(const char *text, size_t len, cJSON **tree);
 /** Same for a parsed body. */
 char *ah_intlog_redact_json(const cJSON *body);
 /** Same, given the body already printed unformatted (`printed`, or NULL):

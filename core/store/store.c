@@ -123,6 +123,46 @@ void ah_delivery_row_free(ah_delivery_row *r)
     memset(r, 0, sizeof *r);
 }
 
+static bool log_entry_selected(const ah_log_entry *e, const ah_log_filter *f)
+{
+    if (f->action != NULL && strcmp(e->action != NULL ? e->action : "", f->action) != 0)
+        return false;
+    return f->status == 0 || e->status == f->status;
+}
+
+void ah_log_rows_expand(ah_log_entry *rows, size_t n, const ah_log_filter *f, int limit,
+                        ah_log_cb cb, void *arg)
+{
+    int sent = 0;
+    for (size_t i = 0; i < n && sent < limit; i++) {
+        ah_log_entry *row = &rows[i];
+        int64_t id = row->id;
+        bool pair = row->with_request;
+        /* The entries are views of the row: no copy, the strings stay the
+         * row's (the engine frees them). */
+        ah_log_entry own = *row;
+        own.id = 2 * id + 1;
+        own.with_request = false;
+        own.request_body = NULL;
+        if (log_entry_selected(&own, f)) {
+            cb(arg, &own);
+            sent++;
+        }
+        if (!pair || sent >= limit)
+            continue;
+        ah_log_entry req = own;
+        req.id = 2 * id;
+        req.action = (char *)"REQUEST";
+        req.status = 0;
+        req.duration_s = 0;
+        req.body = row->request_body;
+        if (log_entry_selected(&req, f)) {
+            cb(arg, &req);
+            sent++;
+        }
+    }
+}
+
 void ah_record_row_free(ah_record_row *r)
 {
     if (r == NULL)

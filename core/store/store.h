@@ -112,6 +112,14 @@ typedef struct ah_log_entry {
     double duration_s; /* processing time */
     char *body;       /* redacted body text, may be NULL */
     char *correlation_id;
+    /* log_add: also the exchange's REQUEST entry (same time, tenant,
+     * source, plugin, method, path and correlation id; status 0, no
+     * duration), its body request_body (may be NULL), stored with this
+     * entry as one row: an inbound route's request and answer cost one
+     * insert. log_query gives such a row as its two entries, the answer
+     * first (newest first), and each entry's with_request false. */
+    bool with_request;
+    char *request_body;
 } ah_log_entry;
 
 typedef struct ah_log_filter {
@@ -352,6 +360,9 @@ typedef struct ah_store_ops {
     /* events outbox */
     int (*outbox_add)(ah_store *s, int64_t tenant_id, const char *topic,
                       const char *body, int64_t *id_out);
+    /* Events not marked done, in id order. Nothing in the daemon reads
+     * them this way (events go out through deliveries, webhooks and
+     * outbox_after): on SQLite no index serves it, it scans the outbox. */
     int (*outbox_pending)(ah_store *s, int limit, ah_outbox_cb cb, void *arg);
     int (*outbox_done)(ah_store *s, int64_t id);
 
@@ -744,6 +755,16 @@ int ah_iso_normalize(const char *in, char out[32]);
 typedef int (*ah_store_seek_fn)(void *arg, int64_t from, int64_t *id, char at[32]);
 int ah_store_time_bound(int64_t lo, int64_t hi, const char *cutoff, ah_store_seek_fn seek,
                         void *arg, int64_t *bound);
+
+/* For the engines' log_query: gives the entries of n integration-log rows
+ * (newest first, as read with the filter's tenant, source, time bounds and
+ * its action matching the row's action or, for a row with_request, also
+ * "REQUEST") to cb, newest first, each row's answer then its REQUEST entry,
+ * those the filter's action and status select, at most limit of them.
+ * Entry ids: 2 x the row's id + 1 for its own entry, 2 x the row's id for
+ * its REQUEST entry (unique, and in the order the entries were written). */
+void ah_log_rows_expand(ah_log_entry *rows, size_t n, const ah_log_filter *f, int limit,
+                        ah_log_cb cb, void *arg);
 
 /** The newest schema version the SQLite engine knows (its number of
  *  migration steps). */

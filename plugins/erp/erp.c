@@ -354,8 +354,9 @@ static void publish_job(erp_req *r, const char *topic, const cJSON *job, const c
         r->h->log(r->src, AH_LOG_WARN, "cannot publish %s for %s", topic, str_of(job, "job_id"));
 }
 
-static ah_result store_job(erp_req *r, const cJSON *job, const cJSON *raw, const char *now,
-                           char *id, size_t idlen)
+/* raw is given as a tree, or as its text (raw_text, then raw is NULL). */
+static ah_result store_job(erp_req *r, const cJSON *job, const cJSON *raw, const char *raw_text,
+                           const char *now, char *id, size_t idlen)
 {
     ah_record rec = {
         .struct_size = sizeof(ah_record),
@@ -364,6 +365,7 @@ static ah_result store_job(erp_req *r, const cJSON *job, const cJSON *raw, const
         .updated_at = now,
         .raw = raw,
         .fields = job,
+        .raw_json = raw_text,
     };
     return r->h->record_put(r->src, &rec, id, idlen, NULL);
 }
@@ -385,7 +387,11 @@ static cJSON *job_data(const cJSON *job, const char *stamp_key)
  * normalised and laid out as the job's fields. Made before the caller is
  * authenticated (see job_route); its error is answered after. */
 typedef struct erp_create {
-    cJSON *norm, *job, *raw; /* norm NULL: e holds the validation's error */
+    cJSON *norm, *job; /* norm NULL: e holds the validation's error */
+    /* The record's raw payload, printed here, before the source's call lock
+     * and the store's scope (the host stores the text as given): the body
+     * itself, or a copy without its key when it carries one. */
+    char *raw_text;
     erp_error e;
     char title_key[1024];
 } erp_create;
@@ -398,8 +404,12 @@ static void create_prepare(const cJSON *body, erp_create *c)
         return;
     }
     c->job = cJSON_CreateObject();
-    c->raw = raw_copy(body);
-    if (c->job != NULL && c->raw != NULL) {
+    bool keyed = cJSON_GetObjectItemCaseSensitive(body, "api_key") != NULL ||
+                 cJSON_GetObjectItemCaseSensitive(body, "api_secret") != NULL;
+    cJSON *copy = keyed ? raw_copy(body) : NULL;
+    c->raw_text = !keyed || copy != NULL ? cJSON_PrintUnformatted(keyed ? copy : body) : NULL;
+    cJSON_Delete(copy);
+    if (c->job != NULL && c->raw_text != NULL) {
         apply_fields(c->job, c->norm);
         erp_title_key(str_of(c->job, "title"), c->title_key, sizeof c->title_key);
     }
@@ -409,7 +419,7 @@ static void create_free(erp_create *c)
 {
     cJSON_Delete(c->norm);
     cJSON_Delete(c->job);
-    cJSON_Delete(c->raw);
+    free(c->raw_text);
 }
 
 static ah_result create_job(erp_req *r, erp_create *c)
@@ -424,11 +434,11 @@ static ah_result create_job(erp_req *r, erp_create *c)
                            "source '%s' is misconfigured (job_id_prefix); contact ATS support",
                            r->src->connection);
     }
-    cJSON *job = c->job, *raw = c->raw;
+    cJSON *job = c->job;
     char now[32], job_id[96], id[80], other[96], seqname[32];
     int year = 0;
     int64_t seq = 0;
-    if (job == NULL || raw == NULL)
+    if (job == NULL || c->raw_text == NULL)
         return answer_fail(r, 500, ERP_E_INTERNAL, NULL, "out of memory");
     int dup = find_open_title(r, c->title_key, NULL, other, sizeof other);
     if (dup != 0)
@@ -450,7 +460,7 @@ static ah_result create_job(erp_req *r, erp_create *c)
     set_str(job, "source_name", r->src->connection);
     set_str(job, "created_at", now);
     set_str(job, "updated_at", now);
-    if (store_job(r, job, raw, now, id, sizeof id) != AH_OK) {
+    if (store_job(r, job, NULL, c->raw_text, now, id, sizeof id) != AH_OK) {
         h->log(r->src, AH_LOG_ERROR, "cannot store job %s", job_id);
         return answer_fail(r, 500, ERP_E_INTERNAL, NULL, "the job could not be saved; retry later");
     }
@@ -521,7 +531,7 @@ static ah_result update_job(erp_req *r, const cJSON *body)
         goto out;
     }
     set_str(job, "updated_at", now);
-    if (store_job(r, job, raw, now, id, sizeof id) != AH_OK) {
+    if (store_job(r, job, raw, NULL, now, id, sizeof id) != AH_OK) {
         h->log(r->src, AH_LOG_ERROR, "cannot store job %s", job_id);
         res = answer_fail(r, 500, ERP_E_INTERNAL, NULL, "the job could not be saved; retry later");
         goto out;
@@ -692,8 +702,9 @@ static const ah_plugin_descriptor erp_descriptor = {
     .routes = erp_routes,
     /* No op_writes: the plugin serves no bus write and never calls the ERP
      * (the ERP calls atshub), so there is no provider write to reconcile. */
-    /* The record store, sequences and atomic routes are ABI 1.1. */
-    .needs_abi_minor = 1,
+    /* The record store, sequences and atomic routes are ABI 1.1; a
+     * record's raw given as text (ah_record.raw_json) 1.2. */
+    .needs_abi_minor = 2,
 };
 
 AH_PLUGIN_ENTRY

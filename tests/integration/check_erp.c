@@ -537,6 +537,19 @@ START_TEST(test_auth_styles)
     ck_assert_ptr_null(strstr(all, "should-not-be-stored"));
     ck_assert_ptr_null(strstr(all, "?api_key"));
     free(all);
+    /* The create's REQUEST entry: redacted from the tree the handler then
+     * took for its own parse (and changed: the key is not stored). */
+    const cJSON *it;
+    int found = 0;
+    cJSON_ArrayForEach(it, l) {
+        const char *b = sget(it, "body");
+        if (strcmp(sget(it, "action"), "REQUEST") == 0 && b != NULL &&
+            strstr(b, "Body Key Job") != NULL) {
+            ck_assert_ptr_nonnull(strstr(b, "\"api_key\":\"***\""));
+            found++;
+        }
+    }
+    ck_assert_int_eq(found, 1);
     cJSON_Delete(l);
     env_close(&e);
 }
@@ -1214,6 +1227,19 @@ START_TEST(test_log_filters)
     const char *a1[] = {"log", "--source", "Main_ERP", "--action", "REQUEST", NULL};
     cJSON *l = cli_json(e.ini, a1);
     ck_assert_int_eq(cJSON_GetArraySize(l), 2);
+    /* Each REQUEST entry has its request's body (stored in one row with
+     * its answer), newest first. */
+    ck_assert_str_eq(sget(cJSON_GetArrayItem(l, 0), "body"), "{}");
+    ck_assert_ptr_nonnull(strstr(sget(cJSON_GetArrayItem(l, 1), "body"), "Logged Job"));
+    ck_assert_str_eq(sget(cJSON_GetArrayItem(l, 1), "path"), ERP "create-job/");
+    cJSON_Delete(l);
+    /* Both entries of an exchange, the answer first. */
+    const char *a0[] = {"log", "--source", "Main_ERP", "--limit", "2", NULL};
+    l = cli_json(e.ini, a0);
+    ck_assert_int_eq(cJSON_GetArraySize(l), 2);
+    ck_assert_str_eq(sget(cJSON_GetArrayItem(l, 0), "action"), "ERROR");
+    ck_assert_str_eq(sget(cJSON_GetArrayItem(l, 1), "action"), "REQUEST");
+    ck_assert_str_eq(sget(cJSON_GetArrayItem(l, 1), "body"), "{}");
     cJSON_Delete(l);
     const char *a2[] = {"log", "--source", "Main_ERP", "--action", "RESPONSE", "--status", "200", NULL};
     l = cli_json(e.ini, a2);

@@ -193,6 +193,9 @@ START_TEST(test_migrate_fresh)
         fx_done(&f);
         return;
     }
+    /* No index the daemon's queries do not use on the write path (v14). */
+    ck_assert_int_eq(index_count(&f, "outbox_pending"), 0);
+    ck_assert_int_eq(index_count(&f, "outbox_tenant"), 1);
     /* WAL mode persists in the file. */
     sqlite3 *db = NULL;
     ck_assert_int_eq(sqlite3_open(f.path, &db), SQLITE_OK);
@@ -1316,14 +1319,14 @@ START_TEST(test_log)
     ah_store *s = f.s;
     ah_log_entry es[] = {
         {0, "2026-03-01T10:00:00.000Z", "acme", "erp", "erp", "REQUEST", "POST", "/jobs", 0,
-         0.0, "{}", "c1"},
+         0.0, "{}", "c1", false, NULL},
         {0, "2026-03-01T10:00:00.120Z", "acme", "erp", "erp", "RESPONSE", "POST", "/jobs",
-         201, 0.12, "{}", "c2"},
+         201, 0.12, "{}", "c2", false, NULL},
         {0, "2026-03-02T08:00:00Z", "acme", "main", "erecruit", "OUTBOUND", "GET", "/apps",
-         500, 1.5, NULL, "c3"},
+         500, 1.5, NULL, "c3", false, NULL},
         {0, "2026-03-03T00:00:00.000Z", "beta", "core", NULL, "ERROR", NULL, NULL, 0, 0,
-         NULL, "c4"},
-        {0, NULL, NULL, "core", NULL, "ERROR", NULL, NULL, 0, 0, NULL, "c5"}, /* now */
+         NULL, "c4", false, NULL},
+        {0, NULL, NULL, "core", NULL, "ERROR", NULL, NULL, 0, 0, NULL, "c5", false, NULL}, /* now */
     };
     for (size_t i = 0; i < sizeof es / sizeof es[0]; i++)
         ck_assert_int_eq(s->ops->log_add(s, &es[i]), AH_STORE_OK);
@@ -1367,6 +1370,173 @@ START_TEST(test_log)
     ck_assert_int_eq(log_count(s, &flt, &l), 2);
     flt = (ah_log_filter){.since = "last week"};
     ck_assert_int_eq(s->ops->log_query(s, &flt, log_cb, &l), AH_STORE_ERR);
+    fx_done(&f);
+}
+END_TEST
+
+/* An inbound exchange is one row (with_request) read as its two entries,
+ * REQUEST and the answer, as two rows were: each filter selects the entries
+ * it selected, limits count entries, ids are unique and newest first, and
+ * the retention deletes both. */
+typedef struct log_list {
+    int64_t id[16];
+    char action[16][24];
+    char corr[16][16];
+    char body[16][32];
+    int status[16];
+    int n;
+} log_list;
+
+static void log_list_cb(void *arg, const ah_log_entry *e)
+{
+    log_list *l = arg;
+    ck_assert_int_lt(l->n, 16);
+    ck_assert(!e->with_request);
+    ck_assert_ptr_null(e->request_body);
+    l->id[l->n] = e->id;
+    snprintf(l->action[l->n], sizeof l->action[0], "%s", e->action ? e->action : "");
+    snprintf(l->corr[l->n], sizeof l->corr[0], "%s", e->correlation_id ? e->correlation_id : "");
+    snprintf(l->body[l->n], sizeof l->body[0], "%s", e->body ? e->body : "(null)");
+    l->status[l->n] = e->status;
+    l->n++;
+}
+
+static int log_list_of(ah_store *s, const ah_log_filter *flt, log_list *l)
+{
+    memset(l, 0, sizeof *l);
+    ck_assert_int_eq(s->ops->log_query(s, flt, log_list_cb, l), AH_STORE_OK);
+    for (int i = 1; i < l->n; i++)
+        ck_assert_int_gt(l->id[i - 1], l->id[i]); /* unique, newest first */
+    return l->n;
+}
+
+START_TEST(test_log_exchange)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    ah_log_entry ok = {.at = "2026-03-01T10:00:00.000Z", .tenant = "acme", .source = "erp",
+                       .plugin = "erp", .action = "RESPONSE", .method = "POST", .path = "/jobs",
+                       .status = 201, .duration_s = 0.002, .body = "{\"id\":1}",
+                       .correlation_id = "c1", .with_request = true,
+                       .request_body = "{\"title\":\"a\"}"};
+    ah_log_entry out = {.at = "2026-03-01T10:00:01.000Z", .tenant = "acme", .source = "main",
+                        .action = "OUTBOUND", .status = 200, .correlation_id = "c2"};
+    ah_log_entry bad = ok;
+    bad.at = "2026-03-01T10:00:02.000Z";
+    bad.action = "ERROR";
+    bad.status = 409;
+    bad.body = "{\"code\":\"JOB_EXISTS\"}";
+    bad.correlation_id = "c3";
+    bad.request_body = NULL; /* an empty request */
+    ck_assert_int_eq(s->ops->log_add(s, &ok), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->log_add(s, &out), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->log_add(s, &bad), AH_STORE_OK);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM integration_log"), 3);
+
+    log_list l;
+    ck_assert_int_eq(log_list_of(s, NULL, &l), 5);
+    const char *act[] = {"ERROR", "REQUEST", "OUTBOUND", "RESPONSE", "REQUEST"};
+    const char *corr[] = {"c3", "c3", "c2", "c1", "c1"};
+    const char *body[] = {"{\"code\":\"JOB_EXISTS\"}", "(null)", "(null)", "{\"id\":1}",
+                          "{\"title\":\"a\"}"};
+    const int status[] = {409, 0, 200, 201, 0};
+    for (int i = 0; i < 5; i++) {
+        ck_assert_str_eq(l.action[i], act[i]);
+        ck_assert_str_eq(l.corr[i], corr[i]);
+        ck_assert_str_eq(l.body[i], body[i]);
+        ck_assert_int_eq(l.status[i], status[i]);
+    }
+
+    ah_log_filter flt = {.action = "REQUEST"};
+    ck_assert_int_eq(log_list_of(s, &flt, &l), 2);
+    ck_assert_str_eq(l.corr[0], "c3");
+    ck_assert_str_eq(l.body[1], "{\"title\":\"a\"}");
+    flt = (ah_log_filter){.action = "RESPONSE"};
+    ck_assert_int_eq(log_list_of(s, &flt, &l), 1);
+    ck_assert_str_eq(l.corr[0], "c1");
+    flt = (ah_log_filter){.status = 409};
+    ck_assert_int_eq(log_list_of(s, &flt, &l), 1);
+    ck_assert_str_eq(l.action[0], "ERROR");
+    flt = (ah_log_filter){.action = "REQUEST", .status = 201};
+    ck_assert_int_eq(log_list_of(s, &flt, &l), 0);
+    flt = (ah_log_filter){.source = "erp", .tenant = "acme"};
+    ck_assert_int_eq(log_list_of(s, &flt, &l), 4);
+    /* A limit counts entries, also one that splits a row's pair. */
+    flt = (ah_log_filter){.limit = 1};
+    ck_assert_int_eq(log_list_of(s, &flt, &l), 1);
+    ck_assert_str_eq(l.action[0], "ERROR");
+    flt = (ah_log_filter){.limit = 4};
+    ck_assert_int_eq(log_list_of(s, &flt, &l), 4);
+    ck_assert_str_eq(l.action[3], "RESPONSE");
+    flt = (ah_log_filter){.limit = 2, .action = "REQUEST"};
+    ck_assert_int_eq(log_list_of(s, &flt, &l), 2);
+    flt = (ah_log_filter){.since = "2026-03-01T10:00:01Z"};
+    ck_assert_int_eq(log_list_of(s, &flt, &l), 3);
+
+    /* Retention: a row goes with both its entries. */
+    int64_t n = 0;
+    ck_assert_int_eq(s->ops->log_prune(s, "2026-03-01T10:00:01.500Z", &n), AH_STORE_OK);
+    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(log_list_of(s, NULL, &l), 2);
+    ck_assert_str_eq(l.action[1], "REQUEST");
+    fx_done(&f);
+}
+END_TEST
+
+/* A log written before one row per exchange (two rows each) upgrades:
+ * each REQUEST row and the answer written right after it become one row,
+ * and every reader sees the entries it saw before, in the same order. */
+START_TEST(test_migrate_log_pairs)
+{
+    fx f;
+    fx_init(&f, false);
+    int before = pg_mode ? 9 : 12; /* the last version with two rows */
+    ck_assert_int_eq(migrate_to(f.s, before), AH_STORE_OK);
+    sql_exec(&f,
+             "INSERT INTO integration_log(id, at, tenant, source, plugin, action, method, path, "
+             "status, duration_s, body, correlation_id) VALUES "
+             "(1, '2026-03-01T10:00:00.000Z', 'acme', 'erp', 'erp', 'REQUEST', 'POST', '/j', "
+             "0, 0, 'req1', 'c1'),"
+             "(2, '2026-03-01T10:00:00.000Z', 'acme', 'erp', 'erp', 'RESPONSE', 'POST', '/j', "
+             "201, 0.5, 'resp1', 'c1'),"
+             "(3, '2026-03-01T10:00:01.000Z', 'acme', 'main', NULL, 'OUTBOUND', 'GET', '/x', "
+             "200, 0.1, NULL, 'c2'),"
+             /* interleaved: 4 has no answer next to it, 5 and 6 pair */
+             "(4, '2026-03-01T10:00:02.000Z', 'acme', 'erp', 'erp', 'REQUEST', 'POST', '/j', "
+             "0, 0, 'req3', 'c3'),"
+             "(5, '2026-03-01T10:00:02.000Z', 'acme', 'erp', 'erp', 'REQUEST', 'POST', '/j', "
+             "0, 0, 'req4', 'c4'),"
+             "(6, '2026-03-01T10:00:02.000Z', 'acme', 'erp', 'erp', 'ERROR', 'POST', '/j', "
+             "409, 0.2, 'err4', 'c4'),"
+             "(7, '2026-03-01T10:00:03.000Z', NULL, 'unauthenticated', 'erp', 'ERROR', 'POST', "
+             "'/j', 401, 0, NULL, 'c5'),"
+             "(8, '2026-03-01T10:00:03.000Z', 'acme', 'erp', 'erp', 'RESPONSE', 'POST', '/j', "
+             "201, 0.3, 'resp3', 'c3')");
+    f.s->ops->close(f.s);
+    f.s = open_store(&f);
+    ck_assert_int_eq(f.s->ops->migrate(f.s), AH_STORE_OK);
+    ck_assert_int_eq(f.s->ops->schema_version(f.s), latest_version());
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM integration_log"), 6);
+    ck_assert_int_eq(index_count(&f, "integration_log_tenant_at"), 1);
+    ck_assert_int_eq(index_count(&f, "integration_log_action"), 0);
+
+    log_list l;
+    ck_assert_int_eq(log_list_of(f.s, NULL, &l), 8);
+    const char *act[] = {"RESPONSE", "ERROR",   "ERROR",    "REQUEST",
+                         "REQUEST",  "OUTBOUND", "RESPONSE", "REQUEST"};
+    const char *corr[] = {"c3", "c5", "c4", "c4", "c3", "c2", "c1", "c1"};
+    const char *body[] = {"resp3", "(null)", "err4", "req4", "req3", "(null)", "resp1", "req1"};
+    for (int i = 0; i < 8; i++) {
+        ck_assert_str_eq(l.action[i], act[i]);
+        ck_assert_str_eq(l.corr[i], corr[i]);
+        ck_assert_str_eq(l.body[i], body[i]);
+    }
+    ah_log_filter flt = {.action = "REQUEST", .tenant = "acme"};
+    ck_assert_int_eq(log_list_of(f.s, &flt, &l), 3);
+    flt = (ah_log_filter){.status = 409};
+    ck_assert_int_eq(log_list_of(f.s, &flt, &l), 1);
+    ck_assert_str_eq(l.body[0], "err4");
     fx_done(&f);
 }
 END_TEST
@@ -3334,6 +3504,8 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_wal_checkpointed);
     tcase_add_test(tc, test_outbox);
     tcase_add_test(tc, test_log);
+    tcase_add_test(tc, test_log_exchange);
+    tcase_add_test(tc, test_migrate_log_pairs);
     tcase_add_test(tc, test_shared_file);
     tcase_add_test(tc, test_callback_reentry);
     tcase_add_test(tc, test_event_log);

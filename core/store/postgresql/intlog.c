@@ -8,12 +8,13 @@
 
 #define LOG_COLS                                                               \
     "id, at, tenant, source, plugin, action, method, path, status, "           \
-    "duration_s, body, correlation_id"
+    "duration_s, body, correlation_id, with_request, request_body"
 
 static const char *const q_sql[P_COUNT] = {
     [P_LOG_ADD] = "INSERT INTO integration_log(at, tenant, source, plugin, action, method, "
-                  "path, status, duration_s, body, correlation_id) "
-                  "VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                  "path, status, duration_s, body, correlation_id, with_request, "
+                  "request_body) "
+                  "VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     [P_LOG_PRUNE] = "DELETE FROM integration_log WHERE id IN (SELECT id FROM integration_log "
                     "WHERE at < $1 ORDER BY at LIMIT $2)",
 };
@@ -37,6 +38,8 @@ static bool fill_log(const PGresult *r, int i, void *row)
     e->duration_s = PQgetisnull(r, i, 9) ? 0 : strtod(PQgetvalue(r, i, 9), NULL);
     e->body = ah_pg_dup(r, i, 10, &oom);
     e->correlation_id = ah_pg_dup(r, i, 11, &oom);
+    e->with_request = ah_pg_bool(r, i, 12);
+    e->request_body = ah_pg_dup(r, i, 13, &oom);
     return !oom;
 }
 
@@ -52,6 +55,7 @@ static void log_free_v(void *r)
     free(e->path);
     free(e->body);
     free(e->correlation_id);
+    free(e->request_body);
 }
 
 int ah_pg_log_add(ah_store *st, const ah_log_entry *e)
@@ -80,6 +84,8 @@ int ah_pg_log_add(ah_store *st, const ah_log_entry *e)
     ah_pg_p_text(&p, dur);
     ah_pg_p_text(&p, e->body);
     ah_pg_p_text(&p, e->correlation_id);
+    ah_pg_p_bool(&p, e->with_request);
+    ah_pg_p_text(&p, e->with_request ? e->request_body : NULL);
     /* Nobody reads the row back in the request that writes it: inside a
      * scope (a request's group) it goes with the next statement or the
      * COMMIT, in the same round trip. */
@@ -92,14 +98,17 @@ int ah_pg_log_add(ah_store *st, const ah_log_entry *e)
 /* Parameters numbered in the order they are bound (log_query). */
 static void log_query_sql(unsigned mask, char *sql, size_t n)
 {
-    static const char *const cond[] = {" AND tenant = $%d", " AND source = $%d",
-                                       " AND action = $%d", " AND status = $%d",
-                                       " AND at >= $%d",    " AND at < $%d"};
+    /* A row's REQUEST entry has status 0: no status filter selects it. */
+    const char *action = (mask & LQ_STATUS)
+                             ? " AND action = $%d"
+                             : " AND (action = $%1$d OR (with_request AND $%1$d = 'REQUEST'))";
+    const char *const cond[] = {" AND tenant = $%d", " AND source = $%d", action,
+                                " AND status = $%d", " AND at >= $%d",    " AND at < $%d"};
     char where[256] = "";
     int k = 1;
     for (int b = 0; b < 6; b++)
         if (mask & (1u << b)) {
-            char one[40];
+            char one[96];
             snprintf(one, sizeof one, cond[b], k++);
             strncat(where, one, sizeof where - strlen(where) - 1);
         }
@@ -167,8 +176,8 @@ int ah_pg_log_query(ah_store *st, const ah_log_filter *f, ah_log_cb cb, void *ar
     }
     ah_pg_unlock(s);
     if (rc == AH_STORE_OK && cb != NULL)
-        for (size_t i = 0; i < v.n; i++)
-            cb(arg, (ah_log_entry *)v.items + i);
+        ah_log_rows_expand((ah_log_entry *)v.items, v.n, f, f->limit > 0 ? f->limit : 100, cb,
+                           arg);
     ah_pg_rowvec_free(&v, log_free_v);
     return rc;
 }

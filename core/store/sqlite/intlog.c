@@ -8,13 +8,14 @@
 
 #define LOG_COLS                                                               \
     "id, at, tenant, source, plugin, action, method, path, status, "           \
-    "duration_s, body, correlation_id"
+    "duration_s, body, correlation_id, with_request, request_body"
 
 /* This file's statements, by cache slot (sqlite_int.h). */
 static const char *const q_sql[Q_COUNT] = {
     [Q_LOG_ADD] = "INSERT INTO integration_log(at, tenant, source, plugin, action, method, "
-                  "path, status, duration_s, body, correlation_id) "
-                  "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                  "path, status, duration_s, body, correlation_id, with_request, "
+                  "request_body) "
+                  "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     [Q_LOG_PRUNE] = "DELETE FROM integration_log WHERE id IN (SELECT id FROM integration_log "
                     "WHERE at < ?1 ORDER BY at LIMIT ?2)",
 };
@@ -37,6 +38,8 @@ static bool fill_log(sqlite3_stmt *st, ah_log_entry *e)
     e->duration_s = sqlite3_column_double(st, 9);
     e->body = ah_sq_col_dup(st, 10, &oom);
     e->correlation_id = ah_sq_col_dup(st, 11, &oom);
+    e->with_request = sqlite3_column_int(st, 12) != 0;
+    e->request_body = ah_sq_col_dup(st, 13, &oom);
     return !oom;
 }
 
@@ -51,6 +54,7 @@ static void log_entry_free(ah_log_entry *e)
     free(e->path);
     free(e->body);
     free(e->correlation_id);
+    free(e->request_body);
 }
 
 static void log_free_v(void *r)
@@ -90,6 +94,8 @@ int ah_sq_log_add(ah_store *st, const ah_log_entry *e)
         sqlite3_bind_double(q, 9, e->duration_s);
         ah_sq_bind_text(q, 10, e->body);
         ah_sq_bind_text(q, 11, e->correlation_id);
+        sqlite3_bind_int(q, 12, e->with_request ? 1 : 0);
+        ah_sq_bind_text(q, 13, e->with_request ? e->request_body : NULL);
         rc = ah_sq_run(s, q, "log_add");
         ah_sq_done(q);
     }
@@ -97,6 +103,9 @@ int ah_sq_log_add(ah_store *st, const ah_log_entry *e)
     return rc;
 }
 
+/* The query reads rows, which ah_log_rows_expand turns into entries: each
+ * row it selects gives at least one entry the filter selects, so `limit`
+ * rows are enough for `limit` entries. */
 static sqlite3_stmt *log_query_stmt(ah_sq_store *s, unsigned mask)
 {
     if (s->lq[mask] != NULL)
@@ -107,7 +116,11 @@ static sqlite3_stmt *log_query_stmt(ah_sq_store *s, unsigned mask)
              "ORDER BY at DESC, id DESC LIMIT ?7",
              (mask & LQ_TENANT) ? " AND tenant = ?1" : "",
              (mask & LQ_SOURCE) ? " AND source = ?2" : "",
-             (mask & LQ_ACTION) ? " AND action = ?3" : "",
+             /* A row's REQUEST entry has status 0: no status filter
+              * selects it. */
+             !(mask & LQ_ACTION) ? ""
+             : (mask & LQ_STATUS) ? " AND action = ?3"
+                                  : " AND (action = ?3 OR (with_request = 1 AND ?3 = 'REQUEST'))",
              (mask & LQ_STATUS) ? " AND status = ?4" : "",
              (mask & LQ_SINCE) ? " AND at >= ?5" : "",
              (mask & LQ_UNTIL) ? " AND at < ?6" : "");
@@ -173,8 +186,7 @@ int ah_sq_log_query(ah_store *st, const ah_log_filter *f, ah_log_cb cb, void *ar
     }
     ah_sq_read_unlock(s);
     if (rc == AH_STORE_OK && cb != NULL)
-        for (size_t i = 0; i < v.n; i++)
-            cb(arg, (ah_log_entry *)v.items + i);
+        ah_log_rows_expand((ah_log_entry *)v.items, v.n, f, limit, cb, arg);
     ah_sq_rowvec_free(&v, log_free_v);
     return rc;
 }

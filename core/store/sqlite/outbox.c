@@ -173,7 +173,10 @@ int ah_sq_outbox_add_batch(ah_store *st, int64_t tenant_id, ah_outbox_in *events
     char now[32];
     ah_now_iso(now);
     ah_sq_lock(s);
-    int rc = ah_sq_tx_begin(s);
+    /* One event for no subscribed connection (an ERP create's) is one
+     * write. */
+    bool one = n == 1 && events[0].nconn == 0;
+    int rc = one ? ah_sq_tx_begin_one(s) : ah_sq_tx_begin(s);
     for (size_t e = 0; rc == AH_STORE_OK && e < n; e++) {
         ah_outbox_in *ev = &events[e];
         sqlite3_stmt *q = ev->topic != NULL && (ev->nconn == 0 || ev->conn_ids != NULL)

@@ -371,7 +371,9 @@ int ah_sq_records_upsert(ah_store *st, int64_t connection_id, const ah_record_in
     ah_sq_lock(s);
     int fail_after = s->fail_after;
     s->fail_after = -1;
-    int rc = ah_sq_tx_begin(s);
+    /* One record without a cursor (a route's write) is one write. */
+    bool one = n == 1 && cursor_key == NULL && fail_after < 0;
+    int rc = one ? ah_sq_tx_begin_one(s) : ah_sq_tx_begin(s);
     if (rc != AH_STORE_OK) {
         ah_sq_unlock(s);
         return rc;

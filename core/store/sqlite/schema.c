@@ -239,6 +239,33 @@ static const char *const migrations[] = {
     "INSERT INTO sequences_v12(tenant_id, name, value) SELECT tenant_id, name, value FROM sequences;"
     "DROP TABLE sequences;"
     "ALTER TABLE sequences_v12 RENAME TO sequences;",
+    /* v13: one integration-log row per inbound exchange. A provider route
+     * wrote two rows, REQUEST then RESPONSE (or ERROR), in every write
+     * path transaction; the answer's row now carries the request too
+     * (with_request, request_body) and the read side gives it as its two
+     * entries (intlog.c). Existing pairs are merged the same way: a
+     * REQUEST row and the RESPONSE/ERROR row written right after it (the
+     * next id) for the same exchange. */
+    "ALTER TABLE integration_log ADD COLUMN with_request INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE integration_log ADD COLUMN request_body TEXT;"
+    "UPDATE integration_log SET with_request = 1, request_body = "
+    "  (SELECT q.body FROM integration_log q WHERE q.id = integration_log.id - 1) "
+    "WHERE action IN ('RESPONSE', 'ERROR') AND EXISTS (SELECT 1 FROM integration_log q "
+    "  WHERE q.id = integration_log.id - 1 AND q.action = 'REQUEST' AND q.with_request = 0"
+    "  AND q.source = integration_log.source AND q.tenant IS integration_log.tenant"
+    "  AND q.plugin IS integration_log.plugin AND q.method IS integration_log.method"
+    "  AND q.path IS integration_log.path"
+    "  AND q.correlation_id IS integration_log.correlation_id);"
+    "DELETE FROM integration_log WHERE action = 'REQUEST' AND with_request = 0 AND "
+    "  id + 1 IN (SELECT id FROM integration_log WHERE with_request = 1);",
+    /* v14: no index for outbox_pending. Every event (one per ERP create)
+     * was also an insert into this partial index, and its prune a delete
+     * from it, while the daemon never asks for undelivered events that way
+     * (events reach plugins through deliveries and webhooks and readers
+     * through outbox_after, by tenant and id; nothing sets delivered_at):
+     * only tests call outbox_pending, which now scans the outbox in id
+     * order. */
+    "DROP INDEX outbox_pending;",
 };
 
 #define AH_SQ_LATEST ((int)(sizeof migrations / sizeof migrations[0]))

@@ -62,7 +62,9 @@ typedef enum {
     Q_REC_COUNT_ALL,
     Q_CUR_GET,
     Q_CUR_SET,
-    Q_SEQ_NEXT,
+    Q_SEQ_GET,
+    Q_SEQ_SET,
+    Q_SEQ_INIT,
     Q_OUT_ADD,
     Q_OUT_PENDING,
     Q_OUT_DONE,
@@ -163,6 +165,8 @@ typedef struct ah_sq_store {
      * a checkpoint. Not for ":memory:". */
     struct ah_sq_ckpt *ckpt;
     bool sp_active;  /* an operation's savepoint is open inside the scope */
+    bool sp_skipped; /* an operation of one write runs inside the scope
+                      * without a savepoint (ah_sq_tx_begin_one) */
     char *scratch;  /* spare buffer, reused across rows */
     size_t scratch_cap;
     struct ah_sq_packer *packer; /* fields deltas (fieldpack.c) */
@@ -212,6 +216,11 @@ int ah_sq_step_error(ah_sq_store *s, int rc, const char *what);
 int ah_sq_run(ah_sq_store *s, sqlite3_stmt *st, const char *what);
 int ah_sq_exec_q(ah_sq_store *s, ah_sq_qid id, const char *what);
 int ah_sq_tx_begin(ah_sq_store *s);
+/* As ah_sq_tx_begin, for an operation that makes one write at most: inside
+ * a scope it opens no savepoint (a statement that fails undoes itself, and
+ * the scope's savepoint holds the rest); ah_sq_tx_commit and
+ * ah_sq_tx_rollback end it as any other. */
+int ah_sq_tx_begin_one(ah_sq_store *s);
 void ah_sq_tx_rollback(ah_sq_store *s);
 int ah_sq_tx_commit(ah_sq_store *s);
 char *ah_sq_col_dup(sqlite3_stmt *st, int i, bool *oom);

@@ -95,6 +95,7 @@ int ah_sq_exec_q(ah_sq_store *s, ah_sq_qid id, const char *what)
  * writes, and everything commits together at scope_end. */
 int ah_sq_tx_begin(ah_sq_store *s)
 {
+    s->sp_skipped = false; /* whatever an ended operation left */
     if (s->scope_depth > 0) {
         if (ah_sq_exec_q(s, Q_SAVEPOINT, "savepoint") != AH_STORE_OK)
             return AH_STORE_ERR;
@@ -104,8 +105,23 @@ int ah_sq_tx_begin(ah_sq_store *s)
     return ah_sq_exec_q(s, Q_BEGIN, "begin") == AH_STORE_OK ? AH_STORE_OK : AH_STORE_ERR;
 }
 
+int ah_sq_tx_begin_one(ah_sq_store *s)
+{
+    if (s->scope_depth > 0) {
+        /* The savepoint's SAVEPOINT and RELEASE, and the pages it copies to
+         * the sub-journal, cost more than the write (two per ERP create). */
+        s->sp_skipped = true;
+        return AH_STORE_OK;
+    }
+    return ah_sq_tx_begin(s);
+}
+
 void ah_sq_tx_rollback(ah_sq_store *s)
 {
+    if (s->scope_depth > 0 && s->sp_skipped) {
+        s->sp_skipped = false;
+        return;
+    }
     if (s->scope_depth > 0) {
         if (s->sp_active) {
             ah_sq_exec_q(s, Q_ROLLBACK_TO, "rollback to savepoint");
@@ -121,6 +137,10 @@ void ah_sq_tx_rollback(ah_sq_store *s)
 
 int ah_sq_tx_commit(ah_sq_store *s)
 {
+    if (s->scope_depth > 0 && s->sp_skipped) {
+        s->sp_skipped = false;
+        return AH_STORE_OK;
+    }
     if (s->scope_depth > 0) {
         if (ah_sq_exec_q(s, Q_RELEASE, "release savepoint") == AH_STORE_OK) {
             s->sp_active = false;
