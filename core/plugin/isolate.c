@@ -804,7 +804,13 @@ static cJSON *serve_host(ah_isolate *iso, proc *p, ah_call *call, const cJSON *m
         }
     } else if (strcmp(fn, "publish") == 0) {
         cJSON *body = cJSON_DetachItemFromObjectCaseSensitive((cJSON *)m, "body");
-        add_result(resp, call, h->publish(call, str(m, "topic"), body));
+        const char *topic = str(m, "topic");
+        ah_result r = h->publish(call, topic, body);
+        add_result(resp, call, r);
+        /* One-way (plugin_host.c): the plugin went on without the answer. */
+        if (r != AH_OK && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "nr")))
+            h->log(call, AH_LOG_WARN, "cannot publish %s: %s (the event is lost)",
+                   topic != NULL ? topic : "(no topic)", ((const ah_call_ext *)call)->err_msg);
     } else if (strcmp(fn, "emit_records") == 0) {
         /* A batch of emitted records (plugin_host.c) in the frame's tail. */
         add_result(resp, call, serve_emit_records(call, m, tail, tail_len));

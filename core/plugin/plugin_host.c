@@ -474,17 +474,30 @@ static const char *h_json_string(const cJSON *obj, const char *key, size_t max_l
     return v->valuestring;
 }
 
+static void send_oneway(cJSON *m);
+
+/* One-way ("nr"): the plugin does not wait a round trip for the daemon,
+ * which in an atomic route holds the store's lock meanwhile. What the
+ * daemon would refuse at once is refused here first, with its words; a
+ * failure only the daemon can meet (its store) is logged there on the
+ * call, and the plugin has already gone on (an event that cannot be
+ * published is lost, which in process the plugin could only log too). */
 static ah_result h_publish(ah_call *call, const char *topic, cJSON *body)
 {
+    if (topic == NULL || strncmp(topic, "event.", 6) != 0 || strlen(topic) > 128) {
+        cJSON_Delete(body);
+        return h_fail(call, AH_E_INVALID, 500, "event topics start with 'event.'");
+    }
+    if (call->conn == NULL) {
+        cJSON_Delete(body);
+        return h_fail(call, AH_E_INTERNAL, 500, "publish needs a connection (tenant)");
+    }
     cJSON *m = host_msg(call, "publish");
-    if (topic != NULL)
-        cJSON_AddStringToObject(m, "topic", topic);
+    cJSON_AddStringToObject(m, "topic", topic);
     if (body != NULL)
         cJSON_AddItemToObject(m, "body", body);
-    cJSON *ans = rpc(m);
-    ah_result r = result_of(call, ans);
-    cJSON_Delete(ans);
-    return r;
+    send_oneway(m);
+    return AH_OK;
 }
 
 /* A text of `len` bytes (0: up to its NUL) as a string member. */

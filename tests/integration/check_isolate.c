@@ -940,6 +940,72 @@ static void expect_refused(const char *extra, const char *needle)
     free(dir);
 }
 
+typedef struct published {
+    int n;
+    char from[64];
+} published;
+
+static void collect_published(void *arg, const ah_outbox_row *row)
+{
+    published *p = arg;
+    if (strcmp(row->topic, "event.fixture.published") != 0)
+        return;
+    cJSON *b = cJSON_Parse(row->body);
+    const cJSON *from = cJSON_GetObjectItem(b, "from");
+    snprintf(p->from, sizeof p->from, "%s", cJSON_IsString(from) ? from->valuestring : "");
+    p->n++;
+    cJSON_Delete(b);
+}
+
+static void publish_call(ah_core *core, const char *topic, ah_reply *r)
+{
+    cJSON *body = cJSON_CreateObject();
+    cJSON_AddStringToObject(body, "do", "publish");
+    cJSON_AddStringToObject(body, "topic", topic);
+    ah_core_request(core, "acme", "f", "jobs.get", body, r);
+}
+
+/* An isolated plugin's publish is one-way (the plugin does not wait for
+ * the daemon), yet it behaves as in process: a topic the host refuses
+ * fails the publish with the host's own error, and an accepted event is
+ * stored before the call's answer comes back. */
+START_TEST(test_publish_isolated)
+{
+    const char *modes[] = {"[plugin.fixture_faulty]\nisolation = in_process\n", ISOLATED};
+    char msg[2][256];
+    for (int m = 0; m < 2; m++) {
+        fixture f;
+        setup(&f, modes[m]);
+        cJSON *fj = faulty_json(f.core);
+        ck_assert_str_eq(cJSON_GetObjectItem(fj, "isolation")->valuestring,
+                         m == 0 ? "in_process" : "process");
+        cJSON_Delete(fj);
+        ah_reply r;
+        publish_call(f.core, "job.created", &r);
+        ck_assert(!r.ok);
+        ck_assert_str_eq(r.code, "invalid_request");
+        snprintf(msg[m], sizeof msg[m], "%s", r.message != NULL ? r.message : "");
+        ck_assert_msg(strstr(msg[m], "event topics start with 'event.'") != NULL, "%s", msg[m]);
+        ah_reply_free(&r);
+        for (int i = 1; i <= 3; i++) {
+            publish_call(f.core, "event.fixture.published", &r);
+            ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
+            ah_reply_free(&r);
+            /* Stored when the call returned: nothing to wait for. */
+            published p = {0};
+            f.core->store->ops->outbox_pending(f.core->store, 1000, collect_published, &p);
+            ck_assert_int_eq(p.n, i);
+            ck_assert_str_eq(p.from, "fixture_faulty");
+        }
+        teardown(&f);
+    }
+    ck_assert_str_eq(msg[0], msg[1]);
+    int zombies;
+    ck_assert_int_eq(children(&zombies), 0);
+    ck_assert_int_eq(zombies, 0);
+}
+END_TEST
+
 START_TEST(test_init_failure_refused)
 {
     const char *fx = ah_t_env("AH_FIXTURE_DIR");
@@ -971,6 +1037,7 @@ static Suite *isolate_suite(void)
     tcase_add_test(tc, test_routes_isolated);
     tcase_add_test(tc, test_route_lookup_does_not_deadlock);
     tcase_add_test(tc, test_events_isolated);
+    tcase_add_test(tc, test_publish_isolated);
     suite_add_tcase(s, tc);
     return s;
 }
