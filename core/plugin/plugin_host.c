@@ -67,6 +67,8 @@ struct ah_http_exchange {
     char *body;
     size_t body_len;
     bool answered; /* http_respond* was called (the answer is one-way) */
+    bool atomic;   /* AH_ROUTE_ATOMIC: the daemon holds the answer until the
+                    * route returns, so it leaves with the route's reply */
     const cJSON *hdr, *qry; /* [[name, value | null], ...] as received, or NULL */
 };
 
@@ -243,22 +245,38 @@ static uint64_t my_id(void)
     return tl_mb != NULL ? tl_mb->id : 0;
 }
 
-static void send_or_die(const cJSON *m)
+/* Frames of this thread's call not sent yet: one-way frames that need not
+ * leave at once (a publish; an atomic route's answer, which the daemon
+ * holds until the route returns anyway) go with the call's next frame, in
+ * one write, so that the daemon takes them with one wake-up. */
+static _Thread_local unsigned char *tl_out;
+static _Thread_local size_t tl_out_len, tl_out_cap;
+
+static void queue_or_die(const cJSON *m, const void *tail, size_t tail_len)
 {
-    pthread_mutex_lock(&g_wr);
-    int r = ah_frame_send(g_fd, m);
-    pthread_mutex_unlock(&g_wr);
-    if (r != 0)
+    if (ah_frame_append(&tl_out, &tl_out_len, &tl_out_cap, m, tail, tail_len) != 0)
         die_lost();
 }
 
 static void send_tail_or_die(const cJSON *m, const void *tail, size_t tail_len)
 {
+    queue_or_die(m, tail, tail_len);
     pthread_mutex_lock(&g_wr);
-    int r = ah_frame_send_tail(g_fd, m, tail, tail_len);
+    int r = ah_frame_write(g_fd, tl_out, tl_out_len);
     pthread_mutex_unlock(&g_wr);
+    tl_out_len = 0;
+    if (tl_out_cap > 1 << 20) { /* a large frame's buffer is not kept */
+        free(tl_out);
+        tl_out = NULL;
+        tl_out_cap = 0;
+    }
     if (r != 0)
         die_lost();
+}
+
+static void send_or_die(const cJSON *m)
+{
+    send_tail_or_die(m, NULL, 0);
 }
 
 static void *pool_main(void *arg);
@@ -400,6 +418,7 @@ static qframe *pump(mbox *mine)
 }
 
 static void serve_request(qframe *f);
+static void thread_buffers_free(void);
 
 /* A pool thread: serves requests until the stream ends. */
 static void *pool_main(void *arg)
@@ -407,8 +426,10 @@ static void *pool_main(void *arg)
     (void)arg;
     for (;;) {
         qframe *f = pump(NULL);
-        if (f == NULL)
+        if (f == NULL) {
+            thread_buffers_free();
             return NULL;
+        }
         serve_request(f);
     }
 }
@@ -734,7 +755,7 @@ static const char *h_json_string(const cJSON *obj, const char *key, size_t max_l
     return v->valuestring;
 }
 
-static void send_oneway(cJSON *m);
+static void send_oneway(cJSON *m, bool defer);
 
 /* One-way ("nr"): the plugin does not wait a round trip for the daemon,
  * which in an atomic route holds the store's lock meanwhile. What the
@@ -756,7 +777,7 @@ static ah_result h_publish(ah_call *call, const char *topic, cJSON *body)
     cJSON_AddStringToObject(m, "topic", topic);
     if (body != NULL)
         cJSON_AddItemToObject(m, "body", body);
-    send_oneway(m);
+    send_oneway(m, true);
     return AH_OK;
 }
 
@@ -897,6 +918,17 @@ static ah_result emit_flush(void)
     return r;
 }
 
+/* This thread's buffers, at its end. */
+static void thread_buffers_free(void)
+{
+    free(g_emit_buf);
+    g_emit_buf = NULL;
+    g_emit_cap = g_emit_len = 0;
+    free(tl_out);
+    tl_out = NULL;
+    tl_out_cap = tl_out_len = 0;
+}
+
 static void emit_flush_before(void)
 {
     if (!g_emit_flushing)
@@ -980,11 +1012,14 @@ static const char *h_ex_query(ah_http_exchange *ex, const char *n)
 /* The answer is one-way ("nr": the daemon sends no reply): the handler
  * does not wait a round trip for it. An exchange is answered once; a
  * second answer fails here, as the daemon would refuse it. */
-static void send_oneway(cJSON *m)
+static void send_oneway(cJSON *m, bool defer)
 {
     emit_flush_before();
     cJSON_AddTrueToObject(m, "nr");
-    send_or_die(m);
+    if (defer)
+        queue_or_die(m, NULL, 0);
+    else
+        send_or_die(m);
     cJSON_Delete(m);
 }
 static ah_result h_ex_respond_json(ah_http_exchange *ex, int status, cJSON *body)
@@ -998,7 +1033,7 @@ static ah_result h_ex_respond_json(ah_http_exchange *ex, int status, cJSON *body
     if (body != NULL)
         cJSON_AddItemToObject(m, "body", body);
     ex->answered = true;
-    send_oneway(m);
+    send_oneway(m, ex->atomic);
     return AH_OK;
 }
 static ah_result h_ex_respond(ah_http_exchange *ex, int status, const char *ct, const char *b,
@@ -1013,7 +1048,7 @@ static ah_result h_ex_respond(ah_http_exchange *ex, int status, const char *ct, 
     if (b != NULL && len > 0 && ah_frame_put_bytes(m, "body", b, len) != 0)
         die_lost();
     ex->answered = true;
-    send_oneway(m);
+    send_oneway(m, ex->atomic);
     return AH_OK;
 }
 
@@ -1445,6 +1480,7 @@ static void serve_route(const cJSON *m)
         ex.hdr = v;
     if ((v = cJSON_GetObjectItemCaseSensitive(m, "qry")) && cJSON_IsArray(v))
         ex.qry = v;
+    ex.atomic = (g_desc->routes[ri->valueint].flags & AH_ROUTE_ATOMIC) != 0;
     ah_result r = g_desc->routes[ri->valueint].handler(&cc.call, &ex);
     /* The connections' calls end with the route (the daemon releases them). */
     for (int i = 0; i < g_nextra; i++) {
