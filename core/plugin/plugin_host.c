@@ -8,13 +8,15 @@
  * descriptor 3 and nothing else open past stderr. It limits its address
  * space to --memory-max (RLIMIT_AS), loads the unchanged plugin, describes
  * its descriptor to the daemon (which never loads it), waits for "init",
- * runs init and says "ready"; then it serves one request at a time (open,
- * call, settle, event, route, close) until the socket ends, when it runs
- * fini and exits 0. Its host API
+ * runs init and says "ready"; then it serves requests (open, call, settle,
+ * event, route, close), several at a time on a small pool of threads (see
+ * "Several calls in flight"), until the socket ends, when it runs fini and
+ * exits 0. Its host API
  * is local where nothing of the daemon's is needed (fail, JSON helpers,
  * url_escape, free, HMAC, ct_equal) and travels to the daemon over the
  * socket for everything else (log, settings, HTTP, OAuth2, events,
- * records, store). Single-threaded.
+ * records, store). The plugin's functions are called from several threads
+ * at once, as the daemon's bus workers call them in process.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -98,7 +100,9 @@ static void *g_state;
 /* Dying at the memory limit                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* A preformatted frame the fault handler can write without allocating. */
+/* A preformatted frame the fault handler can write without allocating.
+ * (Written without g_wr: should another thread be in the middle of a frame
+ * then, the daemon reads nonsense and records a plain crash, not memory.) */
 static const char oom_frame[] = "\0\0\0\x0b{\"t\":\"oom\"}"; /* 11 bytes of JSON */
 static char alt_stack[64 * 1024];
 
@@ -324,9 +328,21 @@ static bool dispatch(qframe *f)
     return true;
 }
 
+/* Requests queued and not yet taken. g_mu held. */
+static int work_queued(void)
+{
+    int n = 0;
+    for (const qframe *f = g_work; f != NULL; f = f->next)
+        n++;
+    return n;
+}
+
 /* Reads a frame, and every frame already buffered after it, and dispatches
- * them. The reading thread only; g_mu not held. */
-static void read_and_dispatch(void)
+ * them. The reading thread only (`idle`: it has no call of its own and will
+ * take a request itself); g_mu not held. A request no thread is free for
+ * gets a new one (up to POOL_MAX): every thread may be waiting for the
+ * daemon, which may be waiting for that request. */
+static void read_and_dispatch(bool idle)
 {
     do {
         qframe *f = calloc(1, sizeof *f);
@@ -340,6 +356,9 @@ static void read_and_dispatch(void)
             qframe_free(f);
             return;
         }
+        if (g_work != NULL && work_queued() > g_idle + (idle ? 1 : 0) && g_nthreads < POOL_MAX &&
+            pthread_create(&g_threads[g_nthreads], NULL, pool_main, NULL) == 0)
+            g_nthreads++;
         pthread_mutex_unlock(&g_mu);
     } while (ah_frame_buffered(&g_rd));
 }
@@ -386,7 +405,7 @@ static qframe *pump(mbox *mine)
             g_reading = true;
             g_left_at = 0;
             pthread_mutex_unlock(&g_mu);
-            read_and_dispatch();
+            read_and_dispatch(mine == NULL);
             pthread_mutex_lock(&g_mu);
             g_reading = false;
             bool mine_now = (mine != NULL && mine->head != NULL) || (mine == NULL && g_work != NULL);

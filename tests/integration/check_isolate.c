@@ -167,14 +167,15 @@ static const char *proc_str(const cJSON *p, const char *a, const char *b)
 /* Calls fixture_faulty until it answers again (it restarts after its
  * backoff); until then only plugin_unavailable is acceptable. Returns the
  * pid that answered. */
-static int until_back(ah_core *core)
+static int until_back_conn(ah_core *core, const char *conn)
 {
     for (int i = 0; i < 100000; i++) {
         ah_reply r;
-        call(core, "f", "ok", &r);
+        call(core, conn, "ok", &r);
         if (r.ok) {
             int pid = cJSON_GetObjectItem(r.body, "pid")->valueint;
-            ck_assert_str_eq(cJSON_GetObjectItem(r.body, "greeting")->valuestring, "hej");
+            ck_assert_str_eq(cJSON_GetObjectItem(r.body, "greeting")->valuestring,
+                             strcmp(conn, "f") == 0 ? "hej" : "route");
             ah_reply_free(&r);
             return pid;
         }
@@ -185,6 +186,11 @@ static int until_back(ah_core *core)
     }
     ck_abort_msg("fixture_faulty did not come back");
     return -1;
+}
+
+static int until_back(ah_core *core)
+{
+    return until_back_conn(core, "f");
 }
 
 /* The steady load on the in-process plugin. */
@@ -915,6 +921,64 @@ START_TEST(test_call_beside_waiting_route)
 }
 END_TEST
 
+/* Several calls in flight in one process: a crash answers every one of
+ * them plugin_crashed, a call past its deadline kills the process and every
+ * call in flight is answered (timeout or plugin_crashed); the process comes
+ * back and nothing is left behind (no zombie). */
+static void fault_beside_route(const char *what, const char *kind)
+{
+    fixture f;
+    setup(&f, "[plugin.fixture_faulty]\nisolation = process\ncall_timeout_ms = 1500\n"
+              "restart_backoff_ms = 10\n");
+    int64_t tid = 0;
+    ah_tenant_row t = {0};
+    ck_assert_int_eq(f.core->store->ops->tenant_get(f.core->store, "acme", &t), 0);
+    tid = t.id;
+    ah_tenant_row_free(&t);
+    add_conn(f.core, tid, "fixture_faulty", "fr", "{\"greeting\":\"route\",\"route_key\":\"rk1\"}");
+    ck_assert_int_eq(ah_conns_reload(f.core), 0);
+    char err[512];
+    ck_assert_msg(ah_daemon_start(f.core, err, sizeof err) == 0, "%s", err);
+    bg_route r = {.core = f.core};
+    snprintf(r.q, sizeof r.q, "?do=wait&dir=%s", f.dir);
+    pthread_t rt;
+    ck_assert_int_eq(pthread_create(&rt, NULL, bg_route_main, &r), 0);
+    while (!exists(f.dir, "in_route"))
+        usleep(1000);
+    /* The route waits in the process ("go" never comes); the fault hits
+     * the same process. */
+    ah_reply c;
+    call(f.core, "fr", what, &c);
+    ck_assert(!c.ok);
+    ck_assert_msg(strcmp(c.code, "plugin_crashed") == 0 || strcmp(c.code, "timeout") == 0,
+                  "%s: %s", c.code, c.message);
+    ah_reply_free(&c);
+    pthread_join(rt, NULL);
+    ck_assert_msg(r.status == 503 || r.status == 504, "%ld %s", r.status,
+                  r.out != NULL ? r.out : "");
+    cJSON *o = cJSON_Parse(r.out);
+    const char *code = jstr(cJSON_GetObjectItem(o, "error"), "code");
+    ck_assert_msg(code != NULL && (strcmp(code, "plugin_crashed") == 0 ||
+                                   strcmp(code, "timeout") == 0), "%s", r.out);
+    cJSON_Delete(o);
+    free(r.out);
+    cJSON *p = faulty_json(f.core);
+    ck_assert_str_eq(proc_str(p, "last_crash", "kind"), kind);
+    ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(p, "process"), "crashes")->valueint, 1);
+    cJSON_Delete(p);
+    until_back_conn(f.core, "fr");
+    teardown(&f);
+    int zombies;
+    ck_assert_int_eq(children(&zombies), 0);
+}
+
+START_TEST(test_crash_answers_every_call_in_flight)
+{
+    fault_beside_route("segv", "signal");
+    fault_beside_route("loop", "timeout");
+}
+END_TEST
+
 static void expect_refused(const char *extra, const char *needle)
 {
     char *dir = ah_t_tmpdir();
@@ -1027,6 +1091,7 @@ static Suite *isolate_suite(void)
     tcase_add_test(tc, test_init_failure_refused);
     tcase_add_test(tc, test_routes_isolated);
     tcase_add_test(tc, test_call_beside_waiting_route);
+    tcase_add_test(tc, test_crash_answers_every_call_in_flight);
     tcase_add_test(tc, test_events_isolated);
     tcase_add_test(tc, test_publish_isolated);
     suite_add_tcase(s, tc);
