@@ -184,10 +184,11 @@ static void die_lost(void)
  * has no call serves it itself: one call at a time costs no more wake-ups
  * than a single thread did. A thread that leaves the socket to run plugin
  * code leaves it unread; a thread with a call waiting for an answer takes
- * it at once, an idle one when it has been left for READ_TAKEOVER_MS (a
- * call that runs long, or hangs, does not hold up the requests behind
- * it; an idle thread looks every IDLE_LOOK_MS, so a call that starts
- * while it sleeps costs no wake-up). Frames out go one at a time (g_wr). */
+ * it at once, an idle one once it has been left for READ_TAKEOVER_MS (a
+ * call that runs long, or hangs, does not hold up the requests behind it
+ * for longer than that, or IDLE_LOOK_MS when the idle thread went to sleep
+ * before the call started: idle threads look now and then instead of being
+ * woken for every call). Frames out go one at a time (g_wr). */
 #define POOL_MAX 32
 #define READ_TAKEOVER_MS 5
 #define IDLE_LOOK_MS 50
