@@ -73,6 +73,8 @@ typedef struct waiter {
     struct waiter *next;
     uint64_t id;
     qframe *head, *last;
+    pthread_cond_t cv;  /* a frame came for it, the socket is free, the child died */
+    bool waiting;       /* in cv */
     ah_http_exchange *ex;
     ah_call *rcalls[1 + ROUTE_EXTRA_MAX];
     int nrcalls;
@@ -109,7 +111,7 @@ typedef struct child {
 /* One plugin process slot; a plugin has opts.processes of them. */
 typedef struct proc {
     pthread_mutex_t mu; /* guards cur, the children's shared state, the slots */
-    pthread_cond_t cv;  /* a frame was queued, the reader left, a child died or started */
+    pthread_cond_t cv;  /* a child started (or could not) */
     int index;          /* in ah_isolate.procs */
     child *cur;         /* the running child, or NULL */
     bool spawning;      /* a thread starts a child for the slot */
@@ -346,6 +348,8 @@ static void child_died(ah_isolate *iso, proc *p, child *ch, const waiter *killer
     ch->status = reap_pid(pid, false);
     ch->pid = 0;
     pthread_cond_broadcast(&p->cv);
+    for (waiter *o = ch->waiters; o != NULL; o = o->next)
+        pthread_cond_signal(&o->cv);
     if (ch->handshake)
         return;
     int status = ch->status;
@@ -385,6 +389,11 @@ static void child_died(ah_isolate *iso, proc *p, child *ch, const waiter *killer
 
 static void waiter_add(proc *p, child *ch, waiter *w)
 {
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cv, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_mutex_lock(&p->mu);
     w->id = ch->handshake ? 0 : ch->next_id++;
     w->next = ch->waiters;
@@ -404,6 +413,19 @@ static void waiter_remove(proc *p, child *ch, waiter *w)
     pthread_mutex_unlock(&p->mu);
     frames_free(w->head);
     w->head = w->last = NULL;
+    pthread_cond_destroy(&w->cv);
+}
+
+/* Wakes one call waiting for the socket (not `except`), to read it. p->mu
+ * held. */
+static void wake_reader(child *ch, const waiter *except)
+{
+    for (waiter *o = ch->waiters; o != NULL; o = o->next) {
+        if (o != except && o->waiting) {
+            pthread_cond_signal(&o->cv);
+            return;
+        }
+    }
 }
 
 /* Reads what the child wrote (at least one frame; every frame already
@@ -454,7 +476,8 @@ static int read_frames(proc *p, child *ch, long left_ms)
             else
                 w->head = f;
             w->last = f;
-            pthread_cond_broadcast(&p->cv);
+            if (w->waiting)
+                pthread_cond_signal(&w->cv);
         }
         pthread_mutex_unlock(&p->mu);
         if (w == NULL) { /* no such call in flight */
@@ -498,9 +521,10 @@ static int next_frame(ah_isolate *iso, proc *p, child *ch, waiter *w, long *left
             int r = read_frames(p, ch, *left_ms);
             pthread_mutex_lock(&p->mu);
             ch->reading = false;
-            /* Another call's thread may read now. */
-            if (ch->waiters != NULL && ch->waiters->next != NULL)
-                pthread_cond_broadcast(&p->cv);
+            /* Leaving with a frame of its own: another call's thread reads
+             * now (a reader that got only others' frames reads on). */
+            if (w->head != NULL)
+                wake_reader(ch, w);
             *left_ms -= (long)(mono_ms() - t0);
             if (r < 0)
                 child_died(iso, p, ch, NULL);
@@ -516,7 +540,9 @@ static int next_frame(ah_isolate *iso, proc *p, child *ch, waiter *w, long *left
             until.tv_sec++;
             until.tv_nsec -= 1000000000L;
         }
-        pthread_cond_timedwait(&p->cv, &p->mu, &until);
+        w->waiting = true;
+        pthread_cond_timedwait(&w->cv, &p->mu, &until);
+        w->waiting = false;
         *left_ms -= (long)(mono_ms() - t0);
     }
 }

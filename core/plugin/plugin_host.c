@@ -206,6 +206,8 @@ typedef struct mbox {
     struct mbox *next;
     uint64_t id;
     qframe *head, *last;
+    pthread_cond_t cv; /* a frame came, the socket is free, the end came */
+    bool waiting;      /* its thread waits in cv */
 } mbox;
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;  /* everything below */
@@ -306,6 +308,7 @@ static bool dispatch(qframe *f)
             mb = calloc(1, sizeof *mb);
             if (mb == NULL)
                 return false;
+            pthread_cond_init(&mb->cv, NULL);
             mb->id = id;
             mb->next = g_mboxes;
             g_mboxes = mb;
@@ -326,7 +329,30 @@ static bool dispatch(qframe *f)
     else
         mb->head = f;
     mb->last = f;
+    if (mb->waiting)
+        pthread_cond_signal(&mb->cv);
     return true;
+}
+
+/* The end: every thread is told. g_mu held. */
+static void set_eof(void)
+{
+    g_eof = true;
+    pthread_cond_broadcast(&g_cv);
+    for (mbox *mb = g_mboxes; mb != NULL; mb = mb->next)
+        pthread_cond_signal(&mb->cv);
+}
+
+/* Wakes one thread waiting for an answer (not `except`'s), to read. g_mu
+ * held. */
+static void wake_reader(const mbox *except)
+{
+    for (mbox *mb = g_mboxes; mb != NULL; mb = mb->next) {
+        if (mb != except && mb->waiting) {
+            pthread_cond_signal(&mb->cv);
+            return;
+        }
+    }
 }
 
 /* Requests queued and not yet taken. g_mu held. */
@@ -352,12 +378,15 @@ static void read_and_dispatch(bool idle)
         int r = ah_frame_read_tail(&g_rd, &f->m, &f->tail, &f->tail_len);
         pthread_mutex_lock(&g_mu);
         if (r != 0 || !dispatch(f)) {
-            g_eof = true;
+            set_eof();
             pthread_mutex_unlock(&g_mu);
             qframe_free(f);
             return;
         }
-        if (g_work != NULL && work_queued() > g_idle + (idle ? 1 : 0) && g_nthreads < POOL_MAX &&
+        int more = g_work != NULL ? work_queued() - (idle ? 1 : 0) : 0;
+        if (more > 0 && g_idle > 0)
+            pthread_cond_signal(&g_cv); /* a request for an idle thread */
+        if (more > g_idle && g_nthreads < POOL_MAX &&
             pthread_create(&g_threads[g_nthreads], NULL, pool_main, NULL) == 0)
             g_nthreads++;
         pthread_mutex_unlock(&g_mu);
@@ -394,7 +423,7 @@ static qframe *pump(mbox *mine)
             return f;
         }
         if (g_eof) {
-            pthread_cond_broadcast(&g_cv);
+            set_eof();
             pthread_mutex_unlock(&g_mu);
             return NULL;
         }
@@ -414,11 +443,9 @@ static qframe *pump(mbox *mine)
                 /* Leaving the socket to serve: a call waiting for an
                  * answer takes it now, an idle thread if it stays left. */
                 g_left_at = now_ms();
-                if (g_serving - (mine != NULL ? 1 : 0) > 0)
-                    pthread_cond_broadcast(&g_cv);
-            } else {
-                pthread_cond_broadcast(&g_cv); /* frames for others */
+                wake_reader(mine);
             }
+            /* (Frames for others: dispatch woke them; this thread reads on.) */
             continue;
         }
         if (mine == NULL) {
@@ -432,7 +459,9 @@ static qframe *pump(mbox *mine)
             pthread_cond_timedwait(&g_cv, &g_mu, &until);
             g_idle--;
         } else {
-            pthread_cond_wait(&g_cv, &g_mu);
+            mine->waiting = true;
+            pthread_cond_wait(&mine->cv, &g_mu);
+            mine->waiting = false;
         }
     }
 }
@@ -1555,6 +1584,7 @@ static void serve_request(qframe *f)
             qframe_free(q);
             q = next;
         }
+        pthread_cond_destroy(&f->mb->cv);
         free(f->mb);
     }
     tl_mb = NULL;
