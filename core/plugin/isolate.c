@@ -387,6 +387,15 @@ static void child_died(ah_isolate *iso, proc *p, child *ch, const waiter *killer
     }
 }
 
+/* The call id as a string member "cid" (a number would be printed as a
+ * double and read back to check it: several times the cost). 0 or -1. */
+static int add_cid(cJSON *m, uint64_t id)
+{
+    char b[24];
+    snprintf(b, sizeof b, "%" PRIu64, id);
+    return cJSON_AddStringToObject(m, "cid", b) != NULL ? 0 : -1;
+}
+
 static void waiter_add(proc *p, child *ch, waiter *w)
 {
     pthread_condattr_t ca;
@@ -465,7 +474,8 @@ static int read_frames(proc *p, child *ch, long left_ms)
             frames_free(f);
             continue;
         }
-        uint64_t id = (uint64_t)inum(f->m, "cid", 0, 0, INT64_MAX);
+        const char *cid = str(f->m, "cid");
+        uint64_t id = cid != NULL ? strtoull(cid, NULL, 10) : 0;
         pthread_mutex_lock(&p->mu);
         waiter *w = ch->waiters;
         while (w != NULL && w->id != id)
@@ -1200,7 +1210,7 @@ static int exchange(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *cal
     *out = NULL;
     if (req != NULL) {
         cJSON_DeleteItemFromObjectCaseSensitive(req, "cid");
-        if (cJSON_AddNumberToObject(req, "cid", (double)w->id) == NULL)
+        if (add_cid(req, w->id) != 0)
             return -1;
         if (send_frame(ch, req, NULL, 0) != 0) {
             pthread_mutex_lock(&p->mu);
@@ -1241,7 +1251,7 @@ static int exchange(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *cal
                 free(rtail);
                 continue;
             }
-            int s = resp != NULL && cJSON_AddNumberToObject(resp, "cid", (double)w->id) != NULL
+            int s = resp != NULL && add_cid(resp, w->id) == 0
                         ? send_frame(ch, resp, rtail, rtail_len)
                         : -1;
             cJSON_Delete(resp);

@@ -242,9 +242,15 @@ static void qframe_free(qframe *f)
 static uint64_t id_of(const cJSON *m)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, "cid");
-    return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 9007199254740992.0
-               ? (uint64_t)v->valuedouble
-               : 0;
+    return cJSON_IsString(v) ? strtoull(v->valuestring, NULL, 10) : 0;
+}
+
+/* The call id as "cid", a string (isolate.c: add_cid). */
+static void add_cid(cJSON *m, uint64_t id)
+{
+    char b[24];
+    snprintf(b, sizeof b, "%" PRIu64, id);
+    cJSON_AddStringToObject(m, "cid", b);
 }
 
 static uint64_t my_id(void)
@@ -556,7 +562,7 @@ static cJSON *host_msg(const ah_call *call, const char *fn)
     if (m == NULL)
         die_lost();
     cJSON_AddStringToObject(m, "t", "host");
-    cJSON_AddNumberToObject(m, "cid", (double)my_id());
+    add_cid(m, my_id());
     cJSON_AddStringToObject(m, "fn", fn);
     /* In a route, a connection's call conn_by_secret gave is named. */
     if (call != NULL && cc_of(call)->idx > 0)
@@ -611,7 +617,7 @@ static void h_log(const ah_call *call, ah_log_level level, const char *fmt, ...)
     if (m == NULL)
         return;
     cJSON_AddStringToObject(m, "t", "log");
-    cJSON_AddNumberToObject(m, "cid", (double)my_id());
+    add_cid(m, my_id());
     cJSON_AddNumberToObject(m, "level", level);
     /* In a route, logged under the connection's call it was made on (its
      * scope, its secrets redacted). */
@@ -1369,7 +1375,7 @@ static void answer(child_call *cc, ah_result r, cJSON *body, const char *ctx)
     if (a == NULL)
         die_lost();
     cJSON_AddStringToObject(a, "t", "reply");
-    cJSON_AddNumberToObject(a, "cid", (double)my_id());
+    add_cid(a, my_id());
     cJSON_AddBoolToObject(a, "ok", r == AH_OK);
     if (r == AH_OK) {
         cJSON_AddItemToObject(a, "body", body != NULL ? body : cJSON_CreateObject());
