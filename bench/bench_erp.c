@@ -15,8 +15,8 @@
  * default, as every figure before it was measured and as etc/atshub.ini
  * runs it), or in a process of its own, every route call and every host
  * call it makes a round trip over the socket. Run both to compare. -P: the
- * plugin's processes when isolated (default 1: each serves one route call at
- * a time, so the HTTP threads queue behind it; give it as many as -t).
+ * plugin's processes when isolated (default 1; each serves several route
+ * calls at a time).
  * -r: [http] plugin_routes: the route runs on a bus worker (the default) or
  * on the HTTP thread. -W: [core] workers (default 2).
  */

@@ -4,11 +4,14 @@
  * fixture_faulty's jobs.get {"do":"ok"} (a context read, a small reply)
  * through the bus, once with the plugin in the daemon and once in its own
  * process (atshub-plugin-host over a socket pair): called directly as the
- * router calls it (no bus), synchronous bus round trips one at a time (p50,
+ * router calls it (no bus) from one thread (p50, p99, calls/s) and from
+ * four at once on four connections (calls/s: with one process, four calls
+ * in flight in it), synchronous bus round trips one at a time (p50,
  * p99, calls/s) and pipelined async bus requests over 8 connections; the
  * last row with processes = 2 (connections spread over two processes).
  * Usage: bench_isolate [REQUESTS] (default 100000). Prints one table.
  */
+#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -53,6 +56,41 @@ static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
+}
+
+/* One of DIRECT_THREADS threads calling the operation directly (as the
+ * router does) on its own connection: with one plugin process, the calls
+ * of all of them are in flight in it at once. */
+enum { DIRECT_THREADS = 4 };
+
+typedef struct direct_arg {
+    ah_core *core;
+    char conn[16];
+    long n;
+    atomic_long *failed;
+} direct_arg;
+
+static void *direct_main(void *arg)
+{
+    direct_arg *d = arg;
+    ah_conn *c = ah_conn_find(d->core, "bench", d->conn);
+    ah_generation *gen = ah_registry_acquire(d->core->registry, "fixture_faulty");
+    ah_op_fn fn = ah_router_resolve(gen->desc, ah_router_topic("jobs.get"));
+    ah_core_call cc;
+    ah_core_call_init(&cc, d->core, gen, c, "jobs.get", NULL);
+    ah_conn_ensure_open(d->core, c, gen, &cc.ext);
+    cc.ext.call.conn_ctx = c->ctx;
+    for (long i = 0; i < d->n; i++) {
+        cJSON *b = body(), *reply = NULL;
+        if (ah_generation_call(gen, fn, &cc.ext.call, b, &reply) != AH_OK)
+            atomic_fetch_add(d->failed, 1);
+        cJSON_Delete(reply);
+        cJSON_Delete(b);
+    }
+    ah_core_call_done(&cc);
+    ah_generation_release(gen);
+    ah_conn_release(c);
+    return NULL;
 }
 
 static int run(const char *mode, int processes, long n)
@@ -124,6 +162,20 @@ static int run(const char *mode, int processes, long n)
     ah_conn_release(c);
     qsort(lat, (size_t)n, sizeof *lat, cmp_double);
     double d50 = lat[n / 2], d99 = lat[n * 99 / 100];
+    /* The same from DIRECT_THREADS threads at once. */
+    pthread_t th[DIRECT_THREADS];
+    direct_arg da[DIRECT_THREADS];
+    atomic_long dfailed = 0;
+    t0 = now_s();
+    for (int i = 0; i < DIRECT_THREADS; i++) {
+        da[i] = (direct_arg){.core = core, .n = n / DIRECT_THREADS, .failed = &dfailed};
+        snprintf(da[i].conn, sizeof da[i].conn, "c%d", i);
+        pthread_create(&th[i], NULL, direct_main, &da[i]);
+    }
+    for (int i = 0; i < DIRECT_THREADS; i++)
+        pthread_join(th[i], NULL);
+    double directx = now_s() - t0;
+    failed += atomic_load(&dfailed);
     t0 = now_s();
     for (long i = 0; i < n; i++) {
         ah_reply r;
@@ -152,9 +204,10 @@ static int run(const char *mode, int processes, long n)
     char label[32];
     snprintf(label, sizeof label, "%s%s", mode,
              processes > 1 ? (processes == 2 ? " x2" : " xN") : "");
-    printf("%-13s %9ld %8.1f %8.1f %10.0f %8.1f %8.1f %10.0f %12.0f %6ld\n", label, n,
-           d50 * 1e6, d99 * 1e6, n / direct, lat[n / 2] * 1e6, lat[n * 99 / 100] * 1e6,
-           n / sync, n / async, failed);
+    printf("%-13s %9ld %8.1f %8.1f %10.0f %10.0f %8.1f %8.1f %10.0f %12.0f %6ld\n", label, n,
+           d50 * 1e6, d99 * 1e6, n / direct,
+           (double)(n / DIRECT_THREADS * DIRECT_THREADS) / directx, lat[n / 2] * 1e6,
+           lat[n * 99 / 100] * 1e6, n / sync, n / async, failed);
     free(lat);
     ah_daemon_close(core);
     char cmd[300];
@@ -167,10 +220,11 @@ int main(int argc, char **argv)
     long n = argc > 1 ? atol(argv[1]) : 100000;
     if (n < 100)
         n = 100;
-    printf("%-13s %9s %8s %8s %10s %8s %8s %10s %12s %6s\n", "", "", "direct", "", "",
-           "bus sync", "", "", "bus async 8", "");
-    printf("%-13s %9s %8s %8s %10s %8s %8s %10s %12s %6s\n", "isolation", "requests",
-           "p50 us", "p99 us", "calls/s", "p50 us", "p99 us", "calls/s", "calls/s", "failed");
+    printf("%-13s %9s %8s %8s %10s %10s %8s %8s %10s %12s %6s\n", "", "", "direct", "", "",
+           "direct x4", "bus sync", "", "", "bus async 8", "");
+    printf("%-13s %9s %8s %8s %10s %10s %8s %8s %10s %12s %6s\n", "isolation", "requests",
+           "p50 us", "p99 us", "calls/s", "calls/s", "p50 us", "p99 us", "calls/s", "calls/s",
+           "failed");
     int rc = run("in_process", 1, n);
     rc |= run("process", 1, n);
     rc |= run("process", 2, n);

@@ -45,35 +45,59 @@ int ah_frame_send(int fd, const cJSON *msg)
 
 int ah_frame_send_tail(int fd, const cJSON *msg, const void *tail, size_t tail_len)
 {
+    unsigned char *buf = NULL;
+    size_t len = 0, cap = 0;
+    /* One buffer, one send: small frames leave in one segment. */
+    int rc = ah_frame_append(&buf, &len, &cap, msg, tail, tail_len);
+    if (rc == 0)
+        rc = ah_frame_write(fd, buf, len);
+    free(buf);
+    return rc;
+}
+
+int ah_frame_append(unsigned char **buf, size_t *len, size_t *cap, const cJSON *msg,
+                    const void *tail, size_t tail_len)
+{
     char *text = cJSON_PrintUnformatted(msg);
     if (text == NULL)
         return -1;
-    size_t len = strlen(text);
+    size_t tl = strlen(text);
     /* The tail follows the text after a NUL, which JSON text never holds. */
-    size_t total = len + (tail_len > 0 ? 1 + tail_len : 0);
-    if (total > AH_FRAME_MAX || total < len) {
+    size_t total = tl + (tail_len > 0 ? 1 + tail_len : 0);
+    if (total > AH_FRAME_MAX || total < tl) {
         free(text);
         return -1;
     }
-    /* One buffer, one send: small frames leave in one segment. */
-    unsigned char *buf = malloc(total + 4);
-    if (buf == NULL) {
-        free(text);
-        return -1;
+    if (*cap - *len < total + 4) {
+        size_t ncap = *cap > 0 ? *cap : 256;
+        while (ncap - *len < total + 4)
+            ncap *= 2;
+        unsigned char *nb = realloc(*buf, ncap);
+        if (nb == NULL) {
+            free(text);
+            return -1;
+        }
+        *buf = nb;
+        *cap = ncap;
     }
-    buf[0] = (unsigned char)(total >> 24);
-    buf[1] = (unsigned char)(total >> 16);
-    buf[2] = (unsigned char)(total >> 8);
-    buf[3] = (unsigned char)total;
-    memcpy(buf + 4, text, len);
+    unsigned char *o = *buf + *len;
+    o[0] = (unsigned char)(total >> 24);
+    o[1] = (unsigned char)(total >> 16);
+    o[2] = (unsigned char)(total >> 8);
+    o[3] = (unsigned char)total;
+    memcpy(o + 4, text, tl);
     free(text);
     if (tail_len > 0) {
-        buf[4 + len] = '\0';
-        memcpy(buf + 5 + len, tail, tail_len);
+        o[4 + tl] = '\0';
+        memcpy(o + 5 + tl, tail, tail_len);
     }
-    int rc = write_all(fd, buf, total + 4);
-    free(buf);
-    return rc;
+    *len += total + 4;
+    return 0;
+}
+
+int ah_frame_write(int fd, const void *buf, size_t len)
+{
+    return write_all(fd, buf, len);
 }
 
 int ah_frame_recv(int fd, cJSON **msg)

@@ -24,6 +24,14 @@ int ah_frame_send(int fd, const cJSON *msg);
  *  same frame (separated by a NUL, which JSON text never holds): bulk data
  *  that needs no escaping and no parse (the emitted records of a batch). */
 int ah_frame_send_tail(int fd, const cJSON *msg, const void *tail, size_t tail_len);
+/** Appends `msg` (with `tail_len` bytes of `tail`, as ah_frame_send_tail)
+ *  as one frame to the buffer *buf (*len bytes used of *cap; grown with
+ *  realloc, freed by the caller): several frames then leave in one write
+ *  (ah_frame_write). 0, or -1 (too large, out of memory; *buf unchanged). */
+int ah_frame_append(unsigned char **buf, size_t *len, size_t *cap, const cJSON *msg,
+                    const void *tail, size_t tail_len);
+/** Writes `len` bytes (frames from ah_frame_append) as ah_frame_send does. */
+int ah_frame_write(int fd, const void *buf, size_t len);
 /** Reads one whole frame into *msg (transferred). Blocks. 0; -1 at end of
  *  stream, on a read error, an oversize frame or text that is not a JSON
  *  object. */

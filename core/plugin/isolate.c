@@ -44,7 +44,8 @@ extern char **environ;
  * only through conn_by_secret, in whichever process it runs) opens it once
  * in its own process and keeps that context too, instead of moving the
  * connection from process to process (an open() per request). Slot i is
- * read and written only under procs[i].mu. */
+ * read and written only under procs[i].mu (a connection's calls are one
+ * at a time: its call lock). */
 typedef struct iso_slot {
     uint64_t epoch;  /* the child that opened it; 0: none */
     char handle[24]; /* the child's context, as it named it */
@@ -55,32 +56,77 @@ typedef struct iso_ctx {
     iso_slot at[];   /* ah_isolate.nprocs of them */
 } iso_ctx;
 
-/* One plugin process; a plugin has opts.processes of them. */
-typedef struct proc {
-    pthread_mutex_t mu; /* one call at a time; guards the child and its socket */
-    int index;          /* in ah_isolate.procs */
-    int fd;             /* -1 when no child runs */
-    ah_frame_reader rd; /* frames from the child (fd) */
-    uint64_t epoch;     /* the current child's number (unique in the plugin) */
-    bool started;       /* a child ran in this slot before */
-    bool oom_noted;     /* the child said it died at its memory limit */
-    bool recycled;      /* the last child was ended after max_calls */
-    unsigned long calls_since_spawn;
-    pid_t pid;          /* 0 when no child runs; guarded by ah_isolate.st */
-    /* While the child serves an inbound route (ah_isolate_route): its
-     * exchange, and the calls its host API calls may name ("c": 0 the
-     * route's own, 1.. the connections conn_by_secret gave it). */
+/* A frame read for a call in flight, kept until its thread takes it. */
+typedef struct qframe {
+    struct qframe *next;
+    cJSON *m;
+    unsigned char *tail;
+    size_t tail_len;
+} qframe;
+
+/* A call in flight in a child: its id (in every frame of the call, both
+ * ways), the frames read for it that its thread has not taken yet, and,
+ * while it serves an inbound route (ah_isolate_route), the exchange and
+ * the calls its host API calls may name ("c": 0 the route's own, 1.. the
+ * connections conn_by_secret gave it). Lives on its thread's stack. */
+typedef struct waiter {
+    struct waiter *next;
+    uint64_t id;
+    qframe *head, *last;
+    pthread_cond_t cv;  /* a frame came for it, the socket is free, the child died */
+    bool waiting;       /* in cv */
     ah_http_exchange *ex;
     ah_call *rcalls[1 + ROUTE_EXTRA_MAX];
     int nrcalls;
+} waiter;
+
+/* One plugin host process, with several calls in flight. Whoever waits for
+ * a frame reads the socket when nobody else does (one reader at a time),
+ * keeps the frames of its own call and hands the others to their calls'
+ * threads; frames go out one at a time under `wr`. Counted references: the
+ * slot's own (while it is the slot's current child) and one per call using
+ * it; the last one closes the socket (a child that did not die is then
+ * ended gently and reaped) and frees it. */
+typedef struct child {
+    int fd;
+    pid_t pid;              /* 0 once reaped */
+    uint64_t epoch;         /* unique in the plugin */
+    ah_frame_reader rd;     /* only the reading thread touches it */
+    pthread_mutex_t wr;     /* one frame at a time on fd */
+    /* The rest under the slot's mu. */
+    int refs;
+    bool reading;           /* a thread reads the socket now */
+    bool dead;              /* it died or was killed (and is reaped) */
+    bool timed_out;         /* killed because `killer` waited too long */
+    bool oom_noted;         /* it said it died at its memory limit */
+    const waiter *killer;
+    char cause[256];        /* why it died, for the calls in flight */
+    waiter *waiters;
+    uint64_t next_id;
+    unsigned long calls;    /* operations answered, for max_calls */
+    bool handshake;         /* starting: not yet the slot's, not a crash if it dies */
+    int status;             /* its wait status once dead */
+} child;
+
+/* One plugin process slot; a plugin has opts.processes of them. */
+typedef struct proc {
+    pthread_mutex_t mu; /* guards cur, the children's shared state, the slots */
+    pthread_cond_t cv;  /* a child started (or could not) */
+    int index;          /* in ah_isolate.procs */
+    child *cur;         /* the running child, or NULL */
+    bool spawning;      /* a thread starts a child for the slot */
+    bool started;       /* a child ran in this slot before */
+    bool recycled;      /* the last child was ended after max_calls */
+    pid_t pid;          /* cur's, for operators; guarded by ah_isolate.st */
 } proc;
 
-/* The route this thread is serving in a child, with that child's lock held:
- * a connection conn_by_secret opens meanwhile is opened in the same child
- * (its context must live where the route runs), nested in the route's
- * exchange, without taking the lock again. */
+/* The route this thread is serving in a child: a connection conn_by_secret
+ * opens meanwhile is opened in the same child (its context must live where
+ * the route runs), as part of the route's call (same id). */
 static _Thread_local struct ah_isolate *tl_iso;
 static _Thread_local proc *tl_proc;
+static _Thread_local child *tl_child;
+static _Thread_local waiter *tl_waiter;
 
 struct ah_isolate {
     char *path, *name, *prog;
@@ -177,6 +223,7 @@ static char *find_prog(void)
     return NULL;
 }
 
+
 static void set_pid(ah_isolate *iso, proc *p, pid_t pid)
 {
     pthread_mutex_lock(&iso->st);
@@ -184,34 +231,18 @@ static void set_pid(ah_isolate *iso, proc *p, pid_t pid)
     pthread_mutex_unlock(&iso->st);
 }
 
-static pid_t get_pid(ah_isolate *iso, proc *p)
+/* Waits for a child's end, killed first unless `gently` (then it gets 2 s to
+ * end on its own after its socket closed). Its wait status. */
+static int reap_pid(pid_t pid, bool gently)
 {
-    pthread_mutex_lock(&iso->st);
-    pid_t pid = p->pid;
-    pthread_mutex_unlock(&iso->st);
-    return pid;
-}
-
-/* Reaps the child (killed first unless `gently`: then it gets 2 s to end on
- * its own after its socket closed) and forgets it. Returns its wait status. */
-static int reap(ah_isolate *iso, proc *p, bool gently)
-{
-    pid_t pid = get_pid(iso, p);
     int status = 0;
-    if (p->fd >= 0) {
-        close(p->fd);
-        p->fd = -1;
-    }
-    ah_frame_reader_reset(&p->rd, -1); /* nothing of the dead child is read */
     if (pid <= 0)
         return 0;
     if (gently) {
         for (int i = 0; i < 200; i++) {
             pid_t r = waitpid(pid, &status, WNOHANG);
-            if (r == pid || (r < 0 && errno != EINTR)) {
-                set_pid(iso, p, 0);
+            if (r == pid || (r < 0 && errno != EINTR))
                 return status;
-            }
             struct timespec ts = {0, 10 * 1000 * 1000};
             nanosleep(&ts, NULL);
         }
@@ -220,12 +251,52 @@ static int reap(ah_isolate *iso, proc *p, bool gently)
     kill(pid, SIGKILL);
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
-    set_pid(iso, p, 0);
     return status;
 }
 
-static int exchange(ah_isolate *iso, proc *p, ah_call *call, const cJSON *req,
-                    long timeout_ms, cJSON **out);
+static void frames_free(qframe *f)
+{
+    while (f != NULL) {
+        qframe *next = f->next;
+        cJSON_Delete(f->m);
+        free(f->tail);
+        free(f);
+        f = next;
+    }
+}
+
+/* The last reference: the socket closes (a child still alive sees the end
+ * of its stream, runs fini and exits; killed when it has not within 2 s),
+ * the child is reaped, everything freed. */
+static void child_free(child *ch)
+{
+    if (ch->fd >= 0)
+        close(ch->fd);
+    if (ch->pid > 0)
+        reap_pid(ch->pid, true);
+    ah_frame_reader_free(&ch->rd);
+    pthread_mutex_destroy(&ch->wr);
+    free(ch);
+}
+
+/* Drops a reference taken with child_get (p->mu not held). */
+static void child_put(proc *p, child *ch)
+{
+    pthread_mutex_lock(&p->mu);
+    bool last = --ch->refs == 0;
+    pthread_mutex_unlock(&p->mu);
+    if (last)
+        child_free(ch);
+}
+
+/* One frame out on the child's socket. 0, or -1 when it is gone. */
+static int send_frame(child *ch, const cJSON *m, const void *tail, size_t tail_len)
+{
+    pthread_mutex_lock(&ch->wr);
+    int r = ah_frame_send_tail(ch->fd, m, tail, tail_len);
+    pthread_mutex_unlock(&ch->wr);
+    return r;
+}
 
 /* The child's end, described: how it died (wait status) while `doing`. */
 static void describe_death(int status, const char *doing, char *err, size_t errlen)
@@ -238,15 +309,297 @@ static void describe_death(int status, const char *doing, char *err, size_t errl
                  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 }
 
+static void record_crash(ah_isolate *iso, proc *p, const char *kind, const char *sig,
+                         const char *cause)
+{
+    int64_t now = mono_ms();
+    p->recycled = false;
+    pthread_mutex_lock(&iso->st);
+    iso->crash_at[iso->ncrash_ring++ % CIRCUIT_CRASHES] = now;
+    bool open = iso->ncrash_ring >= CIRCUIT_CRASHES &&
+                now - iso->crash_at[iso->ncrash_ring % CIRCUIT_CRASHES] <= CIRCUIT_WINDOW_MS;
+    iso->next_start_ms = now + iso->backoff_ms;
+    iso->backoff_ms = iso->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : iso->backoff_ms * 2;
+    iso->crashes++;
+    iso->restarting = true;
+    if (open)
+        iso->circuit_open = true;
+    snprintf(iso->last_kind, sizeof iso->last_kind, "%s", kind);
+    snprintf(iso->last_signal, sizeof iso->last_signal, "%s", sig != NULL ? sig : "");
+    snprintf(iso->last_cause, sizeof iso->last_cause, "%s", cause);
+    iso->last_at = time(NULL);
+    pthread_mutex_unlock(&iso->st);
+}
+
+/* The child died (its socket ended or failed, or it broke the protocol),
+ * or must (`killer` waited past its deadline): killed and reaped once,
+ * its cause kept for every call in flight and recorded as the plugin's
+ * crash, the slot freed for a new child. p->mu held; the calls in flight
+ * are woken and fail. A child still starting (handshake) is only reaped:
+ * its starter says why. */
+static void child_died(ah_isolate *iso, proc *p, child *ch, const waiter *killer)
+{
+    if (ch->dead)
+        return;
+    ch->dead = true;
+    ch->timed_out = killer != NULL;
+    ch->killer = killer;
+    pid_t pid = ch->pid;
+    ch->status = reap_pid(pid, false);
+    ch->pid = 0;
+    pthread_cond_broadcast(&p->cv);
+    for (waiter *o = ch->waiters; o != NULL; o = o->next)
+        pthread_cond_signal(&o->cv);
+    if (ch->handshake)
+        return;
+    int status = ch->status;
+    char signame[16] = "";
+    const char *kind;
+    if (ch->timed_out) {
+        kind = "timeout";
+        snprintf(ch->cause, sizeof ch->cause,
+                 "timeout: no answer within %ld ms (process %d killed)", iso->o.call_timeout_ms,
+                 (int)pid);
+    } else {
+        if (WIFSIGNALED(status)) {
+            const char *ab = sigabbrev_np(WTERMSIG(status));
+            snprintf(signame, sizeof signame, "SIG%s", ab != NULL ? ab : "?");
+        }
+        if (ch->oom_noted) {
+            kind = "memory";
+            snprintf(ch->cause, sizeof ch->cause,
+                     "memory: the process reached memory_max (%" PRIu64 " MiB)%s%s",
+                     iso->o.memory_max >> 20, signame[0] ? ", " : "", signame);
+        } else if (WIFSIGNALED(status)) {
+            kind = "signal";
+            snprintf(ch->cause, sizeof ch->cause, "signal %s", signame);
+        } else {
+            kind = "exit";
+            snprintf(ch->cause, sizeof ch->cause, "exit status %d",
+                     WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        }
+    }
+    record_crash(iso, p, kind, signame[0] ? signame : NULL, ch->cause);
+    if (p->cur == ch) {
+        p->cur = NULL;
+        set_pid(iso, p, 0);
+        ch->refs--; /* the slot's; the caller holds one */
+    }
+}
+
+/* The call id as a string member "cid" (a number would be printed as a
+ * double and read back to check it: several times the cost). 0 or -1. */
+static int add_cid(cJSON *m, uint64_t id)
+{
+    char b[24];
+    snprintf(b, sizeof b, "%" PRIu64, id);
+    return cJSON_AddStringToObject(m, "cid", b) != NULL ? 0 : -1;
+}
+
+static void waiter_add(proc *p, child *ch, waiter *w)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_lock(&p->mu);
+    w->id = ch->handshake ? 0 : ch->next_id++;
+    w->next = ch->waiters;
+    ch->waiters = w;
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void waiter_remove(proc *p, child *ch, waiter *w)
+{
+    pthread_mutex_lock(&p->mu);
+    for (waiter **pp = &ch->waiters; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == w) {
+            *pp = w->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    frames_free(w->head);
+    w->head = w->last = NULL;
+    pthread_cond_destroy(&w->cv);
+}
+
+/* Wakes one call waiting for the socket (not `except`), to read it. p->mu
+ * held. */
+static void wake_reader(child *ch, const waiter *except)
+{
+    for (waiter *o = ch->waiters; o != NULL; o = o->next) {
+        if (o != except && o->waiting) {
+            pthread_cond_signal(&o->cv);
+            return;
+        }
+    }
+}
+
+/* Reads what the child wrote (at least one frame; every frame already
+ * buffered too) and hands each to the call it names. The reading thread
+ * only (ch->reading). 1; 0 nothing came within left_ms; -1 the stream
+ * ended or failed, or the child broke the protocol. */
+static int read_frames(proc *p, child *ch, long left_ms)
+{
+    if (!ah_frame_buffered(&ch->rd)) {
+        struct pollfd pf = {.fd = ch->fd, .events = POLLIN};
+        int r = poll(&pf, 1, left_ms > INT_MAX ? INT_MAX : (int)left_ms);
+        if (r < 0 && errno == EINTR)
+            return 1; /* nothing read: the caller looks again */
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            return 0;
+    }
+    do {
+        qframe *f = calloc(1, sizeof *f);
+        if (f == NULL)
+            return -1;
+        if (ah_frame_read_tail(&ch->rd, &f->m, &f->tail, &f->tail_len) != 0) {
+            free(f);
+            return -1;
+        }
+        const char *t = str(f->m, "t");
+        /* Only a host call carries a tail (emitted records). */
+        if (t == NULL || (f->tail != NULL && strcmp(t, "host") != 0)) {
+            frames_free(f);
+            return -1;
+        }
+        if (strcmp(t, "oom") == 0) {
+            pthread_mutex_lock(&p->mu);
+            ch->oom_noted = true;
+            pthread_mutex_unlock(&p->mu);
+            frames_free(f);
+            continue;
+        }
+        const char *cid = str(f->m, "cid");
+        uint64_t id = cid != NULL ? strtoull(cid, NULL, 10) : 0;
+        pthread_mutex_lock(&p->mu);
+        waiter *w = ch->waiters;
+        while (w != NULL && w->id != id)
+            w = w->next;
+        if (w != NULL) {
+            if (w->last != NULL)
+                w->last->next = f;
+            else
+                w->head = f;
+            w->last = f;
+            if (w->waiting)
+                pthread_cond_signal(&w->cv);
+        }
+        pthread_mutex_unlock(&p->mu);
+        if (w == NULL) { /* no such call in flight */
+            frames_free(f);
+            return -1;
+        }
+    } while (ah_frame_buffered(&ch->rd));
+    return 1;
+}
+
+/* The next frame for call w: queued for it, or read when nobody else
+ * reads, or waited for. 0 with *f; -1 the child died; -2 w's deadline
+ * passed first (the child is killed: every call in flight fails).
+ * *left_ms: what is left of w's deadline, less the time waited here. */
+static int next_frame(ah_isolate *iso, proc *p, child *ch, waiter *w, long *left_ms, qframe **f)
+{
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        if (w->head != NULL) {
+            *f = w->head;
+            w->head = w->head->next;
+            if (w->head == NULL)
+                w->last = NULL;
+            (*f)->next = NULL;
+            pthread_mutex_unlock(&p->mu);
+            return 0;
+        }
+        if (ch->dead) {
+            int r = ch->killer == w ? -2 : -1;
+            pthread_mutex_unlock(&p->mu);
+            return r;
+        }
+        if (*left_ms <= 0) {
+            child_died(iso, p, ch, w);
+            continue;
+        }
+        int64_t t0 = mono_ms();
+        if (!ch->reading) {
+            ch->reading = true;
+            pthread_mutex_unlock(&p->mu);
+            int r = read_frames(p, ch, *left_ms);
+            pthread_mutex_lock(&p->mu);
+            ch->reading = false;
+            /* Leaving with a frame of its own: another call's thread reads
+             * now (a reader that got only others' frames reads on). */
+            if (w->head != NULL)
+                wake_reader(ch, w);
+            *left_ms -= (long)(mono_ms() - t0);
+            if (r < 0)
+                child_died(iso, p, ch, NULL);
+            else if (r == 0)
+                *left_ms = 0;
+            continue;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += *left_ms / 1000;
+        until.tv_nsec += (*left_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        w->waiting = true;
+        pthread_cond_timedwait(&w->cv, &p->mu, &until);
+        w->waiting = false;
+        *left_ms -= (long)(mono_ms() - t0);
+    }
+}
+
+static int exchange(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *call, cJSON *req,
+                    long timeout_ms, cJSON **out);
+
+/* A child that did not finish starting: reaped (killed unless `gently`). */
+static void spawn_abandon(proc *p, child *ch, bool gently)
+{
+    pthread_mutex_lock(&p->mu);
+    pid_t pid = ch->dead ? 0 : ch->pid;
+    ch->dead = true;
+    ch->pid = 0;
+    pthread_mutex_unlock(&p->mu);
+    if (ch->fd >= 0) {
+        close(ch->fd);
+        ch->fd = -1;
+    }
+    if (pid > 0)
+        ch->status = reap_pid(pid, gently);
+}
+
+/* One exchange of the start-up (no other call runs in a starting child). */
+static int spawn_exchange(ah_isolate *iso, proc *p, child *ch, cJSON *req, long t, cJSON **out)
+{
+    ah_call_ext ext;
+    memset(&ext, 0, sizeof ext);
+    ext.call.struct_size = sizeof ext.call;
+    ext.call.host = iso->host;
+    waiter w;
+    memset(&w, 0, sizeof w);
+    waiter_add(p, ch, &w);
+    int r = exchange(iso, p, ch, &w, &ext.call, req, t, out);
+    waiter_remove(p, ch, &w);
+    return r;
+}
+
 /* Starts a child and reads the descriptor it describes (loading the plugin:
  * its constructors and entry function run there, not here); the child then
  * waits for spawn_init. The first description is kept (iso->desc). */
-static int spawn_load(ah_isolate *iso, proc *p, char *err, size_t errlen)
+static child *spawn_load(ah_isolate *iso, proc *p, char *err, size_t errlen)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
         snprintf(err, errlen, "socketpair: %s", strerror(errno));
-        return -1;
+        return NULL;
     }
     /* The child's end goes to descriptor 3; dup2 onto itself would keep
      * O_CLOEXEC, so make sure it is elsewhere first. */
@@ -255,8 +608,21 @@ static int spawn_load(ah_isolate *iso, proc *p, char *err, size_t errlen)
     if (cfd < 0) {
         snprintf(err, errlen, "fcntl: %s", strerror(errno));
         close(sv[0]);
-        return -1;
+        return NULL;
     }
+    child *ch = calloc(1, sizeof *ch);
+    if (ch == NULL) {
+        snprintf(err, errlen, "out of memory");
+        close(sv[0]);
+        close(cfd);
+        return NULL;
+    }
+    ch->fd = sv[0];
+    ah_frame_reader_reset(&ch->rd, ch->fd);
+    pthread_mutex_init(&ch->wr, NULL);
+    ch->refs = 1;
+    ch->next_id = 1;
+    ch->handshake = true;
     char mem[32], fdarg[8] = "3";
     snprintf(mem, sizeof mem, "%" PRIu64, iso->o.memory_max);
     char *argv[] = {iso->prog, "--fd", fdarg, "--plugin", iso->path, "--memory-max", mem,
@@ -285,34 +651,27 @@ static int spawn_load(ah_isolate *iso, proc *p, char *err, size_t errlen)
     close(cfd);
     if (rc != 0) {
         snprintf(err, errlen, "cannot start %s: %s", iso->prog, strerror(rc));
-        close(sv[0]);
-        return -1;
+        child_free(ch);
+        return NULL;
     }
-    p->fd = sv[0];
-    ah_frame_reader_reset(&p->rd, p->fd);
-    p->oom_noted = false;
-    p->calls_since_spawn = 0;
     pthread_mutex_lock(&iso->st);
-    p->epoch = ++iso->spawns;
-    p->pid = pid;
+    ch->epoch = ++iso->spawns;
     pthread_mutex_unlock(&iso->st);
+    ch->pid = pid;
     /* The child loads the plugin and describes its descriptor. */
-    ah_call_ext ext;
-    memset(&ext, 0, sizeof ext);
-    ext.call.struct_size = sizeof ext.call;
-    ext.call.host = iso->host;
     cJSON *desc = NULL;
     long t = iso->o.call_timeout_ms > INIT_TIMEOUT_MIN_MS ? iso->o.call_timeout_ms
                                                           : INIT_TIMEOUT_MIN_MS;
-    int r = exchange(iso, p, &ext.call, NULL, t, &desc);
+    int r = spawn_exchange(iso, p, ch, NULL, t, &desc);
     if (r != 0) {
-        int status = reap(iso, p, false);
+        spawn_abandon(p, ch, false);
         if (r == -2)
             snprintf(err, errlen, "loading the plugin did not finish within %ld ms", t);
         else
-            describe_death(status, "while loading the plugin (its constructors or entry "
-                                   "function)", err, errlen);
-        return -1;
+            describe_death(ch->status, "while loading the plugin (its constructors or entry "
+                                       "function)", err, errlen);
+        child_free(ch);
+        return NULL;
     }
     const char *td = str(desc, "t");
     cJSON *d = cJSON_GetObjectItemCaseSensitive(desc, "d");
@@ -320,40 +679,39 @@ static int spawn_load(ah_isolate *iso, proc *p, char *err, size_t errlen)
         const char *m = str(desc, "message");
         snprintf(err, errlen, "%s", m != NULL ? m : "the plugin process did not start");
         cJSON_Delete(desc);
-        reap(iso, p, true);
-        return -1;
+        spawn_abandon(p, ch, true);
+        child_free(ch);
+        return NULL;
     }
     if (iso->desc == NULL)
         iso->desc = cJSON_DetachItemViaPointer(desc, d);
     cJSON_Delete(desc);
-    return 0;
+    return ch;
 }
 
 /* Tells a child spawn_load started to run the plugin's init, and waits for
- * it to say it is ready. */
-static int spawn_init(ah_isolate *iso, proc *p, char *err, size_t errlen)
+ * it to say it is ready. 0; -1 with err filled and the child freed. */
+static int spawn_init(ah_isolate *iso, proc *p, child *ch, char *err, size_t errlen)
 {
-    ah_call_ext ext;
-    memset(&ext, 0, sizeof ext);
-    ext.call.struct_size = sizeof ext.call;
-    ext.call.host = iso->host;
     cJSON *go = cJSON_CreateObject(), *ready = NULL;
     if (go == NULL || cJSON_AddStringToObject(go, "t", "init") == NULL) {
         cJSON_Delete(go);
         snprintf(err, errlen, "out of memory");
-        reap(iso, p, false);
+        spawn_abandon(p, ch, false);
+        child_free(ch);
         return -1;
     }
     long t = iso->o.call_timeout_ms > INIT_TIMEOUT_MIN_MS ? iso->o.call_timeout_ms
                                                           : INIT_TIMEOUT_MIN_MS;
-    int r = exchange(iso, p, &ext.call, go, t, &ready);
+    int r = spawn_exchange(iso, p, ch, go, t, &ready);
     cJSON_Delete(go);
     if (r != 0) {
-        int status = reap(iso, p, false);
+        spawn_abandon(p, ch, false);
         if (r == -2)
             snprintf(err, errlen, "init did not finish within %ld ms", t);
         else
-            describe_death(status, "in init", err, errlen);
+            describe_death(ch->status, "in init", err, errlen);
+        child_free(ch);
         return -1;
     }
     const char *t_ = str(ready, "t");
@@ -361,91 +719,54 @@ static int spawn_init(ah_isolate *iso, proc *p, char *err, size_t errlen)
         const char *m = str(ready, "message");
         snprintf(err, errlen, "%s", m != NULL ? m : "the plugin process did not start");
         cJSON_Delete(ready);
-        reap(iso, p, true);
+        spawn_abandon(p, ch, true);
+        child_free(ch);
         return -1;
     }
     cJSON_Delete(ready);
+    pthread_mutex_lock(&p->mu);
+    ch->handshake = false;
+    pthread_mutex_unlock(&p->mu);
     return 0;
 }
 
-static int spawn_child(ah_isolate *iso, proc *p, char *err, size_t errlen)
+static child *spawn_child(ah_isolate *iso, proc *p, char *err, size_t errlen)
 {
-    if (spawn_load(iso, p, err, errlen) != 0)
-        return -1;
-    return spawn_init(iso, p, err, errlen);
+    child *ch = spawn_load(iso, p, err, errlen);
+    if (ch == NULL || spawn_init(iso, p, ch, err, errlen) != 0)
+        return NULL;
+    return ch;
 }
 
-/* ------------------------------------------------------------------------ */
-/* Crashes                                                                   */
-/* ------------------------------------------------------------------------ */
-
-static void record_crash(ah_isolate *iso, proc *p, const char *kind, const char *sig,
-                         const char *cause)
+/* Makes ch the slot's running child (its reference becomes the slot's).
+ * p->mu held. */
+static void install(ah_isolate *iso, proc *p, child *ch)
 {
-    int64_t now = mono_ms();
-    p->recycled = false;
+    p->cur = ch;
+    set_pid(iso, p, ch->pid);
     pthread_mutex_lock(&iso->st);
-    iso->crash_at[iso->ncrash_ring++ % CIRCUIT_CRASHES] = now;
-    bool open = iso->ncrash_ring >= CIRCUIT_CRASHES &&
-                now - iso->crash_at[iso->ncrash_ring % CIRCUIT_CRASHES] <= CIRCUIT_WINDOW_MS;
-    iso->next_start_ms = now + iso->backoff_ms;
-    iso->backoff_ms = iso->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : iso->backoff_ms * 2;
-    iso->crashes++;
-    iso->restarting = true;
-    if (open)
-        iso->circuit_open = true;
-    snprintf(iso->last_kind, sizeof iso->last_kind, "%s", kind);
-    snprintf(iso->last_signal, sizeof iso->last_signal, "%s", sig != NULL ? sig : "");
-    snprintf(iso->last_cause, sizeof iso->last_cause, "%s", cause);
-    iso->last_at = time(NULL);
+    if (p->started && !p->recycled)
+        iso->restarts++;
+    iso->restarting = false;
     pthread_mutex_unlock(&iso->st);
+    p->started = true;
+    p->recycled = false;
 }
 
-/* The child is gone or must go: reap it, say why, describe it to the call. */
-static ah_result child_lost(ah_isolate *iso, proc *p, ah_call *call, bool timed_out)
+/* The slot's running child, with a reference for the caller (child_put),
+ * started first when none runs; NULL with the reason described when none
+ * may run now (backoff, circuit open, a start that failed). */
+static child *child_get(ah_isolate *iso, proc *p, ah_call *call)
 {
-    pid_t pid = get_pid(iso, p);
-    int status = reap(iso, p, false);
-    char cause[256], signame[16] = "";
-    const char *kind;
-    if (timed_out) {
-        kind = "timeout";
-        snprintf(cause, sizeof cause, "timeout: no answer within %ld ms (process %d killed)",
-                 iso->o.call_timeout_ms, (int)pid);
-    } else {
-        if (WIFSIGNALED(status)) {
-            const char *ab = sigabbrev_np(WTERMSIG(status));
-            snprintf(signame, sizeof signame, "SIG%s", ab != NULL ? ab : "?");
-        }
-        if (p->oom_noted) {
-            kind = "memory";
-            snprintf(cause, sizeof cause, "memory: the process reached memory_max (%" PRIu64
-                     " MiB)%s%s", iso->o.memory_max >> 20, signame[0] ? ", " : "", signame);
-        } else if (WIFSIGNALED(status)) {
-            kind = "signal";
-            snprintf(cause, sizeof cause, "signal %s", signame);
-        } else {
-            kind = "exit";
-            snprintf(cause, sizeof cause, "exit status %d",
-                     WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-        }
+    pthread_mutex_lock(&p->mu);
+    while (p->spawning)
+        pthread_cond_wait(&p->cv, &p->mu);
+    if (p->cur != NULL) {
+        child *ch = p->cur;
+        ch->refs++;
+        pthread_mutex_unlock(&p->mu);
+        return ch;
     }
-    record_crash(iso, p, kind, signame[0] ? signame : NULL, cause);
-    if (timed_out)
-        return call->host->fail(call, AH_E_TIMEOUT, 504, "plugin '%s' did not answer %s "
-                                "within %ld ms; its process was killed and restarts",
-                                iso->name, call->topic != NULL ? call->topic : "the call",
-                                iso->o.call_timeout_ms);
-    return call->host->fail(call, AH_E_PLUGIN_CRASHED, 503,
-                            "plugin '%s' crashed during %s (%s); it restarts, retry later",
-                            iso->name, call->topic != NULL ? call->topic : "the call", cause);
-}
-
-/* Makes sure a child runs, or describes why none may now. */
-static int ensure_running(ah_isolate *iso, proc *p, ah_call *call)
-{
-    if (p->fd >= 0)
-        return 0;
     int64_t now = mono_ms(), next_start;
     char cause[256];
     bool open;
@@ -455,6 +776,7 @@ static int ensure_running(ah_isolate *iso, proc *p, ah_call *call)
     snprintf(cause, sizeof cause, "%s", iso->last_cause);
     pthread_mutex_unlock(&iso->st);
     if (now < next_start) {
+        pthread_mutex_unlock(&p->mu);
         if (open)
             call->host->fail(call, AH_E_PLUGIN_UNAVAILABLE, 503,
                              "plugin '%s' is unavailable: %d crashes within 60 s (last: %s); "
@@ -465,43 +787,51 @@ static int ensure_running(ah_isolate *iso, proc *p, ah_call *call)
                              "plugin '%s' is restarting after a crash (%s); next try in %" PRId64
                              " ms",
                              iso->name, cause, next_start - now);
-        return -1;
+        return NULL;
     }
+    p->spawning = true;
+    pthread_mutex_unlock(&p->mu);
     char err[512];
-    if (spawn_child(iso, p, err, sizeof err) != 0) {
+    child *ch = spawn_child(iso, p, err, sizeof err);
+    pthread_mutex_lock(&p->mu);
+    p->spawning = false;
+    pthread_cond_broadcast(&p->cv);
+    if (ch == NULL) {
         record_crash(iso, p, "start", NULL, err);
+        pthread_mutex_unlock(&p->mu);
         call->host->fail(call, AH_E_PLUGIN_UNAVAILABLE, 503, "plugin '%s' cannot start: %s",
                          iso->name, err);
-        return -1;
+        return NULL;
     }
-    pthread_mutex_lock(&iso->st);
-    if (p->started && !p->recycled)
-        iso->restarts++;
-    iso->restarting = false;
-    pthread_mutex_unlock(&iso->st);
-    p->started = true;
-    p->recycled = false;
-    return 0;
+    install(iso, p, ch);
+    ch->refs++;
+    pthread_mutex_unlock(&p->mu);
+    return ch;
 }
 
 /* A request came back: the child works. Operations (not open) count
- * towards max_calls. */
-static void call_returned(ah_isolate *iso, proc *p, bool op)
+ * towards max_calls; the child that reached it leaves the slot (the next
+ * call starts a new one) and ends once its last call in flight returned. */
+static void call_returned(ah_isolate *iso, proc *p, child *ch, bool op)
 {
-    if (op)
-        p->calls_since_spawn++;
     pthread_mutex_lock(&iso->st);
     iso->backoff_ms = iso->o.restart_backoff_ms;
     iso->circuit_open = false;
     iso->calls++;
     pthread_mutex_unlock(&iso->st);
-    if (iso->o.max_calls > 0 && p->calls_since_spawn >= (unsigned long)iso->o.max_calls) {
-        reap(iso, p, true);
+    pthread_mutex_lock(&p->mu);
+    if (op)
+        ch->calls++;
+    if (iso->o.max_calls > 0 && ch->calls >= (unsigned long)iso->o.max_calls && p->cur == ch) {
+        p->cur = NULL;
+        set_pid(iso, p, 0);
+        ch->refs--; /* the slot's; the caller holds one */
         p->recycled = true;
         pthread_mutex_lock(&iso->st);
         iso->recycles++;
         pthread_mutex_unlock(&iso->st);
     }
+    pthread_mutex_unlock(&p->mu);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -693,24 +1023,25 @@ static void add_settings(const ah_isolate *iso, cJSON *obj, ah_call *call)
     }
 }
 
-static ah_result open_locked(ah_isolate *iso, proc *p, ah_call *call, iso_ctx *ic);
+static ah_result open_in(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *call,
+                         iso_ctx *ic);
 
 /* The route calls of the exchange: conn_by_secret, the request's parts and
- * the answer. Only while p serves a route (p->ex set). */
-static void serve_route_host(ah_isolate *iso, proc *p, ah_call *call, const char *fn,
-                             const cJSON *m, cJSON *resp)
+ * the answer. Only while w serves a route (w->ex set). */
+static void serve_route_host(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *call,
+                             const char *fn, const cJSON *m, cJSON *resp)
 {
     const ah_host_api *h = call->host;
     if (strcmp(fn, "http_header") == 0 || strcmp(fn, "http_query") == 0) {
         const char *name = str(m, "name");
         const char *v = name == NULL       ? NULL
-                        : fn[5] == 'h' ? h->http_header(p->ex, name)
-                                           : h->http_query(p->ex, name);
+                        : fn[5] == 'h' ? h->http_header(w->ex, name)
+                                           : h->http_query(w->ex, name);
         cJSON_AddItemToObject(resp, "v", v != NULL ? cJSON_CreateString(v) : cJSON_CreateNull());
     } else if (strcmp(fn, "http_respond_json") == 0) {
         cJSON *body = cJSON_DetachItemFromObjectCaseSensitive((cJSON *)m, "body");
         int status = (int)inum(m, "status", 500, 0, 999);
-        cJSON_AddBoolToObject(resp, "ok", h->http_respond_json(p->ex, status, body) == AH_OK);
+        cJSON_AddBoolToObject(resp, "ok", h->http_respond_json(w->ex, status, body) == AH_OK);
     } else if (strcmp(fn, "http_respond") == 0) {
         char *body = NULL;
         size_t len = 0;
@@ -719,13 +1050,13 @@ static void serve_route_host(ah_isolate *iso, proc *p, ah_call *call, const char
             return;
         }
         int status = (int)inum(m, "status", 500, 0, 999);
-        ah_result r = h->http_respond(p->ex, status, str(m, "content_type"),
+        ah_result r = h->http_respond(w->ex, status, str(m, "content_type"),
                                       body != NULL ? body : "", len);
         free(body);
         cJSON_AddBoolToObject(resp, "ok", r == AH_OK);
     } else { /* conn_by_secret, on the route's own call only */
         ah_call *x = NULL;
-        if (call == p->rcalls[0] && p->nrcalls < 1 + ROUTE_EXTRA_MAX)
+        if (call == w->rcalls[0] && w->nrcalls < 1 + ROUTE_EXTRA_MAX)
             x = h->conn_by_secret(call, str(m, "key"), str(m, "presented"));
         const ah_call_ext *ext = (const ah_call_ext *)call;
         /* Why not, as the host wrote it into the route's own call. */
@@ -739,8 +1070,8 @@ static void serve_route_host(ah_isolate *iso, proc *p, ah_call *call, const char
             cJSON_AddBoolToObject(resp, "ok", false);
             return;
         }
-        int idx = p->nrcalls++;
-        p->rcalls[idx] = x;
+        int idx = w->nrcalls++;
+        w->rcalls[idx] = x;
         cJSON_AddBoolToObject(resp, "ok", true);
         cJSON_AddNumberToObject(resp, "c", idx);
         if (x->tenant != NULL)
@@ -753,18 +1084,25 @@ static void serve_route_host(ah_isolate *iso, proc *p, ah_call *call, const char
          * nested too (the connection's call lock is held; a context left in
          * another live process is closed when that process ends). */
         iso_ctx *ic = x->conn_ctx;
-        if (ic != NULL && ic->at[p->index].epoch != p->epoch &&
-            open_locked(iso, p, x, ic) != AH_OK)
+        pthread_mutex_lock(&p->mu);
+        bool stale = ic != NULL && ic->at[p->index].epoch != ch->epoch;
+        pthread_mutex_unlock(&p->mu);
+        if (stale && open_in(iso, p, ch, w, x, ic) != AH_OK) {
+            pthread_mutex_lock(&p->mu);
             ic->at[p->index].epoch = 0; /* opened again by its next route here */
-        if (ic != NULL && ic->at[p->index].epoch == p->epoch)
+            pthread_mutex_unlock(&p->mu);
+        }
+        pthread_mutex_lock(&p->mu);
+        if (ic != NULL && ic->at[p->index].epoch == ch->epoch)
             cJSON_AddStringToObject(resp, "ctx", ic->at[p->index].handle);
+        pthread_mutex_unlock(&p->mu);
         add_settings(iso, resp, x);
     }
 }
 
-static cJSON *serve_host(ah_isolate *iso, proc *p, ah_call *call, const cJSON *m,
-                         unsigned char *tail, size_t tail_len, unsigned char **out_tail,
-                         size_t *out_tail_len)
+static cJSON *serve_host(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *call,
+                         const cJSON *m, unsigned char *tail, size_t tail_len,
+                         unsigned char **out_tail, size_t *out_tail_len)
 {
     const char *fn = str(m, "fn");
     cJSON *resp = cJSON_CreateObject();
@@ -773,16 +1111,16 @@ static cJSON *serve_host(ah_isolate *iso, proc *p, ah_call *call, const cJSON *m
     cJSON_AddStringToObject(resp, "t", "host_reply");
     /* A route's host calls name the call they are made on. */
     int c = (int)inum(m, "c", 0, -1, INT_MAX);
-    if (p->ex != NULL && c > 0 && c < p->nrcalls)
-        call = p->rcalls[c];
+    if (w->ex != NULL && c > 0 && c < w->nrcalls)
+        call = w->rcalls[c];
     const ah_host_api *h = call->host;
-    if (fn == NULL || (c != 0 && (p->ex == NULL || c < 0 || c >= p->nrcalls))) {
+    if (fn == NULL || (c != 0 && (w->ex == NULL || c < 0 || c >= w->nrcalls))) {
         h->fail(call, AH_E_INTERNAL, 500, "malformed host call");
         add_failure(resp, call);
-    } else if (p->ex != NULL &&
+    } else if (w->ex != NULL &&
                (strncmp(fn, "http_", 5) == 0 || strcmp(fn, "conn_by_secret") == 0) &&
                strcmp(fn, "http") != 0) {
-        serve_route_host(iso, p, call, fn, m, resp);
+        serve_route_host(iso, p, ch, w, call, fn, m, resp);
     } else if (strcmp(fn, "setting") == 0) {
         const char *k = str(m, "key");
         const char *v = k != NULL ? h->setting(call, k) : NULL;
@@ -804,7 +1142,13 @@ static cJSON *serve_host(ah_isolate *iso, proc *p, ah_call *call, const cJSON *m
         }
     } else if (strcmp(fn, "publish") == 0) {
         cJSON *body = cJSON_DetachItemFromObjectCaseSensitive((cJSON *)m, "body");
-        add_result(resp, call, h->publish(call, str(m, "topic"), body));
+        const char *topic = str(m, "topic");
+        ah_result r = h->publish(call, topic, body);
+        add_result(resp, call, r);
+        /* One-way (plugin_host.c): the plugin went on without the answer. */
+        if (r != AH_OK && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "nr")))
+            h->log(call, AH_LOG_WARN, "cannot publish %s: %s (the event is lost)",
+                   topic != NULL ? topic : "(no topic)", ((const ah_call_ext *)call)->err_msg);
     } else if (strcmp(fn, "emit_records") == 0) {
         /* A batch of emitted records (plugin_host.c) in the frame's tail. */
         add_result(resp, call, serve_emit_records(call, m, tail, tail_len));
@@ -855,82 +1199,73 @@ static cJSON *serve_host(ah_isolate *iso, proc *p, ah_call *call, const cJSON *m
     return resp;
 }
 
-/* Sends `req` (NULL: nothing) and reads frames until the answer, serving the
- * child's host API calls and logs meanwhile. Only the time spent waiting on
- * the child counts against timeout_ms. 0 with *out; -1 the child is gone;
- * -2 it did not answer in time. */
-static int exchange(ah_isolate *iso, proc *p, ah_call *call, const cJSON *req,
+/* Sends `req` (NULL: nothing) as call w's (its id added) and takes w's
+ * frames until the answer, serving the child's host API calls and logs of
+ * the call meanwhile. Only the time spent waiting on the child counts
+ * against timeout_ms. 0 with *out; -1 the child is gone; -2 it did not
+ * answer in time (it was killed). */
+static int exchange(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *call, cJSON *req,
                     long timeout_ms, cJSON **out)
 {
     *out = NULL;
-    if (req != NULL && ah_frame_send(p->fd, req) != 0)
-        return -1;
+    if (req != NULL) {
+        cJSON_DeleteItemFromObjectCaseSensitive(req, "cid");
+        if (add_cid(req, w->id) != 0)
+            return -1;
+        if (send_frame(ch, req, NULL, 0) != 0) {
+            pthread_mutex_lock(&p->mu);
+            child_died(iso, p, ch, NULL);
+            pthread_mutex_unlock(&p->mu);
+            return -1;
+        }
+    }
     long left = timeout_ms;
     for (;;) {
-        struct pollfd pf = {.fd = p->fd, .events = POLLIN};
-        int64_t t0 = mono_ms();
-        /* A frame already read (the child wrote several at once) needs no
-         * wait. */
-        int r = ah_frame_buffered(&p->rd) ? 1 : poll(&pf, 1, left > INT_MAX ? INT_MAX : (int)left);
-        if (r < 0 && errno == EINTR) {
-            left -= (long)(mono_ms() - t0);
-            continue;
-        }
-        if (r < 0)
-            return -1;
-        if (r == 0)
-            return -2;
-        left -= (long)(mono_ms() - t0);
+        qframe *f = NULL;
+        int r = next_frame(iso, p, ch, w, &left, &f);
+        if (r != 0)
+            return r;
         if (left < 1)
             left = 1;
-        cJSON *m = NULL;
-        unsigned char *tail = NULL;
-        size_t tail_len = 0;
-        if (ah_frame_read_tail(&p->rd, &m, &tail, &tail_len) != 0)
-            return -1;
-        /* Only a host call carries a tail (emitted records). */
-        if (tail != NULL && !(str(m, "t") != NULL && strcmp(str(m, "t"), "host") == 0)) {
-            free(tail);
-            cJSON_Delete(m);
-            return -1;
-        }
+        cJSON *m = f->m;
         const char *t = str(m, "t");
-        if (t == NULL) {
-            cJSON_Delete(m);
-            return -1;
-        }
-        if (strcmp(t, "oom") == 0) {
-            p->oom_noted = true;
-            cJSON_Delete(m);
-        } else if (strcmp(t, "log") == 0) {
+        if (strcmp(t, "log") == 0) {
             const char *msg = str(m, "msg");
             int c = (int)inum(m, "c", 0, -1, INT_MAX);
-            ah_call *on = p->ex != NULL && c > 0 && c < p->nrcalls ? p->rcalls[c] : call;
+            ah_call *on = w->ex != NULL && c > 0 && c < w->nrcalls ? w->rcalls[c] : call;
             ah_log_level lv =
                 (ah_log_level)inum(m, "level", AH_LOG_INFO, AH_LOG_ERROR, AH_LOG_DEBUG);
-            on->host->log(on, lv, "%s",
-                          msg != NULL ? msg : "");
-            cJSON_Delete(m);
+            on->host->log(on, lv, "%s", msg != NULL ? msg : "");
+            frames_free(f);
         } else if (strcmp(t, "host") == 0) {
             unsigned char *rtail = NULL;
             size_t rtail_len = 0;
-            cJSON *resp = serve_host(iso, p, call, m, tail, tail_len, &rtail, &rtail_len);
-            free(tail);
-            /* A one-way call (the route's answer): the child did not wait. */
+            cJSON *resp = serve_host(iso, p, ch, w, call, m, f->tail, f->tail_len, &rtail,
+                                     &rtail_len);
+            /* A one-way call (the route's answer, publish): the child did
+             * not wait. */
             bool oneway = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "nr"));
-            cJSON_Delete(m);
+            frames_free(f);
             if (oneway) {
                 cJSON_Delete(resp);
                 free(rtail);
                 continue;
             }
-            int s = resp != NULL ? ah_frame_send_tail(p->fd, resp, rtail, rtail_len) : -1;
+            int s = resp != NULL && add_cid(resp, w->id) == 0
+                        ? send_frame(ch, resp, rtail, rtail_len)
+                        : -1;
             cJSON_Delete(resp);
             free(rtail);
-            if (s != 0)
+            if (s != 0) {
+                pthread_mutex_lock(&p->mu);
+                child_died(iso, p, ch, NULL);
+                pthread_mutex_unlock(&p->mu);
                 return -1;
+            }
         } else {
             *out = m;
+            f->m = NULL;
+            frames_free(f);
             return 0;
         }
     }
@@ -951,6 +1286,7 @@ static const char *start_prefix(const char *why)
             return "";
     return "isolated: ";
 }
+
 
 ah_isolate *ah_isolate_start(const char *path, const ah_isolate_opts *opts,
                              const ah_host_api *host, char *err, size_t errlen)
@@ -982,13 +1318,17 @@ ah_isolate *ah_isolate_start(const char *path, const ah_isolate_opts *opts,
         ah_isolate_free(iso);
         return NULL;
     }
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     for (int i = 0; i < iso->o.processes; i++) {
         proc *p = &iso->procs[i];
         pthread_mutex_init(&p->mu, NULL);
+        pthread_cond_init(&p->cv, &ca);
         p->index = i;
-        p->fd = -1;
         iso->nprocs++;
     }
+    pthread_condattr_destroy(&ca);
     if (iso->prog == NULL) {
         snprintf(err, errlen, "%s: isolation = process needs atshub-plugin-host: not found "
                  "(set ATSHUB_PLUGIN_HOST, or install it next to atshub)", path);
@@ -996,12 +1336,16 @@ ah_isolate *ah_isolate_start(const char *path, const ah_isolate_opts *opts,
         return NULL;
     }
     char why[512];
-    if (spawn_load(iso, &iso->procs[0], why, sizeof why) != 0) {
+    proc *p0 = &iso->procs[0];
+    child *ch = spawn_load(iso, p0, why, sizeof why);
+    if (ch == NULL) {
         snprintf(err, errlen, "%s: %s%s", path, start_prefix(why), why);
         ah_isolate_free(iso);
         return NULL;
     }
-    iso->procs[0].started = true;
+    /* Loaded, not yet initialised: ah_isolate_run says init. */
+    p0->cur = ch;
+    set_pid(iso, p0, ch->pid);
     return iso;
 }
 
@@ -1022,14 +1366,23 @@ int ah_isolate_run(ah_isolate *iso, const char *name, char *err, size_t errlen)
     for (int i = 0; i < iso->nprocs; i++) {
         char why[512];
         proc *p = &iso->procs[i];
-        pthread_mutex_lock(&p->mu);
-        int r = i == 0 ? spawn_init(iso, p, why, sizeof why) : spawn_child(iso, p, why, sizeof why);
-        pthread_mutex_unlock(&p->mu);
-        if (r != 0) {
+        child *ch = NULL;
+        if (i == 0) {
+            ch = p->cur;
+            p->cur = NULL;
+            set_pid(iso, p, 0);
+            if (ch == NULL || spawn_init(iso, p, ch, why, sizeof why) != 0)
+                ch = NULL;
+        } else {
+            ch = spawn_child(iso, p, why, sizeof why);
+        }
+        if (ch == NULL) {
             snprintf(err, errlen, "%s: %s%s", iso->path, start_prefix(why), why);
             return -1;
         }
-        p->started = true;
+        pthread_mutex_lock(&p->mu);
+        install(iso, p, ch);
+        pthread_mutex_unlock(&p->mu);
     }
     return 0;
 }
@@ -1041,9 +1394,12 @@ void ah_isolate_free(ah_isolate *iso)
     for (int i = 0; i < iso->nprocs; i++) {
         proc *p = &iso->procs[i];
         pthread_mutex_lock(&p->mu);
-        reap(iso, p, true);
-        ah_frame_reader_free(&p->rd);
+        child *ch = p->cur;
+        p->cur = NULL;
         pthread_mutex_unlock(&p->mu);
+        if (ch != NULL)
+            child_put(p, ch); /* no call is in flight any more: the last one */
+        pthread_cond_destroy(&p->cv);
         pthread_mutex_destroy(&p->mu);
     }
     pthread_mutex_destroy(&iso->st);
@@ -1067,23 +1423,29 @@ static void add_call_fields(cJSON *req, const ah_call *call)
         cJSON_AddStringToObject(req, "correlation_id", call->correlation_id);
 }
 
-/* Sends one request and reads its answer; a lost child is described.
- * AH_OK with *ans when the child answered (which may be a plugin error). */
-static ah_result round_trip(ah_isolate *iso, proc *p, ah_call *call, const cJSON *req, bool op,
-                            cJSON **ans)
+/* Sends one request of call w and reads its answer; a lost child is
+ * described. AH_OK with *ans when the child answered (which may be a
+ * plugin error). */
+static ah_result round_trip(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *call,
+                            cJSON *req, bool op, cJSON **ans)
 {
-    if (p->fd < 0) /* lost in an exchange nested in this one (already recorded) */
+    int r = exchange(iso, p, ch, w, call, req, iso->o.call_timeout_ms, ans);
+    if (r == -2)
+        return call->host->fail(call, AH_E_TIMEOUT, 504, "plugin '%s' did not answer %s "
+                                "within %ld ms; its process was killed and restarts",
+                                iso->name, call->topic != NULL ? call->topic : "the call",
+                                iso->o.call_timeout_ms);
+    if (r != 0) {
+        char cause[256];
+        pthread_mutex_lock(&p->mu);
+        snprintf(cause, sizeof cause, "%s", ch->cause[0] ? ch->cause : "connection lost");
+        pthread_mutex_unlock(&p->mu);
         return call->host->fail(call, AH_E_PLUGIN_CRASHED, 503,
-                                "plugin '%s' crashed during %s; it restarts, retry later",
-                                iso->name, call->topic != NULL ? call->topic : "the call");
-    int r = exchange(iso, p, call, req, iso->o.call_timeout_ms, ans);
-    if (r != 0 && p->fd < 0)
-        return call->host->fail(call, AH_E_PLUGIN_CRASHED, 503,
-                                "plugin '%s' crashed during %s; it restarts, retry later",
-                                iso->name, call->topic != NULL ? call->topic : "the call");
-    if (r != 0)
-        return child_lost(iso, p, call, r == -2);
-    call_returned(iso, p, op);
+                                "plugin '%s' crashed during %s (%s); it restarts, retry later",
+                                iso->name, call->topic != NULL ? call->topic : "the call",
+                                cause);
+    }
+    call_returned(iso, p, ch, op);
     return AH_OK;
 }
 
@@ -1101,8 +1463,9 @@ static bool answered_ok(const cJSON *ans)
     return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ans, "ok"));
 }
 
-/* open() in p's current child; fills ic. p->mu held, child running. */
-static ah_result open_locked(ah_isolate *iso, proc *p, ah_call *call, iso_ctx *ic)
+/* open() in child ch as (part of) call w; fills ic's slot for p. */
+static ah_result open_in(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *call,
+                         iso_ctx *ic)
 {
     cJSON *req = cJSON_CreateObject();
     if (req == NULL)
@@ -1110,7 +1473,7 @@ static ah_result open_locked(ah_isolate *iso, proc *p, ah_call *call, iso_ctx *i
     cJSON_AddStringToObject(req, "t", "open");
     add_call_fields(req, call);
     cJSON *ans = NULL;
-    ah_result r = round_trip(iso, p, call, req, false, &ans);
+    ah_result r = round_trip(iso, p, ch, w, call, req, false, &ans);
     cJSON_Delete(req);
     if (r != AH_OK)
         return r;
@@ -1118,11 +1481,24 @@ static ah_result open_locked(ah_isolate *iso, proc *p, ah_call *call, iso_ctx *i
         r = plugin_failed(call, ans);
     } else {
         const char *h = str(ans, "ctx");
+        pthread_mutex_lock(&p->mu);
         snprintf(ic->at[p->index].handle, sizeof ic->at[p->index].handle, "%s",
                  h != NULL ? h : "0");
-        ic->at[p->index].epoch = p->epoch;
+        ic->at[p->index].epoch = ch->epoch;
+        pthread_mutex_unlock(&p->mu);
     }
     cJSON_Delete(ans);
+    return r;
+}
+
+/* open() in ch as a call of its own. */
+static ah_result open_call(ah_isolate *iso, proc *p, child *ch, ah_call *call, iso_ctx *ic)
+{
+    waiter w;
+    memset(&w, 0, sizeof w);
+    waiter_add(p, ch, &w);
+    ah_result r = open_in(iso, p, ch, &w, call, ic);
+    waiter_remove(p, ch, &w);
     return r;
 }
 
@@ -1141,20 +1517,18 @@ ah_result ah_isolate_open(ah_isolate *iso, ah_call *call, void **conn_ctx)
         return call->host->fail(call, AH_E_INTERNAL, 500, "out of memory");
     /* The connection stays with this process: its context lives there. */
     ah_result r;
-    if (tl_iso == iso && tl_proc != NULL) {
-        /* conn_by_secret inside a route this thread runs in tl_proc: open
-         * it there, nested in the route's exchange (the lock is ours). */
-        proc *p = tl_proc;
-        ic->proc = p->index;
-        r = p->fd >= 0 ? open_locked(iso, p, call, ic)
-                       : call->host->fail(call, AH_E_PLUGIN_CRASHED, 503,
-                                          "plugin '%s' crashed during the route", iso->name);
+    if (tl_iso == iso && tl_child != NULL) {
+        /* conn_by_secret inside a route this thread runs: open it in the
+         * route's child, as part of the route's call. */
+        ic->proc = tl_proc->index;
+        r = open_in(iso, tl_proc, tl_child, tl_waiter, call, ic);
     } else {
         proc *p = next_proc(iso);
         ic->proc = p->index;
-        pthread_mutex_lock(&p->mu);
-        r = ensure_running(iso, p, call) == 0 ? open_locked(iso, p, call, ic) : AH_ERR;
-        pthread_mutex_unlock(&p->mu);
+        child *ch = child_get(iso, p, call);
+        r = ch != NULL ? open_call(iso, p, ch, call, ic) : AH_ERR;
+        if (ch != NULL)
+            child_put(p, ch);
     }
     if (r != AH_OK) {
         free(ic);
@@ -1171,50 +1545,68 @@ void ah_isolate_close(ah_isolate *iso, void *conn_ctx)
         return;
     if (tl_iso == iso) {
         /* Released by this thread in the middle of a route it serves (a
-         * connection conn_by_secret found went away meanwhile): the lock
-         * of the route's process is ours and that process waits for a host
-         * reply, and taking another process's lock here could wait on a
-         * route doing the same there; no close goes now: the contexts are
-         * closed when the processes end. */
+         * connection conn_by_secret found went away meanwhile): the route
+         * may still use that context in its process; no close goes now:
+         * the contexts are closed when the processes end. */
         free(ic);
         return;
     }
     for (int i = 0; i < iso->nprocs; i++) {
         proc *p = &iso->procs[i];
         pthread_mutex_lock(&p->mu);
-        if (ic->at[i].epoch != 0 && p->fd >= 0 && ic->at[i].epoch == p->epoch) {
-            cJSON *req = cJSON_CreateObject();
-            if (req != NULL) {
-                cJSON_AddStringToObject(req, "t", "close");
-                cJSON_AddStringToObject(req, "ctx", ic->at[i].handle);
-                /* No answer: a close that crashes the child shows at the next call. */
-                ah_frame_send(p->fd, req);
-                cJSON_Delete(req);
-            }
-        }
+        child *ch = p->cur;
+        bool send = ch != NULL && !ch->dead && ic->at[i].epoch != 0 &&
+                    ic->at[i].epoch == ch->epoch;
+        if (send)
+            ch->refs++;
         pthread_mutex_unlock(&p->mu);
+        if (!send)
+            continue;
+        cJSON *req = cJSON_CreateObject();
+        if (req != NULL) {
+            cJSON_AddStringToObject(req, "t", "close");
+            cJSON_AddStringToObject(req, "ctx", ic->at[i].handle);
+            /* No answer: a close that crashes the child shows at the next call. */
+            send_frame(ch, req, NULL, 0);
+            cJSON_Delete(req);
+        }
+        child_put(p, ch);
     }
     free(ic);
 }
 
-/* The connection's process (any for a call without a context), locked,
- * with a child running and the context open in it; NULL (failure
- * described, nothing locked) when there is none. */
-static proc *lock_proc_for(ah_isolate *iso, ah_call *call)
+/* The connection's process (any for a call without a context) and its
+ * running child (a reference), with the context open in it; NULL (failure
+ * described) when there is none. */
+static child *child_for(ah_isolate *iso, ah_call *call, proc **pp)
 {
     iso_ctx *ic = call->conn_ctx;
     proc *p = ic != NULL ? &iso->procs[ic->proc] : next_proc(iso);
-    pthread_mutex_lock(&p->mu);
-    if (ensure_running(iso, p, call) != 0) {
-        pthread_mutex_unlock(&p->mu);
+    *pp = p;
+    child *ch = child_get(iso, p, call);
+    if (ch == NULL)
         return NULL;
-    }
     /* A context made by an earlier child died with it: open it again. */
-    if (ic != NULL && ic->at[p->index].epoch != p->epoch && open_locked(iso, p, call, ic) != AH_OK) {
-        pthread_mutex_unlock(&p->mu);
+    pthread_mutex_lock(&p->mu);
+    bool stale = ic != NULL && ic->at[p->index].epoch != ch->epoch;
+    pthread_mutex_unlock(&p->mu);
+    if (stale && open_call(iso, p, ch, call, ic) != AH_OK) {
+        child_put(p, ch);
         return NULL;
     }
-    return p;
+    return ch;
+}
+
+/* The context handle of the call's connection in p ("0": none). */
+static void add_ctx(cJSON *req, proc *p, const iso_ctx *ic)
+{
+    char h[24] = "0";
+    if (ic != NULL) {
+        pthread_mutex_lock(&p->mu);
+        snprintf(h, sizeof h, "%s", ic->at[p->index].handle);
+        pthread_mutex_unlock(&p->mu);
+    }
+    cJSON_AddStringToObject(req, "ctx", h);
 }
 
 /* An operation ("call"), the handler of subscription `sub` ("event") or the
@@ -1224,13 +1616,13 @@ static ah_result run_in_child(ah_isolate *iso, ah_call *call, const char *kind, 
                               const char *event, const cJSON *body, cJSON **reply)
 {
     *reply = NULL;
-    iso_ctx *ic = call->conn_ctx;
-    proc *p = lock_proc_for(iso, call);
-    if (p == NULL)
+    proc *p;
+    child *ch = child_for(iso, call, &p);
+    if (ch == NULL)
         return AH_ERR;
     cJSON *req = cJSON_CreateObject();
     if (req == NULL) {
-        pthread_mutex_unlock(&p->mu);
+        child_put(p, ch);
         return call->host->fail(call, AH_E_INTERNAL, 500, "out of memory");
     }
     cJSON_AddStringToObject(req, "t", kind);
@@ -1239,12 +1631,16 @@ static ah_result run_in_child(ah_isolate *iso, ah_call *call, const char *kind, 
         cJSON_AddNumberToObject(req, "sub", sub);
     if (event != NULL)
         cJSON_AddStringToObject(req, "event", event);
-    cJSON_AddStringToObject(req, "ctx", ic != NULL ? ic->at[p->index].handle : "0");
+    add_ctx(req, p, call->conn_ctx);
     cJSON_AddItemReferenceToObject(req, "body", (cJSON *)body);
+    waiter w;
+    memset(&w, 0, sizeof w);
+    waiter_add(p, ch, &w);
     cJSON *ans = NULL;
-    ah_result r = round_trip(iso, p, call, req, true, &ans);
+    ah_result r = round_trip(iso, p, ch, &w, call, req, true, &ans);
+    waiter_remove(p, ch, &w);
+    child_put(p, ch);
     cJSON_Delete(req);
-    pthread_mutex_unlock(&p->mu);
     if (r != AH_OK)
         return r;
     if (answered_ok(ans)) {
@@ -1270,13 +1666,13 @@ static bool add_pair(void *arg, const char *name, const char *value)
 ah_result ah_isolate_route(ah_isolate *iso, ah_call *call, int index, ah_http_exchange *ex)
 {
     const ah_host_api *h = call->host;
-    iso_ctx *ic = call->conn_ctx;
-    proc *p = lock_proc_for(iso, call);
-    if (p == NULL)
+    proc *p;
+    child *ch = child_for(iso, call, &p);
+    if (ch == NULL)
         return AH_ERR;
     cJSON *req = cJSON_CreateObject();
     if (req == NULL) {
-        pthread_mutex_unlock(&p->mu);
+        child_put(p, ch);
         return h->fail(call, AH_E_INTERNAL, 500, "out of memory");
     }
     /* The request goes with the call: its line, the caller, the headers,
@@ -1287,7 +1683,7 @@ ah_result ah_isolate_route(ah_isolate *iso, ah_call *call, int index, ah_http_ex
     cJSON_AddStringToObject(req, "t", "route");
     add_call_fields(req, call);
     cJSON_AddNumberToObject(req, "route", index);
-    cJSON_AddStringToObject(req, "ctx", ic != NULL ? ic->at[p->index].handle : "0");
+    add_ctx(req, p, call->conn_ctx);
     add_settings(iso, req, call);
     const char *v;
     if ((v = h->http_method(ex)) != NULL)
@@ -1305,22 +1701,28 @@ ah_result ah_isolate_route(ah_isolate *iso, ah_call *call, int index, ah_http_ex
     const char *body = h->http_body(ex, &blen);
     if (body != NULL && ah_frame_put_bytes(req, "body", body, blen) != 0) {
         cJSON_Delete(req);
-        pthread_mutex_unlock(&p->mu);
+        child_put(p, ch);
         return h->fail(call, AH_E_INTERNAL, 500, "out of memory");
     }
-    p->ex = ex;
-    p->rcalls[0] = call;
-    p->nrcalls = 1;
+    waiter w;
+    memset(&w, 0, sizeof w);
+    w.ex = ex;
+    w.rcalls[0] = call;
+    w.nrcalls = 1;
+    waiter_add(p, ch, &w);
     tl_iso = iso;
     tl_proc = p;
+    tl_child = ch;
+    tl_waiter = &w;
     cJSON *ans = NULL;
-    ah_result r = round_trip(iso, p, call, req, true, &ans);
+    ah_result r = round_trip(iso, p, ch, &w, call, req, true, &ans);
     tl_iso = NULL;
     tl_proc = NULL;
-    p->ex = NULL;
-    p->nrcalls = 0;
+    tl_child = NULL;
+    tl_waiter = NULL;
+    waiter_remove(p, ch, &w);
+    child_put(p, ch);
     cJSON_Delete(req);
-    pthread_mutex_unlock(&p->mu);
     if (r != AH_OK)
         return r;
     if (!answered_ok(ans))
@@ -1405,3 +1807,4 @@ void ah_isolate_counts(ah_isolate *iso, unsigned long *crashes, unsigned long *r
     *restarts = iso->restarts;
     pthread_mutex_unlock(&iso->st);
 }
+

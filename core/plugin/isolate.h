@@ -30,9 +30,9 @@
  * conn_by_secret opens meanwhile is opened in the route's child (nested in
  * the route's exchange): its context lives where the route runs.
  *
- * Faults: a child that dies (signal or exit) answers the call in flight
+ * Faults: a child that dies (signal or exit) answers every call in flight
  * `plugin_crashed` (503); a call past call_timeout_ms is answered `timeout`
- * (504) and the child killed; memory_max is the child's RLIMIT_AS, and a
+ * (504) and the child killed (its other calls in flight: plugin_crashed); memory_max is the child's RLIMIT_AS, and a
  * child that dies at its limit is recorded as a memory crash. A dead child
  * is started again by the next call after a backoff (restart_backoff_ms,
  * doubled per crash up to 60 s; reset by a call that returns); calls before
@@ -41,13 +41,26 @@
  * the probe that closes the circuit when it returns. Every child is reaped
  * (waitpid on its own pid), every descriptor is O_CLOEXEC.
  *
- * A plugin runs in opts.processes processes; each serves one call at a
- * time. A connection is pinned to one of them (round robin at its open:
- * its context lives there), so calls for different connections run in
- * parallel up to that number. A route runs in any process; a connection
- * its conn_by_secret finds is opened once in that process and keeps a
- * context there too. Crashes, backoff and the circuit count for
- * the plugin as a whole; a crash costs only the calls of that process.
+ * A plugin runs in opts.processes processes, each with several calls in
+ * flight: every frame of a call carries its id ("cid"), the thread that
+ * waits reads the socket when no other does and hands other calls' frames
+ * to them, and the plugin process serves calls on a small pool of threads
+ * (plugin_host.c), so a slow or hung call does not hold up the others
+ * (until its deadline kills the process). A connection is pinned to one
+ * process (round robin at its open: its context lives there). A route runs
+ * in any process; a connection its conn_by_secret finds is opened once in
+ * that process (as part of the route's call) and keeps a context there
+ * too. Crashes, backoff and the circuit count for the plugin as a whole; a
+ * crash costs only the calls of that process.
+ *
+ * One-way host calls: a route's answer (http_respond*) and publish send no
+ * answer back. A publish the daemon refuses at once (its topic) is refused
+ * in the plugin process first with the daemon's words; one the daemon's
+ * store fails is logged on the call ("cannot publish ...: the event is
+ * lost") where in process the plugin would have seen AH_ERR (and could only
+ * log it: the record it announces is written). A publish, and an atomic
+ * route's answer (held by the daemon until the route returns anyway), leave
+ * with the call's next frame, in one write.
  */
 #ifndef AH_ISOLATE_H
 #define AH_ISOLATE_H

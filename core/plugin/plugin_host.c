@@ -8,13 +8,15 @@
  * descriptor 3 and nothing else open past stderr. It limits its address
  * space to --memory-max (RLIMIT_AS), loads the unchanged plugin, describes
  * its descriptor to the daemon (which never loads it), waits for "init",
- * runs init and says "ready"; then it serves one request at a time (open,
- * call, settle, event, route, close) until the socket ends, when it runs
- * fini and exits 0. Its host API
+ * runs init and says "ready"; then it serves requests (open, call, settle,
+ * event, route, close), several at a time on a small pool of threads (see
+ * "Several calls in flight"), until the socket ends, when it runs fini and
+ * exits 0. Its host API
  * is local where nothing of the daemon's is needed (fail, JSON helpers,
  * url_escape, free, HMAC, ct_equal) and travels to the daemon over the
  * socket for everything else (log, settings, HTTP, OAuth2, events,
- * records, store). Single-threaded.
+ * records, store). The plugin's functions are called from several threads
+ * at once, as the daemon's bus workers call them in process.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -29,6 +31,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <time.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -65,13 +69,15 @@ struct ah_http_exchange {
     char *body;
     size_t body_len;
     bool answered; /* http_respond* was called (the answer is one-way) */
+    bool atomic;   /* AH_ROUTE_ATOMIC: the daemon holds the answer until the
+                    * route returns, so it leaves with the route's reply */
     const cJSON *hdr, *qry; /* [[name, value | null], ...] as received, or NULL */
 };
 
 /* The calls conn_by_secret made for the route being served. */
 #define ROUTE_EXTRA_MAX 8
-static child_call *g_extra[ROUTE_EXTRA_MAX];
-static int g_nextra;
+static _Thread_local child_call *g_extra[ROUTE_EXTRA_MAX];
+static _Thread_local int g_nextra;
 
 #if defined(__SANITIZE_ADDRESS__)
 /* Under AddressSanitizer (test builds) a plugin's fault must still end
@@ -94,7 +100,9 @@ static void *g_state;
 /* Dying at the memory limit                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* A preformatted frame the fault handler can write without allocating. */
+/* A preformatted frame the fault handler can write without allocating.
+ * (Written without g_wr: should another thread be in the middle of a frame
+ * then, the daemon reads nonsense and records a plain crash, not memory.) */
 static const char oom_frame[] = "\0\0\0\x0b{\"t\":\"oom\"}"; /* 11 bytes of JSON */
 static char alt_stack[64 * 1024];
 
@@ -162,16 +170,323 @@ static void die_lost(void)
     _exit(2);
 }
 
-static void send_or_die(const cJSON *m)
+/* ------------------------------------------------------------------------ */
+/* Several calls in flight                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Once "ready", the daemon may send a request while others are in flight:
+ * each carries a call id, and every frame of the call (its host calls,
+ * their answers, its logs, its reply) carries it too. Calls run on a small
+ * pool of threads, so that one slow call does not hold up the others, and
+ * one socket serves them all: whichever thread waits (for the answer to
+ * its host call, or for work) reads when nobody else does, keeps what is
+ * its own and hands the rest on. A thread that reads a new request while it
+ * has no call serves it itself: one call at a time costs no more wake-ups
+ * than a single thread did. A thread that leaves the socket to run plugin
+ * code leaves it unread; a thread with a call waiting for an answer takes
+ * it at once, an idle one once it has been left for READ_TAKEOVER_MS (a
+ * call that runs long, or hangs, does not hold up the requests behind it
+ * for longer than that, or IDLE_LOOK_MS when the idle thread went to sleep
+ * before the call started: idle threads look now and then instead of being
+ * woken for every call). Frames out go one at a time (g_wr). */
+#define POOL_MAX 32
+#define READ_TAKEOVER_MS 5
+#define IDLE_LOOK_MS 50
+
+typedef struct qframe {
+    struct qframe *next;
+    cJSON *m;
+    unsigned char *tail;
+    size_t tail_len;
+    struct mbox *mb; /* a request: its call's mailbox */
+} qframe;
+
+/* A call in flight: the frames read for it (host answers, a nested open). */
+typedef struct mbox {
+    struct mbox *next;
+    uint64_t id;
+    qframe *head, *last;
+    pthread_cond_t cv; /* a frame came, the socket is free, the end came */
+    bool waiting;      /* its thread waits in cv */
+} mbox;
+
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;  /* everything below */
+static pthread_mutex_t g_wr = PTHREAD_MUTEX_INITIALIZER;  /* frames out */
+static pthread_cond_t g_cv;                                /* CLOCK_MONOTONIC */
+static bool g_threaded;      /* past the start: the pool serves */
+static bool g_reading;       /* a thread reads the socket */
+static int64_t g_left_at;    /* when the last reader left it to serve; 0: not left */
+static bool g_eof;           /* the daemon closed (or broke the protocol) */
+static mbox *g_mboxes;
+static qframe *g_work, *g_work_last;
+static int g_nthreads, g_idle, g_serving;
+static pthread_t g_threads[POOL_MAX];
+static _Thread_local mbox *tl_mb; /* the call this thread serves */
+
+static int64_t now_ms(void)
 {
-    if (ah_frame_send(g_fd, m) != 0)
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void qframe_free(qframe *f)
+{
+    if (f == NULL)
+        return;
+    cJSON_Delete(f->m);
+    free(f->tail);
+    free(f);
+}
+
+static uint64_t id_of(const cJSON *m)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, "cid");
+    return cJSON_IsString(v) ? strtoull(v->valuestring, NULL, 10) : 0;
+}
+
+/* The call id as "cid", a string (isolate.c: add_cid). */
+static void add_cid(cJSON *m, uint64_t id)
+{
+    char b[24];
+    snprintf(b, sizeof b, "%" PRIu64, id);
+    cJSON_AddStringToObject(m, "cid", b);
+}
+
+static uint64_t my_id(void)
+{
+    return tl_mb != NULL ? tl_mb->id : 0;
+}
+
+/* Frames of this thread's call not sent yet: one-way frames that need not
+ * leave at once (a publish; an atomic route's answer, which the daemon
+ * holds until the route returns anyway) go with the call's next frame, in
+ * one write, so that the daemon takes them with one wake-up. */
+static _Thread_local unsigned char *tl_out;
+static _Thread_local size_t tl_out_len, tl_out_cap;
+
+static void queue_or_die(const cJSON *m, const void *tail, size_t tail_len)
+{
+    if (ah_frame_append(&tl_out, &tl_out_len, &tl_out_cap, m, tail, tail_len) != 0)
         die_lost();
 }
 
 static void send_tail_or_die(const cJSON *m, const void *tail, size_t tail_len)
 {
-    if (ah_frame_send_tail(g_fd, m, tail, tail_len) != 0)
+    queue_or_die(m, tail, tail_len);
+    pthread_mutex_lock(&g_wr);
+    int r = ah_frame_write(g_fd, tl_out, tl_out_len);
+    pthread_mutex_unlock(&g_wr);
+    tl_out_len = 0;
+    if (tl_out_cap > 1 << 20) { /* a large frame's buffer is not kept */
+        free(tl_out);
+        tl_out = NULL;
+        tl_out_cap = 0;
+    }
+    if (r != 0)
         die_lost();
+}
+
+static void send_or_die(const cJSON *m)
+{
+    send_tail_or_die(m, NULL, 0);
+}
+
+static void *pool_main(void *arg);
+
+/* One frame read, to its call's mailbox or, a new request, to the work
+ * queue (with a mailbox for it). g_mu held. false: a protocol error. */
+static bool dispatch(qframe *f)
+{
+    const cJSON *tv = cJSON_GetObjectItemCaseSensitive(f->m, "t");
+    const char *t = cJSON_IsString(tv) ? tv->valuestring : "";
+    uint64_t id = id_of(f->m);
+    mbox *mb = g_mboxes;
+    while (mb != NULL && mb->id != id)
+        mb = mb->next;
+    bool request = strcmp(t, "call") == 0 || strcmp(t, "settle") == 0 ||
+                   strcmp(t, "open") == 0 || strcmp(t, "event") == 0 ||
+                   strcmp(t, "route") == 0;
+    if (strcmp(t, "close") == 0 || (request && mb == NULL)) {
+        if (f->tail != NULL)
+            return false;
+        if (request) {
+            mb = calloc(1, sizeof *mb);
+            if (mb == NULL)
+                return false;
+            pthread_cond_init(&mb->cv, NULL);
+            mb->id = id;
+            mb->next = g_mboxes;
+            g_mboxes = mb;
+            f->mb = mb;
+        }
+        if (g_work_last != NULL)
+            g_work_last->next = f;
+        else
+            g_work = f;
+        g_work_last = f;
+        return true;
+    }
+    /* An answer to a host call, or an open nested in a route (same id). */
+    if (mb == NULL || (strcmp(t, "host_reply") != 0 && strcmp(t, "open") != 0))
+        return false;
+    if (mb->last != NULL)
+        mb->last->next = f;
+    else
+        mb->head = f;
+    mb->last = f;
+    if (mb->waiting)
+        pthread_cond_signal(&mb->cv);
+    return true;
+}
+
+/* The end: every thread is told. g_mu held. */
+static void set_eof(void)
+{
+    g_eof = true;
+    pthread_cond_broadcast(&g_cv);
+    for (mbox *mb = g_mboxes; mb != NULL; mb = mb->next)
+        pthread_cond_signal(&mb->cv);
+}
+
+/* Wakes one thread waiting for an answer (not `except`'s), to read. g_mu
+ * held. */
+static void wake_reader(const mbox *except)
+{
+    for (mbox *mb = g_mboxes; mb != NULL; mb = mb->next) {
+        if (mb != except && mb->waiting) {
+            pthread_cond_signal(&mb->cv);
+            return;
+        }
+    }
+}
+
+/* Requests queued and not yet taken. g_mu held. */
+static int work_queued(void)
+{
+    int n = 0;
+    for (const qframe *f = g_work; f != NULL; f = f->next)
+        n++;
+    return n;
+}
+
+/* Reads a frame, and every frame already buffered after it, and dispatches
+ * them. The reading thread only (`idle`: it has no call of its own and will
+ * take a request itself); g_mu not held. A request no thread is free for
+ * gets a new one (up to POOL_MAX): every thread may be waiting for the
+ * daemon, which may be waiting for that request. */
+static void read_and_dispatch(bool idle)
+{
+    do {
+        qframe *f = calloc(1, sizeof *f);
+        if (f == NULL)
+            die_lost();
+        int r = ah_frame_read_tail(&g_rd, &f->m, &f->tail, &f->tail_len);
+        pthread_mutex_lock(&g_mu);
+        if (r != 0 || !dispatch(f)) {
+            set_eof();
+            pthread_mutex_unlock(&g_mu);
+            qframe_free(f);
+            return;
+        }
+        int more = g_work != NULL ? work_queued() - (idle ? 1 : 0) : 0;
+        if (more > 0 && g_idle > 0)
+            pthread_cond_signal(&g_cv); /* a request for an idle thread */
+        if (more > g_idle && g_nthreads < POOL_MAX &&
+            pthread_create(&g_threads[g_nthreads], NULL, pool_main, NULL) == 0)
+            g_nthreads++;
+        pthread_mutex_unlock(&g_mu);
+    } while (ah_frame_buffered(&g_rd));
+}
+
+/* Waits for the next frame of call `mine`, or (NULL) for a request to
+ * serve. NULL at the end of the stream. */
+static qframe *pump(mbox *mine)
+{
+    pthread_mutex_lock(&g_mu);
+    for (;;) {
+        if (mine != NULL && mine->head != NULL) {
+            qframe *f = mine->head;
+            mine->head = f->next;
+            if (mine->head == NULL)
+                mine->last = NULL;
+            f->next = NULL;
+            pthread_mutex_unlock(&g_mu);
+            return f;
+        }
+        if (mine == NULL && g_work != NULL) {
+            qframe *f = g_work;
+            g_work = f->next;
+            if (g_work == NULL)
+                g_work_last = NULL;
+            f->next = NULL;
+            g_serving++;
+            /* Someone must be able to read while this runs. */
+            if (g_idle == 0 && g_nthreads < POOL_MAX &&
+                pthread_create(&g_threads[g_nthreads], NULL, pool_main, NULL) == 0)
+                g_nthreads++;
+            pthread_mutex_unlock(&g_mu);
+            return f;
+        }
+        if (g_eof) {
+            set_eof();
+            pthread_mutex_unlock(&g_mu);
+            return NULL;
+        }
+        int64_t now = now_ms();
+        bool take = !g_reading &&
+                    (mine != NULL || g_serving == 0 || g_left_at == 0 ||
+                     now - g_left_at >= READ_TAKEOVER_MS);
+        if (take) {
+            g_reading = true;
+            g_left_at = 0;
+            pthread_mutex_unlock(&g_mu);
+            read_and_dispatch(mine == NULL);
+            pthread_mutex_lock(&g_mu);
+            g_reading = false;
+            bool mine_now = (mine != NULL && mine->head != NULL) || (mine == NULL && g_work != NULL);
+            if (mine_now) {
+                /* Leaving the socket to serve: a call waiting for an
+                 * answer takes it now, an idle thread if it stays left. */
+                g_left_at = now_ms();
+                wake_reader(mine);
+            }
+            /* (Frames for others: dispatch woke them; this thread reads on.) */
+            continue;
+        }
+        if (mine == NULL) {
+            /* Idle: look again when the socket has been left long enough
+             * while a call runs, or now and then. */
+            g_idle++;
+            int64_t at = g_serving > 0 && !g_reading && g_left_at != 0
+                             ? g_left_at + READ_TAKEOVER_MS
+                             : now + IDLE_LOOK_MS;
+            struct timespec until = {.tv_sec = at / 1000, .tv_nsec = (at % 1000) * 1000000L};
+            pthread_cond_timedwait(&g_cv, &g_mu, &until);
+            g_idle--;
+        } else {
+            mine->waiting = true;
+            pthread_cond_wait(&mine->cv, &g_mu);
+            mine->waiting = false;
+        }
+    }
+}
+
+static void serve_request(qframe *f);
+static void thread_buffers_free(void);
+
+/* A pool thread: serves requests until the stream ends. */
+static void *pool_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        qframe *f = pump(NULL);
+        if (f == NULL) {
+            thread_buffers_free();
+            return NULL;
+        }
+        serve_request(f);
+    }
 }
 
 static void serve_open(const cJSON *m);
@@ -193,15 +508,34 @@ static cJSON *rpc_full(cJSON *m, const void *tail, size_t tail_len, unsigned cha
     cJSON_Delete(m);
     for (;;) {
         cJSON *ans = NULL;
-        if (ah_frame_read_tail(&g_rd, &ans, ans_tail, ans_tail_len) != 0)
+        unsigned char *at = NULL;
+        size_t al = 0;
+        if (!g_threaded) {
+            /* Starting (init): one thread, nothing else in flight. */
+            if (ah_frame_read_tail(&g_rd, &ans, &at, &al) != 0)
+                die_lost();
+        } else {
+            qframe *f = pump(tl_mb);
+            if (f == NULL)
+                die_lost();
+            ans = f->m;
+            at = f->tail;
+            al = f->tail_len;
+            free(f);
+        }
+        if (at != NULL && ans_tail == NULL)
             die_lost();
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(ans, "t");
         if (cJSON_IsString(t) && strcmp(t->valuestring, "open") == 0) {
-            if (ans_tail != NULL && *ans_tail != NULL)
+            if (at != NULL)
                 die_lost();
             serve_open(ans);
             cJSON_Delete(ans);
             continue;
+        }
+        if (ans_tail != NULL) {
+            *ans_tail = at;
+            *ans_tail_len = al;
         }
         return ans;
     }
@@ -228,6 +562,7 @@ static cJSON *host_msg(const ah_call *call, const char *fn)
     if (m == NULL)
         die_lost();
     cJSON_AddStringToObject(m, "t", "host");
+    add_cid(m, my_id());
     cJSON_AddStringToObject(m, "fn", fn);
     /* In a route, a connection's call conn_by_secret gave is named. */
     if (call != NULL && cc_of(call)->idx > 0)
@@ -282,6 +617,7 @@ static void h_log(const ah_call *call, ah_log_level level, const char *fmt, ...)
     if (m == NULL)
         return;
     cJSON_AddStringToObject(m, "t", "log");
+    add_cid(m, my_id());
     cJSON_AddNumberToObject(m, "level", level);
     /* In a route, logged under the connection's call it was made on (its
      * scope, its secrets redacted). */
@@ -474,17 +810,30 @@ static const char *h_json_string(const cJSON *obj, const char *key, size_t max_l
     return v->valuestring;
 }
 
+static void send_oneway(cJSON *m, bool defer);
+
+/* One-way ("nr"): the plugin does not wait a round trip for the daemon,
+ * which in an atomic route holds the store's lock meanwhile. What the
+ * daemon would refuse at once is refused here first, with its words; a
+ * failure only the daemon can meet (its store) is logged there on the
+ * call, and the plugin has already gone on (an event that cannot be
+ * published is lost, which in process the plugin could only log too). */
 static ah_result h_publish(ah_call *call, const char *topic, cJSON *body)
 {
+    if (topic == NULL || strncmp(topic, "event.", 6) != 0 || strlen(topic) > 128) {
+        cJSON_Delete(body);
+        return h_fail(call, AH_E_INVALID, 500, "event topics start with 'event.'");
+    }
+    if (call->conn == NULL) {
+        cJSON_Delete(body);
+        return h_fail(call, AH_E_INTERNAL, 500, "publish needs a connection (tenant)");
+    }
     cJSON *m = host_msg(call, "publish");
-    if (topic != NULL)
-        cJSON_AddStringToObject(m, "topic", topic);
+    cJSON_AddStringToObject(m, "topic", topic);
     if (body != NULL)
         cJSON_AddItemToObject(m, "body", body);
-    cJSON *ans = rpc(m);
-    ah_result r = result_of(call, ans);
-    cJSON_Delete(ans);
-    return r;
+    send_oneway(m, true);
+    return AH_OK;
 }
 
 /* A text of `len` bytes (0: up to its NUL) as a string member. */
@@ -543,11 +892,11 @@ enum { EMIT_BATCH_RECORDS = 500, EMIT_BATCH_BYTES = 1 << 20 };
  * JSON text), each a 4-byte big-endian length, the bytes and a NUL, or
  * the length 0xffffffff alone for none. Records given as text are copied
  * as they are: no string escaped here and unescaped again in the daemon. */
-static unsigned char *g_emit_buf;
-static size_t g_emit_len, g_emit_cap;
-static ah_call *g_emit_call;
-static size_t g_emit_n;
-static bool g_emit_flushing;
+static _Thread_local unsigned char *g_emit_buf; /* one batch per thread (its call) */
+static _Thread_local size_t g_emit_len, g_emit_cap;
+static _Thread_local ah_call *g_emit_call;
+static _Thread_local size_t g_emit_n;
+static _Thread_local bool g_emit_flushing;
 
 #define EMIT_NONE 0xffffffffu
 
@@ -622,6 +971,17 @@ static ah_result emit_flush(void)
     if (r != AH_OK)
         cc_of(call)->emit_failed = true;
     return r;
+}
+
+/* This thread's buffers, at its end. */
+static void thread_buffers_free(void)
+{
+    free(g_emit_buf);
+    g_emit_buf = NULL;
+    g_emit_cap = g_emit_len = 0;
+    free(tl_out);
+    tl_out = NULL;
+    tl_out_cap = tl_out_len = 0;
 }
 
 static void emit_flush_before(void)
@@ -707,11 +1067,14 @@ static const char *h_ex_query(ah_http_exchange *ex, const char *n)
 /* The answer is one-way ("nr": the daemon sends no reply): the handler
  * does not wait a round trip for it. An exchange is answered once; a
  * second answer fails here, as the daemon would refuse it. */
-static void send_oneway(cJSON *m)
+static void send_oneway(cJSON *m, bool defer)
 {
     emit_flush_before();
     cJSON_AddTrueToObject(m, "nr");
-    send_or_die(m);
+    if (defer)
+        queue_or_die(m, NULL, 0);
+    else
+        send_or_die(m);
     cJSON_Delete(m);
 }
 static ah_result h_ex_respond_json(ah_http_exchange *ex, int status, cJSON *body)
@@ -725,7 +1088,7 @@ static ah_result h_ex_respond_json(ah_http_exchange *ex, int status, cJSON *body
     if (body != NULL)
         cJSON_AddItemToObject(m, "body", body);
     ex->answered = true;
-    send_oneway(m);
+    send_oneway(m, ex->atomic);
     return AH_OK;
 }
 static ah_result h_ex_respond(ah_http_exchange *ex, int status, const char *ct, const char *b,
@@ -740,7 +1103,7 @@ static ah_result h_ex_respond(ah_http_exchange *ex, int status, const char *ct, 
     if (b != NULL && len > 0 && ah_frame_put_bytes(m, "body", b, len) != 0)
         die_lost();
     ex->answered = true;
-    send_oneway(m);
+    send_oneway(m, ex->atomic);
     return AH_OK;
 }
 
@@ -1012,6 +1375,7 @@ static void answer(child_call *cc, ah_result r, cJSON *body, const char *ctx)
     if (a == NULL)
         die_lost();
     cJSON_AddStringToObject(a, "t", "reply");
+    add_cid(a, my_id());
     cJSON_AddBoolToObject(a, "ok", r == AH_OK);
     if (r == AH_OK) {
         cJSON_AddItemToObject(a, "body", body != NULL ? body : cJSON_CreateObject());
@@ -1041,27 +1405,35 @@ static void ctx_add(void *ctx)
 {
     if (ctx == NULL)
         return;
+    pthread_mutex_lock(&g_mu);
     if (g_nctxs == g_capctxs) {
         size_t cap = g_capctxs ? g_capctxs * 2 : 16;
         void **n = realloc(g_ctxs, cap * sizeof *n);
-        if (n == NULL)
+        if (n == NULL) {
+            pthread_mutex_unlock(&g_mu);
             return; /* not closed at the end: the process ends anyway */
+        }
         g_ctxs = n;
         g_capctxs = cap;
     }
     g_ctxs[g_nctxs++] = ctx;
+    pthread_mutex_unlock(&g_mu);
 }
 
 /* Whether ctx is one open() made (a close for anything else is ignored). */
 static bool ctx_remove(void *ctx)
 {
+    bool found = false;
+    pthread_mutex_lock(&g_mu);
     for (size_t i = 0; i < g_nctxs; i++) {
         if (g_ctxs[i] == ctx) {
             g_ctxs[i] = g_ctxs[--g_nctxs];
-            return true;
+            found = true;
+            break;
         }
     }
-    return false;
+    pthread_mutex_unlock(&g_mu);
+    return found;
 }
 
 static void serve_open(const cJSON *m)
@@ -1163,6 +1535,7 @@ static void serve_route(const cJSON *m)
         ex.hdr = v;
     if ((v = cJSON_GetObjectItemCaseSensitive(m, "qry")) && cJSON_IsArray(v))
         ex.qry = v;
+    ex.atomic = (g_desc->routes[ri->valueint].flags & AH_ROUTE_ATOMIC) != 0;
     ah_result r = g_desc->routes[ri->valueint].handler(&cc.call, &ex);
     /* The connections' calls end with the route (the daemon releases them). */
     for (int i = 0; i < g_nextra; i++) {
@@ -1179,6 +1552,49 @@ static void serve_close(const cJSON *m)
     void *ctx = ctx_of(m);
     if (ctx != NULL && ctx_remove(ctx) && g_desc->close != NULL)
         g_desc->close(g_state, ctx);
+}
+
+/* A request the pool took (pump), served on this thread as its call. */
+static void serve_request(qframe *f)
+{
+    tl_mb = f->mb;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(f->m, "t");
+    const char *ts = cJSON_IsString(t) ? t->valuestring : "";
+    if (strcmp(ts, "call") == 0)
+        serve_call(f->m, false);
+    else if (strcmp(ts, "settle") == 0)
+        serve_call(f->m, true);
+    else if (strcmp(ts, "open") == 0)
+        serve_open(f->m);
+    else if (strcmp(ts, "event") == 0)
+        serve_event(f->m);
+    else if (strcmp(ts, "route") == 0)
+        serve_route(f->m);
+    else if (strcmp(ts, "close") == 0)
+        serve_close(f->m);
+    pthread_mutex_lock(&g_mu);
+    if (f->mb != NULL) {
+        for (mbox **pp = &g_mboxes; *pp != NULL; pp = &(*pp)->next) {
+            if (*pp == f->mb) {
+                *pp = f->mb->next;
+                break;
+            }
+        }
+    }
+    g_serving--;
+    pthread_mutex_unlock(&g_mu);
+    if (f->mb != NULL) {
+        qframe *q = f->mb->head;
+        while (q != NULL) {
+            qframe *next = q->next;
+            qframe_free(q);
+            q = next;
+        }
+        pthread_cond_destroy(&f->mb->cv);
+        free(f->mb);
+    }
+    tl_mb = NULL;
+    qframe_free(f);
 }
 
 static void say(const char *t, const char *message)
@@ -1211,6 +1627,11 @@ int main(int argc, char **argv)
     }
     fcntl(g_fd, F_SETFD, FD_CLOEXEC);
     ah_frame_reader_reset(&g_rd, g_fd);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&g_cv, &ca);
+    pthread_condattr_destroy(&ca);
     /* Nothing of the daemon's but stdio and the socket. */
     close_range(g_fd + 1, ~0U, 0);
     for (int fd = 3; fd < g_fd; fd++)
@@ -1302,26 +1723,15 @@ int main(int argc, char **argv)
         cJSON_Delete(cc.keep);
     }
     say("ready", NULL);
-    for (;;) {
-        cJSON *m = NULL;
-        if (ah_frame_read(&g_rd, &m) != 0)
-            break; /* the daemon closed: end */
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(m, "t");
-        const char *ts = cJSON_IsString(t) ? t->valuestring : "";
-        if (strcmp(ts, "call") == 0)
-            serve_call(m, false);
-        else if (strcmp(ts, "settle") == 0)
-            serve_call(m, true);
-        else if (strcmp(ts, "open") == 0)
-            serve_open(m);
-        else if (strcmp(ts, "event") == 0)
-            serve_event(m);
-        else if (strcmp(ts, "route") == 0)
-            serve_route(m);
-        else if (strcmp(ts, "close") == 0)
-            serve_close(m);
-        cJSON_Delete(m);
-    }
+    /* From now on the pool serves, this thread among it (see "Several
+     * calls in flight"), until the daemon closes the socket. */
+    g_threaded = true;
+    pool_main(NULL);
+    pthread_mutex_lock(&g_mu);
+    int n = g_nthreads;
+    pthread_mutex_unlock(&g_mu);
+    for (int i = 0; i < n; i++)
+        pthread_join(g_threads[i], NULL);
     for (size_t i = 0; i < g_nctxs; i++)
         if (g_desc->close != NULL)
             g_desc->close(g_state, g_ctxs[i]);

@@ -110,6 +110,49 @@ static void expect_refused(const unsigned char *bytes, size_t n)
     close(sv[1]);
 }
 
+/* Frames appended to one buffer leave in one write and come out one by
+ * one, in order, a tail with its frame; the buffer grows as needed. */
+START_TEST(test_append)
+{
+    int sv[2];
+    pair(sv);
+    unsigned char *buf = NULL;
+    size_t len = 0, cap = 0;
+    cJSON *a = cJSON_Parse("{\"t\":\"host\",\"cid\":3,\"fn\":\"publish\",\"nr\":true}");
+    cJSON *b = cJSON_Parse("{\"t\":\"reply\",\"cid\":3,\"ok\":true}");
+    for (int i = 0; i < 40; i++)
+        ck_assert_int_eq(ah_frame_append(&buf, &len, &cap, a, NULL, 0), 0);
+    ck_assert_int_eq(ah_frame_append(&buf, &len, &cap, b, "bin\0ary", 7), 0);
+    ck_assert_uint_ge(cap, len);
+    ck_assert_int_eq(ah_frame_write(sv[0], buf, len), 0);
+    free(buf);
+    ah_frame_reader r = {0};
+    ah_frame_reader_reset(&r, sv[1]);
+    for (int i = 0; i < 41; i++) {
+        cJSON *got = NULL;
+        unsigned char *tail = NULL;
+        size_t tl = 0;
+        ck_assert_int_eq(ah_frame_read_tail(&r, &got, &tail, &tl), 0);
+        ck_assert(cJSON_Compare(i < 40 ? a : b, got, 1));
+        if (i < 40) {
+            ck_assert_ptr_null(tail);
+            ck_assert(ah_frame_buffered(&r));
+        } else {
+            ck_assert_uint_eq(tl, 7);
+            ck_assert_mem_eq(tail, "bin\0ary", 7);
+            ck_assert(!ah_frame_buffered(&r));
+        }
+        free(tail);
+        cJSON_Delete(got);
+    }
+    ah_frame_reader_free(&r);
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    close(sv[0]);
+    close(sv[1]);
+}
+END_TEST
+
 START_TEST(test_bad_frames)
 {
     /* longer than AH_FRAME_MAX: refused before any allocation */
@@ -174,6 +217,7 @@ int main(void)
     tcase_add_test(tc, test_bad_frames);
     tcase_add_test(tc, test_reader);
     tcase_add_test(tc, test_bytes);
+    tcase_add_test(tc, test_append);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
