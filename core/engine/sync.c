@@ -545,6 +545,7 @@ typedef struct prefetch {
     pthread_cond_t cv;
     int refs;
     bool done;
+    bool waiting; /* the engine's thread waits for it */
     ah_reply reply;
     ah_store *store;
     page_kept kept; /* for reply's page */
@@ -568,8 +569,16 @@ static void prefetch_unref(prefetch *p)
 static void prefetch_done(void *arg, ah_reply *r)
 {
     prefetch *p = arg;
-    page_kept k;
-    page_kept_make(p->store, r, &k);
+    /* Only while the engine's thread is busy (committing the page before):
+     * when it already waits for this page, the deltas would lengthen the
+     * wait by what they cost (the store then makes them on that thread,
+     * which had nothing else to do). */
+    pthread_mutex_lock(&p->mu);
+    bool engine_idle = p->waiting;
+    pthread_mutex_unlock(&p->mu);
+    page_kept k = {0};
+    if (!engine_idle)
+        page_kept_make(p->store, r, &k);
     pthread_mutex_lock(&p->mu);
     p->kept = k;
     p->reply = *r; /* the reply is ours now */
@@ -627,6 +636,7 @@ static void prefetch_wait(run_ctx *x, prefetch *p, ah_reply *r, page_kept *kept)
         ts.tv_nsec -= 1000000000L;
     }
     pthread_mutex_lock(&p->mu);
+    p->waiting = true;
     while (!p->done)
         if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT)
             break;
