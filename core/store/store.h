@@ -64,6 +64,14 @@ typedef struct ah_record_in {
     const char *fields;     /* JSON text */
 } ah_record_in;
 
+/** A record's fields in the form a store keeps them, made ahead of the
+ *  upsert by ops->fields_prepare (see there). */
+typedef struct ah_fields_kept {
+    const void *data;
+    size_t len;
+    bool blob; /* false: data is the fields' text as given */
+} ah_fields_kept;
+
 /** What an upsert did to one record. */
 typedef enum ah_upsert_result {
     AH_REC_UNCHANGED = 0,
@@ -343,6 +351,21 @@ typedef struct ah_store_ops {
                           const ah_record_in *in, size_t n,
                           const char *cursor_key, const char *cursor_value,
                           ah_upsert_result *results, char **ids_out);
+    /** Optional (NULL: the store has none; then records_upsert does it
+     *  all). The form in which records_upsert keeps each of in[0..n)'s
+     *  fields (SQLite: their delta against raw), made without the store's
+     *  lock or a connection, so that a caller computes it on another
+     *  thread than the one that writes: kept[i] is filled, pointing into
+     *  the returned block (free() it after the upsert), or NULL when out
+     *  of memory. */
+    void *(*fields_prepare)(ah_store *s, const ah_record_in *in, size_t n,
+                            ah_fields_kept *kept);
+    /** Optional (NULL with fields_prepare): records_upsert with kept[i]
+     *  (from fields_prepare for the same in[i]) used as in[i]'s fields. */
+    int (*records_upsert_kept)(ah_store *s, int64_t connection_id,
+                               const ah_record_in *in, const ah_fields_kept *kept, size_t n,
+                               const char *cursor_key, const char *cursor_value,
+                               ah_upsert_result *results, char **ids_out);
     int (*record_get)(ah_store *s, int64_t connection_id, const char *type,
                       const char *remote_id, ah_record_row *out);
     int (*record_get_by_id)(ah_store *s, int64_t tenant_id, const char *id,

@@ -3341,6 +3341,92 @@ START_TEST(test_records_raw_stored_once)
 }
 END_TEST
 
+/* Fields made ahead by fields_prepare (on the sync's bus worker) are stored
+ * byte for byte as the upsert would have made them, read back as given, and
+ * a page synced again through them is unchanged (or updated where a record
+ * changed). */
+START_TEST(test_fields_prepared)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    if (s->ops->fields_prepare == NULL) {
+        ck_assert_ptr_null(s->ops->records_upsert_kept);
+        fx_done(&f);
+        return; /* the engine makes them in its upsert */
+    }
+    int64_t t = add_tenant(s, "acme");
+    int64_t ca = add_conn(s, t, "a"), cb = add_conn(s, t, "b");
+    enum { N = 4 };
+    ah_record_in in[N] = {
+        {"job", "J1", "2026-01-01T00:00:00Z", "{\"id\":1,\"title\":\"Engineer\",\"x\":\"abcdefgh\"}",
+         "{\"title\":\"Engineer\",\"x\":\"abcdefgh\",\"id\":\"1\"}"},
+        {"job", "J2", NULL, "{\"id\":2}", "{\"q\":\"nothing in common with raw\"}"},
+        {"job", "J3", NULL, NULL, NULL},
+        {"job", "J4", NULL, "{\"id\":4,\"t\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
+         "{\"t\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"t2\":\"aaaaaaaaaaaaaaaaaaaaaaaa\"}"},
+    };
+    ah_fields_kept kept[N];
+    void *mem = s->ops->fields_prepare(s, in, N, kept);
+    ck_assert_ptr_nonnull(mem);
+    ah_upsert_result res[N];
+    ck_assert_int_eq(s->ops->records_upsert_kept(s, ca, in, kept, N, "jobs", "c1", res, NULL),
+                     AH_STORE_OK);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(res[i], AH_REC_CREATED);
+    ck_assert_int_eq(s->ops->records_upsert(s, cb, in, N, NULL, NULL, NULL, NULL), AH_STORE_OK);
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM records a JOIN records b ON a.remote_id = b.remote_id "
+             "WHERE a.connection_id = %lld AND b.connection_id = %lld AND a.fields = b.fields "
+             "AND typeof(a.fields) = typeof(b.fields)",
+             (long long)ca, (long long)cb);
+    ck_assert_int_eq(sql_int(&f, sql), N);
+    ck_assert_int_ge(sql_int(&f, "SELECT count(*) FROM records WHERE typeof(fields) = 'blob'"), 4);
+    for (int i = 0; i < N; i++) {
+        ah_record_row r;
+        ck_assert_int_eq(s->ops->record_get(s, ca, "job", in[i].remote_id, &r), AH_STORE_OK);
+        ck_assert_str_eq(r.raw, in[i].raw != NULL ? in[i].raw : "null");
+        ck_assert_str_eq(r.fields, in[i].fields != NULL ? in[i].fields : "{}");
+        ah_record_row_free(&r);
+    }
+    char *cur = NULL;
+    ck_assert_int_eq(s->ops->cursor_get(s, ca, "jobs", &cur), AH_STORE_OK);
+    ck_assert_str_eq(cur, "c1");
+    free(cur);
+    ck_assert_int_eq(s->ops->records_upsert_kept(s, ca, in, kept, N, NULL, NULL, res, NULL),
+                     AH_STORE_OK);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(res[i], AH_REC_UNCHANGED);
+    free(mem);
+    in[1].fields = "{\"q\":\"changed\"}";
+    mem = s->ops->fields_prepare(s, in, N, kept);
+    ck_assert_ptr_nonnull(mem);
+    ck_assert_int_eq(s->ops->records_upsert_kept(s, ca, in, kept, N, NULL, NULL, res, NULL),
+                     AH_STORE_OK);
+    ck_assert_int_eq(res[0], AH_REC_UNCHANGED);
+    ck_assert_int_eq(res[1], AH_REC_UPDATED);
+    ah_record_row r;
+    ck_assert_int_eq(s->ops->record_get(s, ca, "job", "J2", &r), AH_STORE_OK);
+    ck_assert_str_eq(r.fields, "{\"q\":\"changed\"}");
+    ah_record_row_free(&r);
+    free(mem);
+    /* What the caller made is what is stored: the text form given for a
+     * record whose delta would be smaller is kept as text. */
+    int64_t cc = add_conn(s, t, "c");
+    kept[0] = (ah_fields_kept){in[0].fields, strlen(in[0].fields), false};
+    ck_assert_int_eq(s->ops->records_upsert_kept(s, cc, in, kept, 1, NULL, NULL, res, NULL),
+                     AH_STORE_OK);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM records WHERE typeof(fields) = 'text' "
+                                 "AND remote_id = 'J1'"),
+                     1);
+    ck_assert_int_eq(s->ops->record_get(s, cc, "job", "J1", &r), AH_STORE_OK);
+    ck_assert_str_eq(r.fields, in[0].fields);
+    ah_record_row_free(&r);
+    fx_done(&f);
+}
+END_TEST
+
 /* The fields delta round-trips whatever the fields are: long runs of
  * bytes raw lacks (literal runs over 128), long copies (over 67), copies of
  * what the fields themselves wrote, raw far longer than 256 bytes, fields
@@ -3493,6 +3579,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_records_idempotent);
     tcase_add_test(tc, test_records_raw_stored_once);
     tcase_add_test(tc, test_fields_delta_roundtrip);
+    tcase_add_test(tc, test_fields_prepared);
     tcase_add_test(tc, test_migrate_v4_records_layout);
     tcase_add_test(tc, test_records_page_atomic);
     tcase_add_test(tc, test_record_query);

@@ -140,18 +140,56 @@ typedef struct packed {
     bool blob;
 } packed;
 
-static int pack_fields(ah_sq_store *s, const char *raw, const char *fields, packed *out)
+static int pack_fields(ah_sq_packer *pk, const char *raw, const char *fields, packed *out)
 {
     size_t rl = strlen(raw), fl = strlen(fields);
     const void *z = NULL;
     size_t zl = 0;
     /* A record too large for the delta's positions keeps its text. */
-    if (ah_sq_fields_pack(s->packer, raw, rl, fields, fl, &z, &zl) == 0 && zl < fl) {
+    if (ah_sq_fields_pack(pk, raw, rl, fields, fl, &z, &zl) == 0 && zl < fl) {
         *out = (packed){z, zl, true};
     } else {
         *out = (packed){fields, fl, false};
     }
     return 0;
+}
+
+void *ah_sq_fields_prepare(ah_store *st, const ah_record_in *in, size_t n, ah_fields_kept *kept)
+{
+    (void)st;
+    /* A packer of its own (the store's is used under its lock), and the
+     * deltas one after the other in one block. */
+    ah_sq_packer *pk = ah_sq_packer_new();
+    size_t cap = 1, len = 0;
+    for (size_t i = 0; i < n; i++)
+        cap += in[i].fields != NULL ? strlen(in[i].fields) : 2;
+    unsigned char *mem = malloc(cap);
+    size_t *offs = calloc(n ? n : 1, sizeof *offs);
+    if (pk == NULL || mem == NULL || offs == NULL) {
+        ah_sq_packer_free(pk);
+        free(mem);
+        free(offs);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *raw = in[i].raw != NULL ? in[i].raw : "null";
+        const char *fields = in[i].fields != NULL ? in[i].fields : "{}";
+        packed pf;
+        pack_fields(pk, raw, fields, &pf);
+        kept[i] = (ah_fields_kept){pf.data, pf.len, pf.blob};
+        if (pf.blob) {
+            /* zl < fl: the deltas fit the block sized by the texts */
+            memcpy(mem + len, pf.data, pf.len);
+            offs[i] = len;
+            len += pf.len;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        if (kept[i].blob)
+            kept[i].data = mem + offs[i];
+    free(offs);
+    ah_sq_packer_free(pk);
+    return mem;
 }
 
 static void bind_fields(sqlite3_stmt *st, int i, const packed *p)
@@ -269,8 +307,8 @@ static int rec_lookup(ah_sq_store *s, int64_t cid, const ah_record_in *r, const 
  * index descent per record rather than two. An existing record is
  * rewritten only when its raw or fields differ. */
 static int upsert_one(ah_sq_store *s, idgen *g, int64_t cid, const ah_record_in *r,
-                      uint64_t now_ms, const char *now, bool *known_hint,
-                      ah_upsert_result *result, char **id_out)
+                      const ah_fields_kept *kept, uint64_t now_ms, const char *now,
+                      bool *known_hint, ah_upsert_result *result, char **id_out)
 {
     if (r->type == NULL || r->remote_id == NULL) {
         ah_log(s->base.lg, AH_LOG_ERROR, "store",
@@ -280,7 +318,9 @@ static int upsert_one(ah_sq_store *s, idgen *g, int64_t cid, const ah_record_in 
     const char *raw = r->raw != NULL ? r->raw : "null";
     const char *fields = r->fields != NULL ? r->fields : "{}";
     packed pf;
-    if (pack_fields(s, raw, fields, &pf) != 0) {
+    if (kept != NULL)
+        pf = (packed){kept->data, kept->len, kept->blob};
+    else if (pack_fields(s->packer, raw, fields, &pf) != 0) {
         ah_log(s->base.lg, AH_LOG_ERROR, "store", "records_upsert: cannot pack the fields");
         return AH_STORE_ERR;
     }
@@ -349,6 +389,15 @@ int ah_sq_records_upsert(ah_store *st, int64_t connection_id, const ah_record_in
                          const char *cursor_key, const char *cursor_value,
                          ah_upsert_result *results, char **ids_out)
 {
+    return ah_sq_records_upsert_kept(st, connection_id, in, NULL, n, cursor_key, cursor_value,
+                                     results, ids_out);
+}
+
+int ah_sq_records_upsert_kept(ah_store *st, int64_t connection_id, const ah_record_in *in,
+                              const ah_fields_kept *kept, size_t n, const char *cursor_key,
+                              const char *cursor_value, ah_upsert_result *results,
+                              char **ids_out)
+{
     ah_sq_store *s = ah_sq(st);
     if (n > 0 && in == NULL)
         return AH_STORE_ERR;
@@ -386,7 +435,8 @@ int ah_sq_records_upsert(ah_store *st, int64_t connection_id, const ah_record_in
             goto rollback;
         }
         ah_upsert_result res = AH_REC_UNCHANGED;
-        rc = upsert_one(s, &gen, connection_id, &in[i], now_ms, now, &known, &res,
+        rc = upsert_one(s, &gen, connection_id, &in[i], kept != NULL ? &kept[i] : NULL, now_ms,
+                        now, &known, &res,
                         ids_out != NULL ? &ids_out[i] : NULL);
         if (rc != AH_STORE_OK)
             goto rollback;

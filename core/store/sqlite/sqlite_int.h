@@ -303,6 +303,11 @@ int ah_sq_sequence_next(ah_store *st, int64_t tenant_id, const char *name, int64
 
 /* ---- records.c --------------------------------------------------------- */
 
+void *ah_sq_fields_prepare(ah_store *st, const ah_record_in *in, size_t n, ah_fields_kept *kept);
+int ah_sq_records_upsert_kept(ah_store *st, int64_t connection_id, const ah_record_in *in,
+                              const ah_fields_kept *kept, size_t n, const char *cursor_key,
+                              const char *cursor_value, ah_upsert_result *results,
+                              char **ids_out);
 int ah_sq_records_upsert(ah_store *st, int64_t connection_id, const ah_record_in *in, size_t n,
                          const char *cursor_key, const char *cursor_value,
                          ah_upsert_result *results, char **ids_out);
