@@ -1116,6 +1116,14 @@ static void api_route(void *core, ah_http_exchange *ex, api_fn fn, ah_http_handl
         ah_rest_offload(core, ex, w);
 }
 
+bool ah_api_keeps_thread(ah_http_exchange *ex)
+{
+    const char *wait = ah_ex_query(ex, "wait");
+    return strcmp(ah_ex_method(ex), "POST") == 0 &&
+           strcmp(ah_ex_path(ex), "/v1/applications/bulk-reject") == 0 && wait != NULL &&
+           strcmp(wait, "true") == 0;
+}
+
 #define API_HANDLER(name, method, path, kind, fn)                                          \
     static void w_##name(void *core, ah_http_exchange *ex)                                 \
     {                                                                                      \

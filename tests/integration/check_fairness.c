@@ -523,27 +523,32 @@ typedef struct reader {
     const char *path;
     long status;
     char *body;
+    const char *conn, *idem, *req; /* a write with an Idempotency-Key: POST req */
 } reader;
 
 static void *read_main(void *arg)
 {
     reader *rd = arg;
-    rd->status = http("GET", rd->path, KEY_ACME, NULL, NULL, NULL, &rd->body);
+    rd->status = http(rd->req != NULL ? "POST" : "GET", rd->path, KEY_ACME, rd->conn, rd->idem,
+                      rd->req, &rd->body);
     atomic_fetch_add(&answered, 1);
     return NULL;
 }
 
 /* Issue 13: no HTTP thread waits on the store. The test holds the store's
  * writer (a scope left open, as a long write would) while acme sends 8
- * /v1 reads that need it (GET /v1/webhooks). They wait on bus workers,
- * within acme's share, not on the 2 HTTP threads: every one of them has
- * its request line read, and globex's /v1 reads (record lists, events,
- * which read beside the writer) and
- * GET /v1/health are answered meanwhile. Once the store is let go, acme's
- * reads are answered too. */
+ * /v1 reads that need it (GET /v1/webhooks) and 8 writes with an
+ * Idempotency-Key (POST /v1/bus/jobs.get), whose key is reserved in the
+ * store before the write runs. They wait on bus workers, within acme's
+ * share, not on the 2 HTTP threads: every one of them has its request line
+ * read, and globex's /v1 reads (record lists, events, which read beside
+ * the writer) and GET /v1/health are answered meanwhile. Once the store is
+ * let go, acme's requests are answered too, and the keys' outcomes were
+ * stored before the answers went out: a retry replays, another body with
+ * the same key is refused. */
 START_TEST(test_store_reads_off_http_threads)
 {
-    enum { HELD = 8 };
+    enum { READS = 8, HELD = 16 };
     /* Reads beside a held writer are SQLite's (reader connections); the
      * PostgreSQL engine's open scope holds every store call (store.h), so
      * this test needs another way to hold its store busy (not done). */
@@ -552,17 +557,26 @@ START_TEST(test_store_reads_off_http_threads)
     ck_assert_int_eq(F.core->cfg.http_threads, 2);
     ah_store *st = F.core->store;
     ck_assert_ptr_nonnull(st->ops->scope_begin);
+    /* The tarpit answers at once: the writes wait on the store only. */
+    ck_assert_int_eq(ah_t_write_file(F.release, "go"), 0);
     ck_assert_int_eq(st->ops->scope_begin(st), 0); /* holds the writer until scope_end */
     atomic_store(&answered, 0);
     reader rd[HELD];
     pthread_t th[HELD];
+    char keys[HELD][16], conns[HELD][16];
     for (int i = 0; i < HELD; i++) {
         rd[i] = (reader){.path = "/v1/webhooks"};
+        if (i >= READS) {
+            snprintf(keys[i], sizeof keys[i], "held-%d", i);
+            snprintf(conns[i], sizeof conns[i], "pit%d", i % TARPITS + 1);
+            rd[i] = (reader){.path = "/v1/bus/jobs.get", .conn = conns[i], .idem = keys[i],
+                             .req = "{\"job_id\":\"x\"}"};
+        }
         ck_assert_int_eq(pthread_create(&th[i], NULL, read_main, &rd[i]), 0);
     }
     /* On HTTP threads, two of them would hold both threads and the others
      * would never have their request line read. */
-    WAIT_FOR(ah_httpd_inflight(F.core->httpd) >= HELD, "8 store reads in flight");
+    WAIT_FOR(ah_httpd_inflight(F.core->httpd) >= HELD, "16 store reads and writes in flight");
 
     char *out = NULL;
     ck_assert_int_eq(http("GET", "/v1/jobs", KEY_GLOBEX, NULL, NULL, NULL, &out), 200);
@@ -594,10 +608,21 @@ START_TEST(test_store_reads_off_http_threads)
         ck_assert_int_eq(pthread_join(th[i], NULL), 0);
         ck_assert_int_eq(rd[i].status, 200);
         ck_assert_ptr_nonnull(rd[i].body);
-        ck_assert_str_eq(rd[i].body, "{\"data\":[]}");
+        ck_assert_str_eq(rd[i].body, i < READS ? "{\"data\":[]}"
+                                               : "{\"data\":{\"released\":true}}");
         free(rd[i].body);
     }
     ck_assert_int_eq(atomic_load(&answered), HELD);
+    /* The outcomes were stored with the keys: a retry replays it, the key
+     * with another body is refused. */
+    ck_assert_int_eq(http("POST", "/v1/bus/jobs.get", KEY_ACME, conns[READS], keys[READS],
+                          "{\"job_id\":\"x\"}", &out), 200);
+    ck_assert_str_eq(out, "{\"data\":{\"released\":true}}");
+    free(out);
+    ck_assert_int_eq(http("POST", "/v1/bus/jobs.get", KEY_ACME, conns[READS], keys[READS],
+                          "{\"job_id\":\"y\"}", &out), 422);
+    ck_assert_ptr_nonnull(strstr(out, "\"code\":\"idempotency_key_reused\""));
+    free(out);
 }
 END_TEST
 
