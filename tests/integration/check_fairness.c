@@ -22,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "conns.h"
 #include "core.h"
 #include "daemon.h"
@@ -626,6 +627,61 @@ START_TEST(test_store_reads_off_http_threads)
 }
 END_TEST
 
+/* An operator request over the admin socket (as the CLI sends it). */
+typedef struct admin_req {
+    const char *method, *path, *body;
+    long status;
+    char *resp;
+    atomic_bool done;
+} admin_req;
+
+static void *admin_main(void *arg)
+{
+    admin_req *a = arg;
+    char err[256];
+    if (ah_admin_call(&F.core->cfg, a->method, a->path, a->body, &a->status, &a->resp, err,
+                      sizeof err) != 0)
+        a->status = -1;
+    atomic_store(&a->done, true);
+    return NULL;
+}
+
+/* Issue 13, the operators' API: the admin listener has one thread; an
+ * operator request that waits for the store's writer (POST /admin/tenants)
+ * waits on a bus worker, so that the listener still answers another
+ * operator request meanwhile (GET /admin/recent, the console's charts).
+ * Once the writer is let go, the tenant is added. */
+START_TEST(test_admin_store_off_listener_thread)
+{
+    if (ah_t_pg()) /* a held writer is SQLite's (see the test above) */
+        return;
+    ah_store *st = F.core->store;
+    ck_assert_int_eq(st->ops->scope_begin(st), 0); /* holds the writer until scope_end */
+    admin_req w = {.method = "POST", .path = "/admin/tenants", .body = "{\"name\":\"initech\"}"};
+    admin_req r = {.method = "GET", .path = "/admin/recent"};
+    pthread_t tw, tr;
+    ck_assert_int_eq(pthread_create(&tw, NULL, admin_main, &w), 0);
+    WAIT_FOR(ah_admin_inflight(F.core) >= 1, "the tenant add in flight");
+    ck_assert_int_eq(pthread_create(&tr, NULL, admin_main, &r), 0);
+    /* On the listener's thread, the add would hold it: never answered. */
+    WAIT_FOR(atomic_load(&r.done), "GET /admin/recent answered while the writer is held");
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(r.resp);
+    ck_assert_ptr_nonnull(strstr(r.resp, "\"data\""));
+    ck_assert(!atomic_load(&w.done));
+    ck_assert_int_eq(st->ops->scope_end(st, true), 0);
+    ck_assert_int_eq(pthread_join(tw, NULL), 0);
+    ck_assert_int_eq(pthread_join(tr, NULL), 0);
+    ck_assert_msg(w.status == 201, "%ld %s", w.status, w.resp != NULL ? w.resp : "");
+    ck_assert_ptr_nonnull(strstr(w.resp, "initech"));
+    free(w.resp);
+    free(r.resp);
+    ah_tenant_row t = {0};
+    ck_assert_int_eq(st->ops->tenant_get(st, "initech", &t), 0);
+    ah_tenant_row_free(&t);
+}
+END_TEST
+
 /* [core] tenant_workers sets the share: one worker for acme here. */
 START_TEST(test_configured_share)
 {
@@ -664,6 +720,7 @@ static Suite *fairness_suite(void)
     tcase_add_test(tc, test_routes_hang_off_http_threads);
     tcase_add_test(tc, test_unnamed_route_calls_held_to_a_share);
     tcase_add_test(tc, test_store_reads_off_http_threads);
+    tcase_add_test(tc, test_admin_store_off_listener_thread);
     suite_add_tcase(s, tc);
     TCase *tc1 = tcase_create("configured");
     tcase_add_checked_fixture(tc1, setup_share1, teardown);
