@@ -525,28 +525,30 @@ typedef struct reader {
     long status;
     char *body;
     const char *conn, *idem, *req; /* a write with an Idempotency-Key: POST req */
+    const char *method;            /* else GET (POST with req) */
 } reader;
 
 static void *read_main(void *arg)
 {
     reader *rd = arg;
-    rd->status = http(rd->req != NULL ? "POST" : "GET", rd->path, KEY_ACME, rd->conn, rd->idem,
-                      rd->req, &rd->body);
+    rd->status = http(rd->method != NULL ? rd->method : rd->req != NULL ? "POST" : "GET",
+                      rd->path, KEY_ACME, rd->conn, rd->idem, rd->req, &rd->body);
     atomic_fetch_add(&answered, 1);
     return NULL;
 }
 
 /* Issue 13: no HTTP thread waits on the store. The test holds the store's
  * writer (a scope left open, as a long write would) while acme sends 8
- * /v1 reads that need it (GET /v1/webhooks) and 8 writes with an
+ * /v1 writes that need it (DELETE /v1/webhooks/{id}) and 8 writes with an
  * Idempotency-Key (POST /v1/bus/jobs.get), whose key is reserved in the
  * store before the write runs. They wait on bus workers, within acme's
  * share, not on the 2 HTTP threads: every one of them has its request line
- * read, and globex's /v1 reads (record lists, events, which read beside
- * the writer) and GET /v1/health are answered meanwhile. Once the store is
- * let go, acme's requests are answered too, and the keys' outcomes were
- * stored before the answers went out: a retry replays, another body with
- * the same key is refused. */
+ * read, and globex's /v1 reads (record lists and gets, events, webhook
+ * endpoints and their deliveries, a bulk job's report: all read beside the
+ * writer) and GET /v1/health are answered meanwhile. Once the store is let
+ * go, acme's requests are answered too, and the keys' outcomes were stored
+ * before the answers went out: a retry replays, another body with the same
+ * key is refused. */
 START_TEST(test_store_reads_off_http_threads)
 {
     enum { READS = 8, HELD = 16 };
@@ -558,6 +560,15 @@ START_TEST(test_store_reads_off_http_threads)
     ck_assert_int_eq(F.core->cfg.http_threads, 2);
     ah_store *st = F.core->store;
     ck_assert_ptr_nonnull(st->ops->scope_begin);
+    /* globex's webhook endpoint (disabled, on a closed loopback port: it
+     * delivers nothing) and bulk job, for its reads below. */
+    int64_t wh = 0;
+    ck_assert_int_eq(st->ops->webhook_add(st, F.globex, "http://127.0.0.1:9/hook", "*",
+                                          "not-a-secret", &wh), 0);
+    ck_assert_int_eq(st->ops->webhook_set_enabled(st, F.globex, wh, false), 0);
+    const char *ids[] = {F.gapp};
+    ck_assert_int_eq(st->ops->bulk_add(st, "bulk_fair", F.globex, "reject",
+                                       "{\"reason_id\":\"r1\"}", ids, 1), 0);
     /* The tarpit answers at once: the writes wait on the store only. */
     ck_assert_int_eq(ah_t_write_file(F.release, "go"), 0);
     ck_assert_int_eq(st->ops->scope_begin(st), 0); /* holds the writer until scope_end */
@@ -566,7 +577,7 @@ START_TEST(test_store_reads_off_http_threads)
     pthread_t th[HELD];
     char keys[HELD][16], conns[HELD][16];
     for (int i = 0; i < HELD; i++) {
-        rd[i] = (reader){.path = "/v1/webhooks"};
+        rd[i] = (reader){.path = "/v1/webhooks/99999", .method = "DELETE"};
         if (i >= READS) {
             snprintf(keys[i], sizeof keys[i], "held-%d", i);
             snprintf(conns[i], sizeof conns[i], "pit%d", i % TARPITS + 1);
@@ -596,6 +607,22 @@ START_TEST(test_store_reads_off_http_threads)
     ck_assert_int_eq(http_h("GET", "/v1/health", NULL, NULL, NULL, NULL, &out), 200);
     ck_assert_ptr_nonnull(strstr(out, "\"store\":\"connected\""));
     free(out);
+    char path[128];
+    snprintf(path, sizeof path, "/v1/jobs/%s", F.gjob); /* the record, and is it deleted */
+    ck_assert_int_eq(http("GET", path, KEY_GLOBEX, NULL, NULL, NULL, &out), 200);
+    ck_assert_ptr_nonnull(strstr(out, "G-1"));
+    free(out);
+    ck_assert_int_eq(http("GET", "/v1/webhooks", KEY_GLOBEX, NULL, NULL, NULL, &out), 200);
+    ck_assert_ptr_nonnull(strstr(out, "127.0.0.1:9/hook"));
+    free(out);
+    snprintf(path, sizeof path, "/v1/webhooks/%lld/deliveries", (long long)wh);
+    ck_assert_int_eq(http("GET", path, KEY_GLOBEX, NULL, NULL, NULL, &out), 200);
+    ck_assert_ptr_nonnull(strstr(out, "\"data\""));
+    free(out);
+    ck_assert_int_eq(http("GET", "/v1/bulk/bulk_fair", KEY_GLOBEX, NULL, NULL, NULL, &out), 200);
+    ck_assert_ptr_nonnull(strstr(out, "\"id\":\"bulk_fair\""));
+    ck_assert_ptr_nonnull(strstr(out, F.gapp));
+    free(out);
     /* A wrong key is still refused at once, on the HTTP thread. */
     ck_assert_int_eq(http("GET", "/v1/jobs", "ahk_wrong", NULL, NULL, NULL, &out), 401);
     free(out);
@@ -607,10 +634,13 @@ START_TEST(test_store_reads_off_http_threads)
     ck_assert_int_eq(st->ops->scope_end(st, true), 0);
     for (int i = 0; i < HELD; i++) {
         ck_assert_int_eq(pthread_join(th[i], NULL), 0);
-        ck_assert_int_eq(rd[i].status, 200);
         ck_assert_ptr_nonnull(rd[i].body);
-        ck_assert_str_eq(rd[i].body, i < READS ? "{\"data\":[]}"
-                                               : "{\"data\":{\"released\":true}}");
+        ck_assert_int_eq(rd[i].status, i < READS ? 404 : 200);
+        if (i < READS) {
+            ck_assert_ptr_nonnull(strstr(rd[i].body, "\"code\":\"not_found\""));
+        } else {
+            ck_assert_str_eq(rd[i].body, "{\"data\":{\"released\":true}}");
+        }
         free(rd[i].body);
     }
     ck_assert_int_eq(atomic_load(&answered), HELD);
