@@ -14,10 +14,6 @@ int ah_api_register(ah_core *core);
 /** Registers the CareerBuilder status routes (api_statuses.c): PUT
  *  /v1/statuses, GET /v1/statuses/{email}, POST /v1/statuses/query. 0 or -1. */
 int ah_api_statuses_register(ah_core *core);
-/** True for the one /v1 request that keeps its server thread while it waits
- *  (POST /v1/applications/bulk-reject?wait=true, docs/api.md): the
- *  Idempotency-Key hook then does its part there too (idempotency.c). */
-bool ah_api_keeps_thread(ah_http_exchange *ex);
 
 /* --- events, webhooks and bulk jobs (trust_rest.c) ------------------------ */
 /** Registers the routes of these modules on core->httpd (webhooks, events,

@@ -40,8 +40,7 @@
  * answer goes out (ah_ex_detach_gate): at once when the handler answered
  * there, else when its completion answers (on another bus worker). A
  * client that sees the answer and retries finds it stored, as before.
- * Without a bus, with [http] plugin_routes = inline, and for the request
- * that keeps its server thread (ah_api_keeps_thread), both parts run in
+ * Without a bus and with [http] plugin_routes = inline both parts run in
  * the hooks on the server thread.
  */
 #include <stdio.h>
@@ -49,7 +48,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "api.h"
 #include "conns.h"
 #include "idempotency.h"
 #include "rest.h"
@@ -313,8 +311,7 @@ bool ah_idem_before(void *arg, ah_http_exchange *ex)
         return true;
     }
     idem_job *j = NULL;
-    if (core->bus != NULL && core->cfg.http_routes_on_bus && !ah_api_keeps_thread(ex) &&
-        (j = calloc(1, sizeof *j)) != NULL) {
+    if (core->bus != NULL && core->cfg.http_routes_on_bus && (j = calloc(1, sizeof *j)) != NULL) {
         j->core = core;
         j->ex = ex;
         j->tid = tid;

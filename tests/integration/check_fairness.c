@@ -712,6 +712,76 @@ START_TEST(test_admin_store_off_listener_thread)
 }
 END_TEST
 
+/* Issue 13: bulk-reject?wait=true waits for its bulk job without holding a
+ * thread. acme sends 4 of them (one with an Idempotency-Key) for an
+ * application on a tarpit connection, whose reject hangs: the bulk worker
+ * holds the first job's item there, and every request waits suspended,
+ * none of them on the 2 HTTP threads nor on a bus worker: all 4 have their
+ * request line read, and globex's reads and bus calls are answered
+ * meanwhile. Once the tarpit is released, the jobs finish and each request
+ * is answered by its job's completion. */
+START_TEST(test_bulk_wait_holds_no_thread)
+{
+    enum { WAITS = 4 };
+    ah_store *st = F.core->store;
+    ah_conn *c = ah_conn_find(F.core, "acme", "pit1");
+    ck_assert_ptr_nonnull(c);
+    int64_t cid = c->id;
+    ah_conn_release(c);
+    ah_record_in app = {"application", "PA-1", "2024-03-01T00:00:00Z",
+                        "{\"provider_id\":\"PA-1\"}", "{\"name\":\"application PA-1\"}"};
+    char *aid = NULL;
+    ck_assert_int_eq(st->ops->records_upsert(st, cid, &app, 1, NULL, NULL, NULL, &aid), 0);
+    ck_assert_ptr_nonnull(aid);
+    char body[256];
+    snprintf(body, sizeof body, "{\"application_ids\":[\"%s\"],\"reason_id\":\"r1\"}", aid);
+    atomic_store(&answered, 0);
+    reader rd[WAITS];
+    pthread_t th[WAITS];
+    for (int i = 0; i < WAITS; i++) {
+        rd[i] = (reader){.path = "/v1/applications/bulk-reject?wait=true", .req = body,
+                         .idem = i == 0 ? "bulk-wait-0" : NULL};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, read_main, &rd[i]), 0);
+    }
+    /* Waiting on a server thread, two of them would hold both threads and
+     * the others would never have their request line read. */
+    WAIT_FOR(ah_httpd_inflight(F.core->httpd) >= WAITS, "4 waiting bulk rejects in flight");
+    WAIT_FOR(tarpit_inflight() == 1, "the first job's item hanging on the tarpit");
+
+    char *out = NULL;
+    ck_assert_int_eq(http("GET", "/v1/jobs", KEY_GLOBEX, NULL, NULL, NULL, &out), 200);
+    ck_assert_ptr_nonnull(strstr(out, "G-1"));
+    free(out);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(http("POST", "/v1/bus/jobs.get", KEY_GLOBEX, "ats1", NULL,
+                              "{\"job_id\":\"G-1\"}", &out), 200);
+        free(out);
+    }
+    ck_assert_int_eq(atomic_load(&answered), 0);
+
+    ck_assert_int_eq(ah_t_write_file(F.release, "go"), 0);
+    for (int i = 0; i < WAITS; i++) {
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+        ck_assert_ptr_nonnull(rd[i].body);
+        /* 200 with the results when the job was done within the wait
+         * (30 s), else 202 with its state: either names the job. */
+        ck_assert_msg(rd[i].status == 200 || rd[i].status == 202, "%ld %s", rd[i].status,
+                      rd[i].body);
+        ck_assert_ptr_nonnull(strstr(rd[i].body, "\"id\":\"bulk_"));
+        if (rd[i].status == 200)
+            ck_assert_ptr_nonnull(strstr(rd[i].body, "\"succeeded\":1"));
+    }
+    /* The answer was stored with the key before it went out. */
+    ck_assert_int_eq(http("POST", "/v1/applications/bulk-reject?wait=true", KEY_ACME, NULL,
+                          "bulk-wait-0", body, &out), rd[0].status);
+    ck_assert_str_eq(out, rd[0].body);
+    free(out);
+    for (int i = 0; i < WAITS; i++)
+        free(rd[i].body);
+    free(aid);
+}
+END_TEST
+
 /* [core] tenant_workers sets the share: one worker for acme here. */
 START_TEST(test_configured_share)
 {
@@ -751,6 +821,7 @@ static Suite *fairness_suite(void)
     tcase_add_test(tc, test_unnamed_route_calls_held_to_a_share);
     tcase_add_test(tc, test_store_reads_off_http_threads);
     tcase_add_test(tc, test_admin_store_off_listener_thread);
+    tcase_add_test(tc, test_bulk_wait_holds_no_thread);
     suite_add_tcase(s, tc);
     TCase *tc1 = tcase_create("configured");
     tcase_add_checked_fixture(tc1, setup_share1, teardown);
