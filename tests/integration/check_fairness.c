@@ -9,12 +9,17 @@
  * 50 hanging calls are on the tarpit's inbound route, which runs on a bus
  * worker (not on one of the two HTTP threads), while globex's reads and ERP
  * creates (the erp plugin's route, in its own process) are answered. And
- * the store: with its writer held, one tenant's /v1 reads that need it wait
- * on bus workers, not on the HTTP threads, while another tenant's reads
- * and /v1/health are answered. The test waits for states, never for times.
+ * the store: with its writer held, one tenant's /v1 writes that need it
+ * (Idempotency-Key reservations included) wait on bus workers, not on the
+ * HTTP threads, while another tenant's reads (beside the writer) and
+ * /v1/health are answered; an operator's store call waits off the admin
+ * listener's one thread; bulk-reject?wait=true waits holding no thread; on
+ * PostgreSQL, a store held by another client's lock holds no HTTP or admin
+ * thread either. The test waits for states, never for times.
  */
 #include <check.h>
 #include <curl/curl.h>
+#include <libpq-fe.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -553,8 +558,8 @@ START_TEST(test_store_reads_off_http_threads)
 {
     enum { READS = 8, HELD = 16 };
     /* Reads beside a held writer are SQLite's (reader connections); the
-     * PostgreSQL engine's open scope holds every store call (store.h), so
-     * this test needs another way to hold its store busy (not done). */
+     * PostgreSQL engine's open scope holds every store call (store.h):
+     * test_store_busy_pg holds its store with another client's lock. */
     if (ah_t_pg())
         return;
     ck_assert_int_eq(F.core->cfg.http_threads, 2);
@@ -782,6 +787,110 @@ START_TEST(test_bulk_wait_holds_no_thread)
 }
 END_TEST
 
+/* One statement on the test's own PostgreSQL connection. */
+static void pg_exec(PGconn *pg, const char *sql)
+{
+    PGresult *r = PQexec(pg, sql);
+    ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
+                  "%s: %s", sql, PQerrorMessage(pg));
+    PQclear(r);
+}
+
+/* Backends of the daemon's database waiting on a lock. */
+static long pg_lock_waiters(PGconn *pg)
+{
+    PGresult *r = PQexec(pg, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                             "current_database() AND wait_event_type = 'Lock'");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    long n = atol(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return n;
+}
+
+/* Issue 13 on PostgreSQL, where the engine's one connection serves every
+ * store call (so a busy store holds them all, globex's reads included):
+ * another client holds a lock on webhook_endpoints (as a long transaction
+ * or a migration of another instance would) and acme's DELETE
+ * /v1/webhooks/{id} waits on it inside the server, holding the store.
+ * acme's 8 writes with an Idempotency-Key (reserved in the store) and an
+ * operator's POST /admin/tenants then wait too, on bus workers: the 2 HTTP
+ * threads and the admin listener's one thread still answer what needs no
+ * store (a wrong key, a malformed Idempotency-Key, GET /v1/plugins, GET
+ * /admin/recent). Once the lock goes, every one of them is answered. */
+START_TEST(test_store_busy_pg)
+{
+    enum { HELD = 9 };
+    if (!ah_t_pg())
+        return;
+    char *url = ah_t_store_url(F.dir);
+    ck_assert_ptr_nonnull(url);
+    PGconn *pg = PQconnectdb(url);
+    free(url);
+    ck_assert_msg(PQstatus(pg) == CONNECTION_OK, "%s", PQerrorMessage(pg));
+    pg_exec(pg, "BEGIN");
+    pg_exec(pg, "LOCK TABLE webhook_endpoints IN ACCESS EXCLUSIVE MODE");
+    ck_assert_int_eq(ah_t_write_file(F.release, "go"), 0); /* the tarpit answers at once */
+    atomic_store(&answered, 0);
+    reader rd[HELD];
+    pthread_t th[HELD];
+    char keys[HELD][16], conns[HELD][16];
+    rd[0] = (reader){.path = "/v1/webhooks/99999", .method = "DELETE"};
+    ck_assert_int_eq(pthread_create(&th[0], NULL, read_main, &rd[0]), 0);
+    /* The store is held once a call waits on the lock in the server. */
+    WAIT_FOR(pg_lock_waiters(pg) >= 1, "a store call waiting on the lock");
+    for (int i = 1; i < HELD; i++) {
+        snprintf(keys[i], sizeof keys[i], "pg-held-%d", i);
+        snprintf(conns[i], sizeof conns[i], "pit%d", i % TARPITS + 1);
+        rd[i] = (reader){.path = "/v1/bus/jobs.get", .conn = conns[i], .idem = keys[i],
+                         .req = "{\"job_id\":\"x\"}"};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, read_main, &rd[i]), 0);
+    }
+    admin_req w = {.method = "POST", .path = "/admin/tenants", .body = "{\"name\":\"initech\"}"};
+    pthread_t tw;
+    ck_assert_int_eq(pthread_create(&tw, NULL, admin_main, &w), 0);
+    WAIT_FOR(ah_httpd_inflight(F.core->httpd) >= HELD, "9 store calls in flight");
+    WAIT_FOR(ah_admin_inflight(F.core) >= 1, "the tenant add in flight");
+
+    char *out = NULL;
+    ck_assert_int_eq(http("GET", "/v1/plugins", KEY_GLOBEX, NULL, NULL, NULL, &out), 200);
+    ck_assert_ptr_nonnull(strstr(out, "tarpit"));
+    free(out);
+    ck_assert_int_eq(http("GET", "/v1/jobs", "ahk_wrong", NULL, NULL, NULL, &out), 401);
+    free(out);
+    ck_assert_int_eq(http("POST", "/v1/bus/jobs.get", KEY_GLOBEX, "ats1", "not valid",
+                          "{\"job_id\":\"G-1\"}", &out), 400);
+    ck_assert_ptr_nonnull(strstr(out, "Idempotency-Key"));
+    free(out);
+    admin_req r = {.method = "GET", .path = "/admin/recent"};
+    pthread_t tr;
+    ck_assert_int_eq(pthread_create(&tr, NULL, admin_main, &r), 0);
+    WAIT_FOR(atomic_load(&r.done), "GET /admin/recent answered while the store is held");
+    ck_assert_int_eq(pthread_join(tr, NULL), 0);
+    ck_assert_int_eq(r.status, 200);
+    free(r.resp);
+    ck_assert_int_eq(atomic_load(&answered), 0);
+    ck_assert(!atomic_load(&w.done));
+
+    pg_exec(pg, "COMMIT");
+    PQfinish(pg);
+    for (int i = 0; i < HELD; i++) {
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+        ck_assert_ptr_nonnull(rd[i].body);
+        ck_assert_int_eq(rd[i].status, i == 0 ? 404 : 200);
+        if (i > 0)
+            ck_assert_str_eq(rd[i].body, "{\"data\":{\"released\":true}}");
+        free(rd[i].body);
+    }
+    ck_assert_int_eq(pthread_join(tw, NULL), 0);
+    ck_assert_msg(w.status == 201, "%ld %s", w.status, w.resp != NULL ? w.resp : "");
+    free(w.resp);
+    /* The keys' requests were stored with them: another body is refused. */
+    ck_assert_int_eq(http("POST", "/v1/bus/jobs.get", KEY_ACME, conns[1], keys[1],
+                          "{\"job_id\":\"y\"}", &out), 422);
+    free(out);
+}
+END_TEST
+
 /* [core] tenant_workers sets the share: one worker for acme here. */
 START_TEST(test_configured_share)
 {
@@ -822,6 +931,7 @@ static Suite *fairness_suite(void)
     tcase_add_test(tc, test_store_reads_off_http_threads);
     tcase_add_test(tc, test_admin_store_off_listener_thread);
     tcase_add_test(tc, test_bulk_wait_holds_no_thread);
+    tcase_add_test(tc, test_store_busy_pg);
     suite_add_tcase(s, tc);
     TCase *tc1 = tcase_create("configured");
     tcase_add_checked_fixture(tc1, setup_share1, teardown);
