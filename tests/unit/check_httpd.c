@@ -1925,7 +1925,7 @@ static void *comp_main(void *arg)
     return NULL;
 }
 
-static _Atomic(ah_ex_pending *) hang_p;
+static _Atomic(ah_ex_pending *) hang_p, gate_late_p;
 
 typedef struct hang_client {
     uint16_t port;
@@ -1958,6 +1958,8 @@ static void h_gate_route(void *arg, ah_http_exchange *ex)
     bool comp = strcmp(path, "/g/comp") == 0;
     ah_ex_pending *p = ah_ex_suspend(ex, comp ? 60000 : 50, "nobody answered");
     ck_assert_ptr_nonnull(p);
+    if (!comp)
+        atomic_store(&gate_late_p, p); /* the test answers it, too late */
     if (comp) {
         pthread_t th;
         ck_assert_int_eq(pthread_create(&th, NULL, comp_main, p), 0);
@@ -1998,6 +2000,7 @@ START_TEST(test_hook_detach_gate)
     ck_assert_ptr_nonnull(strstr(G.body[2], "nobody answered"));
     pthread_mutex_unlock(&G.mu);
     reply_free(&r);
+    ck_assert_int_eq(ah_ex_resume_json(atomic_load(&gate_late_p), 200, NULL), -1); /* timed out */
     ck_assert_int_eq(atomic_load(&G.afters), 0);
     r = get(ah_httpd_port(h), "/b");
     ck_assert_int_eq(r.status, 200);
