@@ -683,32 +683,95 @@ static void h_metrics(void *arg, ah_http_exchange *ex)
     free(text);
 }
 
+/* An admin request waiting for a bus worker (admin_offload). */
+typedef struct admin_job {
+    admin_ctx *ctx;
+    ah_http_exchange *ex;
+    ah_ex_pending *p;
+    ah_http_handler fn;
+} admin_job;
+
+static void admin_job_run(void *arg)
+{
+    admin_job *j = arg;
+    j->fn(j->ctx, j->ex);
+    ah_ex_detach_finish(j->ex, j->p); /* the answer goes out */
+    free(j);
+}
+
+/* Serves an operator request whose handler fn uses the store (or waits on
+ * plugins' calls): the token or session is checked here, on the listener's
+ * thread (401 at once), then fn runs on a bus worker, the request detached,
+ * so that a busy store (its writer held by a long write) never holds the
+ * listener's one thread: other operator requests, /metrics among them, are
+ * answered meanwhile (issue 13). Each call is a lane of its own outside
+ * every tenant's share (AH_BUS_NO_TENANT). Runs fn here without a bus or
+ * with [http] plugin_routes = inline; 503 overloaded when the bus refuses.
+ * fn checks the token again (cheap, in memory). */
+static void admin_offload(void *arg, ah_http_exchange *ex, ah_http_handler fn)
+{
+    admin_ctx *ctx = arg;
+    if (!authorized(ctx, ex))
+        return;
+    ah_core *core = ctx->core;
+    admin_job *j = NULL;
+    if (core->bus == NULL || !core->cfg.http_routes_on_bus ||
+        (j = calloc(1, sizeof *j)) == NULL || (j->p = ah_ex_detach(ex)) == NULL) {
+        free(j);
+        fn(arg, ex);
+        return;
+    }
+    j->ctx = ctx;
+    j->ex = ex;
+    j->fn = fn;
+    ah_ex_pending *p = j->p;
+    if (ah_rest_run(core, (int64_t)AH_BUS_NO_TENANT, ah_ex_path(ex), admin_job_run, j) != 0) {
+        free(j);
+        (void)ah_ex_release_error(p, 503, "overloaded",
+                                  "the host cannot take more work now; retry later");
+        ah_ex_detach_end(p);
+    }
+}
+
+#define ADMIN_OFFLOADED(X)                                                                 \
+    X(h_plugin_action) X(h_reconcile) X(h_instances) X(h_tenants) X(h_tenant_delete)       \
+    X(h_connections) X(h_connection) X(h_syncs) X(h_sync_start) X(h_log) X(h_webhooks)    \
+    X(h_webhook) X(h_events)
+#define ADMIN_OFFLOAD_WRAP(fn)                                                             \
+    static void o_##fn(void *arg, ah_http_exchange *ex)                                    \
+    {                                                                                      \
+        admin_offload(arg, ex, fn);                                                        \
+    }
+ADMIN_OFFLOADED(ADMIN_OFFLOAD_WRAP)
+
 static int register_routes(ah_httpd *h, admin_ctx *ctx)
 {
+    /* o_: runs on a bus worker (admin_offload); the others answer from
+     * memory on the listener's thread. */
     static const struct {
         const char *method, *path;
         unsigned flags;
         ah_http_handler fn;
     } routes[] = {
         {"GET", "/admin/plugins", 0, h_plugins},
-        {"POST", "/admin/plugins/", AH_HTTPD_PREFIX, h_plugin_action},
-        {"POST", "/admin/reconcile", 0, h_reconcile},
-        {"GET", "/admin/instances", 0, h_instances},
-        {"GET", "/admin/tenants", 0, h_tenants},
-        {"POST", "/admin/tenants", 0, h_tenants},
-        {"DELETE", "/admin/tenants/", AH_HTTPD_PREFIX, h_tenant_delete},
-        {"GET", "/admin/connections", 0, h_connections},
-        {"POST", "/admin/connections", 0, h_connections},
-        {"*", "/admin/connections/", AH_HTTPD_PREFIX, h_connection},
+        {"POST", "/admin/plugins/", AH_HTTPD_PREFIX, o_h_plugin_action},
+        {"POST", "/admin/reconcile", 0, o_h_reconcile},
+        {"GET", "/admin/instances", 0, o_h_instances},
+        {"GET", "/admin/tenants", 0, o_h_tenants},
+        {"POST", "/admin/tenants", 0, o_h_tenants},
+        {"DELETE", "/admin/tenants/", AH_HTTPD_PREFIX, o_h_tenant_delete},
+        {"GET", "/admin/connections", 0, o_h_connections},
+        {"POST", "/admin/connections", 0, o_h_connections},
+        {"*", "/admin/connections/", AH_HTTPD_PREFIX, o_h_connection},
         {"GET", "/metrics", 0, h_metrics},
         {"POST", "/admin/console/codes", 0, h_console_code},
-        {"GET", "/admin/syncs", 0, h_syncs},
-        {"POST", "/admin/syncs/", AH_HTTPD_PREFIX, h_sync_start},
-        {"GET", "/admin/log", 0, h_log},
+        {"GET", "/admin/syncs", 0, o_h_syncs},
+        {"POST", "/admin/syncs/", AH_HTTPD_PREFIX, o_h_sync_start},
+        {"GET", "/admin/log", 0, o_h_log},
         {"GET", "/admin/recent", 0, h_recent},
-        {"GET", "/admin/webhooks", 0, h_webhooks},
-        {"*", "/admin/webhooks/", AH_HTTPD_PREFIX, h_webhook},
-        {"GET", "/admin/events", 0, h_events},
+        {"GET", "/admin/webhooks", 0, o_h_webhooks},
+        {"*", "/admin/webhooks/", AH_HTTPD_PREFIX, o_h_webhook},
+        {"GET", "/admin/events", 0, o_h_events},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (ah_httpd_route(h, routes[i].method, routes[i].path, routes[i].flags, routes[i].fn,
@@ -880,6 +943,15 @@ void ah_admin_quiesce(ah_core *core)
         return;
     ah_httpd_quiesce(core->admin->unix_h);
     ah_httpd_quiesce(core->admin->tcp_h);
+}
+
+long ah_admin_inflight(ah_core *core)
+{
+    ah_admin *a = core->admin;
+    if (a == NULL)
+        return 0;
+    return (a->unix_h != NULL ? ah_httpd_inflight(a->unix_h) : 0) +
+           (a->tcp_h != NULL ? ah_httpd_inflight(a->tcp_h) : 0);
 }
 
 void ah_admin_stop(ah_core *core)

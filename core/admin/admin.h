@@ -56,6 +56,9 @@ int ah_admin_socket_path(const ah_config *cfg, char *out, size_t outlen);
 int ah_admin_start(ah_core *core, char *err, size_t errlen);
 /** Stops accepting new admin connections (drain). NULL-safe. */
 void ah_admin_quiesce(ah_core *core);
+/** Requests in flight on the listener(s) (ah_httpd_inflight; suspended and
+ *  detached ones included); 0 when none runs. For tests. */
+long ah_admin_inflight(ah_core *core);
 /** Stops the listener(s), removes the socket file, frees core->admin. */
 void ah_admin_stop(ah_core *core);
 

@@ -882,11 +882,57 @@ static cJSON *bulk_results(const char *job_id, const cJSON *report)
     return d;
 }
 
+/* The answer of a waited bulk job (bulk-reject?wait=true): 200 with every
+ * item's result when it is done, else 202 with the job's state. rep
+ * transferred; NULL (with *status 500) when out of memory. */
+static cJSON *bulk_waited_answer(const char *id, cJSON *rep, bool finished, int *status)
+{
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(rep, "status");
+    cJSON *d = rep;
+    *status = 202;
+    if (finished && cJSON_IsString(st) && strcmp(st->valuestring, "done") == 0) {
+        d = bulk_results(id, rep);
+        cJSON_Delete(rep);
+        *status = 200;
+    }
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL || d == NULL || !cJSON_AddItemToObject(o, "data", d)) {
+        cJSON_Delete(o);
+        cJSON_Delete(d);
+        *status = 500;
+        return NULL;
+    }
+    return o;
+}
+
+/* A bulk-reject?wait=true suspended until its job is final (or its wait
+ * ends): the bulk module's waiters' thread answers it (bulk_waited). */
+typedef struct bulk_wait_req {
+    ah_ex_pending *p;
+    char id[32];
+} bulk_wait_req;
+
+static void bulk_waited(void *arg, cJSON *rep, bool finished)
+{
+    bulk_wait_req *w = arg;
+    if (rep == NULL) {
+        (void)ah_ex_resume_error(w->p, 500, AH_E_INTERNAL, "cannot read bulk job '%s'", w->id);
+    } else {
+        int status;
+        cJSON *o = bulk_waited_answer(w->id, rep, finished, &status);
+        if (o == NULL)
+            (void)ah_ex_resume_error(w->p, 500, AH_E_INTERNAL, "out of memory");
+        else
+            (void)ah_ex_resume_json(w->p, status, o);
+    }
+    free(w);
+}
+
 /* POST /v1/applications/bulk-reject {"application_ids":[...],"reason_id"}:
  * always a bulk job (202, GET /v1/bulk/{id}). With ?wait=true the request
  * waits for that job, up to API_BULK_WAIT_MS: 200 with every item's result
  * when it is done, else 202 with the job's state as GET /v1/bulk/{id}
- * reports it. */
+ * reports it. It waits suspended (ah_ex_suspend): no thread is held. */
 static void op_app_bulk_reject(api_req *rq)
 {
     const char *wait = ah_ex_query(rq->ex, "wait");
@@ -898,36 +944,38 @@ static void op_app_bulk_reject(api_req *rq)
     int total = 0;
     if (ah_bulk_create(rq->core, rq->ex, rq->tenant_id, "reject", id, &total) != 0)
         return;
+    /* Both answers carry it: added before the suspend, it goes with the
+     * completion's answer. */
+    snprintf(loc, sizeof loc, "/v1/bulk/%s", id);
+    if (ah_ex_add_header(rq->ex, "Location", loc) != 0) {
+        api_oom(rq);
+        return;
+    }
+    bulk_wait_req *w = calloc(1, sizeof *w);
+    if (w != NULL && (w->p = ah_ex_suspend(rq->ex, 0, NULL)) != NULL) {
+        snprintf(w->id, sizeof w->id, "%s", id);
+        /* From here the exchange is the completion's. */
+        if (ah_bulk_wait_async(rq->core, rq->tenant_id, id, API_BULK_WAIT_MS, bulk_waited, w) !=
+            0) {
+            (void)ah_ex_resume_error(w->p, 500, AH_E_INTERNAL, "out of memory");
+            free(w);
+        }
+        return;
+    }
+    free(w);
+    /* Cannot suspend (out of memory): wait here, on this thread. */
     bool finished = false;
     cJSON *rep = ah_bulk_wait(rq->core, rq->tenant_id, id, API_BULK_WAIT_MS, &finished);
     if (rep == NULL) {
         ah_ex_error(rq->ex, 500, AH_E_INTERNAL, "cannot read bulk job '%s'", id);
         return;
     }
-    snprintf(loc, sizeof loc, "/v1/bulk/%s", id);
-    if (ah_ex_add_header(rq->ex, "Location", loc) != 0) {
-        cJSON_Delete(rep);
+    int status;
+    cJSON *o = bulk_waited_answer(id, rep, finished, &status);
+    if (o == NULL)
         api_oom(rq);
-        return;
-    }
-    const cJSON *st = cJSON_GetObjectItemCaseSensitive(rep, "status");
-    if (finished && cJSON_IsString(st) && strcmp(st->valuestring, "done") == 0) {
-        cJSON *d = bulk_results(id, rep);
-        cJSON_Delete(rep);
-        if (d == NULL)
-            api_oom(rq);
-        else
-            respond_data(rq, d);
-        return;
-    }
-    cJSON *o = cJSON_CreateObject();
-    if (o == NULL || !cJSON_AddItemToObject(o, "data", rep)) {
-        cJSON_Delete(o);
-        cJSON_Delete(rep);
-        api_oom(rq);
-        return;
-    }
-    ah_ex_respond_json(rq->ex, 202, o);
+    else
+        ah_ex_respond_json(rq->ex, status, o);
 }
 
 /* POST /v1/applications/bulk-stage {"application_ids":[...],"stage_id"}: a job. */
@@ -1103,17 +1151,12 @@ static void api_serve(void *core, ah_http_exchange *ex, const api_kind *kind, ap
 
 /* Runs a route's work w(core, ex) on a bus worker (ah_rest_offload): every
  * route here reads the store (a record, a list, a connection's record
- * before a bus request) or writes it (bulk jobs). Except one:
- * bulk-reject?wait=true waits for its bulk job, whose calls need the
- * tenant's share of the workers; it keeps its server thread, as
- * documented (docs/api.md). */
+ * before a bus request) or writes it (bulk jobs). bulk-reject?wait=true
+ * then waits for its job suspended, holding no thread. */
 static void api_route(void *core, ah_http_exchange *ex, api_fn fn, ah_http_handler w)
 {
-    const char *wait = fn == op_app_bulk_reject ? ah_ex_query(ex, "wait") : NULL;
-    if (wait != NULL && strcmp(wait, "true") == 0)
-        w(core, ex);
-    else
-        ah_rest_offload(core, ex, w);
+    (void)fn;
+    ah_rest_offload(core, ex, w);
 }
 
 #define API_HANDLER(name, method, path, kind, fn)                                          \

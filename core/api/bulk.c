@@ -17,6 +17,7 @@
  * report shows how ("succeeded", or failed upstream_unavailable, with
  * "settled": true); event.write.settled is published once.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,14 +34,28 @@
 #define BULK_REF_MAX 128
 
 
+/* A request waiting for its job (ah_bulk_wait_async). */
+typedef struct bulk_waiter {
+    struct bulk_waiter *next;
+    int64_t tenant_id;
+    char job[BULK_ID_MAX + 1];
+    struct timespec until; /* CLOCK_REALTIME */
+    ah_bulk_waited_fn done;
+    void *arg;
+} bulk_waiter;
+
 struct ah_bulk {
     pthread_mutex_t mu;  /* guards the flags below */
     pthread_cond_t cond; /* a job was queued or finished, or stop */
+    pthread_cond_t wcond; /* for the waiters' thread: a job finished, a waiter came, or stop */
     pthread_t thread;
+    pthread_t waiters_thread;
     bool running;
     bool stopping;
     bool kick;          /* a job was queued since the worker last looked */
+    bool wkick;         /* a waiter came since the waiters' thread last looked */
     unsigned long done; /* jobs finished so far (what ah_bulk_wait watches) */
+    bulk_waiter *waiters;
 };
 
 ah_bulk *ah_bulk_new(void)
@@ -57,6 +72,12 @@ ah_bulk *ah_bulk_new(void)
         free(b);
         return NULL;
     }
+    if (pthread_cond_init(&b->wcond, NULL) != 0) {
+        pthread_cond_destroy(&b->cond);
+        pthread_mutex_destroy(&b->mu);
+        free(b);
+        return NULL;
+    }
     return b;
 }
 
@@ -64,6 +85,7 @@ void ah_bulk_free(ah_bulk *b)
 {
     if (b == NULL)
         return;
+    pthread_cond_destroy(&b->wcond);
     pthread_cond_destroy(&b->cond);
     pthread_mutex_destroy(&b->mu);
     free(b);
@@ -527,10 +549,12 @@ static bool run_next_job(ah_core *core, ah_bulk *t)
         job_status(core, job.id, "failed", NULL);
     }
     if (r.complete || params == NULL) {
-        /* Wakes the requests waiting for a job (ah_bulk_wait). */
+        /* Wakes the requests waiting for a job (ah_bulk_wait, and the
+         * waiters' thread). */
         pthread_mutex_lock(&t->mu);
         t->done++;
         pthread_cond_broadcast(&t->cond);
+        pthread_cond_broadcast(&t->wcond);
         pthread_mutex_unlock(&t->mu);
     }
     cJSON_Delete(params);
@@ -557,12 +581,126 @@ static void *bulk_main(void *arg)
          * (ah_bulk_wait) look again at every round. */
         t->done++;
         pthread_cond_broadcast(&t->cond);
+        pthread_cond_broadcast(&t->wcond);
         bool stop = t->stopping;
         pthread_mutex_unlock(&t->mu);
         if (stop)
             break;
     }
     return NULL;
+}
+
+/* --- requests waiting for their job (ah_bulk_wait_async) ------------------ */
+
+static bool past(const struct timespec *at, const struct timespec *now)
+{
+    return now->tv_sec > at->tv_sec || (now->tv_sec == at->tv_sec && now->tv_nsec >= at->tv_nsec);
+}
+
+/* One thread for every waiting request: it looks at their jobs whenever a
+ * job finished (or the worker's round passed: another instance may have
+ * finished one) and answers each once its job is final, its deadline passed
+ * or the worker stops. The requests hold no thread meanwhile. */
+static void *bulk_waiters_main(void *arg)
+{
+    ah_core *core = arg;
+    ah_bulk *t = core->bulk;
+    pthread_mutex_lock(&t->mu);
+    unsigned long seen = t->done;
+    for (;;) {
+        while (!t->stopping && t->done == seen && !t->wkick) {
+            if (t->waiters == NULL) {
+                pthread_cond_wait(&t->wcond, &t->mu);
+                continue;
+            }
+            struct timespec first = t->waiters->until;
+            for (bulk_waiter *w = t->waiters->next; w != NULL; w = w->next)
+                if (past(&w->until, &first))
+                    first = w->until;
+            if (pthread_cond_timedwait(&t->wcond, &t->mu, &first) == ETIMEDOUT)
+                break;
+        }
+        bool stop = t->stopping;
+        seen = t->done;
+        t->wkick = false;
+        bulk_waiter *list = t->waiters;
+        t->waiters = NULL;
+        pthread_mutex_unlock(&t->mu);
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        bulk_waiter *keep = NULL;
+        while (list != NULL) {
+            bulk_waiter *w = list;
+            list = w->next;
+            cJSON *r = ah_bulk_report(core, w->tenant_id, w->job);
+            bool final = r != NULL && report_final(r);
+            if (r == NULL || final || stop || past(&w->until, &now)) {
+                w->done(w->arg, r, final);
+                free(w);
+            } else {
+                cJSON_Delete(r);
+                w->next = keep;
+                keep = w;
+            }
+        }
+        pthread_mutex_lock(&t->mu);
+        while (keep != NULL) {
+            bulk_waiter *w = keep;
+            keep = w->next;
+            w->next = t->waiters;
+            t->waiters = w;
+        }
+        if (stop && t->waiters == NULL)
+            break;
+    }
+    pthread_mutex_unlock(&t->mu);
+    return NULL;
+}
+
+int ah_bulk_wait_async(ah_core *core, int64_t tenant_id, const char *job_id, long timeout_ms,
+                       ah_bulk_waited_fn done, void *arg)
+{
+    ah_bulk *t = core->bulk;
+    if (job_id == NULL || strlen(job_id) > BULK_ID_MAX)
+        return -1;
+    bulk_waiter *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return -1;
+    w->tenant_id = tenant_id;
+    snprintf(w->job, sizeof w->job, "%s", job_id);
+    clock_gettime(CLOCK_REALTIME, &w->until);
+    w->until.tv_sec += timeout_ms / 1000;
+    w->until.tv_nsec += (timeout_ms % 1000) * 1000000L;
+    if (w->until.tv_nsec >= 1000000000L) {
+        w->until.tv_sec++;
+        w->until.tv_nsec -= 1000000000L;
+    }
+    w->done = done;
+    w->arg = arg;
+    /* The report before the registration, so that a job finishing in
+     * between is seen by the waiters' thread at its next look. */
+    cJSON *r = ah_bulk_report(core, tenant_id, job_id);
+    bool final = r != NULL && report_final(r);
+    bool queued = false;
+    if (r != NULL && !final && t != NULL) {
+        pthread_mutex_lock(&t->mu);
+        if (t->running && !t->stopping) {
+            w->next = t->waiters;
+            t->waiters = w;
+            t->wkick = true;
+            pthread_cond_broadcast(&t->wcond);
+            queued = true;
+        }
+        pthread_mutex_unlock(&t->mu);
+    }
+    if (queued) {
+        cJSON_Delete(r);
+        return 0;
+    }
+    /* Final, unknown, or no worker will finish it: the state it has now. */
+    free(w);
+    done(arg, r, final);
+    return 0;
 }
 
 int ah_bulk_start(ah_core *core, char *err, size_t errlen)
@@ -573,6 +711,15 @@ int ah_bulk_start(ah_core *core, char *err, size_t errlen)
     t->stopping = false;
     if (pthread_create(&t->thread, NULL, bulk_main, core) != 0) {
         snprintf(err, errlen, "cannot start the bulk worker thread");
+        return -1;
+    }
+    if (pthread_create(&t->waiters_thread, NULL, bulk_waiters_main, core) != 0) {
+        pthread_mutex_lock(&t->mu);
+        t->stopping = true;
+        pthread_cond_broadcast(&t->cond);
+        pthread_mutex_unlock(&t->mu);
+        pthread_join(t->thread, NULL);
+        snprintf(err, errlen, "cannot start the bulk waiters' thread");
         return -1;
     }
     t->running = true;
@@ -587,7 +734,10 @@ void ah_bulk_stop(ah_core *core)
     pthread_mutex_lock(&t->mu);
     t->stopping = true;
     pthread_cond_broadcast(&t->cond);
+    pthread_cond_broadcast(&t->wcond);
     pthread_mutex_unlock(&t->mu);
     pthread_join(t->thread, NULL);
+    /* Every waiting request is answered with its job's state (202). */
+    pthread_join(t->waiters_thread, NULL);
     t->running = false;
 }

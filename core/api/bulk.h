@@ -45,6 +45,17 @@ int ah_bulk_create(ah_core *core, ah_http_exchange *ex, int64_t tenant_id, const
  *  cannot be read. Blocks the calling thread (a server thread). */
 cJSON *ah_bulk_wait(ah_core *core, int64_t tenant_id, const char *job_id, long timeout_ms,
                     bool *finished);
+/** Called once with a job's report (transferred; NULL when the tenant has
+ *  no such job or the store cannot be read) and whether its status was
+ *  final. */
+typedef void (*ah_bulk_waited_fn)(void *arg, cJSON *report, bool finished);
+/** As ah_bulk_wait without blocking anyone: done(arg, ...) is called once,
+ *  at once on this thread when the job is final already, unknown, or no
+ *  worker runs, else by the bulk module's waiters' thread once the job is
+ *  final, timeout_ms passed or the worker stops (it must not block long).
+ *  0, or -1 (done not called) when out of memory or job_id is malformed. */
+int ah_bulk_wait_async(ah_core *core, int64_t tenant_id, const char *job_id, long timeout_ms,
+                       ah_bulk_waited_fn done, void *arg);
 /** A job's report as JSON ({"id","action","status","total","succeeded",
  *  "failed","items":[{"id","status","error"?,"operation"?,"settled"?}]});
  *  an item whose write's outcome stayed unknown names its "operation" and,

@@ -30,6 +30,18 @@
  * key replays the settled answer instead (200 with what the write replied),
  * with Outcome-Settled: true, or, when the provider did not act, is
  * released to the next try of the same request.
+ *
+ * Where it runs (issue 13: no HTTP thread waits on the store): with a bus,
+ * the before hook does only what needs no store (the key's form, the
+ * tenant's key, the request's hash) on the server thread; it then detaches
+ * the request to a bus worker within the tenant's share (ah_rest_run),
+ * which reserves the key, answers a replay or a refusal, or runs the
+ * route's handler (ah_ex_call_route) and stores its outcome before the
+ * answer goes out (ah_ex_detach_gate): at once when the handler answered
+ * there, else when its completion answers (on another bus worker). A
+ * client that sees the answer and retries finds it stored, as before.
+ * Without a bus and with [http] plugin_routes = inline both parts run in
+ * the hooks on the server thread.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +50,7 @@
 
 #include "conns.h"
 #include "idempotency.h"
+#include "rest.h"
 #include "settle.h"
 #include "webhooks.h"
 
@@ -144,23 +157,14 @@ static bool answer_operation(const char *body, size_t len, char *op, size_t ople
     return ok;
 }
 
-bool ah_idem_before(void *arg, ah_http_exchange *ex)
+/* Reserves (tid, key) for the request of this hash: false when this is the
+ * key's first use (the response is captured: run the handler, then store
+ * its outcome); true when ex was answered here (a replay, a refusal, an
+ * error). */
+static bool reserve_or_answer(ah_core *core, ah_http_exchange *ex, int64_t tid, const char *key,
+                              const char *hash)
 {
-    ah_core *core = arg;
-    const char *key;
-    int64_t tid;
-    if (!idem_applies(core, ex, &key, &tid))
-        return false;
-    if (!valid_key(key)) {
-        ah_ex_error(ex, 400, AH_E_INVALID,
-                    "Idempotency-Key must be 1 to %d printable characters", IDEM_KEY_MAX);
-        return true;
-    }
-    char hash[AH_SHA256_HEX_LEN + 1], expired[32];
-    if (request_hash(ex, hash) != 0) {
-        ah_ex_error(ex, 500, AH_E_INTERNAL, "out of memory");
-        return true;
-    }
+    char expired[32];
     ah_iso_in(-IDEM_TTL_MS, expired);
     /* A key older than 24 hours is forgotten (by idem_reserve): the request
      * is new. */
@@ -229,6 +233,106 @@ bool ah_idem_before(void *arg, ah_http_exchange *ex)
     return true;
 }
 
+/* A request with a key, taken to a bus worker (see the top of the file). */
+typedef struct idem_job {
+    ah_core *core;
+    ah_http_exchange *ex;
+    ah_ex_pending *p;
+    int64_t tid;
+    char key[IDEM_KEY_MAX + 1];
+    char hash[AH_SHA256_HEX_LEN + 1];
+} idem_job;
+
+static void store_outcome(ah_core *core, int64_t tid, const char *key, int status,
+                          const char *body, size_t len);
+
+/* The outcome of a job's request, stored before its answer goes out. */
+static void idem_job_outcome(idem_job *j)
+{
+    char *body = NULL;
+    size_t len = 0;
+    int status = ah_ex_decided(j->ex, j->p, &body, &len);
+    /* No answer to store (out of memory): released, as an answer too large
+     * to keep is. */
+    store_outcome(j->core, j->tid, j->key, status > 0 ? status : 0, body,
+                  status > 0 ? len : 0);
+    if (body != NULL) {
+        explicit_bzero(body, len);
+        free(body);
+    }
+    ah_ex_pending *p = j->p;
+    free(j);
+    ah_ex_detach_end(p); /* the answer goes out */
+}
+
+static void idem_outcome_run(void *arg)
+{
+    idem_job_outcome(arg);
+}
+
+/* The answer is decided (ah_ex_detach_gate): now on the worker that ran the
+ * handler; otherwise on the thread of a completion, a deadline or the
+ * shutdown, which must not wait on the store: the outcome is stored on a
+ * worker of the tenant's share, or here when the bus refuses (stopping). */
+static void idem_gate(void *arg, bool now)
+{
+    idem_job *j = arg;
+    if (now || ah_rest_run(j->core, j->tid, "idempotency", idem_outcome_run, j) != 0)
+        idem_job_outcome(j);
+}
+
+static void idem_job_run(void *arg)
+{
+    idem_job *j = arg;
+    if (reserve_or_answer(j->core, j->ex, j->tid, j->key, j->hash)) {
+        ah_ex_detach_finish(j->ex, j->p);
+        free(j);
+        return;
+    }
+    ah_ex_call_route(j->ex);
+    ah_ex_detach_gate(j->ex, j->p, idem_gate, j);
+}
+
+bool ah_idem_before(void *arg, ah_http_exchange *ex)
+{
+    ah_core *core = arg;
+    const char *key;
+    int64_t tid;
+    if (!idem_applies(core, ex, &key, &tid))
+        return false;
+    if (!valid_key(key)) {
+        ah_ex_error(ex, 400, AH_E_INVALID,
+                    "Idempotency-Key must be 1 to %d printable characters", IDEM_KEY_MAX);
+        return true;
+    }
+    char hash[AH_SHA256_HEX_LEN + 1];
+    if (request_hash(ex, hash) != 0) {
+        ah_ex_error(ex, 500, AH_E_INTERNAL, "out of memory");
+        return true;
+    }
+    idem_job *j = NULL;
+    if (core->bus != NULL && core->cfg.http_routes_on_bus && (j = calloc(1, sizeof *j)) != NULL) {
+        j->core = core;
+        j->ex = ex;
+        j->tid = tid;
+        snprintf(j->key, sizeof j->key, "%s", key);
+        memcpy(j->hash, hash, sizeof j->hash);
+        j->p = ah_ex_detach(ex);
+        if (j->p != NULL) {
+            if (ah_rest_run(core, tid, ah_ex_path(ex), idem_job_run, j) != 0) {
+                ah_ex_pending *p = j->p;
+                free(j);
+                (void)ah_ex_release_error(p, 503, "overloaded",
+                                          "the host cannot take more work now; retry later");
+                ah_ex_detach_end(p);
+            }
+            return true;
+        }
+        free(j); /* not detached: all of it here */
+    }
+    return reserve_or_answer(core, ex, tid, key, hash);
+}
+
 /* Stores the answer sealed. When it cannot be sealed, the key stays
  * reserved (answered in progress until it expires) rather than hold the
  * answer in clear. */
@@ -273,9 +377,16 @@ void ah_idem_after(void *arg, ah_http_exchange *ex)
     int64_t tid;
     if (!idem_applies(core, ex, &key, &tid) || !valid_key(key))
         return;
-    int status = ah_ex_status(ex);
     size_t len = 0;
     const char *body = ah_ex_response_body(ex, &len);
+    store_outcome(core, tid, key, ah_ex_status(ex), body, len);
+}
+
+/* Stores the outcome of the key's first use: status (0: none) and body
+ * (NULL with len > 0: not kept). */
+static void store_outcome(ah_core *core, int64_t tid, const char *key, int status,
+                          const char *body, size_t len)
+{
     char op[96];
     int rc;
     /* Released only when no write happened (see the top of the file). An

@@ -106,6 +106,14 @@ static uint64_t call_lane(void)
     return ROUTE_LANE_CALL | (atomic_fetch_add(&route_calls, 1) & ~ROUTE_LANE_CALL);
 }
 
+int ah_rest_run(ah_core *core, int64_t tenant, const char *what, void (*fn)(void *arg),
+                void *arg)
+{
+    if (core->bus == NULL || !core->cfg.http_routes_on_bus)
+        return -1;
+    return ah_bus_run_tenant(core->bus, (uint64_t)tenant, call_lane(), what, fn, arg);
+}
+
 void ah_rest_offload(ah_core *core, ah_http_exchange *ex, ah_http_handler fn)
 {
     rest_job *j = calloc(1, sizeof *j);

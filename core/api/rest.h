@@ -23,6 +23,12 @@ int64_t ah_rest_tenant(ah_core *core, ah_http_exchange *ex, char *name, size_t l
  *  token), and it may end with ah_rest_forward. Runs fn here, in the
  *  caller's thread, without a bus or with [http] plugin_routes = inline. */
 void ah_rest_offload(ah_core *core, ah_http_exchange *ex, ah_http_handler fn);
+/** Runs fn(arg) once on a bus worker within the tenant's share, on a lane
+ *  of its own (as ah_rest_offload runs a handler). 0 when queued; -1 when
+ *  there is no bus, [http] plugin_routes = inline, or the bus refuses (fn
+ *  is then not called). */
+int ah_rest_run(ah_core *core, int64_t tenant, const char *what, void (*fn)(void *arg),
+                void *arg);
 /** ah_rest_forward: answer with the reply body itself when it already has
  *  a "data" member (else it is wrapped like the rest). */
 #define AH_REST_KEEP_DATA (1u << 0)

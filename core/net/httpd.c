@@ -182,6 +182,7 @@ struct ah_http_exchange {
     bool holding;           /* ah_ex_hold: the handler's answer waits in held */
     bool detached;          /* ah_ex_detach: another thread uses the exchange */
     bool handed;            /* ah_ex_suspend after ah_ex_detach: a completion answers */
+    bool hook_detached;     /* the before hook detached it: no after hook (its owner's part) */
     pthread_t detacher;     /* the server thread that detached it */
     struct MHD_Response *held; /* that answer, until ah_ex_release */
     int held_status;
@@ -219,7 +220,17 @@ struct ah_ex_pending {
     bool has_deadline;
     struct timespec deadline; /* CLOCK_MONOTONIC */
     char *timeout_msg;
+    /* ah_ex_detach_gate: called once the answer is decided, by whoever
+     * decides it (outside pending_mu), instead of the answer going out. */
+    void (*gate)(void *arg, bool now);
+    void *gate_arg;
 };
+
+/* A gate taken from a pending request, to be called outside pending_mu. */
+typedef struct gate_call {
+    void (*fn)(void *arg, bool now);
+    void *arg;
+} gate_call;
 
 /* One lock for every pending request of every server: a completion may
  * outlive the server its request came from (answered 503 at shutdown). */
@@ -1420,7 +1431,7 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
 static void finish_route(ah_httpd *h, ah_http_exchange *ex, bool ran)
 {
     ah_route *r = ex->route;
-    if (ran && h->after != NULL)
+    if (ran && h->after != NULL && !ex->hook_detached)
         h->after(h->hooks_arg, ex);
     /* The names point into the route, which may go once released. */
     ex->nparams = 0;
@@ -1477,6 +1488,24 @@ static bool pending_resolve_locked(ah_ex_pending *p, int status, cJSON *body)
     p->status = status;
     p->body = body;
     return p->suspended && !p->busy;
+}
+
+/* The gate of a request just decided (ah_ex_detach_gate), taken off it:
+ * the caller calls it outside pending_mu. Caller holds pending_mu. */
+static gate_call pending_take_gate_locked(ah_ex_pending *p)
+{
+    gate_call g = {p->gate, p->gate_arg};
+    if (!p->resolved)
+        g.fn = NULL;
+    else
+        p->gate = NULL;
+    return g;
+}
+
+static void gate_run(gate_call g)
+{
+    if (g.fn != NULL)
+        g.fn(g.arg, false);
 }
 
 /* Sets p's deadline, timeout_ms from now, and the words of its 504.
@@ -1567,6 +1596,9 @@ static int pending_complete(ah_ex_pending *p, int status, cJSON *body)
     pthread_mutex_lock(&pending_mu);
     bool first = !p->resolved;
     bool resume = pending_resolve_locked(p, status, body);
+    /* A gated request is busy (ah_ex_detach_gate keeps its reference):
+     * p outlives the unref below. */
+    gate_call g = pending_take_gate_locked(p);
     struct MHD_Connection *conn = p->conn;
     pending_unref_locked(p);
     pthread_mutex_unlock(&pending_mu);
@@ -1574,6 +1606,7 @@ static int pending_complete(ah_ex_pending *p, int status, cJSON *body)
      * neither it nor its daemon can be gone (see struct ah_ex_pending). */
     if (resume)
         MHD_resume_connection(conn);
+    gate_run(g);
     return first ? 0 : -1;
 }
 
@@ -1687,6 +1720,69 @@ void ah_ex_detach_finish(ah_http_exchange *ex, ah_ex_pending *p)
     ah_ex_detach_end(p); /* the last use of ex */
 }
 
+void ah_ex_detach_gate(ah_http_exchange *ex, ah_ex_pending *p, void (*fn)(void *arg, bool now),
+                       void *arg)
+{
+    if (p == NULL)
+        return;
+    if (!ex->handed)
+        (void)ah_ex_release(p); /* the handler's own answer is decided */
+    pthread_mutex_lock(&pending_mu);
+    bool now = p->resolved;
+    if (!now) {
+        p->gate = fn;
+        p->gate_arg = arg;
+    }
+    pthread_mutex_unlock(&pending_mu);
+    if (now)
+        fn(arg, true);
+}
+
+int ah_ex_decided(const ah_http_exchange *ex, ah_ex_pending *p, char **body, size_t *len)
+{
+    *body = NULL;
+    *len = 0;
+    pthread_mutex_lock(&pending_mu);
+    bool resolved = p->resolved;
+    int status = p->status;
+    char *text = NULL;
+    if (resolved && status != 0)
+        text = p->body != NULL ? cJSON_PrintUnformatted(p->body) : strdup("");
+    pthread_mutex_unlock(&pending_mu);
+    if (!resolved)
+        return 0;
+    size_t tlen = text != NULL ? strlen(text) : 0;
+    if (status == 0 && ex->held != NULL) {
+        /* Released: the handler's own answer, as it was captured (bytes,
+         * which may hold NULs). */
+        status = ex->held_status;
+        if (ex->resp_body != NULL && (text = malloc(ex->resp_len + 1)) != NULL) {
+            memcpy(text, ex->resp_body, ex->resp_len + 1);
+            tlen = ex->resp_len;
+        }
+    } else if (status == 0) {
+        /* What pending_answer sends for a handler that did not answer. */
+        status = 500;
+        cJSON *e = error_json("internal_error", "the handler did not respond");
+        text = e != NULL ? cJSON_PrintUnformatted(e) : NULL;
+        tlen = text != NULL ? strlen(text) : 0;
+        cJSON_Delete(e);
+    }
+    if (text == NULL)
+        return -1;
+    *body = text;
+    *len = tlen;
+    return status;
+}
+
+void ah_ex_call_route(ah_http_exchange *ex)
+{
+    if (ex == NULL || !ex->detached || ex->handed || ex->status != 0 || ex->route == NULL ||
+        pthread_equal(pthread_self(), ex->detacher))
+        return;
+    ex->route->fn(ex->route->arg, ex);
+}
+
 int ah_ex_release(ah_ex_pending *p)
 {
     return p != NULL ? pending_complete(p, 0, NULL) : -1;
@@ -1730,10 +1826,16 @@ int ah_ex_resume_error(ah_ex_pending *p, int status, const char *code, const cha
 static bool pending_park(ah_httpd *h, ah_http_exchange *ex)
 {
     ah_ex_pending *p = ex->pending;
+    gate_call g = {0};
     pthread_mutex_lock(&pending_mu);
-    if (h->closing)
+    if (h->closing) {
         (void)pending_resolve_locked(p, 503, error_json("shutting_down",
                                                         "the server is shutting down"));
+        g = pending_take_gate_locked(p);
+    }
+    pthread_mutex_unlock(&pending_mu);
+    gate_run(g); /* may end the detached use at once */
+    pthread_mutex_lock(&pending_mu);
     bool now = p->resolved && !p->busy;
     pthread_mutex_unlock(&pending_mu);
     if (now)
@@ -1804,7 +1906,8 @@ static void pending_expire(ah_httpd *h, long *wait_ms)
         return;
     for (;;) {
         struct MHD_Connection *resume[64];
-        size_t n = 0;
+        gate_call gates[64];
+        size_t n = 0, ng = 0;
         bool more = false;
         pthread_mutex_lock(&pending_mu);
         for (ah_ex_pending *p = h->pending; p != NULL; p = p->next) {
@@ -1817,16 +1920,20 @@ static void pending_expire(ah_httpd *h, long *wait_ms)
                     *wait_ms = left;
                 continue;
             }
-            if (n == sizeof resume / sizeof resume[0]) {
+            if (n + ng == sizeof resume / sizeof resume[0]) {
                 more = true;
                 break;
             }
             if (pending_resolve_locked(p, 504, error_json("timeout", "%s", p->timeout_msg)))
                 resume[n++] = p->conn;
+            else if ((gates[ng] = pending_take_gate_locked(p)).fn != NULL)
+                ng++; /* n + ng <= 64: a gated request is busy, never resumed here */
         }
         pthread_mutex_unlock(&pending_mu);
         for (size_t i = 0; i < n; i++)
             MHD_resume_connection(resume[i]);
+        for (size_t i = 0; i < ng; i++)
+            gate_run(gates[i]);
         if (!more)
             return;
     }
@@ -1839,24 +1946,29 @@ static void pending_close(ah_httpd *h)
 {
     for (;;) {
         struct MHD_Connection *resume[64];
-        size_t n = 0;
+        gate_call gates[64];
+        size_t n = 0, ng = 0;
         bool more = false;
         pthread_mutex_lock(&pending_mu);
         h->closing = true;
         for (ah_ex_pending *p = h->pending; p != NULL; p = p->next) {
             if (p->resolved)
                 continue;
-            if (n == sizeof resume / sizeof resume[0]) {
+            if (n + ng == sizeof resume / sizeof resume[0]) {
                 more = true;
                 break;
             }
             if (pending_resolve_locked(p, 503, error_json("shutting_down",
                                                           "the server is shutting down")))
                 resume[n++] = p->conn;
+            else if ((gates[ng] = pending_take_gate_locked(p)).fn != NULL)
+                ng++;
         }
         pthread_mutex_unlock(&pending_mu);
         for (size_t i = 0; i < n; i++)
             MHD_resume_connection(resume[i]);
+        for (size_t i = 0; i < ng; i++)
+            gate_run(gates[i]);
         if (!more)
             break;
     }
@@ -1890,9 +2002,21 @@ static void finish_request(ah_httpd *h, ah_http_exchange *ex)
     if (r->nseg > 0)
         capture_params(ex, r, &ps);
     ex->route = r;
-    if (h->before != NULL && h->before(h->hooks_arg, ex)) {
-        finish_route(h, ex, false);
-        return;
+    if (h->before != NULL) {
+        ex->in_handler = true; /* the hook may detach the exchange */
+        bool answered = h->before(h->hooks_arg, ex);
+        ex->in_handler = false;
+        if (ex->pending != NULL) {
+            /* Detached by the hook: its owner runs the handler
+             * (ah_ex_call_route) and does the after hook's part; the
+             * route stays referenced until the answer. */
+            ex->hook_detached = true;
+            return;
+        }
+        if (answered) {
+            finish_route(h, ex, false);
+            return;
+        }
     }
     ex->in_handler = true;
     r->fn(r->arg, ex);

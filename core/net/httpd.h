@@ -311,6 +311,30 @@ void ah_ex_detach_finish(ah_http_exchange *ex, ah_ex_pending *p);
  *  Releases the caller's part of p; call it exactly once, after or before
  *  ah_ex_release. */
 void ah_ex_detach_end(ah_ex_pending *p);
+/** As ah_ex_detach_finish (the handler's own answer is released unless a
+ *  completion was handed it), but the caller's part is not ended there:
+ *  once the answer is decided (released, resumed, timed out, shutting
+ *  down) fn(arg, now) is called, at once on this thread when it is decided
+ *  already (now true), else by whoever decides it (a completion, the
+ *  acceptor's deadline check, the shutdown; now false), which must not
+ *  block on it. fn reads the decided answer (ah_ex_decided) and ends with
+ *  ah_ex_detach_end(p), possibly later from another thread; the answer
+ *  goes out only then. For work that must be done with the answer before
+ *  the client sees it (storing an Idempotency-Key's outcome). */
+void ah_ex_detach_gate(ah_http_exchange *ex, ah_ex_pending *p, void (*fn)(void *arg, bool now),
+                       void *arg);
+/** The decided answer of a detached exchange whose caller's part is not
+ *  ended (see ah_ex_detach_gate): its status, and its body in *body
+ *  (malloc'd, NUL-terminated, *len bytes; the handler's own answer only
+ *  when ah_ex_capture_response was asked before it answered, else -1).
+ *  0 when not decided; -1 when out of memory. */
+int ah_ex_decided(const ah_http_exchange *ex, ah_ex_pending *p, char **body, size_t *len);
+/** Runs the matched route's handler on an exchange the before hook
+ *  detached (see ah_http_before), from the thread that took it over. The
+ *  handler may answer, suspend (handing the answer to a completion) or
+ *  use ah_rest-style offloading, which then runs in place (ah_ex_detach is
+ *  NULL on an exchange detached already). */
+void ah_ex_call_route(ah_http_exchange *ex);
 
 /** Maps a stable error code to its HTTP status (unsupported_capability ->
  *  501, invalid_request -> 400, ...); 500 when unknown. */
@@ -324,7 +348,11 @@ cJSON *ah_json_parse_limited(const char *text, size_t len);
 
 /* --- additions ------------------------------------------------------- */
 /** Runs before a matched route's handler (server thread); returns true when
- *  it answered the exchange itself, and the handler is then skipped. */
+ *  it answered the exchange itself, and the handler is then skipped. It
+ *  may instead detach the exchange (ah_ex_detach) and hand it to another
+ *  thread, which runs the handler (ah_ex_call_route) or answers; the after
+ *  hook is then not called for it (the hook's owner does that part, e.g.
+ *  with ah_ex_detach_gate). */
 typedef bool (*ah_http_before)(void *arg, ah_http_exchange *ex);
 /** Runs right after a matched route's handler returned, or, when it
  *  suspended the request, once the completion's answer is queued (on a

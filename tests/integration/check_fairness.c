@@ -9,12 +9,17 @@
  * 50 hanging calls are on the tarpit's inbound route, which runs on a bus
  * worker (not on one of the two HTTP threads), while globex's reads and ERP
  * creates (the erp plugin's route, in its own process) are answered. And
- * the store: with its writer held, one tenant's /v1 reads that need it wait
- * on bus workers, not on the HTTP threads, while another tenant's reads
- * and /v1/health are answered. The test waits for states, never for times.
+ * the store: with its writer held, one tenant's /v1 writes that need it
+ * (Idempotency-Key reservations included) wait on bus workers, not on the
+ * HTTP threads, while another tenant's reads (beside the writer) and
+ * /v1/health are answered; an operator's store call waits off the admin
+ * listener's one thread; bulk-reject?wait=true waits holding no thread; on
+ * PostgreSQL, a store held by another client's lock holds no HTTP or admin
+ * thread either. The test waits for states, never for times.
  */
 #include <check.h>
 #include <curl/curl.h>
+#include <libpq-fe.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -22,6 +27,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "conns.h"
 #include "core.h"
 #include "daemon.h"
@@ -523,46 +529,71 @@ typedef struct reader {
     const char *path;
     long status;
     char *body;
+    const char *conn, *idem, *req; /* a write with an Idempotency-Key: POST req */
+    const char *method;            /* else GET (POST with req) */
 } reader;
 
 static void *read_main(void *arg)
 {
     reader *rd = arg;
-    rd->status = http("GET", rd->path, KEY_ACME, NULL, NULL, NULL, &rd->body);
+    rd->status = http(rd->method != NULL ? rd->method : rd->req != NULL ? "POST" : "GET",
+                      rd->path, KEY_ACME, rd->conn, rd->idem, rd->req, &rd->body);
     atomic_fetch_add(&answered, 1);
     return NULL;
 }
 
 /* Issue 13: no HTTP thread waits on the store. The test holds the store's
  * writer (a scope left open, as a long write would) while acme sends 8
- * /v1 reads that need it (GET /v1/webhooks). They wait on bus workers,
- * within acme's share, not on the 2 HTTP threads: every one of them has
- * its request line read, and globex's /v1 reads (record lists, events,
- * which read beside the writer) and
- * GET /v1/health are answered meanwhile. Once the store is let go, acme's
- * reads are answered too. */
+ * /v1 writes that need it (DELETE /v1/webhooks/{id}) and 8 writes with an
+ * Idempotency-Key (POST /v1/bus/jobs.get), whose key is reserved in the
+ * store before the write runs. They wait on bus workers, within acme's
+ * share, not on the 2 HTTP threads: every one of them has its request line
+ * read, and globex's /v1 reads (record lists and gets, events, webhook
+ * endpoints and their deliveries, a bulk job's report: all read beside the
+ * writer) and GET /v1/health are answered meanwhile. Once the store is let
+ * go, acme's requests are answered too, and the keys' outcomes were stored
+ * before the answers went out: a retry replays, another body with the same
+ * key is refused. */
 START_TEST(test_store_reads_off_http_threads)
 {
-    enum { HELD = 8 };
+    enum { READS = 8, HELD = 16 };
     /* Reads beside a held writer are SQLite's (reader connections); the
-     * PostgreSQL engine's open scope holds every store call (store.h), so
-     * this test needs another way to hold its store busy (not done). */
+     * PostgreSQL engine's open scope holds every store call (store.h):
+     * test_store_busy_pg holds its store with another client's lock. */
     if (ah_t_pg())
         return;
     ck_assert_int_eq(F.core->cfg.http_threads, 2);
     ah_store *st = F.core->store;
     ck_assert_ptr_nonnull(st->ops->scope_begin);
+    /* globex's webhook endpoint (disabled, on a closed loopback port: it
+     * delivers nothing) and bulk job, for its reads below. */
+    int64_t wh = 0;
+    ck_assert_int_eq(st->ops->webhook_add(st, F.globex, "http://127.0.0.1:9/hook", "*",
+                                          "not-a-secret", &wh), 0);
+    ck_assert_int_eq(st->ops->webhook_set_enabled(st, F.globex, wh, false), 0);
+    const char *ids[] = {F.gapp};
+    ck_assert_int_eq(st->ops->bulk_add(st, "bulk_fair", F.globex, "reject",
+                                       "{\"reason_id\":\"r1\"}", ids, 1), 0);
+    /* The tarpit answers at once: the writes wait on the store only. */
+    ck_assert_int_eq(ah_t_write_file(F.release, "go"), 0);
     ck_assert_int_eq(st->ops->scope_begin(st), 0); /* holds the writer until scope_end */
     atomic_store(&answered, 0);
     reader rd[HELD];
     pthread_t th[HELD];
+    char keys[HELD][16], conns[HELD][16];
     for (int i = 0; i < HELD; i++) {
-        rd[i] = (reader){.path = "/v1/webhooks"};
+        rd[i] = (reader){.path = "/v1/webhooks/99999", .method = "DELETE"};
+        if (i >= READS) {
+            snprintf(keys[i], sizeof keys[i], "held-%d", i);
+            snprintf(conns[i], sizeof conns[i], "pit%d", i % TARPITS + 1);
+            rd[i] = (reader){.path = "/v1/bus/jobs.get", .conn = conns[i], .idem = keys[i],
+                             .req = "{\"job_id\":\"x\"}"};
+        }
         ck_assert_int_eq(pthread_create(&th[i], NULL, read_main, &rd[i]), 0);
     }
     /* On HTTP threads, two of them would hold both threads and the others
      * would never have their request line read. */
-    WAIT_FOR(ah_httpd_inflight(F.core->httpd) >= HELD, "8 store reads in flight");
+    WAIT_FOR(ah_httpd_inflight(F.core->httpd) >= HELD, "16 store reads and writes in flight");
 
     char *out = NULL;
     ck_assert_int_eq(http("GET", "/v1/jobs", KEY_GLOBEX, NULL, NULL, NULL, &out), 200);
@@ -581,6 +612,22 @@ START_TEST(test_store_reads_off_http_threads)
     ck_assert_int_eq(http_h("GET", "/v1/health", NULL, NULL, NULL, NULL, &out), 200);
     ck_assert_ptr_nonnull(strstr(out, "\"store\":\"connected\""));
     free(out);
+    char path[128];
+    snprintf(path, sizeof path, "/v1/jobs/%s", F.gjob); /* the record, and is it deleted */
+    ck_assert_int_eq(http("GET", path, KEY_GLOBEX, NULL, NULL, NULL, &out), 200);
+    ck_assert_ptr_nonnull(strstr(out, "G-1"));
+    free(out);
+    ck_assert_int_eq(http("GET", "/v1/webhooks", KEY_GLOBEX, NULL, NULL, NULL, &out), 200);
+    ck_assert_ptr_nonnull(strstr(out, "127.0.0.1:9/hook"));
+    free(out);
+    snprintf(path, sizeof path, "/v1/webhooks/%lld/deliveries", (long long)wh);
+    ck_assert_int_eq(http("GET", path, KEY_GLOBEX, NULL, NULL, NULL, &out), 200);
+    ck_assert_ptr_nonnull(strstr(out, "\"data\""));
+    free(out);
+    ck_assert_int_eq(http("GET", "/v1/bulk/bulk_fair", KEY_GLOBEX, NULL, NULL, NULL, &out), 200);
+    ck_assert_ptr_nonnull(strstr(out, "\"id\":\"bulk_fair\""));
+    ck_assert_ptr_nonnull(strstr(out, F.gapp));
+    free(out);
     /* A wrong key is still refused at once, on the HTTP thread. */
     ck_assert_int_eq(http("GET", "/v1/jobs", "ahk_wrong", NULL, NULL, NULL, &out), 401);
     free(out);
@@ -592,12 +639,255 @@ START_TEST(test_store_reads_off_http_threads)
     ck_assert_int_eq(st->ops->scope_end(st, true), 0);
     for (int i = 0; i < HELD; i++) {
         ck_assert_int_eq(pthread_join(th[i], NULL), 0);
-        ck_assert_int_eq(rd[i].status, 200);
         ck_assert_ptr_nonnull(rd[i].body);
-        ck_assert_str_eq(rd[i].body, "{\"data\":[]}");
+        ck_assert_int_eq(rd[i].status, i < READS ? 404 : 200);
+        if (i < READS) {
+            ck_assert_ptr_nonnull(strstr(rd[i].body, "\"code\":\"not_found\""));
+        } else {
+            ck_assert_str_eq(rd[i].body, "{\"data\":{\"released\":true}}");
+        }
         free(rd[i].body);
     }
     ck_assert_int_eq(atomic_load(&answered), HELD);
+    /* The outcomes were stored with the keys: a retry replays it, the key
+     * with another body is refused. */
+    ck_assert_int_eq(http("POST", "/v1/bus/jobs.get", KEY_ACME, conns[READS], keys[READS],
+                          "{\"job_id\":\"x\"}", &out), 200);
+    ck_assert_str_eq(out, "{\"data\":{\"released\":true}}");
+    free(out);
+    ck_assert_int_eq(http("POST", "/v1/bus/jobs.get", KEY_ACME, conns[READS], keys[READS],
+                          "{\"job_id\":\"y\"}", &out), 422);
+    ck_assert_ptr_nonnull(strstr(out, "\"code\":\"idempotency_key_reused\""));
+    free(out);
+}
+END_TEST
+
+/* An operator request over the admin socket (as the CLI sends it). */
+typedef struct admin_req {
+    const char *method, *path, *body;
+    long status;
+    char *resp;
+    atomic_bool done;
+} admin_req;
+
+static void *admin_main(void *arg)
+{
+    admin_req *a = arg;
+    char err[256];
+    if (ah_admin_call(&F.core->cfg, a->method, a->path, a->body, &a->status, &a->resp, err,
+                      sizeof err) != 0)
+        a->status = -1;
+    atomic_store(&a->done, true);
+    return NULL;
+}
+
+/* Issue 13, the operators' API: the admin listener has one thread; an
+ * operator request that waits for the store's writer (POST /admin/tenants)
+ * waits on a bus worker, so that the listener still answers another
+ * operator request meanwhile (GET /admin/recent, the console's charts).
+ * Once the writer is let go, the tenant is added. */
+START_TEST(test_admin_store_off_listener_thread)
+{
+    if (ah_t_pg()) /* a held writer is SQLite's (see the test above) */
+        return;
+    ah_store *st = F.core->store;
+    ck_assert_int_eq(st->ops->scope_begin(st), 0); /* holds the writer until scope_end */
+    admin_req w = {.method = "POST", .path = "/admin/tenants", .body = "{\"name\":\"initech\"}"};
+    admin_req r = {.method = "GET", .path = "/admin/recent"};
+    pthread_t tw, tr;
+    ck_assert_int_eq(pthread_create(&tw, NULL, admin_main, &w), 0);
+    WAIT_FOR(ah_admin_inflight(F.core) >= 1, "the tenant add in flight");
+    ck_assert_int_eq(pthread_create(&tr, NULL, admin_main, &r), 0);
+    /* On the listener's thread, the add would hold it: never answered. */
+    WAIT_FOR(atomic_load(&r.done), "GET /admin/recent answered while the writer is held");
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(r.resp);
+    ck_assert_ptr_nonnull(strstr(r.resp, "\"data\""));
+    ck_assert(!atomic_load(&w.done));
+    ck_assert_int_eq(st->ops->scope_end(st, true), 0);
+    ck_assert_int_eq(pthread_join(tw, NULL), 0);
+    ck_assert_int_eq(pthread_join(tr, NULL), 0);
+    ck_assert_msg(w.status == 201, "%ld %s", w.status, w.resp != NULL ? w.resp : "");
+    ck_assert_ptr_nonnull(strstr(w.resp, "initech"));
+    free(w.resp);
+    free(r.resp);
+    ah_tenant_row t = {0};
+    ck_assert_int_eq(st->ops->tenant_get(st, "initech", &t), 0);
+    ah_tenant_row_free(&t);
+}
+END_TEST
+
+/* Issue 13: bulk-reject?wait=true waits for its bulk job without holding a
+ * thread. acme sends 4 of them (one with an Idempotency-Key) for an
+ * application on a tarpit connection, whose reject hangs: the bulk worker
+ * holds the first job's item there, and every request waits suspended,
+ * none of them on the 2 HTTP threads nor on a bus worker: all 4 have their
+ * request line read, and globex's reads and bus calls are answered
+ * meanwhile. Once the tarpit is released, the jobs finish and each request
+ * is answered by its job's completion. */
+START_TEST(test_bulk_wait_holds_no_thread)
+{
+    enum { WAITS = 4 };
+    ah_store *st = F.core->store;
+    ah_conn *c = ah_conn_find(F.core, "acme", "pit1");
+    ck_assert_ptr_nonnull(c);
+    int64_t cid = c->id;
+    ah_conn_release(c);
+    ah_record_in app = {"application", "PA-1", "2024-03-01T00:00:00Z",
+                        "{\"provider_id\":\"PA-1\"}", "{\"name\":\"application PA-1\"}"};
+    char *aid = NULL;
+    ck_assert_int_eq(st->ops->records_upsert(st, cid, &app, 1, NULL, NULL, NULL, &aid), 0);
+    ck_assert_ptr_nonnull(aid);
+    char body[256];
+    snprintf(body, sizeof body, "{\"application_ids\":[\"%s\"],\"reason_id\":\"r1\"}", aid);
+    atomic_store(&answered, 0);
+    reader rd[WAITS];
+    pthread_t th[WAITS];
+    for (int i = 0; i < WAITS; i++) {
+        rd[i] = (reader){.path = "/v1/applications/bulk-reject?wait=true", .req = body,
+                         .idem = i == 0 ? "bulk-wait-0" : NULL};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, read_main, &rd[i]), 0);
+    }
+    /* Waiting on a server thread, two of them would hold both threads and
+     * the others would never have their request line read. */
+    WAIT_FOR(ah_httpd_inflight(F.core->httpd) >= WAITS, "4 waiting bulk rejects in flight");
+    WAIT_FOR(tarpit_inflight() == 1, "the first job's item hanging on the tarpit");
+
+    char *out = NULL;
+    ck_assert_int_eq(http("GET", "/v1/jobs", KEY_GLOBEX, NULL, NULL, NULL, &out), 200);
+    ck_assert_ptr_nonnull(strstr(out, "G-1"));
+    free(out);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(http("POST", "/v1/bus/jobs.get", KEY_GLOBEX, "ats1", NULL,
+                              "{\"job_id\":\"G-1\"}", &out), 200);
+        free(out);
+    }
+    ck_assert_int_eq(atomic_load(&answered), 0);
+
+    ck_assert_int_eq(ah_t_write_file(F.release, "go"), 0);
+    for (int i = 0; i < WAITS; i++) {
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+        ck_assert_ptr_nonnull(rd[i].body);
+        /* 200 with the results when the job was done within the wait
+         * (30 s), else 202 with its state: either names the job. */
+        ck_assert_msg(rd[i].status == 200 || rd[i].status == 202, "%ld %s", rd[i].status,
+                      rd[i].body);
+        ck_assert_ptr_nonnull(strstr(rd[i].body, "\"id\":\"bulk_"));
+        if (rd[i].status == 200)
+            ck_assert_ptr_nonnull(strstr(rd[i].body, "\"succeeded\":1"));
+    }
+    /* The answer was stored with the key before it went out. */
+    ck_assert_int_eq(http("POST", "/v1/applications/bulk-reject?wait=true", KEY_ACME, NULL,
+                          "bulk-wait-0", body, &out), rd[0].status);
+    ck_assert_str_eq(out, rd[0].body);
+    free(out);
+    for (int i = 0; i < WAITS; i++)
+        free(rd[i].body);
+    free(aid);
+}
+END_TEST
+
+/* One statement on the test's own PostgreSQL connection. */
+static void pg_exec(PGconn *pg, const char *sql)
+{
+    PGresult *r = PQexec(pg, sql);
+    ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
+                  "%s: %s", sql, PQerrorMessage(pg));
+    PQclear(r);
+}
+
+/* Backends of the daemon's database waiting on a lock. */
+static long pg_lock_waiters(PGconn *pg)
+{
+    PGresult *r = PQexec(pg, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                             "current_database() AND wait_event_type = 'Lock'");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    long n = atol(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return n;
+}
+
+/* Issue 13 on PostgreSQL, where the engine's one connection serves every
+ * store call (so a busy store holds them all, globex's reads included):
+ * another client holds a lock on webhook_endpoints (as a long transaction
+ * or a migration of another instance would) and acme's DELETE
+ * /v1/webhooks/{id} waits on it inside the server, holding the store.
+ * acme's 8 writes with an Idempotency-Key (reserved in the store) and an
+ * operator's POST /admin/tenants then wait too, on bus workers: the 2 HTTP
+ * threads and the admin listener's one thread still answer what needs no
+ * store (a wrong key, a malformed Idempotency-Key, GET /v1/plugins, GET
+ * /admin/recent). Once the lock goes, every one of them is answered. */
+START_TEST(test_store_busy_pg)
+{
+    enum { HELD = 9 };
+    if (!ah_t_pg())
+        return;
+    char *url = ah_t_store_url(F.dir);
+    ck_assert_ptr_nonnull(url);
+    PGconn *pg = PQconnectdb(url);
+    free(url);
+    ck_assert_msg(PQstatus(pg) == CONNECTION_OK, "%s", PQerrorMessage(pg));
+    pg_exec(pg, "BEGIN");
+    pg_exec(pg, "LOCK TABLE webhook_endpoints IN ACCESS EXCLUSIVE MODE");
+    ck_assert_int_eq(ah_t_write_file(F.release, "go"), 0); /* the tarpit answers at once */
+    atomic_store(&answered, 0);
+    reader rd[HELD];
+    pthread_t th[HELD];
+    char keys[HELD][16], conns[HELD][16];
+    rd[0] = (reader){.path = "/v1/webhooks/99999", .method = "DELETE"};
+    ck_assert_int_eq(pthread_create(&th[0], NULL, read_main, &rd[0]), 0);
+    /* The store is held once a call waits on the lock in the server. */
+    WAIT_FOR(pg_lock_waiters(pg) >= 1, "a store call waiting on the lock");
+    for (int i = 1; i < HELD; i++) {
+        snprintf(keys[i], sizeof keys[i], "pg-held-%d", i);
+        snprintf(conns[i], sizeof conns[i], "pit%d", i % TARPITS + 1);
+        rd[i] = (reader){.path = "/v1/bus/jobs.get", .conn = conns[i], .idem = keys[i],
+                         .req = "{\"job_id\":\"x\"}"};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, read_main, &rd[i]), 0);
+    }
+    admin_req w = {.method = "POST", .path = "/admin/tenants", .body = "{\"name\":\"initech\"}"};
+    pthread_t tw;
+    ck_assert_int_eq(pthread_create(&tw, NULL, admin_main, &w), 0);
+    WAIT_FOR(ah_httpd_inflight(F.core->httpd) >= HELD, "9 store calls in flight");
+    WAIT_FOR(ah_admin_inflight(F.core) >= 1, "the tenant add in flight");
+
+    char *out = NULL;
+    ck_assert_int_eq(http("GET", "/v1/plugins", KEY_GLOBEX, NULL, NULL, NULL, &out), 200);
+    ck_assert_ptr_nonnull(strstr(out, "tarpit"));
+    free(out);
+    ck_assert_int_eq(http("GET", "/v1/jobs", "ahk_wrong", NULL, NULL, NULL, &out), 401);
+    free(out);
+    ck_assert_int_eq(http("POST", "/v1/bus/jobs.get", KEY_GLOBEX, "ats1", "not valid",
+                          "{\"job_id\":\"G-1\"}", &out), 400);
+    ck_assert_ptr_nonnull(strstr(out, "Idempotency-Key"));
+    free(out);
+    admin_req r = {.method = "GET", .path = "/admin/recent"};
+    pthread_t tr;
+    ck_assert_int_eq(pthread_create(&tr, NULL, admin_main, &r), 0);
+    WAIT_FOR(atomic_load(&r.done), "GET /admin/recent answered while the store is held");
+    ck_assert_int_eq(pthread_join(tr, NULL), 0);
+    ck_assert_int_eq(r.status, 200);
+    free(r.resp);
+    ck_assert_int_eq(atomic_load(&answered), 0);
+    ck_assert(!atomic_load(&w.done));
+
+    pg_exec(pg, "COMMIT");
+    PQfinish(pg);
+    for (int i = 0; i < HELD; i++) {
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+        ck_assert_ptr_nonnull(rd[i].body);
+        ck_assert_int_eq(rd[i].status, i == 0 ? 404 : 200);
+        if (i > 0)
+            ck_assert_str_eq(rd[i].body, "{\"data\":{\"released\":true}}");
+        free(rd[i].body);
+    }
+    ck_assert_int_eq(pthread_join(tw, NULL), 0);
+    ck_assert_msg(w.status == 201, "%ld %s", w.status, w.resp != NULL ? w.resp : "");
+    free(w.resp);
+    /* The keys' requests were stored with them: another body is refused. */
+    ck_assert_int_eq(http("POST", "/v1/bus/jobs.get", KEY_ACME, conns[1], keys[1],
+                          "{\"job_id\":\"y\"}", &out), 422);
+    free(out);
 }
 END_TEST
 
@@ -639,6 +929,9 @@ static Suite *fairness_suite(void)
     tcase_add_test(tc, test_routes_hang_off_http_threads);
     tcase_add_test(tc, test_unnamed_route_calls_held_to_a_share);
     tcase_add_test(tc, test_store_reads_off_http_threads);
+    tcase_add_test(tc, test_admin_store_off_listener_thread);
+    tcase_add_test(tc, test_bulk_wait_holds_no_thread);
+    tcase_add_test(tc, test_store_busy_pg);
     suite_add_tcase(s, tc);
     TCase *tc1 = tcase_create("configured");
     tcase_add_checked_fixture(tc1, setup_share1, teardown);

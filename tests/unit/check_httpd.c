@@ -1837,6 +1837,202 @@ START_TEST(test_detach_handover)
 }
 END_TEST
 
+/* A before hook that detaches the exchange (as the Idempotency-Key's does):
+ * another thread runs the route's handler (ah_ex_call_route) and sees the
+ * decided answer before it goes out (ah_ex_detach_gate, ah_ex_decided):
+ * answered by the handler there (the gate at once), by a completion on yet
+ * another thread, or by the deadline's 504 (the acceptor's thread); the
+ * after hook is not called for them, but is for a request the hook let
+ * through. */
+typedef struct gated {
+    pthread_mutex_t mu;
+    int status[4];  /* what each gate saw: now, comp, late, hang */
+    char *body[4];
+    bool now[4];
+    int gates;
+    atomic_int afters;
+} gated;
+
+static gated G;
+
+typedef struct gate_job {
+    ah_http_exchange *ex;
+    ah_ex_pending *p;
+    int slot;
+} gate_job;
+
+static void gate_fn(void *arg, bool now)
+{
+    gate_job *j = arg;
+    char *body = NULL;
+    size_t len = 0;
+    int st = ah_ex_decided(j->ex, j->p, &body, &len);
+    ck_assert_int_gt(st, 0);
+    ck_assert_uint_eq(strlen(body), len);
+    pthread_mutex_lock(&G.mu);
+    G.status[j->slot] = st;
+    G.body[j->slot] = body;
+    G.now[j->slot] = now;
+    G.gates++;
+    pthread_mutex_unlock(&G.mu);
+    ah_ex_pending *p = j->p;
+    free(j);
+    ah_ex_detach_end(p); /* now the answer goes out */
+}
+
+static void *gate_main(void *arg)
+{
+    gate_job *j = arg;
+    ah_ex_capture_response(j->ex);
+    ah_ex_call_route(j->ex);
+    ah_ex_detach_gate(j->ex, j->p, gate_fn, j);
+    return NULL;
+}
+
+static bool gate_before(void *arg, ah_http_exchange *ex)
+{
+    (void)arg;
+    const char *path = ah_ex_path(ex);
+    if (strncmp(path, "/g/", 3) != 0)
+        return false;
+    gate_job *j = calloc(1, sizeof *j);
+    ck_assert_ptr_nonnull(j);
+    j->ex = ex;
+    j->slot = strcmp(path, "/g/now") == 0    ? 0
+              : strcmp(path, "/g/comp") == 0 ? 1
+              : strcmp(path, "/g/late") == 0 ? 2
+                                             : 3;
+    j->p = ah_ex_detach(ex);
+    ck_assert_ptr_nonnull(j->p);
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, gate_main, j), 0);
+    ck_assert_int_eq(pthread_detach(th), 0);
+    return true;
+}
+
+static void gate_after(void *arg, ah_http_exchange *ex)
+{
+    (void)arg;
+    (void)ex;
+    atomic_fetch_add(&G.afters, 1);
+}
+
+static void *comp_main(void *arg)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "via", "completion");
+    ck_assert_int_eq(ah_ex_resume_json(arg, 202, o), 0);
+    return NULL;
+}
+
+static _Atomic(ah_ex_pending *) hang_p, gate_late_p;
+
+typedef struct hang_client {
+    uint16_t port;
+    reply r;
+} hang_client;
+
+static void *hang_client_main(void *arg)
+{
+    hang_client *c = arg;
+    c->r = get(c->port, "/g/hang");
+    return NULL;
+}
+
+static void h_gate_route(void *arg, ah_http_exchange *ex)
+{
+    (void)arg;
+    /* A second detach is refused: the handler runs in place. */
+    ck_assert_ptr_null(ah_ex_detach(ex));
+    const char *path = ah_ex_path(ex);
+    if (strcmp(path, "/g/hang") == 0) { /* nobody answers: the shutdown does */
+        ah_ex_pending *p = ah_ex_suspend(ex, 0, NULL);
+        ck_assert_ptr_nonnull(p);
+        atomic_store(&hang_p, p);
+        return;
+    }
+    if (strcmp(path, "/g/now") == 0) {
+        ah_ex_respond(ex, 201, "application/json", "{\"r\":\"now\"}", 11);
+        return;
+    }
+    bool comp = strcmp(path, "/g/comp") == 0;
+    ah_ex_pending *p = ah_ex_suspend(ex, comp ? 60000 : 50, "nobody answered");
+    ck_assert_ptr_nonnull(p);
+    if (!comp)
+        atomic_store(&gate_late_p, p); /* the test answers it, too late */
+    if (comp) {
+        pthread_t th;
+        ck_assert_int_eq(pthread_create(&th, NULL, comp_main, p), 0);
+        ck_assert_int_eq(pthread_detach(th), 0);
+    }
+}
+
+START_TEST(test_hook_detach_gate)
+{
+    memset(&G, 0, sizeof G);
+    ck_assert_int_eq(pthread_mutex_init(&G.mu, NULL), 0);
+    ah_httpd *h = start_full(1024, 1, NULL, NULL, NULL);
+    ah_httpd_set_hooks(h, gate_before, gate_after, NULL);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/g/", AH_HTTPD_PREFIX, h_gate_route, NULL), 0);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/b", 0, h_hello, "b"), 0);
+    start_or_die(h);
+    reply r = get(ah_httpd_port(h), "/g/now");
+    ck_assert_int_eq(r.status, 201);
+    ck_assert_str_eq(r.body, "{\"r\":\"now\"}");
+    reply_free(&r);
+    r = get(ah_httpd_port(h), "/g/comp");
+    ck_assert_int_eq(r.status, 202);
+    ck_assert_str_eq(r.body, "{\"via\":\"completion\"}");
+    reply_free(&r);
+    r = get(ah_httpd_port(h), "/g/late");
+    ck_assert_error(r, 504, "timeout");
+    pthread_mutex_lock(&G.mu);
+    /* Each gate saw the answer that went out, before it went out. */
+    ck_assert_int_eq(G.gates, 3);
+    ck_assert_int_eq(G.status[0], 201);
+    ck_assert_str_eq(G.body[0], "{\"r\":\"now\"}");
+    ck_assert(G.now[0]);
+    ck_assert_int_eq(G.status[1], 202);
+    ck_assert_str_eq(G.body[1], "{\"via\":\"completion\"}");
+    /* now[1] and now[2] depend on which thread came first: either works. */
+    ck_assert_int_eq(G.status[2], 504);
+    ck_assert_str_eq(G.body[2], r.body);
+    ck_assert_ptr_nonnull(strstr(G.body[2], "nobody answered"));
+    pthread_mutex_unlock(&G.mu);
+    reply_free(&r);
+    ck_assert_int_eq(ah_ex_resume_json(atomic_load(&gate_late_p), 200, NULL), -1); /* timed out */
+    ck_assert_int_eq(atomic_load(&G.afters), 0);
+    r = get(ah_httpd_port(h), "/b");
+    ck_assert_int_eq(r.status, 200);
+    reply_free(&r);
+    ck_assert_int_eq(atomic_load(&G.afters), 1);
+    /* Undecided at the shutdown: the gate sees its 503 (from the thread
+     * that frees the server), and the free waits for the gate's end. */
+    atomic_store(&hang_p, NULL);
+    hang_client hc = {.port = ah_httpd_port(h)};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, hang_client_main, &hc), 0);
+    for (int i = 0; atomic_load(&hang_p) == NULL; i++) {
+        ck_assert_int_lt(i, 60000);
+        usleep(1000);
+    }
+    ah_httpd_free(h);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    reply hr = hc.r;
+    ck_assert_error(hr, 503, "shutting_down");
+    pthread_mutex_lock(&G.mu);
+    ck_assert_int_eq(G.gates, 4);
+    ck_assert_int_eq(G.status[3], 503);
+    ck_assert_str_eq(G.body[3], hr.body);
+    pthread_mutex_unlock(&G.mu);
+    reply_free(&hr);
+    ck_assert_int_eq(ah_ex_resume_json(atomic_load(&hang_p), 200, NULL), -1);
+    for (int i = 0; i < 4; i++)
+        free(G.body[i]);
+    pthread_mutex_destroy(&G.mu);
+}
+END_TEST
+
 /* Ended before released (a group commit releases later): nothing goes out
  * until the release; a server stopped meanwhile answers 503 and waits for
  * the thread that still uses the exchange. */
@@ -1939,6 +2135,7 @@ static Suite *httpd_suite(void)
     tcase_add_test(tc, test_detach_end_first);
     tcase_add_test(tc, test_detach_free_waits);
     tcase_add_test(tc, test_detach_handover);
+    tcase_add_test(tc, test_hook_detach_gate);
     tcase_add_test(tc, test_tls);
     tcase_add_test(tc, test_opts_errors);
     tcase_add_test(tc, test_ipv6);

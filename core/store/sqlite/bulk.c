@@ -110,14 +110,19 @@ int ah_sq_bulk_add(ah_store *st, const char *id, int64_t tenant_id, const char *
     return rc;
 }
 
+/* A job by id is a client's read (GET /v1/bulk/{id}): on a reader beside
+ * the writer (ah_sq_read_lock keeps read-your-writes). The worker's next
+ * job stays on the writer. */
 static int bulk_job_one(ah_store *st, ah_sq_qid id, const char *job_id, int64_t tenant_id,
                         ah_bulk_job_row *out, const char *what)
 {
-    ah_sq_store *s = ah_sq(st);
+    ah_sq_store *w = ah_sq(st);
     if (out == NULL)
         return AH_STORE_ERR;
     memset(out, 0, sizeof *out);
-    ah_sq_lock(s);
+    ah_sq_store *s = job_id != NULL ? ah_sq_read_lock(w) : w;
+    if (job_id == NULL)
+        ah_sq_lock(s);
     int rc = AH_STORE_ERR;
     sqlite3_stmt *q = AH_SQ_GET(s, id);
     if (q != NULL) {
@@ -128,7 +133,7 @@ static int bulk_job_one(ah_store *st, ah_sq_qid id, const char *job_id, int64_t 
         rc = ah_sq_get_one(s, q, out, fill_bulk_job, bulk_job_free_v, what);
         ah_sq_done(q);
     }
-    ah_sq_unlock(s);
+    ah_sq_read_unlock(s); /* the writer's unlock when s is the writer */
     return rc;
 }
 
@@ -168,7 +173,11 @@ int ah_sq_bulk_items(ah_store *st, const char *id, bool queued_only, ah_bulk_ite
     if (id == NULL)
         return AH_STORE_ERR;
     ah_sq_rowvec v = {.elem = sizeof(ah_bulk_item_row)};
-    ah_sq_lock(s);
+    /* Every item is a client's report (a reader, as bulk_get); the queued
+     * ones are the worker's, on the writer. */
+    s = queued_only ? s : ah_sq_read_lock(s);
+    if (queued_only)
+        ah_sq_lock(s);
     int rc = AH_STORE_ERR;
     sqlite3_stmt *q = AH_SQ_GET(s, queued_only ? Q_BULK_ITEMS_QUEUED : Q_BULK_ITEMS);
     if (q != NULL) {
@@ -176,7 +185,7 @@ int ah_sq_bulk_items(ah_store *st, const char *id, bool queued_only, ah_bulk_ite
         rc = ah_sq_collect(s, q, &v, fill_bulk_item, bulk_item_free_v, "bulk_items");
         ah_sq_done(q);
     }
-    ah_sq_unlock(s);
+    ah_sq_read_unlock(s);
     if (rc == AH_STORE_OK && cb != NULL)
         for (size_t i = 0; i < v.n; i++)
             cb(arg, (ah_bulk_item_row *)v.items + i);

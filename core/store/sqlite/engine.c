@@ -9,8 +9,10 @@
  * mutex for its whole duration, so the cached prepared statements and the
  * connection's error message are never shared between threads. One
  * writing connection is enough because SQLite serialises writers anyway.
- * The reads a client waits on (record lists and look-ups, the event log,
- * the integration log) use reader connections of their own (ah_sq_read_lock),
+ * The reads a client waits on (record lists and look-ups, whether a record
+ * is deleted, the event log, the integration log, webhook endpoints and
+ * their deliveries, a bulk job's report) use reader connections of their
+ * own (ah_sq_read_lock),
  * which WAL lets run beside the writer: they neither queue behind a long
  * write nor commit the open group transaction early. They see what is
  * committed, which is everything a client has been answered for; a thread

@@ -131,11 +131,12 @@ int ah_sq_record_mark_deleted(ah_store *st, const char *id, const char *deleted_
 
 int ah_sq_record_is_deleted(ah_store *st, const char *id, bool *deleted)
 {
-    ah_sq_store *s = ah_sq(st);
     if (id == NULL || deleted == NULL)
         return AH_STORE_ERR;
     *deleted = false;
-    ah_sq_lock(s);
+    /* A client's read (GET of a record): beside the writer, as the record
+     * itself is read (ah_sq_read_lock keeps read-your-writes). */
+    ah_sq_store *s = ah_sq_read_lock(ah_sq(st));
     int rc = AH_STORE_ERR;
     sqlite3_stmt *q = AH_SQ_GET(s, Q_REC_IS_DEL);
     if (q != NULL) {
@@ -150,7 +151,7 @@ int ah_sq_record_is_deleted(ah_store *st, const char *id, bool *deleted)
         }
         ah_sq_done(q);
     }
-    ah_sq_unlock(s);
+    ah_sq_read_unlock(s);
     return rc;
 }
 

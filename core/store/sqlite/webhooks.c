@@ -153,12 +153,17 @@ int ah_sq_webhook_add(ah_store *st, int64_t tenant_id, const char *url, const ch
     return rc;
 }
 
+/* A tenant's list (now NULL) is a client's read: on a reader beside the
+ * writer (ah_sq_read_lock, which keeps read-your-writes). The due scan of
+ * the delivery pool stays on the writer. */
 static int webhook_rows(ah_store *st, ah_sq_qid id, int64_t tenant_id, const char *now,
                         ah_webhook_cb cb, void *arg, const char *what)
 {
-    ah_sq_store *s = ah_sq(st);
+    ah_sq_store *w = ah_sq(st);
     ah_sq_rowvec v = {.elem = sizeof(ah_webhook_row)};
-    ah_sq_lock(s);
+    ah_sq_store *s = now == NULL ? ah_sq_read_lock(w) : w;
+    if (now != NULL)
+        ah_sq_lock(s);
     int rc = AH_STORE_ERR;
     sqlite3_stmt *q = AH_SQ_GET(s, id);
     if (q != NULL) {
@@ -169,7 +174,7 @@ static int webhook_rows(ah_store *st, ah_sq_qid id, int64_t tenant_id, const cha
         rc = ah_sq_collect(s, q, &v, fill_webhook, webhook_free_v, what);
         ah_sq_done(q);
     }
-    ah_sq_unlock(s);
+    ah_sq_read_unlock(s); /* the writer's unlock when s is the writer */
     if (rc == AH_STORE_OK && cb != NULL)
         for (size_t i = 0; i < v.n; i++)
             cb(arg, (ah_webhook_row *)v.items + i);
@@ -247,9 +252,8 @@ int ah_sq_webhook_set_enabled(ah_store *st, int64_t tenant_id, int64_t id, bool 
 int ah_sq_webhook_deliveries(ah_store *st, int64_t tenant_id, int64_t id, int limit,
                              ah_webhook_delivery_cb cb, void *arg)
 {
-    ah_sq_store *s = ah_sq(st);
+    ah_sq_store *s = ah_sq_read_lock(ah_sq(st)); /* a client's read, beside the writer */
     ah_sq_rowvec v = {.elem = sizeof(ah_webhook_delivery_row)};
-    ah_sq_lock(s);
     int rc = AH_STORE_ERR;
     sqlite3_stmt *q = AH_SQ_GET(s, Q_WH_GET);
     if (q != NULL) {
@@ -272,7 +276,7 @@ int ah_sq_webhook_deliveries(ah_store *st, int64_t tenant_id, int64_t id, int li
             ah_sq_done(q);
         }
     }
-    ah_sq_unlock(s);
+    ah_sq_read_unlock(s);
     if (rc == AH_STORE_OK && cb != NULL)
         for (size_t i = 0; i < v.n; i++)
             cb(arg, (ah_webhook_delivery_row *)v.items + i);
