@@ -530,11 +530,12 @@ static ah_call *host_conn_by_secret(ah_call *route_call, const char *key, const 
         return NULL;
     }
     if (rc->gen->iso != NULL) {
-        /* An isolated route runs holding its plugin process, which a call
-         * of this connection may be waiting for while it holds the
-         * connection (connection first, then process, everywhere else):
-         * wait a bounded time for the connection, then give up (503),
-         * rather than wait for each other for ever. */
+        /* An isolated route runs on one of its plugin process's threads
+         * (at most 32 of them); when all are taken, a call of this
+         * connection may wait for one while it holds the connection
+         * (connection first, then process, everywhere else): wait a
+         * bounded time for the connection, then give up (503), rather
+         * than wait for each other for ever. */
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_sec += CONN_BY_SECRET_WAIT_S;
