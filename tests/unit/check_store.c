@@ -193,6 +193,8 @@ START_TEST(test_migrate_fresh)
      * v14, PostgreSQL v11). */
     ck_assert_int_eq(index_count(&f, "outbox_pending"), 0);
     ck_assert_int_eq(index_count(&f, "outbox_tenant"), 1);
+    /* The outbox prune's NOT EXISTS reads deliveries by event. */
+    ck_assert_int_eq(index_count(&f, "deliveries_outbox"), 1);
     if (pg_mode) {
         fx_done(&f);
         return;
@@ -1650,6 +1652,13 @@ START_TEST(test_event_log)
     ck_assert_int_eq(s->ops->outbox_after(s, t, 0, 10, outbox_cb, &o), AH_STORE_OK);
     ck_assert_int_eq(o.n, 1);
     ck_assert_int_eq(o.ids[0], e3);
+    /* Once its delivery is done, e3 goes too. */
+    ck_assert_int_eq(s->ops->delivery_done(s, c, e3), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->outbox_prune(s, FAR_FUTURE, &n), AH_STORE_OK);
+    ck_assert_int_eq(n, 1);
+    memset(&o, 0, sizeof o);
+    ck_assert_int_eq(s->ops->outbox_after(s, t, 0, 10, outbox_cb, &o), AH_STORE_OK);
+    ck_assert_int_eq(o.n, 0);
     ck_assert_int_eq(s->ops->outbox_prune(s, NULL, &n), AH_STORE_ERR);
     fx_done(&f);
 }
