@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
@@ -367,6 +368,30 @@ START_TEST(test_iso_normalize)
     char again[32];
     ck_assert_int_eq(ah_iso_normalize(out, again), 0);
     ck_assert_str_eq(again, out);
+    /* ah_iso_in against gmtime + strftime, for offsets of other seconds,
+     * days and years (the formatter keeps each thread's last second). */
+    static const long offsets[] = {0, -1000, 1000, -86400000L, 86400000L * 366, -86400000L * 800,
+                                   0, 999, -1};
+    for (size_t i = 0; i < sizeof offsets / sizeof offsets[0]; i++) {
+        char before[32], after[32], got[32];
+        time_t t0 = time(NULL) + offsets[i] / 1000 - 1;
+        ah_iso_in(offsets[i], got);
+        time_t t1 = time(NULL) + offsets[i] / 1000 + 1;
+        struct tm tm;
+        ck_assert_ptr_nonnull(gmtime_r(&t0, &tm));
+        strftime(before, sizeof before, "%Y-%m-%dT%H:%M:%S", &tm);
+        ck_assert_ptr_nonnull(gmtime_r(&t1, &tm));
+        strftime(after, sizeof after, "%Y-%m-%dT%H:%M:%S", &tm);
+        ck_assert_uint_eq(strlen(got), 24);
+        ck_assert_msg(strncmp(got, before, 19) >= 0 && strncmp(got, after, 19) <= 0,
+                      "%s not within %s .. %s", got, before, after);
+        ck_assert_int_eq(got[19], '.');
+        ck_assert(got[20] >= '0' && got[20] <= '9' && got[21] >= '0' && got[21] <= '9' &&
+                  got[22] >= '0' && got[22] <= '9');
+        ck_assert_int_eq(got[23], 'Z');
+        ck_assert_int_eq(ah_iso_normalize(got, again), 0);
+        ck_assert_str_eq(again, got);
+    }
 
     ck_assert_int_eq(ah_iso_normalize("2026-03-04", out), 0);
     ck_assert_str_eq(out, "2026-03-04T00:00:00.000Z");
