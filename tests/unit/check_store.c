@@ -1026,6 +1026,72 @@ START_TEST(test_group_scope_survives_failed_op)
 }
 END_TEST
 
+/* A rolled-back group scope whose writes changed more than the in-memory
+ * sub-journal holds (SQLite: AH_SQ_SUBJOURNAL_SPILL, 1 MiB, past which the
+ * savepoint's journal goes to a temporary file): 2,000 stored records of
+ * ~1.2 KiB rewritten (~600 pages) are undone, and the group's other scopes
+ * commit around it. */
+START_TEST(test_group_scope_rollback_past_spill)
+{
+    enum { N = 2000, RAW = 1200 };
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme"), c = add_conn(s, t, "main"), v = 0;
+    ah_record_in *in = calloc(N, sizeof *in);
+    char (*rid)[16] = calloc(N, sizeof *rid);
+    char (*raw)[RAW + 16] = calloc(N, sizeof *raw);
+    ck_assert(in != NULL && rid != NULL && raw != NULL);
+    unsigned x = 12345;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < N; i++) {
+            snprintf(rid[i], sizeof rid[i], "R%d", i);
+            char *o = raw[i];
+            o += sprintf(o, "{\"p\":%d,\"v\":\"", pass);
+            for (int k = 0; k < RAW; k++) {
+                x = x * 1103515245u + 12345u;
+                *o++ = "0123456789abcdef"[(x >> 16) & 15];
+            }
+            strcpy(o, "\"}");
+            in[i] = (ah_record_in){"blob", rid[i], NULL, raw[i], "{}"};
+        }
+        if (pass == 0) {
+            ck_assert_int_eq(s->ops->records_upsert(s, c, in, N, NULL, NULL, NULL, NULL),
+                             AH_STORE_OK);
+            continue;
+        }
+        uint64_t g = 0;
+        ck_assert_int_eq(s->ops->group_begin(s, &g), AH_STORE_OK);
+        ck_assert_int_eq(s->ops->sequence_next(s, t, "a", &v), AH_STORE_OK);
+        ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
+        ck_assert_int_eq(s->ops->group_begin(s, &g), AH_STORE_OK);
+        ck_assert_int_eq(s->ops->records_upsert(s, c, in, N, NULL, NULL, NULL, NULL),
+                         AH_STORE_OK);
+        ck_assert_int_eq(s->ops->scope_end(s, false), AH_STORE_OK);
+        ck_assert_int_eq(s->ops->group_begin(s, &g), AH_STORE_OK);
+        ck_assert_int_eq(s->ops->sequence_next(s, t, "b", &v), AH_STORE_OK);
+        ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
+        ck_assert_int_eq(s->ops->group_commit(s), AH_STORE_OK);
+    }
+    ah_store *other = open_store(&f);
+    ck_assert_int_eq(other->ops->sequence_next(other, t, "a", &v), AH_STORE_OK);
+    ck_assert_int_eq(v, 2);
+    ck_assert_int_eq(other->ops->sequence_next(other, t, "b", &v), AH_STORE_OK);
+    ck_assert_int_eq(v, 2);
+    for (int i = 0; i < N; i += 499) {
+        ah_record_row r;
+        ck_assert_int_eq(other->ops->record_get(other, c, "blob", rid[i], &r), AH_STORE_OK);
+        ck_assert_ptr_nonnull(strstr(r.raw, "\"p\":0"));
+        ah_record_row_free(&r);
+    }
+    other->ops->close(other);
+    free(in);
+    free(rid);
+    free(raw);
+    fx_done(&f);
+}
+END_TEST
+
 /* Readers (SQLite): reads a client waits on run on connections of their
  * own. Another thread reading while a writer holds a scope neither waits
  * for it nor commits its group early, and sees only what is committed; the
@@ -3534,6 +3600,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_sequences_concurrent);
     tcase_add_test(tc, test_group_commit);
     tcase_add_test(tc, test_group_scope_survives_failed_op);
+    tcase_add_test(tc, test_group_scope_rollback_past_spill);
     tcase_add_test(tc, test_readers_beside_writer);
     tcase_add_test(tc, test_committer);
     tcase_add_test(tc, test_wal_checkpointed);
