@@ -387,7 +387,13 @@ static cJSON *job_data(const cJSON *job, const char *stamp_key)
  * normalised and laid out as the job's fields. Made before the caller is
  * authenticated (see job_route); its error is answered after. */
 typedef struct erp_create {
-    cJSON *norm, *job; /* norm NULL: e holds the validation's error */
+    /* valid false: e holds the validation's error. The normalised body is
+     * laid out into job and freed here: the caller frees the body before
+     * create_job too, so that no tree but the job is freed inside the
+     * store's scope (the serialised section, from the first store call to
+     * the end of the route). */
+    bool valid, auto_publish;
+    cJSON *job;
     /* The record's raw payload, printed here, before the source's call lock
      * and the store's scope (the host stores the text as given): the body
      * itself, or a copy without its key when it carries one. */
@@ -399,10 +405,11 @@ typedef struct erp_create {
 static void create_prepare(const cJSON *body, erp_create *c)
 {
     memset(c, 0, sizeof *c);
-    if (erp_validate_job(body, ERP_OP_CREATE, &c->norm, &c->e) != 0) {
-        c->norm = NULL;
+    cJSON *norm = NULL;
+    if (erp_validate_job(body, ERP_OP_CREATE, &norm, &c->e) != 0)
         return;
-    }
+    c->valid = true;
+    c->auto_publish = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(norm, "auto_publish"));
     c->job = cJSON_CreateObject();
     bool keyed = cJSON_GetObjectItemCaseSensitive(body, "api_key") != NULL ||
                  cJSON_GetObjectItemCaseSensitive(body, "api_secret") != NULL;
@@ -410,14 +417,14 @@ static void create_prepare(const cJSON *body, erp_create *c)
     c->raw_text = !keyed || copy != NULL ? cJSON_PrintUnformatted(keyed ? copy : body) : NULL;
     cJSON_Delete(copy);
     if (c->job != NULL && c->raw_text != NULL) {
-        apply_fields(c->job, c->norm);
+        apply_fields(c->job, norm);
         erp_title_key(str_of(c->job, "title"), c->title_key, sizeof c->title_key);
     }
+    cJSON_Delete(norm);
 }
 
 static void create_free(erp_create *c)
 {
-    cJSON_Delete(c->norm);
     cJSON_Delete(c->job);
     free(c->raw_text);
 }
@@ -425,7 +432,7 @@ static void create_free(erp_create *c)
 static ah_result create_job(erp_req *r, erp_create *c)
 {
     const ah_host_api *h = r->h;
-    if (c->norm == NULL)
+    if (!c->valid)
         return answer_error(r, &c->e);
     const char *prefix = h->setting(r->src, "job_id_prefix");
     if (!erp_prefix_valid(prefix)) {
@@ -454,9 +461,8 @@ static ah_result create_job(erp_req *r, erp_create *c)
     if (h->sequence_next(r->src, seqname, &seq) != AH_OK)
         return answer_fail(r, 500, ERP_E_INTERNAL, NULL, "the job store is unavailable");
     snprintf(job_id, sizeof job_id, "%s-%d-%04lld", prefix, year, (long long)seq);
-    const cJSON *ap = cJSON_GetObjectItemCaseSensitive(c->norm, "auto_publish");
     set_str(job, "job_id", job_id);
-    set_str(job, "status", cJSON_IsTrue(ap) ? "PUBLISHED" : "DRAFT");
+    set_str(job, "status", c->auto_publish ? "PUBLISHED" : "DRAFT");
     set_str(job, "source_name", r->src->connection);
     set_str(job, "created_at", now);
     set_str(job, "updated_at", now);
@@ -582,6 +588,8 @@ static ah_result job_route(ah_call *call, ah_http_exchange *ex, erp_op op)
             create_prepare(body, &c);
             prepared = true;
         }
+        cJSON_Delete(body); /* before the store's scope (erp_create) */
+        body = NULL;
         res = create_job(&r, &c);
     } else {
         res = update_job(&r, body);

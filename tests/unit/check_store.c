@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
@@ -193,6 +194,8 @@ START_TEST(test_migrate_fresh)
      * v14, PostgreSQL v11). */
     ck_assert_int_eq(index_count(&f, "outbox_pending"), 0);
     ck_assert_int_eq(index_count(&f, "outbox_tenant"), 1);
+    /* The outbox prune's NOT EXISTS reads deliveries by event. */
+    ck_assert_int_eq(index_count(&f, "deliveries_outbox"), 1);
     if (pg_mode) {
         fx_done(&f);
         return;
@@ -365,6 +368,30 @@ START_TEST(test_iso_normalize)
     char again[32];
     ck_assert_int_eq(ah_iso_normalize(out, again), 0);
     ck_assert_str_eq(again, out);
+    /* ah_iso_in against gmtime + strftime, for offsets of other seconds,
+     * days and years (the formatter keeps each thread's last second). */
+    static const long offsets[] = {0, -1000, 1000, -86400000L, 86400000L * 366, -86400000L * 800,
+                                   0, 999, -1};
+    for (size_t i = 0; i < sizeof offsets / sizeof offsets[0]; i++) {
+        char before[32], after[32], got[32];
+        time_t t0 = time(NULL) + offsets[i] / 1000 - 1;
+        ah_iso_in(offsets[i], got);
+        time_t t1 = time(NULL) + offsets[i] / 1000 + 1;
+        struct tm tm;
+        ck_assert_ptr_nonnull(gmtime_r(&t0, &tm));
+        strftime(before, sizeof before, "%Y-%m-%dT%H:%M:%S", &tm);
+        ck_assert_ptr_nonnull(gmtime_r(&t1, &tm));
+        strftime(after, sizeof after, "%Y-%m-%dT%H:%M:%S", &tm);
+        ck_assert_uint_eq(strlen(got), 24);
+        ck_assert_msg(strncmp(got, before, 19) >= 0 && strncmp(got, after, 19) <= 0,
+                      "%s not within %s .. %s", got, before, after);
+        ck_assert_int_eq(got[19], '.');
+        ck_assert(got[20] >= '0' && got[20] <= '9' && got[21] >= '0' && got[21] <= '9' &&
+                  got[22] >= '0' && got[22] <= '9');
+        ck_assert_int_eq(got[23], 'Z');
+        ck_assert_int_eq(ah_iso_normalize(got, again), 0);
+        ck_assert_str_eq(again, got);
+    }
 
     ck_assert_int_eq(ah_iso_normalize("2026-03-04", out), 0);
     ck_assert_str_eq(out, "2026-03-04T00:00:00.000Z");
@@ -995,6 +1022,72 @@ START_TEST(test_group_scope_survives_failed_op)
     ck_assert_int_eq(other->ops->connection_get(other, "acme", "main", &cr), AH_STORE_OK);
     ah_connection_row_free(&cr);
     other->ops->close(other);
+    fx_done(&f);
+}
+END_TEST
+
+/* A rolled-back group scope whose writes changed more than the in-memory
+ * sub-journal holds (SQLite: AH_SQ_SUBJOURNAL_SPILL, 1 MiB, past which the
+ * savepoint's journal goes to a temporary file): 2,000 stored records of
+ * ~1.2 KiB rewritten (~600 pages) are undone, and the group's other scopes
+ * commit around it. */
+START_TEST(test_group_scope_rollback_past_spill)
+{
+    enum { N = 2000, RAW = 1200 };
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme"), c = add_conn(s, t, "main"), v = 0;
+    ah_record_in *in = calloc(N, sizeof *in);
+    char (*rid)[16] = calloc(N, sizeof *rid);
+    char (*raw)[RAW + 16] = calloc(N, sizeof *raw);
+    ck_assert(in != NULL && rid != NULL && raw != NULL);
+    unsigned x = 12345;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < N; i++) {
+            snprintf(rid[i], sizeof rid[i], "R%d", i);
+            char *o = raw[i];
+            o += sprintf(o, "{\"p\":%d,\"v\":\"", pass);
+            for (int k = 0; k < RAW; k++) {
+                x = x * 1103515245u + 12345u;
+                *o++ = "0123456789abcdef"[(x >> 16) & 15];
+            }
+            strcpy(o, "\"}");
+            in[i] = (ah_record_in){"blob", rid[i], NULL, raw[i], "{}"};
+        }
+        if (pass == 0) {
+            ck_assert_int_eq(s->ops->records_upsert(s, c, in, N, NULL, NULL, NULL, NULL),
+                             AH_STORE_OK);
+            continue;
+        }
+        uint64_t g = 0;
+        ck_assert_int_eq(s->ops->group_begin(s, &g), AH_STORE_OK);
+        ck_assert_int_eq(s->ops->sequence_next(s, t, "a", &v), AH_STORE_OK);
+        ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
+        ck_assert_int_eq(s->ops->group_begin(s, &g), AH_STORE_OK);
+        ck_assert_int_eq(s->ops->records_upsert(s, c, in, N, NULL, NULL, NULL, NULL),
+                         AH_STORE_OK);
+        ck_assert_int_eq(s->ops->scope_end(s, false), AH_STORE_OK);
+        ck_assert_int_eq(s->ops->group_begin(s, &g), AH_STORE_OK);
+        ck_assert_int_eq(s->ops->sequence_next(s, t, "b", &v), AH_STORE_OK);
+        ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
+        ck_assert_int_eq(s->ops->group_commit(s), AH_STORE_OK);
+    }
+    ah_store *other = open_store(&f);
+    ck_assert_int_eq(other->ops->sequence_next(other, t, "a", &v), AH_STORE_OK);
+    ck_assert_int_eq(v, 2);
+    ck_assert_int_eq(other->ops->sequence_next(other, t, "b", &v), AH_STORE_OK);
+    ck_assert_int_eq(v, 2);
+    for (int i = 0; i < N; i += 499) {
+        ah_record_row r;
+        ck_assert_int_eq(other->ops->record_get(other, c, "blob", rid[i], &r), AH_STORE_OK);
+        ck_assert_ptr_nonnull(strstr(r.raw, "\"p\":0"));
+        ah_record_row_free(&r);
+    }
+    other->ops->close(other);
+    free(in);
+    free(rid);
+    free(raw);
     fx_done(&f);
 }
 END_TEST
@@ -1650,6 +1743,13 @@ START_TEST(test_event_log)
     ck_assert_int_eq(s->ops->outbox_after(s, t, 0, 10, outbox_cb, &o), AH_STORE_OK);
     ck_assert_int_eq(o.n, 1);
     ck_assert_int_eq(o.ids[0], e3);
+    /* Once its delivery is done, e3 goes too. */
+    ck_assert_int_eq(s->ops->delivery_done(s, c, e3), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->outbox_prune(s, FAR_FUTURE, &n), AH_STORE_OK);
+    ck_assert_int_eq(n, 1);
+    memset(&o, 0, sizeof o);
+    ck_assert_int_eq(s->ops->outbox_after(s, t, 0, 10, outbox_cb, &o), AH_STORE_OK);
+    ck_assert_int_eq(o.n, 0);
     ck_assert_int_eq(s->ops->outbox_prune(s, NULL, &n), AH_STORE_ERR);
     fx_done(&f);
 }
@@ -3587,6 +3687,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_sequences_concurrent);
     tcase_add_test(tc, test_group_commit);
     tcase_add_test(tc, test_group_scope_survives_failed_op);
+    tcase_add_test(tc, test_group_scope_rollback_past_spill);
     tcase_add_test(tc, test_readers_beside_writer);
     tcase_add_test(tc, test_committer);
     tcase_add_test(tc, test_wal_checkpointed);

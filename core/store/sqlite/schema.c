@@ -266,6 +266,10 @@ static const char *const migrations[] = {
      * only tests call outbox_pending, which now scans the outbox in id
      * order. */
     "DROP INDEX outbox_pending;",
+    /* v15: deliveries by event, for the outbox prune's NOT EXISTS (the
+     * primary key leads with the connection): without it each prune batch
+     * read every pending delivery. PostgreSQL has had it since its v3. */
+    "CREATE INDEX deliveries_outbox ON deliveries(outbox_id);",
 };
 
 #define AH_SQ_LATEST ((int)(sizeof migrations / sizeof migrations[0]))
