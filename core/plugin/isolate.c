@@ -1100,6 +1100,56 @@ static void serve_route_host(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_
     }
 }
 
+/* A store_batch: the operations rebuilt from the frame (records as
+ * record_put's), run by the daemon's own store_batch, which checks them
+ * as it does a plugin's in process; each one's outcome as "r". */
+static void serve_store_batch(ah_call *call, const cJSON *m, cJSON *resp)
+{
+    const ah_host_api *h = call->host;
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(m, "ops");
+    int n = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : 0;
+    if (n < 1 || n > AH_STORE_BATCH_MAX) {
+        h->fail(call, AH_E_PLUGIN, 500, "store_batch: 1 to %d operations of "
+                "sizeof(ah_store_op) each", AH_STORE_BATCH_MAX);
+        add_failure(resp, call);
+        return;
+    }
+    ah_store_op ops[AH_STORE_BATCH_MAX];
+    ah_record recs[AH_STORE_BATCH_MAX];
+    char ids[AH_STORE_BATCH_MAX][128];
+    memset(ops, 0, sizeof ops);
+    int i = 0;
+    const cJSON *o;
+    cJSON_ArrayForEach(o, a) {
+        ops[i].struct_size = sizeof ops[i];
+        ops[i].kind = (uint32_t)inum(o, "k", 0, 0, UINT32_MAX);
+        ops[i].flags = (uint32_t)inum(o, "f", 0, 0, UINT32_MAX);
+        ops[i].name = str(o, "name");
+        const cJSON *rec = cJSON_GetObjectItemCaseSensitive(o, "rec");
+        ids[i][0] = '\0';
+        if (cJSON_IsObject(rec)) {
+            record_from(rec, &recs[i]);
+            ops[i].rec = &recs[i];
+            ops[i].id_out = ids[i];
+            ops[i].id_len = sizeof ids[i];
+        }
+        i++;
+    }
+    add_result(resp, call, h->store_batch(call, ops, (size_t)n));
+    cJSON *r = cJSON_AddArrayToObject(resp, "r");
+    for (i = 0; r != NULL && i < n; i++) {
+        cJSON *e = cJSON_CreateObject();
+        if (e == NULL || !cJSON_AddItemToArray(r, e)) {
+            cJSON_Delete(e);
+            break;
+        }
+        cJSON_AddNumberToObject(e, "d", ops[i].done);
+        cJSON_AddNumberToObject(e, "v", (double)ops[i].value);
+        if (ops[i].rec != NULL && ops[i].done == 1)
+            cJSON_AddStringToObject(e, "id", ids[i]);
+    }
+}
+
 static cJSON *serve_host(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *call,
                          const cJSON *m, unsigned char *tail, size_t tail_len,
                          unsigned char **out_tail, size_t *out_tail_len)
@@ -1181,6 +1231,8 @@ static cJSON *serve_host(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call
         ah_result r = h->sequence_next(call, str(m, "name"), &v);
         add_result(resp, call, r);
         cJSON_AddNumberToObject(resp, "v", (double)v);
+    } else if (strcmp(fn, "store_batch") == 0) {
+        serve_store_batch(call, m, resp);
     } else if (strcmp(fn, "store_ping") == 0) {
         add_result(resp, call, h->store_ping(call));
     } else if (strcmp(fn, "settings_update") == 0) {

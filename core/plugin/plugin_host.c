@@ -1288,6 +1288,56 @@ static int h_setting_lists(ah_call *call, const char *key, const char *value, un
     return r;
 }
 
+/* The whole batch in one frame, one answer: the daemon runs it with its
+ * own store_batch (the same checks and failures as in process). */
+static ah_result h_store_batch(ah_call *call, ah_store_op *ops, size_t n)
+{
+    if (ops == NULL || n < 1 || n > AH_STORE_BATCH_MAX ||
+        ops[0].struct_size < offsetof(ah_store_op, value) + sizeof ops[0].value)
+        return h_fail(call, AH_E_PLUGIN, 500, "store_batch: 1 to %d operations of "
+                      "sizeof(ah_store_op) each", AH_STORE_BATCH_MAX);
+    size_t stride = ops[0].struct_size;
+    cJSON *m = host_msg(call, "store_batch");
+    cJSON *a = cJSON_AddArrayToObject(m, "ops");
+    if (a == NULL)
+        die_lost();
+    for (size_t i = 0; i < n; i++) {
+        ah_store_op *op = (ah_store_op *)(void *)((char *)ops + i * stride);
+        op->done = 0;
+        op->value = 0;
+        if (op->struct_size != stride) {
+            cJSON_Delete(m);
+            return h_fail(call, AH_E_PLUGIN, 500, "store_batch: operation %zu is malformed "
+                          "(kind, flags, its name or record)", i);
+        }
+        cJSON *o = cJSON_CreateObject();
+        if (o == NULL || !cJSON_AddItemToArray(a, o))
+            die_lost();
+        cJSON_AddNumberToObject(o, "k", op->kind);
+        cJSON_AddNumberToObject(o, "f", op->flags);
+        if (op->kind == AH_STORE_SEQUENCE_NEXT && op->name != NULL)
+            cJSON_AddStringToObject(o, "name", op->name);
+        else if (op->kind == AH_STORE_RECORD_PUT && op->rec != NULL)
+            cJSON_AddItemToObject(o, "rec", record_json(op->rec));
+    }
+    cJSON *ans = rpc(m);
+    ah_result r = result_of(call, ans);
+    const cJSON *res = cJSON_GetObjectItemCaseSensitive(ans, "r");
+    const cJSON *e = cJSON_IsArray(res) ? res->child : NULL;
+    for (size_t i = 0; i < n && e != NULL; i++, e = e->next) {
+        ah_store_op *op = (ah_store_op *)(void *)((char *)ops + i * stride);
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(e, "d");
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(e, "v");
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
+        op->done = cJSON_IsNumber(d) && d->valueint >= -1 && d->valueint <= 1 ? d->valueint : 0;
+        op->value = cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
+        if (op->kind == AH_STORE_RECORD_PUT && op->id_out != NULL && op->id_len > 0)
+            snprintf(op->id_out, op->id_len, "%s", cJSON_IsString(id) ? id->valuestring : "");
+    }
+    cJSON_Delete(ans);
+    return r;
+}
+
 static const ah_host_api g_host = {
     .struct_size = sizeof(ah_host_api),
     .abi_major = AH_ABI_MAJOR,
@@ -1324,6 +1374,7 @@ static const ah_host_api g_host = {
     .settings_update = h_settings_update,
     .http_respond = h_ex_respond,
     .setting_lists = h_setting_lists,
+    .store_batch = h_store_batch,
 };
 
 /* ------------------------------------------------------------------------ */
