@@ -146,6 +146,9 @@ struct ah_isolate {
     bool circuit_open;
     bool restarting;    /* the child crashed; none runs until the next start */
     unsigned long restarts, recycles, crashes, calls;
+    /* Host API calls the daemon answered (each a round trip of the plugin
+     * process; one-way ones not counted), for operators and tests. */
+    atomic_ulong host_round_trips;
     char last_cause[256];
     char last_kind[16];
     char last_signal[16];
@@ -1023,6 +1026,45 @@ static void add_settings(const ah_isolate *iso, cJSON *obj, ah_call *call)
     }
 }
 
+/* The answers setting_lists would give the route about its caller's
+ * address, as "sl": {key: [enabled only, with disabled]}, for each list
+ * setting it may be asked about (not SECRET, GENERATED or HASHED): the
+ * handler's setting_lists(key, its client address, AH_LISTED_NETWORK[ |
+ * AH_LISTED_WITH_DISABLED]) is then answered in its process without a
+ * round trip (the ERP plugin asks it of every request before it looks at
+ * the key). The same answers the daemon would give a moment later; only
+ * what the route could ask, about the address it is given anyway. With
+ * disabled connections is looked up first: when it is 0 so is the other,
+ * else the other stays unknown (null: asked over the socket). */
+static void add_listed(const ah_isolate *iso, cJSON *req, ah_call *call, const char *ip)
+{
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(iso->desc, "settings");
+    const ah_host_api *h = call->host;
+    if (ip == NULL || !cJSON_IsArray(a) || !AH_HAS(h, setting_lists) || h->setting_lists == NULL)
+        return;
+    cJSON *sl = NULL;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, a) {
+        const char *k = str(e, "key");
+        long long flags = inum(e, "flags", -1, 0, UINT_MAX);
+        if (k == NULL || inum(e, "type", 0, 0, INT_MAX) != AH_SET_LIST || flags < 0 ||
+            ((unsigned)flags & (AH_SETTING_SECRET | AH_SETTING_GENERATED | AH_SETTING_HASHED)) != 0)
+            continue;
+        int with = h->setting_lists(call, k, ip, AH_LISTED_NETWORK | AH_LISTED_WITH_DISABLED);
+        if (with < 0)
+            continue;
+        if (sl == NULL && (sl = cJSON_AddObjectToObject(req, "sl")) == NULL)
+            return;
+        cJSON *pair = cJSON_CreateArray();
+        if (pair == NULL || !cJSON_AddItemToObject(sl, k, pair)) {
+            cJSON_Delete(pair);
+            return;
+        }
+        cJSON_AddItemToArray(pair, with == 0 ? cJSON_CreateNumber(0) : cJSON_CreateNull());
+        cJSON_AddItemToArray(pair, cJSON_CreateNumber(with));
+    }
+}
+
 static ah_result open_in(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *call,
                          iso_ctx *ic);
 
@@ -1306,6 +1348,7 @@ static int exchange(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *cal
             int s = resp != NULL && add_cid(resp, w->id) == 0
                         ? send_frame(ch, resp, rtail, rtail_len)
                         : -1;
+            atomic_fetch_add_explicit(&iso->host_round_trips, 1, memory_order_relaxed);
             cJSON_Delete(resp);
             free(rtail);
             if (s != 0) {
@@ -1744,6 +1787,7 @@ ah_result ah_isolate_route(ah_isolate *iso, ah_call *call, int index, ah_http_ex
         cJSON_AddStringToObject(req, "path", v);
     if ((v = h->http_client_ip(ex)) != NULL)
         cJSON_AddStringToObject(req, "client_ip", v);
+    add_listed(iso, req, call, v);
     cJSON *hdr = cJSON_AddArrayToObject(req, "hdr"), *qry = cJSON_AddArrayToObject(req, "qry");
     if (hdr != NULL)
         ah_ex_each(ex, false, add_pair, hdr);
@@ -1833,6 +1877,9 @@ cJSON *ah_isolate_json(ah_isolate *iso)
     cJSON_AddNumberToObject(o, "recycles", (double)iso->recycles);
     cJSON_AddNumberToObject(o, "crashes", (double)iso->crashes);
     cJSON_AddNumberToObject(o, "calls", (double)iso->calls);
+    cJSON_AddNumberToObject(o, "host_round_trips",
+                            (double)atomic_load_explicit(&iso->host_round_trips,
+                                                         memory_order_relaxed));
     cJSON_AddNumberToObject(o, "memory_max", (double)iso->o.memory_max);
     cJSON_AddNumberToObject(o, "call_timeout_ms", (double)iso->o.call_timeout_ms);
     cJSON_AddNumberToObject(o, "max_calls", (double)iso->o.max_calls);

@@ -72,7 +72,13 @@ struct ah_http_exchange {
     bool atomic;   /* AH_ROUTE_ATOMIC: the daemon holds the answer until the
                     * route returns, so it leaves with the route's reply */
     const cJSON *hdr, *qry; /* [[name, value | null], ...] as received, or NULL */
+    /* setting_lists' answers about client_ip, {key: [enabled only | null,
+     * with disabled]} (isolate.c add_listed), or NULL */
+    const cJSON *sl;
 };
+
+/* The exchange of the route this thread serves. */
+static _Thread_local struct ah_http_exchange *tl_route_ex;
 
 /* The calls conn_by_secret made for the route being served. */
 #define ROUTE_EXTRA_MAX 8
@@ -1274,7 +1280,16 @@ static ah_result h_settings_update(ah_call *call, const cJSON *changes)
 
 static int h_setting_lists(ah_call *call, const char *key, const char *value, unsigned how)
 {
-    (void)call;
+    /* About the caller's address: answered with the route (add_listed). */
+    const struct ah_http_exchange *ex = tl_route_ex;
+    if (ex != NULL && ex->sl != NULL && key != NULL && value != NULL && ex->client_ip != NULL &&
+        strcmp(value, ex->client_ip) == 0 &&
+        (how == AH_LISTED_NETWORK || how == (AH_LISTED_NETWORK | AH_LISTED_WITH_DISABLED))) {
+        const cJSON *pair = cJSON_GetObjectItemCaseSensitive(ex->sl, key);
+        const cJSON *v = cJSON_GetArrayItem(pair, how == AH_LISTED_NETWORK ? 0 : 1);
+        if (cJSON_IsNumber(v) && (v->valueint == 0 || v->valueint == 1))
+            return v->valueint;
+    }
     cJSON *m = host_msg(call, "setting_lists");
     if (key != NULL)
         cJSON_AddStringToObject(m, "key", key);
@@ -1586,8 +1601,12 @@ static void serve_route(const cJSON *m)
         ex.hdr = v;
     if ((v = cJSON_GetObjectItemCaseSensitive(m, "qry")) && cJSON_IsArray(v))
         ex.qry = v;
+    if ((v = cJSON_GetObjectItemCaseSensitive(m, "sl")) && cJSON_IsObject(v))
+        ex.sl = v;
     ex.atomic = (g_desc->routes[ri->valueint].flags & AH_ROUTE_ATOMIC) != 0;
+    tl_route_ex = &ex;
     ah_result r = g_desc->routes[ri->valueint].handler(&cc.call, &ex);
+    tl_route_ex = NULL;
     /* The connections' calls end with the route (the daemon releases them). */
     for (int i = 0; i < g_nextra; i++) {
         cJSON_Delete(g_extra[i]->keep);

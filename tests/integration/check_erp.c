@@ -966,6 +966,52 @@ START_TEST(test_older_host)
 }
 END_TEST
 
+/* The host API calls the daemon answered for the isolated erp plugin. */
+static long round_trips(const env *e)
+{
+    cJSON *pl = ah_core_plugins_json(e->core, "erp");
+    ck_assert_ptr_nonnull(pl);
+    const cJSON *p = cJSON_GetObjectItem(cJSON_GetArrayItem(pl, 0), "process");
+    const cJSON *n = cJSON_GetObjectItem(p, "host_round_trips");
+    ck_assert_msg(cJSON_IsNumber(n), "no host_round_trips");
+    long v = (long)n->valuedouble;
+    cJSON_Delete(pl);
+    return v;
+}
+
+/* An isolated create waits for the daemon three times: conn_by_secret,
+ * the title's guard with the job number (one store_batch), the record.
+ * Whether some source trusts the caller comes with the route (setting_lists
+ * about the caller's address, answered in the plugin's process); the
+ * settings come with the route and the source; the event and the answer
+ * go one-way. It was six. A refused caller costs none. Isolated only. */
+START_TEST(test_isolated_round_trips)
+{
+    env e;
+    env_open(&e);
+    free(create(&e, e.key, "Warm Up", NULL));
+    long before = round_trips(&e);
+    free(create(&e, e.key, "Counted", NULL));
+    ck_assert_int_eq(round_trips(&e) - before, 3);
+    /* A seen title: conn_by_secret, the batch (no number drawn), the
+     * exact look-up of the open job. */
+    before = round_trips(&e);
+    expect_error(&e, "create-job/", e.key,
+                 "{\"action\":\"create_job\",\"source_name\":\"Main_ERP\",\"title\":\"counted\","
+                 "\"application_url\":\"https://a.example/x\"}",
+                 409, "JOB_EXISTS", "title");
+    ck_assert_int_eq(round_trips(&e) - before, 3);
+    /* From 127.0.0.2, which no source trusts: 403 with no host call. */
+    before = round_trips(&e);
+    cJSON *r = NULL;
+    ck_assert_int_eq(post_from(&e, "127.0.0.2", e.key, &r), 403);
+    check_error(r, "IP_NOT_ALLOWED", NULL);
+    cJSON_Delete(r);
+    ck_assert_int_eq(round_trips(&e) - before, 0);
+    env_close(&e);
+}
+END_TEST
+
 START_TEST(test_update_job)
 {
     env e;
@@ -1655,6 +1701,8 @@ static Suite *erp_suite(void)
     const char *iso = getenv("AH_TEST_ISOLATION");
     if (iso != NULL && strcmp(iso, "in_process") == 0)
         tcase_add_test(tc, test_older_host);
+    else
+        tcase_add_test(tc, test_isolated_round_trips);
     suite_add_tcase(s, tc);
     TCase *conc = tcase_create("concurrency");
     tcase_set_timeout(conc, 60);
