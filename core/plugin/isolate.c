@@ -149,6 +149,9 @@ struct ah_isolate {
     /* Host API calls the daemon answered (each a round trip of the plugin
      * process; one-way ones not counted), for operators and tests. */
     atomic_ulong host_round_trips;
+    /* Bit i: a route asked setting_lists about its caller's address for
+     * the i-th declared setting (add_listed answers it with the next). */
+    atomic_ullong listed_asked;
     char last_cause[256];
     char last_kind[16];
     char last_signal[16];
@@ -1035,16 +1038,24 @@ static void add_settings(const ah_isolate *iso, cJSON *obj, ah_call *call)
  * the key). The same answers the daemon would give a moment later; only
  * what the route could ask, about the address it is given anyway. With
  * disabled connections is looked up first: when it is 0 so is the other,
- * else the other stays unknown (null: asked over the socket). */
-static void add_listed(const ah_isolate *iso, cJSON *req, ah_call *call, const char *ip)
+ * else the other stays unknown (null: asked over the socket). Only for the
+ * settings a route of the plugin asked about so before (listed_learn): a
+ * plugin that never asks costs nothing. */
+static void add_listed(ah_isolate *iso, cJSON *req, ah_call *call, const char *ip)
 {
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(iso->desc, "settings");
     const ah_host_api *h = call->host;
-    if (ip == NULL || !cJSON_IsArray(a) || !AH_HAS(h, setting_lists) || h->setting_lists == NULL)
+    unsigned long long asked = atomic_load_explicit(&iso->listed_asked, memory_order_relaxed);
+    if (ip == NULL || asked == 0 || !cJSON_IsArray(a) || !AH_HAS(h, setting_lists) ||
+        h->setting_lists == NULL)
         return;
     cJSON *sl = NULL;
     const cJSON *e;
+    int i = -1;
     cJSON_ArrayForEach(e, a) {
+        i++;
+        if (i >= 64 || (asked & (1ULL << i)) == 0)
+            continue;
         const char *k = str(e, "key");
         long long flags = inum(e, "flags", -1, 0, UINT_MAX);
         if (k == NULL || inum(e, "type", 0, 0, INT_MAX) != AH_SET_LIST || flags < 0 ||
@@ -1062,6 +1073,25 @@ static void add_listed(const ah_isolate *iso, cJSON *req, ah_call *call, const c
         }
         cJSON_AddItemToArray(pair, with == 0 ? cJSON_CreateNumber(0) : cJSON_CreateNull());
         cJSON_AddItemToArray(pair, cJSON_CreateNumber(with));
+    }
+}
+
+/* A route asked setting_lists(key, its caller's address, NETWORK[ |
+ * WITH_DISABLED]): from now on add_listed answers it with the route. */
+static void listed_learn(ah_isolate *iso, const char *key)
+{
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(iso->desc, "settings");
+    const cJSON *e;
+    int i = 0;
+    cJSON_ArrayForEach(e, a) {
+        if (i >= 64)
+            return;
+        const char *k = str(e, "key");
+        if (k != NULL && strcmp(k, key) == 0) {
+            atomic_fetch_or_explicit(&iso->listed_asked, 1ULL << i, memory_order_relaxed);
+            return;
+        }
+        i++;
     }
 }
 
@@ -1281,15 +1311,19 @@ static cJSON *serve_host(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call
         add_result(resp, call,
                    h->settings_update(call, cJSON_GetObjectItemCaseSensitive(m, "changes")));
     } else if (strcmp(fn, "setting_lists") == 0) {
-        cJSON_AddNumberToObject(resp, "v", h->setting_lists(call, str(m, "key"),
-                                                            str(m, "value"),
-                                                            (unsigned)inum(m, "how", 0, 0, UINT_MAX)));
+        const char *key = str(m, "key"), *value = str(m, "value");
+        unsigned how = (unsigned)inum(m, "how", 0, 0, UINT_MAX);
+        int v = h->setting_lists(call, key, value, how);
+        cJSON_AddNumberToObject(resp, "v", v);
+        const char *ip = w->ex != NULL ? h->http_client_ip(w->ex) : NULL;
+        if (v >= 0 && key != NULL && value != NULL && ip != NULL && strcmp(ip, value) == 0 &&
+            (how & ~(unsigned)AH_LISTED_WITH_DISABLED) == AH_LISTED_NETWORK)
+            listed_learn(iso, key);
     } else {
         h->fail(call, AH_E_INTERNAL, 500, "host call '%s' is not served to isolated plugins",
                 fn);
         add_failure(resp, call);
     }
-    (void)iso;
     return resp;
 }
 
