@@ -847,6 +847,55 @@ static int host_setting_lists(ah_call *call, const char *key, const char *value,
                                   (how & AH_LISTED_WITH_DISABLED) == 0, listed_match, &p);
 }
 
+/* The i-th of a plugin's ops: elements have the first one's size, which
+ * may be larger than this host's ah_store_op (a newer SDK's). */
+static ah_store_op *store_op_at(ah_store_op *ops, size_t i)
+{
+    return (ah_store_op *)(void *)((char *)ops + i * ops[0].struct_size);
+}
+
+static ah_result host_store_batch(ah_call *call, ah_store_op *ops, size_t n)
+{
+    if (ops == NULL || n < 1 || n > AH_STORE_BATCH_MAX ||
+        ops[0].struct_size < offsetof(ah_store_op, value) + sizeof ops[0].value)
+        return host_fail(call, AH_E_PLUGIN, 500, "store_batch: 1 to %d operations of "
+                         "sizeof(ah_store_op) each", AH_STORE_BATCH_MAX);
+    /* Nothing runs unless every operation is well formed. */
+    for (size_t i = 0; i < n; i++) {
+        ah_store_op *op = store_op_at(ops, i);
+        op->done = 0;
+        op->value = 0;
+        bool ok = op->struct_size == ops[0].struct_size &&
+                  (op->flags & ~(uint32_t)AH_STORE_IF_NEW) == 0 &&
+                  ((op->kind == AH_STORE_SEQUENCE_NEXT && op->name != NULL) ||
+                   (op->kind == AH_STORE_RECORD_PUT && op->rec != NULL));
+        if (!ok)
+            return host_fail(call, AH_E_PLUGIN, 500, "store_batch: operation %zu is malformed "
+                             "(kind, flags, its name or record)", i);
+    }
+    for (size_t i = 0; i < n; i++) {
+        ah_store_op *op = store_op_at(ops, i);
+        if (op->flags & AH_STORE_IF_NEW) {
+            const ah_store_op *prev = i > 0 ? store_op_at(ops, i - 1) : NULL;
+            if (prev == NULL || prev->done != 1 || prev->kind != AH_STORE_SEQUENCE_NEXT ||
+                prev->value != 1)
+                continue;
+        }
+        ah_result r;
+        if (op->kind == AH_STORE_SEQUENCE_NEXT) {
+            r = host_sequence_next(call, op->name, &op->value);
+        } else {
+            int changed = 0;
+            r = host_record_put(call, op->rec, op->id_out, op->id_len, &changed);
+            op->value = changed;
+        }
+        op->done = r == AH_OK ? 1 : -1;
+        if (r != AH_OK)
+            return AH_ERR; /* described by the operation */
+    }
+    return AH_OK;
+}
+
 void ah_host_api_init(ah_host_api *api)
 {
     *api = (ah_host_api){
@@ -885,5 +934,6 @@ void ah_host_api_init(ah_host_api *api)
         .settings_update = host_settings_update,
         .http_respond = host_http_respond,
         .setting_lists = host_setting_lists,
+        .store_batch = host_store_batch,
     };
 }

@@ -146,6 +146,12 @@ struct ah_isolate {
     bool circuit_open;
     bool restarting;    /* the child crashed; none runs until the next start */
     unsigned long restarts, recycles, crashes, calls;
+    /* Host API calls the daemon answered (each a round trip of the plugin
+     * process; one-way ones not counted), for operators and tests. */
+    atomic_ulong host_round_trips;
+    /* Bit i: a route asked setting_lists about its caller's address for
+     * the i-th declared setting (add_listed answers it with the next). */
+    atomic_ullong listed_asked;
     char last_cause[256];
     char last_kind[16];
     char last_signal[16];
@@ -1023,6 +1029,72 @@ static void add_settings(const ah_isolate *iso, cJSON *obj, ah_call *call)
     }
 }
 
+/* The answers setting_lists would give the route about its caller's
+ * address, as "sl": {key: [enabled only, with disabled]}, for each list
+ * setting it may be asked about (not SECRET, GENERATED or HASHED): the
+ * handler's setting_lists(key, its client address, AH_LISTED_NETWORK[ |
+ * AH_LISTED_WITH_DISABLED]) is then answered in its process without a
+ * round trip (the ERP plugin asks it of every request before it looks at
+ * the key). The same answers the daemon would give a moment later; only
+ * what the route could ask, about the address it is given anyway. With
+ * disabled connections is looked up first: when it is 0 so is the other,
+ * else the other stays unknown (null: asked over the socket). Only for the
+ * settings a route of the plugin asked about so before (listed_learn): a
+ * plugin that never asks costs nothing. */
+static void add_listed(ah_isolate *iso, cJSON *req, ah_call *call, const char *ip)
+{
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(iso->desc, "settings");
+    const ah_host_api *h = call->host;
+    unsigned long long asked = atomic_load_explicit(&iso->listed_asked, memory_order_relaxed);
+    if (ip == NULL || asked == 0 || !cJSON_IsArray(a) || !AH_HAS(h, setting_lists) ||
+        h->setting_lists == NULL)
+        return;
+    cJSON *sl = NULL;
+    const cJSON *e;
+    int i = -1;
+    cJSON_ArrayForEach(e, a) {
+        i++;
+        if (i >= 64 || (asked & (1ULL << i)) == 0)
+            continue;
+        const char *k = str(e, "key");
+        long long flags = inum(e, "flags", -1, 0, UINT_MAX);
+        if (k == NULL || inum(e, "type", 0, 0, INT_MAX) != AH_SET_LIST || flags < 0 ||
+            ((unsigned)flags & (AH_SETTING_SECRET | AH_SETTING_GENERATED | AH_SETTING_HASHED)) != 0)
+            continue;
+        int with = h->setting_lists(call, k, ip, AH_LISTED_NETWORK | AH_LISTED_WITH_DISABLED);
+        if (with < 0)
+            continue;
+        if (sl == NULL && (sl = cJSON_AddObjectToObject(req, "sl")) == NULL)
+            return;
+        cJSON *pair = cJSON_CreateArray();
+        if (pair == NULL || !cJSON_AddItemToObject(sl, k, pair)) {
+            cJSON_Delete(pair);
+            return;
+        }
+        cJSON_AddItemToArray(pair, with == 0 ? cJSON_CreateNumber(0) : cJSON_CreateNull());
+        cJSON_AddItemToArray(pair, cJSON_CreateNumber(with));
+    }
+}
+
+/* A route asked setting_lists(key, its caller's address, NETWORK[ |
+ * WITH_DISABLED]): from now on add_listed answers it with the route. */
+static void listed_learn(ah_isolate *iso, const char *key)
+{
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(iso->desc, "settings");
+    const cJSON *e;
+    int i = 0;
+    cJSON_ArrayForEach(e, a) {
+        if (i >= 64)
+            return;
+        const char *k = str(e, "key");
+        if (k != NULL && strcmp(k, key) == 0) {
+            atomic_fetch_or_explicit(&iso->listed_asked, 1ULL << i, memory_order_relaxed);
+            return;
+        }
+        i++;
+    }
+}
+
 static ah_result open_in(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *call,
                          iso_ctx *ic);
 
@@ -1097,6 +1169,56 @@ static void serve_route_host(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_
             cJSON_AddStringToObject(resp, "ctx", ic->at[p->index].handle);
         pthread_mutex_unlock(&p->mu);
         add_settings(iso, resp, x);
+    }
+}
+
+/* A store_batch: the operations rebuilt from the frame (records as
+ * record_put's), run by the daemon's own store_batch, which checks them
+ * as it does a plugin's in process; each one's outcome as "r". */
+static void serve_store_batch(ah_call *call, const cJSON *m, cJSON *resp)
+{
+    const ah_host_api *h = call->host;
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(m, "ops");
+    int n = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : 0;
+    if (n < 1 || n > AH_STORE_BATCH_MAX) {
+        h->fail(call, AH_E_PLUGIN, 500, "store_batch: 1 to %d operations of "
+                "sizeof(ah_store_op) each", AH_STORE_BATCH_MAX);
+        add_failure(resp, call);
+        return;
+    }
+    ah_store_op ops[AH_STORE_BATCH_MAX];
+    ah_record recs[AH_STORE_BATCH_MAX];
+    char ids[AH_STORE_BATCH_MAX][128];
+    memset(ops, 0, sizeof ops);
+    int i = 0;
+    const cJSON *o;
+    cJSON_ArrayForEach(o, a) {
+        ops[i].struct_size = sizeof ops[i];
+        ops[i].kind = (uint32_t)inum(o, "k", 0, 0, UINT32_MAX);
+        ops[i].flags = (uint32_t)inum(o, "f", 0, 0, UINT32_MAX);
+        ops[i].name = str(o, "name");
+        const cJSON *rec = cJSON_GetObjectItemCaseSensitive(o, "rec");
+        ids[i][0] = '\0';
+        if (cJSON_IsObject(rec)) {
+            record_from(rec, &recs[i]);
+            ops[i].rec = &recs[i];
+            ops[i].id_out = ids[i];
+            ops[i].id_len = sizeof ids[i];
+        }
+        i++;
+    }
+    add_result(resp, call, h->store_batch(call, ops, (size_t)n));
+    cJSON *r = cJSON_AddArrayToObject(resp, "r");
+    for (i = 0; r != NULL && i < n; i++) {
+        cJSON *e = cJSON_CreateObject();
+        if (e == NULL || !cJSON_AddItemToArray(r, e)) {
+            cJSON_Delete(e);
+            break;
+        }
+        cJSON_AddNumberToObject(e, "d", ops[i].done);
+        cJSON_AddNumberToObject(e, "v", (double)ops[i].value);
+        if (ops[i].rec != NULL && ops[i].done == 1)
+            cJSON_AddStringToObject(e, "id", ids[i]);
     }
 }
 
@@ -1181,21 +1303,27 @@ static cJSON *serve_host(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call
         ah_result r = h->sequence_next(call, str(m, "name"), &v);
         add_result(resp, call, r);
         cJSON_AddNumberToObject(resp, "v", (double)v);
+    } else if (strcmp(fn, "store_batch") == 0) {
+        serve_store_batch(call, m, resp);
     } else if (strcmp(fn, "store_ping") == 0) {
         add_result(resp, call, h->store_ping(call));
     } else if (strcmp(fn, "settings_update") == 0) {
         add_result(resp, call,
                    h->settings_update(call, cJSON_GetObjectItemCaseSensitive(m, "changes")));
     } else if (strcmp(fn, "setting_lists") == 0) {
-        cJSON_AddNumberToObject(resp, "v", h->setting_lists(call, str(m, "key"),
-                                                            str(m, "value"),
-                                                            (unsigned)inum(m, "how", 0, 0, UINT_MAX)));
+        const char *key = str(m, "key"), *value = str(m, "value");
+        unsigned how = (unsigned)inum(m, "how", 0, 0, UINT_MAX);
+        int v = h->setting_lists(call, key, value, how);
+        cJSON_AddNumberToObject(resp, "v", v);
+        const char *ip = w->ex != NULL ? h->http_client_ip(w->ex) : NULL;
+        if (v >= 0 && key != NULL && value != NULL && ip != NULL && strcmp(ip, value) == 0 &&
+            (how & ~(unsigned)AH_LISTED_WITH_DISABLED) == AH_LISTED_NETWORK)
+            listed_learn(iso, key);
     } else {
         h->fail(call, AH_E_INTERNAL, 500, "host call '%s' is not served to isolated plugins",
                 fn);
         add_failure(resp, call);
     }
-    (void)iso;
     return resp;
 }
 
@@ -1254,6 +1382,7 @@ static int exchange(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *cal
             int s = resp != NULL && add_cid(resp, w->id) == 0
                         ? send_frame(ch, resp, rtail, rtail_len)
                         : -1;
+            atomic_fetch_add_explicit(&iso->host_round_trips, 1, memory_order_relaxed);
             cJSON_Delete(resp);
             free(rtail);
             if (s != 0) {
@@ -1692,6 +1821,7 @@ ah_result ah_isolate_route(ah_isolate *iso, ah_call *call, int index, ah_http_ex
         cJSON_AddStringToObject(req, "path", v);
     if ((v = h->http_client_ip(ex)) != NULL)
         cJSON_AddStringToObject(req, "client_ip", v);
+    add_listed(iso, req, call, v);
     cJSON *hdr = cJSON_AddArrayToObject(req, "hdr"), *qry = cJSON_AddArrayToObject(req, "qry");
     if (hdr != NULL)
         ah_ex_each(ex, false, add_pair, hdr);
@@ -1781,6 +1911,9 @@ cJSON *ah_isolate_json(ah_isolate *iso)
     cJSON_AddNumberToObject(o, "recycles", (double)iso->recycles);
     cJSON_AddNumberToObject(o, "crashes", (double)iso->crashes);
     cJSON_AddNumberToObject(o, "calls", (double)iso->calls);
+    cJSON_AddNumberToObject(o, "host_round_trips",
+                            (double)atomic_load_explicit(&iso->host_round_trips,
+                                                         memory_order_relaxed));
     cJSON_AddNumberToObject(o, "memory_max", (double)iso->o.memory_max);
     cJSON_AddNumberToObject(o, "call_timeout_ms", (double)iso->o.call_timeout_ms);
     cJSON_AddNumberToObject(o, "max_calls", (double)iso->o.max_calls);

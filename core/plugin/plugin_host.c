@@ -72,7 +72,13 @@ struct ah_http_exchange {
     bool atomic;   /* AH_ROUTE_ATOMIC: the daemon holds the answer until the
                     * route returns, so it leaves with the route's reply */
     const cJSON *hdr, *qry; /* [[name, value | null], ...] as received, or NULL */
+    /* setting_lists' answers about client_ip, {key: [enabled only | null,
+     * with disabled]} (isolate.c add_listed), or NULL */
+    const cJSON *sl;
 };
+
+/* The exchange of the route this thread serves. */
+static _Thread_local struct ah_http_exchange *tl_route_ex;
 
 /* The calls conn_by_secret made for the route being served. */
 #define ROUTE_EXTRA_MAX 8
@@ -1274,7 +1280,16 @@ static ah_result h_settings_update(ah_call *call, const cJSON *changes)
 
 static int h_setting_lists(ah_call *call, const char *key, const char *value, unsigned how)
 {
-    (void)call;
+    /* About the caller's address: answered with the route (add_listed). */
+    const struct ah_http_exchange *ex = tl_route_ex;
+    if (ex != NULL && ex->sl != NULL && key != NULL && value != NULL && ex->client_ip != NULL &&
+        strcmp(value, ex->client_ip) == 0 &&
+        (how == AH_LISTED_NETWORK || how == (AH_LISTED_NETWORK | AH_LISTED_WITH_DISABLED))) {
+        const cJSON *pair = cJSON_GetObjectItemCaseSensitive(ex->sl, key);
+        const cJSON *v = cJSON_GetArrayItem(pair, how == AH_LISTED_NETWORK ? 0 : 1);
+        if (cJSON_IsNumber(v) && (v->valueint == 0 || v->valueint == 1))
+            return v->valueint;
+    }
     cJSON *m = host_msg(call, "setting_lists");
     if (key != NULL)
         cJSON_AddStringToObject(m, "key", key);
@@ -1284,6 +1299,56 @@ static int h_setting_lists(ah_call *call, const char *key, const char *value, un
     cJSON *ans = rpc(m);
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(ans, "v");
     int r = cJSON_IsNumber(v) ? v->valueint : -1;
+    cJSON_Delete(ans);
+    return r;
+}
+
+/* The whole batch in one frame, one answer: the daemon runs it with its
+ * own store_batch (the same checks and failures as in process). */
+static ah_result h_store_batch(ah_call *call, ah_store_op *ops, size_t n)
+{
+    if (ops == NULL || n < 1 || n > AH_STORE_BATCH_MAX ||
+        ops[0].struct_size < offsetof(ah_store_op, value) + sizeof ops[0].value)
+        return h_fail(call, AH_E_PLUGIN, 500, "store_batch: 1 to %d operations of "
+                      "sizeof(ah_store_op) each", AH_STORE_BATCH_MAX);
+    size_t stride = ops[0].struct_size;
+    cJSON *m = host_msg(call, "store_batch");
+    cJSON *a = cJSON_AddArrayToObject(m, "ops");
+    if (a == NULL)
+        die_lost();
+    for (size_t i = 0; i < n; i++) {
+        ah_store_op *op = (ah_store_op *)(void *)((char *)ops + i * stride);
+        op->done = 0;
+        op->value = 0;
+        if (op->struct_size != stride) {
+            cJSON_Delete(m);
+            return h_fail(call, AH_E_PLUGIN, 500, "store_batch: operation %zu is malformed "
+                          "(kind, flags, its name or record)", i);
+        }
+        cJSON *o = cJSON_CreateObject();
+        if (o == NULL || !cJSON_AddItemToArray(a, o))
+            die_lost();
+        cJSON_AddNumberToObject(o, "k", op->kind);
+        cJSON_AddNumberToObject(o, "f", op->flags);
+        if (op->kind == AH_STORE_SEQUENCE_NEXT && op->name != NULL)
+            cJSON_AddStringToObject(o, "name", op->name);
+        else if (op->kind == AH_STORE_RECORD_PUT && op->rec != NULL)
+            cJSON_AddItemToObject(o, "rec", record_json(op->rec));
+    }
+    cJSON *ans = rpc(m);
+    ah_result r = result_of(call, ans);
+    const cJSON *res = cJSON_GetObjectItemCaseSensitive(ans, "r");
+    const cJSON *e = cJSON_IsArray(res) ? res->child : NULL;
+    for (size_t i = 0; i < n && e != NULL; i++, e = e->next) {
+        ah_store_op *op = (ah_store_op *)(void *)((char *)ops + i * stride);
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(e, "d");
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(e, "v");
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
+        op->done = cJSON_IsNumber(d) && d->valueint >= -1 && d->valueint <= 1 ? d->valueint : 0;
+        op->value = cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
+        if (op->kind == AH_STORE_RECORD_PUT && op->id_out != NULL && op->id_len > 0)
+            snprintf(op->id_out, op->id_len, "%s", cJSON_IsString(id) ? id->valuestring : "");
+    }
     cJSON_Delete(ans);
     return r;
 }
@@ -1324,6 +1389,7 @@ static const ah_host_api g_host = {
     .settings_update = h_settings_update,
     .http_respond = h_ex_respond,
     .setting_lists = h_setting_lists,
+    .store_batch = h_store_batch,
 };
 
 /* ------------------------------------------------------------------------ */
@@ -1535,8 +1601,12 @@ static void serve_route(const cJSON *m)
         ex.hdr = v;
     if ((v = cJSON_GetObjectItemCaseSensitive(m, "qry")) && cJSON_IsArray(v))
         ex.qry = v;
+    if ((v = cJSON_GetObjectItemCaseSensitive(m, "sl")) && cJSON_IsObject(v))
+        ex.sl = v;
     ex.atomic = (g_desc->routes[ri->valueint].flags & AH_ROUTE_ATOMIC) != 0;
+    tl_route_ex = &ex;
     ah_result r = g_desc->routes[ri->valueint].handler(&cc.call, &ex);
+    tl_route_ex = NULL;
     /* The connections' calls end with the route (the daemon releases them). */
     for (int i = 0; i < g_nextra; i++) {
         cJSON_Delete(g_extra[i]->keep);

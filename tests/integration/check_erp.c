@@ -906,6 +906,12 @@ START_TEST(test_job_exists)
                  "{\"action\":\"create_job\",\"source_name\":\"Second_ERP\",\"title\":\"Data Analyst\","
                  "\"application_url\":\"https://a.example/x\"}",
                  409, "JOB_EXISTS", "title");
+    /* A refused title draws no job number (the title's guard and the job
+     * number are one store_batch since ABI 1.3: the number only when the
+     * title was never seen). */
+    char *next = create(&e, e.key, "Data Engineer", NULL);
+    ck_assert_msg(matches("^KAAUH-20[0-9]{2}-0002$", next), "%s", next);
+    free(next);
     /* Another tenant does not. */
     char key3[128];
     add_source(e.core, "globex", "Globex_ERP", "{\"trusted_ips\":\"127.0.0.1\"}", key3, sizeof key3);
@@ -930,6 +936,84 @@ START_TEST(test_job_exists)
     snprintf(b, sizeof b, "{\"action\":\"update_job\",\"source_name\":\"Main_ERP\",\"job_id\":\"%s\",\"status\":\"PUBLISHED\"}", id);
     expect_error(&e, "update-job/", e.key, b, 409, "JOB_EXISTS", "title");
     free(id);
+    env_close(&e);
+}
+END_TEST
+
+/* The plugin on a host older than ABI 1.3 (no store_batch: the table too
+ * short to hold it): it draws the title's sequence and the job number one
+ * call at a time, with the same answers. In process only (an isolated
+ * plugin's host table is the plugin process's own). */
+START_TEST(test_older_host)
+{
+    env e;
+    env_open(&e);
+    ck_assert(AH_HAS(&e.core->host, store_batch));
+    e.core->host.struct_size = (uint32_t)offsetof(ah_host_api, store_batch);
+    ck_assert(!AH_HAS(&e.core->host, store_batch));
+    char *id = create(&e, e.key, "Data Analyst", NULL);
+    ck_assert_msg(matches("^KAAUH-20[0-9]{2}-0001$", id), "%s", id);
+    expect_error(&e, "create-job/", e.key,
+                 "{\"action\":\"create_job\",\"source_name\":\"Main_ERP\",\"title\":\"data analyst\","
+                 "\"application_url\":\"https://a.example/x\"}",
+                 409, "JOB_EXISTS", "title");
+    char *next = create(&e, e.key, "Data Engineer", NULL);
+    ck_assert_msg(matches("^KAAUH-20[0-9]{2}-0002$", next), "%s", next);
+    e.core->host.struct_size = sizeof(ah_host_api);
+    free(id);
+    free(next);
+    env_close(&e);
+}
+END_TEST
+
+/* The host API calls the daemon answered for the isolated erp plugin. */
+static long round_trips(const env *e)
+{
+    cJSON *pl = ah_core_plugins_json(e->core, "erp");
+    ck_assert_ptr_nonnull(pl);
+    const cJSON *p = cJSON_GetObjectItem(cJSON_GetArrayItem(pl, 0), "process");
+    const cJSON *n = cJSON_GetObjectItem(p, "host_round_trips");
+    ck_assert_msg(cJSON_IsNumber(n), "no host_round_trips");
+    long v = (long)n->valuedouble;
+    cJSON_Delete(pl);
+    return v;
+}
+
+/* An isolated create waits for the daemon three times: conn_by_secret,
+ * the title's guard with the job number (one store_batch), the record.
+ * Whether some source trusts the caller comes with the route (setting_lists
+ * about the caller's address, answered in the plugin's process); the
+ * settings come with the route and the source; the event and the answer
+ * go one-way. It was six. A refused caller costs none. Isolated only. The
+ * first create asks whether its caller is trusted over the socket (the
+ * daemon answers that question with the routes only once it was asked). */
+START_TEST(test_isolated_round_trips)
+{
+    env e;
+    env_open(&e);
+    /* The first route's trusted-address question goes over the socket:
+     * from then on the daemon sends its answer with each route. */
+    long before = round_trips(&e);
+    free(create(&e, e.key, "Warm Up", NULL));
+    ck_assert_int_eq(round_trips(&e) - before, 4);
+    before = round_trips(&e);
+    free(create(&e, e.key, "Counted", NULL));
+    ck_assert_int_eq(round_trips(&e) - before, 3);
+    /* A seen title: conn_by_secret, the batch (no number drawn), the
+     * exact look-up of the open job. */
+    before = round_trips(&e);
+    expect_error(&e, "create-job/", e.key,
+                 "{\"action\":\"create_job\",\"source_name\":\"Main_ERP\",\"title\":\"counted\","
+                 "\"application_url\":\"https://a.example/x\"}",
+                 409, "JOB_EXISTS", "title");
+    ck_assert_int_eq(round_trips(&e) - before, 3);
+    /* From 127.0.0.2, which no source trusts: 403 with no host call. */
+    before = round_trips(&e);
+    cJSON *r = NULL;
+    ck_assert_int_eq(post_from(&e, "127.0.0.2", e.key, &r), 403);
+    check_error(r, "IP_NOT_ALLOWED", NULL);
+    cJSON_Delete(r);
+    ck_assert_int_eq(round_trips(&e) - before, 0);
     env_close(&e);
 }
 END_TEST
@@ -1620,6 +1704,11 @@ static Suite *erp_suite(void)
     tcase_add_test(tc, test_matched_key_not_logged);
     tcase_add_test(tc, test_unauthenticated_guard_limits);
     tcase_add_test(tc, test_store_outage);
+    const char *iso = getenv("AH_TEST_ISOLATION");
+    if (iso != NULL && strcmp(iso, "in_process") == 0)
+        tcase_add_test(tc, test_older_host);
+    else
+        tcase_add_test(tc, test_isolated_round_trips);
     suite_add_tcase(s, tc);
     TCase *conc = tcase_create("concurrency");
     tcase_set_timeout(conc, 60);

@@ -1065,6 +1065,113 @@ START_TEST(test_publish_isolated)
 }
 END_TEST
 
+static long batch_post(ah_core *core, const char *body, cJSON **out)
+{
+    char url[256], *text = NULL;
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/fixture/faulty/batch",
+             (unsigned)ah_httpd_port(core->httpd));
+    const char *h[] = {"X-Key: rk1", NULL};
+    long st = ah_t_http("POST", url, h, body, &text);
+    *out = cJSON_Parse(text != NULL ? text : "");
+    ck_assert_msg(*out != NULL, "%ld %s", st, text != NULL ? text : "");
+    free(text);
+    return st;
+}
+
+/* Operation i of a batch's answer: done, value (and the record's id). */
+static void expect_op(const cJSON *o, int i, int done, long long value)
+{
+    const cJSON *e = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "r"), i);
+    ck_assert_ptr_nonnull(e);
+    ck_assert_int_eq(cJSON_GetObjectItem(e, "done")->valueint, done);
+    if (value >= 0)
+        ck_assert_int_eq((long long)cJSON_GetObjectItem(e, "value")->valuedouble, value);
+}
+
+/* store_batch (ABI 1.3) through an atomic route, with the plugin in the
+ * daemon's process and in its own (one round trip): the operations run in
+ * order, AH_STORE_IF_NEW runs one only after a sequence's first value, a
+ * record is stored and its id returned; a record whose write fails stops
+ * the batch there (the record not stored, the operations after it not run)
+ * and the plugin answers its own error; a malformed operation runs
+ * nothing. The same answers in both modes. */
+START_TEST(test_store_batch)
+{
+    const char *modes[] = {"[plugin.fixture_faulty]\nisolation = in_process\n", ISOLATED};
+    char ids[2][80];
+    for (int m = 0; m < 2; m++) {
+        fixture f;
+        setup(&f, modes[m]);
+        ah_tenant_row t = {0};
+        ck_assert_int_eq(f.core->store->ops->tenant_get(f.core->store, "acme", &t), 0);
+        add_conn(f.core, t.id, "fixture_faulty", "fr", "{\"greeting\":\"route\",\"route_key\":\"rk1\"}");
+        ah_tenant_row_free(&t);
+        ck_assert_int_eq(ah_conns_reload(f.core), 0);
+        char err[512];
+        ck_assert_msg(ah_daemon_start(f.core, err, sizeof err) == 0, "%s", err);
+        cJSON *fj = faulty_json(f.core);
+        ck_assert_str_eq(cJSON_GetObjectItem(fj, "isolation")->valuestring,
+                         m == 0 ? "in_process" : "process");
+        cJSON_Delete(fj);
+        ah_conn *c = ah_conn_find(f.core, "acme", "fr");
+        ck_assert_ptr_nonnull(c);
+        int64_t cid = c->id;
+        ah_conn_release(c);
+
+        cJSON *o = NULL;
+        const char *first = "{\"ops\":[{\"seq\":\"t\"},{\"seq\":\"n\",\"if_new\":true},"
+                            "{\"put\":\"r1\"}]}";
+        ck_assert_int_eq(batch_post(f.core, first, &o), 200);
+        expect_op(o, 0, 1, 1);
+        expect_op(o, 1, 1, 1);
+        expect_op(o, 2, 1, 1); /* created */
+        const char *id = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(o, "r"), 2),
+                                             "id")->valuestring;
+        ck_assert_int_gt((int)strlen(id), 0);
+        snprintf(ids[m], sizeof ids[m], "%s", id);
+        cJSON_Delete(o);
+        ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, cid, "thing"), 1);
+
+        /* "t" drew 2: the guarded draw of "n" is skipped, the batch goes on. */
+        ck_assert_int_eq(batch_post(f.core, first, &o), 200);
+        expect_op(o, 0, 1, 2);
+        expect_op(o, 1, 0, 0);
+        expect_op(o, 2, 1, 0); /* unchanged */
+        ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(o, "r"), 2),
+                                             "id")->valuestring, ids[m]);
+        cJSON_Delete(o);
+
+        /* The record's write fails: "n" was drawn, the record not stored,
+         * "z" not drawn; the plugin answers its own error. */
+        ah_store_sqlite_fail_after(f.core->store, 0);
+        ah_store_pg_fail_after(f.core->store, 0);
+        ck_assert_int_eq(batch_post(f.core, "{\"ops\":[{\"seq\":\"n\"},{\"put\":\"r2\"},"
+                                            "{\"seq\":\"z\"}]}", &o), 500);
+        ck_assert_str_eq(jstr(o, "error"), "batch_failed");
+        expect_op(o, 0, 1, 2);
+        expect_op(o, 1, -1, -1);
+        expect_op(o, 2, 0, 0);
+        cJSON_Delete(o);
+        ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, cid, "thing"), 1);
+
+        /* A malformed operation: nothing runs. */
+        ck_assert_int_eq(batch_post(f.core, "{\"ops\":[{\"seq\":\"z\"},{\"kind\":99}]}", &o),
+                         500);
+        expect_op(o, 0, 0, 0);
+        expect_op(o, 1, 0, 0);
+        cJSON_Delete(o);
+        ck_assert_int_eq(batch_post(f.core, "{\"ops\":[{\"seq\":\"z\"}]}", &o), 200);
+        expect_op(o, 0, 1, 1); /* neither failed batch drew from it */
+        cJSON_Delete(o);
+        ck_assert_int_eq(batch_post(f.core, "{\"ops\":[]}", &o), 500);
+        cJSON_Delete(o);
+        teardown(&f);
+    }
+    int zombies;
+    ck_assert_int_eq(children(&zombies), 0);
+}
+END_TEST
+
 START_TEST(test_init_failure_refused)
 {
     const char *fx = ah_t_env("AH_FIXTURE_DIR");
@@ -1098,6 +1205,7 @@ static Suite *isolate_suite(void)
     tcase_add_test(tc, test_crash_answers_every_call_in_flight);
     tcase_add_test(tc, test_events_isolated);
     tcase_add_test(tc, test_publish_isolated);
+    tcase_add_test(tc, test_store_batch);
     suite_add_tcase(s, tc);
     return s;
 }

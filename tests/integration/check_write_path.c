@@ -87,6 +87,10 @@ static void serve(daemon_t *d)
 }
 
 /* url: the store (NULL: SQLite in the folder). */
+/* How the erp plugin runs in the next daemon_open: NULL the default (its own
+ * process), or an isolation mode. */
+static const char *g_erp_isolation;
+
 static void daemon_open_on(daemon_t *d, const char *url)
 {
     memset(d, 0, sizeof *d);
@@ -102,9 +106,13 @@ static void daemon_open_on(daemon_t *d, const char *url)
                               "[http]\nlisten = 127.0.0.1:0\nthreads = 4\n"
                               "[store]\nurl = %s\n"
                               "[sync]\ninterval_s = 0\n"
-                              "[plugins]\nerp = %s/erp.so\n",
-                              own != NULL ? own : "sqlite:atshub.db", ah_t_env("AH_PLUGIN_DIR")),
+                              "[plugins]\nerp = %s/erp.so\n%s%s%s",
+                              own != NULL ? own : "sqlite:atshub.db", ah_t_env("AH_PLUGIN_DIR"),
+                              g_erp_isolation != NULL ? "[plugin.erp]\nisolation = " : "",
+                              g_erp_isolation != NULL ? g_erp_isolation : "",
+                              g_erp_isolation != NULL ? "\n" : ""),
                      0);
+    g_erp_isolation = NULL;
     free(own);
     ck_assert_int_eq(ah_t_write_file(d->ini, text), 0);
     free(text);
@@ -361,10 +369,28 @@ static void *same_title(void *arg)
     return NULL;
 }
 
-START_TEST(test_job_exists_holds_under_concurrency)
+/* Creates of one title racing from two sources: one job, JOB_EXISTS for the
+ * rest, with the erp plugin in its own process (the default here) or in the
+ * daemon's (the title's guard and the job number are one store_batch in
+ * both since ABI 1.3). */
+static void job_exists_race(const char *isolation)
 {
     daemon_t d;
+    g_erp_isolation = isolation;
     daemon_open(&d);
+    const char *pl[] = {"--json", "plugins", NULL};
+    char *out = NULL;
+    cli(&d, pl, &out);
+    cJSON *list = cJSON_Parse(out);
+    const cJSON *erp = NULL, *it;
+    cJSON_ArrayForEach(it, list)
+        if (strcmp(cJSON_GetObjectItem(it, "name")->valuestring, "erp") == 0)
+            erp = it;
+    ck_assert_msg(erp != NULL, "%s", out);
+    ck_assert_str_eq(cJSON_GetObjectItem(erp, "isolation")->valuestring,
+                     isolation != NULL ? isolation : "process");
+    cJSON_Delete(list);
+    free(out);
     enum { N = 24 };
     for (int round = 0; round < 3; round++) {
         race r = {.d = &d};
@@ -389,6 +415,17 @@ START_TEST(test_job_exists_holds_under_concurrency)
         }
     }
     daemon_close(&d);
+}
+
+START_TEST(test_job_exists_holds_under_concurrency)
+{
+    job_exists_race(NULL);
+}
+END_TEST
+
+START_TEST(test_job_exists_holds_under_concurrency_in_process)
+{
+    job_exists_race("in_process");
 }
 END_TEST
 
@@ -461,6 +498,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, test_kill9_loses_no_acknowledged_write);
     tcase_add_test(tc, test_job_exists_holds_under_concurrency);
+    tcase_add_test(tc, test_job_exists_holds_under_concurrency_in_process);
     tcase_add_test(tc, test_job_exists_across_instances);
     tcase_add_test(tc, test_per_source_order);
     suite_add_tcase(s, tc);

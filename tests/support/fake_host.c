@@ -736,6 +736,41 @@ static ah_result fake_settings_update(ah_call *call, const cJSON *changes)
     return AH_OK;
 }
 
+/* As the daemon's: the operations in order, stopping at the first failure. */
+static ah_result fake_store_batch(ah_call *call, ah_store_op *ops, size_t n)
+{
+    if (ops == NULL || n < 1 || n > AH_STORE_BATCH_MAX || ops[0].struct_size < sizeof(ah_store_op))
+        return fake_fail(call, AH_E_PLUGIN, 500, "store_batch: malformed");
+    for (size_t i = 0; i < n; i++) {
+        ah_store_op *op = (ah_store_op *)(void *)((char *)ops + i * ops[0].struct_size);
+        op->done = 0;
+        op->value = 0;
+        if ((op->kind != AH_STORE_SEQUENCE_NEXT || op->name == NULL) &&
+            (op->kind != AH_STORE_RECORD_PUT || op->rec == NULL))
+            return fake_fail(call, AH_E_PLUGIN, 500, "store_batch: operation %zu malformed", i);
+    }
+    for (size_t i = 0; i < n; i++) {
+        ah_store_op *op = (ah_store_op *)(void *)((char *)ops + i * ops[0].struct_size);
+        const ah_store_op *prev =
+            i > 0 ? (const ah_store_op *)(const void *)((char *)ops + (i - 1) * ops[0].struct_size)
+                  : NULL;
+        if ((op->flags & AH_STORE_IF_NEW) &&
+            (prev == NULL || prev->done != 1 || prev->kind != AH_STORE_SEQUENCE_NEXT ||
+             prev->value != 1))
+            continue;
+        int changed = 0;
+        ah_result r = op->kind == AH_STORE_SEQUENCE_NEXT
+                          ? fake_sequence_next(call, op->name, &op->value)
+                          : fake_record_put(call, op->rec, op->id_out, op->id_len, &changed);
+        if (op->kind == AH_STORE_RECORD_PUT)
+            op->value = changed;
+        op->done = r == AH_OK ? 1 : -1;
+        if (r != AH_OK)
+            return AH_ERR;
+    }
+    return AH_OK;
+}
+
 static const ah_host_api fake_api = {
     .struct_size = sizeof(ah_host_api),
     .abi_major = AH_ABI_MAJOR,
@@ -772,6 +807,7 @@ static const ah_host_api fake_api = {
     .ct_equal = fake_ct_equal,
     .settings_update = fake_settings_update,
     .setting_lists = fake_setting_lists,
+    .store_batch = fake_store_batch,
 };
 
 const ah_host_api *ah_fake_host_api(void)

@@ -48,10 +48,10 @@ extern "C" {
 
 #define AH_ABI_MAJOR 1
 /* 1.0 was the first contract (commit ee915d2); everything appended since
- * says "@since 1.1" or "@since 1.2". A plugin that uses a 1.x member
+ * says "@since 1.1", "@since 1.2" or "@since 1.3". A plugin that uses a 1.x member
  * without checking AH_HAS (or host->abi_minor) declares needs_abi_minor =
  * x in its descriptor. */
-#define AH_ABI_MINOR 2
+#define AH_ABI_MINOR 3
 
 #define AH_STR_(x) #x
 #define AH_STR(x) AH_STR_(x)
@@ -715,6 +715,40 @@ typedef struct ah_record {
     size_t fields_json_len;
 } ah_record;
 
+/** @since 1.3: what one operation of ah_host_api.store_batch does. */
+typedef enum ah_store_op_kind {
+    AH_STORE_SEQUENCE_NEXT = 1, /**< sequence_next(name): value = the number drawn */
+    AH_STORE_RECORD_PUT = 2,    /**< record_put(rec, id_out, id_len): value = changed */
+} ah_store_op_kind;
+
+/** @since 1.3: flags of an ah_store_op. */
+enum {
+    /** Run the operation only when the one before it in the batch ran and
+     *  was a sequence_next that drew 1 (the first use of that name: "never
+     *  seen before"); otherwise it is skipped (done 0) and the batch goes
+     *  on. For a guard sequence whose first value says there is nothing to
+     *  check, followed by what the plugin would do in that case (the ERP
+     *  plugin's title guard, then the job number). */
+    AH_STORE_IF_NEW = 1u << 0,
+};
+
+/** @since 1.3: one operation of a store_batch. The plugin fills kind,
+ *  flags and the operation's arguments; the host fills done and value
+ *  (and the record's id). Strings and the record are borrowed for the
+ *  duration of the call. */
+typedef struct ah_store_op {
+    uint32_t struct_size;
+    uint32_t kind;          /**< ah_store_op_kind */
+    uint32_t flags;         /**< AH_STORE_* */
+    const char *name;       /**< SEQUENCE_NEXT: the sequence */
+    const ah_record *rec;   /**< RECORD_PUT: the record */
+    char *id_out;           /**< RECORD_PUT: the atshub id (may be NULL) */
+    size_t id_len;
+    /* Filled by the host. */
+    int32_t done;           /**< 1 ran and succeeded, -1 ran and failed, 0 not run */
+    int64_t value;          /**< SEQUENCE_NEXT: the value; RECORD_PUT: changed (0/1/2) */
+} ah_store_op;
+
 /**
  * The host API. One constant table, handed to the entry function and
  * reachable as call->host from every callback. All functions are
@@ -894,7 +928,25 @@ struct ah_host_api {
      *  AH_LISTED_WITH_DISABLED. Any callback, any thread; it takes no
      *  connection's call lock. */
     int (*setting_lists)(ah_call *call, const char *key, const char *value, unsigned how);
+    /** @since 1.3 (appended; check AH_HAS(call->host, store_batch)).
+     *  Runs `n` (1..AH_STORE_BATCH_MAX) store operations of the call, in
+     *  order, as if the plugin had called sequence_next / record_put for
+     *  each: same checks, same failures, same transaction (an atomic
+     *  route's scope). It stops at the first that fails (its failure
+     *  described, as that call would have; the ops after it are not run,
+     *  done 0) and returns AH_ERR; AH_OK when every op that ran succeeded.
+     *  Every element of `ops` has the struct_size of the first (give
+     *  sizeof(ah_store_op)). An isolated plugin's batch is one round trip
+     *  to the daemon instead of one per operation: an atomic route that
+     *  needs several store calls in a row keeps the other writers waiting
+     *  for one round trip instead of several. AH_ERR (AH_E_PLUGIN, nothing
+     *  run) for an unknown kind or flag, a NULL name or record, or n out of
+     *  range. */
+    ah_result (*store_batch)(ah_call *call, ah_store_op *ops, size_t n);
 };
+
+/** @since 1.3: the most operations one store_batch runs. */
+#define AH_STORE_BATCH_MAX 32
 
 /** @since 1.1: what ah_host_api.setting_lists counts as "listed". */
 enum {
