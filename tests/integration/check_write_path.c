@@ -4,7 +4,8 @@
  * group commit answers a request only once its writes are committed (a
  * kill -9 under load loses no acknowledged create), ERP's JOB_EXISTS holds
  * under concurrency across two sources of one tenant, and one source's
- * writes apply in the order it sent them.
+ * writes apply in the order it sent them; the daemon runs with the malloc
+ * tunable main.c gives it.
  */
 #include <check.h>
 #include <curl/curl.h>
@@ -75,15 +76,21 @@ static void add_source(daemon_t *d, const char *name, char *key, size_t len)
     free(out);
 }
 
-static void serve(daemon_t *d)
+/* env: NAME=VALUE entries added to the daemon's environment, or NULL. */
+static void serve_env(daemon_t *d, const char *const *env)
 {
     const char *argv[] = {d->atshub, "serve", "-c", d->ini, NULL};
-    d->pid = ah_t_spawn(argv, NULL, &d->errfd);
+    d->pid = ah_t_spawn(argv, env, &d->errfd);
     ck_assert_int_gt(d->pid, 0);
     char *line = ah_t_wait_line(d->errfd, "listening on", 30);
     ck_assert_msg(line != NULL, "the daemon did not start");
     d->port = atoi(strstr(line, "127.0.0.1:") + strlen("127.0.0.1:"));
     free(line);
+}
+
+static void serve(daemon_t *d)
+{
+    serve_env(d, NULL);
 }
 
 /* url: the store (NULL: SQLite in the folder). */
@@ -491,6 +498,61 @@ START_TEST(test_per_source_order)
 }
 END_TEST
 
+/* Whether the process pid was started with `tunable` in its GLIBC_TUNABLES
+ * (/proc/PID/environ: the environment as the process's image began; glibc
+ * splits that variable at its colons in place as it reads it, so each
+ * tunable is one entry or the tail of the variable's). */
+static bool started_with_tunable(pid_t pid, const char *tunable)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    static char env[1 << 16];
+    size_t n = fread(env, 1, sizeof env - 1, f);
+    fclose(f);
+    env[n] = '\0';
+    size_t tl = strlen(tunable);
+    for (size_t i = 0; i < n; i += strlen(env + i) + 1) {
+        const char *e = env + i, *v = e;
+        if (strncmp(e, "GLIBC_TUNABLES=", 15) == 0)
+            v = e + 15;
+        for (const char *p = v; p != NULL; p = strchr(p, ':') != NULL ? strchr(p, ':') + 1 : NULL)
+            if (strncmp(p, tunable, tl) == 0 && (p[tl] == '\0' || p[tl] == ':'))
+                return true;
+    }
+    return false;
+}
+
+/* `atshub serve` runs with glibc's per-thread cache of freed blocks at 64
+ * a size (main.c): it starts itself again with the tunable set, as the
+ * same process (the pid the caller holds, which the kill -9 test needs
+ * too), and it answers. An operator's own setting is kept. */
+START_TEST(test_serve_sets_malloc_tcache)
+{
+    daemon_t d;
+    daemon_open(&d);
+    ck_assert(started_with_tunable(d.pid, "glibc.malloc.tcache_count=64"));
+    CURL *h = curl_easy_init();
+    ck_assert_ptr_nonnull(h);
+    cJSON *j = NULL;
+    ck_assert_int_eq(erp_post(h, d.port, d.key[0], "create-job", "Main_ERP",
+                              "\"title\":\"Tcache one\"", &j), 200);
+    cJSON_Delete(j);
+    ck_assert_int_eq(ah_t_stop(d.pid, SIGTERM), 0);
+    close(d.errfd);
+    const char *env[] = {"GLIBC_TUNABLES=glibc.malloc.tcache_count=5", NULL};
+    serve_env(&d, env);
+    ck_assert(started_with_tunable(d.pid, "glibc.malloc.tcache_count=5"));
+    ck_assert(!started_with_tunable(d.pid, "glibc.malloc.tcache_count=64"));
+    ck_assert_int_eq(erp_post(h, d.port, d.key[0], "create-job", "Main_ERP",
+                              "\"title\":\"Tcache two\"", &j), 200);
+    cJSON_Delete(j);
+    curl_easy_cleanup(h);
+    daemon_close(&d);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("write_path");
@@ -501,6 +563,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_job_exists_holds_under_concurrency_in_process);
     tcase_add_test(tc, test_job_exists_across_instances);
     tcase_add_test(tc, test_per_source_order);
+    tcase_add_test(tc, test_serve_sets_malloc_tcache);
     suite_add_tcase(s, tc);
     return s;
 }

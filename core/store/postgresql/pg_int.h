@@ -176,6 +176,11 @@ typedef struct ah_pg_store {
     char *conninfo;  /* the URL as given (may hold a password: never logged) */
     char *safe_url;  /* the URL with any password replaced: for messages */
     pthread_mutex_t mu; /* recursive: a scope holds it across operations */
+    /* Random bytes for new record ids (records.c), drawn many ids at a
+     * time and kept across calls (under mu): a route's write makes one id.
+     * id_rnd_avail 0: empty. */
+    unsigned char id_rnd[384];
+    size_t id_rnd_avail;
     bool prepared[P_COUNT];
     bool rq_prepared[PG_RQ_VARIANTS];
     bool lq_prepared[PG_LQ_VARIANTS];

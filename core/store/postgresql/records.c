@@ -14,7 +14,6 @@
 
 #define AH_REC_ID_PREFIX "rec_"
 #define AH_REC_ID_RANDOM_BYTES 6
-#define AH_IDGEN_BATCH 64
 #define REC_COLS                                                               \
     "r.id, r.connection_id, r.type, r.remote_id, r.updated_at, r.raw, "        \
     "r.fields, r.created_at, r.stored_at"
@@ -89,21 +88,22 @@ static int content_hash(ah_pg_store *s, const char *raw, const char *fields,
     return out[0] != '\0' ? 0 : -1;
 }
 
-typedef struct idgen {
-    unsigned char rnd[AH_IDGEN_BATCH * AH_REC_ID_RANDOM_BYTES];
-    size_t pos;
-} idgen;
+_Static_assert(sizeof(((ah_pg_store *)0)->id_rnd) % AH_REC_ID_RANDOM_BYTES == 0,
+               "id_rnd holds whole ids");
 
 static const char hexd[] = "0123456789abcdef";
 
-/* "rec_" + 12 hex digits of the time in ms + 12 random hex digits. */
-static int new_record_id(idgen *g, char id[64])
+/* "rec_" + 12 hex digits of the time in ms + 12 random hex digits. The
+ * caller holds s's lock. */
+static int new_record_id(ah_pg_store *s, char id[64])
 {
-    if (g->pos + AH_REC_ID_RANDOM_BYTES > sizeof g->rnd) {
-        if (ah_random_bytes(g->rnd, sizeof g->rnd) != 0)
+    if (s->id_rnd_avail < AH_REC_ID_RANDOM_BYTES) {
+        if (ah_random_bytes(s->id_rnd, sizeof s->id_rnd) != 0)
             return -1;
-        g->pos = 0;
+        s->id_rnd_avail = sizeof s->id_rnd;
     }
+    const unsigned char *rnd = s->id_rnd + (sizeof s->id_rnd - s->id_rnd_avail);
+    s->id_rnd_avail -= AH_REC_ID_RANDOM_BYTES;
     struct timespec ts;
     if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
         return -1;
@@ -116,7 +116,7 @@ static int new_record_id(idgen *g, char id[64])
     }
     n += 12;
     for (int i = 0; i < AH_REC_ID_RANDOM_BYTES; i++) {
-        unsigned char b = g->rnd[g->pos++];
+        unsigned char b = rnd[i];
         id[n++] = hexd[b >> 4];
         id[n++] = hexd[b & 0xf];
     }
@@ -154,8 +154,6 @@ static int upsert_page(ah_pg_store *s, int64_t cid, const ah_record_in *in, size
         ah_log(s->base.lg, AH_LOG_ERROR, "store", "records_upsert: out of memory");
         goto out;
     }
-    idgen gen;
-    gen.pos = sizeof gen.rnd;
     for (size_t i = 0; i < n; i++) {
         const ah_record_in *r = &in[i];
         if (r->type == NULL || r->remote_id == NULL) {
@@ -169,7 +167,7 @@ static int upsert_page(ah_pg_store *s, int64_t cid, const ah_record_in *in, size
             ah_log(s->base.lg, AH_LOG_ERROR, "store", "records_upsert: out of memory");
             goto out;
         }
-        if (new_record_id(&gen, u[i].newid) != 0) {
+        if (new_record_id(s, u[i].newid) != 0) {
             ah_log(s->base.lg, AH_LOG_ERROR, "store", "records_upsert: no randomness");
             goto out;
         }

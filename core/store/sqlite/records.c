@@ -22,8 +22,8 @@
  * insert of a large sync dirties a different index page and the WAL
  * traffic grows with the table (measured: ~6k records/s at 200k rows).
  * Keyset paging by id then also follows creation order. Random bytes are
- * drawn for many ids at once: RAND_bytes has a fixed cost per call. */
-#define AH_IDGEN_BATCH 64
+ * drawn for many ids at once and kept in the store across calls
+ * (ah_sq_store.id_rnd): RAND_bytes has a fixed cost per call. */
 
 /* This file's statements, by cache slot (sqlite_int.h). */
 static const char *const q_sql[Q_COUNT] = {
@@ -200,21 +200,20 @@ static void bind_fields(sqlite3_stmt *st, int i, const packed *p)
         sqlite3_bind_text(st, i, p->data, (int)p->len, SQLITE_STATIC);
 }
 
-typedef struct idgen {
-    unsigned char rnd[AH_IDGEN_BATCH * AH_REC_ID_RANDOM_BYTES];
-    size_t pos; /* next unused byte; sizeof rnd: empty */
-} idgen;
-
+_Static_assert(sizeof(((ah_sq_store *)0)->id_rnd) % AH_REC_ID_RANDOM_BYTES == 0,
+               "id_rnd holds whole ids");
 
 /* ms: the page's time, which the row's created_at is (v5 stores '' for
- * it and reads it back from the id). */
-static int new_record_id(idgen *g, uint64_t ms, char id[64])
+ * it and reads it back from the id). The caller holds s's lock. */
+static int new_record_id(ah_sq_store *s, uint64_t ms, char id[64])
 {
-    if (g->pos + AH_REC_ID_RANDOM_BYTES > sizeof g->rnd) {
-        if (ah_random_bytes(g->rnd, sizeof g->rnd) != 0)
+    if (s->id_rnd_avail < AH_REC_ID_RANDOM_BYTES) {
+        if (ah_random_bytes(s->id_rnd, sizeof s->id_rnd) != 0)
             return -1;
-        g->pos = 0;
+        s->id_rnd_avail = sizeof s->id_rnd;
     }
+    const unsigned char *rnd = s->id_rnd + (sizeof s->id_rnd - s->id_rnd_avail);
+    s->id_rnd_avail -= AH_REC_ID_RANDOM_BYTES;
     size_t n = strlen(AH_REC_ID_PREFIX);
     memcpy(id, AH_REC_ID_PREFIX, n);
     for (int i = 11; i >= 0; i--) {
@@ -223,7 +222,7 @@ static int new_record_id(idgen *g, uint64_t ms, char id[64])
     }
     n += 12;
     for (int i = 0; i < AH_REC_ID_RANDOM_BYTES; i++) {
-        unsigned char b = g->rnd[g->pos++];
+        unsigned char b = rnd[i];
         id[n++] = hexd[b >> 4];
         id[n++] = hexd[b & 0xf];
     }
@@ -306,7 +305,7 @@ static int rec_lookup(ah_sq_store *s, int64_t cid, const ah_record_in *r, const 
  * fate, picks which statement to try first, so that either case costs one
  * index descent per record rather than two. An existing record is
  * rewritten only when its raw or fields differ. */
-static int upsert_one(ah_sq_store *s, idgen *g, int64_t cid, const ah_record_in *r,
+static int upsert_one(ah_sq_store *s, int64_t cid, const ah_record_in *r,
                       const ah_fields_kept *kept, uint64_t now_ms, const char *now,
                       bool *known_hint, ah_upsert_result *result, char **id_out)
 {
@@ -328,7 +327,7 @@ static int upsert_one(ah_sq_store *s, idgen *g, int64_t cid, const ah_record_in 
     bool created = false, found = false, same = false;
     int rc;
     if (!*known_hint) {
-        if (new_record_id(g, now_ms, newid) != 0)
+        if (new_record_id(s, now_ms, newid) != 0)
             goto no_random;
         rc = rec_insert(s, newid, cid, r, raw, &pf, &created);
         if (rc != AH_STORE_OK)
@@ -339,7 +338,7 @@ static int upsert_one(ah_sq_store *s, idgen *g, int64_t cid, const ah_record_in 
         if (rc != AH_STORE_OK)
             return rc;
         if (!found && *known_hint) {
-            if (new_record_id(g, now_ms, newid) != 0)
+            if (new_record_id(s, now_ms, newid) != 0)
                 goto no_random;
             rc = rec_insert(s, newid, cid, r, raw, &pf, &created);
             if (rc != AH_STORE_OK)
@@ -413,8 +412,6 @@ int ah_sq_records_upsert_kept(ah_store *st, int64_t connection_id, const ah_reco
     char now[32];
     iso_of_ms(now_ms, now);
 
-    idgen gen;
-    gen.pos = sizeof gen.rnd;
     bool known = false;
 
     ah_sq_lock(s);
@@ -435,7 +432,7 @@ int ah_sq_records_upsert_kept(ah_store *st, int64_t connection_id, const ah_reco
             goto rollback;
         }
         ah_upsert_result res = AH_REC_UNCHANGED;
-        rc = upsert_one(s, &gen, connection_id, &in[i], kept != NULL ? &kept[i] : NULL, now_ms,
+        rc = upsert_one(s, connection_id, &in[i], kept != NULL ? &kept[i] : NULL, now_ms,
                         now, &known, &res,
                         ids_out != NULL ? &ids_out[i] : NULL);
         if (rc != AH_STORE_OK)
