@@ -602,7 +602,8 @@ ah_core *ah_core_open(ah_config *cfg, const ah_core_opts *opts, char *err, size_
         }
     }
     tenant_plugins_free(&only);
-    if (ah_conns_reload(core) != 0) {
+    /* Loaded already for only_tenant (no plugin was needed for it). */
+    if (!(opts->load_plugins && opts->only_tenant != NULL) && ah_conns_reload(core) != 0) {
         snprintf(err, errlen, "cannot load tenants and connections from the store");
         goto fail;
     }
