@@ -105,7 +105,9 @@ static const char *default_config(void)
     return candidates[0];
 }
 
-static ah_core *open_core(cli *c, bool plugins, bool bus)
+/* only_tenant (may be NULL): load only the plugins of that tenant's
+ * connections (ah_core_opts). */
+static ah_core *open_core_for(cli *c, bool plugins, bool bus, const char *only_tenant)
 {
     ah_config cfg;
     char err[1024];
@@ -113,13 +115,18 @@ static ah_core *open_core(cli *c, bool plugins, bool bus)
         fail(c, "config_error", "%s", err);
         return NULL;
     }
-    ah_core_opts o = {.load_plugins = plugins, .start_bus = bus};
+    ah_core_opts o = {.load_plugins = plugins, .start_bus = bus, .only_tenant = only_tenant};
     ah_core *core = ah_daemon_open(&cfg, &o, err, sizeof err);
     if (core == NULL) {
         ah_config_free(&cfg);
         fail(c, "startup_error", "%s", err);
     }
     return core;
+}
+
+static ah_core *open_core(cli *c, bool plugins, bool bus)
+{
+    return open_core_for(c, plugins, bus, NULL);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -854,7 +861,9 @@ static int cmd_sync(cli *c)
         usage_error("--type takes jobs, applications or candidates, not '%s'", c->type);
         return EXIT_USAGE;
     }
-    ah_core *core = open_core(c, true, true);
+    /* Only the tenant's plugins: each isolated one is a process to start
+     * and stop, a fixed cost of every one-shot sync. */
+    ah_core *core = open_core_for(c, true, true, c->argv[0]);
     if (core == NULL)
         return 1;
     sync_view v = {.tty = isatty(2) == 1, .tenant = c->argv[0], .connection = c->argv[1],

@@ -452,6 +452,53 @@ ah_core *ah_core_of_host(const ah_host_api *host)
     return (ah_core *)((char *)host - offsetof(ah_core, host));
 }
 
+/* The plugins the connections of one tenant use (ah_core_opts.only_tenant). */
+typedef struct tenant_plugins {
+    const char *tenant; /* NULL: every plugin */
+    char **names;
+    size_t n, cap;
+    bool oom;
+} tenant_plugins;
+
+static bool tenant_plugins_has(const tenant_plugins *t, const char *name)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (strcmp(t->names[i], name) == 0)
+            return true;
+    return false;
+}
+
+static void collect_tenant_plugin(void *arg, ah_conn *c)
+{
+    tenant_plugins *t = arg;
+    if (t->oom || strcmp(c->tenant, t->tenant) != 0 || tenant_plugins_has(t, c->plugin))
+        return;
+    if (t->n == t->cap) {
+        size_t nc = t->cap ? t->cap * 2 : 4;
+        char **nn = realloc(t->names, nc * sizeof *nn);
+        if (nn == NULL) {
+            t->oom = true;
+            return;
+        }
+        t->names = nn;
+        t->cap = nc;
+    }
+    if ((t->names[t->n] = strdup(c->plugin)) == NULL) {
+        t->oom = true;
+        return;
+    }
+    t->n++;
+}
+
+static void tenant_plugins_free(tenant_plugins *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        free(t->names[i]);
+    free(t->names);
+    t->names = NULL;
+    t->n = t->cap = 0;
+}
+
 ah_core *ah_core_open(ah_config *cfg, const ah_core_opts *opts, char *err, size_t errlen)
 {
     ah_core *core = calloc(1, sizeof(*core));
@@ -510,9 +557,25 @@ ah_core *ah_core_open(ah_config *cfg, const ah_core_opts *opts, char *err, size_
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    tenant_plugins only = {.tenant = opts->only_tenant};
+    if (opts->load_plugins && opts->only_tenant != NULL) {
+        /* The connections first (they need no plugin), for their plugins. */
+        if (ah_conns_reload(core) != 0) {
+            snprintf(err, errlen, "cannot load tenants and connections from the store");
+            goto fail;
+        }
+        ah_conns_each(core, NULL, collect_tenant_plugin, &only);
+        if (only.oom) {
+            snprintf(err, errlen, "out of memory");
+            tenant_plugins_free(&only);
+            goto fail;
+        }
+    }
     if (opts->load_plugins) {
         for (size_t i = 0; i < core->cfg.nplugins; i++) {
             const ah_plugin_conf *p = &core->cfg.plugins[i];
+            if (only.tenant != NULL && !tenant_plugins_has(&only, p->name))
+                continue;
             char lerr[1024];
             ah_plugin_iso_conf pic;
             ah_config_plugin_iso_resolve(&core->cfg, p->name, &pic);
@@ -533,11 +596,14 @@ ah_core *ah_core_open(ah_config *cfg, const ah_core_opts *opts, char *err, size_
             if (ah_registry_load(core->registry, p->name, p->path, lerr, sizeof lerr) < 0) {
                 snprintf(err, errlen, "%s:%d: plugin '%s': %s", core->cfg.path ? core->cfg.path : "config",
                          p->line, p->name, lerr);
+                tenant_plugins_free(&only);
                 goto fail;
             }
         }
     }
-    if (ah_conns_reload(core) != 0) {
+    tenant_plugins_free(&only);
+    /* Loaded already for only_tenant (no plugin was needed for it). */
+    if (!(opts->load_plugins && opts->only_tenant != NULL) && ah_conns_reload(core) != 0) {
         snprintf(err, errlen, "cannot load tenants and connections from the store");
         goto fail;
     }

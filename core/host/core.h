@@ -147,6 +147,12 @@ struct ah_core {
 typedef struct ah_core_opts {
     bool load_plugins; /* load [plugins] (CLI commands that need them) */
     bool start_bus;    /* start the worker pool */
+    /* With load_plugins: only the plugins some connection of this tenant
+     * uses (NULL: every plugin). For one-shot commands about one tenant
+     * (`atshub sync`): each isolated plugin is a process to start and
+     * stop. The tenant's event subscribers are among them: a plugin no
+     * connection of the tenant uses receives none of its events. */
+    const char *only_tenant;
 } ah_core_opts;
 
 /** Opens the store (migrating it), the host key, and optionally loads the

@@ -152,7 +152,7 @@ static void observe_outbound(void *arg, const ah_httpc_attempt *a)
     };
     ah_intlog_write(o->core, &r);
     if (a->status == 429 && o->call->conn != NULL)
-        ah_ratelimit_throttled(o->core, o->call->conn->id);
+        ah_ratelimit_throttled(o->core, o->call->conn->id, a->retry_after_ms);
 }
 
 static ah_result host_oauth2_token(ah_call *call, const ah_oauth2_params *p, char *out,

@@ -12,6 +12,14 @@
  * the provider never sees more than its limit in any second. A 429 halves
  * the rate (down to 1/16 of it) for 30 seconds from the last 429.
  *
+ * A 429 also pauses the connection, paced or not, for the answer's
+ * Retry-After (1 s without one; at most [outbound] backoff_max_ms): the
+ * provider asked the client to wait, not just the refused request (which
+ * the HTTP client sends again after Retry-After by itself), so the
+ * connection's other requests (a sync's next page asked again by the
+ * engine, a bulk job, a write) wait too. This is what a plugin that
+ * declares no rate (its provider documents none) relies on.
+ *
  * Waiters reserve their slot under the lock (the balance may go negative)
  * and sleep outside it, so concurrent callers are served in order.
  */
@@ -34,6 +42,7 @@ typedef struct ah_bucket {
     double penalty_until; /* monotonic seconds */
     double tokens;        /* balance; negative: reserved by waiters */
     double last;          /* monotonic seconds of the last refill */
+    double pause_until;   /* monotonic seconds: Retry-After of the last 429 */
 } ah_bucket;
 
 struct ah_ratelimit {
@@ -108,18 +117,30 @@ static double configured_rate(const ah_conn *c, const ah_plugin_descriptor *desc
     return declared > 0 ? declared : op;
 }
 
+/* The existing bucket of conn_id, or NULL; lock held. */
+static ah_bucket *bucket_find(ah_ratelimit *t, int64_t conn_id)
+{
+    for (size_t i = 0; i < t->nbuckets; i++)
+        if (t->buckets[i].conn_id == conn_id)
+            return &t->buckets[i];
+    return NULL;
+}
+
 void ah_ratelimit_take(ah_core *core, const ah_conn *c, const ah_plugin_descriptor *desc)
 {
     ah_ratelimit *t = core->ratelimit;
     if (t == NULL || c == NULL)
         return;
     double rate = configured_rate(c, desc);
-    if (!(rate > 0))
-        return;
     double wait = 0;
     pthread_mutex_lock(&t->mu);
-    ah_bucket *b = bucket_for(t, c->id);
-    if (b != NULL) {
+    /* An unpaced connection has a bucket only once a 429 paused it. */
+    ah_bucket *b = rate > 0 ? bucket_for(t, c->id) : bucket_find(t, c->id);
+    if (b != NULL && !(rate > 0)) {
+        double now = mono_s();
+        if (b->pause_until > now)
+            wait = b->pause_until - now;
+    } else if (b != NULL) {
         double now = mono_s();
         if (b->factor < 1.0 && now >= b->penalty_until)
             b->factor = 1.0;
@@ -131,6 +152,8 @@ void ah_ratelimit_take(ah_core *core, const ah_conn *c, const ah_plugin_descript
         b->tokens -= 1.0;
         if (b->tokens < 0)
             wait = -b->tokens / b->rate;
+        if (b->pause_until - now > wait)
+            wait = b->pause_until - now;
     }
     pthread_mutex_unlock(&t->mu);
     if (wait > 0) {
@@ -140,23 +163,35 @@ void ah_ratelimit_take(ah_core *core, const ah_conn *c, const ah_plugin_descript
     }
 }
 
-void ah_ratelimit_throttled(ah_core *core, int64_t conn_id)
+void ah_ratelimit_throttled(ah_core *core, int64_t conn_id, long retry_after_ms)
 {
     ah_ratelimit *t = core->ratelimit;
     if (t == NULL)
         return;
+    long cap = core->cfg.http_backoff_max_ms > 0 ? core->cfg.http_backoff_max_ms : 10000;
+    long ms = retry_after_ms >= 0 ? retry_after_ms : 1000;
+    if (ms > cap)
+        ms = cap;
     pthread_mutex_lock(&t->mu);
-    ah_bucket *b = NULL;
-    /* Only a paced connection (one that took a token) can be slowed. */
-    for (size_t i = 0; i < t->nbuckets && b == NULL; i++)
-        if (t->buckets[i].conn_id == conn_id)
-            b = &t->buckets[i];
+    /* A paced connection (one that took a token) has its bucket already. */
+    bool paced = bucket_find(t, conn_id) != NULL;
+    ah_bucket *b = bucket_for(t, conn_id);
     if (b != NULL) {
-        b->factor = b->factor / 2 < RL_MIN_FACTOR ? RL_MIN_FACTOR : b->factor / 2;
-        b->penalty_until = mono_s() + RL_PENALTY_S;
-        ah_log(&core->log, AH_LOG_WARN, "ratelimit",
-               "connection %lld: the provider answered 429; rate lowered to %.0f%% for %.0f s",
-               (long long)conn_id, b->factor * 100, RL_PENALTY_S);
+        double now = mono_s();
+        if (now + (double)ms / 1000 > b->pause_until)
+            b->pause_until = now + (double)ms / 1000;
+        if (paced && b->rate > 0) {
+            b->factor = b->factor / 2 < RL_MIN_FACTOR ? RL_MIN_FACTOR : b->factor / 2;
+            b->penalty_until = now + RL_PENALTY_S;
+            ah_log(&core->log, AH_LOG_WARN, "ratelimit",
+                   "connection %lld: the provider answered 429; requests wait %ld ms, "
+                   "rate lowered to %.0f%% for %.0f s",
+                   (long long)conn_id, ms, b->factor * 100, RL_PENALTY_S);
+        } else {
+            ah_log(&core->log, AH_LOG_WARN, "ratelimit",
+                   "connection %lld: the provider answered 429; requests wait %ld ms",
+                   (long long)conn_id, ms);
+        }
     }
     pthread_mutex_unlock(&t->mu);
 }

@@ -16,12 +16,17 @@ ah_ratelimit *ah_ratelimit_new(void);
 void ah_ratelimit_free(ah_ratelimit *t);
 
 /** Takes one request token of connection c (its plugin desc), sleeping
- *  until one is available. The rate is the plugin's declared
- *  rate_limit_rps, lowered (never raised) by the connection's setting
- *  rate_limit_rps, halved for 30 s after each 429. No-op without either. */
+ *  until one is available and until the pause of the connection's last
+ *  429 has passed. The rate is the plugin's declared rate_limit_rps,
+ *  lowered (never raised) by the connection's setting rate_limit_rps,
+ *  halved for 30 s after each 429; without either, requests are not paced
+ *  (only paused after a 429). */
 void ah_ratelimit_take(ah_core *core, const ah_conn *c, const ah_plugin_descriptor *desc);
-/** The provider answered 429 for connection conn_id: slow its bucket. */
-void ah_ratelimit_throttled(ah_core *core, int64_t conn_id);
+/** The provider answered 429 for connection conn_id, with Retry-After
+ *  retry_after_ms (-1: none, taken as 1 s; capped at [outbound]
+ *  backoff_max_ms): every request of the connection waits until then, and
+ *  a paced connection's rate is halved for 30 s. */
+void ah_ratelimit_throttled(ah_core *core, int64_t conn_id, long retry_after_ms);
 /** The current rate of a connection's bucket (0: none yet). */
 double ah_ratelimit_rate(ah_core *core, int64_t conn_id);
 

@@ -712,6 +712,7 @@ int ah_httpc_perform(ah_httpc *c, const ah_http_request *req, const char *base_u
                 .duration_s = dur,
                 .attempt = attempt,
                 .retry_in_ms = retry ? (delay > 0 ? delay : 1) : 0,
+                .retry_after_ms = got ? r.retry_after_ms : -1,
                 .request_body = shown_req,
                 .response_body = shown_resp,
             };

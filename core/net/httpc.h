@@ -26,6 +26,7 @@ typedef struct ah_httpc_attempt {
     double duration_s;
     int attempt;          /* 1-based */
     long retry_in_ms;     /* 0: no further attempt */
+    long retry_after_ms;  /* the response's Retry-After (uncapped); -1: none */
     const char *request_body;  /* redacted copy, may be NULL */
     const char *response_body; /* may be NULL */
 } ah_httpc_attempt;

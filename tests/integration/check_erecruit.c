@@ -86,6 +86,10 @@ static int64_t add_conn(fixture *f, const char *name, const char *per_page)
     return add_conn_secret(f, name, per_page, CLIENT_SECRET);
 }
 
+/* When set, the next setup makes every outbound request a single attempt
+ * ([outbound] max_attempts = 1), so that a 429 goes back to its caller. */
+static bool g_one_attempt;
+
 /* A started ERecruit sim (sim faults `so`, data `eo`), a core (serving HTTP
  * when `serve`), tenant "acme" with KEY_ACME and connection "main". */
 static void setup(fixture *f, const ah_sim_opts *so, const ah_erecruit_opts *eo,
@@ -104,6 +108,16 @@ static void setup(fixture *f, const ah_sim_opts *so, const ah_erecruit_opts *eo,
              iso != NULL ? iso : "", iso != NULL ? "\n" : "");
     f->ini = ah_t_write_ini(f->dir, extra);
     ck_assert_ptr_nonnull(f->ini);
+    if (g_one_attempt) {
+        g_one_attempt = false;
+        char *text = ah_t_read_file(f->ini, NULL);
+        ck_assert_ptr_nonnull(text);
+        char *at = strstr(text, "max_attempts = 3");
+        ck_assert_ptr_nonnull(at);
+        at[strlen("max_attempts = ")] = '1';
+        ck_assert_int_eq(ah_t_write_file(f->ini, text), 0);
+        free(text);
+    }
 
     f->sim = ah_sim_new(so);
     ck_assert_ptr_nonnull(f->sim);
@@ -853,6 +867,48 @@ static void assert_all_stored_once(fixture *f, const char *kind, const char *typ
     free(ids);
 }
 
+/* ERecruit documents no request limit, so the plugin declares none and a
+ * 429's Retry-After is what slows a sync down (issue 13). With one attempt
+ * a request, every 429 goes back to the sync engine, which asks for the
+ * page again after its own backoff (10 ms in this configuration): that
+ * request too must wait out Retry-After, as every request of the
+ * connection does after a 429, and the run loses nothing. */
+START_TEST(test_429_pauses_the_connection)
+{
+    fixture f;
+    ah_sim_opts so = {
+        .seed = 1313,
+        .p_429 = 0.3,
+        .retry_after_s = 1,
+        .no_fault_prefix = "/t/",
+        .threads = 2,
+    };
+    ah_erecruit_opts eo = {.seed = 5, .positions = 300, .contacts = 300, .submissions = 300,
+                           .clock_utc = FIXED_CLOCK};
+    g_one_attempt = true;
+    setup(&f, &so, &eo, "100", false);
+    ah_generation *gen = ah_registry_acquire(f.core->registry, "erecruit");
+    ck_assert_ptr_nonnull(gen);
+    ck_assert_uint_eq(gen->desc->rate_limit_rps, 0); /* no pacing: the 429s must slow it */
+    ah_generation_release(gen);
+    ah_sync_stats st;
+    char err[1024];
+    ck_assert_msg(ah_sync_run(f.core, "acme", "main", NULL, NULL, NULL, &st, err, sizeof err) ==
+                  AH_SYNC_OK, "%s", err);
+    assert_all_stored_once(&f, "position", "job");
+    assert_all_stored_once(&f, "submission", "application");
+    assert_all_stored_once(&f, "contact", "candidate");
+    ah_sim_stats ss;
+    ah_sim_get_stats(f.sim, &ss);
+    ck_assert_uint_gt(ss.f429, 0);
+    /* Each 429 came back to the engine, which asked again... */
+    ck_assert_int_ge(st.retries, 1);
+    /* ...and no request reached the provider before its Retry-After. */
+    ck_assert_uint_eq(ss.early429, 0);
+    teardown(&f);
+}
+END_TEST
+
 START_TEST(test_faults_20000)
 {
     fixture f;
@@ -1085,6 +1141,7 @@ static Suite *erecruit_suite(void)
     TCase *h = tcase_create("heavy");
     tcase_set_timeout(h, 300);
     tcase_add_test(h, test_faults_20000);
+    tcase_add_test(h, test_429_pauses_the_connection);
     tcase_add_test(h, test_sigkill_resume);
     suite_add_tcase(s, h);
     return s;

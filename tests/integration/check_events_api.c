@@ -152,6 +152,12 @@ static int64_t add_conn(fixture *f)
     cJSON_AddStringToObject(in, "client_id", "atshub");
     cJSON_AddStringToObject(in, "client_secret", "s3cret");
     cJSON_AddStringToObject(in, "per_page", "500");
+    /* The simulated tenant's limit (RATE), known to its operator: the plugin
+     * declares none (ERecruit documents none), the connection's setting
+     * paces it. */
+    char rate[16];
+    snprintf(rate, sizeof rate, "%d", RATE);
+    cJSON_AddStringToObject(in, "rate_limit_rps", rate);
     char *text = NULL, err[512];
     ck_assert_msg(ah_settings_build(f->core, gen->desc->settings, "erecruit", NULL, in, true,
                                     NULL, &text, err, sizeof err) == 0, "%s", err);

@@ -1072,6 +1072,51 @@ START_TEST(test_cli_json_and_exit_codes)
 }
 END_TEST
 
+/* `atshub sync` loads only the plugins of the tenant's connections (each
+ * isolated plugin is a process to start and stop, a fixed cost of every
+ * one-shot sync): another plugin of [plugins], here one that cannot even
+ * load, does not stop it, while `atshub plugins`, which loads them all,
+ * still fails on it. */
+START_TEST(test_cli_sync_loads_the_tenants_plugins_only)
+{
+    fixture f;
+    setup(&f, 30, 5, "100", NULL);
+    ah_daemon_close(f.core);
+    f.core = NULL;
+    char *text = ah_t_read_file(f.ini, NULL), *more = NULL;
+    ck_assert_ptr_nonnull(text);
+    ck_assert_int_ge(asprintf(&more, "%sbroken = %s/no_entry.so\n", text,
+                              ah_t_env("AH_FIXTURE_DIR")), 0);
+    ck_assert_int_eq(ah_t_write_file(f.ini, more), 0);
+    char *bin = atshub_path();
+    char *out = NULL, *errs = NULL;
+
+    const char *a1[] = {bin, "-c", f.ini, "--json", "sync", "acme", "main", NULL};
+    ck_assert_msg(ah_t_run(a1, NULL, &out, &errs) == 0, "%s", errs);
+    cJSON *doc = cJSON_Parse(out);
+    ck_assert_msg(doc != NULL, "%s", out);
+    cJSON *jobs = cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "types"), 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(jobs, "type")->valuestring, "jobs");
+    ck_assert_int_eq(cJSON_GetObjectItem(jobs, "created")->valueint, 30);
+    cJSON_Delete(doc);
+    free(out);
+    free(errs);
+
+    const char *a2[] = {bin, "-c", f.ini, "plugins", NULL};
+    ck_assert_int_ne(ah_t_run(a2, NULL, &out, &errs), 0);
+    ck_assert_msg(strstr(errs, "broken") != NULL, "%s", errs);
+    free(out);
+    free(errs);
+
+    free(bin);
+    ck_assert_int_eq(ah_t_write_file(f.ini, text), 0);
+    free(text);
+    free(more);
+    f.core = core_open(&f); /* teardown closes one */
+    teardown(&f);
+}
+END_TEST
+
 START_TEST(test_cli_crash_resume)
 {
     fixture f;
@@ -1149,6 +1194,7 @@ static Suite *sync_suite(void)
     TCase *c = tcase_create("cli");
     tcase_set_timeout(c, 60);
     tcase_add_test(c, test_cli_json_and_exit_codes);
+    tcase_add_test(c, test_cli_sync_loads_the_tenants_plugins_only);
     tcase_add_test(c, test_cli_crash_resume);
     suite_add_tcase(s, c);
     return s;

@@ -39,6 +39,7 @@ struct ah_sim {
     bool stopping;
     uint64_t rng;
     double p_429, p_5xx, p_drop, p_slow, p_truncate;
+    double retry_at; /* monotonic seconds: the last injected 429's Retry-After */
     unsigned long next_5xx;
     ah_sim_stats stats;
     /* The armed after-the-act fault (ah_sim_fault_after). */
@@ -173,11 +174,20 @@ static sim_fault draw_fault(ah_sim *s, const char *path, int *status_5xx)
     bool exempt = s->no_fault_prefix &&
                   strncmp(path, s->no_fault_prefix, strlen(s->no_fault_prefix)) == 0;
     if (!exempt) {
+        double now = 0;
+        if (s->p_429 > 0) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+            if (now < s->retry_at)
+                s->stats.early429++;
+        }
         double u429 = rand01(&s->rng), u5xx = rand01(&s->rng), udrop = rand01(&s->rng),
                uslow = rand01(&s->rng), utrunc = rand01(&s->rng);
         if (u429 < s->p_429) {
             f = FAULT_429;
             s->stats.f429++;
+            s->retry_at = now + s->opts.retry_after_s;
         } else if (u5xx < s->p_5xx) {
             static const int codes[] = {500, 502, 503};
             f = FAULT_5XX;

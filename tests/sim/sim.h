@@ -80,6 +80,10 @@ void ah_sim_header_add(ah_sim_resp *resp, const char *name, const char *value);
 typedef struct ah_sim_stats {
     unsigned long requests, f429, f5xx, fdrop, fslow, ftrunc;
     unsigned long fafter; /* armed after-the-act faults applied */
+    /* Non-exempt requests that arrived before the Retry-After of the last
+     * injected 429 had passed (counted only while p_429 > 0): a client that
+     * honours Retry-After for all its requests sends none. */
+    unsigned long early429;
 } ah_sim_stats;
 void ah_sim_get_stats(ah_sim *s, ah_sim_stats *out);
 /** Changes fault probabilities at run time (thread-safe). */

@@ -532,7 +532,11 @@ typedef struct ah_plugin_descriptor {
      *  connection (syncs, bulk jobs, writes) under it, slows down after a
      *  429, and lets operators lower it per connection with the setting
      *  `rate_limit_rps`, which a plugin that declares a limit should list
-     *  in its settings table (AH_SET_INT, no default). */
+     *  in its settings table (AH_SET_INT, no default). Declared or not, a
+     *  429 makes every request of the connection wait out its Retry-After;
+     *  declare 0 when the provider documents no limit (a guessed one only
+     *  slows the connection down), and list the setting all the same so
+     *  that an operator can set one. */
     uint32_t rate_limit_rps;
 
     /* --- ABI 1.1: the minor a plugin needs (SDK plumbing) ------------- */
