@@ -10,14 +10,8 @@
 #   bench/sync_counts.sh [BUILD_DIR] [N]            (defaults: build 30000)
 set -euo pipefail
 B="$(readlink -f "${1:-build}")"; N="${2:-30000}"
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-W="$(mktemp -d /tmp/sync-counts.XXXXXX)"
-"$B/tests/atshub-sim" --provider erecruit --data-size "$N" --max-seconds 1800 >"$W/sim.log" 2>&1 &
-SIMPID=$!
-trap 'kill $SIMPID 2>/dev/null || true; rm -rf "$W"' EXIT
-for _ in $(seq 1 100); do grep -q listening "$W/sim.log" 2>/dev/null && break; sleep 0.1; done
-URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$W/sim.log" | head -n 1)
-CFG=$(python3 -c "import sys; sys.path.insert(0, '$ROOT/../shared/baselines'); from atshub_config import private_config; print(private_config('$B/atshub', '$ROOT', '$W'))")
+. "$(dirname "$0")/sync_sim.sh"
+sync_sim_start "$B" "$N" sync-counts
 setup() {
   rm -f "$W"/a.db*
   export ATSHUB_STORE="sqlite:$W/a.db"
