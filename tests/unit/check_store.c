@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <check.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1503,6 +1504,85 @@ static int log_list_of(ah_store *s, const ah_log_filter *flt, log_list *l)
         ck_assert_int_gt(l->id[i - 1], l->id[i]); /* unique, newest first */
     return l->n;
 }
+
+/* An integration-log row that comes while another thread holds the writer
+ * (a sync's page in its scope, a group of requests) does not wait for it:
+ * the holder writes it when it lets go, outside its own transaction, so a
+ * scope that rolls back keeps it. Without that, an outbound call's row held
+ * the thread fetching a sync's next page behind every page's commit.
+ * SQLite; PostgreSQL still waits (its log_add joins the writer's pipeline). */
+typedef struct log_arg {
+    ah_store *s;
+    const char *corr;
+    atomic_int done;
+    int rc;
+} log_arg;
+
+static void *log_thread(void *p)
+{
+    log_arg *a = p;
+    ah_log_entry e = {.source = "er", .action = "OUTBOUND", .method = "GET",
+                      .path = "/applications", .status = 200, .duration_s = 0.01,
+                      .body = "{\"data\":[]}", .correlation_id = (char *)a->corr};
+    a->rc = a->s->ops->log_add(a->s, &e);
+    atomic_store(&a->done, 1);
+    return NULL;
+}
+
+/* Starts log_thread and waits for its log_add to return while this thread
+ * holds the writer: true if it did (30 s is a hang, not a timing). */
+static bool log_add_returns_while_held(log_arg *a, pthread_t *th)
+{
+    atomic_store(&a->done, 0);
+    ck_assert_int_eq(pthread_create(th, NULL, log_thread, a), 0);
+    for (int i = 0; i < 30000 && !atomic_load(&a->done); i++)
+        usleep(1000);
+    return atomic_load(&a->done) != 0;
+}
+
+START_TEST(test_log_does_not_wait_for_the_writer)
+{
+    if (pg_mode)
+        return;
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme"), v = 0;
+    log_seen l;
+    ah_log_filter flt = {0};
+    pthread_t th;
+
+    /* A scope (a sync's page) that rolls back: the row stays. */
+    log_arg a = {.s = s, .corr = "in-scope"};
+    ck_assert_int_eq(s->ops->scope_begin(s), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->sequence_next(s, t, "page", &v), AH_STORE_OK);
+    bool returned = log_add_returns_while_held(&a, &th);
+    ck_assert_int_eq(s->ops->scope_end(s, false), AH_STORE_OK);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_msg(returned, "log_add waited for the scope to end");
+    ck_assert_int_eq(a.rc, AH_STORE_OK);
+    ck_assert_int_eq(log_count(s, &flt, &l), 1);
+    ck_assert_str_eq(l.corr[0], "in-scope");
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM sequences WHERE name = 'page'"), 0);
+
+    /* A group scope: the row joins the group and commits with it. */
+    log_arg b = {.s = s, .corr = "in-group"};
+    uint64_t g = 0;
+    ck_assert_int_eq(s->ops->group_begin(s, &g), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->sequence_next(s, t, "grp", &v), AH_STORE_OK);
+    returned = log_add_returns_while_held(&b, &th);
+    ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_msg(returned, "log_add waited for the group scope to end");
+    ck_assert_int_eq(s->ops->group_commit(s), AH_STORE_OK);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM integration_log "
+                                 "WHERE correlation_id = 'in-group' AND path = '/applications' "
+                                 "AND status = 200 AND body = '{\"data\":[]}'"),
+                     1);
+    ck_assert_int_eq(log_count(s, &flt, &l), 2);
+    fx_done(&f);
+}
+END_TEST
 
 START_TEST(test_log_exchange)
 {
@@ -3694,6 +3774,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_outbox);
     tcase_add_test(tc, test_log);
     tcase_add_test(tc, test_log_exchange);
+    tcase_add_test(tc, test_log_does_not_wait_for_the_writer);
     tcase_add_test(tc, test_migrate_log_pairs);
     tcase_add_test(tc, test_shared_file);
     tcase_add_test(tc, test_callback_reentry);

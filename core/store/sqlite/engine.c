@@ -360,11 +360,11 @@ void ah_sq_close(ah_store *st)
     if (st == NULL)
         return;
     ah_sq_store *s = ah_sq(st);
-    pthread_mutex_lock(&s->mu);
+    ah_sq_mu_lock(s);
     (void)ah_sq_group_end_locked(s, true);
     if (s->ckpt != NULL)
         sqlite3_wal_hook(s->db, NULL, NULL);
-    pthread_mutex_unlock(&s->mu);
+    ah_sq_mu_unlock(s); /* writes the deferred log rows */
     ckpt_stop(s->ckpt);
     s->ckpt = NULL;
     for (int i = 0; i < s->nreaders; i++)
@@ -374,6 +374,8 @@ void ah_sq_close(ah_store *st)
     if (sqlite3_close(s->db) != SQLITE_OK)
         ah_log(s->base.lg, AH_LOG_ERROR, "store", "sqlite: close: %s", sqlite3_errmsg(s->db));
     pthread_mutex_destroy(&s->mu);
+    ah_sq_log_pending_free(s);
+    pthread_mutex_destroy(&s->log_pending_mu);
     ah_sq_packer_free(s->packer);
     free(s->scratch);
     free(s);
@@ -472,21 +474,21 @@ int ah_sq_group_end_locked(ah_sq_store *s, bool commit)
 int ah_sq_group_begin(ah_store *st, uint64_t *group_out)
 {
     ah_sq_store *s = ah_sq(st);
-    pthread_mutex_lock(&s->mu); /* not ah_sq_lock: that would commit the group */
+    ah_sq_mu_lock(s); /* not ah_sq_lock: that would commit the group */
     if (s->scope_depth > 0) {
-        pthread_mutex_unlock(&s->mu);
+        ah_sq_mu_unlock(s);
         return AH_STORE_ERR;
     }
     if (!s->group_open) {
         if (ah_sq_exec_q(s, Q_BEGIN, "group begin") != AH_STORE_OK) {
-            pthread_mutex_unlock(&s->mu);
+            ah_sq_mu_unlock(s);
             return AH_STORE_ERR;
         }
         s->group_open = true;
         s->group_id++;
     }
     if (ah_sq_exec_q(s, Q_GROUP_SAVEPOINT, "group scope") != AH_STORE_OK) {
-        pthread_mutex_unlock(&s->mu);
+        ah_sq_mu_unlock(s);
         return AH_STORE_ERR;
     }
     s->group_scope = true;
@@ -502,19 +504,19 @@ int ah_sq_group_begin(ah_store *st, uint64_t *group_out)
 int ah_sq_group_commit(ah_store *st)
 {
     ah_sq_store *s = ah_sq(st);
-    pthread_mutex_lock(&s->mu);
+    ah_sq_mu_lock(s);
     int rc = s->scope_depth > 0 ? AH_STORE_ERR : ah_sq_group_end_locked(s, true);
-    pthread_mutex_unlock(&s->mu);
+    ah_sq_mu_unlock(s);
     return rc;
 }
 
 void ah_sq_group_listen(ah_store *st, void (*ended)(void *arg, uint64_t group, bool ok), void *arg)
 {
     ah_sq_store *s = ah_sq(st);
-    pthread_mutex_lock(&s->mu);
+    ah_sq_mu_lock(s);
     s->group_ended = ended;
     s->group_arg = arg;
-    pthread_mutex_unlock(&s->mu);
+    ah_sq_mu_unlock(s);
 }
 
 const ah_store_ops ah_sq_ops = {
@@ -665,6 +667,10 @@ ah_store *ah_store_sqlite_open(const char *path, const struct ah_logger *lg, cha
                  pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE) == 0 &&
                  pthread_mutex_init(&s->mu, &ma) == 0;
     pthread_mutexattr_destroy(&ma);
+    if (mu_ok && pthread_mutex_init(&s->log_pending_mu, NULL) != 0) {
+        pthread_mutex_destroy(&s->mu);
+        mu_ok = false;
+    }
     if (!mu_ok) {
         snprintf(err, errlen, "cannot create a mutex");
         free(s);
@@ -738,6 +744,7 @@ ah_store *ah_store_sqlite_open(const char *path, const struct ah_logger *lg, cha
 fail:
     sqlite3_close(s->db);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->log_pending_mu);
     ah_sq_packer_free(s->packer);
     free(s);
     return NULL;

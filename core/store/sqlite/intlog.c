@@ -67,6 +67,164 @@ static bool fill_log_v(sqlite3_stmt *st, void *r)
     return fill_log(st, r);
 }
 
+/* Binds an entry to Q_LOG_ADD (at already normalised) and runs it. mu held. */
+static int log_insert(ah_sq_store *s, const ah_log_entry *e, const char *at)
+{
+    sqlite3_stmt *q = AH_SQ_GET(s, Q_LOG_ADD);
+    if (q == NULL)
+        return AH_STORE_ERR;
+    ah_sq_bind_text(q, 1, at);
+    ah_sq_bind_text(q, 2, e->tenant);
+    ah_sq_bind_text(q, 3, e->source != NULL ? e->source : "core");
+    ah_sq_bind_text(q, 4, e->plugin);
+    ah_sq_bind_text(q, 5, e->action != NULL ? e->action : "");
+    ah_sq_bind_text(q, 6, e->method);
+    ah_sq_bind_text(q, 7, e->path);
+    sqlite3_bind_int(q, 8, e->status);
+    sqlite3_bind_double(q, 9, e->duration_s);
+    ah_sq_bind_text(q, 10, e->body);
+    ah_sq_bind_text(q, 11, e->correlation_id);
+    sqlite3_bind_int(q, 12, e->with_request ? 1 : 0);
+    ah_sq_bind_text(q, 13, e->with_request ? e->request_body : NULL);
+    int rc = ah_sq_run(s, q, "log_add");
+    ah_sq_done(q);
+    return rc;
+}
+
+/* ---- rows deferred while another thread holds the writer --------------- */
+
+/* A row that came while mu was held by another thread: an outbound call's
+ * log row (the HTTP client's, on a bus worker) must not wait for a sync's
+ * page or a group to commit, or the next page's fetch waits with it (the
+ * engine's prefetch ran behind every page's commit). The entry and its
+ * strings in one block; at is its time of arrival. */
+typedef struct ah_sq_log_pending {
+    struct ah_sq_log_pending *next;
+    ah_log_entry e;
+    char at[32];
+    char text[]; /* the entry's strings */
+} ah_sq_log_pending;
+
+/* Past this many rows waiting, a row waits for mu as before (memory stays
+ * bounded while the writer is stuck, and the callers feel it). */
+#define AH_SQ_LOG_PENDING_MAX 1024
+
+static char *pend_put(char **cur, const char *v)
+{
+    if (v == NULL)
+        return NULL;
+    size_t n = strlen(v) + 1;
+    char *d = memcpy(*cur, v, n);
+    *cur += n;
+    return d;
+}
+
+static size_t pend_len(const char *v)
+{
+    return v != NULL ? strlen(v) + 1 : 0;
+}
+
+/* Queues a copy of e; false when the queue is full or memory is short. */
+static bool log_defer(ah_sq_store *s, const ah_log_entry *e, const char *at)
+{
+    if (atomic_load_explicit(&s->log_npending, memory_order_relaxed) >= AH_SQ_LOG_PENDING_MAX)
+        return false;
+    const char *req = e->with_request ? e->request_body : NULL;
+    size_t n = pend_len(e->tenant) + pend_len(e->source) + pend_len(e->plugin) +
+               pend_len(e->action) + pend_len(e->method) + pend_len(e->path) + pend_len(e->body) +
+               pend_len(e->correlation_id) + pend_len(req);
+    ah_sq_log_pending *p = malloc(sizeof *p + n);
+    if (p == NULL)
+        return false;
+    char *cur = p->text;
+    p->next = NULL;
+    snprintf(p->at, sizeof p->at, "%s", at);
+    p->e = (ah_log_entry){
+        .tenant = pend_put(&cur, e->tenant),
+        .source = pend_put(&cur, e->source),
+        .plugin = pend_put(&cur, e->plugin),
+        .action = pend_put(&cur, e->action),
+        .method = pend_put(&cur, e->method),
+        .path = pend_put(&cur, e->path),
+        .status = e->status,
+        .duration_s = e->duration_s,
+        .body = pend_put(&cur, e->body),
+        .correlation_id = pend_put(&cur, e->correlation_id),
+        .with_request = e->with_request,
+        .request_body = pend_put(&cur, req),
+    };
+    pthread_mutex_lock(&s->log_pending_mu);
+    if (s->log_tail != NULL)
+        s->log_tail->next = p;
+    else
+        s->log_head = p;
+    s->log_tail = p;
+    atomic_fetch_add_explicit(&s->log_npending, 1, memory_order_release);
+    pthread_mutex_unlock(&s->log_pending_mu);
+    return true;
+}
+
+static ah_sq_log_pending *log_take_all(ah_sq_store *s)
+{
+    pthread_mutex_lock(&s->log_pending_mu);
+    ah_sq_log_pending *head = s->log_head;
+    s->log_head = s->log_tail = NULL;
+    atomic_store_explicit(&s->log_npending, 0, memory_order_release);
+    pthread_mutex_unlock(&s->log_pending_mu);
+    return head;
+}
+
+static void log_pending_drop(ah_sq_log_pending *p)
+{
+    while (p != NULL) {
+        ah_sq_log_pending *next = p->next;
+        free(p);
+        p = next;
+    }
+}
+
+bool ah_sq_log_flush_locked(ah_sq_store *s)
+{
+    /* Into the open group (it commits them with its requests' writes), or
+     * a transaction of their own: one commit for all of them. Any other
+     * open transaction is an operation's, which may yet roll back. */
+    bool own = !s->group_open;
+    if (s->scope_depth != 0 || (own && !sqlite3_get_autocommit(s->db)))
+        return false;
+    ah_sq_log_pending *head = log_take_all(s);
+    if (head == NULL)
+        return true;
+    size_t lost = 0;
+    bool begun = !own || ah_sq_exec_q(s, Q_BEGIN, "log flush begin") == AH_STORE_OK;
+    for (ah_sq_log_pending *p = head; p != NULL; p = p->next)
+        if (!begun || log_insert(s, &p->e, p->at) != AH_STORE_OK)
+            lost++;
+    if (own && begun && ah_sq_exec_q(s, Q_COMMIT, "log flush commit") != AH_STORE_OK) {
+        if (!sqlite3_get_autocommit(s->db))
+            ah_sq_exec_q(s, Q_ROLLBACK, "log flush rollback");
+        lost = 0;
+        for (ah_sq_log_pending *p = head; p != NULL; p = p->next)
+            lost++;
+    }
+    if (lost > 0)
+        ah_log(s->base.lg, AH_LOG_WARN, "store", "log_add: %zu integration log row(s) not written",
+               lost);
+    log_pending_drop(head);
+    return true;
+}
+
+void ah_sq_log_pending_free(ah_sq_store *s)
+{
+    ah_sq_log_pending *head = log_take_all(s);
+    size_t lost = 0;
+    for (ah_sq_log_pending *p = head; p != NULL; p = p->next)
+        lost++;
+    if (lost > 0)
+        ah_log(s->base.lg, AH_LOG_WARN, "store", "close: %zu integration log row(s) not written",
+               lost);
+    log_pending_drop(head);
+}
+
 int ah_sq_log_add(ah_store *st, const ah_log_entry *e)
 {
     ah_sq_store *s = ah_sq(st);
@@ -79,26 +237,23 @@ int ah_sq_log_add(ah_store *st, const ah_log_entry *e)
         ah_log(s->base.lg, AH_LOG_ERROR, "store", "log_add: 'at' is not an ISO-8601 time");
         return AH_STORE_ERR;
     }
-    ah_sq_lock(s);
-    int rc = AH_STORE_ERR;
-    sqlite3_stmt *q = AH_SQ_GET(s, Q_LOG_ADD);
-    if (q != NULL) {
-        ah_sq_bind_text(q, 1, at);
-        ah_sq_bind_text(q, 2, e->tenant);
-        ah_sq_bind_text(q, 3, e->source != NULL ? e->source : "core");
-        ah_sq_bind_text(q, 4, e->plugin);
-        ah_sq_bind_text(q, 5, e->action != NULL ? e->action : "");
-        ah_sq_bind_text(q, 6, e->method);
-        ah_sq_bind_text(q, 7, e->path);
-        sqlite3_bind_int(q, 8, e->status);
-        sqlite3_bind_double(q, 9, e->duration_s);
-        ah_sq_bind_text(q, 10, e->body);
-        ah_sq_bind_text(q, 11, e->correlation_id);
-        sqlite3_bind_int(q, 12, e->with_request ? 1 : 0);
-        ah_sq_bind_text(q, 13, e->with_request ? e->request_body : NULL);
-        rc = ah_sq_run(s, q, "log_add");
-        ah_sq_done(q);
+    /* mu is recursive: a scope's own thread takes it here and writes its
+     * row inside the scope, as before. Another thread's hold defers the
+     * row to its release; then mu is tried once more, so that a release
+     * that came between the two tries does not leave the row behind. */
+    if (!ah_sq_mu_trylock(s)) {
+        if (log_defer(s, e, at)) {
+            atomic_thread_fence(memory_order_seq_cst); /* see ah_sq_mu_unlock */
+            if (ah_sq_mu_trylock(s))
+                ah_sq_mu_unlock(s); /* writes it */
+            return AH_STORE_OK;
+        }
+        ah_sq_mu_lock(s);
     }
+    /* As ah_sq_lock: outside a scope the open group commits first. */
+    if (s->group_open && s->scope_depth == 0)
+        (void)ah_sq_group_end_locked(s, true);
+    int rc = log_insert(s, e, at);
     ah_sq_unlock(s);
     return rc;
 }

@@ -191,6 +191,20 @@ typedef struct ah_sq_store {
      * readable without mu: a thread whose own group writes are still
      * uncommitted reads through the writer, to see them. */
     _Atomic uint64_t group_ended_id;
+    /* How many times the holder of mu has taken it (it is recursive): the
+     * outermost release is where deferred log rows are written. Read and
+     * written by the holder only. */
+    unsigned mu_depth;
+    /* Integration-log rows that came while another thread held mu
+     * (intlog.c): an outbound call's row must not wait for a page of a
+     * sync or a group to commit (the call's thread is the one that fetches
+     * the next page). The holder writes them when it lets go of mu, in the
+     * open group or a transaction of their own; log_pending_mu guards the
+     * list, log_npending is readable without it. Bounded: past
+     * AH_SQ_LOG_PENDING_MAX a row waits for mu as before. */
+    pthread_mutex_t log_pending_mu;
+    struct ah_sq_log_pending *log_head, *log_tail;
+    _Atomic size_t log_npending;
 } ah_sq_store;
 
 /** The engine's vtable (engine.c). */
@@ -234,6 +248,12 @@ int ah_sq_tx_commit(ah_sq_store *s);
 char *ah_sq_col_dup(sqlite3_stmt *st, int i, bool *oom);
 void ah_sq_lock(ah_sq_store *s);
 void ah_sq_unlock(ah_sq_store *s);
+/* mu itself, counting its depth (ah_sq_lock also commits an open group
+ * outside a scope; these do not). ah_sq_mu_unlock writes the deferred log
+ * rows when it lets go of mu for good (ah_sq_log_flush_locked). */
+void ah_sq_mu_lock(ah_sq_store *s);
+bool ah_sq_mu_trylock(ah_sq_store *s);
+void ah_sq_mu_unlock(ah_sq_store *s);
 /** For a read-only operation: a reader of s, locked, or s itself locked
  *  with ah_sq_lock when this thread must see what it wrote and has not
  *  committed (inside a scope, or its group not ended yet), or when s has
@@ -346,6 +366,13 @@ int ah_sq_outbox_prune(ah_store *st, const char *before, int64_t *n_out);
 /* ---- intlog.c ---------------------------------------------------------- */
 
 int ah_sq_log_add(ah_store *st, const ah_log_entry *e);
+/** Writes the log rows deferred while another thread held mu: mu held at
+ *  depth 1, outside any scope (into the open group, or a transaction of
+ *  their own). Rows it cannot write are dropped with a warning. false,
+ *  leaving them, only when a transaction other than the group is open. */
+bool ah_sq_log_flush_locked(ah_sq_store *s);
+/** Drops the deferred rows (the store's close, after its last flush). */
+void ah_sq_log_pending_free(ah_sq_store *s);
 int ah_sq_log_prune(ah_store *st, const char *before, int64_t *n_out);
 int ah_sq_log_query(ah_store *st, const ah_log_filter *f, ah_log_cb cb, void *arg);
 

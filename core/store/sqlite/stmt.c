@@ -167,9 +167,48 @@ char *ah_sq_col_dup(sqlite3_stmt *st, int i, bool *oom)
     return d;
 }
 
-void ah_sq_lock(ah_sq_store *s)
+void ah_sq_mu_lock(ah_sq_store *s)
 {
     pthread_mutex_lock(&s->mu);
+    s->mu_depth++;
+}
+
+bool ah_sq_mu_trylock(ah_sq_store *s)
+{
+    if (pthread_mutex_trylock(&s->mu) != 0)
+        return false;
+    s->mu_depth++;
+    return true;
+}
+
+void ah_sq_mu_unlock(ah_sq_store *s)
+{
+    if (s->mu_depth == 1 && s->scope_depth == 0 &&
+        atomic_load_explicit(&s->log_npending, memory_order_acquire) > 0)
+        ah_sq_log_flush_locked(s);
+    bool last = --s->mu_depth == 0;
+    pthread_mutex_unlock(&s->mu);
+    /* Pairs with the fence in log_add between queueing and its second try
+     * (a release, then a load, may otherwise pass each other). */
+    atomic_thread_fence(memory_order_seq_cst);
+    /* A row deferred after the flush above, by a thread whose own try for
+     * mu came before this release, would wait for the next holder: take
+     * mu back and write it (its deferrer tries mu once more after
+     * queueing, so one of the two always sees it). */
+    while (last && atomic_load_explicit(&s->log_npending, memory_order_acquire) > 0 &&
+           pthread_mutex_trylock(&s->mu) == 0) {
+        s->mu_depth = 1; /* mu was free: no scope is open */
+        bool flushed = ah_sq_log_flush_locked(s);
+        s->mu_depth = 0;
+        pthread_mutex_unlock(&s->mu);
+        if (!flushed)
+            break;
+    }
+}
+
+void ah_sq_lock(ah_sq_store *s)
+{
+    ah_sq_mu_lock(s);
     /* Outside any scope, nobody works inside the open group transaction:
      * it is committed first (its listener answers its requests). */
     if (s->group_open && s->scope_depth == 0)
@@ -178,7 +217,7 @@ void ah_sq_lock(ah_sq_store *s)
 
 void ah_sq_unlock(ah_sq_store *s)
 {
-    pthread_mutex_unlock(&s->mu);
+    ah_sq_mu_unlock(s);
 }
 
 void *ah_sq_rowvec_push(ah_sq_rowvec *v)
