@@ -1385,6 +1385,74 @@ START_TEST(test_outbox)
 }
 END_TEST
 
+/* Event bodies are packed against a constant dictionary whose hashed
+ * tables the packer keeps between bodies (ah_sq_fields_pack_const) and are
+ * bound without a copy: bodies of a batch, of single adds and around a
+ * records upsert (which packs fields against each record's raw with the
+ * same packer) all read back as given, in order. */
+typedef struct bodies_seen {
+    char body[24][256];
+    int n;
+} bodies_seen;
+
+static void bodies_cb(void *arg, const ah_outbox_row *r)
+{
+    bodies_seen *b = arg;
+    if (b->n < 24)
+        snprintf(b->body[b->n], sizeof b->body[b->n], "%s", r->body != NULL ? r->body : "");
+    b->n++;
+}
+
+START_TEST(test_outbox_bodies_read_back)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme");
+    int64_t c = add_conn(s, t, "er");
+    char want[24][256];
+    int nw = 0;
+    ah_outbox_in in[8];
+    for (int round = 0; round < 2; round++) {
+        for (int k = 0; k < 8; k++) {
+            if (k % 4 == 3)
+                snprintf(want[nw], sizeof want[nw], "{\"n\":%d,\"q\":\"a\\\"b\"}", k);
+            else
+                snprintf(want[nw], sizeof want[nw],
+                         "{\"id\":\"rec_01a23b628b29%02d%02dc81c0202\",\"remote_id\":\"%d\","
+                         "\"type\":\"%s\",\"connection\":\"er\",\"updated_at\":"
+                         "\"2026-11-%02dT13:00:02\"}",
+                         round, k, 16387 + k, k % 2 ? "candidate" : "application", k + 1);
+            in[k] = (ah_outbox_in){.topic = "event.application.created", .body = want[nw]};
+            nw++;
+        }
+        ck_assert_int_eq(s->ops->outbox_add_batch(s, t, in, 8), AH_STORE_OK);
+        /* The packer, used on another dictionary in between. */
+        char raw[128], fields[64];
+        snprintf(raw, sizeof raw, "{\"Id\":%d,\"Title\":\"Engineer %d\"}", round, round);
+        snprintf(fields, sizeof fields, "{\"title\":\"Engineer %d\"}", round);
+        ah_record_in rec = {"job", round ? "J2" : "J1", "2026-11-03T13:00:02", raw, fields};
+        ck_assert_int_eq(s->ops->records_upsert(s, c, &rec, 1, NULL, NULL, NULL, NULL),
+                         AH_STORE_OK);
+        snprintf(want[nw], sizeof want[nw],
+                 "{\"id\":\"rec_0000000000aaaaaaaaaaaa%02d\",\"remote_id\":\"J%d\"}", round,
+                 round + 1);
+        ck_assert_int_eq(s->ops->outbox_add(s, t, "event.job.created", want[nw], NULL),
+                         AH_STORE_OK);
+        nw++;
+    }
+    if (!pg_mode)
+        ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM outbox WHERE typeof(body) = 'blob'"),
+                         14);
+    bodies_seen b = {.n = 0};
+    ck_assert_int_eq(s->ops->outbox_after(s, t, 0, 24, bodies_cb, &b), AH_STORE_OK);
+    ck_assert_int_eq(b.n, nw);
+    for (int k = 0; k < nw; k++)
+        ck_assert_str_eq(b.body[k], want[k]);
+    fx_done(&f);
+}
+END_TEST
+
 /* ---- integration log ---------------------------------------------------------- */
 
 typedef struct log_seen {
@@ -3772,6 +3840,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_committer);
     tcase_add_test(tc, test_wal_checkpointed);
     tcase_add_test(tc, test_outbox);
+    tcase_add_test(tc, test_outbox_bodies_read_back);
     tcase_add_test(tc, test_log);
     tcase_add_test(tc, test_log_exchange);
     tcase_add_test(tc, test_log_does_not_wait_for_the_writer);

@@ -56,12 +56,14 @@ static void bind_body(ah_sq_store *s, sqlite3_stmt *q, int i, const char *body)
     size_t bl = strlen(body);
     const void *z = NULL;
     size_t zl = 0;
-    if (ah_sq_fields_pack(s->packer, k_body_dict, sizeof k_body_dict - 1, body, bl, &z, &zl) ==
-            0 &&
+    /* Both stay valid until the statement has run (the packer is used
+     * again only for the next body): bound without a copy. */
+    if (ah_sq_fields_pack_const(s->packer, k_body_dict, sizeof k_body_dict - 1, body, bl, &z,
+                                &zl) == 0 &&
         zl < bl)
-        sqlite3_bind_blob(q, i, z, (int)zl, SQLITE_TRANSIENT);
+        sqlite3_bind_blob(q, i, z, (int)zl, SQLITE_STATIC);
     else
-        sqlite3_bind_text(q, i, body, (int)bl, SQLITE_TRANSIENT);
+        sqlite3_bind_text(q, i, body, (int)bl, SQLITE_STATIC);
 }
 
 static char *body_text(sqlite3_stmt *st, int col, bool *oom)

@@ -283,6 +283,13 @@ void ah_sq_packer_free(ah_sq_packer *p);
  *  packer (valid until its next use). 0, or -1. */
 int ah_sq_fields_pack(ah_sq_packer *p, const char *raw, size_t raw_len, const char *fields,
                       size_t fields_len, const void **out, size_t *out_len);
+/** ah_sq_fields_pack against a dictionary that is a constant (the same
+ *  pointer always holds the same bytes, for the packer's life): its
+ *  4-grams are hashed on first use and copied back on the next; the
+ *  delta is byte for byte ah_sq_fields_pack's. */
+int ah_sq_fields_pack_const(ah_sq_packer *p, const char *dict, size_t dict_len,
+                            const char *text, size_t text_len, const void **out,
+                            size_t *out_len);
 /** The fields text back from raw and a delta; malloc'd, NULL on failure. */
 char *ah_sq_fields_unpack(const char *raw, size_t raw_len, const void *delta, size_t delta_len);
 /** Column fields_col of the current row as text (unpacked against column
