@@ -242,11 +242,7 @@ static char *sqlite_url(const char *base, const char *rel)
  * working directory when there is no file). */
 static int fill_defaults(ah_config *cfg, const char *key_rel, const char *db_rel)
 {
-    /* Four, so that one tenant's share (half of them) is two: a tenant's
-     * requests can then be prepared on one worker (parsing, validation)
-     * while another of its requests holds its source or the store's scope
-     * (bench/README.md, wt-erp5). */
-    cfg->workers = 4;
+    cfg->workers = 2;
     cfg->request_timeout_ms = 30000;
     cfg->log_level = AH_LOG_INFO;
     cfg->log_json = false;

@@ -45,7 +45,7 @@ typedef struct ah_config {
     char *dir;  /* its folder, absolute */
 
     /* [core] */
-    int workers;            /* bus worker threads (default 4) */
+    int workers;            /* bus worker threads (default 2) */
     int tenant_workers;     /* workers one tenant may hold at once; 0: max(1, workers / 2) */
     int request_timeout_ms; /* bus request timeout (default 30000) */
     char *key_file;         /* host encryption key, absolute (default

@@ -123,7 +123,7 @@ START_TEST(test_defaults_without_file)
     ah_config_defaults(&cfg);
     ck_assert_str_eq(cfg.dir, cwd);
     ck_assert_ptr_null(cfg.path);
-    ck_assert_int_eq(cfg.workers, 4);
+    ck_assert_int_eq(cfg.workers, 2);
     ck_assert_int_eq(cfg.request_timeout_ms, 30000);
     snprintf(want, sizeof want, "%s/var/host.key", strcmp(cwd, "/") == 0 ? "" : cwd);
     ck_assert_str_eq(cfg.key_file, want);
@@ -172,7 +172,7 @@ START_TEST(test_empty_file_gives_defaults_relative_to_ini)
     ck_assert_str_eq(cfg.key_file, want);
     snprintf(want, sizeof want, "sqlite:%s/var/atshub.db", t.dir);
     ck_assert_str_eq(cfg.store_url, want);
-    ck_assert_int_eq(cfg.workers, 4);
+    ck_assert_int_eq(cfg.workers, 2);
     ck_assert_str_eq(cfg.listen_host, "127.0.0.1");
     ck_assert_uint_eq(cfg.listen_port, 8080);
     ck_assert_int_eq(cfg.sync_interval_s, 300);
