@@ -854,6 +854,32 @@ static ah_store_op *store_op_at(ah_store_op *ops, size_t i)
     return (ah_store_op *)(void *)((char *)ops + i * ops[0].struct_size);
 }
 
+/* store_batch's sequence op and the IF_NEW sequence after it, as
+ * host_sequence_next twice would answer them. */
+static ah_result host_sequence_pair(ah_call *call, ah_store_op *op, ah_store_op *next)
+{
+    ah_core *core = core_of(call);
+    route_scope(call);
+    if (call->conn == NULL) {
+        op->done = -1;
+        return host_fail(call, AH_E_INTERNAL, 500, "sequence_next needs a connection");
+    }
+    int64_t v = 0, w = 0;
+    if (core->store->ops->sequence_next_then(core->store, call->conn->tenant_id, op->name,
+                                             next->name, &v, &w) != 0) {
+        op->done = -1;
+        return host_fail(call, "store_unavailable", 500, "the store could not allocate from '%s'",
+                         op->name);
+    }
+    op->value = v;
+    op->done = 1;
+    if (v == 1) {
+        next->value = w;
+        next->done = 1;
+    }
+    return AH_OK;
+}
+
 static ah_result host_store_batch(ah_call *call, ah_store_op *ops, size_t n)
 {
     if (ops == NULL || n < 1 || n > AH_STORE_BATCH_MAX ||
@@ -882,6 +908,18 @@ static ah_result host_store_batch(ah_call *call, ah_store_op *ops, size_t n)
                 continue;
         }
         ah_result r;
+        ah_store_op *next = i + 1 < n ? store_op_at(ops, i + 1) : NULL;
+        if (op->kind == AH_STORE_SEQUENCE_NEXT && next != NULL &&
+            next->kind == AH_STORE_SEQUENCE_NEXT && (next->flags & AH_STORE_IF_NEW) &&
+            core_of(call)->store->ops->sequence_next_then != NULL) {
+            /* A sequence and the next one if it drew 1: one exchange with
+             * the store (store.h, sequence_next_then). */
+            r = host_sequence_pair(call, op, next);
+            if (r != AH_OK)
+                return AH_ERR;
+            i++;
+            continue;
+        }
         if (op->kind == AH_STORE_SEQUENCE_NEXT) {
             r = host_sequence_next(call, op->name, &op->value);
         } else {

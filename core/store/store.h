@@ -729,6 +729,16 @@ typedef struct ah_store_ops {
      *  costs more (PostgreSQL: a round trip and the server's fsync, with
      *  the store's lock held) may prefer larger groups. */
     long group_max_wait_us;
+    /* --- appended: two sequences in one exchange ------------------------ */
+    /** May be NULL (then: sequence_next of name, and of then_name when that
+     *  drew 1). As that pair of calls, in order (name's row written
+     *  first), in one exchange with the server: *out receives name's next
+     *  value; when it is 1 and then_name is not NULL, *then_out receives
+     *  then_name's next value, else 0 (then_name untouched). Fails as
+     *  that pair would. What a plugin's store_batch of a title's guard and
+     *  a job number (plugins/erp) costs the store's writer. */
+    int (*sequence_next_then)(ah_store *s, int64_t tenant_id, const char *name,
+                              const char *then_name, int64_t *out, int64_t *then_out);
 } ah_store_ops;
 
 struct ah_store {
@@ -821,6 +831,11 @@ int ah_store_pg_migrate_to(ah_store *s, int version);
 /** TEST HOOK: as ah_store_sqlite_fail_after, for a PostgreSQL store (ignored
  *  when `s` is not one). */
 void ah_store_pg_fail_after(ah_store *s, int n);
+
+/** TEST HOOK: the exchanges a PostgreSQL store has had with its server
+ *  (each a round trip: a statement, a pipeline, a COMMIT) since it was
+ *  opened; -1 when `s` is not one. */
+int64_t ah_store_pg_round_trips(ah_store *s);
 
 /** TEST HOOKS, never used by the daemon: create (empty, UTF-8) or drop
  *  (forcing its sessions off) database `name` ([a-z_][a-z0-9_]*) on the

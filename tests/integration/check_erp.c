@@ -1579,6 +1579,7 @@ START_TEST(test_store_outage)
     e.broken.ping = broken_ping;
     e.broken.record_query = broken_query;
     e.broken.sequence_next = broken_seq;
+    e.broken.sequence_next_then = NULL; /* the batch falls back on sequence_next */
     e.core->store->ops = &e.broken;
     char url[256], *resp = NULL;
     snprintf(url, sizeof url, "%s" ERP "health/", e.base);

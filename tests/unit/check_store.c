@@ -3415,6 +3415,52 @@ START_TEST(test_pg_sequence_in_scope)
 }
 END_TEST
 
+/* A store_batch's title guard and job number (sequence_next_then): the
+ * second is drawn only when the first drew 1, its row written after the
+ * first's, and on PostgreSQL both in one exchange with the server (the
+ * store's writer holds its lock for one round trip, not two). */
+START_TEST(test_pg_sequence_next_then)
+{
+    if (!pg_mode)
+        return;
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    ck_assert_ptr_nonnull(s->ops->sequence_next_then);
+    int64_t t = add_tenant(s, "acme"), v = 0, w = -1;
+    uint64_t g = 0;
+    ck_assert_int_eq(s->ops->group_begin(s, &g), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->sequence_next_then(s, t, "title_a", "job", &v, &w), AH_STORE_OK);
+    ck_assert(v == 1 && w == 1);
+    int64_t before = ah_store_pg_round_trips(s);
+    ck_assert_int_ge(before, 0);
+    ck_assert_int_eq(s->ops->sequence_next_then(s, t, "title_b", "job", &v, &w), AH_STORE_OK);
+    ck_assert(v == 1 && w == 2);
+    ck_assert_int_eq(ah_store_pg_round_trips(s) - before, 1);
+    /* A title seen before: its guard moves, no number is drawn. */
+    w = -1;
+    ck_assert_int_eq(s->ops->sequence_next_then(s, t, "title_a", "job", &v, &w), AH_STORE_OK);
+    ck_assert(v == 2 && w == 0);
+    /* The same name twice, or a name that is not ASCII: the two calls. */
+    ck_assert_int_eq(s->ops->sequence_next_then(s, t, "same", "same", &v, &w), AH_STORE_OK);
+    ck_assert(v == 1 && w == 2);
+    ck_assert_int_eq(s->ops->sequence_next_then(s, t, "\xff not text", "job", &v, &w),
+                     AH_STORE_ERR);
+    ck_assert_int_eq(s->ops->sequence_next_then(s, t, "title_c", "job", &v, &w), AH_STORE_OK);
+    ck_assert(v == 1 && w == 3);
+    ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_commit(s), AH_STORE_OK);
+    ck_assert_int_eq(sql_int(&f, "SELECT value FROM sequences WHERE name = 'job'"), 3);
+    ck_assert_int_eq(sql_int(&f, "SELECT value FROM sequences WHERE name = 'title_a'"), 2);
+    ck_assert_int_eq(sql_int(&f, "SELECT value FROM sequences WHERE name = 'same'"), 2);
+    /* Outside any scope: its own transaction. */
+    ck_assert_int_eq(s->ops->sequence_next_then(s, t, "title_d", "job", &v, &w), AH_STORE_OK);
+    ck_assert(v == 1 && w == 4);
+    ck_assert_int_eq(sql_int(&f, "SELECT value FROM sequences WHERE name = 'job'"), 4);
+    fx_done(&f);
+}
+END_TEST
+
 /* A page that names one record twice: the results are those of one
  * record after another (the PostgreSQL engine sends the page's statements
  * in pipelines), and the last version is stored. */
@@ -3866,6 +3912,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_pg_reconnect);
     tcase_add_test(tc, test_pg_deferred_failure_fails_group);
     tcase_add_test(tc, test_pg_sequence_in_scope);
+    tcase_add_test(tc, test_pg_sequence_next_then);
     tcase_add_test(tc, test_records_page_repeats_a_record);
     suite_add_tcase(s, tc);
     return s;

@@ -195,6 +195,7 @@ static void pipeline_k(ah_pg_store *s, const char *name, const char *sql, const 
         out[i] = NULL;
     if (name == NULL && sql == NULL)
         k = 0;
+    s->round_trips++;
     if (PQenterPipelineMode(s->db) != 1) {
         ah_pg_log_res(s, NULL, "pipeline");
         *pend_ok = false;
@@ -366,6 +367,7 @@ int ah_pg_command(ah_pg_store *s, const char *sql, const char *what)
      * this command too when it is in the same transaction). */
     (void)ah_pg_flush(s);
     ensure_conn(s);
+    s->round_trips++;
     PGresult *r = PQexec(s->db, sql);
     if (PQresultStatus(r) == PGRES_FATAL_ERROR && may_retry(s, r)) {
         PQclear(r);
@@ -412,6 +414,7 @@ static PGresult *run_stmt(ah_pg_store *s, const char *name, bool *prepared, cons
 again:
     if (!*prepared) {
         (void)ah_pg_flush(s); /* its failure fails the statement below */
+        s->round_trips++;
         r = PQprepare(s->db, name, sql, 0, NULL);
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
             if (!retried && !own_sp && may_retry(s, r)) {
@@ -453,6 +456,7 @@ again:
             }
         }
     } else {
+        s->round_trips++;
         r = PQexecPrepared(s->db, name, p != NULL ? p->n : 0, p != NULL ? p->v : NULL, NULL,
                            NULL, 0);
     }
@@ -510,6 +514,7 @@ int ah_pg_run_many(ah_pg_store *s, const char *name, bool *prepared, const char 
     ensure_conn(s);
     if (!*prepared) {
         (void)ah_pg_flush(s); /* its failure fails the statements below */
+        s->round_trips++;
         PGresult *r = PQprepare(s->db, name, sql, 0, NULL);
         bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
         if (!ok)
@@ -634,6 +639,7 @@ static int commit_now(ah_pg_store *s, const char *what)
     /* COMMIT as a prepared statement too (ctl_sql), prepared once per
      * session on its own (the server parses it in any transaction state). */
     if (!s->ctl_prepared[1]) {
+        s->round_trips++;
         PGresult *pr = PQprepare(s->db, ctl_name[1], ctl_sql[1], 0, NULL);
         s->ctl_prepared[1] = PQresultStatus(pr) == PGRES_COMMAND_OK;
         PQclear(pr);
@@ -643,8 +649,10 @@ static int commit_now(ah_pg_store *s, const char *what)
         bool pend_ok;
         r = pipeline(s, name, name != NULL ? NULL : ctl_sql[1], NULL, &pend_ok);
     } else if (name != NULL) {
+        s->round_trips++;
         r = PQexecPrepared(s->db, name, 0, NULL, NULL, NULL, 0);
     } else {
+        s->round_trips++;
         r = PQexec(s->db, "COMMIT");
     }
     int rc = AH_STORE_OK;

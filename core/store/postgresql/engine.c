@@ -203,6 +203,7 @@ const ah_store_ops ah_pg_ops = {
     .cursor_get = ah_pg_cursor_get,
     .cursor_set = ah_pg_cursor_set,
     .sequence_next = ah_pg_sequence_next,
+    .sequence_next_then = ah_pg_sequence_next_then,
     .outbox_add = ah_pg_outbox_add,
     .outbox_pending = ah_pg_outbox_pending,
     .outbox_done = ah_pg_outbox_done,
@@ -370,6 +371,17 @@ void ah_store_pg_fail_after(ah_store *st, int n)
     ah_pg_lock(s);
     s->fail_after = n < 0 ? -1 : n;
     ah_pg_unlock(s);
+}
+
+int64_t ah_store_pg_round_trips(ah_store *st)
+{
+    if (st == NULL || st->ops != &ah_pg_ops)
+        return -1;
+    ah_pg_store *s = ah_pg(st);
+    ah_pg_lock(s);
+    int64_t n = s->round_trips;
+    ah_pg_unlock(s);
+    return n;
 }
 
 /* ---- test hooks: throwaway databases ---------------------------------- */

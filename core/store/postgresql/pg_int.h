@@ -132,6 +132,7 @@ typedef enum {
     P_LEASE_LIST,
     P_LEASE_PRUNE,
     P_OUT_ADD_SUBS,
+    P_SEQ_NEXT_THEN,
     P_COUNT
 } ah_pg_qid;
 
@@ -204,6 +205,10 @@ typedef struct ah_pg_store {
      * (ah_pg_defer_exec: integration-log rows, events). */
     ah_pg_pend pend[AH_PG_MAXPEND];
     int npend;
+    /* Exchanges with the server on the hot path's helpers (conn.c): a
+     * statement, a pipeline, a prepare, a COMMIT, a command. Read by the
+     * test hook ah_store_pg_round_trips. */
+    int64_t round_trips;
     char *scratch;   /* content-hash input buffer, reused across rows */
     size_t scratch_cap;
 } ah_pg_store;
@@ -372,6 +377,8 @@ int ah_pg_connection_update(ah_store *st, int64_t id, const char *settings_json)
 int ah_pg_connection_set_enabled(ah_store *st, int64_t id, bool enabled);
 int ah_pg_connection_remove(ah_store *st, int64_t id);
 int ah_pg_sequence_next(ah_store *st, int64_t tenant_id, const char *name, int64_t *out);
+int ah_pg_sequence_next_then(ah_store *st, int64_t tenant_id, const char *name,
+                             const char *then_name, int64_t *out, int64_t *then_out);
 
 /* ---- records.c --------------------------------------------------------- */
 

@@ -41,6 +41,17 @@ static const char *const q_sql[P_COUNT] = {
     [P_SEQ_NEXT] = "INSERT INTO sequences(tenant_id, name, value) VALUES($1, $2, 1) "
                    "ON CONFLICT(tenant_id, name) DO UPDATE SET value = sequences.value + 1 "
                    "RETURNING value",
+    /* sequence_next_then: the first row is written first (b reads a's
+     * row), and the second only when the first drew 1. */
+    [P_SEQ_NEXT_THEN] =
+        "WITH a AS (INSERT INTO sequences(tenant_id, name, value) VALUES($1, $2, 1) "
+        "ON CONFLICT(tenant_id, name) DO UPDATE SET value = sequences.value + 1 "
+        "RETURNING value), "
+        "b AS (INSERT INTO sequences(tenant_id, name, value) "
+        "SELECT $1::bigint, $3::text, 1 FROM a WHERE a.value = 1 "
+        "ON CONFLICT(tenant_id, name) DO UPDATE SET value = sequences.value + 1 "
+        "RETURNING value) "
+        "SELECT a.value, coalesce((SELECT value FROM b), 0) FROM a",
 };
 
 static bool fill_tenant(const PGresult *r, int i, void *row)
@@ -325,6 +336,53 @@ int ah_pg_sequence_next(ah_store *st, int64_t tenant_id, const char *name, int64
             *out = ah_pg_int(r, 0, 0);
         else
             rc = AH_STORE_ERR;
+        PQclear(r);
+    }
+    ah_pg_unlock(s);
+    return rc;
+}
+
+static bool seq_name_ascii(const char *name)
+{
+    for (const unsigned char *c = (const unsigned char *)name; *c; c++)
+        if (*c >= 0x80)
+            return false;
+    return true;
+}
+
+int ah_pg_sequence_next_then(ah_store *st, int64_t tenant_id, const char *name,
+                             const char *then_name, int64_t *out, int64_t *then_out)
+{
+    if (name == NULL || out == NULL || (then_name != NULL && then_out == NULL))
+        return AH_STORE_ERR;
+    if (then_out != NULL)
+        *then_out = 0;
+    /* The two calls as they were: one name only, the same name twice (one
+     * statement cannot update a row twice), or a name the server could
+     * refuse as not UTF-8 (sequence_next gives it a savepoint). */
+    if (then_name == NULL || strcmp(name, then_name) == 0 || !seq_name_ascii(name) ||
+        !seq_name_ascii(then_name)) {
+        int rc = ah_pg_sequence_next(st, tenant_id, name, out);
+        if (rc == AH_STORE_OK && then_name != NULL && *out == 1)
+            rc = ah_pg_sequence_next(st, tenant_id, then_name, then_out);
+        return rc;
+    }
+    ah_pg_store *s = ah_pg(st);
+    ah_pg_params p = {0};
+    ah_pg_p_int(&p, tenant_id);
+    ah_pg_p_text(&p, name);
+    ah_pg_p_text(&p, then_name);
+    int rc;
+    ah_pg_lock(s);
+    /* No savepoint, as for one sequence: nothing in it can be refused. */
+    PGresult *r = AH_PG_RUN_BARE(s, P_SEQ_NEXT_THEN, &p, "sequence_next_then", &rc);
+    if (r != NULL) {
+        if (PQntuples(r) == 1) {
+            *out = ah_pg_int(r, 0, 0);
+            *then_out = ah_pg_int(r, 0, 1);
+        } else {
+            rc = AH_STORE_ERR;
+        }
         PQclear(r);
     }
     ah_pg_unlock(s);
