@@ -340,10 +340,7 @@ int ah_ops_connection_remove(ah_core *core, const char *tenant, const char *name
 
 void ah_ops_refresh(ah_core *core)
 {
-    /* Reloads are serialised by tick_lock (conns.c relies on it). */
-    pthread_mutex_lock(&core->tick_lock);
-    ah_conns_reload(core);
-    pthread_mutex_unlock(&core->tick_lock);
+    ah_conns_reload(core); /* serialised with every other reload by conns.c */
 }
 
 static void retire_one(void *arg, ah_conn *c)

@@ -40,6 +40,10 @@ typedef struct snapshot {
 struct ah_conns {
     pthread_rwlock_t lock;
     snapshot *snap;
+    /* Serialises reloads: a reload reads the snapshot it replaces without
+     * the rwlock (connections whose rows did not change keep their
+     * contexts), and only a reload frees one. */
+    pthread_mutex_t reload_mu;
 };
 
 #define HASH_PREFIX "sha256:"
@@ -203,8 +207,11 @@ ah_conns *ah_conns_new(void)
     if (cs == NULL)
         return NULL;
     pthread_rwlock_init(&cs->lock, NULL);
+    pthread_mutex_init(&cs->reload_mu, NULL);
     cs->snap = calloc(1, sizeof(snapshot));
     if (cs->snap == NULL) {
+        pthread_mutex_destroy(&cs->reload_mu);
+        pthread_rwlock_destroy(&cs->lock);
         free(cs);
         return NULL;
     }
@@ -216,6 +223,7 @@ void ah_conns_free(ah_conns *cs)
     if (cs == NULL)
         return;
     snapshot_free(cs->snap);
+    pthread_mutex_destroy(&cs->reload_mu);
     pthread_rwlock_destroy(&cs->lock);
     free(cs);
 }
@@ -294,7 +302,7 @@ static void load_conn(void *arg, const ah_connection_row *row)
     s->by_id[s->n++] = c;
 }
 
-int ah_conns_reload(ah_core *core)
+static int reload_locked(ah_core *core)
 {
     ah_conns *cs = core->conns;
     load_state ls = {.core = core};
@@ -302,8 +310,8 @@ int ah_conns_reload(ah_core *core)
 
     pthread_rwlock_rdlock(&cs->lock);
     ls.old = cs->snap;
-    /* The old snapshot cannot be freed while we read it: only reload frees
-     * snapshots, and reloads are serialised by tick_lock. */
+    /* The old snapshot cannot be freed while we read it: only a reload
+     * frees snapshots, and reloads are serialised by reload_mu. */
     pthread_rwlock_unlock(&cs->lock);
 
     ls.snap = calloc(1, sizeof(snapshot));
@@ -374,6 +382,17 @@ int ah_conns_reload(ah_core *core)
     snapshot_free(old);
     core->seen_data_version = version;
     return 0;
+}
+
+/* Callers need not hold anything: the ticker, operators' actions, the
+ * change log and the CLI reload from their own threads. */
+int ah_conns_reload(ah_core *core)
+{
+    ah_conns *cs = core->conns;
+    pthread_mutex_lock(&cs->reload_mu);
+    int rc = reload_locked(core);
+    pthread_mutex_unlock(&cs->reload_mu);
+    return rc;
 }
 
 ah_conn *ah_conn_by_id(ah_core *core, int64_t id)

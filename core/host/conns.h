@@ -9,7 +9,8 @@
 ah_conns *ah_conns_new(void);
 void ah_conns_free(ah_conns *cs);
 /** Reloads every tenant and connection from the store, keeping the objects
- *  of unchanged connections (and their plugin contexts). */
+ *  of unchanged connections (and their plugin contexts). Safe from any
+ *  thread: reloads are serialised here. */
 int ah_conns_reload(ah_core *core);
 ah_conn *ah_conn_by_id(ah_core *core, int64_t id);             /* ref taken */
 ah_conn *ah_conn_find(ah_core *core, const char *tenant, const char *name); /* ref taken */

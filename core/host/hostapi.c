@@ -789,10 +789,8 @@ static ah_result host_settings_update(ah_call *call, const cJSON *changes)
         return host_fail(call, rc == -2 ? "store_unavailable" : AH_E_INVALID, rc == -2 ? 500 : 400,
                          "%s", err);
     /* This process made the change, so the store's data version does not
-     * move for it: reload now, serialised with the ticker's reloads. */
-    pthread_mutex_lock(&core->tick_lock);
+     * move for it: reload now (conns.c serialises it with the ticker's). */
     int rl = ah_conns_reload(core);
-    pthread_mutex_unlock(&core->tick_lock);
     if (rl != 0)
         host_log(call, AH_LOG_WARN, "settings saved; the connection table reloads on the next tick");
     return AH_OK;
