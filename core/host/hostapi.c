@@ -878,6 +878,56 @@ static ah_result host_sequence_pair(ah_call *call, ah_store_op *op, ah_store_op 
     return AH_OK;
 }
 
+/* An AH_STORE_NUMBERED record_put: the record as given, its remote id the
+ * prefix and the number, and (number_field) its fields with that member
+ * set to the same text, on a copy of the fields (the plugin's are
+ * borrowed, const). */
+static ah_result numbered_put(ah_call *call, const ah_store_op *op, int64_t number,
+                              int *changed)
+{
+    const ah_record *rec = op->rec;
+    char *rid = NULL;
+    if (asprintf(&rid, "%s%0*lld", rec->remote_id, (int)op->number_width, (long long)number) < 0)
+        return host_fail(call, AH_E_INTERNAL, 500, "out of memory");
+    ah_record r = {.struct_size = sizeof r, .type = rec->type, .remote_id = rid,
+                   .updated_at = rec->updated_at, .raw = rec->raw, .fields = rec->fields};
+    bool has_text = AH_HAS(rec, fields_json_len);
+    if (has_text) {
+        r.raw_json = rec->raw_json;
+        r.raw_json_len = rec->raw_json_len;
+        r.fields_json = rec->fields_json;
+        r.fields_json_len = rec->fields_json_len;
+    }
+    cJSON *fields = NULL;
+    if (op->number_field != NULL) {
+        if (has_text && rec->fields_json != NULL)
+            fields = cJSON_ParseWithLength(rec->fields_json, rec->fields_json_len > 0
+                                                                 ? rec->fields_json_len
+                                                                 : strlen(rec->fields_json));
+        else
+            fields = rec->fields != NULL ? cJSON_Duplicate(rec->fields, 1) : cJSON_CreateObject();
+        cJSON *v = cJSON_CreateString(rid);
+        if (!cJSON_IsObject(fields) || v == NULL) {
+            cJSON_Delete(v);
+            cJSON_Delete(fields);
+            free(rid);
+            return host_fail(call, AH_E_PLUGIN, 500,
+                             "record_put: the fields of a numbered record must be an object");
+        }
+        if (cJSON_GetObjectItemCaseSensitive(fields, op->number_field) != NULL)
+            cJSON_ReplaceItemInObjectCaseSensitive(fields, op->number_field, v);
+        else
+            cJSON_AddItemToObject(fields, op->number_field, v);
+        r.fields = fields;
+        r.fields_json = NULL;
+        r.fields_json_len = 0;
+    }
+    ah_result res = host_record_put(call, &r, op->id_out, op->id_len, changed);
+    cJSON_Delete(fields);
+    free(rid);
+    return res;
+}
+
 static ah_result host_store_batch(ah_call *call, ah_store_op *ops, size_t n)
 {
     if (ops == NULL || n < 1 || n > AH_STORE_BATCH_MAX ||
@@ -889,10 +939,13 @@ static ah_result host_store_batch(ah_call *call, ah_store_op *ops, size_t n)
         ah_store_op *op = store_op_at(ops, i);
         op->done = 0;
         op->value = 0;
+        bool numbered = (op->flags & AH_STORE_NUMBERED) != 0;
         bool ok = op->struct_size == ops[0].struct_size &&
-                  (op->flags & ~(uint32_t)AH_STORE_IF_NEW) == 0 &&
-                  ((op->kind == AH_STORE_SEQUENCE_NEXT && op->name != NULL) ||
-                   (op->kind == AH_STORE_RECORD_PUT && op->rec != NULL));
+                  (op->flags & ~(uint32_t)(AH_STORE_IF_NEW | AH_STORE_NUMBERED)) == 0 &&
+                  ((op->kind == AH_STORE_SEQUENCE_NEXT && op->name != NULL && !numbered) ||
+                   (op->kind == AH_STORE_RECORD_PUT && op->rec != NULL)) &&
+                  (!numbered || (AH_HAS(op, number_width) && op->number_width <= 20 &&
+                                 op->rec->remote_id != NULL));
         if (!ok)
             return host_fail(call, AH_E_PLUGIN, 500, "store_batch: operation %zu is malformed "
                              "(kind, flags, its name or record)", i);
@@ -918,7 +971,14 @@ static ah_result host_store_batch(ah_call *call, ah_store_op *ops, size_t n)
             i++;
             continue;
         }
-        if (op->kind == AH_STORE_SEQUENCE_NEXT) {
+        if (op->flags & AH_STORE_NUMBERED) {
+            const ah_store_op *prev = i > 0 ? store_op_at(ops, i - 1) : NULL;
+            if (prev == NULL || prev->done != 1 || prev->kind != AH_STORE_SEQUENCE_NEXT)
+                continue;
+            int changed = 0;
+            r = numbered_put(call, op, prev->value, &changed);
+            op->value = changed;
+        } else if (op->kind == AH_STORE_SEQUENCE_NEXT) {
             r = host_sequence_next(call, op->name, &op->value);
         } else {
             int changed = 0;

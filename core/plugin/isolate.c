@@ -1197,6 +1197,9 @@ static void serve_store_batch(ah_call *call, const cJSON *m, cJSON *resp)
         ops[i].kind = (uint32_t)inum(o, "k", 0, 0, UINT32_MAX);
         ops[i].flags = (uint32_t)inum(o, "f", 0, 0, UINT32_MAX);
         ops[i].name = str(o, "name");
+        ops[i].number_field = str(o, "nf");
+        /* Out of range (an op too small for 1.4's fields): refused. */
+        ops[i].number_width = (uint32_t)inum(o, "nw", 0, -1, UINT32_MAX);
         const cJSON *rec = cJSON_GetObjectItemCaseSensitive(o, "rec");
         ids[i][0] = '\0';
         if (cJSON_IsObject(rec)) {

@@ -1334,6 +1334,14 @@ static ah_result h_store_batch(ah_call *call, ah_store_op *ops, size_t n)
             cJSON_AddStringToObject(o, "name", op->name);
         else if (op->kind == AH_STORE_RECORD_PUT && op->rec != NULL)
             cJSON_AddItemToObject(o, "rec", record_json(op->rec));
+        /* A numbered record's (1.4): the daemon checks the rest. */
+        if ((op->flags & AH_STORE_NUMBERED) && AH_HAS(op, number_width)) {
+            if (op->number_field != NULL)
+                cJSON_AddStringToObject(o, "nf", op->number_field);
+            cJSON_AddNumberToObject(o, "nw", op->number_width);
+        } else if (op->flags & AH_STORE_NUMBERED) {
+            cJSON_AddNumberToObject(o, "nw", -1); /* too small an op: refused */
+        }
     }
     cJSON *ans = rpc(m);
     ah_result r = result_of(call, ans);

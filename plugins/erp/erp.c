@@ -319,7 +319,8 @@ static void apply_fields(cJSON *job, const cJSON *norm)
  * caller draws it then, after this check, as before). Either way the
  * title's row is written first and a seen title draws no number. */
 static int find_open_title(erp_req *r, const char *title_key, const char *exclude, char *other,
-                           size_t olen, const char *number_seq, int64_t *number)
+                           size_t olen, const char *number_seq, int64_t *number,
+                           const ah_store_op *put, bool *put_done)
 {
     const ah_host_api *h = r->h;
     char seq[48];
@@ -328,12 +329,25 @@ static int find_open_title(erp_req *r, const char *title_key, const char *exclud
     if (number != NULL)
         *number = 0;
     if (number_seq != NULL && number != NULL && AH_HAS(h, store_batch) && h->store_batch != NULL) {
-        ah_store_op ops[2] = {
+        ah_store_op ops[3] = {
             {.struct_size = sizeof(ah_store_op), .kind = AH_STORE_SEQUENCE_NEXT, .name = seq},
             {.struct_size = sizeof(ah_store_op), .kind = AH_STORE_SEQUENCE_NEXT,
              .flags = AH_STORE_IF_NEW, .name = number_seq},
         };
-        if (h->store_batch(r->src, ops, 2) != AH_OK)
+        /* A 1.4 host also stores the job, named after its number, in the
+         * same batch (AH_STORE_NUMBERED): the whole create is one round
+         * trip for an isolated plugin. */
+        size_t n = 2;
+        if (put != NULL && h->abi_minor >= 4)
+            ops[n++] = *put;
+        ah_result res = h->store_batch(r->src, ops, n);
+        if (n == 3 && ops[2].done != 0) {
+            *put_done = true;
+            *number = ops[1].value;
+            if (ops[2].done < 0) /* the number drawn, the job not stored */
+                return -2;
+        }
+        if (res != AH_OK)
             return -1;
         seen = ops[0].value;
         if (ops[1].done == 1)
@@ -475,21 +489,39 @@ static ah_result create_job(erp_req *r, erp_create *c)
         return answer_fail(r, 500, ERP_E_INTERNAL, NULL, "the host clock is out of range");
     year = atoi(now);
     snprintf(seqname, sizeof seqname, "erp_job_%d", year);
-    int dup = find_open_title(r, c->title_key, NULL, other, sizeof other, seqname, &seq);
-    if (dup != 0)
-        return dup < 0 ? answer_fail(r, 500, ERP_E_INTERNAL, NULL, "the job store is unavailable")
-                       : answer_fail(r, 409, ERP_E_JOB_EXISTS, "title",
-                                     "an open job with this title already exists (%s); use update_job",
-                                     other);
-    if (seq == 0 && h->sequence_next(r->src, seqname, &seq) != AH_OK)
-        return answer_fail(r, 500, ERP_E_INTERNAL, NULL, "the job store is unavailable");
-    snprintf(job_id, sizeof job_id, "%s-%d-%04lld", prefix, year, (long long)seq);
-    set_str(job, "job_id", job_id);
+    /* The job's fields but its number, so that a new title's job is stored
+     * with the batch that draws the number ("job_id" set there, in place). */
+    char id_prefix[48];
+    snprintf(id_prefix, sizeof id_prefix, "%s-%d-", prefix, year);
+    set_str(job, "job_id", "");
     set_str(job, "status", c->auto_publish ? "PUBLISHED" : "DRAFT");
     set_str(job, "source_name", r->src->connection);
     set_str(job, "created_at", now);
     set_str(job, "updated_at", now);
-    if (store_job(r, job, NULL, c->raw_text, now, id, sizeof id) != AH_OK) {
+    ah_record rec = {.struct_size = sizeof(ah_record), .type = "job", .remote_id = id_prefix,
+                     .updated_at = now, .fields = job, .raw_json = c->raw_text};
+    ah_store_op put = {.struct_size = sizeof(ah_store_op), .kind = AH_STORE_RECORD_PUT,
+                       .flags = AH_STORE_NUMBERED, .rec = &rec, .id_out = id, .id_len = sizeof id,
+                       .number_field = "job_id", .number_width = 4};
+    bool stored = false;
+    int dup = find_open_title(r, c->title_key, NULL, other, sizeof other, seqname, &seq, &put,
+                              &stored);
+    if (dup == -2 || dup == -1) {
+        if (dup == -2)
+            h->log(r->src, AH_LOG_ERROR, "cannot store job %s%04lld", id_prefix, (long long)seq);
+        return dup == -2 ? answer_fail(r, 500, ERP_E_INTERNAL, NULL,
+                                       "the job could not be saved; retry later")
+                         : answer_fail(r, 500, ERP_E_INTERNAL, NULL, "the job store is unavailable");
+    }
+    if (dup != 0)
+        return answer_fail(r, 409, ERP_E_JOB_EXISTS, "title",
+                           "an open job with this title already exists (%s); use update_job",
+                           other);
+    if (seq == 0 && h->sequence_next(r->src, seqname, &seq) != AH_OK)
+        return answer_fail(r, 500, ERP_E_INTERNAL, NULL, "the job store is unavailable");
+    snprintf(job_id, sizeof job_id, "%s%04lld", id_prefix, (long long)seq);
+    set_str(job, "job_id", job_id);
+    if (!stored && store_job(r, job, NULL, c->raw_text, now, id, sizeof id) != AH_OK) {
         h->log(r->src, AH_LOG_ERROR, "cannot store job %s", job_id);
         return answer_fail(r, 500, ERP_E_INTERNAL, NULL, "the job could not be saved; retry later");
     }
@@ -541,7 +573,8 @@ static ah_result update_job(erp_req *r, const cJSON *body)
     /* Only a job that becomes open, or an open job that changes its title,
      * can collide with another open job. */
     if (erp_status_open(str_of(job, "status")) && (!was_open || strcmp(old_key, title_key) != 0)) {
-        int dup = find_open_title(r, title_key, job_id, other, sizeof other, NULL, NULL);
+        int dup = find_open_title(r, title_key, job_id, other, sizeof other, NULL, NULL, NULL,
+                                  NULL);
         if (dup != 0) {
             res = dup < 0 ? answer_fail(r, 500, ERP_E_INTERNAL, NULL, "the job store is unavailable")
                           : answer_fail(r, 409, ERP_E_JOB_EXISTS, "title",

@@ -229,7 +229,7 @@ START_TEST(test_plugins_listing)
     ck_assert_ptr_nonnull(j);
     const cJSON *p = cJSON_GetArrayItem(j, 0);
     ck_assert_str_eq(cJSON_GetObjectItem(p, "name")->valuestring, "template");
-    ck_assert_str_eq(cJSON_GetObjectItem(p, "abi")->valuestring, "1.3");
+    ck_assert_str_eq(cJSON_GetObjectItem(p, "abi")->valuestring, "1.4");
     ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(p, "coverage"), "jobs")->valuestring, "1/5");
     cJSON_Delete(j);
     free(out), free(err);

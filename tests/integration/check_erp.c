@@ -942,7 +942,8 @@ END_TEST
 
 /* The plugin on a host older than ABI 1.3 (no store_batch: the table too
  * short to hold it): it draws the title's sequence and the job number one
- * call at a time, with the same answers. In process only (an isolated
+ * call at a time, with the same answers; on a 1.3 host it stores the record
+ * apart from the batch. In process only (an isolated
  * plugin's host table is the plugin process's own). */
 START_TEST(test_older_host)
 {
@@ -960,6 +961,17 @@ START_TEST(test_older_host)
     char *next = create(&e, e.key, "Data Engineer", NULL);
     ck_assert_msg(matches("^KAAUH-20[0-9]{2}-0002$", next), "%s", next);
     e.core->host.struct_size = sizeof(ah_host_api);
+    /* A 1.3 host (store_batch, no AH_STORE_NUMBERED): the title and the
+     * number in one batch, the record on its own. */
+    e.core->host.abi_minor = 3;
+    char *third = create(&e, e.key, "Data Scientist", NULL);
+    ck_assert_msg(matches("^KAAUH-20[0-9]{2}-0003$", third), "%s", third);
+    expect_error(&e, "create-job/", e.key,
+                 "{\"action\":\"create_job\",\"source_name\":\"Main_ERP\",\"title\":\"data scientist\","
+                 "\"application_url\":\"https://a.example/x\"}",
+                 409, "JOB_EXISTS", "title");
+    e.core->host.abi_minor = AH_ABI_MINOR;
+    free(third);
     free(id);
     free(next);
     env_close(&e);
@@ -979,9 +991,10 @@ static long round_trips(const env *e)
     return v;
 }
 
-/* An isolated create waits for the daemon three times: conn_by_secret,
- * the title's guard with the job number (one store_batch), the record.
- * Whether some source trusts the caller comes with the route (setting_lists
+/* An isolated create waits for the daemon twice: conn_by_secret, and
+ * the title's guard with the job number and the record named after it
+ * (one store_batch, AH_STORE_NUMBERED since ABI 1.4; it was three, six
+ * before ABI 1.3). Whether some source trusts the caller comes with the route (setting_lists
  * about the caller's address, answered in the plugin's process); the
  * settings come with the route and the source; the event and the answer
  * go one-way. It was six. A refused caller costs none. Isolated only. The
@@ -995,10 +1008,13 @@ START_TEST(test_isolated_round_trips)
      * from then on the daemon sends its answer with each route. */
     long before = round_trips(&e);
     free(create(&e, e.key, "Warm Up", NULL));
-    ck_assert_int_eq(round_trips(&e) - before, 4);
-    before = round_trips(&e);
-    free(create(&e, e.key, "Counted", NULL));
     ck_assert_int_eq(round_trips(&e) - before, 3);
+    before = round_trips(&e);
+    char *id = create(&e, e.key, "Counted", NULL);
+    ck_assert_int_eq(round_trips(&e) - before, 2);
+    /* Stored as the number drawn says, with its event. */
+    ck_assert_msg(matches("^KAAUH-20[0-9]{2}-0002$", id), "%s", id);
+    free(id);
     /* A seen title: conn_by_secret, the batch (no number drawn), the
      * exact look-up of the open job. */
     before = round_trips(&e);

@@ -1154,6 +1154,43 @@ START_TEST(test_store_batch)
         cJSON_Delete(o);
         ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, cid, "thing"), 1);
 
+        /* AH_STORE_NUMBERED (ABI 1.4): a record named after the number the
+         * op before drew, its field "code" set to the same; skipped when
+         * that op did not run; the same in both modes. */
+        ck_assert_int_eq(batch_post(f.core, "{\"ops\":[{\"seq\":\"m\"},"
+                                            "{\"num\":\"R-\",\"width\":4,\"field\":\"code\"},"
+                                            "{\"seq\":\"m\"},{\"num\":\"\"}]}", &o), 200);
+        expect_op(o, 0, 1, 1);
+        expect_op(o, 1, 1, 1); /* created */
+        expect_op(o, 2, 1, 2);
+        expect_op(o, 3, 1, 1);
+        cJSON_Delete(o);
+        ah_record_row row;
+        memset(&row, 0, sizeof row);
+        ck_assert_int_eq(f.core->store->ops->record_get(f.core->store, cid, "thing", "R-0001", &row), 0);
+        cJSON *fields = cJSON_Parse(row.fields);
+        ck_assert_str_eq(jstr(fields, "code"), "R-0001");
+        ck_assert_str_eq(jstr(fields, "name"), "thing");
+        cJSON_Delete(fields);
+        ah_record_row_free(&row);
+        memset(&row, 0, sizeof row);
+        ck_assert_int_eq(f.core->store->ops->record_get(f.core->store, cid, "thing", "2", &row), 0);
+        ck_assert_ptr_null(strstr(row.fields, "code"));
+        ah_record_row_free(&row);
+        ck_assert_int_eq(batch_post(f.core, "{\"ops\":[{\"seq\":\"m\"},"
+                                            "{\"seq\":\"m3\",\"if_new\":true},"
+                                            "{\"num\":\"S-\",\"width\":2}]}", &o), 200);
+        expect_op(o, 0, 1, 3);
+        expect_op(o, 1, 0, 0);
+        expect_op(o, 2, 0, 0); /* nothing drawn before it: not stored */
+        cJSON_Delete(o);
+        ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, cid, "thing"), 3);
+        /* More than 20 digits: malformed, nothing runs. */
+        ck_assert_int_eq(batch_post(f.core, "{\"ops\":[{\"seq\":\"m\"},"
+                                            "{\"num\":\"R-\",\"width\":21}]}", &o), 500);
+        expect_op(o, 0, 0, 0);
+        cJSON_Delete(o);
+
         /* A malformed operation: nothing runs. */
         ck_assert_int_eq(batch_post(f.core, "{\"ops\":[{\"seq\":\"z\"},{\"kind\":99}]}", &o),
                          500);

@@ -178,11 +178,11 @@ typedef struct refusal {
 } refusal;
 
 static const refusal refusals[] = {
-    {"abi_major.so", {"built for ABI 2.0", "this host speaks ABI 1.3"}},
+    {"abi_major.so", {"built for ABI 2.0", "this host speaks ABI 1.4"}},
     {"abi_minor.so", {"plugin needs ABI 1.99", "upgrade atshub"}},
-    {"abi_needs_1_4.so", {"plugin needs ABI 1.4, this host speaks ABI 1.3"}},
+    {"abi_needs_1_5.so", {"plugin needs ABI 1.5, this host speaks ABI 1.4"}},
     {"no_entry.so", {"no entry symbol atshub_plugin_entry_v1", "not an atshub plugin"}},
-    {"abi_v2_symbol.so", {"ABI major 2", "atshub_plugin_entry_v2", "speaks ABI 1.3"}},
+    {"abi_v2_symbol.so", {"ABI major 2", "atshub_plugin_entry_v2", "speaks ABI 1.4"}},
     {"missing_callback.so", {"subscription 'event.x'", "has no handler"}},
     {"init_fails.so", {"init failed: simulated init failure"}},
     {"bad_table_size.so", {"table 'applications'", "struct_size 3", "different SDK"}},

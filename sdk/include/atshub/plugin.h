@@ -51,7 +51,7 @@ extern "C" {
  * says "@since 1.1", "@since 1.2" or "@since 1.3". A plugin that uses a 1.x member
  * without checking AH_HAS (or host->abi_minor) declares needs_abi_minor =
  * x in its descriptor. */
-#define AH_ABI_MINOR 3
+#define AH_ABI_MINOR 4
 
 #define AH_STR_(x) #x
 #define AH_STR(x) AH_STR_(x)
@@ -734,6 +734,20 @@ enum {
      *  check, followed by what the plugin would do in that case (the ERP
      *  plugin's title guard, then the job number). */
     AH_STORE_IF_NEW = 1u << 0,
+    /** @since 1.4 (a host older than 1.4 refuses the batch: check
+     *  call->host->abi_minor >= 4). RECORD_PUT only: the record's remote id
+     *  takes the number drawn by the operation before it, so that a record
+     *  named after a number is stored in the same batch (one round trip for
+     *  an isolated plugin) as the number is drawn. The operation runs only
+     *  when the one before it ran and was a SEQUENCE_NEXT (done 1);
+     *  otherwise it is skipped (done 0) and the batch goes on. The remote
+     *  id stored is rec->remote_id (a prefix, may be "") followed by that
+     *  value in decimal, zero-padded to number_width digits; when
+     *  number_field is set, the record's fields (which must be an object)
+     *  get that member set to the same text: replaced where it is, or
+     *  added at the end. The plugin knows the remote id from the value the
+     *  batch gives back. Needs the struct_size of a 1.4 ah_store_op. */
+    AH_STORE_NUMBERED = 1u << 1,
 };
 
 /** @since 1.3: one operation of a store_batch. The plugin fills kind,
@@ -751,6 +765,9 @@ typedef struct ah_store_op {
     /* Filled by the host. */
     int32_t done;           /**< 1 ran and succeeded, -1 ran and failed, 0 not run */
     int64_t value;          /**< SEQUENCE_NEXT: the value; RECORD_PUT: changed (0/1/2) */
+    /* @since 1.4 (appended; read only with AH_STORE_NUMBERED). */
+    const char *number_field; /**< NUMBERED: the fields' member set to the remote id (may be NULL) */
+    uint32_t number_width;    /**< NUMBERED: at least so many digits, zero-padded (0..20) */
 } ah_store_op;
 
 /**
