@@ -518,6 +518,15 @@ static int next_frame(ah_isolate *iso, proc *p, child *ch, waiter *w, long *left
             if (w->head == NULL)
                 w->last = NULL;
             (*f)->next = NULL;
+            /* Leaving with a frame while nobody reads: if another call
+             * waits, it reads now. A reader that left woke one waiting call
+             * to take the socket over; when that call found a frame of its
+             * own, the socket was left unread, and a call that waited for
+             * the next frame of the connection's lock holder could wait
+             * out its deadline (every call of the connection behind it:
+             * conn_by_secret gave up after 2 s, 503). */
+            if (!ch->reading)
+                wake_reader(ch, w);
             pthread_mutex_unlock(&p->mu);
             return 0;
         }

@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1718,6 +1719,12 @@ int main(int argc, char **argv)
     /* (AddressSanitizer reserves terabytes of address space: under it
      * the limit cannot be an RLIMIT_AS.) */
     if (g_memory_max > 0) {
+        /* glibc gives each thread that allocates an arena of its own, each
+         * reserving 64 MiB of address space: with several calls in flight
+         * (a thread each) a 256M limit was spent on reservations, malloc
+         * failed and the process ended (exit 2) under a steady load. Two
+         * arenas; what the plugin allocates still counts in full. */
+        mallopt(M_ARENA_MAX, 2);
         struct rlimit rl = {.rlim_cur = g_memory_max, .rlim_max = g_memory_max};
         if (setrlimit(RLIMIT_AS, &rl) != 0) {
             char m[128];
