@@ -632,11 +632,8 @@ int ah_ops_reconcile(ah_core *core, cJSON **out, ah_ops_err *e)
         ah_plugin_iso_conf pic;
         ah_config_plugin_iso_resolve(&cfg, p->name, &pic);
         const ah_plugin_iso_conf *pi = &pic;
-        ah_isolate_opts io = {.memory_max = pi->memory_max,
-                              .call_timeout_ms = pi->call_timeout_ms,
-                              .max_calls = pi->max_calls,
-                              .restart_backoff_ms = pi->restart_backoff_ms,
-                              .processes = pi->processes};
+        ah_isolate_opts io;
+        ah_core_isolate_opts(pi, &io);
         ah_registry_set_isolation(core->registry, p->name,
                                   pi->isolation == AH_ISOLATION_PROCESS ? &io : NULL);
         ah_ops_err pe;

@@ -47,6 +47,18 @@ void ah_core_call_init(ah_core_call *cc, ah_core *core, ah_generation *gen, ah_c
     call->correlation_id = correlation_id;
 }
 
+void ah_core_isolate_opts(const ah_plugin_iso_conf *pi, ah_isolate_opts *io)
+{
+    *io = (ah_isolate_opts){
+        .conn_hooks = &ah_host_conn_hooks,
+        .memory_max = pi->memory_max,
+        .call_timeout_ms = pi->call_timeout_ms,
+        .max_calls = pi->max_calls,
+        .restart_backoff_ms = pi->restart_backoff_ms,
+        .processes = pi->processes,
+    };
+}
+
 void ah_core_call_scope(ah_core_call *cc)
 {
     if (cc->route != NULL)
@@ -581,13 +593,8 @@ ah_core *ah_core_open(ah_config *cfg, const ah_core_opts *opts, char *err, size_
             ah_config_plugin_iso_resolve(&core->cfg, p->name, &pic);
             const ah_plugin_iso_conf *pi = &pic;
             if (pi->isolation == AH_ISOLATION_PROCESS) {
-                ah_isolate_opts io = {
-                    .memory_max = pi->memory_max,
-                    .call_timeout_ms = pi->call_timeout_ms,
-                    .max_calls = pi->max_calls,
-                    .restart_backoff_ms = pi->restart_backoff_ms,
-                    .processes = pi->processes,
-                };
+                ah_isolate_opts io;
+                ah_core_isolate_opts(pi, &io);
                 if (ah_registry_set_isolation(core->registry, p->name, &io) != 0) {
                     snprintf(err, errlen, "out of memory");
                     goto fail;

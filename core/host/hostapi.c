@@ -568,6 +568,45 @@ static ah_call *host_conn_by_secret(ah_call *route_call, const char *key, const 
     return &x->ext.call;
 }
 
+/* For an isolated route (isolate.h): the connection `presented` names,
+ * looked up as above but neither locked nor opened: a call context whose
+ * settings the daemon sends with the route, so that the handler's
+ * conn_by_secret needs no round trip. The route's own conn_by_secret
+ * (above, one-way from the plugin's process) then locks it, and must find
+ * this very connection. */
+static ah_call *host_conn_peek(ah_call *route_call, const char *key, const char *presented)
+{
+    ah_core_call *rc = core_call(route_call);
+    if (rc == NULL || rc->gen == NULL || key == NULL || presented == NULL)
+        return NULL;
+    ah_conn *c = ah_conns_by_secret(rc->core, rc->gen->name, key, presented);
+    if (c == NULL)
+        return NULL;
+    ah_core_call *x = malloc(sizeof *x);
+    if (x == NULL) {
+        ah_conn_release(c);
+        return NULL;
+    }
+    ah_core_call_init(x, rc->core, rc->gen, c, rc->ext.call.topic, rc->ext.call.correlation_id);
+    return &x->ext.call;
+}
+
+static void host_conn_unpeek(ah_call *peeked)
+{
+    if (peeked == NULL)
+        return;
+    ah_core_call *x = (ah_core_call *)peeked;
+    ah_conn *c = x->ext.call.conn;
+    ah_core_call_done(x);
+    ah_conn_release(c);
+    free(x);
+}
+
+const ah_isolate_conn_hooks ah_host_conn_hooks = {
+    .peek = host_conn_peek,
+    .unpeek = host_conn_unpeek,
+};
+
 /* --- records ------------------------------------------------------------- */
 
 static cJSON *record_json(const ah_record_row *r)

@@ -4,9 +4,13 @@
 #define AH_HOSTAPI_H
 
 #include "core.h"
+#include "isolate.h"
 
 /* --- host API (hostapi.c) ----------------------------------------------- */
 void ah_host_api_init(ah_host_api *api);
+/** Lent to isolated plugins: a route's connection found by its secret
+ *  before the route reaches the plugin's process (isolate.h). */
+extern const ah_isolate_conn_hooks ah_host_conn_hooks;
 /** The core a host table belongs to. */
 ah_core *ah_core_of_host(const ah_host_api *host);
 

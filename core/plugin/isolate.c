@@ -78,6 +78,14 @@ typedef struct waiter {
     ah_http_exchange *ex;
     ah_call *rcalls[1 + ROUTE_EXTRA_MAX];
     int nrcalls;
+    /* The connection sent with the route (presolve), until the route ends;
+     * the call the plugin's one-way conn_by_secret takes it as ("pre"),
+     * and why that failed (a take_code: the route fails with it). */
+    ah_call *peeked;
+    int pre_idx;
+    char take_code[64];
+    char take_msg[512];
+    int take_status;
 } waiter;
 
 /* One plugin host process, with several calls in flight. Whoever waits for
@@ -152,6 +160,18 @@ struct ah_isolate {
     /* Bit i: a route asked setting_lists about its caller's address for
      * the i-th declared setting (add_listed answers it with the next). */
     atomic_ullong listed_asked;
+    /* Where the plugin's routes take the secret they give conn_by_secret:
+     * HASHED setting hint_key, header ('h') or query parameter ('q')
+     * hint_name, as a route's round trip showed (serve_route_host); from
+     * then on presolve looks the connection up before the route leaves.
+     * Not for a plugin with open(): its context is opened under the
+     * connection's lock, which a route sent ahead does not hold. */
+    bool has_open;
+    pthread_mutex_t hint_mu;
+    bool hint_set;
+    char hint_where;
+    char hint_key[64];
+    char hint_name[64];
     char last_cause[256];
     char last_kind[16];
     char last_signal[16];
@@ -698,8 +718,11 @@ static child *spawn_load(ah_isolate *iso, proc *p, char *err, size_t errlen)
         child_free(ch);
         return NULL;
     }
-    if (iso->desc == NULL)
+    if (iso->desc == NULL) {
         iso->desc = cJSON_DetachItemViaPointer(desc, d);
+        const cJSON *fns = cJSON_GetObjectItemCaseSensitive(iso->desc, "fns");
+        iso->has_open = !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(fns, "open"));
+    }
     cJSON_Delete(desc);
     return ch;
 }
@@ -1107,6 +1130,122 @@ static void listed_learn(ah_isolate *iso, const char *key)
 static ah_result open_in(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *call,
                          iso_ctx *ic);
 
+/* A route's round-trip conn_by_secret gave the value of one of the
+ * request's headers or query parameters (the plugin's process says which:
+ * "from_h" / "from_q"; checked here): the next routes are sent with the
+ * connection that header names (presolve). */
+static void hint_learn(ah_isolate *iso, const waiter *w, const cJSON *m)
+{
+    const ah_host_api *h = iso->host;
+    const char *key = str(m, "key"), *presented = str(m, "presented");
+    const char *name = str(m, "from_h");
+    char where = 'h';
+    if (name == NULL) {
+        name = str(m, "from_q");
+        where = 'q';
+    }
+    if (iso->o.conn_hooks == NULL || iso->has_open || key == NULL || presented == NULL ||
+        name == NULL || strlen(key) >= sizeof iso->hint_key ||
+        strlen(name) >= sizeof iso->hint_name)
+        return;
+    const char *v = where == 'h' ? h->http_header(w->ex, name) : h->http_query(w->ex, name);
+    if (v == NULL || strcmp(v, presented) != 0)
+        return;
+    pthread_mutex_lock(&iso->hint_mu);
+    iso->hint_set = true;
+    iso->hint_where = where;
+    snprintf(iso->hint_key, sizeof iso->hint_key, "%s", key);
+    snprintf(iso->hint_name, sizeof iso->hint_name, "%s", name);
+    pthread_mutex_unlock(&iso->hint_mu);
+}
+
+/* Sends the route with the connection its conn_by_secret is expected to
+ * name, as "cs" (plugin_host.c conn_presolved): the one the learned header
+ * or query parameter's value names now (found: its names and plain
+ * settings; none: "ok": false), so that the handler's conn_by_secret
+ * is answered in its process. A found connection is kept (w->peeked) until
+ * the route ends: the take (conn_take) must find the same. Costs the
+ * look-up conn_by_secret makes (a hash of the value, constant-time
+ * compare), also for a route that refuses its caller before asking. */
+static void presolve(ah_isolate *iso, waiter *w, cJSON *req, ah_call *call,
+                     ah_http_exchange *ex)
+{
+    const ah_isolate_conn_hooks *hk = iso->o.conn_hooks;
+    if (hk == NULL || iso->has_open || call->conn != NULL)
+        return;
+    char key[sizeof iso->hint_key], name[sizeof iso->hint_name], where;
+    pthread_mutex_lock(&iso->hint_mu);
+    bool set = iso->hint_set;
+    where = iso->hint_where;
+    memcpy(key, iso->hint_key, sizeof key);
+    memcpy(name, iso->hint_name, sizeof name);
+    pthread_mutex_unlock(&iso->hint_mu);
+    if (!set)
+        return;
+    const ah_host_api *h = call->host;
+    const char *v = where == 'h' ? h->http_header(ex, name) : h->http_query(ex, name);
+    if (v == NULL || *v == '\0')
+        return;
+    cJSON *cs = cJSON_CreateObject();
+    if (cs == NULL || !cJSON_AddItemToObject(req, "cs", cs)) {
+        cJSON_Delete(cs);
+        return;
+    }
+    cJSON_AddStringToObject(cs, "key", key);
+    cJSON_AddStringToObject(cs, where == 'h' ? "h" : "q", name);
+    ah_call *x = hk->peek(call, key, v);
+    cJSON_AddBoolToObject(cs, "ok", x != NULL);
+    if (x == NULL)
+        return;
+    w->peeked = x;
+    if (x->tenant != NULL)
+        cJSON_AddStringToObject(cs, "tenant", x->tenant);
+    if (x->connection != NULL)
+        cJSON_AddStringToObject(cs, "connection", x->connection);
+    add_settings(iso, cs, x);
+}
+
+/* The plugin's process answered the route's conn_by_secret with the
+ * connection sent with the route, and says so one-way ("pre": the call's
+ * number it gave it): conn_by_secret runs here as it would have for a
+ * round trip (the look-up again, the connection's lock, its open), before
+ * anything the handler does with the connection, which comes after in the
+ * same stream. It must give the connection peeked: if the connection
+ * changed or went away meanwhile, or cannot be had (busy), the route
+ * fails with why (503, retryable), its answer and its calls on that
+ * connection refused. */
+static void conn_take(waiter *w, ah_call *call, const cJSON *m)
+{
+    const ah_host_api *h = call->host;
+    int pre = (int)inum(m, "pre", 0, 0, INT_MAX);
+    ah_call *x = NULL;
+    bool mine = call == w->rcalls[0] && w->peeked != NULL && w->pre_idx == 0 &&
+                pre == w->nrcalls && w->nrcalls < 1 + ROUTE_EXTRA_MAX;
+    if (mine) {
+        w->pre_idx = pre;
+        x = h->conn_by_secret(call, str(m, "key"), str(m, "presented"));
+    }
+    if (x != NULL)
+        w->rcalls[w->nrcalls++] = x; /* released with the route, whatever comes */
+    if (x != NULL && x->conn == w->peeked->conn)
+        return;
+    const ah_call_ext *ext = (const ah_call_ext *)call;
+    if (x == NULL && ext->err_code[0]) {
+        snprintf(w->take_code, sizeof w->take_code, "%s", ext->err_code);
+        snprintf(w->take_msg, sizeof w->take_msg, "%s", ext->err_msg);
+        w->take_status = ext->err_status ? ext->err_status : 503;
+    } else {
+        snprintf(w->take_code, sizeof w->take_code, "%s", AH_E_CONNECTION_CHANGED);
+        snprintf(w->take_msg, sizeof w->take_msg,
+                 mine ? "the connection this request's key names changed while the request "
+                        "was served; retry"
+                      : "the plugin took a connection it was not given");
+        w->take_status = mine ? 503 : 500;
+    }
+    if (w->pre_idx == 0)
+        w->pre_idx = pre;
+}
+
 /* The route calls of the exchange: conn_by_secret, the request's parts and
  * the answer. Only while w serves a route (w->ex set). */
 static void serve_route_host(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *call,
@@ -1119,6 +1258,9 @@ static void serve_route_host(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_
                         : fn[5] == 'h' ? h->http_header(w->ex, name)
                                            : h->http_query(w->ex, name);
         cJSON_AddItemToObject(resp, "v", v != NULL ? cJSON_CreateString(v) : cJSON_CreateNull());
+    } else if (w->take_code[0] && strncmp(fn, "http_respond", 12) == 0) {
+        /* The route fails with why its connection could not be taken. */
+        cJSON_AddBoolToObject(resp, "ok", false);
     } else if (strcmp(fn, "http_respond_json") == 0) {
         cJSON *body = cJSON_DetachItemFromObjectCaseSensitive((cJSON *)m, "body");
         int status = (int)inum(m, "status", 500, 0, 999);
@@ -1135,10 +1277,14 @@ static void serve_route_host(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_
                                       body != NULL ? body : "", len);
         free(body);
         cJSON_AddBoolToObject(resp, "ok", r == AH_OK);
+    } else if (inum(m, "pre", 0, 0, INT_MAX) > 0) {
+        conn_take(w, call, m);
     } else { /* conn_by_secret, on the route's own call only */
         ah_call *x = NULL;
-        if (call == w->rcalls[0] && w->nrcalls < 1 + ROUTE_EXTRA_MAX)
+        if (call == w->rcalls[0] && w->nrcalls < 1 + ROUTE_EXTRA_MAX) {
             x = h->conn_by_secret(call, str(m, "key"), str(m, "presented"));
+            hint_learn(iso, w, m);
+        }
         const ah_call_ext *ext = (const ah_call_ext *)call;
         /* Why not, as the host wrote it into the route's own call. */
         if (ext->err_code[0]) {
@@ -1245,6 +1391,11 @@ static cJSON *serve_host(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call
     cJSON_AddStringToObject(resp, "t", "host_reply");
     /* A route's host calls name the call they are made on. */
     int c = (int)inum(m, "c", 0, -1, INT_MAX);
+    if (w->ex != NULL && w->take_code[0] && c == w->pre_idx) {
+        call->host->fail(call, w->take_code, w->take_status, "%s", w->take_msg);
+        add_failure(resp, call);
+        return resp;
+    }
     if (w->ex != NULL && c > 0 && c < w->nrcalls)
         call = w->rcalls[c];
     const ah_host_api *h = call->host;
@@ -1450,6 +1601,7 @@ ah_isolate *ah_isolate_start(const char *path, const ah_isolate_opts *opts,
     iso->host = host;
     atomic_init(&iso->next_proc, 0);
     pthread_mutex_init(&iso->st, NULL);
+    pthread_mutex_init(&iso->hint_mu, NULL);
     iso->path = strdup(path);
     iso->name = strdup(name);
     iso->prog = find_prog();
@@ -1544,6 +1696,7 @@ void ah_isolate_free(ah_isolate *iso)
         pthread_mutex_destroy(&p->mu);
     }
     pthread_mutex_destroy(&iso->st);
+    pthread_mutex_destroy(&iso->hint_mu);
     cJSON_Delete(iso->desc);
     free(iso->procs);
     free(iso->path);
@@ -1839,15 +1992,18 @@ ah_result ah_isolate_route(ah_isolate *iso, ah_call *call, int index, ah_http_ex
         ah_ex_each(ex, false, add_pair, hdr);
     if (qry != NULL)
         ah_ex_each(ex, true, add_pair, qry);
+    waiter w;
+    memset(&w, 0, sizeof w);
+    presolve(iso, &w, req, call, ex);
     size_t blen = 0;
     const char *body = h->http_body(ex, &blen);
     if (body != NULL && ah_frame_put_bytes(req, "body", body, blen) != 0) {
         cJSON_Delete(req);
         child_put(p, ch);
+        if (w.peeked != NULL)
+            iso->o.conn_hooks->unpeek(w.peeked);
         return h->fail(call, AH_E_INTERNAL, 500, "out of memory");
     }
-    waiter w;
-    memset(&w, 0, sizeof w);
     w.ex = ex;
     w.rcalls[0] = call;
     w.nrcalls = 1;
@@ -1865,11 +2021,13 @@ ah_result ah_isolate_route(ah_isolate *iso, ah_call *call, int index, ah_http_ex
     waiter_remove(p, ch, &w);
     child_put(p, ch);
     cJSON_Delete(req);
-    if (r != AH_OK)
-        return r;
-    if (!answered_ok(ans))
+    if (w.peeked != NULL)
+        iso->o.conn_hooks->unpeek(w.peeked);
+    if (r == AH_OK && !answered_ok(ans))
         r = plugin_failed(call, ans);
     cJSON_Delete(ans);
+    if (w.take_code[0] && ah_ex_status(ex) == 0)
+        r = h->fail(call, w.take_code, w.take_status, "%s", w.take_msg);
     return r;
 }
 

@@ -73,10 +73,29 @@
 /* Error codes of isolated plugins (stable; HTTP status in the comment). */
 #define AH_E_PLUGIN_CRASHED "plugin_crashed"         /* 503, retryable */
 #define AH_E_PLUGIN_UNAVAILABLE "plugin_unavailable" /* 503, retryable */
+/* A route's connection, sent ahead with it, changed before the route took it. */
+#define AH_E_CONNECTION_CHANGED "connection_changed" /* 503, retryable */
 
 typedef struct ah_isolate ah_isolate;
 
+/* What the daemon's host layer lends an isolated plugin so that a route's
+ * conn_by_secret is answered in the plugin's process without waiting for
+ * the daemon (ah_isolate_route): the connection the secret names, looked up
+ * as conn_by_secret does (HASHED setting, constant-time, enabled only) but
+ * neither locked nor opened. The route's own conn_by_secret still runs in
+ * the daemon, then, one-way; it must find the very connection peeked. */
+typedef struct ah_isolate_conn_hooks {
+    /* A call context of the route call's plugin's connection whose HASHED
+     * setting `key` matches `presented` (its settings readable through
+     * ->host->setting, its ->conn the connection), with a reference held
+     * until unpeek; NULL when none. Any thread, no lock held. */
+    ah_call *(*peek)(ah_call *route_call, const char *key, const char *presented);
+    void (*unpeek)(ah_call *peeked);
+} ah_isolate_conn_hooks;
+
 typedef struct ah_isolate_opts {
+    /* NULL: every conn_by_secret of a route waits for the daemon. */
+    const ah_isolate_conn_hooks *conn_hooks;
     uint64_t memory_max;     /* RLIMIT_AS of the child, bytes; 0: none */
     long call_timeout_ms;    /* one call's deadline in the child (> 0) */
     long max_calls;          /* recycle the child after so many calls; 0: never */

@@ -76,6 +76,12 @@ struct ah_http_exchange {
     /* setting_lists' answers about client_ip, {key: [enabled only | null,
      * with disabled]} (isolate.c add_listed), or NULL */
     const cJSON *sl;
+    /* The connection the daemon found for the secret in header or query
+     * parameter cs.h / cs.q under HASHED setting cs.key (isolate.c
+     * presolve): {"key", "h" | "q", "ok", "tenant", "connection", "s"}, or
+     * NULL. Answers the route's first conn_by_secret when it asks exactly
+     * that; used once. */
+    const cJSON *cs;
 };
 
 /* The exchange of the route this thread serves. */
@@ -1114,14 +1120,104 @@ static ah_result h_ex_respond(ah_http_exchange *ex, int status, const char *ct, 
     return AH_OK;
 }
 
+/* A connection's call for the route, as the daemon described it (a
+ * conn_by_secret answer, or the route's "cs"); its strings live in `src`,
+ * which outlives the route. */
+static child_call *extra_call(ah_call *call, int idx, const cJSON *src)
+{
+    child_call *x = calloc(1, sizeof *x);
+    if (x == NULL)
+        return NULL;
+    x->call = *call;
+    x->call.conn_ctx = NULL;
+    x->call.tenant = x->call.connection = NULL;
+    x->idx = idx;
+    const cJSON *v;
+    if ((v = cJSON_GetObjectItemCaseSensitive(src, "tenant")) && cJSON_IsString(v))
+        x->call.tenant = v->valuestring;
+    if ((v = cJSON_GetObjectItemCaseSensitive(src, "connection")) && cJSON_IsString(v))
+        x->call.connection = v->valuestring;
+    static char conn_token;
+    x->call.conn = (ah_conn *)&conn_token;
+    if ((v = cJSON_GetObjectItemCaseSensitive(src, "ctx")) && cJSON_IsString(v))
+        x->call.conn_ctx = (void *)(uintptr_t)strtoull(v->valuestring, NULL, 16);
+    if ((v = cJSON_GetObjectItemCaseSensitive(src, "s")) && cJSON_IsObject(v))
+        x->settings = v;
+    g_extra[g_nextra++] = x;
+    return x;
+}
+
+/* The route's first conn_by_secret, when it asks what the daemon resolved
+ * before sending the route (ex->cs: the same key, and the very value of the
+ * header or query parameter it looked at): answered here. A connection
+ * found is still taken by the daemon (locked, as conn_by_secret does),
+ * one-way: the frames of this call reach it in order, so it holds the
+ * connection before it serves anything the handler does with it. 1
+ * answered (*out set, NULL: no connection), 0 not this one. */
+static int conn_presolved(ah_call *call, const char *k, const char *p, ah_call **out)
+{
+    struct ah_http_exchange *ex = tl_route_ex;
+    const cJSON *cs = ex != NULL ? ex->cs : NULL;
+    if (cs == NULL || g_nextra != 0)
+        return 0;
+    ex->cs = NULL; /* once */
+    const cJSON *key = cJSON_GetObjectItemCaseSensitive(cs, "key");
+    const cJSON *hn = cJSON_GetObjectItemCaseSensitive(cs, "h");
+    const cJSON *qn = cJSON_GetObjectItemCaseSensitive(cs, "q");
+    const cJSON *name = cJSON_IsString(hn) ? hn : qn;
+    if (!cJSON_IsString(key) || !cJSON_IsString(name) || strcmp(key->valuestring, k) != 0)
+        return 0;
+    const char *v = ex_lookup(ex, cJSON_IsString(hn) ? "http_header" : "http_query",
+                              name->valuestring);
+    if (v == NULL || strcmp(v, p) != 0)
+        return 0;
+    *out = NULL;
+    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cs, "ok")))
+        return 1;
+    child_call *x = extra_call(call, 1, cs);
+    if (x == NULL)
+        die_lost(); /* the daemon is told nothing: it could not tell a
+                     * missing take from a late one */
+    cJSON *m = host_msg(call, "conn_by_secret");
+    cJSON_AddStringToObject(m, "key", k);
+    cJSON_AddStringToObject(m, "presented", p);
+    cJSON_AddNumberToObject(m, "pre", x->idx);
+    send_oneway(m, false);
+    *out = &x->call;
+    return 1;
+}
+
+/* Where the handler took p from, when it is a header's or query
+ * parameter's value as sent with the route (the same pointer): the daemon
+ * learns it and resolves the connection with the next routes. */
+static void add_from(cJSON *m, const char *p)
+{
+    const struct ah_http_exchange *ex = tl_route_ex;
+    const cJSON *lists[2] = {ex != NULL ? ex->hdr : NULL, ex != NULL ? ex->qry : NULL};
+    for (int i = 0; i < 2; i++) {
+        const cJSON *pair;
+        cJSON_ArrayForEach(pair, lists[i]) {
+            const cJSON *n = cJSON_GetArrayItem(pair, 0), *v = cJSON_GetArrayItem(pair, 1);
+            if (cJSON_IsString(n) && cJSON_IsString(v) && v->valuestring == p) {
+                cJSON_AddStringToObject(m, i == 0 ? "from_h" : "from_q", n->valuestring);
+                return;
+            }
+        }
+    }
+}
+
 static ah_call *h_conn_by_secret(ah_call *call, const char *k, const char *p)
 {
     if (call == NULL || cc_of(call)->idx != 0 || k == NULL || p == NULL ||
         g_nextra >= ROUTE_EXTRA_MAX)
         return NULL;
+    ah_call *pre = NULL;
+    if (conn_presolved(call, k, p, &pre))
+        return pre;
     cJSON *m = host_msg(call, "conn_by_secret");
     cJSON_AddStringToObject(m, "key", k);
     cJSON_AddStringToObject(m, "presented", p);
+    add_from(m, p);
     cJSON *ans = rpc(m);
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(ans, "route_err");
     if (cJSON_IsObject(e)) {
@@ -1135,24 +1231,8 @@ static ah_call *h_conn_by_secret(ah_call *call, const char *k, const char *p)
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(ans, "c");
     child_call *x = NULL;
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ans, "ok")) && cJSON_IsNumber(c) &&
-        c->valueint > 0 && (x = calloc(1, sizeof *x)) != NULL) {
-        x->call = *call;
-        x->call.conn_ctx = NULL;
-        x->call.tenant = x->call.connection = NULL;
-        x->idx = c->valueint;
-        const cJSON *v;
-        if ((v = cJSON_GetObjectItemCaseSensitive(ans, "tenant")) && cJSON_IsString(v))
-            x->call.tenant = v->valuestring;
-        if ((v = cJSON_GetObjectItemCaseSensitive(ans, "connection")) && cJSON_IsString(v))
-            x->call.connection = v->valuestring;
-        static char conn_token;
-        x->call.conn = (ah_conn *)&conn_token;
-        if ((v = cJSON_GetObjectItemCaseSensitive(ans, "ctx")) && cJSON_IsString(v))
-            x->call.conn_ctx = (void *)(uintptr_t)strtoull(v->valuestring, NULL, 16);
-        if ((v = cJSON_GetObjectItemCaseSensitive(ans, "s")) && cJSON_IsObject(v))
-            x->settings = v;
-        g_extra[g_nextra++] = x;
-    }
+        c->valueint > 0)
+        x = extra_call(call, c->valueint, ans);
     /* Its strings live as long as the route's call. */
     keep(call, ans);
     return x != NULL ? &x->call : NULL;
@@ -1612,6 +1692,8 @@ static void serve_route(const cJSON *m)
         ex.qry = v;
     if ((v = cJSON_GetObjectItemCaseSensitive(m, "sl")) && cJSON_IsObject(v))
         ex.sl = v;
+    if ((v = cJSON_GetObjectItemCaseSensitive(m, "cs")) && cJSON_IsObject(v))
+        ex.cs = v;
     ex.atomic = (g_desc->routes[ri->valueint].flags & AH_ROUTE_ATOMIC) != 0;
     tl_route_ex = &ex;
     ah_result r = g_desc->routes[ri->valueint].handler(&cc.call, &ex);

@@ -991,10 +991,12 @@ static long round_trips(const env *e)
     return v;
 }
 
-/* An isolated create waits for the daemon twice: conn_by_secret, and
- * the title's guard with the job number and the record named after it
- * (one store_batch, AH_STORE_NUMBERED since ABI 1.4; it was three, six
- * before ABI 1.3). Whether some source trusts the caller comes with the route (setting_lists
+/* An isolated create waits for the daemon once: the title's guard with
+ * the job number and the record named after it (one store_batch,
+ * AH_STORE_NUMBERED since ABI 1.4). Its conn_by_secret is answered in the
+ * plugin's process from the connection the daemon sent with the route
+ * (the key's header learnt from the first route's round trip; it was two,
+ * three before ABI 1.4, six before ABI 1.3). Whether some source trusts the caller comes with the route (setting_lists
  * about the caller's address, answered in the plugin's process); the
  * settings come with the route and the source; the event and the answer
  * go one-way. It was six. A refused caller costs none. Isolated only. The
@@ -1004,25 +1006,33 @@ START_TEST(test_isolated_round_trips)
 {
     env e;
     env_open(&e);
-    /* The first route's trusted-address question goes over the socket:
-     * from then on the daemon sends its answer with each route. */
+    /* The first route's trusted-address question and conn_by_secret go
+     * over the socket: from then on the daemon sends their answers with
+     * each route. */
     long before = round_trips(&e);
     free(create(&e, e.key, "Warm Up", NULL));
     ck_assert_int_eq(round_trips(&e) - before, 3);
     before = round_trips(&e);
     char *id = create(&e, e.key, "Counted", NULL);
-    ck_assert_int_eq(round_trips(&e) - before, 2);
+    ck_assert_int_eq(round_trips(&e) - before, 1);
     /* Stored as the number drawn says, with its event. */
     ck_assert_msg(matches("^KAAUH-20[0-9]{2}-0002$", id), "%s", id);
     free(id);
-    /* A seen title: conn_by_secret, the batch (no number drawn), the
-     * exact look-up of the open job. */
+    /* A seen title: the batch (no number drawn), the exact look-up of the
+     * open job. */
     before = round_trips(&e);
     expect_error(&e, "create-job/", e.key,
                  "{\"action\":\"create_job\",\"source_name\":\"Main_ERP\",\"title\":\"counted\","
                  "\"application_url\":\"https://a.example/x\"}",
                  409, "JOB_EXISTS", "title");
-    ck_assert_int_eq(round_trips(&e) - before, 3);
+    ck_assert_int_eq(round_trips(&e) - before, 2);
+    /* A key no source holds: 401 with no host call. */
+    before = round_trips(&e);
+    expect_error(&e, "create-job/", "not-a-key",
+                 "{\"action\":\"create_job\",\"source_name\":\"Main_ERP\",\"title\":\"x\","
+                 "\"application_url\":\"https://a.example/x\"}",
+                 401, "INVALID_API_KEY", NULL);
+    ck_assert_int_eq(round_trips(&e) - before, 0);
     /* From 127.0.0.2, which no source trusts: 403 with no host call. */
     before = round_trips(&e);
     cJSON *r = NULL;

@@ -53,7 +53,7 @@ static int64_t add_conn(ah_core *core, int64_t tid, const char *plugin, const ch
     return cid;
 }
 
-/* fixture_faulty loaded from `so` (faulty.so), on
+/* fixture_faulty loaded from `so` (faulty.so, or faulty_noopen.so), on
  * `workers` bus workers (0: the harness's 2). */
 static void setup_with(fixture *f, const char *so, const char *iso_section, int workers)
 {
@@ -931,6 +931,96 @@ START_TEST(test_call_beside_waiting_route)
 }
 END_TEST
 
+static long host_round_trips(ah_core *core)
+{
+    cJSON *p = faulty_json(core);
+    const cJSON *n = cJSON_GetObjectItem(cJSON_GetObjectItem(p, "process"), "host_round_trips");
+    ck_assert_msg(cJSON_IsNumber(n), "no host_round_trips");
+    long v = (long)n->valuedouble;
+    cJSON_Delete(p);
+    return v;
+}
+
+/* A plugin without open() whose route looks its connection up by a secret
+ * in a header: once a route's round trip showed which header and setting,
+ * the daemon sends the next routes with the connection that header names,
+ * and the handler's conn_by_secret is answered in its process (no round
+ * trip; a key nobody holds, none either). The daemon still takes the
+ * connection (its lock) one-way before anything the handler does with it,
+ * and must find the same one: disabled between the route's start and its
+ * conn_by_secret, the route fails 503 connection_changed, its answer is
+ * not sent, and the next routes see the connection as it is now. */
+START_TEST(test_route_connection_sent_ahead)
+{
+    fixture f;
+    setup_with(&f, "faulty_noopen.so", "[plugin.fixture_faulty]\nisolation = process\n", 0);
+    ah_tenant_row t = {0};
+    ck_assert_int_eq(f.core->store->ops->tenant_get(f.core->store, "acme", &t), 0);
+    int64_t tid = t.id;
+    ah_tenant_row_free(&t);
+    int64_t cid = add_conn(f.core, tid, "fixture_faulty", "fr",
+                           "{\"greeting\":\"route\",\"route_key\":\"rk1\"}");
+    ck_assert_int_eq(ah_conns_reload(f.core), 0);
+    char err[512];
+    ck_assert_msg(ah_daemon_start(f.core, err, sizeof err) == 0, "%s", err);
+
+    /* The first route asks over the socket (and shows where its key is). */
+    char *out = NULL;
+    long before = host_round_trips(f.core);
+    ck_assert_int_eq(route_post(f.core, "", "rk1", "one", &out), 200);
+    free(out);
+    ck_assert_int_eq(host_round_trips(f.core) - before, 1);
+    /* The next ones are sent with their connection: its names, its
+     * settings; a key nobody holds is answered in the process too. */
+    before = host_round_trips(f.core);
+    ck_assert_int_eq(route_post(f.core, "", "rk1", "two", &out), 200);
+    cJSON *o = cJSON_Parse(out);
+    ck_assert_msg(o != NULL, "%s", out);
+    ck_assert_str_eq(jstr(o, "tenant"), "acme");
+    ck_assert_str_eq(jstr(o, "connection"), "fr");
+    ck_assert_str_eq(jstr(o, "greeting"), "route");
+    ck_assert_str_eq(jstr(o, "body"), "two");
+    cJSON_Delete(o);
+    free(out);
+    ck_assert_int_eq(route_post(f.core, "", "nope", "{}", &out), 401);
+    free(out);
+    ck_assert_int_eq(host_round_trips(f.core) - before, 0);
+
+    /* Disabled after the route left, before its conn_by_secret. */
+    bg_route r = {.core = f.core};
+    snprintf(r.q, sizeof r.q, "?do=wait&dir=%s", f.dir);
+    pthread_t rt;
+    ck_assert_int_eq(pthread_create(&rt, NULL, bg_route_main, &r), 0);
+    while (!exists(f.dir, "in_route"))
+        usleep(1000);
+    ck_assert_int_eq(f.core->store->ops->connection_set_enabled(f.core->store, cid, false), 0);
+    ck_assert_int_eq(ah_conns_reload(f.core), 0);
+    char go[600];
+    snprintf(go, sizeof go, "%s/go", f.dir);
+    ck_assert_int_eq(ah_t_write_file(go, "x"), 0);
+    pthread_join(rt, NULL);
+    ck_assert_msg(r.status == 503 && r.out != NULL, "%ld %s", r.status, r.out ? r.out : "");
+    o = cJSON_Parse(r.out);
+    ck_assert_str_eq(jstr(cJSON_GetObjectItem(o, "error"), "code"), "connection_changed");
+    ck_assert_ptr_null(strstr(r.out, "rk1"));
+    cJSON_Delete(o);
+    free(r.out);
+    /* Disabled: no connection, in the process; enabled again: served. */
+    ck_assert_int_eq(route_post(f.core, "", "rk1", "{}", &out), 401);
+    free(out);
+    ck_assert_int_eq(f.core->store->ops->connection_set_enabled(f.core->store, cid, true), 0);
+    ck_assert_int_eq(ah_conns_reload(f.core), 0);
+    ck_assert_int_eq(route_post(f.core, "", "rk1", "three", &out), 200);
+    free(out);
+    cJSON *p = faulty_json(f.core);
+    ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(p, "process"), "crashes")->valueint, 0);
+    cJSON_Delete(p);
+    teardown(&f);
+    int zombies;
+    ck_assert_int_eq(children(&zombies), 0);
+}
+END_TEST
+
 /* Several calls in flight in one process: a crash answers every one of
  * them plugin_crashed, a call past its deadline kills the process and every
  * call in flight is answered (timeout or plugin_crashed); the process comes
@@ -1323,6 +1413,7 @@ static Suite *isolate_suite(void)
     tcase_add_test(tc, test_init_failure_refused);
     tcase_add_test(tc, test_routes_isolated);
     tcase_add_test(tc, test_call_beside_waiting_route);
+    tcase_add_test(tc, test_route_connection_sent_ahead);
     tcase_add_test(tc, test_many_routes_of_one_connection);
     tcase_add_test(tc, test_crash_answers_every_call_in_flight);
     tcase_add_test(tc, test_events_isolated);
