@@ -194,13 +194,16 @@ static void bind_body_kept(ah_sq_store *s, sqlite3_stmt *q, int i, const char *b
 /* Inserts events[0..k) (k from ah_sq_rows_chunk, > 1) in one statement and
  * sets their ids. The outbox's ids are AUTOINCREMENT: under the write
  * lock a statement's rows take consecutive ids in the order given, so the
- * last insert's rowid gives them all. */
+ * last insert's rowid gives them all. OR IGNORE: no row can be skipped
+ * (every column is bound a value, the id is the table's), and unlike a
+ * plain INSERT of several rows it needs no statement journal (the pages
+ * the statement touches copied aside, in case it failed halfway). */
 static int outbox_add_rows(ah_sq_store *s, int64_t tenant_id, ah_outbox_in *events, size_t k,
                            const char *now)
 {
     sqlite3_stmt *q =
         ah_sq_prep_rows(s, k == AH_SQ_ROWS_BIG ? MQ_OUT_BIG : MQ_OUT_SMALL,
-                        "INSERT INTO outbox(tenant_id, topic, body, created_at) VALUES",
+                        "INSERT OR IGNORE INTO outbox(tenant_id, topic, body, created_at) VALUES",
                         "(?,?,?,?)", (int)k, "");
     if (q == NULL)
         return AH_STORE_ERR;

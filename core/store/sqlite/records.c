@@ -393,7 +393,10 @@ no_random:
 }
 
 /* Records in[0..k) (k from ah_sq_rows_chunk, > 1) inserted in one
- * statement, each unless its (connection, type, remote id) exists: what
+ * statement, each unless its (connection, type, remote id) exists (OR
+ * IGNORE: every NOT NULL column is bound a value, so the only rows it
+ * skips are conflicts on that key, or on the id, which the look-up below
+ * then reports as a record neither inserted nor found): what
  * upsert_one does for k records in a row when none is expected to exist
  * (!*known_hint), for one statement's fixed cost instead of k. When all k
  * are inserted (a first sync's pages), that is all; otherwise each record
@@ -428,9 +431,9 @@ static int upsert_rows(ah_sq_store *s, int64_t cid, const ah_record_in *in,
     }
     sqlite3_stmt *ins = ah_sq_prep_rows(
         s, k == AH_SQ_ROWS_BIG ? MQ_REC_BIG : MQ_REC_SMALL,
-        "INSERT INTO records(id, connection_id, type, remote_id, updated_at, raw, fields, "
-        "created_at, stored_at) VALUES",
-        "(?,?,?,?,?,?,?,'','')", (int)k, " ON CONFLICT(connection_id, type, remote_id) DO NOTHING");
+        "INSERT OR IGNORE INTO records(id, connection_id, type, remote_id, updated_at, raw, "
+        "fields, created_at, stored_at) VALUES",
+        "(?,?,?,?,?,?,?,'','')", (int)k, "");
     if (ins == NULL)
         return AH_STORE_ERR;
     for (size_t j = 0; j < k; j++) {
