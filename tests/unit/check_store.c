@@ -1464,16 +1464,18 @@ START_TEST(test_records_page_chunks_mixed)
     ah_store *s = f.s;
     int64_t t = add_tenant(s, "acme");
     int64_t c = add_conn(s, t, "main");
-    enum { N = 45 }; /* chunks of 32, 8 and five of one */
+    enum { N = 150 }; /* chunks of 128 and 16, then six of one */
     char rid[N][16], raw[N][64];
     ah_record_in in[N];
-    /* Stored before: R3 and R44 (the last single) with the page's payload,
-     * R20 with another raw, R40 with other fields. */
-    const int pre[] = {3, 20, 40, 44};
-    for (size_t k = 0; k < 4; k++) {
+    /* Stored before: R3, R144 (the chunk of 16) and R149 (the last single)
+     * with the page's payload, R20 and R130 with another raw, R40 with
+     * other fields. */
+    const int pre[] = {3, 20, 40, 130, 144, 149};
+    for (size_t k = 0; k < 6; k++) {
         char r[16], w[64];
         snprintf(r, sizeof r, "R%d", pre[k]);
-        snprintf(w, sizeof w, "{\"n\":%d%s}", pre[k], pre[k] == 20 ? ",\"old\":1" : "");
+        snprintf(w, sizeof w, "{\"n\":%d%s}", pre[k],
+                 pre[k] == 20 || pre[k] == 130 ? ",\"old\":1" : "");
         ah_record_in one = {"job", r, NULL, w, pre[k] == 40 ? "{\"t\":\"old\"}" : "{}"};
         ck_assert_int_eq(s->ops->records_upsert(s, c, &one, 1, NULL, NULL, NULL, NULL), 0);
     }
@@ -1481,10 +1483,11 @@ START_TEST(test_records_page_chunks_mixed)
     ck_assert_int_eq(s->ops->record_get(s, c, "job", "R3", &r3), AH_STORE_OK);
     for (int i = 0; i < N; i++) {
         /* 10 and 12 repeat 7 (same chunk): 10 with 7's payload, 12 with
-         * another; 35 repeats 33 (the chunk of 8). */
-        int key = i == 10 || i == 12 ? 7 : i == 35 ? 33 : i;
+         * another; 35 repeats 33; 140 repeats 135 (the chunk of 16). */
+        int key = i == 10 || i == 12 ? 7 : i == 35 ? 33 : i == 140 ? 135 : i;
         snprintf(rid[i], sizeof rid[i], "R%d", key);
-        snprintf(raw[i], sizeof raw[i], "{\"n\":%d%s}", key, i == 12 || i == 35 ? ",\"v\":2" : "");
+        snprintf(raw[i], sizeof raw[i], "{\"n\":%d%s}", key,
+                 i == 12 || i == 35 || i == 140 ? ",\"v\":2" : "");
         in[i] = (ah_record_in){"job", rid[i], NULL, raw[i], "{}"};
     }
     ah_upsert_result res[N];
@@ -1492,9 +1495,9 @@ START_TEST(test_records_page_chunks_mixed)
     ck_assert_int_eq(s->ops->records_upsert(s, c, in, N, "jobs", "c1", res, ids), AH_STORE_OK);
     for (int i = 0; i < N; i++) {
         ah_upsert_result want = AH_REC_CREATED;
-        if (i == 3 || i == 10 || i == 44)
+        if (i == 3 || i == 10 || i == 144 || i == 149)
             want = AH_REC_UNCHANGED;
-        else if (i == 20 || i == 40 || i == 12 || i == 35)
+        else if (i == 20 || i == 40 || i == 130 || i == 12 || i == 35 || i == 140)
             want = AH_REC_UPDATED;
         ck_assert_msg(res[i] == want, "record %d: %d, want %d", i, (int)res[i], (int)want);
         ah_record_row r;
@@ -1506,6 +1509,7 @@ START_TEST(test_records_page_chunks_mixed)
     ck_assert_str_eq(ids[10], ids[7]);
     ck_assert_str_eq(ids[12], ids[7]);
     ck_assert_str_eq(ids[35], ids[33]);
+    ck_assert_str_eq(ids[140], ids[135]);
     ah_record_row r;
     ck_assert_int_eq(s->ops->record_get(s, c, "job", "R7", &r), AH_STORE_OK);
     ck_assert_str_eq(r.raw, "{\"n\":7,\"v\":2}");
@@ -1513,7 +1517,7 @@ START_TEST(test_records_page_chunks_mixed)
     ck_assert_int_eq(s->ops->record_get(s, c, "job", "R40", &r), AH_STORE_OK);
     ck_assert_str_eq(r.fields, "{}");
     ah_record_row_free(&r);
-    ck_assert_int_eq(s->ops->record_count(s, c, "job"), N - 3);
+    ck_assert_int_eq(s->ops->record_count(s, c, "job"), N - 4);
     /* The same page again: the same ids; on SQLite, one record at a time,
      * the repeated keys change back and forth (R7: 7 rewrites 12's
      * payload, 10 matches it, 12 rewrites it again), the rest is
@@ -1522,7 +1526,7 @@ START_TEST(test_records_page_chunks_mixed)
     char *ids2[N];
     ck_assert_int_eq(s->ops->records_upsert(s, c, in, N, "jobs", "c2", res, ids2), AH_STORE_OK);
     for (int i = 0; i < N; i++) {
-        bool upd = i == 7 || i == 12 || i == 33 || i == 35;
+        bool upd = i == 7 || i == 12 || i == 33 || i == 35 || i == 135 || i == 140;
         ah_upsert_result want = upd ? AH_REC_UPDATED : AH_REC_UNCHANGED;
         ck_assert_msg(pg_mode || res[i] == want, "again, record %d: %d, want %d", i,
                       (int)res[i], (int)want);
@@ -1555,8 +1559,8 @@ START_TEST(test_outbox_batch_ids_and_deliveries)
     int64_t c = add_conn(s, t, "er");
     int64_t first = 0;
     ck_assert_int_eq(s->ops->outbox_add(s, t, "event.before", "{}", &first), AH_STORE_OK);
-    enum { N = 43 }; /* 32, 8, then three of one */
-    char body[N][160], topic[N][32];
+    enum { N = 150 }; /* 128 and 16, then six of one */
+    static char body[N][160], topic[N][32];
     ah_outbox_in in[N];
     for (int k = 0; k < N; k++) {
         snprintf(topic[k], sizeof topic[k], "event.job.t%d", k);

@@ -150,8 +150,8 @@ typedef enum {
  * opened and closed on the table and each index, the statement's
  * savepoint, the outbox's AUTOINCREMENT row read and written) is paid
  * once per chunk rather than once per row. */
-#define AH_SQ_ROWS_BIG 32
-#define AH_SQ_ROWS_SMALL 8
+#define AH_SQ_ROWS_BIG 128
+#define AH_SQ_ROWS_SMALL 16
 typedef enum { MQ_REC_BIG, MQ_REC_SMALL, MQ_OUT_BIG, MQ_OUT_SMALL, MQ_COUNT } ah_sq_mqid;
 
 typedef struct ah_sq_store {
