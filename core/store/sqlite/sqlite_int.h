@@ -147,9 +147,9 @@ typedef enum {
 /* Multi-row INSERTs (records.c, outbox.c): a page's new records and its
  * change events go in statements of AH_SQ_ROWS_BIG rows, then
  * AH_SQ_ROWS_SMALL, then one: SQLite's fixed cost per statement (cursors
- * opened and closed on the table and each index, the statement's
- * savepoint, the outbox's AUTOINCREMENT row read and written) is paid
- * once per chunk rather than once per row. */
+ * opened and closed on the table and each index, the outbox's
+ * AUTOINCREMENT row read and written back) is paid once per chunk rather
+ * than once per row. */
 #define AH_SQ_ROWS_BIG 128
 #define AH_SQ_ROWS_SMALL 16
 typedef enum { MQ_REC_BIG, MQ_REC_SMALL, MQ_OUT_BIG, MQ_OUT_SMALL, MQ_COUNT } ah_sq_mqid;
