@@ -1453,6 +1453,160 @@ START_TEST(test_outbox_bodies_read_back)
 }
 END_TEST
 
+/* A page of new records goes to SQLite several to a statement (records.c,
+ * upsert_rows): a chunk where some records exist already, or repeat a
+ * remote id of the same chunk, must come out as one record at a time
+ * would: created, unchanged or updated, in order, with the stored ids. */
+START_TEST(test_records_page_chunks_mixed)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme");
+    int64_t c = add_conn(s, t, "main");
+    enum { N = 150 }; /* chunks of 128 and 16, then six of one */
+    char rid[N][16], raw[N][64];
+    ah_record_in in[N];
+    /* Stored before: R3, R144 (the chunk of 16) and R149 (the last single)
+     * with the page's payload, R20 and R130 with another raw, R40 with
+     * other fields. */
+    const int pre[] = {3, 20, 40, 130, 144, 149};
+    for (size_t k = 0; k < 6; k++) {
+        char r[16], w[64];
+        snprintf(r, sizeof r, "R%d", pre[k]);
+        snprintf(w, sizeof w, "{\"n\":%d%s}", pre[k],
+                 pre[k] == 20 || pre[k] == 130 ? ",\"old\":1" : "");
+        ah_record_in one = {"job", r, NULL, w, pre[k] == 40 ? "{\"t\":\"old\"}" : "{}"};
+        ck_assert_int_eq(s->ops->records_upsert(s, c, &one, 1, NULL, NULL, NULL, NULL), 0);
+    }
+    ah_record_row r3;
+    ck_assert_int_eq(s->ops->record_get(s, c, "job", "R3", &r3), AH_STORE_OK);
+    for (int i = 0; i < N; i++) {
+        /* 10 and 12 repeat 7 (same chunk): 10 with 7's payload, 12 with
+         * another; 35 repeats 33; 140 repeats 135 (the chunk of 16). */
+        int key = i == 10 || i == 12 ? 7 : i == 35 ? 33 : i == 140 ? 135 : i;
+        snprintf(rid[i], sizeof rid[i], "R%d", key);
+        snprintf(raw[i], sizeof raw[i], "{\"n\":%d%s}", key,
+                 i == 12 || i == 35 || i == 140 ? ",\"v\":2" : "");
+        in[i] = (ah_record_in){"job", rid[i], NULL, raw[i], "{}"};
+    }
+    ah_upsert_result res[N];
+    char *ids[N];
+    ck_assert_int_eq(s->ops->records_upsert(s, c, in, N, "jobs", "c1", res, ids), AH_STORE_OK);
+    for (int i = 0; i < N; i++) {
+        ah_upsert_result want = AH_REC_CREATED;
+        if (i == 3 || i == 10 || i == 144 || i == 149)
+            want = AH_REC_UNCHANGED;
+        else if (i == 20 || i == 40 || i == 130 || i == 12 || i == 35 || i == 140)
+            want = AH_REC_UPDATED;
+        ck_assert_msg(res[i] == want, "record %d: %d, want %d", i, (int)res[i], (int)want);
+        ah_record_row r;
+        ck_assert_int_eq(s->ops->record_get(s, c, "job", rid[i], &r), AH_STORE_OK);
+        ck_assert_str_eq(ids[i], r.id);
+        ah_record_row_free(&r);
+    }
+    ck_assert_str_eq(ids[3], r3.id);
+    ck_assert_str_eq(ids[10], ids[7]);
+    ck_assert_str_eq(ids[12], ids[7]);
+    ck_assert_str_eq(ids[35], ids[33]);
+    ck_assert_str_eq(ids[140], ids[135]);
+    ah_record_row r;
+    ck_assert_int_eq(s->ops->record_get(s, c, "job", "R7", &r), AH_STORE_OK);
+    ck_assert_str_eq(r.raw, "{\"n\":7,\"v\":2}");
+    ah_record_row_free(&r);
+    ck_assert_int_eq(s->ops->record_get(s, c, "job", "R40", &r), AH_STORE_OK);
+    ck_assert_str_eq(r.fields, "{}");
+    ah_record_row_free(&r);
+    ck_assert_int_eq(s->ops->record_count(s, c, "job"), N - 4);
+    /* The same page again: the same ids; on SQLite, one record at a time,
+     * the repeated keys change back and forth (R7: 7 rewrites 12's
+     * payload, 10 matches it, 12 rewrites it again), the rest is
+     * unchanged (PostgreSQL's page statement judges a repeated key
+     * against the page's start). */
+    char *ids2[N];
+    ck_assert_int_eq(s->ops->records_upsert(s, c, in, N, "jobs", "c2", res, ids2), AH_STORE_OK);
+    for (int i = 0; i < N; i++) {
+        bool upd = i == 7 || i == 12 || i == 33 || i == 35 || i == 135 || i == 140;
+        ah_upsert_result want = upd ? AH_REC_UPDATED : AH_REC_UNCHANGED;
+        ck_assert_msg(pg_mode || res[i] == want, "again, record %d: %d, want %d", i,
+                      (int)res[i], (int)want);
+        ck_assert_str_eq(ids2[i], ids[i]);
+    }
+    free_ids(ids, N);
+    free_ids(ids2, N);
+    ah_record_row_free(&r3);
+    fx_done(&f);
+}
+END_TEST
+
+static void ids_cb(void *arg, const ah_outbox_row *r)
+{
+    bodies_seen *b = arg;
+    if (b->n < 24)
+        snprintf(b->body[b->n], sizeof b->body[b->n], "%lld %s %s", (long long)r->id, r->topic,
+                 r->body != NULL ? r->body : "");
+    b->n++;
+}
+
+/* Events go to SQLite several to a statement (outbox.c): every event gets
+ * its own id, in the order given, and its deliveries carry that id. */
+START_TEST(test_outbox_batch_ids_and_deliveries)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme");
+    int64_t c = add_conn(s, t, "er");
+    int64_t first = 0;
+    ck_assert_int_eq(s->ops->outbox_add(s, t, "event.before", "{}", &first), AH_STORE_OK);
+    enum { N = 150 }; /* 128 and 16, then six of one */
+    static char body[N][160], topic[N][32];
+    ah_outbox_in in[N];
+    for (int k = 0; k < N; k++) {
+        snprintf(topic[k], sizeof topic[k], "event.job.t%d", k);
+        snprintf(body[k], sizeof body[k],
+                 "{\"id\":\"rec_01a23b628b29%012dc\",\"remote_id\":\"%d\",\"type\":\"job\","
+                 "\"connection\":\"er\",\"updated_at\":\"2026-11-01T00:00:00Z\"}",
+                 k, k);
+        /* Every fifth event is delivered to the connection. */
+        in[k] = (ah_outbox_in){.topic = topic[k], .body = body[k],
+                               .conn_ids = k % 5 == 0 ? &c : NULL,
+                               .nconn = k % 5 == 0 ? 1 : 0};
+    }
+    ck_assert_int_eq(s->ops->outbox_add_batch(s, t, in, N), AH_STORE_OK);
+    for (int k = 0; k < N; k++)
+        if (in[k].id != 0 || !pg_mode)
+            ck_assert_int_eq(in[k].id, first + 1 + k);
+    /* Read back in order, each with its own topic and body. */
+    int64_t after = first;
+    for (int k = 0; k < N;) {
+        bodies_seen b = {.n = 0};
+        ck_assert_int_eq(s->ops->outbox_after(s, t, after, 20, ids_cb, &b), AH_STORE_OK);
+        ck_assert_int_gt(b.n, 0);
+        for (int j = 0; j < b.n && j < 20; j++, k++) {
+            char want[256];
+            snprintf(want, sizeof want, "%lld %s %s", (long long)(first + 1 + k), topic[k],
+                     body[k]);
+            ck_assert_str_eq(b.body[j], want);
+        }
+        after = first + k;
+    }
+    /* The deliveries, in order, of events 0, 5, 10, ... */
+    for (int k = 0; k < N; k += 5) {
+        ah_delivery_row d;
+        ck_assert_int_eq(s->ops->delivery_next(s, c, &d), AH_STORE_OK);
+        ck_assert_int_eq(d.outbox_id, first + 1 + k);
+        ck_assert_str_eq(d.topic, topic[k]);
+        ck_assert_str_eq(d.body, body[k]);
+        ck_assert_int_eq(s->ops->delivery_done(s, c, d.outbox_id), AH_STORE_OK);
+        ah_delivery_row_free(&d);
+    }
+    ah_delivery_row d;
+    ck_assert_int_eq(s->ops->delivery_next(s, c, &d), AH_STORE_NOT_FOUND);
+    fx_done(&f);
+}
+END_TEST
+
 /* ---- integration log ---------------------------------------------------------- */
 
 typedef struct log_seen {
@@ -3887,6 +4041,8 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_wal_checkpointed);
     tcase_add_test(tc, test_outbox);
     tcase_add_test(tc, test_outbox_bodies_read_back);
+    tcase_add_test(tc, test_records_page_chunks_mixed);
+    tcase_add_test(tc, test_outbox_batch_ids_and_deliveries);
     tcase_add_test(tc, test_log);
     tcase_add_test(tc, test_log_exchange);
     tcase_add_test(tc, test_log_does_not_wait_for_the_writer);

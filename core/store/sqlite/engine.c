@@ -265,6 +265,8 @@ static void sq_finalize_all(ah_sq_store *s)
         sqlite3_finalize(s->rq[i]);
     for (int i = 0; i < LQ_VARIANTS; i++)
         sqlite3_finalize(s->lq[i]);
+    for (int i = 0; i < MQ_COUNT; i++)
+        sqlite3_finalize(s->mq[i]);
 }
 
 static void reader_close(ah_sq_store *r)

@@ -170,6 +170,74 @@ int ah_sq_outbox_done(ah_store *st, int64_t id)
 
 /* ---- events with their deliveries to plugins ----------------------------- */
 
+/* Binds body as bind_body does, at param i, with its packed form copied to
+ * *mem (advanced): a multi-row statement holds several bodies at once,
+ * while the packer's output lasts only until its next use. The caller
+ * sized *mem for the texts: a packed body is shorter than its text. */
+static void bind_body_kept(ah_sq_store *s, sqlite3_stmt *q, int i, const char *body,
+                           unsigned char **mem)
+{
+    size_t bl = strlen(body);
+    const void *z = NULL;
+    size_t zl = 0;
+    if (ah_sq_fields_pack_const(s->packer, k_body_dict, sizeof k_body_dict - 1, body, bl, &z,
+                                &zl) == 0 &&
+        zl < bl) {
+        memcpy(*mem, z, zl);
+        sqlite3_bind_blob(q, i, *mem, (int)zl, SQLITE_STATIC);
+        *mem += zl;
+    } else {
+        sqlite3_bind_text(q, i, body, (int)bl, SQLITE_STATIC);
+    }
+}
+
+/* Inserts events[0..k) (k from ah_sq_rows_chunk, > 1) in one statement and
+ * sets their ids. The outbox's ids are AUTOINCREMENT: under the write
+ * lock a statement's rows take consecutive ids in the order given, so the
+ * last insert's rowid gives them all. OR IGNORE: no row can be skipped
+ * (every column is bound a value, the id is the table's), and unlike a
+ * plain INSERT of several rows it needs no statement journal (the pages
+ * the statement touches copied aside, in case it failed halfway). */
+static int outbox_add_rows(ah_sq_store *s, int64_t tenant_id, ah_outbox_in *events, size_t k,
+                           const char *now)
+{
+    sqlite3_stmt *q =
+        ah_sq_prep_rows(s, k == AH_SQ_ROWS_BIG ? MQ_OUT_BIG : MQ_OUT_SMALL,
+                        "INSERT OR IGNORE INTO outbox(tenant_id, topic, body, created_at) VALUES",
+                        "(?,?,?,?)", (int)k, "");
+    if (q == NULL)
+        return AH_STORE_ERR;
+    size_t cap = 1;
+    for (size_t j = 0; j < k; j++)
+        cap += events[j].body != NULL ? strlen(events[j].body) : 2;
+    unsigned char *mem = ah_sq_scratch(s, cap);
+    if (mem == NULL) {
+        ah_log(s->base.lg, AH_LOG_ERROR, "store", "outbox_add_batch: out of memory");
+        return AH_STORE_ERR;
+    }
+    for (size_t j = 0; j < k; j++) {
+        int b = (int)j * 4;
+        sqlite3_bind_int64(q, b + 1, tenant_id);
+        ah_sq_bind_text(q, b + 2, events[j].topic);
+        bind_body_kept(s, q, b + 3, events[j].body != NULL ? events[j].body : "{}", &mem);
+        ah_sq_bind_text(q, b + 4, now);
+    }
+    int rc = ah_sq_run(s, q, "outbox_add_batch");
+    if (rc == AH_STORE_OK) {
+        if (sqlite3_changes(s->db) != (int)k) {
+            ah_log(s->base.lg, AH_LOG_ERROR, "store", "outbox_add_batch: %d of %zu events added",
+                   sqlite3_changes(s->db), k);
+            rc = AH_STORE_ERR;
+        } else {
+            int64_t last = sqlite3_last_insert_rowid(s->db);
+            for (size_t j = 0; j < k; j++)
+                events[j].id = last - (int64_t)(k - 1 - j);
+        }
+    }
+    ah_sq_done(q);
+    return rc;
+}
+
 int ah_sq_outbox_add_batch(ah_store *st, int64_t tenant_id, ah_outbox_in *events, size_t n)
 {
     ah_sq_store *s = ah_sq(st);
@@ -182,34 +250,46 @@ int ah_sq_outbox_add_batch(ah_store *st, int64_t tenant_id, ah_outbox_in *events
      * write. */
     bool one = n == 1 && events[0].nconn == 0;
     int rc = one ? ah_sq_tx_begin_one(s) : ah_sq_tx_begin(s);
-    for (size_t e = 0; rc == AH_STORE_OK && e < n; e++) {
-        ah_outbox_in *ev = &events[e];
-        sqlite3_stmt *q = ev->topic != NULL && (ev->nconn == 0 || ev->conn_ids != NULL)
-                              ? AH_SQ_GET(s, Q_OUT_ADD)
-                              : NULL;
-        if (q == NULL) {
-            rc = AH_STORE_ERR;
+    for (size_t e = 0; rc == AH_STORE_OK && e < n;) {
+        size_t k = ah_sq_rows_chunk(n - e);
+        for (size_t j = e; j < e + k; j++)
+            if (events[j].topic == NULL || (events[j].nconn > 0 && events[j].conn_ids == NULL))
+                rc = AH_STORE_ERR;
+        if (rc != AH_STORE_OK)
             break;
-        }
-        sqlite3_bind_int64(q, 1, tenant_id);
-        ah_sq_bind_text(q, 2, ev->topic);
-        bind_body(s, q, 3, ev->body != NULL ? ev->body : "{}");
-        ah_sq_bind_text(q, 4, now);
-        rc = ah_sq_run(s, q, "outbox_add_batch");
-        ev->id = sqlite3_last_insert_rowid(s->db);
-        ah_sq_done(q);
-        for (size_t i = 0; rc == AH_STORE_OK && i < ev->nconn; i++) {
-            q = AH_SQ_GET(s, Q_DEL_ADD);
+        if (k > 1) {
+            rc = outbox_add_rows(s, tenant_id, events + e, k, now);
+        } else {
+            ah_outbox_in *ev = &events[e];
+            sqlite3_stmt *q = AH_SQ_GET(s, Q_OUT_ADD);
             if (q == NULL) {
                 rc = AH_STORE_ERR;
                 break;
             }
-            sqlite3_bind_int64(q, 1, ev->conn_ids[i]);
-            sqlite3_bind_int64(q, 2, ev->id);
-            ah_sq_bind_text(q, 3, now);
+            sqlite3_bind_int64(q, 1, tenant_id);
+            ah_sq_bind_text(q, 2, ev->topic);
+            bind_body(s, q, 3, ev->body != NULL ? ev->body : "{}");
+            ah_sq_bind_text(q, 4, now);
             rc = ah_sq_run(s, q, "outbox_add_batch");
+            ev->id = sqlite3_last_insert_rowid(s->db);
             ah_sq_done(q);
         }
+        for (size_t j = e; rc == AH_STORE_OK && j < e + k; j++) {
+            ah_outbox_in *ev = &events[j];
+            for (size_t i = 0; rc == AH_STORE_OK && i < ev->nconn; i++) {
+                sqlite3_stmt *q = AH_SQ_GET(s, Q_DEL_ADD);
+                if (q == NULL) {
+                    rc = AH_STORE_ERR;
+                    break;
+                }
+                sqlite3_bind_int64(q, 1, ev->conn_ids[i]);
+                sqlite3_bind_int64(q, 2, ev->id);
+                ah_sq_bind_text(q, 3, now);
+                rc = ah_sq_run(s, q, "outbox_add_batch");
+                ah_sq_done(q);
+            }
+        }
+        e += k;
     }
     if (rc == AH_STORE_OK)
         rc = ah_sq_tx_commit(s);

@@ -300,6 +300,23 @@ static int rec_lookup(ah_sq_store *s, int64_t cid, const ah_record_in *r, const 
     return rc;
 }
 
+/* Rewrites an existing record's payload. */
+static int rec_update(ah_sq_store *s, const char *id, const ah_record_in *r, const char *raw,
+                      const packed *pf, const char *now)
+{
+    sqlite3_stmt *up = AH_SQ_GET(s, Q_REC_UPDATE);
+    if (up == NULL)
+        return AH_STORE_ERR;
+    ah_sq_bind_text(up, 1, id);
+    ah_sq_bind_text(up, 2, r->updated_at);
+    ah_sq_bind_text(up, 3, raw);
+    bind_fields(up, 4, pf);
+    ah_sq_bind_text(up, 5, now);
+    int rc = ah_sq_run(s, up, "records_upsert update");
+    ah_sq_done(up);
+    return rc;
+}
+
 /* One record inside the page transaction. Pages tend to be all new (a
  * first sync) or all known (a re-sync): *known_hint, the previous record's
  * fate, picks which statement to try first, so that either case costs one
@@ -357,16 +374,7 @@ static int upsert_one(ah_sq_store *s, int64_t cid, const ah_record_in *r,
     } else if (same) {
         *result = AH_REC_UNCHANGED;
     } else {
-        sqlite3_stmt *up = AH_SQ_GET(s, Q_REC_UPDATE);
-        if (up == NULL)
-            return AH_STORE_ERR;
-        ah_sq_bind_text(up, 1, id);
-        ah_sq_bind_text(up, 2, r->updated_at);
-        ah_sq_bind_text(up, 3, raw);
-        bind_fields(up, 4, &pf);
-        ah_sq_bind_text(up, 5, now);
-        rc = ah_sq_run(s, up, "records_upsert update");
-        ah_sq_done(up);
+        rc = rec_update(s, id, r, raw, &pf, now);
         if (rc != AH_STORE_OK)
             return rc;
         *result = AH_REC_UPDATED;
@@ -382,6 +390,122 @@ static int upsert_one(ah_sq_store *s, int64_t cid, const ah_record_in *r,
 no_random:
     ah_log(s->base.lg, AH_LOG_ERROR, "store", "records_upsert: no randomness");
     return AH_STORE_ERR;
+}
+
+/* Records in[0..k) (k from ah_sq_rows_chunk, > 1) inserted in one
+ * statement, each unless its (connection, type, remote id) exists (OR
+ * IGNORE: every NOT NULL column is bound a value, so the only rows it
+ * skips are conflicts on that key, or on the id, which the look-up below
+ * then reports as a record neither inserted nor found): what
+ * upsert_one does for k records in a row when none is expected to exist
+ * (!*known_hint), for one statement's fixed cost instead of k. When all k
+ * are inserted (a first sync's pages), that is all; otherwise each record
+ * is looked up in order and is created if the row found carries the id
+ * this statement gave it, else handled as upsert_one handles a record it
+ * finds (unchanged, or rewritten): rows the statement left alone were
+ * there before it, or are an earlier record of the same chunk with the
+ * same key, which upsert_one would have found in the same way. */
+static int upsert_rows(ah_sq_store *s, int64_t cid, const ah_record_in *in,
+                       const ah_fields_kept *kept, size_t k, uint64_t now_ms, const char *now,
+                       bool *known_hint, ah_upsert_result *results, char **ids_out)
+{
+    char newid[AH_SQ_ROWS_BIG][64];
+    packed pf[AH_SQ_ROWS_BIG];
+    size_t cap = 1;
+    for (size_t j = 0; j < k; j++) {
+        if (in[j].type == NULL || in[j].remote_id == NULL) {
+            ah_log(s->base.lg, AH_LOG_ERROR, "store",
+                   "records_upsert: a record without type or remote_id");
+            return AH_STORE_ERR;
+        }
+        if (kept == NULL)
+            cap += in[j].fields != NULL ? strlen(in[j].fields) : 2;
+    }
+    /* The deltas this store's packer makes last only until its next use:
+     * copied into scratch, which the texts' lengths bound (a delta is kept
+     * only when shorter). */
+    unsigned char *mem = kept == NULL ? ah_sq_scratch(s, cap) : NULL;
+    if (kept == NULL && mem == NULL) {
+        ah_log(s->base.lg, AH_LOG_ERROR, "store", "records_upsert: out of memory");
+        return AH_STORE_ERR;
+    }
+    sqlite3_stmt *ins = ah_sq_prep_rows(
+        s, k == AH_SQ_ROWS_BIG ? MQ_REC_BIG : MQ_REC_SMALL,
+        "INSERT OR IGNORE INTO records(id, connection_id, type, remote_id, updated_at, raw, "
+        "fields, created_at, stored_at) VALUES",
+        "(?,?,?,?,?,?,?,'','')", (int)k, "");
+    if (ins == NULL)
+        return AH_STORE_ERR;
+    for (size_t j = 0; j < k; j++) {
+        const char *raw = in[j].raw != NULL ? in[j].raw : "null";
+        const char *fields = in[j].fields != NULL ? in[j].fields : "{}";
+        if (kept != NULL) {
+            pf[j] = (packed){kept[j].data, kept[j].len, kept[j].blob};
+        } else {
+            pack_fields(s->packer, raw, fields, &pf[j]);
+            if (pf[j].blob) {
+                memcpy(mem, pf[j].data, pf[j].len);
+                pf[j].data = mem;
+                mem += pf[j].len;
+            }
+        }
+        if (new_record_id(s, now_ms, newid[j]) != 0) {
+            ah_sq_done(ins);
+            ah_log(s->base.lg, AH_LOG_ERROR, "store", "records_upsert: no randomness");
+            return AH_STORE_ERR;
+        }
+        int b = (int)j * 7;
+        ah_sq_bind_text(ins, b + 1, newid[j]);
+        sqlite3_bind_int64(ins, b + 2, cid);
+        ah_sq_bind_text(ins, b + 3, in[j].type);
+        ah_sq_bind_text(ins, b + 4, in[j].remote_id);
+        ah_sq_bind_text(ins, b + 5, in[j].updated_at);
+        ah_sq_bind_text(ins, b + 6, raw);
+        bind_fields(ins, b + 7, &pf[j]);
+    }
+    int rc = ah_sq_run(s, ins, "records_upsert insert");
+    bool all = rc == AH_STORE_OK && sqlite3_changes(s->db) == (int)k;
+    ah_sq_done(ins);
+    if (rc != AH_STORE_OK)
+        return rc;
+    for (size_t j = 0; j < k; j++) {
+        const char *raw = in[j].raw != NULL ? in[j].raw : "null";
+        const char *fields = in[j].fields != NULL ? in[j].fields : "{}";
+        char id[64] = "";
+        bool found = false, same = false;
+        ah_upsert_result res = AH_REC_CREATED;
+        if (!all) {
+            rc = rec_lookup(s, cid, &in[j], raw, fields, &pf[j], id, &found, &same);
+            if (rc != AH_STORE_OK)
+                return rc;
+            if (!found) {
+                ah_log(s->base.lg, AH_LOG_ERROR, "store",
+                       "records_upsert: record neither inserted nor found");
+                return AH_STORE_ERR;
+            }
+            if (strcmp(id, newid[j]) != 0) {
+                if (same) {
+                    res = AH_REC_UNCHANGED;
+                } else {
+                    rc = rec_update(s, id, &in[j], raw, &pf[j], now);
+                    if (rc != AH_STORE_OK)
+                        return rc;
+                    res = AH_REC_UPDATED;
+                }
+            }
+        }
+        *known_hint = res != AH_REC_CREATED;
+        if (results != NULL)
+            results[j] = res;
+        if (ids_out != NULL) {
+            ids_out[j] = strdup(res == AH_REC_CREATED ? newid[j] : id);
+            if (ids_out[j] == NULL) {
+                ah_log(s->base.lg, AH_LOG_ERROR, "store", "records_upsert: out of memory");
+                return AH_STORE_ERR;
+            }
+        }
+    }
+    return AH_STORE_OK;
 }
 
 int ah_sq_records_upsert(ah_store *st, int64_t connection_id, const ah_record_in *in, size_t n,
@@ -430,6 +554,18 @@ int ah_sq_records_upsert_kept(ah_store *st, int64_t connection_id, const ah_reco
                    "records_upsert: failing after %d records (test hook)", fail_after);
             rc = AH_STORE_ERR;
             goto rollback;
+        }
+        /* New records expected: several to a statement (the test hook
+         * counts them one at a time). */
+        size_t k = !known && fail_after < 0 ? ah_sq_rows_chunk(n - i) : 1;
+        if (k > 1) {
+            rc = upsert_rows(s, connection_id, &in[i], kept != NULL ? &kept[i] : NULL, k, now_ms,
+                             now, &known, results != NULL ? &results[i] : NULL,
+                             ids_out != NULL ? &ids_out[i] : NULL);
+            if (rc != AH_STORE_OK)
+                goto rollback;
+            i += k - 1;
+            continue;
         }
         ah_upsert_result res = AH_REC_UNCHANGED;
         rc = upsert_one(s, connection_id, &in[i], kept != NULL ? &kept[i] : NULL, now_ms,

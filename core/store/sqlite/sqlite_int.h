@@ -144,6 +144,16 @@ typedef enum {
 #define RQ_VARIANTS 64
 #define LQ_VARIANTS 64
 
+/* Multi-row INSERTs (records.c, outbox.c): a page's new records and its
+ * change events go in statements of AH_SQ_ROWS_BIG rows, then
+ * AH_SQ_ROWS_SMALL, then one: SQLite's fixed cost per statement (cursors
+ * opened and closed on the table and each index, the outbox's
+ * AUTOINCREMENT row read and written back) is paid once per chunk rather
+ * than once per row. */
+#define AH_SQ_ROWS_BIG 128
+#define AH_SQ_ROWS_SMALL 16
+typedef enum { MQ_REC_BIG, MQ_REC_SMALL, MQ_OUT_BIG, MQ_OUT_SMALL, MQ_COUNT } ah_sq_mqid;
+
 typedef struct ah_sq_store {
     ah_store base; /* first: ah_store * <-> ah_sq_store * */
     sqlite3 *db;
@@ -151,6 +161,7 @@ typedef struct ah_sq_store {
     sqlite3_stmt *q[Q_COUNT];
     sqlite3_stmt *rq[RQ_VARIANTS];
     sqlite3_stmt *lq[LQ_VARIANTS];
+    sqlite3_stmt *mq[MQ_COUNT];
     int fail_after; /* test hook: < 0 off */
     int scope_depth; /* scope_begin nesting; mu is held while > 0 */
     /* Group commit (engine.c): the open group transaction, if any, holds
@@ -167,7 +178,7 @@ typedef struct ah_sq_store {
     bool sp_active;  /* an operation's savepoint is open inside the scope */
     bool sp_skipped; /* an operation of one write runs inside the scope
                       * without a savepoint (ah_sq_tx_begin_one) */
-    char *scratch;  /* spare buffer, reused across rows */
+    char *scratch;  /* spare buffer, reused across rows (ah_sq_scratch) */
     size_t scratch_cap;
     struct ah_sq_packer *packer; /* fields deltas (fieldpack.c) */
     /* Random bytes for new record ids (records.c), drawn many ids at a
@@ -232,6 +243,17 @@ typedef void (*ah_sq_free_fn)(void *row);
 
 void ah_sq_log_db(ah_sq_store *s, const char *what);
 sqlite3_stmt *ah_sq_prep(ah_sq_store *s, sqlite3_stmt **slot, const char *sql);
+/** The cached statement head, then `rows` copies of `row` separated by
+ *  commas, then tail (a multi-row INSERT: its placeholders are plain "?",
+ *  numbered across the rows in order); prepared on first use. */
+sqlite3_stmt *ah_sq_prep_rows(ah_sq_store *s, ah_sq_mqid id, const char *head, const char *row,
+                              int rows, const char *tail);
+/** How many rows of the n left the next multi-row statement takes:
+ *  AH_SQ_ROWS_BIG, AH_SQ_ROWS_SMALL or 1. */
+size_t ah_sq_rows_chunk(size_t n);
+/** s->scratch grown to at least n bytes (its contents are not kept);
+ *  NULL when out of memory. */
+void *ah_sq_scratch(ah_sq_store *s, size_t n);
 int ah_sq_bind_text(sqlite3_stmt *st, int i, const char *v);
 void ah_sq_done(sqlite3_stmt *st);
 int ah_sq_step_error(ah_sq_store *s, int rc, const char *what);

@@ -41,6 +41,49 @@ sqlite3_stmt *ah_sq_prep(ah_sq_store *s, sqlite3_stmt **slot, const char *sql)
     return *slot;
 }
 
+sqlite3_stmt *ah_sq_prep_rows(ah_sq_store *s, ah_sq_mqid id, const char *head, const char *row,
+                              int rows, const char *tail)
+{
+    if (s->mq[id] != NULL)
+        return s->mq[id];
+    sqlite3_str *q = sqlite3_str_new(s->db);
+    sqlite3_str_appendall(q, head);
+    for (int i = 0; i < rows; i++) {
+        if (i > 0)
+            sqlite3_str_appendchar(q, 1, ',');
+        sqlite3_str_appendall(q, row);
+    }
+    sqlite3_str_appendall(q, tail);
+    char *sql = sqlite3_str_finish(q);
+    if (sql == NULL) {
+        ah_log(s->base.lg, AH_LOG_ERROR, "store", "sqlite: prepare: out of memory");
+        return NULL;
+    }
+    sqlite3_stmt *st = ah_sq_prep(s, &s->mq[id], sql);
+    sqlite3_free(sql);
+    return st;
+}
+
+size_t ah_sq_rows_chunk(size_t n)
+{
+    return n >= AH_SQ_ROWS_BIG ? AH_SQ_ROWS_BIG : n >= AH_SQ_ROWS_SMALL ? AH_SQ_ROWS_SMALL : 1;
+}
+
+void *ah_sq_scratch(ah_sq_store *s, size_t n)
+{
+    if (n > s->scratch_cap) {
+        size_t c = s->scratch_cap ? s->scratch_cap : 4096;
+        while (c < n)
+            c *= 2;
+        char *b = realloc(s->scratch, c);
+        if (b == NULL)
+            return NULL;
+        s->scratch = b;
+        s->scratch_cap = c;
+    }
+    return s->scratch;
+}
+
 /* Strings are bound SQLITE_STATIC: every caller keeps them alive until it
  * resets the statement with ah_sq_done(), which also drops the bindings. */
 int ah_sq_bind_text(sqlite3_stmt *st, int i, const char *v)
