@@ -1234,13 +1234,15 @@ static void conn_take(waiter *w, ah_call *call, const cJSON *m)
         snprintf(w->take_code, sizeof w->take_code, "%s", ext->err_code);
         snprintf(w->take_msg, sizeof w->take_msg, "%s", ext->err_msg);
         w->take_status = ext->err_status ? ext->err_status : 503;
-    } else {
+    } else if (mine) {
         snprintf(w->take_code, sizeof w->take_code, "%s", AH_E_CONNECTION_CHANGED);
-        snprintf(w->take_msg, sizeof w->take_msg,
-                 mine ? "the connection this request's key names changed while the request "
-                        "was served; retry"
-                      : "the plugin took a connection it was not given");
-        w->take_status = mine ? 503 : 500;
+        snprintf(w->take_msg, sizeof w->take_msg, "the connection this request's key names "
+                 "changed while the request was served; retry");
+        w->take_status = 503;
+    } else { /* a plugin process that breaks the protocol */
+        snprintf(w->take_code, sizeof w->take_code, "%s", AH_E_PLUGIN);
+        snprintf(w->take_msg, sizeof w->take_msg, "the plugin took a connection it was not given");
+        w->take_status = 500;
     }
     if (w->pre_idx == 0)
         w->pre_idx = pre;
