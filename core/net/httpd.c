@@ -1981,8 +1981,8 @@ static void pending_close(ah_httpd *h)
 static void finish_request(ah_httpd *h, ah_http_exchange *ex)
 {
     if (ex->too_large) {
-        ex_error_close(ex, 413, true, "payload_too_large", "the body exceeds %zu bytes",
-                       h->max_body);
+        /* The body was read to its end: the connection can go on. */
+        ah_ex_error(ex, 413, "payload_too_large", "the body exceeds %zu bytes", h->max_body);
         return;
     }
     size_t len = strlen(ex->path);
@@ -2085,8 +2085,22 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             return MHD_YES;
         }
         if (s.n_cl > 0 && s.cl > h->max_body) {
-            ex_error_close(ex, 413, true, "payload_too_large", "the body exceeds %zu bytes",
-                           h->max_body);
+            /* Answered at once and closed, a client still sending its body
+             * may get a reset in place of the answer (the kernel drops what
+             * it had not read yet). A body up to the drain limit is read
+             * and dropped, as a chunked one is, and answered 413 after it
+             * on a connection that stays open; a larger one, or one whose
+             * client waits for 100 Continue (it sends nothing more), is
+             * answered now and the connection closed. */
+            const char *expect =
+                MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+            if (s.cl > AH_HTTPD_DRAIN_MAX || expect != NULL) {
+                ex_error_close(ex, 413, true, "payload_too_large", "the body exceeds %zu bytes",
+                               h->max_body);
+                return MHD_YES;
+            }
+            ex->too_large = true;
+            ex->drained = 0;
             return MHD_YES;
         }
         if (s.n_cl > 0 && s.cl > 0) {

@@ -485,6 +485,32 @@ START_TEST(test_body_too_large_content_length)
 }
 END_TEST
 
+/* A declared body over the limit is read and dropped, then answered 413 on
+ * a connection that stays open: the request after it on the same
+ * connection is served. (Answered at once and closed, a client still
+ * sending got a reset, in place of the 413, whenever the close came first.) */
+START_TEST(test_body_too_large_drained)
+{
+    ah_httpd *h = start_full(1024, 1, NULL, NULL, NULL);
+    ck_assert_int_eq(ah_httpd_route(h, "POST", "/body", 0, h_body_len, NULL), 0);
+    start_or_die(h);
+    size_t n = 4096;
+    char *wire = malloc(n + 512);
+    int at = snprintf(wire, 512, "POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", n);
+    memset(wire + at, 'a', n);
+    at += (int)n;
+    at += snprintf(wire + at, 200, "POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+                                  "Connection: close\r\n\r\nabc");
+    char *out = raw(ah_httpd_port(h), wire, (size_t)at, false);
+    ck_assert_msg(strstr(out, "HTTP/1.1 413") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "payload_too_large") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "HTTP/1.1 200") != NULL && strstr(out, "3:abc") != NULL, "%s", out);
+    free(out);
+    free(wire);
+    ah_httpd_free(h);
+}
+END_TEST
+
 START_TEST(test_body_too_large_chunked)
 {
     ah_httpd *h = start_full(1024, 1, NULL, NULL, NULL);
@@ -2108,6 +2134,7 @@ static Suite *httpd_suite(void)
     tcase_add_test(tc, test_not_found);
     tcase_add_test(tc, test_method_not_allowed);
     tcase_add_test(tc, test_body_too_large_content_length);
+    tcase_add_test(tc, test_body_too_large_drained);
     tcase_add_test(tc, test_body_too_large_chunked);
     tcase_add_test(tc, test_invalid_json);
     tcase_add_test(tc, test_json_too_deep);
