@@ -28,7 +28,14 @@
  * thread against the daemon's own exchange, so that an atomic route's store
  * scope and its held answer work as in process. A connection
  * conn_by_secret opens meanwhile is opened in the route's child (nested in
- * the route's exchange): its context lives where the route runs.
+ * the route's exchange): its context lives where the route runs. For a
+ * plugin without open(), once a route's round trip showed which header or
+ * query parameter carries the secret, the connection it names is looked up
+ * before the route leaves (conn_hooks) and sent with it: the handler's
+ * conn_by_secret for that key and value is answered in the child, and the
+ * daemon takes the connection one-way, in order, before anything the
+ * handler does with it (a connection changed meanwhile fails the route
+ * AH_E_CONNECTION_CHANGED).
  *
  * Faults: a child that dies (signal or exit) answers every call in flight
  * `plugin_crashed` (503); a call past call_timeout_ms is answered `timeout`
