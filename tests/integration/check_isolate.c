@@ -93,6 +93,21 @@ static void setup(fixture *f, const char *iso_section)
     setup_with(f, "faulty.so", iso_section, 0);
 }
 
+/* Adds fixture_faulty's connection "fr" (greeting "route", route key
+ * "rk1") to tenant acme and starts the daemon (its HTTP routes). Its id. */
+static int64_t start_with_route_conn(fixture *f)
+{
+    ah_tenant_row t = {0};
+    ck_assert_int_eq(f->core->store->ops->tenant_get(f->core->store, "acme", &t), 0);
+    int64_t cid = add_conn(f->core, t.id, "fixture_faulty", "fr",
+                           "{\"greeting\":\"route\",\"route_key\":\"rk1\"}");
+    ah_tenant_row_free(&t);
+    ck_assert_int_eq(ah_conns_reload(f->core), 0);
+    char err[512];
+    ck_assert_msg(ah_daemon_start(f->core, err, sizeof err) == 0, "%s", err);
+    return cid;
+}
+
 static void teardown(fixture *f)
 {
     ah_daemon_close(f->core);
@@ -783,15 +798,7 @@ START_TEST(test_routes_isolated)
     fixture f;
     setup(&f, "[plugin.fixture_faulty]\nisolation = process\nrestart_backoff_ms = 10\n"
               "call_timeout_ms = 500\n");
-    int64_t tid = 0;
-    ah_tenant_row t = {0};
-    ck_assert_int_eq(f.core->store->ops->tenant_get(f.core->store, "acme", &t), 0);
-    tid = t.id;
-    ah_tenant_row_free(&t);
-    add_conn(f.core, tid, "fixture_faulty", "fr", "{\"greeting\":\"route\",\"route_key\":\"rk1\"}");
-    ck_assert_int_eq(ah_conns_reload(f.core), 0);
-    char err[512];
-    ck_assert_msg(ah_daemon_start(f.core, err, sizeof err) == 0, "%s", err);
+    start_with_route_conn(&f);
     cJSON *p = faulty_json(f.core);
     ck_assert_str_eq(jstr(p, "isolation"), "process");
     cJSON_Delete(p);
@@ -887,15 +894,7 @@ START_TEST(test_call_beside_waiting_route)
 {
     fixture f;
     setup(&f, "[plugin.fixture_faulty]\nisolation = process\n");
-    int64_t tid = 0;
-    ah_tenant_row t = {0};
-    ck_assert_int_eq(f.core->store->ops->tenant_get(f.core->store, "acme", &t), 0);
-    tid = t.id;
-    ah_tenant_row_free(&t);
-    add_conn(f.core, tid, "fixture_faulty", "fr", "{\"greeting\":\"route\",\"route_key\":\"rk1\"}");
-    ck_assert_int_eq(ah_conns_reload(f.core), 0);
-    char err[512];
-    ck_assert_msg(ah_daemon_start(f.core, err, sizeof err) == 0, "%s", err);
+    start_with_route_conn(&f);
     /* The route starts and waits inside the plugin. */
     bg_route r = {.core = f.core};
     snprintf(r.q, sizeof r.q, "?do=wait&dir=%s", f.dir);
@@ -954,15 +953,7 @@ START_TEST(test_route_connection_sent_ahead)
 {
     fixture f;
     setup_with(&f, "faulty_noopen.so", "[plugin.fixture_faulty]\nisolation = process\n", 0);
-    ah_tenant_row t = {0};
-    ck_assert_int_eq(f.core->store->ops->tenant_get(f.core->store, "acme", &t), 0);
-    int64_t tid = t.id;
-    ah_tenant_row_free(&t);
-    int64_t cid = add_conn(f.core, tid, "fixture_faulty", "fr",
-                           "{\"greeting\":\"route\",\"route_key\":\"rk1\"}");
-    ck_assert_int_eq(ah_conns_reload(f.core), 0);
-    char err[512];
-    ck_assert_msg(ah_daemon_start(f.core, err, sizeof err) == 0, "%s", err);
+    int64_t cid = start_with_route_conn(&f);
 
     /* The first route asks over the socket (and shows where its key is). */
     char *out = NULL;
@@ -1032,15 +1023,7 @@ static void fault_beside_route(const char *what, const char *kind, long timeout_
     snprintf(section, sizeof section, "[plugin.fixture_faulty]\nisolation = process\n"
              "call_timeout_ms = %ld\nrestart_backoff_ms = 10\n", timeout_ms);
     setup(&f, section);
-    int64_t tid = 0;
-    ah_tenant_row t = {0};
-    ck_assert_int_eq(f.core->store->ops->tenant_get(f.core->store, "acme", &t), 0);
-    tid = t.id;
-    ah_tenant_row_free(&t);
-    add_conn(f.core, tid, "fixture_faulty", "fr", "{\"greeting\":\"route\",\"route_key\":\"rk1\"}");
-    ck_assert_int_eq(ah_conns_reload(f.core), 0);
-    char err[512];
-    ck_assert_msg(ah_daemon_start(f.core, err, sizeof err) == 0, "%s", err);
+    start_with_route_conn(&f);
     bg_route r = {.core = f.core};
     snprintf(r.q, sizeof r.q, "?do=wait&dir=%s", f.dir);
     pthread_t rt;
@@ -1218,13 +1201,7 @@ START_TEST(test_many_routes_of_one_connection)
 {
     fixture f;
     setup_with(&f, "faulty.so", ISOLATED, 8);
-    ah_tenant_row t = {0};
-    ck_assert_int_eq(f.core->store->ops->tenant_get(f.core->store, "acme", &t), 0);
-    add_conn(f.core, t.id, "fixture_faulty", "fr", "{\"greeting\":\"route\",\"route_key\":\"rk1\"}");
-    ah_tenant_row_free(&t);
-    ck_assert_int_eq(ah_conns_reload(f.core), 0);
-    char err[512];
-    ck_assert_msg(ah_daemon_start(f.core, err, sizeof err) == 0, "%s", err);
+    start_with_route_conn(&f);
     enum { CALLERS = 16, EACH = 40 };
     batch_caller b[CALLERS];
     pthread_t th[CALLERS];
@@ -1276,13 +1253,7 @@ START_TEST(test_store_batch)
     for (int m = 0; m < 2; m++) {
         fixture f;
         setup(&f, modes[m]);
-        ah_tenant_row t = {0};
-        ck_assert_int_eq(f.core->store->ops->tenant_get(f.core->store, "acme", &t), 0);
-        add_conn(f.core, t.id, "fixture_faulty", "fr", "{\"greeting\":\"route\",\"route_key\":\"rk1\"}");
-        ah_tenant_row_free(&t);
-        ck_assert_int_eq(ah_conns_reload(f.core), 0);
-        char err[512];
-        ck_assert_msg(ah_daemon_start(f.core, err, sizeof err) == 0, "%s", err);
+        start_with_route_conn(&f);
         cJSON *fj = faulty_json(f.core);
         ck_assert_str_eq(cJSON_GetObjectItem(fj, "isolation")->valuestring,
                          m == 0 ? "in_process" : "process");
