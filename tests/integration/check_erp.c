@@ -222,6 +222,19 @@ static void expect_error(const env *e, const char *endpoint, const char *key, co
     cJSON_Delete(r);
 }
 
+/* A create of `title` by source `source` with `key`: 409 JOB_EXISTS on
+ * the title (an open job of the tenant has it). */
+static void expect_title_taken(const env *e, const char *key, const char *source,
+                               const char *title)
+{
+    char b[512];
+    snprintf(b, sizeof b,
+             "{\"action\":\"create_job\",\"source_name\":\"%s\",\"title\":\"%s\","
+             "\"application_url\":\"https://a.example/x\"}",
+             source, title);
+    expect_error(e, "create-job/", key, b, 409, "JOB_EXISTS", "title");
+}
+
 /* Creates a job and returns its job_id (malloc'd). */
 static char *create(const env *e, const char *key, const char *title, const char *extra)
 {
@@ -902,10 +915,7 @@ START_TEST(test_job_exists)
     char key2[128];
     add_source(e.core, "acme", "Second_ERP", "{\"trusted_ips\":\"127.0.0.1\",\"job_id_prefix\":\"KAAUH\"}",
                key2, sizeof key2);
-    expect_error(&e, "create-job/", key2,
-                 "{\"action\":\"create_job\",\"source_name\":\"Second_ERP\",\"title\":\"Data Analyst\","
-                 "\"application_url\":\"https://a.example/x\"}",
-                 409, "JOB_EXISTS", "title");
+    expect_title_taken(&e, key2, "Second_ERP", "Data Analyst");
     /* A refused title draws no job number (the title's guard and the job
      * number are one store_batch since ABI 1.3: the number only when the
      * title was never seen). */
@@ -954,10 +964,7 @@ START_TEST(test_older_host)
     ck_assert(!AH_HAS(&e.core->host, store_batch));
     char *id = create(&e, e.key, "Data Analyst", NULL);
     ck_assert_msg(matches("^KAAUH-20[0-9]{2}-0001$", id), "%s", id);
-    expect_error(&e, "create-job/", e.key,
-                 "{\"action\":\"create_job\",\"source_name\":\"Main_ERP\",\"title\":\"data analyst\","
-                 "\"application_url\":\"https://a.example/x\"}",
-                 409, "JOB_EXISTS", "title");
+    expect_title_taken(&e, e.key, "Main_ERP", "data analyst");
     char *next = create(&e, e.key, "Data Engineer", NULL);
     ck_assert_msg(matches("^KAAUH-20[0-9]{2}-0002$", next), "%s", next);
     e.core->host.struct_size = sizeof(ah_host_api);
@@ -966,10 +973,7 @@ START_TEST(test_older_host)
     e.core->host.abi_minor = 3;
     char *third = create(&e, e.key, "Data Scientist", NULL);
     ck_assert_msg(matches("^KAAUH-20[0-9]{2}-0003$", third), "%s", third);
-    expect_error(&e, "create-job/", e.key,
-                 "{\"action\":\"create_job\",\"source_name\":\"Main_ERP\",\"title\":\"data scientist\","
-                 "\"application_url\":\"https://a.example/x\"}",
-                 409, "JOB_EXISTS", "title");
+    expect_title_taken(&e, e.key, "Main_ERP", "data scientist");
     e.core->host.abi_minor = AH_ABI_MINOR;
     free(third);
     free(id);
@@ -1021,10 +1025,7 @@ START_TEST(test_isolated_round_trips)
     /* A seen title: the batch (no number drawn), the exact look-up of the
      * open job. */
     before = round_trips(&e);
-    expect_error(&e, "create-job/", e.key,
-                 "{\"action\":\"create_job\",\"source_name\":\"Main_ERP\",\"title\":\"counted\","
-                 "\"application_url\":\"https://a.example/x\"}",
-                 409, "JOB_EXISTS", "title");
+    expect_title_taken(&e, e.key, "Main_ERP", "counted");
     ck_assert_int_eq(round_trips(&e) - before, 2);
     /* A key no source holds: 401 with no host call. */
     before = round_trips(&e);
