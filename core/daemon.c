@@ -127,6 +127,7 @@ void ah_daemon_prune(ah_core *core)
  * handed to their own pool (ah_webhooks_tick returns at once). */
 static void *ticker_main(void *arg)
 {
+    (void)pthread_setname_np(pthread_self(), "ah-ticker"); /* top -H, perf */
     ah_core *core = arg;
     long last_prune = mono_seconds() - AH_PRUNE_EVERY_S;
     long beat_every = (long)(ah_claim_ttl(core) / 3000);

@@ -158,6 +158,7 @@ static void on_progress(void *arg, const char *type, const ah_sync_stats *st)
 
 static void *run_main(void *arg)
 {
+    (void)pthread_setname_np(pthread_self(), "ah-sync-run"); /* top -H, perf */
     entry *en = arg;
     char err[512] = "";
     int rc = ah_sync_run(en->core, en->tenant, en->name,

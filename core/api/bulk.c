@@ -564,6 +564,7 @@ static bool run_next_job(ah_core *core, ah_bulk *t)
 
 static void *bulk_main(void *arg)
 {
+    (void)pthread_setname_np(pthread_self(), "ah-bulk"); /* top -H, perf */
     ah_core *core = arg;
     ah_bulk *t = core->bulk;
     for (;;) {
@@ -603,6 +604,7 @@ static bool past(const struct timespec *at, const struct timespec *now)
  * or the worker stops. The requests hold no thread meanwhile. */
 static void *bulk_waiters_main(void *arg)
 {
+    (void)pthread_setname_np(pthread_self(), "ah-bulk-wait"); /* top -H, perf */
     ah_core *core = arg;
     ah_bulk *t = core->bulk;
     pthread_mutex_lock(&t->mu);

@@ -783,6 +783,7 @@ static bool has_slot(const ah_webhooks *w, int64_t id)
 
 static void *worker_main(void *arg)
 {
+    (void)pthread_setname_np(pthread_self(), "ah-webhook"); /* top -H, perf */
     ah_webhooks *w = arg;
     ah_core *core = w->core;
     pthread_mutex_lock(&w->mu);

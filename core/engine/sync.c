@@ -1345,6 +1345,7 @@ static void sched_pass(ah_core *core)
 
 static void *pass_main(void *arg)
 {
+    (void)pthread_setname_np(pthread_self(), "ah-sync-pass"); /* top -H, perf */
     ah_core *core = arg;
     sched_pass(core);
     pthread_mutex_lock(&core->sync->lock);
@@ -1368,6 +1369,7 @@ static double mono_s(void)
  * pass stops between two runs once the lease is lost). */
 static void *sched_main(void *arg)
 {
+    (void)pthread_setname_np(pthread_self(), "ah-sync-sched"); /* top -H, perf */
     ah_core *core = arg;
     ah_sync *s = core->sync;
     ah_store *st = core->store;

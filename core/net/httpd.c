@@ -2401,6 +2401,7 @@ static void close_listener(ah_httpd *h)
  * deadlines, until ah_httpd_free. */
 static void *acceptor_main(void *arg)
 {
+    (void)pthread_setname_np(pthread_self(), "ah-accept"); /* top -H, perf */
     ah_httpd *h = arg;
     bool listening = true;
     long wait_ms = -1;

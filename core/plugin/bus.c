@@ -520,6 +520,7 @@ static void msg_clear(bus_msg *m)
 
 static void *bus_worker(void *arg)
 {
+    (void)pthread_setname_np(pthread_self(), "ah-bus"); /* top -H, perf */
     ah_bus *b = arg;
     pthread_mutex_lock(&b->mu);
     for (;;) {

@@ -167,6 +167,7 @@ static void let_group_grow(ah_store_committer *c)
 
 static void *committer_main(void *arg)
 {
+    (void)pthread_setname_np(pthread_self(), "ah-commit"); /* top -H, perf */
     ah_store_committer *c = arg;
     pthread_mutex_lock(&c->mu);
     for (;;) {
