@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <check.h>
+#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -1247,6 +1248,54 @@ START_TEST(test_committer)
 END_TEST
 
 
+/* Field 19 (nice) of a /proc stat file, -100 when unreadable. */
+static int stat_nice(const char *path)
+{
+    FILE *fp = fopen(path, "r");
+    if (fp == NULL)
+        return -100;
+    char line[1024];
+    char *got = fgets(line, sizeof line, fp);
+    fclose(fp);
+    char *p = got != NULL ? strrchr(line, ')') : NULL; /* after the name */
+    int nice = -100;
+    if (p == NULL ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %d", &nice) != 1)
+        return -100;
+    return nice;
+}
+
+/* The nice value of this process's thread named `comm` (NULL: the calling
+ * thread), -100 when there is none. */
+static int thread_nice(const char *comm)
+{
+    char path[300];
+    if (comm == NULL) {
+        snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)gettid());
+        return stat_nice(path);
+    }
+    DIR *d = opendir("/proc/self/task");
+    if (d == NULL)
+        return -100;
+    int nice = -100;
+    struct dirent *de;
+    while (nice == -100 && (de = readdir(d)) != NULL) {
+        char name[64] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", de->d_name);
+        FILE *fp = de->d_name[0] != '.' ? fopen(path, "r") : NULL;
+        if (fp == NULL)
+            continue;
+        if (fgets(name, sizeof name, fp) != NULL)
+            name[strcspn(name, "\n")] = '\0';
+        fclose(fp);
+        snprintf(path, sizeof path, "/proc/self/task/%s/stat", de->d_name);
+        if (strcmp(name, comm) == 0)
+            nice = stat_nice(path);
+    }
+    closedir(d);
+    return nice;
+}
+
 /* The WAL does not grow without end: the checkpointer copies it into the
  * database while commits go on, and the WAL then restarts. 3,000 commits of
  * a 6 KB log entry each are ~3,000 WAL frames, past the checkpointer's
@@ -1276,6 +1325,10 @@ START_TEST(test_wal_checkpointed)
     }
     ck_assert_msg(st.st_size > 8 * 1000 * 1000, "the database holds %lld bytes: not checkpointed",
                   (long long)st.st_size);
+    /* It runs on a thread of its own name at a lower priority than the
+     * request threads (this one: nice 0). */
+    ck_assert_int_eq(thread_nice("ah-checkpoint"), 10);
+    ck_assert_int_eq(thread_nice(NULL), 0);
     fx_done(&f);
 }
 END_TEST
