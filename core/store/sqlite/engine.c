@@ -688,10 +688,11 @@ ah_store *ah_store_sqlite_open(const char *path, const struct ah_logger *lg, cha
         free(s);
         return NULL;
     }
+    /* The writer's WAL frames go out one transaction at a time (walbuf.c). */
     int rc = sqlite3_open_v2(path, &s->db,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                                  SQLITE_OPEN_NOMUTEX,
-                             NULL);
+                             ah_sq_walbuf_vfs());
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "cannot open SQLite database %s: %s", path,
                  s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));

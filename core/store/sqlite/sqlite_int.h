@@ -321,6 +321,16 @@ char *ah_sq_fields_text(sqlite3_stmt *st, int raw_col, int fields_col, bool *oom
 /** Registers ah_fields(raw, fields) and ah_fields_pack(raw, fields). */
 int ah_sq_fields_register(sqlite3 *db, ah_sq_packer *p);
 
+/* ---- walbuf.c ---------------------------------------------------------- */
+
+#define AH_SQ_WALBUF_VFS "ah-walbuf"
+/** The name of the VFS that writes a transaction's WAL frames in one
+ *  pwrite() (walbuf.c), registered on first call; NULL (SQLite's default
+ *  then serves) when it could not be. For the writer connection only. */
+const char *ah_sq_walbuf_vfs(void);
+/** WAL writes SQLite made through it, and the writes they became. */
+void ah_sq_walbuf_stats(unsigned long long *writes, unsigned long long *flushes);
+
 /* ---- schema.c ---------------------------------------------------------- */
 
 int ah_sq_migrate(ah_store *st);

@@ -1,0 +1,309 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The SQLite writer's VFS that gathers a transaction's WAL frames into one
+ * write (core/store/sqlite/walbuf.c): what a reader on the default VFS sees
+ * after each COMMIT (while a checkpointer copies the WAL back and other
+ * readers read), transactions larger than the buffer, savepoints rolled
+ * back, a page cache small enough that frames are written before the
+ * COMMIT, and what a kill -9 leaves: every acknowledged transaction, and a
+ * database that passes integrity_check.
+ *
+ * A unit test of the engine's internals: it includes sqlite_int.h for the
+ * VFS's name and counters.
+ */
+#include <check.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "sqlite_int.h"
+
+static char dir[64];
+static char path[128];
+
+static void setup(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/ah-walbuf.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/t.db", dir);
+}
+
+static void teardown(void)
+{
+    char p[160];
+    static const char *const suffix[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
+        snprintf(p, sizeof p, "%s%s", path, suffix[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+}
+
+static void exec_ok(sqlite3 *db, const char *sql)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    ck_assert_msg(rc == SQLITE_OK, "%s: %s", sql, msg != NULL ? msg : sqlite3_errmsg(db));
+}
+
+/* The writer as the store opens it: through the VFS, WAL, NORMAL. */
+static sqlite3 *open_writer(int cache_pages)
+{
+    const char *vfs = ah_sq_walbuf_vfs();
+    ck_assert_ptr_nonnull(vfs);
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, vfs),
+                     SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    exec_ok(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0");
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA cache_size=%d", cache_pages);
+    exec_ok(db, sql);
+    exec_ok(db, "CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, b BLOB NOT NULL)");
+    return db;
+}
+
+static sqlite3 *open_plain(void)
+{
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    return db;
+}
+
+/* Rows and their bytes, as a connection sees them. */
+static void totals(sqlite3 *db, long long *rows, long long *bytes)
+{
+    sqlite3_stmt *q = NULL;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT count(*), coalesce(sum(length(b)), 0) FROM t",
+                                        -1, &q, NULL),
+                     SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+    *rows = sqlite3_column_int64(q, 0);
+    *bytes = sqlite3_column_int64(q, 1);
+    sqlite3_finalize(q);
+}
+
+static void insert(sqlite3 *db, sqlite3_stmt *ins, int len, unsigned *seed)
+{
+    unsigned char b[4096];
+    for (int i = 0; i < len; i++) {
+        *seed = *seed * 1103515245u + 12345u;
+        b[i] = (unsigned char)(*seed >> 16);
+    }
+    sqlite3_reset(ins);
+    ck_assert_int_eq(sqlite3_bind_blob(ins, 1, b, len, SQLITE_TRANSIENT), SQLITE_OK);
+    ck_assert_msg(sqlite3_step(ins) == SQLITE_DONE, "%s", sqlite3_errmsg(db));
+}
+
+typedef struct side {
+    atomic_bool stop;
+    atomic_long passes;
+    bool checkpoint; /* else: a reader whose totals never go down */
+    char err[128];
+} side;
+
+/* Another connection on the default VFS, while the writer commits. */
+static void *side_main(void *arg)
+{
+    side *sd = arg;
+    sqlite3 *db = open_plain();
+    long long last = 0;
+    while (!atomic_load(&sd->stop)) {
+        if (sd->checkpoint) {
+            int nlog = 0, ncopied = 0;
+            int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &nlog, &ncopied);
+            if (rc != SQLITE_OK && rc != SQLITE_BUSY && sd->err[0] == '\0')
+                snprintf(sd->err, sizeof sd->err, "checkpoint: %s", sqlite3_errmsg(db));
+        } else {
+            long long rows = 0, bytes = 0;
+            sqlite3_stmt *q = NULL;
+            if (sqlite3_prepare_v2(db, "SELECT count(*), coalesce(sum(length(b)), 0) FROM t", -1,
+                                   &q, NULL) == SQLITE_OK &&
+                sqlite3_step(q) == SQLITE_ROW) {
+                rows = sqlite3_column_int64(q, 0);
+                bytes = sqlite3_column_int64(q, 1);
+                (void)bytes;
+            } else if (sd->err[0] == '\0') {
+                snprintf(sd->err, sizeof sd->err, "read: %s", sqlite3_errmsg(db));
+            }
+            sqlite3_finalize(q);
+            if (rows < last && sd->err[0] == '\0')
+                snprintf(sd->err, sizeof sd->err, "rows went from %lld to %lld", last, rows);
+            last = rows;
+        }
+        atomic_fetch_add(&sd->passes, 1);
+    }
+    sqlite3_close(db);
+    return NULL;
+}
+
+/* After each COMMIT a reader on the default VFS sees exactly the rows
+ * committed so far, while another reader and a checkpointer run; the
+ * transactions run from one row to ~240 KiB (past the buffer), some roll a
+ * savepoint back, and with a 16-page cache most write frames before their
+ * COMMIT. The WAL's writes were gathered: far fewer writes than SQLite's. */
+START_TEST(test_commits_visible_and_gathered)
+{
+    sqlite3 *w = open_writer(_i == 0 ? 2000 : 16);
+    sqlite3 *r = open_plain();
+    side ck = {.checkpoint = true}, rd = {.checkpoint = false};
+    pthread_t t1, t2;
+    ck_assert_int_eq(pthread_create(&t1, NULL, side_main, &ck), 0);
+    ck_assert_int_eq(pthread_create(&t2, NULL, side_main, &rd), 0);
+    unsigned long long w0 = 0, f0 = 0, w1 = 0, f1 = 0;
+    ah_sq_walbuf_stats(&w0, &f0);
+    sqlite3_stmt *ins = NULL;
+    ck_assert_int_eq(sqlite3_prepare_v2(w, "INSERT INTO t(b) VALUES (?)", -1, &ins, NULL), SQLITE_OK);
+    unsigned seed = 7;
+    long long rows = 0, bytes = 0;
+    for (int tx = 0; tx < 300; tx++) {
+        int n = 1 + (tx * 7) % 60;
+        int len = 500 + (tx * 131) % 3500;
+        exec_ok(w, "BEGIN IMMEDIATE");
+        for (int i = 0; i < n; i++)
+            insert(w, ins, len, &seed);
+        if (tx % 10 == 3) { /* rows written, then undone */
+            exec_ok(w, "SAVEPOINT sp");
+            for (int i = 0; i < 40; i++)
+                insert(w, ins, 4000, &seed);
+            exec_ok(w, "ROLLBACK TO sp; RELEASE sp");
+        }
+        if (tx % 25 == 11) { /* a whole transaction undone */
+            exec_ok(w, "ROLLBACK");
+            continue;
+        }
+        exec_ok(w, "COMMIT");
+        rows += n;
+        bytes += (long long)n * len;
+        long long got_rows = -1, got_bytes = -1;
+        totals(r, &got_rows, &got_bytes);
+        ck_assert_int_eq(got_rows, rows);
+        ck_assert_int_eq(got_bytes, bytes);
+    }
+    sqlite3_finalize(ins);
+    ah_sq_walbuf_stats(&w1, &f1);
+    atomic_store(&ck.stop, true);
+    atomic_store(&rd.stop, true);
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    ck_assert_msg(ck.err[0] == '\0', "%s", ck.err);
+    ck_assert_msg(rd.err[0] == '\0', "%s", rd.err);
+    ck_assert_int_gt(ck.passes, 0);
+    ck_assert_int_gt(rd.passes, 0);
+    ck_assert_msg(w1 - w0 > 4 * (f1 - f0), "%llu WAL writes became %llu", w1 - w0, f1 - f0);
+    sqlite3_stmt *q = NULL;
+    ck_assert_int_eq(sqlite3_prepare_v2(r, "PRAGMA integrity_check", -1, &q, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+    ck_assert_str_eq((const char *)sqlite3_column_text(q, 0), "ok");
+    sqlite3_finalize(q);
+    sqlite3_close(r);
+    ck_assert_int_eq(sqlite3_close(w), SQLITE_OK);
+    /* Reopened on the default VFS (the WAL recovered from the file alone). */
+    sqlite3 *again = open_plain();
+    long long got_rows = -1, got_bytes = -1;
+    totals(again, &got_rows, &got_bytes);
+    ck_assert_int_eq(got_rows, rows);
+    ck_assert_int_eq(got_bytes, bytes);
+    sqlite3_close(again);
+}
+END_TEST
+
+/* The killed writer (a child process): no Check assertion here, as it
+ * would write to the test's own result channel; a failure exits. Writes
+ * each transaction's number to fds[1] once its COMMIT has returned. */
+static void writer_child(int fds[2])
+{
+    close(fds[0]);
+    sqlite3 *w = NULL;
+    sqlite3_stmt *ins = NULL;
+    if (sqlite3_open_v2(path, &w, SQLITE_OPEN_READWRITE, ah_sq_walbuf_vfs()) != SQLITE_OK ||
+        sqlite3_exec(w, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL", NULL, NULL, NULL) !=
+            SQLITE_OK ||
+        sqlite3_prepare_v2(w, "INSERT INTO t(b) VALUES (?)", -1, &ins, NULL) != SQLITE_OK)
+        _exit(2);
+    static unsigned char b[3000];
+    for (int tx = 1;; tx++) {
+        if (sqlite3_exec(w, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+            _exit(3);
+        for (int i = 0; i < 1 + tx % 40; i++) {
+            memset(b, tx + i, sizeof b);
+            sqlite3_reset(ins);
+            if (sqlite3_bind_blob(ins, 1, b, (int)sizeof b, SQLITE_STATIC) != SQLITE_OK ||
+                sqlite3_step(ins) != SQLITE_DONE)
+                _exit(4);
+        }
+        if (sqlite3_exec(w, "COMMIT", NULL, NULL, NULL) != SQLITE_OK ||
+            write(fds[1], &tx, sizeof tx) != (ssize_t)sizeof tx)
+            _exit(5);
+    }
+}
+
+/* A writer killed (SIGKILL) at an arbitrary point of its stream of
+ * commits: every transaction whose COMMIT had returned is in the database,
+ * and the database is sound. */
+START_TEST(test_kill9_keeps_acknowledged)
+{
+    sqlite3 *init = open_writer(2000);
+    ck_assert_int_eq(sqlite3_close(init), SQLITE_OK);
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0)
+        writer_child(fds); /* never returns */
+    close(fds[1]);
+    int acked = 0, tx = 0;
+    while (acked < 400 && read(fds[0], &tx, sizeof tx) == (ssize_t)sizeof tx)
+        acked = tx;
+    ck_assert_int_eq(acked, 400);
+    ck_assert_int_eq(kill(pid, SIGKILL), 0);
+    int st = 0;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert(WIFSIGNALED(st));
+    /* Acknowledged after our last read, before the kill: count those too. */
+    while (read(fds[0], &tx, sizeof tx) == (ssize_t)sizeof tx)
+        acked = tx;
+    close(fds[0]);
+    long long want = 0;
+    for (int i = 1; i <= acked; i++)
+        want += 1 + i % 40;
+    sqlite3 *db = open_plain();
+    long long rows = 0, bytes = 0;
+    totals(db, &rows, &bytes);
+    ck_assert_msg(rows >= want, "%lld rows after kill -9, %lld acknowledged", rows, want);
+    long long whole = 0; /* transactions are all or nothing */
+    for (int i = 1; whole < rows; i++)
+        whole += 1 + i % 40;
+    ck_assert_int_eq(whole, rows);
+    sqlite3_stmt *q = NULL;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &q, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+    ck_assert_str_eq((const char *)sqlite3_column_text(q, 0), "ok");
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("walbuf");
+    TCase *tc = tcase_create("walbuf");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, test_commits_visible_and_gathered, 0, 2);
+    tcase_add_test(tc, test_kill9_keeps_acknowledged);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}
