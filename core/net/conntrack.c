@@ -276,10 +276,14 @@ void ah_conntrack_headers_done(ah_conn_entry *e)
     atomic_store(&e->body_got, 0);
     atomic_store(&e->phase, CT_BODY);
     atomic_store(&e->deadline_ms, now + e->t->o.header_timeout_ms);
-    ah_conntrack_kick_closed(e);
+    /* No kick: an end of stream that came with the request line was seen
+     * by request_begun's, one that comes later raises an edge of its own,
+     * and a body's bytes kick while more are due; what is left (headers and
+     * the end in one later read, then nothing) is the reaper's, within
+     * CT_PEEK_EVERY_MS. */
 }
 
-void ah_conntrack_body_bytes(ah_conn_entry *e, size_t n)
+void ah_conntrack_body_bytes(ah_conn_entry *e, size_t n, bool more)
 {
     if (e == NULL || atomic_load(&e->phase) != CT_BODY)
         return;
@@ -289,7 +293,10 @@ void ah_conntrack_body_bytes(ah_conn_entry *e, size_t n)
     long long start = atomic_load(&e->body_start_ms);
     atomic_store(&e->deadline_ms, start + e->t->o.header_timeout_ms +
                                       (long long)(got * 1000ull / e->t->o.min_body_rate));
-    ah_conntrack_kick_closed(e);
+    /* The whole body is read: the request runs and the kick after its
+     * answer (httpd.c) sees an end of stream that came with it. */
+    if (more)
+        ah_conntrack_kick_closed(e);
 }
 
 void ah_conntrack_busy(ah_conn_entry *e)

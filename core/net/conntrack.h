@@ -59,16 +59,20 @@ void ah_conntrack_release(ah_conntrack *t, ah_conn_entry *e);
 /** Phases, from the server thread that owns the connection. */
 void ah_conntrack_request_begun(ah_conn_entry *e); /* its request line is read */
 void ah_conntrack_headers_done(ah_conn_entry *e);
-void ah_conntrack_body_bytes(ah_conn_entry *e, size_t n);
+/** n more bytes of the body are read; more: the server still waits for
+ *  some (a declared length not reached, or a chunked body). */
+void ah_conntrack_body_bytes(ah_conn_entry *e, size_t n, bool more);
 /** The request is read (or answered early): no deadline while it runs. */
 void ah_conntrack_busy(ah_conn_entry *e);
 /** The answer is sent and the connection kept alive. */
 void ah_conntrack_idle(ah_conn_entry *e);
-/** After an answer, and as each part of a request is read (the phase calls
- *  above call it): when the client has closed its side and left nothing to
- *  read, makes the server notice at once (its edge-triggered poll may have
- *  consumed the end of stream with the request's last bytes), so that a
- *  request cut short is closed then, not at its deadline. */
+/** After an answer, when a request begins, and as body bytes arrive while
+ *  more are due (the phase calls above call it): when the client has
+ *  closed its side and left nothing to read, makes the server notice at
+ *  once (its edge-triggered poll may have consumed the end of stream with
+ *  the request's bytes), so that a request cut short is closed then, not
+ *  at its deadline. Each is a system call: not made where the next one
+ *  would see the same (see conntrack.c). */
 void ah_conntrack_kick_closed(ah_conn_entry *e);
 
 /** Shuts down every connection past its deadline, and lets the server see

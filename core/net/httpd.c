@@ -164,6 +164,8 @@ struct ah_http_exchange {
     size_t body_len;
     size_t body_cap;
     size_t drained;
+    uint64_t body_due; /* the declared Content-Length, UINT64_MAX when not known */
+    uint64_t body_seen; /* body bytes read */
     cJSON *json;
     ah_hdr *headers;
     struct ex_vals *vals; /* ah_ex_detach's copy of headers, cookies and query */
@@ -2070,6 +2072,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 
         length_scan s = {0};
         MHD_get_connection_values(conn, MHD_HEADER_KIND, scan_header, &s);
+        ex->body_due = s.n_cl > 0 ? s.cl : s.n_te > 0 ? UINT64_MAX : 0;
         if (s.header_bytes > AH_HTTPD_MAX_HEADERS) {
             ex_error_close(ex, 431, true, "headers_too_large",
                            "the header fields exceed %zu bytes", AH_HTTPD_MAX_HEADERS);
@@ -2133,7 +2136,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     size_t n = *upload_data_size;
     if (n > 0) {
         *upload_data_size = 0;
-        ah_conntrack_body_bytes(ex->ce, n);
+        ex->body_seen += n;
+        ah_conntrack_body_bytes(ex->ce, n, ex->body_seen < ex->body_due);
         if (ex->too_large) {
             ex->drained += n;
             return ex->drained > AH_HTTPD_DRAIN_MAX ? MHD_NO : MHD_YES;
