@@ -688,7 +688,8 @@ ah_store *ah_store_sqlite_open(const char *path, const struct ah_logger *lg, cha
         free(s);
         return NULL;
     }
-    /* The writer's WAL frames go out one transaction at a time (walbuf.c). */
+    /* The writer's WAL frames go out gathered, before each commit is
+     * published, not two system calls a frame (walbuf.c). */
     int rc = sqlite3_open_v2(path, &s->db,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                                  SQLITE_OPEN_NOMUTEX,
