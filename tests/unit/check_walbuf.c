@@ -5,8 +5,9 @@
  * after each COMMIT (while a checkpointer copies the WAL back and other
  * readers read), transactions larger than the buffer, savepoints rolled
  * back, a page cache small enough that frames are written before the
- * COMMIT, and what a kill -9 leaves: every acknowledged transaction, and a
- * database that passes integrity_check.
+ * COMMIT, what a kill -9 leaves (every acknowledged transaction, and a
+ * database that passes integrity_check), and a COMMIT whose frames cannot
+ * be written (it fails, and nobody sees it).
  *
  * A unit test of the engine's internals: it includes sqlite_int.h for the
  * VFS's name and counters.
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -292,6 +294,84 @@ START_TEST(test_kill9_keeps_acknowledged)
 }
 END_TEST
 
+/* The child of test_commit_fails_cleanly (no Check assertion here). The
+ * WAL may not grow past `limit` bytes (RLIMIT_FSIZE, as a full disk would
+ * stop it): transactions of ~100 KiB are committed until a COMMIT fails;
+ * then a reader on the default VFS must see exactly the acknowledged ones.
+ * Exit status: 0 as it should be, 10 no COMMIT failed, 11 the reader saw
+ * another count, 12 integrity_check failed, 13 the reader could not read,
+ * 2-5 set-up failures. */
+static void full_child(rlim_t limit)
+{
+    struct rlimit rl = {limit, limit};
+    signal(SIGXFSZ, SIG_IGN);
+    sqlite3 *w = NULL;
+    sqlite3_stmt *ins = NULL;
+    if (sqlite3_open_v2(path, &w, SQLITE_OPEN_READWRITE, ah_sq_walbuf_vfs()) != SQLITE_OK ||
+        sqlite3_exec(w, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+                        "PRAGMA wal_autocheckpoint=0; SELECT count(*) FROM t",
+                     NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(w, "INSERT INTO t(b) VALUES (?)", -1, &ins, NULL) != SQLITE_OK)
+        _exit(2);
+    if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+        _exit(3);
+    static unsigned char b[20000];
+    long long acked = 0;
+    bool failed = false;
+    for (int tx = 1; tx < 1000 && !failed; tx++) {
+        if (sqlite3_exec(w, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+            _exit(4);
+        for (int i = 0; i < 5 && !failed; i++) {
+            memset(b, tx * 7 + i, sizeof b);
+            sqlite3_reset(ins);
+            failed = sqlite3_bind_blob(ins, 1, b, (int)sizeof b, SQLITE_STATIC) != SQLITE_OK ||
+                     sqlite3_step(ins) != SQLITE_DONE;
+        }
+        if (!failed && sqlite3_exec(w, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+            acked += 5;
+        else
+            failed = true;
+        if (failed && !sqlite3_get_autocommit(w))
+            (void)sqlite3_exec(w, "ROLLBACK", NULL, NULL, NULL);
+    }
+    if (!failed)
+        _exit(10);
+    sqlite3 *r = NULL;
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_open_v2(path, &r, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(r, "SELECT count(*) FROM t", -1, &q, NULL) != SQLITE_OK ||
+        sqlite3_step(q) != SQLITE_ROW)
+        _exit(13);
+    long long rows = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    if (rows != acked)
+        _exit(11);
+    if (sqlite3_prepare_v2(r, "PRAGMA integrity_check", -1, &q, NULL) != SQLITE_OK ||
+        sqlite3_step(q) != SQLITE_ROW || strcmp((const char *)sqlite3_column_text(q, 0), "ok") != 0)
+        _exit(12);
+    sqlite3_finalize(q);
+    _exit(0);
+}
+
+/* A COMMIT whose frames cannot be written (the WAL may not grow: a full
+ * disk) fails, and nobody sees it: the acknowledged transactions, and only
+ * they, are in the database, which stays sound. */
+START_TEST(test_commit_fails_cleanly)
+{
+    sqlite3 *init = open_writer(2000);
+    ck_assert_int_eq(sqlite3_close(init), SQLITE_OK);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0)
+        full_child((rlim_t)1500 * 1000);
+    int st = 0;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFEXITED(st), "the child died (status %d)", st);
+    ck_assert_msg(WEXITSTATUS(st) == 0, "exit status %d (full_child says what it means)",
+                  WEXITSTATUS(st));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("walbuf");
@@ -300,6 +380,7 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, test_commits_visible_and_gathered, 0, 2);
     tcase_add_test(tc, test_kill9_keeps_acknowledged);
+    tcase_add_test(tc, test_commit_fails_cleanly);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

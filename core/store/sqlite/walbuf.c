@@ -11,19 +11,23 @@
  * the frames of a WAL file are appended to a buffer while they follow one
  * another in the file, and the buffer goes to the file in one pwrite():
  *
- *   - before the WAL's new length is published to other connections: the
- *     writer publishes it in the shared-memory index, whose header it
- *     writes around an xShmBarrier on the database file; every barrier,
- *     shared-memory lock or unmap of a file opened here first writes out
- *     what is buffered (a reader takes the new length only after it), so
- *     nobody can read a frame that is not in the file;
+ *   - with a commit frame's page (the last frame of a transaction): so
+ *     that a write that fails (a full disk) fails that xWrite, and SQLite
+ *     rolls the commit back before publishing it. What it writes after
+ *     (the frames' checksums rewritten) goes straight to the file;
+ *   - before the WAL's new length is published to other connections
+ *     (nothing is left by then; kept as a safeguard): the writer publishes
+ *     it in the shared-memory index, whose header it writes around an
+ *     xShmBarrier on the database file; every barrier, shared-memory lock
+ *     or unmap, and unlock of a file opened here writes out what is
+ *     buffered, so nobody can read a frame that is not in the file;
  *   - before anything else touches the WAL file itself (read, sync,
  *     truncate, size, file control, close), and before a write that does
  *     not follow the buffered ones or would overflow the buffer.
  *
  * What a kill -9 finds is therefore a prefix of what SQLite wrote, as
  * without the buffer; a transaction whose COMMIT returned had its frames
- * written (the barrier came first). Only the writer connection uses it:
+ * written (with its commit frame). Only the writer connection uses it:
  * the readers and the checkpointer never write the WAL.
  *
  * One file at a time holds buffered frames (SQLite lets one connection
@@ -50,6 +54,8 @@ typedef struct walbuf_file {
     unsigned char *buf; /* WALBUF_CAP bytes, allocated at the first write */
     size_t len;         /* bytes buffered */
     sqlite3_int64 off;  /* where they go in the file */
+    bool commit_frame;  /* the last write was a commit frame's header */
+    sqlite3_int64 commit_end; /* > 0: a commit's frames are written, up to here */
 } walbuf_file;
 
 static sqlite3_vfs walbuf_vfs;
@@ -111,29 +117,68 @@ static int wb_read(sqlite3_file *pf, void *p, int n, sqlite3_int64 off)
     return rc != SQLITE_OK ? rc : f->real->pMethods->xRead(f->real, p, n, off);
 }
 
-static int wb_write(sqlite3_file *pf, const void *p, int n, sqlite3_int64 off)
+/* A WAL frame's header: 24 bytes, the page number, then the database's size
+ * in pages after a commit (the commit frame) or 0 (SQLite's file format). */
+#define WAL_FRAME_HDR 24
+#define WAL_FILE_HDR 32
+
+static bool is_commit_header(const void *p, int n)
 {
-    walbuf_file *f = (walbuf_file *)pf;
-    if (!f->wal || n <= 0)
-        return f->real->pMethods->xWrite(f->real, p, n, off);
-    atomic_fetch_add_explicit(&n_writes, 1, memory_order_relaxed);
-    pthread_mutex_lock(&pending_mu);
+    const unsigned char *b = p;
+    return n == WAL_FRAME_HDR && (b[4] | b[5] | b[6] | b[7]) != 0;
+}
+
+/* Appends to f's buffer, written out first when the write does not follow
+ * on or does not fit (pending_mu held). */
+static int append_locked(walbuf_file *f, const void *p, int n, sqlite3_int64 off)
+{
     int rc = SQLITE_OK;
     if (pending != NULL && pending != f)
         rc = flush_locked(pending);
     if (rc == SQLITE_OK && f->len > 0 &&
         (off != f->off + (sqlite3_int64)f->len || f->len + (size_t)n > WALBUF_CAP))
         rc = flush_locked(f);
-    if (rc == SQLITE_OK && f->buf == NULL && (size_t)n <= WALBUF_CAP)
-        f->buf = malloc(WALBUF_CAP); /* NULL: written through, as below */
-    if (rc == SQLITE_OK && f->buf != NULL && (size_t)n <= WALBUF_CAP) {
-        if (f->len == 0)
-            f->off = off;
-        memcpy(f->buf + f->len, p, (size_t)n);
-        f->len += (size_t)n;
-        pending = f;
-    } else if (rc == SQLITE_OK) {
-        rc = f->real->pMethods->xWrite(f->real, p, n, off);
+    if (rc == SQLITE_OK && f->buf == NULL)
+        f->buf = malloc(WALBUF_CAP);
+    if (rc != SQLITE_OK)
+        return rc;
+    if (f->buf == NULL) /* out of memory: written through */
+        return f->real->pMethods->xWrite(f->real, p, n, off);
+    if (f->len == 0)
+        f->off = off;
+    memcpy(f->buf + f->len, p, (size_t)n);
+    f->len += (size_t)n;
+    pending = f;
+    return SQLITE_OK;
+}
+
+/* A commit's frames are written out with the commit frame's page, so that
+ * this write, not the barrier that publishes the commit (it cannot fail),
+ * reports an error (a full disk): SQLite then rolls the commit back. What
+ * SQLite writes before publishing it (the frames' checksums rewritten, at
+ * offsets below) goes straight to the file for the same reason. */
+static int wb_write(sqlite3_file *pf, const void *p, int n, sqlite3_int64 off)
+{
+    walbuf_file *f = (walbuf_file *)pf;
+    if (!f->wal || n <= 0 || (size_t)n > WALBUF_CAP)
+        return flush_file(f) != SQLITE_OK ? SQLITE_IOERR_WRITE
+                                          : f->real->pMethods->xWrite(f->real, p, n, off);
+    atomic_fetch_add_explicit(&n_writes, 1, memory_order_relaxed);
+    pthread_mutex_lock(&pending_mu);
+    int rc;
+    if (f->commit_end > 0 && off < f->commit_end && !(off == 0 && n == WAL_FILE_HDR)) {
+        rc = flush_locked(f);
+        if (rc == SQLITE_OK)
+            rc = f->real->pMethods->xWrite(f->real, p, n, off);
+    } else {
+        f->commit_end = 0; /* the next transaction's frames, or a new WAL */
+        bool commit_page = f->commit_frame;
+        f->commit_frame = is_commit_header(p, n);
+        rc = append_locked(f, p, n, off);
+        if (rc == SQLITE_OK && commit_page) {
+            f->commit_end = off + n;
+            rc = flush_locked(f);
+        }
     }
     pthread_mutex_unlock(&pending_mu);
     return rc;
