@@ -176,8 +176,9 @@ static int wb_write(sqlite3_file *pf, const void *p, int n, sqlite3_int64 off)
         f->commit_frame = is_commit_header(p, n);
         rc = append_locked(f, p, n, off);
         if (rc == SQLITE_OK && commit_page) {
-            f->commit_end = off + n;
             rc = flush_locked(f);
+            /* Failed: SQLite rolls back and writes these frames again. */
+            f->commit_end = rc == SQLITE_OK ? off + n : 0;
         }
     }
     pthread_mutex_unlock(&pending_mu);
