@@ -105,6 +105,35 @@ static void insert(sqlite3 *db, sqlite3_stmt *ins, int len, unsigned *seed)
     ck_assert_msg(sqlite3_step(ins) == SQLITE_DONE, "%s", sqlite3_errmsg(db));
 }
 
+/* PRAGMA integrity_check says "ok" (no Check assertion: children use it). */
+static bool integrity_ok(sqlite3 *db)
+{
+    sqlite3_stmt *q = NULL;
+    bool ok = sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &q, NULL) == SQLITE_OK &&
+              sqlite3_step(q) == SQLITE_ROW &&
+              strcmp((const char *)sqlite3_column_text(q, 0), "ok") == 0;
+    sqlite3_finalize(q);
+    return ok;
+}
+
+/* The writer of a child process (no Check assertion there, as it would
+ * write to the test's own result channel): opened through the VFS, with
+ * its insert, checkpointing the WAL itself (SQLite's default) or not;
+ * exits 2 when it cannot be. */
+static sqlite3 *child_writer(sqlite3_stmt **ins, bool autocheckpoint)
+{
+    sqlite3 *w = NULL;
+    if (sqlite3_open_v2(path, &w, SQLITE_OPEN_READWRITE, ah_sq_walbuf_vfs()) != SQLITE_OK ||
+        sqlite3_exec(w,
+                     autocheckpoint ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL"
+                                    : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+                                      "PRAGMA wal_autocheckpoint=0",
+                     NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(w, "INSERT INTO t(b) VALUES (?)", -1, ins, NULL) != SQLITE_OK)
+        _exit(2);
+    return w;
+}
+
 typedef struct side {
     atomic_bool stop;
     atomic_long passes;
@@ -201,11 +230,7 @@ START_TEST(test_commits_visible_and_gathered)
     ck_assert_int_gt(ck.passes, 0);
     ck_assert_int_gt(rd.passes, 0);
     ck_assert_msg(w1 - w0 > 4 * (f1 - f0), "%llu WAL writes became %llu", w1 - w0, f1 - f0);
-    sqlite3_stmt *q = NULL;
-    ck_assert_int_eq(sqlite3_prepare_v2(r, "PRAGMA integrity_check", -1, &q, NULL), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
-    ck_assert_str_eq((const char *)sqlite3_column_text(q, 0), "ok");
-    sqlite3_finalize(q);
+    ck_assert(integrity_ok(r));
     sqlite3_close(r);
     ck_assert_int_eq(sqlite3_close(w), SQLITE_OK);
     /* Reopened on the default VFS (the WAL recovered from the file alone). */
@@ -224,13 +249,8 @@ END_TEST
 static void writer_child(int fds[2])
 {
     close(fds[0]);
-    sqlite3 *w = NULL;
     sqlite3_stmt *ins = NULL;
-    if (sqlite3_open_v2(path, &w, SQLITE_OPEN_READWRITE, ah_sq_walbuf_vfs()) != SQLITE_OK ||
-        sqlite3_exec(w, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL", NULL, NULL, NULL) !=
-            SQLITE_OK ||
-        sqlite3_prepare_v2(w, "INSERT INTO t(b) VALUES (?)", -1, &ins, NULL) != SQLITE_OK)
-        _exit(2);
+    sqlite3 *w = child_writer(&ins, true);
     static unsigned char b[3000];
     for (int tx = 1;; tx++) {
         if (sqlite3_exec(w, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
@@ -285,11 +305,7 @@ START_TEST(test_kill9_keeps_acknowledged)
     for (int i = 1; whole < rows; i++)
         whole += 1 + i % 40;
     ck_assert_int_eq(whole, rows);
-    sqlite3_stmt *q = NULL;
-    ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &q, NULL), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
-    ck_assert_str_eq((const char *)sqlite3_column_text(q, 0), "ok");
-    sqlite3_finalize(q);
+    ck_assert(integrity_ok(db));
     sqlite3_close(db);
 }
 END_TEST
@@ -305,14 +321,8 @@ static void full_child(rlim_t limit)
 {
     struct rlimit rl = {limit, limit};
     signal(SIGXFSZ, SIG_IGN);
-    sqlite3 *w = NULL;
     sqlite3_stmt *ins = NULL;
-    if (sqlite3_open_v2(path, &w, SQLITE_OPEN_READWRITE, ah_sq_walbuf_vfs()) != SQLITE_OK ||
-        sqlite3_exec(w, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
-                        "PRAGMA wal_autocheckpoint=0; SELECT count(*) FROM t",
-                     NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(w, "INSERT INTO t(b) VALUES (?)", -1, &ins, NULL) != SQLITE_OK)
-        _exit(2);
+    sqlite3 *w = child_writer(&ins, false);
     if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
         _exit(3);
     static unsigned char b[20000];
@@ -346,11 +356,7 @@ static void full_child(rlim_t limit)
     sqlite3_finalize(q);
     if (rows != acked)
         _exit(11);
-    if (sqlite3_prepare_v2(r, "PRAGMA integrity_check", -1, &q, NULL) != SQLITE_OK ||
-        sqlite3_step(q) != SQLITE_ROW || strcmp((const char *)sqlite3_column_text(q, 0), "ok") != 0)
-        _exit(12);
-    sqlite3_finalize(q);
-    _exit(0);
+    _exit(integrity_ok(r) ? 0 : 12);
 }
 
 /* A COMMIT whose frames cannot be written (the WAL may not grow: a full
