@@ -160,9 +160,10 @@ static int append_locked(walbuf_file *f, const void *p, int n, sqlite3_int64 off
 static int wb_write(sqlite3_file *pf, const void *p, int n, sqlite3_int64 off)
 {
     walbuf_file *f = (walbuf_file *)pf;
-    if (!f->wal || n <= 0 || (size_t)n > WALBUF_CAP)
-        return flush_file(f) != SQLITE_OK ? SQLITE_IOERR_WRITE
-                                          : f->real->pMethods->xWrite(f->real, p, n, off);
+    if (!f->wal || n <= 0 || (size_t)n > WALBUF_CAP) {
+        int rc = flush_file(f);
+        return rc != SQLITE_OK ? rc : f->real->pMethods->xWrite(f->real, p, n, off);
+    }
     atomic_fetch_add_explicit(&n_writes, 1, memory_order_relaxed);
     pthread_mutex_lock(&pending_mu);
     int rc;
