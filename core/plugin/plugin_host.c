@@ -41,6 +41,7 @@
 #include <openssl/hmac.h>
 
 #include "frame.h"
+#include "jarena.h"
 #include "mirror.h"
 #include "router.h"
 
@@ -807,12 +808,25 @@ static void h_oauth2_invalidate(ah_call *call, const ah_oauth2_params *p)
     (void)call;
 }
 
+/* Texts from this size on (a provider's page) are parsed into the arena's
+ * blocks (jarena.h); smaller ones (a token, a single record), which a
+ * plugin is likelier to keep, take malloc's. */
+#define JSON_ARENA_MIN ((size_t)16 << 10)
+/* The arena's region, and under a memory limit at most this share of it. */
+#define JSON_ARENA_REGION ((size_t)64 << 20)
+#define JSON_ARENA_SHARE 8
+
 static cJSON *h_json_parse(const char *text, size_t len)
 {
     /* The daemon's limit for bodies; cJSON's own nesting limit applies. */
     if (text == NULL || len > AH_FRAME_MAX)
         return NULL;
-    return cJSON_ParseWithLength(text, len);
+    if (len < JSON_ARENA_MIN)
+        return cJSON_ParseWithLength(text, len);
+    ah_jarena_begin();
+    cJSON *j = cJSON_ParseWithLength(text, len);
+    ah_jarena_end();
+    return j;
 }
 
 static const char *h_json_string(const cJSON *obj, const char *key, size_t max_len)
@@ -1815,6 +1829,17 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+#endif
+#if !defined(__SANITIZE_ADDRESS__)
+    /* (Under AddressSanitizer the parsed trees stay malloc's, where it
+     * sees a plugin's use of a freed node.) Before the plugin is loaded:
+     * its constructors may use cJSON. Without the region, malloc's as
+     * before. */
+    size_t region = JSON_ARENA_REGION;
+    if (g_memory_max > 0 && g_memory_max / JSON_ARENA_SHARE < region)
+        region = (size_t)(g_memory_max / JSON_ARENA_SHARE) / AH_JARENA_BLOCK * AH_JARENA_BLOCK;
+    if (region >= AH_JARENA_BLOCK)
+        ah_jarena_install(region);
 #endif
     install_fault_handlers();
 

@@ -833,7 +833,10 @@ struct ah_host_api {
 
     /* --- JSON helpers --------------------------------------------------- */
     /** Parses `len` bytes as JSON with the host's depth and size limits.
-     *  NULL on error. Release with cJSON_Delete. */
+     *  NULL on error. Release with cJSON_Delete. In a plugin process the
+     *  tree of a large text (16 KiB on) is carved from blocks of 1 MiB: its
+     *  keys and strings are freed by cJSON's functions only (never free()),
+     *  and a node kept past the rest keeps its block. */
     cJSON *(*json_parse)(const char *text, size_t len);
     /** The string member `key` of `obj` when it is a string no longer than
      *  max_len bytes; NULL otherwise (absent, wrong type or too long). */
