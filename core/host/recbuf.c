@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* A page of streamed records as text (recbuf.h). */
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "recbuf.h"
@@ -183,10 +184,34 @@ static bool hex4(const char *p)
     return true;
 }
 
+/* The bytes of v (eight of a string, in memory order) that are '"', '\\'
+ * or below 0x20, each as its high bit; the lowest one set is the first
+ * such byte (the usual has-zero-byte and has-less-than tests: a false
+ * mark only ever follows a true one). A first sync checks every record's
+ * raw and fields text; byte by byte its strings were 8% of the daemon. */
+static inline uint64_t specials8(uint64_t v)
+{
+    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+    uint64_t q = v ^ (ones * '"'), b = v ^ (ones * '\\');
+    return (((q - ones) & ~q) | ((b - ones) & ~b) | ((v - ones * 0x20) & ~v)) & highs;
+}
+
 static bool string(scan *s)
 {
     s->p++; /* the opening quote */
     while (s->p < s->end) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        if (s->end - s->p >= 8) {
+            uint64_t v;
+            memcpy(&v, s->p, 8);
+            uint64_t m = specials8(v);
+            if (m == 0) {
+                s->p += 8;
+                continue;
+            }
+            s->p += __builtin_ctzll(m) >> 3; /* to the first one, read below */
+        }
+#endif
         unsigned char c = (unsigned char)*s->p;
         if (c == '"') {
             s->p++;
