@@ -1088,6 +1088,41 @@ START_TEST(test_custom_fields)
 }
 END_TEST
 
+/* Ids as ERecruit sends them: integers (written as digits, whole within
+ * 2^53 only) or non-empty strings. */
+START_TEST(test_id_values)
+{
+    struct {
+        const char *json;
+        er_id_rc rc;
+        const char *id;
+    } cases[] = {
+        {"0", ER_ID_OK, "0"},
+        {"7", ER_ID_OK, "7"},
+        {"-0", ER_ID_OK, "0"},
+        {"-42", ER_ID_OK, "-42"},
+        {"1000000", ER_ID_OK, "1000000"},
+        {"9007199254740992", ER_ID_OK, "9007199254740992"},
+        {"-9007199254740992", ER_ID_OK, "-9007199254740992"},
+        {"9007199254740994", ER_ID_BAD, ""},
+        {"1.5", ER_ID_BAD, ""},
+        {"1e300", ER_ID_BAD, ""},
+        {"\"P-9\"", ER_ID_OK, "P-9"},
+        {"\"\"", ER_ID_BAD, ""},
+        {"null", ER_ID_ABSENT, ""},
+        {"true", ER_ID_BAD, ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        cJSON *v = cJSON_Parse(cases[i].json);
+        ck_assert_ptr_nonnull(v);
+        char out[ER_ID_MAX];
+        ck_assert_msg(er_id_value(v, out) == cases[i].rc, "%s", cases[i].json);
+        ck_assert_str_eq(out, cases[i].id);
+        cJSON_Delete(v);
+    }
+}
+END_TEST
+
 static Suite *erecruit_suite(void)
 {
     Suite *s = suite_create("erecruit_map");
@@ -1114,9 +1149,11 @@ static Suite *erecruit_suite(void)
     tcase_add_test(tc, test_screened_note);
     tcase_add_test(tc, test_attachments);
     tcase_add_test(tc, test_custom_fields);
+    tcase_add_test(tc, test_id_values);
     suite_add_tcase(s, tc);
     return s;
 }
+
 
 int main(void)
 {
