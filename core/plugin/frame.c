@@ -10,6 +10,8 @@
 
 #include "frame.h"
 
+#include "crypto.h"
+
 static int write_all(int fd, const unsigned char *p, size_t n)
 {
     while (n > 0) {
@@ -240,8 +242,6 @@ int ah_frame_read_tail(ah_frame_reader *r, cJSON **msg, unsigned char **tail, si
     }
 }
 
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 int ah_frame_put_bytes(cJSON *obj, const char *key, const char *data, size_t len)
 {
     if (data == NULL)
@@ -254,33 +254,14 @@ int ah_frame_put_bytes(cJSON *obj, const char *key, const char *data, size_t len
         free(copy);
         return s != NULL && cJSON_AddItemToObject(obj, key, s) ? 0 : -1;
     }
-    char *out = malloc((len + 2) / 3 * 4 + 1), *o = out;
+    char *out = ah_base64_encode(data, len);
     if (out == NULL)
         return -1;
-    const unsigned char *p = (const unsigned char *)data;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        if (i + 1 < len)
-            v |= (uint32_t)p[i + 1] << 8;
-        if (i + 2 < len)
-            v |= p[i + 2];
-        *o++ = b64[v >> 18 & 63];
-        *o++ = b64[v >> 12 & 63];
-        *o++ = i + 1 < len ? b64[v >> 6 & 63] : '=';
-        *o++ = i + 2 < len ? b64[v & 63] : '=';
-    }
-    *o = '\0';
     char name[80];
     snprintf(name, sizeof name, "%s_b64", key);
     cJSON *s = cJSON_CreateString(out);
     free(out);
     return s != NULL && cJSON_AddItemToObject(obj, name, s) ? 0 : -1;
-}
-
-static int b64_val(char c)
-{
-    const char *p = c != '\0' ? strchr(b64, c) : NULL;
-    return p != NULL ? (int)(p - b64) : -1;
 }
 
 int ah_frame_get_bytes(const cJSON *obj, const char *key, char **out, size_t *len)
@@ -298,30 +279,11 @@ int ah_frame_get_bytes(const cJSON *obj, const char *key, char **out, size_t *le
     s = cJSON_GetObjectItemCaseSensitive(obj, name);
     if (!cJSON_IsString(s))
         return 0;
-    size_t n = strlen(s->valuestring);
-    if (n % 4 != 0)
-        return -1;
-    char *buf = malloc(n / 4 * 3 + 1);
+    size_t n = 0;
+    unsigned char *buf = ah_base64_decode(s->valuestring, &n);
     if (buf == NULL)
         return -1;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 4) {
-        const char *q = s->valuestring + i;
-        int a = b64_val(q[0]), b = b64_val(q[1]);
-        int c = q[2] == '=' ? 0 : b64_val(q[2]), d = q[3] == '=' ? 0 : b64_val(q[3]);
-        if (a < 0 || b < 0 || c < 0 || d < 0) {
-            free(buf);
-            return -1;
-        }
-        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
-        buf[o++] = (char)(v >> 16);
-        if (q[2] != '=')
-            buf[o++] = (char)(v >> 8 & 255);
-        if (q[3] != '=')
-            buf[o++] = (char)(v & 255);
-    }
-    buf[o] = '\0';
-    *out = buf;
-    *len = o;
+    *out = (char *)buf;
+    *len = n;
     return 0;
 }
