@@ -242,6 +242,29 @@ int ah_frame_read_tail(ah_frame_reader *r, cJSON **msg, unsigned char **tail, si
     }
 }
 
+cJSON *ah_frame_int(long long v)
+{
+    char d[24], *e = d + sizeof d, *q = e;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    *--q = '\0';
+    do
+        *--q = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+        *--q = '-';
+    return cJSON_CreateRaw(q);
+}
+
+bool ah_frame_add_int(cJSON *obj, const char *key, long long v)
+{
+    cJSON *n = ah_frame_int(v);
+    if (n == NULL || !cJSON_AddItemToObject(obj, key, n)) {
+        cJSON_Delete(n);
+        return false;
+    }
+    return true;
+}
+
 int ah_frame_put_bytes(cJSON *obj, const char *key, const char *data, size_t len)
 {
     if (data == NULL)

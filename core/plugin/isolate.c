@@ -882,7 +882,7 @@ static void add_failure(cJSON *resp, ah_call *call)
     const ah_call_ext *ext = (const ah_call_ext *)call;
     cJSON_AddBoolToObject(resp, "ok", false);
     cJSON_AddStringToObject(resp, "code", ext->err_code[0] ? ext->err_code : AH_E_INTERNAL);
-    cJSON_AddNumberToObject(resp, "status", ext->err_status);
+    ah_frame_add_int(resp, "status", ext->err_status);
     cJSON_AddStringToObject(resp, "message", ext->err_msg);
 }
 
@@ -1018,9 +1018,9 @@ static void serve_http(ah_call *call, const cJSON *m, cJSON *resp, unsigned char
     r.struct_size = sizeof r;
     ah_result rc = call->host->http(call, &req, &r);
     add_result(resp, call, rc);
-    cJSON_AddNumberToObject(resp, "status_code", (double)r.status);
-    cJSON_AddNumberToObject(resp, "attempts", r.attempts);
-    cJSON_AddNumberToObject(resp, "outcome", r.outcome);
+    ah_frame_add_int(resp, "status_code", r.status);
+    ah_frame_add_int(resp, "attempts", r.attempts);
+    ah_frame_add_int(resp, "outcome", r.outcome);
     if (r.content_type != NULL)
         cJSON_AddStringToObject(resp, "content_type", r.content_type);
     if (r.body != NULL && r.body_len > 0 && (*tail = malloc(r.body_len)) != NULL) {
@@ -1103,8 +1103,8 @@ static void add_listed(ah_isolate *iso, cJSON *req, ah_call *call, const char *i
             cJSON_Delete(pair);
             return;
         }
-        cJSON_AddItemToArray(pair, with == 0 ? cJSON_CreateNumber(0) : cJSON_CreateNull());
-        cJSON_AddItemToArray(pair, cJSON_CreateNumber(with));
+        cJSON_AddItemToArray(pair, with == 0 ? ah_frame_int(0) : cJSON_CreateNull());
+        cJSON_AddItemToArray(pair, ah_frame_int(with));
     }
 }
 
@@ -1292,7 +1292,7 @@ static void serve_route_host(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_
         if (ext->err_code[0]) {
             cJSON *e = cJSON_AddObjectToObject(resp, "route_err");
             cJSON_AddStringToObject(e, "code", ext->err_code);
-            cJSON_AddNumberToObject(e, "status", ext->err_status);
+            ah_frame_add_int(e, "status", ext->err_status);
             cJSON_AddStringToObject(e, "message", ext->err_msg);
         }
         if (x == NULL) {
@@ -1302,7 +1302,7 @@ static void serve_route_host(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_
         int idx = w->nrcalls++;
         w->rcalls[idx] = x;
         cJSON_AddBoolToObject(resp, "ok", true);
-        cJSON_AddNumberToObject(resp, "c", idx);
+        ah_frame_add_int(resp, "c", idx);
         if (x->tenant != NULL)
             cJSON_AddStringToObject(resp, "tenant", x->tenant);
         if (x->connection != NULL)
@@ -1375,8 +1375,8 @@ static void serve_store_batch(ah_call *call, const cJSON *m, cJSON *resp)
             cJSON_Delete(e);
             break;
         }
-        cJSON_AddNumberToObject(e, "d", ops[i].done);
-        cJSON_AddNumberToObject(e, "v", (double)ops[i].value);
+        ah_frame_add_int(e, "d", ops[i].done);
+        ah_frame_add_int(e, "v", ops[i].value);
         if (ops[i].rec != NULL && ops[i].done == 1)
             cJSON_AddStringToObject(e, "id", ids[i]);
     }
@@ -1450,7 +1450,7 @@ static cJSON *serve_host(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call
             ah_result r = h->record_put(call, &rec, id, sizeof id, &changed);
             add_result(resp, call, r);
             cJSON_AddStringToObject(resp, "id", id);
-            cJSON_AddNumberToObject(resp, "changed", changed);
+            ah_frame_add_int(resp, "changed", changed);
         }
     } else if (strcmp(fn, "record_get") == 0 || strcmp(fn, "record_by_id") == 0 ||
                strcmp(fn, "record_find") == 0) {
@@ -1467,7 +1467,7 @@ static cJSON *serve_host(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call
         int64_t v = 0;
         ah_result r = h->sequence_next(call, str(m, "name"), &v);
         add_result(resp, call, r);
-        cJSON_AddNumberToObject(resp, "v", (double)v);
+        ah_frame_add_int(resp, "v", v);
     } else if (strcmp(fn, "store_batch") == 0) {
         serve_store_batch(call, m, resp);
     } else if (strcmp(fn, "store_ping") == 0) {
@@ -1479,7 +1479,7 @@ static cJSON *serve_host(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call
         const char *key = str(m, "key"), *value = str(m, "value");
         unsigned how = (unsigned)inum(m, "how", 0, 0, UINT_MAX);
         int v = h->setting_lists(call, key, value, how);
-        cJSON_AddNumberToObject(resp, "v", v);
+        ah_frame_add_int(resp, "v", v);
         const char *ip = w->ex != NULL ? h->http_client_ip(w->ex) : NULL;
         if (v >= 0 && key != NULL && value != NULL && ip != NULL && strcmp(ip, value) == 0 &&
             (how & ~(unsigned)AH_LISTED_WITH_DISABLED) == AH_LISTED_NETWORK)
@@ -1924,7 +1924,7 @@ static ah_result run_in_child(ah_isolate *iso, ah_call *call, const char *kind, 
     cJSON_AddStringToObject(req, "t", kind);
     add_call_fields(req, call);
     if (sub >= 0)
-        cJSON_AddNumberToObject(req, "sub", sub);
+        ah_frame_add_int(req, "sub", sub);
     if (event != NULL)
         cJSON_AddStringToObject(req, "event", event);
     add_ctx(req, p, call->conn_ctx);
@@ -1978,7 +1978,7 @@ ah_result ah_isolate_route(ah_isolate *iso, ah_call *call, int index, ah_http_ex
      * the handler could read in process. */
     cJSON_AddStringToObject(req, "t", "route");
     add_call_fields(req, call);
-    cJSON_AddNumberToObject(req, "route", index);
+    ah_frame_add_int(req, "route", index);
     add_ctx(req, p, call->conn_ctx);
     add_settings(iso, req, call);
     const char *v;

@@ -580,7 +580,7 @@ static cJSON *host_msg(const ah_call *call, const char *fn)
     cJSON_AddStringToObject(m, "fn", fn);
     /* In a route, a connection's call conn_by_secret gave is named. */
     if (call != NULL && cc_of(call)->idx > 0)
-        cJSON_AddNumberToObject(m, "c", cc_of(call)->idx);
+        ah_frame_add_int(m, "c", cc_of(call)->idx);
     return m;
 }
 
@@ -632,11 +632,11 @@ static void h_log(const ah_call *call, ah_log_level level, const char *fmt, ...)
         return;
     cJSON_AddStringToObject(m, "t", "log");
     add_cid(m, my_id());
-    cJSON_AddNumberToObject(m, "level", level);
+    ah_frame_add_int(m, "level", level);
     /* In a route, logged under the connection's call it was made on (its
      * scope, its secrets redacted). */
     if (call != NULL && cc_of(call)->idx > 0)
-        cJSON_AddNumberToObject(m, "c", cc_of(call)->idx);
+        ah_frame_add_int(m, "c", cc_of(call)->idx);
     cJSON_AddStringToObject(m, "msg", msg);
     send_or_die(m);
     cJSON_Delete(m);
@@ -710,12 +710,12 @@ static ah_result h_http(ah_call *call, const ah_http_request *req, ah_http_respo
     }
     if (req->body != NULL)
         ah_frame_put_bytes(q, "body", req->body, req->body_len);
-    cJSON_AddNumberToObject(q, "timeout_ms", (double)req->timeout_ms);
-    cJSON_AddNumberToObject(q, "max_attempts", req->max_attempts);
+    ah_frame_add_int(q, "timeout_ms", req->timeout_ms);
+    ah_frame_add_int(q, "max_attempts", req->max_attempts);
     if (req->bearer != NULL)
         cJSON_AddStringToObject(q, "bearer", req->bearer);
     if (AH_HAS(req, flags))
-        cJSON_AddNumberToObject(q, "flags", req->flags);
+        ah_frame_add_int(q, "flags", req->flags);
     if (AH_HAS(req, oauth2) && req->oauth2 != NULL)
         cJSON_AddItemToObject(q, "oauth2", oauth2_json(req->oauth2));
     unsigned char *tail = NULL;
@@ -979,7 +979,7 @@ static ah_result emit_flush(void)
         return AH_OK;
     ah_call *call = g_emit_call;
     cJSON *m = host_msg(call, "emit_records");
-    cJSON_AddNumberToObject(m, "n", (double)g_emit_n);
+    ah_frame_add_int(m, "n", g_emit_n);
     size_t len = g_emit_len;
     g_emit_call = NULL;
     g_emit_n = 0;
@@ -1111,7 +1111,7 @@ static ah_result h_ex_respond_json(ah_http_exchange *ex, int status, cJSON *body
         return AH_ERR;
     }
     cJSON *m = host_msg(&ex->owner->call, "http_respond_json");
-    cJSON_AddNumberToObject(m, "status", status);
+    ah_frame_add_int(m, "status", status);
     if (body != NULL)
         cJSON_AddItemToObject(m, "body", body);
     ex->answered = true;
@@ -1124,7 +1124,7 @@ static ah_result h_ex_respond(ah_http_exchange *ex, int status, const char *ct, 
     if (ex == NULL || ex->answered)
         return AH_ERR;
     cJSON *m = host_msg(&ex->owner->call, "http_respond");
-    cJSON_AddNumberToObject(m, "status", status);
+    ah_frame_add_int(m, "status", status);
     if (ct != NULL)
         cJSON_AddStringToObject(m, "content_type", ct);
     if (b != NULL && len > 0 && ah_frame_put_bytes(m, "body", b, len) != 0)
@@ -1195,7 +1195,7 @@ static int conn_presolved(ah_call *call, const char *k, const char *p, ah_call *
     cJSON *m = host_msg(call, "conn_by_secret");
     cJSON_AddStringToObject(m, "key", k);
     cJSON_AddStringToObject(m, "presented", p);
-    cJSON_AddNumberToObject(m, "pre", x->idx);
+    ah_frame_add_int(m, "pre", x->idx);
     send_oneway(m, false);
     *out = &x->call;
     return 1;
@@ -1304,8 +1304,8 @@ static cJSON *h_record_find(ah_call *call, const char *type, const char *field,
         cJSON_AddStringToObject(m, "field", field);
     if (value != NULL)
         cJSON_AddStringToObject(m, "value", value);
-    cJSON_AddNumberToObject(m, "nocase", nocase);
-    cJSON_AddNumberToObject(m, "limit", limit);
+    ah_frame_add_int(m, "nocase", nocase);
+    ah_frame_add_int(m, "limit", limit);
     return take_v(rpc(m));
 }
 
@@ -1390,7 +1390,7 @@ static int h_setting_lists(ah_call *call, const char *key, const char *value, un
         cJSON_AddStringToObject(m, "key", key);
     if (value != NULL)
         cJSON_AddStringToObject(m, "value", value);
-    cJSON_AddNumberToObject(m, "how", how);
+    ah_frame_add_int(m, "how", how);
     cJSON *ans = rpc(m);
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(ans, "v");
     int r = cJSON_IsNumber(v) ? v->valueint : -1;
@@ -1423,8 +1423,8 @@ static ah_result h_store_batch(ah_call *call, ah_store_op *ops, size_t n)
         cJSON *o = cJSON_CreateObject();
         if (o == NULL || !cJSON_AddItemToArray(a, o))
             die_lost();
-        cJSON_AddNumberToObject(o, "k", op->kind);
-        cJSON_AddNumberToObject(o, "f", op->flags);
+        ah_frame_add_int(o, "k", op->kind);
+        ah_frame_add_int(o, "f", op->flags);
         if (op->kind == AH_STORE_SEQUENCE_NEXT && op->name != NULL)
             cJSON_AddStringToObject(o, "name", op->name);
         else if (op->kind == AH_STORE_RECORD_PUT && op->rec != NULL)
@@ -1433,9 +1433,9 @@ static ah_result h_store_batch(ah_call *call, ah_store_op *ops, size_t n)
         if ((op->flags & AH_STORE_NUMBERED) && AH_HAS(op, number_width)) {
             if (op->number_field != NULL)
                 cJSON_AddStringToObject(o, "nf", op->number_field);
-            cJSON_AddNumberToObject(o, "nw", op->number_width);
+            ah_frame_add_int(o, "nw", op->number_width);
         } else if (op->flags & AH_STORE_NUMBERED) {
-            cJSON_AddNumberToObject(o, "nw", -1); /* too small an op: refused */
+            ah_frame_add_int(o, "nw", -1); /* too small an op: refused */
         }
     }
     cJSON *ans = rpc(m);
@@ -1553,7 +1553,7 @@ static void answer(child_call *cc, ah_result r, cJSON *body, const char *ctx)
     } else {
         cJSON_Delete(body);
         cJSON_AddStringToObject(a, "code", cc->err_code[0] ? cc->err_code : AH_E_PLUGIN);
-        cJSON_AddNumberToObject(a, "status", cc->err_status);
+        ah_frame_add_int(a, "status", cc->err_status);
         cJSON_AddStringToObject(a, "message", cc->err_msg[0]
                                                   ? cc->err_msg
                                                   : "the plugin failed without a reason");

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The frames between the daemon and a plugin process (core/plugin/frame.c). */
 #include <check.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,6 +171,42 @@ START_TEST(test_bad_frames)
 }
 END_TEST
 
+/* Integers as digits: printed as written, read back as numbers by the
+ * other end, the extremes of long long included. */
+START_TEST(test_ints)
+{
+    const struct {
+        long long v;
+        const char *text;
+    } cases[] = {{0, "0"}, {7, "7"}, {-1, "-1"}, {1234567890123LL, "1234567890123"},
+                 {LLONG_MAX, "9223372036854775807"}, {LLONG_MIN, "-9223372036854775808"}};
+    int sv[2];
+    pair(sv);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        cJSON *m = cJSON_CreateObject();
+        ck_assert(ah_frame_add_int(m, "v", cases[i].v));
+        cJSON *arr = cJSON_AddArrayToObject(m, "a");
+        cJSON_AddItemToArray(arr, ah_frame_int(cases[i].v));
+        char *text = cJSON_PrintUnformatted(m);
+        char want[96];
+        snprintf(want, sizeof want, "{\"v\":%s,\"a\":[%s]}", cases[i].text, cases[i].text);
+        ck_assert_str_eq(text, want);
+        free(text);
+        ck_assert_int_eq(ah_frame_send(sv[0], m), 0);
+        cJSON *got = NULL;
+        ck_assert_int_eq(ah_frame_recv(sv[1], &got), 0);
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(got, "v");
+        ck_assert(cJSON_IsNumber(v));
+        ck_assert(v->valuedouble == (double)cases[i].v);
+        ck_assert(cJSON_IsNumber(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(got, "a"), 0)));
+        cJSON_Delete(got);
+        cJSON_Delete(m);
+    }
+    close(sv[0]);
+    close(sv[1]);
+}
+END_TEST
+
 START_TEST(test_bytes)
 {
     static const struct {
@@ -218,6 +256,7 @@ int main(void)
     tcase_add_test(tc, test_reader);
     tcase_add_test(tc, test_bytes);
     tcase_add_test(tc, test_append);
+    tcase_add_test(tc, test_ints);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
