@@ -5,8 +5,10 @@
 #   - WAL bytes: the bytes atshub writes to the store's -wal file (strace -e pwrite64), and
 #     the store's size after;
 #   - instructions (CG=1, needs valgrind; slow: use a small N): user-space instructions
-#     counted by callgrind per thread of atshub (the plugin process is not traced), the
-#     busiest thread (the engine's) and all of them.
+#     counted by callgrind per thread of atshub and of its plugin process: atshub's busiest
+#     thread (the engine's), all of atshub's, all of the plugin process's. The engine and
+#     the fetch (bus worker and plugin process) overlap one page deep: the sync goes as
+#     fast as the larger of the two and the two cores allow.
 #   bench/sync_counts.sh [BUILD_DIR] [N]            (defaults: build 30000)
 set -euo pipefail
 B="$(readlink -f "${1:-build}")"; N="${2:-30000}"
@@ -44,14 +46,21 @@ printf 'WAL bytes written %.1f MB, store %.1f MB (%d records)\n' "$(echo "$wal /
   "$(echo "$bytes / 1000000" | bc -l)" $((3 * N))
 if [ -n "${CG:-}" ]; then
   setup
-  (cd "$W" && valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$W/cg.out" \
-     "$B/atshub" -c "$CFG" sync acme er >"$W/out" 2>"$W/vg.log") || { tail -20 "$W/vg.log" "$W/out"; exit 1; }
-  tot=0; top=0
-  for f in "$W"/cg.out*; do
-    t=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}' || true)
-    t=${t:-0}; tot=$((tot + t)); [ "$t" -gt "$top" ] && top=$t
+  (cd "$W" && valgrind --tool=callgrind --separate-threads=yes --trace-children=yes \
+     --callgrind-out-file="$W/cg.%p.out" "$B/atshub" -c "$CFG" sync acme er >"$W/out" \
+     2>"$W/vg.log") || { tail -20 "$W/vg.log" "$W/out"; exit 1; }
+  total() { callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}' || true; }
+  tot=0; top=0; plug=0
+  for f in "$W"/cg.*.out*; do
+    t=$(total "$f"); t=${t:-0}
+    if grep -q '^cmd:.*atshub-plugin-host' "$f"; then
+      plug=$((plug + t))
+    else
+      tot=$((tot + t)); [ "$t" -gt "$top" ] && top=$t
+    fi
   done
-  printf 'instructions: busiest thread %d (%.0f a record), all threads %d (%.0f a record)\n' \
-    "$top" "$(echo "$top / (3 * $N)" | bc -l)" "$tot" "$(echo "$tot / (3 * $N)" | bc -l)"
-  [ -z "${KEEP:-}" ] || cp "$W"/cg.out* "$KEEP"/ 2>/dev/null || true
+  r=$((3 * N))
+  printf 'instructions a record: engine thread %.0f, atshub %.0f, plugin process %.0f\n' \
+    "$(echo "$top / $r" | bc -l)" "$(echo "$tot / $r" | bc -l)" "$(echo "$plug / $r" | bc -l)"
+  [ -z "${KEEP:-}" ] || cp "$W"/cg.*.out* "$KEEP"/ 2>/dev/null || true
 fi
