@@ -110,11 +110,19 @@ static void *jarena_malloc(size_t n)
     return p;
 }
 
+/* The offset of p in the region, or g_size and more when p is not in it
+ * (below the base, the difference wraps around). As integers: pointers
+ * into different objects may not be subtracted. */
+static inline uintptr_t region_off(const void *p)
+{
+    return (uintptr_t)p - (uintptr_t)g_base;
+}
+
 static void jarena_free(void *p)
 {
-    size_t off = (size_t)((unsigned char *)p - g_base);
-    if (p != NULL && (uintptr_t)p >= (uintptr_t)g_base && off < g_size)
-        unref((block *)(g_base + (off & ~(AH_JARENA_BLOCK - 1))));
+    uintptr_t off = region_off(p);
+    if (off < g_size)
+        unref((block *)(g_base + (off & ~(uintptr_t)(AH_JARENA_BLOCK - 1))));
     else
         free(p);
 }
@@ -166,8 +174,7 @@ void ah_jarena_end(void)
 
 bool ah_jarena_owns(const void *p)
 {
-    return g_base != NULL && (uintptr_t)p >= (uintptr_t)g_base &&
-           (size_t)((const unsigned char *)p - g_base) < g_size;
+    return g_base != NULL && region_off(p) < g_size;
 }
 
 size_t ah_jarena_blocks_in_use(void)

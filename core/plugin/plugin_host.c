@@ -812,7 +812,8 @@ static void h_oauth2_invalidate(ah_call *call, const ah_oauth2_params *p)
  * blocks (jarena.h); smaller ones (a token, a single record), which a
  * plugin is likelier to keep, take malloc's. */
 #define JSON_ARENA_MIN ((size_t)16 << 10)
-/* The arena's region, and under a memory limit at most this share of it. */
+/* The arena's region: 64 MiB, or 1/JSON_ARENA_SHARE of the process's
+ * memory limit when that is less (the region counts in RLIMIT_AS). */
 #define JSON_ARENA_REGION ((size_t)64 << 20)
 #define JSON_ARENA_SHARE 8
 
