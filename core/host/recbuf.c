@@ -174,14 +174,36 @@ static bool lit(scan *s, const char *w)
     return true;
 }
 
-static bool hex4(const char *p)
+/* The value of four hex digits, or -1. */
+static long hex4(const char *p)
 {
+    long v = 0;
     for (int i = 0; i < 4; i++) {
         char c = p[i];
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
-            return false;
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
+        if (d < 0)
+            return -1;
+        v = v << 4 | d;
     }
-    return true;
+    return v;
+}
+
+/* A \u escape at p (s->end bounds it): one code unit, or a surrogate
+ * pair; its length, or 0. The grammar allows a lone surrogate, but
+ * cJSON, which reads every stored record back, refuses one: such a record
+ * would be served as null, so it is refused when emitted. */
+static size_t unicode_escape(const scan *s, const char *p)
+{
+    long hi = s->end - p >= 6 ? hex4(p + 2) : -1;
+    if (hi < 0 || (hi >= 0xDC00 && hi <= 0xDFFF))
+        return 0;
+    if (hi < 0xD800 || hi > 0xDBFF)
+        return 6;
+    long lo = s->end - p >= 12 && p[6] == '\\' && p[7] == 'u' ? hex4(p + 8) : -1;
+    return lo >= 0xDC00 && lo <= 0xDFFF ? 12 : 0;
 }
 
 /* The bytes of v (eight of a string, in memory order) that are '"', '\\'
@@ -224,9 +246,10 @@ static bool string(scan *s)
                 return false;
             char e = s->p[1];
             if (e == 'u') {
-                if (s->end - s->p < 6 || !hex4(s->p + 2))
+                size_t n = unicode_escape(s, s->p);
+                if (n == 0)
                     return false;
-                s->p += 6;
+                s->p += n;
                 continue;
             }
             if (strchr("\"\\/bfnrt", e) == NULL || e == '\0')

@@ -50,7 +50,9 @@ void ah_recbuf_get(const ah_recbuf *b, size_t i, ah_recbuf_rec *out);
 cJSON *ah_recbuf_to_json(const ah_recbuf *b);
 
 /** True when text[0..len) is exactly one JSON value (RFC 8259; whitespace
- *  around it allowed), nested at most 256 deep. Builds nothing. */
+ *  around it allowed), nested at most 256 deep, that cJSON reads back whole
+ *  (stored records are): no \u escape of a lone surrogate. Builds
+ *  nothing. */
 bool ah_json_valid(const char *text, size_t len);
 
 #endif
