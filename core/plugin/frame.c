@@ -12,6 +12,8 @@
 
 #include "crypto.h"
 
+#include <atshub/util.h>
+
 static int write_all(int fd, const unsigned char *p, size_t n)
 {
     while (n > 0) {
@@ -244,15 +246,9 @@ int ah_frame_read_tail(ah_frame_reader *r, cJSON **msg, unsigned char **tail, si
 
 cJSON *ah_frame_int(long long v)
 {
-    char d[24], *e = d + sizeof d, *q = e;
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    *--q = '\0';
-    do
-        *--q = (char)('0' + u % 10);
-    while ((u /= 10) != 0);
-    if (v < 0)
-        *--q = '-';
-    return cJSON_CreateRaw(q);
+    char d[AH_INT_TEXT_MAX];
+    ah_int_text(v, d);
+    return cJSON_CreateRaw(d);
 }
 
 bool ah_frame_add_int(cJSON *obj, const char *key, long long v)

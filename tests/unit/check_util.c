@@ -5,6 +5,7 @@
  * lengths, driven with the fake host API.
  */
 #include <check.h>
+#include <limits.h>
 #include <curl/curl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,6 +231,26 @@ START_TEST(test_utc_and_utf8)
 }
 END_TEST
 
+/* An integer's digits as snprintf("%lld") writes them, extremes included. */
+START_TEST(test_int_text)
+{
+    long long vals[] = {0, 1, -1, 9, 10, -10, 42, 1000000, -987654321, 9007199254740992LL,
+                        LLONG_MAX, LLONG_MIN, LLONG_MIN + 1};
+    for (size_t i = 0; i < sizeof vals / sizeof *vals; i++) {
+        char got[AH_INT_TEXT_MAX], want[32];
+        int n = snprintf(want, sizeof want, "%lld", vals[i]);
+        ck_assert_uint_eq(ah_int_text(vals[i], got), (size_t)n);
+        ck_assert_str_eq(got, want);
+    }
+    for (long long v = -100000; v <= 100000; v += 7) {
+        char got[AH_INT_TEXT_MAX], want[32];
+        snprintf(want, sizeof want, "%lld", v);
+        ah_int_text(v, got);
+        ck_assert_str_eq(got, want);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("util");
@@ -239,6 +260,7 @@ int main(void)
     tcase_add_test(tc, test_html_and_json_escaping);
     tcase_add_test(tc, test_args_one_wording);
     tcase_add_test(tc, test_utc_and_utf8);
+    tcase_add_test(tc, test_int_text);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
