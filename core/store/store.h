@@ -817,6 +817,21 @@ int ah_store_sqlite_migrate_to(ah_store *s, int version);
  *  when `s` is not a SQLite store. */
 void ah_store_sqlite_fail_after(ah_store *s, int n);
 
+/** What the SQLite engine's checkpointer has seen (its WAL hook and its
+ *  thread): frames in the WAL at the last commit; frames the last pass
+ *  copied when it copied them all (else -1); the WAL's length in frames at
+ *  which a commit wakes the checkpointer next, and at which a writer waits
+ *  for a pass next (the WAL's bound); passes finished; restarts of the WAL
+ *  from its beginning; writers' waits for a pass. */
+typedef struct ah_store_sqlite_ckpt {
+    int frames, copied, next_at, catchup_at;
+    unsigned long passes, restarts, catchups;
+} ah_store_sqlite_ckpt;
+
+/** TEST HOOK, never used by the daemon: the checkpointer's counters of a
+ *  SQLite store in WAL mode; AH_STORE_ERR for any other store. */
+int ah_store_sqlite_ckpt_stats(ah_store *s, ah_store_sqlite_ckpt *out);
+
 /** Copies a store URL into out (always NUL-terminated) with any password
  *  replaced by "***": the user-info password of a postgresql:// URL and a
  *  password=... query parameter. What every message shows of a URL. */

@@ -43,12 +43,19 @@
  * its last run, and at least every second when the WAL holds any. */
 #define AH_SQ_CKPT_FRAMES 1024
 #define AH_SQ_CKPT_EVERY_MS 1000L
-/* A WAL this long (frames of the default 4 KiB page: 1 GiB) makes the
- * committing writer wait for one whole checkpoint pass (see wal_hook).
- * 128 MiB bounded the WAL tighter but put such a wait (100-270 ms on the
- * busy VM) into every 30 s of full-speed writes: the ERP side-by-side's p99
- * went from 19 to 143 ms (bench/README.md). */
-#define AH_SQ_CKPT_CATCHUP_FRAMES 262144
+/* The WAL file is trimmed to this size whenever it restarts from its
+ * beginning (journal_size_limit). */
+#define AH_SQ_WAL_LIMIT_BYTES 134217728
+#define AH_SQ_STR_(x) #x
+#define AH_SQ_STR(x) AH_SQ_STR_(x)
+/* A WAL this long makes the committing writer wait for one checkpoint pass
+ * (see wal_hook): a bit under the limit in frames of the default 4 KiB page
+ * (a frame is the page and a 24-byte header), so that the WAL restarts
+ * before it outgrows the file SQLite keeps and a restart never truncates.
+ * A restart that trimmed a WAL of 1 GiB (the threshold until 2026-12-05)
+ * held the store's lock for 100-200 ms while the kernel dropped the file's
+ * pages: the ERP side-by-side's p99 (bench/README.md). */
+#define AH_SQ_CKPT_CATCHUP_FRAMES (AH_SQ_WAL_LIMIT_BYTES / (4096 + 24) - 512)
 #define AH_SQ_CKPT_CATCHUP_MAX_MS 2000L
 /* The checkpointer's nice value (0 .. 19; the other threads keep 0). */
 #define AH_SQ_CKPT_NICE 10
@@ -60,10 +67,12 @@ struct ah_sq_ckpt {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool due, stop;
-    int frames;  /* WAL frames at the last commit (the WAL hook) */
+    int frames;  /* WAL frames at the last commit (written by the WAL hook only) */
+    int copied;  /* frames the last pass copied when it copied them all, else -1 */
     int next_at; /* wake the checkpointer when the WAL reaches this many */
     int catchup_at; /* a writer waits for a pass when the WAL reaches this */
     unsigned long started, finished; /* checkpoint passes (guarded by mu) */
+    unsigned long restarts, catchups; /* ah_store_sqlite_ckpt_stats */
     pthread_cond_t done_cv;          /* a pass finished */
 };
 
@@ -80,6 +89,7 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
     if (frames < k->frames) { /* the WAL restarted from its beginning */
         k->next_at = AH_SQ_CKPT_FRAMES;
         k->catchup_at = AH_SQ_CKPT_CATCHUP_FRAMES;
+        k->restarts++;
     }
     k->frames = frames;
     if (frames >= k->next_at && !k->due) {
@@ -101,6 +111,7 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
     if (frames >= k->catchup_at && !k->stop) {
         unsigned long want = k->started + 1;
         k->catchup_at = frames + AH_SQ_CKPT_CATCHUP_FRAMES;
+        k->catchups++;
         k->due = true;
         pthread_cond_signal(&k->cv);
         struct timespec t;
@@ -132,8 +143,8 @@ static void *ckpt_main(void *arg)
             (void)pthread_cond_timedwait(&k->cv, &k->mu, &t);
             if (k->stop)
                 break;
-            if (!k->due && k->frames == 0)
-                continue;
+            if (!k->due && k->frames == k->copied)
+                continue; /* nothing committed since a pass copied it all */
         }
         k->due = false;
         k->started++;
@@ -148,8 +159,9 @@ static void *ckpt_main(void *arg)
         pthread_mutex_lock(&k->mu);
         /* Once per AH_SQ_CKPT_FRAMES new frames, not after every commit. */
         k->next_at = (nlog > 0 ? nlog : 0) + AH_SQ_CKPT_FRAMES;
-        if (rc == SQLITE_OK && nlog == ncopied)
-            k->frames = 0;
+        /* Not k->frames: the hook tells a restarted WAL by its frames
+         * falling below the last commit's, and must keep seeing them. */
+        k->copied = rc == SQLITE_OK && nlog == ncopied ? nlog : -1;
         k->finished = k->started;
         pthread_cond_broadcast(&k->done_cv);
     }
@@ -738,7 +750,7 @@ ah_store *ah_store_sqlite_open(const char *path, const struct ah_logger *lg, cha
         sqlite3_exec(s->db,
                      "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; "
                      "PRAGMA cache_size=-8192; PRAGMA mmap_size=0; "
-                     "PRAGMA journal_size_limit=134217728",
+                     "PRAGMA journal_size_limit=" AH_SQ_STR(AH_SQ_WAL_LIMIT_BYTES),
                      NULL, NULL, &msg) != SQLITE_OK) {
         snprintf(err, errlen, "cannot set up SQLite database %s: %s", path,
                  msg != NULL ? msg : sqlite3_errmsg(s->db));
@@ -762,6 +774,20 @@ fail:
     ah_sq_packer_free(s->packer);
     free(s);
     return NULL;
+}
+
+int ah_store_sqlite_ckpt_stats(ah_store *st, ah_store_sqlite_ckpt *out)
+{
+    if (st == NULL || st->ops != &ah_sq_ops || ah_sq(st)->ckpt == NULL)
+        return AH_STORE_ERR;
+    struct ah_sq_ckpt *k = ah_sq(st)->ckpt;
+    pthread_mutex_lock(&k->mu);
+    *out = (ah_store_sqlite_ckpt){.frames = k->frames, .copied = k->copied,
+                                  .next_at = k->next_at, .catchup_at = k->catchup_at,
+                                  .passes = k->finished, .restarts = k->restarts,
+                                  .catchups = k->catchups};
+    pthread_mutex_unlock(&k->mu);
+    return AH_STORE_OK;
 }
 
 void ah_store_sqlite_fail_after(ah_store *st, int n)
