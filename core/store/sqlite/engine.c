@@ -40,8 +40,13 @@
 #define AH_SQ_BUSY_TIMEOUT_MS 5000
 
 /* The checkpointer runs when this many frames were added to the WAL since
- * its last run, and at least every second when the WAL holds any. */
-#define AH_SQ_CKPT_FRAMES 1024
+ * its last run, and at least every second when the WAL holds any. Under
+ * sustained writes the WAL restarts only when a writer waits for a pass at
+ * its bound (wal_hook), and that wait is what the checkpointer lags behind:
+ * passes every 256 frames (1 MiB) rather than 1,024 cost the checkpointer
+ * ~1.5 us more CPU a create and took the ERP benchmark's p99 from 5.1-5.4
+ * to 4.3-4.6 ms (bench/README.md, "Night of 2026-12-05"). */
+#define AH_SQ_CKPT_FRAMES 256
 #define AH_SQ_CKPT_EVERY_MS 1000L
 /* The WAL file is trimmed to this size whenever it restarts from its
  * beginning (journal_size_limit). */
