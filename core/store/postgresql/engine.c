@@ -170,7 +170,7 @@ void ah_pg_group_listen(ah_store *st, void (*ended)(void *arg, uint64_t group, b
     pthread_mutex_unlock(&s->mu);
 }
 
-/* The committer's longest wait for a group to grow (committer.c: 2 ms by
+/* The committer's longest wait for a group to grow (committer.c: 1 ms by
  * default): measured in docs/scaling.md. */
 #define AH_PG_GROUP_WAIT_US 5000L
 
