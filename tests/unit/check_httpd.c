@@ -1795,6 +1795,9 @@ START_TEST(test_detach)
     det_client_main(&bad);
     ck_assert_error(bad.r, 400, "invalid_json");
     reply_free(&bad.r);
+    /* The answer can reach the client before its thread has counted
+     * itself done; d must outlive all four threads' use of it. */
+    det_wait(&d, &d.done, 4);
     ck_assert(ah_httpd_wait_idle(h, 10000));
     ah_httpd_free(h);
     pthread_cond_destroy(&d.cv);
