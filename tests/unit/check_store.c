@@ -1296,6 +1296,16 @@ static int thread_nice(const char *comm)
     return nice;
 }
 
+/* Commits one integration-log entry of 6 KB: a few WAL frames. */
+static void log_6k(ah_store *s)
+{
+    static char body[6001];
+    if (body[0] == '\0')
+        memset(body, 'x', 6000);
+    ah_log_entry e = {.source = "core", .action = "REQUEST", .body = body};
+    ck_assert_int_eq(s->ops->log_add(s, &e), AH_STORE_OK);
+}
+
 /* The WAL does not grow without end: the checkpointer copies it into the
  * database while commits go on, and the WAL then restarts. 3,000 commits of
  * a 6 KB log entry each are ~3,000 WAL frames, past the checkpointer's
@@ -1308,14 +1318,8 @@ START_TEST(test_wal_checkpointed)
     fx f;
     fx_init(&f, true);
     ah_store *s = f.s;
-    char *body = malloc(6001);
-    ck_assert_ptr_nonnull(body);
-    memset(body, 'x', 6000);
-    body[6000] = '\0';
-    ah_log_entry e = {.source = "core", .action = "REQUEST", .body = body};
     for (int i = 0; i < 3000; i++)
-        ck_assert_int_eq(s->ops->log_add(s, &e), AH_STORE_OK);
-    free(body);
+        log_6k(s);
     struct stat st = {0};
     for (int i = 0; i < 150; i++) {
         ck_assert_int_eq(stat(f.path, &st), 0);
@@ -1345,14 +1349,10 @@ static ah_store_sqlite_ckpt ckpt_stats(ah_store *s)
  * `frames` frames (each commit adds a few); returns the stats then. */
 static ah_store_sqlite_ckpt wal_fill(ah_store *s, int frames)
 {
-    char body[6001];
-    memset(body, 'x', 6000);
-    body[6000] = '\0';
-    ah_log_entry e = {.source = "core", .action = "REQUEST", .body = body};
     ah_store_sqlite_ckpt k;
     int i = 0;
     do {
-        ck_assert_int_eq(s->ops->log_add(s, &e), AH_STORE_OK);
+        log_6k(s);
         k = ckpt_stats(s);
     } while (++i < 20000 && k.frames < frames);
     ck_assert_int_ge(k.frames, frames);

@@ -51,8 +51,6 @@
 /* The WAL file is trimmed to this size whenever it restarts from its
  * beginning (journal_size_limit). */
 #define AH_SQ_WAL_LIMIT_BYTES 134217728
-#define AH_SQ_STR_(x) #x
-#define AH_SQ_STR(x) AH_SQ_STR_(x)
 /* A WAL this long makes the committing writer wait for one checkpoint pass
  * (see wal_hook): a bit under the limit in frames of the default 4 KiB page
  * (a frame is the page and a 24-byte header), so that the WAL restarts
@@ -755,7 +753,7 @@ ah_store *ah_store_sqlite_open(const char *path, const struct ah_logger *lg, cha
         sqlite3_exec(s->db,
                      "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; "
                      "PRAGMA cache_size=-8192; PRAGMA mmap_size=0; "
-                     "PRAGMA journal_size_limit=" AH_SQ_STR(AH_SQ_WAL_LIMIT_BYTES),
+                     "PRAGMA journal_size_limit=" AH_STR(AH_SQ_WAL_LIMIT_BYTES),
                      NULL, NULL, &msg) != SQLITE_OK) {
         snprintf(err, errlen, "cannot set up SQLite database %s: %s", path,
                  msg != NULL ? msg : sqlite3_errmsg(s->db));
