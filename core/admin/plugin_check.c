@@ -42,7 +42,7 @@ static long count_maps(const char *real, const char *base)
     if (f == NULL)
         return -1;
     char line[4096], copy[128];
-    snprintf(copy, sizeof copy, "/atshub-%.*s-", (int)strcspn(base, "."), base);
+    snprintf(copy, sizeof copy, "/memfd:atshub-%.*s-", (int)strcspn(base, "."), base);
     long n = 0;
     while (fgets(line, sizeof line, f) != NULL)
         if ((real != NULL && strstr(line, real) != NULL) || strstr(line, copy) != NULL)

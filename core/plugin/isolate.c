@@ -136,8 +136,13 @@ static _Thread_local proc *tl_proc;
 static _Thread_local child *tl_child;
 static _Thread_local waiter *tl_waiter;
 
+/* Where a plugin process finds the plugin's bytes when the daemon hands
+ * them over as a descriptor (ah_isolate_start's fd). */
+#define PLUGIN_FD 4
+
 struct ah_isolate {
     char *path, *name, *prog;
+    int plugin_fd; /* the plugin's bytes (a private copy), or -1 */
     cJSON *desc; /* the descriptor the first child described */
     ah_isolate_opts o;
     const ah_host_api *host;
@@ -660,12 +665,16 @@ static child *spawn_load(ah_isolate *iso, proc *p, char *err, size_t errlen)
     ch->handshake = true;
     char mem[32], fdarg[8] = "3";
     snprintf(mem, sizeof mem, "%" PRIu64, iso->o.memory_max);
-    char *argv[] = {iso->prog, "--fd", fdarg, "--plugin", iso->path, "--memory-max", mem,
-                    "--name", iso->name, NULL};
+    char pfdarg[8];
+    snprintf(pfdarg, sizeof pfdarg, "%d", iso->plugin_fd >= 0 ? PLUGIN_FD : -1);
+    char *argv[] = {iso->prog, "--fd", fdarg, "--plugin", iso->path, "--plugin-fd", pfdarg,
+                    "--memory-max", mem, "--name", iso->name, NULL};
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t at;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, cfd, 3);
+    if (iso->plugin_fd >= 0)
+        posix_spawn_file_actions_adddup2(&fa, iso->plugin_fd, PLUGIN_FD);
     posix_spawnattr_init(&at);
     sigset_t none, all;
     sigemptyset(&none);
@@ -1582,7 +1591,7 @@ static const char *start_prefix(const char *why)
 }
 
 
-ah_isolate *ah_isolate_start(const char *path, const ah_isolate_opts *opts,
+ah_isolate *ah_isolate_start(const char *path, int fd, const ah_isolate_opts *opts,
                              const ah_host_api *host, char *err, size_t errlen)
 {
     const char *base = strrchr(path, '/');
@@ -1590,6 +1599,17 @@ ah_isolate *ah_isolate_start(const char *path, const ah_isolate_opts *opts,
     ah_isolate *iso = calloc(1, sizeof *iso);
     if (iso == NULL) {
         snprintf(err, errlen, "%s: out of memory", path);
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    /* Above the descriptors spawn_load gives the process. */
+    iso->plugin_fd = fd < 0 || fd >= 10 ? fd : fcntl(fd, F_DUPFD_CLOEXEC, 10);
+    if (fd >= 0 && fd < 10)
+        close(fd);
+    if (fd >= 0 && iso->plugin_fd < 0) {
+        snprintf(err, errlen, "%s: fcntl: %s", path, strerror(errno));
+        free(iso);
         return NULL;
     }
     iso->o = *opts;
@@ -1704,6 +1724,8 @@ void ah_isolate_free(ah_isolate *iso)
     free(iso->path);
     free(iso->name);
     free(iso->prog);
+    if (iso->plugin_fd >= 0)
+        close(iso->plugin_fd);
     free(iso);
 }
 

@@ -7,7 +7,8 @@
  * The daemon never loads the plugin: the first process loads it (its
  * constructors and entry function run there), describes its descriptor
  * (mirror.h) and waits until the daemon has checked it before it runs init.
- * Every process loads the same file (the loader's private copy).
+ * Every process loads the same bytes (the loader's private copy in memory,
+ * handed over as a descriptor).
  *
  * What crosses the boundary in this version: the plugin's init and fini,
  * the connection's open and close, every capability operation (topic +
@@ -110,7 +111,11 @@ typedef struct ah_isolate_opts {
     int processes;           /* processes serving the plugin (>= 1; 0: 1) */
 } ah_isolate_opts;
 
-/** Starts the first plugin host process for the plugin file `path`, which
+/** Starts the first plugin host process for the plugin file `path` (or, when
+ *  fd >= 0, for the bytes of that descriptor, a private copy: each process,
+ *  restarts included, loads it from its descriptor 4, and the isolate owns it
+ *  from this call on, closing it when freed or refused; `path` then only
+ *  names the plugin in messages), which
  *  loads it (its constructors and entry function run there) and describes
  *  its descriptor (ah_isolate_descriptor), then waits: the daemon checks
  *  the descriptor and calls ah_isolate_run, or frees. The daemon never
@@ -121,7 +126,7 @@ typedef struct ah_isolate_opts {
  *  "PATH: isolated: cannot start atshub-plugin-host: ..."). The program is
  *  found at $ATSHUB_PLUGIN_HOST, next to the running executable, or where
  *  the build or the install put it. */
-ah_isolate *ah_isolate_start(const char *path, const ah_isolate_opts *opts,
+ah_isolate *ah_isolate_start(const char *path, int fd, const ah_isolate_opts *opts,
                              const ah_host_api *host, char *err, size_t errlen);
 /** The descriptor the first process described (mirror.h), borrowed. */
 const cJSON *ah_isolate_descriptor(const ah_isolate *iso);

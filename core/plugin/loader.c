@@ -9,10 +9,12 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -122,12 +124,19 @@ static int copy_fd(int in, int out)
 }
 
 /* dlopen() hands back the handle it already has for a path it has opened,
- * so a second version of a loaded plugin must come from a file of its own. */
-static int private_copy(const char *path, char **out, char *err, size_t errlen)
+ * so a second version of a loaded plugin must come from a file of its own,
+ * and an isolated plugin's processes load the bytes that were checked
+ * whatever happens to the file later. That copy is an anonymous memory
+ * file (memfd_create), opened as /proc/self/fd/N: it has no name in any
+ * directory, so nothing is left behind however the daemon ends (SIGKILL,
+ * a crash), and it is freed with its last descriptor and mapping. Its
+ * label, "atshub-<plugin>-<n>", is what /proc/PID/maps shows
+ * ("/memfd:atshub-erp-3 (deleted)"). *fd_out: the copy (O_CLOEXEC, at 10
+ * or above); *label_out: "/memfd:" and the label, malloc'd. */
+static int private_copy(const char *path, int *fd_out, char **label_out, char *err,
+                        size_t errlen)
 {
-    const char *dir = getenv("TMPDIR");
-    if (dir == NULL || dir[0] == '\0')
-        dir = "/tmp";
+    static atomic_uint copies;
     const char *base = strrchr(path, '/');
     base = base != NULL ? base + 1 : path;
     size_t blen = strlen(base);
@@ -135,46 +144,67 @@ static int private_copy(const char *path, char **out, char *err, size_t errlen)
         blen -= 3;
     if (blen > 64)
         blen = 64;
-    char *tmpl = NULL;
-    if (asprintf(&tmpl, "%s/atshub-%.*s-XXXXXX.so", dir, (int)blen, base) < 0)
-        return refuse(err, errlen, path, "cannot make a private copy: out of memory");
+    char label[96];
+    snprintf(label, sizeof label, "atshub-%.*s-%u", (int)blen, base,
+             atomic_fetch_add(&copies, 1) + 1);
     int in = open(path, O_RDONLY | O_CLOEXEC);
     if (in < 0) {
         int e = errno;
-        free(tmpl);
         return refuse(err, errlen, path,
                       "cannot open: %s (it is loaded already; a second version needs "
                       "a private copy)", strerror(e));
     }
-    int outfd = mkostemps(tmpl, 3, O_CLOEXEC);
-    if (outfd < 0) {
-        int e = errno;
-        close(in);
-        refuse(err, errlen, path, "cannot make a private copy in %s: %s", dir, strerror(e));
-        free(tmpl);
-        return -1;
-    }
-    int rc = copy_fd(in, outfd);
+    int mfd = memfd_create(label, MFD_CLOEXEC);
+    /* Above the descriptors a plugin process is given (isolate.c). */
+    int fd = mfd >= 0 ? fcntl(mfd, F_DUPFD_CLOEXEC, 10) : -1;
     int e = errno;
+    if (mfd >= 0)
+        close(mfd);
+    if (fd < 0) {
+        close(in);
+        return refuse(err, errlen, path, "cannot make a private copy in memory: %s",
+                      strerror(e));
+    }
+    int rc = copy_fd(in, fd);
+    e = errno;
     close(in);
-    if (close(outfd) != 0 && rc == 0) {
-        rc = -1;
-        e = errno;
+    if (rc != 0 || asprintf(label_out, "/memfd:%s", label) < 0) {
+        if (rc == 0)
+            e = ENOMEM;
+        close(fd);
+        return refuse(err, errlen, path, "cannot make a private copy in memory: %s",
+                      strerror(e));
     }
-    if (rc != 0) {
-        refuse(err, errlen, path, "cannot make a private copy %s: %s", tmpl, strerror(e));
-        unlink(tmpl);
-        free(tmpl);
-        return -1;
-    }
-    *out = tmpl;
+    *fd_out = fd;
     return 0;
+}
+
+/* The name under which the process opens descriptor fd. glibc knows an
+ * opened library by the name it was opened with: a name that a library
+ * still loaded had (its descriptor closed since, the number reused) would
+ * hand back that library, so the descriptor moves to a number no loaded
+ * library is named after. 0, or -1 when none was found. */
+static int fd_path(int *fd, char *out, size_t outlen)
+{
+    for (int tries = 0; tries < 64; tries++) {
+        snprintf(out, outlen, "/proc/self/fd/%d", *fd);
+        void *already = dlopen(out, RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
+        if (already == NULL)
+            return 0;
+        dlclose(already);
+        int nfd = fcntl(*fd, F_DUPFD_CLOEXEC, *fd + 1);
+        if (nfd < 0)
+            return -1;
+        close(*fd);
+        *fd = nfd;
+    }
+    return -1;
 }
 
 /* An opened, checked plugin file, not yet initialised. */
 typedef struct opened {
     void *dl;
-    char *copy; /* the private copy dlopen()ed, or NULL */
+    char *copy; /* the private copy's label ("/memfd:..."), or NULL */
     const ah_plugin_descriptor *desc;
 } opened;
 
@@ -182,10 +212,7 @@ static void opened_close(opened *o)
 {
     if (o->dl != NULL)
         dlclose(o->dl);
-    if (o->copy != NULL) {
-        unlink(o->copy);
-        free(o->copy);
-    }
+    free(o->copy);
     o->dl = NULL;
     o->copy = NULL;
     o->desc = NULL;
@@ -203,15 +230,27 @@ static int open_file(const char *path, opened *o, char *err, size_t errlen)
         target = dotslash;
     }
     void *already = dlopen(target, RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
+    int fd = -1;
+    char fdname[32];
     if (already != NULL) {
         dlclose(already);
-        if (private_copy(target, &o->copy, err, errlen) != 0) {
+        if (private_copy(target, &fd, &o->copy, err, errlen) != 0) {
             free(dotslash);
             return -1;
         }
-        target = o->copy;
+        if (fd_path(&fd, fdname, sizeof fdname) != 0) {
+            close(fd);
+            free(dotslash);
+            free(o->copy);
+            o->copy = NULL;
+            return refuse(err, errlen, path, "cannot name a private copy to load");
+        }
+        target = fdname;
     }
     o->dl = dlopen(target, RTLD_NOW | RTLD_LOCAL);
+    /* Mapped now (or refused): the copy lives as long as the mapping. */
+    if (fd >= 0)
+        close(fd);
     free(dotslash);
     if (o->dl == NULL) {
         const char *e = dlerror();
@@ -514,8 +553,7 @@ ah_generation *ah_plugin_load_ctx(const char *path, const ah_host_api *host,
     g->desc = o.desc;
     atomic_init(&g->refs, 1);
     atomic_init(&g->inflight, 0);
-    /* The copy's name now lives in g->loaded_path; release() unlinks it. */
-    free(o.copy);
+    free(o.copy); /* its label is in g->loaded_path */
     return g;
 }
 
@@ -523,20 +561,6 @@ ah_generation *ah_plugin_load(const char *path, const ah_host_api *host, char *e
                               size_t errlen)
 {
     return ah_plugin_load_ctx(path, host, NULL, err, errlen);
-}
-
-/* err as the isolate wrote it, about `shown` instead of `used` (the private
- * copy) at its start. */
-static void err_about(char *err, size_t errlen, const char *used, const char *shown)
-{
-    size_t ul = strlen(used);
-    if (err == NULL || errlen == 0 || strcmp(used, shown) == 0 || strncmp(err, used, ul) != 0)
-        return;
-    char *rest = strdup(err + ul);
-    if (rest != NULL) {
-        snprintf(err, errlen, "%s%s", shown, rest);
-        free(rest);
-    }
 }
 
 ah_generation *ah_plugin_load_isolated(const char *path, const ah_host_api *host,
@@ -554,16 +578,17 @@ ah_generation *ah_plugin_load_isolated(const char *path, const ah_host_api *host
      * to the file later (a file that cannot be read is handed over as it
      * is, for the process to say why it cannot open it). */
     char *copy = NULL;
-    if (access(path, R_OK) == 0 && private_copy(path, &copy, err, errlen) != 0)
+    int fd = -1;
+    if (access(path, R_OK) == 0 && private_copy(path, &fd, &copy, err, errlen) != 0)
         return NULL;
     const char *used = copy != NULL ? copy : path;
     ah_generation *g = NULL;
     const ah_plugin_descriptor *d = NULL;
-    ah_isolate *iso = ah_isolate_start(used, opts, host, err, errlen);
-    if (iso == NULL) {
-        err_about(err, errlen, used, path);
+    /* The isolate takes the copy's descriptor over (its processes load it,
+     * restarts included), whatever it returns. */
+    ah_isolate *iso = ah_isolate_start(path, fd, opts, host, err, errlen);
+    if (iso == NULL)
         goto fail;
-    }
     char why[512];
     d = ah_mirror_build(ah_isolate_descriptor(iso), why, sizeof why);
     if (d == NULL) {
@@ -578,10 +603,8 @@ ah_generation *ah_plugin_load_isolated(const char *path, const ah_host_api *host
         refuse(err, errlen, path, "out of memory");
         goto fail;
     }
-    if (ah_isolate_run(iso, d->name, err, errlen) != 0) {
-        err_about(err, errlen, used, path);
+    if (ah_isolate_run(iso, d->name, err, errlen) != 0)
         goto fail;
-    }
     g->iso = iso;
     g->dl = NULL;
     g->desc = d;
@@ -594,9 +617,6 @@ fail:
         gen_free_parts(g);
     ah_isolate_free(iso);
     ah_mirror_free(d);
-    if (copy != NULL) {
-        unlink(copy);
-        free(copy);
-    }
+    free(copy);
     return NULL;
 }

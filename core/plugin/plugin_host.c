@@ -2,7 +2,8 @@
 /*
  * atshub-plugin-host: the process an isolated plugin runs in (isolate.h).
  *
- *   atshub-plugin-host --fd 3 --plugin FILE.so [--memory-max BYTES] [--name NAME]
+ *   atshub-plugin-host --fd 3 --plugin FILE.so [--plugin-fd 4] [--memory-max BYTES]
+ *                      [--name NAME]
  *
  * Started by the daemon with posix_spawn, with its end of a socket pair as
  * descriptor 3 and nothing else open past stderr. It limits its address
@@ -1788,18 +1789,30 @@ static void say(const char *t, const char *message)
 int main(int argc, char **argv)
 {
     const char *plugin = NULL;
+    int plugin_fd = -1;
+    char plugin_fd_path[32];
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--fd") == 0)
             g_fd = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--plugin") == 0)
             plugin = argv[i + 1];
+        else if (strcmp(argv[i], "--plugin-fd") == 0)
+            plugin_fd = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--memory-max") == 0)
             g_memory_max = strtoull(argv[i + 1], NULL, 10);
     }
-    if (plugin == NULL || fcntl(g_fd, F_GETFD) < 0) {
-        fprintf(stderr, "usage: atshub-plugin-host --fd N --plugin FILE.so [--memory-max B]\n"
-                        "(started by atshub for plugins with isolation = process)\n");
+    if (plugin == NULL || fcntl(g_fd, F_GETFD) < 0 || plugin_fd == g_fd ||
+        (plugin_fd >= 0 && (plugin_fd < 3 || fcntl(plugin_fd, F_GETFD) < 0))) {
+        fprintf(stderr, "usage: atshub-plugin-host --fd N --plugin FILE.so [--plugin-fd M]\n"
+                        "       [--memory-max B]\n"
+                        "(started by atshub for plugins with isolation = process; with\n"
+                        "--plugin-fd, the plugin is loaded from descriptor M, and FILE.so\n"
+                        "only names it)\n");
         return 64;
+    }
+    if (plugin_fd >= 0) {
+        fcntl(plugin_fd, F_SETFD, FD_CLOEXEC);
+        snprintf(plugin_fd_path, sizeof plugin_fd_path, "/proc/self/fd/%d", plugin_fd);
     }
     fcntl(g_fd, F_SETFD, FD_CLOEXEC);
     ah_frame_reader_reset(&g_rd, g_fd);
@@ -1808,10 +1821,11 @@ int main(int argc, char **argv)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&g_cv, &ca);
     pthread_condattr_destroy(&ca);
-    /* Nothing of the daemon's but stdio and the socket. */
-    close_range(g_fd + 1, ~0U, 0);
-    for (int fd = 3; fd < g_fd; fd++)
-        close(fd);
+    /* Nothing of the daemon's but stdio, the socket and the plugin's bytes. */
+    close_range((g_fd > plugin_fd ? g_fd : plugin_fd) + 1, ~0U, 0);
+    for (int fd = 3; fd < (g_fd > plugin_fd ? g_fd : plugin_fd); fd++)
+        if (fd != g_fd && fd != plugin_fd)
+            close(fd);
 #if !defined(__SANITIZE_ADDRESS__)
     /* (AddressSanitizer reserves terabytes of address space: under it
      * the limit cannot be an RLIMIT_AS.) */
@@ -1847,7 +1861,9 @@ int main(int argc, char **argv)
     /* The daemon never loads the file: its constructors and entry function
      * run here, and the daemon learns the descriptor from us. The messages
      * are the loader's (loader.c). */
-    void *dl = dlopen(plugin, RTLD_NOW | RTLD_LOCAL);
+    void *dl = dlopen(plugin_fd >= 0 ? plugin_fd_path : plugin, RTLD_NOW | RTLD_LOCAL);
+    if (plugin_fd >= 0)
+        close(plugin_fd); /* mapped now, or refused */
     if (dl == NULL) {
         char m[1024];
         const char *e = dlerror();

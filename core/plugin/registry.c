@@ -225,9 +225,6 @@ void ah_generation_release(ah_generation *gen)
     }
     if (gen->dl != NULL)
         dlclose(gen->dl);
-    if (gen->loaded_path != NULL && gen->path != NULL &&
-        strcmp(gen->loaded_path, gen->path) != 0)
-        unlink(gen->loaded_path); /* our private copy */
     free(gen->name);
     free(gen->path);
     free(gen->loaded_path);

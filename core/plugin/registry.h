@@ -22,7 +22,10 @@ typedef struct ah_registry ah_registry;
 typedef struct ah_generation {
     char *name;       /* descriptor name */
     char *path;       /* the file as configured */
-    char *loaded_path; /* the file dlopen()ed (a private copy when swapping) */
+    /* The file dlopen()ed, or a private copy's label as /proc/PID/maps
+     * shows it ("/memfd:atshub-<plugin>-<n>": a second version of a loaded
+     * plugin, and every isolated plugin's processes, load one). */
+    char *loaded_path;
     unsigned number;  /* 1, 2, ... per plugin name */
     void *dl;
     const ah_plugin_descriptor *desc;
@@ -55,9 +58,11 @@ struct ah_isolate_opts;
  *   "PATH: route POST /x has no handler" / "PATH: subscription 'e.x' has no handler"
  *   "PATH: init failed: <the plugin's message>"
  * When the same file is already loaded in this process (dlopen would hand
- * back the same handle), a private copy is made under $TMPDIR (or /tmp) and
- * opened instead, so that two versions can be live side by side; the copy is
- * unlinked when the generation is released.
+ * back the same handle), a private copy is made in memory (memfd_create,
+ * opened as /proc/self/fd/N) and opened instead, so that two versions can be
+ * live side by side; it has no name in any directory and goes with its
+ * mapping when the generation is released, so no kill of the daemon leaves
+ * it behind.
  * `host` is the host API table handed to the plugin. Returns NULL on failure.
  * The generation starts with refs = 1 (the caller's).
  */
