@@ -279,14 +279,7 @@ static void host_http_response_free(ah_http_response *resp)
 
 static char *host_url_escape(const char *s)
 {
-    if (s == NULL)
-        return NULL;
-    char *e = curl_easy_escape(NULL, s, 0);
-    if (e == NULL)
-        return NULL;
-    char *out = strdup(e);
-    curl_free(e);
-    return out;
+    return ah_url_escape(s);
 }
 
 static ah_result host_oauth2_token(ah_call *call, const ah_oauth2_params *p, char *out,

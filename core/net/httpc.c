@@ -214,6 +214,18 @@ static char *str_replace_all(char *s, const char *needle, const char *with)
     return out;
 }
 
+char *ah_url_escape(const char *s)
+{
+    if (s == NULL)
+        return NULL;
+    char *e = curl_easy_escape(NULL, s, 0);
+    if (e == NULL)
+        return NULL;
+    char *out = strdup(e);
+    curl_free(e);
+    return out;
+}
+
 char *ah_redact(const char *s, const char *const *secrets)
 {
     if (!s)

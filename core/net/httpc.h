@@ -79,4 +79,10 @@ long ah_retry_after_ms(const char *value, long now_epoch);
  *  returns a malloc'd copy. */
 char *ah_redact(const char *s, const char *const *secrets);
 
+/** `s` percent-escaped for a URL path segment or query value, by libcurl:
+ *  every byte but the RFC 3986 unreserved ones (A-Z a-z 0-9 - . _ ~) as
+ *  %XX. malloc'd (free()); NULL for NULL or when out of memory. The host
+ *  API's url_escape, in the daemon and in a plugin's process alike. */
+char *ah_url_escape(const char *s);
+
 #endif

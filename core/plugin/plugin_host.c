@@ -42,6 +42,7 @@
 #include <openssl/hmac.h>
 
 #include "frame.h"
+#include "httpc.h"
 #include "jarena.h"
 #include "mirror.h"
 #include "router.h"
@@ -762,25 +763,11 @@ static void h_http_response_free(ah_http_response *resp)
     resp->content_type = NULL;
 }
 
+/* Answered here, without a round trip: the same libcurl escaping as the
+ * daemon's (httpc.h). */
 static char *h_url_escape(const char *s)
 {
-    if (s == NULL)
-        return NULL;
-    size_t n = strlen(s);
-    char *out = malloc(n * 3 + 1), *o = out;
-    if (out == NULL)
-        return NULL;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '.' || *p == '_' || *p == '~') {
-            *o++ = (char)*p;
-        } else {
-            snprintf(o, 4, "%%%02X", *p);
-            o += 3;
-        }
-    }
-    *o = '\0';
-    return out;
+    return ah_url_escape(s);
 }
 
 static ah_result h_oauth2_token(ah_call *call, const ah_oauth2_params *p, char *out,

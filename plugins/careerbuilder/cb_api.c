@@ -172,9 +172,9 @@ int cb_status_stored(ah_call *call, const cJSON *status)
     for (int page = 1; page <= CB_MAX_PAGES; page++) {
         ah_buf url = {0};
         ah_buf_puts(&url, CB_PATH "/");
-        ah_buf_url(&url, account);
+        ah_buf_url(&url, call->host, account);
         ah_buf_puts(&url, "/");
-        ah_buf_url(&url, email);
+        ah_buf_url(&url, call->host, email);
         ah_buf_printf(&url, "?results_per_page=100&page=%d", page);
         if (url.oom) {
             ah_buf_free(&url);
@@ -428,11 +428,11 @@ ah_result cb_op_get(ah_call *call, const cJSON *body, cJSON **reply)
         }
         ah_buf url = {0};
         ah_buf_puts(&url, CB_PATH "/");
-        ah_buf_url(&url, c->account);
+        ah_buf_url(&url, call->host, c->account);
         ah_buf_puts(&url, "/");
-        ah_buf_url(&url, email);
+        ah_buf_url(&url, call->host, email);
         ah_buf_printf(&url, "?results_per_page=%ld&page=%d", per_page, page);
-        ah_buf_query(&url, "status_date", cJSON_IsString(date) ? date->valuestring : NULL);
+        ah_buf_query(&url, call->host, "status_date", cJSON_IsString(date) ? date->valuestring : NULL);
         if (ah_buf_check(call, &url) != AH_OK) {
             ah_buf_free(&url);
             rc = AH_ERR;

@@ -97,7 +97,7 @@ cJSON *er_id_json(const char *id);
  * (ah_arg_*), paths and queries built in an ah_buf. */
 
 /** "/api/v2/<collection>/<escaped id><suffix>" into *b. */
-void er_path_id(ah_buf *b, const char *collection, const char *id, const char *suffix);
+void er_path_id(const ah_call *call, ah_buf *b, const char *collection, const char *id, const char *suffix);
 
 /* ------------------------------------------------------------------ */
 /* er_map.c: ERecruit <-> unified fields                               */

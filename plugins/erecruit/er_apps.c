@@ -57,7 +57,7 @@ static ah_result post_to_submission(ah_call *call, const char *app_id, const cha
                                     er_error *err)
 {
     ah_buf path = {0};
-    er_path_id(&path, "submissions", app_id, suffix);
+    er_path_id(call, &path, "submissions", app_id, suffix);
     if (path.oom) {
         ah_buf_free(&path);
         memset(err, 0, sizeof *err);
@@ -94,7 +94,7 @@ static ah_result reconcile_stage(ah_call *call, const char *app, const char *sta
            "reading the application back",
            app, stage);
     ah_buf path = {0};
-    er_path_id(&path, "submissions", app, NULL);
+    er_path_id(call, &path, "submissions", app, NULL);
     if (path.oom) {
         ah_buf_free(&path);
         return er_oom(call);
@@ -163,7 +163,7 @@ static er_settled settle_reject(ah_call *call, const char *app, const char *reas
                     app);
     *cur = NULL;
     ah_buf path = {0};
-    er_path_id(&path, "submissions", app, NULL);
+    er_path_id(call, &path, "submissions", app, NULL);
     if (path.oom) {
         ah_buf_free(&path);
         return ER_SETTLED_UNKNOWN;
@@ -369,7 +369,7 @@ static ah_result create_app(ah_call *call, const cJSON *body, bool settle, cJSON
         ah_buf path = {0};
         const er_conn *c = call->conn_ctx;
         ah_buf_printf(&path, ER_API "/submissions?per_page=%d&position_id=", c->per_page);
-        ah_buf_url(&path, job);
+        ah_buf_url(&path, call->host, job);
         if (ah_buf_check(call, &path) != AH_OK) {
             ah_buf_free(&path);
             return AH_ERR;

@@ -85,9 +85,9 @@ cJSON *er_id_json(const char *id)
     return cJSON_CreateString(id);
 }
 
-void er_path_id(ah_buf *b, const char *collection, const char *id, const char *suffix)
+void er_path_id(const ah_call *call, ah_buf *b, const char *collection, const char *id, const char *suffix)
 {
     ah_buf_printf(b, "%s/%s/", ER_API, collection);
-    ah_buf_url(b, id);
+    ah_buf_url(b, call->host, id);
     ah_buf_puts(b, suffix);
 }

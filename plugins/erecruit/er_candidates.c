@@ -32,7 +32,7 @@ ah_result er_cand_find(ah_call *call, const cJSON *body, cJSON **reply)
         }
         if (v == NULL || *v == '\0')
             continue;
-        ah_buf_query(&path, keys[i], v);
+        ah_buf_query(&path, call->host, keys[i], v);
         any = true;
     }
     if (!any) {

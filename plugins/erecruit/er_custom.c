@@ -27,7 +27,7 @@ ah_result er_custom_list(ah_call *call, const cJSON *body, cJSON **reply)
         return AH_ERR;
     ah_buf path = {0};
     ah_buf_printf(&path, "%s/custom-fields", ER_API);
-    ah_buf_query(&path, "entity", er_entity_remote(entity));
+    ah_buf_query(&path, call->host, "entity", er_entity_remote(entity));
     cJSON *resp;
     const cJSON *data;
     if (er_get_data(call, &path, "custom field definitions", &resp, &data) != AH_OK)
@@ -88,7 +88,7 @@ ah_result er_custom_values(ah_call *call, const cJSON *body, cJSON **reply)
         er_require_id(call, body, "id", id) != AH_OK)
         return AH_ERR;
     ah_buf path = {0};
-    er_path_id(&path, collection, id, "/custom-fields");
+    er_path_id(call, &path, collection, id, "/custom-fields");
     cJSON *resp = NULL;
     ah_result rc = er_send(call, "GET", &path, NULL, &resp);
     if (rc == AH_OK)
@@ -148,7 +148,7 @@ static ah_result update_values(ah_call *call, const cJSON *body, bool settle, cJ
         return er_oom(call);
     }
     ah_buf path = {0};
-    er_path_id(&path, collection, id, "/custom-fields");
+    er_path_id(call, &path, collection, id, "/custom-fields");
     if (ah_buf_check(call, &path) != AH_OK) {
         ah_buf_free(&path);
         cJSON_Delete(b);

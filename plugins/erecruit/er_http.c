@@ -286,7 +286,7 @@ ah_result er_get_by_id(ah_call *call, const cJSON *body, const char *key,
     if (er_require_id(call, body, key, id) != AH_OK)
         return AH_ERR;
     ah_buf path = {0};
-    er_path_id(&path, collection, id, suffix);
+    er_path_id(call, &path, collection, id, suffix);
     return er_send(call, "GET", &path, NULL, out);
 }
 

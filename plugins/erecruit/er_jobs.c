@@ -46,7 +46,7 @@ ah_result er_job_enhanced_batch(ah_call *call, const cJSON *body, cJSON **reply)
         return AH_ERR;
     ah_buf path = {0};
     ah_buf_printf(&path, "%s/positions?" ER_EXPAND "&per_page=%lld", ER_API, limit);
-    ah_buf_query(&path, "cursor", cursor != NULL && *cursor ? cursor : NULL);
+    ah_buf_query(&path, call->host, "cursor", cursor != NULL && *cursor ? cursor : NULL);
     cJSON *page = NULL;
     if (er_send(call, "GET", &path, NULL, &page) != AH_OK)
         return AH_ERR;

@@ -102,8 +102,8 @@ static ah_result tag_contact(ah_call *call, const char *contact_id)
 {
     const er_conn *c = call->conn_ctx;
     ah_buf path = {0}, back = {0};
-    er_path_id(&path, "contacts", contact_id, "/tags");
-    er_path_id(&back, "contacts", contact_id, NULL);
+    er_path_id(call, &path, "contacts", contact_id, "/tags");
+    er_path_id(call, &back, "contacts", contact_id, NULL);
     ah_result rc = ah_buf_check(call, &path);
     if (rc == AH_OK)
         rc = ah_buf_check(call, &back);
@@ -123,7 +123,7 @@ static ah_result screen_application(ah_call *call, const char *app_id,
 {
     const er_conn *c = call->conn_ctx;
     ah_buf path = {0};
-    er_path_id(&path, "submissions", app_id, NULL);
+    er_path_id(call, &path, "submissions", app_id, NULL);
     if (ah_buf_check(call, &path) != AH_OK) {
         ah_buf_free(&path);
         return AH_ERR;
@@ -239,7 +239,7 @@ static ah_result add_note(ah_call *call, const cJSON *body, const char *collecti
     free(html);
     ah_buf path = {0};
     if (rc == AH_OK) {
-        er_path_id(&path, collection, id, "/notes");
+        er_path_id(call, &path, collection, id, "/notes");
         rc = ah_buf_check(call, &path);
     }
     cJSON *resp = NULL;
@@ -327,7 +327,7 @@ static ah_result add_document(ah_call *call, const cJSON *body, const char *coll
         if (er_require_id(call, body, id_key, id) != AH_OK || er_marker(call, ref) != AH_OK)
             return AH_ERR;
         ah_buf path = {0};
-        er_path_id(&path, collection, id, "/documents");
+        er_path_id(call, &path, collection, id, "/documents");
         if (ah_buf_check(call, &path) != AH_OK) {
             ah_buf_free(&path);
             return AH_ERR;
@@ -380,7 +380,7 @@ static ah_result add_document(ah_call *call, const cJSON *body, const char *coll
               (kind == NULL || cJSON_AddStringToObject(b, "kind", kind) != NULL);
     ah_buf path = {0};
     if (ok) {
-        er_path_id(&path, collection, id, "/documents");
+        er_path_id(call, &path, collection, id, "/documents");
         ok = !path.oom;
     }
     if (!ok) {

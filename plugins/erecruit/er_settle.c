@@ -61,7 +61,7 @@ er_settled er_find_marked(ah_call *call, const char *list_path, const char *mark
         ah_buf_puts(&path, list_path);
         if (cursor != NULL) {
             ah_buf_puts(&path, strchr(list_path, '?') != NULL ? "&cursor=" : "?cursor=");
-            ah_buf_url(&path, cursor);
+            ah_buf_url(&path, call->host, cursor);
             free(cursor);
             cursor = NULL;
         }

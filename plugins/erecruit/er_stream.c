@@ -155,8 +155,8 @@ static ah_result stream_page(ah_call *call, const cJSON *body, const char *colle
         return AH_ERR;
     ah_buf path = {0};
     ah_buf_printf(&path, "%s/%s?per_page=%lld", ER_API, collection, per_page);
-    ah_buf_query(&path, "updated_after", after);
-    ah_buf_query(&path, "cursor", cursor != NULL && *cursor ? cursor : NULL);
+    ah_buf_query(&path, call->host, "updated_after", after);
+    ah_buf_query(&path, call->host, "cursor", cursor != NULL && *cursor ? cursor : NULL);
     if (filter != NULL)
         ah_buf_printf(&path, "%s", filter);
     cJSON *page = NULL;
@@ -321,7 +321,7 @@ ah_result er_stream_applications(ah_call *call, const cJSON *body, cJSON **reply
                                         "job_ids must hold strings or integers");
             }
             ah_buf_printf(&filter, "%s", first ? "&position_id=" : ",");
-            ah_buf_url(&filter, id);
+            ah_buf_url(&filter, call->host, id);
             first = false;
         }
         if (!first && ah_buf_check(call, &filter) != AH_OK) {

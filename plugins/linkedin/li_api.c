@@ -210,11 +210,11 @@ static char *ids_url(ah_call *call, const li_item *items, int n)
     ah_buf_puts(&b, ATS_PATH "?");
     for (int i = 0; i < n; i++) {
         ah_buf_printf(&b, "%sids[%d].integrationContext=", i > 0 ? "&" : "", i);
-        ah_buf_url(&b, items[i].ctx);
+        ah_buf_url(&b, call->host, items[i].ctx);
         ah_buf_printf(&b, "&ids[%d].integrationType=", i);
-        ah_buf_url(&b, items[i].type);
+        ah_buf_url(&b, call->host, items[i].type);
         ah_buf_printf(&b, "&ids[%d].tenantType=", i);
-        ah_buf_url(&b, items[i].tt);
+        ah_buf_url(&b, call->host, items[i].tt);
         ah_buf_printf(&b, "&ids[%d].dataProvider=ATS", i);
     }
     if (!ah_buf_ok(&b)) {
@@ -231,7 +231,7 @@ static bool value_is(ah_call *call, const char *v, size_t vlen, const char *want
         return true;
     (void)call;
     ah_buf e = {0};
-    ah_buf_url(&e, want);
+    ah_buf_url(&e, call->host, want);
     bool eq = ah_buf_ok(&e) && e.len == vlen && strncasecmp(v, e.s, vlen) == 0;
     ah_buf_free(&e);
     return eq;
@@ -703,7 +703,7 @@ static int lookup_app(ah_call *call, const ah_oauth2_params *pp, const char *fid
     *app = NULL;
     ah_buf url = {0};
     ah_buf_puts(&url, APPS_PATH "?q=credentialsByUniqueForeignId");
-    ah_buf_query(&url, "uniqueForeignId", fid);
+    ah_buf_query(&url, call->host, "uniqueForeignId", fid);
     if (url.oom) {
         ah_buf_free(&url);
         return -1;
@@ -733,7 +733,7 @@ static ah_result find_existing(ah_call *call, const ah_oauth2_params *pp, const 
     const ah_host_api *h = call->host;
     ah_buf url = {0};
     ah_buf_puts(&url, APPS_PATH "?q=credentialsByUniqueForeignId");
-    ah_buf_query(&url, "uniqueForeignId", fid);
+    ah_buf_query(&url, call->host, "uniqueForeignId", fid);
     if (ah_buf_check(call, &url) != AH_OK) {
         ah_buf_free(&url);
         return AH_ERR;
@@ -766,7 +766,7 @@ static ah_result update_domains(ah_call *call, const ah_oauth2_params *pp, const
     const ah_host_api *h = call->host;
     ah_buf url = {0};
     ah_buf_puts(&url, APPS_PATH "/");
-    ah_buf_url(&url, urn);
+    ah_buf_url(&url, call->host, urn);
     if (ah_buf_check(call, &url) != AH_OK) {
         ah_buf_free(&url);
         return AH_ERR;

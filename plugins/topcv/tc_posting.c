@@ -308,7 +308,7 @@ static ah_result find_by_reference(ah_call *call, const char *ref, cJSON **found
     *found = NULL;
     ah_buf path = {0};
     ah_buf_puts(&path, "/api/jobs?reference=");
-    ah_buf_url(&path, ref);
+    ah_buf_url(&path, call->host, ref);
     ah_result r = ah_buf_check(call, &path);
     long status = 0;
     cJSON *ans = NULL;
@@ -520,7 +520,7 @@ static ah_result update(ah_call *call, const cJSON *body, bool settle, cJSON **r
     if (r == AH_OK) {
         ah_buf path = {0};
         ah_buf_puts(&path, "/api/jobs/");
-        ah_buf_url(&path, tc_str(rec, "remote_id"));
+        ah_buf_url(&path, call->host, tc_str(rec, "remote_id"));
         r = ah_buf_check(call, &path);
         ah_http_outcome oc = AH_OUTCOME_NONE;
         if (r == AH_OK && settle)
@@ -536,7 +536,7 @@ static ah_result update(ah_call *call, const cJSON *body, bool settle, cJSON **r
             ah_buf_free(&path);
             path = (ah_buf){0};
             ah_buf_puts(&path, "/api/jobs/");
-            ah_buf_url(&path, tc_str(rec, "remote_id"));
+            ah_buf_url(&path, call->host, tc_str(rec, "remote_id"));
             r = ah_buf_check(call, &path);
             if (r == AH_OK)
                 r = tc_api(call, "GET", path.s, NULL, 0, &status, &ans);
@@ -612,7 +612,7 @@ ah_result tc_op_link(ah_call *call, const cJSON *body, cJSON **reply)
         return h->fail(call, AH_E_NOT_FOUND, 404, "the tenant has no job '%s'", job_id);
     ah_buf path = {0};
     ah_buf_puts(&path, "/api/jobs/");
-    ah_buf_url(&path, tid);
+    ah_buf_url(&path, call->host, tid);
     long status = 0;
     cJSON *ans = NULL;
     ah_result r = ah_buf_check(call, &path);

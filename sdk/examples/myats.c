@@ -11,7 +11,7 @@ static ah_result job_get(ah_call *call, const cJSON *body, cJSON **reply)
         return AH_ERR;
     ah_buf url = {0};
     ah_buf_puts(&url, "/v3/jobs/");
-    ah_buf_url(&url, id);
+    ah_buf_url(&url, h, id);
     ah_oauth2_params p = {.struct_size = sizeof p, .token_url = "/oauth/token",
                           .client_id = h->setting(call, "client_id"),
                           .client_secret = h->setting(call, "client_secret")};

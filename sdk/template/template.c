@@ -64,7 +64,7 @@ static ah_result tpl_job_get(ah_call *call, const cJSON *body, cJSON **reply)
         return call->host->fail(call, AH_E_INTERNAL, 0, "the clock is out of range");
     ah_buf url = {0};
     ah_buf_puts(&url, "/jobs/");
-    ah_buf_url(&url, id); /* "a/b" -> "a%2Fb" */
+    ah_buf_url(&url, call->host, id); /* "a/b" -> "a%2Fb" */
     cJSON *r = ah_buf_ok(&url) ? cJSON_CreateObject() : NULL;
     if (r == NULL) {
         ah_buf_free(&url);

@@ -11,6 +11,7 @@
 
 #include "crypto.h"
 #include "fake_host.h"
+#include "httpc.h"
 
 /* Large enough for any test, small enough to catch a runaway plugin. */
 #define FAKE_JSON_MAX (16u * 1024u * 1024u)
@@ -181,15 +182,7 @@ static void fake_http_response_free(ah_http_response *resp)
 
 static char *fake_url_escape(const char *s)
 {
-    if (s == NULL)
-        return NULL;
-    char *e = curl_easy_escape(NULL, s, 0);
-    if (e == NULL)
-        return NULL;
-    /* host->free() is free(): hand back memory from our own allocator. */
-    char *copy = strdup(e);
-    curl_free(e);
-    return copy;
+    return ah_url_escape(s); /* the daemon's own (host->free() is free()) */
 }
 
 static ah_result fake_oauth2_token(ah_call *call, const ah_oauth2_params *p, char *out,

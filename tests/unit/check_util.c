@@ -47,7 +47,7 @@ START_TEST(test_url_escaping_matches_curl)
     for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++) {
         ah_buf b = {0};
         ah_buf_puts(&b, "");
-        ah_buf_url(&b, inputs[i]);
+        ah_buf_url(&b, ah_fake_host_api(), inputs[i]);
         char *want = curl_easy_escape(NULL, inputs[i], 0);
         ck_assert_ptr_nonnull(want);
         ck_assert_str_eq(b.s, want);
@@ -56,9 +56,10 @@ START_TEST(test_url_escaping_matches_curl)
     }
     ah_buf q = {0};
     ah_buf_puts(&q, "/api/v2/jobs");
-    ah_buf_query(&q, "status", "open & live");
-    ah_buf_query(&q, "skip", NULL);
-    ah_buf_query(&q, "page", "2");
+    const ah_host_api *h = ah_fake_host_api();
+    ah_buf_query(&q, h, "status", "open & live");
+    ah_buf_query(&q, h, "skip", NULL);
+    ah_buf_query(&q, h, "page", "2");
     ck_assert_str_eq(q.s, "/api/v2/jobs?status=open%20%26%20live&page=2");
     ah_buf_free(&q);
 }

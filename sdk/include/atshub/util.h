@@ -128,28 +128,30 @@ static inline void ah_buf_printf(ah_buf *b, const char *fmt, ...)
     va_end(ap);
 }
 
-/** Appends `s` percent-escaped for a URL path segment or query value:
- *  every byte but the RFC 3986 unreserved ones (A-Z a-z 0-9 - . _ ~) as
- *  %XX, so '/', '?', '&', '=', '+', spaces and UTF-8 are all escaped. */
-static inline void ah_buf_url(ah_buf *b, const char *s)
+/** Appends `s` percent-escaped for a URL path segment or query value by
+ *  the host (`h->url_escape`, libcurl's): every byte but the RFC 3986
+ *  unreserved ones (A-Z a-z 0-9 - . _ ~) as %XX, so '/', '?', '&', '=',
+ *  '+', spaces and UTF-8 are all escaped. Nothing for NULL or ""; out of
+ *  memory is remembered in b. (It once took no host and escaped by itself:
+ *  a plugin written against that header passes call->host now.) */
+static inline void ah_buf_url(ah_buf *b, const ah_host_api *h, const char *s)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    for (; s != NULL && *s != '\0' && !b->oom; s++) {
-        unsigned char c = (unsigned char)*s;
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-            c == '-' || c == '.' || c == '_' || c == '~') {
-            ah_buf_append(b, s, 1);
-        } else {
-            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
-            ah_buf_append(b, e, 3);
-        }
+    if (s == NULL || *s == '\0' || b->oom)
+        return;
+    char *e = h->url_escape(s);
+    if (e == NULL) {
+        b->oom = true;
+        return;
     }
+    ah_buf_puts(b, e);
+    h->free(e);
 }
 
 /** Appends "?key=value" to a URL that has no '?' yet, else "&key=value",
- *  with `value` URL-escaped (`key` is the caller's literal); nothing when
- *  value is NULL. */
-static inline void ah_buf_query(ah_buf *b, const char *key, const char *value)
+ *  with `value` URL-escaped by the host (`key` is the caller's literal);
+ *  nothing when value is NULL. */
+static inline void ah_buf_query(ah_buf *b, const ah_host_api *h, const char *key,
+                                const char *value)
 {
     if (value == NULL)
         return;
@@ -157,7 +159,7 @@ static inline void ah_buf_query(ah_buf *b, const char *key, const char *value)
     ah_buf_append(b, first ? "?" : "&", 1);
     ah_buf_puts(b, key);
     ah_buf_append(b, "=", 1);
-    ah_buf_url(b, value);
+    ah_buf_url(b, h, value);
 }
 
 /** Appends the `n` bytes of `s` as HTML text or a quoted attribute
