@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "conns.h"
 #include "core.h"
 #include "daemon.h"
@@ -183,6 +184,9 @@ static int add_source(ah_core *core, int64_t tid, const char *name, char *key, s
 
 int main(int argc, char **argv)
 {
+    /* The malloc tuning `atshub serve` runs with (its plugin processes
+     * inherit it): the figures are serve's. */
+    ah_cli_exec_with_tcache(argv);
     long total = 20000, warmup = 1000;
     int conc = 32, nsources = 1, http_threads = 4;
     char plugin[PATH_MAX] = "";

@@ -8,6 +8,13 @@
 
 /* --- CLI (cli.c) --------------------------------------------------------- */
 int ah_cli_main(int argc, char **argv);
+/** Starts this process again (execv of /proc/self/exe, the same pid and
+ *  arguments) with glibc's tcache at 64 blocks a size unless
+ *  GLIBC_TUNABLES sets tcache_count already; returns only when it did not
+ *  (set already, or the exec failed: the environment as it was). What
+ *  `atshub serve` runs with (cli.c says why); processes it spawns (a
+ *  plugin's) inherit it. */
+void ah_cli_exec_with_tcache(char **argv);
 
 /* --- CLI (cli_webhooks.c) ---------------------------------------------- */
 
