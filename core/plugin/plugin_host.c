@@ -179,6 +179,7 @@ static void install_fault_handlers(void)
 /* ------------------------------------------------------------------------ */
 
 static ah_frame_reader g_rd; /* frames from the daemon (g_fd) */
+static ah_frame_spin g_spin; /* the reading thread's look before it sleeps in read() */
 
 static void die_lost(void)
 {
@@ -393,6 +394,8 @@ static int work_queued(void)
  * daemon, which may be waiting for that request. */
 static void read_and_dispatch(bool idle)
 {
+    if (!ah_frame_buffered(&g_rd))
+        (void)ah_frame_spin_poll(&g_spin, g_fd); /* the read below then may not sleep */
     do {
         qframe *f = calloc(1, sizeof *f);
         if (f == NULL)
