@@ -5,7 +5,6 @@
  * the first member of the core's ah_core_call (see core.h), except for the
  * loader's init call (topic == NULL), which is a bare ah_call_ext.
  */
-#include <curl/curl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -275,11 +274,6 @@ static ah_result host_http(ah_call *call, const ah_http_request *req, ah_http_re
 static void host_http_response_free(ah_http_response *resp)
 {
     ah_http_response_free(resp);
-}
-
-static char *host_url_escape(const char *s)
-{
-    return ah_url_escape(s);
 }
 
 static ah_result host_oauth2_token(ah_call *call, const ah_oauth2_params *p, char *out,
@@ -1035,7 +1029,7 @@ void ah_host_api_init(ah_host_api *api)
         .setting = host_setting,
         .http = host_http,
         .http_response_free = host_http_response_free,
-        .url_escape = host_url_escape,
+        .url_escape = ah_url_escape, /* libcurl's (httpc.h) */
         .oauth2_token = host_oauth2_token,
         .oauth2_invalidate = host_oauth2_invalidate,
         .json_parse = host_json_parse,

@@ -766,13 +766,6 @@ static void h_http_response_free(ah_http_response *resp)
     resp->content_type = NULL;
 }
 
-/* Answered here, without a round trip: the same libcurl escaping as the
- * daemon's (httpc.h). */
-static char *h_url_escape(const char *s)
-{
-    return ah_url_escape(s);
-}
-
 static ah_result h_oauth2_token(ah_call *call, const ah_oauth2_params *p, char *out,
                                 size_t out_len)
 {
@@ -1457,7 +1450,7 @@ static const ah_host_api g_host = {
     .setting = h_setting,
     .http = h_http,
     .http_response_free = h_http_response_free,
-    .url_escape = h_url_escape,
+    .url_escape = ah_url_escape, /* here, no round trip: libcurl's, as the daemon's */
     .oauth2_token = h_oauth2_token,
     .oauth2_invalidate = h_oauth2_invalidate,
     .json_parse = h_json_parse,

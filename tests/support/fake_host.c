@@ -7,7 +7,6 @@
 #include <strings.h>
 #include <time.h>
 
-#include <curl/curl.h>
 
 #include "crypto.h"
 #include "fake_host.h"
@@ -178,11 +177,6 @@ static void fake_http_response_free(ah_http_response *resp)
     resp->body = NULL;
     resp->content_type = NULL;
     resp->body_len = 0;
-}
-
-static char *fake_url_escape(const char *s)
-{
-    return ah_url_escape(s); /* the daemon's own (host->free() is free()) */
 }
 
 static ah_result fake_oauth2_token(ah_call *call, const ah_oauth2_params *p, char *out,
@@ -773,7 +767,7 @@ static const ah_host_api fake_api = {
     .setting = fake_setting,
     .http = fake_http,
     .http_response_free = fake_http_response_free,
-    .url_escape = fake_url_escape,
+    .url_escape = ah_url_escape, /* the daemon's own (host->free() is free()) */
     .oauth2_token = fake_oauth2_token,
     .oauth2_invalidate = fake_oauth2_invalidate,
     .json_parse = fake_json_parse,
