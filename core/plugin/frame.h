@@ -56,12 +56,12 @@ typedef struct ah_frame_spin {
     unsigned waits; /* waits while it was not */
 } ah_frame_spin;
 /** Whether fd has input (poll(2) POLLIN: > 0 yes, 0 no, < 0 error), found
- *  without sleeping: for up to 20 us when such looks have found input
- *  lately, else at once (and every 64th time, to learn again). A
- *  zero-initialised state first looks at its 64th call. Sleeping in poll() or read()
- *  costs a wake-up of an idle CPU, which on a VM is most of a round trip
- *  between two processes; a look that keeps failing costs the CPU the peer
- *  needs, so it stops looking (frame.c). */
+ *  without sleeping: for up to 200 us (yielding the CPU between looks)
+ *  when such looks have found input lately, else at once (and every 64th
+ *  time, to learn again). A zero-initialised state first looks at its 64th
+ *  call. Sleeping in poll() or read() costs a wake-up of an idle CPU, which
+ *  on a VM is most of a round trip between two processes; looks that keep
+ *  failing cost the CPU the peer needs, so it stops looking (frame.c). */
 int ah_frame_spin_poll(ah_frame_spin *st, int fd);
 /** True when a whole frame is buffered: ah_frame_read will not block. */
 bool ah_frame_buffered(const ah_frame_reader *r);
