@@ -1206,9 +1206,10 @@ static int cmd_help(cli *c)
 
 /* The tcache's size is read from the environment once, when the process
  * starts (GLIBC_TUNABLES; mallopt has no setting for it): `atshub serve`
- * (and bench_erp, to measure what serve runs) sets it and starts itself again, the same process (execv keeps the pid,
- * the open files and the arguments). An operator's own tcache_count is
- * kept; if the exec fails, the daemon runs with glibc's default. */
+ * (and bench_erp, to measure what serve runs) sets it and starts itself
+ * again, the same process (execv keeps the pid, the open files and the
+ * arguments). An operator's own tcache_count is kept; if the exec fails,
+ * the daemon runs with glibc's default. */
 void ah_cli_exec_with_tcache(char **argv)
 {
     const char *env = getenv("GLIBC_TUNABLES");

@@ -1606,7 +1606,8 @@ ah_isolate *ah_isolate_start(const char *path, int fd, const ah_isolate_opts *op
             close(fd);
         return NULL;
     }
-    /* Above the descriptors spawn_load gives the process. */
+    /* Above the descriptors spawn_load gives the process (3 and
+     * PLUGIN_FD), so that its dup2 cannot overwrite the source. */
     iso->plugin_fd = fd < 0 || fd >= 10 ? fd : fcntl(fd, F_DUPFD_CLOEXEC, 10);
     if (fd >= 0 && fd < 10)
         close(fd);

@@ -131,8 +131,8 @@ static int copy_fd(int in, int out)
  * directory, so nothing is left behind however the daemon ends (SIGKILL,
  * a crash), and it is freed with its last descriptor and mapping. Its
  * label, "atshub-<plugin>-<n>", is what /proc/PID/maps shows
- * ("/memfd:atshub-erp-3 (deleted)"). *fd_out: the copy (O_CLOEXEC, at 10
- * or above); *label_out: "/memfd:" and the label, malloc'd. */
+ * ("/memfd:atshub-erp-3 (deleted)"). *fd_out: the copy (O_CLOEXEC);
+ * *label_out: "/memfd:" and the label, malloc'd. */
 static int private_copy(const char *path, int *fd_out, char **label_out, char *err,
                         size_t errlen)
 {
@@ -154,12 +154,8 @@ static int private_copy(const char *path, int *fd_out, char **label_out, char *e
                       "cannot open: %s (it is loaded already; a second version needs "
                       "a private copy)", strerror(e));
     }
-    int mfd = memfd_create(label, MFD_CLOEXEC);
-    /* Above the descriptors a plugin process is given (isolate.c). */
-    int fd = mfd >= 0 ? fcntl(mfd, F_DUPFD_CLOEXEC, 10) : -1;
+    int fd = memfd_create(label, MFD_CLOEXEC);
     int e = errno;
-    if (mfd >= 0)
-        close(mfd);
     if (fd < 0) {
         close(in);
         return refuse(err, errlen, path, "cannot make a private copy in memory: %s",
