@@ -1248,6 +1248,55 @@ START_TEST(test_committer)
 END_TEST
 
 
+/* After busy groups (the committer then lets each group grow for its whole
+ * wait, BUSY_GROUP in committer.c), a lone request is still committed and
+ * answered: nobody leaving to wake the thread strands no one. Each lone
+ * request waits for its callback before the next goes. */
+START_TEST(test_committer_lone_after_busy)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme"), v = 0;
+    char err[256];
+    ah_store_committer *c = ah_store_committer_start(s, &quiet, err, sizeof err);
+    ck_assert_msg(c != NULL, "%s", err);
+    done_arg d = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    writer_arg w = {s, c, t, &d};
+    pthread_t th[8];
+    for (int i = 0; i < 8; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, group_writer, &w), 0);
+    for (int i = 0; i < 8; i++)
+        pthread_join(th[i], NULL);
+    for (int lone = 1; lone <= 3; lone++) {
+        uint64_t g = 0;
+        ah_store_committer_enter(c);
+        ck_assert_int_eq(s->ops->group_begin(s, &g), AH_STORE_OK);
+        ck_assert_int_eq(s->ops->sequence_next(s, t, "n", &v), AH_STORE_OK);
+        ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
+        ck_assert_int_eq(ah_store_committer_add(c, g, on_committed, &d), 0);
+        ah_store_committer_leave(c);
+        int calls = 0;
+        for (int spin = 0; spin < 20000; spin++) { /* 20 s at most: a hang fails */
+            pthread_mutex_lock(&d.mu);
+            calls = d.calls;
+            pthread_mutex_unlock(&d.mu);
+            if (calls == 800 + lone)
+                break;
+            usleep(1000);
+        }
+        ck_assert_int_eq(calls, 800 + lone);
+    }
+    ah_store_committer_stop(c);
+    ck_assert_int_eq(d.ok, 803);
+    ah_store *other = open_store(&f);
+    ck_assert_int_eq(other->ops->sequence_next(other, t, "n", &v), AH_STORE_OK);
+    ck_assert_int_eq(v, 804);
+    other->ops->close(other);
+    fx_done(&f);
+}
+END_TEST
+
 /* Field 19 (nice) of a /proc stat file, -100 when unreadable. */
 static int stat_nice(const char *path)
 {
@@ -4153,6 +4202,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_group_scope_rollback_past_spill);
     tcase_add_test(tc, test_readers_beside_writer);
     tcase_add_test(tc, test_committer);
+    tcase_add_test(tc, test_committer_lone_after_busy);
     tcase_add_test(tc, test_wal_checkpointed);
     tcase_add_test(tc, test_wal_restart_keeps_pace);
     tcase_add_test(tc, test_outbox);
