@@ -28,14 +28,17 @@
  * engine may ask for a longer MAX_WAIT_US (ah_store_ops.group_max_wait_us). */
 #define QUIET_US 50L
 #define MAX_WAIT_US 1000L
-/* A group this large means requests keep coming: the next group is let
- * grow for the whole MAX_WAIT_US, with no wake-up as each request leaves.
- * One source's creates pass its call lock one at a time, so `entered`
- * fell to 0 after every create and woke the thread to watch for a quiet
- * moment that never came: 0.65 wake-ups a create and 19 us of the
- * committer's CPU, against 0.11 and 7 us so (bench/README.md). A smaller
- * group goes back to committing as soon as its requests have left. */
-#define BUSY_GROUP 8u
+/* Under steady load a group is cut by MAX_WAIT_US, not by a quiet moment:
+ * requests keep coming. Watching for the quiet moment costs a wake-up each
+ * time the count of requests on their way falls to 0, and one source's
+ * creates pass its call lock one at a time, so it fell to 0 after every
+ * create: 0.65 wake-ups and 19 us of the committer's CPU a create under the
+ * shared wrk script. After a group cut by its deadline the next one sleeps
+ * to its deadline instead ("busy"), looking once, BUSY_LOOK_US before it,
+ * at the arrivals so far: when none came after that look and no request is
+ * on its way, the load has ended and the next group watches for quiet
+ * again (bench/README.md, "Morning of 2026-12-05"). */
+#define BUSY_LOOK_US 250L
 
 typedef struct item {
     struct item *next;
@@ -60,7 +63,7 @@ struct ah_store_committer {
     long entered;      /* requests on their way (enter, not yet leave) */
     bool idle;         /* the thread waits for a first callback */
     bool growing;      /* the thread waits for `entered` to reach 0 */
-    unsigned last_size; /* requests the last commit answered (BUSY_GROUP) */
+    bool busy;          /* the last group was cut by its deadline: see BUSY_LOOK_US */
 };
 
 static bool failed_locked(const ah_store_committer *c, uint64_t group)
@@ -145,31 +148,49 @@ static bool before(const struct timespec *a, const struct timespec *b)
     return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
 
+/* Sleeps until `until`, a stop, or the end of group `ended` elsewhere
+ * (caller holds mu). false when it returned for one of the last two. */
+static bool sleep_until(ah_store_committer *c, const struct timespec *until, uint64_t ended)
+{
+    int rc = 0;
+    while (rc == 0 && !c->stopping && c->ended_upto == ended)
+        rc = pthread_cond_timedwait(&c->cv, &c->mu, until);
+    return !c->stopping && c->ended_upto == ended;
+}
+
 /* Lets the open group grow (caller holds mu): waits until every request
  * that entered has handed over its callback and none arrived for QUIET_US,
  * at most MAX_WAIT_US, or until the group ended elsewhere. Arrivals do not
  * wake the thread meanwhile (a wake-up per request cost more CPU than the
- * commit it shares); the last request to leave does, once. After a busy
- * group (BUSY_GROUP) it waits out MAX_WAIT_US instead. */
-static void let_group_grow(ah_store_committer *c)
+ * commit it shares); the last request to leave does, once. Busy (see
+ * BUSY_LOOK_US), it waits out MAX_WAIT_US instead. Returns whether the
+ * group grew until its deadline with requests still coming. */
+static bool let_group_grow(ah_store_committer *c)
 {
     long max_wait = c->store->ops->group_max_wait_us;
-    struct timespec deadline = mono_after(max_wait > 0 ? max_wait : MAX_WAIT_US);
+    if (max_wait <= 0)
+        max_wait = MAX_WAIT_US;
+    struct timespec deadline = mono_after(max_wait);
     uint64_t ended = c->ended_upto;
-    if (c->last_size >= BUSY_GROUP) {
-        while (!c->stopping && c->ended_upto == ended &&
-               pthread_cond_timedwait(&c->cv, &c->mu, &deadline) == 0)
-            ;
-        return;
+    if (c->busy) {
+        struct timespec look = mono_after(max_wait > BUSY_LOOK_US ? max_wait - BUSY_LOOK_US : 0);
+        if (!sleep_until(c, &look, ended))
+            return false;
+        uint64_t seen = c->arrivals;
+        if (!sleep_until(c, &deadline, ended))
+            return false;
+        return c->arrivals != seen || c->entered > 0;
     }
-    while (!c->stopping && c->ended_upto == ended) {
+    for (;;) {
         c->growing = true;
         int rc = 0;
         while (c->entered > 0 && !c->stopping && c->ended_upto == ended && rc == 0)
             rc = pthread_cond_timedwait(&c->cv, &c->mu, &deadline);
         c->growing = false;
-        if (rc != 0 || c->stopping || c->ended_upto != ended)
-            break; /* the deadline, a stop, or the group ended elsewhere */
+        if (c->stopping || c->ended_upto != ended)
+            return false; /* a stop, or the group ended elsewhere */
+        if (rc != 0)
+            return true; /* the deadline, requests still on their way */
         /* Everyone who entered has handed over: a quiet moment for the
          * next to come, unless the deadline is nearer. */
         uint64_t seen = c->arrivals;
@@ -179,10 +200,12 @@ static void let_group_grow(ah_store_committer *c)
         while (!c->stopping && pthread_cond_timedwait(&c->cv, &c->mu, &quiet) == 0)
             ;
         if (c->arrivals == seen && c->entered <= 0)
-            break; /* quiet: nobody else is coming soon */
+            return false; /* quiet: nobody else is coming soon */
         struct timespec now = mono_after(0);
         if (!before(&now, &deadline))
-            break;
+            return true;
+        if (c->stopping)
+            return false;
     }
 }
 
@@ -204,15 +227,11 @@ static void *committer_main(void *arg)
             /* Someone waits for the open group: let it grow while requests
              * keep arriving, then commit it. While this COMMIT is written,
              * new requests gather in the next group. */
-            let_group_grow(c);
+            c->busy = let_group_grow(c);
             pthread_mutex_unlock(&c->mu);
             (void)c->store->ops->group_commit(c->store);
             pthread_mutex_lock(&c->mu);
             ready = take_ready_locked(c, &more);
-            unsigned n = 0;
-            for (const item *it = ready; it != NULL; it = it->next)
-                n++;
-            c->last_size = n;
         }
         pthread_mutex_unlock(&c->mu);
         run_ready(c, ready);

@@ -1248,10 +1248,11 @@ START_TEST(test_committer)
 END_TEST
 
 
-/* After busy groups (the committer then lets each group grow for its whole
- * wait, BUSY_GROUP in committer.c), a lone request is still committed and
- * answered: nobody leaving to wake the thread strands no one. Each lone
- * request waits for its callback before the next goes. */
+/* After busy groups (cut by their deadline: the committer then lets the
+ * next grow for its whole wait, BUSY_LOOK_US in committer.c), a lone
+ * request is still committed and answered: nobody leaving to wake the
+ * thread strands no one. Each lone request waits for its callback before
+ * the next goes. */
 START_TEST(test_committer_lone_after_busy)
 {
     fx f;
