@@ -6,10 +6,13 @@
  *
  * A request opens a group scope, writes, ends the scope (its writes now sit
  * in the group transaction, not yet durable), and hands the committer a
- * callback with the group id it got. The committer commits as soon as it is
- * idle: while one COMMIT is written, the requests that arrive meanwhile
- * gather in the next group, so the cost of a commit is shared by as many
- * requests as arrived during the previous one, with no timer. Each callback
+ * callback with the group id it got. The committer lets the open group grow
+ * (committer.c): until the requests on their way (enter .. leave) have
+ * handed over their callbacks and a short quiet moment passed, at most a
+ * cap of about a millisecond (an engine may ask for more); under steady
+ * load, to the cap. While one COMMIT is written, the requests that arrive
+ * meanwhile gather in the next group, so the cost of a commit is shared by
+ * as many requests as arrived around the previous one. Each callback
  * runs once, after the transaction holding its writes committed (ok) or
  * rolled back (not ok), on the committer's thread. Nothing is acknowledged
  * before it is committed.
