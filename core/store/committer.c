@@ -216,6 +216,8 @@ static void *committer_main(void *arg)
     pthread_mutex_lock(&c->mu);
     for (;;) {
         c->idle = true;
+        if (c->head == NULL)
+            c->busy = false; /* nothing waits: the load has paused */
         while (c->head == NULL && !c->stopping)
             pthread_cond_wait(&c->cv, &c->mu);
         c->idle = false;

@@ -1248,11 +1248,12 @@ START_TEST(test_committer)
 END_TEST
 
 
-/* After busy groups (cut by their deadline: the committer then lets the
- * next grow for its whole wait, BUSY_LOOK_US in committer.c), a lone
- * request is still committed and answered: nobody leaving to wake the
- * thread strands no one. Each lone request waits for its callback before
- * the next goes. */
+/* After a burst from eight writers, a lone request is still committed and
+ * answered, whichever way the committer let the groups before it grow
+ * (watching for a quiet moment, or busy: sleeping to the deadline,
+ * BUSY_LOOK_US in committer.c; which one a group takes depends on timing,
+ * and both answer alike): no wake-up that busy groups do without strands
+ * it. Each lone request waits for its callback before the next goes. */
 START_TEST(test_committer_lone_after_busy)
 {
     fx f;
