@@ -36,8 +36,9 @@
  * shared wrk script. After a group cut by its deadline the next one sleeps
  * to its deadline instead ("busy"), looking once, BUSY_LOOK_US before it,
  * at the arrivals so far: when none came after that look and no request is
- * on its way, the load has ended and the next group watches for quiet
- * again (bench/README.md, "Morning of 2026-12-05"). */
+ * on its way, or when no callback waits at all, the load has ended and the
+ * next group watches for quiet again (bench/README.md, "Morning of
+ * 2026-12-05"). */
 #define BUSY_LOOK_US 250L
 
 typedef struct item {
@@ -63,7 +64,7 @@ struct ah_store_committer {
     long entered;      /* requests on their way (enter, not yet leave) */
     bool idle;         /* the thread waits for a first callback */
     bool growing;      /* the thread waits for `entered` to reach 0 */
-    bool busy;          /* the last group was cut by its deadline: see BUSY_LOOK_US */
+    bool busy;         /* the last group was cut by its deadline: see BUSY_LOOK_US */
 };
 
 static bool failed_locked(const ah_store_committer *c, uint64_t group)
