@@ -97,16 +97,30 @@ static void sha256_fetch(void)
     sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
 }
 
+/* SHA-256 into md (32 bytes); false only when OpenSSL cannot allocate. */
+static bool sha256_raw(const void *data, size_t len, unsigned char md[EVP_MAX_MD_SIZE])
+{
+    unsigned int mdlen = 0;
+    pthread_once(&sha256_once, sha256_fetch);
+    return EVP_Digest(data, len, md, &mdlen, sha256_md != NULL ? sha256_md : EVP_sha256(),
+                      NULL) == 1 &&
+           mdlen == 32;
+}
+
+void ah_sha256(const void *data, size_t len, unsigned char out[32])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    if (!sha256_raw(data, len, md))
+        memset(md, 0, 32);
+    memcpy(out, md, 32);
+}
+
 void ah_sha256_hex(const void *data, size_t len, char out[AH_SHA256_HEX_LEN + 1])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    pthread_once(&sha256_once, sha256_fetch);
     /* EVP_Digest only fails on allocation failure; an empty string then
      * makes every comparison against a real hash fail safely. */
-    if (EVP_Digest(data, len, md, &mdlen, sha256_md != NULL ? sha256_md : EVP_sha256(), NULL) !=
-            1 ||
-        mdlen != 32) {
+    if (!sha256_raw(data, len, md)) {
         out[0] = '\0';
         return;
     }

@@ -18,6 +18,9 @@ int ah_random_hex(char *out, size_t nbytes);
 /** Random RFC 4122 version-4 UUID, 36 chars + NUL. */
 int ah_uuid4(char out[37]);
 
+/** SHA-256 of data (32 bytes; all zero in the unlikely event that OpenSSL
+ *  cannot allocate). */
+void ah_sha256(const void *data, size_t len, unsigned char out[32]);
 /** SHA-256 of data as 64 lowercase hex chars + NUL. */
 void ah_sha256_hex(const void *data, size_t len, char out[AH_SHA256_HEX_LEN + 1]);
 /** HMAC-SHA256 raw (32 bytes). 0 on success. */

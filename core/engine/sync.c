@@ -472,6 +472,10 @@ typedef struct run_ctx {
     char *err;
     size_t errlen;
     ah_seen *seen; /* a full run: the ids it was given (remote deletions) */
+    /* A run that began with none of its type stored, of a type whose stage
+     * history is kept: the remote ids it has committed (the only ones that
+     * can be stored), so that the stage history looks up only those. */
+    ah_run_ids *fresh;
     const char *lease; /* the run's store lease (NULL: the store has none) */
     int64_t token;     /* its fencing token */
 } run_ctx;
@@ -936,7 +940,7 @@ static int commit_page(run_ctx *x, const char *key, cursor *cur, const ah_recbuf
             goto out;
         }
     }
-    ah_tracking_stage_changes(core, x->conn, in, n);
+    ah_tracking_stage_changes(core, x->conn, in, n, x->fresh);
     bool use_kept = kept != NULL && kept->for_recs == (const void *)recs && kept->n == n &&
                     n > 0;
     if ((use_kept ? store->ops->records_upsert_kept(store, x->conn->id, in, kept->kept, n, key,
@@ -963,6 +967,8 @@ static int commit_page(run_ctx *x, const char *key, cursor *cur, const ah_recbuf
     }
     for (size_t k = 0; k < n; k++) {
         ah_seen_add(x->seen, ids[k]);
+        if (x->fresh != NULL && ah_tracking_tracks(in[k].type))
+            ah_run_ids_add(x->fresh, in[k].remote_id);
         if (res[k] == AH_REC_CREATED)
             x->st->created++;
         else if (res[k] == AH_REC_UPDATED)
@@ -1032,10 +1038,15 @@ static int run_type(run_ctx *x)
     if (rtl > 1 && rtype[rtl - 1] == 's')
         rtype[rtl - 1] = '\0'; /* "applications" -> the records' "application" */
     /* With none of this type stored yet (a first sync), no stored record
-     * can be missing from the list: no ids to keep, no sweep. */
-    if (cur.updated_after == NULL && cur.page_cursor == NULL &&
-        stored_any(core, x->conn->id, rtype))
-        x->seen = ah_seen_new();
+     * can be missing from the list: no ids to keep, no sweep; and the only
+     * records stored are the ones this run commits (a record can come
+     * twice, when the provider changed it meanwhile). */
+    if (cur.updated_after == NULL && cur.page_cursor == NULL) {
+        if (stored_any(core, x->conn->id, rtype))
+            x->seen = ah_seen_new();
+        else if (ah_tracking_tracks(rtype))
+            x->fresh = ah_run_ids_new(); /* NULL (out of memory): every one looked up */
+    }
     /* While a page commits, the next one is already asked for (it only
      * needs the page's next_cursor): the provider, the plugin on a bus
      * worker and the store work at the same time. Nothing of it is used
@@ -1095,6 +1106,8 @@ static int run_type(run_ctx *x)
         ah_tracking_sweep(core, x->conn, rtype, x->seen);
     ah_seen_free(x->seen);
     x->seen = NULL;
+    ah_run_ids_free(x->fresh);
+    x->fresh = NULL;
     cursor_clear(&cur);
     return rc;
 }
@@ -1213,7 +1226,7 @@ int ah_sync_run(ah_core *core, const char *tenant, const char *connection, const
         ah_sync_stats st;
         memset(&st, 0, sizeof st);
         char why[1024] = "";
-        run_ctx x = {core, c, &k_types[i], backfill, cb, arg, &st, why, sizeof why, NULL,
+        run_ctx x = {core, c, &k_types[i], backfill, cb, arg, &st, why, sizeof why, NULL, NULL,
                      leased ? lease : NULL, token};
         rc = run_type(&x);
         if (leased)

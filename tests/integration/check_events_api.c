@@ -143,7 +143,9 @@ static void on_hook(void *arg, const ah_sim_req *req, ah_sim_resp *resp)
 
 /* ---- setup ------------------------------------------------------------------ */
 
-static int64_t add_conn(fixture *f)
+/* An erecruit connection of tenant acme named `name`, `per_page` records a
+ * streamed page. */
+static int64_t add_conn_named(fixture *f, const char *name, const char *per_page)
 {
     ah_generation *gen = ah_registry_acquire(f->core->registry, "erecruit");
     ck_assert_ptr_nonnull(gen);
@@ -151,7 +153,7 @@ static int64_t add_conn(fixture *f)
     cJSON_AddStringToObject(in, "base_url", ah_sim_url(f->sim));
     cJSON_AddStringToObject(in, "client_id", "atshub");
     cJSON_AddStringToObject(in, "client_secret", "s3cret");
-    cJSON_AddStringToObject(in, "per_page", "500");
+    cJSON_AddStringToObject(in, "per_page", per_page);
     /* The simulated tenant's limit (RATE), known to its operator: the plugin
      * declares none (ERecruit documents none), the connection's setting
      * paces it. */
@@ -163,12 +165,17 @@ static int64_t add_conn(fixture *f)
                                     NULL, &text, err, sizeof err) == 0, "%s", err);
     int64_t cid;
     ck_assert_int_eq(f->core->store->ops->connection_add(f->core->store, f->tenant_id,
-                                                         "erecruit", "main", text, &cid), 0);
+                                                         "erecruit", name, text, &cid), 0);
     free(text);
     cJSON_Delete(in);
     ah_generation_release(gen);
     ck_assert_int_eq(ah_conns_reload(f->core), 0);
     return cid;
+}
+
+static int64_t add_conn(fixture *f)
+{
+    return add_conn_named(f, "main", "500");
 }
 
 /* allow: [webhooks] allow_networks, or NULL for none (the default). */
@@ -823,6 +830,73 @@ START_TEST(test_deletions_and_stage_history)
 }
 END_TEST
 
+/* A first sync keeps the stage history of a record it is given twice: an
+ * application changed after its first page comes again at the end of the
+ * list (the provider pages by update time), and its move is recorded. The
+ * first sync looks up only the applications it committed itself
+ * (tracking.h, ah_run_ids): none was stored when it began. */
+typedef struct twice {
+    fixture *f;
+    int64_t cid;
+    long moved; /* the remote id changed after the first page, 0 before */
+} twice;
+
+static void first_stored(void *arg, const ah_record_row *row)
+{
+    long *id = arg;
+    if (*id == 0)
+        *id = atol(row->remote_id);
+}
+
+static void move_after_first_page(void *arg, const char *type, const ah_sync_stats *st)
+{
+    twice *t = arg;
+    if (strcmp(type, "applications") != 0 || st->done || st->pages != 1 || t->moved != 0)
+        return;
+    ah_record_query q = {.tenant_id = t->f->tenant_id, .connection_id = t->cid,
+                         .type = "application", .limit = 10};
+    long id = 0;
+    ck_assert_int_eq(t->f->core->store->ops->record_query(t->f->core->store, &q, first_stored,
+                                                          &id), 0);
+    ck_assert_int_ne(id, 0);
+    char *cur = ah_erecruit_sim_get(t->f->er, "submission", id);
+    cJSON *sub = cJSON_Parse(cur);
+    free(cur);
+    long stage = (long)jget(sub, "stage_id")->valuedouble;
+    cJSON_Delete(sub);
+    char put[128];
+    snprintf(put, sizeof put, "{\"id\":%ld,\"stage_id\":%ld}", id, stage == 2 ? 3L : 2L);
+    ck_assert_int_eq(ah_erecruit_sim_put(t->f->er, "submission", put), id);
+    t->moved = id;
+}
+
+START_TEST(test_first_sync_stage_of_record_given_twice)
+{
+    fixture f;
+    setup(&f, 10);
+    twice t = {&f, add_conn_named(&f, "paged", "2"), 0};
+    char before[32], err[1024];
+    ah_now_iso(before);
+    ck_assert_msg(ah_sync_run(f.core, "acme", "paged", "applications", move_after_first_page, &t,
+                              NULL, err, sizeof err) == AH_SYNC_OK, "%s", err);
+    ck_assert_int_ne(t.moved, 0);
+    char rid[32], path[256];
+    snprintf(rid, sizeof rid, "%ld", t.moved);
+    ah_record_row row;
+    ck_assert_int_eq(f.core->store->ops->record_get(f.core->store, t.cid, "application", rid, &row),
+                     0);
+    cJSON *o = NULL;
+    snprintf(path, sizeof path, "/v1/applications?stage_changed_after=%s", before);
+    ck_assert_int_eq(req(&f, "GET", path, NULL, NULL, &o), 200);
+    ck_assert_int_eq(cJSON_GetArraySize(jget(o, "data")), 1);
+    ck_assert_str_eq(jget(o, "data.0.id")->valuestring, row.id);
+    ck_assert_int_eq(cJSON_GetArraySize(jget(o, "data.0.stage_history")), 1);
+    cJSON_Delete(o);
+    ah_record_row_free(&row);
+    teardown(&f);
+}
+END_TEST
+
 /* ---- bulk reject under a rate limit ----------------------------------------------- */
 
 START_TEST(test_bulk_reject_paced)
@@ -1305,6 +1379,7 @@ static Suite *events_suite(void)
     tcase_add_test(tc, test_idempotency_secret_sealed);
     tcase_add_test(tc, test_idempotency_query_string);
     tcase_add_test(tc, test_deletions_and_stage_history);
+    tcase_add_test(tc, test_first_sync_stage_of_record_given_twice);
     tcase_add_test(tc, test_bulk_reject_paced);
     tcase_add_test(tc, test_webhook_patch_rotate_delete);
     tcase_add_test(tc, test_openapi_routes);

@@ -22,6 +22,12 @@ START_TEST(test_sha256_vectors)
     ck_assert_str_eq(out, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     ah_sha256_hex("", 0, out);
     ck_assert_str_eq(out, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    /* The raw digest: the same bytes. */
+    unsigned char md[32];
+    ah_sha256("abc", 3, md);
+    ck_assert_uint_eq(md[0], 0xba);
+    ck_assert_uint_eq(md[1], 0x78);
+    ck_assert_uint_eq(md[31], 0xad);
 }
 END_TEST
 
