@@ -846,6 +846,60 @@ static int publish_changes(run_ctx *x, const ah_record_in *in, char **ids,
     return rc;
 }
 
+/* Opens the page's scope (*scoped: whether the store has one), renews the
+ * run's lease, records the page's stage changes and upserts its records
+ * with the cursor that follows. 0; -1 with x->err filled and the scope
+ * rolled back. */
+static int upsert_page(run_ctx *x, const char *key, const ah_record_in *in,
+                       const ah_fields_kept *kept, size_t n, const char *ctext,
+                       ah_upsert_result *res, char **ids, bool *scoped)
+{
+    ah_store *store = x->core->store;
+    *scoped = store->ops->scope_begin != NULL && store->ops->scope_begin(store) == 0;
+    /* The fence: the page commits only while this run still holds its
+     * lease (renewed by the same statement). */
+    if (x->lease != NULL) {
+        int lr = store->ops->lease_hold(store, x->lease, x->token, AH_SYNC_LEASE_MS);
+        if (lr != AH_STORE_OK) {
+            if (*scoped)
+                store->ops->scope_end(store, false);
+            snprintf(x->err, x->errlen,
+                     lr == AH_STORE_NOT_FOUND
+                         ? "lease_lost: this run's lease expired and another instance may "
+                           "have taken the sync over; page %ld was not committed"
+                         : "store_error: cannot renew the run's lease before page %ld",
+                     x->st->pages + 1);
+            return -1;
+        }
+    }
+    /* Only the records this run committed can be stored (x->fresh), unless
+     * the store could not take the page back should that prove wrong. */
+    ah_tracking_stage_changes(x->core, x->conn, in, n, *scoped ? x->fresh : NULL);
+    if ((kept != NULL ? store->ops->records_upsert_kept(store, x->conn->id, in, kept, n, key,
+                                                        ctext, res, ids)
+                      : store->ops->records_upsert(store, x->conn->id, in, n, key, ctext, res,
+                                                   ids)) != 0) {
+        if (*scoped)
+            store->ops->scope_end(store, false);
+        snprintf(x->err, x->errlen, "store_error: cannot commit page %ld (see the log)",
+                 x->st->pages + 1);
+        return -1;
+    }
+    return 0;
+}
+
+/* Whether the upsert found stored a tracked record that x->fresh says the
+ * run never committed (so the stage history did not look it up). */
+static bool stored_unseen(const run_ctx *x, const ah_record_in *in, const ah_upsert_result *res,
+                          size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        if (res[k] != AH_REC_CREATED && ah_tracking_tracks(in[k].type) &&
+            !ah_run_ids_maybe(x->fresh, in[k].remote_id))
+            return true;
+    return false;
+}
+
 /* Commits one page (records + the cursor that follows) and publishes its
  * changes. Advances *cur on success. */
 static int commit_page(run_ctx *x, const char *key, cursor *cur, const ah_recbuf *recs,
@@ -923,35 +977,25 @@ static int commit_page(run_ctx *x, const char *key, cursor *cur, const ah_recbuf
     /* The page, its cursor, its stage transitions and its change events
      * commit in one transaction: a crash loses none of them alone. */
     ah_store *store = core->store;
-    bool scoped = store->ops->scope_begin != NULL && store->ops->scope_begin(store) == 0;
-    /* The fence: the page commits only while this run still holds its
-     * lease (renewed by the same statement). */
-    if (x->lease != NULL) {
-        int lr = store->ops->lease_hold(store, x->lease, x->token, AH_SYNC_LEASE_MS);
-        if (lr != AH_STORE_OK) {
-            if (scoped)
-                store->ops->scope_end(store, false);
-            snprintf(x->err, x->errlen,
-                     lr == AH_STORE_NOT_FOUND
-                         ? "lease_lost: this run's lease expired and another instance may "
-                           "have taken the sync over; page %ld was not committed"
-                         : "store_error: cannot renew the run's lease before page %ld",
-                     x->st->pages + 1);
-            goto out;
-        }
-    }
-    ah_tracking_stage_changes(core, x->conn, in, n, x->fresh);
+    bool scoped = false;
     bool use_kept = kept != NULL && kept->for_recs == (const void *)recs && kept->n == n &&
                     n > 0;
-    if ((use_kept ? store->ops->records_upsert_kept(store, x->conn->id, in, kept->kept, n, key,
-                                                    ctext, res, ids)
-                  : store->ops->records_upsert(store, x->conn->id, in, n, key, ctext, res,
-                                               ids)) != 0) {
-        if (scoped)
-            store->ops->scope_end(store, false);
-        snprintf(x->err, x->errlen, "store_error: cannot commit page %ld (see the log)",
-                 x->st->pages + 1);
+    const ah_fields_kept *fk = use_kept ? kept->kept : NULL;
+    if (upsert_page(x, key, in, fk, n, ctext, res, ids, &scoped) != 0)
         goto out;
+    if (scoped && x->fresh != NULL && stored_unseen(x, in, res, n)) {
+        /* A record the run had not committed was there (a write through
+         * atshub stored it meanwhile): its stage was not looked up. The
+         * page again, and the rest of the run, with every one looked up. */
+        store->ops->scope_end(store, false);
+        ah_run_ids_free(x->fresh);
+        x->fresh = NULL;
+        for (size_t k = 0; k < n; k++) {
+            free(ids[k]);
+            ids[k] = NULL;
+        }
+        if (upsert_page(x, key, in, fk, n, ctext, res, ids, &scoped) != 0)
+            goto out;
     }
     if (publish_changes(x, in, ids, res, n) != 0) {
         if (scoped)

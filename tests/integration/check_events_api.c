@@ -897,6 +897,66 @@ START_TEST(test_first_sync_stage_of_record_given_twice)
 }
 END_TEST
 
+/* A first sync during which an application is stored by someone else (a
+ * write through atshub) still compares that record's stage: the run that
+ * looked up only its own records takes the page back and looks up every
+ * one from then on. */
+static void store_one_after_first_page(void *arg, const char *type, const ah_sync_stats *st)
+{
+    twice *t = arg;
+    if (strcmp(type, "applications") != 0 || st->done || st->pages != 1 || t->moved != 0)
+        return;
+    long *ids = NULL;
+    size_t n = ah_erecruit_sim_ids(t->f->er, "submission", &ids);
+    ah_store *store = t->f->core->store;
+    for (size_t i = 0; i < n && t->moved == 0; i++) {
+        char rid[32];
+        snprintf(rid, sizeof rid, "%ld", ids[i]);
+        ah_record_row row;
+        if (store->ops->record_get(store, t->cid, "application", rid, &row) == AH_STORE_OK) {
+            ah_record_row_free(&row);
+            continue; /* committed by the run already */
+        }
+        ah_record_in in = {.type = "application", .remote_id = rid,
+                           .updated_at = "2000-01-01T00:00:00Z", .raw = "{}",
+                           .fields = "{\"stage_id\":999}"};
+        ah_upsert_result res;
+        char *id = NULL;
+        ck_assert_int_eq(store->ops->records_upsert(store, t->cid, &in, 1, NULL, NULL, &res, &id),
+                         0);
+        free(id);
+        t->moved = ids[i];
+    }
+    free(ids);
+}
+
+START_TEST(test_first_sync_stage_of_record_stored_meanwhile)
+{
+    fixture f;
+    setup(&f, 10);
+    twice t = {&f, add_conn_named(&f, "paged", "2"), 0};
+    char before[32], err[1024];
+    ah_now_iso(before);
+    ck_assert_msg(ah_sync_run(f.core, "acme", "paged", "applications", store_one_after_first_page,
+                              &t, NULL, err, sizeof err) == AH_SYNC_OK, "%s", err);
+    ck_assert_int_ne(t.moved, 0);
+    char rid[32], path[256];
+    snprintf(rid, sizeof rid, "%ld", t.moved);
+    ah_record_row row;
+    ck_assert_int_eq(f.core->store->ops->record_get(f.core->store, t.cid, "application", rid, &row),
+                     0);
+    cJSON *o = NULL;
+    snprintf(path, sizeof path, "/v1/applications?stage_changed_after=%s", before);
+    ck_assert_int_eq(req(&f, "GET", path, NULL, NULL, &o), 200);
+    ck_assert_int_eq(cJSON_GetArraySize(jget(o, "data")), 1);
+    ck_assert_str_eq(jget(o, "data.0.id")->valuestring, row.id);
+    ck_assert_str_eq(jget(o, "data.0.stage_history.0.from_stage")->valuestring, "999");
+    cJSON_Delete(o);
+    ah_record_row_free(&row);
+    teardown(&f);
+}
+END_TEST
+
 /* ---- bulk reject under a rate limit ----------------------------------------------- */
 
 START_TEST(test_bulk_reject_paced)
@@ -1380,6 +1440,7 @@ static Suite *events_suite(void)
     tcase_add_test(tc, test_idempotency_query_string);
     tcase_add_test(tc, test_deletions_and_stage_history);
     tcase_add_test(tc, test_first_sync_stage_of_record_given_twice);
+    tcase_add_test(tc, test_first_sync_stage_of_record_stored_meanwhile);
     tcase_add_test(tc, test_bulk_reject_paced);
     tcase_add_test(tc, test_webhook_patch_rotate_delete);
     tcase_add_test(tc, test_openapi_routes);
