@@ -870,29 +870,41 @@ static void move_after_first_page(void *arg, const char *type, const ah_sync_sta
     t->moved = id;
 }
 
+/* Runs a first sync of applications on a new connection of two records a
+ * page, cb called after each page, and checks that cb moved one record
+ * (t->moved) and that it alone has a stage change since the run began:
+ * returns that record's entry of GET /v1/applications?stage_changed_after
+ * (the caller frees *o). */
+static const cJSON *paged_first_sync(fixture *f, twice *t, ah_sync_progress cb, cJSON **o)
+{
+    *t = (twice){f, add_conn_named(f, "paged", "2"), 0};
+    char before[32], err[1024];
+    ah_now_iso(before);
+    ck_assert_msg(ah_sync_run(f->core, "acme", "paged", "applications", cb, t, NULL, err,
+                              sizeof err) == AH_SYNC_OK, "%s", err);
+    ck_assert_int_ne(t->moved, 0);
+    char rid[32], path[256];
+    snprintf(rid, sizeof rid, "%ld", t->moved);
+    ah_record_row row;
+    ck_assert_int_eq(f->core->store->ops->record_get(f->core->store, t->cid, "application", rid,
+                                                     &row), 0);
+    snprintf(path, sizeof path, "/v1/applications?stage_changed_after=%s", before);
+    ck_assert_int_eq(req(f, "GET", path, NULL, NULL, o), 200);
+    ck_assert_int_eq(cJSON_GetArraySize(jget(*o, "data")), 1);
+    ck_assert_str_eq(jget(*o, "data.0.id")->valuestring, row.id);
+    ah_record_row_free(&row);
+    return jget(*o, "data.0");
+}
+
 START_TEST(test_first_sync_stage_of_record_given_twice)
 {
     fixture f;
     setup(&f, 10);
-    twice t = {&f, add_conn_named(&f, "paged", "2"), 0};
-    char before[32], err[1024];
-    ah_now_iso(before);
-    ck_assert_msg(ah_sync_run(f.core, "acme", "paged", "applications", move_after_first_page, &t,
-                              NULL, err, sizeof err) == AH_SYNC_OK, "%s", err);
-    ck_assert_int_ne(t.moved, 0);
-    char rid[32], path[256];
-    snprintf(rid, sizeof rid, "%ld", t.moved);
-    ah_record_row row;
-    ck_assert_int_eq(f.core->store->ops->record_get(f.core->store, t.cid, "application", rid, &row),
-                     0);
+    twice t;
     cJSON *o = NULL;
-    snprintf(path, sizeof path, "/v1/applications?stage_changed_after=%s", before);
-    ck_assert_int_eq(req(&f, "GET", path, NULL, NULL, &o), 200);
-    ck_assert_int_eq(cJSON_GetArraySize(jget(o, "data")), 1);
-    ck_assert_str_eq(jget(o, "data.0.id")->valuestring, row.id);
-    ck_assert_int_eq(cJSON_GetArraySize(jget(o, "data.0.stage_history")), 1);
+    const cJSON *e = paged_first_sync(&f, &t, move_after_first_page, &o);
+    ck_assert_int_eq(cJSON_GetArraySize(jget(e, "stage_history")), 1);
     cJSON_Delete(o);
-    ah_record_row_free(&row);
     teardown(&f);
 }
 END_TEST
@@ -934,25 +946,11 @@ START_TEST(test_first_sync_stage_of_record_stored_meanwhile)
 {
     fixture f;
     setup(&f, 10);
-    twice t = {&f, add_conn_named(&f, "paged", "2"), 0};
-    char before[32], err[1024];
-    ah_now_iso(before);
-    ck_assert_msg(ah_sync_run(f.core, "acme", "paged", "applications", store_one_after_first_page,
-                              &t, NULL, err, sizeof err) == AH_SYNC_OK, "%s", err);
-    ck_assert_int_ne(t.moved, 0);
-    char rid[32], path[256];
-    snprintf(rid, sizeof rid, "%ld", t.moved);
-    ah_record_row row;
-    ck_assert_int_eq(f.core->store->ops->record_get(f.core->store, t.cid, "application", rid, &row),
-                     0);
+    twice t;
     cJSON *o = NULL;
-    snprintf(path, sizeof path, "/v1/applications?stage_changed_after=%s", before);
-    ck_assert_int_eq(req(&f, "GET", path, NULL, NULL, &o), 200);
-    ck_assert_int_eq(cJSON_GetArraySize(jget(o, "data")), 1);
-    ck_assert_str_eq(jget(o, "data.0.id")->valuestring, row.id);
-    ck_assert_str_eq(jget(o, "data.0.stage_history.0.from_stage")->valuestring, "999");
+    const cJSON *e = paged_first_sync(&f, &t, store_one_after_first_page, &o);
+    ck_assert_str_eq(jget(e, "stage_history.0.from_stage")->valuestring, "999");
     cJSON_Delete(o);
-    ah_record_row_free(&row);
     teardown(&f);
 }
 END_TEST

@@ -1218,31 +1218,52 @@ static void *group_writer(void *p)
     return NULL;
 }
 
+/* A committer on f's store for tenant t's writers (group_writer), which
+ * count their callbacks in *d. */
+static writer_arg committer_for(fx *f, int64_t t, done_arg *d)
+{
+    char err[256];
+    ah_store_committer *c = ah_store_committer_start(f->s, &quiet, err, sizeof err);
+    ck_assert_msg(c != NULL, "%s", err);
+    return (writer_arg){f->s, c, t, d};
+}
+
+/* `threads` writers of 100 requests each, all joined. */
+static void writers_burst(writer_arg *w, int threads)
+{
+    pthread_t th[8];
+    ck_assert_int_le(threads, 8);
+    for (int i = 0; i < threads; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, group_writer, w), 0);
+    for (int i = 0; i < threads; i++)
+        pthread_join(th[i], NULL);
+}
+
+/* Every write reached the store: tenant t's sequence "n", read by another
+ * connection, goes on at `next`. */
+static void expect_sequence_next(fx *f, int64_t t, int64_t next)
+{
+    int64_t v = 0;
+    ah_store *other = open_store(f);
+    ck_assert_int_eq(other->ops->sequence_next(other, t, "n", &v), AH_STORE_OK);
+    ck_assert_int_eq(v, next);
+    other->ops->close(other);
+}
+
 /* The committer: with four writers, every callback runs once, after its
  * writes committed, and every write is stored. */
 START_TEST(test_committer)
 {
     fx f;
     fx_init(&f, true);
-    ah_store *s = f.s;
-    int64_t t = add_tenant(s, "acme"), v = 0;
-    char err[256];
-    ah_store_committer *c = ah_store_committer_start(s, &quiet, err, sizeof err);
-    ck_assert_msg(c != NULL, "%s", err);
+    int64_t t = add_tenant(f.s, "acme");
     done_arg d = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    writer_arg w = {s, c, t, &d};
-    pthread_t th[4];
-    for (int i = 0; i < 4; i++)
-        ck_assert_int_eq(pthread_create(&th[i], NULL, group_writer, &w), 0);
-    for (int i = 0; i < 4; i++)
-        pthread_join(th[i], NULL);
-    ah_store_committer_stop(c);
+    writer_arg w = committer_for(&f, t, &d);
+    writers_burst(&w, 4);
+    ah_store_committer_stop(w.c);
     ck_assert_int_eq(d.calls, 400);
     ck_assert_int_eq(d.ok, 400);
-    ah_store *other = open_store(&f);
-    ck_assert_int_eq(other->ops->sequence_next(other, t, "n", &v), AH_STORE_OK);
-    ck_assert_int_eq(v, 401);
-    other->ops->close(other);
+    expect_sequence_next(&f, t, 401);
     fx_done(&f);
 }
 END_TEST
@@ -1260,16 +1281,10 @@ START_TEST(test_committer_lone_after_busy)
     fx_init(&f, true);
     ah_store *s = f.s;
     int64_t t = add_tenant(s, "acme"), v = 0;
-    char err[256];
-    ah_store_committer *c = ah_store_committer_start(s, &quiet, err, sizeof err);
-    ck_assert_msg(c != NULL, "%s", err);
     done_arg d = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    writer_arg w = {s, c, t, &d};
-    pthread_t th[8];
-    for (int i = 0; i < 8; i++)
-        ck_assert_int_eq(pthread_create(&th[i], NULL, group_writer, &w), 0);
-    for (int i = 0; i < 8; i++)
-        pthread_join(th[i], NULL);
+    writer_arg w = committer_for(&f, t, &d);
+    ah_store_committer *c = w.c;
+    writers_burst(&w, 8);
     for (int lone = 1; lone <= 3; lone++) {
         uint64_t g = 0;
         ah_store_committer_enter(c);
@@ -1291,10 +1306,7 @@ START_TEST(test_committer_lone_after_busy)
     }
     ah_store_committer_stop(c);
     ck_assert_int_eq(d.ok, 803);
-    ah_store *other = open_store(&f);
-    ck_assert_int_eq(other->ops->sequence_next(other, t, "n", &v), AH_STORE_OK);
-    ck_assert_int_eq(v, 804);
-    other->ops->close(other);
+    expect_sequence_next(&f, t, 804);
     fx_done(&f);
 }
 END_TEST
