@@ -1,14 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Length-prefixed JSON frames over a stream socket (frame.h). */
 #include <errno.h>
-#include <poll.h>
-#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "frame.h"
@@ -310,40 +307,3 @@ int ah_frame_get_bytes(const cJSON *obj, const char *key, char **out, size_t *le
     return 0;
 }
 
-/* The look before sleeping (frame.h). Measured on the 2-core VM
- * (bench/README.md, "A look before sleeping"): an isolated call's round
- * trip, 47 us at p50 when both sides slept in poll() and read(), 20 us
- * with the daemon's side looking first, ~10 us with both; an isolated ERP
- * create, whose answers come 20-200 us apart under load, +35-40% with a
- * window of 200 us against 20. Between two looks the thread yields its
- * CPU (sched_yield), so that on a busy machine the process it waits for
- * runs rather than waits for a looker: without it a 100 us window cut
- * synchronous bus calls to an isolated plugin by a third. Adaptive, so
- * that looks that keep failing do not cost the CPU the other process
- * needs: a look that ends with input makes the next more likely (+1, at
- * most SPIN_SCORE_MAX), one that does not, less (-4); at 0 the reader
- * sleeps at once, and looks again every SPIN_PROBE waits. */
-#define SPIN_NS 200000L
-#define SPIN_SCORE_MAX 16
-#define SPIN_PROBE 64
-
-int ah_frame_spin_poll(ah_frame_spin *st, int fd)
-{
-    struct pollfd pf = {.fd = fd, .events = POLLIN};
-    if (st->score <= 0 && ++st->waits % SPIN_PROBE != 0)
-        return 0;
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    int r;
-    do {
-        r = poll(&pf, 1, 0);
-        if (r == 0)
-            sched_yield();
-        clock_gettime(CLOCK_MONOTONIC, &t);
-    } while (r == 0 && (t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < SPIN_NS);
-    if (r > 0)
-        st->score += st->score < SPIN_SCORE_MAX;
-    else if (r == 0)
-        st->score = st->score > 4 ? st->score - 4 : 0;
-    return r;
-}

@@ -50,19 +50,6 @@ typedef struct ah_frame_reader {
 void ah_frame_reader_reset(ah_frame_reader *r, int fd);
 /** Frees the buffer (the fd is the caller's). */
 void ah_frame_reader_free(ah_frame_reader *r);
-/** A look for input before sleeping on it, for one reader at a time. */
-typedef struct ah_frame_spin {
-    int score;      /* the look is worth it while > 0 */
-    unsigned waits; /* waits while it was not */
-} ah_frame_spin;
-/** Whether fd has input (poll(2) POLLIN: > 0 yes, 0 no, < 0 error), found
- *  without sleeping: for up to 200 us (yielding the CPU between looks)
- *  when such looks have found input lately, else at once (and every 64th
- *  time, to learn again). A zero-initialised state first looks at its 64th
- *  call. Sleeping in poll() or read() costs a wake-up of an idle CPU, which
- *  on a VM is most of a round trip between two processes; looks that keep
- *  failing cost the CPU the peer needs, so it stops looking (frame.c). */
-int ah_frame_spin_poll(ah_frame_spin *st, int fd);
 /** True when a whole frame is buffered: ah_frame_read will not block. */
 bool ah_frame_buffered(const ah_frame_reader *r);
 /** As ah_frame_recv, through the reader's buffer. */

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "frame.h"
+#include "look.h"
 #include "httpd.h"
 #include "isolate.h"
 #include "registry.h"
@@ -100,7 +101,7 @@ typedef struct child {
     pid_t pid;              /* 0 once reaped */
     uint64_t epoch;         /* unique in the plugin */
     ah_frame_reader rd;     /* only the reading thread touches it */
-    ah_frame_spin spin;     /* read_frames' look before it sleeps (reading thread) */
+    ah_look spin;     /* read_frames' look before it sleeps (reading thread) */
     pthread_mutex_t wr;     /* one frame at a time on fd */
     /* The rest under the slot's mu. */
     int refs;
@@ -477,7 +478,7 @@ static int read_frames(proc *p, child *ch, long left_ms)
 {
     if (!ah_frame_buffered(&ch->rd)) {
         struct pollfd pf = {.fd = ch->fd, .events = POLLIN};
-        int r = ah_frame_spin_poll(&ch->spin, ch->fd);
+        int r = ah_look_poll(&ch->spin, ch->fd);
         if (r == 0)
             r = poll(&pf, 1, left_ms > INT_MAX ? INT_MAX : (int)left_ms);
         if (r < 0 && errno == EINTR)

@@ -42,6 +42,7 @@
 #include <openssl/hmac.h>
 
 #include "frame.h"
+#include "look.h"
 #include "httpc.h"
 #include "jarena.h"
 #include "mirror.h"
@@ -179,7 +180,7 @@ static void install_fault_handlers(void)
 /* ------------------------------------------------------------------------ */
 
 static ah_frame_reader g_rd; /* frames from the daemon (g_fd) */
-static ah_frame_spin g_spin; /* the reading thread's look before it sleeps in read() */
+static ah_look g_spin; /* the reading thread's look before it sleeps in read() */
 
 static void die_lost(void)
 {
@@ -395,7 +396,7 @@ static int work_queued(void)
 static void read_and_dispatch(bool idle)
 {
     if (!ah_frame_buffered(&g_rd))
-        (void)ah_frame_spin_poll(&g_spin, g_fd); /* the read below then may not sleep */
+        (void)ah_look_poll(&g_spin, g_fd); /* the read below then may not sleep */
     do {
         qframe *f = calloc(1, sizeof *f);
         if (f == NULL)

@@ -254,6 +254,12 @@ static void pipeline_k(ah_pg_store *s, const char *name, const char *sql, const 
         *pend_ok = false;
     }
     bool synced = PQpipelineSync(s->db) == 1;
+    /* PQpipelineSync flushed what was sent: look for the answers before
+     * PQgetResult sleeps in poll() for them (look.h); what a look finds is
+     * read now, and PQgetResult then parses it without waiting (a lost
+     * connection shows there, as it would without the look). */
+    if (synced && ah_look_poll(&s->look, PQsocket(s->db)) > 0)
+        (void)PQconsumeInput(s->db);
     for (int q = 0; q < nsent; q++) {
         PGresult *r, *last = NULL;
         while ((r = PQgetResult(s->db)) != NULL) {

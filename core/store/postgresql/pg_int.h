@@ -22,6 +22,7 @@
 #include <libpq-fe.h>
 
 #include "log.h"
+#include "look.h"
 #include "store.h"
 
 /* Slots of the prepared statements (PQprepare once per connection, named
@@ -209,6 +210,10 @@ typedef struct ah_pg_store {
      * statement, a pipeline, a prepare, a COMMIT, a command. Read by the
      * test hook ah_store_pg_round_trips. */
     int64_t round_trips;
+    /* The look for a pipeline's results before libpq sleeps on the socket
+     * (pipeline_k, under mu): a create's round trips under the lock come
+     * back in 100-200 us, a wake-up of an idle CPU is much of that. */
+    ah_look look;
     char *scratch;   /* content-hash input buffer, reused across rows */
     size_t scratch_cap;
 } ah_pg_store;
