@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "store.h"
 
+#include "log.h"
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -211,6 +213,134 @@ void ah_bulk_item_row_free(ah_bulk_item_row *r)
     free(r->error_message);
     free(r->operation);
     memset(r, 0, sizeof *r);
+}
+
+void ah_log_entry_free(ah_log_entry *e)
+{
+    if (e == NULL)
+        return;
+    free(e->at);
+    free(e->tenant);
+    free(e->source);
+    free(e->plugin);
+    free(e->action);
+    free(e->method);
+    free(e->path);
+    free(e->body);
+    free(e->correlation_id);
+    free(e->request_body);
+    memset(e, 0, sizeof *e);
+}
+
+void ah_outbox_row_free(ah_outbox_row *r)
+{
+    if (r == NULL)
+        return;
+    free(r->topic);
+    free(r->body);
+    free(r->created_at);
+    memset(r, 0, sizeof *r);
+}
+
+static void free_secret(char *s)
+{
+    if (s != NULL)
+        explicit_bzero(s, strlen(s));
+    free(s);
+}
+
+void ah_webhook_row_free(ah_webhook_row *r)
+{
+    if (r == NULL)
+        return;
+    free(r->url);
+    free(r->event_types);
+    free_secret(r->secret);
+    free(r->disabled_at);
+    free(r->created_at);
+    free(r->description);
+    free_secret(r->previous_secret);
+    free(r->previous_until);
+    memset(r, 0, sizeof *r);
+}
+
+void ah_webhook_delivery_row_free(ah_webhook_delivery_row *r)
+{
+    if (r == NULL)
+        return;
+    free(r->topic);
+    free(r->status);
+    free(r->last_error);
+    free(r->next_at);
+    free(r->delivered_at);
+    memset(r, 0, sizeof *r);
+}
+
+void ah_record_mark_free(ah_record_mark *r)
+{
+    if (r == NULL)
+        return;
+    free(r->id);
+    free(r->remote_id);
+    free(r->remote_deleted_at);
+    memset(r, 0, sizeof *r);
+}
+
+void ah_stage_row_free(ah_stage_row *r)
+{
+    if (r == NULL)
+        return;
+    free(r->record_id);
+    free(r->from_stage);
+    free(r->to_stage);
+    free(r->changed_at);
+    memset(r, 0, sizeof *r);
+}
+
+bool ah_store_field_key_valid(const char *k)
+{
+    if (k == NULL || *k == '\0' || strlen(k) > 128)
+        return false;
+    for (const char *p = k; *p; p++)
+        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+              (*p >= '0' && *p <= '9') || *p == '_'))
+            return false;
+    return true;
+}
+
+int ah_record_query_plan_make(const ah_record_query *qy, const struct ah_logger *lg,
+                              ah_record_query_plan *out)
+{
+    if (qy == NULL || qy->type == NULL)
+        return AH_STORE_ERR;
+    memset(out, 0, sizeof *out);
+    if (qy->connection_id != 0)
+        out->mask |= AH_RQ_CONN;
+    if (qy->updated_after != NULL) {
+        if (ah_iso_normalize(qy->updated_after, out->updated_after) != 0) {
+            ah_log(lg, AH_LOG_ERROR, "store",
+                   "record_query: updated_after is not an ISO-8601 time");
+            return AH_STORE_ERR;
+        }
+        out->mask |= AH_RQ_UPDATED;
+    }
+    if (qy->after_id != NULL)
+        out->mask |= AH_RQ_AFTER;
+    if (qy->include_deleted)
+        out->mask |= AH_RQ_DELETED;
+    if (qy->field_key != NULL) {
+        if (!ah_store_field_key_valid(qy->field_key) || qy->field_value == NULL) {
+            ah_log(lg, AH_LOG_ERROR, "store",
+                   "record_query: field filter key must match [A-Za-z0-9_]+ and have a "
+                   "value");
+            return AH_STORE_ERR;
+        }
+        out->mask |= AH_RQ_FIELD;
+        if (qy->field_nocase)
+            out->mask |= AH_RQ_NOCASE;
+    }
+    out->limit = qy->limit <= 0 ? 100 : qy->limit > 1000 ? 1000 : qy->limit;
+    return AH_STORE_OK;
 }
 
 /* Reads exactly n decimal digits at *p. */

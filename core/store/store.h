@@ -766,6 +766,39 @@ void ah_delivery_row_free(ah_delivery_row *r);
 void ah_idem_row_free(ah_idem_row *r);
 void ah_bulk_job_row_free(ah_bulk_job_row *r);
 void ah_bulk_item_row_free(ah_bulk_item_row *r);
+void ah_log_entry_free(ah_log_entry *e);
+void ah_outbox_row_free(ah_outbox_row *r);
+/** Wipes the secrets before freeing them. */
+void ah_webhook_row_free(ah_webhook_row *r);
+void ah_webhook_delivery_row_free(ah_webhook_delivery_row *r);
+void ah_record_mark_free(ah_record_mark *r);
+void ah_stage_row_free(ah_stage_row *r);
+
+/* For the engines: what both check of a record_query before either builds
+ * its statement. Its filters as bits (an engine prepares one statement per
+ * combination used), the cut-off in canonical form, the page's size. */
+enum {
+    AH_RQ_CONN = 1,
+    AH_RQ_UPDATED = 2,
+    AH_RQ_AFTER = 4,
+    AH_RQ_FIELD = 8,
+    AH_RQ_NOCASE = 16,
+    AH_RQ_DELETED = 32,
+    AH_RQ_VARIANTS = 64
+};
+typedef struct ah_record_query_plan {
+    unsigned mask;          /* AH_RQ_* */
+    char updated_after[32]; /* canonical (ah_iso_normalize), with AH_RQ_UPDATED */
+    int limit;              /* 1..1000 (100 when not given) */
+} ah_record_query_plan;
+/** AH_STORE_OK and *out, or AH_STORE_ERR (said in the log) when the query
+ *  names no type, its updated_after is no ISO-8601 time or its field
+ *  filter is not a valid key with a value. */
+int ah_record_query_plan_make(const ah_record_query *qy, const struct ah_logger *lg,
+                              ah_record_query_plan *out);
+/** A normalised field's key as filters may name it: [A-Za-z0-9_]{1,128}
+ *  (it goes into a JSON path). */
+bool ah_store_field_key_valid(const char *k);
 
 
 /* ------------------------------------------------------------------------ */

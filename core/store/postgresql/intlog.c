@@ -45,17 +45,7 @@ static bool fill_log(const PGresult *r, int i, void *row)
 
 static void log_free_v(void *r)
 {
-    ah_log_entry *e = r;
-    free(e->at);
-    free(e->tenant);
-    free(e->source);
-    free(e->plugin);
-    free(e->action);
-    free(e->method);
-    free(e->path);
-    free(e->body);
-    free(e->correlation_id);
-    free(e->request_body);
+    ah_log_entry_free(r);
 }
 
 int ah_pg_log_add(ah_store *st, const ah_log_entry *e)

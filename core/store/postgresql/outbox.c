@@ -72,10 +72,7 @@ static bool fill_outbox(const PGresult *r, int i, void *row)
 
 static void outbox_free_v(void *row)
 {
-    ah_outbox_row *r = row;
-    free(r->topic);
-    free(r->body);
-    free(r->created_at);
+    ah_outbox_row_free(row);
 }
 
 static int outbox_rows(ah_pg_store *s, PGresult *r, int rc, ah_outbox_cb cb, void *arg,

@@ -139,7 +139,7 @@ typedef enum {
 
 /* record_query and log_query prepare one statement per combination of
  * filters (a bit mask), in their own ranges of statement names. */
-#define PG_RQ_VARIANTS 64
+#define PG_RQ_VARIANTS AH_RQ_VARIANTS
 #define PG_LQ_VARIANTS 64
 
 #define AH_PG_MAXPEND 32

@@ -43,8 +43,6 @@ static const char *const q_sql[P_COUNT] = {
                     "AND ah_json_text(fields, $3) IS DISTINCT FROM $4",
 };
 
-enum { RQ_CONN = 1, RQ_UPDATED = 2, RQ_AFTER = 4, RQ_FIELD = 8, RQ_NOCASE = 16, RQ_DELETED = 32 };
-
 static bool fill_record(const PGresult *r, int i, void *row)
 {
     ah_record_row *x = row;
@@ -374,17 +372,6 @@ int ah_pg_record_get_by_id(ah_store *st, int64_t tenant_id, const char *id, ah_r
     return rc;
 }
 
-static bool valid_field_key(const char *k)
-{
-    if (k == NULL || *k == '\0' || strlen(k) > 128)
-        return false;
-    for (const char *p = k; *p; p++)
-        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
-              (*p >= '0' && *p <= '9') || *p == '_'))
-            return false;
-    return true;
-}
-
 /* The statement of one combination of filters. Parameters are numbered in
  * the order they are bound (record_query), since PostgreSQL wants every
  * $n of a statement used. Only constant fragments go into the text. */
@@ -392,14 +379,14 @@ static void record_query_sql(unsigned mask, char *sql, size_t n)
 {
     int k = 3;
     char conn[48] = "", upd[96] = "", after[48] = "", field[192] = "", lim[24];
-    if (mask & RQ_CONN)
+    if (mask & AH_RQ_CONN)
         snprintf(conn, sizeof conn, " AND r.connection_id = $%d", k++);
-    if (mask & RQ_UPDATED)
+    if (mask & AH_RQ_UPDATED)
         snprintf(upd, sizeof upd, " AND ah_try_ts(r.updated_at) > ($%d)::timestamptz", k++);
-    if (mask & RQ_AFTER)
+    if (mask & AH_RQ_AFTER)
         snprintf(after, sizeof after, " AND r.id > $%d", k++);
-    if (mask & RQ_FIELD) {
-        if (mask & RQ_NOCASE)
+    if (mask & AH_RQ_FIELD) {
+        if (mask & AH_RQ_NOCASE)
             snprintf(field, sizeof field,
                      " AND lower(btrim(ah_json_text(r.fields, $%d))) = lower(btrim($%d))", k,
                      k + 1);
@@ -412,58 +399,32 @@ static void record_query_sql(unsigned mask, char *sql, size_t n)
              "SELECT " REC_COLS " FROM records r JOIN connections c "
              "ON c.id = r.connection_id WHERE c.tenant_id = $1 AND r.type = $2%s%s%s%s%s "
              "ORDER BY r.id LIMIT %s",
-             (mask & RQ_DELETED) ? "" : " AND r.remote_deleted_at IS NULL", conn, upd, after,
+             (mask & AH_RQ_DELETED) ? "" : " AND r.remote_deleted_at IS NULL", conn, upd, after,
              field, lim);
 }
 
 int ah_pg_record_query(ah_store *st, const ah_record_query *qy, ah_record_cb cb, void *arg)
 {
     ah_pg_store *s = ah_pg(st);
-    if (qy == NULL || qy->type == NULL)
+    ah_record_query_plan plan;
+    if (ah_record_query_plan_make(qy, s->base.lg, &plan) != AH_STORE_OK)
         return AH_STORE_ERR;
-    unsigned mask = 0;
-    char updated_after[32];
-    if (qy->connection_id != 0)
-        mask |= RQ_CONN;
-    if (qy->updated_after != NULL) {
-        if (ah_iso_normalize(qy->updated_after, updated_after) != 0) {
-            ah_log(s->base.lg, AH_LOG_ERROR, "store",
-                   "record_query: updated_after is not an ISO-8601 time");
-            return AH_STORE_ERR;
-        }
-        mask |= RQ_UPDATED;
-    }
-    if (qy->after_id != NULL)
-        mask |= RQ_AFTER;
-    if (qy->include_deleted)
-        mask |= RQ_DELETED;
-    if (qy->field_key != NULL) {
-        if (!valid_field_key(qy->field_key) || qy->field_value == NULL) {
-            ah_log(s->base.lg, AH_LOG_ERROR, "store",
-                   "record_query: field filter key must match [A-Za-z0-9_]+ and have a "
-                   "value");
-            return AH_STORE_ERR;
-        }
-        mask |= RQ_FIELD;
-        if (qy->field_nocase)
-            mask |= RQ_NOCASE;
-    }
-    int limit = qy->limit <= 0 ? 100 : qy->limit > 1000 ? 1000 : qy->limit;
+    unsigned mask = plan.mask;
 
     ah_pg_params p = {0};
     ah_pg_p_int(&p, qy->tenant_id);
     ah_pg_p_text(&p, qy->type);
-    if (mask & RQ_CONN)
+    if (mask & AH_RQ_CONN)
         ah_pg_p_int(&p, qy->connection_id);
-    if (mask & RQ_UPDATED)
-        ah_pg_p_text(&p, updated_after);
-    if (mask & RQ_AFTER)
+    if (mask & AH_RQ_UPDATED)
+        ah_pg_p_text(&p, plan.updated_after);
+    if (mask & AH_RQ_AFTER)
         ah_pg_p_text(&p, qy->after_id);
-    if (mask & RQ_FIELD) {
+    if (mask & AH_RQ_FIELD) {
         ah_pg_p_text(&p, qy->field_key);
         ah_pg_p_text(&p, qy->field_value);
     }
-    ah_pg_p_int(&p, limit);
+    ah_pg_p_int(&p, plan.limit);
     char sql[1024], name[24];
     record_query_sql(mask, sql, sizeof sql);
     snprintf(name, sizeof name, "ah_rq%u", mask);
@@ -556,7 +517,7 @@ int ah_pg_record_prune(ah_store *st, const char *type, const char *before, const
     if (n_out != NULL)
         *n_out = 0;
     char b[32];
-    if (type == NULL || keep_value == NULL || !valid_field_key(keep_key) || before == NULL ||
+    if (type == NULL || keep_value == NULL || !ah_store_field_key_valid(keep_key) || before == NULL ||
         ah_iso_normalize(before, b) != 0)
         return AH_STORE_ERR;
     ah_pg_params p = {0};

@@ -86,19 +86,7 @@ static bool fill_webhook(const PGresult *r, int i, void *row)
 
 static void webhook_free_v(void *row)
 {
-    ah_webhook_row *r = row;
-    free(r->url);
-    free(r->event_types);
-    if (r->secret != NULL)
-        explicit_bzero(r->secret, strlen(r->secret));
-    free(r->secret);
-    free(r->disabled_at);
-    free(r->created_at);
-    free(r->description);
-    if (r->previous_secret != NULL)
-        explicit_bzero(r->previous_secret, strlen(r->previous_secret));
-    free(r->previous_secret);
-    free(r->previous_until);
+    ah_webhook_row_free(row);
 }
 
 static bool fill_wh_delivery(const PGresult *r, int i, void *row)
@@ -118,12 +106,7 @@ static bool fill_wh_delivery(const PGresult *r, int i, void *row)
 
 static void wh_delivery_free_v(void *row)
 {
-    ah_webhook_delivery_row *r = row;
-    free(r->topic);
-    free(r->status);
-    free(r->last_error);
-    free(r->next_at);
-    free(r->delivered_at);
+    ah_webhook_delivery_row_free(row);
 }
 
 /* Copies the rows of r (may be NULL: rc says why), unlocks, calls back. */

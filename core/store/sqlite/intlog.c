@@ -43,23 +43,9 @@ static bool fill_log(sqlite3_stmt *st, ah_log_entry *e)
     return !oom;
 }
 
-static void log_entry_free(ah_log_entry *e)
-{
-    free(e->at);
-    free(e->tenant);
-    free(e->source);
-    free(e->plugin);
-    free(e->action);
-    free(e->method);
-    free(e->path);
-    free(e->body);
-    free(e->correlation_id);
-    free(e->request_body);
-}
-
 static void log_free_v(void *r)
 {
-    log_entry_free(r);
+    ah_log_entry_free(r);
 }
 
 static bool fill_log_v(sqlite3_stmt *st, void *r)

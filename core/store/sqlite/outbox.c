@@ -89,16 +89,9 @@ static bool fill_outbox(sqlite3_stmt *st, ah_outbox_row *r)
     return !oom;
 }
 
-static void outbox_row_free(ah_outbox_row *r)
-{
-    free(r->topic);
-    free(r->body);
-    free(r->created_at);
-}
-
 static void outbox_free_v(void *r)
 {
-    outbox_row_free(r);
+    ah_outbox_row_free(r);
 }
 
 static bool fill_outbox_v(sqlite3_stmt *st, void *r)

@@ -55,8 +55,6 @@ static const char *const q_sql[Q_COUNT] = {
 /* record_query and log_query compose their WHERE clause from constant
  * fragments chosen by which filters are set; each combination is prepared
  * once and cached under its bit mask. */
-enum { RQ_CONN = 1, RQ_UPDATED = 2, RQ_AFTER = 4, RQ_FIELD = 8, RQ_NOCASE = 16, RQ_DELETED = 32 };
-
 static const char hexd[] = "0123456789abcdef";
 
 /* ms since the epoch as the store's canonical time. */
@@ -654,17 +652,6 @@ int ah_sq_record_get_by_id(ah_store *st, int64_t tenant_id, const char *id, ah_r
     return rc;
 }
 
-static bool valid_field_key(const char *k)
-{
-    if (k == NULL || *k == '\0' || strlen(k) > 128)
-        return false;
-    for (const char *p = k; *p; p++)
-        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
-              (*p >= '0' && *p <= '9') || *p == '_'))
-            return false;
-    return true;
-}
-
 static sqlite3_stmt *record_query_stmt(ah_sq_store *s, unsigned mask)
 {
     if (s->rq[mask] != NULL)
@@ -677,12 +664,12 @@ static sqlite3_stmt *record_query_stmt(ah_sq_store *s, unsigned mask)
              "SELECT " REC_COLS " FROM records r JOIN connections c "
              "ON c.id = r.connection_id WHERE c.tenant_id = ?1 AND r.type = ?2%s%s%s%s%s "
              "ORDER BY r.id LIMIT ?8",
-             (mask & RQ_DELETED) ? "" : " AND r.remote_deleted_at IS NULL",
-             (mask & RQ_CONN) ? " AND r.connection_id = ?3" : "",
-             (mask & RQ_UPDATED) ? " AND julianday(r.updated_at) > julianday(?4)" : "",
-             (mask & RQ_AFTER) ? " AND r.id > ?5" : "",
-             !(mask & RQ_FIELD) ? ""
-             : (mask & RQ_NOCASE)
+             (mask & AH_RQ_DELETED) ? "" : " AND r.remote_deleted_at IS NULL",
+             (mask & AH_RQ_CONN) ? " AND r.connection_id = ?3" : "",
+             (mask & AH_RQ_UPDATED) ? " AND julianday(r.updated_at) > julianday(?4)" : "",
+             (mask & AH_RQ_AFTER) ? " AND r.id > ?5" : "",
+             !(mask & AH_RQ_FIELD) ? ""
+             : (mask & AH_RQ_NOCASE)
                  ? " AND lower(trim(CAST(json_extract(ah_fields(r.raw, r.fields), '$.' || ?6)"
                    " AS TEXT))) = lower(trim(?7))"
                  : " AND CAST(json_extract(ah_fields(r.raw, r.fields), '$.' || ?6) AS TEXT)"
@@ -693,36 +680,10 @@ static sqlite3_stmt *record_query_stmt(ah_sq_store *s, unsigned mask)
 int ah_sq_record_query(ah_store *st, const ah_record_query *qy, ah_record_cb cb, void *arg)
 {
     ah_sq_store *w = ah_sq(st);
-    if (qy == NULL || qy->type == NULL)
+    ah_record_query_plan plan;
+    if (ah_record_query_plan_make(qy, w->base.lg, &plan) != AH_STORE_OK)
         return AH_STORE_ERR;
-    unsigned mask = 0;
-    char updated_after[32];
-    if (qy->connection_id != 0)
-        mask |= RQ_CONN;
-    if (qy->updated_after != NULL) {
-        if (ah_iso_normalize(qy->updated_after, updated_after) != 0) {
-            ah_log(w->base.lg, AH_LOG_ERROR, "store",
-                   "record_query: updated_after is not an ISO-8601 time");
-            return AH_STORE_ERR;
-        }
-        mask |= RQ_UPDATED;
-    }
-    if (qy->after_id != NULL)
-        mask |= RQ_AFTER;
-    if (qy->include_deleted)
-        mask |= RQ_DELETED;
-    if (qy->field_key != NULL) {
-        if (!valid_field_key(qy->field_key) || qy->field_value == NULL) {
-            ah_log(w->base.lg, AH_LOG_ERROR, "store",
-                   "record_query: field filter key must match [A-Za-z0-9_]+ and have a "
-                   "value");
-            return AH_STORE_ERR;
-        }
-        mask |= RQ_FIELD;
-        if (qy->field_nocase)
-            mask |= RQ_NOCASE;
-    }
-    int limit = qy->limit <= 0 ? 100 : qy->limit > 1000 ? 1000 : qy->limit;
+    unsigned mask = plan.mask;
 
     ah_sq_rowvec v = {.elem = sizeof(ah_record_row)};
     ah_sq_store *s = ah_sq_read_lock(w);
@@ -731,17 +692,17 @@ int ah_sq_record_query(ah_store *st, const ah_record_query *qy, ah_record_cb cb,
     if (q != NULL) {
         sqlite3_bind_int64(q, 1, qy->tenant_id);
         ah_sq_bind_text(q, 2, qy->type);
-        if (mask & RQ_CONN)
+        if (mask & AH_RQ_CONN)
             sqlite3_bind_int64(q, 3, qy->connection_id);
-        if (mask & RQ_UPDATED)
-            ah_sq_bind_text(q, 4, updated_after);
-        if (mask & RQ_AFTER)
+        if (mask & AH_RQ_UPDATED)
+            ah_sq_bind_text(q, 4, plan.updated_after);
+        if (mask & AH_RQ_AFTER)
             ah_sq_bind_text(q, 5, qy->after_id);
-        if (mask & RQ_FIELD) {
+        if (mask & AH_RQ_FIELD) {
             ah_sq_bind_text(q, 6, qy->field_key);
             ah_sq_bind_text(q, 7, qy->field_value);
         }
-        sqlite3_bind_int(q, 8, limit);
+        sqlite3_bind_int(q, 8, plan.limit);
         rc = ah_sq_collect(s, q, &v, fill_record_v, record_free_v, "record_query");
         ah_sq_done(q);
     }
@@ -828,7 +789,7 @@ int ah_sq_record_prune(ah_store *st, const char *type, const char *before, const
     if (n_out != NULL)
         *n_out = 0;
     char b[32];
-    if (type == NULL || keep_value == NULL || !valid_field_key(keep_key) || before == NULL ||
+    if (type == NULL || keep_value == NULL || !ah_store_field_key_valid(keep_key) || before == NULL ||
         ah_iso_normalize(before, b) != 0)
         return AH_STORE_ERR;
     ah_sq_lock(s);

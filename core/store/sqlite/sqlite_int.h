@@ -141,7 +141,7 @@ typedef enum {
 
 /* record_query and log_query cache one statement per combination of
  * filters (a bit mask). */
-#define RQ_VARIANTS 64
+#define RQ_VARIANTS AH_RQ_VARIANTS
 #define LQ_VARIANTS 64
 
 /* Multi-row INSERTs (records.c, outbox.c): a page's new records and its

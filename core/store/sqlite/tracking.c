@@ -36,10 +36,7 @@ static bool fill_mark(sqlite3_stmt *st, void *row)
 
 static void mark_free_v(void *row)
 {
-    ah_record_mark *r = row;
-    free(r->id);
-    free(r->remote_id);
-    free(r->remote_deleted_at);
+    ah_record_mark_free(row);
 }
 
 static bool fill_stage(sqlite3_stmt *st, void *row)
@@ -55,11 +52,7 @@ static bool fill_stage(sqlite3_stmt *st, void *row)
 
 static void stage_free_v(void *row)
 {
-    ah_stage_row *r = row;
-    free(r->record_id);
-    free(r->from_stage);
-    free(r->to_stage);
-    free(r->changed_at);
+    ah_stage_row_free(row);
 }
 
 int ah_sq_record_marks(ah_store *st, int64_t connection_id, const char *type, ah_record_mark_cb cb,

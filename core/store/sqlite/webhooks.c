@@ -87,19 +87,7 @@ static bool fill_webhook(sqlite3_stmt *st, void *row)
 
 static void webhook_free_v(void *row)
 {
-    ah_webhook_row *r = row;
-    free(r->url);
-    free(r->event_types);
-    if (r->secret != NULL)
-        explicit_bzero(r->secret, strlen(r->secret));
-    free(r->secret);
-    free(r->disabled_at);
-    free(r->created_at);
-    free(r->description);
-    if (r->previous_secret != NULL)
-        explicit_bzero(r->previous_secret, strlen(r->previous_secret));
-    free(r->previous_secret);
-    free(r->previous_until);
+    ah_webhook_row_free(row);
 }
 
 static bool fill_wh_delivery(sqlite3_stmt *st, void *row)
@@ -119,12 +107,7 @@ static bool fill_wh_delivery(sqlite3_stmt *st, void *row)
 
 static void wh_delivery_free_v(void *row)
 {
-    ah_webhook_delivery_row *r = row;
-    free(r->topic);
-    free(r->status);
-    free(r->last_error);
-    free(r->next_at);
-    free(r->delivered_at);
+    ah_webhook_delivery_row_free(row);
 }
 
 int ah_sq_webhook_add(ah_store *st, int64_t tenant_id, const char *url, const char *event_types,
