@@ -1094,8 +1094,8 @@ START_TEST(test_group_scope_rollback_past_spill)
 }
 END_TEST
 
-/* Readers (SQLite): reads a client waits on run on connections of their
- * own. Another thread reading while a writer holds a scope neither waits
+/* Readers (both engines): reads a client waits on run on connections of
+ * their own. Another thread reading while a writer holds a scope neither waits
  * for it nor commits its group early, and sees only what is committed; the
  * thread that wrote reads its own uncommitted group writes. */
 typedef struct reader_arg {
@@ -1126,8 +1126,6 @@ static void *read_other_thread(void *p)
 
 START_TEST(test_readers_beside_writer)
 {
-    if (pg_mode)
-        return; /* SQLite's reader connections */
     fx f;
     fx_init(&f, true);
     ah_store *s = f.s;

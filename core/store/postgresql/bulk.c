@@ -118,13 +118,13 @@ int ah_pg_bulk_get(ah_store *st, int64_t tenant_id, const char *id, ah_bulk_job_
     ah_pg_p_text(&p, id);
     ah_pg_p_int(&p, tenant_id);
     int rc;
-    ah_pg_lock(s);
+    s = ah_pg_read_lock(s);
     PGresult *r = AH_PG_RUN(s, P_BULK_GET, &p, "bulk_get", &rc);
     if (r != NULL) {
         rc = ah_pg_one(s, r, out, fill_bulk_job, bulk_job_free_v, "bulk_get");
         PQclear(r);
     }
-    ah_pg_unlock(s);
+    ah_pg_read_unlock(s);
     return rc;
 }
 
@@ -169,14 +169,19 @@ int ah_pg_bulk_items(ah_store *st, const char *id, bool queued_only, ah_bulk_ite
     ah_pg_params p = {0};
     ah_pg_p_text(&p, id);
     int rc;
-    ah_pg_lock(s);
+    /* The worker's queue is read with its writes; a client's look through a
+     * reader. */
+    if (queued_only)
+        ah_pg_lock(s);
+    else
+        s = ah_pg_read_lock(s);
     PGresult *r = queued_only ? AH_PG_RUN(s, P_BULK_ITEMS_QUEUED, &p, "bulk_items", &rc)
                               : AH_PG_RUN(s, P_BULK_ITEMS, &p, "bulk_items", &rc);
     if (r != NULL) {
         rc = ah_pg_collect(s, r, &v, fill_bulk_item, bulk_item_free_v, "bulk_items");
         PQclear(r);
     }
-    ah_pg_unlock(s);
+    ah_pg_read_unlock(s);
     if (rc == AH_STORE_OK && cb != NULL)
         for (size_t i = 0; i < v.n; i++)
             cb(arg, (ah_bulk_item_row *)v.items + i);

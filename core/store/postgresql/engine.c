@@ -5,14 +5,19 @@
  * per group of tables (as in core/store/sqlite/); pg_int.h is what they
  * share.
  *
- * Concurrency: one libpq connection per store, guarded by one recursive
- * mutex in the store struct, exactly like the SQLite engine. Every operation
- * holds the mutex for its whole duration, so prepared statements and the
- * connection's state are never shared between threads; a scope
+ * Concurrency: one libpq connection writes, guarded by one recursive mutex
+ * in the store struct, exactly like the SQLite engine's writer. Every
+ * operation holds the mutex for its whole duration, so prepared statements
+ * and the connection's state are never shared between threads; a scope
  * (scope_begin .. scope_end) holds it across its operations, which run in
- * the scope's transaction as savepoints. Callbacks of the *_list and
- * *_query operations run AFTER the mutex is released, on copies of the
- * rows, so a callback may call the store again.
+ * the scope's transaction as savepoints. The reads a client waits on (a
+ * record, a query, the event and integration logs, a bulk job, webhooks)
+ * go to up to AH_PG_READERS reader sessions of their own
+ * (ah_pg_read_lock), as in the SQLite engine: they see what is committed,
+ * which is everything a client has been answered for, and a thread that
+ * wrote something not yet committed reads through the writer. Callbacks
+ * of the *_list and *_query operations run AFTER the mutex is released, on
+ * copies of the rows, so a callback may call the store again.
  *
  * Secrets: the URL may carry a password (libpq also reads PGPASSWORD and
  * PGPASSFILE). It is kept only to connect; every message names the server
@@ -25,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char *const q_sql[P_COUNT] = {
     [P_PING] = "SELECT 1",
@@ -34,14 +40,112 @@ static const char *const q_sql[P_COUNT] = {
     [P_DATA_VERSION] = "SELECT coalesce(max(id), 0)::bigint FROM change_log",
 };
 
-void ah_pg_close(ah_store *st)
+/* Readers: sessions for the reads a client waits on (pg_int.h). */
+#define AH_PG_READERS 2
+
+/* What the calling thread has written and not committed: inside a scope of
+ * that store (it holds the store's lock), or in a group transaction that
+ * had not ended when its scope ended. Its reads go to the writer then. */
+static _Thread_local const ah_pg_store *tl_scope_store;
+static _Thread_local const ah_pg_store *tl_group_store;
+static _Thread_local uint64_t tl_group_id;
+static _Thread_local unsigned tl_reader_hint;
+
+void ah_pg_note_scope(ah_pg_store *s, bool begun, bool in_group)
 {
-    if (st == NULL)
-        return;
-    ah_pg_store *s = ah_pg(st);
-    pthread_mutex_lock(&s->mu);
-    (void)ah_pg_group_end_locked(s, true);
-    pthread_mutex_unlock(&s->mu);
+    if (begun) {
+        tl_scope_store = s;
+        if (in_group) {
+            tl_group_store = s;
+            tl_group_id = s->group_id;
+        }
+    } else if (tl_scope_store == s) {
+        tl_scope_store = NULL;
+    }
+}
+
+void ah_pg_note_group_ended(ah_pg_store *s)
+{
+    atomic_store_explicit(&s->group_ended_id, s->group_id, memory_order_release);
+}
+
+static bool own_writes_pending(const ah_pg_store *s)
+{
+    return tl_scope_store == s ||
+           (tl_group_store == s &&
+            atomic_load_explicit(&s->group_ended_id, memory_order_acquire) < tl_group_id);
+}
+
+static bool connect_session(ah_pg_store *s, char *err, size_t errlen);
+
+/* A reader that could not connect tries again after this long; meanwhile
+ * the writer serves its reads. */
+#define AH_PG_READER_RETRY_MS 5000
+
+static int64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* A reader's session, made on its first use (r->mu held). */
+static bool reader_ready(ah_pg_store *r)
+{
+    if (r->db != NULL)
+        return true;
+    int64_t now = mono_ms();
+    if (r->reader_retry_ms != 0 && now < r->reader_retry_ms)
+        return false;
+    char err[640];
+    if (connect_session(r, err, sizeof err)) {
+        if (r->reader_retry_ms != 0)
+            ah_log(r->base.lg, AH_LOG_INFO, "store", "postgresql: reader session back");
+        r->reader_retry_ms = 0;
+        return true;
+    }
+    PQfinish(r->db);
+    r->db = NULL;
+    if (r->reader_retry_ms == 0) /* said once, not at every retry */
+        ah_log(r->base.lg, AH_LOG_WARN, "store",
+               "postgresql: no reader session (%s): the writer serves the reads meanwhile", err);
+    r->reader_retry_ms = now + AH_PG_READER_RETRY_MS;
+    return false;
+}
+
+ah_pg_store *ah_pg_read_lock(ah_pg_store *s)
+{
+    if (s->nreaders > 0 && !own_writes_pending(s)) {
+        if (tl_reader_hint == 0)
+            tl_reader_hint = (unsigned)((uintptr_t)&tl_reader_hint >> 6) | 1u;
+        ah_pg_store *r = NULL;
+        for (int i = 0; i < s->nreaders && r == NULL; i++) {
+            ah_pg_store *c = s->readers[(tl_reader_hint + (unsigned)i) % (unsigned)s->nreaders];
+            if (pthread_mutex_trylock(&c->mu) == 0)
+                r = c;
+        }
+        if (r == NULL) {
+            r = s->readers[tl_reader_hint % (unsigned)s->nreaders];
+            pthread_mutex_lock(&r->mu);
+        }
+        if (reader_ready(r))
+            return r;
+        pthread_mutex_unlock(&r->mu);
+    }
+    ah_pg_lock(s);
+    return s;
+}
+
+void ah_pg_read_unlock(ah_pg_store *r)
+{
+    if (r->writer != NULL)
+        pthread_mutex_unlock(&r->mu);
+    else
+        ah_pg_unlock(r);
+}
+
+static void free_store(ah_pg_store *s)
+{
     PQfinish(s->db);
     pthread_mutex_destroy(&s->mu);
     if (s->conninfo != NULL)
@@ -50,6 +154,65 @@ void ah_pg_close(ah_store *st)
     free(s->safe_url);
     free(s->scratch);
     free(s);
+}
+
+void ah_pg_readers_close(ah_pg_store *s)
+{
+    for (int i = 0; i < s->nreaders; i++)
+        free_store(s->readers[i]);
+    free(s->readers);
+    s->readers = NULL;
+    s->nreaders = 0;
+}
+
+static bool init_mutex(pthread_mutex_t *mu)
+{
+    pthread_mutexattr_t ma;
+    bool ok = pthread_mutexattr_init(&ma) == 0 &&
+              pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE) == 0 &&
+              pthread_mutex_init(mu, &ma) == 0;
+    pthread_mutexattr_destroy(&ma);
+    return ok;
+}
+
+bool ah_pg_readers_make(ah_pg_store *s)
+{
+    s->readers = calloc(AH_PG_READERS, sizeof *s->readers);
+    if (s->readers == NULL)
+        return false;
+    for (int i = 0; i < AH_PG_READERS; i++) {
+        ah_pg_store *r = calloc(1, sizeof *r);
+        if (r == NULL)
+            break;
+        r->base.ops = &ah_pg_ops;
+        r->base.lg = s->base.lg;
+        r->fail_after = -1;
+        r->writer = s;
+        r->conninfo = strdup(s->conninfo);
+        r->safe_url = strdup(s->safe_url);
+        if (r->conninfo == NULL || r->safe_url == NULL || !init_mutex(&r->mu)) {
+            if (r->conninfo != NULL)
+                explicit_bzero(r->conninfo, strlen(r->conninfo));
+            free(r->conninfo);
+            free(r->safe_url);
+            free(r);
+            break;
+        }
+        s->readers[s->nreaders++] = r;
+    }
+    return s->nreaders > 0;
+}
+
+void ah_pg_close(ah_store *st)
+{
+    if (st == NULL)
+        return;
+    ah_pg_store *s = ah_pg(st);
+    ah_pg_readers_close(s);
+    pthread_mutex_lock(&s->mu);
+    (void)ah_pg_group_end_locked(s, true);
+    pthread_mutex_unlock(&s->mu);
+    free_store(s);
 }
 
 int ah_pg_ping(ah_store *st)
@@ -89,6 +252,7 @@ int ah_pg_scope_begin(ah_store *st)
          * it fail, so does that statement, and the scope's COMMIT. */
         ah_pg_defer(s, "BEGIN");
         s->in_tx = true;
+        ah_pg_note_scope(s, true, false);
     }
     s->scope_depth++;
     return AH_STORE_OK;
@@ -100,6 +264,8 @@ int ah_pg_scope_end(ah_store *st, bool commit)
     int rc = AH_STORE_OK;
     if (s->scope_depth <= 0)
         return AH_STORE_ERR;
+    if (s->scope_depth == 1)
+        ah_pg_note_scope(s, false, false);
     if (--s->scope_depth == 0 && s->group_scope) {
         /* The scope's writes stay in the group transaction, or leave it. */
         s->group_scope = false;
@@ -121,6 +287,7 @@ int ah_pg_group_end_locked(ah_pg_store *s, bool commit)
         return AH_STORE_OK;
     s->group_open = false;
     int rc = ah_pg_scope_commit(s, commit);
+    ah_pg_note_group_ended(s);
     if (!commit)
         rc = AH_STORE_ERR;
     if (s->group_ended != NULL)
@@ -147,6 +314,7 @@ int ah_pg_group_begin(ah_store *st, uint64_t *group_out)
     ah_pg_defer(s, "SAVEPOINT ah_grp");
     s->group_scope = true;
     s->scope_depth = 1;
+    ah_pg_note_scope(s, true, true);
     if (group_out != NULL)
         *group_out = s->group_id;
     return AH_STORE_OK; /* mu stays held until scope_end */
@@ -302,6 +470,24 @@ static void conn_error(PGconn *c, const char *safe_url, char *err, size_t errlen
     snprintf(err, errlen, "cannot connect to PostgreSQL %s: %s", safe_url, msg);
 }
 
+/* Connects s's session (s->conninfo): UTC, quiet notices. false with err
+ * set (the password never in it). */
+static bool connect_session(ah_pg_store *s, char *err, size_t errlen)
+{
+    s->db = PQconnectdb(s->conninfo);
+    if (s->db == NULL || PQstatus(s->db) != CONNECTION_OK) {
+        conn_error(s->db, s->safe_url, err, errlen);
+        return false;
+    }
+    PQsetNoticeProcessor(s->db, quiet_notice, NULL);
+    PGresult *r = PQexec(s->db, "SET TimeZone = 'UTC'");
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    if (!ok)
+        conn_error(s->db, s->safe_url, err, errlen);
+    return ok;
+}
+
 ah_store *ah_store_pg_open(const char *url, const struct ah_logger *lg, char *err, size_t errlen)
 {
     char dummy[1];
@@ -332,12 +518,7 @@ ah_store *ah_store_pg_open(const char *url, const struct ah_logger *lg, char *er
         return NULL;
     }
     ah_store_url_scrub(url, s->safe_url, sl);
-    pthread_mutexattr_t ma;
-    bool mu_ok = pthread_mutexattr_init(&ma) == 0 &&
-                 pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE) == 0 &&
-                 pthread_mutex_init(&s->mu, &ma) == 0;
-    pthread_mutexattr_destroy(&ma);
-    if (!mu_ok) {
+    if (!init_mutex(&s->mu)) {
         snprintf(err, errlen, "cannot create a mutex");
         explicit_bzero(s->conninfo, strlen(s->conninfo));
         free(s->conninfo);
@@ -345,21 +526,11 @@ ah_store *ah_store_pg_open(const char *url, const struct ah_logger *lg, char *er
         free(s);
         return NULL;
     }
-    s->db = PQconnectdb(s->conninfo);
-    if (s->db == NULL || PQstatus(s->db) != CONNECTION_OK) {
-        conn_error(s->db, s->safe_url, err, errlen);
+    if (!connect_session(s, err, errlen)) {
         ah_pg_close(&s->base);
         return NULL;
     }
-    PQsetNoticeProcessor(s->db, quiet_notice, NULL);
-    PGresult *r = PQexec(s->db, "SET TimeZone = 'UTC'");
-    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    PQclear(r);
-    if (!ok) {
-        conn_error(s->db, s->safe_url, err, errlen);
-        ah_pg_close(&s->base);
-        return NULL;
-    }
+    (void)ah_pg_readers_make(s); /* none: the writer serves the reads */
     return &s->base;
 }
 

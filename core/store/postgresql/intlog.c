@@ -158,13 +158,13 @@ int ah_pg_log_query(ah_store *st, const ah_log_filter *f, ah_log_cb cb, void *ar
 
     ah_pg_rowvec v = {.elem = sizeof(ah_log_entry)};
     int rc;
-    ah_pg_lock(s);
+    s = ah_pg_read_lock(s);
     PGresult *r = ah_pg_run(s, name, &s->lq_prepared[mask], sql, &p, "log_query", &rc);
     if (r != NULL) {
         rc = ah_pg_collect(s, r, &v, fill_log, log_free_v, "log_query");
         PQclear(r);
     }
-    ah_pg_unlock(s);
+    ah_pg_read_unlock(s);
     if (rc == AH_STORE_OK && cb != NULL)
         ah_log_rows_expand((ah_log_entry *)v.items, v.n, f, f->limit > 0 ? f->limit : 100, cb,
                            arg);

@@ -83,7 +83,7 @@ static int outbox_rows(ah_pg_store *s, PGresult *r, int rc, ah_outbox_cb cb, voi
         rc = ah_pg_collect(s, r, &v, fill_outbox, outbox_free_v, what);
         PQclear(r);
     }
-    ah_pg_unlock(s);
+    ah_pg_read_unlock(s); /* the writer or a reader */
     if (rc == AH_STORE_OK && cb != NULL)
         for (size_t i = 0; i < v.n; i++)
             cb(arg, (ah_outbox_row *)v.items + i);
@@ -335,7 +335,7 @@ int ah_pg_outbox_after(ah_store *st, int64_t tenant_id, int64_t after_id, int li
     ah_pg_p_int(&p, after_id);
     ah_pg_p_int(&p, ah_pg_page_limit(limit));
     int rc;
-    ah_pg_lock(s);
+    s = ah_pg_read_lock(s);
     PGresult *r = AH_PG_RUN(s, P_OUT_AFTER, &p, "outbox_after", &rc);
     return outbox_rows(s, r, rc, cb, arg, "outbox_after");
 }

@@ -15,6 +15,7 @@
 #define AH_PG_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -216,6 +217,23 @@ typedef struct ah_pg_store {
     ah_look look;
     char *scratch;   /* content-hash input buffer, reused across rows */
     size_t scratch_cap;
+    /* Readers: sessions of their own for the reads a client waits on
+     * (ah_pg_read_lock), as the SQLite engine has, so that those reads
+     * neither queue behind the writer's lock (its round trips, a group's
+     * COMMIT waiting for the disk) nor end its open group transaction
+     * early. AH_PG_READERS of them, each connected on its first use (a
+     * store that never reads opens none); a reader's `writer` points back,
+     * and it never writes. */
+    struct ah_pg_store **readers;
+    int nreaders;
+    struct ah_pg_store *writer;
+    /* On a reader whose session could not be had: when to try again
+     * (CLOCK_MONOTONIC ms; 0: it has not failed). */
+    int64_t reader_retry_ms;
+    /* The last group transaction that ended (committed or not), for the
+     * threads that wrote into it: until it ends they read through the
+     * writer, to see their own writes. */
+    _Atomic uint64_t group_ended_id;
 } ah_pg_store;
 
 extern const ah_store_ops ah_pg_ops;
@@ -243,6 +261,23 @@ typedef void (*ah_pg_free_fn)(void *row);
 /* ---- conn.c ------------------------------------------------------------ */
 
 void ah_pg_lock(ah_pg_store *s);
+/** For a read a client waits on: a reader, locked, that sees what is
+ *  committed; the writer, locked (ah_pg_lock), when the calling thread has
+ *  written something not yet committed (inside a scope, or in a group
+ *  transaction that has not ended), or when no reader can be had. Release
+ *  with ah_pg_read_unlock. */
+ah_pg_store *ah_pg_read_lock(ah_pg_store *s);
+void ah_pg_read_unlock(ah_pg_store *r);
+/** The calling thread's writes: a scope of s begun (its lock held), its
+ *  scope ended (group: the group transaction it wrote into), a group
+ *  transaction of s ended (engine.c). */
+void ah_pg_note_scope(ah_pg_store *s, bool begun, bool in_group);
+void ah_pg_note_group_ended(ah_pg_store *s);
+/** Closes and frees s's readers (ah_pg_close). */
+void ah_pg_readers_close(ah_pg_store *s);
+/** Makes s's reader slots (not yet connected); false when out of memory
+ *  (then s serves the reads itself). */
+bool ah_pg_readers_make(ah_pg_store *s);
 void ah_pg_unlock(ah_pg_store *s);
 void ah_pg_log_res(ah_pg_store *s, const PGresult *r, const char *what);
 /** Runs statement slot id (prepared on first use from sql) with p; returns

@@ -342,13 +342,13 @@ int ah_pg_record_get(ah_store *st, int64_t connection_id, const char *type, cons
     ah_pg_p_text(&p, type);
     ah_pg_p_text(&p, remote_id);
     int rc;
-    ah_pg_lock(s);
+    s = ah_pg_read_lock(s);
     PGresult *r = AH_PG_RUN(s, P_REC_GET, &p, "record_get", &rc);
     if (r != NULL) {
         rc = ah_pg_one(s, r, out, fill_record, record_free_v, "record_get");
         PQclear(r);
     }
-    ah_pg_unlock(s);
+    ah_pg_read_unlock(s);
     return rc;
 }
 
@@ -362,13 +362,13 @@ int ah_pg_record_get_by_id(ah_store *st, int64_t tenant_id, const char *id, ah_r
     ah_pg_p_text(&p, id);
     ah_pg_p_int(&p, tenant_id);
     int rc;
-    ah_pg_lock(s);
+    s = ah_pg_read_lock(s);
     PGresult *r = AH_PG_RUN(s, P_REC_GET_BY_ID, &p, "record_get_by_id", &rc);
     if (r != NULL) {
         rc = ah_pg_one(s, r, out, fill_record, record_free_v, "record_get_by_id");
         PQclear(r);
     }
-    ah_pg_unlock(s);
+    ah_pg_read_unlock(s);
     return rc;
 }
 
@@ -431,13 +431,13 @@ int ah_pg_record_query(ah_store *st, const ah_record_query *qy, ah_record_cb cb,
 
     ah_pg_rowvec v = {.elem = sizeof(ah_record_row)};
     int rc;
-    ah_pg_lock(s);
+    s = ah_pg_read_lock(s);
     PGresult *r = ah_pg_run(s, name, &s->rq_prepared[mask], sql, &p, "record_query", &rc);
     if (r != NULL) {
         rc = ah_pg_collect(s, r, &v, fill_record, record_free_v, "record_query");
         PQclear(r);
     }
-    ah_pg_unlock(s);
+    ah_pg_read_unlock(s);
     if (rc == AH_STORE_OK && cb != NULL)
         for (size_t i = 0; i < v.n; i++)
             cb(arg, (ah_record_row *)v.items + i);

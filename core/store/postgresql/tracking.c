@@ -99,7 +99,7 @@ int ah_pg_record_is_deleted(ah_store *st, const char *id, bool *deleted)
     ah_pg_params p = {0};
     ah_pg_p_text(&p, id);
     int rc;
-    ah_pg_lock(s);
+    s = ah_pg_read_lock(s);
     PGresult *r = AH_PG_RUN(s, P_REC_IS_DEL, &p, "record_is_deleted", &rc);
     if (r != NULL) {
         if (PQntuples(r) == 1)
@@ -108,7 +108,7 @@ int ah_pg_record_is_deleted(ah_store *st, const char *id, bool *deleted)
             rc = AH_STORE_NOT_FOUND;
         PQclear(r);
     }
-    ah_pg_unlock(s);
+    ah_pg_read_unlock(s);
     return rc;
 }
 

@@ -118,7 +118,7 @@ static int webhook_rows(ah_pg_store *s, PGresult *r, int rc, ah_webhook_cb cb, v
         rc = ah_pg_collect(s, r, &v, fill_webhook, webhook_free_v, what);
         PQclear(r);
     }
-    ah_pg_unlock(s);
+    ah_pg_read_unlock(s); /* the writer or a reader */
     if (rc == AH_STORE_OK && cb != NULL)
         for (size_t i = 0; i < v.n; i++)
             cb(arg, (ah_webhook_row *)v.items + i);
@@ -158,7 +158,7 @@ int ah_pg_webhook_list(ah_store *st, int64_t tenant_id, ah_webhook_cb cb, void *
     ah_pg_params p = {0};
     ah_pg_p_int(&p, tenant_id);
     int rc;
-    ah_pg_lock(s);
+    s = ah_pg_read_lock(s);
     PGresult *r = AH_PG_RUN(s, P_WH_LIST, &p, "webhook_list", &rc);
     return webhook_rows(s, r, rc, cb, arg, "webhook_list");
 }
@@ -228,7 +228,7 @@ int ah_pg_webhook_deliveries(ah_store *st, int64_t tenant_id, int64_t id, int li
     ah_pg_p_int(&p, id);
     ah_pg_p_int(&p, tenant_id);
     int rc;
-    ah_pg_lock(s);
+    s = ah_pg_read_lock(s);
     PGresult *r = AH_PG_RUN(s, P_WH_GET, &p, "webhook_deliveries", &rc);
     if (r != NULL) {
         rc = PQntuples(r) > 0 ? AH_STORE_OK : AH_STORE_NOT_FOUND;
@@ -245,7 +245,7 @@ int ah_pg_webhook_deliveries(ah_store *st, int64_t tenant_id, int64_t id, int li
             PQclear(r);
         }
     }
-    ah_pg_unlock(s);
+    ah_pg_read_unlock(s);
     if (rc == AH_STORE_OK && cb != NULL)
         for (size_t i = 0; i < v.n; i++)
             cb(arg, (ah_webhook_delivery_row *)v.items + i);
