@@ -17,6 +17,7 @@
 #   psql URL -c "ALTER SYSTEM SET fsync = on" -c "ALTER SYSTEM SET synchronous_commit = on"
 # on a server started without them on its command line.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 here="$(cd "$(dirname "$0")" && pwd)"
 B="$(readlink -f "${1:?usage: cluster.sh BUILD_DIR SERVER_URL [INSTANCES] [SECONDS] [CONNECTIONS]}")"
 SERVER="${2:?usage: cluster.sh BUILD_DIR SERVER_URL [INSTANCES] [SECONDS] [CONNECTIONS]}"
@@ -32,15 +33,6 @@ cleanup() {
   rm -rf "$W"
 }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-key_of() { python3 -c 'import json,sys
-def f(d):
-  if isinstance(d,dict):
-    for k,v in d.items():
-      if k=="api_key" and isinstance(v,str): return v
-      r=f(v)
-      if r: return r
-print(f(json.load(sys.stdin)))'; }
 
 psql -qX "$SERVER" -c "CREATE DATABASE $DB" >/dev/null
 ports=()

@@ -9,6 +9,7 @@
 # ENV_A / ENV_B: VAR=VALUE words for one daemon's environment.
 #   bench/erp_ab.sh BIN_A BIN_B [ROUNDS] [DURATION]    (defaults: 3 pairs of 10s)
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 here="$(cd "$(dirname "$0")" && pwd)"; ROOT="$(cd "$here/.." && pwd)"
 B="$(cd "$ROOT/../shared/baselines" && pwd)"
 A_BIN="$(readlink -f "$1")"; B_BIN="$(readlink -f "$2")"; ROUNDS="${3:-3}"; DUR="${4:-10s}"
@@ -16,8 +17,6 @@ W="$(mktemp -d /tmp/erp-ab.XXXXXX)"; pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
   [ -z "${LOGS:-}" ] || { mkdir -p "$LOGS"; cp "$W/A/serve.log" "$LOGS/A.log"; cp "$W/B/serve.log" "$LOGS/B.log"; }; rm -rf "$W"; }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 start() { # name bin [VAR=VALUE...] -> sets PORT_<name>, KEY_<name>
   local n=$1 bin=$2 cfg p key env="${*:3}"
   mkdir -p "$W/$n"

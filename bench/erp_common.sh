@@ -5,14 +5,13 @@
 # exported as ATSHUB_LISTEN) and KEY (the source's API key).
 #   BIN_DEFAULT / DUR_DEFAULT: set before sourcing; "$1" / "$2" override them.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 here="$(cd "$(dirname "$0")" && pwd)"; ROOT="$(cd "$here/.." && pwd)"
 B="$(cd "$ROOT/../shared/baselines" && pwd)"
 BIN="$(readlink -f "${1:-$ROOT/build/atshub}")"; DUR="${2:-$DUR_DEFAULT}"
 W="$(mktemp -d /tmp/erp-bench.XXXXXX)"; pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 "${2:-100}"); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 erp_setup() {
   mkdir -p "$W/a"
   CFG=$(python3 -c "import sys; sys.path.insert(0, '$B'); from atshub_config import private_config; print(private_config('$BIN', '$ROOT', '$W/a'))")

@@ -8,6 +8,7 @@
 # A benchmark, not a test: it judges nothing.
 #   bench/read_beside_writes.sh [BUILD_DIR] [SERVER_URL|-] [DURATION]
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 here="$(cd "$(dirname "$0")" && pwd)"
 B="$(readlink -f "${1:-build}")"; SERVER="${2:--}"; DUR="${3:-10s}"
 BASE="$(cd "$here/../../shared/baselines" && pwd)"
@@ -26,7 +27,7 @@ else
   psql -qX "$SERVER" -c "CREATE DATABASE $DB" >/dev/null
   URL="${SERVER%/*}/$DB"
 fi
-P=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+P=$(port)
 cat >"$W/atshub.ini" <<INI
 [core]
 workers = 2
@@ -47,14 +48,6 @@ isolation = in_process
 isolation = in_process
 INI
 A=("$B/atshub" -c "$W/atshub.ini")
-key_of() { python3 -c 'import json,sys
-def f(d):
-  if isinstance(d,dict):
-    for k,v in d.items():
-      if k=="api_key" and isinstance(v,str): return v
-      r=f(v)
-      if r: return r
-print(f(json.load(sys.stdin)))'; }
 cd "$W"
 TENANT_KEY=$("${A[@]}" tenant add acme --json | key_of)
 ERP_API_KEY=$("${A[@]}" connection add acme erp Main_ERP --set trusted_ips=127.0.0.1 --json | key_of)
@@ -64,7 +57,7 @@ export TENANT_KEY ERP_API_KEY
 "${A[@]}" connection add acme erecruit er --set base_url=http://127.0.0.1:9 --set client_id=x \
   --set client_secret=y --json >/dev/null
 ("${A[@]}" serve >"$W/serve.log" 2>&1) & pids+=($!)
-for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$P") 2>/dev/null && break; sleep 0.1; done
+wait_port "$P"
 sleep 4 # past that first sync's failed token requests (they hold the tenant's share)
 wrk -t1 -c16 -d"$DUR" --latency -s "$BASE/django_erp/wrk/create_job.lua" \
   "http://127.0.0.1:$P/recruitment/integration/erp/create-job/" -- "rbw-$$" >"$W/erp.txt" 2>&1 &

@@ -10,13 +10,13 @@
 # each of 4 reader connections READ_DELAY_MS (default 50: under the default
 # tenant budget of 100 requests/s).
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 here="$(cd "$(dirname "$0")" && pwd)"
 B="$(readlink -f "${1:-build}")"; MIN="${2:-10}"; ED="${3:-4}"; RD="${4:-50}"
 W="$(mktemp -d /tmp/sustained.XXXXXX)"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 "$B/tests/atshub-sim" --provider erecruit --data-size 5000 --max-seconds $((MIN * 60 + 600)) \
   >"$W/sim.log" 2>&1 & pids+=($!)
@@ -45,14 +45,6 @@ isolation = in_process
 isolation = in_process
 INI
 A=("$B/atshub" -c "$W/atshub.ini")
-key_of() { python3 -c 'import json,sys
-def f(d):
-  if isinstance(d,dict):
-    for k,v in d.items():
-      if k=="api_key" and isinstance(v,str): return v
-      r=f(v)
-      if r: return r
-print(f(json.load(sys.stdin)))'; }
 TENANT_KEY=$("${A[@]}" tenant add acme --json | key_of)
 ERP_API_KEY=$("${A[@]}" connection add acme erp Main_ERP --set trusted_ips=127.0.0.1 --json | key_of)
 "${A[@]}" connection add acme erecruit er --set "base_url=$SIM_URL" --set client_id=atshub \
