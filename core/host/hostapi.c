@@ -619,13 +619,13 @@ static cJSON *record_json(const ah_record_row *r)
     return o;
 }
 
-static ah_result host_record_put(ah_call *call, const ah_record *rec, char *id_out, size_t id_len,
-                                 int *changed_out)
+/* A record_put's record as the store takes it: *raw and *fields are
+ * malloc'd NUL-terminated texts (a plugin's may not be terminated). AH_ERR
+ * when it is malformed or memory ran out (said on the call). */
+static ah_result record_in_of(ah_call *call, const ah_record *rec, ah_record_in *in, char **raw,
+                              char **fields)
 {
-    ah_core *core = core_of(call);
-    route_scope(call);
-    if (call->conn == NULL)
-        return host_fail(call, AH_E_INTERNAL, 500, "record_put needs a connection");
+    *raw = *fields = NULL;
     if (rec == NULL || rec->type == NULL || rec->remote_id == NULL || *rec->remote_id == '\0')
         return host_fail(call, AH_E_PLUGIN, 500, "record_put: type and remote_id are required");
     bool has_text = AH_HAS(rec, fields_json_len);
@@ -642,26 +642,50 @@ static ah_result host_record_put(ah_call *call, const ah_record *rec, char *id_o
         free(rtmp);
         return AH_ERR;
     }
-    /* The store takes NUL-terminated text; a plugin's may not be. */
-    char *raw = rtmp != NULL ? rtmp : strndup(rt, rl);
-    char *fields = ftmp != NULL ? ftmp : strndup(ft, fl);
-    ah_record_in in = {rec->type, rec->remote_id, rec->updated_at, raw, fields};
+    *raw = rtmp != NULL ? rtmp : strndup(rt, rl);
+    *fields = ftmp != NULL ? ftmp : strndup(ft, fl);
+    if (*raw == NULL || *fields == NULL) {
+        free(*raw);
+        free(*fields);
+        *raw = *fields = NULL;
+        return host_fail(call, AH_E_INTERNAL, 500, "out of memory");
+    }
+    *in = (ah_record_in){rec->type, rec->remote_id, rec->updated_at, *raw, *fields};
+    return AH_OK;
+}
+
+/* What record_put answers of a stored record: its id and whether it changed. */
+static void record_put_answer(const char *id, ah_upsert_result res, char *id_out, size_t id_len,
+                              int *changed_out)
+{
+    if (id_out != NULL && id_len > 0)
+        snprintf(id_out, id_len, "%s", id != NULL ? id : "");
+    if (changed_out != NULL)
+        *changed_out = (int)res;
+}
+
+static ah_result host_record_put(ah_call *call, const ah_record *rec, char *id_out, size_t id_len,
+                                 int *changed_out)
+{
+    ah_core *core = core_of(call);
+    route_scope(call);
+    if (call->conn == NULL)
+        return host_fail(call, AH_E_INTERNAL, 500, "record_put needs a connection");
+    ah_record_in in;
+    char *raw, *fields;
+    if (record_in_of(call, rec, &in, &raw, &fields) != AH_OK)
+        return AH_ERR;
     ah_upsert_result res = AH_REC_UNCHANGED;
     char *id = NULL;
-    int rc = raw != NULL && fields != NULL
-                 ? core->store->ops->records_upsert(core->store, call->conn->id, &in, 1, NULL, NULL,
-                                                    &res, &id)
-                 : -1;
+    int rc = core->store->ops->records_upsert(core->store, call->conn->id, &in, 1, NULL, NULL,
+                                              &res, &id);
     free(raw);
     free(fields);
     if (rc != 0) {
         free(id);
         return host_fail(call, "store_unavailable", 500, "the store could not save the record");
     }
-    if (id_out != NULL && id_len > 0)
-        snprintf(id_out, id_len, "%s", id != NULL ? id : "");
-    if (changed_out != NULL)
-        *changed_out = (int)res;
+    record_put_answer(id, res, id_out, id_len, changed_out);
     free(id);
     return AH_OK;
 }
@@ -904,39 +928,55 @@ static ah_result host_sequence_pair(ah_call *call, ah_store_op *op, ah_store_op 
     return AH_OK;
 }
 
-/* An AH_STORE_NUMBERED record_put: the record as given, its remote id the
- * prefix and the number, and (number_field) its fields with that member
- * set to the same text, on a copy of the fields (the plugin's are
- * borrowed, const). */
-static ah_result numbered_put(ah_call *call, const ah_store_op *op, int64_t number,
-                              int *changed)
+/* An AH_STORE_NUMBERED record_put's record for a number: the record as
+ * given, its remote id the prefix and the number, and (number_field) its
+ * fields with that member set to the same text, on a copy of the fields
+ * (the plugin's are borrowed, const). Free with numbered_free. */
+typedef struct numbered_rec {
+    ah_record r;
+    char *rid;
+    cJSON *fields;
+} numbered_rec;
+
+static void numbered_free(numbered_rec *nb)
 {
+    cJSON_Delete(nb->fields);
+    free(nb->rid);
+    memset(nb, 0, sizeof *nb);
+}
+
+static ah_result numbered_make(ah_call *call, const ah_store_op *op, int64_t number,
+                               numbered_rec *nb)
+{
+    memset(nb, 0, sizeof *nb);
     const ah_record *rec = op->rec;
-    char *rid = NULL;
-    if (asprintf(&rid, "%s%0*lld", rec->remote_id, (int)op->number_width, (long long)number) < 0)
+    if (asprintf(&nb->rid, "%s%0*lld", rec->remote_id, (int)op->number_width, (long long)number) < 0) {
+        nb->rid = NULL;
         return host_fail(call, AH_E_INTERNAL, 500, "out of memory");
-    ah_record r = {.struct_size = sizeof r, .type = rec->type, .remote_id = rid,
-                   .updated_at = rec->updated_at, .raw = rec->raw, .fields = rec->fields};
+    }
+    ah_record *r = &nb->r;
+    *r = (ah_record){.struct_size = sizeof *r, .type = rec->type, .remote_id = nb->rid,
+                     .updated_at = rec->updated_at, .raw = rec->raw, .fields = rec->fields};
     bool has_text = AH_HAS(rec, fields_json_len);
     if (has_text) {
-        r.raw_json = rec->raw_json;
-        r.raw_json_len = rec->raw_json_len;
-        r.fields_json = rec->fields_json;
-        r.fields_json_len = rec->fields_json_len;
+        r->raw_json = rec->raw_json;
+        r->raw_json_len = rec->raw_json_len;
+        r->fields_json = rec->fields_json;
+        r->fields_json_len = rec->fields_json_len;
     }
-    cJSON *fields = NULL;
     if (op->number_field != NULL) {
+        cJSON *fields;
         if (has_text && rec->fields_json != NULL)
             fields = cJSON_ParseWithLength(rec->fields_json, rec->fields_json_len > 0
                                                                  ? rec->fields_json_len
                                                                  : strlen(rec->fields_json));
         else
             fields = rec->fields != NULL ? cJSON_Duplicate(rec->fields, 1) : cJSON_CreateObject();
-        cJSON *v = cJSON_CreateString(rid);
+        nb->fields = fields;
+        cJSON *v = cJSON_CreateString(nb->rid);
         if (!cJSON_IsObject(fields) || v == NULL) {
             cJSON_Delete(v);
-            cJSON_Delete(fields);
-            free(rid);
+            numbered_free(nb);
             return host_fail(call, AH_E_PLUGIN, 500,
                              "record_put: the fields of a numbered record must be an object");
         }
@@ -944,14 +984,89 @@ static ah_result numbered_put(ah_call *call, const ah_store_op *op, int64_t numb
             cJSON_ReplaceItemInObjectCaseSensitive(fields, op->number_field, v);
         else
             cJSON_AddItemToObject(fields, op->number_field, v);
-        r.fields = fields;
-        r.fields_json = NULL;
-        r.fields_json_len = 0;
+        r->fields = fields;
+        r->fields_json = NULL;
+        r->fields_json_len = 0;
     }
-    ah_result res = host_record_put(call, &r, op->id_out, op->id_len, changed);
-    cJSON_Delete(fields);
-    free(rid);
+    return AH_OK;
+}
+
+static ah_result numbered_put(ah_call *call, const ah_store_op *op, int64_t number,
+                              int *changed)
+{
+    numbered_rec nb;
+    if (numbered_make(call, op, number, &nb) != AH_OK)
+        return AH_ERR;
+    ah_result res = host_record_put(call, &nb.r, op->id_out, op->id_len, changed);
+    numbered_free(&nb);
     return res;
+}
+
+/* The record of a numbered put for the store's expected number (the
+ * store's make callback of sequence_next_then_put). */
+typedef struct pair_put_arg {
+    ah_call *call;
+    const ah_store_op *op;
+    numbered_rec nb;
+    char *raw, *fields;
+} pair_put_arg;
+
+static int pair_put_make(void *arg, int64_t n, ah_record_in *in)
+{
+    pair_put_arg *a = arg;
+    numbered_free(&a->nb);
+    free(a->raw);
+    free(a->fields);
+    a->raw = a->fields = NULL;
+    if (numbered_make(a->call, a->op, n, &a->nb) != AH_OK)
+        return -1;
+    return record_in_of(a->call, &a->nb.r, in, &a->raw, &a->fields) == AH_OK ? 0 : -1;
+}
+
+/* store_batch's pair of sequences and the numbered record_put after it, in
+ * one exchange with the store when it can (store.h,
+ * sequence_next_then_put): then put->done is 1 on return; else the pair is
+ * drawn, as host_sequence_pair draws it, and put is left to the caller. */
+static ah_result host_sequence_pair_put(ah_call *call, ah_store_op *op, ah_store_op *next,
+                                        ah_store_op *put)
+{
+    ah_core *core = core_of(call);
+    route_scope(call);
+    if (call->conn == NULL) {
+        op->done = -1;
+        return host_fail(call, AH_E_INTERNAL, 500, "sequence_next needs a connection");
+    }
+    pair_put_arg a = {.call = call, .op = put};
+    int64_t v = 0, w = 0;
+    bool stored = false;
+    ah_upsert_result res = AH_REC_UNCHANGED;
+    char *id = NULL;
+    int rc = core->store->ops->sequence_next_then_put(core->store, call->conn->tenant_id, op->name,
+                                                      next->name, call->conn->id, pair_put_make,
+                                                      &a, &v, &w, &stored, &res, &id);
+    numbered_free(&a.nb);
+    free(a.raw);
+    free(a.fields);
+    if (rc != 0) {
+        free(id);
+        op->done = -1;
+        return host_fail(call, "store_unavailable", 500, "the store could not allocate from '%s'",
+                         op->name);
+    }
+    op->value = v;
+    op->done = 1;
+    if (v == 1) {
+        next->value = w;
+        next->done = 1;
+    }
+    if (stored) {
+        int changed = 0;
+        record_put_answer(id, res, put->id_out, put->id_len, &changed);
+        put->value = changed;
+        put->done = 1;
+    }
+    free(id);
+    return AH_OK;
 }
 
 static ah_result host_store_batch(ah_call *call, ah_store_op *ops, size_t n)
@@ -990,11 +1105,18 @@ static ah_result host_store_batch(ah_call *call, ah_store_op *ops, size_t n)
             next->kind == AH_STORE_SEQUENCE_NEXT && (next->flags & AH_STORE_IF_NEW) &&
             core_of(call)->store->ops->sequence_next_then != NULL) {
             /* A sequence and the next one if it drew 1: one exchange with
-             * the store (store.h, sequence_next_then). */
-            r = host_sequence_pair(call, op, next);
+             * the store (store.h, sequence_next_then); and the numbered
+             * record after them in the same one when the store can. */
+            ah_store_op *put = i + 2 < n ? store_op_at(ops, i + 2) : NULL;
+            bool with_put = put != NULL && (put->flags & AH_STORE_NUMBERED) &&
+                            core_of(call)->store->ops->sequence_next_then_put != NULL;
+            r = with_put ? host_sequence_pair_put(call, op, next, put)
+                         : host_sequence_pair(call, op, next);
             if (r != AH_OK)
                 return AH_ERR;
             i++;
+            if (with_put && put->done == 1)
+                i++; /* stored with the pair */
             continue;
         }
         if (op->flags & AH_STORE_NUMBERED) {

@@ -739,6 +739,25 @@ typedef struct ah_store_ops {
      *  a job number (plugins/erp) costs the store's writer. */
     int (*sequence_next_then)(ah_store *s, int64_t tenant_id, const char *name,
                               const char *then_name, int64_t *out, int64_t *then_out);
+    /* --- appended: a numbered record in the same exchange ---------------- */
+    /** May be NULL (then: sequence_next_then, and the caller puts the
+     *  record). sequence_next_then(name, then_name) and, inside a scope, in
+     *  the same exchange with the server, the records_upsert of the one
+     *  record make(arg, n, &in) builds for then_name drawing n, n being the
+     *  number this store expects then_name to draw next (the one after the
+     *  last it drew). When then_name drew n and the record was created,
+     *  both stay: *put true, *res and *id_out (malloc'd) as records_upsert's
+     *  would be. Otherwise (name did not draw 1, another instance drew
+     *  numbers meanwhile, the store has no expectation yet, the record
+     *  exists or failed) nothing of that try stays, the pair is drawn as
+     *  sequence_next_then draws it and *put is false: the caller puts the
+     *  record itself. Fails as sequence_next_then. The strings make puts
+     *  in `in` stay the caller's (arg's) and live until this returns. */
+    int (*sequence_next_then_put)(ah_store *s, int64_t tenant_id, const char *name,
+                                  const char *then_name, int64_t connection_id,
+                                  int (*make)(void *arg, int64_t n, ah_record_in *in), void *arg,
+                                  int64_t *out, int64_t *then_out, bool *put,
+                                  ah_upsert_result *res, char **id_out);
 } ah_store_ops;
 
 struct ah_store {

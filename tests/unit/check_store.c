@@ -3791,6 +3791,101 @@ START_TEST(test_pg_sequence_next_then)
 }
 END_TEST
 
+/* A numbered record stored in the pair's exchange (sequence_next_then_put,
+ * PostgreSQL): made for the number the store expects, kept when the pair
+ * drew it (one round trip for guard, number and record), undone when it
+ * did not (another instance drew meanwhile, the title was seen): then the
+ * pair is drawn as sequence_next_then draws it and the caller puts the
+ * record, and nothing of the try stays. */
+typedef struct made_rec {
+    char rid[32];
+    int calls;
+} made_rec;
+
+static int make_job(void *arg, int64_t n, ah_record_in *in)
+{
+    made_rec *m = arg;
+    m->calls++;
+    snprintf(m->rid, sizeof m->rid, "J-%04lld", (long long)n);
+    *in = (ah_record_in){"job", m->rid, NULL, "{\"t\":1}", "{\"t\":1}"};
+    return 0;
+}
+
+START_TEST(test_pg_sequence_next_then_put)
+{
+    if (!pg_mode)
+        return;
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    ck_assert_ptr_nonnull(s->ops->sequence_next_then_put);
+    int64_t t = add_tenant(s, "acme"), c = add_conn(s, t, "main"), v = 0, w = 0;
+    bool put = true;
+    ah_upsert_result res = AH_REC_UNCHANGED;
+    char *id = NULL;
+    made_rec m = {0};
+    uint64_t g = 0;
+    ck_assert_int_eq(s->ops->group_begin(s, &g), AH_STORE_OK);
+    /* No expectation yet: the pair alone. */
+    ck_assert_int_eq(s->ops->sequence_next_then_put(s, t, "title_a", "job", c, make_job, &m, &v,
+                                                    &w, &put, &res, &id),
+                     AH_STORE_OK);
+    ck_assert(v == 1 && w == 1 && !put && id == NULL && m.calls == 0);
+    /* Expected 2: drawn, and the record with it. */
+    ck_assert_int_eq(s->ops->sequence_next_then_put(s, t, "title_b", "job", c, make_job, &m, &v,
+                                                    &w, &put, &res, &id),
+                     AH_STORE_OK);
+    ck_assert(v == 1 && w == 2 && put && res == AH_REC_CREATED && m.calls == 1);
+    ck_assert_str_eq(m.rid, "J-0002");
+    ck_assert(id != NULL && strncmp(id, "rec_", 4) == 0);
+    free(id);
+    id = NULL;
+    /* A title seen before: nothing drawn, the try's record undone. */
+    ck_assert_int_eq(s->ops->sequence_next_then_put(s, t, "title_a", "job", c, make_job, &m, &v,
+                                                    &w, &put, &res, &id),
+                     AH_STORE_OK);
+    ck_assert(v == 2 && w == 0 && !put && id == NULL && m.calls == 2);
+    ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_commit(s), AH_STORE_OK);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM records WHERE remote_id = 'J-0002'"), 1);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM records WHERE remote_id = 'J-0003'"), 0);
+    /* Another instance draws 3 and 4: the expectation (3) is stale. */
+    ah_store *other = open_store(&f);
+    ck_assert_int_eq(other->ops->sequence_next(other, t, "job", &v), AH_STORE_OK);
+    ck_assert_int_eq(other->ops->sequence_next(other, t, "job", &v), AH_STORE_OK);
+    ck_assert_int_eq(v, 4);
+    other->ops->close(other);
+    ck_assert_int_eq(s->ops->group_begin(s, &g), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->sequence_next_then_put(s, t, "title_c", "job", c, make_job, &m, &v,
+                                                    &w, &put, &res, &id),
+                     AH_STORE_OK);
+    ck_assert(v == 1 && w == 5 && !put && id == NULL && m.calls == 3);
+    /* Expected 6 now, and so drawn: guard, number and record in one round
+     * trip (the statements prepared on this session by now). */
+    int64_t before = ah_store_pg_round_trips(s);
+    ck_assert_int_eq(s->ops->sequence_next_then_put(s, t, "title_d", "job", c, make_job, &m, &v,
+                                                    &w, &put, &res, &id),
+                     AH_STORE_OK);
+    ck_assert(v == 1 && w == 6 && put);
+    ck_assert_int_eq(ah_store_pg_round_trips(s) - before, 1);
+    free(id);
+    ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_commit(s), AH_STORE_OK);
+    ck_assert_int_eq(sql_int(&f, "SELECT value FROM sequences WHERE name = 'job'"), 6);
+    ck_assert_int_eq(sql_int(&f, "SELECT value FROM sequences WHERE name = 'title_c'"), 1);
+    /* Of the tries: J-0002 and J-0006 stored; J-0003 (made for the seen
+     * title, and again for the stale guess) undone both times. */
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM records"), 2);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM records WHERE remote_id = 'J-0006'"), 1);
+    /* Outside a scope: the pair alone (no savepoint to undo a try with). */
+    ck_assert_int_eq(s->ops->sequence_next_then_put(s, t, "title_e", "job", c, make_job, &m, &v,
+                                                    &w, &put, &res, &id),
+                     AH_STORE_OK);
+    ck_assert(v == 1 && w == 7 && !put && m.calls == 4);
+    fx_done(&f);
+}
+END_TEST
+
 /* A page that names one record twice: the results are those of one
  * record after another (the PostgreSQL engine sends the page's statements
  * in pipelines), and the last version is stored. */
@@ -4247,6 +4342,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_pg_deferred_failure_fails_group);
     tcase_add_test(tc, test_pg_sequence_in_scope);
     tcase_add_test(tc, test_pg_sequence_next_then);
+    tcase_add_test(tc, test_pg_sequence_next_then_put);
     tcase_add_test(tc, test_records_page_repeats_a_record);
     suite_add_tcase(s, tc);
     return s;

@@ -182,9 +182,11 @@ enum { SENT_PEND, SENT_PREPARE, SENT_FINAL };
  * succeeded (a failure is logged; the statements after it are then
  * PGRES_PIPELINE_ABORTED). A deferred data statement not yet prepared on
  * this session is prepared in the same pipeline. The queue is empty
- * afterwards, whatever happened. */
-static void pipeline_k(ah_pg_store *s, const char *name, const char *sql, const ah_pg_params *ps,
-                       int k, PGresult **out, bool *pend_ok)
+ * afterwards, whatever happened. names (may be NULL: name for all) gives
+ * each of the k statements its own prepared statement. */
+static void pipeline_k(ah_pg_store *s, const char *name, const char *const *names,
+                       const char *sql, const ah_pg_params *ps, int k, PGresult **out,
+                       bool *pend_ok)
 {
     ah_pg_pend pend[AH_PG_MAXPEND];
     int npend = s->npend;
@@ -193,7 +195,7 @@ static void pipeline_k(ah_pg_store *s, const char *name, const char *sql, const 
     *pend_ok = true;
     for (int i = 0; i < k; i++)
         out[i] = NULL;
-    if (name == NULL && sql == NULL)
+    if (name == NULL && names == NULL && sql == NULL)
         k = 0;
     s->round_trips++;
     if (PQenterPipelineMode(s->db) != 1) {
@@ -239,10 +241,11 @@ static void pipeline_k(ah_pg_store *s, const char *name, const char *sql, const 
     }
     int nfin = 0;
     for (int i = 0; i < k && sent; i++) {
-        if (name != NULL) {
+        const char *fname = names != NULL ? names[i] : name;
+        if (fname != NULL) {
             const ah_pg_params *p = ps != NULL ? &ps[i] : NULL;
-            sent = PQsendQueryPrepared(s->db, name, p != NULL ? p->n : 0, p != NULL ? p->v : NULL,
-                                       NULL, NULL, 0) == 1;
+            sent = PQsendQueryPrepared(s->db, fname, p != NULL ? p->n : 0,
+                                       p != NULL ? p->v : NULL, NULL, NULL, 0) == 1;
         } else {
             sent = PQsendQueryParams(s->db, sql, 0, NULL, NULL, NULL, NULL, 0) == 1;
         }
@@ -308,7 +311,7 @@ static PGresult *pipeline(ah_pg_store *s, const char *name, const char *sql,
                           const ah_pg_params *p, bool *pend_ok)
 {
     PGresult *fin = NULL;
-    pipeline_k(s, name, sql, p, 1, &fin, pend_ok);
+    pipeline_k(s, name, NULL, sql, p, 1, &fin, pend_ok);
     return fin;
 }
 
@@ -534,7 +537,7 @@ int ah_pg_run_many(ah_pg_store *s, const char *name, bool *prepared, const char 
     for (int at = 0; at < k && rc == AH_STORE_OK; at += AH_PG_BATCH) {
         int m = k - at < AH_PG_BATCH ? k - at : AH_PG_BATCH;
         bool pend_ok;
-        pipeline_k(s, name, NULL, ps + at, m, out + at, &pend_ok);
+        pipeline_k(s, name, NULL, NULL, ps + at, m, out + at, &pend_ok);
         for (int i = at; i < at + m && rc == AH_STORE_OK; i++) {
             ExecStatusType st = PQresultStatus(out[i]);
             if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
@@ -552,6 +555,53 @@ int ah_pg_run_many(ah_pg_store *s, const char *name, bool *prepared, const char 
             forget_prepared(s);
     }
     return rc;
+}
+
+static bool prepare_once(ah_pg_store *s, const ah_pg_stmt *st, const char *what)
+{
+    if (*st->prepared)
+        return true;
+    (void)ah_pg_flush(s); /* its failure fails the statements below */
+    s->round_trips++;
+    PGresult *r = PQprepare(s->db, st->name, st->sql, 0, NULL);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok)
+        ah_pg_log_res(s, r, what);
+    PQclear(r);
+    *st->prepared = ok;
+    return ok;
+}
+
+int ah_pg_run_two(ah_pg_store *s, const ah_pg_stmt *a, const ah_pg_stmt *b, PGresult **ra,
+                  PGresult **rb, const char *what)
+{
+    *ra = *rb = NULL;
+    ensure_conn(s);
+    if (!prepare_once(s, a, what) || !prepare_once(s, b, what))
+        return AH_STORE_ERR;
+    const char *names[2] = {a->name, b->name};
+    ah_pg_params ps[2] = {*a->p, *b->p}; /* side by side; their texts stay the callers' */
+    PGresult *out[2] = {NULL, NULL};
+    bool pend_ok;
+    pipeline_k(s, NULL, names, NULL, ps, 2, out, &pend_ok);
+    int rc = AH_STORE_OK;
+    for (int i = 0; i < 2 && rc == AH_STORE_OK; i++) {
+        ExecStatusType st = PQresultStatus(out[i]);
+        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+            rc = out[i] == NULL ? AH_STORE_ERR : map_error(s, out[i], what);
+    }
+    if (rc == AH_STORE_OK && !pend_ok)
+        rc = AH_STORE_ERR;
+    if (rc != AH_STORE_OK) {
+        PQclear(out[0]);
+        PQclear(out[1]);
+        if (PQstatus(s->db) == CONNECTION_BAD)
+            forget_prepared(s);
+        return rc;
+    }
+    *ra = out[0];
+    *rb = out[1];
+    return AH_STORE_OK;
 }
 
 int ah_pg_exec(ah_pg_store *s, const char *name, bool *prepared, const char *sql,

@@ -372,6 +372,7 @@ const ah_store_ops ah_pg_ops = {
     .cursor_set = ah_pg_cursor_set,
     .sequence_next = ah_pg_sequence_next,
     .sequence_next_then = ah_pg_sequence_next_then,
+    .sequence_next_then_put = ah_pg_sequence_next_then_put,
     .outbox_add = ah_pg_outbox_add,
     .outbox_pending = ah_pg_outbox_pending,
     .outbox_done = ah_pg_outbox_done,

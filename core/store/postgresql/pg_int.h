@@ -234,6 +234,14 @@ typedef struct ah_pg_store {
      * threads that wrote into it: until it ends they read through the
      * writer, to see their own writes. */
     _Atomic uint64_t group_ended_id;
+    /* ah_pg_seq_seen: the last values drawn, a slot per (tenant, name)
+     * hash, overwritten on collision (a lost expectation costs a round
+     * trip, nothing else). */
+    struct {
+        int64_t tenant_id;
+        int64_t value;
+        char name[48];
+    } seq_last[16];
 } ah_pg_store;
 
 extern const ah_store_ops ah_pg_ops;
@@ -361,6 +369,20 @@ int ah_pg_run_many(ah_pg_store *s, const char *name, bool *prepared, const char 
                    const ah_pg_params *ps, int k, PGresult **out, const char *what);
 #define AH_PG_RUN_MANY(s, id, ps, k, out, what)                                         \
     ah_pg_run_many((s), "ah_q" #id, &(s)->prepared[(id)], q_sql[(id)], (ps), (k), (out), (what))
+/* A prepared statement and its parameters, for ah_pg_run_two. */
+typedef struct ah_pg_stmt {
+    const char *name;
+    bool *prepared;
+    const char *sql;
+    const ah_pg_params *p;
+} ah_pg_stmt;
+/** Two different statements (and what was deferred ahead of them) in one
+ *  pipeline: one round trip. *ra and *rb receive their results (the
+ *  caller's to PQclear) on AH_STORE_OK; on a failure (logged; constraint
+ *  failures mapped as ah_pg_run does) neither. No savepoint of their own:
+ *  the caller's transaction or savepoint takes a failure. */
+int ah_pg_run_two(ah_pg_store *s, const ah_pg_stmt *a, const ah_pg_stmt *b, PGresult **ra,
+                  PGresult **rb, const char *what);
 /** Sends what ah_pg_defer queued, alone; AH_STORE_ERR when one failed. */
 int ah_pg_flush(ah_pg_store *s);
 /** Ends the scope's transaction: COMMIT (commit true) or ROLLBACK. */
@@ -417,6 +439,20 @@ int ah_pg_connection_update(ah_store *st, int64_t id, const char *settings_json)
 int ah_pg_connection_set_enabled(ah_store *st, int64_t id, bool enabled);
 int ah_pg_connection_remove(ah_store *st, int64_t id);
 int ah_pg_sequence_next(ah_store *st, int64_t tenant_id, const char *name, int64_t *out);
+int ah_pg_sequence_next_then_put(ah_store *st, int64_t tenant_id, const char *name,
+                                 const char *then_name, int64_t connection_id,
+                                 int (*make)(void *arg, int64_t n, ah_record_in *in), void *arg,
+                                 int64_t *out, int64_t *then_out, bool *put,
+                                 ah_upsert_result *res, char **id_out);
+/* The last value this store drew of a tenant's sequence (tenants.c), as
+ * far as it knows: an expectation, never a fact (another instance may
+ * draw, a group may roll back). Under s->mu. */
+void ah_pg_seq_seen(ah_pg_store *s, int64_t tenant_id, const char *name, int64_t value);
+bool ah_pg_seq_last(ah_pg_store *s, int64_t tenant_id, const char *name, int64_t *value);
+/* sequence_next_then's statement (tenants.c): its text, and whether the
+ * pair of names can go in it (not the same name twice; plain ASCII). */
+const char *ah_pg_seq_pair_sql(void);
+bool ah_pg_seq_pair_fits(const char *name, const char *then_name);
 int ah_pg_sequence_next_then(ah_store *st, int64_t tenant_id, const char *name,
                              const char *then_name, int64_t *out, int64_t *then_out);
 

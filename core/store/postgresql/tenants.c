@@ -332,14 +332,51 @@ int ah_pg_sequence_next(ah_store *st, int64_t tenant_id, const char *name, int64
     PGresult *r = ascii ? AH_PG_RUN_BARE(s, P_SEQ_NEXT, &p, "sequence_next", &rc)
                         : AH_PG_RUN(s, P_SEQ_NEXT, &p, "sequence_next", &rc);
     if (r != NULL) {
-        if (PQntuples(r) == 1)
+        if (PQntuples(r) == 1) {
             *out = ah_pg_int(r, 0, 0);
-        else
+            ah_pg_seq_seen(s, tenant_id, name, *out);
+        } else {
             rc = AH_STORE_ERR;
+        }
         PQclear(r);
     }
     ah_pg_unlock(s);
     return rc;
+}
+
+static size_t seq_slot(int64_t tenant_id, const char *name)
+{
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)tenant_id;
+    for (const unsigned char *c = (const unsigned char *)name; *c; c++)
+        h = (h ^ *c) * 1099511628211ull;
+    return (size_t)(h % 16);
+}
+
+void ah_pg_seq_seen(ah_pg_store *s, int64_t tenant_id, const char *name, int64_t value)
+{
+    if (name == NULL || strlen(name) >= sizeof s->seq_last[0].name)
+        return;
+    size_t i = seq_slot(tenant_id, name);
+    s->seq_last[i].tenant_id = tenant_id;
+    s->seq_last[i].value = value;
+    snprintf(s->seq_last[i].name, sizeof s->seq_last[i].name, "%s", name);
+}
+
+bool ah_pg_seq_last(ah_pg_store *s, int64_t tenant_id, const char *name, int64_t *value)
+{
+    if (name == NULL)
+        return false;
+    size_t i = seq_slot(tenant_id, name);
+    if (s->seq_last[i].value <= 0 || s->seq_last[i].tenant_id != tenant_id ||
+        strcmp(s->seq_last[i].name, name) != 0)
+        return false;
+    *value = s->seq_last[i].value;
+    return true;
+}
+
+const char *ah_pg_seq_pair_sql(void)
+{
+    return q_sql[P_SEQ_NEXT_THEN];
 }
 
 static bool seq_name_ascii(const char *name)
@@ -348,6 +385,12 @@ static bool seq_name_ascii(const char *name)
         if (*c >= 0x80)
             return false;
     return true;
+}
+
+bool ah_pg_seq_pair_fits(const char *name, const char *then_name)
+{
+    return name != NULL && then_name != NULL && strcmp(name, then_name) != 0 &&
+           seq_name_ascii(name) && seq_name_ascii(then_name);
 }
 
 int ah_pg_sequence_next_then(ah_store *st, int64_t tenant_id, const char *name,
@@ -360,8 +403,7 @@ int ah_pg_sequence_next_then(ah_store *st, int64_t tenant_id, const char *name,
     /* The two calls as they were: one name only, the same name twice (one
      * statement cannot update a row twice), or a name the server could
      * refuse as not UTF-8 (sequence_next gives it a savepoint). */
-    if (then_name == NULL || strcmp(name, then_name) == 0 || !seq_name_ascii(name) ||
-        !seq_name_ascii(then_name)) {
+    if (!ah_pg_seq_pair_fits(name, then_name)) {
         int rc = ah_pg_sequence_next(st, tenant_id, name, out);
         if (rc == AH_STORE_OK && then_name != NULL && *out == 1)
             rc = ah_pg_sequence_next(st, tenant_id, then_name, then_out);
@@ -380,6 +422,9 @@ int ah_pg_sequence_next_then(ah_store *st, int64_t tenant_id, const char *name,
         if (PQntuples(r) == 1) {
             *out = ah_pg_int(r, 0, 0);
             *then_out = ah_pg_int(r, 0, 1);
+            ah_pg_seq_seen(s, tenant_id, name, *out);
+            if (*then_out > 0)
+                ah_pg_seq_seen(s, tenant_id, then_name, *then_out);
         } else {
             rc = AH_STORE_ERR;
         }
