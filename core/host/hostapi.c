@@ -902,32 +902,6 @@ static ah_store_op *store_op_at(ah_store_op *ops, size_t i)
     return (ah_store_op *)(void *)((char *)ops + i * ops[0].struct_size);
 }
 
-/* store_batch's sequence op and the IF_NEW sequence after it, as
- * host_sequence_next twice would answer them. */
-static ah_result host_sequence_pair(ah_call *call, ah_store_op *op, ah_store_op *next)
-{
-    ah_core *core = core_of(call);
-    route_scope(call);
-    if (call->conn == NULL) {
-        op->done = -1;
-        return host_fail(call, AH_E_INTERNAL, 500, "sequence_next needs a connection");
-    }
-    int64_t v = 0, w = 0;
-    if (core->store->ops->sequence_next_then(core->store, call->conn->tenant_id, op->name,
-                                             next->name, &v, &w) != 0) {
-        op->done = -1;
-        return host_fail(call, "store_unavailable", 500, "the store could not allocate from '%s'",
-                         op->name);
-    }
-    op->value = v;
-    op->done = 1;
-    if (v == 1) {
-        next->value = w;
-        next->done = 1;
-    }
-    return AH_OK;
-}
-
 /* An AH_STORE_NUMBERED record_put's record for a number: the record as
  * given, its remote id the prefix and the number, and (number_field) its
  * fields with that member set to the same text, on a copy of the fields
@@ -1023,12 +997,13 @@ static int pair_put_make(void *arg, int64_t n, ah_record_in *in)
     return record_in_of(a->call, &a->nb.r, in, &a->raw, &a->fields) == AH_OK ? 0 : -1;
 }
 
-/* store_batch's pair of sequences and the numbered record_put after it, in
- * one exchange with the store when it can (store.h,
- * sequence_next_then_put): then put->done is 1 on return; else the pair is
- * drawn, as host_sequence_pair draws it, and put is left to the caller. */
-static ah_result host_sequence_pair_put(ah_call *call, ah_store_op *op, ah_store_op *next,
-                                        ah_store_op *put)
+/* store_batch's sequence op and the IF_NEW sequence after it, as
+ * host_sequence_next twice would answer them; with put (a numbered
+ * record_put after them, or NULL) that record in the same exchange with
+ * the store when it can (store.h, sequence_next_then_put): then put->done
+ * is 1 on return, else put is left to the caller. */
+static ah_result host_sequence_pair(ah_call *call, ah_store_op *op, ah_store_op *next,
+                                    ah_store_op *put)
 {
     ah_core *core = core_of(call);
     route_scope(call);
@@ -1041,9 +1016,11 @@ static ah_result host_sequence_pair_put(ah_call *call, ah_store_op *op, ah_store
     bool stored = false;
     ah_upsert_result res = AH_REC_UNCHANGED;
     char *id = NULL;
-    int rc = core->store->ops->sequence_next_then_put(core->store, call->conn->tenant_id, op->name,
-                                                      next->name, call->conn->id, pair_put_make,
-                                                      &a, &v, &w, &stored, &res, &id);
+    int rc = put != NULL ? core->store->ops->sequence_next_then_put(
+                               core->store, call->conn->tenant_id, op->name, next->name,
+                               call->conn->id, pair_put_make, &a, &v, &w, &stored, &res, &id)
+                         : core->store->ops->sequence_next_then(core->store, call->conn->tenant_id,
+                                                                op->name, next->name, &v, &w);
     numbered_free(&a.nb);
     free(a.raw);
     free(a.fields);
@@ -1110,8 +1087,7 @@ static ah_result host_store_batch(ah_call *call, ah_store_op *ops, size_t n)
             ah_store_op *put = i + 2 < n ? store_op_at(ops, i + 2) : NULL;
             bool with_put = put != NULL && (put->flags & AH_STORE_NUMBERED) &&
                             core_of(call)->store->ops->sequence_next_then_put != NULL;
-            r = with_put ? host_sequence_pair_put(call, op, next, put)
-                         : host_sequence_pair(call, op, next);
+            r = host_sequence_pair(call, op, next, with_put ? put : NULL);
             if (r != AH_OK)
                 return AH_ERR;
             i++;
