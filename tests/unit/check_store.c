@@ -3639,6 +3639,16 @@ START_TEST(test_pg_reconnect)
     ck_assert_int_eq(s->ops->records_upsert(s, c, &rec, 1, "jobs", "c1", NULL, NULL),
                      AH_STORE_OK);
     ck_assert_int_eq(s->ops->record_count(s, c, "job"), 1);
+    /* The reads a client waits on have sessions of their own (engine.c):
+     * connected on their first read, and again after the server ended
+     * them. */
+    for (int round = 0; round < 2; round++) {
+        ah_record_row row;
+        ck_assert_int_eq(s->ops->record_get(s, c, "job", "J1", &row), AH_STORE_OK);
+        ah_record_row_free(&row);
+        sql_exec(&f, "DO $$ BEGIN PERFORM pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
+                     "WHERE datname = current_database() AND pid <> pg_backend_pid(); END $$");
+    }
     fx_done(&f);
 }
 END_TEST
