@@ -511,41 +511,39 @@ PGresult *ah_pg_run_bare(ah_pg_store *s, const char *name, bool *prepared, const
     return run_stmt(s, name, prepared, sql, p, what, rc, false);
 }
 
-int ah_pg_run_many(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
-                   const ah_pg_params *ps, int k, PGresult **out, const char *what)
+/* Prepares statement `name` on this session unless it is already. */
+static bool prepare_once(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
+                         const char *what)
 {
-    for (int i = 0; i < k; i++)
-        out[i] = NULL;
-    if (sql == NULL || k < 0)
-        return AH_STORE_ERR;
-    if (k == 0)
-        return AH_STORE_OK;
-    ensure_conn(s);
-    if (!*prepared) {
-        (void)ah_pg_flush(s); /* its failure fails the statements below */
-        s->round_trips++;
-        PGresult *r = PQprepare(s->db, name, sql, 0, NULL);
-        bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-        if (!ok)
-            ah_pg_log_res(s, r, what);
-        PQclear(r);
-        if (!ok)
-            return AH_STORE_ERR;
-        *prepared = true;
-    }
+    if (*prepared)
+        return true;
+    (void)ah_pg_flush(s); /* its failure fails the statements below */
+    s->round_trips++;
+    PGresult *r = PQprepare(s->db, name, sql, 0, NULL);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok)
+        ah_pg_log_res(s, r, what);
+    PQclear(r);
+    *prepared = ok;
+    return ok;
+}
+
+/* pipeline_k of k prepared statements (name, or names[i]), their failures
+ * mapped as ah_pg_run maps them: on AH_STORE_OK out[0..k-1] hold the
+ * results, otherwise none (cleared). */
+static int run_finals(ah_pg_store *s, const char *name, const char *const *names,
+                      const ah_pg_params *ps, int k, PGresult **out, const char *what)
+{
+    bool pend_ok;
+    pipeline_k(s, name, names, NULL, ps, k, out, &pend_ok);
     int rc = AH_STORE_OK;
-    for (int at = 0; at < k && rc == AH_STORE_OK; at += AH_PG_BATCH) {
-        int m = k - at < AH_PG_BATCH ? k - at : AH_PG_BATCH;
-        bool pend_ok;
-        pipeline_k(s, name, NULL, NULL, ps + at, m, out + at, &pend_ok);
-        for (int i = at; i < at + m && rc == AH_STORE_OK; i++) {
-            ExecStatusType st = PQresultStatus(out[i]);
-            if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-                rc = out[i] == NULL ? AH_STORE_ERR : map_error(s, out[i], what);
-        }
-        if (rc == AH_STORE_OK && !pend_ok)
-            rc = AH_STORE_ERR;
+    for (int i = 0; i < k && rc == AH_STORE_OK; i++) {
+        ExecStatusType st = PQresultStatus(out[i]);
+        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+            rc = out[i] == NULL ? AH_STORE_ERR : map_error(s, out[i], what);
     }
+    if (rc == AH_STORE_OK && !pend_ok)
+        rc = AH_STORE_ERR;
     if (rc != AH_STORE_OK) {
         for (int i = 0; i < k; i++) {
             PQclear(out[i]);
@@ -557,19 +555,29 @@ int ah_pg_run_many(ah_pg_store *s, const char *name, bool *prepared, const char 
     return rc;
 }
 
-static bool prepare_once(ah_pg_store *s, const ah_pg_stmt *st, const char *what)
+int ah_pg_run_many(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
+                   const ah_pg_params *ps, int k, PGresult **out, const char *what)
 {
-    if (*st->prepared)
-        return true;
-    (void)ah_pg_flush(s); /* its failure fails the statements below */
-    s->round_trips++;
-    PGresult *r = PQprepare(s->db, st->name, st->sql, 0, NULL);
-    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (!ok)
-        ah_pg_log_res(s, r, what);
-    PQclear(r);
-    *st->prepared = ok;
-    return ok;
+    for (int i = 0; i < k; i++)
+        out[i] = NULL;
+    if (sql == NULL || k < 0)
+        return AH_STORE_ERR;
+    if (k == 0)
+        return AH_STORE_OK;
+    ensure_conn(s);
+    if (!prepare_once(s, name, prepared, sql, what))
+        return AH_STORE_ERR;
+    int rc = AH_STORE_OK;
+    for (int at = 0; at < k && rc == AH_STORE_OK; at += AH_PG_BATCH) {
+        int m = k - at < AH_PG_BATCH ? k - at : AH_PG_BATCH;
+        rc = run_finals(s, name, NULL, ps + at, m, out + at, what);
+    }
+    if (rc != AH_STORE_OK)
+        for (int i = 0; i < k; i++) {
+            PQclear(out[i]); /* the batches before the failed one */
+            out[i] = NULL;
+        }
+    return rc;
 }
 
 int ah_pg_run_two(ah_pg_store *s, const ah_pg_stmt *a, const ah_pg_stmt *b, PGresult **ra,
@@ -577,31 +585,16 @@ int ah_pg_run_two(ah_pg_store *s, const ah_pg_stmt *a, const ah_pg_stmt *b, PGre
 {
     *ra = *rb = NULL;
     ensure_conn(s);
-    if (!prepare_once(s, a, what) || !prepare_once(s, b, what))
+    if (!prepare_once(s, a->name, a->prepared, a->sql, what) ||
+        !prepare_once(s, b->name, b->prepared, b->sql, what))
         return AH_STORE_ERR;
     const char *names[2] = {a->name, b->name};
     ah_pg_params ps[2] = {*a->p, *b->p}; /* side by side; their texts stay the callers' */
     PGresult *out[2] = {NULL, NULL};
-    bool pend_ok;
-    pipeline_k(s, NULL, names, NULL, ps, 2, out, &pend_ok);
-    int rc = AH_STORE_OK;
-    for (int i = 0; i < 2 && rc == AH_STORE_OK; i++) {
-        ExecStatusType st = PQresultStatus(out[i]);
-        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-            rc = out[i] == NULL ? AH_STORE_ERR : map_error(s, out[i], what);
-    }
-    if (rc == AH_STORE_OK && !pend_ok)
-        rc = AH_STORE_ERR;
-    if (rc != AH_STORE_OK) {
-        PQclear(out[0]);
-        PQclear(out[1]);
-        if (PQstatus(s->db) == CONNECTION_BAD)
-            forget_prepared(s);
-        return rc;
-    }
+    int rc = run_finals(s, NULL, names, ps, 2, out, what);
     *ra = out[0];
     *rb = out[1];
-    return AH_STORE_OK;
+    return rc;
 }
 
 int ah_pg_exec(ah_pg_store *s, const char *name, bool *prepared, const char *sql,

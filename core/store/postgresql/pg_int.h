@@ -150,6 +150,10 @@ typedef enum {
  * so that the server parses none of them per request. */
 #define AH_PG_NCTL 11
 
+/* The name a statement slot is prepared under on a session (the macros
+ * below, and a statement run by hand: ah_pg_run_two). */
+#define AH_PG_QNAME(id) ("ah_q" #id)
+
 /* Parameters of one statement, all sent as text. Integers are formatted
  * into the struct's own buffers; strings are borrowed. */
 #define AH_PG_MAXP 16
@@ -297,7 +301,7 @@ void ah_pg_log_res(ah_pg_store *s, const PGresult *r, const char *what);
 PGresult *ah_pg_run(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
                     const ah_pg_params *p, const char *what, int *rc);
 #define AH_PG_RUN(s, id, p, what, rc)                                                   \
-    ah_pg_run((s), "ah_q" #id, &(s)->prepared[(id)], q_sql[(id)], (p), (what), (rc))
+    ah_pg_run((s), AH_PG_QNAME(id), &(s)->prepared[(id)], q_sql[(id)], (p), (what), (rc))
 /** As ah_pg_run, without the savepoint of its own inside a scope: for a
  *  single-statement operation that cannot fail on a constraint or on its
  *  input (a sequence bump), whose failure therefore means the transaction
@@ -311,13 +315,13 @@ PGresult *ah_pg_run(ah_pg_store *s, const char *name, bool *prepared, const char
 PGresult *ah_pg_run_bare(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
                          const ah_pg_params *p, const char *what, int *rc);
 #define AH_PG_RUN_BARE(s, id, p, what, rc)                                              \
-    ah_pg_run_bare((s), "ah_q" #id, &(s)->prepared[(id)], q_sql[(id)], (p), (what), (rc))
+    ah_pg_run_bare((s), AH_PG_QNAME(id), &(s)->prepared[(id)], q_sql[(id)], (p), (what), (rc))
 /** As ah_pg_run for a statement without rows; *changes (may be NULL)
  *  receives the rows it changed. */
 int ah_pg_exec(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
                const ah_pg_params *p, const char *what, int64_t *changes);
 #define AH_PG_EXEC(s, id, p, what, ch)                                                  \
-    ah_pg_exec((s), "ah_q" #id, &(s)->prepared[(id)], q_sql[(id)], (p), (what), (ch))
+    ah_pg_exec((s), AH_PG_QNAME(id), &(s)->prepared[(id)], q_sql[(id)], (p), (what), (ch))
 /** Runs a DELETE of at most AH_PG_PRUNE_BATCH rows (parameters: the texts
  *  as $1..$ntexts, the batch size last) until a run deletes fewer, each
  *  run its own statement with the lock let go in between: a prune holds
@@ -327,13 +331,13 @@ int ah_pg_delete_batched(ah_pg_store *s, const char *name, bool *prepared, const
                          const char *const *texts, int ntexts, const char *what,
                          int64_t *n_out);
 #define AH_PG_DELETE_BATCHED(s, id, texts, ntexts, what, n_out)                          \
-    ah_pg_delete_batched((s), "ah_q" #id, &(s)->prepared[(id)], q_sql[(id)], (texts),    \
+    ah_pg_delete_batched((s), AH_PG_QNAME(id), &(s)->prepared[(id)], q_sql[(id)], (texts),    \
                          (ntexts), (what), (n_out))
 /** As ah_pg_exec: AH_STORE_NOT_FOUND when no row changed. */
 int ah_pg_exec_change(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
                       const ah_pg_params *p, const char *what);
 #define AH_PG_CHANGE(s, id, p, what)                                                    \
-    ah_pg_exec_change((s), "ah_q" #id, &(s)->prepared[(id)], q_sql[(id)], (p), (what))
+    ah_pg_exec_change((s), AH_PG_QNAME(id), &(s)->prepared[(id)], q_sql[(id)], (p), (what))
 int ah_pg_tx_begin(ah_pg_store *s);
 void ah_pg_tx_rollback(ah_pg_store *s);
 int ah_pg_tx_commit(ah_pg_store *s);
@@ -356,7 +360,7 @@ void ah_pg_defer(ah_pg_store *s, const char *sql);
 int ah_pg_defer_exec(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
                      const ah_pg_params *p, const char *what);
 #define AH_PG_DEFER(s, id, p, what)                                                     \
-    ah_pg_defer_exec((s), "ah_q" #id, &(s)->prepared[(id)], q_sql[(id)], (p), (what))
+    ah_pg_defer_exec((s), AH_PG_QNAME(id), &(s)->prepared[(id)], q_sql[(id)], (p), (what))
 /** Runs statement slot name k times, with ps[0..k-1], in pipelines of at
  *  most AH_PG_BATCH statements (with what was deferred ahead of the first):
  *  one round trip per pipeline instead of one per statement. out[i]
@@ -368,7 +372,7 @@ int ah_pg_defer_exec(ah_pg_store *s, const char *name, bool *prepared, const cha
 int ah_pg_run_many(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
                    const ah_pg_params *ps, int k, PGresult **out, const char *what);
 #define AH_PG_RUN_MANY(s, id, ps, k, out, what)                                         \
-    ah_pg_run_many((s), "ah_q" #id, &(s)->prepared[(id)], q_sql[(id)], (ps), (k), (out), (what))
+    ah_pg_run_many((s), AH_PG_QNAME(id), &(s)->prepared[(id)], q_sql[(id)], (ps), (k), (out), (what))
 /* A prepared statement and its parameters, for ah_pg_run_two. */
 typedef struct ah_pg_stmt {
     const char *name;

@@ -295,10 +295,11 @@ static int pair_put_try(ah_pg_store *s, int64_t tenant_id, const char *name,
     ah_pg_p_text(&ip, fields);
     ah_pg_p_text(&ip, hash);
     ah_pg_p_text(&ip, now);
-    /* The names AH_PG_RUN gives these statements, with their flags. */
-    ah_pg_stmt a = {"ah_qP_SEQ_NEXT_THEN", &s->prepared[P_SEQ_NEXT_THEN], ah_pg_seq_pair_sql(),
-                    &pp};
-    ah_pg_stmt b = {"ah_qP_REC_INSERT", &s->prepared[P_REC_INSERT], q_sql[P_REC_INSERT], &ip};
+    /* Under the names AH_PG_RUN gives them, with their flags. */
+    ah_pg_stmt a = {AH_PG_QNAME(P_SEQ_NEXT_THEN), &s->prepared[P_SEQ_NEXT_THEN],
+                    ah_pg_seq_pair_sql(), &pp};
+    ah_pg_stmt b = {AH_PG_QNAME(P_REC_INSERT), &s->prepared[P_REC_INSERT], q_sql[P_REC_INSERT],
+                    &ip};
     if (ah_pg_tx_begin(s) != AH_STORE_OK) {
         free(id);
         return 0;
