@@ -749,10 +749,14 @@ typedef struct ah_store_ops {
      *  both stay: *put true, *res and *id_out (malloc'd) as records_upsert's
      *  would be. Otherwise (name did not draw 1, another instance drew
      *  numbers meanwhile, the store has no expectation yet, the record
-     *  exists or failed) nothing of that try stays, the pair is drawn as
+     *  exists) no record is stored, the pair is drawn as
      *  sequence_next_then draws it and *put is false: the caller puts the
-     *  record itself. Fails as sequence_next_then. The strings make puts
-     *  in `in` stay the caller's (arg's) and live until this returns. */
+     *  record itself. Fails as sequence_next_then, and when the server
+     *  refuses the record (its connection removed meanwhile): then
+     *  neither is drawn and the scope's writes so far are undone (a
+     *  group's request: back to its start, the group's other requests
+     *  unharmed; a scope of its own: its commit fails). The strings make
+     *  puts in `in` stay the caller's (arg's) and live until this returns. */
     int (*sequence_next_then_put)(ah_store *s, int64_t tenant_id, const char *name,
                                   const char *then_name, int64_t connection_id,
                                   int (*make)(void *arg, int64_t n, ah_record_in *in), void *arg,

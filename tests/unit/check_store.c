@@ -3802,11 +3802,11 @@ START_TEST(test_pg_sequence_next_then)
 END_TEST
 
 /* A numbered record stored in the pair's exchange (sequence_next_then_put,
- * PostgreSQL): made for the number the store expects, kept when the pair
- * drew it (one round trip for guard, number and record), undone when it
- * did not (another instance drew meanwhile, the title was seen): then the
- * pair is drawn as sequence_next_then draws it and the caller puts the
- * record, and nothing of the try stays. */
+ * PostgreSQL): made for the number the store expects, stored when the pair
+ * drew it (one statement, one round trip for guard, number and record),
+ * not when it did not (another instance drew meanwhile, the title was
+ * seen, the record exists): then the pair is drawn as sequence_next_then
+ * draws it, in the same round trip, and the caller puts the record. */
 typedef struct made_rec {
     char rid[32];
     int calls;
@@ -3850,7 +3850,7 @@ START_TEST(test_pg_sequence_next_then_put)
     ck_assert(id != NULL && strncmp(id, "rec_", 4) == 0);
     free(id);
     id = NULL;
-    /* A title seen before: nothing drawn, the try's record undone. */
+    /* A title seen before: nothing drawn, no record stored. */
     ck_assert_int_eq(s->ops->sequence_next_then_put(s, t, "title_a", "job", c, make_job, &m, &v,
                                                     &w, &put, &res, &id),
                      AH_STORE_OK);
@@ -3866,13 +3866,15 @@ START_TEST(test_pg_sequence_next_then_put)
     ck_assert_int_eq(v, 4);
     other->ops->close(other);
     ck_assert_int_eq(s->ops->group_begin(s, &g), AH_STORE_OK);
+    int64_t before = ah_store_pg_round_trips(s);
     ck_assert_int_eq(s->ops->sequence_next_then_put(s, t, "title_c", "job", c, make_job, &m, &v,
                                                     &w, &put, &res, &id),
                      AH_STORE_OK);
     ck_assert(v == 1 && w == 5 && !put && id == NULL && m.calls == 3);
+    ck_assert_int_eq(ah_store_pg_round_trips(s) - before, 1); /* a miss costs nothing more */
     /* Expected 6 now, and so drawn: guard, number and record in one round
      * trip (the statements prepared on this session by now). */
-    int64_t before = ah_store_pg_round_trips(s);
+    before = ah_store_pg_round_trips(s);
     ck_assert_int_eq(s->ops->sequence_next_then_put(s, t, "title_d", "job", c, make_job, &m, &v,
                                                     &w, &put, &res, &id),
                      AH_STORE_OK);
@@ -3884,14 +3886,81 @@ START_TEST(test_pg_sequence_next_then_put)
     ck_assert_int_eq(sql_int(&f, "SELECT value FROM sequences WHERE name = 'job'"), 6);
     ck_assert_int_eq(sql_int(&f, "SELECT value FROM sequences WHERE name = 'title_c'"), 1);
     /* Of the tries: J-0002 and J-0006 stored; J-0003 (made for the seen
-     * title, and again for the stale guess) undone both times. */
+     * title, and again for the stale guess) never. */
     ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM records"), 2);
     ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM records WHERE remote_id = 'J-0006'"), 1);
+    /* The record for the number expected (7) exists: not stored again,
+     * the pair drawn, the caller's to put. */
+    ah_record_in j7 = {"job", "J-0007", NULL, "{\"old\":1}", "{\"old\":1}"};
+    ck_assert_int_eq(s->ops->records_upsert(s, c, &j7, 1, NULL, NULL, NULL, NULL), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_begin(s, &g), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->sequence_next_then_put(s, t, "title_f", "job", c, make_job, &m, &v,
+                                                    &w, &put, &res, &id),
+                     AH_STORE_OK);
+    ck_assert(v == 1 && w == 7 && !put && id == NULL);
+    ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_commit(s), AH_STORE_OK);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM records WHERE remote_id = 'J-0007' "
+                                 "AND raw = '{\"old\":1}'"), 1);
     /* Outside a scope: the pair alone (no savepoint to undo a try with). */
     ck_assert_int_eq(s->ops->sequence_next_then_put(s, t, "title_e", "job", c, make_job, &m, &v,
                                                     &w, &put, &res, &id),
                      AH_STORE_OK);
-    ck_assert(v == 1 && w == 7 && !put && m.calls == 4);
+    ck_assert(v == 1 && w == 8 && !put && m.calls == 5);
+    fx_done(&f);
+}
+END_TEST
+
+/* A numbered record the server refuses (its connection removed by another
+ * instance meanwhile) fails the request's exchange: nothing of it drawn or
+ * stored, and the group's other requests still commit. */
+START_TEST(test_pg_sequence_next_then_put_refused)
+{
+    if (!pg_mode)
+        return;
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme"), gone = add_conn(s, t, "gone"),
+            kept = add_conn(s, t, "kept"), v = 0, w = 0;
+    bool put = false;
+    ah_upsert_result res = AH_REC_UNCHANGED;
+    char *id = NULL;
+    made_rec m = {0};
+    uint64_t g = 0;
+    /* The first draw gives the store its expectation (2 next). */
+    ck_assert_int_eq(s->ops->group_begin(s, &g), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->sequence_next_then_put(s, t, "title_a", "job", kept, make_job, &m,
+                                                    &v, &w, &put, &res, &id),
+                     AH_STORE_OK);
+    ck_assert(w == 1 && !put);
+    ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_commit(s), AH_STORE_OK);
+    ah_store *other = open_store(&f);
+    ck_assert_int_eq(other->ops->connection_remove(other, gone), AH_STORE_OK);
+    other->ops->close(other);
+    /* One group: a request whose record is refused, then one that works. */
+    ck_assert_int_eq(s->ops->group_begin(s, &g), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->sequence_next(s, t, "first_in_request", &v), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->sequence_next_then_put(s, t, "title_b", "job", gone, make_job, &m,
+                                                    &v, &w, &put, &res, &id),
+                     AH_STORE_ERR);
+    ck_assert(!put && id == NULL);
+    ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK); /* as a route does */
+    ck_assert_int_eq(s->ops->group_begin(s, &g), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->sequence_next_then_put(s, t, "title_c", "job", kept, make_job, &m,
+                                                    &v, &w, &put, &res, &id),
+                     AH_STORE_OK);
+    ck_assert(v == 1 && w == 2 && put && res == AH_REC_CREATED);
+    free(id);
+    ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_commit(s), AH_STORE_OK);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM records WHERE remote_id = 'J-0002'"), 1);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM records"), 1);
+    ck_assert_int_eq(sql_int(&f, "SELECT value FROM sequences WHERE name = 'job'"), 2);
+    /* The refused request's writes, the one before the pair too: undone. */
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM sequences WHERE name IN "
+                                 "('title_b', 'first_in_request')"), 0);
     fx_done(&f);
 }
 END_TEST
@@ -4353,6 +4422,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_pg_sequence_in_scope);
     tcase_add_test(tc, test_pg_sequence_next_then);
     tcase_add_test(tc, test_pg_sequence_next_then_put);
+    tcase_add_test(tc, test_pg_sequence_next_then_put_refused);
     tcase_add_test(tc, test_records_page_repeats_a_record);
     suite_add_tcase(s, tc);
     return s;

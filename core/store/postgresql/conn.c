@@ -182,10 +182,8 @@ enum { SENT_PEND, SENT_PREPARE, SENT_FINAL };
  * succeeded (a failure is logged; the statements after it are then
  * PGRES_PIPELINE_ABORTED). A deferred data statement not yet prepared on
  * this session is prepared in the same pipeline. The queue is empty
- * afterwards, whatever happened. names (may be NULL: name for all) gives
- * each of the k statements its own prepared statement. */
-static void pipeline_k(ah_pg_store *s, const char *name, const char *const *names,
-                       const char *sql, const ah_pg_params *ps, int k, PGresult **out,
+ * afterwards, whatever happened. */
+static void pipeline_k(ah_pg_store *s, const char *name, const char *sql, const ah_pg_params *ps, int k, PGresult **out,
                        bool *pend_ok)
 {
     ah_pg_pend pend[AH_PG_MAXPEND];
@@ -195,7 +193,7 @@ static void pipeline_k(ah_pg_store *s, const char *name, const char *const *name
     *pend_ok = true;
     for (int i = 0; i < k; i++)
         out[i] = NULL;
-    if (name == NULL && names == NULL && sql == NULL)
+    if (name == NULL && sql == NULL)
         k = 0;
     s->round_trips++;
     if (PQenterPipelineMode(s->db) != 1) {
@@ -241,10 +239,9 @@ static void pipeline_k(ah_pg_store *s, const char *name, const char *const *name
     }
     int nfin = 0;
     for (int i = 0; i < k && sent; i++) {
-        const char *fname = names != NULL ? names[i] : name;
-        if (fname != NULL) {
+        if (name != NULL) {
             const ah_pg_params *p = ps != NULL ? &ps[i] : NULL;
-            sent = PQsendQueryPrepared(s->db, fname, p != NULL ? p->n : 0,
+            sent = PQsendQueryPrepared(s->db, name, p != NULL ? p->n : 0,
                                        p != NULL ? p->v : NULL, NULL, NULL, 0) == 1;
         } else {
             sent = PQsendQueryParams(s->db, sql, 0, NULL, NULL, NULL, NULL, 0) == 1;
@@ -311,7 +308,7 @@ static PGresult *pipeline(ah_pg_store *s, const char *name, const char *sql,
                           const ah_pg_params *p, bool *pend_ok)
 {
     PGresult *fin = NULL;
-    pipeline_k(s, name, NULL, sql, p, 1, &fin, pend_ok);
+    pipeline_k(s, name, sql, p, 1, &fin, pend_ok);
     return fin;
 }
 
@@ -528,14 +525,14 @@ static bool prepare_once(ah_pg_store *s, const char *name, bool *prepared, const
     return ok;
 }
 
-/* pipeline_k of k prepared statements (name, or names[i]), their failures
+/* pipeline_k of k runs of prepared statement name, their failures
  * mapped as ah_pg_run maps them: on AH_STORE_OK out[0..k-1] hold the
  * results, otherwise none (cleared). */
-static int run_finals(ah_pg_store *s, const char *name, const char *const *names,
-                      const ah_pg_params *ps, int k, PGresult **out, const char *what)
+static int run_finals(ah_pg_store *s, const char *name, const ah_pg_params *ps, int k,
+                      PGresult **out, const char *what)
 {
     bool pend_ok;
-    pipeline_k(s, name, names, NULL, ps, k, out, &pend_ok);
+    pipeline_k(s, name, NULL, ps, k, out, &pend_ok);
     int rc = AH_STORE_OK;
     for (int i = 0; i < k && rc == AH_STORE_OK; i++) {
         ExecStatusType st = PQresultStatus(out[i]);
@@ -570,30 +567,13 @@ int ah_pg_run_many(ah_pg_store *s, const char *name, bool *prepared, const char 
     int rc = AH_STORE_OK;
     for (int at = 0; at < k && rc == AH_STORE_OK; at += AH_PG_BATCH) {
         int m = k - at < AH_PG_BATCH ? k - at : AH_PG_BATCH;
-        rc = run_finals(s, name, NULL, ps + at, m, out + at, what);
+        rc = run_finals(s, name, ps + at, m, out + at, what);
     }
     if (rc != AH_STORE_OK)
         for (int i = 0; i < k; i++) {
             PQclear(out[i]); /* the batches before the failed one */
             out[i] = NULL;
         }
-    return rc;
-}
-
-int ah_pg_run_two(ah_pg_store *s, const ah_pg_stmt *a, const ah_pg_stmt *b, PGresult **ra,
-                  PGresult **rb, const char *what)
-{
-    *ra = *rb = NULL;
-    ensure_conn(s);
-    if (!prepare_once(s, a->name, a->prepared, a->sql, what) ||
-        !prepare_once(s, b->name, b->prepared, b->sql, what))
-        return AH_STORE_ERR;
-    const char *names[2] = {a->name, b->name};
-    ah_pg_params ps[2] = {*a->p, *b->p}; /* side by side; their texts stay the callers' */
-    PGresult *out[2] = {NULL, NULL};
-    int rc = run_finals(s, NULL, names, ps, 2, out, what);
-    *ra = out[0];
-    *rb = out[1];
     return rc;
 }
 

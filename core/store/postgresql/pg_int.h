@@ -135,6 +135,7 @@ typedef enum {
     P_LEASE_PRUNE,
     P_OUT_ADD_SUBS,
     P_SEQ_NEXT_THEN,
+    P_SEQ_PAIR_PUT,
     P_COUNT
 } ah_pg_qid;
 
@@ -151,8 +152,22 @@ typedef enum {
 #define AH_PG_NCTL 11
 
 /* The name a statement slot is prepared under on a session (the macros
- * below, and a statement run by hand: ah_pg_run_two). */
+ * below). */
 #define AH_PG_QNAME(id) ("ah_q" #id)
+
+/* The two sequences of sequence_next_then ($1 the tenant, $2 the name, $3
+ * then_name), as the common table expressions a (name's next value) and b
+ * (then_name's, only when a drew 1): name's row is written first (b reads
+ * a's). Shared by P_SEQ_NEXT_THEN (tenants.c) and P_SEQ_PAIR_PUT
+ * (records.c), which go on from here. */
+#define AH_PG_SEQ_PAIR_CTES                                                              \
+    "WITH a AS (INSERT INTO sequences(tenant_id, name, value) VALUES($1, $2, 1) "           \
+    "ON CONFLICT(tenant_id, name) DO UPDATE SET value = sequences.value + 1 "              \
+    "RETURNING value), "                                                                   \
+    "b AS (INSERT INTO sequences(tenant_id, name, value) "                                 \
+    "SELECT $1::bigint, $3::text, 1 FROM a WHERE a.value = 1 "                             \
+    "ON CONFLICT(tenant_id, name) DO UPDATE SET value = sequences.value + 1 "              \
+    "RETURNING value) "
 
 /* Parameters of one statement, all sent as text. Integers are formatted
  * into the struct's own buffers; strings are borrowed. */
@@ -373,20 +388,6 @@ int ah_pg_run_many(ah_pg_store *s, const char *name, bool *prepared, const char 
                    const ah_pg_params *ps, int k, PGresult **out, const char *what);
 #define AH_PG_RUN_MANY(s, id, ps, k, out, what)                                         \
     ah_pg_run_many((s), AH_PG_QNAME(id), &(s)->prepared[(id)], q_sql[(id)], (ps), (k), (out), (what))
-/* A prepared statement and its parameters, for ah_pg_run_two. */
-typedef struct ah_pg_stmt {
-    const char *name;
-    bool *prepared;
-    const char *sql;
-    const ah_pg_params *p;
-} ah_pg_stmt;
-/** Two different statements (and what was deferred ahead of them) in one
- *  pipeline: one round trip. *ra and *rb receive their results (the
- *  caller's to PQclear) on AH_STORE_OK; on a failure (logged; constraint
- *  failures mapped as ah_pg_run does) neither. No savepoint of their own:
- *  the caller's transaction or savepoint takes a failure. */
-int ah_pg_run_two(ah_pg_store *s, const ah_pg_stmt *a, const ah_pg_stmt *b, PGresult **ra,
-                  PGresult **rb, const char *what);
 /** Sends what ah_pg_defer queued, alone; AH_STORE_ERR when one failed. */
 int ah_pg_flush(ah_pg_store *s);
 /** Ends the scope's transaction: COMMIT (commit true) or ROLLBACK. */
@@ -453,9 +454,8 @@ int ah_pg_sequence_next_then_put(ah_store *st, int64_t tenant_id, const char *na
  * draw, a group may roll back). Under s->mu. */
 void ah_pg_seq_seen(ah_pg_store *s, int64_t tenant_id, const char *name, int64_t value);
 bool ah_pg_seq_last(ah_pg_store *s, int64_t tenant_id, const char *name, int64_t *value);
-/* sequence_next_then's statement (tenants.c): its text, and whether the
- * pair of names can go in it (not the same name twice; plain ASCII). */
-const char *ah_pg_seq_pair_sql(void);
+/* Whether a pair of names can go in sequence_next_then's statement
+ * (tenants.c): not the same name twice, plain ASCII. */
 bool ah_pg_seq_pair_fits(const char *name, const char *then_name);
 int ah_pg_sequence_next_then(ah_store *st, int64_t tenant_id, const char *name,
                              const char *then_name, int64_t *out, int64_t *then_out);

@@ -41,6 +41,18 @@ static const char *const q_sql[P_COUNT] = {
     [P_REC_PRUNE] = "DELETE FROM records WHERE connection_id IN (SELECT id FROM connections) "
                     "AND type = $1 AND ah_try_ts(updated_at) < ($2)::timestamptz "
                     "AND ah_json_text(fields, $3) IS DISTINCT FROM $4",
+    /* sequence_next_then_put's try: the pair, and the record ($4..$12)
+     * inserted only when then_name drew the number expected ($13): one
+     * statement, so that a try that misses leaves nothing to undo (the
+     * pair stays drawn, as sequence_next_then draws it). */
+    [P_SEQ_PAIR_PUT] =
+        AH_PG_SEQ_PAIR_CTES
+        ", r AS (INSERT INTO records(id, connection_id, type, remote_id, updated_at, raw, "
+        "fields, content_hash, created_at, stored_at) "
+        "SELECT $4::text, $5::bigint, $6::text, $7::text, $8::text, $9::text, $10::text, "
+        "$11::text, $12::text, $12::text FROM b WHERE b.value = $13::bigint "
+        "ON CONFLICT(connection_id, type, remote_id) DO NOTHING RETURNING id) "
+        "SELECT a.value, coalesce((SELECT value FROM b), 0), (SELECT count(*) FROM r) FROM a",
 };
 
 static bool fill_record(const PGresult *r, int i, void *row)
@@ -261,10 +273,14 @@ out:
     return rc;
 }
 
-/* sequence_next_then_put's try (store.h): in one pipeline, under a
- * savepoint, the pair and the insert of the record made for the number
- * expected. 1: kept; 0: undone (nothing of it stays), the caller draws the
- * pair as usual. */
+/* sequence_next_then_put's try (store.h): the pair and the insert of the
+ * record made for the number expected, in one statement (P_SEQ_PAIR_PUT)
+ * with no savepoint: a record that exists, or a number other than the one
+ * expected, stores nothing and leaves the pair drawn. 1: the record
+ * created; 0: the pair drawn alone (*out, *then_out as sequence_next_then
+ * gives them), the caller puts the record; -1: no try (the record could
+ * not be made), nothing sent; -2: the statement failed (logged; neither
+ * drawn). */
 static int pair_put_try(ah_pg_store *s, int64_t tenant_id, const char *name,
                         const char *then_name, int64_t guess, int64_t cid,
                         int (*make)(void *arg, int64_t n, ah_record_in *in), void *arg,
@@ -272,68 +288,58 @@ static int pair_put_try(ah_pg_store *s, int64_t tenant_id, const char *name,
 {
     ah_record_in in = {0};
     if (make(arg, guess, &in) != 0 || in.type == NULL || in.remote_id == NULL)
-        return 0;
+        return -1;
     const char *raw = in.raw != NULL ? in.raw : "null";
     const char *fields = in.fields != NULL ? in.fields : "{}";
     char now[32], newid[64], hash[AH_SHA256_HEX_LEN + 1];
     ah_now_iso(now);
     if (content_hash(s, raw, fields, hash) != 0 || new_record_id(s, newid) != 0)
-        return 0;
-    char *id = strdup(newid);
-    if (id == NULL)
-        return 0;
-    ah_pg_params pp = {0}, ip = {0};
-    ah_pg_p_int(&pp, tenant_id);
-    ah_pg_p_text(&pp, name);
-    ah_pg_p_text(&pp, then_name);
-    ah_pg_p_text(&ip, newid);
-    ah_pg_p_int(&ip, cid);
-    ah_pg_p_text(&ip, in.type);
-    ah_pg_p_text(&ip, in.remote_id);
-    ah_pg_p_text(&ip, in.updated_at);
-    ah_pg_p_text(&ip, raw);
-    ah_pg_p_text(&ip, fields);
-    ah_pg_p_text(&ip, hash);
-    ah_pg_p_text(&ip, now);
-    /* Under the names AH_PG_RUN gives them, with their flags. */
-    ah_pg_stmt a = {AH_PG_QNAME(P_SEQ_NEXT_THEN), &s->prepared[P_SEQ_NEXT_THEN],
-                    ah_pg_seq_pair_sql(), &pp};
-    ah_pg_stmt b = {AH_PG_QNAME(P_REC_INSERT), &s->prepared[P_REC_INSERT], q_sql[P_REC_INSERT],
-                    &ip};
-    if (ah_pg_tx_begin(s) != AH_STORE_OK) {
-        free(id);
-        return 0;
+        return -1;
+    ah_pg_params p = {0};
+    ah_pg_p_int(&p, tenant_id);
+    ah_pg_p_text(&p, name);
+    ah_pg_p_text(&p, then_name);
+    ah_pg_p_text(&p, newid);
+    ah_pg_p_int(&p, cid);
+    ah_pg_p_text(&p, in.type);
+    ah_pg_p_text(&p, in.remote_id);
+    ah_pg_p_text(&p, in.updated_at);
+    ah_pg_p_text(&p, raw);
+    ah_pg_p_text(&p, fields);
+    ah_pg_p_text(&p, hash);
+    ah_pg_p_text(&p, now);
+    ah_pg_p_int(&p, guess);
+    int rc;
+    /* No savepoint, as for the pair alone: a failure (the connection
+     * removed meanwhile) fails the request's transaction, whose own
+     * savepoint (a group's) or rollback takes it. */
+    PGresult *r = AH_PG_RUN_BARE(s, P_SEQ_PAIR_PUT, &p, "sequence_next_then_put", &rc);
+    if (r == NULL || PQntuples(r) != 1) {
+        PQclear(r);
+        /* A group's request goes back to its savepoint (its writes so far
+         * undone), so that the group's other requests still commit; a
+         * scope of its own stays failed, and its COMMIT fails. */
+        if (s->group_scope)
+            ah_pg_defer(s, "ROLLBACK TO ah_grp");
+        return -2;
     }
-    PGresult *ra = NULL, *rb = NULL;
-    int64_t v = 0, w = 0;
-    bool hit = false;
-    if (ah_pg_run_two(s, &a, &b, &ra, &rb, "sequence_next_then_put") == AH_STORE_OK) {
-        if (PQntuples(ra) == 1) {
-            v = ah_pg_int(ra, 0, 0);
-            w = ah_pg_int(ra, 0, 1);
-        }
-        hit = v == 1 && w == guess && PQntuples(rb) == 1;
-        PQclear(ra);
-        PQclear(rb);
-    }
-    if (!hit) {
-        ah_pg_tx_rollback(s);
-        if (w > 0)
-            ah_pg_seq_seen(s, tenant_id, then_name, w - 1); /* where the rollback left it */
-        free(id);
-        return 0;
-    }
-    (void)ah_pg_tx_commit(s); /* in a scope: its RELEASE goes with what comes next */
-    ah_pg_seq_seen(s, tenant_id, name, v);
-    ah_pg_seq_seen(s, tenant_id, then_name, w);
+    int64_t v = ah_pg_int(r, 0, 0), w = ah_pg_int(r, 0, 1);
+    bool created = ah_pg_int(r, 0, 2) == 1;
+    PQclear(r);
     *out = v;
     *then_out = w;
+    ah_pg_seq_seen(s, tenant_id, name, v);
+    if (w > 0)
+        ah_pg_seq_seen(s, tenant_id, then_name, w);
+    if (!created)
+        return 0;
     if (res != NULL)
         *res = AH_REC_CREATED;
-    if (id_out != NULL)
-        *id_out = id;
-    else
-        free(id);
+    if (id_out != NULL && (*id_out = strdup(newid)) == NULL) {
+        /* Stored, but its id cannot be given back: fail the request. */
+        ah_log(s->base.lg, AH_LOG_ERROR, "store", "sequence_next_then_put: out of memory");
+        return -2;
+    }
     return 1;
 }
 
@@ -355,12 +361,18 @@ int ah_pg_sequence_next_then_put(ah_store *st, int64_t tenant_id, const char *na
      * while the test hook that fails records_upsert is armed: the record
      * goes through records_upsert then. */
     if (s->scope_depth > 0 && !s->sp_active && make != NULL && s->fail_after < 0 &&
-        ah_pg_seq_pair_fits(name, then_name) && ah_pg_seq_last(s, tenant_id, then_name, &last) &&
-        pair_put_try(s, tenant_id, name, then_name, last + 1, connection_id, make, arg, out,
-                     then_out, res, id_out) == 1) {
-        *put = true;
-        ah_pg_unlock(s);
-        return AH_STORE_OK;
+        ah_pg_seq_pair_fits(name, then_name) && ah_pg_seq_last(s, tenant_id, then_name, &last)) {
+        int tried = pair_put_try(s, tenant_id, name, then_name, last + 1, connection_id, make,
+                                 arg, out, then_out, res, id_out);
+        if (tried >= 0) {
+            *put = tried == 1;
+            ah_pg_unlock(s);
+            return AH_STORE_OK;
+        }
+        if (tried == -2) {
+            ah_pg_unlock(s);
+            return AH_STORE_ERR;
+        }
     }
     int rc = ah_pg_sequence_next_then(st, tenant_id, name, then_name, out, then_out);
     ah_pg_unlock(s);

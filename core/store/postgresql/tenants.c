@@ -41,16 +41,8 @@ static const char *const q_sql[P_COUNT] = {
     [P_SEQ_NEXT] = "INSERT INTO sequences(tenant_id, name, value) VALUES($1, $2, 1) "
                    "ON CONFLICT(tenant_id, name) DO UPDATE SET value = sequences.value + 1 "
                    "RETURNING value",
-    /* sequence_next_then: the first row is written first (b reads a's
-     * row), and the second only when the first drew 1. */
-    [P_SEQ_NEXT_THEN] =
-        "WITH a AS (INSERT INTO sequences(tenant_id, name, value) VALUES($1, $2, 1) "
-        "ON CONFLICT(tenant_id, name) DO UPDATE SET value = sequences.value + 1 "
-        "RETURNING value), "
-        "b AS (INSERT INTO sequences(tenant_id, name, value) "
-        "SELECT $1::bigint, $3::text, 1 FROM a WHERE a.value = 1 "
-        "ON CONFLICT(tenant_id, name) DO UPDATE SET value = sequences.value + 1 "
-        "RETURNING value) "
+    /* sequence_next_then (pg_int.h, AH_PG_SEQ_PAIR_CTES). */
+    [P_SEQ_NEXT_THEN] = AH_PG_SEQ_PAIR_CTES
         "SELECT a.value, coalesce((SELECT value FROM b), 0) FROM a",
 };
 
@@ -372,11 +364,6 @@ bool ah_pg_seq_last(ah_pg_store *s, int64_t tenant_id, const char *name, int64_t
         return false;
     *value = s->seq_last[i].value;
     return true;
-}
-
-const char *ah_pg_seq_pair_sql(void)
-{
-    return q_sql[P_SEQ_NEXT_THEN];
 }
 
 static bool seq_name_ascii(const char *name)
