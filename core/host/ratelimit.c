@@ -29,6 +29,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "block.h"
 #include "conns.h"
 #include "ratelimit.h"
 
@@ -158,8 +159,10 @@ void ah_ratelimit_take(ah_core *core, const ah_conn *c, const ah_plugin_descript
     pthread_mutex_unlock(&t->mu);
     if (wait > 0) {
         struct timespec ts = {(time_t)wait, (long)((wait - floor(wait)) * 1e9)};
+        ah_block_begin(); /* the connection's turn may be far (block.h) */
         while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
             ;
+        ah_block_end();
     }
 }
 

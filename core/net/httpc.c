@@ -15,6 +15,8 @@
 
 #include <curl/curl.h>
 
+#include "block.h"
+
 #define HTTPC_DEFAULT_TIMEOUT_MS 30000L
 #define HTTPC_DEFAULT_ATTEMPTS 4
 #define HTTPC_DEFAULT_BACKOFF_MS 500L
@@ -146,11 +148,14 @@ static long rand_below(ah_httpc *c, long n)
     return (long)(r % ((uint64_t)n + 1));
 }
 
+/* A wait before a retry: the thread's scheduler is told (block.h). */
 static void sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    ah_block_begin();
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
+    ah_block_end();
 }
 
 static double now_s(void)
@@ -586,7 +591,11 @@ static void attempt_once(ah_httpc *c, CURL *h, const ah_http_request *req, const
     r->rc = setup(c, h, req, url, headers, timeout_ms, r);
     if (r->rc != CURLE_OK)
         return;
+    /* The provider's answer may take long: the thread's scheduler is told
+     * (block.h), so that a slow provider holds no one else's work. */
+    ah_block_begin();
     r->rc = curl_easy_perform(h);
+    ah_block_end();
     if (r->rc != CURLE_OK) {
         /* The status line may have arrived before the transfer failed. */
         long st = 0;

@@ -16,11 +16,22 @@
  * slow provider or flood holds at most `share` workers, and other tenants'
  * lanes keep running on the rest.
  *
+ * A handler that blocks for long (waiting for a provider's answer, or
+ * before a retry) says so through block.h: meanwhile it counts neither
+ * toward its group's share nor toward the `workers` handlers that run at
+ * once, and when no worker is idle a spare thread is started (at most
+ * BUS_SPARES_MAX in all) to take the work that may now run. Its lane stays
+ * held (per-lane order holds). A tenant's handlers in flight, blocked or
+ * not, are at most BUS_BLOCKED_SHARES times its share, so one tenant's
+ * hung provider cannot take every spare thread.
+ *
  * One mutex guards the scheduler. Producers take it once per message, a
  * worker once per batch. Message nodes and lanes are recycled through
  * bounded free lists so that the steady state does not call malloc.
  */
 #include "bus.h"
+
+#include "block.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -42,6 +53,10 @@ enum {
     BUS_WORKERS_MAX = 1024,
     BUS_DEFAULT_TIMEOUT_MS = 30000,
     BUS_CORR_LEN = 8 + 1 + 16,
+    /* Threads started beside the workers while handlers block (block.h). */
+    BUS_SPARES_MAX = 64,
+    /* A tenant's handlers in flight, blocked ones included: this many shares. */
+    BUS_BLOCKED_SHARES = 4,
 };
 
 typedef enum bus_kind { BUS_ASYNC, BUS_SYNC, BUS_EVENT, BUS_RUN } bus_kind;
@@ -104,7 +119,8 @@ typedef struct bus_group {
     struct bus_group *hnext; /* hash chain, or free list */
     struct bus_group *rnext; /* run queue */
     bus_lane *lhead, *ltail; /* runnable lanes not held by a worker */
-    int held;                /* workers holding one of its lanes */
+    int held;                /* workers holding one of its lanes, not blocked */
+    int blocked;             /* handlers of its lanes blocked (block.h) */
     size_t nlanes;           /* lanes that point to it */
 } bus_group;
 
@@ -159,8 +175,13 @@ struct ah_bus {
     bus_sub *subs_tail; /* guarded by mu */
 
     char corr_prefix[9];
-    int nworkers;
+    int nworkers; /* handlers that run at once, blocked ones not counted */
+    int running;  /* handlers running and not blocked (mu) */
+    /* Workers, then spares: nworkers + BUS_SPARES_MAX slots, nthreads used
+     * (written under mu, read by on_worker without it). */
     pthread_t *threads;
+    atomic_int nthreads;
+    ah_block_hooks block_hooks;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -360,7 +381,9 @@ static void lane_remove(ah_bus *b, bus_lane *l)
  * share. Returns true when it went on. */
 static bool group_offer(ah_bus *b, bus_group *g)
 {
-    if (g->queued || g->lhead == NULL || (g->tenant && g->held >= b->share))
+    if (g->queued || g->lhead == NULL ||
+        (g->tenant && (g->held >= b->share ||
+                       g->held + g->blocked >= BUS_BLOCKED_SHARES * b->share)))
         return false;
     g->queued = true;
     g->rnext = NULL;
@@ -518,28 +541,95 @@ static void msg_clear(bus_msg *m)
     m->comp = NULL;
 }
 
+/* The group whose lane this thread's worker handles now (NULL between
+ * batches, and on every other thread), and whether its handler is blocked
+ * (block.h). */
+static _Thread_local bus_group *tl_group;
+static _Thread_local bool tl_blocked;
+
+static void *bus_worker(void *arg);
+
+/* Starts a spare thread for work that may run while handlers block; under
+ * mu. None while stopping (bus_stop joins the threads there are) or past
+ * BUS_SPARES_MAX; a failed start leaves the work to the threads there are. */
+static void spare_start(ah_bus *b)
+{
+    int n = atomic_load_explicit(&b->nthreads, memory_order_relaxed);
+    if (b->stopping || n >= b->nworkers + BUS_SPARES_MAX)
+        return;
+    if (pthread_create(&b->threads[n], NULL, bus_worker, b) == 0)
+        atomic_store_explicit(&b->nthreads, n + 1, memory_order_release);
+}
+
+/* block.h's hooks of a worker thread: its handler blocks, and goes on. */
+static void bus_block_begin(void *arg)
+{
+    ah_bus *b = arg;
+    bus_group *g = tl_group;
+    if (g == NULL)
+        return;
+    pthread_mutex_lock(&b->mu);
+    tl_blocked = true;
+    b->running--;
+    g->held--;
+    g->blocked++;
+    (void)group_offer(b, g); /* its other lanes, under its share again */
+    if (b->runq_head != NULL) {
+        if (b->idle > b->wakeups) {
+            b->wakeups++;
+            pthread_cond_signal(&b->work_cv);
+        } else {
+            spare_start(b);
+        }
+    }
+    pthread_mutex_unlock(&b->mu);
+}
+
+static void bus_block_end(void *arg)
+{
+    ah_bus *b = arg;
+    bus_group *g = tl_group;
+    if (g == NULL || !tl_blocked)
+        return;
+    pthread_mutex_lock(&b->mu);
+    tl_blocked = false;
+    /* Back among the running: for a while more than `workers` may run, and
+     * the group may hold more than its share; neither takes more work
+     * until it is under its limit again. */
+    b->running++;
+    g->blocked--;
+    g->held++;
+    pthread_mutex_unlock(&b->mu);
+}
+
 static void *bus_worker(void *arg)
 {
     (void)pthread_setname_np(pthread_self(), "ah-bus"); /* top -H, perf */
     ah_bus *b = arg;
+    ah_block_install(&b->block_hooks);
     pthread_mutex_lock(&b->mu);
     for (;;) {
-        if (b->runq_head == NULL) {
+        if (b->runq_head == NULL || b->running >= b->nworkers) {
             /* Lanes of groups at their share may still wait: the workers
              * that hold those groups take them when they come back. */
-            if (b->stopping)
+            if (b->stopping && b->runq_head == NULL) {
+                /* Threads asleep because `workers` handlers ran look again. */
+                pthread_cond_broadcast(&b->work_cv);
                 break;
-            /* Spin a little before sleeping: work usually arrives within
-             * microseconds on a busy bus. Spinning workers are not counted
-             * as idle, so senders do not signal them. */
-            pthread_mutex_unlock(&b->mu);
-            for (int i = 0; i < BUS_SPIN && atomic_load_explicit(&b->runnable,
-                                                                  memory_order_relaxed) == 0;
-                 i++)
-                bus_cpu_relax();
-            pthread_mutex_lock(&b->mu);
-            if (b->runq_head != NULL || b->stopping)
-                continue;
+            }
+            if (b->runq_head == NULL) {
+                /* Spin a little before sleeping: work usually arrives
+                 * within microseconds on a busy bus. Spinning workers are
+                 * not counted as idle, so senders do not signal them. */
+                pthread_mutex_unlock(&b->mu);
+                for (int i = 0; i < BUS_SPIN && atomic_load_explicit(&b->runnable,
+                                                                      memory_order_relaxed) == 0;
+                     i++)
+                    bus_cpu_relax();
+                pthread_mutex_lock(&b->mu);
+                if ((b->runq_head != NULL && b->running < b->nworkers) || b->stopping)
+                    continue;
+            }
             b->idle++;
             pthread_cond_wait(&b->work_cv, &b->mu);
             b->idle--;
@@ -548,11 +638,12 @@ static void *bus_worker(void *arg)
             continue;
         }
         bus_lane *l = runq_take(b);
+        b->running++;
         /* Work left on the run queue needs a worker of its own: a group
          * that a finishing worker put back under its share woke nobody, and
          * an idle worker must not sleep through it while every busy one
          * may be stuck on a slow provider. */
-        if (b->runq_head != NULL && b->idle > b->wakeups) {
+        if (b->runq_head != NULL && b->running < b->nworkers && b->idle > b->wakeups) {
             b->wakeups++;
             pthread_cond_signal(&b->work_cv);
         }
@@ -571,12 +662,15 @@ static void *bus_worker(void *arg)
         b->active += n;
         pthread_mutex_unlock(&b->mu);
 
+        tl_group = l->group;
         for (bus_msg *m = first; m != NULL; m = m->next) {
             bus_handle(b, m);
             msg_clear(m);
         }
+        tl_group = NULL;
 
         pthread_mutex_lock(&b->mu);
+        b->running--;
         if (b->nfree_msgs + n <= BUS_FREE_MSGS_MAX) {
             last->next = b->free_msgs;
             b->free_msgs = first;
@@ -603,6 +697,7 @@ static void *bus_worker(void *arg)
             pthread_cond_broadcast(&b->idle_cv);
     }
     pthread_mutex_unlock(&b->mu);
+    ah_block_install(NULL);
     return NULL;
 }
 
@@ -613,7 +708,8 @@ static void *bus_worker(void *arg)
 static bool on_worker(const ah_bus *b)
 {
     pthread_t self = pthread_self();
-    for (int i = 0; i < b->nworkers; i++)
+    int n = atomic_load_explicit(&((ah_bus *)b)->nthreads, memory_order_acquire);
+    for (int i = 0; i < n; i++)
         if (pthread_equal(self, b->threads[i]))
             return true;
     return false;
@@ -994,10 +1090,11 @@ static void bus_destroy(ah_bus *b)
 static void bus_stop(ah_bus *b)
 {
     pthread_mutex_lock(&b->mu);
-    b->stopping = true;
+    b->stopping = true; /* no spare starts from now on */
     pthread_cond_broadcast(&b->work_cv);
+    int n = atomic_load_explicit(&b->nthreads, memory_order_relaxed);
     pthread_mutex_unlock(&b->mu);
-    for (int i = 0; i < b->nworkers; i++)
+    for (int i = 0; i < n; i++)
         pthread_join(b->threads[i], NULL);
 }
 
@@ -1037,18 +1134,21 @@ ah_bus *ah_bus_new(const ah_bus_opts *opts)
     b->buckets = calloc(b->nbuckets, sizeof *b->buckets);
     b->ngbuckets = BUS_BUCKETS_MIN;
     b->gbuckets = calloc(b->ngbuckets, sizeof *b->gbuckets);
-    b->threads = calloc((size_t)opts->workers, sizeof *b->threads);
+    b->threads = calloc((size_t)opts->workers + BUS_SPARES_MAX, sizeof *b->threads);
+    b->block_hooks = (ah_block_hooks){bus_block_begin, bus_block_end, b};
+    atomic_init(&b->nthreads, 0);
     if (b->buckets == NULL || b->gbuckets == NULL || b->threads == NULL) {
         bus_destroy(b);
         return NULL;
     }
+    b->nworkers = opts->workers;
     for (int i = 0; i < opts->workers; i++) {
         if (pthread_create(&b->threads[i], NULL, bus_worker, b) != 0) {
             bus_stop(b);
             bus_destroy(b);
             return NULL;
         }
-        b->nworkers = i + 1;
+        atomic_store_explicit(&b->nthreads, i + 1, memory_order_release);
     }
     return b;
 }

@@ -15,6 +15,15 @@
  * (AH_BUS_NO_TENANT) make a lane that is a tenant of its own (one lane never
  * holds more than one worker, so they are not capped).
  *
+ * Blocking: a handler that says it blocks for long (base/block.h: the
+ * host's HTTP client does, around a provider's answer and a retry's sleep)
+ * counts meanwhile neither toward its tenant's share nor toward the
+ * `workers` handlers that run at once; when no worker is idle a spare
+ * thread takes the work that may then run. Its lane stays held (order
+ * holds). A tenant's handlers in flight, blocked ones included, are at
+ * most four times its share; spare threads at most 64, kept until the bus
+ * is freed.
+ *
  * The bus knows nothing about plugins: whoever creates it passes the handler
  * that serves requests (the router) and registers event subscribers.
  */

@@ -31,6 +31,7 @@
 #include "conns.h"
 #include "core.h"
 #include "daemon.h"
+#include "sim/sim.h"
 #include "support/harness.h"
 
 #define KEY_ACME "ahk_acme_key_0123456789"
@@ -74,13 +75,14 @@ static ah_core *open_core(const char *dir)
                  "[store]\nurl = %s\n"
                  "[sync]\ninterval_s = 0\n"
                  "[plugins]\ntemplate = %s/template.so\nfakeats = %s/fakeats.so\n"
-                 "tarpit = %s/tarpit.so\nerp = %s/erp.so\n%s",
-                 WORKERS, tenant_workers, store, plugins, fixtures, fixtures, plugins,
+                 "tarpit = %s/tarpit.so\nerp = %s/erp.so\nfixture_faulty = %s/faulty.so\n%s",
+                 WORKERS, tenant_workers, store, plugins, fixtures, fixtures, plugins, fixtures,
                  /* ctest check_fairness_in_process: every plugin in the daemon. */
                  in_process ? "[plugin.template]\nisolation = in_process\n"
                               "[plugin.fakeats]\nisolation = in_process\n"
                               "[plugin.tarpit]\nisolation = in_process\n"
                               "[plugin.erp]\nisolation = in_process\n"
+                              "[plugin.fixture_faulty]\nisolation = in_process\n"
                             : ""),
         0);
     ck_assert_int_eq(ah_t_write_file(path, text), 0);
@@ -918,6 +920,83 @@ START_TEST(test_configured_share)
 }
 END_TEST
 
+/* A provider that holds its answer until the test lets it go (GET /hold
+ * of a simulator with a thread per connection). */
+static atomic_int hold_arrived, hold_go;
+
+static void hold_handler(void *arg, const ah_sim_req *req, ah_sim_resp *resp)
+{
+    (void)arg;
+    (void)req;
+    atomic_fetch_add(&hold_arrived, 1);
+    for (int i = 0; i < 120000 && !atomic_load(&hold_go); i++)
+        usleep(1000);
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddBoolToObject(b, "held", 1);
+    ah_sim_json(resp, 200, b);
+}
+
+typedef struct holder {
+    char body[256];
+    long status;
+    char *out;
+} holder;
+
+static void *hold_main(void *arg)
+{
+    holder *h = arg;
+    h->status = http("POST", "/v1/bus/jobs.get", KEY_ACME, "slow", NULL, h->body, &h->out);
+    atomic_fetch_add(&answered, 1);
+    return NULL;
+}
+
+/* A call waiting for its provider's answer (the host's HTTP client: a slow
+ * provider, or a retry's sleep) holds no share of its tenant's workers:
+ * with acme's share at one worker, acme's call hangs on a provider that
+ * holds its answer, and meanwhile acme's own store reads and its other
+ * connection's calls are answered; then the provider answers and so does
+ * the call. (Before, acme's one share was the hanging call's until it
+ * ended.) */
+START_TEST(test_provider_wait_holds_no_share)
+{
+    atomic_store(&answered, 0);
+    atomic_store(&hold_arrived, 0);
+    atomic_store(&hold_go, 0);
+    ah_sim_opts so = {.thread_per_connection = true};
+    ah_sim *sim = ah_sim_new(&so);
+    ck_assert_ptr_nonnull(sim);
+    ck_assert_int_eq(ah_sim_route(sim, "GET", "/hold", hold_handler, NULL), 0);
+    ck_assert_int_eq(ah_sim_start(sim), 0);
+    add_conn(&F, F.acme, "fixture_faulty", "slow");
+    add_conn(&F, F.acme, "fixture_faulty", "other");
+    ck_assert_int_eq(ah_conns_reload(F.core), 0);
+
+    holder h = {0};
+    snprintf(h.body, sizeof h.body, "{\"do\":\"http\",\"url\":\"%s/hold\",\"timeout_ms\":600000}",
+             ah_sim_url(sim));
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, hold_main, &h), 0);
+    WAIT_FOR(atomic_load(&hold_arrived) == 1, "the call waiting for its provider");
+    char *out = NULL;
+    ck_assert_int_eq(http("GET", "/v1/jobs", KEY_ACME, NULL, NULL, NULL, &out), 200);
+    free(out);
+    out = NULL;
+    ck_assert_int_eq(http("POST", "/v1/bus/jobs.get", KEY_ACME, "other", NULL,
+                          "{\"do\":\"ok\"}", &out), 200);
+    free(out);
+    /* Both answered while the provider still held its answer. */
+    ck_assert_int_eq(atomic_load(&answered), 0);
+    ck_assert_int_eq(atomic_load(&hold_arrived), 1);
+    atomic_store(&hold_go, 1);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_int_eq(h.status, 200);
+    ck_assert_ptr_nonnull(h.out);
+    ck_assert_ptr_nonnull(strstr(h.out, "held"));
+    free(h.out);
+    ah_sim_stop(sim);
+}
+END_TEST
+
 static Suite *fairness_suite(void)
 {
     Suite *s = suite_create("fairness");
@@ -937,6 +1016,7 @@ static Suite *fairness_suite(void)
     tcase_add_checked_fixture(tc1, setup_share1, teardown);
     tcase_set_timeout(tc1, 240);
     tcase_add_test(tc1, test_configured_share);
+    tcase_add_test(tc1, test_provider_wait_holds_no_share);
     suite_add_tcase(s, tc1);
     return s;
 }

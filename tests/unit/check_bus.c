@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "block.h"
 #include "bus.h"
 
 /* State shared by the test handlers; one per test, never global. */
@@ -872,6 +873,143 @@ START_TEST(test_run_tenant)
 }
 END_TEST
 
+/* Work that blocks for long and says so (block.h), as a provider call or
+ * a retry's sleep does: it waits for the gate (10 s at most: a bus that
+ * never lets the opener run fails the test, *timed_out), then logs its i. */
+typedef struct block_item {
+    fx *f;
+    int i;
+    int tenant;     /* counted in running[] while blocked */
+    bool block;     /* wait for the gate; else open it */
+    int *log;
+    int *nlog;
+    bool *timed_out;
+} block_item;
+
+static void block_fn(void *arg)
+{
+    block_item *it = arg;
+    fx *f = it->f;
+    if (it->block)
+        ah_block_begin();
+    pthread_mutex_lock(&f->mu);
+    if (it->block) {
+        int t = it->tenant;
+        if (++f->running[t] > f->most[t])
+            f->most[t] = f->running[t];
+        pthread_cond_broadcast(&f->cv);
+        if (!wait_flag(f, &f->gate_open) && it->timed_out != NULL)
+            *it->timed_out = true;
+        f->running[t]--;
+    } else {
+        f->gate_open = true;
+        pthread_cond_broadcast(&f->cv);
+    }
+    if (it->log != NULL)
+        it->log[(*it->nlog)++] = it->i;
+    pthread_mutex_unlock(&f->mu);
+    if (it->block)
+        ah_block_end();
+    free(it);
+}
+
+static void block_run(ah_bus *b, fx *f, int tenant, uint64_t lane, int i, bool block, int *log,
+                      int *nlog, bool *timed_out)
+{
+    block_item *it = calloc(1, sizeof *it);
+    ck_assert_ptr_nonnull(it);
+    *it = (block_item){f, i, tenant, block, log, nlog, timed_out};
+    ck_assert_int_eq(ah_bus_run_tenant(b, (uint64_t)tenant, lane, "work", block_fn, it), 0);
+}
+
+/* A handler blocked on a provider (block.h) gives its tenant's share back:
+ * with two workers (a share of one), the same tenant's other lane runs
+ * meanwhile (here, the one that lets it go on), and the blocked lane's
+ * next message still waits for it (per-lane order). */
+START_TEST(test_blocked_work_frees_share)
+{
+    fx f;
+    fx_init(&f);
+    ah_bus *b = bus_make(&f, 2, 0, handler);
+    int log[8], nlog = 0;
+    bool timed_out = false;
+    block_run(b, &f, 1, 1, 1, true, log, &nlog, &timed_out);
+    pthread_mutex_lock(&f.mu);
+    ck_assert(wait_running(&f, 1, 1));
+    pthread_mutex_unlock(&f.mu);
+    block_run(b, &f, 1, 1, 2, false, log, &nlog, NULL); /* behind it on its lane */
+    block_run(b, &f, 1, 2, 3, false, log, &nlog, NULL); /* the opener, another lane */
+    ah_bus_drain(b);
+    ck_assert(!timed_out);
+    ck_assert_int_eq(nlog, 3);
+    ck_assert_int_eq(log[0], 3);
+    ck_assert_int_eq(log[1], 1);
+    ck_assert_int_eq(log[2], 2);
+    ah_bus_free(b);
+    fx_destroy(&f);
+}
+END_TEST
+
+/* With every worker's handler blocked, a spare thread serves the rest: two
+ * of tenant 1's lanes blocked on two workers, tenant 2 is still answered. */
+START_TEST(test_blocked_work_starts_spares)
+{
+    fx f;
+    fx_init(&f);
+    ah_bus *b = bus_make(&f, 2, 0, handler);
+    bool timed_out = false;
+    block_run(b, &f, 1, 1, 1, true, NULL, NULL, &timed_out);
+    block_run(b, &f, 1, 2, 2, true, NULL, NULL, &timed_out);
+    pthread_mutex_lock(&f.mu);
+    ck_assert(wait_running(&f, 1, 2));
+    pthread_mutex_unlock(&f.mu);
+    ah_reply r;
+    ck_assert_int_eq(ah_bus_request_tenant(b, 2, 100, NULL, "echo", NULL, 0, &r), 0);
+    ck_assert(r.ok);
+    ah_reply_free(&r);
+    block_run(b, &f, 2, 101, 3, false, NULL, NULL, NULL);
+    ah_bus_drain(b);
+    ck_assert(!timed_out);
+    ck_assert_int_eq(f.most[1], 2);
+    ah_bus_free(b);
+    fx_destroy(&f);
+}
+END_TEST
+
+/* A tenant's handlers in flight, blocked or not, are at most four shares:
+ * six blocked lanes of tenant 1 (a share of one), four run; tenant 2 is
+ * served meanwhile; the other two run when the first ones end. */
+START_TEST(test_blocked_work_capped)
+{
+    fx f;
+    fx_init(&f);
+    ah_bus *b = bus_make(&f, 2, 0, handler);
+    bool timed_out = false;
+    for (uint64_t lane = 1; lane <= 6; lane++)
+        block_run(b, &f, 1, lane, (int)lane, true, NULL, NULL, &timed_out);
+    pthread_mutex_lock(&f.mu);
+    ck_assert(wait_running(&f, 1, 4));
+    pthread_mutex_unlock(&f.mu);
+    ah_reply r;
+    ck_assert_int_eq(ah_bus_request_tenant(b, 2, 100, NULL, "echo", NULL, 0, &r), 0);
+    ck_assert(r.ok);
+    ah_reply_free(&r);
+    pthread_mutex_lock(&f.mu);
+    ck_assert_int_eq(f.running[1], 4);
+    f.gate_open = true;
+    pthread_cond_broadcast(&f.cv);
+    pthread_mutex_unlock(&f.mu);
+    ah_bus_drain(b);
+    ck_assert(!timed_out);
+    ck_assert_int_eq(f.most[1], 4);
+    /* Outside a bus worker, telling does nothing. */
+    ah_block_begin();
+    ah_block_end();
+    ah_bus_free(b);
+    fx_destroy(&f);
+}
+END_TEST
+
 static Suite *bus_suite(void)
 {
     Suite *s = suite_create("bus");
@@ -896,6 +1034,9 @@ static Suite *bus_suite(void)
     tcase_add_test(tc, test_tenant_share_two_workers);
     tcase_add_test(tc, test_tenants_take_turns);
     tcase_add_test(tc, test_run_tenant);
+    tcase_add_test(tc, test_blocked_work_frees_share);
+    tcase_add_test(tc, test_blocked_work_starts_spares);
+    tcase_add_test(tc, test_blocked_work_capped);
     suite_add_tcase(s, tc);
     return s;
 }
