@@ -177,6 +177,7 @@ struct ah_bus {
     char corr_prefix[9];
     int nworkers; /* handlers that run at once, blocked ones not counted */
     int running;  /* handlers running and not blocked (mu) */
+    int inbatch;  /* threads handling a batch, blocked or not (mu) */
     /* Workers, then spares: nworkers + BUS_SPARES_MAX slots, nthreads used
      * (written under mu, read by on_worker without it). */
     pthread_t *threads;
@@ -561,6 +562,15 @@ static void spare_start(ah_bus *b)
         atomic_store_explicit(&b->nthreads, n + 1, memory_order_release);
 }
 
+/* Work that may run now and no thread to take it (every one is in a
+ * handler, and fewer than `workers` of those run): a spare. Under mu. */
+static void spare_if_needed(ah_bus *b)
+{
+    if (b->runq_head != NULL && b->running < b->nworkers &&
+        b->inbatch >= atomic_load_explicit(&b->nthreads, memory_order_relaxed))
+        spare_start(b);
+}
+
 /* block.h's hooks of a worker thread: its handler blocks, and goes on. */
 static void bus_block_begin(void *arg)
 {
@@ -579,7 +589,7 @@ static void bus_block_begin(void *arg)
             b->wakeups++;
             pthread_cond_signal(&b->work_cv);
         } else {
-            spare_start(b);
+            spare_if_needed(b);
         }
     }
     pthread_mutex_unlock(&b->mu);
@@ -639,6 +649,7 @@ static void *bus_worker(void *arg)
         }
         bus_lane *l = runq_take(b);
         b->running++;
+        b->inbatch++;
         /* Work left on the run queue needs a worker of its own: a group
          * that a finishing worker put back under its share woke nobody, and
          * an idle worker must not sleep through it while every busy one
@@ -671,6 +682,7 @@ static void *bus_worker(void *arg)
 
         pthread_mutex_lock(&b->mu);
         b->running--;
+        b->inbatch--;
         if (b->nfree_msgs + n <= BUS_FREE_MSGS_MAX) {
             last->next = b->free_msgs;
             b->free_msgs = first;
@@ -804,6 +816,8 @@ static const char *bus_enqueue(ah_bus *b, bus_kind kind, uint64_t tenant, uint64
         if (b->idle > b->wakeups) {
             b->wakeups++;
             wake = true;
+        } else {
+            spare_if_needed(b); /* the workers' handlers are blocked */
         }
     }
     pthread_mutex_unlock(&b->mu);
