@@ -677,6 +677,26 @@ static bool wait_running(fx *f, int t, int n)
     return f->running[t] >= n;
 }
 
+/* Tenant t runs n held handlers; tenant 2 is answered meanwhile (a
+ * synchronous request: it would time out with every worker taken) and t
+ * still runs n; then the gate opens and the bus drains. */
+static void served_beside_held(fx *f, ah_bus *b, int t, int n)
+{
+    pthread_mutex_lock(&f->mu);
+    ck_assert(wait_running(f, t, n));
+    pthread_mutex_unlock(&f->mu);
+    ah_reply r;
+    ck_assert_int_eq(ah_bus_request_tenant(b, 2, 100, NULL, "echo", NULL, 0, &r), 0);
+    ck_assert(r.ok);
+    ah_reply_free(&r);
+    pthread_mutex_lock(&f->mu);
+    ck_assert_int_eq(f->running[t], n);
+    f->gate_open = true;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+    ah_bus_drain(b);
+}
+
 /* One tenant with many blocked lanes holds `share` workers, no more: the
  * other tenants' lanes run meanwhile, and the held-back lanes run once the
  * first ones finish. */
@@ -850,19 +870,7 @@ START_TEST(test_run_tenant)
         *it = (run_item){.f = &f, .tenant = 1};
         ck_assert_int_eq(ah_bus_run_tenant(b, 1, lane, "work", run_fn, it), 0);
     }
-    pthread_mutex_lock(&f.mu);
-    ck_assert(wait_running(&f, 1, 2));
-    pthread_mutex_unlock(&f.mu);
-    ah_reply r;
-    ck_assert_int_eq(ah_bus_request_tenant(b, 2, 100, NULL, "echo", NULL, 0, &r), 0);
-    ck_assert(r.ok);
-    ah_reply_free(&r);
-    pthread_mutex_lock(&f.mu);
-    ck_assert_int_eq(f.running[1], 2);
-    f.gate_open = true;
-    pthread_cond_broadcast(&f.cv);
-    pthread_mutex_unlock(&f.mu);
-    ah_bus_drain(b);
+    served_beside_held(&f, b, 1, 2);
     ck_assert_int_eq(f.most[1], 2);
 
     /* Refused without a bus or a function (nothing runs). */
@@ -960,15 +968,7 @@ START_TEST(test_blocked_work_starts_spares)
     bool timed_out = false;
     block_run(b, &f, 1, 1, 1, true, NULL, NULL, &timed_out);
     block_run(b, &f, 1, 2, 2, true, NULL, NULL, &timed_out);
-    pthread_mutex_lock(&f.mu);
-    ck_assert(wait_running(&f, 1, 2));
-    pthread_mutex_unlock(&f.mu);
-    ah_reply r;
-    ck_assert_int_eq(ah_bus_request_tenant(b, 2, 100, NULL, "echo", NULL, 0, &r), 0);
-    ck_assert(r.ok);
-    ah_reply_free(&r);
-    block_run(b, &f, 2, 101, 3, false, NULL, NULL, NULL);
-    ah_bus_drain(b);
+    served_beside_held(&f, b, 1, 2);
     ck_assert(!timed_out);
     ck_assert_int_eq(f.most[1], 2);
     ah_bus_free(b);
@@ -987,19 +987,7 @@ START_TEST(test_blocked_work_capped)
     bool timed_out = false;
     for (uint64_t lane = 1; lane <= 6; lane++)
         block_run(b, &f, 1, lane, (int)lane, true, NULL, NULL, &timed_out);
-    pthread_mutex_lock(&f.mu);
-    ck_assert(wait_running(&f, 1, 4));
-    pthread_mutex_unlock(&f.mu);
-    ah_reply r;
-    ck_assert_int_eq(ah_bus_request_tenant(b, 2, 100, NULL, "echo", NULL, 0, &r), 0);
-    ck_assert(r.ok);
-    ah_reply_free(&r);
-    pthread_mutex_lock(&f.mu);
-    ck_assert_int_eq(f.running[1], 4);
-    f.gate_open = true;
-    pthread_cond_broadcast(&f.cv);
-    pthread_mutex_unlock(&f.mu);
-    ah_bus_drain(b);
+    served_beside_held(&f, b, 1, 4);
     ck_assert(!timed_out);
     ck_assert_int_eq(f.most[1], 4);
     /* Outside a bus worker, telling does nothing. */
