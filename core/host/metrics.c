@@ -564,6 +564,15 @@ char *ah_metrics_render(ah_core *core)
     fprintf(f, "# HELP atshub_bus_queue_depth Bus messages queued or running\n"
                "# TYPE atshub_bus_queue_depth gauge\natshub_bus_queue_depth %zu\n",
             core->bus != NULL ? (size_t)ah_bus_depth(core->bus) : (size_t)0);
+    int blocked = 0, threads = 0;
+    ah_bus_stats(core->bus, &blocked, &threads);
+    fprintf(f, "# HELP atshub_bus_calls_waiting Bus calls waiting for a provider's answer or "
+               "before a retry (they hold no share of their tenant's workers)\n"
+               "# TYPE atshub_bus_calls_waiting gauge\natshub_bus_calls_waiting %d\n"
+               "# HELP atshub_bus_threads Bus threads started: the workers, and the spares "
+               "started while calls wait\n"
+               "# TYPE atshub_bus_threads gauge\natshub_bus_threads %d\n",
+            blocked, threads);
     fprintf(f, "# HELP atshub_http_inflight Requests being handled on the API listener\n"
                "# TYPE atshub_http_inflight gauge\natshub_http_inflight %ld\n",
             ah_httpd_inflight(core->httpd));

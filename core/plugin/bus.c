@@ -178,6 +178,7 @@ struct ah_bus {
     int nworkers; /* handlers that run at once, blocked ones not counted */
     int running;  /* handlers running and not blocked (mu) */
     int inbatch;  /* threads handling a batch, blocked or not (mu) */
+    int blocked;  /* handlers blocked (block.h) (mu) */
     /* Workers, then spares: nworkers + BUS_SPARES_MAX slots, nthreads used
      * (written under mu, read by on_worker without it). */
     pthread_t *threads;
@@ -580,6 +581,7 @@ static void bus_block_begin(void *arg)
         return;
     pthread_mutex_lock(&b->mu);
     tl_blocked = true;
+    b->blocked++;
     b->running--;
     g->held--;
     g->blocked++;
@@ -603,6 +605,7 @@ static void bus_block_end(void *arg)
         return;
     pthread_mutex_lock(&b->mu);
     tl_blocked = false;
+    b->blocked--;
     /* Back among the running: for a while more than `workers` may run, and
      * the group may hold more than its share; neither takes more work
      * until it is under its limit again. */
@@ -1040,6 +1043,17 @@ unsigned long ah_bus_depth(ah_bus *bus)
     unsigned long n = bus->queued + bus->active;
     pthread_mutex_unlock(&bus->mu);
     return n;
+}
+
+void ah_bus_stats(ah_bus *bus, int *blocked, int *threads)
+{
+    *blocked = *threads = 0;
+    if (bus == NULL)
+        return;
+    pthread_mutex_lock(&bus->mu);
+    *blocked = bus->blocked;
+    *threads = atomic_load_explicit(&bus->nthreads, memory_order_relaxed);
+    pthread_mutex_unlock(&bus->mu);
 }
 
 static void corr_prefix_init(ah_bus *b)

@@ -141,6 +141,9 @@ void ah_bus_drain(ah_bus *bus);
 
 /** Messages queued and not yet handled (metrics). */
 unsigned long ah_bus_depth(ah_bus *bus);
+/** Handlers blocked now (see Blocking above), and the threads started,
+ *  workers and spares (metrics). */
+void ah_bus_stats(ah_bus *bus, int *blocked, int *threads);
 
 /*
  * Details of the contract above (bus.c):

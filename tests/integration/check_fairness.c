@@ -31,6 +31,7 @@
 #include "conns.h"
 #include "core.h"
 #include "daemon.h"
+#include "metrics.h"
 #include "sim/sim.h"
 #include "support/harness.h"
 
@@ -987,6 +988,12 @@ START_TEST(test_provider_wait_holds_no_share)
     /* Both answered while the provider still held its answer. */
     ck_assert_int_eq(atomic_load(&answered), 0);
     ck_assert_int_eq(atomic_load(&hold_arrived), 1);
+    /* Operators see the waiting call (/metrics). */
+    char *m = ah_metrics_render(F.core);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_ptr_nonnull(strstr(m, "\natshub_bus_calls_waiting 1\n"));
+    ck_assert_ptr_nonnull(strstr(m, "\natshub_bus_threads "));
+    free(m);
     atomic_store(&hold_go, 1);
     ck_assert_int_eq(pthread_join(th, NULL), 0);
     ck_assert_int_eq(h.status, 200);
