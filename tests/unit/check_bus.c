@@ -958,43 +958,41 @@ START_TEST(test_blocked_work_frees_share)
 }
 END_TEST
 
-/* With every worker's handler blocked, a spare thread serves the rest: two
- * of tenant 1's lanes blocked on two workers, tenant 2 is still answered. */
-START_TEST(test_blocked_work_starts_spares)
+/* Tenant 1 (a share of one of two workers) sends `lanes` lanes of blocked
+ * work: `expect` of them run at once, tenant 2 is answered meanwhile, and
+ * every one ends once the gate opens. */
+static void check_blocked(uint64_t lanes, int expect)
 {
     fx f;
     fx_init(&f);
     ah_bus *b = bus_make(&f, 2, 0, handler);
     bool timed_out = false;
-    block_run(b, &f, 1, 1, 1, true, NULL, NULL, &timed_out);
-    block_run(b, &f, 1, 2, 2, true, NULL, NULL, &timed_out);
-    served_beside_held(&f, b, 1, 2);
+    for (uint64_t lane = 1; lane <= lanes; lane++)
+        block_run(b, &f, 1, lane, (int)lane, true, NULL, NULL, &timed_out);
+    served_beside_held(&f, b, 1, expect);
     ck_assert(!timed_out);
-    ck_assert_int_eq(f.most[1], 2);
+    ck_assert_int_eq(f.most[1], expect);
     ah_bus_free(b);
     fx_destroy(&f);
+}
+
+/* With every worker's handler blocked, a spare thread serves the rest: two
+ * of tenant 1's lanes blocked on the two workers, tenant 2 is still
+ * answered. */
+START_TEST(test_blocked_work_starts_spares)
+{
+    check_blocked(2, 2);
 }
 END_TEST
 
 /* A tenant's handlers in flight, blocked or not, are at most four shares:
- * six blocked lanes of tenant 1 (a share of one), four run; tenant 2 is
- * served meanwhile; the other two run when the first ones end. */
+ * of six blocked lanes of tenant 1, four run; the other two run when the
+ * first ones end. Outside a bus worker, telling does nothing. */
 START_TEST(test_blocked_work_capped)
 {
-    fx f;
-    fx_init(&f);
-    ah_bus *b = bus_make(&f, 2, 0, handler);
-    bool timed_out = false;
-    for (uint64_t lane = 1; lane <= 6; lane++)
-        block_run(b, &f, 1, lane, (int)lane, true, NULL, NULL, &timed_out);
-    served_beside_held(&f, b, 1, 4);
-    ck_assert(!timed_out);
-    ck_assert_int_eq(f.most[1], 4);
-    /* Outside a bus worker, telling does nothing. */
+    check_blocked(6, 4);
     ah_block_begin();
     ah_block_end();
-    ah_bus_free(b);
-    fx_destroy(&f);
 }
 END_TEST
 
