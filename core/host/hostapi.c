@@ -924,7 +924,8 @@ static ah_result numbered_make(ah_call *call, const ah_store_op *op, int64_t num
 {
     memset(nb, 0, sizeof *nb);
     const ah_record *rec = op->rec;
-    if (asprintf(&nb->rid, "%s%0*lld", rec->remote_id, (int)op->number_width, (long long)number) < 0) {
+    if (asprintf(&nb->rid, "%s%0*lld", rec->remote_id, (int)op->number_width,
+                 (long long)number) < 0) {
         nb->rid = NULL;
         return host_fail(call, AH_E_INTERNAL, 500, "out of memory");
     }

@@ -3902,7 +3902,7 @@ START_TEST(test_pg_sequence_next_then_put)
     ck_assert_int_eq(s->ops->group_commit(s), AH_STORE_OK);
     ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM records WHERE remote_id = 'J-0007' "
                                  "AND raw = '{\"old\":1}'"), 1);
-    /* Outside a scope: the pair alone (no savepoint to undo a try with). */
+    /* Outside a scope: the pair alone (the try is for a scope's writes, store.h). */
     ck_assert_int_eq(s->ops->sequence_next_then_put(s, t, "title_e", "job", c, make_job, &m, &v,
                                                     &w, &put, &res, &id),
                      AH_STORE_OK);

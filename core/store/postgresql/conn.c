@@ -183,8 +183,8 @@ enum { SENT_PEND, SENT_PREPARE, SENT_FINAL };
  * PGRES_PIPELINE_ABORTED). A deferred data statement not yet prepared on
  * this session is prepared in the same pipeline. The queue is empty
  * afterwards, whatever happened. */
-static void pipeline_k(ah_pg_store *s, const char *name, const char *sql, const ah_pg_params *ps, int k, PGresult **out,
-                       bool *pend_ok)
+static void pipeline_k(ah_pg_store *s, const char *name, const char *sql, const ah_pg_params *ps,
+                       int k, PGresult **out, bool *pend_ok)
 {
     ah_pg_pend pend[AH_PG_MAXPEND];
     int npend = s->npend;
@@ -241,8 +241,8 @@ static void pipeline_k(ah_pg_store *s, const char *name, const char *sql, const 
     for (int i = 0; i < k && sent; i++) {
         if (name != NULL) {
             const ah_pg_params *p = ps != NULL ? &ps[i] : NULL;
-            sent = PQsendQueryPrepared(s->db, name, p != NULL ? p->n : 0,
-                                       p != NULL ? p->v : NULL, NULL, NULL, 0) == 1;
+            sent = PQsendQueryPrepared(s->db, name, p != NULL ? p->n : 0, p != NULL ? p->v : NULL,
+                                       NULL, NULL, 0) == 1;
         } else {
             sent = PQsendQueryParams(s->db, sql, 0, NULL, NULL, NULL, NULL, 0) == 1;
         }
@@ -508,50 +508,6 @@ PGresult *ah_pg_run_bare(ah_pg_store *s, const char *name, bool *prepared, const
     return run_stmt(s, name, prepared, sql, p, what, rc, false);
 }
 
-/* Prepares statement `name` on this session unless it is already. */
-static bool prepare_once(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
-                         const char *what)
-{
-    if (*prepared)
-        return true;
-    (void)ah_pg_flush(s); /* its failure fails the statements below */
-    s->round_trips++;
-    PGresult *r = PQprepare(s->db, name, sql, 0, NULL);
-    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (!ok)
-        ah_pg_log_res(s, r, what);
-    PQclear(r);
-    *prepared = ok;
-    return ok;
-}
-
-/* pipeline_k of k runs of prepared statement name, their failures
- * mapped as ah_pg_run maps them: on AH_STORE_OK out[0..k-1] hold the
- * results, otherwise none (cleared). */
-static int run_finals(ah_pg_store *s, const char *name, const ah_pg_params *ps, int k,
-                      PGresult **out, const char *what)
-{
-    bool pend_ok;
-    pipeline_k(s, name, NULL, ps, k, out, &pend_ok);
-    int rc = AH_STORE_OK;
-    for (int i = 0; i < k && rc == AH_STORE_OK; i++) {
-        ExecStatusType st = PQresultStatus(out[i]);
-        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-            rc = out[i] == NULL ? AH_STORE_ERR : map_error(s, out[i], what);
-    }
-    if (rc == AH_STORE_OK && !pend_ok)
-        rc = AH_STORE_ERR;
-    if (rc != AH_STORE_OK) {
-        for (int i = 0; i < k; i++) {
-            PQclear(out[i]);
-            out[i] = NULL;
-        }
-        if (PQstatus(s->db) == CONNECTION_BAD)
-            forget_prepared(s);
-    }
-    return rc;
-}
-
 int ah_pg_run_many(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
                    const ah_pg_params *ps, int k, PGresult **out, const char *what)
 {
@@ -562,18 +518,39 @@ int ah_pg_run_many(ah_pg_store *s, const char *name, bool *prepared, const char 
     if (k == 0)
         return AH_STORE_OK;
     ensure_conn(s);
-    if (!prepare_once(s, name, prepared, sql, what))
-        return AH_STORE_ERR;
+    if (!*prepared) {
+        (void)ah_pg_flush(s); /* its failure fails the statements below */
+        s->round_trips++;
+        PGresult *r = PQprepare(s->db, name, sql, 0, NULL);
+        bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        if (!ok)
+            ah_pg_log_res(s, r, what);
+        PQclear(r);
+        if (!ok)
+            return AH_STORE_ERR;
+        *prepared = true;
+    }
     int rc = AH_STORE_OK;
     for (int at = 0; at < k && rc == AH_STORE_OK; at += AH_PG_BATCH) {
         int m = k - at < AH_PG_BATCH ? k - at : AH_PG_BATCH;
-        rc = run_finals(s, name, ps + at, m, out + at, what);
+        bool pend_ok;
+        pipeline_k(s, name, NULL, ps + at, m, out + at, &pend_ok);
+        for (int i = at; i < at + m && rc == AH_STORE_OK; i++) {
+            ExecStatusType st = PQresultStatus(out[i]);
+            if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+                rc = out[i] == NULL ? AH_STORE_ERR : map_error(s, out[i], what);
+        }
+        if (rc == AH_STORE_OK && !pend_ok)
+            rc = AH_STORE_ERR;
     }
-    if (rc != AH_STORE_OK)
+    if (rc != AH_STORE_OK) {
         for (int i = 0; i < k; i++) {
-            PQclear(out[i]); /* the batches before the failed one */
+            PQclear(out[i]);
             out[i] = NULL;
         }
+        if (PQstatus(s->db) == CONNECTION_BAD)
+            forget_prepared(s);
+    }
     return rc;
 }
 

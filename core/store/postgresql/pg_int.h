@@ -346,7 +346,7 @@ int ah_pg_delete_batched(ah_pg_store *s, const char *name, bool *prepared, const
                          const char *const *texts, int ntexts, const char *what,
                          int64_t *n_out);
 #define AH_PG_DELETE_BATCHED(s, id, texts, ntexts, what, n_out)                          \
-    ah_pg_delete_batched((s), AH_PG_QNAME(id), &(s)->prepared[(id)], q_sql[(id)], (texts),    \
+    ah_pg_delete_batched((s), AH_PG_QNAME(id), &(s)->prepared[(id)], q_sql[(id)], (texts), \
                          (ntexts), (what), (n_out))
 /** As ah_pg_exec: AH_STORE_NOT_FOUND when no row changed. */
 int ah_pg_exec_change(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
@@ -387,7 +387,8 @@ int ah_pg_defer_exec(ah_pg_store *s, const char *name, bool *prepared, const cha
 int ah_pg_run_many(ah_pg_store *s, const char *name, bool *prepared, const char *sql,
                    const ah_pg_params *ps, int k, PGresult **out, const char *what);
 #define AH_PG_RUN_MANY(s, id, ps, k, out, what)                                         \
-    ah_pg_run_many((s), AH_PG_QNAME(id), &(s)->prepared[(id)], q_sql[(id)], (ps), (k), (out), (what))
+    ah_pg_run_many((s), AH_PG_QNAME(id), &(s)->prepared[(id)], q_sql[(id)], (ps), (k), (out), \
+                   (what))
 /** Sends what ah_pg_defer queued, alone; AH_STORE_ERR when one failed. */
 int ah_pg_flush(ah_pg_store *s);
 /** Ends the scope's transaction: COMMIT (commit true) or ROLLBACK. */

@@ -357,9 +357,9 @@ int ah_pg_sequence_next_then_put(ah_store *st, int64_t tenant_id, const char *na
         *id_out = NULL;
     ah_pg_lock(s);
     int64_t last = 0;
-    /* Inside a scope only: its savepoint is what undoes a wrong guess. Not
-     * while the test hook that fails records_upsert is armed: the record
-     * goes through records_upsert then. */
+    /* Inside a scope only, as store.h says (a route's writes, where a
+     * create is). Not while the test hook that fails records_upsert is
+     * armed: the record goes through records_upsert then. */
     if (s->scope_depth > 0 && !s->sp_active && make != NULL && s->fail_after < 0 &&
         ah_pg_seq_pair_fits(name, then_name) && ah_pg_seq_last(s, tenant_id, then_name, &last)) {
         int tried = pair_put_try(s, tenant_id, name, then_name, last + 1, connection_id, make,
