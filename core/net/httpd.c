@@ -1675,7 +1675,9 @@ static ex_vals *copy_values(struct MHD_Connection *conn)
 
 ah_ex_pending *ah_ex_detach(ah_http_exchange *ex)
 {
-    if (ex == NULL || !ex->in_handler || ex->pending != NULL || ex->status != 0)
+    /* detached first: once detached, in_handler is the server thread's
+     * alone (it may still be clearing it) and not to be read here. */
+    if (ex == NULL || ex->detached || !ex->in_handler || ex->pending != NULL || ex->status != 0)
         return NULL;
     ex_vals *vs = copy_values(ex->conn);
     if (vs == NULL)
@@ -2007,14 +2009,16 @@ static void finish_request(ah_httpd *h, ah_http_exchange *ex)
     if (h->before != NULL) {
         ex->in_handler = true; /* the hook may detach the exchange */
         bool answered = h->before(h->hooks_arg, ex);
-        ex->in_handler = false;
         if (ex->pending != NULL) {
             /* Detached by the hook: its owner runs the handler
              * (ah_ex_call_route) and does the after hook's part; the
-             * route stays referenced until the answer. */
+             * route stays referenced until the answer. From here this
+             * thread touches only the fields no other thread does
+             * (pending, hook_detached): in_handler stays as it was. */
             ex->hook_detached = true;
             return;
         }
+        ex->in_handler = false;
         if (answered) {
             finish_route(h, ex, false);
             return;
@@ -2022,11 +2026,14 @@ static void finish_request(ah_httpd *h, ah_http_exchange *ex)
     }
     ex->in_handler = true;
     r->fn(r->arg, ex);
-    ex->in_handler = false;
-    if (ex->pending == NULL)
+    if (ex->pending == NULL) {
+        ex->in_handler = false;
         finish_route(h, ex, true);
-    /* else suspended: finish_route runs once the completion's answer is
-     * queued, so that the after hook sees the final answer. */
+    }
+    /* else suspended (perhaps detached, another thread's now: as after
+     * the hook, in_handler is left alone): finish_route runs once the
+     * completion's answer is queued, so that the after hook sees the
+     * final answer. */
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
