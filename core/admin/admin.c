@@ -903,8 +903,7 @@ int ah_admin_start(ah_core *core, char *err, size_t errlen)
         ah_httpd_opts o = {.threads = 1, .use_listen_fd = true, .listen_fd = fd,
                            .on_done = ah_metrics_admin_http_done, .on_done_arg = core->metrics};
         a->unix_h = ah_httpd_new(&o, err, errlen); /* owns fd from here on */
-        if (a->unix_h == NULL || register_routes(a->unix_h, &a->unix_ctx) != 0 ||
-            ah_httpd_start(a->unix_h, err, errlen) != 0) {
+        if (a->unix_h == NULL || register_routes(a->unix_h, &a->unix_ctx) != 0) {
             if (a->unix_h != NULL && err[0] == '\0')
                 snprintf(err, errlen, "cannot register the admin routes");
             return -1;
@@ -932,8 +931,13 @@ int ah_admin_start(ah_core *core, char *err, size_t errlen)
                "console at /console/ (atshub console prints a login link)",
                core->cfg.admin_host, (unsigned)ah_httpd_port(a->tcp_h));
     }
-    if (a->sock_path[0] != '\0')
+    /* The socket serves last: its handlers read a->tcp_h (the console's
+     * login link), which must be complete before any of them runs. */
+    if (a->unix_h != NULL) {
+        if (ah_httpd_start(a->unix_h, err, errlen) != 0)
+            return -1;
         ah_log(&core->log, AH_LOG_INFO, "admin", "admin API on unix:%s", a->sock_path);
+    }
     return 0;
 }
 

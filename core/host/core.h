@@ -115,7 +115,9 @@ struct ah_core {
     pthread_mutex_t tick_lock;
     pthread_cond_t tick_cond;
     bool stopping;
-    int64_t seen_data_version;
+    /* Written by whoever reloads (under the reload lock), read by the
+     * ticker without it. */
+    _Atomic int64_t seen_data_version;
 
     struct ah_metrics *metrics;     /* counters for /metrics (metrics.c) */
     struct ah_ratelimit *ratelimit; /* outbound rate budgets per connection (ratelimit.c) */
