@@ -96,6 +96,25 @@ static _Thread_local struct ah_http_exchange *tl_route_ex;
 static _Thread_local child_call *g_extra[ROUTE_EXTRA_MAX];
 static _Thread_local int g_nextra;
 
+/* AddressSanitizer and ThreadSanitizer (test builds) reserve terabytes of
+ * address space for their shadow memory: under them the memory limit
+ * cannot be an RLIMIT_AS, and the address space is no measure of use. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define AH_SHADOW_MEMORY 1
+#endif
+
+#if defined(__SANITIZE_THREAD__)
+/* Under ThreadSanitizer (test builds): this process ends with _exit while
+ * its pool's threads may still run (the daemon gone, a plugin's fault), by
+ * design; ThreadSanitizer's _exit would report each as a leak and change
+ * the exit status the daemon reads. Races are still reported. */
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void)
+{
+    return "report_thread_leaks=0";
+}
+#endif
+
 #if defined(__SANITIZE_ADDRESS__)
 /* Under AddressSanitizer (test builds) a plugin's fault must still end
  * this process with its own signal, as it does in production, so that the
@@ -145,9 +164,8 @@ static uint64_t vm_size(void)
  * the limit, tell the daemon it was memory, then die of the same signal. */
 static void on_fault(int sig)
 {
-#if defined(__SANITIZE_ADDRESS__)
-    /* No RLIMIT_AS under AddressSanitizer, whose shadow memory makes the
-     * address space useless as a measure. */
+#if defined(AH_SHADOW_MEMORY)
+    /* No RLIMIT_AS under a sanitizer's shadow memory (AH_SHADOW_MEMORY). */
     bool near_limit = false;
     (void)vm_size;
 #else
@@ -1810,9 +1828,7 @@ int main(int argc, char **argv)
     for (int fd = 3; fd < (g_fd > plugin_fd ? g_fd : plugin_fd); fd++)
         if (fd != g_fd && fd != plugin_fd)
             close(fd);
-#if !defined(__SANITIZE_ADDRESS__)
-    /* (AddressSanitizer reserves terabytes of address space: under it
-     * the limit cannot be an RLIMIT_AS.) */
+#if !defined(AH_SHADOW_MEMORY)
     if (g_memory_max > 0) {
         /* glibc gives each thread that allocates an arena of its own, each
          * reserving 64 MiB of address space: with several calls in flight
@@ -1920,11 +1936,17 @@ int main(int argc, char **argv)
      * calls in flight"), until the daemon closes the socket. */
     g_threaded = true;
     pool_main(NULL);
-    pthread_mutex_lock(&g_mu);
-    int n = g_nthreads;
-    pthread_mutex_unlock(&g_mu);
-    for (int i = 0; i < n; i++)
-        pthread_join(g_threads[i], NULL);
+    /* A thread still serving may start another before it sees the end:
+     * the count is read again after each join. */
+    for (int i = 0;; i++) {
+        pthread_mutex_lock(&g_mu);
+        bool more = i < g_nthreads;
+        pthread_t t = more ? g_threads[i] : pthread_self();
+        pthread_mutex_unlock(&g_mu);
+        if (!more)
+            break;
+        pthread_join(t, NULL);
+    }
     for (size_t i = 0; i < g_nctxs; i++)
         if (g_desc->close != NULL)
             g_desc->close(g_state, g_ctxs[i]);
