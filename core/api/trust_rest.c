@@ -177,39 +177,52 @@ static void rest_webhooks(void *arg, ah_http_exchange *ex)
     respond_data(ex, 201, d);
 }
 
-/* The endpoint id of /v1/webhooks/{id}/...: a positive integer, else 0
- * after answering 404. */
-static long long webhook_id(ah_http_exchange *ex)
+/* The tenant and the endpoint id of /v1/webhooks/{id}/... (a positive
+ * integer); false after answering (401, 404). */
+static bool webhook_target(ah_core *core, ah_http_exchange *ex, int64_t *tid, long long *id)
 {
+    char tenant[128];
+    *tid = ah_rest_tenant(core, ex, tenant, sizeof tenant);
+    if (*tid < 0)
+        return false;
     const char *s = ah_ex_param(ex, "id");
     char *end = NULL;
-    long long id = s != NULL ? strtoll(s, &end, 10) : 0;
-    if (s == NULL || end == s || *end != '\0' || id <= 0) {
+    *id = s != NULL ? strtoll(s, &end, 10) : 0;
+    if (s == NULL || end == s || *end != '\0' || *id <= 0) {
         ah_ex_error(ex, 404, AH_E_NOT_FOUND, "no webhook endpoint '%s'", s != NULL ? s : "");
-        return 0;
+        return false;
     }
-    return id;
+    return true;
+}
+
+/* A webhook change's result: true for 0, else false after answering 404,
+ * or with err (the change's own words: what was wrong with the request, or
+ * that the store failed) 400 for AH_WEBHOOK_INVALID and 500 for the rest;
+ * without err (a change that only touches the store), 500. */
+static bool webhook_changed(ah_http_exchange *ex, int rc, long long id, const char *err)
+{
+    if (rc == 0)
+        return true;
+    if (rc == AH_STORE_NOT_FOUND)
+        ah_ex_error(ex, 404, AH_E_NOT_FOUND, "no webhook endpoint %lld", id);
+    else if (err == NULL)
+        ah_ex_error(ex, 500, AH_E_INTERNAL, "cannot update the store");
+    else if (rc == AH_WEBHOOK_INVALID)
+        ah_ex_error(ex, 400, AH_E_INVALID, "%s", err);
+    else
+        ah_ex_error(ex, 500, AH_E_INTERNAL, "%s", err);
+    return false;
 }
 
 /* POST /v1/webhooks/{id}/enable and /v1/webhooks/{id}/disable */
 static void webhook_set_enabled(ah_core *core, ah_http_exchange *ex, bool enable)
 {
-    char tenant[128];
-    int64_t tid = ah_rest_tenant(core, ex, tenant, sizeof tenant);
-    if (tid < 0)
+    int64_t tid;
+    long long id;
+    if (!webhook_target(core, ex, &tid, &id))
         return;
-    long long id = webhook_id(ex);
-    if (id == 0)
+    if (!webhook_changed(ex, ah_webhook_set_enabled(core, tid, id, enable), id, NULL))
         return;
-    int rc = ah_webhook_set_enabled(core, tid, id, enable);
-    if (rc == AH_STORE_NOT_FOUND) {
-        ah_ex_error(ex, 404, AH_E_NOT_FOUND, "no webhook endpoint %lld", id);
-        return;
-    }
-    if (rc != 0) {
-        ah_ex_error(ex, 500, AH_E_INTERNAL, "cannot update the store");
-        return;
-    }
     cJSON *d = cJSON_CreateObject();
     if (d != NULL) {
         cJSON_AddNumberToObject(d, "id", (double)id);
@@ -232,12 +245,9 @@ static void rest_webhook_disable(void *arg, ah_http_exchange *ex)
 static void rest_webhook_patch(void *arg, ah_http_exchange *ex)
 {
     ah_core *core = arg;
-    char tenant[128];
-    int64_t tid = ah_rest_tenant(core, ex, tenant, sizeof tenant);
-    if (tid < 0)
-        return;
-    long long id = webhook_id(ex);
-    if (id == 0)
+    int64_t tid;
+    long long id;
+    if (!webhook_target(core, ex, &tid, &id))
         return;
     const cJSON *in = ah_ex_json(ex);
     if (in == NULL)
@@ -258,18 +268,8 @@ static void rest_webhook_patch(void *arg, ah_http_exchange *ex)
     }
     char err[256];
     int rc = ah_webhook_update(core, tid, id, url, has_types ? tl : NULL, desc, err, sizeof err);
-    if (rc == AH_WEBHOOK_INVALID) {
-        ah_ex_error(ex, 400, AH_E_INVALID, "%s", err);
+    if (!webhook_changed(ex, rc, id, err))
         return;
-    }
-    if (rc == AH_STORE_NOT_FOUND) {
-        ah_ex_error(ex, 404, AH_E_NOT_FOUND, "no webhook endpoint %lld", id);
-        return;
-    }
-    if (rc != 0) {
-        ah_ex_error(ex, 500, AH_E_INTERNAL, "%s", err);
-        return;
-    }
     respond_data(ex, 200, endpoint_of(core, tid, id));
 }
 
@@ -277,22 +277,12 @@ static void rest_webhook_patch(void *arg, ah_http_exchange *ex)
 static void rest_webhook_delete(void *arg, ah_http_exchange *ex)
 {
     ah_core *core = arg;
-    char tenant[128];
-    int64_t tid = ah_rest_tenant(core, ex, tenant, sizeof tenant);
-    if (tid < 0)
+    int64_t tid;
+    long long id;
+    if (!webhook_target(core, ex, &tid, &id))
         return;
-    long long id = webhook_id(ex);
-    if (id == 0)
+    if (!webhook_changed(ex, ah_webhook_delete(core, tid, id), id, NULL))
         return;
-    int rc = ah_webhook_delete(core, tid, id);
-    if (rc == AH_STORE_NOT_FOUND) {
-        ah_ex_error(ex, 404, AH_E_NOT_FOUND, "no webhook endpoint %lld", id);
-        return;
-    }
-    if (rc != 0) {
-        ah_ex_error(ex, 500, AH_E_INTERNAL, "cannot update the store");
-        return;
-    }
     cJSON *d = cJSON_CreateObject();
     if (d != NULL) {
         cJSON_AddNumberToObject(d, "id", (double)id);
@@ -305,12 +295,9 @@ static void rest_webhook_delete(void *arg, ah_http_exchange *ex)
 static void rest_webhook_rotate(void *arg, ah_http_exchange *ex)
 {
     ah_core *core = arg;
-    char tenant[128];
-    int64_t tid = ah_rest_tenant(core, ex, tenant, sizeof tenant);
-    if (tid < 0)
-        return;
-    long long id = webhook_id(ex);
-    if (id == 0)
+    int64_t tid;
+    long long id;
+    if (!webhook_target(core, ex, &tid, &id))
         return;
     const cJSON *in = ah_ex_json(ex);
     if (in == NULL)
@@ -332,18 +319,8 @@ static void rest_webhook_rotate(void *arg, ah_http_exchange *ex)
     char secret[96], until[32], err[256];
     int rc = ah_webhook_rotate(core, tid, id, overlap, secret, sizeof secret, until, err,
                                sizeof err);
-    if (rc == AH_WEBHOOK_INVALID) {
-        ah_ex_error(ex, 400, AH_E_INVALID, "%s", err);
+    if (!webhook_changed(ex, rc, id, err))
         return;
-    }
-    if (rc == AH_STORE_NOT_FOUND) {
-        ah_ex_error(ex, 404, AH_E_NOT_FOUND, "no webhook endpoint %lld", id);
-        return;
-    }
-    if (rc != 0) {
-        ah_ex_error(ex, 500, AH_E_INTERNAL, "%s", err);
-        return;
-    }
     cJSON *d = cJSON_CreateObject();
     if (d != NULL) {
         cJSON_AddNumberToObject(d, "id", (double)id);
@@ -361,12 +338,9 @@ static void rest_webhook_rotate(void *arg, ah_http_exchange *ex)
 static void rest_webhook_deliveries(void *arg, ah_http_exchange *ex)
 {
     ah_core *core = arg;
-    char tenant[128];
-    int64_t tid = ah_rest_tenant(core, ex, tenant, sizeof tenant);
-    if (tid < 0)
-        return;
-    long long id = webhook_id(ex);
-    if (id == 0)
+    int64_t tid;
+    long long id;
+    if (!webhook_target(core, ex, &tid, &id))
         return;
     const char *l = ah_ex_query(ex, "limit");
     cJSON *d = ah_webhook_deliveries(core, tid, id, l != NULL ? atoi(l) : 100);

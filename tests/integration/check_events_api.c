@@ -1144,6 +1144,24 @@ START_TEST(test_webhook_patch_rotate_delete)
     ck_assert_int_eq(req(&f, "PATCH", "/v1/webhooks/abc", NULL, "{\"description\":\"x\"}", &o),
                      404);
     cJSON_Delete(o);
+    /* Every other route of one endpoint: 404 for an unknown id or one
+     * that is no positive integer, with the stable code. */
+    const struct {
+        const char *method, *tail, *body;
+    } others[] = {{"POST", "/enable", "{}"},          {"POST", "/disable", "{}"},
+                  {"DELETE", "", NULL},                {"POST", "/rotate-secret", "{}"},
+                  {"GET", "/deliveries", NULL}};
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
+        for (int k = 0; k < 2; k++) {
+            char p2[128];
+            snprintf(p2, sizeof p2, "/v1/webhooks/%s%s", k == 0 ? "999999" : "-3",
+                     others[i].tail);
+            ck_assert_msg(req(&f, others[i].method, p2, NULL, others[i].body, &o) == 404, "%s %s",
+                          others[i].method, p2);
+            ck_assert_str_eq(jget(o, "error.code")->valuestring, "not_found");
+            cJSON_Delete(o);
+        }
+    }
     /* Now point it at the receiver, with a filter and a new description. */
     snprintf(body, sizeof body,
              "{\"url\":\"%s/keep\",\"types\":[\"event.job.*\"],\"description\":\"second\"}",
