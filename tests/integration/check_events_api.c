@@ -1152,9 +1152,9 @@ START_TEST(test_webhook_patch_rotate_delete)
                   {"DELETE", "", NULL},                {"POST", "/rotate-secret", "{}"},
                   {"GET", "/deliveries", NULL}};
     for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
-        for (int k = 0; k < 2; k++) {
+        for (int bad_id = 0; bad_id < 2; bad_id++) {
             char p2[128];
-            snprintf(p2, sizeof p2, "/v1/webhooks/%s%s", k == 0 ? "999999" : "-3",
+            snprintf(p2, sizeof p2, "/v1/webhooks/%s%s", bad_id == 0 ? "999999" : "-3",
                      others[i].tail);
             ck_assert_msg(req(&f, others[i].method, p2, NULL, others[i].body, &o) == 404, "%s %s",
                           others[i].method, p2);
