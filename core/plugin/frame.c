@@ -140,6 +140,7 @@ void ah_frame_reader_reset(ah_frame_reader *r, int fd)
 {
     r->fd = fd;
     r->start = r->end = 0;
+    r->broken = false;
 }
 
 void ah_frame_reader_free(ah_frame_reader *r)
@@ -180,8 +181,10 @@ int ah_frame_read_tail(ah_frame_reader *r, cJSON **msg, unsigned char **tail, si
         size_t have = r->end - r->start, need = 4;
         if (have >= 4) {
             uint32_t len = frame_len(r->buf + r->start);
-            if (len == 0 || len > AH_FRAME_MAX)
+            if (len == 0 || len > AH_FRAME_MAX) {
+                r->broken = true;
                 return -1;
+            }
             need = 4 + (size_t)len;
             if (have >= need) {
                 const unsigned char *text = r->buf + r->start + 4;
@@ -209,6 +212,9 @@ int ah_frame_read_tail(ah_frame_reader *r, cJSON **msg, unsigned char **tail, si
                     }
                 }
                 if (m == NULL || !cJSON_IsObject(m)) {
+                    /* (Out of memory for the tail or the tree is taken
+                     * for the peer's fault too: both end the peer.) */
+                    r->broken = true;
                     cJSON_Delete(m);
                     free(t);
                     return -1;

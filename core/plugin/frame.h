@@ -44,6 +44,10 @@ typedef struct ah_frame_reader {
     int fd;
     unsigned char *buf;
     size_t cap, start, end; /* buf[start, end) is read and not yet consumed */
+    /* Set when a read refused what the peer sent (a bad length, a tail
+     * where none may be, text that is no JSON object), as against the end
+     * of the stream or a read error. */
+    bool broken;
 } ah_frame_reader;
 
 /** Reads from fd from now on, dropping whatever was buffered (a new peer). */

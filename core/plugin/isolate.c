@@ -109,6 +109,7 @@ typedef struct child {
     bool dead;              /* it died or was killed (and is reaped) */
     bool timed_out;         /* killed because `killer` waited too long */
     bool oom_noted;         /* it said it died at its memory limit */
+    const char *broke;      /* how it broke the protocol (p->mu), if it did */
     const waiter *killer;
     char cause[256];        /* why it died, for the calls in flight */
     waiter *waiters;
@@ -398,7 +399,14 @@ static void child_died(ah_isolate *iso, proc *p, child *ch, const waiter *killer
             const char *ab = sigabbrev_np(WTERMSIG(status));
             snprintf(signame, sizeof signame, "SIG%s", ab != NULL ? ab : "?");
         }
-        if (ch->oom_noted) {
+        if (ch->broke != NULL) {
+            /* Killed by us (reap_pid), so its status says SIGKILL: the
+             * reason is what it sent. */
+            kind = "protocol";
+            snprintf(ch->cause, sizeof ch->cause,
+                     "protocol: the process sent %s (process %d killed)", ch->broke, (int)pid);
+            signame[0] = '\0';
+        } else if (ch->oom_noted) {
             kind = "memory";
             snprintf(ch->cause, sizeof ch->cause,
                      "memory: the process reached memory_max (%" PRIu64 " MiB)%s%s",
@@ -470,6 +478,16 @@ static void wake_reader(child *ch, const waiter *except)
     }
 }
 
+/* Notes how the child broke the protocol (the first way counts); the
+ * caller then ends it. */
+static void broke(proc *p, child *ch, const char *how)
+{
+    pthread_mutex_lock(&p->mu);
+    if (ch->broke == NULL)
+        ch->broke = how;
+    pthread_mutex_unlock(&p->mu);
+}
+
 /* Reads what the child wrote (at least one frame; every frame already
  * buffered too) and hands each to the call it names. The reading thread
  * only (ch->reading). 1; 0 nothing came within left_ms; -1 the stream
@@ -494,12 +512,15 @@ static int read_frames(proc *p, child *ch, long left_ms)
             return -1;
         if (ah_frame_read_tail(&ch->rd, &f->m, &f->tail, &f->tail_len) != 0) {
             free(f);
+            if (ch->rd.broken)
+                broke(p, ch, "a frame of a bad length, or one that is no JSON object");
             return -1;
         }
         const char *t = str(f->m, "t");
         /* Only a host call carries a tail (emitted records). */
         if (t == NULL || (f->tail != NULL && strcmp(t, "host") != 0)) {
             frames_free(f);
+            broke(p, ch, t == NULL ? "a frame without a type" : "a tail where none may be");
             return -1;
         }
         if (strcmp(t, "oom") == 0) {
@@ -527,6 +548,7 @@ static int read_frames(proc *p, child *ch, long left_ms)
         pthread_mutex_unlock(&p->mu);
         if (w == NULL) { /* no such call in flight */
             frames_free(f);
+            broke(p, ch, "a frame for no call in flight");
             return -1;
         }
     } while (ah_frame_buffered(&ch->rd));
@@ -1569,6 +1591,15 @@ static int exchange(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *cal
                 pthread_mutex_unlock(&p->mu);
                 return -1;
             }
+        } else if (!ch->handshake && strcmp(t, "reply") != 0) {
+            /* After "ready" a call's frames are logs, host calls and its
+             * reply: anything else is no answer to take. */
+            frames_free(f);
+            broke(p, ch, "a frame of an unknown type");
+            pthread_mutex_lock(&p->mu);
+            child_died(iso, p, ch, NULL);
+            pthread_mutex_unlock(&p->mu);
+            return -1;
         } else {
             *out = m;
             f->m = NULL;

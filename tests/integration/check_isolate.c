@@ -1355,6 +1355,106 @@ START_TEST(test_store_batch)
 }
 END_TEST
 
+/* A plugin process is as untrusted as the plugin in it: one that breaks
+ * the protocol (tests/fixtures/hostile_host.c corrupts one of a call's
+ * first three frames after "ready", as each mode says) costs only that call:
+ * answered, with a stable code when it failed; a process that sent what no
+ * frame may be is killed and its crash's cause says "protocol"; the daemon,
+ * its in-process plugin and, in the next process, the plugin itself carry
+ * on, and no process is left unreaped. */
+static void write_plan(const char *path, const char *mode, int at)
+{
+    FILE *fp = fopen(path, "we");
+    ck_assert_ptr_nonnull(fp);
+    fprintf(fp, "%s %d\n", mode, at);
+    ck_assert_int_eq(fclose(fp), 0);
+}
+
+START_TEST(test_hostile_plugin_process)
+{
+    const char *fx = ah_t_env("AH_FIXTURE_DIR");
+    char host[1024], real[1024], plan[1100];
+    snprintf(host, sizeof host, "%s/hostile-plugin-host", fx);
+    snprintf(real, sizeof real, "%s/atshub-plugin-host", ah_t_env("AH_BUILD_DIR"));
+    ck_assert_int_eq(setenv("ATSHUB_PLUGIN_HOST", host, 1), 0);
+    ck_assert_int_eq(setenv("AH_HOSTILE_REAL", real, 1), 0);
+    fixture f;
+    /* A process a call (max_calls = 1): each case meets a relay of its own,
+     * which reads the plan when the frame comes. */
+    setup(&f, "[plugin.fixture_faulty]\nisolation = process\nmax_calls = 1\n"
+              "call_timeout_ms = 4000\nrestart_backoff_ms = 10\n");
+    snprintf(plan, sizeof plan, "%s/plan", f.dir);
+    ck_assert_int_eq(setenv("AH_HOSTILE_FILE", plan, 1), 0);
+    /* What each mode must have done at least once: P a crash of kind
+     * "protocol", E one of kind "exit" or "signal" (the process ended),
+     * - nothing (a frame sent twice, or one for no call, after the reply
+     * may come when the daemon has let the process go: no crash then; a
+     * host call sent twice is answered twice, and the plugin host, which
+     * then gets an answer it did not wait for, ends itself). */
+    static const struct {
+        const char *mode;
+        char must;
+    } modes[] = {{"garbage", 'P'}, {"array", 'P'}, {"cid", 'P'}, {"nocid", 'P'}, {"not", 'P'},
+                 {"t", 'P'},       {"types", '-'}, {"tail", 'P'}, {"zero", 'P'},  {"huge", 'P'},
+                 {"cut", 'E'},     {"dup", '-'},   {"stray", '-'}, {"close", 'E'}};
+    static const char *const kinds[] = {"ok", "log", "publish"};
+    for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+        int seen = 0;
+        for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+            for (int at = 1; at <= 3; at++) {
+                write_plan(plan, modes[m].mode, at);
+                ah_reply r;
+                if (strcmp(kinds[k], "publish") == 0)
+                    publish_call(f.core, "event.fixture.published", &r);
+                else
+                    call(f.core, "f", kinds[k], &r);
+                char what[96];
+                snprintf(what, sizeof what, "%s, %s call, frame %d", modes[m].mode, kinds[k], at);
+                if (!r.ok && strcmp(r.code, "plugin_crashed") == 0) {
+                    ck_assert_int_eq(r.http_status, 503);
+                    cJSON *p = faulty_json(f.core);
+                    const char *kind = proc_str(p, "last_crash", "kind");
+                    const char *cause = proc_str(p, "last_crash", "cause");
+                    ck_assert_msg(kind != NULL && cause != NULL, "%s: no last crash", what);
+                    if (strcmp(kind, "protocol") == 0) {
+                        ck_assert_msg(strncmp(cause, "protocol: the process sent ", 27) == 0,
+                                      "%s: %s", what, cause);
+                        seen += modes[m].must == 'P';
+                    } else {
+                        /* It ended (or, its stream at an end, was ended:
+                         * the daemon kills what it reaps). */
+                        ck_assert_msg(strcmp(kind, "exit") == 0 || strcmp(kind, "signal") == 0,
+                                      "%s: %s (%s)", what, kind, cause);
+                        seen += modes[m].must == 'E';
+                    }
+                    cJSON_Delete(p);
+                } else if (!r.ok) {
+                    /* A reply whose members are of the wrong types: the
+                     * plugin's failure, with no reason to give. */
+                    ck_assert_msg(strcmp(r.code, "plugin_error") == 0 && r.http_status == 500,
+                                  "%s: %s %d: %s", what, r.code, r.http_status, r.message);
+                }
+                ah_reply_free(&r);
+                /* The next process relays faithfully: the plugin is back. */
+                write_plan(plan, "none", 1);
+                until_back(f.core);
+                call(f.core, "g", NULL, &r);
+                ck_assert_msg(r.ok, "%s: the in-process plugin: %s: %s", what, r.code,
+                              r.message);
+                ah_reply_free(&r);
+            }
+        }
+        ck_assert_msg(modes[m].must == '-' || seen > 0, "%s: never the crash it must cause",
+                      modes[m].mode);
+    }
+    teardown(&f);
+    unsetenv("ATSHUB_PLUGIN_HOST");
+    unsetenv("AH_HOSTILE_FILE");
+    int zombies;
+    ck_assert_int_eq(children(&zombies), 0);
+}
+END_TEST
+
 START_TEST(test_init_failure_refused)
 {
     const char *fx = ah_t_env("AH_FIXTURE_DIR");
@@ -1391,6 +1491,7 @@ static Suite *isolate_suite(void)
     tcase_add_test(tc, test_events_isolated);
     tcase_add_test(tc, test_publish_isolated);
     tcase_add_test(tc, test_store_batch);
+    tcase_add_test(tc, test_hostile_plugin_process);
     suite_add_tcase(s, tc);
     return s;
 }
