@@ -989,7 +989,7 @@ static ah_result serve_emit_records(ah_call *call, const cJSON *m, unsigned char
     const ah_host_api *h = call->host;
     long long n = inum(m, "n", -1, 0, EMIT_RECORDS_MAX);
     if (n < 0 || tail == NULL)
-        return h->fail(call, AH_E_INTERNAL, 500, "malformed host call");
+        return h->fail(call, AH_E_PLUGIN, 500, "the plugin process sent a malformed host call");
     size_t at = 0;
     for (long long i = 0; i < n; i++) {
         ah_record rec;
@@ -1001,13 +1001,13 @@ static ah_result serve_emit_records(ah_call *call, const cJSON *m, unsigned char
             !tail_field(tail, tail_len, &at, true, &rec.updated_at, &skip) ||
             !tail_field(tail, tail_len, &at, false, &rec.raw_json, &rec.raw_json_len) ||
             !tail_field(tail, tail_len, &at, false, &rec.fields_json, &rec.fields_json_len))
-            return h->fail(call, AH_E_INTERNAL, 500, "malformed host call");
+            return h->fail(call, AH_E_PLUGIN, 500, "the plugin process sent a malformed host call");
         ah_result r = h->emit_record(call, &rec);
         if (r != AH_OK)
             return r;
     }
     if (at != tail_len)
-        return h->fail(call, AH_E_INTERNAL, 500, "malformed host call");
+        return h->fail(call, AH_E_PLUGIN, 500, "the plugin process sent a malformed host call");
     return AH_OK;
 }
 
@@ -1437,7 +1437,7 @@ static cJSON *serve_host(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call
         call = w->rcalls[c];
     const ah_host_api *h = call->host;
     if (fn == NULL || (c != 0 && (w->ex == NULL || c < 0 || c >= w->nrcalls))) {
-        h->fail(call, AH_E_INTERNAL, 500, "malformed host call");
+        h->fail(call, AH_E_PLUGIN, 500, "the plugin process sent a malformed host call");
         add_failure(resp, call);
     } else if (w->ex != NULL &&
                (strncmp(fn, "http_", 5) == 0 || strcmp(fn, "conn_by_secret") == 0) &&

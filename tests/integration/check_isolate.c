@@ -1357,7 +1357,9 @@ END_TEST
 
 /* A plugin process is as untrusted as the plugin in it: one that breaks
  * the protocol (tests/fixtures/hostile_host.c corrupts one of a call's
- * first three frames after "ready", as each mode says) costs only that call:
+ * first three frames after "ready", as each mode says: calls that answer
+ * at once, log, publish, or make an HTTP request through the host, so
+ * that host calls are corrupted too) costs only that call:
  * answered, with a stable code when it failed; a process that sent what no
  * frame may be is killed and its crash's cause says "protocol"; the daemon,
  * its in-process plugin and, in the next process, the plugin itself carry
@@ -1385,6 +1387,11 @@ START_TEST(test_hostile_plugin_process)
               "call_timeout_ms = 4000\nrestart_backoff_ms = 10\n");
     snprintf(plan, sizeof plan, "%s/plan", f.dir);
     ck_assert_int_eq(setenv("AH_HOSTILE_FILE", plan, 1), 0);
+    /* The "http" calls GET the daemon's own health through the host. */
+    char err[512], url[160];
+    ck_assert_msg(ah_daemon_start(f.core, err, sizeof err) == 0, "%s", err);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/v1/health",
+             (unsigned)ah_httpd_port(f.core->httpd));
     /* What each mode must have done at least once: P a crash of kind
      * "protocol", E one of kind "exit" or "signal" (the process ended),
      * - nothing (a frame sent twice, or one for no call, after the reply
@@ -1397,17 +1404,23 @@ START_TEST(test_hostile_plugin_process)
     } modes[] = {{"garbage", 'P'}, {"array", 'P'}, {"cid", 'P'}, {"nocid", 'P'}, {"not", 'P'},
                  {"t", 'P'},       {"types", '-'}, {"tail", 'P'}, {"zero", 'P'},  {"huge", 'P'},
                  {"cut", 'E'},     {"dup", '-'},   {"stray", '-'}, {"close", 'E'}};
-    static const char *const kinds[] = {"ok", "log", "publish"};
+    static const char *const kinds[] = {"ok", "log", "publish", "http"};
     for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
         int seen = 0;
         for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
             for (int at = 1; at <= 3; at++) {
                 write_plan(plan, modes[m].mode, at);
                 ah_reply r;
-                if (strcmp(kinds[k], "publish") == 0)
+                if (strcmp(kinds[k], "publish") == 0) {
                     publish_call(f.core, "event.fixture.published", &r);
-                else
+                } else if (strcmp(kinds[k], "http") == 0) {
+                    cJSON *b = cJSON_CreateObject();
+                    cJSON_AddStringToObject(b, "do", "http");
+                    cJSON_AddStringToObject(b, "url", url);
+                    ah_core_request(f.core, "acme", "f", "jobs.get", b, &r);
+                } else {
                     call(f.core, "f", kinds[k], &r);
+                }
                 char what[96];
                 snprintf(what, sizeof what, "%s, %s call, frame %d", modes[m].mode, kinds[k], at);
                 if (!r.ok && strcmp(r.code, "plugin_crashed") == 0) {
@@ -1429,10 +1442,15 @@ START_TEST(test_hostile_plugin_process)
                     }
                     cJSON_Delete(p);
                 } else if (!r.ok) {
-                    /* A reply whose members are of the wrong types: the
-                     * plugin's failure, with no reason to give. */
-                    ck_assert_msg(strcmp(r.code, "plugin_error") == 0 && r.http_status == 500,
-                                  "%s: %s %d: %s", what, r.code, r.http_status, r.message);
+                    /* A reply whose members are of the wrong types (the
+                     * plugin's failure, 500 plugin_error), or a host call's
+                     * (refused by the host: the plugin fails as it said):
+                     * an error with a code, never the daemon's own end. */
+                    ck_assert_msg(r.code[0] != '\0' && r.http_status >= 400 &&
+                                      r.http_status <= 599 && r.message != NULL,
+                                  "%s: %s %d", what, r.code, r.http_status);
+                    ck_assert_msg(strcmp(r.code, "plugin_unavailable") != 0, "%s: %s", what,
+                                  r.message);
                 }
                 ah_reply_free(&r);
                 /* The next process relays faithfully: the plugin is back. */
