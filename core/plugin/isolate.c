@@ -983,13 +983,21 @@ static bool tail_field(const unsigned char *t, size_t len, size_t *at, bool stri
 
 /* The records of an emit_records batch, in order; the first refused ends
  * it and is the answer. */
+/* A host call whose members are not what its function takes: the plugin
+ * process's fault, answered to the plugin as its error. */
+static ah_result malformed(ah_call *call)
+{
+    return call->host->fail(call, AH_E_PLUGIN, 500,
+                            "the plugin process sent a malformed host call");
+}
+
 static ah_result serve_emit_records(ah_call *call, const cJSON *m, unsigned char *tail,
                                     size_t tail_len)
 {
     const ah_host_api *h = call->host;
     long long n = inum(m, "n", -1, 0, EMIT_RECORDS_MAX);
     if (n < 0 || tail == NULL)
-        return h->fail(call, AH_E_PLUGIN, 500, "the plugin process sent a malformed host call");
+        return malformed(call);
     size_t at = 0;
     for (long long i = 0; i < n; i++) {
         ah_record rec;
@@ -1001,13 +1009,13 @@ static ah_result serve_emit_records(ah_call *call, const cJSON *m, unsigned char
             !tail_field(tail, tail_len, &at, true, &rec.updated_at, &skip) ||
             !tail_field(tail, tail_len, &at, false, &rec.raw_json, &rec.raw_json_len) ||
             !tail_field(tail, tail_len, &at, false, &rec.fields_json, &rec.fields_json_len))
-            return h->fail(call, AH_E_PLUGIN, 500, "the plugin process sent a malformed host call");
+            return malformed(call);
         ah_result r = h->emit_record(call, &rec);
         if (r != AH_OK)
             return r;
     }
     if (at != tail_len)
-        return h->fail(call, AH_E_PLUGIN, 500, "the plugin process sent a malformed host call");
+        return malformed(call);
     return AH_OK;
 }
 
@@ -1437,7 +1445,7 @@ static cJSON *serve_host(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call
         call = w->rcalls[c];
     const ah_host_api *h = call->host;
     if (fn == NULL || (c != 0 && (w->ex == NULL || c < 0 || c >= w->nrcalls))) {
-        h->fail(call, AH_E_PLUGIN, 500, "the plugin process sent a malformed host call");
+        (void)malformed(call);
         add_failure(resp, call);
     } else if (w->ex != NULL &&
                (strncmp(fn, "http_", 5) == 0 || strcmp(fn, "conn_by_secret") == 0) &&
