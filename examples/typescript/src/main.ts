@@ -72,6 +72,22 @@ async function allJobs(): Promise<Record[]> {
   }
 }
 
+async function firstApplication(): Promise<Record[]> {
+  const { data, error } = await client.GET("/v1/applications", { params: { query: { limit: 1 } } });
+  if (error) throw new Error(`listApplications: ${error.error.code}: ${error.error.message}`);
+  return data.data;
+}
+
+/** Polls list() until it returns something (30 s at most). */
+async function until(what: string, list: () => Promise<Record[]>): Promise<Record[]> {
+  for (let i = 0; i < 120; i++) {
+    const found = await list();
+    if (found.length > 0) return found;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`no ${what} within 30 s`);
+}
+
 async function main(): Promise<void> {
   const hook = await receiver(process.env.ATSHUB_RECEIVER ?? "127.0.0.1");
   const created = await client.POST("/v1/webhooks", {
@@ -81,18 +97,11 @@ async function main(): Promise<void> {
   const endpoint = created.data.data;
   console.log(`webhook ready: endpoint ${endpoint.id}`);
 
-  // Wait until the store has jobs (a sync brings them in), then page through them.
-  let jobs: Record[] = [];
-  for (let i = 0; i < 120 && jobs.length === 0; i++) {
-    jobs = await allJobs();
-    if (jobs.length === 0) await new Promise((r) => setTimeout(r, 250));
-  }
+  // A sync brings jobs in, then applications: wait for both, then page
+  // through the jobs.
+  const jobs = await until("jobs", allJobs);
   console.log(`jobs: ${jobs.length}, page by page (limit 2): ${jobs.map((j) => j.remote_id).join(" ")}`);
-
-  const apps = await client.GET("/v1/applications", { params: { query: { limit: 1 } } });
-  if (apps.error) throw new Error(`listApplications: ${apps.error.error.code}`);
-  const app = apps.data.data[0];
-  if (app === undefined) throw new Error("no application");
+  const [app] = await until("applications", firstApplication);
   const key = randomUUID();
   const move = () =>
     client.POST("/v1/applications/{id}/stage", {
