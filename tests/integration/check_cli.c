@@ -468,7 +468,8 @@ START_TEST(test_serve_daemon)
     pid_t pid = ah_t_spawn(argv, envv, &errfd);
     ck_assert_int_gt(pid, 0);
     char *line = ah_t_wait_line(errfd, "listening on", 30);
-    ck_assert_msg(line != NULL, "the daemon did not start");
+    if (line == NULL)
+        ck_abort_msg("the daemon did not start; it wrote: %s", ah_t_seen(errfd));
     const char *p = strstr(line, "127.0.0.1:");
     ck_assert_ptr_nonnull(p);
     int port = atoi(p + strlen("127.0.0.1:"));

@@ -141,7 +141,8 @@ static void inst_start(cluster *c, int i)
     n->pid = ah_t_spawn(argv, NULL, &fd);
     ck_assert_int_gt(n->pid, 0);
     char *line = ah_t_wait_line(fd, "listening on", 60);
-    ck_assert_msg(line != NULL, "instance %d did not start", i);
+    if (line == NULL)
+        ck_abort_msg("instance %d did not start; it wrote: %s", i, ah_t_seen(fd));
     n->port = atoi(strstr(line, "127.0.0.1:") + strlen("127.0.0.1:"));
     free(line);
     ck_assert_int_eq(pthread_create(&n->drain, NULL, drain_main, (void *)(intptr_t)fd), 0);

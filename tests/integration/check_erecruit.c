@@ -980,7 +980,8 @@ START_TEST(test_sigkill_resume)
     long pages = 0;
     for (int i = 0; i < 10 && pages < 2; i++) {
         char *line = ah_t_wait_line(efd, "jobs: ", 30);
-        ck_assert_msg(line != NULL, "no progress line from atshub sync");
+        if (line == NULL)
+            ck_abort_msg("no progress line from atshub sync; it wrote: %s", ah_t_seen(efd));
         pages = strtol(strstr(line, "jobs: ") + 6, NULL, 10);
         free(line);
     }

@@ -386,7 +386,8 @@ START_TEST(test_guide_examples_verbatim)
     pid_t pid = ah_t_spawn(argv, NULL, &err_fd);
     ck_assert_int_gt(pid, 0);
     char *line = ah_t_wait_line(err_fd, "listening on http://127.0.0.1:", 15);
-    ck_assert_msg(line != NULL, "atshub serve did not start");
+    if (line == NULL)
+        ck_abort_msg("atshub serve did not start; it wrote: %s", ah_t_seen(err_fd));
     unsigned port = 0;
     ck_assert_int_eq(sscanf(strstr(line, "127.0.0.1:") + 10, "%u", &port), 1);
     free(line);

@@ -113,7 +113,8 @@ START_TEST(erecruit_sim_sync)
     pid_t pid = spawn_out(argv, &out_fd);
     ck_assert_int_gt(pid, 0);
     char *line = ah_t_wait_line(out_fd, "listening on ", 20);
-    ck_assert_msg(line != NULL, "atshub-sim did not announce its port");
+    if (line == NULL)
+        ck_abort_msg("atshub-sim did not announce its port; it wrote: %s", ah_t_seen(out_fd));
     char *url_start = strstr(line, "http://127.0.0.1:");
     ck_assert_ptr_nonnull(url_start);
     char url[128];

@@ -337,7 +337,8 @@ static void daemon_start(daemon_env *d, const char *extra)
     d->pid = ah_t_spawn(argv, NULL, &d->errfd);
     ck_assert_int_gt(d->pid, 0);
     char *line = ah_t_wait_line(d->errfd, "listening on", 30);
-    ck_assert_msg(line != NULL, "the daemon did not start");
+    if (line == NULL)
+        ck_abort_msg("the daemon did not start; it wrote: %s", ah_t_seen(d->errfd));
     d->port = atoi(strstr(line, "127.0.0.1:") + strlen("127.0.0.1:"));
     free(line);
 }
@@ -393,8 +394,11 @@ START_TEST(test_sighup_reconciles_plugins)
     free(edited);
     ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
     char *line = ah_t_wait_line(d.errfd, "reconciled", 30);
-    ck_assert_msg(line != NULL, "no reconcile logged (the daemon ended with status %d)",
-                  line == NULL ? ah_t_stop(d.pid, SIGKILL) : 0);
+    if (line == NULL) {
+        int st = ah_t_stop(d.pid, SIGKILL);
+        ck_abort_msg("no reconcile logged (the daemon ended with status %d); it wrote: %s", st,
+                     ah_t_seen(d.errfd));
+    }
     free(line);
     daemon_plugins(&d, list, sizeof list);
     ck_assert_str_eq(list, "fixture_good@1 ");
@@ -422,8 +426,11 @@ START_TEST(test_sighup_burst)
         usleep(500);
     }
     char *line = ah_t_wait_line(d.errfd, "reconciled", 30);
-    ck_assert_msg(line != NULL, "no reconcile logged (the daemon ended with status %d)",
-                  line == NULL ? ah_t_stop(d.pid, SIGKILL) : 0);
+    if (line == NULL) {
+        int st = ah_t_stop(d.pid, SIGKILL);
+        ck_abort_msg("no reconcile logged (the daemon ended with status %d); it wrote: %s", st,
+                     ah_t_seen(d.errfd));
+    }
     free(line);
     char list[1024];
     daemon_plugins(&d, list, sizeof list);

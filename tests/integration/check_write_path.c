@@ -83,7 +83,8 @@ static void serve_env(daemon_t *d, const char *const *env)
     d->pid = ah_t_spawn(argv, env, &d->errfd);
     ck_assert_int_gt(d->pid, 0);
     char *line = ah_t_wait_line(d->errfd, "listening on", 30);
-    ck_assert_msg(line != NULL, "the daemon did not start");
+    if (line == NULL)
+        ck_abort_msg("the daemon did not start; it wrote: %s", ah_t_seen(d->errfd));
     d->port = atoi(strstr(line, "127.0.0.1:") + strlen("127.0.0.1:"));
     free(line);
 }

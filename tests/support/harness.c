@@ -436,6 +436,61 @@ int ah_t_run(const char *const *argv, const char *const *env, char **out, char *
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+/* What ah_t_wait_line and ah_t_seen read from each spawned process's
+ * stderr: the last SEEN_MAX bytes, so that a test that gives up waiting
+ * can say what the process wrote instead (the lines passed over while
+ * looking for one are gone from the pipe). A slot per descriptor, reset
+ * when ah_t_spawn hands the number out again. */
+#define SEEN_MAX 4096
+#define SEEN_SLOTS 32
+typedef struct seen_log {
+    int fd; /* -1: free */
+    size_t len;
+    char text[SEEN_MAX];
+} seen_log;
+static seen_log g_seen[SEEN_SLOTS];
+static int g_seen_used; /* slots handed out so far */
+static pthread_mutex_t g_seen_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* g_seen_mu held. The slot of fd (a new one when make), or NULL. */
+static seen_log *seen_find(int fd, bool make)
+{
+    for (int i = 0; i < g_seen_used; i++)
+        if (g_seen[i].fd == fd)
+            return &g_seen[i];
+    if (!make)
+        return NULL;
+    seen_log *l = &g_seen[g_seen_used < SEEN_SLOTS ? g_seen_used++ : fd % SEEN_SLOTS];
+    l->fd = fd;
+    l->len = 0;
+    return l;
+}
+
+static void seen_reset(int fd)
+{
+    pthread_mutex_lock(&g_seen_mu);
+    seen_find(fd, true)->len = 0;
+    pthread_mutex_unlock(&g_seen_mu);
+}
+
+static void seen_add(int fd, const char *d, size_t n)
+{
+    pthread_mutex_lock(&g_seen_mu);
+    seen_log *l = seen_find(fd, true);
+    if (n >= SEEN_MAX) {
+        d += n - SEEN_MAX;
+        n = SEEN_MAX;
+    }
+    if (l->len + n > SEEN_MAX) { /* keep the end */
+        size_t drop = l->len + n - SEEN_MAX;
+        memmove(l->text, l->text + drop, l->len - drop);
+        l->len -= drop;
+    }
+    memcpy(l->text + l->len, d, n);
+    l->len += n;
+    pthread_mutex_unlock(&g_seen_mu);
+}
+
 pid_t ah_t_spawn(const char *const *argv, const char *const *env, int *err_fd)
 {
     int pe[2];
@@ -458,6 +513,7 @@ pid_t ah_t_spawn(const char *const *argv, const char *const *env, int *err_fd)
         return -1;
     }
     *err_fd = pe[0];
+    seen_reset(pe[0]);
     return pid;
 }
 
@@ -473,6 +529,7 @@ char *ah_t_wait_line(int fd, const char *needle, int timeout_s)
         ssize_t r = read(fd, &c, 1);
         if (r <= 0)
             break;
+        seen_add(fd, &c, 1);
         if (c != '\n') {
             on_data(&c, 1, 1, &b);
             continue;
@@ -485,6 +542,24 @@ char *ah_t_wait_line(int fd, const char *needle, int timeout_s)
     }
     free(b.p);
     return NULL;
+}
+
+char *ah_t_seen(int fd)
+{
+    /* What is there now, without waiting for more. */
+    char chunk[4096];
+    struct pollfd p = {fd, POLLIN, 0};
+    while (poll(&p, 1, 0) > 0 && (p.revents & POLLIN) != 0) {
+        ssize_t r = read(fd, chunk, sizeof chunk);
+        if (r <= 0)
+            break;
+        seen_add(fd, chunk, (size_t)r);
+    }
+    pthread_mutex_lock(&g_seen_mu);
+    seen_log *l = seen_find(fd, false);
+    char *out = l != NULL ? strndup(l->text, l->len) : NULL;
+    pthread_mutex_unlock(&g_seen_mu);
+    return out != NULL ? out : strdup("(nothing)");
 }
 
 char *ah_t_read_rest(int fd)

@@ -63,6 +63,11 @@ char *ah_t_wait_line(int fd, const char *needle, int timeout_s);
 /* Everything left to read on fd up to its end (for a process that has
  * ended, what it wrote last), at most the last 8 KiB; never NULL. */
 char *ah_t_read_rest(int fd);
+/** What a process started by ah_t_spawn has written on fd as far as
+ *  ah_t_wait_line read it, the lines it passed over included, and what
+ *  can be read now without waiting: the last 4 KiB, malloc'd, never NULL.
+ *  For the message of a test that gave up waiting for a line. */
+char *ah_t_seen(int fd);
 /** Sends sig and waits; returns the exit status (or 128+signal). */
 int ah_t_stop(pid_t pid, int sig);
 
