@@ -42,6 +42,7 @@
 #include <openssl/hmac.h>
 
 #include "frame.h"
+#include "harden.h"
 #include "look.h"
 #include "httpc.h"
 #include "jarena.h"
@@ -1828,6 +1829,12 @@ int main(int argc, char **argv)
     for (int fd = 3; fd < (g_fd > plugin_fd ? g_fd : plugin_fd); fd++)
         if (fd != g_fd && fd != plugin_fd)
             close(fd);
+    /* The plugin's settings and tokens pass through this process. */
+    char harden_err[160];
+    if (ah_harden_no_dumps(harden_err, sizeof harden_err) != 0) {
+        say("init_failed", harden_err);
+        return 1;
+    }
 #if !defined(AH_SHADOW_MEMORY)
     if (g_memory_max > 0) {
         /* glibc gives each thread that allocates an arena of its own, each

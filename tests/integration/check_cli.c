@@ -6,6 +6,7 @@
  * plugin built out of the tree against sdk/include alone.
  */
 #include <check.h>
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include <cjson/cJSON.h>
 #include <libpq-fe.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "support/harness.h"
@@ -501,6 +503,137 @@ START_TEST(test_serve_daemon)
 }
 END_TEST
 
+/* Core files in dir: "core", "core.PID", valgrind's "vgcore.PID". */
+static int cores_in(const char *dir)
+{
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        n += strncmp(e->d_name, "core", 4) == 0 || strncmp(e->d_name, "vgcore", 6) == 0;
+    closedir(d);
+    return n;
+}
+
+/* Waits (5 s at most) until pid is gone or a zombie. */
+static void wait_gone(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    for (int i = 0; i < 500; i++) {
+        FILE *f = fopen(path, "re");
+        if (f == NULL)
+            return;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        const char *rp = strrchr(buf, ')');
+        if (rp != NULL && rp[1] == ' ' && rp[2] == 'Z')
+            return;
+        usleep(10 * 1000);
+    }
+}
+
+/* A child of parent whose command is `comm`, or 0. */
+static pid_t child_named(pid_t parent, const char *comm)
+{
+    DIR *d = opendir("/proc");
+    ck_assert_ptr_nonnull(d);
+    pid_t found = 0;
+    struct dirent *e;
+    while (found == 0 && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "re");
+        if (f == NULL)
+            continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        const char *lp = strchr(buf, '('), *rp = strrchr(buf, ')');
+        int ppid = 0;
+        char state;
+        if (lp == NULL || rp == NULL || sscanf(rp + 2, "%c %d", &state, &ppid) != 2)
+            continue;
+        if (ppid == parent && state != 'Z' && (size_t)(rp - lp - 1) == strlen(comm) &&
+            strncmp(lp + 1, comm, strlen(comm)) == 0)
+            found = atoi(e->d_name);
+    }
+    closedir(d);
+    return found;
+}
+
+/* A crash of the daemon or of a plugin process leaves no core file, even
+ * where core files are allowed: the daemon holds every tenant's keys and
+ * tokens, a plugin process the settings of the connections it serves. The
+ * control first: a shell killed the same way in the same folder leaves
+ * one, or this machine writes none there and there is nothing to tell. */
+START_TEST(test_no_core_dump)
+{
+    env e;
+    env_setup(&e, NULL);
+    char *text = ah_t_read_file(e.ini, NULL);
+    ck_assert_ptr_nonnull(text);
+    char *lvl = strstr(text, "log_level = warn");
+    ck_assert_ptr_nonnull(lvl);
+    memcpy(lvl, "log_level = info", 16);
+    ck_assert_int_eq(ah_t_write_file(e.ini, text), 0);
+    free(text);
+    char dumps[1024], script[4096];
+    snprintf(dumps, sizeof dumps, "%s/dumps", e.dir);
+    ck_assert_int_eq(mkdir(dumps, 0700), 0);
+
+    snprintf(script, sizeof script, "cd '%s' && ulimit -c unlimited && kill -SEGV $$", dumps);
+    const char *control[] = {"/bin/sh", "-c", script, NULL};
+    char *out = NULL, *err = NULL;
+    ck_assert_int_eq(ah_t_run(control, NULL, &out, &err), 128 + SIGSEGV);
+    free(out);
+    free(err);
+    if (cores_in(dumps) == 0) {
+        fprintf(stderr, "test_no_core_dump: this machine writes no core file to a crashing "
+                        "process's folder (core_pattern, or a hard limit of 0): skipped\n");
+        env_teardown(&e);
+        return;
+    }
+    char rm[1200];
+    snprintf(rm, sizeof rm, "rm -f '%s'/core*", dumps);
+    ck_assert_int_eq(ah_t_run((const char *const[]){"/bin/sh", "-c", rm, NULL}, NULL, NULL, NULL), 0);
+    ck_assert_int_eq(cores_in(dumps), 0);
+
+    snprintf(script, sizeof script, "cd '%s' && ulimit -c unlimited && exec '%s' serve -c '%s'",
+             dumps, e.atshub, e.ini);
+    const char *argv[] = {"/bin/sh", "-c", script, NULL};
+    const char *envv[] = {"ATSHUB_LISTEN=127.0.0.1:0", NULL};
+    int errfd;
+    pid_t pid = ah_t_spawn(argv, envv, &errfd);
+    ck_assert_int_gt(pid, 0);
+    char *line = ah_t_wait_line(errfd, "listening on", 30);
+    if (line == NULL)
+        ck_abort_msg("the daemon did not start; it wrote: %s", ah_t_seen(errfd));
+    free(line);
+    /* The template plugin runs in a process of its own (the default). */
+    pid_t child = 0;
+    for (int i = 0; i < 500 && child == 0; i++) {
+        child = child_named(pid, "atshub-plugin-h");
+        if (child == 0)
+            usleep(10 * 1000);
+    }
+    ck_assert_msg(child > 0, "no plugin process under the daemon");
+    ck_assert_int_eq(kill(child, SIGSEGV), 0);
+    wait_gone(child);
+    ck_assert_msg(cores_in(dumps) == 0, "the plugin process left a core file");
+    ck_assert_int_eq(kill(pid, SIGSEGV), 0);
+    int st = ah_t_stop(pid, 0);
+    ck_assert_msg(st != 0, "the daemon ended with 0 after SIGSEGV");
+    ck_assert_msg(cores_in(dumps) == 0, "the daemon left a core file");
+    close(errfd);
+    env_teardown(&e);
+}
+END_TEST
+
 /* Raw SQL on the test's store (SQLite file or PostgreSQL database). */
 static void store_sql(env *e, const char *sql)
 {
@@ -629,6 +762,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_plugin_check_write_declarations);
     tcase_add_test(tc, test_template_out_of_tree);
     tcase_add_test(tc, test_serve_daemon);
+    tcase_add_test(tc, test_no_core_dump);
     tcase_add_test(tc, test_instances_and_newer_schema);
     suite_add_tcase(s, tc);
     return s;

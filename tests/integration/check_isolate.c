@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <unistd.h>
 
 #include "conns.h"
@@ -148,13 +149,19 @@ static int children(int *zombies)
     return n;
 }
 
-/* Open descriptors of a process ("self" or a pid). */
+/* Open descriptors of a process ("self" or a pid); -1 when a plugin
+ * process's are not ours to see: it is not dumpable (harden.h), so only
+ * root reads its /proc/PID/fd. */
 static int fds_of(const char *who)
 {
     char path[64];
     snprintf(path, sizeof path, "/proc/%s/fd", who);
     DIR *d = opendir(path);
-    ck_assert_ptr_nonnull(d);
+    if (d == NULL && errno == EACCES && geteuid() != 0) {
+        fprintf(stderr, "not root: %s not checked\n", path);
+        return -1;
+    }
+    ck_assert_msg(d != NULL, "%s: %s", path, strerror(errno));
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL)
@@ -278,7 +285,8 @@ START_TEST(test_faults_contained)
     /* The plugin process holds stdio and its socket, nothing of ours. */
     char pidtext[16];
     snprintf(pidtext, sizeof pidtext, "%d", pid);
-    ck_assert_int_eq(fds_of(pidtext) + 1, 4);
+    int fds = fds_of(pidtext);
+    ck_assert(fds == -1 || fds + 1 == 4);
     int fds_before = fds_of("self");
 
     load l = {.core = f.core};
@@ -344,7 +352,8 @@ START_TEST(test_faults_contained)
     /* A restarted process costs no descriptor. */
     ck_assert_int_eq(fds_of("self"), fds_before);
     snprintf(pidtext, sizeof pidtext, "%d", pid);
-    ck_assert_int_eq(fds_of(pidtext) + 1, 4);
+    fds = fds_of(pidtext);
+    ck_assert(fds == -1 || fds + 1 == 4);
     ck_assert_msg(atomic_load(&l.failed) == 0, "%ld requests to fixture_good failed (%s)",
                   atomic_load(&l.failed), l.first_error);
     ck_assert_int_gt(atomic_load(&l.ok), 0);
