@@ -452,31 +452,44 @@ END_TEST
 
 /* `atshub serve` as operators run it: picks up CLI changes without a
  * restart and stops cleanly on SIGTERM. */
-START_TEST(test_serve_daemon)
+/* The daemon logs at info: its "listening on" line is one. */
+static void log_info(env *e)
 {
-    env e;
-    env_setup(&e, NULL);
-    /* The "listening on" line is logged at info. */
-    char *text = ah_t_read_file(e.ini, NULL);
+    char *text = ah_t_read_file(e->ini, NULL);
     ck_assert_ptr_nonnull(text);
     char *lvl = strstr(text, "log_level = warn");
     ck_assert_ptr_nonnull(lvl);
     memcpy(lvl, "log_level = info", 16);
-    ck_assert_int_eq(ah_t_write_file(e.ini, text), 0);
+    ck_assert_int_eq(ah_t_write_file(e->ini, text), 0);
     free(text);
-    const char *argv[] = {e.atshub, "serve", "-c", e.ini, NULL};
+}
+
+/* Starts argv (atshub serve, at info) on a port of its choosing and waits
+ * until it listens: its pid, its stderr in *errfd, the port in *port. */
+static pid_t serve(const char *const *argv, int *errfd, int *port)
+{
     const char *envv[] = {"ATSHUB_LISTEN=127.0.0.1:0", NULL};
-    int errfd;
-    pid_t pid = ah_t_spawn(argv, envv, &errfd);
+    pid_t pid = ah_t_spawn(argv, envv, errfd);
     ck_assert_int_gt(pid, 0);
-    char *line = ah_t_wait_line(errfd, "listening on", 30);
+    char *line = ah_t_wait_line(*errfd, "listening on", 30);
     if (line == NULL)
-        ck_abort_msg("the daemon did not start; it wrote: %s", ah_t_seen(errfd));
+        ck_abort_msg("the daemon did not start; it wrote: %s", ah_t_seen(*errfd));
     const char *p = strstr(line, "127.0.0.1:");
     ck_assert_ptr_nonnull(p);
-    int port = atoi(p + strlen("127.0.0.1:"));
+    *port = atoi(p + strlen("127.0.0.1:"));
     free(line);
-    ck_assert_int_gt(port, 0);
+    ck_assert_int_gt(*port, 0);
+    return pid;
+}
+
+START_TEST(test_serve_daemon)
+{
+    env e;
+    env_setup(&e, NULL);
+    log_info(&e);
+    const char *argv[] = {e.atshub, "serve", "-c", e.ini, NULL};
+    int errfd, port;
+    pid_t pid = serve(argv, &errfd, &port);
     char url[256], *body;
     snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/health", port);
     ck_assert_int_eq(ah_t_http("GET", url, NULL, NULL, &body), 200);
@@ -516,56 +529,6 @@ static int cores_in(const char *dir)
     return n;
 }
 
-/* Waits (5 s at most) until pid is gone or a zombie. */
-static void wait_gone(pid_t pid)
-{
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    for (int i = 0; i < 500; i++) {
-        FILE *f = fopen(path, "re");
-        if (f == NULL)
-            return;
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[n] = '\0';
-        const char *rp = strrchr(buf, ')');
-        if (rp != NULL && rp[1] == ' ' && rp[2] == 'Z')
-            return;
-        usleep(10 * 1000);
-    }
-}
-
-/* A child of parent whose command is `comm`, or 0. */
-static pid_t child_named(pid_t parent, const char *comm)
-{
-    DIR *d = opendir("/proc");
-    ck_assert_ptr_nonnull(d);
-    pid_t found = 0;
-    struct dirent *e;
-    while (found == 0 && (e = readdir(d)) != NULL) {
-        if (e->d_name[0] < '0' || e->d_name[0] > '9')
-            continue;
-        char path[300], buf[512];
-        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-        FILE *f = fopen(path, "re");
-        if (f == NULL)
-            continue;
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[n] = '\0';
-        const char *lp = strchr(buf, '('), *rp = strrchr(buf, ')');
-        int ppid = 0;
-        char state;
-        if (lp == NULL || rp == NULL || sscanf(rp + 2, "%c %d", &state, &ppid) != 2)
-            continue;
-        if (ppid == parent && state != 'Z' && (size_t)(rp - lp - 1) == strlen(comm) &&
-            strncmp(lp + 1, comm, strlen(comm)) == 0)
-            found = atoi(e->d_name);
-    }
-    closedir(d);
-    return found;
-}
-
 /* A crash of the daemon or of a plugin process leaves no core file, even
  * where core files are allowed: the daemon holds every tenant's keys and
  * tokens, a plugin process the settings of the connections it serves. The
@@ -575,13 +538,7 @@ START_TEST(test_no_core_dump)
 {
     env e;
     env_setup(&e, NULL);
-    char *text = ah_t_read_file(e.ini, NULL);
-    ck_assert_ptr_nonnull(text);
-    char *lvl = strstr(text, "log_level = warn");
-    ck_assert_ptr_nonnull(lvl);
-    memcpy(lvl, "log_level = info", 16);
-    ck_assert_int_eq(ah_t_write_file(e.ini, text), 0);
-    free(text);
+    log_info(&e);
     char dumps[1024], script[4096];
     snprintf(dumps, sizeof dumps, "%s/dumps", e.dir);
     ck_assert_int_eq(mkdir(dumps, 0700), 0);
@@ -606,24 +563,22 @@ START_TEST(test_no_core_dump)
     snprintf(script, sizeof script, "cd '%s' && ulimit -c unlimited && exec '%s' serve -c '%s'",
              dumps, e.atshub, e.ini);
     const char *argv[] = {"/bin/sh", "-c", script, NULL};
-    const char *envv[] = {"ATSHUB_LISTEN=127.0.0.1:0", NULL};
-    int errfd;
-    pid_t pid = ah_t_spawn(argv, envv, &errfd);
-    ck_assert_int_gt(pid, 0);
-    char *line = ah_t_wait_line(errfd, "listening on", 30);
-    if (line == NULL)
-        ck_abort_msg("the daemon did not start; it wrote: %s", ah_t_seen(errfd));
-    free(line);
+    int errfd, port;
+    pid_t pid = serve(argv, &errfd, &port);
     /* The template plugin runs in a process of its own (the default). */
     pid_t child = 0;
-    for (int i = 0; i < 500 && child == 0; i++) {
-        child = child_named(pid, "atshub-plugin-h");
-        if (child == 0)
+    for (int i = 0; i < 500 && child == 0; i++)
+        if (ah_t_children(pid, "atshub-plugin-h", &child, 1, NULL) < 1 || child == 0)
             usleep(10 * 1000);
-    }
     ck_assert_msg(child > 0, "no plugin process under the daemon");
     ck_assert_int_eq(kill(child, SIGSEGV), 0);
-    wait_gone(child);
+    /* Its core, if any, is written before it is a zombie. */
+    for (int i = 0; i < 500; i++) {
+        char st = ah_t_proc_state(child);
+        if (st == 0 || st == 'Z')
+            break;
+        usleep(10 * 1000);
+    }
     ck_assert_msg(cores_in(dumps) == 0, "the plugin process left a core file");
     ck_assert_int_eq(kill(pid, SIGSEGV), 0);
     int st = ah_t_stop(pid, 0);

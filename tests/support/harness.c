@@ -2,6 +2,7 @@
 #include "harness.h"
 
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -434,6 +435,63 @@ int ah_t_run(const char *const *argv, const char *const *env, char **out, char *
     else
         free(be.p);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* /proc/PID/stat's command, state and parent; false when it is gone. */
+static bool proc_stat(const char *pid, char comm[64], char *state, int *ppid)
+{
+    char path[300], text[512];
+    snprintf(path, sizeof path, "/proc/%s/stat", pid);
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return false;
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    const char *lp = strchr(text, '('), *rp = strrchr(text, ')');
+    if (lp == NULL || rp == NULL || rp < lp || sscanf(rp + 2, "%c %d", state, ppid) != 2)
+        return false;
+    size_t cl = (size_t)(rp - lp - 1) < 63 ? (size_t)(rp - lp - 1) : 63;
+    memcpy(comm, lp + 1, cl);
+    comm[cl] = '\0';
+    return true;
+}
+
+char ah_t_proc_state(pid_t pid)
+{
+    char id[16], comm[64], state = 0;
+    int ppid;
+    snprintf(id, sizeof id, "%d", (int)pid);
+    return proc_stat(id, comm, &state, &ppid) ? state : 0;
+}
+
+int ah_t_children(pid_t parent, const char *comm, pid_t *live, int max, int *zombies)
+{
+    DIR *d = opendir("/proc");
+    if (d == NULL)
+        return -1;
+    int n = 0, nl = 0;
+    if (zombies != NULL)
+        *zombies = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        char c[64], state;
+        int ppid;
+        if (!proc_stat(e->d_name, c, &state, &ppid) || ppid != parent ||
+            (comm != NULL && strcmp(c, comm) != 0))
+            continue;
+        n++;
+        if (state == 'Z') {
+            if (zombies != NULL)
+                (*zombies)++;
+        } else if (nl < max) {
+            live[nl++] = atoi(e->d_name);
+        }
+    }
+    closedir(d);
+    return n;
 }
 
 /* What ah_t_wait_line and ah_t_seen read from each spawned process's

@@ -68,6 +68,13 @@ char *ah_t_read_rest(int fd);
  *  can be read now without waiting: the last 4 KiB, malloc'd, never NULL.
  *  For the message of a test that gave up waiting for a line. */
 char *ah_t_seen(int fd);
+/** The state letter of a process (/proc/PID/stat: 'R', 'S', 'Z'...), or
+ *  0 when it is gone. */
+char ah_t_proc_state(pid_t pid);
+/** Children of `parent` (those whose command is `comm`, when not NULL):
+ *  how many, zombies included (how many of those in *zombies when not
+ *  NULL); the first `max` live ones' pids in live[]. -1 without /proc. */
+int ah_t_children(pid_t parent, const char *comm, pid_t *live, int max, int *zombies);
 /** Sends sig and waits; returns the exit status (or 128+signal). */
 int ah_t_stop(pid_t pid, int sig);
 
