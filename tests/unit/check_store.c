@@ -376,9 +376,16 @@ START_TEST(test_iso_normalize)
                                    0, 999, -1};
     for (size_t i = 0; i < sizeof offsets / sizeof offsets[0]; i++) {
         char before[32], after[32], got[32];
-        time_t t0 = time(NULL) + offsets[i] / 1000 - 1;
+        /* The bounds from the clock ah_iso_in reads (CLOCK_REALTIME):
+         * time() reads the kernel's coarse clock, which can still say the
+         * second before for a few milliseconds after it ended (this failed
+         * under load: 16.003 against a bound of 15 with an offset of 999). */
+        struct timespec ts;
+        ck_assert_int_eq(clock_gettime(CLOCK_REALTIME, &ts), 0);
+        time_t t0 = ts.tv_sec + offsets[i] / 1000 - 1;
         ah_iso_in(offsets[i], got);
-        time_t t1 = time(NULL) + offsets[i] / 1000 + 1;
+        ck_assert_int_eq(clock_gettime(CLOCK_REALTIME, &ts), 0);
+        time_t t1 = ts.tv_sec + offsets[i] / 1000 + 1;
         struct tm tm;
         ck_assert_ptr_nonnull(gmtime_r(&t0, &tm));
         strftime(before, sizeof before, "%Y-%m-%dT%H:%M:%S", &tm);
