@@ -37,6 +37,7 @@ static pid_t spawn_out(const char *const *argv, int *out_fd)
     }
     close(p[1]);
     *out_fd = p[0];
+    ah_t_seen_reset(p[0]);
     return pid;
 }
 

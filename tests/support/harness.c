@@ -524,7 +524,7 @@ static seen_log *seen_find(int fd, bool make)
     return l;
 }
 
-static void seen_reset(int fd)
+void ah_t_seen_reset(int fd)
 {
     pthread_mutex_lock(&g_seen_mu);
     seen_find(fd, true)->len = 0;
@@ -571,7 +571,7 @@ pid_t ah_t_spawn(const char *const *argv, const char *const *env, int *err_fd)
         return -1;
     }
     *err_fd = pe[0];
-    seen_reset(pe[0]);
+    ah_t_seen_reset(pe[0]);
     return pid;
 }
 

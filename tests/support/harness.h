@@ -68,6 +68,9 @@ char *ah_t_read_rest(int fd);
  *  can be read now without waiting: the last 4 KiB, malloc'd, never NULL.
  *  For the message of a test that gave up waiting for a line. */
 char *ah_t_seen(int fd);
+/** Forgets what was read from fd: for a pipe made otherwise than by
+ *  ah_t_spawn (which does it), whose number an earlier one may have had. */
+void ah_t_seen_reset(int fd);
 /** The state letter of a process (/proc/PID/stat: 'R', 'S', 'Z'...), or
  *  0 when it is gone. */
 char ah_t_proc_state(pid_t pid);
