@@ -981,8 +981,6 @@ static bool tail_field(const unsigned char *t, size_t len, size_t *at, bool stri
     return true;
 }
 
-/* The records of an emit_records batch, in order; the first refused ends
- * it and is the answer. */
 /* A host call whose members are not what its function takes: the plugin
  * process's fault, answered to the plugin as its error. */
 static ah_result malformed(ah_call *call)
@@ -991,6 +989,8 @@ static ah_result malformed(ah_call *call)
                             "the plugin process sent a malformed host call");
 }
 
+/* The records of an emit_records batch, in order; the first refused ends
+ * it and is the answer. */
 static ah_result serve_emit_records(ah_call *call, const cJSON *m, unsigned char *tail,
                                     size_t tail_len)
 {

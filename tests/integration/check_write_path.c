@@ -9,6 +9,7 @@
  */
 #include <check.h>
 #include <curl/curl.h>
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -18,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <errno.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>

@@ -498,11 +498,12 @@ int ah_t_children(pid_t parent, const char *comm, pid_t *live, int max, int *zom
  * stderr: the last SEEN_MAX bytes, so that a test that gives up waiting
  * can say what the process wrote instead (the lines passed over while
  * looking for one are gone from the pipe). A slot per descriptor, reset
- * when ah_t_spawn hands the number out again. */
+ * when ah_t_spawn hands the number out again (or ah_t_seen_reset); past
+ * SEEN_SLOTS descriptors, slots are shared by number. */
 #define SEEN_MAX 4096
 #define SEEN_SLOTS 32
 typedef struct seen_log {
-    int fd; /* -1: free */
+    int fd;
     size_t len;
     char text[SEEN_MAX];
 } seen_log;
