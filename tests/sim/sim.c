@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 
@@ -530,6 +531,26 @@ void ah_sim_stop(ah_sim *s)
     pthread_cond_destroy(&s->stop_cv);
     pthread_mutex_destroy(&s->mu);
     free(s);
+}
+
+int ah_sim_stop_holding_port(ah_sim *s)
+{
+    if (s == NULL)
+        return -1;
+    uint16_t port = ah_sim_port(s);
+    ah_sim_stop(s);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1; /* past the TIME_WAIT of the server's own connections */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 const char *ah_sim_header(const ah_sim_req *req, const char *name)

@@ -67,6 +67,14 @@ uint16_t ah_sim_port(const ah_sim *s);
 /** "http://127.0.0.1:PORT" (owned by the sim). */
 const char *ah_sim_url(const ah_sim *s);
 void ah_sim_stop(ah_sim *s); /* stops and frees */
+/** Stops and frees s, and keeps its loopback port: bound, never listening,
+ *  for as long as the returned descriptor is open, so that a connection to
+ *  it is refused instead of reaching a server of another test that binds
+ *  the port next (ports of bind(0) and of outgoing connections skip a
+ *  bound port), or the connecting socket itself (a loopback connect whose
+ *  source port is the one it connects to). -1 when the port could not be
+ *  kept (s is stopped either way). */
+int ah_sim_stop_holding_port(ah_sim *s);
 
 const char *ah_sim_header(const ah_sim_req *req, const char *name);
 const char *ah_sim_query(const ah_sim_req *req, const char *name);

@@ -439,22 +439,6 @@ int ah_t_run(const char *const *argv, const char *const *env, char **out, char *
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-int ah_t_hold_port(uint16_t port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    int one = 1; /* past the TIME_WAIT of the server's own connections */
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd; /* bound, never listening: a connection is refused */
-}
-
 /* /proc/PID/stat's command, state and parent; false when it is gone. */
 static bool proc_stat(const char *pid, char comm[64], char *state, int *ppid)
 {

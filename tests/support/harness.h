@@ -72,11 +72,6 @@ char *ah_t_seen(int fd);
 /** Forgets what was read from fd: for a pipe made otherwise than by
  *  ah_t_spawn (which does it), whose number an earlier one may have had. */
 void ah_t_seen_reset(int fd);
-/** Keeps a loopback port that a stopped server had, so that connecting to
- *  it is refused for as long as the returned descriptor is open, instead
- *  of reaching whatever server of another test binds the port next. -1
- *  when the port is taken already. */
-int ah_t_hold_port(uint16_t port);
 /** The state letter of a process (/proc/PID/stat: 'R', 'S', 'Z'...), or
  *  0 when it is gone. */
 char ah_t_proc_state(pid_t pid);

@@ -507,7 +507,8 @@ START_TEST(connection_refused)
     ah_sim *s = sim_with(NULL, "GET", "/ok", h_flaky, &rs);
     char url[128];
     snprintf(url, sizeof(url), "%s/ok", ah_sim_url(s));
-    ah_sim_stop(s); /* nothing listens on that port any more */
+    int hold = ah_sim_stop_holding_port(s); /* nothing listens there now */
+    ck_assert_int_ge(hold, 0);
     ah_httpc *c = client(2);
     char err[256];
     ah_http_request req = get(url);
@@ -525,6 +526,7 @@ START_TEST(connection_refused)
     log_free(&log);
     ah_http_response_free(&resp);
     ah_httpc_free(c);
+    close(hold);
 }
 END_TEST
 
