@@ -1535,6 +1535,19 @@ static cJSON *serve_host(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call
     return resp;
 }
 
+cJSON *ah_isolate_serve_host_call(ah_call *call, const cJSON *m, unsigned char *tail,
+                                  size_t tail_len, unsigned char **out_tail,
+                                  size_t *out_tail_len)
+{
+    *out_tail = NULL;
+    *out_tail_len = 0;
+    /* Not a route's: no exchange, so nothing below touches the process,
+     * its child or the plugin's state (serve_route_host, listed_learn). */
+    waiter w;
+    memset(&w, 0, sizeof w);
+    return serve_host(NULL, NULL, NULL, &w, call, m, tail, tail_len, out_tail, out_tail_len);
+}
+
 /* Sends `req` (NULL: nothing) as call w's (its id added) and takes w's
  * frames until the answer, serving the child's host API calls and logs of
  * the call meanwhile. Only the time spent waiting on the child counts
