@@ -1425,6 +1425,9 @@ static void serve_store_batch(ah_call *call, const cJSON *m, cJSON *resp)
     }
 }
 
+/* Serves a host call frame m of call w. iso, p and ch are used for a
+ * route's calls only (w->ex set): ah_isolate_serve_host_call passes NULL for
+ * them, so keep every use behind that. */
 static cJSON *serve_host(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *call,
                          const cJSON *m, unsigned char *tail, size_t tail_len,
                          unsigned char **out_tail, size_t *out_tail_len)
@@ -1535,7 +1538,7 @@ static cJSON *serve_host(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call
     return resp;
 }
 
-cJSON *ah_isolate_serve_host_call(ah_call *call, const cJSON *m, unsigned char *tail,
+cJSON *ah_isolate_serve_host_call(ah_call *call, cJSON *m, unsigned char *tail,
                                   size_t tail_len, unsigned char **out_tail,
                                   size_t *out_tail_len)
 {

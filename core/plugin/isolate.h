@@ -184,11 +184,12 @@ void ah_isolate_counts(ah_isolate *iso, unsigned long *crashes, unsigned long *r
  *  a plugin process sent during a call other than a route's, on `call`, as
  *  the daemon does while it waits for that call's answer: returns the
  *  "host_reply" frame to send back (NULL out of memory) and its tail in
- *  *out_tail (malloc'd; NULL for none). Everything in m and the tail comes
- *  from the plugin process and is checked here. The daemon's own wait
+ *  *out_tail (malloc'd; NULL for none). A publish takes m's "body" (the
+ *  caller still frees m). Everything in m and the tail comes from the
+ *  plugin process and is checked here. The daemon's own wait
  *  serves host calls the same way (a route's too); this entry is for the
  *  fuzz target isolate_host (tests/fuzz). */
-cJSON *ah_isolate_serve_host_call(ah_call *call, const cJSON *m, unsigned char *tail,
+cJSON *ah_isolate_serve_host_call(ah_call *call, cJSON *m, unsigned char *tail,
                                   size_t tail_len, unsigned char **out_tail,
                                   size_t *out_tail_len);
 

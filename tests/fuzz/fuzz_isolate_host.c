@@ -13,8 +13,10 @@
  * input, whose http() answers from memory and never reaches a network.
  * Asserted, besides what AddressSanitizer and UBSan check: every frame that
  * is a JSON object gets a "host_reply" frame that prints; a reply's tail
- * comes with "body_tail" and only then; a frame that names no function
- * makes no call and is refused (the fake host counts what it was asked).
+ * comes with "body_tail" and only then; a frame that names no function, or
+ * names a call "c" other than its own (a route's connection, and there is
+ * no route here), makes no call and is refused (the fake host counts what
+ * it was asked).
  * Route host calls (the exchange's http_*, conn_by_secret) need a route in
  * flight and are driven by check_isolate instead.
  */
@@ -32,15 +34,14 @@ static void fail(const char *what)
     abort();
 }
 
-/* An answer from memory: the request's body echoed back (so that a
- * reply's tail is exercised), status 200, or 401 for a bearer "expired"
- * (so that the OAuth2 retry runs). */
+/* An answer from memory: status 200 and the request's body echoed back, so
+ * that a reply's tail is exercised with what the frame sent. */
 static ah_result canned_http(void *arg, const ah_http_request *req, ah_http_response *resp)
 {
     (void)arg;
     memset(resp, 0, sizeof *resp);
     resp->struct_size = sizeof *resp;
-    resp->status = req->bearer != NULL && strcmp(req->bearer, "expired") == 0 ? 401 : 200;
+    resp->status = 200;
     resp->attempts = 1;
     resp->content_type = strdup("application/json");
     size_t n = req->body != NULL ? req->body_len : 2;
@@ -102,12 +103,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fail("a reply's tail without body_tail, or body_tail without a tail");
     if (out_tail != NULL && out_tail_len == 0)
         fail("an empty tail");
-    /* A frame without a function names no call: nothing may be made. */
+    /* A frame without a function, or for a call other than its own (as
+     * the daemon reads "c": a number clamped to -1.., whole part), names
+     * nothing to call: nothing may be made. */
     const cJSON *fn = cJSON_GetObjectItemCaseSensitive(m, "fn");
-    if (!cJSON_IsString(fn) &&
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(m, "c");
+    double cv = cJSON_IsNumber(c) ? c->valuedouble : 0;
+    bool other_call = cv <= -1 || cv >= 1;
+    if ((!cJSON_IsString(fn) || other_call) &&
         (fh->http_count != 0 || fh->publish_count != 0 || fh->record_count != 0 ||
-         fh->record_put_count != 0 || fh->oauth2_count != 0 || fh->fail_count == 0))
-        fail("a frame without \"fn\" made a call, or was not refused");
+         fh->record_put_count != 0 || fh->oauth2_count != 0 ||
+         fh->settings_update_count != 0 || fh->fail_count == 0))
+        fail("a frame without \"fn\", or for another call, made a call or was not refused");
     /* The reply goes back to the plugin process as a frame. */
     char *text = cJSON_PrintUnformatted(resp);
     if (text == NULL)

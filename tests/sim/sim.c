@@ -539,6 +539,8 @@ int ah_sim_stop_holding_port(ah_sim *s)
         return -1;
     uint16_t port = ah_sim_port(s);
     ah_sim_stop(s);
+    if (port == 0) /* it never listened: there is no port to keep */
+        return -1;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;

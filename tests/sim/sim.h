@@ -70,10 +70,12 @@ void ah_sim_stop(ah_sim *s); /* stops and frees */
 /** Stops and frees s, and keeps its loopback port: bound, never listening,
  *  for as long as the returned descriptor is open, so that a connection to
  *  it is refused instead of reaching a server of another test that binds
- *  the port next (ports of bind(0) and of outgoing connections skip a
- *  bound port), or the connecting socket itself (a loopback connect whose
- *  source port is the one it connects to). -1 when the port could not be
- *  kept (s is stopped either way). */
+ *  the port next, or the connecting socket itself (a loopback connect whose
+ *  source port is the one it connects to): the kernel gives neither bind(0)
+ *  nor an outgoing connection a port that is bound. (A server that asks for
+ *  this very port with SO_REUSEADDR could still have it; the tests' servers
+ *  ask for port 0.) -1 when the port could not be kept, or s never
+ *  listened; s is stopped either way. */
 int ah_sim_stop_holding_port(ah_sim *s);
 
 const char *ah_sim_header(const ah_sim_req *req, const char *name);

@@ -5,7 +5,6 @@
 #define AH_HARNESS_H
 
 #include <stdbool.h>
-#include <stdint.h>
 #include <stddef.h>
 #include <sys/types.h>
 
