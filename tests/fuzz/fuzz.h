@@ -8,10 +8,19 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* A property the harness asserts does not hold: says which and aborts
+ * (libFuzzer keeps the input as a crash). */
+static inline void fuzz_fail(const char *target, const char *what)
+{
+    fprintf(stderr, "%s: %s\n", target, what);
+    abort();
+}
 
 /* The input as a malloc'd NUL-terminated string (it may hold NULs). */
 static inline char *fuzz_strndup(const uint8_t *data, size_t size)

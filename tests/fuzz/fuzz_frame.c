@@ -9,7 +9,6 @@
  * and the frame sent again (ah_frame_append) reads back the same. A refusal
  * other than the end of the stream must set the reader's `broken`.
  */
-#include <stdio.h>
 
 #include <cjson/cJSON.h>
 
@@ -18,8 +17,7 @@
 
 static void fail(const char *what)
 {
-    fprintf(stderr, "fuzz_frame: %s\n", what);
-    abort();
+    fuzz_fail("fuzz_frame", what);
 }
 
 /* A reader that holds the whole stream already (a copy of the bytes, in

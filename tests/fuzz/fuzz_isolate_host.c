@@ -20,7 +20,6 @@
  * Route host calls (the exchange's http_*, conn_by_secret) need a route in
  * flight and are driven by check_isolate instead.
  */
-#include <stdio.h>
 
 #include <cjson/cJSON.h>
 
@@ -30,8 +29,7 @@
 
 static void fail(const char *what)
 {
-    fprintf(stderr, "fuzz_isolate_host: %s\n", what);
-    abort();
+    fuzz_fail("fuzz_isolate_host", what);
 }
 
 /* An answer from memory: status 200 and the request's body echoed back, so
