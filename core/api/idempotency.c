@@ -50,6 +50,7 @@
 
 #include "conns.h"
 #include "idempotency.h"
+#include "json.h"
 #include "rest.h"
 #include "settle.h"
 #include "webhooks.h"

@@ -22,6 +22,7 @@
 #include "core.h"
 #include "ops.h"
 #include "intlog.h"
+#include "json.h"
 
 #define EXIT_USAGE 2
 

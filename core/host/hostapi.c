@@ -18,6 +18,7 @@
 #include "events.h"
 #include "hostapi.h"
 #include "intlog.h"
+#include "json.h"
 #include "netaddr.h"
 #include "recbuf.h"
 

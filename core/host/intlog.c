@@ -9,6 +9,7 @@
 #include "conns.h"
 #include "core.h"
 #include "intlog.h"
+#include "json.h"
 
 #define INTLOG_MAX_BODY (64 * 1024)
 

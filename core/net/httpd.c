@@ -2,6 +2,7 @@
 #include "httpd.h"
 
 #include "conntrack.h"
+#include "json.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -325,60 +326,6 @@ int ah_http_status_for_code(const char *code)
         if (strcmp(code, map[i].code) == 0)
             return map[i].status;
     return 500;
-}
-
-/* Counting brackets before cJSON sees the text keeps its recursion (limit
- * 1000) from ever running deep on hostile input. */
-static bool json_depth_ok(const char *t, size_t n)
-{
-    int depth = 0;
-    bool in_str = false;
-    for (size_t i = 0; i < n; i++) {
-        char c = t[i];
-        if (in_str) {
-            if (c == '\\')
-                i++;
-            else if (c == '"')
-                in_str = false;
-            continue;
-        }
-        switch (c) {
-        case '"':
-            in_str = true;
-            break;
-        case '[':
-        case '{':
-            if (++depth > AH_JSON_MAX_DEPTH)
-                return false;
-            break;
-        case ']':
-        case '}':
-            depth--;
-            break;
-        default:
-            break;
-        }
-    }
-    return true;
-}
-
-cJSON *ah_json_parse_limited(const char *text, size_t len)
-{
-    if (text == NULL || len == 0 || !json_depth_ok(text, len))
-        return NULL;
-    const char *end = NULL;
-    /* cJSON's require_null_terminated refuses a buffer that ends exactly at
-     * `len`, so the trailing bytes are checked here instead. */
-    cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, false);
-    if (j == NULL)
-        return NULL;
-    for (const char *p = end; p < text + len; p++) {
-        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
-            cJSON_Delete(j);
-            return NULL;
-        }
-    }
-    return j;
 }
 
 /* --- responding ---------------------------------------------------------- */
@@ -765,7 +712,8 @@ const cJSON *ah_ex_json(ah_http_exchange *ex)
     ex->json = ah_json_parse_limited(ex->body, ex->body_len);
     if (ex->json == NULL)
         ah_ex_error(ex, 400, "invalid_json",
-                    "the request body is not valid JSON (or nests deeper than %d)",
+                    "the request body is not valid JSON (or nests deeper than %d, or a "
+                    "string holds U+0000)",
                     AH_JSON_MAX_DEPTH);
     return ex->json;
 }

@@ -340,11 +340,6 @@ void ah_ex_call_route(ah_http_exchange *ex);
  *  501, invalid_request -> 400, ...); 500 when unknown. */
 int ah_http_status_for_code(const char *code);
 
-/** JSON limits for everything that comes from outside. */
-#define AH_JSON_MAX_DEPTH 32
-/** Parses JSON text of `len` bytes, refusing nesting deeper than
- *  AH_JSON_MAX_DEPTH and trailing garbage. NULL on error. */
-cJSON *ah_json_parse_limited(const char *text, size_t len);
 
 /* --- additions ------------------------------------------------------- */
 /** Runs before a matched route's handler (server thread); returns true when

@@ -46,6 +46,7 @@
 #include "look.h"
 #include "httpc.h"
 #include "jarena.h"
+#include "json.h"
 #include "mirror.h"
 #include "router.h"
 
@@ -821,15 +822,16 @@ static void h_oauth2_invalidate(ah_call *call, const ah_oauth2_params *p)
 #define JSON_ARENA_REGION ((size_t)64 << 20)
 #define JSON_ARENA_SHARE 8
 
+/* The daemon's json_parse (hostapi.c) with the same limits (json.h), so
+ * that a plugin gets the same tree, or the same refusal, in either mode. */
 static cJSON *h_json_parse(const char *text, size_t len)
 {
-    /* The daemon's limit for bodies; cJSON's own nesting limit applies. */
     if (text == NULL || len > AH_FRAME_MAX)
         return NULL;
     if (len < JSON_ARENA_MIN)
-        return cJSON_ParseWithLength(text, len);
+        return ah_json_parse_limited(text, len);
     ah_jarena_begin();
-    cJSON *j = cJSON_ParseWithLength(text, len);
+    cJSON *j = ah_json_parse_limited(text, len);
     ah_jarena_end();
     return j;
 }

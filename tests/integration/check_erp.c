@@ -741,6 +741,9 @@ START_TEST(test_validation_errors)
     env_open(&e);
 #define C "\"action\":\"create_job\",\"source_name\":\"Main_ERP\""
 #define OK_FIELDS "\"title\":\"T1\",\"application_url\":\"https://a.example/x\""
+/* 32 arrays in the object: 33 levels. */
+#define D8 "[[[[[[[["
+#define D33 D8 D8 D8 D8 "]]]]]]]]" "]]]]]]]]" "]]]]]]]]" "]]]]]]]]"
     static const struct {
         const char *body, *code, *field;
     } cases[] = {
@@ -773,6 +776,14 @@ START_TEST(test_validation_errors)
         {"not json", "INVALID_JSON", NULL},
         {"[1,2,3]", "INVALID_JSON", NULL},
         {"", "INVALID_JSON", NULL},
+        /* The host's JSON limits hold for the plugin in either mode
+         * (core/base/json.c): bytes after the object, nesting past 32, and
+         * a NUL in a string, which a C string would end at ("A" stored
+         * for "A\u0000B", and taken for another job titled "A"). */
+        {"{" C "," OK_FIELDS "} x", "INVALID_JSON", NULL},
+        {"{" C "," OK_FIELDS ",\"department\":" D33 "}", "INVALID_JSON", NULL},
+        {"{" C ",\"title\":\"A\\u0000B\",\"application_url\":\"https://a.example/x\"}",
+         "INVALID_JSON", NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         expect_error(&e, "create-job/", e.key, cases[i].body, 400, cases[i].code, cases[i].field);
@@ -824,6 +835,8 @@ START_TEST(test_validation_errors)
     free(id);
 #undef C
 #undef OK_FIELDS
+#undef D8
+#undef D33
     env_close(&e);
 }
 END_TEST

@@ -832,8 +832,12 @@ struct ah_host_api {
     void (*oauth2_invalidate)(ah_call *call, const ah_oauth2_params *p);
 
     /* --- JSON helpers --------------------------------------------------- */
-    /** Parses `len` bytes as JSON with the host's depth and size limits.
-     *  NULL on error. Release with cJSON_Delete. In a plugin process the
+    /** Parses `len` bytes as JSON with the host's limits, the same in the
+     *  daemon's process and in a plugin process: nesting to 32 levels,
+     *  nothing but whitespace after the value, and no NUL in a string
+     *  (escaped as \u0000 or raw: cJSON's C strings would end there, and
+     *  the value read would be cut short). NULL on error or refusal.
+     *  Release with cJSON_Delete. In a plugin process the
      *  tree of a large text (16 KiB on) is carved from blocks of 1 MiB: its
      *  keys and strings are freed by cJSON's functions only (never free()),
      *  and a node kept past the rest keeps its block. */

@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* JSON text from outside parsed with the host's limits (core/base/json.c). */
+#include <check.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+
+static char *nested(int depth)
+{
+    char *s = malloc((size_t)depth * 2 + 1);
+    for (int i = 0; i < depth; i++) {
+        s[i] = '[';
+        s[depth * 2 - 1 - i] = ']';
+    }
+    s[depth * 2] = '\0';
+    return s;
+}
+
+static bool accepted(const char *text, size_t len)
+{
+    cJSON *j = ah_json_parse_limited(text, len);
+    cJSON_Delete(j);
+    return j != NULL;
+}
+
+START_TEST(test_depth_and_trailing_bytes)
+{
+    char *s = nested(AH_JSON_MAX_DEPTH);
+    ck_assert(accepted(s, strlen(s)));
+    free(s);
+    s = nested(AH_JSON_MAX_DEPTH + 1);
+    ck_assert(!accepted(s, strlen(s)));
+    free(s);
+    s = nested(5000); /* far past cJSON's own limit: refused, no deep recursion */
+    ck_assert(!accepted(s, strlen(s)));
+    free(s);
+    /* Brackets inside strings do not count, escaped quotes do not end them. */
+    const char *str = "{\"k\":\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\\"[[[[\"}";
+    ck_assert(accepted(str, strlen(str)));
+    /* Length-limited: the bytes past len are not read. */
+    ck_assert(accepted("{\"a\":1}garbage", 7));
+    ck_assert(!accepted("{\"a\":1}garbage", 14));
+    ck_assert(accepted("\t[true] \r\n", 10));
+    ck_assert(!accepted("", 0));
+    ck_assert(!accepted(NULL, 3));
+    ck_assert(!accepted("{\"a\":", 5));
+}
+END_TEST
+
+/* A NUL in a string, escaped or raw, would end the C string cJSON keeps:
+ * "A\u0000B" read as "A". Refused instead, wherever it is; an escaped
+ * backslash before "u0000" is text, and other escapes stay as they were. */
+START_TEST(test_nul_in_strings)
+{
+    static const char *const refused[] = {
+        "{\"title\":\"A\\u0000B\"}",
+        "{\"k\\u0000ey\":1}",
+        "[\"\\u0000\"]",
+        "\"x\\u0000\"",
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+        ck_assert_msg(!accepted(refused[i], strlen(refused[i])), "accepted %s", refused[i]);
+    /* Raw NULs: inside a string, and after the value. */
+    ck_assert(!accepted("{\"t\":\"A\0B\"}", 11));
+    ck_assert(!accepted("{\"a\":1}\0", 8));
+    /* Not a NUL: an escaped backslash, then the text u0000; U+0001; U+0100. */
+    const char *ok = "{\"t\":\"\\\\u0000\",\"u\":\"\\u0001\",\"v\":\"\\u0100\"}";
+    cJSON *j = ah_json_parse_limited(ok, strlen(ok));
+    ck_assert_ptr_nonnull(j);
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "t")->valuestring, "\\u0000");
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "u")->valuestring, "\x01");
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "v")->valuestring, "\xc4\x80");
+    cJSON_Delete(j);
+    /* U+0000, then the digit 1. */
+    ck_assert(!accepted("[\"\\u00001\"]", 11));
+    /* An escape cut short at the end of the text is cJSON's to refuse. */
+    ck_assert(!accepted("[\"\\u000", 7));
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("json");
+    TCase *tc = tcase_create("json");
+    tcase_add_test(tc, test_depth_and_trailing_bytes);
+    tcase_add_test(tc, test_nul_in_strings);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
