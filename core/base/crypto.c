@@ -146,7 +146,9 @@ int ah_hmac_sha256_hex(const void *key, size_t key_len, const void *data, size_t
                        char out[AH_SHA256_HEX_LEN + 1])
 {
     unsigned char mac[32];
-    if (ah_hmac_sha256(key, key_len, data, len, mac) != 0) {
+    if (out == NULL)
+        return -1;
+    if (key == NULL || (data == NULL && len > 0) || ah_hmac_sha256(key, key_len, data, len, mac) != 0) {
         out[0] = '\0';
         return -1;
     }

@@ -26,7 +26,10 @@ void ah_sha256_hex(const void *data, size_t len, char out[AH_SHA256_HEX_LEN + 1]
 /** HMAC-SHA256 raw (32 bytes). 0 on success. */
 int ah_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
                    unsigned char out[32]);
-/** HMAC-SHA256 as lowercase hex (64 chars + NUL). */
+/** HMAC-SHA256 as lowercase hex (64 chars + NUL): the SDK's hmac_sha256_hex
+ *  in either process. -1 (out "" when given) for a NULL key or out, NULL
+ *  data of a non-zero length, a key longer than INT_MAX, or OpenSSL's
+ *  failure; NULL data of length 0 is the empty message. */
 int ah_hmac_sha256_hex(const void *key, size_t key_len, const void *data, size_t len,
                        char out[AH_SHA256_HEX_LEN + 1]);
 

@@ -773,10 +773,7 @@ static cJSON *host_record_by_id(ah_call *call, const char *id)
 static ah_result host_hmac_sha256_hex(const void *key, size_t key_len, const void *data,
                                       size_t len, char out[65])
 {
-    if (key == NULL || out == NULL || (data == NULL && len > 0))
-        return AH_ERR;
-    return ah_hmac_sha256_hex(key, key_len, data != NULL ? data : "", len, out) == 0 ? AH_OK
-                                                                                  : AH_ERR;
+    return ah_hmac_sha256_hex(key, key_len, data, len, out) == 0 ? AH_OK : AH_ERR;
 }
 
 static int host_ct_equal(const char *a, const char *b)

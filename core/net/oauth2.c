@@ -12,7 +12,6 @@
 #include <curl/curl.h>
 
 #define OAUTH2_DEFAULT_EXPIRES_S 3600
-#define OAUTH2_MAX_TOKEN 8192
 
 /* One cached token. Entries are reference counted because a fetch runs
  * without the lock: a forget/invalidate during it only unlinks the entry. */
@@ -189,7 +188,7 @@ static int parse_token(const ah_http_response *r, token_result *out, char *err, 
     }
     const cJSON *at = cJSON_GetObjectItemCaseSensitive(root, "access_token");
     if (!cJSON_IsString(at) || !at->valuestring[0] ||
-        strlen(at->valuestring) > OAUTH2_MAX_TOKEN) {
+        strlen(at->valuestring) > AH_OAUTH2_MAX_TOKEN) {
         cJSON_Delete(root);
         snprintf(err, errlen, "token endpoint answered %ld without a usable access_token",
                  r->status);
@@ -214,7 +213,7 @@ static int parse_token(const ah_http_response *r, token_result *out, char *err, 
     const cJSON *rt = cJSON_GetObjectItemCaseSensitive(root, "refresh_token");
     out->access_token = strdup(at->valuestring);
     out->refresh_token = cJSON_IsString(rt) && rt->valuestring[0] &&
-                                 strlen(rt->valuestring) <= OAUTH2_MAX_TOKEN
+                                 strlen(rt->valuestring) <= AH_OAUTH2_MAX_TOKEN
                              ? strdup(rt->valuestring)
                              : NULL;
     out->expires_in = expires;

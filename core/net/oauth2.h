@@ -12,6 +12,9 @@
 #include "httpc.h"
 
 #define AH_OAUTH2_REFRESH_MARGIN_S 300
+/** The longest access or refresh token kept (bytes, without the NUL): a
+ *  longer one is refused as the provider's answer. */
+#define AH_OAUTH2_MAX_TOKEN 8192
 
 typedef struct ah_oauth2 ah_oauth2;
 

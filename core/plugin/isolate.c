@@ -24,6 +24,7 @@
 #include "frame.h"
 #include "look.h"
 #include "httpd.h"
+#include "oauth2.h"
 #include "isolate.h"
 #include "registry.h"
 
@@ -1466,7 +1467,7 @@ static cJSON *serve_host(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call
         if (fn[7] == 'i') {
             h->oauth2_invalidate(call, &op);
         } else {
-            char tok[8192];
+            char tok[AH_OAUTH2_MAX_TOKEN + 1]; /* any token the cache keeps */
             ah_result r = h->oauth2_token(call, &op, tok, sizeof tok);
             add_result(resp, call, r);
             if (r == AH_OK)

@@ -38,11 +38,10 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include "frame.h"
 #include "harden.h"
+#include "crypto.h"
 #include "look.h"
 #include "httpc.h"
 #include "jarena.h"
@@ -790,6 +789,10 @@ static void h_http_response_free(ah_http_response *resp)
 static ah_result h_oauth2_token(ah_call *call, const ah_oauth2_params *p, char *out,
                                 size_t out_len)
 {
+    /* The daemon checks the rest (oauth2.c), with the same words. */
+    if (p == NULL || out == NULL || out_len == 0)
+        return h_fail(call, "auth_failed", 502,
+                      "oauth2: token_url, client_id and an output buffer are required");
     cJSON *m = host_msg(call, "oauth2_token");
     cJSON_AddItemToObject(m, "p", oauth2_json(p));
     cJSON *ans = rpc(m);
@@ -807,6 +810,8 @@ static ah_result h_oauth2_token(ah_call *call, const ah_oauth2_params *p, char *
 
 static void h_oauth2_invalidate(ah_call *call, const ah_oauth2_params *p)
 {
+    if (p == NULL)
+        return; /* nothing to forget, as in process (oauth2.c) */
     cJSON *m = host_msg(call, "oauth2_invalidate");
     cJSON_AddItemToObject(m, "p", oauth2_json(p));
     cJSON_Delete(rpc(m));
@@ -882,6 +887,24 @@ static void add_text(cJSON *o, const char *key, const char *text, size_t len)
         die_lost();
     cJSON_AddStringToObject(o, key, copy);
     free(copy);
+}
+
+/* Which of a record's two texts (ABI 1.2) holds a NUL within its given
+ * length, or NULL. In process the daemon's check refuses such a text as
+ * not one JSON value (hostapi.c, record_text); sent as a frame's string it
+ * would end at the NUL, and what came before it would be stored. */
+static const char *record_text_with_nul(const ah_record *rec)
+{
+    if (rec == NULL ||
+        rec->struct_size < offsetof(ah_record, fields_json_len) + sizeof rec->fields_json_len)
+        return NULL;
+    if (rec->raw_json != NULL && rec->raw_json_len > 0 &&
+        memchr(rec->raw_json, '\0', rec->raw_json_len) != NULL)
+        return "raw_json";
+    if (rec->fields_json != NULL && rec->fields_json_len > 0 &&
+        memchr(rec->fields_json, '\0', rec->fields_json_len) != NULL)
+        return "fields_json";
+    return NULL;
 }
 
 static cJSON *record_json(const ah_record *rec)
@@ -1262,6 +1285,9 @@ static ah_call *h_conn_by_secret(ah_call *call, const char *k, const char *p)
 static ah_result h_record_put(ah_call *call, const ah_record *rec, char *id_out, size_t id_len,
                               int *changed_out)
 {
+    const char *nul = record_text_with_nul(rec);
+    if (nul != NULL)
+        return h_fail(call, AH_E_PLUGIN, 500, "emit_record: %s is not one JSON value", nul);
     cJSON *m = host_msg(call, "record_put");
     cJSON_AddItemToObject(m, "rec", record_json(rec));
     cJSON *ans = rpc(m);
@@ -1311,7 +1337,7 @@ static cJSON *h_record_find(ah_call *call, const char *type, const char *field,
         cJSON_AddStringToObject(m, "field", field);
     if (value != NULL)
         cJSON_AddStringToObject(m, "value", value);
-    ah_frame_add_int(m, "nocase", nocase);
+    ah_frame_add_int(m, "nocase", nocase != 0); /* any non-zero, as in process */
     ah_frame_add_int(m, "limit", limit);
     return take_v(rpc(m));
 }
@@ -1324,7 +1350,7 @@ static ah_result h_sequence_next(ah_call *call, const char *name, int64_t *out)
     cJSON *ans = rpc(m);
     ah_result r = result_of(call, ans);
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(ans, "v");
-    if (out != NULL)
+    if (out != NULL && r == AH_OK) /* as in process: untouched on failure */
         *out = cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
     cJSON_Delete(ans);
     return r;
@@ -1350,13 +1376,7 @@ static cJSON *h_record_by_id(ah_call *call, const char *id)
 static ah_result h_hmac(const void *key, size_t key_len, const void *data, size_t len,
                         char out[65])
 {
-    unsigned char md[32];
-    unsigned int mdlen = 0;
-    if (HMAC(EVP_sha256(), key, (int)key_len, data, len, md, &mdlen) == NULL || mdlen != 32)
-        return AH_ERR;
-    for (int i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
-    return AH_OK;
+    return ah_hmac_sha256_hex(key, key_len, data, len, out) == 0 ? AH_OK : AH_ERR;
 }
 
 static int h_ct_equal(const char *a, const char *b)
@@ -1427,6 +1447,11 @@ static ah_result h_store_batch(ah_call *call, ah_store_op *ops, size_t n)
             return h_fail(call, AH_E_PLUGIN, 500, "store_batch: operation %zu is malformed "
                           "(kind, flags, its name or record)", i);
         }
+        const char *nul = op->kind == AH_STORE_RECORD_PUT ? record_text_with_nul(op->rec) : NULL;
+        if (nul != NULL) {
+            cJSON_Delete(m);
+            return h_fail(call, AH_E_PLUGIN, 500, "emit_record: %s is not one JSON value", nul);
+        }
         cJSON *o = cJSON_CreateObject();
         if (o == NULL || !cJSON_AddItemToArray(a, o))
             die_lost();
@@ -1456,8 +1481,10 @@ static ah_result h_store_batch(ah_call *call, ah_store_op *ops, size_t n)
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
         op->done = cJSON_IsNumber(d) && d->valueint >= -1 && d->valueint <= 1 ? d->valueint : 0;
         op->value = cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
-        if (op->kind == AH_STORE_RECORD_PUT && op->id_out != NULL && op->id_len > 0)
-            snprintf(op->id_out, op->id_len, "%s", cJSON_IsString(id) ? id->valuestring : "");
+        /* As in process: id_out is written only for a record stored. */
+        if (op->kind == AH_STORE_RECORD_PUT && op->id_out != NULL && op->id_len > 0 &&
+            cJSON_IsString(id))
+            snprintf(op->id_out, op->id_len, "%s", id->valuestring);
     }
     cJSON_Delete(ans);
     return r;

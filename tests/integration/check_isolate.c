@@ -1133,6 +1133,56 @@ START_TEST(test_publish_isolated)
 }
 END_TEST
 
+/* The host API at the edges of what it accepts (fixture_faulty's "edges":
+ * a record text with a NUL inside its length, HMAC and OAuth2 without
+ * their arguments, a failed sequence's output, record_find's nocase): a
+ * plugin sees the same results in the daemon's process and in its own.
+ * Isolated, the texts were cut at the NUL and stored, the missing
+ * arguments crashed the plugin process, the sequence's output was zeroed,
+ * and a negative nocase compared case-sensitively. */
+START_TEST(test_host_api_edges_alike)
+{
+    const char *modes[] = {"[plugin.fixture_faulty]\nisolation = in_process\n", ISOLATED};
+    char *seen[2];
+    for (int m = 0; m < 2; m++) {
+        fixture f;
+        setup(&f, modes[m]);
+        cJSON *body = cJSON_CreateObject();
+        cJSON_AddStringToObject(body, "do", "edges");
+        ah_reply r;
+        ah_core_request(f.core, "acme", "f", "jobs.get", body, &r);
+        ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
+        cJSON *e = r.body;
+        ck_assert_msg(e != NULL, "no body");
+        static const struct { const char *key; double want; } ints[] = {
+            {"record_put_nul", -1}, {"store_batch_nul", -1}, {"stored_nul", 0},
+            {"hmac_null_key", -1},  {"hmac_null_data", -1},  {"hmac_null_out", -1},
+            {"hmac_empty", 0},      {"sequence_null", -1},   {"sequence_null_out", -7},
+            {"oauth2_null", -1},    {"record_put_case", 0},  {"find_nocase_neg", 1},
+        };
+        for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(e, ints[i].key);
+            ck_assert_msg(cJSON_IsNumber(v) && v->valuedouble == ints[i].want,
+                          "mode %d: %s is %g, not %g", m, ints[i].key,
+                          cJSON_IsNumber(v) ? v->valuedouble : -99.0, ints[i].want);
+        }
+        ck_assert_str_eq(cJSON_GetObjectItem(e, "store_batch_nul_id")->valuestring, "untouched");
+        /* HMAC-SHA256 of the empty message under key "k". */
+        ck_assert_str_eq(cJSON_GetObjectItem(e, "hmac_empty_hex")->valuestring,
+                         "8bb990c40a7d61cb97597a942125025be50ac8beb74436e3735b98893a7f6620");
+        seen[m] = cJSON_PrintUnformatted(e);
+        ah_reply_free(&r);
+        teardown(&f);
+    }
+    ck_assert_str_eq(seen[0], seen[1]);
+    free(seen[0]);
+    free(seen[1]);
+    int zombies;
+    ck_assert_int_eq(children(&zombies), 0);
+    ck_assert_int_eq(zombies, 0);
+}
+END_TEST
+
 static long batch_post(ah_core *core, const char *body, cJSON **out)
 {
     char url[256], *text = NULL;
@@ -1492,6 +1542,7 @@ static Suite *isolate_suite(void)
     tcase_add_test(tc, test_crash_answers_every_call_in_flight);
     tcase_add_test(tc, test_events_isolated);
     tcase_add_test(tc, test_publish_isolated);
+    tcase_add_test(tc, test_host_api_edges_alike);
     tcase_add_test(tc, test_store_batch);
     tcase_add_test(tc, test_hostile_plugin_process);
     suite_add_tcase(s, tc);
