@@ -847,9 +847,20 @@ struct ah_host_api {
     const char *(*json_string)(const cJSON *obj, const char *key, size_t max_len);
 
     /* --- events and records --------------------------------------------- */
-    /** Publishes an event for the call's tenant. `body` is transferred. */
+    /** Publishes an event for the call's tenant. `body` is transferred.
+     *  AH_ERR, with the call's error set, for a topic that does not start
+     *  with "event." or is longer than 128 bytes, or a call without a
+     *  connection. In process a store that cannot keep the event is an
+     *  AH_ERR too; in a plugin process the event goes to the daemon without
+     *  waiting for it, so that failure is logged on the call by the daemon
+     *  and publish has returned AH_OK. */
     ah_result (*publish)(ah_call *call, const char *topic, cJSON *body);
-    /** Hands one streamed record to the host (only inside a streaming op). */
+    /** Hands one streamed record to the host (only inside a streaming op).
+     *  A record without type or remote_id is refused at once. In a plugin
+     *  process records go to the daemon in batches (up to 500), so the
+     *  other refusals (a text that is not one JSON value, a call that is
+     *  not streaming) come back from a later emit_record of the call, or
+     *  fail the call when it returns; in process, from this one. */
     ah_result (*emit_record)(ah_call *call, const ah_record *rec);
 
     /* --- memory --------------------------------------------------------- */
