@@ -589,7 +589,10 @@ static void route_run(ah_core *core, ah_generation *gen, const ah_route *r, ah_c
         atomic_fetch_sub(&gen->inflight, 1);
     }
     if (ah_ex_status(ex) == 0) {
-        if (res != AH_OK && cc.ext.err_code[0])
+        if (cc.conn_refused.code[0]) /* hostapi.c, conn_refused */
+            ah_ex_error(ex, cc.conn_refused.status, cc.conn_refused.code, "%s",
+                        cc.conn_refused.msg);
+        else if (res != AH_OK && cc.ext.err_code[0])
             ah_ex_error(ex, cc.ext.err_status ? cc.ext.err_status : ah_http_status_for_code(cc.ext.err_code),
                         cc.ext.err_code, "%s", cc.ext.err_msg);
         else

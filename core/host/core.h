@@ -79,6 +79,15 @@ typedef struct ah_core_call {
     /* The route call an extra call (conn_by_secret) belongs to: the scope
      * is the route's. NULL for the route call itself and other calls. */
     struct ah_core_call *route;
+    /* Why the route's conn_by_secret could not give it the connection its
+     * secret names (busy past the wait, or its open() failed): the handler
+     * was told "no such connection", so what it answers is refused and the
+     * route is answered with this instead (hostapi.c, rest.c). */
+    struct {
+        char code[64];
+        char msg[512]; /* as ah_call_ext's */
+        int status;
+    } conn_refused;
     char topic_buf[96];
 } ah_core_call;
 

@@ -444,9 +444,20 @@ static const char *host_http_query(ah_http_exchange *ex, const char *n) { return
 static const char *host_http_client_ip(ah_http_exchange *ex) { return ah_ex_client_ip(ex); }
 static const char *host_http_body(ah_http_exchange *ex, size_t *len) { return ah_ex_body(ex, len); }
 
+/* Whether the route's answer is the host's (conn_refused): the handler's
+ * is refused. */
+static bool answer_refused(const ah_core_call *cc)
+{
+    return cc != NULL && cc->conn_refused.code[0] != '\0';
+}
+
 static ah_result host_http_respond_json(ah_http_exchange *ex, int status, cJSON *body)
 {
     ah_core_call *cc = ah_ex_user(ex);
+    if (answer_refused(cc)) {
+        cJSON_Delete(body);
+        return AH_ERR;
+    }
     if (cc == NULL || body == NULL || cc->response_log != NULL)
         return ah_ex_respond_json(ex, status, body) == 0 ? AH_OK : AH_ERR;
     /* Printed once, for the answer and (when nothing in it is secret) the
@@ -469,6 +480,8 @@ static ah_result host_http_respond(ah_http_exchange *ex, int status, const char 
                                    const char *body, size_t len)
 {
     ah_core_call *cc = ah_ex_user(ex);
+    if (answer_refused(cc))
+        return AH_ERR;
     if (cc != NULL && cc->response_log == NULL &&
         asprintf(&cc->response_log, "(%s, %zu bytes)",
                  content_type != NULL ? content_type : "no content type", len) < 0)
@@ -484,6 +497,20 @@ static ah_result host_http_respond(ah_http_exchange *ex, int status, const char 
     return ah_ex_respond(ex, status, content_type, body != NULL ? body : "", body != NULL ? len : 0) == 0
                ? AH_OK
                : AH_ERR;
+}
+
+/* The route's conn_by_secret found the connection its secret names but
+ * cannot give it (the error just recorded on the route's call says why):
+ * the handler sees NULL, as for no connection at all, and would answer as
+ * for a wrong secret (401). The route is answered with this error instead
+ * (503, retryable), as an isolated route whose connection, sent ahead,
+ * cannot be taken is (isolate.c, conn_take). */
+static void conn_refused(ah_core_call *rc)
+{
+    snprintf(rc->conn_refused.code, sizeof rc->conn_refused.code, "%s",
+             rc->ext.err_code[0] ? rc->ext.err_code : "connection_unavailable");
+    snprintf(rc->conn_refused.msg, sizeof rc->conn_refused.msg, "%s", rc->ext.err_msg);
+    rc->conn_refused.status = rc->ext.err_status ? rc->ext.err_status : 503;
 }
 
 /* How long an isolated route's conn_by_secret waits for the connection. */
@@ -530,6 +557,7 @@ static ah_call *host_conn_by_secret(ah_call *route_call, const char *key, const 
         if (pthread_mutex_timedlock(&c->call_lock, &until) != 0) {
             host_fail(route_call, "overloaded", 503,
                       "the connection is busy with another call; retry later");
+            conn_refused(rc);
             ah_conn_release(c);
             free(x);
             return NULL;
@@ -545,6 +573,7 @@ static ah_call *host_conn_by_secret(ah_call *route_call, const char *key, const 
         memcpy(rc->ext.err_code, x->ext.err_code, sizeof rc->ext.err_code);
         memcpy(rc->ext.err_msg, x->ext.err_msg, sizeof rc->ext.err_msg);
         rc->ext.err_status = x->ext.err_status;
+        conn_refused(rc);
         pthread_mutex_unlock(&c->call_lock);
         ah_conn_release(c);
         free(x);

@@ -915,6 +915,67 @@ START_TEST(test_call_beside_waiting_route)
 }
 END_TEST
 
+typedef struct bg_call {
+    ah_core *core;
+    char url[160];
+    ah_reply r;
+} bg_call;
+
+/* jobs.get on connection "fr" that GETs url through the host (5 s). */
+static void *bg_http_call_main(void *arg)
+{
+    bg_call *b = arg;
+    cJSON *body = cJSON_CreateObject();
+    cJSON_AddStringToObject(body, "do", "http");
+    cJSON_AddStringToObject(body, "url", b->url);
+    cJSON_AddNumberToObject(body, "timeout_ms", 5000);
+    ah_core_request(b->core, "acme", "fr", "jobs.get", body, &b->r);
+    return NULL;
+}
+
+/* A route whose conn_by_secret finds the connection its key names busy
+ * past the wait (a call of that connection hangs in an outbound request)
+ * was answered as the handler answers "no such connection": fixture_faulty
+ * 401, erp 401 INVALID_API_KEY, to a client with a right key. The host
+ * answers it 503 overloaded instead, the handler's own answer refused, as
+ * when the connection sent ahead with a route cannot be taken. */
+START_TEST(test_busy_connection_not_a_wrong_key)
+{
+    fixture f;
+    setup(&f, "[plugin.fixture_faulty]\nisolation = process\n");
+    start_with_route_conn(&f);
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    ck_assert_int_eq(bind(s, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(s, 8), 0);
+    ck_assert_int_eq(getsockname(s, (struct sockaddr *)&a, &alen), 0);
+    bg_call b = {.core = f.core};
+    snprintf(b.url, sizeof b.url, "http://127.0.0.1:%u/never", (unsigned)ntohs(a.sin_port));
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, bg_http_call_main, &b), 0);
+    /* Its request has reached the listener: the call holds "fr". */
+    int held = accept(s, NULL, NULL);
+    ck_assert_int_ge(held, 0);
+    char *out = NULL;
+    long st = route_post(f.core, "", "rk1", "{}", &out);
+    ck_assert_msg(st == 503, "%ld %s", st, out != NULL ? out : "");
+    cJSON *o = cJSON_Parse(out);
+    ck_assert_str_eq(jstr(cJSON_GetObjectItem(o, "error"), "code"), "overloaded");
+    cJSON_Delete(o);
+    free(out);
+    close(held);
+    close(s);
+    pthread_join(t, NULL);
+    ah_reply_free(&b.r);
+    /* With the connection free, the same key is right again. */
+    st = route_post(f.core, "", "rk1", "{}", &out);
+    ck_assert_msg(st == 200, "%ld %s", st, out != NULL ? out : "");
+    free(out);
+    teardown(&f);
+}
+END_TEST
+
 static long host_round_trips(ah_core *core)
 {
     cJSON *p = faulty_json(core);
@@ -1543,6 +1604,7 @@ static Suite *isolate_suite(void)
     tcase_add_test(tc, test_events_isolated);
     tcase_add_test(tc, test_publish_isolated);
     tcase_add_test(tc, test_host_api_edges_alike);
+    tcase_add_test(tc, test_busy_connection_not_a_wrong_key);
     tcase_add_test(tc, test_store_batch);
     tcase_add_test(tc, test_hostile_plugin_process);
     suite_add_tcase(s, tc);

@@ -887,8 +887,12 @@ struct ah_host_api {
      *  time), opens it if needed and returns a call context for it: calls on
      *  that connection are serialised with its other calls until the route
      *  handler returns, when the host releases the context. NULL when no
-     *  connection matches. Only valid inside a route handler; `route_call`
-     *  is the handler's own call. */
+     *  connection matches. NULL too when one matches but cannot be had now
+     *  (busy with another call past the host's wait, or its open() failed):
+     *  the host then answers the route itself with that error (503, e.g.
+     *  overloaded), and refuses the handler's answer, so that a right
+     *  secret is never answered as a wrong one. Only valid inside a route
+     *  handler; `route_call` is the handler's own call. */
     ah_call *(*conn_by_secret)(ah_call *route_call, const char *key,
                                const char *presented);
 
