@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * JSON from outside as the daemon and the plugin process both read it
+ * (core/base/json.c, ah_json_parse_limited): request bodies, a plugin's
+ * json_parse, provider pages. Asserted of every text it accepts: the tree
+ * nests no deeper than AH_JSON_MAX_DEPTH; the text holds no NUL byte (a
+ * string cut at one would be read short); and the tree printed by cJSON is
+ * accepted again and reads back as a tree that prints the same (when every
+ * number is finite: cJSON prints an infinity, which 1e400 reads as, as
+ * null).
+ */
+#include <math.h>
+
+#include <cjson/cJSON.h>
+
+#include <stdbool.h>
+
+#include "fuzz.h"
+#include "json.h"
+
+static int depth_of(const cJSON *j)
+{
+    if (!cJSON_IsArray(j) && !cJSON_IsObject(j))
+        return 0;
+    int d = 0;
+    for (const cJSON *c = j->child; c != NULL; c = c->next) {
+        int cd = depth_of(c);
+        if (cd > d)
+            d = cd;
+    }
+    return d + 1;
+}
+
+/* Whether every number is finite: cJSON prints inf (1e400 read) as null. */
+static bool all_finite(const cJSON *j)
+{
+    if (cJSON_IsNumber(j) && !isfinite(j->valuedouble))
+        return false;
+    for (const cJSON *c = j->child; c != NULL; c = c->next)
+        if (!all_finite(c))
+            return false;
+    return true;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *t = (const char *)data;
+    cJSON *j = ah_json_parse_limited(t, size);
+    if (j == NULL)
+        return 0;
+    if (depth_of(j) > AH_JSON_MAX_DEPTH)
+        fuzz_fail("json_limited", "accepted a tree deeper than AH_JSON_MAX_DEPTH");
+    if (memchr(data, '\0', size) != NULL)
+        fuzz_fail("json_limited", "accepted a text with a NUL byte");
+    if (!all_finite(j)) {
+        cJSON_Delete(j);
+        return 0;
+    }
+    char *p = cJSON_PrintUnformatted(j);
+    if (p == NULL)
+        fuzz_fail("json_limited", "cannot print an accepted tree");
+    cJSON *again = ah_json_parse_limited(p, strlen(p));
+    if (again == NULL)
+        fuzz_fail("json_limited", "refused the printed form of a tree it accepted");
+    /* Printed again, the same text (cJSON_Compare would not do: it finds
+     * an object's member by its name, the first of duplicates). */
+    char *p2 = cJSON_PrintUnformatted(again);
+    if (p2 == NULL || strcmp(p, p2) != 0)
+        fuzz_fail("json_limited", "the printed form reads back as another tree");
+    cJSON_free(p2);
+    cJSON_Delete(again);
+    cJSON_free(p);
+    cJSON_Delete(j);
+    return 0;
+}
