@@ -15,9 +15,13 @@
 
 /** Parses the `len` bytes of `text` as one JSON value, whitespace around
  *  it. Refused (NULL): nesting deeper than AH_JSON_MAX_DEPTH (counted
- *  before cJSON recurses), bytes past the value, and a NUL in a string,
- *  escaped (\u0000) or raw: a C string would end there, and the value a
- *  caller reads would be cut short without a word. */
+ *  before cJSON recurses), bytes past the value, and a raw NUL byte (no
+ *  JSON text has one). An escaped NUL in a string (\u0000), valid JSON
+ *  that a C string cannot hold (cJSON's would end there, the rest of the
+ *  string lost without a word), is read as U+FFFD, the replacement
+ *  character: the string keeps its length and whatever followed, and a
+ *  provider's page that holds one is still read (refused, it would stop a
+ *  sync at that page for good). */
 cJSON *ah_json_parse_limited(const char *text, size_t len);
 
 #endif

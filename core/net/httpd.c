@@ -712,8 +712,7 @@ const cJSON *ah_ex_json(ah_http_exchange *ex)
     ex->json = ah_json_parse_limited(ex->body, ex->body_len);
     if (ex->json == NULL)
         ah_ex_error(ex, 400, "invalid_json",
-                    "the request body is not valid JSON (or nests deeper than %d, or a "
-                    "string holds U+0000)",
+                    "the request body is not valid JSON (or nests deeper than %d)",
                     AH_JSON_MAX_DEPTH);
     return ex->json;
 }

@@ -195,8 +195,7 @@ static cJSON *parse_body(erp_req *r, const char **why)
     }
     cJSON *body = r->h->json_parse(text, len);
     if (!cJSON_IsObject(body)) {
-        *why = body == NULL ? "the request body is not valid JSON (or nests too deeply, or a string "
-                                            "holds U+0000)"
+        *why = body == NULL ? "the request body is not valid JSON (or nests too deeply)"
                             : "the request body must be a JSON object";
         cJSON_Delete(body);
         return NULL;

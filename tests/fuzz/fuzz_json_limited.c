@@ -2,12 +2,13 @@
 /*
  * JSON from outside as the daemon and the plugin process both read it
  * (core/base/json.c, ah_json_parse_limited): request bodies, a plugin's
- * json_parse, provider pages. Asserted of every text it accepts: the tree
- * nests no deeper than AH_JSON_MAX_DEPTH; the text holds no NUL byte (a
- * string cut at one would be read short); and the tree printed by cJSON is
- * accepted again and reads back as a tree that prints the same (when every
- * number is finite: cJSON prints an infinity, which 1e400 reads as, as
- * null).
+ * json_parse, provider pages. Asserted: it decides as its rules written
+ * the plain way here (reference(): byte by byte, where json.c skips with a
+ * table) decide, to the same tree; of every text it accepts, the tree nests
+ * no deeper than AH_JSON_MAX_DEPTH, the text holds no NUL byte, and the
+ * tree printed by cJSON is accepted again and reads back as a tree that
+ * prints the same (when every number is finite: cJSON prints an
+ * infinity, which 1e400 reads as, as null).
  */
 #include <math.h>
 
@@ -42,10 +43,81 @@ static bool all_finite(const cJSON *j)
     return true;
 }
 
+/* json.h's rules, the plain way: a raw NUL or nesting past 32 refused; in
+ * a string, an escaped NUL read as U+FFFD (\uFFFD), the byte after any
+ * other backslash skipped; then cJSON reads the whole text, whitespace
+ * after it allowed. */
+static cJSON *reference(const char *t, size_t n)
+{
+    if (n == 0)
+        return NULL;
+    char *c = malloc(n);
+    if (c == NULL)
+        abort();
+    memcpy(c, t, n);
+    int depth = 0;
+    bool in_str = false;
+    for (size_t i = 0; i < n; i++) {
+        if (c[i] == '\0') {
+            free(c);
+            return NULL;
+        }
+        if (in_str) {
+            if (c[i] == '"') {
+                in_str = false;
+            } else if (c[i] == '\\') {
+                if (i + 5 < n && c[i + 1] == 'u' && memcmp(c + i + 2, "0000", 4) == 0) {
+                    memcpy(c + i + 2, "FFFD", 4);
+                    i += 5;
+                } else {
+                    i++;
+                    if (i < n && c[i] == '\0') {
+                        free(c);
+                        return NULL;
+                    }
+                }
+            }
+            continue;
+        }
+        if (c[i] == '"') {
+            in_str = true;
+        } else if (c[i] == '[' || c[i] == '{') {
+            if (++depth > AH_JSON_MAX_DEPTH) {
+                free(c);
+                return NULL;
+            }
+        } else if (c[i] == ']' || c[i] == '}') {
+            depth--;
+        }
+    }
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(c, n, &end, 0);
+    for (const char *p = end; j != NULL && p < c + n; p++) {
+        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
+            cJSON_Delete(j);
+            j = NULL;
+        }
+    }
+    free(c);
+    return j;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *t = (const char *)data;
     cJSON *j = ah_json_parse_limited(t, size);
+    cJSON *ref = reference(t, size);
+    if ((j == NULL) != (ref == NULL))
+        fuzz_fail("json_limited", j == NULL ? "refused what the plain rules accept"
+                                            : "accepted what the plain rules refuse");
+    if (j != NULL) {
+        char *a = cJSON_PrintUnformatted(j), *b = cJSON_PrintUnformatted(ref);
+        if (a == NULL || b == NULL || strcmp(a, b) != 0)
+            fuzz_fail("json_limited", "read another tree than the plain rules");
+        cJSON_free(a);
+        cJSON_free(b);
+    }
+    cJSON_Delete(ref);
     if (j == NULL)
         return 0;
     if (depth_of(j) > AH_JSON_MAX_DEPTH)

@@ -538,7 +538,7 @@ START_TEST(test_invalid_json)
     ck_assert_int_eq(ah_httpd_route(h, "POST", "/json", 0, h_echo_json, NULL), 0);
     start_or_die(h);
     uint16_t port = ah_httpd_port(h);
-    const char *bad[] = {"{\"a\":", "{} x", "nope", "[1,2]]", "{\"name\":\"A\\u0000B\"}"};
+    const char *bad[] = {"{\"a\":", "{} x", "nope", "[1,2]]"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         req q = {.url_path = "/json", .body = bad[i], .body_len = -1};
         reply r = do_req(port, &q);
@@ -554,6 +554,12 @@ START_TEST(test_invalid_json)
     r = do_req(port, &q);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(r.body, "{\"got\":{\"a\":[1,\"]]]\"]}}");
+    reply_free(&r);
+    /* An escaped NUL is read as U+FFFD, not as the end of the string. */
+    q.body = "{\"name\":\"A\\u0000B\"}";
+    r = do_req(port, &q);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "{\"got\":{\"name\":\"A\xef\xbf\xbd" "B\"}}");
     reply_free(&r);
     ah_httpd_free(h);
 }

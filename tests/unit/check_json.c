@@ -49,34 +49,51 @@ START_TEST(test_depth_and_trailing_bytes)
 }
 END_TEST
 
-/* A NUL in a string, escaped or raw, would end the C string cJSON keeps:
- * "A\u0000B" read as "A". Refused instead, wherever it is; an escaped
- * backslash before "u0000" is text, and other escapes stay as they were. */
+/* A NUL in a string would end the C string cJSON keeps: "A\u0000B" read
+ * as "A". An escaped one is read as U+FFFD instead (the string keeps the
+ * rest), wherever it is; a raw NUL byte, which no JSON text has, is
+ * refused. An escaped backslash before "u0000" is text, and other escapes
+ * stay as they were. */
 START_TEST(test_nul_in_strings)
 {
-    static const char *const refused[] = {
-        "{\"title\":\"A\\u0000B\"}",
-        "{\"k\\u0000ey\":1}",
-        "[\"\\u0000\"]",
-        "\"x\\u0000\"",
-    };
-    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
-        ck_assert_msg(!accepted(refused[i], strlen(refused[i])), "accepted %s", refused[i]);
-    /* Raw NULs: inside a string, and after the value. */
+    cJSON *j = ah_json_parse_limited("{\"title\":\"A\\u0000B\"}", 20);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "title")->valuestring, "A\xef\xbf\xbd" "B");
+    cJSON_Delete(j);
+    j = ah_json_parse_limited("{\"k\\u0000ey\":\"\\u0000\\u0000\"}", 28);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_str_eq(j->child->string, "k\xef\xbf\xbd" "ey");
+    ck_assert_str_eq(j->child->valuestring, "\xef\xbf\xbd\xef\xbf\xbd");
+    cJSON_Delete(j);
+    /* U+0000, then the digit 1; at the end of a string. */
+    j = ah_json_parse_limited("[\"\\u00001\",\"x\\u0000\"]", 21);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_str_eq(cJSON_GetArrayItem(j, 0)->valuestring, "\xef\xbf\xbd" "1");
+    ck_assert_str_eq(cJSON_GetArrayItem(j, 1)->valuestring, "x\xef\xbf\xbd");
+    cJSON_Delete(j);
+    /* The caller's text is left as it was. */
+    char text[] = "[\"\\u0000\"]";
+    j = ah_json_parse_limited(text, sizeof text - 1);
+    ck_assert_ptr_nonnull(j);
+    cJSON_Delete(j);
+    ck_assert_str_eq(text, "[\"\\u0000\"]");
+    /* Raw NULs: inside a string, after a backslash (which cJSON read as
+     * part of a broken \u escape, found by fuzz_json_limited), and after
+     * the value. */
     ck_assert(!accepted("{\"t\":\"A\0B\"}", 11));
+    ck_assert(!accepted("\"\\u000\\\0x0000\"", 14));
     ck_assert(!accepted("{\"a\":1}\0", 8));
     /* Not a NUL: an escaped backslash, then the text u0000; U+0001; U+0100. */
     const char *ok = "{\"t\":\"\\\\u0000\",\"u\":\"\\u0001\",\"v\":\"\\u0100\"}";
-    cJSON *j = ah_json_parse_limited(ok, strlen(ok));
+    j = ah_json_parse_limited(ok, strlen(ok));
     ck_assert_ptr_nonnull(j);
     ck_assert_str_eq(cJSON_GetObjectItem(j, "t")->valuestring, "\\u0000");
     ck_assert_str_eq(cJSON_GetObjectItem(j, "u")->valuestring, "\x01");
     ck_assert_str_eq(cJSON_GetObjectItem(j, "v")->valuestring, "\xc4\x80");
     cJSON_Delete(j);
-    /* U+0000, then the digit 1. */
-    ck_assert(!accepted("[\"\\u00001\"]", 11));
     /* An escape cut short at the end of the text is cJSON's to refuse. */
     ck_assert(!accepted("[\"\\u000", 7));
+    ck_assert(!accepted("[\"\\u0000", 8));
 }
 END_TEST
 

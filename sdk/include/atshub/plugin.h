@@ -834,10 +834,10 @@ struct ah_host_api {
     /* --- JSON helpers --------------------------------------------------- */
     /** Parses `len` bytes as JSON with the host's limits, the same in the
      *  daemon's process and in a plugin process: nesting to 32 levels,
-     *  nothing but whitespace after the value, and no NUL in a string
-     *  (escaped as \u0000 or raw: cJSON's C strings would end there, and
-     *  the value read would be cut short). NULL on error or refusal.
-     *  Release with cJSON_Delete. In a plugin process the
+     *  nothing but whitespace after the value, no raw NUL byte. A string's
+     *  escaped NUL (\u0000), which a C string cannot hold (cJSON's would
+     *  end there, the rest lost), is read as U+FFFD. NULL on error or
+     *  refusal. Release with cJSON_Delete. In a plugin process the
      *  tree of a large text (16 KiB on) is carved from blocks of 1 MiB: its
      *  keys and strings are freed by cJSON's functions only (never free()),
      *  and a node kept past the rest keeps its block. */
@@ -888,10 +888,12 @@ struct ah_host_api {
      *  that connection are serialised with its other calls until the route
      *  handler returns, when the host releases the context. NULL when no
      *  connection matches. NULL too when one matches but cannot be had now
-     *  (busy with another call past the host's wait, or its open() failed):
-     *  the host then answers the route itself with that error (503, e.g.
-     *  overloaded), and refuses the handler's answer, so that a right
-     *  secret is never answered as a wrong one. Only valid inside a route
+     *  (its open() failed; for an isolated plugin also: busy with another
+     *  call past the host's wait of 2 s, where in process the route waits
+     *  for it): the host then answers the route itself with that error
+     *  (its status, 503 overloaded for the busy one) and refuses the
+     *  handler's answer, so that a right secret is never answered as a
+     *  wrong one. Only valid inside a route
      *  handler; `route_call` is the handler's own call. */
     ah_call *(*conn_by_secret)(ah_call *route_call, const char *key,
                                const char *presented);
@@ -930,7 +932,10 @@ struct ah_host_api {
 
     /** @since 1.1 (appended; check AH_HAS(call->host, hmac_sha256_hex)).
      *  HMAC-SHA256 of `data` keyed with `key`, as 64 lowercase hex digits
-     *  and a NUL in `out`. AH_ERR only when the crypto library fails. */
+     *  and a NUL in `out`. AH_ERR (out "" when given) for a NULL key or
+     *  out, NULL data of a non-zero length, a key longer than INT_MAX, or
+     *  when the crypto library fails; NULL data of length 0 is the empty
+     *  message. */
     ah_result (*hmac_sha256_hex)(const void *key, size_t key_len, const void *data,
                                  size_t len, char out[65]);
     /** @since 1.1 (appended). 1 when the two NUL-terminated strings are
