@@ -889,22 +889,24 @@ static void add_text(cJSON *o, const char *key, const char *text, size_t len)
     free(copy);
 }
 
-/* Which of a record's two texts (ABI 1.2) holds a NUL within its given
- * length, or NULL. In process the daemon's check refuses such a text as
- * not one JSON value (hostapi.c, record_text); sent as a frame's string it
- * would end at the NUL, and what came before it would be stored. */
-static const char *record_text_with_nul(const ah_record *rec)
+/* A record whose text (ABI 1.2) holds a NUL within its given length is
+ * refused here, as the daemon's check refuses it in process (hostapi.c,
+ * record_text: not one JSON value); sent as a frame's string it would end
+ * at the NUL, and what came before it would be stored. AH_OK otherwise. */
+static ah_result refuse_text_with_nul(ah_call *call, const ah_record *rec)
 {
-    if (rec == NULL ||
-        rec->struct_size < offsetof(ah_record, fields_json_len) + sizeof rec->fields_json_len)
-        return NULL;
+    if (!AH_HAS(rec, fields_json_len))
+        return AH_OK;
+    const char *which = NULL;
     if (rec->raw_json != NULL && rec->raw_json_len > 0 &&
         memchr(rec->raw_json, '\0', rec->raw_json_len) != NULL)
-        return "raw_json";
-    if (rec->fields_json != NULL && rec->fields_json_len > 0 &&
-        memchr(rec->fields_json, '\0', rec->fields_json_len) != NULL)
-        return "fields_json";
-    return NULL;
+        which = "raw_json";
+    else if (rec->fields_json != NULL && rec->fields_json_len > 0 &&
+             memchr(rec->fields_json, '\0', rec->fields_json_len) != NULL)
+        which = "fields_json";
+    return which == NULL ? AH_OK
+                         : h_fail(call, AH_E_PLUGIN, 500, "emit_record: %s is not one JSON value",
+                                  which);
 }
 
 static cJSON *record_json(const ah_record *rec)
@@ -925,7 +927,7 @@ static cJSON *record_json(const ah_record *rec)
     if (rec->fields != NULL)
         cJSON_AddItemToObject(o, "fields", cJSON_Duplicate(rec->fields, 1));
     /* ABI 1.2: the two as JSON text, which the host stores as given. */
-    if (rec->struct_size >= offsetof(ah_record, fields_json_len) + sizeof rec->fields_json_len) {
+    if (AH_HAS(rec, fields_json_len)) {
         if (rec->raw_json != NULL)
             add_text(o, "raw_json", rec->raw_json, rec->raw_json_len);
         if (rec->fields_json != NULL)
@@ -1285,9 +1287,8 @@ static ah_call *h_conn_by_secret(ah_call *call, const char *k, const char *p)
 static ah_result h_record_put(ah_call *call, const ah_record *rec, char *id_out, size_t id_len,
                               int *changed_out)
 {
-    const char *nul = record_text_with_nul(rec);
-    if (nul != NULL)
-        return h_fail(call, AH_E_PLUGIN, 500, "emit_record: %s is not one JSON value", nul);
+    if (refuse_text_with_nul(call, rec) != AH_OK)
+        return AH_ERR;
     cJSON *m = host_msg(call, "record_put");
     cJSON_AddItemToObject(m, "rec", record_json(rec));
     cJSON *ans = rpc(m);
@@ -1447,10 +1448,9 @@ static ah_result h_store_batch(ah_call *call, ah_store_op *ops, size_t n)
             return h_fail(call, AH_E_PLUGIN, 500, "store_batch: operation %zu is malformed "
                           "(kind, flags, its name or record)", i);
         }
-        const char *nul = op->kind == AH_STORE_RECORD_PUT ? record_text_with_nul(op->rec) : NULL;
-        if (nul != NULL) {
+        if (op->kind == AH_STORE_RECORD_PUT && refuse_text_with_nul(call, op->rec) != AH_OK) {
             cJSON_Delete(m);
-            return h_fail(call, AH_E_PLUGIN, 500, "emit_record: %s is not one JSON value", nul);
+            return AH_ERR;
         }
         cJSON *o = cJSON_CreateObject();
         if (o == NULL || !cJSON_AddItemToArray(a, o))
