@@ -405,6 +405,20 @@ START_TEST(test_rest_503)
 }
 END_TEST
 
+/* A loopback listener that does not accept by itself (its backlog takes
+ * a request, and nothing answers it): its socket, and in url a URL of it. */
+static int silent_listener(char *url, size_t url_len)
+{
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    ck_assert_int_eq(bind(s, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(s, 8), 0);
+    ck_assert_int_eq(getsockname(s, (struct sockaddr *)&a, &alen), 0);
+    snprintf(url, url_len, "http://127.0.0.1:%u/never", (unsigned)ntohs(a.sin_port));
+    return s;
+}
+
 /* Outbound HTTP travels to the daemon and back; a provider that never
  * answers holds the plugin inside the host API call until the host's
  * timeout (the plugin's call_timeout_ms counts only time in the plugin),
@@ -429,13 +443,7 @@ START_TEST(test_http_through_daemon)
 
     /* A listener that never accepts: the request is sent into its backlog
      * and no answer ever comes. */
-    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t alen = sizeof a;
-    ck_assert_int_eq(bind(s, (struct sockaddr *)&a, sizeof a), 0);
-    ck_assert_int_eq(listen(s, 8), 0);
-    ck_assert_int_eq(getsockname(s, (struct sockaddr *)&a, &alen), 0);
-    snprintf(url, sizeof url, "http://127.0.0.1:%u/never", (unsigned)ntohs(a.sin_port));
+    int s = silent_listener(url, sizeof url);
     b = cJSON_CreateObject();
     cJSON_AddStringToObject(b, "do", "http");
     cJSON_AddStringToObject(b, "url", url);
@@ -944,14 +952,8 @@ START_TEST(test_busy_connection_not_a_wrong_key)
     fixture f;
     setup(&f, "[plugin.fixture_faulty]\nisolation = process\n");
     start_with_route_conn(&f);
-    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t alen = sizeof a;
-    ck_assert_int_eq(bind(s, (struct sockaddr *)&a, sizeof a), 0);
-    ck_assert_int_eq(listen(s, 8), 0);
-    ck_assert_int_eq(getsockname(s, (struct sockaddr *)&a, &alen), 0);
     bg_call b = {.core = f.core};
-    snprintf(b.url, sizeof b.url, "http://127.0.0.1:%u/never", (unsigned)ntohs(a.sin_port));
+    int s = silent_listener(b.url, sizeof b.url);
     pthread_t t;
     ck_assert_int_eq(pthread_create(&t, NULL, bg_http_call_main, &b), 0);
     /* Its request has reached the listener: the call holds "fr". */
