@@ -978,6 +978,39 @@ START_TEST(test_busy_connection_not_a_wrong_key)
 }
 END_TEST
 
+/* The same in process and isolated: a route whose key names a connection
+ * that cannot be opened is answered with why (the open's 503), not as a
+ * wrong key (the handler's 401 refused); a key nobody holds still gets the
+ * handler's own 401. */
+START_TEST(test_unopenable_connection_not_a_wrong_key)
+{
+    const char *modes[] = {"[plugin.fixture_faulty]\nisolation = in_process\n", ISOLATED};
+    for (int m = 0; m < 2; m++) {
+        fixture f;
+        setup(&f, modes[m]);
+        ah_tenant_row t = {0};
+        ck_assert_int_eq(f.core->store->ops->tenant_get(f.core->store, "acme", &t), 0);
+        add_conn(f.core, t.id, "fixture_faulty", "fo", "{\"greeting\":\"no-open\",\"route_key\":\"rk9\"}");
+        ah_tenant_row_free(&t);
+        start_with_route_conn(&f);
+        char *out = NULL;
+        long st = route_post(f.core, "", "rk9", "{}", &out);
+        ck_assert_msg(st == 503, "mode %d: %ld %s", m, st, out != NULL ? out : "");
+        cJSON *o = cJSON_Parse(out);
+        const cJSON *e = cJSON_GetObjectItem(o, "error");
+        ck_assert_msg(jstr(e, "code") != NULL && jstr(e, "message") != NULL, "%s", out);
+        ck_assert_str_eq(jstr(e, "code"), "upstream_unavailable");
+        ck_assert_ptr_nonnull(strstr(jstr(e, "message"), "does not open this connection"));
+        cJSON_Delete(o);
+        free(out);
+        st = route_post(f.core, "", "nobody-has-this", "{}", &out);
+        ck_assert_msg(st == 401, "mode %d: %ld %s", m, st, out != NULL ? out : "");
+        free(out);
+        teardown(&f);
+    }
+}
+END_TEST
+
 static long host_round_trips(ah_core *core)
 {
     cJSON *p = faulty_json(core);
@@ -1607,6 +1640,7 @@ static Suite *isolate_suite(void)
     tcase_add_test(tc, test_publish_isolated);
     tcase_add_test(tc, test_host_api_edges_alike);
     tcase_add_test(tc, test_busy_connection_not_a_wrong_key);
+    tcase_add_test(tc, test_unopenable_connection_not_a_wrong_key);
     tcase_add_test(tc, test_store_batch);
     tcase_add_test(tc, test_hostile_plugin_process);
     suite_add_tcase(s, tc);
