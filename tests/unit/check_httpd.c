@@ -17,6 +17,7 @@
 
 #include "httpd.h"
 #include "json.h"
+#include "support/json_nest.h"
 
 /* --- client side helpers ------------------------------------------------- */
 
@@ -565,29 +566,18 @@ START_TEST(test_invalid_json)
 }
 END_TEST
 
-static char *nested(int depth)
-{
-    char *s = malloc((size_t)depth * 2 + 1);
-    for (int i = 0; i < depth; i++) {
-        s[i] = '[';
-        s[depth * 2 - 1 - i] = ']';
-    }
-    s[depth * 2] = '\0';
-    return s;
-}
-
 START_TEST(test_json_too_deep)
 {
     ah_httpd *h = start_full(1 << 16, 1, NULL, NULL, NULL);
     ck_assert_int_eq(ah_httpd_route(h, "POST", "/json", 0, h_echo_json, NULL), 0);
     start_or_die(h);
-    char *s = nested(40);
+    char *s = ah_t_nested(40);
     req q = {.url_path = "/json", .body = s, .body_len = -1};
     reply r = do_req(ah_httpd_port(h), &q);
     ck_assert_error(r, 400, "invalid_json");
     reply_free(&r);
     free(s);
-    s = nested(AH_JSON_MAX_DEPTH);
+    s = ah_t_nested(AH_JSON_MAX_DEPTH);
     q.body = s;
     r = do_req(ah_httpd_port(h), &q);
     ck_assert_int_eq(r.status, 200);

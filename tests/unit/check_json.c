@@ -6,17 +6,7 @@
 #include <string.h>
 
 #include "json.h"
-
-static char *nested(int depth)
-{
-    char *s = malloc((size_t)depth * 2 + 1);
-    for (int i = 0; i < depth; i++) {
-        s[i] = '[';
-        s[depth * 2 - 1 - i] = ']';
-    }
-    s[depth * 2] = '\0';
-    return s;
-}
+#include "support/json_nest.h"
 
 static bool accepted(const char *text, size_t len)
 {
@@ -27,13 +17,13 @@ static bool accepted(const char *text, size_t len)
 
 START_TEST(test_depth_and_trailing_bytes)
 {
-    char *s = nested(AH_JSON_MAX_DEPTH);
+    char *s = ah_t_nested(AH_JSON_MAX_DEPTH);
     ck_assert(accepted(s, strlen(s)));
     free(s);
-    s = nested(AH_JSON_MAX_DEPTH + 1);
+    s = ah_t_nested(AH_JSON_MAX_DEPTH + 1);
     ck_assert(!accepted(s, strlen(s)));
     free(s);
-    s = nested(5000); /* far past cJSON's own limit: refused, no deep recursion */
+    s = ah_t_nested(5000); /* far past cJSON's own limit: refused, no deep recursion */
     ck_assert(!accepted(s, strlen(s)));
     free(s);
     /* Brackets inside strings do not count, escaped quotes do not end them. */
