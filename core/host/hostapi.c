@@ -183,8 +183,8 @@ static ah_result http_perform(ah_call *call, const ah_http_request *req,
     outbound_ctx o = {core, call};
     char err[512];
     /* The connection's request budget, shared by syncs, bulk jobs and writes. */
-    const ah_core_call *cc = (const ah_core_call *)call;
-    ah_ratelimit_take(core, call->conn, cc->gen != NULL ? cc->gen->desc : NULL);
+    const ah_core_call *cc = core_call(call); /* NULL in init: no connection either */
+    ah_ratelimit_take(core, call->conn, cc != NULL && cc->gen != NULL ? cc->gen->desc : NULL);
     if (ah_httpc_perform(core->httpc, req, base, secrets, observe_outbound, &o, resp, err,
                          sizeof err) != 0) {
         /* A write that went out and was lost may have been carried out: it

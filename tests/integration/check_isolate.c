@@ -276,6 +276,8 @@ START_TEST(test_faults_contained)
         {"abort", "plugin_crashed", "signal", "SIGABRT", 503},
         {"exit", "plugin_crashed", "exit", NULL, 503},
         {"loop", "timeout", "timeout", NULL, 504},
+        /* Busy talking to the daemon is no way past the deadline. */
+        {"logloop", "timeout", "timeout", NULL, 504},
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
         /* Under AddressSanitizer or ThreadSanitizer the child has no
          * RLIMIT_AS (their shadow memory needs terabytes of address
@@ -1616,6 +1618,27 @@ START_TEST(test_init_failure_refused)
 }
 END_TEST
 
+/* A host call from init(), where no connection and no core call exist yet:
+ * the host read past the init call's context to find the plugin's rate
+ * (AddressSanitizer: stack-buffer-overflow) in either mode. */
+START_TEST(test_http_from_init)
+{
+    static const char *const modes[] = {"process", "in_process"};
+    for (size_t i = 0; i < 2; i++) {
+        fixture f;
+        char section[128];
+        snprintf(section, sizeof section, "[plugin.fixture_faulty]\nisolation = %s\n", modes[i]);
+        setup_with(&f, "faulty_inithttp.so", section, 0);
+        ah_reply r;
+        ck_assert_int_eq(call(f.core, "f", "ok", &r), 0);
+        ck_assert_msg(r.ok, "%s: %s: %s", modes[i], r.code, r.message);
+        ck_assert_str_eq(cJSON_GetObjectItem(r.body, "greeting")->valuestring, "hej");
+        ah_reply_free(&r);
+        teardown(&f);
+    }
+}
+END_TEST
+
 static Suite *isolate_suite(void)
 {
     Suite *s = suite_create("isolate");
@@ -1631,6 +1654,7 @@ static Suite *isolate_suite(void)
     tcase_add_test(tc, test_http_through_daemon);
     tcase_add_test(tc, test_reconcile_loads_isolated);
     tcase_add_test(tc, test_init_failure_refused);
+    tcase_add_test(tc, test_http_from_init);
     tcase_add_test(tc, test_routes_isolated);
     tcase_add_test(tc, test_call_beside_waiting_route);
     tcase_add_test(tc, test_route_connection_sent_ahead);
