@@ -194,6 +194,13 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static const char *str(const cJSON *o, const char *key)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
@@ -559,8 +566,9 @@ static int read_frames(proc *p, child *ch, long left_ms)
 /* The next frame for call w: queued for it, or read when nobody else
  * reads, or waited for. 0 with *f; -1 the child died; -2 w's deadline
  * passed first (the child is killed: every call in flight fails).
- * *left_ms: what is left of w's deadline, less the time waited here. */
-static int next_frame(ah_isolate *iso, proc *p, child *ch, waiter *w, long *left_ms, qframe **f)
+ * deadline_us: w's deadline (CLOCK_MONOTONIC, microseconds). */
+static int next_frame(ah_isolate *iso, proc *p, child *ch, waiter *w, int64_t deadline_us,
+                      qframe **f)
 {
     pthread_mutex_lock(&p->mu);
     for (;;) {
@@ -587,40 +595,34 @@ static int next_frame(ah_isolate *iso, proc *p, child *ch, waiter *w, long *left
             pthread_mutex_unlock(&p->mu);
             return r;
         }
-        if (*left_ms <= 0) {
+        /* Counted against the absolute deadline, not by subtracting each
+         * wait's whole milliseconds: frames that follow each other within
+         * a millisecond (a plugin logging in a loop) would wait 0 ms each
+         * and never use the budget up. */
+        int64_t left_us = deadline_us - mono_us();
+        if (left_us <= 0) {
             child_died(iso, p, ch, w);
             continue;
         }
-        int64_t t0 = mono_ms();
         if (!ch->reading) {
             ch->reading = true;
             pthread_mutex_unlock(&p->mu);
-            int r = read_frames(p, ch, *left_ms);
+            int r = read_frames(p, ch, (long)((left_us + 999) / 1000));
             pthread_mutex_lock(&p->mu);
             ch->reading = false;
             /* Leaving with a frame of its own: another call's thread reads
              * now (a reader that got only others' frames reads on). */
             if (w->head != NULL)
                 wake_reader(ch, w);
-            *left_ms -= (long)(mono_ms() - t0);
             if (r < 0)
                 child_died(iso, p, ch, NULL);
-            else if (r == 0)
-                *left_ms = 0;
-            continue;
+            continue; /* r == 0: the deadline is checked above */
         }
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += *left_ms / 1000;
-        until.tv_nsec += (*left_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = {.tv_sec = (time_t)(deadline_us / 1000000),
+                                 .tv_nsec = (long)(deadline_us % 1000000) * 1000L};
         w->waiting = true;
         pthread_cond_timedwait(&w->cv, &p->mu, &until);
         w->waiting = false;
-        *left_ms -= (long)(mono_ms() - t0);
     }
 }
 
@@ -1554,9 +1556,10 @@ cJSON *ah_isolate_serve_host_call(ah_call *call, cJSON *m, unsigned char *tail,
 
 /* Sends `req` (NULL: nothing) as call w's (its id added) and takes w's
  * frames until the answer, serving the child's host API calls and logs of
- * the call meanwhile. Only the time spent waiting on the child counts
- * against timeout_ms. 0 with *out; -1 the child is gone; -2 it did not
- * answer in time (it was killed). */
+ * the call meanwhile. The time the child waits for a host call's answer
+ * (the daemon serving it: a provider's answer, the store) does not count
+ * against timeout_ms; everything else does. 0 with *out; -1 the child is
+ * gone; -2 it did not answer in time (it was killed). */
 static int exchange(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *call, cJSON *req,
                     long timeout_ms, cJSON **out)
 {
@@ -1572,14 +1575,12 @@ static int exchange(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *cal
             return -1;
         }
     }
-    long left = timeout_ms;
+    int64_t deadline = mono_us() + (int64_t)timeout_ms * 1000;
     for (;;) {
         qframe *f = NULL;
-        int r = next_frame(iso, p, ch, w, &left, &f);
+        int r = next_frame(iso, p, ch, w, deadline, &f);
         if (r != 0)
             return r;
-        if (left < 1)
-            left = 1;
         cJSON *m = f->m;
         const char *t = str(m, "t");
         if (strcmp(t, "log") == 0) {
@@ -1593,12 +1594,15 @@ static int exchange(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *cal
         } else if (strcmp(t, "host") == 0) {
             unsigned char *rtail = NULL;
             size_t rtail_len = 0;
+            int64_t served_from = mono_us();
             cJSON *resp = serve_host(iso, p, ch, w, call, m, f->tail, f->tail_len, &rtail,
                                      &rtail_len);
             /* A one-way call (the route's answer, publish): the child did
-             * not wait. */
+             * not wait, and ran on meanwhile. */
             bool oneway = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "nr"));
             frames_free(f);
+            if (!oneway)
+                deadline += mono_us() - served_from;
             if (oneway) {
                 cJSON_Delete(resp);
                 free(rtail);
