@@ -58,8 +58,10 @@ void ah_store_url_scrub(const char *url, char *out, size_t outlen)
     const char *at = NULL, *colon = NULL;
     if (hier != NULL) {
         hier += 3;
-        /* The user info ends at the last '@' before the path or query. */
-        const char *end = hier + strcspn(hier, "/?#");
+        /* The user info ends at an '@' before the path: libpq looks no
+         * further than the first '/' (a '?' or '#' in a password is
+         * part of it), and the last such '@' covers any reading. */
+        const char *end = hier + strcspn(hier, "/");
         for (const char *q = hier; q < end; q++)
             if (*q == '@')
                 at = q;

@@ -341,6 +341,25 @@ START_TEST(test_open_url)
     ck_assert_str_eq(safe, "postgresql://a@h:5/db");
     ah_store_url_scrub("postgresql://h/db?PASSWORD=x", safe, sizeof safe);
     ck_assert_str_eq(safe, "postgresql://h/db?PASSWORD=***");
+    /* libpq reads a '?' or '#' before the '@' as part of the password. */
+    ah_store_url_scrub("postgresql://u:p?ss@h/db", safe, sizeof safe);
+    ck_assert_str_eq(safe, "postgresql://u:***@h/db");
+    ah_store_url_scrub("postgresql://u:p#ss@h/db", safe, sizeof safe);
+    ck_assert_str_eq(safe, "postgresql://u:***@h/db");
+    err[0] = '\0';
+    ck_assert_ptr_null(ah_store_open("postgresql://u:se?krit@127.0.0.1:1/atshub", &quiet, err,
+                                     sizeof err));
+    ck_assert_ptr_null(strstr(err, "krit"));
+    /* A one-letter password in a long message (a host list's errors):
+     * each occurrence scrubbed, the message cut, nothing overrun. */
+    err[0] = '\0';
+    ck_assert_ptr_null(ah_store_open("postgresql://u:o@127.0.0.1:1,127.0.0.1:2,127.0.0.1:3,"
+                                     "127.0.0.1:4,127.0.0.1:5,127.0.0.1:6,127.0.0.1:7/atshub",
+                                     &quiet, err, sizeof err));
+    const char *said = strstr(err, "7/atshub: ");
+    ck_assert_msg(said != NULL, "%s", err);
+    ck_assert_msg(strchr(said, 'o') == NULL, "%s", err);
+    ck_assert_ptr_nonnull(strstr(said, "***"));
     err[0] = '\0';
     ck_assert_ptr_null(ah_store_open("mysql://u:sekrit@x", &quiet, err, sizeof err));
     ck_assert_ptr_null(strstr(err, "sekrit"));

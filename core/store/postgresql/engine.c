@@ -452,16 +452,22 @@ static void quiet_notice(void *arg, const char *message)
 static void conn_error(PGconn *c, const char *safe_url, char *err, size_t errlen)
 {
     char msg[512];
-    snprintf(msg, sizeof msg, "%s", c != NULL ? PQerrorMessage(c) : "out of memory");
+    const char *text = c != NULL ? PQerrorMessage(c) : "out of memory";
     const char *pw = c != NULL ? PQpass(c) : NULL;
-    if (pw != NULL && *pw != '\0') {
-        size_t pl = strlen(pw);
-        char *hit;
-        while ((hit = strstr(msg, pw)) != NULL) {
-            memmove(hit + 3, hit + pl, strlen(hit + pl) + 1);
-            memcpy(hit, "***", 3);
+    size_t pl = pw != NULL ? strlen(pw) : 0, o = 0;
+    /* Copied once, each occurrence of the password written as "***" (in
+     * place, a password shorter than that grew the message past msg, and
+     * one of asterisks was found again forever). */
+    while (*text != '\0' && o + 1 < sizeof msg) {
+        if (pl > 0 && strncmp(text, pw, pl) == 0) {
+            for (const char *m = "***"; *m != '\0' && o + 1 < sizeof msg; m++)
+                msg[o++] = *m;
+            text += pl;
+        } else {
+            msg[o++] = *text++;
         }
     }
+    msg[o] = '\0';
     for (char *p = msg; *p; p++)
         if (*p == '\n' || *p == '\r' || *p == '\t')
             *p = ' ';
