@@ -6,6 +6,7 @@
 #ifndef AH_JSON_H
 #define AH_JSON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <cjson/cJSON.h>
@@ -16,12 +17,30 @@
 /** Parses the `len` bytes of `text` as one JSON value, whitespace around
  *  it. Refused (NULL): nesting deeper than AH_JSON_MAX_DEPTH (counted
  *  before cJSON recurses), bytes past the value, and a raw NUL byte (no
- *  JSON text has one). An escaped NUL in a string (\u0000), valid JSON
- *  that a C string cannot hold (cJSON's would end there, the rest of the
- *  string lost without a word), is read as U+FFFD, the replacement
- *  character: the string keeps its length and whatever followed, and a
- *  provider's page that holds one is still read (refused, it would stop a
- *  sync at that page for good). */
+ *  JSON text has one). Read, not refused, in strings: an escaped NUL
+ *  (\u0000), valid JSON that a C string cannot hold (cJSON's would end
+ *  there, the rest of the string lost without a word), and bytes that are
+ *  no UTF-8 (RFC 8259 wants UTF-8; a PostgreSQL text column refuses
+ *  anything else, where SQLite stores it) are read as U+FFFD, the
+ *  replacement character, one for each such byte: a provider's page that
+ *  holds one is still read (refused, it would stop a sync at that page for
+ *  good), and both stores keep the same text. */
 cJSON *ah_json_parse_limited(const char *text, size_t len);
+
+/** The length of the UTF-8 sequence at the start of u's n bytes (1-4),
+ *  or 0 when they start none (RFC 3629). */
+size_t ah_utf8_seq(const unsigned char *u, size_t n);
+
+/** Whether the n bytes at s are UTF-8 throughout. */
+bool ah_utf8_valid(const char *s, size_t n);
+
+/** s's n bytes written to out (at least 3n bytes) with each byte that
+ *  starts no UTF-8 sequence as U+FFFD (EF BF BD). The length written. */
+size_t ah_utf8_repair(const char *s, size_t n, char *out);
+
+/** How many of s's len bytes to keep so that at most max are kept and no
+ *  UTF-8 sequence is split: len when it fits, else max or up to three
+ *  less. */
+size_t ah_utf8_cut(const char *s, size_t len, size_t max);
 
 #endif

@@ -2,6 +2,7 @@
 #include "log.h"
 
 #include "clock.h"
+#include "json.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -129,9 +130,7 @@ static size_t build_plain(char *line, size_t cap, const char *ts, int lvl, const
  * sequence so the JSON stays valid UTF-8. */
 static void shorten_utf8(char *msg, size_t n)
 {
-    while (n > 0 && ((unsigned char)msg[n] & 0xc0) == 0x80)
-        n--;
-    memcpy(msg + n, "...", 4);
+    memcpy(msg + ah_utf8_cut(msg, strlen(msg), n), "...", 4);
 }
 
 static size_t build_json(char *line, size_t cap, const char *ts, int lvl, const char *scope,

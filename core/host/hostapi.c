@@ -6,6 +6,7 @@
  * loader's init call (topic == NULL), which is a bare ah_call_ext.
  */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -373,7 +374,9 @@ static ah_result host_publish(ah_call *call, const char *topic, cJSON *body)
 }
 
 /* One of a record's two values as text: the plugin's text when it gave
- * one (checked, not parsed), else its cJSON printed once. *tmp receives
+ * one (checked, not parsed; bytes in it that are no UTF-8, a provider's
+ * page passed on as it came, written as U+FFFD: PostgreSQL refuses them,
+ * and with them the page), else its cJSON printed once. *tmp receives
  * what to free. NULL: refused (described) or out of memory. */
 static const char *record_text(ah_call *call, const char *what, const char *text, size_t len,
                                const cJSON *tree, const char *absent, size_t *out_len,
@@ -386,6 +389,15 @@ static const char *record_text(ah_call *call, const char *what, const char *text
         if (!ah_json_valid(text, len)) {
             host_fail(call, AH_E_PLUGIN, 500, "emit_record: %s is not one JSON value", what);
             return NULL;
+        }
+        if (!ah_utf8_valid(text, len)) {
+            *tmp = len <= SIZE_MAX / 3 ? malloc(len * 3) : NULL;
+            if (*tmp == NULL) {
+                host_fail(call, AH_E_INTERNAL, 500, "out of memory");
+                return NULL;
+            }
+            *out_len = ah_utf8_repair(text, len, *tmp);
+            return *tmp;
         }
         *out_len = len;
         return text;

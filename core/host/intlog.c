@@ -133,6 +133,15 @@ static bool tree_has_secret(const cJSON *node)
     return false;
 }
 
+/* Ends out, `len` bytes long, with "..." within INTLOG_MAX_BODY bytes when
+ * it is longer, never inside a UTF-8 sequence (a PostgreSQL text column
+ * refuses the half of one, and with it the group the row was written in). */
+static void cut_long(char *out, size_t len)
+{
+    if (len > INTLOG_MAX_BODY)
+        memcpy(out + ah_utf8_cut(out, len, INTLOG_MAX_BODY - 4), "...", 4);
+}
+
 /* The log's copy of a body's text: cut at INTLOG_MAX_BODY. */
 static char *log_copy(const char *text, size_t len)
 {
@@ -142,8 +151,7 @@ static char *log_copy(const char *text, size_t len)
         return NULL;
     memcpy(out, text, n);
     out[n] = '\0';
-    if (len > INTLOG_MAX_BODY)
-        memcpy(out + INTLOG_MAX_BODY - 4, "...", 4);
+    cut_long(out, len);
     return out;
 }
 
@@ -156,8 +164,8 @@ char *ah_intlog_redact_json_text(const cJSON *body, const char *printed)
         return log_copy(printed, strlen(printed));
     if (!secret) {
         char *out = cJSON_PrintUnformatted(body);
-        if (out != NULL && strlen(out) > INTLOG_MAX_BODY)
-            memcpy(out + INTLOG_MAX_BODY - 4, "...", 4);
+        if (out != NULL)
+            cut_long(out, strlen(out));
         return out;
     }
     cJSON *copy = cJSON_Duplicate(body, 1);
@@ -165,8 +173,8 @@ char *ah_intlog_redact_json_text(const cJSON *body, const char *printed)
         return NULL;
     char *out = redact_tree(copy) ? cJSON_PrintUnformatted(copy) : NULL;
     cJSON_Delete(copy);
-    if (out != NULL && strlen(out) > INTLOG_MAX_BODY)
-        memcpy(out + INTLOG_MAX_BODY - 4, "...", 4);
+    if (out != NULL)
+        cut_long(out, strlen(out));
     return out;
 }
 
@@ -194,16 +202,16 @@ char *ah_intlog_redact_parsed(const char *text, size_t len, cJSON **tree)
         return s;
     }
     char *out;
-    if (!tree_has_secret(j)) {
+    if (!tree_has_secret(j) && ah_utf8_valid(text, len)) {
         /* The text itself, without the whitespace between tokens: what
-         * printing the tree would give, for far less. */
+         * printing the tree would give, for far less. (Bytes that are no
+         * UTF-8, which the tree holds as U+FFFD, are printed from it.) */
         out = malloc(len + 1);
         if (out != NULL) {
             memcpy(out, text, len);
             out[len] = '\0';
             cJSON_Minify(out);
-            if (strlen(out) > INTLOG_MAX_BODY)
-                memcpy(out + INTLOG_MAX_BODY - 4, "...", 4);
+            cut_long(out, strlen(out));
         }
     } else {
         out = ah_intlog_redact_json(j); /* redacts a copy: j stays whole */

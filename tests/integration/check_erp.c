@@ -24,6 +24,7 @@
 #include "tracking.h"
 #include "events.h"
 #include "intlog.h"
+#include "json.h"
 #include "support/harness.h"
 
 #define ERP "/recruitment/integration/erp/"
@@ -53,7 +54,8 @@ static const char *plugin_dir(void)
     return p != NULL ? p : "plugins";
 }
 
-/* Writes dir/atshub.ini with the erp plugin; `http_extra` goes into [http]. */
+/* Writes dir/atshub.ini with the erp plugin; `http_extra` goes into [http]
+ * (max_body 64K unless it sets its own). */
 static char *write_ini(const char *dir, const char *log_level, const char *http_extra)
 {
     char *path = NULL, *text = NULL;
@@ -67,11 +69,15 @@ static char *write_ini(const char *dir, const char *log_level, const char *http_
     ck_assert_int_ge(asprintf(&text,
                               "[core]\nworkers = 2\nkey_file = host.key\nrequest_timeout_ms = 5000\n"
                               "log_level = %s\n"
-                              "[http]\nlisten = 127.0.0.1:0\nmax_body = 64K\nthreads = 4\n%s"
+                              "[http]\nlisten = 127.0.0.1:0\n%sthreads = 4\n%s"
                               "[store]\nurl = %s\n"
                               "[sync]\ninterval_s = 0\n"
                               "[plugins]\nerp = %s/erp.so\n%s%s%s",
-                              log_level, http_extra != NULL ? http_extra : "", store,
+                              log_level,
+                              http_extra != NULL && strstr(http_extra, "max_body") != NULL
+                                  ? ""
+                                  : "max_body = 64K\n",
+                              http_extra != NULL ? http_extra : "", store,
                               plugin_dir(), iso != NULL ? "[plugin.erp]\nisolation = " : "",
                               iso != NULL ? iso : "", iso != NULL ? "\n" : ""),
                      0);
@@ -811,6 +817,18 @@ START_TEST(test_validation_errors)
             cJSON_Delete(cr);
         }
     }
+    /* A title with a byte that is no UTF-8 (Latin-1's é) is read with
+     * U+FFFD in its place (core/base/json.c), in either mode and on either
+     * store: PostgreSQL refused the record, SQLite stored the byte. */
+    {
+        cJSON *cr = NULL;
+        ck_assert_int_eq(post(&e, "create-job/", e.key,
+                              "{" C ",\"title\":\"Ing\xe9nieur\",\"application_url\":"
+                              "\"https://a.example/x\"}", &cr), 200);
+        const cJSON *d = cJSON_GetObjectItem(cr, "data");
+        ck_assert_str_eq(cJSON_GetObjectItem(d, "title")->valuestring, "Ing\xef\xbf\xbdnieur");
+        cJSON_Delete(cr);
+    }
     /* Limits: title 255 characters (not bytes), description 20000. */
     char *big = malloc(30000);
     memset(big, 'x', 256);
@@ -1503,6 +1521,67 @@ START_TEST(test_unauthenticated_log_capped)
 }
 END_TEST
 
+typedef struct cut_scan {
+    int rows, cut, not_utf8;
+} cut_scan;
+
+static void cut_cb(void *arg, const ah_log_entry *row)
+{
+    cut_scan *c = arg;
+    if (row->body == NULL || strstr(row->body, "Smiles") == NULL)
+        return;
+    c->rows++;
+    size_t n = strlen(row->body);
+    if (n > 3 && strcmp(row->body + n - 3, "...") == 0)
+        c->cut++;
+    for (size_t i = 0; i < n;) {
+        size_t k = ah_utf8_seq((const unsigned char *)row->body + i, n - i);
+        if (k == 0) {
+            c->not_utf8++;
+            break;
+        }
+        i += k;
+    }
+}
+
+/* A body past the integration log's 64 KiB copy, of four-byte characters,
+ * shifted by 0-3 bytes: each copy is cut between two characters, never
+ * inside one. PostgreSQL refused the half of one, and with it the group of
+ * creates its row was written in (every one answered 503). */
+START_TEST(test_log_copy_cut_between_characters)
+{
+    env e;
+    env_open_with(&e, "max_body = 256K\n", "http");
+    for (int shift = 0; shift < 4; shift++) {
+        char *desc = malloc(100000), *b = NULL;
+        ck_assert_ptr_nonnull(desc);
+        size_t o = 0;
+        for (int k = 0; k < shift; k++)
+            desc[o++] = 'x';
+        for (int k = 0; k < 19000; k++) {
+            memcpy(desc + o, "\xf0\x9f\x98\x80", 4);
+            o += 4;
+        }
+        desc[o] = '\0';
+        ck_assert_int_ge(asprintf(&b, "{\"action\":\"create_job\",\"source_name\":\"Main_ERP\","
+                                      "\"title\":\"Smiles %d\",\"description\":\"%s\","
+                                      "\"application_url\":\"https://a.example/x\"}", shift, desc), 0);
+        cJSON *cr = NULL;
+        ck_assert_int_eq(post(&e, "create-job/", e.key, b, &cr), 200);
+        cJSON_Delete(cr);
+        free(b);
+        free(desc);
+    }
+    cut_scan c = {0};
+    ah_log_filter f = {.source = "Main_ERP", .limit = 1000};
+    ck_assert_int_eq(e.core->store->ops->log_query(e.core->store, &f, cut_cb, &c), 0);
+    ck_assert_int_ge(c.rows, 4);
+    ck_assert_int_ge(c.cut, 4);
+    ck_assert_int_eq(c.not_utf8, 0);
+    env_close(&e);
+}
+END_TEST
+
 typedef struct key_scan {
     const char *key;
     int rows, leaks;
@@ -1749,6 +1828,7 @@ static Suite *erp_suite(void)
     tcase_add_test(tc, test_setting_lists_host_api);
     tcase_add_test(tc, test_invalid_source);
     tcase_add_test(tc, test_validation_errors);
+    tcase_add_test(tc, test_log_copy_cut_between_characters);
     tcase_add_test(tc, test_create_defaults_and_record);
     tcase_add_test(tc, test_job_exists);
     tcase_add_test(tc, test_update_job);

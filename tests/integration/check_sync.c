@@ -578,6 +578,41 @@ START_TEST(test_refused_record_fails_page)
 }
 END_TEST
 
+/* A record whose text holds a byte that is no UTF-8 (a provider's page
+ * passed on as it came) is stored with U+FFFD in its place, in process and
+ * isolated: PostgreSQL refused the byte, and with it the page, on every
+ * run (the sync stuck there); SQLite stored it as it came. */
+START_TEST(test_record_text_not_utf8_repaired)
+{
+    static const char *const modes[] = {"in_process", "process"};
+    for (int i = 0; i < 2; i++) {
+        fixture f;
+        char *dir = ah_t_tmpdir(), *marker = NULL, sections[128];
+        ck_assert_int_ge(asprintf(&marker, "%s/latin1", dir), 0);
+        ck_assert_int_eq(ah_t_write_file(marker, "x"), 0);
+        ck_assert_int_eq(setenv("AH_STREAMER_LATIN1_FILE", marker, 1), 0);
+        snprintf(sections, sizeof sections, "[plugin.streamer]\nisolation = %s\n", modes[i]);
+        int64_t cid = setup_ini(&f, 150, 0, "100", NULL, sections);
+        ah_sync_stats st;
+        char err[1024];
+        ck_assert_msg(sync_jobs(&f, &st, err, sizeof err) == AH_SYNC_OK, "%s: %s", modes[i], err);
+        ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, cid, "job"), 151);
+        ah_record_row row;
+        ck_assert_int_eq(f.core->store->ops->record_get(f.core->store, cid, "job", "latin1", &row),
+                         0);
+        ck_assert_msg(strstr(row.raw, "Ing\xef\xbf\xbdnieur") != NULL, "%s: %s", modes[i], row.raw);
+        ck_assert_msg(strstr(row.fields, "Ing\xef\xbf\xbdnieur") != NULL, "%s: %s", modes[i],
+                      row.fields);
+        ah_record_row_free(&row);
+        unsetenv("AH_STREAMER_LATIN1_FILE");
+        teardown(&f);
+        ah_t_rmrf(dir);
+        free(dir);
+        free(marker);
+    }
+}
+END_TEST
+
 START_TEST(test_non_retryable_error_keeps_cursor)
 {
     fixture f;
@@ -1185,6 +1220,7 @@ static Suite *sync_suite(void)
     tcase_add_test(t, test_faults_lose_nothing);
     tcase_add_test(t, test_plugin_crash_mid_run_retried);
     tcase_add_test(t, test_refused_record_fails_page);
+    tcase_add_test(t, test_record_text_not_utf8_repaired);
     tcase_add_test(t, test_non_retryable_error_keeps_cursor);
     tcase_add_test(t, test_store_failure_mid_run);
     tcase_add_test(t, test_one_run_at_a_time);

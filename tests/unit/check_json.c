@@ -87,12 +87,74 @@ START_TEST(test_nul_in_strings)
 }
 END_TEST
 
+/* Bytes in a string that are no UTF-8 (a PostgreSQL text column refuses
+ * them) are read as U+FFFD, one per byte that starts no sequence; UTF-8
+ * (two, three and four bytes) is kept as it is. */
+#define R "\xef\xbf\xbd"
+START_TEST(test_bytes_that_are_no_utf8)
+{
+    static const struct {
+        const char *text, *want;
+    } cases[] = {
+        {"[\"Ing\xe9nieur\"]", "Ing" R "nieur"},            /* Latin-1 */
+        {"[\"\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"]", "\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"},
+        {"[\"\xc0\x80\"]", R R},                               /* overlong NUL */
+        {"[\"\xe0\x80\xaf\"]", R R R},                         /* overlong '/' */
+        {"[\"\xed\xa0\x80\"]", R R R},                         /* a surrogate */
+        {"[\"\xf4\x90\x80\x80\"]", R R R R},                   /* past U+10FFFF */
+        {"[\"\xf5\xff\xfe\"]", R R R},
+        {"[\"a\xc3\"]", "a" R},                                /* cut short by the quote */
+        {"[\"\xe2\x82\"]", R R},
+        {"[\"\x80x\"]", R "x"},                                /* a lone continuation */
+        {"[\"\\\"\xff\"]", "\"" R},                        /* after an escaped quote */
+        {"[\"\\u0000\xff\"]", R R},                           /* with an escaped NUL */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cJSON *j = ah_json_parse_limited(cases[i].text, strlen(cases[i].text));
+        ck_assert_msg(j != NULL, "case %zu refused", i);
+        ck_assert_msg(strcmp(cJSON_GetArrayItem(j, 0)->valuestring, cases[i].want) == 0,
+                      "case %zu read as %s", i, cJSON_GetArrayItem(j, 0)->valuestring);
+        cJSON_Delete(j);
+    }
+    /* A name too; the caller's text left as it was. */
+    char text[] = "{\"k\xff\":\"v\"}";
+    cJSON *j = ah_json_parse_limited(text, sizeof text - 1);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_str_eq(j->child->string, "k" R);
+    cJSON_Delete(j);
+    ck_assert_str_eq(text, "{\"k\xff\":\"v\"}");
+    /* Outside a string such a byte is no JSON at all. */
+    ck_assert(!accepted("[1,\xff]", 6));
+    ck_assert(!accepted("\xff[1]", 4));
+    /* An escape whose letter is such a byte stays cJSON's to refuse. */
+    ck_assert(!accepted("[\"\\\xe9\"]", 6));
+}
+END_TEST
+#undef R
+
+/* ah_utf8_cut keeps at most max bytes and never half a sequence. */
+START_TEST(test_utf8_cut)
+{
+    const char *s = "ab\xc3\xa9\xe2\x82\xac"; /* a b é € : 7 bytes */
+    ck_assert_uint_eq(ah_utf8_cut(s, 7, 7), 7);
+    ck_assert_uint_eq(ah_utf8_cut(s, 7, 9), 7);
+    ck_assert_uint_eq(ah_utf8_cut(s, 7, 6), 4);
+    ck_assert_uint_eq(ah_utf8_cut(s, 7, 5), 4);
+    ck_assert_uint_eq(ah_utf8_cut(s, 7, 4), 4);
+    ck_assert_uint_eq(ah_utf8_cut(s, 7, 3), 2);
+    ck_assert_uint_eq(ah_utf8_cut(s, 7, 2), 2);
+    ck_assert_uint_eq(ah_utf8_cut(s, 7, 0), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("json");
     TCase *tc = tcase_create("json");
     tcase_add_test(tc, test_depth_and_trailing_bytes);
     tcase_add_test(tc, test_nul_in_strings);
+    tcase_add_test(tc, test_bytes_that_are_no_utf8);
+    tcase_add_test(tc, test_utf8_cut);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
