@@ -65,9 +65,16 @@ static bool parse_types(ah_http_exchange *ex, const cJSON *types, char *tl, size
     return true;
 }
 
-/* Refuses a body member not in `allowed` (NULL-terminated): 400. */
+/* Refuses a body that is no object, or a member not in `allowed`
+ * (NULL-terminated): 400. (An array's items have no names: taken for
+ * members, one authenticated request with the body [1] crashed the
+ * daemon.) */
 static bool only_members(ah_http_exchange *ex, const cJSON *in, const char *const *allowed)
 {
+    if (!cJSON_IsObject(in)) {
+        ah_ex_error(ex, 400, AH_E_INVALID, "the request body must be a JSON object");
+        return false;
+    }
     const cJSON *m;
     cJSON_ArrayForEach(m, in) {
         bool ok = false;
@@ -299,7 +306,11 @@ static void rest_webhook_rotate(void *arg, ah_http_exchange *ex)
     long long id;
     if (!webhook_target(core, ex, &tid, &id))
         return;
-    const cJSON *in = ah_ex_json(ex);
+    /* No body is {} (every member is optional). */
+    size_t body_len = 0;
+    ah_ex_body(ex, &body_len);
+    static const cJSON none = {.type = cJSON_Object};
+    const cJSON *in = body_len == 0 ? &none : ah_ex_json(ex);
     if (in == NULL)
         return;
     static const char *const allowed[] = {"overlap_seconds", NULL};
@@ -343,7 +354,16 @@ static void rest_webhook_deliveries(void *arg, ah_http_exchange *ex)
     if (!webhook_target(core, ex, &tid, &id))
         return;
     const char *l = ah_ex_query(ex, "limit");
-    cJSON *d = ah_webhook_deliveries(core, tid, id, l != NULL ? atoi(l) : 100);
+    long limit = 100;
+    if (l != NULL) {
+        char *end = NULL;
+        limit = strtol(l, &end, 10);
+        if (*l == '\0' || *end != '\0' || limit < 1 || limit > 1000) {
+            ah_ex_error(ex, 400, AH_E_INVALID, "limit must be an integer between 1 and 1000");
+            return;
+        }
+    }
+    cJSON *d = ah_webhook_deliveries(core, tid, id, (int)limit);
     if (d == NULL) {
         ah_ex_error(ex, 404, AH_E_NOT_FOUND, "no webhook endpoint %lld", id);
         return;

@@ -1132,12 +1132,18 @@ START_TEST(test_webhook_patch_rotate_delete)
     /* PATCH refuses what create refuses, and unknown or no members. */
     const char *bad[] = {"{\"url\":\"http://169.254.169.254/latest\"}", "{\"url\":\"ftp://x/\"}",
                          "{\"url\":\"http://10.0.0.1/hook\"}", "{\"bogus\":1}", "{}",
-                         "{\"types\":3}", "{\"description\":\"a\\nb\"}", "{\"url\":7}"};
+                         "{\"types\":3}", "{\"description\":\"a\\nb\"}", "{\"url\":7}",
+                         /* No object: an array's items were taken for members
+                          * (the daemon crashed), a string or a number. */
+                         "[1]", "[{\"url\":1}]", "\"x\"", "7"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ck_assert_msg(req(&f, "PATCH", path, NULL, bad[i], &o) == 400, "%s", bad[i]);
         ck_assert_str_eq(jget(o, "error.code")->valuestring, "invalid_request");
         cJSON_Delete(o);
     }
+    ck_assert_int_eq(req(&f, "POST", "/v1/webhooks", NULL, "[1]", &o), 400);
+    ck_assert_str_eq(jget(o, "error.code")->valuestring, "invalid_request");
+    cJSON_Delete(o);
     ck_assert_int_eq(req(&f, "PATCH", "/v1/webhooks/999999", NULL, "{\"description\":\"x\"}",
                          &o), 404);
     cJSON_Delete(o);
@@ -1216,6 +1222,30 @@ START_TEST(test_webhook_patch_rotate_delete)
         ck_assert_int_eq(rc, 0);
         ck_assert_int_eq(reference_verify(&f, &k, old_secret), 0);
         ck_assert_int_eq(reference_verify(&f, &k, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), 1);
+    }
+
+    /* No body is {} (the default overlap); a body that is no object 400. */
+    ck_assert_int_eq(req(&f, "POST", path, NULL, NULL, &o), 200);
+    ck_assert(cJSON_IsString(jget(o, "data.previous_secret_expires_at")));
+    cJSON_Delete(o);
+    ck_assert_int_eq(req(&f, "POST", path, NULL, "[1]", &o), 400);
+    ck_assert_str_eq(jget(o, "error.code")->valuestring, "invalid_request");
+    cJSON_Delete(o);
+    /* The delivery log's limit: 1..1000, anything else 400. */
+    {
+        static const char *const limits[] = {"abc", "0", "-5", "1001", "99999999999", ""};
+        for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
+            char p2[160];
+            snprintf(p2, sizeof p2, "/v1/webhooks/%lld/deliveries?limit=%s", eid, limits[i]);
+            ck_assert_msg(req(&f, "GET", p2, NULL, NULL, &o) == 400, "%s", p2);
+            ck_assert_str_eq(jget(o, "error.code")->valuestring, "invalid_request");
+            cJSON_Delete(o);
+        }
+        char p2[160];
+        snprintf(p2, sizeof p2, "/v1/webhooks/%lld/deliveries?limit=2", eid);
+        ck_assert_int_eq(req(&f, "GET", p2, NULL, NULL, &o), 200);
+        ck_assert_int_le(cJSON_GetArraySize(jget(o, "data")), 2);
+        cJSON_Delete(o);
     }
 
     /* Rotate without overlap: the old secret is gone at once. */
