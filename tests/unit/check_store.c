@@ -3679,6 +3679,34 @@ START_TEST(test_pg_reconnect)
 }
 END_TEST
 
+/* A lock held by a stalled session (another instance stopped inside its
+ * group, a link cut off) makes a statement of the engine's fail after the
+ * session's lock_timeout (5 s unless the server or URL set one), not wait
+ * for good with the store's lock held; once the lock is gone the same call
+ * works. */
+START_TEST(test_pg_lock_wait_bounded)
+{
+    if (!pg_mode)
+        return;
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    add_tenant(s, "acme");
+    PGconn *c = PQconnectdb(f.url);
+    ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
+    PGresult *r = PQexec(c, "BEGIN; LOCK TABLE tenants IN ACCESS EXCLUSIVE MODE");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    char hash[AH_SHA256_HEX_LEN + 1];
+    ah_sha256_hex("globex", 6, hash);
+    int64_t id = 0;
+    ck_assert_int_ne(s->ops->tenant_add(s, "globex", hash, &id), AH_STORE_OK);
+    PQfinish(c); /* its transaction ends with it */
+    ck_assert_int_eq(s->ops->tenant_add(s, "globex", hash, &id), AH_STORE_OK);
+    fx_done(&f);
+}
+END_TEST
+
 /* PostgreSQL queues a group's statements whose results nobody reads (the
  * integration-log rows, events) with the next statement or the COMMIT. One
  * that fails there fails the whole group: its COMMIT, and so every request
@@ -4444,6 +4472,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_event_order_across_handles);
     tcase_add_test(tc, test_change_log_and_instances);
     tcase_add_test(tc, test_pg_reconnect);
+    tcase_add_test(tc, test_pg_lock_wait_bounded);
     tcase_add_test(tc, test_pg_deferred_failure_fails_group);
     tcase_add_test(tc, test_pg_sequence_in_scope);
     tcase_add_test(tc, test_pg_sequence_next_then);

@@ -65,6 +65,16 @@ void ah_pg_log_res(ah_pg_store *s, const PGresult *r, const char *what)
            state != NULL ? state : "none");
 }
 
+PGconn *ah_pg_connect(const char *url)
+{
+    /* Before dbname: the URL's own settings, expanded there, win. */
+    static const char *const keys[] = {"connect_timeout", "keepalives", "keepalives_idle",
+                                       "keepalives_interval", "keepalives_count",
+                                       "tcp_user_timeout", "dbname", NULL};
+    const char *values[] = {"10", "1", "30", "10", "3", "30000", url, NULL};
+    return PQconnectdbParams(keys, values, 1);
+}
+
 static void forget_prepared(ah_pg_store *s)
 {
     memset(s->ctl_prepared, 0, sizeof s->ctl_prepared);
@@ -85,7 +95,7 @@ static void reconnect(ah_pg_store *s)
     PQreset(s->db);
     forget_prepared(s);
     if (PQstatus(s->db) == CONNECTION_OK) {
-        PGresult *r = PQexec(s->db, "SET TimeZone = 'UTC'");
+        PGresult *r = PQexec(s->db, AH_PG_SESSION_SETUP);
         PQclear(r);
     }
 }

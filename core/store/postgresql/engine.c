@@ -477,18 +477,18 @@ static void conn_error(PGconn *c, const char *safe_url, char *err, size_t errlen
     snprintf(err, errlen, "cannot connect to PostgreSQL %s: %s", safe_url, msg);
 }
 
-/* Connects s's session (s->conninfo): UTC, quiet notices. false with err
+/* Connects s's session (s->conninfo): AH_PG_SESSION_SETUP, quiet notices. false with err
  * set (the password never in it). */
 static bool connect_session(ah_pg_store *s, char *err, size_t errlen)
 {
-    s->db = PQconnectdb(s->conninfo);
+    s->db = ah_pg_connect(s->conninfo);
     if (s->db == NULL || PQstatus(s->db) != CONNECTION_OK) {
         conn_error(s->db, s->safe_url, err, errlen);
         return false;
     }
     PQsetNoticeProcessor(s->db, quiet_notice, NULL);
-    PGresult *r = PQexec(s->db, "SET TimeZone = 'UTC'");
-    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PGresult *r = PQexec(s->db, AH_PG_SESSION_SETUP);
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK; /* the last statement's */
     PQclear(r);
     if (!ok)
         conn_error(s->db, s->safe_url, err, errlen);

@@ -144,6 +144,27 @@ typedef enum {
 #define PG_RQ_VARIANTS AH_RQ_VARIANTS
 #define PG_LQ_VARIANTS 64
 
+/* What every session of the engine runs once connected (or reconnected):
+ * times in UTC, and two bounds, each only where the server, the role, the
+ * database or the URL's options left it unset (0): a statement waits at
+ * most 5 s for a lock (a stalled instance, SIGSTOPped or cut off, holds its
+ * group's row locks: another's writer would wait for good with its store
+ * lock held, its leases unrenewed), and a session idle inside a
+ * transaction for 60 s is ended by the server (such a stalled instance's
+ * locks freed; its group then fails, nothing of it acknowledged). */
+#define AH_PG_SESSION_SETUP                                                               \
+    "SET TimeZone = 'UTC'; "                                                              \
+    "SELECT set_config('lock_timeout', '5s', false) "                                     \
+    "WHERE current_setting('lock_timeout') = '0'; "                                       \
+    "SELECT set_config('idle_in_transaction_session_timeout', '60s', false) "             \
+    "WHERE current_setting('idle_in_transaction_session_timeout') = '0'"
+
+/** Connects to url (a PostgreSQL URL or connection string) with TCP
+ *  keepalives and a user timeout (a peer gone without a word is noticed in
+ *  about 30 s, not the kernel's ~15 minutes of retransmissions) and a 10 s
+ *  connect timeout, unless url sets its own. As PQconnectdb. */
+PGconn *ah_pg_connect(const char *url);
+
 #define AH_PG_MAXPEND 32
 
 /* The transaction-control commands a pipeline sends (conn.c, ctl_sql):
