@@ -236,6 +236,31 @@ static void keep_unknown(ah_core *core, ah_conn *c, ah_generation *gen, const ah
     }
 }
 
+/* A call that sent a write which may have reached its provider (cc->wrote)
+ * and then failed as "not done, retry" (503: its plugin process crashed,
+ * the provider was unavailable for a later request; 429) did not leave the
+ * provider untouched: the answer becomes 502 outcome_unknown, which no
+ * caller retries blindly and an Idempotency-Key keeps (a 503 releases it:
+ * the retry would have written again). keep_unknown then keeps it for
+ * settling when the plugin can. */
+static void unknown_after_write(const ah_core_call *cc, const ah_msg *m, ah_reply *r)
+{
+    if (!cc->wrote || (r->http_status != 503 && r->http_status != 429))
+        return;
+    char code[sizeof r->code];
+    snprintf(code, sizeof code, "%s", r->code);
+    char *msg = NULL;
+    if (asprintf(&msg, "%s: %s; a write of this call had reached the provider (request %s): "
+                 "its outcome is unknown, not sent again", code,
+                 r->message != NULL ? r->message : "",
+                 m->correlation_id != NULL ? m->correlation_id : "-") < 0)
+        msg = NULL;
+    free(r->message);
+    r->message = msg;
+    snprintf(r->code, sizeof r->code, "%s", AH_E_OUTCOME_UNKNOWN);
+    r->http_status = 502;
+}
+
 /* applications.bulk_reject answers item by item ({"results":
  * [{"application_id","ok","error"?}]}), so one of its items can end
  * outcome_unknown inside a successful reply. Such an item is kept as the
@@ -413,6 +438,7 @@ static void core_dispatch(void *arg, const ah_msg *m, ah_reply *r)
         } else {
             cJSON_Delete(out);
             reply_from_ext(r, &cc.ext);
+            unknown_after_write(&cc, m, r);
             keep_unknown(core, c, gen, m, r);
         }
     }

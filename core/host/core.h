@@ -73,6 +73,12 @@ typedef struct ah_core_call {
     /* What the route's first conn_by_secret matched (an API key, a token):
      * scrubbed from the route's log entries wherever it appears. */
     char *route_secret;
+    /* A request flagged AH_HTTP_NOT_IDEMPOTENT went out on this call and
+     * may have reached the provider (it answered, or its answer was lost):
+     * a later failure of the call that reads "not done, retry" (503, 429:
+     * a crash of its plugin process, a second request refused) is then
+     * answered outcome_unknown instead (core_dispatch). */
+    bool wrote;
     bool atomic_route; /* the route has AH_ROUTE_ATOMIC */
     bool scoped;       /* its group scope is open (ah_core_call_scope) */
     uint64_t group;    /* the group transaction holding its writes, once scoped */

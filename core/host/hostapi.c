@@ -186,11 +186,14 @@ static ah_result http_perform(ah_call *call, const ah_http_request *req,
     /* The connection's request budget, shared by syncs, bulk jobs and writes. */
     const ah_core_call *cc = core_call(call); /* NULL in init: no connection either */
     ah_ratelimit_take(core, call->conn, cc != NULL && cc->gen != NULL ? cc->gen->desc : NULL);
-    if (ah_httpc_perform(core->httpc, req, base, secrets, observe_outbound, &o, resp, err,
-                         sizeof err) != 0) {
+    bool unsafe = AH_HAS(req, flags) && (req->flags & AH_HTTP_NOT_IDEMPOTENT) != 0;
+    int prc = ah_httpc_perform(core->httpc, req, base, secrets, observe_outbound, &o, resp, err,
+                               sizeof err);
+    if (unsafe && cc != NULL && (prc == 0 || resp->outcome == AH_OUTCOME_UNKNOWN))
+        ((ah_core_call *)cc)->wrote = true;
+    if (prc != 0) {
         /* A write that went out and was lost may have been carried out: it
          * must not read as "unavailable", which callers may retry. */
-        bool unsafe = AH_HAS(req, flags) && (req->flags & AH_HTTP_NOT_IDEMPOTENT) != 0;
         if (unsafe && resp->outcome == AH_OUTCOME_UNKNOWN)
             return host_fail(call, AH_E_OUTCOME_UNKNOWN, 502,
                              "%s; the provider may have carried it out (request %s): "

@@ -464,6 +464,53 @@ START_TEST(test_http_through_daemon)
 }
 END_TEST
 
+/* A call that sent a write (a POST flagged AH_HTTP_NOT_IDEMPOTENT, here to
+ * the daemon's own /v1/health, which answers it) and then failed as "not
+ * done, retry" is answered 502 outcome_unknown: its plugin process crashed
+ * (503 plugin_crashed before, which an Idempotency-Key releases: the retry
+ * wrote again), or the plugin failed 503 (in either mode). A read that
+ * then fails keeps its own answer. */
+START_TEST(test_write_then_failure_is_unknown)
+{
+    static const struct {
+        const char *mode, *then;
+        bool post;
+        const char *code;
+        int status;
+    } cases[] = {
+        {"process", "segv", true, "outcome_unknown", 502},
+        {"process", "fail503", true, "outcome_unknown", 502},
+        {"in_process", "fail503", true, "outcome_unknown", 502},
+        {"process", "segv", false, "plugin_crashed", 503},
+        {"in_process", "fail503", false, "upstream_unavailable", 503},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fixture f;
+        char section[160];
+        snprintf(section, sizeof section,
+                 "[plugin.fixture_faulty]\nisolation = %s\nrestart_backoff_ms = 10\n",
+                 cases[i].mode);
+        setup(&f, section);
+        char err[512], url[160];
+        ck_assert_msg(ah_daemon_start(f.core, err, sizeof err) == 0, "%s", err);
+        snprintf(url, sizeof url, "http://127.0.0.1:%u/v1/health",
+                 (unsigned)ah_httpd_port(f.core->httpd));
+        cJSON *b = cJSON_CreateObject();
+        cJSON_AddStringToObject(b, "do", "http");
+        cJSON_AddStringToObject(b, "url", url);
+        cJSON_AddBoolToObject(b, "post", cases[i].post);
+        cJSON_AddStringToObject(b, "then", cases[i].then);
+        ah_reply r;
+        ah_core_request(f.core, "acme", "f", "jobs.get", b, &r);
+        ck_assert(!r.ok);
+        ck_assert_msg(strcmp(r.code, cases[i].code) == 0 && r.http_status == cases[i].status,
+                      "case %zu: %d %s: %s", i, r.http_status, r.code, r.message);
+        ah_reply_free(&r);
+        teardown(&f);
+    }
+}
+END_TEST
+
 /* processes = 2: connections are spread over two processes; a crash in
  * one costs the other's connections nothing. */
 START_TEST(test_two_processes)
@@ -1652,6 +1699,7 @@ static Suite *isolate_suite(void)
     tcase_add_test(tc, test_fail_fast_during_backoff);
     tcase_add_test(tc, test_two_processes);
     tcase_add_test(tc, test_http_through_daemon);
+    tcase_add_test(tc, test_write_then_failure_is_unknown);
     tcase_add_test(tc, test_reconcile_loads_isolated);
     tcase_add_test(tc, test_init_failure_refused);
     tcase_add_test(tc, test_http_from_init);
