@@ -319,8 +319,10 @@ static void rest_webhook_rotate(void *arg, ah_http_exchange *ex)
     const cJSON *ov = cJSON_GetObjectItemCaseSensitive(in, "overlap_seconds");
     long overlap = 86400;
     if (ov != NULL && !cJSON_IsNull(ov)) {
-        if (!cJSON_IsNumber(ov) || ov->valuedouble != (double)(long)ov->valuedouble ||
-            ov->valuedouble < 0 || ov->valuedouble > 604800) {
+        /* The range first: converting a double a long cannot hold (1e300,
+         * an infinity) is undefined. */
+        if (!cJSON_IsNumber(ov) || !(ov->valuedouble >= 0 && ov->valuedouble <= 604800) ||
+            ov->valuedouble != (double)(long)ov->valuedouble) {
             ah_ex_error(ex, 400, AH_E_INVALID,
                         "overlap_seconds must be an integer between 0 and 604800");
             return;

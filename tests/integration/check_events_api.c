@@ -1185,6 +1185,11 @@ START_TEST(test_webhook_patch_rotate_delete)
     snprintf(path, sizeof path, "/v1/webhooks/%lld/rotate-secret", eid);
     ck_assert_int_eq(req(&f, "POST", path, NULL, "{\"overlap_seconds\":-1}", &o), 400);
     cJSON_Delete(o);
+    /* Out of a long's range (undefined to convert): 400 all the same. */
+    ck_assert_int_eq(req(&f, "POST", path, NULL, "{\"overlap_seconds\":1e300}", &o), 400);
+    cJSON_Delete(o);
+    ck_assert_int_eq(req(&f, "POST", path, NULL, "{\"overlap_seconds\":1.5}", &o), 400);
+    cJSON_Delete(o);
     ck_assert_int_eq(req(&f, "POST", path, NULL, "{\"overlap_seconds\":3600}", &o), 200);
     char new_secret[96];
     snprintf(new_secret, sizeof new_secret, "%s", jget(o, "data.secret")->valuestring);
