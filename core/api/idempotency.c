@@ -21,7 +21,10 @@
  * is 502 outcome_unknown). Every other answer, 5xx included, is the
  * settled answer: a 502 outcome_unknown, a 502 upstream_error after the
  * provider answered a write with an error, a 500 or 504 after which the
- * plugin may still have written. Requests without a valid tenant key pass
+ * plugin may still have written. A request the shutdown answers 503
+ * shutting_down is no exception: once its handler had begun the key keeps
+ * 502 outcome_unknown (its write may be under way), and one still waiting
+ * for a worker is not run at all. Requests without a valid tenant key pass
  * through untouched (the handler answers 401).
  *
  * A 502 outcome_unknown of a write kept for settling names its operation
@@ -247,12 +250,42 @@ typedef struct idem_job {
 static void store_outcome(ah_core *core, int64_t tid, const char *key, int status,
                           const char *body, size_t len);
 
+/* The error code of an answer's body ({"error": {"code"}}), or "". */
+static void answer_code(const char *body, size_t len, char *code, size_t n)
+{
+    cJSON *o = body != NULL ? ah_json_parse_limited(body, len) : NULL;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "error"),
+                                                      "code");
+    snprintf(code, n, "%s", cJSON_IsString(v) ? v->valuestring : "");
+    cJSON_Delete(o);
+}
+
+static const char unknown_at_stop[] =
+    "{\"error\":{\"code\":\"outcome_unknown\",\"message\":\"the server stopped while this "
+    "request ran; whether it was carried out is unknown: it is not run again with this "
+    "Idempotency-Key\"}}";
+
 /* The outcome of a job's request, stored before its answer goes out. */
 static void idem_job_outcome(idem_job *j)
 {
     char *body = NULL;
     size_t len = 0;
     int status = ah_ex_decided(j->ex, j->p, &body, &len);
+    /* The shutdown answered a request whose handler had begun (this gate is
+     * set once it has): its write may be under way, or still queued for the
+     * bus's drain. A 503 would release the key and let the retry write
+     * again; the key keeps 502 outcome_unknown instead (the client already
+     * has the 503: its retry gets this). */
+    char code[64];
+    answer_code(status == 503 ? body : NULL, len, code, sizeof code);
+    if (strcmp(code, "shutting_down") == 0) {
+        if (body != NULL)
+            explicit_bzero(body, len);
+        free(body);
+        body = strdup(unknown_at_stop);
+        len = body != NULL ? strlen(body) : 0;
+        status = body != NULL ? 502 : 0;
+    }
     /* No answer to store (out of memory): released, as an answer too large
      * to keep is. */
     store_outcome(j->core, j->tid, j->key, status > 0 ? status : 0, body,
@@ -285,6 +318,18 @@ static void idem_gate(void *arg, bool now)
 static void idem_job_run(void *arg)
 {
     idem_job *j = arg;
+    /* Answered while it waited here (503 shutting_down): the client was
+     * told it was not done, so it is not; its key was never reserved. */
+    char *decided = NULL;
+    size_t dlen = 0;
+    int st = ah_ex_decided(j->ex, j->p, &decided, &dlen);
+    free(decided);
+    if (st > 0) {
+        ah_ex_pending *p = j->p;
+        free(j);
+        ah_ex_detach_end(p);
+        return;
+    }
     if (reserve_or_answer(j->core, j->ex, j->tid, j->key, j->hash)) {
         ah_ex_detach_finish(j->ex, j->p);
         free(j);

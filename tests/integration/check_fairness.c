@@ -297,6 +297,15 @@ static void *hang_main(void *arg)
     return NULL;
 }
 
+static void *hang_keyed_main(void *arg)
+{
+    hanger *hg = arg;
+    hg->status = http("POST", "/v1/bus/jobs.get", KEY_ACME, "pit1", "stop-key-1",
+                      "{\"job_id\":\"x\"}", &hg->body);
+    atomic_fetch_add(&answered, 1);
+    return NULL;
+}
+
 static long tarpit_inflight(void)
 {
     ah_generation *gen = ah_registry_acquire(F.core->registry, "tarpit");
@@ -527,6 +536,34 @@ START_TEST(test_stop_answers_hanging_calls)
 }
 END_TEST
 
+
+/* A write with an Idempotency-Key whose call hangs when the server stops:
+ * the client is answered 503 shutting_down, but the call may still act
+ * (it runs on; queued bus work is drained), so the key keeps 502
+ * outcome_unknown, which a retry after the restart is answered with,
+ * instead of being released to a retry that would write again. */
+START_TEST(test_stop_keeps_key_of_running_write)
+{
+    atomic_store(&answered, 0);
+    hanger hg = {.i = 0};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, hang_keyed_main, &hg), 0);
+    WAIT_FOR(tarpit_inflight() == 1, "the keyed write hanging on the tarpit");
+    ah_daemon_stop(F.core);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_int_eq(hg.status, 503);
+    ck_assert_ptr_nonnull(strstr(hg.body, "\"code\":\"shutting_down\""));
+    free(hg.body);
+    ah_idem_row row;
+    memset(&row, 0, sizeof row);
+    ck_assert_int_eq(F.core->store->ops->idem_reserve(F.core->store, F.acme, "stop-key-1",
+                                                      "another-hash", "1970-01-01T00:00:00.000Z",
+                                                      &row),
+                     AH_STORE_EXISTS);
+    ck_assert_int_eq(row.status, 502); /* the answer itself is stored sealed */
+    ah_idem_row_free(&row);
+}
+END_TEST
 
 typedef struct reader {
     const char *path;
@@ -1012,6 +1049,7 @@ static Suite *fairness_suite(void)
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, test_other_tenant_served_while_one_hangs);
     tcase_add_test(tc, test_stop_answers_hanging_calls);
+    tcase_add_test(tc, test_stop_keeps_key_of_running_write);
     tcase_add_test(tc, test_routes_hang_off_http_threads);
     tcase_add_test(tc, test_unnamed_route_calls_held_to_a_share);
     tcase_add_test(tc, test_store_reads_off_http_threads);
