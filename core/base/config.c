@@ -978,9 +978,40 @@ static int set_plugin_iso(parse_state *st, const char *section, const char *name
             return fail(st, "[%s] processes: expected an integer between 1 and 64, got '%s'",
                         section, value);
         pi->processes = (int)v;
+    } else if (strcmp(name, "env") == 0) {
+        /* Names of [A-Za-z_][A-Za-z0-9_]*, comma-separated, blanks around
+         * them ignored; kept as "A,B". */
+        char out[sizeof pi->env];
+        size_t o = 0;
+        const char *p = value;
+        for (;;) {
+            while (*p == ' ' || *p == '\t')
+                p++;
+            const char *b = p;
+            while ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || *p == '_' ||
+                   (p > b && *p >= '0' && *p <= '9'))
+                p++;
+            size_t n = (size_t)(p - b);
+            while (*p == ' ' || *p == '\t')
+                p++;
+            if (n == 0 || (*p != ',' && *p != '\0') || o + n + 2 > sizeof out)
+                return fail(st, "[%s] env: expected names of environment variables "
+                                "(letters, digits, _), comma-separated, at most %zu "
+                                "characters, got '%s'",
+                            section, sizeof out - 1, value);
+            if (o > 0)
+                out[o++] = ',';
+            memcpy(out + o, b, n);
+            o += n;
+            if (*p == '\0')
+                break;
+            p++;
+        }
+        out[o] = '\0';
+        memcpy(pi->env, out, o + 1);
     } else {
         return fail(st, "unknown key '%s' in [%s] (expected isolation, memory_max, "
-                        "call_timeout_ms, max_calls, restart_backoff_ms or processes)",
+                        "call_timeout_ms, max_calls, restart_backoff_ms, processes or env)",
                     name, section);
     }
     return 1;

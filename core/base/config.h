@@ -37,6 +37,9 @@ typedef struct ah_plugin_iso_conf {
     int processes;         /* processes serving the plugin, each one call at a
                               time; a connection stays with one (1..64,
                               default 1) */
+    /* env = NAME,NAME: variables of the daemon's environment its plugin
+     * processes get besides the few every one gets (isolate.c); "" none. */
+    char env[256];
     int line;              /* of the section header */
 } ah_plugin_iso_conf;
 

@@ -57,6 +57,7 @@ void ah_core_isolate_opts(const ah_plugin_iso_conf *pi, ah_isolate_opts *io)
         .restart_backoff_ms = pi->restart_backoff_ms,
         .processes = pi->processes,
     };
+    snprintf(io->env, sizeof io->env, "%s", pi->env);
 }
 
 void ah_core_call_scope(ah_core_call *cc)

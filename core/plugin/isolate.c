@@ -629,6 +629,33 @@ static int next_frame(ah_isolate *iso, proc *p, child *ch, waiter *w, int64_t de
 static int exchange(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *call, cJSON *req,
                     long timeout_ms, cJSON **out);
 
+bool ah_isolate_env_kept(const char *entry, const char *extra)
+{
+    static const char *const names[] = {
+        "PATH", "LANG", "LANGUAGE", "TZ", "TMPDIR", "LD_LIBRARY_PATH", "LD_PRELOAD",
+        "GLIBC_TUNABLES", "ASAN_OPTIONS", "UBSAN_OPTIONS", "TSAN_OPTIONS", "LSAN_OPTIONS",
+        "MSAN_OPTIONS", NULL};
+    static const char *const prefixes[] = {"LC_", "VALGRIND_", NULL};
+    const char *eq = entry != NULL ? strchr(entry, '=') : NULL;
+    if (eq == NULL || eq == entry)
+        return false;
+    size_t n = (size_t)(eq - entry);
+    for (size_t i = 0; names[i] != NULL; i++)
+        if (strlen(names[i]) == n && memcmp(entry, names[i], n) == 0)
+            return true;
+    for (size_t i = 0; prefixes[i] != NULL; i++)
+        if (strncmp(entry, prefixes[i], strlen(prefixes[i])) == 0)
+            return true;
+    for (const char *p = extra; p != NULL && *p != '\0';) {
+        const char *c = strchr(p, ',');
+        size_t len = c != NULL ? (size_t)(c - p) : strlen(p);
+        if (len == n && memcmp(entry, p, n) == 0)
+            return true;
+        p = c != NULL ? c + 1 : NULL;
+    }
+    return false;
+}
+
 /* A child that did not finish starting: reaped (killed unless `gently`). */
 static void spawn_abandon(proc *p, child *ch, bool gently)
 {
@@ -717,8 +744,17 @@ static child *spawn_load(ah_isolate *iso, proc *p, char *err, size_t errlen)
     posix_spawnattr_setpgroup(&at, 0);
     posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
                                       POSIX_SPAWN_SETPGROUP);
+    size_t nenv = 0;
+    for (char **e = environ; e != NULL && *e != NULL; e++)
+        nenv++;
+    char **envp = calloc(nenv + 1, sizeof *envp);
+    size_t k = 0;
+    for (size_t i = 0; envp != NULL && i < nenv; i++)
+        if (ah_isolate_env_kept(environ[i], iso->o.env))
+            envp[k++] = environ[i];
     pid_t pid = 0;
-    int rc = posix_spawn(&pid, iso->prog, &fa, &at, argv, environ);
+    int rc = envp != NULL ? posix_spawn(&pid, iso->prog, &fa, &at, argv, envp) : ENOMEM;
+    free(envp);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&at);
     close(cfd);

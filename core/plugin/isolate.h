@@ -73,6 +73,7 @@
 #ifndef AH_ISOLATE_H
 #define AH_ISOLATE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <atshub/plugin.h>
@@ -109,7 +110,18 @@ typedef struct ah_isolate_opts {
     long max_calls;          /* recycle the child after so many calls; 0: never */
     long restart_backoff_ms; /* first restart delay after a crash (> 0) */
     int processes;           /* processes serving the plugin (>= 1; 0: 1) */
+    /* Names ("A,B") of the daemon's environment variables the child gets
+     * besides ah_isolate_env_kept's; "" none. */
+    char env[256];
 } ah_isolate_opts;
+
+/** Whether the child gets the daemon's environment entry `entry`
+ *  ("NAME=value"): the locale, PATH, TZ, TMPDIR, the dynamic loader's,
+ *  glibc's tunables, the sanitizers' and valgrind's settings, and the names
+ *  listed in `extra` ("A,B"; may be NULL). Every other variable (a store
+ *  URL with its password, a token an operator exported) stays in the
+ *  daemon: the plugin process gets only what a call needs. */
+bool ah_isolate_env_kept(const char *entry, const char *extra);
 
 /** Starts the first plugin host process for the plugin file `path` (or, when
  *  fd >= 0, for the bytes of that descriptor, a private copy: each process,

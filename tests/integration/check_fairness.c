@@ -84,7 +84,8 @@ static ah_core *open_core(const char *dir)
                               "[plugin.tarpit]\nisolation = in_process\n"
                               "[plugin.erp]\nisolation = in_process\n"
                               "[plugin.fixture_faulty]\nisolation = in_process\n"
-                            : ""),
+                              /* Its process gets only the variables named. */
+                            : "[plugin.tarpit]\nenv = AH_TARPIT_RELEASE\n"),
         0);
     ck_assert_int_eq(ah_t_write_file(path, text), 0);
     free(text);

@@ -511,6 +511,40 @@ START_TEST(test_write_then_failure_is_unknown)
 }
 END_TEST
 
+/* The plugin process gets the daemon's environment only in part: PATH and
+ * the like, and the variables its section names (env); not a variable an
+ * operator exported for the daemon (a store URL with its password). In
+ * process the plugin shares the daemon's. */
+START_TEST(test_plugin_process_environment)
+{
+    ck_assert_int_eq(setenv("AH_PROBE_SECRET", "postgresql://u:pw@h/db", 1), 0);
+    static const struct {
+        const char *section;
+        bool set;
+    } cases[] = {
+        {"[plugin.fixture_faulty]\nisolation = process\n", false},
+        {"[plugin.fixture_faulty]\nisolation = process\nenv = AH_PROBE_SECRET\n", true},
+        {"[plugin.fixture_faulty]\nisolation = in_process\n", true},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fixture f;
+        setup(&f, cases[i].section);
+        cJSON *b = cJSON_CreateObject();
+        cJSON_AddStringToObject(b, "do", "env");
+        cJSON_AddStringToObject(b, "name", "AH_PROBE_SECRET");
+        ah_reply r;
+        ah_core_request(f.core, "acme", "f", "jobs.get", b, &r);
+        ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
+        ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItem(r.body, "set")) == cases[i].set,
+                      "case %zu", i);
+        ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(r.body, "path")));
+        ah_reply_free(&r);
+        teardown(&f);
+    }
+    unsetenv("AH_PROBE_SECRET");
+}
+END_TEST
+
 /* processes = 2: connections are spread over two processes; a crash in
  * one costs the other's connections nothing. */
 START_TEST(test_two_processes)
@@ -1563,7 +1597,8 @@ START_TEST(test_hostile_plugin_process)
     /* A process a call (max_calls = 1): each case meets a relay of its own,
      * which reads the plan when the frame comes. */
     setup(&f, "[plugin.fixture_faulty]\nisolation = process\nmax_calls = 1\n"
-              "call_timeout_ms = 4000\nrestart_backoff_ms = 10\n");
+              "call_timeout_ms = 4000\nrestart_backoff_ms = 10\n"
+              "env = AH_HOSTILE_FILE,AH_HOSTILE_REAL\n");
     snprintf(plan, sizeof plan, "%s/plan", f.dir);
     ck_assert_int_eq(setenv("AH_HOSTILE_FILE", plan, 1), 0);
     /* The "http" calls GET the daemon's own health through the host. */
@@ -1700,6 +1735,7 @@ static Suite *isolate_suite(void)
     tcase_add_test(tc, test_two_processes);
     tcase_add_test(tc, test_http_through_daemon);
     tcase_add_test(tc, test_write_then_failure_is_unknown);
+    tcase_add_test(tc, test_plugin_process_environment);
     tcase_add_test(tc, test_reconcile_loads_isolated);
     tcase_add_test(tc, test_init_failure_refused);
     tcase_add_test(tc, test_http_from_init);

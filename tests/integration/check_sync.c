@@ -519,7 +519,8 @@ START_TEST(test_plugin_crash_mid_run_retried)
     /* Inherited by the plugin's process, started by setup. */
     ck_assert_int_eq(setenv("AH_STREAMER_CRASH_FILE", marker, 1), 0);
     int64_t cid = setup_ini(&f, n, 0, "100", &o,
-                            "[plugin.streamer]\nisolation = process\nrestart_backoff_ms = 10\n");
+                            "[plugin.streamer]\nisolation = process\nrestart_backoff_ms = 10\n"
+                            "env = AH_STREAMER_CRASH_FILE\n");
     ah_sync_stats st;
     char err[1024];
     ck_assert_msg(sync_jobs(&f, &st, err, sizeof err) == AH_SYNC_OK, "%s", err);
@@ -554,11 +555,13 @@ START_TEST(test_refused_record_fails_page)
     static const char *const modes[] = {"in_process", "process"};
     for (int i = 0; i < 2; i++) {
         fixture f;
-        char *dir = ah_t_tmpdir(), *marker = NULL, sections[128];
+        char *dir = ah_t_tmpdir(), *marker = NULL, sections[256];
         ck_assert_int_ge(asprintf(&marker, "%s/bad-raw", dir), 0);
         ck_assert_int_eq(ah_t_write_file(marker, "x"), 0);
         ck_assert_int_eq(setenv("AH_STREAMER_BAD_RAW_FILE", marker, 1), 0);
-        snprintf(sections, sizeof sections, "[plugin.streamer]\nisolation = %s\n", modes[i]);
+        snprintf(sections, sizeof sections,
+                 "[plugin.streamer]\nisolation = %s\nenv = AH_STREAMER_BAD_RAW_FILE, "
+                 "AH_STREAMER_LATIN1_FILE\n", modes[i]);
         int64_t cid = setup_ini(&f, 300, 0, "100", NULL, sections);
         ah_sync_stats st;
         char err[1024];
@@ -587,11 +590,13 @@ START_TEST(test_record_text_not_utf8_repaired)
     static const char *const modes[] = {"in_process", "process"};
     for (int i = 0; i < 2; i++) {
         fixture f;
-        char *dir = ah_t_tmpdir(), *marker = NULL, sections[128];
+        char *dir = ah_t_tmpdir(), *marker = NULL, sections[256];
         ck_assert_int_ge(asprintf(&marker, "%s/latin1", dir), 0);
         ck_assert_int_eq(ah_t_write_file(marker, "x"), 0);
         ck_assert_int_eq(setenv("AH_STREAMER_LATIN1_FILE", marker, 1), 0);
-        snprintf(sections, sizeof sections, "[plugin.streamer]\nisolation = %s\n", modes[i]);
+        snprintf(sections, sizeof sections,
+                 "[plugin.streamer]\nisolation = %s\nenv = AH_STREAMER_BAD_RAW_FILE, "
+                 "AH_STREAMER_LATIN1_FILE\n", modes[i]);
         int64_t cid = setup_ini(&f, 150, 0, "100", NULL, sections);
         ah_sync_stats st;
         char err[1024];

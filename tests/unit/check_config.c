@@ -394,7 +394,8 @@ START_TEST(test_plugin_isolation)
     /* The section may come before [plugins]; a plugin without one has none. */
     snprintf(text, sizeof text,
              "[plugin.a]\nisolation = process\nmemory_max = 256M\ncall_timeout_ms = 500\n"
-             "max_calls = 1000\nrestart_backoff_ms = 20\nprocesses = 4\n\n[plugins]\na = p.so\nb = p.so\n"
+             "max_calls = 1000\nrestart_backoff_ms = 20\nprocesses = 4\n"
+             "env = HTTPS_PROXY , MY_DEBUG,X_1\n\n[plugins]\na = p.so\nb = p.so\n"
              "c = p.so\nd = p.so\n[plugin.b]\nisolation = in_process\n[plugin.d]\nmemory_max = 64M\n");
     put_file(&t, "atshub.ini", text, ini, sizeof ini);
     ck_assert_msg(ah_config_load(ini, &cfg, err, sizeof err) == 0, "%s", err);
@@ -407,6 +408,7 @@ START_TEST(test_plugin_isolation)
     ck_assert_int_eq(a->max_calls, 1000);
     ck_assert_int_eq(a->restart_backoff_ms, 20);
     ck_assert_int_eq(a->processes, 4);
+    ck_assert_str_eq(a->env, "HTTPS_PROXY,MY_DEBUG,X_1");
     ck_assert_int_eq(a->line, 1);
     const ah_plugin_iso_conf *b = ah_config_plugin_iso(&cfg, "b");
     ck_assert_ptr_nonnull(b);
@@ -416,6 +418,7 @@ START_TEST(test_plugin_isolation)
     ck_assert_int_eq(b->max_calls, 0);
     ck_assert_int_eq(b->restart_backoff_ms, 1000);
     ck_assert_int_eq(b->processes, 1);
+    ck_assert_str_eq(b->env, "");
     ck_assert_ptr_null(ah_config_plugin_iso(&cfg, "c"));
     /* The default is process: for a plugin without a section, and for a
      * section that does not say. */
@@ -458,7 +461,16 @@ START_TEST(test_err_plugin_isolation)
                  "duplicate key 'isolation' in [plugin.a] (first at line 2)");
     expect_error("[plugin.a]\nmemory = 1G\n", 2,
                  "unknown key 'memory' in [plugin.a] (expected isolation, memory_max, "
-                 "call_timeout_ms, max_calls, restart_backoff_ms or processes)");
+                 "call_timeout_ms, max_calls, restart_backoff_ms, processes or env)");
+    expect_error("[plugin.a]\nenv = A,,B\n", 2,
+                 "[plugin.a] env: expected names of environment variables (letters, digits, "
+                 "_), comma-separated, at most 255 characters, got 'A,,B'");
+    expect_error("[plugin.a]\nenv = 1A\n", 2,
+                 "[plugin.a] env: expected names of environment variables (letters, digits, "
+                 "_), comma-separated, at most 255 characters, got '1A'");
+    expect_error("[plugin.a]\nenv = A=B\n", 2,
+                 "[plugin.a] env: expected names of environment variables (letters, digits, "
+                 "_), comma-separated, at most 255 characters, got 'A=B'");
     expect_error("[plugin.a]\nprocesses = 0\n", 2,
                  "[plugin.a] processes: expected an integer between 1 and 64, got '0'");
     expect_error("[plugin.A-b]\nisolation = process\n", 2,

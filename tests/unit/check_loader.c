@@ -268,7 +268,9 @@ START_TEST(test_crash_while_loading_isolated)
     fixture_env e = env_new();
     char path[PATH_MAX], err[1024];
     fixture(path, sizeof(path), "crash_load.so");
-    ah_isolate_opts o = {.call_timeout_ms = 10000, .restart_backoff_ms = 10};
+    /* The plugin process gets the variable only when named (env). */
+    ah_isolate_opts o = {.call_timeout_ms = 10000, .restart_backoff_ms = 10,
+                         .env = "AH_FIXTURE_CRASH"};
     const char *when[] = {"ctor", "entry"};
     for (size_t i = 0; i < 2; i++) {
         ck_assert_int_eq(setenv("AH_FIXTURE_CRASH", when[i], 1), 0);
