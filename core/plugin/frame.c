@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Length-prefixed JSON frames over a stream socket (frame.h). */
 #include <errno.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,6 +142,7 @@ void ah_frame_reader_reset(ah_frame_reader *r, int fd)
     r->fd = fd;
     r->start = r->end = 0;
     r->broken = false;
+    r->stalled = false;
 }
 
 void ah_frame_reader_free(ah_frame_reader *r)
@@ -240,6 +242,17 @@ int ah_frame_read_tail(ah_frame_reader *r, cJSON **msg, unsigned char **tail, si
                 return -1;
             r->buf = nb;
             r->cap = cap;
+        }
+        if (r->stall_ms > 0 && have > 0) {
+            /* Mid-frame: the rest within stall_ms, or the peer is broken. */
+            struct pollfd pf = {.fd = r->fd, .events = POLLIN};
+            int pr = poll(&pf, 1, r->stall_ms);
+            if (pr < 0 && errno == EINTR)
+                continue;
+            if (pr == 0) {
+                r->broken = r->stalled = true;
+                return -1;
+            }
         }
         ssize_t n = read(r->fd, r->buf + r->end, r->cap - r->end);
         if (n < 0 && errno == EINTR)

@@ -45,9 +45,15 @@ typedef struct ah_frame_reader {
     unsigned char *buf;
     size_t cap, start, end; /* buf[start, end) is read and not yet consumed */
     /* Set when a read refused what the peer sent (a bad length, a tail
-     * where none may be, text that is no JSON object), as against the end
-     * of the stream or a read error. */
+     * where none may be, text that is no JSON object, a frame cut short:
+     * `stalled`), as against the end of the stream or a read error. */
     bool broken;
+    /* > 0: once part of a frame is read, the rest must come within this
+     * many milliseconds a read, else the read fails (broken and stalled):
+     * a peer that sends a frame's first bytes and then nothing must not
+     * hold the reading thread for good. 0: wait (the reset keeps it). */
+    int stall_ms;
+    bool stalled;
 } ah_frame_reader;
 
 /** Reads from fd from now on, dropping whatever was buffered (a new peer). */

@@ -520,7 +520,9 @@ static int read_frames(proc *p, child *ch, long left_ms)
             return -1;
         if (ah_frame_read_tail(&ch->rd, &f->m, &f->tail, &f->tail_len) != 0) {
             free(f);
-            if (ch->rd.broken)
+            if (ch->rd.stalled)
+                broke(p, ch, "a frame cut short: the rest did not come");
+            else if (ch->rd.broken)
                 broke(p, ch, "a frame of a bad length, or one that is no JSON object");
             return -1;
         }
@@ -715,6 +717,9 @@ static child *spawn_load(ah_isolate *iso, proc *p, char *err, size_t errlen)
     }
     ch->fd = sv[0];
     ah_frame_reader_reset(&ch->rd, ch->fd);
+    /* A frame begun and not finished within a call's deadline: the child
+     * is stuck or hostile, and no reading thread may wait on it for good. */
+    ch->rd.stall_ms = iso->o.call_timeout_ms > INT_MAX ? INT_MAX : (int)iso->o.call_timeout_ms;
     pthread_mutex_init(&ch->wr, NULL);
     ch->refs = 1;
     ch->next_id = 1;

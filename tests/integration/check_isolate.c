@@ -1687,6 +1687,56 @@ START_TEST(test_hostile_plugin_process)
 }
 END_TEST
 
+/* A plugin process that sends a frame's first half and then nothing: the
+ * thread reading it waited in read() for good (the call's deadline is
+ * checked between frames), its call never answered. The rest of a frame
+ * must come within the call's deadline, or the process is taken for
+ * broken and ended: the call is answered plugin_crashed (protocol). */
+START_TEST(test_frame_cut_short_and_stalled)
+{
+    const char *fx = ah_t_env("AH_FIXTURE_DIR");
+    char host[1024], real[1024], plan[1100];
+    snprintf(host, sizeof host, "%s/hostile-plugin-host", fx);
+    snprintf(real, sizeof real, "%s/atshub-plugin-host", ah_t_env("AH_BUILD_DIR"));
+    ck_assert_int_eq(setenv("ATSHUB_PLUGIN_HOST", host, 1), 0);
+    ck_assert_int_eq(setenv("AH_HOSTILE_REAL", real, 1), 0);
+    fixture f;
+    setup(&f, "[plugin.fixture_faulty]\nisolation = process\nmax_calls = 1\n"
+              "call_timeout_ms = 300\nrestart_backoff_ms = 10\n"
+              "env = AH_HOSTILE_FILE,AH_HOSTILE_REAL\n");
+    snprintf(plan, sizeof plan, "%s/plan", f.dir);
+    ck_assert_int_eq(setenv("AH_HOSTILE_FILE", plan, 1), 0);
+    /* The first three frames of a call's process (its open's, the
+     * call's): each stalled in turn; the call is answered every time. */
+    int cut = 0;
+    for (int at = 1; at <= 3; at++) {
+        write_plan(plan, "stall", at);
+        ah_reply r;
+        call(f.core, "f", "ok", &r);
+        if (!r.ok) {
+            ck_assert_msg(strcmp(r.code, "plugin_crashed") == 0, "%s: %s", r.code, r.message);
+            cJSON *p = faulty_json(f.core);
+            ck_assert_str_eq(proc_str(p, "last_crash", "kind"), "protocol");
+            ck_assert_msg(strstr(proc_str(p, "last_crash", "cause"), "cut short") != NULL,
+                          "%s", proc_str(p, "last_crash", "cause"));
+            cJSON_Delete(p);
+            cut++;
+        }
+        ah_reply_free(&r);
+        write_plan(plan, "none", 1);
+        until_back(f.core);
+        call(f.core, "f", "ok", &r);
+        ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
+        ah_reply_free(&r);
+    }
+    ck_assert_int_gt(cut, 0);
+    teardown(&f);
+    unsetenv("ATSHUB_PLUGIN_HOST");
+    unsetenv("AH_HOSTILE_FILE");
+    unsetenv("AH_HOSTILE_REAL");
+}
+END_TEST
+
 START_TEST(test_init_failure_refused)
 {
     const char *fx = ah_t_env("AH_FIXTURE_DIR");
@@ -1751,6 +1801,7 @@ static Suite *isolate_suite(void)
     tcase_add_test(tc, test_unopenable_connection_not_a_wrong_key);
     tcase_add_test(tc, test_store_batch);
     tcase_add_test(tc, test_hostile_plugin_process);
+    tcase_add_test(tc, test_frame_cut_short_and_stalled);
     suite_add_tcase(s, tc);
     return s;
 }
