@@ -161,6 +161,30 @@ static bool answer_operation(const char *body, size_t len, char *op, size_t ople
     return ok;
 }
 
+/* A reservation still in progress (status 0) lives at most as long as its
+ * request: the outcome is stored when its answer is decided, at the latest
+ * at its deadline (request_timeout_ms; a bulk wait's 30 s). One older than
+ * ten deadlines, and at least ten minutes, outlived its request: its
+ * instance ended (kill -9, a crash) before storing anything. (Several
+ * instances' clocks are taken to agree within minutes.) */
+static bool reservation_orphaned(const ah_core *core, const ah_idem_row *row)
+{
+    long ms = 10L * (core->cfg.request_timeout_ms > 0 ? core->cfg.request_timeout_ms : 30000);
+    if (ms < 600000)
+        ms = 600000;
+    char before[32];
+    ah_iso_in(-ms, before);
+    return row->created_at != NULL && strcmp(row->created_at, before) < 0;
+}
+
+static const char orphaned_answer[] =
+    "{\"error\":{\"code\":\"outcome_unknown\",\"message\":\"the request that first used "
+    "this Idempotency-Key was cut short (atshub stopped without an answer stored); whether it "
+    "was carried out is unknown: it is not run again with this key\"}}";
+
+static int complete_sealed(ah_core *core, int64_t tid, const char *key, int status,
+                           const char *body, size_t len, const char *operation);
+
 /* Reserves (tid, key) for the request of this hash: false when this is the
  * key's first use (the response is captured: run the handler, then store
  * its outcome); true when ex was answered here (a replay, a refusal, an
@@ -187,9 +211,20 @@ static bool reserve_or_answer(ah_core *core, ah_http_exchange *ex, int64_t tid, 
         ah_ex_error(ex, 422, "idempotency_key_reused",
                     "this Idempotency-Key was used with another request (method, path, "
                     "connection or body) in the last 24 hours");
-    } else if (row.status == 0) {
+    } else if (row.status == 0 && !reservation_orphaned(core, &row)) {
         ah_ex_error(ex, 409, "idempotency_in_progress",
                     "a request with this Idempotency-Key is being handled; retry later");
+    } else if (row.status == 0) {
+        /* Its request's instance ended (a kill, a crash) before storing an
+         * outcome, or the outcome could not be stored: whether it acted is
+         * unknown. That is the key's answer from now on, as a request
+         * answered so would have stored it; never run again. */
+        const char *b = orphaned_answer;
+        if (complete_sealed(core, tid, key, 502, b, strlen(b), NULL) != AH_STORE_OK)
+            ah_ex_error(ex, 500, AH_E_INTERNAL, "cannot store the outcome of this "
+                        "Idempotency-Key");
+        else
+            ah_ex_respond(ex, 502, "application/json", b, strlen(b));
     } else {
         char aad[IDEM_KEY_MAX + 48];
         seal_aad(tid, key, aad, sizeof aad);

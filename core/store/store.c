@@ -189,6 +189,7 @@ void ah_idem_row_free(ah_idem_row *r)
     free(r->body_hash);
     free(r->response);
     free(r->operation);
+    free(r->created_at);
     memset(r, 0, sizeof *r);
 }
 

@@ -219,6 +219,7 @@ typedef struct ah_idem_row {
     char *operation;  /* the operation of a stored 502 outcome_unknown (the
                        * write kept for settling, AH_WRITE_OUTCOME_TYPE); NULL
                        * for every other answer */
+    char *created_at; /* when the key was reserved (ISO-8601, UTC) */
 } ah_idem_row;
 
 /** A bulk job. */

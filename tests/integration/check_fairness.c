@@ -21,10 +21,12 @@
 #include <curl/curl.h>
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "admin.h"
@@ -307,6 +309,15 @@ static void *hang_keyed_main(void *arg)
     return NULL;
 }
 
+static void *hang_orphan_main(void *arg)
+{
+    hanger *hg = arg;
+    hg->status = http("POST", "/v1/bus/jobs.get", KEY_ACME, "pit1", "orphan-key-1",
+                      "{\"job_id\":\"x\"}", &hg->body);
+    atomic_fetch_add(&answered, 1);
+    return NULL;
+}
+
 static long tarpit_inflight(void)
 {
     ah_generation *gen = ah_registry_acquire(F.core->registry, "tarpit");
@@ -563,6 +574,77 @@ START_TEST(test_stop_keeps_key_of_running_write)
                      AH_STORE_EXISTS);
     ck_assert_int_eq(row.status, 502); /* the answer itself is stored sealed */
     ah_idem_row_free(&row);
+}
+END_TEST
+
+/* Runs one statement on the daemon's store with a connection of its own. */
+static void store_exec(const char *sql)
+{
+    char *url = ah_t_store_url(F.dir);
+    ck_assert_ptr_nonnull(url);
+    if (strncmp(url, "sqlite:", 7) == 0) {
+        /* Relative to the configuration's folder. */
+        char path[1200];
+        snprintf(path, sizeof path, "%s/%s", F.dir, url + 7);
+        sqlite3 *db = NULL;
+        ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+        sqlite3_busy_timeout(db, 10000);
+        ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK, "%s",
+                      sqlite3_errmsg(db));
+        sqlite3_close(db);
+    } else {
+        PGconn *pg = PQconnectdb(url);
+        ck_assert_msg(PQstatus(pg) == CONNECTION_OK, "%s", PQerrorMessage(pg));
+        PGresult *r = PQexec(pg, sql);
+        ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "%s", PQresultErrorMessage(r));
+        PQclear(r);
+        PQfinish(pg);
+    }
+    free(url);
+}
+
+/* A key reserved by a request whose instance ended before storing an
+ * outcome (kill -9: here its reservation made to look 23 hours old while
+ * the request hangs) was answered 409 idempotency_in_progress for 24
+ * hours. Past ten request deadlines (at least ten minutes) it is taken
+ * for what it is: the retry is answered 502 outcome_unknown, stored, and
+ * never run; another body under the key is still 422. */
+START_TEST(test_orphaned_reservation_answers_unknown)
+{
+    atomic_store(&answered, 0);
+    hanger hg = {.i = 0};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, hang_orphan_main, &hg), 0);
+    WAIT_FOR(tarpit_inflight() == 1, "the keyed write hanging on the tarpit");
+    char *out = NULL;
+    /* Still young: in progress. */
+    ck_assert_int_eq(http("POST", "/v1/bus/jobs.get", KEY_ACME, "pit1", "orphan-key-1",
+                          "{\"job_id\":\"x\"}", &out), 409);
+    free(out);
+    /* 23 hours ago: past ten deadlines (this daemon's are 600 s), within
+     * the key's 24 hours. */
+    time_t then = time(NULL) - 23 * 3600;
+    struct tm tm;
+    gmtime_r(&then, &tm);
+    char sql[200], ts[32];
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S.000Z", &tm);
+    snprintf(sql, sizeof sql,
+             "UPDATE idempotency SET created_at = '%s' WHERE key = 'orphan-key-1'", ts);
+    store_exec(sql);
+    for (int i = 0; i < 2; i++) {
+        long st = http("POST", "/v1/bus/jobs.get", KEY_ACME, "pit1", "orphan-key-1",
+                       "{\"job_id\":\"x\"}", &out);
+        ck_assert_msg(st == 502 && strstr(out, "\"code\":\"outcome_unknown\"") != NULL,
+                      "%ld %s", st, out);
+        free(out);
+    }
+    ck_assert_int_eq(tarpit_inflight(), 1); /* not run again */
+    ck_assert_int_eq(http("POST", "/v1/bus/jobs.get", KEY_ACME, "pit1", "orphan-key-1",
+                          "{\"job_id\":\"y\"}", &out), 422);
+    free(out);
+    ck_assert_int_eq(ah_t_write_file(F.release, "go"), 0);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    free(hg.body);
 }
 END_TEST
 
@@ -1051,6 +1133,7 @@ static Suite *fairness_suite(void)
     tcase_add_test(tc, test_other_tenant_served_while_one_hangs);
     tcase_add_test(tc, test_stop_answers_hanging_calls);
     tcase_add_test(tc, test_stop_keeps_key_of_running_write);
+    tcase_add_test(tc, test_orphaned_reservation_answers_unknown);
     tcase_add_test(tc, test_routes_hang_off_http_threads);
     tcase_add_test(tc, test_unnamed_route_calls_held_to_a_share);
     tcase_add_test(tc, test_store_reads_off_http_threads);

@@ -11,7 +11,7 @@ static const char *const q_sql[P_COUNT] = {
                       "AND created_at < $3",
     [P_IDEM_RESERVE] = "INSERT INTO idempotency(tenant_id, key, body_hash, status, created_at) "
                        "VALUES($1, $2, $3, 0, $4) ON CONFLICT DO NOTHING",
-    [P_IDEM_GET] = "SELECT body_hash, status, response, operation FROM idempotency "
+    [P_IDEM_GET] = "SELECT body_hash, status, response, operation, created_at FROM idempotency "
                    "WHERE tenant_id = $1 AND key = $2",
     [P_IDEM_COMPLETE] = "UPDATE idempotency SET status = $3, response = $4, operation = $5 "
                         "WHERE tenant_id = $1 AND key = $2 AND status = 0",
@@ -31,6 +31,7 @@ static bool fill_idem(const PGresult *r, int i, void *row)
     x->status = (int)ah_pg_int(r, i, 1);
     x->response = ah_pg_dup(r, i, 2, &oom);
     x->operation = ah_pg_dup(r, i, 3, &oom);
+    x->created_at = ah_pg_dup(r, i, 4, &oom);
     return !oom;
 }
 

@@ -12,7 +12,7 @@ static const char *const q_sql[Q_COUNT] = {
                       "AND created_at < ?3",
     [Q_IDEM_RESERVE] = "INSERT INTO idempotency(tenant_id, key, body_hash, status, created_at) "
                        "VALUES(?1, ?2, ?3, 0, ?4) ON CONFLICT DO NOTHING",
-    [Q_IDEM_GET] = "SELECT body_hash, status, response, operation FROM idempotency "
+    [Q_IDEM_GET] = "SELECT body_hash, status, response, operation, created_at FROM idempotency "
                    "WHERE tenant_id = ?1 AND key = ?2",
     [Q_IDEM_COMPLETE] = "UPDATE idempotency SET status = ?3, response = ?4, operation = ?5 "
                         "WHERE tenant_id = ?1 AND key = ?2 AND status = 0",
@@ -32,6 +32,7 @@ static bool fill_idem(sqlite3_stmt *st, void *row)
     r->status = sqlite3_column_int(st, 1);
     r->response = ah_sq_col_dup(st, 2, &oom);
     r->operation = ah_sq_col_dup(st, 3, &oom);
+    r->created_at = ah_sq_col_dup(st, 4, &oom);
     return !oom;
 }
 
