@@ -74,7 +74,7 @@ typedef struct ah_core_call {
      * scrubbed from the route's log entries wherever it appears. */
     char *route_secret;
     /* A request flagged AH_HTTP_NOT_IDEMPOTENT went out on this call and
-     * may have reached the provider (it answered, or its answer was lost):
+     * may have acted (answered other than 429 or 503, or its answer lost):
      * a later failure of the call that reads "not done, retry" (503, 429:
      * a crash of its plugin process, a second request refused) is then
      * answered outcome_unknown instead (core_dispatch). */

@@ -189,7 +189,11 @@ static ah_result http_perform(ah_call *call, const ah_http_request *req,
     bool unsafe = AH_HAS(req, flags) && (req->flags & AH_HTTP_NOT_IDEMPOTENT) != 0;
     int prc = ah_httpc_perform(core->httpc, req, base, secrets, observe_outbound, &o, resp, err,
                                sizeof err);
-    if (unsafe && cc != NULL && (prc == 0 || resp->outcome == AH_OUTCOME_UNKNOWN))
+    /* Reached the provider, and not refused by an answer that says it did
+     * nothing (429, 503: what the client itself retries a write after). */
+    if (unsafe && cc != NULL &&
+        (resp->outcome == AH_OUTCOME_UNKNOWN ||
+         (prc == 0 && resp->status != 429 && resp->status != 503)))
         ((ah_core_call *)cc)->wrote = true;
     if (prc != 0) {
         /* A write that went out and was lost may have been carried out: it
