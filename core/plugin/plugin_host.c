@@ -27,6 +27,7 @@
 #include <malloc.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -1818,6 +1819,19 @@ static void say(const char *t, const char *message)
     cJSON_Delete(m);
 }
 
+/* Every second: once the daemon that started this process is no longer its
+ * parent (it ended; the process was given to init or a subreaper), ends. */
+static void *parent_watch(void *arg)
+{
+    pid_t daemon = (pid_t)(intptr_t)arg;
+    for (;;) {
+        sleep(1);
+        if (getppid() != daemon)
+            _exit(0);
+    }
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     const char *plugin = NULL;
@@ -1893,6 +1907,13 @@ int main(int argc, char **argv)
         ah_jarena_install(region);
 #endif
     install_fault_handlers();
+    /* Ends this process once the daemon is gone, even while the plugin is
+     * stuck in a call (in its own loop, or waiting on something outside)
+     * and nobody reads the socket's end of the stream: a daemon killed
+     * (kill -9, a crash) left such processes behind, running for good. */
+    pthread_t watch;
+    if (pthread_create(&watch, NULL, parent_watch, (void *)(intptr_t)getppid()) == 0)
+        pthread_detach(watch);
 
     /* The daemon never loads the file: its constructors and entry function
      * run here, and the daemon learns the descriptor from us. The messages

@@ -8,6 +8,7 @@
  * tunable main.c gives it.
  */
 #include <check.h>
+#include <dirent.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
@@ -228,6 +229,142 @@ static const char *job_id_of(const cJSON *j)
     const cJSON *v = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "data"), "job_id");
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
+
+/* --- a plugin process outlives no daemon ----------------------------------- */
+
+typedef struct hang_req {
+    char url[160], auth[160];
+    long status;
+} hang_req;
+
+static void *hang_req_main(void *arg)
+{
+    hang_req *h = arg;
+    const char *hdr[] = {h->auth, "X-Connection: pit", "Content-Type: application/json", NULL};
+    char *out = NULL;
+    h->status = ah_t_http("POST", h->url, hdr, "{\"job_id\":\"x\"}", &out);
+    free(out);
+    return NULL;
+}
+
+/* The pid of a process whose parent is `parent` and whose command line
+ * holds `needle`, or 0. */
+static pid_t child_with(pid_t parent, const char *needle)
+{
+    DIR *dir = opendir("/proc");
+    ck_assert_ptr_nonnull(dir);
+    pid_t found = 0;
+    struct dirent *e;
+    while (found == 0 && (e = readdir(dir)) != NULL) {
+        pid_t pid = (pid_t)atoi(e->d_name);
+        if (pid <= 0)
+            continue;
+        char path[64], buf[4096];
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        int ppid = 0;
+        char state = 0;
+        int got = fscanf(f, "%*d %*s %c %d", &state, &ppid);
+        fclose(f);
+        if (got != 2 || ppid != parent)
+            continue;
+        snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+        f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        for (size_t i = 0; i < n; i++)
+            if (buf[i] == '\0')
+                buf[i] = ' ';
+        buf[n] = '\0';
+        if (strstr(buf, needle) != NULL)
+            found = pid;
+    }
+    closedir(dir);
+    return found;
+}
+
+/* Whether pid has ended (gone, or a zombie nobody has reaped yet). */
+static bool ended(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return true;
+    char state = 0;
+    int got = fscanf(f, "%*d %*s %c", &state);
+    fclose(f);
+    return got == 1 && (state == 'Z' || state == 'X');
+}
+
+/* A daemon killed (kill -9) while one of its plugin processes is stuck in a
+ * call (the tarpit waits for a file that never comes, reading nothing from
+ * the daemon): that process ends too, instead of running on for good with
+ * nobody to end it. */
+START_TEST(test_plugin_process_ends_with_daemon)
+{
+    daemon_t d;
+    daemon_open(&d);
+    ck_assert_int_eq(ah_t_stop(d.pid, SIGTERM), 0);
+    close(d.errfd);
+    char *text = ah_t_read_file(d.ini, NULL), *more = NULL;
+    ck_assert_ptr_nonnull(text);
+    ck_assert_int_ge(asprintf(&more, "%starpit = %s/tarpit.so\n[plugin.tarpit]\n"
+                                     "env = AH_TARPIT_RELEASE\n",
+                              text, ah_t_env("AH_FIXTURE_DIR")), 0);
+    ck_assert_int_eq(ah_t_write_file(d.ini, more), 0);
+    free(text);
+    free(more);
+    const char *tenant[] = {"tenant", "add", "globex", "--json", NULL};
+    char *out = NULL;
+    cli(&d, tenant, &out);
+    cJSON *j = cJSON_Parse(out);
+    free(out);
+    hang_req h;
+    snprintf(h.auth, sizeof h.auth, "Authorization: Bearer %s", find_key(j));
+    cJSON_Delete(j);
+    const char *conn[] = {"connection", "add", "globex", "tarpit", "pit", NULL};
+    cli(&d, conn, &out);
+    free(out);
+    char never[1100], env_release[1200];
+    snprintf(never, sizeof never, "%s/never", d.dir);
+    snprintf(env_release, sizeof env_release, "AH_TARPIT_RELEASE=%s", never);
+    const char *env[] = {env_release, NULL};
+    serve_env(&d, env);
+    snprintf(h.url, sizeof h.url, "http://127.0.0.1:%d/v1/bus/jobs.get", d.port);
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, hang_req_main, &h), 0);
+    pid_t plugin = 0;
+    for (int waited = 0; (plugin = child_with(d.pid, "tarpit")) == 0; waited++) {
+        ck_assert_msg(waited < 3000, "no tarpit plugin process under the daemon");
+        usleep(10000);
+    }
+    /* The call reached it: it waits in the plugin's code. */
+    char waiting[1200];
+    snprintf(waiting, sizeof waiting, "%s.waiting", never);
+    for (int waited = 0; access(waiting, F_OK) != 0; waited++) {
+        ck_assert_msg(waited < 3000, "the call never reached the tarpit");
+        usleep(10000);
+    }
+    ck_assert_int_eq(kill(d.pid, SIGKILL), 0);
+    int status = 0;
+    ck_assert_int_eq(waitpid(d.pid, &status, 0), d.pid);
+    d.pid = 0;
+    pthread_join(th, NULL);
+    for (int waited = 0; !ended(plugin); waited++) {
+        if (waited >= 3000) {
+            kill(plugin, SIGKILL);
+            ck_abort_msg("the plugin process %d outlived its daemon by 30 s", (int)plugin);
+        }
+        usleep(10000);
+    }
+    daemon_close(&d);
+}
+END_TEST
 
 /* --- kill -9 under load loses no acknowledged create --------------------- */
 
@@ -569,6 +706,7 @@ static Suite *suite(void)
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, test_kill9_loses_no_acknowledged_write);
+    tcase_add_test(tc, test_plugin_process_ends_with_daemon);
     tcase_add_test(tc, test_job_exists_holds_under_concurrency);
     tcase_add_test(tc, test_job_exists_holds_under_concurrency_in_process);
     tcase_add_test(tc, test_job_exists_across_instances);
