@@ -1585,22 +1585,39 @@ static void write_plan(const char *path, const char *mode, int at)
     ck_assert_int_eq(fclose(fp), 0);
 }
 
-START_TEST(test_hostile_plugin_process)
+/* fixture_faulty behind the hostile plugin host (ATSHUB_PLUGIN_HOST), a
+ * process a call (max_calls = 1: each case meets a relay of its own, which
+ * reads the plan when the frame comes), its plan file in `plan`. */
+static void hostile_setup(fixture *f, long call_timeout_ms, char *plan, size_t plan_len)
 {
     const char *fx = ah_t_env("AH_FIXTURE_DIR");
-    char host[1024], real[1024], plan[1100];
+    char host[1024], real[1024], section[256];
     snprintf(host, sizeof host, "%s/hostile-plugin-host", fx);
     snprintf(real, sizeof real, "%s/atshub-plugin-host", ah_t_env("AH_BUILD_DIR"));
     ck_assert_int_eq(setenv("ATSHUB_PLUGIN_HOST", host, 1), 0);
     ck_assert_int_eq(setenv("AH_HOSTILE_REAL", real, 1), 0);
-    fixture f;
-    /* A process a call (max_calls = 1): each case meets a relay of its own,
-     * which reads the plan when the frame comes. */
-    setup(&f, "[plugin.fixture_faulty]\nisolation = process\nmax_calls = 1\n"
-              "call_timeout_ms = 4000\nrestart_backoff_ms = 10\n"
-              "env = AH_HOSTILE_FILE,AH_HOSTILE_REAL\n");
-    snprintf(plan, sizeof plan, "%s/plan", f.dir);
+    snprintf(section, sizeof section,
+             "[plugin.fixture_faulty]\nisolation = process\nmax_calls = 1\n"
+             "call_timeout_ms = %ld\nrestart_backoff_ms = 10\n"
+             "env = AH_HOSTILE_FILE,AH_HOSTILE_REAL\n", call_timeout_ms);
+    setup(f, section);
+    snprintf(plan, plan_len, "%s/plan", f->dir);
     ck_assert_int_eq(setenv("AH_HOSTILE_FILE", plan, 1), 0);
+}
+
+static void hostile_teardown(fixture *f)
+{
+    teardown(f);
+    unsetenv("ATSHUB_PLUGIN_HOST");
+    unsetenv("AH_HOSTILE_FILE");
+    unsetenv("AH_HOSTILE_REAL");
+}
+
+START_TEST(test_hostile_plugin_process)
+{
+    fixture f;
+    char plan[1100];
+    hostile_setup(&f, 4000, plan, sizeof plan);
     /* The "http" calls GET the daemon's own health through the host. */
     char err[512], url[160];
     ck_assert_msg(ah_daemon_start(f.core, err, sizeof err) == 0, "%s", err);
@@ -1679,9 +1696,7 @@ START_TEST(test_hostile_plugin_process)
         ck_assert_msg(modes[m].must == '-' || seen > 0, "%s: never the crash it must cause",
                       modes[m].mode);
     }
-    teardown(&f);
-    unsetenv("ATSHUB_PLUGIN_HOST");
-    unsetenv("AH_HOSTILE_FILE");
+    hostile_teardown(&f);
     int zombies;
     ck_assert_int_eq(children(&zombies), 0);
 }
@@ -1694,18 +1709,9 @@ END_TEST
  * broken and ended: the call is answered plugin_crashed (protocol). */
 START_TEST(test_frame_cut_short_and_stalled)
 {
-    const char *fx = ah_t_env("AH_FIXTURE_DIR");
-    char host[1024], real[1024], plan[1100];
-    snprintf(host, sizeof host, "%s/hostile-plugin-host", fx);
-    snprintf(real, sizeof real, "%s/atshub-plugin-host", ah_t_env("AH_BUILD_DIR"));
-    ck_assert_int_eq(setenv("ATSHUB_PLUGIN_HOST", host, 1), 0);
-    ck_assert_int_eq(setenv("AH_HOSTILE_REAL", real, 1), 0);
     fixture f;
-    setup(&f, "[plugin.fixture_faulty]\nisolation = process\nmax_calls = 1\n"
-              "call_timeout_ms = 300\nrestart_backoff_ms = 10\n"
-              "env = AH_HOSTILE_FILE,AH_HOSTILE_REAL\n");
-    snprintf(plan, sizeof plan, "%s/plan", f.dir);
-    ck_assert_int_eq(setenv("AH_HOSTILE_FILE", plan, 1), 0);
+    char plan[1100];
+    hostile_setup(&f, 300, plan, sizeof plan);
     /* The first three frames of a call's process (its open's, the
      * call's): each stalled in turn; the call is answered every time. */
     int cut = 0;
@@ -1730,10 +1736,7 @@ START_TEST(test_frame_cut_short_and_stalled)
         ah_reply_free(&r);
     }
     ck_assert_int_gt(cut, 0);
-    teardown(&f);
-    unsetenv("ATSHUB_PLUGIN_HOST");
-    unsetenv("AH_HOSTILE_FILE");
-    unsetenv("AH_HOSTILE_REAL");
+    hostile_teardown(&f);
 }
 END_TEST
 

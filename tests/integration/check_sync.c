@@ -546,6 +546,37 @@ START_TEST(test_plugin_crash_mid_run_retried)
 }
 END_TEST
 
+/* A streamer run in `mode` (n records) while the file `name`, in a folder
+ * of its own, exists and the environment variable `var` names it (passed
+ * on to the plugin's process by its section's env). */
+typedef struct marked {
+    char *dir, *marker;
+    const char *var;
+} marked;
+
+static int64_t setup_marked(fixture *f, marked *m, const char *mode, int n, const char *var,
+                            const char *name)
+{
+    char sections[256];
+    m->dir = ah_t_tmpdir();
+    m->var = var;
+    ck_assert_int_ge(asprintf(&m->marker, "%s/%s", m->dir, name), 0);
+    ck_assert_int_eq(ah_t_write_file(m->marker, "x"), 0);
+    ck_assert_int_eq(setenv(var, m->marker, 1), 0);
+    snprintf(sections, sizeof sections, "[plugin.streamer]\nisolation = %s\nenv = %s\n", mode,
+             var);
+    return setup_ini(f, n, 0, "100", NULL, sections);
+}
+
+static void teardown_marked(fixture *f, marked *m)
+{
+    unsetenv(m->var);
+    teardown(f);
+    ah_t_rmrf(m->dir);
+    free(m->dir);
+    free(m->marker);
+}
+
 /* A record the host refuses fails its page, whether the plugin runs in
  * process (the emit fails at once) or isolated (records go to the daemon in
  * batches: the refusal comes with a later batch, and fails the call even
@@ -555,28 +586,18 @@ START_TEST(test_refused_record_fails_page)
     static const char *const modes[] = {"in_process", "process"};
     for (int i = 0; i < 2; i++) {
         fixture f;
-        char *dir = ah_t_tmpdir(), *marker = NULL, sections[256];
-        ck_assert_int_ge(asprintf(&marker, "%s/bad-raw", dir), 0);
-        ck_assert_int_eq(ah_t_write_file(marker, "x"), 0);
-        ck_assert_int_eq(setenv("AH_STREAMER_BAD_RAW_FILE", marker, 1), 0);
-        snprintf(sections, sizeof sections,
-                 "[plugin.streamer]\nisolation = %s\nenv = AH_STREAMER_BAD_RAW_FILE, "
-                 "AH_STREAMER_LATIN1_FILE\n", modes[i]);
-        int64_t cid = setup_ini(&f, 300, 0, "100", NULL, sections);
+        marked m;
+        int64_t cid = setup_marked(&f, &m, modes[i], 300, "AH_STREAMER_BAD_RAW_FILE", "bad-raw");
         ah_sync_stats st;
         char err[1024];
         ck_assert_int_eq(sync_jobs(&f, &st, err, sizeof err), AH_SYNC_FAILED);
         ck_assert_msg(strstr(err, "not one JSON value") != NULL, "%s: %s", modes[i], err);
         ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, cid, "job"), 0);
         /* Without the bad record the same run stores every record. */
-        ck_assert_int_eq(unlink(marker), 0);
+        ck_assert_int_eq(unlink(m.marker), 0);
         ck_assert_msg(sync_jobs(&f, &st, err, sizeof err) == AH_SYNC_OK, "%s: %s", modes[i], err);
         ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, cid, "job"), 300);
-        unsetenv("AH_STREAMER_BAD_RAW_FILE");
-        teardown(&f);
-        ah_t_rmrf(dir);
-        free(dir);
-        free(marker);
+        teardown_marked(&f, &m);
     }
 }
 END_TEST
@@ -590,14 +611,8 @@ START_TEST(test_record_text_not_utf8_repaired)
     static const char *const modes[] = {"in_process", "process"};
     for (int i = 0; i < 2; i++) {
         fixture f;
-        char *dir = ah_t_tmpdir(), *marker = NULL, sections[256];
-        ck_assert_int_ge(asprintf(&marker, "%s/latin1", dir), 0);
-        ck_assert_int_eq(ah_t_write_file(marker, "x"), 0);
-        ck_assert_int_eq(setenv("AH_STREAMER_LATIN1_FILE", marker, 1), 0);
-        snprintf(sections, sizeof sections,
-                 "[plugin.streamer]\nisolation = %s\nenv = AH_STREAMER_BAD_RAW_FILE, "
-                 "AH_STREAMER_LATIN1_FILE\n", modes[i]);
-        int64_t cid = setup_ini(&f, 150, 0, "100", NULL, sections);
+        marked m;
+        int64_t cid = setup_marked(&f, &m, modes[i], 150, "AH_STREAMER_LATIN1_FILE", "latin1");
         ah_sync_stats st;
         char err[1024];
         ck_assert_msg(sync_jobs(&f, &st, err, sizeof err) == AH_SYNC_OK, "%s: %s", modes[i], err);
@@ -609,11 +624,7 @@ START_TEST(test_record_text_not_utf8_repaired)
         ck_assert_msg(strstr(row.fields, "Ing\xef\xbf\xbdnieur") != NULL, "%s: %s", modes[i],
                       row.fields);
         ah_record_row_free(&row);
-        unsetenv("AH_STREAMER_LATIN1_FILE");
-        teardown(&f);
-        ah_t_rmrf(dir);
-        free(dir);
-        free(marker);
+        teardown_marked(&f, &m);
     }
 }
 END_TEST
