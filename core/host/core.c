@@ -238,15 +238,16 @@ static void keep_unknown(ah_core *core, ah_conn *c, ah_generation *gen, const ah
 }
 
 /* A call that sent a write which may have reached its provider (cc->wrote)
- * and then failed as "not done, retry" (503: its plugin process crashed,
- * the provider was unavailable for a later request; 429) did not leave the
- * provider untouched: the answer becomes 502 outcome_unknown, which no
- * caller retries blindly and an Idempotency-Key keeps (a 503 releases it:
- * the retry would have written again). keep_unknown then keeps it for
- * settling when the plugin can. */
+ * and then ended with its plugin process's crash (503 plugin_crashed, "not
+ * done, retry") did not leave the provider untouched: the answer becomes
+ * 502 outcome_unknown, which no caller retries blindly and an
+ * Idempotency-Key keeps (a 503 releases it: the retry would have written
+ * again). keep_unknown then keeps it for settling when the plugin can. A
+ * 503 or 429 of the plugin's own is its word (it may have read the
+ * provider back and found the write not done) and stays. */
 static void unknown_after_write(const ah_core_call *cc, const ah_msg *m, ah_reply *r)
 {
-    if (!cc->wrote || (r->http_status != 503 && r->http_status != 429))
+    if (!cc->wrote || strcmp(r->code, AH_E_PLUGIN_CRASHED) != 0)
         return;
     char code[sizeof r->code];
     snprintf(code, sizeof code, "%s", r->code);

@@ -75,9 +75,8 @@ typedef struct ah_core_call {
     char *route_secret;
     /* A request flagged AH_HTTP_NOT_IDEMPOTENT went out on this call and
      * may have acted (answered other than 429 or 503, or its answer lost):
-     * a later failure of the call that reads "not done, retry" (503, 429:
-     * a crash of its plugin process, a second request refused) is then
-     * answered outcome_unknown instead (core_dispatch). */
+     * a crash of its plugin process after it (503 plugin_crashed, "not
+     * done, retry") is then answered outcome_unknown (core_dispatch). */
     bool wrote;
     bool atomic_route; /* the route has AH_ROUTE_ATOMIC */
     bool scoped;       /* its group scope is open (ah_core_call_scope) */
