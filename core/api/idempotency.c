@@ -361,8 +361,9 @@ static void idem_job_run(void *arg)
     free(decided);
     if (st > 0) {
         ah_ex_pending *p = j->p;
+        ah_http_exchange *ex = j->ex;
         free(j);
-        ah_ex_detach_end(p);
+        ah_ex_detach_finish(ex, p);
         return;
     }
     if (reserve_or_answer(j->core, j->ex, j->tid, j->key, j->hash)) {

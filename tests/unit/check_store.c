@@ -2654,6 +2654,13 @@ START_TEST(test_idempotency)
     ck_assert_int_eq(s->ops->idem_reserve(s, t, "k3", "h5", FAR_PAST, NULL), AH_STORE_OK);
     ck_assert_int_eq(s->ops->idem_reopen(s, t, "k3", "h5"), AH_STORE_NOT_FOUND); /* in progress */
     ck_assert_int_eq(s->ops->idem_complete(s, t, "k3", 502, "{\"e\":1}"), AH_STORE_OK);
+    /* Settled long after its first use: the reopened try is reserved now
+     * (created_at), or a second try meanwhile would take the reservation
+     * for one its request outlived (api/idempotency.c) and seal it 502. */
+    sql_exec(&f, "UPDATE idempotency SET created_at = '2000-01-01T00:00:00.000Z' "
+                 "WHERE key = 'k3'");
+    char before[32];
+    ah_iso_in(-60000, before);
     ck_assert_int_eq(s->ops->idem_reopen(s, t, "k3", "h6"), AH_STORE_NOT_FOUND);
     ck_assert_int_eq(s->ops->idem_reopen(s, other, "k3", "h5"), AH_STORE_NOT_FOUND);
     ck_assert_int_eq(s->ops->idem_reopen(s, t, "k3", "h5"), AH_STORE_OK);
@@ -2661,6 +2668,8 @@ START_TEST(test_idempotency)
     ck_assert_int_eq(s->ops->idem_reserve(s, t, "k3", "h5", FAR_PAST, &r), AH_STORE_EXISTS);
     ck_assert_int_eq(r.status, 0);
     ck_assert_ptr_null(r.response);
+    ck_assert_ptr_nonnull(r.created_at);
+    ck_assert_msg(strcmp(r.created_at, before) > 0, "%s", r.created_at);
     ah_idem_row_free(&r);
     ck_assert_int_eq(s->ops->idem_complete(s, t, "k3", 200, "{\"ok\":1}"), AH_STORE_OK);
     ck_assert_int_eq(s->ops->idem_reopen(s, t, "k3", "h5"), AH_STORE_NOT_FOUND); /* not a 502 */

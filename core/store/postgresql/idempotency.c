@@ -19,7 +19,8 @@ static const char *const q_sql[P_COUNT] = {
                        "AND status = 0",
     [P_IDEM_PRUNE] = "DELETE FROM idempotency WHERE (tenant_id, key) IN (SELECT tenant_id, key "
                      "FROM idempotency WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
-    [P_IDEM_REOPEN] = "UPDATE idempotency SET status = 0, response = NULL, operation = NULL "
+    [P_IDEM_REOPEN] = "UPDATE idempotency SET status = 0, response = NULL, operation = NULL, "
+                      "created_at = $4 "
                       "WHERE tenant_id = $1 AND key = $2 AND status = 502 AND body_hash = $3",
 };
 
@@ -147,6 +148,10 @@ int ah_pg_idem_reopen(ah_store *st, int64_t tenant_id, const char *key, const ch
     ah_pg_p_int(&p, tenant_id);
     ah_pg_p_text(&p, key);
     ah_pg_p_text(&p, body_hash);
+    /* Reserved anew now (see the SQLite engine's). */
+    char now[32];
+    ah_now_iso(now);
+    ah_pg_p_text(&p, now);
     int64_t n = 0;
     ah_pg_lock(s);
     int rc = AH_PG_EXEC(s, P_IDEM_REOPEN, &p, "idem_reopen", &n);

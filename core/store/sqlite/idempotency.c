@@ -20,7 +20,8 @@ static const char *const q_sql[Q_COUNT] = {
                        "AND status = 0",
     [Q_IDEM_PRUNE] = "DELETE FROM idempotency WHERE rowid IN (SELECT rowid FROM idempotency "
                      "WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)",
-    [Q_IDEM_REOPEN] = "UPDATE idempotency SET status = 0, response = NULL, operation = NULL "
+    [Q_IDEM_REOPEN] = "UPDATE idempotency SET status = 0, response = NULL, operation = NULL, "
+                      "created_at = ?4 "
                       "WHERE tenant_id = ?1 AND key = ?2 AND status = 502 AND body_hash = ?3",
 };
 
@@ -160,8 +161,13 @@ int ah_sq_idem_reopen(ah_store *st, int64_t tenant_id, const char *key, const ch
     int64_t n = 0;
     sqlite3_stmt *q = AH_SQ_GET(s, Q_IDEM_REOPEN);
     if (q != NULL) {
+        /* Reserved anew now: not taken for a reservation its request
+         * outlived (api/idempotency.c), its 24 hours from this use. */
+        char now[32];
+        ah_now_iso(now);
         bind_key(q, tenant_id, key);
         ah_sq_bind_text(q, 3, body_hash);
+        ah_sq_bind_text(q, 4, now);
         rc = ah_sq_exec_changes(s, q, "idem_reopen", &n);
         if (rc == AH_STORE_OK && n == 0)
             rc = AH_STORE_NOT_FOUND;
