@@ -307,6 +307,11 @@ static int apply_step(ah_pg_store *s, int v)
 {
     if (ah_pg_tx_begin(s) != AH_STORE_OK)
         return AH_STORE_ERR;
+    /* A migration waits for its lock and its tables as long as another
+     * process's takes (several instances starting at once), not the
+     * session's lock_timeout. */
+    if (ah_pg_command(s, "SET LOCAL lock_timeout = 0", "migration lock") != AH_STORE_OK)
+        goto fail;
     char lock[96];
     snprintf(lock, sizeof lock, "SELECT pg_advisory_xact_lock(%d)", AH_PG_MIGRATE_LOCK);
     if (ah_pg_command(s, lock, "migration lock") != AH_STORE_OK)
@@ -342,18 +347,22 @@ static int migrate_to_locked(ah_pg_store *s, int target)
 {
     /* CREATE TABLE IF NOT EXISTS races between processes; the advisory
      * lock makes it safe. */
-    char sql[256];
+    char sql[512];
     snprintf(sql, sizeof sql,
+             "SET lock_timeout = 0; "
              "SELECT pg_advisory_lock(%d); "
              "CREATE TABLE IF NOT EXISTS schema_migrations("
              "version integer PRIMARY KEY, applied_at text NOT NULL); "
-             "SELECT pg_advisory_unlock(%d)",
+             "SELECT pg_advisory_unlock(%d); "
+             "RESET lock_timeout",
              AH_PG_MIGRATE_LOCK, AH_PG_MIGRATE_LOCK);
-    if (ah_pg_command(s, sql, "schema_migrations") != AH_STORE_OK) {
-        PGresult *r = PQexec(s->db, "SELECT pg_advisory_unlock_all()");
-        PQclear(r);
+    int ok = ah_pg_command(s, sql, "schema_migrations");
+    if (ok != AH_STORE_OK)
+        PQclear(PQexec(s->db, "SELECT pg_advisory_unlock_all()"));
+    /* The session's own lock bound again (RESET gave the server's). */
+    PQclear(PQexec(s->db, AH_PG_SESSION_SETUP));
+    if (ok != AH_STORE_OK)
         return AH_STORE_ERR;
-    }
     int cur = schema_version_locked(s);
     if (cur < 0)
         return AH_STORE_ERR;
