@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "frame.h"
@@ -179,6 +180,7 @@ int ah_frame_read_tail(ah_frame_reader *r, cJSON **msg, unsigned char **tail, si
         *tail = NULL;
         *tail_len = 0;
     }
+    int64_t stall_until = 0; /* when the frame begun must be whole (stall_ms) */
     for (;;) {
         size_t have = r->end - r->start, need = 4;
         if (have >= 4) {
@@ -244,9 +246,16 @@ int ah_frame_read_tail(ah_frame_reader *r, cJSON **msg, unsigned char **tail, si
             r->cap = cap;
         }
         if (r->stall_ms > 0 && have > 0) {
-            /* Mid-frame: the rest within stall_ms, or the peer is broken. */
+            /* Mid-frame: the whole frame within stall_ms of its first
+             * bytes here (not each read: a byte now and then would do),
+             * or the peer is broken. */
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            int64_t t = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+            if (stall_until == 0)
+                stall_until = t + r->stall_ms;
             struct pollfd pf = {.fd = r->fd, .events = POLLIN};
-            int pr = poll(&pf, 1, r->stall_ms);
+            int pr = t < stall_until ? poll(&pf, 1, (int)(stall_until - t)) : 0;
             if (pr < 0 && errno == EINTR)
                 continue;
             if (pr == 0) {

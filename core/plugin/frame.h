@@ -48,8 +48,8 @@ typedef struct ah_frame_reader {
      * where none may be, text that is no JSON object, a frame cut short:
      * `stalled`), as against the end of the stream or a read error. */
     bool broken;
-    /* > 0: once part of a frame is read, the rest must come within this
-     * many milliseconds a read, else the read fails (broken and stalled):
+    /* > 0: once part of a frame is read, the whole of it must have come
+     * within this many milliseconds, else the read fails (broken, stalled):
      * a peer that sends a frame's first bytes and then nothing must not
      * hold the reading thread for good. 0: wait (the reset keeps it). */
     int stall_ms;

@@ -1872,6 +1872,18 @@ int main(int argc, char **argv)
     for (int fd = 3; fd < (g_fd > plugin_fd ? g_fd : plugin_fd); fd++)
         if (fd != g_fd && fd != plugin_fd)
             close(fd);
+    /* Ends this process once the daemon is gone, even while the plugin is
+     * stuck in a call (in its own loop, or waiting on something outside)
+     * and nobody reads the socket's end of the stream: a daemon killed
+     * (kill -9, a crash) left such processes behind, running for good.
+     * Before memory_max's limit, on a small stack. */
+    pthread_attr_t wa;
+    pthread_t watch;
+    pthread_attr_init(&wa);
+    pthread_attr_setstacksize(&wa, 64 * 1024);
+    if (pthread_create(&watch, &wa, parent_watch, (void *)(intptr_t)getppid()) == 0)
+        pthread_detach(watch);
+    pthread_attr_destroy(&wa);
     /* The plugin's settings and tokens pass through this process. */
     char harden_err[160];
     if (ah_harden_no_dumps(harden_err, sizeof harden_err) != 0) {
@@ -1907,13 +1919,6 @@ int main(int argc, char **argv)
         ah_jarena_install(region);
 #endif
     install_fault_handlers();
-    /* Ends this process once the daemon is gone, even while the plugin is
-     * stuck in a call (in its own loop, or waiting on something outside)
-     * and nobody reads the socket's end of the stream: a daemon killed
-     * (kill -9, a crash) left such processes behind, running for good. */
-    pthread_t watch;
-    if (pthread_create(&watch, NULL, parent_watch, (void *)(intptr_t)getppid()) == 0)
-        pthread_detach(watch);
 
     /* The daemon never loads the file: its constructors and entry function
      * run here, and the daemon learns the descriptor from us. The messages
