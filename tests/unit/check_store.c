@@ -3688,6 +3688,94 @@ START_TEST(test_pg_reconnect)
 }
 END_TEST
 
+/* PostgreSQL: instances follow the change log by id, so ids must become
+ * visible in their order. A session that changed tenants and has not yet
+ * committed holds its change's id; a plugin reload logged meanwhile by
+ * another session waits for that commit (change_log's ordering lock,
+ * schema.c) rather than commit a later id first, which a follower would
+ * read and then never look below again. Whichever way the engine orders
+ * them, the follower must see both changes. */
+typedef struct change_add_arg {
+    ah_store *s;
+    int rc;
+    volatile int done;
+} change_add_arg;
+
+static void *change_add_thread(void *arg)
+{
+    change_add_arg *a = arg;
+    a->rc = a->s->ops->change_add(a->s, "plugin.reload", "erp", "/p/erp.so", "inst-b");
+    __atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void follow(ah_store *s, int64_t *seen, cl_seen *all)
+{
+    cl_seen c = {0};
+    ck_assert_int_eq(s->ops->change_after(s, *seen, 16, cl_change, &c), AH_STORE_OK);
+    for (int i = 0; i < c.n; i++) {
+        ck_assert_int_lt(all->n, 16);
+        all->ids[all->n] = c.ids[i];
+        memcpy(all->kinds[all->n], c.kinds[i], sizeof c.kinds[i]);
+        all->n++;
+        *seen = c.ids[i];
+    }
+}
+
+START_TEST(test_pg_change_log_commit_order)
+{
+    if (!pg_mode)
+        return;
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    ah_store *follower = open_store(&f);
+    add_tenant(s, "acme");
+    int64_t seen = -1;
+    ck_assert_int_eq(follower->ops->change_last(follower, &seen), AH_STORE_OK);
+
+    PGconn *c = PQconnectdb(f.url);
+    ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
+    PGresult *r = PQexec(c, "BEGIN; INSERT INTO tenants(name, key_hash, created_at) "
+                            "VALUES ('late', 'h', '2026-01-01T00:00:00.000Z')");
+    ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "%s", PQresultErrorMessage(r));
+    PQclear(r);
+
+    change_add_arg a = {.s = s, .rc = -1};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, change_add_thread, &a), 0);
+    /* Until the reload is logged or waits on a lock (10 s at most). */
+    cl_seen all = {0};
+    for (int i = 0; i < 1000; i++) {
+        if (__atomic_load_n(&a.done, __ATOMIC_ACQUIRE))
+            break;
+        if (sql_int(&f, "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a "
+                        "ON a.pid = l.pid WHERE NOT l.granted "
+                        "AND a.datname = current_database()") > 0)
+            break;
+        usleep(10000);
+    }
+    follow(follower, &seen, &all); /* the follower's tick, while the tenant is open */
+    r = PQexec(c, "COMMIT");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(a.rc, AH_STORE_OK);
+    follow(follower, &seen, &all); /* its next tick */
+    bool tenants = false, reload = false;
+    for (int i = 0; i < all.n; i++) {
+        tenants = tenants || strcmp(all.kinds[i], "tenants") == 0;
+        reload = reload || strcmp(all.kinds[i], "plugin.reload") == 0;
+        if (i > 0)
+            ck_assert_int_gt(all.ids[i], all.ids[i - 1]);
+    }
+    ck_assert_msg(tenants && reload, "follower saw tenants %d, reload %d", tenants, reload);
+    PQfinish(c);
+    follower->ops->close(follower);
+    fx_done(&f);
+}
+END_TEST
+
 /* A lock held by a stalled session (another instance stopped inside its
  * group, a link cut off) makes a statement of the engine's fail after the
  * session's lock_timeout (5 s unless the server or URL set one), not wait
@@ -4482,6 +4570,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_change_log_and_instances);
     tcase_add_test(tc, test_pg_reconnect);
     tcase_add_test(tc, test_pg_lock_wait_bounded);
+    tcase_add_test(tc, test_pg_change_log_commit_order);
     tcase_add_test(tc, test_pg_deferred_failure_fails_group);
     tcase_add_test(tc, test_pg_sequence_in_scope);
     tcase_add_test(tc, test_pg_sequence_next_then);

@@ -276,6 +276,30 @@ static const char *const migrations[] = {
      * sets delivered_at; only tests call outbox_pending, which now reads
      * the outbox in primary-key order. */
     "DROP INDEX outbox_pending;",
+    /* v12: change_log's ids visible in their order. Instances follow the
+     * log by id and never look below what they have read, but an identity
+     * hands ids out when rows are inserted, not when they commit: a reload
+     * logged while another session's tenant change was still open became
+     * visible first, and a follower that read it passed over the change
+     * for good. Every insert into change_log now takes one transaction
+     * lock and its id after it, so the transactions that log changes take
+     * their ids and commit one after another. Statements on tenants and
+     * connections take that lock before their first row lock (a statement
+     * trigger), as their change trigger would only after its rows: one
+     * writer holding the lock never waits on a row another writer locked
+     * while waiting for it. These tables change on operators' requests
+     * and token refreshes only, never on a request's write path. */
+    "CREATE FUNCTION ah_change_log_lock() RETURNS trigger LANGUAGE plpgsql AS $$"
+    " BEGIN PERFORM pg_advisory_xact_lock(1667787879, 0); RETURN NULL; END $$;"
+    "CREATE FUNCTION ah_change_log_order() RETURNS trigger LANGUAGE plpgsql AS $$"
+    " BEGIN PERFORM pg_advisory_xact_lock(1667787879, 0);"
+    " NEW.id := nextval(pg_get_serial_sequence('change_log', 'id')); RETURN NEW; END $$;"
+    "CREATE TRIGGER change_log_order BEFORE INSERT ON change_log"
+    "  FOR EACH ROW EXECUTE FUNCTION ah_change_log_order();"
+    "CREATE TRIGGER tenants_change_log_lock BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE"
+    "  ON tenants FOR EACH STATEMENT EXECUTE FUNCTION ah_change_log_lock();"
+    "CREATE TRIGGER connections_change_log_lock BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE"
+    "  ON connections FOR EACH STATEMENT EXECUTE FUNCTION ah_change_log_lock();",
 };
 
 #define AH_PG_LATEST ((int)(sizeof migrations / sizeof migrations[0]))
