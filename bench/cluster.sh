@@ -10,7 +10,11 @@
 # after another: its job-id sequence row), and its own wrk with
 # CONNECTIONS / INSTANCES keep-alive connections (default 32 in all), for
 # SECONDS (default 20) after 3 s of warm-up. Prints per instance and in all:
-# requests/s, p50, p99 (wrk's latency distribution).
+# requests/s, p50, p99 (wrk's latency distribution). MIX=1: every instance
+# serves every tenant (one wrk per instance and tenant, the connections
+# spread over them), as behind a load balancer: groups of two instances then
+# hold rows of the same tenants. TENANTS=T (with MIX=1): T tenants rather
+# than one per instance.
 #
 # synchronous_commit and fsync are whatever the server has: scripts/pgtmp
 # turns both off; for figures with durability on, run
@@ -59,8 +63,10 @@ isolation = in_process
 INI
 done
 A=("$B/atshub" -c "$W/i1.ini")
+MIX="${MIX:-0}"
+T="${TENANTS:-$N}"; [ "$MIX" = 1 ] || T="$N"
 keys=()
-for i in $(seq 1 "$N"); do
+for i in $(seq 1 "$T"); do
   (cd "$W" && "${A[@]}" tenant add "t$i" --json >/dev/null)
   keys+=("$(cd "$W" && "${A[@]}" connection add "t$i" erp Main_ERP --set trusted_ips=127.0.0.1 --json | key_of)")
 done
@@ -74,34 +80,39 @@ for i in $(seq 1 "$N"); do
   done
 done
 
-per=$((CONNS / N)); [ "$per" -ge 1 ] || per=1
+per=$((CONNS / N)); [ "$MIX" = 1 ] && per=$((per / T)); [ "$per" -ge 1 ] || per=1
 run() { # seconds tag
-  local w=()
+  local w=() ts
   for i in $(seq 1 "$N"); do
-    ERP_API_KEY="${keys[$((i - 1))]}" wrk -t1 -c"$per" -d"$1"s --latency \
-      -s "$here/wrk/erp_create_paced.lua" \
-      "http://127.0.0.1:${ports[$((i - 1))]}/recruitment/integration/erp/create-job/" \
-      -- "$2-i$i-$$" 0 >"$W/wrk.$2.$i" 2>&1 & w+=($!)
+    ts=("$i"); [ "$MIX" = 1 ] && ts=($(seq 1 "$T"))
+    for t in "${ts[@]}"; do
+      ERP_API_KEY="${keys[$((t - 1))]}" wrk -t1 -c"$per" -d"$1"s --latency \
+        -s "$here/wrk/erp_create_paced.lua" \
+        "http://127.0.0.1:${ports[$((i - 1))]}/recruitment/integration/erp/create-job/" \
+        -- "$2-i$i-t$t-$$" 0 >"$W/wrk.$2.$i.$t" 2>&1 & w+=($!)
+    done
   done
   for p in "${w[@]}"; do wait "$p"; done
 }
 run 3 warm
 run "$SECS" timed
-python3 - "$W" "$N" "$SECS" "$per" <<'PY'
-import re, sys
-w, n, secs, per = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+python3 - "$W" "$N" "$SECS" "$per" "$MIX" <<'PY'
+import glob, re, sys
+w, n, secs, per, mix = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
 u = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 tot, err, p99s = 0.0, 0, []
-print(f"instances {n}, {per} connections each, {secs} s")
-print("instance  req/s     errors  p50_ms   p99_ms")
-for i in range(1, n + 1):
-    t = open(f"{w}/wrk.timed.{i}").read()
+print(f"instances {n}, {per} connections per wrk, {secs} s" + (", every instance serving every tenant" if mix else ""))
+print("wrk       req/s     errors  p50_ms   p99_ms")
+for f in sorted(glob.glob(f"{w}/wrk.timed.*")):
+    t = open(f).read()
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", t)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", t)
     e = (int(bad.group(1)) if bad else 0) + (sum(map(int, sock.groups())) if sock else 0)
     q = {k: float(v) * u[s] for k, v, s in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", t, re.M)}
-    print(f"{i:8d}  {rps:8.0f}  {e:6d}  {q['50']:7.2f}  {q['99']:7.2f}")
+    name = "i%s t%s" % tuple(f.rsplit(".", 2)[1:])
+    print(f"{name:8s}  {rps:8.0f}  {e:6d}  {q['50']:7.2f}  {q['99']:7.2f}")
     tot += rps; err += e; p99s.append(q['99'])
 print(f"all       {tot:8.0f}  {err:6d}           {max(p99s):7.2f} (worst p99)")
 PY
+grep -h "ERROR\|deadlock" "$W"/i*.log | sort | uniq -c | sort -rn | head -5 || true

@@ -60,6 +60,16 @@ void ah_core_isolate_opts(const ah_plugin_iso_conf *pi, ah_isolate_opts *io)
     snprintf(io->env, sizeof io->env, "%s", pi->env);
 }
 
+/* The tenant an atomic route writes for: its connection's, or that of the
+ * first connection its handler took by secret; 0 when it has none. */
+static int64_t call_tenant(const ah_core_call *cc)
+{
+    const ah_conn *c = cc->ext.call.conn;
+    if (c == NULL && cc->n_extra > 0)
+        c = cc->extra[0]->ext.call.conn;
+    return c != NULL ? c->tenant_id : 0;
+}
+
 void ah_core_call_scope(ah_core_call *cc)
 {
     if (cc->route != NULL)
@@ -68,7 +78,7 @@ void ah_core_call_scope(ah_core_call *cc)
     if (!cc->atomic_route || cc->scoped)
         return;
     if (cc->core->committer != NULL && st->ops->group_begin != NULL) {
-        if (st->ops->group_begin(st, &cc->group) == 0)
+        if (st->ops->group_begin(st, call_tenant(cc), &cc->group) == 0)
             cc->scoped = true;
     } else if (st->ops->scope_begin != NULL && st->ops->scope_begin(st) == 0) {
         cc->scoped = true;

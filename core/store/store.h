@@ -582,8 +582,17 @@ typedef struct ah_store_ops {
      *  the id of that transaction. Other threads' calls wait while the scope
      *  is open; a call made outside any scope while a group transaction is
      *  open commits that transaction first, so that no one else ever reads
-     *  or writes inside it. Fails when the calling thread is in a scope. */
-    int (*group_begin)(ah_store *s, uint64_t *group_out);
+     *  or writes inside it. Fails when the calling thread is in a scope.
+     *  tenant_id: the tenant whose rows the scope writes (0: none, or
+     *  not known). Where other processes write the same store (PostgreSQL,
+     *  several instances), a group holds its tenants' locks (the lock
+     *  that orders a tenant's events) from the scope's first statement
+     *  to its COMMIT, and never waits for one while it holds any: a
+     *  tenant another process's group holds makes the open group commit
+     *  first (the scope gets the next group's id), and the new group
+     *  waits for it holding nothing, so two groups never wait on each
+     *  other. */
+    int (*group_begin)(ah_store *s, int64_t tenant_id, uint64_t *group_out);
     /** Commits the open group transaction (none open: nothing to do). The
      *  listener learns the outcome. Not from inside a scope. */
     int (*group_commit)(ah_store *s);

@@ -961,10 +961,10 @@ START_TEST(test_group_commit)
     ended_log l = {0};
     s->ops->group_listen(s, on_group_ended, &l);
     uint64_t g1 = 0, g2 = 0;
-    ck_assert_int_eq(s->ops->group_begin(s, &g1), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_begin(s, 0, &g1), AH_STORE_OK);
     ck_assert_int_eq(s->ops->sequence_next(s, t, "a", &v), AH_STORE_OK);
     ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
-    ck_assert_int_eq(s->ops->group_begin(s, &g2), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_begin(s, 0, &g2), AH_STORE_OK);
     ck_assert_int_eq(g2, g1); /* the same open transaction */
     ck_assert_int_eq(s->ops->sequence_next(s, t, "b", &v), AH_STORE_OK);
     ck_assert_int_eq(s->ops->scope_end(s, false), AH_STORE_OK); /* this scope only */
@@ -981,7 +981,7 @@ START_TEST(test_group_commit)
     ck_assert_int_eq(v, 1); /* "b" was rolled back with its scope */
     other->ops->close(other);
     /* A call outside any scope commits the open group first. */
-    ck_assert_int_eq(s->ops->group_begin(s, &g2), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_begin(s, 0, &g2), AH_STORE_OK);
     ck_assert(g2 > g1);
     ck_assert_int_eq(s->ops->sequence_next(s, t, "c", &v), AH_STORE_OK);
     ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
@@ -994,7 +994,7 @@ START_TEST(test_group_commit)
     ck_assert_int_eq(l.n, 2);
     /* A group scope cannot open inside another scope. */
     ck_assert_int_eq(s->ops->scope_begin(s), AH_STORE_OK);
-    ck_assert_int_eq(s->ops->group_begin(s, &g2), AH_STORE_ERR);
+    ck_assert_int_eq(s->ops->group_begin(s, 0, &g2), AH_STORE_ERR);
     ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
     s->ops->group_listen(s, NULL, NULL);
     fx_done(&f);
@@ -1015,7 +1015,7 @@ START_TEST(test_group_scope_survives_failed_op)
     ended_log l = {0};
     s->ops->group_listen(s, on_group_ended, &l);
     uint64_t g1 = 0, g2 = 0;
-    ck_assert_int_eq(s->ops->group_begin(s, &g1), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_begin(s, 0, &g1), AH_STORE_OK);
     ck_assert_int_eq(s->ops->sequence_next(s, t, "a", &v), AH_STORE_OK);
     ck_assert_int_eq(s->ops->tenant_add(s, "acme", "other-hash", &id), AH_STORE_EXISTS);
     ck_assert_int_eq(s->ops->connection_add(s, t, "erp", "main", "{}", &id), AH_STORE_OK);
@@ -1023,7 +1023,7 @@ START_TEST(test_group_scope_survives_failed_op)
     ck_assert_int_eq(s->ops->sequence_next(s, t, "a", &v), AH_STORE_OK);
     ck_assert_int_eq(v, 2);
     ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
-    ck_assert_int_eq(s->ops->group_begin(s, &g2), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_begin(s, 0, &g2), AH_STORE_OK);
     ck_assert_int_eq(g2, g1);
     ck_assert_int_eq(s->ops->tenant_add(s, "acme", "other-hash", &id), AH_STORE_EXISTS);
     ck_assert_int_eq(s->ops->sequence_next(s, t, "b", &v), AH_STORE_OK);
@@ -1031,7 +1031,7 @@ START_TEST(test_group_scope_survives_failed_op)
     ck_assert_int_eq(s->ops->group_commit(s), AH_STORE_OK);
     ck_assert_int_eq(l.n, 1);
     ck_assert(l.id[0] == g1 && l.ok[0]);
-    ck_assert_int_eq(s->ops->group_begin(s, &g2), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_begin(s, 0, &g2), AH_STORE_OK);
     ck_assert(g2 > g1);
     ck_assert_int_eq(s->ops->sequence_next(s, t, "a", &v), AH_STORE_OK);
     ck_assert_int_eq(v, 3);
@@ -1089,14 +1089,14 @@ START_TEST(test_group_scope_rollback_past_spill)
             continue;
         }
         uint64_t g = 0;
-        ck_assert_int_eq(s->ops->group_begin(s, &g), AH_STORE_OK);
+        ck_assert_int_eq(s->ops->group_begin(s, 0, &g), AH_STORE_OK);
         ck_assert_int_eq(s->ops->sequence_next(s, t, "a", &v), AH_STORE_OK);
         ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
-        ck_assert_int_eq(s->ops->group_begin(s, &g), AH_STORE_OK);
+        ck_assert_int_eq(s->ops->group_begin(s, 0, &g), AH_STORE_OK);
         ck_assert_int_eq(s->ops->records_upsert(s, c, in, N, NULL, NULL, NULL, NULL),
                          AH_STORE_OK);
         ck_assert_int_eq(s->ops->scope_end(s, false), AH_STORE_OK);
-        ck_assert_int_eq(s->ops->group_begin(s, &g), AH_STORE_OK);
+        ck_assert_int_eq(s->ops->group_begin(s, 0, &g), AH_STORE_OK);
         ck_assert_int_eq(s->ops->sequence_next(s, t, "b", &v), AH_STORE_OK);
         ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
         ck_assert_int_eq(s->ops->group_commit(s), AH_STORE_OK);
@@ -1169,7 +1169,7 @@ START_TEST(test_readers_beside_writer)
      * reads at once (were it to wait for the lock, the join would hang) and
      * does not see the scope's writes. */
     uint64_t g = 0;
-    ck_assert_int_eq(s->ops->group_begin(s, &g), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_begin(s, 0, &g), AH_STORE_OK);
     ck_assert_int_eq(s->ops->records_upsert(s, c, p->in, PAGE, NULL, NULL, res, NULL),
                      AH_STORE_OK);
     ck_assert_int_eq(pthread_create(&th, NULL, read_other_thread, &a), 0);
@@ -1233,7 +1233,7 @@ static void *group_writer(void *p)
         uint64_t g = 0;
         int64_t v = 0;
         ah_store_committer_enter(w->c);
-        ck_assert_int_eq(w->s->ops->group_begin(w->s, &g), AH_STORE_OK);
+        ck_assert_int_eq(w->s->ops->group_begin(w->s, 0, &g), AH_STORE_OK);
         ck_assert_int_eq(w->s->ops->sequence_next(w->s, w->tenant, "n", &v), AH_STORE_OK);
         ck_assert_int_eq(w->s->ops->scope_end(w->s, true), AH_STORE_OK);
         ck_assert_int_eq(ah_store_committer_add(w->c, g, on_committed, w->done), 0);
@@ -1312,7 +1312,7 @@ START_TEST(test_committer_lone_after_busy)
     for (int lone = 1; lone <= 3; lone++) {
         uint64_t g = 0;
         ah_store_committer_enter(c);
-        ck_assert_int_eq(s->ops->group_begin(s, &g), AH_STORE_OK);
+        ck_assert_int_eq(s->ops->group_begin(s, 0, &g), AH_STORE_OK);
         ck_assert_int_eq(s->ops->sequence_next(s, t, "n", &v), AH_STORE_OK);
         ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
         ck_assert_int_eq(ah_store_committer_add(c, g, on_committed, &d), 0);
@@ -1992,7 +1992,7 @@ START_TEST(test_log_does_not_wait_for_the_writer)
     /* A group scope: the row joins the group and commits with it. */
     log_arg b = {.s = s, .corr = "in-group"};
     uint64_t g = 0;
-    ck_assert_int_eq(s->ops->group_begin(s, &g), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_begin(s, 0, &g), AH_STORE_OK);
     ck_assert_int_eq(s->ops->sequence_next(s, t, "grp", &v), AH_STORE_OK);
     returned = log_add_returns_while_held(&b, &th);
     ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
@@ -3776,6 +3776,93 @@ START_TEST(test_pg_change_log_commit_order)
 }
 END_TEST
 
+/* PostgreSQL, two instances writing the same two tenants: each instance's
+ * open group holds one tenant's rows (its sequence) when a scope for the
+ * other tenant begins in each. Were the groups to wait for each other's
+ * rows, the server would end one (a deadlock, after deadlock_timeout) and
+ * fail every request in it. A group instead commits what it holds before it
+ * waits for a tenant another holds (ah_pg_group_begin): every scope
+ * commits, each tenant's sequence is drawn once per scope. */
+typedef struct cross_arg {
+    ah_store *s;
+    int64_t tenant;
+    ended_log *l;
+    int rc;
+    int64_t v;
+    volatile int done;
+} cross_arg;
+
+static int cross_scope(ah_store *s, int64_t tenant, int64_t *v)
+{
+    uint64_t g = 0;
+    if (s->ops->group_begin(s, tenant, &g) != AH_STORE_OK)
+        return -1;
+    int rc = s->ops->sequence_next(s, tenant, "job", v);
+    if (s->ops->scope_end(s, rc == AH_STORE_OK) != AH_STORE_OK || rc != AH_STORE_OK)
+        return -2;
+    return s->ops->group_commit(s) == AH_STORE_OK ? 0 : -3;
+}
+
+static void *cross_thread(void *arg)
+{
+    cross_arg *a = arg;
+    a->rc = cross_scope(a->s, a->tenant, &a->v);
+    __atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+START_TEST(test_pg_groups_of_two_instances_cross_tenants)
+{
+    if (!pg_mode)
+        return;
+    fx f;
+    fx_init(&f, true);
+    ah_store *s1 = f.s, *s2 = open_store(&f);
+    int64_t a = add_tenant(s1, "acme"), b = add_tenant(s1, "globex"), v = 0;
+    ended_log l1 = {0}, l2 = {0};
+    s1->ops->group_listen(s1, on_group_ended, &l1);
+    s2->ops->group_listen(s2, on_group_ended, &l2);
+    uint64_t g = 0;
+    /* Instance 1's open group holds acme's sequence row, instance 2's
+     * globex's. */
+    ck_assert_int_eq(s1->ops->group_begin(s1, a, &g), AH_STORE_OK);
+    ck_assert_int_eq(s1->ops->sequence_next(s1, a, "job", &v), AH_STORE_OK);
+    ck_assert_int_eq(v, 1);
+    ck_assert_int_eq(s1->ops->scope_end(s1, true), AH_STORE_OK);
+    ck_assert_int_eq(s2->ops->group_begin(s2, b, &g), AH_STORE_OK);
+    ck_assert_int_eq(s2->ops->sequence_next(s2, b, "job", &v), AH_STORE_OK);
+    ck_assert_int_eq(v, 1);
+    ck_assert_int_eq(s2->ops->scope_end(s2, true), AH_STORE_OK);
+
+    /* Instance 1 now writes globex (it waits), instance 2 acme. */
+    cross_arg x = {.s = s1, .tenant = b, .rc = -9};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, cross_thread, &x), 0);
+    for (int i = 0; i < 1000 && !__atomic_load_n(&x.done, __ATOMIC_ACQUIRE); i++) {
+        if (sql_int(&f, "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a "
+                        "ON a.pid = l.pid WHERE NOT l.granted "
+                        "AND a.datname = current_database()") > 0)
+            break;
+        usleep(10000);
+    }
+    int64_t v2 = 0;
+    ck_assert_int_eq(cross_scope(s2, a, &v2), 0);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(x.rc, 0);
+    ck_assert_int_eq(v2, 2);
+    ck_assert_int_eq(x.v, 2);
+    for (int i = 0; i < l1.n; i++)
+        ck_assert_msg(l1.ok[i], "instance 1's group %d failed", i);
+    for (int i = 0; i < l2.n; i++)
+        ck_assert_msg(l2.ok[i], "instance 2's group %d failed", i);
+    ck_assert_int_ge(l1.n, 1);
+    ck_assert_int_ge(l2.n, 1);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM sequences WHERE value = 2"), 2);
+    s2->ops->close(s2);
+    fx_done(&f);
+}
+END_TEST
+
 /* A lock held by a stalled session (another instance stopped inside its
  * group, a link cut off) makes a statement of the engine's fail after the
  * session's lock_timeout (5 s unless the server or URL set one), not wait
@@ -3827,11 +3914,11 @@ START_TEST(test_pg_deferred_failure_fails_group)
     ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM integration_log"), 0);
 
     uint64_t g1 = 0, g2 = 0;
-    ck_assert_int_eq(s->ops->group_begin(s, &g1), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_begin(s, 0, &g1), AH_STORE_OK);
     ck_assert_int_eq(s->ops->sequence_next(s, t, "a", &v), AH_STORE_OK);
     ck_assert_int_eq(s->ops->log_add(s, &good), AH_STORE_OK);
     ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
-    ck_assert_int_eq(s->ops->group_begin(s, &g2), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_begin(s, 0, &g2), AH_STORE_OK);
     ck_assert_int_eq(g2, g1);
     ck_assert_int_eq(s->ops->log_add(s, &bad), AH_STORE_OK); /* queued */
     ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
@@ -3843,7 +3930,7 @@ START_TEST(test_pg_deferred_failure_fails_group)
     ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM integration_log"), 0);
 
     /* The next group commits, its queued rows with it. */
-    ck_assert_int_eq(s->ops->group_begin(s, &g2), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_begin(s, 0, &g2), AH_STORE_OK);
     ck_assert(g2 > g1);
     ck_assert_int_eq(s->ops->sequence_next(s, t, "a", &v), AH_STORE_OK);
     ck_assert_int_eq(v, 1);
@@ -3856,7 +3943,7 @@ START_TEST(test_pg_deferred_failure_fails_group)
     ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM integration_log"), 2);
 
     /* A scope rolled back takes its queued rows with it. */
-    ck_assert_int_eq(s->ops->group_begin(s, &g2), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_begin(s, 0, &g2), AH_STORE_OK);
     ck_assert_int_eq(s->ops->sequence_next(s, t, "b", &v), AH_STORE_OK);
     ck_assert_int_eq(s->ops->log_add(s, &good), AH_STORE_OK);
     ck_assert_int_eq(s->ops->scope_end(s, false), AH_STORE_OK);
@@ -3883,7 +3970,7 @@ START_TEST(test_pg_sequence_in_scope)
     ended_log l = {0};
     s->ops->group_listen(s, on_group_ended, &l);
     uint64_t g = 0;
-    ck_assert_int_eq(s->ops->group_begin(s, &g), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_begin(s, 0, &g), AH_STORE_OK);
     ck_assert_int_eq(s->ops->sequence_next(s, t, "a", &v), AH_STORE_OK);
     ck_assert_int_eq(v, 1);
     ck_assert_int_eq(s->ops->sequence_next(s, t, "\xff not text", &v), AH_STORE_ERR);
@@ -3920,7 +4007,7 @@ START_TEST(test_pg_sequence_next_then)
     ck_assert_ptr_nonnull(s->ops->sequence_next_then);
     int64_t t = add_tenant(s, "acme"), v = 0, w = -1;
     uint64_t g = 0;
-    ck_assert_int_eq(s->ops->group_begin(s, &g), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_begin(s, 0, &g), AH_STORE_OK);
     ck_assert_int_eq(s->ops->sequence_next_then(s, t, "title_a", "job", &v, &w), AH_STORE_OK);
     ck_assert(v == 1 && w == 1);
     int64_t before = ah_store_pg_round_trips(s);
@@ -3986,7 +4073,7 @@ START_TEST(test_pg_sequence_next_then_put)
     char *id = NULL;
     made_rec m = {0};
     uint64_t g = 0;
-    ck_assert_int_eq(s->ops->group_begin(s, &g), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_begin(s, 0, &g), AH_STORE_OK);
     /* No expectation yet: the pair alone. */
     ck_assert_int_eq(s->ops->sequence_next_then_put(s, t, "title_a", "job", c, make_job, &m, &v,
                                                     &w, &put, &res, &id),
@@ -4016,7 +4103,7 @@ START_TEST(test_pg_sequence_next_then_put)
     ck_assert_int_eq(other->ops->sequence_next(other, t, "job", &v), AH_STORE_OK);
     ck_assert_int_eq(v, 4);
     other->ops->close(other);
-    ck_assert_int_eq(s->ops->group_begin(s, &g), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_begin(s, 0, &g), AH_STORE_OK);
     int64_t before = ah_store_pg_round_trips(s);
     ck_assert_int_eq(s->ops->sequence_next_then_put(s, t, "title_c", "job", c, make_job, &m, &v,
                                                     &w, &put, &res, &id),
@@ -4044,7 +4131,7 @@ START_TEST(test_pg_sequence_next_then_put)
      * the pair drawn, the caller's to put. */
     ah_record_in j7 = {"job", "J-0007", NULL, "{\"old\":1}", "{\"old\":1}"};
     ck_assert_int_eq(s->ops->records_upsert(s, c, &j7, 1, NULL, NULL, NULL, NULL), AH_STORE_OK);
-    ck_assert_int_eq(s->ops->group_begin(s, &g), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_begin(s, 0, &g), AH_STORE_OK);
     ck_assert_int_eq(s->ops->sequence_next_then_put(s, t, "title_f", "job", c, make_job, &m, &v,
                                                     &w, &put, &res, &id),
                      AH_STORE_OK);
@@ -4080,7 +4167,7 @@ START_TEST(test_pg_sequence_next_then_put_refused)
     made_rec m = {0};
     uint64_t g = 0;
     /* The first draw gives the store its expectation (2 next). */
-    ck_assert_int_eq(s->ops->group_begin(s, &g), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_begin(s, 0, &g), AH_STORE_OK);
     ck_assert_int_eq(s->ops->sequence_next_then_put(s, t, "title_a", "job", kept, make_job, &m,
                                                     &v, &w, &put, &res, &id),
                      AH_STORE_OK);
@@ -4091,14 +4178,14 @@ START_TEST(test_pg_sequence_next_then_put_refused)
     ck_assert_int_eq(other->ops->connection_remove(other, gone), AH_STORE_OK);
     other->ops->close(other);
     /* One group: a request whose record is refused, then one that works. */
-    ck_assert_int_eq(s->ops->group_begin(s, &g), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_begin(s, 0, &g), AH_STORE_OK);
     ck_assert_int_eq(s->ops->sequence_next(s, t, "first_in_request", &v), AH_STORE_OK);
     ck_assert_int_eq(s->ops->sequence_next_then_put(s, t, "title_b", "job", gone, make_job, &m,
                                                     &v, &w, &put, &res, &id),
                      AH_STORE_ERR);
     ck_assert(!put && id == NULL);
     ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK); /* as a route does */
-    ck_assert_int_eq(s->ops->group_begin(s, &g), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_begin(s, 0, &g), AH_STORE_OK);
     ck_assert_int_eq(s->ops->sequence_next_then_put(s, t, "title_c", "job", kept, make_job, &m,
                                                     &v, &w, &put, &res, &id),
                      AH_STORE_OK);
@@ -4571,6 +4658,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_pg_reconnect);
     tcase_add_test(tc, test_pg_lock_wait_bounded);
     tcase_add_test(tc, test_pg_change_log_commit_order);
+    tcase_add_test(tc, test_pg_groups_of_two_instances_cross_tenants);
     tcase_add_test(tc, test_pg_deferred_failure_fails_group);
     tcase_add_test(tc, test_pg_sequence_in_scope);
     tcase_add_test(tc, test_pg_sequence_next_then);

@@ -38,6 +38,10 @@ static const char *const q_sql[P_COUNT] = {
      * count too (a pooler leaves no way to tell them apart), which only
      * costs it a reload. */
     [P_DATA_VERSION] = "SELECT coalesce(max(id), 0)::bigint FROM change_log",
+    /* A tenant's lock for an open group (ah_pg_group_begin): the one that
+     * orders the tenant's events (outbox.c), not waited for. */
+    [P_TENANT_TRY] = "SELECT pg_try_advisory_xact_lock(" AH_PG_TENANT_LOCK_CLASS ", "
+                     "($1::bigint % 2147483647)::integer)",
 };
 
 /* Readers: sessions for the reads a client waits on (pg_int.h). */
@@ -286,6 +290,7 @@ int ah_pg_group_end_locked(ah_pg_store *s, bool commit)
     if (!s->group_open)
         return AH_STORE_OK;
     s->group_open = false;
+    s->ngroup_tenants = 0;
     int rc = ah_pg_scope_commit(s, commit);
     ah_pg_note_group_ended(s);
     if (!commit)
@@ -295,13 +300,63 @@ int ah_pg_group_end_locked(ah_pg_store *s, bool commit)
     return rc;
 }
 
-int ah_pg_group_begin(ah_store *st, uint64_t *group_out)
+static bool group_holds(const ah_pg_store *s, int64_t tenant)
+{
+    for (int i = 0; i < s->ngroup_tenants; i++)
+        if (s->group_tenants[i] == tenant)
+            return true;
+    return false;
+}
+
+static void group_note_tenant(ah_pg_store *s, int64_t tenant)
+{
+    if (s->ngroup_tenants < AH_PG_GROUP_TENANTS)
+        s->group_tenants[s->ngroup_tenants++] = tenant;
+}
+
+/* The open group takes the lock of `tenant` without waiting: 1 taken (or
+ * held), 0 another session holds it, -1 the group's transaction failed
+ * (a statement queued ahead of this one, the connection). */
+static int group_try_tenant(ah_pg_store *s, int64_t tenant)
+{
+    ah_pg_params p = {0};
+    ah_pg_p_int(&p, tenant);
+    int rc;
+    PGresult *r = AH_PG_RUN(s, P_TENANT_TRY, &p, "group tenant lock", &rc);
+    int got = -1;
+    if (r != NULL && PQntuples(r) == 1)
+        got = ah_pg_bool(r, 0, 0) ? 1 : 0;
+    PQclear(r);
+    return got;
+}
+
+int ah_pg_group_begin(ah_store *st, int64_t tenant_id, uint64_t *group_out)
 {
     ah_pg_store *s = ah_pg(st);
     pthread_mutex_lock(&s->mu); /* not ah_pg_lock: that would commit the group */
     if (s->scope_depth > 0) {
         pthread_mutex_unlock(&s->mu);
         return AH_STORE_ERR;
+    }
+    /* Several instances write the same tenants: a group that waited for a
+     * tenant's rows (its job-number sequence, its events' lock) while
+     * holding another's could wait on a group of another instance waiting
+     * for it, and only the server's deadlock check (a second, then the
+     * whole group failed) would end it; under load nearly every group did
+     * (docs/scaling.md, "Several instances serving the same tenants"). So
+     * a group takes a tenant's lock before its first scope of the tenant
+     * writes, and waits only while it holds nothing: an open group asks
+     * without waiting, and when another session holds the tenant it
+     * commits what it has (its scopes' answers go out) and this scope
+     * begins the next group, which waits for the lock before anything
+     * else. Every later row of the tenant is then uncontended across
+     * instances. */
+    if (tenant_id > 0 && s->group_open && !group_holds(s, tenant_id)) {
+        int got = group_try_tenant(s, tenant_id);
+        if (got == 1)
+            group_note_tenant(s, tenant_id);
+        else /* busy; or failed, which the group's COMMIT reports */
+            (void)ah_pg_group_end_locked(s, true);
     }
     /* BEGIN and the savepoint go with the first statement (one round
      * trip); a failure of either fails it, and the group's COMMIT. */
@@ -310,6 +365,14 @@ int ah_pg_group_begin(ah_store *st, uint64_t *group_out)
         s->in_tx = true;
         s->group_open = true;
         s->group_id++;
+        s->ngroup_tenants = 0;
+        if (tenant_id > 0) {
+            snprintf(s->group_lock_sql, sizeof s->group_lock_sql,
+                     "SELECT pg_advisory_xact_lock(" AH_PG_TENANT_LOCK_CLASS ", %d)",
+                     (int)(tenant_id % 2147483647));
+            ah_pg_defer(s, s->group_lock_sql);
+            group_note_tenant(s, tenant_id);
+        }
     }
     ah_pg_defer(s, "SAVEPOINT ah_grp");
     s->group_scope = true;

@@ -20,13 +20,13 @@ static const char *const q_sql[P_COUNT] = {
      * them; ERP creates of one tenant already do so on its sequence row). */
     [P_OUT_ADD] = "INSERT INTO outbox(tenant_id, topic, body, created_at) "
                   "SELECT $1::bigint, $2::text, $3::text, $4::text "
-                  "FROM (SELECT pg_advisory_xact_lock(1096037665, "
+                  "FROM (SELECT pg_advisory_xact_lock(" AH_PG_TENANT_LOCK_CLASS ", "
                   "($1::bigint % 2147483647)::integer)) AS tenant_events RETURNING id",
     /* P_OUT_ADD and the event's pending deliveries ($5: the subscribers'
      * connection ids as an array) in one statement. */
     [P_OUT_ADD_SUBS] = "WITH e AS (INSERT INTO outbox(tenant_id, topic, body, created_at) "
                        "SELECT $1::bigint, $2::text, $3::text, $4::text "
-                       "FROM (SELECT pg_advisory_xact_lock(1096037665, "
+                       "FROM (SELECT pg_advisory_xact_lock(" AH_PG_TENANT_LOCK_CLASS ", "
                        "($1::bigint % 2147483647)::integer)) AS tenant_events RETURNING id), "
                        "d AS (INSERT INTO deliveries(connection_id, outbox_id, attempts, next_at) "
                        "SELECT c, e.id, 0, $4::text FROM e, unnest($5::bigint[]) AS c "

@@ -37,6 +37,7 @@ typedef enum {
     P_ROLLBACK_TO,
     P_PING,
     P_DATA_VERSION,
+    P_TENANT_TRY,
     P_TENANT_ADD,
     P_TENANT_GET,
     P_TENANT_BY_HASH,
@@ -200,7 +201,8 @@ typedef struct ah_pg_params {
 } ah_pg_params;
 
 /* One entry of the deferred queue (ah_pg_defer, ah_pg_defer_exec): a
- * transaction-control command (name NULL; sql a static string), or a
+ * command without parameters (name NULL; sql a static string or one the
+ * store keeps until the queue is sent: a group's tenant lock), or a
  * prepared data statement whose result nobody reads (name and sql static;
  * its parameters copied into buf, which the queue owns). */
 typedef struct ah_pg_pend {
@@ -212,6 +214,12 @@ typedef struct ah_pg_pend {
     int n;
     const char *v[AH_PG_MAXP];
 } ah_pg_pend;
+
+#define AH_PG_GROUP_TENANTS 16
+/* The advisory lock class of a tenant's writes (its second key: the
+ * tenant's id modulo 2^31 - 1): held by whatever adds the tenant's events
+ * (outbox.c), and by a group from its first scope of the tenant (engine.c). */
+#define AH_PG_TENANT_LOCK_CLASS "1096037665"
 
 typedef struct ah_pg_store {
     ah_store base; /* first: ah_store * <-> ah_pg_store * */
@@ -237,6 +245,14 @@ typedef struct ah_pg_store {
     bool group_open;
     bool group_scope;
     uint64_t group_id;
+    /* The tenants whose lock the open group holds (ah_pg_group_begin); a
+     * group of more tenants than this remembers asks the server again
+     * for the others (a lock held already is granted at once). */
+    int64_t group_tenants[AH_PG_GROUP_TENANTS];
+    int ngroup_tenants;
+    /* A new group's wait for its first tenant's lock, sent with its BEGIN
+     * (a command: the queue that starts with BEGIN holds no parameters). */
+    char group_lock_sql[96];
     void (*group_ended)(void *arg, uint64_t group, bool ok);
     void *group_arg;
     /* Transaction control inside an open transaction (SAVEPOINT, RELEASE,
@@ -442,7 +458,7 @@ int ah_pg_ping(ah_store *st);
 int64_t ah_pg_data_version(ah_store *st);
 int ah_pg_scope_begin(ah_store *st);
 int ah_pg_scope_end(ah_store *st, bool commit);
-int ah_pg_group_begin(ah_store *st, uint64_t *group_out);
+int ah_pg_group_begin(ah_store *st, int64_t tenant_id, uint64_t *group_out);
 int ah_pg_group_commit(ah_store *st);
 void ah_pg_group_listen(ah_store *st, void (*ended)(void *arg, uint64_t group, bool ok),
                         void *arg);

@@ -498,8 +498,9 @@ int ah_sq_group_end_locked(ah_sq_store *s, bool commit)
     return rc;
 }
 
-int ah_sq_group_begin(ah_store *st, uint64_t *group_out)
+int ah_sq_group_begin(ah_store *st, int64_t tenant_id, uint64_t *group_out)
 {
+    (void)tenant_id; /* one writer: nobody else holds a tenant's rows */
     ah_sq_store *s = ah_sq(st);
     ah_sq_mu_lock(s); /* not ah_sq_lock: that would commit the group */
     if (s->scope_depth > 0) {

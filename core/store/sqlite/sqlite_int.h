@@ -343,7 +343,7 @@ int ah_sq_ping(ah_store *st);
 int64_t ah_sq_data_version(ah_store *st);
 int ah_sq_scope_begin(ah_store *st);
 int ah_sq_scope_end(ah_store *st, bool commit);
-int ah_sq_group_begin(ah_store *st, uint64_t *group_out);
+int ah_sq_group_begin(ah_store *st, int64_t tenant_id, uint64_t *group_out);
 int ah_sq_group_commit(ah_store *st);
 void ah_sq_group_listen(ah_store *st, void (*ended)(void *arg, uint64_t group, bool ok),
                         void *arg);
