@@ -64,9 +64,10 @@ static const char *find_key(const cJSON *j)
     return NULL;
 }
 
-static void add_source(daemon_t *d, const char *name, char *key, size_t len)
+static void add_source_of(daemon_t *d, const char *tenant, const char *name, char *key,
+                          size_t len)
 {
-    const char *args[] = {"connection", "add", "acme", "erp", name, "--set",
+    const char *args[] = {"connection", "add", tenant, "erp", name, "--set",
                           "trusted_ips=127.0.0.1", "--json", NULL};
     char *out = NULL;
     cli(d, args, &out);
@@ -76,6 +77,11 @@ static void add_source(daemon_t *d, const char *name, char *key, size_t len)
     snprintf(key, len, "%s", k);
     cJSON_Delete(j);
     free(out);
+}
+
+static void add_source(daemon_t *d, const char *name, char *key, size_t len)
+{
+    add_source_of(d, "acme", name, key, len);
 }
 
 /* env: NAME=VALUE entries added to the daemon's environment, or NULL. */
@@ -608,6 +614,101 @@ START_TEST(test_job_exists_across_instances)
 }
 END_TEST
 
+/* Issue 14: two instances both serving two tenants, as behind a load
+ * balancer, creates of both tenants at once on both: each instance's
+ * group transaction then meets both tenants. On PostgreSQL, groups that
+ * waited for each other's tenant rows deadlocked (the server failed one
+ * group, every request in it); now a group never waits while it holds a
+ * tenant's lock (store.h, group_begin). Every create succeeds, and each
+ * tenant's job numbers are drawn once each. */
+typedef struct cross {
+    daemon_t *d, *d2;
+    char keys[2][128]; /* acme's Main_ERP, globex's Other_ERP */
+    atomic_int next, ok, bad;
+    atomic_int last_status;
+    char ids[2][64][32];
+    atomic_int nids[2];
+} cross;
+
+static void *cross_creates(void *arg)
+{
+    cross *x = arg;
+    int me = atomic_fetch_add(&x->next, 1), t = me % 2;
+    int port = (me / 2) % 2 ? x->d2->port : x->d->port;
+    CURL *h = curl_easy_init();
+    for (int i = 0; i < 12; i++) {
+        char extra[96];
+        snprintf(extra, sizeof extra, "\"title\":\"Cross %d-%d\"", me, i);
+        cJSON *j = NULL;
+        long st = erp_post(h, port, x->keys[t], "create-job", t ? "Other_ERP" : "Main_ERP",
+                           extra, &j);
+        const char *id = job_id_of(j);
+        if (st == 200 && id != NULL) {
+            int k = atomic_fetch_add(&x->nids[t], 1);
+            if (k < 64)
+                snprintf(x->ids[t][k], sizeof x->ids[t][k], "%s", id);
+            atomic_fetch_add(&x->ok, 1);
+        } else {
+            atomic_store(&x->last_status, (int)st);
+            atomic_fetch_add(&x->bad, 1);
+        }
+        cJSON_Delete(j);
+    }
+    curl_easy_cleanup(h);
+    return NULL;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+START_TEST(test_two_instances_serve_two_tenants)
+{
+    daemon_t d, b;
+    daemon_open_on(&d, "");
+    const char *tenant[] = {"tenant", "add", "globex", "--json", NULL};
+    char *out = NULL;
+    cli(&d, tenant, &out);
+    free(out);
+    cross x = {.d = &d, .d2 = &b};
+    snprintf(x.keys[0], sizeof x.keys[0], "%s", d.key[0]);
+    add_source_of(&d, "globex", "Other_ERP", x.keys[1], sizeof x.keys[1]);
+    second_instance(&d, &b);
+    /* The first instance picks the new tenant up within a tick or two. */
+    for (int i = 0; i < 100; i++) {
+        CURL *h = curl_easy_init();
+        long st = erp_post(h, d.port, x.keys[1], "create-job", "Other_ERP",
+                           "\"title\":\"Warm up\"", NULL);
+        curl_easy_cleanup(h);
+        if (st == 200)
+            break;
+        usleep(50000);
+    }
+    enum { N = 8 };
+    pthread_t th[N];
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, cross_creates, &x), 0);
+    for (int i = 0; i < N; i++)
+        pthread_join(th[i], NULL);
+    ck_assert_msg(atomic_load(&x.bad) == 0, "%d of %d creates failed (last status %d)",
+                  atomic_load(&x.bad), N * 12, atomic_load(&x.last_status));
+    for (int t = 0; t < 2; t++) {
+        int n = atomic_load(&x.nids[t]);
+        ck_assert_int_eq(n, N / 2 * 12);
+        qsort(x.ids[t], (size_t)n, sizeof x.ids[t][0], cmp_str);
+        for (int i = 1; i < n; i++)
+            ck_assert_str_ne(x.ids[t][i], x.ids[t][i - 1]);
+    }
+    if (b.pid > 0)
+        ck_assert_int_eq(ah_t_stop(b.pid, SIGTERM), 0);
+    close(b.errfd);
+    free(b.dir);
+    free(b.ini);
+    daemon_close(&d);
+}
+END_TEST
+
 /* --- one source's writes apply in the order it sent them ---------------- */
 
 START_TEST(test_per_source_order)
@@ -710,6 +811,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_job_exists_holds_under_concurrency);
     tcase_add_test(tc, test_job_exists_holds_under_concurrency_in_process);
     tcase_add_test(tc, test_job_exists_across_instances);
+    tcase_add_test(tc, test_two_instances_serve_two_tenants);
     tcase_add_test(tc, test_per_source_order);
     tcase_add_test(tc, test_serve_sets_malloc_tcache);
     suite_add_tcase(s, tc);
