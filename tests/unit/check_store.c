@@ -3688,6 +3688,48 @@ START_TEST(test_pg_reconnect)
 }
 END_TEST
 
+/* Events whose subscriber list names a connection another process (the
+ * CLI, another instance) removed since this one loaded its connections:
+ * the event is stored with deliveries to those that remain, whether added
+ * on its own, several at once, or in a group (where, on PostgreSQL, a
+ * failure would have failed the whole group's COMMIT, every request in
+ * it, until the next reload). */
+START_TEST(test_outbox_subscriber_removed)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme");
+    int64_t c1 = add_conn(s, t, "kept"), c2 = add_conn(s, t, "gone");
+    ah_store *other = open_store(&f);
+    ck_assert_int_eq(other->ops->connection_remove(other, c2), AH_STORE_OK);
+    other->ops->close(other);
+    int64_t subs[2] = {c1, c2};
+    ah_outbox_in one = {.topic = "job.created", .body = "{}", .conn_ids = subs, .nconn = 2};
+    ck_assert_int_eq(s->ops->outbox_add_batch(s, t, &one, 1), AH_STORE_OK);
+    ah_outbox_in two[2] = {{.topic = "job.created", .body = "{}", .conn_ids = subs, .nconn = 2},
+                           {.topic = "job.updated", .body = "{}", .conn_ids = subs, .nconn = 2}};
+    ck_assert_int_eq(s->ops->outbox_add_batch(s, t, two, 2), AH_STORE_OK);
+    ended_log l = {0};
+    s->ops->group_listen(s, on_group_ended, &l);
+    uint64_t g = 0;
+    ck_assert_int_eq(s->ops->group_begin(s, t, &g), AH_STORE_OK);
+    ah_outbox_in grouped = {.topic = "job.closed", .body = "{}", .conn_ids = subs, .nconn = 2};
+    ck_assert_int_eq(s->ops->outbox_add_batch(s, t, &grouped, 1), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_commit(s), AH_STORE_OK);
+    ck_assert_int_eq(l.n, 1);
+    ck_assert(l.ok[0]);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM outbox"), 4);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM deliveries"), 4);
+    char q[96];
+    snprintf(q, sizeof q, "SELECT count(*) FROM deliveries WHERE connection_id = %lld",
+             (long long)c1);
+    ck_assert_int_eq(sql_int(&f, q), 4);
+    fx_done(&f);
+}
+END_TEST
+
 /* PostgreSQL: instances follow the change log by id, so ids must become
  * visible in their order. A session that changed tenants and has not yet
  * committed holds its change's id; a plugin reload logged meanwhile by
@@ -4658,6 +4700,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_pg_reconnect);
     tcase_add_test(tc, test_pg_lock_wait_bounded);
     tcase_add_test(tc, test_pg_change_log_commit_order);
+    tcase_add_test(tc, test_outbox_subscriber_removed);
     tcase_add_test(tc, test_pg_groups_of_two_instances_cross_tenants);
     tcase_add_test(tc, test_pg_deferred_failure_fails_group);
     tcase_add_test(tc, test_pg_sequence_in_scope);

@@ -23,20 +23,28 @@ static const char *const q_sql[P_COUNT] = {
                   "FROM (SELECT pg_advisory_xact_lock(" AH_PG_TENANT_LOCK_CLASS ", "
                   "($1::bigint % 2147483647)::integer)) AS tenant_events RETURNING id",
     /* P_OUT_ADD and the event's pending deliveries ($5: the subscribers'
-     * connection ids as an array) in one statement. */
+     * connection ids as an array) in one statement. A subscriber another
+     * instance removed since this one loaded its connections gets none:
+     * its foreign key would fail the statement, which in a group is
+     * queued, so the group's COMMIT, every request in it, until the next
+     * reload. The subscribers' rows are locked as the foreign key's check
+     * locks them (FOR KEY SHARE): one removed between the read and the
+     * check waits or is left out, never fails it. */
     [P_OUT_ADD_SUBS] = "WITH e AS (INSERT INTO outbox(tenant_id, topic, body, created_at) "
                        "SELECT $1::bigint, $2::text, $3::text, $4::text "
                        "FROM (SELECT pg_advisory_xact_lock(" AH_PG_TENANT_LOCK_CLASS ", "
                        "($1::bigint % 2147483647)::integer)) AS tenant_events RETURNING id), "
                        "d AS (INSERT INTO deliveries(connection_id, outbox_id, attempts, next_at) "
-                       "SELECT c, e.id, 0, $4::text FROM e, unnest($5::bigint[]) AS c "
+                       "SELECT c.id, e.id, 0, $4::text FROM e, (SELECT id FROM connections "
+                       "WHERE id = ANY($5::bigint[]) FOR KEY SHARE) AS c "
                        "ON CONFLICT DO NOTHING) SELECT id FROM e",
     [P_OUT_PENDING] = "SELECT id, tenant_id, topic, body, created_at FROM outbox "
                       "WHERE delivered_at IS NULL ORDER BY id LIMIT $1",
     [P_OUT_DONE] = "UPDATE outbox SET delivered_at = $2 WHERE id = $1 "
                    "AND delivered_at IS NULL",
     [P_DEL_ADD] = "INSERT INTO deliveries(connection_id, outbox_id, attempts, next_at) "
-                  "VALUES($1, $2, 0, $3) ON CONFLICT DO NOTHING",
+                  "SELECT id, $2, 0, $3 FROM connections WHERE id = $1 FOR KEY SHARE "
+                  "ON CONFLICT DO NOTHING",
     [P_DEL_NEXT] = "SELECT d.connection_id, d.outbox_id, o.tenant_id, o.topic, o.body, "
                    "d.attempts, d.next_at FROM deliveries d JOIN outbox o ON o.id = d.outbox_id "
                    "WHERE d.connection_id = $1 ORDER BY d.outbox_id LIMIT 1",

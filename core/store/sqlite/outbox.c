@@ -22,8 +22,11 @@ static const char *const q_sql[Q_COUNT] = {
                       "WHERE delivered_at IS NULL ORDER BY id LIMIT ?1",
     [Q_OUT_DONE] = "UPDATE outbox SET delivered_at = ?2 WHERE id = ?1 "
                    "AND delivered_at IS NULL",
+    /* A subscriber another process removed since this one loaded its
+     * connections gets no delivery (its foreign key would fail the event,
+     * and the page or request adding it). */
     [Q_DEL_ADD] = "INSERT OR IGNORE INTO deliveries(connection_id, outbox_id, attempts, next_at) "
-                  "VALUES(?1, ?2, 0, ?3)",
+                  "SELECT ?1, ?2, 0, ?3 WHERE EXISTS (SELECT 1 FROM connections WHERE id = ?1)",
     [Q_DEL_NEXT] = "SELECT d.connection_id, d.outbox_id, o.tenant_id, o.topic, o.body, "
                    "d.attempts, d.next_at FROM deliveries d JOIN outbox o ON o.id = d.outbox_id "
                    "WHERE d.connection_id = ?1 ORDER BY d.outbox_id LIMIT 1",
