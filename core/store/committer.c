@@ -9,9 +9,9 @@
 
 #include "log.h"
 
-/* Failed group ids are remembered for requests that hand their callback
- * over after their group already ended; failures are rare, a few suffice. */
-#define FAILED_KEEP 64
+/* The first room for failed group ids (struct ah_store_committer, failed):
+ * failures are rare; the record grows when they are not. */
+#define FAILED_FIRST 64
 
 /* Before it commits, the committer lets the group grow: it waits while a
  * request that entered (ah_store_committer_enter) has not yet handed over
@@ -44,6 +44,7 @@
 typedef struct item {
     struct item *next;
     uint64_t group;
+    bool ok; /* set when taken off the list: how its group ended */
     ah_store_committed_fn fn;
     void *arg;
 } item;
@@ -56,8 +57,16 @@ struct ah_store_committer {
     pthread_cond_t cv;
     item *head, *tail; /* waiting callbacks, in the order they came */
     uint64_t ended_upto; /* every group <= this one has ended */
-    uint64_t failed[FAILED_KEEP];
-    unsigned nfailed; /* ring position */
+    /* The groups that failed, for as long as a request may still ask how
+     * its group ended: one on its way (entered) holds a group id it has
+     * not handed over yet, a callback on the list one not looked up yet.
+     * Forgotten once neither is left (forget_failed_locked); kept in
+     * full until then, however many fail meanwhile (a failing disk under
+     * load), so that no late request takes a failed group for a committed
+     * one. */
+    uint64_t *failed;
+    size_t nfailed, capfailed;
+    bool failed_lost; /* out of memory for the record: see on_ended */
     bool stopping, stopped;
     uint64_t groups, requests;
     uint64_t arrivals; /* callbacks added, ever */
@@ -69,10 +78,30 @@ struct ah_store_committer {
 
 static bool failed_locked(const ah_store_committer *c, uint64_t group)
 {
-    for (unsigned i = 0; i < FAILED_KEEP; i++)
-        if (c->failed[i] == group)
-            return true;
-    return false;
+    /* Ids are appended in the order groups end, which is their order. */
+    size_t lo = 0, hi = c->nfailed;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->failed[mid] < group)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < c->nfailed && c->failed[lo] == group)
+        return true;
+    /* A failure the record could not hold: every group not known to
+     * have committed is then taken as failed ("retry"), never the other
+     * way round. */
+    return c->failed_lost;
+}
+
+/* Nobody can ask about an ended group any more (caller holds mu). */
+static void forget_failed_locked(ah_store_committer *c)
+{
+    if (c->entered <= 0 && c->head == NULL) {
+        c->nfailed = 0;
+        c->failed_lost = false;
+    }
 }
 
 /* The store's listener: runs with the engine's lock held, on whichever
@@ -84,8 +113,19 @@ static void on_ended(void *arg, uint64_t group, bool ok)
     pthread_mutex_lock(&c->mu);
     if (group > c->ended_upto)
         c->ended_upto = group;
-    if (!ok)
-        c->failed[c->nfailed++ % FAILED_KEEP] = group;
+    forget_failed_locked(c);
+    if (!ok && c->nfailed == c->capfailed) {
+        size_t ncap = c->capfailed != 0 ? c->capfailed * 2 : FAILED_FIRST;
+        uint64_t *nf = realloc(c->failed, ncap * sizeof *nf);
+        if (nf != NULL) {
+            c->failed = nf;
+            c->capfailed = ncap;
+        }
+    }
+    if (!ok && c->nfailed < c->capfailed)
+        c->failed[c->nfailed++] = group;
+    else if (!ok)
+        c->failed_lost = true;
     c->groups++;
     pthread_cond_signal(&c->cv);
     pthread_mutex_unlock(&c->mu);
@@ -102,6 +142,7 @@ static item *take_ready_locked(ah_store_committer *c, bool *more)
         next = it->next;
         it->next = NULL;
         if (it->group <= c->ended_upto) {
+            it->ok = !failed_locked(c, it->group);
             *rt = it;
             rt = &it->next;
         } else {
@@ -122,10 +163,9 @@ static void run_ready(ah_store_committer *c, item *ready)
         item *it = ready;
         ready = it->next;
         pthread_mutex_lock(&c->mu);
-        bool ok = !failed_locked(c, it->group);
         c->requests++;
         pthread_mutex_unlock(&c->mu);
-        it->fn(it->arg, ok);
+        it->fn(it->arg, it->ok);
         free(it);
     }
 }
@@ -311,7 +351,7 @@ int ah_store_committer_add(ah_store_committer *c, uint64_t group, ah_store_commi
         pthread_mutex_unlock(&c->mu);
         return -1;
     }
-    *it = (item){NULL, group, fn, arg};
+    *it = (item){.group = group, .fn = fn, .arg = arg};
     if (c->tail != NULL)
         c->tail->next = it;
     else
@@ -340,6 +380,7 @@ void ah_store_committer_leave(ah_store_committer *c)
     pthread_mutex_lock(&c->mu);
     if (--c->entered <= 0 && c->growing)
         pthread_cond_signal(&c->cv);
+    forget_failed_locked(c);
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -357,6 +398,7 @@ void ah_store_committer_stop(ah_store_committer *c)
     c->store->ops->group_listen(c->store, NULL, NULL);
     pthread_cond_destroy(&c->cv);
     pthread_mutex_destroy(&c->mu);
+    free(c->failed);
     free(c);
 }
 

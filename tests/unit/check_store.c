@@ -1274,6 +1274,82 @@ static void expect_sequence_next(fx *f, int64_t t, int64_t next)
     other->ops->close(other);
 }
 
+/* A store whose groups end as the test says (the committer calls only
+ * these three and reads group_max_wait_us). */
+typedef struct fake_store {
+    ah_store base;
+    void (*ended)(void *arg, uint64_t group, bool ok);
+    void *arg;
+    uint64_t open;
+    bool fail;
+} fake_store;
+
+static int fake_group_begin(ah_store *st, int64_t tenant, uint64_t *g)
+{
+    (void)tenant;
+    *g = ((fake_store *)st)->open;
+    return 0;
+}
+
+static int fake_group_commit(ah_store *st)
+{
+    fake_store *f = (fake_store *)st;
+    uint64_t g = f->open++;
+    if (f->ended != NULL)
+        f->ended(f->arg, g, !f->fail);
+    return f->fail ? AH_STORE_ERR : AH_STORE_OK;
+}
+
+static void fake_group_listen(ah_store *st, void (*ended)(void *, uint64_t, bool), void *arg)
+{
+    fake_store *f = (fake_store *)st;
+    f->ended = ended;
+    f->arg = arg;
+}
+
+static const ah_store_ops fake_ops = {.name = "fake",
+                                      .group_begin = fake_group_begin,
+                                      .group_commit = fake_group_commit,
+                                      .group_listen = fake_group_listen};
+
+static void note_outcome(void *arg, bool ok)
+{
+    *(int *)arg = ok ? 1 : 0;
+}
+
+/* A request that hands its callback over late, after its group and many
+ * more failed (a failing disk under load: store calls ended them first):
+ * it is told its group failed, however many failed meanwhile. A group
+ * that committed is told so. */
+START_TEST(test_committer_late_request_after_many_failures)
+{
+    fake_store f = {.base = {.ops = &fake_ops, .lg = &quiet}, .open = 1};
+    char err[128];
+    ah_store_committer *c = ah_store_committer_start(&f.base, &quiet, err, sizeof err);
+    ck_assert_ptr_nonnull(c);
+    ah_store_committer_enter(c);
+    uint64_t g = 0;
+    ck_assert_int_eq(f.base.ops->group_begin(&f.base, 0, &g), 0);
+    f.fail = true;
+    for (int i = 0; i < 100; i++) /* 100 error lines in the test's output */
+        (void)fake_group_commit(&f.base);
+    int outcome = -1;
+    ck_assert_int_eq(ah_store_committer_add(c, g, note_outcome, &outcome), 0);
+    ck_assert_int_eq(outcome, 0);
+    ah_store_committer_leave(c);
+
+    f.fail = false;
+    ah_store_committer_enter(c);
+    ck_assert_int_eq(f.base.ops->group_begin(&f.base, 0, &g), 0);
+    (void)fake_group_commit(&f.base);
+    outcome = -1;
+    ck_assert_int_eq(ah_store_committer_add(c, g, note_outcome, &outcome), 0);
+    ck_assert_int_eq(outcome, 1);
+    ah_store_committer_leave(c);
+    ah_store_committer_stop(c);
+}
+END_TEST
+
 /* The committer: with four writers, every callback runs once, after its
  * writes committed, and every write is stored. */
 START_TEST(test_committer)
@@ -4668,6 +4744,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_group_scope_rollback_past_spill);
     tcase_add_test(tc, test_readers_beside_writer);
     tcase_add_test(tc, test_committer);
+    tcase_add_test(tc, test_committer_late_request_after_many_failures);
     tcase_add_test(tc, test_committer_lone_after_busy);
     tcase_add_test(tc, test_wal_checkpointed);
     tcase_add_test(tc, test_wal_restart_keeps_pace);
