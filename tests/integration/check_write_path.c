@@ -311,37 +311,81 @@ static bool ended(pid_t pid)
  * call (the tarpit waits for a file that never comes, reading nothing from
  * the daemon): that process ends too, instead of running on for good with
  * nobody to end it. */
-START_TEST(test_plugin_process_ends_with_daemon)
+/* d serving (its store as daemon_open makes it) with the tarpit fixture too:
+ * tenant globex's connection "pit", whose calls wait for a file that never
+ * comes (`never`, in d's folder). core_extra: more lines for [core]. h: a
+ * bus call to it (hang_req_main). */
+static void tarpit_daemon(daemon_t *d, const char *core_extra, hang_req *h, char *never,
+                          size_t nlen)
 {
-    daemon_t d;
-    daemon_open(&d);
-    ck_assert_int_eq(ah_t_stop(d.pid, SIGTERM), 0);
-    close(d.errfd);
-    char *text = ah_t_read_file(d.ini, NULL), *more = NULL;
+    daemon_open(d);
+    ck_assert_int_eq(ah_t_stop(d->pid, SIGTERM), 0);
+    close(d->errfd);
+    char *text = ah_t_read_file(d->ini, NULL), *more = NULL;
     ck_assert_ptr_nonnull(text);
-    ck_assert_int_ge(asprintf(&more, "%starpit = %s/tarpit.so\n[plugin.tarpit]\n"
-                                     "env = AH_TARPIT_RELEASE\n",
-                              text, ah_t_env("AH_FIXTURE_DIR")), 0);
-    ck_assert_int_eq(ah_t_write_file(d.ini, more), 0);
+    const char *core = strstr(text, "[core]\n");
+    ck_assert_ptr_nonnull(core);
+    core += strlen("[core]\n");
+    /* call_timeout_ms: the plugin's own bound, longer than any here. */
+    ck_assert_int_ge(asprintf(&more, "%.*s%s%starpit = %s/tarpit.so\n[plugin.tarpit]\n"
+                                     "env = AH_TARPIT_RELEASE\ncall_timeout_ms = 600000\n",
+                              (int)(core - text), text, core_extra, core,
+                              ah_t_env("AH_FIXTURE_DIR")), 0);
+    ck_assert_int_eq(ah_t_write_file(d->ini, more), 0);
     free(text);
     free(more);
     const char *tenant[] = {"tenant", "add", "globex", "--json", NULL};
     char *out = NULL;
-    cli(&d, tenant, &out);
+    cli(d, tenant, &out);
     cJSON *j = cJSON_Parse(out);
     free(out);
-    hang_req h;
-    snprintf(h.auth, sizeof h.auth, "Authorization: Bearer %s", find_key(j));
+    snprintf(h->auth, sizeof h->auth, "Authorization: Bearer %s", find_key(j));
     cJSON_Delete(j);
     const char *conn[] = {"connection", "add", "globex", "tarpit", "pit", NULL};
-    cli(&d, conn, &out);
+    cli(d, conn, &out);
     free(out);
-    char never[1100], env_release[1200];
-    snprintf(never, sizeof never, "%s/never", d.dir);
+    char env_release[1200];
+    snprintf(never, nlen, "%s/never", d->dir);
     snprintf(env_release, sizeof env_release, "AH_TARPIT_RELEASE=%s", never);
     const char *env[] = {env_release, NULL};
-    serve_env(&d, env);
-    snprintf(h.url, sizeof h.url, "http://127.0.0.1:%d/v1/bus/jobs.get", d.port);
+    serve_env(d, env);
+    snprintf(h->url, sizeof h->url, "http://127.0.0.1:%d/v1/bus/jobs.get", d->port);
+}
+
+/* A call forwarded to the bus that gets no reply is answered 504 at
+ * [core] request_timeout_ms, also when nothing else happens on the daemon
+ * (its connection is the only one, and busy): the acceptor, which answers
+ * past deadlines, must wake for it although no other event comes. The
+ * client waits 30 s (ah_t_http), 60 times the bound; the plugin's own
+ * bound is 600 s. */
+START_TEST(test_forwarded_call_times_out_on_idle_daemon)
+{
+    daemon_t d;
+    hang_req h;
+    char never[1100];
+    tarpit_daemon(&d, "request_timeout_ms = 500\n", &h, never, sizeof never);
+    const char *hdr[] = {h.auth, "X-Connection: pit", "Content-Type: application/json", NULL};
+    char *out = NULL;
+    long st = ah_t_http("POST", h.url, hdr, "{\"job_id\":\"x\"}", &out);
+    ck_assert_msg(st == 504, "status %ld (%s)", st, out != NULL ? out : "no answer");
+    cJSON *j = cJSON_Parse(out);
+    const cJSON *code = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "code");
+    ck_assert_msg(cJSON_IsString(code) && strcmp(code->valuestring, "timeout") == 0, "%s", out);
+    cJSON_Delete(j);
+    free(out);
+    /* The call itself still waits in the plugin: release it, or the stop
+     * would wait for it. */
+    ck_assert_int_eq(ah_t_write_file(never, "go"), 0);
+    daemon_close(&d);
+}
+END_TEST
+
+START_TEST(test_plugin_process_ends_with_daemon)
+{
+    daemon_t d;
+    hang_req h;
+    char never[1100];
+    tarpit_daemon(&d, "", &h, never, sizeof never);
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, NULL, hang_req_main, &h), 0);
     pid_t plugin = 0;
@@ -808,6 +852,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, test_kill9_loses_no_acknowledged_write);
     tcase_add_test(tc, test_plugin_process_ends_with_daemon);
+    tcase_add_test(tc, test_forwarded_call_times_out_on_idle_daemon);
     tcase_add_test(tc, test_job_exists_holds_under_concurrency);
     tcase_add_test(tc, test_job_exists_holds_under_concurrency_in_process);
     tcase_add_test(tc, test_job_exists_across_instances);
