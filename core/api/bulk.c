@@ -507,6 +507,22 @@ static void run_queued_item(void *arg, const ah_bulk_item_row *it)
         r->others = true; /* claimed by another instance, or this claim was lost */
         return;
     }
+    /* The list was read when the pass began: another instance may have
+     * claimed this chunk since, run it and given it back before this one
+     * took it. Under the claim the item's state holds still: read it. */
+    ah_bulk_item_row now;
+    int rc = r->core->store->ops->bulk_item_get(r->core->store, r->id, it->idx, &now);
+    if (rc == AH_STORE_OK) {
+        bool queued = now.status == NULL || strcmp(now.status, "queued") == 0;
+        ah_bulk_item_row_free(&now);
+        if (!queued)
+            return; /* ran elsewhere */
+    } else if (rc != AH_STORE_NOT_FOUND) {
+        r->others = true; /* the store did not answer: the next round */
+        return;
+    } else {
+        return; /* the job is gone */
+    }
     if (run_item(r->core, &r->cl, r->id, r->tenant_id, r->reject, r->params, it->idx,
                  it->record_id != NULL ? it->record_id : ""))
         r->ran++;

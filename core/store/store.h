@@ -772,6 +772,11 @@ typedef struct ah_store_ops {
                                   int (*make)(void *arg, int64_t n, ah_record_in *in), void *arg,
                                   int64_t *out, int64_t *then_out, bool *put,
                                   ah_upsert_result *res, char **id_out);
+    /* --- appended: a bulk item as it stands ----------------------------- */
+    /** Item idx of job id as stored now (another instance may have run it
+     *  since the caller listed it); AH_STORE_NOT_FOUND when there is none.
+     *  Free with ah_bulk_item_row_free. */
+    int (*bulk_item_get)(ah_store *s, const char *id, int idx, ah_bulk_item_row *out);
 } ah_store_ops;
 
 struct ah_store {

@@ -910,6 +910,77 @@ START_TEST(test_bulk_wait_holds_no_thread)
 }
 END_TEST
 
+/* Issue 14: a bulk job's chunk that another instance ran while this one
+ * was still on an earlier chunk is not run again. The job has 51 items:
+ * chunk 0 (items 0-49) and chunk 1 (item 50). This instance's pass reads
+ * the queued items, takes chunk 0 and hangs on item 0 (the tarpit);
+ * meanwhile "another instance" claims chunk 1, runs item 50 and gives
+ * the claim back (the test stores its outcome and takes no claim: none is
+ * held by then). Released, the pass reaches chunk 1 with item 50 still
+ * queued in its list; it must see the stored outcome and leave it, not
+ * call the provider again and overwrite it. */
+START_TEST(test_bulk_chunk_run_elsewhere_not_rerun)
+{
+    enum { ITEMS = 51 };
+    ah_store *st = F.core->store;
+    ah_conn *c = ah_conn_find(F.core, "acme", "pit1");
+    ck_assert_ptr_nonnull(c);
+    int64_t cid = c->id;
+    ah_conn_release(c);
+    char body[ITEMS * 48 + 64];
+    size_t n = (size_t)snprintf(body, sizeof body, "{\"reason_id\":\"r1\",\"application_ids\":[");
+    for (int i = 0; i < ITEMS; i++) {
+        char rid[16], remote[64], fields[64];
+        snprintf(rid, sizeof rid, "PB-%d", i);
+        snprintf(remote, sizeof remote, "{\"provider_id\":\"%s\"}", rid);
+        snprintf(fields, sizeof fields, "{\"name\":\"application %s\"}", rid);
+        ah_record_in app = {"application", rid, "2024-03-01T00:00:00Z", remote, fields};
+        char *aid = NULL;
+        ck_assert_int_eq(st->ops->records_upsert(st, cid, &app, 1, NULL, NULL, NULL, &aid), 0);
+        ck_assert_ptr_nonnull(aid);
+        n += (size_t)snprintf(body + n, sizeof body - n, "%s\"%s\"", i ? "," : "", aid);
+        free(aid);
+    }
+    snprintf(body + n, sizeof body - n, "]}");
+    char *out = NULL;
+    ck_assert_int_eq(http("POST", "/v1/applications/bulk-reject", KEY_ACME, NULL, NULL, body,
+                          &out), 202);
+    cJSON *j = cJSON_Parse(out);
+    free(out);
+    const cJSON *id = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "data"), "id");
+    ck_assert(cJSON_IsString(id));
+    char job[96];
+    snprintf(job, sizeof job, "%s", id->valuestring);
+    cJSON_Delete(j);
+    WAIT_FOR(tarpit_inflight() == 1, "item 0 hanging on the tarpit");
+    /* Another instance ran chunk 1 meanwhile. */
+    ck_assert_int_eq(st->ops->bulk_item_set(st, job, 50, "failed", "ran_elsewhere",
+                                            "another instance's outcome"),
+                     AH_STORE_OK);
+    ck_assert_int_eq(ah_t_write_file(F.release, "go"), 0);
+    char path[160];
+    snprintf(path, sizeof path, "/v1/bulk/%s", job);
+    bool done = false;
+    for (int waited = 0; !done; waited++) {
+        ck_assert_msg(waited < 3000, "the bulk job never ended");
+        ck_assert_int_eq(http("GET", path, KEY_ACME, NULL, NULL, NULL, &out), 200);
+        done = strstr(out, "\"status\":\"done\"") != NULL;
+        free(out);
+        if (!done)
+            usleep(10000);
+    }
+    ah_bulk_item_row it;
+    ck_assert_int_eq(st->ops->bulk_item_get(st, job, 50, &it), AH_STORE_OK);
+    ck_assert_str_eq(it.status, "failed");
+    ck_assert_str_eq(it.error_code, "ran_elsewhere");
+    ah_bulk_item_row_free(&it);
+    ck_assert_int_eq(st->ops->bulk_item_get(st, job, 49, &it), AH_STORE_OK);
+    ck_assert_str_eq(it.status, "succeeded");
+    ah_bulk_item_row_free(&it);
+    ck_assert_int_eq(st->ops->bulk_item_get(st, job, ITEMS, &it), AH_STORE_NOT_FOUND);
+}
+END_TEST
+
 /* One statement on the test's own PostgreSQL connection. */
 static void pg_exec(PGconn *pg, const char *sql)
 {
@@ -1139,6 +1210,7 @@ static Suite *fairness_suite(void)
     tcase_add_test(tc, test_store_reads_off_http_threads);
     tcase_add_test(tc, test_admin_store_off_listener_thread);
     tcase_add_test(tc, test_bulk_wait_holds_no_thread);
+    tcase_add_test(tc, test_bulk_chunk_run_elsewhere_not_rerun);
     tcase_add_test(tc, test_store_busy_pg);
     suite_add_tcase(s, tc);
     TCase *tc1 = tcase_create("configured");

@@ -24,6 +24,7 @@ static const char *const q_sql[P_COUNT] = {
                             "AND status = 'queued' ORDER BY idx",
     [P_BULK_PRIOR] = "SELECT " ITEM_COLS " FROM bulk_items WHERE job_id = $1 AND record_id = $2 "
                      "AND idx < $3 AND status <> 'queued' ORDER BY idx LIMIT 1",
+    [P_BULK_ITEM_GET] = "SELECT " ITEM_COLS " FROM bulk_items WHERE job_id = $1 AND idx = $2",
     [P_BULK_ITEM_SET] = "UPDATE bulk_items SET status = $3, error_code = $4, error_message = $5, "
                         "operation = $6 WHERE job_id = $1 AND idx = $2",
     [P_BULK_SETTLE] = "UPDATE bulk_items SET status = $2, error_code = $3, error_message = $4 "
@@ -189,6 +190,21 @@ int ah_pg_bulk_items(ah_store *st, const char *id, bool queued_only, ah_bulk_ite
     return rc;
 }
 
+/* One item (statement q, prepared as `name`; parameters p) into *out. */
+static int bulk_item_one(ah_pg_store *s, const char *name, int q, const ah_pg_params *p,
+                         ah_bulk_item_row *out, const char *what)
+{
+    int rc;
+    ah_pg_lock(s);
+    PGresult *r = ah_pg_run(s, name, &s->prepared[q], q_sql[q], p, what, &rc);
+    if (r != NULL) {
+        rc = ah_pg_one(s, r, out, fill_bulk_item, bulk_item_free_v, what);
+        PQclear(r);
+    }
+    ah_pg_unlock(s);
+    return rc;
+}
+
 int ah_pg_bulk_item_prior(ah_store *st, const char *id, const char *record_id, int before_idx,
                           ah_bulk_item_row *out)
 {
@@ -200,15 +216,21 @@ int ah_pg_bulk_item_prior(ah_store *st, const char *id, const char *record_id, i
     ah_pg_p_text(&p, id);
     ah_pg_p_text(&p, record_id);
     ah_pg_p_int(&p, before_idx);
-    int rc;
-    ah_pg_lock(s);
-    PGresult *r = AH_PG_RUN(s, P_BULK_PRIOR, &p, "bulk_item_prior", &rc);
-    if (r != NULL) {
-        rc = ah_pg_one(s, r, out, fill_bulk_item, bulk_item_free_v, "bulk_item_prior");
-        PQclear(r);
-    }
-    ah_pg_unlock(s);
-    return rc;
+    return bulk_item_one(s, AH_PG_QNAME(P_BULK_PRIOR), P_BULK_PRIOR, &p, out,
+                         "bulk_item_prior");
+}
+
+int ah_pg_bulk_item_get(ah_store *st, const char *id, int idx, ah_bulk_item_row *out)
+{
+    ah_pg_store *s = ah_pg(st);
+    if (id == NULL || out == NULL)
+        return AH_STORE_ERR;
+    memset(out, 0, sizeof *out);
+    ah_pg_params p = {0};
+    ah_pg_p_text(&p, id);
+    ah_pg_p_int(&p, idx);
+    return bulk_item_one(s, AH_PG_QNAME(P_BULK_ITEM_GET), P_BULK_ITEM_GET, &p, out,
+                         "bulk_item_get");
 }
 
 int ah_pg_bulk_item_set(ah_store *st, const char *id, int idx, const char *status,

@@ -503,6 +503,7 @@ const ah_store_ops ah_pg_ops = {
     .instance_remove = ah_pg_instance_remove,
     .lease_list = ah_pg_lease_list,
     .lease_prune = ah_pg_lease_prune,
+    .bulk_item_get = ah_pg_bulk_item_get,
 };
 
 /* NOTICEs (e.g. "relation already exists, skipping") are not errors. */

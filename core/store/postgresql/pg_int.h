@@ -109,6 +109,7 @@ typedef enum {
     P_BULK_ITEMS,
     P_BULK_ITEMS_QUEUED,
     P_BULK_PRIOR,
+    P_BULK_ITEM_GET,
     P_BULK_ITEM_SET,
     P_REC_MARKS,
     P_REC_MARK_DEL,
@@ -584,6 +585,7 @@ int ah_pg_bulk_next(ah_store *st, ah_bulk_job_row *out);
 int ah_pg_bulk_set_status(ah_store *st, const char *id, const char *status,
                           const char *finished_at);
 int ah_pg_bulk_items(ah_store *st, const char *id, bool queued_only, ah_bulk_item_cb cb, void *arg);
+int ah_pg_bulk_item_get(ah_store *st, const char *id, int idx, ah_bulk_item_row *out);
 int ah_pg_bulk_item_prior(ah_store *st, const char *id, const char *record_id, int before_idx,
                           ah_bulk_item_row *out);
 int ah_pg_bulk_item_set(ah_store *st, const char *id, int idx, const char *status,

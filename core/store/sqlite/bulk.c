@@ -25,6 +25,7 @@ static const char *const q_sql[Q_COUNT] = {
                             "AND status = 'queued' ORDER BY idx",
     [Q_BULK_PRIOR] = "SELECT " ITEM_COLS " FROM bulk_items WHERE job_id = ?1 AND record_id = ?2 "
                      "AND idx < ?3 AND status <> 'queued' ORDER BY idx LIMIT 1",
+    [Q_BULK_ITEM_GET] = "SELECT " ITEM_COLS " FROM bulk_items WHERE job_id = ?1 AND idx = ?2",
     [Q_BULK_ITEM_SET] = "UPDATE bulk_items SET status = ?3, error_code = ?4, error_message = ?5, "
                         "operation = ?6 WHERE job_id = ?1 AND idx = ?2",
     [Q_BULK_SETTLE] = "UPDATE bulk_items SET status = ?2, error_code = ?3, error_message = ?4 "
@@ -193,25 +194,44 @@ int ah_sq_bulk_items(ah_store *st, const char *id, bool queued_only, ah_bulk_ite
     return rc;
 }
 
-int ah_sq_bulk_item_prior(ah_store *st, const char *id, const char *record_id, int before_idx,
-                          ah_bulk_item_row *out)
+/* One item of job id: at idx (record_id NULL), or the first before idx
+ * for record_id that is no longer queued. */
+static int bulk_item_one(ah_store *st, const char *id, const char *record_id, int idx,
+                         ah_bulk_item_row *out, const char *what)
 {
     ah_sq_store *s = ah_sq(st);
-    if (id == NULL || record_id == NULL || out == NULL)
+    if (id == NULL || out == NULL)
         return AH_STORE_ERR;
     memset(out, 0, sizeof *out);
     ah_sq_lock(s);
     int rc = AH_STORE_ERR;
-    sqlite3_stmt *q = AH_SQ_GET(s, Q_BULK_PRIOR);
+    sqlite3_stmt *q = AH_SQ_GET(s, record_id != NULL ? Q_BULK_PRIOR : Q_BULK_ITEM_GET);
     if (q != NULL) {
         ah_sq_bind_text(q, 1, id);
-        ah_sq_bind_text(q, 2, record_id);
-        sqlite3_bind_int(q, 3, before_idx);
-        rc = ah_sq_get_one(s, q, out, fill_bulk_item, bulk_item_free_v, "bulk_item_prior");
+        if (record_id != NULL) {
+            ah_sq_bind_text(q, 2, record_id);
+            sqlite3_bind_int(q, 3, idx);
+        } else {
+            sqlite3_bind_int(q, 2, idx);
+        }
+        rc = ah_sq_get_one(s, q, out, fill_bulk_item, bulk_item_free_v, what);
         ah_sq_done(q);
     }
     ah_sq_unlock(s);
     return rc;
+}
+
+int ah_sq_bulk_item_prior(ah_store *st, const char *id, const char *record_id, int before_idx,
+                          ah_bulk_item_row *out)
+{
+    if (record_id == NULL)
+        return AH_STORE_ERR;
+    return bulk_item_one(st, id, record_id, before_idx, out, "bulk_item_prior");
+}
+
+int ah_sq_bulk_item_get(ah_store *st, const char *id, int idx, ah_bulk_item_row *out)
+{
+    return bulk_item_one(st, id, NULL, idx, out, "bulk_item_get");
 }
 
 int ah_sq_bulk_item_set(ah_store *st, const char *id, int idx, const char *status,

@@ -643,6 +643,7 @@ const ah_store_ops ah_sq_ops = {
     .instance_remove = ah_sq_instance_remove,
     .lease_list = ah_sq_lease_list,
     .lease_prune = ah_sq_lease_prune,
+    .bulk_item_get = ah_sq_bulk_item_get,
 };
 
 static int journal_mode_cb(void *arg, int ncol, char **vals, char **names)

@@ -110,6 +110,7 @@ typedef enum {
     Q_BULK_ITEMS,
     Q_BULK_ITEMS_QUEUED,
     Q_BULK_PRIOR,
+    Q_BULK_ITEM_GET,
     Q_BULK_ITEM_SET,
     Q_REC_MARKS,
     Q_REC_MARK_DEL,
@@ -466,6 +467,7 @@ int ah_sq_bulk_next(ah_store *st, ah_bulk_job_row *out);
 int ah_sq_bulk_set_status(ah_store *st, const char *id, const char *status,
                           const char *finished_at);
 int ah_sq_bulk_items(ah_store *st, const char *id, bool queued_only, ah_bulk_item_cb cb, void *arg);
+int ah_sq_bulk_item_get(ah_store *st, const char *id, int idx, ah_bulk_item_row *out);
 int ah_sq_bulk_item_prior(ah_store *st, const char *id, const char *record_id, int before_idx,
                           ah_bulk_item_row *out);
 int ah_sq_bulk_item_set(ah_store *st, const char *id, int idx, const char *status,
