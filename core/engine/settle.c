@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "claims.h"
 #include "conns.h"
 #include "core.h"
 #include "events.h"
@@ -78,7 +79,7 @@ static bool record_settled(ah_core *core, ah_conn *c, const pending *p, const ch
     return rc == AH_STORE_OK && res != AH_REC_UNCHANGED;
 }
 
-static int settle_one(ah_core *core, ah_conn *c, const pending *p)
+static int settle_one(ah_core *core, ah_conn *c, ah_claim *cl, const pending *p)
 {
     cJSON *raw = cJSON_Parse(p->raw), *fields = cJSON_Parse(p->fields);
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(fields, "state");
@@ -112,8 +113,15 @@ static int settle_one(ah_core *core, ah_conn *c, const pending *p)
                topic->valuestring, p->operation, r.message != NULL ? r.message : r.code);
     }
     ah_reply_free(&r);
-    if (state != NULL && answer != NULL &&
-        record_settled(core, c, p, topic->valuestring, state, status, answer)) {
+    /* What settles it commits under the claim (fenced): an instance whose
+     * claim was taken over meanwhile (a provider's slow answer) stores and
+     * publishes nothing; the one that holds it now asks again. */
+    bool fenced = state != NULL && answer != NULL && ah_claim_begin(core, cl) == 0;
+    if (state != NULL && answer != NULL && !fenced)
+        ah_log(&core->log, AH_LOG_INFO, "settle",
+               "%s/%s: %s (operation %s): another instance settles this connection's writes "
+               "now", c->tenant, c->name, topic->valuestring, p->operation);
+    if (fenced && record_settled(core, c, p, topic->valuestring, state, status, answer)) {
         cJSON *ev = cJSON_CreateObject();
         cJSON_AddStringToObject(ev, "operation", p->operation);
         cJSON_AddStringToObject(ev, "topic", topic->valuestring);
@@ -140,6 +148,13 @@ static int settle_one(ah_core *core, ah_conn *c, const pending *p)
                    c->tenant, c->name, p->operation);
         settled = 1;
     }
+    if (fenced && ah_claim_end(core, cl, true) != 0) {
+        ah_log(&core->log, AH_LOG_WARN, "settle",
+               "%s/%s: %s (operation %s): its settling was not committed (the claim was "
+               "lost, or the store failed); it is settled again later",
+               c->tenant, c->name, topic->valuestring, p->operation);
+        settled = 0;
+    }
     cJSON_Delete(answer);
 done:
     cJSON_Delete(raw);
@@ -147,9 +162,12 @@ done:
     return settled;
 }
 
-/* Two syncs of one connection (the schedule and `atshub sync`) must not
- * both settle one write: each would publish its event. Settling is rare and
- * short (one read per kept write), so one lock for the process is enough. */
+/* Two syncs of one connection (the schedule and `atshub sync`, or two
+ * instances on one store) must not both settle one write: each would
+ * publish its event. In this process one lock serialises them (settling is
+ * rare and short: one read per kept write); across instances, the claim
+ * settle:<connection> (claims.h): the instance that does not get it leaves
+ * the connection's writes to the one that has it. */
 static pthread_mutex_t settle_mu = PTHREAD_MUTEX_INITIALIZER;
 
 int ah_settle_unknown(ah_core *core, ah_conn *c)
@@ -171,10 +189,15 @@ int ah_settle_unknown(ah_core *core, ah_conn *c)
     if (rc == AH_STORE_OK && l->n > 0) {
         pthread_mutex_lock(&settle_mu);
         pending_free(l);
-        /* Read again under the lock: another sync may have settled some. */
-        rc = core->store->ops->record_query(core->store, &q, collect, l);
-        for (int i = 0; rc == AH_STORE_OK && i < l->n; i++)
-            settled += settle_one(core, c, &l->v[i]);
+        ah_claim cl = {0};
+        if (ah_claim_take(core, &cl, "settle:%lld", (long long)c->id)) {
+            /* Read again under the lock and claim: another sync may have
+             * settled some. */
+            rc = core->store->ops->record_query(core->store, &q, collect, l);
+            for (int i = 0; rc == AH_STORE_OK && i < l->n; i++)
+                settled += settle_one(core, c, &cl, &l->v[i]);
+            ah_claim_give_back(core, &cl);
+        }
         pthread_mutex_unlock(&settle_mu);
     }
     pending_free(l);

@@ -588,6 +588,24 @@ START_TEST(next_sync_settles_unknown)
     ck_assert_int_eq(cJSON_GetArraySize(ev), 0);
     cJSON_Delete(ev);
 
+    /* Another instance on the store holds the connection's settle claim
+     * (it is settling its writes): this sync leaves them to it. */
+    ah_store *st = f.core->store;
+    ah_conn *mc = ah_conn_find(f.core, "acme", "main");
+    ck_assert_ptr_nonnull(mc);
+    char claim[64];
+    snprintf(claim, sizeof claim, "settle:%lld", (long long)mc->id);
+    ah_conn_release(mc);
+    const char *names[] = {claim};
+    int64_t token = 0;
+    ck_assert_int_eq(st->ops->lease_claim(st, names, 1, "another-instance", 600000, &token), 0);
+    ck_assert_int_gt(token, 0);
+    e_sync(&f);
+    ev = settled_events(&f);
+    ck_assert_int_eq(cJSON_GetArraySize(ev), 0);
+    cJSON_Delete(ev);
+    ck_assert_int_eq(st->ops->lease_release(st, claim, token), 0);
+
     e_sync(&f);
     ev = settled_events(&f);
     ck_assert_int_eq(cJSON_GetArraySize(ev), 1);
