@@ -549,8 +549,13 @@ int ah_ops_follow_changes(ah_core *core)
     bool conns = false;
     for (;;) {
         change_batch b = {.me = core->instance, .last = core->change_seen};
-        if (st->ops->change_after(st, core->change_seen, 100, on_change, &b) != AH_STORE_OK)
+        if (st->ops->change_after(st, core->change_seen, 100, on_change, &b) != AH_STORE_OK) {
+            /* An earlier batch moved change_seen past changes of tenants
+             * or connections: act on them now, they are not read again. */
+            if (conns)
+                ah_conns_reload(core);
             return -1;
+        }
         core->change_seen = b.last;
         conns = conns || b.conns;
         for (int i = 0; i < b.nreload; i++) {
