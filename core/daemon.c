@@ -91,7 +91,7 @@ static void instance_beat(ah_core *core)
                "(the store failed); retried shortly");
 }
 
-/* How often the ticker prunes the event log past its retention. */
+/* How often the pruner prunes what is past its retention. */
 #define AH_PRUNE_EVERY_S 60
 
 static long mono_seconds(void)
@@ -119,17 +119,46 @@ void ah_daemon_prune(ah_core *core)
     (void)core->store->ops->lease_prune(core->store, "bulk:", 86400000, NULL);
 }
 
+/* Every minute, on a thread of its own: a prune of a busy store's logs
+ * takes seconds (batches of rows), which on the ticker held up following
+ * other instances' changes, the heartbeat and the deliveries' kicks. One
+ * instance of those on a store at a time (the claim "prune"): the others'
+ * batches would only wait on its row locks. */
+static void *pruner_main(void *arg)
+{
+    (void)pthread_setname_np(pthread_self(), "ah-prune"); /* top -H, perf */
+    ah_core *core = arg;
+    long next = mono_seconds() + 1; /* the first soon after the start, as before */
+    pthread_mutex_lock(&core->tick_lock);
+    while (!core->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&core->tick_cond, &core->tick_lock, &ts);
+        if (core->stopping || mono_seconds() < next)
+            continue;
+        next = mono_seconds() + AH_PRUNE_EVERY_S;
+        pthread_mutex_unlock(&core->tick_lock);
+        ah_claim cl = {0};
+        if (ah_claim_take(core, &cl, "prune")) {
+            ah_daemon_prune(core);
+            ah_claim_give_back(core, &cl);
+        }
+        pthread_mutex_lock(&core->tick_lock);
+    }
+    pthread_mutex_unlock(&core->tick_lock);
+    return NULL;
+}
+
 /* Every second: picks up changes other processes committed, retires idle
- * contexts of swapped-out generations, kicks due deliveries (to plugins and
- * to the product's webhooks) and, every minute, prunes the event log and
- * the webhook delivery log. Nothing here may wait on the network: a
+ * contexts of swapped-out generations and kicks due deliveries (to plugins
+ * and to the product's webhooks). Nothing here may wait on the network: a
  * removed tenant's key works until the next reload, so webhooks are only
  * handed to their own pool (ah_webhooks_tick returns at once). */
 static void *ticker_main(void *arg)
 {
     (void)pthread_setname_np(pthread_self(), "ah-ticker"); /* top -H, perf */
     ah_core *core = arg;
-    long last_prune = mono_seconds() - AH_PRUNE_EVERY_S;
     long beat_every = (long)(ah_claim_ttl(core) / 3000);
     long last_beat = mono_seconds();
     pthread_mutex_lock(&core->tick_lock);
@@ -155,10 +184,6 @@ static void *ticker_main(void *arg)
         ah_ops_retire_contexts(core);
         ah_events_tick(core);
         ah_webhooks_tick(core);
-        if (mono_seconds() - last_prune >= AH_PRUNE_EVERY_S) {
-            last_prune = mono_seconds();
-            ah_daemon_prune(core);
-        }
     }
     pthread_mutex_unlock(&core->tick_lock);
     return NULL;
@@ -256,6 +281,11 @@ int ah_daemon_start(ah_core *core, char *err, size_t errlen)
         return -1;
     }
     core->ticker_running = true;
+    if (pthread_create(&core->pruner, NULL, pruner_main, core) != 0) {
+        snprintf(err, errlen, "cannot start the pruner thread");
+        return -1;
+    }
+    core->pruner_running = true;
     if (ah_sync_scheduler_start(core, err, errlen) != 0)
         return -1;
     if (ah_bulk_start(core, err, errlen) != 0)
@@ -282,6 +312,10 @@ void ah_daemon_stop(ah_core *core)
         pthread_mutex_unlock(&core->tick_lock);
         pthread_join(core->ticker, NULL);
         core->ticker_running = false;
+    }
+    if (core->pruner_running) { /* woken with the ticker */
+        pthread_join(core->pruner, NULL);
+        core->pruner_running = false;
     }
     /* After the ticker that feeds it; a delivery under way ends first. */
     ah_webhooks_stop(core);

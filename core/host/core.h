@@ -126,6 +126,8 @@ struct ah_core {
 
     pthread_t ticker;     /* reloads connections when the store changes */
     bool ticker_running;
+    pthread_t pruner;     /* prunes past retention, off the ticker (daemon.c) */
+    bool pruner_running;
     pthread_mutex_t tick_lock;
     pthread_cond_t tick_cond;
     bool stopping;
