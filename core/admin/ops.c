@@ -551,7 +551,8 @@ int ah_ops_follow_changes(ah_core *core)
         change_batch b = {.me = core->instance, .last = core->change_seen};
         if (st->ops->change_after(st, core->change_seen, 100, on_change, &b) != AH_STORE_OK) {
             /* An earlier batch moved change_seen past changes of tenants
-             * or connections: act on them now, they are not read again. */
+             * or connections: act on them now (the log is not read below
+             * change_seen again). */
             if (conns)
                 ah_conns_reload(core);
             return -1;

@@ -523,6 +523,13 @@ static void run_queued_item(void *arg, const ah_bulk_item_row *it)
     } else {
         return; /* the job is gone */
     }
+    /* Renewed before the provider acts (a chunk's items take as long as
+     * their calls): an instance whose claim was taken over meanwhile sends
+     * nothing more. */
+    if (!ah_claim_renew(r->core, &r->cl)) {
+        r->others = true;
+        return;
+    }
     if (run_item(r->core, &r->cl, r->id, r->tenant_id, r->reject, r->params, it->idx,
                  it->record_id != NULL ? it->record_id : ""))
         r->ran++;

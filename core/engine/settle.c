@@ -119,8 +119,9 @@ static int settle_one(ah_core *core, ah_conn *c, ah_claim *cl, const pending *p)
     bool fenced = state != NULL && answer != NULL && ah_claim_begin(core, cl) == 0;
     if (state != NULL && answer != NULL && !fenced)
         ah_log(&core->log, AH_LOG_INFO, "settle",
-               "%s/%s: %s (operation %s): another instance settles this connection's writes "
-               "now", c->tenant, c->name, topic->valuestring, p->operation);
+               "%s/%s: %s (operation %s): not settled here (the claim went to another "
+               "instance, or the store failed); settled later", c->tenant, c->name,
+               topic->valuestring, p->operation);
     if (fenced && record_settled(core, c, p, topic->valuestring, state, status, answer)) {
         cJSON *ev = cJSON_CreateObject();
         cJSON_AddStringToObject(ev, "operation", p->operation);
@@ -194,7 +195,9 @@ int ah_settle_unknown(ah_core *core, ah_conn *c)
             /* Read again under the lock and claim: another sync may have
              * settled some. */
             rc = core->store->ops->record_query(core->store, &q, collect, l);
-            for (int i = 0; rc == AH_STORE_OK && i < l->n; i++)
+            /* Renewed before each question to the provider (slow answers
+             * would outlast it); lost, the rest is left to its new holder. */
+            for (int i = 0; rc == AH_STORE_OK && i < l->n && ah_claim_renew(core, &cl); i++)
                 settled += settle_one(core, c, &cl, &l->v[i]);
             ah_claim_give_back(core, &cl);
         }

@@ -274,6 +274,13 @@ static void deliver_pending(ah_core *core, int64_t conn_id, const cJSON *body)
             ah_delivery_row_free(&d);
             break;
         }
+        /* The claim may be the tick's, taken before this lane came to it:
+         * renewed (or found taken over) before the plugin acts, not only
+         * when its outcome is stored. */
+        if (!ah_claim_renew(core, &cl)) {
+            ah_delivery_row_free(&d);
+            break;
+        }
         char err[600];
         bool ok = deliver_one(core, c, &d, err, sizeof err) == 0;
         if (ah_claim_begin(core, &cl) != 0) {

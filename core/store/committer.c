@@ -270,10 +270,17 @@ static void *committer_main(void *arg)
             /* Someone waits for the open group: let it grow while requests
              * keep arriving, then commit it. While this COMMIT is written,
              * new requests gather in the next group. */
+            uint64_t ended = c->ended_upto;
             c->busy = let_group_grow(c);
-            pthread_mutex_unlock(&c->mu);
-            (void)c->store->ops->group_commit(c->store);
-            pthread_mutex_lock(&c->mu);
+            if (c->ended_upto == ended) {
+                pthread_mutex_unlock(&c->mu);
+                (void)c->store->ops->group_commit(c->store);
+                pthread_mutex_lock(&c->mu);
+            }
+            /* Else a store call ended the group meanwhile (ah_pg_group_begin
+             * before waiting for a tenant, a call outside a scope): its
+             * answers go out now, not after whatever that call does next
+             * with the store's lock held (group_commit would wait for it). */
             ready = take_ready_locked(c, &more);
         }
         pthread_mutex_unlock(&c->mu);

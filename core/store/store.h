@@ -591,7 +591,9 @@ typedef struct ah_store_ops {
      *  tenant another process's group holds makes the open group commit
      *  first (the scope gets the next group's id), and the new group
      *  waits for it holding nothing, so two groups never wait on each
-     *  other. */
+     *  other for a tenant (an event of another tenant than the scope's,
+     *  and writers outside groups, still take a tenant's lock when they
+     *  add its events). */
     int (*group_begin)(ah_store *s, int64_t tenant_id, uint64_t *group_out);
     /** Commits the open group transaction (none open: nothing to do). The
      *  listener learns the outcome. Not from inside a scope. */
