@@ -119,6 +119,16 @@ void ah_daemon_prune(ah_core *core)
     (void)core->store->ops->lease_prune(core->store, "bulk:", 86400000, NULL);
 }
 
+/* Waits a second on the ticks' condition, or until the stop wakes it
+ * (caller holds tick_lock). */
+static void tick_wait(ah_core *core)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 1;
+    pthread_cond_timedwait(&core->tick_cond, &core->tick_lock, &ts);
+}
+
 /* Every minute, on a thread of its own: a prune of a busy store's logs
  * takes seconds (batches of rows), which on the ticker held up following
  * other instances' changes, the heartbeat and the deliveries' kicks. One
@@ -131,10 +141,7 @@ static void *pruner_main(void *arg)
     long next = mono_seconds() + 1; /* the first soon after the start, as before */
     pthread_mutex_lock(&core->tick_lock);
     while (!core->stopping) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 1;
-        pthread_cond_timedwait(&core->tick_cond, &core->tick_lock, &ts);
+        tick_wait(core);
         if (core->stopping || mono_seconds() < next)
             continue;
         next = mono_seconds() + AH_PRUNE_EVERY_S;
@@ -163,10 +170,7 @@ static void *ticker_main(void *arg)
     long last_beat = mono_seconds();
     pthread_mutex_lock(&core->tick_lock);
     while (!core->stopping) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 1;
-        pthread_cond_timedwait(&core->tick_cond, &core->tick_lock, &ts);
+        tick_wait(core);
         if (core->stopping)
             break;
         /* Another process (the CLI) committed: pick up its changes. */

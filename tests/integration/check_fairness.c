@@ -840,6 +840,16 @@ START_TEST(test_admin_store_off_listener_thread)
 }
 END_TEST
 
+/* The store id of a connection the fixture made. */
+static int64_t conn_id(const char *tenant, const char *name)
+{
+    ah_conn *c = ah_conn_find(F.core, tenant, name);
+    ck_assert_ptr_nonnull(c);
+    int64_t id = c->id;
+    ah_conn_release(c);
+    return id;
+}
+
 /* Issue 13: bulk-reject?wait=true waits for its bulk job without holding a
  * thread. acme sends 4 of them (one with an Idempotency-Key) for an
  * application on a tarpit connection, whose reject hangs: the bulk worker
@@ -852,10 +862,7 @@ START_TEST(test_bulk_wait_holds_no_thread)
 {
     enum { WAITS = 4 };
     ah_store *st = F.core->store;
-    ah_conn *c = ah_conn_find(F.core, "acme", "pit1");
-    ck_assert_ptr_nonnull(c);
-    int64_t cid = c->id;
-    ah_conn_release(c);
+    int64_t cid = conn_id("acme", "pit1");
     ah_record_in app = {"application", "PA-1", "2024-03-01T00:00:00Z",
                         "{\"provider_id\":\"PA-1\"}", "{\"name\":\"application PA-1\"}"};
     char *aid = NULL;
@@ -923,10 +930,7 @@ START_TEST(test_bulk_chunk_run_elsewhere_not_rerun)
 {
     enum { ITEMS = 51 };
     ah_store *st = F.core->store;
-    ah_conn *c = ah_conn_find(F.core, "acme", "pit1");
-    ck_assert_ptr_nonnull(c);
-    int64_t cid = c->id;
-    ah_conn_release(c);
+    int64_t cid = conn_id("acme", "pit1");
     char body[ITEMS * 48 + 64];
     size_t n = (size_t)snprintf(body, sizeof body, "{\"reason_id\":\"r1\",\"application_ids\":[");
     for (int i = 0; i < ITEMS; i++) {

@@ -166,6 +166,16 @@ static void second_instance(daemon_t *d, daemon_t *b)
     serve(b);
 }
 
+/* Stops a second_instance (its folder is the first's). */
+static void second_instance_close(daemon_t *b)
+{
+    if (b->pid > 0)
+        ck_assert_int_eq(ah_t_stop(b->pid, SIGTERM), 0);
+    close(b->errfd);
+    free(b->dir);
+    free(b->ini);
+}
+
 static void daemon_close(daemon_t *d)
 {
     if (d->pid > 0)
@@ -649,11 +659,7 @@ START_TEST(test_job_exists_across_instances)
                       "round %d: %d created, %d JOB_EXISTS, %d other", round,
                       atomic_load(&r.ok), atomic_load(&r.exists), atomic_load(&r.other));
     }
-    if (b.pid > 0)
-        ck_assert_int_eq(ah_t_stop(b.pid, SIGTERM), 0);
-    close(b.errfd);
-    free(b.dir);
-    free(b.ini);
+    second_instance_close(&b);
     daemon_close(&d);
 }
 END_TEST
@@ -744,11 +750,7 @@ START_TEST(test_two_instances_serve_two_tenants)
         for (int i = 1; i < n; i++)
             ck_assert_str_ne(x.ids[t][i], x.ids[t][i - 1]);
     }
-    if (b.pid > 0)
-        ck_assert_int_eq(ah_t_stop(b.pid, SIGTERM), 0);
-    close(b.errfd);
-    free(b.dir);
-    free(b.ini);
+    second_instance_close(&b);
     daemon_close(&d);
 }
 END_TEST
