@@ -224,8 +224,16 @@ static int get_row(ah_core *core, const char *tenant, const char *name, ah_conne
     return 0;
 }
 
-/* Builds and stores new settings text for row. `creating` regenerates the
- * generated settings absent from `existing` into `generated`. */
+/* store_settings: the stored settings changed since row was read
+ * (another operator, instance or plugin call): read again, apply again. */
+#define SETTINGS_CHANGED 1
+/* How often a change is applied again before it gives up. */
+#define SETTINGS_TRIES 5
+
+/* Builds and stores new settings text for row, only if the stored
+ * settings are still row's (else SETTINGS_CHANGED, nothing stored).
+ * `creating` regenerates the generated settings absent from `existing`
+ * into `generated`. */
 static int store_settings(ah_core *core, const ah_connection_row *row, cJSON *existing,
                           const cJSON *input, bool creating, cJSON *generated, ah_ops_err *e)
 {
@@ -238,18 +246,31 @@ static int store_settings(ah_core *core, const ah_connection_row *row, cJSON *ex
     if (ah_settings_build(core, gen->desc->settings, row->plugin, existing, input, creating,
                           generated, &text, err, sizeof err) != 0)
         rc = ops_fail(e, "invalid_settings", "%s", err);
-    else if (core->store->ops->connection_update(core->store, row->id, text) != 0)
+    else if ((rc = core->store->ops->connection_update(core->store, row->id, text,
+                                                        row->settings != NULL ? row->settings
+                                                                              : "{}")) ==
+             AH_STORE_EXISTS)
+        rc = SETTINGS_CHANGED;
+    else if (rc != 0)
         rc = ops_fail(e, "store_error", "cannot update connection '%s'", row->name);
     free(text);
     ah_generation_release(gen);
     return rc;
 }
 
-int ah_ops_connection_set(ah_core *core, const char *tenant, const char *name,
-                          const cJSON *settings, ah_ops_err *e)
+/* A change that met SETTINGS_CHANGED every time: another writer kept
+ * changing the connection. */
+static int settings_outcome(int rc, const char *name, ah_ops_err *e)
 {
-    if (check_input(settings, e) != 0)
-        return -1;
+    if (rc == SETTINGS_CHANGED)
+        return ops_fail(e, "conflict", "connection '%s' was changed by another writer %d times "
+                        "while this change was applied; try again", name, SETTINGS_TRIES);
+    return rc;
+}
+
+static int connection_set_once(ah_core *core, const char *tenant, const char *name,
+                               const cJSON *settings, ah_ops_err *e)
+{
     ah_connection_row row;
     if (get_row(core, tenant, name, &row, e) != 0)
         return -1;
@@ -263,8 +284,22 @@ int ah_ops_connection_set(ah_core *core, const char *tenant, const char *name,
     return rc;
 }
 
-int ah_ops_connection_rotate(ah_core *core, const char *tenant, const char *name,
-                             const char *key, cJSON **out, ah_ops_err *e)
+/* The stored settings are read, changed and stored only if still as read
+ * (connection_update's expected text): a change another operator,
+ * instance or plugin call stored meanwhile is read and kept, not undone. */
+int ah_ops_connection_set(ah_core *core, const char *tenant, const char *name,
+                          const cJSON *settings, ah_ops_err *e)
+{
+    if (check_input(settings, e) != 0)
+        return -1;
+    int rc = SETTINGS_CHANGED;
+    for (int i = 0; i < SETTINGS_TRIES && rc == SETTINGS_CHANGED; i++)
+        rc = connection_set_once(core, tenant, name, settings, e);
+    return settings_outcome(rc, name, e);
+}
+
+static int connection_rotate_once(ah_core *core, const char *tenant, const char *name,
+                                  const char *key, cJSON **out, ah_ops_err *e)
 {
     ah_connection_row row;
     if (get_row(core, tenant, name, &row, e) != 0)
@@ -305,6 +340,17 @@ int ah_ops_connection_rotate(ah_core *core, const char *tenant, const char *name
     cJSON_Delete(none);
     ah_connection_row_free(&row);
     return rc;
+}
+
+/* As ah_ops_connection_set: a rotation is never undone by, nor undoes, a
+ * change stored meanwhile. */
+int ah_ops_connection_rotate(ah_core *core, const char *tenant, const char *name,
+                             const char *key, cJSON **out, ah_ops_err *e)
+{
+    int rc = SETTINGS_CHANGED;
+    for (int i = 0; i < SETTINGS_TRIES && rc == SETTINGS_CHANGED; i++)
+        rc = connection_rotate_once(core, tenant, name, key, out, e);
+    return settings_outcome(rc, name, e);
 }
 
 int ah_ops_connection_enable(ah_core *core, const char *tenant, const char *name, bool enabled,

@@ -829,9 +829,70 @@ static int host_ct_equal(const char *a, const char *b)
     return a != NULL && b != NULL && ah_ct_streq(a, b) ? 1 : 0;
 }
 
+/* One try of host_settings_update on the stored row: 0 stored, 1 the
+ * stored settings changed since they were read (try again), -1 invalid
+ * (err filled), -2 the store failed. */
+static int settings_update_once(ah_call *call, ah_core_call *cc, const cJSON *changes, char *err,
+                                size_t errlen)
+{
+    ah_core *core = cc->core;
+    const ah_conn *c = call->conn;
+    ah_connection_row row;
+    memset(&row, 0, sizeof row);
+    if (core->store->ops->connection_get(core->store, c->tenant, c->name, &row) != 0) {
+        snprintf(err, errlen, "cannot read connection %s", c->name);
+        return -2;
+    }
+    cJSON *existing = cJSON_Parse(row.settings != NULL ? row.settings : "{}");
+    cJSON *input = cJSON_CreateObject();
+    char *text = NULL;
+    int rc = existing != NULL && input != NULL ? 0 : -1;
+    if (rc != 0)
+        snprintf(err, errlen, "out of memory");
+    const cJSON *it;
+    cJSON_ArrayForEach(it, changes) {
+        if (rc != 0)
+            break;
+        const ah_setting_spec *sp = setting_spec(call, it->string);
+        if (sp == NULL) {
+            snprintf(err, errlen, "plugin '%s' has no setting '%s'", cc->gen->name, it->string);
+            rc = -1;
+        } else if (cJSON_IsNull(it)) {
+            cJSON_DeleteItemFromObjectCaseSensitive(existing, it->string);
+        } else if (cJSON_IsString(it)) {
+            cJSON_AddItemToObject(input, it->string, cJSON_CreateString(it->valuestring));
+        } else {
+            snprintf(err, errlen, "setting '%s' must be a string or null", it->string);
+            rc = -1;
+        }
+    }
+    /* "creating" regenerates the generated settings that are absent: only
+     * the ones removed above. */
+    if (rc == 0)
+        rc = ah_settings_build(core, cc->gen->desc->settings, cc->gen->name, existing, input,
+                               true, NULL, &text, err, errlen);
+    if (rc == 0) {
+        int urc = core->store->ops->connection_update(core->store, row.id, text,
+                                                      row.settings != NULL ? row.settings : "{}");
+        if (urc == AH_STORE_EXISTS) {
+            rc = 1;
+        } else if (urc != AH_STORE_OK) {
+            snprintf(err, errlen, "the store could not save the settings");
+            rc = -2;
+        }
+    }
+    free(text);
+    cJSON_Delete(existing);
+    cJSON_Delete(input);
+    ah_connection_row_free(&row);
+    return rc;
+}
+
 /* Like `atshub connection set` (and `rotate` for null on a generated key),
- * from inside a plugin call: the stored row is re-read so that a concurrent
- * operator change is not overwritten with this call's older view. */
+ * from inside a plugin call: the stored row is read, changed and stored
+ * only if still as read, so that a change an operator (or another
+ * instance) stored meanwhile is kept, not overwritten with this call's
+ * older view; it is read and applied again then. */
 static ah_result host_settings_update(ah_call *call, const cJSON *changes)
 {
     ah_core_call *cc = core_call(call);
@@ -840,47 +901,13 @@ static ah_result host_settings_update(ah_call *call, const cJSON *changes)
     if (!cJSON_IsObject(changes))
         return host_fail(call, AH_E_INTERNAL, 500, "settings_update: changes must be an object");
     ah_core *core = cc->core;
-    const ah_conn *c = call->conn;
-    ah_connection_row row;
-    memset(&row, 0, sizeof row);
-    if (core->store->ops->connection_get(core->store, c->tenant, c->name, &row) != 0)
-        return host_fail(call, "store_unavailable", 500, "cannot read connection %s", c->name);
-    cJSON *existing = cJSON_Parse(row.settings != NULL ? row.settings : "{}");
-    cJSON *input = cJSON_CreateObject();
-    char err[512] = "", *text = NULL;
-    int rc = existing != NULL && input != NULL ? 0 : -1;
-    if (rc != 0)
-        snprintf(err, sizeof err, "out of memory");
-    const cJSON *it;
-    cJSON_ArrayForEach(it, changes) {
-        if (rc != 0)
-            break;
-        const ah_setting_spec *sp = setting_spec(call, it->string);
-        if (sp == NULL) {
-            snprintf(err, sizeof err, "plugin '%s' has no setting '%s'", cc->gen->name, it->string);
-            rc = -1;
-        } else if (cJSON_IsNull(it)) {
-            cJSON_DeleteItemFromObjectCaseSensitive(existing, it->string);
-        } else if (cJSON_IsString(it)) {
-            cJSON_AddItemToObject(input, it->string, cJSON_CreateString(it->valuestring));
-        } else {
-            snprintf(err, sizeof err, "setting '%s' must be a string or null", it->string);
-            rc = -1;
-        }
-    }
-    /* "creating" regenerates the generated settings that are absent: only
-     * the ones removed above. */
-    if (rc == 0)
-        rc = ah_settings_build(core, cc->gen->desc->settings, cc->gen->name, existing, input,
-                               true, NULL, &text, err, sizeof err);
-    if (rc == 0 && core->store->ops->connection_update(core->store, row.id, text) != 0) {
-        snprintf(err, sizeof err, "the store could not save the settings");
-        rc = -2;
-    }
-    free(text);
-    cJSON_Delete(existing);
-    cJSON_Delete(input);
-    ah_connection_row_free(&row);
+    char err[512] = "";
+    int rc = 1;
+    for (int i = 0; i < 5 && rc == 1; i++)
+        rc = settings_update_once(call, cc, changes, err, sizeof err);
+    if (rc == 1)
+        return host_fail(call, AH_E_CONFLICT, 409,
+                         "the connection's settings kept changing meanwhile; try again");
     if (rc != 0)
         return host_fail(call, rc == -2 ? "store_unavailable" : AH_E_INVALID, rc == -2 ? 500 : 400,
                          "%s", err);

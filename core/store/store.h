@@ -337,7 +337,14 @@ typedef struct ah_store_ops {
                           ah_connection_row *out);
     /** tenant NULL: all tenants. */
     int (*connection_list)(ah_store *s, const char *tenant, ah_connection_cb cb, void *arg);
-    int (*connection_update)(ah_store *s, int64_t id, const char *settings_json);
+    /** Stores a connection's settings. expected_json: the settings text
+     *  the caller read and built on; when the stored text is no longer
+     *  that (another writer, another instance, changed it since),
+     *  nothing is stored and AH_STORE_EXISTS says to read again and
+     *  apply the change again. NULL: unconditional. AH_STORE_NOT_FOUND
+     *  when there is no such connection. */
+    int (*connection_update)(ah_store *s, int64_t id, const char *settings_json,
+                             const char *expected_json);
     int (*connection_set_enabled)(ah_store *s, int64_t id, bool enabled);
     int (*connection_remove)(ah_store *s, int64_t id);
 

@@ -754,7 +754,7 @@ START_TEST(test_events_isolated)
     handled h = {0};
     core->store->ops->outbox_pending(core->store, 1000, collect_handled, &h);
     ck_assert_int_eq(h.n, 0);
-    ck_assert_int_eq(core->store->ops->connection_update(core->store, cid, "{\"down\":\"false\"}"), 0);
+    ck_assert_int_eq(core->store->ops->connection_update(core->store, cid, "{\"down\":\"false\"}", NULL), 0);
     ck_assert_int_eq(ah_conns_reload(core), 0);
     for (int i = 0; i < 100 && h.n < 10; i++) {
         ah_events_tick(core);

@@ -560,7 +560,7 @@ START_TEST(test_connections)
     ck_assert_int_eq(s->ops->connection_list(s, NULL, conn_cb, &nm), AH_STORE_OK);
     ck_assert_str_eq(nm.buf, "acme/backup,acme/main,beta/main,");
 
-    ck_assert_int_eq(s->ops->connection_update(s, c1, "{\"base_url\":\"http://y\"}"),
+    ck_assert_int_eq(s->ops->connection_update(s, c1, "{\"base_url\":\"http://y\"}", NULL),
                      AH_STORE_OK);
     ck_assert_int_eq(s->ops->connection_set_enabled(s, c2, false), AH_STORE_OK);
     ck_assert_int_eq(s->ops->connection_get(s, "acme", "main", &r), AH_STORE_OK);
@@ -573,8 +573,28 @@ START_TEST(test_connections)
     ck_assert_int_eq(s->ops->connection_get(s, "acme", "backup", &r), AH_STORE_OK);
     ck_assert(r.enabled);
     ah_connection_row_free(&r);
-    ck_assert_int_eq(s->ops->connection_update(s, 9999, "{}"), AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(s->ops->connection_update(s, 9999, "{}", NULL), AH_STORE_NOT_FOUND);
     ck_assert_int_eq(s->ops->connection_set_enabled(s, 9999, true), AH_STORE_NOT_FOUND);
+
+    /* Settings stored only while still as the writer read them: another
+     * writer's change meanwhile is kept (EXISTS: read again, apply again). */
+    ck_assert_int_eq(s->ops->connection_get(s, "acme", "main", &r), AH_STORE_OK);
+    char *read = strdup(r.settings);
+    ah_connection_row_free(&r);
+    ck_assert_int_eq(s->ops->connection_update(s, c1, "{\"base_url\":\"http://rotated\"}",
+                                               read),
+                     AH_STORE_OK);
+    ck_assert_int_eq(s->ops->connection_update(s, c1, "{\"base_url\":\"http://stale\"}",
+                                               read),
+                     AH_STORE_EXISTS);
+    ck_assert_int_eq(s->ops->connection_get(s, "acme", "main", &r), AH_STORE_OK);
+    ck_assert_str_eq(r.settings, "{\"base_url\":\"http://rotated\"}");
+    ck_assert_int_eq(s->ops->connection_update(s, c1, "{\"base_url\":\"http://y\"}",
+                                               r.settings),
+                     AH_STORE_OK);
+    ah_connection_row_free(&r);
+    free(read);
+    ck_assert_int_eq(s->ops->connection_update(s, 9999, "{}", "{}"), AH_STORE_NOT_FOUND);
 
     /* Removing a connection removes its records and cursors. */
     ah_record_in rec = {"job", "J1", NULL, "{}", "{}"};

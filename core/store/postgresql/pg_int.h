@@ -53,6 +53,7 @@ typedef enum {
     P_CONN_LIST_ALL,
     P_CONN_LIST_TENANT,
     P_CONN_UPDATE,
+    P_CONN_EXISTS,
     P_CONN_ENABLE,
     P_CONN_DEL,
     P_REC_LOOKUP,
@@ -479,7 +480,8 @@ int ah_pg_connection_add(ah_store *st, int64_t tenant_id, const char *plugin, co
 int ah_pg_connection_get(ah_store *st, const char *tenant, const char *name,
                          ah_connection_row *out);
 int ah_pg_connection_list(ah_store *st, const char *tenant, ah_connection_cb cb, void *arg);
-int ah_pg_connection_update(ah_store *st, int64_t id, const char *settings_json);
+int ah_pg_connection_update(ah_store *st, int64_t id, const char *settings_json,
+                            const char *expected_json);
 int ah_pg_connection_set_enabled(ah_store *st, int64_t id, bool enabled);
 int ah_pg_connection_remove(ah_store *st, int64_t id);
 int ah_pg_sequence_next(ah_store *st, int64_t tenant_id, const char *name, int64_t *out);

@@ -35,7 +35,9 @@ static const char *const q_sql[P_COUNT] = {
                         "ON t.id = c.tenant_id ORDER BY t.name, c.name",
     [P_CONN_LIST_TENANT] = "SELECT " CONN_COLS " FROM connections c JOIN tenants t "
                            "ON t.id = c.tenant_id WHERE t.name = $1 ORDER BY c.name",
-    [P_CONN_UPDATE] = "UPDATE connections SET settings = $2, updated_at = $3 WHERE id = $1",
+    [P_CONN_UPDATE] = "UPDATE connections SET settings = $2, updated_at = $3 WHERE id = $1 "
+                      "AND ($4::text IS NULL OR settings = $4::text)",
+    [P_CONN_EXISTS] = "SELECT count(*) FROM connections WHERE id = $1",
     [P_CONN_ENABLE] = "UPDATE connections SET enabled = $2, updated_at = $3 WHERE id = $1",
     [P_CONN_DEL] = "DELETE FROM connections WHERE id = $1",
     [P_SEQ_NEXT] = "INSERT INTO sequences(tenant_id, name, value) VALUES($1, $2, 1) "
@@ -261,7 +263,8 @@ int ah_pg_connection_list(ah_store *st, const char *tenant, ah_connection_cb cb,
     return rc;
 }
 
-int ah_pg_connection_update(ah_store *st, int64_t id, const char *settings_json)
+int ah_pg_connection_update(ah_store *st, int64_t id, const char *settings_json,
+                            const char *expected_json)
 {
     ah_pg_store *s = ah_pg(st);
     char now[32];
@@ -270,8 +273,21 @@ int ah_pg_connection_update(ah_store *st, int64_t id, const char *settings_json)
     ah_pg_p_int(&p, id);
     ah_pg_p_text(&p, settings_json != NULL ? settings_json : "{}");
     ah_pg_p_text(&p, now);
+    ah_pg_p_text(&p, expected_json);
     ah_pg_lock(s);
     int rc = AH_PG_CHANGE(s, P_CONN_UPDATE, &p, "connection_update");
+    if (rc == AH_STORE_NOT_FOUND && expected_json != NULL) {
+        /* No row, or not the settings the caller read. */
+        ah_pg_params q = {0};
+        ah_pg_p_int(&q, id);
+        int qrc;
+        PGresult *r = AH_PG_RUN(s, P_CONN_EXISTS, &q, "connection_update", &qrc);
+        if (r == NULL || PQntuples(r) != 1)
+            rc = AH_STORE_ERR;
+        else if (ah_pg_int(r, 0, 0) > 0)
+            rc = AH_STORE_EXISTS;
+        PQclear(r);
+    }
     ah_pg_unlock(s);
     return rc;
 }

@@ -51,6 +51,7 @@ typedef enum {
     Q_CONN_LIST_ALL,
     Q_CONN_LIST_TENANT,
     Q_CONN_UPDATE,
+    Q_CONN_EXISTS,
     Q_CONN_ENABLE,
     Q_CONN_DEL,
     Q_REC_LOOKUP,
@@ -364,7 +365,8 @@ int ah_sq_connection_add(ah_store *st, int64_t tenant_id, const char *plugin, co
 int ah_sq_connection_get(ah_store *st, const char *tenant, const char *name,
                          ah_connection_row *out);
 int ah_sq_connection_list(ah_store *st, const char *tenant, ah_connection_cb cb, void *arg);
-int ah_sq_connection_update(ah_store *st, int64_t id, const char *settings_json);
+int ah_sq_connection_update(ah_store *st, int64_t id, const char *settings_json,
+                            const char *expected_json);
 int ah_sq_connection_set_enabled(ah_store *st, int64_t id, bool enabled);
 int ah_sq_connection_remove(ah_store *st, int64_t id);
 int ah_sq_sequence_next(ah_store *st, int64_t tenant_id, const char *name, int64_t *out);

@@ -37,7 +37,9 @@ static const char *const q_sql[Q_COUNT] = {
                         "ON t.id = c.tenant_id ORDER BY t.name, c.name",
     [Q_CONN_LIST_TENANT] = "SELECT " CONN_COLS " FROM connections c JOIN tenants t "
                            "ON t.id = c.tenant_id WHERE t.name = ?1 ORDER BY c.name",
-    [Q_CONN_UPDATE] = "UPDATE connections SET settings = ?2, updated_at = ?3 WHERE id = ?1",
+    [Q_CONN_UPDATE] = "UPDATE connections SET settings = ?2, updated_at = ?3 WHERE id = ?1 "
+                      "AND (?4 IS NULL OR settings = ?4)",
+    [Q_CONN_EXISTS] = "SELECT count(*) FROM connections WHERE id = ?1",
     [Q_CONN_ENABLE] = "UPDATE connections SET enabled = ?2, updated_at = ?3 WHERE id = ?1",
     [Q_CONN_DEL] = "DELETE FROM connections WHERE id = ?1",
     /* sequence_next reads, then writes: an upsert with RETURNING did both
@@ -261,7 +263,8 @@ int ah_sq_connection_list(ah_store *st, const char *tenant, ah_connection_cb cb,
     return rc;
 }
 
-int ah_sq_connection_update(ah_store *st, int64_t id, const char *settings_json)
+int ah_sq_connection_update(ah_store *st, int64_t id, const char *settings_json,
+                            const char *expected_json)
 {
     ah_sq_store *s = ah_sq(st);
     char now[32];
@@ -273,7 +276,19 @@ int ah_sq_connection_update(ah_store *st, int64_t id, const char *settings_json)
         sqlite3_bind_int64(q, 1, id);
         ah_sq_bind_text(q, 2, settings_json != NULL ? settings_json : "{}");
         ah_sq_bind_text(q, 3, now);
+        ah_sq_bind_text(q, 4, expected_json); /* NULL binds NULL */
         rc = ah_sq_change_by_id(s, q, "connection_update");
+    }
+    if (rc == AH_STORE_NOT_FOUND && expected_json != NULL) {
+        /* No row, or not the settings the caller read. */
+        sqlite3_stmt *e = AH_SQ_GET(s, Q_CONN_EXISTS);
+        rc = AH_STORE_ERR;
+        if (e != NULL) {
+            sqlite3_bind_int64(e, 1, id);
+            if (sqlite3_step(e) == SQLITE_ROW)
+                rc = sqlite3_column_int64(e, 0) > 0 ? AH_STORE_EXISTS : AH_STORE_NOT_FOUND;
+            ah_sq_done(e);
+        }
     }
     ah_sq_unlock(s);
     return rc;
