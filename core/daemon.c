@@ -316,6 +316,7 @@ void ah_daemon_stop(ah_core *core)
         pthread_mutex_unlock(&core->tick_lock);
         pthread_join(core->ticker, NULL);
         core->ticker_running = false;
+        ah_ops_follow_stop(core);
     }
     if (core->pruner_running) { /* woken with the ticker */
         pthread_join(core->pruner, NULL);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "claims.h"
 #include "conns.h"
@@ -583,6 +584,94 @@ static void on_change(void *arg, const ah_change_row *r)
     b->conns = true;
 }
 
+static int64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Reloads plugin name (from path; NULL: its own) as another instance did.
+ * true when it failed here and is worth trying again; tries: the retries
+ * so far. */
+static bool follow_reload(ah_core *core, const char *name, const char *path, int tries)
+{
+    ah_ops_err e = {0};
+    pthread_mutex_lock(&core->ops_lock);
+    ah_generation *cur = ah_registry_acquire(core->registry, name);
+    bool present = cur != NULL;
+    ah_generation_release(cur);
+    /* Only plugins this instance runs: another's own [plugins] is its own. */
+    int rc = present ? reload_locked(core, name, path, NULL, &e) : 0;
+    pthread_mutex_unlock(&core->ops_lock);
+    if (!present)
+        return false;
+    if (rc == 0) {
+        ah_log(&core->log, AH_LOG_INFO, "ops", "plugin %s reloaded from %s, as another instance "
+               "did%s", name, path != NULL ? path : "its path", tries > 0 ? " (tried again)" : "");
+        return false;
+    }
+    ah_log(&core->log, AH_LOG_ERROR, "ops", "plugin %s: another instance reloaded it, but here "
+           "the reload failed (%s: %s); the old generation serves, tried again later", name,
+           e.code, e.msg);
+    return true;
+}
+
+static void retry_drop(ah_core *core, int i)
+{
+    free(core->reload_retry[i].name);
+    free(core->reload_retry[i].path);
+    core->reload_retry[i] = core->reload_retry[--core->nreload_retry];
+}
+
+static void retry_forget(ah_core *core, const char *name)
+{
+    for (int i = 0; i < core->nreload_retry; i++)
+        if (strcmp(core->reload_retry[i].name, name) == 0)
+            retry_drop(core, i--);
+}
+
+/* Keeps a failed reload (name and path become the list's) for the ticker
+ * to try again: after 2 s, then twice as long each time, at most a minute
+ * apart. */
+static void retry_keep(ah_core *core, char *name, char *path)
+{
+    int n = (int)(sizeof core->reload_retry / sizeof core->reload_retry[0]);
+    if (core->nreload_retry == n) {
+        ah_log(&core->log, AH_LOG_ERROR, "ops", "plugin %s: too many failed reloads to try "
+               "again; reload it by hand", name);
+        free(name);
+        free(path);
+        return;
+    }
+    core->reload_retry[core->nreload_retry++] =
+        (struct ah_reload_retry){.name = name, .path = path, .next_ms = mono_ms() + 2000};
+}
+
+/* The failed reloads whose time has come, tried again. */
+static void retry_due(ah_core *core)
+{
+    int64_t now = mono_ms();
+    for (int i = 0; i < core->nreload_retry; i++) {
+        struct ah_reload_retry *r = &core->reload_retry[i];
+        if (r->next_ms > now)
+            continue;
+        r->tries++;
+        if (!follow_reload(core, r->name, r->path, r->tries)) {
+            retry_drop(core, i--);
+            continue;
+        }
+        int64_t pause = 2000LL << (r->tries < 5 ? r->tries : 5);
+        r->next_ms = now + (pause < 60000 ? pause : 60000);
+    }
+}
+
+void ah_ops_follow_stop(ah_core *core)
+{
+    while (core->nreload_retry > 0)
+        retry_drop(core, 0);
+}
+
 int ah_ops_follow_changes(ah_core *core)
 {
     ah_store *st = core->store;
@@ -606,31 +695,20 @@ int ah_ops_follow_changes(ah_core *core)
         core->change_seen = b.last;
         conns = conns || b.conns;
         for (int i = 0; i < b.nreload; i++) {
-            ah_ops_err e = {0};
-            pthread_mutex_lock(&core->ops_lock);
-            ah_generation *cur = ah_registry_acquire(core->registry, b.name[i]);
-            bool present = cur != NULL;
-            ah_generation_release(cur);
-            /* Only plugins this instance runs: another's own [plugins] is its own. */
-            int rc = present ? reload_locked(core, b.name[i], b.path[i], NULL, &e) : 0;
-            pthread_mutex_unlock(&core->ops_lock);
-            if (!present)
-                ;
-            else if (rc == 0)
-                ah_log(&core->log, AH_LOG_INFO, "ops", "plugin %s reloaded from %s, as another "
-                       "instance did", b.name[i], b.path[i] != NULL ? b.path[i] : "its path");
-            else
-                ah_log(&core->log, AH_LOG_ERROR, "ops", "plugin %s: another instance reloaded "
-                       "it, but here the reload failed (%s: %s); the old generation serves",
-                       b.name[i], e.code, e.msg);
-            free(b.name[i]);
-            free(b.path[i]);
+            retry_forget(core, b.name[i]); /* a newer reload of it supersedes */
+            if (follow_reload(core, b.name[i], b.path[i], 0))
+                retry_keep(core, b.name[i], b.path[i]); /* takes both */
+            else {
+                free(b.name[i]);
+                free(b.path[i]);
+            }
         }
         if (b.n < 100)
             break;
     }
     if (conns)
         ah_conns_reload(core);
+    retry_due(core);
     return 0;
 }
 

@@ -100,6 +100,9 @@ void ah_ops_refresh(ah_core *core);
  *  changed. The first call only notes where the log ends. 0, or -1 when
  *  the store failed (tried again at the next call). */
 int ah_ops_follow_changes(ah_core *core);
+/** Forgets the failed reloads kept for trying again (after the ticker
+ *  stopped). */
+void ah_ops_follow_stop(ah_core *core);
 
 /** The live instances on the store (issue 14): those whose heartbeat is
  *  at most three claim lifetimes old, oldest start first, each with the

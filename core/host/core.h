@@ -156,6 +156,16 @@ struct ah_core {
      * change applied; valid once change_ready. Ticker thread only. */
     int64_t change_seen;
     bool change_ready;
+    /* Plugin reloads read from the change log that failed here (the file
+     * another instance loaded not yet on this host, say): tried again by
+     * the ticker with a growing pause until one succeeds or a newer reload
+     * of the plugin comes (ops.c). Ticker thread only. */
+    struct ah_reload_retry {
+        char *name, *path; /* path NULL: the plugin's own */
+        int tries;
+        int64_t next_ms;   /* CLOCK_MONOTONIC */
+    } reload_retry[8];
+    int nreload_retry;
     /* When this instance started serving (registered in instances);
      * empty when not serving. */
     char started_at[32];

@@ -964,6 +964,27 @@ START_TEST(test_changes_reach_other_instance)
      * applied once, neither reloaded it again on the other's account. */
     ck_assert_uint_eq(gen_number(other, "streamer"), there + 1);
     ck_assert_uint_eq(gen_number(f.core, "streamer"), here + 1);
+
+    /* A third instance reloads it from a file this host does not have yet
+     * (a rolling deploy): both fail, keep it, and try again; once the file
+     * is there, both load it. */
+    char later[1200], cmd[2600];
+    snprintf(later, sizeof later, "%s/later/streamer.so", f.dir);
+    ck_assert_int_eq(f.core->store->ops->change_add(f.core->store, "plugin.reload", "streamer",
+                                                    later, "a-third-instance"),
+                     0);
+    usleep(2500 * 1000); /* two ticks: both have read it and failed (else this proves less) */
+    ck_assert_uint_eq(gen_number(f.core, "streamer"), here + 1);
+    ah_generation *g = ah_registry_acquire(f.core->registry, "streamer");
+    ck_assert_ptr_nonnull(g);
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s/later' && cp '%s' '%s'", f.dir, g->path, later);
+    ah_generation_release(g);
+    ck_assert_int_eq(system(cmd), 0);
+    for (int i = 0; i < 600 && (gen_number(f.core, "streamer") != here + 2 ||
+                                gen_number(other, "streamer") != there + 2); i++)
+        usleep(50 * 1000);
+    ck_assert_uint_eq(gen_number(f.core, "streamer"), here + 2);
+    ck_assert_uint_eq(gen_number(other, "streamer"), there + 2);
     ah_daemon_close(other);
     teardown(&f);
 }
