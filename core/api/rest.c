@@ -612,9 +612,14 @@ static void route_run(ah_core *core, ah_generation *gen, const ah_route *r, ah_c
             route_committed(held, false);
         else if (!grouped || !cc.scoped || cc.group == 0)
             route_committed(held, true); /* nothing waits in a group */
-        else if (ah_store_committer_add(core->committer, cc.group, route_committed, held) != 0)
-            /* Stopped or out of memory: commit here. */
-            route_committed(held, core->store->ops->group_commit(core->store) == 0);
+        else if (ah_store_committer_add(core->committer, cc.group, route_committed, held) != 0) {
+            /* Stopped or out of memory: commit here. What is open now may
+             * be a later group than this request's, which may have ended
+             * (and failed) already: its own outcome is the answer. */
+            int gc = core->store->ops->group_commit(core->store);
+            int out = ah_store_committer_outcome(core->committer, cc.group);
+            route_committed(held, out >= 0 ? out == 1 : gc == 0);
+        }
         if (grouped)
             ah_store_committer_leave(core->committer);
     }

@@ -371,6 +371,16 @@ int ah_store_committer_add(ah_store_committer *c, uint64_t group, ah_store_commi
     return 0;
 }
 
+int ah_store_committer_outcome(ah_store_committer *c, uint64_t group)
+{
+    if (c == NULL)
+        return -1;
+    pthread_mutex_lock(&c->mu);
+    int rc = group > c->ended_upto ? -1 : failed_locked(c, group) ? 0 : 1;
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
 void ah_store_committer_enter(ah_store_committer *c)
 {
     if (c == NULL)

@@ -43,6 +43,10 @@ ah_store_committer *ah_store_committer_start(ah_store *s, const struct ah_logger
  *  memory or stopped: then nothing is called and the caller decides. */
 int ah_store_committer_add(ah_store_committer *c, uint64_t group, ah_store_committed_fn fn,
                            void *arg);
+/** How group `group` ended: 1 committed, 0 rolled back, -1 not ended yet.
+ *  Exact while the asking request is between enter and leave (the
+ *  committer keeps failures that long). */
+int ah_store_committer_outcome(ah_store_committer *c, uint64_t group);
 /** A request that will hand over a callback soon (it is writing): the
  *  committer lets the open group wait for it (briefly) rather than commit
  *  without it. Pair with ah_store_committer_leave, after the add. */

@@ -1354,6 +1354,8 @@ START_TEST(test_committer_late_request_after_many_failures)
     for (int i = 0; i < 100; i++) /* 100 error lines in the test's output */
         (void)fake_group_commit(&f.base);
     int outcome = -1;
+    ck_assert_int_eq(ah_store_committer_outcome(c, g), 0);
+    ck_assert_int_eq(ah_store_committer_outcome(c, f.open), -1); /* not ended */
     ck_assert_int_eq(ah_store_committer_add(c, g, note_outcome, &outcome), 0);
     ck_assert_int_eq(outcome, 0);
     ah_store_committer_leave(c);
@@ -1363,6 +1365,7 @@ START_TEST(test_committer_late_request_after_many_failures)
     ck_assert_int_eq(f.base.ops->group_begin(&f.base, 0, &g), 0);
     (void)fake_group_commit(&f.base);
     outcome = -1;
+    ck_assert_int_eq(ah_store_committer_outcome(c, g), 1);
     ck_assert_int_eq(ah_store_committer_add(c, g, note_outcome, &outcome), 0);
     ck_assert_int_eq(outcome, 1);
     ah_store_committer_leave(c);
