@@ -950,8 +950,11 @@ struct ah_host_api {
      *  the connection table at once; the current call keeps reading the
      *  old values, the next call on the connection sees the new ones (its
      *  context is reopened). Only from bus operations and event handlers
-     *  (not init, not routes). AH_ERR (failure described) when a key is
-     *  unknown, a value invalid or the store fails: nothing changes. */
+     *  (not init, not routes). Applied to the settings as stored: a change
+     *  stored meanwhile by an operator or another instance is kept (read
+     *  again, `changes` applied again). AH_ERR (failure described) when a
+     *  key is unknown, a value invalid, the store fails, or the settings
+     *  kept changing meanwhile (AH_E_CONFLICT): nothing changes. */
     ah_result (*settings_update)(ah_call *call, const cJSON *changes);
     /** @since 1.1 (appended; check AH_HAS(call->host, http_respond)).
      *  Answers an inbound exchange with `len` raw bytes of `body` (copied)
