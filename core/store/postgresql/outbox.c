@@ -42,9 +42,6 @@ static const char *const q_sql[P_COUNT] = {
                       "WHERE delivered_at IS NULL ORDER BY id LIMIT $1",
     [P_OUT_DONE] = "UPDATE outbox SET delivered_at = $2 WHERE id = $1 "
                    "AND delivered_at IS NULL",
-    [P_DEL_ADD] = "INSERT INTO deliveries(connection_id, outbox_id, attempts, next_at) "
-                  "SELECT id, $2, 0, $3 FROM connections WHERE id = $1 FOR KEY SHARE "
-                  "ON CONFLICT DO NOTHING",
     [P_DEL_NEXT] = "SELECT d.connection_id, d.outbox_id, o.tenant_id, o.topic, o.body, "
                    "d.attempts, d.next_at FROM deliveries d JOIN outbox o ON o.id = d.outbox_id "
                    "WHERE d.connection_id = $1 ORDER BY d.outbox_id LIMIT 1",

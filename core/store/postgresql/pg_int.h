@@ -71,7 +71,6 @@ typedef enum {
     P_OUT_DONE,
     P_LOG_ADD,
     P_LOG_PRUNE,
-    P_DEL_ADD,
     P_DEL_NEXT,
     P_DEL_DONE,
     P_DEL_RETRY,
