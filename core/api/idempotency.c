@@ -183,7 +183,27 @@ static const char orphaned_answer[] =
     "was carried out is unknown: it is not run again with this key\"}}";
 
 static int complete_sealed(ah_core *core, int64_t tid, const char *key, int status,
-                           const char *body, size_t len, const char *operation);
+                           const char *body, size_t len, const char *operation,
+                           const char *location);
+
+/* A stored answer that had a Location header (a bulk job's) keeps it in
+ * front of its body, sealed with it: "L:" LOCATION "\n" BODY (no JSON body
+ * begins with "L"; answers stored before have none). */
+#define LOCATION_MARK "L:"
+
+/* Adds a stored answer's Location to ex; returns where its body begins. */
+static const char *stored_location(ah_http_exchange *ex, char *stored)
+{
+    if (strncmp(stored, LOCATION_MARK, strlen(LOCATION_MARK)) != 0)
+        return stored;
+    char *nl = strchr(stored, '\n');
+    if (nl == NULL)
+        return stored;
+    *nl = '\0';
+    (void)ah_ex_add_header(ex, "Location", stored + strlen(LOCATION_MARK));
+    *nl = '\n';
+    return nl + 1;
+}
 
 /* Reserves (tid, key) for the request of this hash: false when this is the
  * key's first use (the response is captured: run the handler, then store
@@ -220,7 +240,7 @@ static bool reserve_or_answer(ah_core *core, ah_http_exchange *ex, int64_t tid, 
          * unknown. That is the key's answer from now on, as a request
          * answered so would have stored it; never run again. */
         const char *b = orphaned_answer;
-        if (complete_sealed(core, tid, key, 502, b, strlen(b), NULL) != AH_STORE_OK)
+        if (complete_sealed(core, tid, key, 502, b, strlen(b), NULL, NULL) != AH_STORE_OK)
             ah_ex_error(ex, 500, AH_E_INTERNAL, "cannot store the outcome of this "
                         "Idempotency-Key");
         else
@@ -254,6 +274,7 @@ static bool reserve_or_answer(ah_core *core, ah_http_exchange *ex, int64_t tid, 
                 return false;
             }
             ah_ex_add_header(ex, "Idempotent-Replayed", "true");
+            const char *answer = stored_location(ex, body);
             if (settled != NULL) {
                 /* The outcome was unknown when it was stored; a sync has
                  * settled it since: that is the answer now. */
@@ -261,8 +282,8 @@ static bool reserve_or_answer(ah_core *core, ah_http_exchange *ex, int64_t tid, 
                 ah_ex_respond(ex, sst, "application/json", settled, strlen(settled));
                 free(settled);
             } else {
-                ah_ex_respond(ex, row.status, *body ? "application/json" : NULL, body,
-                              strlen(body));
+                ah_ex_respond(ex, row.status, *answer ? "application/json" : NULL, answer,
+                              strlen(answer));
             }
             explicit_bzero(body, strlen(body));
             free(body);
@@ -283,7 +304,7 @@ typedef struct idem_job {
 } idem_job;
 
 static void store_outcome(ah_core *core, int64_t tid, const char *key, int status,
-                          const char *body, size_t len);
+                          const char *body, size_t len, const char *location);
 
 /* The error code of an answer's body ({"error": {"code"}}), or "". */
 static void answer_code(const char *body, size_t len, char *code, size_t n)
@@ -324,7 +345,7 @@ static void idem_job_outcome(idem_job *j)
     /* No answer to store (out of memory): released, as an answer too large
      * to keep is. */
     store_outcome(j->core, j->tid, j->key, status > 0 ? status : 0, body,
-                  status > 0 ? len : 0);
+                  status > 0 ? len : 0, ah_ex_added_header(j->ex, "Location"));
     if (body != NULL) {
         explicit_bzero(body, len);
         free(body);
@@ -419,14 +440,23 @@ bool ah_idem_before(void *arg, ah_http_exchange *ex)
  * reserved (answered in progress until it expires) rather than hold the
  * answer in clear. */
 static int complete_sealed(ah_core *core, int64_t tid, const char *key, int status,
-                           const char *body, size_t len, const char *operation)
+                           const char *body, size_t len, const char *operation,
+                           const char *location)
 {
-    char *text = malloc(len + 1);
+    /* A Location goes in front (stored_location); one holding a line
+     * break (never ours) is not kept. */
+    size_t ll = location != NULL && strpbrk(location, "\r\n") == NULL
+                    ? strlen(LOCATION_MARK) + strlen(location) + 1
+                    : 0;
+    char *text = malloc(ll + len + 1);
     if (text == NULL)
         return AH_STORE_ERR;
+    if (ll > 0)
+        snprintf(text, ll + 1, LOCATION_MARK "%s\n", location);
     if (len > 0)
-        memcpy(text, body, len);
-    text[len] = '\0';
+        memcpy(text + ll, body, len);
+    text[ll + len] = '\0';
+    len += ll;
     char aad[IDEM_KEY_MAX + 48];
     seal_aad(tid, key, aad, sizeof aad);
     char *sealed = ah_seal(core->host_key, text, aad);
@@ -461,13 +491,14 @@ void ah_idem_after(void *arg, ah_http_exchange *ex)
         return;
     size_t len = 0;
     const char *body = ah_ex_response_body(ex, &len);
-    store_outcome(core, tid, key, ah_ex_status(ex), body, len);
+    store_outcome(core, tid, key, ah_ex_status(ex), body, len,
+                  ah_ex_added_header(ex, "Location"));
 }
 
-/* Stores the outcome of the key's first use: status (0: none) and body
- * (NULL with len > 0: not kept). */
+/* Stores the outcome of the key's first use: status (0: none), body
+ * (NULL with len > 0: not kept) and the answer's Location (NULL: none). */
 static void store_outcome(ah_core *core, int64_t tid, const char *key, int status,
-                          const char *body, size_t len)
+                          const char *body, size_t len, const char *location)
 {
     char op[96];
     int rc;
@@ -481,7 +512,8 @@ static void store_outcome(ah_core *core, int64_t tid, const char *key, int statu
     else
         rc = complete_sealed(core, tid, key, status, body, len,
                              status == 502 && answer_operation(body, len, op, sizeof op) ? op
-                                                                                       : NULL);
+                                                                                       : NULL,
+                             status >= 200 && status < 300 ? location : NULL);
     /* The key then stays reserved: retries are refused as in progress until
      * it expires, never run twice. */
     if (rc != AH_STORE_OK)

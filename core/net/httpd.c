@@ -495,6 +495,15 @@ int ah_ex_add_header(ah_http_exchange *ex, const char *name, const char *value)
     return 0;
 }
 
+const char *ah_ex_added_header(const ah_http_exchange *ex, const char *name)
+{
+    for (const ah_hdr *hd = ex != NULL && name != NULL ? ex->headers : NULL; hd != NULL;
+         hd = hd->next)
+        if (strcasecmp(hd->name, name) == 0)
+            return hd->value;
+    return NULL;
+}
+
 /* --- exchange accessors -------------------------------------------------- */
 
 const char *ah_ex_method(const ah_http_exchange *ex)

@@ -216,6 +216,9 @@ int ah_ex_error(ah_http_exchange *ex, int status, const char *code,
                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /** Adds a response header (before responding). */
 int ah_ex_add_header(ah_http_exchange *ex, const char *name, const char *value);
+/** The value of the first header `name` (any case) added to the answer
+ *  with ah_ex_add_header, or NULL. */
+const char *ah_ex_added_header(const ah_http_exchange *ex, const char *name);
 
 /* Suspending: a handler that would wait (a plugin call on the bus) hands
  * the request to whoever will answer it and returns at once, so that the

@@ -658,6 +658,38 @@ static int idem_rows(fixture *f, const char *needle, int *holding, int *sealed)
     return n;
 }
 
+/* A replayed answer carries the Location header the first one had (a bulk
+ * job's), besides Idempotent-Replayed: the answer is the same, headers
+ * included. */
+START_TEST(test_idempotent_replay_keeps_location)
+{
+    fixture f;
+    setup(&f, 0);
+    char url[2048];
+    snprintf(url, sizeof url, "%s/v1/applications/bulk-reject", f.base);
+    const char *h[] = {"Authorization: Bearer " KEY_ACME, "Idempotency-Key: bulk-loc-1",
+                       "Content-Type: application/json", NULL};
+    const char *body = "{\"application_ids\":[\"no-such-application\"],\"reason_id\":\"r1\"}";
+    char *first = NULL, *head1 = NULL, *again = NULL, *head2 = NULL;
+    ck_assert_int_eq(ah_t_http_head("POST", url, h, body, &first, &head1), 202);
+    ck_assert_int_eq(ah_t_http_head("POST", url, h, body, &again, &head2), 202);
+    ck_assert_str_eq(again, first);
+    cJSON *o = cJSON_Parse(first);
+    char want[160];
+    snprintf(want, sizeof want, "Location: /v1/bulk/%s",
+             cJSON_GetStringValue(jget(o, "data.id")));
+    cJSON_Delete(o);
+    ck_assert_msg(strcasestr(head1, want) != NULL, "%s", head1);
+    ck_assert_msg(strcasestr(head2, "Idempotent-Replayed: true") != NULL, "%s", head2);
+    ck_assert_msg(strcasestr(head2, want) != NULL, "replayed without %s: %s", want, head2);
+    free(first);
+    free(head1);
+    free(again);
+    free(head2);
+    teardown(&f);
+}
+END_TEST
+
 /* Issue 16, finding 6: POST /v1/webhooks with an Idempotency-Key stored its
  * answer, with the signing secret shown once, in clear. The answer is now
  * stored sealed with the host key; a retry with the key still gets the
@@ -1489,6 +1521,7 @@ static Suite *events_suite(void)
     tcase_add_test(tc, test_webhook_destinations_refused);
     tcase_add_test(tc, test_idempotency);
     tcase_add_test(tc, test_idempotency_secret_sealed);
+tcase_add_test(tc, test_idempotent_replay_keeps_location);
     tcase_add_test(tc, test_idempotency_query_string);
     tcase_add_test(tc, test_deletions_and_stage_history);
     tcase_add_test(tc, test_first_sync_stage_of_record_given_twice);
