@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "claims.h"
 #include "conns.h"
 #include "rest.h"
@@ -584,13 +585,6 @@ static void on_change(void *arg, const ah_change_row *r)
     b->conns = true;
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 /* Reloads plugin name (from path; NULL: its own) as another instance did.
  * true when it failed here and is worth trying again; tries: the retries
  * so far. */
@@ -645,13 +639,13 @@ static void retry_keep(ah_core *core, char *name, char *path)
         return;
     }
     core->reload_retry[core->nreload_retry++] =
-        (struct ah_reload_retry){.name = name, .path = path, .next_ms = mono_ms() + 2000};
+        (struct ah_reload_retry){.name = name, .path = path, .next_ms = ah_mono_ms() + 2000};
 }
 
 /* The failed reloads whose time has come, tried again. */
 static void retry_due(ah_core *core)
 {
-    int64_t now = mono_ms();
+    int64_t now = ah_mono_ms();
     for (int i = 0; i < core->nreload_retry; i++) {
         struct ah_reload_retry *r = &core->reload_retry[i];
         if (r->next_ms > now)

@@ -9,4 +9,11 @@ void ah_now_iso(char out[32]);
 /** Now plus ms (negative: in the past). */
 void ah_iso_in(long ms, char out[32]);
 
+#include <stdint.h>
+
+/** CLOCK_MONOTONIC in milliseconds and in microseconds: for deadlines and
+ *  pauses, never for what is stored. */
+int64_t ah_mono_ms(void);
+int64_t ah_mono_us(void);
+
 #endif

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "frame.h"
 #include "look.h"
 #include "httpd.h"
@@ -187,19 +188,6 @@ struct ah_isolate {
     time_t last_at;
 };
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static const char *str(const cJSON *o, const char *key)
 {
@@ -354,7 +342,7 @@ static void describe_death(int status, const char *doing, char *err, size_t errl
 static void record_crash(ah_isolate *iso, proc *p, const char *kind, const char *sig,
                          const char *cause)
 {
-    int64_t now = mono_ms();
+    int64_t now = ah_mono_ms();
     p->recycled = false;
     pthread_mutex_lock(&iso->st);
     iso->crash_at[iso->ncrash_ring++ % CIRCUIT_CRASHES] = now;
@@ -601,7 +589,7 @@ static int next_frame(ah_isolate *iso, proc *p, child *ch, waiter *w, int64_t de
          * wait's whole milliseconds: frames that follow each other within
          * a millisecond (a plugin logging in a loop) would wait 0 ms each
          * and never use the budget up. */
-        int64_t left_us = deadline_us - mono_us();
+        int64_t left_us = deadline_us - ah_mono_us();
         if (left_us <= 0) {
             child_died(iso, p, ch, w);
             continue;
@@ -884,7 +872,7 @@ static child *child_get(ah_isolate *iso, proc *p, ah_call *call)
         pthread_mutex_unlock(&p->mu);
         return ch;
     }
-    int64_t now = mono_ms(), next_start;
+    int64_t now = ah_mono_ms(), next_start;
     char cause[256];
     bool open;
     pthread_mutex_lock(&iso->st);
@@ -1616,7 +1604,7 @@ static int exchange(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *cal
             return -1;
         }
     }
-    int64_t deadline = mono_us() + (int64_t)timeout_ms * 1000;
+    int64_t deadline = ah_mono_us() + (int64_t)timeout_ms * 1000;
     for (;;) {
         qframe *f = NULL;
         int r = next_frame(iso, p, ch, w, deadline, &f);
@@ -1635,7 +1623,7 @@ static int exchange(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *cal
         } else if (strcmp(t, "host") == 0) {
             unsigned char *rtail = NULL;
             size_t rtail_len = 0;
-            int64_t served_from = mono_us();
+            int64_t served_from = ah_mono_us();
             cJSON *resp = serve_host(iso, p, ch, w, call, m, f->tail, f->tail_len, &rtail,
                                      &rtail_len);
             /* A one-way call (the route's answer, publish): the child did
@@ -1643,7 +1631,7 @@ static int exchange(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *cal
             bool oneway = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "nr"));
             frames_free(f);
             if (!oneway)
-                deadline += mono_us() - served_from;
+                deadline += ah_mono_us() - served_from;
             if (oneway) {
                 cJSON_Delete(resp);
                 free(rtail);

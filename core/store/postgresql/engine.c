@@ -24,6 +24,7 @@
  * by the URL with the password replaced (ah_store_url_scrub), and libpq's
  * own messages never contain it (they are scrubbed of it all the same).
  */
+#include "clock.h"
 #include "pg_int.h"
 
 #include <ctype.h>
@@ -86,19 +87,12 @@ static bool connect_session(ah_pg_store *s, char *err, size_t errlen);
  * the writer serves its reads. */
 #define AH_PG_READER_RETRY_MS 5000
 
-static int64_t mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 /* A reader's session, made on its first use (r->mu held). */
 static bool reader_ready(ah_pg_store *r)
 {
     if (r->db != NULL)
         return true;
-    int64_t now = mono_ms();
+    int64_t now = ah_mono_ms();
     if (r->reader_retry_ms != 0 && now < r->reader_retry_ms)
         return false;
     char err[640];
