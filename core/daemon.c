@@ -65,6 +65,8 @@ void ah_daemon_close(ah_core *core)
         ah_bus_free(core->bus);
         core->bus = NULL;
     }
+    /* After the bus: its delivery lanes keep claims until they are done. */
+    ah_claims_keeper_free(core);
     ah_sync_free(core->sync);
     core->sync = NULL;
     ah_bulk_free(core->bulk);
@@ -270,6 +272,9 @@ int ah_daemon_start(ah_core *core, char *err, size_t errlen)
     if (ah_httpd_start(core->httpd, err, errlen) != 0)
         return -1;
     if (ah_admin_start(core, err, errlen) != 0)
+        return -1;
+    /* Before anything that claims work and waits on calls under a claim. */
+    if (ah_claims_keeper_start(core, err, errlen) != 0)
         return -1;
     /* The pool before the ticker that feeds it. */
     if (ah_webhooks_start(core, err, errlen) != 0)

@@ -457,8 +457,10 @@ static bool run_item(ah_core *core, ah_claim *cl, const char *job, int64_t tenan
     }
     ah_reply r;
     memset(&r, 0, sizeof r);
+    ah_claim_keep(core, cl); /* a provider slower than the claim's lifetime */
     ah_core_request(core, c->tenant, c->name,
                     reject ? "applications.reject" : "applications.move_to_stage", b, &r);
+    ah_claim_unkeep(core, cl);
     /* An item whose outcome stayed unknown was kept for the connection's
      * next sync to settle (core.c, keep_unknown): the item keeps its
      * operation, and its report shows the settled outcome once there is

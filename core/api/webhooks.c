@@ -681,9 +681,11 @@ static void deliver_event(void *arg, const ah_outbox_row *ev)
     char *payload = ah_event_envelope(oid, ev->topic, ev->body, ev->created_at);
     long status = 0;
     char err[512] = "out of memory";
+    ah_claim_keep(core, w->claim); /* a receiver slower than the claim's lifetime */
     int rc = payload != NULL ? post_event(core, w->ep->url, w->secret, w->previous, oid, payload,
                                           &status, err, sizeof err)
                              : -1;
+    ah_claim_unkeep(core, w->claim);
     free(payload);
     /* The outcome is stored under the claim's fence: an instance whose
      * claim was taken over (it was stopped, or cut off, past the claim)

@@ -90,7 +90,9 @@ static int settle_one(ah_core *core, ah_conn *c, ah_claim *cl, const pending *p)
         !cJSON_IsString(topic) || !cJSON_IsObject(req))
         goto done;
     ah_reply r;
+    ah_claim_keep(core, cl); /* a provider slower than the claim's lifetime */
     ah_core_settle(core, c, topic->valuestring, p->operation, req, &r);
+    ah_claim_unkeep(core, cl);
     const char *state = NULL;
     int status = 0;
     cJSON *answer = NULL;

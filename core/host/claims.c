@@ -2,13 +2,18 @@
 /* Claims of shared work as store leases (claims.h). */
 #include "claims.h"
 
+#include "clock.h"
 #include "core.h"
+#include "log.h"
 #include "store.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 int64_t ah_claim_ttl(const ah_core *core)
 {
@@ -104,4 +109,145 @@ void ah_claim_give_back(ah_core *core, ah_claim *c)
     if (c->held && c->token != 0)
         (void)core->store->ops->lease_release(core->store, c->name, c->token);
     c->held = false;
+}
+
+/* The keeper: one thread renewing the claims whose owners wait on a call
+ * (ah_claim_keep). A renewal happens under `mu`, so an owner's unkeep
+ * returns only once none of its claim is under way. */
+struct ah_claims_keeper {
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* CLOCK_MONOTONIC: a new claim kept, or the stop */
+    ah_claim *kept;    /* a list through kept_next */
+    pthread_t thread;
+    bool running, stopping;
+};
+
+void ah_claim_keep(ah_core *core, ah_claim *c)
+{
+    struct ah_claims_keeper *k = core->keeper;
+    if (k == NULL || !c->held || c->token == 0)
+        return;
+    pthread_mutex_lock(&k->mu);
+    c->kept_ms = ah_mono_ms();
+    c->kept_next = k->kept;
+    k->kept = c;
+    pthread_cond_signal(&k->cv);
+    pthread_mutex_unlock(&k->mu);
+}
+
+void ah_claim_unkeep(ah_core *core, ah_claim *c)
+{
+    struct ah_claims_keeper *k = core->keeper;
+    if (k == NULL)
+        return;
+    pthread_mutex_lock(&k->mu);
+    for (ah_claim **p = &k->kept; *p != NULL; p = &(*p)->kept_next)
+        if (*p == c) {
+            *p = c->kept_next;
+            break;
+        }
+    c->kept_next = NULL;
+    pthread_mutex_unlock(&k->mu);
+}
+
+static void *keeper_main(void *arg)
+{
+    (void)pthread_setname_np(pthread_self(), "ah-claims"); /* top -H, perf */
+    ah_core *core = arg;
+    struct ah_claims_keeper *k = core->keeper;
+    int64_t ttl = ah_claim_ttl(core), every = ttl / 3;
+    pthread_mutex_lock(&k->mu);
+    while (!k->stopping) {
+        int64_t now = ah_mono_ms(), next = now + every;
+        for (ah_claim *c = k->kept; c != NULL; c = c->kept_next) {
+            if (now - c->kept_ms >= every && c->held) {
+                /* Lost: its owner finds held false after unkeep and
+                 * commits nothing (the fence would refuse it anyway). */
+                if (!ah_claim_renew(core, c))
+                    ah_log(&core->log, AH_LOG_WARN, "claims",
+                           "%s: lost while its call was under way (the store refused the "
+                           "renewal); its outcome will not be stored here", c->name);
+                c->kept_ms = now = ah_mono_ms();
+            }
+            if (c->held && c->kept_ms + every < next)
+                next = c->kept_ms + every;
+        }
+        if (k->kept == NULL) {
+            pthread_cond_wait(&k->cv, &k->mu);
+            continue;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        int64_t wait = next - ah_mono_ms();
+        if (wait < 1)
+            wait = 1;
+        ts.tv_sec += (time_t)(wait / 1000);
+        ts.tv_nsec += (long)(wait % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        int rc;
+        do
+            rc = pthread_cond_timedwait(&k->cv, &k->mu, &ts);
+        while (rc == EINTR);
+    }
+    pthread_mutex_unlock(&k->mu);
+    return NULL;
+}
+
+int ah_claims_keeper_start(ah_core *core, char *err, size_t errlen)
+{
+    if (core->keeper != NULL || !claiming(core))
+        return 0;
+    struct ah_claims_keeper *k = calloc(1, sizeof *k);
+    pthread_condattr_t ca;
+    bool cv = false;
+    if (k != NULL && pthread_mutex_init(&k->mu, NULL) == 0) {
+        if (pthread_condattr_init(&ca) == 0) {
+            cv = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+                 pthread_cond_init(&k->cv, &ca) == 0;
+            pthread_condattr_destroy(&ca);
+        }
+        if (!cv)
+            pthread_mutex_destroy(&k->mu);
+    }
+    if (!cv) {
+        free(k);
+        snprintf(err, errlen, "cannot start the claims' keeper (out of memory)");
+        return -1;
+    }
+    core->keeper = k;
+    if (pthread_create(&k->thread, NULL, keeper_main, core) != 0) {
+        ah_claims_keeper_free(core);
+        snprintf(err, errlen, "cannot start the claims' keeper thread");
+        return -1;
+    }
+    k->running = true;
+    return 0;
+}
+
+void ah_claims_keeper_stop(ah_core *core)
+{
+    struct ah_claims_keeper *k = core->keeper;
+    if (k == NULL || !k->running)
+        return;
+    pthread_mutex_lock(&k->mu);
+    k->stopping = true;
+    pthread_cond_signal(&k->cv);
+    pthread_mutex_unlock(&k->mu);
+    pthread_join(k->thread, NULL);
+    k->running = false;
+}
+
+void ah_claims_keeper_free(ah_core *core)
+{
+    struct ah_claims_keeper *k = core->keeper;
+    if (k == NULL)
+        return;
+    ah_claims_keeper_stop(core);
+    core->keeper = NULL;
+    pthread_cond_destroy(&k->cv);
+    pthread_mutex_destroy(&k->mu);
+    free(k);
 }

@@ -28,6 +28,10 @@ typedef struct ah_claim {
     char name[64];
     int64_t token; /* 0: nothing claimed (no instance id) */
     bool held;     /* granted and not lost since */
+    /* While kept (ah_claim_keep): the keeper's list and last renewal
+     * (CLOCK_MONOTONIC ms). Only the keeper touches the claim then. */
+    struct ah_claim *kept_next;
+    int64_t kept_ms;
 } ah_claim;
 
 /** The claim lifetime this instance uses (ms). */
@@ -54,6 +58,26 @@ int ah_claim_end(struct ah_core *core, ah_claim *c, bool commit);
 /** Renews the claim outside any scope (long work between commits).
  *  false when it is lost. */
 bool ah_claim_renew(struct ah_core *core, ah_claim *c);
+
+/** Keeps the claim renewed while its owner waits on one call that can
+ *  outlast it (a provider's answer, a webhook's POST): a keeper thread
+ *  renews every kept claim each third of its lifetime, so another
+ *  instance takes the work over only when this one stops (killed, stopped
+ *  past the claim, cut off from the store), not because a call was slow.
+ *  The owner leaves the claim alone until ah_claim_unkeep, which returns
+ *  once no renewal of it is under way; then c->held says whether it was
+ *  lost meanwhile. Without a keeper (not serving, or nothing claimed)
+ *  both do nothing. */
+void ah_claim_keep(struct ah_core *core, ah_claim *c);
+void ah_claim_unkeep(struct ah_core *core, ah_claim *c);
+
+/** The keeper's thread: started by the daemon (when it claims, i.e. has
+ *  an instance id), stopped by it; free after the last claim user (the
+ *  bus's delivery lanes) is gone. Kept claims are not renewed once the
+ *  keeper stops. 0, or -1 with err filled. */
+int ah_claims_keeper_start(struct ah_core *core, char *err, size_t errlen);
+void ah_claims_keeper_stop(struct ah_core *core);
+void ah_claims_keeper_free(struct ah_core *core);
 
 /** Gives the claim back (others may take the work at once). */
 void ah_claim_give_back(struct ah_core *core, ah_claim *c);

@@ -152,6 +152,9 @@ struct ah_core {
      * claims and leases (host/claims.h): set by the daemon; empty in
      * one-shot commands, which claim nothing. */
     char instance[128];
+    /* Renews claims whose owners wait on a long call (host/claims.h
+     * ah_claim_keep); NULL unless serving with an instance id. */
+    struct ah_claims_keeper *keeper;
     /* The change log (admin/ops.c ah_ops_follow_changes): the newest
      * change applied; valid once change_ready. Ticker thread only. */
     int64_t change_seen;

@@ -282,7 +282,9 @@ static void deliver_pending(ah_core *core, int64_t conn_id, const cJSON *body)
             break;
         }
         char err[600];
+        ah_claim_keep(core, &cl); /* a slow plugin outlasting the claim */
         bool ok = deliver_one(core, c, &d, err, sizeof err) == 0;
+        ah_claim_unkeep(core, &cl);
         if (ah_claim_begin(core, &cl) != 0) {
             ah_delivery_row_free(&d);
             break;

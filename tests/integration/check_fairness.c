@@ -56,6 +56,8 @@ typedef struct fixture {
 
 /* [core] tenant_workers for the next setup (0: the default). */
 static int tenant_workers;
+/* [store] claim_ms for the next setup (0: the default). */
+static int claim_ms;
 
 static ah_core *open_core(const char *dir)
 {
@@ -75,11 +77,11 @@ static ah_core *open_core(const char *dir)
                  "[core]\nworkers = %d\ntenant_workers = %d\nkey_file = host.key\n"
                  "request_timeout_ms = 600000\nlog_level = error\n"
                  "[http]\nlisten = 127.0.0.1:0\nthreads = 2\n"
-                 "[store]\nurl = %s\n"
+                 "[store]\nurl = %s\nclaim_ms = %d\n"
                  "[sync]\ninterval_s = 0\n"
                  "[plugins]\ntemplate = %s/template.so\nfakeats = %s/fakeats.so\n"
                  "tarpit = %s/tarpit.so\nerp = %s/erp.so\nfixture_faulty = %s/faulty.so\n%s",
-                 WORKERS, tenant_workers, store, plugins, fixtures, fixtures, plugins, fixtures,
+                 WORKERS, tenant_workers, store, claim_ms > 0 ? claim_ms : 15000, plugins, fixtures, fixtures, plugins, fixtures,
                  /* ctest check_fairness_in_process: every plugin in the daemon. */
                  in_process ? "[plugin.template]\nisolation = in_process\n"
                               "[plugin.fakeats]\nisolation = in_process\n"
@@ -188,6 +190,13 @@ static void setup_share1(void)
     tenant_workers = 1;
     setup();
     tenant_workers = 0;
+}
+
+static void setup_short_claims(void)
+{
+    claim_ms = 2000;
+    setup();
+    claim_ms = 0;
 }
 
 static void teardown(void)
@@ -985,6 +994,67 @@ START_TEST(test_bulk_chunk_run_elsewhere_not_rerun)
 }
 END_TEST
 
+/* Issue 14: a provider call slower than the claim's lifetime (2 s here;
+ * the tarpit holds it 3 s and more) keeps its claim while it is under
+ * way: another instance asking for the chunk meanwhile is refused, so it
+ * cannot send the item to the provider a second time. (Before the claims'
+ * keeper the claim expired 2 s into the call and was granted.) Released,
+ * the call's outcome is stored under the claim it kept. */
+START_TEST(test_bulk_claim_kept_through_slow_call)
+{
+    ah_store *st = F.core->store;
+    ah_record_in app = {"application", "PK-1", "2024-03-01T00:00:00Z",
+                        "{\"provider_id\":\"PK-1\"}", "{\"name\":\"application PK-1\"}"};
+    char *aid = NULL;
+    ck_assert_int_eq(st->ops->records_upsert(st, conn_id("acme", "pit1"), &app, 1, NULL, NULL,
+                                             NULL, &aid),
+                     0);
+    ck_assert_ptr_nonnull(aid);
+    char body[160];
+    snprintf(body, sizeof body, "{\"reason_id\":\"r1\",\"application_ids\":[\"%s\"]}", aid);
+    free(aid);
+    char *out = NULL;
+    ck_assert_int_eq(http("POST", "/v1/applications/bulk-reject", KEY_ACME, NULL, NULL, body,
+                          &out), 202);
+    cJSON *j = cJSON_Parse(out);
+    free(out);
+    const cJSON *id = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "data"), "id");
+    ck_assert(cJSON_IsString(id));
+    char job[96], lease[128];
+    snprintf(job, sizeof job, "%s", id->valuestring);
+    cJSON_Delete(j);
+    snprintf(lease, sizeof lease, "bulk:%s:0", job);
+    WAIT_FOR(tarpit_inflight() == 1, "the item hanging on the tarpit");
+    /* Two and a half lifetimes of the claim, asked every 100 ms. */
+    const char *names[] = {lease};
+    for (int i = 0; i < 50; i++) {
+        int64_t tok = -1;
+        ck_assert_int_eq(st->ops->lease_claim(st, names, 1, "another-instance", 2000, &tok),
+                         AH_STORE_OK);
+        ck_assert_msg(tok == 0, "%s granted to another instance %.1f s into the call", lease,
+                      i / 10.0);
+        usleep(100000);
+    }
+    ck_assert_int_eq(tarpit_inflight(), 1);
+    ck_assert_int_eq(ah_t_write_file(F.release, "go"), 0);
+    char path[160];
+    snprintf(path, sizeof path, "/v1/bulk/%s", job);
+    bool done = false;
+    for (int waited = 0; !done; waited++) {
+        ck_assert_msg(waited < 3000, "the bulk job never ended");
+        ck_assert_int_eq(http("GET", path, KEY_ACME, NULL, NULL, NULL, &out), 200);
+        done = strstr(out, "\"status\":\"done\"") != NULL;
+        free(out);
+        if (!done)
+            usleep(10000);
+    }
+    ah_bulk_item_row it;
+    ck_assert_int_eq(st->ops->bulk_item_get(st, job, 0, &it), AH_STORE_OK);
+    ck_assert_str_eq(it.status, "succeeded");
+    ah_bulk_item_row_free(&it);
+}
+END_TEST
+
 /* One statement on the test's own PostgreSQL connection. */
 static void pg_exec(PGconn *pg, const char *sql)
 {
@@ -1223,6 +1293,11 @@ static Suite *fairness_suite(void)
     tcase_add_test(tc1, test_configured_share);
     tcase_add_test(tc1, test_provider_wait_holds_no_share);
     suite_add_tcase(s, tc1);
+    TCase *tc2 = tcase_create("short claims");
+    tcase_add_checked_fixture(tc2, setup_short_claims, teardown);
+    tcase_set_timeout(tc2, 240);
+    tcase_add_test(tc2, test_bulk_claim_kept_through_slow_call);
+    suite_add_tcase(s, tc2);
     return s;
 }
 
