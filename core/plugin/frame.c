@@ -224,6 +224,7 @@ int ah_frame_read_tail(ah_frame_reader *r, cJSON **msg, unsigned char **tail, si
                     return -1;
                 }
                 *msg = m;
+                r->last_len = need;
                 if (tail != NULL) {
                     *tail = t;
                     *tail_len = tn;

@@ -54,6 +54,8 @@ typedef struct ah_frame_reader {
      * hold the reading thread for good. 0: wait (the reset keeps it). */
     int stall_ms;
     bool stalled;
+    /* The last frame read: its length on the wire (prefix included). */
+    size_t last_len;
 } ah_frame_reader;
 
 /** Reads from fd from now on, dropping whatever was buffered (a new peer). */

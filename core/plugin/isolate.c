@@ -65,7 +65,16 @@ typedef struct qframe {
     cJSON *m;
     unsigned char *tail;
     size_t tail_len;
+    size_t len; /* on the wire, counted in its child's `queued` */
 } qframe;
+
+/* The most a child's frames may take, on the wire, while they wait for
+ * calls that have not taken them yet (a call busy in a host call while
+ * another call's thread reads the socket): one largest frame. A call's
+ * frames come one after another as it goes, so only a process that writes
+ * for a call faster than the call takes them (a flood) reaches it; it is
+ * ended as a protocol breach, not left to grow the daemon. */
+#define AH_ISOLATE_QUEUED_MAX ((size_t)AH_FRAME_MAX)
 
 /* A call in flight in a child: its id (in every frame of the call, both
  * ways), the frames read for it that its thread has not taken yet, and,
@@ -116,6 +125,7 @@ typedef struct child {
     char cause[256];        /* why it died, for the calls in flight */
     waiter *waiters;
     uint64_t next_id;
+    size_t queued;          /* bytes of frames in waiters' lists (qframe len) */
     unsigned long calls;    /* operations answered, for max_calls */
     bool handshake;         /* starting: not yet the slot's, not a crash if it dies */
     int status;             /* its wait status once dead */
@@ -456,6 +466,8 @@ static void waiter_remove(proc *p, child *ch, waiter *w)
             break;
         }
     }
+    for (const qframe *f = w->head; f != NULL; f = f->next)
+        ch->queued -= f->len;
     pthread_mutex_unlock(&p->mu);
     frames_free(w->head);
     w->head = w->last = NULL;
@@ -530,11 +542,19 @@ static int read_frames(proc *p, child *ch, long left_ms)
         }
         const char *cid = str(f->m, "cid");
         uint64_t id = cid != NULL ? strtoull(cid, NULL, 10) : 0;
+        f->len = ch->rd.last_len;
         pthread_mutex_lock(&p->mu);
         waiter *w = ch->waiters;
         while (w != NULL && w->id != id)
             w = w->next;
+        if (w != NULL && ch->queued > 0 && f->len > AH_ISOLATE_QUEUED_MAX - ch->queued) {
+            pthread_mutex_unlock(&p->mu);
+            frames_free(f);
+            broke(p, ch, "more frames than its calls took (over 64 MiB waiting)");
+            return -1;
+        }
         if (w != NULL) {
+            ch->queued += f->len;
             if (w->last != NULL)
                 w->last->next = f;
             else
@@ -568,6 +588,7 @@ static int next_frame(ah_isolate *iso, proc *p, child *ch, waiter *w, int64_t de
             if (w->head == NULL)
                 w->last = NULL;
             (*f)->next = NULL;
+            ch->queued -= (*f)->len;
             /* Leaving with a frame while nobody reads: if another call
              * waits, it reads now. A reader that left woke one waiting call
              * to take the socket over; when that call found a frame of its

@@ -1590,7 +1590,8 @@ static void write_plan(const char *path, const char *mode, int at)
 /* fixture_faulty behind the hostile plugin host (ATSHUB_PLUGIN_HOST), a
  * process a call (max_calls = 1: each case meets a relay of its own, which
  * reads the plan when the frame comes), its plan file in `plan`. */
-static void hostile_setup(fixture *f, long call_timeout_ms, char *plan, size_t plan_len)
+static void hostile_setup_calls(fixture *f, long call_timeout_ms, int max_calls, char *plan,
+                                size_t plan_len)
 {
     const char *fx = ah_t_env("AH_FIXTURE_DIR");
     char host[1024], real[1024], section[256];
@@ -1599,12 +1600,17 @@ static void hostile_setup(fixture *f, long call_timeout_ms, char *plan, size_t p
     ck_assert_int_eq(setenv("ATSHUB_PLUGIN_HOST", host, 1), 0);
     ck_assert_int_eq(setenv("AH_HOSTILE_REAL", real, 1), 0);
     snprintf(section, sizeof section,
-             "[plugin.fixture_faulty]\nisolation = process\nmax_calls = 1\n"
+             "[plugin.fixture_faulty]\nisolation = process\nmax_calls = %d\n"
              "call_timeout_ms = %ld\nrestart_backoff_ms = 10\n"
-             "env = AH_HOSTILE_FILE,AH_HOSTILE_REAL\n", call_timeout_ms);
+             "env = AH_HOSTILE_FILE,AH_HOSTILE_REAL\n", max_calls, call_timeout_ms);
     setup(f, section);
     snprintf(plan, plan_len, "%s/plan", f->dir);
     ck_assert_int_eq(setenv("AH_HOSTILE_FILE", plan, 1), 0);
+}
+
+static void hostile_setup(fixture *f, long call_timeout_ms, char *plan, size_t plan_len)
+{
+    hostile_setup_calls(f, call_timeout_ms, 1, plan, plan_len);
 }
 
 static void hostile_teardown(fixture *f)
@@ -1698,6 +1704,88 @@ START_TEST(test_hostile_plugin_process)
         ck_assert_msg(modes[m].must == '-' || seen > 0, "%s: never the crash it must cause",
                       modes[m].mode);
     }
+    hostile_teardown(&f);
+    int zombies;
+    ck_assert_int_eq(children(&zombies), 0);
+}
+END_TEST
+
+typedef struct bg_faulty {
+    ah_core *core;
+    const char *conn, *what, *url;
+    ah_reply r;
+} bg_faulty;
+
+/* jobs.get on b->conn doing b->what (with b->url, 10 s, when given). */
+static void *bg_faulty_main(void *arg)
+{
+    bg_faulty *b = arg;
+    cJSON *body = cJSON_CreateObject();
+    cJSON_AddStringToObject(body, "do", b->what);
+    if (b->url != NULL) {
+        cJSON_AddStringToObject(body, "url", b->url);
+        cJSON_AddNumberToObject(body, "timeout_ms", 10000);
+    }
+    ah_core_request(b->core, "acme", b->conn, "jobs.get", body, &b->r);
+    return NULL;
+}
+
+/* A plugin process that writes frames for a call faster than the call
+ * takes them: call B waits on an outbound request (to a listener that
+ * never answers) while call A's thread reads the socket, and the process
+ * sends 80 MiB of log frames for B. They waited in the daemon for B, as
+ * many as came (the daemon's memory was the process's to grow). Past 64
+ * MiB waiting the process is ended as a protocol breach: both calls are
+ * answered plugin_crashed and the plugin comes back. */
+START_TEST(test_frames_for_a_busy_call_are_bounded)
+{
+    fixture f;
+    char plan[1100];
+    hostile_setup_calls(&f, 10000, 0, plan, sizeof plan);
+    ah_reply r;
+    /* The process started with the plugin, before the plan's file was
+     * named, ends; its successor reads the plan. */
+    write_plan(plan, "none", 1);
+    call(f.core, "f", "exit", &r);
+    ck_assert(!r.ok);
+    ah_reply_free(&r);
+    until_back(f.core);
+    /* Both connections' contexts opened first: their open()s' host calls
+     * are not the flood's. */
+    call(f.core, "f", "ok", &r);
+    ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
+    ah_reply_free(&r);
+    call(f.core, "fs", "ok", &r);
+    ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
+    ah_reply_free(&r);
+    write_plan(plan, "flood", 1);
+    char url[160];
+    int s = silent_listener(url, sizeof url);
+    bg_faulty b = {.core = f.core, .conn = "fs", .what = "http", .url = url};
+    bg_faulty a = {.core = f.core, .conn = "f", .what = "loop"};
+    pthread_t tb, ta;
+    ck_assert_int_eq(pthread_create(&tb, NULL, bg_faulty_main, &b), 0);
+    /* B's request has reached the listener: B waits on it in the daemon. */
+    int held = accept(s, NULL, NULL);
+    ck_assert_int_ge(held, 0);
+    ck_assert_int_eq(pthread_create(&ta, NULL, bg_faulty_main, &a), 0);
+    pthread_join(ta, NULL);
+    close(held);
+    close(s);
+    pthread_join(tb, NULL);
+    ck_assert_msg(!a.r.ok && strcmp(a.r.code, "plugin_crashed") == 0, "A: %s: %s", a.r.code,
+                  a.r.message);
+    ck_assert_msg(!b.r.ok && strcmp(b.r.code, "plugin_crashed") == 0, "B: %s: %s", b.r.code,
+                  b.r.message);
+    ah_reply_free(&a.r);
+    ah_reply_free(&b.r);
+    cJSON *p = faulty_json(f.core);
+    ck_assert_str_eq(proc_str(p, "last_crash", "kind"), "protocol");
+    const char *cause = proc_str(p, "last_crash", "cause");
+    ck_assert_msg(strstr(cause, "more frames than its calls took") != NULL, "%s", cause);
+    cJSON_Delete(p);
+    write_plan(plan, "none", 1);
+    until_back(f.core);
     hostile_teardown(&f);
     int zombies;
     ck_assert_int_eq(children(&zombies), 0);
@@ -1806,6 +1894,7 @@ static Suite *isolate_suite(void)
     tcase_add_test(tc, test_unopenable_connection_not_a_wrong_key);
     tcase_add_test(tc, test_store_batch);
     tcase_add_test(tc, test_hostile_plugin_process);
+    tcase_add_test(tc, test_frames_for_a_busy_call_are_bounded);
     tcase_add_test(tc, test_frame_cut_short_and_stalled);
     suite_add_tcase(s, tc);
     return s;
