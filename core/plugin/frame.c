@@ -72,7 +72,7 @@ int ah_frame_append(unsigned char **buf, size_t *len, size_t *cap, const cJSON *
     size_t total = tl + (tail_len > 0 ? 1 + tail_len : 0);
     if (total > AH_FRAME_MAX || total < tl) {
         free(text);
-        return -1;
+        return AH_FRAME_TOO_LARGE;
     }
     if (*cap - *len < total + 4) {
         size_t ncap = *cap > 0 ? *cap : 256;

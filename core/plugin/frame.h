@@ -16,9 +16,13 @@
 #include <cjson/cJSON.h>
 
 #define AH_FRAME_MAX (64u * 1024 * 1024)
+/** What the senders return for a message that would make a frame longer
+ *  than AH_FRAME_MAX: nothing was sent, the stream is intact. */
+#define AH_FRAME_TOO_LARGE (-2)
 
 /** Sends `msg` as one frame (MSG_NOSIGNAL: a dead peer is an error, not
- *  SIGPIPE). 0, or -1 when the peer is gone or memory runs out. */
+ *  SIGPIPE). 0; -1 when the peer is gone or memory runs out;
+ *  AH_FRAME_TOO_LARGE (nothing sent). */
 int ah_frame_send(int fd, const cJSON *msg);
 /** As ah_frame_send, with `tail_len` bytes of `tail` after the text in the
  *  same frame (separated by a NUL, which JSON text never holds): bulk data
@@ -27,7 +31,8 @@ int ah_frame_send_tail(int fd, const cJSON *msg, const void *tail, size_t tail_l
 /** Appends `msg` (with `tail_len` bytes of `tail`, as ah_frame_send_tail)
  *  as one frame to the buffer *buf (*len bytes used of *cap; grown with
  *  realloc, freed by the caller): several frames then leave in one write
- *  (ah_frame_write). 0, or -1 (too large, out of memory; *buf unchanged). */
+ *  (ah_frame_write). 0; -1 out of memory, AH_FRAME_TOO_LARGE (*buf unchanged
+ *  either way). */
 int ah_frame_append(unsigned char **buf, size_t *len, size_t *cap, const cJSON *msg,
                     const void *tail, size_t tail_len);
 /** Writes `len` bytes (frames from ah_frame_append) as ah_frame_send does. */

@@ -1604,12 +1604,43 @@ cJSON *ah_isolate_serve_host_call(ah_call *call, cJSON *m, unsigned char *tail,
     return serve_host(NULL, NULL, NULL, &w, call, m, tail, tail_len, out_tail, out_tail_len);
 }
 
+/* In place of a host call's answer no frame can carry (a provider's
+ * response of 64 MiB, which the outbound client allows, is one with its
+ * members): a failure the plugin is given instead, so that the process and
+ * the other calls in it go on. A response's outcome, status and attempts
+ * are kept: a write the provider took is still known as sent. */
+static cJSON *too_large_reply(const cJSON *resp, bool http, uint64_t id)
+{
+    cJSON *r = cJSON_CreateObject();
+    if (r == NULL || cJSON_AddStringToObject(r, "t", "host_reply") == NULL ||
+        add_cid(r, id) != 0) {
+        cJSON_Delete(r);
+        return NULL;
+    }
+    cJSON_AddBoolToObject(r, "ok", false);
+    cJSON_AddStringToObject(r, "code", http ? AH_E_UPSTREAM : AH_E_INTERNAL);
+    ah_frame_add_int(r, "status", http ? 502 : 500);
+    cJSON_AddStringToObject(r, "message",
+                            http ? "the provider's response is larger than an isolated plugin "
+                                   "can be given (64 MiB a frame)"
+                                 : "the answer is larger than an isolated plugin can be given "
+                                   "(64 MiB a frame)");
+    static const char *const kept[] = {"status_code", "attempts", "outcome"};
+    for (size_t i = 0; http && i < sizeof kept / sizeof kept[0]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(resp, kept[i]);
+        if (v != NULL)
+            cJSON_AddItemToObject(r, kept[i], cJSON_Duplicate(v, false));
+    }
+    return r;
+}
+
 /* Sends `req` (NULL: nothing) as call w's (its id added) and takes w's
  * frames until the answer, serving the child's host API calls and logs of
  * the call meanwhile. The time the child waits for a host call's answer
  * (the daemon serving it: a provider's answer, the store) does not count
  * against timeout_ms; everything else does. 0 with *out; -1 the child is
- * gone; -2 it did not answer in time (it was killed). */
+ * gone; -2 it did not answer in time (it was killed); -3 req is larger than
+ * a frame may be (nothing sent, the child goes on). */
 static int exchange(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *call, cJSON *req,
                     long timeout_ms, cJSON **out)
 {
@@ -1618,7 +1649,10 @@ static int exchange(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *cal
         cJSON_DeleteItemFromObjectCaseSensitive(req, "cid");
         if (add_cid(req, w->id) != 0)
             return -1;
-        if (send_frame(ch, req, NULL, 0) != 0) {
+        int s = send_frame(ch, req, NULL, 0);
+        if (s == AH_FRAME_TOO_LARGE)
+            return -3; /* nothing sent: the process goes on */
+        if (s != 0) {
             pthread_mutex_lock(&p->mu);
             child_died(iso, p, ch, NULL);
             pthread_mutex_unlock(&p->mu);
@@ -1650,6 +1684,8 @@ static int exchange(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *cal
             /* A one-way call (the route's answer, publish): the child did
              * not wait, and ran on meanwhile. */
             bool oneway = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "nr"));
+            const char *fn = str(m, "fn");
+            bool http = fn != NULL && strcmp(fn, "http") == 0;
             frames_free(f);
             if (!oneway)
                 deadline += ah_mono_us() - served_from;
@@ -1661,6 +1697,11 @@ static int exchange(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *cal
             int s = resp != NULL && add_cid(resp, w->id) == 0
                         ? send_frame(ch, resp, rtail, rtail_len)
                         : -1;
+            if (s == AH_FRAME_TOO_LARGE) {
+                cJSON *small = too_large_reply(resp, http, w->id);
+                s = small != NULL ? send_frame(ch, small, NULL, 0) : -1;
+                cJSON_Delete(small);
+            }
             atomic_fetch_add_explicit(&iso->host_round_trips, 1, memory_order_relaxed);
             cJSON_Delete(resp);
             free(rtail);
@@ -1863,6 +1904,10 @@ static ah_result round_trip(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_c
                             cJSON *req, bool op, cJSON **ans)
 {
     int r = exchange(iso, p, ch, w, call, req, iso->o.call_timeout_ms, ans);
+    if (r == -3)
+        return call->host->fail(call, AH_E_INVALID, 413, "the request for plugin '%s' is larger "
+                                "than an isolated plugin can be given (64 MiB a frame)",
+                                iso->name);
     if (r == -2)
         return call->host->fail(call, AH_E_TIMEOUT, 504, "plugin '%s' did not answer %s "
                                 "within %ld ms; its process was killed and restarts",

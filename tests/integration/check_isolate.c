@@ -464,6 +464,86 @@ START_TEST(test_http_through_daemon)
 }
 END_TEST
 
+/* One HTTP exchange on listener s: a 200 whose body is 64 MiB of 'a'
+ * (the outbound client's limit, which it takes). */
+static void *big_answer_main(void *arg)
+{
+    int s = *(int *)arg;
+    int c = accept(s, NULL, NULL);
+    if (c < 0)
+        return NULL;
+    char req[4096];
+    size_t n = 0;
+    while (n < sizeof req - 1) {
+        ssize_t k = read(c, req + n, sizeof req - 1 - n);
+        if (k <= 0)
+            break;
+        n += (size_t)k;
+        req[n] = '\0';
+        if (strstr(req, "\r\n\r\n") != NULL)
+            break;
+    }
+    enum { BODY = 64 << 20, CHUNK = 1 << 20 };
+    char head[128];
+    int hl = snprintf(head, sizeof head,
+                      "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+                      "Connection: close\r\n\r\n", BODY);
+    char *chunk = malloc(CHUNK);
+    bool ok = chunk != NULL && write(c, head, (size_t)hl) == hl;
+    if (chunk != NULL)
+        memset(chunk, 'a', CHUNK);
+    for (int sent = 0; ok && sent < BODY; sent += CHUNK)
+        for (size_t off = 0; ok && off < CHUNK;) {
+            ssize_t k = send(c, chunk + off, CHUNK - off, MSG_NOSIGNAL);
+            ok = k > 0;
+            off += ok ? (size_t)k : 0;
+        }
+    free(chunk);
+    close(c);
+    return NULL;
+}
+
+/* A provider's response the outbound client takes (64 MiB, its limit) but
+ * no frame to a plugin process can carry with its members: the daemon
+ * took its failure to send it for the process's death and killed it, and
+ * every call in it failed plugin_crashed. The plugin is given a failure
+ * in its place (upstream_error 502); the process goes on. */
+START_TEST(test_provider_answer_larger_than_a_frame)
+{
+    fixture f;
+    setup(&f, "[plugin.fixture_faulty]\nisolation = process\n");
+    ah_reply r;
+    call(f.core, "f", "ok", &r);
+    ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
+    int pid = cJSON_GetObjectItem(r.body, "pid")->valueint;
+    ah_reply_free(&r);
+    char url[160];
+    int s = silent_listener(url, sizeof url);
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, big_answer_main, &s), 0);
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddStringToObject(b, "do", "http");
+    cJSON_AddStringToObject(b, "url", url);
+    cJSON_AddNumberToObject(b, "timeout_ms", 60000);
+    ah_core_request(f.core, "acme", "f", "jobs.get", b, &r);
+    pthread_join(th, NULL);
+    close(s);
+    ck_assert_msg(!r.ok && strcmp(r.code, "upstream_error") == 0 && r.http_status == 502,
+                  "%s %d: %s", r.code, r.http_status, r.message);
+    ck_assert_ptr_nonnull(strstr(r.message, "larger than an isolated plugin can be given"));
+    ah_reply_free(&r);
+    call(f.core, "f", "ok", &r);
+    ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
+    ck_assert_int_eq(cJSON_GetObjectItem(r.body, "pid")->valueint, pid);
+    ah_reply_free(&r);
+    cJSON *p = faulty_json(f.core);
+    ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(p, "process"), "crashes")->valueint,
+                     0);
+    cJSON_Delete(p);
+    teardown(&f);
+}
+END_TEST
+
 /* A call that sent a write (a POST flagged AH_HTTP_NOT_IDEMPOTENT, here to
  * the daemon's own /v1/health, which answers it) and whose plugin process
  * then crashed is answered 502 outcome_unknown (503 plugin_crashed before,
@@ -1895,6 +1975,7 @@ static Suite *isolate_suite(void)
     tcase_add_test(tc, test_store_batch);
     tcase_add_test(tc, test_hostile_plugin_process);
     tcase_add_test(tc, test_frames_for_a_busy_call_are_bounded);
+    tcase_add_test(tc, test_provider_answer_larger_than_a_frame);
     tcase_add_test(tc, test_frame_cut_short_and_stalled);
     suite_add_tcase(s, tc);
     return s;
