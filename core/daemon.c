@@ -188,6 +188,8 @@ static void *ticker_main(void *arg)
         /* Idle connections still holding a context of a swapped-out
          * generation would keep it loaded forever. */
         ah_ops_retire_contexts(core);
+        /* Plugin processes that ended between calls: reaped, counted. */
+        ah_registry_watch(core->registry);
         ah_events_tick(core);
         ah_webhooks_tick(core);
     }

@@ -2287,6 +2287,37 @@ cJSON *ah_isolate_json(ah_isolate *iso)
     return o;
 }
 
+void ah_isolate_watch(ah_isolate *iso)
+{
+    for (int i = 0; iso != NULL && i < iso->nprocs; i++) {
+        proc *p = &iso->procs[i];
+        pthread_mutex_lock(&p->mu);
+        child *ch = p->cur;
+        bool idle = ch != NULL && !ch->dead && !ch->handshake && !ch->reading &&
+                    ch->waiters == NULL;
+        if (idle)
+            ch->refs++;
+        pthread_mutex_unlock(&p->mu);
+        if (!idle)
+            continue;
+        /* An idle process sends nothing: its socket readable is its end
+         * (or a frame for no call, which the next call's read refuses). */
+        struct pollfd pf = {.fd = ch->fd, .events = POLLIN};
+        bool ended = false;
+        if (poll(&pf, 1, 0) == 1) {
+            char b;
+            ended = (pf.revents & (POLLHUP | POLLERR)) != 0 ||
+                    recv(ch->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+        }
+        pthread_mutex_lock(&p->mu);
+        /* A call that came meanwhile finds the end itself. */
+        if (ended && !ch->dead && !ch->reading && ch->waiters == NULL)
+            child_died(iso, p, ch, NULL);
+        pthread_mutex_unlock(&p->mu);
+        child_put(p, ch);
+    }
+}
+
 void ah_isolate_counts(ah_isolate *iso, unsigned long *crashes, unsigned long *restarts)
 {
     pthread_mutex_lock(&iso->st);

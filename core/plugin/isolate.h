@@ -189,6 +189,12 @@ ah_result ah_isolate_event(ah_isolate *iso, ah_call *call, int index, const char
  *  "max_calls", "last_crash": null | {"cause", "kind" (signal|exit|timeout|
  *  memory|start), "signal", "at"}}. Transferred. */
 cJSON *ah_isolate_json(ah_isolate *iso);
+/** Notices processes that ended while idle (no call in flight, say a
+ *  plugin's own thread crashed): reaped at once, their crash recorded (the
+ *  plugin listing, /metrics) rather than left a zombie until a call finds
+ *  it; the next call starts a process as after any crash. One poll of each
+ *  idle process's socket; the daemon's ticker calls it every second. */
+void ah_isolate_watch(ah_isolate *iso);
 /** Crashes and restarts so far (for /metrics). */
 void ah_isolate_counts(ah_isolate *iso, unsigned long *crashes, unsigned long *restarts);
 

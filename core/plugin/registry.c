@@ -269,6 +269,18 @@ void ah_registry_each(ah_registry *reg, ah_generation_cb cb, void *arg)
     }
 }
 
+static void watch_one(void *arg, const ah_generation *gen)
+{
+    (void)arg;
+    if (gen->iso != NULL)
+        ah_isolate_watch(gen->iso);
+}
+
+void ah_registry_watch(ah_registry *reg)
+{
+    ah_registry_each(reg, watch_one, NULL);
+}
+
 size_t ah_registry_count(ah_registry *reg)
 {
     if (reg == NULL)

@@ -94,6 +94,8 @@ void ah_generation_release(ah_generation *gen);
 typedef void (*ah_generation_cb)(void *arg, const ah_generation *gen);
 /** Calls cb for each plugin's current generation, in name order. */
 void ah_registry_each(ah_registry *reg, ah_generation_cb cb, void *arg);
+/** ah_isolate_watch on every isolated plugin's current generation. */
+void ah_registry_watch(ah_registry *reg);
 size_t ah_registry_count(ah_registry *reg);
 
 /* ------------------------------------------------------------------------ */

@@ -464,6 +464,44 @@ START_TEST(test_http_through_daemon)
 }
 END_TEST
 
+/* A plugin process that ends between calls (killed here; a plugin's own
+ * thread may crash it) was noticed only by the next call: a zombie until
+ * then, its crash unseen by operators. The daemon's ticker notices it
+ * within a second or two: reaped, its crash in the plugin listing; the
+ * next call starts a new process. */
+START_TEST(test_idle_process_death_noticed)
+{
+    fixture f;
+    setup(&f, "[plugin.fixture_faulty]\nisolation = process\n");
+    char err[512];
+    ck_assert_msg(ah_daemon_start(f.core, err, sizeof err) == 0, "%s", err);
+    ah_reply r;
+    call(f.core, "f", "ok", &r);
+    ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
+    int pid = cJSON_GetObjectItem(r.body, "pid")->valueint;
+    ah_reply_free(&r);
+    ck_assert_int_eq(kill(pid, SIGKILL), 0);
+    int crashes = 0;
+    for (int i = 0; i < 1000 && crashes == 0; i++) {
+        usleep(10000);
+        cJSON *p = faulty_json(f.core);
+        crashes = cJSON_GetObjectItem(cJSON_GetObjectItem(p, "process"), "crashes")->valueint;
+        if (crashes > 0) {
+            ck_assert_str_eq(proc_str(p, "last_crash", "kind"), "signal");
+            ck_assert_str_eq(proc_str(p, "last_crash", "cause"), "signal SIGKILL");
+        }
+        cJSON_Delete(p);
+    }
+    ck_assert_msg(crashes == 1, "the idle process's end went unnoticed for 10 s");
+    int zombies;
+    children(&zombies);
+    ck_assert_int_eq(zombies, 0);
+    int again = until_back(f.core);
+    ck_assert_int_ne(again, pid);
+    teardown(&f);
+}
+END_TEST
+
 /* One HTTP exchange on listener s: a 200 whose body is 64 MiB of 'a'
  * (the outbound client's limit, which it takes). */
 static void *big_answer_main(void *arg)
@@ -1976,6 +2014,7 @@ static Suite *isolate_suite(void)
     tcase_add_test(tc, test_hostile_plugin_process);
     tcase_add_test(tc, test_frames_for_a_busy_call_are_bounded);
     tcase_add_test(tc, test_provider_answer_larger_than_a_frame);
+    tcase_add_test(tc, test_idle_process_death_noticed);
     tcase_add_test(tc, test_frame_cut_short_and_stalled);
     suite_add_tcase(s, tc);
     return s;
