@@ -7,7 +7,8 @@
  * back, a page cache small enough that frames are written before the
  * COMMIT, what a kill -9 leaves (every acknowledged transaction, and a
  * database that passes integrity_check), and a COMMIT whose frames cannot
- * be written (it fails, and nobody sees it).
+ * be written (it fails, and nobody sees it); a group's transaction that
+ * SQLite rolled back by itself (nothing more is written in it).
  *
  * A unit test of the engine's internals: it includes sqlite_int.h for the
  * VFS's name and counters.
@@ -378,6 +379,56 @@ START_TEST(test_commit_fails_cleanly)
 }
 END_TEST
 
+/* SQLite may roll a whole transaction back by itself (SQLITE_FULL,
+ * SQLITE_IOERR, SQLITE_NOMEM: "it might be necessary to rollback and cancel
+ * the entire transaction"); here a group's transaction is rolled back
+ * under the engine, on its own connection, as SQLite would. The scope's
+ * next write then ran outside any transaction (its savepoint began one and
+ * its release committed it): stored for good while its group failed and its
+ * requests were answered failed. It is refused now; the group fails and
+ * nothing of it is stored. */
+START_TEST(test_group_transaction_lost)
+{
+    static const ah_logger quiet = {.level = AH_LOG_ERROR, .json = false};
+    char url[160], err[256] = "";
+    snprintf(url, sizeof url, "sqlite:%s", path);
+    ah_store *st = ah_store_open(url, &quiet, err, sizeof err);
+    ck_assert_msg(st != NULL, "%s", err);
+    ck_assert_int_eq(st->ops->migrate(st), AH_STORE_OK);
+    int64_t t = 0, v = 0;
+    ck_assert_int_eq(st->ops->tenant_add(st, "acme", "00", &t), AH_STORE_OK);
+    uint64_t g = 0;
+    ck_assert_int_eq(st->ops->group_begin(st, t, &g), AH_STORE_OK);
+    ck_assert_int_eq(st->ops->sequence_next(st, t, "a", &v), AH_STORE_OK);
+    ck_assert_int_eq(sqlite3_exec(ah_sq(st)->db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    ck_assert_int_eq(st->ops->sequence_next(st, t, "b", &v), AH_STORE_ERR);
+    ck_assert_int_eq(st->ops->scope_end(st, true), AH_STORE_ERR);
+    ck_assert_int_eq(st->ops->group_commit(st), AH_STORE_OK); /* nothing open */
+    /* Neither draw was stored: each starts at 1 again. */
+    ck_assert_int_eq(st->ops->sequence_next(st, t, "b", &v), AH_STORE_OK);
+    ck_assert_int_eq(v, 1);
+    ck_assert_int_eq(st->ops->sequence_next(st, t, "a", &v), AH_STORE_OK);
+    ck_assert_int_eq(v, 1);
+    /* Rolled back between two scopes of a group: the next scope begins a
+     * new group, whose writes commit with it; the lost group's do not. */
+    uint64_t g2 = 0;
+    ck_assert_int_eq(st->ops->group_begin(st, t, &g), AH_STORE_OK);
+    ck_assert_int_eq(st->ops->sequence_next(st, t, "c", &v), AH_STORE_OK);
+    ck_assert_int_eq(st->ops->scope_end(st, true), AH_STORE_OK);
+    ck_assert_int_eq(sqlite3_exec(ah_sq(st)->db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    ck_assert_int_eq(st->ops->group_begin(st, t, &g2), AH_STORE_OK);
+    ck_assert(g2 > g);
+    ck_assert_int_eq(st->ops->sequence_next(st, t, "d", &v), AH_STORE_OK);
+    ck_assert_int_eq(st->ops->scope_end(st, true), AH_STORE_OK);
+    ck_assert_int_eq(st->ops->group_commit(st), AH_STORE_OK);
+    ck_assert_int_eq(st->ops->sequence_next(st, t, "c", &v), AH_STORE_OK);
+    ck_assert_int_eq(v, 1);
+    ck_assert_int_eq(st->ops->sequence_next(st, t, "d", &v), AH_STORE_OK);
+    ck_assert_int_eq(v, 2);
+    st->ops->close(st);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("walbuf");
@@ -387,6 +438,7 @@ int main(void)
     tcase_add_loop_test(tc, test_commits_visible_and_gathered, 0, 2);
     tcase_add_test(tc, test_kill9_keeps_acknowledged);
     tcase_add_test(tc, test_commit_fails_cleanly);
+    tcase_add_test(tc, test_group_transaction_lost);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -507,6 +507,11 @@ int ah_sq_group_begin(ah_store *st, int64_t tenant_id, uint64_t *group_out)
         ah_sq_mu_unlock(s);
         return AH_STORE_ERR;
     }
+    /* Its transaction rolled back by SQLite between two scopes (a failed
+     * flush of log rows, say): the group failed; this scope begins the
+     * next one rather than write on its own outside any transaction. */
+    if (s->group_open && sqlite3_get_autocommit(s->db))
+        (void)ah_sq_group_end_locked(s, false);
     if (!s->group_open) {
         if (ah_sq_exec_q(s, Q_BEGIN, "group begin") != AH_STORE_OK) {
             ah_sq_mu_unlock(s);

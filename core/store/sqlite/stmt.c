@@ -30,6 +30,18 @@ void ah_sq_log_db(ah_sq_store *s, const char *what)
 
 sqlite3_stmt *ah_sq_prep(ah_sq_store *s, sqlite3_stmt **slot, const char *sql)
 {
+    /* Inside a scope its transaction must still be open. SQLite rolls a
+     * transaction back by itself on some errors (SQLITE_FULL, SQLITE_IOERR,
+     * SQLITE_NOMEM); a statement then would run on its own and commit (a
+     * savepoint begins a transaction of its own, its release commits it)
+     * while the scope, or the group it is part of, fails and its requests
+     * are answered failed. Every statement comes through here: none runs. */
+    if (s->scope_depth > 0 && sqlite3_get_autocommit(s->db)) {
+        ah_log(s->base.lg, AH_LOG_ERROR, "store",
+               "sqlite: the transaction was rolled back under its scope (by SQLite, after an "
+               "error such as a full disk); nothing more is written in it");
+        return NULL;
+    }
     if (*slot != NULL)
         return *slot;
     if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL) !=
