@@ -263,6 +263,11 @@ int ah_daemon_start(ah_core *core, char *err, size_t errlen)
     }
     if (core->httpd == NULL)
         return -1;
+    /* Before anything that claims work and waits on calls under a claim
+     * (the routes' deliveries and settling, the pools below): they read
+     * core->keeper from their threads. */
+    if (ah_claims_keeper_start(core, err, errlen) != 0)
+        return -1;
     /* Before the routes whose answers it sends. */
     core->committer = ah_store_committer_start(core->store, &core->log, err, errlen);
     if (core->committer == NULL)
@@ -274,9 +279,6 @@ int ah_daemon_start(ah_core *core, char *err, size_t errlen)
     if (ah_httpd_start(core->httpd, err, errlen) != 0)
         return -1;
     if (ah_admin_start(core, err, errlen) != 0)
-        return -1;
-    /* Before anything that claims work and waits on calls under a claim. */
-    if (ah_claims_keeper_start(core, err, errlen) != 0)
         return -1;
     /* The pool before the ticker that feeds it. */
     if (ah_webhooks_start(core, err, errlen) != 0)

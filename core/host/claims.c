@@ -7,7 +7,6 @@
 #include "log.h"
 #include "store.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -112,15 +111,20 @@ void ah_claim_give_back(ah_core *core, ah_claim *c)
 }
 
 /* The keeper: one thread renewing the claims whose owners wait on a call
- * (ah_claim_keep). A renewal happens under `mu`, so an owner's unkeep
- * returns only once none of its claim is under way. */
+ * (ah_claim_keep). It renews outside `mu` (a store call may take long: a
+ * slow database, the writer held by an atomic route), marking the claims it
+ * renews; an owner's unkeep waits until its claim is no longer marked. */
 struct ah_claims_keeper {
     pthread_mutex_t mu;
-    pthread_cond_t cv; /* CLOCK_MONOTONIC: a new claim kept, or the stop */
-    ah_claim *kept;    /* a list through kept_next */
+    pthread_cond_t cv;   /* CLOCK_MONOTONIC: a claim kept into an empty list, or the stop */
+    pthread_cond_t done; /* a renewal pass ended */
+    ah_claim *kept;      /* a list through kept_next */
     pthread_t thread;
     bool running, stopping;
 };
+
+/* At most this many claims renewed in one pass (the rest in the next). */
+#define KEEPER_BATCH 32
 
 void ah_claim_keep(ah_core *core, ah_claim *c)
 {
@@ -129,9 +133,13 @@ void ah_claim_keep(ah_core *core, ah_claim *c)
         return;
     pthread_mutex_lock(&k->mu);
     c->kept_ms = ah_mono_ms();
+    c->renewing = false;
     c->kept_next = k->kept;
+    /* Claims already kept are due sooner: the keeper's wait stands unless
+     * it waits for a first one. */
+    if (k->kept == NULL)
+        pthread_cond_signal(&k->cv);
     k->kept = c;
-    pthread_cond_signal(&k->cv);
     pthread_mutex_unlock(&k->mu);
 }
 
@@ -147,7 +155,26 @@ void ah_claim_unkeep(ah_core *core, ah_claim *c)
             break;
         }
     c->kept_next = NULL;
+    while (c->renewing)
+        pthread_cond_wait(&k->done, &k->mu);
     pthread_mutex_unlock(&k->mu);
+}
+
+/* Waits on k->cv until `until` (CLOCK_MONOTONIC ms) or a signal; mu held. */
+static void keeper_wait(struct ah_claims_keeper *k, int64_t until)
+{
+    int64_t wait = until - ah_mono_ms();
+    if (wait < 1)
+        wait = 1;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += (time_t)(wait / 1000);
+    ts.tv_nsec += (long)(wait % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    (void)pthread_cond_timedwait(&k->cv, &k->mu, &ts);
 }
 
 static void *keeper_main(void *arg)
@@ -155,42 +182,47 @@ static void *keeper_main(void *arg)
     (void)pthread_setname_np(pthread_self(), "ah-claims"); /* top -H, perf */
     ah_core *core = arg;
     struct ah_claims_keeper *k = core->keeper;
-    int64_t ttl = ah_claim_ttl(core), every = ttl / 3;
+    int64_t every = ah_claim_ttl(core) / 3;
     pthread_mutex_lock(&k->mu);
     while (!k->stopping) {
-        int64_t now = ah_mono_ms(), next = now + every;
-        for (ah_claim *c = k->kept; c != NULL; c = c->kept_next) {
-            if (now - c->kept_ms >= every && c->held) {
-                /* Lost: its owner finds held false after unkeep and
-                 * commits nothing (the fence would refuse it anyway). */
-                if (!ah_claim_renew(core, c))
-                    ah_log(&core->log, AH_LOG_WARN, "claims",
-                           "%s: lost while its call was under way (the store refused the "
-                           "renewal); its outcome will not be stored here", c->name);
-                c->kept_ms = now = ah_mono_ms();
-            }
-            if (c->held && c->kept_ms + every < next)
-                next = c->kept_ms + every;
-        }
         if (k->kept == NULL) {
             pthread_cond_wait(&k->cv, &k->mu);
             continue;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        int64_t wait = next - ah_mono_ms();
-        if (wait < 1)
-            wait = 1;
-        ts.tv_sec += (time_t)(wait / 1000);
-        ts.tv_nsec += (long)(wait % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
+        int64_t now = ah_mono_ms(), next = now + every;
+        ah_claim *due[KEEPER_BATCH];
+        size_t n = 0;
+        for (ah_claim *c = k->kept; c != NULL; c = c->kept_next) {
+            if (!c->held)
+                continue;
+            if (now - c->kept_ms >= every && n < KEEPER_BATCH) {
+                c->renewing = true;
+                due[n++] = c;
+            } else if (c->kept_ms + every < next) {
+                next = c->kept_ms + every;
+            }
         }
-        int rc;
-        do
-            rc = pthread_cond_timedwait(&k->cv, &k->mu, &ts);
-        while (rc == EINTR);
+        if (n == 0) {
+            keeper_wait(k, next);
+            continue;
+        }
+        pthread_mutex_unlock(&k->mu);
+        /* Their owners leave them alone until unkeep, which waits for
+         * this pass: name, token and held are the keeper's meanwhile. */
+        for (size_t i = 0; i < n; i++)
+            if (!ah_claim_renew(core, due[i]))
+                /* Lost: its owner finds held false after unkeep and
+                 * commits nothing (the fence would refuse it anyway). */
+                ah_log(&core->log, AH_LOG_WARN, "claims",
+                       "%s: lost while its call was under way (the store refused the "
+                       "renewal); its outcome will not be stored here", due[i]->name);
+        pthread_mutex_lock(&k->mu);
+        now = ah_mono_ms();
+        for (size_t i = 0; i < n; i++) {
+            due[i]->kept_ms = now;
+            due[i]->renewing = false;
+        }
+        pthread_cond_broadcast(&k->done);
     }
     pthread_mutex_unlock(&k->mu);
     return NULL;
@@ -208,6 +240,10 @@ int ah_claims_keeper_start(ah_core *core, char *err, size_t errlen)
             cv = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
                  pthread_cond_init(&k->cv, &ca) == 0;
             pthread_condattr_destroy(&ca);
+        }
+        if (cv && pthread_cond_init(&k->done, NULL) != 0) {
+            pthread_cond_destroy(&k->cv);
+            cv = false;
         }
         if (!cv)
             pthread_mutex_destroy(&k->mu);
@@ -247,6 +283,7 @@ void ah_claims_keeper_free(ah_core *core)
         return;
     ah_claims_keeper_stop(core);
     core->keeper = NULL;
+    pthread_cond_destroy(&k->done);
     pthread_cond_destroy(&k->cv);
     pthread_mutex_destroy(&k->mu);
     free(k);

@@ -32,6 +32,7 @@ typedef struct ah_claim {
      * (CLOCK_MONOTONIC ms). Only the keeper touches the claim then. */
     struct ah_claim *kept_next;
     int64_t kept_ms;
+    bool renewing; /* the keeper renews it now (outside its lock) */
 } ah_claim;
 
 /** The claim lifetime this instance uses (ms). */

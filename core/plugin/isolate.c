@@ -547,7 +547,11 @@ static int read_frames(proc *p, child *ch, long left_ms)
         waiter *w = ch->waiters;
         while (w != NULL && w->id != id)
             w = w->next;
-        if (w != NULL && ch->queued > 0 && f->len > AH_ISOLATE_QUEUED_MAX - ch->queued) {
+        /* (A first frame may alone be the largest a frame may be, plus
+         * its prefix: queued can pass the limit by that much, once.) */
+        if (w != NULL && ch->queued > 0 &&
+            (ch->queued >= AH_ISOLATE_QUEUED_MAX ||
+             f->len > AH_ISOLATE_QUEUED_MAX - ch->queued)) {
             pthread_mutex_unlock(&p->mu);
             frames_free(f);
             broke(p, ch, "more frames than its calls took (over 64 MiB waiting)");

@@ -926,6 +926,57 @@ START_TEST(test_bulk_wait_holds_no_thread)
 }
 END_TEST
 
+/* A bulk reject of `items` applications PB-0.. of acme's pit1 (made
+ * here), started: its job id into job. */
+static void bulk_reject_start(int items, char *job, size_t joblen)
+{
+    ah_store *st = F.core->store;
+    int64_t cid = conn_id("acme", "pit1");
+    size_t cap = (size_t)items * 48 + 64, n;
+    char *body = malloc(cap);
+    ck_assert_ptr_nonnull(body);
+    n = (size_t)snprintf(body, cap, "{\"reason_id\":\"r1\",\"application_ids\":[");
+    for (int i = 0; i < items; i++) {
+        char rid[16], remote[64], fields[64];
+        snprintf(rid, sizeof rid, "PB-%d", i);
+        snprintf(remote, sizeof remote, "{\"provider_id\":\"%s\"}", rid);
+        snprintf(fields, sizeof fields, "{\"name\":\"application %s\"}", rid);
+        ah_record_in app = {"application", rid, "2024-03-01T00:00:00Z", remote, fields};
+        char *aid = NULL;
+        ck_assert_int_eq(st->ops->records_upsert(st, cid, &app, 1, NULL, NULL, NULL, &aid), 0);
+        ck_assert_ptr_nonnull(aid);
+        n += (size_t)snprintf(body + n, cap - n, "%s\"%s\"", i ? "," : "", aid);
+        free(aid);
+    }
+    snprintf(body + n, cap - n, "]}");
+    char *out = NULL;
+    ck_assert_int_eq(http("POST", "/v1/applications/bulk-reject", KEY_ACME, NULL, NULL, body,
+                          &out), 202);
+    free(body);
+    cJSON *j = cJSON_Parse(out);
+    free(out);
+    const cJSON *id = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "data"), "id");
+    ck_assert(cJSON_IsString(id));
+    snprintf(job, joblen, "%s", id->valuestring);
+    cJSON_Delete(j);
+}
+
+/* Until bulk job `job` is done (30 s at most). */
+static void bulk_wait_done(const char *job)
+{
+    char path[160], *out = NULL;
+    snprintf(path, sizeof path, "/v1/bulk/%s", job);
+    bool done = false;
+    for (int waited = 0; !done; waited++) {
+        ck_assert_msg(waited < 3000, "the bulk job never ended");
+        ck_assert_int_eq(http("GET", path, KEY_ACME, NULL, NULL, NULL, &out), 200);
+        done = strstr(out, "\"status\":\"done\"") != NULL;
+        free(out);
+        if (!done)
+            usleep(10000);
+    }
+}
+
 /* Issue 14: a bulk job's chunk that another instance ran while this one
  * was still on an earlier chunk is not run again. The job has 51 items:
  * chunk 0 (items 0-49) and chunk 1 (item 50). This instance's pass reads
@@ -939,49 +990,15 @@ START_TEST(test_bulk_chunk_run_elsewhere_not_rerun)
 {
     enum { ITEMS = 51 };
     ah_store *st = F.core->store;
-    int64_t cid = conn_id("acme", "pit1");
-    char body[ITEMS * 48 + 64];
-    size_t n = (size_t)snprintf(body, sizeof body, "{\"reason_id\":\"r1\",\"application_ids\":[");
-    for (int i = 0; i < ITEMS; i++) {
-        char rid[16], remote[64], fields[64];
-        snprintf(rid, sizeof rid, "PB-%d", i);
-        snprintf(remote, sizeof remote, "{\"provider_id\":\"%s\"}", rid);
-        snprintf(fields, sizeof fields, "{\"name\":\"application %s\"}", rid);
-        ah_record_in app = {"application", rid, "2024-03-01T00:00:00Z", remote, fields};
-        char *aid = NULL;
-        ck_assert_int_eq(st->ops->records_upsert(st, cid, &app, 1, NULL, NULL, NULL, &aid), 0);
-        ck_assert_ptr_nonnull(aid);
-        n += (size_t)snprintf(body + n, sizeof body - n, "%s\"%s\"", i ? "," : "", aid);
-        free(aid);
-    }
-    snprintf(body + n, sizeof body - n, "]}");
-    char *out = NULL;
-    ck_assert_int_eq(http("POST", "/v1/applications/bulk-reject", KEY_ACME, NULL, NULL, body,
-                          &out), 202);
-    cJSON *j = cJSON_Parse(out);
-    free(out);
-    const cJSON *id = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "data"), "id");
-    ck_assert(cJSON_IsString(id));
     char job[96];
-    snprintf(job, sizeof job, "%s", id->valuestring);
-    cJSON_Delete(j);
+    bulk_reject_start(ITEMS, job, sizeof job);
     WAIT_FOR(tarpit_inflight() == 1, "item 0 hanging on the tarpit");
     /* Another instance ran chunk 1 meanwhile. */
     ck_assert_int_eq(st->ops->bulk_item_set(st, job, 50, "failed", "ran_elsewhere",
                                             "another instance's outcome"),
                      AH_STORE_OK);
     ck_assert_int_eq(ah_t_write_file(F.release, "go"), 0);
-    char path[160];
-    snprintf(path, sizeof path, "/v1/bulk/%s", job);
-    bool done = false;
-    for (int waited = 0; !done; waited++) {
-        ck_assert_msg(waited < 3000, "the bulk job never ended");
-        ck_assert_int_eq(http("GET", path, KEY_ACME, NULL, NULL, NULL, &out), 200);
-        done = strstr(out, "\"status\":\"done\"") != NULL;
-        free(out);
-        if (!done)
-            usleep(10000);
-    }
+    bulk_wait_done(job);
     ah_bulk_item_row it;
     ck_assert_int_eq(st->ops->bulk_item_get(st, job, 50, &it), AH_STORE_OK);
     ck_assert_str_eq(it.status, "failed");
@@ -1003,26 +1020,8 @@ END_TEST
 START_TEST(test_bulk_claim_kept_through_slow_call)
 {
     ah_store *st = F.core->store;
-    ah_record_in app = {"application", "PK-1", "2024-03-01T00:00:00Z",
-                        "{\"provider_id\":\"PK-1\"}", "{\"name\":\"application PK-1\"}"};
-    char *aid = NULL;
-    ck_assert_int_eq(st->ops->records_upsert(st, conn_id("acme", "pit1"), &app, 1, NULL, NULL,
-                                             NULL, &aid),
-                     0);
-    ck_assert_ptr_nonnull(aid);
-    char body[160];
-    snprintf(body, sizeof body, "{\"reason_id\":\"r1\",\"application_ids\":[\"%s\"]}", aid);
-    free(aid);
-    char *out = NULL;
-    ck_assert_int_eq(http("POST", "/v1/applications/bulk-reject", KEY_ACME, NULL, NULL, body,
-                          &out), 202);
-    cJSON *j = cJSON_Parse(out);
-    free(out);
-    const cJSON *id = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "data"), "id");
-    ck_assert(cJSON_IsString(id));
     char job[96], lease[128];
-    snprintf(job, sizeof job, "%s", id->valuestring);
-    cJSON_Delete(j);
+    bulk_reject_start(1, job, sizeof job);
     snprintf(lease, sizeof lease, "bulk:%s:0", job);
     WAIT_FOR(tarpit_inflight() == 1, "the item hanging on the tarpit");
     /* Two and a half lifetimes of the claim, asked every 100 ms. */
@@ -1037,17 +1036,7 @@ START_TEST(test_bulk_claim_kept_through_slow_call)
     }
     ck_assert_int_eq(tarpit_inflight(), 1);
     ck_assert_int_eq(ah_t_write_file(F.release, "go"), 0);
-    char path[160];
-    snprintf(path, sizeof path, "/v1/bulk/%s", job);
-    bool done = false;
-    for (int waited = 0; !done; waited++) {
-        ck_assert_msg(waited < 3000, "the bulk job never ended");
-        ck_assert_int_eq(http("GET", path, KEY_ACME, NULL, NULL, NULL, &out), 200);
-        done = strstr(out, "\"status\":\"done\"") != NULL;
-        free(out);
-        if (!done)
-            usleep(10000);
-    }
+    bulk_wait_done(job);
     ah_bulk_item_row it;
     ck_assert_int_eq(st->ops->bulk_item_get(st, job, 0, &it), AH_STORE_OK);
     ck_assert_str_eq(it.status, "succeeded");

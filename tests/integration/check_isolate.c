@@ -200,6 +200,17 @@ static int until_back(ah_core *core)
     return until_back_conn(core, "f");
 }
 
+/* The pid of the process that answers an "ok" call on conn. */
+static int ok_pid(ah_core *core, const char *conn)
+{
+    ah_reply r;
+    call(core, conn, "ok", &r);
+    ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
+    int pid = cJSON_GetObjectItem(r.body, "pid")->valueint;
+    ah_reply_free(&r);
+    return pid;
+}
+
 /* The steady load on the in-process plugin. */
 typedef struct load {
     ah_core *core;
@@ -475,11 +486,7 @@ START_TEST(test_idle_process_death_noticed)
     setup(&f, "[plugin.fixture_faulty]\nisolation = process\n");
     char err[512];
     ck_assert_msg(ah_daemon_start(f.core, err, sizeof err) == 0, "%s", err);
-    ah_reply r;
-    call(f.core, "f", "ok", &r);
-    ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
-    int pid = cJSON_GetObjectItem(r.body, "pid")->valueint;
-    ah_reply_free(&r);
+    int pid = ok_pid(f.core, "f");
     ck_assert_int_eq(kill(pid, SIGKILL), 0);
     int crashes = 0;
     for (int i = 0; i < 1000 && crashes == 0; i++) {
@@ -551,10 +558,7 @@ START_TEST(test_provider_answer_larger_than_a_frame)
     fixture f;
     setup(&f, "[plugin.fixture_faulty]\nisolation = process\n");
     ah_reply r;
-    call(f.core, "f", "ok", &r);
-    ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
-    int pid = cJSON_GetObjectItem(r.body, "pid")->valueint;
-    ah_reply_free(&r);
+    int pid = ok_pid(f.core, "f");
     char url[160];
     int s = silent_listener(url, sizeof url);
     pthread_t th;
@@ -673,10 +677,7 @@ START_TEST(test_two_processes)
     setup(&f, "[plugin.fixture_faulty]\nisolation = process\nprocesses = 2\n"
               "restart_backoff_ms = 10\n");
     ah_reply r;
-    call(f.core, "f", "ok", &r);
-    ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
-    int pf = cJSON_GetObjectItem(r.body, "pid")->valueint;
-    ah_reply_free(&r);
+    int pf = ok_pid(f.core, "f");
     /* fs is opened by the next process in turn */
     ck_assert_int_eq(ah_core_request(f.core, "acme", "fs", "jobs.get", cJSON_CreateObject(), &r), 0);
     ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
@@ -746,10 +747,7 @@ START_TEST(test_swap_isolated)
     fixture f;
     setup(&f, "[plugin.fixture_faulty]\nisolation = process\n");
     ah_reply r;
-    call(f.core, "f", "ok", &r);
-    ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
-    int pid1 = cJSON_GetObjectItem(r.body, "pid")->valueint;
-    ah_reply_free(&r);
+    int pid1 = ok_pid(f.core, "f");
     char path[1024], err[1024];
     snprintf(path, sizeof path, "%s/faulty.so", ah_t_env("AH_FIXTURE_DIR"));
     ck_assert_msg(ah_registry_load(f.core->registry, "fixture_faulty", path, err, sizeof err) == 2,
