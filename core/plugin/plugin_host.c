@@ -19,6 +19,7 @@
  * records, store). The plugin's functions are called from several threads
  * at once, as the daemon's bus workers call them in process.
  */
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdbool.h>
@@ -1832,6 +1833,28 @@ static void *parent_watch(void *arg)
     return NULL;
 }
 
+/* Closes every descriptor above `last`: close_range, or on kernels without
+ * it (before 5.9) each one /proc/self/fd lists, or each up to the limit. */
+static void close_above(int last)
+{
+    if (close_range((unsigned)last + 1, ~0U, 0) == 0)
+        return;
+    DIR *d = opendir("/proc/self/fd");
+    if (d != NULL) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            int fd = atoi(e->d_name);
+            if (fd > last && fd != dirfd(d))
+                close(fd);
+        }
+        closedir(d);
+        return;
+    }
+    long max = sysconf(_SC_OPEN_MAX);
+    for (long fd = last + 1; fd < (max > 0 && max < (1L << 20) ? max : 1L << 20); fd++)
+        close((int)fd);
+}
+
 int main(int argc, char **argv)
 {
     const char *plugin = NULL;
@@ -1868,7 +1891,7 @@ int main(int argc, char **argv)
     pthread_cond_init(&g_cv, &ca);
     pthread_condattr_destroy(&ca);
     /* Nothing of the daemon's but stdio, the socket and the plugin's bytes. */
-    close_range((g_fd > plugin_fd ? g_fd : plugin_fd) + 1, ~0U, 0);
+    close_above(g_fd > plugin_fd ? g_fd : plugin_fd);
     for (int fd = 3; fd < (g_fd > plugin_fd ? g_fd : plugin_fd); fd++)
         if (fd != g_fd && fd != plugin_fd)
             close(fd);
