@@ -363,11 +363,12 @@ static void idem_outcome_run(void *arg)
 /* The answer is decided (ah_ex_detach_gate): now on the worker that ran the
  * handler; otherwise on the thread of a completion, a deadline or the
  * shutdown, which must not wait on the store: the outcome is stored on a
- * worker of the tenant's share, or here when the bus refuses (stopping). */
+ * worker of the tenant's share, even when the bus is full (the request was
+ * admitted), or here when the bus refuses (stopping, out of memory). */
 static void idem_gate(void *arg, bool now)
 {
     idem_job *j = arg;
-    if (now || ah_rest_run(j->core, j->tid, "idempotency", idem_outcome_run, j) != 0)
+    if (now || ah_rest_run_admitted(j->core, j->tid, "idempotency", idem_outcome_run, j) != 0)
         idem_job_outcome(j);
 }
 

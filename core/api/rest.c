@@ -114,6 +114,14 @@ int ah_rest_run(ah_core *core, int64_t tenant, const char *what, void (*fn)(void
     return ah_bus_run_tenant(core->bus, (uint64_t)tenant, call_lane(), what, fn, arg);
 }
 
+int ah_rest_run_admitted(ah_core *core, int64_t tenant, const char *what,
+                         void (*fn)(void *arg), void *arg)
+{
+    if (core->bus == NULL || !core->cfg.http_routes_on_bus)
+        return -1;
+    return ah_bus_run_admitted(core->bus, (uint64_t)tenant, call_lane(), what, fn, arg);
+}
+
 void ah_rest_offload(ah_core *core, ah_http_exchange *ex, ah_http_handler fn)
 {
     rest_job *j = calloc(1, sizeof *j);

@@ -29,6 +29,10 @@ void ah_rest_offload(ah_core *core, ah_http_exchange *ex, ah_http_handler fn);
  *  is then not called). */
 int ah_rest_run(ah_core *core, int64_t tenant, const char *what, void (*fn)(void *arg),
                 void *arg);
+/** As ah_rest_run for the last step of a request the bus admitted already
+ *  (ah_bus_run_admitted): not refused when the bus is full. */
+int ah_rest_run_admitted(ah_core *core, int64_t tenant, const char *what,
+                         void (*fn)(void *arg), void *arg);
 /** ah_rest_forward: answer with the reply body itself when it already has
  *  a "data" member (else it is wrapped like the rest). */
 #define AH_REST_KEEP_DATA (1u << 0)

@@ -59,7 +59,8 @@ enum {
     BUS_BLOCKED_SHARES = 4,
 };
 
-typedef enum bus_kind { BUS_ASYNC, BUS_SYNC, BUS_EVENT, BUS_RUN } bus_kind;
+/* BUS_RUN_ADMITTED is queued as BUS_RUN, past max_queue (ah_bus_run_admitted). */
+typedef enum bus_kind { BUS_ASYNC, BUS_SYNC, BUS_EVENT, BUS_RUN, BUS_RUN_ADMITTED } bus_kind;
 
 /* Shared by a synchronous caller and the worker that answers it; the last
  * of the two to let go frees it, so a reply arriving after the caller gave
@@ -757,10 +758,12 @@ static const char *bus_enqueue(ah_bus *b, bus_kind kind, uint64_t tenant, uint64
         why = "shutting_down";
         goto refuse;
     }
-    if (b->queued + b->active >= b->max_queue) {
+    if (kind != BUS_RUN_ADMITTED && b->queued + b->active >= b->max_queue) {
         why = "overloaded";
         goto refuse;
     }
+    if (kind == BUS_RUN_ADMITTED)
+        kind = BUS_RUN;
     bus_msg *m = b->free_msgs;
     if (m != NULL) {
         b->free_msgs = m->next;
@@ -966,6 +969,17 @@ int ah_bus_run_tenant(ah_bus *bus, uint64_t tenant, uint64_t lane, const char *w
     /* The worker calls fn instead of the handler (bus_handle). */
     return bus_enqueue(bus, BUS_RUN, tenant, lane, NULL, what != NULL ? what : "run", NULL, NULL,
                        fn, arg, NULL) == NULL
+               ? 0
+               : -1;
+}
+
+int ah_bus_run_admitted(ah_bus *bus, uint64_t tenant, uint64_t lane, const char *what,
+                        void (*fn)(void *arg), void *arg)
+{
+    if (bus == NULL || fn == NULL)
+        return -1;
+    return bus_enqueue(bus, BUS_RUN_ADMITTED, tenant, lane, NULL, what != NULL ? what : "run",
+                       NULL, NULL, fn, arg, NULL) == NULL
                ? 0
                : -1;
 }

@@ -136,6 +136,13 @@ int ah_bus_publish_tenant(ah_bus *bus, uint64_t tenant, uint64_t lane, const cha
  *  0 when queued; -1 when refused (stopping, full), and fn is not called. */
 int ah_bus_run_tenant(ah_bus *bus, uint64_t tenant, uint64_t lane, const char *what,
                       void (*fn)(void *arg), void *arg);
+/** As ah_bus_run_tenant for the rest of work the bus admitted already (a
+ *  request's last step once its answer is decided): queued even when the
+ *  bus is full, since such work is bounded by what was admitted, and the
+ *  thread that would do it instead (a completion's, an HTTP thread) must
+ *  not. Refused only while stopping (off the workers) or out of memory. */
+int ah_bus_run_admitted(ah_bus *bus, uint64_t tenant, uint64_t lane, const char *what,
+                        void (*fn)(void *arg), void *arg);
 /** Blocks until every queued message has been handled (tests, shutdown). */
 void ah_bus_drain(ah_bus *bus);
 

@@ -502,6 +502,41 @@ START_TEST(test_events_and_requests_share_lane)
 }
 END_TEST
 
+/* Work handed to the bus (ah_bus_run_tenant): runs on a worker, in order
+ * per lane, and within its tenant's share like requests. */
+typedef struct run_item {
+    fx *f;
+    int i;
+    int tenant;    /* > 0: block until the gate opens, counted in running[] */
+    int *log;      /* the order items ran in */
+    int *nlog;
+    pthread_t self; /* the sender's thread */
+    bool *other_thread;
+} run_item;
+
+static void run_fn(void *arg)
+{
+    run_item *it = arg;
+    fx *f = it->f;
+    pthread_mutex_lock(&f->mu);
+    if (it->log != NULL) {
+        it->log[(*it->nlog)++] = it->i;
+        if (pthread_equal(pthread_self(), it->self))
+            *it->other_thread = false;
+    }
+    if (it->tenant > 0) {
+        int t = it->tenant;
+        if (++f->running[t] > f->most[t])
+            f->most[t] = f->running[t];
+        pthread_cond_broadcast(&f->cv);
+        while (!f->gate_open)
+            pthread_cond_wait(&f->cv, &f->mu);
+        f->running[t]--;
+    }
+    pthread_mutex_unlock(&f->mu);
+    free(it);
+}
+
 START_TEST(test_overload)
 {
     fx f;
@@ -530,6 +565,18 @@ START_TEST(test_overload)
     ck_assert_str_eq(r.code, "overloaded");
     ck_assert_int_eq(r.http_status, 503);
     ah_reply_free(&r);
+    /* Work handed over for what was admitted already (a request's last
+     * step) is queued all the same, and runs on a worker; other work is
+     * refused. */
+    static int log[2];
+    int nlog = 0;
+    bool other = true;
+    run_item *it = calloc(1, sizeof *it);
+    ck_assert_ptr_nonnull(it);
+    *it = (run_item){&f, 1, 0, log, &nlog, pthread_self(), &other};
+    ck_assert_int_eq(ah_bus_run_tenant(b, 2, 9, "work", run_fn, it), -1);
+    ck_assert_int_eq(ah_bus_run_admitted(b, 2, 9, "work", run_fn, it), 0);
+    ck_assert_int_eq(ah_bus_depth(b), 5);
 
     pthread_mutex_lock(&f.mu);
     f.gate_open = true;
@@ -538,6 +585,8 @@ START_TEST(test_overload)
     ah_bus_drain(b);
     ck_assert_int_eq(f.handled, 3);
     ck_assert_int_eq(f.replies, 5);
+    ck_assert_int_eq(nlog, 1);
+    ck_assert(other);
     /* room again */
     ck_assert_int_eq(ah_bus_request(b, 2, NULL, "count", NULL, 0, &r), 0);
     ah_reply_free(&r);
@@ -805,41 +854,6 @@ START_TEST(test_tenants_take_turns)
     fx_destroy(&f);
 }
 END_TEST
-
-/* Work handed to the bus (ah_bus_run_tenant): runs on a worker, in order
- * per lane, and within its tenant's share like requests. */
-typedef struct run_item {
-    fx *f;
-    int i;
-    int tenant;    /* > 0: block until the gate opens, counted in running[] */
-    int *log;      /* the order items ran in */
-    int *nlog;
-    pthread_t self; /* the sender's thread */
-    bool *other_thread;
-} run_item;
-
-static void run_fn(void *arg)
-{
-    run_item *it = arg;
-    fx *f = it->f;
-    pthread_mutex_lock(&f->mu);
-    if (it->log != NULL) {
-        it->log[(*it->nlog)++] = it->i;
-        if (pthread_equal(pthread_self(), it->self))
-            *it->other_thread = false;
-    }
-    if (it->tenant > 0) {
-        int t = it->tenant;
-        if (++f->running[t] > f->most[t])
-            f->most[t] = f->running[t];
-        pthread_cond_broadcast(&f->cv);
-        while (!f->gate_open)
-            pthread_cond_wait(&f->cv, &f->mu);
-        f->running[t]--;
-    }
-    pthread_mutex_unlock(&f->mu);
-    free(it);
-}
 
 START_TEST(test_run_tenant)
 {
