@@ -2295,30 +2295,29 @@ void ah_isolate_watch(ah_isolate *iso)
 {
     for (int i = 0; iso != NULL && i < iso->nprocs; i++) {
         proc *p = &iso->procs[i];
+        /* Under the slot's lock, without a reference of its own (the
+         * slot's keeps the child; both looks below never wait): a child
+         * recycled meanwhile is never ended on this thread. */
         pthread_mutex_lock(&p->mu);
         child *ch = p->cur;
-        bool idle = ch != NULL && !ch->dead && !ch->handshake && !ch->reading &&
-                    ch->waiters == NULL;
-        if (idle)
-            ch->refs++;
-        pthread_mutex_unlock(&p->mu);
-        if (!idle)
-            continue;
-        /* An idle process sends nothing: its socket readable is its end
-         * (or a frame for no call, which the next call's read refuses). */
-        struct pollfd pf = {.fd = ch->fd, .events = POLLIN};
         bool ended = false;
-        if (poll(&pf, 1, 0) == 1) {
+        if (ch != NULL && !ch->dead && !ch->handshake && !ch->reading && ch->waiters == NULL) {
+            /* An idle process sends nothing: its socket readable is its
+             * end (or a frame for no call, which the next call's read
+             * refuses). */
+            struct pollfd pf = {.fd = ch->fd, .events = POLLIN};
             char b;
-            ended = (pf.revents & (POLLHUP | POLLERR)) != 0 ||
-                    recv(ch->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+            ended = poll(&pf, 1, 0) == 1 &&
+                    ((pf.revents & (POLLHUP | POLLERR)) != 0 ||
+                     recv(ch->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0);
+            if (ended) {
+                ch->refs++; /* child_died drops the slot's */
+                child_died(iso, p, ch, NULL);
+            }
         }
-        pthread_mutex_lock(&p->mu);
-        /* A call that came meanwhile finds the end itself. */
-        if (ended && !ch->dead && !ch->reading && ch->waiters == NULL)
-            child_died(iso, p, ch, NULL);
         pthread_mutex_unlock(&p->mu);
-        child_put(p, ch);
+        if (ended)
+            child_put(p, ch); /* reaped already: its free waits on nothing */
     }
 }
 
