@@ -900,6 +900,22 @@ static bool stored_unseen(const run_ctx *x, const ah_record_in *in, const ah_ups
     return false;
 }
 
+/* How far ahead of this host's clock a record's updated_at may be and
+ * still move the sync window (s). */
+#define AH_SYNC_FUTURE_S 86400
+
+/* The first updated_at of in[0..n) later than `ahead` (for the log). */
+static const char *first_future(const ah_record_in *in, size_t n, const pinstant *ahead)
+{
+    for (size_t i = 0; i < n; i++) {
+        pinstant t;
+        if (in[i].updated_at != NULL && pinstant_parse(in[i].updated_at, &t) &&
+            pinstant_cmp(&t, ahead) > 0)
+            return in[i].updated_at;
+    }
+    return "?";
+}
+
 /* Commits one page (records + the cursor that follows) and publishes its
  * changes. Advances *cur on success. */
 static int commit_page(run_ctx *x, const char *key, cursor *cur, const ah_recbuf *recs,
@@ -921,6 +937,11 @@ static int commit_page(run_ctx *x, const char *key, cursor *cur, const ah_recbuf
     pinstant max_at = {0, 0};
     bool max_valid = newmax != NULL && pinstant_parse(newmax, &max_at);
     long maxrec = -1;
+    /* A time further ahead than any clock could be wrong by (a provider's
+     * "never" sentinel, 9999-12-31) would move the window past every later
+     * change for good: it does not move it. */
+    pinstant ahead = {(int64_t)time(NULL) + AH_SYNC_FUTURE_S, 0};
+    size_t future = 0;
     /* The page's records arrive as text (the host checked each value):
      * they go to the store as they are, no tree per record. */
     for (size_t i = 0; i < n; i++) {
@@ -935,13 +956,22 @@ static int commit_page(run_ctx *x, const char *key, cursor *cur, const ah_recbuf
          * A saved run_max that is no provider time (hand-edited cursor)
          * gives way to any valid one. */
         pinstant t;
-        if (in[i].updated_at != NULL && pinstant_parse(in[i].updated_at, &t) &&
-            (!max_valid || pinstant_cmp(&t, &max_at) > 0)) {
+        bool valid = in[i].updated_at != NULL && pinstant_parse(in[i].updated_at, &t);
+        if (valid && pinstant_cmp(&t, &ahead) > 0) {
+            future++;
+            valid = false;
+        }
+        if (valid && (!max_valid || pinstant_cmp(&t, &max_at) > 0)) {
             maxrec = (long)i;
             max_at = t;
             max_valid = true;
         }
     }
+    if (future > 0)
+        ah_log(&core->log, AH_LOG_WARN, "sync",
+               "%s/%s %s: %zu record(s) of this page updated more than a day from now (such as "
+               "%s): stored, but they do not move where the next sync starts", x->conn->tenant,
+               x->conn->name, x->type->name, future, first_future(in, n, &ahead));
     if (maxrec >= 0) {
         char *m = strdup(in[maxrec].updated_at);
         if (m == NULL) {

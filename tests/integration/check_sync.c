@@ -437,6 +437,38 @@ START_TEST(test_full_then_incremental)
 }
 END_TEST
 
+/* A record stamped far ahead of any clock (a provider's "never" sentinel)
+ * is stored, but does not move where the next sync starts: before, the
+ * window jumped to it and every later change was skipped for good. */
+START_TEST(test_future_time_does_not_move_window)
+{
+    fixture f;
+    int64_t cid = setup(&f, 200, 0, "100", NULL);
+    ah_sync_stats st;
+    char err[1024];
+    ck_assert_msg(sync_jobs(&f, &st, err, sizeof err) == AH_SYNC_OK, "%s", err);
+    time_t top = prov_newest(&f.p);
+    prov_touch(&f.p, 7, time(NULL) + 50L * 365 * 86400);
+    ck_assert_msg(sync_jobs(&f, &st, err, sizeof err) == AH_SYNC_OK, "%s", err);
+    ck_assert_int_eq(st.updated, 1);
+    char want[32];
+    fmt_ts(top - 2 * 3600, want);
+    cJSON *c = cursor_of(f.core, cid, "sync.jobs");
+    ck_assert_ptr_nonnull(c);
+    ck_assert_str_eq(cJSON_GetObjectItem(c, "updated_after")->valuestring, want);
+    cJSON_Delete(c);
+    /* A later change inside the window is still picked up. */
+    prov_touch(&f.p, 8, top - 1800);
+    ck_assert_msg(sync_jobs(&f, &st, err, sizeof err) == AH_SYNC_OK, "%s", err);
+    ck_assert_int_eq(st.updated, 1);
+    ah_record_row row;
+    ck_assert_int_eq(f.core->store->ops->record_get(f.core->store, cid, "job", "8", &row), 0);
+    ck_assert_ptr_nonnull(strstr(row.raw, "Item 8 v2"));
+    ah_record_row_free(&row);
+    teardown(&f);
+}
+END_TEST
+
 /* Every type the plugin streams (type NULL), and the errors for types it
  * does not stream or that do not exist. */
 START_TEST(test_all_types_and_bad_requests)
@@ -1253,6 +1285,7 @@ static Suite *sync_suite(void)
     tcase_set_timeout(t, 60);
     tcase_add_test(t, test_provider_times);
     tcase_add_test(t, test_full_then_incremental);
+    tcase_add_test(t, test_future_time_does_not_move_window);
     tcase_add_test(t, test_all_types_and_bad_requests);
     tcase_add_test(t, test_faults_lose_nothing);
     tcase_add_test(t, test_plugin_crash_mid_run_retried);
