@@ -422,14 +422,43 @@ static const char *record_text(ah_call *call, const char *what, const char *text
     return *tmp;
 }
 
+/* What a plugin may name a record by: a type of 1 to 64 letters, digits,
+ * '_', '.' or '-', other than the host's own AH_WRITE_OUTCOME_TYPE (a
+ * plugin storing those could forge a settled write's answer); a remote id
+ * of 1 to 256 bytes of UTF-8; an updated_at, when given, of at most 64
+ * bytes of UTF-8. Else the call fails as `what` says, with why. (A name
+ * the store refuses, such as bytes PostgreSQL takes for no UTF-8, failed
+ * its page on every run, the sync stuck there for good.) */
+static ah_result record_names_ok(ah_call *call, const char *what, const ah_record *rec)
+{
+    const char *why = NULL;
+    size_t tl = rec != NULL && rec->type != NULL ? strlen(rec->type) : 0;
+    size_t rl = rec != NULL && rec->remote_id != NULL ? strlen(rec->remote_id) : 0;
+    if (tl == 0 || rl == 0)
+        why = "type and remote_id are required";
+    else if (tl > 64 || strspn(rec->type, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                          "0123456789_.-") != tl)
+        why = "a type is 1 to 64 letters, digits, '_', '.' or '-'";
+    else if (strcmp(rec->type, AH_WRITE_OUTCOME_TYPE) == 0)
+        why = "the type " AH_WRITE_OUTCOME_TYPE " is the host's own";
+    else if (rl > 256 || !ah_utf8_valid(rec->remote_id, rl))
+        why = "a remote_id is 1 to 256 bytes of UTF-8";
+    else if (rec->updated_at != NULL &&
+             (strlen(rec->updated_at) > 64 ||
+              !ah_utf8_valid(rec->updated_at, strlen(rec->updated_at))))
+        why = "an updated_at is at most 64 bytes of UTF-8";
+    if (why == NULL)
+        return AH_OK;
+    return host_fail(call, AH_E_PLUGIN, 500, "%s: %s", what, why);
+}
+
 static ah_result host_emit_record(ah_call *call, const ah_record *rec)
 {
     ah_core_call *cc = core_call(call);
     if (cc == NULL || cc->records == NULL)
         return host_fail(call, AH_E_INTERNAL, 500, "emit_record outside a streaming operation");
-    if (rec == NULL || rec->type == NULL || rec->remote_id == NULL || *rec->remote_id == '\0' ||
-        strlen(rec->remote_id) > 256)
-        return host_fail(call, AH_E_PLUGIN, 500, "emit_record: type and remote_id are required");
+    if (record_names_ok(call, "emit_record", rec) != AH_OK)
+        return AH_ERR;
     bool has_text = AH_HAS(rec, fields_json_len);
     char *rtmp = NULL, *ftmp = NULL;
     size_t rl = 0, fl = 0;
@@ -675,8 +704,8 @@ static ah_result record_in_of(ah_call *call, const ah_record *rec, ah_record_in 
                               char **fields)
 {
     *raw = *fields = NULL;
-    if (rec == NULL || rec->type == NULL || rec->remote_id == NULL || *rec->remote_id == '\0')
-        return host_fail(call, AH_E_PLUGIN, 500, "record_put: type and remote_id are required");
+    if (record_names_ok(call, "record_put", rec) != AH_OK)
+        return AH_ERR;
     bool has_text = AH_HAS(rec, fields_json_len);
     char *rtmp = NULL, *ftmp = NULL;
     size_t rl = 0, fl = 0;

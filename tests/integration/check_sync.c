@@ -634,6 +634,29 @@ START_TEST(test_refused_record_fails_page)
 }
 END_TEST
 
+/* A plugin may not store records of the host's own type write_outcome (the
+ * answers of writes kept for settling): one that did could make the host
+ * replay a forged answer for an operation. Refused, in process and
+ * isolated: the page fails and nothing of it is stored. */
+START_TEST(test_reserved_record_type_refused)
+{
+    static const char *const modes[] = {"in_process", "process"};
+    for (int i = 0; i < 2; i++) {
+        fixture f;
+        marked m;
+        int64_t cid = setup_marked(&f, &m, modes[i], 50, "AH_STREAMER_FORGE_FILE", "forge");
+        ah_sync_stats st;
+        char err[1024];
+        ck_assert_int_eq(sync_jobs(&f, &st, err, sizeof err), AH_SYNC_FAILED);
+        ck_assert_msg(strstr(err, "is the host's own") != NULL, "%s: %s", modes[i], err);
+        ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, cid, "job"), 0);
+        ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, cid, "write_outcome"),
+                         0);
+        teardown_marked(&f, &m);
+    }
+}
+END_TEST
+
 /* A record whose text holds a byte that is no UTF-8 (a provider's page
  * passed on as it came) is stored with U+FFFD in its place, in process and
  * isolated: PostgreSQL refused the byte, and with it the page, on every
@@ -1290,6 +1313,7 @@ static Suite *sync_suite(void)
     tcase_add_test(t, test_faults_lose_nothing);
     tcase_add_test(t, test_plugin_crash_mid_run_retried);
     tcase_add_test(t, test_refused_record_fails_page);
+    tcase_add_test(t, test_reserved_record_type_refused);
     tcase_add_test(t, test_record_text_not_utf8_repaired);
     tcase_add_test(t, test_non_retryable_error_keeps_cursor);
     tcase_add_test(t, test_store_failure_mid_run);

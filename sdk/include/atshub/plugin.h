@@ -701,9 +701,14 @@ typedef struct ah_oauth2_params {
 /** A streamed record, handed to the host by a streaming operation. */
 typedef struct ah_record {
     uint32_t struct_size;
-    const char *type;       /**< "job", "application", "candidate", ... */
-    const char *remote_id;  /**< the provider's id */
-    const char *updated_at; /**< ISO-8601 UTC, as normalised by the plugin */
+    /** "job", "application", "candidate", ...: 1 to 64 letters, digits,
+     *  '_', '.' or '-'; "write_outcome" is the host's own (refused). */
+    const char *type;
+    const char *remote_id;  /**< the provider's id: 1 to 256 bytes of UTF-8 */
+    /** ISO-8601 UTC, as normalised by the plugin (at most 64 bytes). A time
+     *  more than a day ahead of the host's clock is stored but does not
+     *  move where the next sync starts. */
+    const char *updated_at;
     const cJSON *raw;       /**< the provider's payload (borrowed, copied) */
     const cJSON *fields;    /**< normalised unified fields (borrowed, copied) */
     /* @since 1.2 (appended): the same two as JSON text (borrowed, copied),
