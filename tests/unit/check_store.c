@@ -2960,6 +2960,20 @@ START_TEST(test_tracking)
     ck_assert_int_eq(s->ops->record_mark_deleted(s, ids[1], NULL), AH_STORE_OK);
     ck_assert_int_eq(s->ops->record_is_deleted(s, ids[1], &del), AH_STORE_OK);
     ck_assert(!del);
+    /* A record flagged deleted (a sweep that missed it: a provider's pages
+     * shifted under the run) that the provider gives again, unchanged,
+     * exists after all: the upsert clears the flag (it stayed until the
+     * next full sweep, hiding the record, before) and says updated. */
+    ck_assert_int_eq(s->ops->record_mark_deleted(s, ids[1], FAR_PAST), AH_STORE_OK);
+    ah_upsert_result again = AH_REC_UNCHANGED;
+    ck_assert_int_eq(s->ops->records_upsert(s, c, &in[1], 1, NULL, NULL, &again, NULL),
+                     AH_STORE_OK);
+    ck_assert_int_eq(again, AH_REC_UPDATED);
+    ck_assert_int_eq(s->ops->record_is_deleted(s, ids[1], &del), AH_STORE_OK);
+    ck_assert(!del);
+    ck_assert_int_eq(s->ops->records_upsert(s, c, &in[1], 1, NULL, NULL, &again, NULL),
+                     AH_STORE_OK);
+    ck_assert_int_eq(again, AH_REC_UNCHANGED);
     ck_assert_int_eq(s->ops->record_mark_deleted(s, "rec_nope", FAR_PAST), AH_STORE_NOT_FOUND);
     del = true;
     ck_assert_int_eq(s->ops->record_is_deleted(s, "rec_nope", &del), AH_STORE_NOT_FOUND);

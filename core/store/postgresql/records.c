@@ -19,13 +19,14 @@
     "r.fields, r.created_at, r.stored_at"
 
 static const char *const q_sql[P_COUNT] = {
-    [P_REC_LOOKUP] = "SELECT id, content_hash FROM records "
+    [P_REC_LOOKUP] = "SELECT id, content_hash, remote_deleted_at IS NOT NULL FROM records "
                      "WHERE connection_id = $1 AND type = $2 AND remote_id = $3",
     [P_REC_INSERT] = "INSERT INTO records(id, connection_id, type, remote_id, updated_at, "
                      "raw, fields, content_hash, created_at, stored_at) "
                      "VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) "
                      "ON CONFLICT(connection_id, type, remote_id) DO NOTHING RETURNING id",
     [P_REC_UPDATE] = "UPDATE records SET updated_at = $2, raw = $3, fields = $4, "
+                     "remote_deleted_at = NULL, "
                      "content_hash = $5, stored_at = $6 WHERE id = $1",
     [P_REC_GET] = "SELECT " REC_COLS " FROM records r "
                   "WHERE r.connection_id = $1 AND r.type = $2 AND r.remote_id = $3",
@@ -225,7 +226,11 @@ static int upsert_page(ah_pg_store *s, int64_t cid, const ah_record_in *in, size
         } else {
             snprintf(x->id, sizeof x->id, "%s", PQgetvalue(res[j], 0, 0));
             x->found = true;
-            x->same = !PQgetisnull(res[j], 0, 1) && strcmp(PQgetvalue(res[j], 0, 1), x->hash) == 0;
+            /* One flagged deleted by a sweep that the provider gives
+             * again exists after all: rewritten, which clears the flag. */
+            x->same = !PQgetisnull(res[j], 0, 1) &&
+                      strcmp(PQgetvalue(res[j], 0, 1), x->hash) == 0 &&
+                      strcmp(PQgetvalue(res[j], 0, 2), "t") != 0;
         }
     }
     for (size_t j = 0; j < k; j++) {

@@ -27,13 +27,14 @@
 
 /* This file's statements, by cache slot (sqlite_int.h). */
 static const char *const q_sql[Q_COUNT] = {
-    [Q_REC_LOOKUP] = "SELECT id, raw, fields FROM records "
+    [Q_REC_LOOKUP] = "SELECT id, raw, fields, remote_deleted_at IS NOT NULL FROM records "
                      "WHERE connection_id = ?1 AND type = ?2 AND remote_id = ?3",
     [Q_REC_INSERT] = "INSERT INTO records(id, connection_id, type, remote_id, updated_at, "
                      "raw, fields, created_at, stored_at) "
                      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, '', '') "
                      "ON CONFLICT(connection_id, type, remote_id) DO NOTHING",
     [Q_REC_UPDATE] = "UPDATE records SET updated_at = ?2, raw = ?3, fields = ?4, "
+                     "remote_deleted_at = NULL, "
                      "stored_at = ?5 WHERE id = ?1",
     [Q_REC_GET] = "SELECT " REC_COLS " FROM records r "
                   "WHERE r.connection_id = ?1 AND r.type = ?2 AND r.remote_id = ?3",
@@ -274,8 +275,11 @@ static int rec_lookup(ah_sq_store *s, int64_t cid, const ah_record_in *r, const 
         } else {
             memcpy(id, oid, strlen(oid) + 1);
             *found = true;
+            /* One flagged deleted by a sweep that the provider gives again
+             * exists after all: rewritten, which clears the flag. */
+            bool flagged = sqlite3_column_int(look, 3) != 0;
             const char *oraw = (const char *)sqlite3_column_text(look, 1);
-            if (oraw != NULL && strcmp(oraw, raw) == 0) {
+            if (!flagged && oraw != NULL && strcmp(oraw, raw) == 0) {
                 int ft = sqlite3_column_type(look, 2);
                 const void *ov = ft == SQLITE_BLOB ? sqlite3_column_blob(look, 2)
                                                    : (const void *)sqlite3_column_text(look, 2);
