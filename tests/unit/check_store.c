@@ -2926,6 +2926,48 @@ static void stage_cb(void *arg, const ah_stage_row *r)
     snprintf(st->at[i], sizeof st->at[i], "%s", r->changed_at ? r->changed_at : "(null)");
 }
 
+/* A page that gives one remote id twice: the records go in order, the
+ * last copy is what stays. PostgreSQL's pipelined upsert compared the
+ * second copy with the content from before the page and kept the first
+ * (a page of X then S over a stored S: X stayed). */
+START_TEST(test_page_repeats_a_record)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t c = add_conn(s, add_tenant(s, "acme"), "main");
+    ah_record_in first = {"job", "R1", NULL, "{\"v\":\"S\"}", "{}"};
+    ck_assert_int_eq(s->ops->records_upsert(s, c, &first, 1, NULL, NULL, NULL, NULL),
+                     AH_STORE_OK);
+    ah_record_in pg3[3] = {
+        {"job", "R1", NULL, "{\"v\":\"X\"}", "{}"},
+        {"job", "R2", NULL, "{\"v\":\"new\"}", "{}"},
+        {"job", "R1", NULL, "{\"v\":\"S\"}", "{}"},
+    };
+    ah_upsert_result res[3];
+    char *ids[3] = {NULL, NULL, NULL};
+    ck_assert_int_eq(s->ops->records_upsert(s, c, pg3, 3, "k", "v", res, ids), AH_STORE_OK);
+    ck_assert_int_eq(res[0], AH_REC_UPDATED);
+    ck_assert_int_eq(res[1], AH_REC_CREATED);
+    ck_assert_int_eq(res[2], AH_REC_UPDATED);
+    ck_assert_ptr_nonnull(ids[0]);
+    ck_assert_ptr_nonnull(ids[1]);
+    ck_assert_ptr_nonnull(ids[2]);
+    ck_assert_str_eq(ids[0], ids[2]);
+    for (int i = 0; i < 3; i++)
+        free(ids[i]);
+    ah_record_row row;
+    ck_assert_int_eq(s->ops->record_get(s, c, "job", "R1", &row), AH_STORE_OK);
+    ck_assert_str_eq(row.raw, "{\"v\":\"S\"}");
+    ah_record_row_free(&row);
+    char *cur = NULL;
+    ck_assert_int_eq(s->ops->cursor_get(s, c, "k", &cur), AH_STORE_OK);
+    ck_assert_str_eq(cur, "v");
+    free(cur);
+    fx_done(&f);
+}
+END_TEST
+
 START_TEST(test_tracking)
 {
     fx f;
@@ -4806,6 +4848,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_tenant_remove_takes_its_data);
     tcase_add_test(tc, test_bulk);
     tcase_add_test(tc, test_tracking);
+    tcase_add_test(tc, test_page_repeats_a_record);
     tcase_add_test(tc, test_leases);
     tcase_add_test(tc, test_leases_concurrent);
     tcase_add_test(tc, test_lease_claim);

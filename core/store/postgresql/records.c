@@ -148,9 +148,9 @@ typedef struct upsert_row {
  * trip per statement: every record's INSERT .. ON CONFLICT DO NOTHING
  * (those that return their id are created), then the look-up of the others
  * (their id and content hash), then the UPDATE of those whose content
- * changed. The results are those of one record after another: a remote id
- * twice in a page is inserted by the first and found (and updated when it
- * differs) by the second, in the same transaction. */
+ * changed. Each look-up sees the records as they were before the page: a
+ * page with a remote id twice goes through upsert_records one record at a
+ * time instead. */
 static int upsert_page(ah_pg_store *s, int64_t cid, const ah_record_in *in, size_t n,
                        const char *now, ah_upsert_result *results, char **ids_out)
 {
@@ -384,6 +384,54 @@ int ah_pg_sequence_next_then_put(ah_store *st, int64_t tenant_id, const char *na
     return rc;
 }
 
+static int cmp_rec_key(const void *a, const void *b)
+{
+    const ah_record_in *x = *(const ah_record_in *const *)a, *y = *(const ah_record_in *const *)b;
+    int c = strcmp(x->type != NULL ? x->type : "", y->type != NULL ? y->type : "");
+    return c != 0 ? c : strcmp(x->remote_id != NULL ? x->remote_id : "",
+                               y->remote_id != NULL ? y->remote_id : "");
+}
+
+/* Whether a (type, remote_id) comes twice in in[0..n); -1 out of memory. */
+static int has_repeats(const ah_record_in *in, size_t n)
+{
+    if (n < 2)
+        return 0;
+    const ah_record_in **v = malloc(n * sizeof *v);
+    if (v == NULL)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        v[i] = &in[i];
+    qsort(v, n, sizeof *v, cmp_rec_key);
+    int rep = 0;
+    for (size_t i = 1; i < n && !rep; i++)
+        rep = cmp_rec_key(&v[i - 1], &v[i]) == 0;
+    free(v);
+    return rep;
+}
+
+/* upsert_page's statements see the page as it was before it: a remote id
+ * twice in one page compared its second copy with the content stored
+ * before the first (a page of X then S over a stored S kept X, the
+ * provider's latest being S). Such a page goes one record at a time, in
+ * order, as SQLite's engine goes. */
+static int upsert_records(ah_pg_store *s, int64_t cid, const ah_record_in *in, size_t n,
+                          const char *now, ah_upsert_result *results, char **ids_out)
+{
+    int rep = has_repeats(in, n);
+    if (rep < 0)
+        return AH_STORE_ERR;
+    if (rep == 0)
+        return upsert_page(s, cid, in, n, now, results, ids_out);
+    for (size_t i = 0; i < n; i++) {
+        int rc = upsert_page(s, cid, &in[i], 1, now, results != NULL ? &results[i] : NULL,
+                             ids_out != NULL ? &ids_out[i] : NULL);
+        if (rc != AH_STORE_OK)
+            return rc;
+    }
+    return AH_STORE_OK;
+}
+
 int ah_pg_records_upsert(ah_store *st, int64_t connection_id, const ah_record_in *in, size_t n,
                          const char *cursor_key, const char *cursor_value,
                          ah_upsert_result *results, char **ids_out)
@@ -415,7 +463,7 @@ int ah_pg_records_upsert(ah_store *st, int64_t connection_id, const ah_record_in
         goto rollback;
     }
     if (n > 0) {
-        rc = upsert_page(s, connection_id, in, n, now, results, ids_out);
+        rc = upsert_records(s, connection_id, in, n, now, results, ids_out);
         if (rc != AH_STORE_OK)
             goto rollback;
     }
