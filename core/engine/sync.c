@@ -1092,6 +1092,55 @@ static bool stored_any(ah_core *core, int64_t conn_id, const char *type)
     return ops->record_count(core->store, conn_id, type) != 0;
 }
 
+/* The page cursors a run was given, as 64-bit hashes in an open-addressed
+ * table (8 bytes a page): a stream whose cursors go round is caught at its
+ * first repeat. (Two cursors of one run with one hash would fail the run;
+ * at a million pages the odds are below one in ten million.) */
+typedef struct cursor_set {
+    uint64_t *v; /* 0: free */
+    size_t cap, n;
+} cursor_set;
+
+static uint64_t cursor_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (; *s != '\0'; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h != 0 ? h : 1;
+}
+
+/* Adds cursor c: false when it was there already. Out of memory: true (the
+ * run goes on unguarded rather than fail). */
+static bool cursor_set_add(cursor_set *s, const char *c)
+{
+    if (s->n + 1 > s->cap / 2) {
+        size_t nc = s->cap ? s->cap * 2 : 64;
+        uint64_t *nv = calloc(nc, sizeof *nv);
+        if (nv == NULL)
+            return true;
+        for (size_t i = 0; i < s->cap; i++)
+            if (s->v[i] != 0)
+                for (size_t j = s->v[i] & (nc - 1);; j = (j + 1) & (nc - 1))
+                    if (nv[j] == 0) {
+                        nv[j] = s->v[i];
+                        break;
+                    }
+        free(s->v);
+        s->v = nv;
+        s->cap = nc;
+    }
+    uint64_t h = cursor_hash(c);
+    for (size_t j = h & (s->cap - 1);; j = (j + 1) & (s->cap - 1)) {
+        if (s->v[j] == h)
+            return false;
+        if (s->v[j] == 0) {
+            s->v[j] = h;
+            s->n++;
+            return true;
+        }
+    }
+}
+
 static int run_type(run_ctx *x)
 {
     ah_core *core = x->core;
@@ -1126,6 +1175,9 @@ static int run_type(run_ctx *x)
      * worker and the store work at the same time. Nothing of it is used
      * unless the page before it committed. */
     prefetch *pf = NULL;
+    cursor_set given = {0};
+    if (cur.page_cursor != NULL)
+        (void)cursor_set_add(&given, cur.page_cursor);
     for (;;) {
         ah_reply r, first;
         ah_reply *fp = NULL;
@@ -1151,6 +1203,10 @@ static int run_type(run_ctx *x)
             snprintf(x->err, x->errlen, "plugin_error: the stream did not advance "
                      "(next_cursor equals the cursor asked for)");
             rc = AH_SYNC_FAILED;
+        } else if (next != NULL && !cursor_set_add(&given, next)) {
+            snprintf(x->err, x->errlen, "plugin_error: the stream went round (next_cursor is "
+                     "one it gave before in this run)");
+            rc = AH_SYNC_FAILED;
         } else {
             if (next != NULL && !is_stopping(core->sync))
                 pf = prefetch_start(x, cur.updated_after, next);
@@ -1175,6 +1231,7 @@ static int run_type(run_ctx *x)
         if (last)
             break;
     }
+    free(given.v);
     x->st->seconds = now_s() - t0;
     if (rc == AH_SYNC_OK && x->seen != NULL)
         ah_tracking_sweep(core, x->conn, rtype, x->seen);

@@ -46,6 +46,9 @@ typedef struct prov {
     list people; /* /people (candidates) */
     int delay_ms;
     int status; /* 0: normal; else every list answers this status */
+    /* Pages from the third on point back to the second (a cursor cycle,
+     * as a buggy provider or plugin may give). */
+    bool cycle;
     /* The updated_after of every /items request, in arrival order ("" when
      * absent): shows where a run started. */
     char ua_log[256][32];
@@ -147,8 +150,14 @@ static void serve_list(prov *p, list *l, const ah_sim_req *req, ah_sim_resp *res
         last = it;
     }
     if (i < l->n && last != NULL) {
-        char next[64];
+        char next[64], second[64] = "";
         snprintf(next, sizeof next, "%ld:%ld", (long)last->ts, last->id);
+        if (p->cycle && (size_t)per_page <= l->n) {
+            const item *f = &l->v[per_page - 1];
+            snprintf(second, sizeof second, "%ld:%ld", (long)f->ts, f->id);
+        }
+        if (second[0] != '\0' && cur != NULL && strcmp(cur, second) != 0)
+            snprintf(next, sizeof next, "%s", second);
         cJSON_AddStringToObject(root, "next_cursor", next);
     } else {
         cJSON_AddNullToObject(root, "next_cursor");
@@ -186,6 +195,13 @@ static void prov_set(prov *p, int *field, int v)
 {
     pthread_mutex_lock(&p->mu);
     *field = v;
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void prov_set_cycle(prov *p, bool on)
+{
+    pthread_mutex_lock(&p->mu);
+    p->cycle = on;
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -631,6 +647,29 @@ START_TEST(test_refused_record_fails_page)
         ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, cid, "job"), 300);
         teardown_marked(&f, &m);
     }
+}
+END_TEST
+
+/* A stream whose cursors go round (page 3 points back to page 2) ran for
+ * good: every page committed, its lease renewed, the scheduler's other
+ * connections waiting behind it. A cursor given before in the same run
+ * fails it. */
+START_TEST(test_cursor_cycle_fails_run)
+{
+    fixture f;
+    int64_t cid = setup(&f, 500, 0, "100", NULL);
+    prov_set_cycle(&f.p, true);
+    ah_sync_stats st;
+    char err[1024];
+    ck_assert_int_eq(sync_jobs(&f, &st, err, sizeof err), AH_SYNC_FAILED);
+    ck_assert_msg(strstr(err, "gave before in this run") != NULL, "%s", err);
+    /* Two pages committed; the third, whose next cursor is the second's
+     * again, refused (its records come with the next run). */
+    ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, cid, "job"), 200);
+    prov_set_cycle(&f.p, false);
+    ck_assert_msg(sync_jobs(&f, &st, err, sizeof err) == AH_SYNC_OK, "%s", err);
+    ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, cid, "job"), 500);
+    teardown(&f);
 }
 END_TEST
 
@@ -1314,6 +1353,7 @@ static Suite *sync_suite(void)
     tcase_add_test(t, test_plugin_crash_mid_run_retried);
     tcase_add_test(t, test_refused_record_fails_page);
     tcase_add_test(t, test_reserved_record_type_refused);
+    tcase_add_test(t, test_cursor_cycle_fails_run);
     tcase_add_test(t, test_record_text_not_utf8_repaired);
     tcase_add_test(t, test_non_retryable_error_keeps_cursor);
     tcase_add_test(t, test_store_failure_mid_run);
