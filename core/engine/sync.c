@@ -47,6 +47,15 @@ typedef struct run_key {
  * and was taken over cannot commit another page. */
 #define AH_SYNC_LEASE_MS 300000
 
+/* The run's lease lifetime: 5 minutes, or three page requests' timeouts
+ * when [core] request_timeout_ms allows longer ones (a page's attempt must
+ * not outlast the lease it runs under). */
+static int64_t sync_lease_ms(const ah_core *core)
+{
+    int64_t t = core->cfg.request_timeout_ms > 0 ? core->cfg.request_timeout_ms : 30000;
+    return 3 * t > AH_SYNC_LEASE_MS ? 3 * t : AH_SYNC_LEASE_MS;
+}
+
 struct ah_sync {
     char here[96];        /* "host|pid namespace|": this machine, as lease owners name it */
     char owner[128];      /* this instance, as lease owner: here + "pid|random" */
@@ -712,6 +721,16 @@ static int request_page(run_ctx *x, const cursor *cur, ah_reply *first, ah_reply
             snprintf(x->err, x->errlen, "the host is stopping");
             return AH_SYNC_STOPPED;
         }
+        /* Renewed before each retry: a page's attempts and their pauses
+         * together could outlast the lease, which only a commit renewed
+         * (the fetched page was then refused as lease_lost). */
+        if (x->lease != NULL &&
+            core->store->ops->lease_hold(core->store, x->lease, x->token,
+                                         sync_lease_ms(core)) == AH_STORE_NOT_FOUND) {
+            snprintf(x->err, x->errlen, "lease_lost: this run's lease expired while its page "
+                     "was retried, and another instance may run it now");
+            return AH_SYNC_FAILED;
+        }
     }
 }
 
@@ -859,7 +878,7 @@ static int upsert_page(run_ctx *x, const char *key, const ah_record_in *in,
     /* The fence: the page commits only while this run still holds its
      * lease (renewed by the same statement). */
     if (x->lease != NULL) {
-        int lr = store->ops->lease_hold(store, x->lease, x->token, AH_SYNC_LEASE_MS);
+        int lr = store->ops->lease_hold(store, x->lease, x->token, sync_lease_ms(x->core));
         if (lr != AH_STORE_OK) {
             if (*scoped)
                 store->ops->scope_end(store, false);
@@ -1326,12 +1345,12 @@ int ah_sync_run(ah_core *core, const char *tenant, const char *connection, const
         if (leased) {
             snprintf(lease, sizeof lease, "sync:%lld:%s", (long long)c->id, k_types[i].name);
             char *holder = NULL;
-            int lr = store->ops->lease_acquire(store, lease, core->sync->owner, AH_SYNC_LEASE_MS,
+            int lr = store->ops->lease_acquire(store, lease, core->sync->owner, sync_lease_ms(core),
                                                &token, &holder);
             if (lr == AH_STORE_EXISTS && holder != NULL &&
                 holder_dead_here(core->sync, holder)) {
                 lr = store->ops->lease_take_over(store, lease, holder, core->sync->owner,
-                                                 AH_SYNC_LEASE_MS, &token);
+                                                 sync_lease_ms(core), &token);
                 if (lr == AH_STORE_OK)
                     ah_log(&core->log, AH_LOG_INFO, "sync",
                            "%s/%s %s: took the lease of a run that died (%s) over", tenant,
