@@ -47,13 +47,20 @@ typedef struct run_key {
  * and was taken over cannot commit another page. */
 #define AH_SYNC_LEASE_MS 300000
 
-/* The run's lease lifetime: 5 minutes, or three page requests' timeouts
- * when [core] request_timeout_ms allows longer ones (a page's attempt must
- * not outlast the lease it runs under). */
+/* How far ahead of this host's clock a record's updated_at may be and
+ * still move the sync window (s). */
+#define AH_SYNC_FUTURE_S 86400
+
+/* The run's lease lifetime: 5 minutes, or longer when [core]
+ * request_timeout_ms and [outbound] backoff_max_ms allow a page's attempt
+ * and the pause before it to take longer (renewed before each pause, the
+ * lease must outlast both with room to spare). */
 static int64_t sync_lease_ms(const ah_core *core)
 {
     int64_t t = core->cfg.request_timeout_ms > 0 ? core->cfg.request_timeout_ms : 30000;
-    return 3 * t > AH_SYNC_LEASE_MS ? 3 * t : AH_SYNC_LEASE_MS;
+    int64_t b = core->cfg.http_backoff_max_ms > 0 ? core->cfg.http_backoff_max_ms : 10000;
+    int64_t need = 2 * (t + b);
+    return need > AH_SYNC_LEASE_MS ? need : AH_SYNC_LEASE_MS;
 }
 
 struct ah_sync {
@@ -443,6 +450,20 @@ static int cursor_load(ah_core *core, int64_t cid, const char *key, cursor *out)
         out->updated_after = dup_string_member(o, "updated_after");
         out->page_cursor = dup_string_member(o, "page_cursor");
         out->run_max = dup_string_member(o, "run_max");
+        /* A time far ahead (saved by a build that let a record's
+         * "never" sentinel move it) would skip every change for good:
+         * dropped; without it the run reads the whole list. */
+        pinstant t, ahead = {(int64_t)time(NULL) + AH_SYNC_FUTURE_S, 0};
+        char **times[] = {&out->updated_after, &out->run_max};
+        for (size_t i = 0; i < sizeof times / sizeof times[0]; i++)
+            if (*times[i] != NULL && pinstant_parse(*times[i], &t) &&
+                pinstant_cmp(&t, &ahead) > 0) {
+                ah_log(&core->log, AH_LOG_WARN, "sync", "cursor %s of connection %lld: %s lies "
+                       "more than a day ahead; dropped (the run reads from further back)",
+                       key, (long long)cid, *times[i]);
+                free(*times[i]);
+                *times[i] = NULL;
+            }
     }
     cJSON_Delete(o);
     free(text);
@@ -717,19 +738,19 @@ static int request_page(run_ctx *x, const cursor *cur, ah_reply *first, ah_reply
             delay *= 2;
         if (delay > cap)
             delay = cap;
-        if (!sleep_unless_stopped(core->sync, delay)) {
-            snprintf(x->err, x->errlen, "the host is stopping");
-            return AH_SYNC_STOPPED;
-        }
-        /* Renewed before each retry: a page's attempts and their pauses
-         * together could outlast the lease, which only a commit renewed
-         * (the fetched page was then refused as lease_lost). */
+        /* Renewed before each pause and retry: a page's attempts and their
+         * pauses together could outlast the lease, which only a commit
+         * renewed (the fetched page was then refused as lease_lost). */
         if (x->lease != NULL &&
             core->store->ops->lease_hold(core->store, x->lease, x->token,
                                          sync_lease_ms(core)) == AH_STORE_NOT_FOUND) {
             snprintf(x->err, x->errlen, "lease_lost: this run's lease expired while its page "
                      "was retried, and another instance may run it now");
             return AH_SYNC_FAILED;
+        }
+        if (!sleep_unless_stopped(core->sync, delay)) {
+            snprintf(x->err, x->errlen, "the host is stopping");
+            return AH_SYNC_STOPPED;
         }
     }
 }
@@ -918,10 +939,6 @@ static bool stored_unseen(const run_ctx *x, const ah_record_in *in, const ah_ups
             return true;
     return false;
 }
-
-/* How far ahead of this host's clock a record's updated_at may be and
- * still move the sync window (s). */
-#define AH_SYNC_FUTURE_S 86400
 
 /* The first updated_at of in[0..n) later than `ahead` (for the log). */
 static const char *first_future(const ah_record_in *in, size_t n, const pinstant *ahead)

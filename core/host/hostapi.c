@@ -422,27 +422,35 @@ static const char *record_text(ah_call *call, const char *what, const char *text
     return *tmp;
 }
 
-/* What a plugin may name a record by: a type of 1 to 64 letters, digits,
- * '_', '.' or '-', other than the host's own AH_WRITE_OUTCOME_TYPE (a
- * plugin storing those could forge a settled write's answer); a remote id
- * of 1 to 256 bytes of UTF-8; an updated_at, when given, of at most 64
- * bytes of UTF-8. Else the call fails as `what` says, with why. (A name
+/* A provider's id as a streamed record's remote id (as always), and the
+ * keys plugins compose for record_put (CareerBuilder's push keys join an
+ * e-mail address, a requisition id and more: over 1 KiB). */
+#define AH_EMIT_REMOTE_MAX 256
+#define AH_PUT_REMOTE_MAX 4096
+
+/* What a plugin may name a record by: a type of 1 to 40 letters, digits,
+ * '_', '.' or '-' (the length event topics keep), other than the host's own
+ * AH_WRITE_OUTCOME_TYPE (a plugin storing those could forge a settled
+ * write's answer); a remote id of UTF-8, 1 to max_remote bytes; an
+ * updated_at, when given, of at most 64 bytes of UTF-8. Else the call fails as `what` says, with why. (A name
  * the store refuses, such as bytes PostgreSQL takes for no UTF-8, failed
  * its page on every run, the sync stuck there for good.) */
-static ah_result record_names_ok(ah_call *call, const char *what, const ah_record *rec)
+static ah_result record_names_ok(ah_call *call, const char *what, const ah_record *rec,
+                                 size_t max_remote)
 {
     const char *why = NULL;
     size_t tl = rec != NULL && rec->type != NULL ? strlen(rec->type) : 0;
     size_t rl = rec != NULL && rec->remote_id != NULL ? strlen(rec->remote_id) : 0;
     if (tl == 0 || rl == 0)
         why = "type and remote_id are required";
-    else if (tl > 64 || strspn(rec->type, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    else if (tl > 40 || strspn(rec->type, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                           "0123456789_.-") != tl)
-        why = "a type is 1 to 64 letters, digits, '_', '.' or '-'";
+        why = "a type is 1 to 40 letters, digits, '_', '.' or '-' (it names event topics)";
     else if (strcmp(rec->type, AH_WRITE_OUTCOME_TYPE) == 0)
         why = "the type " AH_WRITE_OUTCOME_TYPE " is the host's own";
-    else if (rl > 256 || !ah_utf8_valid(rec->remote_id, rl))
-        why = "a remote_id is 1 to 256 bytes of UTF-8";
+    else if (rl > max_remote || !ah_utf8_valid(rec->remote_id, rl))
+        why = max_remote == AH_EMIT_REMOTE_MAX ? "a remote_id is 1 to 256 bytes of UTF-8"
+                                               : "a remote_id is 1 to 4096 bytes of UTF-8";
     else if (rec->updated_at != NULL &&
              (strlen(rec->updated_at) > 64 ||
               !ah_utf8_valid(rec->updated_at, strlen(rec->updated_at))))
@@ -457,7 +465,7 @@ static ah_result host_emit_record(ah_call *call, const ah_record *rec)
     ah_core_call *cc = core_call(call);
     if (cc == NULL || cc->records == NULL)
         return host_fail(call, AH_E_INTERNAL, 500, "emit_record outside a streaming operation");
-    if (record_names_ok(call, "emit_record", rec) != AH_OK)
+    if (record_names_ok(call, "emit_record", rec, AH_EMIT_REMOTE_MAX) != AH_OK)
         return AH_ERR;
     bool has_text = AH_HAS(rec, fields_json_len);
     char *rtmp = NULL, *ftmp = NULL;
@@ -704,7 +712,7 @@ static ah_result record_in_of(ah_call *call, const ah_record *rec, ah_record_in 
                               char **fields)
 {
     *raw = *fields = NULL;
-    if (record_names_ok(call, "record_put", rec) != AH_OK)
+    if (record_names_ok(call, "record_put", rec, AH_PUT_REMOTE_MAX) != AH_OK)
         return AH_ERR;
     bool has_text = AH_HAS(rec, fields_json_len);
     char *rtmp = NULL, *ftmp = NULL;

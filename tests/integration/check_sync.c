@@ -481,6 +481,20 @@ START_TEST(test_future_time_does_not_move_window)
     ck_assert_int_eq(f.core->store->ops->record_get(f.core->store, cid, "job", "8", &row), 0);
     ck_assert_ptr_nonnull(strstr(row.raw, "Item 8 v2"));
     ah_record_row_free(&row);
+    /* A cursor saved far ahead (by a build before this check) is dropped:
+     * the run reads the whole list, and a change outside any window is
+     * picked up. */
+    ck_assert_int_eq(f.core->store->ops->cursor_set(
+                         f.core->store, cid, "sync.jobs",
+                         "{\"updated_after\":\"2090-01-01T00:00:00\",\"page_cursor\":null,"
+                         "\"run_max\":null}"),
+                     0);
+    prov_touch(&f.p, 9, top - 5 * 3600);
+    ck_assert_msg(sync_jobs(&f, &st, err, sizeof err) == AH_SYNC_OK, "%s", err);
+    ck_assert_int_eq(st.records, 200);
+    ck_assert_int_eq(f.core->store->ops->record_get(f.core->store, cid, "job", "9", &row), 0);
+    ck_assert_ptr_nonnull(strstr(row.raw, "Item 9 v2"));
+    ah_record_row_free(&row);
     teardown(&f);
 }
 END_TEST

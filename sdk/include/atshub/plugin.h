@@ -701,10 +701,12 @@ typedef struct ah_oauth2_params {
 /** A streamed record, handed to the host by a streaming operation. */
 typedef struct ah_record {
     uint32_t struct_size;
-    /** "job", "application", "candidate", ...: 1 to 64 letters, digits,
+    /** "job", "application", "candidate", ...: 1 to 40 letters, digits,
      *  '_', '.' or '-'; "write_outcome" is the host's own (refused). */
     const char *type;
-    const char *remote_id;  /**< the provider's id: 1 to 256 bytes of UTF-8 */
+    /** The provider's id: 1 to 256 bytes of UTF-8 (emit_record), 1 to 4096
+     *  (record_put, whose keys plugins may compose). */
+    const char *remote_id;
     /** ISO-8601 UTC, as normalised by the plugin (at most 64 bytes). A time
      *  more than a day ahead of the host's clock is stored but does not
      *  move where the next sync starts. */
