@@ -167,11 +167,48 @@ done:
 
 /* Two syncs of one connection (the schedule and `atshub sync`, or two
  * instances on one store) must not both settle one write: each would
- * publish its event. In this process one lock serialises them (settling is
- * rare and short: one read per kept write); across instances, the claim
- * settle:<connection> (claims.h): the instance that does not get it leaves
- * the connection's writes to the one that has it. */
+ * publish its event. In this process the connections being settled are
+ * kept in `settling` (a second sync of one waits for the first; other
+ * connections' syncs do not: a slow provider's questions hold up only its
+ * own connection); across instances, the claim settle:<connection>
+ * (claims.h): the instance that does not get it leaves the connection's
+ * writes to the one that has it. */
+#define SETTLING_MAX 64
 static pthread_mutex_t settle_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t settle_cv = PTHREAD_COND_INITIALIZER;
+static int64_t settling[SETTLING_MAX];
+static int nsettling;
+
+static bool settling_has(int64_t conn)
+{
+    for (int i = 0; i < nsettling; i++)
+        if (settling[i] == conn)
+            return true;
+    return false;
+}
+
+/* Waits until no sync of this process settles connection `conn`, then
+ * marks it (at most SETTLING_MAX connections at once; more wait). */
+static void settle_enter(int64_t conn)
+{
+    pthread_mutex_lock(&settle_mu);
+    while (settling_has(conn) || nsettling == SETTLING_MAX)
+        pthread_cond_wait(&settle_cv, &settle_mu);
+    settling[nsettling++] = conn;
+    pthread_mutex_unlock(&settle_mu);
+}
+
+static void settle_leave(int64_t conn)
+{
+    pthread_mutex_lock(&settle_mu);
+    for (int i = 0; i < nsettling; i++)
+        if (settling[i] == conn) {
+            settling[i] = settling[--nsettling];
+            break;
+        }
+    pthread_cond_broadcast(&settle_cv);
+    pthread_mutex_unlock(&settle_mu);
+}
 
 int ah_settle_unknown(ah_core *core, ah_conn *c)
 {
@@ -190,7 +227,7 @@ int ah_settle_unknown(ah_core *core, ah_conn *c)
     int rc = core->store->ops->record_query(core->store, &q, collect, l);
     int settled = 0;
     if (rc == AH_STORE_OK && l->n > 0) {
-        pthread_mutex_lock(&settle_mu);
+        settle_enter(c->id);
         pending_free(l);
         ah_claim cl = {0};
         if (ah_claim_take(core, &cl, "settle:%lld", (long long)c->id)) {
@@ -203,7 +240,7 @@ int ah_settle_unknown(ah_core *core, ah_conn *c)
                 settled += settle_one(core, c, &cl, &l->v[i]);
             ah_claim_give_back(core, &cl);
         }
-        pthread_mutex_unlock(&settle_mu);
+        settle_leave(c->id);
     }
     pending_free(l);
     free(l);
