@@ -16,4 +16,11 @@ void ah_iso_in(long ms, char out[32]);
 int64_t ah_mono_ms(void);
 int64_t ah_mono_us(void);
 
+#include <pthread.h>
+
+/** pthread_cond_init of a condition whose timed waits count on
+ *  CLOCK_MONOTONIC (deadlines from ah_mono_ms, immune to the wall clock
+ *  being set). 0, or pthread's error. */
+int ah_cond_init_mono(pthread_cond_t *cv);
+
 #endif

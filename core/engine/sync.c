@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "claims.h"
+#include "clock.h"
 #include "core.h"
 #include "metrics.h"
 #include "sync.h"
@@ -257,16 +258,7 @@ ah_sync *ah_sync_new(void)
         free(s);
         return NULL;
     }
-    pthread_condattr_t ca;
-    if (pthread_condattr_init(&ca) != 0) {
-        pthread_mutex_destroy(&s->lock);
-        free(s);
-        return NULL;
-    }
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    int rc = pthread_cond_init(&s->cond, &ca);
-    pthread_condattr_destroy(&ca);
-    if (rc != 0) {
+    if (ah_cond_init_mono(&s->cond) != 0) {
         pthread_mutex_destroy(&s->lock);
         free(s);
         return NULL;

@@ -233,14 +233,9 @@ int ah_claims_keeper_start(ah_core *core, char *err, size_t errlen)
     if (core->keeper != NULL || !claiming(core))
         return 0;
     struct ah_claims_keeper *k = calloc(1, sizeof *k);
-    pthread_condattr_t ca;
     bool cv = false;
     if (k != NULL && pthread_mutex_init(&k->mu, NULL) == 0) {
-        if (pthread_condattr_init(&ca) == 0) {
-            cv = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
-                 pthread_cond_init(&k->cv, &ca) == 0;
-            pthread_condattr_destroy(&ca);
-        }
+        cv = ah_cond_init_mono(&k->cv) == 0;
         if (cv && pthread_cond_init(&k->done, NULL) != 0) {
             pthread_cond_destroy(&k->cv);
             cv = false;

@@ -32,6 +32,7 @@
 #include "bus.h"
 
 #include "block.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -874,13 +875,7 @@ int ah_bus_request_tenant(ah_bus *bus, uint64_t tenant, uint64_t lane, void *tar
         return -1;
     }
     atomic_init(&c->done_hint, false);
-    pthread_condattr_t ca;
-    bool ok = false;
-    if (pthread_condattr_init(&ca) == 0) {
-        ok = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
-             pthread_cond_init(&c->cv, &ca) == 0;
-        pthread_condattr_destroy(&ca);
-    }
+    bool ok = ah_cond_init_mono(&c->cv) == 0;
     if (ok && pthread_mutex_init(&c->mu, NULL) != 0) {
         pthread_cond_destroy(&c->cv);
         ok = false;

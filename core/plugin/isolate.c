@@ -445,11 +445,7 @@ static int add_cid(cJSON *m, uint64_t id)
 
 static void waiter_add(proc *p, child *ch, waiter *w)
 {
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&w->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    (void)ah_cond_init_mono(&w->cv);
     pthread_mutex_lock(&p->mu);
     w->id = ch->handshake ? 0 : ch->next_id++;
     w->next = ch->waiters;
@@ -1793,17 +1789,13 @@ ah_isolate *ah_isolate_start(const char *path, int fd, const ah_isolate_opts *op
         ah_isolate_free(iso);
         return NULL;
     }
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     for (int i = 0; i < iso->o.processes; i++) {
         proc *p = &iso->procs[i];
         pthread_mutex_init(&p->mu, NULL);
-        pthread_cond_init(&p->cv, &ca);
+        (void)ah_cond_init_mono(&p->cv);
         p->index = i;
         iso->nprocs++;
     }
-    pthread_condattr_destroy(&ca);
     if (iso->prog == NULL) {
         snprintf(err, errlen, "%s: isolation = process needs atshub-plugin-host: not found "
                  "(set ATSHUB_PLUGIN_HOST, or install it next to atshub)", path);

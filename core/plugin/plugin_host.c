@@ -41,6 +41,7 @@
 
 #include <openssl/crypto.h>
 
+#include "clock.h"
 #include "frame.h"
 #include "harden.h"
 #include "crypto.h"
@@ -1885,11 +1886,7 @@ int main(int argc, char **argv)
     }
     fcntl(g_fd, F_SETFD, FD_CLOEXEC);
     ah_frame_reader_reset(&g_rd, g_fd);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&g_cv, &ca);
-    pthread_condattr_destroy(&ca);
+    (void)ah_cond_init_mono(&g_cv);
     /* Nothing of the daemon's but stdio, the socket and the plugin's bytes. */
     close_above(g_fd > plugin_fd ? g_fd : plugin_fd);
     for (int fd = 3; fd < (g_fd > plugin_fd ? g_fd : plugin_fd); fd++)

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 
 /* The first room for failed group ids (struct ah_store_committer, failed):
@@ -312,11 +313,7 @@ ah_store_committer *ah_store_committer_start(ah_store *s, const struct ah_logger
         snprintf(err, errlen, "cannot create a mutex");
         return NULL;
     }
-    pthread_condattr_t ca;
-    bool cv_ok = pthread_condattr_init(&ca) == 0 &&
-                 pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
-                 pthread_cond_init(&c->cv, &ca) == 0;
-    pthread_condattr_destroy(&ca);
+    bool cv_ok = ah_cond_init_mono(&c->cv) == 0;
     if (!cv_ok) {
         pthread_mutex_destroy(&c->mu);
         free(c);

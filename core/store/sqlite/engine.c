@@ -25,6 +25,7 @@
  * Callbacks of the *_list and *_query operations run AFTER the mutex is
  * released, on copies of the rows, so a callback may call the store again.
  */
+#include "clock.h"
 #include "sqlite_int.h"
 
 #include <errno.h>
@@ -199,15 +200,11 @@ static void ckpt_start(ah_sq_store *s, const char *path)
     k->lg = s->base.lg;
     k->next_at = AH_SQ_CKPT_FRAMES;
     k->catchup_at = AH_SQ_CKPT_CATCHUP_FRAMES;
-    pthread_condattr_t ca;
-    bool ok = pthread_condattr_init(&ca) == 0 &&
-              pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
-              pthread_cond_init(&k->cv, &ca) == 0;
-    if (ok && pthread_cond_init(&k->done_cv, &ca) != 0) {
+    bool ok = ah_cond_init_mono(&k->cv) == 0;
+    if (ok && ah_cond_init_mono(&k->done_cv) != 0) {
         pthread_cond_destroy(&k->cv);
         ok = false;
     }
-    pthread_condattr_destroy(&ca);
     if (!ok) {
         free(k);
         return;
