@@ -56,6 +56,9 @@ static int64_t add_conn(ah_core *core, int64_t tid, const char *plugin, const ch
 
 /* fixture_faulty loaded from `so` (faulty.so, or faulty_noopen.so), on
  * `workers` bus workers (0: the harness's 2). */
+/* [core] request_timeout_ms for the next setup (0: the harness's). */
+static long request_timeout_ms;
+
 static void setup_with(fixture *f, const char *so, const char *iso_section, int workers)
 {
     const char *fx = ah_t_env("AH_FIXTURE_DIR");
@@ -76,6 +79,8 @@ static void setup_with(fixture *f, const char *so, const char *iso_section, int 
     free(ini);
     if (workers > 0)
         cfg.workers = workers;
+    if (request_timeout_ms > 0)
+        cfg.request_timeout_ms = (int)request_timeout_ms;
     ah_core_opts o = {.load_plugins = true, .start_bus = true};
     f->core = ah_daemon_open(&cfg, &o, err, sizeof err);
     ck_assert_msg(f->core != NULL, "%s", err);
@@ -556,7 +561,11 @@ static void *big_answer_main(void *arg)
 START_TEST(test_provider_answer_larger_than_a_frame)
 {
     fixture f;
+    /* 64 MiB through the outbound client and the daemon takes long under
+     * the sanitizers: no deadline of the harness's (5 s) may end it. */
+    request_timeout_ms = 600000;
     setup(&f, "[plugin.fixture_faulty]\nisolation = process\n");
+    request_timeout_ms = 0;
     ah_reply r;
     int pid = ok_pid(f.core, "f");
     char url[160];
