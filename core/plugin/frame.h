@@ -19,6 +19,10 @@
 /** What the senders return for a message that would make a frame longer
  *  than AH_FRAME_MAX: nothing was sent, the stream is intact. */
 #define AH_FRAME_TOO_LARGE (-2)
+/** The frame a plugin process sends from its fault handler when it dies
+ *  at its memory limit (written whole, without allocating; the daemon
+ *  also looks for it in the socket of a process that died idle). */
+#define AH_FRAME_OOM "\0\0\0\x0b{\"t\":\"oom\"}"
 
 /** Sends `msg` as one frame (MSG_NOSIGNAL: a dead peer is an error, not
  *  SIGPIPE). 0; -1 when the peer is gone or memory runs out;

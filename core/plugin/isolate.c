@@ -2303,6 +2303,13 @@ void ah_isolate_watch(ah_isolate *iso)
                     ((pf.revents & (POLLHUP | POLLERR)) != 0 ||
                      recv(ch->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0);
             if (ended) {
+                /* A thread of its own that ran out of memory said so
+                 * before the process died: read that, the frame alone. */
+                char f[sizeof AH_FRAME_OOM];
+                if (recv(ch->fd, f, sizeof f - 1, MSG_PEEK | MSG_DONTWAIT) ==
+                        (ssize_t)sizeof f - 1 &&
+                    memcmp(f, AH_FRAME_OOM, sizeof f - 1) == 0)
+                    ch->oom_noted = true;
                 ch->refs++; /* child_died drops the slot's */
                 child_died(iso, p, ch, NULL);
             }

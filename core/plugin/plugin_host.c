@@ -143,7 +143,7 @@ static void *g_state;
 /* A preformatted frame the fault handler can write without allocating.
  * (Written without g_wr: should another thread be in the middle of a frame
  * then, the daemon reads nonsense and records a plain crash, not memory.) */
-static const char oom_frame[] = "\0\0\0\x0b{\"t\":\"oom\"}"; /* 11 bytes of JSON */
+static const char oom_frame[] = AH_FRAME_OOM;
 static char alt_stack[64 * 1024];
 
 /* Address space in use, from /proc/self/statm, with syscalls only. */
@@ -230,6 +230,12 @@ static void die_lost(void)
  * before the call started: idle threads look now and then instead of being
  * woken for every call). Frames out go one at a time (g_wr). */
 #define POOL_MAX 32
+/* A pool thread's stack. glibc's default (RLIMIT_STACK, 8 MiB) is address
+ * space, which memory_max (RLIMIT_AS) counts in full: 32 threads' stacks
+ * alone were 256 MiB, the default limit, and calls past a few dozen in
+ * flight found no thread, or the plugin no memory. 1 MiB a call, as the
+ * SDK says (sdk/README.md, "Running in its own process"). */
+#define POOL_STACK ((size_t)1 << 20)
 #define READ_TAKEOVER_MS 5
 #define IDLE_LOOK_MS 50
 
@@ -261,6 +267,7 @@ static mbox *g_mboxes;
 static qframe *g_work, *g_work_last;
 static int g_nthreads, g_idle, g_serving;
 static pthread_t g_threads[POOL_MAX];
+static pthread_attr_t g_pool_attr; /* POOL_STACK */
 static _Thread_local mbox *tl_mb; /* the call this thread serves */
 
 static int64_t now_ms(void)
@@ -435,7 +442,7 @@ static void read_and_dispatch(bool idle)
         if (more > 0 && g_idle > 0)
             pthread_cond_signal(&g_cv); /* a request for an idle thread */
         if (more > g_idle && g_nthreads < POOL_MAX &&
-            pthread_create(&g_threads[g_nthreads], NULL, pool_main, NULL) == 0)
+            pthread_create(&g_threads[g_nthreads], &g_pool_attr, pool_main, NULL) == 0)
             g_nthreads++;
         pthread_mutex_unlock(&g_mu);
     } while (ah_frame_buffered(&g_rd));
@@ -465,7 +472,7 @@ static qframe *pump(mbox *mine)
             g_serving++;
             /* Someone must be able to read while this runs. */
             if (g_idle == 0 && g_nthreads < POOL_MAX &&
-                pthread_create(&g_threads[g_nthreads], NULL, pool_main, NULL) == 0)
+                pthread_create(&g_threads[g_nthreads], &g_pool_attr, pool_main, NULL) == 0)
                 g_nthreads++;
             pthread_mutex_unlock(&g_mu);
             return f;
@@ -2016,6 +2023,8 @@ int main(int argc, char **argv)
     say("ready", NULL);
     /* From now on the pool serves, this thread among it (see "Several
      * calls in flight"), until the daemon closes the socket. */
+    pthread_attr_init(&g_pool_attr);
+    pthread_attr_setstacksize(&g_pool_attr, POOL_STACK);
     g_threaded = true;
     pool_main(NULL);
     /* A thread still serving may start another before it sees the end:

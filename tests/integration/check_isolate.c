@@ -514,6 +514,97 @@ START_TEST(test_idle_process_death_noticed)
 }
 END_TEST
 
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+/* A plugin's own thread that runs out of memory while no call is in
+ * flight (the process idle): the ticker reaps the process, and its cause
+ * is memory, as for a call's, not the signal it then died of (the frame
+ * saying so was left unread). No RLIMIT_AS under a sanitizer. */
+START_TEST(test_idle_process_out_of_memory)
+{
+    fixture f;
+    setup(&f, ISOLATED);
+    char err[512];
+    ck_assert_msg(ah_daemon_start(f.core, err, sizeof err) == 0, "%s", err);
+    ah_reply r;
+    call(f.core, "f", "leak_later", &r);
+    ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
+    ah_reply_free(&r);
+    int crashes = 0;
+    for (int i = 0; i < 3000 && crashes == 0; i++) {
+        usleep(10000);
+        cJSON *p = faulty_json(f.core);
+        crashes = cJSON_GetObjectItem(cJSON_GetObjectItem(p, "process"), "crashes")->valueint;
+        if (crashes > 0) {
+            ck_assert_str_eq(proc_str(p, "last_crash", "kind"), "memory");
+            ck_assert_str_eq(proc_str(p, "last_crash", "signal"), "SIGABRT");
+        }
+        cJSON_Delete(p);
+    }
+    ck_assert_msg(crashes == 1, "the idle process's end went unnoticed for 30 s");
+    until_back(f.core);
+    teardown(&f);
+}
+END_TEST
+
+typedef struct together_caller {
+    ah_core *core;
+    char conn[16];
+    int n;
+    ah_reply r;
+} together_caller;
+
+static void *together_main(void *arg)
+{
+    together_caller *t = arg;
+    cJSON *body = cJSON_CreateObject();
+    cJSON_AddStringToObject(body, "do", "together");
+    cJSON_AddNumberToObject(body, "n", t->n);
+    ah_core_request(t->core, "acme", t->conn, "jobs.get", body, &t->r);
+    return NULL;
+}
+
+/* Many calls in flight in one plugin process under memory_max (256M), each
+ * on a thread of its own there: the threads' stacks (glibc's 8 MiB each,
+ * all of it address space) spent the limit at a few dozen calls, and the
+ * calls past it waited for a thread that could not be made. */
+START_TEST(test_many_calls_within_memory_max)
+{
+    enum { N = 28 };
+    fixture f;
+    setup_with(&f, "faulty.so",
+               "[plugin.fixture_faulty]\nisolation = process\nmemory_max = 256M\n"
+               "call_timeout_ms = 60000\n", 2 * N); /* a tenant's share: half */
+    /* (A connection's calls run one at a time: one connection a call.) */
+    ah_tenant_row row = {0};
+    ck_assert_int_eq(f.core->store->ops->tenant_get(f.core->store, "acme", &row), 0);
+    together_caller t[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) {
+        t[i] = (together_caller){.core = f.core, .n = N};
+        snprintf(t[i].conn, sizeof t[i].conn, "t%d", i);
+        add_conn(f.core, row.id, "fixture_faulty", t[i].conn, "{\"greeting\":\"hej\"}");
+    }
+    ah_tenant_row_free(&row);
+    ck_assert_int_eq(ah_conns_reload(f.core), 0);
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(pthread_create(&th[i], NULL, together_main, &t[i]), 0);
+    }
+    int apart = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_msg(t[i].r.ok, "%s: %s", t[i].r.code, t[i].r.message);
+        apart += !cJSON_IsTrue(cJSON_GetObjectItem(t[i].r.body, "together"));
+        ah_reply_free(&t[i].r);
+    }
+    ck_assert_msg(apart == 0, "%d of %d calls never had the others beside them", apart, N);
+    cJSON *p = faulty_json(f.core);
+    ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(p, "process"), "crashes")->valueint, 0);
+    cJSON_Delete(p);
+    teardown(&f);
+}
+END_TEST
+#endif
+
 /* One HTTP exchange on listener s: a 200 whose body is 64 MiB of 'a'
  * (the outbound client's limit, which it takes). */
 static void *big_answer_main(void *arg)
@@ -2022,6 +2113,10 @@ static Suite *isolate_suite(void)
     tcase_add_test(tc, test_frames_for_a_busy_call_are_bounded);
     tcase_add_test(tc, test_provider_answer_larger_than_a_frame);
     tcase_add_test(tc, test_idle_process_death_noticed);
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+    tcase_add_test(tc, test_idle_process_out_of_memory);
+    tcase_add_test(tc, test_many_calls_within_memory_max);
+#endif
     tcase_add_test(tc, test_frame_cut_short_and_stalled);
     suite_add_tcase(s, tc);
     return s;
