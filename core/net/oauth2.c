@@ -21,7 +21,7 @@ typedef struct oauth2_entry {
     char *token_url, *client_id, *scope;
     char *access_token;  /* NULL: none */
     char *refresh_token; /* issued by the server; NULL: none */
-    time_t expiry;
+    time_t renew_at; /* AH_OAUTH2_REFRESH_MARGIN_S before expiry, or half its life */
     bool fetching;
     bool linked;
     unsigned refs;
@@ -178,6 +178,19 @@ typedef struct token_result {
     long expires_in;
 } token_result;
 
+/* A token goes into an Authorization header as it came: 1 to
+ * AH_OAUTH2_MAX_TOKEN visible ASCII bytes. (RFC 6750's b64token is
+ * narrower, but providers send more: "app|secret", colons.) A line break
+ * would add headers of the provider's choosing to every request. */
+static bool token_chars_ok(const char *t)
+{
+    size_t n = 0;
+    for (; t[n] != '\0'; n++)
+        if ((unsigned char)t[n] <= 0x20 || (unsigned char)t[n] >= 0x7f || n >= AH_OAUTH2_MAX_TOKEN)
+            return false;
+    return n > 0;
+}
+
 static int parse_token(const ah_http_response *r, token_result *out, char *err, size_t errlen)
 {
     cJSON *root = cJSON_ParseWithLength(r->body, r->body_len);
@@ -187,8 +200,7 @@ static int parse_token(const ah_http_response *r, token_result *out, char *err, 
         return -1;
     }
     const cJSON *at = cJSON_GetObjectItemCaseSensitive(root, "access_token");
-    if (!cJSON_IsString(at) || !at->valuestring[0] ||
-        strlen(at->valuestring) > AH_OAUTH2_MAX_TOKEN) {
+    if (!cJSON_IsString(at) || !token_chars_ok(at->valuestring)) {
         cJSON_Delete(root);
         snprintf(err, errlen, "token endpoint answered %ld without a usable access_token",
                  r->status);
@@ -212,10 +224,8 @@ static int parse_token(const ah_http_response *r, token_result *out, char *err, 
         expires = 10L * 365 * 86400;
     const cJSON *rt = cJSON_GetObjectItemCaseSensitive(root, "refresh_token");
     out->access_token = strdup(at->valuestring);
-    out->refresh_token = cJSON_IsString(rt) && rt->valuestring[0] &&
-                                 strlen(rt->valuestring) <= AH_OAUTH2_MAX_TOKEN
-                             ? strdup(rt->valuestring)
-                             : NULL;
+    out->refresh_token =
+        cJSON_IsString(rt) && token_chars_ok(rt->valuestring) ? strdup(rt->valuestring) : NULL;
     out->expires_in = expires;
     explicit_bzero(at->valuestring, strlen(at->valuestring));
     if (cJSON_IsString(rt))
@@ -382,7 +392,7 @@ int ah_oauth2_token(ah_oauth2 *o, int64_t conn_id, const ah_oauth2_params *p,
 
     int rc = -1;
     for (;;) {
-        if (e->access_token && now(o) + AH_OAUTH2_REFRESH_MARGIN_S < e->expiry) {
+        if (e->access_token && now(o) < e->renew_at) {
             rc = copy_out(e->access_token, out, out_len, err, errlen);
             break;
         }
@@ -432,7 +442,11 @@ int ah_oauth2_token(ah_oauth2 *o, int64_t conn_id, const ah_oauth2_params *p,
         if (frc == 0) {
             wipe_free(e->access_token);
             e->access_token = tr.access_token;
-            e->expiry = t0 + (time_t)tr.expires_in;
+            /* A token living 5 minutes or less (a common lifetime) would
+             * always be within the margin: renewed on every call. */
+            long margin = tr.expires_in / 2 < AH_OAUTH2_REFRESH_MARGIN_S ? tr.expires_in / 2
+                                                                         : AH_OAUTH2_REFRESH_MARGIN_S;
+            e->renew_at = t0 + (time_t)(tr.expires_in - margin);
             if (tr.refresh_token) {
                 wipe_free(e->refresh_token);
                 e->refresh_token = tr.refresh_token;
@@ -475,7 +489,7 @@ void ah_oauth2_invalidate_token(ah_oauth2 *o, int64_t conn_id, const ah_oauth2_p
         /* The refresh token stays: the provider refused the access token. */
         wipe_free(e->access_token);
         e->access_token = NULL;
-        e->expiry = 0;
+        e->renew_at = 0;
     }
     pthread_mutex_unlock(&o->mu);
 }

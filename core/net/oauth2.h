@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* OAuth2 token cache: client-credentials and refresh-token grants, cached
  * per (connection, token URL, client id, scope), renewed 5 minutes before
- * expiry, one fetch at a time per key. */
+ * expiry (half its life before, for a token living 10 minutes or less), one
+ * fetch at a time per key. */
 #ifndef AH_OAUTH2_H
 #define AH_OAUTH2_H
 
@@ -27,7 +28,9 @@ void ah_oauth2_free(ah_oauth2 *o);
  * application/x-www-form-urlencoded grant_type=client_credentials, or
  * refresh_token when p->refresh_token is set, with client_id and
  * client_secret) when none is cached or the cached one expires within
- * AH_OAUTH2_REFRESH_MARGIN_S. A refresh_token in the answer replaces the
+ * AH_OAUTH2_REFRESH_MARGIN_S (or half its lifetime, when that is less). An
+ * access or refresh token that is not 1 to AH_OAUTH2_MAX_TOKEN visible
+ * ASCII bytes is refused. A refresh_token in the answer replaces the
  * one used for later refreshes. 0 on success, -1 with err filled.
  */
 int ah_oauth2_token(ah_oauth2 *o, int64_t conn_id, const ah_oauth2_params *p,

@@ -22,6 +22,8 @@ typedef struct token_srv {
     bool refuse_refresh; /* answer 400 invalid_grant to refresh grants */
     bool refuse_all;     /* answer 401 invalid_client, echoing the body */
     int delay_ms;
+    long expires_in;         /* 0: 3600 */
+    const char *token_text;  /* NULL: "tok-N" */
     char last_body[1024];
 } token_srv;
 
@@ -69,12 +71,15 @@ static void h_token(void *arg, const ah_sim_req *req, ah_sim_resp *resp)
         int n = ++t->issued;
         snprintf(tok, sizeof(tok), "tok-%d", n);
         snprintf(rt, sizeof(rt), "rt-%d", n);
-        cJSON_AddStringToObject(o, "access_token", tok);
+        cJSON_AddStringToObject(o, "access_token", t->token_text != NULL ? t->token_text : tok);
         cJSON_AddStringToObject(o, "token_type", "Bearer");
+        long ex = t->expires_in > 0 ? t->expires_in : 3600;
+        char exs[24];
+        snprintf(exs, sizeof exs, "%ld", ex);
         if (n % 2)
-            cJSON_AddNumberToObject(o, "expires_in", 3600);
+            cJSON_AddNumberToObject(o, "expires_in", (double)ex);
         else
-            cJSON_AddStringToObject(o, "expires_in", "3600");
+            cJSON_AddStringToObject(o, "expires_in", exs);
         if (t->issue_refresh)
             cJSON_AddStringToObject(o, "refresh_token", rt);
         ah_sim_json(resp, 200, o);
@@ -201,6 +206,57 @@ START_TEST(refresh_before_expiry)
     clock_set(&e.clk, t0 + 3301 + 3301);
     ck_assert_int_eq(token(&e, 1, tok, sizeof(tok), err, sizeof(err)), 0);
     ck_assert_str_eq(tok, "tok-3");
+    env_stop(&e);
+}
+END_TEST
+
+/* A token that lives 5 minutes or less (a common lifetime) was renewed
+ * on every call: it never was further than the 5-minute margin from its
+ * expiry. It is renewed half its life early then. */
+START_TEST(short_lived_token_cached)
+{
+    env e;
+    env_start(&e);
+    e.srv.expires_in = 120;
+    char tok[64], err[256];
+    time_t t0 = e.clk.now;
+    ck_assert_int_eq(token(&e, 1, tok, sizeof(tok), err, sizeof(err)), 0);
+    ck_assert_str_eq(tok, "tok-1");
+    clock_set(&e.clk, t0 + 59);
+    ck_assert_int_eq(token(&e, 1, tok, sizeof(tok), err, sizeof(err)), 0);
+    ck_assert_str_eq(tok, "tok-1");
+    ck_assert_int_eq(srv_requests(&e.srv), 1);
+    clock_set(&e.clk, t0 + 61);
+    ck_assert_int_eq(token(&e, 1, tok, sizeof(tok), err, sizeof(err)), 0);
+    ck_assert_str_eq(tok, "tok-2");
+    ck_assert_int_eq(srv_requests(&e.srv), 2);
+    env_stop(&e);
+}
+END_TEST
+
+/* An access token goes into an Authorization header: one with a line
+ * break (valid JSON) would add headers of the provider's choosing to
+ * every request made with it, to whatever host that is. Refused, as are
+ * spaces, control and non-ASCII bytes. */
+START_TEST(token_with_header_breaking_bytes_refused)
+{
+    static const char *bad[] = {"x\r\nX-Injected: 1", "a b", "tab\there", "caf\xc3\xa9", "del\x7f"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        env e;
+        env_start(&e);
+        e.srv.token_text = bad[i];
+        char tok[64], err[256];
+        ck_assert_int_eq(token(&e, 1, tok, sizeof(tok), err, sizeof(err)), -1);
+        ck_assert_msg(strstr(err, "usable access_token") != NULL, "%s", err);
+        env_stop(&e);
+    }
+    /* What real providers send passes: base64url, JWTs, "app|secret". */
+    env e;
+    env_start(&e);
+    e.srv.token_text = "eyJh.eyJz-_~+/=.sig|x:y";
+    char tok[64], err[256];
+    ck_assert_int_eq(token(&e, 1, tok, sizeof(tok), err, sizeof(err)), 0);
+    ck_assert_str_eq(tok, "eyJh.eyJz-_~+/=.sig|x:y");
     env_stop(&e);
 }
 END_TEST
@@ -392,6 +448,8 @@ static Suite *oauth2_suite(void)
     tcase_add_test(tc, client_credentials_cached);
     tcase_add_test(tc, refresh_before_expiry);
     tcase_add_test(tc, refresh_token_grant);
+    tcase_add_test(tc, short_lived_token_cached);
+    tcase_add_test(tc, token_with_header_breaking_bytes_refused);
     tcase_add_test(tc, caller_refresh_token);
     tcase_add_test(tc, concurrent_single_fetch);
     tcase_add_test(tc, invalidate_and_forget);

@@ -612,7 +612,7 @@ typedef struct ah_http_request {
      *  needs_abi_minor = 1). When not NULL the host authorises the request
      *  itself: it takes an access token for these parameters from its
      *  per-connection cache (fetching it, or renewing it 5 minutes before
-     *  it expires), sends it as "Authorization: Bearer ...", and when the
+     *  it expires, half its lifetime before when that is shorter), sends it as "Authorization: Bearer ...", and when the
      *  provider answers 401 forgets that token, fetches a new one and
      *  sends the request once more. `bearer` is then ignored. A token that
      *  cannot be had is an AH_ERR with code "auth_failed" (described; the
