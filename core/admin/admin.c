@@ -822,20 +822,43 @@ static int unix_listen(const char *path, char *err, size_t errlen)
     return fd;
 }
 
+/* The token grants everything (a plugin reload loads any .so): like the
+ * host key (crypto.c), its file must be a regular one no one else may read
+ * or write, and it is compared as a C string, so every byte is visible
+ * ASCII (a binary token's NUL would leave a few bytes to guess). */
 static int read_token(const char *file, char *out, size_t outlen, char *err, size_t errlen)
 {
     size_t len = 0;
-    FILE *f = fopen(file, "r");
-    if (f != NULL) {
-        len = fread(out, 1, outlen - 1, f);
+    const char *why = NULL;
+    struct stat st;
+    FILE *f = fopen(file, "re");
+    if (f == NULL)
+        why = strerror(errno);
+    else if (fstat(fileno(f), &st) != 0)
+        why = strerror(errno);
+    else if (!S_ISREG(st.st_mode))
+        why = "not a regular file";
+    else if ((st.st_mode & 077) != 0) {
+        snprintf(err, errlen,
+                 "[admin] token_file %s is readable or writable by group/others (mode %03o); "
+                 "run: chmod 600 %s",
+                 file, (unsigned)(st.st_mode & 0777), file);
         fclose(f);
-    }
+        return -1;
+    } else
+        len = fread(out, 1, outlen - 1, f);
+    if (f != NULL)
+        fclose(f);
     out[len] = '\0';
     while (len > 0 && (out[len - 1] == '\n' || out[len - 1] == '\r' || out[len - 1] == ' '))
         out[--len] = '\0';
-    if (len < 16) {
-        snprintf(err, errlen, "[admin] token_file %s: %s", file,
-                 f == NULL ? strerror(errno) : "the token must be at least 16 characters");
+    for (size_t i = 0; why == NULL && i < len; i++)
+        if ((unsigned char)out[i] <= 0x20 || (unsigned char)out[i] >= 0x7f)
+            why = "the token must be visible ASCII characters only";
+    if (why == NULL && len < 16)
+        why = "the token must be at least 16 characters";
+    if (why != NULL) {
+        snprintf(err, errlen, "[admin] token_file %s: %s", file, why);
         explicit_bzero(out, outlen);
         return -1;
     }

@@ -528,6 +528,52 @@ END_TEST
 /* The syncs page's schedule: when the scheduler passes next (enabled
  * connections only) and what its latest runs did; GET /admin/syncs over
  * the Unix socket (as the CLI). */
+/* Starts a daemon whose admin token file already holds `len` bytes of
+ * `tok` at `mode`; NULL when it started, else its error (static). */
+static const char *start_with_token(const char *tok, size_t len, mode_t mode)
+{
+    static char err[1024];
+    char *dir = ah_t_tmpdir();
+    ck_assert_ptr_nonnull(dir);
+    char *ini = ah_t_write_ini(dir, "[admin]\nlisten = 127.0.0.1:0\ntoken_file = admin.token\n");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/admin.token", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(tok, 1, len, f), len);
+    fclose(f);
+    ck_assert_int_eq(chmod(path, mode), 0);
+    ah_config cfg;
+    ck_assert_msg(ah_config_load(ini, &cfg, err, sizeof err) == 0, "%s", err);
+    ah_core_opts o = {.load_plugins = false, .start_bus = true};
+    ah_core *core = ah_daemon_open(&cfg, &o, err, sizeof err);
+    ck_assert_msg(core != NULL, "%s", err);
+    int rc = ah_daemon_start(core, err, sizeof err);
+    ah_daemon_close(core);
+    free(ini);
+    ah_t_rmrf(dir);
+    free(dir);
+    return rc == 0 ? NULL : err;
+}
+
+/* The admin token grants everything, plugin reloads (loading any .so)
+ * included: a token file others may read, or one whose bytes stop being
+ * compared at a NUL (a binary token: the usable part a few bytes), is
+ * refused, as the host key's is. */
+START_TEST(test_admin_token_file_checked)
+{
+    static const char good[] = "0123456789abcdef0123456789abcdef\n";
+    ck_assert_ptr_null(start_with_token(good, sizeof good - 1, 0600));
+    const char *e = start_with_token(good, sizeof good - 1, 0644);
+    ck_assert_ptr_nonnull(e);
+    ck_assert_msg(strstr(e, "chmod 600") != NULL, "%s", e);
+    static const char nul[] = "abc\0defghijklmnopqrstuvwxyz0123";
+    e = start_with_token(nul, sizeof nul - 1, 0600);
+    ck_assert_ptr_nonnull(e);
+    ck_assert_msg(strstr(e, "visible") != NULL, "%s", e);
+}
+END_TEST
+
 START_TEST(test_syncs_next_pass)
 {
     fixture f;
@@ -611,6 +657,7 @@ int main(void)
     tcase_add_test(tc, test_console_session_protections);
     tcase_add_test(tc, test_console_in_browser);
     tcase_add_test(tc, test_syncs_next_pass);
+    tcase_add_test(tc, test_admin_token_file_checked);
     suite_add_tcase(s, tc);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);
