@@ -668,8 +668,8 @@ static void route_job_run(void *arg)
  * caller's slow or flooding calls hold at most a tenant's share of the
  * workers. */
 
-/* The group of a client address: IPv4 as it is, IPv6 folded to 64 bits
- * (two addresses that fold alike merely share a group). */
+/* The group of a client address: IPv4 as it is, IPv6 its /64 (whoever
+ * holds one picks the low half at will: each call a group of its own). */
 static uint64_t addr_group(const char *ip)
 {
     unsigned char a[16];
@@ -677,10 +677,7 @@ static uint64_t addr_group(const char *ip)
     if (inet_pton(AF_INET, ip, a) == 1) {
         k = (uint64_t)a[0] << 24 | (uint64_t)a[1] << 16 | (uint64_t)a[2] << 8 | a[3];
     } else if (inet_pton(AF_INET6, ip, a) == 1) {
-        uint64_t hi, lo;
-        memcpy(&hi, a, 8);
-        memcpy(&lo, a + 8, 8);
-        k = hi ^ lo;
+        memcpy(&k, a, 8);
     }
     return ROUTE_GROUP_ADDR | (k & ~ROUTE_LANE_CALL);
 }

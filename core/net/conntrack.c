@@ -175,10 +175,17 @@ static void addr_text(const struct sockaddr *sa, char out[INET6_ADDRSTRLEN])
     } else if (sa->sa_family == AF_INET6) {
         const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
         /* An IPv4 client of a dual-stack socket counts as that IPv4 address. */
-        if (IN6_IS_ADDR_V4MAPPED(a))
+        if (IN6_IS_ADDR_V4MAPPED(a)) {
             inet_ntop(AF_INET, &a->s6_addr[12], out, INET6_ADDRSTRLEN);
-        else
-            inet_ntop(AF_INET6, a, out, INET6_ADDRSTRLEN);
+        } else {
+            /* An IPv6 client counts as its /64: whoever holds one (the
+             * smallest a site is given) picks the low half at will, and
+             * would be a new client with every connection. */
+            struct in6_addr net = *a;
+            memset(&net.s6_addr[8], 0, 8);
+            if (inet_ntop(AF_INET6, &net, out, INET6_ADDRSTRLEN - 3) != NULL)
+                strcat(out, "/64");
+        }
     } else {
         snprintf(out, INET6_ADDRSTRLEN, "local"); /* a Unix socket: one client */
     }

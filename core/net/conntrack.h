@@ -5,7 +5,7 @@
  * can hold the listener with slow or idle sockets.
  *
  * - Admission: at most max_total connections in all and max_per_client per
- *   client address; a connection over either limit is answered 503
+ *   client address (an IPv6 client: per /64); a connection over either limit is answered 503
  *   (too_many_connections) and closed at once, so the kernel never keeps
  *   half-closed sockets queued behind a full server.
  * - Deadlines that bytes do not reset (a client trickling one byte at a time
@@ -87,7 +87,8 @@ size_t ah_conntrack_reap(ah_conntrack *t, long *next_ms);
 size_t ah_conntrack_open(ah_conntrack *t);
 unsigned long ah_conntrack_refused(ah_conntrack *t);
 
-/** The client address of an entry (text), borrowed. */
+/** The client an entry counts toward (text, borrowed): its address, an
+ *  IPv6 client's /64 ("2001:db8:1:2::/64"). */
 const char *ah_conn_entry_ip(const ah_conn_entry *e);
 /** Per-connection flag owned by the caller (the server's drain count). */
 bool *ah_conn_entry_flag(ah_conn_entry *e);

@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "conntrack.h"
 #include "httpd.h"
 
 static void h_health(void *arg, ah_http_exchange *ex)
@@ -183,6 +184,49 @@ START_TEST(test_flood_from_one_address)
 END_TEST
 
 /* The total limit holds across addresses. */
+/* A client holding an IPv6 /64 picks the low half of its address at will:
+ * counted per address, each connection was a new client and the
+ * per-client limit no limit. (Admission only: no traffic; the refused
+ * socket is a socket pair's end.) */
+START_TEST(test_ipv6_client_is_its_64)
+{
+    ah_conntrack_opts o = {.max_per_client = 2, .plain_text = true};
+    ah_conntrack *t = ah_conntrack_new(&o);
+    ck_assert_ptr_nonnull(t);
+    static const char *addrs[] = {"2001:db8:1:2::1", "2001:db8:1:2:ffff::7", "2001:db8:1:2::9",
+                                  "2001:db8:1:3::1"};
+    bool want[] = {true, true, false, true};
+    ah_conn_entry *e[4];
+    int fds[4];
+    for (int i = 0; i < 4; i++) {
+        struct sockaddr_in6 sa = {.sin6_family = AF_INET6};
+        ck_assert_int_eq(inet_pton(AF_INET6, addrs[i], &sa.sin6_addr), 1);
+        int sv[2];
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+        fds[i] = sv[0];
+        e[i] = ah_conntrack_admit(t, sv[0], (struct sockaddr *)&sa);
+        ck_assert_msg((e[i] != NULL) == want[i], "%s: %s", addrs[i],
+                      e[i] != NULL ? "admitted" : "refused");
+        if (e[i] == NULL) {
+            /* Refused: answered 503 on its socket, and closed. */
+            char buf[512];
+            ssize_t n = read(sv[1], buf, sizeof buf - 1);
+            ck_assert_int_gt(n, 0);
+            buf[n] = '\0';
+            ck_assert_ptr_nonnull(strstr(buf, "503"));
+        }
+        close(sv[1]);
+    }
+    ck_assert_str_eq(ah_conn_entry_ip(e[0]), "2001:db8:1:2::/64");
+    for (int i = 0; i < 4; i++)
+        if (e[i] != NULL) {
+            ah_conntrack_release(t, e[i]);
+            close(fds[i]);
+        }
+    ah_conntrack_free(t);
+}
+END_TEST
+
 START_TEST(test_total_limit)
 {
     ah_httpd *h = serve(20, 1000, 30000, 0);
@@ -336,6 +380,7 @@ static Suite *conntrack_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_flood_from_one_address);
     tcase_add_test(tc, test_total_limit);
+    tcase_add_test(tc, test_ipv6_client_is_its_64);
     tcase_add_test(tc, test_trickled_headers);
     tcase_add_test(tc, test_slow_body);
     tcase_add_test(tc, test_steady_body_kept);
