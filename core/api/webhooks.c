@@ -623,9 +623,11 @@ static void endpoint_failed(ah_core *core, const ah_webhook_row *ep, long failur
                core->cfg.webhook_max_failures, next);
         return;
     }
+    /* (Not its URL: a tenant's may carry a credential, user:pass@ or a
+     * token in the query, and the log is the operators'.) */
     ah_log(&core->log, AH_LOG_WARN, "webhooks",
-           "endpoint %lld (%s) disabled after %ld consecutive failures (last: %s); "
-           "re-enable it with `atshub webhook enable %lld`", (long long)eid, url, failures, why,
+           "endpoint %lld disabled after %ld consecutive failures (last: %s); "
+           "re-enable it with `atshub webhook enable %lld`", (long long)eid, failures, why,
            (long long)eid);
     cJSON *b = cJSON_CreateObject();
     if (b != NULL) {
