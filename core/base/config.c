@@ -1099,6 +1099,13 @@ static int check_after_parse(parse_state *st, char *err, size_t errlen)
                 a > b ? a : b, cfg->http_backoff_max_ms, cfg->http_backoff_ms);
         return -1;
     }
+    if (cfg->webhook_backoff_max_ms < cfg->webhook_backoff_ms) {
+        int a = st->key_line[K_WH_BACKOFF], b = st->key_line[K_WH_BACKOFF_MAX];
+        set_err(err, errlen,
+                "%s:%d: [webhooks] backoff_max_ms (%ld) must be >= backoff_ms (%ld)", st->file,
+                a > b ? a : b, cfg->webhook_backoff_max_ms, cfg->webhook_backoff_ms);
+        return -1;
+    }
     return 0;
 }
 

@@ -777,6 +777,10 @@ START_TEST(test_err_out_of_range)
                  "[outbound] backoff_max_ms (400) must be >= backoff_ms (500)");
     expect_error("[outbound]\nbackoff_ms = 20000\n", 2,
                  "[outbound] backoff_max_ms (10000) must be >= backoff_ms (20000)");
+    /* The webhooks' pair too: a cap under the first pause was taken, and
+     * every retry waited the cap, shorter than asked. */
+    expect_error("[webhooks]\nbackoff_ms = 5000\nbackoff_max_ms = 4000\n", 3,
+                 "[webhooks] backoff_max_ms (4000) must be >= backoff_ms (5000)");
 }
 END_TEST
 
