@@ -179,10 +179,13 @@ static bool same_origin(ah_http_exchange *ex)
     const char *origin = ah_ex_header(ex, "Origin");
     if (origin == NULL)
         return true;
+    /* https: behind a TLS proxy that passes the Host on (the listener
+     * itself speaks plain HTTP). */
     const char *host = ah_ex_header(ex, "Host");
-    if (host == NULL || strncmp(origin, "http://", 7) != 0)
-        return false;
-    return strcasecmp(origin + 7, host) == 0;
+    size_t skip = strncmp(origin, "http://", 7) == 0    ? 7
+                  : strncmp(origin, "https://", 8) == 0 ? 8
+                                                        : 0;
+    return host != NULL && skip > 0 && strcasecmp(origin + skip, host) == 0;
 }
 
 ah_console_auth ah_console_check(ah_console *c, ah_http_exchange *ex)

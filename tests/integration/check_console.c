@@ -509,6 +509,15 @@ START_TEST(test_console_session_protections)
     snprintf(origin, sizeof origin, "Origin: %s", base);
     const char *good[] = {ck, ct, csrf, origin, "Sec-Fetch-Site: same-origin", NULL};
     ck_assert_int_eq(ah_t_http("POST", u, good, "{\"name\":\"t1\"}", NULL), 201);
+    /* Behind a TLS proxy that passes the Host on (as etc/atshub.ini
+     * suggests), the page's origin is https: the same host is the same
+     * origin, another is not. */
+    char tls_origin[200];
+    snprintf(tls_origin, sizeof tls_origin, "Origin: https://%s", base + strlen("http://"));
+    const char *behind_tls[] = {ck, ct, csrf, tls_origin, "Sec-Fetch-Site: same-origin", NULL};
+    ck_assert_int_eq(ah_t_http("POST", u, behind_tls, "{\"name\":\"t2\"}", NULL), 201);
+    const char *tls_cross[] = {ck, ct, csrf, "Origin: https://evil.example", NULL};
+    ck_assert_int_eq(ah_t_http("POST", u, tls_cross, "{\"name\":\"t3\"}", NULL), 403);
     /* A session cannot mint login codes: that takes the token or the socket. */
     snprintf(u, sizeof u, "%s/admin/console/codes", base);
     ck_assert_int_eq(ah_t_http("POST", u, good, "{}", NULL), 401);
