@@ -675,8 +675,14 @@ int ah_httpc_perform(ah_httpc *c, const ah_http_request *req, const char *base_u
     if (!h)
         goto oom;
 
+    /* A plugin's own figures, up to the host's most: 1000 attempts, or an
+     * hour's timeout, held its thread (and the call's connection) that long. */
     long timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : c->opts.timeout_ms;
+    if (timeout_ms > AH_HTTPC_MAX_TIMEOUT_MS)
+        timeout_ms = AH_HTTPC_MAX_TIMEOUT_MS;
     int max_attempts = req->max_attempts > 0 ? req->max_attempts : c->opts.max_attempts;
+    if (max_attempts > AH_HTTPC_MAX_ATTEMPTS)
+        max_attempts = AH_HTTPC_MAX_ATTEMPTS;
     httpc_result last = {.rc = CURLE_OK};
     bool have_response = false;
     ah_http_outcome last_outcome = AH_OUTCOME_NOT_DONE;

@@ -33,6 +33,11 @@ typedef struct ah_httpc_attempt {
 
 typedef void (*ah_httpc_observer)(void *arg, const ah_httpc_attempt *a);
 
+/** The most a request may ask for ([outbound]'s ranges): a request's own
+ *  max_attempts and timeout_ms (a plugin's) are capped at these. */
+#define AH_HTTPC_MAX_ATTEMPTS 10
+#define AH_HTTPC_MAX_TIMEOUT_MS 600000L
+
 typedef struct ah_httpc_opts {
     long timeout_ms;      /* default per attempt */
     int max_attempts;     /* default */

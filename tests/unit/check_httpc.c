@@ -495,6 +495,16 @@ START_TEST(persistent_500_exhausts)
     ck_assert_int_eq(resp.attempts, 1);
     ck_assert_int_eq(rs_calls(&rs), 4);
     ah_http_response_free(&resp);
+
+    /* ...up to the host's own most ([outbound] max_attempts' range): a
+     * plugin's 1000 held its thread through a thousand attempts. */
+    req.max_attempts = 1000;
+    ck_assert_int_eq(ah_httpc_perform(c, &req, ah_sim_url(s), NULL, NULL, NULL, &resp, err,
+                                      sizeof(err)),
+                     0);
+    ck_assert_int_eq(resp.attempts, AH_HTTPC_MAX_ATTEMPTS);
+    ck_assert_int_eq(rs_calls(&rs), 4 + AH_HTTPC_MAX_ATTEMPTS);
+    ah_http_response_free(&resp);
     ah_httpc_free(c);
     ah_sim_stop(s);
 }

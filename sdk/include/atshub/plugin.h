@@ -599,8 +599,9 @@ typedef struct ah_http_request {
     const char *const *headers; /**< "Name: value" strings, NULL-terminated; may be NULL */
     const char *body;           /**< may be NULL */
     size_t body_len;
-    long timeout_ms;  /**< whole-transfer limit per attempt; 0: host default */
-    int max_attempts; /**< 0: host default; 1: no retries */
+    long timeout_ms;  /**< whole-transfer limit per attempt; 0: host default;
+                       *   at most 600000 (more is taken as that) */
+    int max_attempts; /**< 0: host default; 1: no retries; at most 10 */
     /** Bearer token to send as "Authorization: Bearer ..."; may be NULL.
      *  The host redacts it from the integration log. */
     const char *bearer;
