@@ -1070,12 +1070,12 @@ END_TEST
 START_TEST(test_token_refreshed_before_expiry)
 {
     fixture f;
-    /* Real sim clock. A token lives 302 s, so the host's cache (renewal 300 s
-     * before expiry) holds it for ~2 s and then renews it while the sim still
-     * accepts the old one. */
+    /* Real sim clock. A token lives 4 s, so the host's cache (renewal half
+     * a short-lived token's life before its expiry) holds it for ~2 s and
+     * then renews it while the sim still accepts the old one. */
     ah_sim_opts so = {.seed = 13, .no_fault_prefix = "/t/"};
     ah_erecruit_opts eo = {.seed = 13, .positions = 5, .contacts = 5, .submissions = 5,
-                           .token_ttl_s = 302};
+                           .token_ttl_s = 4};
     setup(&f, &so, &eo, "100", true);
     int calls = 0;
     for (int i = 0; i < 20; i++) {
