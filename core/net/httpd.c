@@ -2091,7 +2091,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     }
 
     if (ex->status != 0) {
-        /* Answered early; whatever MHD still hands us is dropped. */
+        /* Answered early; whatever MHD still hands us is dropped. An answer
+         * queued from the first call (before any body) makes libmicrohttpd
+         * (0.9.75) discard the rest of the request and close after it,
+         * whatever the method: the connection needs no deadline then
+         * (test_body_dripped_after_early_answer, check_conntrack). */
         *upload_data_size = 0;
         return MHD_YES;
     }
