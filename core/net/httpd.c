@@ -192,6 +192,9 @@ struct ah_http_exchange {
     char ip[INET6_ADDRSTRLEN];
     char method[24];
     char tag[72]; /* ah_ex_set_tag: who the request was for, for on_done */
+    /* ah_ex_route: the matched route's pattern, copied (the route may go
+     * before on_done runs); "" until a route matched. */
+    char route_pat[256];
     /* Sized from the raw URI, which the unescaped path never exceeds; twice,
      * so that pbuf can hold every captured segment NUL-terminated. */
     char path[];
@@ -519,6 +522,11 @@ const char *ah_ex_path(const ah_http_exchange *ex)
 const char *ah_ex_subpath(const ah_http_exchange *ex)
 {
     return ex->subpath != NULL ? ex->subpath : "";
+}
+
+const char *ah_ex_route(const ah_http_exchange *ex)
+{
+    return ex->route_pat;
 }
 
 const char *ah_ex_param(const ah_http_exchange *ex, const char *name)
@@ -1959,6 +1967,8 @@ static void finish_request(ah_httpd *h, ah_http_exchange *ex)
         return;
     }
     ex->subpath = (r->flags & AH_HTTPD_PREFIX) ? ex->path + r->pathlen : "";
+    snprintf(ex->route_pat, sizeof ex->route_pat, "%s%s", r->path,
+             (r->flags & AH_HTTPD_PREFIX) ? "*" : "");
     if (r->nseg > 0)
         capture_params(ex, r, &ps);
     ex->route = r;
