@@ -550,6 +550,27 @@ START_TEST(test_metrics_route_labels)
 }
 END_TEST
 
+/* GET /v1/log with a since or until that is not a time: 400, not the
+ * store's failure (500 internal_error). */
+START_TEST(test_log_bad_bounds)
+{
+    fixture f;
+    setup(&f);
+    cJSON *o = NULL;
+    expect_error(&f, "GET", "/v1/log?since=garbage", NULL, NULL, 400, "invalid_request", "since");
+    expect_error(&f, "GET", "/v1/log?until=2024-13-45", NULL, NULL, 400, "invalid_request",
+                 "until");
+    expect_error(&f, "GET", "/v1/log?since=2024-01-01&until=", NULL, NULL, 400,
+                 "invalid_request", "until");
+    ck_assert_int_eq(req(&f, "GET", "/v1/log?since=2024-01-01&until=2030-01-01T00:00:00Z", NULL,
+                         NULL, &o),
+                     200);
+    ck_assert(cJSON_IsArray(jget(o, "data")));
+    cJSON_Delete(o);
+    teardown(&f);
+}
+END_TEST
+
 /* ---- writes ---------------------------------------------------------------- */
 
 START_TEST(test_application_writes)
@@ -937,6 +958,7 @@ static Suite *api_suite(void)
     tcase_add_test(tc, test_list_filters);
     tcase_add_test(tc, test_get_by_id);
     tcase_add_test(tc, test_metrics_route_labels);
+    tcase_add_test(tc, test_log_bad_bounds);
     suite_add_tcase(s, tc);
     TCase *w = tcase_create("writes");
     tcase_set_timeout(w, 60);
