@@ -404,14 +404,32 @@ static int ex_json(ah_http_exchange *ex, int status, cJSON *body, bool close)
     return ex_queue(ex, status, "application/json", s, strlen(s), MHD_RESPMEM_MUST_FREE, close);
 }
 
-/* {"error":{"code","message"}} with the message formatted; NULL on OOM. */
+/* The longest error message, in bytes. */
+#define AH_HTTPD_MAX_MESSAGE 511u
+
+/* {"error":{"code","message"}} with the message formatted; NULL on OOM.
+ * Messages echo what the client sent (a path, a header, an id), which may
+ * be any bytes: cJSON would print those that are no UTF-8 as they are, and
+ * the cut at the limit could split a character, making the body invalid
+ * JSON text (RFC 8259 wants UTF-8). Such bytes become U+FFFD and the cut
+ * falls between characters. */
 static cJSON *error_vjson(const char *code, const char *fmt, va_list ap)
 {
-    char msg[512];
-    if (fmt != NULL)
-        vsnprintf(msg, sizeof msg, fmt, ap);
-    else
-        msg[0] = '\0';
+    /* A few bytes past the limit, so that the cut sees the character
+     * that straddles it. */
+    char raw[AH_HTTPD_MAX_MESSAGE + 4];
+    char msg[3 * AH_HTTPD_MAX_MESSAGE + 1];
+    size_t n = 0;
+    if (fmt != NULL && vsnprintf(raw, sizeof raw, fmt, ap) > 0) {
+        n = strlen(raw);
+        if (!ah_utf8_valid(raw, n) || n > AH_HTTPD_MAX_MESSAGE) {
+            n = ah_utf8_repair(raw, ah_utf8_cut(raw, n, AH_HTTPD_MAX_MESSAGE), msg);
+            n = ah_utf8_cut(msg, n, AH_HTTPD_MAX_MESSAGE);
+        } else {
+            memcpy(msg, raw, n);
+        }
+    }
+    msg[n] = '\0';
     cJSON *root = cJSON_CreateObject();
     cJSON *e = cJSON_AddObjectToObject(root, "error");
     if (e == NULL || cJSON_AddStringToObject(e, "code", code) == NULL ||
