@@ -2020,6 +2020,23 @@ static void finish_request(ah_httpd *h, ah_http_exchange *ex)
      * final answer. */
 }
 
+/* Whether the (unescaped) path has a segment "." or "..": a client
+ * removes them before sending (RFC 3986 5.2.4), and a proxy in front may
+ * have resolved them otherwise than a route or a handler would. Dots
+ * inside a segment ("a..b@x.com", "v1.2") are data. */
+static bool has_dot_segment(const char *path)
+{
+    for (const char *p = path; *p != '\0';) {
+        size_t n = strcspn(p, "/");
+        if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+            return true;
+        p += n;
+        if (*p == '/')
+            p++;
+    }
+    return false;
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
                                  const char *method, const char *version,
                                  const char *upload_data, size_t *upload_data_size,
@@ -2051,8 +2068,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                            AH_HTTPD_MAX_TARGET, (unsigned)AH_HTTPD_MAX_PATH);
             return MHD_YES;
         }
-        if (ex->nul_in_path || plen > ex->path_cap ||
-            strstr(url, "..") != NULL) {
+        if (ex->nul_in_path || plen > ex->path_cap || has_dot_segment(url)) {
             size_t keep = plen < ex->path_cap ? plen : ex->path_cap;
             memcpy(ex->path, url, keep);
             ex->path[keep] = '\0';

@@ -780,6 +780,43 @@ START_TEST(test_error_body_utf8)
 }
 END_TEST
 
+/* Only a path segment "." or ".." is refused; dots inside a segment are
+ * data (an email address, a version). */
+START_TEST(test_dots_in_segment)
+{
+    ah_httpd *h = start_full(1024, 1, NULL, NULL, NULL);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/files/", AH_HTTPD_PREFIX, h_hello, NULL), 0);
+    start_or_die(h);
+    uint16_t port = ah_httpd_port(h);
+    const char *ok[] = {"a..b@x.com", "...", "a..", "..a", ".hidden", "v1.2/x.", "%2e%2e%2e"};
+    const char *sub[] = {"a..b@x.com", "...", "a..", "..a", ".hidden", "v1.2/x.", "..."};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        char path[128];
+        snprintf(path, sizeof path, "/files/%s", ok[i]);
+        reply r = get(port, path);
+        ck_assert_msg(r.status == 200, "%s: %ld %s", path, r.status, r.body);
+        cJSON *j = cJSON_Parse(r.body);
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "subpath");
+        ck_assert_msg(cJSON_IsString(s) && strcmp(s->valuestring, sub[i]) == 0, "%s", r.body);
+        cJSON_Delete(j);
+        reply_free(&r);
+    }
+    /* Sent raw, since curl would resolve them. */
+    const char *bad[] = {"/files/./x", "/files/x/..", "/files/x/.", "/files/%2e/x",
+                         "/files/x/%2E%2e/y", "/./files/x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char rq[256];
+        snprintf(rq, sizeof rq, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                 bad[i]);
+        char *out = raw(port, rq, strlen(rq), false);
+        ck_assert_msg(strncmp(out, "HTTP/1.1 400", 12) == 0 && strstr(out, "bad_path") != NULL,
+                      "%s: %.200s", bad[i], out);
+        free(out);
+    }
+    ah_httpd_free(h);
+}
+END_TEST
+
 /* The HTTP layer's own refusals are in the contract's format: request
  * headers over 16 KiB are 431 headers_too_large and a request target over
  * 8 KiB 414 uri_too_long, JSON both (libmicrohttpd's own answers, HTML,
@@ -2173,6 +2210,7 @@ static Suite *httpd_suite(void)
     tcase_add_test(tc, test_conflicting_length_raw);
     tcase_add_test(tc, test_lying_content_length);
     tcase_add_test(tc, test_bad_path);
+    tcase_add_test(tc, test_dots_in_segment);
     tcase_add_test(tc, test_http_layer_errors_json);
     tcase_add_test(tc, test_error_body_utf8);
     tcase_add_test(tc, test_prefix_route);
