@@ -635,7 +635,13 @@ START_TEST(test_application_writes)
     o = expect_echo(&f, "GET", "/v1/disposition-reasons?connection=ats2", NULL, NULL,
                     "dispositions.list");
     cJSON_Delete(o);
-    expect_error(&f, "GET", "/v1/stages", NULL, NULL, 400, "invalid_request", "connection");
+    /* A connection not named: one code wherever one is needed (the
+     * resources here, /v1/bus, /v1/statuses in check_careerbuilder). */
+    expect_error(&f, "GET", "/v1/stages", NULL, NULL, 400, "missing_connection", "connection");
+    expect_error(&f, "GET", "/v1/stages?connection=", NULL, NULL, 400, "missing_connection",
+                 "connection");
+    expect_error(&f, "POST", "/v1/bus/applications.list_stages", NULL, "{}", 400,
+                 "missing_connection", "X-Connection");
     expect_error(&f, "POST", "/v1/stages", "ats1", "{}", 405, "method_not_allowed", NULL);
     /* The template plugin has no applications table. */
     expect_error(&f, "GET", "/v1/stages", "tpl", NULL, 501, "unsupported_capability", NULL);
@@ -688,7 +694,7 @@ START_TEST(test_candidate_and_job_writes)
     ck_assert_ptr_null(jget(o, "data.body.last_name"));
     cJSON_Delete(o);
     expect_error(&f, "GET", "/v1/candidates/search?email=a%40b.c", NULL, NULL, 400,
-                 "invalid_request", "connection");
+                 "missing_connection", "connection");
     expect_error(&f, "GET", "/v1/candidates/search", "ats1", NULL, 400, "invalid_request",
                  "first_name");
 
