@@ -303,7 +303,8 @@ static int named_conn(api_req *rq, bool required, ah_conn **out)
     if (name == NULL) {
         if (!required)
             return 1;
-        ah_ex_error(rq->ex, 400, AH_E_INVALID,
+        /* The same code as /v1/bus and /v1/statuses (docs/openapi.yaml). */
+        ah_ex_error(rq->ex, 400, "missing_connection",
                     "connection is required: send the X-Connection header or ?connection=");
         return -1;
     }

@@ -235,6 +235,17 @@ static void rest_log(void *arg, ah_http_exchange *ex)
         }
         f.limit = (int)v;
     }
+    /* The store refuses a bound that is not a time as its own failure (a
+     * 500 and an error in the log): it is the caller's mistake. */
+    char norm[32];
+    if (f.since != NULL && ah_iso_normalize(f.since, norm) != 0) {
+        ah_ex_error(ex, 400, AH_E_INVALID, "since must be an ISO-8601 date or date-time");
+        return;
+    }
+    if (f.until != NULL && ah_iso_normalize(f.until, norm) != 0) {
+        ah_ex_error(ex, 400, AH_E_INVALID, "until must be an ISO-8601 date or date-time");
+        return;
+    }
     cJSON *list = cJSON_CreateArray();
     if (core->store->ops->log_query(core->store, &f, ah_intlog_entry_json, list) != 0) {
         cJSON_Delete(list);

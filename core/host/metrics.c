@@ -255,16 +255,16 @@ static void recent_request(ah_metrics *m, const char *tenant, int status);
 
 static void http_done(ah_metrics *m, const char *listener, const ah_http_exchange *ex)
 {
-    const char *path = ah_ex_path(ex), *sub = ah_ex_subpath(ex);
+    /* Labelled by the route's pattern, never the request's path: paths
+     * carry ids and webhook tokens, which would leak into the metrics and
+     * make a series per id until the table is full. A request no route
+     * took gets a fixed label: none matched (404, 405), or it was answered
+     * before the lookup (413, 414, 431, a malformed path). */
+    const char *route = ah_ex_route(ex);
     int status = ah_ex_status(ex);
-    char route[256], st[8];
-    size_t plen = strlen(path), slen = strlen(sub);
-    if (slen > 0 && slen <= plen)
-        snprintf(route, sizeof route, "%.*s*", (int)(plen - slen), path);
-    else if (status == 404 || status == 405)
-        snprintf(route, sizeof route, "(unmatched)");
-    else
-        snprintf(route, sizeof route, "%s", path);
+    char st[8];
+    if (route[0] == '\0')
+        route = status == 404 || status == 405 ? "(unmatched)" : "(unrouted)";
     snprintf(st, sizeof st, "%d", status);
     double secs = ah_ex_elapsed_s(ex);
     pthread_mutex_lock(&m->mu);

@@ -18,8 +18,10 @@
  *                                                              the last good sync
  *   atshub_bus_queue_depth, atshub_http_inflight               gauges (render time)
  * `route` is the registered pattern, never the raw path (paths carry ids
- * and webhook tokens): a prefix route is "PREFIX*"; a request no route
- * matched is "(unmatched)".
+ * and webhook tokens): a template keeps its placeholders
+ * ("/v1/jobs/{id}"), a prefix route is "PREFIX*"; a request no route
+ * matched is "(unmatched)", one answered before any route was looked up
+ * (413, 414, 431, a malformed path) "(unrouted)".
  */
 #ifndef AH_METRICS_H
 #define AH_METRICS_H

@@ -192,6 +192,9 @@ struct ah_http_exchange {
     char ip[INET6_ADDRSTRLEN];
     char method[24];
     char tag[72]; /* ah_ex_set_tag: who the request was for, for on_done */
+    /* ah_ex_route: the matched route's pattern, copied (the route may go
+     * before on_done runs); "" until a route matched. */
+    char route_pat[256];
     /* Sized from the raw URI, which the unescaped path never exceeds; twice,
      * so that pbuf can hold every captured segment NUL-terminated. */
     char path[];
@@ -401,14 +404,32 @@ static int ex_json(ah_http_exchange *ex, int status, cJSON *body, bool close)
     return ex_queue(ex, status, "application/json", s, strlen(s), MHD_RESPMEM_MUST_FREE, close);
 }
 
-/* {"error":{"code","message"}} with the message formatted; NULL on OOM. */
+/* The longest error message, in bytes. */
+#define AH_HTTPD_MAX_MESSAGE 511u
+
+/* {"error":{"code","message"}} with the message formatted; NULL on OOM.
+ * Messages echo what the client sent (a path, a header, an id), which may
+ * be any bytes: cJSON would print those that are no UTF-8 as they are, and
+ * the cut at the limit could split a character, making the body invalid
+ * JSON text (RFC 8259 wants UTF-8). Such bytes become U+FFFD and the cut
+ * falls between characters. */
 static cJSON *error_vjson(const char *code, const char *fmt, va_list ap)
 {
-    char msg[512];
-    if (fmt != NULL)
-        vsnprintf(msg, sizeof msg, fmt, ap);
-    else
-        msg[0] = '\0';
+    /* A few bytes past the limit, so that the cut sees the character
+     * that straddles it. */
+    char raw[AH_HTTPD_MAX_MESSAGE + 4];
+    char msg[3 * AH_HTTPD_MAX_MESSAGE + 1];
+    size_t n = 0;
+    if (fmt != NULL && vsnprintf(raw, sizeof raw, fmt, ap) > 0) {
+        n = strlen(raw);
+        if (!ah_utf8_valid(raw, n) || n > AH_HTTPD_MAX_MESSAGE) {
+            n = ah_utf8_repair(raw, ah_utf8_cut(raw, n, AH_HTTPD_MAX_MESSAGE), msg);
+            n = ah_utf8_cut(msg, n, AH_HTTPD_MAX_MESSAGE);
+        } else {
+            memcpy(msg, raw, n);
+        }
+    }
+    msg[n] = '\0';
     cJSON *root = cJSON_CreateObject();
     cJSON *e = cJSON_AddObjectToObject(root, "error");
     if (e == NULL || cJSON_AddStringToObject(e, "code", code) == NULL ||
@@ -519,6 +540,11 @@ const char *ah_ex_path(const ah_http_exchange *ex)
 const char *ah_ex_subpath(const ah_http_exchange *ex)
 {
     return ex->subpath != NULL ? ex->subpath : "";
+}
+
+const char *ah_ex_route(const ah_http_exchange *ex)
+{
+    return ex->route_pat;
 }
 
 const char *ah_ex_param(const ah_http_exchange *ex, const char *name)
@@ -1959,6 +1985,8 @@ static void finish_request(ah_httpd *h, ah_http_exchange *ex)
         return;
     }
     ex->subpath = (r->flags & AH_HTTPD_PREFIX) ? ex->path + r->pathlen : "";
+    snprintf(ex->route_pat, sizeof ex->route_pat, "%s%s", r->path,
+             (r->flags & AH_HTTPD_PREFIX) ? "*" : "");
     if (r->nseg > 0)
         capture_params(ex, r, &ps);
     ex->route = r;
@@ -1992,6 +2020,23 @@ static void finish_request(ah_httpd *h, ah_http_exchange *ex)
      * final answer. */
 }
 
+/* Whether the (unescaped) path has a segment "." or "..": a client
+ * removes them before sending (RFC 3986 5.2.4), and a proxy in front may
+ * have resolved them otherwise than a route or a handler would. Dots
+ * inside a segment ("a..b@x.com", "v1.2") are data. */
+static bool has_dot_segment(const char *path)
+{
+    for (const char *p = path; *p != '\0';) {
+        size_t n = strcspn(p, "/");
+        if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+            return true;
+        p += n;
+        if (*p == '/')
+            p++;
+    }
+    return false;
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
                                  const char *method, const char *version,
                                  const char *upload_data, size_t *upload_data_size,
@@ -2023,8 +2068,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                            AH_HTTPD_MAX_TARGET, (unsigned)AH_HTTPD_MAX_PATH);
             return MHD_YES;
         }
-        if (ex->nul_in_path || plen > ex->path_cap ||
-            strstr(url, "..") != NULL) {
+        if (ex->nul_in_path || plen > ex->path_cap || has_dot_segment(url)) {
             size_t keep = plen < ex->path_cap ? plen : ex->path_cap;
             memcpy(ex->path, url, keep);
             ex->path[keep] = '\0';
@@ -2091,7 +2135,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     }
 
     if (ex->status != 0) {
-        /* Answered early; whatever MHD still hands us is dropped. */
+        /* Answered early; whatever MHD still hands us is dropped. An answer
+         * queued from the first call (before any body) makes libmicrohttpd
+         * (0.9.75) discard the rest of the request and close after it,
+         * whatever the method: the connection needs no deadline then
+         * (test_body_dripped_after_early_answer, check_conntrack). */
         *upload_data_size = 0;
         return MHD_YES;
     }

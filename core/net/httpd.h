@@ -157,6 +157,14 @@ const char *ah_ex_method(const ah_http_exchange *ex);
 const char *ah_ex_path(const ah_http_exchange *ex);
 /** Path remainder after a prefix route's prefix ("" for exact routes). */
 const char *ah_ex_subpath(const ah_http_exchange *ex);
+/** The pattern of the route that took the request, as registered: the
+ *  path of an exact route, a template with its {name} placeholders, a
+ *  prefix route's prefix followed by "*". "" when no route took it (the
+ *  request was answered before its route was looked up, or none matched).
+ *  Never the request's own path beyond what the route names, so that it
+ *  is safe to log and count (paths carry ids and tokens). Valid during
+ *  on_done. */
+const char *ah_ex_route(const ah_http_exchange *ex);
 /** The segment a templated route's {name} placeholder matched (unescaped,
  *  like ah_ex_path; never empty, never holds '/'), or NULL when the route
  *  has no such placeholder. Borrowed until the handler returns (NULL in

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "conns.h"
 #include "core.h"
@@ -20,6 +21,7 @@
 #include "support/harness.h"
 #include "bulk.h"
 #include "webhooks.h"
+#include "metrics.h"
 
 #define KEY_ACME "ahk_acme_key_0123456789"
 #define KEY_GLOBEX "ahk_globex_key_987654321"
@@ -453,6 +455,122 @@ START_TEST(test_get_by_id)
 }
 END_TEST
 
+/* GET /metrics labels requests by route pattern, never by the path they
+ * came with: a template keeps its placeholder (one series for every id),
+ * and a request answered before its route was looked up (413, 414) gets a
+ * fixed label, so that neither a token in a path nor a stream of random
+ * ids reaches the metrics (or fills their table). */
+/* The line of text that holds needle (for a failure's message), or "". */
+static const char *line_with(const char *text, const char *needle)
+{
+    static char line[512];
+    const char *p = strstr(text, needle);
+    line[0] = '\0';
+    if (p != NULL) {
+        while (p > text && p[-1] != '\n')
+            p--;
+        snprintf(line, sizeof line, "%.*s", (int)strcspn(p, "\n"), p);
+    }
+    return line;
+}
+
+/* The atshub_http_requests_total lines (a failure's message), at most 2K. */
+static const char *http_lines(const char *text)
+{
+    static char out[2048];
+    size_t n = 0;
+    out[0] = '\0';
+    for (const char *p = text; (p = strstr(p, "\natshub_http_requests_total{")) != NULL; p++) {
+        int w = snprintf(out + n, sizeof out - n, "%.*s\n", (int)strcspn(p + 1, "\n"), p + 1);
+        if (w < 0 || (size_t)w >= sizeof out - n)
+            break;
+        n += (size_t)w;
+    }
+    return out;
+}
+
+START_TEST(test_metrics_route_labels)
+{
+    fixture f;
+    setup(&f);
+    char path[256], url[10240];
+    cJSON *o = NULL;
+    snprintf(path, sizeof path, "/v1/jobs/%s", f.job[1]);
+    ck_assert_int_eq(req(&f, "GET", path, NULL, NULL, &o), 200);
+    cJSON_Delete(o);
+    /* Unauthenticated, each with an id of its own. */
+    for (int i = 0; i < 20; i++) {
+        snprintf(path, sizeof path, "/v1/jobs/rnd_id_%d_xyzzy", i);
+        ck_assert_int_eq(req_as(&f, NULL, "GET", path, NULL, NULL, NULL), 401);
+    }
+    /* Over the body limit (512K) and over the target limit (8K), on a
+     * path that carries a token. */
+    size_t blen = 600u << 10;
+    char *big = malloc(blen + 1);
+    ck_assert_ptr_nonnull(big);
+    memset(big, 'x', blen);
+    big[blen] = '\0';
+    snprintf(url, sizeof url, "%s/hooks/topcv/tok_SECRET_one", f.base);
+    ck_assert_int_eq(ah_t_http("POST", url, NULL, big, NULL), 413);
+    free(big);
+    int n = snprintf(url, sizeof url, "%s/hooks/topcv/tok_SECRET_two/", f.base);
+    memset(url + n, 'a', 9000);
+    url[n + 9000] = '\0';
+    ck_assert_int_eq(ah_t_http("GET", url, NULL, NULL, NULL), 414);
+
+    /* on_done runs once the answer is sent: the last one may trail the
+     * client's read by a moment. */
+    char *text = NULL;
+    for (int tries = 0; tries < 500; tries++) {
+        free(text);
+        text = ah_metrics_render(f.core);
+        ck_assert_ptr_nonnull(text);
+        if (strstr(text, "status=\"414\"") != NULL)
+            break;
+        usleep(10 * 1000);
+    }
+    ck_assert_msg(strstr(text, "tok_SECRET") == NULL, "a token in the metrics: %s",
+                  line_with(text, "tok_SECRET"));
+    ck_assert_msg(strstr(text, "rnd_id_") == NULL, "an id in the metrics: %s",
+                  line_with(text, "rnd_id_"));
+    ck_assert_msg(strstr(text, f.job[1]) == NULL, "an id in the metrics: %s",
+                  line_with(text, f.job[1]));
+    ck_assert_msg(strstr(text, "method=\"GET\",route=\"/v1/jobs/{id}\",status=\"200\"} 1") !=
+                      NULL,
+                  "%s", http_lines(text));
+    ck_assert_msg(strstr(text, "method=\"GET\",route=\"/v1/jobs/{id}\",status=\"401\"} 20") !=
+                      NULL,
+                  "%s", http_lines(text));
+    ck_assert_msg(strstr(text, "method=\"POST\",route=\"(unrouted)\",status=\"413\"} 1") != NULL,
+                  "%s", http_lines(text));
+    ck_assert_msg(strstr(text, "method=\"GET\",route=\"(unrouted)\",status=\"414\"} 1") != NULL,
+                  "%s", http_lines(text));
+    free(text);
+    teardown(&f);
+}
+END_TEST
+
+/* GET /v1/log with a since or until that is not a time: 400, not the
+ * store's failure (500 internal_error). */
+START_TEST(test_log_bad_bounds)
+{
+    fixture f;
+    setup(&f);
+    cJSON *o = NULL;
+    expect_error(&f, "GET", "/v1/log?since=garbage", NULL, NULL, 400, "invalid_request", "since");
+    expect_error(&f, "GET", "/v1/log?until=2024-13-45", NULL, NULL, 400, "invalid_request",
+                 "until");
+    expect_error(&f, "GET", "/v1/log?since=2024-01-01&until=", NULL, NULL, 400,
+                 "invalid_request", "until");
+    ck_assert_int_eq(req(&f, "GET", "/v1/log?since=2024-01-01&until=2030-01-01T00:00:00Z", NULL,
+                         NULL, &o),
+                     200);
+    ck_assert(cJSON_IsArray(jget(o, "data")));
+    cJSON_Delete(o);
+    teardown(&f);
+}
+END_TEST
+
 /* ---- writes ---------------------------------------------------------------- */
 
 START_TEST(test_application_writes)
@@ -517,7 +635,13 @@ START_TEST(test_application_writes)
     o = expect_echo(&f, "GET", "/v1/disposition-reasons?connection=ats2", NULL, NULL,
                     "dispositions.list");
     cJSON_Delete(o);
-    expect_error(&f, "GET", "/v1/stages", NULL, NULL, 400, "invalid_request", "connection");
+    /* A connection not named: one code wherever one is needed (the
+     * resources here, /v1/bus, /v1/statuses in check_careerbuilder). */
+    expect_error(&f, "GET", "/v1/stages", NULL, NULL, 400, "missing_connection", "connection");
+    expect_error(&f, "GET", "/v1/stages?connection=", NULL, NULL, 400, "missing_connection",
+                 "connection");
+    expect_error(&f, "POST", "/v1/bus/applications.list_stages", NULL, "{}", 400,
+                 "missing_connection", "X-Connection");
     expect_error(&f, "POST", "/v1/stages", "ats1", "{}", 405, "method_not_allowed", NULL);
     /* The template plugin has no applications table. */
     expect_error(&f, "GET", "/v1/stages", "tpl", NULL, 501, "unsupported_capability", NULL);
@@ -570,7 +694,7 @@ START_TEST(test_candidate_and_job_writes)
     ck_assert_ptr_null(jget(o, "data.body.last_name"));
     cJSON_Delete(o);
     expect_error(&f, "GET", "/v1/candidates/search?email=a%40b.c", NULL, NULL, 400,
-                 "invalid_request", "connection");
+                 "missing_connection", "connection");
     expect_error(&f, "GET", "/v1/candidates/search", "ats1", NULL, 400, "invalid_request",
                  "first_name");
 
@@ -839,6 +963,8 @@ static Suite *api_suite(void)
     tcase_add_test(tc, test_list_cursor_walk);
     tcase_add_test(tc, test_list_filters);
     tcase_add_test(tc, test_get_by_id);
+    tcase_add_test(tc, test_metrics_route_labels);
+    tcase_add_test(tc, test_log_bad_bounds);
     suite_add_tcase(s, tc);
     TCase *w = tcase_create("writes");
     tcase_set_timeout(w, 60);

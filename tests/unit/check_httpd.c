@@ -716,6 +716,107 @@ START_TEST(test_bad_path)
 }
 END_TEST
 
+static void h_echo_header_error(void *arg, ah_http_exchange *ex)
+{
+    (void)arg;
+    const char *v = ah_ex_header(ex, "X-Connection");
+    ah_ex_error(ex, 404, "not_found", "no connection '%s'", v != NULL ? v : "");
+}
+
+/* The error body is JSON text in UTF-8 and its message one valid UTF-8
+ * string of at most 511 bytes; returns the message (malloc'd). */
+static char *valid_error_message(const reply *r)
+{
+    ck_assert_msg(ah_utf8_valid(r->body, strlen(r->body)), "not UTF-8: %s", r->body);
+    cJSON *j = cJSON_Parse(r->body);
+    ck_assert_msg(j != NULL, "not JSON: %s", r->body);
+    const cJSON *m =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "error"), "message");
+    ck_assert(cJSON_IsString(m));
+    char *msg = strdup(m->valuestring);
+    cJSON_Delete(j);
+    ck_assert_uint_le(strlen(msg), 511);
+    return msg;
+}
+
+/* Error messages echo what the client sent (a path, a header): bytes that
+ * are no UTF-8 come back as U+FFFD, control characters escaped, and the
+ * cut of a long message never splits a character, so the body stays JSON
+ * text in UTF-8. */
+START_TEST(test_error_body_utf8)
+{
+    ah_httpd *h = start_full(1024, 1, NULL, NULL, NULL);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/conn", 0, h_echo_header_error, NULL), 0);
+    start_or_die(h);
+    uint16_t port = ah_httpd_port(h);
+
+    reply r = get(port, "/x%FF%01y%C3");
+    ck_assert_error(r, 404, "not_found");
+    char *msg = valid_error_message(&r);
+    ck_assert_msg(strstr(msg, "/x\xef\xbf\xbd\x01y\xef\xbf\xbd") != NULL, "%s", msg);
+    free(msg);
+    reply_free(&r);
+
+    /* "no route for /" and 2-byte characters: the 511-byte cut falls in
+     * the middle of one. */
+    char path[2048] = "/";
+    for (int i = 0; i < 300; i++)
+        strcat(path, "%C3%A9");
+    r = get(port, path);
+    ck_assert_error(r, 404, "not_found");
+    msg = valid_error_message(&r);
+    ck_assert_uint_ge(strlen(msg), 500);
+    free(msg);
+    reply_free(&r);
+
+    req q = {.url_path = "/conn", .header = "X-Connection: a\xff\xfe\x7f" "b"};
+    r = do_req(port, &q);
+    ck_assert_error(r, 404, "not_found");
+    msg = valid_error_message(&r);
+    ck_assert_msg(strstr(msg, "'a\xef\xbf\xbd\xef\xbf\xbd\x7f" "b'") != NULL, "%s", msg);
+    free(msg);
+    reply_free(&r);
+    ah_httpd_free(h);
+}
+END_TEST
+
+/* Only a path segment "." or ".." is refused; dots inside a segment are
+ * data (an email address, a version). */
+START_TEST(test_dots_in_segment)
+{
+    ah_httpd *h = start_full(1024, 1, NULL, NULL, NULL);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/files/", AH_HTTPD_PREFIX, h_hello, NULL), 0);
+    start_or_die(h);
+    uint16_t port = ah_httpd_port(h);
+    const char *ok[] = {"a..b@x.com", "...", "a..", "..a", ".hidden", "v1.2/x.", "%2e%2e%2e"};
+    const char *sub[] = {"a..b@x.com", "...", "a..", "..a", ".hidden", "v1.2/x.", "..."};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        char path[128];
+        snprintf(path, sizeof path, "/files/%s", ok[i]);
+        reply r = get(port, path);
+        ck_assert_msg(r.status == 200, "%s: %ld %s", path, r.status, r.body);
+        cJSON *j = cJSON_Parse(r.body);
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "subpath");
+        ck_assert_msg(cJSON_IsString(s) && strcmp(s->valuestring, sub[i]) == 0, "%s", r.body);
+        cJSON_Delete(j);
+        reply_free(&r);
+    }
+    /* Sent raw, since curl would resolve them. */
+    const char *bad[] = {"/files/./x", "/files/x/..", "/files/x/.", "/files/%2e/x",
+                         "/files/x/%2E%2e/y", "/./files/x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char rq[256];
+        snprintf(rq, sizeof rq, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                 bad[i]);
+        char *out = raw(port, rq, strlen(rq), false);
+        ck_assert_msg(strncmp(out, "HTTP/1.1 400", 12) == 0 && strstr(out, "bad_path") != NULL,
+                      "%s: %.200s", bad[i], out);
+        free(out);
+    }
+    ah_httpd_free(h);
+}
+END_TEST
+
 /* The HTTP layer's own refusals are in the contract's format: request
  * headers over 16 KiB are 431 headers_too_large and a request target over
  * 8 KiB 414 uri_too_long, JSON both (libmicrohttpd's own answers, HTML,
@@ -2109,7 +2210,9 @@ static Suite *httpd_suite(void)
     tcase_add_test(tc, test_conflicting_length_raw);
     tcase_add_test(tc, test_lying_content_length);
     tcase_add_test(tc, test_bad_path);
+    tcase_add_test(tc, test_dots_in_segment);
     tcase_add_test(tc, test_http_layer_errors_json);
+    tcase_add_test(tc, test_error_body_utf8);
     tcase_add_test(tc, test_prefix_route);
     tcase_add_test(tc, test_template_captures);
     tcase_add_test(tc, test_template_empty_and_trailing);
