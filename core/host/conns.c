@@ -12,6 +12,7 @@
 
 #include "conns.h"
 #include "core.h"
+#include "oauth2.h"
 
 typedef struct tenant_ent {
     int64_t id;
@@ -379,6 +380,13 @@ static int reload_locked(ah_core *core)
     snapshot *old = cs->snap;
     cs->snap = s;
     pthread_rwlock_unlock(&cs->lock);
+    /* A connection whose settings changed, or that went (disabled, removed,
+     * its tenant deleted), loses its cached OAuth2 tokens: new credentials
+     * (a leaked secret rotated, a new refresh token) are used from the
+     * next call, not once the old token expires. */
+    for (size_t i = 0; old != NULL && i < old->n; i++)
+        if (old_find(s, old->by_id[i]->id) != old->by_id[i])
+            ah_oauth2_forget_conn(core->oauth2, old->by_id[i]->id);
     snapshot_free(old);
     core->seen_data_version = version;
     return 0;

@@ -1129,6 +1129,53 @@ START_TEST(test_refused_credentials)
 }
 END_TEST
 
+/* An operator who changes a connection's credentials (a leaked client
+ * secret rotated, a connection re-authorised) gets them used at once: the
+ * token cached for the old settings was used until it expired (an hour
+ * here), and a secret ERecruit refuses looked accepted all that time. */
+START_TEST(test_changed_credentials_used_at_once)
+{
+    fixture f;
+    ah_sim_opts so = {.seed = 19, .no_fault_prefix = "/t/"};
+    ah_erecruit_opts eo = {.seed = 19, .positions = 2, .contacts = 2, .submissions = 2};
+    setup(&f, &so, &eo, "100", true);
+    cJSON *o = ok(&f, "GET", "/v1/stages", "main", NULL);
+    cJSON_Delete(o);
+    ah_erecruit_stats es;
+    ah_erecruit_sim_stats(f.er, &es);
+    ck_assert_uint_eq(es.tokens_issued, 1);
+
+    ah_conn *c = ah_conn_find(f.core, "acme", "main");
+    ck_assert_ptr_nonnull(c);
+    int64_t cid = c->id;
+    char *before = strdup(c->settings_text);
+    ah_conn_release(c);
+    ah_generation *gen = ah_registry_acquire(f.core->registry, "erecruit");
+    ck_assert_ptr_nonnull(gen);
+    cJSON *in = cJSON_CreateObject();
+    cJSON_AddStringToObject(in, "base_url", ah_sim_url(f.sim));
+    cJSON_AddStringToObject(in, "client_id", CLIENT_ID);
+    cJSON_AddStringToObject(in, "client_secret", "r0tated-but-wr0ng");
+    cJSON_AddStringToObject(in, "per_page", "100");
+    char *text = NULL, err[512];
+    ck_assert_msg(ah_settings_build(f.core, gen->desc->settings, "erecruit", NULL, in, true, NULL,
+                                    &text, err, sizeof err) == 0, "%s", err);
+    ah_generation_release(gen);
+    cJSON_Delete(in);
+    ck_assert_int_eq(f.core->store->ops->connection_update(f.core->store, cid, text, before), 0);
+    free(text);
+    free(before);
+    ck_assert_int_eq(ah_conns_reload(f.core), 0);
+
+    ck_assert_int_eq(req(&f, "GET", "/v1/stages", "main", NULL, &o), 502);
+    ck_jstr(o, "error.code", "auth_failed");
+    cJSON_Delete(o);
+    ah_erecruit_sim_stats(f.er, &es);
+    ck_assert_uint_ge(es.invalid_client, 1);
+    teardown(&f);
+}
+END_TEST
+
 static Suite *erecruit_suite(void)
 {
     Suite *s = suite_create("erecruit");
@@ -1138,6 +1185,7 @@ static Suite *erecruit_suite(void)
     tcase_add_test(t, test_backfill_window);
     tcase_add_test(t, test_token_refreshed_before_expiry);
     tcase_add_test(t, test_refused_credentials);
+    tcase_add_test(t, test_changed_credentials_used_at_once);
     suite_add_tcase(s, t);
     TCase *h = tcase_create("heavy");
     tcase_set_timeout(h, 300);
