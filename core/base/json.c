@@ -258,3 +258,26 @@ cJSON *ah_json_parse_limited(const char *text, size_t len)
     free(copy);
     return j;
 }
+
+static void json_wipe(cJSON *j)
+{
+    for (; j != NULL; j = j->next) {
+        if (j->valuestring != NULL)
+            explicit_bzero(j->valuestring, strlen(j->valuestring));
+        if (j->string != NULL && (j->type & cJSON_StringIsConst) == 0)
+            explicit_bzero(j->string, strlen(j->string));
+        json_wipe(j->child);
+    }
+}
+
+void ah_json_wipe_delete(cJSON *j)
+{
+    if (j == NULL)
+        return;
+    /* (The root's siblings are not its own: only j and what it holds.) */
+    cJSON *next = j->next;
+    j->next = NULL;
+    json_wipe(j);
+    j->next = next;
+    cJSON_Delete(j);
+}

@@ -43,4 +43,9 @@ size_t ah_utf8_repair(const char *s, size_t n, char *out);
  *  less. */
 size_t ah_utf8_cut(const char *s, size_t len, size_t max);
 
+/** Deletes j after overwriting every string in it (values and names) with
+ *  zeros: for trees that held secrets (a connection's opened settings).
+ *  NULL is allowed. */
+void ah_json_wipe_delete(cJSON *j);
+
 #endif

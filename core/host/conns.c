@@ -12,6 +12,7 @@
 
 #include "conns.h"
 #include "core.h"
+#include "json.h"
 #include "oauth2.h"
 
 typedef struct tenant_ent {
@@ -68,7 +69,7 @@ static void conn_free(ah_conn *c)
     free(c->name);
     free(c->plugin);
     free(c->settings_text);
-    cJSON_Delete(c->settings);
+    ah_json_wipe_delete(c->settings); /* secrets opened */
     free(c);
 }
 
@@ -116,7 +117,7 @@ static cJSON *settings_open(ah_core *core, const char *text, char *err, size_t e
         if (plain == NULL) {
             snprintf(err, errlen, "secret setting '%s' cannot be decrypted with this host key",
                      it->string);
-            cJSON_Delete(obj);
+            ah_json_wipe_delete(obj); /* the ones opened before it */
             return NULL;
         }
         cJSON_SetValuestring(it, plain);
