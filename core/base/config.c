@@ -131,10 +131,14 @@ typedef struct parse_state {
     int last_line;       /* and its line */
     int key_line[K_N]; /* where each key was set, 0 = not set */
     int section_line;  /* line of the last section header */
-    /* "plugin.NAME/key" set in [plugin.NAME] sections so far, and where */
-    char iso_seen[64][96];
-    int iso_seen_line[64];
-    int niso_seen;
+    /* "plugin.NAME/key" set in [plugin.NAME] sections so far, and where
+     * (grown as needed: past a fixed 64, a repeated key went unnoticed
+     * and silently replaced the first) */
+    struct iso_seen {
+        char key[96];
+        int line;
+    } *iso_seen;
+    int niso_seen, iso_seen_cap;
     bool failed;
     int err_line;
     char err[2 * PATH_MAX];
@@ -930,13 +934,19 @@ static int set_plugin_iso(parse_state *st, const char *section, const char *name
     char seen[96];
     snprintf(seen, sizeof seen, "%.64s/%.24s", pname, name);
     for (int i = 0; i < st->niso_seen; i++)
-        if (strcmp(st->iso_seen[i], seen) == 0)
+        if (strcmp(st->iso_seen[i].key, seen) == 0)
             return fail(st, "duplicate key '%s' in [%s] (first at line %d)", name, section,
-                        st->iso_seen_line[i]);
-    if (st->niso_seen < 64) {
-        memcpy(st->iso_seen[st->niso_seen], seen, sizeof seen);
-        st->iso_seen_line[st->niso_seen++] = st->line;
+                        st->iso_seen[i].line);
+    if (st->niso_seen == st->iso_seen_cap) {
+        int cap = st->iso_seen_cap > 0 ? 2 * st->iso_seen_cap : 32;
+        struct iso_seen *grown = realloc(st->iso_seen, (size_t)cap * sizeof *grown);
+        if (grown == NULL)
+            return oom(st);
+        st->iso_seen = grown;
+        st->iso_seen_cap = cap;
     }
+    memcpy(st->iso_seen[st->niso_seen].key, seen, sizeof seen);
+    st->iso_seen[st->niso_seen++].line = st->line;
     pi = plugin_iso(st, pname);
     if (pi == NULL)
         return oom(st);
@@ -1185,6 +1195,8 @@ int ah_config_load(const char *path, ah_config *out, char *err, size_t errlen)
     st.file = path;
     st.at_line_start = true;
     rc = ini_parse_stream(read_line, &st, on_value, &st);
+    free(st.iso_seen); /* only the parse checks it */
+    st.iso_seen = NULL;
     if (ferror(fp) && !st.failed) {
         set_err(err, errlen, "%s: read error", path);
         fclose(fp);

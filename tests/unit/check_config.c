@@ -459,6 +459,24 @@ START_TEST(test_err_plugin_isolation)
                  "1000000000, got '-1'");
     expect_error("[plugin.a]\nisolation = process\nisolation = process\n", 3,
                  "duplicate key 'isolation' in [plugin.a] (first at line 2)");
+    /* Past 64 keys of [plugin.*] sections, too (a fixed table stopped
+     * noting them, and a repeat silently replaced the first). */
+    char many[4096];
+    size_t n = 0;
+    int line = 0;
+    for (int p = 0; p < 12; p++) {
+        n += (size_t)snprintf(many + n, sizeof many - n,
+                              "[plugin.p%d]\nisolation = process\nmemory_max = 256M\n"
+                              "call_timeout_ms = 1000\nmax_calls = 10\nrestart_backoff_ms = 100\n"
+                              "processes = 1\n",
+                              p);
+        line += 7;
+    }
+    snprintf(many + n, sizeof many - n, "max_calls = 20\n");
+    char why[128];
+    snprintf(why, sizeof why, "duplicate key 'max_calls' in [plugin.p11] (first at line %d)",
+             line - 2);
+    expect_error(many, line + 1, why);
     expect_error("[plugin.a]\nmemory = 1G\n", 2,
                  "unknown key 'memory' in [plugin.a] (expected isolation, memory_max, "
                  "call_timeout_ms, max_calls, restart_backoff_ms, processes or env)");
