@@ -523,8 +523,9 @@ typedef struct ah_store_ops {
     /** Items of job id in idx order; queued_only: only those still queued. */
     int (*bulk_items)(ah_store *s, const char *id, bool queued_only, ah_bulk_item_cb cb,
                       void *arg);
-    /** The first item of job id before before_idx for the same record_id
-     *  that is no longer queued; AH_STORE_NOT_FOUND when none. Free with
+    /** The first item of job id before before_idx for the same record_id,
+     *  queued or not (the copy that is sent; the later ones wait for its
+     *  outcome); AH_STORE_NOT_FOUND when none. Free with
      *  ah_bulk_item_row_free. */
     int (*bulk_item_prior)(ah_store *s, const char *id, const char *record_id, int before_idx,
                            ah_bulk_item_row *out);

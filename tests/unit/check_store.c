@@ -2843,9 +2843,13 @@ START_TEST(test_bulk)
     ck_assert_str_eq(j.status, "running");
     ah_bulk_job_row_free(&j);
 
-    /* An id given twice shares the first outcome once there is one. */
+    /* An id given twice shares the first outcome once there is one; while
+     * the first copy is queued it is found as queued (the later one waits). */
     ah_bulk_item_row prev;
-    ck_assert_int_eq(s->ops->bulk_item_prior(s, "bulk_1", "rec_a", 2, &prev), AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(s->ops->bulk_item_prior(s, "bulk_1", "rec_a", 2, &prev), AH_STORE_OK);
+    ck_assert_int_eq(prev.idx, 0);
+    ck_assert_str_eq(prev.status, "queued");
+    ah_bulk_item_row_free(&prev);
     ck_assert_int_eq(s->ops->bulk_item_set(s, "bulk_1", 0, "failed", "not_found", "no such"),
                      AH_STORE_OK);
     ck_assert_int_eq(s->ops->bulk_item_prior(s, "bulk_1", "rec_a", 2, &prev), AH_STORE_OK);
