@@ -4,6 +4,7 @@
  * answers a tenant's events from the outbox in order, each in the same
  * envelope its webhook carried ({"id":"evt_N","cursor":N,"type",
  * "timestamp","data"}), with next_cursor to pass as `after` next time.
+ * A request reads at most AH_EVENTS_SCAN_MAX events (docs/api.md).
  * Events are kept for [events] retention_days; pruning skips events a
  * plugin delivery still waits for.
  */
@@ -49,7 +50,7 @@ typedef struct ev_page {
     cJSON *data;
     const char *types;
     int limit;
-    long long cursor; /* the last event read */
+    long long cursor; /* the last event read into the page (or left out by types) */
     long long last;   /* the last event returned */
     bool more;        /* a matching event did not fit in the page */
     int n;            /* events read in this step */
@@ -105,7 +106,10 @@ void ah_events_api(ah_core *core, ah_http_exchange *ex, int64_t tenant_id)
                   .last = after};
     /* Filtering by type happens here (patterns are ours, not the store's),
      * so read in steps until the page is full or the log ends. */
-    for (;;) {
+    bool ended = false;
+    /* At most AH_EVENTS_SCAN_MAX: a filter that matches little would
+     * otherwise read the tenant's whole log at every poll. */
+    for (int scanned = 0; scanned < AH_EVENTS_SCAN_MAX; scanned += EV_SCAN) {
         pg.n = 0;
         if (core->store->ops->outbox_after(core->store, tenant_id, pg.cursor, EV_SCAN, ev_row,
                                            &pg) != 0) {
@@ -113,11 +117,17 @@ void ah_events_api(ah_core *core, ah_http_exchange *ex, int64_t tenant_id)
             ah_ex_error(ex, 500, AH_E_INTERNAL, "cannot read the store");
             return;
         }
-        if (pg.more || pg.n < EV_SCAN)
+        ended = pg.n < EV_SCAN;
+        if (pg.more || ended)
             break;
     }
-    long long last = pg.last;
-    bool more = pg.more;
+    /* The cursor to resume from: after a full page, the last event
+     * returned; otherwise the last event read, matching or not, so that
+     * polling moves on past events the filter leaves out. Nothing is
+     * skipped by that: a tenant's events become visible in id order (the
+     * store's outbox_add), so no event can appear below one already read. */
+    long long last = pg.more ? pg.last : pg.cursor;
+    bool more = pg.more || !ended;
     cJSON *o = cJSON_CreateObject();
     if (o == NULL) {
         cJSON_Delete(data);
@@ -125,8 +135,6 @@ void ah_events_api(ah_core *core, ah_http_exchange *ex, int64_t tenant_id)
         return;
     }
     cJSON_AddItemToObject(o, "data", data);
-    /* The cursor to resume from: the last event returned, or (a page with
-     * none) the caller's own, so that polling never skips. */
     char nc[24];
     snprintf(nc, sizeof nc, "%lld", last);
     cJSON_AddStringToObject(o, "next_cursor", nc);

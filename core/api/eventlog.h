@@ -11,6 +11,10 @@
 
 /* --- event log (eventlog.c) ---------------------------------------------- */
 
+/** Events one GET /v1/events reads at most, matching its types or not: a
+ *  page that stops there has has_more and a next_cursor past them. */
+#define AH_EVENTS_SCAN_MAX 5000
+
 /** Answers GET /v1/events for an authenticated tenant. */
 void ah_events_api(ah_core *core, ah_http_exchange *ex, int64_t tenant_id);
 /** Prunes events older than [events] retention_days that no plugin

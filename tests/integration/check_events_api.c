@@ -1510,6 +1510,73 @@ START_TEST(test_openapi_routes)
 }
 END_TEST
 
+/* GET /v1/events?types=... reads at most AH_EVENTS_SCAN_MAX events a
+ * request: past that many events the filter leaves out, the page ends
+ * empty with has_more and a next_cursor past them, so polling moves on
+ * (and no poll reads the whole log). Walking next_cursor finds the one
+ * matching event; the cursor then moves past the events after it that
+ * do not match, and an event added later is found: nothing is skipped. */
+static int64_t add_event(fixture *f, const char *topic)
+{
+    int64_t id = 0;
+    ck_assert_int_eq(f->core->store->ops->outbox_add(f->core->store, f->tenant_id, topic,
+                                                     "{}", &id), 0);
+    return id;
+}
+
+static long long page_of(fixture *f, long long after, int *n, bool *more, long long *first)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/v1/events?types=event.probe.*&limit=10&after=%lld", after);
+    cJSON *o = NULL;
+    ck_assert_int_eq(req(f, "GET", path, NULL, NULL, &o), 200);
+    *n = cJSON_GetArraySize(jget(o, "data"));
+    *more = cJSON_IsTrue(jget(o, "has_more"));
+    *first = *n > 0 ? (long long)jget(o, "data.0.cursor")->valuedouble : 0;
+    const cJSON *nc = jget(o, "next_cursor");
+    ck_assert(cJSON_IsString(nc));
+    long long next = strtoll(nc->valuestring, NULL, 10);
+    cJSON_Delete(o);
+    return next;
+}
+
+START_TEST(test_event_filter_bounded)
+{
+    fixture f;
+    setup(&f, 5);
+    int64_t before = add_event(&f, "event.noise.start");
+    for (int i = 0; i < AH_EVENTS_SCAN_MAX + 100; i++)
+        add_event(&f, "event.noise.tick");
+    int64_t hit = add_event(&f, "event.probe.hit");
+    int64_t tail = 0;
+    for (int i = 0; i < 3; i++)
+        tail = add_event(&f, "event.noise.tail");
+
+    int n;
+    bool more;
+    long long first;
+    long long next = page_of(&f, before, &n, &more, &first);
+    ck_assert_int_eq(n, 0);
+    ck_assert(more);
+    ck_assert_int_gt(next, before); /* moved on past what it read */
+    ck_assert_int_lt(next, hit);
+    next = page_of(&f, next, &n, &more, &first);
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(first, hit);
+    ck_assert(!more);
+    ck_assert_int_eq(next, tail); /* past the events after it that do not match */
+    long long again = page_of(&f, next, &n, &more, &first);
+    ck_assert_int_eq(n, 0);
+    ck_assert(!more);
+    ck_assert_int_eq(again, next);
+    int64_t late = add_event(&f, "event.probe.late");
+    next = page_of(&f, next, &n, &more, &first);
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(first, late);
+    teardown(&f);
+}
+END_TEST
+
 static Suite *events_suite(void)
 {
     Suite *s = suite_create("events_api");
@@ -1530,6 +1597,10 @@ tcase_add_test(tc, test_idempotent_replay_keeps_location);
     tcase_add_test(tc, test_webhook_patch_rotate_delete);
     tcase_add_test(tc, test_openapi_routes);
     suite_add_tcase(s, tc);
+    TCase *tl = tcase_create("log");
+    tcase_set_timeout(tl, 120);
+    tcase_add_test(tl, test_event_filter_bounded);
+    suite_add_tcase(s, tl);
     /* The TypeScript example: only where it was built (check_typescript_example). */
     if (getenv("AH_TS_EXAMPLE") != NULL) {
         TCase *ts = tcase_create("typescript");
