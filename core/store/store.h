@@ -418,8 +418,9 @@ typedef struct ah_store_ops {
     /** Records a failed attempt: attempts + 1, not before next_at. */
     int (*delivery_retry)(ah_store *s, int64_t conn_id, int64_t outbox_id,
                           const char *next_at, const char *error);
-    /** Connections with at least one delivery due at `now` (at most max);
-     *  *n receives the count. */
+    /** Enabled connections with at least one delivery due at `now` (at
+     *  most max; a disabled one's deliveries wait, not due, until it is
+     *  enabled again); *n receives the count. */
     int (*delivery_due)(ah_store *s, const char *now, int64_t *conn_ids, size_t max,
                         size_t *n);
 

@@ -33,7 +33,11 @@ static const char *const q_sql[Q_COUNT] = {
     [Q_DEL_DONE] = "DELETE FROM deliveries WHERE connection_id = ?1 AND outbox_id = ?2",
     [Q_DEL_RETRY] = "UPDATE deliveries SET attempts = attempts + 1, next_at = ?3, last_error = ?4 "
                     "WHERE connection_id = ?1 AND outbox_id = ?2",
-    [Q_DEL_DUE] = "SELECT DISTINCT connection_id FROM deliveries WHERE next_at <= ?1 LIMIT ?2",
+    /* A disabled connection's deliveries wait for it to be enabled again
+     * (events.c) without moving: left out, or they would fill the due
+     * list at every tick and keep enabled connections' retries out. */
+    [Q_DEL_DUE] = "SELECT DISTINCT d.connection_id FROM deliveries d JOIN connections c "
+                  "ON c.id = d.connection_id WHERE d.next_at <= ?1 AND c.enabled <> 0 LIMIT ?2",
     [Q_OUT_AFTER] = "SELECT id, tenant_id, topic, body, created_at FROM outbox "
                     "WHERE tenant_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
     /* Pruning (ah_sq_outbox_prune): the oldest events below a bound, a
