@@ -556,6 +556,84 @@ START_TEST(test_webhook_disabled_after_failures)
 }
 END_TEST
 
+/* An endpoint whose secret cannot be opened (sealed under another host
+ * key) sends nothing; each pass is a failed attempt like any other: it
+ * backs off, the delivery log says why (never a secret), and after
+ * max_failures the endpoint is disabled with event.webhook.disabled. A
+ * new secret (rotate-secret) and enable: the event arrives, signed. */
+START_TEST(test_webhook_secret_unopenable)
+{
+    fixture f;
+    setup(&f, 3);
+    f.rcv.fail_first = 0;
+    f.core->cfg.webhook_max_failures = 2;
+    char body[512], path[128];
+    snprintf(body, sizeof body, "{\"url\":\"%s/hook\",\"types\":[\"event.probe.*\"]}",
+             ah_sim_url(f.hook_sim));
+    cJSON *o = NULL;
+    ck_assert_int_eq(req(&f, "POST", "/v1/webhooks", NULL, body, &o), 201);
+    int64_t eid = (int64_t)jget(o, "data.id")->valuedouble;
+    cJSON_Delete(o);
+    unsigned char other_key[AH_KEY_LEN];
+    memset(other_key, 7, sizeof other_key);
+    const char *plain = "whsec_c2VhbGVkIHVuZGVyIGFub3RoZXIga2V5IQ==";
+    char *sealed = ah_seal(other_key, plain, "webhook_endpoint");
+    ck_assert_ptr_nonnull(sealed);
+    ck_assert_int_eq(f.core->store->ops->webhook_rotate(f.core->store, f.tenant_id, eid, sealed,
+                                                        NULL), 0);
+    free(sealed);
+    ck_assert_int_eq(ah_core_publish(f.core, f.tenant_id, "event.probe.hit", NULL), 0);
+    bool disabled = false;
+    for (int i = 0; i < 100 && !disabled; i++) {
+        usleep(100 * 1000);
+        cJSON *l = ah_webhook_list(f.core, f.tenant_id);
+        disabled = cJSON_IsFalse(jget(l, "0.enabled"));
+        cJSON_Delete(l);
+    }
+    ck_assert(disabled);
+    pthread_mutex_lock(&f.rcv.mu);
+    ck_assert_int_eq(f.rcv.calls, 0);
+    pthread_mutex_unlock(&f.rcv.mu);
+    ck_assert_int_eq(req(&f, "GET", "/v1/events?types=event.webhook.disabled", NULL, NULL, &o),
+                     200);
+    ck_assert_int_eq(cJSON_GetArraySize(jget(o, "data")), 1);
+    ck_assert_int_eq(jget(o, "data.0.data.failures")->valueint, 2);
+    ck_assert_ptr_nonnull(strstr(jget(o, "data.0.data.last_error")->valuestring, "secret"));
+    cJSON_Delete(o);
+    snprintf(path, sizeof path, "/v1/webhooks/%lld/deliveries", (long long)eid);
+    ck_assert_int_eq(req(&f, "GET", path, NULL, NULL, &o), 200);
+    ck_assert_int_eq(cJSON_GetArraySize(jget(o, "data")), 1);
+    ck_assert_str_eq(jget(o, "data.0.status")->valuestring, "failed");
+    ck_assert_int_eq(jget(o, "data.0.attempts")->valueint, 2);
+    const char *why = jget(o, "data.0.last_error")->valuestring;
+    ck_assert_ptr_nonnull(strstr(why, "cannot open the endpoint's signing secret"));
+    ck_assert_ptr_null(strstr(why, "whsec_"));
+    cJSON_Delete(o);
+
+    snprintf(path, sizeof path, "/v1/webhooks/%lld/rotate-secret", (long long)eid);
+    ck_assert_int_eq(req(&f, "POST", path, NULL, "{\"overlap_seconds\":0}", &o), 200);
+    pthread_mutex_lock(&f.rcv.mu);
+    snprintf(f.rcv.secret, sizeof f.rcv.secret, "%s", jget(o, "data.secret")->valuestring);
+    pthread_mutex_unlock(&f.rcv.mu);
+    cJSON_Delete(o);
+    snprintf(path, sizeof path, "/v1/webhooks/%lld/enable", (long long)eid);
+    ck_assert_int_eq(req(&f, "POST", path, NULL, "{}", &o), 200);
+    cJSON_Delete(o);
+    int got = 0;
+    for (int i = 0; i < 100 && got < 1; i++) {
+        usleep(100 * 1000);
+        pthread_mutex_lock(&f.rcv.mu);
+        got = f.rcv.n;
+        pthread_mutex_unlock(&f.rcv.mu);
+    }
+    pthread_mutex_lock(&f.rcv.mu);
+    ck_assert_int_eq(f.rcv.n, 1);
+    ck_assert(!f.rcv.bad_signature);
+    pthread_mutex_unlock(&f.rcv.mu);
+    teardown(&f);
+}
+END_TEST
+
 /* ---- idempotency --------------------------------------------------------------- */
 
 START_TEST(test_idempotency)
@@ -1600,6 +1678,7 @@ tcase_add_test(tc, test_idempotent_replay_keeps_location);
     TCase *tl = tcase_create("log");
     tcase_set_timeout(tl, 120);
     tcase_add_test(tl, test_event_filter_bounded);
+    tcase_add_test(tl, test_webhook_secret_unopenable);
     suite_add_tcase(s, tl);
     /* The TypeScript example: only where it was built (check_typescript_example). */
     if (getenv("AH_TS_EXAMPLE") != NULL) {
