@@ -17,7 +17,11 @@
  * webhook-id header) to drop the rare duplicate. After max_failures
  * consecutive failures the endpoint is disabled, event.webhook.disabled is
  * published and a warning logged; enabling it again resumes where it
- * stopped. Every attempt is kept in webhook_deliveries (the delivery log).
+ * stopped, except for the events that passed [events] retention_days while
+ * it was disabled: those are skipped, with a warning and
+ * event.webhook.events_pruned saying how many (eventlog.c). While enabled
+ * it keeps its events from pruning (outbox_prune). Every attempt is kept
+ * in webhook_deliveries (the delivery log).
  *
  * Signatures follow Standard Webhooks: webhook-id, webhook-timestamp and
  * webhook-signature = "v1," + base64(HMAC-SHA256(key, id.ts.body)), the key

@@ -445,8 +445,8 @@ typedef struct ah_store_ops {
     int (*outbox_after)(ah_store *s, int64_t tenant_id, int64_t after_id, int limit,
                         ah_outbox_cb cb, void *arg);
     /** Deletes the events created before `before` (canonical ISO time) that
-     *  no plugin delivery still needs; *n_out (may be NULL) receives how
-     *  many. */
+     *  no plugin delivery and no enabled webhook endpoint (an event after
+     *  its cursor) still needs; *n_out (may be NULL) receives how many. */
     int (*outbox_prune)(ah_store *s, const char *before, int64_t *n_out);
 
     /* outbound webhook endpoints and their delivery log */

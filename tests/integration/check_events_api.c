@@ -634,6 +634,112 @@ START_TEST(test_webhook_secret_unopenable)
 }
 END_TEST
 
+/* Retention and webhook endpoints: an enabled endpoint (failing, not yet
+ * disabled) keeps the events it has not received from pruning; a disabled
+ * one keeps none, and the events of its tenant that pass the retention
+ * are skipped, reported as event.webhook.events_pruned (how many its
+ * types matched). Enabled again, it resumes after them: the next event is
+ * the first it gets. */
+static int count_events(fixture *f, const char *types, cJSON **out)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/v1/events?types=%s&limit=100", types);
+    cJSON *o = NULL;
+    ck_assert_int_eq(req(f, "GET", path, NULL, NULL, &o), 200);
+    int n = cJSON_GetArraySize(jget(o, "data"));
+    if (out != NULL)
+        *out = o;
+    else
+        cJSON_Delete(o);
+    return n;
+}
+
+static int64_t add_hook(fixture *f, char *secret, size_t cap)
+{
+    char body[512];
+    snprintf(body, sizeof body, "{\"url\":\"%s/hook\",\"types\":[\"event.probe.*\"]}",
+             ah_sim_url(f->hook_sim));
+    cJSON *o = NULL;
+    ck_assert_int_eq(req(f, "POST", "/v1/webhooks", NULL, body, &o), 201);
+    int64_t id = (int64_t)jget(o, "data.id")->valuedouble;
+    snprintf(secret, cap, "%s", jget(o, "data.secret")->valuestring);
+    cJSON_Delete(o);
+    return id;
+}
+
+static void hook_switch(fixture *f, int64_t id, const char *what)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/v1/webhooks/%lld/%s", (long long)id, what);
+    cJSON *o = NULL;
+    ck_assert_int_eq(req(f, "POST", path, NULL, "{}", &o), 200);
+    cJSON_Delete(o);
+}
+
+START_TEST(test_retention_and_webhook_cursors)
+{
+    fixture f;
+    setup(&f, 3);
+    f.rcv.fail_first = 1000000; /* every POST fails */
+    f.core->cfg.webhook_max_failures = 1000000;
+    char s1[96], s2[96];
+    int64_t on = add_hook(&f, s1, sizeof s1), off = add_hook(&f, s2, sizeof s2);
+    hook_switch(&f, off, "disable");
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(ah_core_publish(f.core, f.tenant_id, "event.probe.hit", NULL), 0);
+    ck_assert_int_eq(ah_core_publish(f.core, f.tenant_id, "event.other.thing", NULL), 0);
+    usleep(5000); /* the cutoff below is after every event's time */
+    int keep = f.core->cfg.events_retention_days;
+    f.core->cfg.events_retention_days = 0; /* everything so far is past retention */
+    ah_daemon_prune(f.core);
+    f.core->cfg.events_retention_days = keep;
+
+    /* Kept for the enabled endpoint; the disabled one skipped them, said. */
+    ck_assert_int_eq(count_events(&f, "event.probe.*", NULL), 3);
+    cJSON *o = NULL;
+    ck_assert_int_eq(count_events(&f, "event.webhook.events_pruned", &o), 1);
+    ck_assert_int_eq((int64_t)jget(o, "data.0.data.endpoint_id")->valuedouble, off);
+    ck_assert_int_eq(jget(o, "data.0.data.count")->valueint, 3);
+    cJSON_Delete(o);
+
+    /* Disabled too: nothing keeps them any more; its skip is reported. */
+    hook_switch(&f, on, "disable");
+    usleep(5000);
+    f.core->cfg.events_retention_days = 0;
+    ah_daemon_prune(f.core);
+    f.core->cfg.events_retention_days = keep;
+    ck_assert_int_eq(count_events(&f, "event.probe.*", NULL), 0);
+    ck_assert_int_eq(count_events(&f, "event.webhook.events_pruned", &o), 1);
+    ck_assert_int_eq((int64_t)jget(o, "data.0.data.endpoint_id")->valuedouble, on);
+    ck_assert_int_eq(jget(o, "data.0.data.count")->valueint, 3);
+    cJSON_Delete(o);
+
+    /* Enabled again, the second resumes after what it skipped. */
+    pthread_mutex_lock(&f.rcv.mu);
+    f.rcv.fail_first = 0;
+    f.rcv.calls = 0;
+    snprintf(f.rcv.secret, sizeof f.rcv.secret, "%s", s2);
+    pthread_mutex_unlock(&f.rcv.mu);
+    hook_switch(&f, off, "enable");
+    int64_t next = 0;
+    ck_assert_int_eq(f.core->store->ops->outbox_add(f.core->store, f.tenant_id,
+                                                    "event.probe.next", "{}", &next), 0);
+    int got = 0;
+    for (int i = 0; i < 100 && got < 1; i++) {
+        usleep(100 * 1000);
+        pthread_mutex_lock(&f.rcv.mu);
+        got = f.rcv.n;
+        pthread_mutex_unlock(&f.rcv.mu);
+    }
+    pthread_mutex_lock(&f.rcv.mu);
+    ck_assert_int_eq(f.rcv.n, 1);
+    ck_assert_int_eq(f.rcv.ids[0], next);
+    ck_assert(!f.rcv.bad_signature);
+    pthread_mutex_unlock(&f.rcv.mu);
+    teardown(&f);
+}
+END_TEST
+
 /* ---- idempotency --------------------------------------------------------------- */
 
 START_TEST(test_idempotency)
@@ -1679,6 +1785,7 @@ tcase_add_test(tc, test_idempotent_replay_keeps_location);
     tcase_set_timeout(tl, 120);
     tcase_add_test(tl, test_event_filter_bounded);
     tcase_add_test(tl, test_webhook_secret_unopenable);
+    tcase_add_test(tl, test_retention_and_webhook_cursors);
     suite_add_tcase(s, tl);
     /* The TypeScript example: only where it was built (check_typescript_example). */
     if (getenv("AH_TS_EXAMPLE") != NULL) {
