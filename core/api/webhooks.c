@@ -490,15 +490,25 @@ static void delivery_json(void *arg, const ah_webhook_delivery_row *r)
     cJSON_AddItemToArray(arg, o);
 }
 
-cJSON *ah_webhook_deliveries(ah_core *core, int64_t tenant_id, int64_t id, int limit)
+cJSON *ah_webhook_deliveries_rc(ah_core *core, int64_t tenant_id, int64_t id, int limit,
+                                 int *rc)
 {
     cJSON *out = cJSON_CreateArray();
-    if (out == NULL || core->store->ops->webhook_deliveries(core->store, tenant_id, id, limit,
-                                                            delivery_json, out) != 0) {
+    int r = out == NULL ? AH_STORE_ERR
+                        : core->store->ops->webhook_deliveries(core->store, tenant_id, id, limit,
+                                                               delivery_json, out);
+    if (rc != NULL)
+        *rc = r;
+    if (r != AH_STORE_OK) {
         cJSON_Delete(out);
         return NULL;
     }
     return out;
+}
+
+cJSON *ah_webhook_deliveries(ah_core *core, int64_t tenant_id, int64_t id, int limit)
+{
+    return ah_webhook_deliveries_rc(core, tenant_id, id, limit, NULL);
 }
 
 /* --- delivering -------------------------------------------------------------- */
