@@ -618,9 +618,14 @@ static void h_webhook(void *arg, ah_http_exchange *ex)
         return;
     }
     if (strcmp(method, "GET") == 0 && strcmp(action, "deliveries") == 0) {
-        cJSON *d = ah_webhook_deliveries(ctx->core, 0, (int64_t)id, 100);
-        if (d == NULL) {
+        int rc = 0;
+        cJSON *d = ah_webhook_deliveries_rc(ctx->core, 0, (int64_t)id, 100, &rc);
+        if (d == NULL && rc == AH_STORE_NOT_FOUND) {
             ah_ex_error(ex, 404, "not_found", "no webhook endpoint %lld", id);
+            return;
+        }
+        if (d == NULL) {
+            ah_ex_error(ex, 500, "internal_error", "cannot read the store");
             return;
         }
         answer_data(ex, 200, d);

@@ -11,10 +11,16 @@
 
 /* --- event log (eventlog.c) ---------------------------------------------- */
 
+/** Events one GET /v1/events reads at most, matching its types or not: a
+ *  page that stops there has has_more and a next_cursor past them. */
+#define AH_EVENTS_SCAN_MAX 5000
+
 /** Answers GET /v1/events for an authenticated tenant. */
 void ah_events_api(ah_core *core, ah_http_exchange *ex, int64_t tenant_id);
 /** Prunes events older than [events] retention_days that no plugin
- *  delivery still needs (the ticker, at most once a minute). */
+ *  delivery and no enabled webhook endpoint still needs (the ticker, at
+ *  most once a minute). A disabled endpoint skips those of its tenant,
+ *  reported as event.webhook.events_pruned. */
 void ah_eventlog_prune(ah_core *core);
 
 #endif

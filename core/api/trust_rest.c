@@ -365,9 +365,14 @@ static void rest_webhook_deliveries(void *arg, ah_http_exchange *ex)
             return;
         }
     }
-    cJSON *d = ah_webhook_deliveries(core, tid, id, (int)limit);
-    if (d == NULL) {
+    int rc = 0;
+    cJSON *d = ah_webhook_deliveries_rc(core, tid, id, (int)limit, &rc);
+    if (d == NULL && rc == AH_STORE_NOT_FOUND) {
         ah_ex_error(ex, 404, AH_E_NOT_FOUND, "no webhook endpoint %lld", id);
+        return;
+    }
+    if (d == NULL) {
+        ah_ex_error(ex, 500, AH_E_INTERNAL, "cannot read the store");
         return;
     }
     respond_data(ex, 200, d);

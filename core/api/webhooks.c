@@ -17,7 +17,11 @@
  * webhook-id header) to drop the rare duplicate. After max_failures
  * consecutive failures the endpoint is disabled, event.webhook.disabled is
  * published and a warning logged; enabling it again resumes where it
- * stopped. Every attempt is kept in webhook_deliveries (the delivery log).
+ * stopped, except for the events that passed [events] retention_days while
+ * it was disabled: those are skipped, with a warning and
+ * event.webhook.events_pruned saying how many (eventlog.c). While enabled
+ * it keeps its events from pruning (outbox_prune). Every attempt is kept
+ * in webhook_deliveries (the delivery log).
  *
  * Signatures follow Standard Webhooks: webhook-id, webhook-timestamp and
  * webhook-signature = "v1," + base64(HMAC-SHA256(key, id.ts.body)), the key
@@ -486,15 +490,25 @@ static void delivery_json(void *arg, const ah_webhook_delivery_row *r)
     cJSON_AddItemToArray(arg, o);
 }
 
-cJSON *ah_webhook_deliveries(ah_core *core, int64_t tenant_id, int64_t id, int limit)
+cJSON *ah_webhook_deliveries_rc(ah_core *core, int64_t tenant_id, int64_t id, int limit,
+                                 int *rc)
 {
     cJSON *out = cJSON_CreateArray();
-    if (out == NULL || core->store->ops->webhook_deliveries(core->store, tenant_id, id, limit,
-                                                            delivery_json, out) != 0) {
+    int r = out == NULL ? AH_STORE_ERR
+                        : core->store->ops->webhook_deliveries(core->store, tenant_id, id, limit,
+                                                               delivery_json, out);
+    if (rc != NULL)
+        *rc = r;
+    if (r != AH_STORE_OK) {
         cJSON_Delete(out);
         return NULL;
     }
     return out;
+}
+
+cJSON *ah_webhook_deliveries(ah_core *core, int64_t tenant_id, int64_t id, int limit)
+{
+    return ah_webhook_deliveries_rc(core, tenant_id, id, limit, NULL);
 }
 
 /* --- delivering -------------------------------------------------------------- */
@@ -644,7 +658,7 @@ static void endpoint_failed(ah_core *core, const ah_webhook_row *ep, long failur
 typedef struct wh_pass {
     ah_core *core;
     const ah_webhook_row *ep;
-    const char *secret;
+    const char *secret;   /* NULL: it cannot be opened (every matching event fails) */
     const char *previous; /* the previous secret during a rotation's overlap, else NULL */
     long failures;
     int64_t cursor; /* the endpoint's cursor when the pass began */
@@ -680,15 +694,23 @@ static void deliver_event(void *arg, const ah_outbox_row *ev)
         w->moved = oid;
         return;
     }
-    char *payload = ah_event_envelope(oid, ev->topic, ev->body, ev->created_at);
     long status = 0;
     char err[512] = "out of memory";
-    ah_claim_keep(core, w->claim); /* a receiver slower than the claim's lifetime */
-    int rc = payload != NULL ? post_event(core, w->ep->url, w->secret, w->previous, oid, payload,
-                                          &status, err, sizeof err)
-                             : -1;
-    ah_claim_unkeep(core, w->claim);
-    free(payload);
+    int rc = -1;
+    if (w->secret == NULL) {
+        /* Sealed under another host key: a failed attempt like any other
+         * (backoff, max_failures), not a pass retried at every tick. */
+        snprintf(err, sizeof err, "cannot open the endpoint's signing secret (another host "
+                 "key?); rotate its secret");
+    } else {
+        char *payload = ah_event_envelope(oid, ev->topic, ev->body, ev->created_at);
+        ah_claim_keep(core, w->claim); /* a receiver slower than the claim's lifetime */
+        if (payload != NULL)
+            rc = post_event(core, w->ep->url, w->secret, w->previous, oid, payload, &status,
+                            err, sizeof err);
+        ah_claim_unkeep(core, w->claim);
+        free(payload);
+    }
     /* The outcome is stored under the claim's fence: an instance whose
      * claim was taken over (it was stopped, or cut off, past the claim)
      * stores nothing more; the new holder sends the event again with the
@@ -739,11 +761,9 @@ static void deliver_endpoint(void *arg, const ah_webhook_row *ep)
     ah_core *core = job->core;
     char *secret = ep->secret != NULL ? ah_open_sealed(core->host_key, ep->secret, WH_SEAL_AAD)
                                       : NULL;
-    if (secret == NULL) {
+    if (secret == NULL) /* its next matching event fails (deliver_event) */
         ah_log(&core->log, AH_LOG_ERROR, "webhooks", "endpoint %lld: cannot open its secret "
-               "(another host key?)", (long long)ep->id);
-        return;
-    }
+               "(another host key?); rotate its secret", (long long)ep->id);
     char now[32];
     ah_now_iso(now);
     char *previous = ep->previous_secret != NULL && ep->previous_until != NULL &&
@@ -759,8 +779,10 @@ static void deliver_endpoint(void *arg, const ah_webhook_row *ep)
         ah_claim_end(core, &job->claim, true);
         job->more = w.seen >= WH_BATCH && !w.halt;
     }
-    explicit_bzero(secret, strlen(secret));
-    free(secret);
+    if (secret != NULL) {
+        explicit_bzero(secret, strlen(secret));
+        free(secret);
+    }
     if (previous != NULL) {
         explicit_bzero(previous, strlen(previous));
         free(previous);

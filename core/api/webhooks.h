@@ -60,6 +60,10 @@ int ah_webhook_set_enabled(ah_core *core, int64_t tenant_id, int64_t id, bool en
 /** The delivery log of endpoint id, newest first (at most limit). NULL when
  *  there is no such endpoint (of tenant_id, unless 0). */
 cJSON *ah_webhook_deliveries(ah_core *core, int64_t tenant_id, int64_t id, int limit);
+/** The same, telling why there is none: *rc AH_STORE_NOT_FOUND (no such
+ *  endpoint) or another store error (the store could not be read). */
+cJSON *ah_webhook_deliveries_rc(ah_core *core, int64_t tenant_id, int64_t id, int limit,
+                                 int *rc);
 /** Signs like Standard Webhooks: "v1," + base64(HMAC-SHA256(key, id + "." +
  *  ts + "." + body)), key being the base64-decoded part after "whsec_".
  *  out >= 64 bytes. 0 or -1. */

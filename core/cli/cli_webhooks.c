@@ -18,10 +18,20 @@
 
 static int wh_fail(bool json, const char *code, const char *msg)
 {
-    if (json)
-        printf("{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}\n", code, msg);
-    else
+    if (!json) {
         fprintf(stderr, "atshub: %s\n", msg);
+        return 1;
+    }
+    /* Built, not printed into a format: msg may hold quotes or
+     * backslashes (a path, a URL). */
+    cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error");
+    char *t = e != NULL && cJSON_AddStringToObject(e, "code", code) != NULL &&
+                      cJSON_AddStringToObject(e, "message", msg) != NULL
+                  ? cJSON_PrintUnformatted(o)
+                  : NULL;
+    puts(t != NULL ? t : "{\"error\":{\"code\":\"internal_error\",\"message\":\"out of memory\"}}");
+    free(t);
+    cJSON_Delete(o);
     return 1;
 }
 
@@ -136,9 +146,12 @@ int ah_cli_webhook(const char *config, bool json, int argc, char **argv, const c
         else
             printf("webhook endpoint %lld %s\n", (long long)id, en ? "enabled" : "disabled");
     } else {
-        cJSON *d = ah_webhook_deliveries(core, 0, id, 100);
-        if (d == NULL) {
+        int r = 0;
+        cJSON *d = ah_webhook_deliveries_rc(core, 0, id, 100, &r);
+        if (d == NULL && r == AH_STORE_NOT_FOUND) {
             rc = wh_fail(json, "not_found", "no such webhook endpoint");
+        } else if (d == NULL) {
+            rc = wh_fail(json, "internal_error", "cannot read the store");
         } else if (json) {
             wh_print(d);
         } else {

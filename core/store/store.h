@@ -418,8 +418,9 @@ typedef struct ah_store_ops {
     /** Records a failed attempt: attempts + 1, not before next_at. */
     int (*delivery_retry)(ah_store *s, int64_t conn_id, int64_t outbox_id,
                           const char *next_at, const char *error);
-    /** Connections with at least one delivery due at `now` (at most max);
-     *  *n receives the count. */
+    /** Enabled connections with at least one delivery due at `now` (at
+     *  most max; a disabled one's deliveries wait, not due, until it is
+     *  enabled again); *n receives the count. */
     int (*delivery_due)(ah_store *s, const char *now, int64_t *conn_ids, size_t max,
                         size_t *n);
 
@@ -444,8 +445,8 @@ typedef struct ah_store_ops {
     int (*outbox_after)(ah_store *s, int64_t tenant_id, int64_t after_id, int limit,
                         ah_outbox_cb cb, void *arg);
     /** Deletes the events created before `before` (canonical ISO time) that
-     *  no plugin delivery still needs; *n_out (may be NULL) receives how
-     *  many. */
+     *  no plugin delivery and no enabled webhook endpoint (an event after
+     *  its cursor) still needs; *n_out (may be NULL) receives how many. */
     int (*outbox_prune)(ah_store *s, const char *before, int64_t *n_out);
 
     /* outbound webhook endpoints and their delivery log */
@@ -523,8 +524,9 @@ typedef struct ah_store_ops {
     /** Items of job id in idx order; queued_only: only those still queued. */
     int (*bulk_items)(ah_store *s, const char *id, bool queued_only, ah_bulk_item_cb cb,
                       void *arg);
-    /** The first item of job id before before_idx for the same record_id
-     *  that is no longer queued; AH_STORE_NOT_FOUND when none. Free with
+    /** The first item of job id before before_idx for the same record_id,
+     *  queued or not (the copy that is sent; the later ones wait for its
+     *  outcome); AH_STORE_NOT_FOUND when none. Free with
      *  ah_bulk_item_row_free. */
     int (*bulk_item_prior)(ah_store *s, const char *id, const char *record_id, int before_idx,
                            ah_bulk_item_row *out);

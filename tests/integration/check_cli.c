@@ -613,6 +613,60 @@ static void store_sql(env *e, const char *sql)
     free(url);
 }
 
+/* `atshub webhook ... --json`: an error is one JSON document whatever its
+ * message holds (a config path with a quote and a backslash), and
+ * `deliveries` of an endpoint whose log cannot be read is internal_error,
+ * not not_found (an unknown id still is). */
+START_TEST(test_webhook_cli_errors)
+{
+    env e;
+    env_setup(&e, "[webhooks]\nallow_networks = 127.0.0.0/8\n");
+    char *out, *err;
+    char bad[1024];
+    snprintf(bad, sizeof bad, "%s/no\"such\\file.ini", e.dir);
+    const char *argv[] = {e.atshub, "-c", bad, "--json", "webhook", "list", NULL};
+    ck_assert_int_eq(ah_t_run(argv, NULL, &out, &err), 1);
+    cJSON *j = cJSON_Parse(out);
+    ck_assert_msg(j != NULL, "not JSON: %s", out);
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "code")->valuestring,
+                     "config_error");
+    ck_assert_ptr_nonnull(strstr(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "message")->valuestring, bad));
+    cJSON_Delete(j);
+    free(out), free(err);
+
+    free(add_tenant(&e, "acme"));
+    ck_assert_int_eq(RUN(&e, &out, &err, "--json", "webhook", "add", "acme",
+                         "http://127.0.0.1:9/hook"), 0);
+    j = cJSON_Parse(out);
+    ck_assert_msg(j != NULL, "not JSON: %s", out);
+    char id[32];
+    snprintf(id, sizeof id, "%d", cJSON_GetObjectItem(j, "id")->valueint);
+    cJSON_Delete(j);
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "--json", "webhook", "deliveries", id), 0);
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "--json", "webhook", "deliveries", "999"), 1);
+    j = cJSON_Parse(out);
+    ck_assert_msg(j != NULL, "not JSON: %s", out);
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "code")->valuestring,
+                     "not_found");
+    cJSON_Delete(j);
+    free(out), free(err);
+    /* The delivery log cannot be read (its table gone). */
+    store_sql(&e, "ALTER TABLE webhook_deliveries RENAME TO webhook_deliveries_gone");
+    ck_assert_int_eq(RUN(&e, &out, &err, "--json", "webhook", "deliveries", id), 1);
+    j = cJSON_Parse(out);
+    ck_assert_msg(j != NULL, "not JSON: %s", out);
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "code")->valuestring,
+                     "internal_error");
+    cJSON_Delete(j);
+    free(out), free(err);
+    store_sql(&e, "ALTER TABLE webhook_deliveries_gone RENAME TO webhook_deliveries");
+    env_teardown(&e);
+}
+END_TEST
+
 /* Issue 14: `atshub instances` lists the serving instances (id, version,
  * pid, heartbeat, leases held); a clean stop removes the registration;
  * a daemon refuses a store whose schema is newer than it knows, naming
@@ -720,6 +774,10 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_no_core_dump);
     tcase_add_test(tc, test_instances_and_newer_schema);
     suite_add_tcase(s, tc);
+    TCase *tw = tcase_create("webhook");
+    tcase_set_timeout(tw, 60);
+    tcase_add_test(tw, test_webhook_cli_errors);
+    suite_add_tcase(s, tw);
     return s;
 }
 

@@ -556,6 +556,190 @@ START_TEST(test_webhook_disabled_after_failures)
 }
 END_TEST
 
+/* An endpoint whose secret cannot be opened (sealed under another host
+ * key) sends nothing; each pass is a failed attempt like any other: it
+ * backs off, the delivery log says why (never a secret), and after
+ * max_failures the endpoint is disabled with event.webhook.disabled. A
+ * new secret (rotate-secret) and enable: the event arrives, signed. */
+START_TEST(test_webhook_secret_unopenable)
+{
+    fixture f;
+    setup(&f, 3);
+    f.rcv.fail_first = 0;
+    f.core->cfg.webhook_max_failures = 2;
+    char body[512], path[128];
+    snprintf(body, sizeof body, "{\"url\":\"%s/hook\",\"types\":[\"event.probe.*\"]}",
+             ah_sim_url(f.hook_sim));
+    cJSON *o = NULL;
+    ck_assert_int_eq(req(&f, "POST", "/v1/webhooks", NULL, body, &o), 201);
+    int64_t eid = (int64_t)jget(o, "data.id")->valuedouble;
+    cJSON_Delete(o);
+    unsigned char other_key[AH_KEY_LEN];
+    memset(other_key, 7, sizeof other_key);
+    const char *plain = "whsec_c2VhbGVkIHVuZGVyIGFub3RoZXIga2V5IQ==";
+    char *sealed = ah_seal(other_key, plain, "webhook_endpoint");
+    ck_assert_ptr_nonnull(sealed);
+    ck_assert_int_eq(f.core->store->ops->webhook_rotate(f.core->store, f.tenant_id, eid, sealed,
+                                                        NULL), 0);
+    free(sealed);
+    ck_assert_int_eq(ah_core_publish(f.core, f.tenant_id, "event.probe.hit", NULL), 0);
+    bool disabled = false;
+    for (int i = 0; i < 100 && !disabled; i++) {
+        usleep(100 * 1000);
+        cJSON *l = ah_webhook_list(f.core, f.tenant_id);
+        disabled = cJSON_IsFalse(jget(l, "0.enabled"));
+        cJSON_Delete(l);
+    }
+    ck_assert(disabled);
+    pthread_mutex_lock(&f.rcv.mu);
+    ck_assert_int_eq(f.rcv.calls, 0);
+    pthread_mutex_unlock(&f.rcv.mu);
+    ck_assert_int_eq(req(&f, "GET", "/v1/events?types=event.webhook.disabled", NULL, NULL, &o),
+                     200);
+    ck_assert_int_eq(cJSON_GetArraySize(jget(o, "data")), 1);
+    ck_assert_int_eq(jget(o, "data.0.data.failures")->valueint, 2);
+    ck_assert_ptr_nonnull(strstr(jget(o, "data.0.data.last_error")->valuestring, "secret"));
+    cJSON_Delete(o);
+    snprintf(path, sizeof path, "/v1/webhooks/%lld/deliveries", (long long)eid);
+    ck_assert_int_eq(req(&f, "GET", path, NULL, NULL, &o), 200);
+    ck_assert_int_eq(cJSON_GetArraySize(jget(o, "data")), 1);
+    ck_assert_str_eq(jget(o, "data.0.status")->valuestring, "failed");
+    ck_assert_int_eq(jget(o, "data.0.attempts")->valueint, 2);
+    const char *why = jget(o, "data.0.last_error")->valuestring;
+    ck_assert_ptr_nonnull(strstr(why, "cannot open the endpoint's signing secret"));
+    ck_assert_ptr_null(strstr(why, "whsec_"));
+    cJSON_Delete(o);
+
+    snprintf(path, sizeof path, "/v1/webhooks/%lld/rotate-secret", (long long)eid);
+    ck_assert_int_eq(req(&f, "POST", path, NULL, "{\"overlap_seconds\":0}", &o), 200);
+    pthread_mutex_lock(&f.rcv.mu);
+    snprintf(f.rcv.secret, sizeof f.rcv.secret, "%s", jget(o, "data.secret")->valuestring);
+    pthread_mutex_unlock(&f.rcv.mu);
+    cJSON_Delete(o);
+    snprintf(path, sizeof path, "/v1/webhooks/%lld/enable", (long long)eid);
+    ck_assert_int_eq(req(&f, "POST", path, NULL, "{}", &o), 200);
+    cJSON_Delete(o);
+    int got = 0;
+    for (int i = 0; i < 100 && got < 1; i++) {
+        usleep(100 * 1000);
+        pthread_mutex_lock(&f.rcv.mu);
+        got = f.rcv.n;
+        pthread_mutex_unlock(&f.rcv.mu);
+    }
+    pthread_mutex_lock(&f.rcv.mu);
+    ck_assert_int_eq(f.rcv.n, 1);
+    ck_assert(!f.rcv.bad_signature);
+    pthread_mutex_unlock(&f.rcv.mu);
+    teardown(&f);
+}
+END_TEST
+
+/* Retention and webhook endpoints: an enabled endpoint (failing, not yet
+ * disabled) keeps the events it has not received from pruning; a disabled
+ * one keeps none, and the events of its tenant that pass the retention
+ * are skipped, reported as event.webhook.events_pruned (how many its
+ * types matched). Enabled again, it resumes after them: the next event is
+ * the first it gets. */
+static int count_events(fixture *f, const char *types, cJSON **out)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/v1/events?types=%s&limit=100", types);
+    cJSON *o = NULL;
+    ck_assert_int_eq(req(f, "GET", path, NULL, NULL, &o), 200);
+    int n = cJSON_GetArraySize(jget(o, "data"));
+    if (out != NULL)
+        *out = o;
+    else
+        cJSON_Delete(o);
+    return n;
+}
+
+static int64_t add_hook(fixture *f, char *secret, size_t cap)
+{
+    char body[512];
+    snprintf(body, sizeof body, "{\"url\":\"%s/hook\",\"types\":[\"event.probe.*\"]}",
+             ah_sim_url(f->hook_sim));
+    cJSON *o = NULL;
+    ck_assert_int_eq(req(f, "POST", "/v1/webhooks", NULL, body, &o), 201);
+    int64_t id = (int64_t)jget(o, "data.id")->valuedouble;
+    snprintf(secret, cap, "%s", jget(o, "data.secret")->valuestring);
+    cJSON_Delete(o);
+    return id;
+}
+
+static void hook_switch(fixture *f, int64_t id, const char *what)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/v1/webhooks/%lld/%s", (long long)id, what);
+    cJSON *o = NULL;
+    ck_assert_int_eq(req(f, "POST", path, NULL, "{}", &o), 200);
+    cJSON_Delete(o);
+}
+
+START_TEST(test_retention_and_webhook_cursors)
+{
+    fixture f;
+    setup(&f, 3);
+    f.rcv.fail_first = 1000000; /* every POST fails */
+    f.core->cfg.webhook_max_failures = 1000000;
+    char s1[96], s2[96];
+    int64_t on = add_hook(&f, s1, sizeof s1), off = add_hook(&f, s2, sizeof s2);
+    hook_switch(&f, off, "disable");
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(ah_core_publish(f.core, f.tenant_id, "event.probe.hit", NULL), 0);
+    ck_assert_int_eq(ah_core_publish(f.core, f.tenant_id, "event.other.thing", NULL), 0);
+    usleep(5000); /* the cutoff below is after every event's time */
+    int keep = f.core->cfg.events_retention_days;
+    f.core->cfg.events_retention_days = 0; /* everything so far is past retention */
+    ah_daemon_prune(f.core);
+    f.core->cfg.events_retention_days = keep;
+
+    /* Kept for the enabled endpoint; the disabled one skipped them, said. */
+    ck_assert_int_eq(count_events(&f, "event.probe.*", NULL), 3);
+    cJSON *o = NULL;
+    ck_assert_int_eq(count_events(&f, "event.webhook.events_pruned", &o), 1);
+    ck_assert_int_eq((int64_t)jget(o, "data.0.data.endpoint_id")->valuedouble, off);
+    ck_assert_int_eq(jget(o, "data.0.data.count")->valueint, 3);
+    cJSON_Delete(o);
+
+    /* Disabled too: nothing keeps them any more; its skip is reported. */
+    hook_switch(&f, on, "disable");
+    usleep(5000);
+    f.core->cfg.events_retention_days = 0;
+    ah_daemon_prune(f.core);
+    f.core->cfg.events_retention_days = keep;
+    ck_assert_int_eq(count_events(&f, "event.probe.*", NULL), 0);
+    ck_assert_int_eq(count_events(&f, "event.webhook.events_pruned", &o), 1);
+    ck_assert_int_eq((int64_t)jget(o, "data.0.data.endpoint_id")->valuedouble, on);
+    ck_assert_int_eq(jget(o, "data.0.data.count")->valueint, 3);
+    cJSON_Delete(o);
+
+    /* Enabled again, the second resumes after what it skipped. */
+    pthread_mutex_lock(&f.rcv.mu);
+    f.rcv.fail_first = 0;
+    f.rcv.calls = 0;
+    snprintf(f.rcv.secret, sizeof f.rcv.secret, "%s", s2);
+    pthread_mutex_unlock(&f.rcv.mu);
+    hook_switch(&f, off, "enable");
+    int64_t next = 0;
+    ck_assert_int_eq(f.core->store->ops->outbox_add(f.core->store, f.tenant_id,
+                                                    "event.probe.next", "{}", &next), 0);
+    int got = 0;
+    for (int i = 0; i < 100 && got < 1; i++) {
+        usleep(100 * 1000);
+        pthread_mutex_lock(&f.rcv.mu);
+        got = f.rcv.n;
+        pthread_mutex_unlock(&f.rcv.mu);
+    }
+    pthread_mutex_lock(&f.rcv.mu);
+    ck_assert_int_eq(f.rcv.n, 1);
+    ck_assert_int_eq(f.rcv.ids[0], next);
+    ck_assert(!f.rcv.bad_signature);
+    pthread_mutex_unlock(&f.rcv.mu);
+    teardown(&f);
+}
+END_TEST
+
 /* ---- idempotency --------------------------------------------------------------- */
 
 START_TEST(test_idempotency)
@@ -1510,6 +1694,73 @@ START_TEST(test_openapi_routes)
 }
 END_TEST
 
+/* GET /v1/events?types=... reads at most AH_EVENTS_SCAN_MAX events a
+ * request: past that many events the filter leaves out, the page ends
+ * empty with has_more and a next_cursor past them, so polling moves on
+ * (and no poll reads the whole log). Walking next_cursor finds the one
+ * matching event; the cursor then moves past the events after it that
+ * do not match, and an event added later is found: nothing is skipped. */
+static int64_t add_event(fixture *f, const char *topic)
+{
+    int64_t id = 0;
+    ck_assert_int_eq(f->core->store->ops->outbox_add(f->core->store, f->tenant_id, topic,
+                                                     "{}", &id), 0);
+    return id;
+}
+
+static long long page_of(fixture *f, long long after, int *n, bool *more, long long *first)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/v1/events?types=event.probe.*&limit=10&after=%lld", after);
+    cJSON *o = NULL;
+    ck_assert_int_eq(req(f, "GET", path, NULL, NULL, &o), 200);
+    *n = cJSON_GetArraySize(jget(o, "data"));
+    *more = cJSON_IsTrue(jget(o, "has_more"));
+    *first = *n > 0 ? (long long)jget(o, "data.0.cursor")->valuedouble : 0;
+    const cJSON *nc = jget(o, "next_cursor");
+    ck_assert(cJSON_IsString(nc));
+    long long next = strtoll(nc->valuestring, NULL, 10);
+    cJSON_Delete(o);
+    return next;
+}
+
+START_TEST(test_event_filter_bounded)
+{
+    fixture f;
+    setup(&f, 5);
+    int64_t before = add_event(&f, "event.noise.start");
+    for (int i = 0; i < AH_EVENTS_SCAN_MAX + 100; i++)
+        add_event(&f, "event.noise.tick");
+    int64_t hit = add_event(&f, "event.probe.hit");
+    int64_t tail = 0;
+    for (int i = 0; i < 3; i++)
+        tail = add_event(&f, "event.noise.tail");
+
+    int n;
+    bool more;
+    long long first;
+    long long next = page_of(&f, before, &n, &more, &first);
+    ck_assert_int_eq(n, 0);
+    ck_assert(more);
+    ck_assert_int_gt(next, before); /* moved on past what it read */
+    ck_assert_int_lt(next, hit);
+    next = page_of(&f, next, &n, &more, &first);
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(first, hit);
+    ck_assert(!more);
+    ck_assert_int_eq(next, tail); /* past the events after it that do not match */
+    long long again = page_of(&f, next, &n, &more, &first);
+    ck_assert_int_eq(n, 0);
+    ck_assert(!more);
+    ck_assert_int_eq(again, next);
+    int64_t late = add_event(&f, "event.probe.late");
+    next = page_of(&f, next, &n, &more, &first);
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(first, late);
+    teardown(&f);
+}
+END_TEST
+
 static Suite *events_suite(void)
 {
     Suite *s = suite_create("events_api");
@@ -1530,6 +1781,12 @@ tcase_add_test(tc, test_idempotent_replay_keeps_location);
     tcase_add_test(tc, test_webhook_patch_rotate_delete);
     tcase_add_test(tc, test_openapi_routes);
     suite_add_tcase(s, tc);
+    TCase *tl = tcase_create("log");
+    tcase_set_timeout(tl, 120);
+    tcase_add_test(tl, test_event_filter_bounded);
+    tcase_add_test(tl, test_webhook_secret_unopenable);
+    tcase_add_test(tl, test_retention_and_webhook_cursors);
+    suite_add_tcase(s, tl);
     /* The TypeScript example: only where it was built (check_typescript_example). */
     if (getenv("AH_TS_EXAMPLE") != NULL) {
         TCase *ts = tcase_create("typescript");

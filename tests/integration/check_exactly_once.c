@@ -1528,6 +1528,96 @@ START_TEST(bulk_item_unknown_settled)
 }
 END_TEST
 
+/* The status of item idx in a bulk report. */
+static const char *item_status(const cJSON *rep, int idx)
+{
+    return str_at(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(rep, "items"), idx),
+                  "status", NULL, NULL);
+}
+
+/* An id given twice in one job is sent once, even when its later copy's
+ * chunk runs before the earlier copy's (two instances or bus workers):
+ * another instance holds the claim of chunk 0, where the id's first copy
+ * (idx 10) is, while this one runs chunk 1 with its second copy (idx 60)
+ * and one more item after it (idx 61, another application). Once idx 61
+ * has run, idx 60 is still queued (it waits for idx 10) and nothing went
+ * to ERecruit for it; when chunk 0 is given back, the job ends with both
+ * copies succeeded and one stage move per application. */
+START_TEST(bulk_duplicate_sent_once)
+{
+    wfx f;
+    w_setup(&f, "erecruit");
+    w_sync(&f);
+    long s1 = er_open_submission(&f, 0), s2 = er_open_submission(&f, 1);
+    char a1[64], a2[64];
+    w_app_id(&f, s1, a1);
+    w_app_id(&f, s2, a2);
+    /* 62 items: a1 at 10 and 60, a2 at 61, unknown ids elsewhere (they
+     * fail not_found and send nothing). */
+    size_t cap = 8192, len = 0;
+    char *body = malloc(cap);
+    ck_assert_ptr_nonnull(body);
+    len += (size_t)snprintf(body + len, cap - len, "{\"stage_id\":4,\"application_ids\":[");
+    for (int i = 0; i < 62; i++) {
+        const char *id = i == 10 || i == 60 ? a1 : i == 61 ? a2 : "rec_000000000000000000000000";
+        len += (size_t)snprintf(body + len, cap - len, "%s\"%s\"", i ? "," : "", id);
+    }
+    snprintf(body + len, cap - len, "]}");
+    /* The job is made with the worker stopped, so that chunk 0 is claimed
+     * by "another instance" before this one looks at it. */
+    ah_bulk_stop(f.core);
+    unsigned long before = er_moves(&f);
+    answer a = post_as(f.base, "/v1/applications/bulk-stage", "w", "bulk-dup", body);
+    free(body);
+    ck_assert_msg(a.status == 202, "%ld %s", a.status, a.body);
+    cJSON *o = cJSON_Parse(a.body);
+    char job[64];
+    snprintf(job, sizeof job, "%s", str_at(o, "data", "id", NULL));
+    cJSON_Delete(o);
+    free(a.body);
+    char lease[96];
+    snprintf(lease, sizeof lease, "bulk:%s:0", job);
+    const char *names[] = {lease};
+    int64_t token = 0;
+    ck_assert_int_eq(f.core->store->ops->lease_claim(f.core->store, names, 1, "other-instance",
+                                                      600000, &token),
+                     0);
+    ck_assert_int_gt(token, 0);
+    char err[256];
+    ck_assert_msg(ah_bulk_start(f.core, err, sizeof err) == 0, "%s", err);
+
+    cJSON *rep = NULL;
+    for (int i = 0; i < 600; i++) {
+        rep = w_bulk_report(&f, job);
+        const char *st = item_status(rep, 61);
+        if (st != NULL && strcmp(st, "queued") != 0)
+            break;
+        cJSON_Delete(rep);
+        rep = NULL;
+        usleep(100000);
+    }
+    ck_assert_msg(rep != NULL, "item 61 never ran");
+    ck_assert_str_eq(item_status(rep, 61), "succeeded");
+    ck_assert_str_eq(item_status(rep, 10), "queued");
+    ck_assert_str_eq(item_status(rep, 60), "queued");
+    cJSON_Delete(rep);
+    ck_assert_uint_eq(er_moves(&f) - before, 1); /* a2's only */
+
+    ck_assert_int_eq(f.core->store->ops->lease_release(f.core->store, lease, token), 0);
+    bool finished = false;
+    rep = ah_bulk_wait(f.core, f.tenant_id, job, 60000, &finished);
+    ck_assert(finished);
+    char *t = cJSON_PrintUnformatted(rep);
+    ck_assert_msg(cJSON_GetObjectItemCaseSensitive(rep, "succeeded")->valueint == 3, "%s", t);
+    ck_assert_str_eq(item_status(rep, 10), "succeeded");
+    ck_assert_str_eq(item_status(rep, 60), "succeeded");
+    free(t);
+    cJSON_Delete(rep);
+    ck_assert_uint_eq(er_moves(&f) - before, 2); /* once per application */
+    w_teardown(&f);
+}
+END_TEST
+
 /* The plugin's own bulk reject (applications.bulk_reject through the bus)
  * answers item by item: ERecruit rejects both and every answer is lost, so
  * both items end outcome_unknown inside a 200. Each is kept as the
@@ -1723,6 +1813,10 @@ static Suite *exactly_once_suite(void)
     tcase_add_test(tw, settled_writes_pruned);
     tcase_add_test(tw, screened_step_unknown_settled);
     suite_add_tcase(s, tw);
+    TCase *tb = tcase_create("bulk");
+    tcase_set_timeout(tb, 120);
+    tcase_add_test(tb, bulk_duplicate_sent_once);
+    suite_add_tcase(s, tb);
     return s;
 }
 

@@ -536,6 +536,88 @@ START_TEST(test_intlog_redaction)
 }
 END_TEST
 
+/* A connection disabled with deliveries pending keeps them (they wait for
+ * it to be enabled again), but they are not due meanwhile: 1000 such
+ * connections, more than one tick kicks (256), do not keep an enabled
+ * one's retry from being kicked, whatever order the store lists them in. Their events failed first (provider down), so
+ * theirs are due before "live"'s retry, which fails once too; with its
+ * provider back it is delivered at a later tick. Enabled again, a
+ * disabled one receives its event. */
+START_TEST(test_event_retry_not_starved_by_disabled)
+{
+    char *dir = ah_t_tmpdir();
+    char extra[600];
+    snprintf(extra, sizeof extra, "flaky = %s/flaky.so\n", ah_t_env("AH_FIXTURE_DIR"));
+    ah_core *core = open_core_in(dir, extra, false);
+    int64_t tid, live, off[1000];
+    ck_assert_int_eq(core->store->ops->tenant_add(core->store, "acme", "h", &tid), 0);
+    for (int i = 0; i < 1000; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "d%d", i);
+        ck_assert_int_eq(core->store->ops->connection_add(core->store, tid, "flaky", name,
+                                                          "{\"down\":\"true\"}", &off[i]), 0);
+    }
+    ck_assert_int_eq(ah_conns_reload(core), 0);
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddNumberToObject(b, "seq", 1);
+    ck_assert_int_eq(ah_core_publish(core, tid, "event.status.changed", b), 0);
+    ah_bus_drain(core->bus);
+    for (int i = 0; i < 1000; i++) {
+        ck_assert_int_eq(core->store->ops->connection_set_enabled(core->store, off[i], false),
+                         0);
+        ck_assert_int_eq(core->store->ops->connection_update(core->store, off[i],
+                                                             "{\"down\":\"false\"}", NULL), 0);
+    }
+    ck_assert_int_eq(core->store->ops->connection_add(core->store, tid, "flaky", "live",
+                                                      "{\"down\":\"true\"}", &live), 0);
+    ck_assert_int_eq(ah_conns_reload(core), 0);
+    b = cJSON_CreateObject();
+    cJSON_AddNumberToObject(b, "seq", 2);
+    ck_assert_int_eq(ah_core_publish(core, tid, "event.status.changed", b), 0);
+    ah_bus_drain(core->bus);
+    ah_delivery_row d;
+    ck_assert_int_eq(core->store->ops->delivery_next(core->store, live, &d), AH_STORE_OK);
+    ck_assert_int_eq(d.attempts, 1); /* failed once: its retry waits */
+    ah_delivery_row_free(&d);
+    ck_assert_int_eq(core->store->ops->connection_update(core->store, live,
+                                                         "{\"down\":\"false\"}", NULL), 0);
+    ck_assert_int_eq(ah_conns_reload(core), 0);
+    handled h = {0};
+    for (int i = 0; i < 50 && h.n < 1; i++) {
+        ah_events_tick(core);
+        ah_bus_drain(core->bus);
+        h.n = 0;
+        core->store->ops->outbox_pending(core->store, 1000, collect_handled, &h);
+        if (h.n < 1)
+            usleep(100 * 1000);
+    }
+    ck_assert_int_eq(h.n, 1);
+    ck_assert_int_eq(h.seq[0], 2);
+    ck_assert_int_eq(core->store->ops->delivery_next(core->store, live, &d), AH_STORE_NOT_FOUND);
+    /* The disabled ones kept theirs; enabled again, one is delivered. */
+    for (int i = 0; i < 1000; i++) {
+        ck_assert_int_eq(core->store->ops->delivery_next(core->store, off[i], &d), AH_STORE_OK);
+        ah_delivery_row_free(&d);
+    }
+    ck_assert_int_eq(core->store->ops->connection_set_enabled(core->store, off[7], true), 0);
+    ck_assert_int_eq(ah_conns_reload(core), 0);
+    for (int i = 0; i < 50 && h.n < 2; i++) {
+        ah_events_tick(core);
+        ah_bus_drain(core->bus);
+        h.n = 0;
+        core->store->ops->outbox_pending(core->store, 1000, collect_handled, &h);
+        if (h.n < 2)
+            usleep(100 * 1000);
+    }
+    ck_assert_int_eq(h.n, 2);
+    ck_assert_int_eq(h.seq[1], 1);
+    ck_assert_int_eq(core->store->ops->delivery_next(core->store, off[7], &d), AH_STORE_NOT_FOUND);
+    ah_daemon_close(core);
+    ah_t_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
 static Suite *host_suite(void)
 {
     Suite *s = suite_create("host");
@@ -553,6 +635,10 @@ static Suite *host_suite(void)
     tcase_add_test(tc, test_event_delivery_waits_for_subscriber);
     tcase_add_test(tc, test_event_delivery_claimed_elsewhere);
     suite_add_tcase(s, tc);
+    TCase *dl = tcase_create("delivery");
+    tcase_set_timeout(dl, 60);
+    tcase_add_test(dl, test_event_retry_not_starved_by_disabled);
+    suite_add_tcase(s, dl);
     TCase *rest = tcase_create("rest");
     tcase_set_timeout(rest, 60);
     tcase_add_test(rest, test_rest_health_and_auth);

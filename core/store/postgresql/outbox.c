@@ -48,15 +48,23 @@ static const char *const q_sql[P_COUNT] = {
     [P_DEL_DONE] = "DELETE FROM deliveries WHERE connection_id = $1 AND outbox_id = $2",
     [P_DEL_RETRY] = "UPDATE deliveries SET attempts = attempts + 1, next_at = $3, last_error = $4 "
                     "WHERE connection_id = $1 AND outbox_id = $2",
-    [P_DEL_DUE] = "SELECT DISTINCT connection_id FROM deliveries WHERE next_at <= $1 LIMIT $2",
+    /* A disabled connection's deliveries wait for it to be enabled again
+     * (events.c) without moving: left out, or they would fill the due
+     * list at every tick and keep enabled connections' retries out. */
+    [P_DEL_DUE] = "SELECT DISTINCT d.connection_id FROM deliveries d JOIN connections c "
+                  "ON c.id = d.connection_id WHERE d.next_at <= $1 AND c.enabled LIMIT $2",
     [P_OUT_AFTER] = "SELECT id, tenant_id, topic, body, created_at FROM outbox "
                     "WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
     /* Pruning (ah_pg_outbox_prune): the oldest events below a bound, a
-     * batch at a time, except those a connection still has to receive;
-     * their webhook delivery lines go with them. */
+     * batch at a time, except those a connection or an enabled webhook
+     * endpoint still has to receive (a failing endpoint is disabled after
+     * max_failures, so that keeps them for a bounded time); their webhook
+     * delivery lines go with them. */
     [P_OUT_PRUNE] = "WITH gone AS (DELETE FROM outbox WHERE id IN (SELECT o.id FROM outbox o "
                     "WHERE o.id < $2 AND o.created_at < $1 AND NOT EXISTS (SELECT 1 FROM "
-                    "deliveries d WHERE d.outbox_id = o.id) ORDER BY o.id LIMIT $3) RETURNING id), "
+                    "deliveries d WHERE d.outbox_id = o.id) AND NOT EXISTS (SELECT 1 FROM "
+                    "webhook_endpoints e WHERE e.tenant_id = o.tenant_id AND e.enabled "
+                    "AND e.cursor < o.id) ORDER BY o.id LIMIT $3) RETURNING id), "
                     "wh AS (DELETE FROM webhook_deliveries w USING gone WHERE w.outbox_id = gone.id) "
                     "SELECT count(*) FROM gone",
     [P_OUT_SEEK] = "SELECT id, created_at FROM outbox WHERE id >= $1 ORDER BY id LIMIT 1",

@@ -24,7 +24,7 @@ static const char *const q_sql[Q_COUNT] = {
     [Q_BULK_ITEMS_QUEUED] = "SELECT " ITEM_COLS " FROM bulk_items WHERE job_id = ?1 "
                             "AND status = 'queued' ORDER BY idx",
     [Q_BULK_PRIOR] = "SELECT " ITEM_COLS " FROM bulk_items WHERE job_id = ?1 AND record_id = ?2 "
-                     "AND idx < ?3 AND status <> 'queued' ORDER BY idx LIMIT 1",
+                     "AND idx < ?3 ORDER BY idx LIMIT 1",
     [Q_BULK_ITEM_GET] = "SELECT " ITEM_COLS " FROM bulk_items WHERE job_id = ?1 AND idx = ?2",
     [Q_BULK_ITEM_SET] = "UPDATE bulk_items SET status = ?3, error_code = ?4, error_message = ?5, "
                         "operation = ?6 WHERE job_id = ?1 AND idx = ?2",

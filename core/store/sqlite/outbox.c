@@ -12,7 +12,9 @@
  * index (schema v15) rather than by reading every pending delivery. */
 #define OUT_PRUNABLE                                                                    \
     "SELECT o.id FROM outbox o WHERE o.id < ?2 AND o.created_at < ?1 AND NOT EXISTS "   \
-    "(SELECT 1 FROM deliveries d WHERE d.outbox_id = o.id) ORDER BY o.id LIMIT ?3"
+    "(SELECT 1 FROM deliveries d WHERE d.outbox_id = o.id) AND NOT EXISTS "             \
+    "(SELECT 1 FROM webhook_endpoints e WHERE e.tenant_id = o.tenant_id "               \
+    "AND e.enabled <> 0 AND e.cursor < o.id) ORDER BY o.id LIMIT ?3"
 
 /* This file's statements, by cache slot (sqlite_int.h). */
 static const char *const q_sql[Q_COUNT] = {
@@ -33,12 +35,18 @@ static const char *const q_sql[Q_COUNT] = {
     [Q_DEL_DONE] = "DELETE FROM deliveries WHERE connection_id = ?1 AND outbox_id = ?2",
     [Q_DEL_RETRY] = "UPDATE deliveries SET attempts = attempts + 1, next_at = ?3, last_error = ?4 "
                     "WHERE connection_id = ?1 AND outbox_id = ?2",
-    [Q_DEL_DUE] = "SELECT DISTINCT connection_id FROM deliveries WHERE next_at <= ?1 LIMIT ?2",
+    /* A disabled connection's deliveries wait for it to be enabled again
+     * (events.c) without moving: left out, or they would fill the due
+     * list at every tick and keep enabled connections' retries out. */
+    [Q_DEL_DUE] = "SELECT DISTINCT d.connection_id FROM deliveries d JOIN connections c "
+                  "ON c.id = d.connection_id WHERE d.next_at <= ?1 AND c.enabled <> 0 LIMIT ?2",
     [Q_OUT_AFTER] = "SELECT id, tenant_id, topic, body, created_at FROM outbox "
                     "WHERE tenant_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
     /* Pruning (ah_sq_outbox_prune): the oldest events below a bound, a
-     * batch at a time, except those a connection still has to receive;
-     * their webhook delivery lines go with them. */
+     * batch at a time, except those a connection or an enabled webhook
+     * endpoint still has to receive (a failing endpoint is disabled after
+     * max_failures, so that keeps them for a bounded time); their webhook
+     * delivery lines go with them. */
     [Q_OUT_PRUNE] = "DELETE FROM outbox WHERE id IN (" OUT_PRUNABLE ")",
     [Q_OUT_PRUNE_WH] = "DELETE FROM webhook_deliveries WHERE outbox_id IN (" OUT_PRUNABLE ")",
     [Q_OUT_SEEK] = "SELECT id, created_at FROM outbox WHERE id >= ?1 ORDER BY id LIMIT 1",
