@@ -674,6 +674,48 @@ START_TEST(test_enable_several_in_one_call)
 }
 END_TEST
 
+/* An enable without "integrations" takes the stored requests still
+ * REQUESTED: one enabled before must not be among them (LinkedIn refuses
+ * the whole batch for an already enabled one), so a type requested later
+ * is enabled alone, and the store shows both enabled. */
+START_TEST(test_enable_later_request_skips_enabled)
+{
+    fixture f;
+    setup_types(&f, "APPLY_CONNECT");
+    provision(&f);
+    cJSON *a = widget_request(&f, "APPLY_WITH_LINKEDIN");
+    cJSON *r = call_ok(&f, "onboarding.enable", "{\"integrationName\":\"Acme AWLI\"}");
+    ck_assert_int_eq(cJSON_GetObjectItem(r, "enabled")->valueint, 1);
+    cJSON_Delete(r);
+    r = call_ok(&f, "onboarding.request", NULL);
+    ck_assert_str_eq(status_of(r, "APPLY_WITH_LINKEDIN"), "ENABLED");
+    cJSON_Delete(r);
+
+    cJSON *b = widget_request(&f, "APPLY_CONNECT");
+    r = call_ok(&f, "onboarding.enable", "{\"integrationName\":\"Acme Apply Connect\"}");
+    ck_assert_int_eq(cJSON_GetObjectItem(r, "enabled")->valueint, 1);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r, "integrations")), 1);
+    ck_assert_str_eq(str_of(cJSON_GetArrayItem(cJSON_GetObjectItem(r, "integrations"), 0),
+                            "integrationType"),
+                     "APPLY_CONNECT");
+    cJSON_Delete(r);
+    r = call_ok(&f, "onboarding.request", NULL);
+    ck_assert_str_eq(status_of(r, "APPLY_WITH_LINKEDIN"), "ENABLED");
+    ck_assert_str_eq(status_of(r, "APPLY_CONNECT"), "ENABLED");
+    cJSON_Delete(r);
+    /* Nothing left to enable: the seed's 200/404 row, LinkedIn not called. */
+    ah_li_sim_stats s0, s1;
+    ah_li_sim_get_stats(f.li, &s0);
+    call_err(&f, "onboarding.enable", "{\"integrationName\":\"Acme\"}", "li_no_request_found",
+             NULL);
+    ah_li_sim_get_stats(f.li, &s1);
+    ck_assert_uint_eq(s1.enable_calls, s0.enable_calls);
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    teardown(&f);
+}
+END_TEST
+
 START_TEST(test_expired_token_renewed_once)
 {
     fixture f;
@@ -944,6 +986,7 @@ static Suite *li_suite(void)
     tcase_add_test(tc, test_request_wrong_shape_refused);
     tcase_add_test(tc, test_enable_one_then_verify);
     tcase_add_test(tc, test_enable_several_in_one_call);
+    tcase_add_test(tc, test_enable_later_request_skips_enabled);
     tcase_add_test(tc, test_expired_token_renewed_once);
     suite_add_tcase(s, tc);
     TCase *rows = tcase_create("error_rows");
