@@ -439,6 +439,45 @@ static cJSON *application_of(fx *f, const char *app)
     return fields;
 }
 
+/* TopCV's candidate id keys the candidate record: one that cannot be kept
+ * whole (over 128 characters) is refused with nothing stored, so two
+ * long ids sharing a prefix never become one candidate; ids that fit stay
+ * apart however alike. */
+START_TEST(test_candidate_id_bounded)
+{
+    fx f;
+    setup(&f);
+    configure(&f);
+    char a[200], b[200], app[64];
+    memset(a, 'C', 154);
+    memcpy(b, a, 154);
+    a[154] = 'A';
+    b[154] = 'B';
+    a[155] = b[155] = '\0';
+    ck_assert_int_eq(ah_topcv_sim_apply_as(f.tc, "9001", "Sales Manager", a, "Long A", NULL, "cv",
+                                           app),
+                     400);
+    ck_assert_int_eq(ah_topcv_sim_apply_as(f.tc, "9001", "Sales Manager", b, "Long B", NULL, "cv",
+                                           app),
+                     400);
+    ck_assert_int_eq(records(&f, "candidate"), 0);
+    ck_assert_int_eq(records(&f, "application"), 0);
+    ck_assert_int_eq(records(&f, "attachment"), 0);
+    a[127] = 'A';
+    b[127] = 'B';
+    a[128] = b[128] = '\0';
+    ck_assert_int_eq(ah_topcv_sim_apply_as(f.tc, "9001", "Sales Manager", a, "Fits A", NULL, "cv",
+                                           app),
+                     200);
+    ck_assert_int_eq(ah_topcv_sim_apply_as(f.tc, "9001", "Sales Manager", b, "Fits B", NULL, "cv",
+                                           app),
+                     200);
+    ck_assert_int_eq(records(&f, "candidate"), 2);
+    ck_assert_int_eq(records(&f, "application"), 2);
+    teardown(&f);
+}
+END_TEST
+
 START_TEST(test_link_and_cvs)
 {
     fx f;
@@ -670,6 +709,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_post_approve_reject_update);
     tcase_add_test(tc, test_job_events_redelivered_and_out_of_order);
     tcase_add_test(tc, test_link_and_cvs);
+    tcase_add_test(tc, test_candidate_id_bounded);
     tcase_add_test(tc, test_webhook_refusals_and_disconnect);
     tcase_add_test(tc, test_webhook_token_not_logged);
     suite_add_tcase(s, tc);

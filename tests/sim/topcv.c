@@ -481,6 +481,13 @@ int ah_topcv_sim_apply(ah_topcv_sim *t, const char *job_id, const char *job_titl
                        const char *name, const char *email, const char *cv_text,
                        char *app_id_out)
 {
+    return ah_topcv_sim_apply_as(t, job_id, job_title, NULL, name, email, cv_text, app_id_out);
+}
+
+int ah_topcv_sim_apply_as(ah_topcv_sim *t, const char *job_id, const char *job_title,
+                          const char *cand_id, const char *name, const char *email,
+                          const char *cv_text, char *app_id_out)
+{
     char app[64], cand[64], now[32];
     now_iso(now, 0);
     pthread_mutex_lock(&t->mu);
@@ -499,7 +506,7 @@ int ah_topcv_sim_apply(ah_topcv_sim *t, const char *job_id, const char *job_titl
     if (title != NULL)
         cJSON_AddStringToObject(data, "job_title", title);
     cJSON_AddStringToObject(data, "applied_at", now);
-    cJSON_AddStringToObject(c, "id", cand);
+    cJSON_AddStringToObject(c, "id", cand_id != NULL ? cand_id : cand);
     cJSON_AddStringToObject(c, "name", name);
     if (email != NULL)
         cJSON_AddStringToObject(c, "email", email);
