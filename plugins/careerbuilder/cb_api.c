@@ -11,8 +11,6 @@
 #include "cb.h"
 
 #define CB_PATH "/corporate/CandidateStatus"
-/* A server that ignores `page` would make the walk endless. */
-#define CB_MAX_PAGES 1000
 
 static const char *const json_headers[] = {"Content-Type: application/json",
                                            "Accept: application/json", NULL};
@@ -167,44 +165,50 @@ int cb_status_stored(ah_call *call, const cJSON *status)
 {
     const char *account = call->host->json_string(status, "account", 256);
     const char *email = call->host->json_string(status, "candidate_email", 1024);
+    const char *date = call->host->json_string(status, "status_date", 32);
     if (account == NULL || email == NULL)
         return -1;
-    for (int page = 1; page <= CB_MAX_PAGES; page++) {
-        ah_buf url = {0};
-        ah_buf_puts(&url, CB_PATH "/");
-        ah_buf_url(&url, call->host, account);
-        ah_buf_puts(&url, "/");
-        ah_buf_url(&url, call->host, email);
-        ah_buf_printf(&url, "?results_per_page=100&page=%d", page);
-        if (url.oom) {
-            ah_buf_free(&url);
-            return -1;
-        }
-        ah_http_response r;
-        ah_result rc = cb_request(call, "GET", url.s, NULL, 0, 0, &r);
+    /* One GET as the seed documents it (results_per_page, status_date; it
+     * has no paging): the candidate's statuses dated from ours on
+     * (status_date means "after": one second earlier), at most
+     * CB_MAX_PER_PAGE of them. A full answer without ours cannot tell. */
+    time_t t;
+    char since[AH_UTC_LEN] = "";
+    if (date != NULL && cb_date_parse(date, &t) && !ah_utc_format(t - 1, since, sizeof since))
+        since[0] = '\0';
+    ah_buf url = {0};
+    ah_buf_puts(&url, CB_PATH "/");
+    ah_buf_url(&url, call->host, account);
+    ah_buf_puts(&url, "/");
+    ah_buf_url(&url, call->host, email);
+    ah_buf_printf(&url, "?results_per_page=%d", CB_MAX_PER_PAGE);
+    ah_buf_query(&url, call->host, "status_date", since[0] ? since : NULL);
+    if (url.oom) {
         ah_buf_free(&url);
-        if (rc != AH_OK)
-            return -1;
-        cJSON *arr = r.status == 200 ? call->host->json_parse(r.body, r.body_len) : NULL;
-        call->host->http_response_free(&r);
-        if (!cJSON_IsArray(arr)) {
-            cJSON_Delete(arr);
-            return -1;
-        }
-        int n = cJSON_GetArraySize(arr);
-        const cJSON *it;
-        cJSON_ArrayForEach(it, arr)
-        {
-            if (same_status(it, status)) {
-                cJSON_Delete(arr);
-                return 1;
-            }
-        }
-        cJSON_Delete(arr);
-        if (n < 100)
-            return 0;
+        return -1;
     }
-    return -1;
+    ah_http_response r;
+    ah_result rc = cb_request(call, "GET", url.s, NULL, 0, 0, &r);
+    ah_buf_free(&url);
+    if (rc != AH_OK)
+        return -1;
+    cJSON *arr = r.status == 200 ? call->host->json_parse(r.body, r.body_len) : NULL;
+    call->host->http_response_free(&r);
+    if (!cJSON_IsArray(arr)) {
+        cJSON_Delete(arr);
+        return -1;
+    }
+    int n = cJSON_GetArraySize(arr);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr)
+    {
+        if (same_status(it, status)) {
+            cJSON_Delete(arr);
+            return 1;
+        }
+    }
+    cJSON_Delete(arr);
+    return n < CB_MAX_PER_PAGE ? 0 : -1;
 }
 
 /* Settles a PUT sent whose answer did not say what happened (`outcome` the
@@ -390,7 +394,10 @@ ah_result cb_op_get(ah_call *call, const cJSON *body, cJSON **reply)
                            "an email of at most " AH_STR(CB_MAX_EMAIL) " characters");
     if (check_account(call, c, body) != AH_OK)
         return AH_ERR;
-    long per_page = 10; /* the seed's default */
+    /* The seed's GET has no paging: one request answers at most
+     * results_per_page statuses. By default atshub asks for the most it
+     * asks (the seed's own default is 10). */
+    long per_page = CB_MAX_PER_PAGE;
     const cJSON *rpp = cJSON_GetObjectItemCaseSensitive(body, "results_per_page");
     if (rpp != NULL && !cJSON_IsNull(rpp)) {
         char *end = NULL;
@@ -419,44 +426,34 @@ ah_result cb_op_get(ah_call *call, const cJSON *body, cJSON **reply)
         rc = call->host->fail(call, AH_E_INTERNAL, 0, "out of memory");
         goto done;
     }
-    int page = 1;
-    for (;; page++) {
-        if (page > CB_MAX_PAGES) {
-            rc = call->host->fail(call, AH_E_UPSTREAM, 502,
-                                  "CareerBuilder returned more than %d pages", CB_MAX_PAGES);
-            goto done;
-        }
-        ah_buf url = {0};
-        ah_buf_puts(&url, CB_PATH "/");
-        ah_buf_url(&url, call->host, c->account);
-        ah_buf_puts(&url, "/");
-        ah_buf_url(&url, call->host, email);
-        ah_buf_printf(&url, "?results_per_page=%ld&page=%d", per_page, page);
-        ah_buf_query(&url, call->host, "status_date", cJSON_IsString(date) ? date->valuestring : NULL);
-        if (ah_buf_check(call, &url) != AH_OK) {
-            ah_buf_free(&url);
-            rc = AH_ERR;
-            goto done;
-        }
-        ah_http_response r;
-        rc = cb_request(call, "GET", url.s, NULL, 0, 0, &r);
+    ah_buf url = {0};
+    ah_buf_puts(&url, CB_PATH "/");
+    ah_buf_url(&url, call->host, c->account);
+    ah_buf_puts(&url, "/");
+    ah_buf_url(&url, call->host, email);
+    ah_buf_printf(&url, "?results_per_page=%ld", per_page);
+    ah_buf_query(&url, call->host, "status_date", cJSON_IsString(date) ? date->valuestring : NULL);
+    if (ah_buf_check(call, &url) != AH_OK) {
         ah_buf_free(&url);
-        if (rc != AH_OK)
-            goto done;
-        int n = take_array(call, &r, all);
-        call->host->http_response_free(&r);
-        if (n < 0) {
-            rc = AH_ERR;
-            goto done;
-        }
-        /* A short page is the last; so is one larger than asked for (a
-         * server that does not page). */
-        if (n != per_page)
-            break;
+        rc = AH_ERR;
+        goto done;
+    }
+    ah_http_response r;
+    rc = cb_request(call, "GET", url.s, NULL, 0, 0, &r);
+    ah_buf_free(&url);
+    if (rc != AH_OK)
+        goto done;
+    int n = take_array(call, &r, all);
+    call->host->http_response_free(&r);
+    if (n < 0) {
+        rc = AH_ERR;
+        goto done;
     }
     cJSON *out = cJSON_CreateObject();
+    /* A full answer may have left statuses out (the seed gives no total):
+     * the caller narrows with status_date. */
     if (out == NULL || !cJSON_AddItemToObject(out, "data", all) ||
-        cJSON_AddNumberToObject(out, "pages", page) == NULL) {
+        cJSON_AddBoolToObject(out, "complete", n < per_page) == NULL) {
         if (out != NULL && cJSON_GetObjectItemCaseSensitive(out, "data") == all)
             all = NULL;
         cJSON_Delete(out);

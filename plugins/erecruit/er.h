@@ -19,6 +19,11 @@
 #define ER_VERSION "1.0.0"
 /** Longest id (remote id, stage id, ...) accepted, in bytes. */
 #define ER_ID_MAX 128
+/** Longest cursor taken back ("cursor" of the streams and the enhanced
+ *  batch), in bytes. ERecruit's next_cursor is opaque, of no documented
+ *  length: one longer than this is refused when it arrives, never passed on
+ *  to be saved and then refused as an argument. */
+#define ER_CURSOR_MAX 8192
 /** Paths of the ERecruit API, relative to base_url. */
 #define ER_API "/api/v2"
 
@@ -178,8 +183,9 @@ typedef cJSON *(*er_map_fn)(const cJSON *item, const er_map_opts *o);
  *  (see er_map_id; the others are skipped). False when arr is NULL or
  *  memory ran out. */
 bool er_map_items(cJSON *arr, const cJSON *data, er_map_fn map, const er_map_opts *o);
-/** The "data" array and "next_cursor" (absent, null or a string) of a
- *  page; false when the page does not have that shape. */
+/** The "data" array and "next_cursor" (absent, null or a string of at most
+ *  ER_CURSOR_MAX bytes) of a page; false when the page does not have that
+ *  shape. */
 bool er_page_parts(const cJSON *page, const cJSON **data, const cJSON **next);
 
 /* ------------------------------------------------------------------ */

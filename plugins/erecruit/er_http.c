@@ -329,5 +329,6 @@ bool er_page_parts(const cJSON *page, const cJSON **data, const cJSON **next)
     *data = cJSON_GetObjectItemCaseSensitive(page, "data");
     *next = cJSON_GetObjectItemCaseSensitive(page, "next_cursor");
     return cJSON_IsArray(*data) &&
-           (*next == NULL || cJSON_IsNull(*next) || cJSON_IsString(*next));
+           (*next == NULL || cJSON_IsNull(*next) ||
+            (cJSON_IsString(*next) && strlen((*next)->valuestring) <= ER_CURSOR_MAX));
 }

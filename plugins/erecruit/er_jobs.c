@@ -7,7 +7,6 @@
 #include "er.h"
 
 #define ER_EXPAND "expand=custom_fields,hiring_team"
-#define ER_CURSOR_MAX 2048
 
 static ah_result get_position(ah_call *call, const cJSON *body, bool enhanced, cJSON **reply)
 {
@@ -54,7 +53,9 @@ ah_result er_job_enhanced_batch(ah_call *call, const cJSON *body, cJSON **reply)
     if (!er_page_parts(page, &data, &next)) {
         cJSON_Delete(page);
         return call->host->fail(call, AH_E_UPSTREAM, 502,
-                                "ERecruit sent a positions page without a data array");
+                                "ERecruit sent a positions page without a data array, or "
+                                "with a next_cursor that is not a string of at most " AH_STR(
+                                    ER_CURSOR_MAX) " bytes (the most atshub takes back)");
     }
     cJSON *out = cJSON_CreateObject();
     bool ok = out != NULL &&

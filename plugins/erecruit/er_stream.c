@@ -11,7 +11,6 @@
 
 #include "er.h"
 
-#define ER_CURSOR_MAX 2048
 #define ER_TIME_MAX 64
 /* Keeps the query string (and ERecruit's IN list) reasonable. */
 #define ER_JOB_IDS_MAX 100
@@ -171,7 +170,9 @@ static ah_result stream_page(ah_call *call, const cJSON *body, const char *colle
         free(text);
         cJSON_Delete(page);
         return h->fail(call, AH_E_UPSTREAM, 502,
-                       "ERecruit sent a %s page without a data array or with a bad next_cursor",
+                       "ERecruit sent a %s page without a data array, or with a next_cursor "
+                       "that is not a string of at most " AH_STR(ER_CURSOR_MAX)
+                       " bytes (the most atshub takes back); nothing of it was kept",
                        collection);
     }
     er_map_opts o = er_opts(call);

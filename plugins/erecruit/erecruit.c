@@ -227,7 +227,7 @@ static const ah_field_spec er_f_none[] = {ER_F_END};
 
 static const ah_field_spec er_f_stream[] = {
     ER_F_STR("updated_after", 64, "ISO-8601 UTC time: records changed after it"),
-    ER_F_STR("cursor", 2048, "the next_cursor of the previous page"),
+    ER_F_STR("cursor", ER_CURSOR_MAX, "the next_cursor of the previous page"),
     {.name = "per_page", .type = AH_FIELD_INTEGER, .min = 1, .max = 500,
      .help = "records per page (default: the per_page setting)"},
     ER_F_END,
@@ -235,7 +235,7 @@ static const ah_field_spec er_f_stream[] = {
 
 static const ah_field_spec er_f_stream_jobs[] = {
     ER_F_STR("updated_after", 64, "ISO-8601 UTC time: records changed after it"),
-    ER_F_STR("cursor", 2048, "the next_cursor of the previous page"),
+    ER_F_STR("cursor", ER_CURSOR_MAX, "the next_cursor of the previous page"),
     {.name = "per_page", .type = AH_FIELD_INTEGER, .min = 1, .max = 500,
      .help = "records per page (default: the per_page setting)"},
     {.name = "statuses", .type = AH_FIELD_STRINGS, .max_item = 15,
@@ -245,7 +245,7 @@ static const ah_field_spec er_f_stream_jobs[] = {
 
 static const ah_field_spec er_f_stream_apps[] = {
     ER_F_STR("updated_after", 64, "ISO-8601 UTC time: records changed after it"),
-    ER_F_STR("cursor", 2048, "the next_cursor of the previous page"),
+    ER_F_STR("cursor", ER_CURSOR_MAX, "the next_cursor of the previous page"),
     {.name = "per_page", .type = AH_FIELD_INTEGER, .min = 1, .max = 500,
      .help = "records per page (default: the per_page setting)"},
     {.name = "job_ids", .type = AH_FIELD_IDS, .max_size = 100, .max_item = ER_ID_MAX - 1,
@@ -288,7 +288,7 @@ static const ah_field_spec er_f_job[] = {
 static const ah_field_spec er_f_job_batch[] = {
     {.name = "limit", .type = AH_FIELD_INTEGER, .min = 1, .max = 500,
      .help = "positions per page (default: the per_page setting)"},
-    ER_F_STR("cursor", 2048, "the next_cursor of the previous page"),
+    ER_F_STR("cursor", ER_CURSOR_MAX, "the next_cursor of the previous page"),
     ER_F_END,
 };
 

@@ -210,14 +210,9 @@ static int check_source(erp_req *r, const cJSON *body)
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(body, "source_name");
     if (!cJSON_IsString(s) || s->valuestring == NULL)
         return 0;
-    const char *v = s->valuestring;
-    size_t n = strlen(v);
-    while (*v == ' ' || *v == '\t') {
-        v++;
-        n--;
-    }
-    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
-        n--;
+    /* Trimmed as the validation trims it ("Main_ERP\r\n" names Main_ERP). */
+    size_t n;
+    const char *v = erp_trim(s->valuestring, &n);
     if (n == 0)
         return 0; /* empty: MISSING_FIELD from the validation */
     if (strlen(r->src->connection) == n && strncmp(v, r->src->connection, n) == 0)

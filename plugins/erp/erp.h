@@ -86,6 +86,10 @@ extern const char *const erp_job_types[];       /* FULL_TIME, PART_TIME, ... */
 extern const char *const erp_workplace_types[]; /* ON_SITE, REMOTE, HYBRID */
 extern const char *const erp_statuses[];        /* DRAFT, PUBLISHED, CLOSED, ARCHIVED */
 
+/** The span of s without leading and trailing blanks (isspace: space, tab,
+ *  CR, LF, VT, FF): the one trim of every trimmed field, so that a value is
+ *  compared as it is validated and stored. Returns the start; *len its length. */
+const char *erp_trim(const char *s, size_t *len);
 /** True for an absolute http:// or https:// URL with a host, an optional
  *  port, no userinfo and no blanks or control characters. */
 bool erp_url_valid(const char *url);

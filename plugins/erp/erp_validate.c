@@ -86,15 +86,23 @@ int erp_fail(erp_error *err, int status, const char *code, const char *field, co
 /* Small pure helpers                                                        */
 /* ------------------------------------------------------------------------ */
 
-/* A trimmed copy of s (ASCII blanks); NULL on OOM. */
-static char *trimmed(const char *s)
+const char *erp_trim(const char *s, size_t *len)
 {
     while (*s != '\0' && isspace((unsigned char)*s))
         s++;
     size_t n = strlen(s);
     while (n > 0 && isspace((unsigned char)s[n - 1]))
         n--;
-    return strndup(s, n);
+    *len = n;
+    return s;
+}
+
+/* A trimmed copy of s (erp_trim); NULL on OOM. */
+static char *trimmed(const char *s)
+{
+    size_t n;
+    const char *t = erp_trim(s, &n);
+    return strndup(t, n);
 }
 
 const char *erp_enum_normalise(const char *in, const char *const *allowed)

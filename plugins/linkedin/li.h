@@ -57,6 +57,11 @@ typedef struct li_conn {
 /* Records kept per connection (host record store). */
 #define LI_REC_APP "li_app"
 #define LI_REC_REQUEST "li_request"
+/* At most this many li_request records per connection: the callback is
+ * open to whoever holds the page's URL and records are never deleted, and
+ * enable/verify without "integrations" send every stored one in one batch
+ * of at most 20 (li_api.c). */
+#define LI_MAX_REQUESTS 20
 
 /* --- li_api.c: the LinkedIn APIs ------------------------------------------ */
 ah_result li_op_provision(ah_call *call, const cJSON *body, cJSON **reply);

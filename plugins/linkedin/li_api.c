@@ -449,7 +449,16 @@ static ah_result enable(ah_call *call, const cJSON *body, bool settle, cJSON **r
         if (res != NULL && err == NULL && (!cJSON_IsNumber(s) || (s->valueint >= 200 && s->valueint < 300))) {
             cJSON_AddBoolToObject(o, "enabled", true);
             cJSON_AddNumberToObject(o, "status", cJSON_IsNumber(s) ? s->valueint : 204);
-            li_note_status(call, items[i].ctx, items[i].type, items[i].tt, NULL, name);
+            /* No longer REQUESTED: kept as it was, a later enable without
+             * "integrations" would send it again and LinkedIn refuses the
+             * whole batch ("already enabled"). The guide: enabling turns a
+             * request ENABLED; PARTNER_READY (RSC only) waits for the
+             * customer. A verify stores what LinkedIn then says. */
+            li_note_status(call, items[i].ctx, items[i].type, items[i].tt,
+                           strncmp(items[i].type, "RECRUITER_SYSTEM_CONNECT", 24) == 0
+                               ? "PARTNER_READY"
+                               : "ENABLED",
+                           name);
             ok++;
         } else {
             cJSON_AddBoolToObject(o, "enabled", false);

@@ -6,6 +6,7 @@
  * the configuration widget on a page atshub serves, enable and verify from
  * the server (README.md).
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,6 +145,76 @@ static ah_result put_request(ah_call *call, const cJSON *fields)
     return r;
 }
 
+/* The guide's format of integrationContext, urn:li:organization:{id} (its
+ * sample id is "4gX03uw"): anything else is refused before it is stored,
+ * for LinkedIn would refuse it, and a stored one rides along in every
+ * enable and verify without "integrations". */
+static bool context_ok(const char *ctx)
+{
+    static const char prefix[] = "urn:li:organization:";
+    if (strncmp(ctx, prefix, sizeof prefix - 1) != 0 || ctx[sizeof prefix - 1] == '\0')
+        return false;
+    for (const char *p = ctx + sizeof prefix - 1; *p; p++)
+        if (!isalnum((unsigned char)*p))
+            return false;
+    return true;
+}
+
+/* tenantType: the guide lists no values, only its sample's JOBS; an enum
+ * name of LinkedIn's (JOBS, RECRUITER) is upper-case letters, digits, '_'. */
+static bool tenant_type_ok(const char *tt)
+{
+    if (*tt == '\0')
+        return false;
+    for (; *tt; tt++)
+        if (!isupper((unsigned char)*tt) && !isdigit((unsigned char)*tt) && *tt != '_')
+            return false;
+    return true;
+}
+
+/* Whether storing `integrations` keeps the connection within
+ * LI_MAX_REQUESTS: those already stored (a repeated click) count once. */
+static ah_result check_room(ah_call *call, const cJSON *integrations)
+{
+    const ah_host_api *h = call->host;
+    cJSON *rows = h->record_find(call, LI_REC_REQUEST, "connection",
+                                 call->connection != NULL ? call->connection : "", 0, 1000);
+    if (rows == NULL)
+        return h->fail(call, "store_unavailable", 500, "cannot read the stored requests");
+    int count = cJSON_GetArraySize(rows);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, integrations) {
+        char *id = request_id(h->json_string(it, "integrationContext", 256),
+                              h->json_string(it, "integrationType", 64),
+                              h->json_string(it, "tenantType", 64));
+        bool known = false;
+        const cJSON *r;
+        cJSON_ArrayForEach(r, rows) {
+            const char *rid = h->json_string(r, "remote_id", 512);
+            if (id != NULL && rid != NULL && strcmp(rid, id) == 0)
+                known = true;
+        }
+        /* Also an earlier item of this same list. */
+        for (const cJSON *p = integrations->child; !known && p != it; p = p->next) {
+            char *pid = request_id(h->json_string(p, "integrationContext", 256),
+                                   h->json_string(p, "integrationType", 64),
+                                   h->json_string(p, "tenantType", 64));
+            known = id != NULL && pid != NULL && strcmp(pid, id) == 0;
+            free(pid);
+        }
+        free(id);
+        if (!known)
+            count++;
+    }
+    cJSON_Delete(rows);
+    if (count > LI_MAX_REQUESTS)
+        return h->fail(call, AH_E_CONFLICT, 409,
+                       "atshub keeps at most %d integration requests per connection (what one "
+                       "enable or verify sends to LinkedIn); these would make %d",
+                       LI_MAX_REQUESTS, count);
+    return AH_OK;
+}
+
 ah_result li_store_requests(ah_call *call, const cJSON *integrations, cJSON **stored)
 {
     const ah_host_api *h = call->host;
@@ -166,12 +237,23 @@ ah_result li_store_requests(ah_call *call, const cJSON *integrations, cJSON **st
             return li_fail_row(call, li_error_by_code(LI_API_ENABLE, "li_key_parts_incomplete"),
                                "each integration needs integrationContext, integrationType and "
                                "tenantType (strings)");
-        if (c != NULL && !list_has(c->types, type))
+        if (!context_ok(ctx))
+            return li_fail_row(call,
+                               li_error_by_code(LI_API_VERIFY, "li_invalid_integration_context"),
+                               "integrationContext must be urn:li:organization:{id} (letters and "
+                               "digits)");
+        if (!tenant_type_ok(tt))
+            return li_fail_row(call, li_error_by_code(LI_API_VERIFY, "li_key_parts_incomplete"),
+                               "tenantType must be LinkedIn's value, such as JOBS or RECRUITER "
+                               "(upper-case letters, digits, '_')");
+        if (!li_known_type(type) || (c != NULL && !list_has(c->types, type)))
             return h->fail(call, AH_E_INVALID, 400,
                            "integrationType '%s' is not offered to this tenant (integration_types: "
                            "%s)",
-                           type, c->types);
+                           type, c != NULL ? c->types : LI_TYPE_AWLI);
     }
+    if (check_room(call, integrations) != AH_OK)
+        return AH_ERR;
     char now[AH_UTC_LEN];
     if (!ah_utc_now(now, sizeof now))
         return h->fail(call, AH_E_INTERNAL, 0, "the clock is outside 0001..9999");

@@ -162,6 +162,12 @@ ah_result tc_cv_received(ah_call *call, const char *event_id, const cJSON *data,
         return h->fail(call, AH_E_INVALID, 400,
                        "data.cv needs file_name and content_base64 (base64, at most %u characters)",
                        TC_CV_MAX);
+    /* candidate.id keys the candidate record ("topcv-<id>"): bounded like
+     * the other ids, so that no two ids ever share one record. */
+    const char *cid = tc_text(cand, "id", cbuf, sizeof cbuf);
+    if (cid != NULL && (*cid == '\0' || strlen(cid) > 128))
+        return h->fail(call, AH_E_INVALID, 400,
+                       "data.candidate.id must be 1..128 characters when given");
     /* The same application delivered again: already here, nothing more. */
     if (duplicate(call, app, out) == AH_OK)
         return AH_OK;
@@ -183,7 +189,7 @@ ah_result tc_cv_received(ah_call *call, const char *event_id, const cJSON *data,
     }
 
     /* The candidate, by TopCV's candidate id (one person, many applications). */
-    const char *tc_cand = tc_text(cand, "id", cbuf, sizeof cbuf);
+    const char *tc_cand = cid;
     char cand_remote[160], cand_id[TC_ID_LEN], cv_id[TC_ID_LEN] = "", app_id[TC_ID_LEN] = "";
     snprintf(cand_remote, sizeof cand_remote, "topcv-%s", tc_cand != NULL ? tc_cand : app);
     cJSON *cf = cJSON_CreateObject();

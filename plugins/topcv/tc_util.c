@@ -31,6 +31,60 @@ const char *tc_text(const cJSON *obj, const char *key, char *buf, size_t len)
     return NULL;
 }
 
+static bool tc_digits(const char *s, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+bool tc_time_ms(const char *s, long long *ms)
+{
+    int y, mo, d, h, mi, se;
+    if (s == NULL || strlen(s) < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' ||
+        s[13] != ':' || s[16] != ':' || !tc_digits(s, 4, &y) || !tc_digits(s + 5, 2, &mo) ||
+        !tc_digits(s + 8, 2, &d) || !tc_digits(s + 11, 2, &h) || !tc_digits(s + 14, 2, &mi) ||
+        !tc_digits(s + 17, 2, &se) || y < 1 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 ||
+        mi > 59 || se > 60)
+        return false;
+    const char *p = s + 19;
+    int frac = 0, scale = 1000;
+    if (*p == '.') {
+        p++;
+        if (*p < '0' || *p > '9')
+            return false;
+        for (; *p >= '0' && *p <= '9'; p++)
+            if (scale > 1) {
+                scale /= 10;
+                frac += (*p - '0') * scale;
+            }
+    }
+    long offset_s = 0;
+    if (*p == 'Z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int hh, mm;
+        if (!tc_digits(p + 1, 2, &hh) || p[3] != ':' || !tc_digits(p + 4, 2, &mm) || hh > 23 ||
+            mm > 59)
+            return false;
+        offset_s = (*p == '-' ? -1 : 1) * (hh * 3600L + mm * 60L);
+        p += 6;
+    } else {
+        return false;
+    }
+    if (*p != '\0')
+        return false;
+    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h,
+                    .tm_min = mi, .tm_sec = se};
+    *ms = ((long long)timegm(&tm) - offset_s) * 1000 + frac;
+    return true;
+}
+
 bool tc_configured(const ah_call *call)
 {
     const char *k = call->host->setting(call, "api_key");

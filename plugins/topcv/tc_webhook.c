@@ -62,41 +62,68 @@ static ah_result refuse(ah_call *call, ah_http_exchange *ex, int status, const c
     return AH_OK;
 }
 
-/* job.approved / job.rejected: the posting's state, a notice, an event. */
-static ah_result job_state(ah_call *call, const char *event_id, const cJSON *data, bool approved,
-                           cJSON **out)
+/* job.approved / job.rejected: the posting's state, a notice, an event.
+ * `event_at` is the event's created_at (may be NULL). */
+static ah_result job_state(ah_call *call, const char *event_id, const char *event_at,
+                           const cJSON *data, bool approved, cJSON **out)
 {
     const ah_host_api *h = call->host;
     char buf[32], now[32];
     const char *tid = tc_text(data, "job_id", buf, sizeof buf);
     if (tid == NULL || *tid == '\0' || strlen(tid) > 128)
         return h->fail(call, AH_E_INVALID, 400, "data.job_id is required");
+    /* An event handled before (TopCV sends it again when our 200 was lost,
+     * maybe after later events) changes nothing: its notice, stored once
+     * the posting was, says so. */
+    cJSON *seen = h->record_get(call, TC_NOTICE, event_id);
+    if (seen != NULL) {
+        cJSON_Delete(seen);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "status", "duplicate");
+        *out = o;
+        return AH_OK;
+    }
     const char *state = approved ? "approved" : "rejected";
     const char *reason = tc_str(data, "reason");
+    const char *at = approved ? "approved_at" : "rejected_at";
+    if (event_at == NULL)
+        event_at = tc_str(data, at);
+    long long at_ms = 0, old_ms = 0;
+    bool timed = tc_time_ms(event_at, &at_ms);
     if (!ah_utc_now(now, sizeof now))
         return call->host->fail(call, AH_E_INTERNAL, 500, "the clock is outside 0001..9999");
     cJSON *rec = h->record_get(call, TC_POSTING, tid);
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(rec, "fields");
     const char *title = tc_str(f, "title") ? tc_str(f, "title") : tc_str(data, "title");
     char posting_id[TC_ID_LEN] = "";
-    bool changed = false;
+    bool changed = false, outdated = false;
     if (rec != NULL) {
         const char *old = tc_str(f, "state");
-        changed = old == NULL || strcmp(old, state) != 0;
+        /* state_at: when TopCV made the event that set the stored state. An
+         * older one (delivered late, out of order) does not overwrite it. */
+        bool old_timed = tc_time_ms(tc_str(f, "state_at"), &old_ms);
+        outdated = timed && old_timed && at_ms < old_ms;
+        changed = !outdated && (old == NULL || strcmp(old, state) != 0);
+        bool newer = timed && (!old_timed || at_ms > old_ms) && !outdated;
         snprintf(posting_id, sizeof posting_id, "%s", tc_str(rec, "id"));
-        if (changed) {
+        if (changed || newer) {
             cJSON *nf = cJSON_Duplicate(f, 1);
-            cJSON_DeleteItemFromObjectCaseSensitive(nf, "state");
-            cJSON_AddStringToObject(nf, "state", state);
-            const char *at = approved ? "approved_at" : "rejected_at";
-            const char *when = tc_str(data, at) ? tc_str(data, at) : now;
-            cJSON_DeleteItemFromObjectCaseSensitive(nf, at);
-            cJSON_AddStringToObject(nf, at, when);
-            cJSON_DeleteItemFromObjectCaseSensitive(nf, "reason");
-            if (!approved && reason != NULL)
-                cJSON_AddStringToObject(nf, "reason", reason);
-            cJSON_DeleteItemFromObjectCaseSensitive(nf, "updated_at");
-            cJSON_AddStringToObject(nf, "updated_at", now);
+            if (changed) {
+                cJSON_DeleteItemFromObjectCaseSensitive(nf, "state");
+                cJSON_AddStringToObject(nf, "state", state);
+                const char *when = tc_str(data, at) ? tc_str(data, at) : now;
+                cJSON_DeleteItemFromObjectCaseSensitive(nf, at);
+                cJSON_AddStringToObject(nf, at, when);
+                cJSON_DeleteItemFromObjectCaseSensitive(nf, "reason");
+                if (!approved && reason != NULL)
+                    cJSON_AddStringToObject(nf, "reason", reason);
+                cJSON_DeleteItemFromObjectCaseSensitive(nf, "updated_at");
+                cJSON_AddStringToObject(nf, "updated_at", now);
+            }
+            if (timed) {
+                cJSON_DeleteItemFromObjectCaseSensitive(nf, "state_at");
+                cJSON_AddStringToObject(nf, "state_at", event_at);
+            }
             ah_result r = tc_put(call, TC_POSTING, tid, cJSON_GetObjectItemCaseSensitive(rec, "raw"),
                                  nf, NULL, NULL);
             cJSON_Delete(nf);
@@ -108,6 +135,10 @@ static ah_result job_state(ah_call *call, const char *event_id, const cJSON *dat
     } else {
         h->log(call, AH_LOG_INFO, "TopCV job %s is not linked to a job here: notice only", tid);
     }
+    if (outdated)
+        h->log(call, AH_LOG_INFO,
+               "TopCV event %s (%s) is older than the state stored for job %s: kept as a notice",
+               event_id, state, tid);
     char msg[512];
     if (approved)
         snprintf(msg, sizeof msg, "Job posting \"%.200s\" was approved and is live on TopCV",
@@ -133,7 +164,10 @@ static ah_result job_state(ah_call *call, const char *event_id, const cJSON *dat
     if (r != AH_OK)
         return AH_ERR;
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "status", changed ? "updated" : (posting_id[0] ? "unchanged" : "noted"));
+    cJSON_AddStringToObject(o, "status", changed    ? "updated"
+                                         : outdated ? "outdated"
+                                         : posting_id[0] ? "unchanged"
+                                                         : "noted");
     *out = o;
     return AH_OK;
 }
@@ -168,7 +202,8 @@ ah_result tc_route_webhook(ah_call *call, ah_http_exchange *ex)
     cJSON *out = NULL;
     ah_result r;
     if (strcmp(event, "job.approved") == 0 || strcmp(event, "job.rejected") == 0)
-        r = job_state(call, id, data, strcmp(event, "job.approved") == 0, &out);
+        r = job_state(call, id, tc_str(root, "created_at"), data,
+                      strcmp(event, "job.approved") == 0, &out);
     else if (strcmp(event, "application.created") == 0)
         r = tc_cv_received(call, id, data, &out);
     else {

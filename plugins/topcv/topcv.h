@@ -41,6 +41,9 @@ const char *tc_str(const cJSON *obj, const char *key);
 const char *tc_text(const cJSON *obj, const char *key, char *buf, size_t len);
 /** Both credentials are set. */
 bool tc_configured(const ah_call *call);
+/** An ISO 8601 time "YYYY-MM-DDTHH:MM:SS[.fff](Z|+HH:MM|-HH:MM)" as
+ *  milliseconds since 1970 (UTC); false when `s` is not one. */
+bool tc_time_ms(const char *s, long long *ms);
 
 /** A signed TopCV API call with explicit credentials (configure checks a
  *  pair before saving it). `body` may be NULL. On AH_OK *status is the HTTP

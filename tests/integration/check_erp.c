@@ -741,6 +741,38 @@ START_TEST(test_invalid_source)
 }
 END_TEST
 
+/* source_name is trimmed once, the way every trimmed field is (isspace):
+ * "Main_ERP\r\n" names Main_ERP, as the validation already took it. */
+START_TEST(test_source_name_trimmed_once)
+{
+    env e;
+    env_open(&e);
+    cJSON *r = NULL;
+    long st = post(&e, "create-job/", e.key,
+                   "{\"action\":\"create_job\",\"source_name\":\"Main_ERP\\r\\n\","
+                   "\"title\":\"Trimmed source\",\"application_url\":\"https://a.example/x\"}",
+                   &r);
+    char *t = cJSON_PrintUnformatted(r);
+    ck_assert_msg(st == 200, "%ld %s", st, t);
+    free(t);
+    cJSON_Delete(r);
+    st = post(&e, "create-job/", e.key,
+              "{\"action\":\"create_job\",\"source_name\":\"\\n\\tMain_ERP\\u000b \","
+              "\"title\":\"Trimmed source 2\",\"application_url\":\"https://a.example/x\"}",
+              &r);
+    t = cJSON_PrintUnformatted(r);
+    ck_assert_msg(st == 200, "%ld %s", st, t);
+    free(t);
+    cJSON_Delete(r);
+    /* Blanks inside still name another source. */
+    expect_error(&e, "create-job/", e.key,
+                 "{\"action\":\"create_job\",\"source_name\":\"Main_ERP\\r\\nX\","
+                 "\"title\":\"T\",\"application_url\":\"https://a.example/x\"}",
+                 404, "INVALID_SOURCE", "source_name");
+    env_close(&e);
+}
+END_TEST
+
 START_TEST(test_validation_errors)
 {
     env e;
@@ -1827,6 +1859,7 @@ static Suite *erp_suite(void)
     tcase_add_test(tc, test_untrusted_ip_before_key);
     tcase_add_test(tc, test_setting_lists_host_api);
     tcase_add_test(tc, test_invalid_source);
+    tcase_add_test(tc, test_source_name_trimmed_once);
     tcase_add_test(tc, test_validation_errors);
     tcase_add_test(tc, test_log_copy_cut_between_characters);
     tcase_add_test(tc, test_create_defaults_and_record);

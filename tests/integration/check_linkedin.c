@@ -482,6 +482,86 @@ END_TEST
  * in the "integrations" list) answered success and stored nothing. The host
  * now refuses it against the plugin's field table, naming the field, on
  * every path: the bus, REST and the admin API. */
+/* The callback is open to whoever holds the page's URL: an item outside
+ * the guide's formats (integrationContext urn:li:organization:{id}) is
+ * refused with the page's error shape and stores nothing, and what can
+ * pile up is bounded by what one enable or verify carries (20), so the
+ * stored requests always make a batch LinkedIn can take. */
+START_TEST(test_callback_refuses_bad_and_bounds_requests)
+{
+    fixture f;
+    setup(&f);
+    provision(&f);
+    cJSON *a = widget_request(&f, "APPLY_WITH_LINKEDIN");
+    char *body = NULL;
+    ck_assert_int_eq(post_callback(&f,
+                                   "[{\"integrationContext\":\"urn:li:organization:1&b\","
+                                   "\"integrationType\":\"APPLY_WITH_LINKEDIN\","
+                                   "\"tenantType\":\"JOBS\"}]",
+                                   &body),
+                     400);
+    ck_assert_ptr_nonnull(strstr(body, "\"code\":\"li_invalid_integration_context\""));
+    free(body);
+    ck_assert_int_eq(post_callback(&f,
+                                   "[{\"integrationContext\":\"acme\","
+                                   "\"integrationType\":\"APPLY_WITH_LINKEDIN\","
+                                   "\"tenantType\":\"JOBS\"}]",
+                                   &body),
+                     400);
+    ck_assert_ptr_nonnull(strstr(body, "\"code\":\"li_invalid_integration_context\""));
+    free(body);
+    ck_assert_int_eq(post_callback(&f,
+                                   "[{\"integrationContext\":\"urn:li:organization:1\","
+                                   "\"integrationType\":\"APPLY_WITH_LINKEDIN\","
+                                   "\"tenantType\":\"JOBS&dataProvider=X\"}]",
+                                   &body),
+                     400);
+    ck_assert_ptr_nonnull(strstr(body, "\"code\":\"li_key_parts_incomplete\""));
+    free(body);
+    cJSON *r = call_ok(&f, "onboarding.request", NULL);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r, "integrations")), 1);
+    cJSON_Delete(r);
+
+    /* 19 more distinct ones fill the 20; a 21st is refused, a repeat is not. */
+    char many[4096];
+    size_t used = (size_t)snprintf(many, sizeof many, "[");
+    for (int i = 0; i < 19; i++)
+        used += (size_t)snprintf(many + used, sizeof many - used,
+                                 "%s{\"integrationContext\":\"urn:li:organization:9%03d\","
+                                 "\"integrationType\":\"APPLY_WITH_LINKEDIN\","
+                                 "\"tenantType\":\"JOBS\"}",
+                                 i ? "," : "", i);
+    snprintf(many + used, sizeof many - used, "]");
+    ck_assert_int_eq(post_callback(&f, many, &body), 200);
+    free(body);
+    ck_assert_int_eq(post_callback(&f,
+                                   "[{\"integrationContext\":\"urn:li:organization:8000\","
+                                   "\"integrationType\":\"APPLY_WITH_LINKEDIN\","
+                                   "\"tenantType\":\"JOBS\"}]",
+                                   &body),
+                     409);
+    ck_assert_ptr_nonnull(strstr(body, "at most 20"));
+    free(body);
+    ck_assert_int_eq(post_callback(&f, many, &body), 200);
+    free(body);
+    r = call_ok(&f, "onboarding.request", NULL);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r, "integrations")), 20);
+    cJSON_Delete(r);
+
+    /* What is stored still enables: the real request is, the strangers get
+     * the seed's 200/404 row each. */
+    r = call_ok(&f, "onboarding.enable", "{\"integrationName\":\"Acme AWLI\"}");
+    ck_assert_int_eq(cJSON_GetObjectItem(r, "enabled")->valueint, 1);
+    ck_assert_int_eq(cJSON_GetObjectItem(r, "failed")->valueint, 19);
+    cJSON_Delete(r);
+    r = call_ok(&f, "onboarding.verify", NULL);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r, "integrations")), 20);
+    cJSON_Delete(r);
+    cJSON_Delete(a);
+    teardown(&f);
+}
+END_TEST
+
 START_TEST(test_request_wrong_shape_refused)
 {
     fixture f;
@@ -670,6 +750,48 @@ START_TEST(test_enable_several_in_one_call)
     cJSON_Delete(a);
     cJSON_Delete(b);
     cJSON_Delete(c);
+    teardown(&f);
+}
+END_TEST
+
+/* An enable without "integrations" takes the stored requests still
+ * REQUESTED: one enabled before must not be among them (LinkedIn refuses
+ * the whole batch for an already enabled one), so a type requested later
+ * is enabled alone, and the store shows both enabled. */
+START_TEST(test_enable_later_request_skips_enabled)
+{
+    fixture f;
+    setup_types(&f, "APPLY_CONNECT");
+    provision(&f);
+    cJSON *a = widget_request(&f, "APPLY_WITH_LINKEDIN");
+    cJSON *r = call_ok(&f, "onboarding.enable", "{\"integrationName\":\"Acme AWLI\"}");
+    ck_assert_int_eq(cJSON_GetObjectItem(r, "enabled")->valueint, 1);
+    cJSON_Delete(r);
+    r = call_ok(&f, "onboarding.request", NULL);
+    ck_assert_str_eq(status_of(r, "APPLY_WITH_LINKEDIN"), "ENABLED");
+    cJSON_Delete(r);
+
+    cJSON *b = widget_request(&f, "APPLY_CONNECT");
+    r = call_ok(&f, "onboarding.enable", "{\"integrationName\":\"Acme Apply Connect\"}");
+    ck_assert_int_eq(cJSON_GetObjectItem(r, "enabled")->valueint, 1);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r, "integrations")), 1);
+    ck_assert_str_eq(str_of(cJSON_GetArrayItem(cJSON_GetObjectItem(r, "integrations"), 0),
+                            "integrationType"),
+                     "APPLY_CONNECT");
+    cJSON_Delete(r);
+    r = call_ok(&f, "onboarding.request", NULL);
+    ck_assert_str_eq(status_of(r, "APPLY_WITH_LINKEDIN"), "ENABLED");
+    ck_assert_str_eq(status_of(r, "APPLY_CONNECT"), "ENABLED");
+    cJSON_Delete(r);
+    /* Nothing left to enable: the seed's 200/404 row, LinkedIn not called. */
+    ah_li_sim_stats s0, s1;
+    ah_li_sim_get_stats(f.li, &s0);
+    call_err(&f, "onboarding.enable", "{\"integrationName\":\"Acme\"}", "li_no_request_found",
+             NULL);
+    ah_li_sim_get_stats(f.li, &s1);
+    ck_assert_uint_eq(s1.enable_calls, s0.enable_calls);
+    cJSON_Delete(a);
+    cJSON_Delete(b);
     teardown(&f);
 }
 END_TEST
@@ -942,8 +1064,10 @@ static Suite *li_suite(void)
     tcase_add_test(tc, test_token_not_logged);
     tcase_add_test(tc, test_page_before_provisioning);
     tcase_add_test(tc, test_request_wrong_shape_refused);
+    tcase_add_test(tc, test_callback_refuses_bad_and_bounds_requests);
     tcase_add_test(tc, test_enable_one_then_verify);
     tcase_add_test(tc, test_enable_several_in_one_call);
+    tcase_add_test(tc, test_enable_later_request_skips_enabled);
     tcase_add_test(tc, test_expired_token_renewed_once);
     suite_add_tcase(s, tc);
     TCase *rows = tcase_create("error_rows");

@@ -354,6 +354,80 @@ START_TEST(test_post_approve_reject_update)
 }
 END_TEST
 
+/* The state of a posting of `job` (atshub job id). */
+static char *posting_state(fx *f, const char *job)
+{
+    char body[128];
+    snprintf(body, sizeof body, "{\"job_id\":\"%s\"}", job);
+    cJSON *l = ok(f, "postings.list", body);
+    char *st = strdup(s_of(first(l, "postings"), "state"));
+    cJSON_Delete(l);
+    return st;
+}
+
+static void publish_job(fx *f, const char *job, const char *overrides, char tid[64])
+{
+    char body[512];
+    snprintf(body, sizeof body, "{\"job_id\":\"%s\"%s%s}", job, overrides ? ",\"overrides\":" : "",
+             overrides ? overrides : "");
+    cJSON *p = ok(f, "postings.publish", body);
+    snprintf(tid, 64, "%s", s_of(cJSON_GetObjectItemCaseSensitive(p, "posting"), "topcv_id"));
+    cJSON_Delete(p);
+}
+
+/* TopCV sends an event again when our 200 was lost, possibly after later
+ * events, and may deliver an older event late: a redelivered event id
+ * changes nothing, and an event made before the one that set the stored
+ * state (created_at) does not overwrite it. The simulator numbers its
+ * events evt-1, evt-2, ... in the order it makes them. */
+START_TEST(test_job_events_redelivered_and_out_of_order)
+{
+    fx f;
+    setup(&f);
+    configure(&f);
+    cJSON *st = ok(&f, "postings.status", NULL);
+    char url[256];
+    snprintf(url, sizeof url, "%s", s_of(st, "webhook_url"));
+    cJSON_Delete(st);
+    char tid[64], tid2[64];
+    publish_job(&f, f.job[0], NULL, tid);
+    /* evt-1 rejected (its 200 lost, say), evt-2 approved, then evt-1 again. */
+    ck_assert_int_eq(ah_topcv_sim_reject(f.tc, tid, "salary range required"), 200);
+    ck_assert_int_eq(ah_topcv_sim_approve(f.tc, tid), 200);
+    char *s = posting_state(&f, f.job[0]);
+    ck_assert_str_eq(s, "approved");
+    free(s);
+    ck_assert_int_eq(ah_topcv_sim_redeliver_id(f.tc, "evt-1"), 200);
+    s = posting_state(&f, f.job[0]);
+    ck_assert_str_eq(s, "approved");
+    free(s);
+    ck_assert_int_eq(events(&f, "event.posting.rejected"), 1);
+    ck_assert_int_eq(events(&f, "event.posting.approved"), 1);
+    ck_assert_int_eq(records(&f, "notice"), 2);
+
+    /* evt-3 rejected cannot be delivered (no URL at TopCV), evt-4 approved
+     * is; evt-3 arrives last: kept as a notice, the posting stays approved. */
+    publish_job(&f, f.job[1], "{\"salary\":\"15M\",\"deadline\":\"2026-10-01\"}", tid2);
+    ah_topcv_sim_set_webhook(f.tc, NULL);
+    ck_assert_int_eq(ah_topcv_sim_reject(f.tc, tid2, "too late"), -1);
+    ah_topcv_sim_set_webhook(f.tc, url);
+    ck_assert_int_eq(ah_topcv_sim_approve(f.tc, tid2), 200);
+    ck_assert_int_eq(ah_topcv_sim_redeliver_id(f.tc, "evt-3"), 200);
+    s = posting_state(&f, f.job[1]);
+    ck_assert_str_eq(s, "approved");
+    free(s);
+    ck_assert_int_eq(events(&f, "event.posting.rejected"), 1);
+    ck_assert_int_eq(events(&f, "event.posting.approved"), 2);
+    ck_assert_int_eq(records(&f, "notice"), 4);
+    ck_assert_int_eq(ah_topcv_sim_redeliver_id(f.tc, "evt-3"), 200);
+    ck_assert_int_eq(records(&f, "notice"), 4);
+    s = posting_state(&f, f.job[1]);
+    ck_assert_str_eq(s, "approved");
+    free(s);
+    teardown(&f);
+}
+END_TEST
+
 static cJSON *application_of(fx *f, const char *app)
 {
     ah_record_row row;
@@ -364,6 +438,45 @@ static cJSON *application_of(fx *f, const char *app)
     ah_record_row_free(&row);
     return fields;
 }
+
+/* TopCV's candidate id keys the candidate record: one that cannot be kept
+ * whole (over 128 characters) is refused with nothing stored, so two
+ * long ids sharing a prefix never become one candidate; ids that fit stay
+ * apart however alike. */
+START_TEST(test_candidate_id_bounded)
+{
+    fx f;
+    setup(&f);
+    configure(&f);
+    char a[200], b[200], app[64];
+    memset(a, 'C', 154);
+    memcpy(b, a, 154);
+    a[154] = 'A';
+    b[154] = 'B';
+    a[155] = b[155] = '\0';
+    ck_assert_int_eq(ah_topcv_sim_apply_as(f.tc, "9001", "Sales Manager", a, "Long A", NULL, "cv",
+                                           app),
+                     400);
+    ck_assert_int_eq(ah_topcv_sim_apply_as(f.tc, "9001", "Sales Manager", b, "Long B", NULL, "cv",
+                                           app),
+                     400);
+    ck_assert_int_eq(records(&f, "candidate"), 0);
+    ck_assert_int_eq(records(&f, "application"), 0);
+    ck_assert_int_eq(records(&f, "attachment"), 0);
+    a[127] = 'A';
+    b[127] = 'B';
+    a[128] = b[128] = '\0';
+    ck_assert_int_eq(ah_topcv_sim_apply_as(f.tc, "9001", "Sales Manager", a, "Fits A", NULL, "cv",
+                                           app),
+                     200);
+    ck_assert_int_eq(ah_topcv_sim_apply_as(f.tc, "9001", "Sales Manager", b, "Fits B", NULL, "cv",
+                                           app),
+                     200);
+    ck_assert_int_eq(records(&f, "candidate"), 2);
+    ck_assert_int_eq(records(&f, "application"), 2);
+    teardown(&f);
+}
+END_TEST
 
 START_TEST(test_link_and_cvs)
 {
@@ -594,7 +707,9 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_configure);
     tcase_add_test(tc, test_post_approve_reject_update);
+    tcase_add_test(tc, test_job_events_redelivered_and_out_of_order);
     tcase_add_test(tc, test_link_and_cvs);
+    tcase_add_test(tc, test_candidate_id_bounded);
     tcase_add_test(tc, test_webhook_refusals_and_disconnect);
     tcase_add_test(tc, test_webhook_token_not_logged);
     suite_add_tcase(s, tc);

@@ -371,17 +371,14 @@ static void h_get(ah_cb_sim *cb, const ah_sim_req *req, ah_sim_resp *resp, const
     char account[256];
     snprintf(account, sizeof account, "%.*s", (int)(slash - rest), rest);
     const char *email = slash + 1;
-    long per_page = 10, page = 1;
+    /* The seed's parameters only: an unknown one (such as "page") is
+     * ignored, as a web API does. */
+    long per_page = 10;
     const char *rpp = query2(req, "results_per_page", "Results_per_page");
-    const char *pg = ah_sim_query(req, "page");
     const char *sd = query2(req, "status_date", "Status_date");
     time_t since = 0;
     if (rpp != NULL && !positive(rpp, 1, 100, &per_page)) {
         single_error(cb, resp, 400, "results_per_page", "results_per_page must be 1..100");
-        return;
-    }
-    if (pg != NULL && !positive(pg, 1, 1000000, &page)) {
-        single_error(cb, resp, 400, "page", "page must be a positive number");
         return;
     }
     if (sd != NULL && !parse_date(sd, &since)) {
@@ -389,7 +386,7 @@ static void h_get(ah_cb_sim *cb, const ah_sim_req *req, ah_sim_resp *resp, const
         return;
     }
     cJSON *out = cJSON_CreateArray();
-    long skip = (page - 1) * per_page, n = 0;
+    long n = 0;
     pthread_mutex_lock(&cb->mu);
     const cJSON *it;
     cJSON_ArrayForEach(it, cb->store)
@@ -397,10 +394,6 @@ static void h_get(ah_cb_sim *cb, const ah_sim_req *req, ah_sim_resp *resp, const
         if (!same_ci(sget(it, "account"), account) ||
             !same_ci(sget(it, "candidate_email"), email) || !after(it, sd != NULL, since))
             continue;
-        if (skip > 0) {
-            skip--;
-            continue;
-        }
         if (n++ == per_page)
             break;
         cJSON_AddItemToArray(out, cJSON_Duplicate(it, 1));

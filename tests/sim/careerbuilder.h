@@ -7,7 +7,8 @@
  *   POST /oauth/token                      client_credentials (form or JSON)
  *   PUT  /corporate/CandidateStatus        insert or update by the unique key
  *   GET  /corporate/CandidateStatus/{account}/{email}
- *        ?results_per_page (default 10, 1..100) &page (1-based) &status_date
+ *        ?results_per_page (default 10, 1..100) &status_date (no paging: the
+ *        seed has none; any other parameter is ignored)
  *   POST /corporate/CandidateStatus        {"account", "candidate_email": [..]
  *        | "requisition_id": [..], "status_date"?}
  *
@@ -44,7 +45,7 @@ void ah_cb_sim_free(ah_cb_sim *cb);
 typedef struct ah_cb_sim_stats {
     unsigned long tokens;   /* tokens issued */
     unsigned long puts;     /* PUTs accepted */
-    unsigned long gets;     /* GET pages served */
+    unsigned long gets;     /* GETs served */
     unsigned long posts;    /* POST queries served */
     unsigned long refused;  /* 400 answers */
     unsigned long unauthorized; /* 401 answers */

@@ -185,6 +185,7 @@ struct ah_erecruit_sim {
     int tz_s;
     int token_ttl_s;
     int max_per_page;
+    size_t cursor_pad;
     double rps;
     char *client_id, *client_secret;
     int64_t anchor_local;
@@ -1187,12 +1188,23 @@ static const char *const list_params[] = {"updated_after", "status", "position_i
                                           "per_page"};
 #define NPARAMS NELEM(list_params)
 
-static char *cursor_encode(int kind, int64_t u, long id, const char *const vals[NPARAMS])
+static char *cursor_encode(int kind, int64_t u, long id, const char *const vals[NPARAMS],
+                           size_t pad)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON *q = o ? cJSON_CreateObject() : NULL;
     bool ok = add_item(o, "q", q) && add_str(o, "k", kind_plural[kind]) &&
               add_num(o, "u", (long)u) && add_num(o, "i", id);
+    if (ok && pad > 0) {
+        char *fill = malloc(pad + 1);
+        ok = fill != NULL;
+        if (ok) {
+            memset(fill, 'x', pad);
+            fill[pad] = '\0';
+            ok = add_str(o, "p", fill);
+        }
+        free(fill);
+    }
     for (size_t i = 0; ok && i < NPARAMS; i++)
         if (vals[i])
             ok = add_str(q, list_params[i], vals[i]);
@@ -1423,7 +1435,7 @@ static void h_list(ah_erecruit_sim *e, int kind, const ah_sim_req *req, ah_sim_r
     pthread_mutex_unlock(&e->mu);
     free(pids);
     if (ok && more) {
-        char *c = cursor_encode(kind, lu, li, vals);
+        char *c = cursor_encode(kind, lu, li, vals, e->cursor_pad);
         ok = c && cJSON_AddStringToObject(root, "next_cursor", c);
         free(c);
     } else if (ok) {
@@ -2137,6 +2149,7 @@ ah_erecruit_sim *ah_erecruit_sim_attach(ah_sim *sim, const ah_erecruit_opts *o)
     e->tz_s = (o->tz_offset_minutes || o->tz_set ? o->tz_offset_minutes : 180) * 60;
     e->token_ttl_s = o->token_ttl_s > 0 ? o->token_ttl_s : 3600;
     e->max_per_page = o->max_per_page > 0 ? o->max_per_page : 500;
+    e->cursor_pad = o->cursor_pad;
     e->rps = o->rate_limit_rps;
     e->bucket = e->rps < 1 ? 1 : e->rps;
     clock_gettime(CLOCK_MONOTONIC, &e->bucket_t);

@@ -35,6 +35,8 @@ typedef struct ah_erecruit_opts {
     time_t clock_utc;             /* non-zero: fixed sim clock from the start and the
                                      anchor of generated stamps (reproducible runs);
                                      0: real clock, stamps anchored at the current hour */
+    size_t cursor_pad;            /* > 0: each next_cursor carries this many bytes more
+                                     (ERecruit's cursors are opaque, of no set length) */
 } ah_erecruit_opts;
 
 /**

@@ -22,6 +22,8 @@ struct ah_topcv_sim {
     ah_topcv_fault fault;
     cJSON *jobs;       /* array of job objects */
     char *last_event;  /* body of the last delivered event */
+    cJSON *events;     /* every event built, by id: what TopCV may send again */
+    long long last_event_ms; /* created_at of the last event, ms since 1970 */
     unsigned long next_job, next_event, next_app;
     ah_topcv_sim_stats stats;
 };
@@ -281,6 +283,7 @@ void ah_topcv_sim_free(ah_topcv_sim *t)
     free(t->company);
     free(t->webhook);
     free(t->last_event);
+    cJSON_Delete(t->events);
     cJSON_Delete(t->jobs);
     free(t);
 }
@@ -386,14 +389,27 @@ static int deliver(ah_topcv_sim *t, const char *body)
     return (int)status;
 }
 
-/* Builds {"id","event","created_at","data"}; data transferred. */
+/* Builds {"id","event","created_at","data"}; data transferred. TopCV
+ * stamps its events in the order it makes them: created_at has
+ * milliseconds and each event's is later than the one before. Every body
+ * is kept by id for ah_topcv_sim_redeliver_id. */
 static char *event_body(ah_topcv_sim *t, const char *event, cJSON *data)
 {
-    char id[32], now[32];
+    char id[32], now[40];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long long ms = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     pthread_mutex_lock(&t->mu);
     snprintf(id, sizeof id, "evt-%lu", ++t->next_event);
+    if (ms <= t->last_event_ms)
+        ms = t->last_event_ms + 1;
+    t->last_event_ms = ms;
     pthread_mutex_unlock(&t->mu);
-    now_iso(now, 0);
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    size_t n = strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(now + n, sizeof now - n, ".%03lldZ", ms % 1000);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "id", id);
     cJSON_AddStringToObject(o, "event", event);
@@ -401,6 +417,13 @@ static char *event_body(ah_topcv_sim *t, const char *event, cJSON *data)
     cJSON_AddItemToObject(o, "data", data);
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
+    if (s != NULL) {
+        pthread_mutex_lock(&t->mu);
+        if (t->events == NULL)
+            t->events = cJSON_CreateObject();
+        cJSON_AddStringToObject(t->events, id, s);
+        pthread_mutex_unlock(&t->mu);
+    }
     return s;
 }
 
@@ -458,6 +481,13 @@ int ah_topcv_sim_apply(ah_topcv_sim *t, const char *job_id, const char *job_titl
                        const char *name, const char *email, const char *cv_text,
                        char *app_id_out)
 {
+    return ah_topcv_sim_apply_as(t, job_id, job_title, NULL, name, email, cv_text, app_id_out);
+}
+
+int ah_topcv_sim_apply_as(ah_topcv_sim *t, const char *job_id, const char *job_title,
+                          const char *cand_id, const char *name, const char *email,
+                          const char *cv_text, char *app_id_out)
+{
     char app[64], cand[64], now[32];
     now_iso(now, 0);
     pthread_mutex_lock(&t->mu);
@@ -476,7 +506,7 @@ int ah_topcv_sim_apply(ah_topcv_sim *t, const char *job_id, const char *job_titl
     if (title != NULL)
         cJSON_AddStringToObject(data, "job_title", title);
     cJSON_AddStringToObject(data, "applied_at", now);
-    cJSON_AddStringToObject(c, "id", cand);
+    cJSON_AddStringToObject(c, "id", cand_id != NULL ? cand_id : cand);
     cJSON_AddStringToObject(c, "name", name);
     if (email != NULL)
         cJSON_AddStringToObject(c, "email", email);
@@ -501,6 +531,17 @@ int ah_topcv_sim_redeliver(ah_topcv_sim *t)
 {
     pthread_mutex_lock(&t->mu);
     char *body = dupe(t->last_event);
+    pthread_mutex_unlock(&t->mu);
+    int rc = body != NULL ? deliver(t, body) : -1;
+    free(body);
+    return rc;
+}
+
+int ah_topcv_sim_redeliver_id(ah_topcv_sim *t, const char *event_id)
+{
+    pthread_mutex_lock(&t->mu);
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(t->events, event_id);
+    char *body = cJSON_IsString(b) ? dupe(b->valuestring) : NULL;
     pthread_mutex_unlock(&t->mu);
     int rc = body != NULL ? deliver(t, body) : -1;
     free(body);

@@ -78,8 +78,16 @@ char *ah_topcv_sim_create_job(ah_topcv_sim *t, const char *title);
 int ah_topcv_sim_apply(ah_topcv_sim *t, const char *job_id, const char *job_title,
                        const char *name, const char *email, const char *cv_text,
                        char *app_id_out);
+/** ah_topcv_sim_apply with TopCV's candidate id `cand_id` (NULL: "cand-N"). */
+int ah_topcv_sim_apply_as(ah_topcv_sim *t, const char *job_id, const char *job_title,
+                          const char *cand_id, const char *name, const char *email,
+                          const char *cv_text, char *app_id_out);
 /** Delivers the last event again (as TopCV does after a lost answer). */
 int ah_topcv_sim_redeliver(ah_topcv_sim *t);
+/** Delivers event `event_id` ("evt-N", in the order made) again, or for the
+ *  first time when it could not be delivered then (no webhook URL): TopCV
+ *  retrying late, after later events. -1 for an unknown id. */
+int ah_topcv_sim_redeliver_id(ah_topcv_sim *t, const char *event_id);
 
 /** A copy of a job ({"id","state","title",...}) or NULL. cJSON_Delete it. */
 cJSON *ah_topcv_sim_job(ah_topcv_sim *t, const char *job_id);
