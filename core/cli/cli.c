@@ -6,6 +6,7 @@
  * the change up within a second (it watches the store's data version).
  */
 #include <ctype.h>
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +53,19 @@ typedef struct cmd {
 } cmd;
 
 /* ------------------------------------------------------------------------ */
+
+/* An option's whole number within [lo, hi]: "4294967297" is no 1, as
+ * (int)strtol had it. */
+static bool int_opt(const char *s, long lo, long hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end != '\0' || errno != 0 || v < lo || v > hi)
+        return false;
+    *out = (int)v;
+    return true;
+}
 
 static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void usage_error(const char *fmt, ...)
@@ -1266,7 +1280,6 @@ int ah_cli_main(int argc, char **argv)
             argv[c.argc++] = argv[optind++];
             continue;
         }
-        char *end;
         switch (o) {
         case 'c': c.config = optarg; break;
         case 'j': c.json = true; break;
@@ -1284,8 +1297,7 @@ int ah_cli_main(int argc, char **argv)
         case 2: c.filter.source = optarg; break;
         case 3: c.filter.action = optarg; break;
         case 4:
-            c.filter.status = (int)strtol(optarg, &end, 10);
-            if (*end != '\0' || c.filter.status < 100 || c.filter.status > 599) {
+            if (!int_opt(optarg, 100, 599, &c.filter.status)) {
                 usage_error("--status takes an HTTP status code");
                 return EXIT_USAGE;
             }
@@ -1293,8 +1305,7 @@ int ah_cli_main(int argc, char **argv)
         case 5: c.filter.since = optarg; break;
         case 6: c.filter.until = optarg; break;
         case 7:
-            c.filter.limit = (int)strtol(optarg, &end, 10);
-            if (*end != '\0' || c.filter.limit < 1 || c.filter.limit > 100000) {
+            if (!int_opt(optarg, 1, 100000, &c.filter.limit)) {
                 usage_error("--limit takes a number from 1 to 100000");
                 return EXIT_USAGE;
             }
@@ -1306,10 +1317,12 @@ int ah_cli_main(int argc, char **argv)
         case 12: c.after = optarg; break;
         case '?':
         default:
-            if (optopt != 0)
+            /* optopt is the short option's letter; a long option's is its
+             * code (1..12 here), no character to print: name it as given. */
+            if (optopt != 0 && isalpha(optopt))
                 usage_error("option -%c needs a value or is unknown", optopt);
             else
-                usage_error("unknown option '%s'", argv[optind - 1]);
+                usage_error("option '%s' needs a value or is unknown", argv[optind - 1]);
             return EXIT_USAGE;
         }
     }

@@ -96,6 +96,15 @@ START_TEST(test_usage_and_help)
     free(out), free(err);
     ck_assert_int_eq(RUN(&e, &out, &err, "--bogus-option"), 2);
     free(out), free(err);
+    /* A number past int is refused, not wrapped ((int)4294967297 is 1). */
+    ck_assert_int_eq(RUN(&e, &out, &err, "log", "--limit", "4294967297"), 2);
+    ck_assert_ptr_nonnull(strstr(err, "--limit takes a number"));
+    free(out), free(err);
+    /* A long option without its value is named as given, not as the
+     * control character its code is. */
+    ck_assert_int_eq(RUN(&e, &out, &err, "log", "--limit"), 2);
+    ck_assert_msg(strstr(err, "'--limit' needs a value") != NULL, "%s", err);
+    free(out), free(err);
     env_teardown(&e);
 }
 END_TEST
