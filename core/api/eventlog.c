@@ -261,10 +261,11 @@ static void skip_expired_for_disabled(ah_core *core, const char *cutoff)
         }
         ah_claim_give_back(core, &cl);
         if (moved && w.matched > 0) {
+            /* (Not its URL: it may carry a credential; webhooks.c.) */
             ah_log(&core->log, AH_LOG_WARN, "webhooks",
-                   "endpoint %lld (%s) is disabled: %ld of its events (cursors %lld to %lld) "
+                   "endpoint %lld is disabled: %ld of its events (cursors %lld to %lld) "
                    "passed the %d days of [events] retention_days and are skipped; enabled "
-                   "again, it resumes after them", (long long)o->id, o->url, w.matched,
+                   "again, it resumes after them", (long long)o->id, w.matched,
                    (long long)o->cursor + 1, (long long)w.last,
                    core->cfg.events_retention_days);
             cJSON *b = cJSON_CreateObject();
