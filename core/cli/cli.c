@@ -45,11 +45,20 @@ typedef struct cli {
     const char *after; /* events --after */
 } cli;
 
+/* The command options: getopt_long's codes, each a bit of cmd.opts (the
+ * global ones, -c, --json, --help and --version, go with every command). */
+enum {
+    O_TENANT = 1, O_SOURCE, O_ACTION, O_STATUS, O_SINCE, O_UNTIL, O_LIMIT, O_TYPE,
+    O_PATH, O_OPS, O_OPENAPI, O_AFTER, O_SETTINGS, O_SET, O_COUNT
+};
+#define OPT(o) (1u << (o))
+
 typedef struct cmd {
     const char *name;
     int (*run)(cli *c);
     const char *usage;
     const char *help;
+    unsigned opts; /* OPT() of each command option it takes */
 } cmd;
 
 /* ------------------------------------------------------------------------ */
@@ -1096,7 +1105,7 @@ static int cmd_webhook(cli *c)
 static const cmd commands[] = {
     {"serve", cmd_serve, "atshub serve [-c FILE]",
      "Runs the daemon: the REST API, plugin routes, the bus and its workers.\n"
-     "Stops cleanly on SIGINT or SIGTERM."},
+     "Stops cleanly on SIGINT or SIGTERM.", 0},
     {"plugins", cmd_plugins, "atshub plugins [--settings NAME | --ops NAME | --openapi [--ops NAME]]",
      "Lists the plugins the configuration loads: version, ABI, generation, path and\n"
      "capability coverage. With --settings NAME, prints that plugin's connection settings.\n"
@@ -1104,7 +1113,8 @@ static const cmd commands[] = {
      "required, limits, sub-fields): the host refuses a request with an unknown, missing or\n"
      "mistyped field (invalid_request, naming it) before the plugin runs.\n"
      "With --openapi, prints those tables as OpenAPI schemas: the generated part of\n"
-     "docs/openapi.yaml (scripts/openapi-bus rewrites it)."},
+     "docs/openapi.yaml (scripts/openapi-bus rewrites it).",
+     OPT(O_SETTINGS) | OPT(O_OPS) | OPT(O_OPENAPI)},
     {"plugin", cmd_plugin, "atshub plugin check FILE.so | plugin reload NAME [--path FILE.so]",
      "check: checks a plugin file before deploying it: its ABI (both ways), descriptor,\n"
      "settings table, tables' sizes and callbacks, its init, then 100 load/open/close/unload\n"
@@ -1113,10 +1123,11 @@ static const cmd commands[] = {
      "reload: hot swap on the running daemon (over its admin socket): loads FILE.so (default:\n"
      "the configured path) as the plugin's next generation; calls already running finish on\n"
      "the old one. A file that fails to load leaves the old version serving; the error says\n"
-     "why. Needs a running daemon (atshub serve)."},
+     "why. Needs a running daemon (atshub serve).",
+     OPT(O_PATH)},
     {"tenant", cmd_tenant, "atshub tenant add NAME | list | remove NAME",
      "Manages tenants. 'add' prints the tenant's API key once (JSON: api_key); atshub\n"
-     "keeps only its hash. 'remove' deletes the tenant with its connections and records."},
+     "keeps only its hash. 'remove' deletes the tenant with its connections and records.", 0},
     {"connection", cmd_connection,
      "atshub connection add TENANT PLUGIN NAME [--set KEY=VALUE]...\n"
      "       atshub connection list [TENANT] | set TENANT NAME KEY=VALUE... |\n"
@@ -1125,10 +1136,11 @@ static const cmd commands[] = {
      "against the plugin's settings table (atshub plugins --settings PLUGIN); secrets are\n"
      "encrypted at rest and never printed; generated secrets are printed once, and\n"
      "'rotate' replaces one with a new value (printed once).\n"
-     "A running daemon applies changes within a second."},
+     "A running daemon applies changes within a second.",
+     OPT(O_SET)},
     {"call", cmd_call, "atshub call TENANT CONNECTION TOPIC [JSON]",
      "Sends one bus request to a connection's plugin and prints the reply.\n"
-     "Example: atshub call acme main jobs.get '{\"job_id\":\"42\"}'"},
+     "Example: atshub call acme main jobs.get '{\"job_id\":\"42\"}'", 0},
     {"sync", cmd_sync, "atshub sync TENANT CONNECTION [--type jobs|applications|candidates]",
      "Syncs a connection now, in this process: streams the records its plugin offers\n"
      "(every type it streams, or only --type) into the store, from the saved cursor on,\n"
@@ -1137,36 +1149,41 @@ static const cmd commands[] = {
      "Provider faults are retried; when a page keeps failing the sync stops with exit 1\n"
      "and the cursor stays at the last committed page, so running it again resumes there.\n"
      "A running daemon's scheduler ([sync] interval_s) does the same for every enabled\n"
-     "connection."},
+     "connection.",
+     OPT(O_TYPE)},
     {"log", cmd_log,
      "atshub log [--tenant T] [--source S] [--action A] [--status N] [--since T] [--until T] [--limit N]",
      "Prints the integration log, newest first. --since/--until take ISO-8601 times or\n"
-     "dates (YYYY-MM-DD); --action is REQUEST, RESPONSE, ERROR, OUTBOUND or OUTBOUND_ERROR."},
+     "dates (YYYY-MM-DD); --action is REQUEST, RESPONSE, ERROR, OUTBOUND or OUTBOUND_ERROR.",
+     OPT(O_TENANT) | OPT(O_SOURCE) | OPT(O_ACTION) | OPT(O_STATUS) | OPT(O_SINCE) | OPT(O_UNTIL) |
+         OPT(O_LIMIT)},
     {"webhook", cmd_webhook,
      "atshub webhook add TENANT URL [--types a,b] | list [TENANT] | enable ID | disable ID |\n"
      "       deliveries ID",
      "Outbound webhooks to the product. 'add' prints the signing secret once (whsec_...);\n"
      "deliveries are signed as Standard Webhooks do, in order, retried with backoff; an\n"
      "endpoint failing [webhooks] max_failures times in a row is disabled ('enable' resumes\n"
-     "it where it stopped). 'deliveries' prints an endpoint's delivery log."},
+     "it where it stopped). 'deliveries' prints an endpoint's delivery log.",
+     OPT(O_TYPE)},
     {"instances", cmd_instances, "atshub instances [--json]",
      "Lists the atshub instances serving on this store (several may share one\n"
      "PostgreSQL database; docs/scaling.md): id, version, host, pid, start, last\n"
      "heartbeat, and the leases each holds (schedule-leader, sync:..., deliver:...,\n"
      "webhook:..., bulk:...). An instance is listed while its heartbeat is at most three\n"
-     "[store] claim_ms old; a clean stop removes it at once."},
+     "[store] claim_ms old; a clean stop removes it at once.", 0},
     {"events", cmd_events, "atshub events TENANT [--after CURSOR] [--types a,b] [--limit N]",
      "Prints a tenant's event log, oldest first from --after (a cursor; default: the\n"
      "start), as the tenant reads it at GET /v1/events: cursor, time, type, data.\n"
-     "--types filters by event types or prefix.* patterns. Needs a running daemon."},
+     "--types filters by event types or prefix.* patterns. Needs a running daemon.",
+     OPT(O_AFTER) | OPT(O_TYPE) | OPT(O_LIMIT)},
     {"console", cmd_console, "atshub console [--json]",
      "Prints a login link to the operator console of the running daemon: a web page\n"
      "served under /console/ on the admin TCP listener ([admin] listen; 127.0.0.1:8081\n"
      "in etc/atshub.ini). The link holds a one-time code that lasts two minutes; opening\n"
      "it starts a session (a cookie, HttpOnly, SameSite=Strict, 8 hours). The console\n"
      "shows tenants, connections, plugins, syncs, the integration log and the last\n"
-     "hour's traffic; everything it does is also a command here."},
-    {"help", cmd_help, "atshub help [COMMAND]", "Shows help."},
+     "hour's traffic; everything it does is also a command here.", 0},
+    {"help", cmd_help, "atshub help [COMMAND]", "Shows help.", 0},
 };
 
 static const cmd *find_cmd(const char *name)
@@ -1260,65 +1277,75 @@ int ah_cli_main(int argc, char **argv)
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'}, {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
-        {"settings", required_argument, NULL, 's'}, {"set", required_argument, NULL, 'S'},
-        {"tenant", required_argument, NULL, 1},   {"source", required_argument, NULL, 2},
-        {"action", required_argument, NULL, 3},   {"status", required_argument, NULL, 4},
-        {"since", required_argument, NULL, 5},    {"until", required_argument, NULL, 6},
-        {"limit", required_argument, NULL, 7},    {"type", required_argument, NULL, 8},
-        {"path", required_argument, NULL, 9},     {"types", required_argument, NULL, 8},
-        {"ops", required_argument, NULL, 10},     {"openapi", no_argument, NULL, 11},
-        {"after", required_argument, NULL, 12},
+        {"settings", required_argument, NULL, O_SETTINGS}, {"set", required_argument, NULL, O_SET},
+        {"tenant", required_argument, NULL, O_TENANT},  {"source", required_argument, NULL, O_SOURCE},
+        {"action", required_argument, NULL, O_ACTION},  {"status", required_argument, NULL, O_STATUS},
+        {"since", required_argument, NULL, O_SINCE},    {"until", required_argument, NULL, O_UNTIL},
+        {"limit", required_argument, NULL, O_LIMIT},    {"type", required_argument, NULL, O_TYPE},
+        {"path", required_argument, NULL, O_PATH},      {"types", required_argument, NULL, O_TYPE},
+        {"ops", required_argument, NULL, O_OPS},        {"openapi", no_argument, NULL, O_OPENAPI},
+        {"after", required_argument, NULL, O_AFTER},
         {NULL, 0, NULL, 0},
     };
-    int o;
+    /* Which command options were given, and each one's name as spelled
+     * (--type or --types), for the command to refuse those it does not
+     * take: `connection list --tenant acme` listing every tenant's would
+     * say something it does not do. */
+    unsigned given = 0;
+    const char *given_name[O_COUNT] = {NULL};
+    int o, li;
     opterr = 0;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1 || optind < argc) {
+    while ((li = -1, o = getopt_long(argc, argv, "+c:h", opts, &li)) != -1 || optind < argc) {
         if (o == -1) {
             /* A positional argument: keep it and go on parsing options that
              * follow it ("atshub tenant list --json"). */
             argv[c.argc++] = argv[optind++];
             continue;
         }
+        if (o > 0 && o < O_COUNT && li >= 0) {
+            given |= OPT(o);
+            given_name[o] = opts[li].name;
+        }
         switch (o) {
         case 'c': c.config = optarg; break;
         case 'j': c.json = true; break;
         case 'h': c.help = true; break;
         case 'V': printf("atshub %s (plugin ABI %d.%d)\n", AH_VERSION, AH_ABI_MAJOR, AH_ABI_MINOR); return 0;
-        case 's': c.settings_of = optarg; break;
-        case 'S':
+        case O_SETTINGS: c.settings_of = optarg; break;
+        case O_SET:
             if (c.nsets == (int)(sizeof c.sets / sizeof c.sets[0])) {
                 usage_error("too many --set options");
                 return EXIT_USAGE;
             }
             c.sets[c.nsets++] = optarg;
             break;
-        case 1: c.filter.tenant = optarg; break;
-        case 2: c.filter.source = optarg; break;
-        case 3: c.filter.action = optarg; break;
-        case 4:
+        case O_TENANT: c.filter.tenant = optarg; break;
+        case O_SOURCE: c.filter.source = optarg; break;
+        case O_ACTION: c.filter.action = optarg; break;
+        case O_STATUS:
             if (!int_opt(optarg, 100, 599, &c.filter.status)) {
                 usage_error("--status takes an HTTP status code");
                 return EXIT_USAGE;
             }
             break;
-        case 5: c.filter.since = optarg; break;
-        case 6: c.filter.until = optarg; break;
-        case 7:
+        case O_SINCE: c.filter.since = optarg; break;
+        case O_UNTIL: c.filter.until = optarg; break;
+        case O_LIMIT:
             if (!int_opt(optarg, 1, 100000, &c.filter.limit)) {
                 usage_error("--limit takes a number from 1 to 100000");
                 return EXIT_USAGE;
             }
             break;
-        case 8: c.type = optarg; break;
-        case 9: c.path = optarg; break;
-        case 10: c.ops_of = optarg; break;
-        case 11: c.openapi = true; break;
-        case 12: c.after = optarg; break;
+        case O_TYPE: c.type = optarg; break;
+        case O_PATH: c.path = optarg; break;
+        case O_OPS: c.ops_of = optarg; break;
+        case O_OPENAPI: c.openapi = true; break;
+        case O_AFTER: c.after = optarg; break;
         case '?':
         default:
             /* optopt is the short option's letter; a long option's is its
-             * code (1..12 here), no character to print: name it as given. */
+             * code (O_*), no character to print: name it as given. */
             if (optopt != 0 && isalpha(optopt))
                 usage_error("option -%c needs a value or is unknown", optopt);
             else
@@ -1343,6 +1370,11 @@ int ah_cli_main(int argc, char **argv)
         printf("usage: %s\n\n%s\n", k->usage, k->help);
         return 0;
     }
+    for (int i = 1; i < O_COUNT; i++)
+        if ((given & OPT(i)) && !(k->opts & OPT(i))) {
+            usage_error("'atshub %s' takes no --%s option", k->name, given_name[i]);
+            return EXIT_USAGE;
+        }
     if (c.config == NULL)
         c.config = default_config();
     c.argv = argv + 1;

@@ -105,6 +105,19 @@ START_TEST(test_usage_and_help)
     ck_assert_int_eq(RUN(&e, &out, &err, "log", "--limit"), 2);
     ck_assert_msg(strstr(err, "'--limit' needs a value") != NULL, "%s", err);
     free(out), free(err);
+    /* An option the command does not take is refused, not ignored:
+     * `connection list --tenant acme` listed every tenant's connections. */
+    ck_assert_int_eq(RUN(&e, &out, &err, "connection", "list", "--tenant", "acme"), 2);
+    ck_assert_msg(strstr(err, "'atshub connection' takes no --tenant option") != NULL, "%s", err);
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "sync", "acme", "main", "--types", "jobs"), 1);
+    ck_assert_msg(strstr(err, "takes no") == NULL, "%s", err);
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "tenant", "list", "--set", "a=b"), 2);
+    ck_assert_msg(strstr(err, "takes no --set option") != NULL, "%s", err);
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "--json", "log", "--limit", "5", "--tenant", "acme"), 0);
+    free(out), free(err);
     env_teardown(&e);
 }
 END_TEST
