@@ -16,14 +16,13 @@
 
 #include "admin.h"
 #include "claims.h"
-#include "daemon.h"
 #include "committer.h"
+#include "conns.h"
+#include "console.h"
+#include "daemon.h"
 #include "events.h"
 #include "metrics.h"
 #include "ops.h"
-#include "conns.h"
-#include "daemon.h"
-#include "events.h"
 #include "rest.h"
 #include "settle.h"
 #include "sync.h"
@@ -254,6 +253,9 @@ int ah_daemon_start(ah_core *core, char *err, size_t errlen)
         .tls_key_pem = key,
         .on_done = ah_metrics_http_done,
         .on_done_arg = core->metrics,
+        /* The console's session (admin listener) is the host's: a browser
+         * sends it here too, where plugin routes read headers. */
+        .hidden_cookie = AH_CONSOLE_COOKIE,
     };
     core->httpd = ah_httpd_new(&o, err, errlen);
     if (cert != NULL) {

@@ -107,6 +107,7 @@ struct ah_httpd {
     char *tls_key;
     void (*on_done)(void *arg, const ah_http_exchange *ex);
     void *on_done_arg;
+    char hidden_cookie[64]; /* opts.hidden_cookie, "" when none */
     ah_http_before before; /* ah_httpd_set_hooks */
     ah_http_after after;
     void *hooks_arg;
@@ -170,6 +171,8 @@ struct ah_http_exchange {
     cJSON *json;
     ah_hdr *headers;
     struct ex_vals *vals; /* ah_ex_detach's copy of headers, cookies and query */
+    char *cookie_view;    /* the Cookie header without the hidden cookie */
+    bool cookie_viewed;   /* cookie_view made (NULL in it: no header left) */
     void *user;
     const char *subpath;
     ah_param params[AH_HTTPD_MAX_PARAMS]; /* a templated route's captures */
@@ -588,11 +591,63 @@ static const char *vals_lookup(const ex_vals *vs, unsigned kind, const char *nam
     return NULL;
 }
 
+/* A Cookie header's value as handlers see it: raw, or without the pairs
+ * named h->hidden_cookie (NULL when none is left), made once a request.
+ * Pairs are split at ';' and their names trimmed as browsers send them
+ * (RFC 6265 5.4: "a=1; b=2"). */
+static const char *cookie_view(ah_http_exchange *ex, const char *raw)
+{
+    const char *hide = ex->h->hidden_cookie;
+    if (raw == NULL || hide[0] == '\0' || strstr(raw, hide) == NULL)
+        return raw;
+    if (ex->cookie_viewed)
+        return ex->cookie_view;
+    size_t hl = strlen(hide), n = strlen(raw);
+    char *out = malloc(n + 1);
+    if (out == NULL)
+        return NULL; /* none rather than the hidden one */
+    size_t len = 0;
+    for (const char *p = raw; *p != '\0';) {
+        const char *end = strchr(p, ';');
+        if (end == NULL)
+            end = p + strlen(p);
+        const char *a = p, *b = end;
+        while (a < b && (*a == ' ' || *a == '\t'))
+            a++;
+        while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+            b--;
+        const char *eq = memchr(a, '=', (size_t)(b - a));
+        const char *ne = eq != NULL ? eq : b;
+        while (ne > a && (ne[-1] == ' ' || ne[-1] == '\t'))
+            ne--;
+        bool hidden = (size_t)(ne - a) == hl && memcmp(a, hide, hl) == 0;
+        if (!hidden && b > a) {
+            if (len > 0) {
+                memcpy(out + len, "; ", 2);
+                len += 2;
+            }
+            memcpy(out + len, a, (size_t)(b - a));
+            len += (size_t)(b - a);
+        }
+        p = *end == ';' ? end + 1 : end;
+    }
+    out[len] = '\0';
+    if (len == 0) {
+        free(out);
+        out = NULL;
+    }
+    ex->cookie_view = out;
+    ex->cookie_viewed = true;
+    return out;
+}
+
 const char *ah_ex_header(ah_http_exchange *ex, const char *name)
 {
-    if (ex->vals != NULL)
-        return vals_lookup(ex->vals, EXV_HEADER, name);
-    return MHD_lookup_connection_value(ex->conn, MHD_HEADER_KIND, name);
+    const char *v = ex->vals != NULL ? vals_lookup(ex->vals, EXV_HEADER, name)
+                                     : MHD_lookup_connection_value(ex->conn, MHD_HEADER_KIND, name);
+    if (v != NULL && strcasecmp(name, MHD_HTTP_HEADER_COOKIE) == 0)
+        return cookie_view(ex, v);
+    return v;
 }
 
 const char *ah_ex_cookie(ah_http_exchange *ex, const char *name)
@@ -612,27 +667,38 @@ const char *ah_ex_query(ah_http_exchange *ex, const char *name)
 typedef struct each_ctx {
     bool (*cb)(void *arg, const char *name, const char *value);
     void *arg;
+    ah_http_exchange *ex;
+    bool headers;
 } each_ctx;
+
+/* One value for ah_ex_each's callback: a Cookie header as ah_ex_header
+ * gives it (none when nothing is left of it). */
+static bool each_one(each_ctx *e, const char *key, const char *value)
+{
+    if (e->headers && value != NULL && strcasecmp(key, MHD_HTTP_HEADER_COOKIE) == 0 &&
+        (value = cookie_view(e->ex, value)) == NULL)
+        return true;
+    return e->cb(e->arg, key, value);
+}
 
 static enum MHD_Result each_value(void *cls, enum MHD_ValueKind kind, const char *key,
                                   const char *value)
 {
     (void)kind;
-    each_ctx *e = cls;
-    return e->cb(e->arg, key, value) ? MHD_YES : MHD_NO;
+    return each_one(cls, key, value) ? MHD_YES : MHD_NO;
 }
 
 void ah_ex_each(ah_http_exchange *ex, bool query,
                 bool (*cb)(void *arg, const char *name, const char *value), void *arg)
 {
+    each_ctx e = {cb, arg, ex, !query};
     if (ex->vals != NULL) {
         unsigned kind = query ? EXV_QUERY : EXV_HEADER;
         for (size_t i = 0; i < ex->vals->n; i++)
-            if (ex->vals->v[i].kind == kind && !cb(arg, ex->vals->v[i].name, ex->vals->v[i].value))
+            if (ex->vals->v[i].kind == kind && !each_one(&e, ex->vals->v[i].name, ex->vals->v[i].value))
                 return;
         return;
     }
-    each_ctx e = {cb, arg};
     (void)MHD_get_connection_values(ex->conn, query ? MHD_GET_ARGUMENT_KIND : MHD_HEADER_KIND,
                                     each_value, &e);
 }
@@ -2232,6 +2298,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         MHD_destroy_response(ex->held);
     cJSON_Delete(ex->json);
     free(ex->vals);
+    free(ex->cookie_view);
     free(ex->body);
     free(ex->resp_body);
     while (ex->headers != NULL) {
@@ -2286,6 +2353,13 @@ ah_httpd *ah_httpd_new(const ah_httpd_opts *opts, char *err, size_t errlen)
     h->threads = opts->threads > 0 ? opts->threads : 1;
     h->on_done = opts->on_done;
     h->on_done_arg = opts->on_done_arg;
+    if (opts->hidden_cookie != NULL) {
+        if (strlen(opts->hidden_cookie) >= sizeof h->hidden_cookie) {
+            set_err(err, errlen, "httpd: hidden_cookie too long");
+            goto fail;
+        }
+        strcpy(h->hidden_cookie, opts->hidden_cookie);
+    }
     h->listen_fd = opts->use_listen_fd ? opts->listen_fd : -1;
     h->wake[0] = h->wake[1] = -1;
     h->guard = (ah_conntrack_opts){

@@ -64,6 +64,12 @@ typedef struct ah_httpd_opts {
     unsigned max_connections_per_client;
     long header_timeout_ms;
     unsigned min_body_rate;
+    /** A cookie this server's handlers never see in the Cookie header
+     *  (ah_ex_header, ah_ex_each), e.g. the console's session on the
+     *  public listener: a browser sends a host's cookies to each of its
+     *  ports, and plugin routes read headers. NULL: none. At most 63
+     *  bytes; copied. */
+    const char *hidden_cookie;
 } ah_httpd_opts;
 
 enum {
