@@ -750,12 +750,18 @@ ah_store *ah_store_sqlite_open(const char *path, const struct ah_logger *lg, cha
      * SQLITE_CONFIG_STMTJRNL_SPILL keeps them in one allocation (-8% of an
      * ERP create's instructions), but with SQLite 3.40.1 a scope whose
      * journal outgrew the spill failed with SQLITE_FULL writing the
-     * temporary file (check_store test_group_scope_rollback_past_spill). */
+     * temporary file (check_store test_group_scope_rollback_past_spill).
+     * synchronous=FULL: a commit's WAL frames reach the disk (fdatasync)
+     * before the commit returns and its requests are answered, so an
+     * acknowledged write survives a power loss or an OS crash too, not
+     * only a killed process (NORMAL, before 2026-12-06, synced only at
+     * checkpoints: the last groups answered could be lost). One sync a
+     * group commit, shared by its requests (bench/README.md). */
     if (sqlite3_exec(s->db, "PRAGMA page_size=4096", NULL, NULL, &msg) != SQLITE_OK ||
         sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", journal_mode_cb, mode, &msg) !=
             SQLITE_OK ||
         sqlite3_exec(s->db,
-                     "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; "
+                     "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; "
                      "PRAGMA cache_size=-8192; PRAGMA mmap_size=0; "
                      "PRAGMA journal_size_limit=" AH_STR(AH_SQ_WAL_LIMIT_BYTES),
                      NULL, NULL, &msg) != SQLITE_OK) {
