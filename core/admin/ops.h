@@ -86,8 +86,10 @@ void ah_ops_retire_contexts(ah_core *core);
  *  (default settings; placeholders for required ones), comparing file
  *  descriptors, mappings of the file and heap in use before and after.
  *  Fills `report` (name, version, abi, settings, routes, subscriptions,
- *  coverage, cycles, fd_delta, mapping_delta, heap_delta). 0, or -1 with
- *  err naming the first problem. */
+ *  coverage, cycles, fd_delta, mapping_delta, heap_delta; the heap counts
+ *  glibc's own mapped chunks too). The check runs in a child process: a
+ *  plugin that crashes is refused with the signal named, the caller lives
+ *  on. 0, or -1 with err naming the first problem. */
 int ah_plugin_check_full(const char *path, int cycles, cJSON *report, char *err, size_t errlen);
 /** Re-reads tenants and connections now (after an admin change), instead of
  *  waiting for the ticker. */

@@ -10,10 +10,13 @@
  * than on a production host during a hot swap.
  */
 #include <dirent.h>
+#include <errno.h>
 #include <malloc.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core.h"
@@ -51,10 +54,12 @@ static long count_maps(const char *real, const char *base)
     return n;
 }
 
+/* Heap in use: the arena's chunks and the large ones glibc maps on their
+ * own (hblkhd: 128 KiB and more by default), which uordblks leaves out. */
 static long heap_in_use(void)
 {
     struct mallinfo2 mi = mallinfo2();
-    return (long)mi.uordblks;
+    return (long)(mi.uordblks + mi.hblkhd);
 }
 
 static const char *placeholder(const ah_setting_spec *s)
@@ -148,7 +153,7 @@ static int one_cycle(ah_core *core, const char *path, bool *opened, char *err, s
     return rc;
 }
 
-static ah_core *scratch_core(char *dir, char *err, size_t errlen)
+static ah_core *scratch_core(const char *dir, char *err, size_t errlen)
 {
     ah_config cfg;
     ah_config_defaults(&cfg);
@@ -229,13 +234,11 @@ static int check_writes(const char *path, const ah_plugin_descriptor *d, cJSON *
     return 0;
 }
 
-int ah_plugin_check_full(const char *path, int cycles, cJSON *report, char *err, size_t errlen)
+/* The check itself, in the child process check_full forks, on the scratch
+ * folder dir (the parent removes it). */
+static int check_in(const char *dir, const char *path, int cycles, cJSON *report, char *err,
+                    size_t errlen)
 {
-    char dir[] = "/tmp/atshub-check-XXXXXX";
-    if (mkdtemp(dir) == NULL) {
-        snprintf(err, errlen, "cannot make a scratch folder: %m");
-        return -1;
-    }
     ah_core *core = scratch_core(dir, err, errlen);
     int rc = -1;
     if (core == NULL)
@@ -321,7 +324,7 @@ int ah_plugin_check_full(const char *path, int cycles, cJSON *report, char *err,
     if (done < cycles) {
         char why[1024];
         snprintf(why, sizeof why, "%s", err);
-        snprintf(err, errlen, "cycle %d of %d: %s", done + 1, cycles, why);
+        snprintf(err, errlen, "cycle %d of %d: %.960s", done + 1, cycles, why);
     } else if (fds1 != fds0) {
         snprintf(err, errlen, "%s: %ld file descriptors left open after %d load/open/close/"
                  "unload cycles", path, fds1 - fds0, cycles);
@@ -337,13 +340,110 @@ int ah_plugin_check_full(const char *path, int cycles, cJSON *report, char *err,
     }
 out:
     ah_core_close(core);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "%s/host.key", dir);
-    unlink(cmd);
-    static const char *const db_files[] = {"check.db", "check.db-wal", "check.db-shm"};
-    for (size_t i = 0; i < 3; i++) {
-        snprintf(cmd, sizeof cmd, "%s/%s", dir, db_files[i]);
-        unlink(cmd);
+    return rc;
+}
+
+/* The check runs in a child process: a plugin that crashes (in its
+ * constructor, init, open, close or fini) is reported as the reason the
+ * host would refuse it, instead of killing the command without a word.
+ * The child sends {"rc", "err", "report"} back through a pipe. */
+int ah_plugin_check_full(const char *path, int cycles, cJSON *report, char *err, size_t errlen)
+{
+    char dir[] = "/tmp/atshub-check-XXXXXX";
+    if (mkdtemp(dir) == NULL) {
+        snprintf(err, errlen, "cannot make a scratch folder: %m");
+        return -1;
+    }
+    int rc = -1, fds[2];
+    if (pipe(fds) != 0) {
+        snprintf(err, errlen, "cannot check %s: pipe: %m", path);
+        goto clean;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        snprintf(err, errlen, "cannot check %s: fork: %m", path);
+        close(fds[0]);
+        close(fds[1]);
+        goto clean;
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        char cerr[1024] = "";
+        cJSON *rep = cJSON_CreateObject(), *out = cJSON_CreateObject();
+        int crc = rep != NULL ? check_in(dir, path, cycles, rep, cerr, sizeof cerr) : -1;
+        char *text = NULL;
+        if (out != NULL && cJSON_AddNumberToObject(out, "rc", crc) != NULL &&
+            cJSON_AddStringToObject(out, "err", cerr) != NULL &&
+            cJSON_AddItemToObject(out, "report", rep)) {
+            rep = NULL;
+            text = cJSON_PrintUnformatted(out);
+        }
+        size_t len = text != NULL ? strlen(text) : 0, off = 0;
+        while (off < len) {
+            ssize_t n = write(fds[1], text + off, len - off);
+            if (n <= 0)
+                break;
+            off += (size_t)n;
+        }
+        close(fds[1]);
+        free(text);
+        cJSON_Delete(out);
+        cJSON_Delete(rep);
+        _exit(off == len && len > 0 ? 0 : 1);
+    }
+    close(fds[1]);
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len + 4096 > cap) {
+            char *nb = realloc(buf, cap = cap * 2 + 8192);
+            if (nb == NULL)
+                break;
+            buf = nb;
+        }
+        ssize_t n = read(fds[0], buf + len, cap - len - 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fds[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    cJSON *got = buf != NULL && len > 0 ? (buf[len] = '\0', cJSON_Parse(buf)) : NULL;
+    free(buf);
+    const cJSON *crc = cJSON_GetObjectItemCaseSensitive(got, "rc");
+    const cJSON *cerr = cJSON_GetObjectItemCaseSensitive(got, "err");
+    cJSON *rep = cJSON_DetachItemFromObjectCaseSensitive(got, "report");
+    if (WIFSIGNALED(status)) {
+        snprintf(err, errlen, "%s: the plugin crashed while it was checked (%s): the host "
+                 "would crash with it", path, strsignal(WTERMSIG(status)));
+    } else if (!cJSON_IsNumber(crc) || !cJSON_IsString(cerr) || !cJSON_IsObject(rep)) {
+        snprintf(err, errlen, "%s: the check ended without a result (exit status %d): does "
+                 "the plugin exit the process?", path,
+                 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    } else {
+        rc = crc->valueint == 0 ? 0 : -1;
+        if (rc != 0)
+            snprintf(err, errlen, "%s", cerr->valuestring);
+        cJSON *item;
+        while (rep->child != NULL) {
+            item = cJSON_DetachItemViaPointer(rep, rep->child);
+            cJSON_DeleteItemFromObjectCaseSensitive(report, item->string);
+            cJSON_AddItemToObject(report, item->string, item);
+        }
+    }
+    cJSON_Delete(rep);
+    cJSON_Delete(got);
+clean:;
+    char file[128];
+    static const char *const files[] = {"host.key", "check.db", "check.db-wal", "check.db-shm"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(file, sizeof file, "%s/%s", dir, files[i]);
+        unlink(file);
     }
     rmdir(dir);
     return rc;

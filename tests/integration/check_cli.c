@@ -369,6 +369,23 @@ START_TEST(test_plugin_check_and_broken_plugins)
     ck_assert_int_eq(RUN(&e, &out, &err, "plugin", "check", path), 1);
     ck_assert_msg(strstr(err, "ABI") != NULL, "%s", err);
     free(out), free(err);
+    /* A leak in chunks glibc maps on its own (256 KiB a load) is a leak. */
+    snprintf(path, sizeof path, "%s/leak_big.so", ah_t_env("AH_FIXTURE_DIR"));
+    ck_assert_int_eq(RUN(&e, &out, &err, "plugin", "check", path), 1);
+    ck_assert_msg(strstr(err, "the heap grew by") != NULL, "%s", err);
+    free(out), free(err);
+    /* A plugin that crashes is refused with the reason, as JSON too; the
+     * command itself does not die with it. */
+    snprintf(path, sizeof path, "%s/crash_load.so", ah_t_env("AH_FIXTURE_DIR"));
+    ck_assert_int_eq(RUN(&e, &out, &err, "plugin", "check", path), 0);
+    free(out), free(err);
+    setenv("AH_FIXTURE_CRASH", "entry", 1);
+    int rc = RUN(&e, &out, &err, "--json", "plugin", "check", path);
+    unsetenv("AH_FIXTURE_CRASH");
+    ck_assert_msg(rc == 1, "rc %d: %s", rc, err);
+    ck_assert_msg(strstr(out, "\"plugin_refused\"") != NULL && strstr(out, "crashed") != NULL,
+                  "%s", out);
+    free(out), free(err);
     env_teardown(&e);
 }
 END_TEST
