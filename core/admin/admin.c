@@ -324,6 +324,7 @@ static void h_tenant_delete(void *arg, ah_http_exchange *ex)
         answer_err(ex, &e);
         return;
     }
+    ah_syncs_forget(ctx->core->admin->syncs, ah_ex_subpath(ex), NULL);
     ah_ops_refresh(ctx->core);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "removed", ah_ex_subpath(ex));
@@ -390,6 +391,8 @@ static void h_connection(void *arg, ah_http_exchange *ex)
     int rc;
     if (n == 2 && strcmp(method, "DELETE") == 0) {
         rc = ah_ops_connection_remove(ctx->core, tenant, name, &e);
+        if (rc == 0)
+            ah_syncs_forget(ctx->core->admin->syncs, tenant, name);
     } else if (n == 2 && strcmp(method, "PATCH") == 0) {
         rc = ah_ops_connection_set(ctx->core, tenant, name,
                                    cJSON_GetObjectItemCaseSensitive(body, "settings"), &e);

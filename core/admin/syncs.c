@@ -91,6 +91,62 @@ static entry *find(ah_syncs *s, const char *tenant, const char *name)
     return NULL;
 }
 
+/* Under s->mu: drops the entries of connections that are gone (not
+ * running: a run ends by itself and keeps its entry until then), so that
+ * the table does not fill up with removed connections and a connection
+ * added again under an old name does not show the old one's runs. keep:
+ * whether the entry's connection still exists. */
+static void prune(ah_syncs *s, bool (*keep)(const entry *en, const void *arg), const void *arg)
+{
+    size_t w = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        entry *en = s->v[i];
+        if (en->running || keep(en, arg)) {
+            s->v[w++] = en;
+            continue;
+        }
+        if (en->has_thread) /* its run ended: the thread is done or about to be */
+            pthread_join(en->thread, NULL);
+        free(en);
+    }
+    s->n = w;
+}
+
+/* keep for prune: the entry's connection is in a connection list. */
+static bool in_list(const entry *en, const void *arg)
+{
+    const cJSON *c;
+    cJSON_ArrayForEach(c, (const cJSON *)arg) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(c, "tenant"),
+                    *n = cJSON_GetObjectItemCaseSensitive(c, "name");
+        if (cJSON_IsString(t) && cJSON_IsString(n) && strcmp(t->valuestring, en->tenant) == 0 &&
+            strcmp(n->valuestring, en->name) == 0)
+            return true;
+    }
+    return false;
+}
+
+typedef struct forget_arg {
+    const char *tenant, *name;
+} forget_arg;
+
+/* keep for prune: not the forgotten connection (or tenant). */
+static bool not_forgotten(const entry *en, const void *arg)
+{
+    const forget_arg *f = arg;
+    return strcmp(en->tenant, f->tenant) != 0 || (f->name != NULL && strcmp(en->name, f->name) != 0);
+}
+
+void ah_syncs_forget(ah_syncs *s, const char *tenant, const char *name)
+{
+    if (s == NULL || tenant == NULL)
+        return;
+    forget_arg f = {tenant, name};
+    pthread_mutex_lock(&s->mu);
+    prune(s, not_forgotten, &f);
+    pthread_mutex_unlock(&s->mu);
+}
+
 /* Under s->mu: the entry of tenant/name, made when missing; NULL when
  * out of memory or full. */
 static entry *get(ah_syncs *s, const char *tenant, const char *name)
@@ -218,6 +274,18 @@ int ah_syncs_start(ah_syncs *s, ah_core *core, const char *tenant, const char *n
         pthread_mutex_unlock(&s->mu);
         return fail(e, "sync_running", "a sync of this connection started here is under way");
     }
+    if (en == NULL && s->n == MAX_ENTRIES) {
+        /* Full: make room from removed connections first. */
+        cJSON *all = NULL;
+        ah_ops_err ignored;
+        pthread_mutex_unlock(&s->mu);
+        int lrc = ah_ops_connection_list(core, NULL, &all, &ignored);
+        pthread_mutex_lock(&s->mu);
+        if (lrc == 0)
+            prune(s, in_list, all);
+        cJSON_Delete(all);
+        en = find(s, tenant, name);
+    }
     if (en == NULL && (en = get(s, tenant, name)) == NULL) {
         pthread_mutex_unlock(&s->mu);
         return fail(e, "overloaded", "out of memory, or too many connections to track");
@@ -326,6 +394,10 @@ int ah_syncs_list(ah_syncs *s, ah_core *core, const char *tenant, cJSON **out, a
     bool has_next = ah_sync_next_pass(core->sync, next) == 0;
     const cJSON *c;
     pthread_mutex_lock(&s->mu);
+    /* Every connection listed: entries of the others are of connections
+     * removed (by another process too: `atshub connection remove`). */
+    if (tenant == NULL)
+        prune(s, in_list, list);
     cJSON_ArrayForEach(c, list) {
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(c, "tenant"),
                     *n = cJSON_GetObjectItemCaseSensitive(c, "name");

@@ -39,6 +39,12 @@ void ah_syncs_observe(void *arg, const char *tenant, const char *connection, con
 int ah_syncs_start(ah_syncs *s, ah_core *core, const char *tenant, const char *name,
                    const char *type, ah_ops_err *e);
 
+/** Forgets what this daemon keeps of tenant/name's runs (name NULL: of
+ *  every connection of the tenant), once removed; a run still under way
+ *  keeps its entry. ah_syncs_list without a tenant drops the entries of
+ *  connections removed elsewhere. */
+void ah_syncs_forget(ah_syncs *s, const char *tenant, const char *name);
+
 /** *out = [{"tenant","connection","plugin","enabled","schedule_interval_s",
  *  "next_pass" (when this instance's scheduler next passes over the enabled
  *  connections; null without a schedule or when another instance leads it),

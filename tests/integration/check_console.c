@@ -654,6 +654,78 @@ START_TEST(test_syncs_next_pass)
     /* Each type's latest run read all of its records (the 2-hour backfill
      * window covers every record the simulator made). */
     ck_assert_int_eq(records, POSITIONS + CONTACTS + SUBMISSIONS);
+
+    /* A connection removed and added again under its old name is a new
+     * connection: the old one's runs are not shown as its own, whether it
+     * was removed over the admin API or by another process (the store). */
+    set = cJSON_CreateObject();
+    cJSON_AddStringToObject(set, "base_url", ah_sim_url(f.sim));
+    cJSON_AddStringToObject(set, "client_id", "atshub");
+    cJSON_AddStringToObject(set, "client_secret", "s3cret");
+    for (int round = 0; round < 2; round++) {
+        ah_config cfg;
+        char err[1024];
+        ck_assert_int_eq(ah_config_load(f.ini, &cfg, err, sizeof err), 0);
+        long status = 0;
+        char *resp = NULL;
+        ck_assert_msg(ah_admin_call(&cfg, "POST", "/admin/syncs/acme/off", "{}", &status, &resp,
+                                    err, sizeof err) == 0, "%s", err);
+        ck_assert_msg(status == 202 || status == 200, "%ld %s", status, resp);
+        free(resp);
+        /* Until the manual run has ended. */
+        bool ended = false;
+        for (int tries = 0; tries < 1200 && !ended; tries++) {
+            resp = NULL;
+            ck_assert_int_eq(ah_admin_call(&cfg, "GET", "/admin/syncs?tenant=acme", NULL, &status,
+                                           &resp, err, sizeof err), 0);
+            cJSON *j = cJSON_Parse(resp);
+            const cJSON *c;
+            cJSON_ArrayForEach(c, cJSON_GetObjectItem(j, "data"))
+                if (strcmp(cJSON_GetObjectItem(c, "connection")->valuestring, "off") == 0 &&
+                    cJSON_IsObject(cJSON_GetObjectItem(c, "last")) &&
+                    !cJSON_IsTrue(cJSON_GetObjectItem(c, "running")))
+                    ended = true;
+            cJSON_Delete(j);
+            free(resp);
+            if (!ended)
+                usleep(50000);
+        }
+        ck_assert(ended);
+        if (round == 0) {
+            ck_assert_int_eq(ah_admin_call(&cfg, "DELETE", "/admin/connections/acme/off", NULL,
+                                           &status, &resp, err, sizeof err), 0);
+            ck_assert_msg(status == 200, "%ld %s", status, resp);
+            free(resp);
+        } else {
+            ck_assert_int_eq(ah_ops_connection_remove(f.core, "acme", "off", &e), 0);
+            /* The whole list (no tenant) sees it gone. */
+            resp = NULL;
+            ck_assert_int_eq(ah_admin_call(&cfg, "GET", "/admin/syncs", NULL, &status, &resp, err,
+                                           sizeof err), 0);
+            free(resp);
+        }
+        out = NULL;
+        ck_assert_int_eq(ah_ops_connection_add(f.core, "acme", "erecruit", "off", set, &out, &e), 0);
+        cJSON_Delete(out);
+        ck_assert_int_eq(ah_ops_connection_enable(f.core, "acme", "off", false, &e), 0);
+        resp = NULL;
+        ck_assert_int_eq(ah_admin_call(&cfg, "GET", "/admin/syncs?tenant=acme", NULL, &status,
+                                       &resp, err, sizeof err), 0);
+        cJSON *j = cJSON_Parse(resp);
+        const cJSON *c;
+        bool seen = false;
+        cJSON_ArrayForEach(c, cJSON_GetObjectItem(j, "data"))
+            if (strcmp(cJSON_GetObjectItem(c, "connection")->valuestring, "off") == 0) {
+                seen = true;
+                ck_assert_msg(cJSON_IsNull(cJSON_GetObjectItem(c, "last")), "round %d: %s", round,
+                              resp);
+            }
+        ck_assert(seen);
+        cJSON_Delete(j);
+        free(resp);
+        ah_config_free(&cfg);
+    }
+    cJSON_Delete(set);
     teardown(&f);
 }
 END_TEST
