@@ -634,6 +634,14 @@ int ah_settings_build(ah_core *core, const ah_setting_spec *spec, const char *pl
             char aad[160];
             snprintf(aad, sizeof aad, SEAL_AAD_PREFIX "%s", sp->key);
             stored = ah_seal(core->host_key, it->valuestring, aad);
+        } else if (ah_is_sealed(it->valuestring) ||
+                   strncmp(it->valuestring, HASH_PREFIX, strlen(HASH_PREFIX)) == 0) {
+            /* Stored as given, it would be read back as a sealed secret
+             * (and fail to open: the connection unusable) or as a hash (a
+             * credential compared with what callers present). */
+            snprintf(err, errlen, "setting '%s': a value may not start with 'v1:' or 'sha256:' "
+                     "(reserved for stored secrets)", sp->key);
+            goto fail;
         } else {
             stored = strdup(it->valuestring);
         }

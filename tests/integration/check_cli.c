@@ -180,6 +180,22 @@ START_TEST(test_connections_and_call)
                          "colour=blue"), 1);
     ck_assert_ptr_nonnull(strstr(err, "no setting 'colour'"));
     free(out), free(err);
+    /* A plain value in the form of a stored secret would be read back as
+     * one: a sealed value (the connection unusable) or a hash (a
+     * credential). Refused; a secret setting may hold it. */
+    ck_assert_int_eq(RUN(&e, &out, &err, "connection", "add", "acme", "template", "y", "--set",
+                         "greeting=v1:abc"), 1);
+    ck_assert_msg(strstr(err, "may not start with 'v1:'") != NULL, "%s", err);
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "connection", "add", "acme", "template", "y", "--set",
+                         "greeting=sha256:abc"), 1);
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "connection", "add", "acme", "template", "y", "--set",
+                         "api_key=v1:abc"), 0);
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "--json", "call", "acme", "y", "jobs.get",
+                         "{\"job_id\":\"J9\"}"), 0);
+    free(out), free(err);
     ck_assert_int_eq(RUN(&e, &out, &err, "connection", "add", "nobody", "template", "x"), 1);
     free(out), free(err);
     ck_assert_int_eq(RUN(&e, &out, &err, "--json", "connection", "list"), 0);
