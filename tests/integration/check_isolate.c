@@ -686,6 +686,43 @@ START_TEST(test_provider_answer_larger_than_a_frame)
 }
 END_TEST
 
+/* A request larger than a frame may be (64 MiB) is refused before anything
+ * is sent (413 invalid_request): the plugin process is not asked, and goes
+ * on serving on the same stream. */
+START_TEST(test_request_larger_than_a_frame)
+{
+    fixture f;
+    request_timeout_ms = 600000; /* 64 MiB printed under the sanitizers */
+    setup(&f, "[plugin.fixture_faulty]\nisolation = process\n");
+    request_timeout_ms = 0;
+    ah_reply r;
+    int pid = ok_pid(f.core, "f");
+    size_t n = 64u * 1024 * 1024 + 16;
+    char *pad = malloc(n + 1);
+    ck_assert_ptr_nonnull(pad);
+    memset(pad, 'a', n);
+    pad[n] = '\0';
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddStringToObject(b, "do", "ok");
+    cJSON_AddStringToObject(b, "pad", pad);
+    free(pad);
+    ah_core_request(f.core, "acme", "f", "jobs.get", b, &r);
+    ck_assert_msg(!r.ok && strcmp(r.code, "invalid_request") == 0 && r.http_status == 413,
+                  "%s %d: %s", r.code, r.http_status, r.message);
+    ck_assert_ptr_nonnull(strstr(r.message, "larger than an isolated plugin can be given"));
+    ah_reply_free(&r);
+    call(f.core, "f", "ok", &r);
+    ck_assert_msg(r.ok, "%s: %s", r.code, r.message);
+    ck_assert_int_eq(cJSON_GetObjectItem(r.body, "pid")->valueint, pid);
+    ah_reply_free(&r);
+    cJSON *p = faulty_json(f.core);
+    ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(p, "process"), "crashes")->valueint,
+                     0);
+    cJSON_Delete(p);
+    teardown(&f);
+}
+END_TEST
+
 /* A call that sent a write (a POST flagged AH_HTTP_NOT_IDEMPOTENT, here to
  * the daemon's own /v1/health, which answers it) and whose plugin process
  * then crashed is answered 502 outcome_unknown (503 plugin_crashed before,
@@ -2112,6 +2149,7 @@ static Suite *isolate_suite(void)
     tcase_add_test(tc, test_hostile_plugin_process);
     tcase_add_test(tc, test_frames_for_a_busy_call_are_bounded);
     tcase_add_test(tc, test_provider_answer_larger_than_a_frame);
+    tcase_add_test(tc, test_request_larger_than_a_frame);
     tcase_add_test(tc, test_idle_process_death_noticed);
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
     tcase_add_test(tc, test_idle_process_out_of_memory);
