@@ -60,6 +60,10 @@ enum {
     BUS_BLOCKED_SHARES = 4,
 };
 
+/* bus_enqueue's refusal when a tenant's requests fill its share of the
+ * queue: answered "overloaded" as a full bus is, with its own message. */
+static const char BUS_TENANT_FULL[] = "overloaded";
+
 /* BUS_RUN_ADMITTED is queued as BUS_RUN, past max_queue (ah_bus_run_admitted). */
 typedef enum bus_kind { BUS_ASYNC, BUS_SYNC, BUS_EVENT, BUS_RUN, BUS_RUN_ADMITTED } bus_kind;
 
@@ -124,6 +128,7 @@ typedef struct bus_group {
     int held;                /* workers holding one of its lanes, not blocked */
     int blocked;             /* handlers of its lanes blocked (block.h) */
     size_t nlanes;           /* lanes that point to it */
+    unsigned long nreq;      /* its requests queued or in a batch (max_queue_tenant) */
 } bus_group;
 
 typedef struct bus_sub {
@@ -145,6 +150,7 @@ struct ah_bus {
     void *handler_arg;
     int default_timeout_ms;
     unsigned long max_queue;
+    unsigned long max_queue_tenant;
 
     /* Everything below is guarded by mu. */
     unsigned long queued; /* in lanes, not yet taken by a worker */
@@ -679,7 +685,9 @@ static void *bus_worker(void *arg)
         pthread_mutex_unlock(&b->mu);
 
         tl_group = l->group;
+        unsigned long nreq = 0;
         for (bus_msg *m = first; m != NULL; m = m->next) {
+            nreq += m->kind == BUS_ASYNC || m->kind == BUS_SYNC;
             bus_handle(b, m);
             msg_clear(m);
         }
@@ -702,6 +710,7 @@ static void *bus_worker(void *arg)
         b->active -= n;
         bus_group *g = l->group;
         g->held--;
+        g->nreq -= nreq;
         if (l->head != NULL) {
             (void)runq_push(b, l); /* offers g too */
         } else {
@@ -786,6 +795,16 @@ static const char *bus_enqueue(ah_bus *b, bus_kind kind, uint64_t tenant, uint64
             l = NULL;
         }
     }
+    bool request = kind == BUS_ASYNC || kind == BUS_SYNC;
+    if (l != NULL && request && l->group->tenant && l->group->nreq >= b->max_queue_tenant) {
+        if (fresh)
+            lane_remove(b, l);
+        m->next = b->free_msgs;
+        b->free_msgs = m;
+        b->nfree_msgs++;
+        why = BUS_TENANT_FULL;
+        goto refuse;
+    }
     if (l == NULL) {
         m->next = b->free_msgs;
         b->free_msgs = m;
@@ -793,6 +812,8 @@ static const char *bus_enqueue(ah_bus *b, bus_kind kind, uint64_t tenant, uint64
         why = "internal_error";
         goto refuse;
     }
+    if (request)
+        l->group->nreq++;
     m->next = NULL;
     m->kind = kind;
     m->tenant = tenant;
@@ -841,7 +862,10 @@ refuse:
 
 static void refusal_reply(ah_reply *r, const char *why)
 {
-    if (strcmp(why, "overloaded") == 0)
+    if (why == BUS_TENANT_FULL)
+        ah_reply_error(r, "overloaded", 503, "too many of this tenant's requests wait for its "
+                       "providers, try again later");
+    else if (strcmp(why, "overloaded") == 0)
         ah_reply_error(r, why, 503, "the message bus is full, try again later");
     else if (strcmp(why, "shutting_down") == 0)
         ah_reply_error(r, why, 503, "the message bus is shutting down");
@@ -1164,6 +1188,7 @@ ah_bus *ah_bus_new(const ah_bus_opts *opts)
     b->default_timeout_ms =
         opts->default_timeout_ms > 0 ? opts->default_timeout_ms : BUS_DEFAULT_TIMEOUT_MS;
     b->max_queue = opts->max_queue != 0 ? opts->max_queue : 1UL << 20;
+    b->max_queue_tenant = opts->max_queue_tenant != 0 ? opts->max_queue_tenant : 4096;
     corr_prefix_init(b);
     b->share = opts->tenant_share > 0 ? opts->tenant_share
                                       : (opts->workers / 2 > 1 ? opts->workers / 2 : 1);

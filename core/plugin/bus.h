@@ -90,6 +90,12 @@ typedef struct ah_bus_opts {
     unsigned max_queue;  /* messages queued in all, 0: 1<<20; beyond it sends fail */
     /** Workers the lanes of one tenant may hold at once; 0: max(1, workers / 2). */
     int tenant_share;
+    /** Requests of one tenant queued or being handled (ah_bus_request*,
+     *  ah_bus_send*; events and runs are not counted nor refused); past it
+     *  the tenant's requests are refused "overloaded" (503) and other
+     *  tenants' are not: a tenant whose provider hangs fills its own share,
+     *  not the bus. 0: 4096. */
+    unsigned max_queue_tenant;
 } ah_bus_opts;
 
 ah_bus *ah_bus_new(const ah_bus_opts *opts);

@@ -799,6 +799,61 @@ static void check_share(int workers, int share_opt, int share)
     fx_destroy(&f);
 }
 
+/* A tenant whose requests wait (its provider hangs) fills its own share of
+ * the queue, not the bus: past max_queue_tenant its requests are refused
+ * "overloaded" (503), other tenants' are served, and once its requests are
+ * answered it is served again. */
+START_TEST(test_tenant_queue_cap)
+{
+    fx f;
+    fx_init(&f);
+    ah_bus_opts o = {
+        .workers = 2,
+        .handler = handler,
+        .handler_arg = &f,
+        .default_timeout_ms = 10000,
+        .max_queue_tenant = 4,
+    };
+    ah_bus *b = ah_bus_new(&o);
+    ck_assert_ptr_nonnull(b);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(ah_bus_request_async_tenant(b, 1, 1 + (uint64_t)(i % 2), NULL, "tarpit",
+                                                     NULL, count_reply, &f), 0);
+    pthread_mutex_lock(&f.mu);
+    ck_assert(wait_running(&f, 1, 1));
+    pthread_mutex_unlock(&f.mu);
+    /* The fifth, on a lane of its own: refused at once, on this thread. */
+    ck_assert_int_eq(ah_bus_request_async_tenant(b, 1, 3, NULL, "count", NULL, count_reply, &f),
+                     -1);
+    pthread_mutex_lock(&f.mu);
+    ck_assert_str_eq(f.last_code, "overloaded");
+    ck_assert_int_eq(f.replies, 1);
+    pthread_mutex_unlock(&f.mu);
+    ah_reply r;
+    ck_assert_int_eq(ah_bus_request_tenant(b, 1, 3, NULL, "count", NULL, 0, &r), -1);
+    ck_assert_str_eq(r.code, "overloaded");
+    ck_assert_int_eq(r.http_status, 503);
+    ck_assert_ptr_nonnull(strstr(r.message, "tenant"));
+    ah_reply_free(&r);
+    /* Another tenant is served meanwhile; events and runs are not counted. */
+    ck_assert_int_eq(ah_bus_request_tenant(b, 2, 100, NULL, "echo", NULL, 0, &r), 0);
+    ah_reply_free(&r);
+    pthread_mutex_lock(&f.mu);
+    f.gate_open = true;
+    pthread_cond_broadcast(&f.cv);
+    pthread_mutex_unlock(&f.mu);
+    ah_bus_drain(b);
+    ck_assert_int_eq(f.replies, 1 + 4);
+    /* Answered: room again. */
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(ah_bus_request_tenant(b, 1, 3, NULL, "count", NULL, 0, &r), 0);
+        ah_reply_free(&r);
+    }
+    ah_bus_free(b);
+    fx_destroy(&f);
+}
+END_TEST
+
 START_TEST(test_tenant_share_default)
 {
     check_share(4, 0, 2); /* max(1, workers / 2) */
@@ -1029,6 +1084,7 @@ static Suite *bus_suite(void)
     tcase_add_test(tc, test_drain);
     tcase_add_test(tc, test_many_lanes);
     tcase_add_test(tc, test_bad_args);
+    tcase_add_test(tc, test_tenant_queue_cap);
     tcase_add_test(tc, test_tenant_share_default);
     tcase_add_test(tc, test_tenant_share_configured);
     tcase_add_test(tc, test_tenant_share_two_workers);
