@@ -332,6 +332,10 @@ int ah_sq_fields_register(sqlite3 *db, ah_sq_packer *p);
 const char *ah_sq_walbuf_vfs(void);
 /** WAL writes SQLite made through it, and the writes they became. */
 void ah_sq_walbuf_stats(unsigned long long *writes, unsigned long long *flushes);
+/** TEST HOOK, never used by the daemon: the next n writes the VFS makes to
+ *  any WAL file fail as a full disk makes them fail (SQLITE_FULL, nothing
+ *  written); 0 cancels. Process-wide. */
+void ah_sq_walbuf_fail_writes(int n);
 
 /* ---- schema.c ---------------------------------------------------------- */
 
