@@ -435,7 +435,10 @@ int ah_sq_scope_begin(ah_store *st)
 {
     ah_sq_store *s = ah_sq(st);
     ah_sq_lock(s);
-    if (s->scope_depth == 0 && ah_sq_exec_q(s, Q_BEGIN, "scope begin") != AH_STORE_OK) {
+    /* A scope inside another is a savepoint of its transaction, which its
+     * scope_end releases or rolls back to. */
+    if (ah_sq_exec_q(s, s->scope_depth == 0 ? Q_BEGIN : Q_SCOPE_SAVEPOINT, "scope begin") !=
+        AH_STORE_OK) {
         ah_sq_unlock(s);
         return AH_STORE_ERR;
     }
@@ -450,8 +453,19 @@ int ah_sq_scope_end(ah_store *st, bool commit)
     int rc = AH_STORE_OK;
     if (s->scope_depth <= 0)
         return AH_STORE_ERR;
-    if (s->scope_depth == 1)
-        tl_scope_store = NULL;
+    if (s->scope_depth > 1) {
+        /* A nested scope: its savepoint's writes stay in the enclosing
+         * scope, or leave it. Failing, the transaction is gone (SQLite
+         * rolled it back): the enclosing scope fails too. */
+        if (!commit && ah_sq_exec_q(s, Q_SCOPE_ROLLBACK_TO, "nested scope rollback") != AH_STORE_OK)
+            rc = AH_STORE_ERR;
+        if (ah_sq_exec_q(s, Q_SCOPE_RELEASE, "nested scope release") != AH_STORE_OK)
+            rc = AH_STORE_ERR;
+        s->scope_depth--;
+        ah_sq_unlock(s);
+        return rc;
+    }
+    tl_scope_store = NULL;
     if (--s->scope_depth == 0 && s->group_scope) {
         /* The scope's writes stay in the group transaction, or leave it. */
         s->group_scope = false;

@@ -19,6 +19,9 @@ static const char *const q_sql[Q_COUNT] = {
     [Q_GROUP_SAVEPOINT] = "SAVEPOINT ah_grp",
     [Q_GROUP_RELEASE] = "RELEASE ah_grp",
     [Q_GROUP_ROLLBACK_TO] = "ROLLBACK TO ah_grp",
+    [Q_SCOPE_SAVEPOINT] = "SAVEPOINT ah_scope",
+    [Q_SCOPE_RELEASE] = "RELEASE ah_scope",
+    [Q_SCOPE_ROLLBACK_TO] = "ROLLBACK TO ah_scope",
     [Q_PING] = "SELECT 1",
 };
 
