@@ -792,6 +792,14 @@ typedef struct ah_store_ops {
      *  since the caller listed it); AH_STORE_NOT_FOUND when there is none.
      *  Free with ah_bulk_item_row_free. */
     int (*bulk_item_get)(ah_store *s, const char *id, int idx, ah_bulk_item_row *out);
+    /* --- appended: work held back until a group is answered ------------ */
+    /** Optional (NULL: nothing to do). Called by whoever called group_commit
+     *  with a listener set (store/committer.c), once it has answered that
+     *  group's requests: the engine does now what it held back so that the
+     *  answers would not wait for it (SQLite: integration-log rows that
+     *  other threads' log_add queued while the COMMIT held the writer, which
+     *  are no part of any request's acknowledged writes). */
+    void (*group_answered)(ah_store *s);
 } ah_store_ops;
 
 struct ah_store {

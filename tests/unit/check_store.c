@@ -2114,6 +2114,23 @@ static bool log_add_returns_while_held(log_arg *a, pthread_t *th)
     return atomic_load(&a->done) != 0;
 }
 
+/* A group listener that has another thread log a row while the group's
+ * COMMIT holds the writer. */
+typedef struct commit_log {
+    log_arg a;
+    bool returned;
+} commit_log;
+
+static void on_ended_log_add(void *arg, uint64_t group, bool ok)
+{
+    (void)group;
+    (void)ok;
+    commit_log *cl = arg;
+    pthread_t th;
+    cl->returned = log_add_returns_while_held(&cl->a, &th);
+    pthread_join(th, NULL);
+}
+
 START_TEST(test_log_does_not_wait_for_the_writer)
 {
     if (pg_mode)
@@ -2154,6 +2171,29 @@ START_TEST(test_log_does_not_wait_for_the_writer)
                                  "AND status = 200 AND body = '{\"data\":[]}'"),
                      1);
     ck_assert_int_eq(log_count(s, &flt, &l), 2);
+
+    /* A row that comes while the committer holds the writer for the
+     * group's COMMIT (here: from the listener, which runs then) waits for
+     * the group's answers: group_commit returns without a transaction of
+     * its own for it, and group_answered writes it. */
+    commit_log cl = {.a = {.s = s, .corr = "at-commit"}};
+    s->ops->group_listen(s, on_ended_log_add, &cl);
+    ck_assert_int_eq(s->ops->group_begin(s, 0, &g), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->sequence_next(s, t, "grp2", &v), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_commit(s), AH_STORE_OK);
+    ck_assert_msg(cl.returned, "log_add waited for the group's COMMIT");
+    ck_assert_int_eq(cl.a.rc, AH_STORE_OK);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM sequences WHERE name = 'grp2'"), 1);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM integration_log "
+                                 "WHERE correlation_id = 'at-commit'"),
+                     0);
+    ck_assert_ptr_nonnull(s->ops->group_answered);
+    s->ops->group_answered(s);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM integration_log "
+                                 "WHERE correlation_id = 'at-commit'"),
+                     1);
+    s->ops->group_listen(s, NULL, NULL);
     fx_done(&f);
 }
 END_TEST

@@ -550,8 +550,21 @@ int ah_sq_group_commit(ah_store *st)
     ah_sq_store *s = ah_sq(st);
     ah_sq_mu_lock(s);
     int rc = s->scope_depth > 0 ? AH_STORE_ERR : ah_sq_group_end_locked(s, true);
+    /* With a listener (the committer), the group's requests are answered
+     * once this returns: log rows other threads deferred meanwhile are not
+     * written first in a transaction of their own (the answers would wait
+     * for its COMMIT) but by group_answered, after them. */
+    s->log_hold = s->group_ended != NULL && s->mu_depth == 1;
     ah_sq_mu_unlock(s);
     return rc;
+}
+
+void ah_sq_group_answered(ah_store *st)
+{
+    ah_sq_store *s = ah_sq(st);
+    /* mu busy: its holder writes them when it lets go (ah_sq_mu_unlock). */
+    if (atomic_load_explicit(&s->log_npending, memory_order_acquire) > 0 && ah_sq_mu_trylock(s))
+        ah_sq_mu_unlock(s); /* writes them: into an open group, or on their own */
 }
 
 void ah_sq_group_listen(ah_store *st, void (*ended)(void *arg, uint64_t group, bool ok), void *arg)
@@ -660,6 +673,7 @@ const ah_store_ops ah_sq_ops = {
     .lease_list = ah_sq_lease_list,
     .lease_prune = ah_sq_lease_prune,
     .bulk_item_get = ah_sq_bulk_item_get,
+    .group_answered = ah_sq_group_answered,
 };
 
 static int journal_mode_cb(void *arg, int ncol, char **vals, char **names)

@@ -211,6 +211,9 @@ typedef struct ah_sq_store {
      * outermost release is where deferred log rows are written. Read and
      * written by the holder only. */
     unsigned mu_depth;
+    /* Set by group_commit for its release of mu: the deferred log rows are
+     * left for group_answered, after the group's answers. Holder only. */
+    bool log_hold;
     /* Integration-log rows that came while another thread held mu
      * (intlog.c): an outbound call's row must not wait for a page of a
      * sync or a group to commit (the call's thread is the one that fetches
@@ -354,6 +357,7 @@ int ah_sq_scope_begin(ah_store *st);
 int ah_sq_scope_end(ah_store *st, bool commit);
 int ah_sq_group_begin(ah_store *st, int64_t tenant_id, uint64_t *group_out);
 int ah_sq_group_commit(ah_store *st);
+void ah_sq_group_answered(ah_store *st);
 void ah_sq_group_listen(ah_store *st, void (*ended)(void *arg, uint64_t group, bool ok),
                         void *arg);
 /** Ends the open group transaction (commit true: COMMIT, else ROLLBACK)
