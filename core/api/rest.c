@@ -638,6 +638,8 @@ static void route_run(ah_core *core, ah_generation *gen, const ah_route *r, ah_c
             int gc = core->store->ops->group_commit(core->store);
             int out = ah_store_committer_outcome(core->committer, cc.group);
             route_committed(held, out >= 0 ? out == 1 : gc == 0);
+            if (core->store->ops->group_answered != NULL)
+                core->store->ops->group_answered(core->store);
         }
         if (grouped)
             ah_store_committer_leave(core->committer);

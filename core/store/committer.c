@@ -286,6 +286,9 @@ static void *committer_main(void *arg)
         }
         pthread_mutex_unlock(&c->mu);
         run_ready(c, ready);
+        /* What the engine held back so that the answers did not wait. */
+        if (c->store->ops->group_answered != NULL)
+            c->store->ops->group_answered(c->store);
         pthread_mutex_lock(&c->mu);
     }
     c->stopped = true;
@@ -409,6 +412,8 @@ void ah_store_committer_stop(ah_store_committer *c)
     pthread_join(c->thread, NULL);
     /* Whatever was still open (nobody waits for it) is committed now. */
     (void)c->store->ops->group_commit(c->store);
+    if (c->store->ops->group_answered != NULL)
+        c->store->ops->group_answered(c->store);
     c->store->ops->group_listen(c->store, NULL, NULL);
     pthread_cond_destroy(&c->cv);
     pthread_mutex_destroy(&c->mu);

@@ -428,10 +428,14 @@ typedef struct ah_store_ops {
      *  commits in one transaction (each operation's own atomicity is kept:
      *  a failing operation undoes only its writes). Other threads' store
      *  calls wait while a scope is open, so keep scopes short and free of
-     *  network I/O. Scopes nest. Optional: NULL when an engine has none. */
+     *  network I/O. Scopes nest: a scope begun inside another (or inside a
+     *  group's scope) is a savepoint of its transaction. Optional: NULL when
+     *  an engine has none. */
     int (*scope_begin)(ah_store *s);
     /** Ends the scope begun last: commits (commit true) or rolls back the
-     *  whole scope's writes. */
+     *  whole scope's writes. A nested scope's commit keeps its writes in the
+     *  enclosing scope, which commits or rolls them back with its own; its
+     *  rollback undoes its writes only. */
     int (*scope_end)(ah_store *s, bool commit);
 
     /* --- appended: the trust tables (webhooks, event log, idempotency
@@ -788,6 +792,14 @@ typedef struct ah_store_ops {
      *  since the caller listed it); AH_STORE_NOT_FOUND when there is none.
      *  Free with ah_bulk_item_row_free. */
     int (*bulk_item_get)(ah_store *s, const char *id, int idx, ah_bulk_item_row *out);
+    /* --- appended: work held back until a group is answered ------------ */
+    /** Optional (NULL: nothing to do). Called by whoever called group_commit
+     *  with a listener set (store/committer.c), once it has answered that
+     *  group's requests: the engine does now what it held back so that the
+     *  answers would not wait for it (SQLite: integration-log rows that
+     *  other threads' log_add queued while the COMMIT held the writer, which
+     *  are no part of any request's acknowledged writes). */
+    void (*group_answered)(ah_store *s);
 } ah_store_ops;
 
 struct ah_store {

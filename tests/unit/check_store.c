@@ -1021,6 +1021,57 @@ START_TEST(test_group_commit)
 }
 END_TEST
 
+/* Scopes nest (store.h): a nested scope rolled back undoes its own writes
+ * only, one committed keeps them in the enclosing scope, which commits or
+ * rolls them back with its own; in a plain scope and in a group's scope. */
+START_TEST(test_nested_scopes)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme"), v = 0;
+    ck_assert_int_eq(s->ops->scope_begin(s), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->sequence_next(s, t, "a", &v), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->scope_begin(s), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->sequence_next(s, t, "b", &v), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->sequence_next(s, t, "a", &v), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->scope_end(s, false), AH_STORE_OK); /* b, a's 2nd */
+    ck_assert_int_eq(s->ops->scope_begin(s), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->sequence_next(s, t, "c", &v), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->sequence_next(s, t, "a", &v), AH_STORE_OK);
+    ck_assert_int_eq(v, 2); /* the nested draw was undone */
+    ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
+    /* A nested scope committed, its enclosing scope rolled back. */
+    ck_assert_int_eq(s->ops->scope_begin(s), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->scope_begin(s), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->sequence_next(s, t, "d", &v), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->scope_end(s, false), AH_STORE_OK);
+    /* Inside a group's scope. */
+    uint64_t g = 0;
+    ck_assert_int_eq(s->ops->group_begin(s, 0, &g), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->sequence_next(s, t, "e", &v), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->scope_begin(s), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->sequence_next(s, t, "f", &v), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->scope_end(s, false), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_commit(s), AH_STORE_OK);
+    /* What committed, seen from another connection: each name's next draw. */
+    ah_store *other = open_store(&f);
+    static const struct {
+        const char *name;
+        int64_t next;
+    } want[] = {{"a", 3}, {"b", 1}, {"c", 2}, {"d", 1}, {"e", 2}, {"f", 1}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        ck_assert_int_eq(other->ops->sequence_next(other, t, want[i].name, &v), AH_STORE_OK);
+        ck_assert_msg(v == want[i].next, "%s: %lld", want[i].name, (long long)v);
+    }
+    other->ops->close(other);
+    fx_done(&f);
+}
+END_TEST
+
 /* An operation that fails inside a group scope (a unique violation: on
  * PostgreSQL the server aborts its savepoint, the session's first failure,
  * so the rollback to that savepoint is the first of its kind the session
@@ -2063,6 +2114,23 @@ static bool log_add_returns_while_held(log_arg *a, pthread_t *th)
     return atomic_load(&a->done) != 0;
 }
 
+/* A group listener that has another thread log a row while the group's
+ * COMMIT holds the writer. */
+typedef struct commit_log {
+    log_arg a;
+    bool returned;
+} commit_log;
+
+static void on_ended_log_add(void *arg, uint64_t group, bool ok)
+{
+    (void)group;
+    (void)ok;
+    commit_log *cl = arg;
+    pthread_t th;
+    cl->returned = log_add_returns_while_held(&cl->a, &th);
+    pthread_join(th, NULL);
+}
+
 START_TEST(test_log_does_not_wait_for_the_writer)
 {
     if (pg_mode)
@@ -2103,6 +2171,29 @@ START_TEST(test_log_does_not_wait_for_the_writer)
                                  "AND status = 200 AND body = '{\"data\":[]}'"),
                      1);
     ck_assert_int_eq(log_count(s, &flt, &l), 2);
+
+    /* A row that comes while the committer holds the writer for the
+     * group's COMMIT (here: from the listener, which runs then) waits for
+     * the group's answers: group_commit returns without a transaction of
+     * its own for it, and group_answered writes it. */
+    commit_log cl = {.a = {.s = s, .corr = "at-commit"}};
+    s->ops->group_listen(s, on_ended_log_add, &cl);
+    ck_assert_int_eq(s->ops->group_begin(s, 0, &g), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->sequence_next(s, t, "grp2", &v), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->scope_end(s, true), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->group_commit(s), AH_STORE_OK);
+    ck_assert_msg(cl.returned, "log_add waited for the group's COMMIT");
+    ck_assert_int_eq(cl.a.rc, AH_STORE_OK);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM sequences WHERE name = 'grp2'"), 1);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM integration_log "
+                                 "WHERE correlation_id = 'at-commit'"),
+                     0);
+    ck_assert_ptr_nonnull(s->ops->group_answered);
+    s->ops->group_answered(s);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM integration_log "
+                                 "WHERE correlation_id = 'at-commit'"),
+                     1);
+    s->ops->group_listen(s, NULL, NULL);
     fx_done(&f);
 }
 END_TEST
@@ -4831,6 +4922,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_sequences);
     tcase_add_test(tc, test_sequences_concurrent);
     tcase_add_test(tc, test_group_commit);
+    tcase_add_test(tc, test_nested_scopes);
     tcase_add_test(tc, test_group_scope_survives_failed_op);
     tcase_add_test(tc, test_group_scope_rollback_past_spill);
     tcase_add_test(tc, test_readers_beside_writer);

@@ -8,10 +8,12 @@
  * COMMIT, what a kill -9 leaves (every acknowledged transaction, and a
  * database that passes integrity_check), and a COMMIT whose frames cannot
  * be written (it fails, and nobody sees it); a group's transaction that
- * SQLite rolled back by itself (nothing more is written in it).
+ * SQLite rolled back by itself (nothing more is written in it); frames
+ * that fail to be written before the COMMIT (the transaction cannot
+ * commit).
  *
  * A unit test of the engine's internals: it includes sqlite_int.h for the
- * VFS's name and counters.
+ * VFS's name, counters and its test hook that fails WAL writes.
  */
 #include <check.h>
 #include <pthread.h>
@@ -429,6 +431,80 @@ START_TEST(test_group_transaction_lost)
 }
 END_TEST
 
+/* Rows of t, or -1 when they cannot be read (no Check assertion). */
+static long long count_rows(sqlite3 *db)
+{
+    sqlite3_stmt *q = NULL;
+    long long n = -1;
+    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM t", -1, &q, NULL) == SQLITE_OK &&
+        sqlite3_step(q) == SQLITE_ROW)
+        n = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return n;
+}
+
+/* Frames buffered before a transaction's COMMIT are written out when SQLite
+ * reads the WAL (a page it spilled from its small cache, read back); here
+ * that write fails, as on a full disk. SQLite would take SQLITE_FULL from
+ * the UPDATE that read as a failed statement, undo it alone and let the
+ * transaction COMMIT, its WAL index pointing at frames never written. The
+ * WAL is failed instead: the transaction cannot commit, nothing of it is
+ * stored, the database stays sound, and the writer commits again after. */
+START_TEST(test_failed_flush_fails_transaction)
+{
+    sqlite3 *w = open_writer(16);
+    sqlite3_stmt *ins = NULL;
+    ck_assert_int_eq(sqlite3_prepare_v2(w, "INSERT INTO t(b) VALUES (?)", -1, &ins, NULL), SQLITE_OK);
+    unsigned seed = 11;
+    exec_ok(w, "BEGIN IMMEDIATE");
+    for (int i = 0; i < 50; i++)
+        insert(w, ins, 3000, &seed);
+    exec_ok(w, "COMMIT");
+    exec_ok(w, "BEGIN IMMEDIATE");
+    for (int i = 0; i < 200; i++) /* spilled: frames written, some buffered */
+        insert(w, ins, 3000, &seed);
+    ah_sq_walbuf_fail_writes(1);
+    int rc = sqlite3_exec(w, "UPDATE t SET b = zeroblob(length(b)) WHERE id % 2 = 0", NULL, NULL,
+                          NULL);
+    ah_sq_walbuf_fail_writes(0);
+    ck_assert_int_ne(rc, SQLITE_OK);
+    /* SQLite rolled the transaction back; or whatever is run next in it, it
+     * does not commit. */
+    if (!sqlite3_get_autocommit(w)) {
+        for (int i = 0; i < 5; i++) {
+            sqlite3_reset(ins);
+            unsigned char b[100] = {0};
+            sqlite3_bind_blob(ins, 1, b, (int)sizeof b, SQLITE_TRANSIENT);
+            (void)sqlite3_step(ins);
+        }
+        sqlite3_reset(ins);
+        rc = sqlite3_exec(w, "COMMIT", NULL, NULL, NULL);
+        ck_assert_msg(rc != SQLITE_OK, "the transaction whose frames were lost committed");
+        if (!sqlite3_get_autocommit(w))
+            (void)sqlite3_exec(w, "ROLLBACK", NULL, NULL, NULL);
+    }
+    sqlite3 *r = open_plain();
+    ck_assert_int_eq(count_rows(r), 50);
+    ck_assert(integrity_ok(r));
+    ck_assert_int_eq(count_rows(w), 50);
+    /* The writer is sound again: its next transaction commits. */
+    exec_ok(w, "BEGIN IMMEDIATE");
+    for (int i = 0; i < 100; i++)
+        insert(w, ins, 3000, &seed);
+    exec_ok(w, "UPDATE t SET b = zeroblob(length(b)) WHERE id % 2 = 0");
+    exec_ok(w, "COMMIT");
+    ck_assert_int_eq(count_rows(r), 150);
+    ck_assert(integrity_ok(r));
+    sqlite3_finalize(ins);
+    sqlite3_close(r);
+    ck_assert_int_eq(sqlite3_close(w), SQLITE_OK);
+    sqlite3 *again = open_plain(); /* the WAL recovered from the file alone */
+    ck_assert_int_eq(count_rows(again), 150);
+    ck_assert(integrity_ok(again));
+    sqlite3_close(again);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("walbuf");
@@ -439,6 +515,7 @@ int main(void)
     tcase_add_test(tc, test_kill9_keeps_acknowledged);
     tcase_add_test(tc, test_commit_fails_cleanly);
     tcase_add_test(tc, test_group_transaction_lost);
+    tcase_add_test(tc, test_failed_flush_fails_transaction);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -251,6 +251,11 @@ int ah_pg_scope_begin(ah_store *st)
         ah_pg_defer(s, "BEGIN");
         s->in_tx = true;
         ah_pg_note_scope(s, true, false);
+    } else {
+        /* A scope inside another: a savepoint of its transaction, which
+         * its scope_end releases or rolls back to (sent with the next
+         * statement, as the BEGIN is). */
+        ah_pg_defer(s, "SAVEPOINT ah_scope");
     }
     s->scope_depth++;
     return AH_STORE_OK;
@@ -262,8 +267,18 @@ int ah_pg_scope_end(ah_store *st, bool commit)
     int rc = AH_STORE_OK;
     if (s->scope_depth <= 0)
         return AH_STORE_ERR;
-    if (s->scope_depth == 1)
-        ah_pg_note_scope(s, false, false);
+    if (s->scope_depth > 1) {
+        /* A nested scope: its savepoint's writes stay in the enclosing
+         * scope, or leave it (sent with the next statement or COMMIT:
+         * should they fail, so does that, and the transaction). */
+        if (!commit)
+            ah_pg_defer(s, "ROLLBACK TO SAVEPOINT ah_scope");
+        ah_pg_defer(s, "RELEASE SAVEPOINT ah_scope");
+        s->scope_depth--;
+        ah_pg_unlock(s);
+        return rc;
+    }
+    ah_pg_note_scope(s, false, false);
     if (--s->scope_depth == 0 && s->group_scope) {
         /* The scope's writes stay in the group transaction, or leave it. */
         s->group_scope = false;

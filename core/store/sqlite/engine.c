@@ -435,7 +435,10 @@ int ah_sq_scope_begin(ah_store *st)
 {
     ah_sq_store *s = ah_sq(st);
     ah_sq_lock(s);
-    if (s->scope_depth == 0 && ah_sq_exec_q(s, Q_BEGIN, "scope begin") != AH_STORE_OK) {
+    /* A scope inside another is a savepoint of its transaction, which its
+     * scope_end releases or rolls back to. */
+    if (ah_sq_exec_q(s, s->scope_depth == 0 ? Q_BEGIN : Q_SCOPE_SAVEPOINT, "scope begin") !=
+        AH_STORE_OK) {
         ah_sq_unlock(s);
         return AH_STORE_ERR;
     }
@@ -450,8 +453,19 @@ int ah_sq_scope_end(ah_store *st, bool commit)
     int rc = AH_STORE_OK;
     if (s->scope_depth <= 0)
         return AH_STORE_ERR;
-    if (s->scope_depth == 1)
-        tl_scope_store = NULL;
+    if (s->scope_depth > 1) {
+        /* A nested scope: its savepoint's writes stay in the enclosing
+         * scope, or leave it. Failing, the transaction is gone (SQLite
+         * rolled it back): the enclosing scope fails too. */
+        if (!commit && ah_sq_exec_q(s, Q_SCOPE_ROLLBACK_TO, "nested scope rollback") != AH_STORE_OK)
+            rc = AH_STORE_ERR;
+        if (ah_sq_exec_q(s, Q_SCOPE_RELEASE, "nested scope release") != AH_STORE_OK)
+            rc = AH_STORE_ERR;
+        s->scope_depth--;
+        ah_sq_unlock(s);
+        return rc;
+    }
+    tl_scope_store = NULL;
     if (--s->scope_depth == 0 && s->group_scope) {
         /* The scope's writes stay in the group transaction, or leave it. */
         s->group_scope = false;
@@ -536,8 +550,21 @@ int ah_sq_group_commit(ah_store *st)
     ah_sq_store *s = ah_sq(st);
     ah_sq_mu_lock(s);
     int rc = s->scope_depth > 0 ? AH_STORE_ERR : ah_sq_group_end_locked(s, true);
+    /* With a listener (the committer), the group's requests are answered
+     * once this returns: log rows other threads deferred meanwhile are not
+     * written first in a transaction of their own (the answers would wait
+     * for its COMMIT) but by group_answered, after them. */
+    s->log_hold = s->group_ended != NULL && s->mu_depth == 1;
     ah_sq_mu_unlock(s);
     return rc;
+}
+
+void ah_sq_group_answered(ah_store *st)
+{
+    ah_sq_store *s = ah_sq(st);
+    /* mu busy: its holder writes them when it lets go (ah_sq_mu_unlock). */
+    if (atomic_load_explicit(&s->log_npending, memory_order_acquire) > 0 && ah_sq_mu_trylock(s))
+        ah_sq_mu_unlock(s); /* writes them: into an open group, or on their own */
 }
 
 void ah_sq_group_listen(ah_store *st, void (*ended)(void *arg, uint64_t group, bool ok), void *arg)
@@ -646,6 +673,7 @@ const ah_store_ops ah_sq_ops = {
     .lease_list = ah_sq_lease_list,
     .lease_prune = ah_sq_lease_prune,
     .bulk_item_get = ah_sq_bulk_item_get,
+    .group_answered = ah_sq_group_answered,
 };
 
 static int journal_mode_cb(void *arg, int ncol, char **vals, char **names)

@@ -261,12 +261,27 @@ char *ah_sq_fields_unpack(const char *dict, size_t dict_len, const void *delta, 
     const unsigned char *z = delta, *d = (const unsigned char *)dict;
     if (z == NULL || delta_len < 1 || z[0] != PACK_VERSION)
         return NULL;
-    /* Each token byte yields at most MAX_MATCH bytes. */
-    size_t cap = delta_len * MAX_MATCH + 1, n = 0;
+    /* The text's exact length first: a pass over the tokens alone (a
+     * literal run is stepped over), far less than the copy below. Sized by
+     * the worst case (MAX_MATCH bytes a token byte), a row's text held ~67
+     * times its delta's length for as long as the row was kept. */
+    size_t cap = 1, n = 0, k = 1;
+    while (k < delta_len) {
+        unsigned c = z[k++];
+        if (c < 0x80) {
+            cap += c + 1;
+            k += c + 1;
+        } else {
+            cap += (c & 0x3f) + MIN_MATCH;
+            k += c & 0x40 ? 2 : 1;
+        }
+    }
+    if (k != delta_len)
+        return NULL; /* a token runs past the end */
     unsigned char *o = malloc(cap);
     if (o == NULL)
         return NULL;
-    size_t k = 1;
+    k = 1;
     while (k < delta_len) {
         unsigned c = z[k++];
         if (c < 0x80) {

@@ -345,28 +345,37 @@ static int upsert_one(ah_sq_store *s, int64_t cid, const ah_record_in *r,
     char id[64], newid[64];
     bool created = false, found = false, same = false;
     int rc;
+    /* The id's copy is made before anything is written: a record written
+     * by a call that then fails would stay written when the call had no
+     * savepoint of its own (ah_sq_tx_begin_one inside a scope). */
+    char *id_copy = NULL;
+    if (id_out != NULL && (id_copy = malloc(sizeof id)) == NULL) {
+        ah_log(s->base.lg, AH_LOG_ERROR, "store", "records_upsert: out of memory");
+        return AH_STORE_ERR;
+    }
     if (!*known_hint) {
         if (new_record_id(s, now_ms, newid) != 0)
             goto no_random;
         rc = rec_insert(s, newid, cid, r, raw, &pf, &created);
         if (rc != AH_STORE_OK)
-            return rc;
+            goto failed;
     }
     if (!created) {
         rc = rec_lookup(s, cid, r, raw, fields, &pf, id, &found, &same);
         if (rc != AH_STORE_OK)
-            return rc;
+            goto failed;
         if (!found && *known_hint) {
             if (new_record_id(s, now_ms, newid) != 0)
                 goto no_random;
             rc = rec_insert(s, newid, cid, r, raw, &pf, &created);
             if (rc != AH_STORE_OK)
-                return rc;
+                goto failed;
         }
         if (!found && !created) {
             ah_log(s->base.lg, AH_LOG_ERROR, "store",
                    "records_upsert: record neither inserted nor found");
-            return AH_STORE_ERR;
+            rc = AH_STORE_ERR;
+            goto failed;
         }
     }
     *known_hint = found;
@@ -378,20 +387,20 @@ static int upsert_one(ah_sq_store *s, int64_t cid, const ah_record_in *r,
     } else {
         rc = rec_update(s, id, r, raw, &pf, now);
         if (rc != AH_STORE_OK)
-            return rc;
+            goto failed;
         *result = AH_REC_UPDATED;
     }
     if (id_out != NULL) {
-        *id_out = strdup(id);
-        if (*id_out == NULL) {
-            ah_log(s->base.lg, AH_LOG_ERROR, "store", "records_upsert: out of memory");
-            return AH_STORE_ERR;
-        }
+        memcpy(id_copy, id, strlen(id) + 1);
+        *id_out = id_copy;
     }
     return AH_STORE_OK;
 no_random:
     ah_log(s->base.lg, AH_LOG_ERROR, "store", "records_upsert: no randomness");
-    return AH_STORE_ERR;
+    rc = AH_STORE_ERR;
+failed:
+    free(id_copy);
+    return rc;
 }
 
 /* Records in[0..k) (k from ah_sq_rows_chunk, > 1) inserted in one

@@ -34,6 +34,9 @@ typedef enum {
     Q_GROUP_SAVEPOINT,
     Q_GROUP_RELEASE,
     Q_GROUP_ROLLBACK_TO,
+    Q_SCOPE_SAVEPOINT,
+    Q_SCOPE_RELEASE,
+    Q_SCOPE_ROLLBACK_TO,
     Q_PING,
     Q_DATA_VERSION,
     Q_TENANT_ADD,
@@ -208,6 +211,9 @@ typedef struct ah_sq_store {
      * outermost release is where deferred log rows are written. Read and
      * written by the holder only. */
     unsigned mu_depth;
+    /* Set by group_commit for its release of mu: the deferred log rows are
+     * left for group_answered, after the group's answers. Holder only. */
+    bool log_hold;
     /* Integration-log rows that came while another thread held mu
      * (intlog.c): an outbound call's row must not wait for a page of a
      * sync or a group to commit (the call's thread is the one that fetches
@@ -332,6 +338,10 @@ int ah_sq_fields_register(sqlite3 *db, ah_sq_packer *p);
 const char *ah_sq_walbuf_vfs(void);
 /** WAL writes SQLite made through it, and the writes they became. */
 void ah_sq_walbuf_stats(unsigned long long *writes, unsigned long long *flushes);
+/** TEST HOOK, never used by the daemon: the next n writes the VFS makes to
+ *  any WAL file fail as a full disk makes them fail (SQLITE_FULL, nothing
+ *  written); 0 cancels. Process-wide. */
+void ah_sq_walbuf_fail_writes(int n);
 
 /* ---- schema.c ---------------------------------------------------------- */
 
@@ -347,6 +357,7 @@ int ah_sq_scope_begin(ah_store *st);
 int ah_sq_scope_end(ah_store *st, bool commit);
 int ah_sq_group_begin(ah_store *st, int64_t tenant_id, uint64_t *group_out);
 int ah_sq_group_commit(ah_store *st);
+void ah_sq_group_answered(ah_store *st);
 void ah_sq_group_listen(ah_store *st, void (*ended)(void *arg, uint64_t group, bool ok),
                         void *arg);
 /** Ends the open group transaction (commit true: COMMIT, else ROLLBACK)

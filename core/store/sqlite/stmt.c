@@ -19,6 +19,9 @@ static const char *const q_sql[Q_COUNT] = {
     [Q_GROUP_SAVEPOINT] = "SAVEPOINT ah_grp",
     [Q_GROUP_RELEASE] = "RELEASE ah_grp",
     [Q_GROUP_ROLLBACK_TO] = "ROLLBACK TO ah_grp",
+    [Q_SCOPE_SAVEPOINT] = "SAVEPOINT ah_scope",
+    [Q_SCOPE_RELEASE] = "RELEASE ah_scope",
+    [Q_SCOPE_ROLLBACK_TO] = "ROLLBACK TO ah_scope",
     [Q_PING] = "SELECT 1",
 };
 
@@ -238,7 +241,11 @@ bool ah_sq_mu_trylock(ah_sq_store *s)
 
 void ah_sq_mu_unlock(ah_sq_store *s)
 {
-    if (s->mu_depth == 1 && s->scope_depth == 0 &&
+    /* Held (ah_sq_group_commit): its caller calls group_answered after
+     * answering the group, which takes mu back and writes them. */
+    bool hold = s->log_hold;
+    s->log_hold = false;
+    if (!hold && s->mu_depth == 1 && s->scope_depth == 0 &&
         atomic_load_explicit(&s->log_npending, memory_order_acquire) > 0)
         ah_sq_log_flush_locked(s);
     bool last = --s->mu_depth == 0;
@@ -250,7 +257,7 @@ void ah_sq_mu_unlock(ah_sq_store *s)
      * mu came before this release, would wait for the next holder: take
      * mu back and write it (its deferrer tries mu once more after
      * queueing, so one of the two always sees it). */
-    while (last && atomic_load_explicit(&s->log_npending, memory_order_acquire) > 0 &&
+    while (last && !hold && atomic_load_explicit(&s->log_npending, memory_order_acquire) > 0 &&
            pthread_mutex_trylock(&s->mu) == 0) {
         s->mu_depth = 1; /* mu was free: no scope is open */
         bool flushed = ah_sq_log_flush_locked(s);

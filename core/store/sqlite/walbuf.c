@@ -30,6 +30,20 @@
  * written (with its commit frame). Only the writer connection uses it:
  * the readers and the checkpointer never write the WAL.
  *
+ * A write of the buffer that fails (a full disk, a short write) loses
+ * frames SQLite believes written: its WAL index may already point at them.
+ * Through the xWrite that caused it, the error is SQLite's own write error
+ * (its pager then rolls the whole transaction back). Anywhere else (a read
+ * of the WAL, a sync, a barrier) SQLite may not know a write failed: on
+ * SQLITE_FULL from a statement it rolls back only that statement and the
+ * transaction may go on to COMMIT with the index pointing at frames never
+ * written. So the WAL file is marked failed: that operation and every
+ * later write, sync or size of it, and every read reaching the lost bytes,
+ * fail with SQLITE_IOERR_WRITE (after which SQLite rolls the whole
+ * transaction back), until the write transaction ends (the writer lets the
+ * WAL's write lock go, on the database file's shared memory) or the WAL is
+ * truncated. Nothing buffered is dropped without that.
+ *
  * One file at a time holds buffered frames (SQLite lets one connection
  * write a database's WAL at a time, and the process has few databases):
  * a process-wide mutex guards which, so any thread's barrier can write it
@@ -56,6 +70,13 @@ typedef struct walbuf_file {
     sqlite3_int64 off;  /* where they go in the file */
     bool commit_frame;  /* the last write was a commit frame's header */
     sqlite3_int64 commit_end; /* > 0: a commit's frames are written, up to here */
+    /* The database file's name (a WAL file: of its database); the name
+     * SQLite passed to xOpen, valid until xClose. */
+    const char *db_name;
+    bool main_db;       /* the database file itself */
+    bool failed;        /* a WAL whose buffer could not be written */
+    sqlite3_int64 lost; /* failed: from here on the file is not what SQLite wrote */
+    struct walbuf_file *next_wal; /* the open WAL files (pending_mu) */
 } walbuf_file;
 
 static sqlite3_vfs walbuf_vfs;
@@ -65,15 +86,39 @@ static int walbuf_rc = SQLITE_ERROR;
 
 static pthread_mutex_t pending_mu = PTHREAD_MUTEX_INITIALIZER;
 static walbuf_file *pending; /* the file holding buffered frames, or NULL */
+static walbuf_file *wals;    /* the open WAL files, through next_wal */
 static _Atomic unsigned long long n_writes, n_flushes;
+static atomic_int fail_writes; /* test hook: writes of a WAL still to fail */
 
-/* Writes f's buffer out (pending_mu held). */
+/* A WAL's write: the real one, or (test hook) a failure as a full disk's. */
+static int wal_write(walbuf_file *f, const void *p, int n, sqlite3_int64 off)
+{
+    int left = atomic_load_explicit(&fail_writes, memory_order_relaxed);
+    while (left > 0 && !atomic_compare_exchange_weak(&fail_writes, &left, left - 1)) {
+    }
+    if (left > 0)
+        return SQLITE_FULL; /* what the default VFS reports for ENOSPC */
+    return f->real->pMethods->xWrite(f->real, p, n, off);
+}
+
+/* f could not be written from `off` on (pending_mu held). */
+static void mark_failed(walbuf_file *f, sqlite3_int64 off)
+{
+    if (!f->failed || off < f->lost)
+        f->lost = off;
+    f->failed = true;
+}
+
+/* Writes f's buffer out (pending_mu held). Failed, the buffer is let go
+ * with f marked failed: what SQLite believes written was not. */
 static int flush_locked(walbuf_file *f)
 {
     int rc = SQLITE_OK;
     if (f->len > 0) {
-        rc = f->real->pMethods->xWrite(f->real, f->buf, (int)f->len, f->off);
+        rc = wal_write(f, f->buf, (int)f->len, f->off);
         atomic_fetch_add_explicit(&n_flushes, 1, memory_order_relaxed);
+        if (rc != SQLITE_OK)
+            mark_failed(f, f->off);
         f->len = 0;
     }
     if (pending == f)
@@ -81,40 +126,86 @@ static int flush_locked(walbuf_file *f)
     return rc;
 }
 
-/* Writes out whatever any file buffered. */
+/* The error of an operation other than xWrite whose flush failed, or of
+ * any operation on a failed WAL: an I/O error, which makes SQLite roll the
+ * whole transaction back (SQLITE_FULL may make it undo one statement). */
+static int io_error(int rc)
+{
+    return rc == SQLITE_OK ? SQLITE_OK : SQLITE_IOERR_WRITE;
+}
+
+/* Writes out whatever any file buffered (the file that failed is marked). */
 static int flush_pending(void)
 {
     pthread_mutex_lock(&pending_mu);
     int rc = pending != NULL ? flush_locked(pending) : SQLITE_OK;
     pthread_mutex_unlock(&pending_mu);
-    return rc;
+    return io_error(rc);
 }
 
+/* Writes f's buffer out before another operation on it: SQLITE_IOERR_WRITE
+ * when that fails or f had failed before. */
 static int flush_file(walbuf_file *f)
 {
     if (!f->wal)
         return SQLITE_OK;
     pthread_mutex_lock(&pending_mu);
     int rc = flush_locked(f);
+    if (f->failed)
+        rc = SQLITE_IOERR_WRITE;
     pthread_mutex_unlock(&pending_mu);
-    return rc;
+    return io_error(rc);
+}
+
+/* The database named `db` let its WAL's write lock go: its transaction
+ * ended (committed, or rolled back), and with it what a failed write lost. */
+static void write_ended(const char *db)
+{
+    pthread_mutex_lock(&pending_mu);
+    for (walbuf_file *w = wals; w != NULL; w = w->next_wal) {
+        if (w->failed && w->db_name != NULL && strcmp(w->db_name, db) == 0) {
+            if (w->len > 0) /* nothing is buffered in a failed file; kept safe */
+                (void)flush_locked(w);
+            w->failed = false;
+        }
+    }
+    pthread_mutex_unlock(&pending_mu);
 }
 
 static int wb_close(sqlite3_file *pf)
 {
     walbuf_file *f = (walbuf_file *)pf;
     int frc = flush_file(f);
+    if (f->wal) {
+        pthread_mutex_lock(&pending_mu);
+        for (walbuf_file **w = &wals; *w != NULL; w = &(*w)->next_wal) {
+            if (*w == f) {
+                *w = f->next_wal;
+                break;
+            }
+        }
+        pthread_mutex_unlock(&pending_mu);
+    }
     int rc = f->real->pMethods->xClose(f->real);
     free(f->buf);
     f->buf = NULL;
     return frc != SQLITE_OK ? frc : rc;
 }
 
+/* A failed WAL still reads what lies before the lost bytes (the committed
+ * frames SQLite reloads pages from as it rolls back); nothing from there. */
 static int wb_read(sqlite3_file *pf, void *p, int n, sqlite3_int64 off)
 {
     walbuf_file *f = (walbuf_file *)pf;
-    int rc = flush_file(f);
-    return rc != SQLITE_OK ? rc : f->real->pMethods->xRead(f->real, p, n, off);
+    int rc = SQLITE_OK;
+    if (f->wal) {
+        pthread_mutex_lock(&pending_mu);
+        rc = flush_locked(f);
+        if (f->failed && off + n > f->lost)
+            rc = SQLITE_IOERR_WRITE;
+        pthread_mutex_unlock(&pending_mu);
+    }
+    return rc != SQLITE_OK ? io_error(rc) : f->real->pMethods->xRead(f->real, p, n, off);
 }
 
 /* A WAL frame's header: 24 bytes, the page number, then the database's size
@@ -134,7 +225,7 @@ static int append_locked(walbuf_file *f, const void *p, int n, sqlite3_int64 off
 {
     int rc = SQLITE_OK;
     if (pending != NULL && pending != f)
-        rc = flush_locked(pending);
+        rc = io_error(flush_locked(pending)); /* another file's */
     if (rc == SQLITE_OK && f->len > 0 &&
         (off != f->off + (sqlite3_int64)f->len || f->len + (size_t)n > WALBUF_CAP))
         rc = flush_locked(f);
@@ -142,8 +233,12 @@ static int append_locked(walbuf_file *f, const void *p, int n, sqlite3_int64 off
         f->buf = malloc(WALBUF_CAP);
     if (rc != SQLITE_OK)
         return rc;
-    if (f->buf == NULL) /* out of memory: written through */
-        return f->real->pMethods->xWrite(f->real, p, n, off);
+    if (f->buf == NULL) { /* out of memory: written through */
+        rc = wal_write(f, p, n, off);
+        if (rc != SQLITE_OK)
+            mark_failed(f, off);
+        return rc;
+    }
     if (f->len == 0)
         f->off = off;
     memcpy(f->buf + f->len, p, (size_t)n);
@@ -156,21 +251,28 @@ static int append_locked(walbuf_file *f, const void *p, int n, sqlite3_int64 off
  * this write, not the barrier that publishes the commit (it cannot fail),
  * reports an error (a full disk): SQLite then rolls the commit back. What
  * SQLite writes before publishing it (the frames' checksums rewritten, at
- * offsets below) goes straight to the file for the same reason. */
+ * offsets below) goes straight to the file for the same reason. A write's
+ * own failure (its flush's) is SQLite's write error, as without the
+ * buffer: its pager then rolls the whole transaction back; a write to a
+ * WAL that failed before fails (SQLITE_IOERR_WRITE). */
 static int wb_write(sqlite3_file *pf, const void *p, int n, sqlite3_int64 off)
 {
     walbuf_file *f = (walbuf_file *)pf;
-    if (!f->wal || n <= 0 || (size_t)n > WALBUF_CAP) {
-        int rc = flush_file(f);
-        return rc != SQLITE_OK ? rc : f->real->pMethods->xWrite(f->real, p, n, off);
-    }
+    if (!f->wal)
+        return f->real->pMethods->xWrite(f->real, p, n, off);
     atomic_fetch_add_explicit(&n_writes, 1, memory_order_relaxed);
     pthread_mutex_lock(&pending_mu);
     int rc;
-    if (f->commit_end > 0 && off < f->commit_end && !(off == 0 && n == WAL_FILE_HDR)) {
+    if (f->failed) {
+        rc = SQLITE_IOERR_WRITE;
+    } else if (n <= 0 || (size_t)n > WALBUF_CAP ||
+               (f->commit_end > 0 && off < f->commit_end && !(off == 0 && n == WAL_FILE_HDR))) {
         rc = flush_locked(f);
-        if (rc == SQLITE_OK)
-            rc = f->real->pMethods->xWrite(f->real, p, n, off);
+        if (rc == SQLITE_OK) {
+            rc = wal_write(f, p, n, off);
+            if (rc != SQLITE_OK)
+                mark_failed(f, off);
+        }
     } else {
         f->commit_end = 0; /* the next transaction's frames, or a new WAL */
         bool commit_page = f->commit_frame;
@@ -178,7 +280,8 @@ static int wb_write(sqlite3_file *pf, const void *p, int n, sqlite3_int64 off)
         rc = append_locked(f, p, n, off);
         if (rc == SQLITE_OK && commit_page) {
             rc = flush_locked(f);
-            /* Failed: SQLite rolls back and writes these frames again. */
+            /* Failed: the COMMIT fails, and SQLite rolls the transaction
+             * back (the WAL stays failed until it has). */
             f->commit_end = rc == SQLITE_OK ? off + n : 0;
         }
     }
@@ -186,11 +289,17 @@ static int wb_write(sqlite3_file *pf, const void *p, int n, sqlite3_int64 off)
     return rc;
 }
 
+/* A truncated WAL holds nothing a failed write lost. */
 static int wb_truncate(sqlite3_file *pf, sqlite3_int64 size)
 {
     walbuf_file *f = (walbuf_file *)pf;
-    int rc = flush_file(f);
-    return rc != SQLITE_OK ? rc : f->real->pMethods->xTruncate(f->real, size);
+    if (f->wal) {
+        pthread_mutex_lock(&pending_mu);
+        (void)flush_locked(f);
+        f->failed = false;
+        pthread_mutex_unlock(&pending_mu);
+    }
+    return f->real->pMethods->xTruncate(f->real, size);
 }
 
 static int wb_sync(sqlite3_file *pf, int flags)
@@ -216,7 +325,7 @@ static int wb_lock(sqlite3_file *pf, int lock)
 static int wb_unlock(sqlite3_file *pf, int lock)
 {
     walbuf_file *f = (walbuf_file *)pf;
-    int rc = flush_pending(); /* the end of a transaction */
+    int rc = flush_pending(); /* a rollback journal's end of a transaction */
     int urc = f->real->pMethods->xUnlock(f->real, lock);
     return rc != SQLITE_OK ? rc : urc;
 }
@@ -252,19 +361,30 @@ static int wb_shm_map(sqlite3_file *pf, int pg, int pgsz, int extend, void volat
     return f->real->pMethods->xShmMap(f->real, pg, pgsz, extend, pp);
 }
 
+/* SQLite's WAL_WRITE_LOCK: the first shared-memory lock (wal.c). */
+#define WAL_WRITE_LOCK_SLOT 0
+
 static int wb_shm_lock(sqlite3_file *pf, int offset, int n, int flags)
 {
     walbuf_file *f = (walbuf_file *)pf;
     int rc = flush_pending();
     int lrc = f->real->pMethods->xShmLock(f->real, offset, n, flags);
+    /* The writer lets the write lock go at the end of its transaction,
+     * committed or rolled back: a failed WAL of this database is sound
+     * again (the next transaction writes from the last commit on). */
+    if (f->main_db && offset <= WAL_WRITE_LOCK_SLOT && offset + n > WAL_WRITE_LOCK_SLOT &&
+        (flags & (SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE)) ==
+            (SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE) &&
+        f->db_name != NULL)
+        write_ended(f->db_name);
     return rc != SQLITE_OK ? rc : lrc;
 }
 
 /* The writer calls this between the two copies of the WAL index header it
- * publishes a commit with: the frames must be in the file by then. A
- * failure here cannot be reported (void): the file's next operation will
- * meet the same error, and SQLite's reader sees frames whose checksums do
- * not match and treats the WAL as ending before them. */
+ * publishes a commit with: the frames must be in the file by then (they
+ * are: the commit frame's xWrite wrote them, and could still fail the
+ * COMMIT). A failure here cannot be reported (void): the file that failed
+ * is marked, and fails its next operations as above. */
 static void wb_shm_barrier(sqlite3_file *pf)
 {
     walbuf_file *f = (walbuf_file *)pf;
@@ -272,6 +392,8 @@ static void wb_shm_barrier(sqlite3_file *pf)
     f->real->pMethods->xShmBarrier(f->real);
 }
 
+/* A failure is recorded as the barrier's is (the file that failed is
+ * marked); the unmap itself goes on. */
 static int wb_shm_unmap(sqlite3_file *pf, int del)
 {
     walbuf_file *f = (walbuf_file *)pf;
@@ -333,6 +455,17 @@ static int wb_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *pf, int fla
         return SQLITE_CANTOPEN;
     }
     f->wal = (flags & SQLITE_OPEN_WAL) != 0;
+    f->main_db = (flags & SQLITE_OPEN_MAIN_DB) != 0;
+    if (name != NULL && f->main_db)
+        f->db_name = name;
+    else if (name != NULL && f->wal)
+        f->db_name = sqlite3_filename_database(name);
+    if (f->wal) {
+        pthread_mutex_lock(&pending_mu);
+        f->next_wal = wals;
+        wals = f;
+        pthread_mutex_unlock(&pending_mu);
+    }
     f->base.pMethods = &walbuf_io;
     return SQLITE_OK;
 }
@@ -354,6 +487,11 @@ const char *ah_sq_walbuf_vfs(void)
 {
     pthread_once(&walbuf_once, walbuf_register);
     return walbuf_rc == SQLITE_OK ? AH_SQ_WALBUF_VFS : NULL;
+}
+
+void ah_sq_walbuf_fail_writes(int n)
+{
+    atomic_store(&fail_writes, n > 0 ? n : 0);
 }
 
 void ah_sq_walbuf_stats(unsigned long long *writes, unsigned long long *flushes)
