@@ -941,6 +941,19 @@ static int cmd_log(cli *c)
         usage_error("usage: atshub log [--tenant T] [--source S] [--action A] [--status N] [--since T] [--until T] [--limit N]");
         return EXIT_USAGE;
     }
+    /* As /v1/log and /admin/log check them: a bound that is no time is
+     * the caller's mistake, not the store's failure. */
+    char norm[32];
+    if (c->filter.since != NULL && ah_iso_normalize(c->filter.since, norm) != 0) {
+        usage_error("--since takes an ISO-8601 date (YYYY-MM-DD) or date-time, not '%s'",
+                    c->filter.since);
+        return EXIT_USAGE;
+    }
+    if (c->filter.until != NULL && ah_iso_normalize(c->filter.until, norm) != 0) {
+        usage_error("--until takes an ISO-8601 date (YYYY-MM-DD) or date-time, not '%s'",
+                    c->filter.until);
+        return EXIT_USAGE;
+    }
     ah_core *core = open_core(c, false, false);
     if (core == NULL)
         return 1;

@@ -583,6 +583,63 @@ START_TEST(test_admin_token_file_checked)
 }
 END_TEST
 
+/* One admin API call to the fixture's daemon: the status, the body in *resp. */
+static long admin_get(fixture *f, const char *path, char **resp)
+{
+    ah_config cfg;
+    char err[1024];
+    ck_assert_int_eq(ah_config_load(f->ini, &cfg, err, sizeof err), 0);
+    long status = 0;
+    *resp = NULL;
+    ck_assert_msg(ah_admin_call(&cfg, "GET", path, NULL, &status, resp, err, sizeof err) == 0,
+                  "%s", err);
+    ah_config_free(&cfg);
+    return status;
+}
+
+/* The admin API refuses what the caller got wrong as /v1 does: a log
+ * bound that is no time is 400 invalid_request (it was the store's 500),
+ * and an unknown tenant's connections or syncs are 404 (it was []). */
+START_TEST(test_admin_refuses_bad_queries)
+{
+    fixture f;
+    setup(&f);
+    ah_ops_err e;
+    cJSON *out = NULL;
+    ck_assert_int_eq(ah_ops_tenant_add(f.core, "acme", &out, &e), 0);
+    cJSON_Delete(out);
+    static const struct {
+        const char *path;
+        long status;
+        const char *code;
+    } cases[] = {
+        {"/admin/log?since=yesterday", 400, "invalid_request"},
+        {"/admin/log?until=2026-02-30T25:00:00Z", 400, "invalid_request"},
+        {"/admin/log?since=2026-01-01&until=2026-01-02T10:00:00Z", 200, NULL},
+        {"/admin/log?since=&until=", 200, NULL},
+        {"/admin/connections?tenant=acmee", 404, "not_found"},
+        {"/admin/syncs?tenant=acmee", 404, "not_found"},
+        {"/admin/connections?tenant=acme", 200, NULL},
+        {"/admin/connections?tenant=", 200, NULL},
+        {"/admin/syncs?tenant=acme", 200, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *resp = NULL;
+        long st = admin_get(&f, cases[i].path, &resp);
+        ck_assert_msg(st == cases[i].status, "%s: %ld %s", cases[i].path, st, resp);
+        if (cases[i].code != NULL) {
+            cJSON *j = cJSON_Parse(resp);
+            const cJSON *c = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "code");
+            ck_assert_msg(cJSON_IsString(c) && strcmp(c->valuestring, cases[i].code) == 0, "%s: %s",
+                          cases[i].path, resp);
+            cJSON_Delete(j);
+        }
+        free(resp);
+    }
+    teardown(&f);
+}
+END_TEST
+
 START_TEST(test_syncs_next_pass)
 {
     fixture f;
@@ -666,6 +723,7 @@ int main(void)
     tcase_add_test(tc, test_console_session_protections);
     tcase_add_test(tc, test_console_in_browser);
     tcase_add_test(tc, test_syncs_next_pass);
+    tcase_add_test(tc, test_admin_refuses_bad_queries);
     tcase_add_test(tc, test_admin_token_file_checked);
     suite_add_tcase(s, tc);
     SRunner *r = srunner_create(s);
