@@ -76,15 +76,24 @@ static bool int_opt(const char *s, long lo, long hi, int *out)
     return true;
 }
 
+/* --json anywhere on the line, even after the mistake (ah_cli_main looks
+ * before parsing): a usage error is then also the one JSON document on
+ * stdout, as every other error is. */
+static bool usage_json;
+
+/* A usage error (exit 2): on stderr, and under --json also on stdout as
+ * {"error":{"code":"usage","message":...}}. */
 static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void usage_error(const char *fmt, ...)
 {
+    char msg[2048];
     va_list ap;
-    fputs("atshub: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fputs(" (see: atshub --help)\n", stderr);
+    fprintf(stderr, "atshub: %s (see: atshub --help)\n", msg);
+    if (usage_json)
+        ah_cli_print_error("usage", msg);
 }
 
 static int fail(cli *c, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -96,19 +105,25 @@ static int fail(cli *c, const char *code, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     if (c->json) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON *e = cJSON_AddObjectToObject(o, "error");
-        cJSON_AddStringToObject(e, "code", code);
-        cJSON_AddStringToObject(e, "message", msg);
-        char *t = cJSON_PrintUnformatted(o);
-        if (t != NULL)
-            puts(t);
-        free(t);
-        cJSON_Delete(o);
+        ah_cli_print_error(code, msg);
     } else {
         fprintf(stderr, "atshub: %s\n", msg);
     }
     return 1;
+}
+
+void ah_cli_print_error(const char *code, const char *msg)
+{
+    /* Built, not printed into a format: msg may hold quotes or
+     * backslashes (a path, a URL). */
+    cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error");
+    char *t = e != NULL && cJSON_AddStringToObject(e, "code", code) != NULL &&
+                      cJSON_AddStringToObject(e, "message", msg) != NULL
+                  ? cJSON_PrintUnformatted(o)
+                  : NULL;
+    puts(t != NULL ? t : "{\"error\":{\"code\":\"internal_error\",\"message\":\"out of memory\"}}");
+    free(t);
+    cJSON_Delete(o);
 }
 
 static void print_json(cJSON *o)
@@ -329,6 +344,13 @@ static int cmd_plugins(cli *c)
     }
     if ((c->ops_of != NULL || c->openapi) && c->settings_of != NULL) {
         usage_error("plugins: --settings and --ops/--openapi do not go together");
+        return EXIT_USAGE;
+    }
+    /* --openapi prints YAML (docs/openapi.yaml's section); --json promises
+     * one JSON document: the two cannot both hold. */
+    if (c->openapi && c->json) {
+        usage_error("plugins: --openapi prints YAML, not JSON: leave out --json "
+                    "(--ops NAME --json prints the same tables as JSON)");
         return EXIT_USAGE;
     }
     if (c->ops_of != NULL || c->openapi)
@@ -1125,8 +1147,8 @@ static const cmd commands[] = {
      "With --ops NAME, prints the fields each of its bus operations takes (name, type,\n"
      "required, limits, sub-fields): the host refuses a request with an unknown, missing or\n"
      "mistyped field (invalid_request, naming it) before the plugin runs.\n"
-     "With --openapi, prints those tables as OpenAPI schemas: the generated part of\n"
-     "docs/openapi.yaml (scripts/openapi-bus rewrites it).",
+     "With --openapi, prints those tables as OpenAPI schemas, in YAML: the generated part\n"
+     "of docs/openapi.yaml (scripts/openapi-bus rewrites it); it does not go with --json.",
      OPT(O_SETTINGS) | OPT(O_OPS) | OPT(O_OPENAPI)},
     {"plugin", cmd_plugin, "atshub plugin check FILE.so | plugin reload NAME [--path FILE.so]",
      "check: checks a plugin file before deploying it: its ABI (both ways), descriptor,\n"
@@ -1216,7 +1238,8 @@ static void print_main_help(FILE *f)
         fprintf(f, "  %s\n", commands[i].usage);
     fprintf(f, "\noptions (anywhere on the line):\n"
                "  -c, --config FILE  configuration (default: %s)\n"
-               "  --json             one JSON document on stdout, nothing else\n"
+               "  --json             one JSON document on stdout, nothing else (an error too:\n"
+               "                     {\"error\":{\"code\",\"message\"}}, code \"usage\" for a usage error)\n"
                "  -h, --help         help; 'atshub COMMAND --help' for one command\n"
                "  --version          print the version\n\n"
                "environment: ATSHUB_LISTEN=host:port, ATSHUB_STORE=sqlite:PATH | postgresql://...\n"
@@ -1309,6 +1332,13 @@ int ah_cli_main(int argc, char **argv)
     int o, li;
     opterr = 0;
     optind = 1;
+    /* --json (or an abbreviation getopt_long takes, --j...) before "--". */
+    usage_json = false;
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        size_t n = strlen(argv[i]);
+        if (n >= 3 && strncmp(argv[i], "--json", n) == 0)
+            usage_json = true;
+    }
     while ((li = -1, o = getopt_long(argc, argv, "+c:h", opts, &li)) != -1 || optind < argc) {
         if (o == -1) {
             /* A positional argument: keep it and go on parsing options that
@@ -1372,6 +1402,8 @@ int ah_cli_main(int argc, char **argv)
             return 0;
         }
         print_main_help(stderr);
+        if (usage_json)
+            ah_cli_print_error("usage", "name a command (see: atshub --help)");
         return EXIT_USAGE;
     }
     const cmd *k = find_cmd(argv[0]);

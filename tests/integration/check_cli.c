@@ -130,12 +130,36 @@ START_TEST(test_usage_and_help)
     ck_assert_int_eq(RUN(&e, &out, &err, "--json", "log", "--limit", "5", "--tenant", "acme"), 0);
     free(out), free(err);
 
+    /* --json: a usage error is also the one JSON document on stdout (code
+     * "usage"), wherever --json stands; without it stdout stays empty. */
+    ck_assert_int_eq(RUN(&e, &out, &err, "frobnicate"), 2);
+    ck_assert_str_eq(out, "");
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "--json", "frobnicate"), 2);
+    assert_json_error(out, "usage");
+    ck_assert_ptr_nonnull(strstr(err, "no command 'frobnicate'"));
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "log", "--status", "abc", "--json"), 2);
+    assert_json_error(out, "usage");
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "--json"), 2);
+    assert_json_error(out, "usage");
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "webhook", "frob", "--json"), 2);
+    assert_json_error(out, "usage");
+    free(out), free(err);
+    /* --openapi prints YAML: with --json it is refused, not mixed. */
+    ck_assert_int_eq(RUN(&e, &out, &err, "--json", "plugins", "--openapi"), 2);
+    assert_json_error(out, "usage");
+    free(out), free(err);
+
     /* A --since/--until that is no time is a usage error, as /v1/log and
      * /admin/log answer it 400 (the store's own failure was exit 1). */
     ck_assert_int_eq(RUN(&e, &out, &err, "log", "--since", "yesterday"), 2);
     ck_assert_msg(strstr(err, "--since takes an ISO-8601") != NULL, "%s", err);
     free(out), free(err);
-    ck_assert_int_eq(RUN(&e, &out, &err, "log", "--until", "2026-13-45"), 2);
+    ck_assert_int_eq(RUN(&e, &out, &err, "--json", "log", "--until", "2026-13-45"), 2);
+    assert_json_error(out, "usage");
     free(out), free(err);
     ck_assert_int_eq(RUN(&e, &out, &err, "log", "--since", "2026-01-02", "--until",
                          "2026-01-03T10:00:00Z"), 0);
