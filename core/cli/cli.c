@@ -21,6 +21,7 @@
 #include "sync.h"
 #include "admin.h"
 #include "core.h"
+#include "eventlog.h"
 #include "ops.h"
 #include "intlog.h"
 #include "json.h"
@@ -1087,6 +1088,12 @@ static int cmd_events(cli *c)
         usage_error("usage: atshub events TENANT [--after CURSOR] [--types a,b] [--limit N]");
         return EXIT_USAGE;
     }
+    /* The daemon reads at most AH_EVENTS_LIMIT_MAX events a page (as GET
+     * /v1/events); --limit's shared check allows log's larger range. */
+    if (c->filter.limit > AH_EVENTS_LIMIT_MAX) {
+        usage_error("events: --limit takes a number from 1 to %d", AH_EVENTS_LIMIT_MAX);
+        return EXIT_USAGE;
+    }
     char *t = curl_easy_escape(NULL, c->argv[0], 0);
     char *ty = c->type != NULL ? curl_easy_escape(NULL, c->type, 0) : NULL;
     char *af = c->after != NULL ? curl_easy_escape(NULL, c->after, 0) : NULL;
@@ -1155,7 +1162,8 @@ static const cmd commands[] = {
      "settings table, tables' sizes and callbacks, its init, then 100 load/open/close/unload\n"
      "cycles on a scratch host and connection (default settings) without a file\n"
      "descriptor, mapping or heap left behind. Exit 0 when the host would accept it.\n"
-     "reload: hot swap on the running daemon (over its admin socket): loads FILE.so (default:\n"
+     "reload: hot swap on the running daemon (through its admin API: the Unix socket, else\n"
+     "the [admin] listen TCP listener with the token_file's token): loads FILE.so (default:\n"
      "the configured path) as the plugin's next generation; calls already running finish on\n"
      "the old one. A file that fails to load leaves the old version serving; the error says\n"
      "why. Needs a running daemon (atshub serve).",
@@ -1209,7 +1217,8 @@ static const cmd commands[] = {
     {"events", cmd_events, "atshub events TENANT [--after CURSOR] [--types a,b] [--limit N]",
      "Prints a tenant's event log, oldest first from --after (a cursor; default: the\n"
      "start), as the tenant reads it at GET /v1/events: cursor, time, type, data.\n"
-     "--types filters by event types or prefix.* patterns. Needs a running daemon.",
+     "--types filters by event types or prefix.* patterns; --limit (1 to 1000, default 100)\n"
+     "is the most events printed. Needs a running daemon.",
      OPT(O_AFTER) | OPT(O_TYPE) | OPT(O_LIMIT)},
     {"console", cmd_console, "atshub console [--json]",
      "Prints a login link to the operator console of the running daemon: a web page\n"

@@ -164,6 +164,14 @@ START_TEST(test_usage_and_help)
     ck_assert_int_eq(RUN(&e, &out, &err, "log", "--since", "2026-01-02", "--until",
                          "2026-01-03T10:00:00Z"), 0);
     free(out), free(err);
+
+    /* events --limit: the daemon's page holds at most 1000; log keeps its
+     * larger range (the check is shared). */
+    ck_assert_int_eq(RUN(&e, &out, &err, "events", "acme", "--limit", "1001"), 2);
+    ck_assert_msg(strstr(err, "from 1 to 1000") != NULL, "%s", err);
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "log", "--limit", "5000"), 0);
+    free(out), free(err);
     env_teardown(&e);
 }
 END_TEST
