@@ -560,6 +560,17 @@ START_TEST(test_console_secrets_and_polls)
                       ".then(function(){delete __t.fake[k];return __delays();})");
     ck_assert_msg(atoi(busy) > 0 && atoi(busy) < atoi(idle), "idle every %s ms, running every %s ms",
                   idle, busy);
+    free(busy);
+    /* A scheduled run counts as running too. */
+    busy = eval(&b, s,
+                "var k='GET /admin/syncs';__t.fake[k]=[{tenant:'acme',connection:'main',plugin:'erecruit',"
+                "enabled:true,running:false,last:null,scheduled:{running:true,ok:true,updated_at:'now',"
+                "records:0,retries:0,types:[]},schedule_interval_s:300,next_pass:null}];"
+                "var s0=__t.settled;__fire();"
+                "__w(function(){return __t.settled>s0&&Object.keys(__t.live).length===1;},'a poll')"
+                ".then(function(){delete __t.fake[k];return __delays();})");
+    ck_assert_msg(atoi(busy) > 0 && atoi(busy) < atoi(idle),
+                  "idle every %s ms, a scheduled run running every %s ms", idle, busy);
     free(idle);
     free(busy);
 

@@ -450,7 +450,7 @@ views.syncs = async (v, tok) => {
         : h('p', { class: 'muted' }, 'No connection yet.'),
       h('p', { class: 'legend' }, 'Runs started here ("Sync now") and the scheduler\'s latest runs on this daemon; atshub sync shows its own progress. CLI: atshub sync TENANT CONNECTION'));
     if (focused) v.querySelector(`[data-sync-now="${CSS.escape(focused)}"]`)?.focus();
-    return list.some((s) => s.running);
+    return list.some((s) => s.running || (s.scheduled && s.scheduled.running));
   };
   // Every second while a sync runs, every 10 s otherwise (a scheduled run
   // shows within that; "Sync now" polls at once).
