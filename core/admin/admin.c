@@ -333,7 +333,9 @@ static void h_tenant_delete(void *arg, ah_http_exchange *ex)
 
 static int connection_list(ah_core *core, ah_http_exchange *ex, cJSON **out, ah_ops_err *e)
 {
-    return ah_ops_connection_list(core, ah_ex_query(ex, "tenant"), out, e);
+    /* No or an empty tenant: every tenant's; an unknown one: not_found. */
+    const char *tenant = ah_ex_query(ex, "tenant");
+    return ah_ops_connection_list(core, tenant != NULL && *tenant != '\0' ? tenant : NULL, out, e);
 }
 
 static int connection_add(ah_core *core, const cJSON *body, cJSON **out, ah_ops_err *e)
@@ -475,8 +477,9 @@ static void h_syncs(void *arg, ah_http_exchange *ex)
         return;
     ah_ops_err e;
     cJSON *out = NULL;
-    int rc = ah_syncs_list(ctx->core->admin->syncs, ctx->core, ah_ex_query(ex, "tenant"), &out,
-                           &e);
+    const char *tenant = ah_ex_query(ex, "tenant"); /* an unknown one: not_found */
+    int rc = ah_syncs_list(ctx->core->admin->syncs, ctx->core,
+                           tenant != NULL && *tenant != '\0' ? tenant : NULL, &out, &e);
     answer_ops(ex, rc, &e, 200, out);
 }
 
@@ -564,6 +567,17 @@ static void h_log(void *arg, ah_http_exchange *ex)
         f.since = NULL;
     if (f.until != NULL && *f.until == '\0')
         f.until = NULL;
+    /* A bound that is no time is the caller's mistake, as on /v1/log: the
+     * store would refuse it as its own failure (a 500 store_error). */
+    char norm[32];
+    if (f.since != NULL && ah_iso_normalize(f.since, norm) != 0) {
+        ah_ex_error(ex, 400, "invalid_request", "since must be an ISO-8601 date or date-time");
+        return;
+    }
+    if (f.until != NULL && ah_iso_normalize(f.until, norm) != 0) {
+        ah_ex_error(ex, 400, "invalid_request", "until must be an ISO-8601 date or date-time");
+        return;
+    }
     cJSON *list = cJSON_CreateArray();
     if (ctx->core->store->ops->log_query(ctx->core->store, &f, ah_intlog_entry_json, list) != 0) {
         cJSON_Delete(list);

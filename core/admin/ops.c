@@ -140,6 +140,17 @@ static void connection_row_json(void *arg, const ah_connection_row *r)
 
 int ah_ops_connection_list(ah_core *core, const char *tenant, cJSON **out, ah_ops_err *e)
 {
+    /* A tenant that does not exist is no empty list: `connection list
+     * typo` said "none" where it meant "no such tenant". */
+    if (tenant != NULL) {
+        ah_tenant_row t = {0};
+        int r = core->store->ops->tenant_get(core->store, tenant, &t);
+        if (r == AH_STORE_NOT_FOUND)
+            return ops_fail(e, "not_found", "no tenant '%s' (see: atshub tenant list)", tenant);
+        if (r != 0)
+            return ops_fail(e, "store_error", "cannot read tenant '%s'", tenant);
+        ah_tenant_row_free(&t);
+    }
     cJSON *list = cJSON_CreateArray();
     if (list == NULL ||
         core->store->ops->connection_list(core->store, tenant, connection_row_json, list) != 0) {

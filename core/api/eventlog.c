@@ -18,7 +18,7 @@
 #include "webhooks.h"
 
 #define EV_LIMIT_DEFAULT 100
-#define EV_LIMIT_MAX 1000
+#define EV_LIMIT_MAX AH_EVENTS_LIMIT_MAX
 #define EV_SCAN 1000 /* outbox rows read per step while filtering by types */
 
 static bool parse_nonneg(const char *s, long long max, long long *out)

@@ -14,6 +14,9 @@
 /** Events one GET /v1/events reads at most, matching its types or not: a
  *  page that stops there has has_more and a next_cursor past them. */
 #define AH_EVENTS_SCAN_MAX 5000
+/** The largest limit of GET /v1/events and /admin/events (atshub events
+ *  --limit refuses more as a usage error). */
+#define AH_EVENTS_LIMIT_MAX 1000
 
 /** Answers GET /v1/events for an authenticated tenant. */
 void ah_events_api(ah_core *core, ah_http_exchange *ex, int64_t tenant_id);

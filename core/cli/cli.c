@@ -21,6 +21,7 @@
 #include "sync.h"
 #include "admin.h"
 #include "core.h"
+#include "eventlog.h"
 #include "ops.h"
 #include "intlog.h"
 #include "json.h"
@@ -76,15 +77,24 @@ static bool int_opt(const char *s, long lo, long hi, int *out)
     return true;
 }
 
+/* --json anywhere on the line, even after the mistake (ah_cli_main looks
+ * before parsing): a usage error is then also the one JSON document on
+ * stdout, as every other error is. */
+static bool usage_json;
+
+/* A usage error (exit 2): on stderr, and under --json also on stdout as
+ * {"error":{"code":"usage","message":...}}. */
 static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void usage_error(const char *fmt, ...)
 {
+    char msg[2048];
     va_list ap;
-    fputs("atshub: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fputs(" (see: atshub --help)\n", stderr);
+    fprintf(stderr, "atshub: %s (see: atshub --help)\n", msg);
+    if (usage_json)
+        ah_cli_print_error("usage", msg);
 }
 
 static int fail(cli *c, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -96,19 +106,25 @@ static int fail(cli *c, const char *code, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     if (c->json) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON *e = cJSON_AddObjectToObject(o, "error");
-        cJSON_AddStringToObject(e, "code", code);
-        cJSON_AddStringToObject(e, "message", msg);
-        char *t = cJSON_PrintUnformatted(o);
-        if (t != NULL)
-            puts(t);
-        free(t);
-        cJSON_Delete(o);
+        ah_cli_print_error(code, msg);
     } else {
         fprintf(stderr, "atshub: %s\n", msg);
     }
     return 1;
+}
+
+void ah_cli_print_error(const char *code, const char *msg)
+{
+    /* Built, not printed into a format: msg may hold quotes or
+     * backslashes (a path, a URL). */
+    cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error");
+    char *t = e != NULL && cJSON_AddStringToObject(e, "code", code) != NULL &&
+                      cJSON_AddStringToObject(e, "message", msg) != NULL
+                  ? cJSON_PrintUnformatted(o)
+                  : NULL;
+    puts(t != NULL ? t : "{\"error\":{\"code\":\"internal_error\",\"message\":\"out of memory\"}}");
+    free(t);
+    cJSON_Delete(o);
 }
 
 static void print_json(cJSON *o)
@@ -329,6 +345,13 @@ static int cmd_plugins(cli *c)
     }
     if ((c->ops_of != NULL || c->openapi) && c->settings_of != NULL) {
         usage_error("plugins: --settings and --ops/--openapi do not go together");
+        return EXIT_USAGE;
+    }
+    /* --openapi prints YAML (docs/openapi.yaml's section); --json promises
+     * one JSON document: the two cannot both hold. */
+    if (c->openapi && c->json) {
+        usage_error("plugins: --openapi prints YAML, not JSON: leave out --json "
+                    "(--ops NAME --json prints the same tables as JSON)");
         return EXIT_USAGE;
     }
     if (c->ops_of != NULL || c->openapi)
@@ -941,6 +964,19 @@ static int cmd_log(cli *c)
         usage_error("usage: atshub log [--tenant T] [--source S] [--action A] [--status N] [--since T] [--until T] [--limit N]");
         return EXIT_USAGE;
     }
+    /* As /v1/log and /admin/log check them: a bound that is no time is
+     * the caller's mistake, not the store's failure. */
+    char norm[32];
+    if (c->filter.since != NULL && ah_iso_normalize(c->filter.since, norm) != 0) {
+        usage_error("--since takes an ISO-8601 date (YYYY-MM-DD) or date-time, not '%s'",
+                    c->filter.since);
+        return EXIT_USAGE;
+    }
+    if (c->filter.until != NULL && ah_iso_normalize(c->filter.until, norm) != 0) {
+        usage_error("--until takes an ISO-8601 date (YYYY-MM-DD) or date-time, not '%s'",
+                    c->filter.until);
+        return EXIT_USAGE;
+    }
     ah_core *core = open_core(c, false, false);
     if (core == NULL)
         return 1;
@@ -1052,6 +1088,12 @@ static int cmd_events(cli *c)
         usage_error("usage: atshub events TENANT [--after CURSOR] [--types a,b] [--limit N]");
         return EXIT_USAGE;
     }
+    /* The daemon reads at most AH_EVENTS_LIMIT_MAX events a page (as GET
+     * /v1/events); --limit's shared check allows log's larger range. */
+    if (c->filter.limit > AH_EVENTS_LIMIT_MAX) {
+        usage_error("events: --limit takes a number from 1 to %d", AH_EVENTS_LIMIT_MAX);
+        return EXIT_USAGE;
+    }
     char *t = curl_easy_escape(NULL, c->argv[0], 0);
     char *ty = c->type != NULL ? curl_easy_escape(NULL, c->type, 0) : NULL;
     char *af = c->after != NULL ? curl_easy_escape(NULL, c->after, 0) : NULL;
@@ -1112,8 +1154,8 @@ static const cmd commands[] = {
      "With --ops NAME, prints the fields each of its bus operations takes (name, type,\n"
      "required, limits, sub-fields): the host refuses a request with an unknown, missing or\n"
      "mistyped field (invalid_request, naming it) before the plugin runs.\n"
-     "With --openapi, prints those tables as OpenAPI schemas: the generated part of\n"
-     "docs/openapi.yaml (scripts/openapi-bus rewrites it).",
+     "With --openapi, prints those tables as OpenAPI schemas, in YAML: the generated part\n"
+     "of docs/openapi.yaml (scripts/openapi-bus rewrites it); it does not go with --json.",
      OPT(O_SETTINGS) | OPT(O_OPS) | OPT(O_OPENAPI)},
     {"plugin", cmd_plugin, "atshub plugin check FILE.so | plugin reload NAME [--path FILE.so]",
      "check: checks a plugin file before deploying it: its ABI (both ways), descriptor,\n"
@@ -1121,7 +1163,8 @@ static const cmd commands[] = {
      "cycles on a scratch host and connection (default settings) without a file\n"
      "descriptor, mapping or heap left behind, nor a crash (the check runs in a child\n"
      "process). Exit 0 when the host would accept it.\n"
-     "reload: hot swap on the running daemon (over its admin socket): loads FILE.so (default:\n"
+     "reload: hot swap on the running daemon (through its admin API: the Unix socket, else\n"
+     "the [admin] listen TCP listener with the token_file's token): loads FILE.so (default:\n"
      "the configured path) as the plugin's next generation; calls already running finish on\n"
      "the old one. A file that fails to load leaves the old version serving; the error says\n"
      "why. Needs a running daemon (atshub serve).",
@@ -1175,7 +1218,8 @@ static const cmd commands[] = {
     {"events", cmd_events, "atshub events TENANT [--after CURSOR] [--types a,b] [--limit N]",
      "Prints a tenant's event log, oldest first from --after (a cursor; default: the\n"
      "start), as the tenant reads it at GET /v1/events: cursor, time, type, data.\n"
-     "--types filters by event types or prefix.* patterns. Needs a running daemon.",
+     "--types filters by event types or prefix.* patterns; --limit (1 to 1000, default 100)\n"
+     "is the most events printed. Needs a running daemon.",
      OPT(O_AFTER) | OPT(O_TYPE) | OPT(O_LIMIT)},
     {"console", cmd_console, "atshub console [--json]",
      "Prints a login link to the operator console of the running daemon: a web page\n"
@@ -1204,7 +1248,8 @@ static void print_main_help(FILE *f)
         fprintf(f, "  %s\n", commands[i].usage);
     fprintf(f, "\noptions (anywhere on the line):\n"
                "  -c, --config FILE  configuration (default: %s)\n"
-               "  --json             one JSON document on stdout, nothing else\n"
+               "  --json             one JSON document on stdout, nothing else (an error too:\n"
+               "                     {\"error\":{\"code\",\"message\"}}, code \"usage\" for a usage error)\n"
                "  -h, --help         help; 'atshub COMMAND --help' for one command\n"
                "  --version          print the version\n\n"
                "environment: ATSHUB_LISTEN=host:port, ATSHUB_STORE=sqlite:PATH | postgresql://...\n"
@@ -1297,6 +1342,13 @@ int ah_cli_main(int argc, char **argv)
     int o, li;
     opterr = 0;
     optind = 1;
+    /* --json (or an abbreviation getopt_long takes, --j...) before "--". */
+    usage_json = false;
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        size_t n = strlen(argv[i]);
+        if (n >= 3 && strncmp(argv[i], "--json", n) == 0)
+            usage_json = true;
+    }
     while ((li = -1, o = getopt_long(argc, argv, "+c:h", opts, &li)) != -1 || optind < argc) {
         if (o == -1) {
             /* A positional argument: keep it and go on parsing options that
@@ -1360,6 +1412,8 @@ int ah_cli_main(int argc, char **argv)
             return 0;
         }
         print_main_help(stderr);
+        if (usage_json)
+            ah_cli_print_error("usage", "name a command (see: atshub --help)");
         return EXIT_USAGE;
     }
     const cmd *k = find_cmd(argv[0]);

@@ -8,6 +8,9 @@
 
 /* --- CLI (cli.c) --------------------------------------------------------- */
 int ah_cli_main(int argc, char **argv);
+/** Prints {"error":{"code":code,"message":msg}} on stdout: an error under
+ *  --json, the one JSON document the command prints. */
+void ah_cli_print_error(const char *code, const char *msg);
 /** Starts this process again (execv of /proc/self/exe, the same pid and
  *  arguments) with glibc's tcache at 64 blocks a size unless
  *  GLIBC_TUNABLES sets tcache_count already; returns only when it did not

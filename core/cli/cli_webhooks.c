@@ -18,20 +18,10 @@
 
 static int wh_fail(bool json, const char *code, const char *msg)
 {
-    if (!json) {
+    if (json)
+        ah_cli_print_error(code, msg);
+    else
         fprintf(stderr, "atshub: %s\n", msg);
-        return 1;
-    }
-    /* Built, not printed into a format: msg may hold quotes or
-     * backslashes (a path, a URL). */
-    cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error");
-    char *t = e != NULL && cJSON_AddStringToObject(e, "code", code) != NULL &&
-                      cJSON_AddStringToObject(e, "message", msg) != NULL
-                  ? cJSON_PrintUnformatted(o)
-                  : NULL;
-    puts(t != NULL ? t : "{\"error\":{\"code\":\"internal_error\",\"message\":\"out of memory\"}}");
-    free(t);
-    cJSON_Delete(o);
     return 1;
 }
 
@@ -43,10 +33,14 @@ static void wh_print(cJSON *o)
     free(t);
 }
 
-static int wh_usage(void)
+/* A usage error: on stderr, and under --json also on stdout (as cli.c's). */
+static int wh_usage(bool json)
 {
-    fprintf(stderr, "atshub: usage: atshub webhook add TENANT URL [--types a,b] | list [TENANT] "
-                    "| enable ID | disable ID | deliveries ID (see: atshub --help)\n");
+    static const char msg[] = "usage: atshub webhook add TENANT URL [--types a,b] | list [TENANT] "
+                              "| enable ID | disable ID | deliveries ID";
+    fprintf(stderr, "atshub: %s (see: atshub --help)\n", msg);
+    if (json)
+        ah_cli_print_error("usage", msg);
     return EXIT_USAGE;
 }
 
@@ -63,7 +57,7 @@ static bool parse_id(const char *s, int64_t *out)
 int ah_cli_webhook(const char *config, bool json, int argc, char **argv, const char *types)
 {
     if (argc < 1)
-        return wh_usage();
+        return wh_usage(json);
     const char *sub = argv[0];
     bool add = strcmp(sub, "add") == 0, list = strcmp(sub, "list") == 0;
     bool en = strcmp(sub, "enable") == 0, dis = strcmp(sub, "disable") == 0;
@@ -71,9 +65,9 @@ int ah_cli_webhook(const char *config, bool json, int argc, char **argv, const c
     int64_t id = 0;
     if ((add && argc != 3) || (list && argc > 2) || ((en || dis || dl) && argc != 2) ||
         !(add || list || en || dis || dl))
-        return wh_usage();
+        return wh_usage(json);
     if ((en || dis || dl) && !parse_id(argv[1], &id))
-        return wh_usage();
+        return wh_usage(json);
     ah_config cfg;
     char err[1024];
     if (ah_config_load(config, &cfg, err, sizeof err) != 0)

@@ -72,6 +72,17 @@ static char *add_tenant(env *e, const char *name)
     return key;
 }
 
+/* out is one JSON document, {"error":{"code":code,...}}, and nothing else. */
+static void assert_json_error(const char *out, const char *code)
+{
+    cJSON *j = cJSON_Parse(out);
+    ck_assert_msg(j != NULL, "stdout is not one JSON document: %s", out);
+    const cJSON *c = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "code");
+    ck_assert_msg(cJSON_IsString(c) && strcmp(c->valuestring, code) == 0, "want %s: %s", code, out);
+    ck_assert(cJSON_IsString(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "message")));
+    cJSON_Delete(j);
+}
+
 START_TEST(test_usage_and_help)
 {
     env e;
@@ -117,6 +128,49 @@ START_TEST(test_usage_and_help)
     ck_assert_msg(strstr(err, "takes no --set option") != NULL, "%s", err);
     free(out), free(err);
     ck_assert_int_eq(RUN(&e, &out, &err, "--json", "log", "--limit", "5", "--tenant", "acme"), 0);
+    free(out), free(err);
+
+    /* --json: a usage error is also the one JSON document on stdout (code
+     * "usage"), wherever --json stands; without it stdout stays empty. */
+    ck_assert_int_eq(RUN(&e, &out, &err, "frobnicate"), 2);
+    ck_assert_str_eq(out, "");
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "--json", "frobnicate"), 2);
+    assert_json_error(out, "usage");
+    ck_assert_ptr_nonnull(strstr(err, "no command 'frobnicate'"));
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "log", "--status", "abc", "--json"), 2);
+    assert_json_error(out, "usage");
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "--json"), 2);
+    assert_json_error(out, "usage");
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "webhook", "frob", "--json"), 2);
+    assert_json_error(out, "usage");
+    free(out), free(err);
+    /* --openapi prints YAML: with --json it is refused, not mixed. */
+    ck_assert_int_eq(RUN(&e, &out, &err, "--json", "plugins", "--openapi"), 2);
+    assert_json_error(out, "usage");
+    free(out), free(err);
+
+    /* A --since/--until that is no time is a usage error, as /v1/log and
+     * /admin/log answer it 400 (the store's own failure was exit 1). */
+    ck_assert_int_eq(RUN(&e, &out, &err, "log", "--since", "yesterday"), 2);
+    ck_assert_msg(strstr(err, "--since takes an ISO-8601") != NULL, "%s", err);
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "--json", "log", "--until", "2026-13-45"), 2);
+    assert_json_error(out, "usage");
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "log", "--since", "2026-01-02", "--until",
+                         "2026-01-03T10:00:00Z"), 0);
+    free(out), free(err);
+
+    /* events --limit: the daemon's page holds at most 1000; log keeps its
+     * larger range (the check is shared). */
+    ck_assert_int_eq(RUN(&e, &out, &err, "events", "acme", "--limit", "1001"), 2);
+    ck_assert_msg(strstr(err, "from 1 to 1000") != NULL, "%s", err);
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "log", "--limit", "5000"), 0);
     free(out), free(err);
     env_teardown(&e);
 }
@@ -201,6 +255,17 @@ START_TEST(test_connections_and_call)
     ck_assert_int_eq(RUN(&e, &out, &err, "--json", "connection", "list"), 0);
     ck_assert_ptr_nonnull(strstr(out, "howdy"));
     ck_assert_ptr_null(strstr(out, "VERY-SECRET-123"));
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "connection", "list", "acme"), 0);
+    ck_assert_ptr_nonnull(strstr(out, "howdy"));
+    free(out), free(err);
+    /* A tenant that does not exist is an error, not an empty table. */
+    ck_assert_int_eq(RUN(&e, &out, &err, "connection", "list", "acmee"), 1);
+    ck_assert_msg(strstr(err, "no tenant 'acmee'") != NULL && strstr(out, "TENANT") == NULL,
+                  "out: %s err: %s", out, err);
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "--json", "connection", "list", "acmee"), 1);
+    assert_json_error(out, "not_found");
     free(out), free(err);
 
     ck_assert_int_eq(RUN(&e, &out, &err, "--json", "call", "acme", "main", "jobs.get",

@@ -422,6 +422,165 @@ START_TEST(test_console_in_browser)
 }
 END_TEST
 
+/* In the page, for the tests of its polls and its secrets: window.__t
+ * records the view's timers of a second or more instead of running them
+ * (__fire() runs each once, as if its time had come; __delays() lists
+ * them), and wraps fetch: per "METHOD /path", hold[k] keeps requests
+ * until __release(), failNext[k] answers the next one with that status,
+ * fake[k] replaces an answer's data; inflight/max count requests under
+ * way, settled counts answers (a task after the page's own continuations
+ * have run: no timing). */
+static const char harness_js[] =
+    "if(!window.__t){var T=window.__t={live:{},next:1e6,held:[],inflight:{},max:{},settled:0,"
+    "hold:{},failNext:{},fake:{}};"
+    "var oST=window.setTimeout.bind(window),oCT=window.clearTimeout.bind(window),"
+    "oSI=window.setInterval.bind(window),oCI=window.clearInterval.bind(window),oF=window.fetch.bind(window);"
+    "var cap=function(once){return function(fn,d){if((+d||0)>=1000){var id=T.next++;"
+    "T.live[id]={fn:fn,d:+d,once:once};return id;}return (once?oST:oSI).apply(window,arguments);};};"
+    "window.setTimeout=cap(true);window.setInterval=cap(false);"
+    "window.clearTimeout=function(id){if(T.live[id])delete T.live[id];else oCT(id);};"
+    "window.clearInterval=function(id){if(T.live[id])delete T.live[id];else oCI(id);};"
+    "window.__fire=function(){var ids=Object.keys(T.live);ids.forEach(function(id){var t=T.live[id];"
+    "if(!t)return;if(t.once)delete T.live[id];t.fn();});return ids.length;};"
+    "window.__delays=function(){return Object.keys(T.live).map(function(id){return T.live[id].d;}).join(',');};"
+    "window.fetch=function(path,opt){var k=((opt&&opt.method)||'GET')+' '+String(path).split('?')[0];"
+    "if(T.failNext[k]){var st=T.failNext[k];delete T.failNext[k];return Promise.resolve(new Response("
+    "JSON.stringify({error:{code:'overloaded',message:'refused by the test'}}),{status:st,"
+    "headers:{'Content-Type':'application/json'}}));}"
+    "T.inflight[k]=(T.inflight[k]||0)+1;T.max[k]=Math.max(T.max[k]||0,T.inflight[k]);"
+    "var go=function(){return oF(path,opt).then(function(r){return r.json().then(function(d){"
+    "if(T.fake[k])d.data=T.fake[k];T.inflight[k]--;oST(function(){T.settled++;},0);"
+    "return {ok:r.ok,status:r.status,json:function(){return Promise.resolve(d);}};});});};"
+    "if(T.hold[k])return new Promise(function(res){T.held.push(function(){res(go());});});return go();};"
+    "window.__release=function(){var h=T.held;T.held=[];h.forEach(function(f){f();});return h.length;};}";
+
+/* The view at hash polls one request `key` at a time, only while it is
+ * current: its next poll is set after each answer (none while one is under
+ * way), and a view left during its first load leaves no poll behind. */
+static void check_polls(browser *b, const char *s, const char *hash, const char *view, const char *key)
+{
+    go(b, s, "#/log", "log"); /* no poll there */
+    char *d = eval(b, s, "__delays()");
+    ck_assert_msg(d[0] == '\0', "a poll outlived its view: %s", d);
+    free(d);
+    go(b, s, hash, view);
+    d = eval(b, s, "__delays()");
+    ck_assert_msg(d[0] != '\0' && strchr(d, ',') == NULL, "%s: want one poll, have [%s]", view, d);
+    free(d);
+    /* Its time comes while the answer is slow: no second request. */
+    char *n = eval(b, s,
+                   "var k='%s';__t.max[k]=0;__t.hold[k]=true;__fire();"
+                   "__w(function(){return __t.held.length===1;},'the held poll').then(function(){"
+                   "var live=Object.keys(__t.live).length;__fire();"
+                   "return live+'/'+__t.max[k];})", key);
+    ck_assert_msg(strcmp(n, "0/1") == 0, "%s: polls set while one is under way / most at once: %s",
+                  view, n);
+    free(n);
+    /* Answered: the next poll is set. */
+    n = eval(b, s, "var s0=__t.settled;__t.hold={};__release();"
+                   "__w(function(){return __t.settled>s0&&Object.keys(__t.live).length===1;},"
+                   "'the next poll').then(function(){return __delays();})");
+    free(n);
+    /* Left during its first load: nothing polls when that answer comes. */
+    go(b, s, "#/tenants", "tenants");
+    free(eval(b, s, "__t.hold['%s']=true;document.body.dataset.ready='';location.hash='%s';"
+                    "__w(function(){return __t.held.length===1;},'the first load held')", key, hash));
+    go(b, s, "#/tenants", "tenants");
+    n = eval(b, s, "var s0=__t.settled;__t.hold={};__release();"
+                   "__w(function(){return __t.settled>s0;},'the late answer').then(function(){"
+                   "return '['+__delays()+']';})");
+    ck_assert_msg(strcmp(n, "[]") == 0, "%s left during its first load still polls: %s", view, n);
+    free(n);
+}
+
+/* Secrets shown once survive a list that fails to reload and a view left
+ * while they were on their way; polls neither overlap nor outlive their
+ * view, and the Syncs page polls fast only while a sync runs; a link to
+ * an unknown tenant's connections says so. */
+START_TEST(test_console_secrets_and_polls)
+{
+    fixture f;
+    setup(&f);
+    char *url = login_url(&f);
+    browser b;
+    browser_start(&b, f.dir);
+    char *s = cdp_open(&b, url);
+    free(eval(&b, s, "__w(function(){return location.pathname==='/console/'&&"
+                     "document.body.dataset.ready==='overview';},'the console after login')"));
+    free(eval(&b, s, "%s;'installed'", harness_js));
+
+    /* The API key shows although the list's reload after the add fails. */
+    go(&b, s, "#/tenants", "tenants");
+    char *key = eval(&b, s, "__t.failNext['GET /admin/tenants']=503;"
+                            "document.getElementById('tenant-name').value='acme';"
+                            "document.getElementById('tenant-add').requestSubmit();"
+                            "__w(function(){var e=document.getElementById('once-secret');"
+                            "return e&&e.textContent;},'the API key after a failed reload')");
+    ck_assert_msg(strncmp(key, "ahk_", 4) == 0, "%s", key);
+    char *st = eval(&b, s, "__w(function(){return /overloaded/.test(document.getElementById('status')"
+                           ".textContent)&&'shown';},'the failed reload reported')");
+    free(st);
+    free(eval(&b, s, "document.getElementById('once-done').click();"
+                     "__w(function(){return !document.getElementById('once');},'the key hidden')"));
+    dom_lacks(&b, s, key, "the API key after Done");
+    free(key);
+    /* The add answered after the operator went to another view. */
+    free(eval(&b, s, "__t.hold['POST /admin/tenants']=true;"
+                     "document.getElementById('tenant-name').value='beta';"
+                     "document.getElementById('tenant-add').requestSubmit();"
+                     "__w(function(){return __t.held.length===1;},'the add held')"));
+    go(&b, s, "#/plugins", "plugins");
+    key = eval(&b, s, "__t.hold={};__release();"
+                      "__w(function(){var e=document.getElementById('once-secret');"
+                      "return e&&e.textContent;},'the API key after leaving the view')");
+    ck_assert_msg(strncmp(key, "ahk_", 4) == 0, "%s", key);
+    free(key);
+    /* The next navigation takes it away. */
+    go(&b, s, "#/tenants", "tenants");
+    char *gone = eval(&b, s, "document.getElementById('once')?'still there':'gone'");
+    ck_assert_str_eq(gone, "gone");
+    free(gone);
+
+    /* A link to a tenant that does not exist. */
+    go(&b, s, "#/connections?tenant=nobody", "connections");
+    char *msg = eval(&b, s, "var e=document.getElementById('conn-error');e?e.textContent:'none'");
+    ck_assert_msg(strstr(msg, "no tenant 'nobody'") != NULL, "%s", msg);
+    free(msg);
+
+    check_polls(&b, s, "#/overview", "overview", "GET /admin/recent");
+    check_polls(&b, s, "#/syncs", "syncs", "GET /admin/syncs");
+    /* Syncs: every 10 s when nothing runs, every second while one does. */
+    go(&b, s, "#/syncs", "syncs");
+    char *idle = eval(&b, s, "__delays()");
+    char *busy = eval(&b, s,
+                      "var k='GET /admin/syncs';__t.fake[k]=[{tenant:'acme',connection:'main',plugin:'erecruit',"
+                      "enabled:true,running:true,last:null,scheduled:null,schedule_interval_s:0,next_pass:null}];"
+                      "var s0=__t.settled;__fire();"
+                      "__w(function(){return __t.settled>s0&&Object.keys(__t.live).length===1;},'a poll')"
+                      ".then(function(){delete __t.fake[k];return __delays();})");
+    ck_assert_msg(atoi(busy) > 0 && atoi(busy) < atoi(idle), "idle every %s ms, running every %s ms",
+                  idle, busy);
+    free(busy);
+    /* A scheduled run counts as running too. */
+    busy = eval(&b, s,
+                "var k='GET /admin/syncs';__t.fake[k]=[{tenant:'acme',connection:'main',plugin:'erecruit',"
+                "enabled:true,running:false,last:null,scheduled:{running:true,ok:true,updated_at:'now',"
+                "records:0,retries:0,types:[]},schedule_interval_s:300,next_pass:null}];"
+                "var s0=__t.settled;__fire();"
+                "__w(function(){return __t.settled>s0&&Object.keys(__t.live).length===1;},'a poll')"
+                ".then(function(){delete __t.fake[k];return __delays();})");
+    ck_assert_msg(atoi(busy) > 0 && atoi(busy) < atoi(idle),
+                  "idle every %s ms, a scheduled run running every %s ms", idle, busy);
+    free(idle);
+    free(busy);
+
+    free(s);
+    browser_stop(&b);
+    free(url);
+    teardown(&f);
+}
+END_TEST
+
 /* The response header `name` (its value, malloc'd) in head, or NULL. */
 static char *header(const char *head, const char *name)
 {
@@ -583,6 +742,63 @@ START_TEST(test_admin_token_file_checked)
 }
 END_TEST
 
+/* One admin API call to the fixture's daemon: the status, the body in *resp. */
+static long admin_get(fixture *f, const char *path, char **resp)
+{
+    ah_config cfg;
+    char err[1024];
+    ck_assert_int_eq(ah_config_load(f->ini, &cfg, err, sizeof err), 0);
+    long status = 0;
+    *resp = NULL;
+    ck_assert_msg(ah_admin_call(&cfg, "GET", path, NULL, &status, resp, err, sizeof err) == 0,
+                  "%s", err);
+    ah_config_free(&cfg);
+    return status;
+}
+
+/* The admin API refuses what the caller got wrong as /v1 does: a log
+ * bound that is no time is 400 invalid_request (it was the store's 500),
+ * and an unknown tenant's connections or syncs are 404 (it was []). */
+START_TEST(test_admin_refuses_bad_queries)
+{
+    fixture f;
+    setup(&f);
+    ah_ops_err e;
+    cJSON *out = NULL;
+    ck_assert_int_eq(ah_ops_tenant_add(f.core, "acme", &out, &e), 0);
+    cJSON_Delete(out);
+    static const struct {
+        const char *path;
+        long status;
+        const char *code;
+    } cases[] = {
+        {"/admin/log?since=yesterday", 400, "invalid_request"},
+        {"/admin/log?until=2026-02-30T25:00:00Z", 400, "invalid_request"},
+        {"/admin/log?since=2026-01-01&until=2026-01-02T10:00:00Z", 200, NULL},
+        {"/admin/log?since=&until=", 200, NULL},
+        {"/admin/connections?tenant=acmee", 404, "not_found"},
+        {"/admin/syncs?tenant=acmee", 404, "not_found"},
+        {"/admin/connections?tenant=acme", 200, NULL},
+        {"/admin/connections?tenant=", 200, NULL},
+        {"/admin/syncs?tenant=acme", 200, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *resp = NULL;
+        long st = admin_get(&f, cases[i].path, &resp);
+        ck_assert_msg(st == cases[i].status, "%s: %ld %s", cases[i].path, st, resp);
+        if (cases[i].code != NULL) {
+            cJSON *j = cJSON_Parse(resp);
+            const cJSON *c = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "code");
+            ck_assert_msg(cJSON_IsString(c) && strcmp(c->valuestring, cases[i].code) == 0, "%s: %s",
+                          cases[i].path, resp);
+            cJSON_Delete(j);
+        }
+        free(resp);
+    }
+    teardown(&f);
+}
+END_TEST
+
 START_TEST(test_syncs_next_pass)
 {
     fixture f;
@@ -738,6 +954,8 @@ int main(void)
     tcase_add_test(tc, test_console_session_protections);
     tcase_add_test(tc, test_console_in_browser);
     tcase_add_test(tc, test_syncs_next_pass);
+    tcase_add_test(tc, test_admin_refuses_bad_queries);
+    tcase_add_test(tc, test_console_secrets_and_polls);
     tcase_add_test(tc, test_admin_token_file_checked);
     suite_add_tcase(s, tc);
     SRunner *r = srunner_create(s);

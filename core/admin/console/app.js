@@ -5,7 +5,7 @@
 // session's X-CSRF-Token. Text is always set with textContent, never HTML.
 
 let csrf = null;
-let timer = null;        // the current view's refresh
+let timer = null;        // the current view's next poll (a setTimeout)
 let viewToken = 0;       // bumps on every navigation: late answers are dropped
 
 class ApiError extends Error {
@@ -68,7 +68,9 @@ function fail(e) {
 }
 
 function showLoggedOut(msg) {
-  clearInterval(timer);
+  clearTimeout(timer);
+  timer = null;
+  viewToken++; // a view's answers still on their way draw nothing now
   const v = document.getElementById('view');
   v.replaceChildren(h('h2', {}, 'Not logged in'),
     h('p', {}, msg || 'Your session has ended.'),
@@ -102,7 +104,42 @@ function confirmButton(label, question, fn) {
   return wrap;
 }
 
-// A secret shown once: it leaves the page with "Done" or any navigation.
+// Polls a view while it is current (tok === viewToken): load() again
+// delay(result) ms after each answer, never two at once (the admin listener
+// has one thread, and an older answer must not redraw over a newer one).
+// after(result) schedules the next poll; now() polls at once (after an
+// action), or right after the poll under way.
+function poller(tok, load, delay) {
+  let busy = false, again = false;
+  const p = {
+    after(result) {
+      if (tok !== viewToken) return;
+      clearTimeout(timer);
+      timer = setTimeout(() => { timer = null; p.now(); }, delay(result));
+    },
+    async now() {
+      if (tok !== viewToken) return;
+      if (busy) { again = true; return; }
+      clearTimeout(timer);
+      timer = null;
+      busy = true;
+      let result;
+      try { result = await load(); } catch (e) { if (tok === viewToken) fail(e); } finally { busy = false; }
+      if (again) { again = false; return p.now(); }
+      p.after(result);
+    },
+  };
+  return p;
+}
+
+// A secret shown once, at the top of the page, before the page reloads
+// anything (a reload that fails must not lose it): it leaves with "Done"
+// or the next navigation. Shown even when the operator left the view
+// while the secret was on its way: it exists nowhere else.
+function showOnce(title, pairs) {
+  document.getElementById('once-slot').replaceChildren(onceBox(title, pairs));
+}
+
 function onceBox(title, pairs) {
   const box = h('div', { class: 'once', id: 'once', role: 'alert' },
     h('p', {}, h('strong', {}, title), ' Copy it now: it is shown once and atshub keeps no readable copy.'),
@@ -130,7 +167,7 @@ views.overview = async (v, tok) => {
       h('p', { class: 'legend' }, 'Counted by this daemon since it started, per minute; the newest minute is on the right.'));
   };
   await draw();
-  timer = setInterval(() => draw().catch(fail), 10000);
+  poller(tok, draw, () => 10000).after();
 };
 
 // Bars for each series, side by side per minute, drawn as inline SVG.
@@ -175,18 +212,19 @@ views.tenants = async (v, tok) => {
   const list = await api('GET', '/admin/tenants');
   if (tok !== viewToken) return;
   const input = h('input', { id: 'tenant-name', name: 'name', required: true, pattern: '[A-Za-z0-9_.\\-]{1,64}', autocomplete: 'off' });
-  const slot = h('div', { id: 'tenant-result' });
   const form = h('form', { class: 'row', id: 'tenant-add', onsubmit: async (ev) => {
     ev.preventDefault();
+    let r;
     try {
-      const r = await api('POST', '/admin/tenants', { name: input.value });
-      await views.tenants(v, tok);
-      document.getElementById('tenant-result').replaceChildren(
-        onceBox('Tenant ' + r.tenant + ' added.', [['API key', r.api_key]]));
-      status('Tenant ' + r.tenant + ' added.');
-    } catch (e) { fail(e); }
+      r = await api('POST', '/admin/tenants', { name: input.value });
+    } catch (e) { fail(e); return; }
+    // The key first: it has no rotate, and a list that fails to reload
+    // (or a view left meanwhile) must not take it away.
+    showOnce('Tenant ' + r.tenant + ' added.', [['API key', r.api_key]]);
+    status('Tenant ' + r.tenant + ' added.');
+    try { await views.tenants(v, tok); } catch (e) { if (tok === viewToken) fail(e); }
   } }, h('label', {}, 'New tenant name', input), h('button', { type: 'submit', class: 'primary' }, 'Add tenant'));
-  v.replaceChildren(h('h2', {}, 'Tenants'), form, slot,
+  v.replaceChildren(h('h2', {}, 'Tenants'), form,
     table(['Name', 'Created', 'Actions'], list.map((t) => [
       t.name, t.created_at || '',
       h('span', { class: 'actions' },
@@ -239,16 +277,27 @@ views.connections = async (v, tok, q) => {
   const plugins = await api('GET', '/admin/plugins');
   if (tok !== viewToken) return;
   const tenant = q.get('tenant') || (tenants[0] && tenants[0].name) || '';
+  const known = tenants.some((t) => t.name === tenant);
   const tsel = h('select', { id: 'conn-tenant', onchange: () => { location.hash = '#/connections?tenant=' + encodeURIComponent(tsel.value); } },
+    known ? null : h('option', { value: '', selected: true, disabled: true }, 'choose a tenant'),
     tenants.map((t) => h('option', { value: t.name, selected: t.name === tenant }, t.name)));
   if (!tenant) {
     v.replaceChildren(h('h2', {}, 'Connections'), h('p', {}, 'Add a tenant first: ', h('a', { href: '#/tenants' }, 'Tenants'), '.'));
     return;
   }
-  const list = await api('GET', '/admin/connections?tenant=' + encodeURIComponent(tenant));
+  let list;
+  try {
+    list = await api('GET', '/admin/connections?tenant=' + encodeURIComponent(tenant));
+  } catch (e) {
+    // No such tenant (a mistyped or stale link): say so, and offer the others.
+    if (e.status !== 404 || tok !== viewToken) throw e;
+    v.replaceChildren(h('h2', {}, 'Connections'),
+      h('p', { class: 'error', id: 'conn-error', role: 'alert' }, `${e.code}: ${e.message}`),
+      h('form', { class: 'row', onsubmit: (ev) => ev.preventDefault() }, h('label', { for: 'conn-tenant' }, 'Tenant', tsel)));
+    return;
+  }
   if (tok !== viewToken) return;
   const base = '/admin/connections/' + encodeURIComponent(tenant) + '/';
-  const result = h('div', { id: 'conn-result' });
   const editor = h('div', { id: 'conn-editor' });
   const reload = () => views.connections(v, tok, q);
   const rows = list.map((c) => {
@@ -279,7 +328,7 @@ views.connections = async (v, tok, q) => {
               gen.length ? h('div', { class: 'actions' }, gen.map((s) => confirmButton('Rotate ' + s.key,
                 `Replace ${s.key}? The old value stops working.`, async () => {
                   const r = await api('POST', path + '/rotate', { key: s.key });
-                  result.replaceChildren(onceBox(`New ${s.key} for ${tenant}/${c.name}.`, [[s.key, r[s.key]]]));
+                  showOnce(`New ${s.key} for ${tenant}/${c.name}.`, [[s.key, r[s.key]]]);
                 }))) : null);
             form.querySelector('input')?.focus();
           } catch (e) { fail(e); }
@@ -296,13 +345,15 @@ views.connections = async (v, tok, q) => {
   const addSlot = h('div', { id: 'conn-add-fields' });
   const showAdd = async () => {
     const { form } = await settingsForm(psel.value, null, async (settings) => {
+      let r;
       try {
-        const r = await api('POST', '/admin/connections', { tenant, plugin: psel.value, name: cname.value, settings });
-        await reload();
-        const gen = Object.entries(r).filter(([k]) => !['tenant', 'connection', 'plugin', 'id'].includes(k));
-        status(`Connection ${tenant}/${r.connection} added.`);
-        if (gen.length) document.getElementById('conn-result').replaceChildren(onceBox(`Connection ${tenant}/${r.connection} added.`, gen));
-      } catch (e) { fail(e); }
+        r = await api('POST', '/admin/connections', { tenant, plugin: psel.value, name: cname.value, settings });
+      } catch (e) { fail(e); return; }
+      // Generated secrets first, whatever the reload below does.
+      const gen = Object.entries(r).filter(([k]) => !['tenant', 'connection', 'plugin', 'id'].includes(k));
+      if (gen.length) showOnce(`Connection ${tenant}/${r.connection} added.`, gen);
+      status(`Connection ${tenant}/${r.connection} added.`);
+      try { await reload(); } catch (e) { if (tok === viewToken) fail(e); }
     }, 'Add connection');
     form.prepend(h('label', { for: 'conn-name' }, 'Connection name (required)', cname));
     addSlot.replaceChildren(form);
@@ -310,7 +361,6 @@ views.connections = async (v, tok, q) => {
   psel.addEventListener('change', () => showAdd().catch(fail));
   v.replaceChildren(h('h2', {}, 'Connections'),
     h('form', { class: 'row', onsubmit: (e) => e.preventDefault() }, h('label', { for: 'conn-tenant' }, 'Tenant', tsel)),
-    result,
     list.length ? table(['Name', 'Plugin', 'State', 'Settings', 'Actions'], rows) : h('p', { class: 'muted' }, 'No connection yet.'),
     editor,
     h('h3', {}, 'Add a connection to ' + tenant),
@@ -369,6 +419,7 @@ function syncState(s) {
 }
 
 views.syncs = async (v, tok) => {
+  let p = null; // the poller, once the first answer is drawn
   const draw = async () => {
     const list = await api('GET', '/admin/syncs');
     if (tok !== viewToken) return false;
@@ -389,7 +440,7 @@ views.syncs = async (v, tok) => {
           try {
             await api('POST', '/admin/syncs/' + encodeURIComponent(s.tenant) + '/' + encodeURIComponent(s.connection));
             status(`Sync of ${s.tenant}/${s.connection} started.`);
-            await draw();
+            if (p) await p.now();
           } catch (e) { fail(e); }
         } }, 'Sync now')];
     });
@@ -399,10 +450,13 @@ views.syncs = async (v, tok) => {
         : h('p', { class: 'muted' }, 'No connection yet.'),
       h('p', { class: 'legend' }, 'Runs started here ("Sync now") and the scheduler\'s latest runs on this daemon; atshub sync shows its own progress. CLI: atshub sync TENANT CONNECTION'));
     if (focused) v.querySelector(`[data-sync-now="${CSS.escape(focused)}"]`)?.focus();
-    return list.some((s) => s.running);
+    return list.some((s) => s.running || (s.scheduled && s.scheduled.running));
   };
-  await draw();
-  timer = setInterval(() => draw().catch(fail), 1000);
+  // Every second while a sync runs, every 10 s otherwise (a scheduled run
+  // shows within that; "Sync now" polls at once).
+  const running = await draw();
+  p = poller(tok, draw, (busy) => (busy ? 1000 : 10000));
+  p.after(running);
 };
 
 views.log = async (v, tok, q) => {
@@ -516,7 +570,7 @@ views.events = async (v, tok, q) => {
 // ---- routing ---------------------------------------------------------------
 
 async function route() {
-  clearInterval(timer);
+  clearTimeout(timer);
   timer = null;
   const tok = ++viewToken;
   const hash = location.hash || '#/overview';
@@ -529,7 +583,8 @@ async function route() {
   document.title = 'atshub console: ' + name;
   status('');
   const v = document.getElementById('view');
-  v.replaceChildren(h('p', {}, 'Loading…')); // also drops any secret shown once
+  v.replaceChildren(h('p', {}, 'Loading…'));
+  document.getElementById('once-slot').replaceChildren(); // a secret shown once leaves too
   document.body.dataset.ready = 'loading';
   try {
     await views[name](v, tok, new URLSearchParams(query || ''));
