@@ -768,17 +768,13 @@ static void register_plugin_routes(void *arg, const ah_generation *gen)
         b->method = strdup(r->method);
         b->path = strdup(r->path);
         core->bindings[core->nbindings++] = b;
+        /* As the loader checked it (outside the host's paths, no other
+         * plugin's): a token route serves everything under its prefix. */
         char path[1024];
-        snprintf(path, sizeof path, "%s", r->path);
-        unsigned flags = 0;
-        char *tok = strstr(path, "{token}");
-        if ((r->flags & AH_ROUTE_CONN_TOKEN) && tok != NULL) {
-            *tok = '\0'; /* serve everything under the prefix; the rest is the token */
-            flags |= AH_HTTPD_PREFIX;
-        }
-        if (r->flags & AH_ROUTE_PREFIX)
-            flags |= AH_HTTPD_PREFIX;
-        if (ah_httpd_route(core->httpd, r->method, path, flags, plugin_route, b) != 0)
+        bool prefix = false;
+        if (ah_route_served(r, path, sizeof path, &prefix) != 0 ||
+            ah_httpd_route(core->httpd, r->method, path, prefix ? AH_HTTPD_PREFIX : 0u,
+                           plugin_route, b) != 0)
             w->rc = -1;
     }
 }
