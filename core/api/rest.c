@@ -266,7 +266,16 @@ static void rest_log_route(void *arg, ah_http_exchange *ex)
 typedef struct rest_fwd {
     ah_ex_pending *pending;
     unsigned flags;
+    ah_bus_gate gate; /* lives until rest_fwd_done, which the bus always calls */
 } rest_fwd;
+
+/* At the deadline (server thread): whether the bus request never started
+ * and now never will. */
+static bool rest_fwd_abandon(void *arg)
+{
+    rest_fwd *f = arg;
+    return ah_bus_gate_abandon(&f->gate);
+}
 
 /* The bus reply's answer: 200 {"data": reply body} (the body as it is when
  * AH_REST_KEEP_DATA and it has "data"), or the error with its status. On a
@@ -337,7 +346,15 @@ void ah_rest_forward(ah_core *core, ah_http_exchange *ex, const char *tenant,
         return;
     }
     f->flags = flags;
-    f->pending = ah_ex_suspend(ex, timeout_ms, msg);
+    /* A request still queued at the deadline (its connection's earlier
+     * calls, or its tenant's share, held the workers) is never sent: its
+     * answer says so (503 overloaded, retry safe), not 504. */
+    char amsg[256];
+    snprintf(amsg, sizeof amsg,
+             "no worker took the request to %s within %d ms (earlier requests of its "
+             "connection or tenant held them): it was not sent to the plugin; retry later",
+             topic, timeout_ms);
+    f->pending = ah_ex_suspend_abandon(ex, timeout_ms, msg, rest_fwd_abandon, f, amsg);
     if (f->pending == NULL) {
         free(f);
         cJSON_Delete(body);
@@ -346,7 +363,8 @@ void ah_rest_forward(ah_core *core, ah_http_exchange *ex, const char *tenant,
     }
     /* From here ex is the completion's: rest_fwd_done answers, also when
      * the request is refused at once. */
-    (void)ah_core_request_async(core, tenant, connection, topic, body, rest_fwd_done, f);
+    (void)ah_core_request_async_gated(core, tenant, connection, topic, body, rest_fwd_done, f,
+                                      &f->gate);
 }
 
 /* POST /v1/bus/{topic}: one bus request to the connection named by the
