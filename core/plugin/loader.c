@@ -88,9 +88,9 @@ static const table_info tables[] = {
 };
 #undef T
 #undef S
-/* Every slot is listed: a table's last listed slot ends the struct (streaming
- * ends in its backfill_hours), so a
- * slot appended to the SDK without its line here fails the build. */
+/* Every slot is listed: a table's last listed slot ends its struct, so a
+ * slot appended to the SDK without its line here fails the build
+ * (streaming ends in backfill_hours, not a slot: not asserted). */
 #define LAST(type, m) \
     _Static_assert(offsetof(type, m) + sizeof(ah_op_fn) == sizeof(type), #type " slots")
 LAST(ah_applications_ops, list_stages);
