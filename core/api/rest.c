@@ -266,7 +266,16 @@ static void rest_log_route(void *arg, ah_http_exchange *ex)
 typedef struct rest_fwd {
     ah_ex_pending *pending;
     unsigned flags;
+    ah_bus_gate gate; /* lives until rest_fwd_done, which the bus always calls */
 } rest_fwd;
+
+/* At the deadline (server thread): whether the bus request never started
+ * and now never will. */
+static bool rest_fwd_abandon(void *arg)
+{
+    rest_fwd *f = arg;
+    return ah_bus_gate_abandon(&f->gate);
+}
 
 /* The bus reply's answer: 200 {"data": reply body} (the body as it is when
  * AH_REST_KEEP_DATA and it has "data"), or the error with its status. On a
@@ -337,7 +346,15 @@ void ah_rest_forward(ah_core *core, ah_http_exchange *ex, const char *tenant,
         return;
     }
     f->flags = flags;
-    f->pending = ah_ex_suspend(ex, timeout_ms, msg);
+    /* A request still queued at the deadline (its connection's earlier
+     * calls, or its tenant's share, held the workers) is never sent: its
+     * answer says so (503 overloaded, retry safe), not 504. */
+    char amsg[256];
+    snprintf(amsg, sizeof amsg,
+             "no worker took the request to %s within %d ms (earlier requests of its "
+             "connection or tenant held them): it was not sent to the plugin; retry later",
+             topic, timeout_ms);
+    f->pending = ah_ex_suspend_abandon(ex, timeout_ms, msg, rest_fwd_abandon, f, amsg);
     if (f->pending == NULL) {
         free(f);
         cJSON_Delete(body);
@@ -346,7 +363,8 @@ void ah_rest_forward(ah_core *core, ah_http_exchange *ex, const char *tenant,
     }
     /* From here ex is the completion's: rest_fwd_done answers, also when
      * the request is refused at once. */
-    (void)ah_core_request_async(core, tenant, connection, topic, body, rest_fwd_done, f);
+    (void)ah_core_request_async_gated(core, tenant, connection, topic, body, rest_fwd_done, f,
+                                      &f->gate);
 }
 
 /* POST /v1/bus/{topic}: one bus request to the connection named by the
@@ -770,17 +788,13 @@ static void register_plugin_routes(void *arg, const ah_generation *gen)
         b->method = strdup(r->method);
         b->path = strdup(r->path);
         core->bindings[core->nbindings++] = b;
+        /* As the loader checked it (outside the host's paths, no other
+         * plugin's): a token route serves everything under its prefix. */
         char path[1024];
-        snprintf(path, sizeof path, "%s", r->path);
-        unsigned flags = 0;
-        char *tok = strstr(path, "{token}");
-        if ((r->flags & AH_ROUTE_CONN_TOKEN) && tok != NULL) {
-            *tok = '\0'; /* serve everything under the prefix; the rest is the token */
-            flags |= AH_HTTPD_PREFIX;
-        }
-        if (r->flags & AH_ROUTE_PREFIX)
-            flags |= AH_HTTPD_PREFIX;
-        if (ah_httpd_route(core->httpd, r->method, path, flags, plugin_route, b) != 0)
+        bool prefix = false;
+        if (ah_route_served(r, path, sizeof path, &prefix) != 0 ||
+            ah_httpd_route(core->httpd, r->method, path, prefix ? AH_HTTPD_PREFIX : 0u,
+                           plugin_route, b) != 0)
             w->rc = -1;
     }
 }

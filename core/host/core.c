@@ -479,6 +479,13 @@ int ah_core_request(ah_core *core, const char *tenant, const char *connection,
 int ah_core_request_async(ah_core *core, const char *tenant, const char *connection,
                           const char *topic, cJSON *body, ah_reply_cb cb, void *cb_arg)
 {
+    return ah_core_request_async_gated(core, tenant, connection, topic, body, cb, cb_arg, NULL);
+}
+
+int ah_core_request_async_gated(ah_core *core, const char *tenant, const char *connection,
+                                const char *topic, cJSON *body, ah_reply_cb cb, void *cb_arg,
+                                ah_bus_gate *gate)
+{
     ah_conn *c = ah_conn_find(core, tenant, connection);
     if (c == NULL) {
         cJSON_Delete(body);
@@ -490,7 +497,7 @@ int ah_core_request_async(ah_core *core, const char *tenant, const char *connect
     }
     uint64_t lane = (uint64_t)c->id, t = (uint64_t)c->tenant_id;
     ah_conn_release(c);
-    return ah_bus_request_async_tenant(core->bus, t, lane, NULL, topic, body, cb, cb_arg);
+    return ah_bus_request_async_gated(core->bus, t, lane, NULL, topic, body, cb, cb_arg, gate);
 }
 
 /* ------------------------------------------------------------------------ */

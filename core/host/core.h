@@ -204,6 +204,12 @@ int ah_core_request(ah_core *core, const char *tenant, const char *connection,
  *  0 when queued. */
 int ah_core_request_async(ah_core *core, const char *tenant, const char *connection,
                           const char *topic, cJSON *body, ah_reply_cb cb, void *cb_arg);
+/** The same with the caller's gate (ah_bus_request_async_gated), so that a
+ *  caller that gives up before a worker took the request can make sure it
+ *  never runs (ah_bus_gate_abandon). */
+int ah_core_request_async_gated(ah_core *core, const char *tenant, const char *connection,
+                                const char *topic, cJSON *body, ah_reply_cb cb, void *cb_arg,
+                                ah_bus_gate *gate);
 
 /* --- writes whose outcome stayed unknown (core.c) ------------------------ */
 /** The record type, on the write's connection, of a write that answered

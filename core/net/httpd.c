@@ -229,6 +229,11 @@ struct ah_ex_pending {
     bool has_deadline;
     struct timespec deadline; /* CLOCK_MONOTONIC */
     char *timeout_msg;
+    /* ah_ex_suspend_abandon: asked at the deadline (under pending_mu)
+     * whether the work never started; then 503 overloaded abandon_msg. */
+    bool (*abandon)(void *arg);
+    void *abandon_arg;
+    char *abandon_msg;
     /* ah_ex_detach_gate: called once the answer is decided, by whoever
      * decides it (outside pending_mu), instead of the answer going out. */
     void (*gate)(void *arg, bool now);
@@ -1498,6 +1503,7 @@ static void pending_unref_locked(ah_ex_pending *p)
         return;
     cJSON_Delete(p->body);
     free(p->timeout_msg);
+    free(p->abandon_msg);
     free(p);
 }
 
@@ -1558,16 +1564,33 @@ static void gate_run(gate_call g)
         g.fn(g.arg, false);
 }
 
-/* Sets p's deadline, timeout_ms from now, and the words of its 504.
- * 0 or -1 (out of memory, no clock). */
-static int pending_deadline(ah_ex_pending *p, long timeout_ms, const char *timeout_msg)
+/* What ah_ex_suspend_abandon adds to a deadline. */
+typedef struct abandon_opts {
+    bool (*fn)(void *arg);
+    void *arg;
+    const char *msg;
+} abandon_opts;
+
+/* Sets p's deadline, timeout_ms from now, and the words of its 504 (and
+ * its abandon hook, a may be NULL). 0 or -1 (out of memory, no clock). */
+static int pending_deadline(ah_ex_pending *p, long timeout_ms, const char *timeout_msg,
+                            const abandon_opts *a)
 {
     struct timespec at;
     char *msg = strdup(timeout_msg != NULL ? timeout_msg : "no answer in time");
-    if (msg == NULL || clock_gettime(CLOCK_MONOTONIC, &at) != 0) {
+    char *amsg = a != NULL && a->fn != NULL
+                     ? strdup(a->msg != NULL ? a->msg : "the work did not start in time")
+                     : NULL;
+    if (msg == NULL || (a != NULL && a->fn != NULL && amsg == NULL) ||
+        clock_gettime(CLOCK_MONOTONIC, &at) != 0) {
         free(msg);
+        free(amsg);
         return -1;
     }
+    free(p->abandon_msg);
+    p->abandon_msg = amsg;
+    p->abandon = amsg != NULL ? a->fn : NULL;
+    p->abandon_arg = amsg != NULL ? a->arg : NULL;
     at.tv_sec += timeout_ms / 1000;
     at.tv_nsec += (timeout_ms % 1000) * 1000000L;
     if (at.tv_nsec >= 1000000000L) {
@@ -1584,7 +1607,7 @@ static int pending_deadline(ah_ex_pending *p, long timeout_ms, const char *timeo
 /* ah_ex_suspend on a detached exchange: its pending answer goes to the
  * caller's completion, with a deadline from now. */
 static ah_ex_pending *detached_handover(ah_http_exchange *ex, long timeout_ms,
-                                        const char *timeout_msg)
+                                        const char *timeout_msg, const abandon_opts *a)
 {
     /* Only the thread that took the exchange over: the handler that
      * detached it has let it go. */
@@ -1595,7 +1618,7 @@ static ah_ex_pending *detached_handover(ah_http_exchange *ex, long timeout_ms,
     bool wake = false;
     if (timeout_ms > 0) {
         pthread_mutex_lock(&pending_mu);
-        int rc = p->resolved ? 0 : pending_deadline(p, timeout_ms, timeout_msg);
+        int rc = p->resolved ? 0 : pending_deadline(p, timeout_ms, timeout_msg, a);
         wake = rc == 0 && p->h != NULL && !p->resolved;
         pthread_mutex_unlock(&pending_mu);
         if (rc != 0)
@@ -1611,16 +1634,17 @@ static ah_ex_pending *detached_handover(ah_http_exchange *ex, long timeout_ms,
     return p;
 }
 
-ah_ex_pending *ah_ex_suspend(ah_http_exchange *ex, long timeout_ms, const char *timeout_msg)
+static ah_ex_pending *suspend(ah_http_exchange *ex, long timeout_ms, const char *timeout_msg,
+                              const abandon_opts *a)
 {
     if (ex != NULL && ex->detached)
-        return detached_handover(ex, timeout_ms, timeout_msg);
+        return detached_handover(ex, timeout_ms, timeout_msg, a);
     if (ex == NULL || !ex->in_handler || ex->pending != NULL || ex->status != 0)
         return NULL;
     ah_ex_pending *p = calloc(1, sizeof *p);
     if (p == NULL)
         return NULL;
-    if (timeout_ms > 0 && pending_deadline(p, timeout_ms, timeout_msg) != 0) {
+    if (timeout_ms > 0 && pending_deadline(p, timeout_ms, timeout_msg, a) != 0) {
         free(p);
         return NULL;
     }
@@ -1637,6 +1661,21 @@ ah_ex_pending *ah_ex_suspend(ah_http_exchange *ex, long timeout_ms, const char *
     pthread_mutex_unlock(&pending_mu);
     ex->pending = p;
     return p;
+}
+
+ah_ex_pending *ah_ex_suspend(ah_http_exchange *ex, long timeout_ms, const char *timeout_msg)
+{
+    return suspend(ex, timeout_ms, timeout_msg, NULL);
+}
+
+ah_ex_pending *ah_ex_suspend_abandon(ah_http_exchange *ex, long timeout_ms,
+                                     const char *timeout_msg, bool (*abandon)(void *arg),
+                                     void *arg, const char *abandon_msg)
+{
+    if (timeout_ms <= 0 || abandon == NULL)
+        return suspend(ex, timeout_ms, timeout_msg, NULL);
+    abandon_opts a = {abandon, arg, abandon_msg};
+    return suspend(ex, timeout_ms, timeout_msg, &a);
 }
 
 /* The completion's side: decides the answer (unless a timeout or the
@@ -1976,7 +2015,12 @@ static void pending_expire(ah_httpd *h, long *wait_ms)
                 more = true;
                 break;
             }
-            if (pending_resolve_locked(p, 504, error_json("timeout", "%s", p->timeout_msg)))
+            /* Work that never started and now never will (the abandon
+             * hook says so) was not done: 503, safe to send again. */
+            bool gave_up = p->abandon != NULL && p->abandon(p->abandon_arg);
+            cJSON *answer = gave_up ? error_json("overloaded", "%s", p->abandon_msg)
+                                    : error_json("timeout", "%s", p->timeout_msg);
+            if (pending_resolve_locked(p, gave_up ? 503 : 504, answer))
                 resume[n++] = p->conn;
             else if ((gates[ng] = pending_take_gate_locked(p)).fn != NULL)
                 ng++; /* n + ng <= 64: a gated request is busy, never resumed here */

@@ -258,6 +258,17 @@ const char *ah_ex_added_header(const ah_http_exchange *ex, const char *name);
  *  timeout_msg}} (copied). NULL when out of memory or misused (ex still
  *  unanswered, answer it yourself). */
 ah_ex_pending *ah_ex_suspend(ah_http_exchange *ex, long timeout_ms, const char *timeout_msg);
+/** ah_ex_suspend for work that may not have started by the deadline (a
+ *  request still queued for a worker): at the deadline abandon(arg) is
+ *  called first, on the server's thread under its lock of pending
+ *  requests (it must be quick and call nothing of the server); when it
+ *  returns true (the work had not started and now never will) the request
+ *  is answered 503 {"error":{"code":"overloaded","message":abandon_msg}}
+ *  instead of the 504: nothing was done, the client may send it again.
+ *  `arg` must stay valid until the request is answered. */
+ah_ex_pending *ah_ex_suspend_abandon(ah_http_exchange *ex, long timeout_ms,
+                                     const char *timeout_msg, bool (*abandon)(void *arg),
+                                     void *arg, const char *abandon_msg);
 /** Answers a suspended request with `body` serialised as application/json
  *  (transferred, also on error; NULL: no body), from any thread, and
  *  consumes p (which must not be used again). 0, or -1 when the request

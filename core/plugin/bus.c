@@ -87,6 +87,8 @@ typedef struct bus_completion {
     pthread_cond_t cv;
     int refs;
     bool done;
+    bool started;   /* a worker began its handler: the caller waits it out */
+    bool abandoned; /* the caller gave up first: the handler never starts */
     atomic_bool done_hint; /* done, readable without mu (for spinning) */
     ah_reply reply;
 } bus_completion;
@@ -104,6 +106,7 @@ typedef struct bus_msg {
     void (*run)(void *arg); /* BUS_RUN: the work, with cb_arg */
     void *cb_arg;
     bus_completion *comp;
+    ah_bus_gate *gate; /* BUS_ASYNC: the caller's, or NULL */
     char topic_buf[BUS_TOPIC_INLINE];
 } bus_msg;
 
@@ -488,6 +491,49 @@ static void completion_finish(bus_completion *c, ah_reply *r)
         completion_release(c);
 }
 
+/* The answer of a request whose caller gave up before a worker took it:
+ * the plugin was not asked, so sending it again is safe. */
+static void not_sent_reply(ah_reply *r, const char *topic, int timeout_ms)
+{
+    if (timeout_ms > 0)
+        ah_reply_error(r, "overloaded", 503,
+                       "no worker took the request to %s within %d ms (earlier requests of its "
+                       "connection or tenant held them): it was not sent to the plugin; retry "
+                       "later",
+                       topic, timeout_ms);
+    else
+        ah_reply_error(r, "overloaded", 503,
+                       "no worker took the request to %s before its caller gave up: it was not "
+                       "sent to the plugin; retry later",
+                       topic);
+}
+
+/* A worker is about to run a request's handler: false when its caller gave
+ * up already (then it must not run). */
+static bool request_start(bus_msg *m)
+{
+    if (m->kind == BUS_SYNC) {
+        bus_completion *c = m->comp;
+        pthread_mutex_lock(&c->mu);
+        bool go = !c->abandoned;
+        c->started = go;
+        pthread_mutex_unlock(&c->mu);
+        return go;
+    }
+    if (m->gate != NULL) {
+        int queued = AH_BUS_GATE_QUEUED;
+        return atomic_compare_exchange_strong(&m->gate->state, &queued, AH_BUS_GATE_STARTED);
+    }
+    return true;
+}
+
+bool ah_bus_gate_abandon(ah_bus_gate *g)
+{
+    int queued = AH_BUS_GATE_QUEUED;
+    return g != NULL &&
+           atomic_compare_exchange_strong(&g->state, &queued, AH_BUS_GATE_ABANDONED);
+}
+
 static void bus_handle(ah_bus *b, bus_msg *m)
 {
     /* Handlers get {} for a missing body; a zeroed cJSON of type object is
@@ -522,7 +568,9 @@ static void bus_handle(ah_bus *b, bus_msg *m)
     };
     ah_reply reply;
     memset(&reply, 0, sizeof reply);
-    if (b->handler != NULL)
+    if (!request_start(m))
+        not_sent_reply(&reply, m->topic, 0); /* nobody waits for it: dropped */
+    else if (b->handler != NULL)
         b->handler(b->handler_arg, &msg, &reply);
     else
         ah_reply_error(&reply, "unsupported_capability", 501,
@@ -746,7 +794,7 @@ static bool on_worker(const ah_bus *b)
 static const char *bus_enqueue(ah_bus *b, bus_kind kind, uint64_t tenant, uint64_t lane,
                                void *target, const char *topic, cJSON *body,
                                ah_reply_cb cb, void (*run)(void *arg), void *cb_arg,
-                               bus_completion *comp)
+                               bus_completion *comp, ah_bus_gate *gate)
 {
     size_t tlen = strlen(topic);
     char *long_topic = NULL;
@@ -831,6 +879,7 @@ static const char *bus_enqueue(ah_bus *b, bus_kind kind, uint64_t tenant, uint64
     m->run = run;
     m->cb_arg = cb_arg;
     m->comp = comp;
+    m->gate = gate;
 
     if (l->tail != NULL)
         l->tail->next = m;
@@ -913,7 +962,7 @@ int ah_bus_request_tenant(ah_bus *bus, uint64_t tenant, uint64_t lane, void *tar
     c->refs = 2;
 
     const char *why = bus_enqueue(bus, BUS_SYNC, tenant, lane, target, topic, body,
-                                  NULL, NULL, NULL, c);
+                                  NULL, NULL, NULL, c, NULL);
     if (why != NULL) {
         completion_release(c);
         refusal_reply(reply, why);
@@ -937,11 +986,18 @@ int ah_bus_request_tenant(ah_bus *bus, uint64_t tenant, uint64_t lane, void *tar
         if (pthread_cond_timedwait(&c->cv, &c->mu, &deadline) == ETIMEDOUT)
             break;
     }
-    if (c->done)
+    if (c->done) {
         *reply = c->reply;
-    else
+    } else if (!c->started) {
+        /* No worker took it yet: it never will (request_start), so the
+         * caller's answer can say that the plugin was not asked. */
+        c->abandoned = true;
+        not_sent_reply(reply, topic, timeout_ms);
+    } else {
+        /* Its handler runs: it may act, whatever the caller hears. */
         ah_reply_error(reply, "timeout", 504, "no reply to %s within %d ms",
                        topic, timeout_ms);
+    }
     bool last = --c->refs == 0;
     pthread_mutex_unlock(&c->mu);
     if (last)
@@ -959,12 +1015,20 @@ int ah_bus_request_async(ah_bus *bus, uint64_t lane, void *target, const char *t
 int ah_bus_request_async_tenant(ah_bus *bus, uint64_t tenant, uint64_t lane, void *target,
                                 const char *topic, cJSON *body, ah_reply_cb cb, void *cb_arg)
 {
+    return ah_bus_request_async_gated(bus, tenant, lane, target, topic, body, cb, cb_arg, NULL);
+}
+
+int ah_bus_request_async_gated(ah_bus *bus, uint64_t tenant, uint64_t lane, void *target,
+                               const char *topic, cJSON *body, ah_reply_cb cb, void *cb_arg,
+                               ah_bus_gate *gate)
+{
     const char *why;
     if (bus == NULL || topic == NULL) {
         cJSON_Delete(body);
         why = "invalid_request";
     } else {
-        why = bus_enqueue(bus, BUS_ASYNC, tenant, lane, target, topic, body, cb, NULL, cb_arg, NULL);
+        why = bus_enqueue(bus, BUS_ASYNC, tenant, lane, target, topic, body, cb, NULL, cb_arg,
+                          NULL, gate);
         if (why == NULL)
             return 0;
     }
@@ -987,7 +1051,7 @@ int ah_bus_run_tenant(ah_bus *bus, uint64_t tenant, uint64_t lane, const char *w
         return -1;
     /* The worker calls fn instead of the handler (bus_handle). */
     return bus_enqueue(bus, BUS_RUN, tenant, lane, NULL, what != NULL ? what : "run", NULL, NULL,
-                       fn, arg, NULL) == NULL
+                       fn, arg, NULL, NULL) == NULL
                ? 0
                : -1;
 }
@@ -998,7 +1062,7 @@ int ah_bus_run_admitted(ah_bus *bus, uint64_t tenant, uint64_t lane, const char 
     if (bus == NULL || fn == NULL)
         return -1;
     return bus_enqueue(bus, BUS_RUN_ADMITTED, tenant, lane, NULL, what != NULL ? what : "run",
-                       NULL, NULL, fn, arg, NULL) == NULL
+                       NULL, NULL, fn, arg, NULL, NULL) == NULL
                ? 0
                : -1;
 }
@@ -1015,7 +1079,8 @@ int ah_bus_publish_tenant(ah_bus *bus, uint64_t tenant, uint64_t lane, const cha
         cJSON_Delete(body);
         return -1;
     }
-    return bus_enqueue(bus, BUS_EVENT, tenant, lane, NULL, topic, body, NULL, NULL, NULL, NULL) == NULL
+    return bus_enqueue(bus, BUS_EVENT, tenant, lane, NULL, topic, body, NULL, NULL, NULL, NULL,
+                       NULL) == NULL
                ? 0
                : -1;
 }

@@ -30,6 +30,7 @@
 #ifndef AH_BUS_H
 #define AH_BUS_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -99,8 +100,12 @@ typedef struct ah_bus_opts {
 } ah_bus_opts;
 
 ah_bus *ah_bus_new(const ah_bus_opts *opts);
-/** Stops accepting, lets the workers finish what is queued, joins them and
- *  frees the bus. Pending synchronous callers get a "shutting_down" error. */
+/** Stops accepting, lets the workers finish what is queued (every queued
+ *  request is handled and answered as usual, except one whose caller gave
+ *  up, which is skipped), joins them and frees the bus. Nobody waits for
+ *  "shutting_down" here: it is the refusal of what is sent from then on
+ *  (every synchronous request; anything else not sent by a handler being
+ *  drained). */
 void ah_bus_free(ah_bus *bus);
 
 /** Subscribes to events whose topic equals `pattern`, or starts with its
@@ -108,9 +113,12 @@ void ah_bus_free(ah_bus *bus);
 int ah_bus_subscribe(ah_bus *bus, const char *pattern, ah_event_handler fn, void *arg);
 
 /** Sends a request and waits for its reply, at most timeout_ms (0: the
- *  default). `body` is transferred (NULL: {}). On timeout the reply is an
- *  error with code "timeout" (504); the late reply is discarded. Always
- *  fills *reply; returns 0 when reply->ok. */
+ *  default). `body` is transferred (NULL: {}). On timeout: when its handler
+ *  had started, the reply is an error with code "timeout" (504; the handler
+ *  may still act) and the late reply is discarded; when no worker had taken
+ *  it yet, it is never handled and the reply is "overloaded" (503: not
+ *  sent, safe to send again). Always fills *reply; returns 0 when
+ *  reply->ok. */
 int ah_bus_request(ah_bus *bus, uint64_t lane, void *target, const char *topic,
                    cJSON *body, int timeout_ms, ah_reply *reply);
 
@@ -118,6 +126,25 @@ int ah_bus_request(ah_bus *bus, uint64_t lane, void *target, const char *topic,
  *  the caller's thread when the bus refuses the message). 0 when queued. */
 int ah_bus_request_async(ah_bus *bus, uint64_t lane, void *target, const char *topic,
                          cJSON *body, ah_reply_cb cb, void *cb_arg);
+
+/** A caller's hold on an asynchronous request it may give up on
+ *  (ah_bus_request_async_gated). Zeroed (AH_BUS_GATE_QUEUED) before the
+ *  send; it must stay valid until the request's callback has run. */
+enum { AH_BUS_GATE_QUEUED = 0, AH_BUS_GATE_STARTED = 1, AH_BUS_GATE_ABANDONED = 2 };
+typedef struct ah_bus_gate {
+    atomic_int state;
+} ah_bus_gate;
+
+/** ah_bus_request_async_tenant with a gate (NULL: none). */
+int ah_bus_request_async_gated(ah_bus *bus, uint64_t tenant, uint64_t lane, void *target,
+                               const char *topic, cJSON *body, ah_reply_cb cb, void *cb_arg,
+                               ah_bus_gate *gate);
+/** The caller gives up on a gated request (its deadline passed): true when
+ *  no worker had started its handler, which then never starts (the
+ *  callback still runs once, with an "overloaded" 503 reply: not sent);
+ *  false when the handler had started (it may act: wait for it, or answer
+ *  "timeout"). Any thread; lock-free. */
+bool ah_bus_gate_abandon(ah_bus_gate *g);
 
 /** Publishes an event on `lane`: every matching subscriber is called, in
  *  subscription order, on one worker. `body` transferred. 0 when queued. */

@@ -47,7 +47,7 @@ typedef struct table_info {
     size_t offset;   /* of the table pointer in the descriptor */
     size_t size;     /* sizeof the host's struct */
     size_t nslots;
-    size_t slots[5]; /* offsets of its ah_op_fn members */
+    size_t slots[10]; /* offsets of its ah_op_fn members: every one */
 } table_info;
 
 #define T(cap, type) #cap, offsetof(ah_plugin_descriptor, cap), sizeof(type)
@@ -79,12 +79,31 @@ static const table_info tables[] = {
      {S(ah_onboarding_ops, provision), S(ah_onboarding_ops, request),
       S(ah_onboarding_ops, enable), S(ah_onboarding_ops, verify),
       S(ah_onboarding_ops, disable)}},
-    {T(postings, ah_postings_ops), 4,
+    {T(postings, ah_postings_ops), 10,
      {S(ah_postings_ops, publish), S(ah_postings_ops, update), S(ah_postings_ops, link),
-      S(ah_postings_ops, list)}},
+      S(ah_postings_ops, list), S(ah_postings_ops, configure),
+      S(ah_postings_ops, disconnect), S(ah_postings_ops, status),
+      S(ah_postings_ops, notices), S(ah_postings_ops, pending),
+      S(ah_postings_ops, assign)}},
 };
 #undef T
 #undef S
+/* Every slot is listed: a table's last listed slot ends its struct, so a
+ * slot appended to the SDK without its line here fails the build
+ * (streaming ends in backfill_hours, not a slot: not asserted). */
+#define LAST(type, m) \
+    _Static_assert(offsetof(type, m) + sizeof(ah_op_fn) == sizeof(type), #type " slots")
+LAST(ah_applications_ops, list_stages);
+LAST(ah_dispositions_ops, list);
+LAST(ah_jobs_ops, update_posting);
+LAST(ah_candidates_ops, resume);
+LAST(ah_notes_ops, add_to_candidate);
+LAST(ah_attachments_ops, add_to_candidate);
+LAST(ah_custom_fields_ops, update);
+LAST(ah_statuses_ops, query);
+LAST(ah_onboarding_ops, disable);
+LAST(ah_postings_ops, assign);
+#undef LAST
 
 AH_PRINTF(4, 5)
 static int refuse(char *err, size_t errlen, const char *path, const char *fmt, ...)
@@ -394,6 +413,50 @@ static int check_settings(const char *path, const ah_setting_spec *s, char *err,
                   AH_LIST_MAX);
 }
 
+/* The first path segments the host serves itself: the unified REST API on
+ * the public listener (/v1, every route under it), and, on the admin
+ * listeners, the admin API, /metrics and the console. A plugin route under
+ * one of them would replace the host's route (the server keeps one handler
+ * per method and path) or catch its requests (a prefix or a template), and
+ * read every tenant's key: refused. */
+static const char *const host_roots[] = {"v1", "admin", "console", "metrics"};
+
+/* The host root the route would serve, or NULL. `path` is what the server
+ * registers: prefix says it serves everything that starts with it. */
+static const char *host_root_of(const char *path, bool prefix)
+{
+    const char *seg = path + 1, *end = strchr(seg, '/');
+    size_t n = end != NULL ? (size_t)(end - seg) : strlen(seg);
+    for (size_t i = 0; i < sizeof host_roots / sizeof host_roots[0]; i++) {
+        const char *root = host_roots[i];
+        size_t rn = strlen(root);
+        if (n == rn && memcmp(seg, root, n) == 0)
+            return root; /* "/v1", "/v1/...", a prefix "/v1..." too */
+        /* A prefix that ends inside the first segment ("/", "/v") serves
+         * every root that starts with it. */
+        if (prefix && end == NULL && n < rn && memcmp(seg, root, n) == 0)
+            return root;
+    }
+    /* A first segment that is a placeholder ("/{x}/health") matches them all. */
+    if (!prefix && n > 0 && seg[0] == '{')
+        return host_roots[0];
+    return NULL;
+}
+
+int ah_route_served(const ah_route *r, char *path, size_t len, bool *prefix)
+{
+    int n = snprintf(path, len, "%s", r->path);
+    if (n < 0 || (size_t)n >= len)
+        return -1;
+    *prefix = (r->flags & AH_ROUTE_PREFIX) != 0;
+    char *tok = strstr(path, "{token}");
+    if ((r->flags & AH_ROUTE_CONN_TOKEN) && tok != NULL) {
+        *tok = '\0'; /* everything under the prefix; the rest is the token */
+        *prefix = true;
+    }
+    return 0;
+}
+
 static int check_routes(const char *path, const ah_route *r, char *err, size_t errlen)
 {
     if (r == NULL)
@@ -410,10 +473,48 @@ static int check_routes(const char *path, const ah_route *r, char *err, size_t e
         if (r[i].handler == NULL)
             return refuse(err, errlen, path, "route %s %s has no handler", r[i].method,
                           r[i].path);
+        char served[1024];
+        bool prefix;
+        if (ah_route_served(&r[i], served, sizeof served, &prefix) != 0)
+            return refuse(err, errlen, path, "route %s %.64s...: path too long", r[i].method,
+                          r[i].path);
+        const char *root = host_root_of(served, prefix);
+        if (root != NULL)
+            return refuse(err, errlen, path,
+                          "route %s %s%s would serve the host's own /%s paths; a plugin's "
+                          "routes must stay out of /v1, /admin, /console and /metrics "
+                          "(see sdk/README.md, \"Inbound routes\")",
+                          r[i].method, r[i].path, prefix ? " (a prefix)" : "", root);
+        for (size_t j = 0; j < i; j++) {
+            char other[1024];
+            bool oprefix;
+            if (ah_route_served(&r[j], other, sizeof other, &oprefix) == 0 &&
+                ah_route_same(r[i].method, served, prefix, r[j].method, other, oprefix))
+                return refuse(err, errlen, path, "route %s %s is declared twice",
+                              r[i].method, r[i].path);
+        }
     }
     return refuse(err, errlen, path,
                   "route list has more than %u entries (missing {NULL} terminator?)",
                   AH_LIST_MAX);
+}
+
+bool ah_route_same(const char *m1, const char *p1, bool prefix1, const char *m2,
+                   const char *p2, bool prefix2)
+{
+    if (strcmp(m1, m2) != 0 || prefix1 != prefix2)
+        return false;
+    /* Segment by segment; two placeholders are the same whatever their
+     * names ("/a/{x}" and "/a/{id}" are one pattern to the server). */
+    while (*p1 != '\0' && *p2 != '\0') {
+        size_t n1 = strcspn(p1 + 1, "/") + 1, n2 = strcspn(p2 + 1, "/") + 1;
+        bool ph1 = !prefix1 && n1 > 1 && p1[1] == '{', ph2 = !prefix2 && n2 > 1 && p2[1] == '{';
+        if (ph1 != ph2 || (!ph1 && (n1 != n2 || memcmp(p1, p2, n1) != 0)))
+            return false;
+        p1 += n1;
+        p2 += n2;
+    }
+    return *p1 == *p2;
 }
 
 static int check_subscriptions(const char *path, const ah_subscription *s, char *err,
@@ -437,6 +538,35 @@ static int check_subscriptions(const char *path, const ah_subscription *s, char 
                   AH_LIST_MAX);
 }
 
+/* op_writes (@since 1.1): bounded like the other lists, so that a missing
+ * terminator is a refusal rather than a walk through the plugin's data
+ * (ah_router_write_decl trusts it from here on). Whether each entry names a
+ * write the plugin serves is `atshub plugin check`'s. */
+static int check_op_writes(const char *path, const ah_plugin_descriptor *d, char *err,
+                           size_t errlen)
+{
+    if (!AH_HAS(d, op_writes) || d->op_writes == NULL)
+        return 0;
+    const ah_op_write *w = d->op_writes;
+    for (size_t i = 0; i < AH_LIST_MAX; i++) {
+        if (w[i].topic == NULL)
+            return 0;
+        if (w[i].topic[0] == '\0')
+            return refuse(err, errlen, path, "op_writes #%zu has an empty topic", i + 1);
+        int how = (int)w[i].reconcile;
+        if (how < AH_RECONCILE_UNDECLARED || how > AH_RECONCILE_MARKER)
+            return refuse(err, errlen, path, "op_writes '%s' has unknown reconcile %d",
+                          w[i].topic, how);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(w[j].topic, w[i].topic) == 0)
+                return refuse(err, errlen, path, "op_writes '%s' is declared twice",
+                              w[i].topic);
+    }
+    return refuse(err, errlen, path,
+                  "op_writes list has more than %u entries (missing {NULL} terminator?)",
+                  AH_LIST_MAX);
+}
+
 /* A malformed field table would make the host refuse good requests or
  * read past the plugin's data: refuse the plugin instead. */
 static int check_op_fields(const char *path, const ah_plugin_descriptor *d, char *err,
@@ -456,7 +586,8 @@ static int check_descriptor(const char *path, const ah_plugin_descriptor *d, cha
         check_settings(path, d->settings, err, errlen) != 0 ||
         check_routes(path, d->routes, err, errlen) != 0 ||
         check_subscriptions(path, d->subscriptions, err, errlen) != 0 ||
-        check_op_fields(path, d, err, errlen) != 0)
+        check_op_fields(path, d, err, errlen) != 0 ||
+        check_op_writes(path, d, err, errlen) != 0)
         return -1;
     if (d->close != NULL && d->open == NULL)
         return refuse(err, errlen, path,

@@ -150,7 +150,9 @@ static int check_chars(vctx *v, const vpath *path, const char *s, uint32_t min, 
     return 0;
 }
 
-static int check_id(vctx *v, const vpath *path, const cJSON *j, uint32_t max)
+/* min: the field's min_size (an id string has at least 1 character
+ * whatever it says; an integer has no length). */
+static int check_id(vctx *v, const vpath *path, const cJSON *j, uint32_t min, uint32_t max)
 {
     if (cJSON_IsNumber(j)) {
         if (!integral(j->valuedouble))
@@ -159,7 +161,7 @@ static int check_id(vctx *v, const vpath *path, const cJSON *j, uint32_t max)
     }
     if (!cJSON_IsString(j) || j->valuestring == NULL || j->valuestring[0] == '\0')
         return bad(v, path, "must be a non-empty string or an integer");
-    return check_chars(v, path, j->valuestring, 1, max);
+    return check_chars(v, path, j->valuestring, min > 1 ? min : 1, max);
 }
 
 static int check_object(vctx *v, const vpath *prefix, const ah_field_spec *fields,
@@ -189,7 +191,7 @@ static int check_array(vctx *v, const vpath *path, const ah_field_spec *f, const
                 return -1;
             break;
         case AH_FIELD_IDS:
-            if (check_id(v, ip, it, f->max_item) != 0)
+            if (check_id(v, ip, it, 1, f->max_item) != 0)
                 return -1;
             break;
         default: /* AH_FIELD_OBJECTS */
@@ -229,7 +231,7 @@ static int check_value(vctx *v, const vpath *path, const ah_field_spec *f, const
     case AH_FIELD_BOOLEAN:
         return cJSON_IsBool(j) ? 0 : bad(v, path, "must be true or false");
     case AH_FIELD_ID:
-        return check_id(v, path, j, f->max_size);
+        return check_id(v, path, j, f->min_size, f->max_size);
     case AH_FIELD_OBJECT:
         if (!cJSON_IsObject(j))
             return bad(v, path, "must be an object");
@@ -567,13 +569,15 @@ static void ytype(ybuf *b, int indent, const ah_field_spec *f, bool item)
     case AH_FIELD_BOOLEAN:
         yput(b, indent, "type: boolean");
         break;
-    case AH_FIELD_ID:
+    case AH_FIELD_ID: {
+        unsigned min = !item && f->min_size > 1 ? (unsigned)f->min_size : 1u;
         if (max > 0)
-            yput(b, indent, "oneOf: [{type: string, minLength: 1, maxLength: %u}, {type: integer}]",
-                 (unsigned)max);
+            yput(b, indent, "oneOf: [{type: string, minLength: %u, maxLength: %u}, {type: integer}]",
+                 min, (unsigned)max);
         else
-            yput(b, indent, "oneOf: [{type: string, minLength: 1}, {type: integer}]");
+            yput(b, indent, "oneOf: [{type: string, minLength: %u}, {type: integer}]", min);
         break;
+    }
     case AH_FIELD_OBJECT:
         yput(b, indent, "type: object");
         if (!item && f->min_size > 0)

@@ -123,6 +123,40 @@ static reg_entry *entry_for(ah_registry *reg, const char *name)
     return &reg->entries[i];
 }
 
+/* A route of `gen` that another plugin's current generation serves: its
+ * message in err, -1. Caller holds reg->mu. The server keeps one handler
+ * per method and path, so the second would silently replace the first
+ * (and unloading it would take the first's away). */
+static int route_clash(const ah_registry *reg, const ah_generation *gen, const char *path,
+                       char *err, size_t errlen)
+{
+    for (const ah_route *r = gen->desc->routes; r != NULL && r->method != NULL; r++) {
+        char mine[1024];
+        bool mprefix;
+        if (ah_route_served(r, mine, sizeof mine, &mprefix) != 0)
+            continue;
+        for (size_t i = 0; i < reg->n; i++) {
+            const ah_generation *o = reg->entries[i].gen;
+            if (o == NULL || strcmp(reg->entries[i].name, gen->name) == 0)
+                continue;
+            for (const ah_route *q = o->desc->routes; q != NULL && q->method != NULL; q++) {
+                char theirs[1024];
+                bool tprefix;
+                if (ah_route_served(q, theirs, sizeof theirs, &tprefix) == 0 &&
+                    ah_route_same(r->method, mine, mprefix, q->method, theirs, tprefix)) {
+                    if (err != NULL && errlen > 0)
+                        snprintf(err, errlen,
+                                 "%s: route %s %s is already served by plugin '%s' (%s %s); "
+                                 "two plugins cannot share a route",
+                                 path, r->method, r->path, o->name, q->method, q->path);
+                    return -1;
+                }
+            }
+        }
+    }
+    return 0;
+}
+
 int ah_registry_load(ah_registry *reg, const char *expect_name, const char *path,
                      char *err, size_t errlen)
 {
@@ -159,6 +193,12 @@ int ah_registry_load(ah_registry *reg, const char *expect_name, const char *path
         return -1;
     }
     pthread_rwlock_wrlock(&reg->mu);
+    if (route_clash(reg, gen, path, err, errlen) != 0) {
+        pthread_rwlock_unlock(&reg->mu);
+        pthread_mutex_unlock(&reg->load_mu);
+        ah_generation_release(gen);
+        return -1;
+    }
     reg_entry *e = entry_for(reg, gen->name);
     if (e == NULL) {
         pthread_rwlock_unlock(&reg->mu);

@@ -72,6 +72,18 @@ ah_generation *ah_plugin_load(const char *path, const ah_host_api *host,
  *  check of ah_plugin_load but init. Returns 0, or -1 with err filled. */
 int ah_plugin_check(const char *path, const ah_host_api *host, char *err, size_t errlen);
 
+/** What the HTTP server registers for a plugin route: its path (a
+ *  AH_ROUTE_CONN_TOKEN path cut before "{token}") into path[len], and
+ *  whether it serves everything under it (*prefix). -1 when it does not
+ *  fit. The loader refuses a route under the host's own paths (/v1,
+ *  /admin, /console, /metrics) with this. */
+int ah_route_served(const ah_route *r, char *path, size_t len, bool *prefix);
+/** Whether two served routes (ah_route_served) are one to the HTTP server,
+ *  which keeps one handler per method and pattern (placeholder names
+ *  aside): a second would replace the first. */
+bool ah_route_same(const char *m1, const char *p1, bool prefix1, const char *m2,
+                   const char *p2, bool prefix2);
+
 ah_registry *ah_registry_new(const ah_host_api *host);
 /** Releases every generation (waits for none: call when no calls run). */
 void ah_registry_free(ah_registry *reg);
@@ -80,7 +92,10 @@ void ah_registry_free(ah_registry *reg);
  *  name (the descriptor's); when `expect_name` is not NULL the descriptor's
  *  name must equal it. Replaces an existing generation atomically (the old
  *  one is released when its last call returns). On failure the old
- *  generation keeps serving. Returns the new generation number, or -1. */
+ *  generation keeps serving. A plugin that declares a route (method and
+ *  path, ah_route_same) another loaded plugin serves is refused, naming
+ *  it; a new generation of the same plugin replaces its own routes.
+ *  Returns the new generation number, or -1. */
 int ah_registry_load(ah_registry *reg, const char *expect_name, const char *path,
                      char *err, size_t errlen);
 /** Removes a plugin; its generation is released when its last call returns. */

@@ -194,9 +194,11 @@ const ah_op_write *ah_router_write_decl(const ah_plugin_descriptor *d, const cha
 {
     if (d == NULL || topic == NULL || !AH_HAS(d, op_writes) || d->op_writes == NULL)
         return NULL;
-    for (const ah_op_write *w = d->op_writes; w->topic != NULL; w++)
-        if (strcmp(w->topic, topic) == 0)
-            return w;
+    /* The loader refused a list longer than this (AH_LIST_MAX): the bound
+     * only keeps a descriptor that skipped it from walking on. */
+    for (size_t i = 0; i < 1024 && d->op_writes[i].topic != NULL; i++)
+        if (strcmp(d->op_writes[i].topic, topic) == 0)
+            return &d->op_writes[i];
     return NULL;
 }
 

@@ -58,6 +58,8 @@ typedef struct fixture {
 static int tenant_workers;
 /* [store] claim_ms for the next setup (0: the default). */
 static int claim_ms;
+/* [core] request_timeout_ms for the next setup (0: 600000). */
+static int request_timeout_ms;
 
 static ah_core *open_core(const char *dir)
 {
@@ -75,13 +77,14 @@ static ah_core *open_core(const char *dir)
     ck_assert_int_ge(
         asprintf(&text,
                  "[core]\nworkers = %d\ntenant_workers = %d\nkey_file = host.key\n"
-                 "request_timeout_ms = 600000\nlog_level = error\n"
+                 "request_timeout_ms = %d\nlog_level = error\n"
                  "[http]\nlisten = 127.0.0.1:0\nthreads = 2\n"
                  "[store]\nurl = %s\nclaim_ms = %d\n"
                  "[sync]\ninterval_s = 0\n"
                  "[plugins]\ntemplate = %s/template.so\nfakeats = %s/fakeats.so\n"
                  "tarpit = %s/tarpit.so\nerp = %s/erp.so\nfixture_faulty = %s/faulty.so\n%s",
-                 WORKERS, tenant_workers, store, claim_ms > 0 ? claim_ms : 15000, plugins, fixtures, fixtures, plugins, fixtures,
+                 WORKERS, tenant_workers, request_timeout_ms > 0 ? request_timeout_ms : 600000,
+                 store, claim_ms > 0 ? claim_ms : 15000, plugins, fixtures, fixtures, plugins, fixtures,
                  /* ctest check_fairness_in_process: every plugin in the daemon. */
                  in_process ? "[plugin.template]\nisolation = in_process\n"
                               "[plugin.fakeats]\nisolation = in_process\n"
@@ -197,6 +200,14 @@ static void setup_short_claims(void)
     claim_ms = 2000;
     setup();
     claim_ms = 0;
+}
+
+/* Deadlines of 1 s: a call hanging on the tarpit outlives its caller. */
+static void setup_short_timeout(void)
+{
+    request_timeout_ms = 1000;
+    setup();
+    request_timeout_ms = 0;
 }
 
 static void teardown(void)
@@ -654,6 +665,68 @@ START_TEST(test_orphaned_reservation_answers_unknown)
     ck_assert_int_eq(ah_t_write_file(F.release, "go"), 0);
     ck_assert_int_eq(pthread_join(th, NULL), 0);
     free(hg.body);
+}
+END_TEST
+
+/* Calls of the tarpit that ran (jobs.get, applications.reject). */
+static size_t tarpit_calls(void)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s.calls", F.release);
+    size_t n = 0;
+    char *text = ah_t_read_file(path, &n);
+    free(text);
+    return text != NULL ? n : 0;
+}
+
+static void *hang_timed_main(void *arg)
+{
+    hanger *hg = arg;
+    hg->status = http("POST", "/v1/bus/jobs.get", KEY_ACME, "pit1", NULL, "{\"job_id\":\"a\"}",
+                      &hg->body);
+    atomic_fetch_add(&answered, 1);
+    return NULL;
+}
+
+/* A caller's deadline (request_timeout_ms) passes (exactly once): for a
+ * call whose handler had started, the answer stays 504 timeout (the plugin
+ * may act); a call still queued behind it on its connection's lane is
+ * never sent to the plugin, and its answer says so (503 overloaded): its
+ * Idempotency-Key is released, so the retry runs, once. */
+START_TEST(test_deadline_before_start_never_runs)
+{
+    atomic_store(&answered, 0);
+    hanger first = {.i = 0};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, hang_timed_main, &first), 0);
+    /* Counted by the plugin itself (in its process, when isolated). */
+    WAIT_FOR(tarpit_calls() == 1, "the first call hanging on the tarpit");
+    ck_assert_int_eq(tarpit_inflight(), 1);
+    /* Queued behind it (one lane per connection), past its own deadline. */
+    char *out = NULL;
+    long st = http("POST", "/v1/bus/jobs.get", KEY_ACME, "pit1", "queued-key-1",
+                   "{\"job_id\":\"b\"}", &out);
+    ck_assert_msg(st == 503 && strstr(out, "\"code\":\"overloaded\"") != NULL &&
+                      strstr(out, "not sent to the plugin") != NULL,
+                  "%ld %s", st, out);
+    free(out);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_msg(first.status == 504 && strstr(first.body, "\"code\":\"timeout\"") != NULL,
+                  "%ld %s", first.status, first.body);
+    free(first.body);
+    /* Released: the lane runs on. A call sent now runs after the queued one
+     * was taken off the lane, and the queued one never reached the tarpit. */
+    ck_assert_int_eq(ah_t_write_file(F.release, "go"), 0);
+    ck_assert_int_eq(http("POST", "/v1/bus/jobs.get", KEY_ACME, "pit1", NULL,
+                          "{\"job_id\":\"c\"}", &out), 200);
+    free(out);
+    ck_assert_uint_eq(tarpit_calls(), 2);
+    /* Its key was released: the retry runs (not a replayed answer). */
+    st = http("POST", "/v1/bus/jobs.get", KEY_ACME, "pit1", "queued-key-1",
+              "{\"job_id\":\"b\"}", &out);
+    ck_assert_msg(st == 200 && strstr(out, "\"released\":true") != NULL, "%ld %s", st, out);
+    free(out);
+    ck_assert_uint_eq(tarpit_calls(), 3);
 }
 END_TEST
 
@@ -1282,6 +1355,11 @@ static Suite *fairness_suite(void)
     tcase_add_test(tc1, test_configured_share);
     tcase_add_test(tc1, test_provider_wait_holds_no_share);
     suite_add_tcase(s, tc1);
+    TCase *tct = tcase_create("short deadlines");
+    tcase_add_checked_fixture(tct, setup_short_timeout, teardown);
+    tcase_set_timeout(tct, 240);
+    tcase_add_test(tct, test_deadline_before_start_never_runs);
+    suite_add_tcase(s, tct);
     TCase *tc2 = tcase_create("short claims");
     tcase_add_checked_fixture(tc2, setup_short_claims, teardown);
     tcase_set_timeout(tc2, 240);

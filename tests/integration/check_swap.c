@@ -233,6 +233,71 @@ static long admin(env *e, const char *method, const char *path, const char *body
     return status;
 }
 
+/* A plugin's routes share the public listener with the REST API: one on
+ * the host's own paths (/v1/health, a prefix over /v1/bus/) or on a path
+ * another plugin serves is refused at load, saying why, and the route it
+ * would have taken keeps its owner. The same plugin's next generation
+ * keeps its own routes. */
+static long get_public(env *e, const char *method, const char *path, char **body)
+{
+    char url[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u%s", (unsigned)ah_httpd_port(e->core->httpd),
+             path);
+    return ah_t_http(method, url, NULL, NULL, body);
+}
+
+START_TEST(test_plugin_routes_stay_theirs)
+{
+    env e;
+    env_open(&e, true);
+    char path[512];
+    cJSON *out = NULL;
+    ah_ops_err oe;
+    fixture(path, sizeof path, "bad_descriptor_ok.so");
+    ck_assert_msg(ah_ops_plugin_reload(e.core, "fixture_bad_descriptor", path, &out, &oe) == 0,
+                  "%s", oe.msg);
+    cJSON_Delete(out);
+    out = NULL;
+    long mine = get_public(&e, "GET", "/fixture/ok", NULL);
+    ck_assert_int_ne(mine, 404);
+    char *health = NULL;
+    ck_assert_int_eq(get_public(&e, "GET", "/v1/health", &health), 200);
+
+    /* Another plugin on the same path. */
+    fixture(path, sizeof path, "route_twin.so");
+    ck_assert_int_eq(ah_ops_plugin_reload(e.core, "fixture_twin", path, &out, &oe), -1);
+    ck_assert_msg(strstr(oe.msg, "route GET /fixture/ok is already served by plugin "
+                                 "'fixture_bad_descriptor'") != NULL,
+                  "%s", oe.msg);
+    /* The host's own paths, as a new generation of a loaded plugin. */
+    static const char *const host[] = {"route_host_exact.so", "route_host_prefix.so",
+                                       "route_host_root.so", "route_host_tmpl.so"};
+    for (size_t i = 0; i < sizeof host / sizeof host[0]; i++) {
+        fixture(path, sizeof path, host[i]);
+        ck_assert_int_eq(ah_ops_plugin_reload(e.core, "fixture_bad_descriptor", path, &out, &oe),
+                         -1);
+        ck_assert_msg(strstr(oe.msg, "host's own /v1 paths") != NULL, "%s: %s", host[i], oe.msg);
+    }
+    /* Nothing moved: the host answers its paths, the first plugin its own. */
+    char *again = NULL;
+    ck_assert_int_eq(get_public(&e, "GET", "/v1/health", &again), 200);
+    ck_assert_str_eq(again, health);
+    free(again);
+    again = NULL;
+    ck_assert_int_eq(get_public(&e, "POST", "/v1/bus/jobs.get", &again), 401);
+    free(again);
+    ck_assert_int_eq(get_public(&e, "GET", "/fixture/ok", NULL), mine);
+    /* Its own next generation keeps the route. */
+    fixture(path, sizeof path, "bad_descriptor_ok.so");
+    ck_assert_msg(ah_ops_plugin_reload(e.core, "fixture_bad_descriptor", path, &out, &oe) == 0,
+                  "%s", oe.msg);
+    cJSON_Delete(out);
+    ck_assert_int_eq(get_public(&e, "GET", "/fixture/ok", NULL), mine);
+    free(health);
+    env_close(&e);
+}
+END_TEST
+
 START_TEST(test_admin_disable_enable)
 {
     env e;
@@ -640,6 +705,7 @@ static Suite *swap_suite(void)
     tcase_add_test(tc, test_swap_under_load);
     tcase_add_test(tc, test_broken_swap_keeps_old_version);
     tcase_add_test(tc, test_admin_disable_enable);
+    tcase_add_test(tc, test_plugin_routes_stay_theirs);
     tcase_add_test(tc, test_sighup_reconciles_plugins);
     tcase_add_test(tc, test_sighup_burst);
     tcase_add_test(tc, test_sdk_install_and_hot_load);

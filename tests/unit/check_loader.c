@@ -214,6 +214,12 @@ static const refusal refusals[] = {
     {"bad_name.so", {"'Bad-Name'", "[a-z0-9_]+"}},
     {"ops_unserved.so", {"op_fields: 'jobs.get' has fields but the plugin does not serve it"}},
     {"ops_dup_field.so", {"op_fields: jobs.get: field 'job_id' is declared twice"}},
+    {"route_host_exact.so", {"route GET /v1/health", "host's own /v1 paths"}},
+    {"route_host_prefix.so", {"route POST /v1/bus/ (a prefix)", "host's own /v1 paths"}},
+    {"route_host_root.so", {"route GET /v (a prefix)", "host's own /v1 paths"}},
+    {"route_host_tmpl.so", {"route GET /{x}/health", "host's own /v1 paths"}},
+    {"route_dup.so", {"route GET /fixture/ok is declared twice"}},
+    {"writes_bad.so", {"op_writes 'postings.configure' has unknown reconcile 99"}},
     {"not_a_plugin.so", {"cannot open", "ldd(1)"}},
     {"does_not_exist.so", {"cannot open", "check the path"}},
 };
@@ -756,6 +762,55 @@ START_TEST(test_registry_same_path_reload)
 }
 END_TEST
 
+/* Two plugins cannot hold one route: the server keeps one handler per
+ * method and path, so the second would take the first's requests and its
+ * unload would take the route away. A new generation of the same plugin
+ * replaces its own routes. */
+START_TEST(test_registry_route_clash)
+{
+    fixture_env e = env_new();
+    ah_registry *reg = ah_registry_new_ctx(e.api, e.fh);
+    ck_assert_ptr_nonnull(reg);
+    char ok[PATH_MAX], twin[PATH_MAX], err[1024] = "";
+    fixture(ok, sizeof(ok), "bad_descriptor_ok.so");
+    fixture(twin, sizeof(twin), "route_twin.so");
+    /* Alone, the twin is a good plugin. */
+    ck_assert_msg(ah_plugin_check(twin, e.api, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_msg(ah_registry_load(reg, NULL, ok, err, sizeof(err)) == 1, "%s", err);
+    ck_assert_int_eq(ah_registry_load(reg, NULL, twin, err, sizeof(err)), -1);
+    ck_assert_msg(strstr(err, "route GET /fixture/ok is already served by plugin "
+                              "'fixture_bad_descriptor'") != NULL,
+                  "%s", err);
+    ck_assert_ptr_null(ah_registry_acquire(reg, "fixture_twin"));
+    ck_assert(!mapped(twin));
+    /* The same plugin's next generation keeps its route. */
+    ck_assert_msg(ah_registry_load(reg, "fixture_bad_descriptor", ok, err, sizeof(err)) == 2,
+                  "%s", err);
+    /* Once the holder is gone, the route is free. */
+    ck_assert_int_eq(ah_registry_unload(reg, "fixture_bad_descriptor"), 0);
+    ck_assert_msg(ah_registry_load(reg, NULL, twin, err, sizeof(err)) == 1, "%s", err);
+    ck_assert_int_eq(ah_registry_load(reg, NULL, ok, err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, "already served by plugin 'fixture_twin'"));
+    ah_registry_free(reg);
+    ah_fake_host_free(e.fh);
+}
+END_TEST
+
+/* A postings table with only its ABI 1.1 slots is a table with operations. */
+START_TEST(test_postings_1_1_slots)
+{
+    fixture_env e = env_new();
+    char path[PATH_MAX], err[1024] = "";
+    fixture(path, sizeof(path), "postings_1_1.so");
+    ck_assert_msg(ah_plugin_check(path, e.api, err, sizeof(err)) == 0, "%s", err);
+    ah_generation *g = ah_plugin_load_ctx(path, e.api, e.fh, err, sizeof(err));
+    ck_assert_msg(g != NULL, "%s", err);
+    ck_assert_ptr_nonnull(g->desc->postings->configure);
+    ah_generation_release(g);
+    ah_fake_host_free(e.fh);
+}
+END_TEST
+
 START_TEST(test_registry_bad_arguments)
 {
     fixture_env e = env_new();
@@ -1047,6 +1102,8 @@ static Suite *loader_suite(void)
     tcase_add_test(tc, test_registry_failed_replace);
     tcase_add_test(tc, test_registry_same_path_reload);
     tcase_add_test(tc, test_registry_bad_arguments);
+    tcase_add_test(tc, test_registry_route_clash);
+    tcase_add_test(tc, test_postings_1_1_slots);
     tcase_add_test(tc, test_registry_swap_under_load);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);

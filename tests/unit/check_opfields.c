@@ -24,7 +24,7 @@ static const ah_field_spec enable[] = {
     {.name = "limit", .type = AH_FIELD_INTEGER, .min = 1, .max = 500},
     {.name = "ratio", .type = AH_FIELD_NUMBER},
     {.name = "screened", .type = AH_FIELD_BOOLEAN},
-    {.name = "stage_id", .type = AH_FIELD_ID, .max_size = 4},
+    {.name = "stage_id", .type = AH_FIELD_ID, .min_size = 2, .max_size = 4},
     {.name = "tags", .type = AH_FIELD_STRINGS, .max_size = 3, .max_item = 5},
     {.name = "ids", .type = AH_FIELD_IDS},
     {.name = "values", .type = AH_FIELD_OBJECT, .min_size = 1},
@@ -150,6 +150,11 @@ START_TEST(test_limits)
     BAD("{\"integrationName\":\"x\",\"limit\":501}", "field 'limit' must be an integer from 1 to 500");
     BAD("{\"integrationName\":\"x\",\"stage_id\":\"12345\"}",
         "field 'stage_id' must be at most 4 characters");
+    /* An id's min_size counts as a string's does; an integer has no length. */
+    BAD("{\"integrationName\":\"x\",\"stage_id\":\"1\"}",
+        "field 'stage_id' must be at least 2 characters");
+    OK("{\"integrationName\":\"x\",\"stage_id\":\"12\"}");
+    OK("{\"integrationName\":\"x\",\"stage_id\":1}");
     BAD("{\"integrationName\":\"x\",\"tags\":[\"a\",\"b\",\"c\",\"d\"]}",
         "field 'tags' must have at most 3 items");
     BAD("{\"integrationName\":\"x\",\"tags\":[\"abcdef\"]}", "field 'tags[0]' must be at most 5 characters");
@@ -285,6 +290,9 @@ START_TEST(test_json_and_openapi)
                                     "            additionalProperties: false\n"
                                     "            required: [integrationContext, integrationType]\n"));
     ck_assert_ptr_nonnull(strstr(y, "enum: [JOBS, RECRUITER]"));
+    ck_assert_ptr_nonnull(strstr(y, "        stage_id:\n          oneOf: [{type: string, minLength: 2, "
+                                    "maxLength: 4}, {type: integer}]\n"));
+    ck_assert_ptr_nonnull(strstr(y, "        ids:\n          type: array\n"));
     ck_assert_ptr_nonnull(strstr(y, "    bus.li.onboarding.request:\n"));
     ck_assert_ptr_nonnull(strstr(y, "      properties: {}\n"));
     /* A second plugin appends. */
