@@ -422,8 +422,9 @@ int ah_plugin_check_full(const char *path, int cycles, cJSON *report, char *err,
         snprintf(err, errlen, "%s: the plugin crashed while it was checked (%s): the host "
                  "would crash with it", path, strsignal(WTERMSIG(status)));
     } else if (!cJSON_IsNumber(crc) || !cJSON_IsString(cerr) || !cJSON_IsObject(rep)) {
-        snprintf(err, errlen, "%s: the check ended without a result (exit status %d): does "
-                 "the plugin exit the process?", path,
+        /* A sanitizer's build reports a crash and exits instead. */
+        snprintf(err, errlen, "%s: the plugin crashed or ended the process while it was "
+                 "checked (exit status %d): the host would go with it", path,
                  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     } else {
         rc = crc->valueint == 0 ? 0 : -1;
