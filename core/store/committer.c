@@ -52,6 +52,12 @@ typedef struct item {
 
 struct ah_store_committer {
     ah_store *store;
+    /* The store's group functions, read once at the start: the thread
+     * never reads store->ops (a test swaps it for failing calls while the
+     * daemon runs). */
+    int (*group_commit)(ah_store *s);
+    void (*group_answered)(ah_store *s);
+    long max_wait_us;
     const struct ah_logger *lg;
     pthread_t thread;
     pthread_mutex_t mu;
@@ -209,7 +215,7 @@ static bool sleep_until(ah_store_committer *c, const struct timespec *until, uin
  * group grew until its deadline with requests still coming. */
 static bool let_group_grow(ah_store_committer *c)
 {
-    long max_wait = c->store->ops->group_max_wait_us;
+    long max_wait = c->max_wait_us;
     if (max_wait <= 0)
         max_wait = MAX_WAIT_US;
     struct timespec deadline = mono_after(max_wait);
@@ -275,7 +281,7 @@ static void *committer_main(void *arg)
             c->busy = let_group_grow(c);
             if (c->ended_upto == ended) {
                 pthread_mutex_unlock(&c->mu);
-                (void)c->store->ops->group_commit(c->store);
+                (void)c->group_commit(c->store);
                 pthread_mutex_lock(&c->mu);
             }
             /* Else a store call ended the group meanwhile (ah_pg_group_begin
@@ -287,8 +293,8 @@ static void *committer_main(void *arg)
         pthread_mutex_unlock(&c->mu);
         run_ready(c, ready);
         /* What the engine held back so that the answers did not wait. */
-        if (c->store->ops->group_answered != NULL)
-            c->store->ops->group_answered(c->store);
+        if (c->group_answered != NULL)
+            c->group_answered(c->store);
         pthread_mutex_lock(&c->mu);
     }
     c->stopped = true;
@@ -310,6 +316,9 @@ ah_store_committer *ah_store_committer_start(ah_store *s, const struct ah_logger
         return NULL;
     }
     c->store = s;
+    c->group_commit = s->ops->group_commit;
+    c->group_answered = s->ops->group_answered;
+    c->max_wait_us = s->ops->group_max_wait_us;
     c->lg = lg;
     if (pthread_mutex_init(&c->mu, NULL) != 0) {
         free(c);
