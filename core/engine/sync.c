@@ -1387,7 +1387,23 @@ int ah_sync_run(ah_core *core, const char *tenant, const char *connection, const
         char why[1024] = "";
         run_ctx x = {core, c, &k_types[i], backfill, cb, arg, &st, why, sizeof why, NULL, NULL,
                      leased ? lease : NULL, token};
+        /* The run's page commits do not wait for the WAL's sync one by
+         * one (store.h, defer_durable): nothing leaves the process from
+         * this thread on the strength of a page before the run ends, and
+         * the threads that read them (a client, a delivery) wait for it
+         * themselves. The run ends with its pages on disk. */
+        bool defer = store->ops->defer_durable != NULL;
+        if (defer)
+            store->ops->defer_durable(store, true);
         rc = run_type(&x);
+        if (defer) {
+            store->ops->defer_durable(store, false);
+            if (!store->ops->durable(store, store->ops->commit_mark(store)) &&
+                rc == AH_SYNC_OK) {
+                snprintf(why, sizeof why, "store_error: its pages could not be synced to disk");
+                rc = AH_SYNC_FAILED;
+            }
+        }
         if (leased)
             store->ops->lease_release(store, lease, token); /* NOT_FOUND: lost already */
         unclaim(core->sync, c->id, i);

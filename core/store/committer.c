@@ -46,6 +46,7 @@ typedef struct item {
     struct item *next;
     uint64_t group;
     bool ok; /* set when taken off the list: how its group ended */
+    uint64_t mark; /* the engine's commit mark once it ended (answerer) */
     ah_store_committed_fn fn;
     void *arg;
 } item;
@@ -57,6 +58,17 @@ struct ah_store_committer {
      * daemon runs). */
     int (*group_commit)(ah_store *s);
     void (*group_answered)(ah_store *s);
+    /* An engine whose commits are made durable after they return
+     * (store.h, commit_mark): the answerer thread makes each ended group's
+     * mark durable, then answers it, while this thread commits the next
+     * group. NULL: answered here, as soon as the group ended. */
+    uint64_t (*commit_mark)(ah_store *s);
+    bool (*durable)(ah_store *s, uint64_t mark);
+    void (*defer_durable)(ah_store *s, bool defer);
+    pthread_t answerer;
+    pthread_cond_t acv;     /* the answerer's: work, or its stop */
+    item *ahead, *atail;    /* ended groups' callbacks, to answer in order */
+    bool answerer_idle, answerer_stop, answerer_on;
     long max_wait_us;
     const struct ah_logger *lg;
     pthread_t thread;
@@ -177,6 +189,65 @@ static void run_ready(ah_store_committer *c, item *ready)
     }
 }
 
+/* Answers the callbacks of ended groups, then lets the engine do what it
+ * held back so that the answers did not wait for it. */
+static void answer(ah_store_committer *c, item *ready)
+{
+    run_ready(c, ready);
+    if (c->group_answered != NULL)
+        c->group_answered(c->store);
+}
+
+/* Queues ended groups' callbacks for the answerer (caller holds mu). */
+static void to_answerer_locked(ah_store_committer *c, item *ready, uint64_t mark)
+{
+    item *last = ready;
+    for (item *it = ready; it != NULL; it = it->next) {
+        it->mark = mark;
+        last = it;
+    }
+    if (c->atail != NULL)
+        c->atail->next = ready;
+    else
+        c->ahead = ready;
+    c->atail = last;
+    if (c->answerer_idle)
+        pthread_cond_signal(&c->acv);
+}
+
+/* The answerer: makes each ended group's commit durable (one sync for all
+ * that ended meanwhile), then answers its requests, in order. */
+static void *answerer_main(void *arg)
+{
+    (void)pthread_setname_np(pthread_self(), "ah-answer"); /* top -H, perf */
+    ah_store_committer *c = arg;
+    c->defer_durable(c->store, true);
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        c->answerer_idle = true;
+        while (c->ahead == NULL && !c->answerer_stop)
+            pthread_cond_wait(&c->acv, &c->mu);
+        c->answerer_idle = false;
+        if (c->ahead == NULL)
+            break; /* stopped, and nothing is left to answer */
+        item *ready = c->ahead;
+        c->ahead = c->atail = NULL;
+        pthread_mutex_unlock(&c->mu);
+        uint64_t mark = 0;
+        for (item *it = ready; it != NULL; it = it->next)
+            if (it->mark > mark)
+                mark = it->mark;
+        /* Not durable (a failed sync): committed, but never acknowledged. */
+        if (!c->durable(c->store, mark))
+            for (item *it = ready; it != NULL; it = it->next)
+                it->ok = false;
+        answer(c, ready);
+        pthread_mutex_lock(&c->mu);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
 /* now + us on CLOCK_MONOTONIC (the condition variable's clock). */
 static struct timespec mono_after(long us)
 {
@@ -261,6 +332,8 @@ static void *committer_main(void *arg)
 {
     (void)pthread_setname_np(pthread_self(), "ah-commit"); /* top -H, perf */
     ah_store_committer *c = arg;
+    if (c->answerer_on)
+        c->defer_durable(c->store, true); /* the answerer makes its commits durable */
     pthread_mutex_lock(&c->mu);
     for (;;) {
         c->idle = true;
@@ -290,16 +363,34 @@ static void *committer_main(void *arg)
              * with the store's lock held (group_commit would wait for it). */
             ready = take_ready_locked(c, &more);
         }
+        if (c->answerer_on) {
+            /* Their answers wait for the commit's sync; the next group
+             * need not. */
+            if (ready != NULL)
+                to_answerer_locked(c, ready, c->commit_mark(c->store));
+            continue;
+        }
         pthread_mutex_unlock(&c->mu);
-        run_ready(c, ready);
-        /* What the engine held back so that the answers did not wait. */
-        if (c->group_answered != NULL)
-            c->group_answered(c->store);
+        answer(c, ready);
         pthread_mutex_lock(&c->mu);
     }
     c->stopped = true;
     pthread_mutex_unlock(&c->mu);
     return NULL;
+}
+
+/* Answers what is queued and stops the answerer, if it runs. */
+static void stop_answerer(ah_store_committer *c)
+{
+    if (!c->answerer_on)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->answerer_stop = true;
+    pthread_cond_signal(&c->acv);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->answerer, NULL);
+    pthread_cond_destroy(&c->acv);
+    c->answerer_on = false;
 }
 
 ah_store_committer *ah_store_committer_start(ah_store *s, const struct ah_logger *lg, char *err,
@@ -319,6 +410,9 @@ ah_store_committer *ah_store_committer_start(ah_store *s, const struct ah_logger
     c->group_commit = s->ops->group_commit;
     c->group_answered = s->ops->group_answered;
     c->max_wait_us = s->ops->group_max_wait_us;
+    c->commit_mark = s->ops->commit_mark;
+    c->durable = s->ops->durable;
+    c->defer_durable = s->ops->defer_durable;
     c->lg = lg;
     if (pthread_mutex_init(&c->mu, NULL) != 0) {
         free(c);
@@ -332,9 +426,27 @@ ah_store_committer *ah_store_committer_start(ah_store *s, const struct ah_logger
         snprintf(err, errlen, "cannot create a condition variable");
         return NULL;
     }
+    bool deferred = c->commit_mark != NULL && c->durable != NULL && c->defer_durable != NULL;
+    if (deferred && ah_cond_init_mono(&c->acv) != 0) {
+        pthread_cond_destroy(&c->cv);
+        pthread_mutex_destroy(&c->mu);
+        free(c);
+        snprintf(err, errlen, "cannot create a condition variable");
+        return NULL;
+    }
+    if (deferred && pthread_create(&c->answerer, NULL, answerer_main, c) != 0) {
+        pthread_cond_destroy(&c->acv);
+        pthread_cond_destroy(&c->cv);
+        pthread_mutex_destroy(&c->mu);
+        free(c);
+        snprintf(err, errlen, "cannot start the committer's answerer thread");
+        return NULL;
+    }
+    c->answerer_on = deferred;
     s->ops->group_listen(s, on_ended, c);
     if (pthread_create(&c->thread, NULL, committer_main, c) != 0) {
         s->ops->group_listen(s, NULL, NULL);
+        stop_answerer(c);
         pthread_cond_destroy(&c->cv);
         pthread_mutex_destroy(&c->mu);
         free(c);
@@ -354,7 +466,8 @@ int ah_store_committer_add(ah_store_committer *c, uint64_t group, ah_store_commi
         pthread_mutex_unlock(&c->mu);
         return -1;
     }
-    if (group <= c->ended_upto) {
+    bool ended = group <= c->ended_upto;
+    if (ended && !c->answerer_on) {
         /* Ended already (a store call committed it first). */
         bool ok = !failed_locked(c, group);
         c->requests++;
@@ -368,6 +481,14 @@ int ah_store_committer_add(ah_store_committer *c, uint64_t group, ah_store_commi
         return -1;
     }
     *it = (item){.group = group, .fn = fn, .arg = arg};
+    if (ended) {
+        /* Ended already, maybe not yet durable: answered by the answerer
+         * after the sync, in its turn. */
+        it->ok = !failed_locked(c, group);
+        to_answerer_locked(c, it, c->commit_mark(c->store));
+        pthread_mutex_unlock(&c->mu);
+        return 0;
+    }
     if (c->tail != NULL)
         c->tail->next = it;
     else
@@ -419,6 +540,8 @@ void ah_store_committer_stop(ah_store_committer *c)
     pthread_cond_signal(&c->cv);
     pthread_mutex_unlock(&c->mu);
     pthread_join(c->thread, NULL);
+    /* The answers still queued go out (after their sync). */
+    stop_answerer(c);
     /* Whatever was still open (nobody waits for it) is committed now. */
     (void)c->store->ops->group_commit(c->store);
     if (c->store->ops->group_answered != NULL)

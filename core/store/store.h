@@ -750,7 +750,7 @@ typedef struct ah_store_ops {
     int (*lease_prune)(ah_store *s, const char *prefix, int64_t expired_ms, int64_t *n_out);
     /* --- appended: the engine's group size ------------------------------ */
     /** How long the committer (store/committer.h) lets a group grow at
-     *  most, in microseconds; 0: its default (2 ms). An engine whose COMMIT
+     *  most, in microseconds; 0: its default (1 ms). An engine whose COMMIT
      *  costs more (PostgreSQL: a round trip and the server's fsync, with
      *  the store's lock held) may prefer larger groups. */
     long group_max_wait_us;
@@ -800,6 +800,23 @@ typedef struct ah_store_ops {
      *  other threads' log_add queued while the COMMIT held the writer, which
      *  are no part of any request's acknowledged writes). */
     void (*group_answered)(ah_store *s);
+    /* --- appended: commits made durable after they return -------------- */
+    /** Optional (NULL: a commit is durable when it returns; PostgreSQL). An
+     *  engine whose COMMIT returns once its writes are in the file, their
+     *  sync to disk made later for every commit made meanwhile (SQLite's
+     *  WAL, sqlite/walsync.c), gives a mark of what is committed by now
+     *  (commit_mark), and makes a mark durable (durable: blocks until every
+     *  commit up to it is on disk, syncing or waiting for the sync under
+     *  way; false when a sync failed first: nothing committed since may be
+     *  acknowledged). Its calls from any thread wait for that themselves
+     *  before they return, except on a thread that called
+     *  defer_durable(true) (until defer_durable(false)): the committer's
+     *  (store/committer.c), which calls durable before it answers
+     *  anything; a sync run's (engine/sync.c), until its end. All three or
+     *  none. */
+    uint64_t (*commit_mark)(ah_store *s);
+    bool (*durable)(ah_store *s, uint64_t mark);
+    void (*defer_durable)(ah_store *s, bool defer);
 } ah_store_ops;
 
 struct ah_store {
@@ -925,6 +942,24 @@ typedef struct ah_store_sqlite_ckpt {
 /** TEST HOOK, never used by the daemon: the checkpointer's counters of a
  *  SQLite store in WAL mode; AH_STORE_ERR for any other store. */
 int ah_store_sqlite_ckpt_stats(ah_store *s, ah_store_sqlite_ckpt *out);
+
+/** The SQLite engine's syncs of its WAL (sqlite/walsync.c): commits of the
+ *  writer connection so far, those the syncs covered, fdatasync calls
+ *  made, threads waiting in one for a later commit, and whether a sync
+ *  failed. */
+typedef struct ah_store_sqlite_sync {
+    uint64_t commits, synced;
+    unsigned long syncs, waiting;
+    bool failed;
+} ah_store_sqlite_sync;
+
+/** TEST HOOKS, never used by the daemon, for a SQLite store whose WAL syncs
+ *  are taken off its commits (AH_STORE_ERR for any other): the counters;
+ *  syncs held back (hold true) until released; the next n syncs failing
+ *  as a failing disk's (EIO). */
+int ah_store_sqlite_sync_stats(ah_store *s, ah_store_sqlite_sync *out);
+int ah_store_sqlite_sync_hold(ah_store *s, bool hold);
+int ah_store_sqlite_sync_fail(ah_store *s, int n);
 
 /** Copies a store URL into out (always NUL-terminated) with any password
  *  replaced by "***": the user-info password of a postgresql:// URL and a

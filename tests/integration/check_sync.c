@@ -8,6 +8,7 @@
 #include <check.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -759,6 +760,83 @@ START_TEST(test_non_retryable_error_keeps_cursor)
 END_TEST
 
 /* ------------------------------------------------------------------------ */
+/* A run's pages do not wait for the WAL's sync; the run ends durable        */
+/* ------------------------------------------------------------------------ */
+
+typedef struct durable_ctx {
+    fixture *f;
+    atomic_long pages;
+    atomic_bool returned;
+    int rc;
+    ah_sync_stats st;
+    char err[1024];
+} durable_ctx;
+
+static void count_pages(void *arg, const char *type, const ah_sync_stats *s)
+{
+    (void)type;
+    durable_ctx *x = arg;
+    if (s->done)
+        return;
+    /* From the first page on, syncs are held. */
+    if (s->pages == 1)
+        ck_assert_int_eq(ah_store_sqlite_sync_hold(x->f->core->store, true), AH_STORE_OK);
+    atomic_store(&x->pages, s->pages);
+}
+
+static void *run_jobs_thread(void *arg)
+{
+    durable_ctx *x = arg;
+    x->rc = ah_sync_run(x->f->core, "acme", "main", "jobs", count_pages, x, &x->st, x->err,
+                        sizeof x->err);
+    atomic_store(&x->returned, true);
+    return NULL;
+}
+
+START_TEST(test_run_ends_durable)
+{
+    fixture f;
+    setup(&f, 500, 200, "100", NULL);
+    ah_store *s = f.core->store;
+    ah_store_sqlite_sync ss;
+    if (ah_store_sqlite_sync_stats(s, &ss) != AH_STORE_OK) {
+        teardown(&f); /* PostgreSQL: a commit is durable when it returns */
+        return;
+    }
+    /* Syncs held after the first page: the four others commit all the
+     * same (were a page to wait for its sync, the run would stop at the
+     * second); the run does not return before its pages are synced. */
+    durable_ctx x = {.f = &f};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, run_jobs_thread, &x), 0);
+    for (int i = 0; i < 30000; i++) {
+        ck_assert_int_eq(ah_store_sqlite_sync_stats(s, &ss), AH_STORE_OK);
+        if (atomic_load(&x.pages) == 5 && ss.waiting >= 1)
+            break;
+        usleep(1000);
+    }
+    ck_assert_int_eq(atomic_load(&x.pages), 5);
+    ck_assert_uint_ge(ss.waiting, 1);
+    ck_assert(!atomic_load(&x.returned));
+    ck_assert_int_eq(ah_store_sqlite_sync_hold(s, false), AH_STORE_OK);
+    pthread_join(th, NULL);
+    ck_assert_msg(x.rc == AH_SYNC_OK, "%s", x.err);
+    ck_assert_int_eq(x.st.records, 500);
+    ck_assert_int_eq(ah_store_sqlite_sync_stats(s, &ss), AH_STORE_OK);
+    ck_assert_uint_ge(ss.synced, 5); /* at least the five pages' commits */
+
+    /* A sync that fails: the run fails, naming the store. */
+    ck_assert_int_eq(ah_store_sqlite_sync_fail(s, 1), AH_STORE_OK);
+    ah_sync_stats st;
+    char err[1024];
+    ck_assert_int_eq(ah_sync_run(f.core, "acme", "main", "candidates", NULL, NULL, &st, err,
+                                 sizeof err), AH_SYNC_FAILED);
+    ck_assert_msg(strstr(err, "store_error") != NULL && strstr(err, "disk") != NULL, "%s", err);
+    teardown(&f);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
 /* Store failure mid-run, one run at a time                                  */
 /* ------------------------------------------------------------------------ */
 
@@ -1371,6 +1449,7 @@ static Suite *sync_suite(void)
     tcase_add_test(t, test_record_text_not_utf8_repaired);
     tcase_add_test(t, test_non_retryable_error_keeps_cursor);
     tcase_add_test(t, test_store_failure_mid_run);
+    tcase_add_test(t, test_run_ends_durable);
     tcase_add_test(t, test_one_run_at_a_time);
     tcase_add_test(t, test_lease_held_elsewhere);
     tcase_add_test(t, test_lease_lost_mid_run);

@@ -1443,6 +1443,124 @@ START_TEST(test_committer)
 END_TEST
 
 
+/* One request of the committer's (group_writer's body, once). */
+static void one_group_request(writer_arg *w)
+{
+    uint64_t g = 0;
+    int64_t v = 0;
+    ah_store_committer_enter(w->c);
+    ck_assert_int_eq(w->s->ops->group_begin(w->s, 0, &g), AH_STORE_OK);
+    ck_assert_int_eq(w->s->ops->sequence_next(w->s, w->tenant, "n", &v), AH_STORE_OK);
+    ck_assert_int_eq(w->s->ops->scope_end(w->s, true), AH_STORE_OK);
+    ck_assert_int_eq(ah_store_committer_add(w->c, g, on_committed, w->done), 0);
+    ah_store_committer_leave(w->c);
+}
+
+/* Waits (up to 20 s) until `want` threads wait in the store's WAL sync. */
+static void until_sync_waiters(ah_store *s, unsigned long want)
+{
+    ah_store_sqlite_sync st = {0};
+    for (int i = 0; i < 20000; i++) {
+        ck_assert_int_eq(ah_store_sqlite_sync_stats(s, &st), AH_STORE_OK);
+        if (st.waiting >= want)
+            return;
+        usleep(1000);
+    }
+    ck_abort_msg("%lu threads wait for the WAL's sync, not %lu", st.waiting, want);
+}
+
+static int done_calls(done_arg *d, int *ok)
+{
+    pthread_mutex_lock(&d->mu);
+    int n = d->calls;
+    if (ok != NULL)
+        *ok = d->ok;
+    pthread_mutex_unlock(&d->mu);
+    return n;
+}
+
+typedef struct count_arg {
+    ah_store *s;
+    int64_t tenant;
+    int64_t n;
+    atomic_bool done;
+} count_arg;
+
+static void *count_other_thread(void *p)
+{
+    count_arg *a = p;
+    int listed = 0;
+    ah_record_query q = {.tenant_id = a->tenant, .type = "application", .limit = 10};
+    ck_assert_int_eq(a->s->ops->record_query(a->s, &q, count_row, &listed), AH_STORE_OK);
+    a->n = listed;
+    atomic_store(&a->done, true);
+    return NULL;
+}
+
+/* SQLite commits return before the WAL is synced to disk (walsync.c):
+ * nothing committed is answered, or read by another thread, before its
+ * sync; one that fails answers the group's requests as failed, and every
+ * later one, while reads go on. */
+START_TEST(test_committer_answers_after_sync)
+{
+    if (pg_mode)
+        return; /* a PostgreSQL commit is durable when it returns */
+    fx f;
+    fx_init(&f, true);
+    int64_t t = add_tenant(f.s, "acme");
+    done_arg d = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    writer_arg w = committer_for(&f, t, &d);
+    ah_store_sqlite_sync st;
+    ck_assert_int_eq(ah_store_sqlite_sync_stats(f.s, &st), AH_STORE_OK);
+
+    /* Syncs held: the group commits, its answer waits in the answerer. */
+    ck_assert_int_eq(ah_store_sqlite_sync_hold(f.s, true), AH_STORE_OK);
+    one_group_request(&w);
+    until_sync_waiters(f.s, 1);
+    ck_assert_int_eq(ah_store_sqlite_sync_stats(f.s, &st), AH_STORE_OK);
+    ck_assert_uint_gt(st.commits, st.synced);
+    uint64_t committed = st.commits;
+    ck_assert_int_eq(done_calls(&d, NULL), 0);
+    /* Another thread reads it (a reader connection sees what is
+     * committed) and does not return before the sync either. */
+    count_arg a = {.s = f.s, .tenant = t};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, count_other_thread, &a), 0);
+    until_sync_waiters(f.s, 2);
+    ck_assert(!atomic_load(&a.done));
+    ck_assert_int_eq(done_calls(&d, NULL), 0);
+    /* The sync done, both go on: the request answered as committed. */
+    ck_assert_int_eq(ah_store_sqlite_sync_hold(f.s, false), AH_STORE_OK);
+    pthread_join(th, NULL);
+    int ok = 0;
+    for (int i = 0; i < 20000 && done_calls(&d, &ok) == 0; i++)
+        usleep(1000);
+    ck_assert_int_eq(done_calls(&d, &ok), 1);
+    ck_assert_int_eq(ok, 1);
+    ck_assert_int_eq(ah_store_sqlite_sync_stats(f.s, &st), AH_STORE_OK);
+    ck_assert_uint_ge(st.synced, committed);
+    ck_assert(!st.failed);
+
+    /* A failed sync: the request is answered as failed, and so is the
+     * next one (what the failed sync covered may never reach the disk). */
+    ck_assert_int_eq(ah_store_sqlite_sync_fail(f.s, 1), AH_STORE_OK);
+    one_group_request(&w);
+    for (int i = 0; i < 20000 && done_calls(&d, NULL) < 2; i++)
+        usleep(1000);
+    one_group_request(&w);
+    for (int i = 0; i < 20000 && done_calls(&d, NULL) < 3; i++)
+        usleep(1000);
+    ck_assert_int_eq(done_calls(&d, &ok), 3);
+    ck_assert_int_eq(ok, 1);
+    ck_assert_int_eq(ah_store_sqlite_sync_stats(f.s, &st), AH_STORE_OK);
+    ck_assert(st.failed);
+    /* Reads still answer. */
+    count_other_thread(&a);
+    ah_store_committer_stop(w.c);
+    fx_done(&f);
+}
+END_TEST
+
 /* After a burst from eight writers, a lone request is still committed and
  * answered, whichever way the committer let the groups before it grow
  * (watching for a quiet moment, or busy: sleeping to the deadline,
@@ -4929,6 +5047,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_committer);
     tcase_add_test(tc, test_committer_late_request_after_many_failures);
     tcase_add_test(tc, test_committer_lone_after_busy);
+    tcase_add_test(tc, test_committer_answers_after_sync);
     tcase_add_test(tc, test_wal_checkpointed);
     tcase_add_test(tc, test_wal_restart_keeps_pace);
     tcase_add_test(tc, test_outbox);

@@ -66,6 +66,7 @@
 
 struct ah_sq_ckpt {
     sqlite3 *db; /* its own connection */
+    _Atomic uint64_t *commits; /* the writer's count of its commits (walsync.c) */
     const struct ah_logger *lg;
     pthread_t thread;
     pthread_mutex_t mu;
@@ -89,6 +90,9 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
     (void)db;
     (void)name;
     struct ah_sq_ckpt *k = arg;
+    /* After the commit's frames were written: what a sync from now on
+     * covers (walsync.c). */
+    atomic_fetch_add_explicit(k->commits, 1, memory_order_release);
     pthread_mutex_lock(&k->mu);
     if (frames < k->frames) { /* the WAL restarted from its beginning */
         k->next_at = AH_SQ_CKPT_FRAMES;
@@ -198,6 +202,7 @@ static void ckpt_start(ah_sq_store *s, const char *path)
     if (k == NULL)
         return;
     k->lg = s->base.lg;
+    k->commits = &s->commits;
     k->next_at = AH_SQ_CKPT_FRAMES;
     k->catchup_at = AH_SQ_CKPT_CATCHUP_FRAMES;
     bool ok = ah_cond_init_mono(&k->cv) == 0;
@@ -273,10 +278,14 @@ ah_sq_store *ah_sq_read_lock(ah_sq_store *s)
 
 void ah_sq_read_unlock(ah_sq_store *r)
 {
-    if (r->writer != NULL)
+    if (r->writer != NULL) {
         pthread_mutex_unlock(&r->mu);
-    else
+        /* What it read may be committed and not yet on disk: nothing of
+         * it leaves before it is (walsync.c). */
+        ah_sq_durable_after(r->writer);
+    } else {
         ah_sq_unlock(r);
+    }
 }
 
 static void sq_finalize_all(ah_sq_store *s)
@@ -394,6 +403,7 @@ void ah_sq_close(ah_store *st)
     for (int i = 0; i < s->nreaders; i++)
         reader_close(s->readers[i]);
     free(s->readers);
+    ah_sq_walsync_stop(s);
     sq_finalize_all(s);
     if (sqlite3_close(s->db) != SQLITE_OK)
         ah_log(s->base.lg, AH_LOG_ERROR, "store", "sqlite: close: %s", sqlite3_errmsg(s->db));
@@ -478,6 +488,9 @@ int ah_sq_scope_end(ah_store *st, bool commit)
          * unknown state: none of the group may commit. */
         if (rc != AH_STORE_OK || sqlite3_get_autocommit(s->db))
             (void)ah_sq_group_end_locked(s, false);
+        /* Its writes are answered through the committer, after their sync
+         * (walsync.c): this release does not wait for one. */
+        s->dur_skip = s->mu_depth == 1;
     } else if (s->scope_depth == 0) {
         if (commit && ah_sq_exec_q(s, Q_COMMIT, "scope commit") != AH_STORE_OK)
             rc = AH_STORE_ERR;
@@ -674,6 +687,9 @@ const ah_store_ops ah_sq_ops = {
     .lease_prune = ah_sq_lease_prune,
     .bulk_item_get = ah_sq_bulk_item_get,
     .group_answered = ah_sq_group_answered,
+    .commit_mark = ah_sq_commit_mark,
+    .durable = ah_sq_durable_op,
+    .defer_durable = ah_sq_defer_durable,
 };
 
 static int journal_mode_cb(void *arg, int ncol, char **vals, char **names)
@@ -801,6 +817,16 @@ ah_store *ah_store_sqlite_open(const char *path, const struct ah_logger *lg, cha
     if (strcmp(mode, "wal") == 0 && strcmp(path, ":memory:") != 0) {
         ckpt_start(s, path);
         readers_start(s, path);
+        /* A read opens the WAL file, which walsync opens too. Its commits
+         * counted by the checkpointer's WAL hook only: without one, FULL. */
+        if (s->ckpt != NULL &&
+            sqlite3_exec(s->db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL) ==
+                SQLITE_OK)
+            ah_sq_walsync_start(s);
+        if (s->dur == NULL)
+            ah_log(lg, AH_LOG_WARN, "store",
+                   "SQLite database %s: each commit syncs its WAL itself, holding the writer",
+                   path);
     }
     if (strcmp(mode, "wal") != 0 && strcmp(path, ":memory:") != 0)
         ah_log(lg, AH_LOG_WARN, "store",

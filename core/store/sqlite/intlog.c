@@ -230,8 +230,10 @@ int ah_sq_log_add(ah_store *st, const ah_log_entry *e)
     if (!ah_sq_mu_trylock(s)) {
         if (log_defer(s, e, at)) {
             atomic_thread_fence(memory_order_seq_cst); /* see ah_sq_mu_unlock */
-            if (ah_sq_mu_trylock(s))
-                ah_sq_mu_unlock(s); /* writes it */
+            if (ah_sq_mu_trylock(s)) {
+                s->dur_skip = s->mu_depth == 1; /* a log row: nobody's answer */
+                ah_sq_mu_unlock(s);             /* writes it */
+            }
             return AH_STORE_OK;
         }
         ah_sq_mu_lock(s);
@@ -240,6 +242,9 @@ int ah_sq_log_add(ah_store *st, const ah_log_entry *e)
     if (s->group_open && s->scope_depth == 0)
         (void)ah_sq_group_end_locked(s, true);
     int rc = log_insert(s, e, at);
+    /* Nobody's answer waits for a log row to reach the disk (a group it
+     * committed first is answered after its sync, walsync.c). */
+    s->dur_skip = s->mu_depth == 1;
     ah_sq_unlock(s);
     return rc;
 }

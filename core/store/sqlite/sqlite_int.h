@@ -224,6 +224,16 @@ typedef struct ah_sq_store {
     pthread_mutex_t log_pending_mu;
     struct ah_sq_log_pending *log_head, *log_tail;
     _Atomic size_t log_npending;
+    /* Commits made durable after they return (walsync.c): the writer
+     * connection's commits so far (counted by its WAL hook) and, when the
+     * WAL's sync is taken off its COMMITs, what the syncs have covered.
+     * dur NULL: synchronous=FULL, a commit is durable when it returns. */
+    _Atomic uint64_t commits;
+    struct ah_sq_dur *dur;
+    /* Set by a group scope's end for its release of mu: the scope's writes
+     * are answered through the committer, after their sync; this release
+     * does not wait for it. Holder only. */
+    bool dur_skip;
 } ah_sq_store;
 
 /** The engine's vtable (engine.c). */
@@ -342,6 +352,27 @@ void ah_sq_walbuf_stats(unsigned long long *writes, unsigned long long *flushes)
  *  any WAL file fail as a full disk makes them fail (SQLITE_FULL, nothing
  *  written); 0 cancels. Process-wide. */
 void ah_sq_walbuf_fail_writes(int n);
+
+/* ---- walsync.c --------------------------------------------------------- */
+
+/** Takes the WAL's sync off the writer's COMMITs (synchronous=NORMAL, the
+ *  sync made by ah_sq_durable) when the WAL file can be opened; else
+ *  nothing changes (FULL). For a file database in WAL mode whose WAL hook
+ *  counts its commits (the checkpointer's). */
+void ah_sq_walsync_start(ah_sq_store *w);
+/** Makes the last commits durable and lets the WAL go (before close). */
+void ah_sq_walsync_stop(ah_sq_store *w);
+/** Blocks until every commit of w up to `mark` (a value of w->commits) is
+ *  on disk: syncs the WAL, or waits for the sync under way. false when a
+ *  sync failed before reaching it. */
+bool ah_sq_durable(ah_sq_store *w, uint64_t mark);
+/** For a thread letting go of w or one of its readers: waits until what is
+ *  committed by now is durable, unless the thread deferred (below). */
+void ah_sq_durable_after(ah_sq_store *w);
+/* The vtable's commit_mark, durable and defer_durable (store.h). */
+uint64_t ah_sq_commit_mark(ah_store *st);
+bool ah_sq_durable_op(ah_store *st, uint64_t mark);
+void ah_sq_defer_durable(ah_store *st, bool defer);
 
 /* ---- schema.c ---------------------------------------------------------- */
 

@@ -245,6 +245,8 @@ void ah_sq_mu_unlock(ah_sq_store *s)
      * answering the group, which takes mu back and writes them. */
     bool hold = s->log_hold;
     s->log_hold = false;
+    bool dur_skip = s->dur_skip; /* for the outermost release only */
+    s->dur_skip = false;
     if (!hold && s->mu_depth == 1 && s->scope_depth == 0 &&
         atomic_load_explicit(&s->log_npending, memory_order_acquire) > 0)
         ah_sq_log_flush_locked(s);
@@ -266,6 +268,10 @@ void ah_sq_mu_unlock(ah_sq_store *s)
         if (!flushed)
             break;
     }
+    /* What this thread wrote or read is committed: it leaves once it is on
+     * disk too (walsync.c), unless the committer answers for it. */
+    if (last && !dur_skip)
+        ah_sq_durable_after(s);
 }
 
 void ah_sq_lock(ah_sq_store *s)
