@@ -15,7 +15,10 @@
  * as many requests as arrived around the previous one. Each callback
  * runs once, after the transaction holding its writes committed (ok) or
  * rolled back (not ok), on the committer's thread. Nothing is acknowledged
- * before it is committed.
+ * before it is committed. An engine whose commits reach the disk after they
+ * return (store.h, commit_mark: SQLite's WAL, synced apart) has them
+ * answered by a second thread, the answerer, once durable (ok false when
+ * the sync failed): the committer commits the next group meanwhile.
  */
 #ifndef AH_STORE_COMMITTER_H
 #define AH_STORE_COMMITTER_H

@@ -796,11 +796,13 @@ ah_store *ah_store_sqlite_open(const char *path, const struct ah_logger *lg, cha
      * journal outgrew the spill failed with SQLITE_FULL writing the
      * temporary file (check_store test_group_scope_rollback_past_spill).
      * synchronous=FULL: a commit's WAL frames reach the disk (fdatasync)
-     * before the commit returns and its requests are answered, so an
-     * acknowledged write survives a power loss or an OS crash too, not
-     * only a killed process (NORMAL, before 2026-12-06, synced only at
-     * checkpoints: the last groups answered could be lost). One sync a
-     * group commit, shared by its requests (bench/README.md). */
+     * before the commit returns, so an acknowledged write survives a power
+     * loss or an OS crash too, not only a killed process (NORMAL alone,
+     * before 2026-12-06, synced only at checkpoints: the last groups
+     * answered could be lost). A file database in WAL mode then takes the
+     * sync off its commits (walsync.c: NORMAL, the sync made after the
+     * commit, outside the lock, for every commit made meanwhile, and
+     * nothing answered or read before it; bench/README.md). */
     if (sqlite3_exec(s->db, "PRAGMA page_size=4096", NULL, NULL, &msg) != SQLITE_OK ||
         sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", journal_mode_cb, mode, &msg) !=
             SQLITE_OK ||
