@@ -32,8 +32,9 @@ struct ah_logger;
 typedef struct ah_store_committer ah_store_committer;
 
 /** Called once the group transaction holding a request's writes ended:
- *  committed (ok) or rolled back. Runs on the committer's thread; must not
- *  block for long. */
+ *  committed (ok; and durable, where the engine syncs apart) or rolled back
+ *  (or its sync failed). Runs on the committer's thread, or its answerer's;
+ *  must not block for long. */
 typedef void (*ah_store_committed_fn)(void *arg, bool ok);
 
 /** Starts the committer of `s` (which must have group_begin; NULL and err

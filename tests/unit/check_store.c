@@ -1297,19 +1297,25 @@ typedef struct writer_arg {
     done_arg *done;
 } writer_arg;
 
+/* One request through the committer: a sequence drawn in a group scope,
+ * its callback counted in w->done. */
+static void one_group_request(writer_arg *w)
+{
+    uint64_t g = 0;
+    int64_t v = 0;
+    ah_store_committer_enter(w->c);
+    ck_assert_int_eq(w->s->ops->group_begin(w->s, 0, &g), AH_STORE_OK);
+    ck_assert_int_eq(w->s->ops->sequence_next(w->s, w->tenant, "n", &v), AH_STORE_OK);
+    ck_assert_int_eq(w->s->ops->scope_end(w->s, true), AH_STORE_OK);
+    ck_assert_int_eq(ah_store_committer_add(w->c, g, on_committed, w->done), 0);
+    ah_store_committer_leave(w->c);
+}
+
 static void *group_writer(void *p)
 {
     writer_arg *w = p;
-    for (int i = 0; i < 100; i++) {
-        uint64_t g = 0;
-        int64_t v = 0;
-        ah_store_committer_enter(w->c);
-        ck_assert_int_eq(w->s->ops->group_begin(w->s, 0, &g), AH_STORE_OK);
-        ck_assert_int_eq(w->s->ops->sequence_next(w->s, w->tenant, "n", &v), AH_STORE_OK);
-        ck_assert_int_eq(w->s->ops->scope_end(w->s, true), AH_STORE_OK);
-        ck_assert_int_eq(ah_store_committer_add(w->c, g, on_committed, w->done), 0);
-        ah_store_committer_leave(w->c);
-    }
+    for (int i = 0; i < 100; i++)
+        one_group_request(w);
     return NULL;
 }
 
@@ -1443,18 +1449,6 @@ START_TEST(test_committer)
 END_TEST
 
 
-/* One request of the committer's (group_writer's body, once). */
-static void one_group_request(writer_arg *w)
-{
-    uint64_t g = 0;
-    int64_t v = 0;
-    ah_store_committer_enter(w->c);
-    ck_assert_int_eq(w->s->ops->group_begin(w->s, 0, &g), AH_STORE_OK);
-    ck_assert_int_eq(w->s->ops->sequence_next(w->s, w->tenant, "n", &v), AH_STORE_OK);
-    ck_assert_int_eq(w->s->ops->scope_end(w->s, true), AH_STORE_OK);
-    ck_assert_int_eq(ah_store_committer_add(w->c, g, on_committed, w->done), 0);
-    ah_store_committer_leave(w->c);
-}
 
 /* Waits (up to 20 s) until `want` threads wait in the store's WAL sync. */
 static void until_sync_waiters(ah_store *s, unsigned long want)
