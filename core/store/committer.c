@@ -178,12 +178,20 @@ static item *take_ready_locked(ah_store_committer *c, bool *more)
 
 static void run_ready(ah_store_committer *c, item *ready)
 {
+    /* Counted before they run (a stats reader that sees a callback's
+     * effect sees it counted), in one take of mu, not one a request: mu
+     * is what every request's enter, add and leave take too. */
+    uint64_t n = 0;
+    for (item *it = ready; it != NULL; it = it->next)
+        n++;
+    if (n > 0) {
+        pthread_mutex_lock(&c->mu);
+        c->requests += n;
+        pthread_mutex_unlock(&c->mu);
+    }
     while (ready != NULL) {
         item *it = ready;
         ready = it->next;
-        pthread_mutex_lock(&c->mu);
-        c->requests++;
-        pthread_mutex_unlock(&c->mu);
         it->fn(it->arg, it->ok);
         free(it);
     }
