@@ -229,7 +229,9 @@ static void *answerer_main(void *arg)
 {
     (void)pthread_setname_np(pthread_self(), "ah-answer"); /* top -H, perf */
     ah_store_committer *c = arg;
-    c->defer_durable(c->store, true);
+    /* Not a deferring thread: a callback may reach the store (an
+     * idempotency key's outcome written inline), and what it writes
+     * must be durable before it is answered, as on any thread. */
     pthread_mutex_lock(&c->mu);
     for (;;) {
         c->answerer_idle = true;

@@ -807,8 +807,9 @@ typedef struct ah_store_ops {
      *  WAL, sqlite/walsync.c), gives a mark of what is committed by now
      *  (commit_mark), and makes a mark durable (durable: blocks until every
      *  commit up to it is on disk, syncing or waiting for the sync under
-     *  way; false when a sync failed first: nothing committed since may be
-     *  acknowledged). Its calls from any thread wait for that themselves
+     *  way; false when it cannot be: nothing up to it may be acknowledged.
+     *  SQLite never answers false: a failed sync stops the process,
+     *  sqlite/walsync.c). Its calls from any thread wait for that themselves
      *  before they return, except on a thread that called
      *  defer_durable(true) (until defer_durable(false)): the committer's
      *  (store/committer.c), which calls durable before it answers
@@ -944,19 +945,18 @@ typedef struct ah_store_sqlite_ckpt {
 int ah_store_sqlite_ckpt_stats(ah_store *s, ah_store_sqlite_ckpt *out);
 
 /** The SQLite engine's syncs of its WAL (sqlite/walsync.c): commits of the
- *  writer connection so far, those the syncs covered, fdatasync calls
- *  made, threads waiting in one for a later commit, and whether a sync
- *  failed. */
+ *  writer connection so far; writes made to the WAL so far and those the
+ *  syncs covered; fdatasync calls made; threads waiting in one for later
+ *  writes. */
 typedef struct ah_store_sqlite_sync {
-    uint64_t commits, synced;
+    uint64_t commits, written, synced;
     unsigned long syncs, waiting;
-    bool failed;
 } ah_store_sqlite_sync;
 
 /** TEST HOOKS, never used by the daemon, for a SQLite store whose WAL syncs
  *  are taken off its commits (AH_STORE_ERR for any other): the counters;
  *  syncs held back (hold true) until released; the next n syncs failing
- *  as a failing disk's (EIO). */
+ *  as a failing disk's (EIO), which stops the process (exit status 74). */
 int ah_store_sqlite_sync_stats(ah_store *s, ah_store_sqlite_sync *out);
 int ah_store_sqlite_sync_hold(ah_store *s, bool hold);
 int ah_store_sqlite_sync_fail(ah_store *s, int n);

@@ -576,8 +576,10 @@ void ah_sq_group_answered(ah_store *st)
 {
     ah_sq_store *s = ah_sq(st);
     /* mu busy: its holder writes them when it lets go (ah_sq_mu_unlock). */
-    if (atomic_load_explicit(&s->log_npending, memory_order_acquire) > 0 && ah_sq_mu_trylock(s))
+    if (atomic_load_explicit(&s->log_npending, memory_order_acquire) > 0 && ah_sq_mu_trylock(s)) {
+        s->dur_skip = s->mu_depth == 1; /* log rows: nobody's answer waits for them */
         ah_sq_mu_unlock(s); /* writes them: into an open group, or on their own */
+    }
 }
 
 void ah_sq_group_listen(ah_store *st, void (*ended)(void *arg, uint64_t group, bool ok), void *arg)

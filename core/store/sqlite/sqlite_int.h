@@ -225,8 +225,9 @@ typedef struct ah_sq_store {
     struct ah_sq_log_pending *log_head, *log_tail;
     _Atomic size_t log_npending;
     /* Commits made durable after they return (walsync.c): the writer
-     * connection's commits so far (counted by its WAL hook) and, when the
-     * WAL's sync is taken off its COMMITs, what the syncs have covered.
+     * connection's commits so far (counted by its WAL hook, for the
+     * figures) and, when the WAL's sync is taken off its COMMITs, the
+     * syncs' state (marks are counts of the WAL's writes, walbuf.c).
      * dur NULL: synchronous=FULL, a commit is durable when it returns. */
     _Atomic uint64_t commits;
     struct ah_sq_dur *dur;
@@ -348,6 +349,10 @@ int ah_sq_fields_register(sqlite3 *db, ah_sq_packer *p);
 const char *ah_sq_walbuf_vfs(void);
 /** WAL writes SQLite made through it, and the writes they became. */
 void ah_sq_walbuf_stats(unsigned long long *writes, unsigned long long *flushes);
+/** How many writes were made to `wal` (a WAL file this VFS opened: the
+ *  writer's, SQLITE_FCNTL_JOURNAL_POINTER) so far, each counted once it
+ *  returned: 0, or -1 for a file this VFS did not open. */
+int ah_sq_walbuf_written(sqlite3_file *wal, uint64_t *out);
 /** TEST HOOK, never used by the daemon: the next n writes the VFS makes to
  *  any WAL file fail as a full disk makes them fail (SQLITE_FULL, nothing
  *  written); 0 cancels. Process-wide. */
@@ -362,9 +367,9 @@ void ah_sq_walbuf_fail_writes(int n);
 void ah_sq_walsync_start(ah_sq_store *w);
 /** Makes the last commits durable and lets the WAL go (before close). */
 void ah_sq_walsync_stop(ah_sq_store *w);
-/** Blocks until every commit of w up to `mark` (a value of w->commits) is
- *  on disk: syncs the WAL, or waits for the sync under way. false when a
- *  sync failed before reaching it. */
+/** Blocks until every write of w's WAL up to `mark` (a count of them,
+ *  ah_sq_commit_mark) is on disk: syncs the WAL, or waits for the sync
+ *  under way. A failed sync stops the process (walsync.c). */
 bool ah_sq_durable(ah_sq_store *w, uint64_t mark);
 /** For a thread letting go of w or one of its readers: waits until what is
  *  committed by now is durable, unless the thread deferred (below). */

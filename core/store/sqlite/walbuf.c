@@ -75,6 +75,10 @@ typedef struct walbuf_file {
     const char *db_name;
     bool main_db;       /* the database file itself */
     bool failed;        /* a WAL whose buffer could not be written */
+    /* Writes made to the file so far, counted once each has returned
+     * (walsync.c's mark): a commit's frames, its checksums rewritten, are
+     * all counted before SQLite publishes it to readers. */
+    _Atomic uint64_t written;
     sqlite3_int64 lost; /* failed: from here on the file is not what SQLite wrote */
     struct walbuf_file *next_wal; /* the open WAL files (pending_mu) */
 } walbuf_file;
@@ -98,7 +102,9 @@ static int wal_write(walbuf_file *f, const void *p, int n, sqlite3_int64 off)
     }
     if (left > 0)
         return SQLITE_FULL; /* what the default VFS reports for ENOSPC */
-    return f->real->pMethods->xWrite(f->real, p, n, off);
+    int rc = f->real->pMethods->xWrite(f->real, p, n, off);
+    atomic_fetch_add_explicit(&f->written, 1, memory_order_seq_cst);
+    return rc;
 }
 
 /* f could not be written from `off` on (pending_mu held). */
@@ -487,6 +493,14 @@ const char *ah_sq_walbuf_vfs(void)
 {
     pthread_once(&walbuf_once, walbuf_register);
     return walbuf_rc == SQLITE_OK ? AH_SQ_WALBUF_VFS : NULL;
+}
+
+int ah_sq_walbuf_written(sqlite3_file *wal, uint64_t *out)
+{
+    if (wal == NULL || wal->pMethods != &walbuf_io || !((walbuf_file *)wal)->wal)
+        return -1;
+    *out = atomic_load_explicit(&((walbuf_file *)wal)->written, memory_order_seq_cst);
+    return 0;
 }
 
 void ah_sq_walbuf_fail_writes(int n)

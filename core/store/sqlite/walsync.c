@@ -22,19 +22,30 @@
  *     requests; a group's commit is never held up by the previous one's
  *     sync, and one fdatasync serves every group committed meanwhile;
  *   - every other thread: when it lets go of the writer connection for
- *     good, or of a reader connection, it waits until what was committed
- *     by then is synced (ah_sq_durable_after): what it wrote or read may
- *     then be answered or sent. Not when it ends a group scope (its writes
- *     are answered through the committer, after their sync), nor on the
- *     committer's own threads (ah_sq_defer_durable). Without commits since
- *     the last sync this is one atomic load.
+ *     good, or of a reader connection, it waits until what was written to
+ *     the WAL by then is synced (ah_sq_durable_after): what it wrote or
+ *     read may then be answered or sent. Not when it ends a group scope
+ *     (its writes are answered through the committer, after their sync)
+ *     or writes a log row, nor on a thread that defers (the committer's,
+ *     a sync run's: ah_sq_defer_durable). Without writes since the last
+ *     sync this is one atomic load.
+ *
+ * Marks count the writes made to the WAL file (walbuf.c), not commits: a
+ * commit is published to readers after its frames (and any checksums
+ * SQLite rewrites) are written, so a reader that saw it finds its writes
+ * counted; a count of commits, bumped by the WAL hook after publication,
+ * would let a reader answer with a commit not counted yet. Commits made
+ * by another process on the same file (the CLI beside the daemon) are
+ * that process's to sync.
  *
  * A failed fdatasync (EIO) leaves the kernel free to have dropped the
- * failed pages: what it covered may never reach the disk, and a retry
- * cannot tell (PostgreSQL panics). The store keeps serving reads, and
- * from then on no write through the committer is acknowledged: durable()
- * answers false for every mark past the last good sync, until a restart
- * (which replays the WAL as the file holds it). Logged once, as an error.
+ * failed pages: what it covered may or may not reach the disk, and a retry
+ * cannot tell. Those commits are already published and may have been
+ * read; no answer about them can be true (a "failed" would make a client
+ * retry a write that may be stored). So the process stops at once (exit
+ * status 74, EX_IOERR, logged), as PostgreSQL panics: its clients see
+ * their connections drop (an unknown outcome, which their idempotency keys
+ * settle), and the restart replays the WAL as the disk holds it.
  *
  * Only a file database in WAL mode whose WAL this file could open
  * (ah_sq_walsync_start) works this way; any other keeps synchronous=FULL.
@@ -46,17 +57,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 struct ah_sq_dur {
+    sqlite3_file *wal; /* the writer's WAL (walbuf.c): its write count */
     int fd; /* the WAL file, opened for its fdatasync only */
     char *path; /* its name, to open it again should it be replaced */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    uint64_t synced;              /* commits on disk (mu) */
+    uint64_t synced;              /* WAL writes on disk (mu) */
     _Atomic uint64_t synced_pub;  /* the same, read without mu */
     bool syncing;                 /* a thread is in fdatasync (mu) */
-    bool failed;                  /* a sync failed: nothing later is durable */
     unsigned long syncs;          /* fdatasync calls made (mu) */
     unsigned long waiting;        /* threads in durable() for a later mark (mu) */
     /* Test hooks (ah_store_sqlite_sync_hold / _fail). */
@@ -65,17 +77,22 @@ struct ah_sq_dur {
 };
 
 /* Threads that let nothing out before durable() themselves: the
- * committer's two, a sync run's thread while it runs. */
+ * committer's, a sync run's while it runs. */
 static _Thread_local bool tl_defer;
 
 void ah_sq_walsync_start(ah_sq_store *w)
 {
     const char *wal = sqlite3_filename_wal(sqlite3_db_filename(w->db, "main"));
-    if (wal == NULL || *wal == '\0')
-        return;
+    sqlite3_file *wf = NULL;
+    uint64_t n = 0;
+    if (wal == NULL || *wal == '\0' ||
+        sqlite3_file_control(w->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wf) != SQLITE_OK ||
+        ah_sq_walbuf_written(wf, &n) != 0)
+        return; /* not a WAL this engine's VFS writes: no count to go by */
     struct ah_sq_dur *d = calloc(1, sizeof *d);
     if (d == NULL)
         return;
+    d->wal = wf;
     /* The WAL exists once the connection has read the file in WAL mode
      * (the caller made sure); O_RDONLY is enough for fdatasync. */
     d->path = strdup(wal);
@@ -103,9 +120,9 @@ void ah_sq_walsync_stop(ah_sq_store *w)
     struct ah_sq_dur *d = w->dur;
     if (d == NULL)
         return;
-    /* The last commits (the close's own) are made durable before the WAL
-     * is let go; SQLite's close checkpoints and syncs them too. */
-    (void)ah_sq_durable(w, atomic_load_explicit(&w->commits, memory_order_acquire));
+    /* What was written is made durable before the WAL is let go (SQLite's
+     * close then checkpoints and syncs what comes after). */
+    (void)ah_sq_durable(w, ah_sq_commit_mark(&w->base));
     w->dur = NULL;
     close(d->fd);
     free(d->path);
@@ -147,6 +164,14 @@ static int sync_wal(struct ah_sq_dur *d)
     return rc;
 }
 
+/* What this file counts: the writes made to the WAL so far. */
+static uint64_t written(const struct ah_sq_dur *d)
+{
+    uint64_t n = 0;
+    (void)ah_sq_walbuf_written(d->wal, &n);
+    return n;
+}
+
 bool ah_sq_durable(ah_sq_store *w, uint64_t mark)
 {
     struct ah_sq_dur *d = w->dur;
@@ -156,44 +181,45 @@ bool ah_sq_durable(ah_sq_store *w, uint64_t mark)
         return true;
     pthread_mutex_lock(&d->mu);
     d->waiting++;
-    while (d->synced < mark && !d->failed) {
+    while (d->synced < mark) {
         if (d->syncing) { /* its sync may not cover mark: wait, then look */
             pthread_cond_wait(&d->cv, &d->mu);
             continue;
         }
         d->syncing = true;
-        /* Every commit counted by now has written its frames (the WAL
-         * hook runs after them): this sync covers them all. */
-        uint64_t upto = atomic_load_explicit(&w->commits, memory_order_acquire);
+        /* Every write counted by now has returned: this sync covers them. */
+        uint64_t upto = written(d);
         pthread_mutex_unlock(&d->mu);
         int rc = sync_wal(d);
         int e = errno;
         pthread_mutex_lock(&d->mu);
         d->syncing = false;
         d->syncs++;
-        if (rc == 0 && upto > d->synced) {
+        if (rc != 0) {
+            /* See the top of this file: no answer about what it covered
+             * can be true. */
+            ah_log(w->base.lg, AH_LOG_ERROR, "store",
+                   "sqlite: the WAL could not be synced to disk (%s): stopping at once; the "
+                   "restart replays what the disk holds",
+                   strerror(e));
+            _exit(EX_IOERR);
+        }
+        if (upto > d->synced) {
             d->synced = upto;
             atomic_store_explicit(&d->synced_pub, upto, memory_order_release);
-        } else if (rc != 0) {
-            d->failed = true;
-            ah_log(w->base.lg, AH_LOG_ERROR, "store",
-                   "sqlite: the WAL could not be synced to disk (%s): no write is acknowledged "
-                   "from now on; restart atshub once the disk is sound",
-                   strerror(e));
         }
         pthread_cond_broadcast(&d->cv);
     }
-    bool ok = d->synced >= mark;
     d->waiting--;
     pthread_mutex_unlock(&d->mu);
-    return ok;
+    return true;
 }
 
 void ah_sq_durable_after(ah_sq_store *w)
 {
     if (w->dur == NULL || tl_defer)
         return;
-    (void)ah_sq_durable(w, atomic_load_explicit(&w->commits, memory_order_acquire));
+    (void)ah_sq_durable(w, written(w->dur));
 }
 
 void ah_sq_defer_durable(ah_store *st, bool defer)
@@ -204,7 +230,8 @@ void ah_sq_defer_durable(ah_store *st, bool defer)
 
 uint64_t ah_sq_commit_mark(ah_store *st)
 {
-    return atomic_load_explicit(&ah_sq(st)->commits, memory_order_acquire);
+    ah_sq_store *w = ah_sq(st);
+    return w->dur != NULL ? written(w->dur) : 0;
 }
 
 bool ah_sq_durable_op(ah_store *st, uint64_t mark)
@@ -253,10 +280,10 @@ int ah_store_sqlite_sync_stats(ah_store *st, ah_store_sqlite_sync *out)
     pthread_mutex_lock(&d->mu);
     *out = (ah_store_sqlite_sync){
         .commits = atomic_load_explicit(&w->commits, memory_order_acquire),
+        .written = written(d),
         .synced = d->synced,
         .syncs = d->syncs,
         .waiting = d->waiting,
-        .failed = d->failed,
     };
     pthread_mutex_unlock(&d->mu);
     return AH_STORE_OK;
