@@ -36,33 +36,47 @@ fail=0
 pass=0
 
 # --- includes -------------------------------------------------------------
-declare -A header_layer
-while IFS= read -r h; do
-    b="$(basename "$h")"
-    if [ -n "${header_layer[$b]:-}" ]; then
-        echo "layers: two headers named $b under core/: one module, one header" >&2
-        fail=$((fail + 1))
-    fi
-    header_layer[$b]="$(layer_of "$h")"
-done < <(find "$core" -name '*.h' | sort)
-
-inc_bad=0
-while IFS= read -r f; do
-    fl="$(layer_of "$f")"
-    if [ -z "$fl" ]; then
-        echo "layers: ${f#"$src"/} is in no layer folder" >&2
-        inc_bad=$((inc_bad + 1))
-        continue
-    fi
-    while IFS= read -r inc; do
-        hl="${header_layer[$inc]:-}"
-        [ -n "$hl" ] || continue # a system or SDK header
-        if [ "${rank[$hl]}" -gt "${rank[$fl]}" ]; then
-            echo "layers: ${f#"$src"/} ($fl) includes $inc ($hl): an upward include" >&2
-            inc_bad=$((inc_bad + 1))
-        fi
-    done < <(sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/p' "$f" | xargs -r -n1 basename)
-done < <(find "$core" -name '*.[ch]' | sort)
+# One awk over every file (a process per file made this check take 30 s).
+# Its input: "H path" for each header, then "F path" for each file; it reads
+# each file's quoted includes itself.
+order="${layers[*]}"
+inc_out="$( { find "$core" -name '*.h' | sort | sed 's/^/H /'
+              find "$core" -name '*.[ch]' | sort | sed 's/^/F /'; } |
+  awk -v core="$core" -v src="$src" -v order="$order" '
+    function layer(path,   rel, top) {
+        rel = substr(path, length(core) + 2)
+        if (rel ~ /^daemon\./) return "daemon"
+        if (index(rel, "/") == 0) return ""
+        top = substr(rel, 1, index(rel, "/") - 1)
+        return (top in r) ? top : ""
+    }
+    function base(path) { sub(/.*\//, "", path); return path }
+    BEGIN { n = split(order, a, " "); for (i = 1; i <= n; i++) r[a[i]] = i }
+    $1 == "H" {
+        b = base($2)
+        if (b in hl) { print "layers: two headers named " b " under core/: one module, one header"; dup++ }
+        hl[b] = layer($2)
+        next
+    }
+    $1 == "F" {
+        f = $2; fl = layer(f); rel = substr(f, length(src) + 2)
+        if (fl == "") { print "layers: " rel " is in no layer folder"; bad++; next }
+        while ((getline line < f) > 0) {
+            if (line !~ /^[ \t]*#[ \t]*include[ \t]*"/) continue
+            sub(/^[ \t]*#[ \t]*include[ \t]*"/, "", line); sub(/".*/, "", line)
+            inc = base(line)
+            if (!(inc in hl) || hl[inc] == "") continue # a system or SDK header
+            if (r[hl[inc]] > r[fl]) {
+                print "layers: " rel " (" fl ") includes " inc " (" hl[inc] "): an upward include"
+                bad++
+            }
+        }
+        close(f)
+    }
+    END { printf "%d %d\n", dup + 0, bad + 0 }')"
+echo "$inc_out" | sed '$d' >&2
+read -r inc_dup inc_bad <<<"$(echo "$inc_out" | tail -n 1)"
+fail=$((fail + inc_dup))
 if [ "$inc_bad" -eq 0 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
 
 # --- the link graph -------------------------------------------------------
@@ -75,17 +89,26 @@ fi
 defs="$(mktemp)"
 uses="$(mktemp)"
 trap 'rm -f "$defs" "$uses"' EXIT
+keep=()
 for o in "${objs[@]}"; do
     # Only objects whose source still exists (a reused build folder keeps
     # the objects of moved files).
     rel="${o#*.dir/}"
     [ -f "$src/${rel%.o}" ] || continue
-    l="$(layer_of "$o")"
-    [ -n "$l" ] || { echo "layers: object $o is in no layer" >&2; continue; }
-    nm --defined-only -g "$o" | awk -v l="$l" -v o="${o##*/core/}" 'NF == 3 { print $3, l, o }' >>"$defs"
-    nm -u "$o" | awk -v l="$l" -v o="${o##*/core/}" '{ print $NF, l, o }' >>"$uses"
+    [ -n "$(layer_of "$o")" ] || { echo "layers: object $o is in no layer" >&2; continue; }
+    keep+=("$o")
 done
-order="${layers[*]}"
+# One nm each for definitions and uses over every object (-A names the
+# object on each line: "OBJ: [VALUE] TYPE SYMBOL").
+obj_layers() { # reads nm -A lines; prints "SYMBOL LAYER OBJECT"
+    awk '
+        { obj = $1; sub(/:[^:]*$/, "", obj); rel = obj; sub(/.*\.dir\/core\//, "", rel)
+          if (rel ~ /^daemon\./) l = "daemon"
+          else { l = substr(rel, 1, index(rel, "/") - 1) }
+          print $NF, l, rel }'
+}
+nm -A --defined-only -g "${keep[@]}" | awk 'NF == 3' | obj_layers >"$defs"
+nm -A -u "${keep[@]}" | obj_layers >"$uses"
 link_bad="$(awk -v order="$order" '
     BEGIN { n = split(order, a, " "); for (i = 1; i <= n; i++) r[a[i]] = i }
     NR == FNR { if (!($1 in def)) { def[$1] = $2; where[$1] = $3 } next }
