@@ -1803,16 +1803,28 @@ static Suite *exactly_once_suite(void)
     tcase_set_timeout(ts, 120);
     tcase_add_loop_test(ts, next_sync_settles_unknown, 0, 2);
     suite_add_tcase(s, ts);
-    TCase *tw = tcase_create("every_write");
+    /* Every write in four cases of similar length, which the sanitizer
+     * builds' ctest runs side by side (tests/CMakeLists.txt, CASES). */
+    TCase *tw = tcase_create("every_write_faults_a");
     tcase_set_timeout(tw, 120);
-    tcase_add_loop_test(tw, every_write_under_each_fault, 0, N_WRITE_CASES * 4);
-    tcase_add_loop_test(tw, every_settled_write, 0, N_WRITE_CASES);
-    tcase_add_loop_test(tw, schedule_settles_unknown, 0, N_WRITE_CASES);
-    tcase_add_loop_test(tw, bulk_item_unknown_settled, 0, N_BULK_CASES * 2);
-    tcase_add_loop_test(tw, bus_bulk_reject_items_settled, 0, 2);
-    tcase_add_test(tw, settled_writes_pruned);
-    tcase_add_test(tw, screened_step_unknown_settled);
+    tcase_add_loop_test(tw, every_write_under_each_fault, 0, N_WRITE_CASES * 2);
     suite_add_tcase(s, tw);
+    TCase *tw2 = tcase_create("every_write_faults_b");
+    tcase_set_timeout(tw2, 120);
+    tcase_add_loop_test(tw2, every_write_under_each_fault, N_WRITE_CASES * 2, N_WRITE_CASES * 4);
+    suite_add_tcase(s, tw2);
+    TCase *tw3 = tcase_create("every_write_settled");
+    tcase_set_timeout(tw3, 120);
+    tcase_add_loop_test(tw3, every_settled_write, 0, N_WRITE_CASES);
+    tcase_add_loop_test(tw3, schedule_settles_unknown, 0, N_WRITE_CASES);
+    suite_add_tcase(s, tw3);
+    TCase *tw4 = tcase_create("every_write_bulk");
+    tcase_set_timeout(tw4, 120);
+    tcase_add_loop_test(tw4, bulk_item_unknown_settled, 0, N_BULK_CASES * 2);
+    tcase_add_loop_test(tw4, bus_bulk_reject_items_settled, 0, 2);
+    tcase_add_test(tw4, settled_writes_pruned);
+    tcase_add_test(tw4, screened_step_unknown_settled);
+    suite_add_tcase(s, tw4);
     TCase *tb = tcase_create("bulk");
     tcase_set_timeout(tb, 120);
     tcase_add_test(tb, bulk_duplicate_sent_once);
