@@ -76,10 +76,12 @@ typedef struct ah_route {
     unsigned flags;
     ah_http_handler fn;
     void *arg;
-    /* Handlers run outside the table lock; these let unroute wait for the
-     * calls still running on a removed route. */
-    atomic_int inflight;
-    atomic_bool removed;
+    /* Handlers run outside the table lock; this lets unroute wait for the
+     * calls still running on a removed route: the count of those calls, and
+     * ROUTE_REMOVED once the route left the table. One word, so that the
+     * call that ends last learns in its decrement whether to wake a waiter,
+     * and never touches the route after it (unroute may free it at once). */
+    atomic_uint state;
     size_t pathlen;
     /* Templated routes only (nseg > 0): the segments, and how many of them
      * are literal (the precedence among templates). */
@@ -90,6 +92,14 @@ typedef struct ah_route {
     const char *path;
     /* One allocation: the segments, then method and path, follow. */
 } ah_route;
+
+#define ROUTE_REMOVED 0x80000000u
+
+/* Calls running on r (its state without the removed bit). */
+static unsigned route_calls(ah_route *r)
+{
+    return atomic_load(&r->state) & ~ROUTE_REMOVED;
+}
 
 typedef struct ah_hdr {
     struct ah_hdr *next;
@@ -955,15 +965,14 @@ static ah_route *route_new(const char *method, const char *path, unsigned flags,
     r->flags = flags;
     r->fn = fn;
     r->arg = arg;
-    atomic_init(&r->inflight, 0);
-    atomic_init(&r->removed, false);
+    atomic_init(&r->state, 0u);
     return r;
 }
 
 /* Caller holds the write lock. */
 static void retire(ah_httpd *h, ah_route *r)
 {
-    atomic_store(&r->removed, true);
+    atomic_fetch_or(&r->state, ROUTE_REMOVED);
     r->next = h->retired;
     h->retired = r;
 }
@@ -974,7 +983,7 @@ static void sweep_retired(ah_httpd *h)
     ah_route **pp = &h->retired;
     while (*pp != NULL) {
         ah_route *r = *pp;
-        if (atomic_load(&r->inflight) == 0) {
+        if (route_calls(r) == 0) {
             *pp = r->next;
             free(r);
         } else {
@@ -1155,7 +1164,7 @@ static size_t take_arg(ah_route **list, size_t n, void *arg, ah_route **gone)
     for (size_t i = 0; i < n; i++) {
         ah_route *r = list[i];
         if (r->arg == arg) {
-            atomic_store(&r->removed, true);
+            atomic_fetch_or(&r->state, ROUTE_REMOVED);
             r->next = *gone;
             *gone = r;
         } else {
@@ -1177,7 +1186,7 @@ void ah_httpd_unroute_arg(ah_httpd *h, void *arg)
             if (r->arg == arg) {
                 *pp = r->next;
                 h->nexact--;
-                atomic_store(&r->removed, true);
+                atomic_fetch_or(&r->state, ROUTE_REMOVED);
                 r->next = gone;
                 gone = r;
             } else {
@@ -1205,7 +1214,7 @@ void ah_httpd_unroute_arg(ah_httpd *h, void *arg)
      * still running on these routes. */
     pthread_mutex_lock(&h->drain_mu);
     for (ah_route *r = gone; r != NULL; r = r->next)
-        while (atomic_load(&r->inflight) > 0)
+        while (route_calls(r) > 0)
             pthread_cond_wait(&h->drain_cv, &h->drain_mu);
     pthread_mutex_unlock(&h->drain_mu);
     while (gone != NULL) {
@@ -1316,7 +1325,7 @@ static ah_route *route_find(ah_httpd *h, const char *method, const char *path, s
         }
     }
     if (best != NULL) {
-        atomic_fetch_add(&best->inflight, 1);
+        atomic_fetch_add(&best->state, 1u);
     } else {
         for (ah_route *r = h->buckets[hash & (h->nbuckets - 1)]; r != NULL; r = r->next)
             if (r->hash == hash && r->pathlen == len && memcmp(r->path, path, len) == 0)
@@ -1354,7 +1363,9 @@ static void capture_params(ah_http_exchange *ex, const ah_route *r, const path_s
 
 static void route_release(ah_httpd *h, ah_route *r)
 {
-    if (atomic_fetch_sub(&r->inflight, 1) == 1 && atomic_load(&r->removed)) {
+    /* The last call on a removed route wakes unroute; r may be freed as
+     * soon as the count reaches zero, so it is not read after this. */
+    if (atomic_fetch_sub(&r->state, 1u) == (ROUTE_REMOVED | 1u)) {
         pthread_mutex_lock(&h->drain_mu);
         pthread_cond_broadcast(&h->drain_cv);
         pthread_mutex_unlock(&h->drain_mu);
