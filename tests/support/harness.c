@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -199,6 +200,81 @@ char *ah_t_store_dump(const char *dir, size_t *len)
     return all;
 }
 
+/* Copies the file `from` to `to` (created, mode 0600). 0 on success. */
+static int copy_file(const char *from, const char *to)
+{
+    int in = open(from, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return -1;
+    int out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (out < 0) {
+        close(in);
+        return -1;
+    }
+    char b[1 << 16];
+    ssize_t n;
+    int rc = 0;
+    while ((n = read(in, b, sizeof b)) > 0)
+        for (ssize_t off = 0; off < n && rc == 0;) {
+            ssize_t w = write(out, b + off, (size_t)(n - off));
+            if (w <= 0)
+                rc = -1;
+            else
+                off += w;
+        }
+    if (n < 0)
+        rc = -1;
+    close(in);
+    if (close(out) != 0)
+        rc = -1;
+    return rc;
+}
+
+/* The SQLite store every test starts from: an empty database migrated to
+ * the newest schema once, beside the test executable, and copied into each
+ * test's folder. Migrating a new database was over half the instructions of
+ * a test's set-up (SQLite re-reads the whole schema after each ALTER
+ * TABLE), which valgrind and the sanitizers multiplied; check_store still
+ * migrates from nothing, step by step. Remade when the executable is newer
+ * than it (a rebuild may have changed the migrations); made under a name of
+ * its own and renamed, so that suites running at once never see half of
+ * one. Returns its path (static), or NULL to let the daemon migrate. */
+static const char *store_template(void)
+{
+    static char tpl[4096];
+    char exe[4000];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return NULL;
+    exe[n] = '\0';
+    snprintf(tpl, sizeof tpl, "%s.store-template.db", exe);
+    struct stat se, st;
+    if (stat(exe, &se) == 0 && stat(tpl, &st) == 0 && st.st_mtime > se.st_mtime)
+        return tpl;
+    char tmp[4096 + 16];
+    snprintf(tmp, sizeof tmp, "%s.%ld", tpl, (long)getpid());
+    unlink(tmp);
+    char err[256];
+    ah_store *s = ah_store_sqlite_open(tmp, NULL, err, sizeof err);
+    if (s == NULL)
+        return NULL;
+    int rc = s->ops->migrate(s);
+    s->ops->close(s);
+    char side[4096 + 32];
+    snprintf(side, sizeof side, "%s-wal", tmp);
+    /* A WAL left behind would hold part of the schema: no template then. */
+    if (rc != 0 || access(side, F_OK) == 0 || rename(tmp, tpl) != 0) {
+        unlink(tmp);
+        unlink(side);
+        snprintf(side, sizeof side, "%s-shm", tmp);
+        unlink(side);
+        return NULL;
+    }
+    snprintf(side, sizeof side, "%s-shm", tmp);
+    unlink(side);
+    return tpl;
+}
+
 char *ah_t_write_ini(const char *dir, const char *extra)
 {
     const char *plugins = ah_t_env("AH_PLUGIN_DIR");
@@ -223,6 +299,13 @@ char *ah_t_write_ini(const char *dir, const char *extra)
         return NULL;
     }
     free(store);
+    if (!ah_t_pg()) {
+        char db[4096];
+        snprintf(db, sizeof db, "%s/atshub.db", dir);
+        const char *tpl = access(db, F_OK) != 0 ? store_template() : NULL;
+        if (tpl != NULL && copy_file(tpl, db) != 0)
+            unlink(db); /* the daemon makes it then */
+    }
     int rc = ah_t_write_file(path, text);
     free(text);
     if (rc != 0) {
