@@ -981,13 +981,16 @@ void ah_store_pg_fail_after(ah_store *s, int n);
  *  opened; -1 when `s` is not one. */
 int64_t ah_store_pg_round_trips(ah_store *s);
 
-/** TEST HOOKS, never used by the daemon: create (empty, UTF-8) or drop
- *  (forcing its sessions off) database `name` ([a-z_][a-z0-9_]*) on the
- *  server that server_url (a postgresql:// URL of any database of it, with
- *  the rights to) reaches. create writes the URL of the new database into
- *  url_out. */
-int ah_store_pg_create_database(const char *server_url, const char *name, char *url_out,
-                                size_t url_len, char *err, size_t errlen);
+/** TEST HOOKS, never used by the daemon: create, rename or drop (forcing
+ *  its sessions off) database `name` ([a-z_][a-z0-9_]*) on the server that
+ *  server_url (a postgresql:// URL of any database of it, with the rights
+ *  to) reaches. create makes an empty UTF-8 database when `template` is
+ *  NULL, else a copy of database `template` (which nobody may be connected
+ *  to), and writes the URL of the new database into url_out. */
+int ah_store_pg_create_database(const char *server_url, const char *name, const char *template,
+                                char *url_out, size_t url_len, char *err, size_t errlen);
+int ah_store_pg_rename_database(const char *server_url, const char *from, const char *to,
+                                char *err, size_t errlen);
 int ah_store_pg_drop_database(const char *server_url, const char *name);
 
 #endif

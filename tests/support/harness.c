@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,59 @@ bool ah_t_pg(void)
     return e != NULL && strcmp(e, "postgresql") == 0;
 }
 
+/* The test executable's path and modification time (0 on failure). */
+static int self_exe(char *exe, size_t n, time_t *mtime)
+{
+    ssize_t l = readlink("/proc/self/exe", exe, n - 1);
+    struct stat se;
+    if (l <= 0)
+        return -1;
+    exe[l] = '\0';
+    if (stat(exe, &se) != 0)
+        return -1;
+    *mtime = se.st_mtime;
+    return 0;
+}
+
+/* On PostgreSQL, each test's database is a copy (CREATE DATABASE ...
+ * TEMPLATE) of one migrated once per server and executable build (see
+ * store_template for why): this names it, after the executable's path and
+ * modification time, or NULL. */
+static const char *pg_template_name(void)
+{
+    static char name[64];
+    char exe[4096];
+    time_t mtime;
+    if (self_exe(exe, sizeof exe, &mtime) != 0)
+        return NULL;
+    uint32_t h = 2166136261u; /* FNV-1a: a short tag for the path */
+    for (const char *p = exe; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    snprintf(name, sizeof name, "ah_tpl_%08x_%lx", h, (unsigned long)mtime);
+    return name;
+}
+
+/* Makes the template database `tpl`: migrated under a name of its own and
+ * renamed, so that a suite running at the same time never copies half of
+ * one. 0 when it exists afterwards. */
+static int pg_template_make(const char *server, const char *tpl)
+{
+    char tmp[64], url[512], err[512] = "";
+    snprintf(tmp, sizeof tmp, "%.40s_%ld", tpl, (long)getpid());
+    (void)ah_store_pg_drop_database(server, tmp);
+    if (ah_store_pg_create_database(server, tmp, NULL, url, sizeof url, err, sizeof err) != 0)
+        return -1;
+    ah_store *st = ah_store_pg_open(url, NULL, err, sizeof err);
+    int rc = st != NULL ? st->ops->migrate(st) : -1;
+    if (st != NULL)
+        st->ops->close(st);
+    if (rc == 0 && ah_store_pg_rename_database(server, tmp, tpl, err, sizeof err) == 0)
+        return 0;
+    (void)ah_store_pg_drop_database(server, tmp);
+    /* Another suite may have made it meanwhile. */
+    return strstr(err, "already exists") != NULL ? 0 : -1;
+}
+
 char *ah_t_store_url(const char *dir)
 {
     if (!ah_t_pg())
@@ -123,8 +177,15 @@ char *ah_t_store_url(const char *dir)
         if (*p >= 'A' && *p <= 'Z')
             *p = (char)(*p - 'A' + 'a');
     char url[512], err[512] = "";
-    if (ah_store_pg_create_database(server, name, url, sizeof url, err, sizeof err) != 0 &&
-        strstr(err, "already exists") == NULL) {
+    const char *tpl = pg_template_name();
+    int rc = ah_store_pg_create_database(server, name, tpl, url, sizeof url, err, sizeof err);
+    if (rc != 0 && tpl != NULL && strstr(err, "does not exist") != NULL &&
+        pg_template_make(server, tpl) == 0)
+        rc = ah_store_pg_create_database(server, name, tpl, url, sizeof url, err, sizeof err);
+    if (rc != 0 && strstr(err, "already exists") == NULL)
+        /* No template: an empty database, which the daemon migrates. */
+        rc = ah_store_pg_create_database(server, name, NULL, url, sizeof url, err, sizeof err);
+    if (rc != 0 && strstr(err, "already exists") == NULL) {
         fprintf(stderr, "harness: create database %s: %s\n", name, err);
         return NULL;
     }
@@ -243,13 +304,12 @@ static const char *store_template(void)
 {
     static char tpl[4096];
     char exe[4000];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0)
+    time_t mtime;
+    if (self_exe(exe, sizeof exe, &mtime) != 0)
         return NULL;
-    exe[n] = '\0';
     snprintf(tpl, sizeof tpl, "%s.store-template.db", exe);
-    struct stat se, st;
-    if (stat(exe, &se) == 0 && stat(tpl, &st) == 0 && st.st_mtime > se.st_mtime)
+    struct stat st;
+    if (stat(tpl, &st) == 0 && st.st_mtime > mtime)
         return tpl;
     char tmp[4096 + 16];
     snprintf(tmp, sizeof tmp, "%s.%ld", tpl, (long)getpid());

@@ -59,7 +59,7 @@ static void fx_init(fx *f, bool migrate)
             snprintf(f->db + strlen(f->db), sizeof f->db - strlen(f->db), "%02x",
                      (unsigned char)*p);
         char err[256] = "";
-        ck_assert_msg(ah_store_pg_create_database(pg_server, f->db, f->url, sizeof f->url, err,
+        ck_assert_msg(ah_store_pg_create_database(pg_server, f->db, NULL, f->url, sizeof f->url, err,
                                                   sizeof err) == AH_STORE_OK,
                       "create database %s: %s", f->db, err);
     } else {

@@ -687,8 +687,8 @@ static int admin_command(const char *server_url, const char *sql, char *err, siz
     return rc;
 }
 
-int ah_store_pg_create_database(const char *server_url, const char *name, char *url_out,
-                                size_t url_len, char *err, size_t errlen)
+int ah_store_pg_create_database(const char *server_url, const char *name, const char *template,
+                                char *url_out, size_t url_len, char *err, size_t errlen)
 {
     char dummy[1];
     if (err == NULL) {
@@ -696,12 +696,33 @@ int ah_store_pg_create_database(const char *server_url, const char *name, char *
         errlen = sizeof dummy;
     }
     if (server_url == NULL || !valid_db_name(name) ||
+        (template != NULL && !valid_db_name(template)) ||
         url_with_db(server_url, name, url_out, url_len) != 0) {
         snprintf(err, errlen, "bad server URL or database name");
         return AH_STORE_ERR;
     }
+    char sql[200];
+    if (template == NULL)
+        snprintf(sql, sizeof sql, "CREATE DATABASE %s TEMPLATE template0 ENCODING 'UTF8'", name);
+    else
+        snprintf(sql, sizeof sql, "CREATE DATABASE %s TEMPLATE %s", name, template);
+    return admin_command(server_url, sql, err, errlen);
+}
+
+int ah_store_pg_rename_database(const char *server_url, const char *from, const char *to,
+                                char *err, size_t errlen)
+{
+    char dummy[1];
+    if (err == NULL) {
+        err = dummy;
+        errlen = sizeof dummy;
+    }
+    if (server_url == NULL || !valid_db_name(from) || !valid_db_name(to)) {
+        snprintf(err, errlen, "bad server URL or database name");
+        return AH_STORE_ERR;
+    }
     char sql[160];
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s TEMPLATE template0 ENCODING 'UTF8'", name);
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s RENAME TO %s", from, to);
     return admin_command(server_url, sql, err, errlen);
 }
 
