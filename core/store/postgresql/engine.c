@@ -701,12 +701,23 @@ int ah_store_pg_create_database(const char *server_url, const char *name, const 
         snprintf(err, errlen, "bad server URL or database name");
         return AH_STORE_ERR;
     }
+    /* FILE_COPY (PostgreSQL 15 and later; older servers copy files
+     * anyway): a third of the server's CPU of the default WAL_LOG, which
+     * writes every page of the copy through the WAL (51 against 135 ms a
+     * database on the 2-core VM), and tests make a database each. */
     char sql[200];
-    if (template == NULL)
-        snprintf(sql, sizeof sql, "CREATE DATABASE %s TEMPLATE template0 ENCODING 'UTF8'", name);
-    else
-        snprintf(sql, sizeof sql, "CREATE DATABASE %s TEMPLATE %s", name, template);
-    return admin_command(server_url, sql, err, errlen);
+    for (int strategy = 1; strategy >= 0; strategy--) {
+        if (template == NULL)
+            snprintf(sql, sizeof sql, "CREATE DATABASE %s TEMPLATE template0 ENCODING 'UTF8'%s",
+                     name, strategy ? " STRATEGY FILE_COPY" : "");
+        else
+            snprintf(sql, sizeof sql, "CREATE DATABASE %s TEMPLATE %s%s", name, template,
+                     strategy ? " STRATEGY FILE_COPY" : "");
+        int rc = admin_command(server_url, sql, err, errlen);
+        if (rc == AH_STORE_OK || !strategy || strstr(err, "strategy") == NULL)
+            return rc;
+    }
+    return AH_STORE_ERR;
 }
 
 int ah_store_pg_rename_database(const char *server_url, const char *from, const char *to,
