@@ -9,7 +9,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crypto.h"
 #include "store.h"
 #include <cjson/cJSON.h>
 
@@ -121,10 +121,9 @@ static const char *pg_template_name(void)
     time_t mtime;
     if (self_exe(exe, sizeof exe, &mtime) != 0)
         return NULL;
-    uint32_t h = 2166136261u; /* FNV-1a: a short tag for the path */
-    for (const char *p = exe; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    snprintf(name, sizeof name, "ah_tpl_%08x_%lx", h, (unsigned long)mtime);
+    char h[AH_SHA256_HEX_LEN + 1]; /* a short tag for the path */
+    ah_sha256_hex(exe, strlen(exe), h);
+    snprintf(name, sizeof name, "ah_tpl_%.8s_%lx", h, (unsigned long)mtime);
     return name;
 }
 
