@@ -17,6 +17,7 @@
 #include "log.h"
 #include "committer.h"
 #include "store.h"
+#include "support/store_tpl.h"
 
 /* Quiet logger: the failure-path tests log errors on purpose. */
 static const ah_logger quiet = {.level = AH_LOG_ERROR, .json = false};
@@ -45,12 +46,16 @@ static ah_store *open_store(const fx *f)
     return s;
 }
 
+/* migrate: the store is at the newest schema, a copy of one migrated once
+ * (support/store_tpl.h) where there is one; migrate() then finds nothing
+ * to do. Otherwise empty, for the migration tests. */
 static void fx_init(fx *f, bool migrate)
 {
     snprintf(f->dir, sizeof f->dir, "/tmp/ah_store_XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(f->dir));
-    /* A sub-folder that does not exist yet: the opener creates it. */
-    snprintf(f->path, sizeof f->path, "%s/var/db/atshub.db", f->dir);
+    /* An empty store's sub-folder does not exist yet: the opener creates
+     * it. A migrated copy goes in the temp folder itself. */
+    snprintf(f->path, sizeof f->path, migrate ? "%s/atshub.db" : "%s/var/db/atshub.db", f->dir);
     f->db[0] = '\0';
     if (pg_mode) {
         /* The temp folder's unique suffix names the database. */
@@ -59,10 +64,14 @@ static void fx_init(fx *f, bool migrate)
             snprintf(f->db + strlen(f->db), sizeof f->db - strlen(f->db), "%02x",
                      (unsigned char)*p);
         char err[256] = "";
-        ck_assert_msg(ah_store_pg_create_database(pg_server, f->db, NULL, f->url, sizeof f->url, err,
-                                                  sizeof err) == AH_STORE_OK,
-                      "create database %s: %s", f->db, err);
+        int rc = migrate ? ah_t_pg_create_migrated(pg_server, f->db, f->url, sizeof f->url, NULL,
+                                                   err, sizeof err)
+                         : ah_store_pg_create_database(pg_server, f->db, NULL, f->url,
+                                                       sizeof f->url, err, sizeof err);
+        ck_assert_msg(rc == 0, "create database %s: %s", f->db, err);
     } else {
+        if (migrate)
+            (void)ah_t_sqlite_migrated(f->path); /* or migrate() makes it */
         snprintf(f->url, sizeof f->url, "sqlite:%s", f->path);
     }
     f->s = open_store(f);
