@@ -514,8 +514,9 @@ START_TEST(test_plugin_check_write_declarations)
     };
     for (size_t i = 0; i < sizeof bundled / sizeof bundled[0]; i++) {
         snprintf(path, sizeof path, "%s/%s.so", ah_t_env("AH_PLUGIN_DIR"), bundled[i].plugin);
-        ck_assert_msg(RUN(&e, &out, &err, "--json", "plugin", "check", path) == 0, "%s: %s",
-                      bundled[i].plugin, err);
+        /* With --json the refusal is the JSON on stdout. */
+        ck_assert_msg(RUN(&e, &out, &err, "--json", "plugin", "check", path) == 0, "%s: %s%s",
+                      bundled[i].plugin, out, err);
         cJSON *j = cJSON_Parse(out);
         const cJSON *w = cJSON_GetObjectItemCaseSensitive(j, "writes");
         ck_assert_msg(cJSON_IsObject(w), "%s: %s", bundled[i].plugin, out);
