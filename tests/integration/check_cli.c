@@ -485,16 +485,19 @@ START_TEST(test_plugin_check_write_declarations)
     env_setup(&e, NULL);
     char *out, *err, path[600];
     snprintf(path, sizeof path, "%s/writes_undeclared.so", ah_t_env("AH_FIXTURE_DIR"));
-    ck_assert_int_eq(RUN(&e, &out, &err, "plugin", "check", path), 1);
+    int rc = RUN(&e, &out, &err, "plugin", "check", path);
+    ck_assert_msg(rc == 1, "rc %d: %s%s", rc, out, err);
     ck_assert_msg(strstr(err, "declare no reconciliation: notes.add_to_application") != NULL,
                   "%s", err);
     free(out), free(err);
     snprintf(path, sizeof path, "%s/writes_declared.so", ah_t_env("AH_FIXTURE_DIR"));
-    ck_assert_int_eq(RUN(&e, &out, &err, "plugin", "check", path), 0);
+    rc = RUN(&e, &out, &err, "plugin", "check", path);
+    ck_assert_msg(rc == 0, "rc %d: %s%s", rc, out, err);
     ck_assert_msg(strstr(out, "notes.add_to_application (marker)") != NULL, "%s", out);
     free(out), free(err);
     snprintf(path, sizeof path, "%s/writes_unserved.so", ah_t_env("AH_FIXTURE_DIR"));
-    ck_assert_int_eq(RUN(&e, &out, &err, "plugin", "check", path), 1);
+    rc = RUN(&e, &out, &err, "plugin", "check", path);
+    ck_assert_msg(rc == 1, "rc %d: %s%s", rc, out, err);
     ck_assert_msg(strstr(err, "'notes.add_to_candidate', which is neither a write topic the "
                               "plugin serves") != NULL, "%s", err);
     free(out), free(err);
