@@ -6,10 +6,12 @@
  * threads moves with them; taking this before and after a benchmark says
  * which state it ran in (bench/README.md, "The VM's states").
  *
- * One sample: a fixed loop of dependent integer steps in one thread, then
- * the same loop in two threads at once. Prints the single thread's time a
- * step and the ratio of the two threads' time to the single one's: 1.0 when
- * the two threads ran on two CPUs, 2.0 when they shared one.
+ * One sample: two fixed loops, each in one thread and then in two threads at
+ * once: a chain of dependent steps in registers, and a counter in memory
+ * loaded and stored at each step. Prints each loop's time a step alone and
+ * the ratio of the two threads' time to the single one's: 1.0 when the two
+ * threads ran on two CPUs, 2.0 when they shared one. On the VM the counter
+ * moved by 3x within minutes while the chain stayed put.
  *
  * Usage: vm_probe [SAMPLES] [INTERVAL_MS] (default 1 sample; 1000 ms apart).
  */
@@ -31,8 +33,8 @@ static double now_s(void)
 /* Where each chain's result goes, so that the compiler keeps the loop. */
 static volatile uint64_t sink[2];
 
-/* A chain of dependent multiply-adds and shifts: the CPU cannot overlap its
- * steps, and it touches no memory until the end. */
+/* A chain of dependent multiply-adds and shifts in registers: the CPU
+ * cannot overlap its steps, and it touches no memory until the end. */
 static void *chain(void *arg)
 {
     uintptr_t slot = (uintptr_t)arg & 1;
@@ -43,6 +45,39 @@ static void *chain(void *arg)
     return NULL;
 }
 
+/* A counter in memory (the thread's own stack), loaded and stored at every
+ * step: what moved by 3x on the VM while the chain above did not. */
+static void *counter(void *arg)
+{
+    volatile uint64_t x = (uint64_t)(uintptr_t)arg;
+    for (long i = 0; i < STEPS; i++)
+        x += (uint64_t)i;
+    sink[(uintptr_t)arg & 1] = x;
+    return NULL;
+}
+
+/* fn alone, then two of it at once: *one gets the first's ns a step, and
+ * the return value the ratio of the two's time to the one's (-1: no
+ * thread). */
+static double sample(void *(*fn)(void *), double *one_ns)
+{
+    double t0 = now_s();
+    (void)fn((void *)(uintptr_t)3);
+    double one = now_s() - t0;
+    pthread_t a, b;
+    t0 = now_s();
+    if (pthread_create(&a, NULL, fn, (void *)(uintptr_t)1) != 0)
+        return -1;
+    if (pthread_create(&b, NULL, fn, (void *)(uintptr_t)2) != 0) {
+        pthread_join(a, NULL);
+        return -1;
+    }
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    *one_ns = one * 1e9 / STEPS;
+    return (now_s() - t0) / one;
+}
+
 int main(int argc, char **argv)
 {
     long samples = argc > 1 ? atol(argv[1]) : 1;
@@ -51,22 +86,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: vm_probe [SAMPLES] [INTERVAL_MS]\n");
         return 2;
     }
-    printf("%-8s %14s %22s\n", "sample", "ns/step, 1", "2 threads / 1 thread");
+    printf("%-8s %12s %10s %12s %10s\n", "sample", "chain ns", "2 / 1", "counter ns",
+           "2 / 1");
     for (long s = 0; s < samples; s++) {
-        double t0 = now_s();
-        (void)chain((void *)(uintptr_t)s);
-        double one = now_s() - t0;
-        pthread_t a, b;
-        t0 = now_s();
-        if (pthread_create(&a, NULL, chain, (void *)(uintptr_t)1) != 0 ||
-            pthread_create(&b, NULL, chain, (void *)(uintptr_t)2) != 0) {
+        double chain_ns = 0, counter_ns = 0;
+        double chain_two = sample(chain, &chain_ns);
+        double counter_two = sample(counter, &counter_ns);
+        if (chain_two < 0 || counter_two < 0) {
             fprintf(stderr, "vm_probe: pthread_create failed\n");
             return 1;
         }
-        pthread_join(a, NULL);
-        pthread_join(b, NULL);
-        double two = now_s() - t0;
-        printf("%-8ld %14.2f %22.2f\n", s + 1, one * 1e9 / STEPS, two / one);
+        printf("%-8ld %12.2f %10.2f %12.2f %10.2f\n", s + 1, chain_ns, chain_two, counter_ns,
+               counter_two);
         fflush(stdout);
         if (s + 1 < samples && interval_ms > 0) {
             struct timespec ts = {interval_ms / 1000, (interval_ms % 1000) * 1000000L};
