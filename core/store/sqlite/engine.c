@@ -258,6 +258,33 @@ static bool own_writes_pending(const ah_sq_store *s)
             atomic_load_explicit(&s->group_ended_id, memory_order_acquire) < tl_group_id);
 }
 
+/* A reader's PRAGMAs, run on its first read rather than when it opens:
+ * they read the schema, which each connection parses whole (a quarter of a
+ * test's instructions under valgrind went to four connections parsing it
+ * as a store opened), and a reader that never serves a read (a CLI
+ * command, a short-lived daemon) need not. query_only is set before any
+ * statement of the reader runs. */
+#define AH_SQ_READER_SETUP \
+    "PRAGMA query_only=1; PRAGMA temp_store=MEMORY; PRAGMA mmap_size=0; " AH_SQ_READER_CACHE
+
+/* Whether the reader r, whose lock the caller holds, can serve: sets it up
+ * on its first read; one that cannot be set up serves nothing (its reads
+ * go to the writer, as when a reader cannot be opened). */
+static bool reader_ready(ah_sq_store *r)
+{
+    if (r->reader_state == 0) {
+        r->reader_state = sqlite3_exec(r->db, AH_SQ_READER_SETUP, NULL, NULL, NULL) == SQLITE_OK
+                              ? 1
+                              : -1;
+        if (r->reader_state < 0)
+            ah_log(r->base.lg, AH_LOG_WARN, "store",
+                   "sqlite: a reader connection cannot be set up (%s): its reads share the "
+                   "writer's",
+                   sqlite3_errmsg(r->db));
+    }
+    return r->reader_state > 0;
+}
+
 ah_sq_store *ah_sq_read_lock(ah_sq_store *s)
 {
     if (s->nreaders == 0 || own_writes_pending(s)) {
@@ -268,12 +295,19 @@ ah_sq_store *ah_sq_read_lock(ah_sq_store *s)
         tl_reader_hint = (unsigned)((uintptr_t)&tl_reader_hint >> 6) | 1u;
     for (int i = 0; i < s->nreaders; i++) {
         ah_sq_store *r = s->readers[(tl_reader_hint + (unsigned)i) % (unsigned)s->nreaders];
-        if (pthread_mutex_trylock(&r->mu) == 0)
-            return r;
+        if (pthread_mutex_trylock(&r->mu) == 0) {
+            if (reader_ready(r))
+                return r;
+            pthread_mutex_unlock(&r->mu);
+        }
     }
     ah_sq_store *r = s->readers[tl_reader_hint % (unsigned)s->nreaders];
     pthread_mutex_lock(&r->mu);
-    return r;
+    if (reader_ready(r))
+        return r;
+    pthread_mutex_unlock(&r->mu);
+    ah_sq_lock(s);
+    return s;
 }
 
 void ah_sq_read_unlock(ah_sq_store *r)
@@ -312,8 +346,9 @@ static void reader_close(ah_sq_store *r)
     free(r);
 }
 
-/* A read-only connection to path beside writer w; NULL when it cannot be
- * had (the writer then serves the reads, as before readers existed). */
+/* A read-only connection to path beside writer w, set up on its first
+ * read (reader_ready); NULL when it cannot be had (the writer then serves
+ * the reads, as before readers existed). */
 static ah_sq_store *reader_open(ah_sq_store *w, const char *path)
 {
     ah_sq_store *r = calloc(1, sizeof *r);
@@ -333,11 +368,7 @@ static ah_sq_store *reader_open(ah_sq_store *w, const char *path)
             SQLITE_OK ||
         sqlite3_extended_result_codes(r->db, 1) != SQLITE_OK ||
         sqlite3_busy_timeout(r->db, AH_SQ_BUSY_TIMEOUT_MS) != SQLITE_OK ||
-        ah_sq_fields_register(r->db, r->packer) != 0 ||
-        sqlite3_exec(r->db,
-                     "PRAGMA query_only=1; PRAGMA temp_store=MEMORY; PRAGMA mmap_size=0; "
-                     AH_SQ_READER_CACHE,
-                     NULL, NULL, NULL) != SQLITE_OK) {
+        ah_sq_fields_register(r->db, r->packer) != 0) {
         reader_close(r);
         return NULL;
     }

@@ -203,6 +203,9 @@ typedef struct ah_sq_store {
     struct ah_sq_store **readers;
     int nreaders;
     struct ah_sq_store *writer; /* set on a reader */
+    /* A reader's set-up (engine.c, reader_ready), under its lock: 0 not
+     * yet (its first read does it), 1 done, -1 failed (it serves no read). */
+    int reader_state;
     /* Id of the last group transaction that ended (committed or not),
      * readable without mu: a thread whose own group writes are still
      * uncommitted reads through the writer, to see them. */
