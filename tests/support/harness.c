@@ -129,7 +129,7 @@ char *ah_t_store_url(const char *dir)
             *p = (char)(*p - 'A' + 'a');
     char url[512], err[512] = "";
     /* Without a template an empty database, which the daemon migrates. */
-    int rc = ah_t_pg_create_migrated(server, name, url, sizeof url, NULL, err, sizeof err);
+    int rc = ah_t_pg_create_migrated(server, name, url, sizeof url, err, sizeof err);
     if (rc != 0 && strstr(err, "already exists") == NULL) {
         fprintf(stderr, "harness: create database %s: %s\n", name, err);
         return NULL;

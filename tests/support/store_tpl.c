@@ -142,7 +142,7 @@ int ah_t_sqlite_migrated(const char *path)
 }
 
 int ah_t_pg_create_migrated(const char *server_url, const char *name, char *url, size_t url_len,
-                            bool *migrated, char *err, size_t errlen)
+                            char *err, size_t errlen)
 {
     const char *tpl = pg_template_name();
     int rc = -1;
@@ -152,8 +152,6 @@ int ah_t_pg_create_migrated(const char *server_url, const char *name, char *url,
             pg_template_make(server_url, tpl) == 0)
             rc = ah_store_pg_create_database(server_url, name, tpl, url, url_len, err, errlen);
     }
-    if (migrated != NULL)
-        *migrated = rc == 0;
     if (rc != 0 && (tpl == NULL || strstr(err, "already exists") == NULL))
         rc = ah_store_pg_create_database(server_url, name, NULL, url, url_len, err, errlen);
     return rc == 0 ? 0 : -1;

@@ -10,7 +10,6 @@
 #ifndef AH_TEST_STORE_TPL_H
 #define AH_TEST_STORE_TPL_H
 
-#include <stdbool.h>
 #include <stddef.h>
 
 /* Makes the SQLite database `path` (which must not exist; its folder must)
@@ -19,9 +18,9 @@ int ah_t_sqlite_migrated(const char *path);
 
 /* Creates the database `name` on the PostgreSQL server `server_url` as a
  * copy of the migrated template of this executable (made on first use),
- * or, when there can be none, empty; *migrated (when not NULL) says which.
- * Its URL goes to url. 0, or -1 with err ("already exists" when it does). */
+ * or, when there can be none, empty (migrate() then does the work). Its URL
+ * goes to url. 0, or -1 with err ("already exists" when it does). */
 int ah_t_pg_create_migrated(const char *server_url, const char *name, char *url, size_t url_len,
-                            bool *migrated, char *err, size_t errlen);
+                            char *err, size_t errlen);
 
 #endif

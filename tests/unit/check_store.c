@@ -64,8 +64,8 @@ static void fx_init(fx *f, bool migrate)
             snprintf(f->db + strlen(f->db), sizeof f->db - strlen(f->db), "%02x",
                      (unsigned char)*p);
         char err[256] = "";
-        int rc = migrate ? ah_t_pg_create_migrated(pg_server, f->db, f->url, sizeof f->url, NULL,
-                                                   err, sizeof err)
+        int rc = migrate ? ah_t_pg_create_migrated(pg_server, f->db, f->url, sizeof f->url, err,
+                                                   sizeof err)
                          : ah_store_pg_create_database(pg_server, f->db, NULL, f->url,
                                                        sizeof f->url, err, sizeof err);
         ck_assert_msg(rc == 0, "create database %s: %s", f->db, err);
