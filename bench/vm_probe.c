@@ -13,9 +13,16 @@
  * threads ran on two CPUs, 2.0 when they shared one. On the VM the counter
  * moved by 3x within minutes while the chain stayed put.
  *
+ * A third figure, the hand-off: two threads pass a cache line back and
+ * forth (each waits, spinning, for the other's store), the ns of one round
+ * trip. It is what every message that crosses threads pays at least once
+ * (the bus's request and its reply, a lock taken on the other CPU). On the
+ * VM it read ~450 ns while bench_bus ran in its slow mode (2026-12-07).
+ *
  * Usage: vm_probe [SAMPLES] [INTERVAL_MS] (default 1 sample; 1000 ms apart).
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +63,40 @@ static void *counter(void *arg)
     return NULL;
 }
 
+enum { HANDOFFS = 200000 };
+
+/* The line the two threads pass, alone in its cache line. */
+static _Alignas(64) atomic_long ball;
+
+/* Waits for ball to reach each value of its parity and moves it on. */
+static void *handoff(void *arg)
+{
+    long parity = (long)(uintptr_t)arg;
+    for (long i = parity; i < 2 * HANDOFFS; i += 2) {
+        while (atomic_load_explicit(&ball, memory_order_acquire) != i)
+            ;
+        atomic_store_explicit(&ball, i + 1, memory_order_release);
+    }
+    return NULL;
+}
+
+/* ns of one round trip of the line between two threads; -1: no thread. */
+static double handoff_ns(void)
+{
+    pthread_t a, b;
+    atomic_store(&ball, 0);
+    double t0 = now_s();
+    if (pthread_create(&a, NULL, handoff, (void *)(uintptr_t)0) != 0)
+        return -1;
+    if (pthread_create(&b, NULL, handoff, (void *)(uintptr_t)1) != 0) {
+        pthread_detach(a); /* it spins until main exits, just after */
+        return -1;
+    }
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    return (now_s() - t0) * 1e9 / HANDOFFS;
+}
+
 /* fn alone, then two of it at once: *one gets the first's ns a step, and
  * the return value the ratio of the two's time to the one's (-1: no
  * thread). */
@@ -86,18 +127,19 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: vm_probe [SAMPLES] [INTERVAL_MS]\n");
         return 2;
     }
-    printf("%-8s %12s %10s %12s %10s\n", "sample", "chain ns", "2 / 1", "counter ns",
-           "2 / 1");
+    printf("%-8s %12s %10s %12s %10s %12s\n", "sample", "chain ns", "2 / 1", "counter ns",
+           "2 / 1", "hand-off ns");
     for (long s = 0; s < samples; s++) {
         double chain_ns = 0, counter_ns = 0;
         double chain_two = sample(chain, &chain_ns);
         double counter_two = sample(counter, &counter_ns);
-        if (chain_two < 0 || counter_two < 0) {
+        double hand = handoff_ns();
+        if (chain_two < 0 || counter_two < 0 || hand < 0) {
             fprintf(stderr, "vm_probe: pthread_create failed\n");
             return 1;
         }
-        printf("%-8ld %12.2f %10.2f %12.2f %10.2f\n", s + 1, chain_ns, chain_two, counter_ns,
-               counter_two);
+        printf("%-8ld %12.2f %10.2f %12.2f %10.2f %12.1f\n", s + 1, chain_ns, chain_two,
+               counter_ns, counter_two, hand);
         fflush(stdout);
         if (s + 1 < samples && interval_ms > 0) {
             struct timespec ts = {interval_ms / 1000, (interval_ms % 1000) * 1000000L};

@@ -6,6 +6,7 @@
  * topic and the REMOTE ids the plugin received).
  */
 #include <check.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -563,6 +564,61 @@ START_TEST(test_metrics_route_labels)
 }
 END_TEST
 
+/* Calls counted from several threads at once (the bus workers do) add up
+ * to one series in the text, its histogram's count, buckets and sum with
+ * them. */
+enum { METRIC_THREADS = 4, METRIC_CALLS = 2000 };
+
+static void *count_calls(void *arg)
+{
+    ah_metrics *m = arg;
+    for (int i = 0; i < METRIC_CALLS; i++)
+        ah_metrics_call(m, "stripe_p", "jobs.get", i % 4 != 0, 0.002);
+    return NULL;
+}
+
+START_TEST(test_metrics_threads_add_up)
+{
+    fixture f;
+    setup(&f);
+    pthread_t th[METRIC_THREADS];
+    for (int i = 0; i < METRIC_THREADS; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, count_calls, f.core->metrics), 0);
+    for (int i = 0; i < METRIC_THREADS; i++)
+        pthread_join(th[i], NULL);
+    char *text = ah_metrics_render(f.core);
+    ck_assert_ptr_nonnull(text);
+    char want[256];
+    int calls = METRIC_THREADS * METRIC_CALLS;
+    snprintf(want, sizeof want,
+             "atshub_plugin_calls_total{plugin=\"stripe_p\",topic=\"jobs.get\",result=\"ok\"} %d\n",
+             calls * 3 / 4);
+    ck_assert_msg(strstr(text, want) != NULL, "no %s in %s", want, text);
+    snprintf(want, sizeof want,
+             "atshub_plugin_calls_total{plugin=\"stripe_p\",topic=\"jobs.get\",result=\"error\"} "
+             "%d\n",
+             calls / 4);
+    ck_assert_msg(strstr(text, want) != NULL, "no %s in %s", want, text);
+    snprintf(want, sizeof want,
+             "atshub_plugin_call_seconds_count{plugin=\"stripe_p\",topic=\"jobs.get\"} %d\n", calls);
+    ck_assert_msg(strstr(text, want) != NULL, "no %s", want);
+    snprintf(want, sizeof want,
+             "atshub_plugin_call_seconds_bucket{plugin=\"stripe_p\",topic=\"jobs.get\",le=\"0.005\"} "
+             "%d\n",
+             calls);
+    ck_assert_msg(strstr(text, want) != NULL, "no %s", want);
+    snprintf(want, sizeof want,
+             "atshub_plugin_call_seconds_sum{plugin=\"stripe_p\",topic=\"jobs.get\"} %.6f\n",
+             calls * 0.002);
+    ck_assert_msg(strstr(text, want) != NULL, "no %s", want);
+    /* One series a label set, however many threads counted it. */
+    const char *first = strstr(text, "atshub_plugin_call_seconds_count{plugin=\"stripe_p\"");
+    ck_assert_ptr_null(strstr(first + 1, "atshub_plugin_call_seconds_count{plugin=\"stripe_p\""));
+    free(text);
+    teardown(&f);
+}
+END_TEST
+
 /* GET /v1/log with a since or until that is not a time: 400, not the
  * store's failure (500 internal_error). */
 START_TEST(test_log_bad_bounds)
@@ -977,6 +1033,7 @@ static Suite *api_suite(void)
     tcase_add_test(tc, test_list_filters);
     tcase_add_test(tc, test_get_by_id);
     tcase_add_test(tc, test_metrics_route_labels);
+    tcase_add_test(tc, test_metrics_threads_add_up);
     tcase_add_test(tc, test_log_bad_bounds);
     suite_add_tcase(s, tc);
     TCase *w = tcase_create("writes");
