@@ -13,20 +13,19 @@
  * threads ran on two CPUs, 2.0 when they shared one. On the VM the counter
  * moved by 3x within minutes while the chain stayed put.
  *
- * A third figure, the hand-off: two threads pass a cache line back and
- * forth (each waits, spinning, for the other's store), the ns of one round
- * trip. It is what every message that crosses threads pays at least once
- * (the bus's request and its reply, a lock taken on the other CPU). On the
- * VM it read ~450 ns while bench_bus ran in its slow mode (2026-12-07).
+ * A third figure, the hand-off (handoff.h): the ns of a cache line's round
+ * trip between two threads, which every message that crosses threads pays
+ * (the bus's request and its reply, a lock taken on the other CPU).
  *
  * Usage: vm_probe [SAMPLES] [INTERVAL_MS] (default 1 sample; 1000 ms apart).
  */
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+
+#include "handoff.h"
 
 enum { STEPS = 100000000 };
 
@@ -61,40 +60,6 @@ static void *counter(void *arg)
         x += (uint64_t)i;
     sink[(uintptr_t)arg & 1] = x;
     return NULL;
-}
-
-enum { HANDOFFS = 200000 };
-
-/* The line the two threads pass, alone in its cache line. */
-static _Alignas(64) atomic_long ball;
-
-/* Waits for ball to reach each value of its parity and moves it on. */
-static void *handoff(void *arg)
-{
-    long parity = (long)(uintptr_t)arg;
-    for (long i = parity; i < 2 * HANDOFFS; i += 2) {
-        while (atomic_load_explicit(&ball, memory_order_acquire) != i)
-            ;
-        atomic_store_explicit(&ball, i + 1, memory_order_release);
-    }
-    return NULL;
-}
-
-/* ns of one round trip of the line between two threads; -1: no thread. */
-static double handoff_ns(void)
-{
-    pthread_t a, b;
-    atomic_store(&ball, 0);
-    double t0 = now_s();
-    if (pthread_create(&a, NULL, handoff, (void *)(uintptr_t)0) != 0)
-        return -1;
-    if (pthread_create(&b, NULL, handoff, (void *)(uintptr_t)1) != 0) {
-        pthread_detach(a); /* it spins until main exits, just after */
-        return -1;
-    }
-    pthread_join(a, NULL);
-    pthread_join(b, NULL);
-    return (now_s() - t0) * 1e9 / HANDOFFS;
 }
 
 /* fn alone, then two of it at once: *one gets the first's ns a step, and
@@ -133,7 +98,7 @@ int main(int argc, char **argv)
         double chain_ns = 0, counter_ns = 0;
         double chain_two = sample(chain, &chain_ns);
         double counter_two = sample(counter, &counter_ns);
-        double hand = handoff_ns();
+        double hand = ah_bench_handoff_ns();
         if (chain_two < 0 || counter_two < 0 || hand < 0) {
             fprintf(stderr, "vm_probe: pthread_create failed\n");
             return 1;
