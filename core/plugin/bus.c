@@ -36,6 +36,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -93,20 +94,23 @@ typedef struct bus_completion {
     ah_reply reply;
 } bus_completion;
 
+/* Laid out so that what a sender writes and a worker reads for a short
+ * topic stays within the first two cache lines. */
 typedef struct bus_msg {
-    struct bus_msg *next;
+    struct bus_msg *next; /* the intake (newest first), then its lane */
     bus_kind kind;
     uint64_t tenant;
     uint64_t lane;
-    uint64_t seq;
     void *target;
     cJSON *body;
     char *topic; /* topic_buf, or malloc'd when longer */
     ah_reply_cb cb;
-    void (*run)(void *arg); /* BUS_RUN: the work, with cb_arg */
     void *cb_arg;
+    void (*run)(void *arg); /* BUS_RUN: the work, with cb_arg */
     bus_completion *comp;
     ah_bus_gate *gate; /* BUS_ASYNC: the caller's, or NULL */
+    uint64_t seq;      /* given when a worker takes it off the intake */
+    const char *refused; /* refused off the intake: why (bus_admit) */
     char topic_buf[BUS_TOPIC_INLINE];
 } bus_msg;
 
@@ -155,13 +159,31 @@ struct ah_bus {
     unsigned long max_queue;
     unsigned long max_queue_tenant;
 
+    /* Senders do not take mu: they push onto `intake` (a lock-free stack,
+     * newest first), and a worker holding mu moves what it holds into the
+     * lanes (intake_drain) before it looks at the run queue. The atomics a
+     * sender touches are each on a cache line of their own. */
+    _Alignas(64) _Atomic(bus_msg *) intake;
+    /* Messages sent and not finished: in transit, on the intake, in lanes
+     * or in a batch (max_queue, ah_bus_depth, ah_bus_drain). A sender adds
+     * its message before it looks at `stopping`; workers subtract under mu. */
+    _Alignas(64) atomic_ulong admitted;
+    /* Nodes handled, given back by workers (a stack a sender empties whole
+     * into `stash`), and the senders' own nodes (send_mu). */
+    _Alignas(64) _Atomic(bus_msg *) returned;
+    atomic_long nnodes; /* message nodes allocated */
+    _Alignas(64) pthread_mutex_t send_mu;
+    bus_msg *stash;
+    /* Read by senders, written seldom (under mu). */
+    _Alignas(64) atomic_bool stopping;
+    atomic_int idle;    /* workers blocked on work_cv */
+    atomic_int blocked; /* handlers blocked (block.h) */
+    atomic_int drain_waiters; /* ah_bus_drain callers (changed under mu) */
+
     /* Everything below is guarded by mu. */
-    unsigned long queued; /* in lanes, not yet taken by a worker */
-    unsigned long active; /* taken by a worker, not yet finished */
-    bool stopping;
-    int idle;    /* workers blocked on work_cv */
+    _Alignas(64) unsigned long queued; /* in lanes, not yet taken by a worker */
+    unsigned long active; /* taken by a worker (or refused off the intake), not finished */
     int wakeups; /* signals sent and not yet consumed by a worker */
-    int drain_waiters;
     bus_lane **buckets;
     size_t nbuckets; /* a power of two */
     size_t nlanes;
@@ -178,8 +200,6 @@ struct ah_bus {
     atomic_long runnable;
     bus_lane *free_lanes;
     size_t nfree_lanes;
-    bus_msg *free_msgs;
-    size_t nfree_msgs;
     uint64_t next_seq;
 
     _Atomic(bus_sub *) subs;
@@ -189,7 +209,6 @@ struct ah_bus {
     int nworkers; /* handlers that run at once, blocked ones not counted */
     int running;  /* handlers running and not blocked (mu) */
     int inbatch;  /* threads handling a batch, blocked or not (mu) */
-    int blocked;  /* handlers blocked (block.h) (mu) */
     /* Workers, then spares: nworkers + BUS_SPARES_MAX slots, nthreads used
      * (written under mu, read by on_worker without it). */
     pthread_t *threads;
@@ -607,23 +626,32 @@ static _Thread_local bool tl_blocked;
 
 static void *bus_worker(void *arg);
 
+/* Something on the intake (seq_cst: the Dekker pairs of intake_wake and of
+ * a worker about to sleep, and of bus_block_begin). */
+static bool intake_nonempty(ah_bus *b)
+{
+    return atomic_load(&b->intake) != NULL;
+}
+
 /* Starts a spare thread for work that may run while handlers block; under
  * mu. None while stopping (bus_stop joins the threads there are) or past
  * BUS_SPARES_MAX; a failed start leaves the work to the threads there are. */
 static void spare_start(ah_bus *b)
 {
     int n = atomic_load_explicit(&b->nthreads, memory_order_relaxed);
-    if (b->stopping || n >= b->nworkers + BUS_SPARES_MAX)
+    if (atomic_load_explicit(&b->stopping, memory_order_relaxed) ||
+        n >= b->nworkers + BUS_SPARES_MAX)
         return;
     if (pthread_create(&b->threads[n], NULL, bus_worker, b) == 0)
         atomic_store_explicit(&b->nthreads, n + 1, memory_order_release);
 }
 
-/* Work that may run now and no thread to take it (every one is in a
- * handler, and fewer than `workers` of those run): a spare. Under mu. */
+/* Work that may run now (on the run queue, or on the intake for a worker
+ * to sort) and no thread to take it (every one is in a handler, and fewer
+ * than `workers` of those run): a spare. Under mu. */
 static void spare_if_needed(ah_bus *b)
 {
-    if (b->runq_head != NULL && b->running < b->nworkers &&
+    if ((b->runq_head != NULL || intake_nonempty(b)) && b->running < b->nworkers &&
         b->inbatch >= atomic_load_explicit(&b->nthreads, memory_order_relaxed))
         spare_start(b);
 }
@@ -637,13 +665,15 @@ static void bus_block_begin(void *arg)
         return;
     pthread_mutex_lock(&b->mu);
     tl_blocked = true;
-    b->blocked++;
+    /* seq_cst, before the intake is looked at: a sender that pushed onto
+     * an empty intake and saw no blocked handler is seen here. */
+    atomic_fetch_add(&b->blocked, 1);
     b->running--;
     g->held--;
     g->blocked++;
     (void)group_offer(b, g); /* its other lanes, under its share again */
-    if (b->runq_head != NULL) {
-        if (b->idle > b->wakeups) {
+    if (b->runq_head != NULL || intake_nonempty(b)) {
+        if (atomic_load_explicit(&b->idle, memory_order_relaxed) > b->wakeups) {
             b->wakeups++;
             pthread_cond_signal(&b->work_cv);
         } else {
@@ -661,7 +691,7 @@ static void bus_block_end(void *arg)
         return;
     pthread_mutex_lock(&b->mu);
     tl_blocked = false;
-    b->blocked--;
+    atomic_fetch_sub(&b->blocked, 1);
     /* Back among the running: for a while more than `workers` may run, and
      * the group may hold more than its share; neither takes more work
      * until it is under its limit again. */
@@ -671,6 +701,185 @@ static void bus_block_end(void *arg)
     pthread_mutex_unlock(&b->mu);
 }
 
+/* bus_enqueue's refusal when a tenant's requests fill its share of the
+ * queue is BUS_TENANT_FULL; these are the replies of every refusal. */
+static void refusal_reply(ah_reply *r, const char *why)
+{
+    if (why == BUS_TENANT_FULL)
+        ah_reply_error(r, "overloaded", 503, "too many of this tenant's requests wait for its "
+                       "providers, try again later");
+    else if (strcmp(why, "overloaded") == 0)
+        ah_reply_error(r, why, 503, "the message bus is full, try again later");
+    else if (strcmp(why, "shutting_down") == 0)
+        ah_reply_error(r, why, 503, "the message bus is shutting down");
+    else
+        ah_reply_error(r, why, 500, "out of memory queueing a message");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Message nodes and the intake                                             */
+/* ------------------------------------------------------------------------ */
+
+/* A node for a sender: from the senders' stash, refilled whole from the
+ * nodes workers gave back (one exchange), else malloc'd. NULL when out of
+ * memory. */
+static bus_msg *msg_alloc(ah_bus *b)
+{
+    pthread_mutex_lock(&b->send_mu);
+    bus_msg *m = b->stash;
+    if (m == NULL)
+        m = atomic_exchange_explicit(&b->returned, NULL, memory_order_acquire);
+    if (m != NULL) {
+        b->stash = m->next;
+        pthread_mutex_unlock(&b->send_mu);
+        return m;
+    }
+    pthread_mutex_unlock(&b->send_mu);
+    m = malloc(sizeof *m);
+    if (m != NULL)
+        atomic_fetch_add_explicit(&b->nnodes, 1, memory_order_relaxed);
+    return m;
+}
+
+/* Gives back n cleared nodes first..last (linked): to the senders, or to
+ * malloc when more than BUS_FREE_MSGS_MAX would then sit unused. */
+static void msgs_return(ah_bus *b, bus_msg *first, bus_msg *last, unsigned long n)
+{
+    long unused = atomic_load_explicit(&b->nnodes, memory_order_relaxed) -
+                  (long)atomic_load_explicit(&b->admitted, memory_order_relaxed);
+    if (unused > BUS_FREE_MSGS_MAX) {
+        while (first != NULL) {
+            bus_msg *next = first == last ? NULL : first->next;
+            free(first);
+            first = next;
+        }
+        atomic_fetch_sub_explicit(&b->nnodes, (long)n, memory_order_relaxed);
+        return;
+    }
+    bus_msg *head = atomic_load_explicit(&b->returned, memory_order_relaxed);
+    do
+        last->next = head;
+    while (!atomic_compare_exchange_weak_explicit(&b->returned, &head, first,
+                                                  memory_order_release, memory_order_relaxed));
+}
+
+/* Puts a message taken off the intake on its lane; under mu. NULL when
+ * placed, else why it is refused (the caller answers it without mu). */
+static const char *bus_place(ah_bus *b, bus_msg *m)
+{
+    uint64_t tenant = m->tenant, lane = m->lane;
+    bool fresh;
+    bus_lane *l = lane_get(b, lane, &fresh);
+    if (l != NULL && fresh) {
+        /* A lane keeps the group it was made for until it empties. */
+        l->group = group_get(b, tenant != AH_BUS_NO_TENANT ? tenant : lane,
+                             tenant != AH_BUS_NO_TENANT);
+        if (l->group != NULL) {
+            l->group->nlanes++;
+        } else {
+            lane_remove(b, l);
+            l = NULL;
+        }
+    }
+    if (l == NULL)
+        return "internal_error";
+    bool request = m->kind == BUS_ASYNC || m->kind == BUS_SYNC;
+    if (request && l->group->tenant && l->group->nreq >= b->max_queue_tenant) {
+        if (fresh)
+            lane_remove(b, l);
+        return BUS_TENANT_FULL;
+    }
+    if (request)
+        l->group->nreq++;
+    m->next = NULL;
+    m->seq = b->next_seq++;
+    if (l->tail != NULL)
+        l->tail->next = m;
+    else
+        l->head = m;
+    l->tail = m;
+    b->queued++;
+    /* A fresh lane is neither queued nor held by a worker; an existing one
+     * is, and whoever holds it will see the new message. The worker that
+     * drains the intake takes work next, and wakes others for the rest. */
+    if (fresh)
+        (void)runq_push(b, l);
+    return NULL;
+}
+
+/* Moves everything on the intake into the lanes, in the order it was
+ * pushed; under mu. Returns the messages refused meanwhile (linked, in
+ * order; counted in `active` until refused_answer). */
+static bus_msg *intake_drain(ah_bus *b)
+{
+    if (atomic_load_explicit(&b->intake, memory_order_relaxed) == NULL)
+        return NULL;
+    bus_msg *s = atomic_exchange_explicit(&b->intake, NULL, memory_order_acquire);
+    bus_msg *fifo = NULL;
+    while (s != NULL) {
+        bus_msg *next = s->next;
+        s->next = fifo;
+        fifo = s;
+        s = next;
+    }
+    bus_msg *refused = NULL, **rtail = &refused;
+    while (fifo != NULL) {
+        bus_msg *m = fifo;
+        fifo = m->next;
+        const char *why = bus_place(b, m);
+        if (why != NULL) {
+            m->refused = why;
+            m->next = NULL;
+            *rtail = m;
+            rtail = &m->next;
+            b->active++;
+        }
+    }
+    return refused;
+}
+
+/* No message is counted and not finished any more: wakes ah_bus_drain.
+ * Under mu. */
+static void drain_wake(ah_bus *b)
+{
+    if (atomic_load(&b->drain_waiters) > 0 && atomic_load(&b->admitted) == 0)
+        pthread_cond_broadcast(&b->idle_cv);
+}
+
+/* Answers the messages intake_drain refused, without mu (held on entry
+ * and on return): a request as a refused send is answered (its callback or
+ * its waiting caller, "overloaded" for its tenant's share of the queue);
+ * out of memory for its lane, a run is run all the same (its sender was
+ * told it was queued) and an event is dropped. */
+static void refused_answer(ah_bus *b, bus_msg *list)
+{
+    pthread_mutex_unlock(&b->mu);
+    unsigned long n = 0;
+    bus_msg *last = NULL;
+    for (bus_msg *m = list; m != NULL; m = m->next) {
+        if (m->kind == BUS_RUN) {
+            m->run(m->cb_arg);
+        } else if (m->kind == BUS_ASYNC || m->kind == BUS_SYNC) {
+            ah_reply r;
+            refusal_reply(&r, m->refused);
+            if (m->kind == BUS_SYNC)
+                completion_finish(m->comp, &r);
+            else if (m->cb != NULL)
+                m->cb(m->cb_arg, &r);
+            else
+                ah_reply_free(&r);
+        }
+        msg_clear(m);
+        last = m;
+        n++;
+    }
+    msgs_return(b, list, last, n);
+    pthread_mutex_lock(&b->mu);
+    b->active -= n;
+    atomic_fetch_sub(&b->admitted, n);
+    drain_wake(b);
+}
+
 static void *bus_worker(void *arg)
 {
     (void)pthread_setname_np(pthread_self(), "ah-bus"); /* top -H, perf */
@@ -678,10 +887,24 @@ static void *bus_worker(void *arg)
     ah_block_install(&b->block_hooks);
     pthread_mutex_lock(&b->mu);
     for (;;) {
+        bus_msg *refused = intake_drain(b);
+        if (refused != NULL) {
+            refused_answer(b, refused);
+            continue;
+        }
         if (b->runq_head == NULL || b->running >= b->nworkers) {
             /* Lanes of groups at their share may still wait: the workers
              * that hold those groups take them when they come back. */
-            if (b->stopping && b->runq_head == NULL) {
+            bool stopping = atomic_load(&b->stopping);
+            if (stopping && b->runq_head == NULL) {
+                /* A message counted by its sender before it saw `stopping`
+                 * is on its way to the intake: wait for it. */
+                if (atomic_load(&b->admitted) > b->queued + b->active) {
+                    pthread_mutex_unlock(&b->mu);
+                    sched_yield();
+                    pthread_mutex_lock(&b->mu);
+                    continue;
+                }
                 /* Threads asleep because `workers` handlers ran look again. */
                 pthread_cond_broadcast(&b->work_cv);
                 break;
@@ -691,17 +914,28 @@ static void *bus_worker(void *arg)
                  * within microseconds on a busy bus. Spinning workers are
                  * not counted as idle, so senders do not signal them. */
                 pthread_mutex_unlock(&b->mu);
-                for (int i = 0; i < BUS_SPIN && atomic_load_explicit(&b->runnable,
-                                                                      memory_order_relaxed) == 0;
+                for (int i = 0;
+                     i < BUS_SPIN &&
+                     atomic_load_explicit(&b->runnable, memory_order_relaxed) == 0 &&
+                     atomic_load_explicit(&b->intake, memory_order_relaxed) == NULL;
                      i++)
                     bus_cpu_relax();
                 pthread_mutex_lock(&b->mu);
-                if ((b->runq_head != NULL && b->running < b->nworkers) || b->stopping)
+                if (atomic_load_explicit(&b->intake, memory_order_relaxed) != NULL ||
+                    (b->runq_head != NULL && b->running < b->nworkers) ||
+                    atomic_load(&b->stopping))
                     continue;
             }
-            b->idle++;
+            /* Idle first, then the intake once more (both seq_cst): a sender
+             * pushing onto an empty intake either is seen here or sees this
+             * worker idle and signals it (intake_wake). */
+            atomic_fetch_add(&b->idle, 1);
+            if (intake_nonempty(b)) {
+                atomic_fetch_sub(&b->idle, 1);
+                continue;
+            }
             pthread_cond_wait(&b->work_cv, &b->mu);
-            b->idle--;
+            atomic_fetch_sub(&b->idle, 1);
             if (b->wakeups > 0)
                 b->wakeups--;
             continue;
@@ -713,7 +947,8 @@ static void *bus_worker(void *arg)
          * that a finishing worker put back under its share woke nobody, and
          * an idle worker must not sleep through it while every busy one
          * may be stuck on a slow provider. */
-        if (b->runq_head != NULL && b->running < b->nworkers && b->idle > b->wakeups) {
+        if (b->runq_head != NULL && b->running < b->nworkers &&
+            atomic_load_explicit(&b->idle, memory_order_relaxed) > b->wakeups) {
             b->wakeups++;
             pthread_cond_signal(&b->work_cv);
         }
@@ -740,22 +975,13 @@ static void *bus_worker(void *arg)
             msg_clear(m);
         }
         tl_group = NULL;
+        msgs_return(b, first, last, n);
 
         pthread_mutex_lock(&b->mu);
         b->running--;
         b->inbatch--;
-        if (b->nfree_msgs + n <= BUS_FREE_MSGS_MAX) {
-            last->next = b->free_msgs;
-            b->free_msgs = first;
-            b->nfree_msgs += n;
-        } else {
-            while (first != NULL) {
-                bus_msg *next = first->next;
-                free(first);
-                first = next;
-            }
-        }
         b->active -= n;
+        atomic_fetch_sub(&b->admitted, n);
         bus_group *g = l->group;
         g->held--;
         g->nreq -= nreq;
@@ -767,8 +993,7 @@ static void *bus_worker(void *arg)
             if (others)
                 (void)group_offer(b, g); /* back under its share */
         }
-        if (b->drain_waiters > 0 && b->queued == 0 && b->active == 0)
-            pthread_cond_broadcast(&b->idle_cv);
+        drain_wake(b);
     }
     pthread_mutex_unlock(&b->mu);
     ah_block_install(NULL);
@@ -789,8 +1014,43 @@ static bool on_worker(const ah_bus *b)
     return false;
 }
 
-/* Queues a message. Returns NULL when queued, else the error code of the
- * refusal. `body` is consumed either way. */
+/* A sender pushed onto an empty intake: a worker must come for it. Awake
+ * workers look at the intake before they sleep; a sleeping one is
+ * signalled, and when every thread is in a handler and some are blocked a
+ * spare is started (spare_if_needed). The loads are seq_cst, after the
+ * push (see bus_worker and bus_block_begin). */
+static void intake_wake(ah_bus *b)
+{
+    if (atomic_load(&b->idle) == 0 && atomic_load(&b->blocked) == 0)
+        return;
+    bool wake = false;
+    pthread_mutex_lock(&b->mu);
+    if (atomic_load_explicit(&b->idle, memory_order_relaxed) > b->wakeups) {
+        b->wakeups++;
+        wake = true;
+    } else {
+        spare_if_needed(b);
+    }
+    pthread_mutex_unlock(&b->mu);
+    if (wake)
+        pthread_cond_signal(&b->work_cv);
+}
+
+/* Takes back a sender's count of a message it did not queue. */
+static void admitted_undo(ah_bus *b)
+{
+    if (atomic_fetch_sub(&b->admitted, 1) == 1 && atomic_load(&b->drain_waiters) > 0) {
+        pthread_mutex_lock(&b->mu);
+        pthread_cond_broadcast(&b->idle_cv);
+        pthread_mutex_unlock(&b->mu);
+    }
+}
+
+/* Queues a message: onto the intake, without mu (a worker puts it on its
+ * lane). Returns NULL when queued, else the error code of the refusal:
+ * while stopping, past max_queue, out of memory. A tenant's request past
+ * max_queue_tenant is accepted here and refused when a worker takes it off
+ * the intake (bus_place, refused_answer). `body` is consumed either way. */
 static const char *bus_enqueue(ah_bus *b, bus_kind kind, uint64_t tenant, uint64_t lane,
                                void *target, const char *topic, cJSON *body,
                                ah_reply_cb cb, void (*run)(void *arg), void *cb_arg,
@@ -807,66 +1067,30 @@ static const char *bus_enqueue(ah_bus *b, bus_kind kind, uint64_t tenant, uint64
     }
 
     const char *why = NULL;
-    bool wake = false;
-    pthread_mutex_lock(&b->mu);
+    /* Counted before `stopping` is read (both seq_cst): a worker that sees
+     * `stopping` waits for what was counted (bus_worker). */
+    unsigned long before = atomic_fetch_add(&b->admitted, 1);
     /* While shutting down, the handlers being drained may still publish
      * and send asynchronously; a synchronous send could never be answered
      * in time, and nobody else may send at all. */
-    if (b->stopping && (kind == BUS_SYNC || !on_worker(b))) {
+    if (atomic_load(&b->stopping) && (kind == BUS_SYNC || !on_worker(b))) {
         why = "shutting_down";
         goto refuse;
     }
-    if (kind != BUS_RUN_ADMITTED && b->queued + b->active >= b->max_queue) {
+    if (kind != BUS_RUN_ADMITTED && before >= b->max_queue) {
         why = "overloaded";
         goto refuse;
     }
     if (kind == BUS_RUN_ADMITTED)
         kind = BUS_RUN;
-    bus_msg *m = b->free_msgs;
-    if (m != NULL) {
-        b->free_msgs = m->next;
-        b->nfree_msgs--;
-    } else if ((m = malloc(sizeof *m)) == NULL) {
+    bus_msg *m = msg_alloc(b);
+    if (m == NULL) {
         why = "internal_error";
         goto refuse;
     }
-    bool fresh;
-    bus_lane *l = lane_get(b, lane, &fresh);
-    if (l != NULL && fresh) {
-        /* A lane keeps the group it was made for until it empties. */
-        l->group = group_get(b, tenant != AH_BUS_NO_TENANT ? tenant : lane,
-                             tenant != AH_BUS_NO_TENANT);
-        if (l->group != NULL) {
-            l->group->nlanes++;
-        } else {
-            lane_remove(b, l);
-            l = NULL;
-        }
-    }
-    bool request = kind == BUS_ASYNC || kind == BUS_SYNC;
-    if (l != NULL && request && l->group->tenant && l->group->nreq >= b->max_queue_tenant) {
-        if (fresh)
-            lane_remove(b, l);
-        m->next = b->free_msgs;
-        b->free_msgs = m;
-        b->nfree_msgs++;
-        why = BUS_TENANT_FULL;
-        goto refuse;
-    }
-    if (l == NULL) {
-        m->next = b->free_msgs;
-        b->free_msgs = m;
-        b->nfree_msgs++;
-        why = "internal_error";
-        goto refuse;
-    }
-    if (request)
-        l->group->nreq++;
-    m->next = NULL;
     m->kind = kind;
     m->tenant = tenant;
     m->lane = lane;
-    m->seq = b->next_seq++;
     m->target = target;
     m->body = body;
     if (long_topic != NULL) {
@@ -876,50 +1100,26 @@ static const char *bus_enqueue(ah_bus *b, bus_kind kind, uint64_t tenant, uint64
         m->topic = m->topic_buf;
     }
     m->cb = cb;
-    m->run = run;
     m->cb_arg = cb_arg;
+    m->run = run;
     m->comp = comp;
     m->gate = gate;
+    m->refused = NULL;
 
-    if (l->tail != NULL)
-        l->tail->next = m;
-    else
-        l->head = m;
-    l->tail = m;
-    b->queued++;
-    /* A fresh lane is neither queued nor held by a worker; an existing one
-     * is, and whoever holds it will see the new message. */
-    if (fresh && runq_push(b, l)) {
-        if (b->idle > b->wakeups) {
-            b->wakeups++;
-            wake = true;
-        } else {
-            spare_if_needed(b); /* the workers' handlers are blocked */
-        }
-    }
-    pthread_mutex_unlock(&b->mu);
-    if (wake)
-        pthread_cond_signal(&b->work_cv);
+    bus_msg *head = atomic_load_explicit(&b->intake, memory_order_relaxed);
+    do
+        m->next = head;
+    while (!atomic_compare_exchange_weak_explicit(&b->intake, &head, m, memory_order_seq_cst,
+                                                  memory_order_relaxed));
+    if (head == NULL)
+        intake_wake(b);
     return NULL;
 
 refuse:
-    pthread_mutex_unlock(&b->mu);
+    admitted_undo(b);
     free(long_topic);
     cJSON_Delete(body);
     return why;
-}
-
-static void refusal_reply(ah_reply *r, const char *why)
-{
-    if (why == BUS_TENANT_FULL)
-        ah_reply_error(r, "overloaded", 503, "too many of this tenant's requests wait for its "
-                       "providers, try again later");
-    else if (strcmp(why, "overloaded") == 0)
-        ah_reply_error(r, why, 503, "the message bus is full, try again later");
-    else if (strcmp(why, "shutting_down") == 0)
-        ah_reply_error(r, why, 503, "the message bus is shutting down");
-    else
-        ah_reply_error(r, why, 500, "out of memory queueing a message");
 }
 
 int ah_bus_request(ah_bus *bus, uint64_t lane, void *target, const char *topic,
@@ -1126,10 +1326,12 @@ void ah_bus_drain(ah_bus *bus)
     if (bus == NULL)
         return;
     pthread_mutex_lock(&bus->mu);
-    bus->drain_waiters++;
-    while (bus->queued > 0 || bus->active > 0)
+    /* seq_cst, before `admitted` is read: a sender taking back its count
+     * (admitted_undo) sees this waiter. */
+    atomic_fetch_add(&bus->drain_waiters, 1);
+    while (atomic_load(&bus->admitted) > 0)
         pthread_cond_wait(&bus->idle_cv, &bus->mu);
-    bus->drain_waiters--;
+    atomic_fetch_sub(&bus->drain_waiters, 1);
     pthread_mutex_unlock(&bus->mu);
 }
 
@@ -1137,10 +1339,7 @@ unsigned long ah_bus_depth(ah_bus *bus)
 {
     if (bus == NULL)
         return 0;
-    pthread_mutex_lock(&bus->mu);
-    unsigned long n = bus->queued + bus->active;
-    pthread_mutex_unlock(&bus->mu);
-    return n;
+    return atomic_load_explicit(&bus->admitted, memory_order_relaxed);
 }
 
 void ah_bus_stats(ah_bus *bus, int *blocked, int *threads)
@@ -1149,7 +1348,7 @@ void ah_bus_stats(ah_bus *bus, int *blocked, int *threads)
     if (bus == NULL)
         return;
     pthread_mutex_lock(&bus->mu);
-    *blocked = bus->blocked;
+    *blocked = atomic_load_explicit(&bus->blocked, memory_order_relaxed);
     *threads = atomic_load_explicit(&bus->nthreads, memory_order_relaxed);
     pthread_mutex_unlock(&bus->mu);
 }
@@ -1195,10 +1394,13 @@ static void bus_destroy(ah_bus *b)
         free(b->free_lanes);
         b->free_lanes = next;
     }
-    while (b->free_msgs != NULL) {
-        bus_msg *next = b->free_msgs->next;
-        free(b->free_msgs);
-        b->free_msgs = next;
+    bus_msg *lists[3] = {atomic_load(&b->intake), atomic_load(&b->returned), b->stash};
+    for (int i = 0; i < 3; i++) {
+        while (lists[i] != NULL) {
+            bus_msg *next = lists[i]->next;
+            free(lists[i]);
+            lists[i] = next;
+        }
     }
     bus_sub *s = atomic_load(&b->subs);
     while (s != NULL) {
@@ -1209,6 +1411,7 @@ static void bus_destroy(ah_bus *b)
     free(b->threads);
     pthread_cond_destroy(&b->idle_cv);
     pthread_cond_destroy(&b->work_cv);
+    pthread_mutex_destroy(&b->send_mu);
     pthread_mutex_destroy(&b->mu);
     free(b);
 }
@@ -1216,7 +1419,7 @@ static void bus_destroy(ah_bus *b)
 static void bus_stop(ah_bus *b)
 {
     pthread_mutex_lock(&b->mu);
-    b->stopping = true; /* no spare starts from now on */
+    atomic_store(&b->stopping, true); /* no spare starts from now on */
     pthread_cond_broadcast(&b->work_cv);
     int n = atomic_load_explicit(&b->nthreads, memory_order_relaxed);
     pthread_mutex_unlock(&b->mu);
@@ -1228,9 +1431,11 @@ ah_bus *ah_bus_new(const ah_bus_opts *opts)
 {
     if (opts == NULL || opts->workers < 1 || opts->workers > BUS_WORKERS_MAX)
         return NULL;
-    ah_bus *b = calloc(1, sizeof *b);
+    /* Aligned: the members senders touch are on cache lines of their own. */
+    ah_bus *b = aligned_alloc(_Alignof(ah_bus), sizeof *b);
     if (b == NULL)
         return NULL;
+    memset(b, 0, sizeof *b);
     if (pthread_mutex_init(&b->mu, NULL) != 0) {
         free(b);
         return NULL;
@@ -1246,6 +1451,21 @@ ah_bus *ah_bus_new(const ah_bus_opts *opts)
         free(b);
         return NULL;
     }
+    if (pthread_mutex_init(&b->send_mu, NULL) != 0) {
+        pthread_cond_destroy(&b->idle_cv);
+        pthread_cond_destroy(&b->work_cv);
+        pthread_mutex_destroy(&b->mu);
+        free(b);
+        return NULL;
+    }
+    atomic_init(&b->intake, NULL);
+    atomic_init(&b->returned, NULL);
+    atomic_init(&b->admitted, 0);
+    atomic_init(&b->nnodes, 0);
+    atomic_init(&b->stopping, false);
+    atomic_init(&b->idle, 0);
+    atomic_init(&b->blocked, 0);
+    atomic_init(&b->drain_waiters, 0);
     atomic_init(&b->subs, NULL);
     atomic_init(&b->runnable, 0);
     b->handler = opts->handler;
