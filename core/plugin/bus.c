@@ -36,7 +36,10 @@
  * per-tenant max_queue_tenant is checked by the worker that takes a request
  * in (the sender has been told 0; its callback or waiting caller gets the
  * refusal). Senders wake a worker only when the intake was empty and one
- * sleeps (intake_wake). Message nodes go back to senders through a
+ * sleeps (intake_wake). While a worker sleeps (a light load) a sender
+ * takes the lock and puts its message on its lane itself, as before the
+ * intake: it wakes a worker only for a lane that may run (a tenant at its
+ * share wakes nobody), and refuses synchronously. Message nodes go back to senders through a
  * lock-free stack they take whole into their stash; lanes and groups are
  * recycled through bounded free lists.
  */
@@ -208,12 +211,13 @@ struct ah_bus {
     _Alignas(64) atomic_bool stopping;
     atomic_int idle;    /* workers blocked on work_cv */
     atomic_int blocked; /* handlers blocked (block.h) */
+    atomic_int wakeups; /* signals sent and not yet consumed by a worker */
     atomic_int drain_waiters; /* ah_bus_drain callers (changed under mu) */
 
     /* Everything below is guarded by mu. */
     _Alignas(64) unsigned long queued; /* in lanes, not yet taken by a worker */
     unsigned long active; /* taken by a worker (or refused off the intake), not finished */
-    int wakeups; /* signals sent and not yet consumed by a worker */
+
     bus_lane **buckets;
     size_t nbuckets; /* a power of two */
     size_t nlanes;
@@ -703,8 +707,8 @@ static void bus_block_begin(void *arg)
     g->blocked++;
     (void)group_offer(b, g); /* its other lanes, under its share again */
     if (b->runq_head != NULL || intake_nonempty(b)) {
-        if (atomic_load_explicit(&b->idle, memory_order_relaxed) > b->wakeups) {
-            b->wakeups++;
+        if (atomic_load_explicit(&b->idle, memory_order_relaxed) > atomic_load_explicit(&b->wakeups, memory_order_relaxed)) {
+            atomic_fetch_add_explicit(&b->wakeups, 1, memory_order_relaxed);
             pthread_cond_signal(&b->work_cv);
         } else {
             spare_if_needed(b);
@@ -797,10 +801,13 @@ static void msgs_return(ah_bus *b, bus_msg *first, bus_msg *last, unsigned long 
                                                   memory_order_release, memory_order_relaxed));
 }
 
-/* Puts a message taken off the intake on its lane; under mu. NULL when
- * placed, else why it is refused (the caller answers it without mu). */
-static const char *bus_place(ah_bus *b, bus_msg *m)
+/* Puts a message on its lane (taken off the intake, or from a sender
+ * while workers are idle); under mu. NULL when placed, else why it is
+ * refused (the caller answers it without mu). *runnable: its lane went on
+ * the run queue. */
+static const char *bus_place(ah_bus *b, bus_msg *m, bool *runnable)
 {
+    *runnable = false;
     uint64_t tenant = m->tenant, lane = m->lane;
     bool fresh;
     bus_lane *l = lane_get(b, lane, &fresh);
@@ -838,7 +845,7 @@ static const char *bus_place(ah_bus *b, bus_msg *m)
      * is, and whoever holds it will see the new message. The worker that
      * drains the intake takes work next, and wakes others for the rest. */
     if (fresh)
-        (void)runq_push(b, l);
+        *runnable = runq_push(b, l);
     return NULL;
 }
 
@@ -862,7 +869,8 @@ static bus_msg *intake_drain(ah_bus *b)
     while (fifo != NULL) {
         bus_msg *m = fifo;
         fifo = m->next;
-        const char *why = bus_place(b, m);
+        bool runnable;
+        const char *why = bus_place(b, m, &runnable);
         if (why != NULL) {
             m->refused = why;
             m->next = NULL;
@@ -972,8 +980,8 @@ static void *bus_worker(void *arg)
             }
             pthread_cond_wait(&b->work_cv, &b->mu);
             atomic_fetch_sub(&b->idle, 1);
-            if (b->wakeups > 0)
-                b->wakeups--;
+            if (atomic_load_explicit(&b->wakeups, memory_order_relaxed) > 0)
+                atomic_fetch_sub_explicit(&b->wakeups, 1, memory_order_relaxed);
             continue;
         }
         bus_lane *l = runq_take(b);
@@ -984,8 +992,8 @@ static void *bus_worker(void *arg)
          * an idle worker must not sleep through it while every busy one
          * may be stuck on a slow provider. */
         if (b->runq_head != NULL && b->running < b->nworkers &&
-            atomic_load_explicit(&b->idle, memory_order_relaxed) > b->wakeups) {
-            b->wakeups++;
+            atomic_load_explicit(&b->idle, memory_order_relaxed) > atomic_load_explicit(&b->wakeups, memory_order_relaxed)) {
+            atomic_fetch_add_explicit(&b->wakeups, 1, memory_order_relaxed);
             pthread_cond_signal(&b->work_cv);
         }
 
@@ -1068,15 +1076,16 @@ static bool on_worker(const ah_bus *b)
  * workers look at the intake before they sleep; a sleeping one is
  * signalled, and when every thread is in a handler and some are blocked a
  * spare is started (spare_if_needed). The loads are seq_cst, after the
- * push (see bus_worker and bus_block_begin). */
+ * push (see bus_worker and bus_block_begin): no wake-up is lost. */
 static void intake_wake(ah_bus *b)
 {
     if (atomic_load(&b->idle) == 0 && atomic_load(&b->blocked) == 0)
         return;
     bool wake = false;
     pthread_mutex_lock(&b->mu);
-    if (atomic_load_explicit(&b->idle, memory_order_relaxed) > b->wakeups) {
-        b->wakeups++;
+    if (atomic_load_explicit(&b->idle, memory_order_relaxed) >
+        atomic_load_explicit(&b->wakeups, memory_order_relaxed)) {
+        atomic_fetch_add_explicit(&b->wakeups, 1, memory_order_relaxed);
         wake = true;
     } else {
         spare_if_needed(b);
@@ -1155,6 +1164,39 @@ static const char *bus_enqueue(ah_bus *b, bus_kind kind, uint64_t tenant, uint64
     m->comp = comp;
     m->gate = gate;
     m->refused = NULL;
+
+    /* A worker sleeps (a light load): as before the intake, the sender puts
+     * its message on its lane itself, and wakes a worker only when the
+     * lane may run now (its tenant is under its share), instead of waking
+     * one to sort the intake for nothing; a refusal is then synchronous.
+     * Not while the intake holds messages: they were sent first. */
+    if (atomic_load_explicit(&b->idle, memory_order_relaxed) > 0) {
+        pthread_mutex_lock(&b->mu);
+        if (atomic_load_explicit(&b->intake, memory_order_relaxed) == NULL) {
+            bool runnable, wake = false;
+            why = bus_place(b, m, &runnable);
+            if (why == NULL && runnable) {
+                if (atomic_load_explicit(&b->idle, memory_order_relaxed) >
+                    atomic_load_explicit(&b->wakeups, memory_order_relaxed)) {
+                    atomic_fetch_add_explicit(&b->wakeups, 1, memory_order_relaxed);
+                    wake = true;
+                } else {
+                    spare_if_needed(b); /* the workers' handlers are blocked */
+                }
+            }
+            pthread_mutex_unlock(&b->mu);
+            if (wake)
+                pthread_cond_signal(&b->work_cv);
+            if (why != NULL) {
+                msg_clear(m); /* the body and a long topic */
+                m->next = NULL;
+                msgs_return(b, m, m, 1);
+                admitted_undo(b);
+            }
+            return why;
+        }
+        pthread_mutex_unlock(&b->mu);
+    }
 
     bus_msg *head = atomic_load_explicit(&b->intake, memory_order_relaxed);
     do

@@ -95,10 +95,12 @@ typedef struct ah_bus_opts {
      *  ah_bus_send*; events and runs are not counted nor refused); past it
      *  the tenant's requests are refused "overloaded" (503) and other
      *  tenants' are not: a tenant whose provider hangs fills its own share,
-     *  not the bus. 0: 4096. The refusal is the worker's that takes the
-     *  request in (senders do not take the bus's lock): an asynchronous
-     *  send returns 0 and its callback gets the 503 on a worker thread; a
-     *  synchronous request returns -1 with it, as before. */
+     *  not the bus. 0: 4096. While every worker is busy, senders do not
+     *  take the bus's lock and the refusal is the worker's that takes the
+     *  request in: an asynchronous send then returns 0 and its callback
+     *  gets the same 503 on that worker (when a worker sleeps, the send
+     *  returns -1 and the callback runs on the caller's thread); a
+     *  synchronous request returns -1 with it either way. */
     unsigned max_queue_tenant;
 } ah_bus_opts;
 
@@ -126,9 +128,9 @@ int ah_bus_request(ah_bus *bus, uint64_t lane, void *target, const char *topic,
                    cJSON *body, int timeout_ms, ah_reply *reply);
 
 /** Sends a request; cb runs once with the reply (on a worker thread, or on
- *  the caller's thread when the bus refuses the message: stopping, full).
- *  0 when queued (a tenant's request past max_queue_tenant too: it is
- *  refused on a worker, see there). */
+ *  the caller's thread when the bus refuses the message). 0 when queued:
+ *  a tenant's request past max_queue_tenant may be accepted and refused
+ *  on a worker (see there). */
 int ah_bus_request_async(ah_bus *bus, uint64_t lane, void *target, const char *topic,
                          cJSON *body, ah_reply_cb cb, void *cb_arg);
 
