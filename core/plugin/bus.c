@@ -667,6 +667,14 @@ static bool intake_nonempty(ah_bus *b)
     return atomic_load(&b->intake) != NULL;
 }
 
+/* A worker sleeps that no signal sent is on its way to; under mu (both
+ * change only under it). */
+static bool worker_asleep(ah_bus *b)
+{
+    return atomic_load_explicit(&b->idle, memory_order_relaxed) >
+           atomic_load_explicit(&b->wakeups, memory_order_relaxed);
+}
+
 /* Starts a spare thread for work that may run while handlers block; under
  * mu. None while stopping (bus_stop joins the threads there are) or past
  * BUS_SPARES_MAX; a failed start leaves the work to the threads there are. */
@@ -707,7 +715,7 @@ static void bus_block_begin(void *arg)
     g->blocked++;
     (void)group_offer(b, g); /* its other lanes, under its share again */
     if (b->runq_head != NULL || intake_nonempty(b)) {
-        if (atomic_load_explicit(&b->idle, memory_order_relaxed) > atomic_load_explicit(&b->wakeups, memory_order_relaxed)) {
+        if (worker_asleep(b)) {
             atomic_fetch_add_explicit(&b->wakeups, 1, memory_order_relaxed);
             pthread_cond_signal(&b->work_cv);
         } else {
@@ -991,8 +999,7 @@ static void *bus_worker(void *arg)
          * that a finishing worker put back under its share woke nobody, and
          * an idle worker must not sleep through it while every busy one
          * may be stuck on a slow provider. */
-        if (b->runq_head != NULL && b->running < b->nworkers &&
-            atomic_load_explicit(&b->idle, memory_order_relaxed) > atomic_load_explicit(&b->wakeups, memory_order_relaxed)) {
+        if (b->runq_head != NULL && b->running < b->nworkers && worker_asleep(b)) {
             atomic_fetch_add_explicit(&b->wakeups, 1, memory_order_relaxed);
             pthread_cond_signal(&b->work_cv);
         }
@@ -1083,8 +1090,7 @@ static void intake_wake(ah_bus *b)
         return;
     bool wake = false;
     pthread_mutex_lock(&b->mu);
-    if (atomic_load_explicit(&b->idle, memory_order_relaxed) >
-        atomic_load_explicit(&b->wakeups, memory_order_relaxed)) {
+    if (worker_asleep(b)) {
         atomic_fetch_add_explicit(&b->wakeups, 1, memory_order_relaxed);
         wake = true;
     } else {
@@ -1176,8 +1182,7 @@ static const char *bus_enqueue(ah_bus *b, bus_kind kind, uint64_t tenant, uint64
             bool runnable, wake = false;
             why = bus_place(b, m, &runnable);
             if (why == NULL && runnable) {
-                if (atomic_load_explicit(&b->idle, memory_order_relaxed) >
-                    atomic_load_explicit(&b->wakeups, memory_order_relaxed)) {
+                if (worker_asleep(b)) {
                     atomic_fetch_add_explicit(&b->wakeups, 1, memory_order_relaxed);
                     wake = true;
                 } else {
