@@ -20,6 +20,7 @@ typedef struct fx {
     long next_seq[16];
     long seen[16];
     int out_of_order;
+    long next_of[4][4]; /* "seq_of": per lane and sender */
 
     /* correlation ids */
     char **corr;
@@ -48,6 +49,7 @@ typedef struct fx {
 
     /* async completions */
     long replies;
+    long failed;
     char last_code[64];
     pthread_t cb_thread;
 } fx;
@@ -125,6 +127,18 @@ static void handler(void *arg, const ah_msg *m, ah_reply *r)
         f->seen[m->lane]++;
         pthread_mutex_unlock(&f->mu);
         r->ok = true;
+    } else if (strcmp(m->topic, "seq_of") == 0) {
+        /* target: sender << 24 | its sequence number on this lane */
+        uintptr_t t = (uintptr_t)m->target;
+        int sender = (int)(t >> 24);
+        long seq = (long)(t & 0xffffff);
+        pthread_mutex_lock(&f->mu);
+        ck_assert(m->lane < 4 && sender < 4);
+        if (seq != f->next_of[m->lane][sender])
+            f->out_of_order++;
+        f->next_of[m->lane][sender] = seq + 1;
+        pthread_mutex_unlock(&f->mu);
+        r->ok = true;
     } else if (strcmp(m->topic, "corr") == 0) {
         pthread_mutex_lock(&f->mu);
         f->corr[f->ncorr++] = strdup(m->correlation_id);
@@ -198,6 +212,7 @@ static void count_reply(void *arg, ah_reply *r)
     fx *f = arg;
     pthread_mutex_lock(&f->mu);
     f->replies++;
+    f->failed += !r->ok;
     snprintf(f->last_code, sizeof f->last_code, "%s", r->ok ? "ok" : r->code);
     f->cb_thread = pthread_self();
     pthread_mutex_unlock(&f->mu);
@@ -319,6 +334,71 @@ START_TEST(test_lane_ordering)
         ck_assert_int_eq(f.seen[l], PER);
     ck_assert_int_eq(f.replies, LANES * PER);
     ah_bus_free(b);
+    fx_destroy(&f);
+}
+END_TEST
+
+/* Several threads sending on the same lanes at once: each one's messages
+ * on a lane are handled in the order it sent them, whether they went
+ * through the intake (every worker busy) or were placed by the sender
+ * under the lock (a worker asleep: the senders pause now and then so that
+ * both happen), with tenants at their share. */
+enum { MS_SENDERS = 4, MS_LANES = 4, MS_PER = 2000 };
+
+typedef struct ms_sender {
+    fx *f;
+    int id;
+    int refused;
+} ms_sender;
+
+static void *ms_send(void *arg)
+{
+    ms_sender *s = arg;
+    for (long i = 0; i < MS_PER; i++) {
+        for (uint64_t l = 0; l < MS_LANES; l++) {
+            uintptr_t target = (uintptr_t)s->id << 24 | (uintptr_t)i;
+            if (ah_bus_request_async_tenant(s->f->bus, 1 + l % 2, l, (void *)target, "seq_of",
+                                            NULL, count_reply, s->f) != 0)
+                s->refused++;
+        }
+        if (i % 250 == 249)
+            sleep_ms(2); /* the workers catch up and sleep */
+    }
+    return NULL;
+}
+
+START_TEST(test_lane_ordering_many_senders)
+{
+    fx f;
+    fx_init(&f);
+    ah_bus_opts o = {
+        .workers = 2,
+        .handler = handler,
+        .handler_arg = &f,
+        .default_timeout_ms = 10000,
+        .max_queue_tenant = 1u << 20,
+    };
+    f.bus = ah_bus_new(&o);
+    ck_assert_ptr_nonnull(f.bus);
+    pthread_t th[MS_SENDERS];
+    ms_sender s[MS_SENDERS];
+    for (int i = 0; i < MS_SENDERS; i++) {
+        s[i] = (ms_sender){.f = &f, .id = i};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, ms_send, &s[i]), 0);
+    }
+    for (int i = 0; i < MS_SENDERS; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_int_eq(s[i].refused, 0);
+    }
+    ah_bus_drain(f.bus);
+    ck_assert_int_eq(ah_bus_depth(f.bus), 0);
+    ck_assert_int_eq(f.out_of_order, 0);
+    ck_assert_int_eq(f.failed, 0);
+    ck_assert_int_eq(f.replies, (long)MS_SENDERS * MS_LANES * MS_PER);
+    for (int l = 0; l < MS_LANES; l++)
+        for (int i = 0; i < MS_SENDERS; i++)
+            ck_assert_int_eq(f.next_of[l][i], MS_PER);
+    ah_bus_free(f.bus);
     fx_destroy(&f);
 }
 END_TEST
@@ -1175,6 +1255,7 @@ static Suite *bus_suite(void)
     tcase_add_test(tc, test_round_trip);
     tcase_add_test(tc, test_correlation_ids_unique);
     tcase_add_test(tc, test_lane_ordering);
+    tcase_add_test(tc, test_lane_ordering_many_senders);
     tcase_add_test(tc, test_lanes_run_in_parallel);
     tcase_add_test(tc, test_same_lane_serialized);
     tcase_add_test(tc, test_timeout);
