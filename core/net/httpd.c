@@ -2543,6 +2543,10 @@ static void close_listener(ah_httpd *h)
  * kernel's queue; MHD's own accept leaves a gap before it tells us, in
  * which a drain could close it. It also reaps connections past their
  * deadlines, until ah_httpd_free. */
+/* The longest the acceptor sleeps: how late a suspended request's deadline
+ * may be seen (ah_ex_suspend: "checked about every second"). */
+#define ACCEPTOR_MAX_WAIT_MS 1000L
+
 static void *acceptor_main(void *arg)
 {
     (void)pthread_setname_np(pthread_self(), "ah-accept"); /* top -H, perf */
@@ -2572,6 +2576,16 @@ static void *acceptor_main(void *arg)
         (void)ah_conntrack_reap(h->ct, &wait_ms);
         if (atomic_load(&h->npending) > 0)
             pending_expire(h, &wait_ms);
+        /* A handler may suspend a request with a deadline at any moment
+         * (ah_ex_suspend does not wake this thread: that would cost every
+         * suspended request a write and a wake-up), so the deadlines are
+         * looked at every ACCEPTOR_MAX_WAIT_MS even with nothing else to
+         * wait for: before, with every connection busy in a handler (no
+         * connection deadline) and no request suspended yet, the thread
+         * slept until the next connection came, and a request suspended
+         * meanwhile kept its client waiting past its deadline. */
+        if (wait_ms < 0 || wait_ms > ACCEPTOR_MAX_WAIT_MS)
+            wait_ms = ACCEPTOR_MAX_WAIT_MS;
     }
     return NULL;
 }

@@ -1547,6 +1547,7 @@ typedef struct parking {
     char after_body[8][64];
     int nafter;
     uint16_t port;
+    bool late_in, late_go; /* h_park_late: in its handler; may suspend */
 } parking;
 
 static void h_park(void *arg, ah_http_exchange *ex)
@@ -1560,6 +1561,20 @@ static void h_park(void *arg, ah_http_exchange *ex)
     k->p[k->n++] = p;
     pthread_cond_broadcast(&k->cv);
     pthread_mutex_unlock(&k->mu);
+}
+
+/* h_park once the test lets it: until then its connection is busy in the
+ * handler, with no deadline of its own. */
+static void h_park_late(void *arg, ah_http_exchange *ex)
+{
+    parking *k = arg;
+    pthread_mutex_lock(&k->mu);
+    k->late_in = true;
+    pthread_cond_broadcast(&k->cv);
+    while (!k->late_go)
+        pthread_cond_wait(&k->cv, &k->mu);
+    pthread_mutex_unlock(&k->mu);
+    h_park(arg, ex);
 }
 
 /* A completion that runs at once, inside the handler (a refused send). */
@@ -1624,6 +1639,7 @@ static ah_httpd *park_server(parking *k, long timeout_ms)
     ah_httpd *h = start_full(1024, 1, NULL, NULL, NULL);
     ck_assert_int_eq(ah_httpd_route(h, "GET", "/park", 0, h_park, k), 0);
     ck_assert_int_eq(ah_httpd_route(h, "GET", "/now", 0, h_park_now, k), 0);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/park_late", 0, h_park_late, k), 0);
     ck_assert_int_eq(ah_httpd_route(h, "GET", "/b", 0, h_hello, "b"), 0);
     ah_httpd_set_hooks(h, before_capture, after_record, k);
     start_or_die(h);
@@ -1697,6 +1713,41 @@ START_TEST(test_suspend_timeout)
     /* The late completion is dropped. */
     ck_assert_int_eq(k.n, 1);
     ck_assert_int_eq(ah_ex_resume_json(k.p[0], 200, cJSON_CreateObject()), -1);
+    ck_assert(ah_httpd_wait_idle(h, 10000));
+    ah_httpd_free(h);
+}
+END_TEST
+
+/* A request suspended while the server is otherwise quiet (its only
+ * connection busy in the handler: no connection deadline for the acceptor
+ * to wait for, and no request suspended before) still gets its 504: the
+ * acceptor slept until the next connection, and the client waited for its
+ * own timeout (found under ThreadSanitizer, where the handler was slow
+ * enough to suspend after the acceptor had gone to sleep). */
+START_TEST(test_suspend_timeout_quiet_server)
+{
+    parking k;
+    ah_httpd *h = park_server(&k, 200);
+    park_client c = {.k = &k, .path = "/park_late"};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, park_client_main, &c), 0);
+    pthread_mutex_lock(&k.mu);
+    while (!k.late_in)
+        pthread_cond_wait(&k.cv, &k.mu);
+    pthread_mutex_unlock(&k.mu);
+    /* Past the acceptor's last wait for the connection's header deadline
+     * (at most a second): it now has nothing left to wait for. */
+    struct timespec ts = {1, 500 * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+    pthread_mutex_lock(&k.mu);
+    k.late_go = true;
+    pthread_cond_broadcast(&k.cv);
+    pthread_mutex_unlock(&k.mu);
+    pthread_join(th, NULL);
+    ck_assert_error(c.r, 504, "timeout");
+    ck_assert_ptr_nonnull(strstr(c.r.body, "too slow"));
+    reply_free(&c.r);
     ck_assert(ah_httpd_wait_idle(h, 10000));
     ah_httpd_free(h);
 }
@@ -2291,6 +2342,7 @@ static Suite *httpd_suite(void)
     tcase_add_test(tc, test_unroute_arg);
     tcase_add_test(tc, test_suspend_resume);
     tcase_add_test(tc, test_suspend_timeout);
+    tcase_add_test(tc, test_suspend_timeout_quiet_server);
     tcase_add_test(tc, test_suspend_free);
     tcase_add_test(tc, test_detach);
     tcase_add_test(tc, test_detach_end_first);
