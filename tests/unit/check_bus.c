@@ -70,19 +70,20 @@ static void fx_destroy(fx *f)
     pthread_mutex_destroy(&f->mu);
 }
 
-static ah_bus *bus_make(fx *f, int workers, unsigned max_queue, ah_bus_handler h)
+/* A bus for f's test handlers, with a 10 s default timeout. */
+static ah_bus *bus_open(fx *f, ah_bus_opts o)
 {
-    ah_bus_opts o = {
-        .workers = workers,
-        .handler = h,
-        .handler_arg = f,
-        .default_timeout_ms = 10000,
-        .max_queue = max_queue,
-    };
+    o.handler_arg = f;
+    o.default_timeout_ms = 10000;
     ah_bus *b = ah_bus_new(&o);
     ck_assert_ptr_nonnull(b);
     f->bus = b;
     return b;
+}
+
+static ah_bus *bus_make(fx *f, int workers, unsigned max_queue, ah_bus_handler h)
+{
+    return bus_open(f, (ah_bus_opts){.workers = workers, .handler = h, .max_queue = max_queue});
 }
 
 /* Waits for `*flag` under f->mu, giving up after 10 s so that a broken bus
@@ -217,6 +218,14 @@ static void count_reply(void *arg, ah_reply *r)
     f->cb_thread = pthread_self();
     pthread_mutex_unlock(&f->mu);
     ah_reply_free(r);
+}
+
+/* A bus of `workers` serving handler() whose tenants have at most `cap`
+ * requests queued or running each (max_queue_tenant). */
+static ah_bus *bus_make_capped(fx *f, int workers, unsigned cap)
+{
+    return bus_open(f, (ah_bus_opts){.workers = workers, .handler = handler,
+                                     .max_queue_tenant = cap});
 }
 
 /* ------------------------------------------------------------------------ */
@@ -371,15 +380,7 @@ START_TEST(test_lane_ordering_many_senders)
 {
     fx f;
     fx_init(&f);
-    ah_bus_opts o = {
-        .workers = 2,
-        .handler = handler,
-        .handler_arg = &f,
-        .default_timeout_ms = 10000,
-        .max_queue_tenant = 1u << 20,
-    };
-    f.bus = ah_bus_new(&o);
-    ck_assert_ptr_nonnull(f.bus);
+    bus_make_capped(&f, 2, 1u << 20);
     pthread_t th[MS_SENDERS];
     ms_sender s[MS_SENDERS];
     for (int i = 0; i < MS_SENDERS; i++) {
@@ -881,15 +882,8 @@ static void check_share(int workers, int share_opt, int share)
 {
     fx f;
     fx_init(&f);
-    ah_bus_opts o = {
-        .workers = workers,
-        .handler = handler,
-        .handler_arg = &f,
-        .default_timeout_ms = 10000,
-        .tenant_share = share_opt,
-    };
-    ah_bus *b = ah_bus_new(&o);
-    ck_assert_ptr_nonnull(b);
+    ah_bus *b = bus_open(&f, (ah_bus_opts){.workers = workers, .handler = handler,
+                                           .tenant_share = share_opt});
     /* Tenant 1: six lanes, each with a call that blocks, and a second one
      * behind it on the same lane. */
     for (uint64_t lane = 1; lane <= 6; lane++)
@@ -935,15 +929,7 @@ START_TEST(test_tenant_queue_cap)
 {
     fx f;
     fx_init(&f);
-    ah_bus_opts o = {
-        .workers = 2,
-        .handler = handler,
-        .handler_arg = &f,
-        .default_timeout_ms = 10000,
-        .max_queue_tenant = 4,
-    };
-    ah_bus *b = ah_bus_new(&o);
-    ck_assert_ptr_nonnull(b);
+    ah_bus *b = bus_make_capped(&f, 2, 4);
     for (int i = 0; i < 4; i++)
         ck_assert_int_eq(ah_bus_request_async_tenant(b, 1, 1 + (uint64_t)(i % 2), NULL, "tarpit",
                                                      NULL, count_reply, &f), 0);
@@ -999,15 +985,7 @@ START_TEST(test_tenant_queue_cap_deferred)
 {
     fx f;
     fx_init(&f);
-    ah_bus_opts o = {
-        .workers = 1,
-        .handler = handler,
-        .handler_arg = &f,
-        .default_timeout_ms = 10000,
-        .max_queue_tenant = 2,
-    };
-    ah_bus *b = ah_bus_new(&o);
-    ck_assert_ptr_nonnull(b);
+    ah_bus *b = bus_make_capped(&f, 1, 2);
     ck_assert_int_eq(ah_bus_request_async(b, 1, NULL, "gate", NULL, count_reply, &f), 0);
     pthread_mutex_lock(&f.mu);
     ck_assert(wait_flag(&f, &f.blocked_started));
