@@ -12,7 +12,9 @@ if [ -z "${AH_TEST_PG_URL:-}" ]; then
   echo "$name: no PostgreSQL server (set AH_TEST_PG_URL=postgresql://..., or run scripts/test, which starts one): skipped"
   exit 77
 fi
-export AH_TEST_ENGINE=postgresql AH_TEST_SUITE="$name"
+# The browser tests (the pages atshub serves) are the same pages on either
+# engine: the SQLite entry drives Chromium (harness.h, ah_t_browser).
+export AH_TEST_ENGINE=postgresql AH_TEST_SUITE="$name" AH_TEST_BROWSER=0
 "$exe"
 rc=$?
 if command -v psql >/dev/null 2>&1; then

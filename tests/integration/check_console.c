@@ -951,11 +951,14 @@ int main(void)
     Suite *s = suite_create("console");
     TCase *tc = tcase_create("console");
     tcase_set_timeout(tc, 240);
+    bool pages = ah_t_browser("check_console");
     tcase_add_test(tc, test_console_session_protections);
-    tcase_add_test(tc, test_console_in_browser);
+    if (pages)
+        tcase_add_test(tc, test_console_in_browser);
     tcase_add_test(tc, test_syncs_next_pass);
     tcase_add_test(tc, test_admin_refuses_bad_queries);
-    tcase_add_test(tc, test_console_secrets_and_polls);
+    if (pages)
+        tcase_add_test(tc, test_console_secrets_and_polls);
     tcase_add_test(tc, test_admin_token_file_checked);
     suite_add_tcase(s, tc);
     SRunner *r = srunner_create(s);

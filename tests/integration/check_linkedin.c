@@ -1075,11 +1075,13 @@ static Suite *li_suite(void)
     tcase_add_loop_test(rows, test_enable_error_rows, 0, E_N);
     tcase_add_loop_test(rows, test_verify_error_rows, 0, V_N);
     suite_add_tcase(s, rows);
-    TCase *br = tcase_create("browser");
-    tcase_set_timeout(br, 90);
-    tcase_add_test(br, test_browser_click_reaches_atshub_then_enable);
-    tcase_add_loop_test(br, test_browser_plugin_error_rows, 0, 2);
-    suite_add_tcase(s, br);
+    if (ah_t_browser("check_linkedin")) {
+        TCase *br = tcase_create("browser");
+        tcase_set_timeout(br, 90);
+        tcase_add_test(br, test_browser_click_reaches_atshub_then_enable);
+        tcase_add_loop_test(br, test_browser_plugin_error_rows, 0, 2);
+        suite_add_tcase(s, br);
+    }
     return s;
 }
 

@@ -27,6 +27,15 @@ const char *ah_t_env(const char *name)
     return v != NULL && *v != '\0' ? v : NULL;
 }
 
+bool ah_t_browser(const char *suite)
+{
+    const char *v = ah_t_env("AH_TEST_BROWSER");
+    if (v == NULL || strcmp(v, "0") != 0)
+        return true;
+    fprintf(stderr, "%s: the browser tests are not in this run (AH_TEST_BROWSER=0)\n", suite);
+    return false;
+}
+
 char *ah_t_tmpdir(void)
 {
     char *d = strdup("/tmp/atshub-test-XXXXXX");

@@ -10,6 +10,13 @@
 
 /** Environment set by ctest (see tests/CMakeLists.txt), or NULL. */
 const char *ah_t_env(const char *name);
+/** Whether this run drives Chromium (the tests of the pages atshub serves,
+ *  support/cdp.h): yes unless AH_TEST_BROWSER is "0". scripts/test sets it
+ *  for the sanitizer and valgrind runs and tests/pg_run.sh for the
+ *  PostgreSQL entries: the browser and the pages are the same there, and
+ *  the plain SQLite run drives them. When not, it says so on stderr, naming
+ *  `suite`, so that a run's log shows what it left out. */
+bool ah_t_browser(const char *suite);
 /** Fresh temp dir ("/tmp/atshub-test-XXXXXX"); malloc'd. */
 char *ah_t_tmpdir(void);
 /** rm -rf dir (best effort). */
