@@ -665,7 +665,7 @@ static int cores_in(const char *dir)
 START_TEST(test_no_core_dump)
 {
     env e;
-    env_setup(&e, NULL);
+    env_setup(&e, "[plugin.template]\nisolation = process\n");
     log_info(&e);
     char dumps[1024], script[4096];
     snprintf(dumps, sizeof dumps, "%s/dumps", e.dir);
@@ -693,7 +693,7 @@ START_TEST(test_no_core_dump)
     const char *argv[] = {"/bin/sh", "-c", script, NULL};
     int errfd, port;
     pid_t pid = serve(argv, &errfd, &port);
-    /* The template plugin runs in a process of its own (the default). */
+    /* The template plugin runs in a process of its own. */
     pid_t child = 0;
     for (int i = 0; i < 500 && child == 0; i++)
         if (ah_t_children(pid, "atshub-plugin-h", &child, 1, NULL) < 1 || child == 0)

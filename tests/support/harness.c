@@ -234,8 +234,12 @@ char *ah_t_write_ini(const char *dir, const char *extra)
                  "[store]\nurl = %s\n"
                  "[outbound]\ntimeout_ms = 2000\nmax_attempts = 3\nbackoff_ms = 10\nbackoff_max_ms = 2000\n"
                  "[sync]\ninterval_s = 0\n"
-                 "[plugins]\ntemplate = %s/template.so\n%s",
-                 store, plugins != NULL ? plugins : "plugins", extra != NULL ? extra : "") < 0) {
+                 "%s[plugins]\ntemplate = %s/template.so\n%s",
+                 store,
+                 extra != NULL && strstr(extra, "[plugin.template]") != NULL
+                     ? ""
+                     : "[plugin.template]\nisolation = in_process\n",
+                 plugins != NULL ? plugins : "plugins", extra != NULL ? extra : "") < 0) {
         free(store);
         free(path);
         return NULL;

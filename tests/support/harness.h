@@ -29,7 +29,12 @@ bool ah_t_pg(void);
  *  NULL on error. */
 char *ah_t_store_url(const char *dir);
 /** Writes dir/atshub.ini: store (ah_t_store_url) and key under dir, listen 127.0.0.1:0, the
- *  template plugin, `extra` appended verbatim (may be NULL). malloc'd path. */
+ *  template plugin, `extra` appended verbatim (may be NULL). malloc'd path.
+ *  The template plugin runs in the daemon's process unless `extra` has a
+ *  [plugin.template] section of its own: most suites load it without
+ *  calling it, and its process was started (and ended) with every daemon
+ *  (the provider suites' plugins, check_isolate's fixtures and the suites
+ *  that name the section run in processes of their own). */
 char *ah_t_write_ini(const char *dir, const char *extra);
 /** Everything the test's store holds, as bytes to search for secrets in
  *  clear: the SQLite file and its WAL, or on PostgreSQL a pg_dump of the
