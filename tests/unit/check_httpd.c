@@ -1108,14 +1108,21 @@ typedef struct gate {
     reply r;
 } gate;
 
+/* Under mu: says *in, then waits until *go (both guarded by mu and cv).
+ * Returns with mu held. */
+static void enter_and_wait(pthread_mutex_t *mu, pthread_cond_t *cv, bool *in, const bool *go)
+{
+    pthread_mutex_lock(mu);
+    *in = true;
+    pthread_cond_broadcast(cv);
+    while (!*go)
+        pthread_cond_wait(cv, mu);
+}
+
 static void h_gated(void *arg, ah_http_exchange *ex)
 {
     gate *g = arg;
-    pthread_mutex_lock(&g->mu);
-    g->entered = true;
-    pthread_cond_broadcast(&g->cv);
-    while (!g->release)
-        pthread_cond_wait(&g->cv, &g->mu);
+    enter_and_wait(&g->mu, &g->cv, &g->entered, &g->release);
     g->finished = true;
     pthread_mutex_unlock(&g->mu);
     ah_ex_respond_json(ex, 200, cJSON_CreateObject());
@@ -1568,11 +1575,7 @@ static void h_park(void *arg, ah_http_exchange *ex)
 static void h_park_late(void *arg, ah_http_exchange *ex)
 {
     parking *k = arg;
-    pthread_mutex_lock(&k->mu);
-    k->late_in = true;
-    pthread_cond_broadcast(&k->cv);
-    while (!k->late_go)
-        pthread_cond_wait(&k->cv, &k->mu);
+    enter_and_wait(&k->mu, &k->cv, &k->late_in, &k->late_go);
     pthread_mutex_unlock(&k->mu);
     h_park(arg, ex);
 }
