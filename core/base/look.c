@@ -21,24 +21,56 @@
 #define LOOK_NS 200000L
 #define LOOK_SCORE_MAX 16
 #define LOOK_PROBE 64
+#define LOOK_YIELD_EVERY 64
 
-int ah_look_poll(ah_look *st, int fd)
+/* The look's common part: probes until one finds input, errs, or the
+ * window passes; `yield_every` probes a sched_yield. */
+static int look(ah_look *st, int (*probe)(void *), void *arg, unsigned yield_every)
 {
-    struct pollfd pf = {.fd = fd, .events = POLLIN};
     if (st->score <= 0 && ++st->waits % LOOK_PROBE != 0)
         return 0;
     struct timespec t0, t;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int r;
-    do {
-        r = poll(&pf, 1, 0);
-        if (r == 0)
+    unsigned n = 0;
+    for (;;) {
+        r = probe(arg);
+        if (r != 0)
+            break;
+        if (++n % yield_every == 0)
             sched_yield();
+#if defined(__x86_64__) || defined(__i386__)
+        else
+            __builtin_ia32_pause();
+#endif
+        if (n % yield_every != 0 && n % 16 != 0)
+            continue;
         clock_gettime(CLOCK_MONOTONIC, &t);
-    } while (r == 0 && (t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < LOOK_NS);
+        if ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) >= LOOK_NS)
+            break;
+    }
     if (r > 0)
         st->score += st->score < LOOK_SCORE_MAX;
     else if (r == 0)
         st->score = st->score > 4 ? st->score - 4 : 0;
     return r;
+}
+
+static int poll_probe(void *arg)
+{
+    struct pollfd pf = {.fd = *(const int *)arg, .events = POLLIN};
+    return poll(&pf, 1, 0);
+}
+
+int ah_look_poll(ah_look *st, int fd)
+{
+    /* A poll is a system call: yield after each that finds nothing. */
+    return look(st, poll_probe, &fd, 1);
+}
+
+int ah_look_for(ah_look *st, int (*probe)(void *), void *arg)
+{
+    /* A probe of memory costs a cache line: yield now and then only, so
+     * that a process waited for on this CPU still runs. */
+    return look(st, probe, arg, LOOK_YIELD_EVERY);
 }

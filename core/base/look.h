@@ -20,4 +20,10 @@ typedef struct ah_look {
  *  time, to learn again). One reader at a time per state. */
 int ah_look_poll(ah_look *st, int fd);
 
+/** As ah_look_poll, for input that `probe(arg)` sees without a system call
+ *  (a word another process writes in shared memory, ring.c): probe's
+ *  answer (non-zero ends the look; < 0 is an error, returned as is).
+ *  Between probes the CPU pauses, and every few it yields. */
+int ah_look_for(ah_look *st, int (*probe)(void *), void *arg);
+
 #endif

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "frame.h"
+#include "ring.h"
 
 #include "crypto.h"
 
@@ -51,12 +52,18 @@ int ah_frame_send(int fd, const cJSON *msg)
 
 int ah_frame_send_tail(int fd, const cJSON *msg, const void *tail, size_t tail_len)
 {
+    return ah_frame_send_via(fd, NULL, msg, tail, tail_len);
+}
+
+int ah_frame_send_via(int fd, struct ah_ring *ring, const cJSON *msg, const void *tail,
+                      size_t tail_len)
+{
     unsigned char *buf = NULL;
     size_t len = 0, cap = 0;
     /* One buffer, one send: small frames leave in one segment. */
     int rc = ah_frame_append(&buf, &len, &cap, msg, tail, tail_len);
     if (rc == 0)
-        rc = ah_frame_write(fd, buf, len);
+        rc = ah_frame_put(fd, ring, buf, len);
     free(buf);
     return rc;
 }
@@ -106,6 +113,11 @@ int ah_frame_write(int fd, const void *buf, size_t len)
     return write_all(fd, buf, len);
 }
 
+int ah_frame_put(int fd, struct ah_ring *ring, const void *buf, size_t len)
+{
+    return ring != NULL ? ah_ring_write(ring, buf, len) : write_all(fd, buf, len);
+}
+
 int ah_frame_recv(int fd, cJSON **msg)
 {
     unsigned char h[4];
@@ -141,9 +153,18 @@ int ah_frame_recv(int fd, cJSON **msg)
 void ah_frame_reader_reset(ah_frame_reader *r, int fd)
 {
     r->fd = fd;
+    r->ring = NULL;
     r->start = r->end = 0;
     r->broken = false;
     r->stalled = false;
+}
+
+bool ah_frame_reader_ring(ah_frame_reader *r, struct ah_ring *ring)
+{
+    if (r->end != r->start)
+        return false;
+    r->ring = ring;
+    return true;
 }
 
 void ah_frame_reader_free(ah_frame_reader *r)
@@ -256,13 +277,26 @@ int ah_frame_read_tail(ah_frame_reader *r, cJSON **msg, unsigned char **tail, si
             if (stall_until == 0)
                 stall_until = t + r->stall_ms;
             struct pollfd pf = {.fd = r->fd, .events = POLLIN};
-            int pr = t < stall_until ? poll(&pf, 1, (int)(stall_until - t)) : 0;
-            if (pr < 0 && errno == EINTR)
+            int pr = t >= stall_until ? 0
+                     : r->ring != NULL ? ah_ring_wait(r->ring, NULL, (int)(stall_until - t))
+                                       : poll(&pf, 1, (int)(stall_until - t));
+            if (pr < 0 && r->ring == NULL && errno == EINTR)
                 continue;
             if (pr == 0) {
                 r->broken = r->stalled = true;
                 return -1;
             }
+        }
+        if (r->ring != NULL) {
+            ssize_t n = ah_ring_read(r->ring, r->buf + r->end, r->cap - r->end);
+            if (n == 0 && (n = ah_ring_wait(r->ring, NULL, -1)) > 0)
+                continue;
+            if (n <= 0) {
+                r->broken = ah_ring_broken(r->ring);
+                return -1;
+            }
+            r->end += (size_t)n;
+            continue;
         }
         ssize_t n = read(r->fd, r->buf + r->end, r->cap - r->end);
         if (n < 0 && errno == EINTR)

@@ -15,6 +15,8 @@
 
 #include <cjson/cJSON.h>
 
+struct ah_ring;
+
 #define AH_FRAME_MAX (64u * 1024 * 1024)
 /** What the senders return for a message that would make a frame longer
  *  than AH_FRAME_MAX: nothing was sent, the stream is intact. */
@@ -32,6 +34,9 @@ int ah_frame_send(int fd, const cJSON *msg);
  *  same frame (separated by a NUL, which JSON text never holds): bulk data
  *  that needs no escaping and no parse (the emitted records of a batch). */
 int ah_frame_send_tail(int fd, const cJSON *msg, const void *tail, size_t tail_len);
+/** As ah_frame_send_tail, into `ring` when it is not NULL (ring.h). */
+int ah_frame_send_via(int fd, struct ah_ring *ring, const cJSON *msg, const void *tail,
+                      size_t tail_len);
 /** Appends `msg` (with `tail_len` bytes of `tail`, as ah_frame_send_tail)
  *  as one frame to the buffer *buf (*len bytes used of *cap; grown with
  *  realloc, freed by the caller): several frames then leave in one write
@@ -41,6 +46,8 @@ int ah_frame_append(unsigned char **buf, size_t *len, size_t *cap, const cJSON *
                     const void *tail, size_t tail_len);
 /** Writes `len` bytes (frames from ah_frame_append) as ah_frame_send does. */
 int ah_frame_write(int fd, const void *buf, size_t len);
+/** As ah_frame_write, into `ring` when it is not NULL (ring.h). */
+int ah_frame_put(int fd, struct ah_ring *ring, const void *buf, size_t len);
 /** Reads one whole frame into *msg (transferred). Blocks. 0; -1 at end of
  *  stream, on a read error, an oversize frame or text that is not a JSON
  *  object. */
@@ -51,6 +58,9 @@ int ah_frame_recv(int fd, cJSON **msg);
  *  instead of two per frame. Zeroed, then ah_frame_reader_reset. */
 typedef struct ah_frame_reader {
     int fd;
+    /* Not NULL: bytes come from this ring instead (ah_frame_reader_ring);
+     * fd then only sleeps and ends. */
+    struct ah_ring *ring;
     unsigned char *buf;
     size_t cap, start, end; /* buf[start, end) is read and not yet consumed */
     /* Set when a read refused what the peer sent (a bad length, a tail
@@ -69,6 +79,10 @@ typedef struct ah_frame_reader {
 
 /** Reads from fd from now on, dropping whatever was buffered (a new peer). */
 void ah_frame_reader_reset(ah_frame_reader *r, int fd);
+/** Reads from `ring` from now on (ring.h). False when bytes already read
+ *  from the socket wait in the buffer: the peer wrote past what it may
+ *  write there (the switch is the caller's protocol's). */
+bool ah_frame_reader_ring(ah_frame_reader *r, struct ah_ring *ring);
 /** Frees the buffer (the fd is the caller's). */
 void ah_frame_reader_free(ah_frame_reader *r);
 /** True when a whole frame is buffered: ah_frame_read will not block. */

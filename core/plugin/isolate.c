@@ -28,6 +28,7 @@
 #include "oauth2.h"
 #include "isolate.h"
 #include "registry.h"
+#include "ring.h"
 
 extern char **environ;
 
@@ -112,6 +113,11 @@ typedef struct child {
     pid_t pid;              /* 0 once reaped */
     uint64_t epoch;         /* unique in the plugin */
     ah_frame_reader rd;     /* only the reading thread touches it */
+    /* The shared-memory rings beside the socket (ring.h), or NULL; every
+     * frame after the descriptor goes through them once ring_on (set
+     * before the child is anyone's but its spawner's). */
+    ah_ring *ring;
+    bool ring_on;
     ah_look spin;     /* read_frames' look before it sleeps (reading thread) */
     pthread_mutex_t wr;     /* one frame at a time on fd */
     /* The rest under the slot's mu. */
@@ -154,6 +160,9 @@ static _Thread_local waiter *tl_waiter;
 /* Where a plugin process finds the plugin's bytes when the daemon hands
  * them over as a descriptor (ah_isolate_start's fd). */
 #define PLUGIN_FD 4
+/* Where it finds the shared memory of its rings (ring.h). */
+#define RING_FD 5
+#define RING_FD_ARG "5"
 
 struct ah_isolate {
     char *path, *name, *prog;
@@ -315,6 +324,7 @@ static void child_free(child *ch)
     if (ch->pid > 0)
         reap_pid(ch->pid, true);
     ah_frame_reader_free(&ch->rd);
+    ah_ring_close(ch->ring);
     pthread_mutex_destroy(&ch->wr);
     free(ch);
 }
@@ -329,12 +339,27 @@ static void child_put(proc *p, child *ch)
         child_free(ch);
 }
 
-/* One frame out on the child's socket. 0, or -1 when it is gone. */
-static int send_frame(child *ch, const cJSON *m, const void *tail, size_t tail_len)
+/* Notes how the child broke the protocol (the first way counts); the
+ * caller then ends it. */
+static void broke(proc *p, child *ch, const char *how)
+{
+    pthread_mutex_lock(&p->mu);
+    if (ch->broke == NULL)
+        ch->broke = how;
+    pthread_mutex_unlock(&p->mu);
+}
+
+#define BROKE_RING "an index of its shared memory that it could not have written"
+
+/* One frame out to the child (its socket, or its ring). 0; -1 when it is
+ * gone (or broke its ring); AH_FRAME_TOO_LARGE. */
+static int send_frame(proc *p, child *ch, const cJSON *m, const void *tail, size_t tail_len)
 {
     pthread_mutex_lock(&ch->wr);
-    int r = ah_frame_send_tail(ch->fd, m, tail, tail_len);
+    int r = ah_frame_send_via(ch->fd, ch->ring_on ? ch->ring : NULL, m, tail, tail_len);
     pthread_mutex_unlock(&ch->wr);
+    if (r == -1 && ch->ring_on && ah_ring_broken(ch->ring))
+        broke(p, ch, BROKE_RING);
     return r;
 }
 
@@ -482,13 +507,25 @@ static void wake_reader(child *ch, const waiter *except)
     }
 }
 
-/* Notes how the child broke the protocol (the first way counts); the
- * caller then ends it. */
-static void broke(proc *p, child *ch, const char *how)
+
+/* Whether `b` (n bytes the child wrote to its socket) holds the frame its
+ * fault handler writes as it dies at its memory limit (AH_FRAME_OOM). */
+static bool says_oom(const char *b, size_t n)
 {
+    static const char oom[] = AH_FRAME_OOM;
+    return memmem(b, n, oom, sizeof oom - 1) != NULL;
+}
+
+/* A child on the rings writes nothing to its socket but their bells, and
+ * the frame of its fault handler: the ring's wait put that aside. The
+ * reading thread, at the end of the child's stream. */
+static void note_oom(proc *p, child *ch)
+{
+    char b[64];
+    if (!says_oom(b, ah_ring_aside(ch->ring, b, sizeof b)))
+        return;
     pthread_mutex_lock(&p->mu);
-    if (ch->broke == NULL)
-        ch->broke = how;
+    ch->oom_noted = true;
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -498,7 +535,18 @@ static void broke(proc *p, child *ch, const char *how)
  * ended or failed, or the child broke the protocol. */
 static int read_frames(proc *p, child *ch, long left_ms)
 {
-    if (!ah_frame_buffered(&ch->rd)) {
+    if (!ah_frame_buffered(&ch->rd) && ch->ring_on) {
+        int r = ah_ring_wait(ch->ring, &ch->spin, left_ms > INT_MAX ? INT_MAX : (int)left_ms);
+        if (r < 0) {
+            if (ah_ring_broken(ch->ring))
+                broke(p, ch, BROKE_RING);
+            else
+                note_oom(p, ch);
+            return -1;
+        }
+        if (r == 0)
+            return 0;
+    } else if (!ah_frame_buffered(&ch->rd)) {
         struct pollfd pf = {.fd = ch->fd, .events = POLLIN};
         int r = ah_look_poll(&ch->spin, ch->fd);
         if (r == 0)
@@ -516,7 +564,11 @@ static int read_frames(proc *p, child *ch, long left_ms)
             return -1;
         if (ah_frame_read_tail(&ch->rd, &f->m, &f->tail, &f->tail_len) != 0) {
             free(f);
-            if (ch->rd.stalled)
+            if (ch->ring_on && ah_ring_broken(ch->ring))
+                broke(p, ch, BROKE_RING);
+            else if (ch->ring_on && !ch->rd.broken)
+                note_oom(p, ch);
+            else if (ch->rd.stalled)
                 broke(p, ch, "a frame cut short: the rest did not come");
             else if (ch->rd.broken)
                 broke(p, ch, "a frame of a bad length, or one that is no JSON object");
@@ -726,6 +778,14 @@ static child *spawn_load(ah_isolate *iso, proc *p, char *err, size_t errlen)
     }
     ch->fd = sv[0];
     ah_frame_reader_reset(&ch->rd, ch->fd);
+    /* The rings, offered: the child says in its descriptor whether it
+     * took them (a host of another build, or a relay, may not). Without
+     * them, the socket alone, as before. */
+    int rfd = ah_ring_make();
+    if (rfd >= 0 && (ch->ring = ah_ring_open(rfd, ch->fd, true)) == NULL) {
+        close(rfd);
+        rfd = -1;
+    }
     /* A frame begun and not finished within a call's deadline: the child
      * is stuck or hostile, and no reading thread may wait on it for good. */
     ch->rd.stall_ms = iso->o.call_timeout_ms > INT_MAX ? INT_MAX : (int)iso->o.call_timeout_ms;
@@ -738,13 +798,17 @@ static child *spawn_load(ah_isolate *iso, proc *p, char *err, size_t errlen)
     char pfdarg[8];
     snprintf(pfdarg, sizeof pfdarg, "%d", iso->plugin_fd >= 0 ? PLUGIN_FD : -1);
     char *argv[] = {iso->prog, "--fd", fdarg, "--plugin", iso->path, "--plugin-fd", pfdarg,
-                    "--memory-max", mem, "--name", iso->name, NULL};
+                    "--memory-max", mem, "--name", iso->name, "--ring", RING_FD_ARG, NULL};
+    if (rfd < 0)
+        argv[sizeof argv / sizeof argv[0] - 3] = NULL;
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t at;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, cfd, 3);
     if (iso->plugin_fd >= 0)
         posix_spawn_file_actions_adddup2(&fa, iso->plugin_fd, PLUGIN_FD);
+    if (rfd >= 0)
+        posix_spawn_file_actions_adddup2(&fa, rfd, RING_FD);
     posix_spawnattr_init(&at);
     sigset_t none, all;
     sigemptyset(&none);
@@ -772,6 +836,8 @@ static child *spawn_load(ah_isolate *iso, proc *p, char *err, size_t errlen)
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&at);
     close(cfd);
+    if (rfd >= 0)
+        close(rfd); /* mapped here, and in the child */
     if (rc != 0) {
         snprintf(err, errlen, "cannot start %s: %s", iso->prog, strerror(rc));
         child_free(ch);
@@ -805,6 +871,21 @@ static child *spawn_load(ah_isolate *iso, proc *p, char *err, size_t errlen)
         spawn_abandon(p, ch, true);
         child_free(ch);
         return NULL;
+    }
+    /* The child took the rings: everything after this frame goes through
+     * them, both ways. A child that did not: the socket. */
+    if (ch->ring != NULL && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(desc, "ring"))) {
+        if (!ah_frame_reader_ring(&ch->rd, ch->ring)) {
+            snprintf(err, errlen, "the plugin process wrote past its descriptor");
+            cJSON_Delete(desc);
+            spawn_abandon(p, ch, false);
+            child_free(ch);
+            return NULL;
+        }
+        ch->ring_on = true;
+    } else {
+        ah_ring_close(ch->ring);
+        ch->ring = NULL;
     }
     if (iso->desc == NULL) {
         iso->desc = cJSON_DetachItemViaPointer(desc, d);
@@ -1649,7 +1730,7 @@ static int exchange(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *cal
         cJSON_DeleteItemFromObjectCaseSensitive(req, "cid");
         if (add_cid(req, w->id) != 0)
             return -1;
-        int s = send_frame(ch, req, NULL, 0);
+        int s = send_frame(p, ch, req, NULL, 0);
         if (s == AH_FRAME_TOO_LARGE)
             return -3; /* nothing sent: the process goes on */
         if (s != 0) {
@@ -1695,11 +1776,11 @@ static int exchange(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *cal
                 continue;
             }
             int s = resp != NULL && add_cid(resp, w->id) == 0
-                        ? send_frame(ch, resp, rtail, rtail_len)
+                        ? send_frame(p, ch, resp, rtail, rtail_len)
                         : -1;
             if (s == AH_FRAME_TOO_LARGE) {
                 cJSON *small = too_large_reply(resp, http, w->id);
-                s = small != NULL ? send_frame(ch, small, NULL, 0) : -1;
+                s = small != NULL ? send_frame(p, ch, small, NULL, 0) : -1;
                 cJSON_Delete(small);
             }
             atomic_fetch_add_explicit(&iso->host_round_trips, 1, memory_order_relaxed);
@@ -2041,7 +2122,7 @@ void ah_isolate_close(ah_isolate *iso, void *conn_ctx)
             cJSON_AddStringToObject(req, "t", "close");
             cJSON_AddStringToObject(req, "ctx", ic->at[i].handle);
             /* No answer: a close that crashes the child shows at the next call. */
-            send_frame(ch, req, NULL, 0);
+            send_frame(p, ch, req, NULL, 0);
             cJSON_Delete(req);
         }
         child_put(p, ch);
@@ -2305,10 +2386,12 @@ void ah_isolate_watch(ah_isolate *iso)
             if (ended) {
                 /* A thread of its own that ran out of memory said so
                  * before the process died: read that, the frame alone. */
-                char f[sizeof AH_FRAME_OOM];
-                if (recv(ch->fd, f, sizeof f - 1, MSG_PEEK | MSG_DONTWAIT) ==
-                        (ssize_t)sizeof f - 1 &&
-                    memcmp(f, AH_FRAME_OOM, sizeof f - 1) == 0)
+                char f[64];
+                ssize_t n = recv(ch->fd, f, sizeof f, MSG_PEEK | MSG_DONTWAIT);
+                /* (On the rings, after the bells it was rung with.) */
+                if (ch->ring_on ? n > 0 && says_oom(f, (size_t)n)
+                                : n == (ssize_t)sizeof AH_FRAME_OOM - 1 &&
+                                      memcmp(f, AH_FRAME_OOM, sizeof AH_FRAME_OOM - 1) == 0)
                     ch->oom_noted = true;
                 ch->refs++; /* child_died drops the slot's */
                 child_died(iso, p, ch, NULL);

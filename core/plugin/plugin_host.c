@@ -43,6 +43,7 @@
 
 #include "clock.h"
 #include "frame.h"
+#include "ring.h"
 #include "harden.h"
 #include "crypto.h"
 #include "look.h"
@@ -201,6 +202,11 @@ static void install_fault_handlers(void)
 /* ------------------------------------------------------------------------ */
 
 static ah_frame_reader g_rd; /* frames from the daemon (g_fd) */
+/* The rings beside the socket (--ring), once the descriptor said so: every
+ * frame after it goes both ways through g_ring (ring.h). Set before the
+ * pool's threads start, read-only after. */
+static ah_ring *g_ring;
+static bool g_ring_on;
 static ah_look g_spin; /* the reading thread's look before it sleeps in read() */
 
 static void die_lost(void)
@@ -321,7 +327,7 @@ static void send_tail_or_die(const cJSON *m, const void *tail, size_t tail_len)
 {
     queue_or_die(m, tail, tail_len);
     pthread_mutex_lock(&g_wr);
-    int r = ah_frame_write(g_fd, tl_out, tl_out_len);
+    int r = ah_frame_put(g_fd, g_ring_on ? g_ring : NULL, tl_out, tl_out_len);
     pthread_mutex_unlock(&g_wr);
     tl_out_len = 0;
     if (tl_out_cap > 1 << 20) { /* a large frame's buffer is not kept */
@@ -423,8 +429,12 @@ static int work_queued(void)
  * daemon, which may be waiting for that request. */
 static void read_and_dispatch(bool idle)
 {
-    if (!ah_frame_buffered(&g_rd))
-        (void)ah_look_poll(&g_spin, g_fd); /* the read below then may not sleep */
+    if (!ah_frame_buffered(&g_rd)) { /* the read below then may not sleep */
+        if (g_ring_on)
+            (void)ah_ring_wait(g_ring, &g_spin, 0);
+        else
+            (void)ah_look_poll(&g_spin, g_fd);
+    }
     do {
         qframe *f = calloc(1, sizeof *f);
         if (f == NULL)
@@ -1909,7 +1919,7 @@ static void close_above(int last)
 int main(int argc, char **argv)
 {
     const char *plugin = NULL;
-    int plugin_fd = -1;
+    int plugin_fd = -1, ring_fd = -1;
     char plugin_fd_path[32];
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--fd") == 0)
@@ -1920,14 +1930,17 @@ int main(int argc, char **argv)
             plugin_fd = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--memory-max") == 0)
             g_memory_max = strtoull(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--ring") == 0)
+            ring_fd = atoi(argv[i + 1]);
     }
     if (plugin == NULL || fcntl(g_fd, F_GETFD) < 0 || plugin_fd == g_fd ||
         (plugin_fd >= 0 && (plugin_fd < 3 || fcntl(plugin_fd, F_GETFD) < 0))) {
         fprintf(stderr, "usage: atshub-plugin-host --fd N --plugin FILE.so [--plugin-fd M]\n"
-                        "       [--memory-max B]\n"
+                        "       [--memory-max B] [--ring R]\n"
                         "(started by atshub for plugins with isolation = process; with\n"
                         "--plugin-fd, the plugin is loaded from descriptor M, and FILE.so\n"
-                        "only names it)\n");
+                        "only names it; with --ring, frames after the descriptor go\n"
+                        "through the shared memory of descriptor R)\n");
         return 64;
     }
     if (plugin_fd >= 0) {
@@ -1936,6 +1949,12 @@ int main(int argc, char **argv)
     }
     fcntl(g_fd, F_SETFD, FD_CLOEXEC);
     ah_frame_reader_reset(&g_rd, g_fd);
+    /* Mapped (or refused: the socket alone then) and closed before the
+     * descriptors are: the descriptor frame tells the daemon which. */
+    if (ring_fd >= 3 && ring_fd != g_fd && ring_fd != plugin_fd) {
+        g_ring = ah_ring_open(ring_fd, g_fd, false);
+        close(ring_fd);
+    }
     (void)ah_cond_init_mono(&g_cv);
     /* Nothing of the daemon's but stdio, the socket and the plugin's bytes. */
     close_above(g_fd > plugin_fd ? g_fd : plugin_fd);
@@ -2033,10 +2052,15 @@ int main(int argc, char **argv)
             die_lost();
         cJSON_AddStringToObject(m, "t", "descriptor");
         cJSON *d = ah_mirror_describe(g_desc);
-        if (d == NULL || !cJSON_AddItemToObject(m, "d", d))
+        /* Everything after it goes through the rings, when it says so
+         * (the daemon sent nothing yet: the reader's buffer is empty). */
+        bool ring = g_ring != NULL && ah_frame_reader_ring(&g_rd, g_ring);
+        if (d == NULL || !cJSON_AddItemToObject(m, "d", d) ||
+            (ring && !cJSON_AddTrueToObject(m, "ring")))
             die_lost();
         send_or_die(m);
         cJSON_Delete(m);
+        g_ring_on = ring;
         /* The daemon checks it, then says "init" (or ends us). */
         cJSON *go = NULL;
         if (ah_frame_read(&g_rd, &go) != 0)
@@ -2089,5 +2113,6 @@ int main(int argc, char **argv)
         g_desc->fini(g_state);
     dlclose(dl);
     ah_frame_reader_free(&g_rd);
+    ah_ring_close(g_ring);
     return 0;
 }

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * A byte stream each way between the daemon and a plugin host process in
+ * shared memory (ring.c), beside their socket pair: on the 2-core VM a
+ * write and a read on a socket cost ~6 us a crossing even when nobody
+ * sleeps, two rings ~0.4 us (bench/README.md, "2026-12-07 (16:38-)").
+ * The socket stays for what memory cannot do: a reader that found nothing
+ * sleeps in poll() on it and the writer rings it (one byte) only then; the
+ * peer's death is its end of stream.
+ *
+ * One writer and one reader a direction at a time (the callers' locks).
+ * The memory is the peer's to scribble on: every index read from it is
+ * checked, bytes are copied out before anyone parses them, and the memory
+ * is a sealed memfd, so a peer cannot shrink it under the daemon (SIGBUS).
+ */
+#ifndef AH_RING_H
+#define AH_RING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "look.h"
+
+/** Bytes a direction holds. */
+#define AH_RING_CAP (256u * 1024)
+
+typedef struct ah_ring ah_ring;
+
+/** A sealed memfd (close-on-exec) holding both directions, zeroed, for
+ *  ah_ring_open on both sides; -1 with errno. */
+int ah_ring_make(void);
+
+/** Maps memfd (the caller closes it after) as the `creator`'s end (the
+ *  daemon's: it writes the first direction) or the other one, with sock
+ *  (the caller's, kept open while the ring lives) for sleeping and the
+ *  peer's end. NULL: not a memfd of ah_ring_make's size and seals, or
+ *  out of memory. */
+ah_ring *ah_ring_open(int memfd, int sock, bool creator);
+
+void ah_ring_close(ah_ring *r);
+
+/** Appends len bytes; waits for room while the peer lives (read, or
+ *  stopped reading and alive). 0; -1 the peer is gone, or broke the ring
+ *  (its read index out of range). */
+int ah_ring_write(ah_ring *r, const void *buf, size_t len);
+
+/** Takes what has come, up to cap bytes, without waiting. > 0 bytes; 0
+ *  none; -1 the peer broke the ring (its write index out of range). */
+ssize_t ah_ring_read(ah_ring *r, void *buf, size_t cap);
+
+/** Waits until bytes have come: looks first (look, when given: see
+ *  look.h), then sleeps on the socket for up to timeout_ms (< 0: no
+ *  limit). 1 bytes are there; 0 the time passed; -1 the peer is gone and
+ *  nothing is left, or it broke the ring. */
+int ah_ring_wait(ah_ring *r, ah_look *look, int timeout_ms);
+
+/** Whether the peer broke the ring (an index it could not have written):
+ *  a protocol breach, as against its end. */
+bool ah_ring_broken(const ah_ring *r);
+
+/** Bytes the peer wrote to the socket that were not a ring's bell (the
+ *  first 64): what a process may write there as it
+ *  dies (frame.h's AH_FRAME_OOM). Returns how many were copied to out. */
+size_t ah_ring_aside(const ah_ring *r, char *out, size_t cap);
+
+#endif
