@@ -117,6 +117,16 @@ void ah_ring_close(ah_ring *r)
     free(r);
 }
 
+void ah_ring_rewind(ah_ring *r)
+{
+    memset(r->tx, 0, sizeof *r->tx);
+    memset(r->rx, 0, sizeof *r->rx);
+    r->tw = r->rr = 0;
+    atomic_store(&r->gone, false);
+    atomic_store(&r->broken, false);
+    r->naside = 0;
+}
+
 static long futex(_Atomic uint32_t *word, int op, uint32_t val, const struct timespec *t)
 {
     /* Not FUTEX_PRIVATE_FLAG: the word is shared with another process. */

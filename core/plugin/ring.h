@@ -40,6 +40,13 @@ ah_ring *ah_ring_open(int memfd, int sock, bool creator);
 
 void ah_ring_close(ah_ring *r);
 
+/** Both directions empty and at their start, their shared words zeroed,
+ *  the ring no longer broken or ended, nothing aside: as ah_ring_open
+ *  left it, without mapping it again (a munmap's TLB shootdown was most of
+ *  a fuzz input's time). Only while nobody else uses the ring: the peer
+ *  too must start again from nothing (tests/fuzz/fuzz_ring.c). */
+void ah_ring_rewind(ah_ring *r);
+
 /** Appends len bytes; waits for room while the peer lives (read, or
  *  stopped reading and alive). 0; -1 the peer is gone, or broke the ring
  *  (its read index out of range). */

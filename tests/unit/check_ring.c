@@ -192,6 +192,14 @@ START_TEST(test_ring_hostile_indices)
     atomic_store((_Atomic uint64_t *)(void *)(m3 + 64), 999);
     ck_assert_int_eq(ah_ring_write(w.d, "y", 1), -1);
     ck_assert(ah_ring_broken(w.d));
+    /* Rewound, as new: empty, not broken, both ends from the start. */
+    ah_ring_rewind(w.d);
+    ah_ring_rewind(w.c);
+    ck_assert(!ah_ring_broken(w.d));
+    ck_assert_int_eq(ah_ring_read(w.c, b, sizeof b), 0);
+    ck_assert_int_eq(ah_ring_write(w.d, "again", 5), 0);
+    ck_assert_int_eq(ah_ring_read(w.c, b, sizeof b), 5);
+    ck_assert_int_eq(memcmp(b, "again", 5), 0);
     munmap(m3, 2 * dir_bytes);
     pair_close(&w);
     munmap(m2, 2 * dir_bytes);
