@@ -23,7 +23,7 @@ int ah_look_poll(ah_look *st, int fd);
 /** As ah_look_poll, for input that `probe(arg)` sees without a system call
  *  (a word another process writes in shared memory, ring.c): probe's
  *  answer (non-zero ends the look; < 0 is an error, returned as is).
- *  Between probes the CPU pauses, and every few it yields. */
+ *  Between probes the CPU pauses; it does not yield (look.c says why). */
 int ah_look_for(ah_look *st, int (*probe)(void *), void *arg);
 
 #endif
