@@ -507,7 +507,6 @@ static void wake_reader(child *ch, const waiter *except)
     }
 }
 
-
 /* Whether `b` (n bytes the child wrote to its socket) holds the frame its
  * fault handler writes as it dies at its memory limit (AH_FRAME_OOM). */
 static bool says_oom(const char *b, size_t n)
