@@ -797,9 +797,8 @@ static child *spawn_load(ah_isolate *iso, proc *p, char *err, size_t errlen)
     char pfdarg[8];
     snprintf(pfdarg, sizeof pfdarg, "%d", iso->plugin_fd >= 0 ? PLUGIN_FD : -1);
     char *argv[] = {iso->prog, "--fd", fdarg, "--plugin", iso->path, "--plugin-fd", pfdarg,
-                    "--memory-max", mem, "--name", iso->name, "--ring", RING_FD_ARG, NULL};
-    if (rfd < 0)
-        argv[sizeof argv / sizeof argv[0] - 3] = NULL;
+                    "--memory-max", mem, "--name", iso->name,
+                    rfd >= 0 ? "--ring" : NULL, RING_FD_ARG, NULL};
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t at;
     posix_spawn_file_actions_init(&fa);

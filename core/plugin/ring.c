@@ -8,6 +8,7 @@
 #include <linux/futex.h>
 #include <poll.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,9 +39,14 @@ typedef struct dir {
     char pad3[56];
 } dir;
 
-_Static_assert(sizeof(dir) == 256, "a direction's header is four cache lines");
+_Static_assert(sizeof(dir) == AH_RING_HDR && offsetof(dir, w) == AH_RING_OFF_W &&
+                   offsetof(dir, r) == AH_RING_OFF_R &&
+                   offsetof(dir, rsleep) == AH_RING_OFF_RSLEEP &&
+                   offsetof(dir, wsleep) == AH_RING_OFF_WSLEEP &&
+                   offsetof(dir, rseq) == AH_RING_OFF_RSEQ,
+               "the layout ring.h gives (four cache lines a header)");
 
-#define DIR_BYTES (sizeof(dir) + AH_RING_CAP)
+#define DIR_BYTES AH_RING_DIR_BYTES
 #define MEM_BYTES (2 * DIR_BYTES)
 #define SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
 /* The byte a writer sends to ring a sleeping reader. */

@@ -25,6 +25,21 @@
 /** Bytes a direction holds. */
 #define AH_RING_CAP (256u * 1024)
 
+/* The shared memory's layout (ring.c asserts it), for the tests that play a
+ * peer scribbling on it: two directions, the creator's (the daemon's
+ * writes) first, each a header of AH_RING_HDR bytes and then its
+ * AH_RING_CAP bytes. In a header, 64-bit indices at AH_RING_OFF_W (bytes
+ * written) and AH_RING_OFF_R (bytes read); 32-bit words at
+ * AH_RING_OFF_RSLEEP (the reader sleeps), AH_RING_OFF_WSLEEP (the writer
+ * waits for room) and AH_RING_OFF_RSEQ (its futex word). */
+#define AH_RING_HDR 256u
+#define AH_RING_DIR_BYTES (AH_RING_HDR + AH_RING_CAP)
+#define AH_RING_OFF_W 0
+#define AH_RING_OFF_R 64
+#define AH_RING_OFF_RSLEEP 128
+#define AH_RING_OFF_WSLEEP 192
+#define AH_RING_OFF_RSEQ 196
+
 typedef struct ah_ring ah_ring;
 
 /** A sealed memfd (close-on-exec) holding both directions, zeroed, for

@@ -39,11 +39,7 @@ static void fail(const char *what)
     fuzz_fail("fuzz_ring", what);
 }
 
-/* ring.c's layout: two directions, each a 256-byte header (the writer's
- * index at 0, the reader's at 64, the reader's sleep flag at 128, the
- * writer's and the futex word at 192 and 196) and the ring's bytes; the
- * daemon writes the first. */
-#define DIR_BYTES (256 + AH_RING_CAP)
+#define DIR_BYTES AH_RING_DIR_BYTES /* the layout: ring.h */
 
 static uint64_t take64(const uint8_t **p, const uint8_t *end)
 {
@@ -65,8 +61,8 @@ static uint32_t next_len(const ah_frame_reader *rd, unsigned char *up,
     size_t n = 0;
     for (size_t i = rd->start; i < rd->end && n < 4; i++)
         h[n++] = rd->buf[i];
-    uint64_t r = atomic_load((_Atomic uint64_t *)(void *)(up + 64));
-    uint64_t w = atomic_load((_Atomic uint64_t *)(void *)up);
+    uint64_t r = atomic_load((_Atomic uint64_t *)(void *)(up + AH_RING_OFF_R));
+    uint64_t w = atomic_load((_Atomic uint64_t *)(void *)(up + AH_RING_OFF_W));
     for (uint64_t i = r; i != w && w - r <= AH_RING_CAP && n < 4; i++)
         h[n++] = up_data[i % AH_RING_CAP];
     return n < 4 ? 0 : (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
@@ -101,10 +97,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ah_ring_rewind(d);
     unsigned char *m = g_mem;
     unsigned char *down = m, *up = m + DIR_BYTES;
-    _Atomic uint64_t *up_w = (_Atomic uint64_t *)(void *)up;
-    _Atomic uint64_t *down_w = (_Atomic uint64_t *)(void *)down;
-    _Atomic uint64_t *down_r = (_Atomic uint64_t *)(void *)(down + 64);
-    unsigned char *up_data = up + 256;
+    _Atomic uint64_t *up_w = (_Atomic uint64_t *)(void *)(up + AH_RING_OFF_W);
+    _Atomic uint64_t *down_w = (_Atomic uint64_t *)(void *)(down + AH_RING_OFF_W);
+    _Atomic uint64_t *down_r = (_Atomic uint64_t *)(void *)(down + AH_RING_OFF_R);
+    unsigned char *up_data = up + AH_RING_HDR;
     ah_frame_reader rd = {0};
     ah_frame_reader_reset(&rd, g_sock);
     if (!ah_frame_reader_ring(&rd, d))
@@ -137,9 +133,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             uint32_t f = (uint32_t)take64(&p, end);
             for (int k = 0; k < 2; k++) {
                 unsigned char *h = k == 0 ? down : up;
-                atomic_store((_Atomic uint32_t *)(void *)(h + 128), f);
-                atomic_store((_Atomic uint32_t *)(void *)(h + 192), f >> 1);
-                atomic_store((_Atomic uint32_t *)(void *)(h + 196), f >> 2);
+                atomic_store((_Atomic uint32_t *)(void *)(h + AH_RING_OFF_RSLEEP), f);
+                atomic_store((_Atomic uint32_t *)(void *)(h + AH_RING_OFF_WSLEEP), f >> 1);
+                atomic_store((_Atomic uint32_t *)(void *)(h + AH_RING_OFF_RSEQ), f >> 2);
             }
             break;
         }

@@ -163,12 +163,11 @@ START_TEST(test_ring_hostile_indices)
 {
     pair p;
     pair_open(&p);
-    /* The layout: per direction its writer's index, at offset 0 of its
-     * header, its reader's at 64; the daemon writes the first direction. */
-    size_t dir_bytes = 256 + AH_RING_CAP;
+    /* The layout (ring.h): the daemon writes the first direction. */
+    size_t dir_bytes = AH_RING_DIR_BYTES;
     unsigned char *m = mmap(NULL, 2 * dir_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, p.mfd, 0);
     ck_assert_ptr_ne(m, MAP_FAILED);
-    _Atomic uint64_t *up_w = (_Atomic uint64_t *)(void *)(m + dir_bytes);
+    _Atomic uint64_t *up_w = (_Atomic uint64_t *)(void *)(m + dir_bytes + AH_RING_OFF_W);
     /* The plugin's write index past what the ring holds. */
     atomic_store(up_w, (uint64_t)AH_RING_CAP + 1);
     char b[64];
@@ -182,7 +181,7 @@ START_TEST(test_ring_hostile_indices)
     ck_assert_ptr_ne(m2, MAP_FAILED);
     ck_assert_int_eq(ah_ring_write(q.c, "abc", 3), 0);
     ck_assert_int_eq(ah_ring_read(q.d, b, 2), 2);
-    atomic_store((_Atomic uint64_t *)(void *)(m2 + dir_bytes), 1);
+    atomic_store((_Atomic uint64_t *)(void *)(m2 + dir_bytes + AH_RING_OFF_W), 1);
     ck_assert_int_eq(ah_ring_read(q.d, b, sizeof b), -1);
     ck_assert(ah_ring_broken(q.d));
     /* The plugin's read index ahead of what the daemon wrote: the
@@ -194,7 +193,7 @@ START_TEST(test_ring_hostile_indices)
     unsigned char *m3 = mmap(NULL, 2 * dir_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, w.mfd, 0);
     ck_assert_ptr_ne(m3, MAP_FAILED);
     ck_assert_int_eq(ah_ring_write(w.d, "x", 1), 0);
-    atomic_store((_Atomic uint64_t *)(void *)(m3 + 64), 999);
+    atomic_store((_Atomic uint64_t *)(void *)(m3 + AH_RING_OFF_R), 999);
     ck_assert_int_eq(ah_ring_write(w.d, "y", 1), -1);
     ck_assert(ah_ring_broken(w.d));
     /* Rewound, as new: empty, not broken, both ends from the start. */
@@ -230,7 +229,7 @@ START_TEST(test_ring_sealed)
     /* A memfd of the right size without the seals, a file, nothing. */
     int un = memfd_create("unsealed", MFD_CLOEXEC);
     ck_assert_int_ge(un, 0);
-    ck_assert_int_eq(ftruncate(un, 2 * (256 + AH_RING_CAP)), 0);
+    ck_assert_int_eq(ftruncate(un, 2 * AH_RING_DIR_BYTES), 0);
     ck_assert_ptr_null(ah_ring_open(un, sv[0], true));
     close(un);
     ck_assert_ptr_null(ah_ring_open(sv[1], sv[0], true));
