@@ -9,7 +9,7 @@
  *
  *   bench_erp [-n REQUESTS] [-w WARMUP] [-c CONCURRENCY] [-s SOURCES]
  *             [-t HTTP_THREADS] [-p PLUGIN.so] [-i in_process|process] [-P PROCESSES]
- *             [-r workers|inline] [-W BUS_WORKERS]
+ *             [-r workers|inline] [-W BUS_WORKERS] [-T TENANT_WORKERS]
  *
  * -i: how the erp plugin runs (issue 15): in the daemon's process (the
  * default, as every figure before it was measured and as etc/atshub.ini
@@ -18,7 +18,10 @@
  * plugin's processes when isolated (default 1; each serves several route
  * calls at a time).
  * -r: [http] plugin_routes: the route runs on a bus worker (the default) or
- * on the HTTP thread. -W: [core] workers (default 2).
+ * on the HTTP thread. -W: [core] workers (default 2). -T: [core]
+ * tenant_workers, the workers one tenant (here: the client's address, as
+ * the ERP routes authenticate in the plugin) may hold at once (default 0:
+ * half of the workers).
  */
 #include <curl/curl.h>
 #include <getopt.h>
@@ -193,9 +196,9 @@ int main(int argc, char **argv)
     const char *isolation = "in_process";
     int processes = 1;
     const char *routes = "workers";
-    int bus_workers = 2;
+    int bus_workers = 2, tenant_workers = 0;
     int opt;
-    while ((opt = getopt(argc, argv, "n:w:c:s:t:p:i:P:r:W:")) != -1) {
+    while ((opt = getopt(argc, argv, "n:w:c:s:t:p:i:P:r:W:T:")) != -1) {
         switch (opt) {
         case 'n': total = atol(optarg); break;
         case 'w': warmup = atol(optarg); break;
@@ -207,16 +210,17 @@ int main(int argc, char **argv)
         case 'P': processes = atoi(optarg); break;
         case 'r': routes = optarg; break;
         case 'W': bus_workers = atoi(optarg); break;
+        case 'T': tenant_workers = atoi(optarg); break;
         default:
             fprintf(stderr, "usage: bench_erp [-n N] [-w N] [-c N] [-s N] [-t N] [-p erp.so] "
                             "[-i in_process|process] [-P PROCESSES] [-r workers|inline] "
-                            "[-W BUS_WORKERS]\n");
+                            "[-W BUS_WORKERS] [-T TENANT_WORKERS]\n");
             return 2;
         }
     }
     if (total < 1 || warmup < 0 || conc < 1 || conc > 1024 || nsources < 1 || nsources > 64 ||
         http_threads < 1 || http_threads > 64 || processes < 1 || processes > 64 ||
-        bus_workers < 1 || bus_workers > 64 ||
+        bus_workers < 1 || bus_workers > 64 || tenant_workers < 0 || tenant_workers > 64 ||
         (strcmp(routes, "workers") != 0 && strcmp(routes, "inline") != 0) ||
         (strcmp(isolation, "in_process") != 0 && strcmp(isolation, "process") != 0)) {
         fprintf(stderr, "bench_erp: out-of-range option\n");
@@ -255,12 +259,12 @@ int main(int argc, char **argv)
         return 1;
     }
     fprintf(f,
-            "[core]\nworkers = %d\nkey_file = host.key\nlog_level = warn\n"
+            "[core]\nworkers = %d\ntenant_workers = %d\nkey_file = host.key\nlog_level = warn\n"
             "[http]\nlisten = 127.0.0.1:0\nthreads = %d\nplugin_routes = %s\n"
             "[store]\nurl = sqlite:atshub.db\n"
             "[sync]\ninterval_s = 0\n"
             "[plugins]\nerp = %s\n[plugin.erp]\nisolation = %s\nprocesses = %d\n",
-            bus_workers, http_threads, routes, plugin, isolation, processes);
+            bus_workers, tenant_workers, http_threads, routes, plugin, isolation, processes);
     fclose(f);
 
     int rc = 1;
@@ -309,10 +313,11 @@ int main(int argc, char **argv)
     double p50 = lat[(size_t)((double)total * 0.50)];
     double p99 = lat[(size_t)((double)total * 0.99 >= (double)total ? total - 1 : (double)total * 0.99)];
     printf("%-10s %-10s %-12s %-10s %-10s (erp %s, %d process(es), routes on %s, conc %d, "
-           "sources %d, http threads %d, bus workers %d, warm-up %ld, warm-up failures %ld)\n",
+           "sources %d, http threads %d, bus workers %d, tenant share %d, warm-up %ld, "
+           "warm-up failures %ld)\n",
            "requests", "failures", "req/s", "p50_ms", "p99_ms", isolation,
            strcmp(isolation, "process") == 0 ? processes : 0, routes, conc, nsources,
-           http_threads, bus_workers, warmup, warm_fail);
+           http_threads, bus_workers, tenant_workers, warmup, warm_fail);
     printf("%-10ld %-10ld %-12.0f %-10.3f %-10.3f\n", total, failures, (double)total / secs, p50,
            p99);
     uint64_t groups = 0, held = 0;
