@@ -12,10 +12,18 @@ void ah_block_install(const ah_block_hooks *h)
     tl_depth = 0;
 }
 
+bool ah_block_begin_on(const char *on)
+{
+    if (tl_depth == 0 && tl_hooks != NULL && tl_hooks->begin != NULL &&
+        !tl_hooks->begin(tl_hooks->arg, on))
+        return false;
+    tl_depth++;
+    return true;
+}
+
 void ah_block_begin(void)
 {
-    if (tl_depth++ == 0 && tl_hooks != NULL && tl_hooks->begin != NULL)
-        tl_hooks->begin(tl_hooks->arg);
+    (void)ah_block_begin_on(NULL);
 }
 
 void ah_block_end(void)

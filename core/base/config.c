@@ -30,6 +30,7 @@ static const char *const section_names[SEC_N] = {"core", "http", "store",
 enum key {
     K_WORKERS,
     K_TENANT_WORKERS,
+    K_PROVIDER_THREADS,
     K_REQUEST_TIMEOUT,
     K_KEY_FILE,
     K_LOG_LEVEL,
@@ -79,6 +80,7 @@ typedef struct key_def {
 static const key_def keys[K_N] = {
     [K_WORKERS] = {SEC_CORE, "workers", 1, 64},
     [K_TENANT_WORKERS] = {SEC_CORE, "tenant_workers", 0, 64},
+    [K_PROVIDER_THREADS] = {SEC_CORE, "provider_threads", 0, 128},
     [K_REQUEST_TIMEOUT] = {SEC_CORE, "request_timeout_ms", 100, 600000},
     [K_KEY_FILE] = {SEC_CORE, "key_file", 1, 0},
     [K_LOG_LEVEL] = {SEC_CORE, "log_level", 1, 0},
@@ -247,6 +249,7 @@ static char *sqlite_url(const char *base, const char *rel)
 static int fill_defaults(ah_config *cfg, const char *key_rel, const char *db_rel)
 {
     cfg->workers = 2;
+    cfg->provider_threads = 16;
     cfg->request_timeout_ms = 30000;
     cfg->log_level = AH_LOG_INFO;
     cfg->log_json = false;
@@ -556,6 +559,11 @@ static int set_value(parse_state *st, enum key k, const char *value)
         if (!set_int(st, k, value, &v))
             return 0;
         cfg->tenant_workers = (int)v;
+        return 1;
+    case K_PROVIDER_THREADS:
+        if (!set_int(st, k, value, &v))
+            return 0;
+        cfg->provider_threads = (int)v;
         return 1;
     case K_REQUEST_TIMEOUT:
         if (!set_int(st, k, value, &v))

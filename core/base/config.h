@@ -50,6 +50,7 @@ typedef struct ah_config {
     /* [core] */
     int workers;            /* bus worker threads (default 2) */
     int tenant_workers;     /* workers one tenant may hold at once; 0: max(1, workers / 2) */
+    int provider_threads;   /* bus threads that may wait on one provider at once; 0: no limit */
     int request_timeout_ms; /* bus request timeout (default 30000) */
     char *key_file;         /* host encryption key, absolute (default
                                ../var/host.key from the INI's folder) */

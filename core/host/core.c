@@ -666,6 +666,7 @@ ah_core *ah_core_open(ah_config *cfg, const ah_core_opts *opts, char *err, size_
             .handler_arg = core,
             .default_timeout_ms = core->cfg.request_timeout_ms,
             .tenant_share = core->cfg.tenant_workers,
+            .provider_threads = core->cfg.provider_threads,
         };
         core->bus = ah_bus_new(&bo);
         if (core->bus == NULL || ah_events_init(core) != 0) {

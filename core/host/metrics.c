@@ -585,8 +585,11 @@ char *ah_metrics_render(ah_core *core)
                "# TYPE atshub_bus_calls_waiting gauge\natshub_bus_calls_waiting %d\n"
                "# HELP atshub_bus_threads Bus threads started: the workers, and the spares "
                "started while calls wait\n"
-               "# TYPE atshub_bus_threads gauge\natshub_bus_threads %d\n",
-            blocked, threads);
+               "# TYPE atshub_bus_threads gauge\natshub_bus_threads %d\n"
+               "# HELP atshub_bus_waits_refused_total Calls answered at once rather than "
+               "wait on a provider [core] provider_threads others already waited on\n"
+               "# TYPE atshub_bus_waits_refused_total counter\natshub_bus_waits_refused_total %lu\n",
+            blocked, threads, ah_bus_waits_refused(core->bus));
     fprintf(f, "# HELP atshub_http_inflight Requests being handled on the API listener\n"
                "# TYPE atshub_http_inflight gauge\natshub_http_inflight %ld\n",
             ah_httpd_inflight(core->httpd));

@@ -148,14 +148,39 @@ static long rand_below(ah_httpc *c, long n)
     return (long)(r % ((uint64_t)n + 1));
 }
 
-/* A wait before a retry: the thread's scheduler is told (block.h). */
-static void sleep_ms(long ms)
+/* A wait before a retry of a request to `on` (the provider: block.h):
+ * the thread's scheduler is told. false: it refused the wait (too many
+ * wait on that provider already), and nothing was waited. */
+static bool sleep_ms(long ms, const char *on)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    ah_block_begin();
+    if (!ah_block_begin_on(on))
+        return false;
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
     ah_block_end();
+    return true;
+}
+
+/* What a request waits on, for its thread's scheduler (block.h): the
+ * provider as its URL's scheme, host and port ("https://api.example.com:443",
+ * the default port spelled out). malloc'd; NULL when the URL does not
+ * parse (the wait is then unnamed, never refused). */
+static char *provider_of(const char *url)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *port = NULL, *on = NULL;
+    if (u != NULL && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK &&
+        asprintf(&on, "%s://%s:%s", scheme, host, port) < 0)
+        on = NULL;
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+    return on;
 }
 
 static double now_s(void)
@@ -466,6 +491,7 @@ typedef struct httpc_result {
     long retry_after_ms; /* -1: none */
     ah_http_outcome outcome;
     char errbuf[CURL_ERROR_SIZE];
+    bool refused; /* not sent: the thread's scheduler refused the wait */
 } httpc_result;
 
 /* What a status says the provider did (see ah_http_outcome): a 2xx is done;
@@ -582,8 +608,8 @@ static CURLcode setup(ah_httpc *c, CURL *h, const ah_http_request *req, const ch
 }
 
 static void attempt_once(ah_httpc *c, CURL *h, const ah_http_request *req, const char *url,
-                         struct curl_slist *headers, long timeout_ms, size_t max,
-                         httpc_result *r)
+                         const char *on, struct curl_slist *headers, long timeout_ms,
+                         size_t max, httpc_result *r)
 {
     r->retry_after_ms = -1;
     r->body.max = max;
@@ -592,8 +618,14 @@ static void attempt_once(ah_httpc *c, CURL *h, const ah_http_request *req, const
     if (r->rc != CURLE_OK)
         return;
     /* The provider's answer may take long: the thread's scheduler is told
-     * (block.h), so that a slow provider holds no one else's work. */
-    ah_block_begin();
+     * (block.h), so that a slow provider holds no one else's work, and may
+     * refuse: so many of its threads wait on this provider already that
+     * the request is better not sent. */
+    if (!ah_block_begin_on(on)) {
+        r->refused = true;
+        r->rc = CURLE_ABORTED_BY_CALLBACK;
+        return;
+    }
     r->rc = curl_easy_perform(h);
     ah_block_end();
     if (r->rc != CURLE_OK) {
@@ -643,6 +675,7 @@ int ah_httpc_perform(ah_httpc *c, const ah_http_request *req, const char *base_u
             snprintf(err, errlen, "out of memory");
         return -1;
     }
+    char *on = provider_of(url); /* what the thread waits on (block.h) */
 
     /* Everything the observer sees goes through the same secret list. */
     size_t nsec = 0;
@@ -690,13 +723,20 @@ int ah_httpc_perform(ah_httpc *c, const ah_http_request *req, const char *base_u
     /* A request that must not run twice is repeated only when the provider
      * certainly did not act on it. */
     bool unsafe = AH_HAS(req, flags) && (req->flags & AH_HTTP_NOT_IDEMPOTENT) != 0;
+    bool refused = false, retry_refused = false;
     int attempt;
     for (attempt = 1; attempt <= max_attempts; attempt++) {
         httpc_result r;
         memset(&r, 0, sizeof(r));
         double t0 = now_s();
-        attempt_once(c, h, req, url, headers, timeout_ms, c->opts.max_response, &r);
+        attempt_once(c, h, req, url, on, headers, timeout_ms, c->opts.max_response, &r);
         double dur = now_s() - t0;
+        if (r.refused) {
+            refused = true;
+            snprintf(r.errbuf, sizeof r.errbuf,
+                     "not sent: as many calls as [core] provider_threads allows already wait "
+                     "for %s", on != NULL ? on : "that provider");
+        }
 
         /* A write answered 2xx and then cut short was carried out: its
          * status (and what arrived of the body) is the answer, not an
@@ -705,7 +745,7 @@ int ah_httpc_perform(ah_httpc *c, const ah_http_request *req, const char *base_u
         bool got = r.rc == CURLE_OK || cut_done;
         if (!got)
             r.status = 0;
-        bool retry = attempt < max_attempts &&
+        bool retry = !r.refused && attempt < max_attempts &&
                      (unsafe ? r.outcome == AH_OUTCOME_NOT_DONE &&
                                    (got ? r.status == 429 || r.status == 503
                                         : r.rc == CURLE_COULDNT_CONNECT)
@@ -763,13 +803,17 @@ int ah_httpc_perform(ah_httpc *c, const ah_http_request *req, const char *base_u
                 snprintf(last_err, sizeof(last_err), "response larger than %zu bytes",
                          c->opts.max_response);
             else
-                snprintf(last_err, sizeof(last_err), "%s", curl_short(r.rc));
+                snprintf(last_err, sizeof(last_err), "%s",
+                         r.refused ? r.errbuf : curl_short(r.rc));
             result_clear(&r);
         }
         if (!retry)
             break;
-        if (delay > 0)
-            sleep_ms(delay);
+        if (delay > 0 && !sleep_ms(delay, on)) {
+            /* Not retried: waiting for the retry is refused too. */
+            retry_refused = true;
+            break;
+        }
     }
     if (attempt > max_attempts)
         attempt = max_attempts;
@@ -795,9 +839,14 @@ int ah_httpc_perform(ah_httpc *c, const ah_http_request *req, const char *base_u
         ret = 0;
     } else {
         resp->attempts = attempt;
-        if (err)
-            snprintf(err, errlen, "%s %s: %s after %d attempt%s", method, shown_url, last_err,
-                     attempt, attempt == 1 ? "" : "s");
+        if (err && refused && attempt == 1)
+            snprintf(err, errlen, "%s %s: %s", method, shown_url, last_err);
+        else if (err)
+            snprintf(err, errlen, "%s %s: %s after %d attempt%s%s", method, shown_url, last_err,
+                     attempt, attempt == 1 ? "" : "s",
+                     retry_refused ? " (not retried: as many calls as [core] provider_threads "
+                                     "allows already wait for that provider)"
+                                   : "");
     }
     goto out;
 
@@ -811,6 +860,7 @@ out:
     free(shown_req);
     free(shown_url);
     free(all);
+    free(on);
     free(url);
     return ret;
 }

@@ -248,6 +248,15 @@ struct ah_bus {
     pthread_t *threads;
     atomic_int nthreads;
     ah_block_hooks block_hooks;
+    /* What blocked handlers wait on (block.h), one slot per thread there
+     * may be (a thread waits on one at a time); a slot is free when n is
+     * 0. Guarded by mu. */
+    struct bus_waited {
+        char *on; /* malloc'd; NULL when free */
+        int n;
+    } *waited;
+    int provider_threads; /* 0: no limit */
+    unsigned long waits_refused; /* (mu) */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -657,6 +666,9 @@ static void msg_clear(bus_msg *m)
  * (block.h). */
 static _Thread_local bus_group *tl_group;
 static _Thread_local bool tl_blocked;
+/* The slot of b->waited that this thread's blocked handler counts in; -1:
+ * none. */
+static _Thread_local int tl_waited = -1;
 
 static void *bus_worker(void *arg);
 
@@ -699,13 +711,42 @@ static void spare_if_needed(ah_bus *b)
 }
 
 /* block.h's hooks of a worker thread: its handler blocks, and goes on. */
-static void bus_block_begin(void *arg)
+/* The slot counting the handlers that wait on `on`, or a free one to
+ * count them in (every thread waits on one thing at most, and there are
+ * as many slots as threads may be); -1 when out of memory. Under mu. */
+static int waited_slot(ah_bus *b, const char *on)
+{
+    int n = b->nworkers + BUS_SPARES_MAX, free_at = -1;
+    for (int i = 0; i < n; i++) {
+        if (b->waited[i].on == NULL) {
+            if (free_at < 0)
+                free_at = i;
+        } else if (strcmp(b->waited[i].on, on) == 0) {
+            return i;
+        }
+    }
+    if (free_at >= 0 && (b->waited[free_at].on = strdup(on)) == NULL)
+        return -1;
+    return free_at;
+}
+
+static bool bus_block_begin(void *arg, const char *on)
 {
     ah_bus *b = arg;
     bus_group *g = tl_group;
     if (g == NULL)
-        return;
+        return true;
     pthread_mutex_lock(&b->mu);
+    int w = -1;
+    if (on != NULL && b->provider_threads > 0 && (w = waited_slot(b, on)) >= 0) {
+        if (b->waited[w].n >= b->provider_threads) {
+            b->waits_refused++;
+            pthread_mutex_unlock(&b->mu);
+            return false; /* goes on running: it gives up what it waited for */
+        }
+        b->waited[w].n++;
+    }
+    tl_waited = w;
     tl_blocked = true;
     /* seq_cst, before the intake is looked at: a sender that pushed onto
      * an empty intake and saw no blocked handler is seen here. */
@@ -723,6 +764,7 @@ static void bus_block_begin(void *arg)
         }
     }
     pthread_mutex_unlock(&b->mu);
+    return true;
 }
 
 static void bus_block_end(void *arg)
@@ -733,6 +775,11 @@ static void bus_block_end(void *arg)
         return;
     pthread_mutex_lock(&b->mu);
     tl_blocked = false;
+    if (tl_waited >= 0 && --b->waited[tl_waited].n == 0) {
+        free(b->waited[tl_waited].on);
+        b->waited[tl_waited].on = NULL;
+    }
+    tl_waited = -1;
     atomic_fetch_sub(&b->blocked, 1);
     /* Back among the running: for a while more than `workers` may run, and
      * the group may hold more than its share; neither takes more work
@@ -1450,6 +1497,16 @@ void ah_bus_stats(ah_bus *bus, int *blocked, int *threads)
     pthread_mutex_unlock(&bus->mu);
 }
 
+unsigned long ah_bus_waits_refused(ah_bus *bus)
+{
+    if (bus == NULL)
+        return 0;
+    pthread_mutex_lock(&bus->mu);
+    unsigned long n = bus->waits_refused;
+    pthread_mutex_unlock(&bus->mu);
+    return n;
+}
+
 static void corr_prefix_init(ah_bus *b)
 {
     uint32_t r;
@@ -1506,6 +1563,9 @@ static void bus_destroy(ah_bus *b)
         s = next;
     }
     free(b->threads);
+    for (int i = 0; b->waited != NULL && i < b->nworkers + BUS_SPARES_MAX; i++)
+        free(b->waited[i].on); /* all NULL once every handler ended */
+    free(b->waited);
     pthread_cond_destroy(&b->idle_cv);
     pthread_cond_destroy(&b->work_cv);
     pthread_mutex_destroy(&b->send_mu);
@@ -1579,9 +1639,11 @@ ah_bus *ah_bus_new(const ah_bus_opts *opts)
     b->ngbuckets = BUS_BUCKETS_MIN;
     b->gbuckets = calloc(b->ngbuckets, sizeof *b->gbuckets);
     b->threads = calloc((size_t)opts->workers + BUS_SPARES_MAX, sizeof *b->threads);
+    b->waited = calloc((size_t)opts->workers + BUS_SPARES_MAX, sizeof *b->waited);
+    b->provider_threads = opts->provider_threads > 0 ? opts->provider_threads : 0;
     b->block_hooks = (ah_block_hooks){bus_block_begin, bus_block_end, b};
     atomic_init(&b->nthreads, 0);
-    if (b->buckets == NULL || b->gbuckets == NULL || b->threads == NULL) {
+    if (b->buckets == NULL || b->gbuckets == NULL || b->threads == NULL || b->waited == NULL) {
         bus_destroy(b);
         return NULL;
     }

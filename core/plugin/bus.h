@@ -22,7 +22,10 @@
  * thread takes the work that may then run. Its lane stays held (order
  * holds). A tenant's handlers in flight, blocked ones included, are at
  * most four times its share; spare threads at most 64, kept until the bus
- * is freed.
+ * is freed. Handlers waiting on one provider (what the wait names: its
+ * scheme, host and port) are at most provider_threads: one more is
+ * refused its wait, so that a provider's outage, which every tenant's
+ * calls to it wait on, cannot take every thread either.
  *
  * The bus knows nothing about plugins: whoever creates it passes the handler
  * that serves requests (the router) and registers event subscribers.
@@ -102,6 +105,13 @@ typedef struct ah_bus_opts {
      *  returns -1 and the callback runs on the caller's thread); a
      *  synchronous request returns -1 with it either way. */
     unsigned max_queue_tenant;
+    /** Handlers that may wait on one provider at once (block.h: what
+     *  ah_block_begin_on names), blocked workers and spare threads alike;
+     *  one more is refused (the handler does not wait: the host's HTTP
+     *  client answers its call 503, nothing sent), so that one provider's
+     *  outage, which every tenant's calls to it wait on, leaves threads for
+     *  the rest. 0: no limit. */
+    int provider_threads;
 } ah_bus_opts;
 
 ah_bus *ah_bus_new(const ah_bus_opts *opts);
@@ -191,6 +201,9 @@ unsigned long ah_bus_depth(ah_bus *bus);
 /** Handlers blocked now (see Blocking above), and the threads started,
  *  workers and spares (metrics). */
 void ah_bus_stats(ah_bus *bus, int *blocked, int *threads);
+/** Waits refused since the bus started: handlers that would have waited on
+ *  a provider provider_threads others already waited on (metrics). */
+unsigned long ah_bus_waits_refused(ah_bus *bus);
 
 /*
  * Details of the contract above (bus.c):

@@ -1331,6 +1331,110 @@ START_TEST(test_provider_wait_holds_no_share)
 }
 END_TEST
 
+/* A provider's outage: every tenant's calls to it wait. Ten tenants hang
+ * eight calls each on one provider, each call on a connection of its own
+ * (a connection's calls run one at a time): 80, more than the bus's 4
+ * workers and 64 spare threads together; [core] provider_threads (16 by
+ * default) of them wait for it, the others are answered at once, 503
+ * upstream_unavailable, nothing sent; another tenant's call to another
+ * provider is answered meanwhile, and once the provider answers, so are
+ * the 16. */
+#define OUTAGE_TENANTS 10
+#define OUTAGE_CALLS (OUTAGE_TENANTS * 8)
+#define OUTAGE_WAITING 16
+
+typedef struct outage_call {
+    char key[64];
+    char conn[16];
+    char body[256];
+    long status;
+    char *out;
+} outage_call;
+
+static void *outage_main(void *arg)
+{
+    outage_call *c = arg;
+    c->status = http("POST", "/v1/bus/jobs.get", c->key, c->conn, NULL, c->body, &c->out);
+    atomic_fetch_add(&answered, 1);
+    return NULL;
+}
+
+START_TEST(test_provider_outage_holds_part_of_the_threads)
+{
+    atomic_store(&answered, 0);
+    atomic_store(&hold_arrived, 0);
+    atomic_store(&hold_go, 0);
+    ah_sim_opts so = {.thread_per_connection = true};
+    ah_sim *sim = ah_sim_new(&so);
+    ck_assert_ptr_nonnull(sim);
+    ck_assert_int_eq(ah_sim_route(sim, "GET", "/hold", hold_handler, NULL), 0);
+    ck_assert_int_eq(ah_sim_start(sim), 0);
+    static outage_call calls[OUTAGE_CALLS];
+    for (int t = 0; t < OUTAGE_TENANTS; t++) {
+        char name[16], key[64];
+        snprintf(name, sizeof name, "out%d", t);
+        snprintf(key, sizeof key, "ahk_outage_key_%02d_0123456789", t);
+        int64_t tid = add_tenant(&F, name, key);
+        for (int k = 1; k <= OUTAGE_CALLS / OUTAGE_TENANTS; k++) {
+            snprintf(name, sizeof name, "slow%d", k);
+            add_conn(&F, tid, "fixture_faulty", name);
+        }
+    }
+    add_conn(&F, F.globex, "fixture_faulty", "fine");
+    ck_assert_int_eq(ah_conns_reload(F.core), 0);
+
+    pthread_t th[OUTAGE_CALLS];
+    for (int i = 0; i < OUTAGE_CALLS; i++) {
+        outage_call *c = &calls[i];
+        memset(c, 0, sizeof *c);
+        snprintf(c->key, sizeof c->key, "ahk_outage_key_%02d_0123456789", i % OUTAGE_TENANTS);
+        snprintf(c->conn, sizeof c->conn, "slow%d", i / OUTAGE_TENANTS + 1);
+        snprintf(c->body, sizeof c->body,
+                 "{\"do\":\"http\",\"url\":\"%s/hold\",\"timeout_ms\":600000}", ah_sim_url(sim));
+        ck_assert_int_eq(pthread_create(&th[i], NULL, outage_main, c), 0);
+    }
+    /* Every call either waits for the provider or was answered. */
+    WAIT_FOR(atomic_load(&hold_arrived) + atomic_load(&answered) == OUTAGE_CALLS,
+             "every call of the outage waiting or answered");
+    ck_assert_int_eq(atomic_load(&hold_arrived), OUTAGE_WAITING);
+    /* Another tenant, another provider: answered while all that waits. */
+    char *out = NULL;
+    ck_assert_int_eq(http("POST", "/v1/bus/jobs.get", KEY_GLOBEX, "fine", NULL, "{\"do\":\"ok\"}",
+                          &out), 200);
+    free(out);
+    ck_assert_int_eq(atomic_load(&hold_arrived), OUTAGE_WAITING);
+    char *m = ah_metrics_render(F.core);
+    ck_assert_ptr_nonnull(m);
+    char line[64];
+    snprintf(line, sizeof line, "\natshub_bus_calls_waiting %d\n", OUTAGE_WAITING);
+    ck_assert_msg(strstr(m, line) != NULL, "%s", m);
+    free(m);
+    atomic_store(&hold_go, 1);
+    int held = 0, refused = 0;
+    for (int i = 0; i < OUTAGE_CALLS; i++) {
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+        outage_call *c = &calls[i];
+        ck_assert_ptr_nonnull(c->out);
+        if (c->status == 200) {
+            ck_assert_ptr_nonnull(strstr(c->out, "held"));
+            held++;
+        } else {
+            ck_assert_int_eq(c->status, 503);
+            ck_assert_msg(strstr(c->out, "\"upstream_unavailable\"") != NULL &&
+                              strstr(c->out, "wait for") != NULL,
+                          "%s", c->out);
+            refused++;
+        }
+        free(c->out);
+    }
+    ck_assert_int_eq(held, OUTAGE_WAITING);
+    ck_assert_int_eq(refused, OUTAGE_CALLS - OUTAGE_WAITING);
+    /* Nothing more reached the provider than waited for it. */
+    ck_assert_int_eq(atomic_load(&hold_arrived), OUTAGE_WAITING);
+    ah_sim_stop(sim);
+}
+END_TEST
+
 static Suite *fairness_suite(void)
 {
     Suite *s = suite_create("fairness");
@@ -1348,6 +1452,7 @@ static Suite *fairness_suite(void)
     tcase_add_test(tc, test_bulk_wait_holds_no_thread);
     tcase_add_test(tc, test_bulk_chunk_run_elsewhere_not_rerun);
     tcase_add_test(tc, test_store_busy_pg);
+    tcase_add_test(tc, test_provider_outage_holds_part_of_the_threads);
     suite_add_tcase(s, tc);
     TCase *tc1 = tcase_create("configured");
     tcase_add_checked_fixture(tc1, setup_share1, teardown);

@@ -1224,6 +1224,91 @@ START_TEST(test_blocked_work_capped)
 }
 END_TEST
 
+/* Work that waits on a provider by name (ah_block_begin_on): admitted, it
+ * waits for the gate; refused, it counts that and ends at once. */
+typedef struct wait_on_item {
+    fx *f;
+    const char *on; /* NULL: an unnamed wait */
+    int *admitted, *refused;
+    bool *timed_out;
+} wait_on_item;
+
+static void wait_on_fn(void *arg)
+{
+    wait_on_item *it = arg;
+    fx *f = it->f;
+    bool ok = it->on != NULL ? ah_block_begin_on(it->on) : (ah_block_begin(), true);
+    pthread_mutex_lock(&f->mu);
+    if (ok) {
+        (*it->admitted)++;
+        pthread_cond_broadcast(&f->cv);
+        if (!wait_flag(f, &f->gate_open))
+            *it->timed_out = true;
+    } else {
+        (*it->refused)++;
+        pthread_cond_broadcast(&f->cv);
+    }
+    pthread_mutex_unlock(&f->mu);
+    if (ok)
+        ah_block_end();
+    free(it);
+}
+
+static void wait_on_run(ah_bus *b, fx *f, uint64_t tenant, const char *on, int *admitted,
+                        int *refused, bool *timed_out)
+{
+    wait_on_item *it = malloc(sizeof *it);
+    ck_assert_ptr_nonnull(it);
+    *it = (wait_on_item){f, on, admitted, refused, timed_out};
+    ck_assert_int_eq(ah_bus_run_tenant(b, tenant, tenant, "work", wait_on_fn, it), 0);
+}
+
+/* Handlers waiting on one provider are at most provider_threads: with two,
+ * of four tenants' waits on "p" two are admitted and two refused (they do
+ * not wait: ah_block_begin_on says false), while a wait on "q" and an
+ * unnamed one are admitted beside them; once the two end, "p" admits
+ * again. The refusals are counted. */
+START_TEST(test_waits_per_provider_capped)
+{
+    fx f;
+    fx_init(&f);
+    ah_bus *b = bus_open(&f, (ah_bus_opts){.workers = 2, .handler = handler,
+                                           .provider_threads = 2});
+    int p_in = 0, p_out = 0, q_in = 0, q_out = 0, u_in = 0, u_out = 0;
+    bool timed_out = false;
+    for (uint64_t t = 1; t <= 4; t++)
+        wait_on_run(b, &f, t, "https://p.example:443", &p_in, &p_out, &timed_out);
+    wait_on_run(b, &f, 5, "https://q.example:443", &q_in, &q_out, &timed_out);
+    wait_on_run(b, &f, 6, NULL, &u_in, &u_out, &timed_out);
+    pthread_mutex_lock(&f.mu);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 10;
+    while (p_in + p_out < 4 || q_in + u_in < 2)
+        if (pthread_cond_timedwait(&f.cv, &f.mu, &dl) != 0)
+            break;
+    ck_assert_int_eq(p_in, 2);
+    ck_assert_int_eq(p_out, 2);
+    ck_assert_int_eq(q_in, 1);
+    ck_assert_int_eq(u_in, 1);
+    ck_assert_int_eq(q_out + u_out, 0);
+    f.gate_open = true;
+    pthread_cond_broadcast(&f.cv);
+    pthread_mutex_unlock(&f.mu);
+    ah_bus_drain(b);
+    ck_assert(!timed_out);
+    ck_assert_uint_eq(ah_bus_waits_refused(b), 2);
+    /* Ended: "p" admits again (its slot freed and taken anew). */
+    f.gate_open = true;
+    wait_on_run(b, &f, 7, "https://p.example:443", &p_in, &p_out, &timed_out);
+    ah_bus_drain(b);
+    ck_assert_int_eq(p_in, 3);
+    ck_assert_int_eq(p_out, 2);
+    ah_bus_free(b);
+    fx_destroy(&f);
+}
+END_TEST
+
 static Suite *bus_suite(void)
 {
     Suite *s = suite_create("bus");
@@ -1255,6 +1340,7 @@ static Suite *bus_suite(void)
     tcase_add_test(tc, test_blocked_work_frees_share);
     tcase_add_test(tc, test_blocked_work_starts_spares);
     tcase_add_test(tc, test_blocked_work_capped);
+    tcase_add_test(tc, test_waits_per_provider_capped);
     suite_add_tcase(s, tc);
     return s;
 }
