@@ -1264,7 +1264,11 @@ static void hold_handler(void *arg, const ah_sim_req *req, ah_sim_resp *resp)
     ah_sim_json(resp, 200, b);
 }
 
+/* A call of `key`'s tenant on connection `conn` whose body asks the
+ * provider at /hold for its answer. */
 typedef struct holder {
+    char key[64];
+    char conn[16];
     char body[256];
     long status;
     char *out;
@@ -1273,9 +1277,33 @@ typedef struct holder {
 static void *hold_main(void *arg)
 {
     holder *h = arg;
-    h->status = http("POST", "/v1/bus/jobs.get", KEY_ACME, "slow", NULL, h->body, &h->out);
+    h->status = http("POST", "/v1/bus/jobs.get", h->key, h->conn, NULL, h->body, &h->out);
     atomic_fetch_add(&answered, 1);
     return NULL;
+}
+
+static void holder_init(holder *h, const char *key, const char *conn, const ah_sim *sim)
+{
+    memset(h, 0, sizeof *h);
+    snprintf(h->key, sizeof h->key, "%s", key);
+    snprintf(h->conn, sizeof h->conn, "%s", conn);
+    snprintf(h->body, sizeof h->body,
+             "{\"do\":\"http\",\"url\":\"%s/hold\",\"timeout_ms\":600000}", ah_sim_url(sim));
+}
+
+/* A provider whose /hold holds every request until hold_go; the counters
+ * reset. */
+static ah_sim *hold_sim_start(void)
+{
+    atomic_store(&answered, 0);
+    atomic_store(&hold_arrived, 0);
+    atomic_store(&hold_go, 0);
+    ah_sim_opts so = {.thread_per_connection = true};
+    ah_sim *sim = ah_sim_new(&so);
+    ck_assert_ptr_nonnull(sim);
+    ck_assert_int_eq(ah_sim_route(sim, "GET", "/hold", hold_handler, NULL), 0);
+    ck_assert_int_eq(ah_sim_start(sim), 0);
+    return sim;
 }
 
 /* A call waiting for its provider's answer (the host's HTTP client: a slow
@@ -1287,21 +1315,13 @@ static void *hold_main(void *arg)
  * ended.) */
 START_TEST(test_provider_wait_holds_no_share)
 {
-    atomic_store(&answered, 0);
-    atomic_store(&hold_arrived, 0);
-    atomic_store(&hold_go, 0);
-    ah_sim_opts so = {.thread_per_connection = true};
-    ah_sim *sim = ah_sim_new(&so);
-    ck_assert_ptr_nonnull(sim);
-    ck_assert_int_eq(ah_sim_route(sim, "GET", "/hold", hold_handler, NULL), 0);
-    ck_assert_int_eq(ah_sim_start(sim), 0);
+    ah_sim *sim = hold_sim_start();
     add_conn(&F, F.acme, "fixture_faulty", "slow");
     add_conn(&F, F.acme, "fixture_faulty", "other");
     ck_assert_int_eq(ah_conns_reload(F.core), 0);
 
-    holder h = {0};
-    snprintf(h.body, sizeof h.body, "{\"do\":\"http\",\"url\":\"%s/hold\",\"timeout_ms\":600000}",
-             ah_sim_url(sim));
+    holder h;
+    holder_init(&h, KEY_ACME, "slow", sim);
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, NULL, hold_main, &h), 0);
     WAIT_FOR(atomic_load(&hold_arrived) == 1, "the call waiting for its provider");
@@ -1343,33 +1363,10 @@ END_TEST
 #define OUTAGE_CALLS (OUTAGE_TENANTS * 8)
 #define OUTAGE_WAITING 16
 
-typedef struct outage_call {
-    char key[64];
-    char conn[16];
-    char body[256];
-    long status;
-    char *out;
-} outage_call;
-
-static void *outage_main(void *arg)
-{
-    outage_call *c = arg;
-    c->status = http("POST", "/v1/bus/jobs.get", c->key, c->conn, NULL, c->body, &c->out);
-    atomic_fetch_add(&answered, 1);
-    return NULL;
-}
-
 START_TEST(test_provider_outage_holds_part_of_the_threads)
 {
-    atomic_store(&answered, 0);
-    atomic_store(&hold_arrived, 0);
-    atomic_store(&hold_go, 0);
-    ah_sim_opts so = {.thread_per_connection = true};
-    ah_sim *sim = ah_sim_new(&so);
-    ck_assert_ptr_nonnull(sim);
-    ck_assert_int_eq(ah_sim_route(sim, "GET", "/hold", hold_handler, NULL), 0);
-    ck_assert_int_eq(ah_sim_start(sim), 0);
-    static outage_call calls[OUTAGE_CALLS];
+    ah_sim *sim = hold_sim_start();
+    static holder calls[OUTAGE_CALLS];
     for (int t = 0; t < OUTAGE_TENANTS; t++) {
         char name[16], key[64];
         snprintf(name, sizeof name, "out%d", t);
@@ -1385,13 +1382,11 @@ START_TEST(test_provider_outage_holds_part_of_the_threads)
 
     pthread_t th[OUTAGE_CALLS];
     for (int i = 0; i < OUTAGE_CALLS; i++) {
-        outage_call *c = &calls[i];
-        memset(c, 0, sizeof *c);
-        snprintf(c->key, sizeof c->key, "ahk_outage_key_%02d_0123456789", i % OUTAGE_TENANTS);
-        snprintf(c->conn, sizeof c->conn, "slow%d", i / OUTAGE_TENANTS + 1);
-        snprintf(c->body, sizeof c->body,
-                 "{\"do\":\"http\",\"url\":\"%s/hold\",\"timeout_ms\":600000}", ah_sim_url(sim));
-        ck_assert_int_eq(pthread_create(&th[i], NULL, outage_main, c), 0);
+        char key[64], conn[16];
+        snprintf(key, sizeof key, "ahk_outage_key_%02d_0123456789", i % OUTAGE_TENANTS);
+        snprintf(conn, sizeof conn, "slow%d", i / OUTAGE_TENANTS + 1);
+        holder_init(&calls[i], key, conn, sim);
+        ck_assert_int_eq(pthread_create(&th[i], NULL, hold_main, &calls[i]), 0);
     }
     /* Every call either waits for the provider or was answered. */
     WAIT_FOR(atomic_load(&hold_arrived) + atomic_load(&answered) == OUTAGE_CALLS,
@@ -1413,7 +1408,7 @@ START_TEST(test_provider_outage_holds_part_of_the_threads)
     int held = 0, refused = 0;
     for (int i = 0; i < OUTAGE_CALLS; i++) {
         ck_assert_int_eq(pthread_join(th[i], NULL), 0);
-        outage_call *c = &calls[i];
+        holder *c = &calls[i];
         ck_assert_ptr_nonnull(c->out);
         if (c->status == 200) {
             ck_assert_ptr_nonnull(strstr(c->out, "held"));
