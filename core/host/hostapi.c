@@ -602,7 +602,7 @@ static ah_call *host_conn_by_secret(ah_call *route_call, const char *key, const 
     }
     if (rc->gen->iso != NULL) {
         /* An isolated route runs on one of its plugin process's threads
-         * (at most 32 of them); when all are taken, a call of this
+         * (AH_FRAME_CALLS_MAX of them); when all are taken, a call of this
          * connection may wait for one while it holds the connection
          * (connection first, then process, everywhere else): wait a
          * bounded time for the connection, then give up (503), rather

@@ -18,6 +18,10 @@
 struct ah_ring;
 
 #define AH_FRAME_MAX (64u * 1024 * 1024)
+/** Calls a plugin process serves at once, one thread of its pool each
+ *  (plugin_host.c); the daemon sends it no more (isolate.c), so that no
+ *  call waits there for a thread while its deadline runs. */
+#define AH_FRAME_CALLS_MAX 32
 /** What the senders return for a message that would make a frame longer
  *  than AH_FRAME_MAX: nothing was sent, the stream is intact. */
 #define AH_FRAME_TOO_LARGE (-2)

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "block.h"
 #include "clock.h"
 #include "frame.h"
 #include "look.h"
@@ -130,6 +131,9 @@ typedef struct child {
     const waiter *killer;
     char cause[256];        /* why it died, for the calls in flight */
     waiter *waiters;
+    int nwaiters;           /* calls in waiters (AH_FRAME_CALLS_MAX at most) */
+    int room_waiting;       /* calls waiting for room among them */
+    pthread_cond_t room_cv; /* a call left, or the child died */
     uint64_t next_id;
     size_t queued;          /* bytes of frames in waiters' lists (qframe len) */
     unsigned long calls;    /* operations answered, for max_calls */
@@ -326,6 +330,7 @@ static void child_free(child *ch)
     ah_frame_reader_free(&ch->rd);
     ah_ring_close(ch->ring);
     pthread_mutex_destroy(&ch->wr);
+    pthread_cond_destroy(&ch->room_cv);
     free(ch);
 }
 
@@ -413,6 +418,7 @@ static void child_died(ah_isolate *iso, proc *p, child *ch, const waiter *killer
     ch->status = reap_pid(pid, false);
     ch->pid = 0;
     pthread_cond_broadcast(&p->cv);
+    pthread_cond_broadcast(&ch->room_cv);
     for (waiter *o = ch->waiters; o != NULL; o = o->next)
         pthread_cond_signal(&o->cv);
     if (ch->handshake)
@@ -468,14 +474,57 @@ static int add_cid(cJSON *m, uint64_t id)
     return cJSON_AddStringToObject(m, "cid", b) != NULL ? 0 : -1;
 }
 
-static void waiter_add(proc *p, child *ch, waiter *w)
+/* Registers call w with ch, once the child has room for it: its process
+ * serves AH_FRAME_CALLS_MAX calls at once, one thread each, and a call sent
+ * past them would wait there for a thread while its deadline ran, to be
+ * taken for a hung process (and kill the calls in flight with it). So a
+ * call that finds them all taken waits here, not sent, telling the bus
+ * that it waits on the plugin's process (block.h: [core] provider_threads
+ * bounds those waits as a provider's), until a call ends or the child dies
+ * (the call then fails as the others do); its caller's deadline is the
+ * bus's, as for a call waiting for a worker. 0; -1 when the bus refused the
+ * wait: w is not registered, nothing was sent, the call's failure is
+ * described. */
+/* w among ch's calls; p->mu held. */
+static void waiter_link(child *ch, waiter *w)
 {
-    (void)ah_cond_init_mono(&w->cv);
-    pthread_mutex_lock(&p->mu);
     w->id = ch->handshake ? 0 : ch->next_id++;
     w->next = ch->waiters;
     ch->waiters = w;
+    ch->nwaiters++;
+}
+
+static int waiter_add(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *call)
+{
+    (void)ah_cond_init_mono(&w->cv);
+    pthread_mutex_lock(&p->mu);
+    if (!ch->handshake && !ch->dead && ch->nwaiters >= AH_FRAME_CALLS_MAX) {
+        char on[96];
+        snprintf(on, sizeof on, "atshub-plugin-host %s/%d", iso->name, p->index);
+        pthread_mutex_unlock(&p->mu);
+        if (!ah_block_begin_on(on)) {
+            pthread_cond_destroy(&w->cv);
+            if (call != NULL)
+                call->host->fail(call, "overloaded", 503,
+                                 "plugin '%s': its process serves %d calls at once and as many "
+                                 "calls as [core] provider_threads allows wait for it already; "
+                                 "try again later (not sent)",
+                                 iso->name, AH_FRAME_CALLS_MAX);
+            return -1;
+        }
+        pthread_mutex_lock(&p->mu);
+        ch->room_waiting++;
+        while (!ch->dead && ch->nwaiters >= AH_FRAME_CALLS_MAX)
+            pthread_cond_wait(&ch->room_cv, &p->mu);
+        ch->room_waiting--;
+        waiter_link(ch, w);
+        pthread_mutex_unlock(&p->mu);
+        ah_block_end();
+        return 0;
+    }
+    waiter_link(ch, w);
     pthread_mutex_unlock(&p->mu);
+    return 0;
 }
 
 static void waiter_remove(proc *p, child *ch, waiter *w)
@@ -484,6 +533,9 @@ static void waiter_remove(proc *p, child *ch, waiter *w)
     for (waiter **pp = &ch->waiters; *pp != NULL; pp = &(*pp)->next) {
         if (*pp == w) {
             *pp = w->next;
+            ch->nwaiters--;
+            if (ch->room_waiting > 0)
+                pthread_cond_signal(&ch->room_cv);
             break;
         }
     }
@@ -743,7 +795,7 @@ static int spawn_exchange(ah_isolate *iso, proc *p, child *ch, cJSON *req, long 
     ext.call.host = iso->host;
     waiter w;
     memset(&w, 0, sizeof w);
-    waiter_add(p, ch, &w);
+    (void)waiter_add(iso, p, ch, &w, NULL); /* starting: never waits */
     int r = exchange(iso, p, ch, &w, &ext.call, req, t, out);
     waiter_remove(p, ch, &w);
     return r;
@@ -789,6 +841,7 @@ static child *spawn_load(ah_isolate *iso, proc *p, char *err, size_t errlen)
      * is stuck or hostile, and no reading thread may wait on it for good. */
     ch->rd.stall_ms = iso->o.call_timeout_ms > INT_MAX ? INT_MAX : (int)iso->o.call_timeout_ms;
     pthread_mutex_init(&ch->wr, NULL);
+    (void)ah_cond_init_mono(&ch->room_cv);
     ch->refs = 1;
     ch->next_id = 1;
     ch->handshake = true;
@@ -2049,7 +2102,8 @@ static ah_result open_call(ah_isolate *iso, proc *p, child *ch, ah_call *call, i
 {
     waiter w;
     memset(&w, 0, sizeof w);
-    waiter_add(p, ch, &w);
+    if (waiter_add(iso, p, ch, &w, call) != 0)
+        return AH_ERR;
     ah_result r = open_in(iso, p, ch, &w, call, ic);
     waiter_remove(p, ch, &w);
     return r;
@@ -2188,7 +2242,11 @@ static ah_result run_in_child(ah_isolate *iso, ah_call *call, const char *kind, 
     cJSON_AddItemReferenceToObject(req, "body", (cJSON *)body);
     waiter w;
     memset(&w, 0, sizeof w);
-    waiter_add(p, ch, &w);
+    if (waiter_add(iso, p, ch, &w, call) != 0) {
+        child_put(p, ch);
+        cJSON_Delete(req);
+        return AH_ERR;
+    }
     cJSON *ans = NULL;
     ah_result r = round_trip(iso, p, ch, &w, call, req, true, &ans);
     waiter_remove(p, ch, &w);
@@ -2266,7 +2324,13 @@ ah_result ah_isolate_route(ah_isolate *iso, ah_call *call, int index, ah_http_ex
     w.ex = ex;
     w.rcalls[0] = call;
     w.nrcalls = 1;
-    waiter_add(p, ch, &w);
+    if (waiter_add(iso, p, ch, &w, call) != 0) {
+        cJSON_Delete(req);
+        child_put(p, ch);
+        if (w.peeked != NULL)
+            iso->o.conn_hooks->unpeek(w.peeked);
+        return AH_ERR;
+    }
     tl_iso = iso;
     tl_proc = p;
     tl_child = ch;

@@ -54,7 +54,11 @@
  * waits reads the socket when no other does and hands other calls' frames
  * to them, and the plugin process serves calls on a small pool of threads
  * (plugin_host.c), so a slow or hung call does not hold up the others
- * (until its deadline kills the process). A connection is pinned to one
+ * (until its deadline kills the process). A process is sent at most
+ * AH_FRAME_CALLS_MAX calls at once (its pool's threads): a call past them
+ * waits in the daemon, unsent, telling the bus it waits on the process
+ * (block.h, [core] provider_threads), rather than wait there for a thread
+ * while its deadline runs out. A connection is pinned to one
  * process (round robin at its open: its context lives there). A route runs
  * in any process; a connection its conn_by_secret finds is opened once in
  * that process (as part of the route's call) and keeps a context there

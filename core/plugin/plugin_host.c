@@ -234,7 +234,7 @@ static void die_lost(void)
  * for longer than that, or IDLE_LOOK_MS when the idle thread went to sleep
  * before the call started: idle threads look now and then instead of being
  * woken for every call). Frames out go one at a time (g_wr). */
-#define POOL_MAX 32
+#define POOL_MAX AH_FRAME_CALLS_MAX
 /* A pool thread's stack. glibc's default (RLIMIT_STACK, 8 MiB) is address
  * space, which memory_max (RLIMIT_AS) counts in full: 32 threads' stacks
  * alone were 256 MiB, the default limit, and calls past a few dozen in

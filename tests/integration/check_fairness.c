@@ -33,6 +33,9 @@
 #include "conns.h"
 #include "core.h"
 #include "daemon.h"
+#include "frame.h"
+#include "isolate.h"
+#include "registry.h"
 #include "metrics.h"
 #include "sim/sim.h"
 #include "support/harness.h"
@@ -60,13 +63,22 @@ static int tenant_workers;
 static int claim_ms;
 /* [core] request_timeout_ms for the next setup (0: 600000). */
 static int request_timeout_ms;
+/* [core] provider_threads for the next setup (-1: the default). */
+static int provider_threads = -1;
+/* [plugin.fixture_faulty] call_timeout_ms for the next setup (0: the
+ * default). */
+static int faulty_timeout_ms;
 
 static ah_core *open_core(const char *dir)
 {
     const char *plugins = ah_t_env("AH_PLUGIN_DIR"), *fixtures = ah_t_env("AH_FIXTURE_DIR");
     ck_assert_ptr_nonnull(plugins);
     ck_assert_ptr_nonnull(fixtures);
-    char *path = NULL, *text = NULL;
+    char *path = NULL, *text = NULL, extra[128] = "", faulty[64] = "";
+    if (provider_threads >= 0)
+        snprintf(extra, sizeof extra, "provider_threads = %d\n", provider_threads);
+    if (faulty_timeout_ms > 0)
+        snprintf(faulty, sizeof faulty, "call_timeout_ms = %d\n", faulty_timeout_ms);
     const char *iso = getenv("AH_TEST_ISOLATION");
     bool in_process = iso != NULL && strcmp(iso, "in_process") == 0;
     char *store = ah_t_store_url(dir);
@@ -77,22 +89,23 @@ static ah_core *open_core(const char *dir)
     ck_assert_int_ge(
         asprintf(&text,
                  "[core]\nworkers = %d\ntenant_workers = %d\nkey_file = host.key\n"
-                 "request_timeout_ms = %d\nlog_level = error\n"
+                 "request_timeout_ms = %d\nlog_level = error\n%s"
                  "[http]\nlisten = 127.0.0.1:0\nthreads = 2\n"
                  "[store]\nurl = %s\nclaim_ms = %d\n"
                  "[sync]\ninterval_s = 0\n"
                  "[plugins]\ntemplate = %s/template.so\nfakeats = %s/fakeats.so\n"
-                 "tarpit = %s/tarpit.so\nerp = %s/erp.so\nfixture_faulty = %s/faulty.so\n%s",
+                 "tarpit = %s/tarpit.so\nerp = %s/erp.so\nfixture_faulty = %s/faulty.so\n%s"
+                 "[plugin.fixture_faulty]\n%s%s",
                  WORKERS, tenant_workers, request_timeout_ms > 0 ? request_timeout_ms : 600000,
-                 store, claim_ms > 0 ? claim_ms : 15000, plugins, fixtures, fixtures, plugins, fixtures,
+                 extra, store, claim_ms > 0 ? claim_ms : 15000, plugins, fixtures, fixtures, plugins, fixtures,
                  /* ctest check_fairness_in_process: every plugin in the daemon. */
                  in_process ? "[plugin.template]\nisolation = in_process\n"
                               "[plugin.fakeats]\nisolation = in_process\n"
                               "[plugin.tarpit]\nisolation = in_process\n"
                               "[plugin.erp]\nisolation = in_process\n"
-                              "[plugin.fixture_faulty]\nisolation = in_process\n"
                               /* Its process gets only the variables named. */
-                            : "[plugin.tarpit]\nenv = AH_TARPIT_RELEASE\n"),
+                            : "[plugin.tarpit]\nenv = AH_TARPIT_RELEASE\n",
+                 in_process ? "isolation = in_process\n" : "", faulty),
         0);
     ck_assert_int_eq(ah_t_write_file(path, text), 0);
     free(text);
@@ -193,6 +206,17 @@ static void setup_share1(void)
     tenant_workers = 1;
     setup();
     tenant_workers = 0;
+}
+
+/* No [core] provider_threads limit, and fixture_faulty's calls answered
+ * (or taken for a hang) within 2 s. */
+static void setup_room(void)
+{
+    provider_threads = 0;
+    faulty_timeout_ms = 2000;
+    setup();
+    provider_threads = -1;
+    faulty_timeout_ms = 0;
 }
 
 static void setup_short_claims(void)
@@ -1430,6 +1454,73 @@ START_TEST(test_provider_outage_holds_part_of_the_threads)
 }
 END_TEST
 
+/* A plugin process serves 32 calls at once, one thread each. With no
+ * [core] provider_threads limit, five tenants' 40 calls (eight each, their
+ * most in flight) hang on one provider through the isolated plugin
+ * (call_timeout_ms 2 s; the time a call waits for its provider does not
+ * count): 32 are sent to the process and 8 wait in the daemon, unsent,
+ * telling the bus (all 40 count as waiting). Before, the 8 waited in the
+ * process for a thread while their deadlines ran out, and the process was
+ * killed as hung, every call in flight answered plugin_crashed. Past
+ * those deadlines nothing crashed, and once the provider answers all 40
+ * are answered 200. In process, the 40 wait on the bus's threads. */
+#define ROOM_TENANTS 5
+#define ROOM_CALLS (ROOM_TENANTS * 8)
+START_TEST(test_process_room_not_taken_for_a_hang)
+{
+    ah_sim *sim = hold_sim_start();
+    for (int t = 0; t < ROOM_TENANTS; t++) {
+        char name[16], key[64];
+        snprintf(name, sizeof name, "room%d", t);
+        snprintf(key, sizeof key, "ahk_room_key_%02d_0123456789", t);
+        int64_t tid = add_tenant(&F, name, key);
+        for (int k = 1; k <= ROOM_CALLS / ROOM_TENANTS; k++) {
+            snprintf(name, sizeof name, "slow%d", k);
+            add_conn(&F, tid, "fixture_faulty", name);
+        }
+    }
+    ck_assert_int_eq(ah_conns_reload(F.core), 0);
+    static holder calls[ROOM_CALLS];
+    pthread_t th[ROOM_CALLS];
+    for (int i = 0; i < ROOM_CALLS; i++) {
+        char key[64], conn[16];
+        snprintf(key, sizeof key, "ahk_room_key_%02d_0123456789", i % ROOM_TENANTS);
+        snprintf(conn, sizeof conn, "slow%d", i / ROOM_TENANTS + 1);
+        holder_init(&calls[i], key, conn, sim);
+        ck_assert_int_eq(pthread_create(&th[i], NULL, hold_main, &calls[i]), 0);
+    }
+    const char *iso = getenv("AH_TEST_ISOLATION");
+    bool in_process = iso != NULL && strcmp(iso, "in_process") == 0;
+    int sent = in_process ? ROOM_CALLS : AH_FRAME_CALLS_MAX;
+    WAIT_FOR(atomic_load(&hold_arrived) == sent, "the calls the process has room for");
+    int blocked = 0, threads = 0;
+    WAIT_FOR((ah_bus_stats(F.core->bus, &blocked, &threads), blocked == ROOM_CALLS),
+             "every call waiting, at the provider or for the process");
+    /* Past the calls' deadline (2 s): a call waiting for a thread in the
+     * process would have been taken for a hang by now. */
+    sleep(3);
+    ck_assert_int_eq(atomic_load(&answered), 0);
+    ck_assert_int_eq(atomic_load(&hold_arrived), sent);
+    atomic_store(&hold_go, 1);
+    for (int i = 0; i < ROOM_CALLS; i++) {
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+        ck_assert_msg(calls[i].status == 200, "%ld %s", calls[i].status,
+                      calls[i].out != NULL ? calls[i].out : "");
+        free(calls[i].out);
+    }
+    ck_assert_int_eq(atomic_load(&hold_arrived), ROOM_CALLS);
+    ah_generation *gen = ah_registry_acquire(F.core->registry, "fixture_faulty");
+    ck_assert_ptr_nonnull(gen);
+    if (gen->iso != NULL) {
+        unsigned long crashes = 1, restarts = 1;
+        ah_isolate_counts(gen->iso, &crashes, &restarts);
+        ck_assert_uint_eq(crashes, 0);
+    }
+    ah_generation_release(gen);
+    ah_sim_stop(sim);
+}
+END_TEST
+
 static Suite *fairness_suite(void)
 {
     Suite *s = suite_create("fairness");
@@ -1460,6 +1551,11 @@ static Suite *fairness_suite(void)
     tcase_set_timeout(tct, 240);
     tcase_add_test(tct, test_deadline_before_start_never_runs);
     suite_add_tcase(s, tct);
+    TCase *tcr = tcase_create("process room");
+    tcase_add_checked_fixture(tcr, setup_room, teardown);
+    tcase_set_timeout(tcr, 240);
+    tcase_add_test(tcr, test_process_room_not_taken_for_a_hang);
+    suite_add_tcase(s, tcr);
     TCase *tc2 = tcase_create("short claims");
     tcase_add_checked_fixture(tc2, setup_short_claims, teardown);
     tcase_set_timeout(tc2, 240);
