@@ -1330,6 +1330,33 @@ static ah_sim *hold_sim_start(void)
     return sim;
 }
 
+/* `tenants` tenants (PREFIX0, ...), each with `per` connections of
+ * fixture_faulty (slow1, ...), and one call on each connection, started,
+ * that holds at sim's /hold: tenants * per calls, calls[i] of tenant
+ * i % tenants. The connections are loaded (with any added before). */
+static void hold_calls_start(const char *prefix, int tenants, int per, const ah_sim *sim,
+                             holder *calls, pthread_t *th)
+{
+    for (int t = 0; t < tenants; t++) {
+        char name[32], key[64];
+        snprintf(name, sizeof name, "%s%d", prefix, t);
+        snprintf(key, sizeof key, "ahk_%s_key_%02d_0123456789", prefix, t);
+        int64_t tid = add_tenant(&F, name, key);
+        for (int k = 1; k <= per; k++) {
+            snprintf(name, sizeof name, "slow%d", k);
+            add_conn(&F, tid, "fixture_faulty", name);
+        }
+    }
+    ck_assert_int_eq(ah_conns_reload(F.core), 0);
+    for (int i = 0; i < tenants * per; i++) {
+        char key[64], conn[16];
+        snprintf(key, sizeof key, "ahk_%s_key_%02d_0123456789", prefix, i % tenants);
+        snprintf(conn, sizeof conn, "slow%d", i / tenants + 1);
+        holder_init(&calls[i], key, conn, sim);
+        ck_assert_int_eq(pthread_create(&th[i], NULL, hold_main, &calls[i]), 0);
+    }
+}
+
 /* A call waiting for its provider's answer (the host's HTTP client: a slow
  * provider, or a retry's sleep) holds no share of its tenant's workers:
  * with acme's share at one worker, acme's call hangs on a provider that
@@ -1391,27 +1418,9 @@ START_TEST(test_provider_outage_holds_part_of_the_threads)
 {
     ah_sim *sim = hold_sim_start();
     static holder calls[OUTAGE_CALLS];
-    for (int t = 0; t < OUTAGE_TENANTS; t++) {
-        char name[16], key[64];
-        snprintf(name, sizeof name, "out%d", t);
-        snprintf(key, sizeof key, "ahk_outage_key_%02d_0123456789", t);
-        int64_t tid = add_tenant(&F, name, key);
-        for (int k = 1; k <= OUTAGE_CALLS / OUTAGE_TENANTS; k++) {
-            snprintf(name, sizeof name, "slow%d", k);
-            add_conn(&F, tid, "fixture_faulty", name);
-        }
-    }
-    add_conn(&F, F.globex, "fixture_faulty", "fine");
-    ck_assert_int_eq(ah_conns_reload(F.core), 0);
-
     pthread_t th[OUTAGE_CALLS];
-    for (int i = 0; i < OUTAGE_CALLS; i++) {
-        char key[64], conn[16];
-        snprintf(key, sizeof key, "ahk_outage_key_%02d_0123456789", i % OUTAGE_TENANTS);
-        snprintf(conn, sizeof conn, "slow%d", i / OUTAGE_TENANTS + 1);
-        holder_init(&calls[i], key, conn, sim);
-        ck_assert_int_eq(pthread_create(&th[i], NULL, hold_main, &calls[i]), 0);
-    }
+    add_conn(&F, F.globex, "fixture_faulty", "fine");
+    hold_calls_start("outage", OUTAGE_TENANTS, OUTAGE_CALLS / OUTAGE_TENANTS, sim, calls, th);
     /* Every call either waits for the provider or was answered. */
     WAIT_FOR(atomic_load(&hold_arrived) + atomic_load(&answered) == OUTAGE_CALLS,
              "every call of the outage waiting or answered");
@@ -1469,26 +1478,9 @@ END_TEST
 START_TEST(test_process_room_not_taken_for_a_hang)
 {
     ah_sim *sim = hold_sim_start();
-    for (int t = 0; t < ROOM_TENANTS; t++) {
-        char name[16], key[64];
-        snprintf(name, sizeof name, "room%d", t);
-        snprintf(key, sizeof key, "ahk_room_key_%02d_0123456789", t);
-        int64_t tid = add_tenant(&F, name, key);
-        for (int k = 1; k <= ROOM_CALLS / ROOM_TENANTS; k++) {
-            snprintf(name, sizeof name, "slow%d", k);
-            add_conn(&F, tid, "fixture_faulty", name);
-        }
-    }
-    ck_assert_int_eq(ah_conns_reload(F.core), 0);
     static holder calls[ROOM_CALLS];
     pthread_t th[ROOM_CALLS];
-    for (int i = 0; i < ROOM_CALLS; i++) {
-        char key[64], conn[16];
-        snprintf(key, sizeof key, "ahk_room_key_%02d_0123456789", i % ROOM_TENANTS);
-        snprintf(conn, sizeof conn, "slow%d", i / ROOM_TENANTS + 1);
-        holder_init(&calls[i], key, conn, sim);
-        ck_assert_int_eq(pthread_create(&th[i], NULL, hold_main, &calls[i]), 0);
-    }
+    hold_calls_start("room", ROOM_TENANTS, ROOM_CALLS / ROOM_TENANTS, sim, calls, th);
     const char *iso = getenv("AH_TEST_ISOLATION");
     bool in_process = iso != NULL && strcmp(iso, "in_process") == 0;
     int sent = in_process ? ROOM_CALLS : AH_FRAME_CALLS_MAX;
