@@ -4,7 +4,9 @@
  * written to a fresh store, then a host is opened on it as `atshub serve`
  * would (plugins loaded, connection table built, bus started) and its start
  * time and resident memory are measured; then one request per connection
- * checks that every connection answers.
+ * checks that every connection answers; then every connection is listed
+ * as the admin API lists it (pages of AH_OPS_PAGE_MAX rows, printed as the
+ * answer would be) and the resident memory measured again.
  *
  *   bench_tenants [TENANTS] [CONNS]      (default 10000, 5)
  */
@@ -20,6 +22,7 @@
 #include "sync.h"
 #include "tracking.h"
 #include "events.h"
+#include "ops.h"
 
 static double now_s(void)
 {
@@ -133,6 +136,33 @@ int main(int argc, char **argv)
            rss1, rss2, ok, nt * nc);
     printf("(one request per connection took %.2f s; RSS before opening the host: %.1f MiB)\n",
            calls, rss0);
+
+    /* Every connection as GET /admin/connections gives it, page by page. */
+    t0 = now_s();
+    char cursor[sizeof ((ah_ops_page *)0)->next] = "";
+    long listed = 0, pages = 0;
+    size_t bytes = 0;
+    for (;;) {
+        ah_ops_page pg = {.after = cursor, .limit = AH_OPS_PAGE_MAX};
+        cJSON *list = NULL;
+        ah_ops_err e;
+        if (ah_ops_connection_list(core, NULL, &pg, &list, &e) != 0) {
+            fprintf(stderr, "%s: %s\n", e.code, e.msg);
+            return 1;
+        }
+        char *json = cJSON_PrintUnformatted(list);
+        bytes += json != NULL ? strlen(json) : 0;
+        listed += cJSON_GetArraySize(list);
+        pages++;
+        free(json);
+        cJSON_Delete(list);
+        if (pg.next[0] == '\0')
+            break;
+        snprintf(cursor, sizeof cursor, "%s", pg.next);
+    }
+    printf("every connection listed as the admin API pages it: %ld in %ld pages (%.1f MB of "
+           "JSON), %.2f s; RSS after: %.1f MiB\n",
+           listed, pages, bytes / 1e6, now_s() - t0, rss_mib());
     ah_daemon_close(core);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -175,6 +175,44 @@ static void answer_ops(ah_http_exchange *ex, int rc, const ah_ops_err *e, int st
         answer_data(ex, status, out);
 }
 
+/* The page a list route's query asks for: ?limit= (1 to AH_OPS_PAGE_MAX,
+ * that many when absent) and ?cursor= (the next_cursor of the page before).
+ * False when the request was answered 400. */
+static bool list_page(ah_http_exchange *ex, ah_ops_page *page)
+{
+    *page = (ah_ops_page){.limit = AH_OPS_PAGE_MAX, .after = ah_ex_query(ex, "cursor")};
+    const char *lim = ah_ex_query(ex, "limit");
+    if (lim != NULL && *lim != '\0') {
+        char *end;
+        long v = strtol(lim, &end, 10);
+        if (*end != '\0' || v < 1 || v > AH_OPS_PAGE_MAX) {
+            ah_ex_error(ex, 400, "invalid_request", "limit must be between 1 and %d",
+                        AH_OPS_PAGE_MAX);
+            return false;
+        }
+        page->limit = (int)v;
+    }
+    return true;
+}
+
+/* A list's page: {"data": out, "next_cursor": the cursor of the page that
+ * follows, or null after the last}, or the ops call's error. */
+static void answer_page(ah_http_exchange *ex, int rc, const ah_ops_err *e, cJSON *out,
+                        const ah_ops_page *page)
+{
+    if (rc != 0) {
+        answer_err(ex, e);
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "data", out);
+    if (page->next[0] != '\0')
+        cJSON_AddStringToObject(o, "next_cursor", page->next);
+    else
+        cJSON_AddNullToObject(o, "next_cursor");
+    ah_ex_respond_json(ex, 200, o);
+}
+
 static void h_plugins(void *arg, ah_http_exchange *ex)
 {
     admin_ctx *ctx = arg;
@@ -269,7 +307,8 @@ static int invalid_request(ah_ops_err *e, const char *msg)
 
 /* What a collection route lists on GET and adds (from the JSON body) on
  * POST: 0, or -1 with *e. */
-typedef int (*list_fn)(ah_core *core, ah_http_exchange *ex, cJSON **out, ah_ops_err *e);
+typedef int (*list_fn)(ah_core *core, ah_http_exchange *ex, ah_ops_page *page, cJSON **out,
+                       ah_ops_err *e);
 typedef int (*add_fn)(ah_core *core, const cJSON *body, cJSON **out, ah_ops_err *e);
 
 /* /admin/tenants and /admin/connections: GET lists, POST adds (201). */
@@ -280,8 +319,11 @@ static void collection(admin_ctx *ctx, ah_http_exchange *ex, list_fn list, add_f
     ah_ops_err e;
     cJSON *out = NULL;
     if (strcmp(ah_ex_method(ex), "GET") == 0) {
-        int rc = list(ctx->core, ex, &out, &e);
-        answer_ops(ex, rc, &e, 200, out);
+        ah_ops_page page;
+        if (!list_page(ex, &page))
+            return;
+        int rc = list(ctx->core, ex, &page, &out, &e);
+        answer_page(ex, rc, &e, out, &page);
         return;
     }
     cJSON *empty;
@@ -295,10 +337,11 @@ static void collection(admin_ctx *ctx, ah_http_exchange *ex, list_fn list, add_f
     cJSON_Delete(empty);
 }
 
-static int tenant_list(ah_core *core, ah_http_exchange *ex, cJSON **out, ah_ops_err *e)
+static int tenant_list(ah_core *core, ah_http_exchange *ex, ah_ops_page *page, cJSON **out,
+                       ah_ops_err *e)
 {
     (void)ex;
-    return ah_ops_tenant_list(core, out, e);
+    return ah_ops_tenant_list(core, page, out, e);
 }
 
 static int tenant_add(ah_core *core, const cJSON *body, cJSON **out, ah_ops_err *e)
@@ -331,11 +374,13 @@ static void h_tenant_delete(void *arg, ah_http_exchange *ex)
     answer_data(ex, 200, o);
 }
 
-static int connection_list(ah_core *core, ah_http_exchange *ex, cJSON **out, ah_ops_err *e)
+static int connection_list(ah_core *core, ah_http_exchange *ex, ah_ops_page *page,
+                           cJSON **out, ah_ops_err *e)
 {
     /* No or an empty tenant: every tenant's; an unknown one: not_found. */
     const char *tenant = ah_ex_query(ex, "tenant");
-    return ah_ops_connection_list(core, tenant != NULL && *tenant != '\0' ? tenant : NULL, out, e);
+    return ah_ops_connection_list(core, tenant != NULL && *tenant != '\0' ? tenant : NULL, page,
+                                  out, e);
 }
 
 static int connection_add(ah_core *core, const cJSON *body, cJSON **out, ah_ops_err *e)
@@ -469,18 +514,21 @@ static void h_console_code(void *arg, ah_http_exchange *ex)
     answer_data(ex, 201, o);
 }
 
-/* GET /admin/syncs[?tenant=T] */
+/* GET /admin/syncs[?tenant=T][&limit=&cursor=] */
 static void h_syncs(void *arg, ah_http_exchange *ex)
 {
     admin_ctx *ctx = arg;
     if (!authorized(ctx, ex))
         return;
     ah_ops_err e;
+    ah_ops_page page;
+    if (!list_page(ex, &page))
+        return;
     cJSON *out = NULL;
     const char *tenant = ah_ex_query(ex, "tenant"); /* an unknown one: not_found */
     int rc = ah_syncs_list(ctx->core->admin->syncs, ctx->core,
-                           tenant != NULL && *tenant != '\0' ? tenant : NULL, &out, &e);
-    answer_ops(ex, rc, &e, 200, out);
+                           tenant != NULL && *tenant != '\0' ? tenant : NULL, &page, &out, &e);
+    answer_page(ex, rc, &e, out, &page);
 }
 
 /* POST /admin/syncs/{tenant}/{name} {"type"?}: sync now, on a thread; the

@@ -96,13 +96,67 @@ static void tenant_row_json(void *arg, const ah_tenant_row *r)
     cJSON_AddItemToArray(arg, o);
 }
 
-int ah_ops_tenant_list(ah_core *core, cJSON **out, ah_ops_err *e)
+/* The store's page for page (NULL: every row): one row more than asked
+ * for, which says whether a page follows. The cursor is checked here: an
+ * "after" that names no tenant or connection is refused, not looked for.
+ * tenant_names: a cursor of "TENANT/NAME" (connections of every tenant),
+ * split in buf. */
+static int store_page(ah_ops_page *page, bool tenant_names, char *buf, size_t buflen,
+                      ah_store_page *sp, ah_ops_err *e)
 {
+    *sp = (ah_store_page){0};
+    if (page == NULL)
+        return 0;
+    page->next[0] = '\0';
+    if (page->limit < 1 || page->limit > AH_OPS_PAGE_MAX)
+        return ops_fail(e, "invalid_request", "limit is 1 to %d", AH_OPS_PAGE_MAX);
+    sp->limit = page->limit + 1;
+    if (page->after == NULL || page->after[0] == '\0')
+        return 0;
+    snprintf(buf, buflen, "%s", page->after);
+    char *slash = tenant_names ? strchr(buf, '/') : NULL;
+    if (slash != NULL)
+        *slash = '\0';
+    if (strlen(page->after) >= buflen || !ah_ops_valid_name(buf) ||
+        tenant_names != (slash != NULL) || (slash != NULL && !ah_ops_valid_name(slash + 1)))
+        return ops_fail(e, "invalid_request", "after: not a cursor of this list (give a "
+                        "page's \"next\")");
+    sp->after = buf;
+    sp->after_name = slash != NULL ? slash + 1 : NULL;
+    return 0;
+}
+
+/* A page listed into `list` (one row more than asked for, store_page): the
+ * extra row dropped, and next set to the cursor of the last row kept. */
+static void page_end(ah_ops_page *page, cJSON *list, const char *tenant_key)
+{
+    if (page == NULL || cJSON_GetArraySize(list) <= page->limit)
+        return;
+    cJSON_DeleteItemFromArray(list, page->limit);
+    const cJSON *last = cJSON_GetArrayItem(list, page->limit - 1);
+    const cJSON *t = tenant_key != NULL ? cJSON_GetObjectItemCaseSensitive(last, tenant_key) : NULL;
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(last, "name");
+    if (cJSON_IsString(t))
+        snprintf(page->next, sizeof page->next, "%s/%s", t->valuestring,
+                 cJSON_IsString(n) ? n->valuestring : "");
+    else if (cJSON_IsString(n))
+        snprintf(page->next, sizeof page->next, "%s", n->valuestring);
+}
+
+int ah_ops_tenant_list(ah_core *core, ah_ops_page *page, cJSON **out, ah_ops_err *e)
+{
+    char buf[160];
+    ah_store_page sp;
+    if (store_page(page, false, buf, sizeof buf, &sp, e) != 0)
+        return -1;
     cJSON *list = cJSON_CreateArray();
-    if (list == NULL || core->store->ops->tenant_list(core->store, tenant_row_json, list) != 0) {
+    if (list == NULL ||
+        core->store->ops->tenant_list(core->store, page != NULL ? &sp : NULL, tenant_row_json,
+                                      list) != 0) {
         cJSON_Delete(list);
         return ops_fail(e, "store_error", "cannot list tenants");
     }
+    page_end(page, list, NULL);
     *out = list;
     return 0;
 }
@@ -138,8 +192,13 @@ static void connection_row_json(void *arg, const ah_connection_row *r)
     cJSON_AddItemToArray(arg, o);
 }
 
-int ah_ops_connection_list(ah_core *core, const char *tenant, cJSON **out, ah_ops_err *e)
+int ah_ops_connection_list(ah_core *core, const char *tenant, ah_ops_page *page, cJSON **out,
+                           ah_ops_err *e)
 {
+    char buf[160];
+    ah_store_page sp;
+    if (store_page(page, tenant == NULL, buf, sizeof buf, &sp, e) != 0)
+        return -1;
     /* A tenant that does not exist is no empty list: `connection list
      * typo` said "none" where it meant "no such tenant". */
     if (tenant != NULL) {
@@ -153,10 +212,12 @@ int ah_ops_connection_list(ah_core *core, const char *tenant, cJSON **out, ah_op
     }
     cJSON *list = cJSON_CreateArray();
     if (list == NULL ||
-        core->store->ops->connection_list(core->store, tenant, connection_row_json, list) != 0) {
+        core->store->ops->connection_list(core->store, tenant, page != NULL ? &sp : NULL,
+                                          connection_row_json, list) != 0) {
         cJSON_Delete(list);
         return ops_fail(e, "store_error", "cannot list connections");
     }
+    page_end(page, list, tenant == NULL ? "tenant" : NULL);
     *out = list;
     return 0;
 }

@@ -27,13 +27,29 @@ typedef struct ah_ops_err {
 /** True for names of tenants and connections: 1-64 letters, digits, _ - . */
 bool ah_ops_valid_name(const char *s);
 
+/* --- lists -------------------------------------------------------------- */
+/** The most entries a page of a list has (the admin API's `limit`). */
+#define AH_OPS_PAGE_MAX 1000
+
+/** A page of a list of tenants, connections or syncs, in the byte order of
+ *  names: at most `limit` entries after the cursor `after`, the `next` of
+ *  the page before (NULL or "": the first page). A tenant's cursor is its
+ *  name; a connection's its name in a list of one tenant, "TENANT/NAME" in a
+ *  list of all. On return `next` is the cursor of the page that follows, ""
+ *  after the last. */
+typedef struct ah_ops_page {
+    const char *after;
+    int limit; /* 1..AH_OPS_PAGE_MAX */
+    char next[136];
+} ah_ops_page;
+
 /* --- tenants ------------------------------------------------------------ */
 /** Adds a tenant; *out = {"tenant","id","api_key"} (the key, once). */
 int ah_ops_tenant_add(ah_core *core, const char *name, cJSON **out, ah_ops_err *e);
 /** Removes a tenant with its connections and records. */
 int ah_ops_tenant_remove(ah_core *core, const char *name, ah_ops_err *e);
-/** *out = [{"name","id","created_at"}]. */
-int ah_ops_tenant_list(ah_core *core, cJSON **out, ah_ops_err *e);
+/** *out = [{"name","id","created_at"}]; page NULL: every tenant. */
+int ah_ops_tenant_list(ah_core *core, ah_ops_page *page, cJSON **out, ah_ops_err *e);
 
 /* --- connections -------------------------------------------------------- */
 /** Adds a connection; `settings` is an object of strings (borrowed; may be
@@ -52,8 +68,10 @@ int ah_ops_connection_enable(ah_core *core, const char *tenant, const char *name
 int ah_ops_connection_remove(ah_core *core, const char *tenant, const char *name,
                              ah_ops_err *e);
 /** *out = [{"tenant","name","plugin","enabled","settings"}] with every
- *  secret shown as "(secret)". tenant NULL: all tenants. */
-int ah_ops_connection_list(ah_core *core, const char *tenant, cJSON **out, ah_ops_err *e);
+ *  secret shown as "(secret)". tenant NULL: all tenants. page NULL: every
+ *  connection. */
+int ah_ops_connection_list(ah_core *core, const char *tenant, ah_ops_page *page, cJSON **out,
+                           ah_ops_err *e);
 
 /* --- plugins (the daemon) ----------------------------------------------- */
 /** Hot swap: loads `path` (NULL: the path [plugins] configures for `name`,

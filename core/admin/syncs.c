@@ -112,11 +112,34 @@ static void prune(ah_syncs *s, bool (*keep)(const entry *en, const void *arg), c
     s->n = w;
 }
 
-/* keep for prune: the entry's connection is in a connection list. */
-static bool in_list(const entry *en, const void *arg)
+/* What a page of the connection list spans: the connections after `after`
+ * (NULL: from the first) up to `last` (NULL: to the end), of `tenant` only
+ * when it is not NULL, and the page's rows. */
+typedef struct span {
+    const char *tenant;
+    const char *after_t, *after_n; /* after_t NULL: from the first */
+    const char *last_t, *last_n;   /* last_t NULL: to the end */
+    const cJSON *rows;
+} span;
+
+/* tenant/name against t/n in the lists' order (names' bytes, tenant first). */
+static int key_cmp(const char *tenant, const char *name, const char *t, const char *n)
 {
+    int c = strcmp(tenant, t);
+    return c != 0 ? c : strcmp(name, n);
+}
+
+/* keep for prune: the entry's connection is in the page's rows, or outside
+ * what the page spans (a connection the page cannot say is gone). */
+static bool in_span(const entry *en, const void *arg)
+{
+    const span *sp = arg;
+    if ((sp->tenant != NULL && strcmp(en->tenant, sp->tenant) != 0) ||
+        (sp->after_t != NULL && key_cmp(en->tenant, en->name, sp->after_t, sp->after_n) <= 0) ||
+        (sp->last_t != NULL && key_cmp(en->tenant, en->name, sp->last_t, sp->last_n) > 0))
+        return true;
     const cJSON *c;
-    cJSON_ArrayForEach(c, (const cJSON *)arg) {
+    cJSON_ArrayForEach(c, sp->rows) {
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(c, "tenant"),
                     *n = cJSON_GetObjectItemCaseSensitive(c, "name");
         if (cJSON_IsString(t) && cJSON_IsString(n) && strcmp(t->valuestring, en->tenant) == 0 &&
@@ -124,6 +147,50 @@ static bool in_list(const entry *en, const void *arg)
             return true;
     }
     return false;
+}
+
+/* Connections looked for in the store and not found there. */
+typedef struct gone {
+    size_t n;
+    char (*keys)[2][72]; /* tenant, name */
+} gone;
+
+/* keep for prune: the entry's connection is not among the gone. */
+static bool not_gone(const entry *en, const void *arg)
+{
+    const gone *g = arg;
+    for (size_t i = 0; i < g->n; i++)
+        if (strcmp(g->keys[i][0], en->tenant) == 0 && strcmp(g->keys[i][1], en->name) == 0)
+            return false;
+    return true;
+}
+
+/* Under s->mu, which it lets go meanwhile: drops the entries of connections
+ * the store no longer has. They are looked up without s->mu, which the
+ * sync engine's progress reports take (ah_syncs_observe), so that no thread
+ * waits for the store's lock while holding it. */
+static void prune_gone(ah_syncs *s, ah_core *core)
+{
+    gone g = {0};
+    g.keys = malloc(s->n * sizeof *g.keys);
+    if (g.keys == NULL)
+        return;
+    size_t n = s->n;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(g.keys[i][0], s->v[i]->tenant, sizeof g.keys[i][0]);
+        memcpy(g.keys[i][1], s->v[i]->name, sizeof g.keys[i][1]);
+    }
+    pthread_mutex_unlock(&s->mu);
+    for (size_t i = 0; i < n; i++) {
+        ah_connection_row r = {0};
+        int rc = core->store->ops->connection_get(core->store, g.keys[i][0], g.keys[i][1], &r);
+        ah_connection_row_free(&r);
+        if (rc == AH_STORE_NOT_FOUND) /* kept when the store cannot say */
+            memcpy(g.keys[g.n++], g.keys[i], sizeof g.keys[i]);
+    }
+    pthread_mutex_lock(&s->mu);
+    prune(s, not_gone, &g);
+    free(g.keys);
 }
 
 typedef struct forget_arg {
@@ -240,17 +307,12 @@ static int fail(ah_ops_err *e, const char *code, const char *msg)
 /* Whether tenant/name is a connection in the store. */
 static int exists(ah_core *core, const char *tenant, const char *name, ah_ops_err *e)
 {
-    cJSON *list = NULL;
-    if (ah_ops_connection_list(core, tenant, &list, e) != 0)
-        return -1;
-    bool found = false;
-    const cJSON *c;
-    cJSON_ArrayForEach(c, list) {
-        const cJSON *n = cJSON_GetObjectItemCaseSensitive(c, "name");
-        found = found || (cJSON_IsString(n) && strcmp(n->valuestring, name) == 0);
-    }
-    cJSON_Delete(list);
-    if (!found) {
+    ah_connection_row r = {0};
+    int rc = core->store->ops->connection_get(core->store, tenant, name, &r);
+    ah_connection_row_free(&r);
+    if (rc != AH_STORE_OK && rc != AH_STORE_NOT_FOUND)
+        return fail(e, "store_error", "cannot read the connection");
+    if (rc == AH_STORE_NOT_FOUND) {
         snprintf(e->code, sizeof e->code, "not_found");
         snprintf(e->msg, sizeof e->msg, "no connection '%s' of tenant '%s'", name, tenant);
         return -1;
@@ -275,15 +337,9 @@ int ah_syncs_start(ah_syncs *s, ah_core *core, const char *tenant, const char *n
         return fail(e, "sync_running", "a sync of this connection started here is under way");
     }
     if (en == NULL && s->n == MAX_ENTRIES) {
-        /* Full: make room from removed connections first. */
-        cJSON *all = NULL;
-        ah_ops_err ignored;
-        pthread_mutex_unlock(&s->mu);
-        int lrc = ah_ops_connection_list(core, NULL, &all, &ignored);
-        pthread_mutex_lock(&s->mu);
-        if (lrc == 0)
-            prune(s, in_list, all);
-        cJSON_Delete(all);
+        /* Full: make room from removed connections first (a look in the
+         * store for each entry, once in as many starts). */
+        prune_gone(s, core);
         en = find(s, tenant, name);
     }
     if (en == NULL && (en = get(s, tenant, name)) == NULL) {
@@ -384,20 +440,40 @@ static cJSON *sched_json(const entry *en)
     return o;
 }
 
-int ah_syncs_list(ah_syncs *s, ah_core *core, const char *tenant, cJSON **out, ah_ops_err *e)
+int ah_syncs_list(ah_syncs *s, ah_core *core, const char *tenant, ah_ops_page *page,
+                  cJSON **out, ah_ops_err *e)
 {
     cJSON *list = NULL;
-    if (ah_ops_connection_list(core, tenant, &list, e) != 0)
+    if (ah_ops_connection_list(core, tenant, page, &list, e) != 0)
         return -1;
+    /* What the page spans, for dropping the entries of connections gone. */
+    char after[160], last[160];
+    span sp = {.tenant = tenant, .rows = list};
+    if (page != NULL && page->after != NULL && page->after[0] != '\0') {
+        snprintf(after, sizeof after, "%s", page->after); /* checked by the list */
+        char *slash = strchr(after, '/');
+        sp.after_t = tenant != NULL ? tenant : after;
+        sp.after_n = tenant != NULL ? after : slash + 1;
+        if (slash != NULL)
+            *slash = '\0';
+    }
+    if (page != NULL && page->next[0] != '\0') {
+        snprintf(last, sizeof last, "%s", page->next);
+        char *slash = strchr(last, '/');
+        sp.last_t = tenant != NULL ? tenant : last;
+        sp.last_n = tenant != NULL ? last : slash + 1;
+        if (slash != NULL)
+            *slash = '\0';
+    }
     cJSON *res = cJSON_CreateArray();
     char next[32];
     bool has_next = ah_sync_next_pass(core->sync, next) == 0;
     const cJSON *c;
     pthread_mutex_lock(&s->mu);
-    /* Every connection listed: entries of the others are of connections
-     * removed (by another process too: `atshub connection remove`). */
-    if (tenant == NULL)
-        prune(s, in_list, list);
+    /* The entries of connections the page spans but does not list are of
+     * connections removed (by another process too: `atshub connection
+     * remove`). */
+    prune(s, in_span, &sp);
     cJSON_ArrayForEach(c, list) {
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(c, "tenant"),
                     *n = cJSON_GetObjectItemCaseSensitive(c, "name");

@@ -41,8 +41,8 @@ int ah_syncs_start(ah_syncs *s, ah_core *core, const char *tenant, const char *n
 
 /** Forgets what this daemon keeps of tenant/name's runs (name NULL: of
  *  every connection of the tenant), once removed; a run still under way
- *  keeps its entry. ah_syncs_list without a tenant drops the entries of
- *  connections removed elsewhere. */
+ *  keeps its entry. ah_syncs_list drops the entries of connections removed
+ *  elsewhere that its page spans. */
 void ah_syncs_forget(ah_syncs *s, const char *tenant, const char *name);
 
 /** *out = [{"tenant","connection","plugin","enabled","schedule_interval_s",
@@ -53,7 +53,9 @@ void ah_syncs_forget(ah_syncs *s, const char *tenant, const char *name);
  *  "types":[{"type","pages","records",...,"done","failed"}]} | null,
  *  "scheduled": {"updated_at","running","ok", the same counters and
  *  "types"} | null (the scheduler's latest run of each type)}].
- *  tenant NULL: every tenant. 0, or -1 with e. */
-int ah_syncs_list(ah_syncs *s, ah_core *core, const char *tenant, cJSON **out, ah_ops_err *e);
+ *  tenant NULL: every tenant. page: as ah_ops_connection_list's (NULL:
+ *  every connection). 0, or -1 with e. */
+int ah_syncs_list(ah_syncs *s, ah_core *core, const char *tenant, ah_ops_page *page,
+                  cJSON **out, ah_ops_err *e);
 
 #endif

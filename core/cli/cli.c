@@ -615,7 +615,7 @@ static int cmd_tenant(cli *c)
         else
             printf("tenant '%s' removed, with its connections and records\n", c->argv[1]);
     } else {
-        if (ah_ops_tenant_list(core, &out, &e) != 0) {
+        if (ah_ops_tenant_list(core, NULL, &out, &e) != 0) {
             rc = fail_ops(c, &e);
         } else if (c->json) {
             print_json(out);
@@ -684,7 +684,7 @@ static int connection_list(cli *c, ah_core *core)
 {
     ah_ops_err e;
     cJSON *list = NULL;
-    if (ah_ops_connection_list(core, c->argc == 2 ? c->argv[1] : NULL, &list, &e) != 0)
+    if (ah_ops_connection_list(core, c->argc == 2 ? c->argv[1] : NULL, NULL, &list, &e) != 0)
         return fail_ops(c, &e);
     if (c->json) {
         print_json(list);

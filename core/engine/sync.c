@@ -1492,7 +1492,7 @@ void ah_sync_set_observer(ah_sync *s, ah_sync_observer fn, void *arg)
 static void sched_pass(ah_core *core)
 {
     conn_list l = {NULL, 0, 0};
-    if (core->store->ops->connection_list(core->store, NULL, collect_enabled, &l) != 0)
+    if (core->store->ops->connection_list(core->store, NULL, NULL, collect_enabled, &l) != 0)
         ah_log(&core->log, AH_LOG_WARN, "sync", "scheduler: cannot list connections");
     for (size_t i = 0; i < l.n && is_leader(core->sync); i++) {
         /* The in-memory table is what requests are served from: a

@@ -319,9 +319,9 @@ static int reload_locked(ah_core *core)
     ls.snap = calloc(1, sizeof(snapshot));
     if (ls.snap == NULL)
         return -1;
-    int rc = core->store->ops->tenant_list(core->store, load_tenant, &ls);
+    int rc = core->store->ops->tenant_list(core->store, NULL, load_tenant, &ls);
     if (rc == 0)
-        rc = core->store->ops->connection_list(core->store, NULL, load_conn, &ls);
+        rc = core->store->ops->connection_list(core->store, NULL, NULL, load_conn, &ls);
     if (rc != 0 || ls.oom) {
         snapshot_free(ls.snap);
         ah_log(&core->log, AH_LOG_ERROR, "conns", "reloading connections failed");

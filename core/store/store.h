@@ -169,6 +169,15 @@ typedef struct ah_outbox_in {
     int64_t id; /* out: the event's outbox id (0: see outbox_add_batch) */
 } ah_outbox_in;
 
+/** A page of a list of tenants or connections. Lists are in the byte order
+ *  of names (of the tenant's, then the connection's, for connections of every
+ *  tenant) on both engines; a page is the rows after a key in that order. */
+typedef struct ah_store_page {
+    const char *after;      /* the page's rows come after this name; NULL: the first page */
+    const char *after_name; /* connections of every tenant: after (tenant) and this name */
+    int limit;              /* at most this many rows; 0: every one */
+} ah_store_page;
+
 typedef void (*ah_tenant_cb)(void *arg, const ah_tenant_row *row);
 typedef void (*ah_connection_cb)(void *arg, const ah_connection_row *row);
 typedef void (*ah_record_cb)(void *arg, const ah_record_row *row);
@@ -322,7 +331,8 @@ typedef struct ah_store_ops {
                       int64_t *id_out); /* AH_STORE_EXISTS on duplicate */
     int (*tenant_get)(ah_store *s, const char *name, ah_tenant_row *out);
     int (*tenant_by_key_hash)(ah_store *s, const char *key_hash, ah_tenant_row *out);
-    int (*tenant_list)(ah_store *s, ah_tenant_cb cb, void *arg);
+    /** page NULL: every tenant. */
+    int (*tenant_list)(ah_store *s, const ah_store_page *page, ah_tenant_cb cb, void *arg);
     /* Removes the tenant with everything that is its: connections (and
      * their records), sequences, outbox, webhooks, idempotency records, bulk
      * jobs and its integration log, so that a tenant added later under the
@@ -335,8 +345,10 @@ typedef struct ah_store_ops {
                           int64_t *id_out);
     int (*connection_get)(ah_store *s, const char *tenant, const char *name,
                           ah_connection_row *out);
-    /** tenant NULL: all tenants. */
-    int (*connection_list)(ah_store *s, const char *tenant, ah_connection_cb cb, void *arg);
+    /** tenant NULL: all tenants. page NULL: every connection (page->after
+     *  is a connection's name when tenant is given). */
+    int (*connection_list)(ah_store *s, const char *tenant, const ah_store_page *page,
+                           ah_connection_cb cb, void *arg);
     /** Stores a connection's settings. expected_json: the settings text
      *  the caller read and built on; when the stored text is no longer
      *  that (another writer, another instance, changed it since),

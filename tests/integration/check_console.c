@@ -946,6 +946,122 @@ START_TEST(test_syncs_next_pass)
 }
 END_TEST
 
+/* Every page of an admin list, path + "limit=L&cursor=C" one after another
+ * until next_cursor is null: each row's key ("tenant/name", or name for
+ * rows without a tenant) appended to keys, the pages counted. */
+static int walk_pages(fixture *f, const char *path, int limit, char *keys, size_t keylen)
+{
+    char cursor[256] = "";
+    int pages = 0;
+    keys[0] = '\0';
+    for (;;) {
+        char url[512], *resp = NULL;
+        snprintf(url, sizeof url, "%s%climit=%d%s%s", path, strchr(path, '?') ? '&' : '?', limit,
+                 cursor[0] ? "&cursor=" : "", cursor);
+        long st = admin_get(f, url, &resp);
+        ck_assert_msg(st == 200, "%s: %ld %s", url, st, resp);
+        cJSON *j = cJSON_Parse(resp);
+        const cJSON *d = cJSON_GetObjectItem(j, "data"), *r;
+        ck_assert_msg(cJSON_GetArraySize(d) <= limit, "%s: %s", url, resp);
+        cJSON_ArrayForEach(r, d) {
+            const cJSON *t = cJSON_GetObjectItem(r, "tenant"), *n = cJSON_GetObjectItem(r, "name");
+            if (!cJSON_IsString(n))
+                n = cJSON_GetObjectItem(r, "connection"); /* a sync's row */
+            char one[160];
+            snprintf(one, sizeof one, "%s%s%s,", cJSON_IsString(t) ? t->valuestring : "",
+                     cJSON_IsString(t) ? "/" : "", n->valuestring);
+            strncat(keys, one, keylen - strlen(keys) - 1);
+        }
+        pages++;
+        const cJSON *next = cJSON_GetObjectItem(j, "next_cursor");
+        ck_assert_msg(cJSON_IsNull(next) || cJSON_IsString(next), "%s: %s", url, resp);
+        bool more = cJSON_IsString(next);
+        if (more) {
+            /* A cursor is a name, or TENANT/NAME: nothing to escape. */
+            ck_assert_msg(strlen(next->valuestring) < sizeof cursor, "%s", resp);
+            snprintf(cursor, sizeof cursor, "%s", next->valuestring);
+        }
+        cJSON_Delete(j);
+        free(resp);
+        if (!more)
+            return pages;
+        ck_assert_int_lt(pages, 100);
+    }
+}
+
+/* The admin lists of tenants, connections and syncs come in pages (the
+ * daemon builds one page at a time, never the whole list of 50,000
+ * connections): limit rows in the byte order of names, next_cursor for the
+ * page after, every row once over the pages; a limit or cursor that is not
+ * one is 400. */
+START_TEST(test_admin_lists_page)
+{
+    fixture f;
+    setup(&f);
+    ah_ops_err e;
+    cJSON *out = NULL;
+    static const char *const tenants[] = {"beta", "Zed", "a-b", "acme", "a_b"};
+    for (size_t i = 0; i < 5; i++) {
+        ck_assert_int_eq(ah_ops_tenant_add(f.core, tenants[i], &out, &e), 0);
+        cJSON_Delete(out);
+    }
+    cJSON *set = cJSON_CreateObject();
+    cJSON_AddStringToObject(set, "base_url", ah_sim_url(f.sim));
+    cJSON_AddStringToObject(set, "client_id", "atshub");
+    cJSON_AddStringToObject(set, "client_secret", "s3cret");
+    static const char *const conns[][2] = {{"acme", "main"}, {"Zed", "x"}, {"acme", "b"},
+                                           {"beta", "main"}, {"acme", "B"}};
+    for (size_t i = 0; i < 5; i++) {
+        ck_assert_int_eq(ah_ops_connection_add(f.core, conns[i][0], "erecruit", conns[i][1], set,
+                                               &out, &e), 0);
+        cJSON_Delete(out);
+        ck_assert_int_eq(ah_ops_connection_enable(f.core, conns[i][0], conns[i][1], false, &e), 0);
+    }
+    cJSON_Delete(set);
+
+    char keys[2048];
+    ck_assert_int_eq(walk_pages(&f, "/admin/tenants", 1000, keys, sizeof keys), 1);
+    ck_assert_str_eq(keys, "Zed,a-b,a_b,acme,beta,");
+    ck_assert_int_eq(walk_pages(&f, "/admin/tenants", 2, keys, sizeof keys), 3);
+    ck_assert_str_eq(keys, "Zed,a-b,a_b,acme,beta,");
+    /* A full last page: the page after it is empty, or not asked for. */
+    int pages = walk_pages(&f, "/admin/tenants", 5, keys, sizeof keys);
+    ck_assert_msg(pages == 1 || pages == 2, "%d", pages);
+    ck_assert_str_eq(keys, "Zed,a-b,a_b,acme,beta,");
+    static const char all[] = "Zed/x,acme/B,acme/b,acme/main,beta/main,";
+    for (int limit = 1; limit <= 5; limit++) {
+        walk_pages(&f, "/admin/connections", limit, keys, sizeof keys);
+        ck_assert_msg(strcmp(keys, all) == 0, "limit %d: %s", limit, keys);
+        walk_pages(&f, "/admin/syncs", limit, keys, sizeof keys);
+        ck_assert_msg(strcmp(keys, all) == 0, "syncs, limit %d: %s", limit, keys);
+    }
+    ck_assert_int_eq(walk_pages(&f, "/admin/connections?tenant=acme", 2, keys, sizeof keys), 2);
+    ck_assert_str_eq(keys, "acme/B,acme/b,acme/main,");
+    ck_assert_int_eq(walk_pages(&f, "/admin/syncs?tenant=acme", 1, keys, sizeof keys), 3);
+    ck_assert_str_eq(keys, "acme/B,acme/b,acme/main,");
+
+    static const char *const bad[] = {
+        "/admin/tenants?limit=0", "/admin/tenants?limit=1001", "/admin/tenants?limit=2x",
+        "/admin/tenants?cursor=a%2Fb", "/admin/tenants?cursor=%20",
+        "/admin/connections?cursor=acme", "/admin/connections?cursor=acme%2F",
+        "/admin/connections?cursor=a%2Fb%2Fc", "/admin/connections?tenant=acme&cursor=acme%2Fb",
+        "/admin/syncs?limit=-1", "/admin/syncs?cursor=acme",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *resp = NULL;
+        long st = admin_get(&f, bad[i], &resp);
+        cJSON *j = cJSON_Parse(resp);
+        const cJSON *c = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "code");
+        ck_assert_msg(st == 400 && cJSON_IsString(c) &&
+                          strcmp(c->valuestring, "invalid_request") == 0,
+                      "%s: %ld %s", bad[i], st, resp);
+        cJSON_Delete(j);
+        free(resp);
+    }
+    teardown(&f);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("console");
@@ -957,6 +1073,7 @@ int main(void)
         tcase_add_test(tc, test_console_in_browser);
     tcase_add_test(tc, test_syncs_next_pass);
     tcase_add_test(tc, test_admin_refuses_bad_queries);
+    tcase_add_test(tc, test_admin_lists_page);
     if (pages)
         tcase_add_test(tc, test_console_secrets_and_polls);
     tcase_add_test(tc, test_admin_token_file_checked);

@@ -500,7 +500,7 @@ START_TEST(test_tenants)
     ck_assert_int_eq(s->ops->tenant_by_key_hash(s, "nope", &r), AH_STORE_NOT_FOUND);
 
     names nm = {{0}, 0};
-    ck_assert_int_eq(s->ops->tenant_list(s, tenant_cb, &nm), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->tenant_list(s, NULL, tenant_cb, &nm), AH_STORE_OK);
     ck_assert_str_eq(nm.buf, "acme,beta,");
 
     /* Removing a tenant removes its connections, records, cursors and
@@ -528,6 +528,77 @@ START_TEST(test_tenants)
     ck_assert_int_ne(acme2, acme);
     ck_assert_int_eq(s->ops->sequence_next(s, acme2, "job", &seq), 0);
     ck_assert_int_eq(seq, 1);
+    fx_done(&f);
+}
+END_TEST
+
+/* Lists page in the byte order of names on both engines (PostgreSQL's
+ * collation would put "a-b" after "Zed" or mix cases): a page is the rows
+ * after a key, and pages taken one after another give every row once. */
+START_TEST(test_list_pages)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t acme = add_tenant(s, "acme");
+    int64_t zed = add_tenant(s, "Zed");
+    add_tenant(s, "a-b");
+    add_tenant(s, "a_b");
+    int64_t beta = add_tenant(s, "beta");
+    add_conn(s, acme, "main");
+    add_conn(s, acme, "backup");
+    add_conn(s, zed, "x");
+    add_conn(s, beta, "main");
+
+    names nm = {{0}, 0};
+    ck_assert_int_eq(s->ops->tenant_list(s, NULL, tenant_cb, &nm), AH_STORE_OK);
+    ck_assert_str_eq(nm.buf, "Zed,a-b,a_b,acme,beta,");
+    ah_store_page pg = {.limit = 2};
+    memset(&nm, 0, sizeof nm);
+    ck_assert_int_eq(s->ops->tenant_list(s, &pg, tenant_cb, &nm), AH_STORE_OK);
+    ck_assert_str_eq(nm.buf, "Zed,a-b,");
+    pg.after = "a-b";
+    memset(&nm, 0, sizeof nm);
+    ck_assert_int_eq(s->ops->tenant_list(s, &pg, tenant_cb, &nm), AH_STORE_OK);
+    ck_assert_str_eq(nm.buf, "a_b,acme,");
+    pg.after = "acme";
+    memset(&nm, 0, sizeof nm);
+    ck_assert_int_eq(s->ops->tenant_list(s, &pg, tenant_cb, &nm), AH_STORE_OK);
+    ck_assert_str_eq(nm.buf, "beta,");
+    pg.after = "beta"; /* the last row's key, or a name between rows */
+    memset(&nm, 0, sizeof nm);
+    ck_assert_int_eq(s->ops->tenant_list(s, &pg, tenant_cb, &nm), AH_STORE_OK);
+    ck_assert_str_eq(nm.buf, "");
+    pg = (ah_store_page){.after = "ab", .limit = 0};
+    memset(&nm, 0, sizeof nm);
+    ck_assert_int_eq(s->ops->tenant_list(s, &pg, tenant_cb, &nm), AH_STORE_OK);
+    ck_assert_str_eq(nm.buf, "acme,beta,");
+
+    memset(&nm, 0, sizeof nm);
+    ck_assert_int_eq(s->ops->connection_list(s, NULL, NULL, conn_cb, &nm), AH_STORE_OK);
+    ck_assert_str_eq(nm.buf, "Zed/x,acme/backup,acme/main,beta/main,");
+    pg = (ah_store_page){.limit = 2};
+    memset(&nm, 0, sizeof nm);
+    ck_assert_int_eq(s->ops->connection_list(s, NULL, &pg, conn_cb, &nm), AH_STORE_OK);
+    ck_assert_str_eq(nm.buf, "Zed/x,acme/backup,");
+    pg.after = "acme";
+    pg.after_name = "backup";
+    memset(&nm, 0, sizeof nm);
+    ck_assert_int_eq(s->ops->connection_list(s, NULL, &pg, conn_cb, &nm), AH_STORE_OK);
+    ck_assert_str_eq(nm.buf, "acme/main,beta/main,");
+    pg.after = "acme";
+    pg.after_name = "main";
+    memset(&nm, 0, sizeof nm);
+    ck_assert_int_eq(s->ops->connection_list(s, NULL, &pg, conn_cb, &nm), AH_STORE_OK);
+    ck_assert_str_eq(nm.buf, "beta/main,");
+    pg = (ah_store_page){.after = "backup", .limit = 5};
+    memset(&nm, 0, sizeof nm);
+    ck_assert_int_eq(s->ops->connection_list(s, "acme", &pg, conn_cb, &nm), AH_STORE_OK);
+    ck_assert_str_eq(nm.buf, "acme/main,");
+    pg = (ah_store_page){.limit = 1};
+    memset(&nm, 0, sizeof nm);
+    ck_assert_int_eq(s->ops->connection_list(s, "acme", &pg, conn_cb, &nm), AH_STORE_OK);
+    ck_assert_str_eq(nm.buf, "acme/backup,");
     fx_done(&f);
 }
 END_TEST
@@ -563,10 +634,10 @@ START_TEST(test_connections)
     ck_assert_int_eq(s->ops->connection_get(s, "acme", "nope", &r), AH_STORE_NOT_FOUND);
 
     names nm = {{0}, 0};
-    ck_assert_int_eq(s->ops->connection_list(s, "acme", conn_cb, &nm), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->connection_list(s, "acme", NULL, conn_cb, &nm), AH_STORE_OK);
     ck_assert_str_eq(nm.buf, "acme/backup,acme/main,");
     memset(&nm, 0, sizeof nm);
-    ck_assert_int_eq(s->ops->connection_list(s, NULL, conn_cb, &nm), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->connection_list(s, NULL, NULL, conn_cb, &nm), AH_STORE_OK);
     ck_assert_str_eq(nm.buf, "acme/backup,acme/main,beta/main,");
 
     ck_assert_int_eq(s->ops->connection_update(s, c1, "{\"base_url\":\"http://y\"}", NULL),
@@ -576,7 +647,7 @@ START_TEST(test_connections)
     ck_assert_str_eq(r.settings, "{\"base_url\":\"http://y\"}");
     ah_connection_row_free(&r);
     memset(&nm, 0, sizeof nm);
-    ck_assert_int_eq(s->ops->connection_list(s, "acme", conn_cb, &nm), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->connection_list(s, "acme", NULL, conn_cb, &nm), AH_STORE_OK);
     ck_assert_str_eq(nm.buf, "acme/backup(off),acme/main,");
     ck_assert_int_eq(s->ops->connection_set_enabled(s, c2, true), AH_STORE_OK);
     ck_assert_int_eq(s->ops->connection_get(s, "acme", "backup", &r), AH_STORE_OK);
@@ -2512,7 +2583,7 @@ START_TEST(test_callback_reentry)
     add_tenant(f.s, "a");
     add_tenant(f.s, "b");
     reenter re = {f.s, 0};
-    ck_assert_int_eq(f.s->ops->tenant_list(f.s, reenter_cb, &re), AH_STORE_OK);
+    ck_assert_int_eq(f.s->ops->tenant_list(f.s, NULL, reenter_cb, &re), AH_STORE_OK);
     ck_assert_int_eq(re.n, 2);
     fx_done(&f);
 }
@@ -5042,6 +5113,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_open_url);
     tcase_add_test(tc, test_iso_normalize);
     tcase_add_test(tc, test_tenants);
+    tcase_add_test(tc, test_list_pages);
     tcase_add_test(tc, test_connections);
     tcase_add_test(tc, test_records_idempotent);
     tcase_add_test(tc, test_records_raw_stored_once);

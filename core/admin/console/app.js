@@ -20,6 +20,19 @@ async function api(method, path, body) {
   return (await apiRaw(method, path, body)).data;
 }
 
+// Every row of an admin list: the daemon answers a page at a time (at most
+// 1000 rows, next_cursor for the page after), so that a list of 50,000
+// connections never sits whole in its memory.
+async function apiAll(path) {
+  let j = await apiRaw('GET', path);
+  let rows = j.data || [];
+  while (typeof j.next_cursor === 'string') {
+    j = await apiRaw('GET', path + (path.includes('?') ? '&' : '?') + 'cursor=' + encodeURIComponent(j.next_cursor));
+    rows = rows.concat(j.data || []);
+  }
+  return rows;
+}
+
 // The whole answer ({"data", ...}: the event log adds next_cursor, has_more).
 async function apiRaw(method, path, body) {
   const opt = { method, headers: { Accept: 'application/json' }, credentials: 'same-origin' };
@@ -209,7 +222,7 @@ function chartFigure(title, series) {
 }
 
 views.tenants = async (v, tok) => {
-  const list = await api('GET', '/admin/tenants');
+  const list = await apiAll('/admin/tenants');
   if (tok !== viewToken) return;
   const input = h('input', { id: 'tenant-name', name: 'name', required: true, pattern: '[A-Za-z0-9_.\\-]{1,64}', autocomplete: 'off' });
   const form = h('form', { class: 'row', id: 'tenant-add', onsubmit: async (ev) => {
@@ -273,7 +286,7 @@ async function settingsForm(plugin, current, onsubmit, submitLabel) {
 }
 
 views.connections = async (v, tok, q) => {
-  const tenants = await api('GET', '/admin/tenants');
+  const tenants = await apiAll('/admin/tenants');
   const plugins = await api('GET', '/admin/plugins');
   if (tok !== viewToken) return;
   const tenant = q.get('tenant') || (tenants[0] && tenants[0].name) || '';
@@ -287,7 +300,7 @@ views.connections = async (v, tok, q) => {
   }
   let list;
   try {
-    list = await api('GET', '/admin/connections?tenant=' + encodeURIComponent(tenant));
+    list = await apiAll('/admin/connections?tenant=' + encodeURIComponent(tenant));
   } catch (e) {
     // No such tenant (a mistyped or stale link): say so, and offer the others.
     if (e.status !== 404 || tok !== viewToken) throw e;
@@ -421,7 +434,7 @@ function syncState(s) {
 views.syncs = async (v, tok) => {
   let p = null; // the poller, once the first answer is drawn
   const draw = async () => {
-    const list = await api('GET', '/admin/syncs');
+    const list = await apiAll('/admin/syncs');
     if (tok !== viewToken) return false;
     const rows = list.map((s) => {
       const l = s.last || {};
@@ -491,7 +504,7 @@ views.log = async (v, tok, q) => {
 };
 
 views.webhooks = async (v, tok, q) => {
-  const tenants = await api('GET', '/admin/tenants');
+  const tenants = await apiAll('/admin/tenants');
   const list = await api('GET', '/admin/webhooks');
   if (tok !== viewToken) return;
   const names = Object.fromEntries(tenants.map((t) => [t.id, t.name]));
@@ -535,7 +548,7 @@ views.webhooks = async (v, tok, q) => {
 };
 
 views.events = async (v, tok, q) => {
-  const tenants = await api('GET', '/admin/tenants');
+  const tenants = await apiAll('/admin/tenants');
   if (tok !== viewToken) return;
   const tenant = q.get('tenant') || (tenants[0] && tenants[0].name) || '';
   const after = q.get('after') || '0';

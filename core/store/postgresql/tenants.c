@@ -16,7 +16,10 @@ static const char *const q_sql[P_COUNT] = {
     [P_TENANT_GET] = "SELECT id, name, key_hash, created_at FROM tenants WHERE name = $1",
     [P_TENANT_BY_HASH] =
         "SELECT id, name, key_hash, created_at FROM tenants WHERE key_hash = $1",
-    [P_TENANT_LIST] = "SELECT id, name, key_hash, created_at FROM tenants ORDER BY name",
+    /* Lists page by name in byte order (ah_store_page), as SQLite's: $1 ''
+     * for the first page (no name is empty). */
+    [P_TENANT_LIST] = "SELECT id, name, key_hash, created_at FROM tenants "
+                      "WHERE name COLLATE \"C\" > $1 ORDER BY name COLLATE \"C\" LIMIT $2",
     [P_TENANT_DEL_SEQ] =
         "DELETE FROM sequences WHERE tenant_id = (SELECT id FROM tenants WHERE name = $1)",
     [P_TENANT_DEL_OUTBOX] =
@@ -32,9 +35,11 @@ static const char *const q_sql[P_COUNT] = {
     [P_CONN_GET] = "SELECT " CONN_COLS " FROM connections c JOIN tenants t "
                    "ON t.id = c.tenant_id WHERE t.name = $1 AND c.name = $2",
     [P_CONN_LIST_ALL] = "SELECT " CONN_COLS " FROM connections c JOIN tenants t "
-                        "ON t.id = c.tenant_id ORDER BY t.name, c.name",
+                        "ON t.id = c.tenant_id WHERE (t.name COLLATE \"C\", c.name COLLATE \"C\") > "
+                        "($1, $2) ORDER BY t.name COLLATE \"C\", c.name COLLATE \"C\" LIMIT $3",
     [P_CONN_LIST_TENANT] = "SELECT " CONN_COLS " FROM connections c JOIN tenants t "
-                           "ON t.id = c.tenant_id WHERE t.name = $1 ORDER BY c.name",
+                           "ON t.id = c.tenant_id WHERE t.name = $1 AND c.name COLLATE \"C\" > $2 "
+                           "ORDER BY c.name COLLATE \"C\" LIMIT $3",
     [P_CONN_UPDATE] = "UPDATE connections SET settings = $2, updated_at = $3 WHERE id = $1 "
                       "AND ($4::text IS NULL OR settings = $4::text)",
     [P_CONN_EXISTS] = "SELECT count(*) FROM connections WHERE id = $1",
@@ -145,13 +150,27 @@ int ah_pg_tenant_by_key_hash(ah_store *st, const char *key_hash, ah_tenant_row *
     return tenant_get_by(st, true, key_hash, out);
 }
 
-int ah_pg_tenant_list(ah_store *st, ah_tenant_cb cb, void *arg)
+/* A page's bounds as the list statements bind them. */
+static const char *page_after(const ah_store_page *page)
+{
+    return page != NULL && page->after != NULL ? page->after : "";
+}
+
+static int64_t page_limit(const ah_store_page *page)
+{
+    return page != NULL && page->limit > 0 ? page->limit : INT64_MAX;
+}
+
+int ah_pg_tenant_list(ah_store *st, const ah_store_page *page, ah_tenant_cb cb, void *arg)
 {
     ah_pg_store *s = ah_pg(st);
     ah_pg_rowvec v = {.elem = sizeof(ah_tenant_row)};
+    ah_pg_params p = {0};
     int rc;
+    ah_pg_p_text(&p, page_after(page));
+    ah_pg_p_int(&p, page_limit(page));
     ah_pg_lock(s);
-    PGresult *r = AH_PG_RUN(s, P_TENANT_LIST, NULL, "tenant_list", &rc);
+    PGresult *r = AH_PG_RUN(s, P_TENANT_LIST, &p, "tenant_list", &rc);
     if (r != NULL) {
         rc = ah_pg_collect(s, r, &v, fill_tenant, tenant_free_v, "tenant_list");
         PQclear(r);
@@ -237,20 +256,24 @@ int ah_pg_connection_get(ah_store *st, const char *tenant, const char *name, ah_
     return rc;
 }
 
-int ah_pg_connection_list(ah_store *st, const char *tenant, ah_connection_cb cb, void *arg)
+int ah_pg_connection_list(ah_store *st, const char *tenant, const ah_store_page *page,
+                          ah_connection_cb cb, void *arg)
 {
     ah_pg_store *s = ah_pg(st);
     ah_pg_rowvec v = {.elem = sizeof(ah_connection_row)};
     ah_pg_params p = {0};
     int rc;
-    ah_pg_lock(s);
-    PGresult *r;
     if (tenant != NULL) {
         ah_pg_p_text(&p, tenant);
-        r = AH_PG_RUN(s, P_CONN_LIST_TENANT, &p, "connection_list", &rc);
+        ah_pg_p_text(&p, page_after(page));
     } else {
-        r = AH_PG_RUN(s, P_CONN_LIST_ALL, NULL, "connection_list", &rc);
+        ah_pg_p_text(&p, page_after(page));
+        ah_pg_p_text(&p, page != NULL && page->after_name != NULL ? page->after_name : "");
     }
+    ah_pg_p_int(&p, page_limit(page));
+    ah_pg_lock(s);
+    PGresult *r = tenant != NULL ? AH_PG_RUN(s, P_CONN_LIST_TENANT, &p, "connection_list", &rc)
+                                 : AH_PG_RUN(s, P_CONN_LIST_ALL, &p, "connection_list", &rc);
     if (r != NULL) {
         rc = ah_pg_collect(s, r, &v, fill_conn, conn_free_v, "connection_list");
         PQclear(r);

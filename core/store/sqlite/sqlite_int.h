@@ -408,13 +408,14 @@ int ah_sq_group_end_locked(ah_sq_store *s, bool commit);
 int ah_sq_tenant_add(ah_store *st, const char *name, const char *key_hash, int64_t *id_out);
 int ah_sq_tenant_get(ah_store *st, const char *name, ah_tenant_row *out);
 int ah_sq_tenant_by_key_hash(ah_store *st, const char *key_hash, ah_tenant_row *out);
-int ah_sq_tenant_list(ah_store *st, ah_tenant_cb cb, void *arg);
+int ah_sq_tenant_list(ah_store *st, const ah_store_page *page, ah_tenant_cb cb, void *arg);
 int ah_sq_tenant_remove(ah_store *st, const char *name);
 int ah_sq_connection_add(ah_store *st, int64_t tenant_id, const char *plugin, const char *name,
                          const char *settings_json, int64_t *id_out);
 int ah_sq_connection_get(ah_store *st, const char *tenant, const char *name,
                          ah_connection_row *out);
-int ah_sq_connection_list(ah_store *st, const char *tenant, ah_connection_cb cb, void *arg);
+int ah_sq_connection_list(ah_store *st, const char *tenant, const ah_store_page *page,
+                          ah_connection_cb cb, void *arg);
 int ah_sq_connection_update(ah_store *st, int64_t id, const char *settings_json,
                             const char *expected_json);
 int ah_sq_connection_set_enabled(ah_store *st, int64_t id, bool enabled);

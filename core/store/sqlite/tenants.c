@@ -16,7 +16,10 @@ static const char *const q_sql[Q_COUNT] = {
     [Q_TENANT_GET] = "SELECT id, name, key_hash, created_at FROM tenants WHERE name = ?1",
     [Q_TENANT_BY_HASH] =
         "SELECT id, name, key_hash, created_at FROM tenants WHERE key_hash = ?1",
-    [Q_TENANT_LIST] = "SELECT id, name, key_hash, created_at FROM tenants ORDER BY name",
+    /* Lists page by name (ah_store_page): ?1 '' for the first page (no name
+     * is empty), a LIMIT of -1 for every row. */
+    [Q_TENANT_LIST] = "SELECT id, name, key_hash, created_at FROM tenants WHERE name > ?1 "
+                      "ORDER BY name LIMIT ?2",
     [Q_TENANT_DEL_SEQ] =
         "DELETE FROM sequences WHERE tenant_id = (SELECT id FROM tenants WHERE name = ?1)",
     [Q_TENANT_DEL_OUTBOX] =
@@ -34,9 +37,11 @@ static const char *const q_sql[Q_COUNT] = {
     [Q_CONN_GET] = "SELECT " CONN_COLS " FROM connections c JOIN tenants t "
                    "ON t.id = c.tenant_id WHERE t.name = ?1 AND c.name = ?2",
     [Q_CONN_LIST_ALL] = "SELECT " CONN_COLS " FROM connections c JOIN tenants t "
-                        "ON t.id = c.tenant_id ORDER BY t.name, c.name",
+                        "ON t.id = c.tenant_id WHERE t.name > ?1 OR (t.name = ?1 AND c.name > ?2) "
+                        "ORDER BY t.name, c.name LIMIT ?3",
     [Q_CONN_LIST_TENANT] = "SELECT " CONN_COLS " FROM connections c JOIN tenants t "
-                           "ON t.id = c.tenant_id WHERE t.name = ?1 ORDER BY c.name",
+                           "ON t.id = c.tenant_id WHERE t.name = ?1 AND c.name > ?2 "
+                           "ORDER BY c.name LIMIT ?3",
     [Q_CONN_UPDATE] = "UPDATE connections SET settings = ?2, updated_at = ?3 WHERE id = ?1 "
                       "AND (?4 IS NULL OR settings = ?4)",
     [Q_CONN_EXISTS] = "SELECT count(*) FROM connections WHERE id = ?1",
@@ -147,7 +152,23 @@ int ah_sq_tenant_by_key_hash(ah_store *st, const char *key_hash, ah_tenant_row *
     return tenant_get_by(st, Q_TENANT_BY_HASH, key_hash, out);
 }
 
-int ah_sq_tenant_list(ah_store *st, ah_tenant_cb cb, void *arg)
+/* A page's bounds as the list statements bind them. */
+static const char *page_after(const ah_store_page *page)
+{
+    return page != NULL && page->after != NULL ? page->after : "";
+}
+
+static const char *page_after_name(const ah_store_page *page)
+{
+    return page != NULL && page->after_name != NULL ? page->after_name : "";
+}
+
+static int64_t page_limit(const ah_store_page *page)
+{
+    return page != NULL && page->limit > 0 ? page->limit : -1;
+}
+
+int ah_sq_tenant_list(ah_store *st, const ah_store_page *page, ah_tenant_cb cb, void *arg)
 {
     ah_sq_store *s = ah_sq(st);
     ah_sq_rowvec v = {.elem = sizeof(ah_tenant_row)};
@@ -155,6 +176,8 @@ int ah_sq_tenant_list(ah_store *st, ah_tenant_cb cb, void *arg)
     int rc = AH_STORE_ERR;
     sqlite3_stmt *q = AH_SQ_GET(s, Q_TENANT_LIST);
     if (q != NULL) {
+        ah_sq_bind_text(q, 1, page_after(page));
+        sqlite3_bind_int64(q, 2, page_limit(page));
         rc = ah_sq_collect(s, q, &v, fill_tenant_v, tenant_free_v, "tenant_list");
         ah_sq_done(q);
     }
@@ -242,7 +265,8 @@ int ah_sq_connection_get(ah_store *st, const char *tenant, const char *name, ah_
     return rc;
 }
 
-int ah_sq_connection_list(ah_store *st, const char *tenant, ah_connection_cb cb, void *arg)
+int ah_sq_connection_list(ah_store *st, const char *tenant, const ah_store_page *page,
+                          ah_connection_cb cb, void *arg)
 {
     ah_sq_store *s = ah_sq(st);
     ah_sq_rowvec v = {.elem = sizeof(ah_connection_row)};
@@ -250,8 +274,14 @@ int ah_sq_connection_list(ah_store *st, const char *tenant, ah_connection_cb cb,
     int rc = AH_STORE_ERR;
     sqlite3_stmt *q = AH_SQ_GET(s, tenant != NULL ? Q_CONN_LIST_TENANT : Q_CONN_LIST_ALL);
     if (q != NULL) {
-        if (tenant != NULL)
+        if (tenant != NULL) {
             ah_sq_bind_text(q, 1, tenant);
+            ah_sq_bind_text(q, 2, page_after(page));
+        } else {
+            ah_sq_bind_text(q, 1, page_after(page));
+            ah_sq_bind_text(q, 2, page_after_name(page));
+        }
+        sqlite3_bind_int64(q, 3, page_limit(page));
         rc = ah_sq_collect(s, q, &v, fill_conn_v, conn_free_v, "connection_list");
         ah_sq_done(q);
     }
