@@ -422,6 +422,83 @@ START_TEST(test_console_in_browser)
 }
 END_TEST
 
+/* The tenants and syncs views show a page of 100 rows at a time (the
+ * daemon's lists come in pages, and a table of 50,000 rows is no view):
+ * "Next page" goes on from the last row shown, "First page" goes back, and
+ * every tenant shows on one of the pages once. */
+START_TEST(test_console_pages_lists)
+{
+    fixture f;
+    setup(&f);
+    ah_ops_err e;
+    cJSON *out = NULL;
+    for (int i = 0; i < 130; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "t%03d", i);
+        ck_assert_int_eq(ah_ops_tenant_add(f.core, name, &out, &e), 0);
+        cJSON_Delete(out);
+    }
+    cJSON *set = cJSON_CreateObject();
+    cJSON_AddStringToObject(set, "base_url", ah_sim_url(f.sim));
+    cJSON_AddStringToObject(set, "client_id", "atshub");
+    cJSON_AddStringToObject(set, "client_secret", "s3cret");
+    for (int i = 0; i < 105; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "c%03d", i);
+        ck_assert_int_eq(ah_ops_connection_add(f.core, "t007", "erecruit", name, set, &out, &e), 0);
+        cJSON_Delete(out);
+        ck_assert_int_eq(ah_ops_connection_enable(f.core, "t007", name, false, &e), 0);
+    }
+    cJSON_Delete(set);
+
+    char *url = login_url(&f);
+    browser b;
+    browser_start(&b, f.dir);
+    char *s = cdp_open(&b, url);
+    free(eval(&b, s, "__w(function(){return document.body.dataset.ready==='overview';},"
+                     "'the console after login')"));
+    static const char rows_js[] =
+        "Array.from(document.querySelectorAll('tbody tr')).map(function(r){"
+        "return r.cells[0].textContent;}).join(',')";
+    go(&b, s, "#/tenants", "tenants");
+    char *first = eval(&b, s, "%s", rows_js);
+    ck_assert_msg(strncmp(first, "t000,t001,", 10) == 0 && strstr(first, "t099") != NULL &&
+                      strstr(first, "t100") == NULL,
+                  "%s", first);
+    char *nav = eval(&b, s, "(document.getElementById('page-first')?'first ':'')+"
+                            "document.getElementById('page-next').getAttribute('href')");
+    ck_assert_str_eq(nav, "#/tenants?cursor=t099");
+    go(&b, s, nav, "tenants");
+    free(nav);
+    char *second = eval(&b, s, "%s", rows_js);
+    ck_assert_str_eq(second, "t100,t101,t102,t103,t104,t105,t106,t107,t108,t109,t110,t111,t112,"
+                             "t113,t114,t115,t116,t117,t118,t119,t120,t121,t122,t123,t124,t125,"
+                             "t126,t127,t128,t129");
+    nav = eval(&b, s, "(document.getElementById('page-next')?'next ':'')+"
+                      "document.getElementById('page-first').getAttribute('href')");
+    ck_assert_str_eq(nav, "#/tenants");
+    free(nav);
+
+    /* Syncs: 105 connections of t007, the first page polled, then the next. */
+    go(&b, s, "#/syncs", "syncs");
+    char *syncs = eval(&b, s, "String(document.querySelectorAll('tbody tr').length)+' '+"
+                              "document.getElementById('page-next').getAttribute('href')");
+    ck_assert_str_eq(syncs, "100 #/syncs?cursor=t007%2Fc099");
+    free(syncs);
+    go(&b, s, "#/syncs?cursor=t007%2Fc099", "syncs");
+    syncs = eval(&b, s, "%s", rows_js);
+    ck_assert_str_eq(syncs, "t007/c100,t007/c101,t007/c102,t007/c103,t007/c104");
+    free(syncs);
+
+    free(first);
+    free(second);
+    free(s);
+    browser_stop(&b);
+    free(url);
+    teardown(&f);
+}
+END_TEST
+
 /* In the page, for the tests of its polls and its secrets: window.__t
  * records the view's timers of a second or more instead of running them
  * (__fire() runs each once, as if its time had come; __delays() lists
@@ -1072,8 +1149,10 @@ int main(void)
     tcase_set_timeout(tc, 240);
     bool pages = ah_t_browser("check_console");
     tcase_add_test(tc, test_console_session_protections);
-    if (pages)
+    if (pages) {
         tcase_add_test(tc, test_console_in_browser);
+        tcase_add_test(tc, test_console_pages_lists);
+    }
     tcase_add_test(tc, test_syncs_next_pass);
     tcase_add_test(tc, test_admin_refuses_bad_queries);
     tcase_add_test(tc, test_admin_lists_page);

@@ -33,6 +33,23 @@ async function apiAll(path) {
   return rows;
 }
 
+// The rows a list view shows at once.
+const PAGE = 100;
+
+// One page of an admin list for the view at `hash`: the page its ?cursor=
+// names (none: the first), and links to the first page and the next.
+async function listPage(path, q, hash) {
+  const cursor = q.get('cursor') || '';
+  const j = await apiRaw('GET', path + (path.includes('?') ? '&' : '?') + 'limit=' + PAGE +
+    (cursor ? '&cursor=' + encodeURIComponent(cursor) : ''));
+  const next = typeof j.next_cursor === 'string' ? j.next_cursor : null;
+  const nav = cursor || next ? h('p', { class: 'pager' },
+    cursor ? h('a', { href: hash, id: 'page-first' }, 'First page') : null,
+    cursor && next ? ' · ' : null,
+    next ? h('a', { href: hash + '?cursor=' + encodeURIComponent(next), id: 'page-next' }, 'Next page') : null) : null;
+  return { list: j.data || [], nav };
+}
+
 // The whole answer ({"data", ...}: the event log adds next_cursor, has_more).
 async function apiRaw(method, path, body) {
   const opt = { method, headers: { Accept: 'application/json' }, credentials: 'same-origin' };
@@ -221,8 +238,8 @@ function chartFigure(title, series) {
     h('p', { class: 'legend' }, total + ' (peak ' + peak + '/min)'));
 }
 
-views.tenants = async (v, tok) => {
-  const list = await apiAll('/admin/tenants');
+views.tenants = async (v, tok, q) => {
+  const { list, nav } = await listPage('/admin/tenants', q, '#/tenants');
   if (tok !== viewToken) return;
   const input = h('input', { id: 'tenant-name', name: 'name', required: true, pattern: '[A-Za-z0-9_.\\-]{1,64}', autocomplete: 'off' });
   const form = h('form', { class: 'row', id: 'tenant-add', onsubmit: async (ev) => {
@@ -235,7 +252,7 @@ views.tenants = async (v, tok) => {
     // (or a view left meanwhile) must not take it away.
     showOnce('Tenant ' + r.tenant + ' added.', [['API key', r.api_key]]);
     status('Tenant ' + r.tenant + ' added.');
-    try { await views.tenants(v, tok); } catch (e) { if (tok === viewToken) fail(e); }
+    try { await views.tenants(v, tok, q); } catch (e) { if (tok === viewToken) fail(e); }
   } }, h('label', {}, 'New tenant name', input), h('button', { type: 'submit', class: 'primary' }, 'Add tenant'));
   v.replaceChildren(h('h2', {}, 'Tenants'), form,
     table(['Name', 'Created', 'Actions'], list.map((t) => [
@@ -245,8 +262,9 @@ views.tenants = async (v, tok) => {
         confirmButton('Remove', `Remove ${t.name} with its connections and records?`, async () => {
           await api('DELETE', '/admin/tenants/' + encodeURIComponent(t.name));
           status('Tenant ' + t.name + ' removed.');
-          await views.tenants(v, tok);
+          await views.tenants(v, tok, q);
         }))])),
+    nav,
     h('p', { class: 'legend' }, 'CLI: atshub tenant add NAME | list | remove NAME'));
 };
 
@@ -431,10 +449,12 @@ function syncState(s) {
     : h('span', { class: 'bad', 'data-state': 'failed' }, 'failed');
 }
 
-views.syncs = async (v, tok) => {
+views.syncs = async (v, tok, q) => {
   let p = null; // the poller, once the first answer is drawn
   const draw = async () => {
-    const list = await apiAll('/admin/syncs');
+    // A page at a time, and only it polled: 50,000 connections are 500
+    // pages, not one list.
+    const { list, nav } = await listPage('/admin/syncs', q, '#/syncs');
     if (tok !== viewToken) return false;
     const rows = list.map((s) => {
       const l = s.last || {};
@@ -461,6 +481,7 @@ views.syncs = async (v, tok) => {
     v.replaceChildren(h('h2', {}, 'Syncs'),
       list.length ? table([ 'Connection', 'Plugin', 'Enabled', 'State', 'Progress', 'Started', 'Finished', { label: 'Records', num: true }, { label: 'Retries', num: true }, 'Error', 'Schedule (next run)', 'Action'], rows)
         : h('p', { class: 'muted' }, 'No connection yet.'),
+      nav,
       h('p', { class: 'legend' }, 'Runs started here ("Sync now") and the scheduler\'s latest runs on this daemon; atshub sync shows its own progress. CLI: atshub sync TENANT CONNECTION'));
     if (focused) v.querySelector(`[data-sync-now="${CSS.escape(focused)}"]`)?.focus();
     return list.some((s) => s.running || (s.scheduled && s.scheduled.running));
