@@ -189,6 +189,19 @@ static long rest(fixture *f, const char *key, const char *path, char **body)
     return ah_t_http("GET", url, h, NULL, body);
 }
 
+/* A browser logged in to the fixture's console (a login link from `atshub
+ * console`), on its overview: the page's session, for eval and go. */
+static char *console_open(fixture *f, browser *b)
+{
+    char *url = login_url(f);
+    browser_start(b, f->dir);
+    char *s = cdp_open(b, url);
+    free(url);
+    free(eval(b, s, "__w(function(){return location.pathname==='/console/'&&"
+                    "document.body.dataset.ready==='overview';},'the console after login')"));
+    return s;
+}
+
 START_TEST(test_console_in_browser)
 {
     fixture f;
@@ -200,12 +213,8 @@ START_TEST(test_console_in_browser)
     ck_assert_int_eq(stat(tokf, &st), 0);
     ck_assert_int_eq(st.st_mode & 0777, 0600);
 
-    char *url = login_url(&f);
     browser b;
-    browser_start(&b, f.dir);
-    char *s = cdp_open(&b, url);
-    free(eval(&b, s, "__w(function(){return location.pathname==='/console/'&&"
-                     "document.body.dataset.ready==='overview';},'the console after login')"));
+    char *s = console_open(&f, &b);
     /* The session cookie is HttpOnly: the page's script cannot read it. */
     char *cookies = eval(&b, s, "'['+document.cookie+']'");
     ck_assert_msg(strstr(cookies, "ah_console") == NULL, "%s", cookies);
@@ -417,7 +426,6 @@ START_TEST(test_console_in_browser)
     free(s);
     browser_stop(&b);
     free(key);
-    free(url);
     teardown(&f);
 }
 END_TEST
@@ -451,12 +459,8 @@ START_TEST(test_console_pages_lists)
     }
     cJSON_Delete(set);
 
-    char *url = login_url(&f);
     browser b;
-    browser_start(&b, f.dir);
-    char *s = cdp_open(&b, url);
-    free(eval(&b, s, "__w(function(){return document.body.dataset.ready==='overview';},"
-                     "'the console after login')"));
+    char *s = console_open(&f, &b);
     static const char rows_js[] =
         "Array.from(document.querySelectorAll('tbody tr')).map(function(r){"
         "return r.cells[0].textContent;}).join(',')";
@@ -494,7 +498,6 @@ START_TEST(test_console_pages_lists)
     free(second);
     free(s);
     browser_stop(&b);
-    free(url);
     teardown(&f);
 }
 END_TEST
@@ -578,12 +581,8 @@ START_TEST(test_console_secrets_and_polls)
 {
     fixture f;
     setup(&f);
-    char *url = login_url(&f);
     browser b;
-    browser_start(&b, f.dir);
-    char *s = cdp_open(&b, url);
-    free(eval(&b, s, "__w(function(){return location.pathname==='/console/'&&"
-                     "document.body.dataset.ready==='overview';},'the console after login')"));
+    char *s = console_open(&f, &b);
     free(eval(&b, s, "%s;'installed'", harness_js));
 
     /* The API key shows although the list's reload after the add fails. */
@@ -653,7 +652,6 @@ START_TEST(test_console_secrets_and_polls)
 
     free(s);
     browser_stop(&b);
-    free(url);
     teardown(&f);
 }
 END_TEST
