@@ -231,7 +231,7 @@ static ah_result http_oauth2(ah_call *call, const ah_http_request *req,
     ah_result rc = AH_ERR;
     for (int round = 0; round < 2; round++) {
         if (host_oauth2_token(call, p, tok, HOST_TOKEN_MAX) != AH_OK)
-            break; /* described: auth_failed */
+            break; /* described: auth_failed, or upstream_unavailable */
         rc = http_perform(call, &r, p, resp);
         if (rc != AH_OK || resp->status != 401 || round == 1)
             break;
@@ -293,8 +293,13 @@ static ah_result host_oauth2_token(ah_call *call, const ah_oauth2_params *p, cha
         return host_fail(call, AH_E_INTERNAL, 500, "oauth2: no connection in this call");
     outbound_ctx o = {core, call};
     char err[512];
-    if (ah_oauth2_token(core->oauth2, call->conn->id, p, host_setting(call, "base_url"),
-                        observe_outbound, &o, out, out_len, err, sizeof err) != 0)
+    int rc = ah_oauth2_token(core->oauth2, call->conn->id, p, host_setting(call, "base_url"),
+                             observe_outbound, &o, out, out_len, err, sizeof err);
+    /* No answer from the token endpoint is the provider's unavailability
+     * (retry later), not refused credentials. */
+    if (rc == -2)
+        return host_fail(call, AH_E_UNAVAILABLE, 503, "oauth2: %s", err);
+    if (rc != 0)
         return host_fail(call, "auth_failed", 502, "%s", err);
     return AH_OK;
 }

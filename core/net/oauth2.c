@@ -27,6 +27,7 @@ typedef struct oauth2_entry {
     unsigned refs;
     unsigned long fetch_seq; /* bumped when a fetch ends */
     bool last_ok;
+    int last_rc; /* the last fetch's failure: -1, or -2 (no answer) */
     char last_err[256];
 } oauth2_entry;
 
@@ -318,6 +319,7 @@ static int fetch(ah_oauth2 *o, const ah_oauth2_params *p, const char *refresh,
         char *red = ah_redact(herr, secrets);
         snprintf(err, errlen, "token request failed: %s", red ? red : "no response");
         free(red);
+        rc = -2; /* no answer: not the credentials' fault */
         goto out;
     }
     out->status = resp.status;
@@ -404,10 +406,12 @@ int ah_oauth2_token(ah_oauth2 *o, int64_t conn_id, const ah_oauth2_params *p,
             if (e->fetch_seq != seq) {
                 if (e->last_ok && e->access_token)
                     rc = copy_out(e->access_token, out, out_len, err, errlen);
-                else if (!e->last_ok)
+                else if (!e->last_ok) {
                     snprintf(err, errlen, "%s", e->last_err);
-                else
+                    rc = e->last_rc;
+                } else {
                     continue; /* invalidated meanwhile */
+                }
                 break;
             }
             continue;
@@ -458,6 +462,8 @@ int ah_oauth2_token(ah_oauth2 *o, int64_t conn_id, const ah_oauth2_params *p,
             rc = copy_out(e->access_token, out, out_len, err, errlen);
         } else {
             snprintf(e->last_err, sizeof(e->last_err), "%s", err);
+            e->last_rc = frc < 0 ? frc : -1;
+            rc = e->last_rc;
             wipe_free(tr.access_token);
             wipe_free(tr.refresh_token);
         }

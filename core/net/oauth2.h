@@ -31,7 +31,11 @@ void ah_oauth2_free(ah_oauth2 *o);
  * AH_OAUTH2_REFRESH_MARGIN_S (or half its lifetime, when that is less). An
  * access or refresh token that is not 1 to AH_OAUTH2_MAX_TOKEN visible
  * ASCII bytes is refused. A refresh_token in the answer replaces the
- * one used for later refreshes. 0 on success, -1 with err filled.
+ * one used for later refreshes. 0 on success; -1 with err filled; -2 with
+ * err filled when the token endpoint gave no answer (unreachable, timed
+ * out, or not sent: the thread's scheduler refused the wait, block.h), a
+ * failure of the provider or of the moment rather than of the credentials.
+ * Callers waiting on the same fetch get its outcome.
  */
 int ah_oauth2_token(ah_oauth2 *o, int64_t conn_id, const ah_oauth2_params *p,
                     const char *base_url, ah_httpc_observer obs, void *obs_arg,

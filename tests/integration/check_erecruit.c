@@ -57,8 +57,9 @@ static ah_core *core_open(const fixture *f, bool serve)
     return core;
 }
 
-static int64_t add_conn_secret(fixture *f, const char *name, const char *per_page,
-                               const char *secret)
+/* token_url: the connection's (NULL: the plugin's default, on base_url). */
+static int64_t add_conn_with(fixture *f, const char *name, const char *per_page,
+                             const char *secret, const char *token_url)
 {
     ah_generation *gen = ah_registry_acquire(f->core->registry, "erecruit");
     ck_assert_msg(gen != NULL, "the erecruit plugin is not loaded");
@@ -68,6 +69,8 @@ static int64_t add_conn_secret(fixture *f, const char *name, const char *per_pag
     cJSON_AddStringToObject(in, "client_id", CLIENT_ID);
     cJSON_AddStringToObject(in, "client_secret", secret);
     cJSON_AddStringToObject(in, "per_page", per_page);
+    if (token_url != NULL)
+        cJSON_AddStringToObject(in, "token_url", token_url);
     char *text = NULL, err[512];
     ck_assert_msg(ah_settings_build(f->core, gen->desc->settings, "erecruit", NULL, in, true,
                                     NULL, &text, err, sizeof err) == 0, "%s", err);
@@ -79,6 +82,12 @@ static int64_t add_conn_secret(fixture *f, const char *name, const char *per_pag
     ah_generation_release(gen);
     ck_assert_int_eq(ah_conns_reload(f->core), 0);
     return cid;
+}
+
+static int64_t add_conn_secret(fixture *f, const char *name, const char *per_page,
+                               const char *secret)
+{
+    return add_conn_with(f, name, per_page, secret, NULL);
 }
 
 static int64_t add_conn(fixture *f, const char *name, const char *per_page)
@@ -1157,6 +1166,21 @@ START_TEST(test_refused_credentials)
     ck_assert_msg(strstr(text, CLIENT_SECRET) == NULL, "secret in the log: %s", text);
     free(text);
     cJSON_Delete(o);
+
+    /* A token endpoint that does not answer is ERecruit's unavailability,
+     * not refused credentials: 503 upstream_unavailable (retry later), and
+     * each call asks again. */
+    add_conn_with(&f, "dark", "100", CLIENT_SECRET, "http://127.0.0.1:1/oauth/token");
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(req(&f, "GET", "/v1/stages", "dark", NULL, &o), 503);
+        ck_jstr(o, "error.code", "upstream_unavailable");
+        text = cJSON_PrintUnformatted(o);
+        ck_assert_msg(strstr(text, "token request failed") != NULL &&
+                          strstr(text, CLIENT_SECRET) == NULL,
+                      "%s", text);
+        free(text);
+        cJSON_Delete(o);
+    }
     teardown(&f);
 }
 END_TEST

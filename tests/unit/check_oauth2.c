@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "block.h"
 #include "httpc.h"
 #include "oauth2.h"
 #include "sim.h"
@@ -431,11 +432,45 @@ START_TEST(errors_and_logs_without_secret)
     ck_assert_ptr_nonnull(e.sim);
     char dead[64];
     snprintf(dead, sizeof(dead), "http://127.0.0.1:1");
+    /* -2: no answer is the provider's unavailability (503 to the
+     * plugin), not refused credentials (auth_failed). */
     ck_assert_int_eq(ah_oauth2_token(e.o, 3, &e.p, dead, NULL, NULL, tok, sizeof(tok), err,
                                      sizeof(err)),
-                     -1);
+                     -2);
     ck_assert_ptr_nonnull(strstr(err, "token request failed"));
     ck_assert_ptr_null(strstr(err, "s3cr3t"));
+    env_stop(&e);
+}
+END_TEST
+
+static bool refuse_wait(void *arg, const char *on)
+{
+    (void)arg;
+    return on == NULL; /* a named wait (a provider's address): refused */
+}
+
+static void no_end(void *arg)
+{
+    (void)arg;
+}
+
+/* A token request the thread's scheduler refuses to wait for ([core]
+ * provider_threads: too many calls wait on that provider) is not sent, and
+ * says so as a failure of the moment (-2), as does a caller that took the
+ * outcome of that fetch. */
+START_TEST(refused_wait_is_no_answer)
+{
+    env e;
+    env_start(&e);
+    static const ah_block_hooks refuse = {.begin = refuse_wait, .end = no_end};
+    ah_block_install(&refuse);
+    char tok[64], err[512];
+    ck_assert_int_eq(token(&e, 1, tok, sizeof tok, err, sizeof err), -2);
+    ck_assert_msg(strstr(err, "not sent") != NULL, "%s", err);
+    ck_assert_int_eq(e.srv.cc_grants, 0);
+    ah_block_install(NULL);
+    ck_assert_int_eq(token(&e, 1, tok, sizeof tok, err, sizeof err), 0);
+    ck_assert_int_eq(e.srv.cc_grants, 1);
     env_stop(&e);
 }
 END_TEST
@@ -455,6 +490,7 @@ static Suite *oauth2_suite(void)
     tcase_add_test(tc, invalidate_and_forget);
     tcase_add_test(tc, invalidate_only_the_refused_token);
     tcase_add_test(tc, errors_and_logs_without_secret);
+    tcase_add_test(tc, refused_wait_is_no_answer);
     suite_add_tcase(s, tc);
     return s;
 }

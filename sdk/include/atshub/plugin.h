@@ -832,7 +832,9 @@ struct ah_host_api {
     /* --- OAuth2 -------------------------------------------------------- */
     /** Copies a valid access token for `p` into `out` (NUL-terminated).
      *  Tokens are cached per connection and endpoint and renewed 5 minutes
-     *  before they expire. Returns AH_ERR when no token could be had or it
+     *  before they expire. Returns AH_ERR when no token could be had (the
+     *  call's error: auth_failed 502 when the token endpoint refused the
+     *  client, upstream_unavailable 503 when it did not answer) or it
      *  does not fit `out_len`. */
     ah_result (*oauth2_token)(ah_call *call, const ah_oauth2_params *p,
                               char *out, size_t out_len);
