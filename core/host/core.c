@@ -107,11 +107,18 @@ void ah_core_call_done(ah_core_call *cc)
     }
 }
 
-/* Failures of an isolated plugin's process rather than of its open(). */
+/* Failures of the moment rather than of the connection's settings: an
+ * isolated plugin's process crashed, restarting or too slow; no room for
+ * the call (overloaded: an isolated plugin's process full and as many
+ * calls waiting for it as [core] provider_threads allows); the provider
+ * did not answer, or the request was not sent because too many calls
+ * wait on it. The open is tried again at the next call, not remembered
+ * as failed until the settings change. */
 static bool open_failure_transient(const char *code)
 {
     return strcmp(code, AH_E_PLUGIN_CRASHED) == 0 || strcmp(code, AH_E_PLUGIN_UNAVAILABLE) == 0 ||
-           strcmp(code, AH_E_TIMEOUT) == 0;
+           strcmp(code, AH_E_TIMEOUT) == 0 || strcmp(code, "overloaded") == 0 ||
+           strcmp(code, AH_E_UNAVAILABLE) == 0;
 }
 
 int ah_conn_ensure_open(ah_core *core, ah_conn *c, ah_generation *gen, ah_call_ext *ext)
@@ -143,9 +150,9 @@ int ah_conn_ensure_open(ah_core *core, ah_conn *c, ah_generation *gen, ah_call_e
     void *ctx = NULL;
     ah_result r = ah_generation_open(gen, &cc.ext.call, &ctx);
     ah_core_call_done(&cc);
-    if (r != AH_OK && gen->iso != NULL && open_failure_transient(cc.ext.err_code)) {
-        /* The plugin's process failed (or is restarting), not the
-         * connection: open again at the next call rather than remember it. */
+    if (r != AH_OK && open_failure_transient(cc.ext.err_code)) {
+        /* Not the connection's failure: open again at the next call
+         * rather than remember it. */
         snprintf(ext->err_code, sizeof ext->err_code, "%s", cc.ext.err_code);
         snprintf(ext->err_msg, sizeof ext->err_msg, "%s", cc.ext.err_msg);
         ext->err_status = cc.ext.err_status;

@@ -51,7 +51,8 @@ struct ah_conn {
     pthread_mutex_t call_lock;
     ah_generation *ctx_gen; /* generation whose open() made ctx (ref held) */
     void *ctx;
-    bool ctx_failed;        /* open() failed for ctx_gen: retried on settings change */
+    bool ctx_failed;        /* open() failed for ctx_gen (not for a reason of the
+                             * moment: core.c): retried on settings change */
     char ctx_error[512];
 };
 

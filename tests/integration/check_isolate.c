@@ -1360,6 +1360,35 @@ START_TEST(test_unopenable_connection_not_a_wrong_key)
 }
 END_TEST
 
+/* An open that failed for a reason of the moment (the provider did not
+ * answer: upstream_unavailable) is tried again at the next call, in
+ * process and isolated; before, the connection stayed failed (503
+ * connection_unavailable) until its settings changed. */
+START_TEST(test_open_failure_of_the_moment_not_kept)
+{
+    const char *modes[] = {"[plugin.fixture_faulty]\nisolation = in_process\n", ISOLATED};
+    for (int m = 0; m < 2; m++) {
+        fixture f;
+        setup(&f, modes[m]);
+        ah_tenant_row t = {0};
+        ck_assert_int_eq(f.core->store->ops->tenant_get(f.core->store, "acme", &t), 0);
+        add_conn(f.core, t.id, "fixture_faulty", "fo",
+                 "{\"greeting\":\"no-open-once\",\"route_key\":\"rk8\"}");
+        ah_tenant_row_free(&t);
+        start_with_route_conn(&f);
+        char *out = NULL;
+        long st = route_post(f.core, "", "rk8", "{}", &out);
+        ck_assert_msg(st == 503 && strstr(out, "\"upstream_unavailable\"") != NULL,
+                      "mode %d: %ld %s", m, st, out != NULL ? out : "");
+        free(out);
+        st = route_post(f.core, "", "rk8", "{}", &out);
+        ck_assert_msg(st == 200, "mode %d: %ld %s", m, st, out != NULL ? out : "");
+        free(out);
+        teardown(&f);
+    }
+}
+END_TEST
+
 static long host_round_trips(ah_core *core)
 {
     cJSON *p = faulty_json(core);
@@ -2174,6 +2203,7 @@ static Suite *isolate_suite(void)
     tcase_add_test(tc, test_host_api_edges_alike);
     tcase_add_test(tc, test_busy_connection_not_a_wrong_key);
     tcase_add_test(tc, test_unopenable_connection_not_a_wrong_key);
+    tcase_add_test(tc, test_open_failure_of_the_moment_not_kept);
     tcase_add_test(tc, test_store_batch);
     tcase_add_test(tc, test_provider_answer_larger_than_a_frame);
     tcase_add_test(tc, test_request_larger_than_a_frame);
