@@ -109,6 +109,12 @@ typedef struct waiter {
  * slot's own (while it is the slot's current child) and one per call using
  * it; the last one closes the socket (a child that did not die is then
  * ended gently and reaped) and frees it. */
+/* A call waiting for room in a child's process (waiter_add). */
+typedef struct room_wait {
+    pthread_cond_t cv;
+    struct room_wait *next;
+} room_wait;
+
 typedef struct child {
     int fd;
     pid_t pid;              /* 0 once reaped */
@@ -132,8 +138,10 @@ typedef struct child {
     char cause[256];        /* why it died, for the calls in flight */
     waiter *waiters;
     int nwaiters;           /* calls in waiters (AH_FRAME_CALLS_MAX at most) */
-    int room_waiting;       /* calls waiting for room among them */
-    pthread_cond_t room_cv; /* a call left, or the child died */
+    /* Calls waiting for room among them, in the order they came: the
+     * first is woken when a call leaves (each waits on its own cv), and
+     * none is overtaken by a call that came after it. */
+    struct room_wait *room_first, *room_last;
     uint64_t next_id;
     size_t queued;          /* bytes of frames in waiters' lists (qframe len) */
     unsigned long calls;    /* operations answered, for max_calls */
@@ -330,7 +338,6 @@ static void child_free(child *ch)
     ah_frame_reader_free(&ch->rd);
     ah_ring_close(ch->ring);
     pthread_mutex_destroy(&ch->wr);
-    pthread_cond_destroy(&ch->room_cv);
     free(ch);
 }
 
@@ -418,7 +425,8 @@ static void child_died(ah_isolate *iso, proc *p, child *ch, const waiter *killer
     ch->status = reap_pid(pid, false);
     ch->pid = 0;
     pthread_cond_broadcast(&p->cv);
-    pthread_cond_broadcast(&ch->room_cv);
+    for (room_wait *r = ch->room_first; r != NULL; r = r->next)
+        pthread_cond_signal(&r->cv);
     for (waiter *o = ch->waiters; o != NULL; o = o->next)
         pthread_cond_signal(&o->cv);
     if (ch->handshake)
@@ -474,17 +482,6 @@ static int add_cid(cJSON *m, uint64_t id)
     return cJSON_AddStringToObject(m, "cid", b) != NULL ? 0 : -1;
 }
 
-/* Registers call w with ch, once the child has room for it: its process
- * serves AH_FRAME_CALLS_MAX calls at once, one thread each, and a call sent
- * past them would wait there for a thread while its deadline ran, to be
- * taken for a hung process (and kill the calls in flight with it). So a
- * call that finds them all taken waits here, not sent, telling the bus
- * that it waits on the plugin's process (block.h: [core] provider_threads
- * bounds those waits as a provider's), until a call ends or the child dies
- * (the call then fails as the others do); its caller's deadline is the
- * bus's, as for a call waiting for a worker. 0; -1 when the bus refused the
- * wait: w is not registered, nothing was sent, the call's failure is
- * described. */
 /* w among ch's calls; p->mu held. */
 static void waiter_link(child *ch, waiter *w)
 {
@@ -494,36 +491,77 @@ static void waiter_link(child *ch, waiter *w)
     ch->nwaiters++;
 }
 
+/* Wakes the first call waiting for room, when there is room. p->mu held. */
+static void room_wake(child *ch)
+{
+    if (ch->room_first != NULL && ch->nwaiters < AH_FRAME_CALLS_MAX)
+        pthread_cond_signal(&ch->room_first->cv);
+}
+
+/* Registers call w with ch, once the child has room for it: its process
+ * serves AH_FRAME_CALLS_MAX calls at once, one thread each, and a call sent
+ * past them would wait there for a thread while its deadline ran, to be
+ * taken for a hung process (and kill the calls in flight with it). So a
+ * call that finds them all taken, or others waiting already, waits here,
+ * not sent, in line (the first to come is the first sent), telling the bus
+ * that it waits on the plugin's process (block.h: [core] provider_threads
+ * bounds those waits as a provider's), until it is first and a call ends,
+ * or the child dies (the call then fails as the others do). The time it
+ * waits does not count against its call_timeout_ms, as the time a call in
+ * the process waits for its provider does not: the calls it waits for wait
+ * on their providers. Its caller may give up meanwhile (a bus request's
+ * 504 timeout, which says the call may still act): the call is then still
+ * sent once it has room. 0; -1 when the bus refused the wait: w is not
+ * registered, nothing was sent, the call's failure is described. */
 static int waiter_add(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *call)
 {
     (void)ah_cond_init_mono(&w->cv);
     pthread_mutex_lock(&p->mu);
-    if (!ch->handshake && !ch->dead && ch->nwaiters >= AH_FRAME_CALLS_MAX) {
-        char on[96];
-        snprintf(on, sizeof on, "atshub-plugin-host %s/%d", iso->name, p->index);
-        pthread_mutex_unlock(&p->mu);
-        if (!ah_block_begin_on(on)) {
-            pthread_cond_destroy(&w->cv);
-            if (call != NULL)
-                call->host->fail(call, "overloaded", 503,
-                                 "plugin '%s': its process serves %d calls at once and as many "
-                                 "calls as [core] provider_threads allows wait for it already; "
-                                 "try again later (not sent)",
-                                 iso->name, AH_FRAME_CALLS_MAX);
-            return -1;
-        }
-        pthread_mutex_lock(&p->mu);
-        ch->room_waiting++;
-        while (!ch->dead && ch->nwaiters >= AH_FRAME_CALLS_MAX)
-            pthread_cond_wait(&ch->room_cv, &p->mu);
-        ch->room_waiting--;
+    if (ch->handshake || ch->dead ||
+        (ch->room_first == NULL && ch->nwaiters < AH_FRAME_CALLS_MAX)) {
         waiter_link(ch, w);
         pthread_mutex_unlock(&p->mu);
-        ah_block_end();
         return 0;
     }
-    waiter_link(ch, w);
+    char on[96];
+    snprintf(on, sizeof on, "atshub-plugin-host %s/%d", iso->name, p->index);
     pthread_mutex_unlock(&p->mu);
+    if (!ah_block_begin_on(on)) {
+        pthread_cond_destroy(&w->cv);
+        if (call != NULL)
+            call->host->fail(call, "overloaded", 503,
+                             "plugin '%s': its process serves %d calls at once and as many "
+                             "calls as [core] provider_threads allows wait for it already; "
+                             "try again later (not sent)",
+                             iso->name, AH_FRAME_CALLS_MAX);
+        return -1;
+    }
+    room_wait rw = {.next = NULL};
+    (void)ah_cond_init_mono(&rw.cv);
+    pthread_mutex_lock(&p->mu);
+    if (ch->room_last != NULL)
+        ch->room_last->next = &rw;
+    else
+        ch->room_first = &rw;
+    ch->room_last = &rw;
+    while (!ch->dead && (ch->room_first != &rw || ch->nwaiters >= AH_FRAME_CALLS_MAX))
+        pthread_cond_wait(&rw.cv, &p->mu);
+    /* Out of the line (first, unless the child died), then the next woken
+     * if there is room for it too (several calls ended at once). */
+    room_wait **pp = &ch->room_first;
+    room_wait *prev = NULL;
+    while (*pp != &rw) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    *pp = rw.next;
+    if (ch->room_last == &rw)
+        ch->room_last = prev;
+    waiter_link(ch, w);
+    room_wake(ch);
+    pthread_mutex_unlock(&p->mu);
+    pthread_cond_destroy(&rw.cv);
+    ah_block_end();
     return 0;
 }
 
@@ -534,8 +572,7 @@ static void waiter_remove(proc *p, child *ch, waiter *w)
         if (*pp == w) {
             *pp = w->next;
             ch->nwaiters--;
-            if (ch->room_waiting > 0)
-                pthread_cond_signal(&ch->room_cv);
+            room_wake(ch);
             break;
         }
     }
@@ -841,7 +878,6 @@ static child *spawn_load(ah_isolate *iso, proc *p, char *err, size_t errlen)
      * is stuck or hostile, and no reading thread may wait on it for good. */
     ch->rd.stall_ms = iso->o.call_timeout_ms > INT_MAX ? INT_MAX : (int)iso->o.call_timeout_ms;
     pthread_mutex_init(&ch->wr, NULL);
-    (void)ah_cond_init_mono(&ch->room_cv);
     ch->refs = 1;
     ch->next_id = 1;
     ch->handshake = true;
