@@ -164,8 +164,9 @@ static bool sleep_ms(long ms, const char *on)
 
 /* What a request waits on, for its thread's scheduler (block.h): the
  * provider as its URL's scheme, host and port ("https://api.example.com:443",
- * the default port spelled out). malloc'd; NULL when the URL does not
- * parse (the wait is then unnamed, never refused). */
+ * the default port spelled out, the host in lower case: API.example.com is
+ * the same provider). malloc'd; NULL when the URL does not parse (the wait
+ * is then unnamed, never refused). */
 static char *provider_of(const char *url)
 {
     CURLU *u = curl_url();
@@ -176,6 +177,8 @@ static char *provider_of(const char *url)
         curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK &&
         asprintf(&on, "%s://%s:%s", scheme, host, port) < 0)
         on = NULL;
+    for (char *c = on != NULL ? on + strlen(scheme) + 3 : NULL; c != NULL && *c != '\0'; c++)
+        *c = (char)tolower((unsigned char)*c);
     curl_free(scheme);
     curl_free(host);
     curl_free(port);

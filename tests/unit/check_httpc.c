@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include "block.h"
 #include "httpc.h"
 #include "sim.h"
 
@@ -192,6 +193,57 @@ START_TEST(address_guard_at_connect)
     ah_http_response_free(&ok);
     ah_httpc_free(c);
     ah_sim_stop(s);
+}
+END_TEST
+
+/* What the waits' scheduler sees (block.h): the provider's name, kept,
+ * and the wait refused, so that nothing is sent. */
+static char waited_on[128];
+
+static bool note_and_refuse(void *arg, const char *on)
+{
+    (void)arg;
+    snprintf(waited_on, sizeof waited_on, "%s", on != NULL ? on : "(unnamed)");
+    return false;
+}
+
+static void no_end(void *arg)
+{
+    (void)arg;
+}
+
+/* A request's wait is named after its provider as scheme://host:port,
+ * the host in lower case and the default port spelled out, so that one
+ * provider is counted once however its URLs are written ([core]
+ * provider_threads); a refused wait sends nothing. */
+START_TEST(wait_named_after_provider)
+{
+    static const ah_block_hooks hooks = {.begin = note_and_refuse, .end = no_end};
+    static const struct {
+        const char *url, *on;
+    } cases[] = {
+        {"HTTP://LocalHost:1/x", "http://localhost:1"},
+        {"http://localhost:1/y?z=1", "http://localhost:1"},
+        {"https://LOCALHOST/x", "https://localhost:443"},
+    };
+    ah_httpc_opts o = {.timeout_ms = 5000, .max_attempts = 1, .backoff_ms = 1,
+                       .backoff_max_ms = 1, .seed = 1};
+    ah_httpc *c = ah_httpc_new(&o);
+    ck_assert_ptr_nonnull(c);
+    ah_block_install(&hooks);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        waited_on[0] = '\0';
+        char err[256];
+        ah_http_request req = get(cases[i].url);
+        ah_http_response resp = {.struct_size = sizeof(resp)};
+        ck_assert_int_eq(ah_httpc_perform(c, &req, NULL, NULL, NULL, NULL, &resp, err, sizeof err),
+                         -1);
+        ck_assert_msg(strstr(err, "not sent") != NULL, "%s", err);
+        ck_assert_str_eq(waited_on, cases[i].on);
+        ah_http_response_free(&resp);
+    }
+    ah_block_install(NULL);
+    ah_httpc_free(c);
 }
 END_TEST
 
@@ -1041,6 +1093,7 @@ static Suite *httpc_suite(void)
     tcase_add_test(tc, retry_after_parse);
     tcase_add_test(tc, tls_always_verified);
     tcase_add_test(tc, address_guard_at_connect);
+    tcase_add_test(tc, wait_named_after_provider);
     suite_add_tcase(s, tc);
     return s;
 }
