@@ -829,7 +829,7 @@ int ah_ops_reconcile(ah_core *core, cJSON **out, ah_ops_err *e)
         ah_config_plugin_iso_resolve(&cfg, p->name, &pic);
         const ah_plugin_iso_conf *pi = &pic;
         ah_isolate_opts io;
-        ah_core_isolate_opts(pi, &io);
+        ah_core_isolate_opts(&core->cfg, pi, &io);
         ah_registry_set_isolation(core->registry, p->name,
                                   pi->isolation == AH_ISOLATION_PROCESS ? &io : NULL);
         ah_ops_err pe;

@@ -47,7 +47,8 @@ void ah_core_call_init(ah_core_call *cc, ah_core *core, ah_generation *gen, ah_c
     call->correlation_id = correlation_id;
 }
 
-void ah_core_isolate_opts(const ah_plugin_iso_conf *pi, ah_isolate_opts *io)
+void ah_core_isolate_opts(const ah_config *cfg, const ah_plugin_iso_conf *pi,
+                          ah_isolate_opts *io)
 {
     *io = (ah_isolate_opts){
         .conn_hooks = &ah_host_conn_hooks,
@@ -56,6 +57,7 @@ void ah_core_isolate_opts(const ah_plugin_iso_conf *pi, ah_isolate_opts *io)
         .max_calls = pi->max_calls,
         .restart_backoff_ms = pi->restart_backoff_ms,
         .processes = pi->processes,
+        .room_wait_ms = cfg->request_timeout_ms,
     };
     snprintf(io->env, sizeof io->env, "%s", pi->env);
 }
@@ -646,7 +648,7 @@ ah_core *ah_core_open(ah_config *cfg, const ah_core_opts *opts, char *err, size_
             const ah_plugin_iso_conf *pi = &pic;
             if (pi->isolation == AH_ISOLATION_PROCESS) {
                 ah_isolate_opts io;
-                ah_core_isolate_opts(pi, &io);
+                ah_core_isolate_opts(&core->cfg, pi, &io);
                 if (ah_registry_set_isolation(core->registry, p->name, &io) != 0) {
                     snprintf(err, errlen, "out of memory");
                     goto fail;

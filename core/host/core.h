@@ -250,7 +250,8 @@ void ah_core_call_done(ah_core_call *cc);
 struct ah_isolate_opts;
 /** The options of an isolated plugin as its [plugin.NAME] section says,
  *  with what the host lends its routes (isolate.h: conn_hooks). */
-void ah_core_isolate_opts(const ah_plugin_iso_conf *pi, struct ah_isolate_opts *io);
+void ah_core_isolate_opts(const ah_config *cfg, const ah_plugin_iso_conf *pi,
+                          struct ah_isolate_opts *io);
 
 /** Plugins, versions, generations and capability coverage as JSON (for
  *  `atshub plugins` and GET /v1/plugins). With `settings_of`, only that

@@ -509,10 +509,11 @@ static void room_wake(child *ch)
  * or the child dies (the call then fails as the others do). The time it
  * waits does not count against its call_timeout_ms, as the time a call in
  * the process waits for its provider does not: the calls it waits for wait
- * on their providers. Its caller may give up meanwhile (a bus request's
- * 504 timeout, which says the call may still act): the call is then still
- * sent once it has room. 0; -1 when the bus refused the wait: w is not
- * registered, nothing was sent, the call's failure is described. */
+ * on their providers. It waits at most room_wait_ms (the callers'
+ * deadline: a caller gone, a bus request answered 504, must not have its
+ * call sent later), then leaves the line, not sent. 0; -1 when the bus
+ * refused the wait or it waited too long: w is not registered, nothing was
+ * sent, the call's failure is described. */
 static int waiter_add(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *call)
 {
     (void)ah_cond_init_mono(&w->cv);
@@ -538,14 +539,30 @@ static int waiter_add(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *c
     }
     room_wait rw = {.next = NULL};
     (void)ah_cond_init_mono(&rw.cv);
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += iso->o.room_wait_ms / 1000;
+    until.tv_nsec += (iso->o.room_wait_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    bool too_long = false;
     pthread_mutex_lock(&p->mu);
     if (ch->room_last != NULL)
         ch->room_last->next = &rw;
     else
         ch->room_first = &rw;
     ch->room_last = &rw;
-    while (!ch->dead && (ch->room_first != &rw || ch->nwaiters >= AH_FRAME_CALLS_MAX))
-        pthread_cond_wait(&rw.cv, &p->mu);
+    int rc = 0;
+    while (!ch->dead && (ch->room_first != &rw || ch->nwaiters >= AH_FRAME_CALLS_MAX)) {
+        if (rc == ETIMEDOUT) {
+            too_long = true;
+            break;
+        }
+        rc = iso->o.room_wait_ms > 0 ? pthread_cond_timedwait(&rw.cv, &p->mu, &until)
+                                     : pthread_cond_wait(&rw.cv, &p->mu);
+    }
     /* Out of the line (first, unless the child died), then the next woken
      * if there is room for it too (several calls ended at once). */
     room_wait **pp = &ch->room_first;
@@ -557,11 +574,21 @@ static int waiter_add(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *c
     *pp = rw.next;
     if (ch->room_last == &rw)
         ch->room_last = prev;
-    waiter_link(ch, w);
+    if (!too_long)
+        waiter_link(ch, w);
     room_wake(ch);
     pthread_mutex_unlock(&p->mu);
     pthread_cond_destroy(&rw.cv);
     ah_block_end();
+    if (too_long) {
+        pthread_cond_destroy(&w->cv);
+        if (call != NULL)
+            call->host->fail(call, "overloaded", 503,
+                             "plugin '%s': its process served %d calls at once for %ld ms while "
+                             "this one waited for room; try again later (not sent)",
+                             iso->name, AH_FRAME_CALLS_MAX, iso->o.room_wait_ms);
+        return -1;
+    }
     return 0;
 }
 

@@ -114,6 +114,11 @@ typedef struct ah_isolate_opts {
     long max_calls;          /* recycle the child after so many calls; 0: never */
     long restart_backoff_ms; /* first restart delay after a crash (> 0) */
     int processes;           /* processes serving the plugin (>= 1; 0: 1) */
+    /* How long a call waits in the daemon for room in a full process (its
+     * AH_FRAME_CALLS_MAX calls taken) before it is answered overloaded, not
+     * sent: the callers' deadline ([core] request_timeout_ms), past which
+     * nobody waits for its answer. 0: as long as it takes. */
+    long room_wait_ms;
     /* Names ("A,B") of the daemon's environment variables the child gets
      * besides ah_isolate_env_kept's; "" none. */
     char env[256];

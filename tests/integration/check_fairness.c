@@ -219,6 +219,14 @@ static void setup_room(void)
     faulty_timeout_ms = 0;
 }
 
+/* As setup_room, with callers' deadlines of 1 s. */
+static void setup_room_short(void)
+{
+    request_timeout_ms = 1000;
+    setup_room();
+    request_timeout_ms = 0;
+}
+
 static void setup_short_claims(void)
 {
     claim_ms = 2000;
@@ -1513,6 +1521,40 @@ START_TEST(test_process_room_not_taken_for_a_hang)
 }
 END_TEST
 
+/* The calls waiting in the daemon for room in the plugin's process wait
+ * no longer than their callers ([core] request_timeout_ms, 1 s here): past
+ * it they leave, never sent, though room comes later. Before, once the
+ * provider answered the 32 calls in the process, the 8 that had waited
+ * were sent, their callers long answered 504. */
+START_TEST(test_process_room_wait_ends_with_its_caller)
+{
+    ah_sim *sim = hold_sim_start();
+    static holder calls[ROOM_CALLS];
+    pthread_t th[ROOM_CALLS];
+    hold_calls_start("late", ROOM_TENANTS, ROOM_CALLS / ROOM_TENANTS, sim, calls, th);
+    const char *iso = getenv("AH_TEST_ISOLATION");
+    bool in_process = iso != NULL && strcmp(iso, "in_process") == 0;
+    int sent = in_process ? ROOM_CALLS : AH_FRAME_CALLS_MAX;
+    WAIT_FOR(atomic_load(&hold_arrived) == sent, "the calls the process has room for");
+    /* Every caller answered at its deadline (504, or 503 not sent). */
+    WAIT_FOR(atomic_load(&answered) == ROOM_CALLS, "every caller answered");
+    int blocked = 0, threads = 0;
+    WAIT_FOR((ah_bus_stats(F.core->bus, &blocked, &threads), blocked == sent),
+             "the calls waiting for room gone");
+    atomic_store(&hold_go, 1);
+    WAIT_FOR((ah_bus_stats(F.core->bus, &blocked, &threads), blocked == 0),
+             "the calls in the process done");
+    ck_assert_int_eq(atomic_load(&hold_arrived), sent);
+    for (int i = 0; i < ROOM_CALLS; i++) {
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+        ck_assert_msg(calls[i].status == 504 || calls[i].status == 503, "%ld %s",
+                      calls[i].status, calls[i].out != NULL ? calls[i].out : "");
+        free(calls[i].out);
+    }
+    ah_sim_stop(sim);
+}
+END_TEST
+
 static Suite *fairness_suite(void)
 {
     Suite *s = suite_create("fairness");
@@ -1548,6 +1590,11 @@ static Suite *fairness_suite(void)
     tcase_set_timeout(tcr, 240);
     tcase_add_test(tcr, test_process_room_not_taken_for_a_hang);
     suite_add_tcase(s, tcr);
+    TCase *tcrs = tcase_create("process room, deadlines");
+    tcase_add_checked_fixture(tcrs, setup_room_short, teardown);
+    tcase_set_timeout(tcrs, 240);
+    tcase_add_test(tcrs, test_process_room_wait_ends_with_its_caller);
+    suite_add_tcase(s, tcrs);
     TCase *tc2 = tcase_create("short claims");
     tcase_add_checked_fixture(tc2, setup_short_claims, teardown);
     tcase_set_timeout(tc2, 240);
