@@ -289,9 +289,15 @@ int ah_frame_read_tail(ah_frame_reader *r, cJSON **msg, unsigned char **tail, si
         }
         if (r->ring != NULL) {
             ssize_t n = ah_ring_read(r->ring, r->buf + r->end, r->cap - r->end);
-            if (n == 0 && (n = ah_ring_wait(r->ring, NULL, -1)) > 0)
+            /* Called with bytes come (or to come), so a wait is short:
+             * bounded all the same, by stall_ms, whatever the peer does. */
+            if (n == 0 && (n = ah_ring_wait(r->ring, NULL, r->stall_ms > 0 ? r->stall_ms : -1)) > 0)
                 continue;
-            if (n <= 0) {
+            if (n == 0) {
+                r->broken = r->stalled = true;
+                return -1;
+            }
+            if (n < 0) {
                 r->broken = ah_ring_broken(r->ring);
                 return -1;
             }

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -301,14 +302,22 @@ static int reap_pid(pid_t pid, bool gently)
         return 0;
     if (gently) {
         for (int i = 0; i < 200; i++) {
-            pid_t r = waitpid(pid, &status, WNOHANG);
-            if (r == pid || (r < 0 && errno != EINTR))
+            /* Ended, and not reaped yet (WNOWAIT): its pid, and so its
+             * process group's id, cannot be anyone else's yet. */
+            siginfo_t si = {0};
+            int w = waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT);
+            if (w == 0 && si.si_pid == pid)
+                break;
+            if (w < 0 && errno != EINTR)
                 return status;
             struct timespec ts = {0, 10 * 1000 * 1000};
             nanosleep(&ts, NULL);
         }
     }
-    /* SIGKILL does not change how an exiting or dead child ended. */
+    /* SIGKILL does not change how an exiting or dead child ended. Its
+     * process group too (its own since posix_spawn): a process the plugin
+     * forked keeps the socket and the rings, and would live on. */
+    kill(-pid, SIGKILL);
     kill(pid, SIGKILL);
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
@@ -362,6 +371,7 @@ static void broke(proc *p, child *ch, const char *how)
 }
 
 #define BROKE_RING "an index of its shared memory that it could not have written"
+#define BROKE_STALL "a full ring of frames it did not read for call_timeout_ms"
 
 /* One frame out to the child (its socket, or its ring). 0; -1 when it is
  * gone (or broke its ring); AH_FRAME_TOO_LARGE. */
@@ -372,6 +382,8 @@ static int send_frame(proc *p, child *ch, const cJSON *m, const void *tail, size
     pthread_mutex_unlock(&ch->wr);
     if (r == -1 && ch->ring_on && ah_ring_broken(ch->ring))
         broke(p, ch, BROKE_RING);
+    else if (r == -1 && ch->ring_on && ah_ring_stalled(ch->ring))
+        broke(p, ch, BROKE_STALL);
     return r;
 }
 
@@ -424,6 +436,11 @@ static void child_died(ah_isolate *iso, proc *p, child *ch, const waiter *killer
     pid_t pid = ch->pid;
     ch->status = reap_pid(pid, false);
     ch->pid = 0;
+    /* Our end of the socket shut: a thread of ours asleep on it wakes
+     * (its end of stream) even if a process the plugin forked, outside
+     * its group, still holds the other end. */
+    if (ch->fd >= 0)
+        (void)shutdown(ch->fd, SHUT_RDWR);
     pthread_cond_broadcast(&p->cv);
     for (room_wait *r = ch->room_first; r != NULL; r = r->next)
         pthread_cond_signal(&r->cv);
@@ -902,8 +919,15 @@ static child *spawn_load(ah_isolate *iso, proc *p, char *err, size_t errlen)
         rfd = -1;
     }
     /* A frame begun and not finished within a call's deadline: the child
-     * is stuck or hostile, and no reading thread may wait on it for good. */
+     * is stuck or hostile, and no reading thread may wait on it for good.
+     * Nor any writing one: a child that takes none of its frames for as
+     * long (the ring, or the socket, full) is ended (send_frame). */
     ch->rd.stall_ms = iso->o.call_timeout_ms > INT_MAX ? INT_MAX : (int)iso->o.call_timeout_ms;
+    if (ch->ring != NULL)
+        ah_ring_set_stall(ch->ring, ch->rd.stall_ms);
+    struct timeval snd = {.tv_sec = ch->rd.stall_ms / 1000,
+                          .tv_usec = (ch->rd.stall_ms % 1000) * 1000};
+    (void)setsockopt(ch->fd, SOL_SOCKET, SO_SNDTIMEO, &snd, sizeof snd);
     pthread_mutex_init(&ch->wr, NULL);
     ch->refs = 1;
     ch->next_id = 1;

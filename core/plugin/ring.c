@@ -66,6 +66,15 @@ struct ah_ring {
     /* Our own indices: the peer may write anything over their shared
      * copies, which only ever tell it where we are. */
     uint64_t tw, rr;
+    /* The highest write index of the peer's seen: it never goes back (a
+     * peer moving it back and forth would make a reader that saw bytes
+     * find none and wait for ever). */
+    uint64_t wseen;
+    /* A writer without room gives up after this long without the reader
+     * taking anything (ms; 0: never): a peer that stops reading must not
+     * hold the writer, and every writer queued behind it, for good. */
+    int stall_ms;
+    atomic_bool stalled;
     int sock;
     /* Set by the reader or the writer, read by both. */
     atomic_bool gone;   /* the socket's end of stream was seen */
@@ -127,8 +136,9 @@ void ah_ring_rewind(ah_ring *r)
 {
     memset(r->tx, 0, sizeof *r->tx);
     memset(r->rx, 0, sizeof *r->rx);
-    r->tw = r->rr = 0;
+    r->tw = r->rr = r->wseen = 0;
     atomic_store(&r->gone, false);
+    atomic_store(&r->stalled, false);
     atomic_store(&r->broken, false);
     r->naside = 0;
 }
@@ -169,9 +179,16 @@ static int wait_room(ah_ring *r, uint64_t seen)
     return peer_gone(r) ? -1 : 0;
 }
 
+void ah_ring_set_stall(ah_ring *r, int ms)
+{
+    r->stall_ms = ms;
+}
+
 int ah_ring_write(ah_ring *r, const void *buf, size_t len)
 {
     const unsigned char *p = buf;
+    int64_t full_since = 0; /* when the reader last left us no room */
+    uint64_t full_at = 0;   /* its index then */
     while (len > 0) {
         uint64_t rd = atomic_load_explicit(&r->tx->r, memory_order_acquire);
         uint64_t used = r->tw - rd;
@@ -181,6 +198,14 @@ int ah_ring_write(ah_ring *r, const void *buf, size_t len)
             return -1;
         size_t room = AH_RING_CAP - (size_t)used;
         if (room == 0) {
+            int64_t now = ah_mono_ms();
+            if (full_since == 0 || rd != full_at) {
+                full_since = now;
+                full_at = rd;
+            } else if (r->stall_ms > 0 && now - full_since >= r->stall_ms) {
+                r->stalled = true;
+                return -1;
+            }
             if (wait_room(r, rd) != 0)
                 return -1;
             continue;
@@ -213,8 +238,10 @@ static int64_t avail(ah_ring *r)
 {
     uint64_t w = atomic_load_explicit(&r->rx->w, memory_order_acquire);
     uint64_t a = w - r->rr;
-    if (a > AH_RING_CAP)
+    if (a > AH_RING_CAP || w < r->wseen)
         r->broken = true;
+    else
+        r->wseen = w;
     return r->broken ? -1 : (int64_t)a;
 }
 
@@ -310,6 +337,11 @@ int ah_ring_wait(ah_ring *r, ah_look *look, int timeout_ms)
 bool ah_ring_broken(const ah_ring *r)
 {
     return r->broken;
+}
+
+bool ah_ring_stalled(const ah_ring *r)
+{
+    return r->stalled;
 }
 
 size_t ah_ring_aside(const ah_ring *r, char *out, size_t cap)

@@ -62,13 +62,21 @@ void ah_ring_close(ah_ring *r);
  *  too must start again from nothing (tests/fuzz/fuzz_ring.c). */
 void ah_ring_rewind(ah_ring *r);
 
-/** Appends len bytes; waits for room while the peer lives (read, or
- *  stopped reading and alive). 0; -1 the peer is gone, or broke the ring
- *  (its read index out of range). */
+/** Appends len bytes; waits for room while the peer lives and takes bytes
+ *  within the ring's stall time (ah_ring_set_stall). 0; -1 the peer is
+ *  gone, broke the ring (its read index out of range) or stalled it (took
+ *  nothing for the stall time while the ring was full: ah_ring_stalled). */
 int ah_ring_write(ah_ring *r, const void *buf, size_t len);
+/** How long a writer without room waits for the reader to take anything
+ *  before giving up (ms; 0, as opened: for as long as the peer lives). One
+ *  writer only, before writing. */
+void ah_ring_set_stall(ah_ring *r, int ms);
+/** Whether a write gave up on a full ring its reader did not empty. */
+bool ah_ring_stalled(const ah_ring *r);
 
 /** Takes what has come, up to cap bytes, without waiting. > 0 bytes; 0
- *  none; -1 the peer broke the ring (its write index out of range). */
+ *  none; -1 the peer broke the ring (its write index out of range, or
+ *  lower than one it had: bytes seen are never taken back). */
 ssize_t ah_ring_read(ah_ring *r, void *buf, size_t cap);
 
 /** Waits until bytes have come: looks first (look, when given: see

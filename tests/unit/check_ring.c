@@ -96,6 +96,21 @@ static void read_stream(ah_ring *r, size_t total)
     }
 }
 
+/* Reads `total` zero bytes, sleeping when none are there. */
+static void read_stream_zeros(ah_ring *r, size_t total)
+{
+    unsigned char b[7000];
+    for (size_t at = 0; at < total;) {
+        ssize_t n = ah_ring_read(r, b, sizeof b);
+        ck_assert_int_ge(n, 0);
+        if (n == 0) {
+            ck_assert_int_eq(ah_ring_wait(r, NULL, -1), 1);
+            continue;
+        }
+        at += (size_t)n;
+    }
+}
+
 /* Streams many times the ring's size each way at once, in chunks of odd
  * sizes and in one write larger than the ring: every byte arrives once,
  * in order, with writers waiting for room and readers sleeping. */
@@ -213,6 +228,70 @@ START_TEST(test_ring_hostile_indices)
 }
 END_TEST
 
+/* A write index moved back, though still within what the ring could hold
+ * past the daemon's read index: bytes seen are never taken back. (A peer
+ * flipping it between the daemon's index and one past made a reader that
+ * had seen a byte find none, and sleep on the socket for good.) */
+START_TEST(test_ring_write_index_never_back)
+{
+    pair p;
+    pair_open(&p);
+    unsigned char *m = mmap(NULL, 2 * AH_RING_DIR_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED,
+                            p.mfd, 0);
+    ck_assert_ptr_ne(m, MAP_FAILED);
+    _Atomic uint64_t *up_w = (_Atomic uint64_t *)(void *)(m + AH_RING_DIR_BYTES + AH_RING_OFF_W);
+    ck_assert_int_eq(ah_ring_write(p.c, "abcd", 4), 0);
+    char b[64];
+    ck_assert_int_eq(ah_ring_read(p.d, b, 2), 2); /* saw 4, took 2 */
+    atomic_store(up_w, 3);                        /* one byte left, not two */
+    ck_assert_int_eq(ah_ring_read(p.d, b, sizeof b), -1);
+    ck_assert(ah_ring_broken(p.d));
+    ck_assert_int_eq(ah_ring_wait(p.d, NULL, -1), -1);
+    munmap(m, 2 * AH_RING_DIR_BYTES);
+    pair_close(&p);
+}
+END_TEST
+
+/* A reader that takes nothing while the ring is full, and lives: a writer
+ * with a stall time gives up after it (ah_ring_stalled) rather than wait
+ * as long as the peer lives; without one it waits (here until the reader
+ * takes bytes). */
+static void *write_big(void *arg)
+{
+    stream *s = arg;
+    unsigned char *b = calloc(1, s->total);
+    s->rc = ah_ring_write(s->r, b, s->total);
+    free(b);
+    return NULL;
+}
+
+START_TEST(test_ring_writer_not_held_by_a_reader_that_stops)
+{
+    pair p;
+    pair_open(&p);
+    ah_ring_set_stall(p.d, 200);
+    stream s = {.r = p.d, .total = 2 * AH_RING_CAP};
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, write_big, &s), 0);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert_int_eq(s.rc, -1);
+    ck_assert(ah_ring_stalled(p.d));
+    ck_assert(!ah_ring_broken(p.d));
+    pair_close(&p);
+
+    /* No stall time: the write waits, and ends once the reader reads. */
+    pair q;
+    pair_open(&q);
+    stream w = {.r = q.d, .total = 2 * AH_RING_CAP};
+    ck_assert_int_eq(pthread_create(&t, NULL, write_big, &w), 0);
+    read_stream_zeros(q.c, 2 * AH_RING_CAP);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert_int_eq(w.rc, 0);
+    ck_assert(!ah_ring_stalled(q.d));
+    pair_close(&q);
+}
+END_TEST
+
 /* The memory cannot be made smaller under the daemon (SIGBUS on its next
  * touch): ah_ring_make seals its size, and ah_ring_open takes nothing
  * else. */
@@ -248,6 +327,8 @@ int main(void)
     tcase_add_test(tc, test_ring_peer_gone);
     tcase_add_test(tc, test_ring_hostile_indices);
     tcase_add_test(tc, test_ring_sealed);
+    tcase_add_test(tc, test_ring_write_index_never_back);
+    tcase_add_test(tc, test_ring_writer_not_held_by_a_reader_that_stops);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
