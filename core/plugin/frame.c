@@ -31,6 +31,34 @@ static int write_all(int fd, const unsigned char *p, size_t n)
     return 0;
 }
 
+/* The JSON values t makes at most (cJSON nodes, counted before it is
+ * parsed): one, and one more at each ',', '[' and '{' outside strings. */
+static size_t json_nodes(const unsigned char *t, size_t n)
+{
+    size_t nodes = 1, i = 0;
+    while (i < n) {
+        unsigned char c = t[i++];
+        if (c == ',' || c == '[' || c == '{') {
+            nodes++;
+        } else if (c == '"') {
+            /* To the quote that ends the string: one after an even run
+             * of backslashes. */
+            for (;;) {
+                const unsigned char *q = memchr(t + i, '"', n - i);
+                if (q == NULL)
+                    return nodes;
+                size_t j = (size_t)(q - t), k = j;
+                while (k > i && t[k - 1] == '\\')
+                    k--;
+                i = j + 1;
+                if (((j - k) & 1) == 0)
+                    break;
+            }
+        }
+    }
+    return nodes;
+}
+
 static int read_all(int fd, unsigned char *p, size_t n)
 {
     while (n > 0) {
@@ -135,7 +163,9 @@ int ah_frame_recv(int fd, cJSON **msg)
         return -1;
     }
     text[len] = '\0';
-    cJSON *m = cJSON_ParseWithLength(text, len);
+    cJSON *m = json_nodes((const unsigned char *)text, len) <= AH_FRAME_NODES_MAX
+                   ? cJSON_ParseWithLength(text, len)
+                   : NULL;
     free(text);
     if (m == NULL || !cJSON_IsObject(m)) {
         cJSON_Delete(m);
@@ -218,8 +248,11 @@ int ah_frame_read_tail(ah_frame_reader *r, cJSON **msg, unsigned char **tail, si
                 unsigned char *t = NULL;
                 size_t tn = nul != NULL ? len - tl - 1 : 0;
                 /* A tail where none is expected, or an empty one, is a
-                 * protocol error. */
-                bool bad = nul != NULL && (tail == NULL || tn == 0);
+                 * protocol error; so is text that would make more values
+                 * than a frame may (its tree many times its bytes). */
+                size_t nodes = json_nodes(text, tl);
+                bool bad = (nul != NULL && (tail == NULL || tn == 0)) ||
+                           nodes > AH_FRAME_NODES_MAX;
                 if (!bad && tn > 0 && (t = malloc(tn + 1)) == NULL)
                     bad = true;
                 if (t != NULL) {
@@ -246,6 +279,7 @@ int ah_frame_read_tail(ah_frame_reader *r, cJSON **msg, unsigned char **tail, si
                 }
                 *msg = m;
                 r->last_len = need;
+                r->last_nodes = nodes;
                 if (tail != NULL) {
                     *tail = t;
                     *tail_len = tn;

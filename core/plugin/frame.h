@@ -18,6 +18,14 @@
 struct ah_ring;
 
 #define AH_FRAME_MAX (64u * 1024 * 1024)
+/* The most JSON values (cJSON nodes) a frame's text may make: counted
+ * before it is parsed, as a tree takes ~40 times the bytes of text such as
+ * [0,0,...] (a frame of AH_FRAME_MAX of it, 2.6 GB). A page of 500 records
+ * makes ~100,000. */
+#define AH_FRAME_NODES_MAX (1u << 20)
+/* What one node of a parsed frame takes, for weighing frames that wait
+ * (a cJSON and its allocation's overhead). */
+#define AH_FRAME_NODE_BYTES 80
 /** Calls a plugin process serves at once, one thread of its pool each
  *  (plugin_host.c); the daemon sends it no more (isolate.c), so that no
  *  call waits there for a thread while its deadline runs. */
@@ -77,8 +85,10 @@ typedef struct ah_frame_reader {
      * hold the reading thread for good. 0: wait (the reset keeps it). */
     int stall_ms;
     bool stalled;
-    /* The last frame read: its length on the wire (prefix included). */
+    /* The last frame read: its length on the wire (prefix included), and
+     * the JSON values its text made (at most: AH_FRAME_NODES_MAX). */
     size_t last_len;
+    size_t last_nodes;
 } ah_frame_reader;
 
 /** Reads from fd from now on, dropping whatever was buffered (a new peer). */

@@ -68,7 +68,7 @@ typedef struct qframe {
     cJSON *m;
     unsigned char *tail;
     size_t tail_len;
-    size_t len; /* on the wire, counted in its child's `queued` */
+    size_t len; /* its weight (wire bytes and tree), counted in its child's `queued` */
 } qframe;
 
 /* The most a child's frames may take, on the wire, while they wait for
@@ -722,7 +722,8 @@ static int read_frames(proc *p, child *ch, long left_ms)
         }
         const char *cid = str(f->m, "cid");
         uint64_t id = cid != NULL ? strtoull(cid, NULL, 10) : 0;
-        f->len = ch->rd.last_len;
+        /* Weighed by what it takes here: its text, and its tree. */
+        f->len = ch->rd.last_len + ch->rd.last_nodes * AH_FRAME_NODE_BYTES;
         pthread_mutex_lock(&p->mu);
         waiter *w = ch->waiters;
         while (w != NULL && w->id != id)
@@ -734,7 +735,7 @@ static int read_frames(proc *p, child *ch, long left_ms)
              f->len > AH_ISOLATE_QUEUED_MAX - ch->queued)) {
             pthread_mutex_unlock(&p->mu);
             frames_free(f);
-            broke(p, ch, "more frames than its calls took (over 64 MiB waiting)");
+            broke(p, ch, "more frames than its calls took (over 64 MiB waiting, text and trees)");
             return -1;
         }
         if (w != NULL) {

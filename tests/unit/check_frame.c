@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The frames between the daemon and a plugin process (core/plugin/frame.c). */
 #include <check.h>
+#include <pthread.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdint.h>
@@ -171,6 +172,98 @@ START_TEST(test_bad_frames)
 }
 END_TEST
 
+/* Writes one frame of `text` (its prefix first) from a thread: a frame of
+ * megabytes fills the socket before the reader takes it. */
+typedef struct big_write {
+    int fd;
+    const char *text;
+    size_t len;
+} big_write;
+
+static void *write_frame(void *arg)
+{
+    big_write *w = arg;
+    unsigned char h[4] = {(unsigned char)(w->len >> 24), (unsigned char)(w->len >> 16),
+                          (unsigned char)(w->len >> 8), (unsigned char)w->len};
+    if (write(w->fd, h, 4) == 4)
+        for (size_t at = 0; at < w->len;) {
+            ssize_t n = write(w->fd, w->text + at, w->len - at);
+            if (n <= 0)
+                break;
+            at += (size_t)n;
+        }
+    close(w->fd);
+    return NULL;
+}
+
+/* Text of n values {"a":[0,0,...]}, and whether the reader takes it. */
+static bool reader_takes(size_t n, size_t *nodes)
+{
+    size_t len = 7 + 2 * n;
+    char *t = malloc(len + 1);
+    ck_assert_ptr_nonnull(t);
+    memcpy(t, "{\"a\":[", 6);
+    for (size_t i = 0; i < n; i++) {
+        t[6 + 2 * i] = '0';
+        t[7 + 2 * i] = i + 1 < n ? ',' : ']';
+    }
+    t[6 + 2 * n] = '}';
+    t[len] = '\0';
+    int sv[2];
+    pair(sv);
+    big_write w = {sv[0], t, len};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, write_frame, &w), 0);
+    ah_frame_reader r = {0};
+    ah_frame_reader_reset(&r, sv[1]);
+    cJSON *got = NULL;
+    int rc = ah_frame_read(&r, &got);
+    if (rc == 0) {
+        ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(got, "a")), (int)n);
+        *nodes = r.last_nodes;
+    } else {
+        ck_assert(r.broken);
+    }
+    cJSON_Delete(got);
+    ah_frame_reader_free(&r);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    close(sv[1]);
+    free(t);
+    return rc == 0;
+}
+
+/* A frame whose text would make more values than a frame may
+ * (AH_FRAME_NODES_MAX) is refused before it is parsed, as the peer's
+ * fault: [0,0,...] takes ~40 times its bytes as a tree. One within the
+ * limit is read, its values counted (what the daemon weighs waiting
+ * frames by). Commas and brackets in strings are no values. */
+START_TEST(test_frame_values_bounded)
+{
+    size_t nodes = 0;
+    ck_assert(reader_takes(1000, &nodes));
+    ck_assert_uint_ge(nodes, 1000);
+    ck_assert_uint_le(nodes, 1003);
+    ck_assert(!reader_takes(AH_FRAME_NODES_MAX + 1, &nodes));
+
+    int sv[2];
+    pair(sv);
+    ah_frame_reader r = {0};
+    ah_frame_reader_reset(&r, sv[1]);
+    cJSON *m = cJSON_Parse("{\"s\":\",,,[[{{\\\",,\",\"t\":1}");
+    ck_assert_ptr_nonnull(m);
+    ck_assert_int_eq(ah_frame_send(sv[0], m), 0);
+    cJSON *got = NULL;
+    ck_assert_int_eq(ah_frame_read(&r, &got), 0);
+    ck_assert(cJSON_Compare(m, got, 1));
+    ck_assert_uint_le(r.last_nodes, 3);
+    cJSON_Delete(got);
+    cJSON_Delete(m);
+    ah_frame_reader_free(&r);
+    close(sv[0]);
+    close(sv[1]);
+}
+END_TEST
+
 /* Integers as digits: printed as written, read back as numbers by the
  * other end, the extremes of long long included. */
 START_TEST(test_ints)
@@ -253,6 +346,7 @@ int main(void)
     TCase *tc = tcase_create("frame");
     tcase_add_test(tc, test_round_trip);
     tcase_add_test(tc, test_bad_frames);
+    tcase_add_test(tc, test_frame_values_bounded);
     tcase_add_test(tc, test_reader);
     tcase_add_test(tc, test_bytes);
     tcase_add_test(tc, test_append);
