@@ -16,6 +16,7 @@
 
 #define MAX_TYPES 3
 #define MAX_ENTRIES 4096
+#define PRUNE_EVERY_MS 10000
 
 typedef struct type_stat {
     char type[16];
@@ -48,6 +49,8 @@ struct ah_syncs {
     pthread_mutex_t mu;
     entry **v;
     size_t n, cap;
+    int64_t pruned_at; /* when prune_gone last looked (ah_mono_ms) */
+    bool pruning;      /* prune_gone looks, without mu */
 };
 
 ah_syncs *ah_syncs_new(void)
@@ -336,11 +339,21 @@ int ah_syncs_start(ah_syncs *s, ah_core *core, const char *tenant, const char *n
         pthread_mutex_unlock(&s->mu);
         return fail(e, "sync_running", "a sync of this connection started here is under way");
     }
-    if (en == NULL && s->n == MAX_ENTRIES) {
+    if (en == NULL && s->n == MAX_ENTRIES && !s->pruning &&
+        ah_mono_ms() - s->pruned_at >= PRUNE_EVERY_MS) {
         /* Full: make room from removed connections first (a look in the
-         * store for each entry, once in as many starts). */
+         * store for each entry; at most once in PRUNE_EVERY_MS, as a table
+         * of live connections stays full). mu is let go meanwhile: what was
+         * found before may have changed. */
+        s->pruning = true;
         prune_gone(s, core);
+        s->pruning = false;
+        s->pruned_at = ah_mono_ms();
         en = find(s, tenant, name);
+        if (en != NULL && en->running) {
+            pthread_mutex_unlock(&s->mu);
+            return fail(e, "sync_running", "a sync of this connection started here is under way");
+        }
     }
     if (en == NULL && (en = get(s, tenant, name)) == NULL) {
         pthread_mutex_unlock(&s->mu);

@@ -327,6 +327,10 @@ static int fetch(ah_oauth2 *o, const ah_oauth2_params *p, const char *refresh,
         char *shown = ah_redact(p->token_url, secrets);
         describe_refusal(&resp, shown ? shown : "the token endpoint", secrets, err, errlen);
         free(shown);
+        /* Busy or failing (after the client's retries), not a refusal of
+         * the credentials: as no answer. */
+        if (resp.status == 429 || resp.status >= 500)
+            rc = -2;
     } else {
         rc = parse_token(&resp, out, err, errlen);
     }

@@ -33,8 +33,9 @@ void ah_oauth2_free(ah_oauth2 *o);
  * ASCII bytes is refused. A refresh_token in the answer replaces the
  * one used for later refreshes. 0 on success; -1 with err filled; -2 with
  * err filled when the token endpoint gave no answer (unreachable, timed
- * out, or not sent: the thread's scheduler refused the wait, block.h), a
- * failure of the provider or of the moment rather than of the credentials.
+ * out, or not sent: the thread's scheduler refused the wait, block.h) or
+ * answered 429 or 5xx after the client's retries: a failure of the
+ * provider or of the moment rather than of the credentials.
  * Callers waiting on the same fetch get its outcome.
  */
 int ah_oauth2_token(ah_oauth2 *o, int64_t conn_id, const ah_oauth2_params *p,

@@ -163,9 +163,7 @@ int ah_frame_recv(int fd, cJSON **msg)
         return -1;
     }
     text[len] = '\0';
-    cJSON *m = json_nodes((const unsigned char *)text, len) <= AH_FRAME_NODES_MAX
-                   ? cJSON_ParseWithLength(text, len)
-                   : NULL;
+    cJSON *m = cJSON_ParseWithLength(text, len);
     free(text);
     if (m == NULL || !cJSON_IsObject(m)) {
         cJSON_Delete(m);
@@ -250,9 +248,9 @@ int ah_frame_read_tail(ah_frame_reader *r, cJSON **msg, unsigned char **tail, si
                 /* A tail where none is expected, or an empty one, is a
                  * protocol error; so is text that would make more values
                  * than a frame may (its tree many times its bytes). */
-                size_t nodes = json_nodes(text, tl);
+                size_t nodes = r->nodes_max > 0 ? json_nodes(text, tl) : 0;
                 bool bad = (nul != NULL && (tail == NULL || tn == 0)) ||
-                           nodes > AH_FRAME_NODES_MAX;
+                           (r->nodes_max > 0 && nodes > r->nodes_max);
                 if (!bad && tn > 0 && (t = malloc(tn + 1)) == NULL)
                     bad = true;
                 if (t != NULL) {

@@ -85,6 +85,12 @@ typedef struct ah_frame_reader {
      * hold the reading thread for good. 0: wait (the reset keeps it). */
     int stall_ms;
     bool stalled;
+    /* > 0: a frame whose JSON text would make more values than this is
+     * refused before it is parsed (broken): the daemon's reader of a
+     * plugin process (AH_FRAME_NODES_MAX). 0: no limit (the reset keeps
+     * it; a plugin process reads the daemon's frames without one: a
+     * record found in the store may hold what its provider sent). */
+    size_t nodes_max;
     /* The last frame read: its length on the wire (prefix included), and
      * the JSON values its text made (at most: AH_FRAME_NODES_MAX). */
     size_t last_len;

@@ -926,6 +926,8 @@ static child *spawn_load(ah_isolate *iso, proc *p, char *err, size_t errlen)
     ch->rd.stall_ms = iso->o.call_timeout_ms > INT_MAX ? INT_MAX : (int)iso->o.call_timeout_ms;
     if (ch->ring != NULL)
         ah_ring_set_stall(ch->ring, ch->rd.stall_ms);
+    /* Its frames' trees are the daemon's memory: bounded before parsing. */
+    ch->rd.nodes_max = AH_FRAME_NODES_MAX;
     struct timeval snd = {.tv_sec = ch->rd.stall_ms / 1000,
                           .tv_usec = (ch->rd.stall_ms % 1000) * 1000};
     (void)setsockopt(ch->fd, SOL_SOCKET, SO_SNDTIMEO, &snd, sizeof snd);
@@ -2261,8 +2263,14 @@ void ah_isolate_close(ah_isolate *iso, void *conn_ctx)
         if (req != NULL) {
             cJSON_AddStringToObject(req, "t", "close");
             cJSON_AddStringToObject(req, "ctx", ic->at[i].handle);
-            /* No answer: a close that crashes the child shows at the next call. */
-            send_frame(p, ch, req, NULL, 0);
+            /* No answer: a close that crashes the child shows at the next
+             * call. A send that failed (the child gone, or taking no
+             * frames: a frame may be cut short in its stream) ends it. */
+            if (send_frame(p, ch, req, NULL, 0) == -1) {
+                pthread_mutex_lock(&p->mu);
+                child_died(iso, p, ch, NULL);
+                pthread_mutex_unlock(&p->mu);
+            }
             cJSON_Delete(req);
         }
         child_put(p, ch);

@@ -187,6 +187,7 @@ void ah_ring_set_stall(ah_ring *r, int ms)
 int ah_ring_write(ah_ring *r, const void *buf, size_t len)
 {
     const unsigned char *p = buf;
+    r->stalled = false; /* this write's, if it stalls */
     int64_t full_since = 0; /* when the reader last left us no room */
     uint64_t full_at = 0;   /* its index then */
     while (len > 0) {

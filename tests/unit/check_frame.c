@@ -196,8 +196,9 @@ static void *write_frame(void *arg)
     return NULL;
 }
 
-/* Text of n values {"a":[0,0,...]}, and whether the reader takes it. */
-static bool reader_takes(size_t n, size_t *nodes)
+/* Text of n values {"a":[0,0,...]}, and whether a reader with that most
+ * values a frame (0: none) takes it. */
+static bool reader_takes(size_t n, size_t nodes_max, size_t *nodes)
 {
     size_t len = 7 + 2 * n;
     char *t = malloc(len + 1);
@@ -214,7 +215,7 @@ static bool reader_takes(size_t n, size_t *nodes)
     big_write w = {sv[0], t, len};
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, NULL, write_frame, &w), 0);
-    ah_frame_reader r = {0};
+    ah_frame_reader r = {.nodes_max = nodes_max};
     ah_frame_reader_reset(&r, sv[1]);
     cJSON *got = NULL;
     int rc = ah_frame_read(&r, &got);
@@ -232,22 +233,25 @@ static bool reader_takes(size_t n, size_t *nodes)
     return rc == 0;
 }
 
-/* A frame whose text would make more values than a frame may
- * (AH_FRAME_NODES_MAX) is refused before it is parsed, as the peer's
- * fault: [0,0,...] takes ~40 times its bytes as a tree. One within the
- * limit is read, its values counted (what the daemon weighs waiting
- * frames by). Commas and brackets in strings are no values. */
+/* A frame whose text would make more values than its reader allows (the
+ * daemon's of a plugin process: AH_FRAME_NODES_MAX) is refused before it
+ * is parsed, as the peer's fault: [0,0,...] takes ~40 times its bytes as a
+ * tree. One within the limit is read, its values counted (what the daemon
+ * weighs waiting frames by). A reader without a limit (a plugin process
+ * reading the daemon's frames, which may carry what a provider sent) reads
+ * it. Commas and brackets in strings are no values. */
 START_TEST(test_frame_values_bounded)
 {
     size_t nodes = 0;
-    ck_assert(reader_takes(1000, &nodes));
+    ck_assert(reader_takes(1000, AH_FRAME_NODES_MAX, &nodes));
     ck_assert_uint_ge(nodes, 1000);
     ck_assert_uint_le(nodes, 1003);
-    ck_assert(!reader_takes(AH_FRAME_NODES_MAX + 1, &nodes));
+    ck_assert(!reader_takes(AH_FRAME_NODES_MAX + 1, AH_FRAME_NODES_MAX, &nodes));
+    ck_assert(reader_takes(AH_FRAME_NODES_MAX + 1, 0, &nodes));
 
     int sv[2];
     pair(sv);
-    ah_frame_reader r = {0};
+    ah_frame_reader r = {.nodes_max = AH_FRAME_NODES_MAX};
     ah_frame_reader_reset(&r, sv[1]);
     cJSON *m = cJSON_Parse("{\"s\":\",,,[[{{\\\",,\",\"t\":1}");
     ck_assert_ptr_nonnull(m);

@@ -22,6 +22,7 @@ typedef struct token_srv {
     bool issue_refresh;  /* answer with a refresh_token */
     bool refuse_refresh; /* answer 400 invalid_grant to refresh grants */
     bool refuse_all;     /* answer 401 invalid_client, echoing the body */
+    bool unavailable;    /* answer 503 */
     int delay_ms;
     long expires_in;         /* 0: 3600 */
     const char *token_text;  /* NULL: "tok-N" */
@@ -60,6 +61,9 @@ static void h_token(void *arg, const ah_sim_req *req, ah_sim_resp *resp)
     if (!ct || strcmp(ct, "application/x-www-form-urlencoded") != 0) {
         cJSON_AddStringToObject(o, "error", "invalid_request");
         ah_sim_json(resp, 400, o);
+    } else if (t->unavailable) {
+        cJSON_AddStringToObject(o, "error", "temporarily_unavailable");
+        ah_sim_json(resp, 503, o);
     } else if (t->refuse_all) {
         cJSON_AddStringToObject(o, "error", "invalid_client");
         cJSON_AddStringToObject(o, "error_description", req->body); /* a careless server */
@@ -424,6 +428,16 @@ START_TEST(errors_and_logs_without_secret)
     ck_assert_ptr_null(strstr(err, "s3cr3t"));
     ck_assert(!s.leaked);
     ck_assert_int_eq(s.n, 2); /* 401 is not retried */
+
+    /* A 503 (after the client's retries) is the provider's, not the
+     * credentials': -2, as no answer. */
+    e.srv.refuse_all = false;
+    e.srv.unavailable = true;
+    ck_assert_int_eq(ah_oauth2_token(e.o, 4, &e.p, ah_sim_url(e.sim), NULL, NULL, tok,
+                                     sizeof(tok), err, sizeof(err)),
+                     -2);
+    ck_assert_ptr_nonnull(strstr(err, "503"));
+    e.srv.unavailable = false;
 
     /* No answer at all: a clear error, still without the secret. */
     e.p.token_url = "/oauth/token";
