@@ -1483,16 +1483,26 @@ END_TEST
  * are answered 200. In process, the 40 wait on the bus's threads. */
 #define ROOM_TENANTS 5
 #define ROOM_CALLS (ROOM_TENANTS * 8)
+/* ROOM_CALLS calls of ROOM_TENANTS tenants hanging on sim's provider
+ * through fixture_faulty: started, and waited for until those the plugin
+ * has room for reached the provider (all in process, AH_FRAME_CALLS_MAX
+ * isolated): how many. */
+static int room_calls_start(const char *prefix, ah_sim *sim, holder *calls, pthread_t *th)
+{
+    hold_calls_start(prefix, ROOM_TENANTS, ROOM_CALLS / ROOM_TENANTS, sim, calls, th);
+    const char *iso = getenv("AH_TEST_ISOLATION");
+    bool in_process = iso != NULL && strcmp(iso, "in_process") == 0;
+    int sent = in_process ? ROOM_CALLS : AH_FRAME_CALLS_MAX;
+    WAIT_FOR(atomic_load(&hold_arrived) == sent, "the calls the process has room for");
+    return sent;
+}
+
 START_TEST(test_process_room_not_taken_for_a_hang)
 {
     ah_sim *sim = hold_sim_start();
     static holder calls[ROOM_CALLS];
     pthread_t th[ROOM_CALLS];
-    hold_calls_start("room", ROOM_TENANTS, ROOM_CALLS / ROOM_TENANTS, sim, calls, th);
-    const char *iso = getenv("AH_TEST_ISOLATION");
-    bool in_process = iso != NULL && strcmp(iso, "in_process") == 0;
-    int sent = in_process ? ROOM_CALLS : AH_FRAME_CALLS_MAX;
-    WAIT_FOR(atomic_load(&hold_arrived) == sent, "the calls the process has room for");
+    int sent = room_calls_start("room", sim, calls, th);
     int blocked = 0, threads = 0;
     WAIT_FOR((ah_bus_stats(F.core->bus, &blocked, &threads), blocked == ROOM_CALLS),
              "every call waiting, at the provider or for the process");
@@ -1531,11 +1541,7 @@ START_TEST(test_process_room_wait_ends_with_its_caller)
     ah_sim *sim = hold_sim_start();
     static holder calls[ROOM_CALLS];
     pthread_t th[ROOM_CALLS];
-    hold_calls_start("late", ROOM_TENANTS, ROOM_CALLS / ROOM_TENANTS, sim, calls, th);
-    const char *iso = getenv("AH_TEST_ISOLATION");
-    bool in_process = iso != NULL && strcmp(iso, "in_process") == 0;
-    int sent = in_process ? ROOM_CALLS : AH_FRAME_CALLS_MAX;
-    WAIT_FOR(atomic_load(&hold_arrived) == sent, "the calls the process has room for");
+    int sent = room_calls_start("late", sim, calls, th);
     /* Every caller answered at its deadline (504, or 503 not sent). */
     WAIT_FOR(atomic_load(&answered) == ROOM_CALLS, "every caller answered");
     int blocked = 0, threads = 0;

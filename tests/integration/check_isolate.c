@@ -1327,6 +1327,18 @@ START_TEST(test_busy_connection_not_a_wrong_key)
 }
 END_TEST
 
+/* A daemon in `mode` with acme's fixture_faulty connection "fo" of those
+ * settings beside start_with_route_conn's. */
+static void setup_fo(fixture *f, const char *mode, const char *settings)
+{
+    setup(f, mode);
+    ah_tenant_row t = {0};
+    ck_assert_int_eq(f->core->store->ops->tenant_get(f->core->store, "acme", &t), 0);
+    add_conn(f->core, t.id, "fixture_faulty", "fo", settings);
+    ah_tenant_row_free(&t);
+    start_with_route_conn(f);
+}
+
 /* The same in process and isolated: a route whose key names a connection
  * that cannot be opened is answered with why (the open's 503), not as a
  * wrong key (the handler's 401 refused); a key nobody holds still gets the
@@ -1336,12 +1348,7 @@ START_TEST(test_unopenable_connection_not_a_wrong_key)
     const char *modes[] = {"[plugin.fixture_faulty]\nisolation = in_process\n", ISOLATED};
     for (int m = 0; m < 2; m++) {
         fixture f;
-        setup(&f, modes[m]);
-        ah_tenant_row t = {0};
-        ck_assert_int_eq(f.core->store->ops->tenant_get(f.core->store, "acme", &t), 0);
-        add_conn(f.core, t.id, "fixture_faulty", "fo", "{\"greeting\":\"no-open\",\"route_key\":\"rk9\"}");
-        ah_tenant_row_free(&t);
-        start_with_route_conn(&f);
+        setup_fo(&f, modes[m], "{\"greeting\":\"no-open\",\"route_key\":\"rk9\"}");
         char *out = NULL;
         long st = route_post(f.core, "", "rk9", "{}", &out);
         ck_assert_msg(st == 503, "mode %d: %ld %s", m, st, out != NULL ? out : "");
@@ -1369,13 +1376,7 @@ START_TEST(test_open_failure_of_the_moment_not_kept)
     const char *modes[] = {"[plugin.fixture_faulty]\nisolation = in_process\n", ISOLATED};
     for (int m = 0; m < 2; m++) {
         fixture f;
-        setup(&f, modes[m]);
-        ah_tenant_row t = {0};
-        ck_assert_int_eq(f.core->store->ops->tenant_get(f.core->store, "acme", &t), 0);
-        add_conn(f.core, t.id, "fixture_faulty", "fo",
-                 "{\"greeting\":\"no-open-once\",\"route_key\":\"rk8\"}");
-        ah_tenant_row_free(&t);
-        start_with_route_conn(&f);
+        setup_fo(&f, modes[m], "{\"greeting\":\"no-open-once\",\"route_key\":\"rk8\"}");
         char *out = NULL;
         long st = route_post(f.core, "", "rk8", "{}", &out);
         ck_assert_msg(st == 503 && strstr(out, "\"upstream_unavailable\"") != NULL,
