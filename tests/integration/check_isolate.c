@@ -1327,6 +1327,58 @@ START_TEST(test_busy_connection_not_a_wrong_key)
 }
 END_TEST
 
+/* Whether pid is a process that runs (not gone, nor a zombie waiting for
+ * its reaper). */
+static bool runs(int pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *st = strrchr(buf, ')');
+    return st != NULL && st[1] == ' ' && st[2] != 'Z' && st[2] != 'X';
+}
+
+/* A plugin that forks and then hangs: past its deadline its process is
+ * killed with its process group, the fork too, so that nothing it started
+ * lives on holding the socket and the rings (a daemon thread asleep on the
+ * socket waits for its end). Before, only the process the daemon started
+ * was killed, and the fork slept on. */
+START_TEST(test_forked_process_killed_with_its_plugin)
+{
+    fixture f;
+    setup(&f, "[plugin.fixture_faulty]\nisolation = process\ncall_timeout_ms = 500\n");
+    char file[1024];
+    snprintf(file, sizeof file, "%s/forked.pid", f.dir);
+    cJSON *body = cJSON_CreateObject();
+    cJSON_AddStringToObject(body, "do", "forkloop");
+    cJSON_AddStringToObject(body, "file", file);
+    ah_reply r;
+    ah_core_request(f.core, "acme", "f", "jobs.get", body, &r);
+    ck_assert_msg(!r.ok && strcmp(r.code, "timeout") == 0, "%s: %s", r.code, r.message);
+    ah_reply_free(&r);
+    char *text = ah_t_read_file(file, NULL);
+    ck_assert_ptr_nonnull(text);
+    int kid = atoi(text);
+    free(text);
+    ck_assert_int_gt(kid, 0);
+    bool gone = false;
+    for (int i = 0; i < 300 && !gone; i++) {
+        gone = !runs(kid);
+        if (!gone)
+            usleep(10000);
+    }
+    if (!gone)
+        kill(kid, SIGKILL);
+    ck_assert_msg(gone, "the plugin's fork %d outlived it", kid);
+    teardown(&f);
+}
+END_TEST
+
 /* A daemon in `mode` with acme's fixture_faulty connection "fo" of those
  * settings beside start_with_route_conn's. */
 static void setup_fo(fixture *f, const char *mode, const char *settings)
@@ -2205,6 +2257,7 @@ static Suite *isolate_suite(void)
     tcase_add_test(tc, test_busy_connection_not_a_wrong_key);
     tcase_add_test(tc, test_unopenable_connection_not_a_wrong_key);
     tcase_add_test(tc, test_open_failure_of_the_moment_not_kept);
+    tcase_add_test(tc, test_forked_process_killed_with_its_plugin);
     tcase_add_test(tc, test_store_batch);
     tcase_add_test(tc, test_provider_answer_larger_than_a_frame);
     tcase_add_test(tc, test_request_larger_than_a_frame);
