@@ -26,6 +26,11 @@ void ah_block_begin(void)
     (void)ah_block_begin_on(NULL);
 }
 
+int64_t ah_block_deadline_ms(void)
+{
+    return tl_hooks != NULL && tl_hooks->deadline != NULL ? tl_hooks->deadline(tl_hooks->arg) : 0;
+}
+
 void ah_block_end(void)
 {
     if (tl_depth == 0)

@@ -16,6 +16,7 @@
 #define AH_BLOCK_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 /** What a thread's scheduler does when the thread blocks and when it
  *  goes on; both called on that thread, with arg. begin's `on` is what the
@@ -25,6 +26,10 @@ typedef struct ah_block_hooks {
     bool (*begin)(void *arg, const char *on);
     void (*end)(void *arg);
     void *arg;
+    /* The deadline (ah_mono_ms's clock) of the work the thread does now:
+     * its caller's, past which nobody waits for its result. 0, or NULL:
+     * none known. */
+    int64_t (*deadline)(void *arg);
 } ah_block_hooks;
 
 /** Installs h (borrowed: it must outlive the thread's use of it) for the
@@ -40,5 +45,9 @@ bool ah_block_begin_on(const char *on);
 /** ... and goes on. Every begin that was not refused is followed by one
  *  end on the same thread. */
 void ah_block_end(void);
+/** The deadline (ah_mono_ms's clock) of the work the calling thread does,
+ *  as its scheduler knows it (its caller's); 0: none known. A wait for
+ *  something that only then starts the work is better given up past it. */
+int64_t ah_block_deadline_ms(void);
 
 #endif

@@ -62,7 +62,7 @@
 
 enum {
     BUS_BATCH = 64,
-    BUS_TOPIC_INLINE = 80, /* a message node fills three cache lines */
+    BUS_TOPIC_INLINE = 72, /* a message node fills three cache lines */
     BUS_FREE_MSGS_MAX = 4096,
     BUS_FREE_LANES_MAX = 1024,
     BUS_BUCKETS_MIN = 256,
@@ -104,6 +104,7 @@ typedef struct bus_completion {
     bool done;
     bool started;   /* a worker began its handler: the caller waits it out */
     bool abandoned; /* the caller gave up first: the handler never starts */
+    int timeout_ms; /* how long the caller waits */
     atomic_bool done_hint; /* done, readable without mu (for spinning) */
     ah_reply reply;
 } bus_completion;
@@ -128,6 +129,7 @@ typedef struct bus_msg {
     ah_bus_gate *gate;    /* BUS_ASYNC: the caller's, or NULL */
     const char *refused;  /* refused off the intake: why (bus_place) */
     char *topic;          /* topic_buf, or malloc'd when longer */
+    int64_t deadline_ms;  /* its caller's (ah_mono_ms's clock, to a tick) */
     char topic_buf[BUS_TOPIC_INLINE];
 } bus_msg;
 
@@ -665,6 +667,8 @@ static void msg_clear(bus_msg *m)
  * batches, and on every other thread), and whether its handler is blocked
  * (block.h). */
 static _Thread_local bus_group *tl_group;
+/* The deadline of the message this worker handles (block.h). */
+static _Thread_local int64_t tl_deadline_ms;
 static _Thread_local bool tl_blocked;
 /* The slot of b->waited that this thread's blocked handler counts in; -1:
  * none. */
@@ -728,6 +732,12 @@ static int waited_slot(ah_bus *b, const char *on)
     if (free_at >= 0 && (b->waited[free_at].on = strdup(on)) == NULL)
         return -1;
     return free_at;
+}
+
+static int64_t bus_deadline(void *arg)
+{
+    (void)arg;
+    return tl_deadline_ms;
 }
 
 static bool bus_block_begin(void *arg, const char *on)
@@ -1070,7 +1080,9 @@ static void *bus_worker(void *arg)
             if (m->next != NULL)
                 msg_prefetch(m->next, 0);
             nreq += m->kind == BUS_ASYNC || m->kind == BUS_SYNC;
+            tl_deadline_ms = m->deadline_ms;
             bus_handle(b, m);
+            tl_deadline_ms = 0;
             msg_clear(m);
             last = m;
             m = m->next;
@@ -1217,6 +1229,13 @@ static const char *bus_enqueue(ah_bus *b, bus_kind kind, uint64_t tenant, uint64
     m->comp = comp;
     m->gate = gate;
     m->refused = NULL;
+    /* The caller's deadline, for a handler that would wait before its work
+     * starts (block.h): a synchronous caller's own, else the bus's. The
+     * coarse clock: a message costs no more than a few ns for it. */
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+    m->deadline_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 +
+                     (comp != NULL ? comp->timeout_ms : b->default_timeout_ms);
 
     /* A worker sleeps (a light load): as before the intake, the sender puts
      * its message on its lane itself, and wakes a worker only when the
@@ -1291,6 +1310,7 @@ int ah_bus_request_tenant(ah_bus *bus, uint64_t tenant, uint64_t lane, void *tar
         refusal_reply(reply, "internal_error");
         return -1;
     }
+    c->timeout_ms = timeout_ms;
     atomic_init(&c->done_hint, false);
     bool ok = ah_cond_init_mono(&c->cv) == 0;
     if (ok && pthread_mutex_init(&c->mu, NULL) != 0) {
@@ -1641,7 +1661,7 @@ ah_bus *ah_bus_new(const ah_bus_opts *opts)
     b->threads = calloc((size_t)opts->workers + BUS_SPARES_MAX, sizeof *b->threads);
     b->waited = calloc((size_t)opts->workers + BUS_SPARES_MAX, sizeof *b->waited);
     b->provider_threads = opts->provider_threads > 0 ? opts->provider_threads : 0;
-    b->block_hooks = (ah_block_hooks){bus_block_begin, bus_block_end, b};
+    b->block_hooks = (ah_block_hooks){bus_block_begin, bus_block_end, b, bus_deadline};
     atomic_init(&b->nthreads, 0);
     if (b->buckets == NULL || b->gbuckets == NULL || b->threads == NULL || b->waited == NULL) {
         bus_destroy(b);

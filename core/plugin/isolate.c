@@ -556,14 +556,14 @@ static int waiter_add(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *c
     }
     room_wait rw = {.next = NULL};
     (void)ah_cond_init_mono(&rw.cv);
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += iso->o.room_wait_ms / 1000;
-    until.tv_nsec += (iso->o.room_wait_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    /* Until the caller's deadline, when this thread's scheduler knows it
+     * (a bus worker's message: block.h), and at most room_wait_ms. */
+    int64_t until_ms = iso->o.room_wait_ms > 0 ? ah_mono_ms() + iso->o.room_wait_ms : 0;
+    int64_t dl = ah_block_deadline_ms();
+    if (dl > 0 && (until_ms == 0 || dl < until_ms))
+        until_ms = dl;
+    struct timespec until = {.tv_sec = (time_t)(until_ms / 1000),
+                             .tv_nsec = (long)(until_ms % 1000) * 1000000L};
     bool too_long = false;
     pthread_mutex_lock(&p->mu);
     if (ch->room_last != NULL)
@@ -577,8 +577,8 @@ static int waiter_add(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *c
             too_long = true;
             break;
         }
-        rc = iso->o.room_wait_ms > 0 ? pthread_cond_timedwait(&rw.cv, &p->mu, &until)
-                                     : pthread_cond_wait(&rw.cv, &p->mu);
+        rc = until_ms > 0 ? pthread_cond_timedwait(&rw.cv, &p->mu, &until)
+                          : pthread_cond_wait(&rw.cv, &p->mu);
     }
     /* Out of the line (first, unless the child died), then the next woken
      * if there is room for it too (several calls ended at once). */
@@ -601,9 +601,10 @@ static int waiter_add(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *c
         pthread_cond_destroy(&w->cv);
         if (call != NULL)
             call->host->fail(call, "overloaded", 503,
-                             "plugin '%s': its process served %d calls at once for %ld ms while "
-                             "this one waited for room; try again later (not sent)",
-                             iso->name, AH_FRAME_CALLS_MAX, iso->o.room_wait_ms);
+                             "plugin '%s': its process served %d calls at once until this "
+                             "one's deadline while it waited for room; try again later "
+                             "(not sent)",
+                             iso->name, AH_FRAME_CALLS_MAX);
         return -1;
     }
     return 0;

@@ -117,7 +117,9 @@ typedef struct ah_isolate_opts {
     /* How long a call waits in the daemon for room in a full process (its
      * AH_FRAME_CALLS_MAX calls taken) before it is answered overloaded, not
      * sent: the callers' deadline ([core] request_timeout_ms), past which
-     * nobody waits for its answer. 0: as long as it takes. */
+     * nobody waits for its answer; less when its thread's scheduler knows
+     * the caller's own deadline (ah_block_deadline_ms: a bus worker's
+     * message). 0: as long as it takes, or that deadline. */
     long room_wait_ms;
     /* Names ("A,B") of the daemon's environment variables the child gets
      * besides ah_isolate_env_kept's; "" none. */

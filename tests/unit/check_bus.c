@@ -9,6 +9,7 @@
 
 #include "block.h"
 #include "bus.h"
+#include "clock.h"
 
 /* State shared by the test handlers; one per test, never global. */
 typedef struct fx {
@@ -117,6 +118,14 @@ static void handler(void *arg, const ah_msg *m, ah_reply *r)
         cJSON_AddStringToObject(o, "topic", m->topic);
         cJSON_AddStringToObject(o, "correlation_id", m->correlation_id);
         cJSON_AddNumberToObject(o, "lane", (double)m->lane);
+        r->ok = true;
+        r->body = o;
+    } else if (strcmp(m->topic, "deadline") == 0) {
+        /* What the handler's thread knows of its caller's deadline
+         * (block.h), and the time then. */
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "deadline", (double)ah_block_deadline_ms());
+        cJSON_AddNumberToObject(o, "now", (double)ah_mono_ms());
         r->ok = true;
         r->body = o;
     } else if (strcmp(m->topic, "seq") == 0) {
@@ -1309,6 +1318,33 @@ START_TEST(test_waits_per_provider_capped)
 }
 END_TEST
 
+/* A handler's thread knows its caller's deadline (block.h), to give up a
+ * wait that would only then start its work: a synchronous caller's own
+ * timeout from when it sent, else the bus's default (10 s here); none on
+ * a thread that is no worker. To the coarse clock's tick. */
+START_TEST(test_handler_knows_caller_deadline)
+{
+    fx f;
+    fx_init(&f);
+    ah_bus *b = bus_make(&f, 2, 0, handler);
+    ck_assert_int_eq(ah_block_deadline_ms(), 0);
+    static const int timeouts[] = {3000, 0};
+    for (int i = 0; i < 2; i++) {
+        int64_t before = ah_mono_ms();
+        ah_reply r;
+        ck_assert_int_eq(ah_bus_request(b, 1, NULL, "deadline", NULL, timeouts[i], &r), 0);
+        int64_t after = ah_mono_ms();
+        int64_t dl = (int64_t)cJSON_GetObjectItem(r.body, "deadline")->valuedouble;
+        int64_t want = timeouts[i] > 0 ? timeouts[i] : 10000;
+        ck_assert_msg(dl >= before + want - 20 && dl <= after + want, "%d: %lld not in %lld..%lld",
+                      i, (long long)dl, (long long)(before + want - 20), (long long)(after + want));
+        ah_reply_free(&r);
+    }
+    ah_bus_free(b);
+    fx_destroy(&f);
+}
+END_TEST
+
 static Suite *bus_suite(void)
 {
     Suite *s = suite_create("bus");
@@ -1341,6 +1377,7 @@ static Suite *bus_suite(void)
     tcase_add_test(tc, test_blocked_work_starts_spares);
     tcase_add_test(tc, test_blocked_work_capped);
     tcase_add_test(tc, test_waits_per_provider_capped);
+    tcase_add_test(tc, test_handler_knows_caller_deadline);
     suite_add_tcase(s, tc);
     return s;
 }
