@@ -386,23 +386,29 @@ static bool stopping(ah_bulk *t)
 /* Stores an item's outcome under the claim of its chunk (claims.h): an
  * instance whose claim was taken over stores nothing (cl->held turns
  * false and its run stops); the new holder runs the item again.
- * operation: that of a failed write kept for settling (NULL: none). */
-static void item_set(ah_core *core, ah_claim *cl, const char *job, int idx, bool ok,
+ * operation: that of a failed write kept for settling (NULL: none).
+ * Whether it was stored: when not, the item stays queued and its job is
+ * not done (a pass that counted it as run would mark the job done with
+ * the item queued, never to run again). */
+static bool item_set(ah_core *core, ah_claim *cl, const char *job, int idx, bool ok,
                      const char *code, const char *msg, const char *operation)
 {
     if (ah_claim_begin(core, cl) != 0)
-        return;
+        return false;
     int rc = core->store->ops->bulk_item_set_op(core->store, job, idx,
                                                 ok ? "succeeded" : "failed", ok ? NULL : code,
                                                 ok ? NULL : msg, ok ? NULL : operation);
-    if (ah_claim_end(core, cl, rc == AH_STORE_OK) != 0 || rc != AH_STORE_OK)
+    if (ah_claim_end(core, cl, rc == AH_STORE_OK) != 0 || rc != AH_STORE_OK) {
         ah_log(&core->log, AH_LOG_WARN, "bulk", "%s: cannot store the outcome of item %d "
                "(it will run again)", job, idx);
+        return false;
+    }
+    return true;
 }
 
 /* Runs one item: (idx, record_id). false when it must wait: the same id
  * earlier in the job is still queued (in a chunk another instance runs),
- * or the store could not be read. */
+ * the store could not be read, or its outcome could not be stored. */
 static bool run_item(ah_core *core, ah_claim *cl, const char *job, int64_t tenant_id,
                      bool reject, const cJSON *params, int idx, const char *record_id)
 {
@@ -411,12 +417,12 @@ static bool run_item(ah_core *core, ah_claim *cl, const char *job, int64_t tenan
     if (core->store->ops->bulk_item_prior(core->store, job, record_id, idx, &prev) ==
         AH_STORE_OK) {
         bool queued = prev.status == NULL || strcmp(prev.status, "queued") == 0;
-        if (!queued)
-            item_set(core, cl, job, idx,
-                     prev.status != NULL && strcmp(prev.status, "succeeded") == 0,
-                     prev.error_code, prev.error_message, prev.operation);
+        bool stored = !queued &&
+                      item_set(core, cl, job, idx,
+                               prev.status != NULL && strcmp(prev.status, "succeeded") == 0,
+                               prev.error_code, prev.error_message, prev.operation);
         ah_bulk_item_row_free(&prev);
-        return !queued;
+        return stored;
     }
     ah_record_row row;
     memset(&row, 0, sizeof row);
@@ -424,8 +430,7 @@ static bool run_item(ah_core *core, ah_claim *cl, const char *job, int64_t tenan
     if (rc == AH_STORE_NOT_FOUND || (rc == AH_STORE_OK && strcmp(row.type, "application") != 0)) {
         if (rc == AH_STORE_OK)
             ah_record_row_free(&row);
-        item_set(core, cl, job, idx, false, AH_E_NOT_FOUND, "no such application", NULL);
-        return true;
+        return item_set(core, cl, job, idx, false, AH_E_NOT_FOUND, "no such application", NULL);
     }
     if (rc != AH_STORE_OK) {
         /* The store did not answer (a connection cut, a restarting
@@ -440,8 +445,7 @@ static bool run_item(ah_core *core, ah_claim *cl, const char *job, int64_t tenan
         if (c != NULL)
             ah_conn_release(c);
         ah_record_row_free(&row);
-        item_set(core, cl, job, idx, false, AH_E_NOT_FOUND, "no such application", NULL);
-        return true;
+        return item_set(core, cl, job, idx, false, AH_E_NOT_FOUND, "no such application", NULL);
     }
     const char *ref = reject ? "reason_id" : "stage_id";
     cJSON *b = cJSON_CreateObject();
@@ -452,8 +456,7 @@ static bool run_item(ah_core *core, ah_claim *cl, const char *job, int64_t tenan
         cJSON_Delete(b);
         ah_conn_release(c);
         ah_record_row_free(&row);
-        item_set(core, cl, job, idx, false, AH_E_INTERNAL, "out of memory", NULL);
-        return true;
+        return item_set(core, cl, job, idx, false, AH_E_INTERNAL, "out of memory", NULL);
     }
     ah_reply r;
     memset(&r, 0, sizeof r);
@@ -465,12 +468,13 @@ static bool run_item(ah_core *core, ah_claim *cl, const char *job, int64_t tenan
      * next sync to settle (core.c, keep_unknown): the item keeps its
      * operation, and its report shows the settled outcome once there is
      * one (report_settled). */
-    item_set(core, cl, job, idx, r.ok, r.code[0] ? r.code : AH_E_PLUGIN,
-             r.message != NULL ? r.message : r.code, r.operation[0] ? r.operation : NULL);
+    bool stored = item_set(core, cl, job, idx, r.ok, r.code[0] ? r.code : AH_E_PLUGIN,
+                           r.message != NULL ? r.message : r.code,
+                           r.operation[0] ? r.operation : NULL);
     ah_reply_free(&r);
     ah_conn_release(c);
     ah_record_row_free(&row);
-    return true;
+    return stored;
 }
 
 /* A job being run, one bulk_items callback per queued item. */
