@@ -618,7 +618,9 @@ static const char *cookie_view(ah_http_exchange *ex, const char *raw)
     if (ex->cookie_viewed)
         return ex->cookie_view;
     size_t hl = strlen(hide), n = strlen(raw);
-    char *out = malloc(n + 1);
+    /* Pairs kept are joined with "; ": one byte more than a bare ';' of
+     * the client's each, so at most twice the raw header. */
+    char *out = malloc(2 * n + 1);
     if (out == NULL)
         return NULL; /* none rather than the hidden one */
     size_t len = 0;

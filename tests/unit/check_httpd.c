@@ -979,7 +979,25 @@ START_TEST(test_hidden_cookie)
         {"Cookie: ah_consoleX=1; xah_console=2", "ah_consoleX=1; xah_console=2"},
         {"Cookie: a=1", "a=1"},
     };
-    char v[128];
+    char v[1024];
+    /* Bare ';' between pairs: the view joins them with "; ", longer than
+     * the raw header (it overflowed its buffer of the raw length: any
+     * client could write past it). */
+    char semis[512], seen[1024];
+    int at = snprintf(semis, sizeof semis, "Cookie: ah_console=1");
+    int sat = 0;
+    for (int k = 0; k < 150; k++) {
+        at += snprintf(semis + at, sizeof semis - (size_t)at, ";a");
+        sat += snprintf(seen + sat, sizeof seen - (size_t)sat, "%sa", k > 0 ? "; " : "");
+    }
+    {
+        req q = {.url_path = "/cookie", .header = semis};
+        reply r = do_req(ah_httpd_port(h), &q);
+        ck_assert_int_eq(r.status, 200);
+        ck_assert_str_eq(field(&r, "header", v, sizeof v), seen);
+        ck_assert_str_eq(field(&r, "each", v, sizeof v), seen);
+        reply_free(&r);
+    }
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         req q = {.url_path = "/cookie", .header = cases[i].sent};
         reply r = do_req(ah_httpd_port(h), &q);
