@@ -65,8 +65,8 @@ static int64_t sync_lease_ms(const ah_core *core)
 }
 
 struct ah_sync {
-    char here[96];        /* "host|pid namespace|": this machine, as lease owners name it */
-    char owner[128];      /* this instance, as lease owner: here + "pid|random" */
+    char here[160];       /* "host|pid namespace|boot id|": this machine, as lease owners name it */
+    char owner[200];      /* this instance, as lease owner: here + "pid|random" */
     pthread_mutex_t lock; /* guards everything below */
     pthread_cond_t cond;  /* signalled on stop */
     bool stopping;
@@ -247,11 +247,23 @@ ah_sync *ah_sync_new(void)
             *p = '_';
     ssize_t nl = readlink("/proc/self/ns/pid", ns, sizeof ns - 1);
     ns[nl > 0 ? nl : 0] = '\0';
+    /* The boot's id besides: the root pid namespace's inode is the same on
+     * every Linux machine, and two machines may share a host name (cloned
+     * VMs, "localhost"); a process of another machine is not ours to find
+     * dead. */
+    char boot[40] = "";
+    FILE *bf = fopen("/proc/sys/kernel/random/boot_id", "r");
+    if (bf != NULL) {
+        if (fgets(boot, sizeof boot, bf) == NULL)
+            boot[0] = '\0';
+        fclose(bf);
+    }
+    boot[strcspn(boot, "\n|")] = '\0';
     if (ah_random_bytes(rnd, sizeof rnd) != 0) {
         free(s);
         return NULL;
     }
-    snprintf(s->here, sizeof s->here, "%s|%s|", host, ns);
+    snprintf(s->here, sizeof s->here, "%s|%s|%s|", host, ns, boot);
     snprintf(s->owner, sizeof s->owner, "%s%ld|%02x%02x%02x%02x%02x%02x", s->here,
              (long)getpid(), rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
     if (pthread_mutex_init(&s->lock, NULL) != 0) {

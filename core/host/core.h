@@ -152,7 +152,7 @@ struct ah_core {
     /* This instance among those sharing the store, as the owner of its
      * claims and leases (host/claims.h): set by the daemon; empty in
      * one-shot commands, which claim nothing. */
-    char instance[128];
+    char instance[200];
     /* Renews claims whose owners wait on a long call (host/claims.h
      * ah_claim_keep); NULL unless serving with an instance id. */
     struct ah_claims_keeper *keeper;
