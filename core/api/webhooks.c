@@ -703,6 +703,14 @@ static void deliver_event(void *arg, const ah_outbox_row *ev)
         snprintf(err, sizeof err, "cannot open the endpoint's signing secret (another host "
                  "key?); rotate its secret");
     } else {
+        /* Renewed before the event is sent, as deliveries and bulk items
+         * are: an instance stopped between two events past its claim, whose
+         * claim was taken over meanwhile, sends nothing more (the new
+         * holder sent this event already). */
+        if (!ah_claim_renew(core, w->claim)) {
+            w->halt = true;
+            return;
+        }
         char *payload = ah_event_envelope(oid, ev->topic, ev->body, ev->created_at);
         ah_claim_keep(core, w->claim); /* a receiver slower than the claim's lifetime */
         if (payload != NULL)
