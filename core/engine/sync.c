@@ -41,10 +41,11 @@ typedef struct run_key {
     size_t type;
 } run_key;
 
-/* A run of (connection, type) holds the store lease "sync:<conn id>:<type>"
- * (store.h), so that several instances on one store never run it twice at
- * once: claimed before the run, renewed and checked (the fence) in the
- * transaction of every page, released after. A run whose lease expired
+/* A run of a connection's type holds the store lease "sync:<conn id>"
+ * (store.h), so that several instances on one store never run two syncs of
+ * one connection at once, of one type or two: claimed before the type's
+ * run, renewed and checked (the fence) in the transaction of every page,
+ * released after. A run whose lease expired
  * and was taken over cannot commit another page. */
 #define AH_SYNC_LEASE_MS 300000
 
@@ -332,8 +333,10 @@ static bool claim(ah_sync *s, int64_t conn_id, size_t type)
 {
     bool ok = true;
     pthread_mutex_lock(&s->lock);
+    /* One run at a time per connection, whatever its type: two would
+     * send one provider's connection two streams of requests at once. */
     for (size_t i = 0; i < s->nrunning; i++)
-        if (s->running[i].conn_id == conn_id && s->running[i].type == type)
+        if (s->running[i].conn_id == conn_id)
             ok = false;
     if (ok && s->nrunning == s->caprunning) {
         size_t nc = s->caprunning ? s->caprunning * 2 : 8;
@@ -1353,8 +1356,8 @@ int ah_sync_run(ah_core *core, const char *tenant, const char *connection, const
         if (!streams[i])
             continue;
         if (!claim(core->sync, c->id, i)) {
-            snprintf(err, errlen, "%s: a sync of %s/%s %s is already running", k_types[i].name,
-                     tenant, connection, k_types[i].name);
+            snprintf(err, errlen, "%s: a sync of %s/%s is already running", k_types[i].name,
+                     tenant, connection);
             rc = AH_SYNC_RUNNING;
             break;
         }
@@ -1364,7 +1367,7 @@ int ah_sync_run(ah_core *core, const char *tenant, const char *connection, const
         int64_t token = 0;
         bool leased = store->ops->lease_acquire != NULL;
         if (leased) {
-            snprintf(lease, sizeof lease, "sync:%lld:%s", (long long)c->id, k_types[i].name);
+            snprintf(lease, sizeof lease, "sync:%lld", (long long)c->id);
             char *holder = NULL;
             int lr = store->ops->lease_acquire(store, lease, core->sync->owner, sync_lease_ms(core),
                                                &token, &holder);

@@ -38,7 +38,7 @@ typedef struct ah_core ah_core;
 #define AH_SYNC_OK 0
 #define AH_SYNC_FAILED (-1)      /* provider, plugin or store failure; cursor kept */
 #define AH_SYNC_NOT_FOUND (-2)   /* no such tenant/connection */
-#define AH_SYNC_RUNNING (-3)     /* a run for that (connection, type) is under way */
+#define AH_SYNC_RUNNING (-3)     /* a run of that connection (any type) is under way */
 #define AH_SYNC_INVALID (-4)     /* unknown type, or the plugin does not stream it */
 #define AH_SYNC_STOPPED (-5)     /* the core is stopping (ah_core_stop) */
 

@@ -913,20 +913,26 @@ END_TEST
 /* ------------------------------------------------------------------------ */
 
 /* Another instance holds the run's lease: the run is refused, nothing is
- * stored; once it is released, the run goes ahead. */
+ * stored, a run of another type of the connection too; once it is
+ * released, the run goes ahead. */
 START_TEST(test_lease_held_elsewhere)
 {
     fixture f;
     int64_t cid = setup(&f, 300, 0, "100", NULL);
     ah_store *s = f.core->store;
     char lease[64], err[1024];
-    snprintf(lease, sizeof lease, "sync:%lld:jobs", (long long)cid);
+    snprintf(lease, sizeof lease, "sync:%lld", (long long)cid);
     int64_t tok = 0;
     ck_assert_int_eq(s->ops->lease_acquire(s, lease, "another-instance", 600000, &tok, NULL),
                      AH_STORE_OK);
     ck_assert_int_eq(sync_jobs(&f, NULL, err, sizeof err), AH_SYNC_RUNNING);
     ck_assert_msg(strstr(err, "another instance") != NULL, "%s", err);
     ck_assert_int_eq(s->ops->record_count(s, cid, "job"), 0);
+    /* Another type of the same connection too: one sync of a connection at
+     * a time, whatever its type (the lease was per type: both ran). */
+    ck_assert_int_eq(ah_sync_run(f.core, "acme", "main", "candidates", NULL, NULL, NULL, err,
+                                 sizeof err),
+                     AH_SYNC_RUNNING);
     ck_assert_int_eq(s->ops->lease_release(s, lease, tok), AH_STORE_OK);
     ah_sync_stats st;
     ck_assert_msg(sync_jobs(&f, &st, err, sizeof err) == AH_SYNC_OK, "%s", err);
@@ -955,7 +961,7 @@ static void take_over_after_first(void *arg, const char *type, const ah_sync_sta
         return;
     ah_store *s = x->f->core->store;
     char lease[64];
-    snprintf(lease, sizeof lease, "sync:%lld:jobs", (long long)x->cid);
+    snprintf(lease, sizeof lease, "sync:%lld", (long long)x->cid);
     ck_assert_int_eq(s->ops->cursor_get(s, x->cid, "sync.jobs", &x->cursor_after_1), 0);
     ck_assert_int_eq(s->ops->lease_acquire(s, lease, ah_sync_owner(x->f->core->sync), 0, NULL, NULL),
                      AH_STORE_OK);
@@ -989,7 +995,7 @@ START_TEST(test_lease_lost_mid_run)
     ck_assert_int_eq(sync_jobs(&f, NULL, err, sizeof err), AH_SYNC_RUNNING);
     /* ...and once it lets go, the run resumes from page 2: nothing twice. */
     char lease[64];
-    snprintf(lease, sizeof lease, "sync:%lld:jobs", (long long)cid);
+    snprintf(lease, sizeof lease, "sync:%lld", (long long)cid);
     ck_assert_int_eq(s->ops->lease_release(s, lease, x.other_token), AH_STORE_OK);
     ck_assert_msg(sync_jobs(&f, &st, err, sizeof err) == AH_SYNC_OK, "%s", err);
     ck_assert_int_eq(st.created, 200);
