@@ -270,7 +270,13 @@ void ah_conntrack_request_begun(ah_conn_entry *e)
 {
     if (e == NULL)
         return;
-    atomic_store(&e->phase, CT_HEADERS); /* the deadline stays */
+    /* The headers within header_timeout_ms of their start, and still
+     * within the idle deadline of the answer before. */
+    long long by = now_ms() + e->t->o.header_timeout_ms;
+    long long d = atomic_load(&e->deadline_ms);
+    if (d == 0 || d > by)
+        atomic_store(&e->deadline_ms, by);
+    atomic_store(&e->phase, CT_HEADERS);
     ah_conntrack_kick_closed(e);
 }
 

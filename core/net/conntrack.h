@@ -13,7 +13,8 @@
  *   request headers within header_timeout_ms; a body must arrive at
  *   min_body_rate bytes per second on average after the same grace; a
  *   kept-alive connection must complete its next request's headers within
- *   idle_timeout_ms of the previous answer. A connection past its deadline
+ *   idle_timeout_ms of the previous answer, and within header_timeout_ms
+ *   of their start. A connection past its deadline
  *   is answered 408 (request_timeout) when it was inside a request (its
  *   request line read), and shut down, which makes the server thread that
  *   owns it close it.

@@ -288,6 +288,43 @@ START_TEST(test_trickled_headers)
 }
 END_TEST
 
+/* Reads one answer (headers and its Content-Length of body) from fd. */
+static void read_one_answer(int fd)
+{
+    char b[4096];
+    size_t n = 0;
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    for (;;) {
+        ssize_t k = recv(fd, b + n, sizeof b - 1 - n, 0);
+        ck_assert_int_gt(k, 0);
+        n += (size_t)k;
+        b[n] = '\0';
+        const char *end = strstr(b, "\r\n\r\n");
+        const char *cl = strcasestr(b, "Content-Length:");
+        if (end != NULL && cl != NULL && (size_t)(end + 4 - b) + (size_t)atoi(cl + 15) <= n)
+            break;
+    }
+    ck_assert_msg(strncmp(b, "HTTP/1.1 200", 12) == 0, "%s", b);
+}
+
+/* A kept-alive connection's next request must have its headers within the
+ * header deadline of their start too, not only within the idle timeout of
+ * the answer before (60 s: a client trickling them had that long, six
+ * times what a new connection gets). */
+START_TEST(test_trickled_headers_kept_alive)
+{
+    ah_httpd *h = serve(0, 0, 400, 0);
+    uint16_t port = ah_httpd_port(h);
+    int fd = dial(port, "127.0.0.1");
+    ck_assert_int_ge(fd, 0);
+    send_all(fd, "GET /health HTTP/1.1\r\nHost: t\r\n\r\n");
+    read_one_answer(fd);
+    expect_408(fd, "GET /health HTTP/1.1\r\nHost: t\r\n", "X-Slow: 1\r\n");
+    ah_httpd_free(h);
+}
+END_TEST
+
 /* A body sent far below the minimum rate: answered 408 request_timeout. */
 START_TEST(test_slow_body)
 {
@@ -446,6 +483,7 @@ static Suite *conntrack_suite(void)
     tcase_add_test(tc, test_total_limit);
     tcase_add_test(tc, test_ipv6_client_is_its_64);
     tcase_add_test(tc, test_trickled_headers);
+    tcase_add_test(tc, test_trickled_headers_kept_alive);
     tcase_add_test(tc, test_slow_body);
     tcase_add_test(tc, test_steady_body_kept);
     tcase_add_test(tc, test_body_dripped_after_early_answer);
