@@ -78,6 +78,12 @@ struct ah_sync {
     /* The schedule leader (AH_SCHED_LEASE): scheduled passes run only on
      * the instance that holds it. Guarded by lock. */
     bool leader;
+    /* When this instance's hold on the lease may have ended at the latest
+     * (monotonic seconds; 0: no lease, a one-shot core): a renewal that
+     * hangs (the store's lock, a cut link, a SIGSTOP) past it must not
+     * leave the pass believing it still leads while another instance
+     * took the lease over. */
+    double leader_until;
     bool pass_running;
     bool pass_joinable; /* pass_thread is to be joined */
     pthread_t pass_thread;
@@ -1476,12 +1482,19 @@ static void collect_enabled(void *arg, const ah_connection_row *row)
     l->v[l->n++] = e;
 }
 
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* Whether this instance still leads the schedule (the pass stops when
  * it no longer does). */
 static bool is_leader(ah_sync *s)
 {
     pthread_mutex_lock(&s->lock);
-    bool l = s->leader && !s->stopping;
+    bool l = s->leader && !s->stopping && (s->leader_until == 0 || mono_s() < s->leader_until);
     pthread_mutex_unlock(&s->lock);
     return l;
 }
@@ -1557,13 +1570,6 @@ static void *pass_main(void *arg)
     return NULL;
 }
 
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* The scheduler: one leader among the instances on the store. Every third
  * of a claim's lifetime it takes or renews the lease AH_SCHED_LEASE (on
  * the database's clock; taken over by another instance when this one
@@ -1586,6 +1592,9 @@ static void *sched_main(void *arg)
     bool ever = false;
     while (!is_stopping(s)) {
         bool ok = have;
+        /* Before the store call: the lease it renews or takes lasts ttl
+         * from a later time on the database's clock. */
+        double asked = mono_s();
         if (lease && have) {
             int rc = st->ops->lease_hold(st, AH_SCHED_LEASE, token, ttl);
             if (rc == AH_STORE_NOT_FOUND) {
@@ -1605,6 +1614,9 @@ static void *sched_main(void *arg)
         }
         pthread_mutex_lock(&s->lock);
         s->leader = ok;
+        /* Nine tenths of the lifetime: the two clocks' rates differ a
+         * little. */
+        s->leader_until = ok && lease ? asked + (double)ttl * 0.9 / 1000.0 : 0;
         bool busy = s->pass_running;
         pthread_mutex_unlock(&s->lock);
         if (!busy && s->pass_joinable) {
