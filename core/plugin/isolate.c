@@ -531,6 +531,19 @@ static void room_wake(child *ch)
  * call sent later), then leaves the line, not sent. 0; -1 when the bus
  * refused the wait or it waited too long: w is not registered, nothing was
  * sent, the call's failure is described. */
+/* A call that gets no room in its process (why): not sent, its failure
+ * described; -1. */
+static int room_refused(ah_isolate *iso, waiter *w, ah_call *call, const char *why)
+{
+    pthread_cond_destroy(&w->cv);
+    if (call != NULL)
+        call->host->fail(call, "overloaded", 503,
+                         "plugin '%s': its process serves %d calls at once and %s; try again "
+                         "later (not sent)",
+                         iso->name, AH_FRAME_CALLS_MAX, why);
+    return -1;
+}
+
 static int waiter_add(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *call)
 {
     (void)ah_cond_init_mono(&w->cv);
@@ -544,16 +557,10 @@ static int waiter_add(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *c
     char on[96];
     snprintf(on, sizeof on, "atshub-plugin-host %s/%d", iso->name, p->index);
     pthread_mutex_unlock(&p->mu);
-    if (!ah_block_begin_on(on)) {
-        pthread_cond_destroy(&w->cv);
-        if (call != NULL)
-            call->host->fail(call, "overloaded", 503,
-                             "plugin '%s': its process serves %d calls at once and as many "
-                             "calls as [core] provider_threads allows wait for it already; "
-                             "try again later (not sent)",
-                             iso->name, AH_FRAME_CALLS_MAX);
-        return -1;
-    }
+    if (!ah_block_begin_on(on))
+        return room_refused(iso, w, call,
+                            "as many calls as [core] provider_threads allows wait for it "
+                            "already");
     room_wait rw = {.next = NULL};
     (void)ah_cond_init_mono(&rw.cv);
     /* Until the caller's deadline, when this thread's scheduler knows it
@@ -597,16 +604,8 @@ static int waiter_add(ah_isolate *iso, proc *p, child *ch, waiter *w, ah_call *c
     pthread_mutex_unlock(&p->mu);
     pthread_cond_destroy(&rw.cv);
     ah_block_end();
-    if (too_long) {
-        pthread_cond_destroy(&w->cv);
-        if (call != NULL)
-            call->host->fail(call, "overloaded", 503,
-                             "plugin '%s': its process served %d calls at once until this "
-                             "one's deadline while it waited for room; try again later "
-                             "(not sent)",
-                             iso->name, AH_FRAME_CALLS_MAX);
-        return -1;
-    }
+    if (too_long)
+        return room_refused(iso, w, call, "this call waited for room until its deadline");
     return 0;
 }
 

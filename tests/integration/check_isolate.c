@@ -1331,16 +1331,8 @@ END_TEST
  * its reaper). */
 static bool runs(int pid)
 {
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return false;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *st = strrchr(buf, ')');
-    return st != NULL && st[1] == ' ' && st[2] != 'Z' && st[2] != 'X';
+    char st = ah_t_proc_state((pid_t)pid);
+    return st != 0 && st != 'Z' && st != 'X';
 }
 
 /* A plugin that forks and then hangs: past its deadline its process is

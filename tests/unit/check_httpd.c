@@ -165,8 +165,8 @@ static const char *err_code(const reply *r, char *out, size_t cap)
         ck_assert_str_eq((r).ctype, "application/json");                                      \
     } while (0)
 
-/* Sends raw bytes and reads until the server closes or 10 s pass. */
-static char *raw(uint16_t port, const char *data, size_t len, bool shut_wr)
+/* A loopback connection to port, reads timing out after 10 s. */
+static int dial_loopback(uint16_t port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     ck_assert_int_ge(fd, 0);
@@ -175,6 +175,13 @@ static char *raw(uint16_t port, const char *data, size_t len, bool shut_wr)
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    return fd;
+}
+
+/* Sends raw bytes and reads until the server closes or 10 s pass. */
+static char *raw(uint16_t port, const char *data, size_t len, bool shut_wr)
+{
+    int fd = dial_loopback(port);
     size_t off = 0;
     while (off < len) {
         ssize_t n = send(fd, data + off, len - off, MSG_NOSIGNAL);
@@ -1024,13 +1031,7 @@ END_TEST
 /* A loopback connection to port with `data` sent, left open. */
 static int open_with(uint16_t port, const char *data, size_t len)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(fd, 0);
-    struct timeval tv = {.tv_sec = 10};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    int fd = dial_loopback(port);
     ck_assert_int_eq(send(fd, data, len, MSG_NOSIGNAL), (ssize_t)len);
     return fd;
 }
