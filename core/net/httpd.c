@@ -38,8 +38,6 @@
 #define AH_HTTPD_MAX_HEADERS ((size_t)16 << 10)
 #define AH_HTTPD_CONN_MEMORY ((size_t)64 << 10)
 #define AH_HTTPD_DEFAULT_MAX_BODY ((size_t)1 << 20)
-/* The request bodies held at once by default (httpd.h, body_budget). */
-#define AH_HTTPD_BODY_BUDGET ((size_t)64 << 20)
 /* Past the limit a chunked body is drained (so that the client reads the 413)
  * only up to this many more bytes; beyond it the connection is dropped. */
 #define AH_HTTPD_DRAIN_MAX ((size_t)1 << 20)
@@ -114,11 +112,6 @@ struct ah_httpd {
     uint16_t port;
     uint16_t bound_port;
     size_t max_body;
-    /* Bytes of request bodies held at once, by every exchange (their
-     * buffers' capacity), and the most: a client's bodies trickled over
-     * many connections must not grow the daemon without bound. */
-    atomic_size_t body_held;
-    size_t body_budget;
     int threads;
     char *tls_cert;
     char *tls_key;
@@ -174,7 +167,6 @@ struct ah_http_exchange {
     bool counted;   /* counted in h->inflight (from the request line on) */
     ah_conn_entry *ce; /* the connection's entry in the guard, or NULL */
     bool too_large; /* stop buffering; answer 413 at the end */
-    bool over_budget; /* ... 503 instead: the server's body budget was spent */
     bool json_tried;
     bool ip_done;
     bool nul_in_path; /* an escaped NUL, seen in the raw URI */
@@ -183,7 +175,6 @@ struct ah_http_exchange {
     char *body;
     size_t body_len;
     size_t body_cap;
-    size_t body_taken; /* of the server's body budget (body_take) */
     size_t drained;
     uint64_t body_due; /* the declared Content-Length, UINT64_MAX when not known */
     uint64_t body_seen; /* body bytes read */
@@ -613,27 +604,6 @@ static const char *vals_lookup(const ex_vals *vs, unsigned kind, const char *nam
         if (vs->v[i].kind == kind && strcasecmp(vs->v[i].name, name) == 0)
             return vs->v[i].value;
     return NULL;
-}
-
-/* Takes n more bytes of the bodies' budget for ex's buffer; false (nothing
- * taken) when that would pass it. */
-static bool body_take(ah_httpd *h, ah_http_exchange *ex, size_t n)
-{
-    size_t was = atomic_fetch_add(&h->body_held, n);
-    if (was + n > h->body_budget) {
-        atomic_fetch_sub(&h->body_held, n);
-        return false;
-    }
-    ex->body_taken += n;
-    return true;
-}
-
-/* Gives back what ex's buffer took of the budget. */
-static void body_give_back(ah_httpd *h, ah_http_exchange *ex)
-{
-    if (ex->body_taken > 0)
-        atomic_fetch_sub(&h->body_held, ex->body_taken);
-    ex->body_taken = 0;
 }
 
 /* A Cookie header's value as handlers see it: raw, or without the pairs
@@ -2121,11 +2091,7 @@ static void finish_request(ah_httpd *h, ah_http_exchange *ex)
 {
     if (ex->too_large) {
         /* The body was read to its end: the connection can go on. */
-        if (ex->over_budget)
-            ah_ex_error(ex, 503, "overloaded",
-                        "too many request bodies are being received; retry later");
-        else
-            ah_ex_error(ex, 413, "payload_too_large", "the body exceeds %zu bytes", h->max_body);
+        ah_ex_error(ex, 413, "payload_too_large", "the body exceeds %zu bytes", h->max_body);
         return;
     }
     size_t len = strlen(ex->path);
@@ -2272,20 +2238,6 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         }
         if (s.n_cl > 0 && s.cl > 0) {
             /* Known size: one exact allocation instead of growing. */
-            if (!body_take(h, ex, (size_t)s.cl + 1)) {
-                /* As for a body too large (above): read and dropped,
-                 * then answered, or answered now and closed. */
-                const char *expect =
-                    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
-                if (s.cl > AH_HTTPD_DRAIN_MAX || expect != NULL) {
-                    ex_error_close(ex, 503, true, "overloaded",
-                                   "too many request bodies are being received; retry later");
-                    return MHD_YES;
-                }
-                ex->too_large = ex->over_budget = true;
-                ex->drained = 0;
-                return MHD_YES;
-            }
             ex->body = malloc((size_t)s.cl + 1);
             if (ex->body == NULL) {
                 ex_error_close(ex, 503, true, "overloaded", "out of memory");
@@ -2330,7 +2282,6 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             free(ex->body);
             ex->body = NULL;
             ex->body_len = ex->body_cap = 0;
-            body_give_back(h, ex);
             return MHD_YES;
         }
         if (ex->body_len + n > ex->body_cap) {
@@ -2339,18 +2290,6 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                 cap = cap > h->max_body / 2 ? h->max_body : cap * 2;
             if (cap > h->max_body)
                 cap = h->max_body;
-            size_t more = cap + 1 - (ex->body != NULL ? ex->body_cap + 1 : 0);
-            if (!body_take(h, ex, more)) {
-                /* Read to its end without keeping it (as a body too
-                 * large), then answered 503. */
-                free(ex->body);
-                ex->body = NULL;
-                ex->body_len = ex->body_cap = 0;
-                body_give_back(h, ex);
-                ex->too_large = ex->over_budget = true;
-                ex->drained = n;
-                return MHD_YES;
-            }
             char *nb = realloc(ex->body, cap + 1);
             if (nb == NULL)
                 return MHD_NO;
@@ -2418,7 +2357,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     free(ex->vals);
     free(ex->cookie_view);
     free(ex->body);
-    body_give_back(h, ex);
     free(ex->resp_body);
     while (ex->headers != NULL) {
         ah_hdr *next = ex->headers->next;
@@ -2469,9 +2407,6 @@ ah_httpd *ah_httpd_new(const ah_httpd_opts *opts, char *err, size_t errlen)
     }
     h->port = opts->port;
     h->max_body = opts->max_body > 0 ? opts->max_body : AH_HTTPD_DEFAULT_MAX_BODY;
-    h->body_budget = opts->body_budget > 0 ? opts->body_budget
-                     : h->max_body * 4 > AH_HTTPD_BODY_BUDGET ? h->max_body * 4
-                                                              : AH_HTTPD_BODY_BUDGET;
     h->threads = opts->threads > 0 ? opts->threads : 1;
     h->on_done = opts->on_done;
     h->on_done_arg = opts->on_done_arg;

@@ -1028,78 +1028,6 @@ START_TEST(test_hidden_cookie)
 }
 END_TEST
 
-/* A loopback connection to port with `data` sent, left open. */
-static int open_with(uint16_t port, const char *data, size_t len)
-{
-    int fd = dial_loopback(port);
-    ck_assert_int_eq(send(fd, data, len, MSG_NOSIGNAL), (ssize_t)len);
-    return fd;
-}
-
-/* Request bodies held at once, all connections together, are bounded
- * (body_budget): a body the server would buffer past it is answered 503
- * overloaded, whether its size was declared or it grows (chunked), and
- * once a held body is gone the same request is served. (Before, a client
- * trickling bodies over many connections held max_body on each: 40
- * connections held 42 MB.) */
-START_TEST(test_body_budget)
-{
-    char err[256] = "";
-    ah_httpd_opts o = {.host = "127.0.0.1", .threads = 2, .max_body = 60000,
-                       .body_budget = 52000, .header_timeout_ms = 60000};
-    ah_httpd *h = ah_httpd_new(&o, err, sizeof err);
-    ck_assert_msg(h != NULL, "%s", err);
-    ck_assert_int_eq(ah_httpd_route(h, "POST", "/len", 0, h_body_len, NULL), 0);
-    start_or_die(h);
-    uint16_t port = ah_httpd_port(h);
-    /* A body of 50,000 declared and begun: 50,001 bytes held. */
-    static const char head[] = "POST /len HTTP/1.1\r\nHost: x\r\nContent-Length: 50000\r\n\r\nabc";
-    int a = open_with(port, head, sizeof head - 1);
-    /* A small declared body fits beside it. */
-    static const char small[] = "POST /len HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
-                                "Connection: close\r\n\r\nhello";
-    /* A second body does not fit beside it: read, dropped, 503. */
-    char big[256 + 5000];
-    int bl = snprintf(big, sizeof big, "POST /len HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n"
-                                       "Connection: close\r\n\r\n");
-    memset(big + bl, 'x', 5000);
-    char *out = NULL;
-    for (int i = 0; i < 200; i++) { /* until the server has read a's headers */
-        free(out);
-        out = raw(port, big, (size_t)bl + 5000, false);
-        if (strstr(out, "HTTP/1.1 503") != NULL)
-            break;
-        usleep(10000);
-    }
-    ck_assert_msg(strstr(out, "HTTP/1.1 503") != NULL && strstr(out, "overloaded") != NULL,
-                  "%s", out);
-    free(out);
-    out = raw(port, small, sizeof small - 1, false);
-    ck_assert_msg(strstr(out, "HTTP/1.1 200") != NULL && strstr(out, "5:hel") != NULL, "%s", out);
-    free(out);
-    /* A chunked body grows its buffer by 4 KiB first: past the budget. */
-    static const char chunked[] = "POST /len HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-                                  "Connection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
-    out = raw(port, chunked, sizeof chunked - 1, false);
-    ck_assert_msg(strstr(out, "HTTP/1.1 503") != NULL && strstr(out, "overloaded") != NULL,
-                  "%s", out);
-    free(out);
-    /* The held body gone: served. */
-    close(a);
-    out = NULL;
-    for (int i = 0; i < 200; i++) {
-        free(out);
-        out = raw(port, chunked, sizeof chunked - 1, false);
-        if (strstr(out, "HTTP/1.1 200") != NULL)
-            break;
-        usleep(10000); /* until the server has seen a's end */
-    }
-    ck_assert_msg(strstr(out, "HTTP/1.1 200") != NULL && strstr(out, "5:hel") != NULL, "%s", out);
-    free(out);
-    ah_httpd_free(h);
-}
-END_TEST
-
 START_TEST(test_handler_no_response)
 {
     ah_httpd *h = start_full(1024, 1, NULL, NULL, NULL);
@@ -2432,7 +2360,6 @@ static Suite *httpd_suite(void)
     tcase_add_test(tc, test_http_layer_errors_json);
     tcase_add_test(tc, test_error_body_utf8);
     tcase_add_test(tc, test_hidden_cookie);
-    tcase_add_test(tc, test_body_budget);
     tcase_add_test(tc, test_prefix_route);
     tcase_add_test(tc, test_template_captures);
     tcase_add_test(tc, test_template_empty_and_trailing);
