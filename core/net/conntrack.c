@@ -37,6 +37,7 @@ typedef enum ct_phase {
 typedef struct ct_client {
     struct ct_client *next;
     unsigned n;
+    atomic_size_t body_held; /* ah_conntrack_body_hold, by all its connections */
     char ip[INET6_ADDRSTRLEN];
 } ct_client;
 
@@ -231,6 +232,25 @@ ah_conn_entry *ah_conntrack_admit(ah_conntrack *t, int fd, const struct sockaddr
         return NULL;
     }
     return e;
+}
+
+bool ah_conntrack_body_hold(ah_conn_entry *e, size_t n)
+{
+    if (e == NULL || e->t->o.max_body_per_client == 0)
+        return true;
+    /* The client lives while its entries do: no lock needed. */
+    size_t was = atomic_fetch_add(&e->client->body_held, n);
+    if (was + n > e->t->o.max_body_per_client || was + n < was) {
+        atomic_fetch_sub(&e->client->body_held, n);
+        return false;
+    }
+    return true;
+}
+
+void ah_conntrack_body_unhold(ah_conn_entry *e, size_t n)
+{
+    if (e != NULL && e->t->o.max_body_per_client != 0 && n > 0)
+        atomic_fetch_sub(&e->client->body_held, n);
 }
 
 ah_conn_entry *ah_conntrack_claim(ah_conntrack *t, int fd)

@@ -38,6 +38,8 @@ typedef struct ah_conntrack_opts {
     long header_timeout_ms;  /* 0: 10000 */
     long idle_timeout_ms;    /* 0: 60000 */
     unsigned min_body_rate;  /* bytes per second; 0: 1024 */
+    size_t max_body_per_client; /* bytes of request bodies one client may have
+                                 * held at once (ah_conntrack_body_hold); 0: no limit */
     bool plain_text;         /* the socket carries HTTP in the clear (no TLS):
                               * refusals and timeouts may be answered on it */
 } ah_conntrack_opts;
@@ -63,6 +65,13 @@ void ah_conntrack_headers_done(ah_conn_entry *e);
 /** n more bytes of the body are read; more: the server still waits for
  *  some (a declared length not reached, or a chunked body). */
 void ah_conntrack_body_bytes(ah_conn_entry *e, size_t n, bool more);
+/** n more bytes of a request body are to be held for e's client: false
+ *  (nothing counted) when its bodies would hold more than
+ *  max_body_per_client. A NULL e (no guard) is always true. */
+bool ah_conntrack_body_hold(ah_conn_entry *e, size_t n);
+/** Gives back n bytes that ah_conntrack_body_hold counted for e's client;
+ *  before e is released. */
+void ah_conntrack_body_unhold(ah_conn_entry *e, size_t n);
 /** The request is read (or answered early): no deadline while it runs. */
 void ah_conntrack_busy(ah_conn_entry *e);
 /** The answer is sent and the connection kept alive. */

@@ -38,6 +38,8 @@
 #define AH_HTTPD_MAX_HEADERS ((size_t)16 << 10)
 #define AH_HTTPD_CONN_MEMORY ((size_t)64 << 10)
 #define AH_HTTPD_DEFAULT_MAX_BODY ((size_t)1 << 20)
+/* The request bodies held at once by default (httpd.h, body_budget). */
+#define AH_HTTPD_BODY_BUDGET ((size_t)64 << 20)
 /* Past the limit a chunked body is drained (so that the client reads the 413)
  * only up to this many more bytes; beyond it the connection is dropped. */
 #define AH_HTTPD_DRAIN_MAX ((size_t)1 << 20)
@@ -112,6 +114,11 @@ struct ah_httpd {
     uint16_t port;
     uint16_t bound_port;
     size_t max_body;
+    /* Bytes of request bodies held at once, by every exchange (their
+     * buffers' capacity), and the most: a client's bodies trickled over
+     * many connections must not grow the daemon without bound. */
+    atomic_size_t body_held;
+    size_t body_budget;
     int threads;
     char *tls_cert;
     char *tls_key;
@@ -167,6 +174,7 @@ struct ah_http_exchange {
     bool counted;   /* counted in h->inflight (from the request line on) */
     ah_conn_entry *ce; /* the connection's entry in the guard, or NULL */
     bool too_large; /* stop buffering; answer 413 at the end */
+    bool over_budget; /* ... 503 instead: the server's body budget was spent */
     bool json_tried;
     bool ip_done;
     bool nul_in_path; /* an escaped NUL, seen in the raw URI */
@@ -175,6 +183,7 @@ struct ah_http_exchange {
     char *body;
     size_t body_len;
     size_t body_cap;
+    size_t body_taken; /* of the server's body budget (body_take) */
     size_t drained;
     uint64_t body_due; /* the declared Content-Length, UINT64_MAX when not known */
     uint64_t body_seen; /* body bytes read */
@@ -604,6 +613,33 @@ static const char *vals_lookup(const ex_vals *vs, unsigned kind, const char *nam
         if (vs->v[i].kind == kind && strcasecmp(vs->v[i].name, name) == 0)
             return vs->v[i].value;
     return NULL;
+}
+
+/* Takes n more bytes of the bodies' budget for ex's buffer, of its
+ * client's share and of the whole; false (nothing taken) when that would
+ * pass either: one client's bodies cannot hold the budget for all. */
+static bool body_take(ah_httpd *h, ah_http_exchange *ex, size_t n)
+{
+    if (!ah_conntrack_body_hold(ex->ce, n))
+        return false;
+    size_t was = atomic_fetch_add(&h->body_held, n);
+    if (was + n > h->body_budget) {
+        atomic_fetch_sub(&h->body_held, n);
+        ah_conntrack_body_unhold(ex->ce, n);
+        return false;
+    }
+    ex->body_taken += n;
+    return true;
+}
+
+/* Gives back what ex's buffer took of the budget. */
+static void body_give_back(ah_httpd *h, ah_http_exchange *ex)
+{
+    if (ex->body_taken > 0) {
+        atomic_fetch_sub(&h->body_held, ex->body_taken);
+        ah_conntrack_body_unhold(ex->ce, ex->body_taken);
+    }
+    ex->body_taken = 0;
 }
 
 /* A Cookie header's value as handlers see it: raw, or without the pairs
@@ -2091,7 +2127,11 @@ static void finish_request(ah_httpd *h, ah_http_exchange *ex)
 {
     if (ex->too_large) {
         /* The body was read to its end: the connection can go on. */
-        ah_ex_error(ex, 413, "payload_too_large", "the body exceeds %zu bytes", h->max_body);
+        if (ex->over_budget)
+            ah_ex_error(ex, 503, "overloaded",
+                        "too many request bodies are being received; retry later");
+        else
+            ah_ex_error(ex, 413, "payload_too_large", "the body exceeds %zu bytes", h->max_body);
         return;
     }
     size_t len = strlen(ex->path);
@@ -2238,6 +2278,20 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         }
         if (s.n_cl > 0 && s.cl > 0) {
             /* Known size: one exact allocation instead of growing. */
+            if (!body_take(h, ex, (size_t)s.cl + 1)) {
+                /* As for a body too large (above): read and dropped,
+                 * then answered, or answered now and closed. */
+                const char *expect =
+                    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+                if (s.cl > AH_HTTPD_DRAIN_MAX || expect != NULL) {
+                    ex_error_close(ex, 503, true, "overloaded",
+                                   "too many request bodies are being received; retry later");
+                    return MHD_YES;
+                }
+                ex->too_large = ex->over_budget = true;
+                ex->drained = 0;
+                return MHD_YES;
+            }
             ex->body = malloc((size_t)s.cl + 1);
             if (ex->body == NULL) {
                 ex_error_close(ex, 503, true, "overloaded", "out of memory");
@@ -2282,6 +2336,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             free(ex->body);
             ex->body = NULL;
             ex->body_len = ex->body_cap = 0;
+            body_give_back(h, ex);
             return MHD_YES;
         }
         if (ex->body_len + n > ex->body_cap) {
@@ -2290,6 +2345,18 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                 cap = cap > h->max_body / 2 ? h->max_body : cap * 2;
             if (cap > h->max_body)
                 cap = h->max_body;
+            size_t more = cap + 1 - (ex->body != NULL ? ex->body_cap + 1 : 0);
+            if (!body_take(h, ex, more)) {
+                /* Read to its end without keeping it (as a body too
+                 * large), then answered 503. */
+                free(ex->body);
+                ex->body = NULL;
+                ex->body_len = ex->body_cap = 0;
+                body_give_back(h, ex);
+                ex->too_large = ex->over_budget = true;
+                ex->drained = n;
+                return MHD_YES;
+            }
             char *nb = realloc(ex->body, cap + 1);
             if (nb == NULL)
                 return MHD_NO;
@@ -2357,6 +2424,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     free(ex->vals);
     free(ex->cookie_view);
     free(ex->body);
+    body_give_back(h, ex);
     free(ex->resp_body);
     while (ex->headers != NULL) {
         ah_hdr *next = ex->headers->next;
@@ -2407,6 +2475,9 @@ ah_httpd *ah_httpd_new(const ah_httpd_opts *opts, char *err, size_t errlen)
     }
     h->port = opts->port;
     h->max_body = opts->max_body > 0 ? opts->max_body : AH_HTTPD_DEFAULT_MAX_BODY;
+    h->body_budget = opts->body_budget > 0 ? opts->body_budget
+                     : h->max_body * 4 > AH_HTTPD_BODY_BUDGET ? h->max_body * 4
+                                                              : AH_HTTPD_BODY_BUDGET;
     h->threads = opts->threads > 0 ? opts->threads : 1;
     h->on_done = opts->on_done;
     h->on_done_arg = opts->on_done_arg;
@@ -2425,6 +2496,10 @@ ah_httpd *ah_httpd_new(const ah_httpd_opts *opts, char *err, size_t errlen)
         .header_timeout_ms = opts->header_timeout_ms > 0 ? opts->header_timeout_ms : 10000,
         .idle_timeout_ms = AH_HTTPD_CONN_TIMEOUT_S * 1000L,
         .min_body_rate = opts->min_body_rate > 0 ? opts->min_body_rate : 1024,
+        /* A quarter of the budget, and at least one body of max_body. */
+        .max_body_per_client = opts->body_per_client > 0 ? opts->body_per_client
+                               : h->body_budget / 4 > h->max_body ? h->body_budget / 4
+                                                                  : h->max_body + 1,
     };
     return h;
 fail:

@@ -35,6 +35,14 @@ typedef struct ah_httpd_opts {
     const char *host;  /* bind address, "127.0.0.1" */
     uint16_t port;     /* 0: any free port (see ah_httpd_port) */
     size_t max_body;   /* bytes; 0: 1 MiB */
+    /* Bytes of request bodies the server holds at once, all connections
+     * together; a body past it is answered 503 overloaded (and its
+     * connection closed). 0: AH_HTTPD_BODY_BUDGET, or 4 x max_body. */
+    size_t body_budget;
+    /* Of which one client address (an IPv6 client: its /64) may hold at
+     * once; a body past it is answered 503 overloaded as above. 0: a
+     * quarter of body_budget (at least max_body). */
+    size_t body_per_client;
     int threads;       /* worker threads of the server; < 1: 1 */
     /* PEM text (not paths), both or neither; copied by ah_httpd_new. */
     const char *tls_cert_pem;

@@ -166,22 +166,35 @@ static const char *err_code(const reply *r, char *out, size_t cap)
     } while (0)
 
 /* A loopback connection to port, reads timing out after 10 s. */
-static int dial_loopback(uint16_t port)
+/* A connection to 127.0.0.1:port from 127.0.0.<from> (a client address of
+ * its own for the server's guard; all of 127/8 is loopback). */
+static int dial_from(uint16_t port, uint8_t from)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     ck_assert_int_ge(fd, 0);
     struct timeval tv = {.tv_sec = 10};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (from != 1) {
+        struct sockaddr_in me = {.sin_family = AF_INET};
+        me.sin_addr.s_addr = htonl((INADDR_LOOPBACK & ~0xffu) | from);
+        ck_assert_int_eq(bind(fd, (struct sockaddr *)&me, sizeof me), 0);
+    }
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
     return fd;
 }
 
-/* Sends raw bytes and reads until the server closes or 10 s pass. */
-static char *raw(uint16_t port, const char *data, size_t len, bool shut_wr)
+static int dial_loopback(uint16_t port)
 {
-    int fd = dial_loopback(port);
+    return dial_from(port, 1);
+}
+
+/* Sends raw bytes from 127.0.0.<from> and reads until the server closes or
+ * 10 s pass. */
+static char *raw_from(uint8_t from, uint16_t port, const char *data, size_t len, bool shut_wr)
+{
+    int fd = dial_from(port, from);
     size_t off = 0;
     while (off < len) {
         ssize_t n = send(fd, data + off, len - off, MSG_NOSIGNAL);
@@ -200,6 +213,12 @@ static char *raw(uint16_t port, const char *data, size_t len, bool shut_wr)
     }
     close(fd);
     return b.p != NULL ? b.p : strdup("");
+}
+
+/* Sends raw bytes and reads until the server closes or 10 s pass. */
+static char *raw(uint16_t port, const char *data, size_t len, bool shut_wr)
+{
+    return raw_from(1, port, data, len, shut_wr);
 }
 
 /* --- server side --------------------------------------------------------- */
@@ -1025,6 +1044,141 @@ START_TEST(test_hidden_cookie)
     name[sizeof name - 1] = '\0';
     o.hidden_cookie = name;
     ck_assert_ptr_null(ah_httpd_new(&o, err, sizeof err));
+}
+END_TEST
+
+/* A loopback connection to port with `data` sent, left open. */
+static int open_with(uint16_t port, const char *data, size_t len)
+{
+    int fd = dial_loopback(port);
+    ck_assert_int_eq(send(fd, data, len, MSG_NOSIGNAL), (ssize_t)len);
+    return fd;
+}
+
+/* raw(port, request, len) until its answer holds want, 200 tries 10 ms apart;
+ * the last answer. */
+static char *until_answer(uint16_t port, const char *request, size_t len, const char *want)
+{
+    char *out = NULL;
+    for (int i = 0; i < 200; i++) {
+        free(out);
+        out = raw(port, request, len, false);
+        if (strstr(out, want) != NULL)
+            break;
+        usleep(10000);
+    }
+    return out;
+}
+
+/* Request bodies held at once, all connections together, are bounded
+ * (body_budget): a body the server would buffer past it is answered 503
+ * overloaded, whether its size was declared or it grows (chunked), and
+ * once a held body is gone the same request is served. (Before, a client
+ * trickling bodies over many connections held max_body on each: 40
+ * connections held 42 MB.) */
+START_TEST(test_body_budget)
+{
+    char err[256] = "";
+    ah_httpd_opts o = {.host = "127.0.0.1", .threads = 2, .max_body = 60000,
+                       .body_budget = 52000, .header_timeout_ms = 60000};
+    ah_httpd *h = ah_httpd_new(&o, err, sizeof err);
+    ck_assert_msg(h != NULL, "%s", err);
+    ck_assert_int_eq(ah_httpd_route(h, "POST", "/len", 0, h_body_len, NULL), 0);
+    start_or_die(h);
+    uint16_t port = ah_httpd_port(h);
+    /* A body of 50,000 declared and begun: 50,001 bytes held. */
+    static const char head[] = "POST /len HTTP/1.1\r\nHost: x\r\nContent-Length: 50000\r\n\r\nabc";
+    /* A small declared body fits beside it. */
+    static const char small[] = "POST /len HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                                "Connection: close\r\n\r\nhello";
+    /* A second body does not fit beside it: read, dropped, 503. */
+    char big[256 + 5000];
+    int bl = snprintf(big, sizeof big, "POST /len HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n"
+                                       "Connection: close\r\n\r\n");
+    memset(big + bl, 'x', 5000);
+    /* The server's threads take connections in no set order: when the
+     * big body's headers are read before a's, a is the one refused (and
+     * the big one served), so a is opened anew until it holds. */
+    int a = -1;
+    char *out = NULL;
+    for (int i = 0; i < 200; i++) {
+        if (a >= 0)
+            close(a);
+        a = open_with(port, head, sizeof head - 1);
+        usleep(10000); /* for the server to read a's headers */
+        free(out);
+        out = raw(port, big, (size_t)bl + 5000, false);
+        if (strstr(out, "HTTP/1.1 503") != NULL)
+            break;
+    }
+    ck_assert_msg(strstr(out, "HTTP/1.1 503") != NULL && strstr(out, "overloaded") != NULL,
+                  "%s", out);
+    free(out);
+    /* An exchange gives its bytes back when it is completed, which may be
+     * just after its client read the answer's end: until then the big
+     * body's 5,001 may still be held beside a's. */
+    out = until_answer(port, small, sizeof small - 1, "HTTP/1.1 200");
+    ck_assert_msg(strstr(out, "HTTP/1.1 200") != NULL && strstr(out, "5:hel") != NULL, "%s", out);
+    free(out);
+    /* A chunked body grows its buffer by 4 KiB first: past the budget. */
+    static const char chunked[] = "POST /len HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                                  "Connection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    out = raw(port, chunked, sizeof chunked - 1, false);
+    ck_assert_msg(strstr(out, "HTTP/1.1 503") != NULL && strstr(out, "overloaded") != NULL,
+                  "%s", out);
+    free(out);
+    /* The held body gone (once the server has seen a's end): served. */
+    close(a);
+    out = until_answer(port, chunked, sizeof chunked - 1, "HTTP/1.1 200");
+    ck_assert_msg(strstr(out, "HTTP/1.1 200") != NULL && strstr(out, "5:hel") != NULL, "%s", out);
+    free(out);
+    ah_httpd_free(h);
+}
+END_TEST
+
+/* One client address holds at most its share of the bodies' budget
+ * (body_per_client): past it its next body is 503 overloaded while another
+ * address's is served. (Before, one client could hold the whole budget
+ * and every other client's bodies were refused.) */
+START_TEST(test_body_budget_per_client)
+{
+    char err[256] = "";
+    ah_httpd_opts o = {.host = "127.0.0.1", .threads = 2, .max_body = 60000,
+                       .body_budget = 52000, .body_per_client = 30000,
+                       .header_timeout_ms = 60000};
+    ah_httpd *h = ah_httpd_new(&o, err, sizeof err);
+    ck_assert_msg(h != NULL, "%s", err);
+    ck_assert_int_eq(ah_httpd_route(h, "POST", "/len", 0, h_body_len, NULL), 0);
+    start_or_die(h);
+    uint16_t port = ah_httpd_port(h);
+    /* 127.0.0.1 holds 25,001 of its 30,000. */
+    static const char head[] = "POST /len HTTP/1.1\r\nHost: x\r\nContent-Length: 25000\r\n\r\nabc";
+    char body[256 + 10000];
+    int bl = snprintf(body, sizeof body, "POST /len HTTP/1.1\r\nHost: x\r\nContent-Length: 10000\r\n"
+                                         "Connection: close\r\n\r\n");
+    memset(body + bl, 'x', 10000);
+    int a = -1;
+    char *out = NULL;
+    for (int i = 0; i < 200; i++) { /* as in test_body_budget */
+        if (a >= 0)
+            close(a);
+        a = open_with(port, head, sizeof head - 1);
+        usleep(10000);
+        free(out);
+        out = raw_from(1, port, body, (size_t)bl + 10000, false);
+        if (strstr(out, "HTTP/1.1 503") != NULL)
+            break;
+    }
+    ck_assert_msg(strstr(out, "HTTP/1.1 503") != NULL && strstr(out, "overloaded") != NULL,
+                  "%s", out);
+    free(out);
+    /* The same body from 127.0.0.2 fits the whole budget and its share. */
+    out = raw_from(2, port, body, (size_t)bl + 10000, false);
+    ck_assert_msg(strstr(out, "HTTP/1.1 200") != NULL && strstr(out, "10000:xxx") != NULL,
+                  "%s", out);
+    free(out);
+    close(a);
+    ah_httpd_free(h);
 }
 END_TEST
 
@@ -2360,6 +2514,8 @@ static Suite *httpd_suite(void)
     tcase_add_test(tc, test_http_layer_errors_json);
     tcase_add_test(tc, test_error_body_utf8);
     tcase_add_test(tc, test_hidden_cookie);
+    tcase_add_test(tc, test_body_budget);
+    tcase_add_test(tc, test_body_budget_per_client);
     tcase_add_test(tc, test_prefix_route);
     tcase_add_test(tc, test_template_captures);
     tcase_add_test(tc, test_template_empty_and_trailing);
