@@ -541,6 +541,25 @@ static long wh_backoff(const ah_core *core, long failures)
     return d < cap ? d : cap;
 }
 
+/* The reason of a failed POST to url without the URL, which the delivery
+ * log and the operators' log keep: a tenant's URL may carry a credential
+ * in its path (a chat service's hook token) that no masking recognises.
+ * The client's err is "POST <url as shown>: <reason>". */
+static void failure_reason(const char *url, const char *const *secrets, const char *why,
+                           char *err, size_t errlen)
+{
+    char *shown = ah_httpc_shown_url(url, secrets);
+    size_t sl = shown != NULL ? strlen(shown) : 0;
+    const char *reason = "the request failed";
+    if (shown != NULL && strncmp(why, "POST ", 5) == 0 && strncmp(why + 5, shown, sl) == 0 &&
+        strncmp(why + 5 + sl, ": ", 2) == 0)
+        reason = why + 5 + sl + 2;
+    else if (strncmp(why, "POST ", 5) != 0)
+        reason = why; /* not the client's (no URL in it) */
+    snprintf(err, errlen, "%s", reason);
+    free(shown);
+}
+
 /* POSTs one event. 0 when answered 2xx; else -1 with the status (0: none)
  * and a reason. */
 static int post_event(ah_core *core, const char *url, const char *secret,
@@ -583,9 +602,11 @@ static int post_event(ah_core *core, const char *url, const char *secret,
     ah_http_response resp;
     memset(&resp, 0, sizeof resp);
     resp.struct_size = sizeof resp;
+    char why[512] = "not sent";
     if (core->webhooks == NULL ||
-        ah_httpc_perform(core->webhooks->httpc, &req, NULL, secrets, NULL, NULL, &resp, err,
-                         errlen) != 0) {
+        ah_httpc_perform(core->webhooks->httpc, &req, NULL, secrets, NULL, NULL, &resp, why,
+                         sizeof why) != 0) {
+        failure_reason(url, secrets, why, err, errlen);
         *status = 0;
         ah_http_response_free(&resp);
         return -1;

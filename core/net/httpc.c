@@ -293,6 +293,34 @@ static bool secret_param_name(const char *name, size_t len)
     return false;
 }
 
+/* Masks a URL's user information (user:pass@host becomes ***@host):
+ * credentials a URL may carry, whatever their names. */
+static char *redact_userinfo(char *url)
+{
+    if (!url)
+        return NULL;
+    char *auth = strstr(url, "://");
+    if (!auth)
+        return url;
+    auth += 3;
+    size_t alen = strcspn(auth, "/?#");
+    char *at = NULL; /* the last '@' of the authority: a password may hold one */
+    for (char *p = auth; p < auth + alen; p++)
+        if (*p == '@')
+            at = p;
+    if (!at)
+        return url;
+    size_t head = (size_t)(auth - url), tail = strlen(at);
+    char *out = malloc(head + 3 + tail + 1);
+    if (out) {
+        memcpy(out, url, head);
+        memcpy(out + head, "***", 3);
+        memcpy(out + head + 3, at, tail + 1);
+    }
+    free(url);
+    return out;
+}
+
 /* Masks the values of query parameters whose names look secret. */
 static char *redact_query(char *url)
 {
@@ -335,6 +363,11 @@ static char *redact_query(char *url)
     out[o] = '\0';
     free(url);
     return out;
+}
+
+char *ah_httpc_shown_url(const char *url, const char *const *secrets)
+{
+    return redact_query(redact_userinfo(ah_redact(url, secrets)));
 }
 
 /* Redacts before cutting to the observed size, so no secret is left half. */
@@ -696,7 +729,7 @@ int ah_httpc_perform(ah_httpc *c, const ah_http_request *req, const char *base_u
         all[i] = secrets[i];
     if (req->bearer && req->bearer[0])
         all[nsec] = req->bearer;
-    shown_url = redact_query(ah_redact(url, all));
+    shown_url = ah_httpc_shown_url(url, all);
     if (!shown_url)
         goto oom;
     if (obs && req->body) {

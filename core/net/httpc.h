@@ -84,6 +84,12 @@ long ah_retry_after_ms(const char *value, long now_epoch);
  *  returns a malloc'd copy. */
 char *ah_redact(const char *s, const char *const *secrets);
 
+/** url as ah_httpc_perform shows it in err and to its observer: secrets
+ *  redacted (ah_redact), user information and the values of query
+ *  parameters whose names look secret masked. malloc'd; NULL when out of
+ *  memory. */
+char *ah_httpc_shown_url(const char *url, const char *const *secrets);
+
 /** `s` percent-escaped for a URL path segment or query value, by libcurl:
  *  every byte but the RFC 3986 unreserved ones (A-Z a-z 0-9 - . _ ~) as
  *  %XX. malloc'd (free()); NULL for NULL or when out of memory. The host

@@ -535,6 +535,10 @@ START_TEST(test_webhook_destinations_refused)
 }
 END_TEST
 
+/* The credentials an endpoint's URL carries (user information, a token in
+ * its path) reach neither the operators' log nor the delivery log: both
+ * say why a delivery failed without the URL. (Before, both held
+ * "POST http://alice:Sup3rS3cretPw@...".) */
 START_TEST(test_webhook_disabled_after_failures)
 {
     fixture f;
@@ -544,8 +548,16 @@ START_TEST(test_webhook_disabled_after_failures)
     char secret[96], err[256];
     /* Two failures disable it in this test ([webhooks] max_failures). */
     f.core->cfg.webhook_max_failures = 2;
-    ck_assert_int_eq(ah_webhook_add(f.core, f.tenant_id, "http://127.0.0.1:1/x", "event.job.*",
-                                    &id, secret, sizeof secret, err, sizeof err), 0);
+    ck_assert_int_eq(ah_webhook_add(f.core, f.tenant_id,
+                                    "http://alice:Sup3rS3cretPw@127.0.0.1:1/x/HookT0ken",
+                                    "event.job.*", &id, secret, sizeof secret, err, sizeof err),
+                     0);
+    /* The daemon's log (stderr) into a file while it fails. */
+    FILE *logf = tmpfile();
+    ck_assert_ptr_nonnull(logf);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    ck_assert_int_ge(dup2(fileno(logf), STDERR_FILENO), 0);
     ck_assert_int_eq(ah_core_publish(f.core, f.tenant_id, "event.job.created", NULL), 0);
     bool disabled = false;
     for (int i = 0; i < 100 && !disabled; i++) {
@@ -554,12 +566,34 @@ START_TEST(test_webhook_disabled_after_failures)
         disabled = cJSON_IsFalse(jget(l, "0.enabled"));
         cJSON_Delete(l);
     }
+    fflush(stderr);
+    ck_assert_int_ge(dup2(saved, STDERR_FILENO), 0);
+    close(saved);
     ck_assert(disabled);
+    char logged[8192];
+    rewind(logf);
+    size_t ln = fread(logged, 1, sizeof logged - 1, logf);
+    logged[ln] = '\0';
+    fclose(logf);
+    ck_assert_msg(strstr(logged, "disabled after 2 consecutive failures") != NULL, "%s", logged);
+    ck_assert_msg(strstr(logged, "Sup3rS3cretPw") == NULL && strstr(logged, "HookT0ken") == NULL,
+                  "%s", logged);
     cJSON *o = NULL;
+    char path[128];
+    snprintf(path, sizeof path, "/v1/webhooks/%lld/deliveries", (long long)id);
+    ck_assert_int_eq(req(&f, "GET", path, NULL, NULL, &o), 200);
+    const char *why = jget(o, "data.0.last_error")->valuestring;
+    ck_assert_msg(why[0] != '\0' && strstr(why, "Sup3rS3cretPw") == NULL &&
+                      strstr(why, "HookT0ken") == NULL && strstr(why, "127.0.0.1:1/") == NULL,
+                  "%s", why);
+    cJSON_Delete(o);
     ck_assert_int_eq(req(&f, "GET", "/v1/events?types=event.webhook.disabled", NULL, NULL, &o),
                      200);
     ck_assert_int_eq(cJSON_GetArraySize(jget(o, "data")), 1);
     ck_assert_int_eq(jget(o, "data.0.data.endpoint_id")->valueint, (int)id);
+    why = jget(o, "data.0.data.last_error")->valuestring;
+    ck_assert_msg(strstr(why, "Sup3rS3cretPw") == NULL && strstr(why, "HookT0ken") == NULL,
+                  "%s", why);
     cJSON_Delete(o);
     ck_assert_int_eq(ah_webhook_set_enabled(f.core, 0, id, true), 0);
     cJSON *l = ah_webhook_list(f.core, f.tenant_id);

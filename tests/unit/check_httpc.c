@@ -789,6 +789,30 @@ START_TEST(redact_function)
 }
 END_TEST
 
+/* A URL as errors and observers show it: secrets, user information
+ * (whatever its length, with an '@' in the password) and secret-looking
+ * query values masked; the rest as given. */
+START_TEST(shown_url_masks_credentials)
+{
+    const char *const secrets[] = {"T0K", NULL};
+    static const struct {
+        const char *url, *shown;
+    } cases[] = {
+        {"http://alice:Sup3r@S3cret@127.0.0.1:1/hook?x=1", "http://***@127.0.0.1:1/hook?x=1"},
+        {"https://a@h/p", "https://***@h/p"},
+        {"https://@h", "https://***@h"},
+        {"http://h/p/T0K?token=abc&v=2#f@g", "http://h/p/***?token=***&v=2#f@g"},
+        {"http://h/a@b", "http://h/a@b"},
+        {"no scheme@all", "no scheme@all"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *r = ah_httpc_shown_url(cases[i].url, secrets);
+        ck_assert_str_eq(r, cases[i].shown);
+        free(r);
+    }
+}
+END_TEST
+
 START_TEST(retry_after_parse)
 {
     ck_assert_int_eq(ah_retry_after_ms("5", 0), 5000);
@@ -1090,6 +1114,7 @@ static Suite *httpc_suite(void)
     tcase_add_test(tc, response_size_cap);
     tcase_add_test(tc, observer_sees_no_secret);
     tcase_add_test(tc, redact_function);
+    tcase_add_test(tc, shown_url_masks_credentials);
     tcase_add_test(tc, retry_after_parse);
     tcase_add_test(tc, tls_always_verified);
     tcase_add_test(tc, address_guard_at_connect);
