@@ -68,8 +68,10 @@ static bool is_write(const char *m)
            strcmp(m, "DELETE") == 0;
 }
 
-/* The key and tenant of a write that carries one; false otherwise. */
-static bool idem_applies(ah_core *core, ah_http_exchange *ex, const char **key, int64_t *tid)
+/* The key and tenant (and its name, when name is not NULL) of a write
+ * that carries one; false otherwise. */
+static bool idem_applies(ah_core *core, ah_http_exchange *ex, const char **key, int64_t *tid,
+                         char *name, size_t namelen)
 {
     if (!is_write(ah_ex_method(ex)) || strncmp(ah_ex_path(ex), "/v1/", 4) != 0)
         return false;
@@ -79,7 +81,7 @@ static bool idem_applies(ah_core *core, ah_http_exchange *ex, const char **key, 
     const char *auth = ah_ex_header(ex, "Authorization");
     if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0 || auth[7] == '\0')
         return false;
-    int64_t t = ah_conns_tenant_by_key(core, auth + 7, NULL, 0);
+    int64_t t = ah_conns_tenant_by_key(core, auth + 7, name, namelen);
     if (t < 0)
         return false;
     *tid = t;
@@ -210,7 +212,7 @@ static const char *stored_location(ah_http_exchange *ex, char *stored)
  * its outcome); true when ex was answered here (a replay, a refusal, an
  * error). */
 static bool reserve_or_answer(ah_core *core, ah_http_exchange *ex, int64_t tid, const char *key,
-                              const char *hash)
+                              const char *hash, const char *name)
 {
     char expired[32];
     ah_iso_in(-IDEM_TTL_MS, expired);
@@ -225,6 +227,14 @@ static bool reserve_or_answer(ah_core *core, ah_http_exchange *ex, int64_t tid, 
     }
     if (rc != AH_STORE_EXISTS) {
         ah_ex_error(ex, 500, AH_E_INTERNAL, "cannot read the store");
+        return true;
+    }
+    /* Answered here, not by a handler: a request of the tenant's budget
+     * all the same (a replay reads, opens and sends up to a megabyte). A
+     * request that runs as the key's first use takes its token in its
+     * handler, as one without a key does. */
+    if (!ah_rest_budget(core, ex, tid, name, true)) {
+        ah_idem_row_free(&row);
         return true;
     }
     if (row.body_hash == NULL || strcmp(row.body_hash, hash) != 0) {
@@ -301,6 +311,7 @@ typedef struct idem_job {
     int64_t tid;
     char key[IDEM_KEY_MAX + 1];
     char hash[AH_SHA256_HEX_LEN + 1];
+    char name[128]; /* the tenant's */
 } idem_job;
 
 static void store_outcome(ah_core *core, int64_t tid, const char *key, int status,
@@ -388,7 +399,7 @@ static void idem_job_run(void *arg)
         ah_ex_detach_finish(ex, p);
         return;
     }
-    if (reserve_or_answer(j->core, j->ex, j->tid, j->key, j->hash)) {
+    if (reserve_or_answer(j->core, j->ex, j->tid, j->key, j->hash, j->name)) {
         ah_ex_detach_finish(j->ex, j->p);
         free(j);
         return;
@@ -402,13 +413,19 @@ bool ah_idem_before(void *arg, ah_http_exchange *ex)
     ah_core *core = arg;
     const char *key;
     int64_t tid;
-    if (!idem_applies(core, ex, &key, &tid))
+    char name[128] = "";
+    if (!idem_applies(core, ex, &key, &tid, name, sizeof name))
         return false;
     if (!valid_key(key)) {
         ah_ex_error(ex, 400, AH_E_INVALID,
                     "Idempotency-Key must be 1 to %d printable characters", IDEM_KEY_MAX);
         return true;
     }
+    /* A tenant over its budget is refused before its key is reserved: the
+     * reservation (and its release after the handler's 429) would be store
+     * writes that no budget limits. */
+    if (!ah_rest_budget(core, ex, tid, name, false))
+        return true;
     char hash[AH_SHA256_HEX_LEN + 1];
     if (request_hash(ex, hash) != 0) {
         ah_ex_error(ex, 500, AH_E_INTERNAL, "out of memory");
@@ -421,6 +438,7 @@ bool ah_idem_before(void *arg, ah_http_exchange *ex)
         j->tid = tid;
         snprintf(j->key, sizeof j->key, "%s", key);
         memcpy(j->hash, hash, sizeof j->hash);
+        snprintf(j->name, sizeof j->name, "%s", name);
         j->p = ah_ex_detach(ex);
         if (j->p != NULL) {
             if (ah_rest_run(core, tid, ah_ex_path(ex), idem_job_run, j) != 0) {
@@ -434,7 +452,7 @@ bool ah_idem_before(void *arg, ah_http_exchange *ex)
         }
         free(j); /* not detached: all of it here */
     }
-    return reserve_or_answer(core, ex, tid, key, hash);
+    return reserve_or_answer(core, ex, tid, key, hash, name);
 }
 
 /* Stores the answer sealed. When it cannot be sealed, the key stays
@@ -488,7 +506,7 @@ void ah_idem_after(void *arg, ah_http_exchange *ex)
     ah_core *core = arg;
     const char *key;
     int64_t tid;
-    if (!idem_applies(core, ex, &key, &tid) || !valid_key(key))
+    if (!idem_applies(core, ex, &key, &tid, NULL, 0) || !valid_key(key))
         return;
     size_t len = 0;
     const char *body = ah_ex_response_body(ex, &len);

@@ -60,19 +60,26 @@ int64_t ah_rest_tenant(ah_core *core, ah_http_exchange *ex, char *name, size_t l
      * all; only a valid key takes a token, so nobody can spend another
      * tenant's budget. Refused at once, never delayed: a waiting request
      * would hold a server thread that other tenants need. */
-    unsigned retry = 0;
-    if (!ah_tenantlimit_take(core->tenantlimit, id, &retry)) {
-        char secs[16];
-        snprintf(secs, sizeof secs, "%u", retry);
-        if (ah_ex_add_header(ex, "Retry-After", secs) != 0)
-            ah_log(&core->log, AH_LOG_WARN, "rest", "cannot add Retry-After to a 429");
-        ah_ex_error(ex, 429, "rate_limited",
-                    "tenant '%s' is over its request rate (%u/s, bursts of %u); retry after %u s",
-                    name != NULL && len > 0 ? name : "?", core->cfg.http_tenant_rate,
-                    core->cfg.http_tenant_burst, retry);
+    if (!ah_rest_budget(core, ex, id, name != NULL && len > 0 ? name : NULL, true))
         return -1;
-    }
     return id;
+}
+
+bool ah_rest_budget(ah_core *core, ah_http_exchange *ex, int64_t id, const char *name, bool take)
+{
+    unsigned retry = 0;
+    if (take ? ah_tenantlimit_take(core->tenantlimit, id, &retry)
+             : ah_tenantlimit_check(core->tenantlimit, id, &retry))
+        return true;
+    char secs[16];
+    snprintf(secs, sizeof secs, "%u", retry);
+    if (ah_ex_add_header(ex, "Retry-After", secs) != 0)
+        ah_log(&core->log, AH_LOG_WARN, "rest", "cannot add Retry-After to a 429");
+    ah_ex_error(ex, 429, "rate_limited",
+                "tenant '%s' is over its request rate (%u/s, bursts of %u); retry after %u s",
+                name != NULL ? name : "?", core->cfg.http_tenant_rate,
+                core->cfg.http_tenant_burst, retry);
+    return false;
 }
 
 /* A /v1 request waiting for a bus worker (ah_rest_offload). */

@@ -13,6 +13,10 @@
  *  for a missing or wrong key, 429 rate_limited with Retry-After (whole
  *  seconds) for a tenant over its budget. Never waits. */
 int64_t ah_rest_tenant(ah_core *core, ah_http_exchange *ex, char *name, size_t len);
+/** Tenant id's request budget for ex, authenticated elsewhere (name: its
+ *  name, or NULL): takes a token (take) or looks whether one is there;
+ *  false with ex answered 429 rate_limited (and Retry-After) when none. */
+bool ah_rest_budget(ah_core *core, ah_http_exchange *ex, int64_t id, const char *name, bool take);
 /** Serves a /v1 request whose handler fn(core, ex) uses the store:
  *  authenticates the bearer key here (ah_rest_tenant, a memory lookup:
  *  401 and 429 are answered at once), then runs fn on a bus worker within

@@ -113,7 +113,8 @@ static tl_bucket *bucket_for(const ah_tenantlimit *t, tl_shard *s, int64_t tenan
     return b;
 }
 
-bool ah_tenantlimit_take(ah_tenantlimit *t, int64_t tenant_id, unsigned *retry_after_s)
+/* Takes (take) or looks for one token of tenant_id's bucket. */
+static bool spend(ah_tenantlimit *t, int64_t tenant_id, unsigned *retry_after_s, bool take)
 {
     if (t == NULL || !(t->rate > 0))
         return true;
@@ -131,7 +132,8 @@ bool ah_tenantlimit_take(ah_tenantlimit *t, int64_t tenant_id, unsigned *retry_a
             b->last = now;
         }
         if (b->tokens >= 1.0) {
-            b->tokens -= 1.0;
+            if (take)
+                b->tokens -= 1.0;
         } else {
             /* Refused requests take nothing: a client that keeps knocking
              * is served again as soon as a token is there. */
@@ -147,4 +149,14 @@ bool ah_tenantlimit_take(ah_tenantlimit *t, int64_t tenant_id, unsigned *retry_a
         *retry_after_s = w < 1 ? 1 : w > 86400 ? 86400 : (unsigned)w;
     }
     return ok;
+}
+
+bool ah_tenantlimit_take(ah_tenantlimit *t, int64_t tenant_id, unsigned *retry_after_s)
+{
+    return spend(t, tenant_id, retry_after_s, true);
+}
+
+bool ah_tenantlimit_check(ah_tenantlimit *t, int64_t tenant_id, unsigned *retry_after_s)
+{
+    return spend(t, tenant_id, retry_after_s, false);
 }

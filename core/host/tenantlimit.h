@@ -24,5 +24,8 @@ void ah_tenantlimit_free(ah_tenantlimit *t);
  *  When memory for a new tenant's bucket cannot be had the request goes on
  *  (a limiter must not turn an allocation failure into an outage). */
 bool ah_tenantlimit_take(ah_tenantlimit *t, int64_t tenant_id, unsigned *retry_after_s);
+/** As ah_tenantlimit_take, without taking the token: whether one is there
+ *  (for work done before the request's handler takes it). */
+bool ah_tenantlimit_check(ah_tenantlimit *t, int64_t tenant_id, unsigned *retry_after_s);
 
 #endif

@@ -8,6 +8,7 @@
  * as long as the server tells it to.
  */
 #include <check.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +151,63 @@ START_TEST(test_flood_is_refused_for_its_tenant_only)
 }
 END_TEST
 
+/* POST /v1/webhooks as tenant A with Idempotency-Key `key`: the status,
+ * the Retry-After value (0: none) and whether it was a replay. */
+static long post_keyed(const fixture *f, const char *key, unsigned *retry_after, bool *replayed)
+{
+    char url[128], idem[128], *resp = NULL, *head = NULL;
+    snprintf(url, sizeof url, "%s/v1/webhooks", f->base);
+    snprintf(idem, sizeof idem, "Idempotency-Key: %s", key);
+    const char *h[] = {"Authorization: Bearer " KEY_A, "Content-Type: application/json", idem,
+                       NULL};
+    long st = ah_t_http_head("POST", url, h, "{\"url\":\"http://127.0.0.1:1/x\"}", &resp, &head);
+    *retry_after = 0;
+    *replayed = false;
+    for (const char *l = head; l != NULL && *l != '\0';) {
+        if (strncasecmp(l, "Retry-After:", 12) == 0)
+            *retry_after = (unsigned)strtoul(l + 12, NULL, 10);
+        if (strncasecmp(l, "Idempotent-Replayed: true", 25) == 0)
+            *replayed = true;
+        const char *nl = strchr(l, '\n');
+        l = nl != NULL ? nl + 1 : NULL;
+    }
+    free(resp);
+    free(head);
+    return st;
+}
+
+/* Requests answered from a stored Idempotency-Key (replays) spend the
+ * tenant's budget as any other request: a flood of one key's replays is
+ * refused 429, and the key keeps its answer. (Before, every replay was
+ * served: a stored answer of up to a megabyte read, opened and sent at
+ * any rate.) */
+START_TEST(test_idempotent_replays_budgeted)
+{
+    fixture f;
+    setup(&f, 1, 6);
+    unsigned retry = 0;
+    bool replayed = false;
+    long first = post_keyed(&f, "k-1", &retry, &replayed);
+    ck_assert_msg(first != 429 && first != 503 && !replayed, "%ld", first);
+    long st = 0;
+    int sent = 0;
+    for (; sent < 200; sent++) {
+        st = post_keyed(&f, "k-1", &retry, &replayed);
+        if (st == 429)
+            break;
+        ck_assert_int_eq(st, first);
+        ck_assert(replayed);
+    }
+    ck_assert_msg(st == 429, "replays still served after %d", sent);
+    ck_assert_uint_ge(retry, 1);
+    /* Refused, not released: after the wait the same answer, replayed. */
+    sleep(retry);
+    ck_assert_int_eq(post_keyed(&f, "k-1", &retry, &replayed), first);
+    ck_assert(replayed);
+    teardown(&f);
+}
+END_TEST
+
 START_TEST(test_rate_zero_is_unlimited)
 {
     fixture f;
@@ -197,6 +255,7 @@ static Suite *suite(void)
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_flood_is_refused_for_its_tenant_only);
+    tcase_add_test(tc, test_idempotent_replays_budgeted);
     tcase_add_test(tc, test_rate_zero_is_unlimited);
     tcase_add_test(tc, test_buckets);
     suite_add_tcase(s, tc);
