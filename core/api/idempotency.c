@@ -338,21 +338,6 @@ static void idem_job_outcome(idem_job *j)
     char *body = NULL;
     size_t len = 0;
     int status = ah_ex_decided(j->ex, j->p, &body, &len);
-    /* The shutdown answered a request whose handler had begun (this gate is
-     * set once it has): its write may be under way, or still queued for the
-     * bus's drain. A 503 would release the key and let the retry write
-     * again; the key keeps 502 outcome_unknown instead (the client already
-     * has the 503: its retry gets this). */
-    char code[64];
-    answer_code(status == 503 ? body : NULL, len, code, sizeof code);
-    if (strcmp(code, "shutting_down") == 0) {
-        if (body != NULL)
-            explicit_bzero(body, len);
-        free(body);
-        body = strdup(unknown_at_stop);
-        len = body != NULL ? strlen(body) : 0;
-        status = body != NULL ? 502 : 0;
-    }
     /* No answer to store (out of memory): released, as an answer too large
      * to keep is. */
     store_outcome(j->core, j->tid, j->key, status > 0 ? status : 0, body,
@@ -521,6 +506,19 @@ static void store_outcome(ah_core *core, int64_t tid, const char *key, int statu
 {
     char op[96];
     int rc;
+    /* The shutdown answered a request whose handler had begun (the outcome
+     * is stored only then, on a worker or by the after hook of a handler
+     * on the HTTP thread): its write may be under way, or still queued for
+     * the bus's drain. A 503 would release the key and let the retry write
+     * again; the key keeps 502 outcome_unknown instead (the client already
+     * has the 503: its retry gets this). */
+    char code[64];
+    answer_code(status == 503 ? body : NULL, len, code, sizeof code);
+    if (strcmp(code, "shutting_down") == 0) {
+        body = unknown_at_stop;
+        len = strlen(unknown_at_stop);
+        status = 502;
+    }
     /* Released only when no write happened (see the top of the file). An
      * answer too large to keep is released too: better a retry that
      * writes again than a key that refuses for 24 hours (no write route

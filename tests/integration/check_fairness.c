@@ -68,6 +68,8 @@ static int provider_threads = -1;
 /* [plugin.fixture_faulty] call_timeout_ms for the next setup (0: the
  * default). */
 static int faulty_timeout_ms;
+/* [http] plugin_routes = inline for the next setup. */
+static bool routes_inline;
 
 static ah_core *open_core(const char *dir)
 {
@@ -90,14 +92,14 @@ static ah_core *open_core(const char *dir)
         asprintf(&text,
                  "[core]\nworkers = %d\ntenant_workers = %d\nkey_file = host.key\n"
                  "request_timeout_ms = %d\nlog_level = error\n%s"
-                 "[http]\nlisten = 127.0.0.1:0\nthreads = 2\n"
+                 "[http]\nlisten = 127.0.0.1:0\nthreads = 2\n%s"
                  "[store]\nurl = %s\nclaim_ms = %d\n"
                  "[sync]\ninterval_s = 0\n"
                  "[plugins]\ntemplate = %s/template.so\nfakeats = %s/fakeats.so\n"
                  "tarpit = %s/tarpit.so\nerp = %s/erp.so\nfixture_faulty = %s/faulty.so\n%s"
                  "[plugin.fixture_faulty]\n%s%s",
                  WORKERS, tenant_workers, request_timeout_ms > 0 ? request_timeout_ms : 600000,
-                 extra, store, claim_ms > 0 ? claim_ms : 15000, plugins, fixtures, fixtures, plugins, fixtures,
+                 extra, routes_inline ? "plugin_routes = inline\n" : "", store, claim_ms > 0 ? claim_ms : 15000, plugins, fixtures, fixtures, plugins, fixtures,
                  /* ctest check_fairness_in_process: every plugin in the daemon. */
                  in_process ? "[plugin.template]\nisolation = in_process\n"
                               "[plugin.fakeats]\nisolation = in_process\n"
@@ -232,6 +234,13 @@ static void setup_short_claims(void)
     claim_ms = 2000;
     setup();
     claim_ms = 0;
+}
+
+static void setup_inline(void)
+{
+    routes_inline = true;
+    setup();
+    routes_inline = false;
 }
 
 /* Deadlines of 1 s: a call hanging on the tarpit outlives its caller. */
@@ -1608,6 +1617,14 @@ static Suite *fairness_suite(void)
     tcase_set_timeout(tcrs, 240);
     tcase_add_test(tcrs, test_process_room_wait_ends_with_its_caller);
     suite_add_tcase(s, tcrs);
+    /* The same stop with handlers on the HTTP threads: the key's outcome
+     * is stored by the after hook there (before, a 503 released it). */
+    TCase *tci = tcase_create("inline routes");
+    tcase_add_checked_fixture(tci, setup_inline, teardown);
+    tcase_set_timeout(tci, 60);
+    tcase_add_test(tci, test_stop_keeps_key_of_running_write);
+    suite_add_tcase(s, tci);
+
     TCase *tc2 = tcase_create("short claims");
     tcase_add_checked_fixture(tc2, setup_short_claims, teardown);
     tcase_set_timeout(tc2, 240);
