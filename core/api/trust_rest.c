@@ -161,9 +161,13 @@ static void rest_webhooks(void *arg, ah_http_exchange *ex)
     }
     int64_t id = 0;
     char secret[96];
-    if (ah_webhook_add(core, tid, url->valuestring, tl, &id, secret, sizeof secret, err,
-                       sizeof err) != 0) {
-        ah_ex_error(ex, 400, AH_E_INVALID, "%s", err);
+    int rc = ah_webhook_add(core, tid, url->valuestring, tl, &id, secret, sizeof secret, err,
+                            sizeof err);
+    if (rc != 0) {
+        if (rc == AH_WEBHOOK_INVALID)
+            ah_ex_error(ex, 400, AH_E_INVALID, "%s", err);
+        else
+            ah_ex_error(ex, 500, AH_E_INTERNAL, "%s", err);
         return;
     }
     if (desc != NULL && ah_webhook_update(core, tid, id, NULL, NULL, desc, err, sizeof err) != 0) {

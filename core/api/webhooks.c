@@ -310,22 +310,22 @@ int ah_webhook_add(ah_core *core, int64_t tenant_id, const char *url, const char
 {
     if (!valid_url(url)) {
         snprintf(err, errlen, "url must be an http:// or https:// URL");
-        return -1;
+        return AH_WEBHOOK_INVALID;
     }
     if (core->webhooks == NULL) {
         snprintf(err, errlen, "webhooks are not available here");
-        return -1;
+        return AH_STORE_ERR;
     }
     if (check_destination(core->webhooks, url, err, errlen) != 0)
-        return -1;
+        return AH_WEBHOOK_INVALID;
     if (types != NULL && (strlen(types) > 1024 || strpbrk(types, " \t\r\n") != NULL)) {
         snprintf(err, errlen, "types must be a comma-separated list of event types");
-        return -1;
+        return AH_WEBHOOK_INVALID;
     }
     char secret[80];
     char *sealed = new_secret(core, secret, sizeof secret, err, errlen);
     if (sealed == NULL)
-        return -1;
+        return AH_STORE_ERR;
     /* The cursor starts at the newest event (the store sets it): an
      * endpoint gets what is published after it was added (the event log
      * serves the past). */
@@ -334,7 +334,7 @@ int ah_webhook_add(ah_core *core, int64_t tenant_id, const char *url, const char
     if (rc != AH_STORE_OK) {
         explicit_bzero(secret, sizeof secret);
         snprintf(err, errlen, "cannot store the endpoint (see the log)");
-        return -1;
+        return AH_STORE_ERR;
     }
     snprintf(secret_out, secret_len, "%s", secret);
     explicit_bzero(secret, sizeof secret);

@@ -26,7 +26,10 @@ void ah_webhooks_free(ah_webhooks *w);
  *  "prefix.*" patterns (NULL or "": every event). The secret ("whsec_" +
  *  base64 of 24 random bytes) is stored sealed with the host key and
  *  copied into secret_out (>= 64 bytes) to print once. New endpoints get
- *  the events published after they were added. 0 or -1 with err. */
+ *  the events published after they were added. 0, or with err
+ *  AH_WEBHOOK_INVALID (defined below) for an argument refused (the URL,
+ *  its destination, the types) and AH_STORE_ERR when the host failed
+ *  (webhooks off, the secret not made or sealed, the store). */
 int ah_webhook_add(ah_core *core, int64_t tenant_id, const char *url, const char *types,
                    int64_t *id_out, char *secret_out, size_t secret_len, char *err,
                    size_t errlen);

@@ -535,6 +535,35 @@ START_TEST(test_webhook_destinations_refused)
 }
 END_TEST
 
+/* A store that fails when an endpoint is added is the host's fault (500
+ * internal_error), not the request's (it was 400 invalid_request). */
+START_TEST(test_webhook_store_failure_is_500)
+{
+    if (ah_t_pg())
+        return; /* the failure is made with an SQLite trigger */
+    fixture f;
+    setup(&f, 1);
+    cJSON *o = NULL;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/atshub.db", f.dir);
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    ck_assert_int_eq(sqlite3_exec(db,
+                                  "CREATE TRIGGER no_hooks BEFORE INSERT ON webhook_endpoints "
+                                  "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    long st = req(&f, "POST", "/v1/webhooks", NULL,
+                  "{\"url\":\"http://127.0.0.1:1/x\"}", &o);
+    ck_assert_msg(st == 500, "%ld", st);
+    ck_assert_str_eq(jget(o, "error.code")->valuestring, "internal_error");
+    cJSON_Delete(o);
+    teardown(&f);
+}
+END_TEST
+
 /* The credentials an endpoint's URL carries (user information, a token in
  * its path) reach neither the operators' log nor the delivery log: both
  * say why a delivery failed without the URL. (Before, both held
@@ -1818,6 +1847,7 @@ static Suite *events_suite(void)
     tcase_add_test(tc, test_webhook_claim_taken_over);
     tcase_add_test(tc, test_webhook_disabled_after_failures);
     tcase_add_test(tc, test_webhook_destinations_refused);
+    tcase_add_test(tc, test_webhook_store_failure_is_500);
     tcase_add_test(tc, test_idempotency);
     tcase_add_test(tc, test_idempotency_secret_sealed);
 tcase_add_test(tc, test_idempotent_replay_keeps_location);
