@@ -24,6 +24,14 @@ static cJSON *map_job(const cJSON *item, const er_map_opts *o)
     return er_map_job(item, false);
 }
 
+/* 10 to ER_TIME_MAX bytes of the characters of a date-time: what the
+ * plugin takes as a time, from the sync engine and from ERecruit alike. */
+static bool is_time(const char *s)
+{
+    size_t n = strlen(s);
+    return n >= 10 && n <= ER_TIME_MAX && strspn(s, "0123456789-T:.+Z ") == n;
+}
+
 /* updated_after is passed to ERecruit as given (its local time, as the sync
  * engine got it from earlier records): only the characters of a date-time
  * are allowed, so that nothing else travels in the query. */
@@ -33,7 +41,7 @@ static ah_result read_time(ah_call *call, const cJSON *body, const char **out)
         return AH_ERR;
     if (*out == NULL)
         return AH_OK;
-    if (strlen(*out) < 10 || strspn(*out, "0123456789-T:.+Z ") != strlen(*out))
+    if (!is_time(*out))
         return ah_arg_fail(call, "updated_after", "a date-time such as 2025-10-06T16:30:00");
     return AH_OK;
 }
@@ -177,7 +185,7 @@ static ah_result stream_page(ah_call *call, const cJSON *body, const char *colle
     }
     er_map_opts o = er_opts(call);
     const cJSON *item;
-    unsigned skipped = 0;
+    unsigned skipped = 0, untimed = 0;
     /* The items' bytes, used only when they match the parsed array one for
      * one. */
     size_t nitems = (size_t)cJSON_GetArraySize(data), nspans = 0, idx = 0;
@@ -217,12 +225,20 @@ static ah_result stream_page(ah_call *call, const cJSON *body, const char *colle
             cJSON_Delete(page);
             return er_oom(call);
         }
+        /* An updated_at that is no date-time goes as none: the host refuses
+         * one over 64 bytes, and with it the page, on every run (one bad
+         * record must not stall sync). The record is kept; it only cannot
+         * move the sync's window. */
         const cJSON *upd = cJSON_GetObjectItemCaseSensitive(item, "updated_at");
+        const char *when = cJSON_IsString(upd) && is_time(upd->valuestring) ? upd->valuestring
+                                                                              : NULL;
+        if (when == NULL && upd != NULL && !cJSON_IsNull(upd))
+            untimed++;
         ah_record rec = {
             .struct_size = sizeof rec,
             .type = type,
             .remote_id = id,
-            .updated_at = cJSON_IsString(upd) ? upd->valuestring : NULL,
+            .updated_at = when,
         };
         /* A record too large for the buffers goes as trees (printed by the
          * host). */
@@ -254,6 +270,11 @@ static ah_result stream_page(ah_call *call, const cJSON *body, const char *colle
     free(text);
     if (skipped > 0)
         h->log(call, AH_LOG_WARN, "skipped %u %s without an id", skipped, collection);
+    if (untimed > 0)
+        h->log(call, AH_LOG_WARN,
+               "kept %u %s without their updated_at, which was no date-time of at most "
+               AH_STR(ER_TIME_MAX) " bytes",
+               untimed, collection);
     cJSON *r = cJSON_CreateObject();
     if (r == NULL ||
         !cJSON_AddItemToObject(r, "next_cursor",

@@ -186,6 +186,8 @@ struct ah_erecruit_sim {
     int token_ttl_s;
     int max_per_page;
     size_t cursor_pad;
+    long odd_updated_at_id;
+    size_t page_excess;
     double rps;
     char *client_id, *client_secret;
     int64_t anchor_local;
@@ -1425,7 +1427,18 @@ static void h_list(ah_erecruit_sim *e, int kind, const ah_sim_req *req, ah_sim_r
             break;
         }
         cJSON *item = render(e, kind, r, expand);
-        ok = item && cJSON_AddItemToArray(data, item);
+        if (item && r->id == e->odd_updated_at_id) {
+            /* A date-time's characters, far longer than any date-time. */
+            char odd[101];
+            memset(odd, '0', sizeof odd - 1);
+            memcpy(odd, "2025-10-06T12:00:00.", 20);
+            odd[sizeof odd - 1] = '\0';
+            cJSON *v = cJSON_CreateString(odd);
+            ok = v && cJSON_ReplaceItemInObjectCaseSensitive(item, "updated_at", v);
+            if (!ok)
+                cJSON_Delete(v);
+        }
+        ok = ok && item && cJSON_AddItemToArray(data, item);
         if (!ok)
             cJSON_Delete(item);
         taken++;
@@ -1433,6 +1446,14 @@ static void h_list(ah_erecruit_sim *e, int kind, const ah_sim_req *req, ah_sim_r
         li = r->id;
     }
     pthread_mutex_unlock(&e->mu);
+    /* An oversized page: the last item again and again, past per_page. */
+    const cJSON *last = ok && e->page_excess > 0 ? cJSON_GetArrayItem(data, (int)taken - 1) : NULL;
+    for (size_t x = 0; last != NULL && ok && x < e->page_excess; x++) {
+        cJSON *dup = cJSON_Duplicate(last, true);
+        ok = dup && cJSON_AddItemToArray(data, dup);
+        if (!ok)
+            cJSON_Delete(dup);
+    }
     free(pids);
     if (ok && more) {
         char *c = cursor_encode(kind, lu, li, vals, e->cursor_pad);
@@ -2150,6 +2171,8 @@ ah_erecruit_sim *ah_erecruit_sim_attach(ah_sim *sim, const ah_erecruit_opts *o)
     e->token_ttl_s = o->token_ttl_s > 0 ? o->token_ttl_s : 3600;
     e->max_per_page = o->max_per_page > 0 ? o->max_per_page : 500;
     e->cursor_pad = o->cursor_pad;
+    e->odd_updated_at_id = o->odd_updated_at_id;
+    e->page_excess = o->page_excess;
     e->rps = o->rate_limit_rps;
     e->bucket = e->rps < 1 ? 1 : e->rps;
     clock_gettime(CLOCK_MONOTONIC, &e->bucket_t);

@@ -37,6 +37,10 @@ typedef struct ah_erecruit_opts {
                                      0: real clock, stamps anchored at the current hour */
     size_t cursor_pad;            /* > 0: each next_cursor carries this many bytes more
                                      (ERecruit's cursors are opaque, of no set length) */
+    long odd_updated_at_id;       /* > 0: in lists, the record(s) with this id carry an
+                                     updated_at of 100 bytes (a broken provider's) */
+    size_t page_excess;           /* > 0: each list page carries this many items more than
+                                     its per_page asked for (the last item repeated) */
 } ah_erecruit_opts;
 
 /**
