@@ -187,6 +187,10 @@ bool er_map_items(cJSON *arr, const cJSON *data, er_map_fn map, const er_map_opt
  *  ER_CURSOR_MAX bytes) of a page; false when the page does not have that
  *  shape. */
 bool er_page_parts(const cJSON *page, const cJSON **data, const cJSON **next);
+/** AH_OK when `data` (a page's array) holds at most `per_page` items, the
+ *  most the request asked for; else fails the call upstream_error (502)
+ *  naming both numbers. */
+ah_result er_page_size_ok(ah_call *call, const cJSON *data, long long per_page);
 
 /* ------------------------------------------------------------------ */
 /* er_settle.c: writes whose outcome is unknown (WIRE.md, Exactly once) */

@@ -332,3 +332,22 @@ bool er_page_parts(const cJSON *page, const cJSON **data, const cJSON **next)
            (*next == NULL || cJSON_IsNull(*next) ||
             (cJSON_IsString(*next) && strlen((*next)->valuestring) <= ER_CURSOR_MAX));
 }
+
+/* A page far larger than asked for (a broken or hostile provider's) would be
+ * mapped and emitted whole: hundreds of MB in the daemon for one call. */
+ah_result er_page_size_ok(ah_call *call, const cJSON *data, long long per_page)
+{
+    long long n = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, data)
+    {
+        if (++n > per_page)
+            break;
+    }
+    if (n <= per_page)
+        return AH_OK;
+    return call->host->fail(call, AH_E_UPSTREAM, 502,
+                            "ERecruit sent %d items for per_page %lld; nothing of the page was "
+                            "kept",
+                            cJSON_GetArraySize(data), per_page);
+}

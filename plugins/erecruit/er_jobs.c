@@ -57,6 +57,10 @@ ah_result er_job_enhanced_batch(ah_call *call, const cJSON *body, cJSON **reply)
                                 "with a next_cursor that is not a string of at most " AH_STR(
                                     ER_CURSOR_MAX) " bytes (the most atshub takes back)");
     }
+    if (er_page_size_ok(call, data, limit) != AH_OK) {
+        cJSON_Delete(page);
+        return AH_ERR;
+    }
     cJSON *out = cJSON_CreateObject();
     bool ok = out != NULL &&
               er_map_items(cJSON_AddArrayToObject(out, "jobs"), data, enhanced_job, NULL) &&

@@ -183,6 +183,11 @@ static ah_result stream_page(ah_call *call, const cJSON *body, const char *colle
                        " bytes (the most atshub takes back); nothing of it was kept",
                        collection);
     }
+    if (er_page_size_ok(call, data, per_page) != AH_OK) {
+        free(text);
+        cJSON_Delete(page);
+        return AH_ERR;
+    }
     er_map_opts o = er_opts(call);
     const cJSON *item;
     unsigned skipped = 0, untimed = 0;

@@ -1145,6 +1145,35 @@ START_TEST(test_long_updated_at)
 }
 END_TEST
 
+/* A page with more items than its per_page asked for (a broken or hostile
+ * provider's; a million of them took 678 MB in the daemon) is refused as
+ * an upstream error, nothing of it kept: by the stream and by the
+ * enhanced batch, which asks for a page size too. */
+START_TEST(test_oversized_page)
+{
+    fixture f;
+    ah_sim_opts so = {.seed = 5, .no_fault_prefix = "/t/"};
+    ah_erecruit_opts eo = {.seed = 5, .positions = 60, .clock_utc = FIXED_CLOCK,
+                           .page_excess = 5};
+    setup(&f, &so, &eo, "20", true);
+    ah_sync_stats st;
+    char err[1024] = "";
+    ck_assert_int_ne(ah_sync_run(f.core, "acme", "main", "jobs", NULL, NULL, &st, err, sizeof err),
+                     AH_SYNC_OK);
+    ck_assert_msg(strstr(err, "ERecruit sent 25 items for per_page 20") != NULL, "%s", err);
+    ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, f.cid, "job"), 0);
+
+    cJSON *o = NULL;
+    ck_assert_int_eq(req(&f, "GET", "/v1/jobs/enhanced?limit=10", "main", NULL, &o), 502);
+    ck_jstr(o, "error.code", "upstream_error");
+    ck_assert_msg(strstr(jstr(o, "error.message"), "ERecruit sent 15 items for per_page 10") !=
+                      NULL,
+                  "%s", jstr(o, "error.message"));
+    cJSON_Delete(o);
+    teardown(&f);
+}
+END_TEST
+
 /* ---- 5: token renewal before expiry ----------------------------------------- */
 
 START_TEST(test_token_refreshed_before_expiry)
@@ -1280,6 +1309,7 @@ static Suite *erecruit_suite(void)
     tcase_add_test(t, test_backfill_window);
     tcase_add_test(t, test_long_cursor);
     tcase_add_test(t, test_long_updated_at);
+    tcase_add_test(t, test_oversized_page);
     tcase_add_test(t, test_token_refreshed_before_expiry);
     tcase_add_test(t, test_refused_credentials);
     tcase_add_test(t, test_changed_credentials_used_at_once);
