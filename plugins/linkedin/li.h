@@ -42,6 +42,10 @@ const li_error_row *li_error_by_code(li_api api, const char *code);
 ah_result li_fail_row(ah_call *call, const li_error_row *row, const char *detail);
 /** The operator message of a row into out (same text as li_fail_row). */
 void li_row_message(const li_error_row *row, const char *detail, char *out, size_t outlen);
+/** LinkedIn's text `in` (NULL: "") made fit for an error message, into out:
+ *  cut at a UTF-8 boundary to fit outlen, every control character (C0, DEL,
+ *  C1: a line break, a terminal escape) written as a space. */
+void li_clean_text(const char *in, char *out, size_t outlen);
 
 /* The integration types of data-supported-bundled-integration-types. */
 #define LI_TYPE_AWLI "APPLY_WITH_LINKEDIN"

@@ -110,6 +110,25 @@ static ah_result fail_unsettled(ah_call *call, bool absent, int outcome, const c
                             what);
 }
 
+/* The most of LinkedIn's own words an error message carries. */
+#define LI_DETAIL_MAX 300
+
+/* What an answer says of itself, for an error message: ": " and the
+ * "message" member of its JSON, cleaned and cut (li_clean_text); "" when it
+ * has none. Never the body itself: the answer to a create carries the new
+ * application's client_secret, and any answer may carry what a log or a
+ * terminal should not get raw. */
+static void answer_detail(const ah_host_api *h, const ah_http_response *resp, char *out,
+                          size_t outlen)
+{
+    cJSON *j = resp->body != NULL ? h->json_parse(resp->body, resp->body_len) : NULL;
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "message");
+    char text[LI_DETAIL_MAX + 1];
+    li_clean_text(cJSON_IsString(m) ? m->valuestring : NULL, text, sizeof text);
+    snprintf(out, outlen, "%s%s", text[0] != '\0' ? ": " : "", text);
+    cJSON_Delete(j);
+}
+
 /* A LinkedIn error answer {"status": N, "message": "..."} mapped through
  * the seed's table of `api`; anything else is an upstream error. */
 static ah_result fail_answer(ah_call *call, li_api api, const ah_http_response *resp)
@@ -120,12 +139,16 @@ static ah_result fail_answer(ah_call *call, li_api api, const ah_http_response *
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "status");
     int status = cJSON_IsNumber(st) ? st->valueint : 0;
     const li_error_row *row = li_error_match(api, (int)resp->status, status, msg);
+    char clean[LI_DETAIL_MAX + 1], detail[LI_DETAIL_MAX + 3];
+    li_clean_text(msg, clean, sizeof clean);
     ah_result r;
-    if (row != NULL)
-        r = li_fail_row(call, row, msg);
-    else
-        r = h->fail(call, AH_E_UPSTREAM, 502, "LinkedIn answered HTTP %ld: %.300s", resp->status,
-                    msg != NULL ? msg : (resp->body != NULL ? resp->body : ""));
+    if (row != NULL) {
+        r = li_fail_row(call, row, clean);
+    } else {
+        answer_detail(h, resp, detail, sizeof detail);
+        r = h->fail(call, AH_E_UPSTREAM, 502, "LinkedIn answered HTTP %ld%s", resp->status,
+                    detail);
+    }
     cJSON_Delete(j);
     return r;
 }
@@ -816,10 +839,13 @@ static ah_result update_domains(ah_call *call, const ah_oauth2_params *pp, const
     }
     if (r != AH_OK)
         return AH_ERR;
-    if (resp.status < 200 || resp.status >= 300)
+    if (resp.status < 200 || resp.status >= 300) {
+        char detail[LI_DETAIL_MAX + 3];
+        answer_detail(h, &resp, detail, sizeof detail);
         r = h->fail(call, AH_E_UPSTREAM, 502,
-                    "LinkedIn refused to update validJsSdkDomains (HTTP %ld): %.300s", resp.status,
-                    resp.body != NULL ? resp.body : "");
+                    "LinkedIn refused to update validJsSdkDomains (HTTP %ld)%s", resp.status,
+                    detail);
+    }
     h->http_response_free(&resp);
     return r;
 }
@@ -973,7 +999,8 @@ static ah_result provision(ah_call *call, const cJSON *body, bool settle, cJSON 
             cJSON_Delete(domains);
             return AH_ERR;
         }
-        bool created = resp.status == 200 || resp.status == 201;
+        /* Any 2xx: LinkedIn made the application (a 202 with it too). */
+        bool created = resp.status >= 200 && resp.status < 300;
         if (created && app == NULL) {
             app = h->json_parse(resp.body, resp.body_len);
         } else if (resp.status == 409) {
@@ -982,11 +1009,13 @@ static ah_result provision(ah_call *call, const cJSON *body, bool settle, cJSON 
             r = find_existing(call, &pp, fid, &app);
         }
         if (!created && resp.status != 409) {
+            char detail[LI_DETAIL_MAX + 3];
+            answer_detail(h, &resp, detail, sizeof detail);
             r = h->fail(call, resp.status == 401 || resp.status == 403 ? "li_partner_auth_failed"
                                                                         : AH_E_UPSTREAM,
-                        502, "LinkedIn refused to provision the customer application (HTTP %ld): "
-                        "%.300s%s",
-                        resp.status, resp.body != NULL ? resp.body : "",
+                        502, "LinkedIn refused to provision the customer application (HTTP %ld)"
+                        "%s%s",
+                        resp.status, detail,
                         resp.status == 401 || resp.status == 403
                             ? ". Check partner_client_id/partner_client_secret: the partner "
                               "application needs Provisioning API access"

@@ -164,6 +164,31 @@ void li_row_message(const li_error_row *row, const char *detail, char *out, size
                  what, row->resolution);
 }
 
+void li_clean_text(const char *in, char *out, size_t outlen)
+{
+    size_t o = 0;
+    if (outlen == 0)
+        return;
+    for (const unsigned char *p = (const unsigned char *)(in != NULL ? in : ""); *p;) {
+        size_t n = *p < 0x80 ? 1 : *p >= 0xF0 ? 4 : *p >= 0xE0 ? 3 : *p >= 0xC0 ? 2 : 1;
+        for (size_t i = 1; i < n; i++)
+            if ((p[i] & 0xC0) != 0x80)
+                n = 1; /* not UTF-8: the lead byte alone, as a space below */
+        bool control = *p < 0x20 || *p == 0x7F || (n == 1 && *p >= 0x80) ||
+                       (n == 2 && p[0] == 0xC2 && p[1] < 0xA0);
+        size_t w = control ? 1 : n;
+        if (o + w >= outlen)
+            break; /* a whole character or none */
+        if (control)
+            out[o] = ' ';
+        else
+            memcpy(out + o, p, n);
+        o += w;
+        p += n;
+    }
+    out[o] = '\0';
+}
+
 ah_result li_fail_row(ah_call *call, const li_error_row *row, const char *detail)
 {
     char msg[1536];

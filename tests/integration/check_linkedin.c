@@ -334,6 +334,75 @@ START_TEST(test_provision_refusals)
 }
 END_TEST
 
+/* The message of a call that fails with `code` (malloc'd). */
+static char *err_message(fixture *f, const char *topic, const char *body, const char *code)
+{
+    ah_reply r;
+    cJSON *b = body != NULL ? cJSON_Parse(body) : cJSON_CreateObject();
+    ck_assert_ptr_nonnull(b);
+    ck_assert_msg(ah_core_request(f->core, "acme", "li", topic, b, &r) != 0,
+                  "%s succeeded, expected %s", topic, code);
+    ck_assert_msg(strcmp(r.code, code) == 0, "%s: expected %s, got %s: %s", topic, code, r.code,
+                  r.message ? r.message : "");
+    char *m = strdup(r.message != NULL ? r.message : "");
+    ck_assert_ptr_nonnull(m);
+    ah_reply_free(&r);
+    return m;
+}
+
+static bool has_control(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return true;
+    return false;
+}
+
+/* Any 2xx to a create is the application made (a 202 was refused, and the
+ * refusal pasted the body, the new client_secret in it, into the error).
+ * No error pastes LinkedIn's raw body: at most its "message", cut, with
+ * no raw control character. */
+START_TEST(test_answers_not_pasted_into_errors)
+{
+    fixture f;
+    setup(&f);
+    ah_li_sim_create_status(f.li, 202);
+    provision(&f);
+    cJSON *app = ah_li_sim_app(f.li, "acme");
+    ck_assert_ptr_nonnull(app);
+    cJSON_Delete(app);
+
+    /* A refused update of the domains: a text body, then a message with
+     * a line break and a terminal escape. */
+    const char *again = "{\"validJsSdkDomains\":[\"https://ats.example.com\"]}";
+    ah_li_sim_inject(f.li, "update", 400, 0, "RAW-BODY client_secret=abc");
+    char *m = err_message(&f, "onboarding.provision", again, "upstream_error");
+    ck_assert_msg(strstr(m, "RAW-BODY") == NULL && strstr(m, "(HTTP 400)") != NULL, "%s", m);
+    free(m);
+    ah_li_sim_inject(f.li, "update", 400, 400, "Bad\ndomain\x1b[31m list");
+    m = err_message(&f, "onboarding.provision", again, "upstream_error");
+    ck_assert_msg(strstr(m, "\"status\"") == NULL && strstr(m, "Bad domain [31m list") != NULL &&
+                      !has_control(m),
+                  "%s", m);
+    free(m);
+
+    /* An answer no row of the tables knows. */
+    cJSON *it = widget_request(&f, "APPLY_WITH_LINKEDIN");
+    char *items = items_json(it);
+    ah_li_sim_inject(f.li, "verify", 400, 0, "RAW-BODY of a broken LinkedIn");
+    m = err_message(&f, "onboarding.verify", items, "upstream_error");
+    ck_assert_msg(strstr(m, "RAW-BODY") == NULL && strstr(m, "HTTP 400") != NULL, "%s", m);
+    free(m);
+    ah_li_sim_inject(f.li, "verify", 400, 400, "Odd\r\nanswer\x07");
+    m = err_message(&f, "onboarding.verify", items, "upstream_error");
+    ck_assert_msg(strstr(m, "Odd  answer ") != NULL && !has_control(m), "%s", m);
+    free(m);
+    free(items);
+    cJSON_Delete(it);
+    teardown(&f);
+}
+END_TEST
+
 /* --- the page and its callback ------------------------------------------------------ */
 
 START_TEST(test_page_and_callback)
@@ -1060,6 +1129,7 @@ static Suite *li_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_provision_one_app_per_tenant);
     tcase_add_test(tc, test_provision_refusals);
+    tcase_add_test(tc, test_answers_not_pasted_into_errors);
     tcase_add_test(tc, test_page_and_callback);
     tcase_add_test(tc, test_token_not_logged);
     tcase_add_test(tc, test_page_before_provisioning);

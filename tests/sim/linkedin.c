@@ -57,7 +57,8 @@ struct ah_li_sim {
     li_integ *integs;
     size_t ninteg;
     ah_li_token_mode mode;
-    li_inject inj_enable, inj_verify;
+    li_inject inj_enable, inj_verify, inj_update;
+    int create_status; /* 0: 201 */
     cJSON *last_enable, *last_verify;
     ah_li_sim_stats stats;
 };
@@ -442,10 +443,13 @@ static void provision_create(ah_li_sim *li, const ah_sim_req *req, ah_sim_resp *
         a->permitted = a->admin = true;
         li->napps++;
         li->stats.apps++;
-        ah_sim_json(resp, 201, app_json(a, true));
+        ah_sim_json(resp, li->create_status != 0 ? li->create_status : 201, app_json(a, true));
+        li->create_status = 0;
     }
     cJSON_Delete(b);
 }
+
+static bool take_injection(li_inject *inj, ah_sim_resp *resp);
 
 static void provision_update(ah_li_sim *li, const ah_sim_req *req, ah_sim_resp *resp)
 {
@@ -464,7 +468,9 @@ static void provision_update(ah_li_sim *li, const ah_sim_req *req, ah_sim_resp *
         cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(b, "patch"), "$set");
     const cJSON *doms = cJSON_GetObjectItemCaseSensitive(set, "validJsSdkDomains");
     const char *m = ah_sim_header(req, "x-restli-method");
-    if (a == NULL)
+    if (take_injection(&li->inj_update, resp))
+        ;
+    else if (a == NULL)
         li_error(resp, 404, 404, "No such application");
     else if (m == NULL || strcasecmp(m, "partial_update") != 0 || !cJSON_IsArray(doms) ||
              !domains_ok(doms))
@@ -515,6 +521,12 @@ static bool take_injection(li_inject *inj, ah_sim_resp *resp)
     if (!inj->armed)
         return false;
     inj->armed = false;
+    if (inj->status == 0) { /* the message as the whole body, not JSON */
+        resp->status = inj->http;
+        resp->body = strdup(inj->message);
+        resp->content_type = "text/plain";
+        return true;
+    }
     li_error(resp, inj->http, inj->status, inj->message);
     return true;
 }
@@ -992,11 +1004,20 @@ int ah_li_sim_set_customer_admin(ah_li_sim *li, const char *client_id, bool admi
 void ah_li_sim_inject(ah_li_sim *li, const char *api, int http, int status, const char *message)
 {
     pthread_mutex_lock(&li->mu);
-    li_inject *inj = strcmp(api, "enable") == 0 ? &li->inj_enable : &li->inj_verify;
+    li_inject *inj = strcmp(api, "enable") == 0   ? &li->inj_enable
+                     : strcmp(api, "update") == 0 ? &li->inj_update
+                                                  : &li->inj_verify;
     inj->armed = true;
     inj->http = http;
     inj->status = status;
     snprintf(inj->message, sizeof inj->message, "%s", message);
+    pthread_mutex_unlock(&li->mu);
+}
+
+void ah_li_sim_create_status(ah_li_sim *li, int http)
+{
+    pthread_mutex_lock(&li->mu);
+    li->create_status = http;
     pthread_mutex_unlock(&li->mu);
 }
 

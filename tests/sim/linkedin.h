@@ -65,10 +65,16 @@ int ah_li_sim_set_permitted(ah_li_sim *li, const char *client_id, bool permitted
  *  the widget shows the seed's permission error). Default true. */
 int ah_li_sim_set_customer_admin(ah_li_sim *li, const char *client_id, bool admin);
 
-/** The next call of `api` ("enable" or "verify") is answered with this
+/** The next call of `api` ("enable", "verify", or "update": the partial
+ *  update of an application's validJsSdkDomains) is answered with this
  *  HTTP code and {"status": status, "message": message}, whatever it asks
- *  (after the token check). For rows a correct client cannot provoke. */
+ *  (after the token check); with status 0, with `message` itself as a
+ *  text/plain body. For rows a correct client cannot provoke, and for a
+ *  broken LinkedIn. */
 void ah_li_sim_inject(ah_li_sim *li, const char *api, int http, int status, const char *message);
+/** The next application created is answered with this HTTP code (a 2xx;
+ *  0: 201, as LinkedIn does), its credentials in the body as always. */
+void ah_li_sim_create_status(ah_li_sim *li, int http);
 
 /** What the widget does on a click, without a browser: records a REQUESTED
  *  integration of that type for the app. *out (may be NULL) receives
