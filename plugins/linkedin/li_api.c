@@ -726,6 +726,21 @@ static void app_fields(const ah_host_api *h, const cJSON *app, const char **id, 
         *urn = h->json_string(app, "applicationUrn", 256);
 }
 
+/* The element of a finder's answer whose uniqueForeignId is `fid`, or
+ * NULL. Only that one: taking the first element, whatever it was, would
+ * store another application's credentials as this tenant's. */
+static const cJSON *element_of(const cJSON *answer, const char *fid)
+{
+    const cJSON *el;
+    cJSON_ArrayForEach(el, cJSON_GetObjectItemCaseSensitive(answer, "elements"))
+    {
+        const cJSON *u = cJSON_GetObjectItemCaseSensitive(el, "uniqueForeignId");
+        if (cJSON_IsString(u) && strcmp(u->valuestring, fid) == 0)
+            return el;
+    }
+    return NULL;
+}
+
 /* The customer application with uniqueForeignId `fid`: 1 with *app
  * (transferred), 0 when LinkedIn has none, -1 when it cannot be asked (not
  * described). */
@@ -753,10 +768,10 @@ static int lookup_app(ah_call *call, const ah_oauth2_params *pp, const char *fid
         cJSON_Delete(j);
         return st == 404 ? 0 : -1;
     }
-    cJSON *first = cJSON_GetArrayItem(el, 0);
-    *app = first != NULL ? cJSON_Duplicate(first, 1) : NULL;
+    const cJSON *mine = element_of(j, fid);
+    *app = mine != NULL ? cJSON_Duplicate(mine, 1) : NULL;
     cJSON_Delete(j);
-    return first == NULL ? 0 : *app != NULL ? 1 : -1;
+    return mine == NULL ? 0 : *app != NULL ? 1 : -1;
 }
 
 static ah_result find_existing(ah_call *call, const ah_oauth2_params *pp, const char *fid,
@@ -776,8 +791,8 @@ static ah_result find_existing(ah_call *call, const ah_oauth2_params *pp, const 
     if (r != AH_OK)
         return AH_ERR;
     cJSON *j = resp.status == 200 ? h->json_parse(resp.body, resp.body_len) : NULL;
-    cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "elements"), 0);
-    if (first == NULL) {
+    const cJSON *mine = element_of(j, fid);
+    if (mine == NULL) {
         r = h->fail(call, AH_E_UPSTREAM, 502,
                     "LinkedIn says a customer application with uniqueForeignId '%s' exists but "
                     "did not return it (HTTP %ld)",
@@ -786,7 +801,7 @@ static ah_result find_existing(ah_call *call, const ah_oauth2_params *pp, const 
         h->http_response_free(&resp);
         return r;
     }
-    *app = cJSON_Duplicate(first, 1);
+    *app = cJSON_Duplicate(mine, 1);
     cJSON_Delete(j);
     h->http_response_free(&resp);
     return *app != NULL ? AH_OK : h->fail(call, AH_E_INTERNAL, 0, "out of memory");

@@ -403,6 +403,55 @@ START_TEST(test_answers_not_pasted_into_errors)
 }
 END_TEST
 
+static char *sim_client_id(fixture *f, const char *fid)
+{
+    cJSON *app = ah_li_sim_app(f->li, fid);
+    ck_assert_ptr_nonnull(app);
+    const char *id = str_of(cJSON_GetObjectItem(app, "credentials"), "client_id");
+    if (id == NULL)
+        id = str_of(app, "client_id");
+    ck_assert_ptr_nonnull(id);
+    char *out = strdup(id);
+    cJSON_Delete(app);
+    return out;
+}
+
+/* The finder's answer is searched for the uniqueForeignId asked for: a
+ * finder that answers other applications first had the other tenant's
+ * credentials stored as this one's, after a 409 (find_existing) and after
+ * a lost answer to a create (lookup_app). */
+START_TEST(test_finder_takes_only_the_asked_app)
+{
+    fixture f;
+    setup(&f);
+    add_conn(&f, "li2", "APPLY_WITH_LINKEDIN", NULL, NULL);
+    cJSON *r = call_ok_on(&f, "li2", "onboarding.provision", "{\"uniqueForeignId\":\"other\"}");
+    cJSON_Delete(r);
+    provision(&f); /* "acme" */
+    ah_li_sim_finder_all(f.li, true);
+
+    /* 409 for "acme": taken over, "acme"'s own. */
+    add_conn(&f, "li3", "APPLY_WITH_LINKEDIN", NULL, NULL);
+    r = call_ok_on(&f, "li3", "onboarding.provision", NULL);
+    ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(r, "created")));
+    ck_assert_str_eq(str_of(r, "client_id"), f.client_id);
+    cJSON_Delete(r);
+
+    /* The create's answer lost: looked up, "fresh"'s own. */
+    add_conn(&f, "li4", "APPLY_WITH_LINKEDIN", NULL, NULL);
+    ah_sim_fault_after(f.sim, "POST", "/v2/provisionedApplications", AH_SIM_AFTER_DROP, 1);
+    r = call_ok_on(&f, "li4", "onboarding.provision", "{\"uniqueForeignId\":\"fresh\"}");
+    char *fresh = sim_client_id(&f, "fresh");
+    ck_assert_str_eq(str_of(r, "client_id"), fresh);
+    free(fresh);
+    cJSON_Delete(r);
+    ah_li_sim_stats s;
+    ah_li_sim_get_stats(f.li, &s);
+    ck_assert_uint_eq(s.apps, 3);
+    teardown(&f);
+}
+END_TEST
+
 /* --- the page and its callback ------------------------------------------------------ */
 
 START_TEST(test_page_and_callback)
@@ -1130,6 +1179,7 @@ static Suite *li_suite(void)
     tcase_add_test(tc, test_provision_one_app_per_tenant);
     tcase_add_test(tc, test_provision_refusals);
     tcase_add_test(tc, test_answers_not_pasted_into_errors);
+    tcase_add_test(tc, test_finder_takes_only_the_asked_app);
     tcase_add_test(tc, test_page_and_callback);
     tcase_add_test(tc, test_token_not_logged);
     tcase_add_test(tc, test_page_before_provisioning);

@@ -59,6 +59,7 @@ struct ah_li_sim {
     ah_li_token_mode mode;
     li_inject inj_enable, inj_verify, inj_update;
     int create_status; /* 0: 201 */
+    bool finder_all;   /* the finder answers every app, the asked one last */
     cJSON *last_enable, *last_verify;
     ah_li_sim_stats stats;
 };
@@ -504,6 +505,9 @@ static void h_apps(void *arg, const ah_sim_req *req, ah_sim_resp *resp)
         } else {
             cJSON *o = cJSON_CreateObject();
             cJSON *el = cJSON_AddArrayToObject(o, "elements");
+            for (size_t i = 0; li->finder_all && i < li->napps; i++)
+                if (&li->apps[i] != a)
+                    cJSON_AddItemToArray(el, app_json(&li->apps[i], true));
             if (a != NULL)
                 cJSON_AddItemToArray(el, app_json(a, true));
             ah_sim_json(resp, 200, o);
@@ -1011,6 +1015,13 @@ void ah_li_sim_inject(ah_li_sim *li, const char *api, int http, int status, cons
     inj->http = http;
     inj->status = status;
     snprintf(inj->message, sizeof inj->message, "%s", message);
+    pthread_mutex_unlock(&li->mu);
+}
+
+void ah_li_sim_finder_all(ah_li_sim *li, bool all)
+{
+    pthread_mutex_lock(&li->mu);
+    li->finder_all = all;
     pthread_mutex_unlock(&li->mu);
 }
 

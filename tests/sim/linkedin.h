@@ -75,6 +75,9 @@ void ah_li_sim_inject(ah_li_sim *li, const char *api, int http, int status, cons
 /** The next application created is answered with this HTTP code (a 2xx;
  *  0: 201, as LinkedIn does), its credentials in the body as always. */
 void ah_li_sim_create_status(ah_li_sim *li, int http);
+/** A broken finder: GET ?q=credentialsByUniqueForeignId answers every
+ *  application, the others first and the one asked for (if any) last. */
+void ah_li_sim_finder_all(ah_li_sim *li, bool all);
 
 /** What the widget does on a click, without a browser: records a REQUESTED
  *  integration of that type for the app. *out (may be NULL) receives
