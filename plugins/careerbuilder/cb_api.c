@@ -238,6 +238,35 @@ static cb_send_result settle_put(ah_call *call, const cJSON *status, int outcome
     return CB_UNKNOWN;
 }
 
+/* The most of CareerBuilder's answer that a reply's "message" carries. */
+#define CB_ANSWER_MAX 1024
+
+/* The "message" of a stored status (malloc'd, NULL on ENOMEM): CareerBuilder's
+ * 2xx answer when it is a JSON string, as the seed's "Created/updated
+ * status.", cut at a UTF-8 boundary to CB_ANSWER_MAX bytes; else a fixed
+ * text. Never the body as it came: any size, any content. */
+static char *answer_text(const ah_http_response *r)
+{
+    /* A 2xx is stored, whatever its body: one cut short is no answer. */
+    cJSON *j = r->body != NULL ? cJSON_ParseWithLength(r->body, r->body_len) : NULL;
+    char *out;
+    if (cJSON_IsString(j)) {
+        const char *t = j->valuestring;
+        size_t n = strlen(t);
+        if (n > CB_ANSWER_MAX) {
+            n = CB_ANSWER_MAX;
+            while (n > 0 && ((unsigned char)t[n] & 0xC0) == 0x80)
+                n--; /* t[n] continues a character: cut before it starts */
+        }
+        out = strndup(t, n);
+    } else {
+        out = strdup(j != NULL ? "Created/updated status (the answer was not a text)"
+                               : "Created/updated status (the answer was cut short)");
+    }
+    cJSON_Delete(j);
+    return out;
+}
+
 cb_send_result cb_send_status(ah_call *call, const cJSON *status, int max_attempts,
                               char **answer)
 {
@@ -262,15 +291,8 @@ cb_send_result cb_send_status(ah_call *call, const cJSON *status, int max_attemp
     int outcome = AH_HAS(&r, outcome) ? r.outcome : AH_OUTCOME_NONE;
     cb_send_result out = CB_SENT;
     if (r.status >= 200 && r.status < 300) {
-        if (answer != NULL) {
-            /* A 2xx is stored, whatever its body: one cut short is no answer. */
-            cJSON *j = r.body != NULL ? cJSON_Parse(r.body) : NULL;
-            *answer = strdup(cJSON_IsString(j) ? j->valuestring
-                             : j != NULL       ? (r.body != NULL ? r.body : "")
-                                               : "Created/updated status (the answer was cut "
-                                                 "short)");
-            cJSON_Delete(j);
-        }
+        if (answer != NULL)
+            *answer = answer_text(&r);
     } else if (outcome == AH_OUTCOME_UNKNOWN) {
         long st = r.status;
         call->host->http_response_free(&r);

@@ -219,6 +219,52 @@ START_TEST(test_put_and_read_back)
 }
 END_TEST
 
+/* The reply's "message" of one statuses.put (malloc'd). */
+static char *put_message(fixture *f, cJSON *st)
+{
+    ah_reply r;
+    ck_assert_msg(ah_core_request(f->core, "acme", "cb", "statuses.put", st, &r) == 0, "%s: %s",
+                  r.code, r.message ? r.message : "");
+    const cJSON *m = cJSON_GetObjectItem(r.body, "message");
+    ck_assert(cJSON_IsString(m));
+    char *out = strdup(m->valuestring);
+    ah_reply_free(&r);
+    return out;
+}
+
+/* A 2xx answer goes into the reply only as a JSON string of at most 1 KiB
+ * (cut at a character boundary): any other body was copied whole, and a
+ * string of any length. */
+START_TEST(test_put_answer_bounded)
+{
+    fixture f;
+    setup(&f);
+    ah_cb_sim_put_answer(f.cb, "{\"echo\":{\"client_secret\":\"zzz\"}}");
+    char *m = put_message(&f, status_obj("ann@example.com", "R-1", "Applied",
+                                         "2024-01-01T10:00:00Z"));
+    ck_assert_msg(strstr(m, "zzz") == NULL && strncmp(m, "Created/updated status", 22) == 0,
+                  "%s", m);
+    free(m);
+
+    /* "a" and 1000 two-byte characters: 2001 bytes, byte 1024 inside one. */
+    char big[2100] = "\"a";
+    for (int i = 0; i < 1000; i++)
+        strcat(big, "\xc3\xa9");
+    strcat(big, "\"");
+    ah_cb_sim_put_answer(f.cb, big);
+    m = put_message(&f, status_obj("ann@example.com", "R-2", "Applied", "2024-01-01T10:00:00Z"));
+    ck_assert_uint_eq(strlen(m), 1023);
+    ck_assert_int_eq(memcmp(m, big + 1, 1023), 0);
+    free(m);
+
+    /* The seed's own answer is kept as it is. */
+    m = put_message(&f, status_obj("ann@example.com", "R-3", "Applied", "2024-01-01T10:00:00Z"));
+    ck_assert_str_eq(m, "Created/updated status.");
+    free(m);
+    teardown(&f);
+}
+END_TEST
+
 START_TEST(test_query_by_emails_and_requisitions)
 {
     fixture f;
@@ -535,6 +581,7 @@ static Suite *cb_suite(void)
     TCase *tc = tcase_create("statuses");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_put_and_read_back);
+    tcase_add_test(tc, test_put_answer_bounded);
     tcase_add_test(tc, test_query_by_emails_and_requisitions);
     tcase_add_test(tc, test_rest_routes);
     suite_add_tcase(s, tc);

@@ -32,6 +32,7 @@ struct ah_cb_sim {
     cJSON *store;    /* array of statuses, insertion order */
     cJSON *arrivals; /* every accepted PUT body */
     ah_cb_sim_stats stats;
+    char *put_answer; /* the next accepted PUT's body, as is (NULL: the seed's) */
 };
 
 /* The seed's field table: name, max characters (0: the date), required. */
@@ -331,7 +332,14 @@ static void h_put(ah_cb_sim *cb, const ah_sim_req *req, ah_sim_resp *resp)
     if (copy != NULL)
         cJSON_AddItemToArray(cb->arrivals, copy);
     cb->stats.puts++;
+    char *answer = cb->put_answer;
+    cb->put_answer = NULL;
     pthread_mutex_unlock(&cb->mu);
+    if (answer != NULL) {
+        resp->status = 200;
+        resp->body = answer;
+        return;
+    }
     ah_sim_json(resp, 200, cJSON_CreateString("Created/updated status."));
 }
 
@@ -508,6 +516,7 @@ void ah_cb_sim_free(ah_cb_sim *cb)
     cJSON_Delete(cb->arrivals);
     free(cb->client_id);
     free(cb->client_secret);
+    free(cb->put_answer);
     pthread_mutex_destroy(&cb->mu);
     free(cb);
 }
@@ -562,6 +571,14 @@ cJSON *ah_cb_sim_arrivals(ah_cb_sim *cb)
     cJSON *out = cJSON_Duplicate(cb->arrivals, 1);
     pthread_mutex_unlock(&cb->mu);
     return out;
+}
+
+void ah_cb_sim_put_answer(ah_cb_sim *cb, const char *body)
+{
+    pthread_mutex_lock(&cb->mu);
+    free(cb->put_answer);
+    cb->put_answer = body != NULL ? strdup(body) : NULL;
+    pthread_mutex_unlock(&cb->mu);
 }
 
 void ah_cb_sim_revoke_tokens(ah_cb_sim *cb)

@@ -61,6 +61,9 @@ cJSON *ah_cb_sim_find(ah_cb_sim *cb, const char *account, const char *email,
                       const char *status_level);
 /** A copy of every accepted PUT body, in arrival order. cJSON_Delete it. */
 cJSON *ah_cb_sim_arrivals(ah_cb_sim *cb);
+/** The next accepted PUT is answered 200 with `body` as is (copied; NULL:
+ *  the seed's "Created/updated status." again): a broken CareerBuilder. */
+void ah_cb_sim_put_answer(ah_cb_sim *cb, const char *body);
 /** Forgets every issued token (the next request with one gets 401). */
 void ah_cb_sim_revoke_tokens(ah_cb_sim *cb);
 
