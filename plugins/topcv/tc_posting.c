@@ -318,8 +318,17 @@ static ah_result find_by_reference(ah_call *call, const char *ref, cJSON **found
     const cJSON *jobs = cJSON_GetObjectItemCaseSensitive(ans, "jobs");
     if (r == AH_OK && (status != 200 || !cJSON_IsArray(jobs)))
         r = tc_api_error(call, "looking the posting up by its reference", status, ans);
-    if (r == AH_OK && cJSON_GetArraySize(jobs) > 0 && cJSON_IsObject(cJSON_GetArrayItem(jobs, 0)))
-        *found = cJSON_DetachItemFromArray(cJSON_GetObjectItemCaseSensitive(ans, "jobs"), 0);
+    /* Only the job with our very reference: a TopCV that lists others too
+     * (a filter ignored or matched loosely) would have another job saved
+     * as this posting. */
+    cJSON *list = r == AH_OK ? (cJSON *)jobs : NULL, *j;
+    cJSON_ArrayForEach(j, list) {
+        const cJSON *jr = cJSON_GetObjectItemCaseSensitive(j, "reference");
+        if (cJSON_IsObject(j) && cJSON_IsString(jr) && strcmp(jr->valuestring, ref) == 0) {
+            *found = cJSON_DetachItemViaPointer(list, j);
+            break;
+        }
+    }
     cJSON_Delete(ans);
     return r;
 }

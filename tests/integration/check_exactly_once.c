@@ -285,6 +285,38 @@ START_TEST(publish_acted_then_lost)
 }
 END_TEST
 
+/* The look-up after a lost answer takes only the job with the publish's
+ * own reference: a TopCV that lists other jobs too (here one posted
+ * directly on TopCV, first) had that job saved as the posting. */
+START_TEST(publish_lookup_takes_only_its_reference)
+{
+    fx f;
+    setup(&f);
+    char *other = ah_topcv_sim_create_job(f.tc, "Posted on TopCV");
+    ck_assert_ptr_nonnull(other);
+    ah_topcv_sim_lookup_all(f.tc, true);
+    char body[160];
+    snprintf(body, sizeof body, "{\"job_id\":\"%s\"}", f.job);
+    ah_sim_fault_after(f.sim, "POST", "/api/jobs", AH_SIM_AFTER_DROP, 1);
+    answer a = rest(&f, "postings.publish", "publish-r", body);
+    ck_assert_msg(a.status == 200, "publish: %ld %s", a.status, a.body);
+    ck_assert_uint_ge(stats(&f).lookups, 1);
+    cJSON *o = cJSON_Parse(a.body);
+    const char *tid = str_at(o, "data", "posting", "topcv_id");
+    ck_assert_ptr_nonnull(tid);
+    ck_assert_str_ne(tid, other);
+    cJSON *job = ah_topcv_sim_job(f.tc, tid);
+    ck_assert_ptr_nonnull(job);
+    const char *ref = str_at(job, "reference", NULL, NULL);
+    ck_assert_msg(ref != NULL && strncmp(ref, "atshub-", 7) == 0, "%s", ref ? ref : "(none)");
+    cJSON_Delete(job);
+    cJSON_Delete(o);
+    free(other);
+    free(a.body);
+    teardown(&f);
+}
+END_TEST
+
 /* TopCV posts the job, the answer is lost and TopCV cannot be asked
  * either: 502 outcome_unknown naming the reference, stored under the key;
  * the retry gets that answer, and the job stays posted once. */
@@ -1791,6 +1823,7 @@ static Suite *exactly_once_suite(void)
     TCase *tc = tcase_create("topcv");
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, publish_acted_then_lost, 0, 4);
+    tcase_add_test(tc, publish_lookup_takes_only_its_reference);
     tcase_add_loop_test(tc, publish_unknown_settled, 0, 4);
     tcase_add_loop_test(tc, update_acted_then_lost, 0, 4);
     tcase_add_test(tc, publish_refused_then_retried);

@@ -20,6 +20,7 @@ struct ah_topcv_sim {
     char *token, *secret, *company, *webhook;
     int max_attempts, retry_delay_ms;
     ah_topcv_fault fault;
+    bool lookup_all;   /* GET /api/jobs?reference= answers every job, others first */
     cJSON *jobs;       /* array of job objects */
     char *last_event;  /* body of the last delivered event */
     cJSON *events;     /* every event built, by id: what TopCV may send again */
@@ -189,11 +190,15 @@ static void h_jobs(void *arg, const ah_sim_req *req, ah_sim_resp *resp)
         const char *want = ah_sim_query(req, "reference");
         cJSON *list = cJSON_CreateArray();
         const cJSON *j;
-        cJSON_ArrayForEach(j, t->jobs) {
-            const cJSON *r = cJSON_GetObjectItemCaseSensitive(j, "reference");
-            if (want == NULL || (cJSON_IsString(r) && strcmp(r->valuestring, want) == 0))
-                cJSON_AddItemToArray(list, cJSON_Duplicate(j, 1));
-        }
+        /* A broken filter (lookup_all) lists the other jobs first. */
+        for (int pass = t->lookup_all && want != NULL ? 0 : 1; pass < 2; pass++)
+            cJSON_ArrayForEach(j, t->jobs) {
+                const cJSON *r = cJSON_GetObjectItemCaseSensitive(j, "reference");
+                bool match =
+                    want == NULL || (cJSON_IsString(r) && strcmp(r->valuestring, want) == 0);
+                if (pass == 0 ? !match : match)
+                    cJSON_AddItemToArray(list, cJSON_Duplicate(j, 1));
+            }
         t->stats.lookups++;
         out = cJSON_CreateObject();
         cJSON_AddItemToObject(out, "jobs", list);
@@ -300,6 +305,13 @@ void ah_topcv_sim_set_fault(ah_topcv_sim *t, ah_topcv_fault f)
 {
     pthread_mutex_lock(&t->mu);
     t->fault = f;
+    pthread_mutex_unlock(&t->mu);
+}
+
+void ah_topcv_sim_lookup_all(ah_topcv_sim *t, bool all)
+{
+    pthread_mutex_lock(&t->mu);
+    t->lookup_all = all;
     pthread_mutex_unlock(&t->mu);
 }
 

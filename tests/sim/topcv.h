@@ -29,6 +29,7 @@
 #ifndef AH_TOPCV_SIM_H
 #define AH_TOPCV_SIM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <cjson/cJSON.h>
@@ -88,6 +89,10 @@ int ah_topcv_sim_redeliver(ah_topcv_sim *t);
  *  first time when it could not be delivered then (no webhook URL): TopCV
  *  retrying late, after later events. -1 for an unknown id. */
 int ah_topcv_sim_redeliver_id(ah_topcv_sim *t, const char *event_id);
+
+/** A broken look-up: GET /api/jobs?reference=R answers every job, those
+ *  without reference R first, then those with it. */
+void ah_topcv_sim_lookup_all(ah_topcv_sim *t, bool all);
 
 /** A copy of a job ({"id","state","title",...}) or NULL. cJSON_Delete it. */
 cJSON *ah_topcv_sim_job(ah_topcv_sim *t, const char *job_id);
