@@ -830,6 +830,24 @@ typedef struct ah_store_ops {
     uint64_t (*commit_mark)(ah_store *s);
     bool (*durable)(ah_store *s, uint64_t mark);
     void (*defer_durable)(ah_store *s, bool defer);
+    /* --- appended: bulk jobs shared fairly, capped and pruned ----------- */
+    /** The oldest job that is queued or running of the tenant with the
+     *  smallest id above after_tenant_id that has one (the bulk worker's
+     *  round robin across tenants: the caller wraps around with 0);
+     *  AH_STORE_NOT_FOUND when none. Free with ah_bulk_job_row_free. */
+    int (*bulk_next_after)(ah_store *s, int64_t after_tenant_id, ah_bulk_job_row *out);
+    /** Up to `limit` items of job id still queued whose idx is from_idx or
+     *  more, in idx order (the worker reads a job a slice at a time). */
+    int (*bulk_items_queued_from)(ah_store *s, const char *id, int from_idx, int limit,
+                                  ah_bulk_item_cb cb, void *arg);
+    /** How many items of tenant_id's jobs are still to run: every item of
+     *  its queued jobs, and the items still queued of its running ones. */
+    int (*bulk_queued_count)(ah_store *s, int64_t tenant_id, int64_t *out);
+    /** Deletes at most `limit` jobs (with their items) that finished
+     *  ("done" or "failed") before `before` (canonical ISO time; a failed
+     *  job without finished_at counts from its created_at); *n_out (may be
+     *  NULL) receives how many. */
+    int (*bulk_prune)(ah_store *s, const char *before, int limit, int64_t *n_out);
 } ah_store_ops;
 
 struct ah_store {

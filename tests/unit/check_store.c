@@ -3190,6 +3190,89 @@ START_TEST(test_bulk)
 }
 END_TEST
 
+/* The worker's round robin, the cap's count and the prune (bulk.c): a
+ * tenant's oldest unfinished job, tenant after tenant; its items still to
+ * run; finished jobs past a time deleted with their items, unfinished ones
+ * kept whatever their age. */
+START_TEST(test_bulk_fair_count_prune)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t a = add_tenant(s, "acme"), b = add_tenant(s, "beta"), c = add_tenant(s, "gamma");
+    ck_assert_int_lt(a, b);
+    ck_assert_int_lt(b, c);
+    const char *recs[] = {"r0", "r1", "r2", "r3"};
+    ck_assert_int_eq(s->ops->bulk_add(s, "bulk_a1", a, "reject", "{}", recs, 4), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->bulk_add(s, "bulk_a2", a, "reject", "{}", recs, 2), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->bulk_add(s, "bulk_c1", c, "reject", "{}", recs, 1), AH_STORE_OK);
+    ah_bulk_job_row j;
+    ck_assert_int_eq(s->ops->bulk_next_after(s, INT64_MIN, &j), AH_STORE_OK);
+    ck_assert_str_eq(j.id, "bulk_a1");
+    ah_bulk_job_row_free(&j);
+    /* After acme: beta has none, gamma's; after gamma: none (the caller
+     * wraps around). */
+    ck_assert_int_eq(s->ops->bulk_next_after(s, a, &j), AH_STORE_OK);
+    ck_assert_str_eq(j.id, "bulk_c1");
+    ck_assert_int_eq(j.tenant_id, c);
+    ah_bulk_job_row_free(&j);
+    ck_assert_int_eq(s->ops->bulk_next_after(s, c, &j), AH_STORE_NOT_FOUND);
+
+    /* Queued items: a queued job's total; a running one's still queued. */
+    int64_t n = -1;
+    ck_assert_int_eq(s->ops->bulk_queued_count(s, a, &n), AH_STORE_OK);
+    ck_assert_int_eq(n, 6);
+    ck_assert_int_eq(s->ops->bulk_set_status(s, "bulk_a1", "running", NULL), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->bulk_item_set(s, "bulk_a1", 0, "succeeded", NULL, NULL),
+                     AH_STORE_OK);
+    ck_assert_int_eq(s->ops->bulk_item_set(s, "bulk_a1", 2, "failed", "x", "y"), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->bulk_queued_count(s, a, &n), AH_STORE_OK);
+    ck_assert_int_eq(n, 4);
+    ck_assert_int_eq(s->ops->bulk_queued_count(s, b, &n), AH_STORE_OK);
+    ck_assert_int_eq(n, 0);
+
+    /* A slice of the queued items, from an idx on. */
+    items_seen it = {.n = 0};
+    ck_assert_int_eq(s->ops->bulk_items_queued_from(s, "bulk_a1", 0, 1, item_cb, &it),
+                     AH_STORE_OK);
+    ck_assert_int_eq(it.n, 1);
+    ck_assert_int_eq(it.idx[0], 1);
+    memset(&it, 0, sizeof it);
+    ck_assert_int_eq(s->ops->bulk_items_queued_from(s, "bulk_a1", 2, 8, item_cb, &it),
+                     AH_STORE_OK);
+    ck_assert_int_eq(it.n, 1);
+    ck_assert_int_eq(it.idx[0], 3);
+    memset(&it, 0, sizeof it);
+    ck_assert_int_eq(s->ops->bulk_items_queued_from(s, "bulk_a1", 4, 8, item_cb, &it),
+                     AH_STORE_OK);
+    ck_assert_int_eq(it.n, 0);
+
+    /* Finished: acme's next job is its second; a1 pruned with its items,
+     * a failed job without finished_at by its creation, the unfinished
+     * ones kept. */
+    ck_assert_int_eq(s->ops->bulk_set_status(s, "bulk_a1", "done", FAR_PAST), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->bulk_next_after(s, INT64_MIN, &j), AH_STORE_OK);
+    ck_assert_str_eq(j.id, "bulk_a2");
+    ah_bulk_job_row_free(&j);
+    ck_assert_int_eq(s->ops->bulk_set_status(s, "bulk_c1", "failed", NULL), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->bulk_prune(s, FAR_PAST, 10, &n), AH_STORE_OK);
+    ck_assert_int_eq(n, 0); /* finished at FAR_PAST: not before it */
+    ck_assert_int_eq(s->ops->bulk_prune(s, FAR_FUTURE, 1, &n), AH_STORE_OK);
+    ck_assert_int_eq(n, 1); /* at most `limit` */
+    ck_assert_int_eq(s->ops->bulk_prune(s, FAR_FUTURE, 10, &n), AH_STORE_OK);
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(s->ops->bulk_get(s, a, "bulk_a1", &j), AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(s->ops->bulk_get(s, c, "bulk_c1", &j), AH_STORE_NOT_FOUND);
+    ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM bulk_items WHERE job_id = 'bulk_a1'"),
+                     0);
+    ck_assert_int_eq(s->ops->bulk_get(s, a, "bulk_a2", &j), AH_STORE_OK);
+    ah_bulk_job_row_free(&j);
+    ck_assert_int_eq(s->ops->bulk_prune(s, FAR_FUTURE, 10, &n), AH_STORE_OK);
+    ck_assert_int_eq(n, 0);
+    fx_done(&f);
+}
+END_TEST
+
 typedef struct marks_seen {
     char id[8][64], remote[8][16], deleted[8][32];
     int n;
@@ -5158,6 +5241,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_record_prune);
     tcase_add_test(tc, test_tenant_remove_takes_its_data);
     tcase_add_test(tc, test_bulk);
+    tcase_add_test(tc, test_bulk_fair_count_prune);
     tcase_add_test(tc, test_tracking);
     tcase_add_test(tc, test_page_repeats_a_record);
     tcase_add_test(tc, test_leases);

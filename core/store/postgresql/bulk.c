@@ -30,6 +30,19 @@ static const char *const q_sql[P_COUNT] = {
     [P_BULK_SETTLE] = "UPDATE bulk_items SET status = $2, error_code = $3, error_message = $4 "
                        "WHERE operation = $1 AND status = 'failed' "
                        "AND error_code = 'outcome_unknown'",
+    /* As the SQLite engine's (its comments say why). */
+    [P_BULK_NEXT_AFTER] = "SELECT " BULK_COLS " FROM bulk_jobs WHERE status IN ('queued', "
+                          "'running') AND tenant_id > $1 ORDER BY tenant_id, created_at, id "
+                          "LIMIT 1",
+    [P_BULK_ITEMS_FROM] = "SELECT " ITEM_COLS " FROM bulk_items WHERE job_id = $1 AND idx >= $2 "
+                          "AND status = 'queued' ORDER BY idx LIMIT $3",
+    [P_BULK_QUEUED_COUNT] = "SELECT coalesce(sum(CASE WHEN j.status = 'queued' THEN j.total "
+                            "ELSE (SELECT count(*) FROM bulk_items i WHERE i.job_id = j.id "
+                            "AND i.status = 'queued') END), 0) FROM bulk_jobs j "
+                            "WHERE j.tenant_id = $1 AND j.status IN ('queued', 'running')",
+    [P_BULK_PRUNE] = "DELETE FROM bulk_jobs WHERE id IN (SELECT id FROM bulk_jobs "
+                     "WHERE status IN ('done', 'failed') AND coalesce(finished_at, created_at) "
+                     "< $1 LIMIT $2)",
 };
 
 static bool fill_bulk_job(const PGresult *r, int i, void *row)
@@ -274,6 +287,97 @@ int ah_pg_bulk_item_settle(ah_store *st, const char *operation, const char *stat
     ah_pg_p_text(&p, error_message);
     ah_pg_lock(s);
     int rc = AH_PG_EXEC(s, P_BULK_SETTLE, &p, "bulk_item_settle", n_out);
+    ah_pg_unlock(s);
+    return rc;
+}
+
+int ah_pg_bulk_next_after(ah_store *st, int64_t after_tenant_id, ah_bulk_job_row *out)
+{
+    ah_pg_store *s = ah_pg(st);
+    if (out == NULL)
+        return AH_STORE_ERR;
+    memset(out, 0, sizeof *out);
+    ah_pg_params p = {0};
+    ah_pg_p_int(&p, after_tenant_id);
+    int rc;
+    ah_pg_lock(s);
+    PGresult *r = AH_PG_RUN(s, P_BULK_NEXT_AFTER, &p, "bulk_next_after", &rc);
+    if (r != NULL) {
+        rc = ah_pg_one(s, r, out, fill_bulk_job, bulk_job_free_v, "bulk_next_after");
+        PQclear(r);
+    }
+    ah_pg_unlock(s);
+    return rc;
+}
+
+int ah_pg_bulk_items_queued_from(ah_store *st, const char *id, int from_idx, int limit,
+                                 ah_bulk_item_cb cb, void *arg)
+{
+    ah_pg_store *s = ah_pg(st);
+    if (id == NULL || limit < 1)
+        return AH_STORE_ERR;
+    ah_pg_rowvec v = {.elem = sizeof(ah_bulk_item_row)};
+    ah_pg_params p = {0};
+    ah_pg_p_text(&p, id);
+    ah_pg_p_int(&p, from_idx);
+    ah_pg_p_int(&p, limit);
+    int rc;
+    ah_pg_lock(s); /* the worker's queue, read with its writes (as bulk_items') */
+    PGresult *r = AH_PG_RUN(s, P_BULK_ITEMS_FROM, &p, "bulk_items_queued_from", &rc);
+    if (r != NULL) {
+        rc = ah_pg_collect(s, r, &v, fill_bulk_item, bulk_item_free_v, "bulk_items_queued_from");
+        PQclear(r);
+    }
+    ah_pg_unlock(s);
+    if (rc == AH_STORE_OK && cb != NULL)
+        for (size_t i = 0; i < v.n; i++)
+            cb(arg, (ah_bulk_item_row *)v.items + i);
+    ah_pg_rowvec_free(&v, bulk_item_free_v);
+    return rc;
+}
+
+static bool fill_count(const PGresult *r, int i, void *row)
+{
+    *(int64_t *)row = ah_pg_int(r, i, 0);
+    return true;
+}
+
+static void count_free_v(void *row)
+{
+    (void)row;
+}
+
+int ah_pg_bulk_queued_count(ah_store *st, int64_t tenant_id, int64_t *out)
+{
+    ah_pg_store *s = ah_pg(st);
+    if (out == NULL)
+        return AH_STORE_ERR;
+    *out = 0;
+    ah_pg_params p = {0};
+    ah_pg_p_int(&p, tenant_id);
+    int rc;
+    s = ah_pg_read_lock(s); /* a client's request: through a reader, as bulk_get */
+    PGresult *r = AH_PG_RUN(s, P_BULK_QUEUED_COUNT, &p, "bulk_queued_count", &rc);
+    if (r != NULL) {
+        rc = ah_pg_one(s, r, out, fill_count, count_free_v, "bulk_queued_count");
+        PQclear(r);
+    }
+    ah_pg_read_unlock(s);
+    return rc;
+}
+
+int ah_pg_bulk_prune(ah_store *st, const char *before, int limit, int64_t *n_out)
+{
+    ah_pg_store *s = ah_pg(st);
+    if (n_out != NULL)
+        *n_out = 0;
+    if (before == NULL || limit < 1)
+        return AH_STORE_ERR;
+    ah_pg_params p = {0};
+    ah_pg_p_text(&p, before);
+    ah_pg_p_int(&p, limit);
+    ah_pg_lock(s);
+    int rc = AH_PG_EXEC(s, P_BULK_PRUNE, &p, "bulk_prune", n_out);
     ah_pg_unlock(s);
     return rc;
 }

@@ -513,6 +513,10 @@ const ah_store_ops ah_pg_ops = {
     .lease_list = ah_pg_lease_list,
     .lease_prune = ah_pg_lease_prune,
     .bulk_item_get = ah_pg_bulk_item_get,
+    .bulk_next_after = ah_pg_bulk_next_after,
+    .bulk_items_queued_from = ah_pg_bulk_items_queued_from,
+    .bulk_queued_count = ah_pg_bulk_queued_count,
+    .bulk_prune = ah_pg_bulk_prune,
 };
 
 /* NOTICEs (e.g. "relation already exists, skipping") are not errors. */

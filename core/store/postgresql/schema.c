@@ -300,6 +300,11 @@ static const char *const migrations[] = {
     "  ON tenants FOR EACH STATEMENT EXECUTE FUNCTION ah_change_log_lock();"
     "CREATE TRIGGER connections_change_log_lock BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE"
     "  ON connections FOR EACH STATEMENT EXECUTE FUNCTION ah_change_log_lock();",
+    /* v13: bulk jobs shared fairly, capped and pruned (SQLite's v16). */
+    "CREATE INDEX bulk_jobs_active ON bulk_jobs(tenant_id, created_at, id) "
+    "  WHERE status IN ('queued', 'running');"
+    "CREATE INDEX bulk_jobs_finished ON bulk_jobs((coalesce(finished_at, created_at))) "
+    "  WHERE status IN ('done', 'failed');",
 };
 
 #define AH_PG_LATEST ((int)(sizeof migrations / sizeof migrations[0]))

@@ -31,6 +31,24 @@ static const char *const q_sql[Q_COUNT] = {
     [Q_BULK_SETTLE] = "UPDATE bulk_items SET status = ?2, error_code = ?3, error_message = ?4 "
                        "WHERE operation = ?1 AND status = 'failed' "
                        "AND error_code = 'outcome_unknown'",
+    /* The worker's round robin: a tenant's oldest unfinished job, tenant
+     * after tenant (the partial index bulk_jobs_active). */
+    [Q_BULK_NEXT_AFTER] = "SELECT " BULK_COLS " FROM bulk_jobs WHERE status IN ('queued', "
+                          "'running') AND tenant_id > ?1 ORDER BY tenant_id, created_at, id "
+                          "LIMIT 1",
+    [Q_BULK_ITEMS_FROM] = "SELECT " ITEM_COLS " FROM bulk_items WHERE job_id = ?1 AND idx >= ?2 "
+                          "AND status = 'queued' ORDER BY idx LIMIT ?3",
+    /* A queued job's items are all still to run; a running job's are read
+     * (a tenant's jobs run one at a time: one job's items at most). */
+    [Q_BULK_QUEUED_COUNT] = "SELECT coalesce(sum(CASE WHEN j.status = 'queued' THEN j.total "
+                            "ELSE (SELECT count(*) FROM bulk_items i WHERE i.job_id = j.id "
+                            "AND i.status = 'queued') END), 0) FROM bulk_jobs j "
+                            "WHERE j.tenant_id = ?1 AND j.status IN ('queued', 'running')",
+    /* Items go with their job (ON DELETE CASCADE); the partial index
+     * bulk_jobs_finished finds the jobs. */
+    [Q_BULK_PRUNE] = "DELETE FROM bulk_jobs WHERE id IN (SELECT id FROM bulk_jobs "
+                     "WHERE status IN ('done', 'failed') AND coalesce(finished_at, created_at) "
+                     "< ?1 LIMIT ?2)",
 };
 
 static bool fill_bulk_job(sqlite3_stmt *st, void *row)
@@ -280,6 +298,99 @@ int ah_sq_bulk_item_settle(ah_store *st, const char *operation, const char *stat
         ah_sq_bind_text(q, 3, error_code);
         ah_sq_bind_text(q, 4, error_message);
         rc = ah_sq_exec_changes(s, q, "bulk_item_settle", n_out);
+    }
+    ah_sq_unlock(s);
+    return rc;
+}
+
+int ah_sq_bulk_next_after(ah_store *st, int64_t after_tenant_id, ah_bulk_job_row *out)
+{
+    ah_sq_store *s = ah_sq(st);
+    if (out == NULL)
+        return AH_STORE_ERR;
+    memset(out, 0, sizeof *out);
+    ah_sq_lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = AH_SQ_GET(s, Q_BULK_NEXT_AFTER);
+    if (q != NULL) {
+        sqlite3_bind_int64(q, 1, after_tenant_id);
+        rc = ah_sq_get_one(s, q, out, fill_bulk_job, bulk_job_free_v, "bulk_next_after");
+        ah_sq_done(q);
+    }
+    ah_sq_unlock(s);
+    return rc;
+}
+
+int ah_sq_bulk_items_queued_from(ah_store *st, const char *id, int from_idx, int limit,
+                                 ah_bulk_item_cb cb, void *arg)
+{
+    ah_sq_store *s = ah_sq(st);
+    if (id == NULL || limit < 1)
+        return AH_STORE_ERR;
+    ah_sq_rowvec v = {.elem = sizeof(ah_bulk_item_row)};
+    ah_sq_lock(s); /* the worker's, on the writer (as bulk_items' queued ones) */
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = AH_SQ_GET(s, Q_BULK_ITEMS_FROM);
+    if (q != NULL) {
+        ah_sq_bind_text(q, 1, id);
+        sqlite3_bind_int(q, 2, from_idx);
+        sqlite3_bind_int(q, 3, limit);
+        rc = ah_sq_collect(s, q, &v, fill_bulk_item, bulk_item_free_v, "bulk_items_queued_from");
+        ah_sq_done(q);
+    }
+    ah_sq_unlock(s);
+    if (rc == AH_STORE_OK && cb != NULL)
+        for (size_t i = 0; i < v.n; i++)
+            cb(arg, (ah_bulk_item_row *)v.items + i);
+    ah_sq_rowvec_free(&v, bulk_item_free_v);
+    return rc;
+}
+
+static bool fill_count(sqlite3_stmt *st, void *row)
+{
+    *(int64_t *)row = sqlite3_column_int64(st, 0);
+    return true;
+}
+
+static void count_free_v(void *row)
+{
+    (void)row;
+}
+
+int ah_sq_bulk_queued_count(ah_store *st, int64_t tenant_id, int64_t *out)
+{
+    ah_sq_store *s = ah_sq(st);
+    if (out == NULL)
+        return AH_STORE_ERR;
+    *out = 0;
+    /* A client's request (the cap of POST /v1/applications/bulk-*): on a
+     * reader beside the writer, as bulk_get. */
+    s = ah_sq_read_lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = AH_SQ_GET(s, Q_BULK_QUEUED_COUNT);
+    if (q != NULL) {
+        sqlite3_bind_int64(q, 1, tenant_id);
+        rc = ah_sq_get_one(s, q, out, fill_count, count_free_v, "bulk_queued_count");
+        ah_sq_done(q);
+    }
+    ah_sq_read_unlock(s);
+    return rc;
+}
+
+int ah_sq_bulk_prune(ah_store *st, const char *before, int limit, int64_t *n_out)
+{
+    ah_sq_store *s = ah_sq(st);
+    if (n_out != NULL)
+        *n_out = 0;
+    if (before == NULL || limit < 1)
+        return AH_STORE_ERR;
+    ah_sq_lock(s);
+    int rc = AH_STORE_ERR;
+    sqlite3_stmt *q = AH_SQ_GET(s, Q_BULK_PRUNE);
+    if (q != NULL) {
+        ah_sq_bind_text(q, 1, before);
+        sqlite3_bind_int(q, 2, limit);
+        rc = ah_sq_exec_changes(s, q, "bulk_prune", n_out);
     }
     ah_sq_unlock(s);
     return rc;

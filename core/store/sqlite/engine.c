@@ -723,6 +723,10 @@ const ah_store_ops ah_sq_ops = {
     .commit_mark = ah_sq_commit_mark,
     .durable = ah_sq_durable_op,
     .defer_durable = ah_sq_defer_durable,
+    .bulk_next_after = ah_sq_bulk_next_after,
+    .bulk_items_queued_from = ah_sq_bulk_items_queued_from,
+    .bulk_queued_count = ah_sq_bulk_queued_count,
+    .bulk_prune = ah_sq_bulk_prune,
 };
 
 static int journal_mode_cb(void *arg, int ncol, char **vals, char **names)

@@ -270,6 +270,15 @@ static const char *const migrations[] = {
      * primary key leads with the connection): without it each prune batch
      * read every pending delivery. PostgreSQL has had it since its v3. */
     "CREATE INDEX deliveries_outbox ON deliveries(outbox_id);",
+    /* v16: bulk jobs shared fairly, capped and pruned. The worker takes
+     * tenants' unfinished jobs in turn (bulk_next_after) and counts a
+     * tenant's queued items (bulk_queued_count) through bulk_jobs_active;
+     * finished jobs past their retention are found through
+     * bulk_jobs_finished (a failed job may have no finished_at). */
+    "CREATE INDEX bulk_jobs_active ON bulk_jobs(tenant_id, created_at, id) "
+    "  WHERE status IN ('queued', 'running');"
+    "CREATE INDEX bulk_jobs_finished ON bulk_jobs(coalesce(finished_at, created_at)) "
+    "  WHERE status IN ('done', 'failed');",
 };
 
 #define AH_SQ_LATEST ((int)(sizeof migrations / sizeof migrations[0]))

@@ -130,6 +130,10 @@ typedef enum {
     Q_LEASE_TAKE,
     Q_REC_PRUNE,
     Q_BULK_SETTLE,
+    Q_BULK_NEXT_AFTER,
+    Q_BULK_ITEMS_FROM,
+    Q_BULK_QUEUED_COUNT,
+    Q_BULK_PRUNE,
     Q_LEASE_SEED,
     Q_LEASE_CLAIM,
     Q_CHANGE_ADD,
@@ -521,6 +525,11 @@ int ah_sq_bulk_set_status(ah_store *st, const char *id, const char *status,
                           const char *finished_at);
 int ah_sq_bulk_items(ah_store *st, const char *id, bool queued_only, ah_bulk_item_cb cb, void *arg);
 int ah_sq_bulk_item_get(ah_store *st, const char *id, int idx, ah_bulk_item_row *out);
+int ah_sq_bulk_next_after(ah_store *st, int64_t after_tenant_id, ah_bulk_job_row *out);
+int ah_sq_bulk_items_queued_from(ah_store *st, const char *id, int from_idx, int limit,
+                                 ah_bulk_item_cb cb, void *arg);
+int ah_sq_bulk_queued_count(ah_store *st, int64_t tenant_id, int64_t *out);
+int ah_sq_bulk_prune(ah_store *st, const char *before, int limit, int64_t *n_out);
 int ah_sq_bulk_item_prior(ah_store *st, const char *id, const char *record_id, int before_idx,
                           ah_bulk_item_row *out);
 int ah_sq_bulk_item_set(ah_store *st, const char *id, int idx, const char *status,
