@@ -67,6 +67,8 @@ enum key {
     K_LOG_RETENTION,
     K_SETTLED_RETENTION,
     K_STORE_CLAIM_MS,
+    K_BULK_MAX_QUEUED,
+    K_BULK_RETENTION,
     K_N
 };
 
@@ -117,6 +119,8 @@ static const key_def keys[K_N] = {
     [K_LOG_RETENTION] = {SEC_CORE, "log_retention_days", 1, 3650},
     [K_SETTLED_RETENTION] = {SEC_CORE, "settled_retention_days", 1, 3650},
     [K_STORE_CLAIM_MS] = {SEC_STORE, "claim_ms", 1000, 600000},
+    [K_BULK_MAX_QUEUED] = {SEC_CORE, "bulk_max_queued_items", 1000, 100000000},
+    [K_BULK_RETENTION] = {SEC_CORE, "bulk_retention_s", 1, 315360000},
 };
 
 #define AH_LISTEN_HINT "expected host:port (e.g. 127.0.0.1:8080 or [::1]:8080)"
@@ -278,6 +282,8 @@ static int fill_defaults(ah_config *cfg, const char *key_rel, const char *db_rel
     cfg->events_retention_days = 30;
     cfg->log_retention_days = 30;
     cfg->settled_retention_days = 7;
+    cfg->bulk_max_queued_items = 10000;
+    cfg->bulk_retention_s = 7L * 86400L;
     cfg->key_file = ah_config_resolve(cfg, key_rel);
     cfg->listen_host = strdup("127.0.0.1");
     cfg->store_url = sqlite_url(cfg->dir, db_rel);
@@ -743,6 +749,16 @@ static int set_value(parse_state *st, enum key k, const char *value)
         if (!set_int(st, k, value, &v))
             return 0;
         cfg->settled_retention_days = (int)v;
+        return 1;
+    case K_BULK_MAX_QUEUED:
+        if (!set_int(st, k, value, &v))
+            return 0;
+        cfg->bulk_max_queued_items = v;
+        return 1;
+    case K_BULK_RETENTION:
+        if (!set_int(st, k, value, &v))
+            return 0;
+        cfg->bulk_retention_s = v;
         return 1;
     case K_ADMIN_SOCKET:
         /* "off" (or empty) turns the Unix socket off. */

@@ -60,6 +60,9 @@ typedef struct ah_config {
     int settled_retention_days; /* settled writes (whose outcome was unknown) are
                                    forgotten this many days after they were
                                    settled (7); unknown ones are kept */
+    long bulk_max_queued_items; /* items of one tenant's bulk jobs still to run
+                                   past which a new job is refused 429 (10000) */
+    long bulk_retention_s;      /* seconds a finished bulk job is kept (7 days) */
 
     /* [http] */
     char *listen_host; /* default 127.0.0.1 */
