@@ -2,8 +2,10 @@
 /*
  * Bulk actions as jobs: POST /v1/applications/bulk-reject and
  * /v1/applications/bulk-stage store a job and its items and answer 202
- * with the job id; one worker thread owned by the core runs jobs in the
- * order they came, item by item, each item one bus request
+ * with the job id; one worker thread owned by the core runs them item by
+ * item, tenant after tenant (each tenant's jobs in the order they came;
+ * while another tenant has work, a tenant gets one item, then the next
+ * tenant's turn comes), each item one bus request
  * (applications.reject / applications.move_to_stage) to the connection of
  * its application, paced by that connection's request budget
  * (ratelimit.c, taken in the host's http function). GET /v1/bulk/{id}
@@ -16,8 +18,13 @@
  * names its operation, and once the connection's next sync settled it the
  * report shows how ("succeeded", or failed upstream_unavailable, with
  * "settled": true); event.write.settled is published once.
+ *
+ * A tenant's items waiting to run are capped ([core] bulk_max_queued_items:
+ * past it a new job is refused 429 rate_limited), and the worker deletes
+ * finished jobs past their retention ([core] bulk_retention_s).
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +39,8 @@
 #define BULK_MAX 1000
 #define BULK_ID_MAX 64
 #define BULK_REF_MAX 128
+/* Retry-After of a job refused for the tenant's backlog (seconds). */
+#define BULK_RETRY_AFTER_S "10"
 
 
 /* A request waiting for its job (ah_bulk_wait_async). */
@@ -42,6 +51,7 @@ typedef struct bulk_waiter {
     struct timespec until; /* CLOCK_REALTIME */
     ah_bulk_waited_fn done;
     void *arg;
+    bool looked; /* the waiters' thread has looked at its job once */
 } bulk_waiter;
 
 struct ah_bulk {
@@ -55,7 +65,17 @@ struct ah_bulk {
     bool kick;          /* a job was queued since the worker last looked */
     bool wkick;         /* a waiter came since the waiters' thread last looked */
     unsigned long done; /* jobs finished so far (what ah_bulk_wait watches) */
+    bool fresh;         /* a job was queued since the worker's visit began */
     bulk_waiter *waiters;
+    unsigned long wait_reports; /* reports built to answer waiting requests */
+    /* The worker's own (its thread only): the tenant it served last (the
+     * round robin goes on from there), where it is in each job it visited,
+     * when it prunes next (CLOCK_MONOTONIC s), and the tenant of the first
+     * job of a run of visits that ran nothing (0: none). */
+    int64_t last_tenant;
+    struct bulk_cursor *cursors;
+    long next_prune;
+    int64_t idle_first;
 };
 
 ah_bulk *ah_bulk_new(void)
@@ -151,6 +171,27 @@ int ah_bulk_create(ah_core *core, ah_http_exchange *ex, int64_t tenant_id, const
         ah_ex_error(ex, 400, AH_E_INVALID, "%s must be a non-empty string or an integer", ref);
         return -1;
     }
+    /* The tenant's backlog: its items still to run, this job's included,
+     * within [core] bulk_max_queued_items. Counted before the job is
+     * stored, so two requests at once may pass it by one job each. */
+    long cap = core->cfg.bulk_max_queued_items;
+    if (cap > 0) {
+        int64_t queued = 0;
+        if (core->store->ops->bulk_queued_count(core->store, tenant_id, &queued) !=
+            AH_STORE_OK) {
+            ah_ex_error(ex, 500, AH_E_INTERNAL, "cannot count the tenant's queued bulk items");
+            return -1;
+        }
+        if (queued + n > cap) {
+            if (ah_ex_add_header(ex, "Retry-After", BULK_RETRY_AFTER_S) != 0)
+                ah_log(&core->log, AH_LOG_WARN, "bulk", "cannot add Retry-After to a 429");
+            ah_ex_error(ex, 429, "rate_limited",
+                        "%lld bulk items of this tenant are waiting to run; %d more would pass "
+                        "its limit of %ld; retry after " BULK_RETRY_AFTER_S " s, once some ran",
+                        (long long)queued, n, cap);
+            return -1;
+        }
+    }
     char hex[25];
     if (ah_random_hex(hex, 12) != 0) {
         ah_ex_error(ex, 500, AH_E_INTERNAL, "cannot make an id");
@@ -186,6 +227,7 @@ int ah_bulk_create(ah_core *core, ah_http_exchange *ex, int64_t tenant_id, const
     if (t != NULL) {
         pthread_mutex_lock(&t->mu);
         t->kick = true;
+        t->fresh = true;
         pthread_cond_broadcast(&t->cond);
         pthread_mutex_unlock(&t->mu);
     }
@@ -331,6 +373,45 @@ static bool report_final(const cJSON *r)
            (strcmp(st->valuestring, "done") == 0 || strcmp(st->valuestring, "failed") == 0);
 }
 
+/* The job's status, read alone (one row: no report is built): 1 final
+ * ("done" or "failed"), 0 not yet, -1 no such job of the tenant or the
+ * store failed (the report, built then, says which). */
+static int job_final(ah_core *core, int64_t tenant_id, const char *job_id)
+{
+    ah_bulk_job_row job;
+    if (core->store->ops->bulk_get(core->store, tenant_id, job_id, &job) != AH_STORE_OK)
+        return -1;
+    bool final = job.status != NULL &&
+                 (strcmp(job.status, "done") == 0 || strcmp(job.status, "failed") == 0);
+    ah_bulk_job_row_free(&job);
+    return final ? 1 : 0;
+}
+
+/* The report that answers a waiting request, counted (ah_bulk_wait_reports). */
+static cJSON *waited_report(ah_core *core, int64_t tenant_id, const char *job_id, bool *final)
+{
+    ah_bulk *t = core->bulk;
+    if (t != NULL) {
+        pthread_mutex_lock(&t->mu);
+        t->wait_reports++;
+        pthread_mutex_unlock(&t->mu);
+    }
+    cJSON *r = ah_bulk_report(core, tenant_id, job_id);
+    *final = r != NULL && report_final(r);
+    return r;
+}
+
+unsigned long ah_bulk_wait_reports(ah_core *core)
+{
+    ah_bulk *t = core->bulk;
+    if (t == NULL)
+        return 0;
+    pthread_mutex_lock(&t->mu);
+    unsigned long n = t->wait_reports;
+    pthread_mutex_unlock(&t->mu);
+    return n;
+}
+
 cJSON *ah_bulk_wait(ah_core *core, int64_t tenant_id, const char *job_id, long timeout_ms,
                     bool *finished)
 {
@@ -345,8 +426,9 @@ cJSON *ah_bulk_wait(ah_core *core, int64_t tenant_id, const char *job_id, long t
         until.tv_nsec -= 1000000000L;
     }
     for (;;) {
-        /* The count is read before the report, so that a job finishing in
-         * between is not missed: the wait below then returns at once. */
+        /* The count is read before the job's status, so that a job
+         * finishing in between is not missed: the wait below then returns
+         * at once. The report is built once, when the wait ends. */
         unsigned long seen = 0;
         bool live = false;
         if (t != NULL) {
@@ -355,21 +437,15 @@ cJSON *ah_bulk_wait(ah_core *core, int64_t tenant_id, const char *job_id, long t
             live = t->running && !t->stopping;
             pthread_mutex_unlock(&t->mu);
         }
-        cJSON *r = ah_bulk_report(core, tenant_id, job_id);
-        if (r == NULL || report_final(r)) {
-            *finished = r != NULL;
-            return r;
-        }
-        if (!live)
-            return r; /* no worker will finish it while we wait */
+        if (job_final(core, tenant_id, job_id) != 0 || !live)
+            return waited_report(core, tenant_id, job_id, finished);
         int rc = 0;
         pthread_mutex_lock(&t->mu);
         while (rc == 0 && t->done == seen && t->running && !t->stopping)
             rc = pthread_cond_timedwait(&t->cond, &t->mu, &until);
         pthread_mutex_unlock(&t->mu);
-        if (rc != 0)
-            return r; /* the deadline passed: the state it had then */
-        cJSON_Delete(r);
+        if (rc != 0) /* the deadline passed: the state it has then */
+            return waited_report(core, tenant_id, job_id, finished);
     }
 }
 
@@ -477,7 +553,61 @@ static bool run_item(ah_core *core, ah_claim *cl, const char *job, int64_t tenan
     return stored;
 }
 
-/* A job being run, one bulk_items callback per queued item. */
+/* Where the worker is in one job, kept from one visit to the next (the
+ * worker serves tenants in turn, a slice of a job at a time): its pass over
+ * the queued items and the claim of the chunk it is in. Items are claimed
+ * by chunks of BULK_CHUNK (claims.h), so that the instances sharing the
+ * store run one job's chunks side by side. Worker thread only. */
+typedef struct bulk_cursor {
+    struct bulk_cursor *next;
+    char id[BULK_ID_MAX + 1];
+    int from;    /* the next idx this pass looks at */
+    ah_claim cl; /* of chunk `chunk` */
+    int chunk;   /* -1: none */
+    bool others; /* this pass left an item to another instance (or to wait) */
+    int ran;     /* items this pass ran */
+} bulk_cursor;
+
+#define BULK_CHUNK 50
+/* Items one visit runs at most when no other tenant has work (a new job
+ * ends the visit early: the round robin looks again), and queued items one
+ * read gives. */
+#define BULK_SLICE 50
+#define BULK_READ 50
+
+static bulk_cursor *cursor_get(ah_bulk *t, const char *id)
+{
+    for (bulk_cursor *c = t->cursors; c != NULL; c = c->next)
+        if (strcmp(c->id, id) == 0)
+            return c;
+    bulk_cursor *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    snprintf(c->id, sizeof c->id, "%s", id);
+    c->chunk = -1;
+    c->next = t->cursors;
+    t->cursors = c;
+    return c;
+}
+
+/* Forgets job `id`'s cursor (every cursor when id is NULL), giving its
+ * claim back. */
+static void cursor_drop(ah_core *core, ah_bulk *t, const char *id)
+{
+    bulk_cursor **pp = &t->cursors;
+    while (*pp != NULL) {
+        bulk_cursor *c = *pp;
+        if (id == NULL || strcmp(c->id, id) == 0) {
+            *pp = c->next;
+            ah_claim_give_back(core, &c->cl);
+            free(c);
+        } else {
+            pp = &c->next;
+        }
+    }
+}
+
+/* One visit of a job: one bulk_items_queued_from callback per queued item. */
 typedef struct bulk_run {
     ah_core *core;
     ah_bulk *t;
@@ -485,35 +615,47 @@ typedef struct bulk_run {
     int64_t tenant_id;
     bool reject;
     const cJSON *params;
-    bool complete; /* false once stopping: the rest waits for the next start */
-    /* Items are claimed by chunks of BULK_CHUNK (claims.h), so that the
-     * instances sharing the store run one job's chunks side by side. */
-    ah_claim cl;
-    int chunk;   /* the chunk cl names; -1: none yet */
-    bool others; /* an item was left to another instance (or to wait) */
-    int ran;     /* items this pass ran */
+    bulk_cursor *cur;
+    int budget; /* items this visit may still run */
+    int ran;    /* items this visit ran */
+    int seen;   /* items the last read gave */
+    bool stop;  /* the visit ends: its budget is spent, a job came, or stopping */
 } bulk_run;
 
-#define BULK_CHUNK 50
+/* Whether the visit goes on to another item: not once its budget is spent,
+ * the worker stops, or (after one item at least) a job was queued: its
+ * tenant may be another, whose turn then comes first. */
+static bool visit_goes_on(bulk_run *r)
+{
+    pthread_mutex_lock(&r->t->mu);
+    bool on = !r->t->stopping && r->budget > 0 && (r->ran == 0 || !r->t->fresh);
+    pthread_mutex_unlock(&r->t->mu);
+    return on;
+}
 
 static void run_queued_item(void *arg, const ah_bulk_item_row *it)
 {
     bulk_run *r = arg;
-    if (!r->complete || stopping(r->t)) {
-        r->complete = false;
+    r->seen++;
+    if (r->stop || !visit_goes_on(r)) {
+        r->stop = true; /* this item is the next visit's first */
         return;
     }
+    bulk_cursor *cur = r->cur;
+    cur->from = it->idx + 1;
     int chunk = it->idx / BULK_CHUNK;
-    if (chunk != r->chunk) {
-        ah_claim_give_back(r->core, &r->cl);
-        r->chunk = chunk;
-        (void)ah_claim_take(r->core, &r->cl, "bulk:%s:%d", r->id, chunk);
+    /* A claim lost while other tenants were served (not renewed for longer
+     * than its lifetime) is taken again, unless another instance has it. */
+    if (chunk != cur->chunk || !cur->cl.held) {
+        ah_claim_give_back(r->core, &cur->cl);
+        cur->chunk = chunk;
+        (void)ah_claim_take(r->core, &cur->cl, "bulk:%s:%d", r->id, chunk);
     }
-    if (!r->cl.held) {
-        r->others = true; /* claimed by another instance, or this claim was lost */
+    if (!cur->cl.held) {
+        cur->others = true; /* claimed by another instance, or this claim was lost */
         return;
     }
-    /* The list was read when the pass began: another instance may have
+    /* The list was read when the visit began: another instance may have
      * claimed this chunk since, run it and given it back before this one
      * took it. Under the claim the item's state holds still: read it. */
     ah_bulk_item_row now;
@@ -524,7 +666,7 @@ static void run_queued_item(void *arg, const ah_bulk_item_row *it)
         if (!queued)
             return; /* ran elsewhere */
     } else if (rc != AH_STORE_NOT_FOUND) {
-        r->others = true; /* the store did not answer: the next round */
+        cur->others = true; /* the store did not answer: the next round */
         return;
     } else {
         return; /* the job is gone */
@@ -532,15 +674,18 @@ static void run_queued_item(void *arg, const ah_bulk_item_row *it)
     /* Renewed before the provider acts (a chunk's items take as long as
      * their calls): an instance whose claim was taken over meanwhile sends
      * nothing more. */
-    if (!ah_claim_renew(r->core, &r->cl)) {
-        r->others = true;
+    if (!ah_claim_renew(r->core, &cur->cl)) {
+        cur->others = true;
         return;
     }
-    if (run_item(r->core, &r->cl, r->id, r->tenant_id, r->reject, r->params, it->idx,
-                 it->record_id != NULL ? it->record_id : ""))
+    r->budget--;
+    if (run_item(r->core, &cur->cl, r->id, r->tenant_id, r->reject, r->params, it->idx,
+                 it->record_id != NULL ? it->record_id : "")) {
         r->ran++;
-    else
-        r->others = true;
+        cur->ran++;
+    } else {
+        cur->others = true;
+    }
 }
 
 static void job_status(ah_core *core, const char *id, const char *status, const char *finished)
@@ -549,35 +694,88 @@ static void job_status(ah_core *core, const char *id, const char *status, const 
         ah_log(&core->log, AH_LOG_WARN, "bulk", "%s: cannot set its status to %s", id, status);
 }
 
-/* Runs the oldest job that is queued or running; false when there is none. */
+/* The oldest unfinished job of the first tenant after `after` that has one,
+ * wrapping around to the first tenant. */
+static int next_job(ah_core *core, int64_t after, ah_bulk_job_row *job)
+{
+    int rc = core->store->ops->bulk_next_after(core->store, after, job);
+    if (rc == AH_STORE_NOT_FOUND && after != INT64_MIN)
+        rc = core->store->ops->bulk_next_after(core->store, INT64_MIN, job);
+    return rc;
+}
+
+/* Runs a slice of the oldest unfinished job of the next tenant in turn
+ * (after the one served last): one item while another tenant has work
+ * too, so that a tenant's backlog delays another's next item by one item
+ * per tenant with work; up to BULK_SLICE otherwise. false when there is no
+ * job, or when a whole round of visits ran nothing (items left to other
+ * instances): the worker waits for the next round instead of spinning. */
 static bool run_next_job(ah_core *core, ah_bulk *t)
 {
     ah_bulk_job_row job;
-    if (core->store->ops->bulk_next(core->store, &job) != AH_STORE_OK)
+    if (next_job(core, t->last_tenant, &job) != AH_STORE_OK)
         return false;
+    t->last_tenant = job.tenant_id;
+    bool others_wait = false;
+    ah_bulk_job_row nx;
+    if (next_job(core, job.tenant_id, &nx) == AH_STORE_OK) {
+        others_wait = nx.tenant_id != job.tenant_id;
+        ah_bulk_job_row_free(&nx);
+    }
+    pthread_mutex_lock(&t->mu);
+    t->fresh = false;
+    pthread_mutex_unlock(&t->mu);
+    bulk_cursor *cur = cursor_get(t, job.id);
     cJSON *params = job.params ? cJSON_Parse(job.params) : NULL;
-    job_status(core, job.id, "running", NULL);
+    if (cur == NULL) {
+        cJSON_Delete(params);
+        ah_bulk_job_row_free(&job);
+        return false; /* out of memory: the next round */
+    }
+    if (params != NULL && job.status != NULL && strcmp(job.status, "queued") == 0)
+        job_status(core, job.id, "running", NULL);
     bulk_run r = {.core = core, .t = t, .id = job.id, .tenant_id = job.tenant_id,
                   .reject = job.action != NULL && strcmp(job.action, "reject") == 0,
-                  .params = params, .complete = params != NULL, .chunk = -1};
-    if (r.complete &&
-        core->store->ops->bulk_items(core->store, job.id, true, run_queued_item, &r) != 0)
-        r.complete = false;
-    ah_claim_give_back(core, &r.cl);
-    /* Items left to other instances: the job is done when a pass finds
-     * none queued. A pass that ran nothing waits for the next round
-     * instead of spinning on another instance's chunks. */
-    bool idle = r.complete && r.others && r.ran == 0;
-    if (r.others)
-        r.complete = false;
-    if (r.complete) {
+                  .params = params, .cur = cur, .budget = others_wait ? 1 : BULK_SLICE};
+    bool finished = false, idle = false;
+    /* A pass reads the queued items from cur->from on, a slice at a time;
+     * a read that finds none ends it, and the next pass starts from 0: a
+     * pass from 0 that finds none finds the job done. Items left to other
+     * instances: a pass that ran nothing waits for the next round. */
+    for (int pass = 0; params != NULL && pass < 2 && !r.stop; pass++) {
+        r.seen = 0;
+        int from = cur->from;
+        /* One item to run: a few rows (some may be left to others). */
+        int limit = others_wait ? 8 : BULK_READ;
+        if (core->store->ops->bulk_items_queued_from(core->store, job.id, from, limit,
+                                                     run_queued_item, &r) != AH_STORE_OK) {
+            idle = true; /* the store did not answer: the next round */
+            break;
+        }
+        if (r.seen > 0)
+            break;
+        if (from == 0) {
+            finished = true;
+            break;
+        }
+        bool ran_nothing = cur->others && cur->ran == 0;
+        cur->from = 0;
+        cur->others = false;
+        cur->ran = 0;
+        if (ran_nothing) {
+            idle = true;
+            break;
+        }
+    }
+    if (finished) {
         char now[32];
         ah_now_iso(now);
         job_status(core, job.id, "done", now);
     } else if (params == NULL) {
         job_status(core, job.id, "failed", NULL);
     }
-    if (r.complete || params == NULL) {
+    if (finished || params == NULL) {
+        cursor_drop(core, t, job.id);
         /* Wakes the requests waiting for a job (ah_bulk_wait, and the
          * waiters' thread). */
         pthread_mutex_lock(&t->mu);
@@ -586,9 +784,48 @@ static bool run_next_job(ah_core *core, ah_bulk *t)
         pthread_cond_broadcast(&t->wcond);
         pthread_mutex_unlock(&t->mu);
     }
+    /* A round of visits that ran nothing ends the worker's run: it started
+     * at the first of them and came back to its tenant. */
+    bool round_idle = false;
+    if (!idle)
+        t->idle_first = 0;
+    else if (t->idle_first == 0)
+        t->idle_first = job.tenant_id;
+    else if (t->idle_first == job.tenant_id)
+        round_idle = true;
     cJSON_Delete(params);
     ah_bulk_job_row_free(&job);
-    return !idle && !stopping(t);
+    return !round_idle && !stopping(t);
+}
+
+/* Deletes finished jobs past [core] bulk_retention_s, a batch at a time:
+ * every minute, or as often as the retention when that is shorter. */
+#define BULK_PRUNE_BATCH 20
+
+static void bulk_prune(ah_core *core, ah_bulk *t)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if (ts.tv_sec < t->next_prune)
+        return;
+    long keep = core->cfg.bulk_retention_s > 0 ? core->cfg.bulk_retention_s : 7L * 86400L;
+    t->next_prune = ts.tv_sec + (keep < 60 ? keep : 60);
+    char before[32];
+    ah_iso_in(-keep * 1000L, before);
+    int64_t n = 0, all = 0;
+    do {
+        n = 0;
+        if (core->store->ops->bulk_prune(core->store, before, BULK_PRUNE_BATCH, &n) !=
+            AH_STORE_OK) {
+            ah_log(&core->log, AH_LOG_WARN, "bulk", "cannot prune finished bulk jobs "
+                   "(the store failed); tried again later");
+            break;
+        }
+        all += n;
+    } while (n == BULK_PRUNE_BATCH && !stopping(t));
+    if (all > 0)
+        ah_log(&core->log, AH_LOG_INFO, "bulk", "pruned %lld finished bulk job(s) older than "
+               "%ld s", (long long)all, keep);
 }
 
 static void *bulk_main(void *arg)
@@ -596,9 +833,14 @@ static void *bulk_main(void *arg)
     (void)pthread_setname_np(pthread_self(), "ah-bulk"); /* top -H, perf */
     ah_core *core = arg;
     ah_bulk *t = core->bulk;
+    t->last_tenant = INT64_MIN;
+    t->idle_first = 0;
+    t->next_prune = 0;
     for (;;) {
-        while (run_next_job(core, t))
-            ;
+        do
+            bulk_prune(core, t);
+        while (run_next_job(core, t));
+        t->idle_first = 0;
         pthread_mutex_lock(&t->mu);
         if (!t->stopping && !t->kick) {
             struct timespec ts;
@@ -617,6 +859,7 @@ static void *bulk_main(void *arg)
         if (stop)
             break;
     }
+    cursor_drop(core, t, NULL); /* claims given back: another instance goes on */
     return NULL;
 }
 
@@ -630,7 +873,8 @@ static bool past(const struct timespec *at, const struct timespec *now)
 /* One thread for every waiting request: it looks at their jobs whenever a
  * job finished (or the worker's round passed: another instance may have
  * finished one) and answers each once its job is final, its deadline passed
- * or the worker stops. The requests hold no thread meanwhile. */
+ * or the worker stops. A look reads each job's status alone; a report is
+ * built only for the answer. The requests hold no thread meanwhile. */
 static void *bulk_waiters_main(void *arg)
 {
     (void)pthread_setname_np(pthread_self(), "ah-bulk-wait"); /* top -H, perf */
@@ -639,6 +883,7 @@ static void *bulk_waiters_main(void *arg)
     pthread_mutex_lock(&t->mu);
     unsigned long seen = t->done;
     for (;;) {
+        bool timed_out = false;
         while (!t->stopping && t->done == seen && !t->wkick) {
             if (t->waiters == NULL) {
                 pthread_cond_wait(&t->wcond, &t->mu);
@@ -648,10 +893,15 @@ static void *bulk_waiters_main(void *arg)
             for (bulk_waiter *w = t->waiters->next; w != NULL; w = w->next)
                 if (past(&w->until, &first))
                     first = w->until;
-            if (pthread_cond_timedwait(&t->wcond, &t->mu, &first) == ETIMEDOUT)
+            if (pthread_cond_timedwait(&t->wcond, &t->mu, &first) == ETIMEDOUT) {
+                timed_out = true;
                 break;
+            }
         }
         bool stop = t->stopping;
+        /* A new waiter alone changed no job: then only the waiters not
+         * looked at yet are (the others' jobs are as they were). */
+        bool jobs_changed = stop || timed_out || t->done != seen;
         seen = t->done;
         t->wkick = false;
         bulk_waiter *list = t->waiters;
@@ -663,13 +913,15 @@ static void *bulk_waiters_main(void *arg)
         while (list != NULL) {
             bulk_waiter *w = list;
             list = w->next;
-            cJSON *r = ah_bulk_report(core, w->tenant_id, w->job);
-            bool final = r != NULL && report_final(r);
-            if (r == NULL || final || stop || past(&w->until, &now)) {
+            bool due = stop || past(&w->until, &now);
+            bool look = jobs_changed || !w->looked;
+            w->looked = true;
+            if (due || (look && job_final(core, w->tenant_id, w->job) != 0)) {
+                bool final = false;
+                cJSON *r = waited_report(core, w->tenant_id, w->job, &final);
                 w->done(w->arg, r, final);
                 free(w);
             } else {
-                cJSON_Delete(r);
                 w->next = keep;
                 keep = w;
             }
@@ -708,12 +960,11 @@ int ah_bulk_wait_async(ah_core *core, int64_t tenant_id, const char *job_id, lon
     }
     w->done = done;
     w->arg = arg;
-    /* The report before the registration, so that a job finishing in
-     * between is seen by the waiters' thread at its next look. */
-    cJSON *r = ah_bulk_report(core, tenant_id, job_id);
-    bool final = r != NULL && report_final(r);
+    /* The status before the registration, so that a job finishing in
+     * between is seen by the waiters' thread at its next look (a new
+     * waiter is looked at once there, whatever else changed). */
     bool queued = false;
-    if (r != NULL && !final && t != NULL) {
+    if (job_final(core, tenant_id, job_id) == 0 && t != NULL) {
         pthread_mutex_lock(&t->mu);
         if (t->running && !t->stopping) {
             w->next = t->waiters;
@@ -724,12 +975,12 @@ int ah_bulk_wait_async(ah_core *core, int64_t tenant_id, const char *job_id, lon
         }
         pthread_mutex_unlock(&t->mu);
     }
-    if (queued) {
-        cJSON_Delete(r);
+    if (queued)
         return 0;
-    }
     /* Final, unknown, or no worker will finish it: the state it has now. */
     free(w);
+    bool final = false;
+    cJSON *r = waited_report(core, tenant_id, job_id, &final);
     done(arg, r, final);
     return 0;
 }

@@ -62,5 +62,10 @@ int ah_bulk_wait_async(ah_core *core, int64_t tenant_id, const char *job_id, lon
  *  once the connection's sync settled it, shows the settled outcome with
  *  "settled": true. NULL when the tenant has no such job. */
 cJSON *ah_bulk_report(ah_core *core, int64_t tenant_id, const char *job_id);
+/** Reports built so far to answer waiting requests (ah_bulk_wait,
+ *  ah_bulk_wait_async): one each, when its job is final, its wait ends or
+ *  the worker stops; a look at a job that is not final reads its status
+ *  alone. For tests and metrics; any thread. */
+unsigned long ah_bulk_wait_reports(ah_core *core);
 
 #endif

@@ -152,6 +152,7 @@ typedef struct er_rec {
     int status;           /* positions: index in statuses */
     long position_id, contact_id, status_id, reason_id; /* submissions; 0: null */
     int stage_id;
+    unsigned long acted;  /* submissions: ordinal of the last stage move or rejection */
     bool rejected;
     long *tags;
     size_t ntags;
@@ -194,6 +195,7 @@ struct ah_erecruit_sim {
 
     pthread_mutex_t mu; /* guards everything below */
     er_kind k[K_N];
+    unsigned long nacted; /* stage moves and rejections of submissions so far */
     time_t fixed_utc;
     long next_note_id, next_doc_id;
     er_token *tokens;
@@ -1581,9 +1583,12 @@ static void h_submission_action(ah_erecruit_sim *e, long id, const char *action,
     } else if (strcmp(action, "stage") == 0) {
         if (!known_stage(v)) {
             status = 4221;
-        } else if (r->stage_id != v) {
-            r->stage_id = (int)v;
-            set_upd(k, r, now_local_locked(e));
+        } else {
+            r->acted = ++e->nacted;
+            if (r->stage_id != v) {
+                r->stage_id = (int)v;
+                set_upd(k, r, now_local_locked(e));
+            }
         }
     } else if (strcmp(action, "reject") == 0) {
         if (!known_reason(v)) {
@@ -1593,6 +1598,7 @@ static void h_submission_action(ah_erecruit_sim *e, long id, const char *action,
         } else {
             r->rejected = true;
             r->reason_id = v;
+            r->acted = ++e->nacted;
             set_upd(k, r, now_local_locked(e));
         }
     } else if (r->status_id != v) {
@@ -2574,6 +2580,15 @@ unsigned long ah_erecruit_sim_requests(ah_erecruit_sim *e, const char *method,
             (!plen || strncmp(c->path, path_prefix, plen) == 0))
             n += c->n;
     }
+    pthread_mutex_unlock(&e->mu);
+    return n;
+}
+
+unsigned long ah_erecruit_sim_acted(ah_erecruit_sim *e, long id)
+{
+    pthread_mutex_lock(&e->mu);
+    er_rec *r = find_rec(&e->k[K_SUB], id);
+    unsigned long n = r != NULL ? r->acted : 0;
     pthread_mutex_unlock(&e->mu);
     return n;
 }

@@ -137,4 +137,12 @@ void ah_erecruit_sim_stats(ah_erecruit_sim *e, ah_erecruit_stats *out);
 unsigned long ah_erecruit_sim_requests(ah_erecruit_sim *e, const char *method,
                                        const char *path_prefix);
 
+/**
+ * When submission `id` was last moved to a stage or rejected, as an ordinal
+ * of those acts on every submission: 1 for the sim's first, 2 for the next,
+ * ...; 0 when never (or there is no such submission). Tells the order in
+ * which a client's writes reached the provider without reading a clock.
+ */
+unsigned long ah_erecruit_sim_acted(ah_erecruit_sim *e, long id);
+
 #endif
