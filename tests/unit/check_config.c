@@ -148,6 +148,8 @@ START_TEST(test_defaults_without_file)
     ck_assert_int_eq(cfg.webhook_workers, 4);
     ck_assert_int_eq(cfg.webhook_max_per_tenant, 2);
     ck_assert_int_eq(cfg.claim_ms, 15000);
+    ck_assert_int_eq(cfg.bulk_max_queued_items, 10000);
+    ck_assert_int_eq(cfg.bulk_retention_s, 604800);
     ck_assert_uint_eq(cfg.nplugins, 0);
     ah_config_free(&cfg);
     ah_config_free(&cfg); /* freeing twice is harmless: free zeroes */
@@ -754,6 +756,31 @@ START_TEST(test_claim_ms_key)
 }
 END_TEST
 
+/* [core] bulk_max_queued_items and bulk_retention_s (api/bulk.c). */
+START_TEST(test_bulk_keys)
+{
+    tmp t;
+    char ini[512], err[4096];
+    ah_config cfg;
+
+    clear_env();
+    tmp_make(&t);
+    put_file(&t, "etc/atshub.ini",
+             "[core]\nbulk_max_queued_items = 2500\nbulk_retention_s = 1\n"
+             "[store]\nurl = sqlite:x.db\n", ini, sizeof ini);
+    ck_assert_msg(ah_config_load(ini, &cfg, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(cfg.bulk_max_queued_items, 2500);
+    ck_assert_int_eq(cfg.bulk_retention_s, 1);
+    ah_config_free(&cfg);
+    tmp_remove(&t);
+    expect_error("[core]\nbulk_max_queued_items = 999\n", 2,
+                 "[core] bulk_max_queued_items: expected an integer between 1000 and "
+                 "100000000, got '999'");
+    expect_error("[core]\nbulk_retention_s = 0\n", 2,
+                 "[core] bulk_retention_s: expected an integer between 1 and 315360000, got '0'");
+}
+END_TEST
+
 START_TEST(test_err_out_of_range)
 {
     expect_error("[core]\nworkers = 0\n", 2,
@@ -1174,6 +1201,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_full_file);
     tcase_add_test(tc, test_webhook_pool_keys);
     tcase_add_test(tc, test_claim_ms_key);
+    tcase_add_test(tc, test_bulk_keys);
     tcase_add_test(tc, test_sqlite_url_relative_and_absolute);
     tcase_add_test(tc, test_relative_ini_path);
     tcase_add_test(tc, test_resolve);
