@@ -74,6 +74,7 @@ struct ah_bulk {
      * job of a run of visits that ran nothing (0: none). */
     int64_t last_tenant;
     struct bulk_cursor *cursors;
+    unsigned long visits; /* the worker's visits of jobs so far */
     long next_prune;
     int64_t idle_first;
 };
@@ -566,6 +567,7 @@ typedef struct bulk_cursor {
     int chunk;   /* -1: none */
     bool others; /* this pass left an item to another instance (or to wait) */
     int ran;     /* items this pass ran */
+    unsigned long visit; /* the worker's visit that last came here */
 } bulk_cursor;
 
 #define BULK_CHUNK 50
@@ -577,14 +579,18 @@ typedef struct bulk_cursor {
 
 static bulk_cursor *cursor_get(ah_bulk *t, const char *id)
 {
+    t->visits++;
     for (bulk_cursor *c = t->cursors; c != NULL; c = c->next)
-        if (strcmp(c->id, id) == 0)
+        if (strcmp(c->id, id) == 0) {
+            c->visit = t->visits;
             return c;
+        }
     bulk_cursor *c = calloc(1, sizeof *c);
     if (c == NULL)
         return NULL;
     snprintf(c->id, sizeof c->id, "%s", id);
     c->chunk = -1;
+    c->visit = t->visits;
     c->next = t->cursors;
     t->cursors = c;
     return c;
@@ -598,6 +604,28 @@ static void cursor_drop(ah_core *core, ah_bulk *t, const char *id)
     while (*pp != NULL) {
         bulk_cursor *c = *pp;
         if (id == NULL || strcmp(c->id, id) == 0) {
+            *pp = c->next;
+            ah_claim_give_back(core, &c->cl);
+            free(c);
+        } else {
+            pp = &c->next;
+        }
+    }
+}
+
+/* Every BULK_SWEEP visits, forgets the cursors of jobs not visited in the
+ * last BULK_SWEEP (another instance finished them, their tenant was
+ * removed): a job visited again later starts a new pass, harmlessly. */
+#define BULK_SWEEP 1024
+
+static void cursors_sweep(ah_core *core, ah_bulk *t)
+{
+    if (t->visits % BULK_SWEEP != 0)
+        return;
+    bulk_cursor **pp = &t->cursors;
+    while (*pp != NULL) {
+        bulk_cursor *c = *pp;
+        if (t->visits - c->visit >= BULK_SWEEP) {
             *pp = c->next;
             ah_claim_give_back(core, &c->cl);
             free(c);
@@ -784,15 +812,18 @@ static bool run_next_job(ah_core *core, ah_bulk *t)
         pthread_cond_broadcast(&t->wcond);
         pthread_mutex_unlock(&t->mu);
     }
-    /* A round of visits that ran nothing ends the worker's run: it started
-     * at the first of them and came back to its tenant. */
+    /* Passes that ran nothing end the worker's run once they came round to
+     * the tenant of the first of them again with nothing run meanwhile (by
+     * any tenant): the worker waits for the next round instead of
+     * spinning on items left to other instances. */
     bool round_idle = false;
-    if (!idle)
+    if (r.ran > 0 || finished)
         t->idle_first = 0;
-    else if (t->idle_first == 0)
+    else if (idle && t->idle_first == 0)
         t->idle_first = job.tenant_id;
-    else if (t->idle_first == job.tenant_id)
+    else if (idle && t->idle_first == job.tenant_id)
         round_idle = true;
+    cursors_sweep(core, t);
     cJSON_Delete(params);
     ah_bulk_job_row_free(&job);
     return !round_idle && !stopping(t);
