@@ -291,7 +291,18 @@ static void deliver_pending(ah_core *core, int64_t conn_id, const cJSON *body)
         }
         if (ok) {
             int rc = core->store->ops->delivery_done(core->store, conn_id, d.outbox_id);
-            ah_claim_end(core, &cl, rc == AH_STORE_OK || rc == AH_STORE_NOT_FOUND);
+            bool stored = rc == AH_STORE_OK || rc == AH_STORE_NOT_FOUND;
+            if (ah_claim_end(core, &cl, stored) != 0 || !stored) {
+                /* Not recorded: the row is still the next one, and this
+                 * pass would hand the plugin the same event again at once
+                 * (up to DELIVERY_BATCH times). It is delivered again at
+                 * the next pass: at least once, not a burst. */
+                ah_log(&core->log, AH_LOG_WARN, "events",
+                       "%s/%s: %s delivered, but that could not be stored: it is delivered "
+                       "again at the next pass", c->tenant, c->name, d.topic);
+                ah_delivery_row_free(&d);
+                break;
+            }
         } else {
             char next[32];
             ah_iso_in(backoff_ms(core, d.attempts), next);
