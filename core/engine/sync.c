@@ -908,7 +908,20 @@ static int upsert_page(run_ctx *x, const char *key, const ah_record_in *in,
                        ah_upsert_result *res, char **ids, bool *scoped)
 {
     ah_store *store = x->core->store;
-    *scoped = store->ops->scope_begin != NULL && store->ops->scope_begin(store) == 0;
+    *scoped = false;
+    if (store->ops->scope_begin != NULL) {
+        /* A store that has scopes but cannot open one now (SQLite busy
+         * past its timeout, a backend gone) fails the page: written
+         * without it, its records and cursor would commit apart from the
+         * lease's check and from the page's events. */
+        if (store->ops->scope_begin(store) != 0) {
+            snprintf(x->err, x->errlen,
+                     "store_error: cannot open the store's transaction for page %ld",
+                     x->st->pages + 1);
+            return -1;
+        }
+        *scoped = true;
+    }
     /* The fence: the page commits only while this run still holds its
      * lease (renewed by the same statement). */
     if (x->lease != NULL) {

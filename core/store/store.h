@@ -958,6 +958,10 @@ int ah_store_sqlite_migrate_to(ah_store *s, int version);
  *  the next call consumes it either way; a negative n cancels it. Ignored
  *  when `s` is not a SQLite store. */
 void ah_store_sqlite_fail_after(ah_store *s, int n);
+/** TEST HOOK: the next scope_begin of SQLite store s fails, as one whose
+ *  BEGIN IMMEDIATE met a busy database past its timeout (ignored for
+ *  another engine). */
+void ah_store_sqlite_fail_scope(ah_store *s);
 
 /** What the SQLite engine's checkpointer has seen (its WAL hook and its
  *  thread): frames in the WAL at the last commit; frames the last pass

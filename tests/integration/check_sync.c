@@ -884,6 +884,51 @@ START_TEST(test_store_failure_mid_run)
 }
 END_TEST
 
+static void scope_fails_on_third(void *arg, const char *type, const ah_sync_stats *s)
+{
+    fail_ctx *x = arg;
+    if (s->done || s->pages != 2)
+        return;
+    ck_assert_int_eq(x->f->core->store->ops->cursor_get(x->f->core->store, x->cid, "sync.jobs",
+                                                        &x->cursor_after_2), 0);
+    ah_store_sqlite_fail_scope(x->f->core->store);
+}
+
+/* A page whose transaction cannot be opened (SQLite busy past its timeout)
+ * fails the run there: nothing of it is written, the cursor stays after
+ * the last page committed, and the next run goes on from it. (Before, the
+ * page was written without its transaction: its records and cursor
+ * committed apart from the lease's check and from its events.) */
+START_TEST(test_page_without_transaction_fails)
+{
+    if (ah_t_pg())
+        return; /* the hook is SQLite's */
+    fixture f;
+    const size_t n = 500;
+    int64_t cid = setup(&f, n, 0, "100", NULL);
+    fail_ctx x = {&f, cid, NULL, 0};
+    ah_sync_stats st;
+    char err[1024];
+    ck_assert_int_eq(ah_sync_run(f.core, "acme", "main", "jobs", scope_fails_on_third, &x, &st,
+                                 err, sizeof err), AH_SYNC_FAILED);
+    ck_assert_msg(strstr(err, "store_error") != NULL, "%s", err);
+    ck_assert_int_eq(st.pages, 2);
+    ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, cid, "job"), 200);
+    char *now = NULL;
+    ck_assert_int_eq(f.core->store->ops->cursor_get(f.core->store, cid, "sync.jobs", &now), 0);
+    ck_assert_ptr_nonnull(x.cursor_after_2);
+    ck_assert_str_eq(now, x.cursor_after_2);
+    free(now);
+    free(x.cursor_after_2);
+    ck_assert_int_eq(events(f.core).created, 200);
+    ck_assert_msg(sync_jobs(&f, &st, err, sizeof err) == AH_SYNC_OK, "%s", err);
+    ck_assert_int_eq(st.created, (long)n - 200);
+    ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, cid, "job"), (int64_t)n);
+    ck_assert_int_eq(events(f.core).created, (long)n);
+    teardown(&f);
+}
+END_TEST
+
 static void nested_run(void *arg, const char *type, const ah_sync_stats *s)
 {
     fail_ctx *x = arg;
@@ -1449,6 +1494,7 @@ static Suite *sync_suite(void)
     tcase_add_test(t, test_record_text_not_utf8_repaired);
     tcase_add_test(t, test_non_retryable_error_keeps_cursor);
     tcase_add_test(t, test_store_failure_mid_run);
+    tcase_add_test(t, test_page_without_transaction_fails);
     tcase_add_test(t, test_run_ends_durable);
     tcase_add_test(t, test_one_run_at_a_time);
     tcase_add_test(t, test_lease_held_elsewhere);

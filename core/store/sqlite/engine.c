@@ -476,10 +476,13 @@ int ah_sq_scope_begin(ah_store *st)
 {
     ah_sq_store *s = ah_sq(st);
     ah_sq_lock(s);
+    bool fail = s->fail_scope;
+    s->fail_scope = false;
     /* A scope inside another is a savepoint of its transaction, which its
      * scope_end releases or rolls back to. */
-    if (ah_sq_exec_q(s, s->scope_depth == 0 ? Q_BEGIN : Q_SCOPE_SAVEPOINT, "scope begin") !=
-        AH_STORE_OK) {
+    if (fail ||
+        ah_sq_exec_q(s, s->scope_depth == 0 ? Q_BEGIN : Q_SCOPE_SAVEPOINT, "scope begin") !=
+            AH_STORE_OK) {
         ah_sq_unlock(s);
         return AH_STORE_ERR;
     }
@@ -894,6 +897,16 @@ int ah_store_sqlite_ckpt_stats(ah_store *st, ah_store_sqlite_ckpt *out)
                                   .catchups = k->catchups};
     pthread_mutex_unlock(&k->mu);
     return AH_STORE_OK;
+}
+
+void ah_store_sqlite_fail_scope(ah_store *st)
+{
+    if (st == NULL || st->ops != &ah_sq_ops)
+        return;
+    ah_sq_store *s = ah_sq(st);
+    ah_sq_lock(s);
+    s->fail_scope = true;
+    ah_sq_unlock(s);
 }
 
 void ah_store_sqlite_fail_after(ah_store *st, int n)

@@ -172,6 +172,7 @@ typedef struct ah_sq_store {
     sqlite3_stmt *lq[LQ_VARIANTS];
     sqlite3_stmt *mq[MQ_COUNT];
     int fail_after; /* test hook: < 0 off */
+    bool fail_scope; /* test hook: the next scope_begin fails */
     int scope_depth; /* scope_begin nesting; mu is held while > 0 */
     /* Group commit (engine.c): the open group transaction, if any, holds
      * the writes of scopes opened with group_begin until group_commit. */
