@@ -432,6 +432,13 @@ static const char *record_text(ah_call *call, const char *what, const char *text
  * e-mail address, a requisition id and more: over 1 KiB). */
 #define AH_EMIT_REMOTE_MAX 256
 #define AH_PUT_REMOTE_MAX 4096
+/* What one streaming call may hand the daemon, all held until its page
+ * commits: a page of records (a provider page of the largest answer the
+ * HTTP client takes, 64 MiB, with its fields), not a plugin's runaway
+ * loop filling the daemon's memory for every tenant. */
+#define AH_EMIT_RECORD_BYTES ((size_t)16 << 20)
+#define AH_EMIT_CALL_BYTES ((size_t)256 << 20)
+#define AH_EMIT_CALL_RECORDS 100000
 
 /* What a plugin may name a record by: a type of 1 to 40 letters, digits,
  * '_', '.' or '-' (the length event topics keep), other than the host's own
@@ -485,6 +492,18 @@ static ah_result host_emit_record(ah_call *call, const ah_record *rec)
     if (fields == NULL) {
         free(rtmp);
         return AH_ERR;
+    }
+    const char *why = NULL;
+    if (rl + fl > AH_EMIT_RECORD_BYTES)
+        why = "a record's raw and fields are at most 16 MiB together";
+    else if (ah_recbuf_count(cc->records) >= AH_EMIT_CALL_RECORDS)
+        why = "a call emits at most 100000 records (a page)";
+    else if (ah_recbuf_bytes(cc->records) + rl + fl > AH_EMIT_CALL_BYTES)
+        why = "a call's records are at most 256 MiB together (a page)";
+    if (why != NULL) {
+        free(rtmp);
+        free(ftmp);
+        return host_fail(call, AH_E_PLUGIN, 500, "emit_record: %s", why);
     }
     int rc = ah_recbuf_add(cc->records, rec->type, rec->remote_id, rec->updated_at, raw, rl,
                            fields, fl);

@@ -105,6 +105,11 @@ size_t ah_recbuf_count(const ah_recbuf *b)
     return b != NULL ? b->n : 0;
 }
 
+size_t ah_recbuf_bytes(const ah_recbuf *b)
+{
+    return b != NULL ? b->len : 0;
+}
+
 static const char *str_at(const ah_recbuf *b, uint32_t off)
 {
     return off == NO_STR ? NULL : b->buf + off;

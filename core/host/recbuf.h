@@ -41,6 +41,8 @@ int ah_recbuf_add(ah_recbuf *b, const char *type, const char *remote_id,
                   const char *fields, size_t fields_len);
 
 size_t ah_recbuf_count(const ah_recbuf *b);
+/** Bytes of text held (every record's strings with their NULs). */
+size_t ah_recbuf_bytes(const ah_recbuf *b);
 /** Record i (< count). */
 void ah_recbuf_get(const ah_recbuf *b, size_t i, ah_recbuf_rec *out);
 

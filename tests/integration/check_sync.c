@@ -665,6 +665,33 @@ START_TEST(test_refused_record_fails_page)
 }
 END_TEST
 
+/* What one streaming call may hand the daemon is bounded: a plugin that
+ * emits records without end (here until refused, at most 200,000), or one
+ * record of 17 MiB, fails its page with plugin_error, in process and
+ * isolated alike; nothing of the page is stored. (Before, every record was
+ * held in the daemon until the page committed: a runaway plugin filled the
+ * daemon's memory for every tenant.) */
+START_TEST(test_emitted_page_bounded)
+{
+    static const char *const modes[] = {"in_process", "process"};
+    static const char *const markers[][2] = {{"AH_STREAMER_FLOOD_FILE", "100000 records"},
+                                             {"AH_STREAMER_BIG_FILE", "16 MiB"}};
+    for (int i = 0; i < 2; i++) {
+        for (int k = 0; k < 2; k++) {
+            fixture f;
+            marked m;
+            int64_t cid = setup_marked(&f, &m, modes[i], 300, markers[k][0], "x");
+            ah_sync_stats st;
+            char err[1024];
+            ck_assert_int_eq(sync_jobs(&f, &st, err, sizeof err), AH_SYNC_FAILED);
+            ck_assert_msg(strstr(err, markers[k][1]) != NULL, "%s: %s", modes[i], err);
+            ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, cid, "job"), 0);
+            teardown_marked(&f, &m);
+        }
+    }
+}
+END_TEST
+
 /* A stream whose cursors go round (page 3 points back to page 2) ran for
  * good: every page committed, its lease renewed, the scheduler's other
  * connections waiting behind it. A cursor given before in the same run
@@ -1489,6 +1516,7 @@ static Suite *sync_suite(void)
     tcase_add_test(t, test_faults_lose_nothing);
     tcase_add_test(t, test_plugin_crash_mid_run_retried);
     tcase_add_test(t, test_refused_record_fails_page);
+    tcase_add_test(t, test_emitted_page_bounded);
     tcase_add_test(t, test_reserved_record_type_refused);
     tcase_add_test(t, test_cursor_cycle_fails_run);
     tcase_add_test(t, test_record_text_not_utf8_repaired);
