@@ -476,6 +476,12 @@ static int cursor_load(ah_core *core, int64_t cid, const char *key, cursor *out)
                        key, (long long)cid, *times[i]);
                 free(*times[i]);
                 *times[i] = NULL;
+                if (i == 0) {
+                    /* A page cursor was made for that window's listing:
+                     * on the whole list it may skip records. */
+                    free(out->page_cursor);
+                    out->page_cursor = NULL;
+                }
             }
     }
     cJSON_Delete(o);

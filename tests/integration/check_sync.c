@@ -496,6 +496,16 @@ START_TEST(test_future_time_does_not_move_window)
     ck_assert_int_eq(f.core->store->ops->record_get(f.core->store, cid, "job", "9", &row), 0);
     ck_assert_ptr_nonnull(strstr(row.raw, "Item 9 v2"));
     ah_record_row_free(&row);
+    /* With a page cursor beside it: that cursor was made for the window's
+     * listing, not the whole one, and goes too (kept, it skipped every
+     * record here: it points past the last). */
+    ck_assert_int_eq(f.core->store->ops->cursor_set(
+                         f.core->store, cid, "sync.jobs",
+                         "{\"updated_after\":\"2090-01-01T00:00:00\","
+                         "\"page_cursor\":\"4102444800:1000000\",\"run_max\":null}"),
+                     0);
+    ck_assert_msg(sync_jobs(&f, &st, err, sizeof err) == AH_SYNC_OK, "%s", err);
+    ck_assert_int_eq(st.records, 200);
     teardown(&f);
 }
 END_TEST
