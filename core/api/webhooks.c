@@ -304,6 +304,12 @@ static char *new_secret(ah_core *core, char *out, size_t outlen, char *err, size
     return sealed;
 }
 
+static void count_one(void *arg, const ah_webhook_row *row)
+{
+    (void)row;
+    (*(size_t *)arg)++;
+}
+
 int ah_webhook_add(ah_core *core, int64_t tenant_id, const char *url, const char *types,
                    int64_t *id_out, char *secret_out, size_t secret_len, char *err,
                    size_t errlen)
@@ -320,6 +326,18 @@ int ah_webhook_add(ah_core *core, int64_t tenant_id, const char *url, const char
         return AH_WEBHOOK_INVALID;
     if (types != NULL && (strlen(types) > 1024 || strpbrk(types, " \t\r\n") != NULL)) {
         snprintf(err, errlen, "types must be a comma-separated list of event types");
+        return AH_WEBHOOK_INVALID;
+    }
+    /* Each endpoint is a delivery pass of its own and a row of every
+     * listing: a tenant's are bounded (two added at once may both pass). */
+    size_t have = 0;
+    if (core->store->ops->webhook_list(core->store, tenant_id, count_one, &have) != AH_STORE_OK) {
+        snprintf(err, errlen, "cannot read the endpoints (see the log)");
+        return AH_STORE_ERR;
+    }
+    if (have >= AH_WEBHOOK_MAX_PER_TENANT) {
+        snprintf(err, errlen, "a tenant has at most %d webhook endpoints; delete one first",
+                 AH_WEBHOOK_MAX_PER_TENANT);
         return AH_WEBHOOK_INVALID;
     }
     char secret[80];

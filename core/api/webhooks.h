@@ -26,7 +26,8 @@ void ah_webhooks_free(ah_webhooks *w);
  *  "prefix.*" patterns (NULL or "": every event). The secret ("whsec_" +
  *  base64 of 24 random bytes) is stored sealed with the host key and
  *  copied into secret_out (>= 64 bytes) to print once. New endpoints get
- *  the events published after they were added. 0, or with err
+ *  the events published after they were added; a tenant has at most
+ *  AH_WEBHOOK_MAX_PER_TENANT. 0, or with err
  *  AH_WEBHOOK_INVALID (defined below) for an argument refused (the URL,
  *  its destination, the types) and AH_STORE_ERR when the host failed
  *  (webhooks off, the secret not made or sealed, the store). */
@@ -40,6 +41,8 @@ cJSON *ah_webhook_list(ah_core *core, int64_t tenant_id);
  *  refuse (err says which); besides AH_STORE_OK, AH_STORE_NOT_FOUND (no such
  *  endpoint of tenant_id, unless 0) and AH_STORE_ERR (the store failed). */
 #define AH_WEBHOOK_INVALID (-3)
+/** The endpoints one tenant may have. */
+#define AH_WEBHOOK_MAX_PER_TENANT 100
 /** Changes endpoint id: url (checked as ah_webhook_add checks it: an http(s)
  *  URL whose host resolves to allowed addresses only), types (as for
  *  ah_webhook_add; "" means every event) and description (at most 1024

@@ -564,6 +564,41 @@ START_TEST(test_webhook_store_failure_is_500)
 }
 END_TEST
 
+/* A tenant's endpoints are bounded (each is a delivery pass of its own
+ * and a row of every listing): the 101st is refused 400 invalid_request,
+ * and once one is deleted another may be added. (Before, a tenant could
+ * add any number.) */
+START_TEST(test_webhook_endpoints_bounded)
+{
+    fixture f;
+    setup(&f, 1);
+    char secret[96], err[256];
+    int64_t first = 0, id = 0;
+    for (int i = 0; i < AH_WEBHOOK_MAX_PER_TENANT; i++) {
+        char url[64];
+        snprintf(url, sizeof url, "http://127.0.0.1:1/h%d", i);
+        ck_assert_msg(ah_webhook_add(f.core, f.tenant_id, url, NULL, &id, secret, sizeof secret,
+                                     err, sizeof err) == 0,
+                      "%d: %s", i, err);
+        if (i == 0)
+            first = id;
+    }
+    cJSON *o = NULL;
+    ck_assert_int_eq(req(&f, "POST", "/v1/webhooks", NULL, "{\"url\":\"http://127.0.0.1:1/x\"}",
+                         &o),
+                     400);
+    ck_assert_str_eq(jget(o, "error.code")->valuestring, "invalid_request");
+    ck_assert_ptr_nonnull(strstr(jget(o, "error.message")->valuestring, "at most 100"));
+    cJSON_Delete(o);
+    ck_assert_int_eq(ah_webhook_delete(f.core, f.tenant_id, first), 0);
+    ck_assert_int_eq(req(&f, "POST", "/v1/webhooks", NULL, "{\"url\":\"http://127.0.0.1:1/x\"}",
+                         &o),
+                     201);
+    cJSON_Delete(o);
+    teardown(&f);
+}
+END_TEST
+
 /* The credentials an endpoint's URL carries (user information, a token in
  * its path) reach neither the operators' log nor the delivery log: both
  * say why a delivery failed without the URL. (Before, both held
@@ -1848,6 +1883,7 @@ static Suite *events_suite(void)
     tcase_add_test(tc, test_webhook_disabled_after_failures);
     tcase_add_test(tc, test_webhook_destinations_refused);
     tcase_add_test(tc, test_webhook_store_failure_is_500);
+    tcase_add_test(tc, test_webhook_endpoints_bounded);
     tcase_add_test(tc, test_idempotency);
     tcase_add_test(tc, test_idempotency_secret_sealed);
 tcase_add_test(tc, test_idempotent_replay_keeps_location);
