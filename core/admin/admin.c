@@ -1083,19 +1083,29 @@ int ah_admin_call(const ah_config *cfg, const char *method, const char *path,
 {
     char sock[sizeof(((struct sockaddr_un *)0)->sun_path)];
     bool use_sock = ah_admin_socket_path(cfg, sock, sizeof sock) == 0;
-    char url[512], token[AH_ADMIN_TOKEN_MAX] = "", auth[AH_ADMIN_TOKEN_MAX + 32] = "";
+    /* The URL is sized to the path: a long query (`atshub events --types`)
+     * is sent whole, never cut (a cut one asked for another page). */
+    char *url = NULL, token[AH_ADMIN_TOKEN_MAX] = "", auth[AH_ADMIN_TOKEN_MAX + 32] = "";
+    int ul;
     if (use_sock) {
-        snprintf(url, sizeof url, "http://localhost%s", path);
+        ul = asprintf(&url, "http://localhost%s", path);
     } else if (cfg->admin_host != NULL) {
         if (read_token(cfg->admin_token_file, token, sizeof token, err, errlen) != 0)
             return -1;
         bool v6 = strchr(cfg->admin_host, ':') != NULL;
-        snprintf(url, sizeof url, "http://%s%s%s:%u%s", v6 ? "[" : "", cfg->admin_host,
-                 v6 ? "]" : "", (unsigned)cfg->admin_port, path);
+        ul = asprintf(&url, "http://%s%s%s:%u%s", v6 ? "[" : "", cfg->admin_host, v6 ? "]" : "",
+                      (unsigned)cfg->admin_port, path);
         snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
     } else {
         snprintf(err, errlen, "the admin listener is off ([admin] socket = off and no listen): "
                  "cannot reach a running daemon");
+        return -1;
+    }
+    if (ul < 0) {
+        url = NULL;
+        snprintf(err, errlen, "out of memory");
+        explicit_bzero(token, sizeof token);
+        explicit_bzero(auth, sizeof auth);
         return -1;
     }
     char *text = NULL;
@@ -1147,6 +1157,7 @@ done:
     curl_slist_free_all(hdrs);
     if (c != NULL)
         curl_easy_cleanup(c);
+    free(url);
     explicit_bzero(token, sizeof token);
     explicit_bzero(auth, sizeof auth);
     return rc;

@@ -1097,17 +1097,22 @@ static int cmd_events(cli *c)
     char *t = curl_easy_escape(NULL, c->argv[0], 0);
     char *ty = c->type != NULL ? curl_easy_escape(NULL, c->type, 0) : NULL;
     char *af = c->after != NULL ? curl_easy_escape(NULL, c->after, 0) : NULL;
-    char path[2048];
-    snprintf(path, sizeof path, "/admin/events?tenant=%s&limit=%d%s%s%s%s", t ? t : "",
-             c->filter.limit > 0 ? c->filter.limit : 100, ty ? "&types=" : "", ty ? ty : "",
-             af ? "&after=" : "", af ? af : "");
+    /* Sized to what it holds: a cut path would ask for another page. */
+    char *path = NULL;
+    int pl = asprintf(&path, "/admin/events?tenant=%s&limit=%d%s%s%s%s", t ? t : "",
+                      c->filter.limit > 0 ? c->filter.limit : 100, ty ? "&types=" : "",
+                      ty ? ty : "", af ? "&after=" : "", af ? af : "");
     curl_free(t);
     curl_free(ty);
     curl_free(af);
+    if (pl < 0)
+        return fail(c, "internal_error", "out of memory");
     char err[1024];
     long status = 0;
     cJSON *reply = NULL;
-    if (daemon_call(c, "GET", path, NULL, &status, &reply, err, sizeof err) != 0)
+    int dc = daemon_call(c, "GET", path, NULL, &status, &reply, err, sizeof err);
+    free(path);
+    if (dc != 0)
         return fail(c, "no_daemon", "events are read from the running daemon: %s", err);
     if (status != 200) {
         int rc = fail_reply(c, reply, status);
