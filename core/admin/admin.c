@@ -79,7 +79,8 @@ static int status_for(const char *code)
         const char *code;
         int status;
     } map[] = {{"not_found", 404},       {"conflict", 409},       {"invalid_request", 400},
-               {"invalid_settings", 400}, {"plugin_refused", 422}, {"config_error", 422}};
+               {"invalid_settings", 400}, {"plugin_refused", 422}, {"config_error", 422},
+               {"sync_running", 409},     {"connection_disabled", 409}};
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
         if (strcmp(map[i].code, code) == 0)
             return map[i].status;
@@ -560,8 +561,7 @@ static void h_sync_start(void *arg, ah_http_exchange *ex)
     }
     cJSON_Delete(empty);
     if (rc != 0) {
-        ah_ex_error(ex, strcmp(e.code, "sync_running") == 0 ? 409 : status_for(e.code), e.code,
-                    "%s", e.msg);
+        ah_ex_error(ex, status_for(e.code), e.code, "%s", e.msg);
         return;
     }
     cJSON *o = cJSON_CreateObject();
@@ -723,7 +723,13 @@ static void h_events(void *arg, ah_http_exchange *ex)
     admin_ctx *ctx = arg;
     if (!authorized(ctx, ex))
         return;
-    int64_t tid = tenant_id_of(ctx->core, ex, ah_ex_query(ex, "tenant"));
+    const char *tn = ah_ex_query(ex, "tenant");
+    if (tn == NULL || *tn == '\0') {
+        /* Events are a tenant's: one must be named (as ?tenant=T). */
+        ah_ex_error(ex, 400, "invalid_request", "tenant is required: /admin/events?tenant=T");
+        return;
+    }
+    int64_t tid = tenant_id_of(ctx->core, ex, tn);
     if (tid < 0)
         return;
     ah_events_api(ctx->core, ex, tid);

@@ -307,17 +307,24 @@ static int fail(ah_ops_err *e, const char *code, const char *msg)
     return -1;
 }
 
-/* Whether tenant/name is a connection in the store. */
+/* Whether tenant/name is a connection in the store, and enabled: a run of
+ * a disabled one would only end in connection_disabled, after a 202. */
 static int exists(ah_core *core, const char *tenant, const char *name, ah_ops_err *e)
 {
     ah_connection_row r = {0};
     int rc = core->store->ops->connection_get(core->store, tenant, name, &r);
+    bool enabled = r.enabled;
     ah_connection_row_free(&r);
     if (rc != AH_STORE_OK && rc != AH_STORE_NOT_FOUND)
         return fail(e, "store_error", "cannot read the connection");
     if (rc == AH_STORE_NOT_FOUND) {
         snprintf(e->code, sizeof e->code, "not_found");
         snprintf(e->msg, sizeof e->msg, "no connection '%s' of tenant '%s'", name, tenant);
+        return -1;
+    }
+    if (!enabled) {
+        snprintf(e->code, sizeof e->code, "connection_disabled");
+        snprintf(e->msg, sizeof e->msg, "connection %s/%s is disabled", tenant, name);
         return -1;
     }
     return 0;

@@ -35,6 +35,7 @@ void ah_syncs_observe(void *arg, const char *tenant, const char *connection, con
 
 /** Starts a sync of tenant/name (type NULL: every type its plugin streams)
  *  on a new thread. 0, or -1 with e: not_found (no such connection),
+ *  connection_disabled (it is disabled: as the REST API answers it),
  *  sync_running (this daemon runs one for it already), invalid_request. */
 int ah_syncs_start(ah_syncs *s, ah_core *core, const char *tenant, const char *name,
                    const char *type, ah_ops_err *e);

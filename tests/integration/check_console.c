@@ -856,6 +856,11 @@ START_TEST(test_admin_refuses_bad_queries)
         {"/admin/connections?tenant=acme", 200, NULL},
         {"/admin/connections?tenant=", 200, NULL},
         {"/admin/syncs?tenant=acme", 200, NULL},
+        /* Events are a tenant's: none named is the caller's mistake. */
+        {"/admin/events", 400, "invalid_request"},
+        {"/admin/events?tenant=", 400, "invalid_request"},
+        {"/admin/events?tenant=acmee", 404, "not_found"},
+        {"/admin/events?tenant=acme", 200, NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *resp = NULL;
@@ -970,9 +975,18 @@ START_TEST(test_syncs_next_pass)
         ck_assert_int_eq(ah_config_load(f.ini, &cfg, err, sizeof err), 0);
         long status = 0;
         char *resp = NULL;
+        /* A disabled connection is refused at once, as the REST API
+         * refuses it (it was a 202 and a run failing connection_disabled). */
         ck_assert_msg(ah_admin_call(&cfg, "POST", "/admin/syncs/acme/off", "{}", &status, &resp,
                                     err, sizeof err) == 0, "%s", err);
-        ck_assert_msg(status == 202 || status == 200, "%ld %s", status, resp);
+        ck_assert_msg(status == 409 && strstr(resp, "\"connection_disabled\"") != NULL, "%ld %s",
+                      status, resp);
+        free(resp);
+        ck_assert_int_eq(ah_ops_connection_enable(f.core, "acme", "off", true, &e), 0);
+        resp = NULL;
+        ck_assert_msg(ah_admin_call(&cfg, "POST", "/admin/syncs/acme/off", "{}", &status, &resp,
+                                    err, sizeof err) == 0, "%s", err);
+        ck_assert_msg(status == 202, "%ld %s", status, resp);
         free(resp);
         /* Until the manual run has ended. */
         bool ended = false;
