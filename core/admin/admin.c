@@ -615,6 +615,11 @@ static void h_log(void *arg, ah_http_exchange *ex)
         f.since = NULL;
     if (f.until != NULL && *f.until == '\0')
         f.until = NULL;
+    /* An action no entry has would answer [] as if none had happened. */
+    if (f.action != NULL && !ah_intlog_action_valid(f.action)) {
+        ah_ex_error(ex, 400, "invalid_request", "action must be one of " AH_INTLOG_ACTIONS);
+        return;
+    }
     /* A bound that is no time is the caller's mistake, as on /v1/log: the
      * store would refuse it as its own failure (a 500 store_error). */
     char norm[32];

@@ -964,6 +964,12 @@ static int cmd_log(cli *c)
         usage_error("usage: atshub log [--tenant T] [--source S] [--action A] [--status N] [--since T] [--until T] [--limit N]");
         return EXIT_USAGE;
     }
+    /* As /admin/log checks it: an action no entry has would print
+     * nothing, as if the log had no such entries. */
+    if (c->filter.action != NULL && !ah_intlog_action_valid(c->filter.action)) {
+        usage_error("--action is " AH_INTLOG_ACTIONS ", not '%s'", c->filter.action);
+        return EXIT_USAGE;
+    }
     /* As /v1/log and /admin/log check them: a bound that is no time is
      * the caller's mistake, not the store's failure. */
     char norm[32];
@@ -1203,7 +1209,8 @@ static const cmd commands[] = {
     {"log", cmd_log,
      "atshub log [--tenant T] [--source S] [--action A] [--status N] [--since T] [--until T] [--limit N]",
      "Prints the integration log, newest first. --since/--until take ISO-8601 times or\n"
-     "dates (YYYY-MM-DD); --action is REQUEST, RESPONSE, ERROR, OUTBOUND or OUTBOUND_ERROR.",
+     "dates (YYYY-MM-DD); --action is REQUEST, RESPONSE, ERROR, ERROR_SUPPRESSED,\n"
+     "OUTBOUND or OUTBOUND_ERROR (another is a usage error).",
      OPT(O_TENANT) | OPT(O_SOURCE) | OPT(O_ACTION) | OPT(O_STATUS) | OPT(O_SINCE) | OPT(O_UNTIL) |
          OPT(O_LIMIT)},
     {"webhook", cmd_webhook,

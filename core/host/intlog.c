@@ -13,6 +13,16 @@
 
 #define INTLOG_MAX_BODY (64 * 1024)
 
+bool ah_intlog_action_valid(const char *action)
+{
+    static const char *const actions[] = {"REQUEST",  "RESPONSE",         "ERROR",
+                                          "ERROR_SUPPRESSED", "OUTBOUND", "OUTBOUND_ERROR"};
+    for (size_t i = 0; action != NULL && i < sizeof actions / sizeof actions[0]; i++)
+        if (strcmp(action, actions[i]) == 0)
+            return true;
+    return false;
+}
+
 void ah_intlog_write(ah_core *core, const ah_intlog_rec *r)
 {
     ah_log_entry e = {

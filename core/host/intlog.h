@@ -28,6 +28,12 @@ typedef struct ah_intlog_rec {
     const char *request_body;
 } ah_intlog_rec;
 
+/** The actions an entry may have, as a filter's help and errors name them. */
+#define AH_INTLOG_ACTIONS "REQUEST, RESPONSE, ERROR, ERROR_SUPPRESSED, OUTBOUND or OUTBOUND_ERROR"
+/** Whether action is one of AH_INTLOG_ACTIONS (exactly, as stored): a
+ *  filter on another matches nothing, which is the caller's mistake. */
+bool ah_intlog_action_valid(const char *action);
+
 /** Appends one entry (two with with_request); failures are logged, never
  *  fatal for the caller. */
 void ah_intlog_write(struct ah_core *core, const ah_intlog_rec *r);

@@ -164,6 +164,17 @@ START_TEST(test_usage_and_help)
     ck_assert_int_eq(RUN(&e, &out, &err, "log", "--since", "2026-01-02", "--until",
                          "2026-01-03T10:00:00Z"), 0);
     free(out), free(err);
+    /* An --action no entry has is a usage error (it printed nothing, exit
+     * 0, as if the log had no such entries); a documented one is read. */
+    ck_assert_int_eq(RUN(&e, &out, &err, "log", "--action", "BOGUS"), 2);
+    ck_assert_msg(strstr(err, "--action is REQUEST") != NULL && strstr(err, "'BOGUS'") != NULL,
+                  "%s", err);
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "--json", "log", "--action", "outbound"), 2);
+    assert_json_error(out, "usage");
+    free(out), free(err);
+    ck_assert_int_eq(RUN(&e, &out, &err, "log", "--action", "OUTBOUND_ERROR"), 0);
+    free(out), free(err);
 
     /* events --limit: the daemon's page holds at most 1000; log keeps its
      * larger range (the check is shared). */

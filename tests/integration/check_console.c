@@ -851,6 +851,12 @@ START_TEST(test_admin_refuses_bad_queries)
         {"/admin/log?until=2026-02-30T25:00:00Z", 400, "invalid_request"},
         {"/admin/log?since=2026-01-01&until=2026-01-02T10:00:00Z", 200, NULL},
         {"/admin/log?since=&until=", 200, NULL},
+        /* An action no entry has is refused, not answered []. */
+        {"/admin/log?action=BOGUS", 400, "invalid_request"},
+        {"/admin/log?action=request", 400, "invalid_request"},
+        {"/admin/log?action=OUTBOUND_ERROR", 200, NULL},
+        {"/admin/log?action=ERROR_SUPPRESSED", 200, NULL},
+        {"/admin/log?action=", 200, NULL},
         {"/admin/connections?tenant=acmee", 404, "not_found"},
         {"/admin/syncs?tenant=acmee", 404, "not_found"},
         {"/admin/connections?tenant=acme", 200, NULL},

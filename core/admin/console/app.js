@@ -499,7 +499,7 @@ views.log = async (v, tok, q) => {
   const inputs = {
     tenant: h('input', { id: 'log-tenant', name: 'tenant', value: f.tenant }),
     source: h('input', { id: 'log-source', name: 'source', value: f.source }),
-    action: h('select', { id: 'log-action', name: 'action' }, ['', 'REQUEST', 'RESPONSE', 'ERROR', 'OUTBOUND', 'OUTBOUND_ERROR'].map((a) => h('option', { value: a, selected: a === f.action }, a || 'any'))),
+    action: h('select', { id: 'log-action', name: 'action' }, ['', 'REQUEST', 'RESPONSE', 'ERROR', 'ERROR_SUPPRESSED', 'OUTBOUND', 'OUTBOUND_ERROR'].map((a) => h('option', { value: a, selected: a === f.action }, a || 'any'))),
     status: h('input', { id: 'log-status', name: 'status', value: f.status, inputmode: 'numeric', size: 4 }),
     since: h('input', { id: 'log-since', name: 'since', value: f.since, placeholder: 'YYYY-MM-DD' }),
     until: h('input', { id: 'log-until', name: 'until', value: f.until, placeholder: 'YYYY-MM-DD' }),
