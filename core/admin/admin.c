@@ -1062,6 +1062,12 @@ long ah_admin_inflight(ah_core *core)
            (a->tcp_h != NULL ? ah_httpd_inflight(a->tcp_h) : 0);
 }
 
+void ah_admin_set_syncs_max(ah_core *core, size_t max)
+{
+    if (core->admin != NULL)
+        ah_syncs_set_max(core->admin->syncs, max);
+}
+
 void ah_admin_stop(ah_core *core)
 {
     ah_admin *a = core->admin;

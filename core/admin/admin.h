@@ -59,6 +59,9 @@ void ah_admin_quiesce(ah_core *core);
 /** Requests in flight on the listener(s) (ah_httpd_inflight; suspended and
  *  detached ones included); 0 when none runs. For tests. */
 long ah_admin_inflight(ah_core *core);
+/** The most connections whose syncs GET /admin/syncs keeps (default 4096;
+ *  ah_syncs_set_max). For tests. */
+void ah_admin_set_syncs_max(ah_core *core, size_t max);
 /** Stops the listener(s), removes the socket file, frees core->admin. */
 void ah_admin_stop(ah_core *core);
 

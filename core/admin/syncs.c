@@ -1,10 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Operator-started syncs and what they did (syncs.h). One entry per
- * connection synced from here; the run's thread writes its progress into
- * the entry under the mutex after each committed page.
+ * connection synced from here or seen synced by the scheduler; the run's
+ * thread writes its progress into the entry under the mutex after each
+ * committed page. The table holds at most `max` entries: when it is full,
+ * the least recently used entry without a run under way makes room (its
+ * connection's last run is then shown as none). Runs' threads are
+ * detached (each frees its stack when it ends) and counted, so that
+ * ah_syncs_free waits for them.
  */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +22,6 @@
 
 #define MAX_TYPES 3
 #define MAX_ENTRIES 4096
-#define PRUNE_EVERY_MS 10000
 
 typedef struct type_stat {
     char type[16];
@@ -25,9 +30,8 @@ typedef struct type_stat {
 
 typedef struct entry {
     char tenant[72], name[72];
-    bool running;
-    bool has_thread; /* a thread to join (running, or ended and not joined) */
-    pthread_t thread;
+    bool running;  /* a run started here is under way (its thread uses the entry) */
+    uint64_t used; /* when last started or observed (ah_syncs.tick): the oldest goes first */
     char started_at[32], finished_at[32];
     bool ok;
     char error[512];
@@ -47,10 +51,12 @@ typedef struct entry {
 
 struct ah_syncs {
     pthread_mutex_t mu;
+    pthread_cond_t idle; /* signalled when nrunning drops to 0 */
     entry **v;
     size_t n, cap;
-    int64_t pruned_at; /* when prune_gone last looked (ah_mono_ms) */
-    bool pruning;      /* prune_gone looks, without mu */
+    size_t max;      /* entries at most (MAX_ENTRIES; ah_syncs_set_max) */
+    size_t nrunning; /* runs' threads not yet done with the table */
+    uint64_t tick;
 };
 
 ah_syncs *ah_syncs_new(void)
@@ -62,7 +68,20 @@ ah_syncs *ah_syncs_new(void)
         free(s);
         return NULL;
     }
+    if (pthread_cond_init(&s->idle, NULL) != 0) {
+        pthread_mutex_destroy(&s->mu);
+        free(s);
+        return NULL;
+    }
+    s->max = MAX_ENTRIES;
     return s;
+}
+
+void ah_syncs_set_max(ah_syncs *s, size_t max)
+{
+    pthread_mutex_lock(&s->mu);
+    s->max = max > 0 ? max : 1;
+    pthread_mutex_unlock(&s->mu);
 }
 
 void ah_syncs_free(ah_syncs *s, ah_core *core)
@@ -75,12 +94,16 @@ void ah_syncs_free(ah_syncs *s, ah_core *core)
         ah_sync_scheduler_stop(core);
         ah_sync_set_observer(core->sync, NULL, NULL);
     }
-    for (size_t i = 0; i < s->n; i++) {
-        if (s->v[i]->has_thread)
-            pthread_join(s->v[i]->thread, NULL);
+    /* Wait for the runs' (detached) threads: each is done with the table
+     * once it has counted itself out, under mu. */
+    pthread_mutex_lock(&s->mu);
+    while (s->nrunning > 0)
+        pthread_cond_wait(&s->idle, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+    for (size_t i = 0; i < s->n; i++)
         free(s->v[i]);
-    }
     free(s->v);
+    pthread_cond_destroy(&s->idle);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -108,8 +131,6 @@ static void prune(ah_syncs *s, bool (*keep)(const entry *en, const void *arg), c
             s->v[w++] = en;
             continue;
         }
-        if (en->has_thread) /* its run ended: the thread is done or about to be */
-            pthread_join(en->thread, NULL);
         free(en);
     }
     s->n = w;
@@ -152,50 +173,6 @@ static bool in_span(const entry *en, const void *arg)
     return false;
 }
 
-/* Connections looked for in the store and not found there. */
-typedef struct gone {
-    size_t n;
-    char (*keys)[2][72]; /* tenant, name */
-} gone;
-
-/* keep for prune: the entry's connection is not among the gone. */
-static bool not_gone(const entry *en, const void *arg)
-{
-    const gone *g = arg;
-    for (size_t i = 0; i < g->n; i++)
-        if (strcmp(g->keys[i][0], en->tenant) == 0 && strcmp(g->keys[i][1], en->name) == 0)
-            return false;
-    return true;
-}
-
-/* Under s->mu, which it lets go meanwhile: drops the entries of connections
- * the store no longer has. They are looked up without s->mu, which the
- * sync engine's progress reports take (ah_syncs_observe), so that no thread
- * waits for the store's lock while holding it. */
-static void prune_gone(ah_syncs *s, ah_core *core)
-{
-    gone g = {0};
-    g.keys = malloc(s->n * sizeof *g.keys);
-    if (g.keys == NULL)
-        return;
-    size_t n = s->n;
-    for (size_t i = 0; i < n; i++) {
-        memcpy(g.keys[i][0], s->v[i]->tenant, sizeof g.keys[i][0]);
-        memcpy(g.keys[i][1], s->v[i]->name, sizeof g.keys[i][1]);
-    }
-    pthread_mutex_unlock(&s->mu);
-    for (size_t i = 0; i < n; i++) {
-        ah_connection_row r = {0};
-        int rc = core->store->ops->connection_get(core->store, g.keys[i][0], g.keys[i][1], &r);
-        ah_connection_row_free(&r);
-        if (rc == AH_STORE_NOT_FOUND) /* kept when the store cannot say */
-            memcpy(g.keys[g.n++], g.keys[i], sizeof g.keys[i]);
-    }
-    pthread_mutex_lock(&s->mu);
-    prune(s, not_gone, &g);
-    free(g.keys);
-}
-
 typedef struct forget_arg {
     const char *tenant, *name;
 } forget_arg;
@@ -217,15 +194,48 @@ void ah_syncs_forget(ah_syncs *s, const char *tenant, const char *name)
     pthread_mutex_unlock(&s->mu);
 }
 
-/* Under s->mu: the entry of tenant/name, made when missing; NULL when
- * out of memory or full. */
+/* Under s->mu: the least recently used entry with no run under way, one
+ * the scheduler is not running preferred; NULL when every entry has a run
+ * of its own under way. */
+static size_t oldest_idle(ah_syncs *s)
+{
+    size_t best = s->n;
+    bool best_sched = true;
+    for (size_t i = 0; i < s->n; i++) {
+        const entry *en = s->v[i];
+        if (en->running)
+            continue;
+        if (best == s->n || (best_sched && !en->sched_running) ||
+            (best_sched == en->sched_running && en->used < s->v[best]->used)) {
+            best = i;
+            best_sched = en->sched_running;
+        }
+    }
+    return best;
+}
+
+/* Under s->mu: the entry of tenant/name, made when missing (when the table
+ * is full, in place of the oldest one without a run under way), marked as
+ * just used; NULL when out of memory, or full of runs under way. */
 static entry *get(ah_syncs *s, const char *tenant, const char *name)
 {
     entry *en = find(s, tenant, name);
-    if (en != NULL)
+    if (en != NULL) {
+        en->used = ++s->tick;
         return en;
-    if (s->n == MAX_ENTRIES)
-        return NULL;
+    }
+    if (s->n >= s->max) {
+        size_t i = oldest_idle(s);
+        if (i == s->n)
+            return NULL;
+        memset(s->v[i], 0, sizeof *s->v[i]);
+        en = s->v[i];
+        snprintf(en->tenant, sizeof en->tenant, "%s", tenant);
+        snprintf(en->name, sizeof en->name, "%s", name);
+        en->owner = s;
+        en->used = ++s->tick;
+        return en;
+    }
     if (s->n == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 16;
         entry **nv = realloc(s->v, cap * sizeof *nv);
@@ -240,6 +250,7 @@ static entry *get(ah_syncs *s, const char *tenant, const char *name)
     snprintf(en->tenant, sizeof en->tenant, "%s", tenant);
     snprintf(en->name, sizeof en->name, "%s", name);
     en->owner = s;
+    en->used = ++s->tick;
     s->v[s->n++] = en;
     return en;
 }
@@ -296,7 +307,12 @@ static void *run_main(void *arg)
     snprintf(en->code, sizeof en->code, "%s", ah_sync_code(rc));
     snprintf(en->error, sizeof en->error, "%s", rc == AH_SYNC_OK ? "" : err);
     ah_now_iso(en->finished_at);
-    pthread_mutex_unlock(&en->owner->mu);
+    /* The last use of the table (en may be reused once running is false
+     * and mu let go): ah_syncs_free waits for this. */
+    ah_syncs *s = en->owner;
+    if (--s->nrunning == 0)
+        pthread_cond_broadcast(&s->idle);
+    pthread_mutex_unlock(&s->mu);
     return NULL;
 }
 
@@ -346,30 +362,11 @@ int ah_syncs_start(ah_syncs *s, ah_core *core, const char *tenant, const char *n
         pthread_mutex_unlock(&s->mu);
         return fail(e, "sync_running", "a sync of this connection started here is under way");
     }
-    if (en == NULL && s->n == MAX_ENTRIES && !s->pruning &&
-        ah_mono_ms() - s->pruned_at >= PRUNE_EVERY_MS) {
-        /* Full: make room from removed connections first (a look in the
-         * store for each entry; at most once in PRUNE_EVERY_MS, as a table
-         * of live connections stays full). mu is let go meanwhile: what was
-         * found before may have changed. */
-        s->pruning = true;
-        prune_gone(s, core);
-        s->pruning = false;
-        s->pruned_at = ah_mono_ms();
-        en = find(s, tenant, name);
-        if (en != NULL && en->running) {
-            pthread_mutex_unlock(&s->mu);
-            return fail(e, "sync_running", "a sync of this connection started here is under way");
-        }
-    }
-    if (en == NULL && (en = get(s, tenant, name)) == NULL) {
+    /* When the table is full, the oldest entry without a run under way
+     * makes room. */
+    if ((en = get(s, tenant, name)) == NULL) {
         pthread_mutex_unlock(&s->mu);
-        return fail(e, "overloaded", "out of memory, or too many connections to track");
-    }
-    if (en->has_thread) {
-        /* The previous run ended (running is false): reap its thread. */
-        pthread_join(en->thread, NULL);
-        en->has_thread = false;
+        return fail(e, "overloaded", "out of memory, or as many syncs under way as can be tracked");
     }
     en->core = core;
     snprintf(en->type_arg, sizeof en->type_arg, "%s", type != NULL ? type : "");
@@ -379,12 +376,22 @@ int ah_syncs_start(ah_syncs *s, ah_core *core, const char *tenant, const char *n
     en->ntypes = 0;
     memset(en->types, 0, sizeof en->types);
     ah_now_iso(en->started_at);
-    if (pthread_create(&en->thread, NULL, run_main, en) != 0) {
+    /* Detached: the thread's stack goes when the run ends, not when the
+     * connection is synced again (an ended, unjoined thread keeps it). */
+    pthread_attr_t attr;
+    pthread_t th;
+    bool ok = pthread_attr_init(&attr) == 0;
+    if (ok) {
+        ok = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0 &&
+             pthread_create(&th, &attr, run_main, en) == 0;
+        pthread_attr_destroy(&attr);
+    }
+    if (!ok) {
         en->running = false;
         pthread_mutex_unlock(&s->mu);
         return fail(e, "internal_error", "cannot start a thread for the sync");
     }
-    en->has_thread = true;
+    s->nrunning++;
     pthread_mutex_unlock(&s->mu);
     return 0;
 }

@@ -15,6 +15,7 @@
 #define AH_SYNCS_H
 
 #include <cjson/cJSON.h>
+#include <stddef.h>
 
 #include "ops.h"
 #include "sync.h"
@@ -24,6 +25,10 @@ typedef struct ah_syncs ah_syncs;
 
 /** NULL when out of memory. */
 ah_syncs *ah_syncs_new(void);
+/** The table's size (default 4096 connections): when it is full, the
+ *  least recently started or observed entry without a run under way makes
+ *  room. For tests. */
+void ah_syncs_set_max(ah_syncs *s, size_t max);
 /** Ends the runs under way (the sync engine stops them after their current
  *  page: ah_sync_scheduler_stop), joins their threads and frees s. NULL-safe. */
 void ah_syncs_free(ah_syncs *s, ah_core *core);
@@ -34,7 +39,7 @@ void ah_syncs_observe(void *arg, const char *tenant, const char *connection, con
                       const ah_sync_stats *st);
 
 /** Starts a sync of tenant/name (type NULL: every type its plugin streams)
- *  on a new thread. 0, or -1 with e: not_found (no such connection),
+ *  on a new (detached) thread. 0, or -1 with e: not_found (no such connection),
  *  connection_disabled (it is disabled: as the REST API answers it),
  *  sync_running (this daemon runs one for it already), invalid_request. */
 int ah_syncs_start(ah_syncs *s, ah_core *core, const char *tenant, const char *name,

@@ -1052,6 +1052,142 @@ START_TEST(test_syncs_next_pass)
 }
 END_TEST
 
+/* POST /admin/syncs/acme/NAME (202), then GET /admin/syncs?tenant=acme
+ * until its run has ended. */
+static void sync_and_wait(fixture *f, const char *name)
+{
+    ah_config cfg;
+    char err[1024], path[160];
+    ck_assert_int_eq(ah_config_load(f->ini, &cfg, err, sizeof err), 0);
+    long status = 0;
+    char *resp = NULL;
+    snprintf(path, sizeof path, "/admin/syncs/acme/%s", name);
+    ck_assert_msg(ah_admin_call(&cfg, "POST", path, "{}", &status, &resp, err, sizeof err) == 0,
+                  "%s", err);
+    ck_assert_msg(status == 202, "%s: %ld %s", name, status, resp);
+    free(resp);
+    bool ended = false;
+    for (int tries = 0; tries < 1200 && !ended; tries++) {
+        resp = NULL;
+        ck_assert_int_eq(ah_admin_call(&cfg, "GET", "/admin/syncs?tenant=acme&limit=1000", NULL,
+                                       &status, &resp, err, sizeof err), 0);
+        cJSON *j = cJSON_Parse(resp);
+        const cJSON *c;
+        cJSON_ArrayForEach(c, cJSON_GetObjectItem(j, "data"))
+            if (strcmp(cJSON_GetObjectItem(c, "connection")->valuestring, name) == 0 &&
+                cJSON_IsObject(cJSON_GetObjectItem(c, "last")) &&
+                !cJSON_IsTrue(cJSON_GetObjectItem(c, "running")))
+                ended = true;
+        cJSON_Delete(j);
+        free(resp);
+        if (!ended)
+            usleep(20000);
+    }
+    ck_assert_msg(ended, "%s: the run did not end", name);
+    ah_config_free(&cfg);
+}
+
+/* This process's VmSize in KiB. */
+static long vm_size_kib(void)
+{
+    char *st = ah_t_read_file("/proc/self/status", NULL);
+    ck_assert_ptr_nonnull(st);
+    const char *v = strstr(st, "VmSize:");
+    ck_assert_ptr_nonnull(v);
+    long kib = strtol(v + 7, NULL, 10);
+    free(st);
+    return kib;
+}
+
+/* The syncs the admin API keeps per connection: a full table makes room
+ * from its oldest entry without a run under way (it answered every new
+ * "Sync now" 503 overloaded until a restart, once 4,096 live connections
+ * had been synced), and a run's thread gives its stack back when the run
+ * ends (it kept it until the connection was synced again: 8 MiB of
+ * address space per connection synced). */
+START_TEST(test_syncs_table_full)
+{
+    fixture f;
+    setup(&f);
+    ah_ops_err e;
+    cJSON *out = NULL;
+    ck_assert_int_eq(ah_ops_tenant_add(f.core, "acme", &out, &e), 0);
+    cJSON_Delete(out);
+    /* Enough runs that their stacks outgrow glibc's cache of freed ones
+     * (40 MiB) twice over. */
+    pthread_attr_t attr;
+    size_t stack = 0;
+    ck_assert_int_eq(pthread_getattr_default_np(&attr), 0);
+    ck_assert_int_eq(pthread_attr_getstacksize(&attr, &stack), 0);
+    pthread_attr_destroy(&attr);
+    int n = (int)((160u << 20) / stack) + 2;
+    if (n < 4)
+        n = 4;
+    ck_assert_int_le(n, 200);
+    cJSON *set = cJSON_CreateObject();
+    cJSON_AddStringToObject(set, "base_url", ah_sim_url(f.sim));
+    cJSON_AddStringToObject(set, "client_id", "atshub");
+    cJSON_AddStringToObject(set, "client_secret", "s3cret");
+    for (int i = 0; i <= n; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "c%d", i);
+        out = NULL;
+        ck_assert_msg(ah_ops_connection_add(f.core, "acme", "erecruit", name, set, &out, &e) == 0,
+                      "%s", e.msg);
+        cJSON_Delete(out);
+    }
+    cJSON_Delete(set);
+    ah_ops_refresh(f.core);
+
+    /* The threads: after a first run (the process's malloc arenas and
+     * stack cache warm), n runs of n connections one after another leave
+     * at most the cache's stacks mapped, not one per run. */
+    sync_and_wait(&f, "c0");
+    long before = vm_size_kib();
+    for (int i = 1; i < n; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "c%d", i);
+        sync_and_wait(&f, name);
+    }
+    long grown = vm_size_kib() - before;
+    ck_assert_msg(grown < (long)((size_t)(n - 1) * stack / 1024 / 2),
+                  "VmSize grew by %ld KiB over %d runs (stacks of %zu KiB)", grown, n - 1,
+                  stack / 1024);
+
+    /* The table, full (as with 4,096 connections synced): a new run takes
+     * the place of the oldest ended one, c0. */
+    ah_admin_set_syncs_max(f.core, (size_t)n);
+    char last_name[16];
+    snprintf(last_name, sizeof last_name, "c%d", n);
+    sync_and_wait(&f, last_name); /* was 503 overloaded */
+    ah_config cfg;
+    char err[1024];
+    ck_assert_int_eq(ah_config_load(f.ini, &cfg, err, sizeof err), 0);
+    long status = 0;
+    char *resp = NULL;
+    ck_assert_int_eq(ah_admin_call(&cfg, "GET", "/admin/syncs?tenant=acme&limit=1000", NULL,
+                                   &status, &resp, err, sizeof err), 0);
+    ck_assert_int_eq(status, 200);
+    cJSON *j = cJSON_Parse(resp);
+    const cJSON *c;
+    int kept = 0;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(j, "data")) {
+        const char *name = cJSON_GetObjectItem(c, "connection")->valuestring;
+        bool last = cJSON_IsObject(cJSON_GetObjectItem(c, "last"));
+        kept += last;
+        if (strcmp(name, "c0") == 0)
+            ck_assert_msg(!last, "c0 kept");
+        if (strcmp(name, "c1") == 0 || strcmp(name, last_name) == 0)
+            ck_assert_msg(last, "%s not kept", name);
+    }
+    ck_assert_int_eq(kept, n);
+    cJSON_Delete(j);
+    free(resp);
+    ah_config_free(&cfg);
+    teardown(&f);
+}
+END_TEST
+
 /* Every page of an admin list, path + "limit=L&cursor=C" one after another
  * until next_cursor is null: each row's key ("tenant/name", or name for
  * rows without a tenant) appended to keys, the pages counted. */
@@ -1183,6 +1319,7 @@ int main(void)
         tcase_add_test(tc, test_console_pages_lists);
     }
     tcase_add_test(tc, test_syncs_next_pass);
+    tcase_add_test(tc, test_syncs_table_full);
     tcase_add_test(tc, test_admin_refuses_bad_queries);
     tcase_add_test(tc, test_admin_lists_page);
     if (pages)
