@@ -876,6 +876,7 @@ typedef struct fail_ctx {
     int64_t cid;
     char *cursor_after_2; /* cursor text after page 2 */
     int nested_rc;
+    void (*on_third)(ah_store *s); /* makes page 3's store fail */
 } fail_ctx;
 
 static void fail_on_third(void *arg, const char *type, const ah_sync_stats *s)
@@ -885,22 +886,31 @@ static void fail_on_third(void *arg, const char *type, const ah_sync_stats *s)
         return;
     ck_assert_int_eq(x->f->core->store->ops->cursor_get(x->f->core->store, x->cid, "sync.jobs",
                                                         &x->cursor_after_2), 0);
-    /* Page 3 fails half way through its records. */
-    ah_store_sqlite_fail_after(x->f->core->store, 50);
-    ah_store_pg_fail_after(x->f->core->store, 50);
+    x->on_third(x->f->core->store);
 }
 
-START_TEST(test_store_failure_mid_run)
+/* Page 3 fails half way through its records. */
+static void fail_half_way(ah_store *s)
+{
+    ah_store_sqlite_fail_after(s, 50);
+    ah_store_pg_fail_after(s, 50);
+}
+
+/* A run of 500 records, 100 a page, whose page 3 fails as on_third makes
+ * it: the run fails there with store_error, 200 records and their events
+ * stored, the cursor after page 2; the next run goes on from there,
+ * nothing twice. */
+static void third_page_fails(void (*on_third)(ah_store *s))
 {
     fixture f;
-    const size_t n = 1000;
+    const size_t n = 500;
     int64_t cid = setup(&f, n, 0, "100", NULL);
-    fail_ctx x = {&f, cid, NULL, 0};
+    fail_ctx x = {&f, cid, NULL, 0, on_third};
     ah_sync_stats st;
     char err[1024];
     ck_assert_int_eq(ah_sync_run(f.core, "acme", "main", "jobs", fail_on_third, &x, &st, err,
                                  sizeof err), AH_SYNC_FAILED);
-    ck_assert_ptr_nonnull(strstr(err, "store_error"));
+    ck_assert_msg(strstr(err, "store_error") != NULL, "%s", err);
     ck_assert_int_eq(st.pages, 2);
     ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, cid, "job"), 200);
     char *now = NULL;
@@ -919,50 +929,22 @@ START_TEST(test_store_failure_mid_run)
     ck_assert_int_eq(events(f.core).created, (long)n);
     teardown(&f);
 }
+
+START_TEST(test_store_failure_mid_run)
+{
+    third_page_fails(fail_half_way);
+}
 END_TEST
 
-static void scope_fails_on_third(void *arg, const char *type, const ah_sync_stats *s)
-{
-    fail_ctx *x = arg;
-    if (s->done || s->pages != 2)
-        return;
-    ck_assert_int_eq(x->f->core->store->ops->cursor_get(x->f->core->store, x->cid, "sync.jobs",
-                                                        &x->cursor_after_2), 0);
-    ah_store_sqlite_fail_scope(x->f->core->store);
-}
-
-/* A page whose transaction cannot be opened (SQLite busy past its timeout)
- * fails the run there: nothing of it is written, the cursor stays after
- * the last page committed, and the next run goes on from it. (Before, the
- * page was written without its transaction: its records and cursor
+/* A page whose transaction cannot be opened (SQLite busy past its timeout;
+ * a test hook here) fails the run there, nothing of it written. (Before,
+ * the page was written without its transaction: its records and cursor
  * committed apart from the lease's check and from its events.) */
 START_TEST(test_page_without_transaction_fails)
 {
     if (ah_t_pg())
         return; /* the hook is SQLite's */
-    fixture f;
-    const size_t n = 500;
-    int64_t cid = setup(&f, n, 0, "100", NULL);
-    fail_ctx x = {&f, cid, NULL, 0};
-    ah_sync_stats st;
-    char err[1024];
-    ck_assert_int_eq(ah_sync_run(f.core, "acme", "main", "jobs", scope_fails_on_third, &x, &st,
-                                 err, sizeof err), AH_SYNC_FAILED);
-    ck_assert_msg(strstr(err, "store_error") != NULL, "%s", err);
-    ck_assert_int_eq(st.pages, 2);
-    ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, cid, "job"), 200);
-    char *now = NULL;
-    ck_assert_int_eq(f.core->store->ops->cursor_get(f.core->store, cid, "sync.jobs", &now), 0);
-    ck_assert_ptr_nonnull(x.cursor_after_2);
-    ck_assert_str_eq(now, x.cursor_after_2);
-    free(now);
-    free(x.cursor_after_2);
-    ck_assert_int_eq(events(f.core).created, 200);
-    ck_assert_msg(sync_jobs(&f, &st, err, sizeof err) == AH_SYNC_OK, "%s", err);
-    ck_assert_int_eq(st.created, (long)n - 200);
-    ck_assert_int_eq(f.core->store->ops->record_count(f.core->store, cid, "job"), (int64_t)n);
-    ck_assert_int_eq(events(f.core).created, (long)n);
-    teardown(&f);
+    third_page_fails(ah_store_sqlite_fail_scope);
 }
 END_TEST
 
@@ -979,7 +961,7 @@ START_TEST(test_one_run_at_a_time)
 {
     fixture f;
     int64_t cid = setup(&f, 300, 0, "100", NULL);
-    fail_ctx x = {&f, cid, NULL, 0};
+    fail_ctx x = {&f, cid, NULL, 0, NULL};
     char err[1024];
     ck_assert_msg(ah_sync_run(f.core, "acme", "main", "jobs", nested_run, &x, NULL, err,
                               sizeof err) == AH_SYNC_OK, "%s", err);
