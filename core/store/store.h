@@ -98,10 +98,18 @@ typedef struct ah_record_query {
     const char *updated_after; /* NULL: no filter */
     const char *after_id;  /* paging cursor: the last id of the previous page */
     int limit;             /* 1..1000 */
-    /* Optional equality filter on a normalised field: fields->>field_key */
+    /* Optional equality filter on a normalised field, the same on both
+     * engines: field_value equals the text of fields' member field_key,
+     * which is a string's value (escapes decoded), "true" or "false" for a
+     * boolean, and a number's JSON text as stored (1.50 matches "1.50",
+     * not "1.5"; 1e2 "1e2", not "100"). null, an object, an array or a
+     * missing member match nothing; of a repeated member the first counts.
+     * Compared bytewise, or with field_nocase both sides trimmed of spaces
+     * and ASCII letters folded (not é/É: no locale is used). record_prune's
+     * keep_key / keep_value compare by the same text. */
     const char *field_key;
     const char *field_value;
-    bool field_nocase; /* compare trimmed, case-insensitively */
+    bool field_nocase;
     /* Also rows flagged remote_deleted_at (the provider no longer returns
      * them, seen by a full sync); false: they are left out. */
     bool include_deleted;

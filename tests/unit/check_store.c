@@ -1008,6 +1008,108 @@ START_TEST(test_record_query)
 }
 END_TEST
 
+/* Which records a field filter matches, value by value; the same answer
+ * on both engines (record_query's rule, store.h). On PostgreSQL the
+ * database folds case by a UTF-8 locale (C.UTF-8), where lower() of the
+ * database's collation folds more than ASCII. */
+static void fx_init_utf8_locale(fx *f)
+{
+    fx_init(f, false);
+    if (!pg_mode) {
+        ck_assert_int_eq(f->s->ops->migrate(f->s), AH_STORE_OK);
+        return;
+    }
+    f->s->ops->close(f->s);
+    f->s = NULL;
+    PGconn *c = PQconnectdb(pg_server);
+    ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
+    char sql[256];
+    snprintf(sql, sizeof sql, "DROP DATABASE %s", f->db);
+    PGresult *r = PQexec(c, sql);
+    ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "%s", PQresultErrorMessage(r));
+    PQclear(r);
+    snprintf(sql, sizeof sql,
+             "CREATE DATABASE %s TEMPLATE template0 ENCODING 'UTF8' "
+             "LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'",
+             f->db);
+    r = PQexec(c, sql);
+    ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "%s", PQresultErrorMessage(r));
+    PQclear(r);
+    PQfinish(c);
+    f->s = open_store(f);
+    ck_assert_int_eq(f->s->ops->migrate(f->s), AH_STORE_OK);
+}
+
+/* The remote ids of the tenant's jobs whose field `key` matches `value`,
+ * comma-separated in id order, into out. */
+static const char *field_matches(ah_store *s, int64_t t, const char *key, const char *value,
+                                 bool nocase, char *out, size_t n)
+{
+    collected c = {.n = 0};
+    ah_record_query q = {.tenant_id = t, .type = "job", .limit = 100, .field_key = key,
+                         .field_value = value, .field_nocase = nocase};
+    ck_assert_int_eq(s->ops->record_query(s, &q, rec_cb, &c), AH_STORE_OK);
+    out[0] = '\0';
+    for (int i = 0; i < c.n; i++)
+        snprintf(out + strlen(out), n - strlen(out), "%s%s", i ? "," : "", c.remote[i]);
+    return out;
+}
+
+START_TEST(test_record_query_field_rule)
+{
+    fx f;
+    fx_init_utf8_locale(&f);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme");
+    int64_t c = add_conn(s, t, "main");
+    ah_record_in recs[] = {
+        {"job", "T", NULL, "{}", "{\"v\":true}"},
+        {"job", "F", NULL, "{}", "{\"v\":false}"},
+        {"job", "D", NULL, "{}", "{\"v\":1.50}"},
+        {"job", "E", NULL, "{}", "{\"v\": 1e2 }"},
+        {"job", "O", NULL, "{}", "{\"v\":{\"b\":1}}"},
+        {"job", "A", NULL, "{}", "{\"v\":[1]}"},
+        {"job", "N", NULL, "{}", "{\"v\":null}"},
+        {"job", "S", NULL, "{}", "{\"v\":\"1.5\"}"},
+        {"job", "U", NULL, "{}", "{\"v\":\"\\u00c9COLE Abc\"}"},
+        {"job", "K", NULL, "{}", "{\"v\":\"first\",\"v\":\"second\"}"},
+    };
+    size_t n = sizeof recs / sizeof recs[0];
+    ck_assert_int_eq(s->ops->records_upsert(s, c, recs, n, NULL, NULL, NULL, NULL), 0);
+    char got[256];
+#define MATCHES(value, nocase, want)                                                        \
+    ck_assert_str_eq(field_matches(s, t, "v", value, nocase, got, sizeof got), want)
+    /* A boolean by "true" / "false", never by 1 or 0. */
+    MATCHES("true", false, "T");
+    MATCHES("false", false, "F");
+    MATCHES("1", false, "");
+    MATCHES("0", false, "");
+    /* A number by its JSON text as stored, never by another spelling. */
+    MATCHES("1.50", false, "D");
+    MATCHES("1.5", false, "S");
+    MATCHES("1e2", false, "E");
+    MATCHES("100", false, "");
+    MATCHES("100.0", false, "");
+    /* An object, an array or null matches nothing, whatever its spelling. */
+    MATCHES("{\"b\":1}", false, "");
+    MATCHES("{\"b\": 1}", false, "");
+    MATCHES("[1]", false, "");
+    MATCHES("null", false, "");
+    /* A string by its text (escapes decoded); a repeated key by its first
+     * value. */
+    MATCHES("\xc3\x89" "COLE Abc", false, "U");
+    MATCHES("first", false, "K");
+    MATCHES("second", false, "");
+    /* nocase folds ASCII letters only, on both sides, and trims spaces. */
+    MATCHES(" \xc3\x89" "cole ABC ", true, "U");
+    MATCHES("\xc3\xa9" "cole abc", true, "");
+    MATCHES("TRUE", true, "T");
+    MATCHES("1E2", true, "E");
+#undef MATCHES
+    fx_done(&f);
+}
+END_TEST
+
 /* ---- sequences, outbox ------------------------------------------------------- */
 
 START_TEST(test_sequences)
@@ -5205,6 +5307,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_migrate_v4_records_layout);
     tcase_add_test(tc, test_records_page_atomic);
     tcase_add_test(tc, test_record_query);
+    tcase_add_test(tc, test_record_query_field_rule);
     tcase_add_test(tc, test_sequences);
     tcase_add_test(tc, test_sequences_concurrent);
     tcase_add_test(tc, test_group_commit);

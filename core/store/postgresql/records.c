@@ -41,7 +41,7 @@ static const char *const q_sql[P_COUNT] = {
      * type's rows without scanning every record. */
     [P_REC_PRUNE] = "DELETE FROM records WHERE connection_id IN (SELECT id FROM connections) "
                     "AND type = $1 AND ah_try_ts(updated_at) < ($2)::timestamptz "
-                    "AND ah_json_text(fields, $3) IS DISTINCT FROM $4",
+                    "AND ah_field_text(fields, $3) IS DISTINCT FROM $4",
     /* sequence_next_then_put's try: the pair, and the record ($4..$12)
      * inserted only when then_name drew the number expected ($13): one
      * statement, so that a try that misses leaves nothing to undo (the
@@ -549,7 +549,7 @@ int ah_pg_record_get_by_id(ah_store *st, int64_t tenant_id, const char *id, ah_r
 static void record_query_sql(unsigned mask, char *sql, size_t n)
 {
     int k = 3;
-    char conn[48] = "", upd[96] = "", after[48] = "", field[192] = "", lim[24];
+    char conn[48] = "", upd[96] = "", after[48] = "", field[256] = "", lim[24];
     if (mask & AH_RQ_CONN)
         snprintf(conn, sizeof conn, " AND r.connection_id = $%d", k++);
     if (mask & AH_RQ_UPDATED)
@@ -557,12 +557,17 @@ static void record_query_sql(unsigned mask, char *sql, size_t n)
     if (mask & AH_RQ_AFTER)
         snprintf(after, sizeof after, " AND r.id > $%d", k++);
     if (mask & AH_RQ_FIELD) {
+        /* The field's text by the rule (ah_field_text, schema v14). nocase
+         * folds in the collation "C", where lower() folds ASCII letters
+         * only (as SQLite's); the database's own would fold by its locale,
+         * and only on the filter's side, the field's being "C" already. */
         if (mask & AH_RQ_NOCASE)
             snprintf(field, sizeof field,
-                     " AND lower(btrim(ah_json_text(r.fields, $%d))) = lower(btrim($%d))", k,
-                     k + 1);
+                     " AND lower(btrim(ah_field_text(r.fields, $%d)) COLLATE \"C\")"
+                     " = lower(btrim($%d) COLLATE \"C\")",
+                     k, k + 1);
         else
-            snprintf(field, sizeof field, " AND ah_json_text(r.fields, $%d) = $%d", k, k + 1);
+            snprintf(field, sizeof field, " AND ah_field_text(r.fields, $%d) = $%d", k, k + 1);
         k += 2;
     }
     snprintf(lim, sizeof lim, "$%d", k);

@@ -305,6 +305,21 @@ static const char *const migrations[] = {
     "  WHERE status IN ('queued', 'running');"
     "CREATE INDEX bulk_jobs_finished ON bulk_jobs((coalesce(finished_at, created_at))) "
     "  WHERE status IN ('done', 'failed');",
+    /* v14: the text a field filter compares (record_query, record_prune),
+     * the rule of ah_record_query.field_key (store.h), as the SQLite
+     * engine's SQ_FIELD_TEXT: a string's value, "true" / "false", a
+     * number's JSON text as stored (json, not jsonb, keeps the token: 1.50
+     * stays "1.50", 1e2 "1e2"; jsonb rewrote them), NULL for null, objects,
+     * arrays, a missing key and a document that does not parse. Of a
+     * repeated key the first, as SQLite's json_extract (json's -> takes the
+     * last). ah_json_text (v1) stays for an older binary on this database. */
+    "CREATE FUNCTION ah_field_text(doc text, k text) RETURNS text LANGUAGE plpgsql IMMUTABLE"
+    " AS $$ DECLARE v json; BEGIN"
+    " SELECT e.value INTO v FROM json_each(doc::json) WITH ORDINALITY AS e(key, value, n)"
+    "  WHERE e.key = k ORDER BY e.n LIMIT 1;"
+    " RETURN CASE json_typeof(v) WHEN 'string' THEN v #>> '{}'"
+    "  WHEN 'number' THEN v::text WHEN 'boolean' THEN v::text END;"
+    " EXCEPTION WHEN others THEN RETURN NULL; END $$;",
 };
 
 #define AH_PG_LATEST ((int)(sizeof migrations / sizeof migrations[0]))

@@ -16,6 +16,20 @@
     "r.id, r.connection_id, r.type, r.remote_id, r.updated_at, r.raw, "        \
     "r.fields, r.created_at, r.stored_at"
 
+/* The text a field filter compares, of record r's field named by the bound
+ * parameter KEY (the rule of ah_record_query.field_key, store.h): a string's
+ * value, "true" / "false", a number's JSON text as stored (`->` keeps the
+ * token: 1.50 stays "1.50", 1e2 "1e2"); NULL for null, an object, an
+ * array or no such key, which then match nothing. Of a repeated key the
+ * first. The fields are unpacked once for the row (a FROM-less subquery is
+ * never flattened into its user). PostgreSQL's ah_field_text is the same
+ * rule. */
+#define SQ_FIELD_TEXT(KEY)                                                     \
+    "(SELECT CASE json_type(j, p) WHEN 'text' THEN j ->> p "                   \
+    "WHEN 'integer' THEN j -> p WHEN 'real' THEN j -> p "                      \
+    "WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' END "                   \
+    "FROM (SELECT ah_fields(r.raw, r.fields) AS j, '$.' || " KEY " AS p))"
+
 /* Record ids: "rec_" + 12 hex digits of the creation time in milliseconds
  * + 12 random hex digits (24 in all). Time first so that new ids land at
  * the right edge of the primary-key b-tree: with purely random ids every
@@ -47,10 +61,9 @@ static const char *const q_sql[Q_COUNT] = {
                   "ON CONFLICT(connection_id, key) DO UPDATE SET value = excluded.value",
     /* By connection, so that the (connection_id, type, id) index finds the
      * type's rows without scanning every record. */
-    [Q_REC_PRUNE] = "DELETE FROM records WHERE connection_id IN (SELECT id FROM connections) "
+    [Q_REC_PRUNE] = "DELETE FROM records AS r WHERE connection_id IN (SELECT id FROM connections) "
                     "AND type = ?1 AND julianday(updated_at) < julianday(?2) "
-                    "AND CAST(json_extract(ah_fields(raw, fields), '$.' || ?3) AS TEXT) "
-                    "IS NOT ?4",
+                    "AND " SQ_FIELD_TEXT("?3") " IS NOT ?4",
 };
 
 /* record_query and log_query compose their WHERE clause from constant
@@ -669,10 +682,11 @@ static sqlite3_stmt *record_query_stmt(ah_sq_store *s, unsigned mask)
 {
     if (s->rq[mask] != NULL)
         return s->rq[mask];
-    char sql[1024];
-    /* Only constant fragments go into the text; every value is bound.
-     * JSON values are compared as text so that a field holding the number
-     * 5 matches the filter "5". */
+    char sql[2048];
+    /* Only constant fragments go into the text; every value is bound. The
+     * field is compared by its text (SQ_FIELD_TEXT); lower() folds ASCII
+     * letters only (SQLite's own; the ICU extension is never loaded), as
+     * the rule says. */
     snprintf(sql, sizeof sql,
              "SELECT " REC_COLS " FROM records r JOIN connections c "
              "ON c.id = r.connection_id WHERE c.tenant_id = ?1 AND r.type = ?2%s%s%s%s%s "
@@ -683,10 +697,8 @@ static sqlite3_stmt *record_query_stmt(ah_sq_store *s, unsigned mask)
              (mask & AH_RQ_AFTER) ? " AND r.id > ?5" : "",
              !(mask & AH_RQ_FIELD) ? ""
              : (mask & AH_RQ_NOCASE)
-                 ? " AND lower(trim(CAST(json_extract(ah_fields(r.raw, r.fields), '$.' || ?6)"
-                   " AS TEXT))) = lower(trim(?7))"
-                 : " AND CAST(json_extract(ah_fields(r.raw, r.fields), '$.' || ?6) AS TEXT)"
-                   " = ?7");
+                 ? " AND lower(trim(" SQ_FIELD_TEXT("?6") ")) = lower(trim(?7))"
+                 : " AND " SQ_FIELD_TEXT("?6") " = ?7");
     return ah_sq_prep(s, &s->rq[mask], sql);
 }
 

@@ -922,10 +922,15 @@ struct ah_host_api {
      *  (transferred), or NULL when there is none. */
     cJSON *(*record_get)(ah_call *call, const char *type, const char *remote_id);
     /** @since 1.1. Records of the call's TENANT (all its connections) of `type` whose
-     *  normalised field `field` equals `value` (trimmed and
-     *  case-insensitive when nocase), at most `limit` (1..1000), as an
+     *  normalised field `field` equals `value`, at most `limit` (1..1000), as an
      *  array of the objects record_get returns (transferred). NULL on
-     *  error. */
+     *  error. A field equals `value` by its text: a string by its value, a
+     *  boolean by "true" / "false", a number by its JSON text as the record
+     *  stored it (1.50 by "1.50", not "1.5"; 1e2 by "1e2", not "100");
+     *  null, objects and arrays equal nothing; of a repeated key the first
+     *  counts. When nocase, both sides are trimmed of spaces and ASCII
+     *  letters compared case-insensitively (only ASCII: "é" is not "É").
+     *  The same on either store engine. */
     cJSON *(*record_find)(ah_call *call, const char *type, const char *field,
                           const char *value, int nocase, int limit);
     /** @since 1.1. Next value (1, 2, ...) of the named per-tenant sequence; atomic
