@@ -7,7 +7,10 @@
  * every record it was given; when it completes, the connection's records
  * of that type it did not see get remote_deleted_at and an
  * event.<type>.deleted, and records it saw again lose the flag. Only a run
- * that saw the whole list can tell, so incremental runs never flag.
+ * that saw the whole list can tell, so incremental runs never flag; and
+ * only of the records stored before it began (stored_at earlier than the
+ * set's start): one stored meanwhile (record_put, an inbound write) came
+ * after pages the run had read already, which could not hold it.
  *
  * Stage history: before a page is upserted, each application whose stored
  * fields.stage_id differs from the incoming one gets a stage_history row
@@ -36,11 +39,17 @@ struct ah_seen {
     size_t n, cap;
     bool sorted;
     bool oom; /* an id could not be kept: the sweep must not flag anything */
+    /* When the run began (ah_now_iso: the clock and the form of the
+     * store's stored_at): only records stored earlier may be flagged. */
+    char since[32];
 };
 
 ah_seen *ah_seen_new(void)
 {
-    return calloc(1, sizeof(ah_seen));
+    ah_seen *s = calloc(1, sizeof(ah_seen));
+    if (s != NULL)
+        ah_now_iso(s->since);
+    return s;
 }
 
 void ah_seen_free(ah_seen *s)
@@ -162,7 +171,8 @@ static void sweep_record(void *arg, const ah_record_mark *m)
         if (core->store->ops->record_mark_deleted(core->store, m->id, NULL) != 0)
             ah_log(&core->log, AH_LOG_WARN, "sync", "%s: cannot clear remote_deleted_at",
                    m->id);
-    } else if (!was_seen && m->remote_deleted_at == NULL) {
+    } else if (!was_seen && m->remote_deleted_at == NULL && m->stored_at != NULL &&
+               strcmp(m->stored_at, w->seen->since) < 0) {
         if (core->store->ops->record_mark_deleted(core->store, m->id, w->now) != 0)
             return;
         w->flagged++;

@@ -11,16 +11,20 @@
 
 /* --- deletions and stage history (tracking.c) ----------------------------- */
 
-/** A set of record ids seen during a full sync. */
+/** A set of record ids seen during a full sync, and when it began. */
 typedef struct ah_seen ah_seen;
+/** Made when the run begins, before its first page is asked for: it
+ *  notes the time (ah_now_iso). NULL when out of memory. */
 ah_seen *ah_seen_new(void);
 void ah_seen_free(ah_seen *s);
 /** Adds an atshub record id (copied). */
 void ah_seen_add(ah_seen *s, const char *id);
 /** After a complete full sync of `type` ("application", ...) on c: flags
- *  the connection's records of that type not in seen with
- *  remote_deleted_at (publishing event.<type>.deleted for each) and clears
- *  the flag of seen ones that had it. Returns how many were flagged. */
+ *  the connection's records of that type not in seen and stored before
+ *  seen began (a record stored meanwhile, by record_put or an inbound
+ *  write, is not one the run could have read) with remote_deleted_at
+ *  (publishing event.<type>.deleted for each) and clears the flag of seen
+ *  ones that had it. Returns how many were flagged. */
 long ah_tracking_sweep(ah_core *core, const ah_conn *c, const char *type, const ah_seen *seen);
 /** The remote ids a sync run has committed so far, in a filter of fixed
  *  size (a Bloom filter, 256 KiB): "maybe" for every id added, seldom for

@@ -286,6 +286,7 @@ void ah_record_mark_free(ah_record_mark *r)
     free(r->id);
     free(r->remote_id);
     free(r->remote_deleted_at);
+    free(r->stored_at);
     memset(r, 0, sizeof *r);
 }
 

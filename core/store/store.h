@@ -268,6 +268,10 @@ typedef struct ah_record_mark {
     char *id;
     char *remote_id;
     char *remote_deleted_at; /* NULL: not flagged */
+    /* When it was last stored (created or changed): canonical ISO time with
+     * milliseconds, read from the writing process's CLOCK_REALTIME, the
+     * clock of ah_now_iso (the sweep compares it with its run's start). */
+    char *stored_at;
 } ah_record_mark;
 
 /** A stage transition (stage_history), or for stage_changed_since a record's

@@ -1496,6 +1496,96 @@ START_TEST(test_cli_crash_resume)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* Remote deletions                                                          */
+/* ------------------------------------------------------------------------ */
+
+/* Removes item `id` from the provider's list. */
+static void prov_remove(prov *p, long id)
+{
+    pthread_mutex_lock(&p->mu);
+    size_t k = 0;
+    for (size_t i = 0; i < p->items.n; i++)
+        if (p->items.v[i].id != id)
+            p->items.v[k++] = p->items.v[i];
+    p->items.n = k;
+    pthread_mutex_unlock(&p->mu);
+}
+
+typedef struct put_ctx {
+    fixture *f;
+    int64_t cid;
+    int puts;
+} put_ctx;
+
+/* After the run's first page, a job the provider's list does not hold is
+ * stored, as a plugin's record_put (an inbound write) stores it: the
+ * store's records_upsert of one record. */
+static void put_after_first_page(void *arg, const char *type, const ah_sync_stats *s)
+{
+    (void)type;
+    put_ctx *x = arg;
+    if (s->done || s->pages != 1 || x->puts > 0)
+        return;
+    ah_record_in in = {"job", "pushed-1", NULL, "{\"id\":\"pushed-1\"}",
+                       "{\"title\":\"pushed\"}"};
+    ah_upsert_result res = AH_REC_UNCHANGED;
+    ck_assert_int_eq(x->f->core->store->ops->records_upsert(x->f->core->store, x->cid, &in, 1,
+                                                            NULL, NULL, &res, NULL),
+                     0);
+    ck_assert_int_eq(res, AH_REC_CREATED);
+    x->puts++;
+}
+
+static bool job_deleted(fixture *f, int64_t cid, const char *remote_id)
+{
+    ah_record_row row;
+    ck_assert_int_eq(f->core->store->ops->record_get(f->core->store, cid, "job", remote_id, &row),
+                     0);
+    bool del = ah_record_deleted(f->core, row.id);
+    ah_record_row_free(&row);
+    return del;
+}
+
+/* A full sync flags the stored records of its type the provider no longer
+ * lists, but not one stored while it ran (by record_put or an inbound
+ * write): the provider's pages, read before it existed, could not hold
+ * it. Only records stored before the run began are flagged. */
+START_TEST(test_full_sync_spares_records_stored_meanwhile)
+{
+    fixture f;
+    int64_t cid = setup(&f, 300, 0, "100", NULL);
+    ah_sync_stats st;
+    char err[1024];
+    ck_assert_msg(sync_jobs(&f, &st, err, sizeof err) == AH_SYNC_OK, "%s", err);
+    ck_assert_int_eq(st.created, 300);
+
+    /* Item 1 disappears from the provider. The next run begins after the
+     * millisecond its record was stored in (the clock stored_at is read
+     * from: it is only flagged when stored before the run began). */
+    prov_remove(&f.p, 1);
+    ah_record_row row;
+    ck_assert_int_eq(f.core->store->ops->record_get(f.core->store, cid, "job", "1", &row), 0);
+    char now[32];
+    do
+        ah_now_iso(now);
+    while (strcmp(now, row.stored_at) <= 0);
+    ah_record_row_free(&row);
+
+    ck_assert_int_eq(ah_sync_reset_cursor(f.core, cid, "jobs"), 0);
+    put_ctx x = {&f, cid, 0};
+    ck_assert_msg(ah_sync_run(f.core, "acme", "main", "jobs", put_after_first_page, &x, &st, err,
+                              sizeof err) == AH_SYNC_OK,
+                  "%s", err);
+    ck_assert_int_eq(st.pages, 3);
+    ck_assert_int_eq(x.puts, 1);
+    ck_assert(job_deleted(&f, cid, "1"));
+    ck_assert(!job_deleted(&f, cid, "pushed-1"));
+    ck_assert(!job_deleted(&f, cid, "2"));
+    teardown(&f);
+}
+END_TEST
+
 static Suite *sync_suite(void)
 {
     Suite *s = suite_create("sync");
@@ -1515,6 +1605,7 @@ static Suite *sync_suite(void)
     tcase_add_test(t, test_non_retryable_error_keeps_cursor);
     tcase_add_test(t, test_store_failure_mid_run);
     tcase_add_test(t, test_page_without_transaction_fails);
+    tcase_add_test(t, test_full_sync_spares_records_stored_meanwhile);
     tcase_add_test(t, test_run_ends_durable);
     tcase_add_test(t, test_one_run_at_a_time);
     tcase_add_test(t, test_lease_held_elsewhere);

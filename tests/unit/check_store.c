@@ -3376,7 +3376,7 @@ START_TEST(test_bulk_fair_count_prune)
 END_TEST
 
 typedef struct marks_seen {
-    char id[8][64], remote[8][16], deleted[8][32];
+    char id[8][64], remote[8][16], deleted[8][32], stored[8][32];
     int n;
 } marks_seen;
 
@@ -3389,6 +3389,7 @@ static void mark_cb(void *arg, const ah_record_mark *m)
     snprintf(ms->remote[i], sizeof ms->remote[i], "%s", m->remote_id);
     snprintf(ms->deleted[i], sizeof ms->deleted[i], "%s",
              m->remote_deleted_at ? m->remote_deleted_at : "(null)");
+    snprintf(ms->stored[i], sizeof ms->stored[i], "%s", m->stored_at ? m->stored_at : "(null)");
 }
 
 /* The deleted flag of a mark by remote id ("" when absent). */
@@ -3479,6 +3480,16 @@ START_TEST(test_tracking)
     ck_assert_int_eq(ms.n, 2);
     ck_assert_str_eq(mark_of(&ms, "A1"), "(null)");
     ck_assert_str_eq(mark_of(&ms, "A2"), "(null)");
+    /* Each with when it was stored, as record_get tells it (the sweep
+     * flags only records stored before its run began). */
+    for (int i = 0; i < ms.n; i++) {
+        ah_record_row row;
+        ck_assert_int_eq(s->ops->record_get(s, c, "application", ms.remote[i], &row),
+                         AH_STORE_OK);
+        ck_assert_uint_eq(strlen(ms.stored[i]), 24);
+        ck_assert_str_eq(ms.stored[i], row.stored_at);
+        ah_record_row_free(&row);
+    }
     ck_assert_int_eq(s->ops->record_mark_deleted(s, ids[1], FAR_PAST), AH_STORE_OK);
     bool del = false;
     ck_assert_int_eq(s->ops->record_is_deleted(s, ids[1], &del), AH_STORE_OK);

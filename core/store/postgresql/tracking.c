@@ -7,7 +7,7 @@
 #include <string.h>
 
 static const char *const q_sql[P_COUNT] = {
-    [P_REC_MARKS] = "SELECT id, remote_id, remote_deleted_at FROM records "
+    [P_REC_MARKS] = "SELECT id, remote_id, remote_deleted_at, stored_at FROM records "
                     "WHERE connection_id = $1 AND type = $2",
     [P_REC_MARK_DEL] = "UPDATE records SET remote_deleted_at = $2 WHERE id = $1",
     [P_REC_IS_DEL] = "SELECT remote_deleted_at FROM records WHERE id = $1",
@@ -27,6 +27,7 @@ static bool fill_mark(const PGresult *r, int i, void *row)
     m->id = ah_pg_dup(r, i, 0, &oom);
     m->remote_id = ah_pg_dup(r, i, 1, &oom);
     m->remote_deleted_at = ah_pg_dup(r, i, 2, &oom);
+    m->stored_at = ah_pg_dup(r, i, 3, &oom);
     return !oom;
 }
 

@@ -88,9 +88,7 @@ static void iso_of_ms(uint64_t ms, char out[32])
     snprintf(out, 32, "%.19s.%03dZ", base, (int)(ms % 1000u));
 }
 
-/* The creation time an id carries (see new_record_id), malloc'd; NULL when
- * the id is not of that form. */
-static char *id_time(const char *id)
+char *ah_sq_id_time(const char *id)
 {
     size_t pl = strlen(AH_REC_ID_PREFIX);
     if (strncmp(id, AH_REC_ID_PREFIX, pl) != 0 || strlen(id) < pl + 12)
@@ -122,7 +120,7 @@ static bool fill_record(sqlite3_stmt *st, ah_record_row *r)
     r->created_at = ah_sq_col_dup(st, 7, &oom);
     if (r->created_at != NULL && r->created_at[0] == '\0' && r->id != NULL) {
         free(r->created_at);
-        r->created_at = id_time(r->id);
+        r->created_at = ah_sq_id_time(r->id);
         oom = oom || r->created_at == NULL;
     }
     r->stored_at = ah_sq_col_dup(st, 8, &oom);

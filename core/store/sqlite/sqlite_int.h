@@ -345,6 +345,11 @@ char *ah_sq_fields_unpack(const char *raw, size_t raw_len, const void *delta, si
  *  raw_col when it is a delta); malloc'd; NULL with *oom set on failure,
  *  NULL alone for SQL NULL. */
 char *ah_sq_fields_text(sqlite3_stmt *st, int raw_col, int fields_col, bool *oom);
+/* The creation time a record id carries (records.c, new_record_id), as
+ * canonical ISO text, malloc'd; NULL when the id is not of that form or
+ * out of memory. A row's created_at, and its stored_at, stored as '' (v5)
+ * read as it. */
+char *ah_sq_id_time(const char *id);
 /** Registers ah_fields(raw, fields) and ah_fields_pack(raw, fields). */
 int ah_sq_fields_register(sqlite3 *db, ah_sq_packer *p);
 

@@ -8,9 +8,9 @@
 
 /* This file's statements, by cache slot (sqlite_int.h). */
 static const char *const q_sql[Q_COUNT] = {
-    [Q_REC_MARKS] = "SELECT id, remote_id, remote_deleted_at FROM records "
+    [Q_REC_MARKS] = "SELECT id, remote_id, remote_deleted_at, stored_at FROM records "
                     "WHERE connection_id = ?1 AND type = ?2",
-    [Q_REC_MARKS_AFTER] = "SELECT id, remote_id, remote_deleted_at FROM records "
+    [Q_REC_MARKS_AFTER] = "SELECT id, remote_id, remote_deleted_at, stored_at FROM records "
                           "WHERE connection_id = ?1 AND type = ?2 AND id > ?3 "
                           "ORDER BY id LIMIT ?4",
     [Q_REC_MARK_DEL] = "UPDATE records SET remote_deleted_at = ?2 WHERE id = ?1",
@@ -31,6 +31,13 @@ static bool fill_mark(sqlite3_stmt *st, void *row)
     r->id = ah_sq_col_dup(st, 0, &oom);
     r->remote_id = ah_sq_col_dup(st, 1, &oom);
     r->remote_deleted_at = ah_sq_col_dup(st, 2, &oom);
+    r->stored_at = ah_sq_col_dup(st, 3, &oom);
+    /* '' (schema v5): never rewritten, stored when its id was made. */
+    if (r->stored_at != NULL && r->stored_at[0] == '\0' && r->id != NULL) {
+        free(r->stored_at);
+        r->stored_at = ah_sq_id_time(r->id);
+        oom = oom || r->stored_at == NULL;
+    }
     return !oom;
 }
 
