@@ -119,8 +119,11 @@ typedef struct outbound_ctx {
     const ah_call *call;
 } outbound_ctx;
 
-/* Records each outbound attempt in the integration log (already redacted
- * by the HTTP client). */
+/* Records each outbound attempt in the integration log. The HTTP client
+ * took out the secrets it knows (the connection's, the bearer); a
+ * provider's answer may carry others under their own names (a new
+ * application's client_secret, a token), which go as inbound bodies do
+ * (ah_intlog_redact). */
 static void observe_outbound(void *arg, const ah_httpc_attempt *a)
 {
     outbound_ctx *o = arg;
@@ -132,12 +135,15 @@ static void observe_outbound(void *arg, const ah_httpc_attempt *a)
      * errors and every other call keep their bodies. */
     const ah_core_call *cc = core_call(o->call);
     const char *body = a->error != NULL ? a->error : a->response_body;
-    char note[96];
+    char note[96], *redacted = NULL;
     if (a->error == NULL && body != NULL && cc != NULL && cc->records != NULL &&
         a->status >= 200 && a->status < 300) {
         snprintf(note, sizeof note, "(%zu bytes: a streamed page, stored as records)",
                  strlen(body));
         body = note;
+    } else if (a->error == NULL && body != NULL && body[0] != '\0') {
+        redacted = ah_intlog_redact(body, strlen(body));
+        body = redacted != NULL ? redacted : "(not kept: out of memory)";
     }
     ah_intlog_rec r = {
         .tenant = o->call->tenant,
@@ -152,6 +158,7 @@ static void observe_outbound(void *arg, const ah_httpc_attempt *a)
         .correlation_id = o->call->correlation_id,
     };
     ah_intlog_write(o->core, &r);
+    free(redacted);
     if (a->status == 429 && o->call->conn != NULL)
         ah_ratelimit_throttled(o->core, o->call->conn->id, a->retry_after_ms);
 }

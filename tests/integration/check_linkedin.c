@@ -259,6 +259,29 @@ static char *items_json(const cJSON *it)
 
 /* --- provisioning ----------------------------------------------------------------- */
 
+typedef struct log_scan {
+    const char *secret;
+    int rows, leaks, page, callback;
+} log_scan;
+
+static bool holds(const char *text, const char *secret)
+{
+    return text != NULL && strstr(text, secret) != NULL;
+}
+
+static void scan_cb(void *arg, const ah_log_entry *e)
+{
+    log_scan *s = arg;
+    s->rows++;
+    if (holds(e->path, s->secret) || holds(e->body, s->secret) ||
+        holds(e->correlation_id, s->secret) || holds(e->source, s->secret))
+        s->leaks++;
+    if (e->path != NULL && strcmp(e->path, PAGE_PATH "***") == 0)
+        s->page++;
+    if (e->path != NULL && strcmp(e->path, CALLBACK_PATH "***") == 0)
+        s->callback++;
+}
+
 START_TEST(test_provision_one_app_per_tenant)
 {
     fixture f;
@@ -305,6 +328,22 @@ START_TEST(test_provision_one_app_per_tenant)
     ah_li_sim_stats s;
     ah_li_sim_get_stats(f.li, &s);
     ck_assert_uint_eq(s.apps, 1);
+
+    /* LinkedIn's answers carried the app's client_secret (the create's,
+     * the finder's): the integration log keeps them without it. (Before,
+     * every outbound answer was kept as it came, less the secrets the
+     * connection already had.) */
+    ah_conn *c = ah_conn_find(f.core, "acme", "li");
+    ck_assert_ptr_nonnull(c);
+    char secret[128];
+    snprintf(secret, sizeof secret, "%s", ah_conn_setting(c, "client_secret"));
+    ah_conn_release(c);
+    ck_assert_uint_ge(strlen(secret), 8);
+    log_scan sc = {.secret = secret};
+    ah_log_filter all = {.limit = 1000};
+    ck_assert_int_eq(f.core->store->ops->log_query(f.core->store, &all, scan_cb, &sc), 0);
+    ck_assert_int_gt(sc.rows, 0);
+    ck_assert_int_eq(sc.leaks, 0);
     teardown(&f);
 }
 END_TEST
@@ -533,29 +572,6 @@ START_TEST(test_page_and_callback)
 END_TEST
 
 /* Every integration log row, checked for `secret` in any text column. */
-typedef struct log_scan {
-    const char *secret;
-    int rows, leaks, page, callback;
-} log_scan;
-
-static bool holds(const char *text, const char *secret)
-{
-    return text != NULL && strstr(text, secret) != NULL;
-}
-
-static void scan_cb(void *arg, const ah_log_entry *e)
-{
-    log_scan *s = arg;
-    s->rows++;
-    if (holds(e->path, s->secret) || holds(e->body, s->secret) ||
-        holds(e->correlation_id, s->secret) || holds(e->source, s->secret))
-        s->leaks++;
-    if (e->path != NULL && strcmp(e->path, PAGE_PATH "***") == 0)
-        s->page++;
-    if (e->path != NULL && strcmp(e->path, CALLBACK_PATH "***") == 0)
-        s->callback++;
-}
-
 /* Issue 16, finding 5: the configure page and its callback are opened by
  * the token in their path; the integration log must never hold it. */
 START_TEST(test_token_not_logged)
