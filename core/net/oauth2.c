@@ -11,6 +11,8 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 
+/* The lifetime of a token answered with none left (expires_in <= 0). */
+#define OAUTH2_NO_LIFETIME_S 60
 #define OAUTH2_DEFAULT_EXPIRES_S 3600
 
 /* One cached token. Entries are reference counted because a fetch runs
@@ -223,6 +225,11 @@ static int parse_token(const ah_http_response *r, token_result *out, char *err, 
     }
     if (expires > 10L * 365 * 86400)
         expires = 10L * 365 * 86400;
+    /* None left (0, or below): a minute's lifetime, not renewed on every
+     * call (the token endpoint fetched for each request); a token that is
+     * truly spent is refused by the provider, and renewed then. */
+    if (expires <= 0)
+        expires = OAUTH2_NO_LIFETIME_S;
     const cJSON *rt = cJSON_GetObjectItemCaseSensitive(root, "refresh_token");
     out->access_token = strdup(at->valuestring);
     out->refresh_token =

@@ -24,7 +24,8 @@ typedef struct token_srv {
     bool refuse_all;     /* answer 401 invalid_client, echoing the body */
     bool unavailable;    /* answer 503 */
     int delay_ms;
-    long expires_in;         /* 0: 3600 */
+    long expires_in;         /* 0: 3600 (unless expires_raw) */
+    bool expires_raw;        /* expires_in sent as it is, 0 and below too */
     const char *token_text;  /* NULL: "tok-N" */
     char last_body[1024];
 } token_srv;
@@ -78,7 +79,7 @@ static void h_token(void *arg, const ah_sim_req *req, ah_sim_resp *resp)
         snprintf(rt, sizeof(rt), "rt-%d", n);
         cJSON_AddStringToObject(o, "access_token", t->token_text != NULL ? t->token_text : tok);
         cJSON_AddStringToObject(o, "token_type", "Bearer");
-        long ex = t->expires_in > 0 ? t->expires_in : 3600;
+        long ex = t->expires_in > 0 || t->expires_raw ? t->expires_in : 3600;
         char exs[24];
         snprintf(exs, sizeof exs, "%ld", ex);
         if (n % 2)
@@ -236,6 +237,33 @@ START_TEST(short_lived_token_cached)
     ck_assert_str_eq(tok, "tok-2");
     ck_assert_int_eq(srv_requests(&e.srv), 2);
     env_stop(&e);
+}
+END_TEST
+
+/* A token endpoint answering expires_in 0 or below: the token lives the
+ * floor of a minute (renewed at half of it), not fetched again on every
+ * call (before: renew_at was its fetch time, so each call fetched one). */
+START_TEST(token_without_lifetime_floored)
+{
+    static const long lifetimes[] = {0, -5};
+    for (size_t i = 0; i < 2; i++) {
+        env e;
+        env_start(&e);
+        e.srv.expires_raw = true;
+        e.srv.expires_in = lifetimes[i];
+        char tok[64], err[256];
+        time_t t0 = e.clk.now;
+        ck_assert_int_eq(token(&e, 1, tok, sizeof(tok), err, sizeof(err)), 0);
+        ck_assert_str_eq(tok, "tok-1");
+        clock_set(&e.clk, t0 + 29);
+        ck_assert_int_eq(token(&e, 1, tok, sizeof(tok), err, sizeof(err)), 0);
+        ck_assert_str_eq(tok, "tok-1");
+        ck_assert_int_eq(srv_requests(&e.srv), 1);
+        clock_set(&e.clk, t0 + 31);
+        ck_assert_int_eq(token(&e, 1, tok, sizeof(tok), err, sizeof(err)), 0);
+        ck_assert_str_eq(tok, "tok-2");
+        env_stop(&e);
+    }
 }
 END_TEST
 
@@ -498,6 +526,7 @@ static Suite *oauth2_suite(void)
     tcase_add_test(tc, refresh_before_expiry);
     tcase_add_test(tc, refresh_token_grant);
     tcase_add_test(tc, short_lived_token_cached);
+    tcase_add_test(tc, token_without_lifetime_floored);
     tcase_add_test(tc, token_with_header_breaking_bytes_refused);
     tcase_add_test(tc, caller_refresh_token);
     tcase_add_test(tc, concurrent_single_fetch);
