@@ -264,16 +264,33 @@ char *ah_redact(const char *s, const char *const *secrets)
     if (!s)
         return NULL;
     char *out = strdup(s);
-    for (size_t i = 0; out && secrets && secrets[i]; i++) {
-        if (!secrets[i][0])
+    /* The longest first: a secret that holds a shorter one would otherwise
+     * be left mostly readable around the shorter one's "***". */
+    size_t n = 0;
+    while (secrets && secrets[n])
+        n++;
+    bool *done = n > 0 ? calloc(n, sizeof *done) : NULL;
+    if (n > 0 && done == NULL) {
+        free(out);
+        return NULL;
+    }
+    for (size_t round = 0; out && round < n; round++) {
+        size_t pick = n;
+        for (size_t i = 0; i < n; i++)
+            if (!done[i] && (pick == n || strlen(secrets[i]) > strlen(secrets[pick])))
+                pick = i;
+        done[pick] = true;
+        const char *sec = secrets[pick];
+        if (!sec[0])
             continue;
-        out = str_replace_all(out, secrets[i], "***");
+        out = str_replace_all(out, sec, "***");
         /* Secrets also travel percent-escaped (form bodies, query strings). */
-        char *esc = out ? curl_easy_escape(NULL, secrets[i], 0) : NULL;
-        if (esc && strcmp(esc, secrets[i]) != 0)
+        char *esc = out ? curl_easy_escape(NULL, sec, 0) : NULL;
+        if (esc && strcmp(esc, sec) != 0)
             out = str_replace_all(out, esc, "***");
         curl_free(esc);
     }
+    free(done);
     return out;
 }
 
@@ -363,6 +380,16 @@ static char *redact_query(char *url)
     out[o] = '\0';
     free(url);
     return out;
+}
+
+/* Frees a header list, its lines wiped first: they carry the bearer and
+ * whatever keys a plugin sent as headers. */
+static void wipe_slist(struct curl_slist *l)
+{
+    for (struct curl_slist *p = l; p != NULL; p = p->next)
+        if (p->data != NULL)
+            explicit_bzero(p->data, strlen(p->data));
+    curl_slist_free_all(l);
 }
 
 char *ah_httpc_shown_url(const char *url, const char *const *secrets)
@@ -892,7 +919,7 @@ oom:
     ret = -1;
 out:
     handle_put(c, h);
-    curl_slist_free_all(headers);
+    wipe_slist(headers); /* Authorization: Bearer ..., a plugin's key headers */
     free(shown_req);
     free(shown_url);
     free(all);

@@ -785,6 +785,12 @@ START_TEST(redact_function)
     r = ah_redact("nothing", NULL);
     ck_assert_str_eq(r, "nothing");
     free(r);
+    /* A secret holding another is masked whole, whatever the order given
+     * (was "x***defx"). */
+    const char *const nested[] = {"abc", "xabcdefx", NULL};
+    r = ah_redact("key=xabcdefx abc", nested);
+    ck_assert_str_eq(r, "key=*** ***");
+    free(r);
     ck_assert_ptr_null(ah_redact(NULL, secrets));
 }
 END_TEST
