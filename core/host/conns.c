@@ -673,12 +673,14 @@ int ah_settings_build(ah_core *core, const ah_setting_spec *spec, const char *pl
                 stored = ah_seal(core->host_key, secret, aad);
             }
             if (stored == NULL) {
+                explicit_bzero(secret, sizeof secret);
                 snprintf(err, errlen, "cannot store setting '%s'", sp->key);
                 goto fail;
             }
             cJSON_AddItemToObject(out, sp->key, cJSON_CreateString(stored));
             if (generated != NULL)
                 cJSON_AddStringToObject(generated, sp->key, secret);
+            explicit_bzero(secret, sizeof secret);
             free(stored);
             present = true;
         }

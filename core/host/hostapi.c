@@ -951,7 +951,7 @@ static int settings_update_once(ah_call *call, ah_core_call *cc, const cJSON *ch
     }
     free(text);
     cJSON_Delete(existing);
-    cJSON_Delete(input);
+    ah_json_wipe_delete(input); /* plaintext secrets (a new client secret, keys) */
     ah_connection_row_free(&row);
     return rc;
 }
