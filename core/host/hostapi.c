@@ -161,6 +161,14 @@ static void observe_outbound(void *arg, const ah_httpc_attempt *a)
     free(redacted);
     if (a->status == 429 && o->call->conn != NULL)
         ah_ratelimit_throttled(o->core, o->call->conn->id, a->retry_after_ms);
+    /* The client's own retry is a request to the provider like any: it
+     * takes its token of the connection's budget before the client's
+     * backoff, not only the first attempt. (After a 429 the client's
+     * backoff is the Retry-After the pause above waits for: taken there,
+     * the token would make it wait twice.) */
+    if (a->retry_in_ms > 0 && a->status != 429 && o->call->conn != NULL)
+        ah_ratelimit_take(o->core, o->call->conn,
+                          cc != NULL && cc->gen != NULL ? cc->gen->desc : NULL);
 }
 
 static ah_result host_oauth2_token(ah_call *call, const ah_oauth2_params *p, char *out,

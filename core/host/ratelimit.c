@@ -44,6 +44,7 @@ typedef struct ah_bucket {
     double tokens;        /* balance; negative: reserved by waiters */
     double last;          /* monotonic seconds of the last refill */
     double pause_until;   /* monotonic seconds: Retry-After of the last 429 */
+    unsigned long taken;  /* tokens taken (ah_ratelimit_taken) */
 } ah_bucket;
 
 struct ah_ratelimit {
@@ -151,19 +152,39 @@ void ah_ratelimit_take(ah_core *core, const ah_conn *c, const ah_plugin_descript
             b->tokens = 1.0;
         b->last = now;
         b->tokens -= 1.0;
+        b->taken++;
         if (b->tokens < 0)
             wait = -b->tokens / b->rate;
         if (b->pause_until - now > wait)
             wait = b->pause_until - now;
     }
     pthread_mutex_unlock(&t->mu);
-    if (wait > 0) {
+    /* A 429 answered while this request slept pauses it too: its slot was
+     * given before the pause began. */
+    while (wait > 0) {
         struct timespec ts = {(time_t)wait, (long)((wait - floor(wait)) * 1e9)};
         ah_block_begin(); /* the connection's turn may be far (block.h) */
         while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
             ;
         ah_block_end();
+        pthread_mutex_lock(&t->mu);
+        b = bucket_find(t, c->id);
+        double now = mono_s();
+        wait = b != NULL && b->pause_until > now ? b->pause_until - now : 0;
+        pthread_mutex_unlock(&t->mu);
     }
+}
+
+unsigned long ah_ratelimit_taken(ah_core *core, int64_t conn_id)
+{
+    ah_ratelimit *t = core->ratelimit;
+    if (t == NULL)
+        return 0;
+    pthread_mutex_lock(&t->mu);
+    ah_bucket *b = bucket_find(t, conn_id);
+    unsigned long n = b != NULL ? b->taken : 0;
+    pthread_mutex_unlock(&t->mu);
+    return n;
 }
 
 void ah_ratelimit_throttled(ah_core *core, int64_t conn_id, long retry_after_ms)

@@ -27,6 +27,9 @@ void ah_ratelimit_take(ah_core *core, const ah_conn *c, const ah_plugin_descript
  *  backoff_max_ms): every request of the connection waits until then, and
  *  a paced connection's rate is halved for 30 s. */
 void ah_ratelimit_throttled(ah_core *core, int64_t conn_id, long retry_after_ms);
+/** The tokens a paced connection has taken (its attempts that went out,
+ *  or will); 0 for one not paced. */
+unsigned long ah_ratelimit_taken(ah_core *core, int64_t conn_id);
 /** The current rate of a connection's bucket (0: none yet). */
 double ah_ratelimit_rate(ah_core *core, int64_t conn_id);
 

@@ -16,6 +16,7 @@
 
 #include "conns.h"
 #include "core.h"
+#include "ratelimit.h"
 #include "daemon.h"
 #include "rest.h"
 #include "sync.h"
@@ -58,8 +59,10 @@ static ah_core *core_open(const fixture *f, bool serve)
 }
 
 /* token_url: the connection's (NULL: the plugin's default, on base_url). */
+/* Connection `name`: the sim's credentials but `secret`, token_url and
+ * rate_limit_rps when not NULL. */
 static int64_t add_conn_with(fixture *f, const char *name, const char *per_page,
-                             const char *secret, const char *token_url)
+                             const char *secret, const char *token_url, const char *rate)
 {
     ah_generation *gen = ah_registry_acquire(f->core->registry, "erecruit");
     ck_assert_msg(gen != NULL, "the erecruit plugin is not loaded");
@@ -71,6 +74,8 @@ static int64_t add_conn_with(fixture *f, const char *name, const char *per_page,
     cJSON_AddStringToObject(in, "per_page", per_page);
     if (token_url != NULL)
         cJSON_AddStringToObject(in, "token_url", token_url);
+    if (rate != NULL)
+        cJSON_AddStringToObject(in, "rate_limit_rps", rate);
     char *text = NULL, err[512];
     ck_assert_msg(ah_settings_build(f->core, gen->desc->settings, "erecruit", NULL, in, true,
                                     NULL, &text, err, sizeof err) == 0, "%s", err);
@@ -87,7 +92,7 @@ static int64_t add_conn_with(fixture *f, const char *name, const char *per_page,
 static int64_t add_conn_secret(fixture *f, const char *name, const char *per_page,
                                const char *secret)
 {
-    return add_conn_with(f, name, per_page, secret, NULL);
+    return add_conn_with(f, name, per_page, secret, NULL, NULL);
 }
 
 static int64_t add_conn(fixture *f, const char *name, const char *per_page)
@@ -918,6 +923,29 @@ START_TEST(test_429_pauses_the_connection)
 }
 END_TEST
 
+/* The HTTP client's own retries (after a 5xx here) take tokens of the
+ * connection's request budget as its first attempt does: a connection
+ * paced to its provider's rate sends no more than that rate, however many
+ * attempts each request makes. (Before, only the first attempt took one:
+ * up to max_attempts times the rate.) */
+START_TEST(test_retries_take_the_connection_budget)
+{
+    fixture f;
+    ah_sim_opts so = {.seed = 77, .p_5xx = 1.0, .no_fault_prefix = "/t/", .threads = 2};
+    ah_erecruit_opts eo = {.seed = 5, .positions = 3, .clock_utc = FIXED_CLOCK};
+    setup(&f, &so, &eo, "100", true);
+    int64_t cid = add_conn_with(&f, "paced", "100", CLIENT_SECRET, NULL, "1000");
+    cJSON *o = NULL;
+    ck_assert_int_eq(req(&f, "GET", "/v1/stages", "paced", NULL, &o), 503);
+    cJSON_Delete(o);
+    ah_sim_stats ss;
+    ah_sim_get_stats(f.sim, &ss);
+    ck_assert_uint_eq(ss.f5xx, 3); /* [outbound] max_attempts */
+    ck_assert_uint_eq(ah_ratelimit_taken(f.core, cid), ss.f5xx);
+    teardown(&f);
+}
+END_TEST
+
 START_TEST(test_faults_20000)
 {
     fixture f;
@@ -1238,7 +1266,7 @@ START_TEST(test_refused_credentials)
     /* A token endpoint that does not answer is ERecruit's unavailability,
      * not refused credentials: 503 upstream_unavailable (retry later), and
      * each call asks again. */
-    add_conn_with(&f, "dark", "100", CLIENT_SECRET, "http://127.0.0.1:1/oauth/token");
+    add_conn_with(&f, "dark", "100", CLIENT_SECRET, "http://127.0.0.1:1/oauth/token", NULL);
     for (int i = 0; i < 2; i++) {
         ck_assert_int_eq(req(&f, "GET", "/v1/stages", "dark", NULL, &o), 503);
         ck_jstr(o, "error.code", "upstream_unavailable");
@@ -1313,6 +1341,7 @@ static Suite *erecruit_suite(void)
     tcase_add_test(t, test_token_refreshed_before_expiry);
     tcase_add_test(t, test_refused_credentials);
     tcase_add_test(t, test_changed_credentials_used_at_once);
+    tcase_add_test(t, test_retries_take_the_connection_budget);
     suite_add_tcase(s, t);
     TCase *h = tcase_create("heavy");
     tcase_set_timeout(h, 300);
