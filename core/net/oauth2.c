@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "oauth2.h"
 
+#include "crypto.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -21,6 +23,11 @@ typedef struct oauth2_entry {
     struct oauth2_entry *next;
     int64_t conn_id;
     char *token_url, *client_id, *scope;
+    /* The client secret the token was fetched with, hashed: a token got
+     * with a secret since rotated is never handed to calls made with the
+     * new one (a call begun before the change may still fetch with the
+     * old one). */
+    char secret_sha[AH_SHA256_HEX_LEN + 1];
     char *access_token;  /* NULL: none */
     char *refresh_token; /* issued by the server; NULL: none */
     time_t renew_at; /* AH_OAUTH2_REFRESH_MARGIN_S before expiry, or half its life */
@@ -107,17 +114,26 @@ static const char *nz(const char *s)
     return s ? s : "";
 }
 
-static bool entry_matches(const oauth2_entry *e, int64_t conn_id, const ah_oauth2_params *p)
+static void secret_hash(const ah_oauth2_params *p, char out[AH_SHA256_HEX_LEN + 1])
+{
+    const char *sec = nz(p->client_secret);
+    ah_sha256_hex(sec, strlen(sec), out);
+}
+
+static bool entry_matches(const oauth2_entry *e, int64_t conn_id, const ah_oauth2_params *p,
+                          const char *sha)
 {
     return e->conn_id == conn_id && strcmp(e->token_url, nz(p->token_url)) == 0 &&
-           strcmp(e->client_id, nz(p->client_id)) == 0 && strcmp(e->scope, nz(p->scope)) == 0;
+           strcmp(e->client_id, nz(p->client_id)) == 0 && strcmp(e->scope, nz(p->scope)) == 0 &&
+           strcmp(e->secret_sha, sha) == 0;
 }
 
 /* Caller holds the lock. */
-static oauth2_entry *entry_find(ah_oauth2 *o, int64_t conn_id, const ah_oauth2_params *p)
+static oauth2_entry *entry_find(ah_oauth2 *o, int64_t conn_id, const ah_oauth2_params *p,
+                                const char *sha)
 {
     for (oauth2_entry *e = o->entries; e; e = e->next)
-        if (entry_matches(e, conn_id, p))
+        if (entry_matches(e, conn_id, p, sha))
             return e;
     return NULL;
 }
@@ -380,12 +396,15 @@ int ah_oauth2_token(ah_oauth2 *o, int64_t conn_id, const ah_oauth2_params *p,
         return -1;
     }
 
+    char sha[AH_SHA256_HEX_LEN + 1];
+    secret_hash(p, sha);
     pthread_mutex_lock(&o->mu);
-    oauth2_entry *e = entry_find(o, conn_id, p);
+    oauth2_entry *e = entry_find(o, conn_id, p, sha);
     if (!e) {
         e = calloc(1, sizeof(*e));
         if (e) {
             e->conn_id = conn_id;
+            memcpy(e->secret_sha, sha, sizeof e->secret_sha);
             e->token_url = strdup(p->token_url);
             e->client_id = strdup(p->client_id);
             e->scope = strdup(nz(p->scope));
@@ -497,8 +516,10 @@ void ah_oauth2_invalidate_token(ah_oauth2 *o, int64_t conn_id, const ah_oauth2_p
 {
     if (!o || !p || !p->token_url || !p->client_id)
         return;
+    char sha[AH_SHA256_HEX_LEN + 1];
+    secret_hash(p, sha);
     pthread_mutex_lock(&o->mu);
-    oauth2_entry *e = entry_find(o, conn_id, p);
+    oauth2_entry *e = entry_find(o, conn_id, p, sha);
     /* A concurrent call may have renewed the token since `refused` was
      * handed out: forgetting its fresh one would cost a needless fetch. */
     if (e && (refused == NULL ||

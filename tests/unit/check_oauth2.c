@@ -243,6 +243,32 @@ END_TEST
 /* A token endpoint answering expires_in 0 or below: the token lives the
  * floor of a minute (renewed at half of it), not fetched again on every
  * call (before: renew_at was its fetch time, so each call fetched one). */
+/* A token fetched with a client secret since changed is never handed to a
+ * call made with the new one (a call begun before the change may fetch
+ * with the old secret after the connection's tokens were forgotten); the
+ * old secret's token stays the old secret's. */
+START_TEST(token_bound_to_its_secret)
+{
+    env e;
+    env_start(&e);
+    char tok[64], err[256];
+    ck_assert_int_eq(token(&e, 1, tok, sizeof(tok), err, sizeof(err)), 0);
+    ck_assert_str_eq(tok, "tok-1");
+    const char *old = e.p.client_secret;
+    e.p.client_secret = "rotated-s3cret";
+    ck_assert_int_eq(token(&e, 1, tok, sizeof(tok), err, sizeof(err)), 0);
+    ck_assert_str_eq(tok, "tok-2");
+    ck_assert_ptr_nonnull(strstr(e.srv.last_body, "client_secret=rotated-s3cret"));
+    ck_assert_int_eq(token(&e, 1, tok, sizeof(tok), err, sizeof(err)), 0);
+    ck_assert_str_eq(tok, "tok-2");
+    e.p.client_secret = old;
+    ck_assert_int_eq(token(&e, 1, tok, sizeof(tok), err, sizeof(err)), 0);
+    ck_assert_str_eq(tok, "tok-1");
+    ck_assert_int_eq(srv_requests(&e.srv), 2);
+    env_stop(&e);
+}
+END_TEST
+
 START_TEST(token_without_lifetime_floored)
 {
     static const long lifetimes[] = {0, -5};
@@ -527,6 +553,7 @@ static Suite *oauth2_suite(void)
     tcase_add_test(tc, refresh_token_grant);
     tcase_add_test(tc, short_lived_token_cached);
     tcase_add_test(tc, token_without_lifetime_floored);
+    tcase_add_test(tc, token_bound_to_its_secret);
     tcase_add_test(tc, token_with_header_breaking_bytes_refused);
     tcase_add_test(tc, caller_refresh_token);
     tcase_add_test(tc, concurrent_single_fetch);
