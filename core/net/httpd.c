@@ -970,20 +970,37 @@ static unsigned parse_template(const char *path, ah_tseg *segs, unsigned *nlit)
     return ps.n;
 }
 
+/* The segments of a route's path (0 for a literal one), or -1 when the
+ * server refuses it: a prefix route with a placeholder (it serves what
+ * follows it whatever it is: the placeholder would promise a capture that
+ * never happens), or a malformed template (parse_template). */
+static int route_segs(const char *path, unsigned flags, ah_tseg *segs, unsigned *nlit)
+{
+    *nlit = 0;
+    if (strchr(path, '{') == NULL && strchr(path, '}') == NULL)
+        return 0;
+    if (flags & AH_HTTPD_PREFIX)
+        return -1;
+    unsigned n = parse_template(path, segs, nlit);
+    return n > 0 ? (int)n : -1;
+}
+
+bool ah_httpd_route_valid(const char *path, unsigned flags)
+{
+    ah_tseg segs[AH_HTTPD_MAX_SEGS];
+    unsigned nlit;
+    return path != NULL && path[0] == '/' && route_segs(path, flags, segs, &nlit) >= 0;
+}
+
 static ah_route *route_new(const char *method, const char *path, unsigned flags, ah_http_handler fn,
                            void *arg)
 {
     ah_tseg segs[AH_HTTPD_MAX_SEGS];
-    unsigned nseg = 0, nlit = 0;
-    if (strchr(path, '{') != NULL || strchr(path, '}') != NULL) {
-        /* A prefix route serves what follows it whatever it is: a
-         * placeholder there would promise a capture that never happens. */
-        if (flags & AH_HTTPD_PREFIX)
-            return NULL;
-        nseg = parse_template(path, segs, &nlit);
-        if (nseg == 0)
-            return NULL;
-    }
+    unsigned nlit = 0;
+    int ns = route_segs(path, flags, segs, &nlit);
+    if (ns < 0)
+        return NULL;
+    unsigned nseg = (unsigned)ns;
     size_t ml = strlen(method), pl = strlen(path);
     ah_route *r = calloc(1, sizeof *r + nseg * sizeof *segs + ml + pl + 2);
     if (r == NULL)

@@ -88,6 +88,10 @@ enum {
 /** Creates a stopped server (copies what it needs from opts). NULL with a
  *  message in err on error. */
 ah_httpd *ah_httpd_new(const ah_httpd_opts *opts, char *err, size_t errlen);
+/** Whether ah_httpd_route would take path with flags: an absolute path,
+ *  literal, or a template whose placeholders are whole segments {name}
+ *  (letters, digits, '_'; each name once); a prefix route has none. */
+bool ah_httpd_route_valid(const char *path, unsigned flags);
 /** Registers a route; later registrations of the same method+path replace
  *  earlier ones (for templates, the same pattern: placeholder names do not
  *  count). Method "*" matches any. Thread-safe, also while running. path

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "httpd.h"
 #include "registry.h"
 #include "isolate.h"
 #include "mirror.h"
@@ -478,6 +479,20 @@ static int check_routes(const char *path, const ah_route *r, char *err, size_t e
         if (ah_route_served(&r[i], served, sizeof served, &prefix) != 0)
             return refuse(err, errlen, path, "route %s %.64s...: path too long", r[i].method,
                           r[i].path);
+        /* What the HTTP server would refuse at registration: the daemon
+         * would not start, a swap would leave the routes unserved. */
+        if ((r[i].flags & AH_ROUTE_CONN_TOKEN) &&
+            (strstr(r[i].path, "{token}") == NULL ||
+             strcmp(strstr(r[i].path, "{token}"), "{token}") != 0))
+            return refuse(err, errlen, path,
+                          "route %s %s: a connection-token route ends in {token}",
+                          r[i].method, r[i].path);
+        if (!ah_httpd_route_valid(served, prefix ? AH_HTTPD_PREFIX : 0))
+            return refuse(err, errlen, path,
+                          "route %s %s%s: a placeholder is a whole segment {name} (letters, "
+                          "digits, '_'; each name once), and a prefix route (or the part of a "
+                          "connection-token route before {token}) has none",
+                          r[i].method, r[i].path, prefix ? " (a prefix)" : "");
         const char *root = host_root_of(served, prefix);
         if (root != NULL)
             return refuse(err, errlen, path,

@@ -219,6 +219,8 @@ static const refusal refusals[] = {
     {"route_host_root.so", {"route GET /v (a prefix)", "host's own /v1 paths"}},
     {"route_host_tmpl.so", {"route GET /{x}/health", "host's own /v1 paths"}},
     {"route_dup.so", {"route GET /fixture/ok is declared twice"}},
+    {"route_tmpl_bad.so", {"route GET /fixture/x{id}", "a whole segment {name}"}},
+    {"route_token_tmpl.so", {"route POST /hooks/{tenant}/{token} (a prefix)", "has none"}},
     {"writes_bad.so", {"op_writes 'postings.configure' has unknown reconcile 99"}},
     {"not_a_plugin.so", {"cannot open", "ldd(1)"}},
     {"does_not_exist.so", {"cannot open", "check the path"}},
