@@ -828,14 +828,18 @@ int ah_ops_reconcile(ah_core *core, cJSON **out, ah_ops_err *e)
         ah_plugin_iso_conf pic;
         ah_config_plugin_iso_resolve(&cfg, p->name, &pic);
         const ah_plugin_iso_conf *pi = &pic;
-        ah_isolate_opts io;
+        ah_isolate_opts io, was;
+        bool was_isolated = ah_registry_isolation(core->registry, p->name, &was);
         ah_core_isolate_opts(&core->cfg, pi, &io);
         ah_registry_set_isolation(core->registry, p->name,
                                   pi->isolation == AH_ISOLATION_PROCESS ? &io : NULL);
         ah_ops_err pe;
-        if (reload_locked(core, p->name, p->path, NULL, &pe) != 0)
+        if (reload_locked(core, p->name, p->path, NULL, &pe) != 0) {
+            /* Refused: the serving generation keeps its mode, and so does
+             * the plugin's next load (a later `plugin reload`). */
+            ah_registry_set_isolation(core->registry, p->name, was_isolated ? &was : NULL);
             add_error(errors, p->name, pe.msg);
-        else
+        } else
             cJSON_AddItemToArray(present ? swapped : loaded, cJSON_CreateString(p->name));
     }
     names l = {NULL, 0};

@@ -357,6 +357,23 @@ int ah_registry_set_isolation(ah_registry *reg, const char *name, const ah_isola
     return 0;
 }
 
+bool ah_registry_isolation(ah_registry *reg, const char *name, ah_isolate_opts *out)
+{
+    bool isolated = false;
+    if (reg == NULL || name == NULL)
+        return false;
+    pthread_rwlock_rdlock(&reg->mu);
+    bool found;
+    size_t i = find(reg, name, &found);
+    if (found && reg->entries[i].iso != NULL) {
+        isolated = true;
+        if (out != NULL)
+            *out = *reg->entries[i].iso;
+    }
+    pthread_rwlock_unlock(&reg->mu);
+    return isolated;
+}
+
 ah_result ah_generation_open(ah_generation *gen, ah_call *call, void **ctx)
 {
     if (gen->iso != NULL)

@@ -161,6 +161,9 @@ ah_generation *ah_plugin_load_isolated(const char *path, const ah_host_api *host
  *  NULL: in the daemon's process. 0, or -1 out of memory. */
 int ah_registry_set_isolation(ah_registry *reg, const char *name,
                               const struct ah_isolate_opts *opts);
+/** Whether the next load of `name` runs it isolated, and then its options
+ *  (copied to *out, which may be NULL). */
+bool ah_registry_isolation(ah_registry *reg, const char *name, struct ah_isolate_opts *out);
 
 /** The plugin's open(), in process or in its own: *ctx receives the
  *  connection context. Only when gen->desc->open is set. */

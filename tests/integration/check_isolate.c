@@ -939,6 +939,9 @@ START_TEST(test_reconcile_loads_isolated)
     /* fixture_faulty's file is now another plugin's: refused, the rest goes on. */
     ah_ops_reconcile(f.core, &out, &e);
     cJSON_Delete(out);
+    /* Its next load keeps the mode it serves in (the new INI's default,
+     * process, was applied before the refusal and stayed). */
+    ck_assert(!ah_registry_isolation(f.core->registry, "fixture_faulty", NULL));
     /* fixture_good's path did not change: it keeps running in process
      * (a section change of a loaded plugin needs a reload or a restart). */
     cJSON *list = ah_core_plugins_json(f.core, "fixture_good");
