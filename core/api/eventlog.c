@@ -218,7 +218,7 @@ static void expired_row(void *arg, const ah_outbox_row *ev)
 static void skip_expired_for_disabled(ah_core *core, const char *cutoff)
 {
     wh_offs l = {0};
-    if (core->store->ops->webhook_list(core->store, 0, collect_disabled, &l) != 0)
+    if (core->store->ops->webhook_list(core->store, 0, 0, 0, collect_disabled, &l) != 0)
         l.n = 0;
     for (size_t i = 0; i < l.n; i++) {
         wh_off *o = &l.v[i];
@@ -233,8 +233,8 @@ static void skip_expired_for_disabled(ah_core *core, const char *cutoff)
         }
         wh_offs now = {0};
         bool same = false;
-        if (core->store->ops->webhook_list(core->store, o->tenant_id, collect_disabled,
-                                           &now) == 0)
+        if (core->store->ops->webhook_list(core->store, o->tenant_id, 0, 0,
+                                           collect_disabled, &now) == 0)
             for (size_t k = 0; k < now.n; k++)
                 same = same || (now.v[k].id == o->id && now.v[k].cursor == o->cursor);
         for (size_t k = 0; k < now.n; k++) {

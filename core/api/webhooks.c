@@ -331,7 +331,7 @@ int ah_webhook_add(ah_core *core, int64_t tenant_id, const char *url, const char
     /* Each endpoint is a delivery pass of its own and a row of every
      * listing: a tenant's are bounded (two added at once may both pass). */
     size_t have = 0;
-    if (core->store->ops->webhook_list(core->store, tenant_id, count_one, &have) != AH_STORE_OK) {
+    if (core->store->ops->webhook_list(core->store, tenant_id, 0, 0, count_one, &have) != AH_STORE_OK) {
         snprintf(err, errlen, "cannot read the endpoints (see the log)");
         return AH_STORE_ERR;
     }
@@ -387,15 +387,20 @@ static void endpoint_json(void *arg, const ah_webhook_row *r)
     cJSON_AddItemToArray(arg, o);
 }
 
-cJSON *ah_webhook_list(ah_core *core, int64_t tenant_id)
+cJSON *ah_webhook_list_page(ah_core *core, int64_t tenant_id, int64_t after_id, int limit)
 {
     cJSON *out = cJSON_CreateArray();
-    if (out == NULL ||
-        core->store->ops->webhook_list(core->store, tenant_id, endpoint_json, out) != 0) {
+    if (out == NULL || core->store->ops->webhook_list(core->store, tenant_id, after_id, limit,
+                                                      endpoint_json, out) != 0) {
         cJSON_Delete(out);
         return NULL;
     }
     return out;
+}
+
+cJSON *ah_webhook_list(ah_core *core, int64_t tenant_id)
+{
+    return ah_webhook_list_page(core, tenant_id, 0, 0);
 }
 
 static bool valid_types(const char *types)

@@ -37,6 +37,9 @@ int ah_webhook_add(ah_core *core, int64_t tenant_id, const char *url, const char
 /** Endpoints as a JSON array (tenant_id 0: all tenants). Secrets are never
  *  included. NULL on error. */
 cJSON *ah_webhook_list(ah_core *core, int64_t tenant_id);
+/** A page of them, in id order: those whose id is greater than after_id (0:
+ *  from the first), at most limit (0: every one). NULL on error. */
+cJSON *ah_webhook_list_page(ah_core *core, int64_t tenant_id, int64_t after_id, int limit);
 /** ah_webhook_update's and ah_webhook_rotate's answer to an argument they
  *  refuse (err says which); besides AH_STORE_OK, AH_STORE_NOT_FOUND (no such
  *  endpoint of tenant_id, unless 0) and AH_STORE_ERR (the store failed). */

@@ -484,8 +484,11 @@ typedef struct ah_store_ops {
      *  *id_out (may be NULL) receives its id. */
     int (*webhook_add)(ah_store *s, int64_t tenant_id, const char *url,
                        const char *event_types, const char *secret_sealed, int64_t *id_out);
-    /** Endpoints in id order (tenant_id 0: every tenant); secret is NULL. */
-    int (*webhook_list)(ah_store *s, int64_t tenant_id, ah_webhook_cb cb, void *arg);
+    /** Endpoints in id order (tenant_id 0: every tenant); secret is NULL.
+     *  A page of them: those whose id is greater than after_id (0: from the
+     *  first), at most limit (0: every one). */
+    int (*webhook_list)(ah_store *s, int64_t tenant_id, int64_t after_id, int limit,
+                        ah_webhook_cb cb, void *arg);
     /** Enables endpoint id (failures back to 0, disabled_at cleared, due
      *  now) or disables it (disabled_at now). tenant_id 0: any tenant.
      *  AH_STORE_NOT_FOUND when there is no such endpoint (of tenant_id). */

@@ -2804,6 +2804,63 @@ static void whd_cb(void *arg, const ah_webhook_delivery_row *r)
              r->delivered_at ? r->delivered_at : "(null)");
 }
 
+/* The ids webhook_list gives, as "1,2,": a page's. */
+static void wh_id_cb(void *arg, const ah_webhook_row *r)
+{
+    char *buf = arg;
+    size_t n = strlen(buf);
+    snprintf(buf + n, 256 - n, "%lld,", (long long)r->id);
+}
+
+static const char *wh_ids(ah_store *s, int64_t tenant, int64_t after, int limit, char buf[256])
+{
+    buf[0] = '\0';
+    ck_assert_int_eq(s->ops->webhook_list(s, tenant, after, limit, wh_id_cb, buf), AH_STORE_OK);
+    return buf;
+}
+
+/* webhook_list gives a page (the admin API's /admin/webhooks): the
+ * endpoints after an id, at most limit of them, in id order, of one tenant
+ * or of all; pages one after another give every endpoint once. */
+START_TEST(test_webhook_list_pages)
+{
+    fx f;
+    fx_init(&f, true);
+    ah_store *s = f.s;
+    int64_t t = add_tenant(s, "acme"), other = add_tenant(s, "beta");
+    int64_t id[6];
+    for (int i = 0; i < 6; i++)
+        ck_assert_int_eq(s->ops->webhook_add(s, i % 3 == 1 ? other : t, "https://h/x", NULL,
+                                             "sealed", &id[i]), 0);
+    for (int i = 1; i < 6; i++)
+        ck_assert_int_gt(id[i], id[i - 1]);
+    char buf[256], want[256];
+    snprintf(want, sizeof want, "%lld,%lld,%lld,%lld,%lld,%lld,", (long long)id[0],
+             (long long)id[1], (long long)id[2], (long long)id[3], (long long)id[4],
+             (long long)id[5]);
+    ck_assert_str_eq(wh_ids(s, 0, 0, 0, buf), want); /* no page: every one */
+    /* pages of 2 of every tenant's: after the last id of the page before */
+    snprintf(want, sizeof want, "%lld,%lld,", (long long)id[0], (long long)id[1]);
+    ck_assert_str_eq(wh_ids(s, 0, 0, 2, buf), want);
+    snprintf(want, sizeof want, "%lld,%lld,", (long long)id[2], (long long)id[3]);
+    ck_assert_str_eq(wh_ids(s, 0, id[1], 2, buf), want);
+    snprintf(want, sizeof want, "%lld,%lld,", (long long)id[4], (long long)id[5]);
+    ck_assert_str_eq(wh_ids(s, 0, id[3], 2, buf), want);
+    ck_assert_str_eq(wh_ids(s, 0, id[5], 2, buf), "");
+    snprintf(want, sizeof want, "%lld,", (long long)id[5]);
+    ck_assert_str_eq(wh_ids(s, 0, id[4], 0, buf), want); /* after an id, no limit */
+    /* one tenant's: the other's ids are skipped, not counted */
+    snprintf(want, sizeof want, "%lld,%lld,", (long long)id[0], (long long)id[2]);
+    ck_assert_str_eq(wh_ids(s, t, 0, 2, buf), want);
+    snprintf(want, sizeof want, "%lld,%lld,", (long long)id[3], (long long)id[5]);
+    ck_assert_str_eq(wh_ids(s, t, id[2], 2, buf), want);
+    snprintf(want, sizeof want, "%lld,", (long long)id[4]);
+    ck_assert_str_eq(wh_ids(s, other, id[1], 1, buf), want);
+    ck_assert_str_eq(wh_ids(s, other, id[4], 1, buf), "");
+    fx_done(&f);
+}
+END_TEST
+
 /* webhook_update, webhook_delete, webhook_rotate (issue 20). */
 START_TEST(test_webhook_update_delete_rotate)
 {
@@ -2815,7 +2872,7 @@ START_TEST(test_webhook_update_delete_rotate)
     ck_assert_int_eq(s->ops->webhook_add(s, t, "https://h/x", "a.*", "sealed-1", &id), 0);
     ck_assert_int_eq(s->ops->webhook_add(s, t, "https://h/y", NULL, "sealed-2", &id2), 0);
     wh_seen w = {0};
-    ck_assert_int_eq(s->ops->webhook_list(s, t, wh_cb, &w), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->webhook_list(s, t, 0, 0, wh_cb, &w), AH_STORE_OK);
     ck_assert_int_eq(w.n, 2);
     ck_assert_str_eq(w.desc[0], "");
     ck_assert_str_eq(w.prev[0], "(null)");
@@ -2828,7 +2885,7 @@ START_TEST(test_webhook_update_delete_rotate)
                      AH_STORE_NOT_FOUND);
     ck_assert_int_eq(s->ops->webhook_update(s, 0, id, "https://h/z", NULL, NULL), AH_STORE_OK);
     memset(&w, 0, sizeof w);
-    ck_assert_int_eq(s->ops->webhook_list(s, t, wh_cb, &w), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->webhook_list(s, t, 0, 0, wh_cb, &w), AH_STORE_OK);
     ck_assert_str_eq(w.url[0], "https://h/z");
     ck_assert_str_eq(w.types[0], "b.x,c.*");
     ck_assert_str_eq(w.desc[0], "billing");
@@ -2840,7 +2897,7 @@ START_TEST(test_webhook_update_delete_rotate)
     ck_assert_int_eq(s->ops->webhook_rotate(s, other, id, "sealed-x", NULL), AH_STORE_NOT_FOUND);
     ck_assert_int_eq(s->ops->webhook_rotate(s, t, id, NULL, NULL), AH_STORE_ERR);
     memset(&w, 0, sizeof w);
-    ck_assert_int_eq(s->ops->webhook_list(s, t, wh_cb, &w), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->webhook_list(s, t, 0, 0, wh_cb, &w), AH_STORE_OK);
     ck_assert_str_eq(w.secret[0], "(null)");
     ck_assert_str_eq(w.prev[0], "(null)");
     ck_assert_str_eq(w.until[0], FAR_FUTURE);
@@ -2870,7 +2927,7 @@ START_TEST(test_webhook_update_delete_rotate)
     ck_assert_int_eq(s->ops->webhook_deliveries(s, t, id, 10, whd_cb, &d), AH_STORE_NOT_FOUND);
     ck_assert_int_eq(sql_int(&f, "SELECT count(*) FROM webhook_deliveries"), 0);
     memset(&w, 0, sizeof w);
-    ck_assert_int_eq(s->ops->webhook_list(s, 0, wh_cb, &w), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->webhook_list(s, 0, 0, 0, wh_cb, &w), AH_STORE_OK);
     ck_assert_int_eq(w.n, 1);
     ck_assert_int_eq(w.rows[0].id, id2);
     fx_done(&f);
@@ -2894,7 +2951,7 @@ START_TEST(test_webhooks)
     ck_assert_int_eq(s->ops->outbox_add(s, t, "event.job.updated", "{}", &e2), 0);
 
     wh_seen w = {.n = 0};
-    ck_assert_int_eq(s->ops->webhook_list(s, t, wh_cb, &w), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->webhook_list(s, t, 0, 0, wh_cb, &w), AH_STORE_OK);
     ck_assert_int_eq(w.n, 1);
     ck_assert_int_eq(w.rows[0].id, id);
     ck_assert_int_eq(w.rows[0].tenant_id, t);
@@ -2906,9 +2963,9 @@ START_TEST(test_webhooks)
     ck_assert_str_eq(w.disabled[0], "(null)");
     ck_assert_int_eq(w.rows[0].cursor, old);
     memset(&w, 0, sizeof w);
-    ck_assert_int_eq(s->ops->webhook_list(s, other, wh_cb, &w), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->webhook_list(s, other, 0, 0, wh_cb, &w), AH_STORE_OK);
     ck_assert_int_eq(w.n, 0);
-    ck_assert_int_eq(s->ops->webhook_list(s, 0, wh_cb, &w), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->webhook_list(s, 0, 0, 0, wh_cb, &w), AH_STORE_OK);
     ck_assert_int_eq(w.n, 1);
 
     /* Due now, with its sealed secret. */
@@ -2965,12 +3022,12 @@ START_TEST(test_webhooks)
     ck_assert_int_eq(s->ops->webhook_due(s, now, wh_cb, &w), AH_STORE_OK);
     ck_assert_int_eq(w.n, 0); /* not before next_at */
     memset(&w, 0, sizeof w);
-    ck_assert_int_eq(s->ops->webhook_list(s, t, wh_cb, &w), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->webhook_list(s, t, 0, 0, wh_cb, &w), AH_STORE_OK);
     ck_assert_int_eq(w.rows[0].failures, 2);
     ck_assert(w.rows[0].enabled);
     ck_assert_int_eq(s->ops->webhook_advance(s, id, e2), AH_STORE_OK);
     memset(&w, 0, sizeof w);
-    ck_assert_int_eq(s->ops->webhook_list(s, t, wh_cb, &w), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->webhook_list(s, t, 0, 0, wh_cb, &w), AH_STORE_OK);
     ck_assert_int_eq(w.rows[0].cursor, e2);
     ck_assert_int_eq(w.rows[0].failures, 0);
     ck_assert_int_eq(s->ops->webhook_advance(s, id + 100, e2), AH_STORE_NOT_FOUND);
@@ -2978,7 +3035,7 @@ START_TEST(test_webhooks)
     /* Disabled by too many failures, then enabled again: due at once. */
     ck_assert_int_eq(s->ops->webhook_failed(s, id, 5, FAR_FUTURE, now), AH_STORE_OK);
     memset(&w, 0, sizeof w);
-    ck_assert_int_eq(s->ops->webhook_list(s, t, wh_cb, &w), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->webhook_list(s, t, 0, 0, wh_cb, &w), AH_STORE_OK);
     ck_assert(!w.rows[0].enabled);
     ck_assert_int_eq(w.rows[0].failures, 5);
     ck_assert_str_eq(w.disabled[0], now);
@@ -3017,14 +3074,14 @@ START_TEST(test_webhooks)
     ck_assert_int_eq(s->ops->webhook_due_one(s, id, FAR_FUTURE, wh_cb, &w), AH_STORE_OK);
     ck_assert_int_eq(w.n, 0);
     memset(&w, 0, sizeof w);
-    ck_assert_int_eq(s->ops->webhook_list(s, t, wh_cb, &w), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->webhook_list(s, t, 0, 0, wh_cb, &w), AH_STORE_OK);
     ck_assert_str_ne(w.disabled[0], "(null)");
 
     /* Event types are stored as given. */
     int64_t id2 = 0;
     ck_assert_int_eq(s->ops->webhook_add(s, t, "http://h/y", "event.job.*", "sealed-2", &id2), 0);
     memset(&w, 0, sizeof w);
-    ck_assert_int_eq(s->ops->webhook_list(s, t, wh_cb, &w), AH_STORE_OK);
+    ck_assert_int_eq(s->ops->webhook_list(s, t, 0, 0, wh_cb, &w), AH_STORE_OK);
     ck_assert_int_eq(w.n, 2);
     ck_assert_str_eq(w.types[1], "event.job.*");
     ck_assert_int_eq(w.rows[1].cursor, e2);
@@ -5310,6 +5367,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_iso_normalize);
     tcase_add_test(tc, test_tenants);
     tcase_add_test(tc, test_list_pages);
+    tcase_add_test(tc, test_webhook_list_pages);
     tcase_add_test(tc, test_connections);
     tcase_add_test(tc, test_records_idempotent);
     tcase_add_test(tc, test_records_raw_stored_once);

@@ -544,7 +544,8 @@ int ah_pg_log_query(ah_store *st, const ah_log_filter *f, ah_log_cb cb, void *ar
 
 int ah_pg_webhook_add(ah_store *st, int64_t tenant_id, const char *url, const char *event_types,
                       const char *secret_sealed, int64_t *id_out);
-int ah_pg_webhook_list(ah_store *st, int64_t tenant_id, ah_webhook_cb cb, void *arg);
+int ah_pg_webhook_list(ah_store *st, int64_t tenant_id, int64_t after_id, int limit,
+                       ah_webhook_cb cb, void *arg);
 int ah_pg_webhook_due(ah_store *st, const char *now, ah_webhook_cb cb, void *arg);
 int ah_pg_webhook_set_enabled(ah_store *st, int64_t tenant_id, int64_t id, bool enabled);
 int ah_pg_webhook_deliveries(ah_store *st, int64_t tenant_id, int64_t id, int limit,

@@ -19,7 +19,8 @@ static const char *const q_sql[P_COUNT] = {
                  "created_at, cursor) VALUES($1, $2, $3, $4, $5, $5, "
                  "(SELECT coalesce(max(id), 0) FROM outbox)) RETURNING id",
     [P_WH_LIST] = "SELECT " WH_COLS(NULL) " FROM webhook_endpoints "
-                  "WHERE $1::bigint = 0 OR tenant_id = $1::bigint ORDER BY id",
+                  "WHERE ($1::bigint = 0 OR tenant_id = $1::bigint) AND id > $2::bigint "
+                  "ORDER BY id LIMIT $3::bigint",
     [P_WH_DUE] = "SELECT " WH_COLS(secret) " FROM webhook_endpoints e "
                  "WHERE enabled AND next_at <= $1 AND EXISTS (SELECT 1 FROM outbox o "
                  "WHERE o.tenant_id = e.tenant_id AND o.id > e.cursor) ORDER BY id",
@@ -152,11 +153,15 @@ int ah_pg_webhook_add(ah_store *st, int64_t tenant_id, const char *url, const ch
     return rc;
 }
 
-int ah_pg_webhook_list(ah_store *st, int64_t tenant_id, ah_webhook_cb cb, void *arg)
+int ah_pg_webhook_list(ah_store *st, int64_t tenant_id, int64_t after_id, int limit,
+                       ah_webhook_cb cb, void *arg)
 {
     ah_pg_store *s = ah_pg(st);
     ah_pg_params p = {0};
     ah_pg_p_int(&p, tenant_id);
+    /* A page of the list: ids after after_id; no LIMIT is all of them. */
+    ah_pg_p_int(&p, after_id > 0 ? after_id : 0);
+    ah_pg_p_int(&p, limit > 0 ? limit : INT64_MAX);
     int rc;
     s = ah_pg_read_lock(s);
     PGresult *r = AH_PG_RUN(s, P_WH_LIST, &p, "webhook_list", &rc);

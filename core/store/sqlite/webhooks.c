@@ -20,7 +20,7 @@ static const char *const q_sql[Q_COUNT] = {
                  "created_at, cursor) VALUES(?1, ?2, ?3, ?4, ?5, ?5, "
                  "(SELECT coalesce(max(id), 0) FROM outbox))",
     [Q_WH_LIST] = "SELECT " WH_COLS(NULL) " FROM webhook_endpoints "
-                  "WHERE ?1 = 0 OR tenant_id = ?1 ORDER BY id",
+                  "WHERE (?1 = 0 OR tenant_id = ?1) AND id > ?2 ORDER BY id LIMIT ?3",
     /* Only endpoints with an event after their cursor: the others have
      * nothing to send, and a delivery worker would only look. */
     [Q_WH_DUE] = "SELECT " WH_COLS(secret) " FROM webhook_endpoints e "
@@ -139,8 +139,9 @@ int ah_sq_webhook_add(ah_store *st, int64_t tenant_id, const char *url, const ch
 /* A tenant's list (now NULL) is a client's read: on a reader beside the
  * writer (ah_sq_read_lock, which keeps read-your-writes). The due scan of
  * the delivery pool stays on the writer. */
-static int webhook_rows(ah_store *st, ah_sq_qid id, int64_t tenant_id, const char *now,
-                        ah_webhook_cb cb, void *arg, const char *what)
+static int webhook_rows(ah_store *st, ah_sq_qid id, int64_t tenant_id, int64_t after_id,
+                        int limit, const char *now, ah_webhook_cb cb, void *arg,
+                        const char *what)
 {
     ah_sq_store *w = ah_sq(st);
     ah_sq_rowvec v = {.elem = sizeof(ah_webhook_row)};
@@ -150,10 +151,14 @@ static int webhook_rows(ah_store *st, ah_sq_qid id, int64_t tenant_id, const cha
     int rc = AH_STORE_ERR;
     sqlite3_stmt *q = AH_SQ_GET(s, id);
     if (q != NULL) {
-        if (now != NULL)
+        if (now != NULL) {
             ah_sq_bind_text(q, 1, now);
-        else
+        } else {
+            /* A page of the list: ids after after_id, LIMIT -1 for all. */
             sqlite3_bind_int64(q, 1, tenant_id);
+            sqlite3_bind_int64(q, 2, after_id > 0 ? after_id : 0);
+            sqlite3_bind_int64(q, 3, limit > 0 ? limit : -1);
+        }
         rc = ah_sq_collect(s, q, &v, fill_webhook, webhook_free_v, what);
         ah_sq_done(q);
     }
@@ -165,16 +170,18 @@ static int webhook_rows(ah_store *st, ah_sq_qid id, int64_t tenant_id, const cha
     return rc;
 }
 
-int ah_sq_webhook_list(ah_store *st, int64_t tenant_id, ah_webhook_cb cb, void *arg)
+int ah_sq_webhook_list(ah_store *st, int64_t tenant_id, int64_t after_id, int limit,
+                       ah_webhook_cb cb, void *arg)
 {
-    return webhook_rows(st, Q_WH_LIST, tenant_id, NULL, cb, arg, "webhook_list");
+    return webhook_rows(st, Q_WH_LIST, tenant_id, after_id, limit, NULL, cb, arg,
+                        "webhook_list");
 }
 
 int ah_sq_webhook_due(ah_store *st, const char *now, ah_webhook_cb cb, void *arg)
 {
     if (now == NULL)
         return AH_STORE_ERR;
-    return webhook_rows(st, Q_WH_DUE, 0, now, cb, arg, "webhook_due");
+    return webhook_rows(st, Q_WH_DUE, 0, 0, 0, now, cb, arg, "webhook_due");
 }
 
 int ah_sq_webhook_due_one(ah_store *st, int64_t id, const char *now, ah_webhook_cb cb,
