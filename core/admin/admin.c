@@ -653,23 +653,48 @@ static int64_t tenant_id_of(ah_core *core, ah_http_exchange *ex, const char *nam
     return id;
 }
 
-/* GET /admin/webhooks[?tenant=T]: the product's webhook endpoints (no
- * secrets), as `atshub webhook list` shows them. */
+/* GET /admin/webhooks[?tenant=T][&limit=&cursor=]: the product's webhook
+ * endpoints (no secrets), as `atshub webhook list` shows them, a page at a
+ * time as the other lists (list_page), in id order: an endpoint's cursor is
+ * its id, the next_cursor of the page before. */
 static void h_webhooks(void *arg, ah_http_exchange *ex)
 {
     admin_ctx *ctx = arg;
     if (!authorized(ctx, ex))
         return;
+    ah_ops_page page;
+    if (!list_page(ex, &page))
+        return;
+    int64_t after = 0;
+    if (page.after != NULL && *page.after != '\0') {
+        char *end;
+        errno = 0;
+        long long v = strtoll(page.after, &end, 10);
+        if (*page.after < '0' || *page.after > '9' || *end != '\0' || errno != 0 || v < 1) {
+            ah_ex_error(ex, 400, "invalid_request", "cursor: not a cursor of this list (give "
+                        "a page's next_cursor)");
+            return;
+        }
+        after = (int64_t)v;
+    }
     const char *tn = ah_ex_query(ex, "tenant");
     int64_t tid = 0;
     if (tn != NULL && *tn != '\0' && (tid = tenant_id_of(ctx->core, ex, tn)) < 0)
         return;
-    cJSON *l = ah_webhook_list(ctx->core, tid);
+    /* One row more than the page: it says whether a page follows. */
+    cJSON *l = ah_webhook_list_page(ctx->core, tid, after, page.limit + 1);
     if (l == NULL) {
         ah_ex_error(ex, 500, "store_error", "cannot list the webhook endpoints");
         return;
     }
-    answer_data(ex, 200, l);
+    if (cJSON_GetArraySize(l) > page.limit) {
+        cJSON_DeleteItemFromArray(l, page.limit);
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(l, page.limit - 1),
+                                                           "id");
+        snprintf(page.next, sizeof page.next, "%lld",
+                 cJSON_IsNumber(id) ? (long long)id->valuedouble : 0LL);
+    }
+    answer_page(ex, 0, NULL, l, &page);
 }
 
 /* GET /admin/webhooks/{id}/deliveries, POST /admin/webhooks/{id}/enable |

@@ -21,7 +21,8 @@
  *   GET    /admin/syncs[?tenant=T]              per connection: the sync started here (syncs.h)
  *   POST   /admin/syncs/{t}/{n}                 {"type"?}: sync now (202)
  *   GET    /admin/log?tenant=&source=&action=&status=&since=&until=&limit=
- *   GET    /admin/webhooks[?tenant=T]           GET /admin/webhooks/{id}/deliveries
+ *   GET    /admin/webhooks[?tenant=T]           (a page: &limit=&cursor=, by endpoint id)
+ *   GET    /admin/webhooks/{id}/deliveries
  *   POST   /admin/webhooks/{id}/enable | /disable
  *   GET    /admin/events?tenant=T[&after=&limit=&types=]   as GET /v1/events
  *   GET    /admin/recent                        the last hour per minute (metrics.h)

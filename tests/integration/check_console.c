@@ -1189,8 +1189,9 @@ START_TEST(test_syncs_table_full)
 END_TEST
 
 /* Every page of an admin list, path + "limit=L&cursor=C" one after another
- * until next_cursor is null: each row's key ("tenant/name", or name for
- * rows without a tenant) appended to keys, the pages counted. */
+ * until next_cursor is null: each row's key ("tenant/name", name for rows
+ * without a tenant, the id for a webhook endpoint's) appended to keys, the
+ * pages counted. */
 static int walk_pages(fixture *f, const char *path, int limit, char *keys, size_t keylen)
 {
     char cursor[256] = "";
@@ -1209,9 +1210,11 @@ static int walk_pages(fixture *f, const char *path, int limit, char *keys, size_
             const cJSON *t = cJSON_GetObjectItem(r, "tenant"), *n = cJSON_GetObjectItem(r, "name");
             if (!cJSON_IsString(n))
                 n = cJSON_GetObjectItem(r, "connection"); /* a sync's row */
-            char one[160];
+            char one[160], id[24];
+            const cJSON *idv = cJSON_GetObjectItem(r, "id");
+            snprintf(id, sizeof id, "%lld", cJSON_IsNumber(idv) ? (long long)idv->valuedouble : -1LL);
             snprintf(one, sizeof one, "%s%s%s,", cJSON_IsString(t) ? t->valuestring : "",
-                     cJSON_IsString(t) ? "/" : "", n->valuestring);
+                     cJSON_IsString(t) ? "/" : "", cJSON_IsString(n) ? n->valuestring : id);
             strncat(keys, one, keylen - strlen(keys) - 1);
         }
         pages++;
@@ -1234,11 +1237,11 @@ static int walk_pages(fixture *f, const char *path, int limit, char *keys, size_
     }
 }
 
-/* The admin lists of tenants, connections and syncs come in pages (the
- * daemon builds one page at a time, never the whole list of 50,000
- * connections): limit rows in the byte order of names, next_cursor for the
- * page after, every row once over the pages; a limit or cursor that is not
- * one is 400. */
+/* The admin lists of tenants, connections, syncs and webhook endpoints
+ * come in pages (the daemon builds one page at a time, never the whole list
+ * of 50,000 connections): limit rows in the byte order of names (of
+ * endpoints: in id order), next_cursor for the page after, every row once
+ * over the pages; a limit or cursor that is not one is 400. */
 START_TEST(test_admin_lists_page)
 {
     fixture f;
@@ -1285,12 +1288,56 @@ START_TEST(test_admin_lists_page)
     ck_assert_int_eq(walk_pages(&f, "/admin/syncs?tenant=acme", 1, keys, sizeof keys), 3);
     ck_assert_str_eq(keys, "acme/B,acme/b,acme/main,");
 
+    /* Webhook endpoints: acme's and beta's, added in turn. */
+    char hook[512], secret[128], werr[512], hooks[256] = "", acme_hooks[256] = "";
+    snprintf(hook, sizeof hook, "%s/hook", ah_sim_url(f.sim));
+    for (int i = 0; i < 6; i++) {
+        const char *tn = i % 2 == 0 ? "acme" : "beta";
+        ah_tenant_row tr = {0};
+        ck_assert_int_eq(f.core->store->ops->tenant_get(f.core->store, tn, &tr), 0);
+        int64_t wid = 0;
+        ck_assert_msg(ah_webhook_add(f.core, tr.id, hook, NULL, &wid, secret, sizeof secret, werr,
+                                     sizeof werr) == 0, "%s", werr);
+        ah_tenant_row_free(&tr);
+        char one[32];
+        snprintf(one, sizeof one, "%lld,", (long long)wid);
+        strcat(hooks, one);
+        if (i % 2 == 0)
+            strcat(acme_hooks, one);
+    }
+    for (int limit = 1; limit <= 7; limit++) {
+        int n = walk_pages(&f, "/admin/webhooks", limit, keys, sizeof keys);
+        ck_assert_msg(strcmp(keys, hooks) == 0, "webhooks, limit %d: %s", limit, keys);
+        ck_assert_msg(n == (6 + limit - 1) / limit || (6 % limit == 0 && n == 6 / limit + 1),
+                      "webhooks, limit %d: %d pages", limit, n);
+    }
+    ck_assert_int_eq(walk_pages(&f, "/admin/webhooks", 1000, keys, sizeof keys), 1);
+    ck_assert_str_eq(keys, hooks);
+    ck_assert_int_eq(walk_pages(&f, "/admin/webhooks?tenant=acme", 2, keys, sizeof keys), 2);
+    ck_assert_str_eq(keys, acme_hooks);
+    ck_assert_int_eq(walk_pages(&f, "/admin/webhooks?tenant=acme", 1, keys, sizeof keys), 3);
+    ck_assert_str_eq(keys, acme_hooks);
+    /* Without a limit: every endpoint (at most 1,000), and no page after. */
+    {
+        char *resp = NULL;
+        ck_assert_int_eq(admin_get(&f, "/admin/webhooks", &resp), 200);
+        cJSON *j = cJSON_Parse(resp);
+        ck_assert_msg(cJSON_GetArraySize(cJSON_GetObjectItem(j, "data")) == 6 &&
+                          cJSON_IsNull(cJSON_GetObjectItem(j, "next_cursor")), "%s", resp);
+        cJSON_Delete(j);
+        free(resp);
+    }
+
     static const char *const bad[] = {
         "/admin/tenants?limit=0", "/admin/tenants?limit=1001", "/admin/tenants?limit=2x",
         "/admin/tenants?cursor=a%2Fb", "/admin/tenants?cursor=%20",
         "/admin/connections?cursor=acme", "/admin/connections?cursor=acme%2F",
         "/admin/connections?cursor=a%2Fb%2Fc", "/admin/connections?tenant=acme&cursor=acme%2Fb",
         "/admin/syncs?limit=-1", "/admin/syncs?cursor=acme",
+        "/admin/webhooks?limit=0", "/admin/webhooks?limit=1001", "/admin/webhooks?limit=x",
+        "/admin/webhooks?cursor=acme", "/admin/webhooks?cursor=0", "/admin/webhooks?cursor=-2",
+        "/admin/webhooks?cursor=2x", "/admin/webhooks?cursor=%202",
+        "/admin/webhooks?cursor=99999999999999999999", "/admin/webhooks?tenant=acme&cursor=a",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *resp = NULL;
