@@ -430,10 +430,10 @@ START_TEST(test_console_in_browser)
 }
 END_TEST
 
-/* The tenants and syncs views show a page of 100 rows at a time (the
- * daemon's lists come in pages, and a table of 50,000 rows is no view):
- * "Next page" goes on from the last row shown, "First page" goes back, and
- * every tenant shows on one of the pages once. */
+/* The tenants, syncs and webhooks views show a page of 100 rows at a time
+ * (the daemon's lists come in pages, and a table of 50,000 rows is no
+ * view): "Next page" goes on from the last row shown, "First page" goes
+ * back, and every tenant shows on one of the pages once. */
 START_TEST(test_console_pages_lists)
 {
     fixture f;
@@ -458,6 +458,21 @@ START_TEST(test_console_pages_lists)
         ck_assert_int_eq(ah_ops_connection_enable(f.core, "t007", name, false, &e), 0);
     }
     cJSON_Delete(set);
+    /* 105 webhook endpoints, one of each of the first 105 tenants (a
+     * tenant has at most 100). */
+    char hook[512], secret[128], werr[512], wids[105][24];
+    snprintf(hook, sizeof hook, "%s/hook", ah_sim_url(f.sim));
+    for (int i = 0; i < 105; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "t%03d", i);
+        ah_tenant_row tr = {0};
+        ck_assert_int_eq(f.core->store->ops->tenant_get(f.core->store, name, &tr), 0);
+        int64_t wid = 0;
+        ck_assert_msg(ah_webhook_add(f.core, tr.id, hook, NULL, &wid, secret, sizeof secret, werr,
+                                     sizeof werr) == 0, "%s", werr);
+        ah_tenant_row_free(&tr);
+        snprintf(wids[i], sizeof wids[i], "%lld", (long long)wid);
+    }
 
     browser b;
     char *s = console_open(&f, &b);
@@ -493,6 +508,26 @@ START_TEST(test_console_pages_lists)
     syncs = eval(&b, s, "%s", rows_js);
     ck_assert_str_eq(syncs, "t007/c100,t007/c101,t007/c102,t007/c103,t007/c104");
     free(syncs);
+
+    /* Webhooks: 100 endpoints, then the other 5 after the 100th's id. */
+    char want[256];
+    go(&b, s, "#/webhooks", "webhooks");
+    char *hooks = eval(&b, s, "String(document.querySelectorAll('tbody tr').length)+' '+"
+                              "(document.getElementById('page-first')?'first ':'')+"
+                              "document.getElementById('page-next').getAttribute('href')");
+    snprintf(want, sizeof want, "100 #/webhooks?cursor=%s", wids[99]);
+    ck_assert_str_eq(hooks, want);
+    free(hooks);
+    go(&b, s, want + 4, "webhooks");
+    hooks = eval(&b, s, "%s", rows_js);
+    snprintf(want, sizeof want, "%s,%s,%s,%s,%s", wids[100], wids[101], wids[102], wids[103],
+             wids[104]);
+    ck_assert_str_eq(hooks, want);
+    free(hooks);
+    hooks = eval(&b, s, "(document.getElementById('page-next')?'next ':'')+"
+                        "document.getElementById('page-first').getAttribute('href')");
+    ck_assert_str_eq(hooks, "#/webhooks");
+    free(hooks);
 
     free(first);
     free(second);

@@ -526,7 +526,8 @@ views.log = async (v, tok, q) => {
 
 views.webhooks = async (v, tok, q) => {
   const tenants = await apiAll('/admin/tenants');
-  const list = await api('GET', '/admin/webhooks');
+  // A page of endpoints at a time, as the tenants and syncs views.
+  const { list, nav } = await listPage('/admin/webhooks', q, '#/webhooks');
   if (tok !== viewToken) return;
   const names = Object.fromEntries(tenants.map((t) => [t.id, t.name]));
   const detail = h('div', { id: 'deliveries' });
@@ -564,6 +565,7 @@ views.webhooks = async (v, tok, q) => {
   v.replaceChildren(h('h2', {}, 'Webhooks to the product'),
     list.length ? table(['Id', 'Tenant', 'URL', 'Events', 'State', { label: 'Failures in a row', num: true }, 'Actions'], rows)
       : h('p', { class: 'muted' }, 'No webhook endpoint. Tenants add them with POST /v1/webhooks; operators with atshub webhook add.'),
+    nav,
     detail,
     h('p', { class: 'legend' }, 'CLI: atshub webhook add TENANT URL | list | enable ID (resume, or retry now) | disable ID | deliveries ID'));
 };
