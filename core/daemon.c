@@ -353,6 +353,8 @@ void ah_daemon_stop(ah_core *core)
  * within AH_DRAIN_MS, then stop everything (the scheduler first, so a sync
  * ends after the page it is committing). */
 #define AH_DRAIN_MS 10000L
+/* ...and a request that began as the drain ended. */
+#define AH_DRAIN_LAST_MS 2000L
 
 static void drain(ah_core *core)
 {
@@ -362,6 +364,10 @@ static void drain(ah_core *core)
     if (!ah_httpd_wait_idle(core->httpd, AH_DRAIN_MS))
         ah_log(&core->log, AH_LOG_WARN, "core", "%ld requests still running after %ld ms: "
                "stopping anyway", ah_httpd_inflight(core->httpd), AH_DRAIN_MS);
+    /* Idle clients on kept-alive connections may still send: refused from
+     * here on, and one that began meanwhile is waited for (briefly). */
+    ah_httpd_refuse_new(core->httpd);
+    (void)ah_httpd_wait_idle(core->httpd, AH_DRAIN_LAST_MS);
     ah_daemon_stop(core);
     if (core->bus != NULL)
         ah_bus_drain(core->bus);

@@ -136,6 +136,7 @@ struct ah_httpd {
     atomic_long inflight; /* requests whose first line was read, not yet completed */
     atomic_long fresh;    /* connections accepted whose first request has not begun */
     atomic_bool draining; /* quiesced: every answer closes its connection */
+    atomic_bool refusing; /* the drain is over: a new request is answered 503 */
     bool quiesced;
 
     pthread_rwlock_t lock; /* guards the route table below */
@@ -2231,6 +2232,16 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         ex->started = true;
         ah_conntrack_headers_done(ex->ce);
         size_t mlen = strlen(method);
+        if (atomic_load(&h->refusing)) {
+            /* Sent on a kept-alive connection after the drain ended: the
+             * daemon is stopping the workers it would need. Counted in
+             * flight already (on_uri), so the drain's last look waits for
+             * this answer or for the request it let through. */
+            snprintf(ex->method, sizeof ex->method, "%s", mlen < sizeof ex->method ? method : "?");
+            ex_error_close(ex, 503, true, "shutting_down",
+                           "the server is stopping; retry (another instance, or later)");
+            return MHD_YES;
+        }
         size_t plen = strlen(url);
         if (mlen >= sizeof ex->method) {
             strcpy(ex->method, "?");
@@ -2835,6 +2846,12 @@ int ah_httpd_quiesce(ah_httpd *h)
     pthread_mutex_unlock(&h->drain_mu);
     h->quiesced = true;
     return 0;
+}
+
+void ah_httpd_refuse_new(ah_httpd *h)
+{
+    if (h != NULL)
+        atomic_store(&h->refusing, true);
 }
 
 long ah_httpd_inflight(const ah_httpd *h)

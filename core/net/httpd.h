@@ -153,6 +153,12 @@ uint16_t ah_httpd_port(const ah_httpd *h);
  *  ah_httpd_wait_idle and ah_httpd_free. 0, or -1 when the server is not
  *  running. */
 int ah_httpd_quiesce(ah_httpd *h);
+/** After a drain (ah_httpd_quiesce, ah_httpd_wait_idle): a request that
+ *  begins from now on (on a kept-alive connection) is answered 503
+ *  shutting_down and its connection closed, not served while the daemon
+ *  stops what it would need. One that began before is served: wait for it
+ *  with ah_httpd_wait_idle. */
+void ah_httpd_refuse_new(ah_httpd *h);
 /** Requests whose request line was read and whose answer is not yet sent
  *  (suspended ones included). */
 long ah_httpd_inflight(const ah_httpd *h);

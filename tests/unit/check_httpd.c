@@ -422,6 +422,65 @@ START_TEST(test_add_socket)
 }
 END_TEST
 
+/* One answer read from a kept-alive connection: its head and a body of
+ * its Content-Length. */
+static void read_one(int fd, char *out, size_t cap)
+{
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = recv(fd, out + got, cap - 1 - got, 0);
+        ck_assert_int_gt(n, 0);
+        got += (size_t)n;
+        out[got] = '\0';
+        const char *end = strstr(out, "\r\n\r\n");
+        const char *cl = strcasestr(out, "Content-Length:");
+        if (end != NULL && cl != NULL &&
+            got >= (size_t)(end + 4 - out) + strtoul(cl + 15, NULL, 10))
+            return;
+        ck_assert_uint_lt(got, cap - 1);
+    }
+}
+
+/* After the drain (ah_httpd_refuse_new), a request sent on a kept-alive
+ * connection is answered 503 shutting_down and its connection closed;
+ * between the quiesce and that, one is still served (with Connection:
+ * close). (Before, every such request was served while the daemon stopped
+ * the workers it needed.) */
+START_TEST(test_drained_refuses_new_requests)
+{
+    ah_httpd *h = start_full(1024, 1, NULL, NULL, NULL);
+    ck_assert_int_eq(ah_httpd_route(h, "GET", "/hello", 0, h_hello, NULL), 0);
+    start_or_die(h);
+    uint16_t port = ah_httpd_port(h);
+    static const char hello[] = "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
+    char answer[4096];
+    int c[2];
+    for (int i = 0; i < 2; i++) {
+        c[i] = dial_loopback(port);
+        ck_assert_int_eq(send(c[i], hello, sizeof hello - 1, MSG_NOSIGNAL),
+                         (ssize_t)(sizeof hello - 1));
+        read_one(c[i], answer, sizeof answer);
+        ck_assert_msg(strncmp(answer, "HTTP/1.1 200", 12) == 0, "%s", answer);
+    }
+    ck_assert_int_eq(ah_httpd_quiesce(h), 0);
+    ck_assert_int_eq(send(c[0], hello, sizeof hello - 1, MSG_NOSIGNAL),
+                     (ssize_t)(sizeof hello - 1));
+    ck_assert_int_gt(read_all(c[0], answer, sizeof answer), 0);
+    ck_assert_msg(strncmp(answer, "HTTP/1.1 200", 12) == 0, "%s", answer);
+    ah_httpd_refuse_new(h);
+    ck_assert_int_eq(send(c[1], hello, sizeof hello - 1, MSG_NOSIGNAL),
+                     (ssize_t)(sizeof hello - 1));
+    ck_assert_int_gt(read_all(c[1], answer, sizeof answer), 0);
+    ck_assert_msg(strncmp(answer, "HTTP/1.1 503", 12) == 0 &&
+                      strstr(answer, "\"shutting_down\"") != NULL,
+                  "%s", answer);
+    ck_assert(ah_httpd_wait_idle(h, 10000));
+    close(c[0]);
+    close(c[1]);
+    ah_httpd_free(h);
+}
+END_TEST
+
 START_TEST(test_route_json_200)
 {
     done_log d = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
@@ -2516,6 +2575,7 @@ static Suite *httpd_suite(void)
     tcase_add_test(tc, test_hidden_cookie);
     tcase_add_test(tc, test_body_budget);
     tcase_add_test(tc, test_body_budget_per_client);
+    tcase_add_test(tc, test_drained_refuses_new_requests);
     tcase_add_test(tc, test_prefix_route);
     tcase_add_test(tc, test_template_captures);
     tcase_add_test(tc, test_template_empty_and_trailing);
