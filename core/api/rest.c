@@ -242,6 +242,14 @@ static void rest_log(void *arg, ah_http_exchange *ex)
         }
         f.limit = (int)v;
     }
+    /* An action no entry has would answer [] as if none had happened;
+     * an empty one means any, as on /admin/log. */
+    if (f.action != NULL && *f.action == '\0')
+        f.action = NULL;
+    if (f.action != NULL && !ah_intlog_action_valid(f.action)) {
+        ah_ex_error(ex, 400, AH_E_INVALID, "action must be one of " AH_INTLOG_ACTIONS);
+        return;
+    }
     /* The store refuses a bound that is not a time as its own failure (a
      * 500 and an error in the log): it is the caller's mistake. */
     char norm[32];

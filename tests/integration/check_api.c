@@ -627,6 +627,11 @@ START_TEST(test_log_bad_bounds)
     setup(&f);
     cJSON *o = NULL;
     expect_error(&f, "GET", "/v1/log?since=garbage", NULL, NULL, 400, "invalid_request", "since");
+    /* An action no entry can have is refused, not answered [] (was 200). */
+    expect_error(&f, "GET", "/v1/log?action=BOGUS", NULL, NULL, 400, "invalid_request",
+                 "action must be one of");
+    ck_assert_int_eq(req(&f, "GET", "/v1/log?action=OUTBOUND", NULL, NULL, NULL), 200);
+    ck_assert_int_eq(req(&f, "GET", "/v1/log?action=", NULL, NULL, NULL), 200);
     expect_error(&f, "GET", "/v1/log?until=2024-13-45", NULL, NULL, 400, "invalid_request",
                  "until");
     expect_error(&f, "GET", "/v1/log?since=2024-01-01&until=", NULL, NULL, 400,
