@@ -565,6 +565,7 @@ typedef struct bulk_cursor {
     int from;    /* the next idx this pass looks at */
     ah_claim cl; /* of chunk `chunk` */
     int chunk;   /* -1: none */
+    int refused; /* the chunk this pass found claimed elsewhere; -1: none */
     bool others; /* this pass left an item to another instance (or to wait) */
     int ran;     /* items this pass ran */
     unsigned long visit; /* the worker's visit that last came here */
@@ -590,6 +591,7 @@ static bulk_cursor *cursor_get(ah_bulk *t, const char *id)
         return NULL;
     snprintf(c->id, sizeof c->id, "%s", id);
     c->chunk = -1;
+    c->refused = -1;
     c->visit = t->visits;
     c->next = t->cursors;
     t->cursors = c;
@@ -672,6 +674,13 @@ static void run_queued_item(void *arg, const ah_bulk_item_row *it)
     bulk_cursor *cur = r->cur;
     cur->from = it->idx + 1;
     int chunk = it->idx / BULK_CHUNK;
+    if (chunk == cur->refused) {
+        /* Claimed elsewhere when this pass asked: its items are left to
+         * that instance this pass, not asked for again item by item (a
+         * store write each). */
+        cur->others = true;
+        return;
+    }
     /* A claim lost while other tenants were served (not renewed for longer
      * than its lifetime) is taken again, unless another instance has it. */
     if (chunk != cur->chunk || !cur->cl.held) {
@@ -681,6 +690,7 @@ static void run_queued_item(void *arg, const ah_bulk_item_row *it)
     }
     if (!cur->cl.held) {
         cur->others = true; /* claimed by another instance, or this claim was lost */
+        cur->refused = chunk;
         return;
     }
     /* The list was read when the visit began: another instance may have
@@ -789,6 +799,7 @@ static bool run_next_job(ah_core *core, ah_bulk *t)
         bool ran_nothing = cur->others && cur->ran == 0;
         cur->from = 0;
         cur->others = false;
+        cur->refused = -1;
         cur->ran = 0;
         if (ran_nothing) {
             idle = true;
