@@ -117,6 +117,7 @@ static const char *host_setting(const ah_call *call, const char *key)
 typedef struct outbound_ctx {
     ah_core *core;
     const ah_call *call;
+    bool paced; /* its first attempt took a token of the connection's budget */
 } outbound_ctx;
 
 /* Records each outbound attempt in the integration log. The HTTP client
@@ -166,7 +167,7 @@ static void observe_outbound(void *arg, const ah_httpc_attempt *a)
      * backoff, not only the first attempt. (After a 429 the client's
      * backoff is the Retry-After the pause above waits for: taken there,
      * the token would make it wait twice.) */
-    if (a->retry_in_ms > 0 && a->status != 429 && o->call->conn != NULL)
+    if (o->paced && a->retry_in_ms > 0 && a->status != 429 && o->call->conn != NULL)
         ah_ratelimit_take(o->core, o->call->conn,
                           cc != NULL && cc->gen != NULL ? cc->gen->desc : NULL);
 }
@@ -196,7 +197,7 @@ static ah_result http_perform(ah_call *call, const ah_http_request *req,
     if (p != NULL && p->refresh_token != NULL && p->refresh_token[0] != '\0')
         secrets[n++] = p->refresh_token;
     secrets[n] = NULL;
-    outbound_ctx o = {core, call};
+    outbound_ctx o = {core, call, true};
     char err[512];
     /* The connection's request budget, shared by syncs, bulk jobs and writes. */
     const ah_core_call *cc = core_call(call); /* NULL in init: no connection either */
@@ -306,7 +307,7 @@ static ah_result host_oauth2_token(ah_call *call, const ah_oauth2_params *p, cha
     ah_core *core = core_of(call);
     if (call->conn == NULL)
         return host_fail(call, AH_E_INTERNAL, 500, "oauth2: no connection in this call");
-    outbound_ctx o = {core, call};
+    outbound_ctx o = {core, call, false}; /* token requests are not paced */
     char err[512];
     int rc = ah_oauth2_token(core->oauth2, call->conn->id, p, host_setting(call, "base_url"),
                              observe_outbound, &o, out, out_len, err, sizeof err);
