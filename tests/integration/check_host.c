@@ -297,19 +297,30 @@ static void collect_handled(void *arg, const ah_outbox_row *row)
     cJSON_Delete(b);
 }
 
+/* A core in dir with the flaky fixture loaded, tenant "acme" (*tid) and its
+ * connection "f" (*cid), whose provider is down or not. */
+static ah_core *flaky_core(const char *dir, bool down, int64_t *tid, int64_t *cid)
+{
+    char extra[600];
+    snprintf(extra, sizeof extra, "flaky = %s/flaky.so\n", ah_t_env("AH_FIXTURE_DIR"));
+    ah_core *core = open_core_in(dir, extra, false);
+    ck_assert_int_eq(core->store->ops->tenant_add(core->store, "acme", "h", tid), 0);
+    ck_assert_int_eq(core->store->ops->connection_add(core->store, *tid, "flaky", "f",
+                                                      down ? "{\"down\":\"true\"}"
+                                                           : "{\"down\":\"false\"}",
+                                                      cid),
+                     0);
+    ck_assert_int_eq(ah_conns_reload(core), 0);
+    return core;
+}
+
 /* While a subscriber's provider is down its events wait; when it is back
  * they arrive once each, in order. */
 START_TEST(test_event_delivery_waits_for_subscriber)
 {
     char *dir = ah_t_tmpdir();
-    char extra[600];
-    snprintf(extra, sizeof extra, "flaky = %s/flaky.so\n", ah_t_env("AH_FIXTURE_DIR"));
-    ah_core *core = open_core_in(dir, extra, false);
     int64_t tid, cid;
-    ck_assert_int_eq(core->store->ops->tenant_add(core->store, "acme", "h", &tid), 0);
-    ck_assert_int_eq(core->store->ops->connection_add(core->store, tid, "flaky", "f",
-                                                      "{\"down\":\"true\"}", &cid), 0);
-    ck_assert_int_eq(ah_conns_reload(core), 0);
+    ah_core *core = flaky_core(dir, true, &tid, &cid);
     for (int i = 1; i <= 20; i++) {
         cJSON *b = cJSON_CreateObject();
         cJSON_AddNumberToObject(b, "seq", i);
@@ -351,14 +362,8 @@ START_TEST(test_event_delivery_not_stored_not_repeated)
     if (ah_t_pg())
         return; /* the failure is made with an SQLite trigger */
     char *dir = ah_t_tmpdir();
-    char extra[600];
-    snprintf(extra, sizeof extra, "flaky = %s/flaky.so\n", ah_t_env("AH_FIXTURE_DIR"));
-    ah_core *core = open_core_in(dir, extra, false);
     int64_t tid, cid;
-    ck_assert_int_eq(core->store->ops->tenant_add(core->store, "acme", "h", &tid), 0);
-    ck_assert_int_eq(core->store->ops->connection_add(core->store, tid, "flaky", "f",
-                                                      "{\"down\":\"false\"}", &cid), 0);
-    ck_assert_int_eq(ah_conns_reload(core), 0);
+    ah_core *core = flaky_core(dir, false, &tid, &cid);
     char path[1024];
     snprintf(path, sizeof path, "%s/atshub.db", dir);
     sqlite3 *db = NULL;
@@ -403,15 +408,9 @@ END_TEST
 START_TEST(test_event_delivery_claimed_elsewhere)
 {
     char *dir = ah_t_tmpdir();
-    char extra[600];
-    snprintf(extra, sizeof extra, "flaky = %s/flaky.so\n", ah_t_env("AH_FIXTURE_DIR"));
-    ah_core *core = open_core_in(dir, extra, false);
-    ck_assert_str_ne(core->instance, "");
     int64_t tid, cid;
-    ck_assert_int_eq(core->store->ops->tenant_add(core->store, "acme", "h", &tid), 0);
-    ck_assert_int_eq(core->store->ops->connection_add(core->store, tid, "flaky", "f",
-                                                      "{\"down\":\"false\"}", &cid), 0);
-    ck_assert_int_eq(ah_conns_reload(core), 0);
+    ah_core *core = flaky_core(dir, false, &tid, &cid);
+    ck_assert_str_ne(core->instance, "");
     char name[64];
     snprintf(name, sizeof name, "deliver:%lld", (long long)cid);
     const char *names[1] = {name};
